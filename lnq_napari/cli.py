@@ -1,0 +1,243 @@
+"""The ``lnq-napari`` command line: a thin argparse front end over :mod:`lnq_napari.api`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from lnq_napari.errors import LNQError
+
+
+@contextmanager
+def _progress_bar(desc: str) -> Iterator[Callable[[float, str], None]]:
+    """A tqdm bar driven by the core's ``progress(fraction, message)`` callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, unit="‰", leave=True, file=sys.stderr, dynamic_ncols=True)
+
+    def update(fraction: float, message: str = "") -> None:
+        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        if message:
+            bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+# ---------------------------------------------------------------- handlers
+def _cmd_phantom(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    with _progress_bar("phantom") as progress:
+        paths = api.make_phantom(args.out, cases=args.cases, seed=args.seed, progress=progress)
+    print(f"wrote {len(paths)} cases to {args.out}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    result = api.evaluate(args.pred, args.gt, json_path=args.json)
+    _print_table(result["cases"], ["case", "dice", "assd_mm", "nodes_gt", "nodes_hit", "recall", "fp_nodes"])
+    s = result["summary"]
+    print(
+        f"cases {s['n_cases']}: Dice mean {_fmt(s['dice_mean'])} median {_fmt(s['dice_median'])}; "
+        f"ASSD mean {_fmt(s['assd_mean'])} median {_fmt(s['assd_median'])} mm; "
+        f"node recall {_fmt(s['recall'])}; false-positive nodes per case {_fmt(s['fp_per_case'])}"
+    )
+
+
+def _cmd_measure(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    rows, summary = api.measure(args.seg, ct=args.ct, csv_path=args.csv)
+    columns = ["id", "voxels", "volume_cm3", "long_axis_mm", "short_axis_mm", "ge_10mm"]
+    if args.ct:
+        columns.append("mean_hu")
+    _print_table(rows, columns)
+    print(
+        f"{summary['n_nodes']} nodes, {summary['n_ge_10mm']} with short axis >= 10 mm, "
+        f"total volume {summary['total_volume_cm3']:.2f} cm3"
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    with _progress_bar("train") as progress:
+        path = api.train(
+            args.data, args.out, iterations=args.iterations, device=args.device, seed=args.seed,
+            resume=args.resume, naive=args.naive, progress=progress,
+        )
+    print(f"model written to {path}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    with _progress_bar("predict") as progress:
+        paths = api.predict(
+            args.input, args.output, model=args.model, device=args.device,
+            probabilities=args.probabilities, progress=progress,
+        )
+    for p in paths:
+        print(p)
+
+
+def _cmd_view(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    api.view(args.ct, seg=args.seg, model=args.model, workspace=args.workspace, block=True)
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    with _progress_bar("demo") as progress:
+        report = api.demo(args.ct, out=args.out, model=args.model, headless=args.headless, progress=progress)
+    for key, value in report.items():
+        print(f"{key}: {_fmt(value)}")
+
+
+def _cmd_workspace(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    ws = api.init_workspace(args.path, data=args.data)
+    print(f"workspace {args.path}: {len(ws.case_ids())} cases")
+
+
+def _cmd_next(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    with _progress_bar("rank") as progress:
+        ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
+    _print_table(ranked, ["rank", "case", "score", "uncertain_nodes"])
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from lnq_napari import api
+
+    with _progress_bar("finetune") as progress:
+        result = api.finetune(
+            args.workspace, iterations=args.iterations, device=args.device, resume=args.resume,
+            progress=progress,
+        )
+    print(json.dumps(result, indent=2, default=str))
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lnq-napari", description="Find, measure and correct mediastinal lymph nodes in chest CT."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the main job: predict, measure and show nodes (phantom when no CT given)")
+    p.add_argument("ct", nargs="?", help="CT file or DICOM folder (default: a built-in phantom case)")
+    p.add_argument("--out", default="lnq-demo", help="folder for results and pictures (default: lnq-demo)")
+    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--headless", action="store_true", help="never open napari, even with a display")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("phantom", help="write a synthetic LNQ-style data set with complete truth")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--cases", type=int, default=4, help="number of cases (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("evaluate", help="challenge Dice and ASSD plus per-node detection")
+    p.add_argument("--pred", required=True, help="prediction file or folder")
+    p.add_argument("--gt", required=True, help="ground-truth file or folder (paired by case id)")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("measure", help="table of node measurements from a label file")
+    p.add_argument("seg", help="label file (.seg.nrrd, .nrrd, .nii.gz, .mha)")
+    p.add_argument("--ct", help="CT file, for mean HU per node")
+    p.add_argument("--csv", help="also write the table as CSV here")
+    p.set_defaults(func=_cmd_measure)
+
+    p = sub.add_parser("train", help="train a model on LNQ-layout data with partial labels")
+    p.add_argument("--data", required=True, help="folder of lnq2023-*-ct.nrrd / -seg.nrrd pairs")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--naive", action="store_true", help="baseline: treat unlabelled voxels as background")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="predict node masks for a CT file or a folder of CTs")
+    p.add_argument("input", help="CT file, DICOM folder, or folder of *-ct.nrrd files")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--probabilities", action="store_true", help="also write the probability map")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("view", help="open napari with the lnq-napari widgets")
+    p.add_argument("ct", nargs="?", help="CT file or DICOM folder")
+    p.add_argument("--seg", help="label file to open over the CT")
+    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--workspace", help="workspace folder: Save and autosave write there")
+    p.set_defaults(func=_cmd_view)
+
+    ws = sub.add_parser("workspace", help="manage a review workspace")
+    ws_sub = ws.add_subparsers(dest="ws_command", required=True, metavar="ACTION")
+    p = ws_sub.add_parser("init", help="create a workspace from a data folder")
+    p.add_argument("path", help="workspace folder to create")
+    p.add_argument("--data", required=True, help="folder of LNQ-layout cases")
+    p.set_defaults(func=_cmd_workspace)
+
+    p = sub.add_parser("next", help="rank the cases worth reviewing next")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("-n", type=int, default=5, help="how many cases (default 5)")
+    p.add_argument("--strategy", default="uncertainty", help="uncertainty | random | disagreement")
+    p.set_defaults(func=_cmd_next)
+
+    p = sub.add_parser("finetune", help="fine-tune the active model on the workspace's corrections")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_finetune)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lnq-napari``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except LNQError as exc:
+        print(f"lnq-napari: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lnq-napari: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

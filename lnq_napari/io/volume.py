@@ -1,0 +1,97 @@
+"""`Volume`: a 3D array (z, y, x) with the physical grid it lives on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class Volume:
+    """A 3D image and its grid.
+
+    ``array`` is indexed (z, y, x). ``spacing`` and ``origin`` are in ITK order (x, y, z), in mm,
+    LPS patient coordinates. ``direction`` is the 3x3 ITK direction matrix flattened row-major
+    (column j is the patient-space direction of array axis x, y, z for j = 0, 1, 2).
+    ``meta`` holds free-form header fields worth keeping (e.g. Slicer segment keys).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = IDENTITY
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = tuple(float(d) for d in np.asarray(self.direction, dtype=float).ravel())
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)
+
+    @property
+    def size_xyz(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.array.shape[::-1])
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        return tuple(self.spacing[::-1])
+
+    @property
+    def direction_matrix(self) -> np.ndarray:
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
+
+    def with_array(self, array: np.ndarray, **meta) -> Volume:
+        """A new Volume on the same grid holding ``array``."""
+        if tuple(array.shape) != self.shape:
+            raise ValueError(f"array shape {array.shape} does not match grid {self.shape}")
+        return Volume(array, self.spacing, self.origin, self.direction, dict(meta))
+
+    def index_to_physical(self, zyx: np.ndarray) -> np.ndarray:
+        """Map (N, 3) continuous (z, y, x) indices to (N, 3) LPS points (x, y, z) in mm."""
+        ijk = np.asarray(zyx, dtype=float).reshape(-1, 3)[:, ::-1]
+        return np.asarray(self.origin) + (ijk * np.asarray(self.spacing)) @ self.direction_matrix.T
+
+    def physical_to_index(self, xyz: np.ndarray) -> np.ndarray:
+        """Map (N, 3) LPS points (x, y, z) to (N, 3) continuous (z, y, x) indices."""
+        p = np.asarray(xyz, dtype=float).reshape(-1, 3) - np.asarray(self.origin)
+        ijk = (p @ np.linalg.inv(self.direction_matrix).T) / np.asarray(self.spacing)
+        return ijk[:, ::-1]
+
+    def to_sitk(self):
+        """The SimpleITK image of this volume (imports SimpleITK lazily)."""
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(np.ascontiguousarray(self.array))
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+    @classmethod
+    def from_sitk(cls, image, meta: dict | None = None) -> Volume:
+        import SimpleITK as sitk
+
+        if image.GetDimension() != 3:
+            raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")
+        return cls(
+            sitk.GetArrayFromImage(image),
+            image.GetSpacing(),
+            image.GetOrigin(),
+            image.GetDirection(),
+            dict(meta or {}),
+        )
+
+    def same_grid(self, other: Volume, tol: float = 1e-4) -> bool:
+        """True when both volumes share size, spacing, origin and direction (within ``tol``)."""
+        return (
+            self.shape == other.shape
+            and np.allclose(self.spacing, other.spacing, atol=tol)
+            and np.allclose(self.origin, other.origin, atol=tol)
+            and np.allclose(self.direction, other.direction, atol=tol)
+        )
