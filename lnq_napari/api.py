@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lnq_napari.errors import LNQError
+
+DEMO_SEED = 7
+
 Progress = Callable[[float, str], None] | None
 Cancel = Callable[[], bool] | None
 
@@ -52,9 +56,79 @@ def view(ct=None, seg=None, model=None, workspace=None, block: bool = False):
     raise NotImplementedError
 
 
-def demo(ct=None, out: str | Path = "lnq-demo", model=None, headless: bool = False, progress: Progress = None):
-    """The main job: predict, measure, evaluate (phantom) and show or save pictures. Returns a report."""
-    raise NotImplementedError
+def demo(
+    ct=None, out: str | Path = "lnq-demo", model=None, headless: bool = False, progress: Progress = None
+) -> dict:
+    """The main job: predict, measure, evaluate (phantom) and show or save pictures. Returns a report.
+
+    With no ``ct`` a built-in phantom case is made and scored against its complete truth. Results go to
+    ``out``: the CT (phantom only), ``<case>-seg.nrrd``, ``<case>-nodes.csv``, ``<case>-overlay.png`` and
+    ``report.json``. With a display (and not ``headless``) napari then opens on the case.
+    """
+    import json
+    import os
+    import sys
+    import time
+
+    from lnq_napari.figures import overlay_figure
+    from lnq_napari.inference import Predictor
+    from lnq_napari.io.atomic import atomic_write_text
+    from lnq_napari.io.readers import read_volume
+    from lnq_napari.io.segfile import write_seg_nrrd
+    from lnq_napari.quantify import measure_nodes, summarize_nodes, write_csv
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LNQError(f"--out {out} is a file; give a folder for the results")
+    out.mkdir(parents=True, exist_ok=True)
+    step = progress or (lambda fraction, message="": None)
+    truth = None
+    if ct is None:
+        from lnq_napari.io.readers import write_volume
+        from lnq_napari.phantom import make_case
+
+        step(0.0, "making a phantom case")
+        case = make_case(DEMO_SEED, case_id="lnq2023-demo-0001")
+        volume, truth, name = case.ct, case.full, case.case_id
+        ct_path = write_volume(out / f"{name}-ct.nrrd", volume)
+        write_volume(out / f"{name}-full.nrrd", truth)
+    else:
+        ct_path = Path(ct)
+        volume, name = read_volume(ct_path), case_name(ct_path)
+
+    step(0.1, "loading the model")
+    predictor = Predictor(model, device="auto")
+    started = time.perf_counter()
+    prediction = predictor.predict(volume, progress=lambda f, m="": step(0.1 + 0.8 * f, m))
+    seconds = time.perf_counter() - started
+    seg_path = write_seg_nrrd(
+        out / f"{name}-seg.nrrd", prediction.mask, extra={"lnq_source": "prediction",
+                                                          "lnq_model_version": prediction.model_version},
+    )
+    rows = measure_nodes(prediction.mask, volume)
+    write_csv(rows, out / f"{name}-nodes.csv")
+    summary = summarize_nodes(rows)
+    report = {
+        "case": name, "ct": str(ct_path), "segmentation": str(seg_path), "model": prediction.model_version,
+        "predict_seconds": round(seconds, 2), "nodes": summary["n_nodes"],
+        "nodes_ge_10mm": summary["n_ge_10mm"],
+        "total_volume_cm3": round(summary["total_volume_cm3"], 3),
+    }
+    if truth is not None:
+        from lnq_napari.metrics import evaluate_case
+
+        scores = evaluate_case(prediction.mask, truth)
+        report.update({f"truth_{k}": v for k, v in scores.items()})
+    figure = overlay_figure(volume, prediction.mask, out / f"{name}-overlay.png", truth=truth,
+                            title=f"{name}: {summary['n_nodes']} nodes predicted")
+    report["picture"] = str(figure)
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=float))
+    step(1.0, "done")
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
+    if has_display and not headless:
+        view(ct_path, seg=seg_path, model=model, block=True)
+    return report
 
 
 def init_workspace(path: str | Path, data: str | Path):
@@ -73,3 +147,16 @@ def finetune(
 ) -> dict:
     """Fine-tune the active model on the workspace's corrections; returns what happened."""
     raise NotImplementedError
+
+
+def case_name(path: str | Path) -> str:
+    """A case id from a file name: ``lnq2023-train-0001-ct.nrrd`` -> ``lnq2023-train-0001``."""
+    name = Path(path).name
+    for ext in (".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    for suffix in ("-ct", "-seg", "-full", "-pred", "-prob"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name

@@ -1,0 +1,56 @@
+"""Static pictures of a case: axial slices with nodes overlaid (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.volume import Volume
+
+WINDOW_HU = (-160.0, 240.0)  # mediastinal window
+
+
+def pick_slices(mask: np.ndarray, n: int = 3) -> list[int]:
+    """Axial slices through the largest nodes of ``mask`` (evenly spaced slices when it is empty)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask > 0)
+    if count == 0:
+        return [int(z) for z in np.linspace(0, mask.shape[0] - 1, n + 2)[1:-1]]
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
+    order = np.argsort(sizes)[::-1][:n]
+    centres = ndimage.center_of_mass(mask > 0, labels, index=(order + 1).tolist())
+    return sorted({int(round(c[0])) for c in centres})
+
+
+def overlay_figure(
+    ct: Volume, mask: Volume, path: str | Path, truth: Volume | None = None, slices: list[int] | None = None,
+    title: str = "",
+) -> Path:
+    """Save a PNG of axial CT slices with predicted nodes (and truth outlines when given)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    slices = slices or pick_slices(mask.array)
+    sy, sx = ct.spacing[1], ct.spacing[0]
+    fig, axes = plt.subplots(1, len(slices), figsize=(4.2 * len(slices), 4.6), squeeze=False)
+    for ax, z in zip(axes[0], slices):
+        ax.imshow(ct.array[z], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=sy / sx)
+        pred = np.ma.masked_equal(mask.array[z] > 0, False)
+        ax.imshow(pred, cmap="autumn", alpha=0.45, vmin=0, vmax=1, aspect=sy / sx)
+        if truth is not None and truth.array[z].any():
+            ax.contour(truth.array[z] > 0, levels=[0.5], colors="cyan", linewidths=0.8)
+        ax.set_title(f"slice {z}")
+        ax.axis("off")
+    legend = "orange: predicted nodes" + ("; cyan: truth" if truth is not None else "")
+    fig.suptitle(f"{title}\n{legend}" if title else legend, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
