@@ -1,0 +1,211 @@
+"""Challenge scoring (LNQ2023, exactly as the organisers computed it) and per-node detection.
+
+Dice and ASSD follow DESIGN.md §1 "Scoring": both images are cast to UInt8 on the ground-truth grid;
+Dice is ``LabelOverlapMeasuresImageFilter`` for label 1; ASSD is the *mean of the two directed mean
+surface distances* between ``sitk.LabelContour`` surfaces (face connectivity), with distances from
+``Abs(SignedMaurerDistanceMap(contour, squaredDistance=False, useImageSpacing=True))`` in mm.
+That is not the pooled mean over both distance sets that MONAI and medpy 0.5 report.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+
+#: The ASSD the challenge ranking substituted for an empty prediction (the worst ASSD it saw).
+WORST_ASSD_MM = 115.3
+GRID_TOL_MM = 1e-4
+
+
+def check_same_grid(pred: Volume, gt: Volume) -> None:
+    """Raise ``LNQError`` unless ``pred`` lies on ``gt``'s grid (size, spacing, origin, direction)."""
+    if not pred.same_grid(gt, tol=GRID_TOL_MM):
+        raise LNQError(
+            f"the prediction grid (size {pred.size_xyz}, spacing {_fmt3(pred.spacing)}, origin "
+            f"{_fmt3(pred.origin)}) differs from the ground-truth grid (size {gt.size_xyz}, spacing "
+            f"{_fmt3(gt.spacing)}, origin {_fmt3(gt.origin)}); resample the prediction onto the CT grid"
+        )
+
+
+def _fmt3(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def _uint8(volume: Volume):
+    """The volume as a SimpleITK UInt8 image (the challenge's cast: floats truncate, ints wrap)."""
+    import SimpleITK as sitk
+
+    array = volume.array
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.float16:
+        array = array.astype(np.float32)
+    image = volume.with_array(array).to_sitk()
+    return sitk.Cast(image, sitk.sitkUInt8)
+
+
+def _cast_pair(pred: Volume, gt: Volume):
+    """Check the grids, then both volumes as UInt8 SimpleITK images."""
+    check_same_grid(pred, gt)
+    pred_img, gt_img = _uint8(pred), _uint8(gt)
+    pred_img.CopyInformation(gt_img)  # within our 1e-4 mm tolerance; SimpleITK's own is tighter
+    return pred_img, gt_img
+
+
+def prediction_problem(pred: Volume) -> str | None:
+    """Why the challenge would mis-score ``pred`` (values other than 0/1, a float map), or None."""
+    array = pred.array
+    if np.all((array == 0) | (array == 1)):
+        return None
+    if array.dtype.kind == "f":
+        return ("is a float map with values other than 0 and 1; the challenge casts it to UInt8 "
+                "(truncation: values below 1 become background): threshold it to 0/1 first")
+    extra = [int(v) for v in np.unique(array) if v not in (0, 1)]
+    return f"has label values {extra[:5]} besides 0/1; the challenge scores only label 1: relabel to 1"
+
+
+def _dice(pred_img, gt_img) -> float:
+    import SimpleITK as sitk
+
+    if not (sitk.GetArrayViewFromImage(pred_img) == 1).any():
+        return 0.0
+    if not (sitk.GetArrayViewFromImage(gt_img) == 1).any():
+        return 0.0  # the challenge's filter returns 0 here too, after a warning
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    overlap.Execute(gt_img, pred_img)
+    return float(overlap.GetDiceCoefficient(1))
+
+
+def dice(pred: Volume, gt: Volume) -> float:
+    """Challenge Dice for label 1 on the GT grid; 0.0 when either image has no voxel labelled 1."""
+    return _dice(*_cast_pair(pred, gt))
+
+
+def _surface_and_distance(image):
+    """(surface mask as numpy bool, |distance to that surface| in mm) of a UInt8 image."""
+    import SimpleITK as sitk
+
+    contour = sitk.LabelContour(image)
+    distance = sitk.Abs(sitk.SignedMaurerDistanceMap(contour, squaredDistance=False, useImageSpacing=True))
+    return sitk.GetArrayFromImage(contour) != 0, sitk.GetArrayFromImage(distance)
+
+
+def _directed(pred_img, gt_img) -> tuple[np.ndarray, np.ndarray]:
+    pred_surface, pred_distance = _surface_and_distance(pred_img)
+    gt_surface, gt_distance = _surface_and_distance(gt_img)
+    if not pred_surface.any() or not gt_surface.any():
+        return np.empty(0), np.empty(0)
+    return gt_distance[pred_surface].astype(float), pred_distance[gt_surface].astype(float)
+
+
+def directed_surface_distances(pred: Volume, gt: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (mm) of each pred-surface voxel to the GT surface, and of each GT-surface voxel to
+    the pred surface; both empty when either image is empty."""
+    return _directed(*_cast_pair(pred, gt))
+
+
+def _assd(pred_img, gt_img) -> float:
+    to_gt, to_pred = _directed(pred_img, gt_img)
+    if to_gt.size == 0 or to_pred.size == 0:
+        return math.nan
+    return float(0.5 * to_gt.mean() + 0.5 * to_pred.mean())
+
+
+def assd(pred: Volume, gt: Volume) -> float:
+    """Challenge ASSD in mm: 0.5 * mean(pred->GT) + 0.5 * mean(GT->pred); NaN if either is empty.
+
+    As in the challenge, the surfaces are those of all non-zero voxels after the UInt8 cast.
+    """
+    return _assd(*_cast_pair(pred, gt))
+
+
+def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> dict:
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    pred_mask = sitk.GetArrayViewFromImage(pred_img) == 1
+    gt_mask = sitk.GetArrayViewFromImage(gt_img) == 1
+    full = np.ones((3, 3, 3), dtype=bool)
+    gt_labels, n_gt_all = ndimage.label(gt_mask, structure=full)
+    pred_labels, n_pred = ndimage.label(pred_mask, structure=full)
+    sizes = np.bincount(gt_labels.ravel(), minlength=n_gt_all + 1)[1:]
+    diameters = np.cbrt(6.0 * sizes * float(np.prod(spacing)) / math.pi)
+    counted = np.arange(1, n_gt_all + 1)[diameters >= min_diameter_mm]
+    both = pred_mask & gt_mask
+    n_hit = int(np.isin(counted, gt_labels[both]).sum())
+    fp = int(n_pred) - np.unique(pred_labels[both]).size
+    n_gt = int(counted.size)
+    return {
+        "n_gt": n_gt,
+        "n_hit": n_hit,
+        "recall": n_hit / n_gt if n_gt else math.nan,
+        "n_pred": int(n_pred),
+        "fp": int(fp),
+    }
+
+
+def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> dict:
+    """Per-node detection: GT nodes and predicted nodes are 26-connected components of label 1.
+
+    A GT node is *hit* when at least one predicted voxel overlaps it (any overlap: a node found
+    but under-segmented is still found). A predicted component overlapping no GT node is a false
+    positive. GT nodes whose equivalent-sphere diameter ``cbrt(6 V / pi)`` is below
+    ``min_diameter_mm`` (the challenge's target is nodes over 1 cm) are left out of ``n_gt`` and
+    ``n_hit``; predicted components touching them are not false positives. 0 keeps every node.
+    Returns ``n_gt``, ``n_hit``, ``recall`` (NaN when no GT node counts), ``n_pred`` and ``fp``.
+    """
+    return _node_detection(*_cast_pair(pred, gt), gt.spacing, min_diameter_mm)
+
+
+def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> dict:
+    """One case's row: ``dice``, ``assd_mm``, ``nodes_gt``, ``nodes_hit``, ``recall``, ``fp_nodes``,
+    ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``)."""
+    pred_img, gt_img = _cast_pair(pred, gt)
+    nodes = _node_detection(pred_img, gt_img, gt.spacing, min_diameter_mm)
+    return {
+        "dice": _dice(pred_img, gt_img),
+        "assd_mm": _assd(pred_img, gt_img),
+        "nodes_gt": nodes["n_gt"],
+        "nodes_hit": nodes["n_hit"],
+        "recall": nodes["recall"],
+        "fp_nodes": nodes["fp"],
+        "nodes_pred": nodes["n_pred"],
+    }
+
+
+def _finite(values) -> np.ndarray:
+    array = np.asarray([float(v) for v in values], dtype=float)
+    return array[np.isfinite(array)]
+
+
+def _stat(func, values: np.ndarray) -> float:
+    return float(func(values)) if values.size else math.nan
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Over cases: Dice mean/median; ASSD mean/median over non-empty predictions (``n_empty`` counts
+    the NaN ones) and ``assd_median_worst`` with NaN -> 115.3 mm as the challenge ranking did;
+    node ``recall`` pooled over all GT nodes; false-positive nodes per case."""
+    dices = _finite(r["dice"] for r in rows)
+    assds = np.asarray([float(r["assd_mm"]) for r in rows], dtype=float)
+    finite = assds[np.isfinite(assds)]
+    worst = np.where(np.isfinite(assds), assds, WORST_ASSD_MM)
+    n_gt = sum(int(r["nodes_gt"]) for r in rows)
+    n_hit = sum(int(r["nodes_hit"]) for r in rows)
+    return {
+        "n_cases": len(rows),
+        "dice_mean": _stat(np.mean, dices),
+        "dice_median": _stat(np.median, dices),
+        "assd_mean": _stat(np.mean, finite),
+        "assd_median": _stat(np.median, finite),
+        "n_empty": int(np.count_nonzero(~np.isfinite(assds))),
+        "assd_median_worst": _stat(np.median, worst),
+        "nodes_gt": n_gt,
+        "nodes_hit": n_hit,
+        "recall": n_hit / n_gt if n_gt else math.nan,
+        "fp_per_case": _stat(np.mean, np.asarray([float(r["fp_nodes"]) for r in rows])),
+    }
