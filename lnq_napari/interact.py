@@ -1,0 +1,260 @@
+"""Clicks on a CT: grow the node at a positive click, remove the node at a negative click, suggest candidates.
+
+Pure numpy/scipy: no Qt, no napari. Every function works in a local crop around the click so a click
+stays fast on a full 512 x 512 CT. Points are (z, y, x) voxel indices of the CT grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from lnq_napari.io.volume import Volume
+
+#: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
+NODE_HU = (-40.0, 170.0)
+#: Half-width of the HU window around the seed's own (smoothed) intensity.
+SEED_HU_HALF_WIDTH = 75.0
+
+Slices = tuple[slice, slice, slice]
+
+
+def _point_index(point_zyx: Sequence[float], shape: Sequence[int]) -> tuple[int, int, int]:
+    """Round a (z, y, x) point to the nearest voxel; raise ValueError when it lies outside ``shape``."""
+    idx = tuple(int(round(float(p))) for p in point_zyx)
+    if len(idx) != 3 or any(i < 0 or i >= n for i, n in zip(idx, shape, strict=True)):
+        raise ValueError(f"point {tuple(point_zyx)} is outside the volume of shape {tuple(shape)}")
+    return idx  # type: ignore[return-value]
+
+
+def _crop_around(idx: Sequence[int], radius_vox: Sequence[int], shape: Sequence[int]) -> Slices:
+    return tuple(
+        slice(max(0, i - r), min(n, i + r + 1)) for i, r, n in zip(idx, radius_vox, shape, strict=True)
+    )  # type: ignore[return-value]
+
+
+def node_region_from_click(
+    ct: Volume,
+    point_zyx: Sequence[float],
+    probabilities: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    max_radius_mm: float = 25.0,
+) -> tuple[Slices, np.ndarray]:
+    """The node at a click as ``(crop slices, bool mask of the crop)``; the mask is empty when none is found.
+
+    Region growing from the seed in a soft-tissue HU band centred on the seed's smoothed intensity,
+    limited to a ball of ``max_radius_mm``, restricted by ``probabilities`` (threshold well below the
+    model's) when they are given and the seed is not clearly missed by the model, excluding voxels
+    already labelled in ``labels``; thin bridges to touching vessels and neighbours are cut by a
+    distance-transform watershed, and the basin holding the click is kept.
+    """
+    shape = ct.shape
+    idx = _point_index(point_zyx, shape)
+    spacing = np.asarray(ct.spacing_zyx, dtype=float)
+    radius_vox = [int(np.ceil(max_radius_mm / s)) + 1 for s in spacing]
+    box = _crop_around(idx, radius_vox, shape)
+    seed = tuple(i - s.start for i, s in zip(idx, box, strict=True))
+
+    hu = ct.array[box].astype(np.float32)
+    sigma = np.clip(0.6 / spacing * spacing.min(), 0.3, 1.0)
+    smooth = ndimage.gaussian_filter(hu, sigma=sigma, mode="nearest")
+
+    zz, yy, xx = np.ogrid[tuple(slice(0, s.stop - s.start) for s in box)]
+    dist2 = (
+        ((zz - seed[0]) * spacing[0]) ** 2 + ((yy - seed[1]) * spacing[1]) ** 2 + ((xx - seed[2]) * spacing[2]) ** 2
+    )
+    ball = dist2 <= max_radius_mm**2
+
+    seed_hu = float(np.median(smooth[_crop_around(seed, (1, 1, 1), smooth.shape)]))
+    lo = max(NODE_HU[0], seed_hu - SEED_HU_HALF_WIDTH)
+    hi = min(NODE_HU[1], seed_hu + SEED_HU_HALF_WIDTH)
+    region = (smooth >= lo) & (smooth <= hi) & ball
+    if labels is not None:
+        region &= labels[box] == 0
+    if probabilities is not None:
+        prob = probabilities[box]
+        seed_prob = float(prob[_crop_around(seed, (1, 1, 1), prob.shape)].max())
+        if seed_prob >= 0.1:  # the model saw something here: let it bound the growth
+            region &= prob >= min(0.05, 0.5 * seed_prob)
+
+    empty = np.zeros(region.shape, dtype=bool)
+    if not region[seed]:
+        seed = _nearest_true(region, seed, spacing, within_mm=3.0)
+        if seed is None:
+            return box, empty
+    comp, _ = ndimage.label(region)
+    region = comp == comp[seed]
+    return box, _split_at_bridges(region, seed, spacing)
+
+
+def _nearest_true(mask: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray, within_mm: float):
+    """The voxel of ``mask`` nearest to ``seed`` within ``within_mm``, or None."""
+    r = [max(1, int(np.ceil(within_mm / s))) for s in spacing]
+    win = _crop_around(seed, r, mask.shape)
+    pts = np.argwhere(mask[win])
+    if len(pts) == 0:
+        return None
+    offs = np.array([w.start for w in win])
+    d = np.sqrt((((pts + offs - np.array(seed)) * spacing) ** 2).sum(axis=1))
+    best = int(np.argmin(d))
+    if d[best] > within_mm:
+        return None
+    return tuple(int(v) for v in pts[best] + offs)
+
+
+def _split_at_bridges(region: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray) -> np.ndarray:
+    """Cut ``region`` at narrow necks with a distance-transform watershed; keep the seed's basin."""
+    from skimage.segmentation import watershed
+
+    edt = ndimage.distance_transform_edt(region, sampling=spacing)
+    # The node's core: the seed's local maximum of the distance map, reached by climbing from the seed.
+    peak = _climb(edt, seed)
+    core_r = float(edt[peak])
+    if core_r <= 1.5 * spacing.max():
+        return region
+    # Markers: the node's core plus every region voxel far from it that is as "thick" as a bridge end.
+    markers = np.zeros(region.shape, dtype=np.int32)
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in region.shape)]
+    d_core = np.sqrt(
+        ((zz - peak[0]) * spacing[0]) ** 2 + ((yy - peak[1]) * spacing[1]) ** 2 + ((xx - peak[2]) * spacing[2]) ** 2
+    )
+    markers[(d_core <= 0.5 * core_r) & region] = 1
+    # Other blobs: local maxima of the distance map away from the node's core.
+    maxima = (edt == ndimage.maximum_filter(edt, size=3)) & (edt >= 0.35 * core_r) & (d_core > 1.6 * core_r)
+    markers[maxima & region] = 2
+    if not (markers == 2).any():
+        return region
+    basins = watershed(-edt, markers, mask=region)
+    return basins == 1
+
+
+def _climb(edt: np.ndarray, seed: tuple[int, ...], max_steps: int = 200) -> tuple[int, ...]:
+    """Steepest ascent on ``edt`` from ``seed`` over the 26-neighbourhood."""
+    pos = tuple(int(s) for s in seed)
+    for _ in range(max_steps):
+        win = _crop_around(pos, (1, 1, 1), edt.shape)
+        local = edt[win]
+        k = np.unravel_index(int(np.argmax(local)), local.shape)
+        nxt = tuple(int(w.start + o) for w, o in zip(win, k, strict=True))
+        if edt[nxt] <= edt[pos]:
+            return pos
+        pos = nxt
+    return pos
+
+
+def node_from_click(
+    ct: Volume,
+    point_zyx: Sequence[float],
+    probabilities: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    max_radius_mm: float = 25.0,
+) -> np.ndarray:
+    """Bool mask (CT shape) of the node at a positive click; see :func:`node_region_from_click`."""
+    box, local = node_region_from_click(ct, point_zyx, probabilities, labels, max_radius_mm)
+    mask = np.zeros(ct.shape, dtype=bool)
+    mask[box] = local
+    return mask
+
+
+def component_at(labels: np.ndarray, point_zyx: Sequence[float], start_mm: float = 40.0,
+                 spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[Slices, np.ndarray, int]:
+    """The connected component (same id, face connectivity) at a click as ``(slices, crop mask, id)``.
+
+    Labelling starts in a crop around the click and grows the crop until the component no longer
+    touches its border, so a click never labels the whole volume. ``id`` is 0 when the click is on
+    background (the mask is then empty).
+    """
+    idx = _point_index(point_zyx, labels.shape)
+    value = int(labels[idx])
+    if value == 0:
+        box = _crop_around(idx, (0, 0, 0), labels.shape)
+        return box, np.zeros((1, 1, 1), dtype=bool), 0
+    radius = [max(2, int(np.ceil(start_mm / s))) for s in spacing_zyx]
+    while True:
+        box = _crop_around(idx, radius, labels.shape)
+        comp, _ = ndimage.label(labels[box] == value)
+        mask = comp == comp[tuple(i - s.start for i, s in zip(idx, box, strict=True))]
+        touches = False
+        for ax, s in enumerate(box):
+            lo_open, hi_open = s.start > 0, s.stop < labels.shape[ax]
+            if (lo_open and np.take(mask, 0, axis=ax).any()) or (hi_open and np.take(mask, -1, axis=ax).any()):
+                touches = True
+        if not touches:
+            return box, mask, value
+        radius = [r * 2 for r in radius]
+
+
+def remove_node_at(labels: np.ndarray, point_zyx: Sequence[float]) -> tuple[np.ndarray, int]:
+    """``(labels without the clicked component, its id)``; unchanged copy and id 0 on background.
+
+    Only the clicked connected component is removed, so a binary mask (all nodes labelled 1) loses
+    just the clicked node.
+    """
+    box, mask, value = component_at(labels, point_zyx)
+    out = labels.copy()
+    if value:
+        out[box][mask] = 0
+    return out, value
+
+
+def label_nodes(mask: np.ndarray) -> np.ndarray:
+    """One id per connected node (face connectivity), as int32 labels."""
+    labels, _ = ndimage.label(np.asarray(mask) > 0)
+    return labels.astype(np.int32, copy=False)
+
+
+def suggest_candidates(
+    probabilities: Volume,
+    mask: Volume,
+    low: float = 0.2,
+    high: float = 0.5,
+    min_volume_mm3: float = 50.0,
+    max_candidates: int = 50,
+) -> list[dict]:
+    """Candidate nodes the model is unsure of, best first.
+
+    A candidate is a connected region where ``low <= probability`` that the mask leaves out and that
+    does not touch a masked node (so fringes of accepted nodes are not suggested). Each dict has
+    ``rank, score, max_prob, mean_prob, uncertain`` (max_prob < ``high``), ``voxels, volume_mm3,
+    center_zyx`` (voxel index) and ``center_xyz_mm`` (LPS). Score = max probability x equivalent
+    diameter in mm.
+    """
+    prob = np.asarray(probabilities.array, dtype=np.float32)
+    masked = np.asarray(mask.array) > 0
+    if prob.shape != masked.shape:
+        raise ValueError(f"probabilities {prob.shape} and mask {masked.shape} differ in shape")
+    uncertain = (prob >= low) & ~masked
+    comp, n = ndimage.label(uncertain)
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    voxel_mm3 = float(np.prod(probabilities.spacing))
+    voxels = ndimage.sum_labels(np.ones_like(prob), comp, index)
+    max_prob = ndimage.maximum(prob, comp, index)
+    mean_prob = ndimage.mean(prob, comp, index)
+    centers = ndimage.center_of_mass(uncertain, comp, index)
+    touching = set(np.unique(comp[ndimage.binary_dilation(masked) & (comp > 0)]).tolist())
+    rows = []
+    for k in range(n):
+        vol = float(voxels[k]) * voxel_mm3
+        if k + 1 in touching or vol < min_volume_mm3:
+            continue
+        diameter = (6.0 * vol / np.pi) ** (1.0 / 3.0)
+        center = np.asarray(centers[k])
+        rows.append({
+            "score": float(max_prob[k] * diameter),
+            "max_prob": float(max_prob[k]),
+            "mean_prob": float(mean_prob[k]),
+            "uncertain": bool(max_prob[k] < high),
+            "voxels": int(voxels[k]),
+            "volume_mm3": vol,
+            "center_zyx": tuple(int(round(c)) for c in center),
+            "center_xyz_mm": tuple(float(v) for v in probabilities.index_to_physical(center)[0]),
+        })
+    rows.sort(key=lambda r: r["score"], reverse=True)
+    rows = rows[:max_candidates]
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows

@@ -1,0 +1,143 @@
+"""interact: click -> node mask, click -> remove, candidate suggestions (small synthetic volumes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari.interact import (
+    component_at,
+    label_nodes,
+    node_from_click,
+    node_region_from_click,
+    remove_node_at,
+    suggest_candidates,
+)
+from lnq_napari.io.volume import Volume
+
+SPACING = (0.8, 0.8, 3.0)  # x, y, z mm
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def _ball(shape, center, radius_mm, spacing_zyx=SPACING[::-1]):
+    z, y, x = np.ogrid[tuple(slice(0, n) for n in shape)]
+    d2 = sum(((g - c) * s) ** 2 for g, c, s in zip((z, y, x), center, spacing_zyx))
+    return d2 <= radius_mm**2
+
+
+@pytest.fixture
+def scene():
+    """A node (8 mm radius, 50 HU) touching a same-density vessel (5 mm radius tube), in fat, with noise."""
+    rng = np.random.default_rng(1)
+    shape = (30, 96, 96)
+    node = _ball(shape, (15, 48, 40), 8.0)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    vessel = np.broadcast_to(np.hypot((y - 48) * 0.8, (x - 40 - 13 / 0.8) * 0.8) <= 5.0, shape)
+    ct = np.full(shape, -100.0)
+    ct[node] = 50
+    ct[vessel & ~node] = 60
+    ct += rng.normal(0, 15, shape)
+    return Volume(ct.astype(np.int16), spacing=SPACING), node, vessel
+
+
+def test_click_at_node_centre_recovers_the_node_not_the_vessel(scene):
+    ct, node, vessel = scene
+    mask = node_from_click(ct, (15, 48, 40))
+    assert mask.shape == ct.shape and mask.dtype == bool
+    assert _dice(mask, node) > 0.9
+    assert (mask & vessel & ~node).sum() < 0.05 * node.sum()
+
+
+def test_click_off_centre_still_finds_the_node(scene):
+    ct, node, _ = scene
+    assert _dice(node_from_click(ct, (15, 50, 37)), node) > 0.85
+
+
+def test_click_excludes_existing_labels(scene):
+    ct, node, _ = scene
+    labels = np.zeros(ct.shape, np.int32)
+    labels[:, :, :40] = 7 * node[:, :, :40]
+    mask = node_from_click(ct, (15, 48, 42), labels=labels)
+    assert mask.any() and not (mask & (labels > 0)).any()
+
+
+def test_click_in_air_or_fat_gives_nothing(scene):
+    ct, _, _ = scene
+    assert not node_from_click(ct, (15, 5, 90)).any()
+
+
+def test_probabilities_bound_the_growth(scene):
+    ct, node, _ = scene
+    prob = np.zeros(ct.shape, np.float32)
+    half = node.copy()
+    half[:, :, 40:] = False
+    prob[half] = 0.9
+    mask = node_from_click(ct, (15, 48, 38), probabilities=prob)
+    assert mask.any() and not (mask & ~half).any()
+
+
+def test_region_is_local(scene):
+    ct, _, _ = scene
+    box, local = node_region_from_click(ct, (15, 48, 40), max_radius_mm=10.0)
+    assert local.shape == tuple(s.stop - s.start for s in box)
+    assert all((s.stop - s.start) < n for s, n in zip(box[1:], ct.shape[1:]))
+
+
+def test_click_outside_volume_raises(scene):
+    ct, _, _ = scene
+    with pytest.raises(ValueError, match="outside"):
+        node_from_click(ct, (100, 0, 0))
+
+
+def test_remove_takes_exactly_the_clicked_component():
+    labels = np.zeros((10, 40, 40), np.uint8)
+    labels[2:5, 5:10, 5:10] = 1
+    labels[2:5, 20:30, 20:30] = 1
+    labels[6:8, 30:35, 5:10] = 2
+    out, removed = remove_node_at(labels, (3, 25, 25))
+    assert removed == 1
+    assert out[2:5, 20:30, 20:30].sum() == 0
+    assert (out[2:5, 5:10, 5:10] == 1).all() and (out[6:8, 30:35, 5:10] == 2).all()
+    assert labels[3, 25, 25] == 1  # input untouched
+    same, none = remove_node_at(labels, (0, 0, 0))
+    assert none == 0 and np.array_equal(same, labels)
+
+
+def test_component_grows_its_crop_to_cover_large_nodes():
+    labels = np.zeros((4, 200, 200), np.int32)
+    labels[1:3, 10:190, 10:190] = 3
+    box, mask, value = component_at(labels, (1, 100, 100), start_mm=5.0)
+    full = np.zeros(labels.shape, bool)
+    full[box] = mask
+    assert value == 3 and np.array_equal(full, labels == 3)
+
+
+def test_label_nodes_gives_one_id_per_component():
+    mask = np.zeros((5, 20, 20), np.uint8)
+    mask[1:3, 1:4, 1:4] = 1
+    mask[1:3, 10:14, 10:14] = 1
+    labels = label_nodes(mask)
+    assert labels.max() == 2 and labels[2, 2, 2] != labels[2, 12, 12]
+
+
+def test_suggestions_rank_uncertain_components_outside_the_mask():
+    shape = (20, 64, 64)
+    prob = np.zeros(shape, np.float32)
+    big = _ball(shape, (10, 20, 20), 9.0)
+    small = _ball(shape, (10, 45, 45), 6.0)
+    accepted = _ball(shape, (10, 45, 15), 6.0)
+    prob[big] = 0.4
+    prob[small] = 0.3
+    prob[accepted] = 0.9
+    fringe = _ball(shape, (10, 45, 15), 8.0) & ~accepted
+    prob[fringe] = 0.3
+    mask = Volume((prob >= 0.5).astype(np.uint8), spacing=SPACING)
+    rows = suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=20.0)
+    assert [r["rank"] for r in rows] == [1, 2]
+    assert rows[0]["center_zyx"] == (10, 20, 20) and rows[1]["center_zyx"] == (10, 45, 45)
+    assert rows[0]["uncertain"] and rows[0]["max_prob"] == pytest.approx(0.4)
+    assert rows[0]["center_xyz_mm"] == pytest.approx((20 * 0.8, 20 * 0.8, 30.0))
+    assert suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=1e6) == []
