@@ -1,0 +1,195 @@
+"""Grids: NRRD header <-> (spacing, origin, direction), grid comparison, and label alignment.
+
+Everything here works in ITK/LPS conventions (see :class:`lnq_napari.io.volume.Volume`).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+
+GRID_TOL = 1e-4  # mm (and direction cosines): differences below this are float noise, not another grid
+
+# Sign flips taking each NRRD 'space' into LPS. Spaces ITK treats as LPS-like map to no flip.
+_SPACE_TO_LPS = {
+    "left-posterior-superior": (1.0, 1.0, 1.0),
+    "lps": (1.0, 1.0, 1.0),
+    "right-anterior-superior": (-1.0, -1.0, 1.0),
+    "ras": (-1.0, -1.0, 1.0),
+    "left-anterior-superior": (1.0, -1.0, 1.0),
+    "las": (1.0, -1.0, 1.0),
+    "scanner-xyz": (1.0, 1.0, 1.0),
+    "3d-right-handed": (1.0, 1.0, 1.0),
+    "3d-left-handed": (1.0, 1.0, 1.0),
+}
+
+NON_SPATIAL_KINDS = {
+    "list", "point", "vector", "covariant-vector", "normal", "stub", "scalar", "complex", "2-vector",
+    "3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color", "3-vector", "3-gradient",
+    "3-normal", "4-vector", "quaternion", "2d-symmetric-matrix", "2d-masked-symmetric-matrix",
+    "2d-matrix", "2d-masked-matrix", "3d-symmetric-matrix", "3d-masked-symmetric-matrix", "3d-matrix",
+    "3d-masked-matrix",
+}
+
+
+class GridWarning(UserWarning):
+    """Labels were resampled onto another grid."""
+
+
+def nrrd_space_flip(header: dict, name: str = "file") -> np.ndarray:
+    """Per-axis signs that take the header's 'space' into LPS (no named space: taken as LPS)."""
+    space = header.get("space")
+    if space is None:
+        dims = header.get("space dimension")
+        if dims is not None and int(dims) != 3:
+            raise LNQError(f"{name} lives in a {int(dims)}D space; a CT volume must be 3D")
+        return np.ones(3)
+    key = str(space).strip().lower()
+    if key not in _SPACE_TO_LPS:
+        raise LNQError(f"{name} uses NRRD space '{space}', which is not a 3D patient space; "
+                       "re-save it in LPS or RAS (e.g. from 3D Slicer)")
+    return np.asarray(_SPACE_TO_LPS[key])
+
+
+def nrrd_spatial_axes(header: dict) -> list[int]:
+    """Header-order indices of the spatial (domain) axes."""
+    dim = int(header["dimension"])
+    if "space directions" in header:
+        sd = np.asarray(header["space directions"], dtype=float).reshape(dim, -1)
+        return [i for i in range(dim) if np.all(np.isfinite(sd[i]))]
+    kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * dim)]
+    return [i for i in range(dim) if kinds[i] not in NON_SPATIAL_KINDS]
+
+
+def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple]:
+    """(spacing, origin, direction) in LPS of the three spatial axes of a pynrrd header."""
+    flip = nrrd_space_flip(header, name)
+    axes = nrrd_spatial_axes(header)
+    if len(axes) != 3:
+        raise LNQError(f"{name} has {len(axes)} spatial axes; a CT volume must be 3D")
+    if "space directions" in header:
+        dim = int(header["dimension"])
+        sd = np.asarray(header["space directions"], dtype=float).reshape(dim, -1)[axes]
+        if sd.shape[1] != 3:
+            raise LNQError(f"{name} lives in a {sd.shape[1]}D space; a CT volume must be 3D")
+        vectors = sd * flip  # row i: LPS step of spatial axis i
+        spacing = np.linalg.norm(vectors, axis=1)
+        if np.any(spacing <= 0):
+            raise LNQError(f"{name} has a zero-length 'space directions' vector; fix the header")
+        direction = (vectors / spacing[:, None]).T
+        if abs(np.linalg.det(direction)) < 1e-6:
+            raise LNQError(f"{name} has degenerate 'space directions' (axes not independent); fix the header")
+        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).reshape(-1)
+        if origin.size != 3 or not np.all(np.isfinite(origin)):
+            origin = np.zeros(3)
+        origin = origin * flip
+    else:
+        spacings = np.asarray(header.get("spacings", [np.nan] * int(header["dimension"])), dtype=float)
+        spacing = np.where(np.isfinite(spacings[axes]), spacings[axes], 1.0)
+        nan_list = [np.nan] * int(header["dimension"])
+        mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)
+        origin = np.where(np.isfinite(mins[axes]), mins[axes], 0.0)
+        direction = np.eye(3)
+    return tuple(spacing), tuple(origin), tuple(direction.ravel())
+
+
+def nrrd_geometry_fields(volume: Volume) -> dict:
+    """The pynrrd header fields ('space', 'space directions', 'space origin', 'kinds') of a grid."""
+    steps = volume.direction_matrix * np.asarray(volume.spacing)[None, :]  # column j: step of axis j
+    return {
+        "space": "left-posterior-superior",
+        "space directions": steps.T.copy(),
+        "space origin": np.asarray(volume.origin, dtype=float),
+        "kinds": ["domain", "domain", "domain"],
+    }
+
+
+def describe_grid(volume: Volume) -> str:
+    """One-line summary of a grid (size x,y,z; spacing; origin)."""
+    size = ",".join(str(n) for n in volume.size_xyz)
+    spacing = ",".join(f"{s:.4g}" for s in volume.spacing)
+    origin = ",".join(f"{o:.4g}" for o in volume.origin)
+    return f"size {size}, spacing {spacing} mm, origin {origin} mm"
+
+
+def _grid_differences(a: Volume, b: Volume, tol: float) -> list[str]:
+    diffs = []
+    if a.shape != b.shape:
+        diffs.append(f"size {a.size_xyz} vs {b.size_xyz}")
+    if not np.allclose(a.spacing, b.spacing, atol=tol, rtol=0):
+        diffs.append(f"spacing {np.round(a.spacing, 5).tolist()} vs {np.round(b.spacing, 5).tolist()}")
+    if not np.allclose(a.origin, b.origin, atol=tol, rtol=0):
+        diffs.append(f"origin {np.round(a.origin, 4).tolist()} vs {np.round(b.origin, 4).tolist()}")
+    if not np.allclose(a.direction, b.direction, atol=tol, rtol=0):
+        diffs.append("direction differs")
+    return diffs
+
+
+def check_same_grid(a: Volume, b: Volume, tol: float = GRID_TOL) -> None:
+    """Raise LNQError when ``a`` and ``b`` differ in size, spacing, origin or direction."""
+    diffs = _grid_differences(a, b, tol)
+    if diffs:
+        raise LNQError("the two images are on different grids (" + "; ".join(diffs) +
+                       "); resample one onto the other (io.align_to) or check the file pairing")
+
+
+def _corners_zyx(shape: tuple[int, int, int]) -> np.ndarray:
+    lo, hi = -0.5, np.asarray(shape, dtype=float) - 0.5
+    return np.array([[z, y, x] for z in (lo, hi[0]) for y in (lo, hi[1]) for x in (lo, hi[2])])
+
+
+def overlap_fraction(reference: Volume, other: Volume) -> float:
+    """Fraction of ``other``'s voxel box (its corners' bounding box in ``reference`` index space)
+    that falls inside ``reference``'s box; 0 when they do not overlap."""
+    idx = reference.physical_to_index(other.index_to_physical(_corners_zyx(other.shape)))
+    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    ref_lo, ref_hi = np.full(3, -0.5), np.asarray(reference.shape, dtype=float) - 0.5
+    inter = np.clip(np.minimum(hi, ref_hi) - np.maximum(lo, ref_lo), 0, None)
+    size = np.maximum(hi - lo, 1e-12)
+    return float(np.prod(inter / size))
+
+
+def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
+    """``labels`` on ``reference``'s grid.
+
+    Same grid: returned unchanged (with the reference's exact geometry when they differ by float
+    noise only). Overlapping but different grid: resampled by nearest neighbour with a
+    :class:`GridWarning`. No overlap at all: LNQError.
+    """
+    if labels.same_grid(reference, tol=GRID_TOL):
+        if (labels.spacing, labels.origin, labels.direction) == (reference.spacing, reference.origin,
+                                                                 reference.direction):
+            return labels
+        return Volume(labels.array, reference.spacing, reference.origin, reference.direction,
+                      dict(labels.meta))
+    if overlap_fraction(reference, labels) <= 0.0:
+        raise LNQError(f"the {what} ({describe_grid(labels)}) do not overlap the CT "
+                       f"({describe_grid(reference)}) at all: the seg does not cover the CT; "
+                       "check that the seg and CT files belong to the same case")
+    import SimpleITK as sitk
+
+    resampled = sitk.Resample(labels.to_sitk(), reference.to_sitk(), sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0)
+    array = sitk.GetArrayFromImage(resampled).astype(labels.array.dtype, copy=False)
+    lost = _count_outside(reference, labels)
+    diffs = "; ".join(_grid_differences(labels, reference, GRID_TOL))
+    message = (f"the {what} grid differs from the CT grid ({diffs}); "
+               "resampled onto the CT grid (nearest neighbour)")
+    if lost:
+        message += f"; {lost} labelled voxels lie outside the CT and were dropped"
+    warnings.warn(message, GridWarning, stacklevel=2)
+    return Volume(array, reference.spacing, reference.origin, reference.direction, dict(labels.meta))
+
+
+def _count_outside(reference: Volume, labels: Volume) -> int:
+    """How many non-zero voxels of ``labels`` have centres outside ``reference``'s box."""
+    nz = np.argwhere(labels.array != 0)
+    if nz.size == 0:
+        return 0
+    idx = reference.physical_to_index(labels.index_to_physical(nz))
+    inside = np.all((idx >= -0.5) & (idx <= np.asarray(reference.shape) - 0.5), axis=1)
+    return int(np.count_nonzero(~inside))

@@ -1,0 +1,201 @@
+"""3D Slicer ``.seg.nrrd`` files: choose node segments when reading, write masks Slicer opens."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.geometry import nrrd_geometry_fields
+from lnq_napari.io.volume import Volume
+
+_SEGMENT_KEY = re.compile(r"^Segment(\d+)_(.+)$")
+NODE_WORDS = ("lymph", "node")
+NRRD_COMPRESSION = 6  # zlib level: level 9 is several times slower for a few % smaller files
+
+# SNOMED CT 59441001 "Lymph node structure", in 3D Slicer's terminology-entry notation.
+LYMPH_NODE_TERMINOLOGY = (
+    "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
+    "~SCT^59441001^Lymph node~^^~Anatomic codes - DICOM master list~^^~^^"
+)
+_CONVERSION_PARAMETERS = (
+    "Collapse labelmaps|1|Merge the labelmaps into as few shared labelmaps as possible.&"
+    "Compute surface normals|1|Compute surface normals.&"
+    "Crop to reference image geometry|0|Crop the model to the extent of reference geometry.&"
+    "Decimation factor|0.0|Desired reduction in the total number of polygons.&"
+    "Default slice thickness|0.0|Default thickness for contours if slice spacing cannot be calculated.&"
+    "End capping|1|Create end cap to close surface inside contours on the top and bottom of the structure.&"
+    "Fractional labelmap oversampling factor|1|Oversampling of the reference image geometry.&"
+    "Joint smoothing|0|Perform joint smoothing.&"
+    "Oversampling factor|1|Oversampling of the reference image geometry.&"
+    "Smoothing factor|0.5|Smoothing factor.&"
+    "Threshold fraction|0.5|Threshold that the closed surface is created at.&"
+)
+
+
+def is_slicer_segmentation(meta: dict) -> bool:
+    """True when NRRD custom fields carry 3D Slicer segment keys."""
+    return any(_SEGMENT_KEY.match(k) for k in meta) or any(
+        k in meta for k in ("Segmentation_MasterRepresentation", "Segmentation_SourceRepresentation"))
+
+
+def _segments_from_meta(meta: dict) -> list[dict]:
+    fields: dict[int, dict] = {}
+    for key, value in meta.items():
+        match = _SEGMENT_KEY.match(key)
+        if match:
+            fields.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    segments = []
+    for index in sorted(fields):
+        f = fields[index]
+        default = f"Segment_{index + 1}"
+        segments.append({"id": f.get("ID", default), "name": f.get("Name", default),
+                         "labelValue": int(f.get("LabelValue", 1)), "layer": int(f.get("Layer", 0))})
+    return segments
+
+
+def read_segments(path: str | Path, meta: dict) -> list[dict]:
+    """Segment descriptions (id, name, labelValue, layer) of a Slicer segmentation file."""
+    try:
+        import slicerio
+
+        segments = slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]
+    except Exception:  # a header slicerio rejects (unusual space/kinds): parse the keys ourselves
+        return _segments_from_meta(meta)
+    out = []
+    for i, s in enumerate(segments):
+        sid = s.get("id", f"Segment_{i + 1}")
+        out.append({"id": sid, "name": s.get("name", sid),
+                    "labelValue": int(s.get("labelValue", 1)), "layer": int(s.get("layer", 0))})
+    return out
+
+
+def _choose(segments: list[dict], segment: str | int | None, name: str) -> list[dict]:
+    listing = ", ".join(f"'{s['name']}' (value {s['labelValue']}, layer {s['layer']})" for s in segments)
+    if segment is None:
+        nodes = [s for s in segments if any(w in s["name"].lower() for w in NODE_WORDS)]
+        if nodes:
+            return nodes
+        if len(segments) > 1:
+            warnings.warn(f"{name}: no segment is named like a lymph node; using all "
+                          f"{len(segments)} segments ({listing}); pass segment= to choose one",
+                          UserWarning, stacklevel=4)
+        return segments
+    if isinstance(segment, str):
+        key = segment.strip().lower()
+        chosen = [s for s in segments if s["name"].lower() == key or s["id"].lower() == key]
+    elif isinstance(segment, (int, np.integer)) and not isinstance(segment, bool):
+        chosen = [s for s in segments if s["labelValue"] == int(segment)]
+        if len(chosen) > 1:
+            names = ", ".join(f"'{s['name']}'" for s in chosen)
+            raise LNQError(f"{name}: label value {segment} is used by several segments ({names}) "
+                           "in different layers; pass the segment name instead")
+    else:
+        raise LNQError(f"segment must be a segment name or a label value, not {segment!r}")
+    if not chosen:
+        raise LNQError(f"{name} has no segment {segment!r}; its segments are: {listing}")
+    return chosen
+
+
+def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tuple[np.ndarray, list[str]]:
+    """uint8 {0,1} mask of the chosen segments of a Slicer segmentation, and their names.
+
+    ``raw`` is a :class:`lnq_napari.io.readers.RawImage` (array (z,y,x) or (layers,z,y,x)).
+    """
+    from lnq_napari.io.readers import label_mask
+
+    name = Path(path).name
+    segments = read_segments(path, raw.meta)
+    layers = raw.array if raw.layered else raw.array[np.newaxis]
+    if not segments:
+        return label_mask(layers, name).max(axis=0), []
+    chosen = _choose(segments, segment, name)
+    if segment is None and len(chosen) == len(segments):
+        return label_mask(layers, name).max(axis=0), [s["name"] for s in chosen]
+    mask = np.zeros(layers.shape[1:], dtype=np.uint8)
+    for s in chosen:
+        if not 0 <= s["layer"] < layers.shape[0]:
+            raise LNQError(f"{name}: segment '{s['name']}' is in layer {s['layer']} but the file has "
+                           f"{layers.shape[0]} layer(s); the file is damaged, re-export it from 3D Slicer")
+        mask |= (layers[s["layer"]] == s["labelValue"]).astype(np.uint8)
+    return mask, [s["name"] for s in chosen]
+
+
+def _extent(mask: np.ndarray) -> str:
+    """Slicer's Segment0_Extent: 'imin imax jmin jmax kmin kmax' (i = x) of the non-zero voxels."""
+    nz = np.argwhere(mask)
+    if nz.size == 0:
+        return "0 -1 0 -1 0 -1"
+    lo, hi = nz.min(axis=0)[::-1], nz.max(axis=0)[::-1]
+    return " ".join(f"{a} {b}" for a, b in zip(lo.tolist(), hi.tolist()))
+
+
+def check_extra_fields(extra: dict | None) -> dict[str, str]:
+    """Validated ``key:=value`` header fields (strings, one line each, no reserved names)."""
+    from lnq_napari.io.readers import NRRD_STANDARD_FIELDS
+
+    out: dict[str, str] = {}
+    for key, value in (extra or {}).items():
+        key, value = str(key), str(value)
+        if (not key or ":" in key or "\n" in key or key.lower() in NRRD_STANDARD_FIELDS
+                or _SEGMENT_KEY.match(key) or key.startswith("Segmentation_")):
+            raise LNQError(f"cannot store header field {key!r}: names must be non-empty, without ':' or "
+                           "newlines, and not a NRRD or Slicer segmentation field; rename it")
+        if "\n" in value or "\r" in value:
+            raise LNQError(f"header field {key!r} has a line break in its value; store it on one line")
+        out[key] = value
+    return out
+
+
+def seg_header(labels: Volume, mask: np.ndarray, name: str, color, extra: dict | None) -> dict:
+    """pynrrd header of a one-segment 3D Slicer segmentation of ``mask`` on ``labels``' grid."""
+    if "\n" in name or "|" in name:
+        raise LNQError(f"segment name {name!r} may not hold line breaks or '|'; rename it")
+    color = tuple(float(c) for c in color)
+    if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
+        raise LNQError(f"segment color {color} must be three numbers between 0 and 1")
+    header = {"type": "unsigned char", "dimension": 3, "encoding": "gzip", **nrrd_geometry_fields(labels)}
+    header.update({
+        "Segment0_Color": " ".join(f"{c:.6g}" for c in color),
+        "Segment0_ColorAutoGenerated": "0",
+        "Segment0_Extent": _extent(mask),
+        "Segment0_ID": "Segment_1",
+        "Segment0_LabelValue": "1",
+        "Segment0_Layer": "0",
+        "Segment0_Name": name,
+        "Segment0_NameAutoGenerated": "0",
+        "Segment0_Tags": f"Segmentation.Status:inprogress|TerminologyEntry:{LYMPH_NODE_TERMINOLOGY}|",
+        "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
+        "Segmentation_ConversionParameters": _CONVERSION_PARAMETERS,
+        "Segmentation_MasterRepresentation": "Binary labelmap",
+        "Segmentation_SourceRepresentation": "Binary labelmap",
+        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+    })
+    header.update(check_extra_fields(extra))
+    return header
+
+
+def write_seg_nrrd(path: str | Path, labels: Volume, name: str = "lymph node",
+                   color=(0.85, 0.65, 0.13), extra: dict | None = None) -> Path:
+    """Write ``labels`` (any non-zero -> 1) as a gzip 3D Slicer ``.seg.nrrd`` with one segment.
+
+    ``extra`` holds further string fields for the header (provenance: model version, source ...);
+    :func:`lnq_napari.io.read_labels` returns them in ``Volume.meta``. Written atomically.
+    """
+    import nrrd
+
+    path = Path(path)
+    if not path.name.lower().endswith(".nrrd"):
+        raise LNQError(f"{path.name}: a segmentation is written as NRRD; name the file *.seg.nrrd")
+    array = np.asarray(labels.array)
+    if array.ndim != 3:
+        raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
+    mask = (array != 0).astype(np.uint8)
+    header = seg_header(labels, mask, name, color, extra)
+    with atomic_write(path, suffix=".seg.nrrd") as tmp:
+        nrrd.write(str(tmp), mask, header, index_order="C", compression_level=NRRD_COMPRESSION)
+    return path
