@@ -35,6 +35,12 @@ def _crop_around(idx: Sequence[int], radius_vox: Sequence[int], shape: Sequence[
     )  # type: ignore[return-value]
 
 
+def _distance_mm(shape: Sequence[int], center: Sequence[int], spacing: np.ndarray) -> np.ndarray:
+    """Physical distance (mm) of every voxel of a ``shape`` grid to ``center``."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing, strict=True)))
+
+
 def node_region_from_click(
     ct: Volume,
     point_zyx: Sequence[float],
@@ -61,11 +67,7 @@ def node_region_from_click(
     sigma = np.clip(0.6 / spacing * spacing.min(), 0.3, 1.0)
     smooth = ndimage.gaussian_filter(hu, sigma=sigma, mode="nearest")
 
-    zz, yy, xx = np.ogrid[tuple(slice(0, s.stop - s.start) for s in box)]
-    dist2 = (
-        ((zz - seed[0]) * spacing[0]) ** 2 + ((yy - seed[1]) * spacing[1]) ** 2 + ((xx - seed[2]) * spacing[2]) ** 2
-    )
-    ball = dist2 <= max_radius_mm**2
+    ball = _distance_mm(hu.shape, seed, spacing) <= max_radius_mm
 
     seed_hu = float(np.median(smooth[_crop_around(seed, (1, 1, 1), smooth.shape)]))
     lo = max(NODE_HU[0], seed_hu - SEED_HU_HALF_WIDTH)
@@ -116,10 +118,7 @@ def _split_at_bridges(region: np.ndarray, seed: tuple[int, ...], spacing: np.nda
         return region
     # Markers: the node's core plus every region voxel far from it that is as "thick" as a bridge end.
     markers = np.zeros(region.shape, dtype=np.int32)
-    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in region.shape)]
-    d_core = np.sqrt(
-        ((zz - peak[0]) * spacing[0]) ** 2 + ((yy - peak[1]) * spacing[1]) ** 2 + ((xx - peak[2]) * spacing[2]) ** 2
-    )
+    d_core = _distance_mm(region.shape, peak, spacing)
     markers[(d_core <= 0.5 * core_r) & region] = 1
     # Other blobs: local maxima of the distance map away from the node's core.
     maxima = (edt == ndimage.maximum_filter(edt, size=3)) & (edt >= 0.35 * core_r) & (d_core > 1.6 * core_r)
@@ -176,11 +175,11 @@ def component_at(labels: np.ndarray, point_zyx: Sequence[float], start_mm: float
         box = _crop_around(idx, radius, labels.shape)
         comp, _ = ndimage.label(labels[box] == value)
         mask = comp == comp[tuple(i - s.start for i, s in zip(idx, box, strict=True))]
-        touches = False
-        for ax, s in enumerate(box):
-            lo_open, hi_open = s.start > 0, s.stop < labels.shape[ax]
-            if (lo_open and np.take(mask, 0, axis=ax).any()) or (hi_open and np.take(mask, -1, axis=ax).any()):
-                touches = True
+        touches = any(
+            (s.start > 0 and np.take(mask, 0, axis=ax).any())
+            or (s.stop < labels.shape[ax] and np.take(mask, -1, axis=ax).any())
+            for ax, s in enumerate(box)
+        )
         if not touches:
             return box, mask, value
         radius = [r * 2 for r in radius]
