@@ -1,0 +1,165 @@
+"""Workspace: creation, label versions with provenance, journal, model registry, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import Workspace
+
+GRID = dict(spacing=(0.8, 0.8, 2.0), origin=(-10.0, 5.0, 30.0))
+
+
+def _case(seed: int) -> tuple[Volume, Volume]:
+    rng = np.random.default_rng(seed)
+    ct = Volume(rng.integers(-200, 200, (6, 12, 10)).astype(np.int16), **GRID)
+    seg = np.zeros(ct.shape, np.uint8)
+    seg[2:4, 3:6, 3:5] = 1
+    return ct, Volume(seg, **GRID)
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = tmp_path / "data"
+    for i in range(3):
+        ct, seg = _case(i)
+        write_volume(folder / f"lnq2023-train-{i:04d}-ct.nrrd", ct)
+        if i < 2:
+            write_volume(folder / f"lnq2023-train-{i:04d}-seg.nrrd", seg)
+    write_volume(folder / "lnq2023-train-0000-full.nrrd", seg)
+    return folder
+
+
+@pytest.fixture
+def ws(tmp_path, data):
+    return Workspace.init(tmp_path / "ws", data)
+
+
+def test_init_imports_cases_and_original_labels(ws, data):
+    assert ws.case_ids() == [f"lnq2023-train-{i:04d}" for i in range(3)]
+    assert ws.ct_path("lnq2023-train-0001").name == "lnq2023-train-0001-ct.nrrd"
+    assert ws.full_path("lnq2023-train-0000").name == "lnq2023-train-0000-full.nrrd"
+    assert ws.full_path("lnq2023-train-0001") is None
+    versions = ws.versions("lnq2023-train-0000")
+    assert [v["version"] for v in versions] == ["v001"] and versions[0]["source"] == "original"
+    assert ws.versions("lnq2023-train-0002") == []  # no seg file
+    labels = ws.latest_labels("lnq2023-train-0000")
+    _, seg = _case(0)
+    np.testing.assert_array_equal(labels.array, seg.array)
+    assert labels.same_grid(seg)
+    assert [e["action"] for e in ws.journal()] == ["init"]
+    reopened = Workspace.open(ws.root)
+    assert reopened.case_ids() == ws.case_ids()
+
+
+def test_bad_inputs_raise(tmp_path, data, ws):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LNQError, match="ct.nrrd"):
+        Workspace.init(tmp_path / "w2", empty)
+    with pytest.raises(LNQError, match="already exists"):
+        Workspace.init(ws.root, data)
+    with pytest.raises(LNQError, match="not a lnq-napari workspace"):
+        Workspace.open(data)
+    with pytest.raises(LNQError, match="not in workspace"):
+        ws.ct_path("nope")
+    with pytest.raises(LNQError, match="source"):
+        ws.add_label_version("lnq2023-train-0000", _case(0)[1], "guess")
+    assert not (tmp_path / "w2").exists()
+
+
+def test_label_versions_round_trip_with_provenance(ws):
+    case = "lnq2023-train-0001"
+    ct, seg = _case(1)
+    pred = seg.with_array(np.zeros(seg.shape, np.uint8))
+    pred.array[1:3, 6:9, 6:9] = 1
+    v_pred = ws.add_label_version(case, pred, "prediction", model_version="m001")
+    corr = pred.with_array(np.maximum(pred.array, seg.array))
+    v_corr = ws.add_label_version(case, corr, "correction", model_version="m001", edits=2)
+    assert (v_pred, v_corr) == ("v002", "v003")
+    prov = ws.version_info(case, v_corr)
+    assert prov["parent"] == "v002" and prov["edits"] == 2 and prov["model_version"] == "m001"
+    np.testing.assert_array_equal(ws.latest_labels(case).array, corr.array)
+    np.testing.assert_array_equal(ws.latest_labels(case, "prediction").array, pred.array)
+    np.testing.assert_array_equal(ws.latest_labels(case, "original").array, seg.array)
+    assert ws.corrected_cases() == [case]
+    actions = [(e["action"], e.get("version")) for e in ws.journal()]
+    assert actions[1:] == [("predict", "v002"), ("correction", "v003")]
+    assert ws.journal("correction")[0]["edits"] == 2
+
+
+def test_interrupted_label_write_keeps_previous_version(ws, monkeypatch):
+    case = "lnq2023-train-0000"
+    _, seg = _case(0)
+    new = seg.with_array(np.ones(seg.shape, np.uint8))
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def crash_on(k):
+        def replace(src, dst):
+            calls["n"] += 1
+            if calls["n"] == k:
+                raise KeyboardInterrupt("killed")
+            return real_replace(src, dst)
+        return replace
+
+    # k=1: killed while renaming the label file; k=2: label written, killed writing its provenance
+    for k in (1, 2):
+        calls["n"] = 0
+        monkeypatch.setattr(os, "replace", crash_on(k))
+        with pytest.raises(KeyboardInterrupt):
+            ws.add_label_version(case, new, "correction")
+        monkeypatch.setattr(os, "replace", real_replace)
+        reopened = Workspace.open(ws.root)
+        assert [v["version"] for v in reopened.versions(case)] == ["v001"]
+        np.testing.assert_array_equal(reopened.latest_labels(case).array, seg.array)
+        assert not any(p.name.startswith(".") for p in (ws.root / "labels" / case).iterdir())
+    # the next save still works and never reuses the number of a leftover file
+    version = ws.add_label_version(case, new, "correction")
+    assert version != "v001"
+    np.testing.assert_array_equal(ws.latest_labels(case).array, new.array)
+
+
+def test_truncated_label_file_is_ignored(ws):
+    case = "lnq2023-train-0000"
+    _, seg = _case(0)
+    version = ws.add_label_version(case, seg.with_array(np.ones(seg.shape, np.uint8)), "autosave")
+    path = ws.root / "labels" / case / f"{version}.seg.nrrd"
+    path.write_bytes(path.read_bytes()[:20])
+    assert ws.latest_version(case)["version"] == "v001"
+
+
+def test_journal_survives_a_torn_line(ws):
+    with open(ws.journal_path, "a") as handle:
+        handle.write('{"action": "predi')  # killed mid-append
+    ws.log("predict", case="x")
+    assert [e["action"] for e in ws.journal()] == ["init", "predict"]
+
+
+def test_model_registry_and_activation(ws, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (model / "weights.safetensors").write_bytes(b"w")
+    assert ws.active_model() is None
+    m1 = ws.register_model(model, parent=None, training_cases=["a"], metrics={"dice": 0.5})
+    m2 = ws.register_model(model, parent=m1, training_cases=["a", "b"], metrics={"dice": 0.6})
+    assert (m1, m2) == ("m001", "m002")
+    assert ws.active_model() is None
+    ws.activate(m2, reason="better")
+    active = Workspace.open(ws.root).active_model()
+    assert active["id"] == "m002" and active["parent"] == "m001"
+    assert (ws.model_path(m2) / "config.json").is_file()
+    ws.activate(m1)
+    assert ws.active_model()["id"] == "m001"
+    assert [e["version"] for e in ws.journal("activate")] == ["m002", "m001"]
+    with pytest.raises(LNQError):
+        ws.activate("m999")
+    with pytest.raises(LNQError, match="config.json"):
+        ws.register_model(tmp_path)
