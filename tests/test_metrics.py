@@ -1,0 +1,220 @@
+"""Challenge scoring against an independent numpy/scipy formulation of the same definitions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from lnq_napari import metrics
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+
+SPACING = (0.7, 0.9, 2.5)  # x, y, z in mm: anisotropic like LNQ2023
+SHAPE = (14, 28, 30)  # z, y, x
+
+
+def vol(array, spacing=SPACING, origin=(0.0, 0.0, 0.0), direction=None) -> Volume:
+    kwargs = {"direction": direction} if direction is not None else {}
+    return Volume(np.asarray(array), spacing, origin, **kwargs)
+
+
+def random_mask(rng: np.random.Generator, shape=SHAPE, level: float = 0.6) -> np.ndarray:
+    """Blobby random shapes (smoothed noise above a threshold), some touching the border."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=(1.0, 2.0, 2.0))
+    return (field > level * field.std()).astype(np.uint8)
+
+
+def ball(shape, centre_zyx, radius_mm, spacing=SPACING) -> np.ndarray:
+    z, y, x = np.indices(shape, dtype=float)
+    cz, cy, cx = centre_zyx
+    d2 = ((x - cx) * spacing[0]) ** 2 + ((y - cy) * spacing[1]) ** 2 + ((z - cz) * spacing[2]) ** 2
+    return (d2 <= radius_mm**2).astype(np.uint8)
+
+
+# ----------------------------------------------------------- independent reference
+def ref_surface(mask: np.ndarray) -> np.ndarray:
+    """Voxels with a face neighbour outside the object; the image border is not background."""
+    face = ndimage.generate_binary_structure(3, 1)
+    mask = mask.astype(bool)
+    return mask & ~ndimage.binary_erosion(mask, structure=face, border_value=1)
+
+
+def ref_directed(a: np.ndarray, b: np.ndarray, spacing=SPACING) -> np.ndarray:
+    """Distance (mm) of each surface voxel of ``a`` to the nearest surface voxel of ``b``."""
+    to_b = ndimage.distance_transform_edt(~ref_surface(b), sampling=spacing[::-1])
+    return to_b[ref_surface(a)]
+
+
+def ref_assd(pred, gt, spacing=SPACING) -> float:
+    return 0.5 * ref_directed(pred, gt, spacing).mean() + 0.5 * ref_directed(gt, pred, spacing).mean()
+
+
+def ref_dice(pred, gt) -> float:
+    p, g = pred == 1, gt == 1
+    return 2.0 * np.count_nonzero(p & g) / (np.count_nonzero(p) + np.count_nonzero(g))
+
+
+# ----------------------------------------------------------- Dice and ASSD
+@pytest.mark.parametrize("seed", range(6))
+def test_dice_and_assd_match_independent_formulation(seed):
+    rng = np.random.default_rng(seed)
+    gt, pred = random_mask(rng), random_mask(rng)
+    assert gt.any() and pred.any() and (gt & pred).any()
+    assert metrics.dice(vol(pred), vol(gt)) == pytest.approx(ref_dice(pred, gt), abs=1e-6)
+    assert metrics.assd(vol(pred), vol(gt)) == pytest.approx(ref_assd(pred, gt), abs=1e-4)
+
+
+def test_assd_is_mean_of_directed_means_not_pooled_mean():
+    gt = ball(SHAPE, (7, 14, 9), 7.0)  # a big node ...
+    pred = ball(SHAPE, (7, 14, 9), 2.0)  # ... found as a small one, plus a large false positive
+    pred[4:10, 20:27, 20:29] = 1
+    to_gt, to_pred = ref_directed(pred, gt), ref_directed(gt, pred)
+    mean_of_means = 0.5 * to_gt.mean() + 0.5 * to_pred.mean()
+    pooled = np.concatenate([to_gt, to_pred]).mean()  # what MONAI and medpy 0.5 report
+    ours = metrics.assd(vol(pred), vol(gt))
+    assert to_gt.size != to_pred.size
+    assert ours == pytest.approx(mean_of_means, abs=1e-4)
+    assert abs(ours - pooled) > 0.1
+
+    d_pred, d_gt = metrics.directed_surface_distances(vol(pred), vol(gt))
+    np.testing.assert_allclose(np.sort(d_pred), np.sort(to_gt), atol=1e-4)
+    np.testing.assert_allclose(np.sort(d_gt), np.sort(to_pred), atol=1e-4)
+
+
+def test_identical_masks_score_one_and_zero():
+    mask = random_mask(np.random.default_rng(11))
+    assert metrics.dice(vol(mask), vol(mask)) == pytest.approx(1.0, abs=1e-12)
+    assert metrics.assd(vol(mask), vol(mask)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_empty_prediction_scores_zero_dice_and_nan_assd():
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    empty = np.zeros(SHAPE, np.uint8)
+    assert metrics.dice(vol(empty), vol(gt)) == 0.0
+    assert math.isnan(metrics.assd(vol(empty), vol(gt)))
+    row = metrics.evaluate_case(vol(empty), vol(gt))
+    assert row["dice"] == 0.0 and math.isnan(row["assd_mm"])
+    assert row["nodes_hit"] == 0 and row["fp_nodes"] == 0
+
+
+def test_prediction_labelled_255_scores_zero_like_the_challenge():
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    assert metrics.dice(vol(gt * 255), vol(gt)) == 0.0
+    assert metrics.dice(vol(gt * 2), vol(gt)) == 0.0
+    # the challenge's contours see any non-zero label, so its ASSD stays that of the shape
+    assert metrics.assd(vol(gt * 255), vol(gt)) == pytest.approx(0.0, abs=1e-4)
+    assert "255" in metrics.prediction_problem(vol(gt * 255))
+    assert metrics.prediction_problem(vol(gt)) is None
+    assert metrics.prediction_problem(vol(gt.astype(bool))) is None
+
+
+def test_float_probability_map_truncates_to_empty():
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    probabilities = gt.astype(np.float32) * 0.9
+    assert metrics.dice(vol(probabilities), vol(gt)) == 0.0
+    assert "float" in metrics.prediction_problem(vol(probabilities))
+    assert metrics.dice(vol(gt.astype(np.float32)), vol(gt)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"origin": (0.0, 0.0, 0.01)},
+        {"spacing": (0.7, 0.9, 2.0)},
+        {"direction": (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)},
+    ],
+)
+def test_grid_mismatch_raises(change):
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    pred = Volume(gt.copy(), change.get("spacing", SPACING), change.get("origin", (0.0, 0.0, 0.0)),
+                  change.get("direction", (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)))
+    for func in (metrics.dice, metrics.assd, metrics.node_detection, metrics.evaluate_case):
+        with pytest.raises(LNQError, match="resample"):
+            func(pred, vol(gt))
+
+
+def test_shape_mismatch_raises_and_tiny_origin_shift_is_accepted():
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    with pytest.raises(LNQError, match="grid"):
+        metrics.dice(vol(gt[:-1]), vol(gt))
+    shifted = vol(gt, origin=(5e-5, 0.0, 0.0))  # SimpleITK alone would refuse this
+    assert metrics.dice(shifted, vol(gt)) == pytest.approx(1.0)
+
+
+def test_oblique_direction_keeps_distances_in_mm():
+    rng = np.random.default_rng(3)
+    gt, pred = random_mask(rng), random_mask(rng)
+    c, s = math.cos(0.4), math.sin(0.4)
+    direction = (c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0)
+    args = {"origin": (-120.0, 30.0, 7.5), "direction": direction}
+    assert metrics.assd(vol(pred, **args), vol(gt, **args)) == pytest.approx(ref_assd(pred, gt), abs=1e-4)
+
+
+# ----------------------------------------------------------- node detection
+def test_node_detection_counts_hits_and_false_positives():
+    shape = (20, 60, 60)
+    gt = np.zeros(shape, np.uint8)
+    for centre in [(10, 12, 12), (10, 12, 45), (10, 45, 28)]:  # three nodes of 12 mm
+        gt |= ball(shape, centre, 6.0)
+    gt |= ball(shape, (4, 50, 52), 2.0)  # a 4 mm node, under the 10 mm target size
+    pred = np.zeros(shape, np.uint8)
+    pred |= ball(shape, (10, 12, 12), 3.0)  # under-segmented, still found
+    pred |= ball(shape, (10, 45, 28), 7.0)
+    pred |= ball(shape, (4, 50, 52), 2.0)  # the small node: neither hit-counted nor false positive
+    pred[15:18, 28:31, 5:8] = 1  # one false positive
+    pred[2, 2, 2] = 1  # a second one, a single voxel
+    result = metrics.node_detection(vol(pred), vol(gt))
+    assert result == {"n_gt": 3, "n_hit": 2, "recall": pytest.approx(2 / 3), "n_pred": 5, "fp": 2}
+
+    every = metrics.node_detection(vol(pred), vol(gt), min_diameter_mm=0.0)
+    assert (every["n_gt"], every["n_hit"], every["fp"]) == (4, 3, 2)
+
+    row = metrics.evaluate_case(vol(pred), vol(gt))
+    assert (row["nodes_gt"], row["nodes_hit"], row["fp_nodes"]) == (3, 2, 2)
+    assert row["dice"] == pytest.approx(ref_dice(pred, gt), abs=1e-6)
+
+
+def test_node_detection_uses_26_connectivity():
+    gt = np.zeros((6, 40, 40), np.uint8)
+    gt[1:5, 5:15, 5:15] = 1
+    gt[1:5, 15:25, 15:25] = 1  # touches the first only at an edge: one node with 26-connectivity
+    pred = np.zeros_like(gt)
+    pred[2, 20, 20] = 1
+    result = metrics.node_detection(vol(pred), vol(gt), min_diameter_mm=0.0)
+    assert (result["n_gt"], result["n_hit"], result["recall"]) == (1, 1, 1.0)
+
+
+def test_no_gt_nodes_gives_nan_recall():
+    pred = np.zeros(SHAPE, np.uint8)
+    pred[3:5, 3:5, 3:5] = 1
+    result = metrics.node_detection(vol(pred), vol(np.zeros(SHAPE, np.uint8)))
+    assert result["n_gt"] == 0 and math.isnan(result["recall"]) and result["fp"] == 1
+
+
+# ----------------------------------------------------------- summary
+def test_summarize_excludes_empty_predictions_from_assd_and_pools_recall():
+    rows = [
+        {"dice": 0.8, "assd_mm": 2.0, "nodes_gt": 1, "nodes_hit": 1, "recall": 1.0, "fp_nodes": 0},
+        {"dice": 0.6, "assd_mm": 4.0, "nodes_gt": 9, "nodes_hit": 3, "recall": 1 / 3, "fp_nodes": 3},
+        {"dice": 0.0, "assd_mm": math.nan, "nodes_gt": 2, "nodes_hit": 0, "recall": 0.0, "fp_nodes": 0},
+    ]
+    s = metrics.summarize(rows)
+    assert s["n_cases"] == 3 and s["n_empty"] == 1
+    assert s["dice_mean"] == pytest.approx(np.mean([0.8, 0.6, 0.0]))
+    assert s["dice_median"] == pytest.approx(0.6)
+    assert s["assd_mean"] == pytest.approx(3.0) and s["assd_median"] == pytest.approx(3.0)
+    assert s["assd_median_worst"] == pytest.approx(4.0)  # median of 2, 4, 115.3
+    assert s["recall"] == pytest.approx(4 / 12)  # pooled over nodes, not the mean of 1, 1/3, 0
+    assert s["recall"] != pytest.approx(np.mean([r["recall"] for r in rows]))
+    assert s["fp_per_case"] == pytest.approx(1.0)
+
+    rows[0]["assd_mm"] = math.nan
+    assert metrics.summarize(rows)["assd_median_worst"] == pytest.approx(metrics.WORST_ASSD_MM)
+
+
+def test_summarize_of_nothing_is_nan_not_an_error():
+    s = metrics.summarize([])
+    assert s["n_cases"] == 0 and math.isnan(s["dice_mean"]) and math.isnan(s["recall"])
