@@ -1,0 +1,288 @@
+"""What to review next: uncertainty scores from the model's probability map, and ranking strategies.
+
+Scores come from the probability map the Predictor already computes, so ranking a case costs one
+prediction (no extra passes). Per voxel we take the binary entropy ``H(p)`` in bits; per node we take
+the connected components of ``p >= 0.2`` and call a node *uncertain* when its peak probability lies in
+``[0.2, 0.8)`` (the model half-sees it: a likely miss or a likely false node). The case score is the
+sum over components of ``1 - |2 * peak - 1|`` (each component counts by how close its peak is to 0.5)
+plus the entropy volume in cm3 of the uncertain band ``0.1 <= p <= 0.9``, which grows with unsure
+boundaries. Optional flip test-time augmentation (``flips``) adds ``disagreement``: the fraction of the
+union of the flipped masks on which they disagree (1 - mean pairwise Dice); it costs one prediction
+per flip, which is why it is off unless the ``disagreement`` strategy asks for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.io.volume import Volume
+
+LOW, HIGH = 0.2, 0.8  # peak probability band of an uncertain node
+BAND = (0.1, 0.9)  # voxel band counted in the uncertain volume
+
+
+@dataclass
+class CaseScore:
+    """Review-worthiness of one case under one model version."""
+
+    case: str
+    score: float
+    uncertain_nodes: int = 0
+    predicted_nodes: int = 0
+    node_uncertainty: float = 0.0
+    entropy_cm3: float = 0.0
+    uncertain_cm3: float = 0.0
+    disagreement: float | None = None
+    model_version: str | None = None
+    nodes: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CaseScore:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy in bits of a Bernoulli(p), elementwise (float32)."""
+    p = np.clip(np.asarray(p, dtype=np.float32), 1e-6, 1 - 1e-6)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def node_scores(probabilities: Volume, low: float = LOW, high: float = HIGH) -> list[dict]:
+    """Connected components of ``p >= low`` with peak, mean probability, size and centre (z, y, x)."""
+    from scipy import ndimage
+
+    p = np.asarray(probabilities.array, dtype=np.float32)
+    components, n = ndimage.label(p >= low, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    peaks = ndimage.maximum(p, components, index)
+    means = ndimage.mean(p, components, index)
+    sizes = ndimage.sum_labels(np.ones_like(p, dtype=np.float32), components, index)
+    centres = ndimage.center_of_mass(np.ones_like(p, dtype=np.float32), components, index)
+    voxel_mm3 = float(np.prod(probabilities.spacing))
+    rows = []
+    for i in range(n):
+        peak = float(peaks[i])
+        rows.append({
+            "id": i + 1, "peak": peak, "mean": float(means[i]), "voxels": int(sizes[i]),
+            "volume_mm3": float(sizes[i]) * voxel_mm3,
+            "centre_zyx": [round(float(c), 1) for c in centres[i]],
+            "uncertainty": 1.0 - abs(2.0 * peak - 1.0), "uncertain": bool(low <= peak < high),
+        })
+    return rows
+
+
+def mask_disagreement(masks: Sequence[np.ndarray]) -> float:
+    """1 - mean pairwise Dice of binary masks (0 when all agree, also when all are empty)."""
+    masks = [np.asarray(m) > 0 for m in masks]
+    dices = []
+    for i in range(len(masks)):
+        for j in range(i + 1, len(masks)):
+            total = masks[i].sum() + masks[j].sum()
+            dices.append(1.0 if total == 0 else 2.0 * np.logical_and(masks[i], masks[j]).sum() / total)
+    return float(1.0 - np.mean(dices)) if dices else 0.0
+
+
+def score_probabilities(
+    case: str, probabilities: Volume, model_version: str | None = None,
+    tta_probabilities: Sequence[np.ndarray] = (),
+) -> CaseScore:
+    """Score one case from its probability map (and optional flip-TTA maps on the same grid)."""
+    p = np.asarray(probabilities.array, dtype=np.float32)
+    voxel_cm3 = float(np.prod(probabilities.spacing)) / 1000.0
+    band = (p >= BAND[0]) & (p <= BAND[1])
+    entropy = binary_entropy(p[band]) if band.any() else np.zeros(0, np.float32)
+    nodes = node_scores(probabilities)
+    node_unc = float(sum(n["uncertainty"] for n in nodes))
+    entropy_cm3 = float(entropy.sum()) * voxel_cm3
+    disagreement = None
+    if len(tta_probabilities):
+        disagreement = mask_disagreement([p >= 0.5] + [np.asarray(t) >= 0.5 for t in tta_probabilities])
+    return CaseScore(
+        case=case, score=node_unc + entropy_cm3,
+        uncertain_nodes=int(sum(n["uncertain"] for n in nodes)),
+        predicted_nodes=int(sum(n["peak"] >= 0.5 for n in nodes)),
+        node_uncertainty=node_unc, entropy_cm3=entropy_cm3,
+        uncertain_cm3=float(band.sum()) * voxel_cm3, disagreement=disagreement,
+        model_version=model_version,
+        nodes=[n for n in nodes if n["uncertain"]],
+    )
+
+
+def flipped(volume: Volume, axes: Sequence[int]) -> Volume:
+    """``volume`` with its array flipped along ``axes`` (array axes z=0, y=1, x=2), grid unchanged."""
+    return volume.with_array(np.ascontiguousarray(np.flip(volume.array, axis=tuple(axes))))
+
+
+def predict_with_flips(
+    predictor, ct: Volume, flips: Sequence[Sequence[int]] = (),
+    progress: Callable[[float, str], None] | None = None, cancel: Callable[[], bool] | None = None,
+):
+    """Predict ``ct`` and each flipped copy; returns (prediction, [flip probabilities unflipped back])."""
+    steps = 1 + len(flips)
+
+    def sub(k: int):
+        if progress is None:
+            return None
+        return lambda f, m="": progress((k + f) / steps, m)
+
+    prediction = predictor.predict(ct, progress=sub(0), cancel=cancel)
+    extra = []
+    for k, axes in enumerate(flips, start=1):
+        if cancel is not None and cancel():
+            raise Cancelled("ranking cancelled")
+        pred = predictor.predict(flipped(ct, axes), progress=sub(k), cancel=cancel)
+        extra.append(np.flip(np.asarray(pred.probabilities.array), axis=tuple(axes)))
+    return prediction, extra
+
+
+# ---------------------------------------------------------------- strategies
+class Strategy(Protocol):
+    """Orders cases for review."""
+
+    name: str
+    needs_flips: bool
+
+    def rank(self, scores: dict[str, CaseScore], n: int) -> list[str]:
+        """The ``n`` case ids to review first, best first."""
+        ...
+
+
+def _nan_low(value: float | None) -> float:
+    return -math.inf if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+class UncertaintyStrategy:
+    """Highest uncertainty score first (ties: more uncertain nodes, then case id)."""
+
+    name = "uncertainty"
+    needs_flips = False
+
+    def rank(self, scores: dict[str, CaseScore], n: int) -> list[str]:
+        order = sorted(scores, key=lambda c: (-_nan_low(scores[c].score), -scores[c].uncertain_nodes, c))
+        return order[: max(n, 0)]
+
+
+class RandomStrategy:
+    """A seeded random order (the baseline active learning must beat)."""
+
+    name = "random"
+    needs_flips = False
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def rank(self, scores: dict[str, CaseScore], n: int) -> list[str]:
+        ids = sorted(scores)
+        rng = np.random.default_rng(self.seed)
+        return [ids[i] for i in rng.permutation(len(ids))][: max(n, 0)]
+
+
+class DisagreementStrategy:
+    """Largest flip-TTA disagreement first; the uncertainty score breaks ties and stands in when absent."""
+
+    name = "disagreement"
+    needs_flips = True
+
+    def rank(self, scores: dict[str, CaseScore], n: int) -> list[str]:
+        def key(c: str) -> tuple:
+            return (-_nan_low(scores[c].disagreement), -_nan_low(scores[c].score), c)
+
+        order = sorted(scores, key=key)
+        return order[: max(n, 0)]
+
+
+class UncertainNodesStrategy:
+    """Most uncertain nodes first (what a reviewer clicks through fastest), then the score."""
+
+    name = "nodes"
+    needs_flips = False
+
+    def rank(self, scores: dict[str, CaseScore], n: int) -> list[str]:
+        order = sorted(scores, key=lambda c: (-scores[c].uncertain_nodes, -_nan_low(scores[c].score), c))
+        return order[: max(n, 0)]
+
+
+STRATEGIES = {
+    "uncertainty": UncertaintyStrategy, "random": RandomStrategy,
+    "disagreement": DisagreementStrategy, "nodes": UncertainNodesStrategy,
+}
+
+
+def get_strategy(name: str, seed: int = 0) -> Strategy:
+    """A strategy by name: uncertainty, random, disagreement or nodes."""
+    if name not in STRATEGIES:
+        raise LNQError(f"unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}")
+    return RandomStrategy(seed) if name == "random" else STRATEGIES[name]()
+
+
+def ranked_rows(scores: dict[str, CaseScore], strategy: Strategy, n: int) -> list[dict]:
+    """Rows ``{rank, case, score, uncertain_nodes, ...}`` for the CLI and the widgets."""
+    rows = []
+    for i, case in enumerate(strategy.rank(scores, n), start=1):
+        s = scores[case]
+        rows.append({
+            "rank": i, "case": case, "score": round(float(s.score), 4), "uncertain_nodes": s.uncertain_nodes,
+            "predicted_nodes": s.predicted_nodes, "disagreement": s.disagreement,
+            "model_version": s.model_version, "nodes": s.nodes,
+        })
+    return rows
+
+
+# ---------------------------------------------------------------- workspace glue
+def score_workspace(
+    ws, predictor, model_key: str, cases: Sequence[str] | None = None, flips: Sequence[Sequence[int]] = (),
+    store_predictions: bool = True, progress: Callable[[float, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> dict[str, CaseScore]:
+    """Score ``cases`` (default: all not yet corrected) with ``predictor``, cached per model version.
+
+    Each case's score is written to ``cache/scores-<model_key>.json`` as soon as it is known, so an
+    interrupted ranking resumes where it stopped. With ``store_predictions`` the predicted mask becomes
+    a ``prediction`` label version (parent of the correction the reviewer will make).
+    """
+    if cases is None:
+        corrected = set(ws.corrected_cases())
+        cases = [c for c in ws.case_ids() if c not in corrected]
+    cache_name = f"scores-{model_key}.json"
+    cache = ws.read_cache(cache_name)
+    scores: dict[str, CaseScore] = {}
+    todo = []
+    for case in cases:
+        cached = cache.get(case)
+        if cached is not None and (not flips or cached.get("disagreement") is not None):
+            scores[case] = CaseScore.from_dict(cached)
+        else:
+            todo.append(case)
+    for k, case in enumerate(todo):
+        if cancel is not None and cancel():
+            raise Cancelled("ranking cancelled")
+
+        def sub(f: float, m: str = "", k: int = k, case: str = case) -> None:
+            if progress is not None:
+                progress((k + f) / len(todo), f"{case}: {m}" if m else case)
+
+        ct = ws.read_ct(case)
+        prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
+        score = score_probabilities(case, prediction.probabilities, model_key, extra)
+        if store_predictions:
+            version = ws.add_label_version(case, prediction.mask, "prediction", model_version=model_key)
+            score.nodes = [dict(n, prediction_version=version) for n in score.nodes]
+        scores[case] = score
+        cache = ws.read_cache(cache_name)
+        cache[case] = score.to_dict()
+        ws.write_cache(cache_name, cache)
+    if progress is not None:
+        progress(1.0, f"{len(scores)} cases scored")
+    return scores

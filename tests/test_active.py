@@ -1,0 +1,121 @@
+"""Review ranking: uncertainty scores from probability maps, strategies, workspace scoring and cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from lnq_napari import active
+from lnq_napari.active import CaseScore, get_strategy, ranked_rows, score_probabilities
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+
+
+def _scores() -> dict[str, CaseScore]:
+    return {
+        "a": CaseScore("a", score=0.5, uncertain_nodes=3, disagreement=0.1),
+        "b": CaseScore("b", score=2.0, uncertain_nodes=0, disagreement=0.0),
+        "c": CaseScore("c", score=1.0, uncertain_nodes=1, disagreement=0.4),
+        "d": CaseScore("d", score=1.0, uncertain_nodes=2, disagreement=None),
+    }
+
+
+def test_strategies_rank_hand_built_scores():
+    scores = _scores()
+    assert get_strategy("uncertainty").rank(scores, 3) == ["b", "d", "c"]
+    assert get_strategy("disagreement").rank(scores, 4) == ["c", "a", "b", "d"]
+    assert get_strategy("nodes").rank(scores, 2) == ["a", "d"]
+    assert get_strategy("uncertainty").rank(scores, 0) == []
+    r1 = get_strategy("random", seed=1).rank(scores, 4)
+    assert sorted(r1) == ["a", "b", "c", "d"]
+    assert get_strategy("random", seed=1).rank(scores, 4) == r1  # seeded
+    assert {tuple(get_strategy("random", seed=s).rank(scores, 4)) for s in range(6)} != {tuple(r1)}
+    with pytest.raises(LNQError, match="unknown strategy"):
+        get_strategy("loudest")
+
+
+def test_ranked_rows_have_cli_columns():
+    rows = ranked_rows(_scores(), get_strategy("uncertainty"), 2)
+    assert [r["rank"] for r in rows] == [1, 2]
+    assert rows[0]["case"] == "b" and rows[0]["score"] == 2.0 and rows[0]["uncertain_nodes"] == 0
+
+
+def _prob(peaks: list[float]) -> Volume:
+    """Cubes of 4^3 voxels with the given peak probabilities, on a 1x1x2 mm grid."""
+    p = np.zeros((8, 8, 8 * len(peaks) + 2), np.float32)
+    for i, peak in enumerate(peaks):
+        p[2:6, 2:6, 8 * i + 2: 8 * i + 6] = peak
+    return Volume(p, spacing=(1.0, 1.0, 2.0))
+
+
+def test_confident_map_scores_lower_than_unsure_map():
+    sure = score_probabilities("s", _prob([0.99, 0.98]))
+    unsure = score_probabilities("u", _prob([0.99, 0.45, 0.3]))
+    assert sure.uncertain_nodes == 0 and sure.predicted_nodes == 2
+    assert unsure.uncertain_nodes == 2 and unsure.predicted_nodes == 1
+    assert unsure.score > sure.score
+    assert len(unsure.nodes) == 2 and all(0.2 <= n["peak"] < 0.8 for n in unsure.nodes)
+    # entropy volume: 2 cubes of 64 voxels x 2 mm3 in the uncertain band
+    assert unsure.uncertain_cm3 == pytest.approx(2 * 64 * 2 / 1000)
+    empty = score_probabilities("e", _prob([]))
+    assert empty.score == 0 and empty.nodes == []
+    assert CaseScore.from_dict(unsure.to_dict()) == unsure
+
+
+def test_mask_disagreement():
+    a = np.zeros((4, 4, 4), bool)
+    a[:2] = True
+    assert active.mask_disagreement([a, a]) == 0.0
+    assert active.mask_disagreement([a, ~a]) == 1.0
+    assert active.mask_disagreement([np.zeros_like(a)] * 2) == 0.0
+
+
+@dataclass
+class _Prediction:
+    probabilities: Volume
+    mask: Volume
+    model_version: str = "fake"
+
+
+class _FakePredictor:
+    """Probability = a per-case constant inside a cube, shifted by x-flips so TTA disagrees."""
+
+    def __init__(self, peaks: dict[int, float]) -> None:
+        self.peaks = peaks
+        self.calls = 0
+
+    def predict(self, ct, progress=None, cancel=None):
+        self.calls += 1
+        peak = self.peaks[int(ct.array[0, 0, 0])]
+        p = np.zeros(ct.shape, np.float32)
+        p[1:4, 1:4, 1:4] = peak
+        prob = ct.with_array(p)
+        return _Prediction(prob, ct.with_array((p >= 0.5).astype(np.uint8)))
+
+
+def test_score_workspace_ranks_caches_and_stores_predictions(tmp_path):
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.workspace import Workspace
+
+    data = tmp_path / "data"
+    peaks = {0: 0.95, 1: 0.5, 2: 0.3}
+    for i in peaks:
+        write_volume(data / f"lnq2023-train-{i:04d}-ct.nrrd", Volume(np.full((6, 6, 6), i, np.int16)))
+    ws = Workspace.init(tmp_path / "ws", data)
+    predictor = _FakePredictor(peaks)
+    seen = []
+    scores = active.score_workspace(ws, predictor, "m001", progress=lambda f, m: seen.append(f))
+    assert predictor.calls == 3 and seen[-1] == 1.0
+    ranked = get_strategy("uncertainty").rank(scores, 2)
+    assert ranked == ["lnq2023-train-0001", "lnq2023-train-0002"]
+    assert ws.latest_version("lnq2023-train-0001", "prediction")["model_version"] == "m001"
+    again = active.score_workspace(ws, predictor, "m001")  # cached: no new predictions
+    assert predictor.calls == 3 and again == scores
+    # flips: disagreement needs extra passes (the cached entries have none yet)
+    flipped = active.score_workspace(ws, predictor, "m001", flips=[(2,)], store_predictions=False)
+    assert predictor.calls == 9 and all(s.disagreement is not None for s in flipped.values())
+    # corrected cases leave the queue
+    ws.add_label_version("lnq2023-train-0001", ws.latest_labels("lnq2023-train-0001"), "correction")
+    assert "lnq2023-train-0001" not in active.score_workspace(ws, predictor, "m001")
