@@ -241,6 +241,19 @@ def ranked_rows(scores: dict[str, CaseScore], strategy: Strategy, n: int) -> lis
 
 
 # ---------------------------------------------------------------- workspace glue
+class LazyPredictor:
+    """Builds the predictor on first use, so a fully cached ranking never loads the model (or torch)."""
+
+    def __init__(self, factory: Callable[[], object]) -> None:
+        self._factory = factory
+        self._predictor = None
+
+    def predict(self, ct: Volume, progress=None, cancel=None):
+        if self._predictor is None:
+            self._predictor = self._factory()
+        return self._predictor.predict(ct, progress=progress, cancel=cancel)
+
+
 def score_workspace(
     ws, predictor, model_key: str, cases: Sequence[str] | None = None, flips: Sequence[Sequence[int]] = (),
     store_predictions: bool = True, progress: Callable[[float, str], None] | None = None,

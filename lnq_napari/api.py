@@ -132,13 +132,32 @@ def demo(
 
 
 def init_workspace(path: str | Path, data: str | Path):
-    """Create a review workspace over a data folder."""
-    raise NotImplementedError
+    """Create a review workspace over a data folder; returns the :class:`~lnq_napari.workspace.Workspace`."""
+    from lnq_napari.workspace import Workspace
+
+    return Workspace.init(path, data)
 
 
 def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty", progress: Progress = None):
-    """The ``n`` cases most worth reviewing next, ranked."""
-    raise NotImplementedError
+    """The ``n`` cases most worth reviewing next, ranked.
+
+    Rows ``{rank, case, score, uncertain_nodes, ...}``. Uses the workspace's active model (the bundled
+    one when none is registered); per-case scores are cached in the workspace by model version, and
+    each case's predicted mask is stored as a ``prediction`` label version. Corrected cases are skipped.
+    """
+    from lnq_napari import active
+    from lnq_napari.inference import Predictor
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    chosen = active.get_strategy(strategy)
+    model_path, key = ws.prediction_model()
+    flips = [(2,)] if chosen.needs_flips else []
+    predictor = active.LazyPredictor(lambda: Predictor(model_path))
+    scores = active.score_workspace(ws, predictor, key, flips=flips, progress=progress)
+    rows = active.ranked_rows(scores, chosen, n)
+    ws.log("next", strategy=strategy, model_version=key, cases=[r["case"] for r in rows])
+    return rows
 
 
 def finetune(

@@ -421,6 +421,23 @@ class Workspace:
                 return {**v, "path": str(self.model_path(v["id"]))}
         return None
 
+    def prediction_model(self) -> tuple[Path, str]:
+        """``(model folder, version key)`` to predict with: the active model, else the bundled one.
+
+        The bundled model's key is ``bundled-<hash of its files>`` so caches follow a new release.
+        """
+        active = self.active_model()
+        if active is not None:
+            return Path(active["path"]), active["id"]
+        from lnq_napari.model import bundled_model_path
+
+        path = Path(bundled_model_path())
+        digest = hashlib.sha256()
+        for name in ("config.json", "weights.safetensors"):
+            if (path / name).is_file():
+                digest.update(_sha256(path / name).encode())
+        return path, f"bundled-{digest.hexdigest()[:10]}"
+
     # ------------------------------------------------------------ cache
     def cache_path(self, name: str) -> Path:
         return self.root / "cache" / name
