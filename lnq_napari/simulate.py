@@ -1,0 +1,71 @@
+"""A simulated reviewer for benchmarks and tests: corrects a prediction against complete truth.
+
+It works only through the same click functions a person uses in napari
+(:func:`lnq_napari.interact.node_from_click`, :func:`lnq_napari.interact.remove_node_at`): one
+positive click at the centre of each truth node the prediction missed, one negative click inside each
+predicted component that touches no truth node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lnq_napari.io.volume import Volume
+
+
+def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
+    """The voxel of ``mask`` deepest inside it (largest distance to its border): a node's centre."""
+    from scipy import ndimage
+
+    coords = np.argwhere(mask)
+    lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    edt = ndimage.distance_transform_edt(np.pad(mask[box], 1))[1:-1, 1:-1, 1:-1]
+    local = np.unravel_index(int(np.argmax(edt)), edt.shape)
+    return tuple(int(a + b) for a, b in zip(local, lo))
+
+
+def simulate_review(
+    ct: Volume, prediction: Volume, truth: Volume, probabilities: Volume | None = None,
+    max_clicks: int = 100,
+) -> tuple[Volume, dict]:
+    """Correct ``prediction`` towards ``truth`` with clicks; returns ``(corrected mask, stats)``.
+
+    ``stats``: ``missed`` (truth nodes with no predicted voxel), ``added`` (positive clicks that
+    added voxels), ``false`` (predicted components touching no truth node), ``removed`` (negative
+    clicks), ``edits`` (all clicks).
+    """
+    from scipy import ndimage
+
+    from lnq_napari.interact import node_from_click, remove_node_at
+
+    labels = (np.asarray(prediction.array) > 0).astype(np.uint8)
+    gt = np.asarray(truth.array) > 0
+    prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
+    full = np.ones((3, 3, 3), bool)
+    stats = {"missed": 0, "added": 0, "false": 0, "removed": 0, "edits": 0}
+
+    pred_comp, n_pred = ndimage.label(labels > 0, structure=full)
+    for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
+        if sl is None or gt[sl][pred_comp[sl] == i].any():
+            continue
+        stats["false"] += 1
+        for _ in range(10):  # a 26-connected component may be several face-connected pieces
+            remaining = (pred_comp == i) & (labels > 0)
+            if not remaining.any() or stats["edits"] >= max_clicks:
+                break
+            labels, removed = remove_node_at(labels, interior_point(remaining))
+            stats["edits"] += 1
+            stats["removed"] += int(bool(removed))
+
+    gt_comp, n_gt = ndimage.label(gt, structure=full)
+    for i, sl in enumerate(ndimage.find_objects(gt_comp), start=1):
+        if sl is None or (labels[sl][gt_comp[sl] == i] > 0).any() or stats["edits"] >= max_clicks:
+            continue
+        stats["missed"] += 1
+        node = node_from_click(ct, interior_point(gt_comp == i), probabilities=prob, labels=labels)
+        stats["edits"] += 1
+        if node.any():
+            labels = np.where(node, np.uint8(1), labels)
+            stats["added"] += 1
+    return prediction.with_array(labels.astype(np.uint8)), stats

@@ -1,0 +1,32 @@
+"""Simulated reviewer: clicks missed nodes and removes false ones through the interact functions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lnq_napari.metrics import evaluate_case
+from lnq_napari.phantom import make_case
+from lnq_napari.simulate import interior_point, simulate_review
+
+
+def test_interior_point_is_deepest_voxel():
+    mask = np.zeros((7, 9, 9), bool)
+    mask[1:6, 2:7, 3:8] = True
+    assert interior_point(mask) == (3, 4, 5)
+
+
+def test_review_fixes_missed_and_false_nodes():
+    case = make_case(3, shape=(40, 96, 96), spacing=(3.2, 3.2, 6.0))
+    pred = case.partial.array.copy()
+    pred[5:8, 10:14, 10:14] = 1  # a false node far from any truth
+    prediction = case.partial.with_array(pred)
+    before = evaluate_case(prediction, case.full)
+    corrected, stats = simulate_review(case.ct, prediction, case.full)
+    after = evaluate_case(corrected, case.full)
+    assert stats["false"] == 1 and stats["removed"] == 1
+    assert stats["missed"] == before["nodes_gt"] - before["nodes_hit"] > 0
+    assert stats["edits"] == stats["missed"] + 1
+    assert after["fp_nodes"] == 0 and after["recall"] > before["recall"]
+    assert after["dice"] > before["dice"] + 0.2
+    assert corrected.array[5:8, 10:14, 10:14].sum() == 0
+    np.testing.assert_array_equal(corrected.array[case.partial.array > 0], 1)  # kept nodes stay
