@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,9 +102,58 @@ def _read_nrrd(path: Path) -> RawImage:
     return RawImage(_native(array), spacing, origin, direction, _header_meta(header))
 
 
+def _nifti_data_end(header: bytes) -> int | None:
+    """Byte offset where a NIfTI-1/2 single file's voxel data ends, from its header; None if unknown."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            dims = struct.unpack(endian + "8q", header[16:80])
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7 or offset <= 0:
+        return None
+    return offset + int(np.prod([max(d, 1) for d in dims[1:1 + dims[0]]], dtype=np.int64)) * bitpix // 8
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """SimpleITK reads a truncated NIfTI silently (zeros); compare the stored size with the header's."""
+    import gzip
+
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    try:
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                header = handle.read(540)
+            with open(path, "rb") as handle:
+                handle.seek(-4, 2)
+                stored = struct.unpack("<I", handle.read(4))[0]  # gzip trailer: size mod 2**32
+            end = _nifti_data_end(header)
+            complete = end is None or stored == end % 2**32
+        else:
+            with open(path, "rb") as handle:
+                end = _nifti_data_end(handle.read(540))
+            complete = end is None or path.stat().st_size >= end
+    except (OSError, EOFError, struct.error) as exc:
+        raise LNQError(f"cannot read {path.name} ({exc}); the file is truncated or damaged: re-export or "
+                       "re-download it") from exc
+    if not complete:
+        raise LNQError(f"cannot read {path.name} (it holds less data than its header announces); the file is "
+                       "truncated: re-export or re-download it")
+
+
 def _read_sitk_file(path: Path) -> RawImage:
     import SimpleITK as sitk
 
+    _check_nifti_complete(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -268,7 +318,7 @@ def write_volume(path: str | Path, volume: Volume) -> Path:
     """
     from lnq_napari.io.atomic import atomic_write
     from lnq_napari.io.geometry import nrrd_geometry_fields
-    from lnq_napari.io.segfile import NRRD_COMPRESSION, check_extra_fields, write_seg_nrrd
+    from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
 
     path = Path(path)
     suffix = next((s for s in WRITE_SUFFIXES if path.name.lower().endswith(s)), None)
@@ -291,7 +341,7 @@ def write_volume(path: str | Path, volume: Volume) -> Path:
         header = {"encoding": "gzip", **nrrd_geometry_fields(volume), **check_extra_fields(plain)}
         with atomic_write(path, suffix=suffix) as tmp:
             nrrd.write(str(tmp), np.ascontiguousarray(array), header, index_order="C",
-                       compression_level=NRRD_COMPRESSION)
+                       compression_level=compression_level(array))
         return path
     import SimpleITK as sitk
 

