@@ -19,7 +19,9 @@ Cancel = Callable[[], bool] | None
 
 def make_phantom(out: str | Path, cases: int = 4, seed: int = 0, progress: Progress = None) -> list[Path]:
     """Write a synthetic LNQ-layout data set (ct, partial seg, full truth, nodes JSON) to ``out``."""
-    raise NotImplementedError
+    from lnq_napari.phantom import write_dataset
+
+    return write_dataset(out, cases, seed=seed, progress=progress)
 
 
 def evaluate(pred: str | Path, gt: str | Path, json_path: str | Path | None = None) -> dict:

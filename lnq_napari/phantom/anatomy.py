@@ -1,0 +1,390 @@
+"""A random but plausible chest: body wall, lungs, heart, great vessels, airway, spine and ribs.
+
+All shapes are in chest coordinates (mm; ``u`` left, ``v`` posterior, ``w`` superior, carina at 0).
+`Anatomy.sample` draws sizes, positions and contrast from a random generator; `Anatomy.paint` samples
+the shapes onto a `Canvas`; `Anatomy.obstacles` and `Anatomy.in_lung` let node placement keep nodes
+in mediastinal fat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lnq_napari.phantom import canvas as C
+from lnq_napari.phantom.canvas import Canvas, tube
+
+
+@dataclass
+class Tube:
+    """A vessel or airway: sphere centres along its centreline and their radii (mm)."""
+
+    name: str
+    centres: np.ndarray
+    radii: np.ndarray
+    kind: str  # "artery", "vein", "airway", "esophagus"
+
+
+@dataclass
+class Anatomy:
+    """The random parameters of one chest and the shapes derived from them."""
+
+    A: float  # body half-width (mm)
+    B: float  # body half-depth
+    fat: float  # subcutaneous fat thickness
+    muscle: float  # chest-wall muscle thickness
+    w_top: float  # lung apex height above the carina
+    dome_r: float  # right diaphragm dome height (negative, below carina)
+    dome_l: float
+    contrast: bool
+    blood_hu: float  # arterial / cardiac blood pool HU
+    vein_hu: float
+    heart: tuple  # centre (3,), radii (3,), rotation (3, 3)
+    v_spine: float
+    v_trachea: float
+    tubes: list[Tube] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ sampling
+    @classmethod
+    def sample(cls, rng: np.random.Generator, max_half_width: float | None = None) -> Anatomy:
+        """Draw one chest. ``max_half_width`` keeps the body inside a narrow field of view."""
+        s = rng.uniform(0.9, 1.1)  # overall scale of the mediastinum
+        A = rng.uniform(140.0, 180.0)
+        if max_half_width is not None:
+            A = min(A, max(max_half_width - 4.0, 120.0))
+        B = A * rng.uniform(0.62, 0.75)
+        contrast = bool(rng.random() < 0.6)
+        blood = rng.uniform(150.0, 300.0) if contrast else rng.uniform(30.0, 50.0)
+        vein = (blood * rng.uniform(0.6, 1.2)) if contrast else blood + rng.uniform(-5, 5)
+        fat = rng.uniform(6.0, 28.0)
+        muscle = rng.uniform(8.0, 16.0)
+        Bi = B - fat - muscle
+        v_spine = Bi - rng.uniform(24.0, 32.0)
+        vt = v_spine - 48.0 * s  # trachea, posterior mediastinum
+        j = lambda sd=3.0: rng.normal(0.0, sd)  # noqa: E731 - jitter in mm
+        heart_c = np.array([20 * s + j(5), vt - 55 * s + j(4), -85 * s + j(6)])
+        heart_r = np.array([60, 47, 52]) * s * rng.uniform(0.9, 1.1, 3)
+        heart_rot = _rotation(rng, np.array([0.3, -0.5, 0.2]), 0.15)
+        a = cls(
+            A=A,
+            B=B,
+            fat=fat,
+            muscle=muscle,
+            w_top=rng.uniform(105, 130) * s,
+            dome_r=-rng.uniform(105, 125) * s,
+            dome_l=-rng.uniform(120, 140) * s,
+            contrast=contrast,
+            blood_hu=blood,
+            vein_hu=vein,
+            heart=(heart_c, heart_r, heart_rot),
+            v_spine=v_spine,
+            v_trachea=vt,
+        )
+        a.tubes = _vessels_and_airway(rng, s, vt, v_spine, j)
+        return a
+
+    # ------------------------------------------------------------------ regions
+    @property
+    def Bi(self) -> float:
+        return self.B - self.fat - self.muscle
+
+    @property
+    def Ai(self) -> float:
+        return self.A - self.fat - self.muscle
+
+    def _ellipse(self, u, v, a, b):
+        return (u / a) ** 2 + (v / b) ** 2 <= 1.0
+
+    def dome(self, u, v):
+        """Height of the diaphragm surface under each (u, v)."""
+        lc = 0.45 * self.Ai
+        right = self.dome_r - 0.0055 * ((u + lc) ** 2 + (0.8 * v) ** 2)
+        left = self.dome_l - 0.0055 * ((u - lc) ** 2 + (0.8 * v) ** 2)
+        return np.where(u < 0, right, left)
+
+    def apex(self, u, v):
+        """Height of the lung apex surface over each (u, v)."""
+        lc = 0.45 * self.Ai
+        return self.w_top - 0.006 * ((np.abs(u) - lc) ** 2 + v**2)
+
+    def med_half_width(self, v, w):
+        """Half-width of the mediastinum (mm) at depth ``v`` and height ``w``."""
+        upper = np.interp(w, [-40.0, -5.0, 30.0, 60.0], [45.0, 55.0, 34.0, 24.0]).astype(np.float32)
+        ant = np.clip((-v - 0.55 * self.Bi) / (0.3 * self.Bi), 0.0, 1.0)  # anterior junction: narrow
+        return upper * (1.0 - 0.6 * ant)
+
+    def in_lung(self, u, v, w):
+        """True inside either lung (broadcastable arrays)."""
+        Ai, Bi = self.Ai - 2.0, self.Bi - 2.0
+        inside = self._ellipse(u, v, Ai, Bi)
+        inside = inside & ((w > self.dome(u, v)) & (w < self.apex(u, v)))
+        um = u - 4.0
+        inside = inside & (np.abs(um) > self.med_half_width(v, w))
+        # paravertebral gutters: lungs reach beside, not into, the spine
+        inside = inside & (~((np.abs(u) < 30.0) & (v > self.v_spine - 24.0)))
+        inside = inside & (~self.in_heart(u, v, w, grow=5.0))
+        return inside
+
+    def in_heart(self, u, v, w, grow: float = 0.0):
+        c, r, rot = self.heart
+        q = _local(u, v, w, c, rot)
+        return sum((q[k] / (r[k] + grow)) ** 2 for k in range(3)) <= 1.0
+
+    def in_thorax(self, u, v, w):
+        return self._ellipse(u, v, self.Ai, self.Bi)
+
+    def obstacles(self) -> list[Tube]:
+        """Tubes nodes must not overlap (vessels, airway, oesophagus)."""
+        return self.tubes
+
+    # ------------------------------------------------------------------ painting
+    def paint(self, cv: Canvas, rng: np.random.Generator) -> None:
+        """Sample the whole chest onto ``cv`` (nodes excepted)."""
+        A, B = self.A, self.B
+        lo_all = np.array([-A - 2, -B - 2, -1e4])
+        hi_all = np.array([A + 2, B + 2, 1e4])
+
+        def body(d):
+            return lambda u, v, w: self._ellipse(u, v * np.where(v > 0, 1.12, 1.0), A - d, B - d)
+
+        cv.region(lo_all, hi_all, body(0.0), 40.0, C.SKIN)
+        cv.region(lo_all, hi_all, body(2.0), -100.0, C.FAT)
+        cv.region(lo_all, hi_all, body(self.fat), 45.0, C.MUSCLE)
+        Ai, Bi = self.Ai, self.Bi
+        cv.region(lo_all, hi_all, lambda u, v, w: self._ellipse(u, v, Ai, Bi), -90.0, C.MED_FAT)
+        # abdomen below the diaphragm: liver / spleen / stomach as soft tissue
+        liver = 60.0 + (40.0 if self.contrast else 0.0)
+        cv.region(
+            lo_all,
+            np.array([A, B, self.dome_r + 5]),
+            lambda u, v, w: self._ellipse(u, v, Ai, Bi) & (w <= self.dome(u, v)),
+            liver,
+            C.ABDOMEN,
+        )
+        cv.region(lo_all, hi_all, self.in_lung, -860.0, C.LUNG)
+        self._paint_heart(cv)
+        for t in self.tubes:
+            if t.kind == "airway":
+                continue
+            hu = {"artery": self.blood_hu, "vein": self.vein_hu, "esophagus": 35.0}[t.kind]
+            cl = {"artery": C.ARTERY, "vein": C.VEIN, "esophagus": C.ESOPHAGUS}[t.kind]
+            cv.spheres(t.centres, t.radii, hu, cl)
+        airway = [t for t in self.tubes if t.kind == "airway"]
+        for t in airway:
+            cv.spheres(t.centres, t.radii, 60.0, C.AIRWAY_WALL)
+        for t in airway:
+            cv.spheres(t.centres, np.maximum(t.radii - 2.0, 0.8), -1000.0, C.AIRWAY_LUMEN)
+        self._paint_spine(cv)
+
+    def _paint_heart(self, cv: Canvas) -> None:
+        c, r, rot = self.heart
+        reach = float(r.max()) + 2
+        lo, hi = c - reach, c + reach
+        cv.region(lo, hi, lambda u, v, w: self.in_heart(u, v, w), 40.0, C.HEART)
+        if self.contrast:
+            # blood pools: ventricles and atria inside a ~10 mm myocardial wall
+            for off, scale in (((-0.2, -0.1, 0.1), 0.55), ((0.25, 0.1, 0.05), 0.5), ((0.0, 0.45, 0.35), 0.4)):
+                cc = c + rot @ (np.asarray(off) * r)
+                rr = r * scale
+                cv.region(
+                    cc - rr.max(),
+                    cc + rr.max(),
+                    lambda u, v, w, cc=cc, rr=rr: (
+                        sum((q / rr[k]) ** 2 for k, q in enumerate(_local(u, v, w, cc, rot))) <= 1.0
+                    ),
+                    self.blood_hu,
+                    C.BLOOD,
+                    only=(C.HEART,),
+                )
+
+    def _paint_spine(self, cv: Canvas) -> None:
+        vs = self.v_spine
+        lo = np.array([-45.0, vs - 25, -1e4])
+        hi = np.array([45.0, self.B, 1e4])
+
+        def body(u, v, w, rad=20.0):
+            return (u / (rad + 2)) ** 2 + ((v - vs) / rad) ** 2 <= 1.0
+
+        def disc(u, v, w):
+            return np.abs(((w + 7.0) % 30.0) - 15.0) < 3.0
+
+        cv.region(lo, hi, body, 650.0, C.BONE)
+        cv.region(lo, hi, lambda u, v, w: body(u, v, w, 17.5), 260.0, C.MARROW)
+        cv.region(lo, hi, lambda u, v, w: body(u, v, w) & disc(u, v, w), 85.0, C.MUSCLE)
+
+        # posterior arch around the canal and the spinous process
+        def arch(u, v, w):
+            d = np.sqrt(u**2 + (v - vs - 30.0) ** 2)
+            return ((d > 8.0) & (d < 16.0) & (v > vs + 14)) | (
+                (np.abs(u) < 4.0) & (v > vs + 40) & (v < self.B - self.fat - 4)
+            )
+
+        cv.region(lo, hi, arch, 500.0, C.BONE)
+        cv.region(lo, hi, lambda u, v, w: u**2 + (v - vs - 30.0) ** 2 < 64.0, 15.0, C.MUSCLE)
+        self._paint_ribs(cv)
+
+    def _paint_ribs(self, cv: Canvas) -> None:
+        """Ribs: bony arcs just outside the lungs, sloping down anteriorly, ~25 mm apart."""
+        Ai, Bi = self.Ai, self.Bi
+        ring = cv.box(np.array([-Ai - 12, -Bi - 12, -1e4]), np.array([Ai + 12, Bi + 12, 1e4]))
+        if ring is None:
+            return
+        u, v, _ = cv.coords(ring)
+        u2, v2 = u[0], v[0]
+        rho = np.sqrt((u2 / Ai) ** 2 + (v2 / Bi) ** 2)
+        theta = np.arctan2(v2, u2)
+        radial = (rho - 1.0) * Ai / 10.0  # 0..1 across a ~10 mm thick rib
+        keep = (radial > 0.05) & (radial < 0.95) & (np.abs(np.cos(theta)) > 0.25)  # no cartilage/spine
+        yy, xx = np.nonzero(keep)
+        if yy.size == 0:
+            return
+        slope = 45.0 * (1.0 - np.sin(theta[yy, xx]))  # anterior rib ends lie lower
+        rr = radial[yy, xx]
+        w = cv.w[ring[0]][:, None]
+        phase = ((w + slope[None, :] - self.w_top) % 26.0) / 10.0  # 0..1 across a 10 mm tall rib
+        e = ((rr[None, :] - 0.5) / 0.5) ** 2 + ((phase - 0.5) / 0.5) ** 2
+        zz = np.arange(ring[0].start, ring[0].stop)[:, None]
+        below_top = w < self.w_top + 20
+        for mask, hu, cl in ((e <= 1.0, 700.0, C.BONE), (e <= 0.35, 250.0, C.MARROW)):
+            mask = mask & below_top
+            iz, ip = np.nonzero(mask)
+            gz, gy, gx = zz[iz, 0], yy[ip] + ring[1].start, xx[ip] + ring[2].start
+            cv.hu[gz, gy, gx] = hu
+            cv.cls[gz, gy, gx] = cl
+
+
+def _vessels_and_airway(rng, s, vt, vsp, j) -> list[Tube]:
+    """Centrelines (mm) of the great vessels, airway and oesophagus, jittered per case."""
+    top = 400.0
+    vd = vsp - 20.0  # descending aorta depth
+    bottom = -400.0
+    r = lambda x: x * s * rng.uniform(0.9, 1.1)  # noqa: E731
+    p = lambda *xyz: np.array(xyz, dtype=float) * np.array([s, 1.0, s])  # noqa: E731
+    specs = [
+        ("trachea", "airway", [p(j(2), vt, top), p(j(2), vt, 60), p(0, vt, 0)], [r(10.0)] * 3),
+        ("bronchus_r", "airway", [p(0, vt, 0), p(-20, vt + 2, -12), p(-38, vt + 4, -26)], [r(8.0)] * 3),
+        ("bronchus_l", "airway", [p(0, vt, 0), p(26, vt + 4, -14), p(48, vt + 8, -34)], [r(7.5)] * 3),
+        (
+            "lobar_rul",
+            "airway",
+            [p(-30, vt + 3, -18), p(-55, vt, -5), p(-75, vt - 5, 10)],
+            [r(5.5), r(4.5), r(3.5)],
+        ),
+        (
+            "lobar_rll",
+            "airway",
+            [p(-38, vt + 4, -26), p(-55, vt + 10, -60), p(-65, vt + 15, -95)],
+            [r(6.0), r(5.0), r(3.5)],
+        ),
+        (
+            "lobar_lul",
+            "airway",
+            [p(40, vt + 6, -26), p(62, vt - 5, -15), p(80, vt - 15, 0)],
+            [r(5.5), r(4.5), r(3.5)],
+        ),
+        (
+            "lobar_lll",
+            "airway",
+            [p(48, vt + 8, -34), p(60, vt + 14, -65), p(68, vt + 20, -100)],
+            [r(6.0), r(5.0), r(3.5)],
+        ),
+        (
+            "esophagus",
+            "esophagus",
+            [p(2 + j(2), vsp - 30, top), p(6, vsp - 30, -60), p(14, vsp - 35, bottom)],
+            [r(8.0)] * 3,
+        ),
+        (
+            "aorta",
+            "artery",
+            [
+                p(-5 + j(), vt - 48, -50),
+                p(-6, vt - 47, 10),
+                p(0, vt - 40, 38),
+                p(16, vt - 20, 46),
+                p(30, vt + 5, 36),
+                p(28, vd, 15),
+                p(26, vd, -60),
+                p(18, vd - 5, bottom),
+            ],
+            [r(15.0)] * 3 + [r(13.0)] * 2 + [r(11.5)] * 3,
+        ),
+        (
+            "brachiocephalic",
+            "artery",
+            [p(4, vt - 38, 44), p(-10, vt - 38, 70), p(-22, vt - 30, top)],
+            [r(6.5)] * 3,
+        ),
+        ("carotid_l", "artery", [p(14, vt - 28, 48), p(16, vt - 26, 75), p(20, vt - 20, top)], [r(4.5)] * 3),
+        ("subclavian_l", "artery", [p(24, vt - 12, 44), p(32, vt - 8, 70), p(45, vt - 5, top)], [r(5.0)] * 3),
+        (
+            "pa_trunk",
+            "artery",
+            [p(25, vt - 75, -55), p(30, vt - 62, -30), p(30, vt - 50, -12)],
+            [r(14.0)] * 3,
+        ),
+        (
+            "pa_left",
+            "artery",
+            [p(30, vt - 50, -12), p(45, vt - 25, -8), p(62, vt - 8, -14), p(80, vt, -22)],
+            [r(11.0), r(10.0), r(9.0), r(7.0)],
+        ),
+        (
+            "pa_right",
+            "artery",
+            [
+                p(30, vt - 50, -12),
+                p(5, vt - 28, -20),
+                p(-25, vt - 22, -22),
+                p(-55, vt - 15, -25),
+                p(-80, vt - 10, -28),
+            ],
+            [r(11.0), r(10.5), r(10.0), r(9.0), r(7.0)],
+        ),
+        (
+            "svc",
+            "vein",
+            [p(-34 + j(), vt - 35, top), p(-34, vt - 35, 20), p(-32, vt - 38, -45)],
+            [r(10.0)] * 3,
+        ),
+        (
+            "brachiocephalic_v_l",
+            "vein",
+            [p(45, vt - 40, 90), p(10, vt - 52, 70), p(-30, vt - 40, 55)],
+            [r(6.5)] * 3,
+        ),
+        ("pulm_vein_rs", "vein", [p(-60, vt + 5, -45), p(-25, vt + 8, -60)], [r(7.0)] * 2),
+        ("pulm_vein_ls", "vein", [p(60, vt + 5, -50), p(30, vt + 10, -62)], [r(7.0)] * 2),
+    ]
+    out = []
+    for name, kind, pts, rads in specs:
+        centres, radii = tube(np.asarray(pts), np.asarray(rads))
+        out.append(Tube(name, centres, radii, kind))
+    return out
+
+
+def _rotation(rng: np.random.Generator, axis: np.ndarray, jitter: float) -> np.ndarray:
+    """A rotation turning the local x-axis towards ``axis`` (plus a random jitter)."""
+    a = np.asarray(axis, dtype=float) + rng.normal(0.0, jitter, 3)
+    a /= np.linalg.norm(a)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(a[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    b = np.cross(a, helper)
+    b /= np.linalg.norm(b)
+    return np.stack([a, b, np.cross(a, b)], axis=1)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3D rotation matrix."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q
+
+
+def _local(u, v, w, c, rot):
+    """Coordinates of (u, v, w) in the frame (centre ``c``, columns of ``rot``)."""
+    du, dv, dw = u - np.float32(c[0]), v - np.float32(c[1]), w - np.float32(c[2])
+    rt = rot.T.astype(np.float32)
+    return [rt[k, 0] * du + rt[k, 1] * dv + rt[k, 2] * dw for k in range(3)]

@@ -1,0 +1,150 @@
+"""`make_case`: one synthetic chest CT with complete node truth and LNQ-style partial labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+from lnq_napari.phantom.anatomy import Anatomy
+from lnq_napari.phantom.canvas import Canvas
+from lnq_napari.phantom.nodes import Node, paint_nodes, place_nodes
+from lnq_napari.phantom.texture import finish
+
+# LNQ training cases: how many nodes carry a label (mean ~1.46, 63 % exactly one)
+_LABELLED_P = (0.63, 0.28, 0.09)
+
+
+@dataclass
+class PhantomCase:
+    """One phantom case: CT, partial labels, complete truth and the node list."""
+
+    case_id: str
+    ct: Volume  # int16 HU
+    partial: Volume  # uint8 {0, 1}: the labelled subset of target nodes
+    full: Volume  # uint8 {0, 1}: every target node (minimal diameter >= 10 mm)
+    nodes: list[dict] = field(default_factory=list)
+    instances: Volume | None = None  # uint16: node id (1-based, as in ``nodes``) per voxel, all nodes
+
+
+def default_grid(rng: np.random.Generator, shape=None, spacing=None):
+    """Shape (z, y, x) and spacing (x, y, z) like LNQ scans, for whichever of them was not given."""
+    if spacing is None:
+        fov = float(np.clip(np.exp(rng.normal(np.log(425.0), 0.15)), 307.0, 778.0))
+        s = round(fov) / 512.0
+        dz = float(
+            rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0], p=[0.06, 0.04, 0.07, 0.1, 0.1, 0.48, 0.15])
+        )
+        spacing = (s, s, dz)
+    if shape is None:
+        extent = rng.uniform(250.0, 350.0)
+        shape = (max(int(round(extent / spacing[2])), 8), 512, 512)
+    return _check_shape(shape), _check_spacing(spacing)
+
+
+def _check_shape(shape) -> tuple[int, int, int]:
+    try:
+        out = tuple(int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise LNQError(f"shape {shape!r} is not three integers (z, y, x); give e.g. (24, 96, 96)") from None
+    if len(out) != 3 or min(out) < 1:
+        raise LNQError(f"shape {shape!r} must be three positive integers (z, y, x); give e.g. (24, 96, 96)")
+    return out
+
+
+def _check_spacing(spacing) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        raise LNQError(f"spacing {spacing!r} is not three numbers (x, y, z) in mm") from None
+    if len(out) != 3 or not all(np.isfinite(out)) or min(out) <= 0:
+        raise LNQError(f"spacing {spacing!r} must be three positive numbers (x, y, z) in mm")
+    return out
+
+
+def make_case(
+    seed: int,
+    shape: tuple[int, int, int] | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    case_id: str | None = None,
+) -> PhantomCase:
+    """A synthetic chest CT drawn from ``seed``.
+
+    ``shape`` is (z, y, x) and ``spacing`` (x, y, z) in mm; either defaults to LNQ-like values drawn from
+    the seed (512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-350 mm). Anatomy lives
+    in physical mm, so any grid samples the same kind of chest.
+    """
+    rng = np.random.default_rng(seed)
+    shape, spacing = default_grid(rng, shape, spacing)
+    nz, ny, nx = shape
+    fov = np.array([nx * spacing[0], ny * spacing[1], nz * spacing[2]])
+    # scanner-like LPS origin: x, y about minus half the field of view, z anywhere
+    origin = np.array(
+        [
+            -(nx - 1) * spacing[0] / 2 + rng.normal(0.0, 4.0),
+            -(ny - 1) * spacing[1] / 2 + rng.normal(0.0, 8.0),
+            -rng.uniform(100.0, 1200.0),
+        ]
+    ).round(3)
+    offset = np.array([rng.normal(0.0, 6.0), rng.normal(0.0, 8.0)])
+    centre_xy = origin[:2] + (np.array([nx, ny]) - 1) * np.asarray(spacing[:2]) / 2 + offset
+    above = rng.uniform(95.0, 140.0) if fov[2] >= 250 else fov[2] * rng.uniform(0.4, 0.5)
+    centre_z = origin[2] + (nz - 1) * spacing[2] - above
+    centre = np.array([centre_xy[0], centre_xy[1], centre_z])
+
+    anatomy = Anatomy.sample(rng, max_half_width=min(fov[0] / 2 - abs(offset[0]), fov[1] / 1.4))
+    cv = Canvas(shape, spacing, origin, centre)
+    anatomy.paint(cv, rng)
+    nodes = place_nodes(anatomy, cv, rng)
+    inst = paint_nodes(cv, nodes, rng)
+    hu = finish(cv, anatomy, rng)
+
+    counts = np.bincount(inst.ravel(), minlength=len(nodes) + 1)
+    target_ids = [i + 1 for i, n in enumerate(nodes) if n.target and counts[i + 1] > 0]
+    k = int(rng.choice([1, 2, 3], p=_LABELLED_P))
+    chosen = (
+        set(rng.choice(target_ids, size=min(k, len(target_ids)), replace=False).tolist())
+        if target_ids
+        else set()
+    )
+    for i in chosen:
+        nodes[i - 1].labelled = True
+    lut_full = np.zeros(len(nodes) + 1, dtype=np.uint8)
+    lut_full[target_ids] = 1
+    lut_part = np.zeros(len(nodes) + 1, dtype=np.uint8)
+    lut_part[sorted(chosen)] = 1
+
+    grid = dict(spacing=spacing, origin=tuple(origin))
+    cid = case_id or f"phantom-{seed}"
+    meta = {"contrast": anatomy.contrast}
+    return PhantomCase(
+        case_id=cid,
+        ct=Volume(np.clip(np.rint(hu), -1024, 3071).astype(np.int16), meta=meta, **grid),
+        partial=Volume(lut_part[inst], **grid),
+        full=Volume(lut_full[inst], **grid),
+        nodes=[_node_dict(i + 1, n, centre, counts[i + 1], spacing) for i, n in enumerate(nodes)],
+        instances=Volume(inst, **grid),
+    )
+
+
+def _node_dict(nid: int, n: Node, centre: np.ndarray, n_vox: int, spacing) -> dict:
+    dmin, dmax = n.ferets()
+    return {
+        "id": nid,
+        "center_xyz_mm": [round(float(x), 3) for x in n.centre + centre],
+        "radii_mm": [round(float(r), 3) for r in n.radii],
+        "diameter_min_mm": round(dmin, 2),
+        "diameter_max_mm": round(dmax, 2),
+        "target": bool(n.target),
+        "labelled": bool(n.labelled),
+        "touches_vessel": bool(n.touches_vessel),
+        "station": n.station,
+        "hu_mean": round(float(n.hu), 1),
+        "n_voxels": int(n_vox),
+        "volume_ml": round(float(n_vox * np.prod(spacing)) / 1000.0, 3),
+    }
+
+
+__all__ = ["PhantomCase", "make_case", "default_grid"]

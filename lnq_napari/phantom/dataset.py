@@ -1,0 +1,78 @@
+"""`write_dataset`: phantom cases written in the LNQ2023 file layout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write, atomic_write_text
+from lnq_napari.io.volume import Volume
+from lnq_napari.phantom.case import make_case
+
+
+def case_seed(seed: int, index: int) -> int:
+    """The seed of case ``index`` (0-based) of a data set drawn with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def _write_nrrd(vol: Volume, path: Path) -> None:
+    """Write ``vol`` as a gzip-compressed NRRD (LPS, exact geometry), atomically."""
+    import SimpleITK as sitk
+
+    with atomic_write(path, suffix=".nrrd") as tmp:
+        sitk.WriteImage(vol.to_sitk(), str(tmp), useCompression=True)
+
+
+def write_dataset(
+    out: str | Path,
+    n_cases: int,
+    seed: int = 0,
+    shape=None,
+    spacing=None,
+    progress: Callable[[float, str], None] | None = None,
+    prefix: str = "lnq2023-train",
+) -> list[Path]:
+    """Write ``n_cases`` phantom cases to ``out`` in the LNQ layout; returns the CT paths.
+
+    Per case NNNN (from 0001): ``{prefix}-NNNN-ct.nrrd`` (int16 HU), ``-seg.nrrd`` (partial labels),
+    ``-full.nrrd`` (complete truth) and ``-nodes.json``. Case i is drawn from ``case_seed(seed, i)``.
+    """
+    out = Path(out)
+    if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
+        raise LNQError(f"number of cases must be a positive integer, got {n_cases!r}; use e.g. --cases 4")
+    if out.exists() and not out.is_dir():
+        raise LNQError(f"output {out} exists and is not a folder; give a new or existing folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LNQError(f"cannot create output folder {out}: {exc.strerror}; choose another path") from None
+    paths = []
+    for i in range(n_cases):
+        cid = f"{prefix}-{i + 1:04d}"
+        if progress:
+            progress(i / n_cases, f"case {i + 1}/{n_cases}")
+        case = make_case(case_seed(seed, i), shape=shape, spacing=spacing, case_id=cid)
+        _write_nrrd(case.partial, out / f"{cid}-seg.nrrd")
+        _write_nrrd(case.full, out / f"{cid}-full.nrrd")
+        info = {
+            "case_id": cid,
+            "seed": case_seed(seed, i),
+            "dataset_seed": int(seed),
+            "index": i,
+            "contrast": bool(case.ct.meta.get("contrast", False)),
+            "spacing": list(case.ct.spacing),
+            "origin": list(case.ct.origin),
+            "shape_zyx": list(case.ct.shape),
+            "nodes": case.nodes,
+        }
+        atomic_write_text(out / f"{cid}-nodes.json", json.dumps(info, indent=1))
+        ct_path = out / f"{cid}-ct.nrrd"
+        _write_nrrd(case.ct, ct_path)
+        paths.append(ct_path)
+    if progress:
+        progress(1.0, f"{n_cases} cases")
+    return paths

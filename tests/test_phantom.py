@@ -1,0 +1,235 @@
+"""Tests of the synthetic chest CT phantom (small grids, fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from lnq_napari import api, cli
+from lnq_napari.errors import LNQError
+from lnq_napari.phantom import canvas as C
+from lnq_napari.phantom import case_seed, make_case, write_dataset
+
+SHAPE = (24, 96, 96)
+SPACING = (4.0, 4.0, 10.0)
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_case(1, shape=SHAPE, spacing=SPACING)
+
+
+@pytest.fixture(scope="module")
+def fine_case():
+    """A finer grid where node interiors are several voxels deep."""
+    return make_case(7, shape=(40, 160, 160), spacing=(2.2, 2.2, 5.0))
+
+
+def test_same_seed_same_arrays(case):
+    again = make_case(1, shape=SHAPE, spacing=SPACING)
+    assert np.array_equal(case.ct.array, again.ct.array)
+    assert np.array_equal(case.full.array, again.full.array)
+    assert np.array_equal(case.partial.array, again.partial.array)
+    assert case.nodes == again.nodes
+    assert case.ct.origin == again.ct.origin
+
+
+def test_different_seeds_differ(case):
+    other = make_case(2, shape=SHAPE, spacing=SPACING)
+    assert not np.array_equal(case.ct.array, other.ct.array)
+    assert case.ct.origin != other.ct.origin
+
+
+def test_types_and_geometry(case):
+    assert case.ct.array.dtype == np.int16 and case.ct.shape == SHAPE
+    assert case.full.array.dtype == np.uint8 and case.partial.array.dtype == np.uint8
+    for vol in (case.ct, case.full, case.partial):
+        assert vol.spacing == SPACING
+        assert vol.origin == case.ct.origin
+        assert vol.direction == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    assert set(np.unique(case.full.array)) <= {0, 1}
+    # scanner-like origin: x, y near minus half the field of view
+    assert case.ct.origin[0] == pytest.approx(-(SHAPE[2] - 1) * SPACING[0] / 2, abs=30)
+    assert case.ct.origin[1] == pytest.approx(-(SHAPE[1] - 1) * SPACING[1] / 2, abs=50)
+
+
+def test_partial_subset_of_full_and_labelled_counts():
+    counts = []
+    for seed in range(6):
+        c = make_case(seed, shape=SHAPE, spacing=SPACING)
+        assert np.all(c.partial.array <= c.full.array)
+        labelled = [n for n in c.nodes if n["labelled"]]
+        assert all(n["target"] for n in labelled)
+        assert 1 <= len(labelled) <= 3
+        n_targets = sum(n["target"] for n in c.nodes)
+        assert 3 <= n_targets <= 12
+        counts.append(len(labelled))
+        # the partial mask is exactly the labelled nodes
+        ids = {n["id"] for n in labelled}
+        assert np.array_equal(c.partial.array == 1, np.isin(c.instances.array, list(ids)))
+    assert min(counts) == 1
+
+
+def test_full_components_are_target_nodes(case):
+    inst = case.instances.array
+    by_id = {n["id"]: n for n in case.nodes}
+    comps, n = ndimage.label(case.full.array)
+    assert n >= 1
+    for k in range(1, n + 1):
+        ids = set(np.unique(inst[comps == k]).tolist())
+        assert ids and all(by_id[i]["target"] for i in ids)
+    targets = {n["id"] for n in case.nodes if n["target"] and n["n_voxels"] > 0}
+    assert targets == set(np.unique(inst[case.full.array == 1]).tolist())
+
+
+def test_sub_cm_nodes_not_in_full_and_sizes(case):
+    small = [n for n in case.nodes if not n["target"]]
+    assert small, "expected sub-centimetre distractors"
+    for n in small:
+        assert n["diameter_max_mm"] <= 8.0
+        assert not np.any(case.full.array[case.instances.array == n["id"]])
+    for n in case.nodes:
+        if n["target"]:
+            assert n["diameter_min_mm"] >= 10.0
+
+
+def test_node_hu_in_range(fine_case):
+    ct, inst = fine_case.ct.array, fine_case.instances.array
+    checked = 0
+    for n in fine_case.nodes:
+        if not n["target"]:
+            continue
+        core = ndimage.binary_erosion(inst == n["id"], iterations=1)
+        if core.sum() < 5:
+            continue
+        assert 20 <= ct[core].mean() <= 80, n
+        checked += 1
+    assert checked >= 2
+
+
+def test_nodes_sit_in_fat_not_in_vessels():
+    from lnq_napari.phantom import case as case_mod
+
+    seen = {}
+    orig = case_mod.finish
+
+    def spy(cv, a, rng):
+        seen["cls"] = cv.cls.copy()
+        return orig(cv, a, rng)
+
+    case_mod.finish = spy
+    try:
+        c = make_case(3, shape=(40, 160, 160), spacing=(2.2, 2.2, 5.0))
+    finally:
+        case_mod.finish = orig
+    node_vox = c.instances.array > 0
+    assert node_vox.any()
+    assert np.all(np.isin(seen["cls"][node_vox], (C.NODE, C.SMALL_NODE)))
+    # every node is surrounded mostly by mediastinal fat (or touches a vessel)
+    ring = ndimage.binary_dilation(node_vox, iterations=1) & ~node_vox
+    around = seen["cls"][ring]
+    assert (
+        np.isin(
+            around,
+            (
+                C.ARTERY,
+                C.VEIN,
+                C.HEART,
+                C.BLOOD,
+                C.AIRWAY_WALL,
+                C.ESOPHAGUS,
+                C.LUNG,
+                C.MED_FAT,
+                C.NODE,
+                C.SMALL_NODE,
+            ),
+        ).mean()
+        > 0.95
+    )
+    assert sum(n["touches_vessel"] for n in c.nodes) >= 1
+
+
+def test_anatomy_hu(fine_case):
+    ct = fine_case.ct.array
+    assert ct.min() <= -950  # air outside
+    assert ct.max() >= 300  # bone
+    assert (ct < -700).mean() > 0.05  # lungs and air
+
+
+def test_default_grid_is_lnq_like():
+    from lnq_napari.phantom.case import default_grid
+
+    for seed in range(20):
+        shape, spacing = default_grid(np.random.default_rng(seed))
+        assert shape[1:] == (512, 512)
+        assert 0.59 <= spacing[0] <= 1.53 and spacing[0] == spacing[1]
+        assert 1.0 <= spacing[2] <= 5.0
+        assert 240 <= shape[0] * spacing[2] <= 360
+
+
+def test_bad_grid_raises():
+    with pytest.raises(LNQError):
+        make_case(0, shape=(0, 10, 10))
+    with pytest.raises(LNQError):
+        make_case(0, shape=(10, 10, 10), spacing=(1.0, -1.0, 1.0))
+
+
+def test_write_dataset_layout_and_readback(tmp_path):
+    paths = write_dataset(tmp_path / "ds", 2, seed=5, shape=SHAPE, spacing=SPACING)
+    names = sorted(p.name for p in (tmp_path / "ds").iterdir())
+    expected = sorted(
+        f"lnq2023-train-{i:04d}-{k}"
+        for i in (1, 2)
+        for k in ("ct.nrrd", "seg.nrrd", "full.nrrd", "nodes.json")
+    )
+    assert names == expected
+    assert [p.name for p in paths] == ["lnq2023-train-0001-ct.nrrd", "lnq2023-train-0002-ct.nrrd"]
+    ref = make_case(case_seed(5, 1), shape=SHAPE, spacing=SPACING)
+    ct = sitk.ReadImage(str(paths[1]))
+    assert ct.GetPixelID() == sitk.sitkInt16
+    assert ct.GetSpacing() == pytest.approx(ref.ct.spacing, abs=1e-9)
+    assert ct.GetOrigin() == pytest.approx(ref.ct.origin, abs=1e-9)
+    assert np.array_equal(sitk.GetArrayFromImage(ct), ref.ct.array)
+    seg = sitk.ReadImage(str(tmp_path / "ds" / "lnq2023-train-0002-seg.nrrd"))
+    assert seg.GetPixelID() == sitk.sitkUInt8
+    assert np.array_equal(sitk.GetArrayFromImage(seg), ref.partial.array)
+    full = sitk.ReadImage(str(tmp_path / "ds" / "lnq2023-train-0002-full.nrrd"))
+    assert np.array_equal(sitk.GetArrayFromImage(full), ref.full.array)
+    header = (tmp_path / "ds" / "lnq2023-train-0002-ct.nrrd").read_bytes()[:1000]
+    assert b"encoding: gzip" in header and b"left-posterior-superior" in header
+    info = json.loads((tmp_path / "ds" / "lnq2023-train-0002-nodes.json").read_text())
+    assert info["nodes"] == json.loads(json.dumps(ref.nodes))
+    assert not [p for p in (tmp_path / "ds").iterdir() if p.name.startswith(".")]
+
+
+def test_make_phantom_bad_arguments(tmp_path):
+    with pytest.raises(LNQError):
+        api.make_phantom(tmp_path / "x", cases=0)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(LNQError):
+        api.make_phantom(afile, cases=1)
+
+
+def test_cli_phantom(tmp_path, capsys, monkeypatch):
+    from lnq_napari.phantom import dataset
+
+    real = dataset.make_case
+    monkeypatch.setattr(
+        dataset,
+        "make_case",
+        lambda s, shape=None, spacing=None, case_id=None: real(
+            s, shape=SHAPE, spacing=SPACING, case_id=case_id
+        ),
+    )
+    assert cli.main(["phantom", str(tmp_path / "out"), "--cases", "1", "--seed", "3"]) == 0
+    assert (tmp_path / "out" / "lnq2023-train-0001-ct.nrrd").exists()
+    capsys.readouterr()
+    assert cli.main(["phantom", str(tmp_path / "bad"), "--cases", "0"]) != 0
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]  # the rest is the progress bar
+    assert len(errors) == 1 and "Traceback" not in err and "cases" in errors[0]
