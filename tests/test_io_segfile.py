@@ -1,0 +1,181 @@
+"""3D Slicer .seg.nrrd: choosing segments when reading, writing files slicerio/Slicer open."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import nrrd
+import numpy as np
+import pytest
+import slicerio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io import Volume, read_labels, read_volume, write_seg_nrrd, write_volume
+
+SEGMENTATION = Path(slicerio.get_testdata_file("Segmentation.seg.nrrd"))
+OVERLAPPING = Path(slicerio.get_testdata_file("SegmentationOverlapping.seg.nrrd"))
+CT = Path(slicerio.get_testdata_file("CTChest4.nrrd"))
+
+
+def slicerio_mask(path: Path, name: str) -> np.ndarray:
+    """Oracle: slicerio's own mask of a segment, in (z, y, x) order."""
+    segmentation = slicerio.read_segmentation(str(path))
+    segment = slicerio.segment_from_name(segmentation, name)
+    return slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ct() -> Volume:
+    return read_volume(CT)
+
+
+@pytest.mark.parametrize(("segment", "name"), [("left lung", "left lung"), ("RIBS", "ribs"), (6, "left lung"),
+                                               ("Segment_2", "cervical vertebral column")])
+def test_choose_segment_by_name_id_or_value(segment, name, ct):
+    labels = read_labels(SEGMENTATION, reference=ct, segment=segment)
+    expected = slicerio_mask(SEGMENTATION, name)
+    assert expected.any()
+    np.testing.assert_array_equal(labels.array, expected)
+    assert labels.array.dtype == np.uint8
+    assert labels.meta["selected_segments"] == [name]
+    assert (labels.spacing, labels.origin, labels.direction) == (ct.spacing, ct.origin, ct.direction)
+
+
+def test_unknown_segment_lists_the_segments():
+    with pytest.raises(LNQError, match="has no segment 'spleen'.*'left lung'"):
+        read_labels(SEGMENTATION, segment="spleen")
+    with pytest.raises(LNQError, match="has no segment 42"):
+        read_labels(SEGMENTATION, segment=42)
+
+
+def test_without_node_segment_all_segments_are_used_with_a_warning():
+    with pytest.warns(UserWarning, match="no segment is named like a lymph node; using all 7"):
+        labels = read_labels(SEGMENTATION)
+    voxels = slicerio.read_segmentation(str(SEGMENTATION))["voxels"].transpose(2, 1, 0)
+    np.testing.assert_array_equal(labels.array, (voxels != 0).astype(np.uint8))
+
+
+def test_overlapping_layers():
+    sphere = read_labels(OVERLAPPING, segment="overlapping sphere")
+    ribs = read_labels(OVERLAPPING, segment="ribs")
+    np.testing.assert_array_equal(sphere.array, slicerio_mask(OVERLAPPING, "overlapping sphere"))
+    np.testing.assert_array_equal(ribs.array, slicerio_mask(OVERLAPPING, "ribs"))
+    assert (sphere.array & ribs.array).any()  # they do overlap: that is why they are in two layers
+    with pytest.raises(LNQError, match="label value 1 is used by several segments"):
+        read_labels(OVERLAPPING, segment=1)
+    with pytest.warns(UserWarning):
+        union = read_labels(OVERLAPPING)
+    assert np.all(union.array >= sphere.array) and np.all(union.array >= ribs.array)
+    with pytest.raises(LNQError, match="4D.*read_labels"):
+        read_volume(OVERLAPPING)
+
+
+def test_segments_named_like_nodes_are_chosen(tmp_path, ct):
+    shape_ijk = ct.shape[::-1]
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = ct.direction_matrix * np.asarray(ct.spacing)[None, :]
+    ijk_to_lps[:3, 3] = ct.origin
+    segmentation = slicerio.create_segmentation(shape_ijk, ijk_to_lps)
+    rng = np.random.default_rng(0)
+    masks = {name: rng.random(shape_ijk) < 0.01 for name in ["Trachea", "Mediastinal Lymph Nodes", "aorta"]}
+    for name, mask in masks.items():
+        slicerio.add_segment(segmentation, mask, {"name": name})
+    path = tmp_path / "three.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = read_labels(path, reference=ct)
+    assert labels.meta["selected_segments"] == ["Mediastinal Lymph Nodes"]
+    np.testing.assert_array_equal(labels.array, masks["Mediastinal Lymph Nodes"].transpose(2, 1, 0))
+
+
+def test_written_seg_opens_in_slicerio_with_name_value_and_provenance(tmp_path, ct):
+    array = np.zeros(ct.shape, dtype=np.int16)
+    array[10:14, 40:50, 60:75] = 1
+    array[20, 30, 31] = 255  # any non-zero -> 1
+    labels = ct.with_array(array)
+    extra = {"model_version": "lnq-unet 0.3 (sha 1a2b)", "source": "predict",
+             "created": "2026-11-27T10:00:00"}
+    path = write_seg_nrrd(tmp_path / "case.seg.nrrd", labels, extra=extra)
+    segmentation = slicerio.read_segmentation(str(path))
+    (segment,) = segmentation["segments"]
+    assert segment["name"] == "lymph node" and segment["labelValue"] == 1 and segment["layer"] == 0
+    assert segment["terminology"]["type"][1] == "59441001"  # SNOMED CT lymph node
+    np.testing.assert_allclose(segment["color"], [0.85, 0.65, 0.13])
+    assert segment["extent"] == [31, 74, 30, 49, 10, 20]
+    np.testing.assert_array_equal(segmentation["voxels"].transpose(2, 1, 0), (array != 0).astype(np.uint8))
+    expected_ijk = np.eye(4)
+    expected_ijk[:3, :3] = ct.direction_matrix * np.asarray(ct.spacing)[None, :]
+    expected_ijk[:3, 3] = ct.origin
+    np.testing.assert_allclose(segmentation["ijkToLPS"], expected_ijk, atol=1e-9)
+    header = nrrd.read_header(str(path))
+    assert header["encoding"] == "gzip" and header["type"] in ("uint8", "unsigned char")
+    assert header["Segmentation_MasterRepresentation"] == "Binary labelmap"
+    assert header["Segmentation_SourceRepresentation"] == "Binary labelmap"
+    back = read_labels(path, reference=ct)
+    for key, value in extra.items():
+        assert back.meta[key] == value
+    assert back.meta["selected_segments"] == ["lymph node"]
+    np.testing.assert_array_equal(back.array, (array != 0).astype(np.uint8))
+
+
+def test_empty_mask_extent_and_write_volume_seg_suffix(tmp_path, ct):
+    path = write_volume(tmp_path / "empty.seg.nrrd", ct.with_array(np.zeros(ct.shape, dtype=np.uint8)))
+    assert nrrd.read_header(str(path))["Segment0_Extent"] == "0 -1 0 -1 0 -1"
+    assert read_labels(path).array.sum() == 0
+
+
+def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, ct, monkeypatch):
+    labels = ct.with_array((ct.array > 200).astype(np.uint8))
+    path = write_seg_nrrd(tmp_path / "case.seg.nrrd", labels)
+    before = path.read_bytes()
+
+    def broken_write(filename, data, header, **kwargs):
+        Path(filename).write_bytes(b"NRRD0005\npartial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nrrd, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_seg_nrrd(path, labels.with_array(np.zeros(ct.shape, dtype=np.uint8)))
+    with pytest.raises(OSError, match="disk full"):
+        write_seg_nrrd(tmp_path / "new.seg.nrrd", labels)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.seg.nrrd"]
+
+
+@pytest.mark.parametrize("extra", [{"type": "x"}, {"a:b": "x"}, {"Segment0_Name": "x"},
+                                   {"note": "two\nlines"}, {"Segmentation_Foo": "x"}])
+def test_bad_extra_fields_are_refused_before_writing(tmp_path, ct, extra):
+    with pytest.raises(LNQError):
+        write_seg_nrrd(tmp_path / "x.seg.nrrd", ct.with_array(np.zeros(ct.shape, np.uint8)), extra=extra)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_non_nrrd_name(tmp_path, ct):
+    with pytest.raises(LNQError, match="seg.nrrd"):
+        write_seg_nrrd(tmp_path / "x.nii.gz", ct.with_array(np.zeros(ct.shape, np.uint8)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.tuples(*[st.integers(1, 7)] * 3), spacing=st.tuples(*[st.floats(0.3, 6.0)] * 3),
+       origin=st.tuples(*[st.floats(-400.0, 400.0)] * 3), seed=st.integers(0, 2**31 - 1),
+       flips=st.tuples(*[st.booleans()] * 3))
+def test_seg_round_trip_random_grids(shape, spacing, origin, seed, flips):
+    rng = np.random.default_rng(seed)
+    direction = Rotation.random(random_state=seed).as_matrix() * np.where(flips, -1.0, 1.0)[None, :]
+    labels = Volume((rng.random(shape) < 0.3).astype(np.uint8), spacing, origin, direction.ravel())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_seg_nrrd(Path(tmp) / "r.seg.nrrd", labels, extra={"seed": str(seed)})
+        back = read_labels(path)
+        np.testing.assert_array_equal(back.array, labels.array)
+        np.testing.assert_allclose(back.spacing, spacing, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(back.origin, origin, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(back.direction, direction.ravel(), atol=1e-9, rtol=0)
+        assert back.meta["seed"] == str(seed)
+        ijk = slicerio.read_segmentation(str(path), skip_voxels=True)["ijkToLPS"]
+        np.testing.assert_allclose(ijk[:3, :3], direction * np.asarray(spacing)[None, :], atol=1e-9)
