@@ -49,11 +49,25 @@ def _uint8(volume: Volume):
 
 
 def _cast_pair(pred: Volume, gt: Volume):
-    """Check the grids, then both volumes as UInt8 SimpleITK images."""
+    """Check the grids, then both volumes as UInt8 SimpleITK images, cropped to where they matter.
+
+    The crop is the bounding box of all non-zero voxels of either image plus one voxel (clipped at
+    the image border), so Dice, the contours, the distances between them and the components are
+    exactly those of the full images; it only saves time (distance maps are the costly part).
+    """
+    import SimpleITK as sitk
+
     check_same_grid(pred, gt)
     pred_img, gt_img = _uint8(pred), _uint8(gt)
     pred_img.CopyInformation(gt_img)  # within our 1e-4 mm tolerance; SimpleITK's own is tighter
-    return pred_img, gt_img
+    used = (sitk.GetArrayViewFromImage(pred_img) != 0) | (sitk.GetArrayViewFromImage(gt_img) != 0)
+    box = []
+    for axis in (2, 1, 0):  # SimpleITK indexes x, y, z
+        hit = np.flatnonzero(np.any(used, axis=tuple(a for a in range(3) if a != axis)))
+        lo, hi = (hit[0] - 1, hit[-1] + 2) if hit.size else (0, 1)
+        box.append(slice(max(int(lo), 0), min(int(hi), used.shape[axis])))
+    box = tuple(box)
+    return pred_img[box], gt_img[box]
 
 
 def prediction_problem(pred: Volume) -> str | None:

@@ -67,6 +67,18 @@ def test_dice_and_assd_match_independent_formulation(seed):
     assert metrics.assd(vol(pred), vol(gt)) == pytest.approx(ref_assd(pred, gt), abs=1e-4)
 
 
+@pytest.mark.parametrize("touch_border", [False, True])
+def test_small_nodes_in_a_large_volume_match_independent_formulation(touch_border):
+    """The scorer crops to the nodes' bounding box; results must equal those on the full images."""
+    shape = (20, 64, 64)
+    gt = ball(shape, (10, 30, 30), 6.0) | ball(shape, (12, 45, 20), 4.0)
+    pred = ball(shape, (11, 31, 28), 5.5)
+    if touch_border:
+        pred[0:3, 60:64, 0:5] = 1  # a false positive cut by the image border
+    assert metrics.dice(vol(pred), vol(gt)) == pytest.approx(ref_dice(pred, gt), abs=1e-6)
+    assert metrics.assd(vol(pred), vol(gt)) == pytest.approx(ref_assd(pred, gt), abs=1e-4)
+
+
 def test_assd_is_mean_of_directed_means_not_pooled_mean():
     gt = ball(SHAPE, (7, 14, 9), 7.0)  # a big node ...
     pred = ball(SHAPE, (7, 14, 9), 2.0)  # ... found as a small one, plus a large false positive
