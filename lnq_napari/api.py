@@ -27,14 +27,132 @@ def make_phantom(out: str | Path, cases: int = 4, seed: int = 0, progress: Progr
 def evaluate(pred: str | Path, gt: str | Path, json_path: str | Path | None = None) -> dict:
     """Challenge Dice/ASSD and node detection for files or folders paired by case id.
 
-    Returns ``{"cases": [row per case], "summary": {...}}``.
+    Returns ``{"cases": [row per case], "summary": {...}}``. A folder is paired by case id (the file
+    name without ``-ct/-seg/-full/-pred`` and extension); in a ground-truth folder ``*-full`` (complete
+    truth) wins over ``*-seg``. The prediction must lie on the ground truth's grid, as in the challenge.
+    Predictions the challenge would mis-score (labels other than 0/1, float maps) give a warning.
     """
-    raise NotImplementedError
+    import json
+    import math
+    import warnings
+
+    from lnq_napari import metrics
+    from lnq_napari.io.atomic import atomic_write_text
+    from lnq_napari.io.readers import read_labels, read_volume
+
+    image_ext = (".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
+    preference = {"gt": ("-full", "-seg", "", "-pred"), "pred": ("-pred", "", "-seg")}
+
+    def split(file: Path) -> tuple[str, str] | None:
+        """(case id, role suffix such as '-full' or '') of an image file name, else None."""
+        ext = next((e for e in image_ext if file.name.lower().endswith(e)), None)
+        if ext is None or not file.is_file():
+            return None
+        case = case_name(file)
+        return case, file.name[len(case): len(file.name) - len(ext)]
+
+    def files_by_case(path: Path, role: str) -> dict[str, Path]:
+        """Case id -> the preferred label file of that case in a folder (or the single file)."""
+        if not path.exists():
+            raise LNQError(f"--{role} {path} does not exist; give a label file or a folder of them")
+        if path.is_file():
+            return {case_name(path): path}
+        ranked: dict[str, tuple[int, Path]] = {}
+        for file in sorted(path.iterdir()):
+            parts = split(file)
+            if parts is None or parts[1] not in preference[role]:
+                continue
+            rank = preference[role].index(parts[1])
+            if parts[0] not in ranked or rank < ranked[parts[0]][0]:
+                ranked[parts[0]] = (rank, file)
+        if not ranked:
+            raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha); "
+                           "check the path")
+        return {case: file for case, (_, file) in ranked.items()}
+
+    pred, gt = Path(pred), Path(gt)
+    preds, gts = files_by_case(pred, "pred"), files_by_case(gt, "gt")
+    if pred.is_file() and gt.is_file():
+        pairs = [(case_name(gt), pred, gt)]
+    else:
+        if pred.is_file() or gt.is_file():  # one file against a folder: only that case
+            only = next(iter(preds if pred.is_file() else gts))
+            preds = {k: v for k, v in preds.items() if k == only}
+            gts = {k: v for k, v in gts.items() if k == only}
+        unpaired = []
+        for what, cases in (("ground truth", set(preds) - set(gts)), ("prediction", set(gts) - set(preds))):
+            if cases:
+                names = sorted(cases)
+                unpaired.append(f"no {what} for {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
+        if unpaired:
+            raise LNQError(f"unpaired cases: {'; '.join(unpaired)}; name files <case>-pred.nrrd and "
+                           "<case>-full.nrrd or <case>-seg.nrrd, or point at matching files")
+        pairs = [(case, preds[case], gts[case]) for case in sorted(gts)]
+    if json_path is not None and Path(json_path).is_dir():
+        raise LNQError(f"--json {json_path} is a folder; give a file name such as scores.json")
+
+    rows = []
+    for case, pred_path, gt_path in pairs:
+        truth = read_labels(gt_path)
+        prediction = read_volume(pred_path)
+        problem = metrics.prediction_problem(prediction)
+        if problem:
+            warnings.warn(f"{case}: the prediction {pred_path.name} {problem}", UserWarning, stacklevel=2)
+        try:
+            row = metrics.evaluate_case(prediction, truth)
+        except LNQError as exc:
+            raise LNQError(f"{case}: {exc}") from exc
+        rows.append({"case": case, "pred": str(pred_path), "gt": str(gt_path), **row})
+    result = {"cases": rows, "summary": metrics.summarize(rows)}
+    if json_path is not None:
+        def clean(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None  # JSON has no NaN
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        try:
+            atomic_write_text(json_path, json.dumps(clean(result), indent=2) + "\n")
+        except OSError as exc:
+            raise LNQError(f"cannot write {json_path} ({exc.strerror or exc}); choose another path") from exc
+    return result
 
 
 def measure(seg: str | Path, ct: str | Path | None = None, csv_path: str | Path | None = None):
-    """Node table of a label file. Returns ``(rows, summary)``."""
-    raise NotImplementedError
+    """Node table of a label file. Returns ``(rows, summary)``.
+
+    A 0/1 mask is split into 26-connected nodes; a label map with several ids (one per node, as a
+    napari Labels layer saves it) keeps one node per id; a 3D Slicer ``.seg.nrrd`` gives its
+    lymph-node segment(s). With ``ct`` the labels are put on the CT grid (nearest neighbour, with a
+    warning when they differ) and each node gets its mean HU. ``csv_path`` gets the table atomically.
+    """
+    from lnq_napari.io import segfile
+    from lnq_napari.io.geometry import align_to
+    from lnq_napari.io.readers import read_labels, read_raw, read_volume
+    from lnq_napari.quantify import measure_nodes, summarize_nodes, write_csv
+
+    if csv_path is not None and Path(csv_path).is_dir():
+        raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
+    raw = read_raw(seg)
+    if raw.layered or segfile.is_slicer_segmentation(raw.meta):
+        labels = read_labels(seg)
+    else:
+        labels = raw.volume()
+    volume = None
+    if ct is not None:
+        volume = read_volume(ct)
+        labels = align_to(volume, labels)
+    rows = measure_nodes(labels, volume)
+    summary = summarize_nodes(rows)
+    if csv_path is not None:
+        try:
+            write_csv(rows, csv_path)
+        except OSError as exc:
+            raise LNQError(f"cannot write {csv_path} ({exc.strerror or exc}); choose another path") from exc
+    return rows, summary
 
 
 def train(
