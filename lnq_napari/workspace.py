@@ -429,9 +429,9 @@ class Workspace:
         active = self.active_model()
         if active is not None:
             return Path(active["path"]), active["id"]
-        from lnq_napari.model import bundled_model_path
+        from lnq_napari.model import resolve_model
 
-        path = Path(bundled_model_path())
+        path = Path(resolve_model(None))
         digest = hashlib.sha256()
         for name in ("config.json", "weights.safetensors"):
             if (path / name).is_file():
