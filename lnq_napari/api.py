@@ -284,8 +284,16 @@ def finetune(
     workspace: str | Path, iterations: int = 200, device: str = "auto", resume: bool = False,
     progress: Progress = None, cancel: Cancel = None,
 ) -> dict:
-    """Fine-tune the active model on the workspace's corrections; returns what happened."""
-    raise NotImplementedError
+    """Fine-tune the active model on the workspace's corrections; returns what happened.
+
+    See :func:`lnq_napari.training.finetune.finetune_workspace`: the new version is registered with the
+    active model as parent and activated only if its validation Dice is not worse. Keys: new_version,
+    activated, reason, metrics_before, metrics_after, train_cases, val_cases, replay_cases, seconds.
+    """
+    from lnq_napari.training.finetune import finetune_workspace
+
+    return finetune_workspace(workspace, iterations=iterations, device=device, resume=resume,
+                              progress=progress, cancel=cancel)
 
 
 def case_name(path: str | Path) -> str:
