@@ -1,0 +1,139 @@
+"""Grid checks and aligning label grids onto the CT grid."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io import GridWarning, Volume, align_to, check_same_grid, read_labels, write_seg_nrrd
+from lnq_napari.io.geometry import nrrd_geometry, overlap_fraction
+
+
+@pytest.fixture()
+def oblique_ct() -> Volume:
+    """A small CT on an oblique grid with a flipped axis (determinant -1)."""
+    direction = Rotation.from_euler("xyz", [10, -25, 40], degrees=True).as_matrix() * np.array([1, -1, 1])
+    rng = np.random.default_rng(1)
+    return Volume(rng.integers(-1000, 400, (12, 10, 9)).astype(np.int16), (0.8, 0.9, 3.0),
+                  (-120.5, 30.25, -400.0), direction.ravel())
+
+
+def node_mask(shape) -> np.ndarray:
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask[3:9, 2:7, 2:6] = 1
+    mask[5, 8, 7] = 1
+    return mask
+
+
+def test_check_same_grid(oblique_ct):
+    check_same_grid(oblique_ct, oblique_ct.with_array(node_mask(oblique_ct.shape)))
+    shifted = Volume(oblique_ct.array, oblique_ct.spacing, np.add(oblique_ct.origin, [0, 0, 2.0]),
+                     oblique_ct.direction)
+    with pytest.raises(LNQError, match="origin"):
+        check_same_grid(oblique_ct, shifted)
+    fewer = Volume(oblique_ct.array[2:], oblique_ct.spacing, oblique_ct.origin, oblique_ct.direction)
+    with pytest.raises(LNQError, match="size"):
+        check_same_grid(oblique_ct, fewer)
+
+
+def test_same_grid_is_unchanged_and_float_noise_snaps_to_the_reference(oblique_ct):
+    labels = oblique_ct.with_array(node_mask(oblique_ct.shape))
+    assert align_to(oblique_ct, labels) is labels
+    noisy = Volume(labels.array, np.add(labels.spacing, 3e-6), np.add(labels.origin, -2e-5),
+                   np.add(labels.direction, 1e-7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snapped = align_to(oblique_ct, noisy)
+    assert snapped.array is noisy.array
+    assert (snapped.spacing, snapped.origin, snapped.direction) == (
+        oblique_ct.spacing, oblique_ct.origin, oblique_ct.direction)
+
+
+def test_seg_with_fewer_slices_is_resampled_with_a_warning(oblique_ct, tmp_path):
+    full = node_mask(oblique_ct.shape)
+    first = 2  # the seg starts two slices later and stops four slices early (LNQ first-release quirk)
+    part = full[first:-4]
+    origin = oblique_ct.index_to_physical(np.array([[first, 0, 0]]))[0]
+    labels = Volume(part, oblique_ct.spacing, origin, oblique_ct.direction)
+    with pytest.warns(GridWarning, match="resampled onto the CT grid"):
+        aligned = align_to(oblique_ct, labels)
+    expected = np.zeros_like(full)
+    expected[first:-4] = part
+    np.testing.assert_array_equal(aligned.array, expected)
+    assert aligned.array.dtype == np.uint8
+    assert (aligned.spacing, aligned.origin, aligned.direction) == (
+        oblique_ct.spacing, oblique_ct.origin, oblique_ct.direction)
+
+    path = write_seg_nrrd(tmp_path / "short.seg.nrrd", labels)  # the same through the reader
+    with pytest.warns(GridWarning):
+        read = read_labels(path, reference=oblique_ct)
+    np.testing.assert_array_equal(read.array, expected)
+
+
+def test_seg_stored_with_a_flipped_axis_aligns_exactly(oblique_ct):
+    full = node_mask(oblique_ct.shape)
+    nx = oblique_ct.shape[2]
+    direction = oblique_ct.direction_matrix.copy()
+    direction[:, 0] *= -1  # x runs the other way; origin moves to the last column
+    origin = oblique_ct.index_to_physical(np.array([[0, 0, nx - 1]]))[0]
+    labels = Volume(full[:, :, ::-1].copy(), oblique_ct.spacing, origin, direction.ravel())
+    with pytest.warns(GridWarning):
+        aligned = align_to(oblique_ct, labels)
+    np.testing.assert_array_equal(aligned.array, full)
+
+
+def test_finer_seg_grid_is_resampled_by_nearest_neighbour():
+    ct = Volume(np.zeros((4, 6, 6), np.int16), (2.0, 2.0, 4.0), (0.0, 0.0, 0.0))
+    fine = np.zeros((8, 12, 12), np.uint8)
+    fine[2:6, 4:8, 4:8] = 1  # 1x1x2 mm voxels; CT centres map to fine indices k + 0.25: no rounding ties
+    labels = Volume(fine, (1.0, 1.0, 2.0), (-0.25, -0.25, -0.5))
+    with pytest.warns(GridWarning):
+        aligned = align_to(ct, labels)
+    assert set(np.unique(aligned.array)) == {0, 1}
+    expected = np.zeros(ct.shape, np.uint8)
+    expected[1:3, 2:4, 2:4] = 1  # CT voxel centres at 4, 6 mm (x, y) and 4, 8 mm (z) fall in the box
+    np.testing.assert_array_equal(aligned.array, expected)
+
+
+def test_seg_elsewhere_raises(oblique_ct):
+    labels = oblique_ct.with_array(node_mask(oblique_ct.shape))
+    far = Volume(labels.array, labels.spacing, np.add(labels.origin, [0, 0, 500.0]), labels.direction)
+    assert overlap_fraction(oblique_ct, far) == 0.0
+    with pytest.raises(LNQError, match="does not cover the CT.*same case"):
+        align_to(oblique_ct, far)
+
+
+def test_partly_outside_reports_dropped_voxels(oblique_ct):
+    full = node_mask(oblique_ct.shape)
+    shift = 5  # the seg grid starts 5 slices below the CT: its first slices lie outside
+    origin = oblique_ct.index_to_physical(np.array([[-shift, 0, 0]]))[0]
+    labels = Volume(full, oblique_ct.spacing, origin, oblique_ct.direction)
+    with pytest.warns(GridWarning, match="lie outside the CT and were dropped"):
+        aligned = align_to(oblique_ct, labels)
+    expected = np.zeros_like(full)
+    expected[: full.shape[0] - shift] = full[shift:]
+    np.testing.assert_array_equal(aligned.array, expected)
+    assert 0 < overlap_fraction(oblique_ct, labels) < 1
+
+
+def test_nrrd_geometry_from_header_variants():
+    steps = np.array([[0.0, -0.7, 0.0], [0.9, 0.0, 0.0], [0.0, 0.0, -2.5]])  # rows: steps of axes i, j, k
+    header = {"dimension": 3, "space": "right-anterior-superior", "space directions": steps,
+              "space origin": np.array([1.0, 2.0, 3.0])}
+    spacing, origin, direction = nrrd_geometry(header)
+    assert spacing == pytest.approx((0.7, 0.9, 2.5))
+    assert origin == (-1.0, -2.0, 3.0)
+    expected = (steps * np.array([-1, -1, 1])).T / np.array([0.7, 0.9, 2.5])[None, :]
+    np.testing.assert_allclose(np.reshape(direction, (3, 3)), expected)
+    layered = {"dimension": 4, "space": "left-posterior-superior",
+               "kinds": ["list", "domain", "domain", "domain"],
+               "space directions": np.vstack([[np.nan] * 3, steps])}
+    assert nrrd_geometry(layered)[0] == pytest.approx((0.7, 0.9, 2.5))
+    with pytest.raises(LNQError, match="zero-length"):
+        nrrd_geometry({"dimension": 3, "space": "LPS", "space directions": np.diag([1.0, 0.0, 1.0])})
+    with pytest.raises(LNQError, match="not a 3D patient space"):
+        nrrd_geometry({"dimension": 3, "space": "right-anterior-superior-time", "space directions": steps})
