@@ -24,6 +24,8 @@ from lnq_napari.io.volume import Volume
 
 #: Nodes whose centroid lies within this distance (mm) of the volume's centre in x are "midline".
 MIDLINE_MM = 5.0
+#: More distinct ids than this means the file is an image (a CT?), not a label map.
+MAX_IDS = 1000
 #: Short-axis threshold of a clinically enlarged (and LNQ2023-target) node.
 ENLARGED_MM = 10.0
 
@@ -55,6 +57,9 @@ def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
     if values.size and values.min() < 0:
         raise LNQError("labels hold negative values; expected 0 for background and positive node ids")
     ids, inverse = np.unique(values, return_inverse=True)
+    if ids.size > MAX_IDS:
+        raise LNQError(f"the labels hold {ids.size} distinct values: this looks like an image (a CT?), "
+                       "not a label map; give the segmentation file")
     if ids.size <= 1:
         compact, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
         return compact.astype(np.int32), np.arange(1, n + 1)

@@ -133,6 +133,12 @@ def test_invalid_label_values_are_refused(array, match):
         measure_nodes(Volume(array, SPACING))
 
 
+def test_an_image_given_as_labels_is_refused():
+    ct = np.random.default_rng(1).integers(1, 3000, size=(6, 30, 30)).astype(np.int16)
+    with pytest.raises(LNQError, match="not a label map"):
+        measure_nodes(Volume(ct, SPACING))
+
+
 def test_summary_and_csv(tmp_path):
     big = ellipsoid((6.0, 6.0, 6.0), centre_zyx=(12, 30, 12))
     mask = big | ellipsoid((3.0, 3.0, 4.0), centre_zyx=(12, 30, 48))

@@ -1,0 +1,211 @@
+"""`lnq-napari evaluate` and `measure`: user mistakes give one error line, exit 2 and no output file."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lnq_napari.cli import main
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+
+SPACING = (0.8, 0.8, 3.0)
+SHAPE = (12, 40, 40)
+CASE = "lnq2023-val-0001"
+
+
+def node_mask(shift: int = 0) -> np.ndarray:
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[4:8, 10 + shift:22 + shift, 10:24] = 1
+    mask[5:7, 30:36, 30:36] = 1
+    return mask
+
+
+def write(path, array, spacing=SPACING, origin=(0.0, 0.0, 0.0)):
+    return write_volume(path, Volume(np.asarray(array), spacing, origin))
+
+
+def write_2d(path):
+    import nrrd
+
+    nrrd.write(str(path), np.zeros((20, 20), np.uint8), {"encoding": "raw"})
+    return path
+
+
+def run_cli(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("lnq-napari: error:")
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.fixture
+def case(tmp_path):
+    """A ground truth, a CT and a matching prediction on one grid."""
+    gt = write(tmp_path / f"{CASE}-full.nrrd", node_mask())
+    ct = write(tmp_path / f"{CASE}-ct.nrrd", np.full(SHAPE, 40, np.int16))
+    pred = write(tmp_path / f"{CASE}-pred.nrrd", node_mask(shift=2))
+    return {"gt": gt, "ct": ct, "pred": pred, "dir": tmp_path}
+
+
+def bad_inputs(tmp_path):
+    text = tmp_path / "notes.nrrd"
+    text.write_text("this is not an image\n")
+    other = tmp_path / "notes.txt"
+    other.write_text("hello\n")
+    return {
+        "missing": (tmp_path / "nowhere-seg.nrrd", "does not exist"),
+        "not_nrrd": (text, "notes.nrrd"),
+        "not_image": (other, "notes.txt"),
+        "2d": (write_2d(tmp_path / "flat.nrrd"), "3D"),
+    }
+
+
+@pytest.mark.parametrize("which", ["missing", "not_nrrd", "not_image", "2d"])
+@pytest.mark.parametrize("side", ["pred", "gt"])
+def test_evaluate_bad_files(case, capsys, which, side):
+    path, word = bad_inputs(case["dir"])[which]
+    out = case["dir"] / "out" / "scores.json"
+    args = {"pred": case["pred"], "gt": case["gt"], side: path}
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(args["pred"]), "--gt", str(args["gt"]),
+                                    "--json", str(out)])
+    assert_one_line_error(code, err, word)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("which", ["missing", "not_nrrd", "not_image", "2d"])
+def test_measure_bad_files(case, capsys, which):
+    path, word = bad_inputs(case["dir"])[which]
+    out = case["dir"] / "out" / "nodes.csv"
+    code, _, err = run_cli(capsys, ["measure", str(path), "--csv", str(out)])
+    assert_one_line_error(code, err, word)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    code, _, err = run_cli(capsys, ["measure", str(case["gt"]), "--ct", str(path), "--csv", str(out)])
+    assert_one_line_error(code, err, word)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_evaluate_probability_map_as_truth_is_refused(case, capsys):
+    probabilities = write(case["dir"] / "truth-full.nrrd", node_mask().astype(np.float32) * 0.7)
+    out = case["dir"] / "scores.json"
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(case["pred"]), "--gt", str(probabilities),
+                                    "--json", str(out)])
+    assert_one_line_error(code, err, "non-integer")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("values", "word"), [(-1, "negative"), (0.5, "non-integer")])
+def test_measure_wrong_label_values(case, capsys, values, word):
+    bad = write(case["dir"] / "bad-seg.nrrd", node_mask().astype(np.float32) * values)
+    out = case["dir"] / "nodes.csv"
+    code, _, err = run_cli(capsys, ["measure", str(bad), "--csv", str(out)])
+    assert_one_line_error(code, err, word)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [{"origin": (0.0, 0.0, 1.5)}, {"spacing": (0.8, 0.8, 2.5)}, {"shape": (11, 40, 40)}],
+)
+def test_evaluate_prediction_on_another_grid(case, capsys, grid):
+    shape = grid.get("shape", SHAPE)
+    pred = write(case["dir"] / "moved" / f"{CASE}-pred.nrrd", node_mask()[: shape[0]],
+                 grid.get("spacing", SPACING), grid.get("origin", (0.0, 0.0, 0.0)))
+    out = case["dir"] / "scores.json"
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(pred.parent), "--gt", str(case["dir"]),
+                                    "--json", str(out)])
+    assert_one_line_error(code, err, CASE, "resample")
+    assert not out.exists()
+
+
+def test_measure_with_a_ct_that_does_not_overlap(case, capsys):
+    far = write(case["dir"] / "far-ct.nrrd", np.zeros(SHAPE, np.int16), origin=(500.0, 500.0, 500.0))
+    out = case["dir"] / "nodes.csv"
+    code, _, err = run_cli(capsys, ["measure", str(case["gt"]), "--ct", str(far), "--csv", str(out)])
+    assert_one_line_error(code, err, "overlap")
+    assert not out.exists()
+
+
+def test_evaluate_unpaired_cases_are_named(case, capsys):
+    preds = case["dir"] / "preds"
+    write(preds / f"{CASE}-pred.nrrd", node_mask())
+    write(preds / "lnq2023-val-0099-pred.nrrd", node_mask())
+    out = case["dir"] / "scores.json"
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(preds), "--gt", str(case["dir"]),
+                                    "--json", str(out)])
+    assert_one_line_error(code, err, "lnq2023-val-0099", "unpaired")
+    assert not out.exists()
+
+
+def test_output_path_that_is_a_folder(case, capsys):
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(case["pred"]), "--gt", str(case["gt"]),
+                                    "--json", str(case["dir"])])
+    assert_one_line_error(code, err, "folder")
+    code, _, err = run_cli(capsys, ["measure", str(case["gt"]), "--csv", str(case["dir"])])
+    assert_one_line_error(code, err, "folder")
+
+
+# ------------------------------------------------ the same commands succeed on good input
+def test_evaluate_folders_pair_by_case_and_prefer_full_truth(case, capsys):
+    write(case["dir"] / f"{CASE}-seg.nrrd", node_mask(shift=2))  # partial label: must not be used
+    preds = case["dir"] / "preds"
+    write(preds / f"{CASE}-pred.nrrd", node_mask(shift=2))
+    write(preds / f"{CASE}-ct.nrrd", np.zeros(SHAPE, np.int16))  # ignored
+    out = case["dir"] / "scores.json"
+    code, stdout, _ = run_cli(capsys, ["evaluate", "--pred", str(preds), "--gt", str(case["dir"]),
+                                       "--json", str(out)])
+    assert code == 0 and CASE in stdout
+    result = json.loads(out.read_text())
+    (row,) = result["cases"]
+    assert row["case"] == CASE and row["gt"].endswith("-full.nrrd")
+    gt, pred = node_mask(), node_mask(shift=2)
+    expected = 2 * (gt & pred).sum() / (gt.sum() + pred.sum())
+    assert row["dice"] == pytest.approx(expected, abs=1e-6)
+    assert result["summary"]["n_cases"] == 1
+
+
+def test_evaluate_empty_and_255_predictions_warn_but_score(case, capsys, tmp_path):
+    from lnq_napari import api
+
+    empty = write(tmp_path / "e" / f"{CASE}-pred.nrrd", np.zeros(SHAPE, np.uint8))
+    out = tmp_path / "scores.json"
+    result = api.evaluate(empty, case["gt"], json_path=out)
+    assert result["cases"][0]["dice"] == 0.0 and math.isnan(result["cases"][0]["assd_mm"])
+    assert json.loads(out.read_text())["cases"][0]["assd_mm"] is None  # JSON has no NaN
+    wrong = write(tmp_path / "w" / f"{CASE}-pred.nrrd", node_mask() * 255)
+    with pytest.warns(UserWarning, match="255"):
+        result = api.evaluate(wrong, case["gt"])
+    assert result["cases"][0]["dice"] == 0.0
+
+
+def test_measure_writes_the_table(case, capsys):
+    out = case["dir"] / "nodes.csv"
+    argv = ["measure", str(case["gt"]), "--ct", str(case["ct"]), "--csv", str(out)]
+    code, stdout, _ = run_cli(capsys, argv)
+    assert code == 0
+    assert "2 nodes" in stdout
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and "mean_hu" in lines[0]
+
+
+def test_real_process_prints_one_line_and_exits_2(tmp_path):
+    missing = tmp_path / "missing-seg.nrrd"
+    proc = subprocess.run([sys.executable, "-m", "lnq_napari.cli", "measure", str(missing)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("lnq-napari: error:") and "Traceback" not in proc.stderr
