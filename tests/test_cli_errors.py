@@ -190,6 +190,10 @@ def test_evaluate_empty_and_255_predictions_warn_but_score(case, capsys, tmp_pat
     with pytest.warns(UserWarning, match="255"):
         result = api.evaluate(wrong, case["gt"])
     assert result["cases"][0]["dice"] == 0.0
+    floats = write(tmp_path / "f" / f"{CASE}-pred.nrrd", node_mask().astype(np.float32) * 0.9)
+    with pytest.warns(UserWarning, match="float"):
+        result = api.evaluate(floats, case["gt"])
+    assert result["cases"][0]["dice"] == 0.0  # truncated to empty, as the challenge did
 
 
 def test_measure_writes_the_table(case, capsys):
