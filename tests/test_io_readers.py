@@ -303,3 +303,23 @@ def test_write_volume_keeps_meta_and_refuses_unknown_suffix(tmp_path):
     with pytest.raises(LNQError, match="cannot write"):
         write_volume(tmp_path / "a.png", volume)
     assert not (tmp_path / "a.png").exists()
+
+
+def test_multi_member_gzip_nifti_is_not_mistaken_for_truncated(tmp_path, ball):
+    plain = write_volume(tmp_path / "ball.nii", ball).read_bytes()
+    half = len(plain) // 2
+    path = tmp_path / "two_members.nii.gz"  # what `cat a.gz b.gz` or some pipelines produce
+    path.write_bytes(gzip.compress(plain[:half]) + gzip.compress(plain[half:]))
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.array, ball.array)
+
+
+def test_big_endian_nrrd(tmp_path):
+    array = (np.arange(60, dtype=np.int16).reshape(3, 4, 5) - 30).astype(">i2")
+    path = tmp_path / "big.nrrd"
+    nrrd.write(str(path), array, {"space": "left-posterior-superior", "endian": "big"}, index_order="C")
+    assert b"endian: big" in path.read_bytes()[:400]
+    volume = read_volume(path)
+    assert volume.array.dtype == np.int16 and volume.array.dtype.isnative
+    np.testing.assert_array_equal(volume.array, array)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(volume.to_sitk()), array)

@@ -122,6 +122,17 @@ def _nifti_data_end(header: bytes) -> int | None:
     return offset + int(np.prod([max(d, 1) for d in dims[1:1 + dims[0]]], dtype=np.int64)) * bitpix // 8
 
 
+def _gzip_length(path: Path) -> int:
+    """Decompressed length of a gzip file, streaming (raises EOFError when it is cut short)."""
+    import gzip
+
+    total = 0
+    with gzip.open(path, "rb") as handle:
+        while chunk := handle.read(1 << 24):
+            total += len(chunk)
+    return total
+
+
 def _check_nifti_complete(path: Path) -> None:
     """SimpleITK reads a truncated NIfTI silently (zeros); compare the stored size with the header's."""
     import gzip
@@ -138,6 +149,8 @@ def _check_nifti_complete(path: Path) -> None:
                 stored = struct.unpack("<I", handle.read(4))[0]  # gzip trailer: size mod 2**32
             end = _nifti_data_end(header)
             complete = end is None or stored == end % 2**32
+            if not complete:  # the trailer only counts the last member of a multi-member gzip: count all
+                complete = _gzip_length(path) >= end
         else:
             with open(path, "rb") as handle:
                 end = _nifti_data_end(handle.read(540))
