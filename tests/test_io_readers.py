@@ -323,3 +323,10 @@ def test_big_endian_nrrd(tmp_path):
     assert volume.array.dtype == np.int16 and volume.array.dtype.isnative
     np.testing.assert_array_equal(volume.array, array)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(volume.to_sitk()), array)
+
+
+def test_dicom_files_without_extension(tmp_path):
+    for i, f in enumerate(sorted(DICOM.glob("*.dcm"))):
+        shutil.copy(f, tmp_path / f"IM{i:04d}")
+    np.testing.assert_array_equal(read_volume(tmp_path / "IM0001").array, read_volume(DICOM).array)
+    np.testing.assert_array_equal(read_volume(tmp_path).array, read_volume(DICOM).array)

@@ -61,9 +61,19 @@ def file_format(path: Path) -> str:
         return "nrrd"
     if name.endswith(SITK_SUFFIXES):
         return "sitk"
-    if name.endswith((".dcm", ".ima")):
+    if name.endswith((".dcm", ".ima")) or _has_dicom_magic(path):
         return "dicom"
     return "other"
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    """True for a DICOM Part 10 file ('DICM' at byte 128), whatever its name."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def _native(array: np.ndarray) -> np.ndarray:
