@@ -1,0 +1,64 @@
+"""A viewer with the lnq-napari widgets docked and the given files loaded (used by ``api.view``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+
+
+def add_layers(viewer, layer_data: list[tuple]) -> list:
+    """Add reader-style ``(data, kwargs, type)`` tuples to ``viewer``; returns the layers."""
+    return [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layer_data]
+
+
+def dock_widgets(viewer, model: str | None = None, workspace=None) -> dict:
+    """Dock Segment, Correct, Nodes and Save on the right; returns them by name."""
+    from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, SaveWidget, SegmentWidget
+
+    widgets = {
+        "Segment": SegmentWidget(viewer, model=model),
+        "Correct": CorrectWidget(viewer),
+        "Nodes": NodesWidget(viewer),
+        "Save": SaveWidget(viewer, workspace=workspace),
+    }
+    for name, widget in widgets.items():
+        viewer.window.add_dock_widget(widget, name=name, area="right")
+    return widgets
+
+
+def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show: bool = True):
+    """A napari viewer with ``ct`` (and ``seg`` as the node layer) opened and all widgets docked."""
+    import napari
+
+    from lnq_napari.plugin._reader import labels_layer_data, read_layer
+    from lnq_napari.plugin._session import NODES_NAME, NodeSession
+
+    ws = None
+    if workspace is not None:
+        from lnq_napari.workspace import Workspace
+
+        ws = Workspace.open(workspace)
+    viewer = viewer or napari.Viewer(title="lnq-napari", show=show)
+    ct_layer = None
+    if ct is not None:
+        data = read_layer(ct)
+        if data[2] != "image":
+            raise LNQError(
+                f"{Path(ct).name} looks like a label file; pass the CT first and labels with --seg"
+            )
+        (ct_layer,) = add_layers(viewer, [data])
+    if seg is not None:
+        from lnq_napari.io.readers import read_labels
+
+        reference = None
+        if ct_layer is not None:
+            from lnq_napari.plugin._layers import layer_volume
+
+            reference = layer_volume(ct_layer)
+        volume = read_labels(seg, reference=reference)
+        (nodes,) = add_layers(viewer, [labels_layer_data(volume, name=NODES_NAME, source=seg)])
+        NodeSession(nodes, ct_layer, workspace=workspace)
+    widgets = dock_widgets(viewer, model=model, workspace=ws)
+    viewer.window._lnq_widgets = widgets  # reachable for scripts and tests; not shared state
+    return viewer

@@ -1,0 +1,92 @@
+"""Throttled crash autosave of a node layer: at most one write every ``interval_ms``, off the GUI thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from lnq_napari.plugin._storage import autosave_dir, write_autosave
+
+
+class Autosaver:
+    """Writes ``<autosave dir>/<case>.autosave.seg.nrrd`` atomically after edits (throttled)."""
+
+    def __init__(self, session, interval_ms: int = 2000) -> None:
+        self.session = session
+        self.last_path: Path | None = None
+        self.writes = 0
+        self.last_error: Exception | None = None
+        self._worker = None
+        self._pending = False
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._save_in_background)
+        session.listeners.append(self.schedule)
+
+    @property
+    def path(self) -> Path:
+        return (
+            autosave_dir(self.session.source, self.session.workspace)
+            / f"{self.session.case}.autosave.seg.nrrd"
+        )
+
+    def schedule(self) -> None:
+        """Note an edit; the write happens when the throttle timer fires (not postponed by more edits)."""
+        self._pending = True
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _snapshot(self):
+        return self.session.labels_volume().with_array(np.array(self.session.nodes.data, copy=True))
+
+    def _extra(self) -> dict:
+        return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or ""}
+
+    def _save_in_background(self) -> None:
+        from napari.qt.threading import create_worker
+
+        if self._worker is not None:  # a write is running: try again after it
+            self._timer.start()
+            return
+        labels, extra, path = self._snapshot(), self._extra(), self.path
+        self._pending = False
+        connect = {"returned": self._written, "errored": self._failed, "finished": self._done}
+        worker = create_worker(
+            write_autosave,
+            labels,
+            path.parent,
+            self.session.case,
+            extra,
+            _connect=connect,
+            _start_thread=False,
+        )
+        self._worker = worker
+        worker.start()
+
+    def _written(self, path: Path) -> None:
+        self.last_path = Path(path)
+        self.writes += 1
+
+    def _failed(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.last_error = exc
+        show_warning(f"lnq-napari autosave failed: {exc}")
+
+    def _done(self) -> None:
+        self._worker = None
+        if self._pending and not self._timer.isActive():
+            self._timer.start()
+
+    def flush(self) -> Path | None:
+        """Write now, in this thread, if there are unsaved edits; returns the autosave path."""
+        if not self._pending and self.last_path is not None:
+            return self.last_path
+        self._timer.stop()
+        path = self.path
+        self._written(write_autosave(self._snapshot(), path.parent, self.session.case, self._extra()))
+        self._pending = False
+        return self.last_path

@@ -1,0 +1,93 @@
+"""Mouse clicks on the viewer -> session edits. Shift+click adds a node, Ctrl+click removes one.
+
+A plain click acts by the tool's mode ("add", "remove" or "off"); a click on a suggestion ring accepts
+it. Drags (panning, painting) are left alone, and nothing happens while a layer is in a paint mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from lnq_napari.plugin._session import session_for
+
+MODES = ("off", "add", "remove")
+
+
+class ClickTool:
+    """A viewer mouse callback with a mode; ``report(message)`` receives what each click did."""
+
+    def __init__(self, viewer, report: Callable[[str], None] | None = None) -> None:
+        self.viewer = viewer
+        self.mode = "off"
+        self.report = report or (lambda message: None)
+        viewer.mouse_drag_callbacks.append(self.on_mouse)
+
+    def detach(self) -> None:
+        if self.on_mouse in self.viewer.mouse_drag_callbacks:
+            self.viewer.mouse_drag_callbacks.remove(self.on_mouse)
+
+    def action_for(self, modifiers) -> str:
+        names = {str(getattr(m, "name", m)) for m in modifiers}
+        if "Shift" in names:
+            return "add"
+        if "Control" in names or "Meta" in names:
+            return "remove"
+        return self.mode
+
+    def on_mouse(self, viewer, event):
+        """Generator callback: act on release when the mouse did not move (a click, not a drag)."""
+        active = viewer.layers.selection.active
+        if getattr(active, "mode", "pan_zoom") not in ("pan_zoom", "transform"):
+            return
+        action = self.action_for(event.modifiers)
+        position, dims_displayed = event.position, list(event.dims_displayed)
+        view_direction = event.view_direction
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        if not dragged:
+            self.click(position, action, dims_displayed, view_direction)
+
+    def click(self, world_position, action: str, dims_displayed=(1, 2), view_direction=None) -> str:
+        """Apply ``action`` at a world position; returns (and reports) what happened."""
+        session = session_for(self.viewer, create=True)
+        if session is None:
+            return (
+                self._say("no node layer: run Segment or open a label file first") if action != "off" else ""
+            )
+        point = np.asarray(session.nodes.world_to_data(world_position), dtype=float)
+        inside = np.all((point > -0.5) & (point < np.asarray(session.nodes.data.shape) - 0.5))
+        if len(dims_displayed) == 3:
+            return self._click_3d(session, world_position, action, dims_displayed, view_direction)
+        hit = session.suggestion_near(point) if inside and session.suggestions is not None else None
+        if hit is not None and action in ("add", "off") and session.suggestions.visible:
+            node = session.accept_suggestion(hit)
+            return self._say(
+                f"accepted suggestion as node {node}" if node else "suggestion had no node; dropped"
+            )
+        if action == "off" or not inside:
+            return ""
+        if action == "add":
+            node = session.add_node_at(point)
+            return self._say(f"added node {node}" if node else "no node-like tissue at the click")
+        node = session.remove_node_at(point)
+        return self._say(f"removed node {node}" if node else "no node at the click")
+
+    def _click_3d(self, session, world_position, action, dims_displayed, view_direction) -> str:
+        if action != "remove":
+            return (
+                self._say("adding works in the 2D view; removing works in 3D too") if action == "add" else ""
+            )
+        value = session.nodes.get_value(
+            world_position, view_direction=view_direction, dims_displayed=dims_displayed, world=True
+        )
+        node = session.remove_node_id(int(value or 0))
+        return self._say(f"removed node {node}" if node else "no node along the click")
+
+    def _say(self, message: str) -> str:
+        self.report(message)
+        return message

@@ -1,0 +1,60 @@
+"""Volume <-> napari layer data: physical placement (scale, translate, affine) and the grid in metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lnq_napari.io.volume import Volume
+
+GEOMETRY_KEY = "lnq_volume_geometry"
+SOURCE_KEY = "lnq_source"
+ROLE_KEY = "lnq_role"
+#: Mediastinal window (HU) for CT layers.
+CT_CONTRAST = (-160.0, 240.0)
+
+
+def geometry(volume: Volume) -> dict:
+    """The grid of ``volume`` as plain data (stored in ``layer.metadata``)."""
+    return {
+        "shape": list(volume.shape),
+        "spacing": list(volume.spacing),
+        "origin": list(volume.origin),
+        "direction": list(volume.direction),
+    }
+
+
+def placement(volume: Volume) -> dict:
+    """napari layer kwargs placing the (z, y, x) array at its LPS position in mm (world = z, y, x)."""
+    d = volume.direction_matrix
+    if np.allclose(d, np.eye(3), atol=1e-6):
+        return {"scale": tuple(volume.spacing[::-1]), "translate": tuple(volume.origin[::-1])}
+    # world (z, y, x) = R_zyx @ (spacing_zyx * index_zyx) + origin_zyx, with R_zyx the direction reversed
+    rot = d[::-1, ::-1]
+    affine = np.eye(4)
+    affine[:3, :3] = rot * np.asarray(volume.spacing[::-1])[None, :]
+    affine[:3, 3] = np.asarray(volume.origin[::-1])
+    return {"affine": affine}
+
+
+def layer_kwargs(volume: Volume, name: str, role: str, source: str | None = None, **metadata) -> dict:
+    """Keyword arguments for an Image/Labels/Points layer showing ``volume``'s grid."""
+    meta = {GEOMETRY_KEY: geometry(volume), ROLE_KEY: role, **metadata}
+    if source:
+        meta[SOURCE_KEY] = str(source)
+    return {"name": name, "metadata": meta, **placement(volume)}
+
+
+def volume_from(data: np.ndarray, metadata: dict | None, scale=None, translate=None) -> Volume:
+    """A Volume of layer ``data`` on the grid stored in ``metadata`` (or from scale/translate)."""
+    geom = (metadata or {}).get(GEOMETRY_KEY)
+    array = np.asarray(data)
+    if geom is not None and tuple(geom["shape"]) == array.shape:
+        return Volume(array, tuple(geom["spacing"]), tuple(geom["origin"]), tuple(geom["direction"]))
+    spacing = tuple(scale[::-1]) if scale is not None else (1.0, 1.0, 1.0)
+    origin = tuple(translate[::-1]) if translate is not None else (0.0, 0.0, 0.0)
+    return Volume(array, spacing, origin)
+
+
+def layer_volume(layer) -> Volume:
+    """The Volume shown by a napari Image or Labels layer (its data on its stored grid)."""
+    return volume_from(layer.data, layer.metadata, layer.scale, layer.translate)

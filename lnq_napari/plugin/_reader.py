@@ -1,0 +1,101 @@
+"""npe2 reader: CT files open as a windowed Image layer, label files as a Labels layer (one id per node)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
+
+CT_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
+_LABEL_NAME = re.compile(r"([-_.](seg|full|label|labels|mask|nodes|truth|gt)$)|(\.seg$)", re.IGNORECASE)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in CT_SUFFIXES:
+        if name.lower().endswith(suffix) and suffix != ".seg.nrrd":
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _is_dicom_folder(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    for child in list(path.iterdir())[:50]:
+        if child.suffix.lower() in (".dcm", ".ima") or (child.is_file() and not child.suffix):
+            return True
+    return False
+
+
+def is_supported(path: str | Path) -> bool:
+    """True for CT/label files this plugin reads: NRRD, NIfTI, MHA/MHD or a DICOM folder."""
+    path = Path(path)
+    return path.name.lower().endswith(CT_SUFFIXES) or _is_dicom_folder(path)
+
+
+def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
+    """A ``-seg``/``-full``/``.seg.nrrd``-style name, or small non-negative integer content."""
+    path = Path(path)
+    if path.name.lower().endswith(".seg.nrrd") or _LABEL_NAME.search(_stem(path)):
+        return True
+    if array is None or array.dtype.kind not in "biu":
+        return False
+    if array.dtype == bool:
+        return True
+    sample = np.asarray(array[:: max(1, array.shape[0] // 8)])
+    return (
+        sample.size > 0
+        and int(sample.min()) >= 0
+        and int(sample.max()) <= 255
+        and len(np.unique(sample)) <= 64
+    )
+
+
+def napari_get_reader(path):
+    """npe2 ``get_reader``: the reader function for a supported path (or list of paths), else None."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    if not paths or not all(is_supported(p) for p in paths):
+        return None
+    return read_layers
+
+
+def read_layers(path) -> list[tuple]:
+    """Layer data tuples for one path or a list of paths (CT images first, then labels)."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    layers = [read_layer(p) for p in paths]
+    return sorted(layers, key=lambda t: t[2] != "image")
+
+
+def read_layer(path: str | Path) -> tuple:
+    """One layer data tuple: ``(data, kwargs, "image" | "labels")``."""
+    from lnq_napari.io.readers import read_labels, read_volume
+
+    path = Path(path)
+    if path.name.lower().endswith(".seg.nrrd") or _LABEL_NAME.search(_stem(path)):
+        return labels_layer_data(read_labels(path), name=_stem(path), source=path)
+    volume = read_volume(path)
+    if looks_like_labels(path, volume.array):
+        return labels_layer_data(read_labels(path), name=_stem(path), source=path)
+    return ct_layer_data(volume, name=_stem(path), source=path)
+
+
+def ct_layer_data(volume, name: str = "CT", source=None) -> tuple:
+    """An Image layer tuple showing a CT in the mediastinal window."""
+    kwargs = layer_kwargs(volume, name, role="ct", source=source)
+    kwargs.update(contrast_limits=CT_CONTRAST, colormap="gray", blending="translucent")
+    return np.asarray(volume.array), kwargs, "image"
+
+
+def labels_layer_data(volume, name: str = "nodes", source=None, **metadata) -> tuple:
+    """A Labels layer tuple with one id per connected node."""
+    from lnq_napari.interact import label_nodes
+
+    array = np.asarray(volume.array)
+    labels = label_nodes(array) if array.max(initial=0) <= 1 else array.astype(np.int32)
+    header = {k: v for k, v in volume.meta.items() if isinstance(v, str)}
+    kwargs = layer_kwargs(volume, name, role="labels", source=source, lnq_header=header, **metadata)
+    kwargs.update(opacity=0.5)
+    return labels, kwargs, "labels"

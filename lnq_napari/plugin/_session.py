@@ -1,0 +1,262 @@
+"""One case under review: the node Labels layer, its CT, probabilities, suggestions and edits.
+
+The session lives in the node layer's ``metadata[SESSION_KEY]``; widgets find it with
+:func:`session_for` (no module-level state). Every edit goes through ``Labels.data_setitem`` inside
+``block_history`` so napari's undo/redo (Ctrl+Z / Ctrl+Shift+Z) covers clicks like brush strokes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, layer_kwargs, layer_volume
+
+SESSION_KEY = "lnq_session"
+PROB_KEY = "lnq_probabilities"
+MODEL_KEY = "lnq_model_version"
+NODES_NAME = "nodes"
+SUGGESTIONS_NAME = "suggestions"
+
+
+class NodeSession:
+    """Edits of one node layer over one CT layer; tells listeners after every change."""
+
+    def __init__(self, nodes, ct=None, workspace=None, autosave: bool = True) -> None:
+        self.nodes = nodes
+        self.ct_layer = ct
+        self.workspace = workspace
+        self.suggestions = None
+        self.edits = 0
+        self.listeners: list[Callable[[], None]] = []
+        self._ct_cache: tuple[int, Volume] | None = None
+        nodes.metadata[SESSION_KEY] = self
+        nodes.events.paint.connect(self._on_paint)
+        nodes.bind_key("Control-Z", lambda layer: self.undo(), overwrite=True)
+        nodes.bind_key("Control-Shift-Z", lambda layer: self.redo(), overwrite=True)
+        self.autosaver = None
+        if autosave:
+            from lnq_napari.plugin._autosave import Autosaver
+
+            self.autosaver = Autosaver(self)
+
+    # --- what the case is -------------------------------------------------------------------------
+    @property
+    def probabilities(self) -> np.ndarray | None:
+        prob = self.nodes.metadata.get(PROB_KEY)
+        return None if prob is None or np.shape(prob) != self.nodes.data.shape else prob
+
+    @property
+    def model_version(self) -> str | None:
+        return self.nodes.metadata.get(MODEL_KEY)
+
+    @property
+    def source(self) -> str | None:
+        """The CT file (else the label file) this case came from."""
+        for layer in (self.ct_layer, self.nodes):
+            if layer is not None and layer.metadata.get(SOURCE_KEY):
+                return layer.metadata[SOURCE_KEY]
+        return None
+
+    @property
+    def case(self) -> str:
+        from lnq_napari.plugin._storage import case_name
+
+        fallback = self.ct_layer.name if self.ct_layer is not None else self.nodes.name
+        return case_name(self.source, fallback=case_name(fallback + ".nrrd"))
+
+    def ct_volume(self) -> Volume:
+        """The CT as a Volume (raises LNQError when there is none on the node layer's grid)."""
+        if self.ct_layer is None:
+            raise LNQError("no CT layer for this node layer; open the CT first (File > Open)")
+        data = self.ct_layer.data
+        if self._ct_cache is None or self._ct_cache[0] != id(data):
+            self._ct_cache = (id(data), layer_volume(self.ct_layer))
+        return self._ct_cache[1]
+
+    def labels_volume(self) -> Volume:
+        """The node labels as a Volume on the CT grid (or the layer's own grid without a CT)."""
+        if self.ct_layer is not None:
+            return self.ct_volume().with_array(np.asarray(self.nodes.data))
+        return layer_volume(self.nodes)
+
+    # --- edits --------------------------------------------------------------------------------------
+    def add_node_at(self, point_zyx: Sequence[float]) -> int:
+        """Grow the node at a click and paint it with a new id; returns the id (0: nothing found)."""
+        from lnq_napari.interact import node_region_from_click
+
+        data = self.nodes.data
+        box, local = node_region_from_click(self.ct_volume(), point_zyx, self.probabilities, labels=data)
+        if not local.any():
+            return 0
+        new_id = int(np.max(data)) + 1
+        self._paint(box, local, new_id)
+        self.nodes.selected_label = new_id
+        return new_id
+
+    def remove_node_at(self, point_zyx: Sequence[float]) -> int:
+        """Erase the connected node under a click; returns its id (0 on background)."""
+        from lnq_napari.interact import component_at
+
+        spacing = tuple(float(s) for s in np.abs(self.nodes.scale))
+        box, mask, value = component_at(self.nodes.data, point_zyx, spacing_zyx=spacing)
+        if value:
+            self._paint(box, mask, 0)
+        return value
+
+    def remove_node_id(self, node_id: int) -> int:
+        """Erase every voxel of ``node_id`` (used for clicks in the 3D view); returns the id or 0."""
+        if not node_id:
+            return 0
+        idx = np.nonzero(self.nodes.data == node_id)
+        if idx[0].size == 0:
+            return 0
+        with self.nodes.block_history():
+            self.nodes.data_setitem(idx, 0)
+        return int(node_id)
+
+    def _paint(self, box, local: np.ndarray, value: int) -> None:
+        idx = tuple(i + s.start for i, s in zip(np.nonzero(local), box, strict=True))
+        with self.nodes.block_history():  # one undo step; the commit emits ``paint``
+            self.nodes.data_setitem(idx, value)
+
+    def undo(self) -> None:
+        self.nodes.undo()
+        self._changed()
+
+    def redo(self) -> None:
+        self.nodes.redo()
+        self._changed()
+
+    def _on_paint(self, event=None) -> None:
+        self._changed()
+
+    def _changed(self) -> None:
+        self.edits += 1
+        self.notify()
+
+    def notify(self) -> None:
+        """Tell listeners (table, autosave, suggestion list) that the case changed."""
+        for listener in list(self.listeners):
+            listener()
+
+    # --- suggestions --------------------------------------------------------------------------------
+    def suggestion_points(self) -> np.ndarray:
+        if self.suggestions is None or len(self.suggestions.data) == 0:
+            return np.zeros((0, 3))
+        return np.asarray(self.suggestions.data)
+
+    def suggestion_near(self, point_zyx: Sequence[float], radius_vox: float = 4.0) -> int | None:
+        """Index of the suggestion within ``radius_vox`` in-plane (same slice +-1) of a click, or None."""
+        pts = self.suggestion_points()
+        if len(pts) == 0:
+            return None
+        p = np.asarray(point_zyx, dtype=float)
+        near = (np.abs(pts[:, 0] - p[0]) <= 1.0) & (
+            np.hypot(pts[:, 1] - p[1], pts[:, 2] - p[2]) <= radius_vox
+        )
+        if not near.any():
+            return None
+        d = np.linalg.norm(pts - p, axis=1)
+        d[~near] = np.inf
+        return int(np.argmin(d))
+
+    def accept_suggestion(self, index: int) -> int:
+        """Add the node at suggestion ``index`` and drop the suggestion; returns the new id (0: none)."""
+        point = self.suggestion_points()[index]
+        node_id = self.add_node_at(point)
+        self._drop_suggestion(index)
+        return node_id
+
+    def reject_suggestion(self, index: int) -> None:
+        """Drop suggestion ``index`` and remember it as rejected (``nodes.metadata['lnq_rejected']``)."""
+        point = self.suggestion_points()[index]
+        self.nodes.metadata.setdefault("lnq_rejected", []).append([float(v) for v in point])
+        self._drop_suggestion(index)
+
+    def _drop_suggestion(self, index: int) -> None:
+        self.suggestions.selected_data = {int(index)}
+        self.suggestions.remove_selected()
+        self.notify()
+
+
+def find_ct_layer(viewer, shape: tuple[int, ...]):
+    """The CT Image layer on a grid of ``shape`` (role ``ct`` first), or None."""
+    from napari.layers import Image
+
+    images = [ly for ly in viewer.layers if isinstance(ly, Image) and ly.data.shape == shape]
+    images.sort(key=lambda ly: ly.metadata.get(ROLE_KEY) != "ct")
+    return images[0] if images else None
+
+
+def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
+    """The session of ``layer`` (default: the active Labels layer, else "nodes", else the first Labels)."""
+    from napari.layers import Labels
+
+    if layer is None:
+        labels = [ly for ly in viewer.layers if isinstance(ly, Labels)]
+        active = viewer.layers.selection.active
+        with_session = [ly for ly in labels if SESSION_KEY in ly.metadata]
+        if isinstance(active, Labels):
+            layer = active
+        elif with_session:
+            layer = with_session[-1]
+        else:
+            named = [ly for ly in labels if ly.name == NODES_NAME]
+            layer = (named or labels or [None])[0]
+    if layer is None:
+        return None
+    session = layer.metadata.get(SESSION_KEY)
+    if session is None and create:
+        session = NodeSession(layer, find_ct_layer(viewer, layer.data.shape))
+    return session
+
+
+def show_prediction(
+    viewer,
+    ct_layer,
+    labels: np.ndarray,
+    probabilities: np.ndarray | None,
+    model_version: str | None,
+    candidates: list[dict],
+) -> NodeSession:
+    """Put a prediction on screen: a "nodes" Labels layer (one id per node) and "suggestions" Points."""
+    ct = layer_volume(ct_layer)
+    meta = {PROB_KEY: probabilities, MODEL_KEY: model_version}
+    kwargs = layer_kwargs(ct, NODES_NAME, role="labels", **meta)
+    if NODES_NAME in viewer.layers:
+        viewer.layers.remove(NODES_NAME)
+    nodes = viewer.add_labels(labels, opacity=0.5, **kwargs)
+    nodes.metadata[SOURCE_KEY] = ct_layer.metadata.get(SOURCE_KEY)
+    session = session_for(viewer, nodes)  # widgets may have made it when the layer appeared
+    session.ct_layer = ct_layer
+    session.suggestions = show_suggestions(viewer, ct, candidates)
+    viewer.layers.selection.active = nodes
+    session.notify()
+    return session
+
+
+def show_suggestions(viewer, ct: Volume, candidates: list[dict]):
+    """A Points layer of ranked candidate nodes (features: rank, score, max_prob, volume_mm3)."""
+    import pandas as pd
+
+    if SUGGESTIONS_NAME in viewer.layers:
+        viewer.layers.remove(SUGGESTIONS_NAME)
+    pts = np.array([c["center_zyx"] for c in candidates], dtype=float).reshape(-1, 3)
+    cols = ["rank", "score", "max_prob", "volume_mm3"]
+    features = pd.DataFrame({c: [row[c] for row in candidates] for c in cols})
+    kwargs = layer_kwargs(ct, SUGGESTIONS_NAME, role="suggestions")
+    return viewer.add_points(
+        pts,
+        features=features,
+        size=8,
+        border_color="yellow",
+        face_color="transparent",
+        symbol="ring",
+        text={"string": "{rank}", "color": "yellow", "size": 10, "anchor": "upper_left"},
+        out_of_slice_display=False,
+        **kwargs,
+    )

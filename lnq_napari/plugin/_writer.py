@@ -1,0 +1,22 @@
+"""npe2 writer: a Labels layer -> a 3D Slicer ``.seg.nrrd`` (node = 1) on the source CT's grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+from lnq_napari.plugin._layers import volume_from
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    """npe2 single-layer writer for Labels layers; returns the written path."""
+    from lnq_napari.io.segfile import write_seg_nrrd
+
+    target = Path(path)
+    if not target.name.lower().endswith(".nrrd"):
+        target = target.with_name(target.name + ".seg.nrrd")
+    volume = volume_from(data, meta.get("metadata"), meta.get("scale"), meta.get("translate"))
+    if volume.array.ndim != 3:
+        raise LNQError(f"layer {meta.get('name')!r} is {volume.array.ndim}D; only 3D label layers are saved")
+    write_seg_nrrd(target, volume, extra={"lnq_layer": str(meta.get("name", "labels"))})
+    return [str(target)]

@@ -1,0 +1,62 @@
+"""Small helpers shared by the widgets (layer choosers, session tracking)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qtpy.QtWidgets import QComboBox
+
+
+class LayerCombo(QComboBox):
+    """A combo box of the viewer's layers of one type, kept in sync with the layer list."""
+
+    def __init__(self, viewer, layer_type, prefer_role: str | None = None) -> None:
+        super().__init__()
+        self.viewer, self.layer_type, self.prefer_role = viewer, layer_type, prefer_role
+        for emitter in (
+            viewer.layers.events.inserted,
+            viewer.layers.events.removed,
+            viewer.layers.events.reordered,
+        ):
+            emitter.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, event=None) -> None:
+        current = self.currentText()
+        layers = [ly for ly in self.viewer.layers if isinstance(ly, self.layer_type)]
+        if self.prefer_role:
+            layers.sort(key=lambda ly: ly.metadata.get("lnq_role") != self.prefer_role)
+        self.blockSignals(True)
+        self.clear()
+        self.addItems([ly.name for ly in layers])
+        if current in [ly.name for ly in layers]:
+            self.setCurrentText(current)
+        self.blockSignals(False)
+
+    def layer(self):
+        name = self.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+
+class SessionTracker:
+    """Follows the viewer's current node session and calls ``on_change`` after each of its edits."""
+
+    def __init__(self, viewer, on_change: Callable[[], None]) -> None:
+        self.viewer, self.on_change, self.session = viewer, on_change, None
+        viewer.layers.events.inserted.connect(self.update)
+        viewer.layers.events.removed.connect(self.update)
+        viewer.layers.selection.events.active.connect(self.update)
+        self.update()
+
+    def update(self, event=None) -> None:
+        from lnq_napari.plugin._session import session_for
+
+        session = session_for(self.viewer, create=True)
+        if session is self.session:
+            return
+        if self.session is not None and self.on_change in self.session.listeners:
+            self.session.listeners.remove(self.on_change)
+        self.session = session
+        if session is not None:
+            session.listeners.append(self.on_change)
+        self.on_change()

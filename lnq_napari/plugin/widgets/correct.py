@@ -1,0 +1,131 @@
+"""Correct: click modes (add / remove node), suggestions (accept / reject / go to), undo / redo."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lnq_napari.plugin._clicks import ClickTool
+from lnq_napari.plugin.widgets._common import SessionTracker
+
+HELP = (
+    "Shift+click: add the node under the mouse. Ctrl+click: remove it. Click a yellow ring to accept a "
+    "suggestion. Brush / eraser work as usual; Ctrl+Z / Ctrl+Shift+Z undo and redo."
+)
+
+
+class CorrectWidget(QWidget):
+    """Thin controls over :class:`ClickTool` and the current :class:`NodeSession`."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.tool = ClickTool(napari_viewer, report=self.status.setText)
+
+        modes = QGroupBox("plain click")
+        self.mode_buttons = QButtonGroup(self)
+        row = QHBoxLayout(modes)
+        for i, (mode, text) in enumerate(
+            (("off", "pan / pick"), ("add", "add node"), ("remove", "remove node"))
+        ):
+            button = QRadioButton(text)
+            button.setChecked(mode == "off")
+            self.mode_buttons.addButton(button, i)
+            row.addWidget(button)
+        self.mode_buttons.idToggled.connect(self._mode_toggled)
+
+        self.suggestion_list = QListWidget()
+        self.suggestion_list.setMaximumHeight(120)
+        self.suggestion_list.currentRowChanged.connect(self.go_to_suggestion)
+        accept, reject = QPushButton("Accept"), QPushButton("Reject")
+        accept.clicked.connect(lambda: self.accept(self.suggestion_list.currentRow()))
+        reject.clicked.connect(lambda: self.reject(self.suggestion_list.currentRow()))
+        undo, redo = QPushButton("Undo"), QPushButton("Redo")
+        undo.clicked.connect(lambda: self._with_session(lambda s: s.undo()))
+        redo.clicked.connect(lambda: self._with_session(lambda s: s.redo()))
+
+        help_label = QLabel(HELP)
+        help_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(modes)
+        layout.addWidget(QLabel("suggestions (model unsure), best first"))
+        layout.addWidget(self.suggestion_list)
+        for pair in ((accept, reject), (undo, redo)):
+            row = QHBoxLayout()
+            row.addWidget(pair[0])
+            row.addWidget(pair[1])
+            layout.addLayout(row)
+        layout.addWidget(help_label)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.tracker = SessionTracker(napari_viewer, self.refresh_suggestions)
+
+    def _mode_toggled(self, button_id: int, checked: bool) -> None:
+        if checked:
+            self.set_mode(("off", "add", "remove")[button_id])
+
+    def set_mode(self, mode: str) -> None:
+        """Set what a plain click does: "off", "add" or "remove"."""
+        self.tool.mode = mode
+        button = self.mode_buttons.button(("off", "add", "remove").index(mode))
+        if not button.isChecked():
+            button.setChecked(True)
+
+    def _with_session(self, action):
+        session = self.tracker.session
+        if session is None:
+            self.status.setText("no node layer yet: run Segment or open a label file")
+            return None
+        return action(session)
+
+    def refresh_suggestions(self) -> None:
+        session = self.tracker.session
+        self.suggestion_list.blockSignals(True)
+        self.suggestion_list.clear()
+        if session is not None and session.suggestions is not None:
+            feats = session.suggestions.features
+            for i in range(len(session.suggestions.data)):
+                row = feats.iloc[i] if len(feats) > i else None
+                text = (
+                    f"#{int(row['rank'])}  p={row['max_prob']:.2f}  {row['volume_mm3'] / 1000:.2f} cm3"
+                    if row is not None
+                    else f"suggestion {i + 1}"
+                )
+                self.suggestion_list.addItem(text)
+        self.suggestion_list.blockSignals(False)
+
+    def go_to_suggestion(self, index: int) -> None:
+        session = self.tracker.session
+        if session is None or index < 0 or index >= len(session.suggestion_points()):
+            return
+        from lnq_napari.plugin.widgets.nodes import centre_on
+
+        centre_on(self.viewer, session.suggestions.data_to_world(session.suggestion_points()[index]))
+
+    def accept(self, index: int) -> int:
+        if index < 0:
+            self.status.setText("pick a suggestion first")
+            return 0
+        node = self._with_session(lambda s: s.accept_suggestion(index)) or 0
+        self.status.setText(
+            f"accepted: node {node}" if node else "no node-like tissue there; suggestion dropped"
+        )
+        return node
+
+    def reject(self, index: int) -> None:
+        if index < 0:
+            self.status.setText("pick a suggestion first")
+            return
+        self._with_session(lambda s: s.reject_suggestion(index))
+        self.status.setText("suggestion rejected")

@@ -1,0 +1,81 @@
+"""Save: the corrected nodes as a new label version with provenance (header + JSON sidecar)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from lnq_napari.plugin.widgets._common import SessionTracker
+
+
+class SaveWidget(QWidget):
+    """Writes ``<case>-seg.vNNN.seg.nrrd`` beside the case (or into the workspace); never overwrites."""
+
+    def __init__(self, napari_viewer, workspace=None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.workspace = workspace
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText("beside the case file")
+        browse = QPushButton("...")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        self.save_button = QPushButton("Save new version")
+        self.save_button.clicked.connect(self.save)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("folder"))
+        row.addWidget(self.folder, 1)
+        row.addWidget(browse)
+        layout.addLayout(row)
+        layout.addWidget(self.save_button)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.tracker = SessionTracker(napari_viewer, self._show_state)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save label versions in")
+        if folder:
+            self.folder.setText(folder)
+
+    def target_folder(self) -> Path:
+        session = self.tracker.session
+        if self.folder.text().strip():
+            return Path(self.folder.text().strip())
+        if session is not None and session.source:
+            return Path(session.source).parent
+        return Path.cwd() / "lnq-labels"
+
+    def _show_state(self) -> None:
+        session = self.tracker.session
+        if session is None:
+            self.status.setText("no node layer")
+        elif session.autosaver is not None and session.autosaver.last_path is not None:
+            self.status.setText(f"{session.edits} edits; autosaved to {session.autosaver.last_path}")
+        else:
+            self.status.setText(f"{session.edits} edits")
+
+    def save(self) -> Path | None:
+        """Save the current node layer as a new version; returns the file (None without a node layer)."""
+        from lnq_napari.plugin._storage import save_label_version
+
+        session = self.tracker.session
+        if session is None:
+            self.status.setText("no node layer to save")
+            return None
+        provenance = {
+            "source": session.source or session.nodes.name,
+            "layer": session.nodes.name,
+            "model_version": session.model_version,
+            "edits": session.edits,
+            "nodes": int(np.unique(session.nodes.data[session.nodes.data > 0]).size),
+        }
+        path = save_label_version(
+            session.labels_volume(), self.target_folder(), session.case, provenance, workspace=self.workspace
+        )
+        self.status.setText(f"saved {path}")
+        return path

@@ -1,0 +1,173 @@
+"""Segment: run the model on a CT layer in a worker thread (progress, Cancel); show nodes and suggestions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lnq_napari.plugin.widgets._common import LayerCombo
+
+
+def default_predictor_factory(model: str | None, device: str):
+    from lnq_napari.inference import Predictor
+
+    return Predictor(model=model or None, device=device)
+
+
+def predict_case(predictor, ct, progress=None, cancel=None) -> tuple:
+    """Worker body: prediction -> (one id per node, probabilities, model version, ranked candidates)."""
+    from lnq_napari.interact import label_nodes, suggest_candidates
+
+    prediction = predictor.predict(ct, progress=progress, cancel=cancel)
+    labels = label_nodes(np.asarray(prediction.mask.array))
+    candidates = suggest_candidates(prediction.probabilities, prediction.mask)
+    return (
+        labels,
+        np.asarray(prediction.probabilities.array, dtype=np.float32),
+        prediction.model_version,
+        candidates,
+    )
+
+
+class _Progress(QObject):
+    changed = Signal(float, str)  # emitted from the worker thread, delivered on the GUI thread
+
+
+class SegmentWidget(QWidget):
+    """CT layer + model folder -> "nodes" Labels and "suggestions" Points, computed off the GUI thread."""
+
+    def __init__(
+        self, napari_viewer, model: str | None = None, predictor_factory: Callable | None = None
+    ) -> None:
+        from napari.layers import Image
+
+        super().__init__()
+        self.viewer = napari_viewer
+        self.predictor_factory = predictor_factory or default_predictor_factory
+        self._predictor, self._predictor_key = None, None
+        self.worker, self._cancel = None, threading.Event()
+        self.ct_combo = LayerCombo(napari_viewer, Image, prefer_role="ct")
+        self.model_edit = QLineEdit(model or "")
+        self.model_edit.setPlaceholderText("bundled model")
+        browse = QPushButton("...")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda"])
+        self.run_button = QPushButton("Find nodes")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self._signals = _Progress()
+        self._signals.changed.connect(self._show_progress)
+
+        layout = QVBoxLayout(self)
+        for label, widget in (("CT", self.ct_combo), ("device", self.device)):
+            row = QHBoxLayout()
+            row.addWidget(QLabel(label))
+            row.addWidget(widget, 1)
+            layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("model"))
+        row.addWidget(self.model_edit, 1)
+        row.addWidget(browse)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder")
+        if folder:
+            self.model_edit.setText(folder)
+
+    def _get_predictor(self):
+        key = (self.model_edit.text().strip(), self.device.currentText())
+        if self._predictor is None or key != self._predictor_key:
+            self._predictor = self.predictor_factory(key[0] or None, key[1])
+            self._predictor_key = key
+        return self._predictor
+
+    def run(self):
+        """Start the prediction worker for the chosen CT layer; returns the worker (None if none ran)."""
+        from napari.qt.threading import create_worker
+
+        from lnq_napari.plugin._layers import layer_volume
+
+        layer = self.ct_combo.layer()
+        if layer is None:
+            self.status.setText("open a CT first (File > Open, or File > Open Sample > Phantom case)")
+            return None
+        if self.worker is not None:
+            return self.worker
+        ct = layer_volume(layer)
+        self._cancel.clear()
+
+        def body():
+            predictor = self._get_predictor()
+            return predict_case(
+                predictor, ct, progress=self._signals.changed.emit, cancel=self._cancel.is_set
+            )
+
+        connect = {
+            "returned": lambda result: self._show(layer, result),
+            "errored": self._failed,
+            "finished": self._finished,
+        }
+        self.worker = create_worker(body, _connect=connect, _start_thread=False)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText("predicting ...")
+        self.worker.start()
+        return self.worker
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self.status.setText("cancelling ...")
+
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
+        if message:
+            self.status.setText(message)
+
+    def _show(self, ct_layer, result) -> None:
+        from lnq_napari.plugin._session import show_prediction
+
+        labels, probabilities, version, candidates = result
+        show_prediction(self.viewer, ct_layer, labels, probabilities, version, candidates)
+        self.progress.setValue(100)
+        self.status.setText(f"{int(labels.max())} nodes, {len(candidates)} suggestions (model {version})")
+
+    def _failed(self, exc: Exception) -> None:
+        from lnq_napari.errors import Cancelled
+
+        self.status.setText("cancelled" if isinstance(exc, Cancelled) else f"failed: {exc}")
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)

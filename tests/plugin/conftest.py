@@ -1,0 +1,117 @@
+"""GUI test fixtures: a small phantom case on disk and a stand-in predictor (a test double).
+
+GUI tests need a display (CI runs them under Xvfb; pytest-xvfb starts one when it is installed).
+Without any display they are skipped with a reason instead of crashing in Qt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from lnq_napari.io.volume import Volume
+
+HAS_DISPLAY = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+    "darwin",
+    "win32",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_DISPLAY:
+        return
+    skip = pytest.mark.skip(reason="no display: GUI tests need X (run under Xvfb, e.g. `xvfb-run pytest`)")
+    for item in items:
+        if "gui" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads():
+    import torch  # noqa: F401  (the worker threads import it; keep CPU use low beside a training job)
+
+    torch.set_num_threads(1)
+    yield
+
+
+@dataclass
+class PhantomFiles:
+    ct: object
+    seg: object
+    case: object
+
+
+@pytest.fixture(scope="session")
+def phantom_files(tmp_path_factory) -> PhantomFiles:
+    """A small phantom case written in LNQ layout: ``<case>-ct.nrrd`` and partial ``<case>-seg.nrrd``."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.phantom import make_case
+
+    case = make_case(3, shape=(36, 160, 160), spacing=(2.0, 2.0, 4.0), case_id="lnq2023-train-0003")
+    folder = tmp_path_factory.mktemp("case")
+    ct = write_volume(folder / f"{case.case_id}-ct.nrrd", case.ct)
+    seg = write_volume(folder / f"{case.case_id}-seg.nrrd", case.partial)
+    return PhantomFiles(ct, seg, case)
+
+
+@dataclass
+class StandInPrediction:
+    probabilities: Volume
+    mask: Volume
+    model_version: str
+
+
+class StandInPredictor:
+    """TEST DOUBLE with the interface of ``lnq_napari.inference.Predictor.predict(ct, progress, cancel)``.
+
+    Its "prediction" is built from the phantom truth: all target nodes at probability 0.9, except
+    ``missed`` (left out entirely: a node to click) and ``unsure`` (probability 0.35: a suggestion).
+    ``delay`` seconds of sleeping in small steps exercise progress, cancel and the worker thread.
+    """
+
+    def __init__(self, case, missed: int, unsure: int, delay: float = 0.0) -> None:
+        self.case, self.missed, self.unsure, self.delay = case, missed, unsure, delay
+        self.calls = 0
+
+    def predict(self, ct, progress=None, cancel=None):
+        from lnq_napari.errors import Cancelled
+
+        self.calls += 1
+        steps = 20
+        for i in range(steps):
+            if cancel is not None and cancel():
+                raise Cancelled("prediction cancelled")
+            if progress is not None:
+                progress(i / steps, f"stand-in step {i + 1}/{steps}")
+            time.sleep(self.delay / steps)
+        inst = np.asarray(self.case.instances.array)
+        prob = np.where(inst > 0, 0.9, 0.0).astype(np.float32)
+        prob[inst == self.missed] = 0.0
+        prob[inst == self.unsure] = 0.35
+        mask = (prob >= 0.5).astype(np.uint8)
+        return StandInPrediction(ct.with_array(prob), ct.with_array(mask), "stand-in-0")
+
+
+def target_nodes(case) -> list[dict]:
+    inst = np.asarray(case.instances.array)
+    return [n for n in case.nodes if n["target"] and (inst == n["id"]).sum() > 50]
+
+
+@pytest.fixture
+def stand_in(phantom_files):
+    nodes = target_nodes(phantom_files.case)
+    missed = next(n for n in nodes if not n["labelled"])
+    unsure = next(n for n in nodes if n["id"] != missed["id"])
+    return StandInPredictor(phantom_files.case, missed=missed["id"], unsure=unsure["id"])
+
+
+@pytest.fixture
+def autosave_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "autosave"
+    monkeypatch.setenv("LNQ_NAPARI_AUTOSAVE_DIR", str(folder))
+    return folder

@@ -1,0 +1,184 @@
+"""The full review loop on a real viewer: open, predict (worker), click, undo/redo, table, autosave, save."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lnq_napari.io.readers import read_labels
+from lnq_napari.plugin._app import dock_widgets
+from lnq_napari.plugin.widgets import SegmentWidget
+
+pytestmark = pytest.mark.gui
+
+
+def _centre_index(case, node_id: int) -> np.ndarray:
+    return np.argwhere(np.asarray(case.instances.array) == node_id).mean(axis=0).round()
+
+
+def _open_case(viewer, files):
+    layers = viewer.open(str(files.ct), plugin="lnq-napari")
+    return layers[0]
+
+
+def _predict(qtbot, viewer, stand_in):
+    widgets = dock_widgets(viewer)
+    segment: SegmentWidget = widgets["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    worker = segment.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    return widgets
+
+
+def test_predict_click_undo_redo_table_autosave_save(
+    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir, tmp_path
+):
+    viewer = make_napari_viewer()
+    ct_layer = _open_case(viewer, phantom_files)
+    widgets = _predict(qtbot, viewer, stand_in)
+    assert stand_in.calls == 1 and widgets["Segment"].progress.value() == 100
+    nodes, suggestions = viewer.layers["nodes"], viewer.layers["suggestions"]
+    assert nodes.scale == pytest.approx(ct_layer.scale) and nodes.translate == pytest.approx(
+        ct_layer.translate
+    )
+    inst = np.asarray(phantom_files.case.instances.array)
+    n_predicted = int(nodes.data.max())
+    assert n_predicted >= 1 and not nodes.data[inst == stand_in.missed].any()
+    # the unsure node is the top suggestion, listed in the Correct widget
+    assert len(suggestions.data) >= 1
+    unsure_centre = _centre_index(phantom_files.case, stand_in.unsure)
+    assert np.linalg.norm(suggestions.data[0] - unsure_centre) < 2.0
+    assert widgets["Correct"].suggestion_list.count() == len(suggestions.data)
+
+    nodes_table = widgets["Nodes"]
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=5000)
+
+    # positive click (Shift+click) on the missed node
+    tool = widgets["Correct"].tool
+    missed_world = nodes.data_to_world(_centre_index(phantom_files.case, stand_in.missed))
+    viewer.dims.set_point(0, missed_world[0])
+    message = tool.click(missed_world, "add")
+    new_id = n_predicted + 1
+    assert message == f"added node {new_id}"
+    truth = inst == stand_in.missed
+    added = nodes.data == new_id
+    assert 2 * (added & truth).sum() / (added.sum() + truth.sum()) > 0.7
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=5000)
+
+    # undo / redo through the layer's history (what Ctrl+Z / Ctrl+Shift+Z call)
+    nodes.undo()
+    assert not (nodes.data == new_id).any()
+    nodes.redo()
+    assert np.array_equal(nodes.data == new_id, added)
+    session = nodes.metadata["lnq_session"]
+    session.undo()
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=5000)
+    session.redo()
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=5000)
+
+    # negative click (remove mode) removes exactly the clicked node
+    widgets["Correct"].set_mode("remove")
+    before = nodes.data.copy()
+    victim = int(before[before > 0][0])
+    victim_world = nodes.data_to_world(np.argwhere(before == victim)[0])
+    assert tool.click(victim_world, tool.mode) == f"removed node {victim}"
+    assert np.array_equal(nodes.data != before, before == victim)
+    nodes.undo()
+    assert np.array_equal(nodes.data, before)
+
+    # one click on a suggestion ring accepts it
+    widgets["Correct"].set_mode("off")
+    n_sugg = len(suggestions.data)
+    ring_world = suggestions.data_to_world(suggestions.data[0])
+    assert tool.click(ring_world, "off").startswith("accepted suggestion as node")
+    assert len(suggestions.data) == n_sugg - 1
+    assert nodes.data[inst == stand_in.unsure].any()
+    if len(suggestions.data):
+        widgets["Correct"].reject(0)
+        assert len(suggestions.data) == n_sugg - 2 and nodes.metadata["lnq_rejected"]
+
+    # the table follows the edits; a row click centres the viewer on that node
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == len(np.unique(nodes.data)) - 1, timeout=5000)
+    nodes_table.table.selectRow(0)
+    row = nodes_table.rows[0]
+    centre = nodes.world_to_data(viewer.dims.point)
+    node_voxels = np.argwhere(nodes.data == row["id"])
+    assert node_voxels[:, 0].min() - 1 <= centre[0] <= node_voxels[:, 0].max() + 1
+    csv = nodes_table.export_csv(tmp_path / "nodes.csv")
+    assert len(csv.read_text().strip().splitlines()) == len(nodes_table.rows) + 1
+
+    # autosave: throttled, atomic, on the CT grid
+    autosaver = session.autosaver
+    qtbot.waitUntil(lambda: autosaver.writes >= 1, timeout=10000)
+    path = autosaver.flush()
+    assert path.parent == autosave_dir and path.name == "lnq2023-train-0003.autosave.seg.nrrd"
+    saved = read_labels(path)
+    assert np.array_equal(saved.array, (nodes.data > 0).astype(np.uint8))
+    assert saved.origin == pytest.approx(phantom_files.case.ct.origin)
+    assert not [p for p in autosave_dir.iterdir() if ".tmp" in p.name]
+
+    # save: new versions beside the case, provenance in header and sidecar, original untouched
+    original = phantom_files.seg.read_bytes()
+    v1 = widgets["Save"].save()
+    v2 = widgets["Save"].save()
+    assert v1.name == "lnq2023-train-0003-seg.v001.seg.nrrd" and v2.name.endswith("-seg.v002.seg.nrrd")
+    assert v1.parent == phantom_files.ct.parent and phantom_files.seg.read_bytes() == original
+    back = read_labels(v1)
+    assert np.array_equal(back.array, (nodes.data > 0).astype(np.uint8))
+    assert back.meta["lnq_model_version"] == "stand-in-0" and int(back.meta["lnq_edits"]) == session.edits
+    sidecar = json.loads(v1.with_name("lnq2023-train-0003-seg.v001.json").read_text())
+    assert sidecar["source"] == str(phantom_files.ct) and sidecar["edits"] == session.edits > 0
+
+
+def test_cancel_stops_the_prediction(make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):
+    viewer = make_napari_viewer()
+    _open_case(viewer, phantom_files)
+    stand_in.delay = 5.0
+    segment = SegmentWidget(viewer, predictor_factory=lambda model, device: stand_in)
+    segment.run()
+    qtbot.waitUntil(lambda: segment.progress.value() > 0, timeout=10000)
+    segment.cancel()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=10000)
+    assert segment.status.text() == "cancelled" and "nodes" not in viewer.layers
+    assert segment.run_button.isEnabled()
+
+
+class _FakeMouse:
+    def __init__(self, position, modifiers=(), kind="mouse_press"):
+        self.position, self.modifiers, self.type = position, modifiers, kind
+        self.dims_displayed, self.view_direction = (1, 2), None
+
+
+def _drive(tool, viewer, event, drag=False):
+    gen = tool.on_mouse(viewer, event)
+    try:
+        next(gen)
+    except StopIteration:  # the tool declined the event before waiting for the release
+        return
+    if drag:
+        event.type = "mouse_move"
+        next(gen)
+    event.type = "mouse_release"
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_mouse_modifiers_add_and_remove(make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):
+    viewer = make_napari_viewer()
+    _open_case(viewer, phantom_files)
+    widgets = _predict(qtbot, viewer, stand_in)
+    tool, nodes = widgets["Correct"].tool, viewer.layers["nodes"]
+    world = nodes.data_to_world(_centre_index(phantom_files.case, stand_in.missed))
+    before = int(nodes.data.max())
+    _drive(tool, viewer, _FakeMouse(world, ("Shift",)), drag=True)  # a drag is a pan: nothing happens
+    assert int(nodes.data.max()) == before
+    _drive(tool, viewer, _FakeMouse(world, ("Shift",)))
+    assert int(nodes.data.max()) == before + 1
+    _drive(tool, viewer, _FakeMouse(world, ("Control",)))
+    assert not (nodes.data == before + 1).any()
+    nodes.mode = "paint"  # painting: clicks belong to the brush
+    _drive(tool, viewer, _FakeMouse(world, ("Shift",)))
+    assert not (nodes.data == before + 1).any()
