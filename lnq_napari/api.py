@@ -172,8 +172,20 @@ def predict(
 
 
 def view(ct=None, seg=None, model=None, workspace=None, block: bool = False):
-    """Open a napari viewer with the lnq-napari widgets docked; returns the viewer."""
-    raise NotImplementedError
+    """Open a napari viewer with the lnq-napari widgets docked; returns the viewer.
+
+    ``ct`` opens as a windowed CT layer, ``seg`` as the editable "nodes" layer (put on the CT grid),
+    ``model`` pre-fills the Segment widget, ``workspace`` makes Save and autosave write there.
+    With ``block`` the Qt event loop runs until the window closes.
+    """
+    import napari
+
+    from lnq_napari.plugin._app import open_viewer
+
+    viewer = open_viewer(ct=ct, seg=seg, model=model, workspace=workspace)
+    if block:
+        napari.run()
+    return viewer
 
 
 def demo(
@@ -274,7 +286,12 @@ def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty",
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []
     predictor = active.LazyPredictor(lambda: Predictor(model_path))
-    scores = active.score_workspace(ws, predictor, key, flips=flips, progress=progress)
+    cases = None
+    if strategy == "random":  # needs no scores: predict only the drawn cases
+        corrected = set(ws.corrected_cases())
+        pool = {c: active.CaseScore(c, 0.0) for c in ws.case_ids() if c not in corrected}
+        cases = chosen.rank(pool, n)
+    scores = active.score_workspace(ws, predictor, key, cases=cases, flips=flips, progress=progress)
     rows = active.ranked_rows(scores, chosen, n)
     ws.log("next", strategy=strategy, model_version=key, cases=[r["case"] for r in rows])
     return rows
