@@ -87,11 +87,33 @@ def _header_meta(header: dict) -> dict:
     return {str(k): str(v) for k, v in header.items() if str(k).lower() not in NRRD_STANDARD_FIELDS}
 
 
+def _fast_nrrd_data(path: Path, header: dict) -> np.ndarray | None:
+    """Voxels of a plain 3D NRRD (attached raw/gzip data, no skips) via SimpleITK, which decodes
+    about 1.5x faster than pynrrd; None when the file is another variant or SimpleITK fails."""
+    skips = ("data file", "datafile", "line skip", "lineskip", "byte skip", "byteskip")
+    encoding = str(header.get("encoding", "")).lower()
+    detached_or_skipped = any(k in header for k in skips)
+    if int(header["dimension"]) != 3 or encoding not in ("raw", "gzip", "gz") or detached_or_skipped:
+        return None
+    import SimpleITK as sitk
+
+    try:
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    except RuntimeError:
+        return None  # pynrrd then reads it, or says precisely what is wrong
+    if array.shape != tuple(int(n) for n in header["sizes"][::-1]):
+        return None
+    return array
+
+
 def _read_nrrd(path: Path) -> RawImage:
     import nrrd
 
     try:
-        data, header = nrrd.read(str(path), index_order="C")
+        header = nrrd.read_header(str(path))
+        data = _fast_nrrd_data(path, header)
+        if data is None:
+            data, header = nrrd.read(str(path), index_order="C")
     except FileNotFoundError as exc:  # a detached header naming a missing data file
         raise LNQError(f"{path.name}: data file {exc.filename} not found; keep the .nhdr next to its data "
                        "file") from exc
