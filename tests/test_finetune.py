@@ -188,3 +188,27 @@ def test_no_corrections_is_a_user_error(tmp_path, dataset, parent_model):
     ws = Workspace.init(tmp_path / "ws", dataset)
     with pytest.raises(LNQError, match="no corrected cases"):
         finetune_workspace(ws, iterations=1, device="cpu")
+
+
+def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_model):
+    from lnq_napari import api
+    from lnq_napari.io.readers import read_labels
+    from lnq_napari.workspace import Workspace
+
+    ws = api.init_workspace(tmp_path / "ws", dataset)
+    ws.activate(ws.register_model(parent_model))
+    rows = api.next_cases(ws.root, n=2)
+    assert [r["rank"] for r in rows] == [1, 2]
+    assert {"case", "score", "uncertain_nodes"} <= rows[0].keys()
+    assert rows[0]["score"] >= rows[1]["score"]
+    assert len(ws.read_cache("scores-m001.json")) == 4  # every case scored and cached
+    case = rows[0]["case"]
+    prediction = ws.latest_version(case, "prediction")
+    assert prediction["model_version"] == "m001"
+    ct = ws.read_ct(case)
+    ws.add_label_version(case, read_labels(ws.full_path(case), reference=ct), "correction", edits=1)
+    assert case not in [r["case"] for r in api.next_cases(ws.root, n=4, strategy="nodes")]
+    result = api.finetune(ws.root, iterations=2, device="cpu")
+    assert result["new_version"] == "m002" and result["validated_on_training"]
+    assert Workspace.open(ws.root).model_info("m002")["parent"] == "m001"
+    assert result["activated"] == (ws.active_model()["id"] == "m002")
