@@ -167,7 +167,8 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
         rows.append({"round": rnd, "strategy": name, **{k: v for k, v in after.items() if k != "rows"},
                      "finetune_s": round(ft_s, 1), "train_s": result["train_seconds"],
                      "reviewed": len(ws.corrected_cases()), "clicks": clicks,
-                     "activated": result["activated"], "model": ws.active_model()["id"], "chosen": chosen, "reason": result["reason"]})
+                     "activated": result["activated"], "model": ws.active_model()["id"], "chosen": chosen,
+                     "reason": result["reason"]})
         log(f"{name} round {rnd}: chose {chosen}; {result['reason']}; test median Dice "
             f"{rows[-1]['dice_median']:.3f} recall {rows[-1]['recall']:.3f} ({t():.0f} s)")
     return rows
