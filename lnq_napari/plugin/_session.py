@@ -227,8 +227,9 @@ def show_prediction(
     ct = layer_volume(ct_layer)
     meta = {PROB_KEY: probabilities, MODEL_KEY: model_version}
     kwargs = layer_kwargs(ct, NODES_NAME, role="labels", **meta)
-    if NODES_NAME in viewer.layers:
-        viewer.layers.remove(NODES_NAME)
+    if NODES_NAME in viewer.layers:  # keep the earlier node layer (and its edits), hidden and renamed
+        previous = viewer.layers[NODES_NAME]
+        previous.name, previous.visible = f"{NODES_NAME} (previous)", False
     nodes = viewer.add_labels(labels, opacity=0.5, **kwargs)
     nodes.metadata[SOURCE_KEY] = ct_layer.metadata.get(SOURCE_KEY)
     session = session_for(viewer, nodes)  # widgets may have made it when the layer appeared

@@ -31,14 +31,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_threads():
-    import torch  # noqa: F401  (the worker threads import it; keep CPU use low beside a training job)
-
-    torch.set_num_threads(1)
-    yield
-
-
 @dataclass
 class PhantomFiles:
     ct: object

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from qtpy.QtWidgets import QComboBox
+from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
+
+
+def compact(widget: QWidget) -> None:
+    """Let a dock widget take only the height it needs (the node table gets the rest)."""
+    widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
 
 class LayerCombo(QComboBox):
@@ -46,9 +51,9 @@ class SessionTracker:
         viewer.layers.events.inserted.connect(self.update)
         viewer.layers.events.removed.connect(self.update)
         viewer.layers.selection.events.active.connect(self.update)
-        self.update()
+        self.update(notify=False)
 
-    def update(self, event=None) -> None:
+    def update(self, event=None, notify: bool = True) -> None:
         from lnq_napari.plugin._session import session_for
 
         session = session_for(self.viewer, create=True)
@@ -59,4 +64,5 @@ class SessionTracker:
         self.session = session
         if session is not None:
             session.listeners.append(self.on_change)
-        self.on_change()
+        if notify:
+            self.on_change()

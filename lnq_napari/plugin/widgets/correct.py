@@ -15,11 +15,14 @@ from qtpy.QtWidgets import (
 )
 
 from lnq_napari.plugin._clicks import ClickTool
-from lnq_napari.plugin.widgets._common import SessionTracker
+from lnq_napari.plugin.widgets._common import SessionTracker, compact
 
-HELP = (
-    "Shift+click: add the node under the mouse. Ctrl+click: remove it. Click a yellow ring to accept a "
-    "suggestion. Brush / eraser work as usual; Ctrl+Z / Ctrl+Shift+Z undo and redo."
+HELP = "\n".join(
+    (
+        "Shift+click: add the node under the mouse",
+        "Ctrl+click: remove it; click a yellow ring: accept it",
+        "Ctrl+Z / Ctrl+Shift+Z: undo / redo",
+    )
 )
 
 
@@ -56,7 +59,6 @@ class CorrectWidget(QWidget):
         redo.clicked.connect(lambda: self._with_session(lambda s: s.redo()))
 
         help_label = QLabel(HELP)
-        help_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(modes)
         layout.addWidget(QLabel("suggestions (model unsure), best first"))
@@ -68,8 +70,9 @@ class CorrectWidget(QWidget):
             layout.addLayout(row)
         layout.addWidget(help_label)
         layout.addWidget(self.status)
-        layout.addStretch(1)
+        compact(self)
         self.tracker = SessionTracker(napari_viewer, self.refresh_suggestions)
+        self.refresh_suggestions()
 
     def _mode_toggled(self, button_id: int, checked: bool) -> None:
         if checked:

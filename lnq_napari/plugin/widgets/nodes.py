@@ -51,6 +51,7 @@ class NodesWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(220)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.summary = QLabel("")
         export = QPushButton("Export CSV")
@@ -66,6 +67,7 @@ class NodesWidget(QWidget):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.refresh)
         self.tracker = SessionTracker(napari_viewer, self._timer.start)
+        self._timer.start()
 
     def refresh(self) -> None:
         """Measure the current node layer and fill the table."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from lnq_napari.plugin.widgets._common import SessionTracker
+from lnq_napari.plugin.widgets._common import SessionTracker, compact
 
 
 class SaveWidget(QWidget):
@@ -34,8 +34,9 @@ class SaveWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.save_button)
         layout.addWidget(self.status)
-        layout.addStretch(1)
+        compact(self)
         self.tracker = SessionTracker(napari_viewer, self._show_state)
+        self._show_state()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save label versions in")

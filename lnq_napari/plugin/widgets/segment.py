@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from lnq_napari.plugin.widgets._common import LayerCombo
+from lnq_napari.plugin.widgets._common import LayerCombo, compact
 
 
 def default_predictor_factory(model: str | None, device: str):
@@ -97,7 +97,7 @@ class SegmentWidget(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        layout.addStretch(1)
+        compact(self)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder")

@@ -1,0 +1,66 @@
+"""api.view: a viewer with the case loaded and the widgets docked; screenshots of the review screen.
+
+Screenshots go to the test's tmp folder; set LNQ_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnq_napari import api
+from lnq_napari.plugin.widgets.nodes import centre_on
+
+pytestmark = pytest.mark.gui
+DOCS = Path(__file__).parents[2] / "docs" / "screenshots"
+
+
+def _screenshot(viewer, path: Path) -> np.ndarray:
+    viewer.window.screenshot(str(path), canvas_only=False)
+    if os.environ.get("LNQ_UPDATE_SCREENSHOTS"):
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS / path.name)
+    from imageio.v3 import imread
+
+    return imread(path)
+
+
+def test_view_loads_case_docks_widgets_and_reviews(qtbot, phantom_files, stand_in, autosave_dir, tmp_path):
+    viewer = api.view(ct=phantom_files.ct, seg=phantom_files.seg)
+    try:
+        viewer.window._qt_window.resize(1500, 950)
+        widgets = viewer.window._lnq_widgets
+        assert set(widgets) == {"Segment", "Correct", "Nodes", "Save"}
+        assert set(viewer.window.dock_widgets) >= {"Segment", "Correct", "Nodes", "Save"}
+        assert [ly._type_string for ly in viewer.layers] == ["image", "labels"]
+        assert viewer.layers["nodes"].metadata["lnq_session"].ct_layer is viewer.layers[0]
+
+        segment = widgets["Segment"]
+        segment.predictor_factory = lambda model, device: stand_in
+        segment.run()
+        qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+        assert "nodes (previous)" in viewer.layers and not viewer.layers["nodes (previous)"].visible
+        nodes = viewer.layers["nodes"]
+        qtbot.waitUntil(lambda: widgets["Nodes"].table.rowCount() == int(nodes.data.max()), timeout=5000)
+        widgets["Correct"].set_mode("add")
+        # show the slice of the top suggestion, with its ring
+        suggestions = viewer.layers["suggestions"]
+        centre_on(viewer, suggestions.data_to_world(suggestions.data[0]))
+        viewer.camera.zoom = 2.0
+        qtbot.wait(300)
+        shot = _screenshot(viewer, tmp_path / "review.png")
+        assert shot.shape[0] >= 800 and shot.shape[1] >= 1400
+        assert shot[..., :3].std() > 20  # not a blank window
+
+        viewer.dims.ndisplay = 3
+        viewer.layers[0].visible = False  # the CT's MIP would hide the nodes
+        viewer.camera.angles = (0.0, -30.0, 80.0)
+        qtbot.wait(300)
+        shot3d = _screenshot(viewer, tmp_path / "review-3d.png")
+        assert shot3d[..., :3].std() > 20
+    finally:
+        viewer.close()
