@@ -160,7 +160,11 @@ def train(
     resume: bool = False, naive: bool = False, progress: Progress = None, cancel: Cancel = None,
 ) -> Path:
     """Train a model on LNQ-layout data with partial labels; returns the model folder."""
-    raise NotImplementedError
+    from lnq_napari.training.trainer import load_training_cases, train_model
+
+    cases = load_training_cases(data, naive=naive)
+    return train_model(cases, out, iterations, device=device, seed=seed, config={"naive": bool(naive)},
+                       resume=resume, progress=progress, cancel=cancel, checkpoint_every=100)
 
 
 def predict(

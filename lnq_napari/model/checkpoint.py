@@ -1,0 +1,121 @@
+"""Model folders: ``weights.safetensors`` + ``config.json`` (architecture, preprocessing, provenance).
+
+Loading never unpickles: the network is built from a known architecture name and the weights are read
+with safetensors after their sha256 is checked against the one recorded in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write, atomic_write_text
+
+FORMAT = "lnq-napari-model"
+FORMAT_VERSION = 1
+WEIGHTS = "weights.safetensors"
+CONFIG = "config.json"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(folder: str | Path, state_dict: dict, config: dict) -> Path:
+    """Write a model folder atomically file by file; returns the folder.
+
+    ``config`` needs ``architecture`` ({"name", "kwargs"}) and ``preprocessing``; the weights' sha256,
+    format name and version are added here.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    with atomic_write(folder / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+    config = dict(config)
+    config.update(format=FORMAT, format_version=FORMAT_VERSION, weights_sha256=sha256_file(folder / WEIGHTS))
+    atomic_write_text(folder / CONFIG, json.dumps(config, indent=2, default=_json_default) + "\n")
+    return folder
+
+
+def _json_default(value):
+    try:
+        return value.tolist()
+    except AttributeError:
+        return str(value)
+
+
+def read_config(folder: str | Path) -> dict:
+    """The checked ``config.json`` of a model folder (raises LNQError for anything not a model of ours)."""
+    folder = Path(folder)
+    if folder.is_file():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise LNQError(f"model folder {folder} does not exist; give a folder written by `lnq-napari train`")
+    cfg_path = folder / CONFIG
+    if not cfg_path.is_file():
+        raise LNQError(f"{cfg_path} is missing; {folder} is not an lnq-napari model folder")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LNQError(f"{cfg_path} is not valid JSON ({exc}); re-copy the model folder") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise LNQError(f"{cfg_path} is not an lnq-napari model config (format is not {FORMAT!r}); "
+                       "use a model folder written by lnq-napari")
+    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+        raise LNQError(f"{cfg_path} has format version {config.get('format_version')}, newer than this "
+                       f"lnq-napari reads ({FORMAT_VERSION}); upgrade lnq-napari")
+    for key in ("architecture", "preprocessing", "weights_sha256"):
+        if key not in config:
+            raise LNQError(f"{cfg_path} lacks {key!r}; re-export the model")
+    return config
+
+
+def load_state(folder: str | Path) -> tuple[dict, dict]:
+    """``(state_dict, config)`` of a model folder after checking the weights' hash."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if folder.is_file():
+        folder = folder.parent
+    config = read_config(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise LNQError(f"{weights} is missing; re-copy the model folder")
+    if sha256_file(weights) != config["weights_sha256"]:
+        raise LNQError(f"{weights} does not match the sha256 recorded in config.json (truncated or altered); "
+                       "re-copy the model folder")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise LNQError(f"{weights} is not a readable safetensors file ({exc}); "
+                       "re-copy the model folder") from exc
+    return state, config
+
+
+def load_checkpoint(folder: str | Path, device: str = "cpu"):
+    """``(network, config)``: the network built from its architecture name, weights loaded, eval mode."""
+    from lnq_napari.model.network import build_network
+
+    state, config = load_state(folder)
+    arch = config["architecture"]
+    if not isinstance(arch, dict) or "name" not in arch:
+        raise LNQError(f"{Path(folder) / CONFIG} has no architecture name; re-export the model")
+    net = build_network(arch["name"], arch.get("kwargs", {}))
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise LNQError(f"weights in {folder} do not fit architecture {arch['name']!r} ({first}); "
+                       "re-export the model") from exc
+    return net.to(device).eval(), config

@@ -1,0 +1,211 @@
+"""Model-side preprocessing: canonical orientation, chest ROI, resampling to the model's spacing, HU scaling.
+
+A CT goes to the network as :class:`Prepared`: a float32 (z, y, x) array at the model's target spacing,
+cropped to the chest ROI (the lungs' bounding box plus a margin), and the SimpleITK grid it lives on, so
+network outputs can be resampled back onto the CT's exact grid with :func:`to_ct_grid`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lnq_napari.io.volume import Volume
+
+DEFAULT_PREPROCESSING: dict = {
+    "orientation": "LPS",
+    "target_spacing": [1.5, 1.5, 3.0],  # x, y, z in mm
+    "hu_clip": [-300.0, 400.0],
+    "hu_center": 50.0,
+    "hu_scale": 175.0,
+    "roi": {
+        "rule": "lungs_bbox", "lung_hu": -500.0, "body_hu": -300.0, "margin_mm": 15.0, "min_lung_ml": 50.0,
+    },
+}
+
+
+@dataclass
+class Prepared:
+    """A CT ready for the network: ``image`` (float32, z y x) on ``grid`` (an empty SimpleITK image)."""
+
+    image: np.ndarray
+    grid: object  # SimpleITK.Image holding origin, spacing, direction and size of ``image``
+    roi_index: tuple[slice, slice, slice]  # the ROI in the oriented CT's index space (z, y, x)
+    labels: np.ndarray | None = None
+
+
+def normalize(hu: np.ndarray, prep: dict) -> np.ndarray:
+    """Clip HU to the model's window and scale to roughly unit range (float32)."""
+    lo, hi = prep["hu_clip"]
+    out = np.clip(hu.astype(np.float32, copy=False), lo, hi)
+    out -= float(prep["hu_center"])
+    out /= float(prep["hu_scale"])
+    return out
+
+
+def pad_value(prep: dict) -> float:
+    """The normalised value of air, used to pad images beyond their border."""
+    return (float(prep["hu_clip"][0]) - float(prep["hu_center"])) / float(prep["hu_scale"])
+
+
+def _oriented(volume: Volume, orientation: str):
+    import SimpleITK as sitk
+
+    image = volume.to_sitk()
+    try:
+        return sitk.DICOMOrient(image, orientation)
+    except RuntimeError:  # oblique direction: keep the grid as it is
+        return image
+
+
+@dataclass
+class Anatomy:
+    """Coarse (~3 mm) masks of a CT: ``body``, ``lungs`` and ``mediastinum`` (the per-slice convex hull
+    of the lungs, where mediastinal nodes live). ``step`` maps the coarse grid to the CT index grid."""
+
+    step: tuple[int, int, int]
+    shape: tuple[int, int, int]
+    body: np.ndarray
+    lungs: np.ndarray
+    mediastinum: np.ndarray
+
+    def upsample(self, mask: np.ndarray) -> np.ndarray:
+        """A coarse mask on the full index grid (nearest)."""
+        out = mask
+        for axis, st in enumerate(self.step):
+            out = np.repeat(out, st, axis=axis)
+        return out[: self.shape[0], : self.shape[1], : self.shape[2]]
+
+
+def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                   rule: dict | None = None) -> Anatomy:
+    """Body, lungs and mediastinum region on a ~3 mm copy of ``hu`` (cheap for any CT size)."""
+    from scipy import ndimage
+    from skimage.morphology import convex_hull_image
+
+    rule = {**DEFAULT_PREPROCESSING["roi"], **(rule or {})}
+    step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
+    small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
+    body = small > rule["body_hu"]
+    lab, n = ndimage.label(body)
+    if n:
+        sizes = np.bincount(lab.ravel())[1:]
+        body = lab == (int(np.argmax(sizes)) + 1)
+    filled = np.zeros_like(body)
+    lungs = np.zeros_like(body)
+    hull = np.zeros_like(body)
+    for z in range(body.shape[0]):
+        filled[z] = ndimage.binary_fill_holes(body[z])
+        lungs[z] = filled[z] & (small[z] < rule["lung_hu"])
+        lungs[z] = ndimage.binary_opening(lungs[z], iterations=1)
+        if lungs[z].sum() >= 4:
+            hull[z] = convex_hull_image(lungs[z])
+    return Anatomy(step, tuple(hu.shape), filled, lungs, hull)
+
+
+def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], rule: dict,
+             anatomy: Anatomy | None = None) -> tuple[slice, slice, slice]:
+    """The chest ROI in index space: the lungs' bounding box plus a margin, found on a coarse copy.
+
+    Falls back to the body's bounding box when no lungs are found, and to the whole volume when no
+    body is found.
+    """
+    shape = hu.shape
+    if rule.get("rule", "lungs_bbox") == "none":
+        return tuple(slice(0, n) for n in shape)
+    anatomy = anatomy or coarse_anatomy(hu, spacing_zyx, rule)
+    step = anatomy.step
+    voxel_ml = float(np.prod([s * st for s, st in zip(spacing_zyx, step)])) / 1000.0
+    target = anatomy.lungs if anatomy.lungs.sum() * voxel_ml >= rule["min_lung_ml"] else anatomy.body
+    if not target.any():
+        return tuple(slice(0, n_) for n_ in shape)
+    idx = np.nonzero(target)
+    out = []
+    for axis in range(3):
+        margin = int(np.ceil(rule["margin_mm"] / spacing_zyx[axis]))
+        lo = int(idx[axis].min()) * step[axis] - margin
+        hi = (int(idx[axis].max()) + 1) * step[axis] + margin
+        out.append(slice(max(0, lo), min(shape[axis], hi)))
+    return tuple(out)
+
+
+def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = None) -> Prepared:
+    """Orient, crop to the ROI, resample to the target spacing and normalise a CT.
+
+    ``labels`` (an int array on the CT grid, e.g. label states) follow with nearest-neighbour resampling.
+    """
+    import SimpleITK as sitk
+
+    prep = {**DEFAULT_PREPROCESSING, **(prep or {})}
+    image = _oriented(ct, prep["orientation"])
+    hu = sitk.GetArrayViewFromImage(image)
+    spacing_zyx = tuple(image.GetSpacing()[::-1])
+    roi = find_roi(hu, spacing_zyx, prep["roi"])
+    index = [int(roi[2].start), int(roi[1].start), int(roi[0].start)]
+    size = [int(roi[2].stop - roi[2].start), int(roi[1].stop - roi[1].start), int(roi[0].stop - roi[0].start)]
+    cropped = sitk.RegionOfInterest(image, size, index)
+    grid = _target_grid(cropped, prep["target_spacing"])
+    resampled = sitk.Resample(
+        sitk.Cast(cropped, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear,
+        float(prep["hu_clip"][0]), sitk.sitkFloat32,
+    )
+    array = normalize(sitk.GetArrayFromImage(resampled), prep)
+    out_labels = None
+    if labels is not None:
+        lab_vol = ct.with_array(np.asarray(labels).astype(np.int16))
+        lab_img = sitk.RegionOfInterest(_oriented(lab_vol, prep["orientation"]), size, index)
+        lab_res = sitk.Resample(lab_img, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+        out_labels = sitk.GetArrayFromImage(lab_res).astype(np.int8)
+    return Prepared(array, grid, roi, out_labels)
+
+
+def _target_grid(image, target_spacing):
+    """An empty image covering ``image``'s extent at ``target_spacing`` (same direction, centred)."""
+    import SimpleITK as sitk
+
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    size = np.asarray(image.GetSize(), dtype=float)
+    target = np.asarray(target_spacing, dtype=float)
+    new_size = np.maximum(1, np.round(size * spacing / target)).astype(int)
+    # keep the physical centre: first voxel centre shifts by half the difference in extents
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    shift = ((new_size - 1) * target - (size - 1) * spacing) / 2.0
+    origin = np.asarray(image.GetOrigin(), dtype=float) - direction @ shift
+    grid = sitk.Image([int(n) for n in new_size], sitk.sitkUInt8)
+    grid.SetSpacing([float(t) for t in target])
+    grid.SetOrigin([float(o) for o in origin])
+    grid.SetDirection(image.GetDirection())
+    return grid
+
+
+def to_ct_grid(values: np.ndarray, prepared: Prepared, ct: Volume, linear: bool = True) -> np.ndarray:
+    """Resample ``values`` (float32 on ``prepared.grid``) onto the CT's exact grid; zero outside the ROI.
+
+    Only the block of the CT grid that covers the ROI is resampled, so big CTs stay cheap.
+    """
+    import SimpleITK as sitk
+
+    src = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
+    src.CopyInformation(prepared.grid)
+    # the ROI's physical corners -> the CT's index space -> the block to fill
+    g = prepared.grid
+    size = np.asarray(g.GetSize())
+    corners = np.array([[i, j, k] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5)
+                        for k in (-0.5, size[2] - 0.5)])
+    phys = np.asarray(g.GetOrigin()) + (corners * np.asarray(g.GetSpacing())) @ np.asarray(
+        g.GetDirection()).reshape(3, 3).T
+    zyx = ct.physical_to_index(phys)
+    lo = np.maximum(0, np.floor(zyx.min(axis=0)).astype(int) - 1)
+    hi = np.minimum(np.asarray(ct.shape), np.ceil(zyx.max(axis=0)).astype(int) + 2)
+    out = np.zeros(ct.shape, dtype=np.float32)
+    if np.any(hi <= lo):
+        return out
+    block = sitk.Image([int(hi[2] - lo[2]), int(hi[1] - lo[1]), int(hi[0] - lo[0])], sitk.sitkUInt8)
+    block.SetSpacing(ct.spacing)
+    block.SetDirection(ct.direction)
+    block.SetOrigin([float(v) for v in ct.index_to_physical(lo[None].astype(float))[0]])
+    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
+    res = sitk.Resample(src, block, sitk.Transform(), interp, 0.0, sitk.sitkFloat32)
+    out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = sitk.GetArrayFromImage(res)
+    return out

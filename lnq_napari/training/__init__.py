@@ -1,0 +1,1 @@
+"""Training on partial labels: label states, losses, patch sampling, the trainer."""

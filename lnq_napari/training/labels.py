@@ -1,0 +1,139 @@
+"""Label states for learning from partial labels: 1 node, 0 known background, -1 unknown.
+
+A training case annotates only some of its nodes, so "not annotated" is not "background". Background
+is only what the CT itself rules out: air and lungs, fat, bone and contrast (HU outside the node range),
+the body's outside, everything away from the mediastinum, soft-tissue structures far too big to be a
+node (heart, muscle: a morphological opening with a ball wider than the biggest node), and a thin ring
+around each annotated node. Everything else is unknown and ignored by the loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lnq_napari.io.volume import Volume
+
+DEFAULT_STATES: dict = {
+    "ring_mm": 3.0,  # ring of known background around each annotated node
+    "smooth_mm": 1.0,  # Gaussian smoothing before the HU rules
+    "low_hu": -70.0,  # below: fat, lung, air (node HU 0.5 % quantile is -36)
+    "high_hu": 230.0,  # above: bone, contrast (node HU 99.5 % quantile is 157)
+    "mediastinum_margin_mm": 5.0,  # beyond the lungs' hull by more than this: background
+    "large_radius_mm": 20.0,  # soft tissue containing a ball this big is not a node (0 disables)
+    "large_shrink_mm": 3.0,  # keep this much unknown around such large structures
+    "line_mm": 50.0,  # soft tissue holding a straight x/y/z segment this long is a vessel or muscle (0: off)
+    "line_trim_mm": 6.0,
+}
+
+NODE, BACKGROUND, UNKNOWN = 1, 0, -1
+
+
+def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing_zyx) -> np.ndarray:
+    from scipy import ndimage
+
+    if radius_mm <= 0 or not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_edt(~mask, sampling=spacing_zyx) <= radius_mm
+
+
+def _erode_mm(mask: np.ndarray, radius_mm: float, spacing_zyx) -> np.ndarray:
+    from scipy import ndimage
+
+    if radius_mm <= 0 or not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_edt(mask, sampling=spacing_zyx) > radius_mm
+
+
+def _states_array(hu: np.ndarray, labels: np.ndarray, spacing_zyx, opts: dict) -> np.ndarray:
+    from scipy import ndimage
+
+    from lnq_napari.preprocess import coarse_anatomy
+
+    sigma = [opts["smooth_mm"] / s for s in spacing_zyx]
+    smooth = ndimage.gaussian_filter(hu.astype(np.float32), sigma=sigma, truncate=2.0)
+    states = np.full(hu.shape, UNKNOWN, dtype=np.int8)
+    background = (smooth < opts["low_hu"]) | (smooth > opts["high_hu"])
+
+    anatomy = coarse_anatomy(hu, spacing_zyx)
+    coarse_spacing = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
+    if anatomy.mediastinum.any():
+        near = _dilate_mm(anatomy.mediastinum, opts["mediastinum_margin_mm"], coarse_spacing)
+        background |= ~anatomy.upsample(near)
+    background |= ~anatomy.upsample(anatomy.body)
+    if opts["large_radius_mm"] > 0:
+        # solid tissue (soft, bone or contrast) that holds a ball wider than any node: heart, muscle, spine
+        sm = smooth[:: anatomy.step[0], :: anatomy.step[1], :: anatomy.step[2]]
+        core = _erode_mm(sm >= opts["low_hu"], opts["large_radius_mm"], coarse_spacing)
+        opened = _dilate_mm(core, opts["large_radius_mm"] - opts["large_shrink_mm"], coarse_spacing)
+        background |= anatomy.upsample(opened)
+    if opts["line_mm"] > 0:
+        # tubes: a straight segment longer than any node fits inside (unenhanced vessels, oesophagus,
+        # muscle); segment ends are trimmed by ``line_trim_mm`` where a node may sit on a vessel
+        sm = smooth[:: anatomy.step[0], :: anatomy.step[1], :: anatomy.step[2]]
+        soft = ((sm >= opts["low_hu"]) & (sm <= opts["high_hu"])).view(np.uint8)
+        tubes = np.zeros(soft.shape, dtype=bool)
+        for axis, sp in enumerate(coarse_spacing):
+            n = int(round(opts["line_mm"] / sp))
+            k = max(1, n - 2 * int(round(opts["line_trim_mm"] / sp)))
+            if n < 2 or n > soft.shape[axis]:
+                continue
+            eroded = ndimage.minimum_filter1d(soft, n, axis=axis)
+            tubes |= ndimage.maximum_filter1d(eroded, k, axis=axis).astype(bool)
+        background |= anatomy.upsample(tubes)
+    states[background] = BACKGROUND
+
+    nodes = labels > 0
+    if nodes.any():
+        # the ring, computed in the nodes' bounding box only
+        margin = [int(np.ceil(opts["ring_mm"] / s)) + 1 for s in spacing_zyx]
+        idx = np.nonzero(nodes)
+        box = tuple(slice(max(0, int(i.min()) - m), int(i.max()) + m + 1) for i, m in zip(idx, margin))
+        sub = nodes[box]
+        ring = _dilate_mm(sub, opts["ring_mm"], spacing_zyx) & ~sub
+        view = states[box]
+        view[ring] = BACKGROUND
+        view[sub] = NODE
+    return states
+
+
+def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None = None,
+                 options: dict | None = None) -> np.ndarray:
+    """int8 states on the CT grid: 1 annotated node, 0 known background, -1 unknown (ignored).
+
+    ``labels`` must be on the CT grid (any value > 0 is an annotated node).
+    """
+    import SimpleITK as sitk
+
+    from lnq_napari.errors import LNQError
+
+    opts = {**DEFAULT_STATES, **(options or {})}
+    if ring_mm is not None:
+        opts["ring_mm"] = float(ring_mm)
+    lab = labels.array if isinstance(labels, Volume) else np.asarray(labels)
+    if lab.shape != ct.shape:
+        raise LNQError(f"labels of shape {lab.shape} are not on the CT grid {ct.shape}; align them first")
+    # work in the canonical (axial slices first) orientation, then map back exactly
+    ct_img = ct.to_sitk()
+    try:
+        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(ct.direction)
+        oriented = sitk.DICOMOrient(ct_img, "LPS")
+    except RuntimeError:
+        code, oriented = None, ct_img
+    lab_img = sitk.GetImageFromArray(np.ascontiguousarray((lab > 0).astype(np.uint8)))
+    lab_img.CopyInformation(ct_img)
+    lab_or = sitk.DICOMOrient(lab_img, "LPS") if code else lab_img
+    states = _states_array(
+        sitk.GetArrayViewFromImage(oriented), sitk.GetArrayFromImage(lab_or) > 0,
+        tuple(oriented.GetSpacing()[::-1]), opts,
+    )
+    if code:
+        st_img = sitk.GetImageFromArray(states)
+        st_img.CopyInformation(oriented)
+        states = sitk.GetArrayFromImage(sitk.DICOMOrient(st_img, code))
+    return states.astype(np.int8)
+
+
+def naive_states(labels: Volume | np.ndarray) -> np.ndarray:
+    """The naive baseline: annotated voxels are nodes, everything else background."""
+    lab = labels.array if isinstance(labels, Volume) else np.asarray(labels)
+    return np.where(lab > 0, NODE, BACKGROUND).astype(np.int8)

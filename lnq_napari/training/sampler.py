@@ -1,0 +1,85 @@
+"""Patch sampling from preprocessed cases, oversampling patches centred on annotated nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class PatchSource:
+    """One preprocessed case: normalised ``image`` and int8 ``states`` on the model grid (z, y, x)."""
+
+    case_id: str
+    image: np.ndarray
+    states: np.ndarray
+    node_voxels: np.ndarray  # (N, 3) indices of annotated voxels (a subsample)
+
+    @classmethod
+    def build(cls, case_id: str, image: np.ndarray, states: np.ndarray, rng: np.random.Generator,
+              max_points: int = 4000) -> PatchSource:
+        pts = np.argwhere(states == 1)
+        if len(pts) > max_points:
+            pts = pts[rng.choice(len(pts), max_points, replace=False)]
+        return cls(case_id, image.astype(np.float32, copy=False), states.astype(np.int8, copy=False), pts)
+
+
+def crop(array: np.ndarray, center, size, fill) -> np.ndarray:
+    """The ``size`` block of ``array`` centred on ``center``, padded with ``fill`` beyond the border."""
+    out = np.full(size, fill, dtype=array.dtype)
+    src, dst = [], []
+    for c, s, n in zip(center, size, array.shape):
+        lo = int(c) - s // 2
+        a, b = max(lo, 0), min(lo + s, n)
+        if b <= a:
+            return out
+        src.append(slice(a, b))
+        dst.append(slice(a - lo, b - lo))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+class PatchSampler:
+    """Draws (image, states) patch batches; a fraction ``fg_fraction`` is centred near annotated nodes."""
+
+    def __init__(self, sources: list[PatchSource], patch_size, fg_fraction: float, pad: float,
+                 rng: np.random.Generator, flip_x: bool = True, intensity_jitter: float = 0.1) -> None:
+        self.sources = sources
+        self.patch = tuple(int(p) for p in patch_size)
+        self.fg_fraction = float(fg_fraction)
+        self.pad = float(pad)
+        self.rng = rng
+        self.flip_x = flip_x
+        self.jitter = float(intensity_jitter)
+        self.with_nodes = [i for i, s in enumerate(sources) if len(s.node_voxels)]
+
+    def _center(self) -> tuple[int, tuple[int, int, int]]:
+        rng = self.rng
+        if self.with_nodes and rng.random() < self.fg_fraction:
+            i = int(self.with_nodes[rng.integers(len(self.with_nodes))])
+            pts = self.sources[i].node_voxels
+            base = pts[rng.integers(len(pts))]
+            shift = [int(rng.integers(-(p // 4), p // 4 + 1)) for p in self.patch]
+            return i, tuple(int(b) + s for b, s in zip(base, shift))
+        i = int(rng.integers(len(self.sources)))
+        shape = self.sources[i].image.shape
+        return i, tuple(int(rng.integers(0, n)) for n in shape)
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(images, states)`` shaped (B, 1, z, y, x), float32 and int8."""
+        images = np.empty((batch_size, 1, *self.patch), dtype=np.float32)
+        states = np.empty((batch_size, 1, *self.patch), dtype=np.int8)
+        for b in range(batch_size):
+            i, center = self._center()
+            src = self.sources[i]
+            img = crop(src.image, center, self.patch, self.pad)
+            st = crop(src.states, center, self.patch, 0)
+            if self.flip_x and self.rng.random() < 0.5:
+                img, st = img[:, :, ::-1], st[:, :, ::-1]
+            if self.jitter > 0:
+                scale, shift = self.rng.uniform(-1, 1, size=2) * self.jitter
+                img = img * (1.0 + scale) + shift
+            images[b, 0] = img
+            states[b, 0] = st
+        return images, states
