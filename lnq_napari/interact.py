@@ -157,8 +157,12 @@ def node_from_click(
     return mask
 
 
-def component_at(labels: np.ndarray, point_zyx: Sequence[float], start_mm: float = 40.0,
-                 spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[Slices, np.ndarray, int]:
+def component_at(
+    labels: np.ndarray,
+    point_zyx: Sequence[float],
+    start_mm: float = 40.0,
+    spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0),
+) -> tuple[Slices, np.ndarray, int]:
     """The connected component (same id, face connectivity) at a click as ``(slices, crop mask, id)``.
 
     Labelling starts in a crop around the click and grows the crop until the component no longer
@@ -226,32 +230,36 @@ def suggest_candidates(
         raise ValueError(f"probabilities {prob.shape} and mask {masked.shape} differ in shape")
     uncertain = (prob >= low) & ~masked
     comp, n = ndimage.label(uncertain)
-    if n == 0:
-        return []
-    index = np.arange(1, n + 1)
     voxel_mm3 = float(np.prod(probabilities.spacing))
-    voxels = ndimage.sum_labels(np.ones_like(prob), comp, index)
-    max_prob = ndimage.maximum(prob, comp, index)
-    mean_prob = ndimage.mean(prob, comp, index)
-    centers = ndimage.center_of_mass(uncertain, comp, index)
-    touching = set(np.unique(comp[ndimage.binary_dilation(masked) & (comp > 0)]).tolist())
     rows = []
-    for k in range(n):
-        vol = float(voxels[k]) * voxel_mm3
-        if k + 1 in touching or vol < min_volume_mm3:
+    # one small crop per component: fast, and never holds the GIL long (the GUI stays responsive)
+    for k, box in enumerate(ndimage.find_objects(comp), start=1):
+        if box is None:
             continue
+        box = tuple(slice(max(0, b.start - 1), min(dim, b.stop + 1)) for b, dim in zip(box, comp.shape))
+        local = comp[box] == k
+        voxels = int(np.count_nonzero(local))
+        vol = voxels * voxel_mm3
+        if vol < min_volume_mm3:
+            continue
+        if (ndimage.binary_dilation(local) & masked[box]).any():
+            continue  # touches a masked node: a fringe, not a candidate
+        p = prob[box][local]
+        max_prob = float(p.max())
+        center = np.argwhere(local).mean(axis=0) + np.array([b.start for b in box])
         diameter = (6.0 * vol / np.pi) ** (1.0 / 3.0)
-        center = np.asarray(centers[k])
-        rows.append({
-            "score": float(max_prob[k] * diameter),
-            "max_prob": float(max_prob[k]),
-            "mean_prob": float(mean_prob[k]),
-            "uncertain": bool(max_prob[k] < high),
-            "voxels": int(voxels[k]),
-            "volume_mm3": vol,
-            "center_zyx": tuple(int(round(c)) for c in center),
-            "center_xyz_mm": tuple(float(v) for v in probabilities.index_to_physical(center)[0]),
-        })
+        rows.append(
+            {
+                "score": max_prob * diameter,
+                "max_prob": max_prob,
+                "mean_prob": float(p.mean()),
+                "uncertain": bool(max_prob < high),
+                "voxels": voxels,
+                "volume_mm3": vol,
+                "center_zyx": tuple(int(round(c)) for c in center),
+                "center_xyz_mm": tuple(float(v) for v in probabilities.index_to_physical(center)[0]),
+            }
+        )
     rows.sort(key=lambda r: r["score"], reverse=True)
     rows = rows[:max_candidates]
     for rank, row in enumerate(rows, start=1):
