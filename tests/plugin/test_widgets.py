@@ -182,3 +182,39 @@ def test_mouse_modifiers_add_and_remove(make_napari_viewer, qtbot, phantom_files
     nodes.mode = "paint"  # painting: clicks belong to the brush
     _drive(tool, viewer, _FakeMouse(world, ("Shift",)))
     assert not (nodes.data == before + 1).any()
+
+
+def _tiny_model(folder) -> str:
+    """An untrained, very small model folder in the project's checkpoint format."""
+    import copy
+
+    from lnq_napari.model.checkpoint import save_checkpoint
+    from lnq_napari.model.network import build_network
+    from lnq_napari.training.trainer import DEFAULT_CONFIG
+
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    cfg["version"] = "tiny-untrained"
+    cfg["architecture"]["kwargs"].update(features=[2, 4, 4, 4])
+    cfg["inference"].update(min_component_mm3=0.0)
+    net = build_network(cfg["architecture"]["name"], cfg["architecture"]["kwargs"])
+    return str(save_checkpoint(folder, net.state_dict(), cfg))
+
+
+def test_real_predictor_runs_in_the_worker(make_napari_viewer, qtbot, phantom_files, autosave_dir, tmp_path):
+    pytest.importorskip("lnq_napari.inference", reason="the inference module has not landed")
+    import torch
+
+    torch.set_num_threads(1)
+    viewer = make_napari_viewer()
+    ct_layer = _open_case(viewer, phantom_files)
+    segment = SegmentWidget(viewer, model=_tiny_model(tmp_path / "tiny"))
+    segment.device.setCurrentText("cpu")
+    seen = []
+    segment._signals.changed.connect(lambda fraction, message: seen.append(fraction))
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=120000)
+    assert "failed" not in segment.status.text(), segment.status.text()
+    nodes = viewer.layers["nodes"]
+    assert nodes.data.shape == ct_layer.data.shape and nodes.metadata["lnq_model_version"] == "tiny-untrained"
+    assert nodes.metadata["lnq_probabilities"].shape == ct_layer.data.shape
+    assert seen and max(seen) == pytest.approx(1.0) and segment.progress.value() == 100

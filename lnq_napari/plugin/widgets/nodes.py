@@ -45,6 +45,7 @@ class NodesWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.rows: list[dict] = []
+        self._worker, self._pending = None, False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[1] for c in COLUMNS])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -70,25 +71,47 @@ class NodesWidget(QWidget):
         self._timer.start()
 
     def refresh(self) -> None:
-        """Measure the current node layer and fill the table."""
-        from lnq_napari.quantify import measure_nodes, summarize_nodes
+        """Measure the current node layer in a worker thread, then fill the table."""
+        from napari.qt.threading import create_worker
 
+        from lnq_napari.quantify import measure_nodes
+
+        if self._worker is not None:
+            self._pending = True
+            return
         session = self.tracker.session
         if session is None:
-            self.rows = []
-        else:
-            ct = session.ct_volume() if session.ct_layer is not None else None
-            self.rows = measure_nodes(session.labels_volume(), ct)
+            self._fill([])
+            return
+        labels = session.labels_volume()
+        labels = labels.with_array(np.array(labels.array, copy=True))  # edits may go on meanwhile
+        ct = session.ct_volume() if session.ct_layer is not None else None
+        connect = {"returned": self._fill, "errored": self._failed, "finished": self._done}
+        self._worker = create_worker(measure_nodes, labels, ct, _connect=connect, _start_thread=False)
+        self._worker.start()
+
+    def _done(self) -> None:
+        self._worker = None
+        if self._pending:
+            self._pending = False
+            self._timer.start()
+
+    def _failed(self, exc: Exception) -> None:
+        self.summary.setText(f"could not measure: {exc}")
+
+    def _fill(self, rows: list[dict]) -> None:
+        from lnq_napari.quantify import summarize_nodes
+
+        self.rows = rows
         self.table.blockSignals(True)
-        self.table.setRowCount(len(self.rows))
-        for r, row in enumerate(self.rows):
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
             for c, (key, _, fmt) in enumerate(COLUMNS):
                 value = row.get(key)
-                item = QTableWidgetItem("" if value is None else fmt.format(value))
-                self.table.setItem(r, c, item)
+                self.table.setItem(r, c, QTableWidgetItem("" if value is None else fmt.format(value)))
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
-        s = summarize_nodes(self.rows)
+        s = summarize_nodes(rows)
         self.summary.setText(
             f"{s['n_nodes']} nodes, {s['n_ge_10mm']} >= 10 mm, {s['total_volume_cm3']:.1f} cm3"
         )
