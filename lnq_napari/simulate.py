@@ -3,7 +3,7 @@
 It works only through the same click functions a person uses in napari
 (:func:`lnq_napari.interact.node_from_click`, :func:`lnq_napari.interact.remove_node_at`): one
 positive click at the centre of each truth node the prediction missed, one negative click inside each
-predicted component that touches no truth node.
+predicted component that touches no truth node (or lies mostly off the truth).
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
 
 def simulate_review(
     ct: Volume, prediction: Volume, truth: Volume, probabilities: Volume | None = None,
-    max_clicks: int = 100,
+    max_clicks: int = 100, min_precision: float = 0.3,
 ) -> tuple[Volume, dict]:
     """Correct ``prediction`` towards ``truth`` with clicks; returns ``(corrected mask, stats)``.
 
-    ``stats``: ``missed`` (truth nodes with no predicted voxel), ``added`` (positive clicks that
-    added voxels), ``false`` (predicted components touching no truth node), ``removed`` (negative
-    clicks), ``edits`` (all clicks).
+    A predicted component is removed when under ``min_precision`` of its voxels lie on truth (a false
+    node, or one leaking far beyond the node: the reviewer then removes it and re-clicks the node).
+    ``stats``: ``false`` (removed components touching no truth), ``leaky`` (removed components
+    touching truth), ``removed`` (negative clicks that removed something), ``missed`` (truth nodes with
+    no voxel left), ``added`` (positive clicks that added voxels), ``edits`` (all clicks).
     """
     from scipy import ndimage
 
@@ -43,13 +45,16 @@ def simulate_review(
     gt = np.asarray(truth.array) > 0
     prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
     full = np.ones((3, 3, 3), bool)
-    stats = {"missed": 0, "added": 0, "false": 0, "removed": 0, "edits": 0}
+    stats = {"missed": 0, "added": 0, "false": 0, "leaky": 0, "removed": 0, "edits": 0}
 
     pred_comp, n_pred = ndimage.label(labels > 0, structure=full)
     for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
-        if sl is None or gt[sl][pred_comp[sl] == i].any():
+        if sl is None:
             continue
-        stats["false"] += 1
+        on_truth = gt[sl][pred_comp[sl] == i]
+        if on_truth.mean() >= min_precision:
+            continue
+        stats["false" if not on_truth.any() else "leaky"] += 1
         for _ in range(10):  # a 26-connected component may be several face-connected pieces
             remaining = (pred_comp == i) & (labels > 0)
             if not remaining.any() or stats["edits"] >= max_clicks:

@@ -151,6 +151,7 @@ def test_worse_validation_is_registered_but_not_activated(tmp_path, dataset, par
     assert result["validated_on_training"] and "fewer than 2" in result["reason"]
     assert not result["activated"] and "worse" in result["reason"] and "kept m001" in result["reason"]
     assert result["metrics_before"]["dice_mean"] == 1.0 and result["metrics_after"]["dice_mean"] == 0.0
+    assert result["metrics_before"]["node_f1"] == 1.0 and result["metrics_after"]["node_f1"] == 0.0
     assert ws.active_model()["id"] == "m001"
     assert ws.model_info(result["new_version"])["metrics"]["after"]["dice_mean"] == 0.0
     assert ws.journal("finetune")[-1]["activated"] is False
@@ -212,3 +213,14 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     assert result["new_version"] == "m002" and result["validated_on_training"]
     assert Workspace.open(ws.root).model_info("m002")["parent"] == "m001"
     assert result["activated"] == (ws.active_model()["id"] == "m002")
+
+
+def test_activation_rule_uses_node_f1_with_a_dice_guard():
+    from lnq_napari.training.finetune import not_worse
+
+    before = {"node_f1": 0.6, "dice_mean": 0.8}
+    assert not_worse(before, {"node_f1": 0.7, "dice_mean": 0.78})  # more nodes found, masks slightly off
+    assert not_worse(before, {"node_f1": 0.6, "dice_mean": 0.8})  # a tie activates
+    assert not not_worse(before, {"node_f1": 0.5, "dice_mean": 0.9})  # fewer nodes found
+    assert not not_worse(before, {"node_f1": 0.9, "dice_mean": 0.7})  # much worse masks
+    assert not_worse(before, {"node_f1": 0.58, "dice_mean": 0.8}, tolerance=0.05)

@@ -30,3 +30,15 @@ def test_review_fixes_missed_and_false_nodes():
     assert after["dice"] > before["dice"] + 0.2
     assert corrected.array[5:8, 10:14, 10:14].sum() == 0
     np.testing.assert_array_equal(corrected.array[case.partial.array > 0], 1)  # kept nodes stay
+
+
+def test_leaky_component_is_removed_and_its_node_reclicked():
+    case = make_case(3, shape=(40, 96, 96), spacing=(3.2, 3.2, 6.0))
+    full = case.full.array > 0
+    z = int(np.argwhere(full)[0][0])
+    pred = full.astype(np.uint8)
+    pred[max(z - 3, 0): z + 3] = np.where(case.ct.array[max(z - 3, 0): z + 3] > -300, 1, 0)  # body-wide leak
+    corrected, stats = simulate_review(case.ct, case.ct.with_array(pred), case.full)
+    assert stats["leaky"] >= 1 and stats["added"] >= 1
+    assert corrected.array.sum() < pred.sum() / 2
+    assert evaluate_case(corrected, case.full)["dice"] > evaluate_case(case.ct.with_array(pred), case.full)["dice"]

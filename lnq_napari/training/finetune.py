@@ -8,7 +8,7 @@ Other cases replay their original partial labels so the model does not forget th
 
 Validation uses held-out corrected cases (a fixed split by case id); with fewer than two corrected
 cases it validates on the training corrections and says so. The new version is registered with the
-active one as parent and activated only when its validation Dice is not worse.
+active one as parent and activated only when it does not validate worse (:func:`not_worse`).
 Interruptions leave ``models/pending.json``; ``resume=True`` continues that run.
 """
 
@@ -112,12 +112,28 @@ def validation_metrics(predictor, ws, cases: Sequence[str], progress=None, cance
         pred = predictor.predict(ct, progress=sub, cancel=cancel)
         rows.append(evaluate_case(pred.mask, truth, min_diameter_mm=0.0))
     gt = sum(r["nodes_gt"] for r in rows)
+    hit = sum(r["nodes_hit"] for r in rows)
+    fp = sum(r["fp_nodes"] for r in rows)
     return {
+        "node_f1": 2 * hit / (2 * hit + (gt - hit) + fp) if (gt or fp) else 1.0,
         "dice_mean": float(np.mean([r["dice"] for r in rows])) if rows else math.nan,
-        "recall": sum(r["nodes_hit"] for r in rows) / gt if gt else math.nan,
-        "fp_per_case": float(np.mean([r["fp_nodes"] for r in rows])) if rows else math.nan,
+        "recall": hit / gt if gt else math.nan,
+        "fp_per_case": fp / len(rows) if rows else math.nan,
         "cases": list(cases),
     }
+
+
+def not_worse(before: dict, after: dict, tolerance: float = 0.0, dice_margin: float = 0.05) -> bool:
+    """The activation rule: node F1 not lower (beyond ``tolerance``) and Dice not lower by > ``dice_margin``.
+
+    Node F1 (nodes found vs missed and false, pooled) decides because the corrections keep the old
+    model's own masks for the nodes it found, so voxel Dice against them favours the old model; Dice
+    only guards against a model whose masks got much worse.
+    """
+    if math.isnan(before.get("node_f1", math.nan)):
+        return True
+    return (after["node_f1"] >= before["node_f1"] - tolerance
+            and after["dice_mean"] >= before["dice_mean"] - dice_margin)
 
 
 def _default_predictor(path: Path, device: str):
@@ -179,14 +195,14 @@ def _make_plan(ws, iterations: int, device: str, seed: int, val_fraction: float,
 def finetune_workspace(
     workspace, iterations: int = 200, device: str = "auto", resume: bool = False, seed: int = 0,
     val_fraction: float = 0.2, replay: int | None = None, config: dict | None = None,
-    tolerance: float = 0.0, progress: Callable[[float, str], None] | None = None,
+    tolerance: float = 0.0, dice_margin: float = 0.05, progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     predictor_factory: Callable[[Path, str], object] | None = None,
 ) -> dict:
     """Fine-tune the active model on the corrected cases; register the result; activate it if not worse.
 
     ``replay``: how many uncorrected cases replay their original partial labels (default: as many as
-    training corrections). ``tolerance``: how much lower validation Dice may be and still activate.
+    training corrections). ``tolerance`` / ``dice_margin``: see :func:`not_worse`.
     Returns ``new_version, activated, reason, metrics_before, metrics_after, train_cases, val_cases,
     replay_cases, validated_on_training, seconds``.
     """
@@ -243,14 +259,15 @@ def finetune_workspace(
     new_model = make_predictor(staging, device)
     after = validation_metrics(new_model, ws, plan["val_cases"], stage(0.9, 1.0), cancel)
     before = plan["before"]
-    activated = bool(after["dice_mean"] >= before["dice_mean"] - tolerance) or math.isnan(before["dice_mean"])
+    activated = not_worse(before, after, tolerance, dice_margin)
     where = "the training corrections (fewer than 2 corrected cases)" if plan["validated_on_training"] \
         else f"{len(plan['val_cases'])} held-out corrected case(s)"
-    compare = f"{after['dice_mean']:.4f} vs {before['dice_mean']:.4f} of {plan['parent']} on {where}"
+    compare = (f"node F1 {after['node_f1']:.3f} vs {before['node_f1']:.3f}, Dice {after['dice_mean']:.3f} "
+               f"vs {before['dice_mean']:.3f} of {plan['parent']} on {where}")
     if activated:
-        reason = f"validation Dice not worse: {compare}"
+        reason = f"validation not worse: {compare}"
     else:
-        reason = f"validation Dice worse: {compare}; kept {plan['parent']} active"
+        reason = f"validation worse: {compare}; kept {plan['parent']} active"
 
     shutil.rmtree(staging / "train_state", ignore_errors=True)
     final = ws.models_dir / plan["version"]
@@ -274,6 +291,7 @@ def finetune_workspace(
         "train_seconds": round(train_seconds, 1), "seconds": round(time.time() - t0, 1),
     }
     ws.log("finetune", **{k: v for k, v in result.items() if k not in ("metrics_before", "metrics_after")},
+           f1_before=before["node_f1"], f1_after=after["node_f1"],
            dice_before=before["dice_mean"], dice_after=after["dice_mean"])
     pending_path.unlink(missing_ok=True)
     if progress:
