@@ -32,7 +32,7 @@ def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show
     import napari
 
     from lnq_napari.plugin._reader import labels_layer_data, read_layer
-    from lnq_napari.plugin._session import NODES_NAME, NodeSession
+    from lnq_napari.plugin._session import NODES_NAME, WORKSPACE_KEY, NodeSession
 
     ws = None
     if workspace is not None:
@@ -48,6 +48,8 @@ def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show
                 f"{Path(ct).name} looks like a label file; pass the CT first and labels with --seg"
             )
         (ct_layer,) = add_layers(viewer, [data])
+        if ws is not None:
+            ct_layer.metadata[WORKSPACE_KEY] = str(ws.root)
     if seg is not None:
         from lnq_napari.io.readers import read_labels
 
@@ -58,7 +60,7 @@ def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show
             reference = layer_volume(ct_layer)
         volume = read_labels(seg, reference=reference)
         (nodes,) = add_layers(viewer, [labels_layer_data(volume, name=NODES_NAME, source=seg)])
-        NodeSession(nodes, ct_layer, workspace=workspace)
+        NodeSession(nodes, ct_layer, workspace=ws.root if ws is not None else None)
     widgets = dock_widgets(viewer, model=model, workspace=ws)
     viewer.window._lnq_widgets = widgets  # reachable for scripts and tests; not shared state
     return viewer

@@ -20,6 +20,7 @@ PROB_KEY = "lnq_probabilities"
 MODEL_KEY = "lnq_model_version"
 NODES_NAME = "nodes"
 SUGGESTIONS_NAME = "suggestions"
+WORKSPACE_KEY = "lnq_workspace"
 
 
 class NodeSession:
@@ -28,7 +29,7 @@ class NodeSession:
     def __init__(self, nodes, ct=None, workspace=None, autosave: bool = True) -> None:
         self.nodes = nodes
         self.ct_layer = ct
-        self.workspace = workspace
+        self.workspace = workspace or (ct.metadata.get(WORKSPACE_KEY) if ct is not None else None)
         self.suggestions = None
         self.edits = 0
         self.listeners: list[Callable[[], None]] = []

@@ -64,3 +64,31 @@ def test_view_loads_case_docks_widgets_and_reviews(qtbot, phantom_files, stand_i
         assert shot3d[..., :3].std() > 20
     finally:
         viewer.close()
+
+
+def test_view_with_workspace_saves_versions_and_autosaves_there(qtbot, phantom_files, tmp_path, monkeypatch):
+    from lnq_napari.workspace import Workspace
+
+    monkeypatch.delenv("LNQ_NAPARI_AUTOSAVE_DIR", raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in (phantom_files.ct, phantom_files.seg):
+        (data / src.name).write_bytes(src.read_bytes())
+    ws = Workspace.init(tmp_path / "ws", data)
+    case = "lnq2023-train-0003"
+    before = [v["version"] for v in ws.versions(case)]
+    viewer = api.view(ct=ws.ct_path(case), seg=data / phantom_files.seg.name, workspace=ws.root)
+    try:
+        widgets = viewer.window._lnq_widgets
+        nodes = viewer.layers["nodes"]
+        session = nodes.metadata["lnq_session"]
+        victim = np.argwhere(nodes.data > 0)[0]
+        assert widgets["Correct"].tool.click(nodes.data_to_world(victim), "remove").startswith("removed node")
+        assert session.autosaver.flush().parent == ws.root / "autosave"
+        path = widgets["Save"].save()
+        after = Workspace.open(ws.root).versions(case)
+        assert len(after) == len(before) + 1 and after[-1]["source"] == "correction"
+        assert after[-1]["edits"] == session.edits >= 1 and path.exists()
+        assert path.parent == ws.root / "labels" / case
+    finally:
+        viewer.close()
