@@ -9,11 +9,12 @@ in mediastinal fat.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from lnq_napari.phantom import canvas as C
-from lnq_napari.phantom.canvas import Canvas, tube
+from lnq_napari.phantom.canvas import Canvas, spheres_sdf, tube
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Tube:
     centres: np.ndarray
     radii: np.ndarray
     kind: str  # "artery", "vein", "airway", "esophagus"
+    halo: np.ndarray | None = None  # mediastinal fat margin around each sphere (mm)
 
 
 @dataclass
@@ -43,7 +45,9 @@ class Anatomy:
     heart: tuple  # centre (3,), radii (3,), rotation (3, 3)
     v_spine: float
     v_trachea: float
+    pericardial_fat: float = 6.0
     tubes: list[Tube] = field(default_factory=list)
+    trees: list[Tube] = field(default_factory=list)
 
     # ------------------------------------------------------------------ sampling
     @classmethod
@@ -53,12 +57,12 @@ class Anatomy:
         A = rng.uniform(140.0, 180.0)
         if max_half_width is not None:
             A = min(A, max(max_half_width - 4.0, 120.0))
-        B = A * rng.uniform(0.62, 0.75)
+        B = A * rng.uniform(0.68, 0.8)
         contrast = bool(rng.random() < 0.6)
         blood = rng.uniform(150.0, 300.0) if contrast else rng.uniform(30.0, 50.0)
         vein = (blood * rng.uniform(0.6, 1.2)) if contrast else blood + rng.uniform(-5, 5)
-        fat = rng.uniform(6.0, 28.0)
-        muscle = rng.uniform(8.0, 16.0)
+        fat = rng.uniform(5.0, 25.0)
+        muscle = rng.uniform(7.0, 13.0)
         Bi = B - fat - muscle
         v_spine = Bi - rng.uniform(24.0, 32.0)
         vt = v_spine - 48.0 * s  # trachea, posterior mediastinum
@@ -81,7 +85,9 @@ class Anatomy:
             v_spine=v_spine,
             v_trachea=vt,
         )
+        a.pericardial_fat = rng.uniform(3.0, 10.0)
         a.tubes = _vessels_and_airway(rng, s, vt, v_spine, j)
+        a.trees = _lung_trees(rng, a)
         return a
 
     # ------------------------------------------------------------------ regions
@@ -108,23 +114,62 @@ class Anatomy:
         lc = 0.45 * self.Ai
         return self.w_top - 0.006 * ((np.abs(u) - lc) ** 2 + v**2)
 
-    def med_half_width(self, v, w):
-        """Half-width of the mediastinum (mm) at depth ``v`` and height ``w``."""
-        upper = np.interp(w, [-40.0, -5.0, 30.0, 60.0], [45.0, 55.0, 34.0, 24.0]).astype(np.float32)
-        ant = np.clip((-v - 0.55 * self.Bi) / (0.3 * self.Bi), 0.0, 1.0)  # anterior junction: narrow
-        return upper * (1.0 - 0.6 * ant)
-
-    def in_lung(self, u, v, w):
-        """True inside either lung (broadcastable arrays)."""
+    def in_lung(self, u, v, w, heart: bool = True):
+        """True inside the lung envelope (broadcastable arrays), before mediastinal fat is carved out."""
         Ai, Bi = self.Ai - 2.0, self.Bi - 2.0
         inside = self._ellipse(u, v, Ai, Bi)
         inside = inside & ((w > self.dome(u, v)) & (w < self.apex(u, v)))
-        um = u - 4.0
-        inside = inside & (np.abs(um) > self.med_half_width(v, w))
+        inside = inside & (np.abs(u - 4.0) > 9.0)  # a thin central mediastinal band
         # paravertebral gutters: lungs reach beside, not into, the spine
-        inside = inside & (~((np.abs(u) < 30.0) & (v > self.v_spine - 24.0)))
-        inside = inside & (~self.in_heart(u, v, w, grow=5.0))
+        vs = self.v_spine
+        inside = inside & ~(
+            ((u / 34.0) ** 2 + ((v - vs) / 30.0) ** 2 <= 1.0) | ((np.abs(u) < 24.0) & (v > vs))
+        )
+        if heart:
+            inside = inside & (~self.in_heart(u, v, w, grow=self.pericardial_fat))
         return inside
+
+    def stations(self) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+        """Lymph-node stations: mean position, spread (mm) and relative frequency of nodes there."""
+        vt = self.v_trachea
+        S = lambda *x: np.array(x, dtype=float)  # noqa: E731
+        return {
+            "2R": (S(-20, vt - 10, 55), S(5, 5, 12), 0.8),
+            "4R": (S(-22, vt - 10, 12), S(5, 5, 8), 2.0),
+            "2L": (S(20, vt + 2, 62), S(4, 4, 8), 0.3),
+            "4L": (S(22, vt - 12, 12), S(4, 4, 5), 1.2),
+            "5": (S(36, vt - 26, 14), S(5, 5, 5), 1.0),
+            "3A": (S(0, vt - 72, 45), S(12, 6, 14), 1.0),
+            "7": (S(6, vt - 3, -28), S(6, 5, 7), 2.0),
+            "10R": (S(-58, vt + 4, -22), S(4, 5, 6), 1.0),
+            "10L": (S(58, vt - 6, -31), S(4, 5, 6), 0.8),
+            "8": (S(-12, vt + 20, -65), S(4, 5, 14), 0.6),
+        }
+
+    def fat_pads(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Ellipsoids (centre, radii) of mediastinal fat around the node stations."""
+        return [(m, 1.6 * sd + 7.0) for m, sd, _ in self.stations().values()]
+
+    @cached_property
+    def _halo_spheres(self) -> tuple[np.ndarray, np.ndarray]:
+        with_halo = [t for t in self.tubes if t.halo is not None]
+        return np.vstack([t.centres for t in with_halo]), np.concatenate(
+            [t.radii + t.halo for t in with_halo]
+        )
+
+    def lung_at(self, points: np.ndarray) -> np.ndarray:
+        """True for (N, 3) chest points that end up in lung (envelope minus mediastinal fat halos)."""
+        points = np.asarray(points, dtype=float).reshape(-1, 3)
+        out = self.in_lung(points[:, 0], points[:, 1], points[:, 2])
+        for c, r in self.fat_pads():
+            out &= (((points - c) / r) ** 2).sum(1) > 1.0
+        if out.any():
+            hc, hr = self._halo_spheres
+            lo, hi = points.min(0), points.max(0)
+            near = np.all((hc + hr[:, None] >= lo) & (hc - hr[:, None] <= hi), axis=1)
+            if near.any():
+                out &= spheres_sdf(points, hc[near], hr[near]) > 0
+        return out
 
     def in_heart(self, u, v, w, grow: float = 0.0):
         c, r, rot = self.heart
@@ -162,7 +207,44 @@ class Anatomy:
             liver,
             C.ABDOMEN,
         )
-        cv.region(lo_all, hi_all, self.in_lung, -860.0, C.LUNG)
+        # paraspinal muscles
+        vs = self.v_spine
+        for side in (-1.0, 1.0):
+            cv.region(
+                np.array([side * 35 - 30, vs, -1e4]),
+                np.array([side * 35 + 30, B, 1e4]),
+                lambda u, v, w, side=side: (
+                    (((u - side * 35.0) / 26.0) ** 2 + ((v - vs - 38.0) / 20.0) ** 2 <= 1.0)
+                    & body(self.fat)(u, v, w)
+                ),
+                50.0,
+                C.MUSCLE,
+            )
+        cv.region(lo_all, hi_all, lambda u, v, w: self.in_lung(u, v, w, heart=False), -860.0, C.LUNG)
+        c, r, rot = self.heart
+        reach = float(r.max()) + self.pericardial_fat + 1
+        cv.region(
+            c - reach,
+            c + reach,
+            lambda u, v, w: self.in_heart(u, v, w, grow=self.pericardial_fat),
+            -90.0,
+            C.MED_FAT,
+            only=(C.LUNG,),
+        )
+        for t in self.tubes:  # mediastinal fat around the mediastinal structures
+            if t.halo is not None:
+                cv.spheres(t.centres, t.radii + t.halo, -90.0, C.MED_FAT, only=(C.LUNG,))
+        for c, r in self.fat_pads():
+            cv.region(
+                c - r,
+                c + r,
+                lambda u, v, w, c=c, r=r: (
+                    ((u - c[0]) / r[0]) ** 2 + ((v - c[1]) / r[1]) ** 2 + ((w - c[2]) / r[2]) ** 2 <= 1.0
+                ),
+                -90.0,
+                C.MED_FAT,
+                only=(C.LUNG,),
+            )
         self._paint_heart(cv)
         for t in self.tubes:
             if t.kind == "airway":
@@ -176,12 +258,16 @@ class Anatomy:
         for t in airway:
             cv.spheres(t.centres, np.maximum(t.radii - 2.0, 0.8), -1000.0, C.AIRWAY_LUMEN)
         self._paint_spine(cv)
+        for t in self.trees:  # pulmonary vessels inside the lungs
+            hu = self.blood_hu if t.kind == "artery" else self.vein_hu
+            cv.stamp(t.centres, t.radii, hu, C.LUNG_VESSEL, only=C.LUNG)
 
     def _paint_heart(self, cv: Canvas) -> None:
         c, r, rot = self.heart
         reach = float(r.max()) + 2
         lo, hi = c - reach, c + reach
-        cv.region(lo, hi, lambda u, v, w: self.in_heart(u, v, w), 40.0, C.HEART)
+        Ai, Bi = self.Ai - 3.0, self.Bi - 3.0
+        cv.region(lo, hi, lambda u, v, w: self.in_heart(u, v, w) & self._ellipse(u, v, Ai, Bi), 40.0, C.HEART)
         if self.contrast:
             # blood pools: ventricles and atria inside a ~10 mm myocardial wall
             for off, scale in (((-0.2, -0.1, 0.1), 0.55), ((0.25, 0.1, 0.05), 0.5), ((0.0, 0.45, 0.35), 0.4)):
@@ -357,11 +443,101 @@ def _vessels_and_airway(rng, s, vt, vsp, j) -> list[Tube]:
         ("pulm_vein_rs", "vein", [p(-60, vt + 5, -45), p(-25, vt + 8, -60)], [r(7.0)] * 2),
         ("pulm_vein_ls", "vein", [p(60, vt + 5, -50), p(30, vt + 10, -62)], [r(7.0)] * 2),
     ]
+    halo = {
+        "trachea": 7,
+        "bronchus_r": 6,
+        "bronchus_l": 6,
+        "esophagus": 6,
+        "aorta": 10,
+        "brachiocephalic": 7,
+        "carotid_l": 6,
+        "subclavian_l": 6,
+        "pa_trunk": 8,
+        "pa_left": 7,
+        "pa_right": 7,
+        "svc": 7,
+        "brachiocephalic_v_l": 6,
+        "pulm_vein_rs": 4,
+        "pulm_vein_ls": 4,
+    }
     out = []
     for name, kind, pts, rads in specs:
         centres, radii = tube(np.asarray(pts), np.asarray(rads))
-        out.append(Tube(name, centres, radii, kind))
+        t = Tube(name, centres, radii, kind)
+        if name in halo:
+            # fat margin, thinning towards the hila so the lungs keep their shape
+            taper = np.clip(1.0 - (np.abs(centres[:, 0]) - 40.0) / 35.0, 0.15, 1.0)
+            t.halo = halo[name] * rng.uniform(0.6, 1.5) * taper
+        out.append(t)
     return out
+
+
+def _lung_trees(rng: np.random.Generator, a: Anatomy) -> list[Tube]:
+    """Branching pulmonary arteries and veins from the hila out into each lung (sphere samples).
+
+    Grown breadth-first and vectorised: each generation every branch tip proposes a segment, bends
+    back (up to four tries) when it would leave the lung, then splits in two thinner children.
+    """
+    by_name = {t.name: t for t in a.tubes}
+    p, d, r, kind = [], [], [], []
+    for name in ("pa_right", "pa_left"):
+        t = by_name[name]
+        end, before = t.centres[-1], t.centres[-len(t.centres) // 6]
+        axis = (end - before) / np.linalg.norm(end - before)
+        for lobe in (
+            (0.0, -0.2, 1.0),
+            (0.0, 0.3, -1.0),
+            (0.0, -0.6, -0.2),
+            (0.0, 0.8, 0.1),
+            (0.0, 0.5, 1.0),
+            (0.0, -0.5, -1.0),
+        ):
+            p.append(end), d.append(axis + np.asarray(lobe)), r.append(t.radii[-1] * 0.8), kind.append(0)
+    for name in ("pulm_vein_rs", "pulm_vein_ls"):
+        t = by_name[name]
+        start, nxt = t.centres[0], t.centres[min(4, len(t.centres) - 1)]
+        axis = (start - nxt) / np.linalg.norm(start - nxt)
+        for lobe in ((0.0, 0.3, -0.8), (0.0, -0.3, 0.6), (0.0, 0.6, 0.0), (0.0, -0.6, -0.6)):
+            p.append(start), d.append(axis + np.asarray(lobe)), r.append(t.radii[0] * 0.8), kind.append(1)
+    p, d, r, kind = np.array(p), np.array(d), np.array(r), np.array(kind)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    centres, radii, kinds = [], [], []
+    for _ in range(14):
+        if not len(p):
+            break
+        length = np.maximum(r * rng.uniform(3.5, 6.0, len(r)), 5.0)
+        ok = np.zeros(len(p), bool)
+        new_d = d.copy()
+        for attempt in range(4):
+            todo = ~ok
+            trial = d[todo] + rng.normal(0.0, 0.2 + 0.3 * attempt, (int(todo.sum()), 3))
+            trial /= np.linalg.norm(trial, axis=1, keepdims=True)
+            q = p[todo] + length[todo, None] * trial
+            inside = a.in_lung(q[:, 0], q[:, 1], q[:, 2])
+            idx = np.nonzero(todo)[0][inside]
+            new_d[idx] = trial[inside]
+            ok[idx] = True
+        p, d, r, kind, length = p[ok], new_d[ok], r[ok], kind[ok], length[ok]
+        n = np.maximum((length / (0.6 * r)).astype(int), 2)
+        seg = np.repeat(np.arange(len(p)), n)
+        t = np.concatenate([np.linspace(0.0, 1.0, k) for k in n])
+        centres.append(p[seg] + (t * length[seg])[:, None] * d[seg])
+        radii.append(r[seg])
+        kinds.append(kind[seg])
+        grow = r >= 0.75
+        p, d, r, kind = (p + length[:, None] * d)[grow], d[grow], r[grow], kind[grow]
+        perp = np.cross(d, rng.normal(size=d.shape))
+        perp /= np.maximum(np.linalg.norm(perp, axis=1, keepdims=True), 1e-9)
+        ang = np.deg2rad(rng.uniform(20.0, 40.0, (2, len(p))))[..., None]
+        d = np.concatenate(
+            [np.cos(ang[0]) * d - np.sin(ang[0]) * perp, np.cos(ang[1]) * d + np.sin(ang[1]) * perp]
+        )
+        p, kind = np.concatenate([p, p]), np.concatenate([kind, kind])
+        r = np.concatenate([r, r]) * rng.uniform(0.74, 0.88, 2 * len(r))
+    if not centres:
+        return []
+    c, rr, k = np.vstack(centres), np.concatenate(radii), np.concatenate(kinds)
+    return [Tube(f"lung_{name}", c[k == i], rr[k == i], name) for i, name in enumerate(("artery", "vein"))]
 
 
 def _rotation(rng: np.random.Generator, axis: np.ndarray, jitter: float) -> np.ndarray:

@@ -76,11 +76,8 @@ class Canvas:
             mask = mask & where
         if not mask.any():
             return
-        if np.ndim(hu) == 0:
-            self.hu[sl][mask] = hu
-        else:
-            self.hu[sl][mask] = np.broadcast_to(hu, mask.shape)[mask]
-        self.cls[sl][mask] = cls
+        np.copyto(self.hu[sl], np.float32(hu) if np.ndim(hu) == 0 else hu, where=mask, casting="unsafe")
+        np.copyto(self.cls[sl], np.uint8(cls), where=mask)
 
     def region(self, lo, hi, inside: Region, hu: float, cls: int, only: tuple[int, ...] | None = None):
         """Paint the voxels of the box ``lo..hi`` for which ``inside(u, v, w)`` is true."""
@@ -109,6 +106,35 @@ class Canvas:
             mask = ((u - c[0]) ** 2 + (v - c[1]) ** 2) + (w - c[2]) ** 2 <= r * r
             where = np.isin(self.cls[sl], only) if only is not None else None
             self.paint(sl, mask, hu, cls, where)
+
+    def stamp(
+        self, centres: np.ndarray, radii: np.ndarray, hu: float, cls: int, only: int | None = None
+    ) -> None:
+        """Paint many small spheres at once (centres snapped to the nearest voxel; for fine vessels)."""
+        centres = np.asarray(centres, dtype=float).reshape(-1, 3)
+        radii = np.asarray(radii, dtype=float)
+        origin = np.array([self.u[0], self.v[0], self.w[0]], dtype=float)
+        idx = np.rint((centres - origin) / self.spacing).astype(np.int64)[:, ::-1]  # (z, y, x)
+        bucket = np.round(radii * 4.0) / 4.0
+        shape = np.array(self.shape)
+        flat_hu, flat_cls = self.hu.reshape(-1), self.cls.reshape(-1)
+        for r in np.unique(bucket):
+            sel = idx[bucket == r]
+            n = np.ceil(r / self.spacing[::-1]).astype(int)
+            oz, oy, ox = np.meshgrid(*(np.arange(-k, k + 1) for k in n), indexing="ij")
+            keep = (oz * self.spacing[2]) ** 2 + (oy * self.spacing[1]) ** 2 + (
+                ox * self.spacing[0]
+            ) ** 2 <= r * r
+            if not keep.any():
+                keep[n[0], n[1], n[2]] = True
+            offs = np.stack([oz[keep], oy[keep], ox[keep]], axis=1)
+            pts = (sel[:, None, :] + offs[None]).reshape(-1, 3)
+            ok = np.all((pts >= 0) & (pts < shape), axis=1)
+            flat = np.ravel_multi_index(tuple(pts[ok].T), self.shape)
+            if only is not None:
+                flat = flat[flat_cls[flat] == only]
+            flat_hu[flat] = hu
+            flat_cls[flat] = cls
 
 
 def tube(points, radii, step_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:

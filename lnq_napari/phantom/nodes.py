@@ -7,7 +7,7 @@ least 10 mm; sub-centimetre distractors have a maximal diameter of at most 8 mm 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -125,30 +125,12 @@ def _sized_node(rng: np.random.Generator, target: bool) -> Node:
     raise RuntimeError("could not draw a node of the requested size")  # pragma: no cover
 
 
-def _stations(a: Anatomy) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
-    """Node stations: mean position, spread (mm) and relative frequency."""
-    vt = a.v_trachea
-    S = lambda *x: np.array(x, dtype=float)  # noqa: E731
-    return {
-        "2R": (S(-22, vt - 10, 55), S(6, 6, 12), 1.0),
-        "4R": (S(-22, vt - 8, 15), S(6, 6, 8), 2.0),
-        "2L": (S(18, vt - 4, 60), S(5, 5, 10), 0.6),
-        "4L": (S(18, vt - 6, 18), S(5, 5, 6), 1.2),
-        "5": (S(34, vt - 26, 15), S(5, 5, 5), 1.0),
-        "3A": (S(0, vt - 72, 45), S(12, 6, 14), 1.0),
-        "7": (S(6, vt - 3, -28), S(6, 5, 7), 2.0),
-        "10R": (S(-52, vt - 2, -25), S(6, 6, 8), 1.2),
-        "10L": (S(56, vt + 2, -30), S(6, 6, 8), 1.0),
-        "8": (S(-10, vt + 20, -65), S(5, 5, 14), 0.6),
-    }
-
-
 class _Placer:
     """Rejection sampling of node positions in mediastinal fat."""
 
     def __init__(self, a: Anatomy, cv: Canvas, rng: np.random.Generator) -> None:
         self.a, self.cv, self.rng = a, cv, rng
-        self.stations = _stations(a)
+        self.stations = a.stations()
         names = list(self.stations)
         p = np.array([self.stations[k][2] for k in names])
         self.names, self.p = names, p / p.sum()
@@ -178,9 +160,9 @@ class _Placer:
                 return False, np.inf
         pts = node.surface(_dirs()[::2])
         u, v, w = pts[:, 0], pts[:, 1], pts[:, 2]
-        if not a.in_thorax(c[0], c[1], c[2]) or a.in_lung(c[0], c[1], c[2]):
+        if not a.in_thorax(c[0], c[1], c[2]) or a.lung_at(c[None])[0]:
             return False, np.inf
-        if a.in_lung(u, v, w).mean() > 0.25 or not np.all(a.in_thorax(u, v, w)):
+        if not np.all(a.in_thorax(u, v, w)) or a.lung_at(pts).mean() > 0.35:
             return False, np.inf
         if np.any(a.in_heart(u, v, w, grow=1.0)) or np.any(w < a.dome(u, v) + 3.0):
             return False, np.inf
@@ -241,11 +223,14 @@ def paint_nodes(cv: Canvas, nodes: list[Node], rng: np.random.Generator) -> np.n
     """Paint nodes (HU with texture) and return the instance map (uint16, node index + 1)."""
     inst = np.zeros(cv.shape, dtype=np.uint16)
     for i, node in enumerate(nodes):
-        b = node.bound() + 0.5
+        b = node.bound() + 6.0
         sl = cv.box(node.centre - b, node.centre + b)
         if sl is None:
             continue
         u, v, w = cv.coords(sl)
+        # the node sits in a pad of mediastinal fat where it borders the lung
+        pad = replace(node, radii=node.radii + float(rng.uniform(2.0, 5.0)))
+        cv.paint(sl, pad.inside(u, v, w), -90.0, C.MED_FAT, where=cv.cls[sl] == C.LUNG)
         mask = node.inside(u, v, w)
         if not mask.any():
             continue

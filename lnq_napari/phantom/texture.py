@@ -3,60 +3,84 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from lnq_napari.phantom import canvas as C
 from lnq_napari.phantom.anatomy import Anatomy
 from lnq_napari.phantom.canvas import Canvas
 
 
-def smooth_field(rng: np.random.Generator, shape, cell_vox) -> np.ndarray:
-    """Smooth random field (mean 0, std ~1) on ``shape``, correlated over ``cell_vox`` voxels per axis."""
-    coarse = tuple(max(int(np.ceil(n / c)) + 2, 2) for n, c in zip(shape, cell_vox))
-    g = rng.standard_normal(coarse).astype(np.float32)
-    g = ndimage.gaussian_filter(g, 0.8, mode="wrap")
-    g /= max(float(g.std()), 1e-6)
-    zoom = [n / c for n, c in zip(shape, coarse)]
-    out = ndimage.zoom(g, zoom, order=1, grid_mode=False)
-    return out[tuple(slice(0, n) for n in shape)]
+def separable_field(rng: np.random.Generator, shape, cell_vox, rank: int = 3) -> np.ndarray:
+    """Smooth random field (mean ~0, std ~1) as a sum of ``rank`` products of smooth 1D profiles.
+
+    Much cheaper than filtering 3D noise: ``2 * rank`` whole-array operations.
+    """
+    out = np.zeros(shape, dtype=np.float32)
+    for _ in range(rank):
+        prof = []
+        for n, c in zip(shape, cell_vox):
+            x = np.arange(n) / max(c, 1.0)
+            k = rng.uniform(0.5, 1.5, 3)
+            ph = rng.uniform(0, 2 * np.pi, 3)
+            prof.append((np.cos(np.outer(x, k) + ph).sum(1) / np.sqrt(1.5)).astype(np.float32))
+        out += prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
+    out /= np.float32(np.sqrt(rank))
+    return out
 
 
-def _kernel_gain(sigma: float) -> float:
-    """Std of white noise after ``gaussian_filter1d(sigma)`` (truncate 4), per unit input std."""
+def _taps(sigma: float) -> float:
+    """Side weight of a normalised 3-tap Gaussian [a, 1 - 2a, a]."""
     if sigma <= 0:
-        return 1.0
-    r = int(4.0 * sigma + 0.5)
-    x = np.arange(-r, r + 1)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    k /= k.sum()
-    return float(np.sqrt((k**2).sum()))
+        return 0.0
+    e = np.exp(-0.5 / sigma**2)
+    return float(e / (1.0 + 2.0 * e))
+
+
+def blur3(a: np.ndarray, weights: tuple[float, float, float]) -> None:
+    """In-place separable 3-tap blur along (z, y, x) with side weights ``weights`` (edges replicated)."""
+    for axis, w in enumerate(weights):
+        if w <= 0 or a.shape[axis] < 2:
+            continue
+        w = np.float32(w)
+        src = a.copy()
+        a *= np.float32(1.0 - 2.0 * w)
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        a[tuple(hi)] += w * src[tuple(lo)]  # neighbour below
+        a[tuple(lo)] += w * src[tuple(hi)]  # neighbour above
+        first = [slice(None)] * 3
+        last = [slice(None)] * 3
+        first[axis], last[axis] = slice(0, 1), slice(-1, None)
+        a[tuple(first)] += w * src[tuple(first)]
+        a[tuple(last)] += w * src[tuple(last)]
+
+
+def noise_gain(weights) -> float:
+    """Std of white noise after ``blur3`` with ``weights``, per unit input std."""
+    return float(np.prod([np.sqrt(2 * w * w + (1 - 2 * w) ** 2) for w in weights]))
 
 
 def finish(cv: Canvas, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
     """Texture, partial-volume blur and noise; returns the float32 HU array (z, y, x)."""
     hu = cv.hu
     lung = cv.cls == C.LUNG
-    if lung.any():
-        zz, yy, xx = (
-            np.nonzero(lung.any(axis=(1, 2)))[0],
-            np.nonzero(lung.any(axis=(0, 2)))[0],
-            np.nonzero(lung.any(axis=(0, 1)))[0],
-        )
+    zz = np.nonzero(lung.any(axis=(1, 2)))[0]
+    if zz.size:
+        yy = np.nonzero(lung.any(axis=(0, 2)))[0]
+        xx = np.nonzero(lung.any(axis=(0, 1)))[0]
         sl = (slice(zz[0], zz[-1] + 1), slice(yy[0], yy[-1] + 1), slice(xx[0], xx[-1] + 1))
-        sub = lung[sl]
-        cell = (max(8.0 / cv.spacing[2], 1.0), 8.0 / cv.spacing[1], 8.0 / cv.spacing[0])
-        tex = smooth_field(rng, sub.shape, cell)
+        cell = (max(6.0 / cv.spacing[2], 1.0), 6.0 / cv.spacing[1], 6.0 / cv.spacing[0])
+        tex = separable_field(rng, lung[sl].shape, cell)
+        tex *= np.float32(12.0)
         # dependent (posterior) lung is denser
-        grad = (cv.v[sl[1]] / max(a.Bi, 1.0) * 25.0)[None, :, None]
-        hu[sl][sub] += (18.0 * tex + grad)[sub] if tex.shape == sub.shape else 0.0
-    # partial volume / reconstruction blur (voxels) with noise added before it, so noise is correlated
-    sig = (0.45, 0.6, 0.6)  # z, y, x in voxels
+        tex += (cv.v[sl[1]] / np.float32(max(a.Bi, 1.0)) * np.float32(25.0))[None, :, None]
+        np.add(hu[sl], tex, out=hu[sl], where=lung[sl])
+    # partial volume / reconstruction blur with noise added before it, so noise is correlated
+    weights = (_taps(0.45), _taps(0.6), _taps(0.6))  # z, y, x in voxels
     target_sd = rng.uniform(10.0, 20.0)
-    gain = np.prod([_kernel_gain(s) for s in sig])
     noise = rng.standard_normal(cv.shape, dtype=np.float32)
-    noise *= np.float32(target_sd / gain)
+    noise *= np.float32(target_sd / noise_gain(weights))
     hu += noise
     del noise
-    for axis, s in enumerate(sig):
-        ndimage.gaussian_filter1d(hu, s, axis=axis, output=hu, mode="nearest")
+    blur3(hu, weights)
     return hu
