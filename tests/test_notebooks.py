@@ -84,3 +84,28 @@ def test_quickstart_notebook(tmp_path, monkeypatch):
     assert count_images(nb) >= 1
     assert any(tmp_path.rglob("overlay.png")) and any(tmp_path.rglob("nodes.csv"))
     assert any(tmp_path.rglob("prediction.seg.nrrd"))
+
+
+@pytest.mark.slow
+def test_active_learning_notebook(tmp_path, monkeypatch):
+    _needs_bundled_model()
+    nb = run_notebook("02_active_learning.ipynb", tmp_path, monkeypatch)
+    text = text_of(nb)
+    rounds = re.findall(r"round (\d+): Dice " + NUMBER + r", node recall " + NUMBER, text)
+    assert [int(r[0]) for r in rounds] == [0, 1], text
+    for _, dice, recall in rounds:
+        assert 0.0 <= float(dice) <= 1.0
+        assert recall == "nan" or 0.0 <= float(recall) <= 1.0
+    assert re.search(r"reviewed \d+ case", text), text
+    assert count_images(nb) >= 1
+    assert any(tmp_path.rglob("journal.jsonl"))
+
+
+@pytest.mark.slow
+def test_train_notebook(tmp_path, monkeypatch):
+    nb = run_notebook("03_train_on_lnq.ipynb", tmp_path, monkeypatch)
+    text = text_of(nb)
+    assert list(tmp_path.rglob("weights.safetensors")), "no model was written"
+    dice = numbers_after("Dice", text)
+    assert dice and all(0.0 <= d <= 1.0 for d in dice), text
+    assert "lnq-napari train --data" in "".join(c.source for c in nb.cells)
