@@ -102,6 +102,13 @@ class Anatomy:
     def _ellipse(self, u, v, a, b):
         return (u / a) ** 2 + (v / b) ** 2 <= 1.0
 
+    def thorax(self, u, v, w, shrink: float = 0.0):
+        """Inside the rib cage, which narrows towards the thoracic inlet (broadcastable)."""
+        t = np.clip((w - 20.0) / (self.w_top + 10.0), 0.0, 1.0) ** 1.5
+        a = (self.Ai - shrink) * (1.0 - 0.3 * t)
+        b = (self.Bi - shrink) * (1.0 - 0.1 * t)
+        return (u / a) ** 2 + ((v + 0.1 * t * self.Bi) / b) ** 2 <= 1.0
+
     def dome(self, u, v):
         """Height of the diaphragm surface under each (u, v)."""
         lc = 0.45 * self.Ai
@@ -112,14 +119,13 @@ class Anatomy:
     def apex(self, u, v):
         """Height of the lung apex surface over each (u, v)."""
         lc = 0.45 * self.Ai
-        return self.w_top - 0.006 * ((np.abs(u) - lc) ** 2 + v**2)
+        return self.w_top - 0.004 * ((np.abs(u) - lc) ** 2 + v**2)
 
     def in_lung(self, u, v, w, heart: bool = True):
         """True inside the lung envelope (broadcastable arrays), before mediastinal fat is carved out."""
-        Ai, Bi = self.Ai - 2.0, self.Bi - 2.0
-        inside = self._ellipse(u, v, Ai, Bi)
+        inside = self.thorax(u, v, w, shrink=2.0)
         inside = inside & ((w > self.dome(u, v)) & (w < self.apex(u, v)))
-        inside = inside & (np.abs(u - 4.0) > 9.0)  # a thin central mediastinal band
+        inside = inside & (np.abs(u - 4.0) > 5.0)  # a thin central mediastinal band
         # paravertebral gutters: lungs reach beside, not into, the spine
         vs = self.v_spine
         inside = inside & ~(
@@ -177,7 +183,7 @@ class Anatomy:
         return sum((q[k] / (r[k] + grow)) ** 2 for k in range(3)) <= 1.0
 
     def in_thorax(self, u, v, w):
-        return self._ellipse(u, v, self.Ai, self.Bi)
+        return self.thorax(u, v, w)
 
     def obstacles(self) -> list[Tube]:
         """Tubes nodes must not overlap (vessels, airway, oesophagus)."""
@@ -196,14 +202,13 @@ class Anatomy:
         cv.region(lo_all, hi_all, body(0.0), 40.0, C.SKIN)
         cv.region(lo_all, hi_all, body(2.0), -100.0, C.FAT)
         cv.region(lo_all, hi_all, body(self.fat), 45.0, C.MUSCLE)
-        Ai, Bi = self.Ai, self.Bi
-        cv.region(lo_all, hi_all, lambda u, v, w: self._ellipse(u, v, Ai, Bi), -90.0, C.MED_FAT)
+        cv.region(lo_all, hi_all, self.thorax, -90.0, C.MED_FAT)
         # abdomen below the diaphragm: liver / spleen / stomach as soft tissue
         liver = 60.0 + (40.0 if self.contrast else 0.0)
         cv.region(
             lo_all,
             np.array([A, B, self.dome_r + 5]),
-            lambda u, v, w: self._ellipse(u, v, Ai, Bi) & (w <= self.dome(u, v)),
+            lambda u, v, w: self.thorax(u, v, w) & (w <= self.dome(u, v)),
             liver,
             C.ABDOMEN,
         )
@@ -266,8 +271,7 @@ class Anatomy:
         c, r, rot = self.heart
         reach = float(r.max()) + 2
         lo, hi = c - reach, c + reach
-        Ai, Bi = self.Ai - 3.0, self.Bi - 3.0
-        cv.region(lo, hi, lambda u, v, w: self.in_heart(u, v, w) & self._ellipse(u, v, Ai, Bi), 40.0, C.HEART)
+        cv.region(lo, hi, lambda u, v, w: self.in_heart(u, v, w) & self.thorax(u, v, w, 3.0), 40.0, C.HEART)
         if self.contrast:
             # blood pools: ventricles and atria inside a ~10 mm myocardial wall
             for off, scale in (((-0.2, -0.1, 0.1), 0.55), ((0.25, 0.1, 0.05), 0.5), ((0.0, 0.45, 0.35), 0.4)):
@@ -309,6 +313,12 @@ class Anatomy:
         cv.region(lo, hi, arch, 500.0, C.BONE)
         cv.region(lo, hi, lambda u, v, w: u**2 + (v - vs - 30.0) ** 2 < 64.0, 15.0, C.MUSCLE)
         self._paint_ribs(cv)
+        # sternum: anterior midline bone from the manubrium to the xiphoid
+        vst = -self.Bi - 3.0
+        w_lo, w_hi = self.dome_r - 20.0, self.w_top - 40.0
+        lo, hi = np.array([-20.0, vst - 9, w_lo]), np.array([20.0, vst + 9, w_hi])
+        cv.region(lo, hi, lambda u, v, w: (u / 16.0) ** 2 + ((v - vst) / 6.0) ** 2 <= 1.0, 550.0, C.BONE)
+        cv.region(lo, hi, lambda u, v, w: (u / 13.0) ** 2 + ((v - vst) / 3.5) ** 2 <= 1.0, 220.0, C.MARROW)
 
     def _paint_ribs(self, cv: Canvas) -> None:
         """Ribs: bony arcs just outside the lungs, sloping down anteriorly, ~25 mm apart."""

@@ -108,29 +108,52 @@ class Canvas:
             self.paint(sl, mask, hu, cls, where)
 
     def stamp(
-        self, centres: np.ndarray, radii: np.ndarray, hu: float, cls: int, only: int | None = None
+        self,
+        centres: np.ndarray,
+        radii: np.ndarray,
+        hu: float,
+        cls: int,
+        only: int | None = None,
+        step: float = 0.6,
     ) -> None:
-        """Paint many small spheres at once (centres snapped to the nearest voxel; for fine vessels)."""
+        """Paint many small spheres at once (fine vessels sampled every ``step * radius`` mm).
+
+        Spheres at least half a pixel wide are point-sampled exactly; thinner ones add their volume
+        fraction to the voxel they fall in (partial volume), so coarse grids stay plausible.
+        """
         centres = np.asarray(centres, dtype=float).reshape(-1, 3)
         radii = np.asarray(radii, dtype=float)
         origin = np.array([self.u[0], self.v[0], self.w[0]], dtype=float)
-        idx = np.rint((centres - origin) / self.spacing).astype(np.int64)[:, ::-1]  # (z, y, x)
-        bucket = np.round(radii * 4.0) / 4.0
-        shape = np.array(self.shape)
+        pos = (centres - origin) / self.spacing  # continuous (x, y, z) index
+        idx = np.rint(pos).astype(np.int64)
+        shape_xyz = np.array(self.shape[::-1])
         flat_hu, flat_cls = self.hu.reshape(-1), self.cls.reshape(-1)
-        for r in np.unique(bucket):
-            sel = idx[bucket == r]
-            n = np.ceil(r / self.spacing[::-1]).astype(int)
-            oz, oy, ox = np.meshgrid(*(np.arange(-k, k + 1) for k in n), indexing="ij")
-            keep = (oz * self.spacing[2]) ** 2 + (oy * self.spacing[1]) ** 2 + (
-                ox * self.spacing[0]
-            ) ** 2 <= r * r
-            if not keep.any():
-                keep[n[0], n[1], n[2]] = True
-            offs = np.stack([oz[keep], oy[keep], ox[keep]], axis=1)
-            pts = (sel[:, None, :] + offs[None]).reshape(-1, 3)
-            ok = np.all((pts >= 0) & (pts < shape), axis=1)
-            flat = np.ravel_multi_index(tuple(pts[ok].T), self.shape)
+        big = radii >= 0.5 * self.spacing[:2].min()
+        # thin vessels: splat volume fraction into the nearest voxel
+        thin = ~big & np.all((idx >= 0) & (idx < shape_xyz), axis=1)
+        if thin.any():
+            flat = np.ravel_multi_index(tuple(idx[thin][:, ::-1].T), self.shape)
+            vol = np.pi * radii[thin] ** 2 * (step * radii[thin]) / float(np.prod(self.spacing))
+            uniq, inv = np.unique(flat, return_inverse=True)
+            frac = np.minimum(np.bincount(inv, weights=vol), 1.0).astype(np.float32)
+            if only is not None:
+                keep = flat_cls[uniq] == only
+                uniq, frac = uniq[keep], frac[keep]
+            flat_hu[uniq] += frac * (np.float32(hu) - flat_hu[uniq])
+            flat_cls[uniq[frac >= 0.5]] = cls
+        # wider vessels: voxel centres within the radius of the exact centre
+        bucket = np.ceil(radii / self.spacing.min() * 2.0) / 2.0
+        for b in np.unique(bucket[big]):
+            sel = big & (bucket == b)
+            n = np.ceil(radii[sel].max() / self.spacing).astype(int) + 1
+            ox, oy, oz = (o.ravel() for o in np.meshgrid(*(np.arange(-k, k + 1) for k in n), indexing="ij"))
+            offs = np.stack([ox, oy, oz], axis=1)
+            pts = idx[sel][:, None, :] + offs[None]
+            d2 = (((pts - pos[sel][:, None, :]) * self.spacing) ** 2).sum(-1)
+            inside = d2 <= radii[sel][:, None] ** 2
+            pts = pts[inside]
+            pts = pts[np.all((pts >= 0) & (pts < shape_xyz), axis=1)]
+            flat = np.ravel_multi_index(tuple(pts[:, ::-1].T), self.shape)
             if only is not None:
                 flat = flat[flat_cls[flat] == only]
             flat_hu[flat] = hu

@@ -39,7 +39,7 @@ def default_grid(rng: np.random.Generator, shape=None, spacing=None):
         )
         spacing = (s, s, dz)
     if shape is None:
-        extent = rng.uniform(250.0, 350.0)
+        extent = rng.uniform(250.0, 330.0)
         shape = (max(int(round(extent / spacing[2])), 8), 512, 512)
     return _check_shape(shape), _check_spacing(spacing)
 
@@ -90,7 +90,7 @@ def make_case(
     ).round(3)
     offset = np.array([rng.normal(0.0, 6.0), rng.normal(0.0, 8.0)])
     centre_xy = origin[:2] + (np.array([nx, ny]) - 1) * np.asarray(spacing[:2]) / 2 + offset
-    above = rng.uniform(95.0, 140.0) if fov[2] >= 250 else fov[2] * rng.uniform(0.4, 0.5)
+    above = rng.uniform(110.0, 150.0) if fov[2] >= 250 else fov[2] * rng.uniform(0.42, 0.52)
     centre_z = origin[2] + (nz - 1) * spacing[2] - above
     centre = np.array([centre_xy[0], centre_xy[1], centre_z])
 

@@ -24,7 +24,7 @@ def _write_nrrd(vol: Volume, path: Path) -> None:
     import SimpleITK as sitk
 
     with atomic_write(path, suffix=".nrrd") as tmp:
-        sitk.WriteImage(vol.to_sitk(), str(tmp), useCompression=True)
+        sitk.WriteImage(vol.to_sitk(), str(tmp), True, 1)  # gzip, fast level
 
 
 def write_dataset(
