@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256), metavar=("Z", "Y", "X"))
     parser.add_argument("--spacing", type=float, nargs=3, default=(1.5, 1.5, 3.0), metavar=("X", "Y", "Z"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", help="model folder (default: bundled, else an untrained one)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the worker")
     args = parser.parse_args()
 
@@ -60,7 +61,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     case = make_case(0, shape=tuple(args.shape), spacing=tuple(args.spacing))
     with tempfile.TemporaryDirectory() as tmp:
-        model, kind = model_folder(Path(tmp))
+        model, kind = (args.model, args.model) if args.model else model_folder(Path(tmp))
         viewer = napari.Viewer(show=True)
         data, kwargs, _ = ct_layer_data(case.ct, name="ct")
         viewer.add_image(data, **kwargs)
@@ -97,9 +98,10 @@ def main() -> None:
         during = gaps[(ends > marks["start"]) & (ends <= marks.get("returned", marks["shown"]))]
         showing = gaps[ends > marks.get("returned", marks["shown"])]
         late = np.maximum(during - 20.0, 0.0)
-        worst = ends[(ends > marks["start"])][np.argmax(np.maximum(gaps[ends > marks["start"]] - 20.0, 0.0))]
-        phase = [msg for t, msg in phases if t <= worst]
-        print(f"worst tick at {worst - marks['start']:.2f} s, phase: {phase[-1] if phase else 'start'}")
+        sel = (ends > marks["start"]) & (ends <= marks.get("returned", marks["shown"]))
+        worst = ends[sel][np.argmax(during)] if len(during) else marks["start"]
+        phase = ([msg for t, msg in phases if t <= worst] or ["-"])[-1]
+        print(f"worst tick while predicting at {worst - marks['start']:.2f} s, after: {phase}")
         print("phases (s):", [(round(t - marks["start"], 2), m) for t, m in phases[:3] + phases[-3:]])
         print(
             f"model: {kind}; CT {tuple(args.shape)} voxels; device {args.device}; "

@@ -16,14 +16,17 @@ import pytest
 
 from lnq_napari.io.volume import Volume
 
-HAS_DISPLAY = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
-    "darwin",
-    "win32",
-)
+
+def has_display() -> bool:
+    """A display Qt can use (checked late: pytest-xvfb sets DISPLAY when pytest starts)."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin",
+        "win32",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    if HAS_DISPLAY:
+    if has_display():
         return
     skip = pytest.mark.skip(reason="no display: GUI tests need X (run under Xvfb, e.g. `xvfb-run pytest`)")
     for item in items:
