@@ -141,7 +141,7 @@ class Anatomy:
         S = lambda *x: np.array(x, dtype=float)  # noqa: E731
         return {
             "2R": (S(-20, vt - 10, 55), S(5, 5, 12), 0.8),
-            "4R": (S(-22, vt - 10, 12), S(5, 5, 8), 2.0),
+            "4R": (S(-22, vt - 10, 33), S(5, 5, 6), 2.0),
             "2L": (S(20, vt + 2, 62), S(4, 4, 8), 0.3),
             "4L": (S(22, vt - 12, 12), S(4, 4, 5), 1.2),
             "5": (S(36, vt - 26, 14), S(5, 5, 5), 1.0),
@@ -149,7 +149,7 @@ class Anatomy:
             "7": (S(6, vt - 3, -28), S(6, 5, 7), 2.0),
             "10R": (S(-58, vt + 4, -22), S(4, 5, 6), 1.0),
             "10L": (S(58, vt - 6, -31), S(4, 5, 6), 0.8),
-            "8": (S(-12, vt + 20, -65), S(4, 5, 14), 0.6),
+            "8": (S(-15, vt + 8, -68), S(4, 4, 12), 0.6),
         }
 
     def fat_pads(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -212,6 +212,28 @@ class Anatomy:
             liver,
             C.ABDOMEN,
         )
+        # stomach (fluid with a gas cap) and spleen under the left dome
+        dl = self.dome_l
+        sc, sr = np.array([0.45 * self.Ai, -0.1 * self.Bi, dl - 45.0]), np.array([38.0, 42.0, 36.0])
+        sp, spr = np.array([0.7 * self.Ai, 0.45 * self.Bi, dl - 45.0]), np.array([22.0, 38.0, 45.0])
+        for c, r, hu, gas in (
+            (sc, sr, 15.0, True),
+            (sp, spr, 50.0 + (70.0 if self.contrast else 0.0), False),
+        ):
+
+            def inside(u, v, w, c=c, r=r):
+                return ((u - c[0]) / r[0]) ** 2 + ((v - c[1]) / r[1]) ** 2 + ((w - c[2]) / r[2]) ** 2 <= 1.0
+
+            cv.region(c - r, c + r, inside, hu, C.ABDOMEN, only=(C.ABDOMEN,))
+            if gas:
+                cv.region(
+                    c - r,
+                    c + r,
+                    lambda u, v, w, c=c, f=inside: f(u, v, w) & (w > c[2] + 12.0),
+                    -990.0,
+                    C.AIR,
+                    only=(C.ABDOMEN,),
+                )
         # paraspinal muscles
         vs = self.v_spine
         for side in (-1.0, 1.0):
@@ -450,6 +472,25 @@ def _vessels_and_airway(rng, s, vt, vsp, j) -> list[Tube]:
             [p(45, vt - 40, 90), p(10, vt - 52, 70), p(-30, vt - 40, 55)],
             [r(6.5)] * 3,
         ),
+        (
+            "azygos",
+            "vein",
+            [
+                p(-12, vsp - 23, bottom),
+                p(-12, vsp - 23, -10),
+                p(-16, vt + 14, 8),
+                p(-22, vt - 5, 14),
+                p(-30, vt - 25, 16),
+                p(-34, vt - 35, 14),
+            ],
+            [r(4.5)] * 6,
+        ),
+        (
+            "ivc",
+            "vein",
+            [p(-25, vt - 25, -105), p(-22, vsp - 35, -150), p(-22, vsp - 35, bottom)],
+            [r(11.0)] * 3,
+        ),
         ("pulm_vein_rs", "vein", [p(-60, vt + 5, -45), p(-25, vt + 8, -60)], [r(7.0)] * 2),
         ("pulm_vein_ls", "vein", [p(60, vt + 5, -50), p(30, vt + 10, -62)], [r(7.0)] * 2),
     ]
@@ -468,6 +509,7 @@ def _vessels_and_airway(rng, s, vt, vsp, j) -> list[Tube]:
         "svc": 7,
         "brachiocephalic_v_l": 6,
         "pulm_vein_rs": 4,
+        "azygos": 3,
         "pulm_vein_ls": 4,
     }
     out = []
@@ -528,6 +570,8 @@ def _lung_trees(rng: np.random.Generator, a: Anatomy) -> list[Tube]:
             new_d[idx] = trial[inside]
             ok[idx] = True
         p, d, r, kind, length = p[ok], new_d[ok], r[ok], kind[ok], length[ok]
+        if not len(p):
+            break
         n = np.maximum((length / (0.6 * r)).astype(int), 2)
         seg = np.repeat(np.arange(len(p)), n)
         t = np.concatenate([np.linspace(0.0, 1.0, k) for k in n])

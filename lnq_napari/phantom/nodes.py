@@ -112,10 +112,11 @@ def _random_node(rng: np.random.Generator, target: bool) -> Node:
     )
 
 
-def _sized_node(rng: np.random.Generator, target: bool) -> Node:
-    """A random node whose Feret diameters obey the target / distractor rule."""
+def _sized_node(rng: np.random.Generator, target: bool, scale: float = 1.0) -> Node:
+    """A random node whose Feret diameters obey the target / distractor rule (``scale`` shrinks it)."""
     for _ in range(50):
         node = _random_node(rng, target)
+        node.radii = node.radii * scale
         dmin, dmax = node.ferets()
         if target and dmin < 10.3:
             node.radii = node.radii * (10.5 / dmin)
@@ -213,7 +214,11 @@ def place_nodes(a: Anatomy, cv: Canvas, rng: np.random.Generator) -> list[Node]:
     # big nodes first: they are the hardest to fit
     targets = sorted((_sized_node(rng, True) for _ in range(n_targets)), key=lambda n: -n.bound())
     for node in targets:
-        placer.place(node, touch=bool(rng.random() < 0.4))
+        touch = bool(rng.random() < 0.4)
+        for attempt in range(3):  # a node that does not fit is redrawn smaller
+            if placer.place(node, touch=touch, tries=50):
+                break
+            node = _sized_node(rng, True, scale=0.8 ** (attempt + 1))
     for _ in range(n_small):
         placer.place(_sized_node(rng, False), touch=bool(rng.random() < 0.3))
     return placer.placed
