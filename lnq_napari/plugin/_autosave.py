@@ -1,11 +1,13 @@
-"""Throttled crash autosave of a node layer: at most one write every ``interval_ms``, off the GUI thread."""
+"""Crash autosave of a node layer, off the GUI thread: at once after a quiet spell, then at most every
+``interval_ms`` while edits go on (the last edit is always written)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QCoreApplication, QTimer
 
 from lnq_napari.plugin._storage import autosave_dir, write_autosave
 
@@ -23,7 +25,7 @@ class Autosaver:
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self._save_in_background)
+        self._timer.timeout.connect(self._on_timeout)
         session.listeners.append(self.schedule)
 
     @property
@@ -34,9 +36,15 @@ class Autosaver:
         )
 
     def schedule(self) -> None:
-        """Note an edit; the write happens when the throttle timer fires (not postponed by more edits)."""
+        """Note an edit: write now if the last write is older than the interval, else at its end."""
         self._pending = True
         if not self._timer.isActive():
+            self._save_in_background()
+            self._timer.start()
+
+    def _on_timeout(self) -> None:
+        if self._pending:
+            self._save_in_background()
             self._timer.start()
 
     def _snapshot(self):
@@ -48,8 +56,7 @@ class Autosaver:
     def _save_in_background(self) -> None:
         from napari.qt.threading import create_worker
 
-        if self._worker is not None:  # a write is running: try again after it
-            self._timer.start()
+        if self._worker is not None:  # a write is running: the next timeout retries
             return
         labels, extra, path = self._snapshot(), self._extra(), self.path
         self._pending = False
@@ -79,12 +86,16 @@ class Autosaver:
     def _done(self) -> None:
         self._worker = None
         if self._pending and not self._timer.isActive():
-            self._timer.start()
+            self._on_timeout()
 
     def flush(self) -> Path | None:
         """Write now, in this thread, if there are unsaved edits; returns the autosave path."""
         if not self._pending and self.last_path is not None:
             return self.last_path
+        deadline = time.monotonic() + 60.0
+        while self._worker is not None and time.monotonic() < deadline:  # let a running write finish first
+            QCoreApplication.processEvents()
+            time.sleep(0.005)
         self._timer.stop()
         path = self.path
         self._written(write_autosave(self._snapshot(), path.parent, self.session.case, self._extra()))

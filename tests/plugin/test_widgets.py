@@ -183,6 +183,18 @@ def test_mouse_modifiers_add_and_remove(make_napari_viewer, qtbot, phantom_files
     _drive(tool, viewer, _FakeMouse(world, ("Shift",)))
     assert not (nodes.data == before + 1).any()
 
+    # the brush is an edit like any other: counted, autosaved, undone by Ctrl+Z (our key binding)
+    session = nodes.metadata["lnq_session"]
+    edits = session.edits
+    nodes.selected_label = 77
+    nodes.paint(nodes.world_to_data(world), 77)
+    assert (nodes.data == 77).any() and session.edits == edits + 1
+    qtbot.waitUntil(lambda: session.autosaver.writes >= 1, timeout=10000)
+    from app_model.types import KeyBinding
+
+    nodes.keymap[KeyBinding.from_str("Ctrl+Z")](nodes)  # what napari calls on Ctrl+Z over this layer
+    assert not (nodes.data == 77).any() and session.edits == edits + 2
+
 
 def _tiny_model(folder) -> str:
     """An untrained, very small model folder in the project's checkpoint format."""
