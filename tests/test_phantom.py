@@ -23,10 +23,34 @@ def case():
     return make_case(1, shape=SHAPE, spacing=SPACING)
 
 
+def _with_classes(seed, shape, spacing):
+    """A case plus the internal tissue-class map it was painted from."""
+    from lnq_napari.phantom import case as case_mod
+
+    seen = {}
+    orig = case_mod.finish
+
+    def spy(cv, a, rng):
+        seen["cls"] = cv.cls.copy()
+        return orig(cv, a, rng)
+
+    case_mod.finish = spy
+    try:
+        c = make_case(seed, shape=shape, spacing=spacing)
+    finally:
+        case_mod.finish = orig
+    return c, seen["cls"]
+
+
 @pytest.fixture(scope="module")
-def fine_case():
-    """A finer grid where node interiors are several voxels deep."""
-    return make_case(7, shape=(40, 160, 160), spacing=(2.2, 2.2, 5.0))
+def fine():
+    """A finer grid (with contrast) where node interiors are several voxels deep, and its class map."""
+    return _with_classes(7, (40, 160, 160), (2.2, 2.2, 5.0))
+
+
+@pytest.fixture(scope="module")
+def fine_case(fine):
+    return fine[0]
 
 
 def test_same_seed_same_arrays(case):
@@ -112,52 +136,84 @@ def test_node_hu_in_range(fine_case):
 
 
 def test_nodes_sit_in_fat_not_in_vessels():
-    from lnq_napari.phantom import case as case_mod
-
-    seen = {}
-    orig = case_mod.finish
-
-    def spy(cv, a, rng):
-        seen["cls"] = cv.cls.copy()
-        return orig(cv, a, rng)
-
-    case_mod.finish = spy
-    try:
-        c = make_case(3, shape=(40, 160, 160), spacing=(2.2, 2.2, 5.0))
-    finally:
-        case_mod.finish = orig
+    c, cls = _with_classes(3, (40, 160, 160), (2.2, 2.2, 5.0))
     node_vox = c.instances.array > 0
     assert node_vox.any()
-    assert np.all(np.isin(seen["cls"][node_vox], (C.NODE, C.SMALL_NODE)))
-    # every node is surrounded mostly by mediastinal fat (or touches a vessel)
+    assert np.all(np.isin(cls[node_vox], (C.NODE, C.SMALL_NODE)))
+    # every node is surrounded by mediastinal fat, or touches a vessel / airway / lung
     ring = ndimage.binary_dilation(node_vox, iterations=1) & ~node_vox
-    around = seen["cls"][ring]
-    assert (
-        np.isin(
-            around,
-            (
-                C.ARTERY,
-                C.VEIN,
-                C.HEART,
-                C.BLOOD,
-                C.AIRWAY_WALL,
-                C.ESOPHAGUS,
-                C.LUNG,
-                C.MED_FAT,
-                C.NODE,
-                C.SMALL_NODE,
-            ),
-        ).mean()
-        > 0.95
+    allowed = (
+        C.ARTERY,
+        C.VEIN,
+        C.HEART,
+        C.BLOOD,
+        C.AIRWAY_WALL,
+        C.ESOPHAGUS,
+        C.LUNG,
+        C.MED_FAT,
+        C.NODE,
+        C.SMALL_NODE,
+        C.LUNG_VESSEL,
     )
-    assert sum(n["touches_vessel"] for n in c.nodes) >= 1
+    assert np.isin(cls[ring], allowed).mean() > 0.95
+    assert (cls[ring] == C.MED_FAT).mean() > 0.5
+    touching = [n for n in c.nodes if n["touches_vessel"]]
+    assert touching and len(touching) < len(c.nodes)
+    # a node flagged as touching has vessel voxels next to it; most others do not
+    vessel = np.isin(cls, (C.ARTERY, C.VEIN))
+    near = {
+        n["id"]: bool(np.any(vessel & ndimage.binary_dilation(c.instances.array == n["id"], iterations=2)))
+        for n in c.nodes
+        if n["n_voxels"] > 0
+    }
+    flagged = [near[n["id"]] for n in touching if n["id"] in near]
+    assert np.mean(flagged) > 0.5
 
 
-def test_anatomy_hu(fine_case):
-    ct = fine_case.ct.array
-    assert ct.min() <= -950  # air outside
-    assert ct.max() >= 300  # bone
-    assert (ct < -700).mean() > 0.05  # lungs and air
+def test_contrast_and_tissue_hu(fine):
+    c, cls = fine
+    ct = c.ct.array
+
+    def core_mean(k):
+        core = ndimage.binary_erosion(cls == k, iterations=1)
+        return float(ct[core].mean())
+
+    assert c.ct.meta["contrast"] is True
+    assert 130 <= core_mean(C.ARTERY) <= 320
+    assert -950 <= core_mean(C.LUNG) <= -750
+    assert -130 <= core_mean(C.MED_FAT) <= -50
+    assert core_mean(C.BONE) >= 300
+    # noise: 10-20 HU in homogeneous fat (with some texture-free tolerance)
+    core = ndimage.binary_erosion(cls == C.FAT, iterations=2)
+    assert 6 <= ct[core].std() <= 25
+    plain, plain_cls = _with_classes(2, (40, 160, 160), (2.2, 2.2, 5.0))
+    assert plain.ct.meta["contrast"] is False
+    core = ndimage.binary_erosion(plain_cls == C.ARTERY, iterations=1)
+    assert 20 <= plain.ct.array[core].mean() <= 60  # soft-tissue vessels: as dense as nodes
+
+
+def test_labelled_counts_follow_lnq():
+    from lnq_napari.phantom.case import choose_labelled
+
+    rng = np.random.default_rng(0)
+    counts = np.array([len(choose_labelled(rng, list(range(1, 9)))) for _ in range(4000)])
+    assert counts.min() == 1 and counts.max() == 3
+    assert abs(counts.mean() - 1.46) < 0.05
+    assert abs((counts == 1).mean() - 0.63) < 0.03
+    assert choose_labelled(rng, []) == set()
+    assert len(choose_labelled(rng, [4])) == 1
+
+
+def test_node_json_fields(case):
+    keys = {"id", "center_xyz_mm", "radii_mm", "diameter_min_mm", "target", "labelled", "touches_vessel"}
+    for n in case.nodes:
+        assert keys <= set(n)
+        # the centre is a physical LPS point inside the scanned volume
+        idx = case.ct.physical_to_index(np.array(n["center_xyz_mm"]))[0]
+        assert np.all(idx >= -0.5) and np.all(idx <= np.array(case.ct.shape) - 0.5)
+        if n["n_voxels"]:
+            zyx = np.argwhere(case.instances.array == n["id"]).mean(0)
+            assert np.linalg.norm((zyx - idx) * np.array(SPACING[::-1])) < max(n["radii_mm"]) + 6
 
 
 def test_default_grid_is_lnq_like():

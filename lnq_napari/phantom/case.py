@@ -29,6 +29,14 @@ class PhantomCase:
     instances: Volume | None = None  # uint16: node id (1-based, as in ``nodes``) per voxel, all nodes
 
 
+def choose_labelled(rng: np.random.Generator, target_ids: list[int]) -> set[int]:
+    """The targets an LNQ-style partial label annotates: 1, 2 or 3 of them (63 / 28 / 9 %)."""
+    if not target_ids:
+        return set()
+    k = int(rng.choice([1, 2, 3], p=_LABELLED_P))
+    return set(rng.choice(target_ids, size=min(k, len(target_ids)), replace=False).tolist())
+
+
 def default_grid(rng: np.random.Generator, shape=None, spacing=None):
     """Shape (z, y, x) and spacing (x, y, z) like LNQ scans, for whichever of them was not given."""
     if spacing is None:
@@ -103,12 +111,7 @@ def make_case(
 
     counts = np.bincount(inst.ravel(), minlength=len(nodes) + 1)
     target_ids = [i + 1 for i, n in enumerate(nodes) if n.target and counts[i + 1] > 0]
-    k = int(rng.choice([1, 2, 3], p=_LABELLED_P))
-    chosen = (
-        set(rng.choice(target_ids, size=min(k, len(target_ids)), replace=False).tolist())
-        if target_ids
-        else set()
-    )
+    chosen = choose_labelled(rng, target_ids)
     for i in chosen:
         nodes[i - 1].labelled = True
     lut_full = np.zeros(len(nodes) + 1, dtype=np.uint8)
@@ -147,4 +150,4 @@ def _node_dict(nid: int, n: Node, centre: np.ndarray, n_vox: int, spacing) -> di
     }
 
 
-__all__ = ["PhantomCase", "make_case", "default_grid"]
+__all__ = ["PhantomCase", "make_case", "default_grid", "choose_labelled"]
