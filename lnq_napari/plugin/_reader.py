@@ -37,7 +37,7 @@ def is_supported(path: str | Path) -> bool:
 
 
 def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
-    """A ``-seg``/``-full``/``.seg.nrrd``-style name, or small non-negative integer content."""
+    """A ``-seg``/``-full``/``.seg.nrrd``-style name, or non-negative integer content with few values."""
     path = Path(path)
     if path.name.lower().endswith(".seg.nrrd") or _LABEL_NAME.search(_stem(path)):
         return True
@@ -46,12 +46,7 @@ def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool
     if array.dtype == bool:
         return True
     sample = np.asarray(array[:: max(1, array.shape[0] // 8)])
-    return (
-        sample.size > 0
-        and int(sample.min()) >= 0
-        and int(sample.max()) <= 255
-        and len(np.unique(sample)) <= 64
-    )
+    return sample.size > 0 and int(sample.min()) >= 0 and len(np.unique(sample)) <= 64
 
 
 def napari_get_reader(path):

@@ -1,0 +1,59 @@
+"""The npe2 reader's choices on real files (no viewer needed): CT -> image, label maps -> labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnq_napari.plugin._reader import napari_get_reader, read_layers
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def _read(path):
+    reader = napari_get_reader(str(path))
+    assert reader is not None, path
+    return reader(str(path))
+
+
+def test_dicom_folder_opens_as_ct_image():
+    ((data, kwargs, kind),) = _read(DATA / "dcmqi" / "ct-3slice")
+    assert kind == "image" and data.shape[0] == 3 and data.min() < 0
+    assert kwargs["scale"][1] == pytest.approx(kwargs["scale"][2]) and kwargs["contrast_limits"] == (
+        -160.0,
+        240.0,
+    )
+    assert kwargs["metadata"]["lnq_role"] == "ct"
+
+
+def test_label_files_open_as_labels_by_name_or_content():
+    ((heart, _, kind),) = _read(DATA / "dcmqi" / "heart_seg.nrrd")  # name says seg
+    assert kind == "labels" and heart.max() >= 1
+    ((ball, kwargs, kind),) = _read(DATA / "pynrrd" / "BallBinary30x30x30.nrrd")  # 0/1 content
+    assert kind == "labels" and ball.max() == 1 and kwargs["metadata"]["lnq_role"] == "labels"
+    ((nhdr, _, kind),) = _read(DATA / "pynrrd" / "BallBinary30x30x30.nhdr")
+    assert kind == "labels" and np.array_equal(nhdr > 0, ball > 0)
+
+
+def test_slicer_segmentation_and_real_ct():
+    slicerio = pytest.importorskip("slicerio")
+    ((seg, _, kind),) = _read(slicerio.get_testdata_file("Segmentation.seg.nrrd"))
+    assert kind == "labels" and seg.max() >= 1
+    ((ct, kwargs, kind),) = _read(slicerio.get_testdata_file("CTChest4.nrrd"))
+    assert kind == "image" and ct.min() < -500 and kwargs["colormap"] == "gray"
+
+
+def test_unsupported_paths_are_declined(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    assert napari_get_reader(str(tmp_path / "notes.txt")) is None
+    assert napari_get_reader(str(tmp_path / "empty")) is None
+
+
+def test_several_files_give_images_first():
+    layers = read_layers(
+        [str(DATA / "pynrrd" / "BallBinary30x30x30.nrrd"), str(DATA / "dcmqi" / "ct-3slice")]
+    )
+    assert [kind for _, _, kind in layers] == ["image", "labels"]
