@@ -230,3 +230,31 @@ def test_real_predictor_runs_in_the_worker(make_napari_viewer, qtbot, phantom_fi
     assert nodes.data.shape == ct_layer.data.shape and nodes.metadata["lnq_model_version"] == "tiny-untrained"
     assert nodes.metadata["lnq_probabilities"].shape == ct_layer.data.shape
     assert seen and max(seen) == pytest.approx(1.0) and segment.progress.value() == 100
+
+
+def test_real_canvas_shift_click_and_ctrl_click(
+    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir
+):
+    from lnq_napari.plugin.widgets.nodes import centre_on
+
+    viewer = make_napari_viewer(show=True)
+    _open_case(viewer, phantom_files)
+    widgets = _predict(qtbot, viewer, stand_in)
+    nodes = viewer.layers["nodes"]
+    centre_on(viewer, nodes.data_to_world(_centre_index(phantom_files.case, stand_in.missed)))
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas
+    centre = (canvas.size[0] // 2, canvas.size[1] // 2)
+    before = int(nodes.data.max())
+
+    def click(mods):
+        canvas.events.mouse_press(pos=centre, modifiers=mods, button=0)
+        canvas.events.mouse_release(pos=centre, modifiers=mods, button=0)
+        qtbot.wait(20)
+
+    click(("Shift",))
+    assert int(nodes.data.max()) == before + 1, widgets["Correct"].status.text()
+    click(("Control",))
+    assert (
+        not (nodes.data == before + 1).any()
+        and widgets["Correct"].status.text() == f"removed node {before + 1}"
+    )
