@@ -574,7 +574,8 @@ def _lung_trees(rng: np.random.Generator, a: Anatomy) -> list[Tube]:
             break
         n = np.maximum((length / (0.6 * r)).astype(int), 2)
         seg = np.repeat(np.arange(len(p)), n)
-        t = np.concatenate([np.linspace(0.0, 1.0, k) for k in n])
+        starts = np.repeat(np.cumsum(n) - n, n)
+        t = (np.arange(int(n.sum())) - starts) / np.repeat(n - 1, n)
         centres.append(p[seg] + (t * length[seg])[:, None] * d[seg])
         radii.append(r[seg])
         kinds.append(kind[seg])
