@@ -6,8 +6,8 @@ of the review queue, clicks the centres of the nodes the model missed and remove
 the workspace then fine-tunes the active model on all corrections so far. Held-out phantom cases with
 complete truth are scored after each round. Strategies are compared on the same pool and test set.
 
-Before the rounds it measures how well each uncertainty signal predicts a case's true error on the
-pool (Spearman correlation with 1 - Dice and with missed + false nodes), including flip-TTA
+From the first ranking it measures how well each uncertainty signal predicts a case's true error on
+the pool (Spearman correlation with 1 - Dice and with missed + false nodes); ``--tta`` adds flip-TTA
 disagreement, which costs a second prediction per case.
 
 Prints a table (round, strategy, median Dice, node recall, FP/case, fine-tune seconds) and writes
@@ -92,27 +92,34 @@ def evaluate_test(predictor, test_cases: list[tuple]) -> dict:
             "fp_per_case": s["fp_per_case"], "rows": rows}
 
 
-def uncertainty_study(ws, predictor, key: str, tta: bool) -> dict:
-    """Scores of every pool case vs its true error against complete truth (pool truth is phantom-only)."""
+def uncertainty_study(ws, scores: dict, tta_predictor=None) -> dict:
+    """Each pool case's uncertainty signals vs its true error (its stored prediction vs complete truth).
+
+    Uses the scores and predictions of the first ranking (no extra predictions), plus a flipped
+    prediction per case when ``tta_predictor`` is given (disagreement).
+    """
     from lnq_napari import active
     from lnq_napari.io.readers import read_labels
     from lnq_napari.metrics import evaluate_case
 
     records = []
-    for case in ws.case_ids():
+    for case, score in scores.items():
         ct = ws.read_ct(case)
-        pred, extra = active.predict_with_flips(predictor, ct, [(2,)] if tta else [])
-        score = active.score_probabilities(case, pred.probabilities, key, extra)
+        pred = ws.latest_labels(case, "prediction")
         full = read_labels(ws.full_path(case), reference=ct)
-        ev = evaluate_case(pred.mask, full)
-        records.append({
+        ev = evaluate_case(pred, full)
+        rec = {
             "case": case, "score": score.score, "entropy_cm3": score.entropy_cm3,
             "node_uncertainty": score.node_uncertainty, "uncertain_nodes": score.uncertain_nodes,
-            "disagreement": score.disagreement, "error_dice": 1.0 - ev["dice"],
+            "error_dice": 1.0 - ev["dice"],
             "error_nodes": (ev["nodes_gt"] - ev["nodes_hit"]) + ev["fp_nodes"],
-        })
+        }
+        if tta_predictor is not None:
+            flipped = tta_predictor.predict(active.flipped(ct, (2,))).mask.array[:, :, ::-1]
+            rec["disagreement"] = active.mask_disagreement([pred.array, flipped])
+        records.append(rec)
     signals = ["score", "entropy_cm3", "node_uncertainty", "uncertain_nodes"]
-    signals += ["disagreement"] if tta else []
+    signals += ["disagreement"] if tta_predictor is not None else []
     table = {s: {"vs_1-dice": spearman([r[s] for r in records], [r["error_dice"] for r in records]),
                  "vs_node_errors": spearman([r[s] for r in records], [r["error_nodes"] for r in records])}
              for s in signals}
@@ -120,7 +127,7 @@ def uncertainty_study(ws, predictor, key: str, tta: bool) -> dict:
 
 
 def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, work: Path,
-                 before: dict) -> list[dict]:
+                 before: dict, study: dict) -> list[dict]:
     from lnq_napari import active
     from lnq_napari.inference import Predictor
     from lnq_napari.io.readers import read_labels
@@ -152,6 +159,10 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
             scores = active.score_workspace(ws, predictor, model_id, cases=candidates,
                                             flips=[(2,)] if strategy.needs_flips else [])
             chosen = strategy.rank(scores, args.per_round)
+            if rnd == 1 and not study:
+                log("uncertainty vs true error of the starting model on the pool")
+                tta = Predictor(base_model, device=args.device) if args.tta else None
+                study.update(uncertainty_study(ws, scores, tta))
         for case in chosen:
             prov = ws.latest_version(case, "prediction")
             ct = ws.read_ct(case)
@@ -247,22 +258,19 @@ def main(argv=None) -> int:
         test_cases.append((ct_path.name, ct, read_labels(str(ct_path).replace("-ct.nrrd", "-full.nrrd"),
                                                             reference=ct)))
 
-    from lnq_napari.workspace import Workspace
-
-    study_ws = Workspace.init(work / "ws-study", pool_dir)
-    log("uncertainty vs true error on the pool")
-    study = uncertainty_study(study_ws, Predictor(base, device=args.device), "base", args.tta)
     log("scoring the starting model on the held-out cases")
     before = evaluate_test(Predictor(base, device=args.device), test_cases)
-    rows = []
+    rows, study = [], {}
     for name in args.strategies.split(","):
-        rows += run_strategy(name, args, Path(base), pool_dir, test_cases, work, before)
+        rows += run_strategy(name, args, Path(base), pool_dir, test_cases, work, before, study)
 
     cols = ["round", "strategy", "dice_median", "recall", "fp_per_case", "finetune_s", "reviewed", "clicks",
             "activated"]
-    print(f"\nuncertainty signal vs true error on the pool (Spearman rho, n={len(study['records'])}):")
-    for s, v in study["spearman"].items():
-        print(f"  {s:18s} vs 1-Dice {v['vs_1-dice']:+.2f}   vs missed+false nodes {v['vs_node_errors']:+.2f}")
+    if study:
+        print(f"\nuncertainty signal vs true error on the pool (Spearman rho, n={len(study['records'])}):")
+        for s, v in study["spearman"].items():
+            print(f"  {s:18s} vs 1-Dice {v['vs_1-dice']:+.2f}   "
+                  f"vs missed+false nodes {v['vs_node_errors']:+.2f}")
     print()
     print("  ".join(f"{c:>11s}" for c in cols))
     for r in rows:
