@@ -106,6 +106,7 @@ def test_train_notebook(tmp_path, monkeypatch):
     nb = run_notebook("03_train_on_lnq.ipynb", tmp_path, monkeypatch)
     text = text_of(nb)
     assert list(tmp_path.rglob("weights.safetensors")), "no model was written"
+    assert list(tmp_path.rglob("val-scores.json")), "lnq-napari evaluate wrote no scores"
     dice = numbers_after("Dice", text)
     assert dice and all(0.0 <= d <= 1.0 for d in dice), text
     assert "lnq-napari train --data" in "".join(c.source for c in nb.cells)
