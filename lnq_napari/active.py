@@ -290,8 +290,11 @@ def score_workspace(
         prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
         score = score_probabilities(case, prediction.probabilities, model_key, extra)
         if store_predictions:
-            version = ws.add_label_version(case, prediction.mask, "prediction", model_version=model_key)
-            score.nodes = [dict(n, prediction_version=version) for n in score.nodes]
+            stored = ws.latest_version(case, "prediction")
+            if stored is None or stored.get("model_version") != model_key:
+                stored = {"version": ws.add_label_version(case, prediction.mask, "prediction",
+                                                          model_version=model_key)}
+            score.nodes = [dict(n, prediction_version=stored["version"]) for n in score.nodes]
         scores[case] = score
         cache = ws.read_cache(cache_name)
         cache[case] = score.to_dict()

@@ -114,8 +114,9 @@ def test_score_workspace_ranks_caches_and_stores_predictions(tmp_path):
     again = active.score_workspace(ws, predictor, "m001")  # cached: no new predictions
     assert predictor.calls == 3 and again == scores
     # flips: disagreement needs extra passes (the cached entries have none yet)
-    flipped = active.score_workspace(ws, predictor, "m001", flips=[(2,)], store_predictions=False)
+    flipped = active.score_workspace(ws, predictor, "m001", flips=[(2,)])
     assert predictor.calls == 9 and all(s.disagreement is not None for s in flipped.values())
+    assert [v["source"] for v in ws.versions("lnq2023-train-0000")] == ["prediction"]  # stored once
     # corrected cases leave the queue
     ws.add_label_version("lnq2023-train-0001", ws.latest_labels("lnq2023-train-0001"), "correction")
     assert "lnq2023-train-0001" not in active.score_workspace(ws, predictor, "m001")
