@@ -70,11 +70,44 @@ def read_layer(path: str | Path) -> tuple:
 
     path = Path(path)
     if path.name.lower().endswith(".seg.nrrd") or _LABEL_NAME.search(_stem(path)):
-        return labels_layer_data(read_labels(path), name=_stem(path), source=path)
+        labels = read_labels(path, reference=sibling_ct_grid(path))
+        return labels_layer_data(labels, name=_stem(path), source=path)
     volume = read_volume(path)
     if looks_like_labels(path, volume.array):
-        return labels_layer_data(read_labels(path), name=_stem(path), source=path)
+        labels = read_labels(path, reference=sibling_ct_grid(path))
+        return labels_layer_data(labels, name=_stem(path), source=path)
     return ct_layer_data(volume, name=_stem(path), source=path)
+
+
+def sibling_ct_grid(path: Path):
+    """The grid of the case's CT beside a label file (``<case>-ct.nrrd`` next to ``<case>-seg.nrrd``).
+
+    Returned as a Volume of zeros (header read only), so labels can be put on the CT grid when the
+    two files disagree (a known LNQ2023 quirk). None when there is no such CT.
+    """
+    import SimpleITK as sitk
+
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.plugin._storage import case_name
+
+    case = case_name(path, fallback="")
+    for suffix in ("-ct.nrrd", "-ct.nhdr", "-ct.nii.gz", "-ct.nii", "-ct.mha", "-ct.mhd"):
+        ct = path.with_name(case + suffix)
+        if not case or not ct.is_file() or ct == path:
+            continue
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(ct))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
+        size = reader.GetSize()
+        if len(size) != 3:
+            return None
+        return Volume(
+            np.zeros(size[::-1], np.uint8), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+        )
+    return None
 
 
 def ct_layer_data(volume, name: str = "CT", source=None) -> tuple:

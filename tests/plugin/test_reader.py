@@ -57,3 +57,20 @@ def test_several_files_give_images_first():
         [str(DATA / "pynrrd" / "BallBinary30x30x30.nrrd"), str(DATA / "dcmqi" / "ct-3slice")]
     )
     assert [kind for _, _, kind in layers] == ["image", "labels"]
+
+
+def test_seg_on_a_shifted_grid_is_put_on_the_sibling_ct_grid(tmp_path):
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+
+    ct = Volume(np.full((6, 20, 20), 40, np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    seg_array = np.zeros((4, 20, 20), np.uint8)
+    seg_array[1:3, 5:10, 5:10] = 1
+    seg = Volume(seg_array, (1.0, 1.0, 2.0), (0.0, 0.0, 4.0))  # two slices fewer, starting 2 slices up
+    write_volume(tmp_path / "case-0001-ct.nrrd", ct)
+    write_volume(tmp_path / "case-0001-seg.nrrd", seg)
+    with pytest.warns(UserWarning):
+        ((data, kwargs, kind),) = _read(tmp_path / "case-0001-seg.nrrd")
+    assert kind == "labels" and data.shape == ct.shape
+    assert kwargs["translate"] == pytest.approx((0.0, 0.0, 0.0))
+    assert np.array_equal(np.argwhere(data > 0)[:, 0], np.argwhere(seg_array > 0)[:, 0] + 2)
