@@ -143,6 +143,37 @@ def _climb(edt: np.ndarray, seed: tuple[int, ...], max_steps: int = 200) -> tupl
     return pos
 
 
+def probable_region_at(
+    probabilities: np.ndarray,
+    point_zyx: Sequence[float],
+    spacing_zyx: Sequence[float],
+    labels: np.ndarray | None = None,
+    low: float = 0.2,
+    max_radius_mm: float = 25.0,
+) -> tuple[Slices, np.ndarray]:
+    """The connected region of ``probabilities >= low`` (unlabelled) holding a point, in a local crop.
+
+    The fallback for accepting a suggestion whose tissue falls outside the HU band of
+    :func:`node_region_from_click`. Returns ``(crop slices, bool mask)``; empty when the point is
+    below ``low``.
+    """
+    idx = _point_index(point_zyx, probabilities.shape)
+    spacing = np.asarray(spacing_zyx, dtype=float)
+    box = _crop_around(idx, [int(np.ceil(max_radius_mm / s)) + 1 for s in spacing], probabilities.shape)
+    seed = tuple(i - b.start for i, b in zip(idx, box, strict=True))
+    region = (probabilities[box] >= low) & (
+        _distance_mm(probabilities[box].shape, seed, spacing) <= max_radius_mm
+    )
+    if labels is not None:
+        region &= labels[box] == 0
+    if not region[seed]:
+        seed = _nearest_true(region, seed, spacing, within_mm=3.0)
+        if seed is None:
+            return box, np.zeros(region.shape, dtype=bool)
+    comp, _ = ndimage.label(region)
+    return box, comp == comp[seed]
+
+
 def node_from_click(
     ct: Volume,
     point_zyx: Sequence[float],

@@ -10,6 +10,7 @@ from lnq_napari.interact import (
     label_nodes,
     node_from_click,
     node_region_from_click,
+    probable_region_at,
     remove_node_at,
     suggest_candidates,
 )
@@ -141,3 +142,17 @@ def test_suggestions_rank_uncertain_components_outside_the_mask():
     assert rows[0]["uncertain"] and rows[0]["max_prob"] == pytest.approx(0.4)
     assert rows[0]["center_xyz_mm"] == pytest.approx((20 * 0.8, 20 * 0.8, 30.0))
     assert suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=1e6) == []
+
+
+def test_probable_region_is_the_component_at_the_point():
+    prob = np.zeros((10, 40, 40), np.float32)
+    prob[3:6, 5:15, 5:15] = 0.3
+    prob[3:6, 25:35, 25:35] = 0.3
+    labels = np.zeros(prob.shape, np.int32)
+    labels[4, 5:15, 5] = 9
+    box, local = probable_region_at(prob, (4, 10, 10), (3.0, 1.0, 1.0), labels=labels)
+    full = np.zeros(prob.shape, bool)
+    full[box] = local
+    assert full.sum() == 3 * 10 * 10 - 10 and not full[:, 25:, 25:].any() and not (full & (labels > 0)).any()
+    _, none = probable_region_at(prob, (0, 0, 0), (3.0, 1.0, 1.0))
+    assert not none.any()

@@ -169,6 +169,14 @@ class NodeSession:
         """Add the node at suggestion ``index`` and drop the suggestion; returns the new id (0: none)."""
         point = self.suggestion_points()[index]
         node_id = self.add_node_at(point)
+        if not node_id and self.probabilities is not None:  # tissue outside the node HU band: trust the model
+            from lnq_napari.interact import probable_region_at
+
+            spacing = tuple(float(v) for v in np.abs(self.nodes.scale))
+            box, local = probable_region_at(self.probabilities, point, spacing, labels=self.nodes.data)
+            if local.any():
+                node_id = int(np.max(self.nodes.data)) + 1
+                self._paint(box, local, node_id)
         self._drop_suggestion(index)
         return node_id
 
