@@ -145,15 +145,16 @@ class Canvas:
         bucket = np.ceil(radii / self.spacing.min() * 2.0) / 2.0
         for b in np.unique(bucket[big]):
             sel = big & (bucket == b)
-            n = np.ceil(radii[sel].max() / self.spacing).astype(int) + 1
+            n = np.floor(radii[sel].max() / self.spacing + 0.5).astype(int)
             ox, oy, oz = (o.ravel() for o in np.meshgrid(*(np.arange(-k, k + 1) for k in n), indexing="ij"))
-            offs = np.stack([ox, oy, oz], axis=1)
-            pts = idx[sel][:, None, :] + offs[None]
-            d2 = (((pts - pos[sel][:, None, :]) * self.spacing) ** 2).sum(-1)
-            inside = d2 <= radii[sel][:, None] ** 2
-            pts = pts[inside]
-            pts = pts[np.all((pts >= 0) & (pts < shape_xyz), axis=1)]
-            flat = np.ravel_multi_index(tuple(pts[:, ::-1].T), self.shape)
+            offs = np.stack([ox, oy, oz], axis=1).astype(np.int32)
+            base = idx[sel].astype(np.int32)
+            frac = ((pos[sel] - base) * self.spacing).astype(np.float32)  # centre offset from base voxel, mm
+            d = offs[None, :, :] * self.spacing.astype(np.float32) - frac[:, None, :]
+            inside = (d * d).sum(-1) <= (radii[sel].astype(np.float32) ** 2)[:, None]
+            pts = (base[:, None, :] + offs[None])[inside]
+            pts = pts[((pts >= 0) & (pts < shape_xyz)).all(1)]
+            flat = (pts[:, 2].astype(np.int64) * self.shape[1] + pts[:, 1]) * self.shape[2] + pts[:, 0]
             if only is not None:
                 flat = flat[flat_cls[flat] == only]
             flat_hu[flat] = hu
