@@ -227,6 +227,14 @@ def test_default_grid_is_lnq_like():
         assert 240 <= shape[0] * spacing[2] <= 360
 
 
+def test_bad_seed_raises(tmp_path):
+    with pytest.raises(LNQError):
+        make_case(-1, shape=SHAPE, spacing=SPACING)
+    with pytest.raises(LNQError):
+        write_dataset(tmp_path / "x", 1, seed=-3, shape=SHAPE, spacing=SPACING)
+    assert not (tmp_path / "x").exists()
+
+
 def test_bad_grid_raises():
     with pytest.raises(LNQError):
         make_case(0, shape=(0, 10, 10))
@@ -235,7 +243,11 @@ def test_bad_grid_raises():
 
 
 def test_write_dataset_layout_and_readback(tmp_path):
-    paths = write_dataset(tmp_path / "ds", 2, seed=5, shape=SHAPE, spacing=SPACING)
+    calls = []
+    paths = write_dataset(
+        tmp_path / "ds", 2, seed=5, shape=SHAPE, spacing=SPACING, progress=lambda f, m: calls.append(f)
+    )
+    assert calls[0] == 0.0 and calls[-1] == 1.0 and calls == sorted(calls)
     names = sorted(p.name for p in (tmp_path / "ds").iterdir())
     expected = sorted(
         f"lnq2023-train-{i:04d}-{k}"

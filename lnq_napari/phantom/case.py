@@ -84,6 +84,8 @@ def make_case(
     the seed (512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-350 mm). Anatomy lives
     in physical mm, so any grid samples the same kind of chest.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise LNQError(f"seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     shape, spacing = default_grid(rng, shape, spacing)
     nz, ny, nx = shape

@@ -44,6 +44,8 @@ def write_dataset(
     out = Path(out)
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise LNQError(f"number of cases must be a positive integer, got {n_cases!r}; use e.g. --cases 4")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise LNQError(f"seed must be a non-negative integer, got {seed!r}; use e.g. --seed 0")
     if out.exists() and not out.is_dir():
         raise LNQError(f"output {out} exists and is not a folder; give a new or existing folder")
     try:

@@ -78,9 +78,11 @@ def finish(cv: Canvas, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
     # partial volume / reconstruction blur with noise added before it, so noise is correlated
     weights = (_taps(0.45), _taps(0.6), _taps(0.6))  # z, y, x in voxels
     target_sd = rng.uniform(10.0, 20.0)
-    noise = rng.standard_normal(cv.shape, dtype=np.float32)
-    noise *= np.float32(target_sd / noise_gain(weights))
-    hu += noise
-    del noise
+    scale = np.float32(target_sd / noise_gain(weights))
+    step = max(1, 4_000_000 // max(cv.shape[1] * cv.shape[2], 1))
+    for z0 in range(0, cv.shape[0], step):  # in slabs: no second full-size array
+        noise = rng.standard_normal((min(step, cv.shape[0] - z0),) + cv.shape[1:], dtype=np.float32)
+        noise *= scale
+        hu[z0 : z0 + step] += noise
     blur3(hu, weights)
     return hu
