@@ -28,9 +28,13 @@ def dock_widgets(viewer, model: str | None = None, workspace=None) -> dict:
 
 
 def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show: bool = True):
-    """A napari viewer with ``ct`` (and ``seg`` as the node layer) opened and all widgets docked."""
+    """A napari viewer with ``ct`` (and ``seg`` as the node layer) opened and all widgets docked.
+
+    Files are read before any window opens, so a bad path fails fast with an LNQError.
+    """
     import napari
 
+    from lnq_napari.plugin._layers import volume_from
     from lnq_napari.plugin._reader import labels_layer_data, read_layer
     from lnq_napari.plugin._session import NODES_NAME, WORKSPACE_KEY, NodeSession
 
@@ -39,27 +43,24 @@ def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show
         from lnq_napari.workspace import Workspace
 
         ws = Workspace.open(workspace)
-    viewer = viewer or napari.Viewer(title="lnq-napari", show=show)
-    ct_layer = None
-    if ct is not None:
-        data = read_layer(ct)
-        if data[2] != "image":
-            raise LNQError(
-                f"{Path(ct).name} looks like a label file; pass the CT first and labels with --seg"
-            )
-        (ct_layer,) = add_layers(viewer, [data])
-        if ws is not None:
-            ct_layer.metadata[WORKSPACE_KEY] = str(ws.root)
+    ct_data = read_layer(ct) if ct is not None else None
+    if ct_data is not None and ct_data[2] != "image":
+        raise LNQError(f"{Path(ct).name} looks like a label file; pass the CT first and labels with --seg")
+    seg_data = None
     if seg is not None:
         from lnq_napari.io.readers import read_labels
 
-        reference = None
-        if ct_layer is not None:
-            from lnq_napari.plugin._layers import layer_volume
+        reference = volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
+        seg_data = labels_layer_data(read_labels(seg, reference=reference), name=NODES_NAME, source=seg)
 
-            reference = layer_volume(ct_layer)
-        volume = read_labels(seg, reference=reference)
-        (nodes,) = add_layers(viewer, [labels_layer_data(volume, name=NODES_NAME, source=seg)])
+    viewer = viewer or napari.Viewer(title="lnq-napari", show=show)
+    ct_layer = None
+    if ct_data is not None:
+        (ct_layer,) = add_layers(viewer, [ct_data])
+        if ws is not None:
+            ct_layer.metadata[WORKSPACE_KEY] = str(ws.root)
+    if seg_data is not None:
+        (nodes,) = add_layers(viewer, [seg_data])
         NodeSession(nodes, ct_layer, workspace=ws.root if ws is not None else None)
     widgets = dock_widgets(viewer, model=model, workspace=ws)
     viewer.window._lnq_widgets = widgets  # reachable for scripts and tests; not shared state

@@ -92,3 +92,15 @@ def test_view_with_workspace_saves_versions_and_autosaves_there(qtbot, phantom_f
         assert path.parent == ws.root / "labels" / case
     finally:
         viewer.close()
+
+
+def test_view_fails_fast_on_bad_paths(tmp_path, monkeypatch):
+    import napari
+
+    from lnq_napari.errors import LNQError
+
+    opened = []
+    monkeypatch.setattr(napari, "Viewer", lambda *a, **k: opened.append(1))
+    with pytest.raises(LNQError, match="does not exist"):
+        api.view(ct=tmp_path / "missing-ct.nrrd")
+    assert opened == []  # no window flashed before the error
