@@ -171,8 +171,32 @@ def predict(
     inputs: str | Path, out: str | Path, model: str | Path | None = None, device: str = "auto",
     probabilities: bool = False, progress: Progress = None, cancel: Cancel = None,
 ) -> list[Path]:
-    """Predict node masks for a CT (file, DICOM folder or folder of CTs); returns written files."""
-    raise NotImplementedError
+    """Predict node masks for a CT (file, DICOM folder or folder of CTs); returns written files.
+
+    Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header)
+    and, with ``probabilities``, ``<case>-prob.nrrd`` (float32).
+    """
+    from lnq_napari.inference import Predictor, ct_inputs
+    from lnq_napari.io.readers import read_volume, write_volume
+    from lnq_napari.io.segfile import write_seg_nrrd
+
+    items = ct_inputs(inputs)
+    predictor = Predictor(model, device=device)
+    out = Path(out)
+    written: list[Path] = []
+    for k, (case_id, path) in enumerate(items):
+        def step(fraction: float, message: str, k: int = k, case_id: str = case_id) -> None:
+            if progress:
+                progress((k + fraction) / len(items), f"{case_id}: {message}")
+
+        ct = read_volume(path)
+        result = predictor.predict(ct, progress=step, cancel=cancel)
+        extra = {"lnq_model_version": result.model_version, "lnq_source": Path(path).name,
+                 "lnq_created_by": "lnq-napari predict"}
+        written.append(write_seg_nrrd(out / f"{case_id}-seg.nrrd", result.mask, extra=extra))
+        if probabilities:
+            written.append(write_volume(out / f"{case_id}-prob.nrrd", result.probabilities))
+    return written
 
 
 def view(ct=None, seg=None, model=None, workspace=None, block: bool = False):

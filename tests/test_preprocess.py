@@ -1,0 +1,68 @@
+"""Preprocessing: HU scaling, chest ROI, resampling to the model grid and back onto the CT's exact grid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lnq_napari.io.volume import Volume
+from lnq_napari.preprocess import DEFAULT_PREPROCESSING, find_roi, normalize, pad_value, prepare, to_ct_grid
+
+OBLIQUE_FLIP = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def _chest(shape=(20, 64, 80)) -> np.ndarray:
+    """Air outside, a soft-tissue body ellipse, two lungs, a node-like blob between them."""
+    z, y, x = np.indices(shape)
+    hu = np.full(shape, -1000, np.int16)
+    cy, cx = shape[1] / 2, shape[2] / 2
+    body = ((y - cy) / (shape[1] * 0.42)) ** 2 + ((x - cx) / (shape[2] * 0.45)) ** 2 < 1
+    hu[body] = 40
+    for side in (-1, 1):
+        dx = x - cx - side * shape[2] * 0.22
+        lung = ((y - cy) / (shape[1] * 0.28)) ** 2 + (dx / (shape[2] * 0.15)) ** 2 < 1
+        hu[lung & (z > 2) & (z < shape[0] - 3)] = -850
+    return hu
+
+
+def test_normalize_window():
+    prep = DEFAULT_PREPROCESSING
+    out = normalize(np.array([-3000, 50, 3000]), prep)
+    assert out.dtype == np.float32
+    assert out[1] == 0.0 and out[0] == pad_value(prep) and out[2] > 0
+
+
+def test_roi_covers_lungs_and_drops_outside_air():
+    hu = _chest()
+    roi = find_roi(hu, (5.0, 3.0, 3.0), DEFAULT_PREPROCESSING["roi"])
+    lungs = hu == -850
+    inner = np.zeros_like(lungs)
+    inner[roi] = True
+    assert inner[lungs].all()
+    assert roi[2].stop - roi[2].start < hu.shape[2]  # body margin air is cut off left-right
+
+
+def test_roi_falls_back_to_whole_volume_without_body():
+    hu = np.full((6, 10, 10), -1000, np.int16)
+    roi = find_roi(hu, (5.0, 1.0, 1.0), DEFAULT_PREPROCESSING["roi"])
+    assert roi == (slice(0, 6), slice(0, 10), slice(0, 10))
+
+
+def test_prepare_resamples_to_target_spacing_and_back_to_exact_grid():
+    hu = _chest()
+    ct = Volume(hu, spacing=(3.0, 3.0, 5.0), origin=(-117.3, 12.25, -903.7), direction=OBLIQUE_FLIP)
+    blob = np.zeros(hu.shape, np.uint8)
+    zz, yy, xx = np.indices(hu.shape)
+    blob[((zz - 10) * 5) ** 2 + ((yy - 32) * 3) ** 2 + ((xx - 40) * 3) ** 2 < 15**2] = 1
+    prep = {**DEFAULT_PREPROCESSING, "target_spacing": [2.0, 2.0, 4.0]}
+    p = prepare(ct, prep, labels=blob)
+    assert p.image.dtype == np.float32 and p.labels.dtype == np.int8
+    assert p.image.shape == p.labels.shape
+    assert tuple(p.grid.GetSpacing()) == (2.0, 2.0, 4.0)
+    # the blob's volume is kept by the resampling
+    vol_ct = blob.sum() * 45.0
+    vol_model = (p.labels == 1).sum() * 16.0
+    assert abs(vol_model - vol_ct) / vol_ct < 0.15
+    back = to_ct_grid(p.labels.astype(np.float32), p, ct, linear=True) >= 0.5
+    assert back.shape == ct.shape
+    inter = (back & (blob > 0)).sum()
+    assert 2 * inter / (back.sum() + blob.sum()) > 0.9
