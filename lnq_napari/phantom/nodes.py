@@ -89,9 +89,9 @@ def _random_node(rng: np.random.Generator, target: bool) -> Node:
     weight = rng.uniform(0.3, 1.0, k)
     weight /= weight.sum()
     if target:
-        short = 10.6 + rng.gamma(2.0, 3.0)
-        short = min(short, 26.0)
-        radii = short / 2 * np.array([1.0, rng.uniform(1.0, 1.35), rng.uniform(1.05, 1.7)])
+        short = 10.8 + rng.gamma(2.0, 4.0)
+        short = min(short, 28.0)
+        radii = short / 2 * np.array([1.0, rng.uniform(1.05, 1.4), rng.uniform(1.1, 1.7)])
         radii = np.minimum(radii, 17.0)
         amp = rng.uniform(0.04, 0.12)
     else:
