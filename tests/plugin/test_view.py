@@ -58,6 +58,7 @@ def test_view_loads_case_docks_widgets_and_reviews(qtbot, phantom_files, stand_i
 
         viewer.dims.ndisplay = 3
         viewer.layers[0].visible = False  # the CT's MIP would hide the nodes
+        nodes.opacity = 1.0
         viewer.camera.angles = (0.0, -30.0, 80.0)
         qtbot.wait(300)
         shot3d = _screenshot(viewer, tmp_path / "review-3d.png")
