@@ -62,6 +62,5 @@ def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show
     if seg_data is not None:
         (nodes,) = add_layers(viewer, [seg_data])
         NodeSession(nodes, ct_layer, workspace=ws.root if ws is not None else None)
-    widgets = dock_widgets(viewer, model=model, workspace=ws)
-    viewer.window._lnq_widgets = widgets  # reachable for scripts and tests; not shared state
+    dock_widgets(viewer, model=model, workspace=ws)  # then reachable as viewer.window.dock_widgets[name]
     return viewer
