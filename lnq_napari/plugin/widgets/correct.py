@@ -35,6 +35,8 @@ class CorrectWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tool = ClickTool(napari_viewer, report=self.status.setText)
+        tool = self.tool
+        self.destroyed.connect(lambda *_: tool.detach())  # a closed widget stops handling clicks
 
         modes = QGroupBox("plain click")
         self.mode_buttons = QButtonGroup(self)
