@@ -189,6 +189,18 @@ class Anatomy:
         def body(d):
             return lambda u, v, w: self._ellipse(u, v * np.where(v > 0, 1.12, 1.0), A - d, B - d)
 
+        # the scanner table under the patient: two thin shells around low-density foam
+        v0 = B / 1.12 + 4.0
+        for top, bottom, hu in ((0.0, 14.0, 180.0), (2.0, 12.0, -850.0)):
+            cv.region(
+                np.array([-260.0, v0 + top, -1e4]),
+                np.array([260.0, v0 + 60.0, 1e4]),
+                lambda u, v, w, a=top, b=bottom: (
+                    ((v - v0 + 0.0004 * u**2) >= a) & ((v - v0 + 0.0004 * u**2) <= b)
+                ),
+                hu,
+                C.TABLE,
+            )
         cv.region(lo_all, hi_all, body(0.0), 40.0, C.SKIN)
         cv.region(lo_all, hi_all, body(2.0), -100.0, C.FAT)
         cv.region(lo_all, hi_all, body(self.fat), 45.0, C.MUSCLE)

@@ -14,7 +14,7 @@ import numpy as np
 
 # tissue classes of the internal class map (not written to disk)
 AIR, SKIN, FAT, MUSCLE, MED_FAT, LUNG, ABDOMEN, HEART, BLOOD, ARTERY, VEIN = range(11)
-AIRWAY_WALL, AIRWAY_LUMEN, ESOPHAGUS, BONE, MARROW, LUNG_VESSEL, NODE, SMALL_NODE = range(11, 19)
+AIRWAY_WALL, AIRWAY_LUMEN, ESOPHAGUS, BONE, MARROW, LUNG_VESSEL, NODE, SMALL_NODE, TABLE = range(11, 20)
 
 Region = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
