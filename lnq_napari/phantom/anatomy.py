@@ -193,8 +193,8 @@ class Anatomy:
         v0 = B / 1.12 + 4.0
         for top, bottom, hu in ((0.0, 14.0, 180.0), (2.0, 12.0, -850.0)):
             cv.region(
-                np.array([-260.0, v0 + top, -1e4]),
-                np.array([260.0, v0 + 60.0, 1e4]),
+                np.array([-260.0, v0 + top - 30.0, -1e4]),
+                np.array([260.0, v0 + bottom, 1e4]),
                 lambda u, v, w, a=top, b=bottom: (
                     ((v - v0 + 0.0004 * u**2) >= a) & ((v - v0 + 0.0004 * u**2) <= b)
                 ),
