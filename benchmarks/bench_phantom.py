@@ -9,6 +9,7 @@ Prints the median wall-clock and CPU time of `make_case` on an LNQ-median grid (
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         f"over {args.repeats} seeds (min wall {min(r[0] for r in runs):.2f} s)"
     )
 
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of this process so far: {peak:.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
         w, c = _time(lambda: write_dataset(tmp, 1, seed=1, shape=shape, spacing=spacing))
     print(f"write_dataset, 1 case incl. generation and gzip NRRD: wall {w:.2f} s, CPU {c:.2f} s")
