@@ -15,8 +15,12 @@ from lnq_napari.io.volume import Volume
 
 #: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
 NODE_HU = (-40.0, 170.0)
-#: Half-width of the HU window around the seed's own (smoothed) intensity.
+#: HU window below the seed's own (smoothed) intensity.
 SEED_HU_HALF_WIDTH = 75.0
+#: Above it: max(UPPER_SD x the spread near the seed, UPPER_MIN_HU).
+UPPER_SD, UPPER_MIN_HU = 3.0, 30.0
+#: Radius (mm) of the neighbourhood that sets the seed's intensity.
+SEED_RADIUS_MM = 2.0
 
 Slices = tuple[slice, slice, slice]
 
@@ -69,9 +73,7 @@ def node_region_from_click(
 
     ball = _distance_mm(hu.shape, seed, spacing) <= max_radius_mm
 
-    seed_hu = float(np.median(smooth[_crop_around(seed, (1, 1, 1), smooth.shape)]))
-    lo = max(NODE_HU[0], seed_hu - SEED_HU_HALF_WIDTH)
-    hi = min(NODE_HU[1], seed_hu + SEED_HU_HALF_WIDTH)
+    lo, hi = _hu_band(smooth, seed, spacing)
     region = (smooth >= lo) & (smooth <= hi) & ball
     if labels is not None:
         region &= labels[box] == 0
@@ -89,6 +91,16 @@ def node_region_from_click(
     comp, _ = ndimage.label(region)
     region = comp == comp[seed]
     return box, _split_at_bridges(region, seed, spacing)
+
+
+def _hu_band(smooth: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray) -> tuple[float, float]:
+    """HU window of the node at ``seed``: wide towards fat (partial volume at the border), narrow
+    above the seed's own intensity (vessels and muscle that touch nodes are often a little brighter)."""
+    near = smooth[_crop_around(seed, [max(1, int(round(SEED_RADIUS_MM / s))) for s in spacing], smooth.shape)]
+    mu, sd = float(np.median(near)), float(np.std(near))
+    lo = max(NODE_HU[0], mu - SEED_HU_HALF_WIDTH)
+    hi = min(NODE_HU[1], mu + max(UPPER_SD * sd, UPPER_MIN_HU))
+    return lo, hi
 
 
 def _nearest_true(mask: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray, within_mm: float):
