@@ -6,6 +6,8 @@ it. Drags (panning, painting) are left alone, and nothing happens while a layer 
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +25,8 @@ class ClickTool:
         self.mode = "off"
         self.report = report or (lambda message: None)
         viewer.mouse_drag_callbacks.append(self.on_mouse)
+        # the first click should not pay for importing the watershed code
+        threading.Thread(target=importlib.import_module, args=("skimage.segmentation",), daemon=True).start()
 
     def detach(self) -> None:
         if self.on_mouse in self.viewer.mouse_drag_callbacks:
