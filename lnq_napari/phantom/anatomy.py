@@ -175,12 +175,8 @@ class Anatomy:
     def in_thorax(self, u, v, w):
         return self.thorax(u, v, w)
 
-    def obstacles(self) -> list[Tube]:
-        """Tubes nodes must not overlap (vessels, airway, oesophagus)."""
-        return self.tubes
-
     # ------------------------------------------------------------------ painting
-    def paint(self, cv: Canvas, rng: np.random.Generator) -> None:
+    def paint(self, cv: Canvas) -> None:
         """Sample the whole chest onto ``cv`` (nodes excepted)."""
         A, B = self.A, self.B
         lo_all = np.array([-A - 2, -B - 2, -1e4])

@@ -106,7 +106,7 @@ def make_case(
 
     anatomy = Anatomy.sample(rng, max_half_width=min(fov[0] / 2 - abs(offset[0]), fov[1] / 1.4))
     cv = Canvas(shape, spacing, origin, centre)
-    anatomy.paint(cv, rng)
+    anatomy.paint(cv)
     nodes = place_nodes(anatomy, cv, rng)
     inst = paint_nodes(cv, nodes, rng)
     hu = finish(cv, anatomy, rng)

@@ -8,6 +8,7 @@ least 10 mm; sub-centimetre distractors have a maximal diameter of at most 8 mm 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -15,21 +16,14 @@ from lnq_napari.phantom import canvas as C
 from lnq_napari.phantom.anatomy import Anatomy, random_rotation
 from lnq_napari.phantom.canvas import Canvas, spheres_sdf
 
-_DIRS = None
 
-
-def _fibonacci(n: int) -> np.ndarray:
-    i = np.arange(n) + 0.5
-    phi = np.arccos(1 - 2 * i / n)
+@lru_cache(maxsize=1)
+def _dirs() -> np.ndarray:
+    """400 near-uniform unit directions (Fibonacci sphere)."""
+    i = np.arange(400) + 0.5
+    phi = np.arccos(1 - 2 * i / 400)
     theta = np.pi * (1 + 5**0.5) * i
     return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], axis=1)
-
-
-def _dirs() -> np.ndarray:
-    global _DIRS
-    if _DIRS is None:
-        _DIRS = _fibonacci(400)
-    return _DIRS
 
 
 @dataclass
