@@ -76,7 +76,8 @@ def finish(cv: Canvas, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
         tex += (cv.v[sl[1]] / np.float32(max(a.Bi, 1.0)) * np.float32(25.0))[None, :, None]
         np.add(hu[sl], tex, out=hu[sl], where=lung[sl])
     # partial volume / reconstruction blur with noise added before it, so noise is correlated
-    weights = (_taps(0.45), _taps(0.6), _taps(0.6))  # z, y, x in voxels
+    sxy = rng.uniform(0.45, 0.8)  # reconstruction kernel: sharper or softer per case
+    weights = (_taps(rng.uniform(0.35, 0.55)), _taps(sxy), _taps(sxy))  # z, y, x in voxels
     target_sd = rng.uniform(10.0, 20.0)
     scale = np.float32(target_sd / noise_gain(weights))
     step = max(1, 4_000_000 // max(cv.shape[1] * cv.shape[2], 1))
