@@ -15,7 +15,7 @@ import numpy as np
 
 from lnq_napari.phantom import canvas as C
 from lnq_napari.phantom.canvas import Canvas, spheres_sdf
-from lnq_napari.phantom.vessels import Tube, centrelines, lung_trees
+from lnq_napari.phantom.vessels import TREE_STEP, Tube, centrelines, lung_trees
 
 
 @dataclass
@@ -196,10 +196,11 @@ class Anatomy:
                 ),
                 hu,
                 C.TABLE,
+                planar=True,
             )
-        cv.region(lo_all, hi_all, body(0.0), 40.0, C.SKIN)
-        cv.region(lo_all, hi_all, body(2.0), -100.0, C.FAT)
-        cv.region(lo_all, hi_all, body(self.fat), 45.0, C.MUSCLE)
+        cv.region(lo_all, hi_all, body(0.0), 40.0, C.SKIN, planar=True)
+        cv.region(lo_all, hi_all, body(2.0), -100.0, C.FAT, planar=True)
+        cv.region(lo_all, hi_all, body(self.fat), 45.0, C.MUSCLE, planar=True)
         cv.region(lo_all, hi_all, self.thorax, -90.0, C.MED_FAT)
         # abdomen below the diaphragm: liver / spleen / stomach as soft tissue
         liver = 60.0 + (40.0 if self.contrast else 0.0)
@@ -244,6 +245,7 @@ class Anatomy:
                 ),
                 50.0,
                 C.MUSCLE,
+                planar=True,
             )
         cv.region(lo_all, hi_all, lambda u, v, w: self.in_lung(u, v, w, heart=False), -860.0, C.LUNG)
         c, r, rot = self.heart
@@ -285,7 +287,7 @@ class Anatomy:
         self._paint_spine(cv)
         for t in self.trees:  # pulmonary vessels inside the lungs
             hu = self.blood_hu if t.kind == "artery" else self.vein_hu
-            cv.stamp(t.centres, t.radii, hu, C.LUNG_VESSEL, only=C.LUNG)
+            cv.stamp(t.centres, t.radii, hu, C.LUNG_VESSEL, only=C.LUNG, step=TREE_STEP)
 
     def _paint_heart(self, cv: Canvas) -> None:
         c, r, rot = self.heart
@@ -319,8 +321,8 @@ class Anatomy:
         def disc(u, v, w):
             return np.abs(((w + 7.0) % 30.0) - 15.0) < 3.0
 
-        cv.region(lo, hi, body, 650.0, C.BONE)
-        cv.region(lo, hi, lambda u, v, w: body(u, v, w, 17.5), 260.0, C.MARROW)
+        cv.region(lo, hi, body, 650.0, C.BONE, planar=True)
+        cv.region(lo, hi, lambda u, v, w: body(u, v, w, 17.5), 260.0, C.MARROW, planar=True)
         cv.region(lo, hi, lambda u, v, w: body(u, v, w) & disc(u, v, w), 85.0, C.MUSCLE)
 
         # posterior arch around the canal and the spinous process
@@ -330,15 +332,29 @@ class Anatomy:
                 (np.abs(u) < 4.0) & (v > vs + 40) & (v < self.B - self.fat - 4)
             )
 
-        cv.region(lo, hi, arch, 500.0, C.BONE)
-        cv.region(lo, hi, lambda u, v, w: u**2 + (v - vs - 30.0) ** 2 < 64.0, 15.0, C.MUSCLE)
+        cv.region(lo, hi, arch, 500.0, C.BONE, planar=True)
+        cv.region(lo, hi, lambda u, v, w: u**2 + (v - vs - 30.0) ** 2 < 64.0, 15.0, C.MUSCLE, planar=True)
         self._paint_ribs(cv)
         # sternum: anterior midline bone from the manubrium to the xiphoid
         vst = -self.Bi - 3.0
         w_lo, w_hi = self.dome_r - 20.0, self.w_top - 40.0
         lo, hi = np.array([-20.0, vst - 9, w_lo]), np.array([20.0, vst + 9, w_hi])
-        cv.region(lo, hi, lambda u, v, w: (u / 16.0) ** 2 + ((v - vst) / 6.0) ** 2 <= 1.0, 550.0, C.BONE)
-        cv.region(lo, hi, lambda u, v, w: (u / 13.0) ** 2 + ((v - vst) / 3.5) ** 2 <= 1.0, 220.0, C.MARROW)
+        cv.region(
+            lo,
+            hi,
+            lambda u, v, w: (u / 16.0) ** 2 + ((v - vst) / 6.0) ** 2 <= 1.0,
+            550.0,
+            C.BONE,
+            planar=True,
+        )
+        cv.region(
+            lo,
+            hi,
+            lambda u, v, w: (u / 13.0) ** 2 + ((v - vst) / 3.5) ** 2 <= 1.0,
+            220.0,
+            C.MARROW,
+            planar=True,
+        )
 
     def _paint_ribs(self, cv: Canvas) -> None:
         """Ribs: bony arcs just outside the lungs, sloping down anteriorly, ~25 mm apart."""

@@ -74,20 +74,42 @@ class Canvas:
         """Set HU and class where ``mask`` (and the optional class condition ``where``) holds in ``sl``."""
         if where is not None:
             mask = mask & where
-        if not mask.any():
-            return
+            if not mask.any():
+                return
         np.copyto(self.hu[sl], np.float32(hu) if np.ndim(hu) == 0 else hu, where=mask, casting="unsafe")
         np.copyto(self.cls[sl], np.uint8(cls), where=mask)
 
-    def region(self, lo, hi, inside: Region, hu: float, cls: int, only: tuple[int, ...] | None = None):
-        """Paint the voxels of the box ``lo..hi`` for which ``inside(u, v, w)`` is true."""
+    def region(
+        self,
+        lo,
+        hi,
+        inside: Region,
+        hu: float,
+        cls: int,
+        only: tuple[int, ...] | None = None,
+        planar: bool = False,
+    ):
+        """Paint the voxels of the box ``lo..hi`` for which ``inside(u, v, w)`` is true.
+
+        ``planar``: ``inside`` ignores ``w``, so it is evaluated on one slice and reused for all.
+        """
         box = self.box(lo, hi)
         if box is None:
             return
+        plane = None
+        if planar:
+            u, v, w = self.coords((slice(box[0].start, box[0].start + 1), box[1], box[2]))
+            plane = np.broadcast_to(inside(u, v, w), (1,) + self.hu[(slice(0, 1),) + box[1:]].shape[1:])
+            if not plane.any():
+                return
         for sl in self.chunks(box):
-            u, v, w = self.coords(sl)
-            mask = np.broadcast_to(inside(u, v, w), self.hu[sl].shape)
-            where = np.isin(self.cls[sl], only) if only is not None else None
+            shape = self.hu[sl].shape
+            if plane is None:
+                u, v, w = self.coords(sl)
+                mask = np.broadcast_to(inside(u, v, w), shape)
+            else:
+                mask = np.broadcast_to(plane, shape)
+            where = _class_mask(self.cls[sl], only) if only is not None else None
             self.paint(sl, mask, hu, cls, where)
 
     def spheres(
@@ -96,15 +118,19 @@ class Canvas:
         """Paint the union of spheres (a tube when the centres follow a line)."""
         centres = np.asarray(centres, dtype=float).reshape(-1, 3)
         radii = np.broadcast_to(np.asarray(radii, dtype=float), (len(centres),))
-        for c, r in zip(centres, radii):
-            if r <= 0:
-                continue
-            sl = self.box(c - r, c + r)
-            if sl is None:
-                continue
-            u, v, w = self.coords(sl)
-            mask = ((u - c[0]) ** 2 + (v - c[1]) ** 2) + (w - c[2]) ** 2 <= r * r
-            where = np.isin(self.cls[sl], only) if only is not None else None
+        lo, hi = centres - radii[:, None], centres + radii[:, None]
+        i0 = [np.searchsorted(ax, lo[:, k], side="left") for k, ax in enumerate((self.u, self.v, self.w))]
+        i1 = [np.searchsorted(ax, hi[:, k], side="right") for k, ax in enumerate((self.u, self.v, self.w))]
+        ok = (radii > 0) & (i1[0] > i0[0]) & (i1[1] > i0[1]) & (i1[2] > i0[2])
+        u_all, v_all, w_all = self.u, self.v, self.w
+        for n in np.nonzero(ok)[0]:
+            c, r = centres[n], radii[n]
+            sl = (slice(i0[2][n], i1[2][n]), slice(i0[1][n], i1[1][n]), slice(i0[0][n], i1[0][n]))
+            du = (u_all[sl[2]] - np.float32(c[0])) ** 2
+            dv = (v_all[sl[1]] - np.float32(c[1])) ** 2
+            dw = (w_all[sl[0]] - np.float32(c[2])) ** 2
+            mask = (du[None, None, :] + dv[None, :, None]) + dw[:, None, None] <= np.float32(r * r)
+            where = _class_mask(self.cls[sl], only) if only is not None else None
             self.paint(sl, mask, hu, cls, where)
 
     def stamp(
@@ -159,6 +185,11 @@ class Canvas:
                 flat = flat[flat_cls[flat] == only]
             flat_hu[flat] = hu
             flat_cls[flat] = cls
+
+
+def _class_mask(cls: np.ndarray, only: tuple[int, ...]) -> np.ndarray:
+    """True where the class map holds one of ``only``."""
+    return cls == only[0] if len(only) == 1 else np.isin(cls, only)
 
 
 def tube(points, radii, step_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:

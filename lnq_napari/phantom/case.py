@@ -108,30 +108,40 @@ def make_case(
     cv = Canvas(shape, spacing, origin, centre)
     anatomy.paint(cv)
     nodes = place_nodes(anatomy, cv, rng)
-    inst = paint_nodes(cv, nodes, rng)
+    inst, boxes = paint_nodes(cv, nodes, rng)
     hu = finish(cv, anatomy, rng)
 
-    counts = np.bincount(inst.ravel(), minlength=len(nodes) + 1)
+    counts = {i: int((inst[sl] == i).sum()) for i, sl in boxes.items()}
+    counts = [counts.get(i, 0) for i in range(len(nodes) + 1)]
     target_ids = [i + 1 for i, n in enumerate(nodes) if n.target and counts[i + 1] > 0]
     chosen = choose_labelled(rng, target_ids)
     for i in chosen:
         nodes[i - 1].labelled = True
-    lut_full = np.zeros(len(nodes) + 1, dtype=np.uint8)
-    lut_full[target_ids] = 1
-    lut_part = np.zeros(len(nodes) + 1, dtype=np.uint8)
-    lut_part[sorted(chosen)] = 1
+    full = np.zeros(inst.shape, dtype=np.uint8)
+    partial = np.zeros(inst.shape, dtype=np.uint8)
+    for i in target_ids:  # nodes never overlap, so box by box is exact
+        full[boxes[i]][inst[boxes[i]] == i] = 1
+        if i in chosen:
+            partial[boxes[i]][inst[boxes[i]] == i] = 1
 
     grid = dict(spacing=spacing, origin=tuple(origin))
     cid = case_id or f"phantom-{seed}"
     meta = {"contrast": anatomy.contrast}
     return PhantomCase(
         case_id=cid,
-        ct=Volume(np.clip(np.rint(hu), -1024, 3071).astype(np.int16), meta=meta, **grid),
-        partial=Volume(lut_part[inst], **grid),
-        full=Volume(lut_full[inst], **grid),
+        ct=Volume(_to_int16(hu), meta=meta, **grid),
+        partial=Volume(partial, **grid),
+        full=Volume(full, **grid),
         nodes=[_node_dict(i + 1, n, centre, counts[i + 1], spacing) for i, n in enumerate(nodes)],
         instances=Volume(inst, **grid),
     )
+
+
+def _to_int16(hu: np.ndarray) -> np.ndarray:
+    """Round and clip HU to the CT range in place, then convert to int16."""
+    np.rint(hu, out=hu)
+    np.clip(hu, -1024, 3071, out=hu)
+    return hu.astype(np.int16)
 
 
 def _node_dict(nid: int, n: Node, centre: np.ndarray, n_vox: int, spacing) -> dict:

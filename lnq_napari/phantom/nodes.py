@@ -218,9 +218,13 @@ def place_nodes(a: Anatomy, cv: Canvas, rng: np.random.Generator) -> list[Node]:
     return placer.placed
 
 
-def paint_nodes(cv: Canvas, nodes: list[Node], rng: np.random.Generator) -> np.ndarray:
-    """Paint nodes (HU with texture) and return the instance map (uint16, node index + 1)."""
+def paint_nodes(cv: Canvas, nodes: list[Node], rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Paint nodes (HU with texture).
+
+    Returns the instance map (uint16, node index + 1) and each painted node's index box by id.
+    """
     inst = np.zeros(cv.shape, dtype=np.uint16)
+    boxes = {}
     for i, node in enumerate(nodes):
         b = node.bound() + 6.0
         sl = cv.box(node.centre - b, node.centre + b)
@@ -243,4 +247,5 @@ def paint_nodes(cv: Canvas, nodes: list[Node], rng: np.random.Generator) -> np.n
         hu = node.hu + 4.0 * tex
         cv.paint(sl, mask, hu, C.NODE if node.target else C.SMALL_NODE)
         inst[sl][mask] = i + 1
-    return inst
+        boxes[i + 1] = sl
+    return inst, boxes

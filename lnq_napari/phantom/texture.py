@@ -35,24 +35,52 @@ def _taps(sigma: float) -> float:
     return float(e / (1.0 + 2.0 * e))
 
 
-def blur3(a: np.ndarray, weights: tuple[float, float, float]) -> None:
-    """In-place separable 3-tap blur along (z, y, x) with side weights ``weights`` (edges replicated)."""
-    for axis, w in enumerate(weights):
-        if w <= 0 or a.shape[axis] < 2:
-            continue
-        w = np.float32(w)
-        src = a.copy()
-        a *= np.float32(1.0 - 2.0 * w)
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
-        a[tuple(hi)] += w * src[tuple(lo)]  # neighbour below
-        a[tuple(lo)] += w * src[tuple(hi)]  # neighbour above
-        first = [slice(None)] * 3
-        last = [slice(None)] * 3
-        first[axis], last[axis] = slice(0, 1), slice(-1, None)
-        a[tuple(first)] += w * src[tuple(first)]
-        a[tuple(last)] += w * src[tuple(last)]
+def _blur_axis(a: np.ndarray, w: float, axis: int) -> None:
+    """In-place 3-tap blur [w, 1 - 2w, w] of ``a`` along ``axis`` (edges replicated)."""
+    if w <= 0 or a.shape[axis] < 2:
+        return
+    w = np.float32(w)
+    src = a.copy()
+    a *= np.float32(1.0 - 2.0 * w)
+    lo = [slice(None)] * a.ndim
+    hi = [slice(None)] * a.ndim
+    lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+    a[tuple(hi)] += w * src[tuple(lo)]
+    a[tuple(lo)] += w * src[tuple(hi)]
+    first = [slice(None)] * a.ndim
+    last = [slice(None)] * a.ndim
+    first[axis], last[axis] = slice(0, 1), slice(-1, None)
+    a[tuple(first)] += w * src[tuple(first)]
+    a[tuple(last)] += w * src[tuple(last)]
+
+
+def noise_and_blur(a: np.ndarray, rng: np.random.Generator, sd: float, weights) -> None:
+    """Add white noise of std ``sd`` to ``a`` (z, y, x) and blur it in place, slab by slab.
+
+    In-plane blur runs per slab of slices, the through-plane blur with a rolling copy of one slice,
+    so no second full-size array is needed.
+    """
+    wz, wy, wx = (np.float32(w) for w in weights)
+    nz = a.shape[0]
+    step = max(1, 4_000_000 // max(a.shape[1] * a.shape[2], 1))
+    for z0 in range(0, nz, step):
+        slab = a[z0 : z0 + step]
+        if sd > 0:
+            noise = rng.standard_normal(slab.shape, dtype=np.float32)
+            noise *= np.float32(sd)
+            slab += noise
+        _blur_axis(slab, float(wy), 1)
+        _blur_axis(slab, float(wx), 2)
+    if wz <= 0 or nz < 2:
+        return
+    prev = a[0].copy()
+    for z in range(nz):
+        cur = a[z].copy()
+        nxt = a[z + 1] if z + 1 < nz else cur
+        a[z] *= np.float32(1.0) - 2 * wz
+        a[z] += wz * prev
+        a[z] += wz * nxt
+        prev = cur
 
 
 def noise_gain(weights) -> float:
@@ -79,11 +107,5 @@ def finish(cv: Canvas, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
     sxy = rng.uniform(0.45, 0.8)  # reconstruction kernel: sharper or softer per case
     weights = (_taps(rng.uniform(0.35, 0.55)), _taps(sxy), _taps(sxy))  # z, y, x in voxels
     target_sd = rng.uniform(10.0, 20.0)
-    scale = np.float32(target_sd / noise_gain(weights))
-    step = max(1, 4_000_000 // max(cv.shape[1] * cv.shape[2], 1))
-    for z0 in range(0, cv.shape[0], step):  # in slabs: no second full-size array
-        noise = rng.standard_normal((min(step, cv.shape[0] - z0),) + cv.shape[1:], dtype=np.float32)
-        noise *= scale
-        hu[z0 : z0 + step] += noise
-    blur3(hu, weights)
+    noise_and_blur(hu, rng, target_sd / noise_gain(weights), weights)
     return hu

@@ -12,6 +12,8 @@ import numpy as np
 
 from lnq_napari.phantom.canvas import tube
 
+TREE_STEP = 0.9  # lung-tree sample spacing, in vessel radii
+
 
 @dataclass
 class Tube:
@@ -224,7 +226,7 @@ def lung_trees(rng: np.random.Generator, tubes: list[Tube], in_lung) -> list[Tub
         p, d, r, kind, length = p[ok], new_d[ok], r[ok], kind[ok], length[ok]
         if not len(p):
             break
-        n = np.maximum((length / (0.6 * r)).astype(int), 2)
+        n = np.maximum((length / (TREE_STEP * r)).astype(int) + 1, 2)
         seg = np.repeat(np.arange(len(p)), n)
         starts = np.repeat(np.cumsum(n) - n, n)
         t = (np.arange(int(n.sum())) - starts) / np.repeat(n - 1, n)
