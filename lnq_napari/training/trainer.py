@@ -353,9 +353,24 @@ def train_model(
                 save(it)
     cfg["training"]["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     cfg["training"]["final_loss_ema"] = None if ema is None else round(ema, 5)
-    save(it)
     if world > 1:
         import torch.distributed as dist
 
+        sums: list = [None] * world
+        dist.all_gather_object(sums, weights_digest(net))
+        cfg["training"]["rank_weight_digests"] = sums
+        if len(set(sums)) != 1:
+            raise RuntimeError(f"DDP ranks ended with different weights: {sums}")
+    save(it)
+    if world > 1:
         dist.barrier()
     return out_dir
+
+
+def weights_digest(net) -> str:
+    """sha256 of a network's parameters and buffers (to compare replicas)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

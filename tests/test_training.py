@@ -1,0 +1,171 @@
+"""Training on partial labels: label states, masked losses, a tiny trainer run, cancel and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.io.volume import Volume
+from lnq_napari.training.labels import BACKGROUND, NODE, UNKNOWN, label_states, naive_states
+from lnq_napari.training.losses import masked_bce, masked_dice_ce, masked_soft_dice
+from lnq_napari.training.trainer import TrainingCase, load_training_cases, resolve_device, train_model
+
+torch.set_num_threads(1)
+
+TINY_CONFIG = {
+    "architecture": {"name": "unet3d", "kwargs": {"features": [4, 8], "strides": [[1, 2, 2]],
+                                                  "kernels": [[1, 3, 3], [3, 3, 3]]}},
+    "preprocessing": {"target_spacing": [4.0, 4.0, 8.0]},
+    "inference": {"patch_size": [8, 32, 32]},
+    "train": {"patch_size": [8, 32, 32], "batch_size": 2, "lr": 5e-3, "warmup": 0},
+}
+
+
+def _hand_built():
+    """Air, a fat-filled body, two lungs, and two node blobs between them (only the first annotated)."""
+    shape, spacing = (24, 96, 128), (1.5, 1.5, 3.0)
+    z, y, x = np.indices(shape)
+    mm = lambda a, c, s: (a - c) * s  # noqa: E731
+    hu = np.full(shape, -1000, np.int16)
+    body = (mm(y, 48, 1.5) / 68) ** 2 + (mm(x, 64, 1.5) / 90) ** 2 < 1
+    hu[body] = -100
+    for cx in (30, 98):
+        lung = (mm(y, 48, 1.5) / 45) ** 2 + (mm(x, cx, 1.5) / 30) ** 2 < 1
+        hu[lung] = -850
+    node_a = mm(z, 12, 3.0) ** 2 + mm(y, 35, 1.5) ** 2 + mm(x, 64, 1.5) ** 2 < 8**2
+    node_b = mm(z, 12, 3.0) ** 2 + mm(y, 62, 1.5) ** 2 + mm(x, 64, 1.5) ** 2 < 8**2
+    hu[node_a | node_b] = 50
+    rng = np.random.default_rng(0)
+    hu = (hu + rng.normal(0, 8, shape)).astype(np.int16)
+    ct = Volume(hu, spacing=spacing, origin=(-95.2, 3.5, -411.0))
+    labels = ct.with_array(node_a.astype(np.uint8))
+    return ct, labels, node_a, node_b
+
+
+def test_label_states_on_hand_built_labels():
+    ct, labels, node_a, node_b = _hand_built()
+    states = label_states(ct, labels, ring_mm=3.0)
+    assert states.dtype == np.int8 and states.shape == ct.shape
+    assert (states[node_a] == NODE).all()
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(node_a, iterations=1) & ~node_a
+    assert (states[ring] == BACKGROUND).all()
+    inner_b = ndimage.binary_erosion(node_b, iterations=1)
+    assert (states[inner_b] == UNKNOWN).all()  # an unlabelled node is not background
+    assert states[0, 0, 0] == BACKGROUND  # air
+    assert states[12, 48, 64 + 35] == BACKGROUND or ct.array[12, 48, 64 + 35] < -500  # lung
+    fat = (ct.array > -200) & (ct.array < -60)
+    fat_inner = ndimage.binary_erosion(fat, iterations=2)
+    assert (states[fat_inner] == BACKGROUND).mean() > 0.95
+    assert (naive_states(labels)[node_b] == BACKGROUND).all()
+
+
+def test_label_states_refuses_other_grid():
+    ct, labels, *_ = _hand_built()
+    with pytest.raises(LNQError, match="not on the CT grid"):
+        label_states(ct, labels.array[:, :10])
+
+
+def test_masked_losses_ignore_unknown_voxels():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 1, 4, 8, 8)
+    states = torch.full((1, 1, 4, 8, 8), -1, dtype=torch.int8)
+    states[..., :2, :, :] = 0
+    states[..., 0, :4, :4] = 1
+    changed = logits.clone()
+    changed[..., 2:, :, :] += 5.0  # only unknown voxels change
+    for loss in (masked_bce, masked_soft_dice, masked_dice_ce):
+        assert torch.isclose(loss(logits, states), loss(changed, states))
+    assert masked_bce(logits, torch.full_like(states, -1)).item() == 0.0
+    perfect = torch.where(states == 1, 20.0, -20.0).float()
+    assert masked_dice_ce(perfect, states) < 0.01 < masked_dice_ce(logits, states)
+
+
+@pytest.fixture(scope="module")
+def phantom_case():
+    from lnq_napari.phantom import make_case
+
+    c = make_case(5, shape=(32, 96, 96), spacing=(4.0, 4.0, 8.0))
+    return TrainingCase(c.case_id, c.ct, label_states(c.ct, c.partial))
+
+
+def _losses(folder):
+    with open(folder / "train_log.csv") as handle:
+        return [(int(r["iteration"]), float(r["loss"])) for r in csv.DictReader(handle)]
+
+
+def test_tiny_network_loss_falls(tmp_path, phantom_case):
+    messages = []
+    out = train_model([phantom_case], tmp_path / "m", iterations=40, device="cpu", seed=1,
+                      config=TINY_CONFIG, progress=lambda f, m: messages.append((f, m)))
+    losses = _losses(out)
+    assert losses[-1][0] == 40
+    assert losses[-1][1] < losses[0][1] - 0.05  # the logged loss is a running mean
+    assert messages[-1][0] == 1.0 and "it/s" in messages[-1][1]
+    config = json.loads((out / "config.json").read_text())
+    assert config["training"]["completed_iterations"] == 40
+    assert len(config["training"]["data_fingerprint"]) == 64
+
+
+def test_cancel_then_resume_continues_iterations(tmp_path, phantom_case):
+    out = tmp_path / "m"
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 6
+
+    with pytest.raises(Cancelled):
+        train_model([phantom_case], out, iterations=10, device="cpu", config=TINY_CONFIG, cancel=cancel,
+                    checkpoint_every=100)
+    state = torch.load(out / "train_state" / "state.pt", weights_only=True)
+    assert state["iteration"] == 6
+    before = (out / "weights.safetensors").read_bytes()
+    messages = []
+    train_model([phantom_case], out, iterations=10, device="cpu", resume=True,
+                progress=lambda f, m: messages.append(m))
+    assert torch.load(out / "train_state" / "state.pt", weights_only=True)["iteration"] == 10
+    assert messages[-1].startswith("it 10/10")
+    assert not any(m.startswith("it 5/") for m in messages)  # it did not start over
+    assert (out / "weights.safetensors").read_bytes() != before
+    with pytest.raises(LNQError, match="nothing to resume"):
+        train_model([phantom_case], tmp_path / "empty", iterations=5, device="cpu", resume=True)
+
+
+def test_init_from_records_parent(tmp_path, phantom_case):
+    parent = train_model([phantom_case], tmp_path / "p", iterations=2, device="cpu", config=TINY_CONFIG)
+    child = train_model([phantom_case], tmp_path / "c", iterations=2, device="cpu", init_from=parent)
+    p_cfg = json.loads((parent / "config.json").read_text())
+    c_cfg = json.loads((child / "config.json").read_text())
+    assert c_cfg["parent_version"] == p_cfg["version"] != c_cfg["version"]
+    assert c_cfg["architecture"] == p_cfg["architecture"]
+
+
+def test_load_training_cases_and_errors(tmp_path):
+    from lnq_napari.phantom import write_dataset
+
+    write_dataset(tmp_path / "d", 1, seed=3, shape=(16, 64, 64), spacing=(6.0, 6.0, 12.0))
+    cases = load_training_cases(tmp_path / "d")
+    assert len(cases) == 1 and cases[0].states.shape == cases[0].ct.shape
+    naive = load_training_cases(tmp_path / "d", naive=True)
+    assert set(np.unique(naive[0].states)) <= {0, 1}
+    with pytest.raises(LNQError, match="does not exist"):
+        load_training_cases(tmp_path / "missing")
+    with pytest.raises(LNQError, match="no \\*-ct.nrrd"):
+        load_training_cases(tmp_path)
+    with pytest.raises(LNQError, match="no training cases"):
+        train_model([], tmp_path / "x", iterations=1)
+
+
+def test_cuda_asked_but_absent():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(LNQError, match="no CUDA"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
