@@ -65,13 +65,19 @@ def main() -> None:
         remove_ms += r
         exact += e
         print(f"case seed {args.seed + k}: {len(a)} missed nodes clicked, Dice {np.round(d, 3).tolist()}")
-    print(f"positive click: n={len(add_ms)} median {np.median(add_ms):.1f} ms, "
-          f"p95 {np.percentile(add_ms, 95):.1f} ms, max {np.max(add_ms):.1f} ms")
-    print(f"positive click Dice vs the node's truth: median {np.median(dices):.3f}, "
-          f"mean {np.mean(dices):.3f}, min {np.min(dices):.3f}")
-    print(f"negative click: n={len(remove_ms)} median {np.median(remove_ms):.1f} ms, "
-          f"p95 {np.percentile(remove_ms, 95):.1f} ms; "
-          f"removed exactly the clicked node: {sum(exact)}/{len(exact)}")
+    print(
+        f"positive click: n={len(add_ms)} median {np.median(add_ms):.1f} ms, "
+        f"p95 {np.percentile(add_ms, 95):.1f} ms, max {np.max(add_ms):.1f} ms"
+    )
+    print(
+        f"positive click Dice vs the node's truth: median {np.median(dices):.3f}, "
+        f"mean {np.mean(dices):.3f}, min {np.min(dices):.3f}"
+    )
+    print(
+        f"negative click: n={len(remove_ms)} median {np.median(remove_ms):.1f} ms, "
+        f"p95 {np.percentile(remove_ms, 95):.1f} ms; "
+        f"removed exactly the clicked node: {sum(exact)}/{len(exact)}"
+    )
 
 
 if __name__ == "__main__":
