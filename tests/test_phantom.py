@@ -274,6 +274,23 @@ def test_write_dataset_layout_and_readback(tmp_path):
     assert not [p for p in (tmp_path / "ds").iterdir() if p.name.startswith(".")]
 
 
+def test_write_dataset_cancel_and_bad_grid(tmp_path):
+    from lnq_napari.errors import Cancelled
+
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 1  # stop before the second case
+
+    with pytest.raises(Cancelled):
+        write_dataset(tmp_path / "c", 3, shape=SHAPE, spacing=SPACING, cancel=cancel)
+    assert sorted(p.name for p in (tmp_path / "c").glob("*-ct.nrrd")) == ["lnq2023-train-0001-ct.nrrd"]
+    with pytest.raises(LNQError):
+        write_dataset(tmp_path / "g", 1, shape=(0, 5, 5))
+    assert not (tmp_path / "g").exists()
+
+
 def test_make_phantom_bad_arguments(tmp_path):
     with pytest.raises(LNQError):
         api.make_phantom(tmp_path / "x", cases=0)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.errors import LNQError
+from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
 from lnq_napari.io.volume import Volume
-from lnq_napari.phantom.case import make_case
+from lnq_napari.phantom.case import _check_shape, _check_spacing, make_case
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -35,17 +35,24 @@ def write_dataset(
     spacing=None,
     progress: Callable[[float, str], None] | None = None,
     prefix: str = "lnq2023-train",
+    cancel: Callable[[], bool] | None = None,
 ) -> list[Path]:
     """Write ``n_cases`` phantom cases to ``out`` in the LNQ layout; returns the CT paths.
 
     Per case NNNN (from 0001): ``{prefix}-NNNN-ct.nrrd`` (int16 HU), ``-seg.nrrd`` (partial labels),
     ``-full.nrrd`` (complete truth) and ``-nodes.json``. Case i is drawn from ``case_seed(seed, i)``.
+    Each file is written atomically and the CT last, so a CT on disk always has its companions.
+    ``cancel()`` returning True stops between cases with `Cancelled` (finished cases stay).
     """
     out = Path(out)
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise LNQError(f"number of cases must be a positive integer, got {n_cases!r}; use e.g. --cases 4")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LNQError(f"seed must be a non-negative integer, got {seed!r}; use e.g. --seed 0")
+    if shape is not None:
+        _check_shape(shape)
+    if spacing is not None:
+        _check_spacing(spacing)
     if out.exists() and not out.is_dir():
         raise LNQError(f"output {out} exists and is not a folder; give a new or existing folder")
     try:
@@ -55,6 +62,8 @@ def write_dataset(
     paths = []
     for i in range(n_cases):
         cid = f"{prefix}-{i + 1:04d}"
+        if cancel is not None and cancel():
+            raise Cancelled(f"phantom data set stopped after {i} of {n_cases} cases")
         if progress:
             progress(i / n_cases, f"case {i + 1}/{n_cases}")
         case = make_case(case_seed(seed, i), shape=shape, spacing=spacing, case_id=cid)
