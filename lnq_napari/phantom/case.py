@@ -49,10 +49,10 @@ def default_grid(rng: np.random.Generator, shape=None, spacing=None):
     if shape is None:
         extent = rng.uniform(250.0, 330.0)
         shape = (max(int(round(extent / spacing[2])), 8), 512, 512)
-    return _check_shape(shape), _check_spacing(spacing)
+    return check_shape(shape), check_spacing(spacing)
 
 
-def _check_shape(shape) -> tuple[int, int, int]:
+def check_shape(shape) -> tuple[int, int, int]:
     try:
         out = tuple(int(n) for n in shape)
     except (TypeError, ValueError):
@@ -62,7 +62,7 @@ def _check_shape(shape) -> tuple[int, int, int]:
     return out
 
 
-def _check_spacing(spacing) -> tuple[float, float, float]:
+def check_spacing(spacing) -> tuple[float, float, float]:
     try:
         out = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):

@@ -11,7 +11,7 @@ import numpy as np
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
 from lnq_napari.io.volume import Volume
-from lnq_napari.phantom.case import _check_shape, _check_spacing, make_case
+from lnq_napari.phantom.case import check_shape, check_spacing, make_case
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -50,9 +50,9 @@ def write_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LNQError(f"seed must be a non-negative integer, got {seed!r}; use e.g. --seed 0")
     if shape is not None:
-        _check_shape(shape)
+        check_shape(shape)
     if spacing is not None:
-        _check_spacing(spacing)
+        check_spacing(spacing)
     if out.exists() and not out.is_dir():
         raise LNQError(f"output {out} exists and is not a folder; give a new or existing folder")
     try:
