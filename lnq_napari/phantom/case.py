@@ -53,6 +53,7 @@ def default_grid(rng: np.random.Generator, shape=None, spacing=None):
 
 
 def check_shape(shape) -> tuple[int, int, int]:
+    """``shape`` as three positive ints (z, y, x), or LNQError."""
     try:
         out = tuple(int(n) for n in shape)
     except (TypeError, ValueError):
@@ -63,6 +64,7 @@ def check_shape(shape) -> tuple[int, int, int]:
 
 
 def check_spacing(spacing) -> tuple[float, float, float]:
+    """``spacing`` as three positive floats (x, y, z) mm, or LNQError."""
     try:
         out = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):
