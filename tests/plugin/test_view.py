@@ -44,7 +44,7 @@ def test_view_loads_case_docks_widgets_and_reviews(qtbot, phantom_files, stand_i
         qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
         assert "nodes (previous)" in viewer.layers and not viewer.layers["nodes (previous)"].visible
         nodes = viewer.layers["nodes"]
-        qtbot.waitUntil(lambda: widgets["Nodes"].table.rowCount() == int(nodes.data.max()), timeout=5000)
+        qtbot.waitUntil(lambda: widgets["Nodes"].table.rowCount() == int(nodes.data.max()), timeout=20000)
         widgets["Correct"].set_mode("add")
         # show the slice of the top suggestion, with its ring
         suggestions = viewer.layers["suggestions"]

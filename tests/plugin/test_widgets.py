@@ -54,7 +54,7 @@ def test_predict_click_undo_redo_table_autosave_save(
     assert widgets["Correct"].suggestion_list.count() == len(suggestions.data)
 
     nodes_table = widgets["Nodes"]
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=5000)
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=20000)
 
     # positive click (Shift+click) on the missed node
     tool = widgets["Correct"].tool
@@ -66,7 +66,7 @@ def test_predict_click_undo_redo_table_autosave_save(
     truth = inst == stand_in.missed
     added = nodes.data == new_id
     assert 2 * (added & truth).sum() / (added.sum() + truth.sum()) > 0.7
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=5000)
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=20000)
 
     # undo / redo through the layer's history (what Ctrl+Z / Ctrl+Shift+Z call)
     nodes.undo()
@@ -75,9 +75,9 @@ def test_predict_click_undo_redo_table_autosave_save(
     assert np.array_equal(nodes.data == new_id, added)
     session = nodes.metadata["lnq_session"]
     session.undo()
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=5000)
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=20000)
     session.redo()
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=5000)
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=20000)
 
     # negative click (remove mode) removes exactly the clicked node
     widgets["Correct"].set_mode("remove")
@@ -101,7 +101,7 @@ def test_predict_click_undo_redo_table_autosave_save(
         assert len(suggestions.data) == n_sugg - 2 and nodes.metadata["lnq_rejected"]
 
     # the table follows the edits; a row click centres the viewer on that node
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == len(np.unique(nodes.data)) - 1, timeout=5000)
+    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == len(np.unique(nodes.data)) - 1, timeout=20000)
     nodes_table.table.selectRow(0)
     row = nodes_table.rows[0]
     centre = nodes.world_to_data(viewer.dims.point)
@@ -112,7 +112,7 @@ def test_predict_click_undo_redo_table_autosave_save(
 
     # autosave: throttled, atomic, on the CT grid
     autosaver = session.autosaver
-    qtbot.waitUntil(lambda: autosaver.writes >= 1, timeout=10000)
+    qtbot.waitUntil(lambda: autosaver.writes >= 1, timeout=20000)
     path = autosaver.flush()
     assert path.parent == autosave_dir and path.name == "lnq2023-train-0003.autosave.seg.nrrd"
     saved = read_labels(path)
@@ -139,9 +139,9 @@ def test_cancel_stops_the_prediction(make_napari_viewer, qtbot, phantom_files, s
     stand_in.delay = 5.0
     segment = SegmentWidget(viewer, predictor_factory=lambda model, device: stand_in)
     segment.run()
-    qtbot.waitUntil(lambda: segment.progress.value() > 0, timeout=10000)
+    qtbot.waitUntil(lambda: segment.progress.value() > 0, timeout=20000)
     segment.cancel()
-    qtbot.waitUntil(lambda: segment.worker is None, timeout=10000)
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=20000)
     assert segment.status.text() == "cancelled" and "nodes" not in viewer.layers
     assert segment.run_button.isEnabled()
 
@@ -189,7 +189,7 @@ def test_mouse_modifiers_add_and_remove(make_napari_viewer, qtbot, phantom_files
     nodes.selected_label = 77
     nodes.paint(nodes.world_to_data(world), 77)
     assert (nodes.data == 77).any() and session.edits == edits + 1
-    qtbot.waitUntil(lambda: session.autosaver.writes >= 1, timeout=10000)
+    qtbot.waitUntil(lambda: session.autosaver.writes >= 1, timeout=20000)
     from app_model.types import KeyBinding
 
     nodes.keymap[KeyBinding.from_str("Ctrl+Z")](nodes)  # what napari calls on Ctrl+Z over this layer
