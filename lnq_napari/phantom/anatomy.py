@@ -201,12 +201,14 @@ class Anatomy:
         cv.region(lo_all, hi_all, body(0.0), 40.0, C.SKIN, planar=True)
         cv.region(lo_all, hi_all, body(2.0), -100.0, C.FAT, planar=True)
         cv.region(lo_all, hi_all, body(self.fat), 45.0, C.MUSCLE, planar=True)
-        cv.region(lo_all, hi_all, self.thorax, -90.0, C.MED_FAT)
+        lo_th = np.array([-self.Ai - 1, -self.Bi - 1, -1e4])
+        hi_th = np.array([self.Ai + 1, self.Bi + 1, 1e4])
+        cv.region(lo_th, hi_th, self.thorax, -90.0, C.MED_FAT)
         # abdomen below the diaphragm: liver / spleen / stomach as soft tissue
         liver = 60.0 + (40.0 if self.contrast else 0.0)
         cv.region(
-            lo_all,
-            np.array([A, B, self.dome_r + 5]),
+            lo_th,
+            np.array([self.Ai + 1, self.Bi + 1, max(self.dome_r, self.dome_l) + 1]),
             lambda u, v, w: self.thorax(u, v, w) & (w <= self.dome(u, v)),
             liver,
             C.ABDOMEN,
@@ -247,7 +249,14 @@ class Anatomy:
                 C.MUSCLE,
                 planar=True,
             )
-        cv.region(lo_all, hi_all, lambda u, v, w: self.in_lung(u, v, w, heart=False), -860.0, C.LUNG)
+        w_low = min(self.dome_r, self.dome_l) - 0.0055 * ((1.45 * self.Ai) ** 2 + (0.8 * self.Bi) ** 2)
+        cv.region(
+            np.array([-self.Ai, -self.Bi, w_low]),
+            np.array([self.Ai, self.Bi, self.w_top]),
+            lambda u, v, w: self.in_lung(u, v, w, heart=False),
+            -860.0,
+            C.LUNG,
+        )
         c, r, rot = self.heart
         reach = float(r.max()) + self.pericardial_fat + 1
         cv.region(
