@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", help="model folder (default: bundled, else an untrained one)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the worker")
+    parser.add_argument("--idle-s", type=float, default=10.0, help="seconds of idle baseline first")
     args = parser.parse_args()
 
     import napari
@@ -55,8 +56,8 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from lnq_napari.phantom import make_case
+    from lnq_napari.plugin._app import dock_widgets
     from lnq_napari.plugin._reader import ct_layer_data
-    from lnq_napari.plugin.widgets import SegmentWidget
 
     torch.set_num_threads(args.threads)
     case = make_case(0, shape=tuple(args.shape), spacing=tuple(args.spacing))
@@ -65,20 +66,36 @@ def main() -> None:
         viewer = napari.Viewer(show=True)
         data, kwargs, _ = ct_layer_data(case.ct, name="ct")
         viewer.add_image(data, **kwargs)
-        segment = SegmentWidget(viewer, model=model)
+        segment = dock_widgets(viewer, model=model)["Segment"]  # all four widgets, as a user has them
         segment.device.setCurrentText(args.device)
-        viewer.window.add_dock_widget(segment, name="Segment")
         app = QApplication.instance()
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.01)
-
         ticks: list[float] = []
         marks: dict[str, float] = {}
         timer = QTimer()
         timer.setInterval(20)
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
         timer.start()
+        t0 = time.perf_counter()
+        while segment.warm_up.is_alive():  # the widget imports torch/MONAI in the background on opening
+            app.processEvents()
+            time.sleep(0.001)
+        warm = np.diff(np.asarray(ticks)) * 1000.0 - 20.0
+        print(
+            f"widget warm-up import: {time.perf_counter() - t0:.1f} s, "
+            f"max lateness {warm.max() if len(warm) else 0.0:.1f} ms over {len(warm)} ticks"
+        )
+        ticks.clear()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < args.idle_s:  # baseline: the same timer with nothing running
+            app.processEvents()
+            time.sleep(0.001)
+        idle = np.diff(np.asarray(ticks)) * 1000.0 - 20.0
+        if len(idle):
+            print(
+                f"idle baseline ({args.idle_s:.0f} s, machine load shows here): lateness p95 "
+                f"{np.percentile(idle, 95):.1f} ms, max {idle.max():.1f} ms"
+            )
+        ticks.clear()
         phases: list[tuple[float, str]] = []
         segment._signals.changed.connect(lambda f, msg: phases.append((time.perf_counter(), msg)))
         worker = segment.run()

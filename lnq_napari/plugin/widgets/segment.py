@@ -43,6 +43,17 @@ def predict_case(predictor, ct, progress=None, cancel=None) -> tuple:
     )
 
 
+def _import_inference() -> None:
+    """Import the inference stack (torch, MONAI) ahead of the first prediction."""
+    import importlib
+
+    for name in ("lnq_napari.inference", "monai.inferers"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # reported when a prediction is asked for
+            return
+
+
 class _Progress(QObject):
     changed = Signal(float, str)  # emitted from the worker thread, delivered on the GUI thread
 
@@ -79,6 +90,8 @@ class SegmentWidget(QWidget):
         self.status.setWordWrap(True)
         self._signals = _Progress()
         self._signals.changed.connect(self._show_progress)
+        self.warm_up = threading.Thread(target=_import_inference, daemon=True)
+        self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
 
         layout = QVBoxLayout(self)
         for label, widget in (("CT", self.ct_combo), ("device", self.device)):
