@@ -163,6 +163,11 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
                 log("uncertainty vs true error of the starting model on the pool")
                 tta = Predictor(base_model, device=args.device) if args.tta else None
                 study.update(uncertainty_study(ws, scores, tta))
+                text = json.dumps(study, indent=1, default=float)
+                Path(args.out, "uncertainty_study.json").write_text(text)
+                for key, v in study["spearman"].items():
+                    log(f"  {key}: Spearman vs 1-Dice {v['vs_1-dice']:+.2f}, vs node errors "
+                        f"{v['vs_node_errors']:+.2f}")
         for case in chosen:
             prov = ws.latest_version(case, "prediction")
             ct = ws.read_ct(case)

@@ -100,17 +100,25 @@ def split_cases(corrected: Sequence[str], val_fraction: float = 0.2) -> tuple[li
     return [c for c in cases if c not in val], val, False
 
 
-def validation_metrics(predictor, ws, cases: Sequence[str], progress=None, cancel=None) -> dict:
-    """Mean Dice, pooled node recall and false nodes per case of ``predictor`` against corrections."""
+def validation_metrics(predictor, ws, cases: Sequence[str], progress=None, cancel=None,
+                       stored_from: str | None = None) -> dict:
+    """Node F1, mean Dice, pooled node recall and false nodes per case of ``predictor`` vs corrections.
+
+    With ``stored_from`` (a model version), a case's stored prediction by that model is used instead
+    of predicting again.
+    """
     from lnq_napari.metrics import evaluate_case
 
     rows = []
     for k, case in enumerate(cases):
-        ct = ws.read_ct(case)
         truth = ws.latest_labels(case, "correction")
-        sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
-        pred = predictor.predict(ct, progress=sub, cancel=cancel)
-        rows.append(evaluate_case(pred.mask, truth, min_diameter_mm=0.0))
+        stored = ws.latest_version(case, "prediction") if stored_from else None
+        if stored is not None and stored.get("model_version") == stored_from:
+            mask = ws.read_labels(case, stored["version"])
+        else:
+            sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
+            mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask
+        rows.append(evaluate_case(mask, truth, min_diameter_mm=0.0))
     gt = sum(r["nodes_gt"] for r in rows)
     hit = sum(r["nodes_hit"] for r in rows)
     fp = sum(r["fp_nodes"] for r in rows)
@@ -206,6 +214,7 @@ def finetune_workspace(
     Returns ``new_version, activated, reason, metrics_before, metrics_after, train_cases, val_cases,
     replay_cases, validated_on_training, seconds``.
     """
+    from lnq_napari.active import LazyPredictor
     from lnq_napari.training.trainer import train_model
     from lnq_napari.workspace import Workspace
 
@@ -242,8 +251,9 @@ def finetune_workspace(
                replay_cases=plan["replay_cases"])
 
     if plan["before"] is None:
-        old_model = make_predictor(Path(plan["parent_path"]), device)
-        plan["before"] = validation_metrics(old_model, ws, plan["val_cases"], stage(0.0, 0.1), cancel)
+        old_model = LazyPredictor(lambda: make_predictor(Path(plan["parent_path"]), device))
+        plan["before"] = validation_metrics(old_model, ws, plan["val_cases"], stage(0.0, 0.1), cancel,
+                                            stored_from=plan["parent"])
         atomic_write_text(pending_path, json.dumps(plan, indent=1))
     cases = _training_cases(ws, plan, stage(0.1, 0.2))
     staging = Path(plan["staging"])
