@@ -89,13 +89,15 @@ def sliding_window(image: np.ndarray, roi, overlap: float, run: Callable, pad: f
     return out[tuple(slice(b, b + n) for b, n in zip(before, image.shape))]
 
 
-def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5,
-                min_component_mm3: float = 0.0) -> np.ndarray:
-    """Threshold ``prob`` and drop connected components (26-connected) smaller than ``min_component_mm3``."""
+def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5, min_component_mm3: float = 0.0,
+                hu: np.ndarray | None = None, max_mean_hu: float | None = None) -> np.ndarray:
+    """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3`` and, given the
+    CT's ``hu``, components whose mean HU is above ``max_mean_hu`` (enhanced vessels, not nodes)."""
     from scipy import ndimage
 
     mask = prob >= threshold
-    if min_component_mm3 <= 0 or not mask.any():
+    use_hu = hu is not None and max_mean_hu is not None
+    if (min_component_mm3 <= 0 and not use_hu) or not mask.any():
         return mask.astype(np.uint8)
     box = []
     for axes in ((1, 2), (0, 2), (0, 1)):
@@ -104,9 +106,11 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5,
     box = tuple(box)
     sub = mask[box]
     lab, n = ndimage.label(sub, structure=np.ones((3, 3, 3), bool))
-    voxel = float(np.prod(spacing_zyx))
-    sizes = np.bincount(lab.ravel()) * voxel
-    keep = sizes >= min_component_mm3
+    counts = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = counts * float(np.prod(spacing_zyx)) >= min_component_mm3
+    if use_hu:
+        sums = np.bincount(lab.ravel(), weights=hu[box].astype(np.float64).ravel(), minlength=n + 1)
+        keep &= sums / np.maximum(counts, 1) <= max_mean_hu
     keep[0] = False
     out = np.zeros(mask.shape, dtype=np.uint8)
     out[box] = keep[lab].astype(np.uint8)
@@ -163,7 +167,8 @@ class Predictor:
             progress(0.9, "resampling to the CT grid")
         prob_ct = np.clip(to_ct_grid(prob, prepared, ct, linear=True), 0.0, 1.0).astype(np.float32)
         mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.get("threshold", 0.5)),
-                           float(inf.get("min_component_mm3", 0.0)))
+                           float(inf.get("min_component_mm3", 0.0)), hu=ct.array,
+                           max_mean_hu=inf.get("max_mean_hu"))
         if progress:
             progress(1.0, "done")
         meta = {"model_version": self.version}

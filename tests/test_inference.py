@@ -1,0 +1,147 @@
+"""Prediction: exact CT grid (odd origin, flipped direction), {0,1} masks, sliding window, api.predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.inference import Predictor, gaussian_weights, postprocess, sliding_window, window_starts
+from lnq_napari.io.volume import Volume
+from lnq_napari.model import bundled_model_path
+from lnq_napari.model.checkpoint import save_checkpoint
+from lnq_napari.model.network import build_network
+
+torch.set_num_threads(1)
+
+TINY = {"features": [4, 8], "strides": [[1, 2, 2]], "kernels": [[1, 3, 3], [3, 3, 3]]}
+FLIP_XY = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from lnq_napari.preprocess import DEFAULT_PREPROCESSING
+
+    torch.manual_seed(0)
+    net = build_network("unet3d", TINY)
+    with torch.no_grad():
+        net.head.bias.fill_(0.3)  # some voxels above 0.5, some below
+    config = {
+        "architecture": {"name": "unet3d", "kwargs": TINY},
+        "preprocessing": {**DEFAULT_PREPROCESSING, "target_spacing": [4.0, 4.0, 8.0]},
+        "inference": {"patch_size": [8, 32, 32], "overlap": 0.25, "threshold": 0.5, "min_component_mm3": 0},
+        "version": "tiny-test",
+    }
+    return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny", net.state_dict(), config)
+
+
+@pytest.fixture(scope="module")
+def small_ct():
+    from lnq_napari.phantom import make_case
+
+    c = make_case(7, shape=(20, 72, 72), spacing=(5.0, 5.0, 12.0))
+    return Volume(c.ct.array, c.ct.spacing, (123.456, -78.9, 1001.1), FLIP_XY)
+
+
+def test_window_helpers():
+    assert window_starts(10, 16, 0.5) == [0]
+    starts = window_starts(100, 32, 0.25)
+    assert starts[0] == 0 and starts[-1] == 68
+    assert all(b - a <= 24 for a, b in zip(starts, starts[1:]))
+    w = gaussian_weights((4, 8, 8))
+    assert w.shape == (4, 8, 8) and w.max() == pytest.approx(1.0, abs=0.05) and w.min() >= 1e-3
+    image = np.zeros((5, 40, 50), np.float32)
+    out = sliding_window(image, (4, 16, 16), 0.25, lambda b, d, t: np.full(b.shape, 0.7, np.float32), -2.0)
+    assert out.shape == image.shape and np.allclose(out, 0.7)
+
+
+def test_postprocess_removes_small_components():
+    prob = np.zeros((10, 20, 20), np.float32)
+    prob[2:8, 2:10, 2:10] = 0.9  # 384 voxels
+    prob[5, 15, 15] = 0.9  # 1 voxel
+    mask = postprocess(prob, (2.0, 1.0, 1.0), 0.5, min_component_mm3=10.0)
+    assert mask.dtype == np.uint8 and mask.sum() == 384 and mask[5, 15, 15] == 0
+
+
+def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
+    pred = Predictor(tiny_model, device="cpu").predict(small_ct)
+    for vol in (pred.probabilities, pred.mask):
+        assert vol.same_grid(small_ct, tol=0) and vol.origin == small_ct.origin
+    assert pred.probabilities.array.dtype == np.float32 and pred.mask.array.dtype == np.uint8
+    assert set(np.unique(pred.mask.array)) <= {0, 1}
+    p = pred.probabilities.array
+    assert p.min() >= 0 and p.max() <= 1 and pred.model_version == "tiny-test"
+    # the same CT stored with its x axis reversed gives the same answer in physical space
+    arr = small_ct.array[:, :, ::-1]
+    far = small_ct.index_to_physical(np.array([[0, 0, small_ct.shape[2] - 1]]))[0]
+    d = np.asarray(FLIP_XY).reshape(3, 3).copy()
+    d[:, 0] *= -1
+    flipped = Volume(np.ascontiguousarray(arr), small_ct.spacing, tuple(far), tuple(d.ravel()))
+    pred2 = Predictor(tiny_model, device="cpu").predict(flipped)
+    assert np.allclose(pred2.probabilities.array[:, :, ::-1], p, atol=1e-3)
+
+
+def test_predict_cancel(tiny_model, small_ct):
+    with pytest.raises(Cancelled):
+        Predictor(tiny_model, device="cpu").predict(small_ct, cancel=lambda: True)
+
+
+def test_missing_model_and_absent_cuda(tmp_path, tiny_model):
+    with pytest.raises(LNQError, match="does not exist"):
+        Predictor(tmp_path / "no-model")
+    if not torch.cuda.is_available():
+        with pytest.raises(LNQError, match="CUDA"):
+            Predictor(tiny_model, device="cuda")
+
+
+def test_api_predict_writes_seg_and_prob(tmp_path, tiny_model, small_ct):
+    from lnq_napari import api
+    from lnq_napari.io.readers import read_labels, read_volume, write_volume
+
+    data = tmp_path / "data"
+    write_volume(data / "case-0001-ct.nrrd", small_ct)
+    written = api.predict(data, tmp_path / "out", model=tiny_model, device="cpu", probabilities=True)
+    assert [p.name for p in written] == ["case-0001-seg.nrrd", "case-0001-prob.nrrd"]
+    seg = read_labels(written[0])
+    assert seg.same_grid(small_ct) and seg.meta.get("lnq_model_version") == "tiny-test"
+    prob = read_volume(written[1])
+    assert prob.array.dtype == np.float32 and prob.same_grid(small_ct)
+    with pytest.raises(LNQError):
+        api.predict(tmp_path / "nothing.nrrd", tmp_path / "out", model=tiny_model)
+
+
+def _bundled():
+    if not (bundled_model_path() / "config.json").exists():
+        pytest.skip("no bundled model in this checkout")
+    return Predictor(None, device="cpu")
+
+
+def test_bundled_model_finds_phantom_nodes():
+    from lnq_napari.metrics import evaluate_case
+    from lnq_napari.phantom import make_case
+
+    predictor = _bundled()
+    case = make_case(2024, shape=(64, 256, 256), spacing=(1.6, 1.6, 4.5))
+    pred = predictor.predict(case.ct)
+    row = evaluate_case(pred.mask, case.full)
+    assert row["dice"] > DICE_FLOOR, row
+    assert row["recall"] >= 0.5, row
+
+
+DICE_FLOOR = 0.5
+
+
+def test_bundled_model_on_real_chest_ct(tmp_path):
+    import slicerio
+
+    from lnq_napari import api
+    from lnq_napari.io.readers import read_labels, read_volume
+
+    _bundled()
+    path = slicerio.get_testdata_file("CTChest4.nrrd")
+    written = api.predict(path, tmp_path, device="cpu")
+    ct = read_volume(path)
+    seg = read_labels(written[0])
+    assert written[0].name == "CTChest4-seg.nrrd"
+    assert seg.same_grid(ct) and set(np.unique(seg.array)) <= {0, 1}
