@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lnq_napari.errors import LNQError
 from lnq_napari.plugin._session import session_for
 
 MODES = ("off", "add", "remove")
@@ -58,6 +59,12 @@ class ClickTool:
 
     def click(self, world_position, action: str, dims_displayed=(1, 2), view_direction=None) -> str:
         """Apply ``action`` at a world position; returns (and reports) what happened."""
+        try:
+            return self._click(world_position, action, dims_displayed, view_direction)
+        except LNQError as exc:  # e.g. no CT under the node layer: say so in the widget
+            return self._say(str(exc))
+
+    def _click(self, world_position, action: str, dims_displayed, view_direction) -> str:
         session = session_for(self.viewer, create=True)
         if session is None:
             return (
