@@ -258,3 +258,15 @@ def test_real_canvas_shift_click_and_ctrl_click(
         not (nodes.data == before + 1).any()
         and widgets["Correct"].status.text() == f"removed node {before + 1}"
     )
+
+
+def test_add_without_a_ct_says_what_to_do(make_napari_viewer, phantom_files, autosave_dir):
+    from lnq_napari.plugin._clicks import ClickTool
+
+    viewer = make_napari_viewer()
+    (seg,) = viewer.open(str(phantom_files.seg), plugin="lnq-napari")
+    tool = ClickTool(viewer)
+    message = tool.click(seg.data_to_world(np.array(seg.data.shape) // 2), "add")
+    assert message.startswith("no CT layer") and "open the CT" in message
+    node = np.argwhere(seg.data > 0)[0]
+    assert tool.click(seg.data_to_world(node), "remove").startswith("removed node")
