@@ -21,7 +21,7 @@ DEFAULT_STATES: dict = {
     "mediastinum_margin_mm": 5.0,  # beyond the lungs' hull by more than this: background
     "large_radius_mm": 20.0,  # soft tissue containing a ball this big is not a node (0 disables)
     "large_shrink_mm": 3.0,  # keep this much unknown around such large structures
-    "line_mm": 50.0,  # soft tissue holding a straight x/y/z segment this long is a vessel or muscle (0: off)
+    "line_mm": 80.0,  # soft tissue holding a straight x/y/z segment this long is a vessel or muscle (0: off)
     "line_trim_mm": 6.0,
 }
 
