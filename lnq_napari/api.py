@@ -240,24 +240,26 @@ def demo(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LNQError(f"--out {out} is a file; give a folder for the results")
-    out.mkdir(parents=True, exist_ok=True)
     step = progress or (lambda fraction, message="": None)
     truth = None
     if ct is None:
-        from lnq_napari.io.readers import write_volume
         from lnq_napari.phantom import make_case
 
         step(0.0, "making a phantom case")
         case = make_case(DEMO_SEED, case_id="lnq2023-demo-0001")
         volume, truth, name = case.ct, case.full, case.case_id
+    else:
+        volume, name = read_volume(ct), case_name(ct)
+    predictor = Predictor(model, device="auto")
+    out.mkdir(parents=True, exist_ok=True)
+    if truth is None:
+        ct_path = Path(ct)
+    else:
+        from lnq_napari.io.readers import write_volume
+
         ct_path = write_volume(out / f"{name}-ct.nrrd", volume)
         write_volume(out / f"{name}-full.nrrd", truth)
-    else:
-        ct_path = Path(ct)
-        volume, name = read_volume(ct_path), case_name(ct_path)
 
-    step(0.1, "loading the model")
-    predictor = Predictor(model, device="auto")
     started = time.perf_counter()
     prediction = predictor.predict(volume, progress=lambda f, m="": step(0.1 + 0.8 * f, m))
     seconds = time.perf_counter() - started

@@ -14,12 +14,18 @@ from lnq_napari.errors import LNQError
 
 @contextmanager
 def _progress_bar(desc: str) -> Iterator[Callable[[float, str], None]]:
-    """A tqdm bar driven by the core's ``progress(fraction, message)`` callback."""
+    """A tqdm bar driven by the core's ``progress(fraction, message)`` callback.
+
+    The bar appears at the first update, so input errors found before any work print only their line.
+    """
     from tqdm import tqdm
 
-    bar = tqdm(total=1000, desc=desc, unit="‰", leave=True, file=sys.stderr, dynamic_ncols=True)
+    bars: list = []
 
     def update(fraction: float, message: str = "") -> None:
+        if not bars:
+            bars.append(tqdm(total=1000, desc=desc, unit="‰", file=sys.stderr, dynamic_ncols=True))
+        bar = bars[0]
         bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
         if message:
             bar.set_postfix_str(message, refresh=False)
@@ -28,7 +34,8 @@ def _progress_bar(desc: str) -> Iterator[Callable[[float, str], None]]:
     try:
         yield update
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
 
 def _fmt(value) -> str:
@@ -152,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the main job: predict, measure and show nodes (phantom when no CT given)")
+    p = sub.add_parser("demo", help="the main job: predict, measure, show nodes (phantom if no CT)")
     p.add_argument("ct", nargs="?", help="CT file or DICOM folder (default: a built-in phantom case)")
     p.add_argument("--out", default="lnq-demo", help="folder for results and pictures (default: lnq-demo)")
     p.add_argument("--model", help="model folder (default: the bundled model)")

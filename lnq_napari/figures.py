@@ -34,6 +34,7 @@ def overlay_figure(
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     slices = slices or pick_slices(mask.array)
     sy, sx = ct.spacing[1], ct.spacing[0]
@@ -41,7 +42,7 @@ def overlay_figure(
     for ax, z in zip(axes[0], slices):
         ax.imshow(ct.array[z], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], aspect=sy / sx)
         pred = np.ma.masked_equal(mask.array[z] > 0, False)
-        ax.imshow(pred, cmap="autumn", alpha=0.45, vmin=0, vmax=1, aspect=sy / sx)
+        ax.imshow(pred, cmap=ListedColormap(["#ff8c00"]), alpha=0.5, aspect=sy / sx)
         if truth is not None and truth.array[z].any():
             ax.contour(truth.array[z] > 0, levels=[0.5], colors="cyan", linewidths=0.8)
         ax.set_title(f"slice {z}")
