@@ -88,6 +88,7 @@ class SegmentWidget(QWidget):
         self.progress.setRange(0, 100)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
         self._signals = _Progress()
         self._signals.changed.connect(self._show_progress)
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
@@ -173,7 +174,7 @@ class SegmentWidget(QWidget):
         labels, probabilities, version, candidates = result
         show_prediction(self.viewer, ct_layer, labels, probabilities, version, candidates)
         self.progress.setValue(100)
-        self.status.setText(f"{int(labels.max())} nodes, {len(candidates)} suggestions (model {version})")
+        self.status.setText(f"{int(labels.max())} nodes, {len(candidates)} suggestions\nmodel {version}")
 
     def _failed(self, exc: Exception) -> None:
         from lnq_napari.errors import Cancelled
