@@ -206,6 +206,7 @@ def plot(rows: list[dict], study: dict | None, out: Path) -> list[Path]:
         axes[2].plot(x, [r["fp_per_case"] for r in rr], "o-", label=name)
     for ax, title in zip(axes, ["median Dice (held-out)", "node recall", "false nodes / case"]):
         ax.set_title(title)
+        ax.set_xticks(sorted({r["round"] for r in rows}))
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
     axes[0].legend()
