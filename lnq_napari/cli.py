@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("next", help="rank the cases worth reviewing next")
     p.add_argument("--workspace", required=True)
     p.add_argument("-n", type=int, default=5, help="how many cases (default 5)")
-    p.add_argument("--strategy", default="uncertainty", help="uncertainty | random | disagreement")
+    p.add_argument("--strategy", default="uncertainty", help="uncertainty | random | disagreement | nodes")
     p.set_defaults(func=_cmd_next)
 
     p = sub.add_parser("finetune", help="fine-tune the active model on the workspace's corrections")
