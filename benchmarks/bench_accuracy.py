@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--thresholds", default="", help="comma list; default: each model's own")
     parser.add_argument("--min-mm3", default="", help="comma list; default: each model's own")
     parser.add_argument("--max-hu", default="", help="comma list of component mean-HU limits ('none': off)")
+    parser.add_argument("--region-mm", default="", help="comma list of mediastinum margins ('none': off)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
     from lnq_napari.io.readers import read_labels, read_volume
     from lnq_napari.metrics import evaluate_case, summarize
     from lnq_napari.model.checkpoint import read_config
+    from lnq_napari.preprocess import mediastinum_region
 
     cases = _cases(Path(args.data), args.limit)
     if not cases:
@@ -91,18 +93,26 @@ def main(argv=None) -> int:
         mins = [float(m) for m in args.min_mm3.split(",") if m] or [float(inf.get("min_component_mm3", 0))]
         hus = [None if h == "none" else float(h) for h in args.max_hu.split(",") if h] or [
             inf.get("max_mean_hu")]
+        regions = [None if h == "none" else float(h) for h in args.region_mm.split(",") if h] or [
+            inf.get("mediastinum_margin_mm")]
         probs = _probabilities(name, folder, cases, Path(args.cache), args.device)
-        for thr, mn, mh in itertools.product(thresholds, mins, hus):
+        for thr, mn, mh, rg in itertools.product(thresholds, mins, hus, regions):
             rows = []
             for cid, ct_path, full_path in cases:
                 if cid not in truths:
-                    truths[cid] = (read_labels(full_path), read_volume(ct_path).array)
-                gt, hu = truths[cid]
+                    truths[cid] = (read_labels(full_path), read_volume(ct_path), {})
+                gt, ct, region_cache = truths[cid]
+                region = None
+                if rg is not None:
+                    if rg not in region_cache:
+                        region_cache[rg] = mediastinum_region(ct, rg)
+                    region = region_cache[rg]
                 prob = np.load(probs[cid]).astype(np.float32)
-                mask = gt.with_array(postprocess(prob, gt.spacing_zyx, thr, mn, hu=hu, max_mean_hu=mh))
+                mask = gt.with_array(postprocess(prob, gt.spacing_zyx, thr, mn, hu=ct.array, max_mean_hu=mh,
+                                                 region=region))
                 rows.append({"case": cid, **evaluate_case(mask, gt)})
             s = summarize(rows)
-            key = f"{name} thr={thr:g} min={mn:g}mm3 maxhu={mh}"
+            key = f"{name} thr={thr:g} min={mn:g} maxhu={mh} region={rg}"
             results[key] = {"summary": s, "cases": rows}
             print(f"{key:44s} Dice median {s['dice_median']:.3f} mean {s['dice_mean']:.3f} | "
                   f"ASSD median {s['assd_median']:.2f} mm (worst-filled {s['assd_median_worst']:.2f}) | "

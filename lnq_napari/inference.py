@@ -90,14 +90,16 @@ def sliding_window(image: np.ndarray, roi, overlap: float, run: Callable, pad: f
 
 
 def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5, min_component_mm3: float = 0.0,
-                hu: np.ndarray | None = None, max_mean_hu: float | None = None) -> np.ndarray:
-    """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3`` and, given the
-    CT's ``hu``, components whose mean HU is above ``max_mean_hu`` (enhanced vessels, not nodes)."""
+                hu: np.ndarray | None = None, max_mean_hu: float | None = None,
+                region: np.ndarray | None = None) -> np.ndarray:
+    """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3``; given the
+    CT's ``hu``, components whose mean HU is above ``max_mean_hu`` (bone, enhanced vessels, not nodes);
+    given a bool ``region``, components with most of their voxels outside it."""
     from scipy import ndimage
 
     mask = prob >= threshold
     use_hu = hu is not None and max_mean_hu is not None
-    if (min_component_mm3 <= 0 and not use_hu) or not mask.any():
+    if (min_component_mm3 <= 0 and not use_hu and region is None) or not mask.any():
         return mask.astype(np.uint8)
     box = []
     for axes in ((1, 2), (0, 2), (0, 1)):
@@ -111,6 +113,9 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5, min_compo
     if use_hu:
         sums = np.bincount(lab.ravel(), weights=hu[box].astype(np.float64).ravel(), minlength=n + 1)
         keep &= sums / np.maximum(counts, 1) <= max_mean_hu
+    if region is not None:
+        inside = np.bincount(lab.ravel(), weights=region[box].ravel().astype(np.float64), minlength=n + 1)
+        keep &= inside >= 0.5 * counts
     keep[0] = False
     out = np.zeros(mask.shape, dtype=np.uint8)
     out[box] = keep[lab].astype(np.uint8)
@@ -166,9 +171,14 @@ class Predictor:
         if progress:
             progress(0.9, "resampling to the CT grid")
         prob_ct = np.clip(to_ct_grid(prob, prepared, ct, linear=True), 0.0, 1.0).astype(np.float32)
+        region = None
+        if inf.get("mediastinum_margin_mm") is not None:
+            from lnq_napari.preprocess import mediastinum_region
+
+            region = mediastinum_region(ct, float(inf["mediastinum_margin_mm"]))
         mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.get("threshold", 0.5)),
                            float(inf.get("min_component_mm3", 0.0)), hu=ct.array,
-                           max_mean_hu=inf.get("max_mean_hu"))
+                           max_mean_hu=inf.get("max_mean_hu"), region=region)
         if progress:
             progress(1.0, "done")
         meta = {"model_version": self.version}

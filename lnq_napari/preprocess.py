@@ -104,6 +104,33 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     return Anatomy(step, tuple(hu.shape), filled, lungs, hull)
 
 
+def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
+    """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` (where
+    mediastinal nodes can be). All True when no lungs are found."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    image = ct.to_sitk()
+    try:
+        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(ct.direction)
+        oriented = sitk.DICOMOrient(image, "LPS")
+    except RuntimeError:
+        code, oriented = None, image
+    hu = sitk.GetArrayViewFromImage(oriented)
+    spacing_zyx = tuple(oriented.GetSpacing()[::-1])
+    anatomy = coarse_anatomy(hu, spacing_zyx)
+    if not anatomy.mediastinum.any():
+        return np.ones(ct.shape, dtype=bool)
+    coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
+    grown = ndimage.distance_transform_edt(~anatomy.mediastinum, sampling=coarse) <= margin_mm
+    region = anatomy.upsample(grown).astype(np.uint8)
+    if code:
+        img = sitk.GetImageFromArray(np.ascontiguousarray(region))
+        img.CopyInformation(oriented)
+        region = sitk.GetArrayFromImage(sitk.DICOMOrient(img, code))
+    return region.astype(bool)
+
+
 def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], rule: dict,
              anatomy: Anatomy | None = None) -> tuple[slice, slice, slice]:
     """The chest ROI in index space: the lungs' bounding box plus a margin, found on a coarse copy.
