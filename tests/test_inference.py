@@ -126,10 +126,11 @@ def test_bundled_model_finds_phantom_nodes():
     pred = predictor.predict(case.ct)
     row = evaluate_case(pred.mask, case.full)
     assert row["dice"] > DICE_FLOOR, row
-    assert row["recall"] >= 0.5, row
+    assert row["recall"] >= 0.8, row
 
 
-DICE_FLOOR = 0.5
+# the bundled model measured Dice 0.855, recall 7/7 on this case (11:22 UTC, 2026-11-27); floor with margin
+DICE_FLOOR = 0.7
 
 
 def test_bundled_model_on_real_chest_ct(tmp_path):

@@ -123,4 +123,4 @@ def test_bundled_model_is_complete_and_small():
     assert size <= 20 * 1024 * 1024
     for key in ("version", "preprocessing", "inference", "training"):
         assert key in config
-    assert np.isfinite(sum(float(p.abs().sum()) for p in net.parameters()))
+    assert np.isfinite(sum(float(p.detach().abs().sum()) for p in net.parameters()))

@@ -42,8 +42,9 @@ DEFAULT_CONFIG: dict = {
         "overlap": 0.25,
         "sw_batch_size": 1,
         "threshold": 0.5,
-        "min_component_mm3": 100.0,
-        "mediastinum_filter": True,
+        "min_component_mm3": 300.0,  # components smaller than this are dropped (a 10 mm node is 524 mm3)
+        "max_mean_hu": 100.0,  # components brighter on average are dropped (bone, enhanced vessels)
+        "mediastinum_margin_mm": None,  # a number: drop components outside the lungs' hull grown by it
     },
     "train": {
         "patch_size": [24, 64, 64],
