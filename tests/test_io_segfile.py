@@ -179,3 +179,16 @@ def test_seg_round_trip_random_grids(shape, spacing, origin, seed, flips):
         assert back.meta["seed"] == str(seed)
         ijk = slicerio.read_segmentation(str(path), skip_voxels=True)["ijkToLPS"]
         np.testing.assert_allclose(ijk[:3, :3], direction * np.asarray(spacing)[None, :], atol=1e-9)
+
+
+def test_atomic_write_gives_files_the_usual_mode(tmp_path):
+    import os
+
+    from lnq_napari.io.atomic import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
