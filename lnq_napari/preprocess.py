@@ -25,6 +25,20 @@ DEFAULT_PREPROCESSING: dict = {
 }
 
 
+def orient_lps(image):
+    """``(code, image in LPS axis order)``: ``code`` maps it back with ``sitk.DICOMOrient(img, code)``.
+
+    An oblique direction keeps its grid: ``(None, image)``.
+    """
+    import SimpleITK as sitk
+
+    try:
+        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+        return code, sitk.DICOMOrient(image, "LPS")
+    except RuntimeError:
+        return None, image
+
+
 @dataclass
 class Prepared:
     """A CT ready for the network: ``image`` (float32, z y x) on ``grid`` (an empty SimpleITK image)."""
@@ -110,12 +124,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     import SimpleITK as sitk
     from scipy import ndimage
 
-    image = ct.to_sitk()
-    try:
-        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(ct.direction)
-        oriented = sitk.DICOMOrient(image, "LPS")
-    except RuntimeError:
-        code, oriented = None, image
+    code, oriented = orient_lps(ct.to_sitk())
     hu = sitk.GetArrayViewFromImage(oriented)
     spacing_zyx = tuple(oriented.GetSpacing()[::-1])
     anatomy = coarse_anatomy(hu, spacing_zyx)

@@ -113,12 +113,10 @@ def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None 
     if lab.shape != ct.shape:
         raise LNQError(f"labels of shape {lab.shape} are not on the CT grid {ct.shape}; align them first")
     # work in the canonical (axial slices first) orientation, then map back exactly
+    from lnq_napari.preprocess import orient_lps
+
     ct_img = ct.to_sitk()
-    try:
-        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(ct.direction)
-        oriented = sitk.DICOMOrient(ct_img, "LPS")
-    except RuntimeError:
-        code, oriented = None, ct_img
+    code, oriented = orient_lps(ct_img)
     lab_img = sitk.GetImageFromArray(np.ascontiguousarray((lab > 0).astype(np.uint8)))
     lab_img.CopyInformation(ct_img)
     lab_or = sitk.DICOMOrient(lab_img, "LPS") if code else lab_img
