@@ -226,8 +226,6 @@ def demo(
     ``report.json``. With a display (and not ``headless``) napari then opens on the case.
     """
     import json
-    import os
-    import sys
     import time
 
     from lnq_napari.figures import overlay_figure
@@ -286,11 +284,18 @@ def demo(
     report["picture"] = str(figure)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=float))
     step(1.0, "done")
-    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
-        "darwin", "win32")
-    if has_display and not headless:
+    if has_display() and not headless:
         view(ct_path, seg=seg_path, model=model, block=True)
     return report
+
+
+def has_display() -> bool:
+    """True when a window can open (an X or Wayland display, or macOS / Windows)."""
+    import os
+    import sys
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
 
 
 def init_workspace(path: str | Path, data: str | Path):

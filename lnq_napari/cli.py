@@ -121,9 +121,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from lnq_napari import api
 
     with _progress_bar("demo") as progress:
-        report = api.demo(args.ct, out=args.out, model=args.model, headless=args.headless, progress=progress)
+        report = api.demo(args.ct, out=args.out, model=args.model, headless=True, progress=progress)
     for key, value in report.items():
         print(f"{key}: {_fmt(value)}")
+    if api.has_display() and not args.headless:
+        print("opening napari on the case (close the window to finish)")
+        api.view(report["ct"], seg=report["segmentation"], model=args.model, block=True)
 
 
 def _cmd_workspace(args: argparse.Namespace) -> None:
