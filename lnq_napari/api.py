@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.naming import case_name
 
 DEMO_SEED = 7
 
@@ -347,15 +348,3 @@ def finetune(
     return finetune_workspace(workspace, iterations=iterations, device=device, resume=resume,
                               progress=progress, cancel=cancel)
 
-
-def case_name(path: str | Path) -> str:
-    """A case id from a file name: ``lnq2023-train-0001-ct.nrrd`` -> ``lnq2023-train-0001``."""
-    name = Path(path).name
-    for ext in (".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd"):
-        if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
-    for suffix in ("-ct", "-seg", "-full", "-pred", "-prob"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name

@@ -87,8 +87,8 @@ def sibling_ct_grid(path: Path):
     """
     import SimpleITK as sitk
 
+    from lnq_napari.io.naming import case_name
     from lnq_napari.io.volume import Volume
-    from lnq_napari.plugin._storage import case_name
 
     case = case_name(path, fallback="")
     for suffix in ("-ct.nrrd", "-ct.nhdr", "-ct.nii.gz", "-ct.nii", "-ct.mha", "-ct.mhd"):

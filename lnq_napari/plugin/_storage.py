@@ -15,30 +15,7 @@ from pathlib import Path
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.volume import Volume
 
-_CASE_SUFFIXES = (
-    ".autosave.seg.nrrd",
-    ".seg.nrrd",
-    ".nrrd",
-    ".nhdr",
-    ".nii.gz",
-    ".nii",
-    ".mha",
-    ".mhd",
-)
-_CASE_TAIL = re.compile(r"([-_](ct|seg|full|labels?|mask|nodes))?(\.v\d{3,})?$", re.IGNORECASE)
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
-
-
-def case_name(source: str | Path | None, fallback: str = "case") -> str:
-    """``.../lnq2023-train-0001-ct.nrrd`` -> ``lnq2023-train-0001`` (also for -seg, versions, autosaves)."""
-    if not source:
-        return fallback
-    name = Path(source).name
-    for suffix in _CASE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return _CASE_TAIL.sub("", name) or fallback
 
 
 def _now() -> str:

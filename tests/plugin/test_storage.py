@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from lnq_napari.io.naming import case_name
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._storage import (
     AUTOSAVE_ENV,
     autosave_dir,
-    case_name,
     next_version_path,
     save_label_version,
     write_autosave,
