@@ -58,6 +58,24 @@ def _probabilities(name: str, model: str, cases, cache: Path, device: str) -> di
     return paths
 
 
+def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combos: list) -> list[dict]:
+    """One case's metrics for each post-processing combination ``(thr, min_mm3, max_hu, region_mm)``."""
+    from lnq_napari.inference import postprocess
+    from lnq_napari.io.readers import read_labels, read_volume
+    from lnq_napari.metrics import evaluate_case
+    from lnq_napari.preprocess import mediastinum_region
+
+    gt, ct = read_labels(full_path), read_volume(ct_path)
+    prob = np.load(prob_path).astype(np.float32)
+    regions = {rg: mediastinum_region(ct, rg) for rg in {c[3] for c in combos} if rg is not None}
+    rows = []
+    for thr, mn, mh, rg in combos:
+        mask = gt.with_array(postprocess(prob, gt.spacing_zyx, thr, mn, hu=ct.array, max_mean_hu=mh,
+                                         region=regions.get(rg)))
+        rows.append({"case": cid, **evaluate_case(mask, gt)})
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,20 +89,17 @@ def main(argv=None) -> int:
     parser.add_argument("--min-mm3", default="", help="comma list; default: each model's own")
     parser.add_argument("--max-hu", default="", help="comma list of component mean-HU limits ('none': off)")
     parser.add_argument("--region-mm", default="", help="comma list of mediastinum margins ('none': off)")
+    parser.add_argument("--workers", type=int, default=1, help="processes that score cases in parallel")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    from lnq_napari.inference import postprocess
-    from lnq_napari.io.readers import read_labels, read_volume
-    from lnq_napari.metrics import evaluate_case, summarize
+    from lnq_napari.metrics import summarize
     from lnq_napari.model.checkpoint import read_config
-    from lnq_napari.preprocess import mediastinum_region
 
     cases = _cases(Path(args.data), args.limit)
     if not cases:
         print(f"no *-ct.nrrd with *-full.nrrd in {args.data}", file=sys.stderr)
         return 2
-    truths = {}
     results = {}
     for spec in args.model:
         name, _, folder = spec.partition("=")
@@ -96,21 +111,18 @@ def main(argv=None) -> int:
         regions = [None if h == "none" else float(h) for h in args.region_mm.split(",") if h] or [
             inf.get("mediastinum_margin_mm")]
         probs = _probabilities(name, folder, cases, Path(args.cache), args.device)
-        for thr, mn, mh, rg in itertools.product(thresholds, mins, hus, regions):
-            rows = []
-            for cid, ct_path, full_path in cases:
-                if cid not in truths:
-                    truths[cid] = (read_labels(full_path), read_volume(ct_path), {})
-                gt, ct, region_cache = truths[cid]
-                region = None
-                if rg is not None:
-                    if rg not in region_cache:
-                        region_cache[rg] = mediastinum_region(ct, rg)
-                    region = region_cache[rg]
-                prob = np.load(probs[cid]).astype(np.float32)
-                mask = gt.with_array(postprocess(prob, gt.spacing_zyx, thr, mn, hu=ct.array, max_mean_hu=mh,
-                                                 region=region))
-                rows.append({"case": cid, **evaluate_case(mask, gt)})
+        combos = list(itertools.product(thresholds, mins, hus, regions))
+        jobs = [(cid, ct, full, probs[cid], combos) for cid, ct, full in cases]
+        if args.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                per_case = list(pool.map(_score_case, *zip(*jobs)))
+        else:
+            per_case = [_score_case(*job) for job in jobs]
+        for k, (thr, mn, mh, rg) in enumerate(combos):
+            rows = [case_rows[k] for case_rows in per_case]
             s = summarize(rows)
             key = f"{name} thr={thr:g} min={mn:g} maxhu={mh} region={rg}"
             results[key] = {"summary": s, "cases": rows}

@@ -318,3 +318,16 @@ def test_cli_phantom(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line]  # the rest is the progress bar
     assert len(errors) == 1 and "Traceback" not in err and "cases" in errors[0]
+
+
+def test_write_dataset_in_processes_writes_the_same_cases(tmp_path):
+    serial = write_dataset(tmp_path / "s", 3, seed=5, shape=SHAPE, spacing=SPACING)
+    parallel = write_dataset(tmp_path / "p", 3, seed=5, shape=SHAPE, spacing=SPACING, workers=2)
+    assert [p.name for p in parallel] == [p.name for p in serial]
+    for a, b in zip(serial, parallel):
+        for suffix in ("-ct.nrrd", "-seg.nrrd", "-full.nrrd"):
+            ia = sitk.GetArrayFromImage(sitk.ReadImage(str(a).replace("-ct.nrrd", suffix)))
+            ib = sitk.GetArrayFromImage(sitk.ReadImage(str(b).replace("-ct.nrrd", suffix)))
+            assert np.array_equal(ia, ib)
+        assert json.loads(a.with_name(a.name.replace("-ct.nrrd", "-nodes.json")).read_text()) == json.loads(
+            b.with_name(b.name.replace("-ct.nrrd", "-nodes.json")).read_text())

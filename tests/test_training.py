@@ -147,6 +147,18 @@ def test_init_from_records_parent(tmp_path, phantom_case):
     assert c_cfg["architecture"] == p_cfg["architecture"]
 
 
+def test_load_training_cases_in_processes_matches_serial(tmp_path):
+    from lnq_napari.phantom import write_dataset
+
+    write_dataset(tmp_path / "d", 3, seed=4, shape=(16, 64, 64), spacing=(6.0, 6.0, 12.0))
+    serial = load_training_cases(tmp_path / "d", workers=1)
+    parallel = load_training_cases(tmp_path / "d", workers=2)
+    assert [c.case_id for c in parallel] == [c.case_id for c in serial] == sorted(c.case_id for c in serial)
+    for a, b in zip(serial, parallel):
+        assert np.array_equal(a.states, b.states) and np.array_equal(a.ct.array, b.ct.array)
+        assert a.ct.spacing == b.ct.spacing
+
+
 def test_load_training_cases_and_errors(tmp_path):
     from lnq_napari.phantom import write_dataset
 

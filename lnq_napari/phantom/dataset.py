@@ -27,6 +27,29 @@ def _write_nrrd(vol: Volume, path: Path) -> None:
         sitk.WriteImage(vol.to_sitk(), str(tmp), True, 1)  # gzip, fast level
 
 
+def write_case(out: Path, prefix: str, seed: int, index: int, shape=None, spacing=None) -> Path:
+    """Draw case ``index`` of the data set ``seed`` and write its four files; returns the CT path."""
+    cid = f"{prefix}-{index + 1:04d}"
+    case = make_case(case_seed(seed, index), shape=shape, spacing=spacing, case_id=cid)
+    _write_nrrd(case.partial, out / f"{cid}-seg.nrrd")
+    _write_nrrd(case.full, out / f"{cid}-full.nrrd")
+    info = {
+        "case_id": cid,
+        "seed": case_seed(seed, index),
+        "dataset_seed": int(seed),
+        "index": index,
+        "contrast": bool(case.ct.meta.get("contrast", False)),
+        "spacing": list(case.ct.spacing),
+        "origin": list(case.ct.origin),
+        "shape_zyx": list(case.ct.shape),
+        "nodes": case.nodes,
+    }
+    atomic_write_text(out / f"{cid}-nodes.json", json.dumps(info, indent=1))
+    ct_path = out / f"{cid}-ct.nrrd"
+    _write_nrrd(case.ct, ct_path)
+    return ct_path
+
+
 def write_dataset(
     out: str | Path,
     n_cases: int,
@@ -36,6 +59,7 @@ def write_dataset(
     progress: Callable[[float, str], None] | None = None,
     prefix: str = "lnq2023-train",
     cancel: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``n_cases`` phantom cases to ``out`` in the LNQ layout; returns the CT paths.
 
@@ -43,6 +67,7 @@ def write_dataset(
     ``-full.nrrd`` (complete truth) and ``-nodes.json``. Case i is drawn from ``case_seed(seed, i)``.
     Each file is written atomically and the CT last, so a CT on disk always has its companions.
     ``cancel()`` returning True stops between cases with `Cancelled` (finished cases stay).
+    ``workers`` > 1 draws cases in that many processes; the files are the same.
     """
     out = Path(out)
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
@@ -59,31 +84,29 @@ def write_dataset(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LNQError(f"cannot create output folder {out}: {exc.strerror}; choose another path") from None
-    paths = []
-    for i in range(n_cases):
-        cid = f"{prefix}-{i + 1:04d}"
+    args = [(out, prefix, int(seed), i, shape, spacing) for i in range(n_cases)]
+    paths: list[Path] = []
+    if workers > 1 and n_cases > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, n_cases), mp_context=context) as pool:
+            futures = [pool.submit(write_case, *a) for a in args]
+            for i, future in enumerate(futures):
+                if cancel is not None and cancel():
+                    pool.shutdown(cancel_futures=True)
+                    raise Cancelled(f"phantom data set stopped after {i} of {n_cases} cases")
+                paths.append(future.result())
+                if progress:
+                    progress((i + 1) / n_cases, f"case {i + 1}/{n_cases}")
+        return paths
+    for i, a in enumerate(args):
         if cancel is not None and cancel():
             raise Cancelled(f"phantom data set stopped after {i} of {n_cases} cases")
         if progress:
             progress(i / n_cases, f"case {i + 1}/{n_cases}")
-        case = make_case(case_seed(seed, i), shape=shape, spacing=spacing, case_id=cid)
-        _write_nrrd(case.partial, out / f"{cid}-seg.nrrd")
-        _write_nrrd(case.full, out / f"{cid}-full.nrrd")
-        info = {
-            "case_id": cid,
-            "seed": case_seed(seed, i),
-            "dataset_seed": int(seed),
-            "index": i,
-            "contrast": bool(case.ct.meta.get("contrast", False)),
-            "spacing": list(case.ct.spacing),
-            "origin": list(case.ct.origin),
-            "shape_zyx": list(case.ct.shape),
-            "nodes": case.nodes,
-        }
-        atomic_write_text(out / f"{cid}-nodes.json", json.dumps(info, indent=1))
-        ct_path = out / f"{cid}-ct.nrrd"
-        _write_nrrd(case.ct, ct_path)
-        paths.append(ct_path)
+        paths.append(write_case(*a))
     if progress:
         progress(1.0, f"{n_cases} cases")
     return paths

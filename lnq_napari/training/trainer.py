@@ -116,19 +116,45 @@ def find_pairs(data_dir: str | Path) -> list[tuple[str, Path, Path]]:
     return pairs
 
 
-def load_training_cases(data_dir: str | Path, naive: bool = False, states_options: dict | None = None,
-                        progress: Callable[[float, str], None] | None = None) -> list[TrainingCase]:
-    """Read an LNQ-layout folder into training cases with label states (or naive states)."""
+def _load_case(case_id: str, ct_path: Path, seg_path: Path, naive: bool,
+               states_options: dict | None) -> TrainingCase:
     from lnq_napari.training.labels import label_states, naive_states
 
+    ct, seg = _read_pair(ct_path, seg_path)
+    states = naive_states(seg) if naive else label_states(ct, seg, options=states_options)
+    return TrainingCase(case_id, ct, states)
+
+
+def load_training_cases(data_dir: str | Path, naive: bool = False, states_options: dict | None = None,
+                        progress: Callable[[float, str], None] | None = None,
+                        workers: int | None = None) -> list[TrainingCase]:
+    """Read an LNQ-layout folder into training cases with label states (or naive states).
+
+    Cases are read in ``workers`` processes (default: up to 4, one per CPU); the order is the folder's.
+    """
     pairs = find_pairs(data_dir)
-    cases = []
-    for k, (case_id, ct_path, seg_path) in enumerate(pairs):
-        ct, seg = _read_pair(ct_path, seg_path)
-        states = naive_states(seg) if naive else label_states(ct, seg, options=states_options)
-        cases.append(TrainingCase(case_id, ct, states))
-        if progress:
-            progress((k + 1) / len(pairs), f"read {case_id}")
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    workers = max(1, min(int(workers), len(pairs)))
+    args = [(cid, ct, seg, naive, states_options) for cid, ct, seg in pairs]
+    cases: list[TrainingCase] = []
+    if workers == 1:
+        results = (_load_case(*a) for a in args)
+        pool = None
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_load_case, *zip(*args))
+    try:
+        for case in results:
+            cases.append(case)
+            if progress:
+                progress(len(cases) / len(pairs), f"read {case.case_id}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return cases
 
 

@@ -1,0 +1,130 @@
+"""Train the bundled model (or the naive baseline) on phantom data: the recipe behind the shipped weights.
+
+    lnq-napari phantom /tmp/lnq-v3/train --cases 60 --seed 11
+    python benchmarks/train_bundled.py --probe 4.5 --share 2 --device cuda      # prints N
+    python benchmarks/train_bundled.py --data /tmp/lnq-v3/train --out /tmp/lnq-v3/ours --device cuda \
+        --iterations N [--stop-after 6] [--naive]
+
+Same network, label states and loss as ``lnq-napari train``; larger patches and batches than its CPU
+defaults. ``--probe M`` times a few optimiser steps and a patch batch and prints how many iterations
+fill M minutes when ``--share`` K runs share the device. ``--stop-after`` stops a run that overruns,
+with its last checkpoint saved. Prints the iterations, the time and the final loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _probe_rate(config: dict, device: str, share: int) -> float:
+    """Iterations per second: timed optimiser steps on random data plus timed patch sampling."""
+    import torch
+
+    from lnq_napari.model.network import build_network
+    from lnq_napari.training.losses import masked_dice_ce
+    from lnq_napari.training.sampler import PatchSampler, PatchSource
+    from lnq_napari.training.trainer import resolve_device
+
+    dev = resolve_device(device)
+    tcfg = config["train"]
+    batch, patch = int(tcfg["batch_size"]), tuple(tcfg["patch_size"])
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(100, 160, 200)).astype(np.float32)
+    states = rng.integers(-1, 2, size=image.shape).astype(np.int8)
+    sampler = PatchSampler([PatchSource.build("probe", image, states, rng)], patch, 0.5, -2.0, rng)
+    sample_times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        sampler.sample(batch)
+        sample_times.append(time.perf_counter() - t)
+    net = build_network(config["architecture"]["name"], config["architecture"]["kwargs"]).to(dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    x = torch.randn(batch, 1, *patch, device=dev)
+    s = torch.randint(-1, 2, (batch, 1, *patch), device=dev, dtype=torch.int8)
+    amp = dev.type == "cuda"
+    step_times = []
+    for k in range(15):
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            loss = masked_dice_ce(net(x).float(), s, 1.0)
+        loss.backward()
+        opt.step()
+        float(loss.detach())
+        if k >= 5:
+            step_times.append(time.perf_counter() - t)
+    t_step, t_sample = statistics.median(step_times), statistics.median(sample_times)
+    print(f"probe: step {t_step * 1000:.1f} ms, batch sampling {t_sample * 1000:.1f} ms", file=sys.stderr)
+    return 1.0 / (t_step * max(share, 1) + t_sample)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data")
+    parser.add_argument("--out")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--probe", type=float, default=None, metavar="MINUTES",
+                        help="print the iterations that fill this many minutes, then exit")
+    parser.add_argument("--share", type=int, default=1, help="runs sharing the device (for --probe)")
+    parser.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
+                        help="stop training after this many minutes (checkpoint saved)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--patch", default="32,96,96", help="z,y,x voxels at the model spacing")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None, help="processes reading cases")
+    parser.add_argument("--naive", action="store_true", help="unlabelled voxels = background (baseline)")
+    args = parser.parse_args(argv)
+    from lnq_napari.errors import Cancelled
+    from lnq_napari.training.trainer import DEFAULT_CONFIG, _merge, load_training_cases, train_model
+
+    overrides = {"naive": args.naive, "train": {
+        "batch_size": args.batch_size, "patch_size": [int(p) for p in args.patch.split(",")], "lr": args.lr}}
+    if args.probe is not None:
+        rate = _probe_rate(_merge(DEFAULT_CONFIG, overrides), args.device, args.share)
+        print(f"estimated {rate:.2f} it/s per run", file=sys.stderr)
+        print(max(50, int(rate * args.probe * 60)))
+        return 0
+    if not (args.data and args.out and args.iterations):
+        parser.error("give --data, --out and --iterations (or --probe MINUTES)")
+    t0 = time.time()
+    cases = load_training_cases(args.data, naive=args.naive, workers=args.workers)
+    print(f"read {len(cases)} cases in {time.time() - t0:.0f} s", flush=True)
+    iterations = args.iterations
+    deadline = None if args.stop_after is None else time.time() + args.stop_after * 60
+
+    last = [time.time()]
+
+    def progress(fraction: float, message: str) -> None:
+        if time.time() - last[0] > 20 or fraction >= 1.0:
+            last[0] = time.time()
+            print(f"{time.time() - t0:6.0f} s  {message}", flush=True)
+
+    t1 = time.time()
+    try:
+        train_model(cases, args.out, iterations, device=args.device, seed=args.seed, config=overrides,
+                    progress=progress, checkpoint_every=500,
+                    cancel=(lambda: time.time() > deadline) if deadline else None)
+        stopped = False
+    except Cancelled as exc:
+        print(f"deadline: {exc}", flush=True)
+        stopped = True
+    cfg = json.loads((Path(args.out) / "config.json").read_text())
+    done = cfg["training"].get("completed_iterations")
+    print(f"trained {done}/{iterations} iterations in {time.time() - t1:.0f} s "
+          f"({'stopped at the deadline' if stopped else 'schedule complete'}), "
+          f"final loss {cfg['training'].get('final_loss_ema')}, version {cfg['version']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
