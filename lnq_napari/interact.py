@@ -200,6 +200,33 @@ def node_from_click(
     return mask
 
 
+def peak_along_ray(probabilities: np.ndarray, start_zyx: Sequence[float], end_zyx: Sequence[float],
+                   labels: np.ndarray | None = None, min_prob: float = 0.1) -> tuple[float, ...] | None:
+    """The index point of highest probability on the segment start-end (a click in a 3D view): the
+    middle of the run of samples near the peak, so the point lies inside the node, not on its edge.
+
+    Voxels already labelled in ``labels`` do not count (an add click looks for a missed node). None when
+    no sample reaches ``min_prob``: the click ran past anything the model saw as node-like.
+    """
+    start, end = np.asarray(start_zyx, dtype=float), np.asarray(end_zyx, dtype=float)
+    n = int(np.ceil(2.0 * np.linalg.norm(end - start))) + 1  # half-voxel steps
+    pts = start + np.linspace(0.0, 1.0, n)[:, None] * (end - start)
+    idx = np.clip(np.round(pts).astype(int), 0, np.asarray(probabilities.shape) - 1)
+    values = np.asarray(probabilities[idx[:, 0], idx[:, 1], idx[:, 2]], dtype=np.float32)
+    if labels is not None:
+        values[np.asarray(labels[idx[:, 0], idx[:, 1], idx[:, 2]]) > 0] = 0.0
+    best = int(np.argmax(values))
+    if values[best] < min_prob:
+        return None
+    near = values >= 0.9 * values[best]
+    lo, hi = best, best
+    while lo > 0 and near[lo - 1]:
+        lo -= 1
+    while hi < len(near) - 1 and near[hi + 1]:
+        hi += 1
+    return tuple(float(v) for v in idx[(lo + hi) // 2])
+
+
 def component_at(
     labels: np.ndarray,
     point_zyx: Sequence[float],
@@ -258,11 +285,15 @@ def suggest_candidates(
     high: float = 0.5,
     min_volume_mm3: float = 50.0,
     max_candidates: int = 50,
+    hu: np.ndarray | None = None,
+    max_mean_hu: float | None = None,
 ) -> list[dict]:
     """Candidate nodes the model is unsure of, best first.
 
     A candidate is a connected region where ``low <= probability`` that the mask leaves out and that
-    does not touch a masked node (so fringes of accepted nodes are not suggested). Each dict has
+    does not touch a masked node (so fringes of accepted nodes are not suggested). With ``hu`` (the CT
+    on the same grid) and ``max_mean_hu``, regions brighter on average are left out: the model's
+    post-processing rejects them as bone or enhanced vessel, whatever their probability. Each dict has
     ``rank, score, max_prob, mean_prob, uncertain`` (max_prob < ``high``), ``voxels, volume_mm3,
     center_zyx`` (voxel index) and ``center_xyz_mm`` (LPS). Score = max probability x equivalent
     diameter in mm.
@@ -287,6 +318,8 @@ def suggest_candidates(
             continue
         if (ndimage.binary_dilation(local) & masked[box]).any():
             continue  # touches a masked node: a fringe, not a candidate
+        if hu is not None and max_mean_hu is not None and float(hu[box][local].mean()) > max_mean_hu:
+            continue  # too bright to be a node
         p = prob[box][local]
         max_prob = float(p.max())
         center = np.argwhere(local).mean(axis=0) + np.array([b.start for b in box])

@@ -142,6 +142,11 @@ def test_suggestions_rank_uncertain_components_outside_the_mask():
     assert rows[0]["uncertain"] and rows[0]["max_prob"] == pytest.approx(0.4)
     assert rows[0]["center_xyz_mm"] == pytest.approx((20 * 0.8, 20 * 0.8, 30.0))
     assert suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=1e6) == []
+    hu = np.zeros(shape, np.float32)
+    hu[big] = 300.0  # e.g. an enhanced vessel: post-processing would drop it, so no suggestion either
+    bright = suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=20.0, hu=hu,
+                                max_mean_hu=100)
+    assert [r["center_zyx"] for r in bright] == [(10, 45, 45)]
 
 
 def test_probable_region_is_the_component_at_the_point():
@@ -156,3 +161,15 @@ def test_probable_region_is_the_component_at_the_point():
     assert full.sum() == 3 * 10 * 10 - 10 and not full[:, 25:, 25:].any() and not (full & (labels > 0)).any()
     _, none = probable_region_at(prob, (0, 0, 0), (3.0, 1.0, 1.0))
     assert not none.any()
+
+
+def test_peak_along_ray_finds_the_unlabelled_node_the_ray_crosses():
+    from lnq_napari.interact import peak_along_ray
+
+    prob = np.zeros((20, 30, 30), np.float32)
+    prob[4:7, 10:13, 10:13] = 0.9  # already a node
+    prob[12:15, 10:13, 10:13] = 0.4  # missed, further along the same ray
+    labels = (prob > 0.5).astype(np.uint8)
+    assert peak_along_ray(prob, (0, 11, 11), (19, 11, 11), labels=labels) == (13.0, 11.0, 11.0)
+    assert peak_along_ray(prob, (0, 11, 11), (19, 11, 11)) == (5.0, 11.0, 11.0)
+    assert peak_along_ray(prob, (0, 25, 25), (19, 25, 25), labels=labels) is None  # nothing on this ray

@@ -60,7 +60,7 @@ class ClickTool:
     def click(self, world_position, action: str, dims_displayed=(1, 2), view_direction=None) -> str:
         """Apply ``action`` at a world position; returns (and reports) what happened."""
         try:
-            return self._click(world_position, action, dims_displayed, view_direction)
+            return self._click(world_position, action, list(dims_displayed), view_direction)
         except LNQError as exc:  # e.g. no CT under the node layer: say so in the widget
             return self._say(str(exc))
 
@@ -89,15 +89,31 @@ class ClickTool:
         return self._say(f"removed node {node}" if node else "no node at the click")
 
     def _click_3d(self, session, world_position, action, dims_displayed, view_direction) -> str:
+        if action == "add":
+            return self._add_along_ray(session, world_position, dims_displayed, view_direction)
         if action != "remove":
-            return (
-                self._say("adding works in the 2D view; removing works in 3D too") if action == "add" else ""
-            )
+            return ""
         value = session.nodes.get_value(
             world_position, view_direction=view_direction, dims_displayed=dims_displayed, world=True
         )
         node = session.remove_node_id(int(value or 0))
         return self._say(f"removed node {node}" if node else "no node along the click")
+
+    def _add_along_ray(self, session, world_position, dims_displayed, view_direction) -> str:
+        """3D add: the node is where the model's probability peaks along the clicked ray."""
+        from lnq_napari.interact import peak_along_ray
+
+        prob = session.probabilities
+        start, end = session.nodes.get_ray_intersections(
+            world_position, view_direction, dims_displayed, world=True
+        )
+        if prob is None or start is None or end is None:
+            return self._say("adding in 3D needs a prediction; without one, add the node in the 2D view")
+        point = peak_along_ray(prob, start, end, labels=session.nodes.data)
+        if point is None:
+            return self._say("no node-like tissue along the click; add it in the 2D view")
+        node = session.add_node_at(point)
+        return self._say(f"added node {node}" if node else "no node-like tissue along the click")
 
     def _say(self, message: str) -> str:
         self.report(message)

@@ -72,6 +72,7 @@ class StandInPredictor:
     def __init__(self, case, missed: int, unsure: int, delay: float = 0.0) -> None:
         self.case, self.missed, self.unsure, self.delay = case, missed, unsure, delay
         self.calls = 0
+        self.config = {"inference": {"max_mean_hu": 100.0}}  # as the bundled model's
 
     def predict(self, ct, progress=None, cancel=None):
         from lnq_napari.errors import Cancelled

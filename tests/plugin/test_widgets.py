@@ -270,3 +270,36 @@ def test_add_without_a_ct_says_what_to_do(make_napari_viewer, phantom_files, aut
     assert message.startswith("no CT layer") and "open the CT" in message
     node = np.argwhere(seg.data > 0)[0]
     assert tool.click(seg.data_to_world(node), "remove").startswith("removed node")
+
+
+def test_segment_warm_up_names_modules_that_import():
+    import importlib
+
+    from lnq_napari.plugin.widgets.segment import PREDICTION_MODULES
+
+    for name in PREDICTION_MODULES:  # a wrong name would end the warm-up early and freeze the first run
+        assert importlib.import_module(name) is not None
+
+
+def test_add_click_in_the_3d_view_follows_the_ray_to_the_node(
+    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir
+):
+    viewer = make_napari_viewer()
+    _open_case(viewer, phantom_files)
+    widgets = _predict(qtbot, viewer, stand_in)
+    viewer.dims.ndisplay = 3
+    tool, nodes = widgets["Correct"].tool, viewer.layers["nodes"]
+    inst = np.asarray(phantom_files.case.instances.array)
+    before = int(nodes.data.max())
+    centre = _centre_index(phantom_files.case, stand_in.unsure)  # probability 0.35, not in the mask
+    # a ray along z through the node's centre, clicked from above the volume
+    world = nodes.data_to_world(np.array([-5.0, centre[1], centre[2]]))
+    message = tool.click(world, "add", dims_displayed=(0, 1, 2), view_direction=(1.0, 0.0, 0.0))
+    assert message == f"added node {before + 1}"
+    added, truth = nodes.data == before + 1, inst == stand_in.unsure
+    assert 2 * (added & truth).sum() / (added.sum() + truth.sum()) > 0.7
+    # a ray through air finds nothing and changes nothing
+    snapshot = nodes.data.copy()
+    corner = nodes.data_to_world(np.array([-5.0, 1.0, 1.0]))
+    message = tool.click(corner, "add", dims_displayed=(0, 1, 2), view_direction=(1.0, 0.0, 0.0))
+    assert message.startswith("no node-like tissue") and np.array_equal(nodes.data, snapshot)

@@ -34,7 +34,9 @@ def predict_case(predictor, ct, progress=None, cancel=None) -> tuple:
 
     prediction = predictor.predict(ct, progress=progress, cancel=cancel)
     labels = label_nodes(np.asarray(prediction.mask.array))
-    candidates = suggest_candidates(prediction.probabilities, prediction.mask)
+    limit = predictor.config.get("inference", {}).get("max_mean_hu")
+    candidates = suggest_candidates(prediction.probabilities, prediction.mask, hu=np.asarray(ct.array),
+                                    max_mean_hu=limit)
     return (
         labels,
         np.asarray(prediction.probabilities.array, dtype=np.float32),
@@ -43,11 +45,20 @@ def predict_case(predictor, ct, progress=None, cancel=None) -> tuple:
     )
 
 
+PREDICTION_MODULES = (
+    "torch", "safetensors.torch", "SimpleITK", "scipy.ndimage", "scipy.spatial", "skimage.morphology",
+    "skimage.segmentation", "pandas", "lnq_napari.inference", "lnq_napari.interact", "lnq_napari.quantify",
+)
+
+
 def _import_inference() -> None:
-    """Import the inference stack (torch, MONAI) ahead of the first prediction."""
+    """Import what a prediction and its display use, ahead of the first prediction.
+
+    A first import holds Python's lock for up to seconds; done in the worker it would freeze the viewer.
+    """
     import importlib
 
-    for name in ("lnq_napari.inference", "monai.inferers"):
+    for name in PREDICTION_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:  # reported when a prediction is asked for
