@@ -76,7 +76,7 @@ def main() -> None:
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
         timer.start()
         t0 = time.perf_counter()
-        while segment.warm_up.is_alive():  # the widget imports the prediction stack in the background on opening
+        while segment.warm_up.is_alive():  # the widget imports in the background on opening
             app.processEvents()
             time.sleep(0.001)
         warm = np.diff(np.asarray(ticks)) * 1000.0 - 20.0
