@@ -1,0 +1,53 @@
+"""Remake ``review-bundled.png``: the demo phantom case in napari after Find nodes with the bundled model.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshot.py [OUT.png]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("review-bundled.png")
+    from qtpy.QtWidgets import QApplication
+
+    from lnq_napari import api
+    from lnq_napari.api import DEMO_SEED
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.phantom import make_case
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ct_path = write_volume(Path(tmp) / "lnq2023-demo-0001-ct.nrrd",
+                               make_case(DEMO_SEED, case_id="lnq2023-demo-0001").ct)
+        viewer = api.view(ct_path)
+        viewer.window._qt_window.resize(1600, 1000)
+        app = QApplication.instance()
+        segment = viewer.window.dock_widgets["Segment"]
+        while segment.warm_up.is_alive():
+            app.processEvents()
+            time.sleep(0.01)
+        segment.run()
+        while segment.worker is not None:
+            app.processEvents()
+            time.sleep(0.02)
+        nodes = viewer.layers["nodes"]
+        counts = np.bincount(np.asarray(nodes.data).ravel())
+        if len(counts) > 1:  # show the slice through the middle of the largest predicted node
+            z = np.nonzero(nodes.data == int(np.argmax(counts[1:])) + 1)[0]
+            viewer.dims.set_point(0, nodes.data_to_world([float(np.median(z)), 0, 0])[0])
+        for _ in range(100):
+            app.processEvents()
+            time.sleep(0.02)
+        viewer.screenshot(str(out), canvas_only=False)
+        print(f"wrote {out}: {segment.status.text()!r}")
+        viewer.close()
+
+
+if __name__ == "__main__":
+    main()
