@@ -275,12 +275,16 @@ class Workspace:
                 return prov
         raise LNQError(f"case {case!r} has no label version {version!r}; see `versions({case!r})`")
 
+    def label_path(self, case: str, version: str) -> Path:
+        """The file of one label version."""
+        return self._label_dir(case) / self.version_info(case, version)["file"]
+
     def read_labels(self, case: str, version: str) -> Volume:
         """The label volume of one version."""
         from lnq_napari.io.readers import read_labels
 
         prov = self.version_info(case, version)
-        volume = read_labels(self._label_dir(case) / prov["file"])
+        volume = read_labels(self.label_path(case, version))
         volume.meta = {**volume.meta, "lnq_version": version, "lnq_source": prov["source"]}
         return volume
 

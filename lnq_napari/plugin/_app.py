@@ -13,8 +13,9 @@ def add_layers(viewer, layer_data: list[tuple]) -> list:
 
 
 def dock_widgets(viewer, model: str | None = None, workspace=None) -> dict:
-    """Dock Segment, Correct, Nodes and Save on the right; returns them by name."""
-    from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, SaveWidget, SegmentWidget
+    """Dock Segment, Correct, Nodes and Save on the right (and Review with a workspace); returns them
+    by name."""
+    from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, ReviewWidget, SaveWidget, SegmentWidget
 
     widgets = {
         "Segment": SegmentWidget(viewer, model=model),
@@ -22,27 +23,22 @@ def dock_widgets(viewer, model: str | None = None, workspace=None) -> dict:
         "Nodes": NodesWidget(viewer),
         "Save": SaveWidget(viewer, workspace=workspace),
     }
+    if workspace is not None:
+        widgets["Review"] = ReviewWidget(viewer, workspace=workspace)
     for name, widget in widgets.items():
         viewer.window.add_dock_widget(widget, name=name, area="right")
     return widgets
 
 
-def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show: bool = True):
-    """A napari viewer with ``ct`` (and ``seg`` as the node layer) opened and all widgets docked.
+def read_case(ct=None, seg=None) -> tuple:
+    """Reader-style layer data ``(ct_data, seg_data)`` of a CT and its labels (either may be None).
 
-    Files are read before any window opens, so a bad path fails fast with an LNQError.
+    Raises LNQError on a bad file before anything reaches a viewer.
     """
-    import napari
-
     from lnq_napari.plugin._layers import volume_from
     from lnq_napari.plugin._reader import labels_layer_data, read_layer
-    from lnq_napari.plugin._session import NODES_NAME, WORKSPACE_KEY, NodeSession
+    from lnq_napari.plugin._session import NODES_NAME
 
-    ws = None
-    if workspace is not None:
-        from lnq_napari.workspace import Workspace
-
-        ws = Workspace.open(workspace)
     ct_data = read_layer(ct) if ct is not None else None
     if ct_data is not None and ct_data[2] != "image":
         raise LNQError(f"{Path(ct).name} looks like a label file; pass the CT first and labels with --seg")
@@ -52,15 +48,42 @@ def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show
 
         reference = volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
         seg_data = labels_layer_data(read_labels(seg, reference=reference), name=NODES_NAME, source=seg)
+    return ct_data, seg_data
 
-    viewer = viewer or napari.Viewer(title="lnq-napari", show=show)
-    ct_layer = None
+
+def add_case(viewer, ct_data=None, seg_data=None, workspace=None) -> tuple:
+    """Add :func:`read_case` data to ``viewer``: the CT and the editable "nodes" layer with its session.
+
+    ``workspace`` (a Workspace) makes Save and autosave of this case write there.
+    Returns ``(ct_layer, nodes_layer)``, either None when not given.
+    """
+    from lnq_napari.plugin._session import WORKSPACE_KEY, NodeSession
+
+    ct_layer = nodes = None
     if ct_data is not None:
         (ct_layer,) = add_layers(viewer, [ct_data])
-        if ws is not None:
-            ct_layer.metadata[WORKSPACE_KEY] = str(ws.root)
+        if workspace is not None:
+            ct_layer.metadata[WORKSPACE_KEY] = str(workspace.root)
     if seg_data is not None:
         (nodes,) = add_layers(viewer, [seg_data])
-        NodeSession(nodes, ct_layer, workspace=ws.root if ws is not None else None)
+        NodeSession(nodes, ct_layer, workspace=workspace.root if workspace is not None else None)
+    return ct_layer, nodes
+
+
+def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show: bool = True):
+    """A napari viewer with ``ct`` (and ``seg`` as the node layer) opened and all widgets docked.
+
+    Files are read before any window opens, so a bad path fails fast with an LNQError.
+    """
+    import napari
+
+    ws = None
+    if workspace is not None:
+        from lnq_napari.workspace import Workspace
+
+        ws = Workspace.open(workspace)
+    ct_data, seg_data = read_case(ct, seg)
+    viewer = viewer or napari.Viewer(title="lnq-napari", show=show)
+    add_case(viewer, ct_data, seg_data, workspace=ws)
     dock_widgets(viewer, model=model, workspace=ws)  # then reachable as viewer.window.dock_widgets[name]
     return viewer

@@ -32,6 +32,7 @@ class NodeSession:
         self.workspace = workspace or (ct.metadata.get(WORKSPACE_KEY) if ct is not None else None)
         self.suggestions = None
         self.edits = 0
+        self.saved_edits = 0  # ``edits`` at the last Save
         self.listeners: list[Callable[[], None]] = []
         self._ct_cache: tuple[int, Volume] | None = None
         nodes.metadata[SESSION_KEY] = self

@@ -1,8 +1,9 @@
-"""Dock widgets: Segment, Correct, Nodes, Save. Each is a thin QWidget over the core and the session."""
+"""Dock widgets: Segment, Correct, Nodes, Save, Review: thin QWidgets over the core and the session."""
 
 from lnq_napari.plugin.widgets.correct import CorrectWidget
 from lnq_napari.plugin.widgets.nodes import NodesWidget
+from lnq_napari.plugin.widgets.review import ReviewWidget
 from lnq_napari.plugin.widgets.save import SaveWidget
 from lnq_napari.plugin.widgets.segment import SegmentWidget
 
-__all__ = ["SegmentWidget", "CorrectWidget", "NodesWidget", "SaveWidget"]
+__all__ = ["SegmentWidget", "CorrectWidget", "NodesWidget", "SaveWidget", "ReviewWidget"]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
+
+
+class ProgressSignal(QObject):
+    """``changed(fraction, message)``: emitted from a worker thread, delivered on the GUI thread."""
+
+    changed = Signal(float, str)
 
 
 def compact(widget: QWidget) -> None:

@@ -75,8 +75,14 @@ class SaveWidget(QWidget):
             "edits": session.edits,
             "nodes": int(np.unique(session.nodes.data[session.nodes.data > 0]).size),
         }
+        workspace = self.workspace
+        if workspace is None and session.workspace is not None:  # a case opened from a workspace
+            from lnq_napari.workspace import Workspace
+
+            workspace = Workspace.open(session.workspace)
         path = save_label_version(
-            session.labels_volume(), self.target_folder(), session.case, provenance, workspace=self.workspace
+            session.labels_volume(), self.target_folder(), session.case, provenance, workspace=workspace
         )
+        session.saved_edits = session.edits
         self.status.setText(f"saved {path}")
         return path

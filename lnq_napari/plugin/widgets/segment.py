@@ -6,7 +6,6 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -19,7 +18,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from lnq_napari.plugin.widgets._common import LayerCombo, compact
+from lnq_napari.plugin.widgets._common import LayerCombo, ProgressSignal, compact
 
 
 def default_predictor_factory(model: str | None, device: str):
@@ -65,10 +64,6 @@ def _import_inference() -> None:
             return
 
 
-class _Progress(QObject):
-    changed = Signal(float, str)  # emitted from the worker thread, delivered on the GUI thread
-
-
 class SegmentWidget(QWidget):
     """CT layer + model folder -> "nodes" Labels and "suggestions" Points, computed off the GUI thread."""
 
@@ -100,7 +95,7 @@ class SegmentWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
-        self._signals = _Progress()
+        self._signals = ProgressSignal()
         self._signals.changed.connect(self._show_progress)
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction

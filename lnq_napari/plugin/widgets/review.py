@@ -1,0 +1,233 @@
+"""Review: a workspace's queue of cases worth reviewing next (open one in a click) and fine-tuning.
+
+Both long jobs run in napari thread workers with a progress bar and Cancel; the widget only forwards
+to :func:`lnq_napari.api.next_cases` and :func:`lnq_napari.api.finetune`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.plugin.widgets._common import ProgressSignal, compact
+
+STRATEGIES = ("uncertainty", "random", "disagreement", "nodes")
+
+
+class ReviewWidget(QWidget):
+    """Workspace folder -> ranked review queue, Open case, Fine-tune (progress, Cancel)."""
+
+    def __init__(self, napari_viewer, workspace=None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.rows: list[dict] = []
+        self.worker, self._cancel = None, threading.Event()
+        self.folder = QLineEdit(str(getattr(workspace, "root", workspace or "")))
+        self.folder.setPlaceholderText("workspace folder (lnq-napari workspace init)")
+        browse = QPushButton("...")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        self.strategy = QComboBox()
+        self.strategy.addItems(STRATEGIES)
+        self.count = QSpinBox()
+        self.count.setRange(1, 100)
+        self.count.setValue(5)
+        self.rank_button = QPushButton("Rank cases")
+        self.rank_button.clicked.connect(self.rank)
+        self.queue = QListWidget()
+        self.queue.setMaximumHeight(110)
+        self.queue.itemDoubleClicked.connect(lambda item: self.open_selected())
+        self.open_button = QPushButton("Open case")
+        self.open_button.clicked.connect(self.open_selected)
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 100000)
+        self.iterations.setValue(200)
+        self.finetune_button = QPushButton("Fine-tune")
+        self.finetune_button.clicked.connect(self.finetune)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self._signals = ProgressSignal()
+        self._signals.changed.connect(self._show_progress)
+
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("workspace"))
+        row.addWidget(self.folder, 1)
+        row.addWidget(browse)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.strategy, 1)
+        row.addWidget(self.count)
+        row.addWidget(self.rank_button)
+        layout.addLayout(row)
+        layout.addWidget(self.queue)
+        layout.addWidget(self.open_button)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("iterations"))
+        row.addWidget(self.iterations)
+        row.addWidget(self.finetune_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        compact(self)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Workspace folder")
+        if folder:
+            self.folder.setText(folder)
+
+    def workspace(self):
+        """The open :class:`~lnq_napari.workspace.Workspace` (LNQError when the folder is not one)."""
+        from lnq_napari.workspace import Workspace
+
+        text = self.folder.text().strip()
+        if not text:
+            raise LNQError("choose a workspace folder first (`lnq-napari workspace init` makes one)")
+        return Workspace.open(text)
+
+    # --- long jobs in a worker ----------------------------------------------------------------------
+    def _start(self, body, on_done, busy: str):
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            return self.worker
+        self._cancel.clear()
+        connect = {"returned": on_done, "errored": self._failed, "finished": self._finished}
+        self.worker = create_worker(body, _connect=connect, _start_thread=False)
+        for button in (self.rank_button, self.open_button, self.finetune_button):
+            button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText(busy)
+        self.worker.start()
+        return self.worker
+
+    def rank(self):
+        """Rank the workspace's uncorrected cases; returns the worker (None when nothing ran)."""
+        from lnq_napari import api
+
+        try:
+            root = self.workspace().root
+        except LNQError as exc:
+            self.status.setText(str(exc))
+            return None
+        strategy, n = self.strategy.currentText(), self.count.value()
+        emit = self._signals.changed.emit
+        cancel = self._cancel.is_set
+
+        def progress(fraction: float, message: str = "") -> None:
+            if cancel():
+                raise Cancelled("ranking cancelled")
+            emit(fraction, message)
+
+        return self._start(lambda: api.next_cases(root, n=n, strategy=strategy, progress=progress),
+                           self._show_queue, "ranking cases ...")
+
+    def finetune(self):
+        """Fine-tune the workspace's active model on its corrections; returns the worker."""
+        from lnq_napari import api
+
+        try:
+            root = self.workspace().root
+        except LNQError as exc:
+            self.status.setText(str(exc))
+            return None
+        iterations = self.iterations.value()
+        return self._start(
+            lambda: api.finetune(root, iterations=iterations, progress=self._signals.changed.emit,
+                                 cancel=self._cancel.is_set),
+            self._show_finetune, "fine-tuning ...",
+        )
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self.status.setText("cancelling ...")
+
+    # --- results on the GUI thread ------------------------------------------------------------------
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
+        if message:
+            self.status.setText(message)
+
+    def _show_queue(self, rows: list[dict]) -> None:
+        self.rows = rows
+        self.queue.clear()
+        for r in rows:
+            self.queue.addItem(f"{r['rank']}. {r['case']}  score {r['score']:.3f}, "
+                               f"{r['uncertain_nodes']} unsure of {r['predicted_nodes']} nodes")
+        if rows:
+            self.queue.setCurrentRow(0)
+        self.progress.setValue(100)
+        self.status.setText(f"{len(rows)} cases to review, best first" if rows else "nothing left to review")
+
+    def _show_finetune(self, result: dict) -> None:
+        self.progress.setValue(100)
+        state = "activated" if result["activated"] else "kept the previous model"
+        self.status.setText(f"{result['new_version']}: {state} ({result['reason']})")
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, Cancelled):
+            self.status.setText("cancelled (`lnq-napari finetune --resume` continues a cancelled fine-tune)")
+        else:
+            self.status.setText(f"failed: {exc}")
+
+    def _finished(self) -> None:
+        self.worker = None
+        for button in (self.rank_button, self.open_button, self.finetune_button):
+            button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    # --- open a case --------------------------------------------------------------------------------
+    def open_selected(self) -> Path | None:
+        """Open the selected queue case; returns its CT path (None when nothing was opened)."""
+        index = self.queue.currentRow()
+        if not 0 <= index < len(self.rows):
+            self.status.setText("rank the cases, then pick one")
+            return None
+        return self.open_case(self.rows[index]["case"])
+
+    def open_case(self, case: str) -> Path | None:
+        """Replace the viewer's case with ``case`` from the workspace: its CT and newest labels
+        (correction, else prediction, else the original). Refuses while the open case has unsaved edits."""
+        from lnq_napari.plugin._app import add_case, read_case
+        from lnq_napari.plugin._layers import ROLE_KEY
+        from lnq_napari.plugin._session import SESSION_KEY
+
+        try:
+            ws = self.workspace()
+            unsaved = [ly.name for ly in self.viewer.layers
+                       if (s := ly.metadata.get(SESSION_KEY)) is not None and s.edits > s.saved_edits]
+            if unsaved:
+                raise LNQError(f"{unsaved[0]!r} has unsaved edits: Save them first (autosaved meanwhile)")
+            prov = ws.latest_version(case, ("correction", "prediction"))
+            seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
+            ct_data, seg_data = read_case(ws.ct_path(case), seg)
+        except LNQError as exc:
+            self.status.setText(str(exc))
+            return None
+        for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
+            self.viewer.layers.remove(layer)
+        add_case(self.viewer, ct_data, seg_data, workspace=ws)
+        self.status.setText(f"opened {case}" + (f" ({prov['source']} {prov['version']})" if prov else ""))
+        return ws.ct_path(case)

@@ -1,0 +1,112 @@
+"""The Review widget on a real viewer: rank a workspace, open a case, guard unsaved edits, save into the
+workspace, fine-tune with progress, cancel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari.plugin.widgets import ReviewWidget
+
+pytestmark = pytest.mark.gui
+
+SHAPE, SPACING = (16, 48, 48), (6.0, 6.0, 8.0)
+TINY = {
+    "architecture": {"kwargs": {"features": [4, 8, 16, 32]}},
+    "preprocessing": {"target_spacing": [6.0, 6.0, 8.0]},
+    "inference": {"patch_size": [8, 32, 32], "min_component_mm3": 0.0},
+    "train": {"patch_size": [8, 32, 32], "batch_size": 1, "warmup": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    import torch
+
+    from lnq_napari.phantom import write_dataset
+    from lnq_napari.training.trainer import load_training_cases, train_model
+    from lnq_napari.workspace import Workspace
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("review")
+    write_dataset(root / "data", 3, seed=8, shape=SHAPE, spacing=SPACING)
+    model = train_model(load_training_cases(root / "data", workers=1)[:1], root / "tiny", iterations=2,
+                        device="cpu", config=TINY)
+    ws = Workspace.init(root / "ws", root / "data")
+    ws.activate(ws.register_model(model, parent=None))
+    return ws
+
+
+def _wait(qtbot, widget, timeout=120000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autosave_dir):
+    viewer = make_napari_viewer()
+    review = ReviewWidget(viewer, workspace=workspace)
+    review.strategy.setCurrentText("uncertainty")
+    review.count.setValue(3)
+    assert review.rank() is not None
+    _wait(qtbot, review)
+    assert [r["case"] for r in review.rows] and review.queue.count() == len(review.rows) == 3
+    assert sorted(r["case"] for r in review.rows) == workspace.case_ids()
+    scores = [r["score"] for r in review.rows]
+    assert scores == sorted(scores, reverse=True) and review.progress.value() == 100
+
+    # one click opens the top case: its CT and its stored prediction as the editable node layer
+    first = review.rows[0]["case"]
+    assert review.open_selected() == workspace.ct_path(first)
+    nodes = viewer.layers["nodes"]
+    session = nodes.metadata["lnq_session"]
+    assert str(session.workspace) == str(workspace.root) and session.case == first
+    assert nodes.data.shape == SHAPE
+
+    # an unsaved edit blocks opening the next case; nothing is lost
+    nodes.data_setitem((np.array([8]), np.array([24]), np.array([24])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    assert session.edits > 0
+    second = review.rows[1]["case"]
+    assert review.open_case(second) is None and "unsaved edits" in review.status.text()
+    assert viewer.layers["nodes"] is nodes
+
+    # Save writes a correction into the workspace; then the next case opens in place of this one
+    from lnq_napari.plugin.widgets import SaveWidget
+
+    saved = SaveWidget(viewer).save()
+    assert saved is not None and saved.is_relative_to(workspace.root)
+    assert workspace.corrected_cases() == [first]
+    assert review.open_case(second) == workspace.ct_path(second)
+    assert [ly.name for ly in viewer.layers].count("nodes") == 1
+    assert viewer.layers["nodes"].metadata["lnq_session"].case == second
+
+    # fine-tune from the widget: progress, a registered version, the activation decision shown
+    before = len(workspace.models())
+    review.iterations.setValue(2)
+    assert review.finetune() is not None
+    assert not review.finetune_button.isEnabled() and review.cancel_button.isEnabled()
+    _wait(qtbot, review)
+    assert len(workspace.models()) == before + 1 and review.progress.value() == 100
+    assert ("activated" in review.status.text()) or ("kept the previous model" in review.status.text())
+    assert review.finetune_button.isEnabled()
+
+
+def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, workspace, tmp_path):
+    viewer = make_napari_viewer()
+    review = ReviewWidget(viewer)
+    assert review.rank() is None and "workspace" in review.status.text()
+    review.folder.setText(str(tmp_path / "nope"))
+    assert review.finetune() is None and review.worker is None
+    review.folder.setText(str(workspace.root))
+    if not workspace.corrected_cases():  # fine-tuning needs one correction
+        from lnq_napari.io.readers import read_labels
+
+        case = workspace.case_ids()[0]
+        labels = read_labels(workspace.seg_path(case), reference=workspace.read_ct(case))
+        workspace.add_label_version(case, labels, "correction", edits=1)
+    review.iterations.setValue(5000)
+    before = len(workspace.models())
+    review.finetune()
+    qtbot.waitUntil(lambda: review.progress.value() > 0, timeout=60000)
+    review.cancel()
+    _wait(qtbot, review)
+    assert review.status.text().startswith("cancelled") and len(workspace.models()) == before
