@@ -2,16 +2,72 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QComboBox, QSizePolicy, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QWidget,
+)
 
 
 class ProgressSignal(QObject):
     """``changed(fraction, message)``: emitted from a worker thread, delivered on the GUI thread."""
 
     changed = Signal(float, str)
+
+
+class WorkerWidget(QWidget):
+    """A dock widget that runs one job at a time in a worker: Cancel button, progress bar, status line
+    and a progress signal the worker may emit from its thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.worker, self._cancel = None, threading.Event()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self._signals = ProgressSignal()
+        self._signals.changed.connect(self._show_progress)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self.status.setText("cancelling ...")
+
+    def _show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
+        if message:
+            self.status.setText(message)
+
+
+def folder_row(label: str, edit: QLineEdit, title: str) -> QHBoxLayout:
+    """A row ``label [edit] [...]`` whose button picks a folder into ``edit``."""
+    browse = QPushButton("...")
+    browse.setMaximumWidth(30)
+
+    def pick() -> None:
+        folder = QFileDialog.getExistingDirectory(edit, title)
+        if folder:
+            edit.setText(folder)
+
+    browse.clicked.connect(pick)
+    row = QHBoxLayout()
+    row.addWidget(QLabel(label))
+    row.addWidget(edit, 1)
+    row.addWidget(browse)
+    return row
 
 
 def compact(widget: QWidget) -> None:

@@ -6,42 +6,34 @@ to :func:`lnq_napari.api.next_cases` and :func:`lnq_napari.api.finetune`.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from lnq_napari.errors import Cancelled, LNQError
-from lnq_napari.plugin.widgets._common import ProgressSignal, compact
+from lnq_napari.plugin.widgets._common import WorkerWidget, compact, folder_row
 
 STRATEGIES = ("uncertainty", "random", "disagreement", "nodes")
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(WorkerWidget):
     """Workspace folder -> ranked review queue, Open case, Fine-tune (progress, Cancel)."""
 
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.rows: list[dict] = []
-        self.worker, self._cancel = None, threading.Event()
         self.folder = QLineEdit(str(getattr(workspace, "root", workspace or "")))
         self.folder.setPlaceholderText("workspace folder (lnq-napari workspace init)")
-        browse = QPushButton("...")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
         self.strategy = QComboBox()
         self.strategy.addItems(STRATEGIES)
         self.count = QSpinBox()
@@ -59,22 +51,9 @@ class ReviewWidget(QWidget):
         self.iterations.setValue(200)
         self.finetune_button = QPushButton("Fine-tune")
         self.finetune_button.clicked.connect(self.finetune)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self._signals = ProgressSignal()
-        self._signals.changed.connect(self._show_progress)
 
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("workspace"))
-        row.addWidget(self.folder, 1)
-        row.addWidget(browse)
-        layout.addLayout(row)
+        layout.addLayout(folder_row("workspace", self.folder, "Workspace folder"))
         row = QHBoxLayout()
         row.addWidget(self.strategy, 1)
         row.addWidget(self.count)
@@ -92,11 +71,6 @@ class ReviewWidget(QWidget):
         layout.addWidget(self.status)
         compact(self)
 
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Workspace folder")
-        if folder:
-            self.folder.setText(folder)
-
     def workspace(self):
         """The open :class:`~lnq_napari.workspace.Workspace` (LNQError when the folder is not one)."""
         from lnq_napari.workspace import Workspace
@@ -105,6 +79,14 @@ class ReviewWidget(QWidget):
         if not text:
             raise LNQError("choose a workspace folder first (`lnq-napari workspace init` makes one)")
         return Workspace.open(text)
+
+    def _root(self) -> Path | None:
+        """The workspace folder, or None (and why, in the status line) when there is none."""
+        try:
+            return self.workspace().root
+        except LNQError as exc:
+            self.status.setText(str(exc))
+            return None
 
     # --- long jobs in a worker ----------------------------------------------------------------------
     def _start(self, body, on_done, busy: str):
@@ -127,10 +109,8 @@ class ReviewWidget(QWidget):
         """Rank the workspace's uncorrected cases; returns the worker (None when nothing ran)."""
         from lnq_napari import api
 
-        try:
-            root = self.workspace().root
-        except LNQError as exc:
-            self.status.setText(str(exc))
+        root = self._root()
+        if root is None:
             return None
         strategy, n = self.strategy.currentText(), self.count.value()
         emit = self._signals.changed.emit
@@ -148,10 +128,8 @@ class ReviewWidget(QWidget):
         """Fine-tune the workspace's active model on its corrections; returns the worker."""
         from lnq_napari import api
 
-        try:
-            root = self.workspace().root
-        except LNQError as exc:
-            self.status.setText(str(exc))
+        root = self._root()
+        if root is None:
             return None
         iterations = self.iterations.value()
         return self._start(
@@ -160,16 +138,7 @@ class ReviewWidget(QWidget):
             self._show_finetune, "fine-tuning ...",
         )
 
-    def cancel(self) -> None:
-        self._cancel.set()
-        self.status.setText("cancelling ...")
-
     # --- results on the GUI thread ------------------------------------------------------------------
-    def _show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
-        if message:
-            self.status.setText(message)
-
     def _show_queue(self, rows: list[dict]) -> None:
         self.rows = rows
         self.queue.clear()

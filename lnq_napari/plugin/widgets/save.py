@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from lnq_napari.plugin.widgets._common import SessionTracker, compact
+from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
 
 
 class SaveWidget(QWidget):
@@ -19,29 +19,17 @@ class SaveWidget(QWidget):
         self.workspace = workspace
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("beside the case file")
-        browse = QPushButton("...")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
         self.save_button = QPushButton("Save new version")
         self.save_button.clicked.connect(self.save)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("folder"))
-        row.addWidget(self.folder, 1)
-        row.addWidget(browse)
-        layout.addLayout(row)
+        layout.addLayout(folder_row("folder", self.folder, "Save label versions in"))
         layout.addWidget(self.save_button)
         layout.addWidget(self.status)
         compact(self)
         self.tracker = SessionTracker(napari_viewer, self._show_state)
         self._show_state()
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save label versions in")
-        if folder:
-            self.folder.setText(folder)
 
     def target_folder(self) -> Path:
         session = self.tracker.session

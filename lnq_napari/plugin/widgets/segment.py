@@ -8,17 +8,14 @@ from collections.abc import Callable
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
-from lnq_napari.plugin.widgets._common import LayerCombo, ProgressSignal, compact
+from lnq_napari.plugin.widgets._common import LayerCombo, WorkerWidget, compact, folder_row
 
 
 def default_predictor_factory(model: str | None, device: str):
@@ -64,7 +61,7 @@ def _import_inference() -> None:
             return
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(WorkerWidget):
     """CT layer + model folder -> "nodes" Labels and "suggestions" Points, computed off the GUI thread."""
 
     def __init__(
@@ -76,27 +73,14 @@ class SegmentWidget(QWidget):
         self.viewer = napari_viewer
         self.predictor_factory = predictor_factory or default_predictor_factory
         self._predictor, self._predictor_key = None, None
-        self.worker, self._cancel = None, threading.Event()
         self.ct_combo = LayerCombo(napari_viewer, Image, prefer_role="ct")
         self.model_edit = QLineEdit(model or "")
         self.model_edit.setPlaceholderText("bundled model")
-        browse = QPushButton("...")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.run_button = QPushButton("Find nodes")
         self.run_button.clicked.connect(self.run)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
-        self._signals = ProgressSignal()
-        self._signals.changed.connect(self._show_progress)
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
 
@@ -106,11 +90,7 @@ class SegmentWidget(QWidget):
             row.addWidget(QLabel(label))
             row.addWidget(widget, 1)
             layout.addLayout(row)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("model"))
-        row.addWidget(self.model_edit, 1)
-        row.addWidget(browse)
-        layout.addLayout(row)
+        layout.addLayout(folder_row("model", self.model_edit, "Model folder"))
         row = QHBoxLayout()
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
@@ -118,11 +98,6 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         compact(self)
-
-    def _browse(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Model folder")
-        if folder:
-            self.model_edit.setText(folder)
 
     def _get_predictor(self):
         key = (self.model_edit.text().strip(), self.device.currentText())
@@ -164,15 +139,6 @@ class SegmentWidget(QWidget):
         self.status.setText("predicting ...")
         self.worker.start()
         return self.worker
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        self.status.setText("cancelling ...")
-
-    def _show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
-        if message:
-            self.status.setText(message)
 
     def _show(self, ct_layer, result) -> None:
         from lnq_napari.plugin._session import show_prediction
