@@ -59,7 +59,7 @@ def _probabilities(name: str, model: str, cases, cache: Path, device: str) -> di
 
 
 def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combos: list) -> list[dict]:
-    """One case's metrics for each post-processing combination ``(thr, min_mm3, max_hu, region_mm, peak)``."""
+    """One case's metrics for each post-processing combination ``(thr, min_mm3, max_hu, region_mm)``."""
     from lnq_napari.inference import postprocess
     from lnq_napari.io.readers import read_labels, read_volume
     from lnq_napari.metrics import evaluate_case
@@ -69,9 +69,9 @@ def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combo
     prob = np.load(prob_path).astype(np.float32)
     regions = {rg: mediastinum_region(ct, rg) for rg in {c[3] for c in combos} if rg is not None}
     rows = []
-    for thr, mn, mh, rg, pk in combos:
+    for thr, mn, mh, rg in combos:
         mask = gt.with_array(postprocess(prob, gt.spacing_zyx, thr, mn, hu=ct.array, max_mean_hu=mh,
-                                         region=regions.get(rg), min_peak=pk))
+                                         region=regions.get(rg)))
         rows.append({"case": cid, **evaluate_case(mask, gt)})
     return rows
 
@@ -89,7 +89,6 @@ def main(argv=None) -> int:
     parser.add_argument("--min-mm3", default="", help="comma list; default: each model's own")
     parser.add_argument("--max-hu", default="", help="comma list of component mean-HU limits ('none': off)")
     parser.add_argument("--region-mm", default="", help="comma list of mediastinum margins ('none': off)")
-    parser.add_argument("--min-peak", default="", help="comma list of component peak-probability limits")
     parser.add_argument("--workers", type=int, default=1, help="processes that score cases in parallel")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -111,10 +110,8 @@ def main(argv=None) -> int:
             inf.get("max_mean_hu")]
         regions = [None if h == "none" else float(h) for h in args.region_mm.split(",") if h] or [
             inf.get("mediastinum_margin_mm")]
-        peaks = [None if h == "none" else float(h) for h in args.min_peak.split(",") if h] or [
-            inf.get("min_peak_prob")]
         probs = _probabilities(name, folder, cases, Path(args.cache), args.device)
-        combos = list(itertools.product(thresholds, mins, hus, regions, peaks))
+        combos = list(itertools.product(thresholds, mins, hus, regions))
         jobs = [(cid, ct, full, probs[cid], combos) for cid, ct, full in cases]
         if args.workers > 1:
             import multiprocessing
@@ -124,10 +121,10 @@ def main(argv=None) -> int:
                 per_case = list(pool.map(_score_case, *zip(*jobs)))
         else:
             per_case = [_score_case(*job) for job in jobs]
-        for k, (thr, mn, mh, rg, pk) in enumerate(combos):
+        for k, (thr, mn, mh, rg) in enumerate(combos):
             rows = [case_rows[k] for case_rows in per_case]
             s = summarize(rows)
-            key = f"{name} thr={thr:g} min={mn:g} maxhu={mh} region={rg} peak={pk}"
+            key = f"{name} thr={thr:g} min={mn:g} maxhu={mh} region={rg}"
             results[key] = {"summary": s, "cases": rows}
             print(f"{key:44s} Dice median {s['dice_median']:.3f} mean {s['dice_mean']:.3f} | "
                   f"ASSD median {s['assd_median']:.2f} mm (worst-filled {s['assd_median_worst']:.2f}) | "

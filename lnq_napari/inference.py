@@ -91,18 +91,15 @@ def sliding_window(image: np.ndarray, roi, overlap: float, run: Callable, pad: f
 
 def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5, min_component_mm3: float = 0.0,
                 hu: np.ndarray | None = None, max_mean_hu: float | None = None,
-                region: np.ndarray | None = None, min_peak: float | None = None) -> np.ndarray:
+                region: np.ndarray | None = None) -> np.ndarray:
     """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3``; given the
     CT's ``hu``, components whose mean HU is above ``max_mean_hu`` (bone, enhanced vessels, not nodes);
-    given a bool ``region``, components with most of their voxels outside it; given ``min_peak``,
-    components whose highest probability stays below it (hysteresis: grown at ``threshold``, kept
-    only where the model is sure somewhere)."""
+    given a bool ``region``, components with most of their voxels outside it."""
     from scipy import ndimage
 
     mask = prob >= threshold
     use_hu = hu is not None and max_mean_hu is not None
-    use_peak = min_peak is not None and min_peak > threshold
-    if (min_component_mm3 <= 0 and not use_hu and region is None and not use_peak) or not mask.any():
+    if (min_component_mm3 <= 0 and not use_hu and region is None) or not mask.any():
         return mask.astype(np.uint8)
     box = []
     for axes in ((1, 2), (0, 2), (0, 1)):
@@ -119,8 +116,6 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5, min_compo
     if region is not None:
         inside = np.bincount(lab.ravel(), weights=region[box].ravel().astype(np.float64), minlength=n + 1)
         keep &= inside >= 0.5 * counts
-    if use_peak:
-        keep &= np.asarray(ndimage.maximum(prob[box], lab, np.arange(n + 1))) >= min_peak
     keep[0] = False
     out = np.zeros(mask.shape, dtype=np.uint8)
     out[box] = keep[lab].astype(np.uint8)
@@ -183,8 +178,7 @@ class Predictor:
             region = mediastinum_region(ct, float(inf["mediastinum_margin_mm"]))
         mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.get("threshold", 0.5)),
                            float(inf.get("min_component_mm3", 0.0)), hu=ct.array,
-                           max_mean_hu=inf.get("max_mean_hu"), region=region,
-                           min_peak=inf.get("min_peak_prob"))
+                           max_mean_hu=inf.get("max_mean_hu"), region=region)
         if progress:
             progress(1.0, "done")
         meta = {"model_version": self.version}

@@ -64,16 +64,6 @@ def test_postprocess_removes_small_components():
     assert mask.dtype == np.uint8 and mask.sum() == 384 and mask[5, 15, 15] == 0
 
 
-def test_postprocess_min_peak_keeps_only_components_the_model_is_sure_of():
-    prob = np.zeros((10, 20, 20), np.float32)
-    prob[2:8, 2:8, 2:8] = 0.6
-    prob[4, 4, 4] = 0.95  # one sure voxel: the whole component stays
-    prob[2:8, 12:18, 12:18] = 0.7  # never above 0.8: dropped
-    mask = postprocess(prob, (1.0, 1.0, 1.0), 0.5, min_peak=0.8)
-    assert mask[2:8, 2:8, 2:8].all() and not mask[:, 10:, 10:].any()
-    assert postprocess(prob, (1.0, 1.0, 1.0), 0.5).sum() == 2 * 216
-
-
 def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
     pred = Predictor(tiny_model, device="cpu").predict(small_ct)
     for vol in (pred.probabilities, pred.mask):

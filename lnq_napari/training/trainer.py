@@ -45,7 +45,6 @@ DEFAULT_CONFIG: dict = {
         "min_component_mm3": 300.0,  # components smaller than this are dropped (a 10 mm node is 524 mm3)
         "max_mean_hu": 100.0,  # components brighter on average are dropped (bone, enhanced vessels)
         "mediastinum_margin_mm": None,  # a number: drop components outside the lungs' hull grown by it
-        "min_peak_prob": None,  # a number: drop components whose highest probability is below it
     },
     "train": {
         "patch_size": [24, 64, 64],
