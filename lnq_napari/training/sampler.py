@@ -40,11 +40,69 @@ def crop(array: np.ndarray, center, size, fill) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class Unenhance:
+    """Augmentation: show a patch's contrast-enhanced structures as in an unenhanced CT, as background.
+
+    In a contrast CT the vessels are bright, so their shape teaches nothing; in an unenhanced CT the same
+    vessels have node HU and the label-state rules leave them unknown, so nothing teaches the network
+    that they are not nodes. This remaps each enhanced structure of a patch (bright and connected:
+    holding known background above the states' high HU, or a median above ``enhanced``) to unenhanced
+    blood HU (fat is the fixed point) and marks its unknown voxels known background. Nodes do not
+    enhance that much; annotated node voxels are never changed. Values are in normalised image units.
+    """
+
+    probability: float
+    bright: float  # known background above this is enhanced (the states' high HU)
+    enhanced: float  # a bright structure whose median is above this is enhanced too
+    rim: float  # a structure is the connected voxels above this (its partial-volume rim included)
+    fat: float  # the fixed point of the remap
+    blood: tuple[float, float]  # unenhanced blood range the structure's median is mapped to
+    min_voxels: int = 20
+
+    @classmethod
+    def from_hu(cls, probability: float, prep: dict, bright_hu: float) -> Unenhance:
+        def to_image(hu: float) -> float:
+            return (hu - float(prep["hu_center"])) / float(prep["hu_scale"])
+
+        return cls(probability, to_image(bright_hu), to_image(150.0), to_image(100.0), to_image(-100.0),
+                   (to_image(30.0), to_image(55.0)))
+
+    def __call__(self, image: np.ndarray, states: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from scipy import ndimage
+
+        if self.probability <= 0 or rng.random() >= self.probability:
+            return image, states
+        lab, n = ndimage.label(image > self.rim)
+        if n == 0:
+            return image, states
+        index = np.arange(1, n + 1)
+        size = ndimage.sum_labels(np.ones_like(lab), lab, index)
+        known = ndimage.sum_labels((states == 0) & (image > self.bright), lab, index)
+        median = ndimage.median(image, lab, index)
+        take = (size >= self.min_voxels) & ((known >= 8) | (median > self.enhanced))
+        if not take.any():
+            return image, states
+        table = np.zeros(n + 1, dtype=bool)
+        table[1:] = take
+        region = table[lab] & (states != 1)
+        out = image.copy()
+        levels = np.zeros(n + 1, dtype=np.float32)
+        levels[1:] = median
+        ratio = (rng.uniform(*self.blood) - self.fat) / np.maximum(levels[lab][region] - self.fat, 1e-3)
+        out[region] = self.fat + (image[region] - self.fat) * ratio
+        st = states.copy()
+        st[region] = 0
+        return out, st
+
+
 class PatchSampler:
     """Draws (image, states) patch batches; a fraction ``fg_fraction`` is centred near annotated nodes."""
 
     def __init__(self, sources: list[PatchSource], patch_size, fg_fraction: float, pad: float,
-                 rng: np.random.Generator, flip_x: bool = True, intensity_jitter: float = 0.1) -> None:
+                 rng: np.random.Generator, flip_x: bool = True, intensity_jitter: float = 0.1,
+                 unenhance: Unenhance | None = None) -> None:
         self.sources = sources
         self.patch = tuple(int(p) for p in patch_size)
         self.fg_fraction = float(fg_fraction)
@@ -52,6 +110,7 @@ class PatchSampler:
         self.rng = rng
         self.flip_x = flip_x
         self.jitter = float(intensity_jitter)
+        self.unenhance = unenhance
         self.with_nodes = [i for i, s in enumerate(sources) if len(s.node_voxels)]
 
     def _center(self) -> tuple[int, tuple[int, int, int]]:
@@ -75,6 +134,8 @@ class PatchSampler:
             src = self.sources[i]
             img = crop(src.image, center, self.patch, self.pad)
             st = crop(src.states, center, self.patch, 0)
+            if self.unenhance is not None:
+                img, st = self.unenhance(img, st, self.rng)
             if self.flip_x and self.rng.random() < 0.5:
                 img, st = img[:, :, ::-1], st[:, :, ::-1]
             if self.jitter > 0:

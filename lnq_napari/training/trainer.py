@@ -55,6 +55,7 @@ DEFAULT_CONFIG: dict = {
         "dice_weight": 1.0,
         "flip_x": True,
         "intensity_jitter": 0.1,
+        "unenhance": 0.0,  # probability of showing a patch's enhanced known background unenhanced
         "warmup": 50,
     },
     "states": DEFAULT_STATES,
@@ -265,7 +266,7 @@ def train_model(
     from lnq_napari.model.network import build_network
     from lnq_napari.preprocess import pad_value
     from lnq_napari.training.losses import masked_dice_ce
-    from lnq_napari.training.sampler import PatchSampler
+    from lnq_napari.training.sampler import PatchSampler, Unenhance
 
     if not cases:
         raise LNQError("no training cases; give at least one case with annotated nodes")
@@ -322,8 +323,11 @@ def train_model(
 
     rng = np.random.default_rng([seed, rank, start])
     sources = _prepare_sources(cases, cfg["preprocessing"], rng, progress if rank == 0 else None)
+    high_hu = float({**DEFAULT_STATES, **cfg.get("states", {})}["high_hu"])
+    unenhance = Unenhance.from_hu(float(tcfg.get("unenhance", 0.0)), cfg["preprocessing"], high_hu)
     sampler = PatchSampler(sources, tcfg["patch_size"], tcfg["fg_fraction"], pad_value(cfg["preprocessing"]),
-                           rng, flip_x=tcfg["flip_x"], intensity_jitter=tcfg["intensity_jitter"])
+                           rng, flip_x=tcfg["flip_x"], intensity_jitter=tcfg["intensity_jitter"],
+                           unenhance=unenhance)
     use_amp = device_t.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
