@@ -55,7 +55,7 @@ DEFAULT_CONFIG: dict = {
         "dice_weight": 1.0,
         "flip_x": True,
         "intensity_jitter": 0.1,
-        "unenhance": 0.0,  # probability of showing a patch's enhanced known background unenhanced
+        "unenhance": 0.8,  # probability of showing a patch's enhanced structures unenhanced, as background
         "warmup": 50,
     },
     "states": DEFAULT_STATES,
