@@ -47,17 +47,17 @@ class Unenhance:
     In a contrast CT the vessels are bright, so their shape teaches nothing; in an unenhanced CT the same
     vessels have node HU and the label-state rules leave them unknown, so nothing teaches the network
     that they are not nodes. This remaps each enhanced structure of a patch (bright and connected:
-    holding known background above the states' high HU, or a median above ``enhanced``) to unenhanced
+    holding known background above the states' high HU, or a mean above ``enhanced``) to unenhanced
     blood HU (fat is the fixed point) and marks its unknown voxels known background. Nodes do not
     enhance that much; annotated node voxels are never changed. Values are in normalised image units.
     """
 
     probability: float
     bright: float  # known background above this is enhanced (the states' high HU)
-    enhanced: float  # a bright structure whose median is above this is enhanced too
+    enhanced: float  # a bright structure whose mean is above this is enhanced too
     rim: float  # a structure is the connected voxels above this (its partial-volume rim included)
     fat: float  # the fixed point of the remap
-    blood: tuple[float, float]  # unenhanced blood range the structure's median is mapped to
+    blood: tuple[float, float]  # unenhanced blood range the structure's mean is mapped to
     min_voxels: int = 20
 
     @classmethod
@@ -77,20 +77,17 @@ class Unenhance:
         lab, n = ndimage.label(image > self.rim)
         if n == 0:
             return image, states
-        index = np.arange(1, n + 1)
-        size = ndimage.sum_labels(np.ones_like(lab), lab, index)
-        known = ndimage.sum_labels((states == 0) & (image > self.bright), lab, index)
-        median = ndimage.median(image, lab, index)
-        take = (size >= self.min_voxels) & ((known >= 8) | (median > self.enhanced))
+        flat = lab.ravel()
+        size = np.bincount(flat, minlength=n + 1)
+        known = np.bincount(flat, weights=((states == 0) & (image > self.bright)).ravel(), minlength=n + 1)
+        mean = np.bincount(flat, weights=image.ravel(), minlength=n + 1) / np.maximum(size, 1)
+        take = (size >= self.min_voxels) & ((known >= 8) | (mean > self.enhanced))
+        take[0] = False
         if not take.any():
             return image, states
-        table = np.zeros(n + 1, dtype=bool)
-        table[1:] = take
-        region = table[lab] & (states != 1)
+        region = take[lab] & (states != 1)
         out = image.copy()
-        levels = np.zeros(n + 1, dtype=np.float32)
-        levels[1:] = median
-        ratio = (rng.uniform(*self.blood) - self.fat) / np.maximum(levels[lab][region] - self.fat, 1e-3)
+        ratio = (rng.uniform(*self.blood) - self.fat) / np.maximum(mean[lab[region]] - self.fat, 1e-3)
         out[region] = self.fat + (image[region] - self.fat) * ratio
         st = states.copy()
         st[region] = 0
