@@ -62,8 +62,10 @@ class Unenhance:
 
     @classmethod
     def from_hu(cls, probability: float, prep: dict, bright_hu: float) -> Unenhance:
+        from lnq_napari.preprocess import normalize
+
         def to_image(hu: float) -> float:
-            return (hu - float(prep["hu_center"])) / float(prep["hu_scale"])
+            return float(normalize(np.float32(hu), prep))
 
         return cls(probability, to_image(bright_hu), to_image(150.0), to_image(100.0), to_image(-100.0),
                    (to_image(30.0), to_image(55.0)))
