@@ -3,7 +3,9 @@
 It works only through the same click functions a person uses in napari
 (:func:`lnq_napari.interact.node_from_click`, :func:`lnq_napari.interact.remove_node_at`): one
 positive click at the centre of each truth node the prediction missed, one negative click inside each
-predicted component that touches no truth node (or lies mostly off the truth).
+predicted component that touches no truth node (or lies mostly off the truth), and a positive click
+in the missing part of each node the prediction covers only partly (what a reader does when a node's
+outline stops halfway; the click grows only into unlabelled voxels).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
 
 def simulate_review(
     ct: Volume, prediction: Volume, truth: Volume, probabilities: Volume | None = None,
-    max_clicks: int = 100, min_precision: float = 0.3,
+    max_clicks: int = 100, min_precision: float = 0.3, min_coverage: float = 0.75,
+    completion_clicks: int = 2,
 ) -> tuple[Volume, dict]:
     """Correct ``prediction`` towards ``truth`` with clicks; returns ``(corrected mask, stats)``.
 
@@ -35,7 +38,9 @@ def simulate_review(
     node, or one leaking far beyond the node: the reviewer then removes it and re-clicks the node).
     ``stats``: ``false`` (removed components touching no truth), ``leaky`` (removed components
     touching truth), ``removed`` (negative clicks that removed something), ``missed`` (truth nodes with
-    no voxel left), ``added`` (positive clicks that added voxels), ``edits`` (all clicks).
+    no voxel left), ``added`` (positive clicks that added voxels), ``partial`` (truth nodes covered
+    under ``min_coverage``: up to ``completion_clicks`` clicks each, at the centre of the uncovered
+    part; 0 turns this off), ``completed`` (those clicks that added voxels), ``edits`` (all clicks).
     """
     from scipy import ndimage
 
@@ -45,7 +50,8 @@ def simulate_review(
     gt = np.asarray(truth.array) > 0
     prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
     full = np.ones((3, 3, 3), bool)
-    stats = {"missed": 0, "added": 0, "false": 0, "leaky": 0, "removed": 0, "edits": 0}
+    stats = {"missed": 0, "added": 0, "partial": 0, "completed": 0, "false": 0, "leaky": 0, "removed": 0,
+             "edits": 0}
 
     pred_comp, n_pred = ndimage.label(labels > 0, structure=full)
     for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
@@ -73,4 +79,24 @@ def simulate_review(
         if node.any():
             labels = np.where(node, np.uint8(1), labels)
             stats["added"] += 1
+
+    for i, sl in enumerate(ndimage.find_objects(gt_comp), start=1):
+        if sl is None or not completion_clicks:
+            continue
+        truth_node = gt_comp[sl] == i
+        if (labels[sl][truth_node] > 0).mean() >= min_coverage:
+            continue
+        stats["partial"] += 1
+        for _ in range(completion_clicks):
+            uncovered = truth_node & (labels[sl] == 0)
+            if (labels[sl][truth_node] > 0).mean() >= min_coverage or not uncovered.any() \
+                    or stats["edits"] >= max_clicks:
+                break
+            point = tuple(int(p + s.start) for p, s in zip(interior_point(uncovered), sl))
+            node = node_from_click(ct, point, probabilities=prob, labels=labels)
+            stats["edits"] += 1
+            if not node.any():
+                break
+            labels = np.where(node, np.uint8(1), labels)
+            stats["completed"] += 1
     return prediction.with_array(labels.astype(np.uint8)), stats

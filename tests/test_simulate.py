@@ -43,3 +43,29 @@ def test_leaky_component_is_removed_and_its_node_reclicked():
     assert corrected.array.sum() < pred.sum() / 2
     before = evaluate_case(case.ct.with_array(pred), case.full)["dice"]
     assert evaluate_case(corrected, case.full)["dice"] > before
+
+
+def test_half_found_node_is_completed_with_a_click_in_its_missing_part():
+    case = make_case(3, shape=(40, 96, 96), spacing=(3.2, 3.2, 6.0))
+    full = case.full.array > 0
+    from scipy import ndimage
+
+    comp, _ = ndimage.label(full, structure=np.ones((3, 3, 3), bool))
+    largest = np.argmax(np.bincount(comp.ravel())[1:]) + 1
+    node = comp == largest
+    cut = int(np.median(np.argwhere(node)[:, 2]))
+    pred = full.copy()
+    pred[:, :, cut:] &= ~node[:, :, cut:]  # the model found only one half of this node
+    prediction = case.ct.with_array(pred.astype(np.uint8))
+
+    corrected, stats = simulate_review(case.ct, prediction, case.full)
+    covered = (corrected.array[node] > 0).mean()
+    assert (pred[node]).mean() < 0.75 <= covered
+    assert stats["partial"] == 1 and stats["completed"] >= 1 and stats["missed"] == 0
+    assert stats["edits"] == stats["completed"]
+    assert evaluate_case(corrected, case.full)["dice"] > evaluate_case(prediction, case.full)["dice"]
+    np.testing.assert_array_equal(corrected.array[pred], 1)  # what was there stays
+
+    unchanged, stats_off = simulate_review(case.ct, prediction, case.full, completion_clicks=0)
+    np.testing.assert_array_equal(unchanged.array, prediction.array)
+    assert stats_off["edits"] == 0
