@@ -27,10 +27,20 @@ def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(a + b) for a, b in zip(local, lo))
 
 
+def _leaks(node: np.ndarray, truth: np.ndarray, undo_below: float, stats: dict) -> bool:
+    """True (and one more undo counted) when under ``undo_below`` of a click's region lies on truth:
+    the reviewer sees the growth spill into a vessel or muscle and undoes the click."""
+    if node.any() and truth[node].mean() < undo_below:
+        stats["undone"] += 1
+        stats["edits"] += 1
+        return True
+    return False
+
+
 def simulate_review(
     ct: Volume, prediction: Volume, truth: Volume, probabilities: Volume | None = None,
     max_clicks: int = 100, min_precision: float = 0.3, min_coverage: float = 0.75,
-    completion_clicks: int = 2,
+    completion_clicks: int = 2, undo_below: float = 0.3,
 ) -> tuple[Volume, dict]:
     """Correct ``prediction`` towards ``truth`` with clicks; returns ``(corrected mask, stats)``.
 
@@ -40,7 +50,8 @@ def simulate_review(
     touching truth), ``removed`` (negative clicks that removed something), ``missed`` (truth nodes with
     no voxel left), ``added`` (positive clicks that added voxels), ``partial`` (truth nodes covered
     under ``min_coverage``: up to ``completion_clicks`` clicks each, at the centre of the uncovered
-    part; 0 turns this off), ``completed`` (those clicks that added voxels), ``edits`` (all clicks).
+    part; 0 turns this off), ``completed`` (those clicks that added voxels), ``undone`` (clicks whose
+    region lay under ``undo_below`` on truth, taken back with undo; 0 turns this off), ``edits`` (all clicks and undos).
     """
     from scipy import ndimage
 
@@ -51,7 +62,7 @@ def simulate_review(
     prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
     full = np.ones((3, 3, 3), bool)
     stats = {"missed": 0, "added": 0, "partial": 0, "completed": 0, "false": 0, "leaky": 0, "removed": 0,
-             "edits": 0}
+             "undone": 0, "edits": 0}
 
     pred_comp, n_pred = ndimage.label(labels > 0, structure=full)
     for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
@@ -76,6 +87,8 @@ def simulate_review(
         stats["missed"] += 1
         node = node_from_click(ct, interior_point(gt_comp == i), probabilities=prob, labels=labels)
         stats["edits"] += 1
+        if _leaks(node, gt, undo_below, stats):
+            continue
         if node.any():
             labels = np.where(node, np.uint8(1), labels)
             stats["added"] += 1
@@ -95,7 +108,7 @@ def simulate_review(
             point = tuple(int(p + s.start) for p, s in zip(interior_point(uncovered), sl))
             node = node_from_click(ct, point, probabilities=prob, labels=labels)
             stats["edits"] += 1
-            if not node.any():
+            if not node.any() or _leaks(node, gt, undo_below, stats):
                 break
             labels = np.where(node, np.uint8(1), labels)
             stats["completed"] += 1

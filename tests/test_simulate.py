@@ -21,7 +21,7 @@ def test_review_fixes_missed_and_false_nodes():
     pred[5:8, 10:14, 10:14] = 1  # a false node far from any truth
     prediction = case.partial.with_array(pred)
     before = evaluate_case(prediction, case.full)
-    corrected, stats = simulate_review(case.ct, prediction, case.full)
+    corrected, stats = simulate_review(case.ct, prediction, case.full, completion_clicks=0, undo_below=0)
     after = evaluate_case(corrected, case.full)
     assert stats["false"] == 1 and stats["removed"] == 1
     assert stats["missed"] == before["nodes_gt"] - before["nodes_hit"] > 0
@@ -38,7 +38,7 @@ def test_leaky_component_is_removed_and_its_node_reclicked():
     z = int(np.argwhere(full)[0][0])
     pred = full.astype(np.uint8)
     pred[max(z - 3, 0): z + 3] = np.where(case.ct.array[max(z - 3, 0): z + 3] > -300, 1, 0)  # body-wide leak
-    corrected, stats = simulate_review(case.ct, case.ct.with_array(pred), case.full)
+    corrected, stats = simulate_review(case.ct, case.ct.with_array(pred), case.full, undo_below=0)
     assert stats["leaky"] >= 1 and stats["added"] >= 1
     assert corrected.array.sum() < pred.sum() / 2
     before = evaluate_case(case.ct.with_array(pred), case.full)["dice"]
@@ -69,3 +69,22 @@ def test_half_found_node_is_completed_with_a_click_in_its_missing_part():
     unchanged, stats_off = simulate_review(case.ct, prediction, case.full, completion_clicks=0)
     np.testing.assert_array_equal(unchanged.array, prediction.array)
     assert stats_off["edits"] == 0
+
+
+def test_a_click_that_spills_off_the_node_is_undone():
+    from lnq_napari.io.volume import Volume
+
+    shape = (20, 48, 48)
+    z, y, x = np.indices(shape)
+    blob = ((z - 10) * 2.0) ** 2 + (y - 24.0) ** 2 + (x - 24.0) ** 2 < 12.0**2  # one 50-HU structure
+    hu = np.where(blob, 50.0, -100.0) + np.random.default_rng(0).normal(0, 5, shape)
+    ct = Volume(hu.astype(np.int16), spacing=(1.0, 1.0, 2.0))
+    truth = np.zeros(shape, np.uint8)
+    truth[9:12, 22:27, 22:27] = 1  # the node is a small part of what a click grows
+    empty = ct.with_array(np.zeros(shape, np.uint8))
+    corrected, stats = simulate_review(ct, empty, ct.with_array(truth), completion_clicks=0)
+    assert stats["missed"] == 1 and stats["undone"] == 1 and stats["added"] == 0
+    assert stats["edits"] == 2  # the click and its undo
+    assert corrected.array.sum() == 0
+    kept, stats = simulate_review(ct, empty, ct.with_array(truth), completion_clicks=0, undo_below=0)
+    assert stats["added"] == 1 and kept.array.sum() > 10 * truth.sum()  # without the undo it spills
