@@ -225,3 +225,19 @@ def test_activation_rule_uses_node_f1_with_a_dice_guard():
     assert not not_worse(before, {"node_f1": 0.5, "dice_mean": 0.9})  # fewer nodes found
     assert not not_worse(before, {"node_f1": 0.9, "dice_mean": 0.7})  # much worse masks
     assert not_worse(before, {"node_f1": 0.58, "dice_mean": 0.8}, tolerance=0.05)
+
+
+def test_edited_voxels_are_what_the_reviewer_added_or_removed():
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.training.finetune import edited_voxels
+
+    prediction = np.zeros((6, 10, 10), np.uint8)
+    prediction[1:3, 1:3, 1:3] = 1  # removed
+    prediction[3:5, 5:8, 5:8] = 1  # kept, then grown
+    correction = np.zeros_like(prediction)
+    correction[3:5, 5:9, 5:9] = 1
+    vol = Volume(prediction, spacing=(1.0, 1.0, 2.0))
+    edited = edited_voxels(vol, vol.with_array(correction))
+    assert edited.sum() == 8 + 2 * 7 and edited[1:3, 1:3, 1:3].all() and edited[3:5, 8, 5:9].all()
+    assert not edited[3:5, 5:8, 5:8].any()
+    assert edited_voxels(vol, vol) is None

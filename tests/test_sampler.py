@@ -50,3 +50,40 @@ def test_unenhance_off_or_nothing_enhanced_leaves_the_patch():
     plain = np.where(image > 0.5, 0.0, image).astype(np.float32)  # nothing above 137 HU
     on = Unenhance.from_hu(1.0, DEFAULT_PREPROCESSING, 230.0)(plain, states, rng)
     assert on[0] is plain and on[1] is states
+
+
+def _sources(rng):
+    from lnq_napari.training.sampler import PatchSource
+
+    states = np.full((40, 120, 120), -1, np.int8)
+    states[5:10, 10:20, 10:20] = 1  # nodes far from the focus
+    focus = np.zeros(states.shape, bool)
+    focus[30:33, 100:104, 100:104] = True  # what the reviewer edited
+    image = np.zeros(states.shape, np.float32)
+    return [PatchSource.build("a", image, states, rng, focus=focus),
+            PatchSource.build("b", image, states, rng)]
+
+
+def test_focus_fraction_centres_patches_on_focus_voxels():
+    from lnq_napari.training.sampler import PatchSampler
+
+    rng = np.random.default_rng(0)
+    sources = _sources(rng)
+    assert len(sources[0].focus_voxels) == 48 and sources[1].focus_voxels is None
+    patch = (8, 32, 32)
+    always = PatchSampler(sources, patch, fg_fraction=1.0, pad=0.0, rng=rng, focus_fraction=1.0)
+    centres = [always._center() for _ in range(200)]
+    assert all(i == 0 for i, _ in centres)
+    zyx = np.array([c for _, c in centres])
+    shift = np.array(patch) // 4
+    assert (zyx >= np.array([30, 100, 100]) - shift).all() and (zyx <= np.array([32, 103, 103]) + shift).all()
+
+    never = PatchSampler(sources, patch, fg_fraction=1.0, pad=0.0, rng=rng, focus_fraction=0.0)
+    zyx = np.array([never._center()[1] for _ in range(200)])
+    near_focus = (np.abs(zyx - np.array([31, 101, 101])) <= shift).all(axis=1)
+    assert near_focus.mean() == 0  # node-centred draws, far from the focus
+    half = PatchSampler(sources, patch, fg_fraction=0.5, pad=0.0, rng=rng, focus_fraction=0.5)
+    zyx = np.array([half._center()[1] for _ in range(2000)])
+    lo, hi = np.array([30, 100, 100]) - shift, np.array([32, 103, 103]) + shift
+    in_reach = ((zyx >= lo) & (zyx <= hi)).all(axis=1)
+    assert 0.2 < in_reach.mean() < 0.3  # half of the node-centred half went to the focus

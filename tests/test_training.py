@@ -181,3 +181,21 @@ def test_cuda_asked_but_absent():
     with pytest.raises(LNQError, match="no CUDA"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_focus_voxels_follow_the_states_onto_the_model_grid():
+    from lnq_napari.training.trainer import _prepare_sources
+
+    ct, labels, *_ = _hand_built()
+    states = label_states(ct, labels)
+    focus = np.zeros(states.shape, bool)
+    focus[10:14, 30:40, 60:70] = True
+    prep = {"target_spacing": [3.0, 3.0, 6.0]}
+    rng = np.random.default_rng(0)
+    plain, = _prepare_sources([TrainingCase("a", ct, states)], prep, rng, None)
+    focused, = _prepare_sources([TrainingCase("a", ct, states, focus)], prep, rng, None)
+    np.testing.assert_array_equal(focused.states, plain.states)  # the states are not changed
+    assert plain.focus_voxels is None and len(focused.focus_voxels) > 0
+    expected, = _prepare_sources([TrainingCase("a", ct, focus.astype(np.int8))], prep, rng, None)
+    hits = {tuple(p) for p in np.argwhere(expected.states == 1)}
+    assert {tuple(p) for p in focused.focus_voxels} == hits  # exactly the resampled focus

@@ -31,7 +31,8 @@ from lnq_napari.io.volume import Volume
 
 PENDING = "pending.json"
 #: Fine-tuning overrides of the trainer's config: a gentler, shorter schedule than training.
-FINETUNE_CONFIG: dict = {"train": {"lr": 5e-4, "warmup": 10}}
+#: Half the patches are centred on what the reviewer changed (added or removed voxels).
+FINETUNE_CONFIG: dict = {"train": {"lr": 5e-4, "warmup": 10, "focus_fraction": 0.5}}
 
 
 def correction_states(
@@ -56,6 +57,15 @@ def correction_states(
             states[removed & ~corrected] = BACKGROUND
     states[corrected] = NODE
     return states
+
+
+def edited_voxels(prediction: Volume, correction: Volume) -> np.ndarray | None:
+    """Bool mask of the voxels a reviewer changed (added or removed), or None when nothing changed."""
+    before, after = np.asarray(prediction.array) > 0, np.asarray(correction.array) > 0
+    if before.shape != after.shape:
+        return None
+    edited = before != after
+    return edited if edited.any() else None
 
 
 def finetune_config(parent: Path, overrides: dict | None = None) -> dict:
@@ -162,10 +172,12 @@ def _training_cases(ws, plan: dict, progress=None) -> list:
             corr = ws.version_info(case, plan["corrections"][case])
             pred_version = plan["predictions"].get(case)
             prediction = ws.read_labels(case, pred_version) if pred_version else None
-            states = correction_states(ct, ws.read_labels(case, corr["version"]), prediction)
+            correction = ws.read_labels(case, corr["version"])
+            states = correction_states(ct, correction, prediction)
+            focus = None if prediction is None else edited_voxels(prediction, correction)
         else:
-            states = label_states(ct, ws.latest_labels(case, "original"))
-        cases.append(TrainingCase(case, ct, states))
+            states, focus = label_states(ct, ws.latest_labels(case, "original")), None
+        cases.append(TrainingCase(case, ct, states, focus))
         if progress:
             progress((k + 1) / len(todo), f"label states {case}")
     return cases

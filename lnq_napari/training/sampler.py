@@ -15,14 +15,17 @@ class PatchSource:
     image: np.ndarray
     states: np.ndarray
     node_voxels: np.ndarray  # (N, 3) indices of annotated voxels (a subsample)
+    focus_voxels: np.ndarray | None = None  # (M, 3) indices of focus voxels (a subsample), if any
 
     @classmethod
     def build(cls, case_id: str, image: np.ndarray, states: np.ndarray, rng: np.random.Generator,
-              max_points: int = 4000) -> PatchSource:
-        pts = np.argwhere(states == 1)
-        if len(pts) > max_points:
-            pts = pts[rng.choice(len(pts), max_points, replace=False)]
-        return cls(case_id, image.astype(np.float32, copy=False), states.astype(np.int8, copy=False), pts)
+              max_points: int = 4000, focus: np.ndarray | None = None) -> PatchSource:
+        def points(mask: np.ndarray) -> np.ndarray:
+            pts = np.argwhere(mask)
+            return pts[rng.choice(len(pts), max_points, replace=False)] if len(pts) > max_points else pts
+
+        return cls(case_id, image.astype(np.float32, copy=False), states.astype(np.int8, copy=False),
+                   points(states == 1), None if focus is None else points(focus))
 
 
 def crop(array: np.ndarray, center, size, fill) -> np.ndarray:
@@ -97,11 +100,15 @@ class Unenhance:
 
 
 class PatchSampler:
-    """Draws (image, states) patch batches; a fraction ``fg_fraction`` is centred near annotated nodes."""
+    """Draws (image, states) patch batches; a fraction ``fg_fraction`` is centred near annotated nodes.
+
+    With ``focus_fraction`` > 0 that share of the node-centred patches is centred near focus voxels (a
+    reviewer's edits) instead, so the balance of node and random patches stays the same.
+    """
 
     def __init__(self, sources: list[PatchSource], patch_size, fg_fraction: float, pad: float,
                  rng: np.random.Generator, flip_x: bool = True, intensity_jitter: float = 0.1,
-                 unenhance: Unenhance | None = None) -> None:
+                 unenhance: Unenhance | None = None, focus_fraction: float = 0.0) -> None:
         self.sources = sources
         self.patch = tuple(int(p) for p in patch_size)
         self.fg_fraction = float(fg_fraction)
@@ -110,16 +117,25 @@ class PatchSampler:
         self.flip_x = flip_x
         self.jitter = float(intensity_jitter)
         self.unenhance = unenhance
+        self.focus_fraction = float(focus_fraction)
         self.with_nodes = [i for i, s in enumerate(sources) if len(s.node_voxels)]
+        self.with_focus = [i for i, s in enumerate(sources)
+                           if s.focus_voxels is not None and len(s.focus_voxels)]
+
+    def _near(self, which: list[int], attr: str) -> tuple[int, tuple[int, int, int]]:
+        rng = self.rng
+        i = int(which[rng.integers(len(which))])
+        pts = getattr(self.sources[i], attr)
+        base = pts[rng.integers(len(pts))]
+        shift = [int(rng.integers(-(p // 4), p // 4 + 1)) for p in self.patch]
+        return i, tuple(int(b) + s for b, s in zip(base, shift))
 
     def _center(self) -> tuple[int, tuple[int, int, int]]:
         rng = self.rng
         if self.with_nodes and rng.random() < self.fg_fraction:
-            i = int(self.with_nodes[rng.integers(len(self.with_nodes))])
-            pts = self.sources[i].node_voxels
-            base = pts[rng.integers(len(pts))]
-            shift = [int(rng.integers(-(p // 4), p // 4 + 1)) for p in self.patch]
-            return i, tuple(int(b) + s for b, s in zip(base, shift))
+            if self.with_focus and rng.random() < self.focus_fraction:
+                return self._near(self.with_focus, "focus_voxels")
+            return self._near(self.with_nodes, "node_voxels")
         i = int(rng.integers(len(self.sources)))
         shape = self.sources[i].image.shape
         return i, tuple(int(rng.integers(0, n)) for n in shape)

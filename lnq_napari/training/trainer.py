@@ -52,6 +52,7 @@ DEFAULT_CONFIG: dict = {
         "lr": 2e-3,
         "weight_decay": 1e-4,
         "fg_fraction": 0.5,
+        "focus_fraction": 0.0,  # share of patches centred on a case's focus voxels (a reviewer's edits)
         "dice_weight": 1.0,
         "flip_x": True,
         "intensity_jitter": 0.1,
@@ -63,15 +64,21 @@ DEFAULT_CONFIG: dict = {
 }
 
 STATE_DIR = "train_state"
+FOCUS_CODE = 4  # states -1/0/1 + FOCUS_CODE mark focus voxels while they are resampled
 
 
 @dataclass
 class TrainingCase:
-    """A CT and its label states on the CT grid (1 node, 0 known background, -1 unknown)."""
+    """A CT and its label states on the CT grid (1 node, 0 known background, -1 unknown).
+
+    ``focus`` (bool, CT grid, optional): voxels worth more patches, e.g. what a reviewer edited;
+    the train setting ``focus_fraction`` centres that share of patches on them.
+    """
 
     case_id: str
     ct: Volume
     states: np.ndarray
+    focus: np.ndarray | None = None
 
 
 def _merge(base: dict, override: dict | None) -> dict:
@@ -227,8 +234,13 @@ def _prepare_sources(cases, prep, rng, progress):
         if case.states.shape != case.ct.shape:
             raise LNQError(f"case {case.case_id}: states {case.states.shape} are not on the CT grid "
                            f"{case.ct.shape}; compute them on the CT grid")
-        p = prepare(case.ct, prep, labels=case.states)
-        sources.append(PatchSource.build(case.case_id, p.image, p.labels, rng))
+        labels = np.asarray(case.states, dtype=np.int8)
+        if case.focus is not None:  # resampled together with the states: focus adds FOCUS_CODE
+            labels = labels + np.where(np.asarray(case.focus, bool), FOCUS_CODE, 0).astype(np.int8)
+        p = prepare(case.ct, prep, labels=labels)
+        focus = p.labels >= FOCUS_CODE - 1 if case.focus is not None else None
+        states = p.labels if focus is None else (p.labels - np.where(focus, FOCUS_CODE, 0)).astype(np.int8)
+        sources.append(PatchSource.build(case.case_id, p.image, states, rng, focus=focus))
         if progress:
             progress(0.0, f"preprocessed {k + 1}/{len(cases)} cases")
     return sources
@@ -327,7 +339,7 @@ def train_model(
     unenhance = Unenhance.from_hu(float(tcfg.get("unenhance", 0.0)), cfg["preprocessing"], high_hu)
     sampler = PatchSampler(sources, tcfg["patch_size"], tcfg["fg_fraction"], pad_value(cfg["preprocessing"]),
                            rng, flip_x=tcfg["flip_x"], intensity_jitter=tcfg["intensity_jitter"],
-                           unenhance=unenhance)
+                           unenhance=unenhance, focus_fraction=float(tcfg.get("focus_fraction", 0.0)))
     use_amp = device_t.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
