@@ -9,6 +9,11 @@ plus the entropy volume in cm3 of the uncertain band ``0.1 <= p <= 0.9``, which 
 boundaries. Optional flip test-time augmentation (``flips``) adds ``disagreement``: the fraction of the
 union of the flipped masks on which they disagree (1 - mean pairwise Dice); it costs one prediction
 per flip, which is why it is off unless the ``disagreement`` strategy asks for it.
+
+A model can also be sure and wrong about a node's extent: it outlines half a node and stops. Such
+outlines are found from the CT instead (:func:`incomplete_outlines`): each predicted node is grown from
+its centre with the region growing a positive click uses, and a node whose grown tissue reaches well
+beyond its outline is flagged *incomplete*; the tissue outside (cm3) adds to the case score.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from lnq_napari.io.volume import Volume
 
 LOW, HIGH = 0.2, 0.8  # peak probability band of an uncertain node
 BAND = (0.1, 0.9)  # voxel band counted in the uncertain volume
+OUTLINE_RATIO = 0.5  # grown tissue outside a node's outline, per voxel inside it, that flags it incomplete
 
 
 @dataclass
@@ -39,6 +45,8 @@ class CaseScore:
     entropy_cm3: float = 0.0
     uncertain_cm3: float = 0.0
     disagreement: float | None = None
+    incomplete_nodes: int = 0
+    outline_cm3: float = 0.0
     model_version: str | None = None
     nodes: list[dict] = field(default_factory=list)
 
@@ -118,6 +126,47 @@ def score_probabilities(
         model_version=model_version,
         nodes=[n for n in nodes if n["uncertain"]],
     )
+
+
+def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) -> list[dict]:
+    """Predicted nodes whose tissue reaches well beyond their outline (a likely truncated node).
+
+    Each component of ``mask`` is grown from its deepest voxel by
+    :func:`lnq_napari.interact.node_region_from_click` (what a positive click there would add); a node
+    is flagged when the grown region holds at least ``ratio`` times the node's volume outside the
+    mask. Rows: ``id, centre_zyx, volume_mm3, outside_mm3, ratio, incomplete`` (flagged rows only).
+    """
+    from scipy import ndimage
+
+    from lnq_napari.interact import node_region_from_click
+    from lnq_napari.simulate import interior_point
+
+    labels = np.asarray(mask.array) > 0
+    components, _ = ndimage.label(labels, structure=np.ones((3, 3, 3), bool))
+    voxel_mm3 = float(np.prod(ct.spacing))
+    rows = []
+    for i, sl in enumerate(ndimage.find_objects(components), start=1):
+        if sl is None:
+            continue
+        node = components[sl] == i
+        centre = tuple(int(c + s.start) for c, s in zip(interior_point(node), sl, strict=True))
+        box, grown = node_region_from_click(ct, centre)
+        outside = int((grown & ~labels[box]).sum())
+        size = int(node.sum())
+        if outside >= ratio * size:
+            rows.append({"id": i, "centre_zyx": [float(c) for c in centre], "volume_mm3": size * voxel_mm3,
+                         "outside_mm3": outside * voxel_mm3, "ratio": outside / size, "incomplete": True})
+    return rows
+
+
+def add_outlines(score: CaseScore, outlines: list[dict]) -> CaseScore:
+    """``score`` with the incomplete outlines counted: their outside tissue (cm3) adds to the score."""
+    outline_cm3 = sum(r["outside_mm3"] for r in outlines) / 1000.0
+    score.incomplete_nodes = len(outlines)
+    score.outline_cm3 = outline_cm3
+    score.score += outline_cm3
+    score.nodes = list(score.nodes) + outlines
+    return score
 
 
 def flipped(volume: Volume, axes: Sequence[int]) -> Volume:
@@ -234,7 +283,8 @@ def ranked_rows(scores: dict[str, CaseScore], strategy: Strategy, n: int) -> lis
         s = scores[case]
         rows.append({
             "rank": i, "case": case, "score": round(float(s.score), 4), "uncertain_nodes": s.uncertain_nodes,
-            "predicted_nodes": s.predicted_nodes, "disagreement": s.disagreement,
+            "predicted_nodes": s.predicted_nodes, "incomplete_nodes": s.incomplete_nodes,
+            "disagreement": s.disagreement,
             "model_version": s.model_version, "nodes": s.nodes,
         })
     return rows
@@ -288,7 +338,8 @@ def score_workspace(
 
         ct = ws.read_ct(case)
         prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
-        score = score_probabilities(case, prediction.probabilities, model_key, extra)
+        score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra),
+                             incomplete_outlines(ct, prediction.mask))
         if store_predictions:
             stored = ws.latest_version(case, "prediction")
             if stored is None or stored.get("model_version") != model_key:

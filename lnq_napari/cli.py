@@ -141,7 +141,7 @@ def _cmd_next(args: argparse.Namespace) -> None:
 
     with _progress_bar("rank") as progress:
         ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
-    _print_table(ranked, ["rank", "case", "score", "uncertain_nodes"])
+    _print_table(ranked, ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:

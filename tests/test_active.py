@@ -120,3 +120,30 @@ def test_score_workspace_ranks_caches_and_stores_predictions(tmp_path):
     # corrected cases leave the queue
     ws.add_label_version("lnq2023-train-0001", ws.latest_labels("lnq2023-train-0001"), "correction")
     assert "lnq2023-train-0001" not in active.score_workspace(ws, predictor, "m001")
+
+
+def _node_in_fat():
+    """A 50-HU ball of radius 8 mm in fat (-100 HU) with noise, on a 1 x 1 x 2 mm grid."""
+    shape, spacing = (20, 48, 48), (2.0, 1.0, 1.0)
+    z, y, x = np.indices(shape)
+    ball = ((z - 10) * 2.0) ** 2 + (y - 24.0) ** 2 + (x - 24.0) ** 2 < 8.0**2
+    hu = np.where(ball, 50.0, -100.0) + np.random.default_rng(0).normal(0, 8, shape)
+    return Volume(hu.astype(np.int16), spacing=spacing[::-1]), ball
+
+
+def test_half_outlined_node_is_flagged_incomplete_and_raises_the_score():
+    ct, ball = _node_in_fat()
+    half = ball.copy()
+    half[:, :, 24:] = False
+    rows = active.incomplete_outlines(ct, ct.with_array(half.astype(np.uint8)))
+    assert len(rows) == 1 and rows[0]["incomplete"]
+    assert 0.7 < rows[0]["ratio"] < 1.5  # the other half of the node, give or take its rim
+    assert rows[0]["outside_mm3"] == pytest.approx(rows[0]["ratio"] * rows[0]["volume_mm3"])
+    assert active.incomplete_outlines(ct, ct.with_array(ball.astype(np.uint8))) == []
+
+    base = score_probabilities("c", _prob([0.99]))
+    before = base.score
+    scored = active.add_outlines(base, rows)
+    assert scored.incomplete_nodes == 1 and scored.outline_cm3 == pytest.approx(rows[0]["outside_mm3"] / 1000)
+    assert scored.score == pytest.approx(before + scored.outline_cm3)
+    assert scored.nodes[-1]["incomplete"] and CaseScore.from_dict(scored.to_dict()) == scored

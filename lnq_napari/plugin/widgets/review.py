@@ -144,7 +144,8 @@ class ReviewWidget(WorkerWidget):
         self.queue.clear()
         for r in rows:
             self.queue.addItem(f"{r['rank']}. {r['case']}  score {r['score']:.3f}, "
-                               f"{r['uncertain_nodes']} unsure of {r['predicted_nodes']} nodes")
+                               f"{r['uncertain_nodes']} unsure of {r['predicted_nodes']} nodes, "
+                               f"{r.get('incomplete_nodes', 0)} outline(s) incomplete")
         if rows:
             self.queue.setCurrentRow(0)
         self.progress.setValue(100)
