@@ -83,13 +83,30 @@ def spearman(a, b) -> float:
     return float(spearmanr(a[ok], b[ok]).statistic)
 
 
-def evaluate_test(predictor, test_cases: list[tuple]) -> dict:
-    from lnq_napari.metrics import evaluate_case, summarize
+def evaluate_test(predictor, test_cases: list[tuple], review: bool = False) -> dict:
+    """Median Dice, recall, FP/case of ``predictor`` on the held-out cases.
 
-    rows = [evaluate_case(predictor.predict(ct).mask, full) for _, ct, full in test_cases]
-    s = summarize(rows)
-    return {"dice_median": s["dice_median"], "dice_mean": s["dice_mean"], "recall": s["recall"],
-            "fp_per_case": s["fp_per_case"], "rows": rows}
+    With ``review`` also the same figures after the simulated reviewer corrected each prediction
+    (``reviewed``): the most a model that learned every click could reach.
+    """
+    from lnq_napari.metrics import evaluate_case, summarize
+    from lnq_napari.simulate import simulate_review
+
+    def figures(rows: list[dict]) -> dict:
+        s = summarize(rows)
+        return {"dice_median": s["dice_median"], "dice_mean": s["dice_mean"], "recall": s["recall"],
+                "fp_per_case": s["fp_per_case"], "rows": rows}
+
+    rows, reviewed = [], []
+    for _, ct, full in test_cases:
+        mask = predictor.predict(ct).mask
+        rows.append(evaluate_case(mask, full))
+        if review:
+            reviewed.append(evaluate_case(simulate_review(ct, mask, full)[0], full))
+    out = figures(rows)
+    if review:
+        out["reviewed"] = {k: v for k, v in figures(reviewed).items() if k != "rows"}
+    return out
 
 
 def uncertainty_study(ws, scores: dict, tta_predictor=None) -> dict:
@@ -190,7 +207,7 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
     return rows
 
 
-def plot(rows: list[dict], study: dict | None, out: Path) -> list[Path]:
+def plot(rows: list[dict], study: dict | None, out: Path, ceiling: dict | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,6 +221,9 @@ def plot(rows: list[dict], study: dict | None, out: Path) -> list[Path]:
         axes[0].plot(x, [r["dice_median"] for r in rr], "o-", label=name)
         axes[1].plot(x, [r["recall"] for r in rr], "o-", label=name)
         axes[2].plot(x, [r["fp_per_case"] for r in rr], "o-", label=name)
+    if ceiling:
+        for ax, key in zip(axes, ["dice_median", "recall", "fp_per_case"]):
+            ax.axhline(ceiling[key], color="grey", ls="--", lw=1, label="round 0 + clicks")
     for ax, title in zip(axes, ["median Dice (held-out)", "node recall", "false nodes / case"]):
         ax.set_title(title)
         ax.set_xticks(sorted({r["round"] for r in rows}))
@@ -265,7 +285,10 @@ def main(argv=None) -> int:
                                                             reference=ct)))
 
     log("scoring the starting model on the held-out cases")
-    before = evaluate_test(Predictor(base, device=args.device), test_cases)
+    before = evaluate_test(Predictor(base, device=args.device), test_cases, review=True)
+    ceiling = before.pop("reviewed")
+    log(f"held-out cases as the reviewer would correct them: median Dice {ceiling['dice_median']:.3f}, "
+        f"recall {ceiling['recall']:.3f}")
     rows, study = [], {}
     for name in args.strategies.split(","):
         rows += run_strategy(name, args, Path(base), pool_dir, test_cases, work, before, study)
@@ -277,6 +300,9 @@ def main(argv=None) -> int:
         for s, v in study["spearman"].items():
             print(f"  {s:18s} vs 1-Dice {v['vs_1-dice']:+.2f}   "
                   f"vs missed+false nodes {v['vs_node_errors']:+.2f}")
+    print(f"\nheld-out cases corrected by the simulated reviewer (the most learning every click could give): "
+          f"median Dice {ceiling['dice_median']:.3f}, recall {ceiling['recall']:.3f}, "
+          f"FP/case {ceiling['fp_per_case']:.2f}")
     print()
     print("  ".join(f"{c:>11s}" for c in cols))
     for r in rows:
@@ -287,9 +313,10 @@ def main(argv=None) -> int:
         print("  ".join(cells))
     settings = {k: v for k, v in vars(args).items()}
     (out / "active_learning.json").write_text(json.dumps(
-        {"settings": settings, "rows": rows, "uncertainty": study, "seconds": round(total(), 1)},
+        {"settings": settings, "rows": rows, "reviewed_ceiling": ceiling, "uncertainty": study,
+         "seconds": round(total(), 1)},
         indent=1, default=str))
-    for p in plot(rows, study, out):
+    for p in plot(rows, study, out, ceiling):
         print(f"wrote {p}")
     print(f"total {total():.0f} s")
     if not args.keep:
