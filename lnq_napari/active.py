@@ -134,7 +134,8 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     Each component of ``mask`` is grown from its deepest voxel by
     :func:`lnq_napari.interact.node_region_from_click` (what a positive click there would add); a node
     is flagged when the grown region holds at least ``ratio`` times the node's volume outside the
-    mask. Rows: ``id, centre_zyx, volume_mm3, outside_mm3, ratio, incomplete`` (flagged rows only).
+    mask. Rows (flagged nodes only): ``id, centre_zyx, click_zyx`` (the middle of the missing tissue:
+    a positive click there completes the node), ``volume_mm3, outside_mm3, ratio, incomplete``.
     """
     from scipy import ndimage
 
@@ -151,11 +152,14 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
         node = components[sl] == i
         centre = tuple(int(c + s.start) for c, s in zip(interior_point(node), sl, strict=True))
         box, grown = node_region_from_click(ct, centre)
-        outside = int((grown & ~labels[box]).sum())
+        missing = grown & ~labels[box]
+        outside = int(missing.sum())
         size = int(node.sum())
         if outside >= ratio * size:
-            rows.append({"id": i, "centre_zyx": [float(c) for c in centre], "volume_mm3": size * voxel_mm3,
-                         "outside_mm3": outside * voxel_mm3, "ratio": outside / size, "incomplete": True})
+            click = [float(c + b.start) for c, b in zip(interior_point(missing), box, strict=True)]
+            rows.append({"id": i, "centre_zyx": [float(c) for c in centre], "click_zyx": click,
+                         "volume_mm3": size * voxel_mm3, "outside_mm3": outside * voxel_mm3,
+                         "ratio": outside / size, "incomplete": True})
     return rows
 
 

@@ -51,7 +51,8 @@ def simulate_review(
     no voxel left), ``added`` (positive clicks that added voxels), ``partial`` (truth nodes covered
     under ``min_coverage``: up to ``completion_clicks`` clicks each, at the centre of the uncovered
     part; 0 turns this off), ``completed`` (those clicks that added voxels), ``undone`` (clicks whose
-    region lay under ``undo_below`` on truth, taken back with undo; 0 turns this off), ``edits`` (all clicks and undos).
+    region lay under ``undo_below`` on truth, taken back with undo; 0 turns this off), ``edits`` (all
+    clicks and undos).
     """
     from scipy import ndimage
 

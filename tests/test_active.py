@@ -139,6 +139,8 @@ def test_half_outlined_node_is_flagged_incomplete_and_raises_the_score():
     assert len(rows) == 1 and rows[0]["incomplete"]
     assert 0.7 < rows[0]["ratio"] < 1.5  # the other half of the node, give or take its rim
     assert rows[0]["outside_mm3"] == pytest.approx(rows[0]["ratio"] * rows[0]["volume_mm3"])
+    click = tuple(int(c) for c in rows[0]["click_zyx"])
+    assert ball[click] and not half[click]  # in the node's missing half
     assert active.incomplete_outlines(ct, ct.with_array(ball.astype(np.uint8))) == []
 
     base = score_probabilities("c", _prob([0.99]))
