@@ -163,6 +163,26 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     return rows
 
 
+def outline_suggestions(ct: Volume, mask: Volume, probabilities: Volume | None = None) -> list[dict]:
+    """Incomplete outlines as viewer suggestions (``kind`` "outline") in the row format of
+    :func:`lnq_napari.interact.suggest_candidates`, the ring on the missing tissue; score = the
+    equivalent diameter (mm) of that tissue."""
+    prob = None if probabilities is None else np.asarray(probabilities.array)
+    rows = []
+    for r in incomplete_outlines(ct, mask):
+        click = np.array(r["click_zyx"])
+        index = tuple(int(round(c)) for c in click)
+        vol = r["outside_mm3"]
+        rows.append({
+            "kind": "outline", "score": (6.0 * vol / np.pi) ** (1.0 / 3.0),
+            "max_prob": float(prob[index]) if prob is not None else 0.0, "mean_prob": math.nan,
+            "uncertain": True, "voxels": int(round(vol / float(np.prod(ct.spacing)))), "volume_mm3": vol,
+            "center_zyx": index, "center_xyz_mm": tuple(float(v) for v in ct.index_to_physical(click)[0]),
+            "node_volume_mm3": r["volume_mm3"],
+        })
+    return rows
+
+
 def add_outlines(score: CaseScore, outlines: list[dict]) -> CaseScore:
     """``score`` with the incomplete outlines counted: their outside tissue (cm3) adds to the score."""
     outline_cm3 = sum(r["outside_mm3"] for r in outlines) / 1000.0

@@ -294,9 +294,9 @@ def suggest_candidates(
     does not touch a masked node (so fringes of accepted nodes are not suggested). With ``hu`` (the CT
     on the same grid) and ``max_mean_hu``, regions brighter on average are left out: the model's
     post-processing rejects them as bone or enhanced vessel, whatever their probability. Each dict has
-    ``rank, score, max_prob, mean_prob, uncertain`` (max_prob < ``high``), ``voxels, volume_mm3,
-    center_zyx`` (voxel index) and ``center_xyz_mm`` (LPS). Score = max probability x equivalent
-    diameter in mm.
+    ``kind`` ("unsure"), ``rank, score, max_prob, mean_prob, uncertain`` (max_prob < ``high``),
+    ``voxels, volume_mm3, center_zyx`` (voxel index) and ``center_xyz_mm`` (LPS).
+    Score = max probability x equivalent diameter in mm.
     """
     prob = np.asarray(probabilities.array, dtype=np.float32)
     masked = np.asarray(mask.array) > 0
@@ -326,6 +326,7 @@ def suggest_candidates(
         diameter = (6.0 * vol / np.pi) ** (1.0 / 3.0)
         rows.append(
             {
+                "kind": "unsure",
                 "score": max_prob * diameter,
                 "max_prob": max_prob,
                 "mean_prob": float(p.mean()),
@@ -336,8 +337,12 @@ def suggest_candidates(
                 "center_xyz_mm": tuple(float(v) for v in probabilities.index_to_physical(center)[0]),
             }
         )
-    rows.sort(key=lambda r: r["score"], reverse=True)
-    rows = rows[:max_candidates]
+    return rank_suggestions(rows, max_candidates)
+
+
+def rank_suggestions(rows: list[dict], max_candidates: int = 50) -> list[dict]:
+    """Suggestion rows sorted by ``score`` (best first), cut to ``max_candidates``, ``rank`` set from 1."""
+    rows = sorted(rows, key=lambda r: r["score"], reverse=True)[:max_candidates]
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows

@@ -166,10 +166,31 @@ class NodeSession:
         d[~near] = np.inf
         return int(np.argmin(d))
 
+    def extend_node_at(self, point_zyx: Sequence[float]) -> int:
+        """Grow the tissue at a click and paint it with the id of the node it touches (a new id when it
+        touches none); returns that id (0: nothing found). Completes a node outlined only in part."""
+        from scipy import ndimage
+
+        from lnq_napari.interact import node_region_from_click
+
+        data = self.nodes.data
+        box, local = node_region_from_click(self.ct_volume(), point_zyx, self.probabilities, labels=data)
+        if not local.any():
+            return 0
+        touching = np.asarray(data[box])[ndimage.binary_dilation(local) & ~local]
+        touching = touching[touching > 0]
+        node_id = int(np.bincount(touching).argmax()) if touching.size else int(np.max(data)) + 1
+        self._paint(box, local, node_id)
+        self.nodes.selected_label = node_id
+        return node_id
+
     def accept_suggestion(self, index: int) -> int:
-        """Add the node at suggestion ``index`` and drop the suggestion; returns the new id (0: none)."""
+        """Add the node at suggestion ``index`` (an "outline" suggestion extends the node it completes)
+        and drop the suggestion; returns the node's id (0: none)."""
         point = self.suggestion_points()[index]
-        node_id = self.add_node_at(point)
+        feats = self.suggestions.features
+        kind = feats["kind"].iloc[index] if "kind" in feats and len(feats) > index else "unsure"
+        node_id = self.extend_node_at(point) if kind == "outline" else self.add_node_at(point)
         if not node_id and self.probabilities is not None:  # tissue outside the node HU band: trust the model
             from lnq_napari.interact import probable_region_at
 
@@ -251,14 +272,15 @@ def show_prediction(
 
 
 def show_suggestions(viewer, ct: Volume, candidates: list[dict]):
-    """A Points layer of ranked candidate nodes (features: rank, score, max_prob, volume_mm3)."""
+    """A Points layer of ranked suggestions (features: rank, kind, score, max_prob, volume_mm3)."""
     import pandas as pd
 
     if SUGGESTIONS_NAME in viewer.layers:
         viewer.layers.remove(SUGGESTIONS_NAME)
     pts = np.array([c["center_zyx"] for c in candidates], dtype=float).reshape(-1, 3)
-    cols = ["rank", "score", "max_prob", "volume_mm3"]
-    features = pd.DataFrame({c: [row[c] for row in candidates] for c in cols})
+    cols = ["rank", "kind", "score", "max_prob", "volume_mm3"]
+    features = pd.DataFrame({c: [row.get(c, "unsure" if c == "kind" else None) for row in candidates]
+                             for c in cols})
     kwargs = layer_kwargs(ct, SUGGESTIONS_NAME, role="suggestions")
     return viewer.add_points(
         pts,

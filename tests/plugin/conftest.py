@@ -65,12 +65,14 @@ class StandInPredictor:
     """TEST DOUBLE with the interface of ``lnq_napari.inference.Predictor.predict(ct, progress, cancel)``.
 
     Its "prediction" is built from the phantom truth: all target nodes at probability 0.9, except
-    ``missed`` (left out entirely: a node to click) and ``unsure`` (probability 0.35: a suggestion).
+    ``missed`` (left out entirely: a node to click), ``unsure`` (probability 0.35: a suggestion) and
+    ``halved`` (only half of it at 0.9: an incomplete outline).
     ``delay`` seconds of sleeping in small steps exercise progress, cancel and the worker thread.
     """
 
-    def __init__(self, case, missed: int, unsure: int, delay: float = 0.0) -> None:
+    def __init__(self, case, missed: int, unsure: int, delay: float = 0.0, halved: int = 0) -> None:
         self.case, self.missed, self.unsure, self.delay = case, missed, unsure, delay
+        self.halved = halved  # a node outlined only on its low-x half (an incomplete outline)
         self.calls = 0
         self.config = {"inference": {"max_mean_hu": 100.0}}  # as the bundled model's
 
@@ -89,6 +91,10 @@ class StandInPredictor:
         prob = np.where(inst > 0, 0.9, 0.0).astype(np.float32)
         prob[inst == self.missed] = 0.0
         prob[inst == self.unsure] = 0.35
+        if self.halved:
+            own = inst == self.halved
+            cut = int(np.median(np.nonzero(own)[2]))
+            prob[:, :, cut:][own[:, :, cut:]] = 0.0
         mask = (prob >= 0.5).astype(np.uint8)
         return StandInPrediction(ct.with_array(prob), ct.with_array(mask), "stand-in-0")
 
@@ -122,3 +128,12 @@ def autosave_dir(tmp_path, monkeypatch):
     folder = tmp_path / "autosave"
     monkeypatch.setenv("LNQ_NAPARI_AUTOSAVE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def halved_stand_in(phantom_files):
+    """A stand-in prediction that outlines only half of the largest isolated target node."""
+    inst = np.asarray(phantom_files.case.instances.array)
+    nodes = sorted(target_nodes(phantom_files.case), key=lambda n: -int((inst == n["id"]).sum()))
+    halved, unsure = nodes[0]["id"], nodes[1]["id"]
+    return StandInPredictor(phantom_files.case, missed=0, unsure=unsure, halved=halved)

@@ -47,10 +47,11 @@ def test_predict_click_undo_redo_table_autosave_save(
     inst = np.asarray(phantom_files.case.instances.array)
     n_predicted = int(nodes.data.max())
     assert n_predicted >= 1 and not nodes.data[inst == stand_in.missed].any()
-    # the unsure node is the top suggestion, listed in the Correct widget
+    # the unsure node is the top "unsure" suggestion, listed in the Correct widget
     assert len(suggestions.data) >= 1
     unsure_centre = _centre_index(phantom_files.case, stand_in.unsure)
-    assert np.linalg.norm(suggestions.data[0] - unsure_centre) < 2.0
+    top_unsure = list(suggestions.features["kind"]).index("unsure")
+    assert np.linalg.norm(suggestions.data[top_unsure] - unsure_centre) < 2.0
     assert widgets["Correct"].suggestion_list.count() == len(suggestions.data)
 
     nodes_table = widgets["Nodes"]
@@ -92,7 +93,7 @@ def test_predict_click_undo_redo_table_autosave_save(
     # one click on a suggestion ring accepts it
     widgets["Correct"].set_mode("off")
     n_sugg = len(suggestions.data)
-    ring_world = suggestions.data_to_world(suggestions.data[0])
+    ring_world = suggestions.data_to_world(suggestions.data[top_unsure])
     assert tool.click(ring_world, "off").startswith("accepted suggestion as node")
     assert len(suggestions.data) == n_sugg - 1
     assert nodes.data[inst == stand_in.unsure].any()
@@ -303,3 +304,34 @@ def test_add_click_in_the_3d_view_follows_the_ray_to_the_node(
     corner = nodes.data_to_world(np.array([-5.0, 1.0, 1.0]))
     message = tool.click(corner, "add", dims_displayed=(0, 1, 2), view_direction=(1.0, 0.0, 0.0))
     assert message.startswith("no node-like tissue") and np.array_equal(nodes.data, snapshot)
+
+
+def test_incomplete_outline_is_suggested_and_accepting_it_completes_the_node(
+    make_napari_viewer, qtbot, phantom_files, halved_stand_in, autosave_dir
+):
+    from lnq_napari.plugin._session import session_for
+
+    case, stand_in, halved = phantom_files.case, halved_stand_in, halved_stand_in.halved
+    viewer = make_napari_viewer()
+    _open_case(viewer, phantom_files)
+    widgets = _predict(qtbot, viewer, stand_in)
+    suggestions = viewer.layers["suggestions"]
+    kinds = list(suggestions.features["kind"])
+    assert "unsure" in kinds
+    own = np.asarray(case.instances.array) == halved
+    on_node = [i for i, kind in enumerate(kinds)
+               if kind == "outline" and own[tuple(int(v) for v in suggestions.data[i])]]
+    assert len(on_node) == 1  # a ring on the node's missing half
+    k = on_node[0]
+    assert "outline incomplete" in widgets["Correct"].suggestion_list.item(k).text()
+
+    session = session_for(viewer)
+    labels = viewer.layers["nodes"].data
+    half_id = int(np.bincount(labels[own][labels[own] > 0]).argmax())
+    n_ids = len(np.unique(labels)) - 1
+    covered_before = (labels[own] > 0).mean()
+    assert session.accept_suggestion(k) == half_id
+    labels = viewer.layers["nodes"].data
+    assert len(np.unique(labels)) - 1 == n_ids  # the node grew; no new node
+    assert (labels[own] == half_id).mean() > max(0.85, covered_before + 0.3)
+    assert len(suggestions.data) == len(kinds) - 1

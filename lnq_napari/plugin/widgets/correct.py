@@ -63,7 +63,7 @@ class CorrectWidget(QWidget):
         help_label = QLabel(HELP)
         layout = QVBoxLayout(self)
         layout.addWidget(modes)
-        layout.addWidget(QLabel("suggestions (model unsure), best first"))
+        layout.addWidget(QLabel("suggestions (model unsure, outline incomplete), best first"))
         layout.addWidget(self.suggestion_list)
         for pair in ((accept, reject), (undo, redo)):
             row = QHBoxLayout()
@@ -102,11 +102,12 @@ class CorrectWidget(QWidget):
             feats = session.suggestions.features
             for i in range(len(session.suggestions.data)):
                 row = feats.iloc[i] if len(feats) > i else None
-                text = (
-                    f"#{int(row['rank'])}  p={row['max_prob']:.2f}  {row['volume_mm3'] / 1000:.2f} cm3"
-                    if row is not None
-                    else f"suggestion {i + 1}"
-                )
+                if row is None:
+                    text = f"suggestion {i + 1}"
+                elif row.get("kind") == "outline":
+                    text = f"#{int(row['rank'])}  outline incomplete: +{row['volume_mm3'] / 1000:.2f} cm3"
+                else:
+                    text = f"#{int(row['rank'])}  p={row['max_prob']:.2f}  {row['volume_mm3'] / 1000:.2f} cm3"
                 self.suggestion_list.addItem(text)
         self.suggestion_list.blockSignals(False)
 

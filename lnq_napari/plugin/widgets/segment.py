@@ -25,14 +25,18 @@ def default_predictor_factory(model: str | None, device: str):
 
 
 def predict_case(predictor, ct, progress=None, cancel=None) -> tuple:
-    """Worker body: prediction -> (one id per node, probabilities, model version, ranked candidates)."""
-    from lnq_napari.interact import label_nodes, suggest_candidates
+    """Worker body: prediction -> (one id per node, probabilities, model version, ranked suggestions:
+    regions the model is unsure of and nodes whose outline looks incomplete)."""
+    from lnq_napari.active import outline_suggestions
+    from lnq_napari.interact import label_nodes, rank_suggestions, suggest_candidates
 
     prediction = predictor.predict(ct, progress=progress, cancel=cancel)
     labels = label_nodes(np.asarray(prediction.mask.array))
     limit = predictor.config.get("inference", {}).get("max_mean_hu")
     candidates = suggest_candidates(prediction.probabilities, prediction.mask, hu=np.asarray(ct.array),
                                     max_mean_hu=limit)
+    outlines = outline_suggestions(ct, prediction.mask, prediction.probabilities)
+    candidates = rank_suggestions(candidates + outlines)
     return (
         labels,
         np.asarray(prediction.probabilities.array, dtype=np.float32),
