@@ -128,6 +128,7 @@ def uncertainty_study(ws, scores: dict, tta_predictor=None) -> dict:
         rec = {
             "case": case, "score": score.score, "entropy_cm3": score.entropy_cm3,
             "node_uncertainty": score.node_uncertainty, "uncertain_nodes": score.uncertain_nodes,
+            "outline_cm3": score.outline_cm3, "incomplete_nodes": score.incomplete_nodes,
             "error_dice": 1.0 - ev["dice"],
             "error_nodes": (ev["nodes_gt"] - ev["nodes_hit"]) + ev["fp_nodes"],
         }
@@ -135,7 +136,8 @@ def uncertainty_study(ws, scores: dict, tta_predictor=None) -> dict:
             flipped = tta_predictor.predict(active.flipped(ct, (2,))).mask.array[:, :, ::-1]
             rec["disagreement"] = active.mask_disagreement([pred.array, flipped])
         records.append(rec)
-    signals = ["score", "entropy_cm3", "node_uncertainty", "uncertain_nodes"]
+    signals = ["score", "entropy_cm3", "node_uncertainty", "uncertain_nodes", "outline_cm3",
+               "incomplete_nodes"]
     signals += ["disagreement"] if tta_predictor is not None else []
     table = {s: {"vs_1-dice": spearman([r[s] for r in records], [r["error_dice"] for r in records]),
                  "vs_node_errors": spearman([r[s] for r in records], [r["error_nodes"] for r in records])}
