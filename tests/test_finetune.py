@@ -109,6 +109,19 @@ def test_correction_states_mark_removed_and_added_nodes():
     assert (no_pred[correction > 0] == NODE).all()
 
 
+def test_correction_states_put_no_background_ring_around_kept_outlines():
+    from lnq_napari.phantom import make_case
+    from lnq_napari.training.labels import label_states
+
+    case = make_case(2, shape=(24, 160, 160), spacing=(2.0, 2.0, 4.0))  # fine enough for a 3 mm ring
+    corrected = case.ct.with_array((case.full.array > 0).astype(np.uint8))
+    states = correction_states(case.ct, corrected)
+    with_ring, without = label_states(case.ct, corrected), label_states(case.ct, corrected, ring_mm=0)
+    ring_only = (with_ring == BACKGROUND) & (without != BACKGROUND)
+    assert ring_only.any()  # an original annotation would get a ring there
+    assert not (states[ring_only] == BACKGROUND).any()
+
+
 def test_split_is_stable_and_never_empty():
     assert split_cases(["a"]) == (["a"], ["a"], True)
     train, val, on_train = split_cases(["c", "a", "b", "d", "e"])

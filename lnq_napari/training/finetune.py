@@ -32,18 +32,23 @@ from lnq_napari.io.volume import Volume
 PENDING = "pending.json"
 #: Fine-tuning overrides of the trainer's config: a gentler, shorter schedule than training.
 #: Half the patches are centred on what the reviewer changed (added or removed voxels).
-FINETUNE_CONFIG: dict = {"train": {"lr": 5e-4, "warmup": 10, "focus_fraction": 0.5}}
+FINETUNE_CONFIG: dict = {"train": {"lr": 1e-4, "warmup": 10, "focus_fraction": 0.5}}
 
 
 def correction_states(
     ct: Volume, correction: Volume, prediction: Volume | None = None, options: dict | None = None
 ) -> np.ndarray:
-    """int8 states of a corrected case: label_states of the correction, plus removed components as 0."""
+    """int8 states of a corrected case: label_states of the correction, plus removed components as 0.
+
+    Unlike an original annotation, a correction gets no ring of known background around its nodes: the
+    outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
+    would mark node tissue as background (teaching it to stop short again).
+    """
     from scipy import ndimage
 
     from lnq_napari.training.labels import BACKGROUND, NODE, label_states
 
-    states = label_states(ct, correction, options=options)
+    states = label_states(ct, correction, ring_mm=0.0, options=options)
     corrected = np.asarray(correction.array) > 0
     if prediction is not None:
         predicted = np.asarray(prediction.array) > 0
