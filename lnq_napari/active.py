@@ -139,8 +139,7 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     """
     from scipy import ndimage
 
-    from lnq_napari.interact import node_region_from_click
-    from lnq_napari.simulate import interior_point
+    from lnq_napari.interact import interior_point, node_region_from_click
 
     labels = np.asarray(mask.array) > 0
     components, _ = ndimage.label(labels, structure=np.ones((3, 3, 3), bool))

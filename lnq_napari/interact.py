@@ -45,6 +45,16 @@ def _distance_mm(shape: Sequence[int], center: Sequence[int], spacing: np.ndarra
     return np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing, strict=True)))
 
 
+def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
+    """The voxel of ``mask`` deepest inside it (largest distance to its border): a node's centre."""
+    coords = np.argwhere(mask)
+    lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    edt = ndimage.distance_transform_edt(np.pad(mask[box], 1))[1:-1, 1:-1, 1:-1]
+    local = np.unravel_index(int(np.argmax(edt)), edt.shape)
+    return tuple(int(a + b) for a, b in zip(local, lo))
+
+
 def node_region_from_click(
     ct: Volume,
     point_zyx: Sequence[float],

@@ -12,19 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from lnq_napari.interact import interior_point
 from lnq_napari.io.volume import Volume
 
-
-def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
-    """The voxel of ``mask`` deepest inside it (largest distance to its border): a node's centre."""
-    from scipy import ndimage
-
-    coords = np.argwhere(mask)
-    lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    edt = ndimage.distance_transform_edt(np.pad(mask[box], 1))[1:-1, 1:-1, 1:-1]
-    local = np.unravel_index(int(np.argmax(edt)), edt.shape)
-    return tuple(int(a + b) for a, b in zip(local, lo))
+__all__ = ["interior_point", "simulate_review"]
 
 
 def _leaks(node: np.ndarray, truth: np.ndarray, undo_below: float, stats: dict) -> bool:

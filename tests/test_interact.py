@@ -173,3 +173,11 @@ def test_peak_along_ray_finds_the_unlabelled_node_the_ray_crosses():
     assert peak_along_ray(prob, (0, 11, 11), (19, 11, 11), labels=labels) == (13.0, 11.0, 11.0)
     assert peak_along_ray(prob, (0, 11, 11), (19, 11, 11)) == (5.0, 11.0, 11.0)
     assert peak_along_ray(prob, (0, 25, 25), (19, 25, 25), labels=labels) is None  # nothing on this ray
+
+
+def test_interior_point_is_deepest_voxel():
+    from lnq_napari.interact import interior_point
+
+    mask = np.zeros((7, 9, 9), bool)
+    mask[1:6, 2:7, 3:8] = True
+    assert interior_point(mask) == (3, 4, 5)

@@ -6,13 +6,7 @@ import numpy as np
 
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.phantom import make_case
-from lnq_napari.simulate import interior_point, simulate_review
-
-
-def test_interior_point_is_deepest_voxel():
-    mask = np.zeros((7, 9, 9), bool)
-    mask[1:6, 2:7, 3:8] = True
-    assert interior_point(mask) == (3, 4, 5)
+from lnq_napari.simulate import simulate_review
 
 
 def test_review_fixes_missed_and_false_nodes():
