@@ -31,7 +31,7 @@ from lnq_napari.io.volume import Volume
 
 PENDING = "pending.json"
 #: Fine-tuning overrides of the trainer's config: a gentler, shorter schedule than training.
-#: Half the patches are centred on what the reviewer changed (added or removed voxels).
+#: Half the node-centred patches (a quarter of all) are centred on what the reviewer changed.
 FINETUNE_CONFIG: dict = {"train": {"lr": 1e-4, "warmup": 10, "focus_fraction": 0.5}}
 
 

@@ -52,7 +52,7 @@ DEFAULT_CONFIG: dict = {
         "lr": 2e-3,
         "weight_decay": 1e-4,
         "fg_fraction": 0.5,
-        "focus_fraction": 0.0,  # share of patches centred on a case's focus voxels (a reviewer's edits)
+        "focus_fraction": 0.0,  # share of node-centred patches moved to focus voxels (a reviewer's edits)
         "dice_weight": 1.0,
         "flip_x": True,
         "intensity_jitter": 0.1,
