@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.naming import case_name
+from lnq_napari.io.layout import case_name
 
 DEMO_SEED = 7
 

@@ -87,7 +87,7 @@ def sibling_ct_grid(path: Path):
     """
     import SimpleITK as sitk
 
-    from lnq_napari.io.naming import case_name
+    from lnq_napari.io.layout import case_name
     from lnq_napari.io.volume import Volume
 
     case = case_name(path, fallback="")

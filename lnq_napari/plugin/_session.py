@@ -65,7 +65,7 @@ class NodeSession:
 
     @property
     def case(self) -> str:
-        from lnq_napari.io.naming import case_name
+        from lnq_napari.io.layout import case_name
 
         fallback = self.ct_layer.name if self.ct_layer is not None else self.nodes.name
         return case_name(self.source, fallback=case_name(fallback + ".nrrd"))

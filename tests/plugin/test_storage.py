@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lnq_napari.io.naming import case_name
+from lnq_napari.io.layout import case_name
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._storage import (

@@ -1,0 +1,178 @@
+"""File layout of cases: image suffixes, case ids and roles from file names, scanning and pairing folders.
+
+LNQ2023 names a case's files ``<case>-ct.nrrd``, ``<case>-seg.nrrd``; the phantom adds ``-full.nrrd``
+(complete truth) and ``-nodes.json``; predictions are ``<case>-pred`` or ``<case>-seg``. This module is
+the one place that knows these names: every reader of folders (training, workspace, predict, evaluate,
+the napari reader, benchmarks) asks it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+
+# Longest first, so ".seg.nrrd" wins over ".nrrd" and ".nii.gz" over ".gz".
+IMAGE_SUFFIXES = (".autosave.seg.nrrd", ".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
+LABEL_ROLES = ("seg", "full", "pred", "label", "labels", "mask", "nodes", "truth", "gt")
+ROLES = ("ct", "prob", *LABEL_ROLES)
+_ROLE_TAIL = re.compile(r"[-_.](" + "|".join(ROLES) + r")$", re.IGNORECASE)
+_VERSION_TAIL = re.compile(r"\.v\d{3,}$")
+CT_ROLE_SUFFIXES = tuple(f"-ct{s}" for s in (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd"))
+
+
+@dataclass(frozen=True)
+class NameParts:
+    """A file name taken apart: ``lnq2023-train-0001-seg.v002.seg.nrrd`` -> case, role "seg", suffix."""
+
+    case: str
+    role: str  # "ct", "seg", "full", "pred", ... or "" when the name has no role tail
+    suffix: str  # the image suffix, "" when the name has none (a DICOM folder, say)
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """The files of one case in an LNQ-layout folder."""
+
+    case_id: str
+    ct: Path
+    seg: Path | None = None  # partial labels as distributed
+    full: Path | None = None  # complete truth (phantom only)
+    nodes: Path | None = None  # node list with truth (phantom only)
+
+
+def image_suffix(name: str | Path) -> str:
+    """The image suffix of a file name (``.seg.nrrd``, ``.nii.gz``, ...), "" when it has none we read."""
+    lower = Path(name).name.lower()
+    return next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), "")
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for a file name with one of :data:`IMAGE_SUFFIXES`."""
+    return bool(image_suffix(path))
+
+
+def split_name(path: str | Path) -> NameParts:
+    """Case id, role and suffix of an image, label, prediction, version or autosave file name."""
+    name = Path(path).name
+    suffix = image_suffix(name)
+    stem = _VERSION_TAIL.sub("", name[: len(name) - len(suffix)])
+    match = _ROLE_TAIL.search(stem)
+    if match and match.start() > 0:
+        return NameParts(stem[: match.start()], match.group(1).lower(), suffix)
+    if suffix == ".seg.nrrd" or suffix == ".autosave.seg.nrrd":
+        return NameParts(stem, "seg", suffix)
+    return NameParts(stem, "", suffix)
+
+
+def case_name(source: str | Path | None, fallback: str = "case") -> str:
+    """The case id of an image, label, prediction, version or autosave file name."""
+    if not source:
+        return fallback
+    return split_name(source).case or fallback
+
+
+def looks_like_label_name(path: str | Path) -> bool:
+    """True when the name marks a label file (``.seg.nrrd``, or a -seg/-full/-mask/... role)."""
+    return split_name(path).role in LABEL_ROLES
+
+
+def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> Path | None:
+    """``<folder>/<case>-<role><suffix>`` for the first suffix that exists, else None."""
+    for suffix in suffixes:
+        path = folder / f"{case}-{role}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def sibling_ct(label_path: str | Path) -> Path | None:
+    """The case's CT beside a label file (``<case>-ct.*`` next to ``<case>-seg.*``), else None."""
+    path = Path(label_path)
+    case = split_name(path).case
+    if not case:
+        return None
+    for suffix in CT_ROLE_SUFFIXES:
+        ct = path.with_name(case + suffix)
+        if ct.is_file() and ct != path:
+            return ct
+    return None
+
+
+def scan_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
+    """The cases of an LNQ-layout folder, sorted by id: each ``<case>-ct.*`` with its siblings.
+
+    ``require="seg"`` (or "full") keeps only cases that have that file. Raises LNQError when the
+    folder is missing or holds no such case.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise LNQError(f"{what} folder {folder} does not exist; give a folder of lnq2023-*-ct.nrrd files")
+    cases: dict[str, CaseFiles] = {}
+    for path in sorted(folder.iterdir()):
+        parts = split_name(path)
+        if parts.role != "ct" or not parts.suffix or not path.is_file() or parts.case in cases:
+            continue
+        case = parts.case
+        cases[case] = CaseFiles(
+            case_id=case, ct=path.resolve(),
+            seg=_resolved(sibling(folder, case, "seg", (parts.suffix, ".seg.nrrd", ".nrrd"))),
+            full=_resolved(sibling(folder, case, "full", (parts.suffix, ".nrrd"))),
+            nodes=_resolved(sibling(folder, case, "nodes", (".json",))),
+        )
+    found = [c for c in cases.values() if require is None or getattr(c, require) is not None]
+    if not found:
+        needs = f" with a matching *-{require} file" if require else ""
+        raise LNQError(f"no *-ct.nrrd files{needs} in {folder}; point {what} at a folder of LNQ-layout cases")
+    return found
+
+
+def _resolved(path: Path | None) -> Path | None:
+    return path.resolve() if path is not None else None
+
+
+def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
+    """``(case_id, path)`` of each CT: a file, a DICOM folder, or a folder of ``*-ct.*`` files."""
+    path = Path(inputs).expanduser()
+    if not path.exists():
+        raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
+    if path.is_dir():
+        cts = [p for p in sorted(path.iterdir()) if p.is_file() and split_name(p).role == "ct"
+               and split_name(p).suffix]
+        if cts:
+            return [(split_name(p).case, p) for p in cts]
+        return [(path.name, path)]  # a DICOM series folder (read_volume says so if it is not)
+    name = path.name
+    if name.lower().endswith(".dcm"):
+        return [(name[: -len(".dcm")], path)]
+    return [(case_name(path, fallback=name), path)]
+
+
+# Which label file of a case a folder of predictions or of ground truth offers first.
+_PREFERENCE = {"gt": ("full", "seg", "", "pred"), "pred": ("pred", "", "seg")}
+
+
+def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
+    """Case id -> the preferred label file of each case in a folder (or the single file).
+
+    ``role`` is "pred" (``-pred`` wins over a bare name over ``-seg``) or "gt" (``-full``, complete
+    truth, wins over ``-seg``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LNQError(f"--{role} {path} does not exist; give a label file or a folder of them")
+    if path.is_file():
+        return {case_name(path): path}
+    ranked: dict[str, tuple[int, Path]] = {}
+    for file in sorted(path.iterdir()):
+        parts = split_name(file)
+        if not parts.suffix or not file.is_file() or parts.role not in _PREFERENCE[role]:
+            continue
+        rank = _PREFERENCE[role].index(parts.role)
+        if parts.case not in ranked or rank < ranked[parts.case][0]:
+            ranked[parts.case] = (rank, file)
+    if not ranked:
+        raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha); check the path")
+    return {case: file for case, (_, file) in ranked.items()}

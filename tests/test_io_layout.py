@@ -1,0 +1,88 @@
+"""Case ids, roles and folder scanning: the one place that knows LNQ file names."""
+
+from pathlib import Path
+
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.layout import (
+    case_name,
+    ct_inputs,
+    label_files_by_case,
+    looks_like_label_name,
+    scan_cases,
+    sibling_ct,
+    split_name,
+)
+
+
+@pytest.mark.parametrize(("name", "case", "role", "suffix"), [
+    ("lnq2023-train-0001-ct.nrrd", "lnq2023-train-0001", "ct", ".nrrd"),
+    ("lnq2023-train-0001-seg.nrrd", "lnq2023-train-0001", "seg", ".nrrd"),
+    ("lnq2023-val-0003-full.nii.gz", "lnq2023-val-0003", "full", ".nii.gz"),
+    ("case7-seg.v012.seg.nrrd", "case7", "seg", ".seg.nrrd"),
+    ("case7.autosave.seg.nrrd", "case7", "seg", ".autosave.seg.nrrd"),
+    ("patient_mask.mha", "patient", "mask", ".mha"),
+    ("chest.nhdr", "chest", "", ".nhdr"),
+    ("DICOM", "DICOM", "", ""),
+])
+def test_split_name(name, case, role, suffix):
+    parts = split_name(name)
+    assert (parts.case, parts.role, parts.suffix) == (case, role, suffix)
+
+
+def test_case_name_falls_back_for_empty_names():
+    assert case_name(None) == "case"
+    assert case_name("-seg.nrrd", fallback="x") == "-seg"  # a role needs a case before it
+    assert looks_like_label_name("a-full.nrrd") and not looks_like_label_name("a-ct.nrrd")
+
+
+def _touch(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).write_bytes(b"")
+
+
+def test_scan_cases_pairs_siblings_and_requires(tmp_path):
+    _touch(tmp_path, "a-ct.nrrd", "a-seg.nrrd", "a-full.nrrd", "a-nodes.json", "b-ct.nii.gz", "b-seg.nii.gz",
+           "c-ct.nrrd", "notes.txt")
+    cases = scan_cases(tmp_path)
+    assert [c.case_id for c in cases] == ["a", "b", "c"]
+    a, b, c = cases
+    assert a.full is not None and a.nodes is not None and a.seg.name == "a-seg.nrrd"
+    assert b.seg.name == "b-seg.nii.gz" and b.full is None
+    assert c.seg is None
+    assert [c.case_id for c in scan_cases(tmp_path, require="seg")] == ["a", "b"]
+    assert [c.case_id for c in scan_cases(tmp_path, require="full")] == ["a"]
+
+
+def test_scan_cases_errors_name_the_problem(tmp_path):
+    with pytest.raises(LNQError, match="does not exist"):
+        scan_cases(tmp_path / "missing")
+    _touch(tmp_path, "a-ct.nrrd")
+    with pytest.raises(LNQError, match="matching \\*-seg"):
+        scan_cases(tmp_path, require="seg")
+
+
+def test_ct_inputs_file_folder_and_dicom_folder(tmp_path):
+    _touch(tmp_path, "a-ct.nrrd", "a-seg.nrrd", "b-ct.mha")
+    assert ct_inputs(tmp_path) == [("a", tmp_path / "a-ct.nrrd"), ("b", tmp_path / "b-ct.mha")]
+    assert ct_inputs(tmp_path / "a-ct.nrrd") == [("a", tmp_path / "a-ct.nrrd")]
+    dicom = tmp_path / "series1"
+    dicom.mkdir()
+    _touch(dicom, "001.dcm")
+    assert ct_inputs(dicom) == [("series1", dicom)]
+    assert ct_inputs(dicom / "001.dcm") == [("001", dicom / "001.dcm")]
+    with pytest.raises(LNQError, match="does not exist"):
+        ct_inputs(tmp_path / "nope.nrrd")
+
+
+def test_label_files_prefer_truth_and_predictions(tmp_path):
+    _touch(tmp_path, "a-seg.nrrd", "a-full.nrrd", "b-seg.nrrd", "a-pred.nrrd", "a-ct.nrrd")
+    assert label_files_by_case(tmp_path, "gt") == {"a": tmp_path / "a-full.nrrd", "b": tmp_path / "b-seg.nrrd"}
+    assert label_files_by_case(tmp_path, "pred") == {"a": tmp_path / "a-pred.nrrd", "b": tmp_path / "b-seg.nrrd"}
+
+
+def test_sibling_ct(tmp_path):
+    _touch(tmp_path, "a-ct.nii.gz", "a-seg.nrrd")
+    assert sibling_ct(tmp_path / "a-seg.nrrd") == tmp_path / "a-ct.nii.gz"
+    assert sibling_ct(tmp_path / "z-seg.nrrd") is None
