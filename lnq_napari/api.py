@@ -177,7 +177,8 @@ def predict(
     Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header)
     and, with ``probabilities``, ``<case>-prob.nrrd`` (float32).
     """
-    from lnq_napari.inference import Predictor, ct_inputs
+    from lnq_napari.inference import Predictor
+    from lnq_napari.io.layout import ct_inputs
     from lnq_napari.io.readers import read_volume, write_volume
     from lnq_napari.io.segfile import write_seg_nrrd
 

@@ -26,26 +26,6 @@ class Prediction:
     model_version: str
 
 
-def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
-    """``(case_id, path)`` of each CT: a file, a DICOM folder, or a folder of ``*-ct.nrrd`` files."""
-    from lnq_napari.errors import LNQError
-
-    path = Path(inputs).expanduser()
-    if not path.exists():
-        raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
-    if path.is_dir():
-        cts = sorted(path.glob("*-ct.nrrd"))
-        if cts:
-            return [(p.name[: -len("-ct.nrrd")], p) for p in cts]
-        return [(path.name, path)]  # a DICOM series folder (read_volume says so if it is not)
-    name = path.name
-    for suffix in ("-ct.nrrd", ".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd", ".dcm"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return [(name, path)]
-
-
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     """Evenly spread window starts covering ``size`` with windows of ``roi`` overlapping by >= ``overlap``."""
     if size <= roi:
