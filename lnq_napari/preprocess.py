@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lnq_napari.io.orientation import from_lps, reorient, to_lps
 from lnq_napari.io.volume import Volume
 
 DEFAULT_PREPROCESSING: dict = {
@@ -23,20 +24,6 @@ DEFAULT_PREPROCESSING: dict = {
         "rule": "lungs_bbox", "lung_hu": -500.0, "body_hu": -300.0, "margin_mm": 15.0, "min_lung_ml": 50.0,
     },
 }
-
-
-def orient_lps(image):
-    """``(code, image in LPS axis order)``: ``code`` maps it back with ``sitk.DICOMOrient(img, code)``.
-
-    An oblique direction keeps its grid: ``(None, image)``.
-    """
-    import SimpleITK as sitk
-
-    try:
-        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-        return code, sitk.DICOMOrient(image, "LPS")
-    except RuntimeError:
-        return None, image
 
 
 @dataclass
@@ -61,16 +48,6 @@ def normalize(hu: np.ndarray, prep: dict) -> np.ndarray:
 def pad_value(prep: dict) -> float:
     """The normalised value of air, used to pad images beyond their border."""
     return (float(prep["hu_clip"][0]) - float(prep["hu_center"])) / float(prep["hu_scale"])
-
-
-def _oriented(volume: Volume, orientation: str):
-    import SimpleITK as sitk
-
-    image = volume.to_sitk()
-    try:
-        return sitk.DICOMOrient(image, orientation)
-    except RuntimeError:  # oblique direction: keep the grid as it is
-        return image
 
 
 @dataclass
@@ -124,7 +101,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     import SimpleITK as sitk
     from scipy import ndimage
 
-    code, oriented = orient_lps(ct.to_sitk())
+    code, oriented = to_lps(ct.to_sitk())
     hu = sitk.GetArrayViewFromImage(oriented)
     spacing_zyx = tuple(oriented.GetSpacing()[::-1])
     anatomy = coarse_anatomy(hu, spacing_zyx)
@@ -133,11 +110,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
     grown = ndimage.distance_transform_edt(~anatomy.mediastinum, sampling=coarse) <= margin_mm
     region = anatomy.upsample(grown).astype(np.uint8)
-    if code:
-        img = sitk.GetImageFromArray(np.ascontiguousarray(region))
-        img.CopyInformation(oriented)
-        region = sitk.GetArrayFromImage(sitk.DICOMOrient(img, code))
-    return region.astype(bool)
+    return from_lps(region, oriented, code).astype(bool)
 
 
 def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], rule: dict,
@@ -174,7 +147,7 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     import SimpleITK as sitk
 
     prep = {**DEFAULT_PREPROCESSING, **(prep or {})}
-    image = _oriented(ct, prep["orientation"])
+    image = reorient(ct.to_sitk(), prep["orientation"])
     hu = sitk.GetArrayViewFromImage(image)
     spacing_zyx = tuple(image.GetSpacing()[::-1])
     roi = find_roi(hu, spacing_zyx, prep["roi"])
@@ -190,7 +163,7 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     out_labels = None
     if labels is not None:
         lab_vol = ct.with_array(np.asarray(labels).astype(np.int16))
-        lab_img = sitk.RegionOfInterest(_oriented(lab_vol, prep["orientation"]), size, index)
+        lab_img = sitk.RegionOfInterest(reorient(lab_vol.to_sitk(), prep["orientation"]), size, index)
         lab_res = sitk.Resample(lab_img, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
         out_labels = sitk.GetArrayFromImage(lab_res).astype(np.int8)
     return Prepared(array, grid, roi, out_labels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lnq_napari.io.orientation import from_lps, to_lps
 from lnq_napari.io.volume import Volume
 
 DEFAULT_STATES: dict = {
@@ -113,21 +114,16 @@ def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None 
     if lab.shape != ct.shape:
         raise LNQError(f"labels of shape {lab.shape} are not on the CT grid {ct.shape}; align them first")
     # work in the canonical (axial slices first) orientation, then map back exactly
-    from lnq_napari.preprocess import orient_lps
-
     ct_img = ct.to_sitk()
-    code, oriented = orient_lps(ct_img)
+    code, oriented = to_lps(ct_img)
     lab_img = sitk.GetImageFromArray(np.ascontiguousarray((lab > 0).astype(np.uint8)))
     lab_img.CopyInformation(ct_img)
-    lab_or = sitk.DICOMOrient(lab_img, "LPS") if code else lab_img
+    _, lab_or = to_lps(lab_img)
     states = _states_array(
         sitk.GetArrayViewFromImage(oriented), sitk.GetArrayFromImage(lab_or) > 0,
         tuple(oriented.GetSpacing()[::-1]), opts,
     )
-    if code:
-        st_img = sitk.GetImageFromArray(states)
-        st_img.CopyInformation(oriented)
-        states = sitk.GetArrayFromImage(sitk.DICOMOrient(st_img, code))
+    states = from_lps(states, oriented, code)
     return states.astype(np.int8)
 
 
