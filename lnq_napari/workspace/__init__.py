@@ -1,0 +1,17 @@
+"""A review workspace: cases, versioned labels with provenance, an action journal and model versions.
+
+:class:`Workspace` is the facade; each job has its own module: ``cases`` (workspace.json), ``labels``
+(:class:`LabelStore`, also used without a workspace), ``journal``, ``registry`` (:class:`ModelRegistry`),
+``cache`` and ``autosave`` (the rolling crash-autosave file).
+"""
+
+from lnq_napari.workspace.cases import FORMAT, FORMAT_VERSION, CaseTable
+from lnq_napari.workspace.journal import Journal
+from lnq_napari.workspace.labels import LABELS_FOLDER, SOURCES, LabelStore, SavedLabels
+from lnq_napari.workspace.registry import ModelRegistry
+from lnq_napari.workspace.workspace import Workspace
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "LABELS_FOLDER", "SOURCES",
+    "CaseTable", "Journal", "LabelStore", "ModelRegistry", "SavedLabels", "Workspace",
+]

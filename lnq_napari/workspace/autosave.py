@@ -1,0 +1,41 @@
+"""Crash autosave files: where they go and the atomic rewrite of ``<case>.autosave.seg.nrrd``.
+
+One rolling file per case, rewritten after edits (the plugin's timers decide when); it is not a label
+version. The folder: $LNQ_NAPARI_AUTOSAVE_DIR, else ``<workspace>/autosave``, else ``lnq-autosave/``
+beside the source file when writable, else ``~/.cache/lnq-napari/autosave``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lnq_napari.io.segfile import write_seg_nrrd
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace.files import now
+
+AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
+AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"
+WORKSPACE_AUTOSAVE = "autosave"  # the autosave folder inside a workspace
+
+
+def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
+    """The autosave folder for a case read from ``source`` (and opened from ``workspace``)."""
+    if os.environ.get(AUTOSAVE_ENV):
+        return Path(os.environ[AUTOSAVE_ENV])
+    if workspace:
+        return Path(workspace) / WORKSPACE_AUTOSAVE
+    if source and Path(source).parent.is_dir() and os.access(Path(source).parent, os.W_OK):
+        return Path(source).parent / "lnq-autosave"
+    return Path.home() / ".cache" / "lnq-napari" / "autosave"
+
+
+def autosave_path(folder: str | Path, case: str) -> Path:
+    """``<folder>/<case>.autosave.seg.nrrd``."""
+    return Path(folder) / f"{case}{AUTOSAVE_SUFFIX}"
+
+
+def write_autosave(labels: Volume, folder: str | Path, case: str, extra: dict | None = None) -> Path:
+    """Atomically (re)write the autosave file of ``case`` in ``folder``; returns its path."""
+    fields = {"lnq_autosave_time": now(), **{k: str(v) for k, v in (extra or {}).items()}}
+    return write_seg_nrrd(autosave_path(folder, case), labels, extra=fields)

@@ -1,0 +1,81 @@
+"""The case table of a workspace: ``workspace.json`` (format, data folder, case id -> its files).
+
+The on-disk format is unchanged since format version 1: ``cases`` maps a case id to
+``{"ct", "seg", "full", "nodes"}`` absolute paths (None where a file is missing).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.layout import CaseFiles, scan_cases
+from lnq_napari.workspace.files import now
+
+FORMAT = "lnq-napari-workspace"
+FORMAT_VERSION = 1
+META_FILE = "workspace.json"
+
+
+def new_meta(data: str | Path) -> dict:
+    """The ``workspace.json`` content of a new workspace over the data folder ``data``."""
+    cases = {c.case_id: _entry(c) for c in scan_cases(data)}
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "created": now(),
+            "data": str(Path(data).resolve()), "cases": cases}
+
+
+def _entry(case: CaseFiles) -> dict[str, str | None]:
+    return {role: str(p) if (p := getattr(case, role)) is not None else None
+            for role in ("ct", "seg", "full", "nodes")}
+
+
+def read_meta(root: str | Path) -> dict:
+    """The ``workspace.json`` of ``root``; LNQError when ``root`` is not a workspace."""
+    path = Path(root) / META_FILE
+    if not path.is_file():
+        raise LNQError(f"{root} is not a lnq-napari workspace (no {META_FILE}); "
+                       "create one with `lnq-napari workspace init PATH --data DIR`")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LNQError(f"{path} is unreadable ({exc}); restore it from a backup") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise LNQError(f"{path} is not a lnq-napari workspace file; choose another folder")
+    return meta
+
+
+def write_meta(root: str | Path, meta: dict) -> None:
+    atomic_write_text(Path(root) / META_FILE, json.dumps(meta, indent=1))
+
+
+class CaseTable:
+    """Case ids and their files, as ``workspace.json`` lists them."""
+
+    def __init__(self, cases: dict[str, dict], where: str | Path) -> None:
+        self._cases = cases
+        self.where = Path(where)
+
+    def ids(self) -> list[str]:
+        return sorted(self._cases)
+
+    def entry(self, case: str) -> dict:
+        """The files of ``case``; LNQError when it is not in the table."""
+        try:
+            return self._cases[case]
+        except KeyError:
+            raise LNQError(f"case {case!r} is not in workspace {self.where}; see `case_ids()`") from None
+
+    def ct_path(self, case: str) -> Path:
+        return Path(self.entry(case)["ct"])
+
+    def seg_path(self, case: str) -> Path | None:
+        return _optional(self.entry(case).get("seg"))
+
+    def full_path(self, case: str) -> Path | None:
+        return _optional(self.entry(case).get("full"))
+
+
+def _optional(path: str | None) -> Path | None:
+    return Path(path) if path else None

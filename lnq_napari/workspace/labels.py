@@ -1,0 +1,150 @@
+"""Label versions of one case in one folder: ``vNNN.seg.nrrd`` with its ``vNNN.json`` provenance.
+
+A version is committed by its provenance file, written (atomically) after the label file: a label file
+without one, or whose size no longer matches it, is a crash leftover and is ignored. A number is
+allocated by creating the ``vNNN.json`` placeholder exclusively (``O_CREAT | O_EXCL``), so it is never
+handed out twice, not even to two processes saving at once; an empty placeholder is never a version.
+The same layout serves a workspace (``<workspace>/labels/<case>/``) and saves without one
+(``<folder>/<case>/``, by default ``lnq-labels/`` beside the case).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.readers import read_labels
+from lnq_napari.io.segfile import write_seg_nrrd
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace.files import now, sha256
+
+SOURCES = ("original", "prediction", "correction", "autosave")
+LABEL_SUFFIX = ".seg.nrrd"
+LABELS_FOLDER = "lnq-labels"  # the label store beside a case saved without a workspace
+_PROVENANCE = re.compile(r"^v(\d{3,})\.json$")
+_NUMBERED = re.compile(r"^v(\d{3,})\.")
+_NOT_IN_HEADER = ("file", "bytes", "sha256")
+_EXCLUSIVE = os.O_CREAT | os.O_EXCL | os.O_WRONLY  # fails when the file exists: a number is taken once
+
+
+@dataclass(frozen=True)
+class SavedLabels:
+    """A stored label version: its case, id (``"v002"``) and file."""
+
+    case: str
+    version: str
+    path: Path
+
+
+class LabelStore:
+    """The label versions of ``case`` under ``<root>/<case>/``."""
+
+    def __init__(self, root: str | Path, case: str) -> None:
+        self.case = case
+        self.folder = Path(root) / case
+
+    def versions(self) -> list[dict]:
+        """Provenance of each committed version, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for path in self.folder.iterdir():
+            match = _PROVENANCE.match(path.name)
+            prov = self._committed(path) if match else None
+            if prov is not None:
+                found.append((int(match.group(1)), prov))
+        return [prov for _, prov in sorted(found, key=lambda t: t[0])]
+
+    def latest(self, source: str | tuple[str, ...] | None = None) -> dict | None:
+        """Provenance of the newest version (optionally of the given sources), or None."""
+        sources = (source,) if isinstance(source, str) else source
+        for prov in reversed(self.versions()):
+            if sources is None or prov["source"] in sources:
+                return prov
+        return None
+
+    def info(self, version: str) -> dict:
+        """Provenance of one committed version; LNQError when there is none."""
+        name = f"{version}.json"
+        prov = self._committed(self.folder / name) if _PROVENANCE.match(name) else None
+        if prov is None:
+            raise LNQError(f"case {self.case!r} has no label version {version!r}; "
+                           f"see `versions({self.case!r})`")
+        return prov
+
+    def path(self, version: str) -> Path:
+        """The label file of one committed version."""
+        return self.folder / self.info(version)["file"]
+
+    def read(self, version: str) -> Volume:
+        """The label volume of one version; its meta names the version and source."""
+        prov = self.info(version)
+        volume = read_labels(self.folder / prov["file"])
+        volume.meta = {**volume.meta, "lnq_version": version, "lnq_source": prov["source"]}
+        return volume
+
+    def add(
+        self, labels: Volume, source: str, model_version: str | None = None, edits: int = 0,
+        parent: str | None = None, **fields,
+    ) -> SavedLabels:
+        """Store ``labels`` as a new version; never overwrites.
+
+        ``source`` is one of :data:`SOURCES`; ``parent`` defaults to the newest committed version.
+        Extra keyword fields are kept in the provenance (and, one line each, in the file's header).
+        """
+        check_source(source)
+        if parent is None:
+            parent = (self.latest() or {}).get("version")
+        version = self._reserve()
+        path = self.folder / f"{version}{LABEL_SUFFIX}"
+        prov = {"version": version, "case": self.case, "source": source, "model_version": model_version,
+                "time": now(), "edits": int(edits), "parent": parent, "file": path.name, **fields}
+        write_seg_nrrd(path, labels, name="lymph node", extra=_header(prov))
+        prov["bytes"] = path.stat().st_size
+        prov["sha256"] = sha256(path)
+        atomic_write_text(self.folder / f"{version}.json", json.dumps(prov, indent=1, default=str))
+        return SavedLabels(self.case, version, path)
+
+    def _committed(self, path: Path) -> dict | None:
+        try:
+            prov = json.loads(path.read_text())
+        except (OSError, ValueError):  # unreadable, torn or an empty placeholder
+            return None
+        if not isinstance(prov, dict) or not prov.get("file"):
+            return None
+        label = self.folder / prov["file"]
+        return prov if label.is_file() and label.stat().st_size == prov.get("bytes") else None
+
+    def _reserve(self) -> str:
+        """The next free version id, taken by creating its provenance placeholder exclusively."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        number = self._highest_number() + 1
+        while True:
+            version = f"v{number:03d}"
+            try:
+                os.close(os.open(self.folder / f"{version}.json", _EXCLUSIVE, 0o666))
+                return version
+            except FileExistsError:
+                number += 1
+
+    def _highest_number(self) -> int:
+        """The highest number any file of the folder carries (leftovers included), 0 when none."""
+        numbers = (int(m.group(1)) for p in self.folder.iterdir() if (m := _NUMBERED.match(p.name)))
+        return max(numbers, default=0)
+
+
+def check_source(source: str) -> None:
+    """LNQError unless ``source`` is one of :data:`SOURCES`."""
+    if source not in SOURCES:
+        raise LNQError(f"label source {source!r} is unknown; use one of {', '.join(SOURCES)}")
+
+
+def _header(prov: dict) -> dict[str, str]:
+    """The provenance as one-line ``lnq_*`` header fields of the label file."""
+    return {f"lnq_{key}": " ".join(str(value).splitlines()) for key, value in prov.items()
+            if value is not None and key not in _NOT_IN_HEADER}

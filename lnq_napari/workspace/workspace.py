@@ -1,0 +1,254 @@
+"""The Workspace: one folder tying cases, label versions, journal, model registry and cache together.
+
+Layout of a workspace folder ``W``::
+
+    W/workspace.json                 cases: id -> ct, seg (original partial labels), full (phantom truth)
+    W/labels/<case>/vNNN.seg.nrrd    one file per label version (never overwritten)
+    W/labels/<case>/vNNN.json        its provenance; a label file without one is ignored (crash leftover)
+    W/journal.jsonl                  append-only, one JSON object per action
+    W/models/registry.json           model versions (id, path, parent, training cases, metrics, active)
+    W/models/<version>/              weights.safetensors + config.json
+    W/cache/                         derived data (review scores per model version); safe to delete
+    W/autosave/                      crash autosaves of cases opened from the workspace
+
+Crash safety: every file is written to a temp file and renamed. A label version is committed by its
+provenance file, written after the label file and before the journal line, so a process killed at any
+moment loses at most the version in flight. The journal tolerates a torn last line. Each job lives in
+its own module (cases, labels, journal, registry, cache); this class only opens, creates and delegates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import read_labels, read_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace.cache import Cache
+from lnq_napari.workspace.cases import META_FILE, CaseTable, new_meta, read_meta, write_meta
+from lnq_napari.workspace.journal import Journal
+from lnq_napari.workspace.labels import LabelStore, check_source
+from lnq_napari.workspace.registry import ModelRegistry
+
+LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
+_LOCK = threading.RLock()  # one writer at a time in this process, whichever Workspace object it uses
+
+
+class Workspace:
+    """A workspace folder. Create with :meth:`init`, open with :meth:`open`."""
+
+    def __init__(self, root: Path, meta: dict) -> None:
+        self.root = Path(root)
+        self.meta = meta
+        self.cases = CaseTable(meta["cases"], self.root)
+        self.registry = ModelRegistry(self.root / MODELS_DIR, self.root)
+        self.cache = Cache(self.root / CACHE_DIR)
+        self._journal = Journal(self.root / JOURNAL_FILE)
+        self._lock = _LOCK
+
+    # ------------------------------------------------------------ create / open
+    @classmethod
+    def open(cls, path: str | Path) -> Workspace:
+        """Open an existing workspace; LNQError when ``path`` is not one."""
+        return cls(Path(path), read_meta(path))
+
+    @classmethod
+    def init(
+        cls, path: str | Path, data: str | Path, progress: Callable[[float, str], None] | None = None
+    ) -> Workspace:
+        """Create a workspace over ``data``; original partial labels become version v001 of each case.
+
+        Built in a hidden sibling folder and renamed into place, so a crash leaves nothing half made.
+        """
+        root = Path(path)
+        _check_new_root(root)
+        meta = new_meta(data)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
+        try:
+            cls._build(staging, meta, progress)
+            if root.exists():
+                root.rmdir()
+            os.replace(staging, root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if progress:
+            progress(1.0, f"{len(meta['cases'])} cases")
+        return cls(root, meta)
+
+    @classmethod
+    def _build(cls, folder: Path, meta: dict, progress: Callable[[float, str], None] | None) -> None:
+        write_meta(folder, meta)
+        ws = cls(folder, meta)
+        ws.registry.create()
+        with_seg = [c for c in ws.case_ids() if ws.seg_path(c)]
+        for i, case in enumerate(with_seg):
+            if progress:
+                progress(i / len(with_seg), f"importing labels of {case}")
+            ws._import_original(case)
+        ws.log("init", data=meta["data"], cases=len(meta["cases"]), with_labels=len(with_seg))
+
+    def _import_original(self, case: str) -> str:
+        labels = read_labels(self.seg_path(case), reference=self.read_ct(case))
+        return self.add_label_version(case, labels, "original", log=False)
+
+    # ------------------------------------------------------------ cases
+    def case_ids(self) -> list[str]:
+        return self.cases.ids()
+
+    def ct_path(self, case: str) -> Path:
+        return self.cases.ct_path(case)
+
+    def seg_path(self, case: str) -> Path | None:
+        return self.cases.seg_path(case)
+
+    def full_path(self, case: str) -> Path | None:
+        """Complete truth (phantom only). For benchmarks; fine-tuning never reads it."""
+        return self.cases.full_path(case)
+
+    def read_ct(self, case: str) -> Volume:
+        return read_volume(self.ct_path(case))
+
+    # ------------------------------------------------------------ label versions
+    def label_store(self, case: str) -> LabelStore:
+        """The label versions of ``case``; LNQError when the case is not in the workspace."""
+        self.cases.entry(case)
+        return LabelStore(self.root / LABELS_DIR, case)
+
+    def versions(self, case: str) -> list[dict]:
+        """Committed label versions of ``case`` (provenance dicts), oldest first.
+
+        A label file without provenance, or whose size does not match it, is skipped.
+        """
+        return self.label_store(case).versions()
+
+    def add_label_version(
+        self, case: str, labels: Volume, source: str, model_version: str | None = None, edits: int = 0,
+        parent: str | None = None, log: bool = True, **fields,
+    ) -> str:
+        """Store ``labels`` as a new version of ``case``; returns its id (``"v002"``).
+
+        ``source`` is one of original, prediction, correction, autosave. ``parent`` defaults to the
+        latest committed version. Extra keyword fields are kept in the provenance.
+        """
+        check_source(source)
+        store = self.label_store(case)
+        with self._lock:
+            saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent,
+                              **fields)
+            if log:
+                self.log("predict" if source == "prediction" else source, case=case, version=saved.version,
+                         model_version=model_version, edits=int(edits),
+                         parent=store.info(saved.version)["parent"])
+        return saved.version
+
+    def latest_version(self, case: str, source: str | tuple[str, ...] | None = None) -> dict | None:
+        """Provenance of the newest version (optionally of a given source), or None."""
+        return self.label_store(case).latest(source)
+
+    def version_info(self, case: str, version: str) -> dict:
+        return self.label_store(case).info(version)
+
+    def label_path(self, case: str, version: str) -> Path:
+        """The file of one label version."""
+        return self.label_store(case).path(version)
+
+    def read_labels(self, case: str, version: str) -> Volume:
+        """The label volume of one version."""
+        return self.label_store(case).read(version)
+
+    def latest_labels(self, case: str, source: str | tuple[str, ...] | None = None) -> Volume | None:
+        """The newest label volume (optionally of a given source), or None when there is none."""
+        prov = self.latest_version(case, source)
+        return None if prov is None else self.read_labels(case, prov["version"])
+
+    def corrected_cases(self) -> list[str]:
+        """Cases with at least one correction."""
+        return [c for c in self.case_ids() if self.latest_version(c, "correction") is not None]
+
+    # ------------------------------------------------------------ journal
+    @property
+    def journal_path(self) -> Path:
+        return self._journal.path
+
+    def log(self, action: str, **fields) -> dict:
+        """Append one action to the journal (flushed and fsynced); returns the entry."""
+        return self._journal.append(action, **fields)
+
+    def journal(self, action: str | None = None) -> list[dict]:
+        """Journal entries, oldest first (optionally of one action). Torn lines are skipped."""
+        return self._journal.entries(action)
+
+    # ------------------------------------------------------------ models
+    @property
+    def models_dir(self) -> Path:
+        return self.registry.folder
+
+    def models(self) -> list[dict]:
+        """Registered model versions, oldest first."""
+        return self.registry.entries()
+
+    def next_model_version(self) -> str:
+        return self.registry.next_version()
+
+    def register_model(
+        self, path: str | Path, parent: str | None = None, training_cases: list[str] | None = None,
+        metrics: dict | None = None, version: str | None = None, copy: bool = True, **fields,
+    ) -> str:
+        """Add a model folder to the registry (copied under ``models/<version>`` unless already there).
+
+        The new version is not active; call :meth:`activate`. Returns the version id.
+        """
+        with self._lock:
+            entry = self.registry.register(path, parent=parent, training_cases=training_cases,
+                                           metrics=metrics, version=version, copy=copy, **fields)
+            self.log("register_model", version=entry["id"], parent=parent,
+                     training_cases=len(entry["training_cases"]), metrics=entry["metrics"])
+        return entry["id"]
+
+    def model_info(self, version: str) -> dict:
+        return self.registry.info(version)
+
+    def model_path(self, version: str) -> Path:
+        return self.registry.path(version)
+
+    def activate(self, version: str, reason: str = "") -> None:
+        """Make ``version`` the active model (the one predictions and fine-tuning start from)."""
+        with self._lock:
+            self.registry.activate(version)
+            self.log("activate", version=version, reason=reason)
+
+    def active_model(self) -> dict | None:
+        """The active model's registry entry (with an absolute ``path``), or None: use the bundled one."""
+        return self.registry.active()
+
+    def prediction_model(self) -> tuple[Path, str]:
+        """``(model folder, version key)`` to predict with: the active model, else the bundled one.
+
+        The bundled model's key is ``bundled-<hash of its files>`` so caches follow a new release.
+        """
+        return self.registry.prediction_model()
+
+    # ------------------------------------------------------------ cache
+    def cache_path(self, name: str) -> Path:
+        return self.cache.path(name)
+
+    def read_cache(self, name: str) -> dict:
+        return self.cache.read(name)
+
+    def write_cache(self, name: str, data: dict) -> None:
+        self.cache.write(name, data)
+
+
+def _check_new_root(root: Path) -> None:
+    """LNQError unless ``root`` is free for a new workspace (missing, or an empty folder)."""
+    if (root / META_FILE).exists():
+        raise LNQError(f"workspace {root} already exists; open it, or choose a new folder")
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise LNQError(f"{root} exists and is not empty; choose a new folder for the workspace")
