@@ -13,26 +13,17 @@ import math
 
 import numpy as np
 
-from lnq_napari.errors import LNQError
+from lnq_napari.io import geometry
 from lnq_napari.io.volume import Volume
 
 #: The ASSD the challenge ranking substituted for an empty prediction (the worst ASSD it saw).
 WORST_ASSD_MM = 115.3
-GRID_TOL_MM = 1e-4
 
 
 def check_same_grid(pred: Volume, gt: Volume) -> None:
     """Raise ``LNQError`` unless ``pred`` lies on ``gt``'s grid (size, spacing, origin, direction)."""
-    if not pred.same_grid(gt, tol=GRID_TOL_MM):
-        raise LNQError(
-            f"the prediction grid (size {pred.size_xyz}, spacing {_fmt3(pred.spacing)}, origin "
-            f"{_fmt3(pred.origin)}) differs from the ground-truth grid (size {gt.size_xyz}, spacing "
-            f"{_fmt3(gt.spacing)}, origin {_fmt3(gt.origin)}); resample the prediction onto the CT grid"
-        )
-
-
-def _fmt3(values) -> str:
-    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+    geometry.check_same_grid(pred, gt, what="the prediction and the ground truth",
+                             fix="resample the prediction onto the CT grid")
 
 
 def _uint8(volume: Volume):

@@ -137,3 +137,14 @@ def test_nrrd_geometry_from_header_variants():
         nrrd_geometry({"dimension": 3, "space": "LPS", "space directions": np.diag([1.0, 0.0, 1.0])})
     with pytest.raises(LNQError, match="not a 3D patient space"):
         nrrd_geometry({"dimension": 3, "space": "right-anterior-superior-time", "space directions": steps})
+
+
+def test_one_grid_check_names_what_differs_and_the_fix(oblique_ct):
+    from lnq_napari.metrics import check_same_grid as metrics_check
+
+    shifted = Volume(oblique_ct.array, oblique_ct.spacing, tuple(o + 0.01 for o in oblique_ct.origin),
+                     oblique_ct.direction)
+    assert oblique_ct.grid_differences(shifted)[0].startswith("origin")
+    assert oblique_ct.same_grid(shifted, tol=0.02) and not oblique_ct.same_grid(shifted)
+    with pytest.raises(LNQError, match="prediction and the ground truth are on different grids .origin.*resample the prediction"):
+        metrics_check(shifted, oblique_ct)

@@ -10,9 +10,7 @@ import warnings
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.volume import Volume
-
-GRID_TOL = 1e-4  # mm (and direction cosines): differences below this are float noise, not another grid
+from lnq_napari.io.volume import GRID_TOL, Volume
 
 # Sign flips taking each NRRD 'space' into LPS. Spaces ITK treats as LPS-like map to no flip.
 _SPACE_TO_LPS = {
@@ -116,25 +114,12 @@ def describe_grid(volume: Volume) -> str:
     return f"size {size}, spacing {spacing} mm, origin {origin} mm"
 
 
-def _grid_differences(a: Volume, b: Volume, tol: float) -> list[str]:
-    diffs = []
-    if a.shape != b.shape:
-        diffs.append(f"size {a.size_xyz} vs {b.size_xyz}")
-    if not np.allclose(a.spacing, b.spacing, atol=tol, rtol=0):
-        diffs.append(f"spacing {np.round(a.spacing, 5).tolist()} vs {np.round(b.spacing, 5).tolist()}")
-    if not np.allclose(a.origin, b.origin, atol=tol, rtol=0):
-        diffs.append(f"origin {np.round(a.origin, 4).tolist()} vs {np.round(b.origin, 4).tolist()}")
-    if not np.allclose(a.direction, b.direction, atol=tol, rtol=0):
-        diffs.append("direction differs")
-    return diffs
-
-
-def check_same_grid(a: Volume, b: Volume, tol: float = GRID_TOL) -> None:
+def check_same_grid(a: Volume, b: Volume, tol: float = GRID_TOL, what: str = "the two images",
+                    fix: str = "resample one onto the other (io.align_to) or check the file pairing") -> None:
     """Raise LNQError when ``a`` and ``b`` differ in size, spacing, origin or direction."""
-    diffs = _grid_differences(a, b, tol)
+    diffs = a.grid_differences(b, tol)
     if diffs:
-        raise LNQError("the two images are on different grids (" + "; ".join(diffs) +
-                       "); resample one onto the other (io.align_to) or check the file pairing")
+        raise LNQError(f"{what} are on different grids ({'; '.join(diffs)}); {fix}")
 
 
 def _corners_zyx(shape: tuple[int, int, int]) -> np.ndarray:
@@ -176,7 +161,7 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
                               sitk.sitkNearestNeighbor, 0)
     array = sitk.GetArrayFromImage(resampled).astype(labels.array.dtype, copy=False)
     lost = _count_outside(reference, labels)
-    diffs = "; ".join(_grid_differences(labels, reference, GRID_TOL))
+    diffs = "; ".join(labels.grid_differences(reference))
     message = (f"the {what} grid differs from the CT grid ({diffs}); "
                "resampled onto the CT grid (nearest neighbour)")
     if lost:

@@ -10,21 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_spatial_axes
+from lnq_napari.io import segfile
+from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields, nrrd_spatial_axes
+from lnq_napari.io.labels import label_mask
+from lnq_napari.io.nrrd_header import custom_fields
+from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
 from lnq_napari.io.volume import Volume
 
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
 SITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nia", ".hdr", ".img", ".img.gz")
-
-# Standard NRRD fields: everything else in a header is a custom key/value field kept in Volume.meta.
-NRRD_STANDARD_FIELDS = {
-    "type", "dimension", "space dimension", "space", "sizes", "space directions", "kinds", "endian",
-    "encoding", "min", "max", "oldmin", "old min", "oldmax", "old max", "content", "sample units",
-    "spacings", "thicknesses", "axis mins", "axismins", "axis maxs", "axismaxs", "centerings", "centers",
-    "labels", "units", "space units", "space origin", "measurement frame", "data file", "datafile",
-    "line skip", "lineskip", "byte skip", "byteskip", "number", "block size", "blocksize",
-}
-
 
 @dataclass
 class RawImage:
@@ -83,10 +78,6 @@ def _native(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _header_meta(header: dict) -> dict:
-    return {str(k): str(v) for k, v in header.items() if str(k).lower() not in NRRD_STANDARD_FIELDS}
-
-
 def _fast_nrrd_data(path: Path, header: dict) -> np.ndarray | None:
     """Voxels of a plain 3D NRRD (attached raw/gzip data, no skips) via SimpleITK, which decodes
     about 1.5x faster than pynrrd; None when the file is another variant or SimpleITK fails."""
@@ -131,7 +122,7 @@ def _read_nrrd(path: Path) -> RawImage:
     array = np.moveaxis(data, others, list(range(len(others)))) if others else data
     if array.ndim > 4:
         raise LNQError(f"{path.name} is {dim}D; a CT volume must be 3D")
-    return RawImage(_native(array), spacing, origin, direction, _header_meta(header))
+    return RawImage(_native(array), spacing, origin, direction, custom_fields(header))
 
 
 def _nifti_data_end(header: bytes) -> int | None:
@@ -295,31 +286,6 @@ def read_volume(path: str | Path) -> Volume:
     return raw.volume()
 
 
-def label_mask(array: np.ndarray, name: str = "labels", value: int | None = None) -> np.ndarray:
-    """uint8 {0,1} from a label array: non-zero (or ``== value``) -> 1.
-
-    Refuses negative values and floats with non-integer values (probability maps).
-    """
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    if array.dtype.kind == "f":
-        finite = np.isfinite(array)
-        if not finite.all():
-            raise LNQError(f"{name} holds NaN or infinite values; a label map must hold 0 (background) and "
-                           "1 (node)")
-        if np.any(array != np.round(array)):
-            example = float(array[array != np.round(array)].flat[0])
-            raise LNQError(f"{name} holds non-integer values (e.g. {example:.3g}): it looks like a "
-                           "probability map, not a label map; threshold it (e.g. > 0.5) and save it as uint8")
-    elif array.dtype.kind not in "iu":
-        raise LNQError(f"{name} has voxel type {array.dtype}; a label map must be integer (uint8 0/1)")
-    if array.size and array.min() < 0:
-        raise LNQError(f"{name} holds negative values (min {array.min()}); a label map must hold 0 "
-                       "(background) and positive values (node)")
-    mask = array != 0 if value is None else array == value
-    return mask.astype(np.uint8)
-
-
 def read_labels(path: str | Path, reference: Volume | None = None,
                 segment: str | int | None = None) -> Volume:
     """Read a node mask as uint8 {0, 1}.
@@ -329,8 +295,6 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     (name or label value), else all segments. With ``reference``, the mask is put on its grid
     (see :func:`lnq_napari.io.geometry.align_to`). Custom header fields are kept in ``meta``.
     """
-    from lnq_napari.io import segfile
-
     raw = read_raw(path)
     name = Path(path).name
     if segfile.is_slicer_segmentation(raw.meta):
@@ -361,9 +325,6 @@ def write_volume(path: str | Path, volume: Volume) -> Path:
 
     NRRD keeps the ``meta`` string fields as ``key:=value`` header fields.
     """
-    from lnq_napari.io.atomic import atomic_write
-    from lnq_napari.io.geometry import nrrd_geometry_fields
-    from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
 
     path = Path(path)
     suffix = next((s for s in WRITE_SUFFIXES if path.name.lower().endswith(s)), None)

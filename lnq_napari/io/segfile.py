@@ -11,6 +11,8 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import nrrd_geometry_fields
+from lnq_napari.io.labels import label_mask
+from lnq_napari.io.nrrd_header import NRRD_STANDARD_FIELDS
 from lnq_napari.io.volume import Volume
 
 _SEGMENT_KEY = re.compile(r"^Segment(\d+)_(.+)$")
@@ -111,8 +113,6 @@ def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tup
 
     ``raw`` is a :class:`lnq_napari.io.readers.RawImage` (array (z,y,x) or (layers,z,y,x)).
     """
-    from lnq_napari.io.readers import label_mask
-
     name = Path(path).name
     segments = read_segments(path, raw.meta)
     layers = raw.array if raw.layered else raw.array[np.newaxis]
@@ -141,8 +141,6 @@ def _extent(mask: np.ndarray) -> str:
 
 def check_extra_fields(extra: dict | None) -> dict[str, str]:
     """Validated ``key:=value`` header fields (strings, one line each, no reserved names)."""
-    from lnq_napari.io.readers import NRRD_STANDARD_FIELDS
-
     out: dict[str, str] = {}
     for key, value in (extra or {}).items():
         key, value = str(key), str(value)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+GRID_TOL = 1e-4  # mm (and direction cosines): differences below this are float noise, not another grid
 
 
 @dataclass
@@ -87,11 +88,20 @@ class Volume:
             dict(meta or {}),
         )
 
-    def same_grid(self, other: Volume, tol: float = 1e-4) -> bool:
+    def grid_differences(self, other: Volume, tol: float = GRID_TOL) -> list[str]:
+        """How the two grids differ (size, spacing, origin, direction beyond ``tol``); empty when equal."""
+        diffs = []
+        if self.shape != other.shape:
+            diffs.append(f"size {self.size_xyz} vs {other.size_xyz}")
+        for what, mine, theirs, digits in (("spacing", self.spacing, other.spacing, 5),
+                                           ("origin", self.origin, other.origin, 4)):
+            if not np.allclose(mine, theirs, atol=tol, rtol=0):
+                a, b = np.round(mine, digits).tolist(), np.round(theirs, digits).tolist()
+                diffs.append(f"{what} {a} vs {b}")
+        if not np.allclose(self.direction, other.direction, atol=tol, rtol=0):
+            diffs.append("direction differs")
+        return diffs
+
+    def same_grid(self, other: Volume, tol: float = GRID_TOL) -> bool:
         """True when both volumes share size, spacing, origin and direction (within ``tol``)."""
-        return (
-            self.shape == other.shape
-            and np.allclose(self.spacing, other.spacing, atol=tol)
-            and np.allclose(self.origin, other.origin, atol=tol)
-            and np.allclose(self.direction, other.direction, atol=tol)
-        )
+        return not self.grid_differences(other, tol)
