@@ -146,5 +146,6 @@ def test_one_grid_check_names_what_differs_and_the_fix(oblique_ct):
                      oblique_ct.direction)
     assert oblique_ct.grid_differences(shifted)[0].startswith("origin")
     assert oblique_ct.same_grid(shifted, tol=0.02) and not oblique_ct.same_grid(shifted)
-    with pytest.raises(LNQError, match="prediction and the ground truth are on different grids .origin.*resample the prediction"):
+    expected = "prediction and the ground truth are on different grids .origin.*resample the prediction"
+    with pytest.raises(LNQError, match=expected):
         metrics_check(shifted, oblique_ct)
