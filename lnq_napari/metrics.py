@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from lnq_napari.components import label_components
 from lnq_napari.io import geometry
 from lnq_napari.io.volume import Volume
 
@@ -130,13 +131,11 @@ def assd(pred: Volume, gt: Volume) -> float:
 
 def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> dict:
     import SimpleITK as sitk
-    from scipy import ndimage
 
     pred_mask = sitk.GetArrayViewFromImage(pred_img) == 1
     gt_mask = sitk.GetArrayViewFromImage(gt_img) == 1
-    full = np.ones((3, 3, 3), dtype=bool)
-    gt_labels, n_gt_all = ndimage.label(gt_mask, structure=full)
-    pred_labels, n_pred = ndimage.label(pred_mask, structure=full)
+    gt_labels, n_gt_all = label_components(gt_mask)
+    pred_labels, n_pred = label_components(pred_mask)
     sizes = np.bincount(gt_labels.ravel(), minlength=n_gt_all + 1)[1:]
     diameters = np.cbrt(6.0 * sizes * float(np.prod(spacing)) / math.pi)
     counted = np.arange(1, n_gt_all + 1)[diameters >= min_diameter_mm]
