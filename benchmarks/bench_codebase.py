@@ -18,10 +18,11 @@ CONCEPTS = {
     "case-file naming (-ct.nrrd globs, suffix tuples)": [r'glob\("\*-ct', r'\("\.seg\.nrrd", "\.nrrd"',
                                                          r'\(\s*"\.nii", "\.nii\.gz"', r'-ct\.nrrd"\)\]'],
     "26-connectivity structure": [r"np\.ones\(\(3, 3, 3\)"],
-    "grid comparison": [r"def check_same_grid", r"def same_grid", r"def _grid_differences"],
+    "grid comparison": [r"def check_same_grid", r"def _?grid_differences", r"allclose\(self\.spacing"],
     "label-value validation": [r"non-integer values"],
     "LPS reorientation": [r"DICOMOrient\("],
-    "inference defaults (min_component_mm3)": [r'"min_component_mm3"[:,]\s*[\d.]', r'min_component_mm3", [\d.]'],
+    "inference defaults (min_component_mm3)": [r'min_component_mm3"[:,]\s*[\d.]',
+                                               r"min_component_mm3: float = [\d.]"],
     "label versioning (vNNN)": [r"v\{[a-z_]*:03d\}", r"v\(\\d\{3,\}\)"],
 }
 

@@ -21,12 +21,6 @@ from lnq_napari.io.volume import Volume
 WORST_ASSD_MM = 115.3
 
 
-def check_same_grid(pred: Volume, gt: Volume) -> None:
-    """Raise ``LNQError`` unless ``pred`` lies on ``gt``'s grid (size, spacing, origin, direction)."""
-    geometry.check_same_grid(pred, gt, what="the prediction and the ground truth",
-                             fix="resample the prediction onto the CT grid")
-
-
 def _uint8(volume: Volume):
     """The volume as a SimpleITK UInt8 image (the challenge's cast: floats truncate, ints wrap)."""
     import SimpleITK as sitk
@@ -49,7 +43,8 @@ def _cast_pair(pred: Volume, gt: Volume):
     """
     import SimpleITK as sitk
 
-    check_same_grid(pred, gt)
+    geometry.check_same_grid(pred, gt, what="the prediction and the ground truth",
+                             fix="resample the prediction onto the CT grid")
     pred_img, gt_img = _uint8(pred), _uint8(gt)
     pred_img.CopyInformation(gt_img)  # within our 1e-4 mm tolerance; SimpleITK's own is tighter
     used = (sitk.GetArrayViewFromImage(pred_img) != 0) | (sitk.GetArrayViewFromImage(gt_img) != 0)

@@ -140,7 +140,7 @@ def test_nrrd_geometry_from_header_variants():
 
 
 def test_one_grid_check_names_what_differs_and_the_fix(oblique_ct):
-    from lnq_napari.metrics import check_same_grid as metrics_check
+    from lnq_napari.metrics import dice
 
     shifted = Volume(oblique_ct.array, oblique_ct.spacing, tuple(o + 0.01 for o in oblique_ct.origin),
                      oblique_ct.direction)
@@ -148,4 +148,4 @@ def test_one_grid_check_names_what_differs_and_the_fix(oblique_ct):
     assert oblique_ct.same_grid(shifted, tol=0.02) and not oblique_ct.same_grid(shifted)
     expected = "prediction and the ground truth are on different grids .origin.*resample the prediction"
     with pytest.raises(LNQError, match=expected):
-        metrics_check(shifted, oblique_ct)
+        dice(shifted, oblique_ct)
