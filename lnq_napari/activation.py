@@ -1,0 +1,261 @@
+"""The activation rule: whether a fine-tuned model may replace the active one, and why, in figures.
+
+A candidate is compared case by case with its parent and with the original model (the root of the
+lineage, so that many small accepted losses cannot add up) on the same held-out corrected cases. A
+paired bootstrap over cases gives a two-sided ``confidence`` interval for each mean difference; the
+candidate is activated when, against both, it is non-inferior within margins fixed in advance:
+Dice (lower bound > -dice_margin), node recall (lower bound > -recall_margin) and false nodes per case
+net of the nodes it newly finds (upper bound < fp_margin). With fewer than ``min_cases`` usable cases
+the evidence is thin: the rule says so and decides on the point estimates with the same margins,
+never activating a model whose Dice or recall point estimate is below the other's.
+Also :func:`cross_validation_folds` for callers that can afford one fine-tune per fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+
+MODELS = ("candidate", "parent", "original")
+
+
+@dataclass(frozen=True)
+class CaseFigures:
+    """One model's figures on one held-out case. ``dice`` is NaN when undefined (empty masks)."""
+
+    case_id: str
+    dice: float
+    nodes_hit: int
+    nodes_gt: int
+    false_nodes: int
+
+    @classmethod
+    def from_metrics(cls, case_id: str, row: Mapping[str, float]) -> CaseFigures:
+        """From a row of :func:`lnq_napari.metrics.evaluate_case`."""
+        return cls(case_id, float(row["dice"]), int(row["nodes_hit"]), int(row["nodes_gt"]),
+                   int(row["fp_nodes"]))
+
+
+@dataclass(frozen=True)
+class ActivationRule:
+    """Margins and bootstrap settings, fixed before any figure is seen.
+
+    ``hit_credit``: extra false nodes per case that one newly found true node pays for (0 charges
+    every extra false node). ``confidence``: level of the two-sided bootstrap interval whose ends
+    the margins are checked against.
+    """
+
+    dice_margin: float = 0.02
+    recall_margin: float = 0.05
+    fp_margin: float = 0.2
+    hit_credit: float = 1.0
+    n_bootstrap: int = 2000
+    confidence: float = 0.9
+    seed: int = 0
+    min_cases: int = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether to activate the candidate; ``reason`` is one line with the figures in ``figures``.
+
+    ``figures`` keys: ``n_cases``, ``confidence``; ``{model}_{dice|recall|false_nodes}`` for each
+    model (mean Dice over defined cases, pooled recall, false nodes per case); and for ``vs`` in
+    parent/original, ``{dice|recall|false_nodes|net_false_nodes}_vs_{vs}`` with ``_low``/``_high``.
+    """
+
+    activate: bool
+    reason: str
+    figures: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Difference:
+    """A mean difference (candidate minus other) and its interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    against: str
+    dice: _Difference
+    recall: _Difference
+    false_nodes: _Difference
+    net_false_nodes: _Difference
+    failures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Per-case figures aligned by case: columns candidate, parent, original."""
+
+    case_ids: tuple[str, ...]
+    dice: np.ndarray  # (n, 3) float, NaN where undefined
+    hits: np.ndarray  # (n, 3)
+    fp: np.ndarray  # (n, 3)
+    gt: np.ndarray  # (n,)
+
+
+def _table(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
+           original: Sequence[CaseFigures]) -> _Table:
+    """Align the three models' figures by case id; they must cover the same cases and GT nodes."""
+    rows = [{f.case_id: f for f in figures} for figures in (candidate, parent, original)]
+    ids = tuple(f.case_id for f in candidate)
+    if len(rows[0]) != len(candidate) or any(set(r) != set(ids) for r in rows):
+        raise ValueError("the candidate, parent and original figures must cover the same held-out cases")
+    per = [[r[i] for r in rows] for i in ids]
+    if any(len({f.nodes_gt for f in case}) > 1 for case in per):
+        raise ValueError("the models' figures disagree on the number of GT nodes of a case")
+    return _Table(
+        ids,
+        np.array([[f.dice for f in case] for case in per], dtype=float).reshape(-1, 3),
+        np.array([[f.nodes_hit for f in case] for case in per], dtype=float).reshape(-1, 3),
+        np.array([[f.false_nodes for f in case] for case in per], dtype=float).reshape(-1, 3),
+        np.array([case[0].nodes_gt for case in per], dtype=float),
+    )
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """sum(num) / sum(den) over each row of case indices ``idx``; NaN where sum(den) is 0."""
+    top, bottom = num[idx].sum(axis=-1), den[idx].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), math.nan)
+
+
+def _difference(num: np.ndarray, den: np.ndarray, idx: np.ndarray | None, confidence: float) -> _Difference:
+    """Point estimate over all cases and, given bootstrap rows ``idx``, its two-sided interval."""
+    estimate = float(_ratio(num, den, np.arange(num.size))[()])
+    if idx is None or not math.isfinite(estimate):
+        return _Difference(estimate, estimate, estimate)
+    boot = _ratio(num, den, idx)
+    boot = boot[np.isfinite(boot)]
+    tail = (1.0 - confidence) / 2.0
+    return _Difference(estimate, float(np.quantile(boot, tail)), float(np.quantile(boot, 1.0 - tail)))
+
+
+def _compare(t: _Table, other: int, idx: np.ndarray | None, rule: ActivationRule) -> _Comparison:
+    """Candidate (column 0) against column ``other``; failures name each margin it breaks."""
+    defined = np.isfinite(t.dice[:, 0]) & np.isfinite(t.dice[:, other])
+    d_dice = np.where(defined, t.dice[:, 0] - t.dice[:, other], 0.0)
+    d_hits = t.hits[:, 0] - t.hits[:, other]
+    d_fp = t.fp[:, 0] - t.fp[:, other]
+    ones = np.ones_like(d_fp)
+    dice = _difference(d_dice, defined.astype(float), idx, rule.confidence)
+    recall = _difference(d_hits, t.gt, idx, rule.confidence)
+    fp = _difference(d_fp, ones, idx, rule.confidence)
+    net = _difference(d_fp - rule.hit_credit * d_hits, ones, idx, rule.confidence)
+    against = MODELS[other]
+    failures = _failures(against, dice, recall, net, idx is None, rule)
+    return _Comparison(against, dice, recall, fp, net, failures)
+
+
+def _failures(against: str, dice: _Difference, recall: _Difference, net: _Difference, thin: bool,
+              rule: ActivationRule) -> tuple[str, ...]:
+    """The margins the candidate breaks against one model; on thin evidence (bounds are the point
+    estimates) a Dice or recall point estimate below the other model's also counts."""
+    out = []
+    if not math.isfinite(dice.estimate):
+        out.append(f"no case with a defined Dice for candidate and {against}")
+    elif dice.low <= -rule.dice_margin or (thin and dice.estimate < 0):
+        out.append(f"Dice vs {against} {dice.estimate:+.3f}, bound {dice.low:+.3f} "
+                   f"(margin -{rule.dice_margin:g})")
+    worse_recall = recall.low <= -rule.recall_margin or (thin and recall.estimate < 0)
+    if math.isfinite(recall.estimate) and worse_recall:
+        out.append(f"recall vs {against} {recall.estimate:+.2f}, bound {recall.low:+.2f} "
+                   f"(margin -{rule.recall_margin:g})")
+    if net.high >= rule.fp_margin:
+        out.append(f"false nodes vs {against} {net.estimate:+.2f}/case net of nodes found, "
+                   f"bound {net.high:+.2f} (margin +{rule.fp_margin:g})")
+    return tuple(out)
+
+
+def _interval(d: _Difference, fmt: str, label: str | None) -> str:
+    """``+0.18 [90% CI +0.09, +0.27]``, or the point estimate alone when ``label`` is None."""
+    if label is None:
+        return f"{d.estimate:{fmt}}"
+    return f"{d.estimate:{fmt}} [{label} {d.low:{fmt}}, {d.high:{fmt}}]"
+
+
+def _describe(c: _Comparison, label: str | None) -> str:
+    """One comparison in words: each difference with its interval."""
+    return (f"vs {c.against}: Dice {_interval(c.dice, '+.3f', label)}, "
+            f"recall {_interval(c.recall, '+.2f', label)}, "
+            f"false nodes {_interval(c.false_nodes, '+.2f', label)}/case "
+            f"({_interval(c.net_false_nodes, '+.2f', label)} net of nodes found)")
+
+
+def _figures(t: _Table, comparisons: Sequence[_Comparison], rule: ActivationRule) -> dict[str, float]:
+    """The flat figures of a verdict (see :class:`Verdict`)."""
+    out: dict[str, float] = {"n_cases": float(len(t.case_ids)), "confidence": rule.confidence}
+    every = np.arange(len(t.case_ids))
+    for col, model in enumerate(MODELS):
+        defined = np.isfinite(t.dice[:, col])
+        out[f"{model}_dice"] = float(t.dice[defined, col].mean()) if defined.any() else math.nan
+        out[f"{model}_recall"] = float(_ratio(t.hits[:, col], t.gt, every)[()])
+        out[f"{model}_false_nodes"] = float(t.fp[:, col].mean()) if len(every) else math.nan
+    for c in comparisons:
+        for name in ("dice", "recall", "false_nodes", "net_false_nodes"):
+            d = getattr(c, name)
+            key = f"{name}_vs_{c.against}"
+            out.update({key: d.estimate, f"{key}_low": d.low, f"{key}_high": d.high})
+    return out
+
+
+def decide_activation(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
+                      original: Sequence[CaseFigures] | None = None,
+                      rule: ActivationRule = ActivationRule()) -> Verdict:
+    """Whether the candidate may replace its parent, judged on the same held-out cases against the
+    parent and the original model (``original`` None: the parent is the original)."""
+    t = _table(candidate, parent, parent if original is None else original)
+    n = len(t.case_ids)
+    if n == 0:
+        return Verdict(False, "refuse: no held-out corrected case to judge the candidate on; "
+                              "correct more cases or activate it by hand", {"n_cases": 0.0})
+    usable = int((np.isfinite(t.dice[:, 0]) & np.isfinite(t.dice[:, 1])).sum())
+    thin = usable < rule.min_cases
+    idx = None if thin else np.random.default_rng(rule.seed).integers(0, n, size=(rule.n_bootstrap, n))
+    comparisons = [_compare(t, 1, idx, rule)]
+    if original is not None:
+        comparisons.append(_compare(t, 2, idx, rule))
+    failures = [f for c in comparisons for f in c.failures]
+    label = None if thin else f"{rule.confidence:.0%} CI"
+    words = [_describe(c, label) for c in comparisons]
+    if original is None:
+        words.append("the parent is the original")
+    evidence = f"{n} held-out case{'s' if n != 1 else ''}"
+    if thin:
+        evidence += f", {usable} with a defined Dice: thin evidence, decided on point estimates"
+    head = "activate" if not failures else f"refuse ({'; '.join(failures)})"
+    return Verdict(not failures, f"{head}: {'; '.join(words)}; {evidence}", _figures(t, comparisons, rule))
+
+
+def _fold_key(case_id: str) -> str:
+    return hashlib.sha256(case_id.encode("utf-8")).hexdigest()
+
+
+def cross_validation_folds(cases: Sequence[str], k: int) -> list[tuple[list[str], list[str]]]:
+    """``k`` (train, validation) splits of ``cases``: every case is validated exactly once. The order
+    is a hash of the case ids, so the folds do not depend on the order the cases come in; ``k`` above
+    the number of cases gives one case per fold (leave-one-out)."""
+    ids = list(dict.fromkeys(cases))
+    if len(ids) != len(cases):
+        raise LNQError("cross-validation got a case id twice; pass each corrected case once")
+    if len(ids) < 2 or k < 2:
+        raise LNQError(f"cross-validation needs k >= 2 folds and >= 2 corrected cases (got k={k}, "
+                       f"{len(ids)} cases); correct more cases or validate on a held-out case")
+    ordered = sorted(ids, key=_fold_key)
+    k = min(k, len(ordered))
+    folds = []
+    for fold in range(k):
+        validation = ordered[fold::k]
+        folds.append(([c for c in ordered if c not in validation], validation))
+    return folds
