@@ -32,7 +32,7 @@ def _cases(data: Path, limit: int | None) -> list[tuple[str, Path, Path]]:
 
 
 def _key(predictor) -> str:
-    return str(predictor.config.get("weights_sha256")) + str(predictor.config.get("inference"))
+    return str(predictor.config.weights_sha256) + str(predictor.config.inference)
 
 
 def _probabilities(name: str, model: str, cases, cache: Path, device: str) -> dict[str, Path]:
@@ -103,11 +103,11 @@ def main(argv=None) -> int:
     results = {}
     for spec in args.model:
         name, _, folder = spec.partition("=")
-        inf = read_config(folder).get("inference", {})
-        thresholds = [float(t) for t in args.thresholds.split(",") if t] or [float(inf.get("threshold", 0.5))]
-        mins = [float(m) for m in args.min_mm3.split(",") if m] or [float(inf.get("min_component_mm3", 0))]
+        inf = read_config(folder).inference
+        thresholds = [float(t) for t in args.thresholds.split(",") if t] or [float(inf.threshold)]
+        mins = [float(m) for m in args.min_mm3.split(",") if m] or [float(inf.min_component_mm3)]
         hus = [None if h == "none" else float(h) for h in args.max_hu.split(",") if h] or [
-            inf.get("max_mean_hu")]
+            inf.max_mean_hu]
         regions = [None if h == "none" else float(h) for h in args.region_mm.split(",") if h] or [
             inf.get("mediastinum_margin_mm")]
         probs = _probabilities(name, folder, cases, Path(args.cache), args.device)

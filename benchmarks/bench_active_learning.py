@@ -148,10 +148,10 @@ def uncertainty_study(ws, scores: dict, tta_predictor=None) -> dict:
 def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, work: Path,
                  before: dict, study: dict) -> list[dict]:
     from lnq_napari import active
+    from lnq_napari.finetuning import finetune_workspace
     from lnq_napari.inference import Predictor
     from lnq_napari.io.readers import read_labels
     from lnq_napari.simulate import simulate_review
-    from lnq_napari.training.finetune import finetune_workspace
     from lnq_napari.workspace import Workspace
 
     ws_path = work / f"ws-{name}"
@@ -200,11 +200,11 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
         ft_s = ft()
         after = evaluate_test(Predictor(ws.active_model()["path"], device=args.device), test_cases)
         rows.append({"round": rnd, "strategy": name, **{k: v for k, v in after.items() if k != "rows"},
-                     "finetune_s": round(ft_s, 1), "train_s": result["train_seconds"],
+                     "finetune_s": round(ft_s, 1), "train_s": result.train_seconds,
                      "reviewed": len(ws.corrected_cases()), "clicks": clicks,
-                     "activated": result["activated"], "model": ws.active_model()["id"], "chosen": chosen,
-                     "reason": result["reason"]})
-        log(f"{name} round {rnd}: chose {chosen}; {result['reason']}; test median Dice "
+                     "activated": result.activated, "model": ws.active_model()["id"], "chosen": chosen,
+                     "reason": result.reason})
+        log(f"{name} round {rnd}: chose {chosen}; {result.reason}; test median Dice "
             f"{rows[-1]['dice_median']:.3f} recall {rows[-1]['recall']:.3f} ({t():.0f} s)")
     return rows
 

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default=None, help="model folder (its preprocessing)")
     args = parser.parse_args()
-    prep = read_config(resolve_model(args.model))["preprocessing"]
+    prep = read_config(resolve_model(args.model)).preprocessing
     rows = []
     for ct_path in sorted(Path(args.data).glob("*-ct.nrrd")):
         ct = read_volume(ct_path)

@@ -11,7 +11,6 @@ Uses the bundled model, else an untrained model of the default architecture (sam
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from pathlib import Path
@@ -31,12 +30,11 @@ def model_folder(tmp: Path) -> tuple[str | None, str]:
     except (LNQError, FileNotFoundError, ImportError):
         pass
     from lnq_napari.model.checkpoint import save_checkpoint
+    from lnq_napari.model.config import ModelConfig
     from lnq_napari.model.network import build_network
-    from lnq_napari.training.trainer import DEFAULT_CONFIG
 
-    cfg = copy.deepcopy(DEFAULT_CONFIG)
-    cfg["version"] = "untrained-default-architecture"
-    net = build_network(cfg["architecture"]["name"], cfg["architecture"]["kwargs"])
+    cfg = ModelConfig(version="untrained-default-architecture")
+    net = build_network(cfg.architecture.name, cfg.architecture.kwargs)
     return str(save_checkpoint(tmp / "model", net.state_dict(), cfg)), "untrained (default architecture)"
 
 

@@ -22,19 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
+from lnq_napari.device import resolve_device
+from lnq_napari.errors import Cancelled
+from lnq_napari.model.config import ModelConfig
+from lnq_napari.training.sampler import PatchSampler, PatchSource
+from lnq_napari.training.trainer import load_training_cases, train_model
 
-def _probe_rate(config: dict, device: str, share: int) -> float:
+
+def _probe_rate(config: ModelConfig, device: str, share: int) -> float:
     """Iterations per second: timed optimiser steps on random data plus timed patch sampling."""
     import torch
 
     from lnq_napari.model.network import build_network
     from lnq_napari.training.losses import masked_dice_ce
-    from lnq_napari.training.sampler import PatchSampler, PatchSource
-    from lnq_napari.training.trainer import resolve_device
 
     dev = resolve_device(device)
-    tcfg = config["train"]
-    batch, patch = int(tcfg["batch_size"]), tuple(tcfg["patch_size"])
+    batch, patch = int(config.train.batch_size), tuple(config.train.patch_size)
     rng = np.random.default_rng(0)
     image = rng.normal(size=(100, 160, 200)).astype(np.float32)
     states = rng.integers(-1, 2, size=image.shape).astype(np.int8)
@@ -44,7 +47,7 @@ def _probe_rate(config: dict, device: str, share: int) -> float:
         t = time.perf_counter()
         sampler.sample(batch)
         sample_times.append(time.perf_counter() - t)
-    net = build_network(config["architecture"]["name"], config["architecture"]["kwargs"]).to(dev)
+    net = build_network(config.architecture.name, config.architecture.kwargs).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     x = torch.randn(batch, 1, *patch, device=dev)
     s = torch.randint(-1, 2, (batch, 1, *patch), device=dev, dtype=torch.int8)
@@ -84,13 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="processes reading cases")
     parser.add_argument("--naive", action="store_true", help="unlabelled voxels = background (baseline)")
     args = parser.parse_args(argv)
-    from lnq_napari.errors import Cancelled
-    from lnq_napari.training.trainer import DEFAULT_CONFIG, _merge, load_training_cases, train_model
-
     overrides = {"naive": args.naive, "train": {
         "batch_size": args.batch_size, "patch_size": [int(p) for p in args.patch.split(",")], "lr": args.lr}}
     if args.probe is not None:
-        rate = _probe_rate(_merge(DEFAULT_CONFIG, overrides), args.device, args.share)
+        rate = _probe_rate(ModelConfig().merged(overrides), args.device, args.share)
         print(f"estimated {rate:.2f} it/s per run", file=sys.stderr)
         print(max(50, int(rate * args.probe * 60)))
         return 0

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lnq_napari.components import label_components
+from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled
 from lnq_napari.io.volume import Volume
+from lnq_napari.model import resolve_model
+from lnq_napari.model.checkpoint import load_checkpoint
+from lnq_napari.model.config import ModelConfig
+from lnq_napari.preprocess import mediastinum_region, pad_value, prepare, to_ct_grid
 
 
 @dataclass
@@ -69,14 +75,12 @@ def sliding_window(image: np.ndarray, roi, overlap: float, run: Callable, pad: f
     return out[tuple(slice(b, b + n) for b, n in zip(before, image.shape))]
 
 
-def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5, min_component_mm3: float = 0.0,
+def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_mm3: float,
                 hu: np.ndarray | None = None, max_mean_hu: float | None = None,
                 region: np.ndarray | None = None) -> np.ndarray:
     """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3``; given the
     CT's ``hu``, components whose mean HU is above ``max_mean_hu`` (bone, enhanced vessels, not nodes);
     given a bool ``region``, components with most of their voxels outside it."""
-    from scipy import ndimage
-
     mask = prob >= threshold
     use_hu = hu is not None and max_mean_hu is not None
     if (min_component_mm3 <= 0 and not use_hu and region is None) or not mask.any():
@@ -87,7 +91,7 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float = 0.5, min_compo
         box.append(slice(int(idx.min()), int(idx.max()) + 1))
     box = tuple(box)
     sub = mask[box]
-    lab, n = ndimage.label(sub, structure=np.ones((3, 3, 3), bool))
+    lab, n = label_components(sub)
     counts = np.bincount(lab.ravel(), minlength=n + 1)
     keep = counts * float(np.prod(spacing_zyx)) >= min_component_mm3
     if use_hu:
@@ -106,27 +110,23 @@ class Predictor:
     """A loaded model ready to predict; reuse it for many CTs.
 
     ``model``: a model folder, or None for the bundled model. ``device``: "auto", "cpu" or "cuda".
+    Settings missing from the model's config.json take the defaults of :class:`ModelConfig`.
     """
 
     def __init__(self, model: str | Path | None = None, device: str = "auto") -> None:
-        from lnq_napari.model import resolve_model
-        from lnq_napari.model.checkpoint import load_checkpoint
-        from lnq_napari.training.trainer import resolve_device
-
         self.path = resolve_model(model)
         self.device = resolve_device(device)
-        self.network, self.config = load_checkpoint(self.path, device=str(self.device))
-        self.version: str = str(self.config.get("version", "unknown"))
+        self.network, config = load_checkpoint(self.path, device=str(self.device))
+        self.config: ModelConfig = config
+        self.version: str = config.version or "unknown"
 
     def predict(self, ct: Volume, progress: Callable[[float, str], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> Prediction:
         """Probabilities and mask on ``ct``'s exact grid."""
         import torch
 
-        from lnq_napari.preprocess import pad_value, prepare, to_ct_grid
-
-        inf = self.config.get("inference", {})
-        prep_cfg = self.config["preprocessing"]
+        inf = self.config.inference
+        prep_cfg = self.config.preprocessing
         if progress:
             progress(0.0, "preprocessing")
         prepared = prepare(ct, prep_cfg)
@@ -144,21 +144,16 @@ class Predictor:
             return out.cpu().numpy()
 
         with torch.inference_mode():
-            prob = sliding_window(
-                prepared.image, inf.get("patch_size", [32, 96, 96]), float(inf.get("overlap", 0.25)), run,
-                pad_value(prep_cfg), int(inf.get("sw_batch_size", 4 if cuda else 1)),
-            )
+            prob = sliding_window(prepared.image, inf.patch_size, float(inf.overlap), run,
+                                  pad_value(prep_cfg), int(inf.sw_batch_size))
         if progress:
             progress(0.9, "resampling to the CT grid")
         prob_ct = np.clip(to_ct_grid(prob, prepared, ct, linear=True), 0.0, 1.0).astype(np.float32)
         region = None
-        if inf.get("mediastinum_margin_mm") is not None:
-            from lnq_napari.preprocess import mediastinum_region
-
-            region = mediastinum_region(ct, float(inf["mediastinum_margin_mm"]))
-        mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.get("threshold", 0.5)),
-                           float(inf.get("min_component_mm3", 0.0)), hu=ct.array,
-                           max_mean_hu=inf.get("max_mean_hu"), region=region)
+        if inf.mediastinum_margin_mm is not None:
+            region = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
+        mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
+                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region)
         if progress:
             progress(1.0, "done")
         meta = {"model_version": self.version}

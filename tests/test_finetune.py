@@ -1,4 +1,7 @@
-"""Fine-tuning from corrections: label states, split, registration, the activation rule, resume."""
+"""Fine-tuning from corrections: label states, split, registration, the activation rule, resume.
+
+(Label states of corrections live in training.corrections; the orchestration in lnq_napari.finetuning.)
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,15 @@ import numpy as np
 import pytest
 
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.finetuning import (
+    FinetuneResult,
+    ValidationMetrics,
+    finetune_workspace,
+    not_worse,
+    split_cases,
+)
 from lnq_napari.io.volume import Volume
-from lnq_napari.training.finetune import correction_states, finetune_workspace, split_cases
+from lnq_napari.training.corrections import correction_states, edited_voxels
 from lnq_napari.training.labels import BACKGROUND, NODE
 
 SHAPE, SPACING = (16, 48, 48), (6.0, 6.0, 8.0)
@@ -136,11 +146,12 @@ def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, pare
         ws, iterations=3, device="cpu", progress=lambda f, m: seen.append(f),
         predictor_factory=lambda path, device: _TruthPredictor(truth),
     )
-    assert result["activated"] and result["new_version"] == "m002"
-    assert "not worse" in result["reason"]
-    assert len(result["val_cases"]) == 1 and not result["validated_on_training"]
-    assert set(result["train_cases"]).isdisjoint(result["val_cases"])
-    assert result["replay_cases"] == [ws.case_ids()[3]]  # the one uncorrected case replays its labels
+    assert isinstance(result, FinetuneResult)
+    assert result.activated and result.new_version == "m002"
+    assert "not worse" in result.reason
+    assert len(result.val_cases) == 1 and not result.validated_on_training
+    assert set(result.train_cases).isdisjoint(result.val_cases)
+    assert result.replay_cases == [ws.case_ids()[3]]  # the one uncorrected case replays its labels
     assert ws.active_model()["id"] == "m002" and ws.model_info("m002")["parent"] == "m001"
     new = ws.model_path("m002")
     assert not (new / "train_state").exists()
@@ -149,7 +160,9 @@ def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, pare
     assert any(not np.array_equal(old_w[k], new_w[k]) for k in old_w)
     assert seen[-1] == 1.0 and seen == sorted(seen)
     entry = ws.journal("finetune")[-1]
-    assert entry["new_version"] == "m002" and entry["activated"]
+    assert entry["new_version"] == "m002" and entry["activated"] and entry["f1_after"] == 1.0
+    as_json = json.loads(json.dumps(result.to_dict()))
+    assert as_json["metrics_after"]["node_f1"] == 1.0 and as_json["val_cases"] == result.val_cases
     assert not (ws.models_dir / "pending.json").exists()
 
 
@@ -161,13 +174,13 @@ def test_worse_validation_is_registered_but_not_activated(tmp_path, dataset, par
         return _TruthPredictor(truth if Path(path).resolve() == parent_path else {})
 
     result = finetune_workspace(ws, iterations=2, device="cpu", predictor_factory=factory)
-    assert result["validated_on_training"] and "fewer than 2" in result["reason"]
-    assert not result["activated"] and "worse" in result["reason"] and "kept m001" in result["reason"]
+    assert result.validated_on_training and "fewer than 2" in result.reason
+    assert not result.activated and "worse" in result.reason and "kept m001" in result.reason
     # "before" reuses m001's stored prediction (partial labels + a false node), not a new prediction
-    assert 0.0 < result["metrics_before"]["node_f1"] < 1.0 and result["metrics_after"]["node_f1"] == 0.0
-    assert result["metrics_after"]["dice_mean"] == 0.0
+    assert 0.0 < result.metrics_before.node_f1 < 1.0 and result.metrics_after.node_f1 == 0.0
+    assert result.metrics_after.dice_mean == 0.0
     assert ws.active_model()["id"] == "m001"
-    assert ws.model_info(result["new_version"])["metrics"]["after"]["dice_mean"] == 0.0
+    assert ws.model_info(result.new_version)["metrics"]["after"]["dice_mean"] == 0.0
     assert ws.journal("finetune")[-1]["activated"] is False
 
 
@@ -188,8 +201,8 @@ def test_interrupted_finetune_resumes(tmp_path, dataset, parent_model):
     assert ws.active_model()["id"] == "m001" and [m["id"] for m in ws.models()] == ["m001"]
     assert (Path(pending["staging"]) / "train_state" / "state.pt").is_file()
     result = finetune_workspace(ws, device="cpu", resume=True, predictor_factory=factory)
-    assert result["new_version"] == pending["version"] and result["iterations"] == 6
-    log = (ws.model_path(result["new_version"]) / "train_log.csv").read_text().splitlines()
+    assert result.new_version == pending["version"] and result.iterations == 6
+    log = (ws.model_path(result.new_version) / "train_log.csv").read_text().splitlines()
     assert log[-1].startswith("6,")
     assert [e["action"] for e in ws.journal() if e["action"].startswith("finetune")] == [
         "finetune_start", "finetune_resume", "finetune"]
@@ -224,26 +237,26 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     ws.add_label_version(case, read_labels(ws.full_path(case), reference=ct), "correction", edits=1)
     assert case not in [r["case"] for r in api.next_cases(ws.root, n=4, strategy="nodes")]
     result = api.finetune(ws.root, iterations=2, device="cpu")
-    assert result["new_version"] == "m002" and result["validated_on_training"]
+    assert result.new_version == "m002" and result.validated_on_training
     assert Workspace.open(ws.root).model_info("m002")["parent"] == "m001"
-    assert result["activated"] == (ws.active_model()["id"] == "m002")
+    assert result.activated == (ws.active_model()["id"] == "m002")
+
+
+def _metrics(node_f1: float, dice_mean: float) -> ValidationMetrics:
+    return ValidationMetrics(node_f1=node_f1, dice_mean=dice_mean, recall=1.0, fp_per_case=0.0, cases=["a"])
 
 
 def test_activation_rule_uses_node_f1_with_a_dice_guard():
-    from lnq_napari.training.finetune import not_worse
-
-    before = {"node_f1": 0.6, "dice_mean": 0.8}
-    assert not_worse(before, {"node_f1": 0.7, "dice_mean": 0.78})  # more nodes found, masks slightly off
-    assert not_worse(before, {"node_f1": 0.6, "dice_mean": 0.8})  # a tie activates
-    assert not not_worse(before, {"node_f1": 0.5, "dice_mean": 0.9})  # fewer nodes found
-    assert not not_worse(before, {"node_f1": 0.9, "dice_mean": 0.7})  # much worse masks
-    assert not_worse(before, {"node_f1": 0.58, "dice_mean": 0.8}, tolerance=0.05)
+    before = _metrics(0.6, 0.8)
+    assert not_worse(before, _metrics(0.7, 0.78))  # more nodes found, masks slightly off
+    assert not_worse(before, _metrics(0.6, 0.8))  # a tie activates
+    assert not not_worse(before, _metrics(0.5, 0.9))  # fewer nodes found
+    assert not not_worse(before, _metrics(0.9, 0.7))  # much worse masks
+    assert not_worse(before, _metrics(0.58, 0.8), tolerance=0.05)
+    assert not_worse(_metrics(float("nan"), float("nan")), _metrics(0.0, 0.0))  # nothing to compare
 
 
 def test_edited_voxels_are_what_the_reviewer_added_or_removed():
-    from lnq_napari.io.volume import Volume
-    from lnq_napari.training.finetune import edited_voxels
-
     prediction = np.zeros((6, 10, 10), np.uint8)
     prediction[1:3, 1:3, 1:3] = 1  # removed
     prediction[3:5, 5:8, 5:8] = 1  # kept, then grown

@@ -11,6 +11,7 @@ from lnq_napari.inference import Predictor, gaussian_weights, postprocess, slidi
 from lnq_napari.io.volume import Volume
 from lnq_napari.model import bundled_model_path
 from lnq_napari.model.checkpoint import save_checkpoint
+from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.network import build_network
 
 torch.set_num_threads(1)
@@ -33,7 +34,8 @@ def tiny_model(tmp_path_factory):
         "inference": {"patch_size": [8, 32, 32], "overlap": 0.25, "threshold": 0.5, "min_component_mm3": 0},
         "version": "tiny-test",
     }
-    return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny", net.state_dict(), config)
+    return save_checkpoint(tmp_path_factory.mktemp("models") / "tiny", net.state_dict(),
+                           ModelConfig.from_dict(config))
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,12 @@ def test_postprocess_removes_small_components():
     prob[5, 15, 15] = 0.9  # 1 voxel
     mask = postprocess(prob, (2.0, 1.0, 1.0), 0.5, min_component_mm3=10.0)
     assert mask.dtype == np.uint8 and mask.sum() == 384 and mask[5, 15, 15] == 0
+
+
+def test_missing_inference_settings_take_the_config_defaults(tiny_model):
+    predictor = Predictor(tiny_model, device="cpu")
+    assert predictor.version == "tiny-test" and predictor.config.inference.min_component_mm3 == 0
+    assert predictor.config.inference.max_mean_hu == 100.0  # not in the tiny model's config.json
 
 
 def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
@@ -112,8 +120,7 @@ def test_api_predict_writes_seg_and_prob(tmp_path, tiny_model, small_ct):
 
 
 def _bundled():
-    if not (bundled_model_path() / "config.json").exists():
-        pytest.skip("no bundled model in this checkout")
+    assert (bundled_model_path() / "config.json").is_file(), "the bundled model is missing"
     return Predictor(None, device="cpu")
 
 

@@ -1,8 +1,10 @@
-"""Model folders: save/load round trip, refusal of tampered, truncated and foreign files, model lookup."""
+"""Model folders: save/load round trip, refusal of tampered, truncated and foreign files, model lookup,
+and the typed config (its defaults, its config.json round trip)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ import torch
 
 from lnq_napari.errors import LNQError
 from lnq_napari.model import bundled_model_path, resolve_model
-from lnq_napari.model.checkpoint import load_checkpoint, read_config, save_checkpoint
+from lnq_napari.model.checkpoint import load_checkpoint, load_state, read_config, save_checkpoint, sha256_file
+from lnq_napari.model.config import InferenceConfig, ModelConfig, TrainConfig
 from lnq_napari.model.network import UNet3D, build_network
 
 torch.set_num_threads(1)
@@ -18,8 +21,9 @@ torch.set_num_threads(1)
 TINY = {"features": [4, 8], "strides": [[1, 2, 2]], "kernels": [[1, 3, 3], [3, 3, 3]]}
 
 
-def _config() -> dict:
-    return {"architecture": {"name": "unet3d", "kwargs": TINY}, "preprocessing": {}, "version": "test-1"}
+def _config() -> ModelConfig:
+    return ModelConfig.from_dict(
+        {"architecture": {"name": "unet3d", "kwargs": TINY}, "preprocessing": {}, "version": "test-1"})
 
 
 @pytest.fixture
@@ -46,7 +50,8 @@ def test_unknown_architecture_refused():
 def test_round_trip_gives_same_outputs(model_dir):
     folder, net = model_dir
     loaded, config = load_checkpoint(folder)
-    assert config["version"] == "test-1" and len(config["weights_sha256"]) == 64
+    assert isinstance(config, ModelConfig)
+    assert config.version == "test-1" and len(config.weights_sha256) == 64
     x = torch.randn(1, 1, 4, 16, 16)
     net.eval()
     with torch.inference_mode():
@@ -115,12 +120,51 @@ def test_resolve_model(tmp_path, model_dir):
 
 def test_bundled_model_is_complete_and_small():
     path = bundled_model_path()
-    if not (path / "config.json").exists():
-        pytest.skip("no bundled model in this checkout")
+    assert (path / "config.json").is_file() and (path / "weights.safetensors").is_file(), \
+        f"the bundled model is missing from {path}"
     assert resolve_model(None) == path
     net, config = load_checkpoint(path)
     size = sum(p.stat().st_size for p in path.iterdir())
     assert size <= 20 * 1024 * 1024
-    for key in ("version", "preprocessing", "inference", "training"):
-        assert key in config
+    assert config.version and config.training is not None and config.training.iterations > 0
+    assert config.preprocessing["target_spacing"] and config.inference.patch_size
     assert np.isfinite(sum(float(p.detach().abs().sum()) for p in net.parameters()))
+
+
+def test_bundled_config_round_trips_through_model_config(tmp_path):
+    """config.json -> ModelConfig -> config.json keeps every key and value; the weights hash still matches."""
+    path = bundled_model_path()
+    raw = json.loads((path / "config.json").read_text())
+    state, config = load_state(path)
+    saved = save_checkpoint(tmp_path / "copy", state, config)
+    again = json.loads((saved / "config.json").read_text())
+    assert again["weights_sha256"] == raw["weights_sha256"] == sha256_file(path / "weights.safetensors")
+    added = {"train": {"focus_fraction": TrainConfig().focus_fraction}}  # newer than the bundled model
+    assert set(raw["train"]) | set(added["train"]) == set(again["train"])
+    expected = {**raw, "train": {**raw["train"], **added["train"]}}
+    assert again == expected
+    assert ModelConfig.from_dict(again) == config
+
+
+def test_missing_settings_get_the_dataclass_defaults_and_unknown_keys_survive(tmp_path, model_dir):
+    folder, _ = model_dir
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["inference"]["min_component_mm3"], cfg["train"]["lr"]
+    cfg["inference"]["future_setting"] = [1, 2]
+    cfg["from_a_newer_version"] = {"a": 1}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    config = read_config(folder)
+    assert config.inference.min_component_mm3 == InferenceConfig().min_component_mm3 == 300.0
+    assert config.train.lr == TrainConfig().lr
+    state, _ = load_state(folder)
+    again = json.loads((save_checkpoint(tmp_path / "re", state, config) / "config.json").read_text())
+    assert again["inference"]["future_setting"] == [1, 2] and again["from_a_newer_version"] == {"a": 1}
+    assert again["inference"]["min_component_mm3"] == 300.0
+
+
+def test_default_model_config_names_every_inference_setting():
+    written = ModelConfig().to_dict()["inference"]
+    assert set(written) == {f.name for f in fields(InferenceConfig)} - {"extras"}
+    assert ModelConfig().merged({"inference": {"threshold": 0.4}}).inference.threshold == 0.4
+    with pytest.raises(LNQError, match="not a JSON object"):
+        ModelConfig.from_dict({"inference": [1, 2]})

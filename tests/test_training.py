@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.inference import Predictor
 from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import InferenceConfig
 from lnq_napari.training.labels import BACKGROUND, NODE, UNKNOWN, label_states, naive_states
 from lnq_napari.training.losses import masked_bce, masked_dice_ce, masked_soft_dice
-from lnq_napari.training.trainer import TrainingCase, load_training_cases, resolve_device, train_model
+from lnq_napari.training.trainer import TrainingCase, _prepare_sources, load_training_cases, train_model
 
 torch.set_num_threads(1)
 
@@ -145,6 +148,22 @@ def test_init_from_records_parent(tmp_path, phantom_case):
     c_cfg = json.loads((child / "config.json").read_text())
     assert c_cfg["parent_version"] == p_cfg["version"] != c_cfg["version"]
     assert c_cfg["architecture"] == p_cfg["architecture"]
+    assert c_cfg["inference"] == p_cfg["inference"]
+
+
+def test_trainer_and_predictor_agree_on_inference_defaults(tmp_path, phantom_case):
+    out = train_model([phantom_case], tmp_path / "m", iterations=1, device="cpu", config=TINY_CONFIG)
+    written = json.loads((out / "config.json").read_text())["inference"]
+    defaults = InferenceConfig()
+    assert written["min_component_mm3"] == defaults.min_component_mm3 == 300.0
+    assert written["max_mean_hu"] == defaults.max_mean_hu and written["threshold"] == defaults.threshold
+    assert written["patch_size"] == TINY_CONFIG["inference"]["patch_size"]
+    cfg = json.loads((out / "config.json").read_text())
+    for key in ("min_component_mm3", "max_mean_hu", "threshold", "overlap", "sw_batch_size"):
+        del cfg["inference"][key]  # a model written before these settings existed
+    (out / "config.json").write_text(json.dumps(cfg))
+    read = Predictor(out, device="cpu").config.inference
+    assert {k: getattr(read, k) for k in written} == written
 
 
 def test_load_training_cases_in_processes_matches_serial(tmp_path):
@@ -169,7 +188,7 @@ def test_load_training_cases_and_errors(tmp_path):
     assert set(np.unique(naive[0].states)) <= {0, 1}
     with pytest.raises(LNQError, match="does not exist"):
         load_training_cases(tmp_path / "missing")
-    with pytest.raises(LNQError, match="no \\*-ct.nrrd"):
+    with pytest.raises(LNQError, match="no \\*-ct.nrrd files with a matching \\*-seg"):
         load_training_cases(tmp_path)
     with pytest.raises(LNQError, match="no training cases"):
         train_model([], tmp_path / "x", iterations=1)
@@ -184,8 +203,6 @@ def test_cuda_asked_but_absent():
 
 
 def test_focus_voxels_follow_the_states_onto_the_model_grid():
-    from lnq_napari.training.trainer import _prepare_sources
-
     ct, labels, *_ = _hand_built()
     states = label_states(ct, labels)
     focus = np.zeros(states.shape, bool)

@@ -1,4 +1,4 @@
-"""Model folders: ``weights.safetensors`` + ``config.json`` (architecture, preprocessing, provenance).
+"""Model folders: ``weights.safetensors`` + ``config.json`` (a :class:`ModelConfig`), saved and loaded.
 
 Loading never unpickles: the network is built from a known architecture name and the weights are read
 with safetensors after their sha256 is checked against the one recorded in ``config.json``.
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
+from lnq_napari.model.config import ModelConfig
 
 FORMAT = "lnq-napari-model"
 FORMAT_VERSION = 1
@@ -28,11 +29,10 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(folder: str | Path, state_dict: dict, config: dict) -> Path:
+def save_checkpoint(folder: str | Path, state_dict: dict, config: ModelConfig) -> Path:
     """Write a model folder atomically file by file; returns the folder.
 
-    ``config`` needs ``architecture`` ({"name", "kwargs"}) and ``preprocessing``; the weights' sha256,
-    format name and version are added here.
+    config.json is ``config.to_dict()`` with the format name, format version and weights' sha256.
     """
     from safetensors.torch import save_file
 
@@ -41,9 +41,9 @@ def save_checkpoint(folder: str | Path, state_dict: dict, config: dict) -> Path:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     with atomic_write(folder / WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
-    config = dict(config)
-    config.update(format=FORMAT, format_version=FORMAT_VERSION, weights_sha256=sha256_file(folder / WEIGHTS))
-    atomic_write_text(folder / CONFIG, json.dumps(config, indent=2, default=_json_default) + "\n")
+    data = config.to_dict()
+    data.update(format=FORMAT, format_version=FORMAT_VERSION, weights_sha256=sha256_file(folder / WEIGHTS))
+    atomic_write_text(folder / CONFIG, json.dumps(data, indent=2, default=_json_default) + "\n")
     return folder
 
 
@@ -54,7 +54,7 @@ def _json_default(value):
         return str(value)
 
 
-def read_config(folder: str | Path) -> dict:
+def read_config(folder: str | Path) -> ModelConfig:
     """The checked ``config.json`` of a model folder (raises LNQError for anything not a model of ours)."""
     folder = Path(folder)
     if folder.is_file():
@@ -77,10 +77,12 @@ def read_config(folder: str | Path) -> dict:
     for key in ("architecture", "preprocessing", "weights_sha256"):
         if key not in config:
             raise LNQError(f"{cfg_path} lacks {key!r}; re-export the model")
-    return config
+    if not isinstance(config["architecture"], dict) or "name" not in config["architecture"]:
+        raise LNQError(f"{cfg_path} has no architecture name; re-export the model")
+    return ModelConfig.from_dict(config)
 
 
-def load_state(folder: str | Path) -> tuple[dict, dict]:
+def load_state(folder: str | Path) -> tuple[dict, ModelConfig]:
     """``(state_dict, config)`` of a model folder after checking the weights' hash."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -92,7 +94,7 @@ def load_state(folder: str | Path) -> tuple[dict, dict]:
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise LNQError(f"{weights} is missing; re-copy the model folder")
-    if sha256_file(weights) != config["weights_sha256"]:
+    if sha256_file(weights) != config.weights_sha256:
         raise LNQError(f"{weights} does not match the sha256 recorded in config.json (truncated or altered); "
                        "re-copy the model folder")
     try:
@@ -103,19 +105,17 @@ def load_state(folder: str | Path) -> tuple[dict, dict]:
     return state, config
 
 
-def load_checkpoint(folder: str | Path, device: str = "cpu"):
+def load_checkpoint(folder: str | Path, device: str = "cpu") -> tuple[object, ModelConfig]:
     """``(network, config)``: the network built from its architecture name, weights loaded, eval mode."""
-    from lnq_napari.model.network import build_network
+    from lnq_napari.model.network import build_network  # torch
 
     state, config = load_state(folder)
-    arch = config["architecture"]
-    if not isinstance(arch, dict) or "name" not in arch:
-        raise LNQError(f"{Path(folder) / CONFIG} has no architecture name; re-export the model")
-    net = build_network(arch["name"], arch.get("kwargs", {}))
+    arch = config.architecture
+    net = build_network(arch.name, arch.kwargs)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise LNQError(f"weights in {folder} do not fit architecture {arch['name']!r} ({first}); "
+        raise LNQError(f"weights in {folder} do not fit architecture {arch.name!r} ({first}); "
                        "re-export the model") from exc
     return net.to(device).eval(), config

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lnq_napari.preprocess import normalize
+
 
 @dataclass
 class PatchSource:
@@ -65,8 +67,6 @@ class Unenhance:
 
     @classmethod
     def from_hu(cls, probability: float, prep: dict, bright_hu: float) -> Unenhance:
-        from lnq_napari.preprocess import normalize
-
         def to_image(hu: float) -> float:
             return float(normalize(np.float32(hu), prep))
 

@@ -1,8 +1,11 @@
 """The trainer: preprocess cases once, sample patches, masked Dice+CE, checkpoints, resume, DDP.
 
-``train_model`` is the one entry point (``api.train`` and the active-learning fine-tune call it).
-Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel: nccl on CUDA, gloo on
-the CPU; every rank draws its own patches, rank 0 writes checkpoints.
+``train_model`` is the one entry point (``api.train`` and the active-learning fine-tune call it); it
+runs the steps below: the run's config and first weights (:func:`resolve_config`), the network and
+optimiser (:func:`start_run`), the patch sampler, then :func:`train_step` per iteration with
+:class:`TrainLog` and :func:`save_state`. Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
+DistributedDataParallel: nccl on CUDA, gloo on the CPU; every rank draws its own patches, rank 0 writes
+checkpoints.
 """
 
 from __future__ import annotations
@@ -17,54 +20,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+import lnq_napari
+from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.io.layout import CaseFiles, scan_cases
+from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import DEFAULT_PREPROCESSING
-from lnq_napari.training.labels import DEFAULT_STATES
-
-DEFAULT_CONFIG: dict = {
-    "architecture": {
-        "name": "unet3d",
-        "kwargs": {
-            "in_channels": 1,
-            "out_channels": 1,
-            "features": [8, 16, 32, 64],
-            "strides": [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
-            "kernels": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
-        },
-    },
-    "preprocessing": DEFAULT_PREPROCESSING,
-    "inference": {
-        "patch_size": [32, 96, 96],  # z, y, x voxels at the target spacing
-        "overlap": 0.25,
-        "sw_batch_size": 1,
-        "threshold": 0.5,
-        "min_component_mm3": 300.0,  # components smaller than this are dropped (a 10 mm node is 524 mm3)
-        "max_mean_hu": 100.0,  # components brighter on average are dropped (bone, enhanced vessels)
-        "mediastinum_margin_mm": None,  # a number: drop components outside the lungs' hull grown by it
-    },
-    "train": {
-        "patch_size": [24, 64, 64],
-        "batch_size": 2,
-        "lr": 2e-3,
-        "weight_decay": 1e-4,
-        "fg_fraction": 0.5,
-        "focus_fraction": 0.0,  # share of node-centred patches moved to focus voxels (a reviewer's edits)
-        "dice_weight": 1.0,
-        "flip_x": True,
-        "intensity_jitter": 0.1,
-        "unenhance": 0.8,  # probability of showing a patch's enhanced structures unenhanced, as background
-        "warmup": 50,
-    },
-    "states": DEFAULT_STATES,
-    "naive": False,
-}
+from lnq_napari.model.checkpoint import load_state, save_checkpoint
+from lnq_napari.model.config import ModelConfig, TrainingRecord
+from lnq_napari.preprocess import pad_value, prepare
+from lnq_napari.training.labels import DEFAULT_STATES, label_states, naive_states
+from lnq_napari.training.sampler import PatchSampler, PatchSource, Unenhance
 
 STATE_DIR = "train_state"
 FOCUS_CODE = 4  # states -1/0/1 + FOCUS_CODE mark focus voxels while they are resampled
+Progress = Callable[[float, str], None] | None
 
 
 @dataclass
@@ -81,70 +55,25 @@ class TrainingCase:
     focus: np.ndarray | None = None
 
 
-def _merge(base: dict, override: dict | None) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _read_pair(ct_path: Path, seg_path: Path) -> tuple[Volume, Volume]:
-    try:
-        from lnq_napari.io.readers import read_labels, read_volume
-    except ImportError:  # the I/O module is not there yet: plain SimpleITK
-        import SimpleITK as sitk
-
-        ct = Volume.from_sitk(sitk.ReadImage(str(ct_path)))
-        seg = Volume.from_sitk(sitk.ReadImage(str(seg_path)))
-        if not seg.same_grid(ct):
-            seg = Volume.from_sitk(sitk.Resample(seg.to_sitk(), ct.to_sitk(), sitk.Transform(),
-                                                 sitk.sitkNearestNeighbor, 0))
-        return ct, seg
-    ct = read_volume(ct_path)
-    return ct, read_labels(seg_path, reference=ct)
-
-
-def find_pairs(data_dir: str | Path) -> list[tuple[str, Path, Path]]:
-    """``(case_id, ct, seg)`` for each ``*-ct.nrrd`` in an LNQ-layout folder that has a ``*-seg.nrrd``."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise LNQError(f"training data folder {data_dir} does not exist; "
-                       "pass a folder of *-ct.nrrd/*-seg.nrrd")
-    pairs = []
-    for ct_path in sorted(data_dir.glob("*-ct.nrrd")):
-        case_id = ct_path.name[: -len("-ct.nrrd")]
-        seg_path = ct_path.with_name(f"{case_id}-seg.nrrd")
-        if seg_path.is_file():
-            pairs.append((case_id, ct_path, seg_path))
-    if not pairs:
-        raise LNQError(f"no *-ct.nrrd with a matching *-seg.nrrd in {data_dir}; use the LNQ file layout")
-    return pairs
-
-
-def _load_case(case_id: str, ct_path: Path, seg_path: Path, naive: bool,
-               states_options: dict | None) -> TrainingCase:
-    from lnq_napari.training.labels import label_states, naive_states
-
-    ct, seg = _read_pair(ct_path, seg_path)
+# ---------------------------------------------------------------- reading cases
+def _load_case(case: CaseFiles, naive: bool, states_options: dict | None) -> TrainingCase:
+    ct = read_volume(case.ct)
+    seg = read_labels(case.seg, reference=ct)
     states = naive_states(seg) if naive else label_states(ct, seg, options=states_options)
-    return TrainingCase(case_id, ct, states)
+    return TrainingCase(case.case_id, ct, states)
 
 
 def load_training_cases(data_dir: str | Path, naive: bool = False, states_options: dict | None = None,
-                        progress: Callable[[float, str], None] | None = None,
-                        workers: int | None = None) -> list[TrainingCase]:
+                        progress: Progress = None, workers: int | None = None) -> list[TrainingCase]:
     """Read an LNQ-layout folder into training cases with label states (or naive states).
 
     Cases are read in ``workers`` processes (default: up to 4, one per CPU); the order is the folder's.
     """
-    pairs = find_pairs(data_dir)
+    found = scan_cases(data_dir, require="seg", what="training data")
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    workers = max(1, min(int(workers), len(pairs)))
-    args = [(cid, ct, seg, naive, states_options) for cid, ct, seg in pairs]
+    workers = max(1, min(int(workers), len(found)))
+    args = [(case, naive, states_options) for case in found]
     cases: list[TrainingCase] = []
     if workers == 1:
         results = (_load_case(*a) for a in args)
@@ -159,7 +88,7 @@ def load_training_cases(data_dir: str | Path, naive: bool = False, states_option
         for case in results:
             cases.append(case)
             if progress:
-                progress(len(cases) / len(pairs), f"read {case.case_id}")
+                progress(len(cases) / len(found), f"read {case.case_id}")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -185,23 +114,52 @@ def data_fingerprint(cases: Sequence[TrainingCase]) -> tuple[str, dict]:
     return h.hexdigest(), summary
 
 
-def resolve_device(device: str = "auto"):
-    """A torch device from "auto" | "cpu" | "cuda" | "cuda:N"; LNQError when CUDA is asked but absent."""
-    import torch
-
-    device = (device or "auto").lower()
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise LNQError("device 'cuda' was asked but no CUDA GPU is available; use --device cpu or auto")
-        return torch.device(device)
-    if device == "cpu":
-        return torch.device("cpu")
-    raise LNQError(f"unknown device {device!r}; use auto, cpu or cuda")
+# ---------------------------------------------------------------- config and set-up
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _init_distributed(device):
+def _version(parent_version: str | None, fingerprint: str) -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M")
+    base = f"{parent_version}+ft" if parent_version else "lnq-unet"
+    return f"{base}-{stamp}-{fingerprint[:8]}"
+
+
+def resolve_config(config: ModelConfig | dict | None, out_dir: Path, init_from: str | Path | None,
+                   resume: bool) -> tuple[ModelConfig, dict | None]:
+    """``(config, first weights or None)`` of a run.
+
+    ``resume``: the saved run in ``out_dir``. Else the defaults with ``config`` (a partial config.json
+    object) merged in; with ``init_from`` the architecture, preprocessing and inference of that model.
+    """
+    if resume:
+        if not (out_dir / STATE_DIR / "state.pt").is_file():
+            raise LNQError(f"nothing to resume in {out_dir} (no {STATE_DIR}/state.pt); "
+                           "train without --resume")
+        state, cfg = load_state(out_dir)
+        return cfg, state
+    cfg = config if isinstance(config, ModelConfig) else ModelConfig().merged(config)
+    if init_from is None:
+        return cfg, None
+    state, parent = load_state(init_from)
+    cfg.architecture = copy.deepcopy(parent.architecture)
+    cfg.preprocessing = copy.deepcopy(parent.preprocessing)
+    cfg.inference = copy.deepcopy(parent.inference)
+    cfg.parent_version = parent.version
+    return cfg, state
+
+
+def _record_start(cfg: ModelConfig, cases: Sequence[TrainingCase], iterations: int, seed: int,
+                  world: int) -> None:
+    fingerprint, summary = data_fingerprint(cases)
+    cfg.version = _version(cfg.parent_version, fingerprint)
+    cfg.training = TrainingRecord(
+        iterations=int(iterations), seed=int(seed), world_size=world, data_fingerprint=fingerprint,
+        data=summary, naive=bool(cfg.naive), started=_now(),
+    )
+
+
+def init_distributed(device):
     """(rank, world, device) - initialises the process group from torchrun's env vars if needed."""
     import torch
     import torch.distributed as dist
@@ -218,17 +176,64 @@ def _init_distributed(device):
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def _version(config: dict, fingerprint: str) -> str:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M")
-    parent = config.get("parent_version")
-    base = f"{parent}+ft" if parent else "lnq-unet"
-    return f"{base}-{stamp}-{fingerprint[:8]}"
+@dataclass
+class TrainRun:
+    """One run's moving parts: its config, network (``model`` is its DDP wrapper, if any), optimiser,
+    device, rank, folder and iterations (``start``: where it begins, after a resume)."""
+
+    config: ModelConfig
+    out_dir: Path
+    net: Any
+    model: Any
+    optimizer: Any
+    device: Any
+    rank: int = 0
+    world: int = 1
+    start: int = 0
+    iterations: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out_dir / STATE_DIR
+
+
+def start_run(cases: Sequence[TrainingCase], out_dir: Path, iterations: int, device: str, seed: int,
+              init_from: str | Path | None, config: ModelConfig | dict | None, resume: bool) -> TrainRun:
+    """Config, network with its first weights, optimiser (restored on resume), DDP wrapper."""
+    import torch
+
+    from lnq_napari.model.network import build_network  # torch
+
+    rank, world, device_t = init_distributed(resolve_device(device))
+    cfg, init_state = resolve_config(config, out_dir, init_from, resume)
+    if not resume:
+        _record_start(cfg, cases, iterations, seed, world)
+    cfg.lnq_napari_version = lnq_napari.__version__
+    torch.manual_seed(seed)
+    net = build_network(cfg.architecture.name, cfg.architecture.kwargs)
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net.to(device_t)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    run = TrainRun(cfg, out_dir, net, net, opt, device_t, rank, world, 0, int(iterations))
+    if resume:
+        saved = torch.load(run.state_dir / "state.pt", map_location=device_t, weights_only=True)
+        opt.load_state_dict(saved["optimizer"])
+        run.start = int(saved["iteration"])
+        run.iterations = int(cfg.training.iterations)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device_t.index] if device_t.type == "cuda" else None
+        run.model = DistributedDataParallel(net, device_ids=ids)
+    return run
 
 
 def _prepare_sources(cases, prep, rng, progress):
-    from lnq_napari.preprocess import prepare
-    from lnq_napari.training.sampler import PatchSource
-
     sources = []
     for k, case in enumerate(cases):
         if case.states.shape != case.ct.shape:
@@ -246,10 +251,118 @@ def _prepare_sources(cases, prep, rng, progress):
     return sources
 
 
+def make_sampler(cfg: ModelConfig, cases: Sequence[TrainingCase], rng: np.random.Generator,
+                 progress: Progress = None) -> PatchSampler:
+    """Preprocess the cases to the model grid and sample patches as the config's train settings say."""
+    sources = _prepare_sources(cases, cfg.preprocessing, rng, progress)
+    t = cfg.train
+    high_hu = float({**DEFAULT_STATES, **cfg.states}["high_hu"])
+    unenhance = Unenhance.from_hu(float(t.unenhance), cfg.preprocessing, high_hu)
+    return PatchSampler(sources, t.patch_size, t.fg_fraction, pad_value(cfg.preprocessing), rng,
+                        flip_x=t.flip_x, intensity_jitter=t.intensity_jitter, unenhance=unenhance,
+                        focus_fraction=float(t.focus_fraction))
+
+
+# ---------------------------------------------------------------- the loop
 def _lr(it: int, total: int, base: float, warmup: int) -> float:
     if it < warmup:
         return base * (it + 1) / warmup
     return base * (1.0 - it / max(total, 1)) ** 0.9
+
+
+class Precision:
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler); fp32 on the CPU."""
+
+    def __init__(self, device) -> None:
+        import torch
+
+        self.enabled = device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.enabled and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and self.dtype == torch.float16)
+
+
+def train_step(run: TrainRun, sampler: PatchSampler, precision: Precision, it: int) -> tuple[float, float]:
+    """One optimiser step on a sampled batch at iteration ``it``; returns ``(loss, lr)``."""
+    import torch
+
+    from lnq_napari.training.losses import masked_dice_ce  # torch
+
+    t = run.config.train
+    lr = _lr(it, run.iterations, t.lr, t.warmup)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    images, states = sampler.sample(int(t.batch_size))
+    x = torch.from_numpy(images).to(run.device, non_blocking=True)
+    s = torch.from_numpy(states).to(run.device, non_blocking=True)
+    run.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(run.device.type, dtype=precision.dtype, enabled=precision.enabled):
+        logits = run.model(x)
+    loss = masked_dice_ce(logits.float(), s, t.dice_weight)
+    precision.scaler.scale(loss).backward()
+    precision.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.net.parameters(), 12.0)
+    precision.scaler.step(run.optimizer)
+    precision.scaler.update()
+    return float(loss.detach()), lr
+
+
+class TrainLog:
+    """Running loss (EMA), progress messages ("it 120/2000 loss 0.4321 2.10 it/s") and train_log.csv
+    rows; only rank 0 reports and writes."""
+
+    def __init__(self, run: TrainRun, progress: Progress, resume: bool) -> None:
+        self.run, self.progress = run, progress
+        self.path = run.out_dir / "train_log.csv"
+        self.ema: float | None = None
+        self.t0 = time.time()
+        if run.is_main:
+            run.out_dir.mkdir(parents=True, exist_ok=True)
+            if not resume or not self.path.exists():
+                self.path.write_text("iteration,loss,lr,seconds\n")
+
+    def update(self, it: int, loss: float, lr: float) -> None:
+        self.ema = loss if self.ema is None else 0.95 * self.ema + 0.05 * loss
+        if not self.run.is_main:
+            return
+        total, elapsed = self.run.iterations, time.time() - self.t0
+        if self.progress and (it % 5 == 0 or it == total):
+            rate = (it - self.run.start) / max(elapsed, 1e-9)
+            self.progress(it / total, f"it {it}/{total} loss {self.ema:.4f} {rate:.2f} it/s")
+        if it % 10 == 0 or it == total:
+            with open(self.path, "a", newline="") as handle:
+                csv.writer(handle).writerow([it, f"{self.ema:.5f}", f"{lr:.6g}", f"{elapsed:.1f}"])
+
+
+def save_state(run: TrainRun, it: int) -> None:
+    """Rank 0: the model folder (weights + config) and the optimiser state for a resume at ``it``."""
+    import torch
+
+    if not run.is_main:
+        return
+    run.config.training.completed_iterations = it
+    save_checkpoint(run.out_dir, run.net.state_dict(), run.config)
+    run.state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run.state_dir / "state.pt.tmp"
+    torch.save({"optimizer": run.optimizer.state_dict(), "iteration": it}, tmp)
+    os.replace(tmp, run.state_dir / "state.pt")
+
+
+def _finish(run: TrainRun, it: int, ema: float | None) -> None:
+    """Record the end, check that DDP replicas agree, write the final checkpoint."""
+    record = run.config.training
+    record.finished = _now()
+    record.final_loss_ema = None if ema is None else round(ema, 5)
+    if run.world > 1:
+        import torch.distributed as dist
+
+        digests: list = [None] * run.world
+        dist.all_gather_object(digests, weights_digest(run.net))
+        record.rank_weight_digests = digests
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
+    save_state(run, it)
+    if run.world > 1:
+        dist.barrier()
 
 
 def train_model(
@@ -259,155 +372,42 @@ def train_model(
     device: str = "auto",
     seed: int = 0,
     init_from: str | Path | None = None,
-    config: dict | None = None,
-    progress: Callable[[float, str], None] | None = None,
+    config: ModelConfig | dict | None = None,
+    progress: Progress = None,
     cancel: Callable[[], bool] | None = None,
     resume: bool = False,
     checkpoint_every: int = 200,
 ) -> Path:
     """Train (or fine-tune, with ``init_from``) a model on ``cases``; returns the model folder ``out_dir``.
 
-    ``config`` overrides :data:`DEFAULT_CONFIG` section by section. With ``init_from`` the architecture,
-    preprocessing and inference settings come from that model. ``resume=True`` continues from the last
-    checkpoint in ``out_dir`` (weights, optimizer, iteration). A checkpoint is written every
-    ``checkpoint_every`` iterations, at the end, and when ``cancel()`` stops the run (then ``Cancelled``).
+    ``config``: a :class:`ModelConfig`, or a partial config.json object merged into the defaults section
+    by section. With ``init_from`` the architecture, preprocessing and inference settings come from that
+    model. ``resume=True`` continues from the last checkpoint in ``out_dir`` (weights, optimizer,
+    iteration). A checkpoint is written every ``checkpoint_every`` iterations, at the end, and when
+    ``cancel()`` stops the run (then ``Cancelled``).
     """
-    import torch
-
-    from lnq_napari.model.checkpoint import load_state, read_config, save_checkpoint
-    from lnq_napari.model.network import build_network
-    from lnq_napari.preprocess import pad_value
-    from lnq_napari.training.losses import masked_dice_ce
-    from lnq_napari.training.sampler import PatchSampler, Unenhance
-
     if not cases:
         raise LNQError("no training cases; give at least one case with annotated nodes")
     if iterations < 1:
         raise LNQError(f"iterations must be at least 1, got {iterations}")
-    out_dir = Path(out_dir)
-    state_dir = out_dir / STATE_DIR
-    device_t = resolve_device(device)
-    rank, world, device_t = _init_distributed(device_t)
-
-    cfg = _merge(DEFAULT_CONFIG, config)
-    init_state = None
-    start = 0
-    if resume:
-        if not (state_dir / "state.pt").is_file():
-            raise LNQError(f"nothing to resume in {out_dir} (no {STATE_DIR}/state.pt); "
-                           "train without --resume")
-        cfg = read_config(out_dir)
-        init_state, _ = load_state(out_dir)
-    elif init_from is not None:
-        init_state, parent = load_state(init_from)
-        for key in ("architecture", "preprocessing", "inference"):
-            cfg[key] = copy.deepcopy(parent[key])
-        cfg["parent_version"] = parent.get("version")
-    fingerprint, summary = data_fingerprint(cases)
-    if not resume:
-        cfg["version"] = cfg.get("version_override") or _version(cfg, fingerprint)
-        cfg["training"] = {
-            "iterations": int(iterations), "seed": int(seed), "world_size": world,
-            "data_fingerprint": fingerprint, "data": summary, "naive": bool(cfg.get("naive")),
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-    import lnq_napari
-
-    cfg["lnq_napari_version"] = lnq_napari.__version__
-
-    torch.manual_seed(seed)
-    net = build_network(cfg["architecture"]["name"], cfg["architecture"]["kwargs"])
-    if init_state is not None:
-        net.load_state_dict(init_state)
-    net.to(device_t)
-    tcfg = cfg["train"]
-    opt = torch.optim.AdamW(net.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
-    if resume:
-        saved = torch.load(state_dir / "state.pt", map_location=device_t, weights_only=True)
-        opt.load_state_dict(saved["optimizer"])
-        start = int(saved["iteration"])
-        iterations = int(cfg["training"]["iterations"])
-    model = net
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(net, device_ids=[device_t.index] if device_t.type == "cuda" else None)
-
-    rng = np.random.default_rng([seed, rank, start])
-    sources = _prepare_sources(cases, cfg["preprocessing"], rng, progress if rank == 0 else None)
-    high_hu = float({**DEFAULT_STATES, **cfg.get("states", {})}["high_hu"])
-    unenhance = Unenhance.from_hu(float(tcfg.get("unenhance", 0.0)), cfg["preprocessing"], high_hu)
-    sampler = PatchSampler(sources, tcfg["patch_size"], tcfg["fg_fraction"], pad_value(cfg["preprocessing"]),
-                           rng, flip_x=tcfg["flip_x"], intensity_jitter=tcfg["intensity_jitter"],
-                           unenhance=unenhance, focus_fraction=float(tcfg.get("focus_fraction", 0.0)))
-    use_amp = device_t.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    def save(it: int) -> None:
-        if rank != 0:
-            return
-        cfg["training"]["completed_iterations"] = it
-        save_checkpoint(out_dir, net.state_dict(), cfg)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = state_dir / "state.pt.tmp"
-        torch.save({"optimizer": opt.state_dict(), "iteration": it}, tmp)
-        os.replace(tmp, state_dir / "state.pt")
-
-    log_path = out_dir / "train_log.csv"
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not resume or not log_path.exists():
-            log_path.write_text("iteration,loss,lr,seconds\n")
-    model.train()
-    t0 = time.time()
-    ema = None
-    it = start
-    while it < iterations:
+    run = start_run(cases, Path(out_dir), iterations, device, seed, init_from, config, resume)
+    rng = np.random.default_rng([seed, run.rank, run.start])
+    sampler = make_sampler(run.config, cases, rng, progress if run.is_main else None)
+    precision = Precision(run.device)
+    log = TrainLog(run, progress, resume)
+    run.model.train()
+    it = run.start
+    while it < run.iterations:
         if cancel is not None and cancel():
-            save(it)
+            save_state(run, it)
             raise Cancelled(f"training stopped at iteration {it}; resume with resume=True")
-        lr = _lr(it, iterations, tcfg["lr"], tcfg.get("warmup", 0))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        images, states = sampler.sample(int(tcfg["batch_size"]))
-        x = torch.from_numpy(images).to(device_t, non_blocking=True)
-        s = torch.from_numpy(states).to(device_t, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_t.type, dtype=amp_dtype, enabled=use_amp):
-            logits = model(x)
-        loss = masked_dice_ce(logits.float(), s, tcfg["dice_weight"])
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
-        scaler.step(opt)
-        scaler.update()
+        loss, lr = train_step(run, sampler, precision, it)
         it += 1
-        value = float(loss.detach())
-        ema = value if ema is None else 0.95 * ema + 0.05 * value
-        if rank == 0:
-            rate = (it - start) / max(time.time() - t0, 1e-9)
-            if progress and (it % 5 == 0 or it == iterations):
-                progress(it / iterations, f"it {it}/{iterations} loss {ema:.4f} {rate:.2f} it/s")
-            if it % 10 == 0 or it == iterations:
-                with open(log_path, "a", newline="") as handle:
-                    csv.writer(handle).writerow([it, f"{ema:.5f}", f"{lr:.6g}", f"{time.time() - t0:.1f}"])
-            if it % checkpoint_every == 0 and it < iterations:
-                save(it)
-    cfg["training"]["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    cfg["training"]["final_loss_ema"] = None if ema is None else round(ema, 5)
-    if world > 1:
-        import torch.distributed as dist
-
-        sums: list = [None] * world
-        dist.all_gather_object(sums, weights_digest(net))
-        cfg["training"]["rank_weight_digests"] = sums
-        if len(set(sums)) != 1:
-            raise RuntimeError(f"DDP ranks ended with different weights: {sums}")
-    save(it)
-    if world > 1:
-        dist.barrier()
-    return out_dir
+        log.update(it, loss, lr)
+        if it % checkpoint_every == 0 and it < run.iterations:
+            save_state(run, it)
+    _finish(run, it, log.ema)
+    return run.out_dir
 
 
 def weights_digest(net) -> str:

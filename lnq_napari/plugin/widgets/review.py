@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.finetuning import FinetuneResult
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact, folder_row
 
 STRATEGIES = ("uncertainty", "random", "disagreement", "nodes")
@@ -151,10 +152,10 @@ class ReviewWidget(WorkerWidget):
         self.progress.setValue(100)
         self.status.setText(f"{len(rows)} cases to review, best first" if rows else "nothing left to review")
 
-    def _show_finetune(self, result: dict) -> None:
+    def _show_finetune(self, result: FinetuneResult) -> None:
         self.progress.setValue(100)
-        state = "activated" if result["activated"] else "kept the previous model"
-        self.status.setText(f"{result['new_version']}: {state} ({result['reason']})")
+        state = "activated" if result.activated else "kept the previous model"
+        self.status.setText(f"{result.new_version}: {state} ({result.reason})")
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, Cancelled):

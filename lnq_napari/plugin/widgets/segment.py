@@ -1,53 +1,28 @@
-"""Segment: run the model on a CT layer in a worker thread (progress, Cancel); show nodes and suggestions."""
+"""Segment: find the nodes of a CT layer in a worker thread (progress, Cancel); show nodes and suggestions.
+
+The form (CT layer, model folder, device) is magicgui; the work is :func:`lnq_napari.api.find_nodes`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 
-import numpy as np
-from qtpy.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QVBoxLayout,
-)
+from magicgui.widgets import ComboBox, Container, FileEdit
+from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout
 
-from lnq_napari.plugin.widgets._common import LayerCombo, WorkerWidget, compact, folder_row
+from lnq_napari import api
+from lnq_napari.errors import Cancelled
+from lnq_napari.inference import Predictor
+from lnq_napari.plugin._layers import layer_volume
+from lnq_napari.plugin._session import show_prediction
+from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choice
 
-
-def default_predictor_factory(model: str | None, device: str):
-    from lnq_napari.inference import Predictor
-
-    return Predictor(model=model or None, device=device)
-
-
-def predict_case(predictor, ct, progress=None, cancel=None) -> tuple:
-    """Worker body: prediction -> (one id per node, probabilities, model version, ranked suggestions:
-    regions the model is unsure of and nodes whose outline looks incomplete)."""
-    from lnq_napari.active import outline_suggestions
-    from lnq_napari.interact import label_nodes, rank_suggestions, suggest_candidates
-
-    prediction = predictor.predict(ct, progress=progress, cancel=cancel)
-    labels = label_nodes(np.asarray(prediction.mask.array))
-    limit = predictor.config.get("inference", {}).get("max_mean_hu")
-    candidates = suggest_candidates(prediction.probabilities, prediction.mask, hu=np.asarray(ct.array),
-                                    max_mean_hu=limit)
-    outlines = outline_suggestions(ct, prediction.mask, prediction.probabilities)
-    candidates = rank_suggestions(candidates + outlines)
-    return (
-        labels,
-        np.asarray(prediction.probabilities.array, dtype=np.float32),
-        prediction.model_version,
-        candidates,
-    )
-
-
+DEVICES = ("auto", "cpu", "cuda")
 PREDICTION_MODULES = (
     "torch", "safetensors.torch", "SimpleITK", "scipy.ndimage", "scipy.spatial", "skimage.morphology",
-    "skimage.segmentation", "pandas", "lnq_napari.inference", "lnq_napari.interact", "lnq_napari.quantify",
+    "skimage.segmentation", "pandas",
 )
 
 
@@ -56,8 +31,6 @@ def _import_inference() -> None:
 
     A first import holds Python's lock for up to seconds; done in the worker it would freeze the viewer.
     """
-    import importlib
-
     for name in PREDICTION_MODULES:
         try:
             importlib.import_module(name)
@@ -66,7 +39,11 @@ def _import_inference() -> None:
 
 
 class SegmentWidget(WorkerWidget):
-    """CT layer + model folder -> "nodes" Labels and "suggestions" Points, computed off the GUI thread."""
+    """CT layer + model folder -> "nodes" Labels and "suggestions" Points, computed off the GUI thread.
+
+    ``predictor_factory(model, device)`` makes the predictor (default :class:`Predictor`); it is kept
+    while the model and device stay the same.
+    """
 
     def __init__(
         self, napari_viewer, model: str | None = None, predictor_factory: Callable | None = None
@@ -75,13 +52,15 @@ class SegmentWidget(WorkerWidget):
 
         super().__init__()
         self.viewer = napari_viewer
-        self.predictor_factory = predictor_factory or default_predictor_factory
+        self.predictor_factory = predictor_factory or Predictor
         self._predictor, self._predictor_key = None, None
-        self.ct_combo = LayerCombo(napari_viewer, Image, prefer_role="ct")
-        self.model_edit = QLineEdit(model or "")
-        self.model_edit.setPlaceholderText("bundled model")
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda"])
+        self.form = Container(widgets=[
+            layer_choice(napari_viewer, Image, prefer_role="ct", name="ct", label="CT"),
+            FileEdit(name="model", label="model", mode="d", nullable=True, value=model or None,
+                     tooltip="model folder; empty: the bundled model"),
+            ComboBox(name="device", label="device", choices=DEVICES, value="auto"),
+        ])
+        self.form.margins = (0, 0, 0, 0)
         self.run_button = QPushButton("Find nodes")
         self.run_button.clicked.connect(self.run)
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
@@ -89,12 +68,7 @@ class SegmentWidget(WorkerWidget):
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
 
         layout = QVBoxLayout(self)
-        for label, widget in (("CT", self.ct_combo), ("device", self.device)):
-            row = QHBoxLayout()
-            row.addWidget(QLabel(label))
-            row.addWidget(widget, 1)
-            layout.addLayout(row)
-        layout.addLayout(folder_row("model", self.model_edit, "Model folder"))
+        layout.addWidget(self.form.native)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
@@ -103,33 +77,30 @@ class SegmentWidget(WorkerWidget):
         layout.addWidget(self.status)
         compact(self)
 
-    def _get_predictor(self):
-        key = (self.model_edit.text().strip(), self.device.currentText())
-        if self._predictor is None or key != self._predictor_key:
-            self._predictor = self.predictor_factory(key[0] or None, key[1])
-            self._predictor_key = key
+    def _get_predictor(self, model: str | None, device: str):
+        if self._predictor is None or (model, device) != self._predictor_key:
+            self._predictor = self.predictor_factory(model, device)
+            self._predictor_key = (model, device)
         return self._predictor
 
     def run(self):
-        """Start the prediction worker for the chosen CT layer; returns the worker (None if none ran)."""
+        """Start the worker for the chosen CT layer; returns the worker (None if none ran)."""
         from napari.qt.threading import create_worker
 
-        from lnq_napari.plugin._layers import layer_volume
-
-        layer = self.ct_combo.layer()
+        layer = self.form.ct.value
         if layer is None:
             self.status.setText("open a CT first (File > Open, or File > Open Sample > Phantom case)")
             return None
         if self.worker is not None:
             return self.worker
         ct = layer_volume(layer)
+        model = str(self.form.model.value) if self.form.model.value else None
+        device = self.form.device.value
+        emit, cancel = self._signals.changed.emit, self._cancel.is_set
         self._cancel.clear()
 
-        def body():
-            predictor = self._get_predictor()
-            return predict_case(
-                predictor, ct, progress=self._signals.changed.emit, cancel=self._cancel.is_set
-            )
+        def body() -> api.NodeResult:
+            return api.find_nodes(ct, self._get_predictor(model, device), progress=emit, cancel=cancel)
 
         connect = {
             "returned": lambda result: self._show(layer, result),
@@ -144,17 +115,13 @@ class SegmentWidget(WorkerWidget):
         self.worker.start()
         return self.worker
 
-    def _show(self, ct_layer, result) -> None:
-        from lnq_napari.plugin._session import show_prediction
-
-        labels, probabilities, version, candidates = result
-        show_prediction(self.viewer, ct_layer, labels, probabilities, version, candidates)
+    def _show(self, ct_layer, result: api.NodeResult) -> None:
+        show_prediction(self.viewer, ct_layer, result)
         self.progress.setValue(100)
-        self.status.setText(f"{int(labels.max())} nodes, {len(candidates)} suggestions\nmodel {version}")
+        self.status.setText(f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions\n"
+                            f"model {result.model_version}")
 
     def _failed(self, exc: Exception) -> None:
-        from lnq_napari.errors import Cancelled
-
         self.status.setText("cancelled" if isinstance(exc, Cancelled) else f"failed: {exc}")
 
     def _finished(self) -> None:

@@ -1,0 +1,177 @@
+"""A model's configuration as typed dataclasses, and the one place its defaults live.
+
+``config.json`` of a model folder is :meth:`ModelConfig.to_dict` plus the format name, format version
+and weights' sha256 that :func:`~lnq_napari.model.checkpoint.save_checkpoint` adds. Reading fills any
+missing setting with the dataclass default (the trainer writes the same defaults into a new model) and
+keeps keys this version does not know in ``extras``, so they are written back unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from lnq_napari.errors import LNQError
+from lnq_napari.preprocess import DEFAULT_PREPROCESSING
+from lnq_napari.training.labels import DEFAULT_STATES
+
+#: Keys of config.json that save_checkpoint writes itself (not part of the configuration).
+FILE_KEYS = ("format", "format_version")
+
+
+def _section(cls, data: Any, name: str):
+    """``cls`` from a JSON object: known keys become fields, the others ``extras``."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise LNQError(f"model config section {name!r} is not a JSON object; re-export the model")
+    rest = copy.deepcopy(data)
+    known = {f.name: rest.pop(f.name) for f in fields(cls) if f.name != "extras" and f.name in rest}
+    return cls(**known, extras=rest)
+
+
+def _plain(obj, skip_none: bool = False) -> dict:
+    """A section as a JSON object: its fields (all, or those not None) then its extras."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name != "extras" and not (skip_none and value is None):
+            out[f.name] = copy.deepcopy(value)
+    out.update(copy.deepcopy(obj.extras))
+    return out
+
+
+@dataclass
+class ArchitectureConfig:
+    """Which network to build: a known architecture name and its JSON-safe keyword arguments."""
+
+    name: str = "unet3d"
+    kwargs: dict = field(default_factory=lambda: {
+        "in_channels": 1,
+        "out_channels": 1,
+        "features": [8, 16, 32, 64],
+        "strides": [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
+        "kernels": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+    })
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class InferenceConfig:
+    """Sliding window and post-processing settings of :class:`~lnq_napari.inference.Predictor`."""
+
+    patch_size: list[int] = field(default_factory=lambda: [32, 96, 96])  # z, y, x at the model spacing
+    overlap: float = 0.25
+    sw_batch_size: int = 1
+    threshold: float = 0.5
+    min_component_mm3: float = 300.0  # smaller components are dropped (a 10 mm node is 524 mm3)
+    max_mean_hu: float | None = 100.0  # brighter components are dropped (bone, enhanced vessels)
+    mediastinum_margin_mm: float | None = None  # drop components outside the lungs' hull grown by this
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, patch sampling and augmentation settings of the trainer."""
+
+    patch_size: list[int] = field(default_factory=lambda: [24, 64, 64])
+    batch_size: int = 2
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    fg_fraction: float = 0.5
+    focus_fraction: float = 0.0  # share of node-centred patches moved to focus voxels (a reviewer's edits)
+    dice_weight: float = 1.0
+    flip_x: bool = True
+    intensity_jitter: float = 0.1
+    unenhance: float = 0.8  # probability of showing a patch's enhanced structures unenhanced, as background
+    warmup: int = 50
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingRecord:
+    """Provenance of the run that made the weights; a key appears once the run has filled it."""
+
+    iterations: int | None = None
+    seed: int | None = None
+    world_size: int | None = None
+    data_fingerprint: str | None = None
+    data: dict | None = None  # n_cases, case_ids, node_voxels, known_fraction
+    naive: bool | None = None
+    started: str | None = None
+    completed_iterations: int | None = None
+    finished: str | None = None
+    final_loss_ema: float | None = None
+    rank_weight_digests: list[str] | None = None
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """Everything ``config.json`` says about a model besides its file format."""
+
+    architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
+    preprocessing: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_PREPROCESSING))
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    states: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_STATES))
+    naive: bool = False
+    parent_version: str | None = None
+    version: str | None = None
+    training: TrainingRecord | None = None
+    lnq_napari_version: str | None = None
+    weights_sha256: str | None = None
+    extras: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Read a config.json object; missing settings get the defaults, unknown keys go to ``extras``."""
+        if not isinstance(data, dict):
+            raise LNQError("a model config must be a JSON object; re-export the model")
+        rest = {k: copy.deepcopy(v) for k, v in data.items() if k not in FILE_KEYS}
+        sections = {"architecture": ArchitectureConfig, "inference": InferenceConfig, "train": TrainConfig}
+        out = {name: _section(kind, rest.pop(name, None), name) for name, kind in sections.items()}
+        if "training" in rest:
+            out["training"] = _section(TrainingRecord, rest.pop("training"), "training")
+        for f in fields(cls):
+            if f.name not in out and f.name != "extras" and f.name in rest:
+                out[f.name] = rest.pop(f.name)
+        return cls(**out, extras=rest)
+
+    def to_dict(self) -> dict:
+        """The JSON object written to config.json (without the file format keys)."""
+        out = {
+            "architecture": _plain(self.architecture),
+            "preprocessing": copy.deepcopy(self.preprocessing),
+            "inference": _plain(self.inference),
+            "train": _plain(self.train),
+            "states": copy.deepcopy(self.states),
+            "naive": self.naive,
+        }
+        for name in ("parent_version", "version"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.training is not None:
+            out["training"] = _plain(self.training, skip_none=True)
+        if self.lnq_napari_version is not None:
+            out["lnq_napari_version"] = self.lnq_napari_version
+        out.update(copy.deepcopy(self.extras))
+        if self.weights_sha256 is not None:
+            out["weights_sha256"] = self.weights_sha256
+        return out
+
+    def merged(self, overrides: dict | None) -> ModelConfig:
+        """A copy with ``overrides`` (a partial config.json object) merged in section by section."""
+        return ModelConfig.from_dict(merge(self.to_dict(), overrides))
+
+
+def merge(base: dict, override: dict | None) -> dict:
+    """``base`` with ``override`` merged in recursively (nested objects merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

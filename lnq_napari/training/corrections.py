@@ -1,0 +1,49 @@
+"""Label states of a reviewer-corrected case, and the voxels the reviewer changed.
+
+The corrected mask follows the partial-label rules of :func:`~lnq_napari.training.labels.label_states`
+(its nodes are 1, what the CT rules out is 0, the rest unknown), without the ring of known background;
+on top of that, components of the prediction the reviewer removed as false become known background (0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lnq_napari.components import label_components
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+from lnq_napari.training.labels import BACKGROUND, NODE, label_states
+
+
+def correction_states(
+    ct: Volume, correction: Volume, prediction: Volume | None = None, options: dict | None = None
+) -> np.ndarray:
+    """int8 states of a corrected case: label_states of the correction, plus removed components as 0.
+
+    Unlike an original annotation, a correction gets no ring of known background around its nodes: the
+    outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
+    would mark node tissue as background (teaching it to stop short again).
+    """
+    states = label_states(ct, correction, ring_mm=0.0, options=options)
+    corrected = np.asarray(correction.array) > 0
+    if prediction is not None:
+        predicted = np.asarray(prediction.array) > 0
+        if predicted.shape != corrected.shape:
+            raise LNQError(f"prediction {predicted.shape} and correction {corrected.shape} differ in grid; "
+                           "re-predict the case before fine-tuning")
+        comp, n = label_components(predicted)
+        if n:
+            kept = np.unique(comp[corrected & predicted])
+            removed = (comp > 0) & ~np.isin(comp, kept)
+            states[removed & ~corrected] = BACKGROUND
+    states[corrected] = NODE
+    return states
+
+
+def edited_voxels(prediction: Volume, correction: Volume) -> np.ndarray | None:
+    """Bool mask of the voxels a reviewer changed (added or removed), or None when nothing changed."""
+    before, after = np.asarray(prediction.array) > 0, np.asarray(correction.array) > 0
+    if before.shape != after.shape:
+        return None
+    edited = before != after
+    return edited if edited.any() else None
