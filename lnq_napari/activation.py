@@ -107,9 +107,9 @@ class _Table:
 
 def _table(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
            original: Sequence[CaseFigures]) -> _Table:
-    """Align the three models' figures by case id; they must cover the same cases and GT nodes."""
+    """Align the three models' figures by case id (sorted); they must cover the same cases and GT nodes."""
     rows = [{f.case_id: f for f in figures} for figures in (candidate, parent, original)]
-    ids = tuple(f.case_id for f in candidate)
+    ids = tuple(sorted(f.case_id for f in candidate))  # the bootstrap does not depend on input order
     if len(rows[0]) != len(candidate) or any(set(r) != set(ids) for r in rows):
         raise ValueError("the candidate, parent and original figures must cover the same held-out cases")
     per = [[r[i] for r in rows] for i in ids]
@@ -189,8 +189,8 @@ def _describe(c: _Comparison, label: str | None) -> str:
     """One comparison in words: each difference with its interval."""
     return (f"vs {c.against}: Dice {_interval(c.dice, '+.3f', label)}, "
             f"recall {_interval(c.recall, '+.2f', label)}, "
-            f"false nodes {_interval(c.false_nodes, '+.2f', label)}/case "
-            f"({_interval(c.net_false_nodes, '+.2f', label)} net of nodes found)")
+            f"false nodes per case {_interval(c.false_nodes, '+.2f', label)} "
+            f"(net of nodes found {_interval(c.net_false_nodes, '+.2f', label)})")
 
 
 def _figures(t: _Table, comparisons: Sequence[_Comparison], rule: ActivationRule) -> dict[str, float]:
