@@ -11,6 +11,8 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.layout import case_name
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import LabelStore, SavedLabels, Workspace
 
 DEMO_SEED = 7
 
@@ -349,3 +351,23 @@ def finetune(
     return finetune_workspace(workspace, iterations=iterations, device=device, resume=resume,
                               progress=progress, cancel=cancel)
 
+
+def save_labels(
+    labels: Volume, case: str, *, workspace: str | Path | None = None, folder: str | Path | None = None,
+    source: str = "correction", model_version: str | None = None, edits: int = 0, **provenance,
+) -> SavedLabels:
+    """Store ``labels`` as a new version of ``case``; never overwrites anything.
+
+    With ``workspace`` the version goes into it (with a journal line) and ``folder`` is not used;
+    without, into the label store ``<folder>/<case>/`` (the same ``vNNN.seg.nrrd`` + ``vNNN.json``
+    layout). Extra keyword fields are kept in the provenance.
+    """
+    if workspace is not None:
+        ws = Workspace.open(workspace)
+        version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
+                                       **provenance)
+        return SavedLabels(case, version, ws.label_path(case, version))
+    if folder is None:
+        raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")
+    return LabelStore(folder, case).add(labels, source, model_version=model_version, edits=edits,
+                                        **provenance)

@@ -1,8 +1,10 @@
-"""Workspace: creation, label versions with provenance, journal, model registry, crash safety."""
+"""Workspace (the facade): creation, label versions with journal lines, registry, crash safety, and two
+writers on one folder (two objects, two processes) never sharing a version number."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 
 import numpy as np
@@ -163,3 +165,49 @@ def test_model_registry_and_activation(ws, tmp_path):
         ws.activate("m999")
     with pytest.raises(LNQError, match="config.json"):
         ws.register_model(tmp_path)
+
+
+def test_label_path_comes_from_the_workspace(ws):
+    case = "lnq2023-train-0000"
+    version = ws.add_label_version(case, _case(0)[1], "correction", edits=1, origin="napari")
+    assert ws.label_path(case, version) == ws.root / "labels" / case / "v002.seg.nrrd"
+    assert ws.version_info(case, version)["origin"] == "napari"
+    assert ws.journal("correction")[-1]["parent"] == "v001"
+
+
+def test_two_workspace_objects_saving_alternately_share_no_version(ws):
+    case = "lnq2023-train-0002"
+    _, seg = _case(2)
+    other = Workspace.open(ws.root)
+    saved = [(ws if i % 2 else other).add_label_version(case, seg, "correction", edits=i) for i in range(8)]
+    assert saved == [f"v{i:03d}" for i in range(1, 9)]
+    assert [v["edits"] for v in Workspace.open(ws.root).versions(case)] == list(range(8))
+    assert [e["version"] for e in ws.journal("correction")] == saved
+
+
+def _save_many(root: str, case: str, worker: int, saves: int, barrier) -> None:
+    """One process of the concurrency test: wait for the other, then save ``saves`` versions."""
+    ws = Workspace.open(root)
+    _, seg = _case(0)
+    barrier.wait()
+    for i in range(saves):
+        ws.add_label_version(case, seg, "correction", edits=i, worker=worker)
+
+
+def test_two_processes_saving_at_once_share_no_version_and_lose_nothing(ws):
+    case, saves = "lnq2023-train-0001", 10
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    procs = [context.Process(target=_save_many, args=(str(ws.root), case, w, saves, barrier)) for w in (0, 1)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    versions = ws.versions(case)[1:]  # after the original v001
+    assert [v["version"] for v in versions] == [f"v{i:03d}" for i in range(2, 2 + 2 * saves)]
+    for worker in (0, 1):
+        assert sorted(v["edits"] for v in versions if v["worker"] == worker) == list(range(saves))
+    logged = [e["version"] for e in ws.journal("correction")]
+    assert sorted(logged) == [v["version"] for v in versions]
+    assert all(ws.read_labels(case, v["version"]).array.any() for v in versions)

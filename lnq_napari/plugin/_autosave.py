@@ -1,5 +1,6 @@
 """Crash autosave of a node layer, off the GUI thread: at once after a quiet spell, then at most every
-``interval_ms`` while edits go on (the last edit is always written)."""
+``interval_ms`` while edits go on (the last edit is always written). Only the timing lives here; the
+file and its folder are :mod:`lnq_napari.workspace.autosave`'s."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QCoreApplication, QTimer
 
-from lnq_napari.plugin._storage import autosave_dir, write_autosave
+from lnq_napari.workspace.autosave import autosave_dir, autosave_path, write_autosave
 
 
 class Autosaver:
@@ -30,10 +31,7 @@ class Autosaver:
 
     @property
     def path(self) -> Path:
-        return (
-            autosave_dir(self.session.source, self.session.workspace)
-            / f"{self.session.case}.autosave.seg.nrrd"
-        )
+        return autosave_path(autosave_dir(self.session.source, self.session.workspace), self.session.case)
 
     def schedule(self) -> None:
         """Note an edit: write now if the last write is older than the interval, else at its end."""

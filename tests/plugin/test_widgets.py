@@ -121,17 +121,21 @@ def test_predict_click_undo_redo_table_autosave_save(
     assert saved.origin == pytest.approx(phantom_files.case.ct.origin)
     assert not [p for p in autosave_dir.iterdir() if ".tmp" in p.name]
 
-    # save: new versions beside the case, provenance in header and sidecar, original untouched
+    # save: new versions in lnq-labels/<case>/ beside the case, provenance in header and sidecar,
+    # original untouched
     original = phantom_files.seg.read_bytes()
     v1 = widgets["Save"].save()
     v2 = widgets["Save"].save()
-    assert v1.name == "lnq2023-train-0003-seg.v001.seg.nrrd" and v2.name.endswith("-seg.v002.seg.nrrd")
-    assert v1.parent == phantom_files.ct.parent and phantom_files.seg.read_bytes() == original
+    assert (v1.name, v2.name) == ("v001.seg.nrrd", "v002.seg.nrrd")
+    assert v1.parent == phantom_files.ct.parent / "lnq-labels" / "lnq2023-train-0003"
+    assert phantom_files.seg.read_bytes() == original
     back = read_labels(v1)
     assert np.array_equal(back.array, (nodes.data > 0).astype(np.uint8))
     assert back.meta["lnq_model_version"] == "stand-in-0" and int(back.meta["lnq_edits"]) == session.edits
-    sidecar = json.loads(v1.with_name("lnq2023-train-0003-seg.v001.json").read_text())
-    assert sidecar["source"] == str(phantom_files.ct) and sidecar["edits"] == session.edits > 0
+    sidecar = json.loads(v1.with_name("v001.json").read_text())
+    assert sidecar["origin"] == str(phantom_files.ct) and sidecar["edits"] == session.edits > 0
+    assert sidecar["source"] == "correction"
+    assert json.loads(v2.with_name("v002.json").read_text())["parent"] == "v001"
 
 
 def test_cancel_stops_the_prediction(make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):

@@ -1,4 +1,4 @@
-"""Save: the corrected nodes as a new label version with provenance (header + JSON sidecar)."""
+"""Save: the corrected nodes as a new label version with provenance (:func:`lnq_napari.api.save_labels`)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
+from lnq_napari import api
+from lnq_napari.errors import LNQError
 from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
+from lnq_napari.workspace import LABELS_FOLDER
 
 
 class SaveWidget(QWidget):
-    """Writes ``<case>-seg.vNNN.seg.nrrd`` beside the case (or into the workspace); never overwrites."""
+    """Saves a new version into the case's workspace, else under ``<folder>/<case>/``; never overwrites."""
 
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.workspace = workspace
         self.folder = QLineEdit()
-        self.folder.setPlaceholderText("beside the case file")
+        self.folder.setPlaceholderText(f"{LABELS_FOLDER}/ beside the case file")
         self.save_button = QPushButton("Save new version")
         self.save_button.clicked.connect(self.save)
         self.status = QLabel("")
@@ -32,12 +35,19 @@ class SaveWidget(QWidget):
         self._show_state()
 
     def target_folder(self) -> Path:
+        """The label folder used without a workspace: the one typed, else ``lnq-labels/`` beside the case."""
         session = self.tracker.session
         if self.folder.text().strip():
             return Path(self.folder.text().strip())
         if session is not None and session.source:
-            return Path(session.source).parent
-        return Path.cwd() / "lnq-labels"
+            return Path(session.source).parent / LABELS_FOLDER
+        return Path.cwd() / LABELS_FOLDER
+
+    def _workspace_root(self, session) -> Path | None:
+        """The widget's workspace, else the one the case was opened from, else None."""
+        if self.workspace is not None:
+            return Path(getattr(self.workspace, "root", self.workspace))
+        return Path(session.workspace) if session.workspace is not None else None
 
     def _show_state(self) -> None:
         session = self.tracker.session
@@ -49,28 +59,22 @@ class SaveWidget(QWidget):
             self.status.setText(f"{session.edits} edits")
 
     def save(self) -> Path | None:
-        """Save the current node layer as a new version; returns the file (None without a node layer)."""
-        from lnq_napari.plugin._storage import save_label_version
-
+        """Save the current node layer as a new version; returns the file (None when nothing was saved)."""
         session = self.tracker.session
         if session is None:
             self.status.setText("no node layer to save")
             return None
-        provenance = {
-            "source": session.source or session.nodes.name,
-            "layer": session.nodes.name,
-            "model_version": session.model_version,
-            "edits": session.edits,
-            "nodes": int(np.unique(session.nodes.data[session.nodes.data > 0]).size),
-        }
-        workspace = self.workspace
-        if workspace is None and session.workspace is not None:  # a case opened from a workspace
-            from lnq_napari.workspace import Workspace
-
-            workspace = Workspace.open(session.workspace)
-        path = save_label_version(
-            session.labels_volume(), self.target_folder(), session.case, provenance, workspace=workspace
-        )
+        data = session.nodes.data
+        try:
+            saved = api.save_labels(
+                session.labels_volume(), session.case, workspace=self._workspace_root(session),
+                folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
+                origin=session.source or session.nodes.name, layer=session.nodes.name,
+                nodes=int(np.unique(data[data > 0]).size),
+            )
+        except LNQError as exc:
+            self.status.setText(f"not saved: {exc}")
+            return None
         session.saved_edits = session.edits
-        self.status.setText(f"saved {path}")
-        return path
+        self.status.setText(f"saved {saved.version} to {saved.path}")
+        return saved.path

@@ -1,0 +1,57 @@
+"""api.save_labels: one versioning scheme, into a workspace or a folder's label store; never overwrites."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari import api
+from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import read_labels, write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import LabelStore, SavedLabels, Workspace
+
+GRID = dict(spacing=(0.7, 0.7, 2.5), origin=(1.0, 2.0, 3.0))
+
+
+def _labels() -> Volume:
+    labels = Volume(np.zeros((3, 8, 8), np.int32), **GRID)
+    labels.array[1, 2:4, 2:4] = 3
+    return labels
+
+
+def test_without_a_workspace_versions_go_to_the_folder_store(tmp_path):
+    original = tmp_path / "c1-seg.nrrd"
+    original.write_bytes(b"original")
+    folder = tmp_path / "lnq-labels"
+    saved = [api.save_labels(_labels(), "c1", folder=folder, model_version="m1", edits=k, layer="nodes")
+             for k in (1, 2)]
+    assert saved[1] == SavedLabels("c1", "v002", folder / "c1" / "v002.seg.nrrd")
+    assert saved[0].path.name == "v001.seg.nrrd" and original.read_bytes() == b"original"
+    prov = LabelStore(folder, "c1").info("v002")
+    assert prov["source"] == "correction" and prov["edits"] == 2 and prov["parent"] == "v001"
+    assert prov["layer"] == "nodes" and prov["model_version"] == "m1"
+    back = read_labels(saved[1].path)
+    assert np.array_equal(back.array, (_labels().array > 0).astype(np.uint8)) and back.same_grid(_labels())
+    assert back.meta["lnq_edits"] == "2" and back.meta["lnq_model_version"] == "m1"
+
+
+def test_with_a_workspace_the_version_and_its_path_come_from_it(tmp_path):
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((3, 8, 8), np.int16)))
+    ws = Workspace.init(tmp_path / "ws", data)
+    saved = api.save_labels(_labels(), "c1", workspace=ws.root, folder=tmp_path / "unused", edits=4,
+                            origin="napari")
+    assert saved == SavedLabels("c1", "v001", ws.label_path("c1", "v001"))
+    assert ws.corrected_cases() == ["c1"] and ws.version_info("c1", "v001")["origin"] == "napari"
+    assert ws.journal("correction")[0]["edits"] == 4
+    assert not (tmp_path / "unused").exists()
+
+
+def test_nowhere_to_save_or_unknown_case_raise(tmp_path):
+    with pytest.raises(LNQError, match="pass a workspace or a folder"):
+        api.save_labels(_labels(), "c1")
+    with pytest.raises(LNQError, match="source"):
+        api.save_labels(_labels(), "c1", folder=tmp_path, source="guess")
+    with pytest.raises(LNQError, match="not a lnq-napari workspace"):
+        api.save_labels(_labels(), "c1", workspace=tmp_path)

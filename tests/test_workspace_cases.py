@@ -1,0 +1,61 @@
+"""The case table: workspace.json made from a data folder, read back, and the v1 format still read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.workspace.cases import FORMAT, CaseTable, new_meta, read_meta, write_meta
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_new_meta_lists_each_ct_with_its_siblings(tmp_path):
+    data = tmp_path / "data"
+    ct = _touch(data / "lnq2023-train-0000-ct.nrrd")
+    seg = _touch(data / "lnq2023-train-0000-seg.nrrd")
+    _touch(data / "lnq2023-train-0001-ct.nrrd")
+    _touch(data / "notes.txt")
+    meta = new_meta(data)
+    assert meta["format"] == FORMAT and meta["format_version"] == 1 and meta["data"] == str(data.resolve())
+    other = str((data / "lnq2023-train-0001-ct.nrrd").resolve())
+    assert meta["cases"] == {
+        "lnq2023-train-0000": {"ct": str(ct.resolve()), "seg": str(seg.resolve()), "full": None,
+                               "nodes": None},
+        "lnq2023-train-0001": {"ct": other, "seg": None, "full": None, "nodes": None},
+    }
+    write_meta(tmp_path / "ws", meta)
+    assert read_meta(tmp_path / "ws") == meta
+
+
+def test_a_version_1_workspace_json_still_reads(tmp_path):
+    (tmp_path / "workspace.json").write_text(json.dumps({
+        "format": "lnq-napari-workspace", "format_version": 1, "created": "2024-05-01T10:00:00+00:00",
+        "data": "/data", "cases": {"c1": {"ct": "/data/c1-ct.nrrd", "seg": "/data/c1-seg.nrrd",
+                                          "full": None, "nodes": None}},
+    }, indent=1))
+    table = CaseTable(read_meta(tmp_path)["cases"], tmp_path)
+    assert table.ids() == ["c1"] and table.ct_path("c1") == Path("/data/c1-ct.nrrd")
+    assert table.seg_path("c1") == Path("/data/c1-seg.nrrd") and table.full_path("c1") is None
+    with pytest.raises(LNQError, match="not in workspace"):
+        table.entry("c2")
+
+
+def test_not_a_workspace_raises(tmp_path):
+    with pytest.raises(LNQError, match="no workspace.json"):
+        read_meta(tmp_path)
+    (tmp_path / "workspace.json").write_text("{")
+    with pytest.raises(LNQError, match="unreadable"):
+        read_meta(tmp_path)
+    (tmp_path / "workspace.json").write_text('{"format": "other"}')
+    with pytest.raises(LNQError, match="not a lnq-napari workspace file"):
+        read_meta(tmp_path)
+    with pytest.raises(LNQError, match="ct.nrrd"):
+        new_meta(tmp_path)

@@ -1,0 +1,109 @@
+"""LabelStore: versions count up, provenance and checksums, crash leftovers ignored, numbers never reused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import read_labels
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import LabelStore, SavedLabels
+
+GRID = dict(spacing=(0.7, 0.7, 2.5), origin=(1.0, 2.0, 3.0))
+
+
+def _labels(value: int = 3) -> Volume:
+    labels = Volume(np.zeros((3, 8, 8), np.int32), **GRID)
+    labels.array[1, 2:4, 2:4] = value
+    return labels
+
+
+def test_versions_count_up_with_provenance_and_never_overwrite(tmp_path):
+    store = LabelStore(tmp_path, "c1")
+    first = store.add(_labels(), "prediction", model_version="m1")
+    second = store.add(_labels(), "correction", model_version="m1", edits=2, layer="nodes")
+    assert first == SavedLabels("c1", "v001", tmp_path / "c1" / "v001.seg.nrrd")
+    assert second.version == "v002" and first.path.exists()
+    prov = store.info("v002")
+    assert prov["parent"] == "v001" and prov["edits"] == 2 and prov["layer"] == "nodes"
+    assert prov["case"] == "c1" and prov["file"] == "v002.seg.nrrd" and prov["source"] == "correction"
+    assert prov["sha256"] == hashlib.sha256(second.path.read_bytes()).hexdigest()
+    assert prov["bytes"] == second.path.stat().st_size
+    back = read_labels(second.path)
+    assert np.array_equal(back.array, (_labels().array > 0).astype(np.uint8)) and back.same_grid(_labels())
+    assert back.meta["lnq_edits"] == "2" and back.meta["lnq_model_version"] == "m1"
+    assert back.meta["lnq_version"] == "v002" and back.meta["lnq_source"] == "correction"
+    assert [v["version"] for v in store.versions()] == ["v001", "v002"]
+    assert store.latest("prediction")["version"] == "v001"
+    assert store.read("v001").meta["lnq_source"] == "prediction"
+    assert not [p for p in store.folder.iterdir() if ".tmp" in p.name]
+
+
+def test_unknown_source_and_version_raise(tmp_path):
+    store = LabelStore(tmp_path, "c1")
+    with pytest.raises(LNQError, match="source"):
+        store.add(_labels(), "guess")
+    assert not store.folder.exists() or not list(store.folder.iterdir())
+    with pytest.raises(LNQError, match="no label version"):
+        store.info("v001")
+    with pytest.raises(LNQError, match="no label version"):
+        store.path("../x")
+    assert store.versions() == [] and store.latest() is None
+
+
+@pytest.mark.parametrize("killed_at", [1, 2], ids=["renaming the label", "writing the provenance"])
+def test_a_killed_save_leaves_nothing_committed_and_its_number_unused(tmp_path, monkeypatch, killed_at):
+    store = LabelStore(tmp_path, "c1")
+    store.add(_labels(), "original")
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == killed_at:
+            raise KeyboardInterrupt("killed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        store.add(_labels(1), "correction")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [v["version"] for v in store.versions()] == ["v001"]
+    assert np.array_equal(store.read("v001").array, (_labels().array > 0).astype(np.uint8))
+    assert not any(p.name.startswith(".") for p in store.folder.iterdir())
+    assert store.add(_labels(1), "correction").version == "v003"  # v002 stays the crash's
+
+
+def test_truncated_or_unreadable_versions_are_ignored(tmp_path):
+    store = LabelStore(tmp_path, "c1")
+    store.add(_labels(), "original")
+    second = store.add(_labels(1), "autosave")
+    second.path.write_bytes(second.path.read_bytes()[:20])
+    (store.folder / "v003.json").write_text('{"version": "v0')  # torn provenance
+    (store.folder / "v004.json").write_text("")  # a reservation whose save never finished
+    assert [v["version"] for v in store.versions()] == ["v001"]
+    assert store.latest()["version"] == "v001"
+    with pytest.raises(LNQError):
+        store.info("v002")
+    assert store.add(_labels(), "correction").version == "v005"
+
+
+def test_two_stores_on_one_folder_never_share_a_number(tmp_path):
+    a, b = LabelStore(tmp_path, "c1"), LabelStore(tmp_path, "c1")
+    saved = [(a if i % 2 else b).add(_labels(i + 1), "correction", edits=i) for i in range(6)]
+    assert [s.version for s in saved] == [f"v{i:03d}" for i in range(1, 7)]
+    assert [v["edits"] for v in a.versions()] == list(range(6))
+
+
+def test_a_taken_number_is_skipped(tmp_path):
+    store = LabelStore(tmp_path, "c1")
+    store.add(_labels(), "original")
+    # another process took v002 between this store's scan and its create: simulate by a stale scan
+    store._highest_number = lambda: 0  # type: ignore[method-assign]
+    (store.folder / "v002.json").write_text("")
+    assert store.add(_labels(), "correction").version == "v003"
+    assert json.loads((store.folder / "v001.json").read_text())["source"] == "original"
