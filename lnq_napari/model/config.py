@@ -14,7 +14,19 @@ from typing import Any
 
 from lnq_napari.errors import LNQError
 from lnq_napari.preprocess import DEFAULT_PREPROCESSING
-from lnq_napari.training.labels import DEFAULT_STATES
+
+#: Rules of the label states (:func:`lnq_napari.training.labels.label_states`) a model trains with.
+DEFAULT_STATES: dict = {
+    "ring_mm": 3.0,  # ring of known background around each annotated node
+    "smooth_mm": 1.0,  # Gaussian smoothing before the HU rules
+    "low_hu": -70.0,  # below: fat, lung, air (node HU 0.5 % quantile is -36)
+    "high_hu": 230.0,  # above: bone, contrast (node HU 99.5 % quantile is 157)
+    "mediastinum_margin_mm": 5.0,  # beyond the lungs' hull by more than this: background
+    "large_radius_mm": 20.0,  # soft tissue containing a ball this big is not a node (0 disables)
+    "large_shrink_mm": 3.0,  # keep this much unknown around such large structures
+    "line_mm": 80.0,  # soft tissue holding a straight x/y/z segment this long is a vessel or muscle (0: off)
+    "line_trim_mm": 6.0,
+}
 
 #: Keys of config.json that save_checkpoint writes itself (not part of the configuration).
 FILE_KEYS = ("format", "format_version")

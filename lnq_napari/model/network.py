@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lnq_napari.errors import LNQError
+
 
 def _conv_block(cin: int, cout: int, kernel: Sequence[int]) -> nn.Sequential:
     pad = tuple(k // 2 for k in kernel)
@@ -82,8 +84,6 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"unet3d": UNet3D}
 
 def build_network(name: str, kwargs: dict | None = None) -> nn.Module:
     """Build a network from a known architecture name and JSON-safe keyword arguments."""
-    from lnq_napari.errors import LNQError
-
     if name not in ARCHITECTURES:
         raise LNQError(
             f"unknown model architecture {name!r}; this version knows {sorted(ARCHITECTURES)} "

@@ -13,18 +13,7 @@ import numpy as np
 
 from lnq_napari.io.orientation import from_lps, to_lps
 from lnq_napari.io.volume import Volume
-
-DEFAULT_STATES: dict = {
-    "ring_mm": 3.0,  # ring of known background around each annotated node
-    "smooth_mm": 1.0,  # Gaussian smoothing before the HU rules
-    "low_hu": -70.0,  # below: fat, lung, air (node HU 0.5 % quantile is -36)
-    "high_hu": 230.0,  # above: bone, contrast (node HU 99.5 % quantile is 157)
-    "mediastinum_margin_mm": 5.0,  # beyond the lungs' hull by more than this: background
-    "large_radius_mm": 20.0,  # soft tissue containing a ball this big is not a node (0 disables)
-    "large_shrink_mm": 3.0,  # keep this much unknown around such large structures
-    "line_mm": 80.0,  # soft tissue holding a straight x/y/z segment this long is a vessel or muscle (0: off)
-    "line_trim_mm": 6.0,
-}
+from lnq_napari.model.config import DEFAULT_STATES
 
 NODE, BACKGROUND, UNKNOWN = 1, 0, -1
 

@@ -31,9 +31,9 @@ from lnq_napari.io.layout import CaseFiles, scan_cases
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
-from lnq_napari.model.config import ModelConfig, TrainingRecord
+from lnq_napari.model.config import DEFAULT_STATES, ModelConfig, TrainingRecord
 from lnq_napari.preprocess import pad_value, prepare
-from lnq_napari.training.labels import DEFAULT_STATES, label_states, naive_states
+from lnq_napari.training.labels import label_states, naive_states
 from lnq_napari.training.sampler import PatchSampler, PatchSource, Unenhance
 
 STATE_DIR = "train_state"
