@@ -82,6 +82,21 @@ class _Components:
     pair_node: np.ndarray
 
 
+def _cropped(case: CalibrationCase, lowest_threshold: float) -> CalibrationCase:
+    """The case cut to the box of its truth and of the voxels any threshold keeps, plus one voxel: every
+    component of either lies inside, so the figures are those of the whole grid, sooner."""
+    used = (case.probabilities >= lowest_threshold) | (case.truth > 0)
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(used.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo, hi = (int(hit[0]) - 1, int(hit[-1]) + 2) if hit.size else (0, 1)
+        box.append(slice(max(lo, 0), min(hi, used.shape[axis])))
+    box = tuple(box)
+    region = None if case.region is None else case.region[box]
+    return CalibrationCase(case.case_id, case.probabilities[box], case.hu[box], case.spacing_zyx,
+                           case.truth[box], region)
+
+
 def _truth(case: CalibrationCase, min_diameter_mm: float) -> _Truth:
     labels, n = label_components(case.truth)
     sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(float)
@@ -130,6 +145,7 @@ def _summary(threshold: float, min_mm3: float, cases: Sequence[CaseFigures]) -> 
 def _grid(cases: Sequence[CalibrationCase], thresholds: Sequence[float], min_sizes: Sequence[float],
           max_mean_hu: float | None, min_diameter_mm: float) -> list[PostprocessingFigures]:
     """Figures at every (threshold, size) of the grid: one post-processing and labelling per threshold."""
+    cases = [_cropped(case, min(thresholds)) for case in cases]
     truths = [_truth(case, min_diameter_mm) for case in cases]
     per_setting: dict[tuple[float, float], list[CaseFigures]] = {}
     for case, truth in zip(cases, truths):
