@@ -5,8 +5,8 @@ lineage, so that many small accepted losses cannot add up) on the same held-out 
 paired bootstrap over cases gives a two-sided ``confidence`` interval for each mean difference; the
 candidate is activated when, against both, it is non-inferior within margins fixed in advance:
 Dice (lower bound > -dice_margin), node recall (lower bound > -recall_margin) and false nodes per case
-net of the nodes it newly finds (upper bound < fp_margin). With fewer than ``min_cases`` usable cases
-the evidence is thin: the rule says so and decides on the point estimates with the same margins,
+net of the nodes it newly finds (upper bound < fp_margin). With fewer than ``min_cases`` cases with a
+defined Dice the evidence is thin: the rule says so and decides on the point estimates with the same margins,
 never activating a model whose Dice or recall point estimate is below the other's.
 Also :func:`cross_validation_folds` for callers that can afford one fine-tune per fold.
 """
@@ -134,10 +134,10 @@ def _ratio(num: np.ndarray, den: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def _difference(num: np.ndarray, den: np.ndarray, idx: np.ndarray | None, confidence: float) -> _Difference:
     """Point estimate over all cases and, given bootstrap rows ``idx``, its two-sided interval."""
     estimate = float(_ratio(num, den, np.arange(num.size))[()])
-    if idx is None or not math.isfinite(estimate):
+    boot = np.empty(0) if idx is None else _ratio(num, den, idx)
+    boot = boot[np.isfinite(boot)]  # resamples without a defined value say nothing
+    if boot.size == 0 or not math.isfinite(estimate):
         return _Difference(estimate, estimate, estimate)
-    boot = _ratio(num, den, idx)
-    boot = boot[np.isfinite(boot)]
     tail = (1.0 - confidence) / 2.0
     return _Difference(estimate, float(np.quantile(boot, tail)), float(np.quantile(boot, 1.0 - tail)))
 

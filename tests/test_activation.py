@@ -101,6 +101,8 @@ def test_undefined_dice_is_left_out_of_the_dice_difference():
     assert with_empty.figures["n_cases"] == 7
     only_candidate_empty = decide_activation([*ADAPTED[:5], CaseFigures("case5", math.nan, 0, 3, 0)], PARENT)
     assert math.isfinite(only_candidate_empty.figures["dice_vs_parent"])
+    nothing_defined = decide_activation([empty], [empty])
+    assert not nothing_defined.activate and "no case with a defined Dice" in nothing_defined.reason
 
 
 def test_figures_must_cover_the_same_cases():
