@@ -24,8 +24,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import numpy as np
+from scipy import ndimage
 
+from lnq_napari.components import label_components
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.interact import Suggestion, equivalent_diameter, interior_point, node_region_from_click
 from lnq_napari.io.volume import Volume
 
 LOW, HIGH = 0.2, 0.8  # peak probability band of an uncertain node
@@ -67,10 +70,8 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 
 def node_scores(probabilities: Volume, low: float = LOW, high: float = HIGH) -> list[dict]:
     """Connected components of ``p >= low`` with peak, mean probability, size and centre (z, y, x)."""
-    from scipy import ndimage
-
     p = np.asarray(probabilities.array, dtype=np.float32)
-    components, n = ndimage.label(p >= low, structure=np.ones((3, 3, 3), bool))
+    components, n = label_components(p >= low)
     if n == 0:
         return []
     index = np.arange(1, n + 1)
@@ -137,12 +138,8 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     mask. Rows (flagged nodes only): ``id, centre_zyx, click_zyx`` (the middle of the missing tissue:
     a positive click there completes the node), ``volume_mm3, outside_mm3, ratio, incomplete``.
     """
-    from scipy import ndimage
-
-    from lnq_napari.interact import interior_point, node_region_from_click
-
     labels = np.asarray(mask.array) > 0
-    components, _ = ndimage.label(labels, structure=np.ones((3, 3, 3), bool))
+    components, _ = label_components(labels)
     voxel_mm3 = float(np.prod(ct.spacing))
     rows = []
     for i, sl in enumerate(ndimage.find_objects(components), start=1):
@@ -162,23 +159,23 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     return rows
 
 
-def outline_suggestions(ct: Volume, mask: Volume, probabilities: Volume | None = None) -> list[dict]:
-    """Incomplete outlines as viewer suggestions (``kind`` "outline") in the row format of
-    :func:`lnq_napari.interact.suggest_candidates`, the ring on the missing tissue; score = the
-    equivalent diameter (mm) of that tissue."""
+def outline_suggestions(ct: Volume, mask: Volume, probabilities: Volume | None = None) -> list[Suggestion]:
+    """Incomplete outlines as suggestions (``kind`` "outline") at the middle of the missing tissue;
+    score = the equivalent diameter (mm) of that tissue."""
     prob = None if probabilities is None else np.asarray(probabilities.array)
+    voxel_mm3 = float(np.prod(ct.spacing))
     rows = []
     for r in incomplete_outlines(ct, mask):
         click = np.array(r["click_zyx"])
         index = tuple(int(round(c)) for c in click)
         vol = r["outside_mm3"]
-        rows.append({
-            "kind": "outline", "score": (6.0 * vol / np.pi) ** (1.0 / 3.0),
-            "max_prob": float(prob[index]) if prob is not None else 0.0, "mean_prob": math.nan,
-            "uncertain": True, "voxels": int(round(vol / float(np.prod(ct.spacing)))), "volume_mm3": vol,
-            "center_zyx": index, "center_xyz_mm": tuple(float(v) for v in ct.index_to_physical(click)[0]),
-            "node_volume_mm3": r["volume_mm3"],
-        })
+        centre_mm = tuple(float(v) for v in ct.index_to_physical(click)[0])
+        rows.append(Suggestion(
+            kind="outline", centre_zyx=index, centre_mm=centre_mm,
+            score=equivalent_diameter(vol), max_prob=float(prob[index]) if prob is not None else 0.0,
+            mean_prob=math.nan, uncertain=True, voxels=int(round(vol / voxel_mm3)), volume_mm3=vol,
+            node_volume_mm3=r["volume_mm3"],
+        ))
     return rows
 
 

@@ -1,17 +1,42 @@
 """One function per job. The CLI, the napari widgets and the notebooks all call these.
 
-Heavy imports (torch, napari) happen inside the functions, so importing this module stays cheap.
-Each function's owner edits only that function's body.
+:func:`find_nodes` is the prediction pipeline (predict, one id per node, suggestions, node table)
+behind ``predict``, ``demo``, the Segment widget and the sample data; :func:`node_table` is the node
+table behind ``measure`` and the Nodes widget. Heavy imports (torch, SimpleITK, matplotlib) happen
+inside the functions or the modules' own functions, so importing this module stays cheap. Viewer code
+lives in :mod:`lnq_napari.plugin` (``lnq_napari.plugin.app.view``); this module never imports it.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import sys
+import time
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from lnq_napari.errors import LNQError
-from lnq_napari.io.layout import case_name
+import numpy as np
+
+from lnq_napari import active, metrics
+from lnq_napari.components import label_nodes
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.figures import overlay_figure
+from lnq_napari.finetuning import FinetuneResult, finetune_workspace
+from lnq_napari.inference import Predictor
+from lnq_napari.interact import Suggestion, rank_suggestions, suggest_candidates
+from lnq_napari.io import segfile
+from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.geometry import align_to
+from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
+from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
+from lnq_napari.phantom import make_case, write_dataset
+from lnq_napari.quantify import NodeRow, measure_nodes, summarize_nodes, write_csv
+from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, Workspace
 
 DEMO_SEED = 7
@@ -20,123 +45,117 @@ Progress = Callable[[float, str], None] | None
 Cancel = Callable[[], bool] | None
 
 
-def make_phantom(out: str | Path, cases: int = 4, seed: int = 0, progress: Progress = None) -> list[Path]:
-    """Write a synthetic LNQ-layout data set (ct, partial seg, full truth, nodes JSON) to ``out``."""
-    from lnq_napari.phantom import write_dataset
+@dataclass
+class NodeResult:
+    """The nodes :func:`find_nodes` found in one CT, on the CT's grid."""
 
-    return write_dataset(out, cases, seed=seed, progress=progress)
+    mask: Volume  # int32, one id per node, 0 background
+    probabilities: Volume  # float32 node probability
+    model_version: str
+    suggestions: list[Suggestion]  # ranked, best first
+    nodes: list[NodeRow]  # the node table; ``id`` as in ``mask``
+
+    def binary_mask(self) -> Volume:
+        """The nodes as a uint8 0/1 mask (what the challenge scores)."""
+        return self.mask.with_array((np.asarray(self.mask.array) > 0).astype(np.uint8))
+
+
+def make_phantom(
+    out: str | Path, cases: int = 4, seed: int = 0, site: str = "default", progress: Progress = None
+) -> list[Path]:
+    """Write a synthetic LNQ-layout data set (ct, partial seg, full truth, nodes JSON) to ``out``.
+
+    ``site`` names the CT source to imitate (`lnq_napari.phantom.SITES`; "default": the training phantom).
+    """
+    return write_dataset(out, cases, seed=seed, site=site, progress=progress)
 
 
 def evaluate(pred: str | Path, gt: str | Path, json_path: str | Path | None = None) -> dict:
     """Challenge Dice/ASSD and node detection for files or folders paired by case id.
 
-    Returns ``{"cases": [row per case], "summary": {...}}``. A folder is paired by case id (the file
-    name without ``-ct/-seg/-full/-pred`` and extension); in a ground-truth folder ``*-full`` (complete
-    truth) wins over ``*-seg``. The prediction must lie on the ground truth's grid, as in the challenge.
-    Predictions the challenge would mis-score (labels other than 0/1, float maps) give a warning.
+    Returns ``{"cases": [row per case], "summary": {...}}``. Folders are paired by case id
+    (:func:`lnq_napari.io.layout.label_files_by_case`: in a ground-truth folder ``*-full``, complete
+    truth, wins over ``*-seg``). The prediction must lie on the ground truth's grid, as in the
+    challenge. Predictions the challenge would mis-score (labels other than 0/1, float maps) give a
+    warning.
     """
-    import json
-    import math
-    import warnings
-
-    from lnq_napari import metrics
-    from lnq_napari.io.atomic import atomic_write_text
-    from lnq_napari.io.readers import read_labels, read_volume
-
-    image_ext = (".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
-    preference = {"gt": ("-full", "-seg", "", "-pred"), "pred": ("-pred", "", "-seg")}
-
-    def split(file: Path) -> tuple[str, str] | None:
-        """(case id, role suffix such as '-full' or '') of an image file name, else None."""
-        ext = next((e for e in image_ext if file.name.lower().endswith(e)), None)
-        if ext is None or not file.is_file():
-            return None
-        case = case_name(file)
-        return case, file.name[len(case): len(file.name) - len(ext)]
-
-    def files_by_case(path: Path, role: str) -> dict[str, Path]:
-        """Case id -> the preferred label file of that case in a folder (or the single file)."""
-        if not path.exists():
-            raise LNQError(f"--{role} {path} does not exist; give a label file or a folder of them")
-        if path.is_file():
-            return {case_name(path): path}
-        ranked: dict[str, tuple[int, Path]] = {}
-        for file in sorted(path.iterdir()):
-            parts = split(file)
-            if parts is None or parts[1] not in preference[role]:
-                continue
-            rank = preference[role].index(parts[1])
-            if parts[0] not in ranked or rank < ranked[parts[0]][0]:
-                ranked[parts[0]] = (rank, file)
-        if not ranked:
-            raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha); "
-                           "check the path")
-        return {case: file for case, (_, file) in ranked.items()}
-
-    pred, gt = Path(pred), Path(gt)
-    preds, gts = files_by_case(pred, "pred"), files_by_case(gt, "gt")
-    if pred.is_file() and gt.is_file():
-        pairs = [(case_name(gt), pred, gt)]
-    else:
-        if pred.is_file() or gt.is_file():  # one file against a folder: only that case
-            only = next(iter(preds if pred.is_file() else gts))
-            preds = {k: v for k, v in preds.items() if k == only}
-            gts = {k: v for k, v in gts.items() if k == only}
-        unpaired = []
-        for what, cases in (("ground truth", set(preds) - set(gts)), ("prediction", set(gts) - set(preds))):
-            if cases:
-                names = sorted(cases)
-                unpaired.append(f"no {what} for {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
-        if unpaired:
-            raise LNQError(f"unpaired cases: {'; '.join(unpaired)}; name files <case>-pred.nrrd and "
-                           "<case>-full.nrrd or <case>-seg.nrrd, or point at matching files")
-        pairs = [(case, preds[case], gts[case]) for case in sorted(gts)]
+    pairs = _pairs(Path(pred), Path(gt))
     if json_path is not None and Path(json_path).is_dir():
         raise LNQError(f"--json {json_path} is a folder; give a file name such as scores.json")
-
-    rows = []
-    for case, pred_path, gt_path in pairs:
-        truth = read_labels(gt_path)
-        prediction = read_volume(pred_path)
-        problem = metrics.prediction_problem(prediction)
-        if problem:
-            warnings.warn(f"{case}: the prediction {pred_path.name} {problem}", UserWarning, stacklevel=2)
-        try:
-            row = metrics.evaluate_case(prediction, truth)
-        except LNQError as exc:
-            raise LNQError(f"{case}: {exc}") from exc
-        rows.append({"case": case, "pred": str(pred_path), "gt": str(gt_path), **row})
+    rows = [_score_case(case, pred_path, gt_path) for case, pred_path, gt_path in pairs]
     result = {"cases": rows, "summary": metrics.summarize(rows)}
     if json_path is not None:
-        def clean(value):
-            if isinstance(value, float) and not math.isfinite(value):
-                return None  # JSON has no NaN
-            if isinstance(value, dict):
-                return {k: clean(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [clean(v) for v in value]
-            return value
-
-        try:
-            atomic_write_text(json_path, json.dumps(clean(result), indent=2) + "\n")
-        except OSError as exc:
-            raise LNQError(f"cannot write {json_path} ({exc.strerror or exc}); choose another path") from exc
+        _write_json(result, json_path)
     return result
 
 
-def measure(seg: str | Path, ct: str | Path | None = None, csv_path: str | Path | None = None):
+def _pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
+    """``(case, prediction file, ground-truth file)`` of two files, or of folders paired by case id."""
+    preds, gts = label_files_by_case(pred, "pred"), label_files_by_case(gt, "gt")
+    if pred.is_file() and gt.is_file():
+        return [(case_name(gt), pred, gt)]
+    if pred.is_file() or gt.is_file():  # one file against a folder: only that case
+        only = next(iter(preds if pred.is_file() else gts))
+        preds = {k: v for k, v in preds.items() if k == only}
+        gts = {k: v for k, v in gts.items() if k == only}
+    unpaired = []
+    for what, cases in (("ground truth", set(preds) - set(gts)), ("prediction", set(gts) - set(preds))):
+        if cases:
+            names = sorted(cases)
+            unpaired.append(f"no {what} for {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
+    if unpaired:
+        raise LNQError(f"unpaired cases: {'; '.join(unpaired)}; name files <case>-pred.nrrd and "
+                       "<case>-full.nrrd or <case>-seg.nrrd, or point at matching files")
+    return [(case, preds[case], gts[case]) for case in sorted(gts)]
+
+
+def _score_case(case: str, pred_path: Path, gt_path: Path) -> dict:
+    """One case's row of :func:`evaluate` (a warning when the prediction would be mis-scored)."""
+    truth = read_labels(gt_path)
+    prediction = read_volume(pred_path)
+    problem = metrics.prediction_problem(prediction)
+    if problem:
+        warnings.warn(f"{case}: the prediction {pred_path.name} {problem}", UserWarning, stacklevel=3)
+    try:
+        row = metrics.evaluate_case(prediction, truth)
+    except LNQError as exc:
+        raise LNQError(f"{case}: {exc}") from exc
+    return {"case": case, "pred": str(pred_path), "gt": str(gt_path), **row}
+
+
+def _write_json(result: dict, path: str | Path) -> None:
+    """Write ``result`` as JSON atomically (NaN as null, which JSON has instead)."""
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    try:
+        atomic_write_text(path, json.dumps(clean(result), indent=2) + "\n")
+    except OSError as exc:
+        raise LNQError(f"cannot write {path} ({exc.strerror or exc}); choose another path") from exc
+
+
+def node_table(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
+    """One row per node of ``labels`` (a 0/1 mask split into connected nodes, or one id per node);
+    with ``ct`` (same grid) each row has its mean HU. The Nodes widget and ``measure`` both use it."""
+    return measure_nodes(labels, ct)
+
+
+def measure(
+    seg: str | Path, ct: str | Path | None = None, csv_path: str | Path | None = None,
+) -> tuple[list[NodeRow], dict]:
     """Node table of a label file. Returns ``(rows, summary)``.
 
-    A 0/1 mask is split into 26-connected nodes; a label map with several ids (one per node, as a
+    A 0/1 mask is split into connected nodes; a label map with several ids (one per node, as a
     napari Labels layer saves it) keeps one node per id; a 3D Slicer ``.seg.nrrd`` gives its
     lymph-node segment(s). With ``ct`` the labels are put on the CT grid (nearest neighbour, with a
     warning when they differ) and each node gets its mean HU. ``csv_path`` gets the table atomically.
     """
-    from lnq_napari.io import segfile
-    from lnq_napari.io.geometry import align_to
-    from lnq_napari.io.readers import read_labels, read_raw, read_volume
-    from lnq_napari.quantify import measure_nodes, summarize_nodes, write_csv
-
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
     raw = read_raw(seg)
@@ -148,14 +167,13 @@ def measure(seg: str | Path, ct: str | Path | None = None, csv_path: str | Path 
     if ct is not None:
         volume = read_volume(ct)
         labels = align_to(volume, labels)
-    rows = measure_nodes(labels, volume)
-    summary = summarize_nodes(rows)
+    rows = node_table(labels, volume)
     if csv_path is not None:
         try:
             write_csv(rows, csv_path)
         except OSError as exc:
             raise LNQError(f"cannot write {csv_path} ({exc.strerror or exc}); choose another path") from exc
-    return rows, summary
+    return rows, summarize_nodes(rows)
 
 
 def train(
@@ -163,11 +181,42 @@ def train(
     resume: bool = False, naive: bool = False, progress: Progress = None, cancel: Cancel = None,
 ) -> Path:
     """Train a model on LNQ-layout data with partial labels; returns the model folder."""
-    from lnq_napari.training.trainer import load_training_cases, train_model
-
     cases = load_training_cases(data, naive=naive)
     return train_model(cases, out, iterations, device=device, seed=seed, config={"naive": bool(naive)},
                        resume=resume, progress=progress, cancel=cancel, checkpoint_every=100)
+
+
+def find_nodes(
+    ct: Volume, model: str | Path | Predictor | None = None, device: str = "auto",
+    progress: Progress = None, cancel: Cancel = None,
+) -> NodeResult:
+    """The prediction pipeline: predict ``ct``, give each node its id, rank suggestions, measure nodes.
+
+    ``model`` is a model folder (None: the bundled model) or a loaded :class:`Predictor`, kept across
+    calls (``device`` is then not used). Suggestions are the regions the model is unsure of (``kind``
+    "unsure", brighter than the model's ``max_mean_hu`` left out) and nodes whose outline looks
+    incomplete ("outline"), ranked together.
+    """
+    predictor = model if hasattr(model, "predict") else Predictor(model, device=device)
+    step = progress or (lambda fraction, message="": None)
+    prediction = predictor.predict(ct, progress=lambda f, m="": step(0.9 * f, m), cancel=cancel)
+    _check(cancel)
+    step(0.9, "suggestions")
+    mask, prob = prediction.mask, prediction.probabilities
+    unsure = suggest_candidates(prob, mask, hu=np.asarray(ct.array),
+                                max_mean_hu=predictor.config.inference.max_mean_hu)
+    suggestions = rank_suggestions(unsure + active.outline_suggestions(ct, mask, prob))
+    _check(cancel)
+    step(0.95, "node table")
+    labels = mask.with_array(label_nodes(mask.array))
+    nodes = node_table(labels, ct)
+    step(1.0, f"{len(nodes)} nodes, {len(suggestions)} suggestions")
+    return NodeResult(labels, prob, prediction.model_version, suggestions, nodes)
+
+
+def _check(cancel: Cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("prediction cancelled")
 
 
 def predict(
@@ -179,11 +228,6 @@ def predict(
     Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header)
     and, with ``probabilities``, ``<case>-prob.nrrd`` (float32).
     """
-    from lnq_napari.inference import Predictor
-    from lnq_napari.io.layout import ct_inputs
-    from lnq_napari.io.readers import read_volume, write_volume
-    from lnq_napari.io.segfile import write_seg_nrrd
-
     items = ct_inputs(inputs)
     predictor = Predictor(model, device=device)
     out = Path(out)
@@ -193,60 +237,28 @@ def predict(
             if progress:
                 progress((k + fraction) / len(items), f"{case_id}: {message}")
 
-        ct = read_volume(path)
-        result = predictor.predict(ct, progress=step, cancel=cancel)
+        result = find_nodes(read_volume(path), predictor, progress=step, cancel=cancel)
         extra = {"lnq_model_version": result.model_version, "lnq_source": Path(path).name,
                  "lnq_created_by": "lnq-napari predict"}
-        written.append(write_seg_nrrd(out / f"{case_id}-seg.nrrd", result.mask, extra=extra))
+        written.append(segfile.write_seg_nrrd(out / f"{case_id}-seg.nrrd", result.mask, extra=extra))
         if probabilities:
             written.append(write_volume(out / f"{case_id}-prob.nrrd", result.probabilities))
     return written
 
 
-def view(ct=None, seg=None, model=None, workspace=None, block: bool = False):
-    """Open a napari viewer with the lnq-napari widgets docked; returns the viewer.
-
-    ``ct`` opens as a windowed CT layer, ``seg`` as the editable "nodes" layer (put on the CT grid),
-    ``model`` pre-fills the Segment widget, ``workspace`` makes Save and autosave write there.
-    With ``block`` the Qt event loop runs until the window closes.
-    """
-    import napari
-
-    from lnq_napari.plugin._app import open_viewer
-
-    viewer = open_viewer(ct=ct, seg=seg, model=model, workspace=workspace)
-    if block:
-        napari.run()
-    return viewer
-
-
-def demo(
-    ct=None, out: str | Path = "lnq-demo", model=None, headless: bool = False, progress: Progress = None
-) -> dict:
-    """The main job: predict, measure, evaluate (phantom) and show or save pictures. Returns a report.
+def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress = None) -> dict:
+    """The main job: find the nodes, measure, evaluate (phantom) and save pictures. Returns a report.
 
     With no ``ct`` a built-in phantom case is made and scored against its complete truth. Results go to
     ``out``: the CT (phantom only), ``<case>-seg.nrrd``, ``<case>-nodes.csv``, ``<case>-overlay.png`` and
-    ``report.json``. With a display (and not ``headless``) napari then opens on the case.
+    ``report.json``. It opens no window (``lnq-napari demo`` then opens napari on the case).
     """
-    import json
-    import time
-
-    from lnq_napari.figures import overlay_figure
-    from lnq_napari.inference import Predictor
-    from lnq_napari.io.atomic import atomic_write_text
-    from lnq_napari.io.readers import read_volume
-    from lnq_napari.io.segfile import write_seg_nrrd
-    from lnq_napari.quantify import measure_nodes, summarize_nodes, write_csv
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LNQError(f"--out {out} is a file; give a folder for the results")
     step = progress or (lambda fraction, message="": None)
     truth = None
     if ct is None:
-        from lnq_napari.phantom import make_case
-
         step(0.0, "making a phantom case")
         case = make_case(DEMO_SEED, case_id="lnq2023-demo-0001")
         volume, truth, name = case.ct, case.full, case.case_id
@@ -254,58 +266,42 @@ def demo(
         volume, name = read_volume(ct), case_name(ct)
     predictor = Predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
-    if truth is None:
-        ct_path = Path(ct)
-    else:
-        from lnq_napari.io.readers import write_volume
-
-        ct_path = write_volume(out / f"{name}-ct.nrrd", volume)
+    ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)
+    if truth is not None:
         write_volume(out / f"{name}-full.nrrd", truth)
 
     started = time.perf_counter()
-    prediction = predictor.predict(volume, progress=lambda f, m="": step(0.1 + 0.8 * f, m))
+    result = find_nodes(volume, predictor, progress=lambda f, m="": step(0.1 + 0.8 * f, m))
     seconds = time.perf_counter() - started
-    seg_path = write_seg_nrrd(
-        out / f"{name}-seg.nrrd", prediction.mask, extra={"lnq_source": "prediction",
-                                                          "lnq_model_version": prediction.model_version},
-    )
-    rows = measure_nodes(prediction.mask, volume)
-    write_csv(rows, out / f"{name}-nodes.csv")
-    summary = summarize_nodes(rows)
+    seg_path = segfile.write_seg_nrrd(out / f"{name}-seg.nrrd", result.mask, extra={
+        "lnq_source": "prediction", "lnq_model_version": result.model_version})
+    write_csv(result.nodes, out / f"{name}-nodes.csv")
+    summary = summarize_nodes(result.nodes)
     report = {
-        "case": name, "ct": str(ct_path), "segmentation": str(seg_path), "model": prediction.model_version,
+        "case": name, "ct": str(ct_path), "segmentation": str(seg_path), "model": result.model_version,
         "predict_seconds": round(seconds, 2), "nodes": summary["n_nodes"],
         "nodes_ge_10mm": summary["n_ge_10mm"],
         "total_volume_cm3": round(summary["total_volume_cm3"], 3),
     }
     if truth is not None:
-        from lnq_napari.metrics import evaluate_case
-
-        scores = evaluate_case(prediction.mask, truth)
+        scores = metrics.evaluate_case(result.binary_mask(), truth)
         report.update({f"truth_{k}": v for k, v in scores.items()})
-    figure = overlay_figure(volume, prediction.mask, out / f"{name}-overlay.png", truth=truth,
+    figure = overlay_figure(volume, result.mask, out / f"{name}-overlay.png", truth=truth,
                             title=f"{name}: {summary['n_nodes']} nodes predicted")
     report["picture"] = str(figure)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=float))
     step(1.0, "done")
-    if has_display() and not headless:
-        view(ct_path, seg=seg_path, model=model, block=True)
     return report
 
 
 def has_display() -> bool:
     """True when a window can open (an X or Wayland display, or macOS / Windows)."""
-    import os
-    import sys
-
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
         "darwin", "win32")
 
 
-def init_workspace(path: str | Path, data: str | Path):
+def init_workspace(path: str | Path, data: str | Path) -> Workspace:
     """Create a review workspace over a data folder; returns the :class:`~lnq_napari.workspace.Workspace`."""
-    from lnq_napari.workspace import Workspace
-
     return Workspace.init(path, data)
 
 
@@ -316,10 +312,6 @@ def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty",
     one when none is registered); per-case scores are cached in the workspace by model version, and
     each case's predicted mask is stored as a ``prediction`` label version. Corrected cases are skipped.
     """
-    from lnq_napari import active
-    from lnq_napari.inference import Predictor
-    from lnq_napari.workspace import Workspace
-
     ws = Workspace.open(workspace)
     chosen = active.get_strategy(strategy)
     model_path, key = ws.prediction_model()
@@ -339,15 +331,12 @@ def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty",
 def finetune(
     workspace: str | Path, iterations: int = 200, device: str = "auto", resume: bool = False,
     progress: Progress = None, cancel: Cancel = None,
-) -> dict:
+) -> FinetuneResult:
     """Fine-tune the active model on the workspace's corrections; returns what happened.
 
-    See :func:`lnq_napari.training.finetune.finetune_workspace`: the new version is registered with the
-    active model as parent and activated only if its validation Dice is not worse. Keys: new_version,
-    activated, reason, metrics_before, metrics_after, train_cases, val_cases, replay_cases, seconds.
+    See :func:`lnq_napari.finetuning.finetune_workspace`: the new version is registered with the
+    active model as parent and activated only if it does not validate worse (node F1, Dice guard).
     """
-    from lnq_napari.training.finetune import finetune_workspace
-
     return finetune_workspace(workspace, iterations=iterations, device=device, resume=resume,
                               progress=progress, cancel=cancel)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lnq_napari.components import label_components
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.volume import Volume
 
@@ -16,7 +17,7 @@ def pick_slices(mask: np.ndarray, n: int = 3) -> list[int]:
     """Axial slices through the largest nodes of ``mask`` (evenly spaced slices when it is empty)."""
     from scipy import ndimage
 
-    labels, count = ndimage.label(mask > 0)
+    labels, count = label_components(mask)
     if count == 0:
         return [int(z) for z in np.linspace(0, mask.shape[0] - 1, n + 2)[1:-1]]
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))

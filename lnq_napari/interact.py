@@ -1,16 +1,21 @@
 """Clicks on a CT: grow the node at a positive click, remove the node at a negative click, suggest candidates.
 
 Pure numpy/scipy: no Qt, no napari. Every function works in a local crop around the click so a click
-stays fast on a full 512 x 512 CT. Points are (z, y, x) voxel indices of the CT grid.
+stays fast on a full 512 x 512 CT. Points are (z, y, x) voxel indices of the CT grid. Nodes (what a
+click removes, what a suggestion is) are connected by :mod:`lnq_napari.components`; region growing
+from a click steps to face neighbours only, so it does not leak through voxel corners.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 
+from lnq_napari.components import label_components
 from lnq_napari.io.volume import Volume
 
 #: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
@@ -23,6 +28,30 @@ UPPER_SD, UPPER_MIN_HU = 3.0, 30.0
 SEED_RADIUS_MM = 2.0
 
 Slices = tuple[slice, slice, slice]
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A place worth the reviewer's look: a region the model is unsure of, or a node's missing tissue."""
+
+    kind: str  # "unsure" (the model half-sees a node) or "outline" (a node outlined only in part)
+    centre_zyx: tuple[int, int, int]  # voxel index: where a click accepts it
+    centre_mm: tuple[float, float, float]  # the same point, LPS x, y, z
+    score: float  # ranking score, larger first
+    max_prob: float
+    mean_prob: float  # nan for "outline"
+    uncertain: bool  # peak probability below the model's threshold
+    voxels: int
+    volume_mm3: float  # the region's (for "outline": the missing tissue's) volume
+    rank: int = 0  # 1 = best, set by :func:`rank_suggestions`
+    node_volume_mm3: float | None = None  # "outline": the volume of the node it completes
+
+    @property
+    def text(self) -> str:
+        """One line for a list of suggestions."""
+        if self.kind == "outline":
+            return f"outline incomplete: +{self.volume_mm3 / 1000:.2f} cm3"
+        return f"p={self.max_prob:.2f}  {self.volume_mm3 / 1000:.2f} cm3"
 
 
 def _point_index(point_zyx: Sequence[float], shape: Sequence[int]) -> tuple[int, int, int]:
@@ -39,10 +68,10 @@ def _crop_around(idx: Sequence[int], radius_vox: Sequence[int], shape: Sequence[
     )  # type: ignore[return-value]
 
 
-def _distance_mm(shape: Sequence[int], center: Sequence[int], spacing: np.ndarray) -> np.ndarray:
-    """Physical distance (mm) of every voxel of a ``shape`` grid to ``center``."""
+def _distance_mm(shape: Sequence[int], centre: Sequence[int], spacing: np.ndarray) -> np.ndarray:
+    """Physical distance (mm) of every voxel of a ``shape`` grid to ``centre``."""
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center, spacing, strict=True)))
+    return np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing, strict=True)))
 
 
 def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
@@ -98,7 +127,7 @@ def node_region_from_click(
         seed = _nearest_true(region, seed, spacing, within_mm=3.0)
         if seed is None:
             return box, empty
-    comp, _ = ndimage.label(region)
+    comp, _ = ndimage.label(region)  # growth: face neighbours
     region = comp == comp[seed]
     return box, _split_at_bridges(region, seed, spacing)
 
@@ -192,7 +221,7 @@ def probable_region_at(
         seed = _nearest_true(region, seed, spacing, within_mm=3.0)
         if seed is None:
             return box, np.zeros(region.shape, dtype=bool)
-    comp, _ = ndimage.label(region)
+    comp, _ = ndimage.label(region)  # growth: face neighbours
     return box, comp == comp[seed]
 
 
@@ -243,7 +272,7 @@ def component_at(
     start_mm: float = 40.0,
     spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> tuple[Slices, np.ndarray, int]:
-    """The connected component (same id, face connectivity) at a click as ``(slices, crop mask, id)``.
+    """The node (connected voxels of the same id) at a click as ``(slices, crop mask, id)``.
 
     Labelling starts in a crop around the click and grows the crop until the component no longer
     touches its border, so a click never labels the whole volume. ``id`` is 0 when the click is on
@@ -257,7 +286,7 @@ def component_at(
     radius = [max(2, int(np.ceil(start_mm / s))) for s in spacing_zyx]
     while True:
         box = _crop_around(idx, radius, labels.shape)
-        comp, _ = ndimage.label(labels[box] == value)
+        comp, _ = label_components(labels[box] == value)
         mask = comp == comp[tuple(i - s.start for i, s in zip(idx, box, strict=True))]
         touches = any(
             (s.start > 0 and np.take(mask, 0, axis=ax).any())
@@ -282,12 +311,6 @@ def remove_node_at(labels: np.ndarray, point_zyx: Sequence[float]) -> tuple[np.n
     return out, value
 
 
-def label_nodes(mask: np.ndarray) -> np.ndarray:
-    """One id per connected node (face connectivity), as int32 labels."""
-    labels, _ = ndimage.label(np.asarray(mask) > 0)
-    return labels.astype(np.int32, copy=False)
-
-
 def suggest_candidates(
     probabilities: Volume,
     mask: Volume,
@@ -297,23 +320,22 @@ def suggest_candidates(
     max_candidates: int = 50,
     hu: np.ndarray | None = None,
     max_mean_hu: float | None = None,
-) -> list[dict]:
-    """Candidate nodes the model is unsure of, best first.
+) -> list[Suggestion]:
+    """Candidate nodes the model is unsure of (``kind`` "unsure"), best first.
 
     A candidate is a connected region where ``low <= probability`` that the mask leaves out and that
     does not touch a masked node (so fringes of accepted nodes are not suggested). With ``hu`` (the CT
     on the same grid) and ``max_mean_hu``, regions brighter on average are left out: the model's
-    post-processing rejects them as bone or enhanced vessel, whatever their probability. Each dict has
-    ``kind`` ("unsure"), ``rank, score, max_prob, mean_prob, uncertain`` (max_prob < ``high``),
-    ``voxels, volume_mm3, center_zyx`` (voxel index) and ``center_xyz_mm`` (LPS).
-    Score = max probability x equivalent diameter in mm.
+    post-processing rejects them as bone or enhanced vessel, whatever their probability. ``uncertain``
+    is max_prob < ``high``; the centre is the region's centroid. Score = max probability x equivalent
+    diameter in mm.
     """
     prob = np.asarray(probabilities.array, dtype=np.float32)
     masked = np.asarray(mask.array) > 0
     if prob.shape != masked.shape:
         raise ValueError(f"probabilities {prob.shape} and mask {masked.shape} differ in shape")
     uncertain = (prob >= low) & ~masked
-    comp, n = ndimage.label(uncertain)
+    comp, _ = label_components(uncertain)
     voxel_mm3 = float(np.prod(probabilities.spacing))
     rows = []
     # one small crop per component: fast, and never holds the GIL long (the GUI stays responsive)
@@ -332,27 +354,23 @@ def suggest_candidates(
             continue  # too bright to be a node
         p = prob[box][local]
         max_prob = float(p.max())
-        center = np.argwhere(local).mean(axis=0) + np.array([b.start for b in box])
-        diameter = (6.0 * vol / np.pi) ** (1.0 / 3.0)
-        rows.append(
-            {
-                "kind": "unsure",
-                "score": max_prob * diameter,
-                "max_prob": max_prob,
-                "mean_prob": float(p.mean()),
-                "uncertain": bool(max_prob < high),
-                "voxels": voxels,
-                "volume_mm3": vol,
-                "center_zyx": tuple(int(round(c)) for c in center),
-                "center_xyz_mm": tuple(float(v) for v in probabilities.index_to_physical(center)[0]),
-            }
-        )
+        centre = np.argwhere(local).mean(axis=0) + np.array([b.start for b in box])
+        diameter = equivalent_diameter(vol)
+        rows.append(Suggestion(
+            kind="unsure", centre_zyx=tuple(int(round(c)) for c in centre),
+            centre_mm=tuple(float(v) for v in probabilities.index_to_physical(centre)[0]),
+            score=max_prob * diameter, max_prob=max_prob, mean_prob=float(p.mean()),
+            uncertain=bool(max_prob < high), voxels=voxels, volume_mm3=vol,
+        ))
     return rank_suggestions(rows, max_candidates)
 
 
-def rank_suggestions(rows: list[dict], max_candidates: int = 50) -> list[dict]:
-    """Suggestion rows sorted by ``score`` (best first), cut to ``max_candidates``, ``rank`` set from 1."""
-    rows = sorted(rows, key=lambda r: r["score"], reverse=True)[:max_candidates]
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
-    return rows
+def equivalent_diameter(volume_mm3: float) -> float:
+    """Diameter (mm) of the sphere of this volume."""
+    return (6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)
+
+
+def rank_suggestions(rows: list[Suggestion], max_candidates: int = 50) -> list[Suggestion]:
+    """Suggestions sorted by ``score`` (best first), cut to ``max_candidates``, ``rank`` set from 1."""
+    rows = sorted(rows, key=lambda r: r.score, reverse=True)[:max_candidates]
+    return [replace(row, rank=rank) for rank, row in enumerate(rows, start=1)]

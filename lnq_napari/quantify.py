@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lnq_napari.components import label_components
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.volume import Volume
@@ -29,6 +31,35 @@ MAX_IDS = 1000
 #: Short-axis threshold of a clinically enlarged (and LNQ2023-target) node.
 ENLARGED_MM = 10.0
 
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One node of the table. Positions are LPS mm; the axes are full lengths in mm."""
+
+    id: int
+    voxels: int
+    volume_mm3: float
+    volume_cm3: float
+    centroid_mm: tuple[float, float, float]  # x, y, z (LPS)
+    long_axis_mm: float
+    short_axis_mm: float
+    principal_axes_mm: tuple[float, float, float]  # descending
+    ge_10mm: bool  # short axis >= ENLARGED_MM
+    side: str  # "right", "left" or "midline"
+    mean_hu: float | None = None  # with a CT only
+
+    def to_dict(self) -> dict:
+        """The row as the CSV and the CLI table spell it (``centroid_x``, ``principal_axis_1_mm``, ...)."""
+        row = {"id": self.id, "voxels": self.voxels, "volume_mm3": self.volume_mm3,
+               "volume_cm3": self.volume_cm3}
+        row.update(zip(("centroid_x", "centroid_y", "centroid_z"), self.centroid_mm, strict=True))
+        row.update(long_axis_mm=self.long_axis_mm, short_axis_mm=self.short_axis_mm)
+        for i, length in enumerate(self.principal_axes_mm, start=1):
+            row[f"principal_axis_{i}_mm"] = length
+        row.update(mean_hu=self.mean_hu, ge_10mm=self.ge_10mm, side=self.side)
+        return row
+
+
 CSV_COLUMNS = [
     "id", "voxels", "volume_mm3", "volume_cm3", "centroid_x", "centroid_y", "centroid_z",
     "long_axis_mm", "short_axis_mm", "principal_axis_1_mm", "principal_axis_2_mm",
@@ -39,11 +70,10 @@ CSV_COLUMNS = [
 def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
     """(compact int32 image with nodes 1..n, the original id of each node).
 
-    A mask with a single non-zero value is split into 26-connected components (ids 1..n in
-    raster order); several distinct non-zero values are kept as one node per value.
+    A mask with a single non-zero value is split into connected components
+    (:mod:`lnq_napari.components`, ids 1..n in raster order); several distinct non-zero values are kept
+    as one node per value.
     """
-    from scipy import ndimage
-
     array = np.asarray(labels.array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
@@ -61,8 +91,8 @@ def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
         raise LNQError(f"the labels hold {ids.size} distinct values: this looks like an image (a CT?), "
                        "not a label map; give the segmentation file")
     if ids.size <= 1:
-        compact, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-        return compact.astype(np.int32), np.arange(1, n + 1)
+        compact, n = label_components(mask)
+        return compact, np.arange(1, n + 1)
     compact = np.zeros(array.shape, dtype=np.int32)
     compact[mask] = inverse.ravel() + 1
     return compact, ids.astype(np.int64)
@@ -94,7 +124,7 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
     return best
 
 
-def principal_axes(zyx: np.ndarray, volume: Volume) -> list[float]:
+def principal_axes(zyx: np.ndarray, volume: Volume) -> tuple[float, float, float]:
     """Full axis lengths (mm, descending) of the solid ellipsoid with the node's second moments.
 
     A solid ellipsoid of semi-axis ``a`` has variance ``a**2 / 5`` along it, so the length is
@@ -105,7 +135,7 @@ def principal_axes(zyx: np.ndarray, volume: Volume) -> list[float]:
     d = volume.direction_matrix
     cov = cov + d @ np.diag(np.square(volume.spacing) / 12.0) @ d.T
     eigen = np.clip(np.linalg.eigvalsh(cov), 0.0, None)[::-1]
-    return [float(2.0 * math.sqrt(5.0 * e)) for e in eigen]
+    return tuple(float(2.0 * math.sqrt(5.0 * e)) for e in eigen)
 
 
 def _side(x: float, centre_x: float) -> str:
@@ -116,7 +146,7 @@ def _side(x: float, centre_x: float) -> str:
     return "midline"
 
 
-def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[dict]:
+def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     """One row per node (see the module docstring); ``ct`` must share the labels' grid."""
     from scipy import ndimage
 
@@ -132,52 +162,34 @@ def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[dict]:
             continue
         mask = compact[box] == k
         zyx = np.argwhere(mask) + np.array([s.start for s in box])
-        centroid = labels.index_to_physical(zyx.mean(axis=0))[0]
+        centroid = tuple(float(v) for v in labels.index_to_physical(zyx.mean(axis=0))[0])
         long_axis, short_axis = axial_axes(mask, labels.spacing[:2])
-        row = {
-            "id": int(ids[k - 1]),
-            "voxels": int(len(zyx)),
-            "volume_mm3": len(zyx) * voxel_mm3,
-            "volume_cm3": len(zyx) * voxel_mm3 / 1000.0,
-            "centroid_x": float(centroid[0]),
-            "centroid_y": float(centroid[1]),
-            "centroid_z": float(centroid[2]),
-            "long_axis_mm": long_axis,
-            "short_axis_mm": short_axis,
-            "principal_axes_mm": principal_axes(zyx, labels),
-        }
-        if ct is not None:
-            row["mean_hu"] = float(np.asarray(ct.array)[box][mask].astype(float).mean())
-        row["ge_10mm"] = bool(short_axis >= ENLARGED_MM)
-        row["side"] = _side(row["centroid_x"], centre_x)
-        rows.append(row)
+        mean_hu = None if ct is None else float(np.asarray(ct.array)[box][mask].astype(float).mean())
+        rows.append(NodeRow(
+            id=int(ids[k - 1]), voxels=int(len(zyx)), volume_mm3=len(zyx) * voxel_mm3,
+            volume_cm3=len(zyx) * voxel_mm3 / 1000.0, centroid_mm=centroid,
+            long_axis_mm=long_axis, short_axis_mm=short_axis, principal_axes_mm=principal_axes(zyx, labels),
+            ge_10mm=bool(short_axis >= ENLARGED_MM), side=_side(centroid[0], centre_x), mean_hu=mean_hu,
+        ))
     return rows
 
 
-def summarize_nodes(rows: list[dict]) -> dict:
+def summarize_nodes(rows: list[NodeRow]) -> dict:
     """``n_nodes``, ``n_ge_10mm`` (short axis >= 10 mm) and ``total_volume_cm3``."""
     return {
         "n_nodes": len(rows),
-        "n_ge_10mm": sum(1 for r in rows if r["ge_10mm"]),
-        "total_volume_cm3": float(sum(r["volume_cm3"] for r in rows)),
+        "n_ge_10mm": sum(1 for r in rows if r.ge_10mm),
+        "total_volume_cm3": float(sum(r.volume_cm3 for r in rows)),
     }
 
 
-def _csv_row(row: dict) -> dict:
-    flat = {k: v for k, v in row.items() if k != "principal_axes_mm"}
-    for i, length in enumerate(row.get("principal_axes_mm", []), start=1):
-        flat[f"principal_axis_{i}_mm"] = length
-    return flat
-
-
-def write_csv(rows: list[dict], path: str | Path) -> Path:
-    """Write the node table atomically (principal axes as three columns); returns the path."""
-    flat = [_csv_row(r) for r in rows]
-    columns = [c for c in CSV_COLUMNS if c != "mean_hu" or any("mean_hu" in r for r in flat)]
-    columns += sorted({k for r in flat for k in r} - set(columns))
+def write_csv(rows: list[NodeRow], path: str | Path) -> Path:
+    """Write the node table atomically (principal axes as three columns; no ``mean_hu`` column when
+    no row has a mean HU); returns the path."""
+    columns = [c for c in CSV_COLUMNS if c != "mean_hu" or any(r.mean_hu is not None for r in rows)]
     path = Path(path)
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(flat)
+        writer.writerows(r.to_dict() for r in rows)
     return path

@@ -11,8 +11,10 @@ outline stops halfway; the click grows only into unlabelled voxels).
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
-from lnq_napari.interact import interior_point
+from lnq_napari.components import label_components
+from lnq_napari.interact import interior_point, node_from_click, remove_node_at
 from lnq_napari.io.volume import Volume
 
 __all__ = ["interior_point", "simulate_review"]
@@ -45,18 +47,13 @@ def simulate_review(
     region lay under ``undo_below`` on truth, taken back with undo; 0 turns this off), ``edits`` (all
     clicks and undos).
     """
-    from scipy import ndimage
-
-    from lnq_napari.interact import node_from_click, remove_node_at
-
     labels = (np.asarray(prediction.array) > 0).astype(np.uint8)
     gt = np.asarray(truth.array) > 0
     prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
-    full = np.ones((3, 3, 3), bool)
     stats = {"missed": 0, "added": 0, "partial": 0, "completed": 0, "false": 0, "leaky": 0, "removed": 0,
              "undone": 0, "edits": 0}
 
-    pred_comp, n_pred = ndimage.label(labels > 0, structure=full)
+    pred_comp, _ = label_components(labels)
     for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
         if sl is None:
             continue
@@ -64,15 +61,13 @@ def simulate_review(
         if on_truth.mean() >= min_precision:
             continue
         stats["false" if not on_truth.any() else "leaky"] += 1
-        for _ in range(10):  # a 26-connected component may be several face-connected pieces
-            remaining = (pred_comp == i) & (labels > 0)
-            if not remaining.any() or stats["edits"] >= max_clicks:
-                break
-            labels, removed = remove_node_at(labels, interior_point(remaining))
-            stats["edits"] += 1
-            stats["removed"] += int(bool(removed))
+        if stats["edits"] >= max_clicks:
+            continue
+        labels, removed = remove_node_at(labels, interior_point(pred_comp == i))  # the whole node goes
+        stats["edits"] += 1
+        stats["removed"] += int(bool(removed))
 
-    gt_comp, n_gt = ndimage.label(gt, structure=full)
+    gt_comp, _ = label_components(gt)
     for i, sl in enumerate(ndimage.find_objects(gt_comp), start=1):
         if sl is None or (labels[sl][gt_comp[sl] == i] > 0).any() or stats["edits"] >= max_clicks:
             continue

@@ -152,6 +152,8 @@ def test_half_outlined_node_is_flagged_incomplete_and_raises_the_score():
 
 
 def test_outline_suggestions_rank_with_unsure_candidates():
+    from dataclasses import replace
+
     from lnq_napari.interact import rank_suggestions
 
     ct, ball = _node_in_fat()
@@ -159,8 +161,9 @@ def test_outline_suggestions_rank_with_unsure_candidates():
     half[:, :, 24:] = False
     prob = ct.with_array(np.where(half, 0.9, 0.0).astype(np.float32))
     rows = active.outline_suggestions(ct, ct.with_array(half.astype(np.uint8)), prob)
-    assert len(rows) == 1 and rows[0]["kind"] == "outline" and rows[0]["max_prob"] == 0.0
-    assert ball[rows[0]["center_zyx"]] and not half[rows[0]["center_zyx"]]
-    unsure = {"kind": "unsure", "score": 1.0}
+    assert len(rows) == 1 and rows[0].kind == "outline" and rows[0].max_prob == 0.0
+    assert ball[rows[0].centre_zyx] and not half[rows[0].centre_zyx]
+    assert rows[0].text.startswith("outline incomplete: +")
+    unsure = replace(rows[0], kind="unsure", score=1.0)
     ranked = rank_suggestions([unsure, *rows])
-    assert [r["rank"] for r in ranked] == [1, 2] and ranked[0]["kind"] == "outline"  # ~8 mm of tissue > 1
+    assert [r.rank for r in ranked] == [1, 2] and ranked[0].kind == "outline"  # ~8 mm of tissue > 1

@@ -20,7 +20,7 @@ def small_ct(tmp_path_factory):
 
 def test_demo_on_a_ct_file_writes_results_on_its_grid(small_ct, tmp_path):
     path, case = small_ct
-    report = api.demo(path, out=tmp_path / "out", headless=True)
+    report = api.demo(path, out=tmp_path / "out")
     ct = read_volume(path)
     seg = read_labels(tmp_path / "out" / "lnq2023-train-0003-seg.nrrd")
     assert seg.same_grid(ct, tol=1e-6)

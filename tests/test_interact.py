@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lnq_napari.interact import (
+    Suggestion,
     component_at,
-    label_nodes,
     node_from_click,
     node_region_from_click,
     probable_region_at,
@@ -116,12 +116,15 @@ def test_component_grows_its_crop_to_cover_large_nodes():
     assert value == 3 and np.array_equal(full, labels == 3)
 
 
-def test_label_nodes_gives_one_id_per_component():
-    mask = np.zeros((5, 20, 20), np.uint8)
-    mask[1:3, 1:4, 1:4] = 1
-    mask[1:3, 10:14, 10:14] = 1
-    labels = label_nodes(mask)
-    assert labels.max() == 2 and labels[2, 2, 2] != labels[2, 12, 12]
+def test_a_click_removes_nodes_touching_at_a_corner_as_one_node():
+    labels = np.zeros((6, 12, 12), np.int32)
+    labels[1:3, 1:4, 1:4] = 1
+    labels[3:5, 4:7, 4:7] = 1  # touches the first block only at the corner (2, 3, 3) - (3, 4, 4)
+    separate = np.zeros(labels.shape, bool)
+    separate[1:3, 9:11, 9:11] = True
+    labels[separate] = 1
+    out, value = remove_node_at(labels, (1, 2, 2))
+    assert value == 1 and np.array_equal(out > 0, separate)
 
 
 def test_suggestions_rank_uncertain_components_outside_the_mask():
@@ -137,16 +140,18 @@ def test_suggestions_rank_uncertain_components_outside_the_mask():
     prob[fringe] = 0.3
     mask = Volume((prob >= 0.5).astype(np.uint8), spacing=SPACING)
     rows = suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=20.0)
-    assert [r["rank"] for r in rows] == [1, 2]
-    assert rows[0]["center_zyx"] == (10, 20, 20) and rows[1]["center_zyx"] == (10, 45, 45)
-    assert rows[0]["uncertain"] and rows[0]["max_prob"] == pytest.approx(0.4)
-    assert rows[0]["center_xyz_mm"] == pytest.approx((20 * 0.8, 20 * 0.8, 30.0))
+    assert all(isinstance(r, Suggestion) and r.kind == "unsure" for r in rows)
+    assert [r.rank for r in rows] == [1, 2]
+    assert rows[0].centre_zyx == (10, 20, 20) and rows[1].centre_zyx == (10, 45, 45)
+    assert rows[0].uncertain and rows[0].max_prob == pytest.approx(0.4)
+    assert rows[0].centre_mm == pytest.approx((20 * 0.8, 20 * 0.8, 30.0))
+    assert rows[0].text == f"p=0.40  {rows[0].volume_mm3 / 1000:.2f} cm3"
     assert suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=1e6) == []
     hu = np.zeros(shape, np.float32)
     hu[big] = 300.0  # e.g. an enhanced vessel: post-processing would drop it, so no suggestion either
     bright = suggest_candidates(Volume(prob, spacing=SPACING), mask, min_volume_mm3=20.0, hu=hu,
                                 max_mean_hu=100)
-    assert [r["center_zyx"] for r in bright] == [(10, 45, 45)]
+    assert [r.centre_zyx for r in bright] == [(10, 45, 45)]
 
 
 def test_probable_region_is_the_component_at_the_point():

@@ -10,7 +10,7 @@ import pytest
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import measure_nodes, summarize_nodes, write_csv
+from lnq_napari.quantify import NodeRow, measure_nodes, summarize_nodes, write_csv
 
 SPACING = (0.7, 0.9, 2.5)  # x, y, z mm
 SHAPE = (24, 60, 60)  # z, y, x
@@ -33,30 +33,30 @@ def ellipsoid(semi_axes_mm, angle=0.0, centre_zyx=(12, 30, 30), offset_mm=(0.0, 
 def test_sphere_volume_and_axes(radius):
     mask = ellipsoid((radius, radius, radius), offset_mm=(0.2, -0.1, 0.4))
     (row,) = measure_nodes(Volume(mask, SPACING))
-    assert row["voxels"] == int(mask.sum())
-    assert row["volume_mm3"] == pytest.approx(mask.sum() * np.prod(SPACING))
-    assert row["volume_cm3"] == pytest.approx(row["volume_mm3"] / 1000)
-    assert row["volume_mm3"] == pytest.approx(4 / 3 * math.pi * radius**3, rel=0.06)
-    assert row["long_axis_mm"] == pytest.approx(2 * radius, abs=IN_PLANE_VOXEL)
-    assert row["short_axis_mm"] == pytest.approx(2 * radius, abs=IN_PLANE_VOXEL)
-    np.testing.assert_allclose(row["principal_axes_mm"], [2 * radius] * 3, atol=SPACING[2] / 2)
+    assert row.voxels == int(mask.sum())
+    assert row.volume_mm3 == pytest.approx(mask.sum() * np.prod(SPACING))
+    assert row.volume_cm3 == pytest.approx(row.volume_mm3 / 1000)
+    assert row.volume_mm3 == pytest.approx(4 / 3 * math.pi * radius**3, rel=0.06)
+    assert row.long_axis_mm == pytest.approx(2 * radius, abs=IN_PLANE_VOXEL)
+    assert row.short_axis_mm == pytest.approx(2 * radius, abs=IN_PLANE_VOXEL)
+    np.testing.assert_allclose(row.principal_axes_mm, [2 * radius] * 3, atol=SPACING[2] / 2)
 
 
 @pytest.mark.parametrize("angle", [0.0, 0.5, 1.1])
 def test_rotated_ellipsoid_axes(angle):
     mask = ellipsoid((12.0, 7.0, 9.0), angle=angle, offset_mm=(0.3, -0.2, 0.4))
     (row,) = measure_nodes(Volume(mask, SPACING))
-    assert row["volume_mm3"] == pytest.approx(4 / 3 * math.pi * 12 * 7 * 9, rel=0.03)
-    assert row["long_axis_mm"] == pytest.approx(24.0, abs=IN_PLANE_VOXEL)
-    assert row["short_axis_mm"] == pytest.approx(14.0, abs=IN_PLANE_VOXEL)
-    assert row["ge_10mm"] is True
-    np.testing.assert_allclose(row["principal_axes_mm"], [24.0, 18.0, 14.0], atol=1.0)
+    assert row.volume_mm3 == pytest.approx(4 / 3 * math.pi * 12 * 7 * 9, rel=0.03)
+    assert row.long_axis_mm == pytest.approx(24.0, abs=IN_PLANE_VOXEL)
+    assert row.short_axis_mm == pytest.approx(14.0, abs=IN_PLANE_VOXEL)
+    assert row.ge_10mm is True
+    np.testing.assert_allclose(row.principal_axes_mm, [24.0, 18.0, 14.0], atol=1.0)
 
 
 def test_small_node_is_not_enlarged():
     (row,) = measure_nodes(Volume(ellipsoid((8.0, 4.0, 6.0)), SPACING))
-    assert row["short_axis_mm"] == pytest.approx(8.0, abs=IN_PLANE_VOXEL)
-    assert row["ge_10mm"] is False
+    assert row.short_axis_mm == pytest.approx(8.0, abs=IN_PLANE_VOXEL)
+    assert row.ge_10mm is False
 
 
 def test_centroid_in_patient_coordinates_with_oblique_direction():
@@ -67,8 +67,8 @@ def test_centroid_in_patient_coordinates_with_oblique_direction():
     mask[2:5, 4:8, 10:16] = 1  # index centre (x, y, z) = (12.5, 5.5, 3.0)
     (row,) = measure_nodes(Volume(mask, SPACING, origin, direction.ravel()))
     expected = origin + direction @ (np.array([12.5, 5.5, 3.0]) * SPACING)
-    np.testing.assert_allclose([row["centroid_x"], row["centroid_y"], row["centroid_z"]], expected, atol=1e-9)
-    assert row["long_axis_mm"] == pytest.approx(math.hypot(6 * 0.7, 4 * 0.9), abs=IN_PLANE_VOXEL)
+    np.testing.assert_allclose(row.centroid_mm, expected, atol=1e-9)
+    assert row.long_axis_mm == pytest.approx(math.hypot(6 * 0.7, 4 * 0.9), abs=IN_PLANE_VOXEL)
 
 
 def test_binary_mask_splits_into_26_connected_components():
@@ -77,8 +77,8 @@ def test_binary_mask_splits_into_26_connected_components():
     mask[4:6, 6:9, 6:9] = 1  # touches the first at a corner: the same node
     mask[2:5, 20:25, 20:25] = 1
     rows = measure_nodes(Volume(mask, SPACING))
-    assert [r["id"] for r in rows] == [1, 2]
-    assert [r["voxels"] for r in rows] == [48 + 18, 75]
+    assert [r.id for r in rows] == [1, 2]
+    assert [r.voxels for r in rows] == [48 + 18, 75]
 
 
 def test_label_ids_are_nodes_even_when_touching_or_split():
@@ -88,7 +88,7 @@ def test_label_ids_are_nodes_even_when_touching_or_split():
     labels[2:4, 20:22, 20:22] = 9
     labels[5:7, 25:27, 25:27] = 9  # node 9 in two pieces
     rows = measure_nodes(Volume(labels, SPACING))
-    assert {r["id"]: r["voxels"] for r in rows} == {3: 48, 5: 36, 9: 16}
+    assert {r.id: r.voxels for r in rows} == {3: 48, 5: 36, 9: 16}
 
 
 def test_single_id_other_than_one_is_split_into_components():
@@ -106,10 +106,10 @@ def test_mean_hu_and_side():
     labels[2:4, 8:12, 50:56] = 3  # high x: left
     ct = np.random.default_rng(0).normal(40, 20, shape).astype(np.int16)
     rows = measure_nodes(Volume(labels, SPACING, (-20.0, 0, 0)), Volume(ct, SPACING, (-20.0, 0, 0)))
-    assert [r["side"] for r in rows] == ["right", "midline", "left"]
+    assert [r.side for r in rows] == ["right", "midline", "left"]
     for r in rows:
-        assert r["mean_hu"] == pytest.approx(ct[labels == r["id"]].mean())
-    assert "mean_hu" not in measure_nodes(Volume(labels, SPACING))[0]
+        assert r.mean_hu == pytest.approx(ct[labels == r.id].mean())
+    assert measure_nodes(Volume(labels, SPACING))[0].mean_hu is None
 
 
 def test_ct_on_another_grid_is_refused():
@@ -151,13 +151,14 @@ def test_summary_and_csv(tmp_path):
     with open(path, newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [int(r["id"]) for r in table] == [1, 2]
-    assert float(table[0]["principal_axis_1_mm"]) == pytest.approx(rows[0]["principal_axes_mm"][0])
-    assert float(table[1]["long_axis_mm"]) == pytest.approx(rows[1]["long_axis_mm"])
+    assert float(table[0]["principal_axis_1_mm"]) == pytest.approx(rows[0].principal_axes_mm[0])
+    assert float(table[1]["long_axis_mm"]) == pytest.approx(rows[1].long_axis_mm)
     assert "mean_hu" not in table[0]
     assert sorted(p.name for p in path.parent.iterdir()) == ["nodes.csv"]
 
 
 def test_csv_failure_leaves_no_file(tmp_path):
     with pytest.raises(TypeError):
-        write_csv([{"id": 1, "principal_axes_mm": 3.0}], tmp_path / "nodes.csv")
+        bad = NodeRow(1, 1, 1.0, 0.001, (0.0, 0.0, 0.0), 1.0, 1.0, 3.0, False, "midline")  # axes not a tuple
+        write_csv([bad], tmp_path / "nodes.csv")
     assert list(tmp_path.iterdir()) == []

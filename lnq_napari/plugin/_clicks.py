@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.interact import peak_along_ray
 from lnq_napari.plugin._session import session_for
 
 MODES = ("off", "add", "remove")
@@ -101,8 +102,6 @@ class ClickTool:
 
     def _add_along_ray(self, session, world_position, dims_displayed, view_direction) -> str:
         """3D add: the node is where the model's probability peaks along the clicked ray."""
-        from lnq_napari.interact import peak_along_ray
-
         prob = session.probabilities
         start, end = session.nodes.get_ray_intersections(
             world_position, view_direction, dims_displayed, world=True

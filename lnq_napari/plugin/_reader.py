@@ -1,24 +1,26 @@
-"""npe2 reader: CT files open as a windowed Image layer, label files as a Labels layer (one id per node)."""
+"""npe2 reader: CT files open as a windowed Image layer, label files as a Labels layer (one id per node).
+
+File names are read by :mod:`lnq_napari.io.layout` (suffixes, label roles, the case's CT beside a label
+file); nodes are connected by :mod:`lnq_napari.components`.
+"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
+from lnq_napari.components import label_nodes
+from lnq_napari.io.layout import image_suffix, is_image_file, looks_like_label_name, sibling_ct
+from lnq_napari.io.readers import read_labels, read_volume
+from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
 
-CT_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd")
-_LABEL_NAME = re.compile(r"([-_.](seg|full|label|labels|mask|nodes|truth|gt)$)|(\.seg$)", re.IGNORECASE)
 
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in CT_SUFFIXES:
-        if name.lower().endswith(suffix) and suffix != ".seg.nrrd":
-            return name[: -len(suffix)]
-    return path.stem
+def _layer_name(path: Path) -> str:
+    """The file name without its image suffix (a DICOM folder keeps its name)."""
+    suffix = image_suffix(path)
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 
 
 def _is_dicom_folder(path: Path) -> bool:
@@ -33,13 +35,13 @@ def _is_dicom_folder(path: Path) -> bool:
 def is_supported(path: str | Path) -> bool:
     """True for CT/label files this plugin reads: NRRD, NIfTI, MHA/MHD or a DICOM folder."""
     path = Path(path)
-    return path.name.lower().endswith(CT_SUFFIXES) or _is_dicom_folder(path)
+    return is_image_file(path) or _is_dicom_folder(path)
 
 
 def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
-    """A ``-seg``/``-full``/``.seg.nrrd``-style name, or non-negative integer content with few values."""
-    path = Path(path)
-    if path.name.lower().endswith(".seg.nrrd") or _LABEL_NAME.search(_stem(path)):
+    """A label file name (``-seg``, ``-full``, ``.seg.nrrd``, ...), or non-negative integer content with
+    few values."""
+    if looks_like_label_name(path):
         return True
     if array is None or array.dtype.kind not in "biu":
         return False
@@ -66,20 +68,16 @@ def read_layers(path) -> list[tuple]:
 
 def read_layer(path: str | Path) -> tuple:
     """One layer data tuple: ``(data, kwargs, "image" | "labels")``."""
-    from lnq_napari.io.readers import read_labels, read_volume
-
     path = Path(path)
-    if path.name.lower().endswith(".seg.nrrd") or _LABEL_NAME.search(_stem(path)):
-        labels = read_labels(path, reference=sibling_ct_grid(path))
-        return labels_layer_data(labels, name=_stem(path), source=path)
-    volume = read_volume(path)
-    if looks_like_labels(path, volume.array):
-        labels = read_labels(path, reference=sibling_ct_grid(path))
-        return labels_layer_data(labels, name=_stem(path), source=path)
-    return ct_layer_data(volume, name=_stem(path), source=path)
+    if not looks_like_label_name(path):
+        volume = read_volume(path)
+        if not looks_like_labels(path, volume.array):
+            return ct_layer_data(volume, name=_layer_name(path), source=path)
+    labels = read_labels(path, reference=sibling_ct_grid(path))
+    return labels_layer_data(labels, name=_layer_name(path), source=path)
 
 
-def sibling_ct_grid(path: Path):
+def sibling_ct_grid(path: Path) -> Volume | None:
     """The grid of the case's CT beside a label file (``<case>-ct.nrrd`` next to ``<case>-seg.nrrd``).
 
     Returned as a Volume of zeros (header read only), so labels can be put on the CT grid when the
@@ -87,40 +85,31 @@ def sibling_ct_grid(path: Path):
     """
     import SimpleITK as sitk
 
-    from lnq_napari.io.layout import case_name
-    from lnq_napari.io.volume import Volume
-
-    case = case_name(path, fallback="")
-    for suffix in ("-ct.nrrd", "-ct.nhdr", "-ct.nii.gz", "-ct.nii", "-ct.mha", "-ct.mhd"):
-        ct = path.with_name(case + suffix)
-        if not case or not ct.is_file() or ct == path:
-            continue
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(ct))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            return None
-        size = reader.GetSize()
-        if len(size) != 3:
-            return None
-        return Volume(
-            np.zeros(size[::-1], np.uint8), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
-        )
-    return None
+    ct = sibling_ct(path)
+    if ct is None:
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(ct))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    size = reader.GetSize()
+    if len(size) != 3:
+        return None
+    grid = np.zeros(size[::-1], np.uint8)
+    return Volume(grid, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
 
 
-def ct_layer_data(volume, name: str = "CT", source=None) -> tuple:
+def ct_layer_data(volume: Volume, name: str = "CT", source=None) -> tuple:
     """An Image layer tuple showing a CT in the mediastinal window."""
     kwargs = layer_kwargs(volume, name, role="ct", source=source)
     kwargs.update(contrast_limits=CT_CONTRAST, colormap="gray", blending="translucent")
     return np.asarray(volume.array), kwargs, "image"
 
 
-def labels_layer_data(volume, name: str = "nodes", source=None, **metadata) -> tuple:
-    """A Labels layer tuple with one id per connected node."""
-    from lnq_napari.interact import label_nodes
-
+def labels_layer_data(volume: Volume, name: str = "nodes", source=None, **metadata) -> tuple:
+    """A Labels layer tuple with one id per node (a 0/1 mask is split into connected nodes)."""
     array = np.asarray(volume.array)
     labels = label_nodes(array) if array.max(initial=0) <= 1 else array.astype(np.int32)
     header = {k: v for k, v in volume.meta.items() if isinstance(v, str)}

@@ -10,9 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
+from lnq_napari.api import NodeResult
 from lnq_napari.errors import LNQError
+from lnq_napari.interact import Suggestion, component_at, node_region_from_click, probable_region_at
+from lnq_napari.io.layout import case_name
 from lnq_napari.io.volume import Volume
+from lnq_napari.plugin._autosave import Autosaver
 from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, layer_kwargs, layer_volume
 
 SESSION_KEY = "lnq_session"
@@ -39,11 +44,7 @@ class NodeSession:
         nodes.events.paint.connect(self._on_paint)
         nodes.bind_key("Control-Z", lambda layer: self.undo(), overwrite=True)
         nodes.bind_key("Control-Shift-Z", lambda layer: self.redo(), overwrite=True)
-        self.autosaver = None
-        if autosave:
-            from lnq_napari.plugin._autosave import Autosaver
-
-            self.autosaver = Autosaver(self)
+        self.autosaver = Autosaver(self) if autosave else None
 
     # --- what the case is -------------------------------------------------------------------------
     @property
@@ -65,8 +66,6 @@ class NodeSession:
 
     @property
     def case(self) -> str:
-        from lnq_napari.io.layout import case_name
-
         fallback = self.ct_layer.name if self.ct_layer is not None else self.nodes.name
         return case_name(self.source, fallback=case_name(fallback + ".nrrd"))
 
@@ -88,8 +87,6 @@ class NodeSession:
     # --- edits --------------------------------------------------------------------------------------
     def add_node_at(self, point_zyx: Sequence[float]) -> int:
         """Grow the node at a click and paint it with a new id; returns the id (0: nothing found)."""
-        from lnq_napari.interact import node_region_from_click
-
         data = self.nodes.data
         box, local = node_region_from_click(self.ct_volume(), point_zyx, self.probabilities, labels=data)
         if not local.any():
@@ -101,8 +98,6 @@ class NodeSession:
 
     def remove_node_at(self, point_zyx: Sequence[float]) -> int:
         """Erase the connected node under a click; returns its id (0 on background)."""
-        from lnq_napari.interact import component_at
-
         spacing = tuple(float(s) for s in np.abs(self.nodes.scale))
         box, mask, value = component_at(self.nodes.data, point_zyx, spacing_zyx=spacing)
         if value:
@@ -169,10 +164,6 @@ class NodeSession:
     def extend_node_at(self, point_zyx: Sequence[float]) -> int:
         """Grow the tissue at a click and paint it with the id of the node it touches (a new id when it
         touches none); returns that id (0: nothing found). Completes a node outlined only in part."""
-        from scipy import ndimage
-
-        from lnq_napari.interact import node_region_from_click
-
         data = self.nodes.data
         box, local = node_region_from_click(self.ct_volume(), point_zyx, self.probabilities, labels=data)
         if not local.any():
@@ -192,8 +183,6 @@ class NodeSession:
         kind = feats["kind"].iloc[index] if "kind" in feats and len(feats) > index else "unsure"
         node_id = self.extend_node_at(point) if kind == "outline" else self.add_node_at(point)
         if not node_id and self.probabilities is not None:  # tissue outside the node HU band: trust the model
-            from lnq_napari.interact import probable_region_at
-
             spacing = tuple(float(v) for v in np.abs(self.nodes.scale))
             box, local = probable_region_at(self.probabilities, point, spacing, labels=self.nodes.data)
             if local.any():
@@ -246,41 +235,38 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
     return session
 
 
-def show_prediction(
-    viewer,
-    ct_layer,
-    labels: np.ndarray,
-    probabilities: np.ndarray | None,
-    model_version: str | None,
-    candidates: list[dict],
-) -> NodeSession:
-    """Put a prediction on screen: a "nodes" Labels layer (one id per node) and "suggestions" Points."""
+def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
+    """Put :func:`lnq_napari.api.find_nodes`' result on screen: a "nodes" Labels layer (one id per node)
+    and the "suggestions" Points layer."""
     ct = layer_volume(ct_layer)
-    meta = {PROB_KEY: probabilities, MODEL_KEY: model_version}
+    prob = np.asarray(result.probabilities.array, dtype=np.float32)
+    meta = {PROB_KEY: prob, MODEL_KEY: result.model_version}
     kwargs = layer_kwargs(ct, NODES_NAME, role="labels", **meta)
     if NODES_NAME in viewer.layers:  # keep the earlier node layer (and its edits), hidden and renamed
         previous = viewer.layers[NODES_NAME]
         previous.name, previous.visible = f"{NODES_NAME} (previous)", False
-    nodes = viewer.add_labels(labels, opacity=0.5, **kwargs)
+    nodes = viewer.add_labels(np.asarray(result.mask.array), opacity=0.5, **kwargs)
     nodes.metadata[SOURCE_KEY] = ct_layer.metadata.get(SOURCE_KEY)
     session = session_for(viewer, nodes)  # widgets may have made it when the layer appeared
     session.ct_layer = ct_layer
-    session.suggestions = show_suggestions(viewer, ct, candidates)
+    session.suggestions = show_suggestions(viewer, ct, result.suggestions)
     viewer.layers.selection.active = nodes
     session.notify()
     return session
 
 
-def show_suggestions(viewer, ct: Volume, candidates: list[dict]):
-    """A Points layer of ranked suggestions (features: rank, kind, score, max_prob, volume_mm3)."""
+def show_suggestions(viewer, ct: Volume, suggestions: list[Suggestion]):
+    """A Points layer of ranked suggestions (features: rank, kind, score, max_prob, volume_mm3, text)."""
     import pandas as pd
 
     if SUGGESTIONS_NAME in viewer.layers:
         viewer.layers.remove(SUGGESTIONS_NAME)
-    pts = np.array([c["center_zyx"] for c in candidates], dtype=float).reshape(-1, 3)
-    cols = ["rank", "kind", "score", "max_prob", "volume_mm3"]
-    features = pd.DataFrame({c: [row.get(c, "unsure" if c == "kind" else None) for row in candidates]
-                             for c in cols})
+    pts = np.array([s.centre_zyx for s in suggestions], dtype=float).reshape(-1, 3)
+    features = pd.DataFrame({
+        "rank": [s.rank for s in suggestions], "kind": [s.kind for s in suggestions],
+        "score": [s.score for s in suggestions], "max_prob": [s.max_prob for s in suggestions],
+        "volume_mm3": [s.volume_mm3 for s in suggestions], "text": [s.text for s in suggestions],
+    })
     kwargs = layer_kwargs(ct, SUGGESTIONS_NAME, role="suggestions")
     return viewer.add_points(
         pts,

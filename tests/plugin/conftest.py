@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import ModelConfig
 
 
 def has_display() -> bool:
@@ -74,7 +75,7 @@ class StandInPredictor:
         self.case, self.missed, self.unsure, self.delay = case, missed, unsure, delay
         self.halved = halved  # a node outlined only on its low-x half (an incomplete outline)
         self.calls = 0
-        self.config = {"inference": {"max_mean_hu": 100.0}}  # as the bundled model's
+        self.config = ModelConfig()  # post-processing settings as the bundled model's (max_mean_hu 100)
 
     def predict(self, ct, progress=None, cancel=None):
         from lnq_napari.errors import Cancelled

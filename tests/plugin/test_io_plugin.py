@@ -1,8 +1,6 @@
-"""npe2 reader, writer and sample data through a real viewer; api.view with screenshots."""
+"""npe2 reader, writer and sample data through a real viewer."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from lnq_napari.plugin._layers import GEOMETRY_KEY, layer_volume
 from lnq_napari.plugin._reader import napari_get_reader
 
 pytestmark = pytest.mark.gui
-SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
 
 
 def test_reader_opens_ct_as_windowed_image_and_seg_as_node_labels(make_napari_viewer, phantom_files):
@@ -72,3 +69,7 @@ def test_sample_data_opens_phantom_case(make_napari_viewer):
     assert list(kinds.values())[:2] == ["image", "labels"]
     ct = viewer.layers[0]
     assert ct.data.dtype == np.int16 and ct.data.ndim == 3 and tuple(ct.contrast_limits) == (-160, 240)
+    # the bundled model's nodes, one id per node (no model would mean no "nodes" layer: a failure)
+    nodes = viewer.layers["nodes"]
+    assert kinds["nodes"] == "labels" and nodes.data.shape == ct.data.shape
+    assert nodes.metadata["lnq_model_version"] and nodes.metadata["lnq_probabilities"].shape == ct.data.shape

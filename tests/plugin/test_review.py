@@ -44,8 +44,8 @@ def _wait(qtbot, widget, timeout=120000):
 def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autosave_dir):
     viewer = make_napari_viewer()
     review = ReviewWidget(viewer, workspace=workspace)
-    review.strategy.setCurrentText("uncertainty")
-    review.count.setValue(3)
+    review.form.strategy.value = "uncertainty"
+    review.form.n.value = 3
     assert review.rank() is not None
     _wait(qtbot, review)
     assert [r["case"] for r in review.rows] and review.queue.count() == len(review.rows) == 3
@@ -81,7 +81,7 @@ def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autos
 
     # fine-tune from the widget: progress, a registered version, the activation decision shown
     before = len(workspace.models())
-    review.iterations.setValue(2)
+    review.iterations.value = 2
     assert review.finetune() is not None
     assert not review.finetune_button.isEnabled() and review.cancel_button.isEnabled()
     _wait(qtbot, review)
@@ -94,16 +94,16 @@ def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, w
     viewer = make_napari_viewer()
     review = ReviewWidget(viewer)
     assert review.rank() is None and "workspace" in review.status.text()
-    review.folder.setText(str(tmp_path / "nope"))
+    review.form.workspace.value = tmp_path / "nope"
     assert review.finetune() is None and review.worker is None
-    review.folder.setText(str(workspace.root))
+    review.form.workspace.value = workspace.root
     if not workspace.corrected_cases():  # fine-tuning needs one correction
         from lnq_napari.io.readers import read_labels
 
         case = workspace.case_ids()[0]
         labels = read_labels(workspace.seg_path(case), reference=workspace.read_ct(case))
         workspace.add_label_version(case, labels, "correction", edits=1)
-    review.iterations.setValue(5000)
+    review.iterations.value = 5000
     before = len(workspace.models())
     review.finetune()
     qtbot.waitUntil(lambda: review.progress.value() > 0, timeout=60000)

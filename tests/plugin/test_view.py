@@ -1,4 +1,4 @@
-"""api.view: a viewer with the case loaded and the widgets docked; screenshots of the review screen.
+"""plugin.app.view: a viewer with the case loaded and the widgets docked; screenshots of the review screen.
 
 Screenshots go to the test's tmp folder; set LNQ_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lnq_napari import api
+from lnq_napari.plugin.app import view
 from lnq_napari.plugin.widgets.nodes import centre_on
 
 pytestmark = pytest.mark.gui
@@ -30,7 +30,7 @@ def _screenshot(viewer, path: Path) -> np.ndarray:
 
 
 def test_view_loads_case_docks_widgets_and_reviews(qtbot, phantom_files, stand_in, autosave_dir, tmp_path):
-    viewer = api.view(ct=phantom_files.ct, seg=phantom_files.seg)
+    viewer = view(ct=phantom_files.ct, seg=phantom_files.seg)
     try:
         viewer.window._qt_window.resize(1500, 950)
         widgets = viewer.window.dock_widgets
@@ -77,7 +77,7 @@ def test_view_with_workspace_saves_versions_and_autosaves_there(qtbot, phantom_f
     ws = Workspace.init(tmp_path / "ws", data)
     case = "lnq2023-train-0003"
     before = [v["version"] for v in ws.versions(case)]
-    viewer = api.view(ct=ws.ct_path(case), seg=data / phantom_files.seg.name, workspace=ws.root)
+    viewer = view(ct=ws.ct_path(case), seg=data / phantom_files.seg.name, workspace=ws.root)
     try:
         widgets = viewer.window.dock_widgets
         nodes = viewer.layers["nodes"]
@@ -102,5 +102,5 @@ def test_view_fails_fast_on_bad_paths(tmp_path, monkeypatch):
     opened = []
     monkeypatch.setattr(napari, "Viewer", lambda *a, **k: opened.append(1))
     with pytest.raises(LNQError, match="does not exist"):
-        api.view(ct=tmp_path / "missing-ct.nrrd")
+        view(ct=tmp_path / "missing-ct.nrrd")
     assert opened == []  # no window flashed before the error

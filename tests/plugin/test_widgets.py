@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from lnq_napari.io.readers import read_labels
-from lnq_napari.plugin._app import dock_widgets
+from lnq_napari.plugin.app import dock_widgets
 from lnq_napari.plugin.widgets import SegmentWidget
 
 pytestmark = pytest.mark.gui
@@ -33,104 +34,142 @@ def _predict(qtbot, viewer, stand_in):
     return widgets
 
 
-def test_predict_click_undo_redo_table_autosave_save(
-    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir, tmp_path
-):
+@dataclass
+class Predicted:
+    """A viewer after the Segment widget ran the stand-in: its widgets and layers."""
+
+    viewer: object
+    widgets: dict
+    nodes: object  # the "nodes" Labels layer
+    suggestions: object  # the "suggestions" Points layer
+    n_predicted: int
+
+    @property
+    def session(self):
+        return self.nodes.metadata["lnq_session"]
+
+    def wait_rows(self, qtbot, n: int) -> None:
+        qtbot.waitUntil(lambda: self.widgets["Nodes"].table.rowCount() == n, timeout=20000)
+
+
+@pytest.fixture
+def predicted(make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir) -> Predicted:
     viewer = make_napari_viewer()
-    ct_layer = _open_case(viewer, phantom_files)
+    _open_case(viewer, phantom_files)
     widgets = _predict(qtbot, viewer, stand_in)
-    assert stand_in.calls == 1 and widgets["Segment"].progress.value() == 100
-    nodes, suggestions = viewer.layers["nodes"], viewer.layers["suggestions"]
-    assert nodes.scale == pytest.approx(ct_layer.scale) and nodes.translate == pytest.approx(
-        ct_layer.translate
-    )
-    inst = np.asarray(phantom_files.case.instances.array)
-    n_predicted = int(nodes.data.max())
-    assert n_predicted >= 1 and not nodes.data[inst == stand_in.missed].any()
+    nodes = viewer.layers["nodes"]
+    return Predicted(viewer, widgets, nodes, viewer.layers["suggestions"], int(nodes.data.max()))
+
+
+def _add_missed_node(p: Predicted, case, stand_in) -> int:
+    """Shift+click the node the stand-in missed; returns the new node's id."""
+    missed_world = p.nodes.data_to_world(_centre_index(case, stand_in.missed))
+    p.viewer.dims.set_point(0, missed_world[0])
+    assert p.widgets["Correct"].tool.click(missed_world, "add") == f"added node {p.n_predicted + 1}"
+    return p.n_predicted + 1
+
+
+def test_prediction_shows_nodes_suggestions_and_table(predicted, qtbot, phantom_files, stand_in):
+    p, case = predicted, phantom_files.case
+    assert stand_in.calls == 1 and p.widgets["Segment"].progress.value() == 100
+    ct_layer = p.viewer.layers[0]
+    assert p.nodes.scale == pytest.approx(ct_layer.scale)
+    assert p.nodes.translate == pytest.approx(ct_layer.translate)
+    inst = np.asarray(case.instances.array)
+    assert p.n_predicted >= 1 and not p.nodes.data[inst == stand_in.missed].any()
     # the unsure node is the top "unsure" suggestion, listed in the Correct widget
-    assert len(suggestions.data) >= 1
-    unsure_centre = _centre_index(phantom_files.case, stand_in.unsure)
-    top_unsure = list(suggestions.features["kind"]).index("unsure")
-    assert np.linalg.norm(suggestions.data[top_unsure] - unsure_centre) < 2.0
-    assert widgets["Correct"].suggestion_list.count() == len(suggestions.data)
+    top_unsure = list(p.suggestions.features["kind"]).index("unsure")
+    assert np.linalg.norm(p.suggestions.data[top_unsure] - _centre_index(case, stand_in.unsure)) < 2.0
+    assert p.widgets["Correct"].suggestion_list.count() == len(p.suggestions.data)
+    assert p.widgets["Correct"].suggestion_list.item(top_unsure).text().startswith(f"#{top_unsure + 1}  p=")
+    p.wait_rows(qtbot, p.n_predicted)
 
-    nodes_table = widgets["Nodes"]
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=20000)
 
-    # positive click (Shift+click) on the missed node
-    tool = widgets["Correct"].tool
-    missed_world = nodes.data_to_world(_centre_index(phantom_files.case, stand_in.missed))
-    viewer.dims.set_point(0, missed_world[0])
-    message = tool.click(missed_world, "add")
-    new_id = n_predicted + 1
-    assert message == f"added node {new_id}"
-    truth = inst == stand_in.missed
-    added = nodes.data == new_id
+def test_add_click_grows_the_missed_node_and_undo_redo_follow(predicted, qtbot, phantom_files, stand_in):
+    p = predicted
+    new_id = _add_missed_node(p, phantom_files.case, stand_in)
+    truth = np.asarray(phantom_files.case.instances.array) == stand_in.missed
+    added = p.nodes.data == new_id
     assert 2 * (added & truth).sum() / (added.sum() + truth.sum()) > 0.7
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=20000)
-
+    p.wait_rows(qtbot, p.n_predicted + 1)
     # undo / redo through the layer's history (what Ctrl+Z / Ctrl+Shift+Z call)
-    nodes.undo()
-    assert not (nodes.data == new_id).any()
-    nodes.redo()
-    assert np.array_equal(nodes.data == new_id, added)
-    session = nodes.metadata["lnq_session"]
-    session.undo()
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted, timeout=20000)
-    session.redo()
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == n_predicted + 1, timeout=20000)
+    p.nodes.undo()
+    assert not (p.nodes.data == new_id).any()
+    p.nodes.redo()
+    assert np.array_equal(p.nodes.data == new_id, added)
+    p.session.undo()
+    p.wait_rows(qtbot, p.n_predicted)
+    p.session.redo()
+    p.wait_rows(qtbot, p.n_predicted + 1)
 
-    # negative click (remove mode) removes exactly the clicked node
-    widgets["Correct"].set_mode("remove")
-    before = nodes.data.copy()
+
+def test_remove_click_removes_exactly_the_clicked_node(predicted):
+    p = predicted
+    p.widgets["Correct"].set_mode("remove")
+    tool, before = p.widgets["Correct"].tool, p.nodes.data.copy()
     victim = int(before[before > 0][0])
-    victim_world = nodes.data_to_world(np.argwhere(before == victim)[0])
+    victim_world = p.nodes.data_to_world(np.argwhere(before == victim)[0])
     assert tool.click(victim_world, tool.mode) == f"removed node {victim}"
-    assert np.array_equal(nodes.data != before, before == victim)
-    nodes.undo()
-    assert np.array_equal(nodes.data, before)
+    assert np.array_equal(p.nodes.data != before, before == victim)
+    p.nodes.undo()
+    assert np.array_equal(p.nodes.data, before)
 
-    # one click on a suggestion ring accepts it
-    widgets["Correct"].set_mode("off")
-    n_sugg = len(suggestions.data)
-    ring_world = suggestions.data_to_world(suggestions.data[top_unsure])
-    assert tool.click(ring_world, "off").startswith("accepted suggestion as node")
-    assert len(suggestions.data) == n_sugg - 1
-    assert nodes.data[inst == stand_in.unsure].any()
-    if len(suggestions.data):
-        widgets["Correct"].reject(0)
-        assert len(suggestions.data) == n_sugg - 2 and nodes.metadata["lnq_rejected"]
 
-    # the table follows the edits; a row click centres the viewer on that node
-    qtbot.waitUntil(lambda: nodes_table.table.rowCount() == len(np.unique(nodes.data)) - 1, timeout=20000)
-    nodes_table.table.selectRow(0)
-    row = nodes_table.rows[0]
-    centre = nodes.world_to_data(viewer.dims.point)
-    node_voxels = np.argwhere(nodes.data == row["id"])
+def test_a_click_on_a_ring_accepts_it_and_reject_drops_one(predicted, qtbot, phantom_files, stand_in):
+    p, inst = predicted, np.asarray(phantom_files.case.instances.array)
+    n_sugg = len(p.suggestions.data)
+    top_unsure = list(p.suggestions.features["kind"]).index("unsure")
+    ring_world = p.suggestions.data_to_world(p.suggestions.data[top_unsure])
+    assert p.widgets["Correct"].tool.click(ring_world, "off").startswith("accepted suggestion as node")
+    assert len(p.suggestions.data) == n_sugg - 1 and p.nodes.data[inst == stand_in.unsure].any()
+    if len(p.suggestions.data):
+        p.widgets["Correct"].reject(0)
+        assert len(p.suggestions.data) == n_sugg - 2 and p.nodes.metadata["lnq_rejected"]
+    p.wait_rows(qtbot, len(np.unique(p.nodes.data)) - 1)  # the table follows the edits
+
+
+def test_a_table_row_centres_the_viewer_and_the_table_exports(predicted, qtbot, tmp_path):
+    p, table = predicted, predicted.widgets["Nodes"]
+    p.wait_rows(qtbot, p.n_predicted)
+    table.table.selectRow(0)
+    row = table.rows[0]
+    centre = p.nodes.world_to_data(p.viewer.dims.point)
+    node_voxels = np.argwhere(p.nodes.data == row.id)
     assert node_voxels[:, 0].min() - 1 <= centre[0] <= node_voxels[:, 0].max() + 1
-    csv = nodes_table.export_csv(tmp_path / "nodes.csv")
-    assert len(csv.read_text().strip().splitlines()) == len(nodes_table.rows) + 1
+    assert p.nodes.selected_label == row.id
+    csv = table.export_csv(tmp_path / "nodes.csv")
+    assert len(csv.read_text().strip().splitlines()) == len(table.rows) + 1
 
-    # autosave: throttled, atomic, on the CT grid
-    autosaver = session.autosaver
+
+def test_autosave_is_throttled_atomic_and_on_the_ct_grid(
+    predicted, qtbot, phantom_files, stand_in, autosave_dir
+):
+    p = predicted
+    _add_missed_node(p, phantom_files.case, stand_in)
+    autosaver = p.session.autosaver
     qtbot.waitUntil(lambda: autosaver.writes >= 1, timeout=20000)
     path = autosaver.flush()
     assert path.parent == autosave_dir and path.name == "lnq2023-train-0003.autosave.seg.nrrd"
     saved = read_labels(path)
-    assert np.array_equal(saved.array, (nodes.data > 0).astype(np.uint8))
+    assert np.array_equal(saved.array, (p.nodes.data > 0).astype(np.uint8))
     assert saved.origin == pytest.approx(phantom_files.case.ct.origin)
-    assert not [p for p in autosave_dir.iterdir() if ".tmp" in p.name]
+    assert not [f for f in autosave_dir.iterdir() if ".tmp" in f.name]
 
+
+def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stand_in):
+    p = predicted
+    _add_missed_node(p, phantom_files.case, stand_in)
+    session = p.session
     # save: new versions in lnq-labels/<case>/ beside the case, provenance in header and sidecar,
     # original untouched
     original = phantom_files.seg.read_bytes()
-    v1 = widgets["Save"].save()
-    v2 = widgets["Save"].save()
+    v1 = p.widgets["Save"].save()
+    v2 = p.widgets["Save"].save()
     assert (v1.name, v2.name) == ("v001.seg.nrrd", "v002.seg.nrrd")
     assert v1.parent == phantom_files.ct.parent / "lnq-labels" / "lnq2023-train-0003"
     assert phantom_files.seg.read_bytes() == original
     back = read_labels(v1)
-    assert np.array_equal(back.array, (nodes.data > 0).astype(np.uint8))
+    assert np.array_equal(back.array, (p.nodes.data > 0).astype(np.uint8))
     assert back.meta["lnq_model_version"] == "stand-in-0" and int(back.meta["lnq_edits"]) == session.edits
     sidecar = json.loads(v1.with_name("v001.json").read_text())
     assert sidecar["origin"] == str(phantom_files.ct) and sidecar["edits"] == session.edits > 0
@@ -203,29 +242,25 @@ def test_mouse_modifiers_add_and_remove(make_napari_viewer, qtbot, phantom_files
 
 def _tiny_model(folder) -> str:
     """An untrained, very small model folder in the project's checkpoint format."""
-    import copy
-
     from lnq_napari.model.checkpoint import save_checkpoint
+    from lnq_napari.model.config import ModelConfig
     from lnq_napari.model.network import build_network
-    from lnq_napari.training.trainer import DEFAULT_CONFIG
 
-    cfg = copy.deepcopy(DEFAULT_CONFIG)
-    cfg["version"] = "tiny-untrained"
-    cfg["architecture"]["kwargs"].update(features=[2, 4, 4, 4])
-    cfg["inference"].update(min_component_mm3=0.0)
-    net = build_network(cfg["architecture"]["name"], cfg["architecture"]["kwargs"])
+    cfg = ModelConfig(version="tiny-untrained")
+    cfg.architecture.kwargs.update(features=[2, 4, 4, 4])
+    cfg.inference.min_component_mm3 = 0.0
+    net = build_network(cfg.architecture.name, cfg.architecture.kwargs)
     return str(save_checkpoint(folder, net.state_dict(), cfg))
 
 
 def test_real_predictor_runs_in_the_worker(make_napari_viewer, qtbot, phantom_files, autosave_dir, tmp_path):
-    pytest.importorskip("lnq_napari.inference", reason="the inference module has not landed")
     import torch
 
     torch.set_num_threads(1)
     viewer = make_napari_viewer()
     ct_layer = _open_case(viewer, phantom_files)
     segment = SegmentWidget(viewer, model=_tiny_model(tmp_path / "tiny"))
-    segment.device.setCurrentText("cpu")
+    segment.form.device.value = "cpu"
     seen = []
     segment._signals.changed.connect(lambda fraction, message: seen.append(fraction))
     segment.run()

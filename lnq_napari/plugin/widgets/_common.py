@@ -1,13 +1,13 @@
-"""Small helpers shared by the widgets (layer choosers, session tracking)."""
+"""Helpers shared by the widgets: worker, progress and status parts, a layer chooser, session tracking."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 
+from magicgui.widgets import ComboBox
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -17,6 +17,9 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QWidget,
 )
+
+from lnq_napari.plugin._layers import ROLE_KEY
+from lnq_napari.plugin._session import session_for
 
 
 class ProgressSignal(QObject):
@@ -75,35 +78,19 @@ def compact(widget: QWidget) -> None:
     widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
 
-class LayerCombo(QComboBox):
-    """A combo box of the viewer's layers of one type, kept in sync with the layer list."""
+def layer_choice(viewer, layer_type, prefer_role: str | None = None, **kwargs) -> ComboBox:
+    """A magicgui ComboBox of the viewer's layers of one type (``prefer_role`` first), kept in sync
+    with the layer list; its value is the chosen layer (None when there is none)."""
+    def choices(widget=None) -> list[tuple[str, object]]:
+        layers = [ly for ly in viewer.layers if isinstance(ly, layer_type)]
+        layers.sort(key=lambda ly: ly.metadata.get(ROLE_KEY) != prefer_role)
+        return [(ly.name, ly) for ly in layers]
 
-    def __init__(self, viewer, layer_type, prefer_role: str | None = None) -> None:
-        super().__init__()
-        self.viewer, self.layer_type, self.prefer_role = viewer, layer_type, prefer_role
-        for emitter in (
-            viewer.layers.events.inserted,
-            viewer.layers.events.removed,
-            viewer.layers.events.reordered,
-        ):
-            emitter.connect(self.refresh)
-        self.refresh()
-
-    def refresh(self, event=None) -> None:
-        current = self.currentText()
-        layers = [ly for ly in self.viewer.layers if isinstance(ly, self.layer_type)]
-        if self.prefer_role:
-            layers.sort(key=lambda ly: ly.metadata.get("lnq_role") != self.prefer_role)
-        self.blockSignals(True)
-        self.clear()
-        self.addItems([ly.name for ly in layers])
-        if current in [ly.name for ly in layers]:
-            self.setCurrentText(current)
-        self.blockSignals(False)
-
-    def layer(self):
-        name = self.currentText()
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+    combo = ComboBox(choices=choices, **kwargs)
+    for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                    viewer.layers.events.reordered):
+        emitter.connect(lambda event=None: combo.reset_choices())
+    return combo
 
 
 class SessionTracker:
@@ -117,8 +104,6 @@ class SessionTracker:
         self.update(notify=False)
 
     def update(self, event=None, notify: bool = True) -> None:
-        from lnq_napari.plugin._session import session_for
-
         session = session_for(self.viewer, create=True)
         if session is self.session:
             return

@@ -14,8 +14,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from lnq_napari.plugin._clicks import ClickTool
+from lnq_napari.plugin._clicks import MODES, ClickTool
 from lnq_napari.plugin.widgets._common import SessionTracker, compact
+from lnq_napari.plugin.widgets.nodes import centre_on
 
 HELP = "\n".join(
     (
@@ -78,12 +79,12 @@ class CorrectWidget(QWidget):
 
     def _mode_toggled(self, button_id: int, checked: bool) -> None:
         if checked:
-            self.set_mode(("off", "add", "remove")[button_id])
+            self.set_mode(MODES[button_id])
 
     def set_mode(self, mode: str) -> None:
         """Set what a plain click does: "off", "add" or "remove"."""
         self.tool.mode = mode
-        button = self.mode_buttons.button(("off", "add", "remove").index(mode))
+        button = self.mode_buttons.button(MODES.index(mode))
         if not button.isChecked():
             button.setChecked(True)
 
@@ -101,22 +102,15 @@ class CorrectWidget(QWidget):
         if session is not None and session.suggestions is not None:
             feats = session.suggestions.features
             for i in range(len(session.suggestions.data)):
-                row = feats.iloc[i] if len(feats) > i else None
-                if row is None:
-                    text = f"suggestion {i + 1}"
-                elif row.get("kind") == "outline":
-                    text = f"#{int(row['rank'])}  outline incomplete: +{row['volume_mm3'] / 1000:.2f} cm3"
-                else:
-                    text = f"#{int(row['rank'])}  p={row['max_prob']:.2f}  {row['volume_mm3'] / 1000:.2f} cm3"
-                self.suggestion_list.addItem(text)
+                row = feats.iloc[i] if len(feats) > i and "text" in feats else None
+                self.suggestion_list.addItem(
+                    f"suggestion {i + 1}" if row is None else f"#{int(row['rank'])}  {row['text']}")
         self.suggestion_list.blockSignals(False)
 
     def go_to_suggestion(self, index: int) -> None:
         session = self.tracker.session
         if session is None or index < 0 or index >= len(session.suggestion_points()):
             return
-        from lnq_napari.plugin.widgets.nodes import centre_on
-
         centre_on(self.viewer, session.suggestions.data_to_world(session.suggestion_points()[index]))
 
     def accept(self, index: int) -> int:

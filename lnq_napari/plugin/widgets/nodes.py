@@ -18,7 +18,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from lnq_napari import api
 from lnq_napari.plugin.widgets._common import SessionTracker
+from lnq_napari.quantify import NodeRow, summarize_nodes, write_csv
 
 COLUMNS = [
     ("id", "id", "{:d}"),
@@ -39,12 +41,12 @@ def centre_on(viewer, world_zyx) -> None:
 
 
 class NodesWidget(QWidget):
-    """Table of :func:`lnq_napari.quantify.measure_nodes` rows for the current node layer."""
+    """Table of :func:`lnq_napari.api.node_table` rows for the current node layer (as ``measure``)."""
 
     def __init__(self, napari_viewer, delay_ms: int = 250) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.rows: list[dict] = []
+        self.rows: list[NodeRow] = []
         self._worker, self._pending = None, False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[1] for c in COLUMNS])
@@ -74,8 +76,6 @@ class NodesWidget(QWidget):
         """Measure the current node layer in a worker thread, then fill the table."""
         from napari.qt.threading import create_worker
 
-        from lnq_napari.quantify import measure_nodes
-
         if self._worker is not None:
             self._pending = True
             return
@@ -87,7 +87,7 @@ class NodesWidget(QWidget):
         labels = labels.with_array(np.array(labels.array, copy=True))  # edits may go on meanwhile
         ct = session.ct_volume() if session.ct_layer is not None else None
         connect = {"returned": self._fill, "errored": self._failed, "finished": self._done}
-        self._worker = create_worker(measure_nodes, labels, ct, _connect=connect, _start_thread=False)
+        self._worker = create_worker(api.node_table, labels, ct, _connect=connect, _start_thread=False)
         self._worker.start()
 
     def _done(self) -> None:
@@ -99,15 +99,13 @@ class NodesWidget(QWidget):
     def _failed(self, exc: Exception) -> None:
         self.summary.setText(f"could not measure: {exc}")
 
-    def _fill(self, rows: list[dict]) -> None:
-        from lnq_napari.quantify import summarize_nodes
-
+    def _fill(self, rows: list[NodeRow]) -> None:
         self.rows = rows
         self.table.blockSignals(True)
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, (key, _, fmt) in enumerate(COLUMNS):
-                value = row.get(key)
+                value = getattr(row, key)
                 self.table.setItem(r, c, QTableWidgetItem("" if value is None else fmt.format(value)))
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
@@ -125,14 +123,12 @@ class NodesWidget(QWidget):
         """Centre the viewer on the node of table row ``row``."""
         session = self.tracker.session
         node = self.rows[row]
-        xyz = np.array([[node["centroid_x"], node["centroid_y"], node["centroid_z"]]])
-        index = session.labels_volume().physical_to_index(xyz)[0]
+        index = session.labels_volume().physical_to_index(np.array([node.centroid_mm]))[0]
         centre_on(self.viewer, session.nodes.data_to_world(index))
-        session.nodes.selected_label = int(node["id"])
+        session.nodes.selected_label = node.id
 
     def export_csv(self, path: str | Path) -> Path:
-        from lnq_napari.quantify import write_csv
-
+        """Write the table as :func:`lnq_napari.quantify.write_csv` does for ``measure --csv``."""
         return write_csv(self.rows, path)
 
     def _export_dialog(self) -> None:

@@ -1,29 +1,26 @@
 """Review: a workspace's queue of cases worth reviewing next (open one in a click) and fine-tuning.
 
-Both long jobs run in napari thread workers with a progress bar and Cancel; the widget only forwards
-to :func:`lnq_napari.api.next_cases` and :func:`lnq_napari.api.finetune`.
+The form (workspace folder, strategy, number of cases, iterations) is magicgui. Both long jobs run in
+napari thread workers with a progress bar and Cancel; the widget only forwards to
+:func:`lnq_napari.api.next_cases` and :func:`lnq_napari.api.finetune`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-)
+from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
+from qtpy.QtWidgets import QHBoxLayout, QListWidget, QPushButton, QVBoxLayout
 
+from lnq_napari import api
+from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneResult
-from lnq_napari.plugin.widgets._common import WorkerWidget, compact, folder_row
-
-STRATEGIES = ("uncertainty", "random", "disagreement", "nodes")
+from lnq_napari.plugin._case import add_case, read_case
+from lnq_napari.plugin._layers import ROLE_KEY
+from lnq_napari.plugin._session import SESSION_KEY
+from lnq_napari.plugin.widgets._common import WorkerWidget, compact
+from lnq_napari.workspace import Workspace
 
 
 class ReviewWidget(WorkerWidget):
@@ -33,13 +30,14 @@ class ReviewWidget(WorkerWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.rows: list[dict] = []
-        self.folder = QLineEdit(str(getattr(workspace, "root", workspace or "")))
-        self.folder.setPlaceholderText("workspace folder (lnq-napari workspace init)")
-        self.strategy = QComboBox()
-        self.strategy.addItems(STRATEGIES)
-        self.count = QSpinBox()
-        self.count.setRange(1, 100)
-        self.count.setValue(5)
+        self.form = Container(widgets=[
+            FileEdit(name="workspace", label="workspace", mode="d", nullable=True,
+                     value=getattr(workspace, "root", workspace),
+                     tooltip="workspace folder (lnq-napari workspace init)"),
+            ComboBox(name="strategy", label="strategy", choices=tuple(STRATEGIES), value="uncertainty"),
+            SpinBox(name="n", label="cases", min=1, max=100, value=5),
+        ])
+        self.form.margins = (0, 0, 0, 0)
         self.rank_button = QPushButton("Rank cases")
         self.rank_button.clicked.connect(self.rank)
         self.queue = QListWidget()
@@ -47,24 +45,18 @@ class ReviewWidget(WorkerWidget):
         self.queue.itemDoubleClicked.connect(lambda item: self.open_selected())
         self.open_button = QPushButton("Open case")
         self.open_button.clicked.connect(self.open_selected)
-        self.iterations = QSpinBox()
-        self.iterations.setRange(1, 100000)
-        self.iterations.setValue(200)
+        self.iterations = SpinBox(label="iterations", min=1, max=100000, value=200,
+                                  tooltip="fine-tuning iterations")
         self.finetune_button = QPushButton("Fine-tune")
         self.finetune_button.clicked.connect(self.finetune)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(folder_row("workspace", self.folder, "Workspace folder"))
-        row = QHBoxLayout()
-        row.addWidget(self.strategy, 1)
-        row.addWidget(self.count)
-        row.addWidget(self.rank_button)
-        layout.addLayout(row)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.rank_button)
         layout.addWidget(self.queue)
         layout.addWidget(self.open_button)
         row = QHBoxLayout()
-        row.addWidget(QLabel("iterations"))
-        row.addWidget(self.iterations)
+        row.addWidget(self.iterations.native)
         row.addWidget(self.finetune_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
@@ -72,14 +64,12 @@ class ReviewWidget(WorkerWidget):
         layout.addWidget(self.status)
         compact(self)
 
-    def workspace(self):
+    def workspace(self) -> Workspace:
         """The open :class:`~lnq_napari.workspace.Workspace` (LNQError when the folder is not one)."""
-        from lnq_napari.workspace import Workspace
-
-        text = self.folder.text().strip()
-        if not text:
+        folder = self.form.workspace.value
+        if folder is None:
             raise LNQError("choose a workspace folder first (`lnq-napari workspace init` makes one)")
-        return Workspace.open(text)
+        return Workspace.open(folder)
 
     def _root(self) -> Path | None:
         """The workspace folder, or None (and why, in the status line) when there is none."""
@@ -108,12 +98,10 @@ class ReviewWidget(WorkerWidget):
 
     def rank(self):
         """Rank the workspace's uncorrected cases; returns the worker (None when nothing ran)."""
-        from lnq_napari import api
-
         root = self._root()
         if root is None:
             return None
-        strategy, n = self.strategy.currentText(), self.count.value()
+        strategy, n = self.form.strategy.value, self.form.n.value
         emit = self._signals.changed.emit
         cancel = self._cancel.is_set
 
@@ -127,12 +115,10 @@ class ReviewWidget(WorkerWidget):
 
     def finetune(self):
         """Fine-tune the workspace's active model on its corrections; returns the worker."""
-        from lnq_napari import api
-
         root = self._root()
         if root is None:
             return None
-        iterations = self.iterations.value()
+        iterations = self.iterations.value
         return self._start(
             lambda: api.finetune(root, iterations=iterations, progress=self._signals.changed.emit,
                                  cancel=self._cancel.is_set),
@@ -181,10 +167,6 @@ class ReviewWidget(WorkerWidget):
     def open_case(self, case: str) -> Path | None:
         """Replace the viewer's case with ``case`` from the workspace: its CT and newest labels
         (correction, else prediction, else the original). Refuses while the open case has unsaved edits."""
-        from lnq_napari.plugin._app import add_case, read_case
-        from lnq_napari.plugin._layers import ROLE_KEY
-        from lnq_napari.plugin._session import SESSION_KEY
-
         try:
             ws = self.workspace()
             unsaved = [ly.name for ly in self.viewer.layers

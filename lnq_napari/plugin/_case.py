@@ -1,0 +1,48 @@
+"""One case into a viewer: read its CT and labels as layer data, then add the layers and the node session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import read_labels
+from lnq_napari.plugin._layers import volume_from
+from lnq_napari.plugin._reader import labels_layer_data, read_layer
+from lnq_napari.plugin._session import NODES_NAME, WORKSPACE_KEY, NodeSession
+
+
+def add_layers(viewer, layer_data: list[tuple]) -> list:
+    """Add reader-style ``(data, kwargs, type)`` tuples to ``viewer``; returns the layers."""
+    return [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layer_data]
+
+
+def read_case(ct=None, seg=None) -> tuple:
+    """Reader-style layer data ``(ct_data, seg_data)`` of a CT and its labels (either may be None).
+
+    The labels are put on the CT grid. Raises LNQError on a bad file before anything reaches a viewer.
+    """
+    ct_data = read_layer(ct) if ct is not None else None
+    if ct_data is not None and ct_data[2] != "image":
+        raise LNQError(f"{Path(ct).name} looks like a label file; pass the CT first and labels with --seg")
+    seg_data = None
+    if seg is not None:
+        reference = volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
+        seg_data = labels_layer_data(read_labels(seg, reference=reference), name=NODES_NAME, source=seg)
+    return ct_data, seg_data
+
+
+def add_case(viewer, ct_data=None, seg_data=None, workspace=None) -> tuple:
+    """Add :func:`read_case` data to ``viewer``: the CT and the editable "nodes" layer with its session.
+
+    ``workspace`` (a Workspace) makes Save and autosave of this case write there.
+    Returns ``(ct_layer, nodes_layer)``, either None when not given.
+    """
+    ct_layer = nodes = None
+    if ct_data is not None:
+        (ct_layer,) = add_layers(viewer, [ct_data])
+        if workspace is not None:
+            ct_layer.metadata[WORKSPACE_KEY] = str(workspace.root)
+    if seg_data is not None:
+        (nodes,) = add_layers(viewer, [seg_data])
+        NodeSession(nodes, ct_layer, workspace=workspace.root if workspace is not None else None)
+    return ct_layer, nodes

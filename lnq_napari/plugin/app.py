@@ -1,0 +1,56 @@
+"""The lnq-napari viewer: a napari window with the given case loaded and the widgets docked.
+
+``lnq-napari view``, ``lnq-napari demo`` and notebooks open it with :func:`view`.
+"""
+
+from __future__ import annotations
+
+from lnq_napari.plugin._case import add_case, read_case
+from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, ReviewWidget, SaveWidget, SegmentWidget
+from lnq_napari.workspace import Workspace
+
+
+def view(ct=None, seg=None, model=None, workspace=None, block: bool = False):
+    """Open a napari viewer with the lnq-napari widgets docked; returns the viewer.
+
+    ``ct`` opens as a windowed CT layer, ``seg`` as the editable "nodes" layer (put on the CT grid),
+    ``model`` pre-fills the Segment widget, ``workspace`` makes Save and autosave write there.
+    With ``block`` the Qt event loop runs until the window closes.
+    """
+    import napari
+
+    viewer = open_viewer(ct=ct, seg=seg, model=model, workspace=workspace)
+    if block:
+        napari.run()
+    return viewer
+
+
+def dock_widgets(viewer, model: str | None = None, workspace: Workspace | None = None) -> dict:
+    """Dock Segment, Correct, Nodes and Save on the right (and Review with a workspace); returns them
+    by name."""
+    widgets = {
+        "Segment": SegmentWidget(viewer, model=model),
+        "Correct": CorrectWidget(viewer),
+        "Nodes": NodesWidget(viewer),
+        "Save": SaveWidget(viewer, workspace=workspace),
+    }
+    if workspace is not None:
+        widgets["Review"] = ReviewWidget(viewer, workspace=workspace)
+    for name, widget in widgets.items():
+        viewer.window.add_dock_widget(widget, name=name, area="right")
+    return widgets
+
+
+def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show: bool = True):
+    """A napari viewer with ``ct`` (and ``seg`` as the node layer) opened and all widgets docked.
+
+    Files are read before any window opens, so a bad path fails fast with an LNQError.
+    """
+    import napari
+
+    ws = Workspace.open(workspace) if workspace is not None else None
+    ct_data, seg_data = read_case(ct, seg)
+    viewer = viewer or napari.Viewer(title="lnq-napari", show=show)
+    add_case(viewer, ct_data, seg_data, workspace=ws)
+    dock_widgets(viewer, model=model, workspace=ws)  # then reachable as viewer.window.dock_widgets[name]
+    return viewer

@@ -1,0 +1,91 @@
+"""The napari node table and the command line agree: the same nodes (one connectivity rule), the same rows."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from lnq_napari.cli import main
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.plugin.app import dock_widgets
+from lnq_napari.plugin.widgets import NodesWidget
+from lnq_napari.quantify import NodeRow
+
+pytestmark = pytest.mark.gui
+
+
+def _csv_rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _assert_same_rows(table: list[NodeRow], written: list[dict]) -> None:
+    """The widget's rows equal the rows ``lnq-napari measure --csv`` wrote, column by column."""
+    assert len(table) == len(written)
+    for row, line in zip(table, written, strict=True):
+        for key, value in row.to_dict().items():
+            if isinstance(value, bool) or isinstance(value, str):
+                assert line[key] == str(value), key
+            else:
+                assert float(line[key]) == pytest.approx(value, rel=1e-9, abs=1e-9), key
+
+
+def _wait_for_rows(qtbot, widget: NodesWidget, n: int | None = None) -> None:
+    """Until the widget's measuring worker has filled the table (with ``n`` rows when given)."""
+    def filled() -> bool:
+        return widget._worker is None and bool(widget.rows) and (n is None or len(widget.rows) == n)
+
+    qtbot.waitUntil(filled, timeout=60000)
+
+
+def test_nodes_touching_at_a_corner_are_one_node_in_napari_and_in_measure(
+    make_napari_viewer, qtbot, tmp_path, autosave_dir
+):
+    spacing = (0.8, 0.8, 2.5)
+    ct = write_volume(tmp_path / "corner-ct.nrrd", Volume(np.full((8, 20, 20), 40, np.int16), spacing))
+    mask = np.zeros((8, 20, 20), np.uint8)
+    mask[1:4, 2:6, 2:6] = 1
+    mask[4:6, 6:9, 6:9] = 1  # touches the first block only at a corner: the same node
+    mask[2:5, 12:16, 12:16] = 1
+    seg = write_volume(tmp_path / "corner-seg.nrrd", Volume(mask, spacing))
+
+    viewer = make_napari_viewer()
+    viewer.open(str(ct), plugin="lnq-napari")
+    (labels,) = viewer.open(str(seg), plugin="lnq-napari")
+    assert int(labels.data.max()) == 2  # the reader gives the corner-touching blocks one id
+    table = NodesWidget(viewer)
+    _wait_for_rows(qtbot, table)
+
+    assert main(["measure", str(seg), "--ct", str(ct), "--csv", str(tmp_path / "nodes.csv")]) == 0
+    written = _csv_rows(tmp_path / "nodes.csv")
+    assert [r.voxels for r in table.rows] == [48 + 18, 48] and len(written) == 2
+    _assert_same_rows(table.rows, written)
+
+
+def test_segment_widget_and_predict_then_measure_give_the_same_table(
+    make_napari_viewer, qtbot, phantom_files, tmp_path, autosave_dir
+):
+    import torch
+
+    torch.set_num_threads(2)
+    viewer = make_napari_viewer()
+    viewer.open(str(phantom_files.ct), plugin="lnq-napari")
+    widgets = dock_widgets(viewer)
+    segment = widgets["Segment"]
+    segment.form.device.value = "cpu"  # the bundled model, as `lnq-napari predict` uses by default
+    assert segment.run() is not None
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=600000)
+    assert segment.status.text().endswith(viewer.layers["nodes"].metadata["lnq_model_version"])
+    n_nodes = int(viewer.layers["nodes"].data.max())
+    assert n_nodes >= 1 and segment.status.text().startswith(f"{n_nodes} nodes")
+    _wait_for_rows(qtbot, widgets["Nodes"], n_nodes)
+
+    out = tmp_path / "predicted"
+    assert main(["predict", str(phantom_files.ct), "-o", str(out), "--device", "cpu"]) == 0
+    seg = out / f"{phantom_files.case.case_id}-seg.nrrd"
+    csv_path = tmp_path / "nodes.csv"
+    assert main(["measure", str(seg), "--ct", str(phantom_files.ct), "--csv", str(csv_path)]) == 0
+    _assert_same_rows(widgets["Nodes"].rows, _csv_rows(csv_path))
