@@ -9,7 +9,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from tqdm import tqdm
+
+from lnq_napari import api
 from lnq_napari.errors import LNQError
+
+# A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
+# one job, so a rate ("it/s") would mean nothing.
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
 
 
 @contextmanager
@@ -18,15 +25,15 @@ def _progress_bar(desc: str) -> Iterator[Callable[[float, str], None]]:
 
     The bar appears at the first update, so input errors found before any work print only their line.
     """
-    from tqdm import tqdm
-
-    bars: list = []
+    bars: list[tqdm] = []
 
     def update(fraction: float, message: str = "") -> None:
         if not bars:
-            bars.append(tqdm(total=1000, desc=desc, unit="‰", file=sys.stderr, dynamic_ncols=True))
+            bars.append(
+                tqdm(total=100, desc=desc, bar_format=BAR_FORMAT, file=sys.stderr, dynamic_ncols=True)
+            )
         bar = bars[0]
-        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        bar.n = round(100 * min(max(fraction, 0.0), 1.0), 1)
         if message:
             bar.set_postfix_str(message, refresh=False)
         bar.refresh()
@@ -54,16 +61,12 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
 
 # ---------------------------------------------------------------- handlers
 def _cmd_phantom(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     with _progress_bar("phantom") as progress:
         paths = api.make_phantom(args.out, cases=args.cases, seed=args.seed, progress=progress)
     print(f"wrote {len(paths)} cases to {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     result = api.evaluate(args.pred, args.gt, json_path=args.json)
     _print_table(result["cases"], ["case", "dice", "assd_mm", "nodes_gt", "nodes_hit", "recall", "fp_nodes"])
     s = result["summary"]
@@ -75,13 +78,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_measure(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     rows, summary = api.measure(args.seg, ct=args.ct, csv_path=args.csv)
     columns = ["id", "voxels", "volume_cm3", "long_axis_mm", "short_axis_mm", "ge_10mm"]
     if args.ct:
         columns.append("mean_hu")
-    _print_table(rows, columns)
+    _print_table([r.to_dict() for r in rows], columns)
     print(
         f"{summary['n_nodes']} nodes, {summary['n_ge_10mm']} with short axis >= 10 mm, "
         f"total volume {summary['total_volume_cm3']:.2f} cm3"
@@ -89,8 +90,6 @@ def _cmd_measure(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     with _progress_bar("train") as progress:
         path = api.train(
             args.data, args.out, iterations=args.iterations, device=args.device, seed=args.seed,
@@ -100,8 +99,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     with _progress_bar("predict") as progress:
         paths = api.predict(
             args.input, args.output, model=args.model, device=args.device,
@@ -130,15 +127,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_workspace(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     ws = api.init_workspace(args.path, data=args.data)
     print(f"workspace {args.path}: {len(ws.case_ids())} cases")
 
 
 def _cmd_next(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     with _progress_bar("rank") as progress:
         ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
     _print_table(ranked, ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
@@ -156,6 +149,11 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- parser
+# What the `gui` extra brings: missing in a core-only install, where `view` says how to add them.
+GUI_PACKAGES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt"}
+DEVICE_HELP = "where to compute: auto (a GPU if there is one, else the CPU), cpu or cuda (default auto)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lnq-napari", description="Find, measure and correct mediastinal lymph nodes in chest CT."
@@ -190,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on LNQ-layout data with partial labels")
     p.add_argument("--data", required=True, help="folder of lnq2023-*-ct.nrrd / -seg.nrrd pairs")
     p.add_argument("--out", required=True, help="model folder to write")
-    p.add_argument("--iterations", type=int, default=2000)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=2000, help="training steps (default 2000)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
+    p.add_argument("--seed", type=int, default=0, help="random seed: initial weights, patches (default 0)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--naive", action="store_true", help="baseline: treat unlabelled voxels as background")
     p.set_defaults(func=_cmd_train)
@@ -201,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="CT file, DICOM folder, or folder of *-ct.nrrd files")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--model", help="model folder (default: the bundled model)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     p.add_argument("--probabilities", action="store_true", help="also write the probability map")
     p.set_defaults(func=_cmd_predict)
 
@@ -220,16 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_workspace)
 
     p = sub.add_parser("next", help="rank the cases worth reviewing next")
-    p.add_argument("--workspace", required=True)
+    p.add_argument("--workspace", required=True, help="workspace folder (made by `workspace init`)")
     p.add_argument("-n", type=int, default=5, help="how many cases (default 5)")
     p.add_argument("--strategy", default="uncertainty", help="uncertainty | random | disagreement | nodes")
     p.set_defaults(func=_cmd_next)
 
     p = sub.add_parser("finetune", help="fine-tune the active model on the workspace's corrections")
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--iterations", type=int, default=200)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--workspace", required=True, help="workspace folder (made by `workspace init`)")
+    p.add_argument("--iterations", type=int, default=200, help="fine-tuning steps (default 200)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
     p.set_defaults(func=_cmd_finetune)
     return parser
 
@@ -242,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except LNQError as exc:
         print(f"lnq-napari: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in GUI_PACKAGES:
+            raise
+        print(f"lnq-napari: error: the viewer needs napari and a Qt binding ({exc.name} is not installed); "
+              'pip install "lnq-napari[all]", or "lnq-napari[gui]" next to your own Qt binding',
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lnq-napari: interrupted", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""The core never imports GUI libraries, and ``import lnq_napari`` stays cheap (no torch)."""
+"""The dependency rules hold: the contracts in pyproject.toml (checked by import-linter, lazy imports
+included), no GUI library loaded by the core at run time, and ``import lnq_napari`` stays cheap (no torch).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from importlinter.api import read_configuration
+
 import lnq_napari
 
 PACKAGE = Path(lnq_napari.__file__).parent
-GUI = ["napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui"]
+REPO = Path(__file__).resolve().parents[1]
+GUI = ["napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy"]
+FRONT_ENDS = {"lnq_napari.plugin", "lnq_napari.cli"}
 
 
 def core_modules() -> list[str]:
@@ -22,6 +29,18 @@ def core_modules() -> list[str]:
             continue
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
+
+
+def top_level_modules() -> set[str]:
+    """``lnq_napari.<name>`` for every module and subpackage directly in the package."""
+    names = {p.stem for p in PACKAGE.glob("*.py")} | {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    return {f"lnq_napari.{n}" for n in names - {"__init__", "__main__"}}
+
+
+def contract(contract_id: str) -> dict:
+    config = read_configuration(str(REPO / "pyproject.toml"))
+    (found,) = [c for c in config["contracts_options"] if c.get("id") == contract_id]
+    return found
 
 
 def run_python(code: str) -> dict:
@@ -59,3 +78,20 @@ import lnq_napari
 print(json.dumps(sorted(m for m in ["torch", "monai", *{GUI!r}] if m in sys.modules)))
 """
     assert run_python(code) == []
+
+
+def test_import_contracts_hold():
+    """``lint-imports`` keeps every contract of pyproject.toml (its report names each broken import)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
+         "--no-cache"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    if result.returncode != 0:
+        pytest.fail(result.stdout[result.stdout.find("Contracts:"):] + result.stderr[-2000:], pytrace=False)
+
+
+def test_core_contract_names_every_core_module():
+    """A new top-level module is covered by the no-GUI contract, unless it is a front end."""
+    sources = set(contract("core-no-gui")["source_modules"])
+    assert sources == top_level_modules() - FRONT_ENDS

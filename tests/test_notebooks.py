@@ -10,24 +10,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
+
+from lnq_napari.model import bundled_model_path
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NUMBER = r"(nan|-?\d+(?:\.\d+)?)"
 
 
 def _needs_bundled_model() -> None:
-    from lnq_napari.model import bundled_model_path
-
-    if not (bundled_model_path() / "config.json").is_file():
-        pytest.skip("the bundled model is not installed (lnq_napari/model/bundled/config.json)")
+    """Fail (not skip) when the bundled model is missing: the notebooks promise it."""
+    config = bundled_model_path() / "config.json"
+    assert config.is_file(), f"the bundled model is missing ({config}): the notebooks need it"
 
 
 def run_notebook(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Execute ``notebooks/<name>`` in ``tmp_path``; returns the executed notebook (errors raise)."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-
     monkeypatch.setenv("LNQ_NOTEBOOK_TEST", "1")
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' tempfile folders land here
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -62,7 +62,6 @@ def numbers_after(label: str, text: str) -> list[float]:
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_committed_notebooks_are_clean(name):
     """Notebooks are committed without outputs or execution counts, for the python3 kernel."""
-    nbformat = pytest.importorskip("nbformat")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
