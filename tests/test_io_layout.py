@@ -25,6 +25,7 @@ from lnq_napari.io.layout import (
     ("patient_mask.mha", "patient", "mask", ".mha"),
     ("chest.nhdr", "chest", "", ".nhdr"),
     ("DICOM", "DICOM", "", ""),
+    ("labels/lnq2023-train-0004/v003.seg.nrrd", "lnq2023-train-0004", "seg", ".seg.nrrd"),
 ])
 def test_split_name(name, case, role, suffix):
     parts = split_name(name)

@@ -20,6 +20,7 @@ LABEL_ROLES = ("seg", "full", "pred", "label", "labels", "mask", "nodes", "truth
 ROLES = ("ct", "prob", *LABEL_ROLES)
 _ROLE_TAIL = re.compile(r"[-_.](" + "|".join(ROLES) + r")$", re.IGNORECASE)
 _VERSION_TAIL = re.compile(r"\.v\d{3,}$")
+_BARE_VERSION = re.compile(r"^v\d{3,}$")  # a label store's file: <case>/vNNN.seg.nrrd
 CT_ROLE_SUFFIXES = tuple(f"-ct{s}" for s in (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd"))
 
 
@@ -59,6 +60,8 @@ def split_name(path: str | Path) -> NameParts:
     name = Path(path).name
     suffix = image_suffix(name)
     stem = _VERSION_TAIL.sub("", name[: len(name) - len(suffix)])
+    if _BARE_VERSION.match(stem) and Path(path).parent.name:
+        return NameParts(Path(path).parent.name, "seg", suffix)
     match = _ROLE_TAIL.search(stem)
     if match and match.start() > 0:
         return NameParts(stem[: match.start()], match.group(1).lower(), suffix)
