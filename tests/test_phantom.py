@@ -30,9 +30,9 @@ def _with_classes(seed, shape, spacing):
     seen = {}
     orig = case_mod.finish
 
-    def spy(cv, a, rng):
+    def spy(cv, *args):
         seen["cls"] = cv.cls.copy()
-        return orig(cv, a, rng)
+        return orig(cv, *args)
 
     case_mod.finish = spy
     try:
@@ -307,8 +307,8 @@ def test_cli_phantom(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         dataset,
         "make_case",
-        lambda s, shape=None, spacing=None, case_id=None: real(
-            s, shape=SHAPE, spacing=SPACING, case_id=case_id
+        lambda s, shape=None, spacing=None, case_id=None, site="default": real(
+            s, shape=SHAPE, spacing=SPACING, case_id=case_id, site=site
         ),
     )
     assert cli.main(["phantom", str(tmp_path / "out"), "--cases", "1", "--seed", "3"]) == 0

@@ -1,7 +1,8 @@
 """A random but plausible chest: body wall, lungs, heart, great vessels, airway, spine and ribs.
 
 All shapes are in chest coordinates (mm; ``u`` left, ``v`` posterior, ``w`` superior, carina at 0).
-`Anatomy.sample` draws sizes, positions and contrast from a random generator; `Anatomy.paint` samples
+`Anatomy.sample` draws sizes, positions and contrast from a random generator (shifted by a `Site`:
+contrast, body habitus, mediastinal width and fat); `Anatomy.paint` samples
 the shapes onto a `Canvas`; `Anatomy.obstacles` and `Anatomy.in_lung` let node placement keep nodes
 in mediastinal fat.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from lnq_napari.phantom import canvas as C
 from lnq_napari.phantom.canvas import Canvas, spheres_sdf
+from lnq_napari.phantom.sites import DEFAULT, Site
 from lnq_napari.phantom.vessels import TREE_STEP, Tube, centrelines, lung_trees
 
 
@@ -36,28 +38,36 @@ class Anatomy:
     v_spine: float
     v_trachea: float
     pericardial_fat: float = 6.0
+    squeeze: float = 1.0  # left-right factor of the mediastinal structures and node stations
+    fat_scale: float = 1.0  # factor of the mediastinal fat pads around the stations
+    med_fat_hu: float = -90.0
     tubes: list[Tube] = field(default_factory=list)
     trees: list[Tube] = field(default_factory=list)
 
     # ------------------------------------------------------------------ sampling
     @classmethod
-    def sample(cls, rng: np.random.Generator, max_half_width: float | None = None) -> Anatomy:
+    def sample(
+        cls, rng: np.random.Generator, max_half_width: float | None = None, site: Site = DEFAULT
+    ) -> Anatomy:
         """Draw one chest. ``max_half_width`` keeps the body inside a narrow field of view."""
         s = rng.uniform(0.9, 1.1)  # overall scale of the mediastinum
-        A = rng.uniform(140.0, 180.0)
+        su = site.mediastinum_width
+        A = rng.uniform(140.0, 180.0) * site.body_scale
         if max_half_width is not None:
             A = min(A, max(max_half_width - 4.0, 120.0))
         B = A * rng.uniform(0.68, 0.8)
         contrast = bool(rng.random() < 0.6)
+        if site.contrast is not None:
+            contrast = site.contrast
         blood = rng.uniform(150.0, 300.0) if contrast else rng.uniform(30.0, 50.0)
         vein = (blood * rng.uniform(0.6, 1.2)) if contrast else blood + rng.uniform(-5, 5)
-        fat = rng.uniform(5.0, 25.0)
+        fat = rng.uniform(*site.fat_mm)
         muscle = rng.uniform(7.0, 13.0)
         Bi = B - fat - muscle
         v_spine = Bi - rng.uniform(24.0, 32.0)
         vt = v_spine - 48.0 * s  # trachea, posterior mediastinum
         j = lambda sd=3.0: rng.normal(0.0, sd)  # noqa: E731 - jitter in mm
-        heart_c = np.array([20 * s + j(5), vt - 55 * s + j(4), -85 * s + j(6)])
+        heart_c = np.array([20 * s * su + j(5), vt - 55 * s + j(4), -85 * s + j(6)])
         heart_r = np.array([60, 47, 52]) * s * rng.uniform(0.9, 1.1, 3)
         heart_rot = _rotation(rng, np.array([0.3, -0.5, 0.2]), 0.15)
         a = cls(
@@ -74,9 +84,12 @@ class Anatomy:
             heart=(heart_c, heart_r, heart_rot),
             v_spine=v_spine,
             v_trachea=vt,
+            squeeze=su,
+            fat_scale=site.mediastinal_fat,
+            med_fat_hu=site.med_fat_hu,
         )
-        a.pericardial_fat = rng.uniform(3.0, 10.0)
-        a.tubes = centrelines(rng, s, vt, v_spine, j)
+        a.pericardial_fat = rng.uniform(3.0, 10.0) * site.mediastinal_fat
+        a.tubes = centrelines(rng, s, vt, v_spine, j, su=su, halo_scale=site.mediastinal_fat)
         a.trees = lung_trees(rng, a.tubes, a.in_lung)
         return a
 
@@ -128,7 +141,7 @@ class Anatomy:
     def stations(self) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
         """Lymph-node stations: mean position, spread (mm) and relative frequency of nodes there."""
         vt = self.v_trachea
-        S = lambda *x: np.array(x, dtype=float)  # noqa: E731
+        S = lambda *x: np.array(x, dtype=float) * np.array([self.squeeze, 1.0, 1.0])  # noqa: E731
         return {
             "2R": (S(-20, vt - 10, 55), S(5, 5, 12), 0.8),
             "4R": (S(-22, vt - 10, 33), S(5, 5, 6), 2.0),
@@ -144,7 +157,7 @@ class Anatomy:
 
     def fat_pads(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Ellipsoids (centre, radii) of mediastinal fat around the node stations."""
-        return [(m, 1.6 * sd + 7.0) for m, sd, _ in self.stations().values()]
+        return [(m, (1.6 * sd + 7.0) * self.fat_scale) for m, sd, _ in self.stations().values()]
 
     @cached_property
     def _halo_spheres(self) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +216,7 @@ class Anatomy:
         cv.region(lo_all, hi_all, body(self.fat), 45.0, C.MUSCLE, planar=True)
         lo_th = np.array([-self.Ai - 1, -self.Bi - 1, -1e4])
         hi_th = np.array([self.Ai + 1, self.Bi + 1, 1e4])
-        cv.region(lo_th, hi_th, self.thorax, -90.0, C.MED_FAT)
+        cv.region(lo_th, hi_th, self.thorax, self.med_fat_hu, C.MED_FAT)
         # abdomen below the diaphragm: liver / spleen / stomach as soft tissue
         liver = 60.0 + (40.0 if self.contrast else 0.0)
         cv.region(
@@ -263,13 +276,13 @@ class Anatomy:
             c - reach,
             c + reach,
             lambda u, v, w: self.in_heart(u, v, w, grow=self.pericardial_fat),
-            -90.0,
+            self.med_fat_hu,
             C.MED_FAT,
             only=(C.LUNG,),
         )
         for t in self.tubes:  # mediastinal fat around the mediastinal structures
             if t.halo is not None:
-                cv.spheres(t.centres, t.radii + t.halo, -90.0, C.MED_FAT, only=(C.LUNG,))
+                cv.spheres(t.centres, t.radii + t.halo, self.med_fat_hu, C.MED_FAT, only=(C.LUNG,))
         for c, r in self.fat_pads():
             cv.region(
                 c - r,
@@ -277,7 +290,7 @@ class Anatomy:
                 lambda u, v, w, c=c, r=r: (
                     ((u - c[0]) / r[0]) ** 2 + ((v - c[1]) / r[1]) ** 2 + ((w - c[2]) / r[2]) ** 2 <= 1.0
                 ),
-                -90.0,
+                self.med_fat_hu,
                 C.MED_FAT,
                 only=(C.LUNG,),
             )

@@ -1,4 +1,8 @@
-"""`make_case`: one synthetic chest CT with complete node truth and LNQ-style partial labels."""
+"""`make_case`: one synthetic chest CT with complete node truth and LNQ-style partial labels.
+
+A `Site` (by name) shifts the grid here (slice thickness, field of view; thick slices are drawn thin
+and averaged) and passes on to anatomy, nodes and scanner finish.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.anatomy import Anatomy
 from lnq_napari.phantom.canvas import Canvas
 from lnq_napari.phantom.nodes import Node, paint_nodes, place_nodes
+from lnq_napari.phantom.sites import DEFAULT, Site, get_site
 from lnq_napari.phantom.texture import finish
 
 # LNQ training cases: how many nodes carry a label (mean ~1.46, 63 % exactly one)
@@ -37,8 +42,12 @@ def choose_labelled(rng: np.random.Generator, target_ids: list[int]) -> set[int]
     return set(rng.choice(target_ids, size=min(k, len(target_ids)), replace=False).tolist())
 
 
-def default_grid(rng: np.random.Generator, shape=None, spacing=None):
-    """Shape (z, y, x) and spacing (x, y, z) like LNQ scans, for whichever of them was not given."""
+def default_grid(rng: np.random.Generator, shape=None, spacing=None, site: Site = DEFAULT):
+    """Shape (z, y, x) and spacing (x, y, z) like LNQ scans, for whichever of them was not given.
+
+    The site's field of view scales the in-plane spacing and its slice thickness replaces the z spacing,
+    drawn or given.
+    """
     if spacing is None:
         fov = float(np.clip(np.exp(rng.normal(np.log(425.0), 0.15)), 307.0, 778.0))
         s = round(fov) / 512.0
@@ -46,6 +55,10 @@ def default_grid(rng: np.random.Generator, shape=None, spacing=None):
             rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0], p=[0.06, 0.04, 0.07, 0.1, 0.1, 0.48, 0.15])
         )
         spacing = (s, s, dz)
+    sx, sy, sz = check_spacing(spacing)
+    if site.fov_scale != 1.0:
+        sx, sy = round(sx * site.fov_scale, 6), round(sy * site.fov_scale, 6)
+    spacing = (sx, sy, site.slice_mm or sz)
     if shape is None:
         extent = rng.uniform(250.0, 330.0)
         shape = (max(int(round(extent / spacing[2])), 8), 512, 512)
@@ -79,17 +92,20 @@ def make_case(
     shape: tuple[int, int, int] | None = None,
     spacing: tuple[float, float, float] | None = None,
     case_id: str | None = None,
+    site: str | Site = "default",
 ) -> PhantomCase:
-    """A synthetic chest CT drawn from ``seed``.
+    """A synthetic chest CT drawn from ``seed`` as the CT source ``site`` would show it.
 
     ``shape`` is (z, y, x) and ``spacing`` (x, y, z) in mm; either defaults to LNQ-like values drawn from
     the seed (512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-350 mm). Anatomy lives
-    in physical mm, so any grid samples the same kind of chest.
+    in physical mm, so any grid samples the same kind of chest. ``site`` names an entry of
+    `lnq_napari.phantom.sites.SITES` ("default": the training phantom).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LNQError(f"seed must be a non-negative integer, got {seed!r}")
+    site = get_site(site)
     rng = np.random.default_rng(seed)
-    shape, spacing = default_grid(rng, shape, spacing)
+    shape, spacing = default_grid(rng, shape, spacing, site)
     nz, ny, nx = shape
     fov = np.array([nx * spacing[0], ny * spacing[1], nz * spacing[2]])
     # scanner-like LPS origin: x, y about minus half the field of view, z anywhere
@@ -106,12 +122,16 @@ def make_case(
     centre_z = origin[2] + (nz - 1) * spacing[2] - above
     centre = np.array([centre_xy[0], centre_xy[1], centre_z])
 
-    anatomy = Anatomy.sample(rng, max_half_width=min(fov[0] / 2 - abs(offset[0]), fov[1] / 1.4))
-    cv = Canvas(shape, spacing, origin, centre)
+    anatomy = Anatomy.sample(rng, max_half_width=min(fov[0] / 2 - abs(offset[0]), fov[1] / 1.4), site=site)
+    k = site.pv_subslices  # thin slices per slice
+    thin = spacing[2] / k
+    cv = Canvas((nz * k, ny, nx), (spacing[0], spacing[1], thin), origin - [0, 0, (k - 1) * thin / 2], centre)
     anatomy.paint(cv)
-    nodes = place_nodes(anatomy, cv, rng)
-    inst, boxes = paint_nodes(cv, nodes, rng)
-    hu = finish(cv, anatomy, rng)
+    nodes = place_nodes(anatomy, cv, rng, site)
+    inst, boxes = paint_nodes(cv, nodes, rng, fat_hu=anatomy.med_fat_hu)
+    hu = finish(cv, anatomy, rng, site)
+    if k > 1:
+        hu, inst, boxes = average_slices(hu, inst, boxes, k)
 
     counts = {i: int((inst[sl] == i).sum()) for i, sl in boxes.items()}
     counts = [counts.get(i, 0) for i in range(len(nodes) + 1)]
@@ -128,7 +148,7 @@ def make_case(
 
     grid = dict(spacing=spacing, origin=tuple(origin))
     cid = case_id or f"phantom-{seed}"
-    meta = {"contrast": anatomy.contrast}
+    meta = {"contrast": anatomy.contrast, "lnq_site": site.name}
     return PhantomCase(
         case_id=cid,
         ct=Volume(_to_int16(hu), meta=meta, **grid),
@@ -137,6 +157,30 @@ def make_case(
         nodes=[_node_dict(i + 1, n, centre, counts[i + 1], spacing) for i, n in enumerate(nodes)],
         instances=Volume(inst, **grid),
     )
+
+
+def average_slices(
+    hu: np.ndarray, inst: np.ndarray, boxes: dict, k: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Thick slices from thin ones: HU averaged over each ``k`` slices (partial volume).
+
+    A thick voxel belongs to the node that fills at least half of it; node boxes follow.
+    """
+    nz = hu.shape[0] // k
+    thick = hu.reshape(nz, k, *hu.shape[1:]).mean(axis=1)
+    out = np.zeros((nz,) + inst.shape[1:], dtype=inst.dtype)
+    share = np.zeros(out.shape, dtype=np.float32)
+    out_boxes = {}
+    for i, sl in boxes.items():
+        z0, z1 = sl[0].start // k, -(-sl[0].stop // k)
+        box = (slice(z0, z1), sl[1], sl[2])
+        block = inst[z0 * k : z1 * k, sl[1], sl[2]] == i
+        frac = block.reshape(z1 - z0, k, *block.shape[1:]).mean(axis=1, dtype=np.float32)
+        take = (frac >= 0.5) & (frac > share[box])
+        out[box][take] = i
+        share[box][take] = frac[take]
+        out_boxes[i] = box
+    return thick, out, out_boxes
 
 
 def _to_int16(hu: np.ndarray) -> np.ndarray:
@@ -164,4 +208,4 @@ def _node_dict(nid: int, n: Node, centre: np.ndarray, n_vox: int, spacing) -> di
     }
 
 
-__all__ = ["PhantomCase", "make_case", "default_grid", "choose_labelled"]
+__all__ = ["PhantomCase", "make_case", "default_grid", "choose_labelled", "average_slices"]

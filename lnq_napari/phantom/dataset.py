@@ -1,4 +1,4 @@
-"""`write_dataset`: phantom cases written in the LNQ2023 file layout."""
+"""`write_dataset`: phantom cases written in the LNQ2023 file layout, the site named in each case."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.case import check_shape, check_spacing, make_case
+from lnq_napari.phantom.sites import get_site
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -19,18 +20,23 @@ def case_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
-def _write_nrrd(vol: Volume, path: Path) -> None:
-    """Write ``vol`` as a gzip-compressed NRRD (LPS, exact geometry), atomically."""
+def _write_nrrd(vol: Volume, path: Path, header: dict[str, str] | None = None) -> None:
+    """Write ``vol`` as a gzip-compressed NRRD (LPS, exact geometry, ``header`` fields), atomically."""
     import SimpleITK as sitk
 
+    image = vol.to_sitk()
+    for key, value in (header or {}).items():
+        image.SetMetaData(key, value)
     with atomic_write(path, suffix=".nrrd") as tmp:
-        sitk.WriteImage(vol.to_sitk(), str(tmp), True, 1)  # gzip, fast level
+        sitk.WriteImage(image, str(tmp), True, 1)  # gzip, fast level
 
 
-def write_case(out: Path, prefix: str, seed: int, index: int, shape=None, spacing=None) -> Path:
+def write_case(
+    out: Path, prefix: str, seed: int, index: int, shape=None, spacing=None, site: str = "default"
+) -> Path:
     """Draw case ``index`` of the data set ``seed`` and write its four files; returns the CT path."""
     cid = f"{prefix}-{index + 1:04d}"
-    case = make_case(case_seed(seed, index), shape=shape, spacing=spacing, case_id=cid)
+    case = make_case(case_seed(seed, index), shape=shape, spacing=spacing, case_id=cid, site=site)
     _write_nrrd(case.partial, out / f"{cid}-seg.nrrd")
     _write_nrrd(case.full, out / f"{cid}-full.nrrd")
     info = {
@@ -38,6 +44,7 @@ def write_case(out: Path, prefix: str, seed: int, index: int, shape=None, spacin
         "seed": case_seed(seed, index),
         "dataset_seed": int(seed),
         "index": index,
+        "site": case.ct.meta["lnq_site"],
         "contrast": bool(case.ct.meta.get("contrast", False)),
         "spacing": list(case.ct.spacing),
         "origin": list(case.ct.origin),
@@ -46,7 +53,7 @@ def write_case(out: Path, prefix: str, seed: int, index: int, shape=None, spacin
     }
     atomic_write_text(out / f"{cid}-nodes.json", json.dumps(info, indent=1))
     ct_path = out / f"{cid}-ct.nrrd"
-    _write_nrrd(case.ct, ct_path)
+    _write_nrrd(case.ct, ct_path, {"lnq_site": case.ct.meta["lnq_site"]})
     return ct_path
 
 
@@ -60,16 +67,21 @@ def write_dataset(
     prefix: str = "lnq2023-train",
     cancel: Callable[[], bool] | None = None,
     workers: int = 1,
+    site: str = "default",
 ) -> list[Path]:
-    """Write ``n_cases`` phantom cases to ``out`` in the LNQ layout; returns the CT paths.
+    """Write ``n_cases`` phantom cases of the CT source ``site`` to ``out`` in the LNQ layout.
+
+    Returns the CT paths.
 
     Per case NNNN (from 0001): ``{prefix}-NNNN-ct.nrrd`` (int16 HU), ``-seg.nrrd`` (partial labels),
     ``-full.nrrd`` (complete truth) and ``-nodes.json``. Case i is drawn from ``case_seed(seed, i)``.
     Each file is written atomically and the CT last, so a CT on disk always has its companions.
     ``cancel()`` returning True stops between cases with `Cancelled` (finished cases stay).
-    ``workers`` > 1 draws cases in that many processes; the files are the same.
+    ``workers`` > 1 draws cases in that many processes; the files are the same. ``site`` names an entry
+    of `lnq_napari.phantom.sites.SITES`; it is recorded in ``-nodes.json`` and the CT header (``lnq_site``).
     """
     out = Path(out)
+    site = get_site(site).name
     if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
         raise LNQError(f"number of cases must be a positive integer, got {n_cases!r}; use e.g. --cases 4")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -84,7 +96,7 @@ def write_dataset(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LNQError(f"cannot create output folder {out}: {exc.strerror}; choose another path") from None
-    args = [(out, prefix, int(seed), i, shape, spacing) for i in range(n_cases)]
+    args = [(out, prefix, int(seed), i, shape, spacing, site) for i in range(n_cases)]
     paths: list[Path] = []
     if workers > 1 and n_cases > 1:
         import multiprocessing

@@ -3,6 +3,8 @@
 A node is an ellipsoid with a random orientation whose radius is perturbed by a smooth function of
 direction (low-frequency "radial perturbation"). Target nodes have a minimal (Feret) diameter of at
 least 10 mm; sub-centimetre distractors have a maximal diameter of at most 8 mm and are never targets.
+A `Site` can change their appearance: HU, irregularity, conglomerates of touching nodes, necrotic
+(low-HU) centres and calcifications.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from lnq_napari.phantom import canvas as C
 from lnq_napari.phantom.anatomy import Anatomy, random_rotation
 from lnq_napari.phantom.canvas import Canvas, spheres_sdf
+from lnq_napari.phantom.sites import DEFAULT, Site
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +46,12 @@ class Node:
     station: str = ""
     touches_vessel: bool = False
     labelled: bool = False
+    core: float = 0.0  # radius fraction of a necrotic (low-HU) centre; 0: solid
+    calcified: bool = False
+
+    def support(self, d: np.ndarray) -> float:
+        """How far the surface reaches from the centre along the unit direction ``d`` (mm)."""
+        return float(((self.surface() - self.centre[None, :]) @ d).max())
 
     def factor(self, n: np.ndarray) -> np.ndarray:
         """Radius factor 1 + amp * perturbation for unit directions ``n`` (..., 3) in the scaled frame."""
@@ -76,7 +85,7 @@ class Node:
         return rho <= self.factor(n)
 
 
-def _random_node(rng: np.random.Generator, target: bool) -> Node:
+def _random_node(rng: np.random.Generator, target: bool, site: Site = DEFAULT) -> Node:
     k = 4
     waves = rng.normal(size=(k, 3))
     waves /= np.linalg.norm(waves, axis=1, keepdims=True)
@@ -96,20 +105,20 @@ def _random_node(rng: np.random.Generator, target: bool) -> Node:
         centre=np.zeros(3),
         radii=radii,
         rot=random_rotation(rng),
-        amp=amp,
+        amp=amp * site.node_irregularity,
         waves=waves,
         freq=rng.uniform(0.7, 2.0, k),
         phase=rng.uniform(0, 2 * np.pi, k),
         weight=weight,
-        hu=float(np.clip(rng.normal(50.0, 9.0), 32.0, 68.0)),
+        hu=float(np.clip(rng.normal(50.0, 9.0), 32.0, 68.0)) + site.node_hu_shift,
         target=target,
     )
 
 
-def _sized_node(rng: np.random.Generator, target: bool, scale: float = 1.0) -> Node:
+def _sized_node(rng: np.random.Generator, target: bool, scale: float = 1.0, site: Site = DEFAULT) -> Node:
     """A random node whose Feret diameters obey the target / distractor rule (``scale`` shrinks it)."""
     for _ in range(50):
-        node = _random_node(rng, target)
+        node = _random_node(rng, target, site)
         node.radii = node.radii * scale
         dmin, dmax = node.ferets()
         if target and dmin < 10.3:
@@ -145,12 +154,14 @@ class _Placer:
         keep = np.linalg.norm(centres - p[None, :], axis=1) < radii + reach + 5.0
         return centres[keep], radii[keep]
 
-    def _ok(self, node: Node) -> tuple[bool, float]:
+    def _ok(self, node: Node, partner: Node | None = None) -> tuple[bool, float]:
         a = self.a
         c, b = node.centre, node.bound()
         if np.any(c - b < self.lo) or np.any(c + b > self.hi):
             return False, np.inf
         for other in self.placed:
+            if other is partner:  # placed against it by construction
+                continue
             if np.linalg.norm(other.centre - c) < other.bound() + b + 2.0:
                 return False, np.inf
         pts = node.surface(_dirs()[::2])
@@ -185,6 +196,23 @@ class _Placer:
                 return True
         return False
 
+    def place_against(self, node: Node, partner: Node, tries: int = 30) -> bool:
+        """Place ``node`` touching ``partner`` (0.3-1.2 mm apart): a conglomerate of two nodes."""
+        for _ in range(tries):
+            d = self.rng.normal(size=3)
+            d /= np.linalg.norm(d)
+            gap = self.rng.uniform(0.3, 1.2)
+            node.centre = np.zeros(3)
+            reach = partner.support(d) + node.support(-d) + gap
+            node.centre = partner.centre + reach * d
+            node.station = partner.station
+            ok, gap_vessel = self._ok(node, partner)
+            if ok:
+                node.touches_vessel = bool(gap_vessel <= 2.0)
+                self.placed.append(node)
+                return True
+        return False
+
     def _snap_to_vessel(self, node: Node) -> None:
         """Move the node so its surface lies ~1 mm from the nearest vessel."""
         for _ in range(3):
@@ -200,26 +228,42 @@ class _Placer:
             node.centre = node.centre + direction * (gap - self.rng.uniform(0.8, 1.6))
 
 
-def place_nodes(a: Anatomy, cv: Canvas, rng: np.random.Generator) -> list[Node]:
-    """Draw targets (3-12, median ~8) and sub-centimetre distractors and place them without overlap."""
+def place_nodes(a: Anatomy, cv: Canvas, rng: np.random.Generator, site: Site = DEFAULT) -> list[Node]:
+    """Draw targets (3-12, median ~8) and sub-centimetre distractors and place them without overlap.
+
+    With ``site.cluster`` a target may be placed touching an earlier one (a conglomerate); then
+    ``site.necrotic`` and ``site.calcified`` give some nodes a low-HU centre or calcifications.
+    """
     placer = _Placer(a, cv, rng)
     n_targets = int(np.clip(np.round(rng.normal(8.0, 2.5)), 3, 12))
     n_small = int(rng.integers(3, 9))
     # big nodes first: they are the hardest to fit
-    targets = sorted((_sized_node(rng, True) for _ in range(n_targets)), key=lambda n: -n.bound())
+    targets = sorted((_sized_node(rng, True, site=site) for _ in range(n_targets)), key=lambda n: -n.bound())
     for node in targets:
+        placed_targets = [n for n in placer.placed if n.target]
+        if site.cluster > 0 and placed_targets and rng.random() < site.cluster:
+            partner = placed_targets[int(rng.integers(len(placed_targets)))]
+            if placer.place_against(node, partner):
+                continue
         touch = bool(rng.random() < 0.4)
         for attempt in range(3):  # a node that does not fit is redrawn smaller
             if placer.place(node, touch=touch, tries=50):
                 break
-            node = _sized_node(rng, True, scale=0.8 ** (attempt + 1))
+            node = _sized_node(rng, True, scale=0.8 ** (attempt + 1), site=site)
     for _ in range(n_small):
-        placer.place(_sized_node(rng, False), touch=bool(rng.random() < 0.3))
+        placer.place(_sized_node(rng, False, site=site), touch=bool(rng.random() < 0.3))
+    for node in placer.placed:
+        if site.necrotic > 0 and node.target and rng.random() < site.necrotic:
+            node.core = float(rng.uniform(0.45, 0.7))
+        if site.calcified > 0 and rng.random() < site.calcified:
+            node.calcified = True
     return placer.placed
 
 
-def paint_nodes(cv: Canvas, nodes: list[Node], rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Paint nodes (HU with texture).
+def paint_nodes(
+    cv: Canvas, nodes: list[Node], rng: np.random.Generator, fat_hu: float = -90.0
+) -> tuple[np.ndarray, dict]:
+    """Paint nodes (HU with texture; necrotic centres and calcifications where drawn).
 
     Returns the instance map (uint16, node index + 1) and each painted node's index box by id.
     """
@@ -233,7 +277,7 @@ def paint_nodes(cv: Canvas, nodes: list[Node], rng: np.random.Generator) -> tupl
         u, v, w = cv.coords(sl)
         # the node sits in a pad of mediastinal fat where it borders the lung
         pad = replace(node, radii=node.radii + float(rng.uniform(2.0, 5.0)))
-        cv.paint(sl, pad.inside(u, v, w), -90.0, C.MED_FAT, where=cv.cls[sl] == C.LUNG)
+        cv.paint(sl, pad.inside(u, v, w), fat_hu, C.MED_FAT, where=cv.cls[sl] == C.LUNG)
         mask = node.inside(u, v, w)
         if not mask.any():
             continue
@@ -245,6 +289,15 @@ def paint_nodes(cv: Canvas, nodes: list[Node], rng: np.random.Generator) -> tupl
             for j in range(3)
         )
         hu = node.hu + 4.0 * tex
+        if node.core > 0:  # necrosis: fluid-like centre
+            core = replace(node, radii=node.radii * node.core).inside(u, v, w) & mask
+            hu = np.where(core, rng.uniform(5.0, 20.0) + 2.0 * tex, hu)
+        if node.calcified:  # 1-3 dense foci inside the node
+            for _ in range(int(rng.integers(1, 4))):
+                spot = node.centre + node.rot @ (rng.uniform(-0.5, 0.5, 3) * node.radii)
+                r = rng.uniform(2.5, 4.5)
+                d2 = (u - spot[0]) ** 2 + (v - spot[1]) ** 2 + (w - spot[2]) ** 2
+                hu = np.where((d2 <= r * r) & mask, rng.uniform(500.0, 1000.0), hu)
         cv.paint(sl, mask, hu, C.NODE if node.target else C.SMALL_NODE)
         inst[sl][mask] = i + 1
         boxes[i + 1] = sl

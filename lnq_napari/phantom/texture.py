@@ -1,4 +1,4 @@
-"""Finishing a painted phantom: lung texture, partial-volume blur and scanner noise."""
+"""Finishing a painted phantom: lung texture, partial-volume blur, scanner noise, kernel and calibration."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 from lnq_napari.phantom import canvas as C
 from lnq_napari.phantom.anatomy import Anatomy
 from lnq_napari.phantom.canvas import Canvas
+from lnq_napari.phantom.sites import DEFAULT, Site
 
 
 def separable_field(rng: np.random.Generator, shape, cell_vox, rank: int = 3) -> np.ndarray:
@@ -88,8 +89,24 @@ def noise_gain(weights) -> float:
     return float(np.prod([np.sqrt(2 * w * w + (1 - 2 * w) ** 2) for w in weights]))
 
 
-def finish(cv: Canvas, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
-    """Texture, partial-volume blur and noise; returns the float32 HU array (z, y, x)."""
+def edge_enhance(a: np.ndarray, gain: float) -> None:
+    """Sharpen ``a`` in-plane in place (unsharp mask, ``a += gain * (a - blurred a)``), slab by slab."""
+    w = _taps(1.0)
+    step = max(1, 4_000_000 // max(a.shape[1] * a.shape[2], 1))
+    for z0 in range(0, a.shape[0], step):
+        slab = a[z0 : z0 + step]
+        smooth = slab.copy()
+        _blur_axis(smooth, w, 1)
+        _blur_axis(smooth, w, 2)
+        slab *= np.float32(1.0 + gain)
+        slab -= np.float32(gain) * smooth
+
+
+def finish(cv: Canvas, a: Anatomy, rng: np.random.Generator, site: Site = DEFAULT) -> np.ndarray:
+    """Texture, partial-volume blur and noise, then the site's kernel and HU calibration.
+
+    Returns the float32 HU array (z, y, x).
+    """
     hu = cv.hu
     lung = cv.cls == C.LUNG
     zz = np.nonzero(lung.any(axis=(1, 2)))[0]
@@ -104,8 +121,12 @@ def finish(cv: Canvas, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
         tex += (cv.v[sl[1]] / np.float32(max(a.Bi, 1.0)) * np.float32(25.0))[None, :, None]
         np.add(hu[sl], tex, out=hu[sl], where=lung[sl])
     # partial volume / reconstruction blur with noise added before it, so noise is correlated
-    sxy = rng.uniform(0.45, 0.8)  # reconstruction kernel: sharper or softer per case
+    sxy = rng.uniform(0.45, 0.8) * site.kernel_blur_scale  # reconstruction kernel, sharper or softer
     weights = (_taps(rng.uniform(0.35, 0.55)), _taps(sxy), _taps(sxy))  # z, y, x in voxels
-    target_sd = rng.uniform(10.0, 20.0)
+    target_sd = rng.uniform(10.0, 20.0) * site.noise_scale
     noise_and_blur(hu, rng, target_sd / noise_gain(weights), weights)
+    if site.edge_enhance > 0:
+        edge_enhance(hu, site.edge_enhance)
+    if site.hu_offset:
+        hu += np.float32(site.hu_offset)
     return hu

@@ -26,13 +26,16 @@ class Tube:
     halo: np.ndarray | None = None  # mediastinal fat margin around each sphere (mm)
 
 
-def centrelines(rng, s, vt, vsp, j) -> list[Tube]:
-    """Centrelines (mm) of the great vessels, airway and oesophagus, jittered per case."""
+def centrelines(rng, s, vt, vsp, j, su: float = 1.0, halo_scale: float = 1.0) -> list[Tube]:
+    """Centrelines (mm) of the great vessels, airway and oesophagus, jittered per case.
+
+    ``su`` scales them left-right (a narrower mediastinum), ``halo_scale`` their fat margins.
+    """
     top = 400.0
     vd = vsp - 20.0  # descending aorta depth
     bottom = -400.0
     r = lambda x: x * s * rng.uniform(0.9, 1.1)  # noqa: E731
-    p = lambda *xyz: np.array(xyz, dtype=float) * np.array([s, 1.0, s])  # noqa: E731
+    p = lambda *xyz: np.array(xyz, dtype=float) * np.array([s * su, 1.0, s])  # noqa: E731
     specs = [
         ("trachea", "airway", [p(j(2), vt, top), p(j(2), vt, 60), p(0, vt, 0)], [r(10.0)] * 3),
         ("bronchus_r", "airway", [p(0, vt, 0), p(-20, vt + 2, -12), p(-38, vt + 4, -26)], [r(8.0)] * 3),
@@ -173,7 +176,7 @@ def centrelines(rng, s, vt, vsp, j) -> list[Tube]:
         if name in halo:
             # fat margin, thinning towards the hila so the lungs keep their shape
             taper = np.clip(1.0 - (np.abs(centres[:, 0]) - 40.0) / 35.0, 0.15, 1.0)
-            t.halo = halo[name] * rng.uniform(0.6, 1.5) * taper
+            t.halo = halo[name] * rng.uniform(0.6, 1.5) * halo_scale * taper
         out.append(t)
     return out
 
