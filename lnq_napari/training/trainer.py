@@ -138,7 +138,7 @@ def resolve_config(config: ModelConfig | dict | None, out_dir: Path, init_from: 
                            "train without --resume")
         state, cfg = load_state(out_dir)
         return cfg, state
-    cfg = config if isinstance(config, ModelConfig) else ModelConfig().merged(config)
+    cfg = copy.deepcopy(config) if isinstance(config, ModelConfig) else ModelConfig().merged(config)
     if init_from is None:
         return cfg, None
     state, parent = load_state(init_from)
