@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.phantom.sites import SITES
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
 # one job, so a rate ("it/s") would mean nothing.
@@ -62,8 +63,10 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
 # ---------------------------------------------------------------- handlers
 def _cmd_phantom(args: argparse.Namespace) -> None:
     with _progress_bar("phantom") as progress:
-        paths = api.make_phantom(args.out, cases=args.cases, seed=args.seed, progress=progress)
-    print(f"wrote {len(paths)} cases to {args.out}")
+        paths = api.make_phantom(
+            args.out, cases=args.cases, seed=args.seed, site=args.site, progress=progress
+        )
+    print(f"wrote {len(paths)} {args.site} cases to {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -171,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder")
     p.add_argument("--cases", type=int, default=4, help="number of cases (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--site",
+        default="default",
+        metavar="NAME",
+        help=f"CT source to imitate, one of: {', '.join(SITES)} (default: default, the training phantom)",
+    )
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("evaluate", help="challenge Dice and ASSD plus per-node detection")
