@@ -45,11 +45,12 @@ def test_nodes_touching_at_a_corner_are_one_node_in_napari_and_in_measure(
     make_napari_viewer, qtbot, tmp_path, autosave_dir
 ):
     spacing = (0.8, 0.8, 2.5)
-    ct = write_volume(tmp_path / "corner-ct.nrrd", Volume(np.full((8, 20, 20), 40, np.int16), spacing))
     mask = np.zeros((8, 20, 20), np.uint8)
     mask[1:4, 2:6, 2:6] = 1
     mask[4:6, 6:9, 6:9] = 1  # touches the first block only at a corner: the same node
     mask[2:5, 12:16, 12:16] = 1
+    hu = np.where(mask > 0, 40, -100).astype(np.int16) + np.arange(20, dtype=np.int16)  # fat, nodes
+    ct = write_volume(tmp_path / "corner-ct.nrrd", Volume(hu, spacing))
     seg = write_volume(tmp_path / "corner-seg.nrrd", Volume(mask, spacing))
 
     viewer = make_napari_viewer()
@@ -62,6 +63,7 @@ def test_nodes_touching_at_a_corner_are_one_node_in_napari_and_in_measure(
     assert main(["measure", str(seg), "--ct", str(ct), "--csv", str(tmp_path / "nodes.csv")]) == 0
     written = _csv_rows(tmp_path / "nodes.csv")
     assert [r.voxels for r in table.rows] == [48 + 18, 48] and len(written) == 2
+    assert all(r.mean_hu is not None for r in table.rows)  # measured with the CT, as `measure --ct`
     _assert_same_rows(table.rows, written)
 
 
