@@ -54,7 +54,7 @@ SITES: dict[str, Site] = {
         ),
         Site(
             "lowdose",
-            "low-dose protocol: noise x3 (30-60 HU) with a sharp, edge-enhancing kernel",
+            "low-dose protocol, sharp edge-enhancing kernel: noise std 4-5x the default (45-95 HU)",
             noise_scale=3.0,
             kernel_blur_scale=0.5,
             edge_enhance=0.7,
@@ -67,8 +67,8 @@ SITES: dict[str, Site] = {
         ),
         Site(
             "habitus",
-            "slender patients: narrow mediastinum (x0.78), little fat (1-5 mm subcutaneous, mediastinal x0.7),"
-            " smaller body (x0.85)",
+            "slender patients: mediastinum x0.78 as wide, little fat (1-5 mm under the skin, x0.7 inside),"
+            " body x0.85",
             body_scale=0.85,
             fat_mm=(1.0, 5.0),
             mediastinum_width=0.78,
