@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.plugin._layers import volume_from
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """npe2 single-layer writer for Labels layers; returns the written path."""
-    from lnq_napari.io.segfile import write_seg_nrrd
-
     target = Path(path)
     if not target.name.lower().endswith(".nrrd"):
         target = target.with_name(target.name + ".seg.nrrd")

@@ -38,6 +38,7 @@ class ReviewWidget(WorkerWidget):
             SpinBox(name="n", label="cases", min=1, max=100, value=5),
         ])
         self.form.margins = (0, 0, 0, 0)
+        self.form.workspace.line_edit.native.setPlaceholderText("lnq-napari workspace init makes one")
         self.rank_button = QPushButton("Rank cases")
         self.rank_button.clicked.connect(self.rank)
         self.queue = QListWidget()

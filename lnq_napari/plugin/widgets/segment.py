@@ -61,6 +61,7 @@ class SegmentWidget(WorkerWidget):
             ComboBox(name="device", label="device", choices=DEVICES, value="auto"),
         ])
         self.form.margins = (0, 0, 0, 0)
+        self.form.model.line_edit.native.setPlaceholderText("bundled model")
         self.run_button = QPushButton("Find nodes")
         self.run_button.clicked.connect(self.run)
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
