@@ -54,8 +54,8 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from lnq_napari.phantom import make_case
-    from lnq_napari.plugin._app import dock_widgets
     from lnq_napari.plugin._reader import ct_layer_data
+    from lnq_napari.plugin.app import dock_widgets
 
     torch.set_num_threads(args.threads)
     case = make_case(0, shape=tuple(args.shape), spacing=tuple(args.spacing))
@@ -65,7 +65,7 @@ def main() -> None:
         data, kwargs, _ = ct_layer_data(case.ct, name="ct")
         viewer.add_image(data, **kwargs)
         segment = dock_widgets(viewer, model=model)["Segment"]  # all four widgets, as a user has them
-        segment.device.setCurrentText(args.device)
+        segment.form.device.value = args.device
         app = QApplication.instance()
         ticks: list[float] = []
         marks: dict[str, float] = {}
