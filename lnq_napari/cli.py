@@ -112,21 +112,21 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_view(args: argparse.Namespace) -> None:
-    from lnq_napari import api
+    from lnq_napari.plugin.app import view  # napari and Qt: only when a window is asked for
 
-    api.view(args.ct, seg=args.seg, model=args.model, workspace=args.workspace, block=True)
+    view(args.ct, seg=args.seg, model=args.model, workspace=args.workspace, block=True)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
     with _progress_bar("demo") as progress:
-        report = api.demo(args.ct, out=args.out, model=args.model, headless=True, progress=progress)
+        report = api.demo(args.ct, out=args.out, model=args.model, progress=progress)
     for key, value in report.items():
         print(f"{key}: {_fmt(value)}")
     if api.has_display() and not args.headless:
+        from lnq_napari.plugin.app import view  # napari and Qt: only when a window opens
+
         print("opening napari on the case (close the window to finish)")
-        api.view(report["ct"], seg=report["segmentation"], model=args.model, block=True)
+        view(report["ct"], seg=report["segmentation"], model=args.model, block=True)
 
 
 def _cmd_workspace(args: argparse.Namespace) -> None:
@@ -148,7 +148,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
             args.workspace, iterations=args.iterations, device=args.device, resume=args.resume,
             progress=progress,
         )
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result.to_dict(), indent=2, default=str))
 
 
 # ---------------------------------------------------------------- parser
