@@ -79,8 +79,9 @@ def test_ct_inputs_file_folder_and_dicom_folder(tmp_path):
 
 def test_label_files_prefer_truth_and_predictions(tmp_path):
     _touch(tmp_path, "a-seg.nrrd", "a-full.nrrd", "b-seg.nrrd", "a-pred.nrrd", "a-ct.nrrd")
-    assert label_files_by_case(tmp_path, "gt") == {"a": tmp_path / "a-full.nrrd", "b": tmp_path / "b-seg.nrrd"}
-    assert label_files_by_case(tmp_path, "pred") == {"a": tmp_path / "a-pred.nrrd", "b": tmp_path / "b-seg.nrrd"}
+    b_seg = tmp_path / "b-seg.nrrd"
+    assert label_files_by_case(tmp_path, "gt") == {"a": tmp_path / "a-full.nrrd", "b": b_seg}
+    assert label_files_by_case(tmp_path, "pred") == {"a": tmp_path / "a-pred.nrrd", "b": b_seg}
 
 
 def test_sibling_ct(tmp_path):
