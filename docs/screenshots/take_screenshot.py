@@ -17,15 +17,15 @@ def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("review-bundled.png")
     from qtpy.QtWidgets import QApplication
 
-    from lnq_napari import api
     from lnq_napari.api import DEMO_SEED
     from lnq_napari.io.readers import write_volume
     from lnq_napari.phantom import make_case
+    from lnq_napari.plugin.app import view
 
     with tempfile.TemporaryDirectory() as tmp:
         ct_path = write_volume(Path(tmp) / "lnq2023-demo-0001-ct.nrrd",
                                make_case(DEMO_SEED, case_id="lnq2023-demo-0001").ct)
-        viewer = api.view(ct_path)
+        viewer = view(ct_path)
         viewer.window._qt_window.resize(1600, 1000)
         app = QApplication.instance()
         segment = viewer.window.dock_widgets["Segment"]
