@@ -22,6 +22,7 @@ import numpy as np
 from lnq_napari.components import label_components
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.volume import Volume
 
 #: Nodes whose centroid lies within this distance (mm) of the volume's centre in x are "midline".
@@ -75,17 +76,9 @@ def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
     as one node per value.
     """
     array = np.asarray(labels.array)
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if array.dtype.kind not in "uif":
-        raise LNQError(f"labels have data type {array.dtype}; expected integer node ids: save a label map")
+    check_label_values(array)
     mask = array != 0
     values = array[mask]
-    integral = np.isfinite(values) & (values == np.round(values)) if array.dtype.kind == "f" else True
-    if not np.all(integral):
-        raise LNQError("labels hold non-integer values (a probability map?); threshold them to a 0/1 mask")
-    if values.size and values.min() < 0:
-        raise LNQError("labels hold negative values; expected 0 for background and positive node ids")
     ids, inverse = np.unique(values, return_inverse=True)
     if ids.size > MAX_IDS:
         raise LNQError(f"the labels hold {ids.size} distinct values: this looks like an image (a CT?), "
