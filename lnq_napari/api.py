@@ -38,6 +38,7 @@ from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.quantify import NodeRow, measure_nodes, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, Workspace
+from lnq_napari.workspace.registry import ModelSummary
 
 DEMO_SEED = 7
 
@@ -339,6 +340,28 @@ def finetune(
     """
     return finetune_workspace(workspace, iterations=iterations, device=device, resume=resume,
                               progress=progress, cancel=cancel)
+
+
+def list_models(workspace: str | Path | Workspace) -> list[ModelSummary]:
+    """The workspace's models: the bundled one, then each registered version, oldest first, with its
+    parent, whether it is active, its training cases and the activation rule's verdict and figures."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    return ws.model_summaries()
+
+
+def activate_model(
+    workspace: str | Path | Workspace, version: str, decided_by: str = "user", reason: str = "",
+) -> ModelSummary:
+    """Make ``version`` the workspace's active model and journal who decided; returns its summary.
+
+    ``version`` is a registered id, ``"bundled"`` (roll back to the bundled model) or a model folder of
+    this workspace. LNQError, with nothing changed, for an unknown version, a model folder of another
+    workspace, or a half-written one (files missing, unreadable or not matching their sha256).
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    chosen = ws.registry.version_of(str(version))
+    ws.activate(chosen, reason=reason, decided_by=decided_by)
+    return next(m for m in ws.model_summaries() if m.version == chosen)
 
 
 def save_labels(

@@ -1,13 +1,19 @@
-"""ModelRegistry: register (copied or in place), ids, activation, the model to predict with."""
+"""ModelRegistry: register (copied or in place), ids, activation, the model to predict with; the
+user's choice through api.list_models / api.activate_model: summaries with the rule's figures, journal
+lines saying who decided, roll-back to the bundled model, and bad versions refused with nothing changed."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from lnq_napari import api
 from lnq_napari.errors import LNQError
-from lnq_napari.workspace import ModelRegistry
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import ModelRegistry, Workspace
 from lnq_napari.workspace import registry as registry_module
 
 
@@ -72,3 +78,139 @@ def test_prediction_model_is_the_active_one_else_the_bundled_one(registry, tmp_p
     assert registry.prediction_model()[1] != key  # caches follow a new release
     registry.activate(registry.register(_model(tmp_path / "m"))["id"])
     assert registry.prediction_model() == (registry.path("m001"), "m001")
+
+
+# ------------------------------------------------------------------ the user decides (api)
+RULE_METRICS = {
+    "reason": "activate: vs parent: Dice +0.150 [90% CI +0.10, +0.20]; 3 held-out cases",
+    "figures": {"n_cases": 3.0, "candidate_dice": 0.8, "parent_dice": 0.65, "candidate_recall": 0.9,
+                "parent_recall": 0.7, "candidate_false_nodes": 0.5, "parent_false_nodes": 0.25,
+                "dice_vs_parent": 0.15, "recall_vs_parent": 0.2, "false_nodes_vs_parent": 0.25,
+                "dice_vs_original": float("nan")},
+    "activate": True,
+}
+OLD_METRICS = {  # what fine-tunes stored before the activation rule: ValidationMetrics before / after
+    "before": {"node_f1": 0.8, "dice_mean": 0.7, "recall": 0.75, "fp_per_case": 0.0, "cases": ["a"]},
+    "after": {"node_f1": 0.7, "dice_mean": 0.6, "recall": 0.5, "fp_per_case": 1.0, "cases": ["a"]},
+    "reason": "validation worse: node F1 0.700 vs 0.800 ...; kept m001 active",
+}
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A workspace of one small case with m001 (active, no figures), m002 (the rule's figures) and
+    m003 (older before/after metrics)."""
+    ct = Volume(np.zeros((4, 6, 6), np.int16), spacing=(1.0, 1.0, 2.0))
+    write_volume(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd", ct)
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    model = _model(tmp_path / "model", b"some weights")
+    ws.activate(ws.register_model(model, training_cases=["a"]))
+    ws.register_model(model, parent="m001", training_cases=["a", "b"], metrics=RULE_METRICS)
+    ws.register_model(model, parent="m002", training_cases=["a"], metrics=OLD_METRICS)
+    return ws
+
+
+def _state(ws) -> tuple[bytes, bytes]:
+    return ws.registry.file.read_bytes(), ws.journal_path.read_bytes()
+
+
+def test_list_models_shows_bundled_then_versions_with_their_figures(ws):
+    models = api.list_models(ws.root)
+    assert [m.version for m in models] == ["bundled", "m001", "m002", "m003"]
+    assert [m.active for m in models] == [False, True, False, False]
+    bundled, m1, m2, m3 = models
+    assert m1.parent is None and m1.training_cases == 1 and m1.verdict == "" and m1.dice is None
+    assert m2.parent == "m001" and m2.training_cases == 2 and m2.verdict == "activate"
+    assert m2.reason.startswith("activate: vs parent: Dice +0.150")
+    assert (m2.dice, m2.dice_parent, m2.false_nodes, m2.false_nodes_parent) == (0.8, 0.65, 0.5, 0.25)
+    assert m2.vs_parent("dice") == 0.15 and m2.vs_parent("false_nodes") == 0.25
+    assert "dice_vs_original" not in m2.figures  # NaN figures are left out
+    assert m3.verdict == "refuse" and (m3.dice, m3.dice_parent) == (0.6, 0.7)
+    assert m3.vs_parent("recall") == pytest.approx(-0.25) and m3.vs_parent("false_nodes") == 1.0
+    assert m2.path == str(ws.model_path("m002")) and bundled.path.endswith("bundled")
+
+
+def test_user_activation_and_roll_back_are_journalled_with_who_decided(ws):
+    chosen = api.activate_model(ws.root, "m003", reason="looks better on my cases")
+    assert chosen.version == "m003" and chosen.active
+    assert Workspace.open(ws.root).active_model()["id"] == "m003"
+    back = api.activate_model(ws.root, "bundled")
+    assert back.version == "bundled" and back.active
+    assert ws.active_model() is None and ws.prediction_model()[1].startswith("bundled-")
+    assert not any(m.active for m in api.list_models(ws.root)[1:])
+    api.activate_model(ws, str(ws.model_path("m002")))  # a model folder of this workspace names it
+    assert ws.active_model()["id"] == "m002"
+    lines = ws.journal("activate")
+    assert [(e["version"], e["previous"], e["decided_by"]) for e in lines] == [
+        ("m001", "bundled", "rule"), ("m003", "m001", "user"), ("bundled", "m003", "user"),
+        ("m002", "bundled", "user")]
+    assert lines[1]["reason"] == "looks better on my cases"
+
+
+def _break_weights(ws):
+    (ws.model_path("m002") / "weights.safetensors").unlink()
+
+
+def _truncate_weights(ws):
+    path = ws.model_path("m002") / "weights.safetensors"
+    path.write_bytes(path.read_bytes()[:-1])
+
+
+def _bad_config(ws):
+    (ws.model_path("m002") / "config.json").write_text('{"name": "ti')
+
+
+def _unrecorded_and_config_disagrees(ws):
+    """An entry without checksums (an older registry) whose config.json records other weights."""
+    registry = json.loads(ws.registry.file.read_text())
+    registry["versions"][1].pop("sha256")
+    ws.registry.file.write_text(json.dumps(registry))
+    (ws.model_path("m002") / "config.json").write_text(json.dumps({"weights_sha256": "0" * 64}))
+
+
+def _entry_elsewhere(ws):
+    """m002's entry points at a model folder of another workspace (a registry copied between them)."""
+    other = ws.root.parent / "other" / "models" / "m002"
+    _model(other)
+    registry = json.loads(ws.registry.file.read_text())
+    registry["versions"][1]["path"] = str(other)
+    ws.registry.file.write_text(json.dumps(registry))
+
+
+@pytest.mark.parametrize(("breaks", "version", "message"), [
+    (None, "m009", r"'m009' is not registered .*known versions: m001, m002, m003, bundled"),
+    (None, "", "is not registered"),
+    (_break_weights, "m002", r"incomplete: .*weights.safetensors is missing"),
+    (_truncate_weights, "m002", "does not match the sha256 recorded at registration"),
+    (_bad_config, "m002", "does not match the sha256|cannot be read"),
+    (_unrecorded_and_config_disagrees, "m002", "does not match the sha256 recorded in config.json"),
+    (_entry_elsewhere, "m002", "from another workspace"),
+])
+def test_bad_versions_are_one_line_errors_and_change_nothing(ws, breaks, version, message):
+    if breaks is not None:
+        breaks(ws)
+    before = _state(ws)
+    with pytest.raises(LNQError, match=message) as info:
+        api.activate_model(ws.root, version)
+    assert "\n" not in str(info.value)
+    assert _state(ws) == before and ws.active_model()["id"] == "m001"
+
+
+def test_a_model_folder_of_another_workspace_is_refused(ws, tmp_path):
+    other = _model(tmp_path / "other-ws" / "models" / "m001")
+    before = _state(ws)
+    with pytest.raises(LNQError, match="from another workspace.*activate one of m001, m002, m003, bundled"):
+        api.activate_model(ws.root, str(other))
+    assert _state(ws) == before
+
+
+def test_unreadable_config_is_refused(ws):
+    config = ws.model_path("m003") / "config.json"
+    config.write_bytes(b"\xff\xfe not json")
+    registry = json.loads(ws.registry.file.read_text())
+    registry["versions"][2].pop("sha256")  # no checksum to catch it: reading it must
+    ws.registry.file.write_text(json.dumps(registry))
+    before = _state(ws)
+    with pytest.raises(LNQError, match="m003 cannot be read"):
+        api.activate_model(ws.root, "m003")
+    assert _state(ws) == before

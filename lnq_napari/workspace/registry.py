@@ -1,28 +1,93 @@
 """The model registry of a workspace: ``models/registry.json`` and one folder per model version.
 
 Each entry: id (``m001``), path (relative to the workspace when inside it), parent, training cases,
-metrics, created, active. At most one version is active: predictions and fine-tuning start from it,
-and from the bundled model while none is.
+metrics, created, active, and the sha256 of the model's files when registered. At most one version is
+active: predictions and fine-tuning start from it, and from the bundled model while none is (the
+pseudo-version ``"bundled"``). A version is activated only after its folder is checked: inside this
+workspace's ``models/``, complete, and unchanged since it was registered. :class:`ModelSummary` is one
+version as the CLI table and the Review widget show it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
-from lnq_napari.model import resolve_model
+from lnq_napari.model import bundled_model_path, resolve_model
 from lnq_napari.workspace.files import now, sha256
 
 REGISTRY_FILE = "registry.json"
 MODEL_FILES = ("weights.safetensors", "config.json")
 _MODEL_ID = re.compile(r"m\d+")
+BUNDLED = "bundled"  # the pseudo-version of the bundled model: activating it deactivates every version
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model version as the user sees it. Figures are None when the version has none.
+
+    ``dice`` / ``recall`` / ``false_nodes`` are the version's figures on its held-out corrected cases
+    (mean Dice, node recall, false nodes per case); ``*_parent`` its parent's on the same cases;
+    ``*_vs_parent`` the differences. ``verdict`` is "activate", "refuse" or "" (no rule ran);
+    ``reason`` the rule's one line with its figures; ``figures`` all of them (bounds, vs original).
+    """
+
+    version: str
+    parent: str | None
+    created: str
+    active: bool
+    training_cases: int
+    path: str
+    verdict: str = ""
+    reason: str = ""
+    dice: float | None = None
+    dice_parent: float | None = None
+    recall: float | None = None
+    recall_parent: float | None = None
+    false_nodes: float | None = None
+    false_nodes_parent: float | None = None
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def vs_parent(self, name: str) -> float | None:
+        """``dice``, ``recall`` or ``false_nodes`` minus the parent's (None when either is missing)."""
+        key = f"{name}_vs_parent"
+        if key in self.figures:
+            return self.figures[key]
+        own, parent = getattr(self, name), getattr(self, f"{name}_parent")
+        return None if own is None or parent is None else own - parent
+
+    @classmethod
+    def from_entry(cls, entry: dict, path: Path) -> ModelSummary:
+        """From a registry entry; reads the activation rule's figures, or older before/after metrics."""
+        metrics = entry.get("metrics") or {}
+        figures = {k: float(v) for k, v in (metrics.get("figures") or {}).items() if _is_number(v)}
+        before, after = metrics.get("before") or {}, metrics.get("after") or {}
+
+        def pick(figure: str, old: str, side: dict) -> float | None:
+            value = figures.get(figure, side.get(old))
+            return float(value) if _is_number(value) else None
+
+        return cls(
+            version=entry["id"], parent=entry.get("parent"), created=entry.get("created", ""),
+            active=bool(entry.get("active")), training_cases=len(entry.get("training_cases") or []),
+            path=str(path), verdict=_verdict(metrics), reason=str(metrics.get("reason", "")),
+            dice=pick("candidate_dice", "dice_mean", after),
+            dice_parent=pick("parent_dice", "dice_mean", before),
+            recall=pick("candidate_recall", "recall", after),
+            recall_parent=pick("parent_recall", "recall", before),
+            false_nodes=pick("candidate_false_nodes", "fp_per_case", after),
+            false_nodes_parent=pick("parent_false_nodes", "fp_per_case", before),
+            figures=figures,
+        )
 
 
 class ModelRegistry:
@@ -66,7 +131,7 @@ class ModelRegistry:
         dest = self._place(src, version, copy)
         entry = {"id": version, "path": self._relative(dest), "parent": parent,
                  "training_cases": list(training_cases or []), "metrics": metrics or {},
-                 "created": now(), "active": False, **fields}
+                 "created": now(), "active": False, "sha256": _checksums(dest), **fields}
         registry = self._load()
         registry["versions"].append(entry)
         self._save(registry)
@@ -76,19 +141,76 @@ class ModelRegistry:
         for entry in self.entries():
             if entry["id"] == version:
                 return entry
-        raise LNQError(f"model version {version!r} is not registered in {self.root}; see `models()`")
+        raise LNQError(f"model version {version!r} is not registered in {self.root}; "
+                       f"known versions: {', '.join(self.known())}")
+
+    def known(self) -> list[str]:
+        """The registered ids and ``"bundled"``: what :meth:`activate` accepts."""
+        return [e["id"] for e in self.entries()] + [BUNDLED]
 
     def path(self, version: str) -> Path:
+        if version == BUNDLED:
+            return bundled_model_path()
         path = Path(self.info(version)["path"])
         return path if path.is_absolute() else self.root / path
 
-    def activate(self, version: str) -> None:
-        """Make ``version`` the only active one; LNQError when it is not registered."""
-        self.info(version)
+    def version_of(self, name: str) -> str:
+        """The version ``name`` means: a registered id, ``"bundled"``, or a model folder of this workspace
+        (LNQError for anything else, with the known versions)."""
+        if name in self.known():
+            return name
+        folder = Path(name).expanduser()
+        if not name.strip() or not folder.is_dir():
+            self.info(name)  # unknown: the error lists the known versions
+        for version in self.known():
+            if folder.resolve() == self.path(version).resolve():
+                return version
+        raise LNQError(f"{folder} is not a model of this workspace (from another workspace?); "
+                       f"activate one of {', '.join(self.known())}")
+
+    def check(self, version: str) -> Path:
+        """The model folder of ``version`` after checking that it may be activated: inside this
+        workspace's ``models/`` (or the bundled model), config.json and weights present and readable,
+        and matching the sha256 recorded at registration and in config.json. LNQError otherwise."""
+        if version == BUNDLED:
+            return Path(resolve_model(None))
+        entry, path = self.info(version), self.path(version)
+        inside = path.resolve().is_relative_to(self.folder.resolve())
+        if not inside and path.resolve() != bundled_model_path().resolve():
+            raise LNQError(f"model {version} is at {path}, outside {self.folder} (from another workspace); "
+                           "fine-tune in this workspace, or activate one of its own versions")
+        recorded = entry.get("sha256") or {}
+        try:
+            for name in MODEL_FILES:
+                if not (path / name).is_file() or not (path / name).stat().st_size:
+                    raise LNQError(f"model {version} is incomplete: {path / name} is missing or empty "
+                                   "(a half-written folder); activate another version or fine-tune again")
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            expected = [(name, recorded[name], "at registration") for name in MODEL_FILES if name in recorded]
+            if isinstance(config, dict) and config.get("weights_sha256"):
+                expected.append(("weights.safetensors", config["weights_sha256"], "in config.json"))
+            for name, digest, where in expected:
+                if sha256(path / name) != digest:
+                    raise LNQError(f"model {version}: {path / name} does not match the sha256 recorded "
+                                   f"{where} (half-written or altered); activate another version or "
+                                   "fine-tune again")
+        except (OSError, ValueError) as exc:
+            raise LNQError(f"model {version} cannot be read ({_why(exc)}; a half-written folder?); "
+                           "activate another version or fine-tune again") from exc
+        return path
+
+    def activate(self, version: str) -> str:
+        """Make ``version`` the only active one (``"bundled"``: none); returns the version active before.
+
+        The folder is checked first (:meth:`check`); on any LNQError the registry is unchanged.
+        """
+        self.check(version)
         registry = self._load()
+        previous = next((e["id"] for e in registry["versions"] if e.get("active")), BUNDLED)
         for entry in registry["versions"]:
             entry["active"] = entry["id"] == version
         self._save(registry)
+        return previous
 
     def active(self) -> dict | None:
         """The active entry with an absolute ``path``, or None."""
@@ -105,6 +227,13 @@ class ModelRegistry:
             return Path(active["path"]), active["id"]
         path = Path(resolve_model(None))
         return path, bundled_key(path)
+
+    def summaries(self) -> list[ModelSummary]:
+        """The bundled model (active while no version is), then every version, oldest first."""
+        entries = self.entries()
+        bundled = ModelSummary(BUNDLED, None, "", not any(e.get("active") for e in entries), 0,
+                               str(bundled_model_path()), reason="the model shipped with lnq-napari")
+        return [bundled] + [ModelSummary.from_entry(e, self.path(e["id"])) for e in entries]
 
     def _place(self, src: Path, version: str, copy: bool) -> Path:
         dest = self.folder / version
@@ -133,6 +262,32 @@ class ModelRegistry:
 
     def _save(self, registry: dict) -> None:
         atomic_write_text(self.file, json.dumps(registry, indent=1, default=str))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _verdict(metrics: dict) -> str:
+    """"activate" / "refuse" from the rule's stored decision (or its reason's first word), else ""."""
+    decided = metrics.get("activate", metrics.get("activated"))
+    if isinstance(decided, bool):
+        return "activate" if decided else "refuse"
+    reason = str(metrics.get("reason", "")).lower()
+    for prefix, verdict in (("activate", "activate"), ("refuse", "refuse"),
+                            ("validation not worse", "activate"), ("validation worse", "refuse")):
+        if reason.startswith(prefix):
+            return verdict
+    return ""
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    return {name: sha256(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
+
+
+def _why(exc: Exception) -> str:
+    """An exception in a few words (its strerror, else its text up to the first line break)."""
+    return str(getattr(exc, "strerror", None) or exc).splitlines()[0]
 
 
 def bundled_key(path: Path) -> str:

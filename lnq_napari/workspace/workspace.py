@@ -33,7 +33,7 @@ from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import META_FILE, CaseTable, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
-from lnq_napari.workspace.registry import ModelRegistry
+from lnq_napari.workspace.registry import ModelRegistry, ModelSummary
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
 _LOCK = threading.RLock()  # one writer at a time in this process, whichever Workspace object it uses
@@ -218,11 +218,22 @@ class Workspace:
     def model_path(self, version: str) -> Path:
         return self.registry.path(version)
 
-    def activate(self, version: str, reason: str = "") -> None:
-        """Make ``version`` the active model (the one predictions and fine-tuning start from)."""
+    def activate(self, version: str, reason: str = "", decided_by: str = "rule") -> dict:
+        """Make ``version`` the active model (the one predictions and fine-tuning start from);
+        ``"bundled"`` rolls back to the bundled model. Returns the journal entry.
+
+        The model folder is checked first (:meth:`ModelRegistry.check`); on an LNQError nothing changes.
+        The journal line says who decided (``decided_by``: "rule" or "user"), why, and which version was
+        active before, so that every roll-back is visible.
+        """
         with self._lock:
-            self.registry.activate(version)
-            self.log("activate", version=version, reason=reason)
+            previous = self.registry.activate(version)
+            return self.log("activate", version=version, previous=previous, decided_by=decided_by,
+                            reason=reason)
+
+    def model_summaries(self) -> list[ModelSummary]:
+        """The bundled model, then every registered version (oldest first), as the user sees them."""
+        return self.registry.summaries()
 
     def active_model(self) -> dict | None:
         """The active model's registry entry (with an absolute ``path``), or None: use the bundled one."""
