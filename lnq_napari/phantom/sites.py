@@ -54,8 +54,8 @@ SITES: dict[str, Site] = {
         ),
         Site(
             "lowdose",
-            "low-dose protocol, sharp edge-enhancing kernel: noise std 4-5x the default (45-95 HU)",
-            noise_scale=3.0,
+            "ultra-low dose, sharp edge-enhancing kernel: noise std about 6x the default (60-125 HU)",
+            noise_scale=4.0,
             kernel_blur_scale=0.5,
             edge_enhance=0.7,
         ),
