@@ -134,6 +134,37 @@ def _cmd_workspace(args: argparse.Namespace) -> None:
     print(f"workspace {args.path}: {len(ws.case_ids())} cases")
 
 
+def _signed(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:+.{digits}f}"
+
+
+def _model_row(m) -> dict:
+    """One row of ``workspace models``: figures vs the parent as differences, when the version has them."""
+    return {
+        "version": m.version, "parent": m.parent or "", "active": "*" if m.active else "",
+        "created": m.created[:16].replace("T", " "),
+        "train cases": "" if m.version == "bundled" else m.training_cases,
+        "Dice vs parent": _signed(m.vs_parent("dice"), 3),
+        "recall vs parent": _signed(m.vs_parent("recall"), 2),
+        "false nodes vs parent": _signed(m.vs_parent("false_nodes"), 2), "verdict": m.verdict,
+    }
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    models = api.list_models(args.path)
+    rows = [_model_row(m) for m in models]
+    _print_table(rows, list(rows[0]))
+    for m in models[1:]:
+        if m.reason:
+            print(f"{m.version}: {m.reason}")
+
+
+def _cmd_activate(args: argparse.Namespace) -> None:
+    before = next((m.version for m in api.list_models(args.path) if m.active), "bundled")
+    chosen = api.activate_model(args.path, args.version, decided_by="user", reason=args.reason)
+    print(f"active model: {chosen.version} (was {before})")
+
+
 def _cmd_next(args: argparse.Namespace) -> None:
     with _progress_bar("rank") as progress:
         ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
@@ -225,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="workspace folder to create")
     p.add_argument("--data", required=True, help="folder of LNQ-layout cases")
     p.set_defaults(func=_cmd_workspace)
+    p = ws_sub.add_parser("models", help="list the model versions: parent, active, figures, verdict")
+    p.add_argument("path", help="workspace folder")
+    p.set_defaults(func=_cmd_models)
+    p = ws_sub.add_parser("activate", help="make a model version the active one (also to roll back)")
+    p.add_argument("path", help="workspace folder")
+    p.add_argument("version", help="model version (e.g. m002), or bundled to go back to the bundled model")
+    p.add_argument("--reason", default="", help="why, for the journal (default: none)")
+    p.set_defaults(func=_cmd_activate)
 
     p = sub.add_parser("next", help="rank the cases worth reviewing next")
     p.add_argument("--workspace", required=True, help="workspace folder (made by `workspace init`)")

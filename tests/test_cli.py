@@ -1,13 +1,19 @@
-"""The ``lnq-napari`` parser and progress bar: every option explains itself, the bar reads in percent."""
+"""The ``lnq-napari`` parser and progress bar: every option explains itself, the bar reads in percent;
+``workspace models`` and ``workspace activate``: a table, the user's choice journalled, errors in one line."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 
+import numpy as np
 import pytest
 
 from lnq_napari.cli import _progress_bar, build_parser, main
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import Workspace
 
 
 def walk(parser: argparse.ArgumentParser, path: str = "lnq-napari"):
@@ -25,7 +31,8 @@ def walk(parser: argparse.ArgumentParser, path: str = "lnq-napari"):
 def test_every_subcommand_and_option_has_a_help_line():
     actions = list(walk(build_parser()))
     assert len(actions) > 30  # the walk reaches into every subcommand, `workspace init` included
-    assert any(path == "lnq-napari workspace init" for path, _ in actions)
+    assert {"lnq-napari workspace init", "lnq-napari workspace models", "lnq-napari workspace activate"} <= {
+        path for path, _ in actions}
     bare = [f"{path}: {'/'.join(a.option_strings) or a.dest}" for path, a in actions
             if not a.help or a.help == argparse.SUPPRESS]
     assert bare == []
@@ -79,3 +86,78 @@ def test_other_missing_modules_are_not_disguised(monkeypatch):
     monkeypatch.setattr("lnq_napari.cli._cmd_view", view)
     with pytest.raises(ModuleNotFoundError):
         main(["view"])
+
+
+# ------------------------------------------------------------------ workspace models / activate
+FIGURES = {"candidate_dice": 0.8, "parent_dice": 0.65, "dice_vs_parent": 0.15, "recall_vs_parent": 0.2,
+           "false_nodes_vs_parent": 0.25}
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A one-case workspace with m001 (active) and m002, a fine-tune of it the rule refused."""
+    write_volume(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd", Volume(np.zeros((4, 6, 6), np.int16)))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (model / "weights.safetensors").write_bytes(b"weights")
+    ws.activate(ws.register_model(model, training_cases=["a"]))
+    reason = "refuse (false nodes vs parent +0.25/case): vs parent: Dice +0.150; 3 held-out cases"
+    ws.register_model(model, parent="m001", training_cases=["a", "b"],
+                      metrics={"reason": reason, "figures": FIGURES, "activate": False})
+    return ws
+
+
+def test_workspace_models_prints_versions_figures_and_verdicts(ws, capsys):
+    assert main(["workspace", "models", str(ws.root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["version", "parent", "active", "created", "train", "cases", "Dice", "vs",
+                              "parent", "recall", "vs", "parent", "false", "nodes", "vs", "parent", "verdict"]
+    rows = {line.split()[0]: line.split() for line in out[1:4]}
+    assert list(rows) == ["bundled", "m001", "m002"]
+    assert "*" in rows["m001"] and "*" not in rows["m002"] and "*" not in rows["bundled"]
+    assert rows["m002"][1] == "m001" and rows["m002"][-4:] == ["+0.150", "+0.20", "+0.25", "refuse"]
+    assert out[4].startswith("m002: refuse (false nodes vs parent +0.25/case)")
+
+
+def test_workspace_activate_and_roll_back(ws, capsys):
+    assert main(["workspace", "activate", str(ws.root), "m002", "--reason", "fine on my cases"]) == 0
+    assert capsys.readouterr().out.strip() == "active model: m002 (was m001)"
+    assert main(["workspace", "activate", str(ws.root), "bundled"]) == 0
+    assert capsys.readouterr().out.strip() == "active model: bundled (was m002)"
+    assert Workspace.open(ws.root).active_model() is None
+    lines = [(e["version"], e["previous"], e["decided_by"], e["reason"]) for e in ws.journal("activate")]
+    assert lines[1:] == [("m002", "m001", "user", "fine on my cases"), ("bundled", "m002", "user", "")]
+
+
+def _half_written(ws):
+    (ws.model_path("m002") / "weights.safetensors").write_bytes(b"wei")
+
+
+def _other_workspace(ws):
+    other = ws.root.parent / "other" / "models" / "m001"
+    other.mkdir(parents=True)
+    (other / "config.json").write_text("{}")
+    (other / "weights.safetensors").write_bytes(b"w")
+    return str(other)
+
+
+@pytest.mark.parametrize(("breaks", "message"), [
+    (lambda ws: "m007", "'m007' is not registered"),
+    (lambda ws: _half_written(ws) or "m002", "does not match the sha256"),
+    (_other_workspace, "from another workspace"),
+])
+def test_workspace_activate_errors_are_one_line_and_change_nothing(ws, capsys, breaks, message):
+    version = breaks(ws)
+    before = ws.registry.file.read_bytes(), ws.journal_path.read_bytes()
+    assert main(["workspace", "activate", str(ws.root), version]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert captured.err.startswith("lnq-napari: error:") and message in captured.err
+    assert (ws.registry.file.read_bytes(), ws.journal_path.read_bytes()) == before
+
+
+def test_workspace_models_of_a_folder_that_is_no_workspace(tmp_path, capsys):
+    assert main(["workspace", "models", str(tmp_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
