@@ -25,7 +25,7 @@ from lnq_napari import active, metrics
 from lnq_napari.components import label_nodes
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
-from lnq_napari.finetuning import FinetuneResult, finetune_workspace
+from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
 from lnq_napari.inference import Predictor
 from lnq_napari.interact import Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import segfile
@@ -330,16 +330,20 @@ def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty",
 
 
 def finetune(
-    workspace: str | Path, iterations: int = 200, device: str = "auto", resume: bool = False,
-    progress: Progress = None, cancel: Cancel = None,
+    workspace: str | Path, config: FinetuneConfig | None = None, device: str = "auto", resume: bool = False,
+    progress: Progress = None, cancel: Cancel = None, iterations: int | None = None,
 ) -> FinetuneResult:
-    """Fine-tune the active model on the workspace's corrections; returns what happened.
+    """Fine-tune the active model on the workspace's corrections as ``config`` says (defaults:
+    :class:`~lnq_napari.model.config.FinetuneConfig`); ``iterations`` overrides ``config.iterations``.
 
     See :func:`lnq_napari.finetuning.finetune_workspace`: the new version is registered with the
-    active model as parent and activated only if it does not validate worse (node F1, Dice guard).
+    active model as parent and activated only when the activation rule says so.
     """
-    return finetune_workspace(workspace, iterations=iterations, device=device, resume=resume,
-                              progress=progress, cancel=cancel)
+    config = config or FinetuneConfig()
+    if iterations is not None:
+        config = config.replace(iterations=int(iterations))
+    return finetune_workspace(workspace, config=config, device=device, resume=resume, progress=progress,
+                              cancel=cancel)
 
 
 def list_models(workspace: str | Path | Workspace) -> list[ModelSummary]:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
@@ -172,12 +173,11 @@ def _cmd_next(args: argparse.Namespace) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
-    from lnq_napari import api
-
+    config = FinetuneConfig().with_settings(args.set or [])
     with _progress_bar("finetune") as progress:
         result = api.finetune(
-            args.workspace, iterations=args.iterations, device=args.device, resume=args.resume,
-            progress=progress,
+            args.workspace, config=config, iterations=args.iterations, device=args.device,
+            resume=args.resume, progress=progress,
         )
     print(json.dumps(result.to_dict(), indent=2, default=str))
 
@@ -273,9 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="fine-tune the active model on the workspace's corrections")
     p.add_argument("--workspace", required=True, help="workspace folder (made by `workspace init`)")
-    p.add_argument("--iterations", type=int, default=200, help="fine-tuning steps (default 200)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help=f"fine-tuning steps (default {FinetuneConfig().iterations})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a fine-tune setting, repeatable; KEY one of "
+                   + ", ".join(FinetuneConfig.setting_names()))
     p.set_defaults(func=_cmd_finetune)
     return parser
 

@@ -9,6 +9,9 @@ keeps keys this version does not know in ``extras``, so they are written back un
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -98,6 +101,7 @@ class TrainConfig:
     intensity_jitter: float = 0.1
     unenhance: float = 0.8  # probability of showing a patch's enhanced structures unenhanced, as background
     warmup: int = 50
+    replay_fraction: float | None = None  # share of each batch from replay cases (None: all cases alike)
     extras: dict = field(default_factory=dict)
 
 
@@ -187,3 +191,90 @@ def merge(base: dict, override: dict | None) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+#: Which weights a fine-tune trains: all, or only the normalisation layers and the first encoder block.
+TRAINABLE = ("all", "norm_first")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of an active-learning fine-tune (:mod:`lnq_napari.finetuning`); the one place their defaults
+    live. PROVISIONAL defaults (today's behaviour until the adaptation ablation picks them): every switch
+    from ``dense_truth`` on is off, and ``replay_fraction`` 0.5 matches today's one replay case per
+    training correction.
+    """
+
+    iterations: int = 200
+    lr: float = 1e-4  # a gentler schedule than training's
+    warmup: int = 10
+    focus_fraction: float = 0.5  # share of node-centred patches centred on what the reviewer changed
+    seed: int = 0
+    val_fraction: float = 0.2  # share of corrected cases held out for the activation rule
+    dense_truth: bool = False  # a correction is complete: its mask is node, all else known background
+    replay_fraction: float = 0.5  # share of each batch drawn from replay cases (0: no replay)
+    replay_data: str | None = None  # LNQ-layout folder to replay instead of the workspace's other cases
+    distill_weight: float = 0.0  # BCE toward the parent's probabilities outside the edited voxels
+    l2sp_weight: float = 0.0  # penalty on ||w - w_parent||^2 (weight decay is then 0)
+    trainable: str = "all"  # "all" | "norm_first"
+    interpolate: bool = False  # pick alpha of (1-alpha) w_parent + alpha w_ft on the validation cases
+    refit_postprocessing: bool = False  # re-fit threshold and min component size on the training corrections
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.iterations < 1:
+            problems.append(f"iterations must be >= 1 (got {self.iterations})")
+        for name in ("val_fraction", "replay_fraction", "focus_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be within 0..1 (got {getattr(self, name)})")
+        for name in ("lr", "distill_weight", "l2sp_weight"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.trainable not in TRAINABLE:
+            problems.append(f"trainable must be one of {', '.join(TRAINABLE)} (got {self.trainable!r})")
+        if problems:
+            raise LNQError(f"bad fine-tune setting: {'; '.join(problems)}")
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The names of the settings (for ``--set KEY=VALUE``)."""
+        return [f.name for f in fields(cls)]
+
+    def replace(self, **changes) -> FinetuneConfig:
+        """A copy with ``changes`` (checked as a new config)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_settings(self, settings: Sequence[str]) -> FinetuneConfig:
+        """A copy with ``KEY=VALUE`` settings, each parsed by its field's type (LNQError naming the keys)."""
+        hints = typing.get_type_hints(FinetuneConfig)
+        changes = {}
+        for item in settings:
+            key, sep, text = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in hints:
+                raise LNQError(f"unknown fine-tune setting {item!r}; use KEY=VALUE with KEY one of "
+                               f"{', '.join(self.setting_names())}")
+            changes[key] = _parse(key, text.strip(), hints[key])
+        return self.replace(**changes)
+
+
+def _parse(key: str, text: str, kind) -> Any:
+    """``text`` as a value of type ``kind`` (bool, int, float, str or str | None)."""
+    optional = type(None) in typing.get_args(kind)
+    if optional and text.lower() in ("", "none", "null"):
+        return None
+    base = next((k for k in typing.get_args(kind) if k is not type(None)), kind)
+    try:
+        if base is bool:
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError(text)
+            return text.lower() in _TRUE
+        return base(text)
+    except ValueError:
+        raise LNQError(f"bad value {text!r} for fine-tune setting {key} (a {base.__name__}); "
+                       f"e.g. --set {key}={_example(base)}") from None
+
+
+def _example(base) -> str:
+    return {bool: "true", int: "200", float: "0.5"}.get(base, "text")

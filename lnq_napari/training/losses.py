@@ -29,3 +29,24 @@ def masked_soft_dice(logits: torch.Tensor, states: torch.Tensor, smooth: float =
 def masked_dice_ce(logits: torch.Tensor, states: torch.Tensor, dice_weight: float = 1.0) -> torch.Tensor:
     """Masked cross-entropy + masked soft Dice, the training loss."""
     return masked_bce(logits, states) + dice_weight * masked_soft_dice(logits, states)
+
+
+def distillation_bce(logits: torch.Tensor, parent_prob: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """BCE toward the parent's probabilities (soft targets), averaged over ``keep`` voxels (bool, e.g.
+    those a reviewer did not edit); 0 when none is kept."""
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    loss = F.binary_cross_entropy_with_logits(logits, parent_prob.to(logits.dtype), reduction="none")
+    return loss[keep].mean()
+
+
+def l2sp_penalty(named_parameters, reference: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L2-SP: the sum of ``||w - w_ref||^2`` over the parameters named in ``reference``."""
+    total = None
+    for name, param in named_parameters:
+        if name in reference:
+            term = (param - reference[name]).pow(2).sum()
+            total = term if total is None else total + term
+    if total is None:
+        raise ValueError("l2sp_penalty: no parameter has a reference weight")
+    return total

@@ -2,8 +2,9 @@
 
 ``train_model`` is the one entry point (``api.train`` and the active-learning fine-tune call it); it
 runs the steps below: the run's config and first weights (:func:`resolve_config`), the network and
-optimiser (:func:`start_run`), the patch sampler, then :func:`train_step` per iteration with
-:class:`TrainLog` and :func:`save_state`. Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
+optimiser (:func:`start_run`, with an optional :class:`~lnq_napari.training.anchor.Anchor` to the
+parent), the patch sampler, then :func:`train_step` per iteration with :class:`TrainLog` and
+:func:`save_state`. Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains with
 DistributedDataParallel: nccl on CUDA, gloo on the CPU; every rank draws its own patches, rank 0 writes
 checkpoints.
 """
@@ -33,6 +34,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
 from lnq_napari.model.config import DEFAULT_STATES, ModelConfig, TrainingRecord
 from lnq_napari.preprocess import pad_value, prepare
+from lnq_napari.training.anchor import Anchor, AnchorTerms, trainable_parameters
 from lnq_napari.training.labels import label_states, naive_states
 from lnq_napari.training.sampler import PatchSampler, PatchSource, Unenhance
 
@@ -45,18 +47,21 @@ Progress = Callable[[float, str], None] | None
 class TrainingCase:
     """A CT and its label states on the CT grid (1 node, 0 known background, -1 unknown).
 
-    ``focus`` (bool, CT grid, optional): voxels worth more patches, e.g. what a reviewer edited;
-    the train setting ``focus_fraction`` centres that share of patches on them.
+    ``focus`` (bool, CT grid, optional): what a reviewer edited; the train setting ``focus_fraction``
+    centres that share of patches on them, and distillation toward a parent skips them. ``replay``: a
+    case replayed against forgetting (the train setting ``replay_fraction`` sets its share of a batch).
     """
 
     case_id: str
     ct: Volume
     states: np.ndarray
     focus: np.ndarray | None = None
+    replay: bool = False
 
 
 # ---------------------------------------------------------------- reading cases
-def _load_case(case: CaseFiles, naive: bool, states_options: dict | None) -> TrainingCase:
+def load_case(case: CaseFiles, naive: bool = False, states_options: dict | None = None) -> TrainingCase:
+    """One case of an LNQ-layout folder with its label states (or naive states)."""
     ct = read_volume(case.ct)
     seg = read_labels(case.seg, reference=ct)
     states = naive_states(seg) if naive else label_states(ct, seg, options=states_options)
@@ -76,14 +81,14 @@ def load_training_cases(data_dir: str | Path, naive: bool = False, states_option
     args = [(case, naive, states_options) for case in found]
     cases: list[TrainingCase] = []
     if workers == 1:
-        results = (_load_case(*a) for a in args)
+        results = (load_case(*a) for a in args)
         pool = None
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_load_case, *zip(*args))
+        results = pool.map(load_case, *zip(*args))
     try:
         for case in results:
             cases.append(case)
@@ -191,6 +196,7 @@ class TrainRun:
     world: int = 1
     start: int = 0
     iterations: int = 0
+    terms: AnchorTerms | None = None
 
     @property
     def is_main(self) -> bool:
@@ -202,8 +208,10 @@ class TrainRun:
 
 
 def start_run(cases: Sequence[TrainingCase], out_dir: Path, iterations: int, device: str, seed: int,
-              init_from: str | Path | None, config: ModelConfig | dict | None, resume: bool) -> TrainRun:
-    """Config, network with its first weights, optimiser (restored on resume), DDP wrapper."""
+              init_from: str | Path | None, config: ModelConfig | dict | None, resume: bool,
+              anchor: Anchor | None = None) -> TrainRun:
+    """Config, network with its first weights, optimiser (restored on resume), DDP wrapper; with an
+    ``anchor`` only its trainable weights are optimised, and with L2-SP without weight decay."""
     import torch
 
     from lnq_napari.model.network import build_network  # torch
@@ -218,8 +226,11 @@ def start_run(cases: Sequence[TrainingCase], out_dir: Path, iterations: int, dev
     if init_state is not None:
         net.load_state_dict(init_state)
     net.to(device_t)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    run = TrainRun(cfg, out_dir, net, net, opt, device_t, rank, world, 0, int(iterations))
+    params = trainable_parameters(net, anchor.trainable if anchor else "all")
+    decay = 0.0 if anchor and anchor.l2sp_weight > 0 else cfg.train.weight_decay
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=decay)
+    terms = AnchorTerms(anchor, net, device_t) if anchor else None
+    run = TrainRun(cfg, out_dir, net, net, opt, device_t, rank, world, 0, int(iterations), terms)
     if resume:
         saved = torch.load(run.state_dir / "state.pt", map_location=device_t, weights_only=True)
         opt.load_state_dict(saved["optimizer"])
@@ -245,7 +256,7 @@ def _prepare_sources(cases, prep, rng, progress):
         p = prepare(case.ct, prep, labels=labels)
         focus = p.labels >= FOCUS_CODE - 1 if case.focus is not None else None
         states = p.labels if focus is None else (p.labels - np.where(focus, FOCUS_CODE, 0)).astype(np.int8)
-        sources.append(PatchSource.build(case.case_id, p.image, states, rng, focus=focus))
+        sources.append(PatchSource.build(case.case_id, p.image, states, rng, focus=focus, replay=case.replay))
         if progress:
             progress(0.0, f"preprocessed {k + 1}/{len(cases)} cases")
     return sources
@@ -260,7 +271,7 @@ def make_sampler(cfg: ModelConfig, cases: Sequence[TrainingCase], rng: np.random
     unenhance = Unenhance.from_hu(float(t.unenhance), cfg.preprocessing, high_hu)
     return PatchSampler(sources, t.patch_size, t.fg_fraction, pad_value(cfg.preprocessing), rng,
                         flip_x=t.flip_x, intensity_jitter=t.intensity_jitter, unenhance=unenhance,
-                        focus_fraction=float(t.focus_fraction))
+                        focus_fraction=float(t.focus_fraction), replay_fraction=t.replay_fraction)
 
 
 # ---------------------------------------------------------------- the loop
@@ -291,13 +302,16 @@ def train_step(run: TrainRun, sampler: PatchSampler, precision: Precision, it: i
     lr = _lr(it, run.iterations, t.lr, t.warmup)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    images, states = sampler.sample(int(t.batch_size))
-    x = torch.from_numpy(images).to(run.device, non_blocking=True)
-    s = torch.from_numpy(states).to(run.device, non_blocking=True)
+    batch = sampler.sample_batch(int(t.batch_size))
+    x = torch.from_numpy(batch.images).to(run.device, non_blocking=True)
+    s = torch.from_numpy(batch.states).to(run.device, non_blocking=True)
     run.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(run.device.type, dtype=precision.dtype, enabled=precision.enabled):
         logits = run.model(x)
     loss = masked_dice_ce(logits.float(), s, t.dice_weight)
+    if run.terms is not None:
+        edited = torch.from_numpy(batch.edited).to(run.device, non_blocking=True)
+        loss = loss + run.terms.loss(run.net, x, logits.float(), edited)
     precision.scaler.scale(loss).backward()
     precision.scaler.unscale_(run.optimizer)
     torch.nn.utils.clip_grad_norm_(run.net.parameters(), 12.0)
@@ -377,6 +391,7 @@ def train_model(
     cancel: Callable[[], bool] | None = None,
     resume: bool = False,
     checkpoint_every: int = 200,
+    anchor: Anchor | None = None,
 ) -> Path:
     """Train (or fine-tune, with ``init_from``) a model on ``cases``; returns the model folder ``out_dir``.
 
@@ -384,13 +399,14 @@ def train_model(
     by section. With ``init_from`` the architecture, preprocessing and inference settings come from that
     model. ``resume=True`` continues from the last checkpoint in ``out_dir`` (weights, optimizer,
     iteration). A checkpoint is written every ``checkpoint_every`` iterations, at the end, and when
-    ``cancel()`` stops the run (then ``Cancelled``).
+    ``cancel()`` stops the run (then ``Cancelled``). ``anchor``: ties to a parent model (frozen layers,
+    L2-SP, distillation; see :mod:`lnq_napari.training.anchor`).
     """
     if not cases:
         raise LNQError("no training cases; give at least one case with annotated nodes")
     if iterations < 1:
         raise LNQError(f"iterations must be at least 1, got {iterations}")
-    run = start_run(cases, Path(out_dir), iterations, device, seed, init_from, config, resume)
+    run = start_run(cases, Path(out_dir), iterations, device, seed, init_from, config, resume, anchor)
     rng = np.random.default_rng([seed, run.rank, run.start])
     sampler = make_sampler(run.config, cases, rng, progress if run.is_main else None)
     precision = Precision(run.device)

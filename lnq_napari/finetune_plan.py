@@ -1,0 +1,167 @@
+"""The plan of an active-learning fine-tune: which cases train, validate and replay, fixed when it starts
+and kept in ``models/pending.json`` until it ends (so an interrupted run resumes the same plan)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.activation import CaseFigures
+from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.layout import scan_cases
+from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.validation import original_model
+
+PENDING = "pending.json"
+
+
+@dataclass
+class FinetunePlan:
+    """What a fine-tune will do, fixed when it starts (kept in ``models/pending.json`` until it ends)."""
+
+    version: str
+    parent: str
+    parent_path: str
+    original: str | None  # the root of the lineage when it is not the parent
+    original_path: str | None
+    staging: str  # the model folder while it trains
+    device: str
+    config: FinetuneConfig
+    train_cases: list[str]
+    val_cases: list[str]
+    validated_on_training: bool
+    replay_cases: list[str]
+    corrections: dict[str, str]  # case -> correction label version
+    predictions: dict[str, str]  # case -> the prediction version that correction descends from
+    parent_figures: list[CaseFigures] | None = None
+    original_figures: list[CaseFigures] | None = None
+    started: float = 0.0
+
+    @property
+    def candidate(self) -> Path:
+        """The folder where the trained model is interpolated and re-fitted before registering."""
+        return Path(self.staging).with_name(f".{self.version}.candidate")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FinetunePlan:
+        data = dict(data)
+        figures = {k: None if data.get(k) is None else [CaseFigures(**f) for f in data.pop(k)]
+                   for k in ("parent_figures", "original_figures")}
+        config = FinetuneConfig(**data.pop("config"))
+        return cls(**{k: v for k, v in data.items() if k not in figures}, config=config, **figures)
+
+
+def split_cases(corrected: Sequence[str], val_fraction: float = 0.2) -> tuple[list[str], list[str], bool]:
+    """``(train, validation, validated_on_training)``: a fixed split by hashed case id.
+
+    With fewer than two corrected cases the training corrections double as validation.
+    """
+    cases = sorted(corrected)
+    if len(cases) < 2:
+        return cases, list(cases), True
+    n_val = min(len(cases) - 1, max(1, int(round(val_fraction * len(cases)))))
+    ordered = sorted(cases, key=lambda case: hashlib.sha1(case.encode()).hexdigest())
+    val = sorted(ordered[:n_val])
+    return [c for c in cases if c not in val], val, False
+
+
+# ---------------------------------------------------------------- the plan
+def _prediction_parent(ws, case: str, correction: dict) -> dict | None:
+    """The prediction version a correction descends from (via its parent chain), else the latest one."""
+    by_id = {v["version"]: v for v in ws.versions(case)}
+    seen = set()
+    parent = correction.get("parent")
+    while parent and parent in by_id and parent not in seen:
+        seen.add(parent)
+        if by_id[parent]["source"] == "prediction":
+            return by_id[parent]
+        parent = by_id[parent].get("parent")
+    earlier = [v for v in by_id.values() if v["source"] == "prediction" and v["time"] <= correction["time"]]
+    return earlier[-1] if earlier else None
+
+
+def _replay_cases(ws, config: FinetuneConfig, corrected: Sequence[str], n: int) -> list[str]:
+    """Up to ``n`` replay case ids drawn with the seed: uncorrected workspace cases with original labels,
+    or cases of ``config.replay_data``; none when ``replay_fraction`` is 0."""
+    if config.replay_fraction <= 0 or n <= 0:
+        return []
+    if config.replay_data is not None:
+        pool = [c.case_id for c in scan_cases(config.replay_data, require="seg", what="replay data")]
+    else:
+        pool = [c for c in ws.case_ids() if c not in corrected and ws.latest_version(c, "original")]
+    if not pool:
+        return []
+    rng = np.random.default_rng(config.seed)
+    return sorted(rng.choice(pool, size=min(n, len(pool)), replace=False).tolist())
+
+
+def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
+    """Split the corrected cases, pick replay cases, name the new version (LNQError: nothing corrected)."""
+    corrected = ws.corrected_cases()
+    if not corrected:
+        raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
+    parent_path, parent_key = ws.prediction_model()
+    original = original_model(ws, parent_key)
+    train, val, on_train = split_cases(corrected, config.val_fraction)
+    corrections, predictions = {}, {}
+    for case in corrected:
+        corr = ws.latest_version(case, "correction")
+        corrections[case] = corr["version"]
+        pred = _prediction_parent(ws, case, corr)
+        if pred is not None:
+            predictions[case] = pred["version"]
+    version = ws.next_model_version()
+    return FinetunePlan(
+        version=version, parent=parent_key, parent_path=str(parent_path),
+        original=None if original is None else original[0],
+        original_path=None if original is None else str(original[1]),
+        staging=str(ws.models_dir / f".{version}.training"), device=device, config=config,
+        train_cases=train, val_cases=val, validated_on_training=on_train,
+        replay_cases=_replay_cases(ws, config, corrected, len(train)), corrections=corrections,
+        predictions=predictions, started=time.time(),
+    )
+
+
+def save_plan(ws, plan: FinetunePlan) -> None:
+    atomic_write_text(ws.models_dir / PENDING, json.dumps(plan.to_dict(), indent=1))
+
+
+def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
+    """A new plan, saved as pending (a pending one left by an interrupted run is discarded)."""
+    pending_path = ws.models_dir / PENDING
+    if pending_path.is_file():
+        old = FinetunePlan.from_dict(json.loads(pending_path.read_text()))
+        shutil.rmtree(old.staging, ignore_errors=True)
+        shutil.rmtree(old.candidate, ignore_errors=True)
+        ws.log("finetune_discard", version=old.version, reason="a new fine-tune was started")
+    plan = make_plan(ws, config, device)
+    save_plan(ws, plan)
+    ws.log("finetune_start", version=plan.version, parent=plan.parent, train_cases=plan.train_cases,
+           val_cases=plan.val_cases, replay_cases=plan.replay_cases, config=asdict(config))
+    return plan
+
+
+def resume_plan(ws) -> FinetunePlan:
+    """The pending plan of an interrupted run (LNQError when there is none or it had finished)."""
+    pending_path = ws.models_dir / PENDING
+    if not pending_path.is_file():
+        raise LNQError("no interrupted fine-tune to resume in this workspace; run finetune without --resume")
+    plan = FinetunePlan.from_dict(json.loads(pending_path.read_text()))
+    if any(v["id"] == plan.version for v in ws.models()):  # killed after registering
+        pending_path.unlink()
+        info = ws.model_info(plan.version)
+        raise LNQError(f"the interrupted fine-tune had already finished as {plan.version} "
+                       f"(active: {bool(info.get('active'))}); nothing to resume")
+    ws.log("finetune_resume", version=plan.version)
+    return plan

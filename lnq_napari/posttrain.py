@@ -1,0 +1,117 @@
+"""After a fine-tune's training: interpolating toward the parent's weights (WiSE-FT), chosen on the
+validation cases, and re-fitting the post-processing on the training corrections (weights untouched)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.activation import CaseFigures
+from lnq_napari.calibration import CalibrationCase, fit_postprocessing
+from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.model.checkpoint import CONFIG, load_state, read_config, save_checkpoint
+from lnq_napari.preprocess import mediastinum_region
+from lnq_napari.validation import ValidationMetrics
+
+#: The alphas of w = (1 - alpha) w_parent + alpha w_finetuned tried on the validation cases.
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """The chosen ``alpha``, the validation figures there, and mean Dice / false nodes per alpha."""
+
+    alpha: float
+    figures: tuple[CaseFigures, ...]
+    dice: dict[str, float]
+    false_nodes: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PostprocessingChoice:
+    """The threshold and minimum component size written into the new model's config, and why."""
+
+    threshold: float
+    min_component_mm3: float
+    reason: str
+
+
+def interpolated(parent: dict, tuned: dict, alpha: float) -> dict:
+    """``(1 - alpha) * parent + alpha * tuned`` for floating tensors (others from ``tuned``); alpha 0 and
+    1 give the parent's and the tuned weights exactly."""
+    if alpha == 0.0:
+        return {k: parent[k].clone() for k in tuned}
+    if alpha == 1.0:
+        return {k: t.clone() for k, t in tuned.items()}
+    return {k: ((1.0 - alpha) * parent[k] + alpha * t) if t.is_floating_point() else t.clone()
+            for k, t in tuned.items()}
+
+
+def _best(summaries: dict[float, ValidationMetrics], fp_margin: float) -> float:
+    """Highest mean Dice among the alphas whose false nodes per case stay within ``fp_margin`` of
+    alpha 0 (the parent); ties go to the smaller alpha (nearer the parent)."""
+    limit = summaries[0.0].fp_per_case + fp_margin if 0.0 in summaries else math.inf
+    pool = [a for a, m in summaries.items() if not m.fp_per_case > limit + 1e-9] or list(summaries)
+
+    def dice(a: float) -> float:
+        value = summaries[a].dice_mean
+        return value if math.isfinite(value) else -1.0
+
+    top = max(dice(a) for a in pool)
+    return min(a for a in pool if dice(a) >= top - 1e-9)
+
+
+def choose_alpha(model: Path, parent: Path, figures_of: Callable[[Path], list[CaseFigures]],
+                 parent_figures: Sequence[CaseFigures], fp_margin: float = 0.2) -> Interpolation:
+    """Try each of :data:`ALPHAS` on the validation cases (``figures_of(folder)``; alpha 0 is the
+    parent, ``parent_figures``) and write the best interpolation into the model folder ``model``."""
+    tuned, cfg = load_state(model)
+    base, _ = load_state(parent)
+    trial = model.with_name(model.name + ".alpha")
+    figures: dict[float, list[CaseFigures]] = {}
+    try:
+        for alpha in ALPHAS:
+            if alpha == 0.0:
+                figures[alpha] = list(parent_figures)
+                continue
+            save_checkpoint(trial, interpolated(base, tuned, alpha), cfg)
+            figures[alpha] = figures_of(trial)
+    finally:
+        shutil.rmtree(trial, ignore_errors=True)
+    summaries = {a: ValidationMetrics.from_figures(f) for a, f in figures.items()}
+    alpha = _best(summaries, fp_margin)
+    save_checkpoint(model, interpolated(base, tuned, alpha), cfg)
+    return Interpolation(alpha, tuple(figures[alpha]), {f"{a:g}": m.dice_mean for a, m in summaries.items()},
+                         {f"{a:g}": m.fp_per_case for a, m in summaries.items()})
+
+
+def _calibration_case(predictor, ws, case: str, correction: str, margin_mm: float | None,
+                      cancel=None) -> CalibrationCase:
+    ct = ws.read_ct(case)
+    probabilities = predictor.predict(ct, cancel=cancel).probabilities.array
+    truth = np.asarray(ws.read_labels(case, correction).array) > 0
+    region = None if margin_mm is None else mediastinum_region(ct, float(margin_mm))
+    return CalibrationCase(case, np.asarray(probabilities, np.float32), np.asarray(ct.array),
+                           tuple(ct.spacing_zyx), truth, region)
+
+
+def refit_postprocessing(model: Path, predictor, ws, cases: Sequence[str], corrections: dict[str, str],
+                         parent_fp_per_case: float | None, cancel=None) -> PostprocessingChoice:
+    """Fit threshold and minimum component size of ``model`` (predicted by ``predictor``) on the
+    corrected ``cases`` only, false nodes per case near the parent's; write them into its config.json."""
+    inf = read_config(model).inference
+    calibration = [_calibration_case(predictor, ws, case, corrections[case], inf.mediastinum_margin_mm,
+                                     cancel) for case in cases]
+    fit = fit_postprocessing(calibration, parent_fp_per_case, current_threshold=float(inf.threshold),
+                             current_min_component_mm3=float(inf.min_component_mm3),
+                             max_mean_hu=inf.max_mean_hu)
+    data = json.loads((model / CONFIG).read_text())
+    data.setdefault("inference", {}).update(threshold=fit.threshold, min_component_mm3=fit.min_component_mm3)
+    atomic_write_text(model / CONFIG, json.dumps(data, indent=2) + "\n")
+    return PostprocessingChoice(fit.threshold, fit.min_component_mm3, fit.reason)

@@ -1,0 +1,80 @@
+"""Held-out figures of a fine-tune: per-case figures of a model on corrected cases, their summary, and
+the original model of a registry lineage (what the activation rule compares a candidate with)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.activation import CaseFigures
+from lnq_napari.metrics import evaluate_case
+from lnq_napari.model import resolve_model
+
+Progress = Callable[[float, str], None] | None
+
+
+@dataclass
+class ValidationMetrics:
+    """A model against the corrections of ``cases``: pooled node F1 and recall, mean Dice, false nodes."""
+
+    node_f1: float
+    dice_mean: float
+    recall: float
+    fp_per_case: float
+    cases: list[str]
+
+    @classmethod
+    def from_figures(cls, figures: Sequence[CaseFigures]) -> ValidationMetrics:
+        gt = sum(f.nodes_gt for f in figures)
+        hit = sum(f.nodes_hit for f in figures)
+        fp = sum(f.false_nodes for f in figures)
+        dices = [f.dice for f in figures if math.isfinite(f.dice)]
+        return cls(
+            node_f1=2 * hit / (2 * hit + (gt - hit) + fp) if (gt or fp) else 1.0,
+            dice_mean=float(np.mean(dices)) if dices else math.nan,
+            recall=hit / gt if gt else math.nan,
+            fp_per_case=fp / len(figures) if figures else math.nan,
+            cases=[f.case_id for f in figures],
+        )
+
+
+def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str] | None = None,
+                 progress: Progress = None, cancel=None, stored_from: str | None = None) -> list[CaseFigures]:
+    """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit) of
+    ``predictor`` against each case's correction (``corrections``: case -> label version, else the
+    latest). With ``stored_from`` (a model version), that model's stored prediction of a case is used
+    instead of predicting again."""
+    out = []
+    for k, case in enumerate(cases):
+        version = (corrections or {}).get(case)
+        truth = ws.read_labels(case, version) if version else ws.latest_labels(case, "correction")
+        stored = ws.latest_version(case, "prediction") if stored_from else None
+        if stored is not None and stored.get("model_version") == stored_from:
+            mask = ws.read_labels(case, stored["version"])
+        else:
+            sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
+            mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask
+        out.append(CaseFigures.from_metrics(case, evaluate_case(mask, truth)))
+    return out
+
+
+def original_model(ws, parent: str) -> tuple[str, Path] | None:
+    """``(version, folder)`` of the root of ``parent``'s lineage in the registry (the bundled model when
+    the lineage starts there), or None when ``parent`` is itself the original."""
+    entries = {e["id"]: e for e in ws.models()}
+    current, seen = parent, set()
+    while current in entries and current not in seen:
+        seen.add(current)
+        up = entries[current].get("parent")
+        if up is None:
+            break
+        current = up
+    if current == parent:
+        return None
+    if current in entries:
+        return current, ws.model_path(current)
+    return current, Path(resolve_model(None))  # a parent outside the registry: the bundled model
