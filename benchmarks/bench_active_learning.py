@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _adapt_common import choose_cases, review_cases
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -150,15 +151,12 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
     from lnq_napari import active
     from lnq_napari.finetuning import finetune_workspace
     from lnq_napari.inference import Predictor
-    from lnq_napari.io.readers import read_labels
-    from lnq_napari.simulate import simulate_review
     from lnq_napari.workspace import Workspace
 
     ws_path = work / f"ws-{name}"
     shutil.rmtree(ws_path, ignore_errors=True)
     ws = Workspace.init(ws_path, pool_dir)
     ws.activate(ws.register_model(base_model, parent=None))
-    strategy = active.get_strategy(name, seed=args.seed)
     rows = []
     t = Timer()
     rows.append({"round": 0, "strategy": name, **{k: v for k, v in before.items() if k != "rows"},
@@ -168,33 +166,17 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
     for rnd in range(1, args.rounds + 1):
         model_id = ws.active_model()["id"]
         predictor = active.LazyPredictor(lambda: Predictor(ws.active_model()["path"], device=args.device))
-        corrected = set(ws.corrected_cases())
-        candidates = [c for c in ws.case_ids() if c not in corrected]
-        if name == "random":  # no scores needed: predict only the chosen cases
-            strategy = active.RandomStrategy(args.seed + rnd)
-            chosen = strategy.rank({c: active.CaseScore(c, 0.0) for c in candidates}, args.per_round)
-            active.score_workspace(ws, predictor, model_id, cases=chosen)
-        else:
-            scores = active.score_workspace(ws, predictor, model_id, cases=candidates,
-                                            flips=[(2,)] if strategy.needs_flips else [])
-            chosen = strategy.rank(scores, args.per_round)
-            if rnd == 1 and not study:
-                log("uncertainty vs true error of the starting model on the pool")
-                tta = Predictor(base_model, device=args.device) if args.tta else None
-                study.update(uncertainty_study(ws, scores, tta))
-                text = json.dumps(study, indent=1, default=float)
-                Path(args.out, "uncertainty_study.json").write_text(text)
-                for key, v in study["spearman"].items():
-                    log(f"  {key}: Spearman vs 1-Dice {v['vs_1-dice']:+.2f}, vs node errors "
-                        f"{v['vs_node_errors']:+.2f}")
-        for case in chosen:
-            prov = ws.latest_version(case, "prediction")
-            ct = ws.read_ct(case)
-            full = read_labels(ws.full_path(case), reference=ct)
-            corrected_mask, stats = simulate_review(ct, ws.read_labels(case, prov["version"]), full)
-            clicks += stats["edits"]
-            ws.add_label_version(case, corrected_mask, "correction", model_version=model_id,
-                                 edits=stats["edits"], parent=prov["version"])
+        chosen, scores = choose_cases(ws, name, predictor, model_id, args.per_round, args.seed + rnd)
+        if scores and rnd == 1 and not study:
+            log("uncertainty vs true error of the starting model on the pool")
+            tta = Predictor(base_model, device=args.device) if args.tta else None
+            study.update(uncertainty_study(ws, scores, tta))
+            text = json.dumps(study, indent=1, default=float)
+            Path(args.out, "uncertainty_study.json").write_text(text)
+            for key, v in study["spearman"].items():
+                log(f"  {key}: Spearman vs 1-Dice {v['vs_1-dice']:+.2f}, vs node errors "
+                    f"{v['vs_node_errors']:+.2f}")
+        clicks += review_cases(ws, chosen, model_id)
         ft = Timer()
         result = finetune_workspace(ws, iterations=args.iterations, device=args.device, seed=args.seed + rnd)
         ft_s = ft()

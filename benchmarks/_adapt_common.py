@@ -1,0 +1,97 @@
+"""Shared steps of the active-learning benchmarks: choose cases, review them, cache frozen predictions.
+
+Used by ``bench_active_learning.py`` (in-distribution) and ``bench_adaptation.py`` (shifted sites).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari import active
+from lnq_napari.io.readers import read_labels
+from lnq_napari.simulate import simulate_review
+
+
+class CachedPredictor:
+    """A predictor whose results are kept under ``folder`` by CT content, so reruns skip prediction.
+
+    Only for a model that never changes (the frozen starting model). Probabilities are stored as
+    float16, the mask as uint8, compressed.
+    """
+
+    def __init__(self, factory, folder: str | Path) -> None:
+        self.inner = active.LazyPredictor(factory)
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def predict(self, ct, progress=None, cancel=None):
+        from lnq_napari.inference import Prediction
+        from lnq_napari.io.volume import Volume
+
+        key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes()).hexdigest()[:20]
+        path = self.folder / f"{key}.npz"
+        grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
+        if path.is_file():
+            with np.load(path) as data:
+                return Prediction(Volume(data["probabilities"].astype(np.float32), **grid),
+                                  Volume(data["mask"], **grid), str(data["version"]))
+        pred = self.inner.predict(ct, progress=progress, cancel=cancel)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, probabilities=pred.probabilities.array.astype(np.float16),
+                            mask=np.asarray(pred.mask.array, np.uint8), version=pred.model_version)
+        tmp.replace(path)
+        return pred
+
+
+def choose_cases(ws, strategy: str, predictor, model_id: str, n: int, seed: int) -> tuple[list[str], dict]:
+    """The ``n`` unreviewed cases ``strategy`` picks, and the scores it ranked (empty for random).
+
+    Random predicts only the drawn cases (their predictions become the corrections' parents).
+    """
+    corrected = set(ws.corrected_cases())
+    candidates = [c for c in ws.case_ids() if c not in corrected]
+    if strategy == "random":
+        chosen = active.RandomStrategy(seed).rank({c: active.CaseScore(c, 0.0) for c in candidates}, n)
+        active.score_workspace(ws, predictor, model_id, cases=chosen)
+        return chosen, {}
+    ranker = active.get_strategy(strategy, seed=seed)
+    scores = active.score_workspace(ws, predictor, model_id, cases=candidates,
+                                    flips=[(2,)] if ranker.needs_flips else [])
+    return ranker.rank(scores, n), scores
+
+
+def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks") -> int:
+    """Save a correction of each case's latest prediction; returns the number of clicks.
+
+    ``corrections``: "clicks" (the simulated reviewer, :func:`lnq_napari.simulate.simulate_review`) or
+    "truth" (the complete phantom truth saved as the correction: the ceiling of any review).
+    """
+    clicks = 0
+    for case in cases:
+        prov = ws.latest_version(case, "prediction")
+        ct = ws.read_ct(case)
+        full = read_labels(ws.full_path(case), reference=ct)
+        if corrections == "truth":
+            corrected, edits = full, 0
+        else:
+            corrected, stats = simulate_review(ct, ws.read_labels(case, prov["version"]), full)
+            edits = stats["edits"]
+        clicks += edits
+        ws.add_label_version(case, corrected, "correction", model_version=model_id, edits=edits,
+                             parent=prov["version"])
+    return clicks
+
+
+def bootstrap_median(values, confidence: float = 0.9, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of ``values`` (resampling cases)."""
+    v = np.asarray([x for x in values if math.isfinite(x)], float)
+    if v.size == 0:
+        return math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(n, v.size))
+    medians = np.median(v[idx], axis=1)
+    tail = 50 * (1 - confidence)
+    return float(np.percentile(medians, tail)), float(np.percentile(medians, 100 - tail))

@@ -1,0 +1,370 @@
+"""Adaptation to a shifted site: does reviewing + fine-tuning make the model better where it is worse?
+
+A pool of phantom cases from a shifted CT source (``--site``, see ``docs/phantom_sites.md``) and a fixed
+held-out test set of that site (never edited), both from fixed seeds; the default site's test set
+checks forgetting. The bundled model is the frozen starting point.
+
+``--mode loop``: per site and seed, for each strategy (uncertainty, random) ``--rounds`` rounds of
+``--per-round`` cases: rank, correct (simulated clicks, or the complete truth with
+``--corrections truth``: the ceiling), fine-tune through ``api.finetune`` and score the new version on
+both test sets whether or not the activation rule took it. Per round: held-out median Dice with a
+bootstrap 90% interval over test cases, node recall, false nodes per case, the rule's verdict and
+reason, the default-site figures, wall time.
+
+``--mode ablation``: per site one round of ``--per-round`` click-corrected cases (uncertainty), then one
+fine-tune per variant (the defaults, then each switch of ``FinetuneConfig`` toggled alone), each scored
+on the site's test set and the default-site test set.
+
+Phantom data, frozen-model predictions and finished runs are cached under ``--out`` (default
+benchmarks/results/adaptation/, gitignored); a rerun only does what is missing and prints the tables of
+all runs of the requested sites and seeds. Writes ``adaptation_<site>.png`` and JSON per run.
+
+    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_adaptation.py --mode loop --sites habitus --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from _adapt_common import CachedPredictor, bootstrap_median, choose_cases, review_cases
+from bench_active_learning import Timer, evaluate_test, log
+
+POOL_SEED, TEST_SEED = 1000, 2000  # + bench seed for the pool; the test sets are the same for every seed
+FORGET_SITE = "default"
+#: Values a switch takes when the ablation turns it on (fields whose default is off).
+SWITCH_ON = {"dense_truth": True, "distill_weight": 1.0, "l2sp_weight": 0.01, "trainable": "norm_first",
+             "interpolate": True, "refit_postprocessing": True, "replay_data": "default-site phantom"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--site", default=None, help="one shifted site (see --sites)")
+    p.add_argument("--sites", default="habitus", help="comma-separated shifted sites (default habitus)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds: each draws its own pool (default 0)")
+    p.add_argument("--mode", choices=("loop", "ablation", "frozen"), default="loop",
+                   help="loop: rounds per strategy; ablation: a fine-tune per variant; frozen: baseline")
+    p.add_argument("--strategies", default="uncertainty,random")
+    p.add_argument("--corrections", choices=("clicks", "truth"), default="clicks",
+                   help="clicks: the simulated reviewer; truth: complete truth (the ceiling)")
+    p.add_argument("--iterations", type=int, default=None, help="fine-tune iterations (default: finetune's)")
+    p.add_argument("--variants", default=None, help="ablation: comma-separated variant names (default all)")
+    p.add_argument("--pool", type=int, default=15, help="cases in the pool (default 15)")
+    p.add_argument("--test", type=int, default=6, help="held-out cases per site (default 6)")
+    p.add_argument("--replay", type=int, default=8, help="default-site cases for the replay_data variant")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--per-round", type=int, default=5, help="cases reviewed per round (default 5)")
+    p.add_argument("--shape", default=None, help="phantom grid z,y,x (default: full size, drawn per case)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "adaptation"))
+    args = p.parse_args(argv)
+    args.sites = [args.site] if args.site else args.sites.split(",")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.shape = tuple(int(v) for v in args.shape.split(",")) if args.shape else None
+    return args
+
+
+# ---------------------------------------------------------------- data and scoring
+def site_data(out: Path, site: str, kind: str, n: int, seed: int = 0, shape=None) -> Path:
+    """A cached phantom folder: ``kind`` "test" (fixed seed), "pool" (per bench seed) or "replay"."""
+    from lnq_napari.phantom import write_dataset
+
+    grid = "" if shape is None else "-" + "x".join(map(str, shape))
+    folder = out / "data" / site / (f"pool-s{seed}-n{n}{grid}" if kind == "pool" else f"{kind}-n{n}{grid}")
+    if len(list(folder.glob("*-ct.nrrd"))) < n:
+        log(f"writing {n} {site} {kind} phantom cases to {folder}")
+        base = POOL_SEED + seed if kind == "pool" else TEST_SEED + (7 if kind == "replay" else 0)
+        write_dataset(folder, n, seed=base, site=site, shape=shape,
+                      prefix="lnq2023-test" if kind == "test" else "lnq2023-train")
+    return folder
+
+
+def load_cases(folder: Path) -> list[tuple]:
+    """``(name, ct, complete truth)`` of every case in ``folder``."""
+    from lnq_napari.io.layout import scan_cases
+    from lnq_napari.io.readers import read_labels, read_volume
+
+    cases = []
+    for case in scan_cases(folder, require="full"):
+        ct = read_volume(case.ct)
+        cases.append((case.case_id, ct, read_labels(case.full, reference=ct)))
+    return cases
+
+
+def figures(predictor, cases: list[tuple]) -> dict:
+    """Median Dice with its bootstrap 90% interval, node recall, false nodes per case, per-case Dice."""
+    out = evaluate_test(predictor, cases)
+    dice = [float(r["dice"]) for r in out.pop("rows")]
+    lo, hi = bootstrap_median(dice)
+    return {**out, "dice_lo": lo, "dice_hi": hi, "dice_cases": dice}
+
+
+class Bench:
+    """The cached inputs of one site: test sets, the frozen model's predictor and figures."""
+
+    def __init__(self, args, site: str) -> None:
+        from lnq_napari.inference import Predictor
+
+        self.args, self.site, self.out = args, site, Path(args.out)
+        self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"), self.out / "cache" / "frozen")
+        self.test = load_cases(site_data(self.out, site, "test", args.test, shape=args.shape))
+        self.forget = load_cases(site_data(self.out, FORGET_SITE, "test", args.test, shape=args.shape))
+        self.frozen_site = figures(self.frozen, self.test)
+        self.frozen_default = figures(self.frozen, self.forget)
+
+    def score(self, model_path) -> tuple[dict, dict, float]:
+        """``(site figures, default-site figures, seconds)`` of a model folder."""
+        from lnq_napari.inference import Predictor
+
+        t = Timer()
+        predictor = Predictor(model_path, device="cpu")
+        return figures(predictor, self.test), figures(predictor, self.forget), round(t(), 1)
+
+    def workspace(self, seed: int, name: str):
+        """A fresh workspace over the seed's pool, the bundled model active."""
+        from lnq_napari.workspace import Workspace
+
+        path = self.out / "work" / f"{self.site}-s{seed}-{name}"
+        shutil.rmtree(path, ignore_errors=True)
+        pool = site_data(self.out, self.site, "pool", self.args.pool, seed, self.args.shape)
+        return Workspace.init(path, pool)
+
+
+def run_finetune(ws, iterations: int | None, overrides: dict):
+    """One fine-tune through ``api.finetune`` with the defaults changed by ``overrides``."""
+    import inspect
+
+    from lnq_napari import api
+    from lnq_napari.model.config import FinetuneConfig
+
+    config = FinetuneConfig().replace(**overrides)
+    if iterations:
+        config = config.replace(iterations=iterations)
+    if "config" not in inspect.signature(api.finetune).parameters:  # until the switches land in api
+        assert not overrides, "this checkout's api.finetune takes no FinetuneConfig yet"
+        return api.finetune(ws.root, device="cpu", iterations=config.iterations)
+    return api.finetune(ws.root, config=config, device="cpu", iterations=config.iterations)
+
+
+def _summary(fig: dict, prefix: str = "") -> dict:
+    keys = ("dice_median", "dice_lo", "dice_hi", "recall", "fp_per_case", "dice_cases")
+    return {prefix + k: fig[k] for k in keys}
+
+
+# ---------------------------------------------------------------- loop
+def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
+    """Rounds of choose, correct, fine-tune, score for one strategy; one row per round (0: frozen)."""
+    from lnq_napari.active import LazyPredictor
+    from lnq_napari.inference import Predictor
+
+    args = bench.args
+    ws = bench.workspace(seed, f"{strategy}-{args.corrections}")
+    active_site, active_default = bench.frozen_site, bench.frozen_default
+    rows = [{"round": 0, "strategy": strategy, "model": "bundled", "activated": None, "reason": "",
+             "clicks": 0, "reviewed": 0, **_summary(active_site), **_summary(active_default, "default_")}]
+    clicks = 0
+    for rnd in range(1, args.rounds + 1):
+        t = Timer()
+        model_path, model_id = ws.prediction_model()
+        predictor = bench.frozen if model_id.startswith("bundled") else \
+            LazyPredictor(lambda p=model_path: Predictor(p, device="cpu"))
+        chosen, _ = choose_cases(ws, strategy, predictor, model_id, args.per_round, seed * 100 + rnd)
+        clicks += review_cases(ws, chosen, model_id, args.corrections)
+        choose_s = t()
+        result = run_finetune(ws, args.iterations, {})
+        ft_s = t() - choose_s
+        cand_site, cand_default, score_s = bench.score(ws.model_path(result.new_version))
+        if result.activated:
+            active_site, active_default = cand_site, cand_default
+        rows.append({
+            "round": rnd, "strategy": strategy, "model": ws.prediction_model()[1], "chosen": chosen,
+            "activated": result.activated, "reason": result.reason, "clicks": clicks,
+            "reviewed": len(ws.corrected_cases()), "candidate": result.new_version,
+            **_summary(active_site), **_summary(active_default, "default_"),
+            **_summary(cand_site, "cand_"), **_summary(cand_default, "cand_default_"),
+            "choose_review_s": round(choose_s, 1), "finetune_s": round(ft_s, 1),
+            "train_s": result.train_seconds, "score_s": score_s, "round_s": round(t(), 1),
+        })
+        log(f"{bench.site} s{seed} {strategy} round {rnd}: {result.new_version} "
+            f"{'activated' if result.activated else 'refused'} ({result.reason}); candidate Dice "
+            f"{cand_site['dice_median']:.3f} recall {cand_site['recall']:.3f} "
+            f"FP {cand_site['fp_per_case']:.2f}, "
+            f"default Dice {cand_default['dice_median']:.3f}; {t():.0f} s")
+    return rows
+
+
+# ---------------------------------------------------------------- ablation
+def variants(bench: Bench) -> dict[str, dict]:
+    """``{name: overrides}``: the defaults, then each switch of ``FinetuneConfig`` toggled alone."""
+    from lnq_napari.model.config import FinetuneConfig
+
+    d = FinetuneConfig()
+    out = {"defaults": {}}
+    for name, on in SWITCH_ON.items():
+        if name == "replay_data":
+            on = str(site_data(bench.out, FORGET_SITE, "replay", bench.args.replay, shape=bench.args.shape))
+        off = {bool: False, str: "all"}.get(type(on), 0.0)
+        out[f"{name}={'off' if getattr(d, name) == on else 'on'}"] = \
+            {name: off if getattr(d, name) == on else on}
+    out["replay_fraction=0" if d.replay_fraction else "replay_fraction=0.5"] = \
+        {"replay_fraction": 0.0 if d.replay_fraction else 0.5}
+    return out
+
+
+def run_ablation(bench: Bench, seed: int) -> list[dict]:
+    """One click-corrected round, then one fine-tune per variant from the same reviewed workspace."""
+    args = bench.args
+    base = bench.workspace(seed, "ablation-reviewed")
+    model_id = base.prediction_model()[1]
+    chosen, _ = choose_cases(base, "uncertainty", bench.frozen, model_id, args.per_round, seed)
+    clicks = review_cases(base, chosen, model_id, "clicks")
+    rows = []
+    todo = variants(bench)
+    wanted = args.variants.split(",") if args.variants else list(todo)
+    for name in wanted:
+        ws_path = bench.out / "work" / f"{bench.site}-s{seed}-ablation-{name.replace('=', '-')}"
+        shutil.rmtree(ws_path, ignore_errors=True)
+        shutil.copytree(base.root, ws_path)
+        from lnq_napari.workspace import Workspace
+
+        ws = Workspace.open(ws_path)
+        t = Timer()
+        result = run_finetune(ws, args.iterations, todo[name])
+        ft_s = t()
+        site_fig, default_fig, score_s = bench.score(ws.model_path(result.new_version))
+        rows.append({"variant": name, "overrides": todo[name], "site": bench.site, "seed": seed,
+                     "chosen": chosen, "clicks": clicks, "activated": result.activated,
+                     "reason": result.reason, **_summary(site_fig), **_summary(default_fig, "default_"),
+                     "finetune_s": round(ft_s, 1), "train_s": result.train_seconds, "score_s": score_s})
+        log(f"{bench.site} ablation {name}: Dice {site_fig['dice_median']:.3f} "
+            f"recall {site_fig['recall']:.3f} FP {site_fig['fp_per_case']:.2f} "
+            f"default {default_fig['dice_median']:.3f} ({ft_s:.0f} s)")
+        shutil.rmtree(ws_path, ignore_errors=True)
+    return rows
+
+
+# ---------------------------------------------------------------- tables and plots
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3f}"
+    return "" if v is None else str(v)
+
+
+def print_table(rows: list[dict], cols: list[str]) -> None:
+    widths = [max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in cols]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for r in rows:
+        print("  ".join(_cell(r.get(c)).rjust(w) for c, w in zip(cols, widths)))
+
+
+def plot_loop(site: str, runs: list[dict], frozen: dict, path: Path) -> None:
+    """Held-out median Dice (bootstrap band), recall, false nodes and default-site Dice per round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("dice_median", "median Dice, held-out"), ("recall", "node recall, held-out"),
+            ("fp_per_case", "false nodes / case"), ("default_dice_median", "median Dice, default site")]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    colours = {"uncertainty": "tab:blue", "random": "tab:orange"}
+    seen: set[str] = set()
+    for run in runs:
+        rr = run["rows"]
+        x = [r["round"] for r in rr]
+        style = "o-" if run["corrections"] == "clicks" else "s--"
+        label = f"{run['strategy']} ({run['corrections']})"
+        label = label if label not in seen else "_nolegend_"
+        seen.add(label)
+        colour = colours.get(run["strategy"], None)
+        for ax, (key, _) in zip(axes, keys):
+            ax.plot(x, [r[key] for r in rr], style, color=colour, alpha=0.8, label=label)
+        axes[0].fill_between(x, [r["dice_lo"] for r in rr], [r["dice_hi"] for r in rr], color=colour,
+                             alpha=0.08)
+    for ax, (key, title) in zip(axes, keys):
+        ax.axhline(frozen[key], color="grey", ls=":", lw=1.2, label="frozen")
+        ax.set_title(f"{site}: {title}" if key == "dice_median" else title, fontsize=10)
+        ax.set_xlabel("round (5 reviewed cases each)")
+        ax.set_xticks(sorted({r["round"] for run in runs for r in run["rows"]}))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def report_loop(out: Path, sites: list[str], seeds: list[int], frozen: dict[str, dict]) -> None:
+    runs = [json.loads(p.read_text()) for p in sorted(out.glob("loop-*.json"))]
+    runs = [r for r in runs if r["site"] in sites and r["seed"] in seeds]
+    rows = [dict(r, site=run["site"], seed=run["seed"], corrections=run["corrections"], dice_ci=(
+        f"{r['dice_lo']:.3f}-{r['dice_hi']:.3f}"), verdict={None: "", True: "activated", False: "refused"}[
+        r["activated"]]) for run in runs for r in run["rows"]]
+    if rows:
+        print_table(rows, ["site", "seed", "corrections", "strategy", "round", "dice_median", "dice_ci",
+                           "recall", "fp_per_case", "cand_dice_median", "verdict", "default_dice_median",
+                           "clicks", "finetune_s", "round_s"])
+    for site in sites:
+        site_runs = [r for r in runs if r["site"] == site]
+        if site_runs:
+            plot_loop(site, site_runs, frozen[site], out / f"adaptation_{site}.png")
+            print(f"wrote {out / f'adaptation_{site}.png'}")
+
+
+def report_ablation(out: Path, sites: list[str], seeds: list[int]) -> None:
+    rows = []
+    for p in sorted(out.glob("ablation-*.json")):
+        data = json.loads(p.read_text())
+        if data["site"] in sites and data["seed"] in seeds:
+            rows += data["rows"]
+    if rows:
+        print_table(rows, ["variant", "site", "dice_median", "recall", "fp_per_case", "default_dice_median",
+                           "activated", "finetune_s"])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frozen = {}
+    for site in args.sites:
+        bench = Bench(args, site)
+        frozen[site] = {**_summary(bench.frozen_site), **_summary(bench.frozen_default, "default_")}
+        print(f"frozen model, {site}: held-out median Dice {bench.frozen_site['dice_median']:.3f} "
+              f"({bench.frozen_site['dice_lo']:.3f}-{bench.frozen_site['dice_hi']:.3f}), recall "
+              f"{bench.frozen_site['recall']:.3f}, false nodes/case {bench.frozen_site['fp_per_case']:.2f}; "
+              f"default site Dice {bench.frozen_default['dice_median']:.3f}")
+        (out / f"frozen-{site}.json").write_text(json.dumps(frozen[site], indent=1))
+        for seed in args.seeds:
+            if args.mode == "ablation":
+                path = out / f"ablation-{site}-s{seed}-it{args.iterations}.json"
+                if not path.is_file():
+                    path.write_text(json.dumps({"site": site, "seed": seed, "settings": vars(args),
+                                                "rows": run_ablation(bench, seed)}, indent=1, default=str))
+            elif args.mode == "loop":
+                for strategy in args.strategies.split(","):
+                    path = out / f"loop-{site}-s{seed}-{strategy}-{args.corrections}.json"
+                    if path.is_file():
+                        continue
+                    t = time.time()
+                    rows = run_loop(bench, seed, strategy)
+                    path.write_text(json.dumps(
+                        {"site": site, "seed": seed, "strategy": strategy, "corrections": args.corrections,
+                         "settings": vars(args), "rows": rows, "seconds": round(time.time() - t, 1)},
+                        indent=1, default=str))
+    if args.mode == "loop":
+        report_loop(out, args.sites, args.seeds, frozen)
+    elif args.mode == "ablation":
+        report_ablation(out, args.sites, args.seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
