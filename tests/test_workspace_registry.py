@@ -125,6 +125,9 @@ def test_list_models_shows_bundled_then_versions_with_their_figures(ws):
     assert (m2.dice, m2.dice_parent, m2.false_nodes, m2.false_nodes_parent) == (0.8, 0.65, 0.5, 0.25)
     assert m2.vs_parent("dice") == 0.15 and m2.vs_parent("false_nodes") == 0.25
     assert "dice_vs_original" not in m2.figures  # NaN figures are left out
+    assert m2.before_after() == ("Dice 0.650 -> 0.800, recall 0.70 -> 0.90, "
+                                 "false nodes per case 0.25 -> 0.50 (m001 -> m002)")
+    assert m1.before_after() == ""
     assert m3.verdict == "refuse" and (m3.dice, m3.dice_parent) == (0.6, 0.7)
     assert m3.vs_parent("recall") == pytest.approx(-0.25) and m3.vs_parent("false_nodes") == 1.0
     assert m2.path == str(ws.model_path("m002")) and bundled.path.endswith("bundled")

@@ -65,6 +65,17 @@ class ModelSummary:
         own, parent = getattr(self, name), getattr(self, f"{name}_parent")
         return None if own is None or parent is None else own - parent
 
+    def before_after(self) -> str:
+        """``Dice 0.650 -> 0.800, recall 0.70 -> 0.90, false nodes per case 0.25 -> 0.50 (m001 -> m002)``,
+        the figures present; "" when there are none."""
+        parts = []
+        for label, name, digits in (("Dice", "dice", 3), ("recall", "recall", 2),
+                                    ("false nodes per case", "false_nodes", 2)):
+            own, parent = getattr(self, name), getattr(self, f"{name}_parent")
+            if own is not None and parent is not None:
+                parts.append(f"{label} {parent:.{digits}f} -> {own:.{digits}f}")
+        return f"{', '.join(parts)} ({self.parent} -> {self.version})" if parts else ""
+
     @classmethod
     def from_entry(cls, entry: dict, path: Path) -> ModelSummary:
         """From a registry entry; reads the activation rule's figures, or older before/after metrics."""

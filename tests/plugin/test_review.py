@@ -1,5 +1,5 @@
 """The Review widget on a real viewer: rank a workspace, open a case, guard unsaved edits, save into the
-workspace, fine-tune with progress, cancel."""
+workspace, fine-tune with progress, cancel; the models section: verdicts, Activate, roll back."""
 
 from __future__ import annotations
 
@@ -110,3 +110,59 @@ def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, w
     review.cancel()
     _wait(qtbot, review)
     assert review.status.text().startswith("cancelled") and len(workspace.models()) == before
+
+
+def test_models_section_activates_for_the_user_and_rolls_back(make_napari_viewer, qtbot, workspace, tmp_path):
+    """The models table lists the versions with the rule's verdict; Activate makes the selected one
+    active with a journal line saying the user decided; a half-written version is refused."""
+    first = workspace.models()[0]["id"]
+    figures = {"candidate_dice": 0.82, "parent_dice": 0.64, "candidate_recall": 0.95, "parent_recall": 0.7,
+               "candidate_false_nodes": 0.4, "parent_false_nodes": 0.3}
+    refused = workspace.register_model(
+        workspace.model_path(first), parent=first, training_cases=["a", "b"],
+        metrics={"reason": "refuse (false nodes vs parent +0.10/case): ...", "figures": figures,
+                 "activate": False})
+    viewer = make_napari_viewer()
+    review = ReviewWidget(viewer, workspace=workspace)
+    panel = review.models
+    versions = [panel.table.item(i, 0).text() for i in range(panel.table.rowCount())]
+    assert versions == ["bundled"] + [m["id"] for m in workspace.models()]
+    row = versions.index(refused)
+    assert [panel.table.item(row, j).text() for j in range(4)] == [refused, first, "", "refuse"]
+    assert panel.selected().version == refused  # the newest is selected, its figures shown
+    assert "Dice 0.640 -> 0.820" in panel.details.text() and "refuse (false nodes" in panel.details.text()
+    assert refused in panel.plot.rounds
+
+    previous = workspace.active_model()["id"]
+    panel.table.selectRow(row)
+    qtbot.mouseClick(panel.activate_button, _left())
+    assert workspace.active_model()["id"] == refused
+    assert panel.table.item(row, 2).text() == "*" and f"(was {previous})" in panel.details.text()
+    line = workspace.journal("activate")[-1]
+    assert (line["version"], line["previous"], line["decided_by"]) == (refused, previous, "user")
+
+    # a half-written version: refused in the panel, nothing changed
+    broken = workspace.register_model(workspace.model_path(first), parent=first)
+    (workspace.model_path(broken) / "weights.safetensors").write_bytes(b"")
+    panel.refresh(select=broken)
+    registry = workspace.registry.file.read_bytes()
+    assert panel.activate_selected() is None and "half-written" in panel.details.text()
+    assert workspace.registry.file.read_bytes() == registry
+
+    # back to the bundled model, then to the version that was active before this test
+    panel.refresh(select="bundled")
+    assert panel.activate_selected().version == "bundled" and workspace.active_model() is None
+    shot = tmp_path / "review-models.png"
+    panel.refresh(select=refused)
+    viewer.window.add_dock_widget(review, name="Review", area="right")
+    viewer.window._qt_window.resize(1200, 1100)
+    qtbot.wait(200)
+    review.grab().save(str(shot))
+    assert shot.stat().st_size > 0
+    workspace.activate(previous, decided_by="user")
+
+
+def _left():
+    from qtpy.QtCore import Qt
+
+    return Qt.MouseButton.LeftButton

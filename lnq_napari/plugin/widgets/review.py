@@ -1,4 +1,6 @@
-"""Review: a workspace's queue of cases worth reviewing next (open one in a click) and fine-tuning.
+"""Review: a workspace's queue of cases worth reviewing next (open one in a click), fine-tuning, and
+the workspace's model versions (:class:`~lnq_napari.plugin.widgets.models.ModelsPanel`: verdicts,
+figures over rounds, Activate).
 
 The form (workspace folder, strategy, number of cases, iterations) is magicgui. Both long jobs run in
 napari thread workers with a progress bar and Cancel; the widget only forwards to
@@ -20,6 +22,7 @@ from lnq_napari.plugin._case import add_case, read_case
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import SESSION_KEY
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
+from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
 
 
@@ -63,6 +66,10 @@ class ReviewWidget(WorkerWidget):
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        self.models = ModelsPanel(self._folder)
+        layout.addWidget(self.models)
+        self.form.workspace.changed.connect(lambda value=None: self.models.refresh())
+        self.models.refresh()
         compact(self)
 
     def workspace(self) -> Workspace:
@@ -71,6 +78,13 @@ class ReviewWidget(WorkerWidget):
         if folder is None:
             raise LNQError("choose a workspace folder first (`lnq-napari workspace init` makes one)")
         return Workspace.open(folder)
+
+    def _folder(self) -> Path | None:
+        """The workspace folder, or None when none is chosen or it is not a workspace."""
+        try:
+            return self.workspace().root
+        except LNQError:
+            return None
 
     def _root(self) -> Path | None:
         """The workspace folder, or None (and why, in the status line) when there is none."""
@@ -143,6 +157,7 @@ class ReviewWidget(WorkerWidget):
         self.progress.setValue(100)
         state = "activated" if result.activated else "kept the previous model"
         self.status.setText(f"{result.new_version}: {state} ({result.reason})")
+        self.models.refresh(select=result.new_version)  # its before/after figures, verdict, the plot
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, Cancelled):

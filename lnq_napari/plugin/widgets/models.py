@@ -1,0 +1,156 @@
+"""The models section of the Review widget: a workspace's model versions, the rule's verdict and figures,
+an Activate button (the user decides) and a small plot of the figures over fine-tuning rounds.
+
+Thin: the versions come from :func:`lnq_napari.api.list_models`, the choice goes to
+:func:`lnq_napari.api.activate_model` (``decided_by="user"``, journalled with the version it replaces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lnq_napari import api
+from lnq_napari.errors import LNQError
+from lnq_napari.workspace.registry import ModelSummary
+
+COLUMNS = ("version", "parent", "active", "verdict")
+
+
+class ModelsPanel(QWidget):
+    """Model versions of the workspace ``root()`` returns (None: no workspace chosen yet)."""
+
+    def __init__(self, root: Callable[[], Path | None]) -> None:
+        super().__init__()
+        self.root = root
+        self.models: list[ModelSummary] = []
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setFixedHeight(106)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.itemSelectionChanged.connect(self._show_selected)
+        self.activate_button = QPushButton("Activate")
+        self.activate_button.setToolTip("predict and fine-tune with the selected version from now on "
+                                        "(bundled: back to the bundled model); written to the journal")
+        self.activate_button.clicked.connect(self.activate_selected)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(lambda: self.refresh())
+        self.details = QLabel("")
+        self.details.setWordWrap(True)
+        self.plot = RoundsPlot()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel("Models"))
+        layout.addWidget(self.table)
+        row = QHBoxLayout()
+        row.addWidget(self.activate_button)
+        row.addWidget(self.refresh_button)
+        layout.addLayout(row)
+        layout.addWidget(self.details)
+        layout.addWidget(self.plot)
+
+    def refresh(self, select: str | None = None) -> list[ModelSummary]:
+        """Read the versions again; select ``select`` (default: the newest version)."""
+        root = self.root()
+        try:
+            self.models = api.list_models(root) if root is not None else []
+        except LNQError as exc:
+            self.models = []
+            self.details.setText(str(exc))
+        self.table.setRowCount(len(self.models))
+        for i, m in enumerate(self.models):
+            for j, text in enumerate((m.version, m.parent or "", "*" if m.active else "", m.verdict)):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        self.plot.show_rounds(self.models)
+        names = [m.version for m in self.models]
+        if names:
+            self.table.selectRow(names.index(select) if select in names else len(names) - 1)
+        return self.models
+
+    def selected(self) -> ModelSummary | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.models[rows[0].row()] if rows and rows[0].row() < len(self.models) else None
+
+    def activate_selected(self) -> ModelSummary | None:
+        """Activate the selected version for the user; returns its summary (None when nothing changed)."""
+        chosen, root = self.selected(), self.root()
+        if chosen is None or root is None:
+            self.details.setText("choose a workspace and a model version first")
+            return None
+        before = next((m.version for m in self.models if m.active), "bundled")
+        try:
+            active = api.activate_model(root, chosen.version, decided_by="user")
+        except LNQError as exc:
+            self.details.setText(str(exc))
+            return None
+        self.refresh(select=active.version)
+        self.details.setText(f"{active.version} is active (was {before}). {self.details.text()}")
+        return active
+
+    def _show_selected(self) -> None:
+        m = self.selected()
+        if m is not None:
+            self.details.setText("  ".join(t for t in (m.before_after(), m.reason) if t))
+
+
+class RoundsPlot(QWidget):
+    """Dice and false nodes per case of each fine-tuned version (dots) and of its parent on the same
+    held-out cases (rings), one column per version in the order they were made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 1.7), dpi=90, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setFixedHeight(150)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        self.rounds: list[str] = []
+
+    def show_rounds(self, models: list[ModelSummary]) -> None:
+        rounds = [m for m in models if m.dice is not None or m.false_nodes is not None]
+        self.rounds = [m.version for m in rounds]
+        self.figure.clear()
+        axes = self.figure.subplots(1, 2)
+        x = range(len(rounds))
+        for ax, name, title in zip(axes, ("dice", "false_nodes"), ("Dice", "false nodes / case")):
+            ax.plot(x, [_nan(getattr(m, name)) for m in rounds], "o-", color="tab:blue", ms=4,
+                    label="version")
+            ax.plot(x, [_nan(getattr(m, f"{name}_parent")) for m in rounds], "o", mfc="none",
+                    color="tab:gray", ms=5, label="its parent")
+            ax.set_title(title, fontsize=8)
+            ax.set_xticks(list(x), self.rounds, fontsize=7)
+            ax.tick_params(labelsize=7)
+        self.figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
+                           fontsize=7, frameon=False)
+        if not rounds:
+            axes[0].text(0.5, 0.5, "no fine-tune yet", ha="center", va="center", fontsize=7,
+                         transform=axes[0].transAxes)
+        self.canvas.draw_idle()
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
