@@ -90,9 +90,15 @@ RULE_METRICS = {
     "activate": True,
 }
 OLD_METRICS = {  # what fine-tunes stored before the activation rule: ValidationMetrics before / after
+    "activated": False,
     "before": {"node_f1": 0.8, "dice_mean": 0.7, "recall": 0.75, "fp_per_case": 0.0, "cases": ["a"]},
     "after": {"node_f1": 0.7, "dice_mean": 0.6, "recall": 0.5, "fp_per_case": 1.0, "cases": ["a"]},
     "reason": "validation worse: node F1 0.700 vs 0.800 ...; kept m001 active",
+}
+NO_FIGURES = {  # a fine-tune whose rule left no figures: its validation metrics stand in
+    "metrics_before": {"dice_mean": 0.5, "recall": 1.0, "fp_per_case": 0.0},
+    "metrics_after": {"dice_mean": 0.75, "recall": 1.0, "fp_per_case": float("nan")},
+    "reason": "validated on the training corrections (fewer than 2 corrected cases): activate: ...",
 }
 
 
@@ -130,6 +136,10 @@ def test_list_models_shows_bundled_then_versions_with_their_figures(ws):
     assert m1.before_after() == ""
     assert m3.verdict == "refuse" and (m3.dice, m3.dice_parent) == (0.6, 0.7)
     assert m3.vs_parent("recall") == pytest.approx(-0.25) and m3.vs_parent("false_nodes") == 1.0
+    ws.register_model(ws.model_path("m001"), parent="m003", metrics=NO_FIGURES)
+    m4 = api.list_models(ws.root)[-1]
+    assert (m4.dice, m4.dice_parent, m4.vs_parent("dice"), m4.false_nodes) == (0.75, 0.5, 0.25, None)
+    assert m4.verdict == ""  # no stored decision and the reason does not start with one
     assert m2.path == str(ws.model_path("m002")) and bundled.path.endswith("bundled")
 
 

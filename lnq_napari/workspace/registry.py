@@ -78,10 +78,12 @@ class ModelSummary:
 
     @classmethod
     def from_entry(cls, entry: dict, path: Path) -> ModelSummary:
-        """From a registry entry; reads the activation rule's figures, or older before/after metrics."""
+        """From a registry entry: the activation rule's ``figures``, else the validation metrics before
+        and after (``metrics_before`` / ``metrics_after``, or ``before`` / ``after`` of older fine-tunes)."""
         metrics = entry.get("metrics") or {}
         figures = {k: float(v) for k, v in (metrics.get("figures") or {}).items() if _is_number(v)}
-        before, after = metrics.get("before") or {}, metrics.get("after") or {}
+        before = metrics.get("metrics_before") or metrics.get("before") or {}
+        after = metrics.get("metrics_after") or metrics.get("after") or {}
 
         def pick(figure: str, old: str, side: dict) -> float | None:
             value = figures.get(figure, side.get(old))
