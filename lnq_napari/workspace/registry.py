@@ -164,7 +164,10 @@ class ModelRegistry:
     def path(self, version: str) -> Path:
         if version == BUNDLED:
             return bundled_model_path()
-        path = Path(self.info(version)["path"])
+        return self._path(self.info(version))
+
+    def _path(self, entry: dict) -> Path:
+        path = Path(entry["path"])
         return path if path.is_absolute() else self.root / path
 
     def version_of(self, name: str) -> str:
@@ -187,7 +190,8 @@ class ModelRegistry:
         and matching the sha256 recorded at registration and in config.json. LNQError otherwise."""
         if version == BUNDLED:
             return Path(resolve_model(None))
-        entry, path = self.info(version), self.path(version)
+        entry = self.info(version)
+        path = self._path(entry)
         inside = path.resolve().is_relative_to(self.folder.resolve())
         if not inside and path.resolve() != bundled_model_path().resolve():
             raise LNQError(f"model {version} is at {path}, outside {self.folder} (from another workspace); "
@@ -246,7 +250,7 @@ class ModelRegistry:
         entries = self.entries()
         bundled = ModelSummary(BUNDLED, None, "", not any(e.get("active") for e in entries), 0,
                                str(bundled_model_path()), reason="the model shipped with lnq-napari")
-        return [bundled] + [ModelSummary.from_entry(e, self.path(e["id"])) for e in entries]
+        return [bundled] + [ModelSummary.from_entry(e, self._path(e)) for e in entries]
 
     def _place(self, src: Path, version: str, copy: bool) -> Path:
         dest = self.folder / version
