@@ -1,4 +1,5 @@
-"""Fine-tuning from corrections: label states, split, registration, the activation rule, resume.
+"""Fine-tuning from corrections: label states, split, registration, the activation verdict, resume, and
+each FinetuneConfig switch doing what it says.
 
 (Label states of corrections live in training.corrections; the orchestration in lnq_napari.finetuning.)
 """
@@ -13,14 +14,9 @@ import numpy as np
 import pytest
 
 from lnq_napari.errors import Cancelled, LNQError
-from lnq_napari.finetuning import (
-    FinetuneResult,
-    ValidationMetrics,
-    finetune_workspace,
-    not_worse,
-    split_cases,
-)
+from lnq_napari.finetuning import FinetuneResult, finetune_workspace, split_cases
 from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.training.corrections import correction_states, edited_voxels
 from lnq_napari.training.labels import BACKGROUND, NODE
 
@@ -143,12 +139,13 @@ def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, pare
     ws, truth = _workspace(tmp_path, dataset, parent_model)
     seen = []
     result = finetune_workspace(
-        ws, iterations=3, device="cpu", progress=lambda f, m: seen.append(f),
+        ws, FinetuneConfig(iterations=3), device="cpu", progress=lambda f, m: seen.append(f),
         predictor_factory=lambda path, device: _TruthPredictor(truth),
     )
     assert isinstance(result, FinetuneResult)
     assert result.activated and result.new_version == "m002"
-    assert "not worse" in result.reason
+    assert result.reason.startswith("activate") and "the parent is the original" in result.reason
+    assert result.original == "m001" and result.figures["n_cases"] == 1.0
     assert len(result.val_cases) == 1 and not result.validated_on_training
     assert set(result.train_cases).isdisjoint(result.val_cases)
     assert result.replay_cases == [ws.case_ids()[3]]  # the one uncorrected case replays its labels
@@ -161,8 +158,16 @@ def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, pare
     assert seen[-1] == 1.0 and seen == sorted(seen)
     entry = ws.journal("finetune")[-1]
     assert entry["new_version"] == "m002" and entry["activated"] and entry["f1_after"] == 1.0
+    assert entry["decided_by"] == "rule"
+    activation = ws.journal("activate")[-1]
+    assert activation["version"] == "m002" and activation["decided_by"] == "rule"
+    assert activation["reason"] == result.reason
+    stored = ws.model_info("m002")["metrics"]
+    assert stored["reason"] == result.reason and stored["figures"] == result.figures
+    assert stored["figures"]["candidate_dice"] == 1.0
     as_json = json.loads(json.dumps(result.to_dict()))
     assert as_json["metrics_after"]["node_f1"] == 1.0 and as_json["val_cases"] == result.val_cases
+    assert as_json["config"]["iterations"] == 3
     assert not (ws.models_dir / "pending.json").exists()
 
 
@@ -173,15 +178,17 @@ def test_worse_validation_is_registered_but_not_activated(tmp_path, dataset, par
     def factory(path, device):  # the old model is perfect, the new one predicts nothing
         return _TruthPredictor(truth if Path(path).resolve() == parent_path else {})
 
-    result = finetune_workspace(ws, iterations=2, device="cpu", predictor_factory=factory)
+    result = finetune_workspace(ws, FinetuneConfig(iterations=2), device="cpu", predictor_factory=factory)
     assert result.validated_on_training and "fewer than 2" in result.reason
-    assert not result.activated and "worse" in result.reason and "kept m001" in result.reason
+    assert not result.activated and result.reason.count("refuse") == 1 and "kept m001" in result.reason
+    assert "thin evidence" in result.reason
     # "before" reuses m001's stored prediction (partial labels + a false node), not a new prediction
-    assert 0.0 < result.metrics_before.node_f1 < 1.0 and result.metrics_after.node_f1 == 0.0
-    assert result.metrics_after.dice_mean == 0.0
+    assert 0.0 < result.metrics_before.dice_mean < 1.0 and result.metrics_after.dice_mean == 0.0
     assert ws.active_model()["id"] == "m001"
-    assert ws.model_info(result.new_version)["metrics"]["after"]["dice_mean"] == 0.0
+    stored = ws.model_info(result.new_version)["metrics"]
+    assert stored["metrics_after"]["dice_mean"] == 0.0 and stored["reason"] == result.reason
     assert ws.journal("finetune")[-1]["activated"] is False
+    assert not ws.journal("activate") or ws.journal("activate")[-1]["version"] == "m001"
 
 
 def test_interrupted_finetune_resumes(tmp_path, dataset, parent_model):
@@ -196,7 +203,8 @@ def test_interrupted_finetune_resumes(tmp_path, dataset, parent_model):
         return _TruthPredictor(truth)
 
     with pytest.raises(Cancelled):
-        finetune_workspace(ws, iterations=6, device="cpu", cancel=cancel, predictor_factory=factory)
+        finetune_workspace(ws, FinetuneConfig(iterations=6), device="cpu", cancel=cancel,
+                           predictor_factory=factory)
     pending = json.loads((ws.models_dir / "pending.json").read_text())
     assert ws.active_model()["id"] == "m001" and [m["id"] for m in ws.models()] == ["m001"]
     assert (Path(pending["staging"]) / "train_state" / "state.pt").is_file()
@@ -215,7 +223,7 @@ def test_no_corrections_is_a_user_error(tmp_path, dataset, parent_model):
 
     ws = Workspace.init(tmp_path / "ws", dataset)
     with pytest.raises(LNQError, match="no corrected cases"):
-        finetune_workspace(ws, iterations=1, device="cpu")
+        finetune_workspace(ws, FinetuneConfig(iterations=1), device="cpu")
 
 
 def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_model):
@@ -242,20 +250,6 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     assert result.activated == (ws.active_model()["id"] == "m002")
 
 
-def _metrics(node_f1: float, dice_mean: float) -> ValidationMetrics:
-    return ValidationMetrics(node_f1=node_f1, dice_mean=dice_mean, recall=1.0, fp_per_case=0.0, cases=["a"])
-
-
-def test_activation_rule_uses_node_f1_with_a_dice_guard():
-    before = _metrics(0.6, 0.8)
-    assert not_worse(before, _metrics(0.7, 0.78))  # more nodes found, masks slightly off
-    assert not_worse(before, _metrics(0.6, 0.8))  # a tie activates
-    assert not not_worse(before, _metrics(0.5, 0.9))  # fewer nodes found
-    assert not not_worse(before, _metrics(0.9, 0.7))  # much worse masks
-    assert not_worse(before, _metrics(0.58, 0.8), tolerance=0.05)
-    assert not_worse(_metrics(float("nan"), float("nan")), _metrics(0.0, 0.0))  # nothing to compare
-
-
 def test_edited_voxels_are_what_the_reviewer_added_or_removed():
     prediction = np.zeros((6, 10, 10), np.uint8)
     prediction[1:3, 1:3, 1:3] = 1  # removed
@@ -267,3 +261,171 @@ def test_edited_voxels_are_what_the_reviewer_added_or_removed():
     assert edited.sum() == 8 + 2 * 7 and edited[1:3, 1:3, 1:3].all() and edited[3:5, 8, 5:9].all()
     assert not edited[3:5, 5:8, 5:8].any()
     assert edited_voxels(vol, vol) is None
+
+
+# ---------------------------------------------------------------- the switches of FinetuneConfig
+def _sha(path) -> str:
+    from lnq_napari.model.checkpoint import read_config
+
+    return read_config(path).weights_sha256
+
+
+def _distance(a: dict, b: dict) -> float:
+    return float(sum(((a[k].astype(np.float64) - b[k]) ** 2).sum() for k in a))
+
+
+def test_dense_truth_makes_a_corrected_case_node_or_background(tmp_path, dataset, parent_model):
+    from lnq_napari.finetune_plan import make_plan
+    from lnq_napari.finetuning import _correction_case
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
+    case = ws.corrected_cases()[0]
+    correction = ws.latest_labels(case, "correction").array > 0
+    dense = _correction_case(ws, make_plan(ws, FinetuneConfig(dense_truth=True), "cpu"), case)
+    assert set(np.unique(dense.states)) <= {BACKGROUND, NODE}
+    assert np.array_equal(dense.states == NODE, correction)
+    partial = _correction_case(ws, make_plan(ws, FinetuneConfig(), "cpu"), case)
+    assert (partial.states == -1).any()  # the label-state rules leave unknowns
+    assert dense.focus is not None and np.array_equal(dense.focus, partial.focus)
+
+
+def test_norm_first_leaves_frozen_weights_bit_identical(tmp_path, dataset, parent_model):
+    from lnq_napari.model.checkpoint import load_checkpoint
+    from lnq_napari.training.anchor import trainable_parameters
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    result = finetune_workspace(ws, FinetuneConfig(iterations=3, lr=1e-2, trainable="norm_first"),
+                                device="cpu", predictor_factory=lambda p, d: _TruthPredictor(truth))
+    net, _ = load_checkpoint(parent_model)
+    trained = {name for name, p in net.named_parameters() if any(p is q for q in
+                                                                   trainable_parameters(net, "norm_first"))}
+    assert any(n.startswith("encoders.0.") for n in trained)
+    assert any(n.startswith("decoders") for n in trained)
+    assert not any(n.startswith("head") for n in trained)
+    old, new = _weights(parent_model), _weights(ws.model_path(result.new_version))
+    frozen = [k for k in old if k not in trained]
+    assert frozen and all(np.array_equal(old[k], new[k]) for k in frozen)
+    assert any(not np.array_equal(old[k], new[k]) for k in trained)
+
+
+def test_l2sp_keeps_weights_nearer_the_parent(tmp_path, dataset, parent_model):
+    from lnq_napari.training.anchor import Anchor
+    from lnq_napari.training.trainer import load_training_cases, train_model
+
+    cases = load_training_cases(dataset, workers=1)[:1]
+    config = {"train": {"lr": 1e-2, "warmup": 0}}
+    distances = {}
+    for weight in (0.0, 10.0):
+        anchor = Anchor(str(parent_model), l2sp_weight=weight) if weight else None
+        out = train_model(cases, tmp_path / f"l2sp-{weight}", 6, device="cpu", init_from=parent_model,
+                          config=config, anchor=anchor)
+        distances[weight] = _distance(_weights(out), _weights(parent_model))
+    assert 0.0 < distances[10.0] < distances[0.0]
+
+
+def test_distillation_targets_the_parent_outside_the_edits(tmp_path, dataset, parent_model):
+    import torch
+
+    from lnq_napari.model.checkpoint import load_checkpoint
+    from lnq_napari.training.anchor import Anchor, AnchorTerms
+
+    net, _ = load_checkpoint(parent_model)
+    terms = AnchorTerms(Anchor(str(parent_model), distill_weight=2.0), net, torch.device("cpu"))
+    x = torch.randn(1, 1, 8, 32, 32)
+    none = torch.zeros_like(x, dtype=torch.bool)
+    with torch.no_grad():
+        own = net(x)
+    other = own + torch.randn_like(own)
+    assert terms.loss(net, x, other, ~none) == 0  # every voxel edited: nothing to distil
+    assert terms.loss(net, x, other, none) > terms.loss(net, x, own, none) > 0  # the parent's own is best
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    config = FinetuneConfig(iterations=2, distill_weight=1.0, replay_fraction=0.0)
+    result = finetune_workspace(ws, config, device="cpu",
+                                predictor_factory=lambda p, d: _TruthPredictor(truth))
+    assert result.replay_cases == [] and result.config.distill_weight == 1.0
+    assert ws.model_info(result.new_version)["metrics"]["config"]["distill_weight"] == 1.0
+
+
+def test_interpolation_at_alpha_zero_reproduces_the_parent(tmp_path, dataset, parent_model):
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    parent_sha = _sha(parent_model)
+
+    def factory(path, device):  # only the parent's weights predict anything (the stored predictions win)
+        return _TruthPredictor({} if _sha(path) != parent_sha else truth)
+
+    result = finetune_workspace(ws, FinetuneConfig(iterations=3, lr=1e-2, interpolate=True), device="cpu",
+                                predictor_factory=factory)
+    assert result.alpha == 0.0
+    old, new = _weights(parent_model), _weights(ws.model_path(result.new_version))
+    assert all(np.array_equal(old[k], new[k]) for k in old)
+    assert ws.model_info(result.new_version)["metrics"]["alpha"] == 0.0
+
+
+def test_interpolation_picks_alpha_on_the_validation_cases(tmp_path, dataset, parent_model):
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    parent_sha = _sha(parent_model)
+
+    def factory(path, device):  # every interpolated model is perfect: the smallest alpha > 0 wins
+        return _TruthPredictor(truth if _sha(path) != parent_sha else {})
+
+    result = finetune_workspace(ws, FinetuneConfig(iterations=3, lr=1e-2, interpolate=True), device="cpu",
+                                predictor_factory=factory)
+    assert result.alpha == 0.25 and result.metrics_after.dice_mean == 1.0
+    old, new = _weights(parent_model), _weights(ws.model_path(result.new_version))
+    assert any(not np.array_equal(old[k], new[k]) for k in old)
+
+
+def test_refit_writes_postprocessing_from_training_corrections_only(tmp_path, dataset, parent_model,
+                                                                  monkeypatch):
+    from lnq_napari import posttrain
+    from lnq_napari.model.checkpoint import load_state, read_config
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    seen = []
+
+    def spy(cases, *args, **kwargs):
+        seen.extend(c.case_id for c in cases)
+        return fit(cases, *args, **kwargs)
+
+    fit = posttrain.fit_postprocessing
+    monkeypatch.setattr(posttrain, "fit_postprocessing", spy)
+    result = finetune_workspace(ws, FinetuneConfig(iterations=2, refit_postprocessing=True), device="cpu",
+                                predictor_factory=lambda p, d: _TruthPredictor(truth))
+    assert sorted(seen) == sorted(result.train_cases) and set(seen).isdisjoint(result.val_cases)
+    post = result.postprocessing
+    inference = read_config(ws.model_path(result.new_version)).inference
+    assert (inference.threshold, inference.min_component_mm3) == (post.threshold, post.min_component_mm3)
+    stored = ws.model_info(result.new_version)["metrics"]["postprocessing"]
+    assert post.reason and stored["reason"] == post.reason
+    load_state(ws.model_path(result.new_version))  # weights still match their recorded sha256
+
+
+def test_original_model_is_the_root_of_the_lineage(tmp_path, dataset, parent_model):
+    from lnq_napari.model import resolve_model
+    from lnq_napari.validation import original_model
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    ws.register_model(parent_model, parent="m001")
+    ws.register_model(parent_model, parent="m002")
+    assert original_model(ws, "m001") is None
+    assert original_model(ws, "m003") == ("m001", ws.model_path("m001"))
+    ws.register_model(parent_model, parent="bundled-0123456789")
+    assert original_model(ws, "m004") == ("bundled-0123456789", Path(resolve_model(None)))
+
+
+def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
+    from lnq_napari.cli import main
+
+    config = FinetuneConfig().with_settings(["dense_truth=true", "replay_data=none", "l2sp_weight=0.5",
+                                             "iterations=7", "trainable=norm_first"])
+    assert (config.dense_truth, config.replay_data, config.l2sp_weight) == (True, None, 0.5)
+    assert (config.iterations, config.trainable) == (7, "norm_first")
+    assert FinetuneConfig().with_settings(["replay_data=/data/lnq"]).replay_data == "/data/lnq"
+    for bad, words in ((["colour=red"], "l2sp_weight"), (["lr=fast"], "float"),
+                       (["dense_truth=maybe"], "bool"), (["trainable=half"], "norm_first"),
+                       (["replay_fraction=2"], "0..1")):
+        with pytest.raises(LNQError, match=words):
+            FinetuneConfig().with_settings(bad)
+        assert main(["finetune", "--workspace", str(tmp_path), "--set", bad[0]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err

@@ -216,3 +216,66 @@ def test_focus_voxels_follow_the_states_onto_the_model_grid():
     expected, = _prepare_sources([TrainingCase("a", ct, focus.astype(np.int8))], prep, rng, None)
     hits = {tuple(p) for p in np.argwhere(expected.states == 1)}
     assert {tuple(p) for p in focused.focus_voxels} == hits  # exactly the resampled focus
+
+
+# ---------------------------------------------------------------- fine-tune terms: replay mix, distillation
+def test_sampler_mixes_replay_patches_into_each_batch_as_asked():
+    from lnq_napari.training.sampler import PatchSampler, PatchSource
+
+    rng = np.random.default_rng(0)
+    states = np.zeros((8, 16, 16), np.int8)
+    states[3:5, 6:9, 6:9] = 1
+    edited = np.zeros(states.shape, bool)
+    edited[3:5, 6:9, 6:9] = True
+    own = PatchSource.build("own", np.full(states.shape, -7.0, np.float32), states, rng, focus=edited)
+    replay = PatchSource.build("old", np.full(states.shape, 7.0, np.float32), states, rng, replay=True)
+
+    def batches(fraction):
+        sampler = PatchSampler([own, replay], (4, 8, 8), 0.5, 0.0, np.random.default_rng(1), flip_x=False,
+                               intensity_jitter=0.0, replay_fraction=fraction)
+        return [sampler.sample_batch(4) for _ in range(50)]
+
+    for batch in batches(0.5):  # exactly half of every batch, replay first
+        assert list(batch.from_replay) == [True, True, False, False]
+        assert set(np.unique(batch.images[:2])) <= {0.0, 7.0} and 7.0 in batch.images[:2]  # 0: padding
+        assert set(np.unique(batch.images[2:])) <= {0.0, -7.0} and -7.0 in batch.images[2:]
+        assert not batch.edited[:2].any()  # replay cases have no edits
+    shares = [b.from_replay.mean() for b in batches(0.3)]
+    assert set(shares) <= {0.25, 0.5} and abs(np.mean(shares) - 0.3) < 0.06
+    assert not any(b.from_replay.any() for b in batches(0.0))
+    assert any(b.edited.any() for b in batches(0.0))
+
+
+def test_distillation_loss_is_zero_on_edited_voxels():
+    from lnq_napari.training.losses import distillation_bce
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 1, 4, 6, 6, requires_grad=True)
+    parent = torch.rand(1, 1, 4, 6, 6)
+    edited = torch.zeros(1, 1, 4, 6, 6, dtype=torch.bool)
+    edited[..., 1:3, 2:5, 2:5] = True
+    loss = distillation_bce(logits, parent, ~edited)
+    loss.backward()
+    assert loss > 0 and (logits.grad[edited] == 0).all() and (logits.grad[~edited] != 0).all()
+    changed = logits.detach().clone()
+    changed[edited] = 50.0  # whatever the network says where the reviewer edited costs nothing
+    assert torch.isclose(distillation_bce(changed, parent, ~edited), loss.detach())
+    assert distillation_bce(logits, parent, torch.zeros_like(edited)) == 0
+    at_target = torch.logit(parent.clamp(1e-4, 1 - 1e-4))
+    entropy = distillation_bce(at_target, parent, ~edited)
+    assert distillation_bce(logits.detach(), parent, ~edited) > entropy  # minimal at the parent's output
+
+
+def test_trainable_norm_first_freezes_all_but_norms_and_the_first_block():
+    from lnq_napari.model.network import build_network
+    from lnq_napari.training.anchor import trainable_parameters
+
+    net = build_network("unet3d", TINY_CONFIG["architecture"]["kwargs"])
+    assert len(trainable_parameters(net, "all")) == len(list(net.parameters()))
+    kept = trainable_parameters(net, "norm_first")
+    names = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert len(kept) == len(names) < len(list(net.parameters()))
+    assert all(n.startswith("encoders.0.") or n.split(".")[-2] in ("1", "4") for n in names)
+    assert {"encoders.0.0.weight", "decoders.0.1.weight"} <= names and "head.weight" not in names
+    with pytest.raises(LNQError, match="trainable"):
+        trainable_parameters(net, "some")
