@@ -6,8 +6,9 @@ or of another data folder; ties to the parent from :mod:`lnq_napari.training.anc
 interpolated toward the parent and its post-processing re-fitted (:mod:`lnq_napari.posttrain`).
 Held-out corrected cases (a fixed split by case id; with fewer than two corrected cases the training
 corrections, and the verdict says so) judge it against its parent and the original model of the
-lineage with :func:`lnq_napari.activation.decide_activation`. Interruptions leave
-``models/pending.json`` (the :class:`FinetunePlan`); ``resume=True`` continues that run.
+lineage with :func:`lnq_napari.activation.decide_activation`; the verdict's reason and figures go into
+the registry entry and the journal (``decided_by: "rule"``). Interruptions leave ``models/pending.json``
+(the :class:`~lnq_napari.finetune_plan.FinetunePlan`); ``resume=True`` continues that run.
 """
 
 from __future__ import annotations

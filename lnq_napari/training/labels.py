@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import from_lps, to_lps
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import DEFAULT_STATES
+from lnq_napari.preprocess import coarse_anatomy
 
 NODE, BACKGROUND, UNKNOWN = 1, 0, -1
 
@@ -36,8 +38,6 @@ def _erode_mm(mask: np.ndarray, radius_mm: float, spacing_zyx) -> np.ndarray:
 
 def _states_array(hu: np.ndarray, labels: np.ndarray, spacing_zyx, opts: dict) -> np.ndarray:
     from scipy import ndimage
-
-    from lnq_napari.preprocess import coarse_anatomy
 
     sigma = [opts["smooth_mm"] / s for s in spacing_zyx]
     smooth = ndimage.gaussian_filter(hu.astype(np.float32), sigma=sigma, truncate=2.0)
@@ -93,8 +93,6 @@ def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None 
     ``labels`` must be on the CT grid (any value > 0 is an annotated node).
     """
     import SimpleITK as sitk
-
-    from lnq_napari.errors import LNQError
 
     opts = {**DEFAULT_STATES, **(options or {})}
     if ring_mm is not None:
