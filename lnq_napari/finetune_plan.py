@@ -141,10 +141,11 @@ def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     """A new plan, saved as pending (a pending one left by an interrupted run is discarded)."""
     pending_path = ws.models_dir / PENDING
     if pending_path.is_file():
-        old = FinetunePlan.from_dict(json.loads(pending_path.read_text()))
-        shutil.rmtree(old.staging, ignore_errors=True)
-        shutil.rmtree(old.candidate, ignore_errors=True)
-        ws.log("finetune_discard", version=old.version, reason="a new fine-tune was started")
+        old = json.loads(pending_path.read_text())  # as a dict: it may be of an older format
+        for folder in (old.get("staging"), ws.models_dir / f".{old.get('version')}.candidate"):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        ws.log("finetune_discard", version=old.get("version"), reason="a new fine-tune was started")
     plan = make_plan(ws, config, device)
     save_plan(ws, plan)
     ws.log("finetune_start", version=plan.version, parent=plan.parent, train_cases=plan.train_cases,
@@ -157,7 +158,11 @@ def resume_plan(ws) -> FinetunePlan:
     pending_path = ws.models_dir / PENDING
     if not pending_path.is_file():
         raise LNQError("no interrupted fine-tune to resume in this workspace; run finetune without --resume")
-    plan = FinetunePlan.from_dict(json.loads(pending_path.read_text()))
+    data = json.loads(pending_path.read_text())
+    if "config" not in data:
+        raise LNQError("the interrupted fine-tune was started by an older lnq-napari and cannot be resumed; "
+                       "run finetune without --resume")
+    plan = FinetunePlan.from_dict(data)
     if any(v["id"] == plan.version for v in ws.models()):  # killed after registering
         pending_path.unlink()
         info = ws.model_info(plan.version)

@@ -429,3 +429,19 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
         assert main(["finetune", "--workspace", str(tmp_path), "--set", bad[0]]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err
+
+
+def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, dataset, parent_model):
+    from lnq_napari.finetune_plan import start_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    staging = ws.models_dir / ".m007.training"
+    staging.mkdir()
+    (ws.models_dir / "pending.json").write_text(json.dumps({"version": "m007", "staging": str(staging),
+                                                            "iterations": 200}))
+    with pytest.raises(LNQError, match="older lnq-napari"):
+        finetune_workspace(ws, device="cpu", resume=True)
+    plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
+    assert not staging.exists() and ws.journal("finetune_discard")[-1]["version"] == "m007"
+    pending = json.loads((ws.models_dir / "pending.json").read_text())
+    assert pending["config"]["iterations"] == 5 and pending["version"] == plan.version
