@@ -201,9 +201,10 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Settings of an active-learning fine-tune (:mod:`lnq_napari.finetuning`); the one place their defaults
-    live. PROVISIONAL defaults (today's behaviour until the adaptation ablation picks them): every switch
-    from ``dense_truth`` on is off, and ``replay_fraction`` 0.5 matches today's one replay case per
-    training correction.
+    live. PROVISIONAL defaults, today's behaviour until the adaptation ablation (bench_adaptation.py)
+    picks them: ``dense_truth``, ``distill_weight``, ``l2sp_weight``, ``trainable``, ``interpolate`` and
+    ``refit_postprocessing`` are off; ``replay_fraction`` 0.5 with ``replay_data`` None is about today's
+    replay (one uncorrected workspace case per training correction, drawn alike with them).
     """
 
     iterations: int = 200
