@@ -445,3 +445,18 @@ def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, da
     assert not staging.exists() and ws.journal("finetune_discard")[-1]["version"] == "m007"
     pending = json.loads((ws.models_dir / "pending.json").read_text())
     assert pending["config"]["iterations"] == 5 and pending["version"] == plan.version
+
+
+def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, parent_model):
+    from lnq_napari.finetune_plan import make_plan
+    from lnq_napari.finetuning import _training_cases
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
+    own = make_plan(ws, FinetuneConfig(), "cpu")
+    assert own.replay_cases and set(own.replay_cases).isdisjoint(ws.corrected_cases())
+    assert make_plan(ws, FinetuneConfig(replay_fraction=0.0), "cpu").replay_cases == []
+    other = make_plan(ws, FinetuneConfig(replay_data=str(dataset)), "cpu")
+    assert len(other.replay_cases) == len(other.train_cases) == 1
+    cases = _training_cases(ws, other)
+    assert [c.replay for c in cases] == [False, True]
+    assert cases[1].case_id == other.replay_cases[0] and (cases[1].states == NODE).any()
