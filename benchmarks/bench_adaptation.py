@@ -37,9 +37,14 @@ from bench_active_learning import Timer, evaluate_test, log
 
 POOL_SEED, TEST_SEED = 1000, 2000  # + bench seed for the pool; the test sets are the same for every seed
 FORGET_SITE = "default"
-#: Values a switch takes when the ablation turns it on (fields whose default is off).
-SWITCH_ON = {"dense_truth": True, "distill_weight": 1.0, "l2sp_weight": 0.01, "trainable": "norm_first",
-             "interpolate": True, "refit_postprocessing": True, "replay_data": "default-site phantom"}
+#: The ablation's variants besides the defaults: each switch of ``FinetuneConfig`` set alone, named as
+#: ``finetune --set`` takes it ("replay_data" is filled in with a default-site phantom folder).
+SWITCHES = {
+    "dense_truth=true": {"dense_truth": True}, "distill_weight=1": {"distill_weight": 1.0},
+    "l2sp_weight=0.01": {"l2sp_weight": 0.01}, "trainable=norm_first": {"trainable": "norm_first"},
+    "interpolate=true": {"interpolate": True}, "refit_postprocessing=true": {"refit_postprocessing": True},
+    "replay_fraction=0": {"replay_fraction": 0.0}, "replay_data=default-site": {"replay_data": None},
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -117,13 +122,14 @@ class Bench:
         self.frozen_site = figures(self.frozen, self.test)
         self.frozen_default = figures(self.frozen, self.forget)
 
-    def score(self, model_path) -> tuple[dict, dict, float]:
-        """``(site figures, default-site figures, seconds)`` of a model folder."""
+    def score(self, model_path, forgetting: bool = True) -> tuple[dict, dict | None, float]:
+        """``(site figures, default-site figures or None, seconds)`` of a model folder."""
         from lnq_napari.inference import Predictor
 
         t = Timer()
         predictor = Predictor(model_path, device="cpu")
-        return figures(predictor, self.test), figures(predictor, self.forget), round(t(), 1)
+        site = figures(predictor, self.test)
+        return site, figures(predictor, self.forget) if forgetting else None, round(t(), 1)
 
     def workspace(self, seed: int, name: str):
         """A fresh workspace over the seed's pool, the bundled model active."""
@@ -137,23 +143,16 @@ class Bench:
 
 def run_finetune(ws, iterations: int | None, overrides: dict):
     """One fine-tune through ``api.finetune`` with the defaults changed by ``overrides``."""
-    import inspect
-
     from lnq_napari import api
     from lnq_napari.model.config import FinetuneConfig
 
     config = FinetuneConfig().replace(**overrides)
-    if iterations:
-        config = config.replace(iterations=iterations)
-    if "config" not in inspect.signature(api.finetune).parameters:  # until the switches land in api
-        assert not overrides, "this checkout's api.finetune takes no FinetuneConfig yet"
-        return api.finetune(ws.root, device="cpu", iterations=config.iterations)
-    return api.finetune(ws.root, config=config, device="cpu", iterations=config.iterations)
+    return api.finetune(ws.root, config=config, device="cpu", iterations=iterations)
 
 
 def _summary(fig: dict, prefix: str = "") -> dict:
     keys = ("dice_median", "dice_lo", "dice_hi", "recall", "fp_per_case", "dice_cases")
-    return {prefix + k: fig[k] for k in keys}
+    return {prefix + k: fig.get(k) for k in keys}
 
 
 # ---------------------------------------------------------------- loop
@@ -178,7 +177,8 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
         choose_s = t()
         result = run_finetune(ws, args.iterations, {})
         ft_s = t() - choose_s
-        cand_site, cand_default, score_s = bench.score(ws.model_path(result.new_version))
+        # a refused candidate's default-site figures change nothing the user gets: not scored (time)
+        cand_site, cand_default, score_s = bench.score(ws.model_path(result.new_version), result.activated)
         if result.activated:
             active_site, active_default = cand_site, cand_default
         rows.append({
@@ -186,7 +186,7 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
             "activated": result.activated, "reason": result.reason, "clicks": clicks,
             "reviewed": len(ws.corrected_cases()), "candidate": result.new_version,
             **_summary(active_site), **_summary(active_default, "default_"),
-            **_summary(cand_site, "cand_"), **_summary(cand_default, "cand_default_"),
+            **_summary(cand_site, "cand_"), **_summary(cand_default or {}, "cand_default_"),
             "choose_review_s": round(choose_s, 1), "finetune_s": round(ft_s, 1),
             "train_s": result.train_seconds, "score_s": score_s, "round_s": round(t(), 1),
         })
@@ -194,39 +194,33 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
             f"{'activated' if result.activated else 'refused'} ({result.reason}); candidate Dice "
             f"{cand_site['dice_median']:.3f} recall {cand_site['recall']:.3f} "
             f"FP {cand_site['fp_per_case']:.2f}, "
-            f"default Dice {cand_default['dice_median']:.3f}; {t():.0f} s")
+            f"default Dice {active_default['dice_median']:.3f} (active); {t():.0f} s")
     return rows
 
 
 # ---------------------------------------------------------------- ablation
 def variants(bench: Bench) -> dict[str, dict]:
-    """``{name: overrides}``: the defaults, then each switch of ``FinetuneConfig`` toggled alone."""
-    from lnq_napari.model.config import FinetuneConfig
-
-    d = FinetuneConfig()
-    out = {"defaults": {}}
-    for name, on in SWITCH_ON.items():
-        if name == "replay_data":
-            on = str(site_data(bench.out, FORGET_SITE, "replay", bench.args.replay, shape=bench.args.shape))
-        off = {bool: False, str: "all"}.get(type(on), 0.0)
-        out[f"{name}={'off' if getattr(d, name) == on else 'on'}"] = \
-            {name: off if getattr(d, name) == on else on}
-    out["replay_fraction=0" if d.replay_fraction else "replay_fraction=0.5"] = \
-        {"replay_fraction": 0.0 if d.replay_fraction else 0.5}
-    return out
+    """``{name: overrides}``: the defaults, then each switch set alone."""
+    replay = str(site_data(bench.out, FORGET_SITE, "replay", bench.args.replay, shape=bench.args.shape))
+    return {"defaults": {}, **{name: {k: replay if k == "replay_data" else v for k, v in change.items()}
+                               for name, change in SWITCHES.items()}}
 
 
-def run_ablation(bench: Bench, seed: int) -> list[dict]:
-    """One click-corrected round, then one fine-tune per variant from the same reviewed workspace."""
+def run_ablation(bench: Bench, seed: int, path: Path) -> None:
+    """One click-corrected round, then one fine-tune per variant from the same reviewed workspace.
+
+    Rows go to ``path`` (JSON) after each variant; variants already there are skipped.
+    """
     args = bench.args
+    done = json.loads(path.read_text())["rows"] if path.is_file() else []
     base = bench.workspace(seed, "ablation-reviewed")
     model_id = base.prediction_model()[1]
     chosen, _ = choose_cases(base, "uncertainty", bench.frozen, model_id, args.per_round, seed)
     clicks = review_cases(base, chosen, model_id, "clicks")
-    rows = []
+    rows = list(done)
     todo = variants(bench)
     wanted = args.variants.split(",") if args.variants else list(todo)
-    for name in wanted:
+    for name in [w for w in wanted if w not in {r["variant"] for r in done}]:
         ws_path = bench.out / "work" / f"{bench.site}-s{seed}-ablation-{name.replace('=', '-')}"
         shutil.rmtree(ws_path, ignore_errors=True)
         shutil.copytree(base.root, ws_path)
@@ -245,7 +239,8 @@ def run_ablation(bench: Bench, seed: int) -> list[dict]:
             f"recall {site_fig['recall']:.3f} FP {site_fig['fp_per_case']:.2f} "
             f"default {default_fig['dice_median']:.3f} ({ft_s:.0f} s)")
         shutil.rmtree(ws_path, ignore_errors=True)
-    return rows
+        path.write_text(json.dumps({"site": bench.site, "seed": seed, "settings": vars(args), "rows": rows},
+                                   indent=1, default=str))
 
 
 # ---------------------------------------------------------------- tables and plots
@@ -344,10 +339,7 @@ def main(argv=None) -> int:
         (out / f"frozen-{site}.json").write_text(json.dumps(frozen[site], indent=1))
         for seed in args.seeds:
             if args.mode == "ablation":
-                path = out / f"ablation-{site}-s{seed}-it{args.iterations}.json"
-                if not path.is_file():
-                    path.write_text(json.dumps({"site": site, "seed": seed, "settings": vars(args),
-                                                "rows": run_ablation(bench, seed)}, indent=1, default=str))
+                run_ablation(bench, seed, out / f"ablation-{site}-s{seed}-it{args.iterations}.json")
             elif args.mode == "loop":
                 for strategy in args.strategies.split(","):
                     path = out / f"loop-{site}-s{seed}-{strategy}-{args.corrections}.json"
