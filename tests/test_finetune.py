@@ -275,8 +275,8 @@ def _distance(a: dict, b: dict) -> float:
 
 
 def test_dense_truth_makes_a_corrected_case_node_or_background(tmp_path, dataset, parent_model):
-    from lnq_napari.finetune_plan import make_plan
-    from lnq_napari.finetuning import _correction_case
+    from lnq_napari.finetuning.plan import make_plan
+    from lnq_napari.finetuning.workflow import _correction_case
 
     ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
     case = ws.corrected_cases()[0]
@@ -377,7 +377,7 @@ def test_interpolation_picks_alpha_on_the_validation_cases(tmp_path, dataset, pa
 
 def test_refit_writes_postprocessing_from_training_corrections_only(tmp_path, dataset, parent_model,
                                                                   monkeypatch):
-    from lnq_napari import posttrain
+    from lnq_napari.finetuning import posttrain
     from lnq_napari.model.checkpoint import load_state, read_config
 
     ws, truth = _workspace(tmp_path, dataset, parent_model)
@@ -401,8 +401,8 @@ def test_refit_writes_postprocessing_from_training_corrections_only(tmp_path, da
 
 
 def test_original_model_is_the_root_of_the_lineage(tmp_path, dataset, parent_model):
+    from lnq_napari.finetuning.validation import original_model
     from lnq_napari.model import resolve_model
-    from lnq_napari.validation import original_model
 
     ws, _ = _workspace(tmp_path, dataset, parent_model)
     ws.register_model(parent_model, parent="m001")
@@ -432,7 +432,7 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
 
 
 def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, dataset, parent_model):
-    from lnq_napari.finetune_plan import start_plan
+    from lnq_napari.finetuning.plan import start_plan
 
     ws, _ = _workspace(tmp_path, dataset, parent_model)
     staging = ws.models_dir / ".m007.training"
@@ -448,8 +448,8 @@ def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, da
 
 
 def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, parent_model):
-    from lnq_napari.finetune_plan import make_plan
-    from lnq_napari.finetuning import _training_cases
+    from lnq_napari.finetuning.plan import make_plan
+    from lnq_napari.finetuning.workflow import _training_cases
 
     ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
     own = make_plan(ws, FinetuneConfig(), "cpu")

@@ -1,15 +1,4 @@
-"""Active-learning fine-tune: plan, split, train, post-train, judge, register and maybe activate a version.
-
-The active model is trained further on a workspace's corrected cases as :class:`FinetuneConfig` says
-(label states from :mod:`lnq_napari.training.corrections`, or dense truth; replay of uncorrected cases
-or of another data folder; ties to the parent from :mod:`lnq_napari.training.anchor`); then, optionally,
-interpolated toward the parent and its post-processing re-fitted (:mod:`lnq_napari.posttrain`).
-Held-out corrected cases (a fixed split by case id; with fewer than two corrected cases the training
-corrections, and the verdict says so) judge it against its parent and the original model of the
-lineage with :func:`lnq_napari.activation.decide_activation`; the verdict's reason and figures go into
-the registry entry and the journal (``decided_by: "rule"``). Interruptions leave ``models/pending.json``
-(the :class:`~lnq_napari.finetune_plan.FinetunePlan`); ``resume=True`` continues that run.
-"""
+"""Running one fine-tune: plan, train, post-train, judge, register and maybe activate a version."""
 
 from __future__ import annotations
 
@@ -23,27 +12,23 @@ from pathlib import Path
 
 from lnq_napari.activation import ActivationRule, CaseFigures, Verdict, decide_activation
 from lnq_napari.active import LazyPredictor
-from lnq_napari.finetune_plan import PENDING, FinetunePlan, resume_plan, save_plan, split_cases, start_plan
+from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
+from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
+from lnq_napari.finetuning.validation import ValidationMetrics, case_figures
 from lnq_napari.inference import Predictor
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
 from lnq_napari.training.anchor import Anchor
 from lnq_napari.training.corrections import correction_states, edited_voxels
 from lnq_napari.training.labels import label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
-from lnq_napari.validation import ValidationMetrics, case_figures
 from lnq_napari.workspace import Workspace
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
 Progress = Callable[[float, str], None] | None
 PredictorFactory = Callable[[Path, str], object]
 Candidate = tuple[list[CaseFigures], float | None, PostprocessingChoice | None]
-
-__all__ = ["FinetuneConfig", "FinetunePlan", "FinetuneResult", "ValidationMetrics", "finetune_workspace",
-           "split_cases", "train_overrides"]
-
 
 @dataclass
 class FinetuneResult:

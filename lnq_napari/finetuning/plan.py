@@ -15,10 +15,10 @@ import numpy as np
 
 from lnq_napari.activation import CaseFigures
 from lnq_napari.errors import LNQError
+from lnq_napari.finetuning.validation import original_model
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.validation import original_model
 
 PENDING = "pending.json"
 

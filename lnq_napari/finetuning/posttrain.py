@@ -14,10 +14,10 @@ import numpy as np
 
 from lnq_napari.activation import CaseFigures
 from lnq_napari.calibration import CalibrationCase, fit_postprocessing
+from lnq_napari.finetuning.validation import ValidationMetrics
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.model.checkpoint import CONFIG, load_state, read_config, save_checkpoint
 from lnq_napari.preprocess import mediastinum_region
-from lnq_napari.validation import ValidationMetrics
 
 #: The alphas of w = (1 - alpha) w_parent + alpha w_finetuned tried on the validation cases.
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
