@@ -151,6 +151,7 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
     from lnq_napari import active
     from lnq_napari.finetuning import finetune_workspace
     from lnq_napari.inference import Predictor
+    from lnq_napari.model.config import FinetuneConfig
     from lnq_napari.workspace import Workspace
 
     ws_path = work / f"ws-{name}"
@@ -178,7 +179,8 @@ def run_strategy(name: str, args, base_model: Path, pool_dir: Path, test_cases, 
                     f"{v['vs_node_errors']:+.2f}")
         clicks += review_cases(ws, chosen, model_id)
         ft = Timer()
-        result = finetune_workspace(ws, iterations=args.iterations, device=args.device, seed=args.seed + rnd)
+        config = FinetuneConfig(iterations=args.iterations, seed=args.seed + rnd)
+        result = finetune_workspace(ws, config=config, device=args.device)
         ft_s = ft()
         after = evaluate_test(Predictor(ws.active_model()["path"], device=args.device), test_cases)
         rows.append({"round": rnd, "strategy": name, **{k: v for k, v in after.items() if k != "rows"},

@@ -21,6 +21,7 @@ import numpy as np
 from lnq_napari.activation import CaseFigures
 from lnq_napari.components import label_components
 from lnq_napari.inference import postprocess
+from lnq_napari.model.config import InferenceConfig
 
 THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.3 .. 0.8
 MIN_SIZES_MM3 = (0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0)
@@ -188,8 +189,9 @@ def _reason(chosen: PostprocessingFigures, current: PostprocessingFigures, fp_li
 def fit_postprocessing(cases: Sequence[CalibrationCase], parent_fp_per_case: float | None,
                        thresholds: Sequence[float] = THRESHOLDS,
                        min_sizes_mm3: Sequence[float] = MIN_SIZES_MM3,
-                       *, current_threshold: float = 0.5, current_min_component_mm3: float = 300.0,
-                       max_mean_hu: float | None = 100.0, fp_margin: float = 0.2,
+                       *, current_threshold: float = InferenceConfig.threshold,
+                       current_min_component_mm3: float = InferenceConfig.min_component_mm3,
+                       max_mean_hu: float | None = InferenceConfig.max_mean_hu, fp_margin: float = 0.2,
                        dice_tolerance: float = 1e-3, min_diameter_mm: float = 10.0) -> PostprocessingFit:
     """The threshold and minimum component size (mm3) that maximise the mean Dice on ``cases``
     with false nodes per case <= ``parent_fp_per_case + fp_margin`` (None: no limit). The current
