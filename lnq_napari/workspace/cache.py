@@ -1,4 +1,8 @@
-"""The workspace cache: derived JSON data (review scores per model version), safe to delete."""
+"""The workspace cache: derived JSON data (review scores per model version), safe to delete.
+
+Files are replaced atomically; :meth:`Cache.update` merges entries under the workspace lock, so two
+processes scoring at once keep each other's entries.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 from pathlib import Path
 
 from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.workspace.lock import WorkspaceLock
 
 
 class Cache:
@@ -13,6 +18,7 @@ class Cache:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self._lock = WorkspaceLock(self.folder.parent)
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -24,4 +30,13 @@ class Cache:
             return {}
 
     def write(self, name: str, data: dict) -> None:
-        atomic_write_text(self.path(name), json.dumps(data, indent=1, default=float))
+        with self._lock:
+            atomic_write_text(self.path(name), json.dumps(data, indent=1, default=float))
+
+    def update(self, name: str, entries: dict) -> dict:
+        """Merge ``entries`` into the file ``name`` (read, update, write under the lock); returns it."""
+        with self._lock:
+            data = self.read(name)
+            data.update(entries)
+            self.write(name, data)
+        return data

@@ -1,13 +1,19 @@
-"""The action journal: an append-only JSON-lines file that tolerates a line torn by a crash."""
+"""The action journal: an append-only JSON-lines file that tolerates a line torn by a crash.
+
+Each line is appended whole (one ``write`` of an ``O_APPEND`` descriptor) under the workspace lock, so
+lines of several processes never interleave.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 from lnq_napari.workspace.files import now
+from lnq_napari.workspace.lock import WorkspaceLock
+
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
 
 
 class Journal:
@@ -15,18 +21,20 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = WorkspaceLock(self.path.parent)
 
     def append(self, action: str, **fields) -> dict:
         """Append one action (with the time); returns the entry."""
         entry = {"time": now(), "action": action, **fields}
-        line = json.dumps(entry, default=str) + "\n"
+        line = (json.dumps(entry, default=str) + "\n").encode("utf-8")
         with self._lock:
-            prefix = "\n" if self._ends_torn() else ""  # a crash tore the last line: start a fresh one
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(prefix + line)
-                handle.flush()
-                os.fsync(handle.fileno())
+            prefix = b"\n" if self._ends_torn() else b""  # a crash tore the last line: start a fresh one
+            fd = os.open(self.path, _APPEND, 0o666)
+            try:
+                os.write(fd, prefix + line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return entry
 
     def entries(self, action: str | None = None) -> list[dict]:

@@ -24,6 +24,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.model import bundled_model_path, resolve_model
 from lnq_napari.workspace.files import now, sha256
+from lnq_napari.workspace.lock import WorkspaceLock
 
 REGISTRY_FILE = "registry.json"
 MODEL_FILES = ("weights.safetensors", "config.json")
@@ -109,6 +110,7 @@ class ModelRegistry:
     def __init__(self, folder: str | Path, root: str | Path) -> None:
         self.folder = Path(folder)
         self.root = Path(root)
+        self._lock = WorkspaceLock(self.root)
 
     @property
     def file(self) -> Path:
@@ -116,7 +118,8 @@ class ModelRegistry:
 
     def create(self) -> None:
         """Write an empty registry."""
-        self._save({"versions": []})
+        with self._lock:
+            self._save({"versions": []})
 
     def entries(self) -> list[dict]:
         """Registered versions, oldest first."""
@@ -138,16 +141,17 @@ class ModelRegistry:
         src = Path(path)
         if not (src / "config.json").is_file():
             raise LNQError(f"{src} is not a model folder (no config.json); give a trained model folder")
-        version = version or self.next_version()
-        if any(v["id"] == version for v in self.entries()):
-            raise LNQError(f"model version {version} is already registered; pick another id")
-        dest = self._place(src, version, copy)
-        entry = {"id": version, "path": self._relative(dest), "parent": parent,
-                 "training_cases": list(training_cases or []), "metrics": metrics or {},
-                 "created": now(), "active": False, "sha256": _checksums(dest), **fields}
-        registry = self._load()
-        registry["versions"].append(entry)
-        self._save(registry)
+        with self._lock:  # id, folder and entry: read-modify-write of the registry
+            version = version or self.next_version()
+            if any(v["id"] == version for v in self.entries()):
+                raise LNQError(f"model version {version} is already registered; pick another id")
+            dest = self._place(src, version, copy)
+            entry = {"id": version, "path": self._relative(dest), "parent": parent,
+                     "training_cases": list(training_cases or []), "metrics": metrics or {},
+                     "created": now(), "active": False, "sha256": _checksums(dest), **fields}
+            registry = self._load()
+            registry["versions"].append(entry)
+            self._save(registry)
         return entry
 
     def info(self, version: str) -> dict:
@@ -222,11 +226,12 @@ class ModelRegistry:
         The folder is checked first (:meth:`check`); on any LNQError the registry is unchanged.
         """
         self.check(version)
-        registry = self._load()
-        previous = next((e["id"] for e in registry["versions"] if e.get("active")), BUNDLED)
-        for entry in registry["versions"]:
-            entry["active"] = entry["id"] == version
-        self._save(registry)
+        with self._lock:
+            registry = self._load()
+            previous = next((e["id"] for e in registry["versions"] if e.get("active")), BUNDLED)
+            for entry in registry["versions"]:
+                entry["active"] = entry["id"] == version
+            self._save(registry)
         return previous
 
     def active(self) -> dict | None:

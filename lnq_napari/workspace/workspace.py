@@ -11,7 +11,9 @@ Layout of a workspace folder ``W``::
     W/cache/                         derived data (review scores per model version); safe to delete
     W/autosave/                      crash autosaves of cases opened from the workspace
 
-Crash safety: every file is written to a temp file and renamed. A label version is committed by its
+Crash safety: every file is written to a temp file and renamed. Processes share a workspace safely: label
+numbers are taken by exclusive create, and the registry, journal and cache are changed under the
+workspace's cross-process lock (:mod:`lnq_napari.workspace.lock`). A label version is committed by its
 provenance file, written after the label file and before the journal line, so a process killed at any
 moment loses at most the version in flight. The journal tolerates a torn last line. Each job lives in
 its own module (cases, labels, journal, registry, cache); this class only opens, creates and delegates.
@@ -22,7 +24,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,10 +34,10 @@ from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import META_FILE, CaseTable, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
+from lnq_napari.workspace.lock import WorkspaceLock
 from lnq_napari.workspace.registry import ModelRegistry, ModelSummary
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
-_LOCK = threading.RLock()  # one writer at a time in this process, whichever Workspace object it uses
 
 
 class Workspace:
@@ -49,7 +50,7 @@ class Workspace:
         self.registry = ModelRegistry(self.root / MODELS_DIR, self.root)
         self.cache = Cache(self.root / CACHE_DIR)
         self._journal = Journal(self.root / JOURNAL_FILE)
-        self._lock = _LOCK
+        self._lock = WorkspaceLock(self.root)  # across threads and processes; reentrant
 
     # ------------------------------------------------------------ create / open
     @classmethod
@@ -139,13 +140,12 @@ class Workspace:
         """
         check_source(source)
         store = self.label_store(case)
-        with self._lock:
-            saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent,
-                              **fields)
-            if log:
-                self.log("predict" if source == "prediction" else source, case=case, version=saved.version,
-                         model_version=model_version, edits=int(edits),
-                         parent=store.info(saved.version)["parent"])
+        # the number is taken by exclusive create: no lock held while the label file is written
+        saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent, **fields)
+        if log:
+            self.log("predict" if source == "prediction" else source, case=case, version=saved.version,
+                     model_version=model_version, edits=int(edits),
+                     parent=store.info(saved.version)["parent"])
         return saved.version
 
     def latest_version(self, case: str, source: str | tuple[str, ...] | None = None) -> dict | None:
@@ -255,6 +255,10 @@ class Workspace:
 
     def write_cache(self, name: str, data: dict) -> None:
         self.cache.write(name, data)
+
+    def update_cache(self, name: str, entries: dict) -> dict:
+        """Merge ``entries`` into cache file ``name`` under the workspace lock (safe across processes)."""
+        return self.cache.update(name, entries)
 
 
 def _check_new_root(root: Path) -> None:

@@ -1,0 +1,44 @@
+"""The workspace's cross-process lock: one ``.lnq.lock`` file per workspace folder (the ``filelock`` library).
+
+Every read-modify-write of the registry, the journal and the cache happens while it is held, and only
+briefly (never across a fine-tune or a prediction). It is reentrant in a thread, excludes other threads
+and other processes, and works on Linux, macOS and Windows (``fcntl`` / ``msvcrt`` locks, released by
+the operating system when a process dies).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from filelock import FileLock
+
+from lnq_napari.errors import LNQError
+
+LOCK_FILE = ".lnq.lock"
+TIMEOUT_S = 120.0  # a writer holds the lock for milliseconds; this long a wait means something is stuck
+_LOCKS: dict[str, FileLock] = {}
+_GUARD = threading.Lock()
+
+
+class WorkspaceLock:
+    """A context manager holding the lock of ``folder`` (created on first use)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        key = os.path.abspath(self.folder / LOCK_FILE)
+        with _GUARD:  # one FileLock object per file in a process, so nested use is reentrant
+            self._lock = _LOCKS.setdefault(key, FileLock(key, timeout=TIMEOUT_S))
+
+    def __enter__(self) -> WorkspaceLock:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except TimeoutError as exc:
+            raise LNQError(f"the workspace {self.folder} stayed locked for {TIMEOUT_S:.0f} s by another "
+                           "program; close the other lnq-napari session, or wait and retry") from exc
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
