@@ -27,7 +27,7 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
 from lnq_napari.inference import Predictor
-from lnq_napari.interact import Suggestion, rank_suggestions, suggest_candidates
+from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import segfile
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.geometry import align_to
@@ -55,6 +55,7 @@ class NodeResult:
     model_version: str
     suggestions: list[Suggestion]  # ranked, best first
     nodes: list[NodeRow]  # the node table; ``id`` as in ``mask``
+    region: Volume | None = None  # uint8 0/1: the mediastinum region nodes and suggestions keep to
 
     def binary_mask(self) -> Volume:
         """The nodes as a uint8 0/1 mask (what the challenge scores)."""
@@ -189,30 +190,42 @@ def train(
 
 def find_nodes(
     ct: Volume, model: str | Path | Predictor | None = None, device: str = "auto",
-    progress: Progress = None, cancel: Cancel = None,
+    progress: Progress = None, cancel: Cancel = None, region: bool = True,
+    max_suggestions: int | None = None,
 ) -> NodeResult:
     """The prediction pipeline: predict ``ct``, give each node its id, rank suggestions, measure nodes.
 
     ``model`` is a model folder (None: the bundled model) or a loaded :class:`Predictor`, kept across
-    calls (``device`` is then not used). Suggestions are the regions the model is unsure of (``kind``
-    "unsure", brighter than the model's ``max_mean_hu`` left out) and nodes whose outline looks
-    incomplete ("outline"), ranked together.
+    calls (``device`` is then not used). When the model's ``mediastinum_margin_mm`` is set, nodes and
+    suggestions keep to the mediastinum region (the lungs' hull grown by it); ``region=False`` turns
+    that off for this call. Suggestions are the regions the model is unsure of ("unsure"), regions it
+    is sure of that post-processing left out ("small", "bright", "dropped", saying why), and nodes
+    whose outline looks incomplete ("outline"); fragments of one node are merged, the rest ranked
+    together and cut to ``max_suggestions`` (None: the model's ``max_suggestions``).
     """
     predictor = model if hasattr(model, "predict") else Predictor(model, device=device)
+    inf = predictor.config.inference
     step = progress or (lambda fraction, message="": None)
-    prediction = predictor.predict(ct, progress=lambda f, m="": step(0.9 * f, m), cancel=cancel)
+    off = {} if region or inf.mediastinum_margin_mm is None else {"region": False}
+    prediction = predictor.predict(ct, progress=lambda f, m="": step(0.9 * f, m), cancel=cancel, **off)
     _check(cancel)
     step(0.9, "suggestions")
     mask, prob = prediction.mask, prediction.probabilities
-    unsure = suggest_candidates(prob, mask, hu=np.asarray(ct.array),
-                                max_mean_hu=predictor.config.inference.max_mean_hu)
-    suggestions = rank_suggestions(unsure + active.outline_suggestions(ct, mask, prob))
+    inside = getattr(prediction, "region", None)
+    rows = suggest_candidates(prob, mask, high=float(inf.threshold), hu=np.asarray(ct.array),
+                              max_mean_hu=inf.max_mean_hu, region=inside,
+                              size_floor_mm3=float(inf.min_component_mm3))
+    rows += [s for s in active.outline_suggestions(ct, mask, prob)
+             if inside is None or inside[s.centre_zyx]]
+    cap = inf.max_suggestions if max_suggestions is None else max_suggestions
+    suggestions = rank_suggestions(rows, cap, ct.spacing_zyx, merge_mm=2 * MERGE_MM)
     _check(cancel)
     step(0.95, "node table")
     labels = mask.with_array(label_nodes(mask.array))
     nodes = node_table(labels, ct)
     step(1.0, f"{len(nodes)} nodes, {len(suggestions)} suggestions")
-    return NodeResult(labels, prob, prediction.model_version, suggestions, nodes)
+    shown = None if inside is None else ct.with_array(inside.astype(np.uint8))
+    return NodeResult(labels, prob, prediction.model_version, suggestions, nodes, shown)
 
 
 def _check(cancel: Cancel) -> None:

@@ -1,7 +1,8 @@
 """Prediction: a :class:`Predictor` keeps a model loaded and turns a CT into node probabilities and a mask.
 
 CT -> orient, ROI crop, resample to the model spacing, normalise -> sliding window with Gaussian
-blending -> probabilities back on the CT's exact grid -> threshold -> small components removed.
+blending -> probabilities back on the CT's exact grid -> threshold -> small, bright components removed,
+and (when the model's ``mediastinum_margin_mm`` is set) components outside the mediastinum region.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Prediction:
     probabilities: Volume
     mask: Volume
     model_version: str
+    region: np.ndarray | None = None  # bool on the CT grid: the mediastinum region applied (None: none)
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:
@@ -121,8 +123,9 @@ class Predictor:
         self.version: str = config.version or "unknown"
 
     def predict(self, ct: Volume, progress: Callable[[float, str], None] | None = None,
-                cancel: Callable[[], bool] | None = None) -> Prediction:
-        """Probabilities and mask on ``ct``'s exact grid."""
+                cancel: Callable[[], bool] | None = None, region: bool = True) -> Prediction:
+        """Probabilities and mask on ``ct``'s exact grid. ``region=False`` leaves out the mediastinum
+        region for this call even when the model's ``mediastinum_margin_mm`` sets one."""
         import torch
 
         inf = self.config.inference
@@ -149,12 +152,13 @@ class Predictor:
         if progress:
             progress(0.9, "resampling to the CT grid")
         prob_ct = np.clip(to_ct_grid(prob, prepared, ct, linear=True), 0.0, 1.0).astype(np.float32)
-        region = None
-        if inf.mediastinum_margin_mm is not None:
-            region = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
+        region_mask = None
+        if region and inf.mediastinum_margin_mm is not None:
+            region_mask = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
         mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
-                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region)
+                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask)
         if progress:
             progress(1.0, "done")
         meta = {"model_version": self.version}
-        return Prediction(ct.with_array(prob_ct, **meta), ct.with_array(mask, **meta), self.version)
+        return Prediction(ct.with_array(prob_ct, **meta), ct.with_array(mask, **meta), self.version,
+                          region_mask)

@@ -28,13 +28,17 @@ UPPER_SD, UPPER_MIN_HU = 3.0, 30.0
 SEED_RADIUS_MM = 2.0
 
 Slices = tuple[slice, slice, slice]
+#: Candidate regions closer than this (mm) are one suggestion (fragments of one node).
+MERGE_MM = 5.0
 
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A place worth the reviewer's look: a region the model is unsure of, or a node's missing tissue."""
+    """A place worth the reviewer's look: a region the model is unsure of or left out, or a node's
+    missing tissue."""
 
-    kind: str  # "unsure" (the model half-sees a node) or "outline" (a node outlined only in part)
+    kind: str  # "unsure" (the model half-sees a node), "small" / "bright" / "dropped" (the model is sure,
+    # post-processing left it out: ``reason`` says why) or "outline" (a node outlined only in part)
     centre_zyx: tuple[int, int, int]  # voxel index: where a click accepts it
     centre_mm: tuple[float, float, float]  # the same point, LPS x, y, z
     score: float  # ranking score, larger first
@@ -45,13 +49,15 @@ class Suggestion:
     volume_mm3: float  # the region's (for "outline": the missing tissue's) volume
     rank: int = 0  # 1 = best, set by :func:`rank_suggestions`
     node_volume_mm3: float | None = None  # "outline": the volume of the node it completes
+    reason: str = ""  # what a sure candidate is, e.g. "small, below the size floor (0.30 cm3)"
 
     @property
     def text(self) -> str:
         """One line for a list of suggestions."""
         if self.kind == "outline":
             return f"outline incomplete: +{self.volume_mm3 / 1000:.2f} cm3"
-        return f"p={self.max_prob:.2f}  {self.volume_mm3 / 1000:.2f} cm3"
+        line = f"p={self.max_prob:.2f}  {self.volume_mm3 / 1000:.2f} cm3"
+        return f"{self.reason}: {line}" if self.reason else line
 
 
 def _point_index(point_zyx: Sequence[float], shape: Sequence[int]) -> tuple[int, int, int]:
@@ -320,49 +326,124 @@ def suggest_candidates(
     max_candidates: int = 50,
     hu: np.ndarray | None = None,
     max_mean_hu: float | None = None,
+    region: np.ndarray | None = None,
+    size_floor_mm3: float = 0.0,
+    merge_mm: float = MERGE_MM,
 ) -> list[Suggestion]:
-    """Candidate nodes the model is unsure of (``kind`` "unsure"), best first.
+    """Candidate nodes the mask leaves out, best first.
 
     A candidate is a connected region where ``low <= probability`` that the mask leaves out and that
-    does not touch a masked node (so fringes of accepted nodes are not suggested). With ``hu`` (the CT
-    on the same grid) and ``max_mean_hu``, regions brighter on average are left out: the model's
-    post-processing rejects them as bone or enhanced vessel, whatever their probability. ``uncertain``
-    is max_prob < ``high``; the centre is the region's centroid. Score = max probability x equivalent
-    diameter in mm.
+    does not touch a masked node (so fringes of accepted nodes are not suggested). Regions closer than
+    ``merge_mm`` to each other are one candidate (fragments of one node). Left out: candidates brighter
+    on average than ``max_mean_hu`` given ``hu`` (the CT on the same grid; post-processing rejects them
+    as bone or enhanced vessel), smaller than ``min_volume_mm3``, or, given a bool ``region``, mostly
+    outside it. ``kind`` says what a candidate is: "unsure" (peak below ``high``, the model's threshold),
+    or, for a region the model is sure of that post-processing dropped, "small" (its core below
+    ``size_floor_mm3``), "bright" (its core's mean HU above ``max_mean_hu``) or "dropped". The centre is
+    the centroid of the best fragment. Score = max probability x equivalent diameter in mm.
     """
     prob = np.asarray(probabilities.array, dtype=np.float32)
     masked = np.asarray(mask.array) > 0
     if prob.shape != masked.shape:
         raise ValueError(f"probabilities {prob.shape} and mask {masked.shape} differ in shape")
-    uncertain = (prob >= low) & ~masked
-    comp, _ = label_components(uncertain)
+    comp, _ = label_components((prob >= low) & ~masked)
     voxel_mm3 = float(np.prod(probabilities.spacing))
-    rows = []
+    pieces = []
     # one small crop per component: fast, and never holds the GIL long (the GUI stays responsive)
     for k, box in enumerate(ndimage.find_objects(comp), start=1):
         if box is None:
             continue
         box = tuple(slice(max(0, b.start - 1), min(dim, b.stop + 1)) for b, dim in zip(box, comp.shape))
         local = comp[box] == k
-        voxels = int(np.count_nonzero(local))
-        vol = voxels * voxel_mm3
-        if vol < min_volume_mm3:
-            continue
         if (ndimage.binary_dilation(local) & masked[box]).any():
             continue  # touches a masked node: a fringe, not a candidate
         if hu is not None and max_mean_hu is not None and float(hu[box][local].mean()) > max_mean_hu:
             continue  # too bright to be a node
-        p = prob[box][local]
-        max_prob = float(p.max())
-        centre = np.argwhere(local).mean(axis=0) + np.array([b.start for b in box])
-        diameter = equivalent_diameter(vol)
+        if region is not None and 2 * int(np.count_nonzero(region[box][local])) < int(local.sum()):
+            continue  # mostly outside the region
+        pieces.append(_Piece(box, local, prob[box][local]))
+    rows = []
+    for group in _groups(pieces, np.asarray(probabilities.spacing_zyx, dtype=float), merge_mm):
+        voxels = sum(p.voxels for p in group)
+        vol = voxels * voxel_mm3
+        if vol < min_volume_mm3:
+            continue
+        best = max(group, key=lambda p: float(p.prob.max()) * p.voxels ** (1 / 3))
+        max_prob = max(float(p.prob.max()) for p in group)
+        centre = np.argwhere(best.local).mean(axis=0) + np.array([b.start for b in best.box])
+        kind, reason = "unsure", ""
+        if max_prob >= high:
+            kind, reason = _why_dropped(group, prob, high, voxel_mm3, size_floor_mm3, hu, max_mean_hu)
         rows.append(Suggestion(
-            kind="unsure", centre_zyx=tuple(int(round(c)) for c in centre),
+            kind=kind, centre_zyx=tuple(int(round(c)) for c in centre),
             centre_mm=tuple(float(v) for v in probabilities.index_to_physical(centre)[0]),
-            score=max_prob * diameter, max_prob=max_prob, mean_prob=float(p.mean()),
-            uncertain=bool(max_prob < high), voxels=voxels, volume_mm3=vol,
+            score=max_prob * equivalent_diameter(vol), max_prob=max_prob,
+            mean_prob=float(sum(float(p.prob.sum()) for p in group) / voxels),
+            uncertain=bool(max_prob < high), voxels=voxels, volume_mm3=vol, reason=reason,
         ))
     return rank_suggestions(rows, max_candidates)
+
+
+@dataclass
+class _Piece:
+    """One connected candidate region: its crop, its mask there and its probabilities."""
+
+    box: Slices
+    local: np.ndarray
+    prob: np.ndarray
+
+    @property
+    def voxels(self) -> int:
+        return int(self.prob.size)
+
+
+def _groups(pieces: list[_Piece], spacing: np.ndarray, merge_mm: float) -> list[list[_Piece]]:
+    """``pieces`` grouped by nearness: two pieces whose voxels come within ``merge_mm`` share a group."""
+    parent = list(range(len(pieces)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    pad = [int(np.ceil(merge_mm / s)) for s in spacing]
+    for i, a in enumerate(pieces):
+        if merge_mm <= 0:
+            break
+        near = None
+        lo = [b.start - p for b, p in zip(a.box, pad)]
+        hi = [b.stop + p for b, p in zip(a.box, pad)]
+        for j in range(i + 1, len(pieces)):
+            b = pieces[j]
+            if any(bb.stop <= l or bb.start >= h for bb, l, h in zip(b.box, lo, hi)):
+                continue
+            if near is None:  # distance (mm) to piece a, on a's box grown by merge_mm
+                canvas = np.zeros([h - lo_ for lo_, h in zip(lo, hi)], dtype=bool)
+                canvas[tuple(slice(p, p + n) for p, n in zip(pad, a.local.shape))] = a.local
+                near = ndimage.distance_transform_edt(~canvas, sampling=spacing) <= merge_mm
+            pts = np.argwhere(b.local) + [bb.start - l for bb, l in zip(b.box, lo)]
+            inside = np.all((pts >= 0) & (pts < near.shape), axis=1)
+            if inside.any() and near[tuple(pts[inside].T)].any():
+                parent[root(j)] = root(i)
+    groups: dict[int, list[_Piece]] = {}
+    for i, piece in enumerate(pieces):
+        groups.setdefault(root(i), []).append(piece)
+    return list(groups.values())
+
+
+def _why_dropped(group: list[_Piece], prob: np.ndarray, high: float, voxel_mm3: float,
+                 size_floor_mm3: float, hu: np.ndarray | None, max_mean_hu: float | None) -> tuple[str, str]:
+    """``(kind, reason)`` of a region the model is sure of that post-processing left out."""
+    core = [(p.box, p.local & (prob[p.box] >= high)) for p in group]
+    core_mm3 = sum(int(c.sum()) for _, c in core) * voxel_mm3
+    if core_mm3 < size_floor_mm3:
+        return "small", f"small, below the size floor ({size_floor_mm3 / 1000:.2f} cm3)"
+    if hu is not None:
+        mean_hu = sum(float(hu[b][c].sum()) for b, c in core) / max(sum(int(c.sum()) for _, c in core), 1)
+        if max_mean_hu is not None and mean_hu > max_mean_hu:
+            return "bright", f"bright, mean {mean_hu:.0f} HU"
+    return "dropped", "left out by post-processing"
 
 
 def equivalent_diameter(volume_mm3: float) -> float:
@@ -370,7 +451,21 @@ def equivalent_diameter(volume_mm3: float) -> float:
     return (6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)
 
 
-def rank_suggestions(rows: list[Suggestion], max_candidates: int = 50) -> list[Suggestion]:
-    """Suggestions sorted by ``score`` (best first), cut to ``max_candidates``, ``rank`` set from 1."""
-    rows = sorted(rows, key=lambda r: r.score, reverse=True)[:max_candidates]
+def rank_suggestions(rows: list[Suggestion], max_candidates: int = 50,
+                     spacing_zyx: Sequence[float] | None = None, merge_mm: float = 0.0) -> list[Suggestion]:
+    """Suggestions sorted by ``score`` (best first), cut to ``max_candidates``, ``rank`` set from 1.
+
+    Given ``spacing_zyx`` and ``merge_mm``, a suggestion whose centre lies within ``merge_mm`` of a
+    better one's is dropped (two rings on one node: e.g. its missing outline and an unsure fringe).
+    """
+    rows = sorted(rows, key=lambda r: r.score, reverse=True)
+    if spacing_zyx is not None and merge_mm > 0:
+        spacing = np.asarray(spacing_zyx, dtype=float)
+        kept: list[Suggestion] = []
+        for row in rows:
+            here = np.asarray(row.centre_zyx, dtype=float)
+            if all(np.linalg.norm((here - np.asarray(k.centre_zyx)) * spacing) > merge_mm for k in kept):
+                kept.append(row)
+        rows = kept
+    rows = rows[: max(int(max_candidates), 0)]
     return [replace(row, rank=rank) for rank, row in enumerate(rows, start=1)]

@@ -7,6 +7,7 @@ network outputs can be resampled back onto the CT's exact grid with :func:`to_ct
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,20 +96,61 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     return Anatomy(step, tuple(hu.shape), filled, lungs, hull)
 
 
+#: A 3D air component counts as lung when one of its slices covers at least this share of the body's
+#: cross-section (bowel and stomach gas stay far below it) and it holds ``min_lung_ml`` or more.
+LUNG_BODY_FRACTION = 0.15
+#: ... and at least this share of the largest such component's volume.
+LUNG_LARGEST_FRACTION = 0.2
+
+
+def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
+                min_lung_ml: float = DEFAULT_PREPROCESSING["roi"]["min_lung_ml"]) -> np.ndarray:
+    """The lungs of a coarse anatomy without bowel or stomach gas: the 3D air components that are big
+    (``min_lung_ml``, a fifth of the largest) and, on one of their slices, wide (a share of the body)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(anatomy.lungs)
+    if n == 0:
+        return np.zeros_like(anatomy.lungs)
+    voxel_ml = float(np.prod([s * st for s, st in zip(spacing_zyx, anatomy.step)])) / 1000.0
+    volume = np.bincount(lab.ravel(), minlength=n + 1)[1:] * voxel_ml
+    body_area = np.maximum(anatomy.body.sum(axis=(1, 2)), 1)
+    wide = np.zeros(n, dtype=bool)
+    for k, sl in enumerate(ndimage.find_objects(lab)):
+        if sl is not None:
+            area = (lab[sl] == k + 1).sum(axis=(1, 2))
+            wide[k] = np.max(area / body_area[sl[0]]) >= LUNG_BODY_FRACTION
+    big = volume >= max(min_lung_ml, LUNG_LARGEST_FRACTION * float(volume[wide].max(initial=0.0)))
+    keep = np.concatenate([[False], wide & big])
+    return keep[lab]
+
+
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
-    """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` (where
-    mediastinal nodes can be). All True when no lungs are found."""
+    """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` in 3D (where
+    mediastinal nodes can be). Air that is not lung (bowel, stomach) is left out (:func:`chest_lungs`).
+
+    When no lungs are in view (an abdomen, a neck, a slab of soft tissue) it warns and returns all True:
+    no restriction rather than an empty region.
+    """
     import SimpleITK as sitk
     from scipy import ndimage
+    from skimage.morphology import convex_hull_image
 
     code, oriented = to_lps(ct.to_sitk())
     hu = sitk.GetArrayViewFromImage(oriented)
     spacing_zyx = tuple(oriented.GetSpacing()[::-1])
     anatomy = coarse_anatomy(hu, spacing_zyx)
-    if not anatomy.mediastinum.any():
+    lungs = chest_lungs(anatomy, spacing_zyx)
+    if not lungs.any():
+        warnings.warn("no lungs found in this CT, so nodes are not restricted to the mediastinum; check "
+                      "that the CT shows the chest, or turn the mediastinum region off",
+                      UserWarning, stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
+    hull = np.zeros_like(lungs)
+    for z in np.nonzero(lungs.any(axis=(1, 2)))[0]:
+        hull[z] = convex_hull_image(lungs[z]) if lungs[z].sum() >= 4 else lungs[z]
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
-    grown = ndimage.distance_transform_edt(~anatomy.mediastinum, sampling=coarse) <= margin_mm
+    grown = ndimage.distance_transform_edt(~hull, sampling=coarse) <= margin_mm
     region = anatomy.upsample(grown).astype(np.uint8)
     return from_lps(region, oriented, code).astype(bool)
 

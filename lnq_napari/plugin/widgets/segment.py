@@ -1,6 +1,7 @@
 """Segment: find the nodes of a CT layer in a worker thread (progress, Cancel); show nodes and suggestions.
 
-The form (CT layer, model folder, device) is magicgui; the work is :func:`lnq_napari.api.find_nodes`.
+The form (CT layer, model folder, device, mediastinum region on/off and shown, suggestions cap) is
+magicgui; the work is :func:`lnq_napari.api.find_nodes`.
 """
 
 from __future__ import annotations
@@ -9,17 +10,21 @@ import importlib
 import threading
 from collections.abc import Callable
 
-from magicgui.widgets import ComboBox, Container, FileEdit
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout
 
 from lnq_napari import api
 from lnq_napari.errors import Cancelled
 from lnq_napari.inference import Predictor
-from lnq_napari.plugin._layers import layer_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import InferenceConfig
+from lnq_napari.plugin._layers import layer_kwargs, layer_volume
 from lnq_napari.plugin._session import show_prediction
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choice
 
 DEVICES = ("auto", "cpu", "cuda")
+REGION_NAME = "mediastinum region"
 PREDICTION_MODULES = (
     "torch", "safetensors.torch", "SimpleITK", "scipy.ndimage", "scipy.spatial", "skimage.morphology",
     "skimage.segmentation", "pandas",
@@ -59,6 +64,13 @@ class SegmentWidget(WorkerWidget):
             FileEdit(name="model", label="model", mode="d", nullable=True, value=model or None,
                      tooltip="model folder; empty: the bundled model"),
             ComboBox(name="device", label="device", choices=DEVICES, value="auto"),
+            CheckBox(name="region", text="mediastinum only", value=True,
+                     tooltip="keep nodes and suggestions inside the lungs' hull grown by the model's "
+                             "mediastinum_margin_mm (off when the model sets none)"),
+            CheckBox(name="show_region", text="show the region", value=True,
+                     tooltip="outline the mediastinum region used in a layer of its own"),
+            SpinBox(name="max_suggestions", label="suggestions", min=0, max=200,
+                    value=InferenceConfig().max_suggestions, tooltip="at most this many, best first"),
         ])
         self.form.margins = (0, 0, 0, 0)
         self.form.model.line_edit.native.setPlaceholderText("bundled model")
@@ -97,11 +109,13 @@ class SegmentWidget(WorkerWidget):
         ct = layer_volume(layer)
         model = str(self.form.model.value) if self.form.model.value else None
         device = self.form.device.value
+        region, cap = bool(self.form.region.value), int(self.form.max_suggestions.value)
         emit, cancel = self._signals.changed.emit, self._cancel.is_set
         self._cancel.clear()
 
         def body() -> api.NodeResult:
-            return api.find_nodes(ct, self._get_predictor(model, device), progress=emit, cancel=cancel)
+            return api.find_nodes(ct, self._get_predictor(model, device), progress=emit, cancel=cancel,
+                                  region=region, max_suggestions=cap)
 
         connect = {
             "returned": lambda result: self._show(layer, result),
@@ -117,10 +131,22 @@ class SegmentWidget(WorkerWidget):
         return self.worker
 
     def _show(self, ct_layer, result: api.NodeResult) -> None:
+        if REGION_NAME in self.viewer.layers:
+            self.viewer.layers.remove(REGION_NAME)
+        if result.region is not None and self.form.show_region.value:
+            show_region(self.viewer, result.region)
         show_prediction(self.viewer, ct_layer, result)
         self.progress.setValue(100)
         self.status.setText(f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions\n"
-                            f"model {result.model_version}")
+                            f"{self._region_text(result)}\nmodel {result.model_version}")
+
+    def _region_text(self, result: api.NodeResult) -> str:
+        if result.region is not None:
+            margin = self._predictor.config.inference.mediastinum_margin_mm
+            return f"mediastinum region: lungs' hull + {margin:g} mm"
+        if not self.form.region.value:
+            return "mediastinum region: off"
+        return "mediastinum region: off (the model sets no mediastinum_margin_mm)"
 
     def _failed(self, exc: Exception) -> None:
         self.status.setText("cancelled" if isinstance(exc, Cancelled) else f"failed: {exc}")
@@ -129,3 +155,16 @@ class SegmentWidget(WorkerWidget):
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+
+
+def show_region(viewer, region: Volume):
+    """The region's border on each axial slice as an Image layer (additive cyan, cheap to draw)."""
+    from scipy import ndimage
+
+    inside = np.asarray(region.array) > 0
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    border = inside & ~ndimage.binary_erosion(inside, in_plane, border_value=1)
+    kwargs = layer_kwargs(region, REGION_NAME, role="region")
+    return viewer.add_image(border.astype(np.uint8), colormap="cyan", blending="additive",
+                            contrast_limits=(0, 1), opacity=0.7, interpolation2d="nearest", **kwargs)
