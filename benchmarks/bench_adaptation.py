@@ -52,8 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--site", default=None, help="one shifted site (see --sites)")
     p.add_argument("--sites", default="habitus", help="comma-separated shifted sites (default habitus)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds: each draws its own pool (default 0)")
-    p.add_argument("--mode", choices=("loop", "ablation", "frozen"), default="loop",
-                   help="loop: rounds per strategy; ablation: a fine-tune per variant; frozen: baseline")
+    p.add_argument("--mode", choices=("loop", "ablation", "frozen", "report"), default="loop",
+                   help="loop: rounds per strategy; ablation: a fine-tune per variant; frozen: baseline; "
+                        "report: tables and plots of finished runs")
     p.add_argument("--strategies", default="uncertainty,random")
     p.add_argument("--corrections", choices=("clicks", "truth"), default="clicks",
                    help="clicks: the simulated reviewer; truth: complete truth (the ceiling)")
@@ -279,6 +280,11 @@ def plot_loop(site: str, runs: list[dict], frozen: dict, path: Path) -> None:
         colour = colours.get(run["strategy"], None)
         for ax, (key, _) in zip(axes, keys):
             ax.plot(x, [r[key] for r in rr], style, color=colour, alpha=0.8, label=label)
+            cand = [(r["round"], r.get(f"cand_{key}")) for r in rr if r.get(f"cand_{key}") is not None]
+            if cand:  # each round's new version, activated or not
+                ax.plot(*zip(*cand), "x:", color=colour, alpha=0.6,
+                        label="_nolegend_" if f"new {label}" in seen else f"new version, {label}")
+                seen.add(f"new {label}")
         axes[0].fill_between(x, [r["dice_lo"] for r in rr], [r["dice_hi"] for r in rr], color=colour,
                              alpha=0.08)
     for ax, (key, title) in zip(axes, keys):
@@ -351,9 +357,9 @@ def main(argv=None) -> int:
                         {"site": site, "seed": seed, "strategy": strategy, "corrections": args.corrections,
                          "settings": vars(args), "rows": rows, "seconds": round(time.time() - t, 1)},
                         indent=1, default=str))
-    if args.mode == "loop":
+    if args.mode in ("loop", "report"):
         report_loop(out, args.sites, args.seeds, frozen)
-    elif args.mode == "ablation":
+    if args.mode in ("ablation", "report"):
         report_ablation(out, args.sites, args.seeds)
     return 0
 
