@@ -75,19 +75,16 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
         if sd.shape[1] != 3:
             raise LNQError(f"{name} lives in a {sd.shape[1]}D space; a CT volume must be 3D")
         vectors = sd * flip  # row i: LPS step of spatial axis i
-        spacing = np.linalg.norm(vectors, axis=1)
-        if np.any(spacing <= 0):
-            raise LNQError(f"{name} has a zero-length 'space directions' vector; fix the header")
-        direction = (vectors / spacing[:, None]).T
-        if abs(np.linalg.det(direction)) < 1e-6:
-            raise LNQError(f"{name} has degenerate 'space directions' (axes not independent); fix the header")
+        spacing = np.linalg.norm(vectors, axis=1)  # zero, singular or sheared: volume.check_grid refuses
+        direction = (vectors / np.where(spacing > 0, spacing, 1.0)[:, None]).T
         origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).reshape(-1)
         if origin.size != 3 or not np.all(np.isfinite(origin)):
             origin = np.zeros(3)
         origin = origin * flip
     else:
-        spacings = np.asarray(header.get("spacings", [np.nan] * int(header["dimension"])), dtype=float)
-        spacing = np.where(np.isfinite(spacings[axes]), spacings[axes], 1.0)
+        # no 'spacings' field: 1 mm; a given NaN, inf, zero or negative spacing is refused by check_grid
+        spacings = np.asarray(header.get("spacings", [1.0] * int(header["dimension"])), dtype=float)
+        spacing = spacings[axes]
         nan_list = [np.nan] * int(header["dimension"])
         mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)
         origin = np.where(np.isfinite(mins[axes]), mins[axes], 0.0)

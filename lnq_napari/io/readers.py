@@ -1,4 +1,9 @@
-"""Read CT and label volumes (NRRD/.nhdr, NIfTI, MHA/MHD, DICOM folders) with their exact grid."""
+"""Read CT and label volumes (NRRD/.nhdr, NIfTI, MHA/MHD, DICOM folders) with their exact grid.
+
+Hostile or broken files end in a one-line LNQError: the voxel count and bytes a header claims are checked
+against what the file can hold before any data is read (:func:`check_payload`), a detached data file must
+lie in the header's folder, and every grid goes through :func:`lnq_napari.io.volume.check_grid`.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,12 @@ from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields
 from lnq_napari.io.labels import label_mask
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
-from lnq_napari.io.volume import Volume
+from lnq_napari.io.volume import Volume, check_grid
 
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
 SITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nia", ".hdr", ".img", ".img.gz")
+MAX_VOXELS = 2**31  # 3.3x the largest LNQ CT (512 x 512 x 656) times 20: anything above is not a CT
+GZIP_MAX_RATIO = 1032  # deflate cannot compress more than about 1032:1
 
 @dataclass
 class RawImage:
@@ -97,14 +104,90 @@ def _fast_nrrd_data(path: Path, header: dict) -> np.ndarray | None:
     return array
 
 
+def check_payload(name: str, sizes, itemsize: int, encoding: str, stored: int) -> None:
+    """LNQError unless ``sizes`` voxels of ``itemsize`` bytes can be held in ``stored`` bytes of the given
+    encoding (raw: all of them; gzip: at most 1032:1; text: at least two characters a value) and are at
+    most :data:`MAX_VOXELS`. Called before any data is read, so a lying header allocates nothing."""
+    sizes = [int(n) for n in sizes]
+    if not sizes or any(n <= 0 for n in sizes):
+        raise LNQError(f"{name} claims sizes {sizes}; every size must be a positive whole number: the header "
+                       "is damaged, re-export or re-download the file")
+    voxels = 1
+    for n in sizes:
+        voxels *= n  # Python ints: no overflow for absurd sizes
+    if voxels > MAX_VOXELS:
+        raise LNQError(f"{name} claims {voxels:.3g} voxels (sizes {sizes}), more than {MAX_VOXELS:.3g}; "
+                       "not a CT of one patient: the header is damaged, re-export or re-download the file")
+    needed = voxels * itemsize
+    bound = {"raw": stored, "gzip": stored * GZIP_MAX_RATIO + 64, "gz": stored * GZIP_MAX_RATIO + 64,
+             "ascii": (stored + 1) // 2 * itemsize, "text": (stored + 1) // 2 * itemsize,
+             "txt": (stored + 1) // 2 * itemsize, "hex": stored // 2}.get(encoding)
+    if bound is not None and needed > bound:
+        raise LNQError(f"{name} claims {needed} bytes of voxels (sizes {sizes}) but holds only {stored} "
+                       f"bytes of {encoding} data; the file is truncated or its header is wrong: re-export "
+                       "or re-download it")
+
+
+def _nrrd_data_file(path: Path, header: dict) -> Path | None:
+    """The detached data file of a .nhdr (None when attached); LNQError when it lies outside the header's
+    folder or names several files."""
+    value = header.get("data file", header.get("datafile"))
+    if value is None:
+        return None
+    value = str(value).strip()
+    if value.upper().startswith("LIST") or len(value.split()) > 1:
+        raise LNQError(f"{path.name} spreads its data over several files ({value[:60]!r}); lnq-napari reads "
+                       "one data file: re-save the image as a single .nrrd")
+    folder = path.resolve().parent
+    target = (folder / value).resolve()
+    if not target.is_relative_to(folder):
+        raise LNQError(f"{path.name} points to a data file outside its folder ({value[:60]!r}); keep the "
+                       ".nhdr and its data file in one folder and name the data file without a path")
+    if not target.is_file():
+        raise LNQError(f"{path.name}: data file {value[:60]!r} not found; keep the .nhdr next to its data "
+                       "file")
+    return target
+
+
+def _check_nrrd_payload(path: Path, header: dict, data_start: int) -> None:
+    """Sizes, type and encoding of a NRRD header against the bytes its data file holds (before reading)."""
+    import bz2
+
+    from nrrd.reader import _determine_datatype  # pynrrd's own NRRD type -> numpy dtype table
+
+    itemsize = _determine_datatype(header).itemsize
+    data_file = _nrrd_data_file(path, header)
+    source = data_file or path
+    skip = int(header.get("byte skip", header.get("byteskip", 0)))
+    stored = source.stat().st_size - (0 if data_file else data_start) - max(skip, 0)
+    encoding = str(header.get("encoding", "")).lower()
+    if len(header.get("sizes", ())) != int(header.get("dimension", -1)):
+        raise LNQError(f"{path.name} lists {len(header.get('sizes', ()))} sizes for dimension "
+                       f"{header.get('dimension')}; the header is damaged: re-export or re-download the file")
+    if encoding in ("bzip2", "bz2"):  # bzip2 compresses zeros a million-fold: count the stream instead
+        total = 0
+        with open(source, "rb") as handle:
+            handle.seek(0 if data_file else data_start)
+            decomp = bz2.BZ2Decompressor()
+            while not decomp.eof and (block := handle.read(1 << 20)):
+                total += len(decomp.decompress(block))
+        encoding, stored = "raw", total
+    check_payload(path.name, header.get("sizes", ()), itemsize, encoding, stored)
+
+
 def _read_nrrd(path: Path) -> RawImage:
     import nrrd
 
     try:
-        header = nrrd.read_header(str(path))
+        with open(path, "rb") as handle:
+            header = nrrd.read_header(handle)
+            data_start = handle.tell()
+        _check_nrrd_payload(path, header, data_start)
         data = _fast_nrrd_data(path, header)
         if data is None:
             data, header = nrrd.read(str(path), index_order="C")
+    except LNQError:
+        raise
     except FileNotFoundError as exc:  # a detached header naming a missing data file
         raise LNQError(f"{path.name}: data file {exc.filename} not found; keep the .nhdr next to its data "
                        "file") from exc
@@ -131,7 +214,10 @@ def _nifti_data_end(header: bytes) -> int | None:
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
             bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            offset = struct.unpack(endian + "f", header[108:112])[0]
+            if not np.isfinite(offset):
+                return None  # SimpleITK then refuses the header itself
+            offset = int(offset)
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             dims = struct.unpack(endian + "8q", header[16:80])
@@ -190,14 +276,58 @@ def _read_sitk_file(path: Path) -> RawImage:
     import SimpleITK as sitk
 
     _check_nifti_complete(path)
+    _check_sitk_payload(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1][:160]
-        raise LNQError(f"cannot read {path.name} ({reason}); the file is truncated, damaged or not a "
-                       "supported image (NRRD, NIfTI, MHA/MHD, DICOM folder): "
-                       "re-export or re-download it") from exc
+        raise _unreadable(path, exc) from exc
     return _from_sitk_image(image, path.name)
+
+
+def _unreadable(path: Path, exc: RuntimeError) -> LNQError:
+    """The one-line error for a file SimpleITK cannot read."""
+    reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+    return LNQError(f"cannot read {path.name} ({reason}); the file is truncated, damaged or not a supported "
+                    "image (NRRD, NIfTI, MHA/MHD, DICOM folder): re-export or re-download it")
+
+
+def _check_sitk_payload(path: Path) -> None:
+    """The size a NIfTI/MHA/MHD header claims, read without its data, against the file's bytes (data may be
+    zlib-compressed: at most 1032:1); a .mhd's data file must lie in its folder."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise _unreadable(path, exc) from exc
+    stored = path.stat().st_size
+    if path.name.lower().endswith(".mhd"):
+        stored = _mhd_data_file(path).stat().st_size
+    components = max(1, reader.GetNumberOfComponents())
+    try:  # bytes of one value of the pixel type, from a 1-voxel image of that type
+        itemsize = sitk.Image([1] * 3, reader.GetPixelID(), components).GetSizeOfPixelComponent()
+    except RuntimeError:
+        itemsize = 1
+    check_payload(path.name, list(reader.GetSize()) + [components], itemsize, "gzip", stored)
+
+
+def _mhd_data_file(path: Path) -> Path:
+    """The data file an .mhd names (``ElementDataFile``), refused when outside the header's folder."""
+    fields = {}
+    for line in path.read_text(errors="replace").splitlines()[:200]:
+        key, _, value = line.partition("=")
+        fields[key.strip().lower()] = value.strip()
+    value = fields.get("elementdatafile", "")
+    if value.upper() == "LOCAL":
+        return path
+    folder = path.resolve().parent
+    target = (folder / value).resolve()
+    if not value or len(value.split()) > 1 or not target.is_relative_to(folder) or not target.is_file():
+        raise LNQError(f"{path.name} names the data file {value[:60]!r}, which is not a file in its folder; "
+                       "keep the .mhd and its .raw in one folder and name the data file without a path")
+    return target
 
 
 def _from_sitk_image(image, name: str) -> RawImage:
@@ -255,7 +385,13 @@ def _read_dicom(path: Path) -> RawImage:
 
 
 def read_raw(path: str | Path) -> RawImage:
-    """The image as stored, keeping a 4th list/layer axis first if the file has one."""
+    """The image as stored, keeping a 4th list/layer axis first if the file has one; its grid checked."""
+    raw = _read_any(path)
+    check_grid(raw.spacing, raw.origin, raw.direction, Path(path).name)
+    return raw
+
+
+def _read_any(path: str | Path) -> RawImage:
     path = _existing(path)
     kind = file_format(path)
     if kind == "dicom":

@@ -1,4 +1,4 @@
-"""`Volume`: a 3D array (z, y, x) with the physical grid it lives on."""
+"""`Volume`: a 3D array (z, y, x) with the physical grid it lives on, and the check of a read grid."""
 
 from __future__ import annotations
 
@@ -6,8 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lnq_napari.errors import LNQError
+
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 GRID_TOL = 1e-4  # mm (and direction cosines): differences below this are float noise, not another grid
+ORTHO_TOL = 1e-3  # |D^T D - I| above this: the axes are not perpendicular unit vectors
+SPACING_RANGE = (1e-4, 1e4)  # mm: a voxel outside 0.1 micrometre .. 10 m is a damaged header, not a scan
+ORIGIN_LIMIT = 1e7  # mm (10 km)
 
 
 @dataclass
@@ -105,3 +110,29 @@ class Volume:
     def same_grid(self, other: Volume, tol: float = GRID_TOL) -> bool:
         """True when both volumes share size, spacing, origin and direction (within ``tol``)."""
         return not self.grid_differences(other, tol)
+
+
+def check_grid(spacing, origin, direction, name: str = "image") -> None:
+    """LNQError unless a grid read from a file is usable: three finite spacings in :data:`SPACING_RANGE`,
+    a finite origin and a finite orthonormal 3x3 direction. Every reader's common path calls it (NRRD,
+    NIfTI, MHA, DICOM)."""
+    spacing = np.asarray(spacing, dtype=float).ravel()
+    origin = np.asarray(origin, dtype=float).ravel()
+    direction = np.asarray(direction, dtype=float).ravel()
+    fix = "fix the header (e.g. re-export the image from 3D Slicer) or re-download it"
+    low, high = SPACING_RANGE
+    if spacing.size != 3 or not np.all(np.isfinite(spacing)) or np.any((spacing < low) | (spacing > high)):
+        shown = ", ".join(f"{s:g}" for s in spacing)
+        raise LNQError(f"{name} has voxel spacing ({shown}) mm; each must be a finite number between {low:g} "
+                       f"and {high:g}: {fix}")
+    if origin.size != 3 or not np.all(np.isfinite(origin)) or np.abs(origin).max() > ORIGIN_LIMIT:
+        raise LNQError(f"{name} has an origin that is not three finite numbers of at most "
+                       f"{ORIGIN_LIMIT:g} mm; {fix}")
+    if direction.size != 9 or not np.all(np.isfinite(direction)):
+        raise LNQError(f"{name} has a direction matrix that is not 3x3 finite numbers; {fix}")
+    matrix = direction.reshape(3, 3)
+    if abs(np.linalg.det(matrix)) < 1e-6:
+        raise LNQError(f"{name} has a singular direction matrix (its axes are not independent); {fix}")
+    if np.abs(matrix.T @ matrix - np.eye(3)).max() > ORTHO_TOL:
+        raise LNQError(f"{name} has a non-orthogonal (sheared) direction matrix, which lnq-napari does not "
+                       f"support; resample the image onto an orthogonal grid, or {fix}")
