@@ -71,8 +71,11 @@ class Anatomy:
 
 
 def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                   rule: dict | None = None) -> Anatomy:
-    """Body, lungs and mediastinum region on a ~3 mm copy of ``hu`` (cheap for any CT size)."""
+                   rule: dict | None = None, seal: int = 0) -> Anatomy:
+    """Body, lungs and mediastinum region on a ~3 mm copy of ``hu`` (cheap for any CT size).
+
+    ``seal`` (coarse voxels): close gaps in a thin chest wall this wide before filling the body, so
+    the lungs of a slender patient do not leak into the air outside."""
     from scipy import ndimage
     from skimage.morphology import convex_hull_image
 
@@ -88,7 +91,8 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     lungs = np.zeros_like(body)
     hull = np.zeros_like(body)
     for z in range(body.shape[0]):
-        filled[z] = ndimage.binary_fill_holes(body[z])
+        wall = ndimage.binary_closing(body[z], iterations=seal, border_value=1) if seal else body[z]
+        filled[z] = ndimage.binary_fill_holes(wall) & (body[z] | ~wall)
         lungs[z] = filled[z] & (small[z] < rule["lung_hu"])
         lungs[z] = ndimage.binary_opening(lungs[z], iterations=1)
         if lungs[z].sum() >= 4:
@@ -101,6 +105,8 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
 LUNG_BODY_FRACTION = 0.15
 #: ... and at least this share of the largest such component's volume.
 LUNG_LARGEST_FRACTION = 0.2
+#: Gaps in the chest wall up to about 2 x this many coarse (~3 mm) voxels are closed (slender patients).
+SEAL_WALL = 2
 
 
 def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
@@ -139,7 +145,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     code, oriented = to_lps(ct.to_sitk())
     hu = sitk.GetArrayViewFromImage(oriented)
     spacing_zyx = tuple(oriented.GetSpacing()[::-1])
-    anatomy = coarse_anatomy(hu, spacing_zyx)
+    anatomy = coarse_anatomy(hu, spacing_zyx, seal=SEAL_WALL)
     lungs = chest_lungs(anatomy, spacing_zyx)
     if not lungs.any():
         warnings.warn("no lungs found in this CT, so nodes are not restricted to the mediastinum; check "

@@ -1,0 +1,107 @@
+"""The mediastinum region: lungs without bowel gas, a warning and no restriction without lungs, and its
+use in post-processing, on/off per prediction and in the phantom's Dice (at most 1 point lost)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lnq_napari import metrics
+from lnq_napari.inference import postprocess
+from lnq_napari.io.volume import Volume
+from lnq_napari.phantom import make_case
+from lnq_napari.preprocess import mediastinum_region
+
+torch.set_num_threads(1)
+FLIP_XY = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def _chest(shape=(12, 64, 64), gas=False) -> Volume:
+    """A box chest: fat body, two lungs (-850 HU) in the upper slices, soft tissue between them, and
+    optionally a small gas bubble (-900 HU) in a lower slice (the stomach)."""
+    hu = np.full(shape, -1000, np.int16)
+    hu[:, 8:56, 6:58] = -80  # body
+    hu[6:, 16:48, 10:28] = -850  # right lung
+    hu[6:, 16:48, 36:54] = -850  # left lung
+    if gas:
+        hu[1:3, 30:34, 36:40] = -900
+    return Volume(hu, (3.0, 3.0, 5.0), (10.0, -20.0, 30.0), FLIP_XY)
+
+
+def test_region_lies_around_the_lungs_and_leaves_out_gas_below():
+    ct = _chest(gas=True)
+    region = mediastinum_region(ct, 10.0)
+    assert region.shape == ct.shape and region.dtype == bool
+    assert region[8, 30, 32]  # between the lungs: the mediastinum
+    assert not region[8, 2, 2]  # outside the body
+    assert not region[:4].any()  # the slices below the lungs (margin 10 mm = 2 slices of 5 mm)
+    assert region[4].any()  # ... the margin reaches 2 slices down
+
+
+def test_margin_grows_the_region():
+    ct = _chest()
+    sizes = [int(mediastinum_region(ct, m).sum()) for m in (0.0, 5.0, 15.0)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_no_lungs_in_view_warns_and_does_not_restrict():
+    chest = _chest()
+    slab = Volume(np.ascontiguousarray(chest.array[:5]), chest.spacing, chest.origin, chest.direction)
+    with pytest.warns(UserWarning, match="no lungs found.*turn the mediastinum region off"):  # below the lungs
+        region = mediastinum_region(slab, 10.0)
+    assert region.all()
+
+
+def test_postprocess_drops_nodes_outside_the_region():
+    prob = np.zeros((10, 40, 40), np.float32)
+    prob[2:6, 5:12, 5:12] = 0.9  # inside
+    prob[2:6, 25:32, 25:32] = 0.9  # outside
+    region = np.zeros(prob.shape, bool)
+    region[:, :20, :20] = True
+    out = postprocess(prob, (2.0, 1.0, 1.0), 0.5, 0.0, region=region)
+    assert out[3, 8, 8] == 1 and not out[:, 20:, 20:].any()
+    assert postprocess(prob, (2.0, 1.0, 1.0), 0.5, 0.0)[3, 28, 28] == 1  # no region: kept
+
+
+@pytest.fixture(scope="module")
+def small_cases():
+    return [make_case(seed, site=site, shape=(24, 96, 96), spacing=(3.2, 3.2, 10.0))
+            for seed, site in ((33, "default"), (34, "habitus"))]
+
+
+def test_phantom_lungs_are_found_and_truth_lies_inside_the_region(small_cases):
+    for case in small_cases:
+        region = mediastinum_region(case.ct, 10.0)
+        truth = np.asarray(case.full.array) > 0
+        assert 0.02 < region.mean() < 0.6
+        assert region[truth].mean() > 0.95  # the phantom's nodes are mediastinal
+
+
+def test_region_costs_at_most_one_dice_point_on_phantom_cases(small_cases):
+    from lnq_napari.inference import Predictor
+
+    predictor = Predictor(None, device="cpu")
+    for case in small_cases:
+        raw = predictor.predict(case.ct, region=False)
+        inf = predictor.config.inference
+        with_region = postprocess(np.asarray(raw.probabilities.array), case.ct.spacing_zyx, inf.threshold,
+                                  inf.min_component_mm3, hu=case.ct.array, max_mean_hu=inf.max_mean_hu,
+                                  region=mediastinum_region(case.ct, 10.0))
+        off = metrics.evaluate_case(raw.mask, case.full)["dice"]
+        on = metrics.evaluate_case(case.ct.with_array(with_region), case.full)["dice"]
+        assert on >= off - 0.01, (case.case_id, off, on)
+
+
+def test_predictor_region_switch(tmp_path):
+    """``mediastinum_margin_mm`` in a model's config turns the region on; ``region=False`` turns it off
+    for one call; :class:`~lnq_napari.inference.Prediction` carries the region it applied."""
+    from lnq_napari.inference import Predictor
+
+    predictor = Predictor(None, device="cpu")
+    predictor.config.inference.mediastinum_margin_mm = 10.0
+    ct = make_case(35, shape=(16, 64, 64), spacing=(5.0, 5.0, 15.0)).ct
+    on = predictor.predict(ct)
+    off = predictor.predict(ct, region=False)
+    assert on.region is not None and on.region.shape == ct.shape and off.region is None
+    assert not (np.asarray(on.mask.array) > np.asarray(off.mask.array)).any()  # on only removes
