@@ -72,18 +72,18 @@ def test_focus_fraction_centres_patches_on_focus_voxels():
     assert len(sources[0].focus_voxels) == 48 and sources[1].focus_voxels is None
     patch = (8, 32, 32)
     always = PatchSampler(sources, patch, fg_fraction=1.0, pad=0.0, rng=rng, focus_fraction=1.0)
-    centres = [always._center() for _ in range(200)]
+    centres = [always._center(always.everything) for _ in range(200)]
     assert all(i == 0 for i, _ in centres)
     zyx = np.array([c for _, c in centres])
     shift = np.array(patch) // 4
     assert (zyx >= np.array([30, 100, 100]) - shift).all() and (zyx <= np.array([32, 103, 103]) + shift).all()
 
     never = PatchSampler(sources, patch, fg_fraction=1.0, pad=0.0, rng=rng, focus_fraction=0.0)
-    zyx = np.array([never._center()[1] for _ in range(200)])
+    zyx = np.array([never._center(never.everything)[1] for _ in range(200)])
     near_focus = (np.abs(zyx - np.array([31, 101, 101])) <= shift).all(axis=1)
     assert near_focus.mean() == 0  # node-centred draws, far from the focus
     half = PatchSampler(sources, patch, fg_fraction=0.5, pad=0.0, rng=rng, focus_fraction=0.5)
-    zyx = np.array([half._center()[1] for _ in range(2000)])
+    zyx = np.array([half._center(half.everything)[1] for _ in range(2000)])
     lo, hi = np.array([30, 100, 100]) - shift, np.array([32, 103, 103]) + shift
     in_reach = ((zyx >= lo) & (zyx <= hi)).all(axis=1)
     assert 0.2 < in_reach.mean() < 0.3  # half of the node-centred half went to the focus
