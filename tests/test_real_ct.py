@@ -1,0 +1,84 @@
+"""A real chest CT (slicerio's CTChest4: whole chest and upper abdomen, 3 x 3 x 10 mm) as a new user
+opens it: lungs found (also on crops), a warning below the lungs, and with the bundled model and the
+mediastinum region on: no node outside the region, suggestions within the cap, all on the exact grid.
+
+The plain prediction of the same CT (``api.predict``) is tested in tests/test_inference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lnq_napari import api
+from lnq_napari.components import label_components
+from lnq_napari.inference import Predictor, postprocess
+from lnq_napari.io.readers import read_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.preprocess import mediastinum_region
+
+torch.set_num_threads(2)
+MARGIN_MM = 10.0  # the margin chosen on data (docs/model_card.md)
+
+
+@pytest.fixture(scope="module")
+def chest() -> Volume:
+    import slicerio
+
+    return read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
+
+
+def crop_z(ct: Volume, z0: int, z1: int | None) -> Volume:
+    """Slices ``z0:z1`` (z index 0 is the lowest slice) on their own exact grid."""
+    origin = ct.index_to_physical(np.array([[z0, 0, 0]], dtype=float))[0]
+    return Volume(np.ascontiguousarray(ct.array[z0:z1]), ct.spacing, tuple(float(v) for v in origin),
+                  ct.direction)
+
+
+def _outside(mask: np.ndarray, region: np.ndarray) -> int:
+    """Nodes of ``mask`` with most of their voxels outside ``region``."""
+    lab, n = label_components(mask > 0)
+    return sum(int(2 * region[lab == k].sum() < (lab == k).sum()) for k in range(1, n + 1))
+
+
+def test_lungs_are_found_on_the_chest_and_on_crops_holding_part_of_them(chest):
+    for ct in (chest, crop_z(chest, 17, None), crop_z(chest, 0, 13)):  # all, upper chest, lung bases
+        region = mediastinum_region(ct, MARGIN_MM)
+        assert 0.05 < region.mean() < 0.5  # the middle of the chest, not all or nothing
+    region = mediastinum_region(chest, MARGIN_MM)
+    centre = region[20, 60:68, 60:68]  # mid chest (z index 20 of 34), the middle of the slice
+    assert centre.all() and not region[:5].any()  # upper abdomen: gas there is not lung
+
+
+def test_a_crop_below_the_lungs_warns_and_is_not_restricted(chest):
+    with pytest.warns(UserWarning, match="no lungs found"):
+        region = mediastinum_region(crop_z(chest, 0, 7), MARGIN_MM)
+    assert region.all()
+
+
+@pytest.fixture(scope="module")
+def found(chest):
+    predictor = Predictor(None, device="cpu")
+    predictor.config.inference.mediastinum_margin_mm = MARGIN_MM
+    return predictor, api.find_nodes(chest, predictor)
+
+
+def test_no_node_outside_the_region_and_suggestions_within_the_cap(chest, found):
+    predictor, result = found
+    assert result.region is not None
+    region = np.asarray(result.region.array) > 0
+    mask = np.asarray(result.mask.array)
+    assert _outside(mask, region) == 0
+    assert len(result.nodes) == int(mask.max())
+    inf = predictor.config.inference
+    unrestricted = postprocess(np.asarray(result.probabilities.array), chest.spacing_zyx, inf.threshold,
+                               inf.min_component_mm3, hu=chest.array, max_mean_hu=inf.max_mean_hu)
+    assert _outside(unrestricted, region) >= 1  # the bundled model does see something below the lungs
+    assert len(result.suggestions) <= inf.max_suggestions == 10
+    assert all(region[s.centre_zyx] for s in result.suggestions)
+
+
+def test_prediction_lies_on_the_exact_grid(chest, found):
+    _, result = found
+    for volume in (result.mask, result.probabilities, result.region):
+        assert volume.same_grid(chest) and volume.shape == chest.shape
