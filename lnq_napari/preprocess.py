@@ -103,16 +103,14 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
 #: A 3D air component counts as lung when one of its slices covers at least this share of the body's
 #: cross-section (bowel and stomach gas stay far below it) and it holds ``min_lung_ml`` or more.
 LUNG_BODY_FRACTION = 0.15
-#: ... and at least this share of the largest such component's volume.
-LUNG_LARGEST_FRACTION = 0.2
 #: Gaps in the chest wall up to about 2 x this many coarse (~3 mm) voxels are closed (slender patients).
-SEAL_WALL = 2
+SEAL_WALL = 3
 
 
 def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
                 min_lung_ml: float = DEFAULT_PREPROCESSING["roi"]["min_lung_ml"]) -> np.ndarray:
-    """The lungs of a coarse anatomy without bowel or stomach gas: the 3D air components that are big
-    (``min_lung_ml``, a fifth of the largest) and, on one of their slices, wide (a share of the body)."""
+    """The lungs of a coarse anatomy without bowel or stomach gas: the 3D air components that hold
+    ``min_lung_ml`` and, on one of their slices, cover a share of the body (:data:`LUNG_BODY_FRACTION`)."""
     from scipy import ndimage
 
     lab, n = ndimage.label(anatomy.lungs)
@@ -126,8 +124,7 @@ def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
         if sl is not None:
             area = (lab[sl] == k + 1).sum(axis=(1, 2))
             wide[k] = np.max(area / body_area[sl[0]]) >= LUNG_BODY_FRACTION
-    big = volume >= max(min_lung_ml, LUNG_LARGEST_FRACTION * float(volume[wide].max(initial=0.0)))
-    keep = np.concatenate([[False], wide & big])
+    keep = np.concatenate([[False], wide & (volume >= min_lung_ml)])
     return keep[lab]
 
 
@@ -153,8 +150,13 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
                       UserWarning, stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
     hull = np.zeros_like(lungs)
-    for z in np.nonzero(lungs.any(axis=(1, 2)))[0]:
+    found = np.nonzero(lungs.any(axis=(1, 2)))[0]
+    for z in found:
         hull[z] = convex_hull_image(lungs[z]) if lungs[z].sum() >= 4 else lungs[z]
+    for z in range(int(found[0]) + 1, int(found[-1])):  # the lungs span their z range: fill slices
+        if z not in found:  # where they were missed with the hulls of the nearest slices around
+            below, above = found[found < z][-1], found[found > z][0]
+            hull[z] = hull[below] | hull[above]
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
     grown = ndimage.distance_transform_edt(~hull, sampling=coarse) <= margin_mm
     region = anatomy.upsample(grown).astype(np.uint8)
