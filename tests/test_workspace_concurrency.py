@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -108,3 +109,15 @@ def test_lock_is_reentrant_and_excludes_other_threads(tmp_path):
         order.append("main")
     worker.join(5)
     assert order == ["main", "thread"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_uses_the_workspace_its_parent_opened(workspace):
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    workspace.log("parent")  # the parent has used (and released) the lock before forking
+    child = ctx.Process(target=_saver, args=(str(workspace.root), workspace.case_ids()[:1], 0, out))
+    child.start()
+    saved = out.get(timeout=60)
+    child.join(30)
+    assert child.exitcode == 0 and len(saved) == SAVES

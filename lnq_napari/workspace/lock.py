@@ -18,27 +18,31 @@ from lnq_napari.errors import LNQError
 
 LOCK_FILE = ".lnq.lock"
 TIMEOUT_S = 120.0  # a writer holds the lock for milliseconds; this long a wait means something is stuck
-_LOCKS: dict[str, FileLock] = {}
+_LOCKS: dict[str, FileLock] = {}  # one FileLock per lock file in this process: nested use is reentrant
 _GUARD = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a forked child must not use its parent's lock objects (filelock
+    os.register_at_fork(after_in_child=_LOCKS.clear)  # refuses them): it makes its own on first use
 
 
 class WorkspaceLock:
-    """A context manager holding the lock of ``folder`` (created on first use)."""
+    """A context manager holding the lock of ``folder`` (the lock file is created on first use)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        key = os.path.abspath(self.folder / LOCK_FILE)
-        with _GUARD:  # one FileLock object per file in a process, so nested use is reentrant
-            self._lock = _LOCKS.setdefault(key, FileLock(key, timeout=TIMEOUT_S))
+        self._key = os.path.abspath(self.folder / LOCK_FILE)
+
+    def _lock(self) -> FileLock:
+        with _GUARD:
+            return _LOCKS.setdefault(self._key, FileLock(self._key, timeout=TIMEOUT_S))
 
     def __enter__(self) -> WorkspaceLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
-            self._lock.acquire()
+            self._lock().acquire()
         except TimeoutError as exc:
             raise LNQError(f"the workspace {self.folder} stayed locked for {TIMEOUT_S:.0f} s by another "
                            "program; close the other lnq-napari session, or wait and retry") from exc
         return self
 
     def __exit__(self, *exc) -> None:
-        self._lock.release()
+        self._lock().release()
