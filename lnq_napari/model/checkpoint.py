@@ -1,13 +1,18 @@
 """Model folders: ``weights.safetensors`` + ``config.json`` (a :class:`ModelConfig`), saved and loaded.
 
 Loading never unpickles: the network is built from a known architecture name and the weights are read
-with safetensors after their sha256 is checked against the one recorded in ``config.json``.
+with safetensors after their sha256 is checked against the one recorded in ``config.json``; weights that
+do not fit the configured architecture are refused. Other files in the folder are never read: they are
+named in a warning rather than refused, because ``train`` keeps its log and resume state beside the
+model and users keep notes there, and refusing them would make nothing safer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import warnings
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
@@ -18,6 +23,8 @@ FORMAT = "lnq-napari-model"
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
+KNOWN_FILES = (WEIGHTS, CONFIG, "train_state", "train_log.csv")  # what train and save_checkpoint write
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -79,7 +86,19 @@ def read_config(folder: str | Path) -> ModelConfig:
             raise LNQError(f"{cfg_path} lacks {key!r}; re-export the model")
     if not isinstance(config["architecture"], dict) or "name" not in config["architecture"]:
         raise LNQError(f"{cfg_path} has no architecture name; re-export the model")
-    return ModelConfig.from_dict(config)
+    if not isinstance(config["weights_sha256"], str) or not _SHA256.fullmatch(config["weights_sha256"]):
+        raise LNQError(f"{cfg_path} records no valid weights sha256 (64 hex digits); re-export the model")
+    try:
+        return ModelConfig.from_dict(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise LNQError(f"{cfg_path} has settings of the wrong kind ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); re-export the model") from exc
+
+
+def unexpected_files(folder: str | Path) -> list[str]:
+    """Names in a model folder that lnq-napari neither reads nor writes (hidden temp files excluded)."""
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if p.name not in KNOWN_FILES and not p.name.startswith("."))
 
 
 def load_state(folder: str | Path) -> tuple[dict, ModelConfig]:
@@ -100,8 +119,15 @@ def load_state(folder: str | Path) -> tuple[dict, ModelConfig]:
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise LNQError(f"{weights} is not a readable safetensors file ({exc}); "
+        raise LNQError(f"{weights} is not a readable safetensors file ({str(exc).splitlines()[0][:120]}); "
                        "re-copy the model folder") from exc
+    if not state:
+        raise LNQError(f"{weights} holds no tensors; re-copy the model folder")
+    extra = unexpected_files(folder)
+    if extra:
+        warnings.warn(f"model folder {folder} also holds {', '.join(extra[:5])}"
+                      f"{' ...' if len(extra) > 5 else ''}; only {CONFIG} and {WEIGHTS} are read",
+                      UserWarning, stacklevel=2)
     return state, config
 
 
@@ -114,7 +140,7 @@ def load_checkpoint(folder: str | Path, device: str = "cpu") -> tuple[object, Mo
     net = build_network(arch.name, arch.kwargs)
     try:
         net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).splitlines()[0]
         raise LNQError(f"weights in {folder} do not fit architecture {arch.name!r} ({first}); "
                        "re-export the model") from exc

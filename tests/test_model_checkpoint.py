@@ -1,0 +1,94 @@
+"""Model folders that are not what they claim are refused with a clear message, nothing is ever
+unpickled, and files lnq-napari does not read are named in a warning."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import warnings
+
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.model import bundled_model_path
+from lnq_napari.model.checkpoint import CONFIG, WEIGHTS, load_checkpoint, sha256_file
+
+
+@pytest.fixture
+def model(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(bundled_model_path(), folder)
+    return folder
+
+
+def _edit_config(folder, **changes):
+    config = json.loads((folder / CONFIG).read_text())
+    for key, value in changes.items():
+        if key == "kwargs":
+            config["architecture"]["kwargs"].update(value)
+        else:
+            config[key] = value
+    (folder / CONFIG).write_text(json.dumps(config))
+
+
+def test_a_model_we_wrote_loads_without_warning(model):
+    (model / "train_log.csv").write_text("epoch,loss\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net, config = load_checkpoint(model)
+    assert config.architecture.name == "unet3d"
+
+
+def test_weights_changed_after_the_config_are_refused(model):
+    with open(model / WEIGHTS, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(LNQError, match="does not match the sha256"):
+        load_checkpoint(model)
+
+
+@pytest.mark.parametrize("digest", ["abc", 42, "z" * 64])
+def test_a_malformed_recorded_hash_is_refused(model, digest):
+    _edit_config(model, weights_sha256=digest)
+    with pytest.raises(LNQError, match="sha256"):
+        load_checkpoint(model)
+
+
+def test_a_config_that_does_not_match_the_weights_is_refused(model):
+    _edit_config(model, kwargs={"features": [4, 8, 16, 32]})
+    with pytest.raises(LNQError, match="do not fit architecture") as info:
+        load_checkpoint(model)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs", [{"features": "wide"}, {"strides": 3}, {"in_channels": "one"}])
+def test_settings_of_the_wrong_kind_are_refused(model, kwargs):
+    _edit_config(model, kwargs=kwargs)
+    with pytest.raises(LNQError):
+        load_checkpoint(model)
+
+
+class _Marker:
+    """Unpickling this would create a file: the proof that nothing is unpickled."""
+
+    path = ""
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_in_place_of_the_weights_is_refused_without_unpickling(model, tmp_path):
+    marker = _Marker()
+    marker.path = str(tmp_path / "unpickled")
+    (model / WEIGHTS).write_bytes(pickle.dumps(marker))
+    _edit_config(model, weights_sha256=sha256_file(model / WEIGHTS))  # the hash even matches
+    with pytest.raises(LNQError, match="not a readable safetensors"):
+        load_checkpoint(model)
+    assert not (tmp_path / "unpickled").exists()
+
+
+def test_extra_files_are_named_in_a_warning_and_never_read(model):
+    (model / "model.pt").write_bytes(b"not read")
+    (model / "notes.txt").write_text("from the cluster")
+    with pytest.warns(UserWarning, match="model.pt, notes.txt; only config.json and weights.safetensors"):
+        load_checkpoint(model)
