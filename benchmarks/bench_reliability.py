@@ -256,7 +256,7 @@ def kill_trials(op: str, trials: int, seed: int = 0) -> dict:
         return {"op": op, **counts, "span_s": span, "problems": problems[:5]}
 
 
-def fuzz_counts(examples: int) -> dict[str, Counter]:
+def fuzz_counts(examples: int, readers: list[str] | None = None) -> dict[str, Counter]:
     """Outcomes of ``examples`` generated files per reader (the generators of tests/test_io_fuzz.py)."""
     import importlib.util
 
@@ -267,8 +267,9 @@ def fuzz_counts(examples: int) -> dict[str, Counter]:
         "test_io_fuzz", Path(__file__).resolve().parents[1] / "tests" / "test_io_fuzz.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    counts = {kind: module.fuzz(kind, examples) for kind in sorted(module.READERS)}
-    counts["nrrd via CLI measure"] = module.fuzz("nrrd", examples, through_cli=True)
+    counts = {kind: module.fuzz(kind, examples) for kind in readers or sorted(module.READERS)}
+    if not readers or "cli" in readers:
+        counts["nrrd via CLI measure"] = module.fuzz("nrrd", examples, through_cli=True)
     return counts
 
 
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=100, help="kill trials per operation")
     parser.add_argument("--fuzz", type=int, default=1000, help="generated files per reader (0: none)")
     parser.add_argument("--ops", nargs="*", default=list(OPERATIONS), choices=OPERATIONS)
+    parser.add_argument("--readers", nargs="*", help="fuzz only these (nrrd, mha, nifti, dicom, cli)")
     args = parser.parse_args(argv)
     failed = False
     for op in args.ops if args.trials else ():
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {problem}")
         failed |= result["losses"] > 0
     if args.fuzz:
-        for kind, outcomes in fuzz_counts(args.fuzz).items():
+        for kind, outcomes in fuzz_counts(args.fuzz, args.readers).items():
             other = {k: v for k, v in outcomes.items() if k not in ("volume", "LNQError", "ok", "error")}
             print(f"fuzz {kind:22s} inputs {sum(outcomes.values()):5d}  "
                   + "  ".join(f"{k} {v}" for k, v in sorted(outcomes.items()) if k not in other)

@@ -3,7 +3,8 @@ one-line LNQError (never another exception, never an allocation the file cannot 
 answers exit code 2 with one line and writes nothing.
 
 The generators mutate small valid files written by our writer: NRRD headers (sizes, spacings,
-directions, types, encodings, detached data files), MHA headers and NIfTI header bytes.
+directions, types, encodings, detached data files), MHA headers, NIfTI header bytes, and DICOM series
+(slices missing, moved, duplicated, re-oriented, of another series or cut short).
 ``fuzz(kind, examples)`` is shared with ``benchmarks/bench_reliability.py``, which runs >= 1,000 each.
 """
 
@@ -203,8 +204,62 @@ def write_nifti_case(folder: Path, case: dict) -> Path:
     return path
 
 
+AXIAL = "1\\0\\0\\0\\1\\0"
+
+
+def _stack(n: int) -> list[dict]:
+    """``n`` axial slices 2 mm apart, one series."""
+    return [{"z": 3.0 + 2.0 * i, "orientation": AXIAL, "series": "1.2.3.4.5", "cut": None} for i in range(n)]
+
+
+@st.composite
+def dicom_cases(draw) -> dict:
+    """A CT series of 4-7 slices, some removed, moved, re-oriented, moved to another series or cut short."""
+    n = draw(st.integers(4, 7))
+    slices = _stack(n)
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, n - 1))
+        change = draw(st.sampled_from(["remove", "move", "duplicate", "orient", "series", "cut"]))
+        if change == "move":
+            slices[i]["z"] += draw(st.sampled_from([0.001, 0.5, -1.0, 7.0]))
+        elif change == "duplicate":
+            slices[i]["z"] = slices[(i + 1) % n]["z"]
+        elif change == "orient":
+            slices[i]["orientation"] = draw(st.sampled_from(["0\\1\\0\\1\\0\\0", "1\\0\\0\\0\\0\\1"]))
+        elif change == "series":
+            slices[i]["series"] = "1.2.3.4.6"
+        elif change == "cut":
+            slices[i]["cut"] = draw(st.floats(0.0, 0.99))
+        else:
+            slices[i]["removed"] = True
+    return {"slices": [s for s in slices if not s.get("removed")],
+            "spacing": draw(st.sampled_from([(0.8, 0.9), (1e-9, 0.9), (0.8, 1e9)]))}
+
+
+def write_dicom_case(folder: Path, case: dict) -> Path:
+    """Write the series with SimpleITK (one file per slice, tags set by hand)."""
+    import SimpleITK as sitk
+
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for i, item in enumerate(case["slices"]):
+        image = sitk.GetImageFromArray(BASE[0].astype(np.int16) + i)
+        image.SetSpacing(case["spacing"])
+        tags = {"0008|0060": "CT", "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0020|000d": "1.2.3.4",
+                "0020|000e": item["series"], "0020|0032": f"1\\2\\{item['z']:g}",
+                "0020|0037": item["orientation"], "0020|0013": str(i + 1), "0008|0018": f"1.2.3.4.5.{i + 1}"}
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        path = folder / f"{i:03d}.dcm"
+        writer.SetFileName(str(path))
+        writer.Execute(image)
+        if item["cut"] is not None:
+            path.write_bytes(path.read_bytes()[: int(path.stat().st_size * item["cut"])])
+    return folder
+
+
 READERS = {"nrrd": (nrrd_cases, write_nrrd_case), "mha": (mha_cases, write_mha_case),
-           "nifti": (nifti_cases, write_nifti_case)}
+           "nifti": (nifti_cases, write_nifti_case), "dicom": (dicom_cases, write_dicom_case)}
 
 
 def check_volume(volume: Volume) -> None:
@@ -343,3 +398,19 @@ def test_mha_with_zero_spacing_is_one_line_error(tmp_path):
     with pytest.raises(LNQError) as info:
         read_volume(write_mha_case(folder, case))
     assert "\n" not in str(info.value)
+
+
+def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
+    slices = _stack(6)
+    complete = write_dicom_case(_mkdir(tmp_path / "complete"), {"slices": slices, "spacing": (0.8, 0.9)})
+    volume = read_volume(complete)
+    assert volume.shape == (6, 5, 6) and volume.spacing == pytest.approx((0.8, 0.9, 2.0))
+    gap = write_dicom_case(_mkdir(tmp_path / "gap"), {"slices": slices[:2] + slices[3:],
+                                                      "spacing": (0.8, 0.9)})
+    with pytest.raises(LNQError, match="unevenly spaced .* a slice is missing"):
+        read_volume(gap)
+
+
+def _mkdir(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder

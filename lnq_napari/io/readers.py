@@ -368,12 +368,14 @@ def _read_dicom(path: Path) -> RawImage:
             warnings.warn(f"{folder} holds {len(series)} DICOM series; reading the largest "
                           f"({len(files_by_series[sid])} slices, series {sid})", UserWarning, stacklevel=3)
     reader.SetFileNames(files_by_series[sid])
+    reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
     try:
         image = reader.Execute()
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1][:160]
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
                        "complete images of one series") from exc
+    _check_dicom_slices(reader, len(files_by_series[sid]), folder.name)
     raw = _from_sitk_image(image, folder.name)
     raw.meta["dicom_series_uid"] = sid
     array = raw.array
@@ -382,6 +384,35 @@ def _read_dicom(path: Path) -> RawImage:
         if lo >= np.iinfo(np.int16).min and hi <= np.iinfo(np.int16).max:
             raw.array = array.astype(np.int16)  # HU fit int16, as in LNQ's files
     return raw
+
+
+def _check_dicom_slices(reader, count: int, name: str) -> None:
+    """LNQError when the slices of a series are not one evenly spaced stack: a slice missing, two at one
+    position, or orientations that differ (SimpleITK would silently average the spacing)."""
+    def numbers(index: int, tag: str) -> np.ndarray | None:
+        if not reader.HasMetaDataKey(index, tag):
+            return None
+        try:
+            return np.asarray([float(v) for v in reader.GetMetaData(index, tag).split("\\")], dtype=float)
+        except ValueError:
+            return None
+
+    positions = [numbers(i, "0020|0032") for i in range(count)]
+    orientations = [numbers(i, "0020|0037") for i in range(count)]
+    if count < 3 or any(p is None or p.size != 3 for p in positions) or orientations[0] is None \
+            or orientations[0].size != 6:
+        return  # nothing to compare (the grid check still applies)
+    fix = "re-export the complete series (one acquisition, every slice) from the PACS or scanner"
+    if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
+        raise LNQError(f"the DICOM slices in {name} do not share one orientation (mixed series); {fix}")
+    normal = np.cross(orientations[0][:3], orientations[0][3:])
+    gaps = np.diff(np.sort(np.asarray(positions) @ normal))
+    if gaps.min() < 1e-3:
+        raise LNQError(f"the DICOM series in {name} has two slices at one position (duplicated or mixed "
+                       f"slices); {fix}")
+    if gaps.max() - gaps.min() > max(0.01, 0.01 * float(np.median(gaps))):
+        raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
+                       f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
 
 
 def read_raw(path: str | Path) -> RawImage:
