@@ -213,11 +213,17 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
     Rows go to ``path`` (JSON) after each variant; variants already there are skipped.
     """
     args = bench.args
+    from lnq_napari.workspace import Workspace
+
     done = json.loads(path.read_text())["rows"] if path.is_file() else []
-    base = bench.workspace(seed, "ablation-reviewed")
-    model_id = base.prediction_model()[1]
-    chosen, _ = choose_cases(base, "uncertainty", bench.frozen, model_id, args.per_round, seed)
-    clicks = review_cases(base, chosen, model_id, "clicks")
+    reviewed = bench.out / "work" / f"{bench.site}-s{seed}-ablation-reviewed"
+    if done and len(Workspace.open(reviewed).corrected_cases()) == args.per_round:  # a rerun continues
+        base, chosen, clicks = Workspace.open(reviewed), done[0]["chosen"], done[0]["clicks"]
+    else:
+        base = bench.workspace(seed, "ablation-reviewed")
+        model_id = base.prediction_model()[1]
+        chosen, _ = choose_cases(base, "uncertainty", bench.frozen, model_id, args.per_round, seed)
+        clicks = review_cases(base, chosen, model_id, "clicks")
     rows = list(done)
     todo = variants(bench)
     wanted = args.variants.split(",") if args.variants else list(todo)
@@ -225,8 +231,6 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
         ws_path = bench.out / "work" / f"{bench.site}-s{seed}-ablation-{name.replace('=', '-')}"
         shutil.rmtree(ws_path, ignore_errors=True)
         shutil.copytree(base.root, ws_path)
-        from lnq_napari.workspace import Workspace
-
         ws = Workspace.open(ws_path)
         t = Timer()
         result = run_finetune(ws, args.iterations, todo[name])
