@@ -256,6 +256,90 @@ def kill_trials(op: str, trials: int, seed: int = 0) -> dict:
         return {"op": op, **counts, "span_s": span, "problems": problems[:5]}
 
 
+# ------------------------------------------------------------------ finetune: kill, then --resume
+TINY = {  # a tiny network on tiny phantoms: a fine-tune of a few iterations takes seconds
+    "architecture": {"kwargs": {"features": [4, 8, 16, 32]}},
+    "preprocessing": {"target_spacing": [6.0, 6.0, 8.0]},
+    "inference": {"patch_size": [8, 32, 32]},
+    "train": {"patch_size": [8, 32, 32], "batch_size": 1, "warmup": 1},
+}
+FINETUNE_ITERATIONS = 8
+
+
+def finetune_setup(folder: Path) -> None:
+    """(In a worker process.) Phantom data, a 2-iteration parent model, a workspace with 2 corrections."""
+    from lnq_napari.phantom import write_dataset
+    from lnq_napari.training.trainer import load_training_cases, train_model
+
+    data = folder / "data"
+    write_dataset(data, 4, seed=5, shape=(16, 48, 48), spacing=(6.0, 6.0, 8.0))
+    parent = train_model(load_training_cases(data)[:1], folder / "parent", iterations=2, device="cpu",
+                         config=TINY)
+    ws = Workspace.init(folder / "ws", data)
+    ws.activate(ws.register_model(parent))
+    for case in ws.case_ids()[:2]:
+        full = read_labels(ws.full_path(case), reference=ws.read_ct(case))
+        ws.add_label_version(case, full, "correction", model_version="m001", edits=3)
+
+
+def _worker(*args: str) -> tuple[int, str]:
+    """Run this script as a worker process; returns (exit code, last line of stderr)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return done.returncode, (done.stderr.strip().splitlines() or [""])[-1]
+
+
+def finetune_trials(trials: int, seed: int = 0) -> dict:
+    """Kill `lnq-napari finetune` at a random moment, then run `finetune --resume`: it must continue or say
+    why not in one line (exit 2), and the registry must never list a partial model."""
+    import subprocess
+
+    rng = random.Random(seed)
+    counts: Counter = Counter()
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="lnq-kill-finetune-") as tmp:
+        code, err = _worker("setup", tmp)
+        if code:
+            return {"op": "finetune", "trials": 0, "losses": 1, "problems": [f"setup failed: {err}"]}
+        root = Path(tmp) / "ws"
+        command = [sys.executable, "-m", "lnq_napari.cli", "finetune", "--workspace", str(root),
+                   "--iterations", str(FINETUNE_ITERATIONS), "--device", "cpu"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, env=env, check=True)  # uninterrupted: how long it takes
+        duration = time.perf_counter() - start
+        for _ in range(trials):
+            worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            time.sleep(rng.uniform(0.1, 0.8) * duration)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            counts["killed in training (pending plan)" if (root / "models" / "pending.json").exists()
+                   else "killed before its plan or after its end"] += 1
+            resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=env)
+            lines = resumed.stderr.strip().splitlines()
+            errors = [line for line in lines if line.startswith("lnq-napari: error:")]
+            if resumed.returncode == 0:
+                counts["resumed"] += 1
+            elif resumed.returncode == 2 and len(errors) == 1:
+                counts["said why not"] += 1
+                counts[f"({errors[0][20:80]}...)"] += 1
+            else:
+                counts["losses"] += 1
+                problems.append(f"resume exit {resumed.returncode}: {(lines or [''])[-1][:160]}")
+            ws = Workspace.open(root)
+            for entry in ws.models():
+                try:
+                    ws.registry.check(entry["id"])
+                except Exception as exc:  # noqa: BLE001
+                    counts["losses"] += 1
+                    problems.append(f"registered {entry['id']} is partial: {exc}")
+            counts["trials"] += 1
+        counts["models registered"] = len(Workspace.open(root).models())
+    return {"op": "finetune", **counts, "uninterrupted_s": duration, "problems": problems[:5]}
+
+
 def fuzz_counts(examples: int, readers: list[str] | None = None) -> dict[str, Counter]:
     """Outcomes of ``examples`` generated files per reader (the generators of tests/test_io_fuzz.py)."""
     import importlib.util
@@ -279,7 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz", type=int, default=1000, help="generated files per reader (0: none)")
     parser.add_argument("--ops", nargs="*", default=list(OPERATIONS), choices=OPERATIONS)
     parser.add_argument("--readers", nargs="*", help="fuzz only these (nrrd, mha, nifti, dicom, cli)")
+    parser.add_argument("--finetune-trials", type=int, default=3,
+                        help="kills of `finetune`, each followed by `finetune --resume` (0: none)")
+    parser.add_argument("--worker", nargs=2, metavar=("JOB", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        finetune_setup(Path(args.worker[1]))
+        return 0
     failed = False
     for op in args.ops if args.trials else ():
         start = time.perf_counter()
@@ -292,6 +382,18 @@ def main(argv: list[str] | None = None) -> int:
         for problem in result["problems"]:
             print(f"    {problem}")
         failed |= result["losses"] > 0
+    if args.finetune_trials:
+        start = time.perf_counter()
+        result = finetune_trials(args.finetune_trials)
+        extra = "  ".join(f"{k} {v}" for k, v in result.items()
+                          if k not in ("op", "trials", "losses", "problems", "uninterrupted_s"))
+        print(f"kill finetune  trials {result['trials']:4d}  losses {result.get('losses', 0)}  {extra}  "
+              f"(a whole fine-tune {result.get('uninterrupted_s', 0):.0f} s; "
+              f"{time.perf_counter() - start:.0f} s)",
+              flush=True)
+        for problem in result["problems"]:
+            print(f"    {problem}")
+        failed |= result.get("losses", 0) > 0
     if args.fuzz:
         for kind, outcomes in fuzz_counts(args.fuzz, args.readers).items():
             other = {k: v for k, v in outcomes.items() if k not in ("volume", "LNQError", "ok", "error")}
