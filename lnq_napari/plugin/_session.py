@@ -256,7 +256,8 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
 
 
 def show_suggestions(viewer, ct: Volume, suggestions: list[Suggestion]):
-    """A Points layer of ranked suggestions (features: rank, kind, score, max_prob, volume_mm3, text)."""
+    """A Points layer of ranked suggestions (features: rank, kind, score, max_prob, volume_mm3, reason,
+    text; ``reason`` says what a candidate the model is sure of is, e.g. small, below the size floor)."""
     import pandas as pd
 
     if SUGGESTIONS_NAME in viewer.layers:
@@ -265,7 +266,8 @@ def show_suggestions(viewer, ct: Volume, suggestions: list[Suggestion]):
     features = pd.DataFrame({
         "rank": [s.rank for s in suggestions], "kind": [s.kind for s in suggestions],
         "score": [s.score for s in suggestions], "max_prob": [s.max_prob for s in suggestions],
-        "volume_mm3": [s.volume_mm3 for s in suggestions], "text": [s.text for s in suggestions],
+        "volume_mm3": [s.volume_mm3 for s in suggestions], "reason": [s.reason for s in suggestions],
+        "text": [s.text for s in suggestions],
     })
     kwargs = layer_kwargs(ct, SUGGESTIONS_NAME, role="suggestions")
     return viewer.add_points(

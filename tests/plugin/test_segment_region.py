@@ -61,6 +61,7 @@ def test_region_toggle_outline_and_suggestions_cap(make_napari_viewer, qtbot, ph
     assert outline.data[:, :, : outline.data.shape[2] // 2].any() and not outline.data[..., -5:].any()
     points = viewer.layers["suggestions"].data
     assert 1 <= len(points) <= 3 and np.all(points[:, 2] < 80)  # inside the region, at most 3
+    assert list(viewer.layers["suggestions"].features["reason"]) == [""] * len(points)  # unsure, outline
     assert "lungs' hull + 10 mm" in segment.status.text()
 
     segment.form.region.value = False
