@@ -1,6 +1,12 @@
-"""Remake ``review-bundled.png``: the demo phantom case in napari after Find nodes with the bundled model.
+"""Remake ``review-bundled.png``: the demo phantom case (or a CT file given) in napari after Find nodes
+with the bundled model.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshot.py [OUT.png]
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshot.py [OUT.png] [CT]
+
+``review-ctchest4.png`` is the real chest CT that ships with slicerio::
+
+    python docs/screenshots/take_screenshot.py docs/screenshots/review-ctchest4.png \
+        "$(python -c 'import slicerio; print(slicerio.get_testdata_file("CTChest4.nrrd"))')"
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ def main() -> None:
     from lnq_napari.plugin.app import view
 
     with tempfile.TemporaryDirectory() as tmp:
-        ct_path = write_volume(Path(tmp) / "lnq2023-demo-0001-ct.nrrd",
-                               make_case(DEMO_SEED, case_id="lnq2023-demo-0001").ct)
+        if len(sys.argv) > 2:
+            ct_path = Path(sys.argv[2])
+        else:
+            ct_path = write_volume(Path(tmp) / "lnq2023-demo-0001-ct.nrrd",
+                                   make_case(DEMO_SEED, case_id="lnq2023-demo-0001").ct)
         viewer = view(ct_path)
         viewer.window._qt_window.resize(1600, 1000)
         app = QApplication.instance()
