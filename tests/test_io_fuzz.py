@@ -414,3 +414,13 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
 def _mkdir(folder: Path) -> Path:
     folder.mkdir(parents=True)
     return folder
+
+
+@pytest.mark.parametrize("field", ["srow_y1", "pixdim3", "quatern_b"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_nifti_with_a_nan_in_its_geometry_is_refused_before_simpleitk(tmp_path, field, gz):
+    """SimpleITK's reader loops forever on a NaN in the sform: the header is checked first."""
+    path = write_nifti_case(_mkdir(tmp_path / "case"), {"changes": {field: float("nan"), "sform": 1},
+                                                         "cut": None, "gz": gz})
+    with pytest.raises(LNQError, match="NaN or infinite"):
+        read_volume(path)

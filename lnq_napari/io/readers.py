@@ -208,6 +208,30 @@ def _read_nrrd(path: Path) -> RawImage:
     return RawImage(_native(array), spacing, origin, direction, custom_fields(header))
 
 
+# where a NIfTI-1 / NIfTI-2 header keeps its geometry: (offset, struct format) of pixdim, then quatern b c d
+# with qoffset x y z, then the three srow rows
+_NIFTI_GEOMETRY = {348: ((76, "8f"), (256, "6f"), (280, "12f")),
+                   540: ((104, "8d"), (352, "6d"), (400, "12d"))}
+
+
+def _check_nifti_geometry(header: bytes, name: str) -> None:
+    """LNQError for a NaN or infinite spacing, quaternion or affine in a NIfTI header, before SimpleITK
+    sees it (its reader loops forever on a NaN in the sform)."""
+    for endian in "<>":
+        if len(header) >= 4 and struct.unpack(endian + "i", header[:4])[0] in _NIFTI_GEOMETRY:
+            fields = _NIFTI_GEOMETRY[struct.unpack(endian + "i", header[:4])[0]]
+            break
+    else:
+        return
+    try:
+        values = [v for offset, fmt in fields for v in struct.unpack_from(endian + fmt, header, offset)]
+    except struct.error:
+        return  # a short header: SimpleITK refuses it
+    if not np.all(np.isfinite(values[1:4] + values[8:])):
+        raise LNQError(f"{name} has a NaN or infinite value in its spacing or orientation (NIfTI pixdim, "
+                       "qform or sform); the header is damaged: re-export or re-download the file")
+
+
 def _nifti_data_end(header: bytes) -> int | None:
     """Byte offset where a NIfTI-1/2 single file's voxel data ends, from its header; None if unknown."""
     for endian in "<>":
@@ -243,7 +267,8 @@ def _gzip_length(path: Path) -> int:
 
 
 def _check_nifti_complete(path: Path) -> None:
-    """SimpleITK reads a truncated NIfTI silently (zeros); compare the stored size with the header's."""
+    """SimpleITK reads a truncated NIfTI silently (zeros); compare the stored size with the header's.
+    A header with a non-finite geometry is refused first."""
     import gzip
 
     name = path.name.lower()
@@ -256,13 +281,16 @@ def _check_nifti_complete(path: Path) -> None:
             with open(path, "rb") as handle:
                 handle.seek(-4, 2)
                 stored = struct.unpack("<I", handle.read(4))[0]  # gzip trailer: size mod 2**32
+            _check_nifti_geometry(header, path.name)
             end = _nifti_data_end(header)
             complete = end is None or stored == end % 2**32
             if not complete:  # the trailer only counts the last member of a multi-member gzip: count all
                 complete = _gzip_length(path) >= end
         else:
             with open(path, "rb") as handle:
-                end = _nifti_data_end(handle.read(540))
+                header = handle.read(540)
+            _check_nifti_geometry(header, path.name)
+            end = _nifti_data_end(header)
             complete = end is None or path.stat().st_size >= end
     except (OSError, EOFError, struct.error) as exc:
         raise LNQError(f"cannot read {path.name} ({exc}); the file is truncated or damaged: re-export or "
