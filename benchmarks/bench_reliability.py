@@ -351,7 +351,8 @@ def fuzz_counts(examples: int, readers: list[str] | None = None) -> dict[str, Co
         "test_io_fuzz", Path(__file__).resolve().parents[1] / "tests" / "test_io_fuzz.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    counts = {kind: module.fuzz(kind, examples) for kind in readers or sorted(module.READERS)}
+    kinds = [k for k in readers if k in module.READERS] if readers else sorted(module.READERS)
+    counts = {kind: module.fuzz(kind, examples) for kind in kinds}
     if not readers or "cli" in readers:
         counts["nrrd via CLI measure"] = module.fuzz("nrrd", examples, through_cli=True)
     return counts
