@@ -7,6 +7,7 @@ lie in the header's folder, and every grid goes through :func:`lnq_napari.io.vol
 
 from __future__ import annotations
 
+import bz2
 import re
 import struct
 from dataclasses import dataclass, field
@@ -151,8 +152,6 @@ def _nrrd_data_file(path: Path, header: dict) -> Path | None:
 
 def _check_nrrd_payload(path: Path, header: dict, data_start: int) -> None:
     """Sizes, type and encoding of a NRRD header against the bytes its data file holds (before reading)."""
-    import bz2
-
     from nrrd.reader import _determine_datatype  # pynrrd's own NRRD type -> numpy dtype table
 
     itemsize = _determine_datatype(header).itemsize
