@@ -33,11 +33,11 @@ import numpy as np
 
 from lnq_napari.api import save_labels
 from lnq_napari.cli import main as cli_main
+from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.readers import read_labels, write_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.autosave import autosave_path, write_autosave
-from lnq_napari.workspace.files import sha256
 
 SHAPE = (24, 64, 64)  # big enough that a write takes a few milliseconds: kills land inside writes
 GRID = dict(spacing=(0.8, 0.8, 2.0))
@@ -70,7 +70,7 @@ def fake_model(folder: Path) -> Path:
     """A model folder whose config records its weights' sha256 (enough for the registry's checks)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "weights.safetensors").write_bytes(os.urandom(256 * 1024))
-    config = {"format": "lnq-napari-model", "weights_sha256": sha256(folder / "weights.safetensors")}
+    config = {"format": "lnq-napari-model", "weights_sha256": sha256_file(folder / "weights.safetensors")}
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -149,7 +149,7 @@ def check_save(ws: Workspace, reported: list[list[str]]) -> tuple[int, list[str]
     for case in ws.case_ids():
         for prov in ws.versions(case):
             path = ws.label_path(case, prov["version"])
-            if prov.get("sha256") and sha256(path) != prov["sha256"]:
+            if prov.get("sha256") and sha256_file(path) != prov["sha256"]:
                 problems.append(f"{case} {prov['version']}: visible but not as committed")
     journaled = {(e.get("case"), e.get("version")) for e in ws.journal("correction")}
     losses += sum((case, version) not in journaled for case, version, _ in reported)

@@ -9,7 +9,6 @@ model and users keep notes there, and refusing them would make nothing safer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
+from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model.config import ModelConfig
 
 FORMAT = "lnq-napari-model"
@@ -25,15 +25,6 @@ WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
 KNOWN_FILES = (WEIGHTS, CONFIG, "train_state", "train_log.csv")  # what train and save_checkpoint write
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(folder: str | Path, state_dict: dict, config: ModelConfig) -> Path:

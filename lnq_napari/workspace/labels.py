@@ -18,10 +18,11 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
-from lnq_napari.workspace.files import now, sha256
+from lnq_napari.workspace.files import now
 
 SOURCES = ("original", "prediction", "correction", "autosave")
 LABEL_SUFFIX = ".seg.nrrd"
@@ -106,7 +107,7 @@ class LabelStore:
                 "time": now(), "edits": int(edits), "parent": parent, "file": path.name, **fields}
         write_seg_nrrd(path, labels, name="lymph node", extra=_header(prov))
         prov["bytes"] = path.stat().st_size
-        prov["sha256"] = sha256(path)
+        prov["sha256"] = sha256_file(path)
         atomic_write_text(self.folder / f"{version}.json", json.dumps(prov, indent=1, default=str))
         return SavedLabels(self.case, version, path)
 

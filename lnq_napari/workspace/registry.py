@@ -22,8 +22,9 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model import bundled_model_path, resolve_model
-from lnq_napari.workspace.files import now, sha256
+from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
 
 REGISTRY_FILE = "registry.json"
@@ -211,7 +212,7 @@ class ModelRegistry:
             if isinstance(config, dict) and config.get("weights_sha256"):
                 expected.append(("weights.safetensors", config["weights_sha256"], "in config.json"))
             for name, digest, where in expected:
-                if sha256(path / name) != digest:
+                if sha256_file(path / name) != digest:
                     raise LNQError(f"model {version}: {path / name} does not match the sha256 recorded "
                                    f"{where} (half-written or altered); activate another version or "
                                    "fine-tune again")
@@ -304,7 +305,7 @@ def _verdict(metrics: dict) -> str:
 
 
 def _checksums(folder: Path) -> dict[str, str]:
-    return {name: sha256(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
+    return {name: sha256_file(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
 
 
 def _why(exc: Exception) -> str:
@@ -317,5 +318,5 @@ def bundled_key(path: Path) -> str:
     digest = hashlib.sha256()
     for name in ("config.json", "weights.safetensors"):
         if (path / name).is_file():
-            digest.update(sha256(path / name).encode())
+            digest.update(sha256_file(path / name).encode())
     return f"bundled-{digest.hexdigest()[:10]}"
