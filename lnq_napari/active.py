@@ -367,9 +367,7 @@ def score_workspace(
                                                           model_version=model_key)}
             score.nodes = [dict(n, prediction_version=stored["version"]) for n in score.nodes]
         scores[case] = score
-        cache = ws.read_cache(cache_name)
-        cache[case] = score.to_dict()
-        ws.write_cache(cache_name, cache)
+        ws.update_cache(cache_name, {case: score.to_dict()})  # merged under the lock: safe across processes
     if progress is not None:
         progress(1.0, f"{len(scores)} cases scored")
     return scores
