@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari import active
+from lnq_napari.inference import Prediction
 from lnq_napari.io.readers import read_labels
+from lnq_napari.io.volume import Volume
 from lnq_napari.simulate import simulate_review
 
 
@@ -29,9 +31,6 @@ class CachedPredictor:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def predict(self, ct, progress=None, cancel=None):
-        from lnq_napari.inference import Prediction
-        from lnq_napari.io.volume import Volume
-
         key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes()).hexdigest()[:20]
         path = self.folder / f"{key}.npz"
         grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}

@@ -35,6 +35,15 @@ from pathlib import Path
 from _adapt_common import CachedPredictor, bootstrap_median, choose_cases, review_cases
 from bench_active_learning import Timer, evaluate_test, log
 
+from lnq_napari import api
+from lnq_napari.active import LazyPredictor
+from lnq_napari.inference import Predictor
+from lnq_napari.io.layout import scan_cases
+from lnq_napari.io.readers import read_labels, read_volume
+from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.phantom import write_dataset
+from lnq_napari.workspace import Workspace
+
 POOL_SEED, TEST_SEED = 1000, 2000  # + bench seed for the pool; the test sets are the same for every seed
 FORGET_SITE = "default"
 #: The ablation's variants besides the defaults: each switch of ``FinetuneConfig`` set alone, named as
@@ -78,8 +87,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------- data and scoring
 def site_data(out: Path, site: str, kind: str, n: int, seed: int = 0, shape=None) -> Path:
     """A cached phantom folder: ``kind`` "test" (fixed seed), "pool" (per bench seed) or "replay"."""
-    from lnq_napari.phantom import write_dataset
-
     grid = "" if shape is None else "-" + "x".join(map(str, shape))
     folder = out / "data" / site / (f"pool-s{seed}-n{n}{grid}" if kind == "pool" else f"{kind}-n{n}{grid}")
     if len(list(folder.glob("*-ct.nrrd"))) < n:
@@ -92,9 +99,6 @@ def site_data(out: Path, site: str, kind: str, n: int, seed: int = 0, shape=None
 
 def load_cases(folder: Path) -> list[tuple]:
     """``(name, ct, complete truth)`` of every case in ``folder``."""
-    from lnq_napari.io.layout import scan_cases
-    from lnq_napari.io.readers import read_labels, read_volume
-
     cases = []
     for case in scan_cases(folder, require="full"):
         ct = read_volume(case.ct)
@@ -114,8 +118,6 @@ class Bench:
     """The cached inputs of one site: test sets, the frozen model's predictor and figures."""
 
     def __init__(self, args, site: str) -> None:
-        from lnq_napari.inference import Predictor
-
         self.args, self.site, self.out = args, site, Path(args.out)
         self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"), self.out / "cache" / "frozen")
         self.test = load_cases(site_data(self.out, site, "test", args.test, shape=args.shape))
@@ -125,8 +127,6 @@ class Bench:
 
     def score(self, model_path, forgetting: bool = True) -> tuple[dict, dict | None, float]:
         """``(site figures, default-site figures or None, seconds)`` of a model folder."""
-        from lnq_napari.inference import Predictor
-
         t = Timer()
         predictor = Predictor(model_path, device="cpu")
         site = figures(predictor, self.test)
@@ -134,8 +134,6 @@ class Bench:
 
     def workspace(self, seed: int, name: str):
         """A fresh workspace over the seed's pool, the bundled model active."""
-        from lnq_napari.workspace import Workspace
-
         path = self.out / "work" / f"{self.site}-s{seed}-{name}"
         shutil.rmtree(path, ignore_errors=True)
         pool = site_data(self.out, self.site, "pool", self.args.pool, seed, self.args.shape)
@@ -144,9 +142,6 @@ class Bench:
 
 def run_finetune(ws, iterations: int | None, overrides: dict):
     """One fine-tune through ``api.finetune`` with the defaults changed by ``overrides``."""
-    from lnq_napari import api
-    from lnq_napari.model.config import FinetuneConfig
-
     config = FinetuneConfig().replace(**overrides)
     return api.finetune(ws.root, config=config, device="cpu", iterations=iterations)
 
@@ -159,9 +154,6 @@ def _summary(fig: dict, prefix: str = "") -> dict:
 # ---------------------------------------------------------------- loop
 def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
     """Rounds of choose, correct, fine-tune, score for one strategy; one row per round (0: frozen)."""
-    from lnq_napari.active import LazyPredictor
-    from lnq_napari.inference import Predictor
-
     args = bench.args
     ws = bench.workspace(seed, f"{strategy}-{args.corrections}")
     active_site, active_default = bench.frozen_site, bench.frozen_default
@@ -213,8 +205,6 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
     Rows go to ``path`` (JSON) after each variant; variants already there are skipped.
     """
     args = bench.args
-    from lnq_napari.workspace import Workspace
-
     done = json.loads(path.read_text())["rows"] if path.is_file() else []
     reviewed = bench.out / "work" / f"{bench.site}-s{seed}-ablation-reviewed"
     if done and len(Workspace.open(reviewed).corrected_cases()) == args.per_round:  # a rerun continues
