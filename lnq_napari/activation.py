@@ -8,19 +8,15 @@ Dice (lower bound > -dice_margin), node recall (lower bound > -recall_margin) an
 net of the nodes it newly finds (upper bound < fp_margin). With fewer than ``min_cases`` cases with a
 defined Dice the evidence is thin: the rule says so and decides on the point estimates with the same margins,
 never activating a model whose Dice or recall point estimate is below the other's.
-Also :func:`cross_validation_folds` for callers that can afford one fine-tune per fold.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from lnq_napari.errors import LNQError
 
 MODELS = ("candidate", "parent", "original")
 
@@ -236,26 +232,3 @@ def decide_activation(candidate: Sequence[CaseFigures], parent: Sequence[CaseFig
         evidence += f", {usable} with a defined Dice: thin evidence, decided on point estimates"
     head = "activate" if not failures else f"refuse ({'; '.join(failures)})"
     return Verdict(not failures, f"{head}: {'; '.join(words)}; {evidence}", _figures(t, comparisons, rule))
-
-
-def _fold_key(case_id: str) -> str:
-    return hashlib.sha256(case_id.encode("utf-8")).hexdigest()
-
-
-def cross_validation_folds(cases: Sequence[str], k: int) -> list[tuple[list[str], list[str]]]:
-    """``k`` (train, validation) splits of ``cases``: every case is validated exactly once. The order
-    is a hash of the case ids, so the folds do not depend on the order the cases come in; ``k`` above
-    the number of cases gives one case per fold (leave-one-out)."""
-    ids = list(dict.fromkeys(cases))
-    if len(ids) != len(cases):
-        raise LNQError("cross-validation got a case id twice; pass each corrected case once")
-    if len(ids) < 2 or k < 2:
-        raise LNQError(f"cross-validation needs k >= 2 folds and >= 2 corrected cases (got k={k}, "
-                       f"{len(ids)} cases); correct more cases or validate on a held-out case")
-    ordered = sorted(ids, key=_fold_key)
-    k = min(k, len(ordered))
-    folds = []
-    for fold in range(k):
-        validation = ordered[fold::k]
-        folds.append(([c for c in ordered if c not in validation], validation))
-    return folds

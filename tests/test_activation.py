@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from lnq_napari.activation import ActivationRule, CaseFigures, cross_validation_folds, decide_activation
-from lnq_napari.errors import LNQError
+from lnq_napari.activation import ActivationRule, CaseFigures, decide_activation
 
 
 def figures(dice, hits, fp, gt=3, prefix="case"):
@@ -108,27 +107,3 @@ def test_undefined_dice_is_left_out_of_the_dice_difference():
 def test_figures_must_cover_the_same_cases():
     with pytest.raises(ValueError, match="same held-out cases"):
         decide_activation(ADAPTED[:5], PARENT)
-
-
-def test_folds_validate_every_case_once_independent_of_order():
-    cases = [f"case{i:02d}" for i in range(8)]
-    folds = cross_validation_folds(cases, 3)
-    assert len(folds) == 3
-    validated = [c for _, val in folds for c in val]
-    assert sorted(validated) == cases
-    for train, val in folds:
-        assert set(train) | set(val) == set(cases) and not set(train) & set(val)
-    assert sorted(len(val) for _, val in folds) == [2, 3, 3]
-    assert cross_validation_folds(cases[::-1], 3) == folds
-    leave_one_out = cross_validation_folds(cases[:3], 5)
-    assert sorted(c for _, val in leave_one_out for c in val) == cases[:3]
-    assert all(len(val) == 1 and len(train) == 2 for train, val in leave_one_out)
-
-
-def test_folds_refuse_what_cannot_be_cross_validated():
-    with pytest.raises(LNQError, match="k >= 2"):
-        cross_validation_folds(["a", "b"], 1)
-    with pytest.raises(LNQError, match=">= 2 corrected cases"):
-        cross_validation_folds(["a"], 2)
-    with pytest.raises(LNQError, match="twice"):
-        cross_validation_folds(["a", "a", "b"], 2)
