@@ -211,8 +211,9 @@ class ModelRegistry:
             expected = [(name, recorded[name], "at registration") for name in MODEL_FILES if name in recorded]
             if isinstance(config, dict) and config.get("weights_sha256"):
                 expected.append(("weights.safetensors", config["weights_sha256"], "in config.json"))
+            digests = {name: sha256_file(path / name) for name in {name for name, _, _ in expected}}
             for name, digest, where in expected:
-                if sha256_file(path / name) != digest:
+                if digests[name] != digest:
                     raise LNQError(f"model {version}: {path / name} does not match the sha256 recorded "
                                    f"{where} (half-written or altered); activate another version or "
                                    "fine-tune again")
