@@ -21,6 +21,7 @@ import numpy as np
 from lnq_napari.activation import CaseFigures
 from lnq_napari.components import label_components
 from lnq_napari.inference import postprocess
+from lnq_napari.metrics import counted_nodes
 from lnq_napari.model.config import InferenceConfig
 
 THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.3 .. 0.8
@@ -100,10 +101,8 @@ def _cropped(case: CalibrationCase, lowest_threshold: float) -> CalibrationCase:
 
 def _truth(case: CalibrationCase, min_diameter_mm: float) -> _Truth:
     labels, n = label_components(case.truth)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(float)
-    diameters = np.cbrt(6.0 * sizes * float(np.prod(case.spacing_zyx)) / math.pi)
-    counted = diameters >= min_diameter_mm
-    counted[0] = False
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    counted = np.concatenate([[False], counted_nodes(sizes[1:], case.spacing_zyx, min_diameter_mm)])
     return _Truth(labels, counted, int(sizes[1:].sum()))
 
 

@@ -124,6 +124,12 @@ def assd(pred: Volume, gt: Volume) -> float:
     return _assd(*_cast_pair(pred, gt))
 
 
+def counted_nodes(voxels_per_node: np.ndarray, spacing, min_diameter_mm: float) -> np.ndarray:
+    """Which truth nodes count (bool per node): equivalent-sphere diameter >= ``min_diameter_mm``."""
+    diameters = np.cbrt(6.0 * np.asarray(voxels_per_node, float) * float(np.prod(spacing)) / math.pi)
+    return diameters >= min_diameter_mm
+
+
 def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> dict:
     import SimpleITK as sitk
 
@@ -132,8 +138,7 @@ def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> dict:
     gt_labels, n_gt_all = label_components(gt_mask)
     pred_labels, n_pred = label_components(pred_mask)
     sizes = np.bincount(gt_labels.ravel(), minlength=n_gt_all + 1)[1:]
-    diameters = np.cbrt(6.0 * sizes * float(np.prod(spacing)) / math.pi)
-    counted = np.arange(1, n_gt_all + 1)[diameters >= min_diameter_mm]
+    counted = np.arange(1, n_gt_all + 1)[counted_nodes(sizes, spacing, min_diameter_mm)]
     both = pred_mask & gt_mask
     n_hit = int(np.isin(counted, gt_labels[both]).sum())
     fp = int(n_pred) - np.unique(pred_labels[both]).size
