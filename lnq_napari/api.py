@@ -212,12 +212,12 @@ def find_nodes(
     step(0.9, "suggestions")
     mask, prob = prediction.mask, prediction.probabilities
     inside = getattr(prediction, "region", None)
+    cap = inf.max_suggestions if max_suggestions is None else max_suggestions
     rows = suggest_candidates(prob, mask, high=float(inf.threshold), hu=np.asarray(ct.array),
                               max_mean_hu=inf.max_mean_hu, region=inside,
-                              size_floor_mm3=float(inf.min_component_mm3))
+                              size_floor_mm3=float(inf.min_component_mm3), max_candidates=cap)
     rows += [s for s in active.outline_suggestions(ct, mask, prob)
              if inside is None or inside[s.centre_zyx]]
-    cap = inf.max_suggestions if max_suggestions is None else max_suggestions
     suggestions = rank_suggestions(rows, cap, ct.spacing_zyx, merge_mm=2 * MERGE_MM)
     _check(cancel)
     step(0.95, "node table")
