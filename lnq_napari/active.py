@@ -137,9 +137,12 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     is flagged when the grown region holds at least ``ratio`` times the node's volume outside the
     mask. Rows (flagged nodes only): ``id, centre_zyx, click_zyx`` (the middle of the missing tissue:
     a positive click there completes the node), ``volume_mm3, outside_mm3, ratio, incomplete``.
+    ``mask`` may already hold one id per node (as :func:`lnq_napari.api.find_nodes` labels it); a 0/1
+    mask is split into connected nodes here.
     """
-    labels = np.asarray(mask.array) > 0
-    components, _ = label_components(labels)
+    array = np.asarray(mask.array)
+    labels = array > 0
+    components = array.astype(np.int32) if array.max(initial=0) > 1 else label_components(labels)[0]
     voxel_mm3 = float(np.prod(ct.spacing))
     rows = []
     for i, sl in enumerate(ndimage.find_objects(components), start=1):

@@ -211,17 +211,17 @@ def find_nodes(
     _check(cancel)
     step(0.9, "suggestions")
     mask, prob = prediction.mask, prediction.probabilities
+    labels = mask.with_array(label_nodes(mask.array))  # one id per node, shared by outlines and the table
     inside = getattr(prediction, "region", None)
     cap = inf.max_suggestions if max_suggestions is None else max_suggestions
     rows = suggest_candidates(prob, mask, high=float(inf.threshold), hu=np.asarray(ct.array),
                               max_mean_hu=inf.max_mean_hu, region=inside,
                               size_floor_mm3=float(inf.min_component_mm3), max_candidates=cap)
-    rows += [s for s in active.outline_suggestions(ct, mask, prob)
+    rows += [s for s in active.outline_suggestions(ct, labels, prob)
              if inside is None or inside[s.centre_zyx]]
     suggestions = rank_suggestions(rows, cap, ct.spacing_zyx, merge_mm=2 * MERGE_MM)
     _check(cancel)
     step(0.95, "node table")
-    labels = mask.with_array(label_nodes(mask.array))
     nodes = node_table(labels, ct)
     step(1.0, f"{len(nodes)} nodes, {len(suggestions)} suggestions")
     shown = None if inside is None else ct.with_array(inside.astype(np.uint8))
