@@ -6,6 +6,7 @@ and averaged) and passes on to anatomy, nodes and scanner finish.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,13 +94,15 @@ def make_case(
     spacing: tuple[float, float, float] | None = None,
     case_id: str | None = None,
     site: str | Site = "default",
+    nodes_hook: Callable[[Anatomy, Canvas, list[Node]], list[Node]] | None = None,
 ) -> PhantomCase:
     """A synthetic chest CT drawn from ``seed`` as the CT source ``site`` would show it.
 
     ``shape`` is (z, y, x) and ``spacing`` (x, y, z) in mm; either defaults to LNQ-like values drawn from
     the seed (512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-350 mm). Anatomy lives
     in physical mm, so any grid samples the same kind of chest. ``site`` names an entry of
-    `lnq_napari.phantom.sites.SITES` ("default": the training phantom).
+    `lnq_napari.phantom.sites.SITES` ("default": the training phantom). ``nodes_hook(anatomy, canvas, nodes)``
+    may return another node list before painting (a later time point: :mod:`lnq_napari.phantom.followup`).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LNQError(f"seed must be a non-negative integer, got {seed!r}")
@@ -128,6 +131,8 @@ def make_case(
     cv = Canvas((nz * k, ny, nx), (spacing[0], spacing[1], thin), origin - [0, 0, (k - 1) * thin / 2], centre)
     anatomy.paint(cv)
     nodes = place_nodes(anatomy, cv, rng, site)
+    if nodes_hook is not None:
+        nodes = nodes_hook(anatomy, cv, nodes)
     inst, boxes = paint_nodes(cv, nodes, rng, fat_hu=anatomy.med_fat_hu)
     hu = finish(cv, anatomy, rng, site)
     if k > 1:
