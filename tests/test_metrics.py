@@ -230,3 +230,22 @@ def test_summarize_excludes_empty_predictions_from_assd_and_pools_recall():
 def test_summarize_of_nothing_is_nan_not_an_error():
     s = metrics.summarize([])
     assert s["n_cases"] == 0 and math.isnan(s["dice_mean"]) and math.isnan(s["recall"])
+
+
+def test_surface_dice_counts_both_surfaces_within_the_tolerance():
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    grown = ball(SHAPE, (7, 14, 15), 7.5)  # the outline 1.5 mm further out: inside 2 mm, outside 1 mm
+    to_gt, to_pred = ref_directed(grown, gt), ref_directed(gt, grown)
+    for tol in (1.0, 2.0):
+        within = np.count_nonzero(to_gt <= tol) + np.count_nonzero(to_pred <= tol)
+        expected = within / (to_gt.size + to_pred.size)
+        assert metrics.surface_dice(vol(grown), vol(gt), tol) == pytest.approx(expected, abs=1e-6)
+    assert metrics.surface_dice(vol(grown), vol(gt), 2.0) > metrics.dice(vol(grown), vol(gt)) + 0.1
+    assert metrics.surface_dice(vol(grown), vol(gt), 0.5) < 0.5
+
+
+def test_surface_dice_of_empty_masks():
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    empty = np.zeros(SHAPE, np.uint8)
+    assert metrics.surface_dice(vol(empty), vol(gt)) == 0.0
+    assert math.isnan(metrics.surface_dice(vol(empty), vol(empty)))
