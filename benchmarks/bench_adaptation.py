@@ -68,7 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--corrections", choices=("clicks", "truth"), default="clicks",
                    help="clicks: the simulated reviewer; truth: complete truth (the ceiling)")
     p.add_argument("--iterations", type=int, default=None, help="fine-tune iterations (default: finetune's)")
-    p.add_argument("--variants", default=None, help="ablation: comma-separated variant names (default all)")
+    p.add_argument("--variants", default=None,
+                   help="ablation: comma-separated variant names, a combination joined by + (default: each "
+                        "switch alone); each variant's workspace is kept under OUT/work for later analysis")
     p.add_argument("--pool", type=int, default=15, help="cases in the pool (default 15)")
     p.add_argument("--test", type=int, default=6, help="held-out cases per site (default 6)")
     p.add_argument("--replay", type=int, default=8, help="default-site cases for the replay_data variant")
@@ -192,11 +194,18 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------- ablation
-def variants(bench: Bench) -> dict[str, dict]:
-    """``{name: overrides}``: the defaults, then each switch set alone."""
+def variants(bench: Bench, wanted: list[str]) -> dict[str, dict]:
+    """``{name: overrides}``: the defaults, each switch set alone, and any combination asked for by name
+    (``trainable=norm_first+dense_truth=true``: settings joined by ``+``, parsed as ``finetune --set``)."""
     replay = str(site_data(bench.out, FORGET_SITE, "replay", bench.args.replay, shape=bench.args.shape))
-    return {"defaults": {}, **{name: {k: replay if k == "replay_data" else v for k, v in change.items()}
-                               for name, change in SWITCHES.items()}}
+    out = {"defaults": {}, **{name: {k: replay if k == "replay_data" else v for k, v in change.items()}
+                              for name, change in SWITCHES.items()}}
+    base = FinetuneConfig()
+    for name in wanted:
+        if name not in out:
+            config = base.with_settings(name.split("+"))
+            out[name] = {k: v for k, v in vars(config).items() if v != getattr(base, k)}
+    return out
 
 
 def run_ablation(bench: Bench, seed: int, path: Path) -> None:
@@ -215,8 +224,8 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
         chosen, _ = choose_cases(base, "uncertainty", bench.frozen, model_id, args.per_round, seed)
         clicks = review_cases(base, chosen, model_id, "clicks")
     rows = list(done)
-    todo = variants(bench)
-    wanted = args.variants.split(",") if args.variants else list(todo)
+    wanted = args.variants.split(",") if args.variants else ["defaults", *SWITCHES]
+    todo = variants(bench, wanted)
     for name in [w for w in wanted if w not in {r["variant"] for r in done}]:
         ws_path = bench.out / "work" / f"{bench.site}-s{seed}-ablation-{name.replace('=', '-')}"
         shutil.rmtree(ws_path, ignore_errors=True)
@@ -233,7 +242,6 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
         log(f"{bench.site} ablation {name}: Dice {site_fig['dice_median']:.3f} "
             f"recall {site_fig['recall']:.3f} FP {site_fig['fp_per_case']:.2f} "
             f"default {default_fig['dice_median']:.3f} ({ft_s:.0f} s)")
-        shutil.rmtree(ws_path, ignore_errors=True)
         path.write_text(json.dumps({"site": bench.site, "seed": seed, "settings": vars(args), "rows": rows},
                                    indent=1, default=str))
 
