@@ -82,8 +82,7 @@ class _Edit:
                 out.append(node)
                 continue
             kind = str(self.rng.choice(kinds, p=mix))
-            if kind == "vanish":
-                placer.placed.remove(node)
+            if kind == "vanish":  # kept in the placer: no new node takes its place (that would be ambiguous)
                 self.changes.append({"baseline_id": base_id, "followup_id": None, "change": "vanished",
                                      "radius_factor": 0.0})
                 continue
@@ -104,7 +103,7 @@ class _Edit:
         """``node`` scaled by a factor of ``kind`` that still fits between its neighbours."""
         lo, hi = _FACTORS[kind]
         factor = float(self.rng.uniform(lo, hi))
-        placer.placed.remove(node)
+        placer.placed = [n for n in placer.placed if n is not node]  # by identity: nodes hold arrays
         for _ in range(8):
             changed = replace(node, radii=node.radii * factor)
             if factor <= 1.0 or _fits(changed, placer):

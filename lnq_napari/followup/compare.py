@@ -1,0 +1,119 @@
+"""Compare the nodes of a baseline and a follow-up scan: register, measure, match, summarise."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.followup.match import match_nodes
+from lnq_napari.followup.recist import recist
+from lnq_napari.followup.register import register
+from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
+from lnq_napari.io.volume import Volume
+from lnq_napari.quantify import measure_nodes, node_ids
+
+#: Mean distance (mm) between matched nodes after registration above which the alignment is poor.
+POOR_DISTANCE_MM = 8.0
+#: Lungs' Dice after registration under which the alignment is poor.
+POOR_LUNG_DICE = 0.75
+#: A matched node "grew" or "shrank" when its volume changed by at least this much (%).
+GROWN_PCT = 20.0
+
+
+class RegistrationWarning(UserWarning):
+    """The follow-up is poorly aligned to the baseline: check the matching by eye."""
+
+
+def check_seg(seg: Volume, ct: Volume, other: Volume, which: str) -> None:
+    """LNQError unless ``seg`` lies on its own CT's grid (``which``: "baseline" or "follow-up")."""
+    if seg.same_grid(ct):
+        return
+    if seg.same_grid(other):
+        raise LNQError(f"the {which} SEG is on the other CT's grid: the files look swapped; give each CT "
+                       "the SEG drawn on it")
+    diffs = "; ".join(seg.grid_differences(ct))
+    raise LNQError(f"the {which} SEG is on the grid of neither CT ({diffs} against the {which} CT); give "
+                   f"the SEG drawn on the {which} CT, or leave it out to have the nodes predicted")
+
+
+def id_labels(labels: Volume) -> Volume:
+    """``labels`` as one id per node, the ids the node table uses (a 0/1 mask: connected nodes)."""
+    compact, ids = node_ids(labels)
+    lookup = np.concatenate([[0], ids]).astype(np.int32)
+    return labels.with_array(lookup[compact])
+
+
+def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume, followup_seg: Volume,
+                  organ: str = "nodes", affine: bool = True,
+                  progress: Callable[[float, str], None] | None = None) -> CompareResult:
+    """Register the follow-up to the baseline, match their nodes and summarise the changes.
+
+    The segmentations must lie on their CT's grid; measurements come from each scan's own grid.
+    Warns (:class:`RegistrationWarning`) when the matched nodes lie far apart after registration.
+    """
+    step = progress or (lambda fraction, message="": None)
+    check_seg(baseline_seg, baseline_ct, followup_ct, "baseline")
+    check_seg(followup_seg, followup_ct, baseline_ct, "follow-up")
+    step(0.0, "registering")
+    registration = register(baseline_ct, followup_ct, affine=affine)
+    step(0.6, "measuring nodes")
+    before = id_labels(baseline_seg)
+    after = id_labels(followup_seg)
+    b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)
+    step(0.8, "matching nodes")
+    pairs = match_nodes(before, after, b_rows, f_rows, registration)
+    summary = recist(b_rows, f_rows, {p.baseline_id: p.followup_id for p in pairs}, organ=organ)
+    by_base = {p.baseline_id: p for p in pairs}
+    f_by_id = {r.id: r for r in f_rows}
+    rows: list[ChangeRow] = []
+    for row in b_rows:
+        role = ("target" if row.id in summary.targets else
+                "non-target" if row.id in summary.non_targets else "normal")
+        pair = by_base.get(row.id)
+        if pair is None:
+            rows.append(ChangeRow.of(row, None, role))
+        else:
+            rows.append(ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice))
+    matched = {p.followup_id for p in pairs}
+    for row in f_rows:
+        if row.id not in matched:
+            rows.append(ChangeRow.of(None, row, "new lesion" if row.id in summary.new_lesions else "new"))
+    quality = _quality(registration, pairs)
+    notes = []
+    if quality.poor:
+        warnings.warn(quality.message, RegistrationWarning, stacklevel=2)
+        notes.append(quality.message)
+    step(1.0, f"{len(pairs)} matched, {len(rows) - len(b_rows)} new, {len(b_rows) - len(pairs)} vanished")
+    return CompareResult(rows, summary, _volumes(rows), quality, b_rows, f_rows, before, after, registration,
+                         notes)
+
+
+def _quality(registration, pairs) -> RegistrationQuality:
+    mean = float(np.mean([p.distance_mm for p in pairs])) if pairs else None
+    problems = []
+    if mean is not None and mean > POOR_DISTANCE_MM:
+        problems.append(f"matched nodes lie {mean:.1f} mm apart on average after registration")
+    if registration.lung_dice < POOR_LUNG_DICE:
+        problems.append(f"the lungs overlap only {registration.lung_dice:.0%} after registration")
+    message = ""
+    if problems:
+        message = ("registration looks poor (" + "; ".join(problems) + "): check the matched nodes by eye "
+                   "before trusting the changes")
+    return RegistrationQuality(registration.stage, registration.seconds, registration.lung_dice, mean,
+                               bool(problems), message)
+
+
+def _volumes(rows: list[ChangeRow]) -> VolumeSummary:
+    base = float(sum(r.volume_baseline_cm3 or 0.0 for r in rows))
+    follow = float(sum(r.volume_followup_cm3 or 0.0 for r in rows))
+    changes = [r.volume_change_pct for r in rows if r.volume_change_pct is not None]
+    return VolumeSummary(
+        baseline_total_cm3=base, followup_total_cm3=follow,
+        change_pct=100.0 * (follow - base) / base if base > 0 else None,
+        n_matched=sum(r.status == "matched" for r in rows), n_new=sum(r.status == "new" for r in rows),
+        n_vanished=sum(r.status == "vanished" for r in rows),
+        n_grown=sum(c >= GROWN_PCT for c in changes), n_shrunk=sum(c <= -GROWN_PCT for c in changes),
+    )

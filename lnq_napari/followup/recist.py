@@ -1,0 +1,145 @@
+"""RECIST 1.1 for lymph nodes, and a volumetric summary beside it.
+
+RECIST 1.1 (Eisenhauer et al. 2009; Schwartz et al. 2009 for nodes; EORTC questions and clarifications):
+nodes are measured by their short axis. At baseline a node with short axis >= 15 mm is measurable and
+may be a *target*; 10-15 mm is pathological but a *non-target*; under 10 mm is normal. At most two
+targets per organ and five in all, the largest first; the EORTC clarification counts all lymph nodes as
+one organ (``organ="nodes"``, the default; ``organ="side"`` counts right, left and midline apart).
+Target response from the sum of the targets' short axes: CR when every target is under 10 mm; PD when
+the sum grows by >= 20 % and >= 5 mm (with two scans the baseline is the nadir); PR when it falls by
+>= 30 %; else SD. A new node of short axis >= 10 mm is a new lesion (PD). Non-targets are CR when all
+are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a reader's call, not made
+here). A node not found at follow-up counts 0 mm.
+
+Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % = volume -65.7 %,
++20 % = +72.8 %), applied to the targets' total volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lnq_napari.quantify import NodeRow
+
+TARGET_MM = 15.0
+PATHOLOGICAL_MM = 10.0
+MAX_PER_ORGAN = 2
+MAX_TARGETS = 5
+PR_CHANGE = -0.30
+PD_CHANGE = 0.20
+PD_ABSOLUTE_MM = 5.0
+NEW_LESION_MM = 10.0
+VOLUME_PR = 0.7 ** 3 - 1.0  # -65.7 %
+VOLUME_PD = 1.2 ** 3 - 1.0  # +72.8 %
+ORGANS: dict[str, Callable[[NodeRow], str]] = {
+    "nodes": lambda row: "lymph nodes", "side": lambda row: row.side,
+}
+#: The response categories, in the words RECIST uses.
+CATEGORIES = ("CR", "PR", "SD", "PD", "non-CR/non-PD", "NE")
+
+
+@dataclass(frozen=True)
+class RecistSummary:
+    """RECIST 1.1 over the nodes of a baseline and a follow-up scan."""
+
+    targets: tuple[int, ...]  # baseline node ids
+    non_targets: tuple[int, ...]  # baseline node ids, pathological but not targets
+    new_lesions: tuple[int, ...]  # follow-up node ids
+    baseline_sum_mm: float
+    followup_sum_mm: float
+    sum_change_pct: float | None
+    target_response: str  # CR, PR, SD, PD or NE (no target)
+    non_target_response: str  # CR, non-CR/non-PD or NE (no non-target)
+    overall: str
+    volume_baseline_cm3: float  # the targets
+    volume_followup_cm3: float
+    volume_change_pct: float | None
+    volume_response: str  # CR, PR, SD, PD or NE, by the volumetric thresholds
+
+
+def select_targets(rows: Sequence[NodeRow], organ: str = "nodes") -> list[NodeRow]:
+    """Baseline targets: short axis >= 15 mm, largest first, at most 2 per organ and 5 in all."""
+    key = ORGANS[organ]
+    chosen: list[NodeRow] = []
+    per_organ: dict[str, int] = {}
+    for row in sorted(rows, key=lambda r: -r.short_axis_mm):
+        if row.short_axis_mm < TARGET_MM or len(chosen) == MAX_TARGETS:
+            break
+        if per_organ.get(key(row), 0) < MAX_PER_ORGAN:
+            per_organ[key(row)] = per_organ.get(key(row), 0) + 1
+            chosen.append(row)
+    return chosen
+
+
+def _target_response(base: float, follow: float, all_small: bool) -> str:
+    if all_small:
+        return "CR"
+    if follow - base >= PD_ABSOLUTE_MM and follow >= base * (1.0 + PD_CHANGE):
+        return "PD"
+    if follow <= base * (1.0 + PR_CHANGE):
+        return "PR"
+    return "SD"
+
+
+def _overall(target: str, non_target: str, new: bool) -> str:
+    if new or target == "PD":
+        return "PD"
+    if target == "NE":
+        return {"CR": "CR", "non-CR/non-PD": "non-CR/non-PD"}.get(non_target, "NE")
+    if target == "CR":
+        return "CR" if non_target in ("CR", "NE") else "PR"
+    return target
+
+
+def _change(base: float, follow: float) -> float | None:
+    return 100.0 * (follow - base) / base if base > 0 else None
+
+
+def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: dict[int, int],
+           organ: str = "nodes") -> RecistSummary:
+    """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids."""
+    after = {row.id: row for row in followup}
+    targets = select_targets(baseline, organ)
+    target_ids = {row.id for row in targets}
+    non_targets = [r for r in baseline if r.short_axis_mm >= PATHOLOGICAL_MM and r.id not in target_ids]
+
+    def short(row: NodeRow) -> float:
+        match = after.get(matches.get(row.id, -1))
+        return match.short_axis_mm if match else 0.0
+
+    def volume(row: NodeRow) -> float:
+        match = after.get(matches.get(row.id, -1))
+        return match.volume_cm3 if match else 0.0
+
+    matched = set(matches.values())
+    new = tuple(r.id for r in followup if r.id not in matched and r.short_axis_mm >= NEW_LESION_MM)
+    base_sum = float(sum(r.short_axis_mm for r in targets))
+    follow_sum = float(sum(short(r) for r in targets))
+    all_small = all(short(r) < PATHOLOGICAL_MM for r in targets)
+    target = _target_response(base_sum, follow_sum, all_small) if targets else "NE"
+    if non_targets:
+        non_target = "CR" if all(short(r) < PATHOLOGICAL_MM for r in non_targets) else "non-CR/non-PD"
+    else:
+        non_target = "NE"
+    base_vol = float(sum(r.volume_cm3 for r in targets))
+    follow_vol = float(sum(volume(r) for r in targets))
+    volume_change = _change(base_vol, follow_vol)
+    if not targets:
+        by_volume = "NE"
+    elif all_small:
+        by_volume = "CR"
+    elif follow_vol >= base_vol * (1.0 + VOLUME_PD):
+        by_volume = "PD"
+    elif follow_vol <= base_vol * (1.0 + VOLUME_PR):
+        by_volume = "PR"
+    else:
+        by_volume = "SD"
+    return RecistSummary(
+        targets=tuple(r.id for r in targets), non_targets=tuple(r.id for r in non_targets), new_lesions=new,
+        baseline_sum_mm=base_sum, followup_sum_mm=follow_sum, sum_change_pct=_change(base_sum, follow_sum),
+        target_response=target, non_target_response=non_target,
+        overall=_overall(target, non_target, bool(new)),
+        volume_baseline_cm3=base_vol, volume_followup_cm3=follow_vol, volume_change_pct=volume_change,
+        volume_response="PD" if new else by_volume,
+    )

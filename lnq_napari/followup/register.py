@@ -1,0 +1,178 @@
+"""Register a follow-up CT to the baseline CT of the same patient, restricted to the chest.
+
+SimpleITK, on ~3 mm copies of both scans: the translation starts from the lungs' centroids (found by
+:mod:`lnq_napari.preprocess`), a rigid step follows, then an affine one; the metric (Mattes mutual
+information) only looks at the baseline's chest (the lungs' per-slice hull, grown a little). The result
+maps baseline points (LPS mm) to follow-up points, as ITK's resampling wants it.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.orientation import to_lps
+from lnq_napari.io.volume import Volume
+from lnq_napari.preprocess import SEAL_WALL, chest_lungs, coarse_anatomy
+
+#: Coarse voxel size (mm) both scans are registered at.
+COARSE_MM = 3.0
+#: The chest mask of the baseline is the lungs' hull grown by this many coarse voxels.
+CHEST_GROW = 3
+#: After registration at least this share of the baseline's chest must lie inside the follow-up scan...
+MIN_OVERLAP = 0.3
+#: ...and the two scans' lungs must overlap at least this well (Dice), else the scans do not overlap.
+MIN_LUNG_DICE = 0.4
+
+
+@dataclass
+class Chest:
+    """A CT on a coarse grid: ``image`` (SimpleITK float32), ``lungs`` and ``chest`` masks (bool, z y x)."""
+
+    image: object
+    lungs: np.ndarray
+    chest: np.ndarray
+
+    def mask_image(self, mask: np.ndarray):
+        """``mask`` as a SimpleITK uint8 image on the coarse grid."""
+        import SimpleITK as sitk
+
+        out = sitk.GetImageFromArray(mask.astype(np.uint8))
+        out.CopyInformation(self.image)
+        return out
+
+    def centroid(self, mask: np.ndarray) -> np.ndarray:
+        """Physical centroid (x, y, z mm) of a mask on the coarse grid (the grid's centre when empty)."""
+        zyx = np.argwhere(mask).mean(axis=0) if mask.any() else (np.asarray(mask.shape) - 1) / 2.0
+        return np.asarray(self.image.TransformContinuousIndexToPhysicalPoint([float(v) for v in zyx[::-1]]))
+
+
+def chest_of(ct: Volume) -> Chest:
+    """The coarse copy of ``ct`` in LPS order with its lungs and chest mask (the lungs' hull, grown)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    _, oriented = to_lps(ct.to_sitk())
+    factors = [max(1, int(round(COARSE_MM / s))) for s in oriented.GetSpacing()]
+    image = sitk.BinShrink(sitk.Cast(oriented, sitk.sitkFloat32), factors)
+    image = sitk.Clamp(image, sitk.sitkFloat32, -1024.0, 600.0)
+    hu = sitk.GetArrayViewFromImage(image)
+    spacing_zyx = tuple(image.GetSpacing()[::-1])
+    anatomy = coarse_anatomy(hu, spacing_zyx, seal=SEAL_WALL)
+    lungs = chest_lungs(anatomy, spacing_zyx)
+    if lungs.any():
+        hull = anatomy.mediastinum & lungs.any(axis=(1, 2))[:, None, None]
+        chest = ndimage.binary_dilation(hull | lungs, iterations=CHEST_GROW)
+    else:
+        chest = anatomy.body
+    if anatomy.step != (1, 1, 1):  # spacing coarser than 3 mm already: anatomy came out coarser
+        lungs, chest = anatomy.upsample(lungs), anatomy.upsample(chest)
+    return Chest(image, lungs, chest)
+
+
+@dataclass
+class Registration:
+    """Baseline -> follow-up mapping and how well it fits."""
+
+    transform: object  # SimpleITK transform: baseline point (LPS mm) -> follow-up point
+    stage: str  # the last stage run: "rigid" or "affine"
+    seconds: float
+    lung_dice: float  # the lungs of both scans after registration
+    overlap: float  # share of the baseline chest that lies inside the follow-up scan
+    initial_shift_mm: tuple[float, float, float]  # lungs' centroid shift the search started from
+
+    def to_followup(self, xyz: np.ndarray) -> np.ndarray:
+        """Baseline points (N, 3, LPS mm) in the follow-up scan."""
+        points = np.asarray(xyz, dtype=float).reshape(-1, 3)
+        return np.array([self.transform.TransformPoint([float(v) for v in p]) for p in points]).reshape(-1, 3)
+
+    def resample(self, followup: Volume, baseline: Volume, labels: bool = False, fill: float = 0.0) -> Volume:
+        """``followup`` (an image or labels) on ``baseline``'s grid: nearest neighbour for labels."""
+        import SimpleITK as sitk
+
+        interp = sitk.sitkNearestNeighbor if labels else sitk.sitkLinear
+        moving = followup.to_sitk()
+        out = sitk.Resample(moving, baseline.to_sitk(), self.transform, interp, float(fill),
+                            moving.GetPixelID())
+        return baseline.with_array(sitk.GetArrayFromImage(out))
+
+
+def _method(fixed_mask, iterations: int, seed: int):
+    import SimpleITK as sitk
+
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(0.2, seed)
+    method.SetMetricFixedMask(fixed_mask)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=0.01, numberOfIterations=iterations, relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-6)
+    method.SetOptimizerScalesFromPhysicalShift()
+    method.SetShrinkFactorsPerLevel([2, 1])
+    method.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    return method
+
+
+def register(baseline: Volume, followup: Volume, affine: bool = True, iterations: int = 60,
+             seed: int = 7) -> Registration:
+    """Register ``followup`` to ``baseline`` (rigid, then affine unless ``affine=False``).
+
+    LNQError when the scans do not overlap after registration (different body parts, a wrong file).
+    """
+    import SimpleITK as sitk
+
+    start = time.perf_counter()
+    fixed, moving = chest_of(baseline), chest_of(followup)
+    if not fixed.lungs.any() or not moving.lungs.any():
+        warnings.warn("no lungs found in one of the scans: registration starts from the scans' centres "
+                      "and may be poor; check that both CTs show the chest", UserWarning, stacklevel=2)
+    centre = fixed.centroid(fixed.lungs if fixed.lungs.any() else fixed.chest)
+    shift = moving.centroid(moving.lungs if moving.lungs.any() else moving.chest) - centre
+    rigid = sitk.Euler3DTransform()
+    rigid.SetCenter([float(v) for v in centre])
+    rigid.SetTranslation([float(v) for v in shift])
+    mask = fixed.mask_image(fixed.chest)
+    method = _method(mask, iterations, seed)
+    method.SetInitialTransform(rigid, inPlace=True)
+    method.Execute(fixed.image, moving.image)
+    transform, stage = rigid, "rigid"
+    if affine:
+        step = sitk.AffineTransform(3)
+        step.SetCenter(rigid.GetCenter())
+        step.SetMatrix(rigid.GetMatrix())
+        step.SetTranslation(rigid.GetTranslation())
+        method = _method(mask, iterations, seed)
+        method.SetInitialTransform(step, inPlace=True)
+        method.Execute(fixed.image, moving.image)
+        transform, stage = step, "affine"
+    dice, overlap = _fit(fixed, moving, transform)
+    if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:
+        raise LNQError(f"the two scans do not overlap after registration (lungs overlap {dice:.0%}, "
+                       f"{overlap:.0%} of the baseline chest inside the follow-up): check that both CTs "
+                       "show the chest of the same patient")
+    return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
+                        tuple(float(v) for v in shift))
+
+
+def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float]:
+    """(lung Dice, share of the baseline chest inside the follow-up) after registration."""
+    import SimpleITK as sitk
+
+    nearest = sitk.sitkNearestNeighbor
+    lungs = sitk.Resample(moving.mask_image(moving.lungs), fixed.image, transform, nearest, 0)
+    warped = sitk.GetArrayViewFromImage(lungs) > 0
+    total = int(fixed.lungs.sum()) + int(warped.sum())
+    dice = 2.0 * float((warped & fixed.lungs).sum()) / total if total else 0.0
+    ones = sitk.Image(moving.image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(moving.image)
+    inside = sitk.GetArrayViewFromImage(sitk.Resample(ones, fixed.image, transform, nearest, 0))
+    chest = fixed.chest
+    overlap = float((inside[chest] > 0).mean()) if chest.any() else 0.0
+    return dice, overlap

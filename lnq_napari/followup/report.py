@@ -1,0 +1,141 @@
+"""The result of comparing two scans: one row per node, RECIST and volume summaries, registration quality."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lnq_napari.followup.recist import RecistSummary
+from lnq_napari.followup.register import Registration
+from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.volume import Volume
+from lnq_napari.quantify import NodeRow
+
+STATUSES = ("matched", "new", "vanished")
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """One node across the two scans. Ids are those of each scan's node table; None where absent."""
+
+    baseline_id: int | None
+    followup_id: int | None
+    status: str  # matched, new or vanished
+    volume_baseline_cm3: float | None
+    volume_followup_cm3: float | None
+    volume_change_pct: float | None
+    short_axis_baseline_mm: float | None
+    short_axis_followup_mm: float | None
+    short_axis_change_mm: float | None
+    long_axis_baseline_mm: float | None
+    long_axis_followup_mm: float | None
+    long_axis_change_mm: float | None
+    centroid_baseline_mm: tuple[float, float, float] | None  # LPS, in the baseline scan
+    centroid_followup_mm: tuple[float, float, float] | None  # LPS, in the follow-up scan
+    distance_mm: float | None  # matched: baseline centroid carried into the follow-up vs its centroid
+    dice: float | None  # matched: overlap after registration
+    recist: str  # baseline role: target, non-target, normal; follow-up only: new lesion, new
+
+    @classmethod
+    def of(cls, before: NodeRow | None, after: NodeRow | None, recist_role: str,
+           distance: float | None = None, dice: float | None = None) -> ChangeRow:
+        """The row of a matched pair (both given), a vanished (``after`` None) or a new node."""
+        status = "matched" if before and after else ("vanished" if before else "new")
+
+        def get(row, name):
+            return None if row is None else getattr(row, name)
+
+        def diff(name):
+            return None if status != "matched" else getattr(after, name) - getattr(before, name)
+
+        change = None
+        if status == "matched" and before.volume_cm3 > 0:
+            change = 100.0 * (after.volume_cm3 - before.volume_cm3) / before.volume_cm3
+        return cls(get(before, "id"), get(after, "id"), status, get(before, "volume_cm3"),
+                   get(after, "volume_cm3"), change, get(before, "short_axis_mm"),
+                   get(after, "short_axis_mm"), diff("short_axis_mm"), get(before, "long_axis_mm"),
+                   get(after, "long_axis_mm"), diff("long_axis_mm"), get(before, "centroid_mm"),
+                   get(after, "centroid_mm"), distance, dice, recist_role)
+
+    def to_dict(self) -> dict:
+        """The row as the CSV and the CLI table spell it (centroids as three columns each)."""
+        out = {}
+        for name in CSV_COLUMNS:
+            if name.startswith("centroid_"):
+                continue
+            out[name] = getattr(self, name)
+        for when in ("baseline", "followup"):
+            xyz = getattr(self, f"centroid_{when}_mm")
+            for axis, value in zip("xyz", xyz or (None, None, None)):
+                out[f"centroid_{when}_{axis}"] = value
+        return out
+
+
+CSV_COLUMNS = [
+    "baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3", "volume_change_pct",
+    "short_axis_baseline_mm", "short_axis_followup_mm", "short_axis_change_mm", "long_axis_baseline_mm",
+    "long_axis_followup_mm", "long_axis_change_mm", "distance_mm", "dice", "recist",
+    "centroid_baseline_x", "centroid_baseline_y", "centroid_baseline_z",
+    "centroid_followup_x", "centroid_followup_y", "centroid_followup_z",
+]
+
+
+@dataclass(frozen=True)
+class RegistrationQuality:
+    """How well the scans were aligned: time, lungs' overlap, and the matched nodes' residual distance."""
+
+    stage: str
+    seconds: float
+    lung_dice: float
+    mean_distance_mm: float | None  # matched nodes, after registration; None without matches
+    poor: bool
+    message: str  # empty when not poor
+
+
+@dataclass(frozen=True)
+class VolumeSummary:
+    """All nodes of both scans: totals and how many grew, shrank, appeared or vanished."""
+
+    baseline_total_cm3: float
+    followup_total_cm3: float
+    change_pct: float | None
+    n_matched: int
+    n_new: int
+    n_vanished: int
+    n_grown: int  # matched, volume up by GROWN_PCT or more
+    n_shrunk: int  # matched, volume down by GROWN_PCT or more
+
+
+@dataclass
+class CompareResult:
+    """Everything :func:`lnq_napari.api.compare` finds; what the CLI prints and the Compare panel shows."""
+
+    rows: list[ChangeRow]
+    recist: RecistSummary
+    volume: VolumeSummary
+    quality: RegistrationQuality
+    baseline_nodes: list[NodeRow]
+    followup_nodes: list[NodeRow]
+    baseline_labels: Volume  # the node ids of the baseline table, on the baseline grid
+    followup_labels: Volume  # the node ids of the follow-up table, on the follow-up grid
+    registration: Registration
+    warnings: list[str] = field(default_factory=list)
+
+    def row_for(self, baseline_id: int | None = None, followup_id: int | None = None) -> ChangeRow | None:
+        """The row holding a node of either scan."""
+        for row in self.rows:
+            if (baseline_id is not None and row.baseline_id == baseline_id) or (
+                    followup_id is not None and row.followup_id == followup_id):
+                return row
+        return None
+
+
+def write_csv(rows: list[ChangeRow], path: str | Path) -> Path:
+    """The change table as CSV, written atomically; returns the path."""
+    path = Path(path)
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.to_dict() for r in rows)
+    return path
