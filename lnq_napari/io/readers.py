@@ -1,4 +1,4 @@
-"""Read CT and label volumes (NRRD/.nhdr, NIfTI, MHA/MHD, DICOM folders) with their exact grid.
+"""Read CT and label volumes (NRRD/.nhdr, NIfTI, MHA/MHD, DICOM folders, DICOM SEG) with their exact grid.
 
 Hostile or broken files end in a one-line LNQError: the voxel count and bytes a header claims are checked
 against what the file can hold before any data is read (:func:`check_payload`), a detached data file must
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io import segfile
+from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields, nrrd_spatial_axes
 from lnq_napari.io.labels import label_mask
@@ -370,7 +370,9 @@ def _from_sitk_image(image, name: str) -> RawImage:
                     image.GetDirection(), {})
 
 
-def _read_dicom(path: Path) -> RawImage:
+def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
+    """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
+    or the largest; its Series and Frame of Reference UIDs go into ``meta``."""
     import warnings
 
     import SimpleITK as sitk
@@ -385,7 +387,9 @@ def _read_dicom(path: Path) -> RawImage:
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
-    if not path.is_dir():
+    if series_uid in files_by_series:
+        sid = series_uid
+    elif not path.is_dir():
         chosen = [sid for sid, files in files_by_series.items()
                   if any(Path(f).resolve() == path.resolve() for f in files)]
         sid = chosen[0] if chosen else max(files_by_series, key=lambda s: len(files_by_series[s]))
@@ -405,6 +409,8 @@ def _read_dicom(path: Path) -> RawImage:
     _check_dicom_slices(reader, len(files_by_series[sid]), folder.name)
     raw = _from_sitk_image(image, folder.name)
     raw.meta["dicom_series_uid"] = sid
+    if reader.HasMetaDataKey(0, "0020|0052"):
+        raw.meta["dicom_frame_of_reference"] = reader.GetMetaData(0, "0020|0052").strip()
     array = raw.array
     if array.dtype.kind in "iu" and array.dtype.itemsize > 2 and array.size:
         lo, hi = array.min(), array.max()
@@ -453,6 +459,10 @@ def _read_any(path: str | Path) -> RawImage:
     path = _existing(path)
     kind = file_format(path)
     if kind == "dicom":
+        seg = dicom_seg.seg_file(path)
+        if seg is not None:  # a DICOM SEG: its mask on its CT's grid
+            labels = _read_dicom_seg(seg)
+            return RawImage(labels.array, labels.spacing, labels.origin, labels.direction, labels.meta)
         return _read_dicom(path)
     if path.is_dir():
         raise LNQError(f"{path} is a folder; point to an image file")
@@ -488,7 +498,13 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     3D Slicer ``.seg.nrrd``: the segment(s) named like a lymph node, or the one given by ``segment``
     (name or label value), else all segments. With ``reference``, the mask is put on its grid
     (see :func:`lnq_napari.io.geometry.align_to`). Custom header fields are kept in ``meta``.
+    DICOM SEG (a file, or a SEG series folder): the segments coded or named as a lymph node (or
+    ``segment``: label or number) on the grid of the CT series it references: ``reference`` (refused
+    when it is another DICOM series), else that series found beside the SEG (:mod:`.dicom_seg`).
     """
+    seg = dicom_seg.seg_file(path) if file_format(_existing(path)) == "dicom" else None
+    if seg is not None:
+        return _read_dicom_seg(seg, reference, segment)
     raw = read_raw(path)
     name = Path(path).name
     if segfile.is_slicer_segmentation(raw.meta):
@@ -509,6 +525,21 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     if reference is not None:
         volume = align_to(reference, volume)
     return volume
+
+
+def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | int | None = None) -> Volume:
+    """A DICOM SEG's chosen segments as uint8 {0,1} on ``reference``'s grid, or on the grid of the CT series
+    it references, found beside it (see :func:`lnq_napari.io.dicom_seg.find_ct_series`)."""
+    seg = dicom_seg.read_seg(path)
+    if reference is None:
+        folder, series = dicom_seg.find_ct_series(seg)
+        ct = _read_dicom(folder, series)
+        check_grid(ct.spacing, ct.origin, ct.direction, folder.name)
+        reference = ct.volume(np.zeros(ct.array.shape, np.uint8))
+    dicom_seg.check_reference(seg, reference)
+    mask, chosen = dicom_seg.seg_mask(seg, reference, segment)
+    return Volume(mask, reference.spacing, reference.origin, reference.direction,
+                  dicom_seg.seg_meta(seg, chosen))
 
 
 WRITE_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii", ".mha")

@@ -1,0 +1,562 @@
+"""DICOM SEG: read a segmentation onto the grid of the CT series it references, write a node mask as a
+BINARY DICOM SEG that references its source CT series (3D Slicer, OHIF and PACS open it).
+
+Reading places each SEG frame on the CT slice at its position (no resampling when the SEG was drawn on
+that CT, as SEGs normally are; other grids are resampled by nearest neighbour with a GridWarning). The CT
+comes from the caller or is found beside the SEG by its Series Instance UID (see :func:`find_ct_series`);
+:mod:`lnq_napari.io.readers` ties the two together. Everything broken ends in a one-line LNQError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.geometry import GridWarning, align_to
+from lnq_napari.io.volume import Volume
+
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure"
+NODE_WORDS = ("lymph", "node")  # as the 3D Slicer reader (io.segfile) chooses segments by name
+MAX_PIXELS = 2**31  # frames x rows x columns: as readers.MAX_VOXELS, anything above is not one CT's SEG
+MAX_FOLDER_FILES = 8  # a folder with at most this many files may be a SEG series folder (TCIA: one file)
+MAX_SEARCH_FOLDERS = 200  # folders looked at for the CT series beside a SEG
+POSITION_TOL = 0.01  # voxel fraction: a frame this close to a CT slice lies on it
+SERIES_NUMBER = 9100
+ALGORITHM_NAME = "lnq-napari"
+LO_MAX = 64  # characters of a DICOM LO value (Algorithm Version, Series Description)
+
+
+@dataclass(frozen=True)
+class SegSegment:
+    """One segment of a DICOM SEG: its number, label and whether it is coded or named a lymph node."""
+
+    number: int
+    label: str
+    node: bool
+
+
+@dataclass
+class SegFile:
+    """A parsed DICOM SEG: what it references, its segments and each frame's plane."""
+
+    path: Path
+    dataset: object  # pydicom Dataset (pixels decoded on demand)
+    segments: list[SegSegment]
+    seg_type: str  # BINARY, FRACTIONAL or LABELMAP
+    referenced_series: tuple[str, ...]
+    frame_of_reference: str
+    rows: int
+    columns: int
+    orientation: np.ndarray  # (6,) row then column direction cosines (LPS)
+    pixel_spacing: tuple[float, float]  # (between rows, between columns) in mm
+    slice_spacing: float | None
+    positions: np.ndarray  # (frames, 3) ImagePositionPatient of each frame
+    frame_segments: np.ndarray  # (frames,) segment number of each frame (0 for a LABELMAP)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+# ------------------------------------------------------------------ finding
+def _sop_class(path: Path) -> str | None:
+    """The SOP Class UID of a DICOM file (header only), None when it is not DICOM."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        return str(ds.get("SOPClassUID", "")) or None
+    except Exception:  # not DICOM, truncated, unreadable: not a SEG
+        return None
+
+
+def seg_file(path: str | Path) -> Path | None:
+    """The DICOM SEG file ``path`` names: the file itself, or the one SEG in a SEG series folder (a
+    folder of at most a few files, all DICOM SEG); None for anything else (a CT series, another image).
+    LNQError for a folder holding several SEG files."""
+    path = Path(path)
+    if path.is_file():
+        return path if _sop_class(path) == SEG_SOP_CLASS else None
+    if not path.is_dir():
+        return None
+    files = []
+    for child in path.iterdir():
+        if child.is_file() and not child.name.startswith("."):
+            files.append(child)
+            if len(files) > MAX_FOLDER_FILES:
+                return None  # a CT series folder
+    classes = {f: _sop_class(f) for f in sorted(files)}
+    segs = [f for f, c in classes.items() if c == SEG_SOP_CLASS]
+    if not segs or any(c not in (None, SEG_SOP_CLASS) for c in classes.values()):
+        return None
+    if len(segs) > 1:
+        raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
+                       "point to one of them")
+    return segs[0]
+
+
+def _series_in(folder: Path) -> tuple[str, ...]:
+    """The DICOM series UIDs of the files in ``folder`` (GDCM, header only)."""
+    import SimpleITK as sitk
+
+    try:
+        return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    except RuntimeError:
+        return ()
+
+
+def _candidate_folders(path: Path) -> list[Path]:
+    """Where a SEG's CT series may be: the SEG's folder, then the folders beside it and their
+    subfolders (TCIA: <patient>/<study>/<series>/, the SEG a series beside the CT)."""
+    home = path.parent
+    found = [home]
+    for child in sorted(home.parent.iterdir()) if home.parent != home else []:
+        if len(found) >= MAX_SEARCH_FOLDERS:
+            break
+        if child.is_dir() and child != home and not child.name.startswith("."):
+            found.append(child)
+            found.extend(sorted(c for c in child.iterdir() if c.is_dir())[:MAX_SEARCH_FOLDERS])
+    return found[:MAX_SEARCH_FOLDERS]
+
+
+def find_ct_series(seg: SegFile) -> tuple[Path, str]:
+    """``(folder, series UID)`` of the CT series ``seg`` references, looked for in the SEG's folder and
+    the folders beside it; LNQError when it is not there."""
+    if not seg.referenced_series:
+        raise LNQError(f"{seg.name} does not say which CT series it was drawn on (no Referenced Series "
+                       "Sequence); pass the CT with it (read_labels(seg, reference=read_volume(ct)))")
+    for folder in _candidate_folders(seg.path):
+        present = _series_in(folder)
+        for uid in seg.referenced_series:
+            if uid in present:
+                return folder, uid
+    raise LNQError(f"{seg.name} is a DICOM SEG of CT series {seg.referenced_series[0]}, which is not in "
+                   f"{seg.path.parent.name}/ or the folders beside it; keep the SEG series folder next to "
+                   "its CT series folder (as TCIA downloads are laid out) or pass the CT with it "
+                   "(measure --ct, read_labels(seg, reference=read_volume(ct)))")
+
+
+# ------------------------------------------------------------------ parsing
+def _first(item, keyword: str):
+    """The first item of sequence ``keyword`` in ``item`` (None when absent or empty)."""
+    seq = item.get(keyword) if item is not None else None
+    return seq[0] if seq else None
+
+
+def _frame_item(shared, frame, keyword: str):
+    """A functional group item of one frame: its own, else the shared one (None when neither has it)."""
+    return _first(frame, keyword) or _first(shared, keyword)
+
+
+def _floats(value, count: int, what: str, name: str) -> np.ndarray:
+    try:
+        array = np.asarray([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise LNQError(f"{name}: {what} is not {count} numbers; the SEG is damaged: re-export it") from exc
+    if array.size != count or not np.all(np.isfinite(array)):
+        raise LNQError(f"{name}: {what} is not {count} finite numbers; the SEG is damaged: re-export it")
+    return array
+
+
+def _segments(ds, name: str) -> list[SegSegment]:
+    out = []
+    for item in ds.get("SegmentSequence") or []:
+        number = int(item.get("SegmentNumber", 0) or 0)
+        label = str(item.get("SegmentLabel", "") or f"Segment {number}")
+        codes = item.get("SegmentedPropertyTypeCodeSequence") or []
+        coded = any((str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", ""))) == LYMPH_NODE_CODE
+                    for c in codes)
+        out.append(SegSegment(number, label, coded or any(w in label.lower() for w in NODE_WORDS)))
+    if not out:
+        raise LNQError(f"{name} is a DICOM SEG without segments (empty Segment Sequence); re-export it")
+    return out
+
+
+def read_seg(path: str | Path) -> SegFile:
+    """Parse a DICOM SEG (header and frame geometry; pixels stay encoded). LNQError when it is not a
+    SEG of a CT in patient coordinates or is damaged."""
+    import pydicom
+
+    path = Path(path)
+    name = path.name
+    try:
+        ds = pydicom.dcmread(path)
+        if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+            raise LNQError(f"{name} is not a DICOM SEG (SOP class {ds.get('SOPClassUID', 'missing')})")
+        return _parse(path, ds)
+    except LNQError:
+        raise
+    except Exception as exc:  # InvalidDicomError, a missing tag, a bad value ...
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LNQError(f"cannot read {name} as a DICOM SEG ({reason}); the file is damaged or truncated: "
+                       "re-export or re-download it") from exc
+
+
+def _parse(path: Path, ds) -> SegFile:
+    name = path.name
+    seg_type = str(ds.get("SegmentationType", "")).upper()
+    if seg_type not in ("BINARY", "FRACTIONAL", "LABELMAP"):
+        raise LNQError(f"{name}: segmentation type {seg_type or 'missing'!r} is not BINARY, FRACTIONAL or "
+                       "LABELMAP; the SEG is damaged: re-export it")
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if rows <= 0 or columns <= 0 or frames <= 0 or rows * columns * frames > MAX_PIXELS:
+        raise LNQError(f"{name} claims {frames} frames of {rows} x {columns} pixels; not a SEG of one CT: "
+                       "the header is damaged, re-export or re-download it")
+    if "PixelData" not in ds:
+        raise LNQError(f"{name} has no pixel data; the SEG is damaged: re-export it")
+    meta = getattr(ds, "file_meta", None)
+    transfer = meta.get("TransferSyntaxUID") if meta is not None else None
+    if transfer is None or not transfer.is_compressed:
+        bits = int(ds.get("BitsAllocated", 1) or 1)
+        needed = (rows * columns * frames * bits + 7) // 8
+        if len(ds.PixelData) < needed:
+            raise LNQError(f"{name} holds {len(ds.PixelData)} bytes of pixel data but its header needs "
+                           f"{needed}; the file is truncated: re-export or re-download it")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if len(per_frame) != frames:
+        raise LNQError(f"{name} describes {len(per_frame)} of its {frames} frames; the SEG is damaged: "
+                       "re-export it")
+    shared = _first(ds, "SharedFunctionalGroupsSequence")
+    orientation = measures = None
+    positions = np.empty((frames, 3))
+    segment_of = np.zeros(frames, dtype=int)
+    for i, frame in enumerate(per_frame):
+        plane = _frame_item(shared, frame, "PlaneOrientationSequence")
+        pixel = _frame_item(shared, frame, "PixelMeasuresSequence")
+        position = _frame_item(None, frame, "PlanePositionSequence")
+        if plane is None or pixel is None or position is None or "ImagePositionPatient" not in position:
+            raise LNQError(f"{name}: frame {i + 1} has no position, orientation or pixel spacing in patient "
+                           "coordinates; lnq-napari reads SEGs of CT volumes: re-export it from the CT")
+        this = _floats(plane.get("ImageOrientationPatient"), 6, "Image Orientation (Patient)", name)
+        if orientation is None:
+            orientation, measures = this, pixel
+        elif not np.allclose(this, orientation, atol=1e-4):
+            raise LNQError(f"{name}: its frames lie in different orientations; lnq-napari reads SEGs of "
+                           "one CT volume")
+        positions[i] = _floats(position.ImagePositionPatient, 3, "Image Position (Patient)", name)
+        if seg_type != "LABELMAP":
+            ident = _frame_item(shared, frame, "SegmentIdentificationSequence")
+            if ident is None or "ReferencedSegmentNumber" not in ident:
+                raise LNQError(f"{name}: frame {i + 1} does not say which segment it belongs to; the SEG "
+                               "is damaged: re-export it")
+            segment_of[i] = int(ident.ReferencedSegmentNumber)
+    spacing = _floats(measures.get("PixelSpacing"), 2, "Pixel Spacing", name)
+    if np.any(spacing <= 0):
+        raise LNQError(f"{name}: pixel spacing {spacing.tolist()} is not positive; re-export the SEG")
+    between = measures.get("SpacingBetweenSlices")
+    slice_spacing = float(between) if between not in (None, "") and float(between) > 0 else None
+    referenced = tuple(str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence") or []
+                       if "SeriesInstanceUID" in s)
+    frame_of_reference = str(ds.get("FrameOfReferenceUID", ""))
+    return SegFile(path, ds, _segments(ds, name), seg_type, referenced, frame_of_reference, rows,
+                   columns, orientation, (float(spacing[0]), float(spacing[1])), slice_spacing,
+                   positions, segment_of)
+
+
+# ------------------------------------------------------------------ choosing and placing
+def choose_segments(seg: SegFile, segment: str | int | None) -> list[SegSegment]:
+    """The segments to read: ``segment`` by label or number; by default those coded or named as a lymph
+    node, else all (with a warning when there are several), as for a 3D Slicer segmentation."""
+    listing = ", ".join(f"'{s.label}' (number {s.number})" for s in seg.segments)
+    if segment is None:
+        nodes = [s for s in seg.segments if s.node]
+        if nodes:
+            return nodes
+        if len(seg.segments) > 1:
+            warnings.warn(f"{seg.name}: no segment is coded or named as a lymph node; using all "
+                          f"{len(seg.segments)} segments ({listing}); pass segment= to choose one",
+                          UserWarning, stacklevel=4)
+        return list(seg.segments)
+    if isinstance(segment, str):
+        chosen = [s for s in seg.segments if s.label.lower() == segment.strip().lower()]
+    elif isinstance(segment, (int, np.integer)) and not isinstance(segment, bool):
+        chosen = [s for s in seg.segments if s.number == int(segment)]
+    else:
+        raise LNQError(f"segment must be a segment label or number, not {segment!r}")
+    if not chosen:
+        raise LNQError(f"{seg.name} has no segment {segment!r}; its segments are: {listing}")
+    return chosen
+
+
+def check_reference(seg: SegFile, ct: Volume) -> None:
+    """LNQError when ``ct`` (read from DICOM: its series and frame of reference UIDs in ``meta``) is not
+    the series ``seg`` was drawn on. A CT without DICOM UIDs is matched by geometry only."""
+    series = ct.meta.get("dicom_series_uid")
+    if series and seg.referenced_series and series not in seg.referenced_series:
+        raise LNQError(f"{seg.name} was drawn on CT series {seg.referenced_series[0]}, but the CT given is "
+                       f"series {series}; open the CT series the SEG references")
+    frame = ct.meta.get("dicom_frame_of_reference")
+    if frame and seg.frame_of_reference and frame != seg.frame_of_reference:
+        raise LNQError(f"{seg.name} lies in frame of reference {seg.frame_of_reference}, the CT in "
+                       f"{frame}: they are not of one acquisition; open the CT series the SEG references")
+
+
+def _frame_masks(seg: SegFile, chosen: list[SegSegment]):
+    """``(frame index, uint8 0/1 mask)`` of each frame holding a chosen segment."""
+    from pydicom.pixels import iter_pixels
+
+    numbers = np.asarray([s.number for s in chosen])
+    if seg.seg_type == "LABELMAP":
+        indices = list(range(len(seg.positions)))
+    else:
+        indices = [int(i) for i in np.flatnonzero(np.isin(seg.frame_segments, numbers))]
+    if not indices:
+        return
+    ds = seg.dataset
+    half = (int(ds.get("MaximumFractionalValue", 255) or 255) + 1) // 2
+    try:
+        for index, frame in zip(indices, iter_pixels(ds, indices=indices)):
+            if seg.seg_type == "LABELMAP":
+                yield index, np.isin(frame, numbers).astype(np.uint8)
+            elif seg.seg_type == "FRACTIONAL":
+                yield index, (frame >= half).astype(np.uint8)
+            else:
+                yield index, (frame != 0).astype(np.uint8)
+    except LNQError:
+        raise
+    except Exception as exc:  # a decoder missing or failing, pixel data cut short
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LNQError(f"cannot decode the frames of {seg.name} ({reason}); the file is damaged or uses an "
+                       "unsupported compression: re-export it uncompressed") from exc
+
+
+def _on_grid_indices(seg: SegFile, grid: Volume) -> np.ndarray | None:
+    """(frames, 3) integer (z, y, x) CT index of each frame's first pixel when every frame lies on a CT
+    slice with the CT's in-plane axes and spacing; None when the SEG needs resampling."""
+    d = grid.direction_matrix
+    row_dir, col_dir = seg.orientation[:3], seg.orientation[3:]
+    same_axes = np.allclose(row_dir, d[:, 0], atol=1e-4) and np.allclose(col_dir, d[:, 1], atol=1e-4)
+    same_spacing = np.allclose([seg.pixel_spacing[1], seg.pixel_spacing[0]], grid.spacing[:2],
+                               rtol=1e-5, atol=1e-4)
+    if not (same_axes and same_spacing):
+        return None
+    index = grid.physical_to_index(seg.positions)
+    if np.abs(index - np.round(index)).max(initial=0.0) > POSITION_TOL:
+        return None
+    return np.round(index).astype(np.int64)
+
+
+def _place(seg: SegFile, chosen: list[SegSegment], grid: Volume, index: np.ndarray) -> np.ndarray:
+    """The chosen segments' frames put straight onto ``grid`` at their slices (no resampling)."""
+    mask = np.zeros(grid.shape, dtype=np.uint8)
+    lost = 0
+    for i, frame in _frame_masks(seg, chosen):
+        z, y, x = (int(v) for v in index[i])
+        ys, xs = slice(max(y, 0), min(y + seg.rows, grid.shape[1])), slice(max(x, 0), min(x + seg.columns,
+                                                                                         grid.shape[2]))
+        total = int(frame.sum())
+        if 0 <= z < grid.shape[0] and ys.start < ys.stop and xs.start < xs.stop:
+            part = frame[ys.start - y: ys.stop - y, xs.start - x: xs.stop - x]
+            mask[z, ys, xs] |= part
+            total -= int(part.sum())
+        lost += total
+    if lost:
+        warnings.warn(f"{seg.name}: {lost} segmented pixels lie outside the CT and were dropped",
+                      GridWarning, stacklevel=4)
+    return mask
+
+
+def _own_volume(seg: SegFile, chosen: list[SegSegment], grid: Volume) -> Volume:
+    """The chosen segments on the SEG's own regular grid (frames stacked along the slice normal)."""
+    row_dir, col_dir = seg.orientation[:3], seg.orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    if abs(np.linalg.norm(normal) - 1.0) > 1e-3 or abs(float(row_dir @ col_dir)) > 1e-3:
+        raise LNQError(f"{seg.name}: its image orientation is not two perpendicular unit vectors; the SEG is "
+                       "damaged: re-export it")
+    depth = seg.positions @ normal
+    inplane = seg.positions - depth[:, None] * normal
+    if np.abs(inplane - inplane[0]).max(initial=0.0) > 1e-2:
+        raise LNQError(f"{seg.name}: its frames are shifted within their planes; lnq-napari reads SEGs of "
+                       "one CT volume")
+    levels = np.unique(np.round(depth, 4))
+    gaps = np.diff(levels)
+    step = seg.slice_spacing or (float(gaps.min()) if gaps.size else float(grid.spacing[2]))
+    slot = (depth - levels[0]) / step
+    if np.abs(slot - np.round(slot)).max(initial=0.0) > POSITION_TOL * 10:
+        raise LNQError(f"{seg.name}: its frames are not evenly spaced slices ({step:.4g} mm apart); "
+                       "lnq-napari reads SEGs of one CT volume")
+    slot = np.round(slot).astype(int)
+    if slot.max(initial=0) + 1 > 4096:
+        raise LNQError(f"{seg.name}: its frames span {slot.max() + 1} slices; the SEG is damaged")
+    array = np.zeros((int(slot.max(initial=0)) + 1, seg.rows, seg.columns), dtype=np.uint8)
+    for i, frame in _frame_masks(seg, chosen):
+        array[slot[i]] |= frame
+    first = int(np.argmin(depth))
+    origin = seg.positions[first] - (depth[first] - levels[0]) * normal
+    direction = np.stack([row_dir, col_dir, normal], axis=1).ravel()
+    return Volume(array, (seg.pixel_spacing[1], seg.pixel_spacing[0], step), tuple(origin), tuple(direction))
+
+
+def seg_mask(seg: SegFile, grid: Volume, segment: str | int | None = None) -> tuple[np.ndarray, list[str]]:
+    """uint8 {0, 1} mask of the chosen segments on ``grid`` (the CT's), and the chosen labels. Frames on
+    the CT's slices are placed as they are; a SEG on another grid is resampled (nearest neighbour,
+    GridWarning), and LNQError when it does not overlap the CT."""
+    chosen = choose_segments(seg, segment)
+    index = _on_grid_indices(seg, grid)
+    if index is not None:
+        return _place(seg, chosen, grid, index), [s.label for s in chosen]
+    own = _own_volume(seg, chosen, grid)
+    return align_to(grid, own, what=f"DICOM SEG {seg.name}").array, [s.label for s in chosen]
+
+
+def seg_meta(seg: SegFile, chosen: list[str]) -> dict:
+    """What a read SEG keeps in ``Volume.meta``."""
+    return {"selected_segments": chosen, "dicom_seg": str(seg.path),
+            "dicom_referenced_series_uid": seg.referenced_series[0] if seg.referenced_series else ""}
+
+
+# ------------------------------------------------------------------ writing
+def _is_dicom(path: Path) -> bool:
+    if path.is_dir():
+        return True
+    if path.name.lower().endswith((".dcm", ".ima")):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _ct_datasets(ct: Path, series_uid: str | None) -> list:
+    """Headers (no pixels) of the CT series in ``ct`` (a folder or one of its files): the series with
+    ``series_uid`` when given, else the file's series, else the largest."""
+    import pydicom
+
+    folder = ct if ct.is_dir() else ct.parent
+    by_series: dict[str, list] = {}
+    for child in sorted(folder.iterdir()):
+        if not child.is_file() or child.name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(child, stop_before_pixels=True)
+        except Exception:
+            continue  # not DICOM (a DICOMDIR's neighbours, notes ...)
+        if "ImagePositionPatient" in ds and str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+            by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
+    if not by_series:
+        raise LNQError(f"{ct} holds no DICOM CT slices; a DICOM SEG is written for the DICOM CT series it "
+                       "was drawn on: point to that series' folder")
+    if series_uid and series_uid in by_series:
+        return by_series[series_uid]
+    if series_uid:
+        raise LNQError(f"the labels were drawn on CT series {series_uid}, which is not in {folder}; "
+                       "point to that series' folder")
+    if ct.is_file():
+        own = str(pydicom.dcmread(ct, stop_before_pixels=True).get("SeriesInstanceUID", ""))
+        if own in by_series:
+            return by_series[own]
+    return max(by_series.values(), key=len)
+
+
+def _slice_order(datasets: list, labels: Volume, where: str) -> list[int]:
+    """The labels' z index of each CT slice; LNQError unless the labels lie exactly on the series' grid."""
+    fix = (f"the labels are not on the grid of the CT series in {where} ({{}}); predict or correct on that "
+           "CT (open it from its DICOM folder) or resample the labels onto it")
+    first = datasets[0]
+    if (int(first.Rows), int(first.Columns)) != labels.shape[1:] or len(datasets) != labels.shape[0]:
+        raise LNQError(fix.format(f"{len(datasets)} slices of {first.Rows} x {first.Columns} pixels, the "
+                                  f"labels {labels.shape[0]} of {labels.shape[1]} x {labels.shape[2]}"))
+    d = labels.direction_matrix
+    ks = []
+    for ds in datasets:
+        orient = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+        spacing = np.asarray([float(v) for v in ds.PixelSpacing])
+        if not (np.allclose(orient[:3], d[:, 0], atol=1e-4) and np.allclose(orient[3:], d[:, 1], atol=1e-4)):
+            raise LNQError(fix.format("orientation differs"))
+        if not np.allclose(spacing[::-1], labels.spacing[:2], rtol=1e-5, atol=1e-4):
+            raise LNQError(fix.format("pixel spacing differs"))
+        index = labels.physical_to_index(np.asarray([float(v) for v in ds.ImagePositionPatient]))[0]
+        if np.abs(index - np.round(index)).max() > POSITION_TOL or np.any(np.round(index[1:]) != 0):
+            raise LNQError(fix.format("slice positions differ"))
+        ks.append(int(round(index[0])))
+    if sorted(ks) != list(range(labels.shape[0])):
+        raise LNQError(fix.format("slice positions differ"))
+    return ks
+
+
+def short_version(version: str) -> str:
+    """A model version fitting a DICOM LO value (64 characters): as it is, or cut with a hash of the
+    whole so that two versions stay apart (the whole goes into Algorithm Parameters)."""
+    if len(version) <= LO_MAX:
+        return version
+    return version[: LO_MAX - 9] + "~" + hashlib.sha256(version.encode()).hexdigest()[:8]
+
+
+def _software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lnq-napari")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _description(label: str, model_version: str | None, edits: int):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if model_version is None:
+        kind, algorithm = "MANUAL", None
+    else:
+        kind = "SEMIAUTOMATIC" if edits > 0 else "AUTOMATIC"
+        algorithm = hd.AlgorithmIdentificationSequence(
+            name=ALGORITHM_NAME, family=codes.cid7162.ArtificialIntelligence,
+            version=short_version(model_version), parameters={"model_version": model_version})
+    return hd.seg.SegmentDescription(
+        segment_number=1, segment_label=label, segmented_property_category=codes.SCT.AnatomicalStructure,
+        segmented_property_type=codes.SCT.LymphNode, algorithm_type=kind, algorithm_identification=algorithm,
+        anatomic_regions=[codes.SCT.Mediastinum], display_color=hd.color.CIELabColor(70.0, 20.0, 60.0))
+
+
+def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_version: str | None = None,
+                    edits: int = 0, label: str = "lymph node",
+                    series_description: str = "lnq-napari lymph nodes") -> Path:
+    """Write ``labels`` (any non-zero -> node) as a BINARY DICOM SEG of the CT series in ``ct`` (its
+    folder or one of its files), on whose grid the labels must lie; one segment ``label`` coded SNOMED CT
+    "Anatomical structure" / "Lymph node". ``model_version``: the segment is AUTOMATIC (SEMIAUTOMATIC
+    with ``edits``) with lnq-napari and that version as its algorithm; None: MANUAL. Written atomically."""
+    import highdicom as hd
+
+    path, ct = Path(path), Path(ct).expanduser()
+    if not ct.exists():
+        raise LNQError(f"{ct} does not exist; a DICOM SEG needs the DICOM CT series it was drawn on")
+    if not _is_dicom(ct):
+        raise LNQError(f"a DICOM SEG references the DICOM CT series it was drawn on, and {ct.name} is not "
+                       "DICOM; save as .seg.nrrd instead, or open the CT from its DICOM folder")
+    array = np.asarray(labels.array)
+    if array.ndim != 3:
+        raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
+    datasets = _ct_datasets(ct, labels.meta.get("dicom_series_uid"))
+    ks = _slice_order(datasets, labels, str(ct))
+    for ds in datasets:  # highdicom refuses an empty Specific Character Set (some scanners write one)
+        if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+            del ds.SpecificCharacterSet
+    frames = (array[ks] != 0).astype(np.uint8)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # source header quirks (names, values) it reports
+            seg = hd.seg.Segmentation(
+                source_images=datasets, pixel_array=frames, segmentation_type="BINARY",
+                segment_descriptions=[_description(label, model_version, edits)],
+                series_instance_uid=hd.UID(), series_number=SERIES_NUMBER, sop_instance_uid=hd.UID(),
+                instance_number=1, manufacturer=ALGORITHM_NAME, manufacturer_model_name=ALGORITHM_NAME,
+                software_versions=_software_version(), device_serial_number="none",
+                series_description=series_description[:LO_MAX], content_label="LYMPH_NODES",
+                content_description="Mediastinal lymph nodes", omit_empty_frames=bool(frames.any()))
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LNQError(f"cannot write a DICOM SEG for the CT series in {ct} ({reason}); check that the CT "
+                       "slices are complete images of one series") from exc
+    with atomic_write(path, suffix=".dcm") as tmp:
+        seg.save_as(tmp)
+    return path
