@@ -26,9 +26,13 @@ from lnq_napari.components import label_nodes
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
+from lnq_napari.followup import CompareResult, compare_nodes
+from lnq_napari.followup import write_csv as write_changes_csv
+from lnq_napari.followup.compare import check_seg
+from lnq_napari.followup.identity import patient_id
 from lnq_napari.inference import Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
-from lnq_napari.io import segfile
+from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.geometry import align_to
 from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
@@ -160,14 +164,13 @@ def measure(
     """
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
-    raw = read_raw(seg)
-    if raw.layered or segfile.is_slicer_segmentation(raw.meta):
-        labels = read_labels(seg)
+    volume = None if ct is None else read_volume(ct)
+    if dicom_seg.seg_file(seg) is not None:  # a DICOM SEG: on the given CT, else on its series beside it
+        labels = read_labels(seg, reference=volume)
     else:
-        labels = raw.volume()
-    volume = None
-    if ct is not None:
-        volume = read_volume(ct)
+        raw = read_raw(seg)
+        labels = read_labels(seg) if raw.layered or segfile.is_slicer_segmentation(raw.meta) else raw.volume()
+    if volume is not None:
         labels = align_to(volume, labels)
     rows = node_table(labels, volume)
     if csv_path is not None:
@@ -176,6 +179,61 @@ def measure(
         except OSError as exc:
             raise LNQError(f"cannot write {csv_path} ({exc.strerror or exc}); choose another path") from exc
     return rows, summarize_nodes(rows)
+
+
+def compare(
+    baseline: str | Path | Volume, followup: str | Path | Volume,
+    baseline_seg: str | Path | Volume | None = None, followup_seg: str | Path | Volume | None = None,
+    csv_path: str | Path | None = None, model: str | Path | Predictor | None = None, device: str = "auto",
+    organ: str = "nodes", progress: Progress = None, cancel: Cancel = None,
+) -> CompareResult:
+    """Which nodes grew, shrank, appeared or vanished between a baseline and a follow-up CT.
+
+    Each scan's nodes come from its SEG (on that CT's grid) or, when none is given, from the model
+    (:func:`find_nodes`). The follow-up is registered to the baseline, nodes are matched one to one and
+    each gets a row (volumes, axes and their change); RECIST 1.1 and volumetric summaries follow
+    (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically. Differing DICOM
+    PatientIDs and a poor registration warn; scans that do not overlap raise LNQError.
+    """
+    if csv_path is not None and Path(csv_path).is_dir():
+        raise LNQError(f"--csv {csv_path} is a folder; give a file name such as changes.csv")
+    step = progress or (lambda fraction, message="": None)
+    cts = [ct if isinstance(ct, Volume) else read_volume(ct) for ct in (baseline, followup)]
+    notes = []
+    sources = [None if isinstance(src, Volume) else src for src in (baseline, followup)]
+    ids = [patient_id(ct, src) for ct, src in zip(cts, sources)]
+    if ids[0] and ids[1] and ids[0] != ids[1]:
+        notes.append(f"the scans belong to different patients (PatientID {ids[0]} vs {ids[1]}); "
+                     "comparing them anyway")
+        warnings.warn(notes[-1], UserWarning, stacklevel=2)
+    segs = [None if seg is None else seg if isinstance(seg, Volume) else _read_seg(seg)
+            for seg in (baseline_seg, followup_seg)]
+    for k, which in ((0, "baseline"), (1, "follow-up")):  # before any slow prediction
+        if segs[k] is not None:
+            check_seg(segs[k], cts[k], cts[1 - k], which)
+    predictor = None
+    for k, ct in enumerate(cts):
+        if segs[k] is None:
+            predictor = predictor or (model if hasattr(model, "predict") else Predictor(model, device=device))
+            part = (0.4 * k, 0.4 * k + 0.4)
+            segs[k] = find_nodes(ct, predictor, cancel=cancel, progress=lambda f, m="", p=part: step(
+                p[0] + f * (p[1] - p[0]), m)).mask
+    _check(cancel)
+    result = compare_nodes(cts[0], segs[0], cts[1], segs[1], organ=organ,
+                           progress=lambda f, m="": step(0.8 + 0.2 * f, m))
+    result.warnings[:0] = notes
+    if csv_path is not None:
+        try:
+            write_changes_csv(result.rows, csv_path)
+        except OSError as exc:
+            raise LNQError(f"cannot write {csv_path} ({exc.strerror or exc}); choose another path") from exc
+    return result
+
+
+def _read_seg(seg: str | Path) -> Volume:
+    """A label file as ``measure`` reads it (a 3D Slicer segmentation gives its node segment(s))."""
+    raw = read_raw(seg)
+    return read_labels(seg) if raw.layered or segfile.is_slicer_segmentation(raw.meta) else raw.volume()
 
 
 def train(
@@ -233,16 +291,26 @@ def _check(cancel: Cancel) -> None:
         raise Cancelled("prediction cancelled")
 
 
+PREDICT_FORMATS = ("nrrd", "dicom-seg")
+
+
 def predict(
     inputs: str | Path, out: str | Path, model: str | Path | None = None, device: str = "auto",
-    probabilities: bool = False, progress: Progress = None, cancel: Cancel = None,
+    probabilities: bool = False, progress: Progress = None, cancel: Cancel = None, format: str = "nrrd",
 ) -> list[Path]:
     """Predict node masks for a CT (file, DICOM folder or folder of CTs); returns written files.
 
-    Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header)
-    and, with ``probabilities``, ``<case>-prob.nrrd`` (float32).
+    Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header),
+    or with ``format="dicom-seg"`` ``<case>-seg.dcm``, a DICOM SEG referencing the CT series (DICOM CTs
+    only: :func:`export_dicom_seg`); with ``probabilities`` also ``<case>-prob.nrrd`` (float32).
     """
+    if format not in PREDICT_FORMATS:
+        raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
     items = ct_inputs(inputs)
+    not_dicom = [p for _, p in items if not dicom_seg.is_dicom_path(p)] if format == "dicom-seg" else []
+    if not_dicom:
+        raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
+                       f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
     predictor = Predictor(model, device=device)
     out = Path(out)
     written: list[Path] = []
@@ -251,10 +319,16 @@ def predict(
             if progress:
                 progress((k + fraction) / len(items), f"{case_id}: {message}")
 
-        result = find_nodes(read_volume(path), predictor, progress=step, cancel=cancel)
-        extra = {"lnq_model_version": result.model_version, "lnq_source": Path(path).name,
-                 "lnq_created_by": "lnq-napari predict"}
-        written.append(segfile.write_seg_nrrd(out / f"{case_id}-seg.nrrd", result.mask, extra=extra))
+        ct = read_volume(path)
+        result = find_nodes(ct, predictor, progress=step, cancel=cancel)
+        if format == "dicom-seg":
+            written.append(dicom_seg.write_dicom_seg(out / f"{case_id}-seg.dcm", result.mask, path,
+                                                     model_version=result.model_version,
+                                                     series_uid=ct.meta.get("dicom_series_uid")))
+        else:
+            extra = {"lnq_model_version": result.model_version, "lnq_source": Path(path).name,
+                     "lnq_created_by": "lnq-napari predict"}
+            written.append(segfile.write_seg_nrrd(out / f"{case_id}-seg.nrrd", result.mask, extra=extra))
         if probabilities:
             written.append(write_volume(out / f"{case_id}-prob.nrrd", result.probabilities))
     return written
@@ -400,3 +474,32 @@ def save_labels(
         raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")
     return LabelStore(folder, case).add(labels, source, model_version=model_version, edits=edits,
                                         **provenance)
+
+
+def export_dicom_seg(
+    out: str | Path, labels: Volume | None = None, ct: str | Path | None = None, *,
+    workspace: str | Path | None = None, case: str | None = None, version: str | None = None,
+    model_version: str | None = None, edits: int = 0,
+) -> Path:
+    """Write a DICOM SEG ``out`` (BINARY, one "lymph node" segment, SNOMED CT coded) that references the
+    DICOM CT series it was drawn on, for 3D Slicer, OHIF or a PACS; returns ``out``.
+
+    Either ``labels`` on the grid of the DICOM CT ``ct`` (a series folder or one of its files), with the
+    ``model_version`` that predicted them (None: drawn by hand) and the number of ``edits``; or a
+    ``workspace`` ``case``: its label ``version`` (default the newest) with that version's provenance and
+    the case's CT, journaled as ``export``. LNQError when the CT is not DICOM or the grids differ.
+    """
+    if workspace is None:
+        if labels is None or ct is None:
+            raise LNQError("export_dicom_seg needs labels and their DICOM CT, or a workspace and a case")
+        return dicom_seg.write_dicom_seg(out, labels, ct, model_version=model_version, edits=edits)
+    if case is None:
+        raise LNQError("export_dicom_seg with a workspace needs the case to export")
+    ws = Workspace.open(workspace)
+    info = ws.version_info(case, version) if version else ws.latest_version(case)
+    if info is None:
+        raise LNQError(f"{case} has no label version to export; save one first")
+    path = dicom_seg.write_dicom_seg(out, ws.read_labels(case, info["version"]), ws.ct_path(case),
+                                     model_version=info.get("model_version"), edits=int(info.get("edits", 0)))
+    ws.log("export", case=case, version=info["version"], file=str(path), format="dicom-seg")
+    return path
