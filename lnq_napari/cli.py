@@ -93,6 +93,43 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     )
 
 
+def _scan(values: list[str], flag: str) -> tuple[str, str | None]:
+    if len(values) > 2:
+        raise LNQError(f"{flag} takes a CT and at most one SEG, got {len(values)} files")
+    return values[0], (values[1] if len(values) == 2 else None)
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    import warnings
+
+    (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), _scan(args.followup, "--followup")
+    with warnings.catch_warnings(record=True) as caught, _progress_bar("compare") as progress:
+        warnings.simplefilter("always")
+        result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model, device=args.device,
+                             progress=progress)
+    columns = ["baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3",
+               "volume_change_pct", "short_axis_baseline_mm", "short_axis_followup_mm",
+               "short_axis_change_mm", "long_axis_change_mm", "recist"]
+    table = [{k: ("" if v is None else v) for k, v in r.to_dict().items()} for r in result.rows]
+    _print_table(table, columns)
+    r, v, q = result.recist, result.volume, result.quality
+    change = "n/a" if r.sum_change_pct is None else f"{r.sum_change_pct:+.1f} %"
+    print(f"RECIST 1.1: {len(r.targets)} target node(s), sum of short axes {r.baseline_sum_mm:.1f} -> "
+          f"{r.followup_sum_mm:.1f} mm ({change}); targets {r.target_response}, non-targets "
+          f"{r.non_target_response}, new lesions {len(r.new_lesions)}; overall {r.overall}")
+    total = "n/a" if v.change_pct is None else f"{v.change_pct:+.1f} %"
+    print(f"volume: all nodes {v.baseline_total_cm3:.2f} -> {v.followup_total_cm3:.2f} cm3 ({total}); "
+          f"{v.n_matched} matched ({v.n_grown} grew, {v.n_shrunk} shrank by >= 20 %), {v.n_new} new, "
+          f"{v.n_vanished} vanished; targets by volume {r.volume_response}")
+    mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
+    print(f"registration: {q.stage}, {q.seconds:.1f} s, lungs overlap {q.lung_dice:.0%}, matched nodes "
+          f"{mean} apart")
+    for warning in caught:
+        print(f"lnq-napari: warning: {warning.message}", file=sys.stderr)
+    if args.csv:
+        print(f"table written to {args.csv}")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     with _progress_bar("train") as progress:
         path = api.train(
@@ -106,7 +143,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     with _progress_bar("predict") as progress:
         paths = api.predict(
             args.input, args.output, model=args.model, device=args.device,
-            probabilities=args.probabilities, progress=progress,
+            probabilities=args.probabilities, progress=progress, format=args.format,
         )
     for p in paths:
         print(p)
@@ -225,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write the table as CSV here")
     p.set_defaults(func=_cmd_measure)
 
+    p = sub.add_parser("compare", help="which nodes grew, shrank, appeared or vanished between two scans")
+    p.add_argument("--baseline", nargs="+", required=True, metavar="FILE",
+                   help="baseline CT, then optionally its SEG (nodes are predicted when no SEG is given)")
+    p.add_argument("--followup", nargs="+", required=True, metavar="FILE",
+                   help="follow-up CT, then optionally its SEG")
+    p.add_argument("--csv", help="also write the change table as CSV here")
+    p.add_argument("--model", help="model folder for predicted nodes (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
+    p.set_defaults(func=_cmd_compare)
+
     p = sub.add_parser("train", help="train a model on LNQ-layout data with partial labels")
     p.add_argument("--data", required=True, help="folder of lnq2023-*-ct.nrrd / -seg.nrrd pairs")
     p.add_argument("--out", required=True, help="model folder to write")
@@ -241,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     p.add_argument("--probabilities", action="store_true", help="also write the probability map")
+    p.add_argument("--format", default="nrrd", choices=["nrrd", "dicom-seg"],
+                   help="nrrd: <case>-seg.nrrd (3D Slicer segmentation); dicom-seg: <case>-seg.dcm, a DICOM "
+                   "SEG referencing the CT series, for DICOM CTs (default nrrd)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("view", help="open napari with the lnq-napari widgets")
