@@ -414,7 +414,9 @@ def seg_meta(seg: SegFile, chosen: list[str]) -> dict:
 
 
 # ------------------------------------------------------------------ writing
-def _is_dicom(path: Path) -> bool:
+def is_dicom_path(path: str | Path) -> bool:
+    """True for a folder (a DICOM series is one), a .dcm/.ima file or a file with the DICOM magic."""
+    path = Path(path)
     if path.is_dir():
         return True
     if path.name.lower().endswith((".dcm", ".ima")):
@@ -519,10 +521,11 @@ def _description(label: str, model_version: str | None, edits: int):
 
 
 def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_version: str | None = None,
-                    edits: int = 0, label: str = "lymph node",
+                    edits: int = 0, series_uid: str | None = None, label: str = "lymph node",
                     series_description: str = "lnq-napari lymph nodes") -> Path:
     """Write ``labels`` (any non-zero -> node) as a BINARY DICOM SEG of the CT series in ``ct`` (its
-    folder or one of its files), on whose grid the labels must lie; one segment ``label`` coded SNOMED CT
+    folder or one of its files; ``series_uid`` or ``labels.meta["dicom_series_uid"]`` chooses among
+    several), on whose grid the labels must lie; one segment ``label`` coded SNOMED CT
     "Anatomical structure" / "Lymph node". ``model_version``: the segment is AUTOMATIC (SEMIAUTOMATIC
     with ``edits``) with lnq-napari and that version as its algorithm; None: MANUAL. Written atomically."""
     import highdicom as hd
@@ -530,13 +533,15 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
     path, ct = Path(path), Path(ct).expanduser()
     if not ct.exists():
         raise LNQError(f"{ct} does not exist; a DICOM SEG needs the DICOM CT series it was drawn on")
-    if not _is_dicom(ct):
+    if path.is_dir():
+        raise LNQError(f"{path} is a folder; give the DICOM SEG a file name such as {path.name}-seg.dcm")
+    if not is_dicom_path(ct):
         raise LNQError(f"a DICOM SEG references the DICOM CT series it was drawn on, and {ct.name} is not "
                        "DICOM; save as .seg.nrrd instead, or open the CT from its DICOM folder")
     array = np.asarray(labels.array)
     if array.ndim != 3:
         raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
-    datasets = _ct_datasets(ct, labels.meta.get("dicom_series_uid"))
+    datasets = _ct_datasets(ct, series_uid or labels.meta.get("dicom_series_uid"))
     ks = _slice_order(datasets, labels, str(ct))
     for ds in datasets:  # highdicom refuses an empty Specific Character Set (some scanners write one)
         if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:

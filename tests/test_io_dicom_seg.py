@@ -1,0 +1,328 @@
+"""DICOM SEG in and out on the repository's real 3-slice CT series (tests/data/dcmqi/ct-3slice).
+
+Oracles independent of lnq-napari's own geometry code: highdicom maps SEG frames to the CT's SOP
+instances (``get_pixels_by_source_instance``), and David Clunie's ``dciodvfy`` (Debian dicom3tools,
+in .ci/apt-packages.txt) checks a written SEG against the DICOM standard.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.sr.codedict import codes
+
+from lnq_napari import api
+from lnq_napari.cli import main
+from lnq_napari.errors import LNQError
+from lnq_napari.io import GridWarning, Volume, read_labels, read_volume, write_volume
+from lnq_napari.io.dicom_seg import short_version, write_dicom_seg
+from lnq_napari.io.readers import read_raw
+
+DATA = Path(__file__).parent / "data" / "dcmqi"
+SERIES = DATA / "ct-3slice"
+VERSION = "lnq-unet-20261127-1053-356336d7" + "+ft-20261127-1102-356336d7" * 4  # longer than 64
+
+
+@pytest.fixture(scope="module")
+def ct() -> Volume:
+    return read_volume(SERIES)
+
+
+@pytest.fixture(scope="module")
+def liver(ct) -> Volume:
+    """A real label map on the series' grid (dcmqi's liver and spine, values 1..3): a node mask stand-in."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GridWarning)
+        return read_labels(DATA / "liver_spine_seg.nrrd", reference=ct)
+
+
+def study(tmp_path: Path) -> Path:
+    """A TCIA-like study folder: the CT series in ``1-CT/``; SEGs go into a sibling series folder."""
+    shutil.copytree(SERIES, tmp_path / "study" / "1-CT")
+    return tmp_path / "study"
+
+
+def ct_files_in_z_order(ct: Volume) -> list[pydicom.Dataset]:
+    files = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(SERIES.glob("*.dcm"))]
+    return sorted(files, key=lambda d: ct.physical_to_index([float(v) for v in d.ImagePositionPatient])[0, 0])
+
+
+def highdicom_mask(path: Path, ct: Volume, segment: int = 1) -> np.ndarray:
+    """The SEG's segment on the CT slices as highdicom maps them (by SOP instance, not by geometry)."""
+    seg = hd.seg.segread(path)
+    uids = [str(d.SOPInstanceUID) for d in ct_files_in_z_order(ct)]
+    return np.asarray(seg.get_pixels_by_source_instance(uids, segment_numbers=[segment],
+                                                        combine_segments=True)).astype(np.uint8)
+
+
+def test_round_trip_exact_and_highdicom_agrees(tmp_path, ct, liver):
+    root = study(tmp_path)
+    out = write_dicom_seg(root / "2-SEG" / "1-1.dcm", liver, root / "1-CT", model_version=VERSION)
+    expected = (liver.array != 0).astype(np.uint8)
+    assert 0 < expected.sum() < expected.size
+    back = read_labels(root / "2-SEG")  # the SEG series folder: its CT found beside it
+    np.testing.assert_array_equal(back.array, expected)
+    assert (back.spacing, back.origin, back.direction) == (ct.spacing, ct.origin, ct.direction)
+    assert back.meta["selected_segments"] == ["lymph node"]
+    np.testing.assert_array_equal(highdicom_mask(out, ct), expected)
+    np.testing.assert_array_equal(read_labels(out, reference=ct).array, expected)  # the file, CT given
+    raw = read_raw(out)  # what read_volume and the napari reader see
+    np.testing.assert_array_equal(raw.array, expected)
+
+
+def test_written_seg_codes_references_and_algorithm(tmp_path, ct, liver):
+    root = study(tmp_path)
+    out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT", model_version=VERSION, edits=3)
+    ds = pydicom.dcmread(out)
+    assert ds.SegmentationType == "BINARY" and ds.Modality == "SEG"
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == ct.meta["dicom_series_uid"]
+    assert ds.FrameOfReferenceUID == ct.meta["dicom_frame_of_reference"]
+    assert ds.StudyInstanceUID == pydicom.dcmread(next(SERIES.glob("*.dcm"))).StudyInstanceUID
+    (segment,) = ds.SegmentSequence
+    assert segment.SegmentLabel == "lymph node"
+    category = segment.SegmentedPropertyCategoryCodeSequence[0]
+    kind = segment.SegmentedPropertyTypeCodeSequence[0]
+    assert (category.CodeValue, category.CodingSchemeDesignator) == ("91723000", "SCT")
+    assert (kind.CodeValue, kind.CodingSchemeDesignator) == ("59441001", "SCT")
+    assert segment.SegmentAlgorithmType == "SEMIAUTOMATIC" and segment.SegmentAlgorithmName == "lnq-napari"
+    algorithm = hd.seg.segread(out).get_segment_description(1).algorithm_identification
+    assert algorithm[0].AlgorithmVersion == short_version(VERSION) and len(short_version(VERSION)) <= 64
+    assert VERSION in algorithm[0].AlgorithmParameters  # the whole version, where 64 characters do not fit
+    assert short_version(VERSION) != short_version(VERSION + "x")
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian dicom3tools) not installed")
+@pytest.mark.parametrize("kind", ["nodes", "empty", "manual"])
+def test_dciodvfy_finds_no_errors(tmp_path, ct, liver, kind):
+    root = study(tmp_path)
+    labels = liver.with_array(np.zeros(liver.shape, np.uint8)) if kind == "empty" else liver
+    version = None if kind == "manual" else VERSION
+    out = write_dicom_seg(root / "2-SEG" / "seg.dcm", labels, root / "1-CT", model_version=version)
+    report = subprocess.run(["dciodvfy", str(out)], capture_output=True, text=True, timeout=120)
+    text = report.stdout + report.stderr
+    assert "Segmentation" in text  # it recognised the IOD
+    errors = [line for line in text.splitlines() if line.startswith("Error")]
+    assert not errors, errors
+
+
+def test_sparse_and_empty_seg_land_on_their_slices(tmp_path, ct):
+    root = study(tmp_path)
+    for z in (0, 2):
+        mask = np.zeros(ct.shape, np.uint8)
+        mask[z, 100:140, 300:330] = 1
+        out = write_dicom_seg(root / "2-SEG" / "seg.dcm", ct.with_array(mask), root / "1-CT")
+        assert int(pydicom.dcmread(out).NumberOfFrames) == 1  # empty frames left out
+        np.testing.assert_array_equal(read_labels(out, reference=ct).array, mask)
+    empty = write_dicom_seg(root / "2-SEG" / "seg.dcm", ct.with_array(np.zeros(ct.shape, np.uint8)),
+                            root / "1-CT")
+    assert read_labels(empty, reference=ct).array.sum() == 0
+
+
+def test_coarser_seg_is_resampled_onto_the_ct_grid(tmp_path, ct):
+    """A SEG drawn on a 2x coarser in-plane grid (half a fine pixel in): nearest neighbour gives each
+    coarse pixel's 2 x 2 fine pixels, with a GridWarning."""
+    coarse = np.zeros((3, 256, 256), np.uint8)
+    coarse[1, 40:60, 100:130] = 1
+    coarse[2, 200:210, 10:20] = 1
+    sources = ct_files_in_z_order(ct)
+    step = np.asarray(ct.spacing[:2])
+    shift = np.array([0.5 * step[0], 0.5 * step[1], 0.0])
+    positions = [hd.PlanePositionSequence("PATIENT", list(np.asarray(d.ImagePositionPatient, float) + shift))
+                 for d in sources]
+    measures = hd.PixelMeasuresSequence(pixel_spacing=[2 * step[1], 2 * step[0]], slice_thickness=1.0,
+                                        spacing_between_slices=1.0)
+    for d in sources:
+        if not d.get("SpecificCharacterSet"):
+            del d.SpecificCharacterSet
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=coarse, segmentation_type="BINARY",
+        segment_descriptions=[segment_description(1, "Lymph node 4R")], series_instance_uid=hd.UID(),
+        series_number=5, sop_instance_uid=hd.UID(), instance_number=1, manufacturer="test",
+        manufacturer_model_name="test", software_versions="1", device_serial_number="1",
+        pixel_measures=measures, plane_positions=positions,
+        plane_orientation=hd.PlaneOrientationSequence("PATIENT", [1, 0, 0, 0, 1, 0]))
+    path = tmp_path / "coarse.dcm"
+    seg.save_as(path)
+    with pytest.warns(GridWarning, match="resampled onto the CT grid"):
+        back = read_labels(path, reference=ct)
+    np.testing.assert_array_equal(back.array, np.kron(coarse, np.ones((1, 2, 2), np.uint8)))
+
+
+def segment_description(number: int, label: str, code=codes.SCT.LymphNode) -> hd.seg.SegmentDescription:
+    return hd.seg.SegmentDescription(
+        segment_number=number, segment_label=label, segmented_property_category=codes.SCT.AnatomicalStructure,
+        segmented_property_type=code, algorithm_type="MANUAL")
+
+
+def write_segments(path: Path, ct: Volume, labels: list[tuple[str, object]], masks: np.ndarray) -> Path:
+    """A multi-segment SEG written by highdicom directly (segment k+1 = ``masks == k+1``)."""
+    sources = ct_files_in_z_order(ct)
+    for d in sources:
+        if not d.get("SpecificCharacterSet"):
+            del d.SpecificCharacterSet
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=masks, segmentation_type="BINARY",
+        segment_descriptions=[segment_description(k + 1, *named) for k, named in enumerate(labels)],
+        series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="test", manufacturer_model_name="test", software_versions="1", device_serial_number="1")
+    seg.save_as(path)
+    return path
+
+
+def test_segments_are_chosen_by_code_label_or_number(tmp_path, ct):
+    masks = np.zeros(ct.shape, np.uint8)
+    masks[0, 10:50, 10:50] = 1
+    masks[1, 200:220, 200:230] = 2
+    masks[2, 300:310, 300:320] = 3
+    heart, aorta = ("Heart", codes.SCT.Heart), ("Aorta", codes.SCT.Aorta)
+    path = write_segments(tmp_path / "three.dcm", ct, [heart, ("LN", codes.SCT.LymphNode), aorta], masks)
+    assert read_labels(path, reference=ct).meta["selected_segments"] == ["LN"]  # coded as a lymph node
+    np.testing.assert_array_equal(read_labels(path, reference=ct).array, masks == 2)
+    np.testing.assert_array_equal(read_labels(path, reference=ct, segment="heart").array, masks == 1)
+    np.testing.assert_array_equal(read_labels(path, reference=ct, segment=3).array, masks == 3)
+    with pytest.raises(LNQError, match="has no segment 'spleen'; its segments are: 'Heart'"):
+        read_labels(path, reference=ct, segment="spleen")
+    no_node = write_segments(tmp_path / "two.dcm", ct, [heart, aorta],
+                             np.where(masks == 3, 2, np.where(masks == 1, 1, 0)).astype(np.uint8))
+    with pytest.warns(UserWarning, match="no segment is coded or named as a lymph node; using all 2"):
+        both = read_labels(no_node, reference=ct)
+    np.testing.assert_array_equal(both.array, (masks == 1) | (masks == 3))
+
+
+def other_series(tmp_path: Path) -> Path:
+    """The same slices under another Series Instance UID (another reconstruction of the study)."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    uid = pydicom.uid.generate_uid()
+    for f in SERIES.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = uid
+        ds.save_as(folder / f.name)
+    return folder
+
+
+def test_seg_of_another_series_or_without_its_ct_is_refused(tmp_path, ct, liver):
+    root = study(tmp_path)
+    out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT")
+    shutil.rmtree(root / "1-CT")
+    with pytest.raises(LNQError, match="is not in 2-SEG/ or the folders beside it"):
+        read_labels(out)
+    other = read_volume(other_series(root))  # now beside the SEG, but another series
+    with pytest.raises(LNQError, match="is not in 2-SEG/ or the folders beside it"):
+        read_labels(out)
+    with pytest.raises(LNQError, match="drawn on CT series .*, but the CT given is series"):
+        read_labels(out, reference=other)
+    moved = other.with_array(np.zeros(other.shape, np.uint8))
+    moved.origin = (5000.0, 0.0, 0.0)
+    with pytest.raises(LNQError, match="do not overlap the CT"):
+        read_labels(out, reference=moved)  # no DICOM UIDs to compare: geometry decides
+
+
+def test_writing_needs_the_dicom_ct_and_its_grid(tmp_path, ct, liver):
+    nrrd_ct = write_volume(tmp_path / "case-ct.nrrd", ct)
+    with pytest.raises(LNQError, match="is not DICOM; save as .seg.nrrd instead"):
+        write_dicom_seg(tmp_path / "seg.dcm", liver, nrrd_ct)
+    shifted = Volume(liver.array, liver.spacing, (0.0, 0.0, 0.0), liver.direction)
+    with pytest.raises(LNQError, match="not on the grid of the CT series"):
+        write_dicom_seg(tmp_path / "seg.dcm", shifted, SERIES)
+    with pytest.raises(LNQError, match="not on the grid of the CT series"):
+        write_dicom_seg(tmp_path / "seg.dcm", Volume(liver.array[:2], liver.spacing, liver.origin), SERIES)
+    assert not list(tmp_path.glob("*.dcm")) and not list(tmp_path.glob(".*"))  # nothing half-written
+
+
+def test_malformed_segs_give_one_line(tmp_path, ct, liver):
+    good = write_dicom_seg(tmp_path / "good.dcm", liver, SERIES)
+    data = good.read_bytes()
+    cases = {"truncated.dcm": data[: len(data) // 2], "header-only.dcm": data[:700],
+             "garbage.dcm": data[:132] + bytes(range(256)) * 8}
+    ds = pydicom.dcmread(good)
+    ds.NumberOfFrames = 100000
+    ds.save_as(tmp_path / "frames.dcm")
+    ds = pydicom.dcmread(good)
+    del ds.PerFrameFunctionalGroupsSequence
+    ds.save_as(tmp_path / "no-planes.dcm")
+    ds = pydicom.dcmread(good)
+    ds.SegmentSequence = []
+    ds.save_as(tmp_path / "no-segments.dcm")
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    for name in [*cases, "frames.dcm", "no-planes.dcm", "no-segments.dcm"]:
+        with pytest.raises(LNQError) as info:
+            read_labels(tmp_path / name, reference=ct)
+        assert "\n" not in str(info.value) and len(str(info.value)) < 400, name
+
+
+def test_random_byte_damage_gives_lnqerror_or_a_mask(tmp_path, ct, liver):
+    """Fuzz: 40 copies of a SEG with bytes overwritten at random; each reads or refuses in one line."""
+    data = bytearray(write_dicom_seg(tmp_path / "good.dcm", liver, SERIES).read_bytes())
+    rng = random.Random(16)
+    refused = 0
+    for k in range(40):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 12)):
+            at = rng.randrange(132, min(len(damaged), 6000))  # the header: where damage matters
+            damaged[at] = rng.randrange(256)
+        path = tmp_path / f"fuzz{k}.dcm"
+        path.write_bytes(bytes(damaged))
+        try:
+            mask = read_labels(path, reference=ct).array
+        except LNQError as exc:
+            refused += 1
+            assert "\n" not in str(exc)
+        else:
+            assert mask.shape == ct.shape and mask.dtype == np.uint8
+    assert refused > 0
+
+
+def test_measure_reads_a_seg_with_its_ct(tmp_path, ct, liver, capsys):
+    root = study(tmp_path)
+    out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT")
+    rows, summary = api.measure(out, ct=root / "1-CT")
+    assert summary["n_nodes"] >= 1 and sum(r.voxels for r in rows) == int((liver.array != 0).sum())
+    assert main(["measure", str(out)]) == 0  # CT found beside it
+    shutil.rmtree(root / "1-CT")
+    assert main(["measure", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not in 2-SEG/" in err[0]
+
+
+class _Stub:
+    """A Predictor stand-in: no model is loaded."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+
+def test_predict_format_dicom_seg(tmp_path, ct, liver, monkeypatch, capsys):
+    ids = liver.with_array(liver.array.astype(np.int32))
+    monkeypatch.setattr(api, "Predictor", _Stub)
+    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
+        ids, ids, VERSION, [], []))
+    (written,) = api.predict(SERIES, tmp_path / "out", format="dicom-seg")
+    assert written.name == "ct-3slice-seg.dcm"
+    np.testing.assert_array_equal(read_labels(written, reference=ct).array, liver.array != 0)
+    assert pydicom.dcmread(written).SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    nrrd_ct = write_volume(tmp_path / "case-ct.nrrd", ct)
+    assert main(["predict", str(nrrd_ct), "-o", str(tmp_path / "none"), "--format", "dicom-seg"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "case-ct.nrrd is not DICOM; use --format nrrd" in err[0]
+    assert not (tmp_path / "none").exists()
+
+
+def test_export_from_a_workspace_needs_a_dicom_ct(tmp_path):
+    small = np.zeros((4, 16, 16), np.int16)
+    write_volume(tmp_path / "data" / "lnq2023-train-0001-ct.nrrd", Volume(small))
+    write_volume(tmp_path / "data" / "lnq2023-train-0001-seg.nrrd", Volume(np.ones(small.shape, np.uint8)))
+    case = api.init_workspace(tmp_path / "ws", data=tmp_path / "data").case_ids()[0]
+    with pytest.raises(LNQError, match="is not DICOM"):
+        api.export_dicom_seg(tmp_path / "x.dcm", workspace=tmp_path / "ws", case=case)
+    with pytest.raises(LNQError, match="needs labels and their DICOM CT"):
+        api.export_dicom_seg(tmp_path / "x.dcm")
