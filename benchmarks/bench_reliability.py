@@ -1,6 +1,6 @@
-"""Reliability figures: SIGKILL at random moments during saves, autosaves and `workspace activate`, and
-hostile files fuzzed per reader. Prints trials, losses and outcome counts (target: 0 losses, 0
-exceptions other than LNQError).
+"""Reliability figures: SIGKILL at random moments during saves, autosaves, `workspace activate`, `next`
+and `finetune`, and hostile files fuzzed per reader. Prints trials, losses and outcome counts (target:
+0 losses, 0 exceptions other than LNQError).
 
     python benchmarks/bench_reliability.py                # 100 kills per operation, 1,000 files per reader
     python benchmarks/bench_reliability.py --trials 10 --fuzz 0   # kills only, quick
@@ -10,7 +10,10 @@ repeats the operation and reports each one it completed through a pipe; the pare
 SIGKILL after a random delay, then checks the workspace: every reported save readable and holding
 its edit, every visible version complete (size and sha256 as committed), the journal parsing with a
 line for each reported save, the autosave file complete and not older than the last reported one,
-the registry parsing, its active version complete and not older than the last reported activation.
+the registry parsing, its active version complete and not older than the last reported activation;
+after a kill during `next` (ranking cases with a tiny model): the score cache parsing, each score naming
+a committed prediction version of its model, one prediction version per case and model, a reported
+ranking journaled with a score for every case, and an interrupted ranking resumed by the next one.
 POSIX only (fork, SIGKILL).
 """
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from lnq_napari.api import save_labels
 from lnq_napari.cli import main as cli_main
+from lnq_napari.io.atomic import STALE_SECONDS, is_temp
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.readers import read_labels, write_volume
 from lnq_napari.io.volume import Volume
@@ -41,7 +45,7 @@ from lnq_napari.workspace.autosave import autosave_path, write_autosave
 
 SHAPE = (24, 64, 64)  # big enough that a write takes a few milliseconds: kills land inside writes
 GRID = dict(spacing=(0.8, 0.8, 2.0))
-OPERATIONS = ("save", "autosave", "activate")
+OPERATIONS = ("save", "autosave", "activate", "next")
 
 
 def edit(seed: int) -> Volume:
@@ -251,9 +255,25 @@ def kill_trials(op: str, trials: int, seed: int = 0) -> dict:
                     counts["losses"] += 1
                     problems.append(f"registered {entry['id']} is partial: {exc}")
         counts["torn_journal_lines"] = torn_journal_lines(ws)
-        counts["leftover_temp_files"] = sum(1 for p in ws.root.rglob(".*") if ".tmp" in p.name
-                                            or (p.is_dir() and p.name.startswith(".m")))
+        counts["leftover_temp_files"] = sum(1 for p in ws.root.rglob(".*") if is_temp(p))
+        counts["staging_folders"] = sum(1 for p in ws.root.rglob(".m*") if p.is_dir())  # copies cut short
+        counts["temp_files_after_cleanup"] = stale_cleanup(op, ws)
         return {"op": op, **counts, "span_s": span, "problems": problems[:5]}
+
+
+def stale_cleanup(op: str, ws: Workspace) -> int:
+    """Age the leftover temp files of killed writes past :data:`~lnq_napari.io.atomic.STALE_SECONDS`,
+    run ``op`` once more on every case it writes to; how many of them are left."""
+    leftovers = [p for p in ws.root.rglob(".*") if is_temp(p)]
+    for path in leftovers:
+        old = time.time() - 2 * STALE_SECONDS
+        os.utime(path, (old, old))
+    if op == "save":
+        for case in ws.case_ids():
+            save_labels(edit(0), case, workspace=ws.root, edits=1, seed=0)
+    else:
+        op_seconds(op, ws.root)
+    return sum(1 for p in leftovers if p.exists())
 
 
 # ------------------------------------------------------------------ finetune: kill, then --resume
@@ -300,7 +320,7 @@ def finetune_trials(trials: int, seed: int = 0) -> dict:
     counts: Counter = Counter()
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="lnq-kill-finetune-") as tmp:
-        code, err = _worker("setup", tmp)
+        code, err = _worker("finetune", tmp)
         if code:
             return {"op": "finetune", "trials": 0, "losses": 1, "problems": [f"setup failed: {err}"]}
         root = Path(tmp) / "ws"
@@ -340,6 +360,150 @@ def finetune_trials(trials: int, seed: int = 0) -> dict:
     return {"op": "finetune", **counts, "uninterrupted_s": duration, "problems": problems[:5]}
 
 
+# ------------------------------------------------------------------ next: kill while ranking cases
+NEXT_CASES = 4
+
+
+def next_setup(folder: Path) -> None:
+    """(In a worker process.) Phantom cases and an untrained tiny model (outputs near 0.5: uncertain
+    nodes, so cached scores point at their prediction versions) registered and active in a workspace."""
+    import torch
+
+    from lnq_napari.model.checkpoint import save_checkpoint
+    from lnq_napari.model.config import ModelConfig
+    from lnq_napari.model.network import build_network
+    from lnq_napari.phantom import write_dataset
+
+    data = folder / "data"
+    write_dataset(data, NEXT_CASES, seed=7, shape=(16, 48, 48), spacing=(6.0, 6.0, 8.0))
+    torch.manual_seed(0)
+    from lnq_napari.preprocess import DEFAULT_PREPROCESSING
+
+    prep = {**DEFAULT_PREPROCESSING, **TINY["preprocessing"]}
+    config = ModelConfig.from_dict({**TINY, "preprocessing": prep, "version": "tiny-next"})
+    net = build_network(config.architecture.name, config.architecture.kwargs)
+    save_checkpoint(folder / "tiny", net.state_dict(), config)
+    ws = Workspace.init(folder / "ws", data)
+    ws.activate(ws.register_model(folder / "tiny"))
+    from lnq_napari.api import next_cases
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    next_cases(ws.root, n=2)  # how long one ranking of every case takes (the kills spread over it)
+    (folder / "next_seconds.txt").write_text(str(time.perf_counter() - start))
+
+
+def work_next(root: Path, fd: int, start: int) -> None:
+    """Rank the workspace's cases (`lnq-napari next`) once; report the ranking's model."""
+    import torch
+
+    from lnq_napari.api import next_cases
+
+    torch.set_num_threads(1)
+    rows = next_cases(root, n=2)
+    _report(fd, Workspace.open(root).prediction_model()[1], len(rows))
+    time.sleep(10**6)  # done: a kill from now on finds the ranking complete
+
+
+WORKERS["next"] = work_next
+
+
+def check_next(ws: Workspace, reported: list[list[str]], key: str) -> tuple[int, list[str], bool]:
+    """(losses, problems, complete) after a kill during `next` with model ``key``: the cache parses,
+    each entry names a committed prediction version of ``key``; every visible version is complete;
+    one prediction version per case and model at most; a reported ranking left a journal line and a
+    score for every case. ``complete``: every case has its score."""
+    problems: list[str] = []
+    path = ws.cache_path(f"scores-{key}.json")
+    cache = {}
+    if path.exists():
+        try:
+            cache = json.loads(path.read_text())
+        except ValueError as exc:
+            return 1, [f"cache half-written: {exc}"], False
+    for case, entry in cache.items():
+        for node in entry.get("nodes", []):
+            version = node.get("prediction_version")
+            if version is None:
+                continue
+            try:
+                info = ws.version_info(case, version)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"cache {case}: {exc}")
+                continue
+            if info.get("source") != "prediction" or info.get("model_version") != key:
+                problems.append(f"cache {case}: {version} is not a prediction of {key}")
+    for case in ws.case_ids():
+        predictions = [p for p in ws.versions(case)
+                       if p["source"] == "prediction" and p.get("model_version") == key]
+        if len(predictions) > 1:
+            problems.append(f"{case}: {len(predictions)} prediction versions of {key}")
+        for prov in ws.versions(case):
+            if sha256_file(ws.label_path(case, prov["version"])) != prov.get("sha256"):
+                problems.append(f"{case} {prov['version']}: visible but not as committed")
+    complete = set(cache) >= set(ws.case_ids())
+    mine = [r for r in reported if r[0] == key]
+    losses = len(problems)
+    if mine and not complete:
+        losses += 1
+        problems.append(f"a ranking was reported but the cache of {key} lacks cases")
+    logged = sum(1 for e in ws.journal("next") if e.get("model_version") == key)
+    if logged < len(mine):
+        losses += len(mine) - logged
+        problems.append(f"{len(mine)} rankings reported, {logged} in the journal")
+    return losses, problems, complete
+
+
+def next_trials(trials: int, seed: int = 0) -> dict:
+    """Kill `next` at random moments. A ranking cut short resumes in the next trial (same model); once
+    every case is scored, a new model version is registered and activated, so each round predicts
+    (and stores prediction versions) again. A last, uninterrupted `next` must then complete."""
+    import torch  # imported before the forks (not used until they are over): the worker has it loaded
+
+    torch.set_num_threads(1)
+    rng = random.Random(seed)
+    counts: Counter = Counter(trials=0, reported=0, losses=0, rounds=1, torn_journal_lines=0,
+                              leftover_temp_files=0, prediction_versions=0)
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="lnq-kill-next-") as tmp:
+        code, err = _worker("next", tmp)
+        if code:
+            return {"op": "next", **counts, "losses": 1, "span_s": 0.0, "problems": [f"setup failed: {err}"]}
+        root = Path(tmp) / "ws"
+        span = 1.2 * float((Path(tmp) / "next_seconds.txt").read_text())
+        ws = Workspace.open(root)
+        ws.activate(ws.register_model(Path(tmp) / "tiny"))
+        for trial in range(trials):
+            ws = Workspace.open(root)
+            key = ws.prediction_model()[1]
+            reported = run_trial("next", root, rng.uniform(0.0, span), 1000 * (trial + 1))
+            ws = Workspace.open(root)
+            lost, found, complete = check_next(ws, reported, key)
+            counts["trials"] += 1
+            counts["reported"] += len(reported)
+            counts["losses"] += lost
+            problems += found
+            if complete:  # a new model: the next trial predicts every case again
+                ws.activate(ws.register_model(Path(tmp) / "tiny"))
+                counts["rounds"] += 1
+        from lnq_napari.api import next_cases
+
+        ws = Workspace.open(root)
+        key = ws.prediction_model()[1]
+        rows = next_cases(root, n=2)  # uninterrupted, after the kills: must complete
+        lost, found, complete = check_next(ws, [[key, len(rows)]], key)
+        if not rows or not complete:
+            lost += 1
+            found.append("an uninterrupted `next` after the kills did not complete")
+        counts["losses"] += lost
+        problems += found
+        counts["torn_journal_lines"] = torn_journal_lines(ws)
+        counts["leftover_temp_files"] = sum(1 for p in ws.root.rglob(".*") if ".tmp" in p.name)
+        counts["prediction_versions"] = sum(
+            1 for c in ws.case_ids() for p in ws.versions(c) if p["source"] == "prediction")
+    return {"op": "next", **counts, "span_s": span, "problems": problems[:5]}
+
+
 def fuzz_counts(examples: int, readers: list[str] | None = None) -> dict[str, Counter]:
     """Outcomes of ``examples`` generated files per reader (the generators of tests/test_io_fuzz.py)."""
     import importlib.util
@@ -369,17 +533,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", nargs=2, metavar=("JOB", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        finetune_setup(Path(args.worker[1]))
+        {"finetune": finetune_setup, "next": next_setup}[args.worker[0]](Path(args.worker[1]))
         return 0
     failed = False
     for op in args.ops if args.trials else ():
         start = time.perf_counter()
-        result = kill_trials(op, args.trials)
+        result = next_trials(args.trials) if op == "next" else kill_trials(op, args.trials)
         print(f"kill {op:9s} trials {result['trials']:4d}  reported done {result['reported']:5d}  "
               f"losses {result['losses']}  torn journal lines {result['torn_journal_lines']}  "
-              f"leftover temp files {result['leftover_temp_files']}  (kills within {result['span_s']:.2f} s; "
+              f"leftover temp files {result['leftover_temp_files']} "
+              f"({result.get('temp_files_after_cleanup', '-')} once stale and written over)  "
+              f"(kills within {result['span_s']:.2f} s; "
               f"{time.perf_counter() - start:.0f} s)",
               flush=True)
+        if result.get("staging_folders"):
+            print(f"    {result['staging_folders']} staging folders of model copies cut short "
+                  "(models/.mNNN.*: never listed, not removed)", flush=True)
+        if op == "next":
+            print(f"    {result['rounds']} rounds (a new model each), {result['prediction_versions']} "
+                  "prediction versions stored", flush=True)
         for problem in result["problems"]:
             print(f"    {problem}")
         failed |= result["losses"] > 0

@@ -1,12 +1,25 @@
-"""Atomic file writes: a temp file in the target folder, then ``os.replace``."""
+"""Atomic file writes: a temp file in the target folder, then ``os.replace``.
+
+A write killed before its rename leaves its temp file (``.<name>.<8 random characters>.tmp<suffix>``):
+hidden, never named like a real file, so never read as data. Each later write into the same folder
+removes such leftovers once they are :data:`STALE_SECONDS` old (a temp file still being written is
+younger: its modification time moves with every write).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+#: A temp file of an interrupted write this old (seconds since its last change) is removed.
+STALE_SECONDS = 3600.0
+#: The names :func:`atomic_write` gives its temp files (``tempfile.mkstemp``'s 8 random characters).
+TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp")
 
 
 @contextlib.contextmanager
@@ -31,6 +44,7 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    remove_stale_temps(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -43,3 +57,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def is_temp(path: str | Path) -> bool:
+    """True for a temp file name of :func:`atomic_write` (a write in progress or a leftover)."""
+    return bool(TEMP_NAME.match(Path(path).name))
+
+
+def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS) -> int:
+    """Remove the temp files of interrupted writes in ``folder`` not changed for ``older_than`` seconds;
+    returns how many. Files that vanish or cannot be removed meanwhile are left alone."""
+    limit = time.time() - older_than
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not TEMP_NAME.match(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < limit:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed
