@@ -103,10 +103,15 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     import warnings
 
     (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), _scan(args.followup, "--followup")
-    with warnings.catch_warnings(record=True) as caught, _progress_bar("compare") as progress:
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model, device=args.device,
-                             progress=progress)
+        try:
+            with _progress_bar("compare") as progress:
+                result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model,
+                                     device=args.device, progress=progress)
+        finally:  # warnings (other patient, poor registration) in one line each, also before an error
+            for warning in caught:
+                print(f"lnq-napari: warning: {warning.message}", file=sys.stderr)
     columns = ["baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3",
                "volume_change_pct", "short_axis_baseline_mm", "short_axis_followup_mm",
                "short_axis_change_mm", "long_axis_change_mm", "recist"]
@@ -124,8 +129,6 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
     print(f"registration: {q.stage}, {q.seconds:.1f} s, lungs overlap {q.lung_dice:.0%}, matched nodes "
           f"{mean} apart")
-    for warning in caught:
-        print(f"lnq-napari: warning: {warning.message}", file=sys.stderr)
     if args.csv:
         print(f"table written to {args.csv}")
 
