@@ -17,7 +17,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import to_lps
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import SEAL_WALL, chest_lungs, coarse_anatomy
+from lnq_napari.preprocess import DEFAULT_PREPROCESSING, SEAL_WALL, chest_lungs, coarse_anatomy
 
 #: Coarse voxel size (mm) both scans are registered at.
 COARSE_MM = 3.0
@@ -64,6 +64,8 @@ def chest_of(ct: Volume) -> Chest:
     spacing_zyx = tuple(image.GetSpacing()[::-1])
     anatomy = coarse_anatomy(hu, spacing_zyx, seal=SEAL_WALL)
     lungs = chest_lungs(anatomy, spacing_zyx)
+    if not lungs.any():  # lungs narrower than chest_lungs expects: any large air inside the body
+        lungs = _large_air(anatomy.lungs, spacing_zyx)
     if lungs.any():
         hull = anatomy.mediastinum & lungs.any(axis=(1, 2))[:, None, None]
         chest = ndimage.binary_dilation(hull | lungs, iterations=CHEST_GROW)
@@ -72,6 +74,19 @@ def chest_of(ct: Volume) -> Chest:
     if anatomy.step != (1, 1, 1):  # spacing coarser than 3 mm already: anatomy came out coarser
         lungs, chest = anatomy.upsample(lungs), anatomy.upsample(chest)
     return Chest(image, lungs, chest)
+
+
+def _large_air(air: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """The 3D components of ``air`` (inside the body) that hold at least the preprocessing's lung volume."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(air)
+    if n == 0:
+        return air
+    ml = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(spacing_zyx)) / 1000.0
+    keep = ml >= DEFAULT_PREPROCESSING["roi"]["min_lung_ml"]
+    keep[0] = False
+    return keep[lab]
 
 
 @dataclass
@@ -141,7 +156,7 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
     mask = fixed.mask_image(fixed.chest)
     method = _method(mask, iterations, seed)
     method.SetInitialTransform(rigid, inPlace=True)
-    method.Execute(fixed.image, moving.image)
+    _execute(method, fixed, moving)
     transform, stage = rigid, "rigid"
     if affine:
         step = sitk.AffineTransform(3)
@@ -150,7 +165,7 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
         step.SetTranslation(rigid.GetTranslation())
         method = _method(mask, iterations, seed)
         method.SetInitialTransform(step, inPlace=True)
-        method.Execute(fixed.image, moving.image)
+        _execute(method, fixed, moving)
         transform, stage = step, "affine"
     dice, overlap = _fit(fixed, moving, transform)
     if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:
@@ -159,6 +174,15 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
                        "show the chest of the same patient")
     return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
                         tuple(float(v) for v in shift))
+
+
+def _execute(method, fixed: Chest, moving: Chest) -> None:
+    try:
+        method.Execute(fixed.image, moving.image)
+    except RuntimeError as exc:  # e.g. a featureless image: the metric has nothing to work on
+        reason = str(exc).strip().splitlines()[-1][:120]
+        raise LNQError(f"the two scans do not overlap enough to be registered ({reason}): check that both "
+                       "CTs show the chest of the same patient") from None
 
 
 def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float]:

@@ -92,11 +92,13 @@ class _Edit:
                                  "change": kind if factor != 1.0 else "stay",
                                  "radius_factor": round(factor, 4)})
         for _ in range(int(self.rng.integers(lo_new, hi_new + 1))):
-            node = _sized_node(self.rng, True)
-            if placer.place(node, touch=bool(self.rng.random() < 0.3), tries=300):
-                out.append(node)
-                self.changes.append({"baseline_id": None, "followup_id": len(out), "change": "new",
-                                     "radius_factor": None})
+            for attempt in range(4):  # a node that does not fit is redrawn smaller
+                node = _sized_node(self.rng, True, scale=0.85**attempt)
+                if placer.place(node, touch=bool(self.rng.random() < 0.3), tries=100):
+                    out.append(node)
+                    self.changes.append({"baseline_id": None, "followup_id": len(out), "change": "new",
+                                         "radius_factor": None})
+                    break
         return out
 
     def _resize(self, placer: _Placer, node: Node, kind: str) -> tuple[float, Node]:

@@ -1,0 +1,152 @@
+"""Comparing a phantom baseline with its follow-up: truth recovered, bad input refused, API and CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from lnq_napari import api
+from lnq_napari.cli import main
+from lnq_napari.errors import LNQError
+from lnq_napari.followup import compare_nodes
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import ModelConfig
+from lnq_napari.phantom.followup import Motion, make_followup, write_followup
+
+SHAPE, SPACING = (40, 128, 128), (2.6, 2.6, 6.0)
+MOTION = Motion(rotation_deg=(0.0, 1.0, 2.0), shift_mm=(6.0, -5.0, 9.0), breathing_mm=4.0)
+
+
+def truth_labels(case) -> Volume:
+    """The case's target nodes, each with its phantom id (the truth's ids)."""
+    inst = np.asarray(case.instances.array).astype(np.int32)
+    return case.instances.with_array(np.where(np.asarray(case.full.array) > 0, inst, 0))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return make_followup(11, shape=SHAPE, spacing=SPACING, scenario="mixed", motion=MOTION)
+
+
+@pytest.fixture(scope="module")
+def result(pair):
+    return compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), pair.followup.ct,
+                         truth_labels(pair.followup))
+
+
+def test_phantom_followup_records_the_changes_it_made(pair):
+    changes = pair.truth["changes"]
+    assert {c["status"] for c in changes} >= {"matched", "vanished"}
+    follow_ids = set(np.unique(pair.followup.instances.array).tolist())
+    for c in changes:
+        if c["status"] == "vanished":
+            assert c["baseline_id"] in set(np.unique(pair.baseline.instances.array).tolist())
+        if c["status"] == "matched":
+            assert c["followup_id"] in follow_ids
+            grown = c["volume_followup_ml"] / c["volume_baseline_ml"] - 1.0
+            assert np.sign(round(grown, 1)) == np.sign(round(c["volume_change_pct"] / 100.0, 1)) or abs(
+                c["volume_change_pct"]) < 15
+    # the same anatomy, moved: the CTs differ but hold the same tissue
+    assert not np.array_equal(pair.baseline.ct.array, pair.followup.ct.array)
+    assert abs(float(np.mean(pair.baseline.ct.array)) - float(np.mean(pair.followup.ct.array))) < 30
+
+
+def test_comparison_recovers_the_true_matching_and_volume_changes(pair, result):
+    rows = {(r.baseline_id, r.followup_id): r for r in result.rows}
+    errors = []
+    for c in pair.truth["changes"]:
+        if c["status"] == "absent":
+            continue
+        row = rows.get((c["baseline_id"], c["followup_id"]))
+        assert row is not None and row.status == c["status"], c
+        if c["status"] == "matched":
+            errors.append(abs(row.volume_change_pct - c["volume_change_pct"]))
+    assert float(np.median(errors)) <= 10.0
+    assert result.quality.mean_distance_mm < 4.0 and not result.quality.poor
+    # the registration moved the nodes: without it the matched centroids lie further apart
+    raw = [np.linalg.norm(np.subtract(r.centroid_baseline_mm, r.centroid_followup_mm))
+           for r in result.rows if r.status == "matched"]
+    assert np.mean(raw) > 2 * result.quality.mean_distance_mm
+
+
+def test_seg_on_neither_grid_or_swapped_is_refused_before_any_work(pair):
+    cropped = Volume(pair.followup.ct.array[2:], pair.followup.ct.spacing,
+                     tuple(np.add(pair.followup.ct.origin, (0, 0, 2 * SPACING[2]))))
+    seg = truth_labels(pair.baseline)
+    with pytest.raises(LNQError, match="swapped"):
+        compare_nodes(pair.baseline.ct, seg, cropped, seg)
+    odd = Volume(np.zeros((10, 20, 20), np.uint8))
+    with pytest.raises(LNQError, match="neither CT"):
+        compare_nodes(pair.baseline.ct, odd, pair.followup.ct, truth_labels(pair.followup))
+
+
+def test_scans_that_do_not_overlap_are_refused(pair):
+    slab = pair.followup.ct.with_array(np.full(pair.followup.ct.shape, 40, np.int16))  # no chest at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(LNQError, match="do not overlap"):
+            compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), slab, slab.with_array(
+                np.zeros(slab.shape, np.uint8)))
+
+
+class TruthPredictor:
+    """TEST DOUBLE of ``inference.Predictor``: "predicts" the given masks, in call order."""
+
+    def __init__(self, masks):
+        self.masks, self.config, self.calls = list(masks), ModelConfig(), 0
+
+    def predict(self, ct, progress=None, cancel=None):
+        from types import SimpleNamespace
+
+        mask = self.masks[self.calls]
+        self.calls += 1
+        binary = (np.asarray(mask.array) > 0).astype(np.uint8)
+        return SimpleNamespace(mask=ct.with_array(binary), probabilities=ct.with_array(binary * 0.9),
+                               model_version="truth-0")
+
+
+def test_api_compare_predicts_missing_segs_warns_on_other_patient_and_writes_csv(pair, tmp_path):
+    base = Volume(pair.baseline.ct.array, pair.baseline.ct.spacing, pair.baseline.ct.origin,
+                  meta={"PatientID": "A"})
+    follow = Volume(pair.followup.ct.array, pair.followup.ct.spacing, pair.followup.ct.origin,
+                    meta={"PatientID": "B"})
+    predictor = TruthPredictor([pair.followup.full])
+    out = tmp_path / "changes.csv"
+    with pytest.warns(UserWarning, match="different patients"):
+        result = api.compare(base, follow, baseline_seg=truth_labels(pair.baseline), model=predictor,
+                             csv_path=out)
+    assert predictor.calls == 1  # only the follow-up had no SEG
+    assert any("different patients" in w for w in result.warnings)
+    with open(out) as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len(result.rows)
+    assert {r["status"] for r in table} <= {"matched", "new", "vanished"}
+    n_truth = sum(c["status"] in ("matched", "vanished") for c in pair.truth["changes"])
+    assert sum(r["baseline_id"] != "" for r in table) == n_truth
+
+
+def test_cli_compare_prints_table_writes_csv_warns_on_poor_registration(tmp_path, capsys, monkeypatch):
+    from lnq_napari.followup import compare as compare_module
+
+    t0, t1 = write_followup(tmp_path, seed=3, shape=SHAPE, spacing=SPACING, scenario="progression")
+    seg0, seg1 = (str(p).replace("-ct.nrrd", "-full.nrrd") for p in (t0, t1))
+    truth = json.loads(open(str(t1).replace("-ct.nrrd", "-nodes.json")).read())
+    assert truth["baseline"] in str(t0) and truth["changes"]
+    monkeypatch.setattr(compare_module, "POOR_DISTANCE_MM", 0.0)  # any residual counts as poor
+    out = tmp_path / "c.csv"
+    code = main(["compare", "--baseline", str(t0), seg0, "--followup", str(t1), seg1, "--csv", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and out.exists()
+    assert "RECIST 1.1:" in captured.out and "registration: affine" in captured.out
+    assert "warning: registration looks poor" in captured.err
+    bad = tmp_path / "bad-seg.nrrd"
+    write_volume(bad, Volume(np.zeros((5, 6, 7), np.uint8)))
+    code = main(["compare", "--baseline", str(t0), str(bad), "--followup", str(t1), seg1])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("lnq-napari: error: the baseline SEG is on the grid of neither CT")

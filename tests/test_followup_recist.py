@@ -1,0 +1,71 @@
+"""RECIST 1.1 lymph-node rules and the volumetric category on hand-made node tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from lnq_napari.followup.recist import recist, select_targets
+from lnq_napari.quantify import NodeRow
+
+
+def node(nid: int, short: float, side: str = "right", volume: float | None = None) -> NodeRow:
+    vol = volume if volume is not None else (short / 10.0) ** 3 * 0.52
+    return NodeRow(id=nid, voxels=1, volume_mm3=vol * 1000, volume_cm3=vol, centroid_mm=(0.0, 0.0, 0.0),
+                   long_axis_mm=short * 1.3, short_axis_mm=short, principal_axes_mm=(short, short, short),
+                   ge_10mm=short >= 10, side=side)
+
+
+def test_targets_are_the_largest_measurable_nodes_two_per_organ_five_in_all():
+    rows = [node(1, 12.0), node(2, 30.0, "left"), node(3, 16.0, "right"), node(4, 20.0, "right"),
+            node(5, 25.0, "left"), node(6, 18.0, "midline"), node(7, 17.0, "left"), node(8, 19.0, "midline")]
+    assert [r.id for r in select_targets(rows)] == [2, 5]  # all nodes one organ: two targets
+    by_side = [r.id for r in select_targets(rows, organ="side")]
+    assert by_side == [2, 5, 4, 8, 6]  # five in all, two per side, the 12 mm node never
+    assert select_targets([node(1, 14.9)]) == []
+
+
+@pytest.mark.parametrize(("after", "expected"), [
+    ({1: 9.0, 2: 8.0}, "CR"),  # every target under 10 mm
+    ({1: 14.0, 2: 14.0}, "PR"),  # 40 -> 28 mm: -30 %
+    ({1: 16.0, 2: 15.0}, "SD"),  # -22.5 %
+    ({1: 24.0, 2: 24.0}, "PD"),  # +20 % and +8 mm
+    ({1: 20.0}, "PR"),  # target 2 vanished: counts 0 mm
+])
+def test_target_response_from_the_sum_of_short_axes(after, expected):
+    base = [node(1, 20.0), node(2, 20.0)]
+    follow = [node(10 + k, s) for k, s in after.items()]
+    summary = recist(base, follow, {k: 10 + k for k in after})
+    assert summary.target_response == expected
+    assert summary.baseline_sum_mm == pytest.approx(40.0)
+    assert summary.followup_sum_mm == pytest.approx(sum(after.values()))
+
+
+def test_progression_needs_five_millimetres_as_well_as_twenty_percent():
+    small = recist([node(1, 15.0)], [node(2, 18.9)], {1: 2})  # +26 % but +3.9 mm
+    assert small.target_response == "SD"
+    assert recist([node(1, 15.0)], [node(2, 20.0)], {1: 2}).target_response == "PD"
+
+
+def test_a_new_pathological_node_is_progression_a_small_one_is_not():
+    base = [node(1, 20.0)]
+    assert recist(base, [node(2, 20.0), node(3, 11.0)], {1: 2}).overall == "PD"
+    calm = recist(base, [node(2, 20.0), node(3, 8.0)], {1: 2})
+    assert calm.overall == "SD" and calm.new_lesions == ()
+
+
+def test_non_targets_and_no_targets():
+    base = [node(1, 20.0), node(2, 12.0)]
+    cr_targets = recist(base, [node(3, 5.0), node(4, 11.0)], {1: 3, 2: 4})
+    assert (cr_targets.target_response, cr_targets.non_target_response, cr_targets.overall) == (
+        "CR", "non-CR/non-PD", "PR")
+    only_small = recist([node(1, 12.0)], [node(2, 9.0)], {1: 2})
+    assert (only_small.target_response, only_small.overall) == ("NE", "CR")
+    assert recist([], [], {}).overall == "NE"
+
+
+def test_volumetric_category_uses_sphere_equivalent_thresholds():
+    base = [node(1, 20.0, volume=10.0)]
+    assert recist(base, [node(2, 19.0, volume=3.3)], {1: 2}).volume_response == "PR"  # -67 %
+    assert recist(base, [node(2, 19.0, volume=4.0)], {1: 2}).volume_response == "SD"  # -60 %
+    assert recist(base, [node(2, 21.0, volume=17.5)], {1: 2}).volume_response == "PD"  # +75 %
+    assert recist(base, [node(2, 21.0, volume=17.5)], {1: 2}).volume_change_pct == pytest.approx(75.0)
