@@ -78,6 +78,19 @@ def test_round_trip_exact_and_highdicom_agrees(tmp_path, ct, liver):
     np.testing.assert_array_equal(raw.array, expected)
 
 
+def test_seg_among_its_ct_slices_or_a_level_down(tmp_path, ct, liver):
+    flat = tmp_path / "flat"
+    shutil.copytree(SERIES, flat)
+    out = write_dicom_seg(flat / "seg.dcm", liver, flat)
+    np.testing.assert_array_equal(read_labels(out).array, liver.array != 0)
+    with pytest.warns(UserWarning, match="2 DICOM series"):
+        assert read_volume(flat).same_grid(ct)  # the folder is still the CT
+    nested = tmp_path / "patient"  # <patient>/<study>/<series>/ with the SEG in a sibling study
+    shutil.copytree(SERIES, nested / "study-a" / "ct")
+    seg = write_dicom_seg(nested / "seg" / "seg.dcm", liver, nested / "study-a" / "ct")
+    np.testing.assert_array_equal(read_labels(seg).array, liver.array != 0)
+
+
 def test_written_seg_codes_references_and_algorithm(tmp_path, ct, liver):
     root = study(tmp_path)
     out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT", model_version=VERSION, edits=3)

@@ -10,6 +10,7 @@ comes from the caller or is found beside the SEG by its Series Instance UID (see
 from __future__ import annotations
 
 import hashlib
+import itertools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ NODE_WORDS = ("lymph", "node")  # as the 3D Slicer reader (io.segfile) chooses s
 MAX_PIXELS = 2**31  # frames x rows x columns: as readers.MAX_VOXELS, anything above is not one CT's SEG
 MAX_FOLDER_FILES = 8  # a folder with at most this many files may be a SEG series folder (TCIA: one file)
 MAX_SEARCH_FOLDERS = 200  # folders looked at for the CT series beside a SEG
+SAMPLED_FILES = 3  # files of each folder beside the SEG whose series is read
 POSITION_TOL = 0.01  # voxel fraction: a frame this close to a CT slice lies on it
 SERIES_NUMBER = 9100
 ALGORITHM_NAME = "lnq-napari"
@@ -102,14 +104,26 @@ def seg_file(path: str | Path) -> Path | None:
     return segs[0]
 
 
-def _series_in(folder: Path) -> tuple[str, ...]:
-    """The DICOM series UIDs of the files in ``folder`` (GDCM, header only)."""
+def _series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
+    """The DICOM series UIDs in ``folder``: of every file (GDCM, header only), or of its first few files
+    (a series folder holds one series; reading them all in every folder beside a SEG would be slow)."""
+    import pydicom
     import SimpleITK as sitk
 
-    try:
-        return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
-    except RuntimeError:
-        return ()
+    if every_file:
+        try:
+            return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        except RuntimeError:
+            return ()
+    found = []
+    files = (f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith("."))
+    for child in list(itertools.islice(files, SAMPLED_FILES)):
+        try:
+            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+            found.append(str(ds.SeriesInstanceUID))
+        except Exception:  # not DICOM, no series UID
+            continue
+    return tuple(found)
 
 
 def _candidate_folders(path: Path) -> list[Path]:
@@ -133,7 +147,7 @@ def find_ct_series(seg: SegFile) -> tuple[Path, str]:
         raise LNQError(f"{seg.name} does not say which CT series it was drawn on (no Referenced Series "
                        "Sequence); pass the CT with it (read_labels(seg, reference=read_volume(ct)))")
     for folder in _candidate_folders(seg.path):
-        present = _series_in(folder)
+        present = _series_in(folder, every_file=folder == seg.path.parent)
         for uid in seg.referenced_series:
             if uid in present:
                 return folder, uid
@@ -384,8 +398,9 @@ def _own_volume(seg: SegFile, chosen: list[SegSegment], grid: Volume) -> Volume:
         raise LNQError(f"{seg.name}: its frames are not evenly spaced slices ({step:.4g} mm apart); "
                        "lnq-napari reads SEGs of one CT volume")
     slot = np.round(slot).astype(int)
-    if slot.max(initial=0) + 1 > 4096:
-        raise LNQError(f"{seg.name}: its frames span {slot.max() + 1} slices; the SEG is damaged")
+    if (slot.max(initial=0) + 1) * seg.rows * seg.columns > max(8 * int(np.prod(grid.shape)), 2**24):
+        raise LNQError(f"{seg.name}: its frames span {slot.max() + 1} slices of {seg.rows} x {seg.columns} "
+                       "pixels, far more than the CT; the SEG is damaged or belongs to another scan")
     array = np.zeros((int(slot.max(initial=0)) + 1, seg.rows, seg.columns), dtype=np.uint8)
     for i, frame in _frame_masks(seg, chosen):
         array[slot[i]] |= frame
