@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=100, help="kill trials per operation")
     parser.add_argument("--fuzz", type=int, default=1000, help="generated files per reader (0: none)")
     parser.add_argument("--ops", nargs="*", default=list(OPERATIONS), choices=OPERATIONS)
-    parser.add_argument("--readers", nargs="*", help="fuzz only these (nrrd, mha, nifti, dicom, cli)")
+    parser.add_argument("--readers", nargs="*", help="fuzz only these (nrrd, mha, nifti, dicom, seg, cli)")
     parser.add_argument("--finetune-trials", type=int, default=3,
                         help="kills of `finetune`, each followed by `finetune --resume` (0: none)")
     parser.add_argument("--worker", nargs=2, metavar=("JOB", "FOLDER"), help=argparse.SUPPRESS)

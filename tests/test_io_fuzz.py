@@ -3,8 +3,10 @@ one-line LNQError (never another exception, never an allocation the file cannot 
 answers exit code 2 with one line and writes nothing.
 
 The generators mutate small valid files written by our writer: NRRD headers (sizes, spacings,
-directions, types, encodings, detached data files), MHA headers, NIfTI header bytes, and DICOM series
-(slices missing, moved, duplicated, re-oriented, of another series or cut short).
+directions, types, encodings, detached data files), MHA headers, NIfTI header bytes, DICOM series
+(slices missing, moved, duplicated, re-oriented, of another series or cut short), and 3D Slicer
+.seg.nrrd files (overlapping layers, label values no segment describes, bad or missing Segment*_ keys;
+an unmutated one must read to exactly the union of its chosen segments).
 ``fuzz(kind, examples)`` is shared with ``benchmarks/bench_reliability.py``, which runs >= 1,000 each.
 """
 
@@ -258,8 +260,117 @@ def write_dicom_case(folder: Path, case: dict) -> Path:
     return folder
 
 
+SEG_NAMES = st.sampled_from(["lymph node", "Lymph Node 2", "lung", "aorta", "", " ", "node|x", "Ödem"])
+SEG_VALUES = st.sampled_from(["1", "2", "3", "0", "-1", "255", "256", "x", "1.5", "", "1e400",
+                              "99999999999999999999"])
+SEG_LAYERS = st.sampled_from(["0", "1", "2", "-1", "x", "", "7", "1.0"])
+SEG_BAD_KEYS = st.sampled_from(["Segment_Name", "Segment-1_Name", "SegmentX_Layer", "Segment0_",
+                                "Segment99999999999999999999_Name", "Segment00_LabelValue", "Segment7_ID",
+                                "Segment0_LabelValue_", "Segmentation_MasterRepresentation"])
+SEG_CHOICES = st.sampled_from([None, None, None, "lymph node", "Segment_2", "lung", 1, 2, 7])
+
+
+@st.composite
+def seg_cases(draw) -> dict:
+    """A 3D Slicer .seg.nrrd: 1-3 (overlapping) layers, 0-4 segments whose keys may be wrong, missing,
+    duplicated or describe label values no voxel holds (and voxels hold values no segment describes);
+    ``clean`` when nothing was mutated (the mask is then checked against the segments)."""
+    n_layers = draw(st.integers(1, 3))
+    values = draw(st.sampled_from([(0, 1), (0, 1, 2, 3), (0, 1, 2, 255)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    layers = rng.choice(values, size=(n_layers, 4, 5, 6)).astype(np.uint8)
+    segments = []
+    mutated = False
+    for i in range(draw(st.integers(0, 4))):
+        segment = {"ID": f"Segment_{i + 1}", "Name": draw(SEG_NAMES), "LabelValue": str(i // n_layers + 1),
+                   "Layer": str(i % n_layers)}
+        for key, values_of in (("LabelValue", SEG_VALUES), ("Layer", SEG_LAYERS), ("ID", SEG_NAMES)):
+            if draw(st.integers(0, 4)) == 0:
+                segment[key], mutated = draw(values_of), True
+        for key in draw(st.sets(st.sampled_from(["ID", "Name", "LabelValue", "Layer"]), max_size=2)):
+            del segment[key]
+            mutated = True
+        segments.append(segment)
+    fields = {f"Segment{i}_{key}": value for i, seg in enumerate(segments) for key, value in seg.items()}
+    fields["Segmentation_MasterRepresentation"] = "Binary labelmap"
+    for key, value in draw(st.lists(st.tuples(SEG_BAD_KEYS, SEG_VALUES), max_size=2)):
+        fields[key], mutated = value, True
+    return {"layers": layers, "fields": fields, "segments": segments, "clean": not mutated,
+            "segment": draw(SEG_CHOICES), "type": draw(st.sampled_from(["uint8", "uint8", "int16", "float"]))}
+
+
+def write_seg_case(folder: Path, case: dict) -> Path:
+    """The case as a .seg.nrrd: the layer axis (if more than one) first in the header, as Slicer writes."""
+    layers = case["layers"]
+    dtype = {"uint8": "<u1", "int16": "<i2", "float": "<f4"}[case["type"]]
+    spatial = "(0.8,0,0) (0,0.9,0) (0,0,2)"
+    header = {"type": case["type"], "space": "left-posterior-superior", "endian": "little",
+              "encoding": "raw", "space origin": "(1,2,3)"}
+    if len(layers) > 1:  # NRRD lists the fastest axis first: (z, y, x, layer) in C order
+        data = np.moveaxis(layers, 0, -1)
+        header.update({"dimension": "4", "sizes": f"{len(layers)} 6 5 4",
+                       "kinds": "list domain domain domain",
+                       "space directions": "none " + spatial})
+    else:
+        data = layers[0]
+        header.update({"dimension": "3", "sizes": "6 5 4", "kinds": "domain domain domain",
+                       "space directions": spatial})
+    text = "NRRD0005\n" + "".join(f"{k}: {v}\n" for k, v in header.items())
+    text += "".join(f"{k}:={v}\n" for k, v in case["fields"].items()) + "\n"
+    path = folder / "case.seg.nrrd"
+    path.write_bytes(text.encode() + np.ascontiguousarray(data).astype(dtype).tobytes())
+    return path
+
+
+def expected_seg_mask(case: dict) -> np.ndarray | None:
+    """The mask a clean case must read to: the union of the chosen segments' (layer, value) voxels
+    (segment None: those named like a lymph node, else all); None when the choice names no segment."""
+    segments, layers, choice = case["segments"], case["layers"], case["segment"]
+    if not segments:  # a plain label map: a name chooses nothing, a value its voxels
+        if isinstance(choice, str):
+            return None
+        return ((layers != 0) if choice is None else (layers == choice)).max(axis=0).astype(np.uint8)
+    if choice is None:
+        chosen = [s for s in segments if "lymph" in s["Name"].lower() or "node" in s["Name"].lower()]
+        chosen = chosen or segments
+    elif isinstance(choice, str):
+        chosen = [s for s in segments if choice.lower() in (s["Name"].strip().lower(), s["ID"].lower())]
+    else:
+        chosen = [s for s in segments if int(s["LabelValue"]) == choice]
+    if not chosen:
+        return None
+    mask = np.zeros(layers.shape[1:], np.uint8)
+    for s in chosen:
+        mask |= layers[int(s["Layer"])] == int(s["LabelValue"])
+    return mask
+
+
+def seg_outcome(path: Path, case: dict) -> str:
+    """"volume", "LNQError", a wrong mask of a clean file, or the name of any other exception."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            volume = read_labels(path, segment=case["segment"])
+    except LNQError as exc:
+        assert "\n" not in str(exc), f"a multi-line error: {exc!r}"
+        if case["clean"] and expected_seg_mask(case) is not None:
+            return f"a clean file refused: {str(exc)[:120]}"
+        return "LNQError"
+    except Exception as exc:  # noqa: BLE001 - counted and reported: the target is none
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+    check_volume(volume)
+    if volume.array.dtype != np.uint8 or not set(np.unique(volume.array)) <= {0, 1}:
+        return f"a mask that is not uint8 0/1: {volume.array.dtype} {np.unique(volume.array)[:5]}"
+    if case["clean"]:
+        expected = expected_seg_mask(case)
+        if expected is None or not np.array_equal(volume.array, expected):
+            return "a clean file read to another mask than its segments"
+    return "volume"
+
+
 READERS = {"nrrd": (nrrd_cases, write_nrrd_case), "mha": (mha_cases, write_mha_case),
-           "nifti": (nifti_cases, write_nifti_case), "dicom": (dicom_cases, write_dicom_case)}
+           "nifti": (nifti_cases, write_nifti_case), "dicom": (dicom_cases, write_dicom_case),
+           "seg": (seg_cases, write_seg_case)}
 
 
 def check_volume(volume: Volume) -> None:
@@ -317,7 +428,10 @@ def fuzz(kind: str, examples: int, through_cli: bool = False) -> Counter:
             folder = root / "case"
             folder.mkdir()
             path = write(folder, case)
-            outcomes[cli_outcome(path, folder) if through_cli else read_outcome(path)] += 1
+            if through_cli:
+                outcomes[cli_outcome(path, folder)] += 1
+            else:
+                outcomes[seg_outcome(path, case) if kind == "seg" else read_outcome(path)] += 1
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -424,3 +538,52 @@ def test_nifti_with_a_nan_in_its_geometry_is_refused_before_simpleitk(tmp_path, 
                                                          "cut": None, "gz": gz})
     with pytest.raises(LNQError, match="NaN or infinite"):
         read_volume(path)
+
+
+def _seg_case(layers, segments, segment=None, extra=None) -> dict:
+    fields = {f"Segment{i}_{k}": v for i, seg in enumerate(segments) for k, v in seg.items()}
+    fields.update({"Segmentation_MasterRepresentation": "Binary labelmap", **(extra or {})})
+    return {"layers": np.asarray(layers, np.uint8), "fields": fields, "segments": segments, "clean": True,
+            "segment": segment, "type": "uint8"}
+
+
+def _seg_layers(values_per_layer) -> np.ndarray:
+    layers = np.zeros((len(values_per_layer), 4, 5, 6), np.uint8)
+    for k, values in enumerate(values_per_layer):
+        for j, v in enumerate(values):
+            layers[k, j, 1 + k, 1:4] = v
+    return layers
+
+
+def test_seg_values_no_segment_describes_are_left_out_with_a_warning(tmp_path):
+    layers = _seg_layers([[1, 2], [1, 255]])  # 2 and 255 belong to no segment
+    segments = [{"ID": "Segment_1", "Name": "lymph node", "LabelValue": "1", "Layer": "0"},
+                {"ID": "Segment_2", "Name": "lung", "LabelValue": "1", "Layer": "1"}]
+    path = write_seg_case(_mkdir(tmp_path / "a"), _seg_case(layers, segments))
+    with pytest.warns(UserWarning, match=r"no segment describes \(2, 255\)"):
+        labels = read_labels(path)
+    assert np.array_equal(labels.array, (layers[0] == 1).astype(np.uint8))  # the node segment alone
+    both = write_seg_case(_mkdir(tmp_path / "b"), _seg_case(layers, [dict(segments[0], Name="aorta"),
+                                                                      segments[1]]))
+    with pytest.warns(UserWarning):
+        labels = read_labels(both)  # no node name: all segments, still without the undescribed values
+    assert np.array_equal(labels.array, ((layers[0] == 1) | (layers[1] == 1)).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("key", "value"), [("LabelValue", "x"), ("LabelValue", "0"), ("LabelValue", "1.5"),
+                                            ("LabelValue", ""), ("Layer", "-1"), ("Layer", "x"),
+                                            ("Layer", "7")])
+def test_seg_with_a_bad_segment_key_is_one_line_error(tmp_path, key, value):
+    segment = {"ID": "Segment_1", "Name": "lymph node", "LabelValue": "1", "Layer": "0", key: value}
+    path = write_seg_case(_mkdir(tmp_path / "case"), _seg_case(_seg_layers([[1]]), [segment]))
+    with pytest.raises(LNQError, match="label value|layer") as info:
+        read_labels(path)
+    assert "\n" not in str(info.value) and "re-export" in str(info.value)
+
+
+def test_seg_without_segments_refuses_a_segment_name(tmp_path):
+    layers = _seg_layers([[1, 2]])
+    path = write_seg_case(_mkdir(tmp_path / "case"), _seg_case(layers, []))
+    with pytest.raises(LNQError, match="describes no segments"):
+        read_labels(path, segment="lymph node")
+    assert np.array_equal(read_labels(path, segment=2).array, (layers[0] == 2).astype(np.uint8))

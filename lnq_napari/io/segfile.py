@@ -11,7 +11,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import nrrd_geometry_fields
-from lnq_napari.io.labels import label_mask
+from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.nrrd_header import NRRD_STANDARD_FIELDS
 from lnq_napari.io.volume import Volume
 
@@ -61,24 +61,37 @@ def _segments_from_meta(meta: dict) -> list[dict]:
         f = fields[index]
         default = f"Segment_{index + 1}"
         segments.append({"id": f.get("ID", default), "name": f.get("Name", default),
-                         "labelValue": int(f.get("LabelValue", 1)), "layer": int(f.get("Layer", 0))})
+                         "labelValue": f.get("LabelValue", 1), "layer": f.get("Layer", 0)})
     return segments
 
 
 def read_segments(path: str | Path, meta: dict) -> list[dict]:
-    """Segment descriptions (id, name, labelValue, layer) of a Slicer segmentation file."""
+    """Segment descriptions (id, name, labelValue, layer) of a Slicer segmentation file; LNQError when a
+    label value or layer is not a whole number (label value 1 or more, layer 0 or more)."""
     try:
         import slicerio
 
-        segments = slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]
-    except Exception:  # a header slicerio rejects (unusual space/kinds): parse the keys ourselves
-        return _segments_from_meta(meta)
+        found = slicerio.read_segmentation(str(path), skip_voxels=True)["segments"]
+    except Exception:  # a header slicerio rejects (unusual space/kinds, odd keys): parse the keys ourselves
+        found = _segments_from_meta(meta)
     out = []
-    for i, s in enumerate(segments):
-        sid = s.get("id", f"Segment_{i + 1}")
-        out.append({"id": sid, "name": s.get("name", sid),
-                    "labelValue": int(s.get("labelValue", 1)), "layer": int(s.get("layer", 0))})
+    for i, s in enumerate(found):
+        sid = str(s.get("id") or f"Segment_{i + 1}")
+        segment = {"id": sid, "name": str(s.get("name", sid))}
+        for key, default, low in (("labelValue", 1, 1), ("layer", 0, 0)):
+            segment[key] = _whole_number(s.get(key, default), low, f"{Path(path).name}: segment {sid!r}", key)
+        out.append(segment)
     return out
+
+
+def _whole_number(value, low: int, where: str, key: str) -> int:
+    """``value`` (int or header text) as an int >= ``low``; LNQError saying which field is damaged."""
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?\d{1,18}", text) and int(text) >= low:
+        return int(text)
+    what = "label value" if key == "labelValue" else "layer"
+    raise LNQError(f"{where} has {what} {text!r}; it must be a whole number of at least {low}: the file is "
+                   "damaged, re-export it from 3D Slicer")
 
 
 def _choose(segments: list[dict], segment: str | int | None, name: str) -> list[dict]:
@@ -111,23 +124,41 @@ def _choose(segments: list[dict], segment: str | int | None, name: str) -> list[
 def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tuple[np.ndarray, list[str]]:
     """uint8 {0,1} mask of the chosen segments of a Slicer segmentation, and their names.
 
-    ``raw`` is a :class:`lnq_napari.io.readers.RawImage` (array (z,y,x) or (layers,z,y,x)).
+    ``raw`` is a :class:`lnq_napari.io.readers.RawImage` (array (z,y,x) or (layers,z,y,x)). A voxel belongs
+    to a segment when its segment's layer holds the segment's label value there; label values that no
+    segment describes are left out (with a warning).
     """
     name = Path(path).name
     segments = read_segments(path, raw.meta)
     layers = raw.array if raw.layered else raw.array[np.newaxis]
-    if not segments:
-        return label_mask(layers, name).max(axis=0), []
+    if not segments:  # Slicer keys without segments: a plain label map
+        if isinstance(segment, str):
+            raise LNQError(f"{name} describes no segments, so none is named {segment!r}; pass a label "
+                           "value (int) or leave segment out")
+        return label_mask(layers, name, segment).max(axis=0), []
+    check_label_values(layers, name)
     chosen = _choose(segments, segment, name)
-    if segment is None and len(chosen) == len(segments):
-        return label_mask(layers, name).max(axis=0), [s["name"] for s in chosen]
     mask = np.zeros(layers.shape[1:], dtype=np.uint8)
     for s in chosen:
         if not 0 <= s["layer"] < layers.shape[0]:
             raise LNQError(f"{name}: segment '{s['name']}' is in layer {s['layer']} but the file has "
                            f"{layers.shape[0]} layer(s); the file is damaged, re-export it from 3D Slicer")
         mask |= (layers[s["layer"]] == s["labelValue"]).astype(np.uint8)
+    if segment is None:
+        _warn_undescribed(layers, segments, name)
     return mask, [s["name"] for s in chosen]
+
+
+def _warn_undescribed(layers: np.ndarray, segments: list[dict], name: str) -> None:
+    """Warn when voxels hold label values that no segment describes (left out of every segment)."""
+    undescribed: set = set()
+    for k, layer in enumerate(layers):
+        known = {s["labelValue"] for s in segments if s["layer"] == k}
+        undescribed |= {v for v in np.unique(layer).tolist() if v != 0 and v not in known}
+    if undescribed:
+        shown = ", ".join(f"{v:g}" for v in sorted(undescribed)[:5])
+        warnings.warn(f"{name}: voxels hold label values that no segment describes ({shown}); they are "
+                      "left out", UserWarning, stacklevel=4)
 
 
 def _extent(mask: np.ndarray) -> str:
