@@ -30,6 +30,7 @@ from lnq_napari.followup import CompareResult, compare_nodes
 from lnq_napari.followup import write_csv as write_changes_csv
 from lnq_napari.followup.compare import check_seg
 from lnq_napari.followup.identity import patient_id
+from lnq_napari.followup.register import Registration
 from lnq_napari.inference import Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, segfile
@@ -186,6 +187,7 @@ def compare(
     baseline_seg: str | Path | Volume | None = None, followup_seg: str | Path | Volume | None = None,
     csv_path: str | Path | None = None, model: str | Path | Predictor | None = None, device: str = "auto",
     organ: str = "nodes", progress: Progress = None, cancel: Cancel = None,
+    registration: Registration | None = None,
 ) -> CompareResult:
     """Which nodes grew, shrank, appeared or vanished between a baseline and a follow-up CT.
 
@@ -193,7 +195,8 @@ def compare(
     (:func:`find_nodes`). The follow-up is registered to the baseline, nodes are matched one to one and
     each gets a row (volumes, axes and their change); RECIST 1.1 and volumetric summaries follow
     (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically. Differing DICOM
-    PatientIDs and a poor registration warn; scans that do not overlap raise LNQError.
+    PatientIDs and a poor registration warn; scans that do not overlap raise LNQError. ``registration``
+    (an earlier result's, same CTs) is reused: after an edit only measuring and matching run again.
     """
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as changes.csv")
@@ -220,7 +223,7 @@ def compare(
                 p[0] + f * (p[1] - p[0]), m)).mask
     _check(cancel)
     result = compare_nodes(cts[0], segs[0], cts[1], segs[1], organ=organ,
-                           progress=lambda f, m="": step(0.8 + 0.2 * f, m))
+                           progress=lambda f, m="": step(0.8 + 0.2 * f, m), registration=registration)
     result.warnings[:0] = notes
     if csv_path is not None:
         try:

@@ -10,7 +10,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.followup.match import match_nodes
 from lnq_napari.followup.recist import recist
-from lnq_napari.followup.register import register
+from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.volume import Volume
 from lnq_napari.quantify import measure_nodes, node_ids
@@ -48,17 +48,21 @@ def id_labels(labels: Volume) -> Volume:
 
 def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume, followup_seg: Volume,
                   organ: str = "nodes", affine: bool = True,
-                  progress: Callable[[float, str], None] | None = None) -> CompareResult:
+                  progress: Callable[[float, str], None] | None = None,
+                  registration: Registration | None = None) -> CompareResult:
     """Register the follow-up to the baseline, match their nodes and summarise the changes.
 
     The segmentations must lie on their CT's grid; measurements come from each scan's own grid.
+    ``registration`` (from an earlier result of the same two CTs) skips the registration: after an
+    edit of either scan's nodes only measuring and matching run again.
     Warns (:class:`RegistrationWarning`) when the matched nodes lie far apart after registration.
     """
     step = progress or (lambda fraction, message="": None)
     check_seg(baseline_seg, baseline_ct, followup_ct, "baseline")
     check_seg(followup_seg, followup_ct, baseline_ct, "follow-up")
-    step(0.0, "registering")
-    registration = register(baseline_ct, followup_ct, affine=affine)
+    if registration is None:
+        step(0.0, "registering")
+        registration = register(baseline_ct, followup_ct, affine=affine)
     step(0.6, "measuring nodes")
     before = id_labels(baseline_seg)
     after = id_labels(followup_seg)
