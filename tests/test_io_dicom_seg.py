@@ -91,6 +91,26 @@ def test_seg_among_its_ct_slices_or_a_level_down(tmp_path, ct, liver):
     np.testing.assert_array_equal(read_labels(seg).array, liver.array != 0)
 
 
+def test_ct_grid_found_from_two_slices_equals_the_full_read(tmp_path):
+    """Without a CT given, the SEG's grid comes from the series' first and last slices; it must be the grid
+    read_volume gives the whole series, bit for bit, also when the gaps differ a little (< 1 %)."""
+    template = pydicom.dcmread(next(SERIES.glob("*.dcm")))
+    folder = tmp_path / "study" / "ct"
+    folder.mkdir(parents=True)
+    for k, z in enumerate([-40.0, -38.75, -37.5, -36.2531, -35.0, -33.75]):
+        template.SOPInstanceUID = pydicom.uid.generate_uid()
+        template.InstanceNumber, template.ImagePositionPatient = k + 1, [-235.2, -226.8, z]
+        template.save_as(folder / f"{k}.dcm")
+    ct = read_volume(folder)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 100:140, 200:260] = 1
+    out = write_dicom_seg(tmp_path / "study" / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    back = read_labels(out)
+    assert (back.shape, back.spacing, back.origin, back.direction) == (ct.shape, ct.spacing, ct.origin,
+                                                                        ct.direction)
+    np.testing.assert_array_equal(back.array, mask)
+
+
 def test_written_seg_codes_references_and_algorithm(tmp_path, ct, liver):
     root = study(tmp_path)
     out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT", model_version=VERSION, edits=3)

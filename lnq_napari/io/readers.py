@@ -532,14 +532,39 @@ def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | 
     it references, found beside it (see :func:`lnq_napari.io.dicom_seg.find_ct_series`)."""
     seg = dicom_seg.read_seg(path)
     if reference is None:
-        folder, series = dicom_seg.find_ct_series(seg)
-        ct = _read_dicom(folder, series)
-        check_grid(ct.spacing, ct.origin, ct.direction, folder.name)
-        reference = ct.volume(np.zeros(ct.array.shape, np.uint8))
+        reference = _dicom_grid(*dicom_seg.find_ct_series(seg))
     dicom_seg.check_reference(seg, reference)
     mask, chosen = dicom_seg.seg_mask(seg, reference, segment)
     return Volume(mask, reference.spacing, reference.origin, reference.direction,
                   dicom_seg.seg_meta(seg, chosen))
+
+
+def _dicom_grid(folder: Path, series_uid: str) -> Volume:
+    """The grid :func:`_read_dicom` gives a series (as an all-zero read-only Volume, with the series and
+    frame of reference UIDs in ``meta``) from its first and last slices only: ITK takes the origin and
+    direction from the first and the slice spacing as (last - first) / (slices - 1)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1][:160]
+        raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
+                       "complete images of one series") from exc
+    spacing = list(image.GetSpacing())
+    if len(files) > 2:
+        spacing[2] /= len(files) - 1
+    check_grid(spacing, image.GetOrigin(), image.GetDirection(), folder.name)
+    meta = {"dicom_series_uid": series_uid}
+    if reader.HasMetaDataKey(0, "0020|0052"):
+        meta["dicom_frame_of_reference"] = reader.GetMetaData(0, "0020|0052").strip()
+    columns, rows, depth = image.GetSize()
+    zeros = np.broadcast_to(np.uint8(0), (len(files) if len(files) > 2 else depth, rows, columns))
+    return Volume(zeros, spacing, image.GetOrigin(), image.GetDirection(), meta)
 
 
 WRITE_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii", ".mha")
