@@ -195,14 +195,16 @@ def segment_description(number: int, label: str, code=codes.SCT.LymphNode) -> hd
         segmented_property_type=code, algorithm_type="MANUAL")
 
 
-def write_segments(path: Path, ct: Volume, labels: list[tuple[str, object]], masks: np.ndarray) -> Path:
-    """A multi-segment SEG written by highdicom directly (segment k+1 = ``masks == k+1``)."""
+def write_segments(path: Path, ct: Volume, labels: list[tuple[str, object]], masks: np.ndarray,
+                   kind: str = "BINARY") -> Path:
+    """A SEG written by highdicom directly: segment k+1 = ``masks == k+1`` (BINARY, LABELMAP), or the
+    probabilities ``masks`` of one segment (FRACTIONAL)."""
     sources = ct_files_in_z_order(ct)
     for d in sources:
         if not d.get("SpecificCharacterSet"):
             del d.SpecificCharacterSet
     seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=masks, segmentation_type="BINARY",
+        source_images=sources, pixel_array=masks, segmentation_type=kind,
         segment_descriptions=[segment_description(k + 1, *named) for k, named in enumerate(labels)],
         series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="test", manufacturer_model_name="test", software_versions="1", device_serial_number="1")
@@ -228,6 +230,23 @@ def test_segments_are_chosen_by_code_label_or_number(tmp_path, ct):
     with pytest.warns(UserWarning, match="no segment is coded or named as a lymph node; using all 2"):
         both = read_labels(no_node, reference=ct)
     np.testing.assert_array_equal(both.array, (masks == 1) | (masks == 3))
+
+
+def test_fractional_and_labelmap_segs(tmp_path, ct):
+    probability = np.zeros(ct.shape, np.float32)
+    probability[1, 100:150, 100:150] = 0.8
+    probability[1, 120:130, 300:330] = 0.3  # below one half: not a node
+    path = write_segments(tmp_path / "fractional.dcm", ct, [("lymph node", codes.SCT.LymphNode)], probability,
+                          kind="FRACTIONAL")
+    np.testing.assert_array_equal(read_labels(path, reference=ct).array, probability >= 0.5)
+    masks = np.zeros(ct.shape, np.uint8)
+    masks[0, 10:50, 10:50] = 1
+    masks[2, 200:220, 200:230] = 2
+    path = write_segments(tmp_path / "labelmap.dcm", ct, [("Heart", codes.SCT.Heart),
+                                                          ("lymph nodes", codes.SCT.LymphNode)], masks,
+                          kind="LABELMAP")
+    np.testing.assert_array_equal(read_labels(path, reference=ct).array, masks == 2)
+    np.testing.assert_array_equal(read_labels(path, reference=ct, segment=1).array, masks == 1)
 
 
 def other_series(tmp_path: Path) -> Path:

@@ -22,7 +22,8 @@ from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.volume import Volume
 
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
+SEG_SOP_CLASSES = (SEG_SOP_CLASS, "1.2.840.10008.5.1.4.1.1.66.7")  # and Label Map Segmentation Storage
 LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure"
 NODE_WORDS = ("lymph", "node")  # as the 3D Slicer reader (io.segfile) chooses segments by name
 MAX_PIXELS = 2**31  # frames x rows x columns: as readers.MAX_VOXELS, anything above is not one CT's SEG
@@ -85,7 +86,7 @@ def seg_file(path: str | Path) -> Path | None:
     LNQError for a folder holding several SEG files."""
     path = Path(path)
     if path.is_file():
-        return path if _sop_class(path) == SEG_SOP_CLASS else None
+        return path if _sop_class(path) in SEG_SOP_CLASSES else None
     if not path.is_dir():
         return None
     files = []
@@ -95,8 +96,8 @@ def seg_file(path: str | Path) -> Path | None:
             if len(files) > MAX_FOLDER_FILES:
                 return None  # a CT series folder
     classes = {f: _sop_class(f) for f in sorted(files)}
-    segs = [f for f, c in classes.items() if c == SEG_SOP_CLASS]
-    if not segs or any(c not in (None, SEG_SOP_CLASS) for c in classes.values()):
+    segs = [f for f, c in classes.items() if c in SEG_SOP_CLASSES]
+    if not segs or any(c not in (None, *SEG_SOP_CLASSES) for c in classes.values()):
         return None
     if len(segs) > 1:
         raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
@@ -202,7 +203,7 @@ def read_seg(path: str | Path) -> SegFile:
     name = path.name
     try:
         ds = pydicom.dcmread(path)
-        if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+        if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
             raise LNQError(f"{name} is not a DICOM SEG (SOP class {ds.get('SOPClassUID', 'missing')})")
         return _parse(path, ds)
     except LNQError:
@@ -458,7 +459,7 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
             ds = pydicom.dcmread(child, stop_before_pixels=True)
         except Exception:
             continue  # not DICOM (a DICOMDIR's neighbours, notes ...)
-        if "ImagePositionPatient" in ds and str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
+        if "ImagePositionPatient" in ds and str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
             by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
     if not by_series:
         raise LNQError(f"{ct} holds no DICOM CT slices; a DICOM SEG is written for the DICOM CT series it "
