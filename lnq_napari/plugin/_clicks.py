@@ -74,9 +74,12 @@ class ClickTool:
         point = np.asarray(session.nodes.world_to_data(world_position), dtype=float)
         inside = np.all((point > -0.5) & (point < np.asarray(session.nodes.data.shape) - 0.5))
         if len(dims_displayed) == 3:
+            session.stats.clicks += action != "off"
             return self._click_3d(session, world_position, action, dims_displayed, view_direction)
         hit = session.suggestion_near(point) if inside and session.suggestions is not None else None
-        if hit is not None and action in ("add", "off") and session.suggestions.visible:
+        on_ring = hit is not None and action in ("add", "off") and session.suggestions.visible
+        session.stats.clicks += action != "off" or on_ring
+        if on_ring:
             node = session.accept_suggestion(hit)
             return self._say(
                 f"accepted suggestion as node {node}" if node else "suggestion had no node; dropped"

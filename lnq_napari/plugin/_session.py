@@ -19,6 +19,7 @@ from lnq_napari.io.layout import case_name
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._autosave import Autosaver
 from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, layer_kwargs, layer_volume
+from lnq_napari.plugin._stats import CaseStats
 
 SESSION_KEY = "lnq_session"
 PROB_KEY = "lnq_probabilities"
@@ -39,8 +40,11 @@ class NodeSession:
         self.edits = 0
         self.saved_edits = 0  # ``edits`` at the last Save
         self.listeners: list[Callable[[], None]] = []
+        self.focus_listeners: list[Callable[[], None]] = []  # told when the current suggestion moves
+        self.current_suggestion = -1  # the suggestion the review keys act on (-1: none yet)
         self._ct_cache: tuple[int, Volume] | None = None
         nodes.metadata[SESSION_KEY] = self
+        self.stats = CaseStats()  # time, accepted / rejected, clicks and keys since the case opened
         nodes.events.paint.connect(self._on_paint)
         nodes.bind_key("Control-Z", lambda layer: self.undo(), overwrite=True)
         nodes.bind_key("Control-Shift-Z", lambda layer: self.redo(), overwrite=True)
@@ -188,6 +192,7 @@ class NodeSession:
             if local.any():
                 node_id = int(np.max(self.nodes.data)) + 1
                 self._paint(box, local, node_id)
+        self.stats.accepted += 1
         self._drop_suggestion(index)
         return node_id
 
@@ -195,12 +200,25 @@ class NodeSession:
         """Drop suggestion ``index`` and remember it as rejected (``nodes.metadata['lnq_rejected']``)."""
         point = self.suggestion_points()[index]
         self.nodes.metadata.setdefault("lnq_rejected", []).append([float(v) for v in point])
+        self.stats.rejected += 1
         self._drop_suggestion(index)
 
     def _drop_suggestion(self, index: int) -> None:
         self.suggestions.selected_data = {int(index)}
         self.suggestions.remove_selected()
+        if self.current_suggestion > index:  # the current one stays current; at ``index`` comes the next
+            self.current_suggestion -= 1
+        self.current_suggestion = min(self.current_suggestion, len(self.suggestion_points()) - 1)
         self.notify()
+
+    def focus_suggestion(self, index: int) -> int:
+        """Make suggestion ``index`` the current one (clamped; -1 when there is none) and tell the
+        focus listeners; returns the index."""
+        n = len(self.suggestion_points())
+        self.current_suggestion = min(max(int(index), 0), n - 1) if n else -1
+        for listener in list(self.focus_listeners):
+            listener()
+        return self.current_suggestion
 
 
 def find_ct_layer(viewer, shape: tuple[int, ...]):
@@ -242,13 +260,16 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     prob = np.asarray(result.probabilities.array, dtype=np.float32)
     meta = {PROB_KEY: prob, MODEL_KEY: result.model_version}
     kwargs = layer_kwargs(ct, NODES_NAME, role="labels", **meta)
+    stats = None
     if NODES_NAME in viewer.layers:  # keep the earlier node layer (and its edits), hidden and renamed
         previous = viewer.layers[NODES_NAME]
         previous.name, previous.visible = f"{NODES_NAME} (previous)", False
+        stats = getattr(previous.metadata.get(SESSION_KEY), "stats", None)  # the case's clock runs on
     nodes = viewer.add_labels(np.asarray(result.mask.array), opacity=0.5, **kwargs)
     nodes.metadata[SOURCE_KEY] = ct_layer.metadata.get(SOURCE_KEY)
     session = session_for(viewer, nodes)  # widgets may have made it when the layer appeared
     session.ct_layer = ct_layer
+    session.stats = stats or session.stats
     session.suggestions = show_suggestions(viewer, ct, result.suggestions)
     viewer.layers.selection.active = nodes
     session.notify()

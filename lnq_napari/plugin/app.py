@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 from lnq_napari.plugin._case import add_case, read_case
-from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, ReviewWidget, SaveWidget, SegmentWidget
+from lnq_napari.plugin.panel import dock_panel
 from lnq_napari.workspace import Workspace
 
 
 def view(ct=None, seg=None, model=None, workspace=None, block: bool = False):
-    """Open a napari viewer with the lnq-napari widgets docked; returns the viewer.
+    """Open a napari viewer with the lnq-napari panel docked; returns the viewer.
 
     ``ct`` opens as a windowed CT layer, ``seg`` as the editable "nodes" layer (put on the CT grid),
     ``model`` pre-fills the Segment widget, ``workspace`` makes Save and autosave write there.
@@ -26,19 +26,9 @@ def view(ct=None, seg=None, model=None, workspace=None, block: bool = False):
 
 
 def dock_widgets(viewer, model: str | None = None, workspace: Workspace | None = None) -> dict:
-    """Dock Segment, Correct, Nodes and Save on the right (and Review with a workspace); returns them
-    by name."""
-    widgets = {
-        "Segment": SegmentWidget(viewer, model=model),
-        "Correct": CorrectWidget(viewer),
-        "Nodes": NodesWidget(viewer),
-        "Save": SaveWidget(viewer, workspace=workspace),
-    }
-    if workspace is not None:
-        widgets["Review"] = ReviewWidget(viewer, workspace=workspace)
-    for name, widget in widgets.items():
-        viewer.window.add_dock_widget(widget, name=name, area="right")
-    return widgets
+    """Dock the lnq-napari panel (Segment, Correct, Nodes, Review, Save as tabs, the review keys) on the
+    right; returns its widgets by name."""
+    return dock_panel(viewer, model=model, workspace=workspace).widgets
 
 
 def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show: bool = True):
@@ -52,5 +42,5 @@ def open_viewer(ct=None, seg=None, model=None, workspace=None, viewer=None, show
     ct_data, seg_data = read_case(ct, seg)
     viewer = viewer or napari.Viewer(title="lnq-napari", show=show)
     add_case(viewer, ct_data, seg_data, workspace=ws)
-    dock_widgets(viewer, model=model, workspace=ws)  # then reachable as viewer.window.dock_widgets[name]
+    dock_widgets(viewer, model=model, workspace=ws)  # the panel: viewer.window.dock_widgets["lnq-napari"]
     return viewer

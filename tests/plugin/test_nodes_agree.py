@@ -10,6 +10,7 @@ import pytest
 from lnq_napari.cli import main
 from lnq_napari.io.readers import write_volume
 from lnq_napari.io.volume import Volume
+from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin.app import dock_widgets
 from lnq_napari.plugin.widgets import NodesWidget
 from lnq_napari.quantify import NodeRow
@@ -80,7 +81,8 @@ def test_segment_widget_and_predict_then_measure_give_the_same_table(
     segment.form.device.value = "cpu"  # the bundled model, as `lnq-napari predict` uses by default
     assert segment.run() is not None
     qtbot.waitUntil(lambda: segment.worker is None, timeout=600000)
-    assert segment.status.text().endswith(viewer.layers["nodes"].metadata["lnq_model_version"])
+    version = viewer.layers["nodes"].metadata["lnq_model_version"]  # in full; the status shows its alias
+    assert segment.status.text().endswith(short_model_name(version)) and version in segment.status.toolTip()
     n_nodes = int(viewer.layers["nodes"].data.max())
     assert n_nodes >= 1 and segment.status.text().startswith(f"{n_nodes} nodes")
     _wait_for_rows(qtbot, widgets["Nodes"], n_nodes)

@@ -33,8 +33,8 @@ def test_view_loads_case_docks_widgets_and_reviews(qtbot, phantom_files, stand_i
     viewer = view(ct=phantom_files.ct, seg=phantom_files.seg)
     try:
         viewer.window._qt_window.resize(1500, 950)
-        widgets = viewer.window.dock_widgets
-        assert set(widgets) >= {"Segment", "Correct", "Nodes", "Save"}
+        widgets = viewer.window.dock_widgets["lnq-napari"].widgets
+        assert set(widgets) == {"Segment", "Correct", "Nodes", "Review", "Save"}
         assert [ly._type_string for ly in viewer.layers] == ["image", "labels"]
         assert viewer.layers["nodes"].metadata["lnq_session"].ct_layer is viewer.layers[0]
 
@@ -79,7 +79,7 @@ def test_view_with_workspace_saves_versions_and_autosaves_there(qtbot, phantom_f
     before = [v["version"] for v in ws.versions(case)]
     viewer = view(ct=ws.ct_path(case), seg=data / phantom_files.seg.name, workspace=ws.root)
     try:
-        widgets = viewer.window.dock_widgets
+        widgets = viewer.window.dock_widgets["lnq-napari"].widgets
         nodes = viewer.layers["nodes"]
         session = nodes.metadata["lnq_session"]
         victim = np.argwhere(nodes.data > 0)[0]

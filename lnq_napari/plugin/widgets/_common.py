@@ -94,10 +94,13 @@ def layer_choice(viewer, layer_type, prefer_role: str | None = None, **kwargs) -
 
 
 class SessionTracker:
-    """Follows the viewer's current node session and calls ``on_change`` after each of its edits."""
+    """Follows the viewer's current node session and calls ``on_change`` after each of its edits
+    (and ``on_focus``, when given, when its current suggestion moves)."""
 
-    def __init__(self, viewer, on_change: Callable[[], None]) -> None:
-        self.viewer, self.on_change, self.session = viewer, on_change, None
+    def __init__(
+        self, viewer, on_change: Callable[[], None], on_focus: Callable[[], None] | None = None
+    ) -> None:
+        self.viewer, self.on_change, self.on_focus, self.session = viewer, on_change, on_focus, None
         viewer.layers.events.inserted.connect(self.update)
         viewer.layers.events.removed.connect(self.update)
         viewer.layers.selection.events.active.connect(self.update)
@@ -109,8 +112,12 @@ class SessionTracker:
             return
         if self.session is not None and self.on_change in self.session.listeners:
             self.session.listeners.remove(self.on_change)
+        if self.session is not None and self.on_focus in self.session.focus_listeners:
+            self.session.focus_listeners.remove(self.on_focus)
         self.session = session
         if session is not None:
             session.listeners.append(self.on_change)
+            if self.on_focus is not None:
+                session.focus_listeners.append(self.on_focus)
         if notify:
             self.on_change()

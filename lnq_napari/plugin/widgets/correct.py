@@ -23,6 +23,7 @@ HELP = "\n".join(
         "Shift+click: add the node under the mouse",
         "Ctrl+click: remove it; click a yellow ring: accept it",
         "Ctrl+Z / Ctrl+Shift+Z: undo / redo",
+        "N / Shift+N: next / previous suggestion, A: accept, R: reject (the panel lists all keys)",
     )
 )
 
@@ -40,10 +41,11 @@ class CorrectWidget(QWidget):
         self.destroyed.connect(lambda *_: tool.detach())  # a closed widget stops handling clicks
 
         modes = QGroupBox("plain click")
+        modes.setToolTip("what a click without Shift or Ctrl does: pan, add a node or remove one")
         self.mode_buttons = QButtonGroup(self)
         row = QHBoxLayout(modes)
         for i, (mode, text) in enumerate(
-            (("off", "pan / pick"), ("add", "add node"), ("remove", "remove node"))
+            (("off", "pan"), ("add", "add"), ("remove", "remove"))
         ):
             button = QRadioButton(text)
             button.setChecked(mode == "off")
@@ -55,16 +57,19 @@ class CorrectWidget(QWidget):
         self.suggestion_list.setMaximumHeight(120)
         self.suggestion_list.currentRowChanged.connect(self.go_to_suggestion)
         accept, reject = QPushButton("Accept"), QPushButton("Reject")
-        accept.clicked.connect(lambda: self.accept(self.suggestion_list.currentRow()))
-        reject.clicked.connect(lambda: self.reject(self.suggestion_list.currentRow()))
+        accept.clicked.connect(lambda: self._clicked(self.accept))
+        reject.clicked.connect(lambda: self._clicked(self.reject))
         undo, redo = QPushButton("Undo"), QPushButton("Redo")
         undo.clicked.connect(lambda: self._with_session(lambda s: s.undo()))
         redo.clicked.connect(lambda: self._with_session(lambda s: s.redo()))
 
         help_label = QLabel(HELP)
+        help_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(modes)
-        layout.addWidget(QLabel("suggestions (model unsure, outline incomplete), best first"))
+        hint = QLabel("suggestions (model unsure, outline incomplete), best first")
+        hint.setWordWrap(True)
+        layout.addWidget(hint)
         layout.addWidget(self.suggestion_list)
         for pair in ((accept, reject), (undo, redo)):
             row = QHBoxLayout()
@@ -74,7 +79,7 @@ class CorrectWidget(QWidget):
         layout.addWidget(help_label)
         layout.addWidget(self.status)
         compact(self)
-        self.tracker = SessionTracker(napari_viewer, self.refresh_suggestions)
+        self.tracker = SessionTracker(napari_viewer, self.refresh_suggestions, on_focus=self._follow_focus)
         self.refresh_suggestions()
 
     def _mode_toggled(self, button_id: int, checked: bool) -> None:
@@ -105,12 +110,28 @@ class CorrectWidget(QWidget):
                 row = feats.iloc[i] if len(feats) > i and "text" in feats else None
                 self.suggestion_list.addItem(
                     f"suggestion {i + 1}" if row is None else f"#{int(row['rank'])}  {row['text']}")
+            self.suggestion_list.setCurrentRow(session.current_suggestion)
         self.suggestion_list.blockSignals(False)
+
+    def _follow_focus(self) -> None:
+        """The review keys moved the current suggestion: select it in the list (no second centring)."""
+        session = self.tracker.session
+        self.suggestion_list.blockSignals(True)
+        self.suggestion_list.setCurrentRow(session.current_suggestion if session is not None else -1)
+        self.suggestion_list.blockSignals(False)
+
+    def _clicked(self, action) -> None:
+        """An Accept / Reject button click on the selected suggestion (counted as a click)."""
+        session = self.tracker.session
+        if session is not None:
+            session.stats.clicks += 1
+        action(self.suggestion_list.currentRow())
 
     def go_to_suggestion(self, index: int) -> None:
         session = self.tracker.session
         if session is None or index < 0 or index >= len(session.suggestion_points()):
             return
+        session.current_suggestion = index
         centre_on(self.viewer, session.suggestions.data_to_world(session.suggestion_points()[index]))
 
     def accept(self, index: int) -> int:

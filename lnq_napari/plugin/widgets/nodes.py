@@ -1,13 +1,19 @@
-"""Nodes: the node table (volume, axes, >= 10 mm flag) that follows every edit; row -> centre; CSV export."""
+"""Nodes: the node table (volume, axes, >= 10 mm flag) that follows every edit; row -> centre; CSV export.
+
+Each id cell has the node's colour on the canvas; a header click sorts by that column (numbers as
+numbers); ">= 10 mm only" hides the smaller nodes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -33,6 +39,23 @@ COLUMNS = [
 ]
 
 
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the value a column sorts by
+ID_ROLE = Qt.ItemDataRole.UserRole + 2  # the node id of a row (rows move when sorted)
+
+
+class SortItem(QTableWidgetItem):
+    """A table cell that sorts by its raw value (numbers as numbers; None first)."""
+
+    def __lt__(self, other) -> bool:
+        a, b = self.data(SORT_ROLE), other.data(SORT_ROLE)
+        if a is None or b is None:
+            return a is None and b is not None
+        try:
+            return float(a) < float(b)
+        except (TypeError, ValueError):
+            return str(a) < str(b)
+
+
 def centre_on(viewer, world_zyx) -> None:
     """Move the slider to and centre the camera on a world point (z, y, x)."""
     world = [float(v) for v in world_zyx]
@@ -55,11 +78,18 @@ class NodesWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setMinimumHeight(220)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.itemSelectionChanged.connect(self._row_selected)
+        self.large_only = QCheckBox(">= 10 mm only")
+        self.large_only.setToolTip("show only nodes with a short axis of 10 mm or more")
+        self.large_only.toggled.connect(lambda checked: self._apply_filter())
         self.summary = QLabel("")
+        self.summary.setWordWrap(True)
         export = QPushButton("Export CSV")
         export.clicked.connect(self._export_dialog)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.large_only)
         layout.addWidget(self.table, 1)
         row = QHBoxLayout()
         row.addWidget(self.summary, 1)
@@ -101,12 +131,21 @@ class NodesWidget(QWidget):
 
     def _fill(self, rows: list[NodeRow]) -> None:
         self.rows = rows
+        session = self.tracker.session
         self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)  # rows go in as measured, then the chosen sort applies
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, (key, _, fmt) in enumerate(COLUMNS):
                 value = getattr(row, key)
-                self.table.setItem(r, c, QTableWidgetItem("" if value is None else fmt.format(value)))
+                item = SortItem("" if value is None else fmt.format(value))
+                item.setData(SORT_ROLE, value)
+                item.setData(ID_ROLE, row.id)
+                self.table.setItem(r, c, item)
+            if session is not None:
+                self._colour(self.table.item(r, 0), node_colour(session.nodes, row.id))
+        self.table.setSortingEnabled(True)
+        self._apply_filter()
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
         s = summarize_nodes(rows)
@@ -114,13 +153,36 @@ class NodesWidget(QWidget):
             f"{s['n_nodes']} nodes, {s['n_ge_10mm']} >= 10 mm, {s['total_volume_cm3']:.1f} cm3"
         )
 
+    @staticmethod
+    def _colour(item: QTableWidgetItem, rgba) -> None:
+        r, g, b = (int(round(255 * float(v))) for v in rgba[:3])
+        item.setBackground(QColor(r, g, b))
+        item.setForeground(QColor("black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"))
+
+    def _apply_filter(self) -> None:
+        """Hide the rows of nodes under 10 mm when ">= 10 mm only" is on."""
+        large = {row.id for row in self.rows if row.ge_10mm}
+        for r in range(self.table.rowCount()):
+            hide = self.large_only.isChecked() and self.node_id(r) not in large
+            self.table.setRowHidden(r, hide)
+
+    def node_id(self, table_row: int) -> int | None:
+        """The node id shown in ``table_row`` (rows follow the sort, not the measurement order)."""
+        item = self.table.item(table_row, 0)
+        return None if item is None else item.data(ID_ROLE)
+
+    def visible_ids(self) -> list[int]:
+        """Node ids of the shown rows, top to bottom."""
+        return [self.node_id(r) for r in range(self.table.rowCount()) if not self.table.isRowHidden(r)]
+
     def _row_selected(self) -> None:
         rows = {i.row() for i in self.table.selectedIndexes()}
         if rows:
-            self.go_to(min(rows))
+            ids = [row.id for row in self.rows]
+            self.go_to(ids.index(self.node_id(min(rows))))
 
     def go_to(self, row: int) -> None:
-        """Centre the viewer on the node of table row ``row``."""
+        """Centre the viewer on the node of ``self.rows[row]``."""
         session = self.tracker.session
         node = self.rows[row]
         index = session.labels_volume().physical_to_index(np.array([node.centroid_mm]))[0]
@@ -136,3 +198,8 @@ class NodesWidget(QWidget):
         if path:
             self.export_csv(path)
             self.summary.setText(f"saved {Path(path).name}")
+
+
+def node_colour(layer, node_id: int) -> np.ndarray:
+    """The RGBA (0-1) the Labels ``layer`` draws ``node_id`` with on the canvas."""
+    return np.asarray(layer.get_color(int(node_id)), dtype=float)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
-from qtpy.QtWidgets import QHBoxLayout, QListWidget, QPushButton, QVBoxLayout
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout
 
 from lnq_napari import api
 from lnq_napari.active import STRATEGIES
@@ -20,7 +21,8 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneResult
 from lnq_napari.plugin._case import add_case, read_case
 from lnq_napari.plugin._layers import ROLE_KEY
-from lnq_napari.plugin._session import SESSION_KEY
+from lnq_napari.plugin._session import SESSION_KEY, session_for
+from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
@@ -42,6 +44,8 @@ class ReviewWidget(WorkerWidget):
         ])
         self.form.margins = (0, 0, 0, 0)
         self.form.workspace.line_edit.native.setPlaceholderText("lnq-napari workspace init makes one")
+        self.form.workspace.choose_btn.text = "..."  # narrow, for the panel
+        self.form.workspace.choose_btn.tooltip = "choose a workspace folder"
         self.rank_button = QPushButton("Rank cases")
         self.rank_button.clicked.connect(self.rank)
         self.queue = QListWidget()
@@ -53,6 +57,16 @@ class ReviewWidget(WorkerWidget):
                                   tooltip="fine-tuning iterations")
         self.finetune_button = QPushButton("Fine-tune")
         self.finetune_button.clicked.connect(self.finetune)
+        self.stats = QLabel("")
+        self.stats.setWordWrap(True)
+        self.stats.setToolTip("time since the case was opened, suggestions accepted / rejected, mouse "
+                              "clicks and review keys; each Save writes them to the workspace journal")
+        self._journal_stamp: tuple | None = None
+        self._summary = ""
+        self._stats_timer = QTimer(self)
+        self._stats_timer.setInterval(1000)
+        self._stats_timer.timeout.connect(self.refresh_stats)
+        self._stats_timer.start()
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
@@ -66,10 +80,12 @@ class ReviewWidget(WorkerWidget):
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.stats)
         self.models = ModelsPanel(self._folder)
         layout.addWidget(self.models)
         self.form.workspace.changed.connect(lambda value=None: self.models.refresh())
         self.models.refresh()
+        self.refresh_stats()
         compact(self)
 
     def workspace(self) -> Workspace:
@@ -198,5 +214,41 @@ class ReviewWidget(WorkerWidget):
         for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
             self.viewer.layers.remove(layer)
         add_case(self.viewer, ct_data, seg_data, workspace=ws)
+        cases = [r["case"] for r in self.rows]
+        if case in cases:
+            self.queue.setCurrentRow(cases.index(case))
         self.status.setText(f"opened {case}" + (f" ({prov['source']} {prov['version']})" if prov else ""))
         return ws.ct_path(case)
+
+    def open_next(self) -> Path | None:
+        """Open the queue case after the one on screen (the selected one when the case on screen is not
+        in the queue); refused while the open case has unsaved edits."""
+        if not self.rows:
+            self.status.setText("rank the cases first (Rank cases)")
+            return None
+        session = session_for(self.viewer, create=False)
+        cases = [r["case"] for r in self.rows]
+        current = session.case if session is not None else None
+        index = cases.index(current) + 1 if current in cases else max(self.queue.currentRow(), 0)
+        if index >= len(cases):
+            self.status.setText("end of the review queue: Rank cases again for more")
+            return None
+        return self.open_case(cases[index])
+
+    # --- statistics -------------------------------------------------------------------------------
+    def refresh_stats(self) -> str:
+        """Show the open case's review figures and the workspace's saved reviews (from the journal)."""
+        session = session_for(self.viewer, create=False)
+        case = f"this case: {session.stats.text()}" if session is not None else "no case open"
+        try:
+            ws = self.workspace()
+        except LNQError:
+            ws = None
+        journal = ws.journal_path if ws is not None else None
+        stamp = (str(journal), journal.stat().st_mtime_ns) if journal and journal.exists() else None
+        if stamp != self._journal_stamp:  # read the journal again only when it changed
+            self._journal_stamp = stamp
+            self._summary = summarize(ws.journal(REVIEW_ACTION)).text() if stamp else ""
+        text = case + (f"\nworkspace: {self._summary}" if self._summary else "")
+        self.stats.setText(text)
+        return text

@@ -9,8 +9,9 @@ from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.plugin._stats import log_review
 from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
-from lnq_napari.workspace import LABELS_FOLDER
+from lnq_napari.workspace import LABELS_FOLDER, Workspace
 
 
 class SaveWidget(QWidget):
@@ -76,5 +77,8 @@ class SaveWidget(QWidget):
             self.status.setText(f"not saved: {exc}")
             return None
         session.saved_edits = session.edits
+        root = self._workspace_root(session)
+        if root is not None:  # the time and the decisions this case took, for the Review panel
+            log_review(Workspace.open(root), session.case, session.stats, saved.version, session.edits)
         self.status.setText(f"saved {saved.version} to {saved.path}")
         return saved.path

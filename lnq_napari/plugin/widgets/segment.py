@@ -20,6 +20,7 @@ from lnq_napari.inference import Predictor
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.plugin._layers import layer_kwargs, layer_volume
+from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._session import show_prediction
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choice
 
@@ -74,6 +75,8 @@ class SegmentWidget(WorkerWidget):
         ])
         self.form.margins = (0, 0, 0, 0)
         self.form.model.line_edit.native.setPlaceholderText("bundled model")
+        self.form.model.choose_btn.text = "..."  # narrow: the panel leaves the canvas most of the window
+        self.form.model.choose_btn.tooltip = "choose a model folder"
         self.run_button = QPushButton("Find nodes")
         self.run_button.clicked.connect(self.run)
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
@@ -138,7 +141,8 @@ class SegmentWidget(WorkerWidget):
         show_prediction(self.viewer, ct_layer, result)
         self.progress.setValue(100)
         self.status.setText(f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions\n"
-                            f"{self._region_text(result)}\nmodel {result.model_version}")
+                            f"{self._region_text(result)}\nmodel {short_model_name(result.model_version)}")
+        self.status.setToolTip(f"model version {result.model_version}")  # in full, as in the provenance
 
     def _region_text(self, result: api.NodeResult) -> str:
         if result.region is not None:

@@ -1,0 +1,137 @@
+"""The lnq-napari panel: Segment, Correct, Nodes, Review and Save as tabs of one narrow dock; the Correct
+tab also lists the review keys as bound now. The canvas keeps most of the window.
+
+Each tab holds the same widget that can be docked alone (Plugins > lnq-napari > Segment, ...);
+``panel.widgets`` gives them by name.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lnq_napari.plugin.keys import key_rows, register_review_keys
+from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, ReviewWidget, SaveWidget, SegmentWidget
+
+#: The panel's width (px): a 1600 px window leaves the canvas >= 60 % beside napari's layer list.
+PANEL_WIDTH = 270
+NAME = "lnq-napari"
+
+
+class LNQPanel(QWidget):
+    """One dock with a tab per job; ``widgets`` maps "Segment", "Correct", "Nodes", "Review", "Save"
+    to the widgets inside."""
+
+    def __init__(self, napari_viewer, model: str | None = None, workspace=None) -> None:
+        super().__init__()
+        register_review_keys()
+        self.viewer = napari_viewer
+        self.widgets: dict[str, QWidget] = {
+            "Segment": SegmentWidget(napari_viewer, model=model),
+            "Correct": CorrectWidget(napari_viewer),
+            "Nodes": NodesWidget(napari_viewer),
+            "Review": ReviewWidget(napari_viewer, workspace=workspace),
+            "Save": SaveWidget(napari_viewer, workspace=workspace),
+        }
+        self.tabs = QTabWidget()
+        self.tabs.setUsesScrollButtons(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.tabBar().setStyleSheet("QTabBar::tab { padding: 3px 4px; margin: 0px; min-width: 0px; }")
+        self.keys = KeysTable()
+        for name, widget in self.widgets.items():
+            # a tab may grow in height: wrapped lines need more of it in a narrow panel
+            widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+            page = _stacked(widget, self.keys) if name == "Correct" else widget  # the keys where one reviews
+            self.tabs.addTab(_scrolled(page), name)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tabs)
+        self.setMinimumWidth(200)
+
+    def sizeHint(self) -> QSize:
+        return QSize(PANEL_WIDTH, super().sizeHint().height())
+
+    def show_tab(self, name: str) -> QWidget:
+        """Bring tab ``name`` to the front; returns its widget."""
+        self.tabs.setCurrentIndex(list(self.widgets).index(name))
+        return self.widgets[name]
+
+
+class KeysTable(QWidget):
+    """The review keys as napari has them bound now (it follows remapping in the preferences)."""
+
+    def __init__(self) -> None:
+        from napari.utils.action_manager import action_manager
+
+        super().__init__()
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["key", "action"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(True)
+        note = QLabel("Keys act when the canvas has the focus (click the image once). Remap them in "
+                      "File > Preferences > Shortcuts, group \"Viewer key bindings\".")
+        note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Review keys"))
+        layout.addWidget(self.table, 1)
+        layout.addWidget(note)
+        self.table.setMinimumHeight(200)
+        self.refresh()
+        action_manager.events.shortcut_changed.connect(self._changed, until=self.destroyed)
+
+    def _changed(self, event=None) -> None:
+        self.refresh()
+
+    def refresh(self) -> list[tuple[str, str]]:
+        rows = key_rows()
+        self.table.setRowCount(len(rows))
+        for r, (keys, description) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(keys))
+            item = QTableWidgetItem(description)
+            item.setToolTip(description)
+            self.table.setItem(r, 1, item)
+        self.table.resizeRowsToContents()
+        return rows
+
+
+def _stacked(*widgets: QWidget) -> QWidget:
+    """The widgets one above the other in a plain page."""
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget)
+    return page
+
+
+def _scrolled(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless scroll area, so a tall or wide tab never widens the panel."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+    return area
+
+
+def dock_panel(viewer, model: str | None = None, workspace=None) -> LNQPanel:
+    """Dock the panel on the right at :data:`PANEL_WIDTH`; returns it."""
+    panel = LNQPanel(viewer, model=model, workspace=workspace)
+    dock = viewer.window.add_dock_widget(panel, name=NAME, area="right")
+    viewer.window._qt_window.resizeDocks([dock], [PANEL_WIDTH], Qt.Orientation.Horizontal)
+    return panel

@@ -1,0 +1,62 @@
+"""Review statistics (journal lines and their summary) and short model names: no display needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from lnq_napari.plugin._names import short_model_name
+from lnq_napari.plugin._stats import REVIEW_ACTION, CaseStats, format_seconds, log_review, summarize
+
+
+def test_summary_counts_the_last_line_per_case_and_the_median_time():
+    entries = [
+        {"action": REVIEW_ACTION, "case": "a", "seconds": 100.0, "accepted": 1, "rejected": 0, "clicks": 5,
+         "keys": 0},
+        {"action": "correction", "case": "a", "version": "v002"},  # other actions are not reviews
+        {"action": REVIEW_ACTION, "case": "b", "seconds": 40.0, "accepted": 2, "rejected": 3, "clicks": 0,
+         "keys": 9},
+        {"action": REVIEW_ACTION, "case": "a", "seconds": 130.0, "accepted": 2, "rejected": 1, "clicks": 6,
+         "keys": 1},  # a saved again: this line replaces its first
+        {"action": REVIEW_ACTION, "case": "c", "seconds": 70.0, "accepted": 0, "rejected": 0, "clicks": 1,
+         "keys": 2},
+    ]
+    s = summarize(entries)
+    assert (s.cases, s.median_seconds) == (3, 70.0)
+    assert (s.accepted, s.rejected, s.clicks, s.keys) == (2 + 2 + 0, 1 + 3 + 0, 6 + 0 + 1, 1 + 9 + 2)
+    assert "3 cases reviewed, median 1 min 10 s per case" in s.text()
+    assert summarize([]).text() == "no case reviewed yet" and summarize([]).median_seconds is None
+
+
+def test_log_review_writes_a_journal_line_the_summary_reads(tmp_path, phantom_files):
+    from lnq_napari.workspace import Workspace
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in (phantom_files.ct, phantom_files.seg):
+        (data / src.name).write_bytes(src.read_bytes())
+    ws = Workspace.init(tmp_path / "ws", data)
+    stats = CaseStats(started=0.0)
+    stats.accepted, stats.rejected, stats.clicks, stats.keys = 3, 2, 4, 7
+    entry = log_review(ws, "lnq2023-train-0003", stats, "v002", edits=5)
+    lines = Workspace.open(ws.root).journal(REVIEW_ACTION)
+    assert lines == [entry]
+    assert {k: entry[k] for k in ("case", "accepted", "rejected", "clicks", "keys", "version", "edits")} == {
+        "case": "lnq2023-train-0003", "accepted": 3, "rejected": 2, "clicks": 4, "keys": 7, "version": "v002",
+        "edits": 5}
+    assert entry["seconds"] == pytest.approx(stats.seconds(), abs=5.0) and entry["seconds"] > 0
+    assert summarize(lines).cases == 1
+
+
+def test_format_seconds():
+    shown = [format_seconds(s) for s in (None, 4.4, 59.6, 65, 3600)]
+    assert shown == ["-", "4 s", "1 min 00 s", "1 min 05 s", "60 min 00 s"]
+
+
+def test_short_model_names_keep_short_versions_and_shorten_long_ones():
+    tunes = [f"ft-20261127-15{i}0-356336d7" for i in range(4)]
+    version = "+".join(["lnq-unet-20261127-1053-356336d7", *tunes])
+    alias = short_model_name(version)
+    assert alias == "lnq-unet 2026-11-27 10:53 +4 ft" and len(alias) <= 32
+    assert short_model_name("v003") == "v003" and short_model_name(None) == "no model"
+    odd = "x" * 100
+    assert short_model_name(odd).endswith("...") and len(short_model_name(odd)) == 32
