@@ -1,0 +1,135 @@
+"""A trained nnU-Net v2 model as a predictor: the same :class:`~lnq_napari.inference.Prediction` as ours.
+
+nnU-Net's own ``nnUNetPredictor`` does the preprocessing (its plans' spacing and CT normalisation),
+the sliding window (tile step, Gaussian blending, mirroring, fold ensemble) and the way back to the CT
+grid; the lymph-node probability (softmax of label 1) then goes through our post-processing, so
+suggestions, the node table and workspace ranking work unchanged. The CT array is given in the order
+the reader returns it, which is the order nnU-Net's SimpleITKIO reads from an exported dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.device import resolve_device
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.inference import Prediction, postprocess
+from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import InferenceConfig, ModelConfig
+from lnq_napari.nnunet.deps import require_nnunet
+from lnq_napari.nnunet.folder import CHECKPOINT, open_model
+from lnq_napari.preprocess import mediastinum_region
+
+# nnU-Net's argmax, without our bundled model's size and HU filters (nnU-Net learned what a node is)
+NNUNET_INFERENCE = InferenceConfig(threshold=0.5, min_component_mm3=0.0, max_mean_hu=None,
+                                   mediastinum_margin_mm=None)
+
+
+def _tracked_predictor_class():
+    """nnUNetPredictor that calls ``self.tick()`` before each tile (progress and Cancel)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    class TrackedPredictor(nnUNetPredictor):
+        tick: Callable[[], None] | None = None
+        tiles: int = 0
+
+        def _internal_get_sliding_window_slicers(self, image_size):
+            slicers = super()._internal_get_sliding_window_slicers(image_size)
+            self.tiles = len(slicers)
+            return slicers
+
+        def _internal_maybe_mirror_and_predict(self, x):
+            if self.tick is not None:
+                self.tick()
+            return super()._internal_maybe_mirror_and_predict(x)
+
+    return TrackedPredictor
+
+
+class NnUNetPredictor:
+    """A loaded nnU-Net model folder; reuse it for many CTs (the interface of ``inference.Predictor``).
+
+    ``folds``: None (every fold with ``checkpoint``) or the folds to ensemble. ``tile_step``: nnU-Net's
+    tile step size (0.5 its default; larger is faster). ``mirroring``: test-time mirroring along the
+    axes the model allows (nnU-Net's default on; off is up to 8x faster). ``inference``: overrides of
+    the post-processing (:class:`InferenceConfig` fields; default :data:`NNUNET_INFERENCE`).
+    """
+
+    def __init__(self, model: str | Path, device: str = "auto", folds=None, checkpoint: str = CHECKPOINT,
+                 tile_step: float = 0.5, mirroring: bool = True, inference: dict | None = None) -> None:
+        require_nnunet("an nnU-Net model")
+        if not 0.0 < float(tile_step) <= 1.0:
+            raise LNQError(f"tile step {tile_step} must be in (0, 1]; nnU-Net's default is 0.5")
+        self.model = open_model(model, folds, checkpoint)
+        self.path = self.model.path
+        self.version: str = self.model.version
+        self.device = resolve_device(device)
+        try:
+            inf = replace(NNUNET_INFERENCE, **(inference or {}))
+        except TypeError as exc:
+            raise LNQError(f"unknown inference setting ({exc}); use fields of InferenceConfig") from exc
+        self.config = ModelConfig(inference=inf, version=self.version)
+        cls = _tracked_predictor_class()
+        cuda = self.device.type == "cuda"
+        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints that CPU runs keep data on the CPU
+            self._nnunet = cls(tile_step_size=float(tile_step), use_gaussian=True,
+                               use_mirroring=bool(mirroring), perform_everything_on_device=cuda,
+                               device=self.device, verbose=False, verbose_preprocessing=False,
+                               allow_tqdm=False)
+        try:
+            self._nnunet.initialize_from_trained_model_folder(
+                str(self.path), use_folds=[f if f == "all" else int(f) for f in self.model.folds],
+                checkpoint_name=checkpoint)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            why = str(exc).splitlines()[0][:160] if str(exc) else ""
+            raise LNQError(f"cannot load the nnU-Net model {self.path} ({type(exc).__name__}: {why}); check "
+                           "the folder was written by nnUNetv2_train with this nnunetv2") from exc
+        labels = self._nnunet.dataset_json.get("labels", {})
+        if labels.get("lymph_node", labels.get("lymphnode")) != 1:
+            raise LNQError(f"the nnU-Net model {self.path} has no label 1 'lymph_node' in its dataset.json "
+                           f"(labels {labels}); train it on a dataset from `lnq-napari export-nnunet`")
+
+    def predict(self, ct: Volume, progress: Callable[[float, str], None] | None = None,
+                cancel: Callable[[], bool] | None = None, region: bool = True) -> Prediction:
+        """Probabilities and mask on ``ct``'s exact grid (``region`` as for ``Predictor.predict``)."""
+        step = progress or (lambda fraction, message="": None)
+        folds = len(self.model.folds)
+        done = [0]
+
+        def tick() -> None:
+            if cancel is not None and cancel():
+                raise Cancelled("prediction cancelled")
+            done[0] += 1
+            total = max(self._nnunet.tiles * folds, 1)
+            step(0.05 + 0.85 * min(done[0] / total, 1.0), f"nnU-Net tile {done[0]}/{total}")
+
+        if cancel is not None and cancel():
+            raise Cancelled("prediction cancelled")
+        step(0.0, "nnU-Net preprocessing")
+        image = np.asarray(ct.array, dtype=np.float32)[None]
+        self._nnunet.tick = tick
+        try:
+            _, probabilities = self._nnunet.predict_single_npy_array(
+                image, {"spacing": list(ct.spacing_zyx)}, None, None, True)
+        finally:
+            self._nnunet.tick = None
+        step(0.9, "post-processing")
+        prob = np.clip(np.asarray(probabilities[1], dtype=np.float32), 0.0, 1.0)
+        if prob.shape != ct.shape:
+            raise LNQError(f"nnU-Net returned shape {prob.shape} for a CT of shape {ct.shape}; check the "
+                           "model's plans (transpose) match how it was trained")
+        inf = self.config.inference
+        region_mask = None
+        if region and inf.mediastinum_margin_mm is not None:
+            region_mask = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
+        mask = postprocess(prob, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
+                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask)
+        step(1.0, "done")
+        meta = {"model_version": self.version}
+        return Prediction(ct.with_array(prob, **meta), ct.with_array(mask, **meta), self.version, region_mask)

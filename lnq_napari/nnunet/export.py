@@ -1,0 +1,297 @@
+"""Export LNQ-layout data or a review workspace as an nnU-Net v2 raw dataset (``DatasetNNN_NAME``).
+
+The layout is the one nnU-Net's ``dataset_format.md`` specifies: ``imagesTr/<case>_0000.nrrd``,
+``labelsTr/<case>.nrrd`` on the image's exact grid, and ``dataset.json`` with ``channel_names
+{"0": "CT"}``, ``labels {"background": 0, "lymph_node": 1, "ignore": 2}``, ``numTraining`` and
+``file_ending``. Labels follow the trainer's label-state rules (:func:`~lnq_napari.training.labels.
+label_states`: annotated node 1, what the CT itself rules out 0, the rest unknown -> nnU-Net's ``ignore``
+2); a workspace's corrected cases follow the correction rules (:func:`~lnq_napari.training.corrections.
+correction_states`), its other cases their original labels. A seg on another grid than its CT (LNQ's
+first release) is resampled onto the CT grid, not dropped.
+
+Atomic: the dataset is written to a hidden ``.DatasetNNN_NAME.partial-*`` folder beside the target and
+renamed at the end. nnU-Net finds datasets by the ``DatasetNNN_`` prefix, so a killed export leaves
+nothing it would accept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.errors import Cancelled, LNQError
+
+LABELS = {"background": 0, "lymph_node": 1, "ignore": 2}
+FILE_ENDING = ".nrrd"
+CHANNEL = "_0000"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+Progress = Callable[[float, str], None] | None
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One case to export: its CT, its label file and which rules turn the labels into nnU-Net labels.
+
+    ``kind``: "original" (partial labels, :func:`label_states`) or "correction" (a reviewer's corrected
+    mask, :func:`correction_states` with ``prediction`` the mask it was corrected from; ``dense``: the
+    correction is complete, every other voxel is background).
+    """
+
+    case_id: str
+    ct: str
+    labels: str
+    kind: str = "original"
+    prediction: str | None = None
+    dense: bool = False
+
+
+@dataclass(frozen=True)
+class ExportedCase:
+    """What one case became: voxels labelled background (0), lymph node (1) and ignore (2)."""
+
+    case_id: str
+    kind: str
+    counts: tuple[int, int, int]
+    resampled: bool  # the seg was on another grid and was resampled onto the CT grid
+
+
+@dataclass
+class ExportResult:
+    """The written dataset: its folder (``<raw>/DatasetNNN_NAME``), dataset.json and the cases."""
+
+    folder: Path
+    dataset_json: Path
+    cases: list[ExportedCase] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # workspace cases with no labels to export
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """Voxels labelled 0, 1 and 2 over all cases."""
+        return tuple(int(sum(c.counts[k] for c in self.cases)) for k in range(3))
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """``Dataset501_LNQ``: nnU-Net's folder name of a dataset (LNQError for a bad id or name)."""
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 1 <= dataset_id <= 999:
+        raise LNQError(f"--dataset-id {dataset_id!r} is not a number from 1 to 999 "
+                       "(nnU-Net uses three digits)")
+    if not _NAME.match(str(name)):
+        raise LNQError(f"--name {name!r} must be letters, digits, '_' or '-' (it becomes Dataset"
+                       f"{dataset_id:03d}_<name>)")
+    return f"Dataset{dataset_id:03d}_{name}"
+
+
+def check_target(raw: Path, dataset_id: int, name: str) -> Path:
+    """The dataset folder to create under ``raw``; LNQError when it is not empty or the id is in use.
+
+    The id is in use when ``raw`` holds another ``DatasetNNN_*`` folder, or when nnU-Net's preprocessed
+    or results folder (``nnUNet_preprocessed``, ``nnUNet_results``) holds one of that id at all.
+    """
+    folder = dataset_folder_name(dataset_id, name)
+    raw = Path(raw).expanduser()
+    if raw.exists() and not raw.is_dir():
+        raise LNQError(f"--out {raw} is a file; give nnU-Net's raw folder (nnUNet_raw)")
+    target = raw / folder
+    if target.is_dir() and any(target.iterdir()):
+        raise LNQError(f"export folder {target} is not empty; remove it or choose another --dataset-id")
+    if target.exists() and not target.is_dir():
+        raise LNQError(f"{target} is a file; remove it or choose another --dataset-id")
+    prefix = f"Dataset{dataset_id:03d}_"
+    roots = [(raw, "raw")] + [(Path(os.environ[v]), v) for v in ("nnUNet_preprocessed", "nnUNet_results")
+                              if os.environ.get(v)]
+    for root, what in roots:
+        if not root.is_dir():
+            continue
+        for other in sorted(root.iterdir()):
+            if other.is_dir() and other.name.startswith(prefix) and not (what == "raw" and other == target):
+                raise LNQError(f"dataset id {dataset_id} is already in use ({other}); choose another "
+                               "--dataset-id")
+    return target
+
+
+def jobs_from_data(data: str | Path) -> list[ExportJob]:
+    """One job per case of an LNQ-layout folder with a seg file (its partial labels)."""
+    from lnq_napari.io.layout import scan_cases
+
+    return [ExportJob(c.case_id, str(c.ct), str(c.seg)) for c in scan_cases(data, require="seg")]
+
+
+def jobs_from_workspace(workspace, dense: bool | None = None) -> tuple[list[ExportJob], list[str]]:
+    """Jobs of a workspace: each corrected case with its latest correction (and the prediction it was
+    corrected from), every other case with its original labels. Returns ``(jobs, skipped cases)``.
+
+    ``dense`` None: the fine-tune default (:class:`~lnq_napari.model.config.FinetuneConfig`).
+    """
+    from lnq_napari.finetuning.plan import _prediction_parent
+    from lnq_napari.model.config import FinetuneConfig
+    from lnq_napari.workspace import Workspace
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    dense = FinetuneConfig().dense_truth if dense is None else bool(dense)
+    jobs, skipped = [], []
+    for case in ws.case_ids():
+        ct = str(ws.ct_path(case))
+        correction = ws.latest_version(case, "correction")
+        if correction is not None:
+            pred = _prediction_parent(ws, case, correction)
+            jobs.append(ExportJob(case, ct, str(ws.label_path(case, correction["version"])), "correction",
+                                  None if pred is None else str(ws.label_path(case, pred["version"])), dense))
+            continue
+        original = ws.latest_version(case, "original")
+        if original is None:
+            skipped.append(case)
+            continue
+        jobs.append(ExportJob(case, ct, str(ws.label_path(case, original["version"]))))
+    return jobs, skipped
+
+
+def nnunet_labels(states: np.ndarray) -> np.ndarray:
+    """uint8 nnU-Net labels of label states: node 1 -> 1, background 0 -> 0, unknown -1 -> ignore 2."""
+    from lnq_napari.training.labels import BACKGROUND, NODE
+
+    out = np.full(states.shape, LABELS["ignore"], dtype=np.uint8)
+    out[states == BACKGROUND] = LABELS["background"]
+    out[states == NODE] = LABELS["lymph_node"]
+    return out
+
+
+def job_states(job: ExportJob, ct) -> tuple[np.ndarray, bool]:
+    """The label states of one job on the CT grid, and whether its seg had to be resampled."""
+    from lnq_napari.io.geometry import GridWarning
+    from lnq_napari.io.readers import read_labels
+    from lnq_napari.training.corrections import correction_states
+    from lnq_napari.training.labels import label_states, naive_states
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GridWarning)
+        labels = read_labels(job.labels, reference=ct)
+        prediction = None if job.prediction is None else read_labels(job.prediction, reference=ct)
+    resampled = any(issubclass(w.category, GridWarning) for w in caught)
+    if job.kind == "correction":
+        states = naive_states(labels) if job.dense else correction_states(ct, labels, prediction)
+    elif job.kind == "original":
+        states = label_states(ct, labels)
+    else:
+        raise ValueError(f"unknown export kind {job.kind!r}")
+    return states, resampled
+
+
+def export_case(job: ExportJob, folder: str | Path) -> ExportedCase:
+    """Write one case's image and labels into the (temporary) dataset ``folder``."""
+    from lnq_napari.io.readers import read_volume, write_volume
+    from lnq_napari.io.volume import Volume
+
+    folder = Path(folder)
+    ct = read_volume(job.ct)
+    states, resampled = job_states(job, ct)
+    labels = nnunet_labels(states)
+    image = Volume(np.asarray(ct.array), ct.spacing, ct.origin, ct.direction)
+    write_volume(folder / "imagesTr" / f"{job.case_id}{CHANNEL}{FILE_ENDING}", image)
+    write_volume(folder / "labelsTr" / f"{job.case_id}{FILE_ENDING}", image.with_array(labels))
+    counts = np.bincount(labels.ravel(), minlength=3)[:3]
+    return ExportedCase(job.case_id, job.kind, tuple(int(c) for c in counts), resampled)
+
+
+def dataset_json(name: str, cases: list[ExportedCase], source: str) -> dict:
+    """nnU-Net's dataset.json of the export (lnq-napari's provenance under its own key)."""
+    import lnq_napari
+
+    return {
+        "name": name,
+        "description": "Mediastinal lymph nodes in chest CT with partial labels, exported by lnq-napari: "
+                       "label 2 (ignore) marks voxels neither annotated nor ruled out by the anatomy",
+        "channel_names": {"0": "CT"},
+        "labels": dict(LABELS),
+        "numTraining": len(cases),
+        "file_ending": FILE_ENDING,
+        "overwrite_image_reader_writer": "SimpleITKIO",
+        "lnq_napari": {
+            "version": lnq_napari.__version__, "source": source,
+            "cases": {c.case_id: c.kind for c in cases},
+            "resampled_segs": [c.case_id for c in cases if c.resampled],
+        },
+    }
+
+
+def _run_jobs(jobs: list[ExportJob], folder: Path, workers: int, progress: Progress,
+              cancel: Callable[[], bool] | None) -> list[ExportedCase]:
+    """Export the jobs, ``workers`` processes at a time; results in the jobs' order."""
+    done: dict[str, ExportedCase] = {}
+
+    def report(case: ExportedCase) -> None:
+        done[case.case_id] = case
+        if progress:
+            progress(len(done) / len(jobs), f"{case.case_id} ({case.kind})")
+        if cancel is not None and cancel():
+            raise Cancelled("export cancelled")
+
+    if workers <= 1:
+        for job in jobs:
+            report(export_case(job, folder))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(export_case, job, folder) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    report(future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    return [done[job.case_id] for job in jobs]
+
+
+def export_dataset(
+    out: str | Path, dataset_id: int, *, data: str | Path | None = None, workspace=None,
+    name: str = "LNQ", workers: int | None = None, dense: bool | None = None, progress: Progress = None,
+    cancel: Callable[[], bool] | None = None,
+) -> ExportResult:
+    """Write ``<out>/DatasetNNN_<name>`` from an LNQ-layout folder (``data``) or a ``workspace``.
+
+    ``workers``: processes (default up to 4, one per CPU). Nothing is left under ``out`` but the finished
+    dataset: on an error or Cancel the partial folder is removed (after a kill it stays hidden as
+    ``.DatasetNNN_<name>.partial-*``, which the next export of that dataset removes).
+    """
+    if (data is None) == (workspace is None):
+        raise LNQError("give exactly one of --data (an LNQ-layout folder) and --workspace")
+    target = check_target(Path(out), dataset_id, name)
+    if data is not None:
+        jobs, skipped, source = jobs_from_data(data), [], str(Path(data).expanduser().resolve())
+    else:
+        jobs, skipped = jobs_from_workspace(workspace, dense=dense)
+        source = f"workspace {Path(getattr(workspace, 'root', workspace)).expanduser().resolve()}"
+        if not jobs:
+            raise LNQError(f"the workspace {workspace} has no labelled cases to export")
+    ids = [j.case_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise LNQError("two cases share a case id; give each CT its own <case>-ct.nrrd name")
+    workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
+    workers = max(1, min(workers, len(jobs)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp / "imagesTr").mkdir(parents=True)
+        (tmp / "labelsTr").mkdir()
+        cases = _run_jobs(jobs, tmp, workers, progress, cancel)
+        (tmp / "dataset.json").write_text(json.dumps(dataset_json(name, cases, source), indent=2) + "\n")
+        if target.is_dir():  # an empty folder: replaced
+            target.rmdir()
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(target, target / "dataset.json", cases, skipped)

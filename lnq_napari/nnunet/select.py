@@ -1,0 +1,58 @@
+"""One factory from a model string to a loaded predictor: ours, or an nnU-Net model folder.
+
+``None`` or a folder with ``config.json``: :class:`~lnq_napari.inference.Predictor`; ``nnunet:<folder>``
+or a folder holding nnU-Net's ``plans.json`` and ``dataset.json``: :class:`~lnq_napari.nnunet.backend.
+NnUNetPredictor`. Both yield the same :class:`~lnq_napari.inference.Prediction`, so callers (``api``,
+the CLI, the widgets, the notebooks) choose a model through this one function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from lnq_napari.errors import LNQError
+from lnq_napari.nnunet.folder import PREFIX, is_nnunet_folder, strip_prefix
+
+NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
+
+
+@runtime_checkable
+class ModelPredictor(Protocol):
+    """What a loaded model offers: its folder, version, settings and ``predict``."""
+
+    path: Path
+    version: str
+    config: object  # ModelConfig: ``config.inference`` drives thresholds, post-processing, suggestions
+
+    def predict(self, ct, progress=None, cancel=None, region: bool = True): ...
+
+
+def is_nnunet_model(model) -> bool:
+    """True for ``nnunet:<folder>`` or a folder that is an nnU-Net trained model folder."""
+    if model is None or hasattr(model, "predict"):
+        return False
+    return str(model).startswith(PREFIX) or is_nnunet_folder(model)
+
+
+def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelPredictor:
+    """A loaded predictor for ``model`` (a loaded predictor is returned as it is).
+
+    ``nnunet_options`` (``folds``, ``checkpoint``, ``tile_step``, ``mirroring``, ``inference``) go to
+    :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`; giving them for one of our models is an error.
+    """
+    if model is not None and hasattr(model, "predict"):
+        return model
+    unknown = sorted(set(nnunet_options) - set(NNUNET_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown predictor option(s) {', '.join(unknown)}")
+    if is_nnunet_model(model):
+        from lnq_napari.nnunet.backend import NnUNetPredictor
+
+        return NnUNetPredictor(strip_prefix(model), device=device, **nnunet_options)
+    given = {k: v for k, v in nnunet_options.items() if v is not None}
+    if given:
+        raise LNQError(f"{', '.join(sorted(given))} apply to nnU-Net models only; give --model nnunet:<folder>")
+    from lnq_napari.inference import Predictor
+
+    return Predictor(model, device=device)
