@@ -39,6 +39,7 @@ from lnq_napari.io.geometry import align_to
 from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
+from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.quantify import NodeRow, measure_nodes, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
@@ -217,7 +218,7 @@ def compare(
     predictor = None
     for k, ct in enumerate(cts):
         if segs[k] is None:
-            predictor = predictor or (model if hasattr(model, "predict") else Predictor(model, device=device))
+            predictor = predictor or load_predictor(model, device=device)
             part = (0.4 * k, 0.4 * k + 0.4)
             segs[k] = find_nodes(ct, predictor, cancel=cancel, progress=lambda f, m="", p=part: step(
                 p[0] + f * (p[1] - p[0]), m)).mask
@@ -249,6 +250,19 @@ def train(
                        resume=resume, progress=progress, cancel=cancel, checkpoint_every=100)
 
 
+def export_nnunet(
+    out: str | Path, dataset_id: int, data: str | Path | None = None, workspace: str | Path | None = None,
+    name: str = "LNQ", workers: int | None = None, progress: Progress = None, cancel: Cancel = None,
+):
+    """Write an nnU-Net v2 raw dataset ``<out>/DatasetNNN_<name>`` from LNQ-layout ``data`` or a
+    ``workspace`` (its corrections by the correction rules, other cases by their original labels);
+    returns :class:`~lnq_napari.nnunet.export.ExportResult`. See :mod:`lnq_napari.nnunet.export`."""
+    from lnq_napari.nnunet.export import export_dataset
+
+    return export_dataset(out, dataset_id, data=data, workspace=workspace, name=name, workers=workers,
+                          progress=progress, cancel=cancel)
+
+
 def find_nodes(
     ct: Volume, model: str | Path | Predictor | None = None, device: str = "auto",
     progress: Progress = None, cancel: Cancel = None, region: bool = True,
@@ -256,7 +270,8 @@ def find_nodes(
 ) -> NodeResult:
     """The prediction pipeline: predict ``ct``, give each node its id, rank suggestions, measure nodes.
 
-    ``model`` is a model folder (None: the bundled model) or a loaded :class:`Predictor`, kept across
+    ``model`` is a model folder (None: the bundled model; ``nnunet:<folder>`` or an nnU-Net trained model
+    folder: :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`) or a loaded predictor, kept across
     calls (``device`` is then not used). When the model's ``mediastinum_margin_mm`` is set, nodes and
     suggestions keep to the mediastinum region (the lungs' hull grown by it); ``region=False`` turns
     that off for this call. Suggestions are the regions the model is unsure of ("unsure"), regions it
@@ -264,7 +279,7 @@ def find_nodes(
     whose outline looks incomplete ("outline"); fragments of one node are merged, the rest ranked
     together and cut to ``max_suggestions`` (None: the model's ``max_suggestions``).
     """
-    predictor = model if hasattr(model, "predict") else Predictor(model, device=device)
+    predictor = load_predictor(model, device=device)
     inf = predictor.config.inference
     step = progress or (lambda fraction, message="": None)
     off = {} if region or inf.mediastinum_margin_mm is None else {"region": False}
@@ -314,7 +329,7 @@ def predict(
     if not_dicom:
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
-    predictor = Predictor(model, device=device)
+    predictor = load_predictor(model, device=device)
     out = Path(out)
     written: list[Path] = []
     for k, (case_id, path) in enumerate(items):
@@ -355,7 +370,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
-    predictor = Predictor(model, device="auto")
+    predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
     ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)
     if truth is not None:
@@ -407,7 +422,7 @@ def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty",
     chosen = active.get_strategy(strategy)
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []
-    predictor = active.LazyPredictor(lambda: Predictor(model_path))
+    predictor = active.LazyPredictor(lambda: load_predictor(model_path))
     cases = None
     if strategy == "random":  # needs no scores: predict only the drawn cases
         corrected = set(ws.corrected_cases())
