@@ -1,0 +1,120 @@
+"""The lnq-napari panel on a real viewer: one narrow dock (the canvas keeps >= 60 % of a 1600 x 1000
+window, measured from Qt geometry), a short model name with the full version in the tooltip, node table
+colours as drawn on the canvas, sorting by any column and the >= 10 mm filter."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from lnq_napari.plugin._names import short_model_name
+from lnq_napari.plugin.app import view
+from lnq_napari.plugin.widgets.nodes import COLUMNS
+
+pytestmark = pytest.mark.gui
+
+TUNES = [f"ft-2026112{i}-1529-356336d7" for i in range(5)]
+LONG_VERSION = "+".join(["lnq-unet-20261127-1053-356336d7", *TUNES])
+
+
+class LongNamed:
+    """TEST DOUBLE: the stand-in predictor under a model version as long as a fine-tuned model's."""
+
+    def __init__(self, stand_in) -> None:
+        self.stand_in, self.config = stand_in, stand_in.config
+
+    def predict(self, ct, progress=None, cancel=None):
+        return dataclasses.replace(self.stand_in.predict(ct, progress, cancel), model_version=LONG_VERSION)
+
+
+@pytest.fixture
+def reviewed(qtbot, phantom_files, stand_in, autosave_dir):
+    viewer = view(ct=phantom_files.ct)
+    viewer.window._qt_window.resize(1600, 1000)
+    panel = viewer.window.dock_widgets["lnq-napari"]
+    segment = panel.widgets["Segment"]
+    segment.predictor_factory = lambda model, device: LongNamed(stand_in)
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    nodes = viewer.layers["nodes"]
+    table = panel.widgets["Nodes"]
+    n_nodes = len(np.unique(nodes.data[nodes.data > 0]))
+    qtbot.waitUntil(lambda: table.table.rowCount() == n_nodes, timeout=20000)
+    yield viewer, panel
+    viewer.close()
+
+
+def test_the_canvas_keeps_60_percent_of_the_window(reviewed, qtbot):
+    viewer, panel = reviewed
+    for name in ("Segment", "Correct", "Nodes", "Review", "Save"):  # whichever tab is in front
+        panel.show_tab(name)
+        qtbot.wait(50)
+        window, canvas = viewer.window._qt_window, viewer.window._qt_viewer.canvas.native
+        assert (window.width(), window.height()) == (1600, 1000)
+        assert canvas.width() >= 0.6 * window.width(), (name, canvas.width())
+        assert canvas.isVisible() and canvas.height() >= 0.8 * window.height()
+    dock_names = [d for d in viewer.window.dock_widgets]
+    assert dock_names == ["lnq-napari"]  # one dock, not five
+
+
+def test_short_model_name_with_the_full_version_in_the_tooltip(reviewed):
+    viewer, panel = reviewed
+    status = panel.widgets["Segment"].status
+    assert status.text().endswith(f"model {short_model_name(LONG_VERSION)}")
+    assert LONG_VERSION not in status.text()
+    assert LONG_VERSION in status.toolTip()
+    assert viewer.layers["nodes"].metadata["lnq_model_version"] == LONG_VERSION  # provenance keeps it whole
+
+
+def test_table_colours_are_the_canvas_colours(reviewed, qtbot):
+    viewer, panel = reviewed
+    nodes, table = viewer.layers["nodes"], panel.widgets["Nodes"]
+    viewer.layers[0].visible = False  # the node alone, fully opaque: its pixels are its label colour
+    nodes.opacity = 1.0
+    panel.show_tab("Nodes")
+    for r in range(table.table.rowCount()):
+        node_id = table.node_id(r)
+        colour = table.table.item(r, 0).background().color()
+        table.table.selectRow(r)  # centres the view on the node and selects it
+        viewer.camera.zoom = 8.0
+        qtbot.wait(100)
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        centre = shot[shot.shape[0] // 2, shot.shape[1] // 2, :3].astype(int)
+        assert nodes.selected_label == node_id
+        assert np.abs(centre - [colour.red(), colour.green(), colour.blue()]).max() <= 3, (node_id, centre)
+
+
+def test_sort_by_any_column_and_show_only_large_nodes(reviewed, qtbot):
+    viewer, panel = reviewed
+    nodes, widget = viewer.layers["nodes"], panel.widgets["Nodes"]
+    table, rows = widget.table, {row.id: row for row in widget.rows}
+    panel.show_tab("Nodes")
+    header = table.horizontalHeader()
+    for c, (key, _, _) in enumerate(COLUMNS):
+        x = header.sectionViewportPosition(c) + header.sectionSize(c) // 2
+        qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=_point(x, header.height() // 2))
+        values = [getattr(rows[widget.node_id(r)], key) for r in range(table.rowCount())]
+        order = header.sortIndicatorOrder()
+        assert values == sorted(values, reverse=order == Qt.SortOrder.DescendingOrder), key
+    # a row click after sorting still goes to the node in that row
+    table.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    table.selectRow(0)
+    largest = max(rows.values(), key=lambda row: row.volume_cm3)
+    assert nodes.selected_label == largest.id
+
+    large = sorted(i for i, row in rows.items() if row.ge_10mm)
+    small = sorted(i for i, row in rows.items() if not row.ge_10mm)
+    assert large and small  # the phantom has both (else the filter would show nothing)
+    widget.large_only.setChecked(True)
+    assert sorted(widget.visible_ids()) == large
+    widget.large_only.setChecked(False)
+    assert sorted(widget.visible_ids()) == sorted(rows)
+
+
+def _point(x: int, y: int):
+    from qtpy.QtCore import QPoint
+
+    return QPoint(int(x), int(y))
