@@ -1,0 +1,98 @@
+"""The Compare panel on a real viewer: a phantom baseline and follow-up, matched colours, table, edits."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from lnq_napari.phantom.followup import Motion, make_followup
+from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
+from lnq_napari.plugin.widgets.compare import BASELINE_NODES, FOLLOWUP_CT, FOLLOWUP_NODES, CompareWidget
+
+pytestmark = pytest.mark.gui
+
+
+def truth_labels(case):
+    inst = np.asarray(case.instances.array).astype(np.int32)
+    return case.instances.with_array(np.where(np.asarray(case.full.array) > 0, inst, 0))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    motion = Motion(rotation_deg=(0.0, 1.0, 2.0), shift_mm=(6.0, -5.0, 9.0), breathing_mm=4.0)
+    return make_followup(11, shape=(40, 128, 128), spacing=(2.6, 2.6, 6.0), scenario="mixed", motion=motion)
+
+
+@pytest.fixture
+def compared(make_napari_viewer, qtbot, pair):
+    viewer = make_napari_viewer()
+    for tag, case in (("baseline", pair.baseline), ("follow-up", pair.followup)):
+        kwargs = layer_kwargs(case.ct, f"{tag} CT", "ct")
+        viewer.add_image(case.ct.array, contrast_limits=CT_CONTRAST, **kwargs)
+        nodes = truth_labels(case)
+        viewer.add_labels(nodes.array, **layer_kwargs(nodes, f"{tag} nodes", "nodes"))
+    widget = CompareWidget(viewer, delay_ms=50)
+    viewer.window.add_dock_widget(widget, name="Compare")
+    widget.choose("baseline CT", "follow-up CT", "baseline nodes", "follow-up nodes")
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    assert widget.result is not None, widget.status.text()
+    return viewer, widget
+
+
+def test_matched_nodes_share_a_colour_and_the_table_holds_the_truth(compared, pair):
+    viewer, widget = compared
+    rows = widget.result.rows
+    assert widget.table.rowCount() == len(rows)
+    truth = {(c["baseline_id"], c["followup_id"]) for c in pair.truth["changes"] if c["status"] != "absent"}
+    assert {(r.baseline_id, r.followup_id) for r in rows} == truth
+    base, follow = viewer.layers[BASELINE_NODES], viewer.layers[FOLLOWUP_NODES]
+    assert FOLLOWUP_CT in viewer.layers and viewer.layers[FOLLOWUP_CT].data.shape == pair.baseline.ct.shape
+    for k, row in enumerate(rows, start=1):
+        in_base, in_follow = bool((base.data == k).any()), bool((follow.data == k).any())
+        assert (in_base, in_follow) == (row.baseline_id is not None, row.followup_id is not None)
+        if row.status == "matched":
+            assert np.allclose(base.get_color(k), follow.get_color(k))
+            # resampled onto the baseline grid, the follow-up node lies over its baseline node
+            assert ((base.data == k) & (follow.data == k)).any()
+    assert "RECIST 1.1:" in widget.summary.text()
+
+
+def test_a_row_click_goes_to_the_node_and_the_table_exports(compared, tmp_path):
+    viewer, widget = compared
+    k = next(i for i, r in enumerate(widget.result.rows) if r.status != "matched")  # in one scan only
+    widget.table.selectRow(k)
+    layer = viewer.layers[BASELINE_NODES if widget.result.rows[k].status == "vanished" else FOLLOWUP_NODES]
+    centre = layer.data_to_world(np.argwhere(layer.data == k + 1).mean(axis=0))
+    assert abs(viewer.dims.point[0] - centre[0]) <= layer.scale[0]
+    assert layer.selected_label == k + 1
+    out = widget.export_csv(tmp_path / "changes.csv")
+    with open(out) as handle:
+        table = list(csv.DictReader(handle))
+    assert [t["status"] for t in table] == [r.status for r in widget.result.rows]
+
+
+def test_an_edit_of_the_followup_nodes_updates_the_table(compared, qtbot):
+    viewer, widget = compared
+    matched = next(r for r in widget.result.rows if r.status == "matched")
+    registration = widget.result.registration
+    layer = viewer.layers["follow-up nodes"]
+    data = np.array(layer.data)
+    data[data == matched.followup_id] = 0  # the reader erases a node on the follow-up
+    layer.data = data
+    qtbot.waitUntil(lambda: widget.result.row_for(baseline_id=matched.baseline_id).status == "vanished",
+                    timeout=60000)
+    assert widget.result.registration is registration  # only measuring and matching ran again
+    assert widget.table.rowCount() == len(widget.result.rows)
+
+
+def test_side_by_side_links_both_scans_in_a_grid(compared, tmp_path):
+    viewer, widget = compared
+    widget.side_by_side.setChecked(True)
+    assert viewer.grid.enabled and viewer.layers[FOLLOWUP_CT].visible
+    shot = viewer.screenshot(str(tmp_path / "compare.png"), canvas_only=True)
+    assert shot.shape[0] > 0
+    widget.side_by_side.setChecked(False)
+    assert not viewer.grid.enabled
