@@ -222,9 +222,28 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     print(json.dumps(result.to_dict(), indent=2, default=str))
 
 
+def _cmd_export_nnunet(args: argparse.Namespace) -> None:
+    with _progress_bar("export") as progress:
+        result = api.export_nnunet(args.out, args.dataset_id, data=args.data, workspace=args.workspace,
+                                   name=args.name, workers=args.workers, progress=progress)
+    counts = result.counts
+    total = max(sum(counts), 1)
+    corrected = sum(c.kind == "correction" for c in result.cases)
+    resampled = sum(c.resampled for c in result.cases)
+    print(f"{result.folder}: {len(result.cases)} cases ({corrected} corrected, {resampled} segs resampled "
+          f"onto their CT grid); voxels: lymph node {counts[1] / total:.3%}, background "
+          f"{counts[0] / total:.1%}, ignore {counts[2] / total:.1%}")
+    if result.skipped:
+        print(f"skipped (no labels): {', '.join(result.skipped)}")
+    print(f"next: nnUNet_raw={result.folder.parent} nnUNetv2_plan_and_preprocess -d {args.dataset_id} "
+          "--verify_dataset_integrity (README: Train on LNQ2023 with nnU-Net)")
+
+
 # ---------------------------------------------------------------- parser
 # What the `gui` extra brings: missing in a core-only install, where `view` says how to add them.
 GUI_PACKAGES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt"}
+MODEL_HELP = ("model folder (default: the bundled model), or nnunet:<nnU-Net trained model folder>"
+              "[?folds=0,1&tile_step=0.5&mirroring=off]")
 DEVICE_HELP = "where to compute: auto (a GPU if there is one, else the CPU), cpu or cuda (default auto)"
 
 
@@ -237,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: predict, measure, show nodes (phantom if no CT)")
     p.add_argument("ct", nargs="?", help="CT file or DICOM folder (default: a built-in phantom case)")
     p.add_argument("--out", default="lnq-demo", help="folder for results and pictures (default: lnq-demo)")
-    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--headless", action="store_true", help="never open napari, even with a display")
     p.set_defaults(func=_cmd_demo)
 
@@ -285,10 +304,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", action="store_true", help="baseline: treat unlabelled voxels as background")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("export-nnunet", help="write an nnU-Net v2 raw dataset (unknown voxels as its ignore "
+                       "label) to train nnU-Net on")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="folder of lnq2023-*-ct.nrrd / -seg.nrrd pairs")
+    source.add_argument("--workspace", help="workspace folder: corrected cases by the correction rules, the "
+                        "others by their original labels")
+    p.add_argument("--out", required=True,
+                   help="nnU-Net's raw folder (nnUNet_raw); DatasetNNN_NAME goes there")
+    p.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id, 1 to 999 (e.g. 501)")
+    p.add_argument("--name", default="LNQ", help="dataset name after the id (default LNQ)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: up to 4, one per CPU)")
+    p.set_defaults(func=_cmd_export_nnunet)
+
     p = sub.add_parser("predict", help="predict node masks for a CT file or a folder of CTs")
     p.add_argument("input", help="CT file, DICOM folder, or folder of *-ct.nrrd files")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     p.add_argument("--probabilities", action="store_true", help="also write the probability map")
     p.add_argument("--format", default="nrrd", choices=["nrrd", "dicom-seg"],
@@ -299,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("view", help="open napari with the lnq-napari widgets")
     p.add_argument("ct", nargs="?", help="CT file or DICOM folder")
     p.add_argument("--seg", help="label file to open over the CT")
-    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--workspace", help="workspace folder: Save and autosave write there")
     p.set_defaults(func=_cmd_view)
 
