@@ -63,10 +63,10 @@ class NnUNetPredictor:
 
     def __init__(self, model: str | Path, device: str = "auto", folds=None, checkpoint: str = CHECKPOINT,
                  tile_step: float = 0.5, mirroring: bool = True, inference: dict | None = None) -> None:
-        require_nnunet("an nnU-Net model")
         if not 0.0 < float(tile_step) <= 1.0:
             raise LNQError(f"tile step {tile_step} must be in (0, 1]; nnU-Net's default is 0.5")
         self.model = open_model(model, folds, checkpoint)
+        require_nnunet("an nnU-Net model")
         self.path = self.model.path
         self.version: str = self.model.version
         self.device = resolve_device(device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
 from lnq_napari.errors import LNQError
 from lnq_napari.nnunet.folder import PREFIX, is_nnunet_folder, strip_prefix
@@ -29,10 +30,40 @@ class ModelPredictor(Protocol):
 
 
 def is_nnunet_model(model) -> bool:
-    """True for ``nnunet:<folder>`` or a folder that is an nnU-Net trained model folder."""
+    """True for ``nnunet:<folder>[?options]`` or a folder that is an nnU-Net trained model folder."""
     if model is None or hasattr(model, "predict"):
         return False
     return str(model).startswith(PREFIX) or is_nnunet_folder(model)
+
+
+def parse_model(model) -> tuple[Path, dict]:
+    """The folder and options of ``nnunet:<folder>[?folds=0,1&tile_step=0.5&mirroring=off&checkpoint=...]``.
+
+    The options ride in the model string, so every place that takes a model (CLI ``--model``, the
+    Segment widget's model field, a workspace) can set them.
+    """
+    text = str(model)
+    body, _, query = text.partition("?") if text.startswith(PREFIX) else (text, "", "")
+    options: dict = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "folds":
+            options["folds"] = [f.strip() for f in value.split(",") if f.strip()]
+        elif key == "tile_step":
+            try:
+                options["tile_step"] = float(value)
+            except ValueError:
+                raise LNQError(f"tile_step={value!r} in {text} is not a number "
+                               "(nnU-Net's default: 0.5)") from None
+        elif key == "mirroring":
+            if value.lower() not in ("on", "off", "1", "0", "true", "false"):
+                raise LNQError(f"mirroring={value!r} in {text} must be on or off")
+            options["mirroring"] = value.lower() in ("on", "1", "true")
+        elif key == "checkpoint":
+            options["checkpoint"] = value
+        else:
+            raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, mirroring "
+                           "or checkpoint")
+    return strip_prefix(body), options
 
 
 def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelPredictor:
@@ -49,10 +80,12 @@ def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelP
     if is_nnunet_model(model):
         from lnq_napari.nnunet.backend import NnUNetPredictor
 
-        return NnUNetPredictor(strip_prefix(model), device=device, **nnunet_options)
+        path, options = parse_model(model)
+        return NnUNetPredictor(path, device=device, **{**options, **nnunet_options})
     given = {k: v for k, v in nnunet_options.items() if v is not None}
     if given:
-        raise LNQError(f"{', '.join(sorted(given))} apply to nnU-Net models only; give --model nnunet:<folder>")
+        raise LNQError(f"{', '.join(sorted(given))} apply to nnU-Net models only; "
+                       "give --model nnunet:<folder>")
     from lnq_napari.inference import Predictor
 
     return Predictor(model, device=device)
