@@ -111,6 +111,40 @@ def test_ct_grid_found_from_two_slices_equals_the_full_read(tmp_path):
     np.testing.assert_array_equal(back.array, mask)
 
 
+def test_reads_a_seg_written_by_dcmqi(tmp_path, ct):
+    """An independent writer: dcmqi's SEG of the repository's liver/spine label map (tests/data/dicom-seg)."""
+    path = Path(__file__).parent / "data" / "dicom-seg" / "liver_spine_dcmqi.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GridWarning)
+        spine = read_labels(DATA / "liver_spine_seg.nrrd", reference=ct, segment=2).array
+        either = read_labels(DATA / "liver_spine_seg.nrrd", reference=ct).array
+    node = read_labels(path, reference=ct)  # the segment coded and named as a lymph node
+    assert node.meta["selected_segments"] == ["lymph node 7"]
+    np.testing.assert_array_equal(node.array, spine)
+    shutil.copytree(SERIES, tmp_path / "ct")
+    shutil.copy(path, tmp_path / "ct" / "seg.dcm")
+    liver = read_labels(tmp_path / "ct" / "seg.dcm", segment="Liver")  # the CT found beside it
+    assert (liver.spacing, liver.origin, liver.direction) == (ct.spacing, ct.origin, ct.direction)
+    assert liver.array.sum() > 0 and not np.any(liver.array & node.array)
+    np.testing.assert_array_equal(liver.array | node.array, either)
+
+
+@pytest.mark.skipif(shutil.which("segimage2itkimage") is None, reason="dcmqi (pip: dcmqi) not installed")
+def test_dcmqi_reads_our_seg_as_we_do(tmp_path, ct, liver):
+    """dcmqi (3D Slicer's SEG converter) reads a written SEG onto the same voxels and codes."""
+    import json
+
+    out = write_dicom_seg(tmp_path / "seg.dcm", liver, SERIES, model_version=VERSION)
+    subprocess.run(["segimage2itkimage", "--inputDICOM", str(out), "--outputDirectory", str(tmp_path),
+                    "--outputType", "nrrd"], check=True, capture_output=True, timeout=120)
+    theirs = read_volume(tmp_path / "1.nrrd")  # cropped to the frames the SEG holds: here all three
+    assert theirs.same_grid(ct)
+    np.testing.assert_array_equal(theirs.array, liver.array != 0)
+    (attributes,) = json.loads((tmp_path / "meta.json").read_text())["segmentAttributes"][0]
+    assert attributes["SegmentedPropertyTypeCodeSequence"]["CodeValue"] == "59441001"
+    assert attributes["SegmentAlgorithmType"] == "AUTOMATIC"
+
+
 def test_written_seg_codes_references_and_algorithm(tmp_path, ct, liver):
     root = study(tmp_path)
     out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT", model_version=VERSION, edits=3)
