@@ -105,6 +105,12 @@ def test_a_case_reviewed_with_keys_only(make_napari_viewer, qtbot, workspace, st
     _press(qtbot, viewer, Qt.Key.Key_T)
     assert nodes.visible
 
+    # a mouse click counts as a click (here an add in the air beside the body: nothing found)
+    corner = nodes.data_to_world(np.array([nodes.data.shape[0] // 2, 1, 1]))
+    assert panel.widgets["Correct"].tool.click(corner, "add") == "no node-like tissue at the click"
+    shown = review.refresh_stats()
+    assert f"1 accepted, {n_suggestions - 1} rejected, 1 clicks" in shown and shown.startswith("this case: ")
+
     # the next case is refused while the edits are unsaved; Shift+S saves; then Shift+Enter opens it
     assert "unsaved edits" in _press(qtbot, viewer, Qt.Key.Key_Return, SHIFT)
     assert viewer.layers["nodes"] is nodes
@@ -112,7 +118,7 @@ def test_a_case_reviewed_with_keys_only(make_napari_viewer, qtbot, workspace, st
     assert workspace.corrected_cases() == [FIRST]
     (line,) = workspace.journal("review")
     assert (line["case"], line["accepted"], line["rejected"]) == (FIRST, 1, n_suggestions - 1)
-    assert line["keys"] >= n_suggestions + 8 and line["clicks"] == 0 and line["seconds"] > 0
+    assert line["keys"] >= n_suggestions + 8 and line["clicks"] == 1 and line["seconds"] > 0
     assert line["version"] == workspace.latest_version(FIRST, "correction")["version"]
     qtbot.waitUntil(lambda: "1 cases reviewed" in review.refresh_stats(), timeout=5000)
 
