@@ -1,0 +1,229 @@
+"""export-nnunet: an nnU-Net v2 raw dataset from LNQ data or a workspace (label values, ignore counts equal
+to our label states, exact geometry, resampled segs, atomicity, one-line errors), the nnU-Net model
+folder checks, and nnU-Net's own integrity check on the export when nnunetv2 is installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnq_napari.cli import main
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.io.readers import read_labels, read_volume, write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.nnunet.export import LABELS, export_dataset, nnunet_labels
+from lnq_napari.nnunet.folder import open_model
+from lnq_napari.training.corrections import correction_states
+from lnq_napari.training.labels import label_states
+
+SHAPE, SPACING = (16, 48, 48), (1.5, 1.5, 3.0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from lnq_napari.phantom import write_dataset
+
+    out = tmp_path_factory.mktemp("lnq")
+    write_dataset(out, 2, seed=11, shape=SHAPE, spacing=SPACING)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, data):
+    raw = tmp_path_factory.mktemp("raw")
+    return export_dataset(raw, 501, data=data, workers=1)
+
+
+def _sitk(path: Path):
+    import SimpleITK as sitk
+
+    return sitk.ReadImage(str(path))
+
+
+def test_export_layout_and_dataset_json(exported, data):
+    folder = exported.folder
+    assert folder.name == "Dataset501_LNQ"
+    meta = json.loads((folder / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "CT"}
+    assert meta["labels"] == {"background": 0, "lymph_node": 1, "ignore": 2}
+    assert meta["file_ending"] == ".nrrd"
+    cases = sorted(p.name[: -len("-ct.nrrd")] for p in data.glob("*-ct.nrrd"))
+    assert meta["numTraining"] == len(cases) == len(exported.cases)
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [f"{c}_0000.nrrd" for c in cases]
+    assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == [f"{c}.nrrd" for c in cases]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no partial folder left
+
+
+def test_labels_equal_our_label_states_and_geometry_is_exact(exported, data):
+    import SimpleITK as sitk
+
+    for case in exported.cases:
+        ct = read_volume(data / f"{case.case_id}-ct.nrrd")
+        states = label_states(ct, read_labels(data / f"{case.case_id}-seg.nrrd", reference=ct))
+        image = _sitk(exported.folder / "imagesTr" / f"{case.case_id}_0000.nrrd")
+        label = _sitk(exported.folder / "labelsTr" / f"{case.case_id}.nrrd")
+        for img in (image, label):  # exactly the CT's grid, as nnU-Net's SimpleITKIO reads it
+            assert img.GetSpacing() == ct.spacing
+            assert img.GetOrigin() == ct.origin
+            assert img.GetDirection() == ct.direction
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(image), ct.array)
+        lab = sitk.GetArrayFromImage(label)
+        assert set(np.unique(lab)) <= {0, 1, 2}
+        assert np.count_nonzero(lab == 1) == np.count_nonzero(states == 1) > 0
+        assert np.count_nonzero(lab == 0) == np.count_nonzero(states == 0) > 0
+        assert np.count_nonzero(lab == 2) == np.count_nonzero(states == -1) > 0
+        assert case.counts == tuple(int(np.count_nonzero(lab == v)) for v in (0, 1, 2))
+
+
+def test_seg_on_another_grid_is_resampled_not_dropped(tmp_path, data):
+    src = tmp_path / "src"
+    src.mkdir()
+    case = sorted(data.glob("*-ct.nrrd"))[0].name[: -len("-ct.nrrd")]
+    shutil.copy(data / f"{case}-ct.nrrd", src / f"{case}-ct.nrrd")
+    ct = read_volume(src / f"{case}-ct.nrrd")
+    seg = read_labels(data / f"{case}-seg.nrrd")
+    # LNQ's first release: the seg cropped to a sub-box (another origin and size)
+    z0, y0, x0 = 2, 4, 6
+    cropped = np.ascontiguousarray(seg.array[z0:, y0:, x0:])
+    origin = tuple(ct.index_to_physical(np.array([[z0, y0, x0]]))[0])
+    write_volume(src / f"{case}-seg.nrrd", Volume(cropped, seg.spacing, origin, seg.direction))
+    result = export_dataset(tmp_path / "raw", 7, data=src, workers=1)
+    assert result.cases[0].resampled
+    assert json.loads(result.dataset_json.read_text())["lnq_napari"]["resampled_segs"] == [case]
+    lab = _sitk(result.folder / "labelsTr" / f"{case}.nrrd")
+    assert lab.GetSize() == ct.size_xyz
+    import SimpleITK as sitk
+
+    expected = np.zeros(ct.shape, np.uint8)
+    expected[z0:, y0:, x0:] = cropped
+    assert np.count_nonzero(sitk.GetArrayFromImage(lab) == 1) == np.count_nonzero(expected) > 0
+
+
+def test_workspace_export_uses_the_correction_rules(tmp_path, data):
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", data)
+    case, other = ws.case_ids()[:2]
+    ct = ws.read_ct(case)
+    original = ws.latest_labels(case, "original")
+    pred = original.array.copy()
+    pred[1:3, 2:6, 2:6] = 1  # a false node the reviewer removes
+    ws.add_label_version(case, original.with_array(pred), "prediction", model_version="m001")
+    full = read_labels(ws.full_path(case), reference=ct)
+    ws.add_label_version(case, full, "correction", model_version="m001", edits=2)
+    result = export_dataset(tmp_path / "raw", 12, workspace=ws.root, name="LNQws", workers=1)
+    kinds = {c.case_id: c.kind for c in result.cases}
+    assert kinds == {case: "correction", other: "original"}
+    expected = nnunet_labels(correction_states(ct, full, original.with_array(pred)))
+    import SimpleITK as sitk
+
+    got = sitk.GetArrayFromImage(_sitk(result.folder / "labelsTr" / f"{case}.nrrd"))
+    np.testing.assert_array_equal(got, expected)
+    assert np.all(got[1:3, 2:6, 2:6][full.array[1:3, 2:6, 2:6] == 0] == LABELS["background"])
+    octs = ws.read_ct(other)
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(_sitk(result.folder / "labelsTr" / f"{other}.nrrd")),
+        nnunet_labels(label_states(octs, ws.latest_labels(other, "original"))))
+
+
+def test_parallel_export_writes_the_same_labels(tmp_path, data, exported):
+    import SimpleITK as sitk
+
+    result = export_dataset(tmp_path / "raw", 501, data=data, workers=2)
+    assert [c.counts for c in result.cases] == [c.counts for c in exported.cases]
+    for case in exported.cases:
+        a = sitk.GetArrayFromImage(_sitk(result.folder / "labelsTr" / f"{case.case_id}.nrrd"))
+        b = sitk.GetArrayFromImage(_sitk(exported.folder / "labelsTr" / f"{case.case_id}.nrrd"))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, monkeypatch):
+    raw = tmp_path / "raw"
+    (raw / "Dataset501_Other").mkdir(parents=True)
+    (raw / "Dataset502_LNQ").mkdir()
+    (raw / "Dataset502_LNQ" / "x.txt").write_text("x")
+    before = sorted(p.relative_to(raw) for p in raw.rglob("*"))
+    bad = [
+        (dict(dataset_id=501), "already in use"),
+        (dict(dataset_id=502), "is not empty"),
+        (dict(dataset_id=0), "1 to 999"),
+        (dict(dataset_id=1000), "1 to 999"),
+        (dict(dataset_id=503, name="a b"), "--name"),
+    ]
+    for kwargs, words in bad:
+        with pytest.raises(LNQError, match=words):
+            export_dataset(raw, data=data, **{"name": "LNQ", **kwargs})
+    with pytest.raises(LNQError, match="exactly one"):
+        export_dataset(raw, 504)
+    results = tmp_path / "results"
+    (results / "Dataset505_Trained").mkdir(parents=True)
+    monkeypatch.setenv("nnUNet_results", str(results))
+    with pytest.raises(LNQError, match="already in use"):
+        export_dataset(raw, 505, data=data)
+    assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before
+
+
+def test_a_failed_or_cancelled_export_leaves_no_dataset(tmp_path, data):
+    src = tmp_path / "src"
+    shutil.copytree(data, src)
+    broken = sorted(src.glob("*-ct.nrrd"))[-1]
+    broken.write_bytes(broken.read_bytes()[:400])  # truncated: the second case fails
+    raw = tmp_path / "raw"
+    with pytest.raises(LNQError):
+        export_dataset(raw, 9, data=src, workers=1)
+    assert list(raw.iterdir()) == []
+    with pytest.raises(Cancelled):
+        export_dataset(raw, 9, data=data, workers=1, cancel=lambda: True)
+    assert list(raw.iterdir()) == []
+    stale = raw / ".Dataset009_LNQ.partial-dead"  # left by a killed export: removed by the next one
+    (stale / "imagesTr").mkdir(parents=True)
+    export_dataset(raw, 9, data=data, workers=1)
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset009_LNQ"]
+
+
+def test_cli_export_nnunet(tmp_path, data, capsys):
+    assert main(["export-nnunet", "--data", str(data), "--out", str(tmp_path), "--dataset-id", "33",
+                 "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Dataset033_LNQ: 2 cases" in out and "nnUNetv2_plan_and_preprocess -d 33" in out
+    assert main(["export-nnunet", "--data", str(data), "--out", str(tmp_path), "--dataset-id", "33"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not empty" in err
+
+
+def test_model_folder_checks_need_no_nnunet(tmp_path):
+    from lnq_napari.model import bundled_model_path
+
+    with pytest.raises(LNQError, match="does not exist"):
+        open_model(tmp_path / "nope")
+    with pytest.raises(LNQError, match="not an nnU-Net trained model folder"):
+        open_model(f"nnunet:{bundled_model_path()}")
+    folder = tmp_path / "Dataset001_X" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (folder / "fold_0").mkdir(parents=True)
+    for name in ("plans.json", "dataset.json"):
+        (folder / name).write_text("{}")
+    with pytest.raises(LNQError, match="no fold_"):
+        open_model(folder)
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"a")
+    (folder / "fold_2").mkdir()
+    (folder / "fold_2" / "checkpoint_final.pth").write_bytes(b"b")
+    with pytest.raises(LNQError, match=r"lacks fold\(s\) 1 .*it has fold\(s\) 0, 2"):
+        open_model(folder, folds=[0, 1])
+    both, one = open_model(f"nnunet:{folder}"), open_model(folder, folds=[0])
+    assert both.folds == ("0", "2") and one.folds == ("0",)
+    assert both.version.startswith("nnunet:Dataset001_X/nnUNetTrainer__nnUNetPlans__3d_fullres@")
+    assert both.version != one.version
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"retrained")
+    assert open_model(folder, folds=[0]).version != one.version
+
+
+@pytest.mark.slow
+def test_nnunet_integrity_check_passes_on_the_export(exported):
+    pytest.importorskip("nnunetv2")
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(exported.folder), num_processes=1)  # raises on any problem
