@@ -1,9 +1,10 @@
 """Register a follow-up CT to the baseline CT of the same patient, restricted to the chest.
 
-SimpleITK, on ~3 mm copies of both scans: the translation starts from the lungs' centroids (found by
-:mod:`lnq_napari.preprocess`), a rigid step follows, then an affine one; the metric (Mattes mutual
-information) only looks at the baseline's chest (the lungs' per-slice hull, grown a little). The result
-maps baseline points (LPS mm) to follow-up points, as ITK's resampling wants it.
+SimpleITK, on ~3 mm copies of both scans: the translation starts from the lungs' centroids (body and
+air inside it from :func:`lnq_napari.preprocess.coarse_anatomy`), a rigid step follows, then an affine
+one; the metric (Mattes mutual information) only looks at the baseline's chest (the lungs' per-slice
+hull, grown a little). The result maps baseline points (LPS mm) to follow-up points, as ITK's
+resampling wants it.
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import to_lps
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import DEFAULT_PREPROCESSING, SEAL_WALL, chest_lungs, coarse_anatomy
+from lnq_napari.preprocess import DEFAULT_PREPROCESSING, SEAL_WALL, coarse_anatomy
 
 #: Coarse voxel size (mm) both scans are registered at.
 COARSE_MM = 3.0
 #: The chest mask of the baseline is the lungs' hull grown by this many coarse voxels.
 CHEST_GROW = 3
+#: A lung holds at least this share of the largest air component inside the body.
+LARGEST_SHARE = 0.2
 #: After registration at least this share of the baseline's chest must lie inside the follow-up scan...
 MIN_OVERLAP = 0.3
 #: ...and the two scans' lungs must overlap at least this well (Dice), else the scans do not overlap.
 MIN_LUNG_DICE = 0.4
+#: Under this lungs' Dice the search starts once more, from no shift.
+RETRY_LUNG_DICE = 0.7
 
 
 @dataclass
@@ -63,9 +68,7 @@ def chest_of(ct: Volume) -> Chest:
     hu = sitk.GetArrayViewFromImage(image)
     spacing_zyx = tuple(image.GetSpacing()[::-1])
     anatomy = coarse_anatomy(hu, spacing_zyx, seal=SEAL_WALL)
-    lungs = chest_lungs(anatomy, spacing_zyx)
-    if not lungs.any():  # lungs narrower than chest_lungs expects: any large air inside the body
-        lungs = _large_air(anatomy.lungs, spacing_zyx)
+    lungs = _large_air(anatomy.lungs, spacing_zyx)
     if lungs.any():
         hull = anatomy.mediastinum & lungs.any(axis=(1, 2))[:, None, None]
         chest = ndimage.binary_dilation(hull | lungs, iterations=CHEST_GROW)
@@ -77,15 +80,18 @@ def chest_of(ct: Volume) -> Chest:
 
 
 def _large_air(air: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """The 3D components of ``air`` (inside the body) that hold at least the preprocessing's lung volume."""
+    """The lungs: the 3D components of ``air`` (inside the body) holding the preprocessing's lung volume
+    and a fifth of the largest one or more (stomach and bowel gas stay below that). Each lung counts on
+    its own: :func:`lnq_napari.preprocess.chest_lungs` may drop one of a narrow chest, and the two scans'
+    lungs must agree for the registration to start in the right place."""
     from scipy import ndimage
 
     lab, n = ndimage.label(air)
     if n == 0:
         return air
     ml = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(spacing_zyx)) / 1000.0
-    keep = ml >= DEFAULT_PREPROCESSING["roi"]["min_lung_ml"]
-    keep[0] = False
+    ml[0] = 0.0
+    keep = ml >= max(DEFAULT_PREPROCESSING["roi"]["min_lung_ml"], LARGEST_SHARE * ml.max())
     return keep[lab]
 
 
@@ -139,10 +145,9 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
              seed: int = 7) -> Registration:
     """Register ``followup`` to ``baseline`` (rigid, then affine unless ``affine=False``).
 
-    LNQError when the scans do not overlap after registration (different body parts, a wrong file).
+    The search starts from the lungs' shift; when it ends with the lungs apart it starts again from
+    no shift. LNQError when the scans do not overlap after registration (other body parts, a wrong file).
     """
-    import SimpleITK as sitk
-
     start = time.perf_counter()
     fixed, moving = chest_of(baseline), chest_of(followup)
     if not fixed.lungs.any() or not moving.lungs.any():
@@ -150,6 +155,28 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
                       "and may be poor; check that both CTs show the chest", UserWarning, stacklevel=2)
     centre = fixed.centroid(fixed.lungs if fixed.lungs.any() else fixed.chest)
     shift = moving.centroid(moving.lungs if moving.lungs.any() else moving.chest) - centre
+    best = None
+    for initial in (shift, np.zeros(3)):
+        transform, stage = _search(fixed, moving, centre, initial, affine, iterations, seed)
+        dice, overlap = _fit(fixed, moving, transform)
+        if best is None or dice > best[2]:
+            best = (transform, stage, dice, overlap, initial)
+        if dice >= RETRY_LUNG_DICE:
+            break
+    transform, stage, dice, overlap, initial = best
+    if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:
+        raise LNQError(f"the two scans do not overlap after registration (lungs overlap {dice:.0%}, "
+                       f"{overlap:.0%} of the baseline chest inside the follow-up): check that both CTs "
+                       "show the chest of the same patient")
+    return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
+                        tuple(float(v) for v in initial))
+
+
+def _search(fixed: Chest, moving: Chest, centre: np.ndarray, shift: np.ndarray, affine: bool,
+            iterations: int, seed: int):
+    """(transform, stage): rigid from ``shift``, then affine."""
+    import SimpleITK as sitk
+
     rigid = sitk.Euler3DTransform()
     rigid.SetCenter([float(v) for v in centre])
     rigid.SetTranslation([float(v) for v in shift])
@@ -157,23 +184,16 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
     method = _method(mask, iterations, seed)
     method.SetInitialTransform(rigid, inPlace=True)
     _execute(method, fixed, moving)
-    transform, stage = rigid, "rigid"
-    if affine:
-        step = sitk.AffineTransform(3)
-        step.SetCenter(rigid.GetCenter())
-        step.SetMatrix(rigid.GetMatrix())
-        step.SetTranslation(rigid.GetTranslation())
-        method = _method(mask, iterations, seed)
-        method.SetInitialTransform(step, inPlace=True)
-        _execute(method, fixed, moving)
-        transform, stage = step, "affine"
-    dice, overlap = _fit(fixed, moving, transform)
-    if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:
-        raise LNQError(f"the two scans do not overlap after registration (lungs overlap {dice:.0%}, "
-                       f"{overlap:.0%} of the baseline chest inside the follow-up): check that both CTs "
-                       "show the chest of the same patient")
-    return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
-                        tuple(float(v) for v in shift))
+    if not affine:
+        return rigid, "rigid"
+    step = sitk.AffineTransform(3)
+    step.SetCenter(rigid.GetCenter())
+    step.SetMatrix(rigid.GetMatrix())
+    step.SetTranslation(rigid.GetTranslation())
+    method = _method(mask, iterations, seed)
+    method.SetInitialTransform(step, inPlace=True)
+    _execute(method, fixed, moving)
+    return step, "affine"
 
 
 def _execute(method, fixed: Chest, moving: Chest) -> None:
