@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,112 @@ def test_bundled_model_on_real_chest_ct(tmp_path):
     seg = read_labels(written[0])
     assert written[0].name == "CTChest4-seg.nrrd"
     assert seg.same_grid(ct) and set(np.unique(seg.array)) <= {0, 1}
+
+
+# ---------------------------------------------------------------- memory: slabs give the plain results
+def _plain_postprocess(prob, spacing_zyx, threshold, min_mm3, hu, max_mean_hu, region):
+    """The rules of :func:`postprocess` written plainly, one component at a time (the reference)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(prob >= threshold, structure=np.ones((3, 3, 3), bool))
+    out = np.zeros(prob.shape, np.uint8)
+    for i in range(1, n + 1):
+        comp = lab == i
+        ok = comp.sum() * np.prod(spacing_zyx) >= min_mm3
+        ok &= hu[comp].mean() <= max_mean_hu
+        ok &= region[comp].sum() >= 0.5 * comp.sum()
+        out[comp] = ok
+    return out
+
+
+def test_postprocess_in_slabs_matches_the_plain_rules():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    prob = ndimage.gaussian_filter(rng.random((30, 40, 50)), 1.5).astype(np.float32)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    hu = rng.integers(-100, 250, prob.shape).astype(np.int16)
+    region = np.zeros(prob.shape, bool)
+    region[:, :, :30] = True
+    expected = _plain_postprocess(prob, (2.0, 1.0, 1.0), 0.55, 20.0, hu, 80.0, region)
+    assert 0 < expected.sum() < (prob >= 0.55).sum()  # some components kept, some dropped
+    for voxels in (1, 2000, 10**9):  # one slice per slab .. the whole box at once
+        got = postprocess(prob, (2.0, 1.0, 1.0), 0.55, 20.0, hu=hu, max_mean_hu=80.0, region=region,
+                          voxels=voxels)
+        assert got.dtype == np.uint8 and np.array_equal(got, expected), voxels
+
+
+def test_probabilities_on_ct_in_slabs_match_one_resampling(tiny_model, small_ct):
+    from lnq_napari.inference import probabilities_on_ct
+    from lnq_napari.preprocess import prepare, to_ct_grid
+
+    predictor = Predictor(tiny_model, device="cpu")
+    prepared = prepare(small_ct, predictor.config.preprocessing)
+    rng = np.random.default_rng(0)
+    prob = (rng.random(prepared.image.shape) * 1.2 - 0.1).astype(np.float32)  # beyond 0..1: clipped
+    whole = np.clip(to_ct_grid(prob, prepared, small_ct), 0.0, 1.0)
+    plane = small_ct.shape[1] * small_ct.shape[2]
+    for voxels in (plane, 3 * plane + 1, 10**9):
+        got = probabilities_on_ct(prob, prepared, small_ct, voxels=voxels)
+        assert got.dtype == np.float32 and got.shape == small_ct.shape
+        assert np.allclose(got, whole, atol=1e-6, rtol=0), voxels
+    assert whole.min() == 0.0 and whole.max() == 1.0  # values beyond 0..1 were clipped
+
+
+# ---------------------------------------------------------------- out of memory: fall back, never crash
+def _oom_when(predictor, monkeypatch, failing):
+    """Make the network raise torch's out-of-memory error on the inputs ``failing(x)`` picks."""
+    forward = predictor.network.forward
+
+    def fake(x):
+        if failing(x):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(x)
+
+    monkeypatch.setattr(predictor.network, "forward", fake)
+
+
+def test_out_of_memory_runs_fewer_windows_at_once(tiny_model, small_ct, monkeypatch):
+    expected = Predictor(tiny_model, device="cpu").predict(small_ct)
+    predictor = Predictor(tiny_model, device="cpu")
+    predictor.config.inference.sw_batch_size = predictor.max_batch = 4
+    _oom_when(predictor, monkeypatch, lambda x: x.shape[0] > 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pred = predictor.predict(small_ct)
+    said = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert any("4 windows at once" in m and "2 at a time" in m for m in said), said
+    assert any("2 windows at once" in m and "1 at a time" in m for m in said), said
+    assert predictor.max_batch == 1
+    assert np.allclose(pred.probabilities.array, expected.probabilities.array, atol=1e-5)
+    assert np.array_equal(pred.mask.array, expected.mask.array)
+
+
+def test_out_of_memory_on_the_gpu_moves_to_the_cpu(tiny_model, small_ct, monkeypatch):
+    expected = Predictor(tiny_model, device="cpu").predict(small_ct)
+    predictor = Predictor(tiny_model, device="cpu")
+    predictor.device = torch.device("meta")  # stands in for a GPU: inputs go there and run out of memory
+    _oom_when(predictor, monkeypatch, lambda x: x.device.type != "cpu")
+    with pytest.warns(RuntimeWarning, match="on the CPU from now on"):
+        pred = predictor.predict(small_ct)
+    assert predictor.device.type == "cpu"
+    assert np.allclose(pred.probabilities.array, expected.probabilities.array, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # later predictions stay on the CPU without a word
+        assert np.array_equal(predictor.predict(small_ct).mask.array, expected.mask.array)
+
+
+def test_out_of_memory_on_the_cpu_is_one_line_error(tiny_model, small_ct, monkeypatch):
+    from lnq_napari import inference
+
+    predictor = Predictor(tiny_model, device="cpu")
+    _oom_when(predictor, monkeypatch, lambda x: True)
+    with pytest.raises(LNQError, match="out of memory"):
+        predictor.predict(small_ct)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(inference, "postprocess", no_memory)
+    with pytest.raises(LNQError, match=r"out of memory predicting a 72x72x20 CT"):
+        Predictor(tiny_model, device="cpu").predict(small_ct)
