@@ -1,0 +1,139 @@
+"""The nnU-Net predictor backend: a model folder made by nnU-Net's own planner and network builder from a
+tiny phantom export predicts on the CT's exact grid, agrees with nnU-Net's own reader + predictor, and
+goes through load_predictor, api.find_nodes and ``predict --model nnunet:<folder>``. Skips without
+nnunetv2 (the ``[nnunet]`` extra)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("nnunetv2")
+
+from lnq_napari import api  # noqa: E402
+from lnq_napari.cli import main  # noqa: E402
+from lnq_napari.errors import Cancelled, LNQError  # noqa: E402
+from lnq_napari.inference import Prediction, Predictor  # noqa: E402
+from lnq_napari.io.readers import read_volume  # noqa: E402
+from lnq_napari.io.volume import Volume  # noqa: E402
+from lnq_napari.nnunet.backend import NnUNetPredictor  # noqa: E402
+from lnq_napari.nnunet.select import load_predictor  # noqa: E402
+
+SHAPE, SPACING = (16, 48, 48), (1.5, 1.5, 3.0)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> tuple[Path, Path]:
+    """(data folder, tiny nnU-Net model folder)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from lnq_napari.nnunet.export import export_dataset
+    from lnq_napari.nnunet.tiny import make_tiny_model
+    from lnq_napari.phantom import write_dataset
+
+    root = tmp_path_factory.mktemp("nnunet")
+    write_dataset(root / "data", 2, seed=3, shape=SHAPE, spacing=SPACING)
+    exported = export_dataset(root / "nnUNet_raw", 601, data=root / "data", workers=1)
+    return root / "data", make_tiny_model(exported.folder, root)
+
+
+@pytest.fixture(scope="module")
+def predictor(model) -> NnUNetPredictor:
+    return NnUNetPredictor(model[1], device="cpu", mirroring=False)
+
+
+def _odd_grid_ct(data: Path) -> Volume:
+    """A CT unlike the training grid: cropped, another spacing, x axis flipped, shifted origin."""
+    ct = read_volume(sorted(data.glob("*-ct.nrrd"))[0])
+    return Volume(np.ascontiguousarray(ct.array[1:14, 3:45, 5:40]), (1.2, 1.7, 2.5), (-10.5, 20.25, 3.0),
+                  (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+
+
+def test_prediction_on_the_exact_ct_grid(model, predictor):
+    ct = _odd_grid_ct(model[0])
+    steps = []
+    pred = predictor.predict(ct, progress=lambda f, m="": steps.append(f))
+    assert isinstance(pred, Prediction)
+    for vol in (pred.probabilities, pred.mask):
+        assert vol.shape == ct.shape
+        assert (vol.spacing, vol.origin, vol.direction) == (ct.spacing, ct.origin, ct.direction)
+    prob = pred.probabilities.array
+    assert prob.dtype == np.float32 and 0.0 <= prob.min() and prob.max() <= 1.0 and prob.std() > 0
+    np.testing.assert_array_equal(pred.mask.array, (prob >= 0.5).astype(np.uint8))  # nnU-Net's argmax
+    assert pred.model_version == predictor.version == pred.mask.meta["model_version"]
+    assert pred.model_version.startswith("nnunet:Dataset601_LNQ/nnUNetTrainer__nnUNetPlans__3d_fullres@")
+    assert steps == sorted(steps) and steps[-1] == 1.0
+
+
+def test_agrees_with_nnunets_own_reader_and_predictor(model, predictor, tmp_path):
+    """Our Volume -> backend equals nnU-Net's SimpleITKIO reading the same file -> its predictor."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    from lnq_napari.io.readers import write_volume
+
+    ct = _odd_grid_ct(model[0])
+    path = write_volume(tmp_path / "case_0000.nrrd", ct)
+    data, props = SimpleITKIO().read_images([str(path)])
+    seg = predictor._nnunet.predict_single_npy_array(data, props, None, None, False)
+    ours = predictor.predict(ct)
+    differ = ours.mask.array != seg
+    assert differ.mean() < 1e-3  # only ties: nnU-Net's argmax keeps 0 where the softmax is exactly 0.5
+    assert np.all(np.abs(ours.probabilities.array[differ] - 0.5) < 1e-3)
+
+
+def test_cancel_stops_prediction(model, predictor):
+    with pytest.raises(Cancelled):
+        predictor.predict(_odd_grid_ct(model[0]), cancel=lambda: True)
+
+
+def test_fold_ensemble_and_version(model, tmp_path):
+    import torch
+
+    folder = tmp_path / "Dataset601_LNQ" / model[1].name
+    shutil.copytree(model[1], folder)
+    ckpt = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    ckpt["network_weights"] = {k: v * 0.5 if v.is_floating_point() else v
+                               for k, v in ckpt["network_weights"].items()}
+    (folder / "fold_1").mkdir()
+    torch.save(ckpt, folder / "fold_1" / "checkpoint_final.pth")
+    ct = _odd_grid_ct(model[0])
+    one = NnUNetPredictor(folder, device="cpu", folds=[0], mirroring=False)
+    both = NnUNetPredictor(folder, device="cpu", mirroring=False)
+    assert both.model.folds == ("0", "1") and one.version != both.version
+    assert not np.allclose(one.predict(ct).probabilities.array, both.predict(ct).probabilities.array)
+    with pytest.raises(LNQError, match=r"lacks fold\(s\) 3"):
+        NnUNetPredictor(folder, device="cpu", folds=[3])
+
+
+def test_load_predictor_chooses_the_backend(model):
+    folder = model[1]
+    chosen = load_predictor(f"nnunet:{folder}?mirroring=off&tile_step=0.75&folds=0", device="cpu")
+    assert isinstance(chosen, NnUNetPredictor)
+    assert chosen._nnunet.use_mirroring is False and chosen._nnunet.tile_step_size == 0.75
+    assert isinstance(load_predictor(folder, device="cpu"), NnUNetPredictor)  # found by its plans.json
+    assert isinstance(load_predictor(None, device="cpu"), Predictor)
+    assert load_predictor(chosen) is chosen
+    with pytest.raises(LNQError, match="unknown nnU-Net model option"):
+        load_predictor(f"nnunet:{folder}?speed=fast")
+    with pytest.raises(LNQError, match="nnU-Net models only"):
+        load_predictor(None, tile_step=0.5)
+
+
+def test_find_nodes_and_cli_predict_with_an_nnunet_model(model, tmp_path, capsys):
+    data, folder = model
+    ct_path = sorted(data.glob("*-ct.nrrd"))[0]
+    ct = read_volume(ct_path)
+    result = api.find_nodes(ct, f"nnunet:{folder}?mirroring=off", device="cpu")
+    assert result.model_version.startswith("nnunet:") and result.mask.shape == ct.shape
+    assert len(result.nodes) == int(result.mask.array.max())
+    assert main(["predict", str(ct_path), "-o", str(tmp_path), "--model", f"nnunet:{folder}?mirroring=off",
+                 "--device", "cpu"]) == 0
+    seg = read_volume(next(tmp_path.glob("*-seg.nrrd")))
+    assert seg.same_grid(ct)
+    np.testing.assert_array_equal(seg.array > 0, result.mask.array > 0)
+    assert main(["predict", str(ct_path), "-o", str(tmp_path), "--model", f"nnunet:{tmp_path}"]) == 2
+    assert "not an nnU-Net trained model folder" in capsys.readouterr().err
