@@ -4,6 +4,10 @@ against highdicom's own reading (``segread`` + ``get_pixels_by_source_instance``
 
     python benchmarks/bench_dicom_seg.py                 # 300 slices of 512 x 512, 5 repeats
     python benchmarks/bench_dicom_seg.py --slices 100 --repeats 3
+    python benchmarks/bench_dicom_seg.py --fuzz 600 --slices 0   # damaged SEGs only
+
+``--fuzz N`` damages N copies of two SEGs on the 3-slice series (ours and dcmqi's, tests/data/dicom-seg):
+bytes overwritten in the header or anywhere, or the file cut short; each must read or give one LNQError line.
 
 The series is the repository's real 3-slice GE CT (tests/data/dcmqi/ct-3slice) repeated along z with new
 positions and UIDs; the mask holds 40 box-shaped nodes over the middle third of the slices.
@@ -69,11 +73,56 @@ def highdicom_read(path: Path, uids: list[str]) -> np.ndarray:
     return np.asarray(seg.get_pixels_by_source_instance(uids, segment_numbers=[1], combine_segments=True))
 
 
+def fuzz(count: int, seed: int = 1) -> None:
+    """Read ``count`` damaged SEGs; print how many were read, refused in one line, or raised otherwise."""
+    import random
+    from collections import Counter
+
+    from lnq_napari.errors import LNQError
+
+    series = TEMPLATE.parent
+    ct = read_volume(series)
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
+        warnings.simplefilter("ignore")
+        labels = read_labels(series.parent / "liver_spine_seg.nrrd", reference=ct)
+        ours = write_dicom_seg(Path(tmp) / "ours.dcm", labels, series, model_version="bench")
+        theirs = TEMPLATE.parents[2] / "dicom-seg" / "liver_spine_dcmqi.dcm"
+        sources = [ours.read_bytes(), theirs.read_bytes()]
+        rng, outcome = random.Random(seed), Counter()
+        for k in range(count):
+            data = bytearray(rng.choice(sources))
+            mode = rng.random()
+            if mode < 0.6:  # the header, where damage matters most
+                for _ in range(rng.randint(1, 20)):
+                    data[rng.randrange(132, min(len(data), 8000))] = rng.randrange(256)
+            elif mode < 0.8:
+                data = data[: rng.randrange(132, len(data))]
+            else:
+                for _ in range(rng.randint(1, 50)):
+                    data[rng.randrange(132, len(data))] = rng.randrange(256)
+            path = Path(tmp) / f"fuzz{k}.dcm"
+            path.write_bytes(bytes(data))
+            try:
+                read_labels(path, reference=ct)
+                outcome["read"] += 1
+            except LNQError as exc:
+                outcome["refused in one line" if "\n" not in str(exc) else "refused in several lines"] += 1
+            except Exception as exc:  # what must not happen
+                outcome[f"raised {type(exc).__name__}"] += 1
+            path.unlink()
+    print(f"fuzz: {count} damaged SEGs: " + ", ".join(f"{n} {what}" for what, n in sorted(outcome.items())))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--slices", type=int, default=300, help="CT slices (0: no timings)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fuzz", type=int, default=0, help="damaged SEGs to read (default 0)")
     args = parser.parse_args(argv)
+    if args.fuzz:
+        fuzz(args.fuzz)
+    if args.slices <= 0:
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "study"
         make_series(root / "1-CT", args.slices)
