@@ -1,7 +1,12 @@
 """Remake ``review-bundled.png``: the demo phantom case (or a CT file given) in napari after Find nodes
-with the bundled model.
+with the bundled model, in a 1600 x 1000 window with the lnq-napari panel on its Nodes tab (the tab is
+``LNQ_TAB``, default Nodes). ``review-keys.png`` is the Correct tab (suggestions and the review keys)
+after the N key centred the first suggestion::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots/take_screenshot.py [OUT.png] [CT]
+    LNQ_TAB=Correct xvfb-run -a -s "-screen 0 1920x1200x24" python docs/screenshots/take_screenshot.py \
+        docs/screenshots/review-keys.png
+
+    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/screenshots/take_screenshot.py [OUT.png] [CT]
 
 ``review-ctchest4.png`` is the real chest CT that ships with slicerio::
 
@@ -11,6 +16,7 @@ with the bundled model.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +33,7 @@ def main() -> None:
     from lnq_napari.io.readers import write_volume
     from lnq_napari.phantom import make_case
     from lnq_napari.plugin.app import view
+    from lnq_napari.plugin.keys import step_suggestion
 
     with tempfile.TemporaryDirectory() as tmp:
         if len(sys.argv) > 2:
@@ -37,7 +44,8 @@ def main() -> None:
         viewer = view(ct_path)
         viewer.window._qt_window.resize(1600, 1000)
         app = QApplication.instance()
-        segment = viewer.window.dock_widgets["Segment"]
+        panel = viewer.window.dock_widgets["lnq-napari"]
+        segment = panel.widgets["Segment"]
         while segment.warm_up.is_alive():
             app.processEvents()
             time.sleep(0.01)
@@ -50,10 +58,21 @@ def main() -> None:
         if len(counts) > 1:  # show the slice through the middle of the largest predicted node
             z = np.nonzero(nodes.data == int(np.argmax(counts[1:])) + 1)[0]
             viewer.dims.set_point(0, nodes.data_to_world([float(np.median(z)), 0, 0])[0])
+        tab = os.environ.get("LNQ_TAB", "Nodes")
+        panel.show_tab(tab)
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.02)
+        viewer.reset_view()  # fill the canvas the panel leaves
+        if tab == "Correct":  # what the N key does: the first suggestion, centred
+            step_suggestion(viewer, 1)
+            viewer.camera.zoom *= 2.0
         for _ in range(100):
             app.processEvents()
             time.sleep(0.02)
+        canvas = viewer.window._qt_viewer.canvas.native
         viewer.screenshot(str(out), canvas_only=False)
+        print(f"canvas {canvas.width()} of {viewer.window._qt_window.width()} px")
         print(f"wrote {out}: {segment.status.text()!r}")
         viewer.close()
 

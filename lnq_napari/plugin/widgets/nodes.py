@@ -28,15 +28,20 @@ from lnq_napari import api
 from lnq_napari.plugin.widgets._common import SessionTracker
 from lnq_napari.quantify import NodeRow, summarize_nodes, write_csv
 
-COLUMNS = [
+COLUMNS = [  # (NodeRow field, header, format); short headers keep the table narrow, tooltips say more
     ("id", "id", "{:d}"),
     ("volume_cm3", "cm3", "{:.2f}"),
-    ("long_axis_mm", "long mm", "{:.1f}"),
-    ("short_axis_mm", "short mm", "{:.1f}"),
-    ("ge_10mm", ">=10mm", "{}"),
+    ("long_axis_mm", "long", "{:.1f}"),
+    ("short_axis_mm", "short", "{:.1f}"),
+    ("ge_10mm", ">=10", "{}"),
     ("mean_hu", "HU", "{:.0f}"),
     ("side", "side", "{}"),
 ]
+HEADER_TIPS = {
+    "id": "node id: its colour on the canvas", "volume_cm3": "volume (cm3)", "long_axis_mm": "long axis (mm)",
+    "short_axis_mm": "short axis (mm)", "ge_10mm": "short axis >= 10 mm", "mean_hu": "mean HU",
+    "side": "side of the midline",
+}
 
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the value a column sorts by
@@ -73,6 +78,8 @@ class NodesWidget(QWidget):
         self._worker, self._pending = None, False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[1] for c in COLUMNS])
+        for c, (key, _, _) in enumerate(COLUMNS):
+            self.table.horizontalHeaderItem(c).setToolTip(HEADER_TIPS[key])
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -138,7 +145,7 @@ class NodesWidget(QWidget):
         for r, row in enumerate(rows):
             for c, (key, _, fmt) in enumerate(COLUMNS):
                 value = getattr(row, key)
-                item = SortItem("" if value is None else fmt.format(value))
+                item = SortItem(_cell_text(value, fmt))
                 item.setData(SORT_ROLE, value)
                 item.setData(ID_ROLE, row.id)
                 self.table.setItem(r, c, item)
@@ -203,3 +210,11 @@ class NodesWidget(QWidget):
 def node_colour(layer, node_id: int) -> np.ndarray:
     """The RGBA (0-1) the Labels ``layer`` draws ``node_id`` with on the canvas."""
     return np.asarray(layer.get_color(int(node_id)), dtype=float)
+
+
+def _cell_text(value, fmt: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    return fmt.format(value)
