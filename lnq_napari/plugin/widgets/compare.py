@@ -270,12 +270,14 @@ class CompareWidget(QWidget):
                 layer.visible = False if grid else layer.visible
         layers[FOLLOWUP_CT].visible = grid
         base_ct.visible = True
-        if grid:  # grid cells hold two layers each: [follow-up CT, its nodes], [baseline CT, its nodes]
+        if grid:  # two layers a cell, counted from the bottom: [baseline CT, nodes], [follow-up CT, nodes]
             order = [base_ct, layers[BASELINE_NODES], layers[FOLLOWUP_CT], layers[FOLLOWUP_NODES]]
-            for layer in order:
-                layers.move(layers.index(layer), len(layers))
+            for position, layer in enumerate(order):
+                layers.move(layers.index(layer), position)
             self.viewer.grid.stride = 2
+            self.viewer.grid.shape = (1, 2)  # the hidden layers above wrap into the same two cells
         self.viewer.grid.enabled = grid
+        self.viewer.reset_view()
 
     def row_of(self, table_row: int):
         return None if self.result is None else self.result.rows[table_row]
