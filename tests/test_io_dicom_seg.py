@@ -412,3 +412,16 @@ def test_export_from_a_workspace_needs_a_dicom_ct(tmp_path):
         api.export_dicom_seg(tmp_path / "x.dcm", workspace=tmp_path / "ws", case=case)
     with pytest.raises(LNQError, match="needs labels and their DICOM CT"):
         api.export_dicom_seg(tmp_path / "x.dcm")
+
+
+def test_napari_reader_opens_a_seg_series_folder(tmp_path, ct, liver):
+    """The npe2 reader needs no DICOM SEG code of its own: read_volume and read_labels take the SEG."""
+    from lnq_napari.plugin._reader import napari_get_reader
+
+    root = study(tmp_path)
+    write_dicom_seg(root / "2-SEG" / "1-1.dcm", liver, root / "1-CT")
+    reader = napari_get_reader(str(root / "2-SEG"))
+    ((data, kwargs, kind),) = reader(str(root / "2-SEG"))
+    assert kind == "labels" and data.shape == ct.shape
+    np.testing.assert_array_equal(data > 0, liver.array != 0)
+    assert kwargs["scale"] == tuple(ct.spacing[::-1]) and kwargs["translate"] == tuple(ct.origin[::-1])
