@@ -90,7 +90,7 @@ def seg_file(path: str | Path) -> Path | None:
     if not path.is_dir():
         return None
     files = []
-    for child in path.iterdir():
+    for child in _listing(path):
         if child.is_file() and not child.name.startswith("."):
             files.append(child)
             if len(files) > MAX_FOLDER_FILES:
@@ -105,6 +105,14 @@ def seg_file(path: str | Path) -> Path | None:
     return segs[0]
 
 
+def _listing(folder: Path) -> list[Path]:
+    """The entries of ``folder``, sorted; none when it cannot be listed (no permission, vanished)."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
 def _series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
     """The DICOM series UIDs in ``folder``: of every file (GDCM, header only), or of its first few files
     (a series folder holds one series; reading them all in every folder beside a SEG would be slow)."""
@@ -117,7 +125,7 @@ def _series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
         except RuntimeError:
             return ()
     found = []
-    files = (f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith("."))
+    files = (f for f in _listing(folder) if f.is_file() and not f.name.startswith("."))
     for child in list(itertools.islice(files, SAMPLED_FILES)):
         try:
             ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
@@ -132,12 +140,12 @@ def _candidate_folders(path: Path) -> list[Path]:
     subfolders (TCIA: <patient>/<study>/<series>/, the SEG a series beside the CT)."""
     home = path.parent
     found = [home]
-    for child in sorted(home.parent.iterdir()) if home.parent != home else []:
+    for child in _listing(home.parent) if home.parent != home else []:
         if len(found) >= MAX_SEARCH_FOLDERS:
             break
         if child.is_dir() and child != home and not child.name.startswith("."):
             found.append(child)
-            found.extend(sorted(c for c in child.iterdir() if c.is_dir())[:MAX_SEARCH_FOLDERS])
+            found.extend([c for c in _listing(child) if c.is_dir()][:MAX_SEARCH_FOLDERS])
     return found[:MAX_SEARCH_FOLDERS]
 
 
@@ -171,6 +179,7 @@ def _frame_item(shared, frame, keyword: str):
 
 
 def _floats(value, count: int, what: str, name: str) -> np.ndarray:
+    """``count`` finite numbers from a DICOM value, else a one-line LNQError naming ``what``."""
     try:
         array = np.asarray([float(v) for v in value], dtype=float)
     except (TypeError, ValueError) as exc:
