@@ -325,6 +325,10 @@ def predict(
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
     items = ct_inputs(inputs)
+    segs = [p for _, p in items if dicom_seg.is_dicom_path(p) and dicom_seg.seg_file(p) is not None]
+    if segs:
+        raise LNQError(f"{segs[0].name} is a DICOM SEG (a segmentation), not a CT; give the CT series folder "
+                       "it was drawn on")
     not_dicom = [p for _, p in items if not dicom_seg.is_dicom_path(p)] if format == "dicom-seg" else []
     if not_dicom:
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "

@@ -401,6 +401,8 @@ def test_predict_format_dicom_seg(tmp_path, ct, liver, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "case-ct.nrrd is not DICOM; use --format nrrd" in err[0]
     assert not (tmp_path / "none").exists()
+    assert main(["predict", str(written), "-o", str(tmp_path / "none")]) == 2
+    assert "is a DICOM SEG (a segmentation), not a CT" in capsys.readouterr().err
 
 
 def test_export_from_a_workspace_needs_a_dicom_ct(tmp_path):
