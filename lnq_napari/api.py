@@ -508,8 +508,9 @@ def export_dicom_seg(
 
     Either ``labels`` on the grid of the DICOM CT ``ct`` (a series folder or one of its files), with the
     ``model_version`` that predicted them (None: drawn by hand) and the number of ``edits``; or a
-    ``workspace`` ``case``: its label ``version`` (default the newest) with that version's provenance and
-    the case's CT, journaled as ``export``. LNQError when the CT is not DICOM or the grids differ.
+    ``workspace`` ``case``: its label ``version`` (default the newest) with that version's provenance,
+    journaled as ``export``; its CT is ``ct`` (the DICOM series the case's CT file was converted from)
+    or the case's CT. LNQError when the CT is not DICOM or the grids differ.
     """
     if workspace is None:
         if labels is None or ct is None:
@@ -521,7 +522,7 @@ def export_dicom_seg(
     info = ws.version_info(case, version) if version else ws.latest_version(case)
     if info is None:
         raise LNQError(f"{case} has no label version to export; save one first")
-    path = dicom_seg.write_dicom_seg(out, ws.read_labels(case, info["version"]), ws.ct_path(case),
+    path = dicom_seg.write_dicom_seg(out, ws.read_labels(case, info["version"]), ct or ws.ct_path(case),
                                      model_version=info.get("model_version"), edits=int(info.get("edits", 0)))
     ws.log("export", case=case, version=info["version"], file=str(path), format="dicom-seg")
     return path

@@ -206,6 +206,12 @@ def _cmd_activate(args: argparse.Namespace) -> None:
     print(f"active model: {chosen.version} (was {before})")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    path = api.export_dicom_seg(args.output, workspace=args.path, case=args.case, version=args.version,
+                                ct=args.ct)
+    print(path)
+
+
 def _cmd_next(args: argparse.Namespace) -> None:
     with _progress_bar("rank") as progress:
         ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
@@ -344,6 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = ws_sub.add_parser("models", help="list the model versions: parent, active, figures, verdict")
     p.add_argument("path", help="workspace folder")
     p.set_defaults(func=_cmd_models)
+    p = ws_sub.add_parser("export", help="write a case's label version as a DICOM SEG of its DICOM CT series")
+    p.add_argument("path", help="workspace folder")
+    p.add_argument("case", help="case id")
+    p.add_argument("-o", "--output", required=True, help="DICOM SEG file to write (e.g. case-seg.dcm)")
+    p.add_argument("--version", help="label version (default: the newest)")
+    p.add_argument("--ct", help="the DICOM CT series folder the case's CT was converted from "
+                   "(default: the case's CT, which must then be DICOM)")
+    p.set_defaults(func=_cmd_export)
     p = ws_sub.add_parser("activate", help="make a model version the active one (also to roll back)")
     p.add_argument("path", help="workspace folder")
     p.add_argument("version", help="model version (e.g. m002), or bundled to go back to the bundled model")

@@ -405,6 +405,27 @@ def test_predict_format_dicom_seg(tmp_path, ct, liver, monkeypatch, capsys):
     assert "is a DICOM SEG (a segmentation), not a CT" in capsys.readouterr().err
 
 
+def test_workspace_export_of_a_case_converted_from_dicom(tmp_path, ct, liver, capsys):
+    """A TCIA series converted to an LNQ-layout case: its label version goes back out as a DICOM SEG of
+    that series (``workspace export --ct``), with the version's provenance, and is journaled."""
+    case = "lnq2023-train-0001"
+    write_volume(tmp_path / "data" / f"{case}-ct.nrrd", ct)
+    partial = liver.with_array((liver.array == 2).astype(np.uint8))
+    write_volume(tmp_path / "data" / f"{case}-seg.nrrd", partial)
+    ws = api.init_workspace(tmp_path / "ws", data=tmp_path / "data")
+    saved = api.save_labels(liver, case, workspace=tmp_path / "ws", model_version=VERSION, edits=4)
+    out = tmp_path / "out" / "case-seg.dcm"
+    assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(out), "--ct", str(SERIES)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    np.testing.assert_array_equal(read_labels(out, reference=ct).array, liver.array != 0)
+    assert pydicom.dcmread(out).SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    (line,) = ws.journal("export")
+    assert line["case"] == case and line["version"] == saved.version and line["format"] == "dicom-seg"
+    assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(tmp_path / "x.dcm")]) == 2
+    assert "is not DICOM" in capsys.readouterr().err
+    assert not (tmp_path / "x.dcm").exists()
+
+
 def test_export_from_a_workspace_needs_a_dicom_ct(tmp_path):
     small = np.zeros((4, 16, 16), np.int16)
     write_volume(tmp_path / "data" / "lnq2023-train-0001-ct.nrrd", Volume(small))
