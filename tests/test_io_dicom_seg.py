@@ -223,6 +223,33 @@ def test_coarser_seg_is_resampled_onto_the_ct_grid(tmp_path, ct):
     np.testing.assert_array_equal(back.array, np.kron(coarse, np.ones((1, 2, 2), np.uint8)))
 
 
+def test_seg_cropped_in_plane_is_placed_without_resampling(tmp_path, ct):
+    """Frames smaller than the CT slices, starting a whole number of pixels in: placed, not resampled."""
+    crop = np.zeros((3, 100, 120), np.uint8)
+    crop[1, 10:40, 20:70] = 1
+    sources = ct_files_in_z_order(ct)
+    for d in sources:
+        if not d.get("SpecificCharacterSet"):
+            del d.SpecificCharacterSet
+    offset = np.array([60 * ct.spacing[0], 50 * ct.spacing[1], 0.0])  # 60 columns, 50 rows in
+    positions = [hd.PlanePositionSequence("PATIENT", list(np.asarray(d.ImagePositionPatient, float) + offset))
+                 for d in sources]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=crop, segmentation_type="BINARY",
+        segment_descriptions=[segment_description(1, "node")], series_instance_uid=hd.UID(), series_number=5,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="test", manufacturer_model_name="test",
+        software_versions="1", device_serial_number="1", plane_positions=positions,
+        pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=[ct.spacing[1], ct.spacing[0]],
+                                                slice_thickness=1.0),
+        plane_orientation=hd.PlaneOrientationSequence("PATIENT", [1, 0, 0, 0, 1, 0]))
+    seg.save_as(tmp_path / "crop.dcm")
+    expected = np.zeros(ct.shape, np.uint8)
+    expected[1, 60:90, 80:130] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GridWarning)
+        np.testing.assert_array_equal(read_labels(tmp_path / "crop.dcm", reference=ct).array, expected)
+
+
 def segment_description(number: int, label: str, code=codes.SCT.LymphNode) -> hd.seg.SegmentDescription:
     return hd.seg.SegmentDescription(
         segment_number=number, segment_label=label, segmented_property_category=codes.SCT.AnatomicalStructure,
