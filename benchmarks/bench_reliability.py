@@ -541,8 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         result = next_trials(args.trials) if op == "next" else kill_trials(op, args.trials)
         print(f"kill {op:9s} trials {result['trials']:4d}  reported done {result['reported']:5d}  "
               f"losses {result['losses']}  torn journal lines {result['torn_journal_lines']}  "
-              f"leftover temp files {result['leftover_temp_files']} "
-              f"({result.get('temp_files_after_cleanup', '-')} once stale and written over)  "
+              f"leftover temp files {result['leftover_temp_files']}"
+              + (f" ({result['temp_files_after_cleanup']} once stale and written over)"
+                 if "temp_files_after_cleanup" in result else "") + "  "
               f"(kills within {result['span_s']:.2f} s; "
               f"{time.perf_counter() - start:.0f} s)",
               flush=True)
