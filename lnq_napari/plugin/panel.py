@@ -53,7 +53,12 @@ class LNQPanel(QWidget):
         for name, widget in self.widgets.items():
             # a tab may grow in height: wrapped lines need more of it in a narrow panel
             widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-            page = _stacked(widget, self.keys) if name == "Correct" else widget  # the keys where one reviews
+            if name == "Correct":  # the keys where one reviews
+                page = _stacked(widget, self.keys)
+            elif name == "Nodes":  # the table takes the height
+                page = widget
+            else:  # the form at the top, the room below it empty
+                page = _stacked(widget, stretch=True)
             self.tabs.addTab(_scrolled(page), name)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -109,13 +114,15 @@ class KeysTable(QWidget):
         return rows
 
 
-def _stacked(*widgets: QWidget) -> QWidget:
-    """The widgets one above the other in a plain page."""
+def _stacked(*widgets: QWidget, stretch: bool = False) -> QWidget:
+    """The widgets one above the other in a plain page (``stretch``: empty room below them)."""
     page = QWidget()
     layout = QVBoxLayout(page)
     layout.setContentsMargins(0, 0, 0, 0)
     for widget in widgets:
         layout.addWidget(widget)
+    if stretch:
+        layout.addStretch(1)
     return page
 
 
