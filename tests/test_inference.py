@@ -191,6 +191,27 @@ def test_postprocess_in_slabs_matches_the_plain_rules():
         assert got.dtype == np.uint8 and np.array_equal(got, expected), voxels
 
 
+def test_postprocess_memory_beyond_its_output_is_a_few_bytes_per_voxel():
+    """A mask filling the volume: the mask, its int32 component ids and the output (6 bytes per voxel),
+    plus about a slab; the whole-box sums took 20 (int64 ids and float64 weights per voxel)."""
+    import tracemalloc
+
+    shape = (32, 128, 128)
+    prob = np.full(shape, 0.9, np.float32)
+    prob[:, :, 64] = 0.0  # two large components
+    hu, region = np.zeros(shape, np.int16), np.ones(shape, bool)
+    args = (prob, (1.0, 1.0, 1.0), 0.5, 10.0)
+    postprocess(*args, hu=hu, max_mean_hu=100.0, region=region)  # imports scipy outside the trace
+    tracemalloc.start()
+    try:
+        out = postprocess(*args, hu=hu, max_mean_hu=100.0, region=region, voxels=2**14)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.sum() == prob.size - 32 * 128
+    assert peak < 7 * prob.size + 40 * 2**14, peak / prob.size
+
+
 def test_probabilities_on_ct_in_slabs_match_one_resampling(tiny_model, small_ct):
     from lnq_napari.inference import probabilities_on_ct
     from lnq_napari.preprocess import prepare, to_ct_grid
