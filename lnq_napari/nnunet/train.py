@@ -1,0 +1,117 @@
+"""Train an nnU-Net fold in a subprocess: nnU-Net's own preprocessing and trainer, with a short schedule
+(iterations per epoch, epochs) and optional pretrained weights (the parent's checkpoint), for tests,
+the CPU check of the whole road and the first step of fine-tuning an nnU-Net model.
+
+For full trainings use ``nnUNetv2_train`` (README: Train on LNQ2023 with nnU-Net). The short trainer is
+nnU-Net's default trainer with its schedule shortened; it keeps the name ``nnUNetTrainer`` so the model
+folder and checkpoints read as nnU-Net's own (the network, loss and augmentation are unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.nnunet.deps import require_nnunet
+from lnq_napari.nnunet.tiny import CONFIGURATION, PLANS, TRAINER
+
+_EPOCH = re.compile(r"Epoch (\d+)\s*$")  # nnU-Net's log line "<time>: Epoch N"
+
+
+def train_fold(
+    dataset_folder: str | Path, preprocessed: str | Path, results: str | Path, fold: str = "all",
+    iterations: int = 250, epochs: int = 1, val_iterations: int = 1, pretrained: str | Path | None = None,
+    device: str = "cpu", progress: Callable[[float, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """Preprocess (once) and train one fold of a planned dataset; returns the model folder.
+
+    The dataset must be planned (``nnUNetPlans.json`` in ``<preprocessed>/<dataset>``). Runs in a
+    subprocess; ``cancel`` stops it (Cancelled), a failure is an LNQError with nnU-Net's last line.
+    """
+    require_nnunet("training an nnU-Net model")
+    dataset_folder = Path(dataset_folder).resolve()
+    job = {"dataset": dataset_folder.name, "fold": str(fold), "iterations": int(iterations),
+           "epochs": int(epochs), "val_iterations": int(val_iterations), "device": device,
+           "pretrained": None if pretrained is None else str(Path(pretrained).resolve())}
+    env = {**os.environ, "nnUNet_raw": str(dataset_folder.parent),
+           "nnUNet_preprocessed": str(Path(preprocessed).resolve()),
+           "nnUNet_results": str(Path(results).resolve()), "nnUNet_n_proc_DA": "0",
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lnq_napari.nnunet.train", json.dumps(job)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            match = _EPOCH.search(line)
+            if match and progress:
+                progress(int(match.group(1)) / max(int(epochs), 1), line.strip())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        if cancel is not None and cancel():
+            proc.terminate()
+            proc.wait()
+            raise Cancelled("nnU-Net training cancelled")
+        reader.join(0.5)
+    reader.join()
+    if proc.returncode != 0:
+        last = next((x for x in reversed(lines) if x.strip()), "no output")
+        raise LNQError(f"nnU-Net training failed (exit {proc.returncode}): {last[:200]}")
+    if progress:
+        progress(1.0, "done")
+    return Path(results).resolve() / dataset_folder.name / f"{TRAINER}__{PLANS}__{CONFIGURATION}"
+
+
+def _short_trainer(iterations: int, val_iterations: int, epochs: int):
+    """nnU-Net's default trainer with a short schedule (same name, so its folder reads as the default)."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer as Default
+
+    class nnUNetTrainer(Default):  # noqa: N801 - nnU-Net finds trainers by this name
+        def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                     device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
+            super().__init__(plans, configuration, fold, dataset_json, device)
+            self.num_iterations_per_epoch = iterations
+            self.num_val_iterations_per_epoch = val_iterations
+            self.num_epochs = epochs
+
+    return nnUNetTrainer
+
+
+def _main(job: dict) -> None:
+    """The subprocess: preprocess the configuration if needed, then train with the short schedule."""
+    import torch
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess
+    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
+
+    pre = Path(os.environ["nnUNet_preprocessed"]) / job["dataset"]
+    plans = json.loads((pre / f"{PLANS}.json").read_text())
+    dataset_json = json.loads((pre / "dataset.json").read_text()) if (pre / "dataset.json").is_file() \
+        else json.loads((Path(os.environ["nnUNet_raw"]) / job["dataset"] / "dataset.json").read_text())
+    data_id = plans["configurations"][CONFIGURATION]["data_identifier"]
+    if not (pre / data_id).is_dir():
+        preprocess([int(job["dataset"][7:10])], PLANS, [CONFIGURATION], [1], show_progress_bar=False)
+        dataset_json = json.loads((pre / "dataset.json").read_text())
+    fold = job["fold"] if job["fold"] == "all" else int(job["fold"])
+    plans["continue_training"] = False  # what nnUNetv2_train passes to the trainer inside the plans
+    trainer = _short_trainer(job["iterations"], job["val_iterations"], job["epochs"])(
+        plans, CONFIGURATION, fold, dataset_json, torch.device(job["device"]))
+    if job["pretrained"]:
+        trainer.initialize()
+        load_pretrained_weights(trainer.network, job["pretrained"], verbose=False)
+    trainer.run_training()
+
+
+if __name__ == "__main__":
+    _main(json.loads(sys.argv[1]))
