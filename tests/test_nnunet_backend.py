@@ -114,6 +114,9 @@ def test_load_predictor_chooses_the_backend(model):
     chosen = load_predictor(f"nnunet:{folder}?mirroring=off&tile_step=0.75&folds=0", device="cpu")
     assert isinstance(chosen, NnUNetPredictor)
     assert chosen._nnunet.use_mirroring is False and chosen._nnunet.tile_step_size == 0.75
+    assert chosen.config.inference.min_component_mm3 == 0.0  # nnU-Net's argmax unless asked
+    floor = load_predictor(f"nnunet:{folder}?min_component_mm3=300&max_mean_hu=none", device="cpu")
+    assert floor.config.inference.min_component_mm3 == 300.0 and floor.config.inference.max_mean_hu is None
     assert isinstance(load_predictor(folder, device="cpu"), NnUNetPredictor)  # found by its plans.json
     assert isinstance(load_predictor(None, device="cpu"), Predictor)
     assert load_predictor(chosen) is chosen
@@ -137,3 +140,39 @@ def test_find_nodes_and_cli_predict_with_an_nnunet_model(model, tmp_path, capsys
     np.testing.assert_array_equal(seg.array > 0, result.mask.array > 0)
     assert main(["predict", str(ct_path), "-o", str(tmp_path), "--model", f"nnunet:{tmp_path}"]) == 2
     assert "not an nnU-Net trained model folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_short_nnunet_training_from_pretrained_weights_gives_a_model_the_backend_loads(model, tmp_path):
+    """nnU-Net's own preprocessing and trainer (3 iterations on the CPU), starting from the tiny model's
+    weights as pretrained weights: the new folder loads, predicts on the exact grid, and its weights moved."""
+    import torch
+
+    from lnq_napari.nnunet.train import train_fold
+
+    data, folder = model
+    root = folder.parents[2]
+    steps = []
+    trained = train_fold(root / "nnUNet_raw" / "Dataset601_LNQ", root / "nnUNet_preprocessed", tmp_path,
+                         fold="all", iterations=3, epochs=1,
+                         pretrained=folder / "fold_0" / "checkpoint_final.pth",
+                         progress=lambda f, m: steps.append(f))
+    assert steps and steps[-1] == 1.0
+    predictor = NnUNetPredictor(trained, device="cpu", mirroring=False)
+    assert predictor.model.folds == ("all",)
+    ct = _odd_grid_ct(data)
+    assert predictor.predict(ct).probabilities.shape == ct.shape
+    before = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=False)["network_weights"]
+    after = torch.load(trained / "fold_all" / "checkpoint_final.pth", weights_only=False)["network_weights"]
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_cancelled_training_stops_the_subprocess(model, tmp_path):
+    from lnq_napari.nnunet.train import train_fold
+
+    root = model[1].parents[2]
+    with pytest.raises(Cancelled):
+        train_fold(root / "nnUNet_raw" / "Dataset601_LNQ", root / "nnUNet_preprocessed", tmp_path,
+                   cancel=lambda: True)
+    assert not any(tmp_path.iterdir())

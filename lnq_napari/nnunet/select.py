@@ -16,6 +16,8 @@ from lnq_napari.errors import LNQError
 from lnq_napari.nnunet.folder import PREFIX, is_nnunet_folder, strip_prefix
 
 NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
+# post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300
+_POSTPROCESSING = ("threshold", "min_component_mm3", "max_mean_hu", "mediastinum_margin_mm")
 
 
 @runtime_checkable
@@ -37,7 +39,8 @@ def is_nnunet_model(model) -> bool:
 
 
 def parse_model(model) -> tuple[Path, dict]:
-    """The folder and options of ``nnunet:<folder>[?folds=0,1&tile_step=0.5&mirroring=off&checkpoint=...]``.
+    """The folder and options of ``nnunet:<folder>[?folds=0,1&tile_step=0.5&mirroring=off&checkpoint=...]``
+    (and post-processing: ``threshold``, ``min_component_mm3``, ``max_mean_hu``, ``mediastinum_margin_mm``).
 
     The options ride in the model string, so every place that takes a model (CLI ``--model``, the
     Segment widget's model field, a workspace) can set them.
@@ -60,9 +63,15 @@ def parse_model(model) -> tuple[Path, dict]:
             options["mirroring"] = value.lower() in ("on", "1", "true")
         elif key == "checkpoint":
             options["checkpoint"] = value
+        elif key in _POSTPROCESSING:
+            try:
+                number = None if value.lower() in ("", "none", "off") else float(value)
+            except ValueError:
+                raise LNQError(f"{key}={value!r} in {text} is not a number (or none)") from None
+            options.setdefault("inference", {})[key] = number
         else:
-            raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, mirroring "
-                           "or checkpoint")
+            raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, "
+                           f"mirroring, checkpoint or {', '.join(_POSTPROCESSING)}")
     return strip_prefix(body), options
 
 
