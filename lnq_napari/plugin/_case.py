@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.readers import read_labels
 from lnq_napari.plugin._layers import volume_from
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
-from lnq_napari.plugin._session import NODES_NAME, WORKSPACE_KEY, NodeSession
+from lnq_napari.plugin._session import NODES_NAME, OPENED_KEY, WORKSPACE_KEY, NodeSession
 
 
 def add_layers(viewer, layer_data: list[tuple]) -> list:
@@ -40,6 +41,7 @@ def add_case(viewer, ct_data=None, seg_data=None, workspace=None) -> tuple:
     ct_layer = nodes = None
     if ct_data is not None:
         (ct_layer,) = add_layers(viewer, [ct_data])
+        ct_layer.metadata[OPENED_KEY] = time.monotonic()  # the review clock of this case starts now
         if workspace is not None:
             ct_layer.metadata[WORKSPACE_KEY] = str(workspace.root)
     if seg_data is not None:

@@ -27,6 +27,7 @@ MODEL_KEY = "lnq_model_version"
 NODES_NAME = "nodes"
 SUGGESTIONS_NAME = "suggestions"
 WORKSPACE_KEY = "lnq_workspace"
+OPENED_KEY = "lnq_opened"  # time.monotonic() when the CT layer was opened: the case's review clock starts
 
 
 class NodeSession:
@@ -269,7 +270,8 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     nodes.metadata[SOURCE_KEY] = ct_layer.metadata.get(SOURCE_KEY)
     session = session_for(viewer, nodes)  # widgets may have made it when the layer appeared
     session.ct_layer = ct_layer
-    session.stats = stats or session.stats
+    opened = ct_layer.metadata.get(OPENED_KEY)
+    session.stats = stats or (CaseStats(started=opened) if opened is not None else session.stats)
     session.suggestions = show_suggestions(viewer, ct, result.suggestions)
     viewer.layers.selection.active = nodes
     session.notify()

@@ -118,3 +118,25 @@ def _point(x: int, y: int):
     from qtpy.QtCore import QPoint
 
     return QPoint(int(x), int(y))
+
+
+def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtbot, phantom_files, stand_in,
+                                                        autosave_dir):
+    """Plugins > lnq-napari > lnq-napari panel (npe2): the same panel; the review keys work with it."""
+    from lnq_napari.plugin._case import add_case, read_case
+    from lnq_napari.plugin._session import OPENED_KEY
+    from lnq_napari.plugin.panel import LNQPanel
+
+    viewer = make_napari_viewer()
+    ct_layer, _ = add_case(viewer, *read_case(phantom_files.ct))
+    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+    assert isinstance(panel, LNQPanel) and list(panel.widgets) == ["Segment", "Correct", "Nodes", "Review",
+                                                                   "Save"]
+    segment = panel.widgets["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    session = viewer.layers["nodes"].metadata["lnq_session"]
+    assert session.stats.started == ct_layer.metadata[OPENED_KEY]  # the clock runs from the CT's opening
+    qtbot.keyClick(viewer.window._qt_viewer, Qt.Key.Key_N)
+    assert session.current_suggestion == 0 and session.stats.keys == 1
