@@ -75,8 +75,11 @@ def true_recist(pair, base_rows, follow_rows) -> str:
     return recist(base_rows, follow_rows, matches).overall
 
 
-def predicted_errors(pair, predictor) -> tuple[list[float], int, str]:
-    """Volume-change errors (pp) with the model's nodes, true pairs the pipeline missed, RECIST."""
+def predicted_errors(pair, predictor) -> tuple[list[float], dict, str]:
+    """Volume-change errors (pp) with the model's nodes, why true pairs were lost, the RECIST category.
+
+    A true matched pair is lost when the model missed the node in the baseline or the follow-up, or
+    found both but the pipeline did not pair them."""
     from lnq_napari import api
 
     segs = [api.find_nodes(case.ct, predictor).mask for case in (pair.baseline, pair.followup)]
@@ -85,17 +88,21 @@ def predicted_errors(pair, predictor) -> tuple[list[float], int, str]:
         result = compare_nodes(pair.baseline.ct, segs[0], pair.followup.ct, segs[1])
     to_pred = [majority(seg, truth_labels(case)) for seg, case in zip(segs, (pair.baseline, pair.followup))]
     rows = {(r.baseline_id, r.followup_id): r for r in result.rows}
-    errors, missed = [], 0
+    errors, lost = [], {"baseline": 0, "followup": 0, "unpaired": 0}
     for c in pair.truth["changes"]:
         if c["status"] != "matched":
             continue
         key = (to_pred[0].get(c["baseline_id"]), to_pred[1].get(c["followup_id"]))
         row = rows.get(key)
-        if row is None or row.volume_change_pct is None:
-            missed += 1
+        if key[0] is None:
+            lost["baseline"] += 1
+        elif key[1] is None:
+            lost["followup"] += 1
+        elif row is None or row.volume_change_pct is None:
+            lost["unpaired"] += 1
         else:
             errors.append(abs(row.volume_change_pct - c["volume_change_pct"]))
-    return errors, missed, result.recist.overall
+    return errors, lost, result.recist.overall
 
 
 def main() -> None:
@@ -116,7 +123,8 @@ def main() -> None:
 
         predictor = Predictor(None, device="cpu")
     hits = total = 0
-    errors, pred_errors, pred_missed, times, agree, pred_agree, shapes = [], [], 0, [], 0, 0, []
+    errors, pred_errors, times, agree, pred_agree, shapes = [], [], [], 0, 0, []
+    pred_lost = {"baseline": 0, "followup": 0, "unpaired": 0}
     for i in range(args.pairs):
         scenario = SCENARIOS[i % len(SCENARIOS)]
         pair = make_followup(case_seed(args.seed, i), scenario=scenario, **grid)
@@ -142,12 +150,13 @@ def main() -> None:
                 f"(registration {result.quality.seconds:.1f} s, residual "
                 f"{result.quality.mean_distance_mm or float('nan'):.1f} mm)")
         if predictor is not None:
-            e, m, category = predicted_errors(pair, predictor)
+            e, lost, category = predicted_errors(pair, predictor)
             pred_errors += e
-            pred_missed += m
+            for key, n in lost.items():
+                pred_lost[key] += n
             pred_agree += category == truth_category
             line += (f"; predicted: volume error median {np.median(e) if e else float('nan'):.1f} pp, "
-                     f"{m} true pairs not matched, RECIST {category}")
+                     f"true pairs lost {lost}, RECIST {category}")
         print(line, flush=True)
     print(f"\n{args.pairs} pairs, {'small' if args.small else 'LNQ-size'} grids, {threads} thread(s)")
     share = 100.0 * hits / max(total, 1)
@@ -157,7 +166,9 @@ def main() -> None:
     if predictor is not None:
         med = np.median(pred_errors) if pred_errors else float("nan")
         print(f"volume change, median abs error (predicted segmentations): {med:.1f} pp over "
-              f"{len(pred_errors)} nodes; {pred_missed} true pairs not found as a pair")
+              f"{len(pred_errors)} nodes; true pairs lost: model missed the node at baseline "
+              f"{pred_lost['baseline']}, at follow-up {pred_lost['followup']}, found but not paired "
+              f"{pred_lost['unpaired']}")
         print(f"RECIST agreement (predicted segmentations): {pred_agree}/{args.pairs}")
     print(f"RECIST agreement (true segmentations): {agree}/{args.pairs} = {100.0 * agree / args.pairs:.0f} %")
     print(f"registration + matching per pair: median {np.median(times):.1f} s, max {np.max(times):.1f} s")

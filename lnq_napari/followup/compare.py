@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.followup.match import match_nodes
+from lnq_napari.followup.match import match_nodes, node_box, sub_volume
 from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
@@ -40,10 +40,15 @@ def check_seg(seg: Volume, ct: Volume, other: Volume, which: str) -> None:
 
 
 def id_labels(labels: Volume) -> Volume:
-    """``labels`` as one id per node, the ids the node table uses (a 0/1 mask: connected nodes)."""
-    compact, ids = node_ids(labels)
-    lookup = np.concatenate([[0], ids]).astype(np.int32)
-    return labels.with_array(lookup[compact])
+    """``labels`` as one id per node, the ids the node table uses (a 0/1 mask: connected nodes).
+
+    Works in the box around the nodes, so a big scan with a few nodes stays quick."""
+    out = np.zeros(labels.shape, dtype=np.int32)
+    box = node_box(labels.array)
+    if box is not None:
+        compact, ids = node_ids(sub_volume(labels, box))
+        out[box] = np.concatenate([[0], ids]).astype(np.int32)[compact]
+    return labels.with_array(out)
 
 
 def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume, followup_seg: Volume,

@@ -11,7 +11,7 @@ PATIENT_KEYS = ("0010|0020", "PatientID", "patient_id", "DICOM.PatientID")
 
 
 def patient_id(volume: Volume, source: str | Path | None = None) -> str | None:
-    """The patient id from ``volume.meta`` or, for a DICOM file or folder, its first slice; None if unknown."""
+    """The patient id from ``volume.meta`` or, for a DICOM file or folder, its first slices; None if none."""
     for key in PATIENT_KEYS:
         value = str(volume.meta.get(key, "")).strip()
         if value:
