@@ -186,11 +186,15 @@ def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> d
     return _node_detection(*_cast_pair(pred, gt), gt.spacing, min_diameter_mm)
 
 
-def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> dict:
+def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
+                  surface_tolerance_mm: float | None = None) -> dict:
     """One case's row: ``dice``, ``assd_mm``, ``nodes_gt``, ``nodes_hit``, ``recall``, ``fp_nodes``,
-    ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``)."""
+    ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``), and ``surface_dice`` at
+    ``surface_tolerance_mm`` when that is given."""
     pred_img, gt_img = _cast_pair(pred, gt)
     nodes = _node_detection(pred_img, gt_img, gt.spacing, min_diameter_mm)
+    extra = {} if surface_tolerance_mm is None else \
+        {"surface_dice": _surface_dice(pred_img, gt_img, surface_tolerance_mm)}
     return {
         "dice": _dice(pred_img, gt_img),
         "assd_mm": _assd(pred_img, gt_img),
@@ -199,6 +203,7 @@ def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> di
         "recall": nodes["recall"],
         "fp_nodes": nodes["fp"],
         "nodes_pred": nodes["n_pred"],
+        **extra,
     }
 
 

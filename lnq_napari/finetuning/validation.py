@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.activation import CaseFigures
+from lnq_napari.activation import SURFACE_TOLERANCE_MM, CaseFigures
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
 
@@ -19,13 +19,15 @@ Progress = Callable[[float, str], None] | None
 
 @dataclass
 class ValidationMetrics:
-    """A model against the corrections of ``cases``: pooled node F1 and recall, mean Dice, false nodes."""
+    """A model against the corrections of ``cases``: pooled node F1 and recall, mean Dice and surface
+    Dice, false nodes."""
 
     node_f1: float
     dice_mean: float
     recall: float
     fp_per_case: float
     cases: list[str]
+    surface_dice_mean: float = math.nan
 
     @classmethod
     def from_figures(cls, figures: Sequence[CaseFigures]) -> ValidationMetrics:
@@ -33,21 +35,23 @@ class ValidationMetrics:
         hit = sum(f.nodes_hit for f in figures)
         fp = sum(f.false_nodes for f in figures)
         dices = [f.dice for f in figures if math.isfinite(f.dice)]
+        surface = [f.surface_dice for f in figures if math.isfinite(f.surface_dice)]
         return cls(
             node_f1=2 * hit / (2 * hit + (gt - hit) + fp) if (gt or fp) else 1.0,
             dice_mean=float(np.mean(dices)) if dices else math.nan,
             recall=hit / gt if gt else math.nan,
             fp_per_case=fp / len(figures) if figures else math.nan,
             cases=[f.case_id for f in figures],
+            surface_dice_mean=float(np.mean(surface)) if surface else math.nan,
         )
 
 
 def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str] | None = None,
                  progress: Progress = None, cancel=None, stored_from: str | None = None) -> list[CaseFigures]:
-    """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit) of
-    ``predictor`` against each case's correction (``corrections``: case -> label version, else the
-    latest). With ``stored_from`` (a model version), that model's stored prediction of a case is used
-    instead of predicting again."""
+    """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit, surface
+    Dice at the rule's tolerance) of ``predictor`` against each case's correction (``corrections``:
+    case -> label version, else the latest). With ``stored_from`` (a model version), that model's stored
+    prediction of a case is used instead of predicting again."""
     out = []
     for k, case in enumerate(cases):
         version = (corrections or {}).get(case)
@@ -58,7 +62,8 @@ def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str
         else:
             sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
             mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask
-        out.append(CaseFigures.from_metrics(case, evaluate_case(mask, truth)))
+        out.append(CaseFigures.from_metrics(
+            case, evaluate_case(mask, truth, surface_tolerance_mm=SURFACE_TOLERANCE_MM)))
     return out
 
 
