@@ -68,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--corrections", choices=("clicks", "truth"), default="clicks",
                    help="clicks: the simulated reviewer; truth: complete truth (the ceiling)")
     p.add_argument("--iterations", type=int, default=None, help="fine-tune iterations (default: finetune's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="loop: a fine-tune setting changed from its default, as finetune --set (repeatable); "
+                        "the run's files and workspaces are named after the settings")
     p.add_argument("--variants", default=None,
                    help="ablation: comma-separated variant names, a combination joined by + (default: each "
                         "switch alone); each variant's workspace is kept under OUT/work for later analysis")
@@ -154,10 +157,22 @@ def _summary(fig: dict, prefix: str = "") -> dict:
 
 
 # ---------------------------------------------------------------- loop
+def loop_overrides(args) -> dict:
+    """The loop's fine-tune settings that differ from the defaults (``--set``)."""
+    base = FinetuneConfig()
+    config = base.with_settings(args.set)
+    return {k: v for k, v in vars(config).items() if v != getattr(base, k)}
+
+
+def settings_tag(args) -> str:
+    """``""`` for the defaults, else ``-`` + the ``--set`` settings joined by ``+``."""
+    return "" if not args.set else "-" + "+".join(args.set)
+
+
 def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
     """Rounds of choose, correct, fine-tune, score for one strategy; one row per round (0: frozen)."""
     args = bench.args
-    ws = bench.workspace(seed, f"{strategy}-{args.corrections}")
+    ws = bench.workspace(seed, f"{strategy}-{args.corrections}{settings_tag(args)}")
     active_site, active_default = bench.frozen_site, bench.frozen_default
     rows = [{"round": 0, "strategy": strategy, "model": "bundled", "activated": None, "reason": "",
              "clicks": 0, "reviewed": 0, **_summary(active_site), **_summary(active_default, "default_")}]
@@ -170,7 +185,7 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
         chosen, _ = choose_cases(ws, strategy, predictor, model_id, args.per_round, seed * 100 + rnd)
         clicks += review_cases(ws, chosen, model_id, args.corrections)
         choose_s = t()
-        result = run_finetune(ws, args.iterations, {})
+        result = run_finetune(ws, args.iterations, loop_overrides(args))
         ft_s = t() - choose_s
         # a refused candidate's default-site figures change nothing the user gets: not scored (time)
         cand_site, cand_default, score_s = bench.score(ws.model_path(result.new_version), result.activated)
@@ -304,12 +319,14 @@ def plot_loop(site: str, runs: list[dict], frozen: dict, path: Path) -> None:
 def report_loop(out: Path, sites: list[str], seeds: list[int], frozen: dict[str, dict]) -> None:
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("loop-*.json"))]
     runs = [r for r in runs if r["site"] in sites and r["seed"] in seeds]
-    rows = [dict(r, site=run["site"], seed=run["seed"], corrections=run["corrections"], dice_ci=(
+    rows = [dict(r, site=run["site"], seed=run["seed"], corrections=run["corrections"],
+                 settings="+".join(run["settings"].get("set") or []) or "defaults", dice_ci=(
         f"{r['dice_lo']:.3f}-{r['dice_hi']:.3f}"), verdict={None: "", True: "activated", False: "refused"}[
         r["activated"]]) for run in runs for r in run["rows"]]
     if rows:
-        print_table(rows, ["site", "seed", "corrections", "strategy", "round", "dice_median", "dice_ci",
-                           "recall", "fp_per_case", "cand_dice_median", "verdict", "default_dice_median",
+        print_table(rows, ["site", "seed", "corrections", "settings", "strategy", "round", "dice_median",
+                           "dice_ci", "recall", "fp_per_case", "cand_dice_median", "cand_recall",
+                           "cand_fp_per_case", "verdict", "default_dice_median", "cand_default_dice_median",
                            "clicks", "finetune_s", "round_s"])
     for site in sites:
         site_runs = [r for r in runs if r["site"] == site]
@@ -350,7 +367,7 @@ def main(argv=None) -> int:
                 run_ablation(bench, seed, out / f"ablation-{site}-s{seed}-it{args.iterations}.json")
             elif args.mode == "loop":
                 for strategy in args.strategies.split(","):
-                    path = out / f"loop-{site}-s{seed}-{strategy}-{args.corrections}.json"
+                    path = out / f"loop-{site}-s{seed}-{strategy}-{args.corrections}{settings_tag(args)}.json"
                     if path.is_file():
                         continue
                     t = time.time()
