@@ -1,0 +1,25 @@
+"""Whose scan: the PatientID from a DICOM series, a header field, or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.followup.identity import patient_id
+from lnq_napari.io.readers import read_volume, write_volume
+from lnq_napari.io.volume import Volume
+
+SERIES = Path(__file__).parent / "data" / "dcmqi" / "ct-3slice"
+
+
+def test_patient_id_of_a_dicom_series_folder_or_slice():
+    ct = read_volume(SERIES)
+    assert patient_id(ct, SERIES) == patient_id(ct, SERIES / "01.dcm") == "99000"
+    assert patient_id(ct) is None  # the reader keeps no PatientID: the files are asked
+
+
+def test_patient_id_from_a_header_field_and_none_for_plain_files(tmp_path):
+    assert patient_id(Volume(np.zeros((2, 2, 2)), meta={"PatientID": " LNQ-7 "})) == "LNQ-7"
+    path = write_volume(tmp_path / "a-ct.nrrd", Volume(np.zeros((2, 3, 4), np.int16)))
+    assert patient_id(read_volume(path), path) is None
