@@ -85,10 +85,13 @@ def test_a_case_reviewed_with_keys_only(make_napari_viewer, qtbot, workspace, st
     assert (session.stats.accepted, session.stats.rejected) == (1, n_suggestions - 1)
     assert len(nodes.metadata["lnq_rejected"]) == n_suggestions - 1
 
-    # J / K: the nodes by id, each centred and selected
+    # J / K: the nodes by id, each centred and selected (in the node table too)
     ids = sorted(int(i) for i in np.unique(nodes.data[nodes.data > 0]))
+    table = panel.widgets["Nodes"]
+    qtbot.waitUntil(lambda: sorted(table.visible_ids()) == ids, timeout=20000)
     nodes.selected_label = 0
     assert _press(qtbot, viewer, Qt.Key.Key_J) == f"node {ids[0]} (1 of {len(ids)})"
+    assert [table.node_id(i.row()) for i in table.table.selectionModel().selectedRows()] == [ids[0]]
     centre = nodes.data_to_world(np.argwhere(nodes.data == ids[0]).mean(axis=0))
     assert _world_centre(viewer)[1:] == pytest.approx(centre[1:], abs=1e-3)
     assert abs(_world_centre(viewer)[0] - centre[0]) <= abs(nodes.scale[0]) / 2  # the slice through it

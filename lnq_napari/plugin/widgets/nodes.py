@@ -106,8 +106,32 @@ class NodesWidget(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.refresh)
-        self.tracker = SessionTracker(napari_viewer, self._timer.start)
+        self._followed = None  # the node layer whose selected label the table follows
+        self.tracker = SessionTracker(napari_viewer, self._changed)
+        self._changed()
+
+    def _changed(self) -> None:
+        """An edit or another node layer: measure again (soon), and follow the layer's selected label."""
+        layer = self.tracker.session.nodes if self.tracker.session is not None else None
+        if layer is not self._followed:
+            if self._followed is not None:
+                self._followed.events.selected_label.disconnect(self._show_selected_label)
+            if layer is not None:
+                layer.events.selected_label.connect(self._show_selected_label)
+            self._followed = layer
         self._timer.start()
+
+    def _show_selected_label(self, event=None) -> None:
+        """Highlight the row of the node selected on the layer (e.g. by the J / K keys), without moving."""
+        node = int(self._followed.selected_label) if self._followed is not None else 0
+        rows = [r for r in range(self.table.rowCount()) if self.node_id(r) == node]
+        self.table.blockSignals(True)
+        if rows:
+            self.table.selectRow(rows[0])
+            self.table.scrollToItem(self.table.item(rows[0], 0))
+        else:
+            self.table.clearSelection()
+        self.table.blockSignals(False)
 
     def refresh(self) -> None:
         """Measure the current node layer in a worker thread, then fill the table."""
