@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.components import label_nodes
+from lnq_napari.errors import LNQError
+from lnq_napari.io.dicom_seg import seg_file
 from lnq_napari.io.layout import image_suffix, is_image_file, looks_like_label_name, sibling_ct
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
@@ -32,10 +34,18 @@ def _is_dicom_folder(path: Path) -> bool:
     return False
 
 
+def _is_dicom_seg(path: Path) -> bool:
+    """A DICOM SEG file, or a folder holding SEG files only (several: read_labels says what to do)."""
+    try:
+        return seg_file(path) is not None
+    except LNQError:
+        return True
+
+
 def is_supported(path: str | Path) -> bool:
-    """True for CT/label files this plugin reads: NRRD, NIfTI, MHA/MHD or a DICOM folder."""
+    """True for CT/label files this plugin reads: NRRD, NIfTI, MHA/MHD, a DICOM folder or a DICOM SEG."""
     path = Path(path)
-    return is_image_file(path) or _is_dicom_folder(path)
+    return is_image_file(path) or _is_dicom_folder(path) or _is_dicom_seg(path)
 
 
 def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
@@ -69,7 +79,7 @@ def read_layers(path) -> list[tuple]:
 def read_layer(path: str | Path) -> tuple:
     """One layer data tuple: ``(data, kwargs, "image" | "labels")``."""
     path = Path(path)
-    if not looks_like_label_name(path):
+    if not looks_like_label_name(path) and not _is_dicom_seg(path):
         volume = read_volume(path)
         if not looks_like_labels(path, volume.array):
             return ct_layer_data(volume, name=_layer_name(path), source=path)

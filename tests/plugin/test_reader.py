@@ -74,3 +74,42 @@ def test_seg_on_a_shifted_grid_is_put_on_the_sibling_ct_grid(tmp_path):
     assert kind == "labels" and data.shape == ct.shape
     assert kwargs["translate"] == pytest.approx((0.0, 0.0, 0.0))
     assert np.array_equal(np.argwhere(data > 0)[:, 0], np.argwhere(seg_array > 0)[:, 0] + 2)
+
+
+def _dicom_study(tmp_path) -> Path:
+    """The dcmqi CT series and the SEG dcmqi wrote from it, laid out as a TCIA study folder."""
+    import shutil
+
+    study = tmp_path / "study"
+    shutil.copytree(DATA / "dcmqi" / "ct-3slice", study / "ct")
+    (study / "seg").mkdir()
+    shutil.copy(DATA / "dicom-seg" / "liver_spine_dcmqi.dcm", study / "seg" / "liver_spine.dcm")
+    return study
+
+
+def test_a_dicom_seg_file_opens_as_labels_on_its_ct_grid(tmp_path):
+    study = _dicom_study(tmp_path)
+    ((ct, _, _),) = _read(study / "ct")
+    ((seg, kwargs, kind),) = _read(study / "seg" / "liver_spine.dcm")
+    assert kind == "labels" and seg.shape == ct.shape and seg.max() >= 1
+    assert kwargs["metadata"]["lnq_role"] == "labels"
+
+
+@pytest.mark.gui
+def test_save_beside_a_dicom_ct_also_writes_a_dicom_seg(make_napari_viewer, tmp_path, autosave_dir):
+    from lnq_napari.io.readers import read_labels, read_volume
+    from lnq_napari.plugin.widgets import SaveWidget
+
+    study = _dicom_study(tmp_path)
+    viewer = make_napari_viewer()
+    (ct,) = viewer.open(str(study / "ct"), plugin="lnq-napari")
+    mask = np.zeros(ct.data.shape, np.uint8)
+    mask[1, 10:20, 10:20] = 1
+    viewer.add_labels(mask, name="nodes", scale=ct.scale, translate=ct.translate)
+    save = SaveWidget(viewer)
+    save.folder.setText(str(tmp_path / "labels"))
+    saved = save.save()
+    assert saved is not None and "DICOM SEG" in save.status.text()
+    (seg,) = saved.parent.glob("*.seg.dcm")
+    back = read_labels(seg, reference=read_volume(study / "ct"))  # references that series, on its grid
+    assert back.array.shape == mask.shape and np.array_equal(np.asarray(back.array) > 0, mask > 0)

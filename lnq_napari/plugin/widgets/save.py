@@ -9,13 +9,16 @@ from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.io.dicom_seg import is_dicom_path
+from lnq_napari.plugin._layers import SOURCE_KEY
 from lnq_napari.plugin._stats import log_review
 from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
 
 
 class SaveWidget(QWidget):
-    """Saves a new version into the case's workspace, else under ``<folder>/<case>/``; never overwrites."""
+    """Saves a new version into the case's workspace, else under ``<folder>/<case>/``; never overwrites.
+    When the CT came from a DICOM series, a DICOM SEG referencing it is written beside the version."""
 
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
@@ -77,8 +80,18 @@ class SaveWidget(QWidget):
             self.status.setText(f"not saved: {exc}")
             return None
         session.saved_edits = session.edits
+        message = f"saved {saved.version} to {saved.path}"
+        ct_source = session.ct_layer.metadata.get(SOURCE_KEY) if session.ct_layer is not None else None
+        if ct_source and is_dicom_path(ct_source):
+            seg = Path(saved.path).with_name(Path(saved.path).name.split(".")[0] + ".seg.dcm")
+            try:
+                api.export_dicom_seg(seg, session.labels_volume(), ct_source,
+                                     model_version=session.model_version, edits=session.edits)
+                message += f" and DICOM SEG {seg.name}"
+            except LNQError as exc:
+                message += f"; no DICOM SEG: {exc}"
         root = self._workspace_root(session)
         if root is not None:  # the time and the decisions this case took, for the Review panel
             log_review(Workspace.open(root), session.case, session.stats, saved.version, session.edits)
-        self.status.setText(f"saved {saved.version} to {saved.path}")
+        self.status.setText(message)
         return saved.path
