@@ -84,6 +84,9 @@ def write_model_folder(plans_file: str | Path, dataset_json: str | Path, results
     (folder / f"fold_{fold}").mkdir(parents=True, exist_ok=True)
     (folder / "plans.json").write_text(json.dumps(plans, indent=2))
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    fingerprint = Path(plans_file).parent / "dataset_fingerprint.json"
+    if fingerprint.is_file():  # as nnU-Net's trainer keeps it beside the plans
+        (folder / fingerprint.name).write_text(fingerprint.read_text())
     torch.save({
         "network_weights": network.state_dict(), "trainer_name": TRAINER, "current_epoch": 0,
         "init_args": {"plans": plans, "configuration": CONFIGURATION, "fold": fold, "dataset_json": dataset},

@@ -28,18 +28,19 @@ _EPOCH = re.compile(r"Epoch (\d+)\s*$")  # nnU-Net's log line "<time>: Epoch N"
 def train_fold(
     dataset_folder: str | Path, preprocessed: str | Path, results: str | Path, fold: str = "all",
     iterations: int = 250, epochs: int = 1, val_iterations: int = 1, pretrained: str | Path | None = None,
-    device: str = "cpu", progress: Callable[[float, str], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
+    device: str = "cpu", plans: str = PLANS, configuration: str = CONFIGURATION,
+    progress: Callable[[float, str], None] | None = None, cancel: Callable[[], bool] | None = None,
 ) -> Path:
     """Preprocess (once) and train one fold of a planned dataset; returns the model folder.
 
-    The dataset must be planned (``nnUNetPlans.json`` in ``<preprocessed>/<dataset>``). Runs in a
+    The dataset must be planned (``<plans>.json`` in ``<preprocessed>/<dataset>``). Runs in a
     subprocess; ``cancel`` stops it (Cancelled), a failure is an LNQError with nnU-Net's last line.
     """
     require_nnunet("training an nnU-Net model")
     dataset_folder = Path(dataset_folder).resolve()
     job = {"dataset": dataset_folder.name, "fold": str(fold), "iterations": int(iterations),
            "epochs": int(epochs), "val_iterations": int(val_iterations), "device": device,
+           "plans": plans, "configuration": configuration,
            "pretrained": None if pretrained is None else str(Path(pretrained).resolve())}
     env = {**os.environ, "nnUNet_raw": str(dataset_folder.parent),
            "nnUNet_preprocessed": str(Path(preprocessed).resolve()),
@@ -70,7 +71,7 @@ def train_fold(
         raise LNQError(f"nnU-Net training failed (exit {proc.returncode}): {last[:200]}")
     if progress:
         progress(1.0, "done")
-    return Path(results).resolve() / dataset_folder.name / f"{TRAINER}__{PLANS}__{CONFIGURATION}"
+    return Path(results).resolve() / dataset_folder.name / f"{TRAINER}__{plans}__{configuration}"
 
 
 def _short_trainer(iterations: int, val_iterations: int, epochs: int):
@@ -96,17 +97,23 @@ def _main(job: dict) -> None:
     from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 
     pre = Path(os.environ["nnUNet_preprocessed"]) / job["dataset"]
-    plans = json.loads((pre / f"{PLANS}.json").read_text())
+    plans = json.loads((pre / f"{job['plans']}.json").read_text())
     dataset_json = json.loads((pre / "dataset.json").read_text()) if (pre / "dataset.json").is_file() \
         else json.loads((Path(os.environ["nnUNet_raw"]) / job["dataset"] / "dataset.json").read_text())
-    data_id = plans["configurations"][CONFIGURATION]["data_identifier"]
-    if not (pre / data_id).is_dir():
-        preprocess([int(job["dataset"][7:10])], PLANS, [CONFIGURATION], [1], show_progress_bar=False)
-        dataset_json = json.loads((pre / "dataset.json").read_text())
+    dataset_id = int(job["dataset"][7:10])
+    if not (pre / "dataset_fingerprint.json").is_file():
+        # the data's own fingerprint, as nnU-Net's pretraining route extracts it before moving the plans
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints
+
+        extract_fingerprints([dataset_id], num_processes=1)
+    data_id = plans["configurations"][job["configuration"]].get("data_identifier")
+    if not data_id or not (pre / data_id).is_dir():
+        preprocess([dataset_id], job["plans"], [job["configuration"]], [1],
+                   show_progress_bar=False)
     fold = job["fold"] if job["fold"] == "all" else int(job["fold"])
     plans["continue_training"] = False  # what nnUNetv2_train passes to the trainer inside the plans
     trainer = _short_trainer(job["iterations"], job["val_iterations"], job["epochs"])(
-        plans, CONFIGURATION, fold, dataset_json, torch.device(job["device"]))
+        plans, job["configuration"], fold, dataset_json, torch.device(job["device"]))
     if job["pretrained"]:
         trainer.initialize()
         load_pretrained_weights(trainer.network, job["pretrained"], verbose=False)
