@@ -143,29 +143,41 @@ def test_find_nodes_and_cli_predict_with_an_nnunet_model(model, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_a_short_nnunet_training_from_pretrained_weights_gives_a_model_the_backend_loads(model, tmp_path):
-    """nnU-Net's own preprocessing and trainer (3 iterations on the CPU), starting from the tiny model's
-    weights as pretrained weights: the new folder loads, predicts on the exact grid, and its weights moved."""
+def test_workspace_finetune_of_an_nnunet_model(model, tmp_path):
+    """Corrections exported by the correction rules, the parent's plans, nnU-Net's own preprocessing and
+    trainer (2 iterations on the CPU) from the parent's weights: the new folder loads in the backend,
+    predicts on the exact grid, its weights moved, and the workspace journal records parent and version."""
     import torch
 
-    from lnq_napari.nnunet.train import train_fold
+    from lnq_napari.io.readers import read_labels
+    from lnq_napari.nnunet.finetune import finetune_nnunet
+    from lnq_napari.workspace import Workspace
 
-    data, folder = model
-    root = folder.parents[2]
+    data, parent = model
+    ws = Workspace.init(tmp_path / "ws", data)
+    case = ws.case_ids()[0]
+    original = ws.latest_labels(case, "original")
+    ws.add_label_version(case, original, "prediction", model_version="nnunet")
+    ws.add_label_version(case, read_labels(ws.full_path(case), reference=ws.read_ct(case)), "correction",
+                         model_version="nnunet", edits=1)
     steps = []
-    trained = train_fold(root / "nnUNet_raw" / "Dataset601_LNQ", root / "nnUNet_preprocessed", tmp_path,
-                         fold="all", iterations=3, epochs=1,
-                         pretrained=folder / "fold_0" / "checkpoint_final.pth",
-                         progress=lambda f, m: steps.append(f))
-    assert steps and steps[-1] == 1.0
-    predictor = NnUNetPredictor(trained, device="cpu", mirroring=False)
-    assert predictor.model.folds == ("all",)
+    done = finetune_nnunet(ws, f"nnunet:{parent}", tmp_path / "work", 602, iterations=2, epochs=1,
+                           device="cpu", progress=lambda f, m="": steps.append(f))
+    assert steps == sorted(steps) and steps[-1] == 1.0
+    assert done.corrected_cases == [case] and done.version != done.parent_version
+    predictor = NnUNetPredictor(done.model, device="cpu", mirroring=False)
+    assert predictor.version == done.version and predictor.model.folds == ("all",)
     ct = _odd_grid_ct(data)
     assert predictor.predict(ct).probabilities.shape == ct.shape
-    before = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=False)["network_weights"]
-    after = torch.load(trained / "fold_all" / "checkpoint_final.pth", weights_only=False)["network_weights"]
-    assert before.keys() == after.keys()
-    assert any(not torch.equal(before[k], after[k]) for k in before)
+    def weights(path):
+        return torch.load(path / "checkpoint_final.pth", weights_only=False)["network_weights"]
+
+    before, after = weights(parent / "fold_0"), weights(done.model / "fold_all")
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    entry = ws.journal("finetune_nnunet")[-1]
+    assert entry["parent"] == done.parent_version and entry["version"] == done.version
+    with pytest.raises(LNQError, match="no corrected cases"):
+        finetune_nnunet(Workspace.init(tmp_path / "ws2", data), parent, tmp_path / "w2", 603)
 
 
 def test_cancelled_training_stops_the_subprocess(model, tmp_path):

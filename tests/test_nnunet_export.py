@@ -227,3 +227,14 @@ def test_nnunet_integrity_check_passes_on_the_export(exported):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
     verify_dataset_integrity(str(exported.folder), num_processes=1)  # raises on any problem
+
+
+def test_cli_finetune_nnunet_refuses_a_workspace_without_corrections(tmp_path, data, capsys):
+    from lnq_napari.workspace import Workspace
+
+    Workspace.init(tmp_path / "ws", data)
+    assert main(["finetune-nnunet", "--workspace", str(tmp_path / "ws"), "--model", "nnunet:/nowhere",
+                 "--work", str(tmp_path / "work"), "--dataset-id", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no corrected cases" in err
+    assert not (tmp_path / "work").exists()
