@@ -263,6 +263,20 @@ def export_nnunet(
                           progress=progress, cancel=cancel)
 
 
+def finetune_nnunet(
+    workspace: str | Path, model: str | Path, work: str | Path, dataset_id: int, fold: str = "all",
+    iterations: int = 250, epochs: int = 1, device: str = "auto", progress: Progress = None,
+    cancel: Cancel = None,
+):
+    """Fine-tune the nnU-Net model ``model`` on the workspace's corrections (other cases replayed) through
+    nnU-Net's own trainer from its weights; returns :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`
+    (the new model folder, to use as ``nnunet:<folder>``). See :mod:`lnq_napari.nnunet.finetune`."""
+    from lnq_napari.nnunet.finetune import finetune_nnunet as run
+
+    return run(workspace, model, work, dataset_id, fold=fold, iterations=iterations, epochs=epochs,
+               device=device, progress=progress, cancel=cancel)
+
+
 def find_nodes(
     ct: Volume, model: str | Path | Predictor | None = None, device: str = "auto",
     progress: Progress = None, cancel: Cancel = None, region: bool = True,
