@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default=None, help="folder to keep the data and model in")
+    parser.add_argument("--no-mirroring-only", action="store_true", help="skip nnU-Net with mirroring (8x)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -99,18 +100,22 @@ def main(argv=None) -> int:
     print(f"nnunetv2 {nnunet_version()}; {args.cases} held-out phantom cases {shape} at {spacing} mm; "
           f"device {args.device}, {args.threads} threads")
     print(f"export of {args.train_cases} cases: {export_s:.1f} s; nnU-Net plan: patch {plan['patch_size']}, "
-          f"spacing {plan['spacing']}, features {plan['architecture']['arch_kwargs']['features_per_stage']}")
-    rows = [_run("bundled model", "bundled", work / "test", args),
-            _run("nnU-Net, mirroring", f"nnunet:{folder}", work / "test", args),
-            _run("nnU-Net, no mirroring", f"nnunet:{folder}?mirroring=off", work / "test", args)]
-    base = statistics.median(rows[0]["times"])
+          f"spacing {plan['spacing']}, features {plan['architecture']['arch_kwargs']['features_per_stage']}",
+          flush=True)
     print(f"{'backend':<24}{'load s':>8}{'median s/case':>15}{'vs bundled':>12}{'peak RSS MB':>13}"
-          f"{'peak GPU MB':>13}")
-    for r in rows:
+          f"{'peak GPU MB':>13}", flush=True)
+    base = None
+    runs = (("bundled model", "bundled"), ("nnU-Net, no mirroring", f"nnunet:{folder}?mirroring=off"),
+            ("nnU-Net, mirroring", f"nnunet:{folder}"))
+    for name, model in runs:
+        if name.endswith(", mirroring") and args.no_mirroring_only:
+            continue
+        r = _run(name, model, work / "test", args)
         med = statistics.median(r["times"])
+        base = base or med
         gpu = "" if r["peak_gpu_mb"] is None else f"{r['peak_gpu_mb']:.0f}"
         print(f"{r['name']:<24}{r['load_s']:>8.2f}{med:>15.2f}{med / base:>11.1f}x{r['peak_rss_mb']:>13.0f}"
-              f"{gpu:>13}")
+              f"{gpu:>13}", flush=True)
     print(f"work folder: {work}")
     return 0
 
