@@ -14,6 +14,7 @@ new, vanished; a rigid shift and turn and a breathing-like deformation). Figures
     OMP_NUM_THREADS=2 python benchmarks/bench_followup.py --pairs 4            # LNQ-size grids
     OMP_NUM_THREADS=2 python benchmarks/bench_followup.py --pairs 4 --small    # 40 x 128 x 128, quick
     OMP_NUM_THREADS=2 python benchmarks/bench_followup.py --pairs 4 --predict  # also the bundled model
+    OMP_NUM_THREADS=2 python benchmarks/bench_followup.py --pairs 4 --predict --no-region  # nodes anywhere
 """
 
 from __future__ import annotations
@@ -75,14 +76,14 @@ def true_recist(pair, base_rows, follow_rows) -> str:
     return recist(base_rows, follow_rows, matches).overall
 
 
-def predicted_errors(pair, predictor) -> tuple[list[float], dict, str]:
+def predicted_errors(pair, predictor, region: bool = True) -> tuple[list[float], dict, str]:
     """Volume-change errors (pp) with the model's nodes, why true pairs were lost, the RECIST category.
 
     A true matched pair is lost when the model missed the node in the baseline or the follow-up, or
     found both but the pipeline did not pair them."""
     from lnq_napari import api
 
-    segs = [api.find_nodes(case.ct, predictor).mask for case in (pair.baseline, pair.followup)]
+    segs = [api.find_nodes(case.ct, predictor, region=region).mask for case in (pair.baseline, pair.followup)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = compare_nodes(pair.baseline.ct, segs[0], pair.followup.ct, segs[1])
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--small", action="store_true", help="40 x 128 x 128 phantoms at 2.6 x 2.6 x 6 mm")
     parser.add_argument("--predict", action="store_true", help="also with the bundled model's nodes")
+    parser.add_argument("--no-region", action="store_true",
+                        help="predicted nodes not restricted to the mediastinum region")
     args = parser.parse_args()
     import SimpleITK as sitk
 
@@ -150,7 +153,7 @@ def main() -> None:
                 f"(registration {result.quality.seconds:.1f} s, residual "
                 f"{result.quality.mean_distance_mm or float('nan'):.1f} mm)")
         if predictor is not None:
-            e, lost, category = predicted_errors(pair, predictor)
+            e, lost, category = predicted_errors(pair, predictor, region=not args.no_region)
             pred_errors += e
             for key, n in lost.items():
                 pred_lost[key] += n
