@@ -245,6 +245,15 @@ def _cmd_export_nnunet(args: argparse.Namespace) -> None:
           "--verify_dataset_integrity (README: Train on LNQ2023 with nnU-Net)")
 
 
+def _cmd_finetune_nnunet(args: argparse.Namespace) -> None:
+    with _progress_bar("finetune") as progress:
+        done = api.finetune_nnunet(args.workspace, args.model, args.work, args.dataset_id, fold=args.fold,
+                                   iterations=args.iterations, epochs=args.epochs, device=args.device,
+                                   progress=progress)
+    print(f"nnU-Net model {done.version} (parent {done.parent_version}), trained on "
+          f"{len(done.corrected_cases)} corrected case(s): use it with --model nnunet:{done.model}")
+
+
 # ---------------------------------------------------------------- parser
 # What the `gui` extra brings: missing in a core-only install, where `view` says how to add them.
 GUI_PACKAGES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt"}
@@ -322,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="LNQ", help="dataset name after the id (default LNQ)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: up to 4, one per CPU)")
     p.set_defaults(func=_cmd_export_nnunet)
+
+    p = sub.add_parser("finetune-nnunet", help="fine-tune an nnU-Net model on a workspace's corrections "
+                       "(nnU-Net's own trainer, from its weights)")
+    p.add_argument("--workspace", required=True, help="workspace folder with corrected cases")
+    p.add_argument("--model", required=True, help="the parent: nnunet:<nnU-Net trained model folder>")
+    p.add_argument("--work", required=True, help="folder for nnU-Net's raw, preprocessed and results folders")
+    p.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id of the export (1-999)")
+    p.add_argument("--fold", default="all", help="fold to train (default all: every case)")
+    p.add_argument("--iterations", type=int, default=250, help="iterations per epoch (default 250)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
+    p.set_defaults(func=_cmd_finetune_nnunet)
 
     p = sub.add_parser("predict", help="predict node masks for a CT file or a folder of CTs")
     p.add_argument("input", help="CT file, DICOM folder, or folder of *-ct.nrrd files")
