@@ -300,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("compare", help="which nodes grew, shrank, appeared or vanished between two scans")
-    p.add_argument("--baseline", nargs="+", required=True, metavar="FILE",
+    p.add_argument("--baseline", nargs="+", required=True, metavar=("CT", "SEG"),
                    help="baseline CT, then optionally its SEG (nodes are predicted when no SEG is given)")
-    p.add_argument("--followup", nargs="+", required=True, metavar="FILE",
+    p.add_argument("--followup", nargs="+", required=True, metavar=("CT", "SEG"),
                    help="follow-up CT, then optionally its SEG")
     p.add_argument("--csv", help="also write the change table as CSV here")
     p.add_argument("--model", help="model folder for predicted nodes (default: the bundled model)")
