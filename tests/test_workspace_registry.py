@@ -49,6 +49,20 @@ def test_register_copies_and_activation_is_exclusive(registry, tmp_path):
     assert not [p for p in registry.folder.iterdir() if p.name.startswith(".")]
 
 
+def test_copies_left_by_a_killed_registration_are_removed_once_stale(registry, tmp_path):
+    import os
+    import time
+
+    stale, fresh = registry.folder / ".m001.ab12cd34", registry.folder / ".m002.ef56gh78"
+    for folder in (stale, fresh):
+        _model(folder)
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    registry.register(_model(tmp_path / "model"), training_cases=["a"])
+    assert not stale.exists() and fresh.is_dir()  # a fresh one may be another process's copy in progress
+    assert [e["id"] for e in registry.entries()] == ["m001"]
+
+
 def test_bad_registrations_raise(registry, tmp_path):
     with pytest.raises(LNQError, match="config.json"):
         registry.register(tmp_path)
