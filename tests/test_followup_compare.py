@@ -150,3 +150,28 @@ def test_cli_compare_prints_table_writes_csv_warns_on_poor_registration(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("lnq-napari: error: the baseline SEG is on the grid of neither CT")
+
+
+def test_registration_recovers_a_known_motion_of_a_real_chest_ct():
+    import SimpleITK as sitk
+
+    from lnq_napari.followup.register import register
+
+    slicerio = pytest.importorskip("slicerio")
+    from lnq_napari.io.readers import read_volume
+
+    ct = read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))  # real CT, 3 x 3 x 10 mm
+    image = ct.to_sitk()
+    centre = image.TransformContinuousIndexToPhysicalPoint([s / 2 for s in image.GetSize()])
+    motion = sitk.Euler3DTransform()
+    motion.SetCenter(centre)
+    motion.SetRotation(0.0, 0.0, float(np.deg2rad(3.0)))
+    motion.SetTranslation([8.0, -6.0, 10.0])
+    moved = sitk.Resample(image, image, motion, sitk.sitkLinear, -1000.0, image.GetPixelID())
+    followup = Volume.from_sitk(moved)
+    registration = register(ct, followup)
+    points = np.array([centre, np.add(centre, [30.0, 20.0, 10.0]), np.add(centre, [-40.0, 10.0, -20.0])])
+    inverse = motion.GetInverse()  # tissue at baseline p shows at the follow-up point q with motion(q) = p
+    truth = np.array([inverse.TransformPoint([float(v) for v in p]) for p in points])
+    assert np.linalg.norm(registration.to_followup(points) - truth, axis=1).max() < 1.0
+    assert registration.lung_dice > 0.9
