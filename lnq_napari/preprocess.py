@@ -102,7 +102,7 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
 
 #: A 3D air component counts as lung when one of its slices covers at least this share of the body's
 #: cross-section (bowel and stomach gas stay far below it) and it holds ``min_lung_ml`` or more.
-LUNG_BODY_FRACTION = 0.15
+LUNG_BODY_FRACTION = 0.10
 #: Gaps in the chest wall up to about 2 x this many coarse (~3 mm) voxels are closed (slender patients).
 SEAL_WALL = 3
 
