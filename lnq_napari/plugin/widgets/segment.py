@@ -16,7 +16,6 @@ from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout
 
 from lnq_napari import api
 from lnq_napari.errors import Cancelled
-from lnq_napari.inference import Predictor
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.plugin._layers import layer_kwargs, layer_volume
@@ -47,8 +46,8 @@ def _import_inference() -> None:
 class SegmentWidget(WorkerWidget):
     """CT layer + model folder -> "nodes" Labels and "suggestions" Points, computed off the GUI thread.
 
-    ``predictor_factory(model, device)`` makes the predictor (default :class:`Predictor`); it is kept
-    while the model and device stay the same.
+    ``predictor_factory(model, device)`` makes the predictor (default ``api.load_predictor``: one of our
+    model folders or an nnU-Net v2 result folder); it is kept while the model and device stay the same.
     """
 
     def __init__(
@@ -58,7 +57,7 @@ class SegmentWidget(WorkerWidget):
 
         super().__init__()
         self.viewer = napari_viewer
-        self.predictor_factory = predictor_factory or Predictor
+        self.predictor_factory = predictor_factory or (lambda m, d: api.load_predictor(m, device=d))
         self._predictor, self._predictor_key = None, None
         self.form = Container(widgets=[
             layer_choice(napari_viewer, Image, prefer_role="ct", name="ct", label="CT"),
