@@ -98,7 +98,8 @@ def test_undefined_dice_is_left_out_of_the_dice_difference():
     assert with_empty.figures["surface_dice_vs_parent"] == pytest.approx(decide_activation(ADAPTED, PARENT)
                                                                  .figures["surface_dice_vs_parent"])
     assert with_empty.figures["n_cases"] == 7
-    only_candidate_empty = decide_activation([*ADAPTED[:5], CaseFigures("case5", math.nan, 0, 3, 0, math.nan)], PARENT)
+    undefined = CaseFigures("case5", math.nan, 0, 3, 0, math.nan)
+    only_candidate_empty = decide_activation([*ADAPTED[:5], undefined], PARENT)
     assert math.isfinite(only_candidate_empty.figures["surface_dice_vs_parent"])
     nothing_defined = decide_activation([empty], [empty])
     assert not nothing_defined.activate and "no case with a defined surface Dice" in nothing_defined.reason
