@@ -285,23 +285,25 @@ def plot_loop(site: str, runs: list[dict], frozen: dict, path: Path) -> None:
     keys = [("dice_median", "median Dice, held-out"), ("recall", "node recall, held-out"),
             ("fp_per_case", "false nodes / case"), ("default_dice_median", "median Dice, default site")]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    colours = {"uncertainty": "tab:blue", "random": "tab:orange"}
-    seen: set[str] = set()
+    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    colours: dict[str, str] = {}
+    cand_labelled = False
     for run in runs:
         rr = run["rows"]
         x = [r["round"] for r in rr]
         style = "o-" if run["corrections"] == "clicks" else "s--"
-        label = f"{run['strategy']} ({run['corrections']})"
-        label = label if label not in seen else "_nolegend_"
-        seen.add(label)
-        colour = colours.get(run["strategy"], None)
-        for ax, (key, _) in zip(axes, keys):
-            ax.plot(x, [r[key] for r in rr], style, color=colour, alpha=0.8, label=label)
+        label = (f"{run['strategy']} ({run['corrections']}), "
+                 f"{'+'.join(run['settings'].get('set') or []) or 'defaults'}")
+        first = label not in colours
+        colour = colours.setdefault(label, next(palette))
+        for i, (ax, (key, _)) in enumerate(zip(axes, keys)):
+            ax.plot(x, [r[key] for r in rr], style, color=colour, alpha=0.8,
+                    label=label if first and i == 0 else "_nolegend_")
             cand = [(r["round"], r.get(f"cand_{key}")) for r in rr if r.get(f"cand_{key}") is not None]
             if cand:  # each round's new version, activated or not
                 ax.plot(*zip(*cand), "x:", color=colour, alpha=0.6,
-                        label="_nolegend_" if f"new {label}" in seen else f"new version, {label}")
-                seen.add(f"new {label}")
+                        label="new version (x)" if i == 0 and not cand_labelled else "_nolegend_")
+                cand_labelled = cand_labelled or i == 0
         axes[0].fill_between(x, [r["dice_lo"] for r in rr], [r["dice_hi"] for r in rr], color=colour,
                              alpha=0.08)
     for ax, (key, title) in zip(axes, keys):
