@@ -50,7 +50,7 @@ FORGET_SITE = "default"
 #: ``finetune --set`` takes it ("replay_data" is filled in with a default-site phantom folder).
 SWITCHES = {
     "dense_truth=true": {"dense_truth": True}, "distill_weight=1": {"distill_weight": 1.0},
-    "l2sp_weight=0.01": {"l2sp_weight": 0.01}, "trainable=norm_first": {"trainable": "norm_first"},
+    "l2sp_weight=0.01": {"l2sp_weight": 0.01}, "trainable=all": {"trainable": "all"},
     "interpolate=true": {"interpolate": True}, "refit_postprocessing=true": {"refit_postprocessing": True},
     "replay_fraction=0": {"replay_fraction": 0.0}, "replay_data=default-site": {"replay_data": None},
 }

@@ -417,9 +417,9 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
     from lnq_napari.cli import main
 
     config = FinetuneConfig().with_settings(["dense_truth=true", "replay_data=none", "l2sp_weight=0.5",
-                                             "iterations=7", "trainable=norm_first"])
+                                             "iterations=7", "trainable=all"])
     assert (config.dense_truth, config.replay_data, config.l2sp_weight) == (True, None, 0.5)
-    assert (config.iterations, config.trainable) == (7, "norm_first")
+    assert (config.iterations, config.trainable) == (7, "all")
     assert FinetuneConfig().with_settings(["replay_data=/data/lnq"]).replay_data == "/data/lnq"
     for bad, words in ((["colour=red"], "l2sp_weight"), (["lr=fast"], "float"),
                        (["dense_truth=maybe"], "bool"), (["trainable=half"], "norm_first"),
