@@ -444,8 +444,11 @@ def is_dicom_path(path: str | Path) -> bool:
     path = Path(path)
     if path.is_dir():
         return True
-    if path.name.lower().endswith((".dcm", ".ima")):
-        return True
+    return path.name.lower().endswith((".dcm", ".ima")) or has_dicom_magic(path)
+
+
+def has_dicom_magic(path: str | Path) -> bool:
+    """True for a DICOM Part 10 file ('DICM' at byte 128), whatever its name."""
     try:
         with open(path, "rb") as handle:
             handle.seek(128)

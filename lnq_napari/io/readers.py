@@ -64,19 +64,9 @@ def file_format(path: Path) -> str:
         return "nrrd"
     if name.endswith(SITK_SUFFIXES):
         return "sitk"
-    if name.endswith((".dcm", ".ima")) or _has_dicom_magic(path):
+    if name.endswith((".dcm", ".ima")) or dicom_seg.has_dicom_magic(path):
         return "dicom"
     return "other"
-
-
-def _has_dicom_magic(path: Path) -> bool:
-    """True for a DICOM Part 10 file ('DICM' at byte 128), whatever its name."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _native(array: np.ndarray) -> np.ndarray:
@@ -400,12 +390,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"({len(files_by_series[sid])} slices, series {sid})", UserWarning, stacklevel=3)
     reader.SetFileNames(files_by_series[sid])
     reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1][:160]
-        raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
-                       "complete images of one series") from exc
+    image = _execute_series(reader, folder)
     _check_dicom_slices(reader, len(files_by_series[sid]), folder.name)
     raw = _from_sitk_image(image, folder.name)
     raw.meta["dicom_series_uid"] = sid
@@ -539,6 +524,16 @@ def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | 
                   dicom_seg.seg_meta(seg, chosen))
 
 
+def _execute_series(reader, folder: Path):
+    """``reader.Execute()`` of a SimpleITK series reader; a failure is a one-line LNQError."""
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1][:160]
+        raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
+                       "complete images of one series") from exc
+
+
 def _dicom_grid(folder: Path, series_uid: str) -> Volume:
     """The grid :func:`_read_dicom` gives a series (as an all-zero read-only Volume, with the series and
     frame of reference UIDs in ``meta``) from its first and last slices only: ITK takes the origin and
@@ -549,12 +544,7 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
     files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
     reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
     reader.MetaDataDictionaryArrayUpdateOn()
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1][:160]
-        raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
-                       "complete images of one series") from exc
+    image = _execute_series(reader, folder)
     spacing = list(image.GetSpacing())
     if len(files) > 2:
         spacing[2] /= len(files) - 1
