@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,13 @@ def yardsticks(mask, reference) -> dict[str, float]:
     return out
 
 
-def candidates(out: Path, site: str) -> dict[str, Path]:
+def candidates(out: Path, site: str, pattern: str = "*") -> dict[str, Path]:
     """``{name: model folder}`` of every fine-tuned version whose parent is the bundled model, in the
-    workspaces ``bench_adaptation.py`` kept under ``OUT/work`` (loop rounds and ablation variants)."""
+    workspaces ``bench_adaptation.py`` kept under ``OUT/work`` (loop rounds and ablation variants) whose
+    folder name matches ``<site>-s*<pattern>``."""
     found = {}
-    for ws_path in sorted((out / "work").glob(f"{site}-s*")):
+    kept = (p for p in (out / "work").glob(f"{site}-s*") if fnmatch(p.name, f"{site}-s*{pattern}"))
+    for ws_path in sorted(kept):
         ws = Workspace.open(ws_path)
         for m in ws.models():
             if str(m.get("parent") or "").startswith("bundled"):
@@ -55,13 +58,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--site", default="habitus")
     p.add_argument("--out-json", default=None, help="write the per-pair figures here")
+    p.add_argument("--workspaces", default="*", help="only the kept workspaces whose name matches this glob "
+                                                     "after <site>-s<seed> (default all)")
     own, rest = p.parse_known_args(argv)
     args = parse_args(["--sites", own.site, *rest])
     import torch
 
     torch.set_num_threads(args.threads)
     bench = Bench(args, own.site)
-    models = candidates(Path(args.out), own.site)
+    models = candidates(Path(args.out), own.site, own.workspaces)
     if not models:
         print(f"no kept ablation workspace of {own.site} under {args.out}/work: run bench_adaptation.py "
               "--mode ablation first", file=sys.stderr)
