@@ -43,7 +43,7 @@ from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.quantify import NodeRow, measure_nodes, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
-from lnq_napari.workspace import LabelStore, SavedLabels, Workspace
+from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
 from lnq_napari.workspace.registry import ModelSummary
 
 DEMO_SEED = 7
@@ -232,6 +232,49 @@ def compare(
         except OSError as exc:
             raise LNQError(f"cannot write {csv_path} ({exc.strerror or exc}); choose another path") from exc
     return result
+
+
+def group_cases(workspace: str | Path | Workspace, csv_path: str | Path) -> list[TimePoint]:
+    """Record which patient and time point each listed case is: a CSV with the columns ``case``,
+    ``patient`` and ``timepoint`` (an ISO date, or a label that sorts like t0, t1). Every row is checked
+    before anything is written; returns the rows."""
+    import csv
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    try:
+        with open(csv_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise LNQError(f"cannot read {csv_path} ({exc}); give a CSV file with the columns "
+                       "case,patient,timepoint") from exc
+    missing = {"case", "patient", "timepoint"} - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise LNQError(f"{csv_path} needs a header row case,patient,timepoint and one row per case"
+                       + (f" (missing: {', '.join(sorted(missing))})" if rows else ""))
+    points = [TimePoint((r["case"] or "").strip(), r["patient"] or "", r["timepoint"] or "") for r in rows]
+    ws.group_cases(points)
+    return points
+
+
+def compare_time_points(
+    workspace: str | Path | Workspace, patient: str, csv_path: str | Path | None = None,
+    model: str | Path | Predictor | None = None, device: str = "auto", progress: Progress = None,
+    cancel: Cancel = None,
+) -> CompareResult:
+    """:func:`compare` of a workspace patient's first and last time points. Each scan's nodes are its
+    newest reviewed or predicted label version (``correction``, ``autosave`` or ``prediction``; an
+    original partial annotation marks only some nodes), else the model's."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    points = ws.time_points(patient)
+    if len(points) < 2:
+        known = sorted({t.patient for t in ws.time_points()})
+        raise LNQError(f"patient {patient!r} has {len(points)} grouped scan(s) in {ws.root}; two are needed"
+                       + (f" (grouped patients: {', '.join(known)})" if known else
+                          "; group cases first with `lnq-napari workspace group W CSV`"))
+    first, last = points[0], points[-1]
+    segs = [ws.latest_labels(t.case, ("correction", "autosave", "prediction")) for t in (first, last)]
+    return compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
+                   model=model, device=device, progress=progress, cancel=cancel)
 
 
 def _read_seg(seg: str | Path) -> Volume:

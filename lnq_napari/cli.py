@@ -102,13 +102,23 @@ def _scan(values: list[str], flag: str) -> tuple[str, str | None]:
 def _cmd_compare(args: argparse.Namespace) -> None:
     import warnings
 
-    (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), _scan(args.followup, "--followup")
+    by_scans, by_patient = bool(args.baseline or args.followup), bool(args.workspace or args.patient)
+    if by_scans == by_patient or (by_scans and not (args.baseline and args.followup)) or \
+            (by_patient and not (args.workspace and args.patient)):
+        raise LNQError("compare needs --baseline CT [SEG] and --followup CT [SEG], or --workspace W and "
+                       "--patient P (a patient grouped with `lnq-napari workspace group`)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with _progress_bar("compare") as progress:
-                result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model,
-                                     device=args.device, progress=progress)
+                if by_patient:
+                    result = api.compare_time_points(args.workspace, args.patient, csv_path=args.csv,
+                                                     model=args.model, device=args.device, progress=progress)
+                else:
+                    (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), \
+                        _scan(args.followup, "--followup")
+                    result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model,
+                                         device=args.device, progress=progress)
         finally:  # warnings (other patient, poor registration) in one line each, also before an error
             for warning in caught:
                 print(f"lnq-napari: warning: {warning.message}", file=sys.stderr)
@@ -173,6 +183,14 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_workspace(args: argparse.Namespace) -> None:
     ws = api.init_workspace(args.path, data=args.data)
     print(f"workspace {args.path}: {len(ws.case_ids())} cases")
+
+
+def _cmd_group(args: argparse.Namespace) -> None:
+    points = api.group_cases(args.path, args.csv)
+    print(f"workspace {args.path}: {len(points)} cases grouped, "
+          f"{len({p.patient for p in points})} patient(s)")
+    _print_table([vars(p) for p in sorted(points, key=lambda t: (t.patient, t.timepoint, t.case))],
+                 ["patient", "timepoint", "case"])
 
 
 def _signed(value: float | None, digits: int) -> str:
@@ -300,10 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("compare", help="which nodes grew, shrank, appeared or vanished between two scans")
-    p.add_argument("--baseline", nargs="+", required=True, metavar=("CT", "SEG"),
+    p.add_argument("--baseline", nargs="+", metavar=("CT", "SEG"),
                    help="baseline CT, then optionally its SEG (nodes are predicted when no SEG is given)")
-    p.add_argument("--followup", nargs="+", required=True, metavar=("CT", "SEG"),
+    p.add_argument("--followup", nargs="+", metavar=("CT", "SEG"),
                    help="follow-up CT, then optionally its SEG")
+    p.add_argument("--workspace", help="instead of the scans: a workspace whose cases are grouped by patient")
+    p.add_argument("--patient", help="with --workspace: compare this patient's first and last time points")
     p.add_argument("--csv", help="also write the change table as CSV here")
     p.add_argument("--model", help="model folder for predicted nodes (default: the bundled model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
@@ -368,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="workspace folder to create")
     p.add_argument("--data", required=True, help="folder of LNQ-layout cases")
     p.set_defaults(func=_cmd_workspace)
+    p = ws_sub.add_parser("group", help="record each case's patient and time point (for compare --patient)")
+    p.add_argument("path", help="workspace folder")
+    p.add_argument("csv", help="CSV with the columns case,patient,timepoint (ISO date or t0, t1, ...)")
+    p.set_defaults(func=_cmd_group)
     p = ws_sub.add_parser("models", help="list the model versions: parent, active, figures, verdict")
     p.add_argument("path", help="workspace folder")
     p.set_defaults(func=_cmd_models)

@@ -5,7 +5,7 @@
 ``cache`` and ``autosave`` (the rolling crash-autosave file).
 """
 
-from lnq_napari.workspace.cases import FORMAT, FORMAT_VERSION, CaseTable
+from lnq_napari.workspace.cases import FORMAT, FORMAT_VERSION, CaseTable, TimePoint
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LABELS_FOLDER, SOURCES, LabelStore, SavedLabels
 from lnq_napari.workspace.registry import ModelRegistry
@@ -13,5 +13,5 @@ from lnq_napari.workspace.workspace import Workspace
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "LABELS_FOLDER", "SOURCES",
-    "CaseTable", "Journal", "LabelStore", "ModelRegistry", "SavedLabels", "Workspace",
+    "CaseTable", "Journal", "LabelStore", "ModelRegistry", "SavedLabels", "TimePoint", "Workspace",
 ]

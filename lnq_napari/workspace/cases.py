@@ -1,12 +1,14 @@
 """The case table of a workspace: ``workspace.json`` (format, data folder, case id -> its files).
 
 The on-disk format is unchanged since format version 1: ``cases`` maps a case id to
-``{"ct", "seg", "full", "nodes"}`` absolute paths (None where a file is missing).
+``{"ct", "seg", "full", "nodes"}`` absolute paths (None where a file is missing), plus ``patient`` and
+``timepoint`` once the case is grouped (:meth:`CaseTable.set_time_point`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
@@ -50,6 +52,16 @@ def write_meta(root: str | Path, meta: dict) -> None:
     atomic_write_text(Path(root) / META_FILE, json.dumps(meta, indent=1))
 
 
+@dataclass(frozen=True)
+class TimePoint:
+    """A case as one scan of a patient: ``timepoint`` sorts the patient's scans (an ISO date such as
+    2024-03-01 or a label such as t0, t1 that sorts the same way)."""
+
+    case: str
+    patient: str
+    timepoint: str
+
+
 class CaseTable:
     """Case ids and their files, as ``workspace.json`` lists them."""
 
@@ -75,6 +87,20 @@ class CaseTable:
 
     def full_path(self, case: str) -> Path | None:
         return _optional(self.entry(case).get("full"))
+
+    def set_time_point(self, point: TimePoint) -> None:
+        """Group ``point.case`` under its patient and time point (the table in memory; the caller saves)."""
+        if not point.patient.strip() or not point.timepoint.strip():
+            raise LNQError(f"case {point.case}: a patient and a time point are both needed, e.g. "
+                           "P001,2024-03-01")
+        entry = self.entry(point.case)
+        entry["patient"], entry["timepoint"] = point.patient.strip(), point.timepoint.strip()
+
+    def time_points(self, patient: str | None = None) -> list[TimePoint]:
+        """The grouped cases (of ``patient``, or all), by patient and then time point."""
+        points = [TimePoint(case, e["patient"], e["timepoint"]) for case, e in self._cases.items()
+                  if e.get("patient") and (patient is None or e["patient"] == patient)]
+        return sorted(points, key=lambda t: (t.patient, t.timepoint, t.case))
 
 
 def _optional(path: str | None) -> Path | None:

@@ -31,7 +31,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.workspace.cache import Cache
-from lnq_napari.workspace.cases import META_FILE, CaseTable, new_meta, read_meta, write_meta
+from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
 from lnq_napari.workspace.lock import WorkspaceLock
@@ -112,6 +112,23 @@ class Workspace:
     def full_path(self, case: str) -> Path | None:
         """Complete truth (phantom only). For benchmarks; fine-tuning never reads it."""
         return self.cases.full_path(case)
+
+    def group_cases(self, points: list[TimePoint]) -> None:
+        """Record which patient and time point each case is (``workspace.json``, atomically, under the
+        lock; every case checked before anything is written); journaled as ``group``."""
+        with self._lock:
+            meta = read_meta(self.root)  # another process may have changed it
+            table = CaseTable(meta["cases"], self.root)
+            for point in points:
+                table.set_time_point(point)
+            write_meta(self.root, meta)
+            self.meta, self.cases = meta, table
+            self.log("group", cases=len(points), patients=len({p.patient for p in points}))
+
+    def time_points(self, patient: str | None = None) -> list[TimePoint]:
+        """The grouped cases (of ``patient``, or all), by patient and time point, as ``workspace.json``
+        says now (another process may have grouped them since this one opened the workspace)."""
+        return CaseTable(read_meta(self.root)["cases"], self.root).time_points(patient)
 
     def read_ct(self, case: str) -> Volume:
         return read_volume(self.ct_path(case))

@@ -1,0 +1,70 @@
+"""A workspace's cases grouped by patient and time point, and compared by patient (API and CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lnq_napari import api
+from lnq_napari.cli import main
+from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import read_labels
+from lnq_napari.phantom.followup import write_followup
+from lnq_napari.workspace import TimePoint, Workspace
+
+SHAPE, SPACING = (40, 128, 128), (2.6, 2.6, 6.0)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """A workspace over one phantom patient's two scans, each with its complete nodes saved as a
+    correction, grouped as patient P1 at t0 and t1 (written in reverse order: the CSV order is free)."""
+    root = tmp_path_factory.mktemp("followup-ws")
+    t0, t1 = write_followup(root / "data", seed=3, shape=SHAPE, spacing=SPACING, scenario="progression")
+    ws = Workspace.init(root / "ws", root / "data")
+    cases = [p.name.replace("-ct.nrrd", "") for p in (t0, t1)]
+    for case, ct in zip(cases, (t0, t1)):
+        full = read_labels(str(ct).replace("-ct.nrrd", "-full.nrrd"))
+        ws.add_label_version(case, full, "correction")
+    groups = root / "groups.csv"
+    groups.write_text(f"case,patient,timepoint\n{cases[1]},P1,t1\n{cases[0]},P1,t0\n")
+    return ws, cases, groups, json.loads(open(str(t1).replace("-ct.nrrd", "-nodes.json")).read())
+
+
+def test_group_records_patient_and_time_point_in_the_workspace(grouped):
+    ws, cases, groups, _ = grouped
+    points = api.group_cases(ws.root, groups)
+    assert {p.case for p in points} == set(cases)
+    again = Workspace.open(ws.root)  # on disk, for every later process
+    assert again.time_points("P1") == [TimePoint(cases[0], "P1", "t0"), TimePoint(cases[1], "P1", "t1")]
+    assert again.journal("group")[-1]["patients"] == 1
+
+
+def test_compare_by_patient_uses_the_reviewed_labels_first_to_last(grouped, tmp_path, capsys):
+    ws, cases, groups, truth = grouped
+    api.group_cases(ws.root, groups)
+    out = tmp_path / "changes.csv"
+    code = main(["compare", "--workspace", str(ws.root), "--patient", "P1", "--csv", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and out.exists() and "RECIST 1.1:" in captured.out
+    statuses = {c["status"] for c in truth["changes"]}
+    result = api.compare_time_points(ws, "P1")  # no model loaded: both scans have corrections
+    assert {r.status for r in result.rows} >= statuses - {"absent"}
+
+
+def test_bad_groups_and_patients_are_one_line_errors_and_change_nothing(grouped, tmp_path, capsys):
+    ws, cases, _, _ = grouped
+    before = (ws.root / "workspace.json").read_text()
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"case,patient,timepoint\n{cases[0]},P2,t0\nno-such-case,P2,t1\n")
+    with pytest.raises(LNQError, match="no-such-case"):
+        api.group_cases(ws.root, bad)
+    assert (ws.root / "workspace.json").read_text() == before  # the good row was not written either
+    bad.write_text("case,who\nx,y\n")
+    assert main(["workspace", "group", str(ws.root), str(bad)]) == 2
+    assert "missing: patient, timepoint" in capsys.readouterr().err
+    assert main(["compare", "--workspace", str(ws.root), "--patient", "nobody"]) == 2
+    assert "patient 'nobody' has 0 grouped scan(s)" in capsys.readouterr().err
+    assert main(["compare", "--workspace", str(ws.root)]) == 2
+    assert "--patient P" in capsys.readouterr().err
