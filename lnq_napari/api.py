@@ -29,7 +29,7 @@ from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_works
 from lnq_napari.followup import CompareResult, compare_nodes
 from lnq_napari.followup import write_csv as write_changes_csv
 from lnq_napari.followup.compare import check_seg
-from lnq_napari.followup.identity import patient_id
+from lnq_napari.followup.identity import PATIENT_KEYS, STUDY_DATE_KEYS, header_value, patient_id
 from lnq_napari.followup.register import Registration
 from lnq_napari.inference import Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
@@ -37,6 +37,7 @@ from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.geometry import align_to
 from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
+from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.nnunet.select import load_predictor
@@ -234,13 +235,18 @@ def compare(
     return result
 
 
-def group_cases(workspace: str | Path | Workspace, csv_path: str | Path) -> list[TimePoint]:
+def group_cases(workspace: str | Path | Workspace, csv_path: str | Path | None = None) -> list[TimePoint]:
     """Record which patient and time point each listed case is: a CSV with the columns ``case``,
-    ``patient`` and ``timepoint`` (an ISO date, or a label that sorts like t0, t1). Every row is checked
-    before anything is written; returns the rows."""
+    ``patient`` and ``timepoint`` (an ISO date, or a label that sorts like t0, t1), or, without one, the
+    DICOM PatientID and StudyDate that the cases' NRRD CT headers carry (3D Slicer writes them as
+    ``DICOM.PatientID``). Every row is checked before anything is written; returns the rows."""
     import csv
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    if csv_path is None:
+        points = _header_time_points(ws)
+        ws.group_cases(points)
+        return points
     try:
         with open(csv_path, newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -253,6 +259,28 @@ def group_cases(workspace: str | Path | Workspace, csv_path: str | Path) -> list
                        + (f" (missing: {', '.join(sorted(missing))})" if rows else ""))
     points = [TimePoint((r["case"] or "").strip(), r["patient"] or "", r["timepoint"] or "") for r in rows]
     ws.group_cases(points)
+    return points
+
+
+def _header_time_points(ws: Workspace) -> list[TimePoint]:
+    """The cases whose CT header (NRRD) names both the patient and the study date."""
+    import nrrd
+
+    points = []
+    for case in ws.case_ids():
+        path = ws.ct_path(case)
+        if not path.name.lower().endswith((".nrrd", ".nhdr")):
+            continue
+        try:
+            fields = custom_fields(nrrd.read_header(str(path)))
+        except (OSError, nrrd.NRRDError):
+            continue
+        patient, date = header_value(fields, PATIENT_KEYS), header_value(fields, STUDY_DATE_KEYS)
+        if patient and date:
+            points.append(TimePoint(case, patient, date))
+    if not points:
+        raise LNQError(f"no CT header in {ws.root} names both its patient and study date (DICOM.PatientID, "
+                       "DICOM.StudyDate); give a CSV with the columns case,patient,timepoint")
     return points
 
 

@@ -390,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_workspace)
     p = ws_sub.add_parser("group", help="record each case's patient and time point (for compare --patient)")
     p.add_argument("path", help="workspace folder")
-    p.add_argument("csv", help="CSV with the columns case,patient,timepoint (ISO date or t0, t1, ...)")
+    p.add_argument("csv", nargs="?", help="CSV with the columns case,patient,timepoint (ISO date or t0, "
+                                          "t1, ...); without it: the CT headers' DICOM PatientID, StudyDate")
     p.set_defaults(func=_cmd_group)
     p = ws_sub.add_parser("models", help="list the model versions: parent, active, figures, verdict")
     p.add_argument("path", help="workspace folder")

@@ -68,3 +68,27 @@ def test_bad_groups_and_patients_are_one_line_errors_and_change_nothing(grouped,
     assert "patient 'nobody' has 0 grouped scan(s)" in capsys.readouterr().err
     assert main(["compare", "--workspace", str(ws.root)]) == 2
     assert "--patient P" in capsys.readouterr().err
+
+
+def test_group_without_a_csv_reads_patient_and_study_date_from_the_ct_headers(tmp_path, capsys):
+    import numpy as np
+
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+
+    data = tmp_path / "data"
+    data.mkdir()
+    dates = {"lnq2023-train-0000": "20240301", "lnq2023-train-0001": "20230915", "lnq2023-train-0002": None}
+    for case, date in dates.items():
+        meta = {"DICOM.PatientID": "P7"} | ({"DICOM.StudyDate": date} if date else {})
+        write_volume(data / f"{case}-ct.nrrd", Volume(np.zeros((4, 6, 6), np.int16), meta=meta))
+    ws = Workspace.init(tmp_path / "ws", data)
+    assert main(["workspace", "group", str(ws.root)]) == 0
+    assert "2 cases grouped, 1 patient(s)" in capsys.readouterr().out
+    assert [(t.case, t.timepoint) for t in ws.time_points("P7")] == [  # the case without a date left out
+        ("lnq2023-train-0001", "20230915"), ("lnq2023-train-0000", "20240301")]
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    write_volume(bare / "lnq2023-train-0000-ct.nrrd", Volume(np.zeros((4, 6, 6), np.int16)))
+    assert main(["workspace", "group", str(Workspace.init(tmp_path / "ws2", bare).root)]) == 2
+    assert "give a CSV" in capsys.readouterr().err
