@@ -42,7 +42,7 @@ from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volu
 from lnq_napari.io.volume import Volume
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
-from lnq_napari.quantify import NodeRow, measure_nodes, summarize_nodes, write_csv
+from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
 from lnq_napari.workspace.registry import ModelSummary
@@ -373,6 +373,11 @@ def find_nodes(
     step(0.9, "suggestions")
     mask, prob = prediction.mask, prediction.probabilities
     labels = mask.with_array(label_nodes(mask.array))  # one id per node, shared by outlines and the table
+    n_nodes = int(np.asarray(labels.array).max(initial=0))
+    if n_nodes > MAX_IDS:
+        raise LNQError(f"the model predicted {n_nodes} separate nodes in {prediction.model_version}'s mask: "
+                       "noise, not nodes; check the model (an nnU-Net model takes a size floor: "
+                       "nnunet:<folder>?min_component_mm3=300)")
     inside = getattr(prediction, "region", None)
     cap = inf.max_suggestions if max_suggestions is None else max_suggestions
     rows = suggest_candidates(prob, mask, high=float(inf.threshold), hu=np.asarray(ct.array),

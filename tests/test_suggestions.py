@@ -124,3 +124,20 @@ def test_find_nodes_does_not_ask_a_model_without_a_margin_to_turn_the_region_off
     predictor = FakePredictor(margin=None)
     result = api.find_nodes(fake_ct, predictor, region=False)
     assert predictor.calls == [{"region": True}] and result.region is None
+
+
+class SpeckledPredictor(FakePredictor):
+    """TEST DOUBLE: a mask of isolated single voxels, like an untrained model's argmax."""
+
+    def predict(self, ct, progress=None, cancel=None, region=True):
+        out = super().predict(ct, progress, cancel, region)
+        mask = np.zeros(ct.shape, np.uint8)
+        mask[::2, ::2, ::2] = 1  # 6 x 30 x 30 = 5400 separate voxels
+        return Prediction(out.probabilities, ct.with_array(mask), "speckled-0", None)
+
+
+def test_find_nodes_refuses_a_speckled_mask_with_a_message_about_the_model(fake_ct):
+    from lnq_napari.errors import LNQError
+
+    with pytest.raises(LNQError, match="predicted 5400 separate nodes.*check the model"):
+        api.find_nodes(fake_ct, SpeckledPredictor())
