@@ -109,8 +109,7 @@ def directed_surface_distances(pred: Volume, gt: Volume) -> tuple[np.ndarray, np
     return _directed(*_cast_pair(pred, gt))
 
 
-def _assd(pred_img, gt_img) -> float:
-    to_gt, to_pred = _directed(pred_img, gt_img)
+def _assd(to_gt: np.ndarray, to_pred: np.ndarray) -> float:
     if to_gt.size == 0 or to_pred.size == 0:
         return math.nan
     return float(0.5 * to_gt.mean() + 0.5 * to_pred.mean())
@@ -121,16 +120,15 @@ def assd(pred: Volume, gt: Volume) -> float:
 
     As in the challenge, the surfaces are those of all non-zero voxels after the UInt8 cast.
     """
-    return _assd(*_cast_pair(pred, gt))
+    return _assd(*_directed(*_cast_pair(pred, gt)))
 
 
-def _surface_dice(pred_img, gt_img, tolerance_mm: float) -> float:
+def _surface_dice(pred_img, gt_img, to_gt: np.ndarray, to_pred: np.ndarray, tolerance_mm: float) -> float:
     import SimpleITK as sitk
 
     filled = [bool(sitk.GetArrayViewFromImage(img).any()) for img in (pred_img, gt_img)]
     if not all(filled):
         return 0.0 if any(filled) else math.nan
-    to_gt, to_pred = _directed(pred_img, gt_img)
     within = np.count_nonzero(to_gt <= tolerance_mm) + np.count_nonzero(to_pred <= tolerance_mm)
     return float(within / (to_gt.size + to_pred.size))
 
@@ -142,7 +140,8 @@ def surface_dice(pred: Volume, gt: Volume, tolerance_mm: float = 2.0) -> float:
     Unlike volumetric Dice it does not count outline differences smaller than the tolerance: the right
     measure against a reviewer's correction, whose kept outlines are the model's own.
     """
-    return _surface_dice(*_cast_pair(pred, gt), tolerance_mm)
+    pred_img, gt_img = _cast_pair(pred, gt)
+    return _surface_dice(pred_img, gt_img, *_directed(pred_img, gt_img), tolerance_mm)
 
 
 def counted_nodes(voxels_per_node: np.ndarray, spacing, min_diameter_mm: float) -> np.ndarray:
@@ -193,11 +192,12 @@ def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
     ``surface_tolerance_mm`` when that is given."""
     pred_img, gt_img = _cast_pair(pred, gt)
     nodes = _node_detection(pred_img, gt_img, gt.spacing, min_diameter_mm)
+    distances = _directed(pred_img, gt_img)  # the costly part: once for ASSD and surface Dice
     extra = {} if surface_tolerance_mm is None else \
-        {"surface_dice": _surface_dice(pred_img, gt_img, surface_tolerance_mm)}
+        {"surface_dice": _surface_dice(pred_img, gt_img, *distances, surface_tolerance_mm)}
     return {
         "dice": _dice(pred_img, gt_img),
-        "assd_mm": _assd(pred_img, gt_img),
+        "assd_mm": _assd(*distances),
         "nodes_gt": nodes["n_gt"],
         "nodes_hit": nodes["n_hit"],
         "recall": nodes["recall"],
