@@ -22,7 +22,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint
 from lnq_napari.model.config import ModelConfig
-from lnq_napari.preprocess import mediastinum_region, pad_value, prepare, to_ct_grid
+from lnq_napari.preprocess import grid_image, mediastinum_region, pad_value, prepare, to_ct_grid
 
 
 @dataclass
@@ -94,10 +94,11 @@ def probabilities_on_ct(prob: np.ndarray, prepared, ct: Volume, voxels: int = SL
     (float32; zero outside the ROI), one slab of slices at a time (:func:`~lnq_napari.preprocess.to_ct_grid`
     on each), so the memory beyond the output is about a slab."""
     out = np.empty(ct.shape, dtype=np.float32)
+    source = grid_image(prob, prepared)  # once, not per slab
     for z0, z1 in slabs(ct.shape[0], ct.shape[1] * ct.shape[2], voxels):
         origin = ct.index_to_physical(np.array([[z0, 0.0, 0.0]]))[0]
         slab = Volume(ct.array[z0:z1], ct.spacing, tuple(origin), ct.direction)
-        out[z0:z1] = to_ct_grid(prob, prepared, slab, linear=True)
+        out[z0:z1] = to_ct_grid(source, prepared, slab, linear=True)
     np.clip(out, 0.0, 1.0, out=out)
     return out
 

@@ -238,15 +238,24 @@ def _target_grid(image, target_spacing):
     return grid
 
 
-def to_ct_grid(values: np.ndarray, prepared: Prepared, ct: Volume, linear: bool = True) -> np.ndarray:
-    """Resample ``values`` (float32 on ``prepared.grid``) onto the CT's exact grid; zero outside the ROI.
+def grid_image(values: np.ndarray, prepared: Prepared):
+    """``values`` (on ``prepared.grid``) as a float32 SimpleITK image on that grid."""
+    import SimpleITK as sitk
+
+    src = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
+    src.CopyInformation(prepared.grid)
+    return src
+
+
+def to_ct_grid(values, prepared: Prepared, ct: Volume, linear: bool = True) -> np.ndarray:
+    """Resample ``values`` (float32 on ``prepared.grid``, or its :func:`grid_image` when several CT blocks
+    take it) onto the CT's exact grid; zero outside the ROI.
 
     Only the block of the CT grid that covers the ROI is resampled, so big CTs stay cheap.
     """
     import SimpleITK as sitk
 
-    src = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
-    src.CopyInformation(prepared.grid)
+    src = values if isinstance(values, sitk.Image) else grid_image(values, prepared)
     # the ROI's physical corners -> the CT's index space -> the block to fill
     g = prepared.grid
     size = np.asarray(g.GetSize())
