@@ -168,11 +168,7 @@ def measure(
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
     volume = None if ct is None else read_volume(ct)
-    if dicom_seg.seg_file(seg) is not None:  # a DICOM SEG: on the given CT, else on its series beside it
-        labels = read_labels(seg, reference=volume)
-    else:
-        raw = read_raw(seg)
-        labels = read_labels(seg) if raw.layered or segfile.is_slicer_segmentation(raw.meta) else raw.volume()
+    labels = _read_seg(seg, volume)
     if volume is not None:
         labels = align_to(volume, labels)
     rows = node_table(labels, volume)
@@ -211,8 +207,8 @@ def compare(
         notes.append(f"the scans belong to different patients (PatientID {ids[0]} vs {ids[1]}); "
                      "comparing them anyway")
         warnings.warn(notes[-1], UserWarning, stacklevel=2)
-    segs = [None if seg is None else seg if isinstance(seg, Volume) else _read_seg(seg)
-            for seg in (baseline_seg, followup_seg)]
+    segs = [None if seg is None else seg if isinstance(seg, Volume) else _read_seg(seg, ct)
+            for seg, ct in zip((baseline_seg, followup_seg), cts)]
     for k, which in ((0, "baseline"), (1, "follow-up")):  # before any slow prediction
         if segs[k] is not None:
             check_seg(segs[k], cts[k], cts[1 - k], which)
@@ -305,8 +301,11 @@ def compare_time_points(
                    model=model, device=device, progress=progress, cancel=cancel)
 
 
-def _read_seg(seg: str | Path) -> Volume:
-    """A label file as ``measure`` reads it (a 3D Slicer segmentation gives its node segment(s))."""
+def _read_seg(seg: str | Path, ct: Volume | None = None) -> Volume:
+    """A label file as ``measure`` and ``compare`` read it: a DICOM SEG on ``ct`` (else on its CT series
+    beside it), a 3D Slicer segmentation as its node segment(s), any other label map as it is."""
+    if dicom_seg.seg_file(seg) is not None:
+        return read_labels(seg, reference=ct)
     raw = read_raw(seg)
     return read_labels(seg) if raw.layered or segfile.is_slicer_segmentation(raw.meta) else raw.volume()
 

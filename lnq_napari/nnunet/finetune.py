@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lnq_napari.device import resolve_device
 from lnq_napari.errors import LNQError
 from lnq_napari.nnunet.export import export_dataset
 from lnq_napari.nnunet.folder import open_model
@@ -45,8 +46,6 @@ def finetune_nnunet(
     """Fine-tune the nnU-Net model ``parent`` on ``workspace``; nnU-Net's folders go under ``work``
     (``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results``). LNQError when the workspace has no
     correction or the parent is not an nnU-Net model folder."""
-    import torch
-
     from lnq_napari.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
@@ -68,8 +67,7 @@ def finetune_nnunet(
     pre.mkdir(parents=True, exist_ok=True)
     (pre / f"{plans_name}.json").write_text(json.dumps(plans, indent=2))
     shutil.copy(exported.dataset_json, pre / "dataset.json")  # as nnU-Net's planner leaves it
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))  # an unavailable --device cuda fails here, in one line
     folder = train_fold(exported.folder, work / "nnUNet_preprocessed", work / "nnUNet_results", fold=fold,
                         iterations=iterations, epochs=epochs,
                         pretrained=model.checkpoint_path(model.folds[0]), device=device, plans=plans_name,
