@@ -63,6 +63,7 @@ class ReviewWidget(WorkerWidget):
                               "clicks and review keys; each Save writes them to the workspace journal")
         self._journal_stamp: tuple | None = None
         self._summary = ""
+        self._stats_ws = None  # (folder, its Workspace or None) for the statistics timer
         self._stats_timer = QTimer(self)
         self._stats_timer.setInterval(1000)
         self._stats_timer.timeout.connect(self.refresh_stats)
@@ -240,10 +241,13 @@ class ReviewWidget(WorkerWidget):
         """Show the open case's review figures and the workspace's saved reviews (from the journal)."""
         session = session_for(self.viewer, create=False)
         case = f"this case: {session.stats.text()}" if session is not None else "no case open"
-        try:
-            ws = self.workspace()
-        except LNQError:
-            ws = None
+        folder = self.form.workspace.value
+        if self._stats_ws is None or self._stats_ws[0] != folder:  # opened once per folder, not every second
+            try:
+                self._stats_ws = (folder, self.workspace())
+            except LNQError:  # not (yet) a workspace: tried again next time
+                self._stats_ws = None
+        ws = self._stats_ws[1] if self._stats_ws is not None else None
         journal = ws.journal_path if ws is not None else None
         stamp = (str(journal), journal.stat().st_mtime_ns) if journal and journal.exists() else None
         if stamp != self._journal_stamp:  # read the journal again only when it changed
