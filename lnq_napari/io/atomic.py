@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -64,9 +65,11 @@ def is_temp(path: str | Path) -> bool:
     return bool(TEMP_NAME.match(Path(path).name))
 
 
-def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS) -> int:
-    """Remove the temp files of interrupted writes in ``folder`` not changed for ``older_than`` seconds;
-    returns how many. Files that vanish or cannot be removed meanwhile are left alone."""
+def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS,
+                       pattern: re.Pattern = TEMP_NAME) -> int:
+    """Remove the temp files of interrupted writes in ``folder`` (names matching ``pattern``; a matching
+    folder, such as a staging copy, goes with its content) not changed for ``older_than`` seconds;
+    returns how many. Entries that vanish or cannot be removed meanwhile are left alone."""
     limit = time.time() - older_than
     removed = 0
     try:
@@ -74,12 +77,18 @@ def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS) ->
     except OSError:
         return 0
     for entry in entries:
-        if not TEMP_NAME.match(entry.name):
+        if not pattern.match(entry.name):
             continue
         try:
-            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < limit:
+            if entry.stat(follow_symlinks=False).st_mtime >= limit:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            elif entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
-                removed += 1
+            else:
+                continue
+            removed += 1
         except OSError:
             continue
     return removed

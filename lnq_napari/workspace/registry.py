@@ -17,12 +17,11 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import STALE_SECONDS, atomic_write_text
+from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model import bundled_model_path, resolve_model
 from lnq_napari.workspace.files import now
@@ -270,24 +269,13 @@ class ModelRegistry:
         if not copy:
             return src.resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_staging()
+        remove_stale_temps(self.folder, pattern=_STAGING)  # copies a killed registration left
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.folder))
         for name in MODEL_FILES:
             if (src / name).exists():
                 shutil.copy2(src / name, staging / name)
         os.replace(staging, dest)
         return dest
-
-    def _remove_stale_staging(self) -> None:
-        """Remove copies of a model that a killed registration left (``.mNNN.XXXXXXXX`` folders, never
-        listed as versions) once they are :data:`~lnq_napari.io.atomic.STALE_SECONDS` old."""
-        limit = time.time() - STALE_SECONDS
-        for path in self.folder.iterdir():
-            try:
-                if _STAGING.match(path.name) and path.is_dir() and path.stat().st_mtime < limit:
-                    shutil.rmtree(path, ignore_errors=True)
-            except OSError:
-                continue
 
     def _relative(self, dest: Path) -> str:
         try:
