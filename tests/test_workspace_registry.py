@@ -241,3 +241,52 @@ def test_unreadable_config_is_refused(ws):
     with pytest.raises(LNQError, match="m003 cannot be read"):
         api.activate_model(ws.root, "m003")
     assert _state(ws) == before
+
+
+# ------------------------------------------------------------------ nnU-Net versions
+NNUNET_NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+def _nnunet_model(folder, folds=("0", "1")):
+    """A stand-in nnU-Net trained model folder: plans.json, dataset.json, fold checkpoints, a training log."""
+    folder.mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps({"plans_name": "nnUNetPlans"}))
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0}}))
+    for fold in folds:
+        (folder / f"fold_{fold}").mkdir()
+        (folder / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(f"weights {fold}".encode())
+        (folder / f"fold_{fold}" / "training_log.txt").write_text("not copied")
+    return folder
+
+
+def test_an_nnunet_folder_is_copied_under_its_own_name_with_checksums(registry, tmp_path):
+    src = _nnunet_model(tmp_path / "nnUNet_results" / "Dataset601_LNQ" / NNUNET_NAME)
+    entry = registry.register(src, parent="m001")
+    assert entry["kind"] == "nnunet" and entry["path"] == f"models/m001/{NNUNET_NAME}"
+    assert sorted(entry["sha256"]) == ["dataset.json", "fold_0/checkpoint_final.pth",
+                                       "fold_1/checkpoint_final.pth", "plans.json"]
+    copied = registry.path("m001")
+    assert (copied / "fold_1" / "checkpoint_final.pth").read_bytes() == b"weights 1"
+    assert not (copied / "fold_0" / "training_log.txt").exists()
+    registry.activate("m001")
+    assert registry.prediction_model() == (copied, "m001")  # load_predictor finds it by its plans.json
+    assert registry.summaries()[1].kind == "nnunet" and registry.summaries()[0].kind == "lnq"
+    assert registry.version_of(f"nnunet:{copied}") == "m001"
+    assert not [p for p in registry.folder.iterdir() if p.name.startswith(".")]
+    with pytest.raises(LNQError, match="no fold_"):
+        registry.register(_nnunet_model(tmp_path / "empty" / NNUNET_NAME, folds=()))
+
+
+@pytest.mark.parametrize(("breaks", "message"), [
+    (lambda p: (p / "fold_1" / "checkpoint_final.pth").unlink(),
+     r"incomplete: .*fold_1/checkpoint_final.pth is missing"),
+    (lambda p: (p / "plans.json").write_text("{}"), "plans.json does not match the sha256 recorded"),
+])
+def test_a_half_written_nnunet_version_is_refused_with_nothing_changed(ws, tmp_path, breaks, message):
+    version = ws.register_model(_nnunet_model(tmp_path / "r" / "Dataset601_LNQ" / NNUNET_NAME))
+    breaks(ws.model_path(version))
+    before = _state(ws)
+    with pytest.raises(LNQError, match=message) as info:
+        api.activate_model(ws.root, version)
+    assert "\n" not in str(info.value)
+    assert _state(ws) == before and ws.active_model()["id"] == "m001"

@@ -1,9 +1,12 @@
 """The model registry of a workspace: ``models/registry.json`` and one folder per model version.
 
 Each entry: id (``m001``), path (relative to the workspace when inside it), parent, training cases,
-metrics, created, active, and the sha256 of the model's files when registered. At most one version is
-active: predictions and fine-tuning start from it, and from the bundled model while none is (the
-pseudo-version ``"bundled"``). A version is activated only after its folder is checked: inside this
+metrics, created, active, and the sha256 of the model's files when registered. A version is one of our
+model folders (config.json + weights) or, with ``"kind": "nnunet"``, an nnU-Net trained model folder kept
+under its own name (``models/<id>/<trainer>__<plans>__<configuration>``: plans.json, dataset.json and
+each fold's checkpoint), which :func:`lnq_napari.nnunet.select.load_predictor` recognises. At most one
+version is active: predictions and fine-tuning start from it, and from the bundled model while none is
+(the pseudo-version ``"bundled"``). A version is activated only after its folder is checked: inside this
 workspace's ``models/``, complete, and unchanged since it was registered. :class:`ModelSummary` is one
 version as the CLI table and the Review widget show it.
 """
@@ -32,6 +35,9 @@ _STAGING = re.compile(r"^\.[A-Za-z0-9_-]+\.[a-z0-9_]{8}$")
 
 REGISTRY_FILE = "registry.json"
 MODEL_FILES = ("weights.safetensors", "config.json")
+NNUNET = "nnunet"  # the ``kind`` of an nnU-Net version (entries without ``kind`` are our own models)
+NNUNET_FILES = ("plans.json", "dataset.json")  # as lnq_napari.nnunet.folder.is_nnunet_folder
+NNUNET_CHECKPOINTS = "fold_*/checkpoint_final.pth"
 _MODEL_ID = re.compile(r"m\d+")
 BUNDLED = "bundled"  # the pseudo-version of the bundled model: activating it deactivates every version
 
@@ -52,6 +58,7 @@ class ModelSummary:
     active: bool
     training_cases: int
     path: str
+    kind: str = "lnq"  # or "nnunet"
     verdict: str = ""
     reason: str = ""
     dice: float | None = None
@@ -97,7 +104,8 @@ class ModelSummary:
         return cls(
             version=entry["id"], parent=entry.get("parent"), created=entry.get("created", ""),
             active=bool(entry.get("active")), training_cases=len(entry.get("training_cases") or []),
-            path=str(path), verdict=_verdict(metrics), reason=str(metrics.get("reason", "")),
+            path=str(path), kind=entry.get("kind", "lnq"), verdict=_verdict(metrics),
+            reason=str(metrics.get("reason", "")),
             dice=pick("candidate_dice", "dice_mean", after),
             dice_parent=pick("parent_dice", "dice_mean", before),
             recall=pick("candidate_recall", "recall", after),
@@ -140,19 +148,24 @@ class ModelRegistry:
         self, path: str | Path, parent: str | None = None, training_cases: list[str] | None = None,
         metrics: dict | None = None, version: str | None = None, copy: bool = True, **fields,
     ) -> dict:
-        """Add a model folder (copied to ``<folder>/<version>`` unless ``copy`` is False); returns its
-        entry, not active."""
+        """Add a model folder (copied to ``<folder>/<version>``, an nnU-Net one to
+        ``<folder>/<version>/<its name>``, unless ``copy`` is False); returns its entry, not active."""
         src = Path(path)
-        if not (src / "config.json").is_file():
-            raise LNQError(f"{src} is not a model folder (no config.json); give a trained model folder")
+        kind = model_kind(src)
+        if kind is None:
+            raise LNQError(f"{src} is not a model folder (no config.json, nor nnU-Net's plans.json and "
+                           "dataset.json); give a trained model folder")
+        if kind == NNUNET and not any(src.glob(NNUNET_CHECKPOINTS)):
+            raise LNQError(f"{src} has no fold_*/checkpoint_final.pth; finish training a fold first")
         with self._lock:  # id, folder and entry: read-modify-write of the registry
             version = version or self.next_version()
             if any(v["id"] == version for v in self.entries()):
                 raise LNQError(f"model version {version} is already registered; pick another id")
-            dest = self._place(src, version, copy)
+            dest = self._place(src, version, copy, kind)
             entry = {"id": version, "path": self._relative(dest), "parent": parent,
                      "training_cases": list(training_cases or []), "metrics": metrics or {},
-                     "created": now(), "active": False, "sha256": _checksums(dest), **fields}
+                     "created": now(), "active": False, "sha256": _checksums(dest, kind),
+                     **({"kind": NNUNET} if kind == NNUNET else {}), **fields}
             registry = self._load()
             registry["versions"].append(entry)
             self._save(registry)
@@ -183,7 +196,7 @@ class ModelRegistry:
         (LNQError for anything else, with the known versions)."""
         if name in self.known():
             return name
-        folder = Path(name).expanduser()
+        folder = Path(name.removeprefix(f"{NNUNET}:")).expanduser()
         if not name.strip() or not folder.is_dir():
             self.info(name)  # unknown: the error lists the known versions
         for version in self.known():
@@ -194,8 +207,9 @@ class ModelRegistry:
 
     def check(self, version: str) -> Path:
         """The model folder of ``version`` after checking that it may be activated: inside this
-        workspace's ``models/`` (or the bundled model), config.json and weights present and readable,
-        and matching the sha256 recorded at registration and in config.json. LNQError otherwise."""
+        workspace's ``models/`` (or the bundled model), its files (config.json and weights; an nnU-Net
+        version's plans.json, dataset.json and checkpoints) present and readable, and matching the sha256
+        recorded at registration and in config.json. LNQError otherwise."""
         if version == BUNDLED:
             return Path(resolve_model(None))
         entry = self.info(version)
@@ -205,13 +219,15 @@ class ModelRegistry:
             raise LNQError(f"model {version} is at {path}, outside {self.folder} (from another workspace); "
                            "fine-tune in this workspace, or activate one of its own versions")
         recorded = entry.get("sha256") or {}
+        nnunet = entry.get("kind") == NNUNET
+        required = (tuple(recorded) or NNUNET_FILES) if nnunet else MODEL_FILES
         try:
-            for name in MODEL_FILES:
+            for name in required:
                 if not (path / name).is_file() or not (path / name).stat().st_size:
                     raise LNQError(f"model {version} is incomplete: {path / name} is missing or empty "
                                    "(a half-written folder); activate another version or fine-tune again")
-            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-            expected = [(name, recorded[name], "at registration") for name in MODEL_FILES if name in recorded]
+            config = {} if nnunet else json.loads((path / "config.json").read_text(encoding="utf-8"))
+            expected = [(name, recorded[name], "at registration") for name in required if name in recorded]
             if isinstance(config, dict) and config.get("weights_sha256"):
                 expected.append(("weights.safetensors", config["weights_sha256"], "in config.json"))
             digests = {name: sha256_file(path / name) for name in {name for name, _, _ in expected}}
@@ -248,7 +264,8 @@ class ModelRegistry:
 
     def prediction_model(self) -> tuple[Path, str]:
         """``(model folder, version key)``: the active model, else the bundled one (key
-        ``bundled-<hash of its files>``, so caches follow a new release)."""
+        ``bundled-<hash of its files>``, so caches follow a new release). An nnU-Net version's folder is
+        its nnU-Net model folder, which :func:`~lnq_napari.nnunet.select.load_predictor` loads."""
         active = self.active()
         if active is not None:
             return Path(active["path"]), active["id"]
@@ -262,8 +279,11 @@ class ModelRegistry:
                                str(bundled_model_path()), reason="the model shipped with lnq-napari")
         return [bundled] + [ModelSummary.from_entry(e, self._path(e)) for e in entries]
 
-    def _place(self, src: Path, version: str, copy: bool) -> Path:
-        dest = self.folder / version
+    def _place(self, src: Path, version: str, copy: bool, kind: str = "lnq") -> Path:
+        """Copy the model's files into ``<folder>/<version>`` through a staging folder renamed at the
+        end (an nnU-Net folder keeps its name inside: a registered version can be a fine-tune's parent)."""
+        inner = Path(src.name) if kind == NNUNET else Path()
+        dest = self.folder / version / inner
         if src.resolve() == dest.resolve():
             return dest
         if not copy:
@@ -271,10 +291,10 @@ class ModelRegistry:
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.folder, pattern=_STAGING)  # copies a killed registration left
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.folder))
-        for name in MODEL_FILES:
-            if (src / name).exists():
-                shutil.copy2(src / name, staging / name)
-        os.replace(staging, dest)
+        for name in _model_files(src, kind):
+            (staging / inner / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, staging / inner / name)
+        os.replace(staging, self.folder / version)
         return dest
 
     def _relative(self, dest: Path) -> str:
@@ -309,8 +329,25 @@ def _verdict(metrics: dict) -> str:
     return ""
 
 
-def _checksums(folder: Path) -> dict[str, str]:
-    return {name: sha256_file(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
+def model_kind(path: Path) -> str | None:
+    """"lnq" for one of our model folders (config.json), "nnunet" for an nnU-Net trained model folder
+    (plans.json and dataset.json), else None."""
+    if (path / "config.json").is_file():
+        return "lnq"
+    return NNUNET if all((path / name).is_file() for name in NNUNET_FILES) else None
+
+
+def _model_files(folder: Path, kind: str = "lnq") -> list[str]:
+    """The files of a model folder that are copied and checksummed (relative, ``/``-separated)."""
+    if kind != NNUNET:
+        return [name for name in MODEL_FILES if (folder / name).is_file()]
+    extra = [name for name in ("dataset_fingerprint.json",) if (folder / name).is_file()]
+    return [*NNUNET_FILES, *extra, *sorted(p.relative_to(folder).as_posix()
+                                           for p in folder.glob(NNUNET_CHECKPOINTS))]
+
+
+def _checksums(folder: Path, kind: str = "lnq") -> dict[str, str]:
+    return {name: sha256_file(folder / name) for name in _model_files(folder, kind)}
 
 
 def _why(exc: Exception) -> str:
