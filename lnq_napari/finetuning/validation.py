@@ -1,8 +1,10 @@
-"""Held-out figures of a fine-tune: per-case figures of a model on corrected cases, their summary, and
-the original model of a registry lineage (what the activation rule compares a candidate with)."""
+"""Held-out figures of a fine-tune: per-case figures of a model on corrected cases, their summary, the
+original model of a registry lineage (what the activation rule compares a candidate with), and the
+rule's verdict worded for the registry and the journal. Shared by our fine-tune and nnU-Net's."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.activation import SURFACE_TOLERANCE_MM, CaseFigures
+from lnq_napari.activation import (
+    SURFACE_TOLERANCE_MM,
+    ActivationRule,
+    CaseFigures,
+    Verdict,
+    decide_activation,
+)
+from lnq_napari.active import LazyPredictor
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
 
@@ -65,6 +74,29 @@ def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str
         out.append(CaseFigures.from_metrics(
             case, evaluate_case(mask, truth, surface_tolerance_mm=SURFACE_TOLERANCE_MM)))
     return out
+
+
+def version_figures(make_predictor, version: str, path: str | Path, device: str, ws, cases: Sequence[str],
+                    corrections: dict[str, str] | None = None, progress: Progress = None,
+                    cancel=None) -> list[CaseFigures]:
+    """:func:`case_figures` of the registered model ``version`` (folder ``path``): its stored predictions
+    reused, the model loaded (``make_predictor(path, device)``) only when a case needs predicting."""
+    predictor = LazyPredictor(lambda: make_predictor(Path(path), device))
+    return case_figures(predictor, ws, cases, corrections, progress, cancel, stored_from=version)
+
+
+def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
+                     original: Sequence[CaseFigures] | None, rule: ActivationRule,
+                     validated_on_training: bool, kept: str) -> Verdict:
+    """:func:`~lnq_napari.activation.decide_activation`, its reason saying when the validation cases were
+    the training corrections and, on a refusal, which version stays active (``kept``)."""
+    verdict = decide_activation(candidate, parent, original, rule)
+    reason = verdict.reason
+    if validated_on_training:
+        reason = f"validated on the training corrections (fewer than 2 corrected cases): {reason}"
+    if not verdict.activate:
+        reason += f"; kept {kept} active"
+    return dataclasses.replace(verdict, reason=reason)
 
 
 def original_model(ws, parent: str) -> tuple[str, Path] | None:

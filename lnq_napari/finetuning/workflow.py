@@ -10,11 +10,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lnq_napari.activation import ActivationRule, CaseFigures, Verdict, decide_activation
+from lnq_napari.activation import ActivationRule, CaseFigures, Verdict
 from lnq_napari.active import LazyPredictor
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
-from lnq_napari.finetuning.validation import ValidationMetrics, case_figures
+from lnq_napari.finetuning.validation import (
+    ValidationMetrics,
+    case_figures,
+    held_out_verdict,
+    version_figures,
+)
 from lnq_napari.inference import Predictor
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
@@ -136,14 +141,14 @@ def _train(ws, plan: FinetunePlan, resume: bool, progress: Progress, cancel) -> 
 def _baseline(ws, plan: FinetunePlan, make_predictor: PredictorFactory, progress: Progress, cancel) -> None:
     """The parent's and the original model's held-out figures (stored predictions reused), saved."""
     if plan.parent_figures is None:
-        parent = LazyPredictor(lambda: make_predictor(Path(plan.parent_path), plan.device))
-        plan.parent_figures = case_figures(parent, ws, plan.val_cases, plan.corrections,
-                                           _stage(progress, 0.0, 0.5), cancel, stored_from=plan.parent)
+        plan.parent_figures = version_figures(make_predictor, plan.parent, plan.parent_path, plan.device, ws,
+                                              plan.val_cases, plan.corrections, _stage(progress, 0.0, 0.5),
+                                              cancel)
         save_plan(ws, plan)
     if plan.original is not None and plan.original_figures is None:
-        original = LazyPredictor(lambda: make_predictor(Path(plan.original_path), plan.device))
-        plan.original_figures = case_figures(original, ws, plan.val_cases, plan.corrections,
-                                             _stage(progress, 0.5, 1.0), cancel, stored_from=plan.original)
+        plan.original_figures = version_figures(make_predictor, plan.original, plan.original_path,
+                                                plan.device, ws, plan.val_cases, plan.corrections,
+                                                _stage(progress, 0.5, 1.0), cancel)
         save_plan(ws, plan)
 
 
@@ -191,13 +196,8 @@ def _candidate(ws, plan: FinetunePlan, make_predictor: PredictorFactory, rule: A
 
 
 def _verdict(plan: FinetunePlan, figures: list[CaseFigures], rule: ActivationRule) -> Verdict:
-    verdict = decide_activation(figures, plan.parent_figures, plan.original_figures, rule)
-    reason = verdict.reason
-    if plan.validated_on_training:
-        reason = f"validated on the training corrections (fewer than 2 corrected cases): {reason}"
-    if not verdict.activate:
-        reason += f"; kept {plan.parent} active"
-    return dataclasses.replace(verdict, reason=reason)
+    return held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
+                            plan.validated_on_training, plan.parent)
 
 
 def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
