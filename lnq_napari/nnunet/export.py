@@ -22,7 +22,7 @@ import re
 import shutil
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ LABELS = {"background": 0, "lymph_node": 1, "ignore": 2}
 FILE_ENDING = ".nrrd"
 CHANNEL = "_0000"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_DATASET = re.compile(r"^Dataset\d{3}_")
 Progress = Callable[[float, str], None] | None
 
 
@@ -106,9 +107,7 @@ def check_target(raw: Path, dataset_id: int, name: str) -> Path:
     if target.exists() and not target.is_dir():
         raise LNQError(f"{target} is a file; remove it or choose another --dataset-id")
     prefix = f"Dataset{dataset_id:03d}_"
-    roots = [(raw, "raw")] + [(Path(os.environ[v]), v) for v in ("nnUNet_preprocessed", "nnUNet_results")
-                              if os.environ.get(v)]
-    for root, what in roots:
+    for root, what in _dataset_roots(raw):
         if not root.is_dir():
             continue
         for other in sorted(root.iterdir()):
@@ -118,6 +117,25 @@ def check_target(raw: Path, dataset_id: int, name: str) -> Path:
     return target
 
 
+def _dataset_roots(raw: Path) -> list[tuple[Path, str]]:
+    """Where nnU-Net looks up dataset ids: ``raw`` and its preprocessed and results folders (environment)."""
+    return [(raw, "raw")] + [(Path(os.environ[v]), v) for v in ("nnUNet_preprocessed", "nnUNet_results")
+                             if os.environ.get(v)]
+
+
+def free_dataset_id(raw: str | Path, *others: str | Path) -> int:
+    """The lowest dataset id (1 to 999) no ``DatasetNNN_*`` folder uses under ``raw``, nnU-Net's own
+    preprocessed and results folders (environment) or ``others``; LNQError when all are taken."""
+    roots = [root for root, _ in _dataset_roots(Path(raw).expanduser())] + [Path(o) for o in others]
+    used = {int(p.name[7:10]) for root in roots if root.is_dir() for p in root.iterdir()
+            if _DATASET.match(p.name)}
+    free = next((n for n in range(1, 1000) if n not in used), None)
+    if free is None:
+        raise LNQError(f"every nnU-Net dataset id (1-999) is in use under {raw}; give --dataset-id or "
+                       "another work folder")
+    return free
+
+
 def jobs_from_data(data: str | Path) -> list[ExportJob]:
     """One job per case of an LNQ-layout folder with a seg file (its partial labels)."""
     from lnq_napari.io.layout import scan_cases
@@ -125,11 +143,13 @@ def jobs_from_data(data: str | Path) -> list[ExportJob]:
     return [ExportJob(c.case_id, str(c.ct), str(c.seg)) for c in scan_cases(data, require="seg")]
 
 
-def jobs_from_workspace(workspace, dense: bool | None = None) -> tuple[list[ExportJob], list[str]]:
+def jobs_from_workspace(workspace, dense: bool | None = None,
+                        exclude: Collection[str] = ()) -> tuple[list[ExportJob], list[str]]:
     """Jobs of a workspace: each corrected case with its latest correction (and the prediction it was
     corrected from), every other case with its original labels. Returns ``(jobs, skipped cases)``.
 
     ``dense`` None: the fine-tune default (:class:`~lnq_napari.model.config.FinetuneConfig`).
+    ``exclude``: cases left out altogether (a fine-tune's held-out validation cases).
     """
     from lnq_napari.finetuning.plan import _prediction_parent
     from lnq_napari.model.config import FinetuneConfig
@@ -139,6 +159,8 @@ def jobs_from_workspace(workspace, dense: bool | None = None) -> tuple[list[Expo
     dense = FinetuneConfig().dense_truth if dense is None else bool(dense)
     jobs, skipped = [], []
     for case in ws.case_ids():
+        if case in exclude:
+            continue
         ct = str(ws.ct_path(case))
         correction = ws.latest_version(case, "correction")
         if correction is not None:
@@ -255,10 +277,11 @@ def _run_jobs(jobs: list[ExportJob], folder: Path, workers: int, progress: Progr
 
 def export_dataset(
     out: str | Path, dataset_id: int, *, data: str | Path | None = None, workspace=None,
-    name: str = "LNQ", workers: int | None = None, dense: bool | None = None, progress: Progress = None,
-    cancel: Callable[[], bool] | None = None,
+    name: str = "LNQ", workers: int | None = None, dense: bool | None = None, exclude: Collection[str] = (),
+    progress: Progress = None, cancel: Callable[[], bool] | None = None,
 ) -> ExportResult:
-    """Write ``<out>/DatasetNNN_<name>`` from an LNQ-layout folder (``data``) or a ``workspace``.
+    """Write ``<out>/DatasetNNN_<name>`` from an LNQ-layout folder (``data``) or a ``workspace`` (without
+    the cases in ``exclude``).
 
     ``workers``: processes (default up to 4, one per CPU). Nothing is left under ``out`` but the finished
     dataset: on an error or Cancel the partial folder is removed (after a kill it stays hidden as
@@ -270,7 +293,7 @@ def export_dataset(
     if data is not None:
         jobs, skipped, source = jobs_from_data(data), [], str(Path(data).expanduser().resolve())
     else:
-        jobs, skipped = jobs_from_workspace(workspace, dense=dense)
+        jobs, skipped = jobs_from_workspace(workspace, dense=dense, exclude=set(exclude))
         source = f"workspace {Path(getattr(workspace, 'root', workspace)).expanduser().resolve()}"
         if not jobs:
             raise LNQError(f"the workspace {workspace} has no labelled cases to export")

@@ -1,79 +1,232 @@
-"""Fine-tune an nnU-Net model on a workspace: export its corrections (by the correction rules) with the
-other cases as replay (their original labels), reuse the parent's plans, and train one fold through
-nnU-Net's own trainer with the parent's weights as pretrained weights (:func:`~lnq_napari.nnunet.train.
-train_fold`, a subprocess with progress and Cancel).
+"""Fine-tune an nnU-Net model on a workspace, decided by the activation rule like our own fine-tune.
 
-The result is a new nnU-Net model folder, journaled in the workspace (``finetune_nnunet``). It is not
-yet registered in the workspace's model registry nor decided by the activation rule: the registry takes
-lnq-napari model folders (config.json + weights) only.
+The corrected cases are split as our fine-tune splits them (:func:`~lnq_napari.finetuning.plan.
+split_cases`: a fixed share held out by hashed case id; with fewer than two corrected cases the training
+corrections double as validation). The training corrections (by the correction rules) and the other
+cases as replay (their original labels) are exported without the held-out cases, the parent's plans
+reused, and one fold trained through nnU-Net's own trainer with the parent's weights as pretrained
+weights (:func:`~lnq_napari.nnunet.train.train_fold`, a subprocess with progress and Cancel).
+
+The candidate, its parent and the lineage's original model are then judged on the held-out corrections
+(:func:`~lnq_napari.finetuning.validation.case_figures`, the parent's stored predictions reused) by
+:func:`~lnq_napari.activation.decide_activation`. The candidate is registered in the workspace registry
+(``kind: nnunet``, parent = the parent's version) with the verdict and figures, and activated when the
+rule says so (``decided_by: "rule"``); ``lnq-napari workspace activate`` rolls back. A parent given as a
+folder that is not yet a version of the workspace is registered first (the root of its lineage).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lnq_napari.activation import ActivationRule
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import LNQError
-from lnq_napari.nnunet.export import export_dataset
+from lnq_napari.finetuning.plan import split_cases
+from lnq_napari.finetuning.validation import (
+    ValidationMetrics,
+    case_figures,
+    held_out_verdict,
+    original_model,
+    version_figures,
+)
+from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.nnunet.export import ExportResult, export_dataset, free_dataset_id
 from lnq_napari.nnunet.folder import open_model
+from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
+
+WORK = "nnunet"  # the default work folder inside the workspace
+#: The FinetuneConfig settings an nnU-Net fine-tune uses (``iterations``: nnU-Net iterations per epoch).
+NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth")
 
 
 @dataclass(frozen=True)
 class NnUNetFinetune:
-    """A finished nnU-Net fine-tune: the new model folder and version, its parent, the exported data."""
+    """A finished nnU-Net fine-tune: the new registered version (``new_version``), whether the rule
+    activated it and why (``reason``, ``figures``), its parent's version; the registered model folder
+    (``model``) and its nnU-Net version (``version``, what its predictions carry), the parent's
+    (``parent_version``); the exported data and the split."""
 
+    new_version: str
+    activated: bool
+    reason: str
+    figures: dict[str, float]
+    parent: str
+    original: str
     model: Path
     version: str
     parent_version: str
     dataset: Path
     corrected_cases: list[str]
+    train_cases: list[str]
+    val_cases: list[str]
+    replay_cases: list[str]
+    validated_on_training: bool
+    metrics_before: ValidationMetrics
+    metrics_after: ValidationMetrics
+    iterations: int
+    epochs: int
+    train_seconds: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (paths as strings, nested objects as dicts)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
 def _stage(progress, lo: float, hi: float):
     return None if progress is None else (lambda f, m="": progress(lo + (hi - lo) * f, m))
 
 
-def finetune_nnunet(
-    workspace, parent: str | Path, work: str | Path, dataset_id: int, fold: str = "all",
-    iterations: int = 250, epochs: int = 1, device: str = "auto",
-    progress: Callable[[float, str], None] | None = None, cancel: Callable[[], bool] | None = None,
-) -> NnUNetFinetune:
-    """Fine-tune the nnU-Net model ``parent`` on ``workspace``; nnU-Net's folders go under ``work``
-    (``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results``). LNQError when the workspace has no
-    correction or the parent is not an nnU-Net model folder."""
-    from lnq_napari.workspace import Workspace
+def is_nnunet_version(entry: dict | None) -> bool:
+    """True for a registry entry of an nnU-Net model (``kind: nnunet``)."""
+    return entry is not None and entry.get("kind") == "nnunet"
 
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
-    corrected = ws.corrected_cases()
-    if not corrected:
-        raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
-    model = open_model(parent)
-    parts = model.path.name.split("__")
+
+def _parent(ws, parent) -> tuple[str, Path]:
+    """``(version, folder)`` of the parent: the active version when ``parent`` is None, the version whose
+    folder ``parent`` is, else ``parent`` registered as a new version (the root of its lineage)."""
+    if parent is None:
+        active = ws.active_model()
+        if not is_nnunet_version(active):
+            raise LNQError(f"the workspace's active model ({(active or {}).get('id', 'bundled')}) is not an "
+                           "nnU-Net model; give --model nnunet:<trained model folder>")
+        return active["id"], ws.registry.check(active["id"])
+    folder = open_model(parent).path.resolve()
+    for entry in ws.models():
+        if is_nnunet_version(entry) and ws.model_path(entry["id"]).resolve() == folder:
+            return entry["id"], ws.registry.check(entry["id"])
+    version = ws.register_model(folder, source=str(folder))
+    return version, ws.model_path(version)
+
+
+def _check_config(config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` when it changes only what applies to an nnU-Net fine-tune, else LNQError."""
+    default = FinetuneConfig()
+    changed = [f.name for f in dataclasses.fields(config) if f.name not in NNUNET_SETTINGS
+               and getattr(config, f.name) != getattr(default, f.name)]
+    if changed:
+        raise LNQError(f"fine-tune setting(s) {', '.join(changed)} apply to lnq-napari models only; an "
+                       f"nnU-Net fine-tune takes {', '.join(NNUNET_SETTINGS)}")
+    return config
+
+
+def _plans(folder: Path) -> tuple[str, str]:
+    """``(plans name, configuration)`` from nnU-Net's model folder name."""
+    parts = folder.name.split("__")
     if len(parts) != 3:
-        raise LNQError(f"{model.path.name} is not named <trainer>__<plans>__<configuration> as nnU-Net names "
+        raise LNQError(f"{folder.name} is not named <trainer>__<plans>__<configuration> as nnU-Net names "
                        "its model folders; give the folder nnUNetv2_train wrote")
-    plans_name, configuration = parts[1], parts[2]
-    work = Path(work).expanduser().resolve()
+    return parts[1], parts[2]
+
+
+def _train(ws, folder: Path, work: Path, dataset_id: int, exclude: list[str], fold: str, iterations: int,
+           epochs: int, dense: bool, device: str, progress, cancel) -> tuple[ExportResult, Path]:
+    """Export (without ``exclude``), reuse the parent's plans, train one fold from its weights; returns
+    the export and the trained model folder."""
+    model = open_model(folder)
+    plans_name, configuration = _plans(model.path)
     exported = export_dataset(work / "nnUNet_raw", dataset_id, workspace=ws, name="LNQfinetune",
-                              progress=_stage(progress, 0.0, 0.2), cancel=cancel)
+                              dense=dense, exclude=exclude, progress=_stage(progress, 0.0, 0.2),
+                              cancel=cancel)
     plans = json.loads((model.path / "plans.json").read_text())
     plans["dataset_name"] = exported.folder.name  # the parent's plans for the new data (as nnU-Net's
     pre = work / "nnUNet_preprocessed" / exported.folder.name  # nnUNetv2_move_plans_between_datasets)
     pre.mkdir(parents=True, exist_ok=True)
     (pre / f"{plans_name}.json").write_text(json.dumps(plans, indent=2))
     shutil.copy(exported.dataset_json, pre / "dataset.json")  # as nnU-Net's planner leaves it
+    trained = train_fold(exported.folder, work / "nnUNet_preprocessed", work / "nnUNet_results", fold=fold,
+                         iterations=iterations, epochs=epochs,
+                         pretrained=model.checkpoint_path(model.folds[0]), device=device, plans=plans_name,
+                         configuration=configuration, progress=_stage(progress, 0.2, 1.0), cancel=cancel)
+    return exported, trained
+
+
+def finetune_nnunet(
+    workspace, parent: str | Path | None = None, work: str | Path | None = None,
+    dataset_id: int | None = None, fold: str = "all", iterations: int = 250, epochs: int = 1,
+    device: str = "auto", progress: Callable[[float, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None, config: FinetuneConfig | None = None,
+    rule: ActivationRule | None = None,
+) -> NnUNetFinetune:
+    """Fine-tune the nnU-Net model ``parent`` (default: the workspace's active version, which must be an
+    nnU-Net one) on ``workspace``'s corrections; register the result and activate it when the activation
+    ``rule`` says so. nnU-Net's folders go under ``work`` (default ``<workspace>/nnunet``:
+    ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results``) with ``dataset_id`` (default: the
+    lowest free one). ``config``: ``val_fraction`` and ``dense_truth`` of
+    :class:`~lnq_napari.model.config.FinetuneConfig`. LNQError when the workspace has no correction or
+    the parent is not an nnU-Net model folder, before anything is written."""
+    from lnq_napari.workspace import Workspace
+
+    t0 = time.time()
+    config, rule = _check_config(config or FinetuneConfig()), rule or ActivationRule()
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    corrected = ws.corrected_cases()
+    if not corrected:
+        raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
+    if parent is not None:
+        _plans(open_model(parent).path)  # a bad parent is refused before it is registered
     device = str(resolve_device(device))  # an unavailable --device cuda fails here, in one line
-    folder = train_fold(exported.folder, work / "nnUNet_preprocessed", work / "nnUNet_results", fold=fold,
-                        iterations=iterations, epochs=epochs,
-                        pretrained=model.checkpoint_path(model.folds[0]), device=device, plans=plans_name,
-                        configuration=configuration,
-                        progress=_stage(progress, 0.2, 1.0), cancel=cancel)
-    version = open_model(folder).version
-    ws.log("finetune_nnunet", parent=model.version, version=version, model=str(folder),
-           dataset=str(exported.folder), cases=corrected, iterations=int(iterations), epochs=int(epochs))
-    return NnUNetFinetune(folder, version, model.version, exported.folder, corrected)
+    work = Path(work).expanduser().resolve() if work is not None else ws.root / WORK
+    if dataset_id is None:
+        dataset_id = free_dataset_id(*(work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")))
+    kept = (ws.active_model() or {}).get("id", "the bundled model")
+    parent_id, parent_path = _parent(ws, parent)
+    train, val, on_train = split_cases(corrected, config.val_fraction)
+    original = original_model(ws, parent_id)
+    parent_figures = version_figures(load_predictor, parent_id, parent_path, device, ws, val,
+                                     progress=_stage(progress, 0.0, 0.05), cancel=cancel)
+    original_figures = None if original is None else version_figures(
+        load_predictor, *original, device, ws, val, progress=_stage(progress, 0.05, 0.1), cancel=cancel)
+    t_train = time.time()
+    exported, trained = _train(ws, parent_path, work, dataset_id, [] if on_train else val, fold, iterations,
+                               epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9), cancel)
+    train_seconds = round(time.time() - t_train, 1)
+    figures = case_figures(load_predictor(trained, device=device), ws, val,
+                           progress=_stage(progress, 0.9, 1.0), cancel=cancel)
+    verdict = held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept)
+    result = NnUNetFinetune(
+        new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
+        parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
+        parent_version=open_model(parent_path).version, dataset=exported.folder, corrected_cases=corrected,
+        train_cases=train, val_cases=val, validated_on_training=on_train,
+        replay_cases=[c.case_id for c in exported.cases if c.kind == "original"],
+        metrics_before=ValidationMetrics.from_figures(parent_figures),
+        metrics_after=ValidationMetrics.from_figures(figures), iterations=int(iterations), epochs=int(epochs),
+        train_seconds=train_seconds, seconds=0.0)
+    result = _register(ws, result, t0)
+    if progress:
+        state = "activated" if result.activated else "registered, not activated"
+        progress(1.0, f"{result.new_version} {state}")
+    return result
+
+
+def _register(ws, result: NnUNetFinetune, t0: float) -> NnUNetFinetune:
+    """Register the trained folder (parent: ``result.parent``) with the verdict and figures, activate it
+    when the rule said so, journal the run; returns the result naming the registered version."""
+    keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after",
+            "validated_on_training", "train_seconds")
+    metrics = {k: v for k, v in result.to_dict().items() if k in keep}
+    version = ws.register_model(
+        result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
+        metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,
+        val_cases=result.val_cases, iterations=result.iterations, epochs=result.epochs,
+        dataset=str(result.dataset))
+    if result.activated:
+        ws.activate(version, reason=result.reason, decided_by="rule")
+    registered = open_model(ws.model_path(version))
+    result = dataclasses.replace(result, new_version=version, model=registered.path,
+                                 version=registered.version, seconds=round(time.time() - t0, 1))
+    fields = {k: v for k, v in result.to_dict().items() if k not in ("metrics_before", "metrics_after")}
+    fields.update(parent=result.parent_version, parent_id=result.parent, decided_by="rule",  # nnU-Net
+                  dice_before=result.metrics_before.dice_mean,  # versions as parent and version
+                  dice_after=result.metrics_after.dice_mean)
+    ws.log("finetune_nnunet", **fields)
+    return result
