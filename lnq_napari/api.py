@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,6 +47,9 @@ from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, summarize_nodes
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
 from lnq_napari.workspace.registry import ModelSummary
+
+if TYPE_CHECKING:
+    from lnq_napari.nnunet.finetune import NnUNetFinetune
 
 DEMO_SEED = 7
 
@@ -334,17 +338,19 @@ def export_nnunet(
 
 
 def finetune_nnunet(
-    workspace: str | Path, model: str | Path, work: str | Path, dataset_id: int, fold: str = "all",
-    iterations: int = 250, epochs: int = 1, device: str = "auto", progress: Progress = None,
-    cancel: Cancel = None,
+    workspace: str | Path, model: str | Path | None = None, work: str | Path | None = None,
+    dataset_id: int | None = None, fold: str = "all", iterations: int = 250, epochs: int = 1,
+    device: str = "auto", progress: Progress = None, cancel: Cancel = None,
+    config: FinetuneConfig | None = None,
 ):
-    """Fine-tune the nnU-Net model ``model`` on the workspace's corrections (other cases replayed) through
-    nnU-Net's own trainer from its weights; returns :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`
-    (the new model folder, to use as ``nnunet:<folder>``). See :mod:`lnq_napari.nnunet.finetune`."""
+    """Fine-tune the nnU-Net model ``model`` (default: the workspace's active nnU-Net version) on the
+    workspace's corrections (other cases replayed) through nnU-Net's own trainer from its weights; the
+    result is registered and activated when the activation rule says so. Returns
+    :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`. See :mod:`lnq_napari.nnunet.finetune`."""
     from lnq_napari.nnunet.finetune import finetune_nnunet as run
 
     return run(workspace, model, work, dataset_id, fold=fold, iterations=iterations, epochs=epochs,
-               device=device, progress=progress, cancel=cancel)
+               device=device, progress=progress, cancel=cancel, config=config)
 
 
 def find_nodes(
@@ -530,17 +536,29 @@ def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty",
 def finetune(
     workspace: str | Path, config: FinetuneConfig | None = None, device: str = "auto", resume: bool = False,
     progress: Progress = None, cancel: Cancel = None, iterations: int | None = None,
-) -> FinetuneResult:
+) -> FinetuneResult | NnUNetFinetune:
     """Fine-tune the active model on the workspace's corrections as ``config`` says (defaults:
     :class:`~lnq_napari.model.config.FinetuneConfig`); ``iterations`` overrides ``config.iterations``.
 
     See :func:`lnq_napari.finetuning.finetune_workspace`: the new version is registered with the
-    active model as parent and activated only when the activation rule says so.
+    active model as parent and activated only when the activation rule says so. When the active model
+    is an nnU-Net version, :func:`finetune_nnunet` runs instead (work folder ``<workspace>/nnunet``, a
+    free dataset id, ``config.iterations`` nnU-Net iterations; of ``config`` only ``val_fraction`` and
+    ``dense_truth`` apply besides) and returns its :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`.
     """
+    from lnq_napari.nnunet.finetune import is_nnunet_version
+
     config = config or FinetuneConfig()
     if iterations is not None:
         config = config.replace(iterations=int(iterations))
-    return finetune_workspace(workspace, config=config, device=device, resume=resume, progress=progress,
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    if is_nnunet_version(ws.active_model()):
+        if resume:
+            raise LNQError("--resume continues lnq-napari fine-tunes only; the active model is an nnU-Net "
+                           "one: run finetune again")
+        return finetune_nnunet(ws, iterations=config.iterations, device=device, progress=progress,
+                               cancel=cancel, config=config)
+    return finetune_workspace(ws, config=config, device=device, resume=resume, progress=progress,
                               cancel=cancel)
 
 

@@ -269,7 +269,9 @@ def _cmd_finetune_nnunet(args: argparse.Namespace) -> None:
                                    iterations=args.iterations, epochs=args.epochs, device=args.device,
                                    progress=progress)
     print(f"nnU-Net model {done.version} (parent {done.parent_version}), trained on "
-          f"{len(done.corrected_cases)} corrected case(s): use it with --model nnunet:{done.model}")
+          f"{len(done.train_cases)} corrected case(s): use it with --model nnunet:{done.model}")
+    state = "activated" if done.activated else "registered, not activated"
+    print(f"{done.new_version} (parent {done.parent}) {state}: {done.reason}")
 
 
 # ---------------------------------------------------------------- parser
@@ -355,9 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune-nnunet", help="fine-tune an nnU-Net model on a workspace's corrections "
                        "(nnU-Net's own trainer, from its weights)")
     p.add_argument("--workspace", required=True, help="workspace folder with corrected cases")
-    p.add_argument("--model", required=True, help="the parent: nnunet:<nnU-Net trained model folder>")
-    p.add_argument("--work", required=True, help="folder for nnU-Net's raw, preprocessed and results folders")
-    p.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id of the export (1-999)")
+    p.add_argument("--model", help="the parent: nnunet:<nnU-Net trained model folder> (default: the "
+                   "workspace's active model, an nnU-Net version)")
+    p.add_argument("--work", help="folder for nnU-Net's raw, preprocessed and results folders "
+                   "(default: W/nnunet)")
+    p.add_argument("--dataset-id", type=int, help="nnU-Net dataset id of the export, 1-999 (default: the "
+                   "lowest free one)")
     p.add_argument("--fold", default="all", help="fold to train (default all: every case)")
     p.add_argument("--iterations", type=int, default=250, help="iterations per epoch (default 250)")
     p.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")

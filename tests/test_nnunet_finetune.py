@@ -1,0 +1,181 @@
+"""The nnU-Net fine-tune in the workspace: with an nnU-Net version active, ``api.finetune`` holds out
+validation corrections as our fine-tune does, exports the rest, trains through nnU-Net's trainer on the
+CPU (2 iterations), judges candidate and parent on the held-out case with the activation rule, registers
+the candidate (kind nnunet, parent, figures, verdict); ``workspace models / activate`` show it and roll
+back; the active version predicts on the CT grid; a half-written version and bad input are one-line
+errors with nothing changed. Needs nnunetv2 (the ``[nnunet]`` extra)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nnunetv2")
+
+from lnq_napari import api  # noqa: E402
+from lnq_napari.cli import main  # noqa: E402
+from lnq_napari.errors import LNQError  # noqa: E402
+from lnq_napari.io.readers import read_labels  # noqa: E402
+from lnq_napari.model.config import FinetuneConfig  # noqa: E402
+from lnq_napari.nnunet.export import free_dataset_id  # noqa: E402
+from lnq_napari.nnunet.finetune import NnUNetFinetune, _register  # noqa: E402
+from lnq_napari.workspace import Workspace  # noqa: E402
+
+SHAPE, SPACING = (16, 48, 48), (1.5, 1.5, 3.0)
+NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> tuple[Path, Path]:
+    """(data folder of 3 phantom cases, tiny nnU-Net model folder planned on them), as the backend tests."""
+    import torch
+
+    torch.set_num_threads(1)
+    from lnq_napari.nnunet.export import export_dataset
+    from lnq_napari.nnunet.tiny import make_tiny_model
+    from lnq_napari.phantom import write_dataset
+
+    root = tmp_path_factory.mktemp("nnunet-ft")
+    write_dataset(root / "data", 3, seed=3, shape=SHAPE, spacing=SPACING)
+    exported = export_dataset(root / "nnUNet_raw", 601, data=root / "data", workers=1)
+    return root / "data", make_tiny_model(exported.folder, root)
+
+
+def _correct(ws: Workspace, case: str) -> None:
+    """A prediction by m001 (the case's partial labels) and its correction (the complete truth)."""
+    ws.add_label_version(case, ws.latest_labels(case, "original"), "prediction", model_version="m001")
+    ws.add_label_version(case, read_labels(ws.full_path(case), reference=ws.read_ct(case)), "correction",
+                         model_version="m001", edits=1)
+
+
+@pytest.fixture(scope="module")
+def finetuned(parent, tmp_path_factory) -> tuple[Workspace, NnUNetFinetune, list[float]]:
+    """A workspace whose active model is the tiny nnU-Net model (m001), 2 corrected cases of 3 (one node
+    each), after
+    ``api.finetune`` (2 nnU-Net iterations on the CPU)."""
+    data, folder = parent
+    ws = Workspace.init(tmp_path_factory.mktemp("ws") / "ws", data)
+    ws.activate(ws.register_model(folder), decided_by="user")
+    for case in ws.case_ids()[1:]:  # the first phantom case has no node: replayed
+        _correct(ws, case)
+    steps: list[float] = []
+    result = api.finetune(ws.root, iterations=2, device="cpu", progress=lambda f, m="": steps.append(f))
+    return ws, result, steps
+
+
+def test_finetune_registers_an_nnunet_version_judged_on_held_out_corrections(finetuned):
+    ws, result, steps = finetuned
+    assert isinstance(result, NnUNetFinetune) and steps == sorted(steps) and steps[-1] == 1.0
+    assert (result.new_version, result.parent, result.original) == ("m002", "m001", "m001")
+    corrected, replay = ws.case_ids()[1:], ws.case_ids()[:1]
+    assert sorted(result.train_cases + result.val_cases) == corrected and not result.validated_on_training
+    assert len(result.val_cases) == 1 and result.replay_cases == replay
+    exported = json.loads((result.dataset / "dataset.json").read_text())["lnq_napari"]["cases"]
+    assert exported == {result.train_cases[0]: "correction", replay[0]: "original"}  # no held-out case
+    entry = ws.model_info("m002")
+    assert entry["kind"] == "nnunet" and entry["parent"] == "m001"
+    assert entry["path"] == f"models/m002/{NAME}" and result.model == ws.model_path("m002")
+    assert sorted(entry["sha256"]) == ["dataset.json", "dataset_fingerprint.json",
+                                       "fold_all/checkpoint_final.pth", "plans.json"]
+    assert entry["training_cases"] == result.train_cases + replay
+    assert result.version.startswith(f"nnunet:m002/{NAME}@")
+    assert result.parent_version.startswith(f"nnunet:m001/{NAME}@")
+    figures = result.figures
+    assert figures["n_cases"] == 1.0 and {"candidate_surface_dice", "parent_recall"} <= set(figures)
+    assert result.metrics_before.cases == result.val_cases == result.metrics_after.cases
+    # m001's stored prediction of the held-out case is its complete truth: the candidate cannot beat it
+    assert figures["parent_recall"] == 1.0 and figures["parent_surface_dice"] == 1.0
+    assert not result.activated and result.reason.startswith("refuse")
+    assert result.reason.endswith("; kept m001 active") and ws.active_model()["id"] == "m001"
+    summary = next(m for m in api.list_models(ws.root) if m.version == "m002")
+    assert (summary.kind, summary.verdict, summary.reason) == ("nnunet", "refuse", result.reason)
+    assert summary.dice_parent == pytest.approx(figures["parent_dice"])
+    line = ws.journal("finetune_nnunet")[-1]
+    assert (line["new_version"], line["parent_id"], line["decided_by"]) == ("m002", "m001", "rule")
+    assert (line["parent"], line["version"]) == (result.parent_version, result.version)
+
+
+def test_workspace_models_activate_roll_back_and_predict_with_the_nnunet_version(finetuned, capsys):
+    ws, result, _ = finetuned
+    root = str(ws.root)
+    assert main(["workspace", "models", root]) == 0
+    out = capsys.readouterr().out
+    assert "m002" in out and f"m002: {result.reason}" in out
+    assert main(["workspace", "activate", root, "m002"]) == 0
+    assert "active model: m002 (was m001)" in capsys.readouterr().out
+    rows = api.next_cases(root, n=1, strategy="random")  # predicts the uncorrected case with m002
+    case = rows[0]["case"]
+    stored = ws.latest_version(case, "prediction")
+    assert stored["model_version"] == "m002"
+    assert ws.read_labels(case, stored["version"]).same_grid(ws.read_ct(case))
+    assert main(["workspace", "activate", root, "m001"]) == 0
+    assert ws.active_model()["id"] == "m001"
+    assert [(e["version"], e["decided_by"]) for e in ws.journal("activate")][-2:] == [("m002", "user"),
+                                                                                      ("m001", "user")]
+
+
+def test_cli_finetune_routes_to_nnunet_and_prints_the_verdict(finetuned, monkeypatch, capsys):
+    """``lnq-napari finetune`` with an nnU-Net version active runs the nnU-Net fine-tune (stood in for by
+    the finished one) with the workspace defaults, and prints its result with the rule's reason."""
+    from lnq_napari.nnunet import finetune as module
+
+    ws, result, _ = finetuned
+    calls = []
+    monkeypatch.setattr(module, "finetune_nnunet", lambda *a, **k: calls.append((a, k)) or result)
+    assert main(["finetune", "--workspace", str(ws.root), "--iterations", "3", "--device", "cpu"]) == 0
+    (args, kwargs), = calls
+    assert args[1:] == (None, None, None) and kwargs["iterations"] == 3  # active parent, W/nnunet, free id
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["new_version"] == "m002" and printed["reason"] == result.reason
+    assert printed["activated"] is False and printed["model"] == str(result.model)
+
+
+def test_the_rule_activates_a_registered_candidate_and_says_so(finetuned):
+    """What follows an "activate" verdict: registered with the rule's reason, activated by the rule."""
+    ws, result, _ = finetuned
+    yes = dataclasses.replace(result, activated=True, reason="activate: vs parent: ...")
+    done = _register(ws, yes, 0.0)
+    assert done.new_version == "m003" and ws.active_model()["id"] == "m003"
+    assert ws.journal("activate")[-1]["decided_by"] == "rule"
+    assert next(m for m in api.list_models(ws) if m.version == "m003").verdict == "activate"
+    api.activate_model(ws, "m001")
+
+
+def test_a_half_written_nnunet_version_is_refused_in_one_line(finetuned, capsys):
+    ws, _, _ = finetuned
+    (ws.model_path("m003") / "fold_all" / "checkpoint_final.pth").unlink()
+    before = ws.registry.file.read_bytes()
+    assert main(["workspace", "activate", str(ws.root), "m003"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "incomplete" in err and "fold_all/checkpoint_final.pth" in err and "\n" not in err
+    assert ws.registry.file.read_bytes() == before and ws.active_model()["id"] == "m001"
+
+
+def test_bad_input_is_a_one_line_error_with_nothing_written(parent, tmp_path, capsys):
+    data, folder = parent
+    bare = Workspace.init(tmp_path / "bare", data)
+    assert main(["finetune-nnunet", "--workspace", str(bare.root), "--model", f"nnunet:{folder}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no corrected cases" in err and "\n" not in err
+    assert bare.models() == [] and not (bare.root / "nnunet").exists()
+    _correct(bare, bare.case_ids()[0])
+    with pytest.raises(LNQError, match="not an nnU-Net model"):  # the bundled model is active
+        api.finetune_nnunet(bare.root)
+    bare.activate(bare.register_model(folder), decided_by="user")
+    with pytest.raises(LNQError, match="lr apply to lnq-napari models only"):
+        api.finetune(bare.root, config=FinetuneConfig(lr=1e-3))
+    with pytest.raises(LNQError, match="--resume"):
+        api.finetune(bare.root, resume=True)
+    assert [m["id"] for m in bare.models()] == ["m001"] and not (bare.root / "nnunet").exists()
+
+
+def test_a_free_dataset_id_is_chosen(tmp_path, monkeypatch):
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    monkeypatch.delenv("nnUNet_results", raising=False)
+    assert free_dataset_id(tmp_path / "raw") == 1
+    for folder in ("raw/Dataset001_A", "pre/Dataset002_B", "raw/.Dataset003_C.partial-1"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert free_dataset_id(tmp_path / "raw", tmp_path / "pre") == 3
