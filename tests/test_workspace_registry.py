@@ -272,6 +272,9 @@ def test_an_nnunet_folder_is_copied_under_its_own_name_with_checksums(registry, 
     assert registry.prediction_model() == (copied, "m001")  # load_predictor finds it by its plans.json
     assert registry.summaries()[1].kind == "nnunet" and registry.summaries()[0].kind == "lnq"
     assert registry.version_of(f"nnunet:{copied}") == "m001"
+    assert registry.find(src) == registry.find(copied) == "m001"  # the same files: registered once
+    (src / "fold_0" / "checkpoint_final.pth").write_bytes(b"retrained")
+    assert registry.find(src) is None and registry.find(tmp_path) is None
     assert not [p for p in registry.folder.iterdir() if p.name.startswith(".")]
     with pytest.raises(LNQError, match="no fold_"):
         registry.register(_nnunet_model(tmp_path / "empty" / NNUNET_NAME, folds=()))

@@ -91,8 +91,9 @@ def is_nnunet_version(entry: dict | None) -> bool:
 
 
 def _parent(ws, parent) -> tuple[str, Path]:
-    """``(version, folder)`` of the parent: the active version when ``parent`` is None, the version whose
-    folder ``parent`` is, else ``parent`` registered as a new version (the root of its lineage)."""
+    """``(version, folder)`` of the parent: the active version when ``parent`` is None, the version
+    registered from the same files as ``parent``, else ``parent`` registered as a new version (the root of
+    its lineage)."""
     if parent is None:
         active = ws.active_model()
         if not is_nnunet_version(active):
@@ -100,9 +101,9 @@ def _parent(ws, parent) -> tuple[str, Path]:
                            "nnU-Net model; give --model nnunet:<trained model folder>")
         return active["id"], ws.registry.check(active["id"])
     folder = open_model(parent).path.resolve()
-    for entry in ws.models():
-        if is_nnunet_version(entry) and ws.model_path(entry["id"]).resolve() == folder:
-            return entry["id"], ws.registry.check(entry["id"])
+    version = ws.registry.find(folder)
+    if version is not None:
+        return version, ws.registry.check(version)
     version = ws.register_model(folder, source=str(folder))
     return version, ws.model_path(version)
 

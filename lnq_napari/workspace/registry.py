@@ -171,6 +171,16 @@ class ModelRegistry:
             self._save(registry)
         return entry
 
+    def find(self, path: str | Path) -> str | None:
+        """The version registered from the same model files as the folder ``path`` (each file's sha256
+        equal), or None: a model registered once is not registered again."""
+        folder = Path(path)
+        kind = model_kind(folder)
+        if kind is None:
+            return None
+        digests = _checksums(folder, kind)
+        return next((e["id"] for e in self.entries() if e.get("sha256") == digests), None)
+
     def info(self, version: str) -> dict:
         for entry in self.entries():
             if entry["id"] == version:
