@@ -41,6 +41,7 @@ from lnq_napari.nnunet.export import ExportResult, export_dataset, free_dataset_
 from lnq_napari.nnunet.folder import open_model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
+from lnq_napari.workspace.registry import NNUNET
 
 WORK = "nnunet"  # the default work folder inside the workspace
 #: The FinetuneConfig settings an nnU-Net fine-tune uses (``iterations``: nnU-Net iterations per epoch).
@@ -87,7 +88,7 @@ def _stage(progress, lo: float, hi: float):
 
 def is_nnunet_version(entry: dict | None) -> bool:
     """True for a registry entry of an nnU-Net model (``kind: nnunet``)."""
-    return entry is not None and entry.get("kind") == "nnunet"
+    return entry is not None and entry.get("kind") == NNUNET
 
 
 def _parent(ws, parent) -> tuple[str, Path]:
