@@ -24,3 +24,11 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 def label_nodes(mask: np.ndarray) -> np.ndarray:
     """One id per connected node, as int32 labels."""
     return label_components(mask)[0]
+
+
+def too_bright(hu_values: np.ndarray, max_hu: float) -> bool:
+    """Whether a component with these HU values is too bright to be a lymph node (bone, an enhanced
+    vessel): its mean **and** its median above ``max_hu``. The median keeps a calcified node, whose
+    calcification lifts the mean while most of its voxels stay soft tissue."""
+    values = np.asarray(hu_values)
+    return bool(values.size) and float(values.mean()) > max_hu and float(np.median(values)) > max_hu

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
-from lnq_napari.components import label_components
+from lnq_napari.components import label_components, too_bright
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.volume import Volume
@@ -107,7 +108,8 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_m
                 hu: np.ndarray | None = None, max_mean_hu: float | None = None,
                 region: np.ndarray | None = None, voxels: int = SLAB_VOXELS) -> np.ndarray:
     """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3``; given the
-    CT's ``hu``, components whose mean HU is above ``max_mean_hu`` (bone, enhanced vessels, not nodes);
+    CT's ``hu``, components too bright to be nodes (mean and median HU above ``max_mean_hu``: bone,
+    enhanced vessels; :func:`~lnq_napari.components.too_bright`);
     given a bool ``region``, components with most of their voxels outside it.
 
     Per-component sums run over slabs of about ``voxels`` voxels (exact integer sums, so the result does
@@ -135,8 +137,12 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_m
         if region is not None:
             inside += np.bincount(ids, weights=region[box][z0:z1].ravel(), minlength=n + 1).astype(np.int64)
     keep = counts * float(np.prod(spacing_zyx)) >= min_component_mm3
-    if use_hu:
-        keep &= hu_sums / np.maximum(counts, 1) <= max_mean_hu
+    if use_hu:  # the mean rules out most at once; the few brighter ones are checked whole (too_bright)
+        brighter = np.nonzero(keep & (hu_sums / np.maximum(counts, 1) > max_mean_hu))[0]
+        boxes = ndimage.find_objects(lab) if brighter.size else []
+        for k in brighter[brighter > 0]:
+            sub = boxes[k - 1]
+            keep[k] = not too_bright(hu[box][sub][lab[sub] == k], max_mean_hu)
     if region is not None:
         keep &= inside >= 0.5 * counts
     keep[0] = False

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import label_components
+from lnq_napari.components import label_components, too_bright
 from lnq_napari.io.volume import Volume
 
 #: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
@@ -334,13 +334,14 @@ def suggest_candidates(
 
     A candidate is a connected region where ``low <= probability`` that the mask leaves out and that
     does not touch a masked node (so fringes of accepted nodes are not suggested). Regions closer than
-    ``merge_mm`` to each other are one candidate (fragments of one node). Left out: candidates brighter
-    on average than ``max_mean_hu`` given ``hu`` (the CT on the same grid; post-processing rejects them
-    as bone or enhanced vessel), smaller than ``min_volume_mm3``, or, given a bool ``region``, mostly
-    outside it. ``kind`` says what a candidate is: "unsure" (peak below ``high``, the model's threshold),
-    or, for a region the model is sure of that post-processing dropped, "small" (its core below
-    ``size_floor_mm3``), "bright" (its core's mean HU above ``max_mean_hu``) or "dropped". The centre is
-    the centroid of the best fragment. Score = max probability x equivalent diameter in mm.
+    ``merge_mm`` to each other are one candidate (fragments of one node). Left out: candidates too
+    bright to be nodes given ``hu`` (the CT on the same grid; mean and median HU above ``max_mean_hu``,
+    as post-processing rejects bone and enhanced vessels), smaller than ``min_volume_mm3``, or, given a
+    bool ``region``, mostly outside it. ``kind`` says what a candidate is: "unsure" (peak below
+    ``high``, the model's threshold), or, for a region the model is sure of that post-processing
+    dropped, "small" (its core below ``size_floor_mm3``), "bright" (its core too bright, as above) or
+    "dropped". The centre is the centroid of the best fragment. Score = max probability x equivalent
+    diameter in mm.
     """
     prob = np.asarray(probabilities.array, dtype=np.float32)
     masked = np.asarray(mask.array) > 0
@@ -357,7 +358,7 @@ def suggest_candidates(
         local = comp[box] == k
         if (ndimage.binary_dilation(local) & masked[box]).any():
             continue  # touches a masked node: a fringe, not a candidate
-        if hu is not None and max_mean_hu is not None and float(hu[box][local].mean()) > max_mean_hu:
+        if hu is not None and max_mean_hu is not None and too_bright(hu[box][local], max_mean_hu):
             continue  # too bright to be a node
         if region is not None and 2 * int(np.count_nonzero(region[box][local])) < int(local.sum()):
             continue  # mostly outside the region
@@ -440,9 +441,9 @@ def _why_dropped(group: list[_Piece], prob: np.ndarray, high: float, voxel_mm3: 
     if core_mm3 < size_floor_mm3:
         return "small", f"small, below the size floor ({size_floor_mm3 / 1000:.2f} cm3)"
     if hu is not None:
-        mean_hu = sum(float(hu[b][c].sum()) for b, c in core) / max(sum(int(c.sum()) for _, c in core), 1)
-        if max_mean_hu is not None and mean_hu > max_mean_hu:
-            return "bright", f"bright, mean {mean_hu:.0f} HU"
+        values = np.concatenate([hu[b][c].ravel() for b, c in core])
+        if max_mean_hu is not None and too_bright(values, max_mean_hu):
+            return "bright", f"bright, mean {float(values.mean()):.0f} HU"
     return "dropped", "left out by post-processing"
 
 

@@ -68,6 +68,22 @@ def test_postprocess_removes_small_components():
     assert mask.dtype == np.uint8 and mask.sum() == 384 and mask[5, 15, 15] == 0
 
 
+def test_postprocess_keeps_a_calcified_node_and_drops_an_enhanced_vessel():
+    """The brightness rule needs mean and median above the limit: a calcification lifts a node's mean,
+    not its median; a contrast-filled vessel is bright throughout."""
+    prob = np.zeros((12, 40, 40), np.float32)
+    hu = np.full(prob.shape, -90, np.int16)
+    prob[2:10, 4:14, 4:14] = 0.9  # node: soft tissue with a dense calcified core (mean 137 HU)
+    hu[2:10, 4:14, 4:14] = 40
+    hu[3:9, 6:12, 6:12] = 400
+    prob[2:10, 24:34, 24:34] = 0.9  # enhanced vessel: 180 HU throughout
+    hu[2:10, 24:34, 24:34] = 180
+    node_hu = hu[2:10, 4:14, 4:14]
+    assert node_hu.mean() > 100 > np.median(node_hu)
+    mask = postprocess(prob, (1.0, 1.0, 1.0), 0.5, 10.0, hu=hu, max_mean_hu=100.0)
+    assert mask[2:10, 4:14, 4:14].all() and not mask[2:10, 24:34, 24:34].any()
+
+
 def test_missing_inference_settings_take_the_config_defaults(tiny_model):
     predictor = Predictor(tiny_model, device="cpu")
     assert predictor.version == "tiny-test" and predictor.config.inference.min_component_mm3 == 0
@@ -168,7 +184,7 @@ def _plain_postprocess(prob, spacing_zyx, threshold, min_mm3, hu, max_mean_hu, r
     for i in range(1, n + 1):
         comp = lab == i
         ok = comp.sum() * np.prod(spacing_zyx) >= min_mm3
-        ok &= hu[comp].mean() <= max_mean_hu
+        ok &= not (hu[comp].mean() > max_mean_hu and np.median(hu[comp]) > max_mean_hu)
         ok &= region[comp].sum() >= 0.5 * comp.sum()
         out[comp] = ok
     return out

@@ -81,7 +81,7 @@ class InferenceConfig:
     sw_batch_size: int = 1
     threshold: float = 0.5
     min_component_mm3: float = 300.0  # smaller components are dropped (a 10 mm node is 524 mm3)
-    max_mean_hu: float | None = 100.0  # brighter components are dropped (bone, enhanced vessels)
+    max_mean_hu: float | None = 100.0  # brighter by mean and median: dropped (bone, enhanced vessels)
     mediastinum_margin_mm: float | None = None  # drop components outside the lungs' hull grown by this
     max_suggestions: int = 10  # suggestions shown per case, best first
     extras: dict = field(default_factory=dict)
