@@ -75,12 +75,16 @@ def test_finetune_registers_an_nnunet_version_judged_on_held_out_corrections(fin
     assert len(result.val_cases) == 1 and result.replay_cases == replay
     exported = json.loads((result.dataset / "dataset.json").read_text())["lnq_napari"]["cases"]
     assert exported == {result.train_cases[0]: "correction", replay[0]: "original"}  # no held-out case
+    work = ws.root / "nnunet"  # the raw export is kept (provenance), nnU-Net's other copies are removed
+    assert result.dataset == work / "nnUNet_raw" / "Dataset001_LNQfinetune"
+    assert [p.name for p in (work / "nnUNet_preprocessed").iterdir()] == []
+    assert [p.name for p in (work / "nnUNet_results").iterdir()] == []
     entry = ws.model_info("m002")
     assert entry["kind"] == "nnunet" and entry["parent"] == "m001"
     assert entry["path"] == f"models/m002/{NAME}" and result.model == ws.model_path("m002")
     assert sorted(entry["sha256"]) == ["dataset.json", "dataset_fingerprint.json",
                                        "fold_all/checkpoint_final.pth", "plans.json"]
-    assert entry["training_cases"] == result.train_cases + replay
+    assert entry["training_cases"] == result.train_cases + replay and entry["dataset"] == str(result.dataset)
     assert result.version.startswith(f"nnunet:m002/{NAME}@")
     assert result.parent_version.startswith(f"nnunet:m001/{NAME}@")
     figures = result.figures
@@ -179,3 +183,37 @@ def test_a_free_dataset_id_is_chosen(tmp_path, monkeypatch):
     for folder in ("raw/Dataset001_A", "pre/Dataset002_B", "raw/.Dataset003_C.partial-1"):
         (tmp_path / folder).mkdir(parents=True)
     assert free_dataset_id(tmp_path / "raw", tmp_path / "pre") == 3
+
+
+@pytest.mark.parametrize("stop", ["cancel", "fail"])
+def test_a_cancelled_or_failed_finetune_leaves_nothing_a_rerun_meets(parent, tmp_path, monkeypatch, stop):
+    """Training stood in for: it writes nnU-Net's preprocessed and results folders, then is cancelled or
+    fails; the dataset id's raw, preprocessed and results folders are removed, nothing is registered, and
+    a rerun with the same id (given or the lowest free one) is not refused."""
+    from lnq_napari.errors import Cancelled
+    from lnq_napari.nnunet import finetune as module
+
+    data, folder = parent
+    ws = Workspace.init(tmp_path / "ws", data)
+    ws.activate(ws.register_model(folder), decided_by="user")
+    for case in ws.case_ids()[1:]:
+        _correct(ws, case)
+    seen = []
+
+    def train_fold(dataset, pre, results, **_):
+        seen.append(Path(dataset).name)
+        assert (Path(pre) / Path(dataset).name / "nnUNetPlans.json").is_file() and Path(dataset).is_dir()
+        (Path(results) / Path(dataset).name / NAME / "fold_all").mkdir(parents=True)
+        raise Cancelled("training cancelled") if stop == "cancel" else LNQError("training failed")
+
+    monkeypatch.setattr(module, "train_fold", train_fold)
+    for dataset_id in (None, 1):
+        with pytest.raises(Cancelled if stop == "cancel" else LNQError, match="training"):
+            api.finetune_nnunet(ws.root, dataset_id=dataset_id, iterations=2, device="cpu")
+        work = ws.root / "nnunet"
+        assert [p for p in work.rglob("*") if p.name.startswith(("Dataset", ".Dataset"))] == []
+    assert seen == ["Dataset001_LNQfinetune"] * 2
+    assert [m["id"] for m in ws.models()] == ["m001"] and ws.journal("finetune_nnunet") == []
+    (ws.root / "nnunet" / "nnUNet_results" / "Dataset001_Mine").mkdir(parents=True)
+    with pytest.raises(LNQError, match="dataset id 1 is already in use"):  # not this run's to remove
+        api.finetune_nnunet(ws.root, dataset_id=1, device="cpu")

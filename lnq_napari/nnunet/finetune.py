@@ -13,6 +13,13 @@ The candidate, its parent and the lineage's original model are then judged on th
 (``kind: nnunet``, parent = the parent's version) with the verdict and figures, and activated when the
 rule says so (``decided_by: "rule"``); ``lnq-napari workspace activate`` rolls back. A parent given as a
 folder that is not yet a version of the workspace is registered first (the root of its lineage).
+
+The work folder (default ``W/nnunet``) does not grow with nnU-Net's copies: once the candidate is
+registered (copied under ``models/<id>``, the only model), its preprocessed data and its
+``nnUNet_results`` dataset folder are removed. The raw export is kept: it is exactly what nnU-Net trained
+on (labels by the correction rules of the day), the registry entry and the journal name it, and nothing
+reads it back, so it can be deleted by hand. A failed or cancelled run removes all three folders of its
+dataset id, so a rerun (same ``--dataset-id`` or the lowest free one) starts clean.
 """
 
 from __future__ import annotations
@@ -37,13 +44,20 @@ from lnq_napari.finetuning.validation import (
     version_figures,
 )
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.nnunet.export import ExportResult, export_dataset, free_dataset_id
+from lnq_napari.nnunet.export import (
+    ExportResult,
+    check_target,
+    dataset_folder_name,
+    export_dataset,
+    free_dataset_id,
+)
 from lnq_napari.nnunet.folder import open_model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.workspace.registry import NNUNET
 
 WORK = "nnunet"  # the default work folder inside the workspace
+NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNNN_LNQfinetune
 #: The FinetuneConfig settings an nnU-Net fine-tune uses (``iterations``: nnU-Net iterations per epoch).
 NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth")
 
@@ -129,13 +143,37 @@ def _plans(folder: Path) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
+def _folders(work: Path, dataset_id: int) -> tuple[Path, Path, Path]:
+    """The raw, preprocessed and results folders of ``dataset_id``'s fine-tune dataset under ``work``."""
+    name = dataset_folder_name(dataset_id, NAME)
+    return tuple(work / f"nnUNet_{n}" / name for n in ("raw", "preprocessed", "results"))
+
+
+def _check_free(work: Path, dataset_id: int) -> None:
+    """LNQError when ``dataset_id`` is in use under ``work`` (raw, preprocessed or results), so that every
+    folder of the id is this run's to remove."""
+    check_target(work / "nnUNet_raw", dataset_id, NAME)
+    prefix = f"Dataset{dataset_id:03d}_"
+    for root in (work / "nnUNet_preprocessed", work / "nnUNet_results"):
+        used = sorted(p for p in root.iterdir() if p.name.startswith(prefix)) if root.is_dir() else []
+        if used:
+            raise LNQError(f"dataset id {dataset_id} is already in use ({used[0]}); choose another "
+                           "--dataset-id")
+
+
+def _remove(*folders: Path) -> None:
+    """Remove ``folders`` (those that exist)."""
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _train(ws, folder: Path, work: Path, dataset_id: int, exclude: list[str], fold: str, iterations: int,
            epochs: int, dense: bool, device: str, progress, cancel) -> tuple[ExportResult, Path]:
     """Export (without ``exclude``), reuse the parent's plans, train one fold from its weights; returns
     the export and the trained model folder."""
     model = open_model(folder)
     plans_name, configuration = _plans(model.path)
-    exported = export_dataset(work / "nnUNet_raw", dataset_id, workspace=ws, name="LNQfinetune",
+    exported = export_dataset(work / "nnUNet_raw", dataset_id, workspace=ws, name=NAME,
                               dense=dense, exclude=exclude, progress=_stage(progress, 0.0, 0.2),
                               cancel=cancel)
     plans = json.loads((model.path / "plans.json").read_text())
@@ -163,8 +201,9 @@ def finetune_nnunet(
     ``rule`` says so. nnU-Net's folders go under ``work`` (default ``<workspace>/nnunet``:
     ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results``) with ``dataset_id`` (default: the
     lowest free one). ``config``: ``val_fraction`` and ``dense_truth`` of
-    :class:`~lnq_napari.model.config.FinetuneConfig`. LNQError when the workspace has no correction or
-    the parent is not an nnU-Net model folder, before anything is written."""
+    :class:`~lnq_napari.model.config.FinetuneConfig`. LNQError when the workspace has no correction,
+    the parent is not an nnU-Net model folder or ``dataset_id`` is in use under ``work``, before anything
+    is written."""
     from lnq_napari.workspace import Workspace
 
     t0 = time.time()
@@ -179,6 +218,7 @@ def finetune_nnunet(
     work = Path(work).expanduser().resolve() if work is not None else ws.root / WORK
     if dataset_id is None:
         dataset_id = free_dataset_id(*(work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")))
+    _check_free(work, dataset_id)
     kept = (ws.active_model() or {}).get("id", "the bundled model")
     parent_id, parent_path = _parent(ws, parent)
     train, val, on_train = split_cases(corrected, config.val_fraction)
@@ -187,23 +227,30 @@ def finetune_nnunet(
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
     original_figures = None if original is None else version_figures(
         load_predictor, *original, device, ws, val, progress=_stage(progress, 0.05, 0.1), cancel=cancel)
-    t_train = time.time()
-    exported, trained = _train(ws, parent_path, work, dataset_id, [] if on_train else val, fold, iterations,
-                               epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9), cancel)
-    train_seconds = round(time.time() - t_train, 1)
-    figures = case_figures(load_predictor(trained, device=device), ws, val,
-                           progress=_stage(progress, 0.9, 1.0), cancel=cancel)
-    verdict = held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept)
-    result = NnUNetFinetune(
-        new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
-        parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
-        parent_version=open_model(parent_path).version, dataset=exported.folder, corrected_cases=corrected,
-        train_cases=train, val_cases=val, validated_on_training=on_train,
-        replay_cases=[c.case_id for c in exported.cases if c.kind == "original"],
-        metrics_before=ValidationMetrics.from_figures(parent_figures),
-        metrics_after=ValidationMetrics.from_figures(figures), iterations=int(iterations), epochs=int(epochs),
-        train_seconds=train_seconds, seconds=0.0)
-    result = _register(ws, result, t0)
+    raw, pre, results = _folders(work, dataset_id)
+    try:
+        t_train = time.time()
+        exported, trained = _train(ws, parent_path, work, dataset_id, [] if on_train else val, fold,
+                                   iterations, epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9),
+                                   cancel)
+        train_seconds = round(time.time() - t_train, 1)
+        figures = case_figures(load_predictor(trained, device=device), ws, val,
+                               progress=_stage(progress, 0.9, 1.0), cancel=cancel)
+        verdict = held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept)
+        result = NnUNetFinetune(
+            new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
+            parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
+            parent_version=open_model(parent_path).version, dataset=exported.folder,
+            corrected_cases=corrected, train_cases=train, val_cases=val, validated_on_training=on_train,
+            replay_cases=[c.case_id for c in exported.cases if c.kind == "original"],
+            metrics_before=ValidationMetrics.from_figures(parent_figures),
+            metrics_after=ValidationMetrics.from_figures(figures), iterations=int(iterations),
+            epochs=int(epochs), train_seconds=train_seconds, seconds=0.0)
+        result = _register(ws, result, t0)
+    except BaseException:  # failed or cancelled: nothing of this dataset id is left for a rerun to meet
+        _remove(raw, pre, results)
+        raise
+    _remove(pre, results)  # the registered copy under models/<id> is the model
     if progress:
         state = "activated" if result.activated else "registered, not activated"
         progress(1.0, f"{result.new_version} {state}")
