@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lnq_napari.plugin.widgets import ReviewWidget
+from lnq_napari.plugin.widgets.review import CANCELLED
 
 pytestmark = pytest.mark.gui
 
@@ -109,7 +110,35 @@ def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, w
     qtbot.waitUntil(lambda: review.progress.value() > 0, timeout=60000)
     review.cancel()
     _wait(qtbot, review)
-    assert review.status.text().startswith("cancelled") and len(workspace.models()) == before
+    assert review.status.text() == CANCELLED["finetune"] and len(workspace.models()) == before
+    assert "--resume" in review.status.text()  # our fine-tune continues where it stopped
+
+
+def test_cancel_of_an_nnunet_finetune_says_run_it_again(make_napari_viewer, qtbot, workspace, monkeypatch):
+    """With an nnU-Net version active api.finetune refuses --resume: Cancel says to fine-tune again (the
+    nnU-Net fine-tune stood in for by one that waits for Cancel)."""
+    import time
+
+    from lnq_napari import api
+    from lnq_napari.errors import Cancelled
+    from lnq_napari.workspace import Workspace
+
+    calls = []
+
+    def finetune(root, iterations, progress, cancel):
+        calls.append(root)
+        while not cancel():
+            time.sleep(0.01)
+        raise Cancelled("nnU-Net training cancelled")
+
+    monkeypatch.setattr(Workspace, "active_model", lambda self: {"id": "m009", "kind": "nnunet"})
+    monkeypatch.setattr(api, "finetune", finetune)
+    review = ReviewWidget(make_napari_viewer(), workspace=workspace)
+    review.finetune()
+    review.cancel()
+    _wait(qtbot, review)
+    assert calls == [workspace.root] and review.status.text() == CANCELLED["nnunet"]
+    assert "--resume`" not in review.status.text() and "again" in review.status.text()
 
 
 def test_models_section_activates_for_the_user_and_rolls_back(make_napari_viewer, qtbot, workspace, tmp_path):

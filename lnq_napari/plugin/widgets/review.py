@@ -26,6 +26,14 @@ from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.registry import NNUNET
+
+#: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
+#: ``resume`` for it) is run again.
+CANCELLED = {"rank": "cancelled",
+             "finetune": "cancelled (`lnq-napari finetune --resume` continues a cancelled fine-tune)",
+             NNUNET: "cancelled (an nnU-Net fine-tune does not resume: Fine-tune again starts it over; "
+                     "`lnq-napari finetune` without --resume)"}
 
 
 class ReviewWidget(WorkerWidget):
@@ -61,6 +69,7 @@ class ReviewWidget(WorkerWidget):
         self.stats.setWordWrap(True)
         self.stats.setToolTip("time since the case was opened, suggestions accepted / rejected, mouse "
                               "clicks and review keys; each Save writes them to the workspace journal")
+        self._cancelled = CANCELLED["rank"]
         self._journal_stamp: tuple | None = None
         self._summary = ""
         self._stats_ws = None  # (folder, its Workspace or None) for the statistics timer
@@ -112,12 +121,13 @@ class ReviewWidget(WorkerWidget):
             return None
 
     # --- long jobs in a worker ----------------------------------------------------------------------
-    def _start(self, body, on_done, busy: str):
+    def _start(self, body, on_done, busy: str, cancelled: str = CANCELLED["rank"]):
         from napari.qt.threading import create_worker
 
         if self.worker is not None:
             return self.worker
         self._cancel.clear()
+        self._cancelled = cancelled  # the status line if Cancel stops this job
         connect = {"returned": on_done, "errored": self._failed, "finished": self._finished}
         self.worker = create_worker(body, _connect=connect, _start_thread=False)
         for button in (self.rank_button, self.open_button, self.finetune_button):
@@ -151,10 +161,11 @@ class ReviewWidget(WorkerWidget):
         if root is None:
             return None
         iterations = self.iterations.value
+        nnunet = (Workspace.open(root).active_model() or {}).get("kind") == NNUNET  # as api.finetune routes
         return self._start(
             lambda: api.finetune(root, iterations=iterations, progress=self._signals.changed.emit,
                                  cancel=self._cancel.is_set),
-            self._show_finetune, "fine-tuning ...",
+            self._show_finetune, "fine-tuning ...", CANCELLED[NNUNET if nnunet else "finetune"],
         )
 
     # --- results on the GUI thread ------------------------------------------------------------------
@@ -178,7 +189,7 @@ class ReviewWidget(WorkerWidget):
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, Cancelled):
-            self.status.setText("cancelled (`lnq-napari finetune --resume` continues a cancelled fine-tune)")
+            self.status.setText(self._cancelled)
         else:
             self.status.setText(f"failed: {exc}")
 
