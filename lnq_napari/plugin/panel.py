@@ -39,7 +39,7 @@ class LNQPanel(QWidget):
         register_review_keys()
         self.viewer = napari_viewer
         self.widgets: dict[str, QWidget] = {
-            "Segment": SegmentWidget(napari_viewer, model=model),
+            "Segment": SegmentWidget(napari_viewer, model=starting_model(model, workspace)),
             "Correct": CorrectWidget(napari_viewer),
             "Nodes": NodesWidget(napari_viewer),
             "Review": ReviewWidget(napari_viewer, workspace=workspace),
@@ -134,6 +134,18 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     return area
+
+
+def starting_model(model: str | None, workspace) -> str | None:
+    """The Segment tab's model: the one given, else the workspace's active version (as Review ranks
+    with it; an nnU-Net version too), else None (the bundled model)."""
+    if model is not None or workspace is None:
+        return model
+    from lnq_napari.workspace import Workspace
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    active = ws.active_model()
+    return None if active is None else str(active["path"])
 
 
 def dock_panel(viewer, model: str | None = None, workspace=None) -> LNQPanel:

@@ -195,3 +195,26 @@ def _left():
     from qtpy.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
+
+
+def test_the_segment_tab_starts_with_the_workspace_active_model(make_napari_viewer, workspace):
+    """Review ranks with the workspace's active version: the Segment tab predicts with it too, unless a
+    model was given; with no version active it shows the bundled model (an empty field)."""
+    from pathlib import Path
+
+    from lnq_napari.plugin.panel import LNQPanel
+
+    before = workspace.active_model()
+    first = workspace.models()[0]["id"]
+    viewer = make_napari_viewer()
+    try:
+        workspace.activate(first, decided_by="user")
+        panels = [LNQPanel(viewer, workspace=workspace),
+                  LNQPanel(viewer, model=str(workspace.root), workspace=workspace)]
+        workspace.activate("bundled", decided_by="user")
+        panels.append(LNQPanel(viewer, workspace=workspace.root))
+        models = [panel.widgets["Segment"].form.model.value for panel in panels]
+        assert Path(models[0]) == workspace.model_path(first)
+        assert Path(models[1]) == workspace.root and models[2] is None
+    finally:
+        workspace.activate(before["id"] if before else "bundled", decided_by="user")
