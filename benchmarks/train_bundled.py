@@ -4,16 +4,25 @@
     python benchmarks/train_bundled.py --probe 4.5 --share 2 --device cuda      # prints N
     python benchmarks/train_bundled.py --data /tmp/lnq-v3/train --out /tmp/lnq-v3/ours --device cuda \
         --iterations N [--stop-after 6] [--naive]
+    # a continued stage from the bundled weights on several folders (their cases together):
+    python benchmarks/train_bundled.py --data /tmp/s/default,/tmp/s/lowdose --out /tmp/s/styles \
+        --init-from lnq_napari/model/bundled --lr 5e-4 --warmup 0 --unenhance 0.8 --iterations N
 
 Same network, label states and loss as ``lnq-napari train``; larger patches and batches than its CPU
 defaults. ``--probe M`` times a few optimiser steps and a patch batch and prints how many iterations
 fill M minutes when ``--share`` K runs share the device. ``--stop-after`` stops a run that overruns,
-with its last checkpoint saved. Prints the iterations, the time and the final loss.
+with its last checkpoint saved. ``--data`` takes comma-separated folders; when they hold the same case
+ids (phantom folders written with the same prefix) each id is prefixed with its folder's name.
+``--init-from MODEL`` starts from that model folder's weights (its architecture, preprocessing and
+post-processing too), as the model card's stages 2-5 did; ``--warmup`` and ``--unenhance`` override
+the train defaults (50 warm-up iterations, unenhance probability 0.8). Prints the iterations, the time
+and the final loss.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -26,7 +35,7 @@ from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.training.sampler import PatchSampler, PatchSource
-from lnq_napari.training.trainer import load_training_cases, train_model
+from lnq_napari.training.trainer import TrainingCase, load_training_cases, train_model
 
 
 def _probe_rate(config: ModelConfig, device: str, share: int) -> float:
@@ -68,10 +77,24 @@ def _probe_rate(config: ModelConfig, device: str, share: int) -> float:
     return 1.0 / (t_step * max(share, 1) + t_sample)
 
 
+def read_folders(data: str, naive: bool, workers: int | None) -> list[TrainingCase]:
+    """The training cases of the comma-separated folders in ``data``, ids made unique across folders."""
+    folders = [Path(f) for f in data.split(",") if f.strip()]
+    per_folder = [load_training_cases(f, naive=naive, workers=workers) for f in folders]
+    ids = [c.case_id for cases in per_folder for c in cases]
+    if len(set(ids)) == len(ids):
+        return [c for cases in per_folder for c in cases]
+    names = [f.resolve().name for f in folders]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--data: folders {names} share both case ids and names; give distinct folders")
+    return [dataclasses.replace(c, case_id=f"{name}/{c.case_id}")
+            for name, cases in zip(names, per_folder) for c in cases]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data")
+    parser.add_argument("--data", help="training folder(s), comma-separated: the cases of all")
     parser.add_argument("--out")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--iterations", type=int, default=None)
@@ -83,12 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--patch", default="32,96,96", help="z,y,x voxels at the model spacing")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default: the config's)")
+    parser.add_argument("--unenhance", type=float, default=None,
+                        help="unenhance augmentation probability per patch (default: the config's)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL",
+                        help="start from this model folder's weights (a continued stage)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes reading cases")
     parser.add_argument("--naive", action="store_true", help="unlabelled voxels = background (baseline)")
     args = parser.parse_args(argv)
     overrides = {"naive": args.naive, "train": {
         "batch_size": args.batch_size, "patch_size": [int(p) for p in args.patch.split(",")], "lr": args.lr}}
+    for key in ("warmup", "unenhance"):
+        if getattr(args, key) is not None:
+            overrides["train"][key] = getattr(args, key)
     if args.probe is not None:
         rate = _probe_rate(ModelConfig().merged(overrides), args.device, args.share)
         print(f"estimated {rate:.2f} it/s per run", file=sys.stderr)
@@ -97,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data and args.out and args.iterations):
         parser.error("give --data, --out and --iterations (or --probe MINUTES)")
     t0 = time.time()
-    cases = load_training_cases(args.data, naive=args.naive, workers=args.workers)
+    cases = read_folders(args.data, args.naive, args.workers)
     print(f"read {len(cases)} cases in {time.time() - t0:.0f} s", flush=True)
     iterations = args.iterations
     deadline = None if args.stop_after is None else time.time() + args.stop_after * 60
@@ -112,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.time()
     try:
         train_model(cases, args.out, iterations, device=args.device, seed=args.seed, config=overrides,
+                    init_from=args.init_from,
                     progress=progress, checkpoint_every=500,
                     cancel=(lambda: time.time() > deadline) if deadline else None)
         stopped = False
