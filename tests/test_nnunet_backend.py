@@ -6,7 +6,6 @@ nnunetv2 (the ``[nnunet]`` extra)."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,43 +17,17 @@ from lnq_napari.cli import main  # noqa: E402
 from lnq_napari.errors import Cancelled, LNQError  # noqa: E402
 from lnq_napari.inference import Prediction, Predictor  # noqa: E402
 from lnq_napari.io.readers import read_volume  # noqa: E402
-from lnq_napari.io.volume import Volume  # noqa: E402
 from lnq_napari.nnunet.backend import NnUNetPredictor  # noqa: E402
 from lnq_napari.nnunet.select import load_predictor  # noqa: E402
 
-SHAPE, SPACING = (16, 48, 48), (1.5, 1.5, 3.0)
-
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> tuple[Path, Path]:
-    """(data folder, tiny nnU-Net model folder)."""
-    import torch
-
-    torch.set_num_threads(1)
-    from lnq_napari.nnunet.export import export_dataset
-    from lnq_napari.nnunet.tiny import make_tiny_model
-    from lnq_napari.phantom import write_dataset
-
-    root = tmp_path_factory.mktemp("nnunet")
-    write_dataset(root / "data", 2, seed=3, shape=SHAPE, spacing=SPACING)
-    exported = export_dataset(root / "nnUNet_raw", 601, data=root / "data", workers=1)
-    return root / "data", make_tiny_model(exported.folder, root)
+def predictor(nnunet_model) -> NnUNetPredictor:
+    return NnUNetPredictor(nnunet_model[1], device="cpu", mirroring=False)
 
 
-@pytest.fixture(scope="module")
-def predictor(model) -> NnUNetPredictor:
-    return NnUNetPredictor(model[1], device="cpu", mirroring=False)
-
-
-def _odd_grid_ct(data: Path) -> Volume:
-    """A CT unlike the training grid: cropped, another spacing, x axis flipped, shifted origin."""
-    ct = read_volume(sorted(data.glob("*-ct.nrrd"))[0])
-    return Volume(np.ascontiguousarray(ct.array[1:14, 3:45, 5:40]), (1.2, 1.7, 2.5), (-10.5, 20.25, 3.0),
-                  (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
-
-
-def test_prediction_on_the_exact_ct_grid(model, predictor):
-    ct = _odd_grid_ct(model[0])
+def test_prediction_on_the_exact_ct_grid(odd_grid_ct, predictor):
+    ct = odd_grid_ct
     steps = []
     pred = predictor.predict(ct, progress=lambda f, m="": steps.append(f))
     assert isinstance(pred, Prediction)
@@ -69,13 +42,13 @@ def test_prediction_on_the_exact_ct_grid(model, predictor):
     assert steps == sorted(steps) and steps[-1] == 1.0
 
 
-def test_agrees_with_nnunets_own_reader_and_predictor(model, predictor, tmp_path):
+def test_agrees_with_nnunets_own_reader_and_predictor(odd_grid_ct, predictor, tmp_path):
     """Our Volume -> backend equals nnU-Net's SimpleITKIO reading the same file -> its predictor."""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
     from lnq_napari.io.readers import write_volume
 
-    ct = _odd_grid_ct(model[0])
+    ct = odd_grid_ct
     path = write_volume(tmp_path / "case_0000.nrrd", ct)
     data, props = SimpleITKIO().read_images([str(path)])
     seg = predictor._nnunet.predict_single_npy_array(data, props, None, None, False)
@@ -85,22 +58,22 @@ def test_agrees_with_nnunets_own_reader_and_predictor(model, predictor, tmp_path
     assert np.all(np.abs(ours.probabilities.array[differ] - 0.5) < 1e-3)
 
 
-def test_cancel_stops_prediction(model, predictor):
+def test_cancel_stops_prediction(odd_grid_ct, predictor):
     with pytest.raises(Cancelled):
-        predictor.predict(_odd_grid_ct(model[0]), cancel=lambda: True)
+        predictor.predict(odd_grid_ct, cancel=lambda: True)
 
 
-def test_fold_ensemble_and_version(model, tmp_path):
+def test_fold_ensemble_and_version(nnunet_model, odd_grid_ct, tmp_path):
     import torch
 
-    folder = tmp_path / "Dataset601_LNQ" / model[1].name
-    shutil.copytree(model[1], folder)
+    folder = tmp_path / "Dataset601_LNQ" / nnunet_model[1].name
+    shutil.copytree(nnunet_model[1], folder)
     ckpt = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=False)
     ckpt["network_weights"] = {k: v * 0.5 if v.is_floating_point() else v
                                for k, v in ckpt["network_weights"].items()}
     (folder / "fold_1").mkdir()
     torch.save(ckpt, folder / "fold_1" / "checkpoint_final.pth")
-    ct = _odd_grid_ct(model[0])
+    ct = odd_grid_ct
     one = NnUNetPredictor(folder, device="cpu", folds=[0], mirroring=False)
     both = NnUNetPredictor(folder, device="cpu", mirroring=False)
     assert both.model.folds == ("0", "1") and one.version != both.version
@@ -109,8 +82,8 @@ def test_fold_ensemble_and_version(model, tmp_path):
         NnUNetPredictor(folder, device="cpu", folds=[3])
 
 
-def test_load_predictor_chooses_the_backend(model):
-    folder = model[1]
+def test_load_predictor_chooses_the_backend(nnunet_model):
+    folder = nnunet_model[1]
     chosen = load_predictor(f"nnunet:{folder}?mirroring=off&tile_step=0.75&folds=0", device="cpu")
     assert isinstance(chosen, NnUNetPredictor)
     assert chosen._nnunet.use_mirroring is False and chosen._nnunet.tile_step_size == 0.75
@@ -126,8 +99,8 @@ def test_load_predictor_chooses_the_backend(model):
         load_predictor(None, tile_step=0.5)
 
 
-def test_find_nodes_and_cli_predict_with_an_nnunet_model(model, tmp_path, capsys):
-    data, folder = model
+def test_find_nodes_and_cli_predict_with_an_nnunet_model(nnunet_model, tmp_path, capsys):
+    data, folder = nnunet_model
     ct_path = sorted(data.glob("*-ct.nrrd"))[0]
     ct = read_volume(ct_path)
     result = api.find_nodes(ct, f"nnunet:{folder}?mirroring=off", device="cpu")
@@ -142,49 +115,13 @@ def test_find_nodes_and_cli_predict_with_an_nnunet_model(model, tmp_path, capsys
     assert "not an nnU-Net trained model folder" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_workspace_finetune_of_an_nnunet_model(model, tmp_path):
-    """Corrections exported by the correction rules, the parent's plans, nnU-Net's own preprocessing and
-    trainer (2 iterations on the CPU) from the parent's weights: the new folder loads in the backend,
-    predicts on the exact grid, its weights moved, and the workspace journal records parent and version."""
-    import torch
-
-    from lnq_napari.io.readers import read_labels
-    from lnq_napari.nnunet.finetune import finetune_nnunet
-    from lnq_napari.workspace import Workspace
-
-    data, parent = model
-    ws = Workspace.init(tmp_path / "ws", data)
-    case = ws.case_ids()[0]
-    original = ws.latest_labels(case, "original")
-    ws.add_label_version(case, original, "prediction", model_version="nnunet")
-    ws.add_label_version(case, read_labels(ws.full_path(case), reference=ws.read_ct(case)), "correction",
-                         model_version="nnunet", edits=1)
-    steps = []
-    done = finetune_nnunet(ws, f"nnunet:{parent}", tmp_path / "work", 602, iterations=2, epochs=1,
-                           device="cpu", progress=lambda f, m="": steps.append(f))
-    assert steps == sorted(steps) and steps[-1] == 1.0
-    assert done.corrected_cases == [case] and done.version != done.parent_version
-    predictor = NnUNetPredictor(done.model, device="cpu", mirroring=False)
-    assert predictor.version == done.version and predictor.model.folds == ("all",)
-    ct = _odd_grid_ct(data)
-    assert predictor.predict(ct).probabilities.shape == ct.shape
-    def weights(path):
-        return torch.load(path / "checkpoint_final.pth", weights_only=False)["network_weights"]
-
-    before, after = weights(parent / "fold_0"), weights(done.model / "fold_all")
-    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
-    entry = ws.journal("finetune_nnunet")[-1]
-    assert entry["parent"] == done.parent_version and entry["version"] == done.version
-    with pytest.raises(LNQError, match="no corrected cases"):
-        finetune_nnunet(Workspace.init(tmp_path / "ws2", data), parent, tmp_path / "w2", 603)
-
-
-def test_cancelled_training_stops_the_subprocess(model, tmp_path):
+def test_cancelled_training_stops_the_subprocess(nnunet_model, tmp_path):
     from lnq_napari.nnunet.train import train_fold
 
-    root = model[1].parents[2]
+    root = nnunet_model[1].parents[2]
+    shutil.copytree(root / "nnUNet_preprocessed", tmp_path / "pre")  # the session's folders stay as they are
+    (tmp_path / "results").mkdir()
     with pytest.raises(Cancelled):
-        train_fold(root / "nnUNet_raw" / "Dataset601_LNQ", root / "nnUNet_preprocessed", tmp_path,
+        train_fold(root / "nnUNet_raw" / "Dataset601_LNQ", tmp_path / "pre", tmp_path / "results",
                    cancel=lambda: True)
-    assert not any(tmp_path.iterdir())
+    assert not any((tmp_path / "results").iterdir())

@@ -2,8 +2,9 @@
 validation corrections as our fine-tune does, exports the rest, trains through nnU-Net's trainer on the
 CPU (2 iterations), judges candidate and parent on the held-out case with the activation rule, registers
 the candidate (kind nnunet, parent, figures, verdict); ``workspace models / activate`` show it and roll
-back; the active version predicts on the CT grid; a half-written version and bad input are one-line
-errors with nothing changed. Needs nnunetv2 (the ``[nnunet]`` extra)."""
+back; the new version loads in the backend, predicts on the CT grid and its weights moved from the
+parent's; a half-written version and bad input are one-line errors with nothing changed. Needs nnunetv2
+(the ``[nnunet]`` extra)."""
 
 from __future__ import annotations
 
@@ -20,28 +21,12 @@ from lnq_napari.cli import main  # noqa: E402
 from lnq_napari.errors import LNQError  # noqa: E402
 from lnq_napari.io.readers import read_labels  # noqa: E402
 from lnq_napari.model.config import FinetuneConfig  # noqa: E402
+from lnq_napari.nnunet.backend import NnUNetPredictor  # noqa: E402
 from lnq_napari.nnunet.export import free_dataset_id  # noqa: E402
 from lnq_napari.nnunet.finetune import NnUNetFinetune, _register  # noqa: E402
 from lnq_napari.workspace import Workspace  # noqa: E402
 
-SHAPE, SPACING = (16, 48, 48), (1.5, 1.5, 3.0)
 NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
-
-
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory) -> tuple[Path, Path]:
-    """(data folder of 3 phantom cases, tiny nnU-Net model folder planned on them), as the backend tests."""
-    import torch
-
-    torch.set_num_threads(1)
-    from lnq_napari.nnunet.export import export_dataset
-    from lnq_napari.nnunet.tiny import make_tiny_model
-    from lnq_napari.phantom import write_dataset
-
-    root = tmp_path_factory.mktemp("nnunet-ft")
-    write_dataset(root / "data", 3, seed=3, shape=SHAPE, spacing=SPACING)
-    exported = export_dataset(root / "nnUNet_raw", 601, data=root / "data", workers=1)
-    return root / "data", make_tiny_model(exported.folder, root)
 
 
 def _correct(ws: Workspace, case: str) -> None:
@@ -52,11 +37,10 @@ def _correct(ws: Workspace, case: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def finetuned(parent, tmp_path_factory) -> tuple[Workspace, NnUNetFinetune, list[float]]:
+def finetuned(nnunet_model, tmp_path_factory) -> tuple[Workspace, NnUNetFinetune, list[float]]:
     """A workspace whose active model is the tiny nnU-Net model (m001), 2 corrected cases of 3 (one node
-    each), after
-    ``api.finetune`` (2 nnU-Net iterations on the CPU)."""
-    data, folder = parent
+    each), after ``api.finetune`` (2 nnU-Net iterations on the CPU)."""
+    data, folder = nnunet_model
     ws = Workspace.init(tmp_path_factory.mktemp("ws") / "ws", data)
     ws.activate(ws.register_model(folder), decided_by="user")
     for case in ws.case_ids()[1:]:  # the first phantom case has no node: replayed
@@ -100,6 +84,25 @@ def test_finetune_registers_an_nnunet_version_judged_on_held_out_corrections(fin
     line = ws.journal("finetune_nnunet")[-1]
     assert (line["new_version"], line["parent_id"], line["decided_by"]) == ("m002", "m001", "rule")
     assert (line["parent"], line["version"]) == (result.parent_version, result.version)
+
+
+def test_the_nnunet_version_predicts_on_the_ct_grid_and_its_weights_moved(finetuned, odd_grid_ct):
+    """The registered folder loads in the backend (nnU-Net's fold "all", the version the fine-tune
+    reported), predicts on a CT grid unlike the training one, and its weights are not the parent's."""
+    import torch
+
+    ws, result, _ = finetuned
+    assert result.corrected_cases == ws.case_ids()[1:]
+    predictor = NnUNetPredictor(result.model, device="cpu", mirroring=False)
+    assert predictor.version == result.version and predictor.model.folds == ("all",)
+    pred = predictor.predict(odd_grid_ct)
+    assert pred.probabilities.same_grid(odd_grid_ct) and pred.mask.same_grid(odd_grid_ct)
+
+    def weights(path: Path) -> dict:
+        return torch.load(path / "checkpoint_final.pth", weights_only=False)["network_weights"]
+
+    before, after = weights(ws.model_path(result.parent) / "fold_0"), weights(result.model / "fold_all")
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def test_workspace_models_activate_roll_back_and_predict_with_the_nnunet_version(finetuned, capsys):
@@ -158,8 +161,8 @@ def test_a_half_written_nnunet_version_is_refused_in_one_line(finetuned, capsys)
     assert ws.registry.file.read_bytes() == before and ws.active_model()["id"] == "m001"
 
 
-def test_bad_input_is_a_one_line_error_with_nothing_written(parent, tmp_path, capsys):
-    data, folder = parent
+def test_bad_input_is_a_one_line_error_with_nothing_written(nnunet_model, tmp_path, capsys):
+    data, folder = nnunet_model
     bare = Workspace.init(tmp_path / "bare", data)
     assert main(["finetune-nnunet", "--workspace", str(bare.root), "--model", f"nnunet:{folder}"]) == 2
     err = capsys.readouterr().err.strip()
@@ -186,14 +189,15 @@ def test_a_free_dataset_id_is_chosen(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("stop", ["cancel", "fail"])
-def test_a_cancelled_or_failed_finetune_leaves_nothing_a_rerun_meets(parent, tmp_path, monkeypatch, stop):
+def test_a_cancelled_or_failed_finetune_leaves_nothing_a_rerun_meets(nnunet_model, tmp_path, monkeypatch,
+                                                                     stop):
     """Training stood in for: it writes nnU-Net's preprocessed and results folders, then is cancelled or
     fails; the dataset id's raw, preprocessed and results folders are removed, nothing is registered, and
     a rerun with the same id (given or the lowest free one) is not refused."""
     from lnq_napari.errors import Cancelled
     from lnq_napari.nnunet import finetune as module
 
-    data, folder = parent
+    data, folder = nnunet_model
     ws = Workspace.init(tmp_path / "ws", data)
     ws.activate(ws.register_model(folder), decided_by="user")
     for case in ws.case_ids()[1:]:
