@@ -10,13 +10,14 @@
 
 Same network, label states and loss as ``lnq-napari train``; larger patches and batches than its CPU
 defaults. ``--probe M`` times a few optimiser steps and a patch batch and prints how many iterations
-fill M minutes when ``--share`` K runs share the device. ``--stop-after`` stops a run that overruns,
-with its last checkpoint saved. ``--data`` takes comma-separated folders; when they hold the same case
-ids (phantom folders written with the same prefix) each id is prefixed with its folder's name.
-``--init-from MODEL`` starts from that model folder's weights (its architecture, preprocessing and
-post-processing too), as the model card's stages 2-5 did; ``--warmup`` and ``--unenhance`` override
-the train defaults (50 warm-up iterations, unenhance probability 0.8). Prints the iterations, the time
-and the final loss.
+fill M minutes when ``--share`` K runs share the device; with ``--data`` its patches come from the first
+case of each folder through the training sampler (augmentations included), else from random data.
+``--stop-after`` stops a run that overruns, with its last checkpoint saved. ``--data`` takes
+comma-separated folders; when they hold the same case ids (phantom folders written with the same
+prefix) each id is prefixed with its folder's name. ``--init-from MODEL`` starts from that model
+folder's weights (its architecture, preprocessing and post-processing too), as the model card's stages
+2-5 did; ``--warmup`` and ``--unenhance`` override the train defaults (50 warm-up iterations, unenhance
+probability 0.8). Prints the iterations, the time and the final loss.
 """
 
 from __future__ import annotations
@@ -38,21 +39,40 @@ from lnq_napari.training.sampler import PatchSampler, PatchSource
 from lnq_napari.training.trainer import TrainingCase, load_training_cases, train_model
 
 
-def _probe_rate(config: ModelConfig, device: str, share: int) -> float:
-    """Iterations per second: timed optimiser steps on random data plus timed patch sampling."""
+def _probe_cases(data: str, naive: bool) -> list[TrainingCase]:
+    """The first case of each comma-separated folder, for a probe that samples as training will."""
+    from lnq_napari.io.layout import scan_cases
+    from lnq_napari.training.trainer import load_case
+
+    folders = [f for f in data.split(",") if f.strip()]
+    return [dataclasses.replace(load_case(scan_cases(f, require="seg")[0], naive), case_id=f"{k}")
+            for k, f in enumerate(folders)]
+
+
+def _probe_rate(config: ModelConfig, device: str, share: int,
+                cases: list[TrainingCase] | None = None) -> float:
+    """Iterations per second: timed optimiser steps on random data plus timed patch sampling.
+
+    With ``cases`` the patches come from them through the training sampler (the config's augmentations,
+    the unenhance one included, which costs milliseconds per patch); else from random data.
+    """
     import torch
 
     from lnq_napari.model.network import build_network
     from lnq_napari.training.losses import masked_dice_ce
+    from lnq_napari.training.trainer import make_sampler
 
     dev = resolve_device(device)
     batch, patch = int(config.train.batch_size), tuple(config.train.patch_size)
     rng = np.random.default_rng(0)
-    image = rng.normal(size=(100, 160, 200)).astype(np.float32)
-    states = rng.integers(-1, 2, size=image.shape).astype(np.int8)
-    sampler = PatchSampler([PatchSource.build("probe", image, states, rng)], patch, 0.5, -2.0, rng)
+    if cases:
+        sampler = make_sampler(config, cases, rng)
+    else:
+        image = rng.normal(size=(100, 160, 200)).astype(np.float32)
+        states = rng.integers(-1, 2, size=image.shape).astype(np.int8)
+        sampler = PatchSampler([PatchSource.build("probe", image, states, rng)], patch, 0.5, -2.0, rng)
     sample_times = []
-    for _ in range(5):
+    for _ in range(10 if cases else 5):
         t = time.perf_counter()
         sampler.sample(batch)
         sample_times.append(time.perf_counter() - t)
@@ -121,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is not None:
             overrides["train"][key] = getattr(args, key)
     if args.probe is not None:
-        rate = _probe_rate(ModelConfig().merged(overrides), args.device, args.share)
+        cases = _probe_cases(args.data, args.naive) if args.data else None
+        rate = _probe_rate(ModelConfig().merged(overrides), args.device, args.share, cases)
         print(f"estimated {rate:.2f} it/s per run", file=sys.stderr)
         print(max(50, int(rate * args.probe * 60)))
         return 0
