@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 17 item 4 in one GPU call: the bundled model trained across CT styles, scored per site.
 #   1. phantom data, all cases in one pool of $WORKERS processes: $NTRAIN training cases of each seen site
-#      (seeds 3000-3003, one per site) and $NTEST test cases of every site (seed 4000 for all seven, so the
+#      (seeds 3000-3004, one per site) and $NTEST test cases of every site (seed 4000 for all eight, so the
 #      sites share their anatomy draws); distinct from bench_adaptation.py's pools (1000+) and test sets
 #      (2000, 2007) and the model card's 11/22/33.
 #   2. a continued stage from lnq_napari/model/bundled on the seen sites' cases together, as the model
@@ -14,9 +14,9 @@
 #   $OUT gets styles_table.md (per site and pooled seen/unseen: median Dice, recall >= 10 mm, FP nodes per
 #   case, before -> after), styles.json, styles_model.tgz (the model folder, no train_state),
 #   styles_logs.tgz (logs, per-site accuracy JSON) and run.log.
-# Seen: default (60 % contrast-enhanced, so both phases), lowdose (noise, kernel), thick (slice thickness),
-# scanner (HU calibration, field of view). Unseen (the adaptation benchmark's sites): habitus, nodes,
-# noncontrast (every case unenhanced: a prevalence shift).
+# Seen: default (60 % contrast-enhanced, so both phases), noncontrast (every case unenhanced), sharp (noise
+# about 2x, a sharper kernel), thick (slice thickness), scanner (HU calibration, field of view). Unseen (the
+# adaptation benchmark's sites): habitus, nodes, lowdose (a larger step of the noise and kernel shift).
 #
 # Usage: bash benchmarks/gpu_styles.sh [TRAIN_MINUTES]   (default 4)
 # The H200 image lacks SimpleITK, pynrrd and slicerio: before the device call, in the repo root,
@@ -46,7 +46,7 @@ set -uo pipefail
 MIN="${1:-4}"
 OUT="${OUT:-/tmp/lnq-styles-out}"
 W="${W:-/tmp/lnq-styles}"
-DEVICE="${DEVICE:-cuda}" NTRAIN="${NTRAIN:-15}" NTEST="${NTEST:-6}" WORKERS="${WORKERS:-14}"
+DEVICE="${DEVICE:-cuda}" NTRAIN="${NTRAIN:-12}" NTEST="${NTEST:-6}" WORKERS="${WORKERS:-14}"
 SHAPE="${SHAPE:-}"                   # phantom grid z,y,x; empty: full size, drawn per case (LNQ-like)
 PATCH="${PATCH:-32,96,96}" BATCH="${BATCH:-8}" ITER="${ITER:-}"  # ITER: fixed iterations instead of --probe
 BUDGET_S="${BUDGET_S:-540}"          # the whole script's wall-clock budget
@@ -54,8 +54,8 @@ EVAL_S="${EVAL_S:-120}"              # kept for the after-scoring, the table and
 READ_S="${READ_S:-40}"               # kept for reading the training cases (before the guard starts)
 EVAL_WORKERS="${EVAL_WORKERS:-2}"    # scoring processes per site
 TRAIN_SEED="${TRAIN_SEED:-3000}" TEST_SEED="${TEST_SEED:-4000}"
-SEEN="default lowdose thick scanner"
-UNSEEN="habitus nodes noncontrast"
+SEEN="default noncontrast sharp thick scanner"
+UNSEEN="habitus nodes lowdose"
 PY="${PY:-python3}"
 L="$W/logs"
 rm -rf "$W/train" "$W/test" "$W/styles" "$W/cache" "$L" && mkdir -p "$OUT" "$L" || exit 1

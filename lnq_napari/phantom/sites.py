@@ -60,6 +60,13 @@ SITES: dict[str, Site] = {
             edge_enhance=0.7,
         ),
         Site(
+            "sharp",
+            "a sharper kernel at a lower dose: noise std about 2x the default, mild edge enhancement",
+            noise_scale=2.0,
+            kernel_blur_scale=0.7,
+            edge_enhance=0.3,
+        ),
+        Site(
             "thick",
             "5 mm slices, each the average of four 1.25 mm slices (partial volume)",
             slice_mm=5.0,
