@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         hus = [None if h == "none" else float(h) for h in args.max_hu.split(",") if h] or [
             inf.max_mean_hu]
         regions = [None if h == "none" else float(h) for h in args.region_mm.split(",") if h] or [
-            inf.get("mediastinum_margin_mm")]
+            inf.mediastinum_margin_mm]
         probs = _probabilities(name, folder, cases, Path(args.cache), args.device)
         combos = list(itertools.product(thresholds, mins, hus, regions))
         jobs = [(cid, ct, full, probs[cid], combos) for cid, ct, full in cases]
