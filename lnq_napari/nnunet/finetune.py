@@ -51,7 +51,7 @@ from lnq_napari.nnunet.export import (
     export_dataset,
     free_dataset_id,
 )
-from lnq_napari.nnunet.folder import open_model
+from lnq_napari.nnunet.folder import NnUNetModel, open_model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.workspace.registry import NNUNET
@@ -105,7 +105,7 @@ def is_nnunet_version(entry: dict | None) -> bool:
     return entry is not None and entry.get("kind") == NNUNET
 
 
-def _parent(ws, parent) -> tuple[str, Path]:
+def _parent(ws, parent: NnUNetModel | None) -> tuple[str, Path]:
     """``(version, folder)`` of the parent: the active version when ``parent`` is None, the version
     registered from the same files as ``parent``, else ``parent`` registered as a new version (the root of
     its lineage)."""
@@ -115,7 +115,7 @@ def _parent(ws, parent) -> tuple[str, Path]:
             raise LNQError(f"the workspace's active model ({(active or {}).get('id', 'bundled')}) is not an "
                            "nnU-Net model; give --model nnunet:<trained model folder>")
         return active["id"], ws.registry.check(active["id"])
-    folder = open_model(parent).path.resolve()
+    folder = parent.path.resolve()
     version = ws.registry.find(folder)
     if version is not None:
         return version, ws.registry.check(version)
@@ -167,11 +167,11 @@ def _remove(*folders: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _train(ws, folder: Path, work: Path, dataset_id: int, exclude: list[str], fold: str, iterations: int,
-           epochs: int, dense: bool, device: str, progress, cancel) -> tuple[ExportResult, Path]:
+def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[str], fold: str,
+           iterations: int, epochs: int, dense: bool, device: str, progress,
+           cancel) -> tuple[ExportResult, Path]:
     """Export (without ``exclude``), reuse the parent's plans, train one fold from its weights; returns
     the export and the trained model folder."""
-    model = open_model(folder)
     plans_name, configuration = _plans(model.path)
     exported = export_dataset(work / "nnUNet_raw", dataset_id, workspace=ws, name=NAME,
                               dense=dense, exclude=exclude, progress=_stage(progress, 0.0, 0.2),
@@ -212,15 +212,17 @@ def finetune_nnunet(
     corrected = ws.corrected_cases()
     if not corrected:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
-    if parent is not None:
-        _plans(open_model(parent).path)  # a bad parent is refused before it is registered
+    given = None if parent is None else open_model(parent)  # opened (and hashed) once
+    if given is not None:
+        _plans(given.path)  # a bad parent is refused before it is registered
     device = str(resolve_device(device))  # an unavailable --device cuda fails here, in one line
     work = Path(work).expanduser().resolve() if work is not None else ws.root / WORK
     if dataset_id is None:
         dataset_id = free_dataset_id(*(work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")))
     _check_free(work, dataset_id)
     kept = (ws.active_model() or {}).get("id", "the bundled model")
-    parent_id, parent_path = _parent(ws, parent)
+    parent_id, parent_path = _parent(ws, given)
+    parent_model = open_model(parent_path)  # the registered copy: what is trained from
     train, val, on_train = split_cases(corrected, config.val_fraction)
     original = original_model(ws, parent_id)
     parent_figures = version_figures(load_predictor, parent_id, parent_path, device, ws, val,
@@ -230,7 +232,7 @@ def finetune_nnunet(
     raw, pre, results = _folders(work, dataset_id)
     try:
         t_train = time.time()
-        exported, trained = _train(ws, parent_path, work, dataset_id, [] if on_train else val, fold,
+        exported, trained = _train(ws, parent_model, work, dataset_id, [] if on_train else val, fold,
                                    iterations, epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9),
                                    cancel)
         train_seconds = round(time.time() - t_train, 1)
@@ -240,7 +242,7 @@ def finetune_nnunet(
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
             parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
-            parent_version=open_model(parent_path).version, dataset=exported.folder,
+            parent_version=parent_model.version, dataset=exported.folder,
             corrected_cases=corrected, train_cases=train, val_cases=val, validated_on_training=on_train,
             replay_cases=[c.case_id for c in exported.cases if c.kind == "original"],
             metrics_before=ValidationMetrics.from_figures(parent_figures),
