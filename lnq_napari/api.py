@@ -546,7 +546,7 @@ def finetune(
     free dataset id, ``config.iterations`` nnU-Net iterations; of ``config`` only ``val_fraction`` and
     ``dense_truth`` apply besides) and returns its :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`.
     """
-    from lnq_napari.nnunet.finetune import is_nnunet_version
+    from lnq_napari.workspace.registry import is_nnunet_version
 
     config = config or FinetuneConfig()
     if iterations is not None:

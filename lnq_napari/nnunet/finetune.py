@@ -54,7 +54,7 @@ from lnq_napari.nnunet.export import (
 from lnq_napari.nnunet.folder import NnUNetModel, open_model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
-from lnq_napari.workspace.registry import NNUNET
+from lnq_napari.workspace.registry import is_nnunet_version
 
 WORK = "nnunet"  # the default work folder inside the workspace
 NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNNN_LNQfinetune
@@ -98,11 +98,6 @@ class NnUNetFinetune:
 
 def _stage(progress, lo: float, hi: float):
     return None if progress is None else (lambda f, m="": progress(lo + (hi - lo) * f, m))
-
-
-def is_nnunet_version(entry: dict | None) -> bool:
-    """True for a registry entry of an nnU-Net model (``kind: nnunet``)."""
-    return entry is not None and entry.get("kind") == NNUNET
 
 
 def _parent(ws, parent: NnUNetModel | None) -> tuple[str, Path]:

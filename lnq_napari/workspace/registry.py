@@ -229,7 +229,7 @@ class ModelRegistry:
             raise LNQError(f"model {version} is at {path}, outside {self.folder} (from another workspace); "
                            "fine-tune in this workspace, or activate one of its own versions")
         recorded = entry.get("sha256") or {}
-        nnunet = entry.get("kind") == NNUNET
+        nnunet = is_nnunet_version(entry)
         required = (tuple(recorded) or NNUNET_FILES) if nnunet else MODEL_FILES
         try:
             for name in required:
@@ -337,6 +337,11 @@ def _verdict(metrics: dict) -> str:
         if reason.startswith(prefix):
             return verdict
     return ""
+
+
+def is_nnunet_version(entry: dict | None) -> bool:
+    """True for a registry entry of an nnU-Net model (``kind: nnunet``)."""
+    return entry is not None and entry.get("kind") == NNUNET
 
 
 def model_kind(path: Path) -> str | None:

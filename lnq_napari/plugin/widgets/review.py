@@ -26,7 +26,7 @@ from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.registry import NNUNET
+from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
 
 #: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
 #: ``resume`` for it) is run again.
@@ -161,7 +161,7 @@ class ReviewWidget(WorkerWidget):
         if root is None:
             return None
         iterations = self.iterations.value
-        nnunet = (Workspace.open(root).active_model() or {}).get("kind") == NNUNET  # as api.finetune routes
+        nnunet = is_nnunet_version(Workspace.open(root).active_model())  # as api.finetune routes
         return self._start(
             lambda: api.finetune(root, iterations=iterations, progress=self._signals.changed.emit,
                                  cancel=self._cancel.is_set),
