@@ -123,12 +123,17 @@ def _dataset_roots(raw: Path) -> list[tuple[Path, str]]:
                              if os.environ.get(v)]
 
 
+def used_dataset_ids(*roots: str | Path) -> set[int]:
+    """The dataset ids of the ``DatasetNNN_*`` folders under ``roots`` (those that exist)."""
+    return {int(p.name[7:10]) for root in map(Path, roots) if root.is_dir() for p in root.iterdir()
+            if _DATASET.match(p.name)}
+
+
 def free_dataset_id(raw: str | Path, *others: str | Path) -> int:
     """The lowest dataset id (1 to 999) no ``DatasetNNN_*`` folder uses under ``raw``, nnU-Net's own
     preprocessed and results folders (environment) or ``others``; LNQError when all are taken."""
     roots = [root for root, _ in _dataset_roots(Path(raw).expanduser())] + [Path(o) for o in others]
-    used = {int(p.name[7:10]) for root in roots if root.is_dir() for p in root.iterdir()
-            if _DATASET.match(p.name)}
+    used = used_dataset_ids(*roots)
     free = next((n for n in range(1, 1000) if n not in used), None)
     if free is None:
         raise LNQError(f"every nnU-Net dataset id (1-999) is in use under {raw}; give --dataset-id or "

@@ -50,6 +50,7 @@ from lnq_napari.nnunet.export import (
     dataset_folder_name,
     export_dataset,
     free_dataset_id,
+    used_dataset_ids,
 )
 from lnq_napari.nnunet.folder import NnUNetModel, open_model
 from lnq_napari.nnunet.select import load_predictor
@@ -148,11 +149,9 @@ def _check_free(work: Path, dataset_id: int) -> None:
     """LNQError when ``dataset_id`` is in use under ``work`` (raw, preprocessed or results), so that every
     folder of the id is this run's to remove."""
     check_target(work / "nnUNet_raw", dataset_id, NAME)
-    prefix = f"Dataset{dataset_id:03d}_"
     for root in (work / "nnUNet_preprocessed", work / "nnUNet_results"):
-        used = sorted(p for p in root.iterdir() if p.name.startswith(prefix)) if root.is_dir() else []
-        if used:
-            raise LNQError(f"dataset id {dataset_id} is already in use ({used[0]}); choose another "
+        if dataset_id in used_dataset_ids(root):
+            raise LNQError(f"dataset id {dataset_id} is already in use under {root}; choose another "
                            "--dataset-id")
 
 
