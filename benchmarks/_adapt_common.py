@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from lnq_napari import active
 from lnq_napari.inference import Prediction
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
+from lnq_napari.preprocess import mediastinum_region
 from lnq_napari.simulate import simulate_review
 
 
@@ -25,10 +27,11 @@ class CachedPredictor:
     float16, the mask as uint8, compressed.
     """
 
-    def __init__(self, factory, folder: str | Path) -> None:
+    def __init__(self, factory, folder: str | Path, region_margin_mm: float | None = None) -> None:
         self.inner = active.LazyPredictor(factory)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.region_margin_mm = region_margin_mm  # the model's: older caches lack the region it applied
 
     def predict(self, ct, progress=None, cancel=None):
         key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes()).hexdigest()[:20]
@@ -36,12 +39,20 @@ class CachedPredictor:
         grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
         if path.is_file():
             with np.load(path) as data:
+                if "region" in data:
+                    region = data["region"] if data["region"].shape == ct.shape else None
+                elif self.region_margin_mm is not None:  # an older cache: the same region, found again
+                    region = mediastinum_region(ct, self.region_margin_mm)
+                else:
+                    region = None
                 return Prediction(Volume(data["probabilities"].astype(np.float32), **grid),
-                                  Volume(data["mask"], **grid), str(data["version"]))
+                                  Volume(data["mask"], **grid), str(data["version"]), region)
         pred = self.inner.predict(ct, progress=progress, cancel=cancel)
         tmp = path.with_suffix(".tmp.npz")
+        region = np.zeros(0, bool) if pred.region is None else np.asarray(pred.region, bool)
         np.savez_compressed(tmp, probabilities=pred.probabilities.array.astype(np.float16),
-                            mask=np.asarray(pred.mask.array, np.uint8), version=pred.model_version)
+                            mask=np.asarray(pred.mask.array, np.uint8), version=pred.model_version,
+                            region=region)
         tmp.replace(path)
         return pred
 
@@ -63,26 +74,44 @@ def choose_cases(ws, strategy: str, predictor, model_id: str, n: int, seed: int)
     return ranker.rank(scores, n), scores
 
 
-def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks") -> int:
+def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks",
+                 suggest: Callable[[Volume], list] | None = None) -> int:
     """Save a correction of each case's latest prediction; returns the number of clicks.
 
     ``corrections``: "clicks" (the simulated reviewer, :func:`lnq_napari.simulate.simulate_review`) or
     "truth" (the complete phantom truth saved as the correction: the ceiling of any review).
+    ``suggest(ct)``: the suggestions the reviewer is shown (what napari's Segment panel lists); the
+    reviewer rejects those on no node, and the rejections are saved with the correction.
     """
     clicks = 0
     for case in cases:
         prov = ws.latest_version(case, "prediction")
         ct = ws.read_ct(case)
         full = read_labels(ws.full_path(case), reference=ct)
+        extra = {}
         if corrections == "truth":
             corrected, edits = full, 0
         else:
-            corrected, stats = simulate_review(ct, ws.read_labels(case, prov["version"]), full)
+            shown = suggest(ct) if suggest is not None else []
+            corrected, stats = simulate_review(ct, ws.read_labels(case, prov["version"]), full,
+                                               suggestions=shown)
             edits = stats["edits"]
+            if stats["rejections"]:
+                extra["rejected"] = [r.to_dict() for r in stats["rejections"]]
         clicks += edits
         ws.add_label_version(case, corrected, "correction", model_version=model_id, edits=edits,
-                             parent=prov["version"])
+                             parent=prov["version"], **extra)
     return clicks
+
+
+def suggester(predictor, model_path) -> Callable[[Volume], list]:
+    """``suggest(ct)`` for :func:`review_cases`: the ranked suggestions of ``model_path``'s model, as
+    napari shows them (:func:`lnq_napari.api.nodes_of_prediction`)."""
+    from lnq_napari.api import nodes_of_prediction
+    from lnq_napari.model.checkpoint import read_config
+
+    inference = read_config(model_path).inference
+    return lambda ct: nodes_of_prediction(ct, predictor.predict(ct), inference).suggestions
 
 
 def bootstrap_median(values, confidence: float = 0.9, n: int = 2000, seed: int = 0) -> tuple[float, float]:

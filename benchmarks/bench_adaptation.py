@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from _adapt_common import CachedPredictor, bootstrap_median, choose_cases, review_cases
+from _adapt_common import CachedPredictor, bootstrap_median, choose_cases, review_cases, suggester
 from bench_active_learning import Timer, evaluate_test, log
 
 from lnq_napari import api
@@ -40,6 +40,8 @@ from lnq_napari.active import LazyPredictor
 from lnq_napari.inference import Predictor
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.io.readers import read_labels, read_volume
+from lnq_napari.model import resolve_model
+from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom import write_dataset
 from lnq_napari.workspace import Workspace
@@ -65,8 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="loop: rounds per strategy; ablation: a fine-tune per variant; frozen: baseline; "
                         "report: tables and plots of finished runs")
     p.add_argument("--strategies", default="uncertainty,random")
-    p.add_argument("--corrections", choices=("clicks", "truth"), default="clicks",
-                   help="clicks: the simulated reviewer; truth: complete truth (the ceiling)")
+    p.add_argument("--corrections", choices=("clicks", "suggestions", "truth"), default="clicks",
+                   help="clicks: the simulated reviewer, on the mask; suggestions: it also rejects the "
+                        "suggestions shown that lie on no node (saved with the correction); truth: complete "
+                        "truth (the ceiling)")
     p.add_argument("--iterations", type=int, default=None, help="fine-tune iterations (default: finetune's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="loop: a fine-tune setting changed from its default, as finetune --set (repeatable); "
@@ -124,7 +128,9 @@ class Bench:
 
     def __init__(self, args, site: str) -> None:
         self.args, self.site, self.out = args, site, Path(args.out)
-        self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"), self.out / "cache" / "frozen")
+        margin = read_config(resolve_model(None)).inference.mediastinum_margin_mm
+        self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"), self.out / "cache" / "frozen",
+                                      region_margin_mm=margin)
         self.test = load_cases(site_data(self.out, site, "test", args.test, shape=args.shape))
         self.forget = load_cases(site_data(self.out, FORGET_SITE, "test", args.test, shape=args.shape))
         self.frozen_site = figures(self.frozen, self.test)
@@ -183,7 +189,8 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
         predictor = bench.frozen if model_id.startswith("bundled") else \
             LazyPredictor(lambda p=model_path: Predictor(p, device="cpu"))
         chosen, _ = choose_cases(ws, strategy, predictor, model_id, args.per_round, seed * 100 + rnd)
-        clicks += review_cases(ws, chosen, model_id, args.corrections)
+        shown = suggester(predictor, model_path) if args.corrections == "suggestions" else None
+        clicks += review_cases(ws, chosen, model_id, "clicks" if shown else args.corrections, suggest=shown)
         choose_s = t()
         result = run_finetune(ws, args.iterations, loop_overrides(args))
         ft_s = t() - choose_s

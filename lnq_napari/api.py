@@ -32,7 +32,7 @@ from lnq_napari.followup import write_csv as write_changes_csv
 from lnq_napari.followup.compare import check_seg
 from lnq_napari.followup.identity import PATIENT_KEYS, STUDY_DATE_KEYS, header_value, patient_id
 from lnq_napari.followup.register import Registration
-from lnq_napari.inference import Predictor
+from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text
@@ -41,6 +41,7 @@ from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, summarize_nodes, write_csv
@@ -375,6 +376,17 @@ def find_nodes(
     off = {} if region or inf.mediastinum_margin_mm is None else {"region": False}
     prediction = predictor.predict(ct, progress=lambda f, m="": step(0.9 * f, m), cancel=cancel, **off)
     _check(cancel)
+    return nodes_of_prediction(ct, prediction, inf, max_suggestions, progress=step, cancel=cancel)
+
+
+def nodes_of_prediction(
+    ct: Volume, prediction: Prediction, inference: InferenceConfig, max_suggestions: int | None = None,
+    progress: Progress = None, cancel: Cancel = None,
+) -> NodeResult:
+    """:func:`find_nodes` after the prediction: node ids, ranked suggestions (``inference`` gives the
+    threshold, size floor, brightness rule and the cap), the node table."""
+    inf = inference
+    step = progress or (lambda fraction, message="": None)
     step(0.9, "suggestions")
     mask, prob = prediction.mask, prediction.probabilities
     labels = mask.with_array(label_nodes(mask.array))  # one id per node, shared by outlines and the table

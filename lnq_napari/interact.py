@@ -60,6 +60,59 @@ class Suggestion:
         return f"{self.reason}: {line}" if self.reason else line
 
 
+#: Largest radius (mm) a rejected suggestion teaches as background (a big candidate is still one spot).
+MAX_REJECTION_RADIUS_MM = 15.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A suggestion the reviewer rejected: no node within ``radius_mm`` of ``centre_zyx`` (voxel index).
+
+    Kept in a saved correction's provenance (``rejected``); a fine-tune takes the ball as known
+    background (:func:`lnq_napari.training.corrections.correction_states`).
+    """
+
+    centre_zyx: tuple[int, int, int]
+    radius_mm: float
+
+    @classmethod
+    def of(cls, centre_zyx: Sequence[float], volume_mm3: float) -> Rejection:
+        """The rejection of a candidate region of ``volume_mm3`` centred at ``centre_zyx``: the ball of
+        its equivalent radius, at most :data:`MAX_REJECTION_RADIUS_MM`."""
+        radius = min(equivalent_diameter(max(float(volume_mm3), 0.0)) / 2.0, MAX_REJECTION_RADIUS_MM)
+        return cls(tuple(int(round(float(c))) for c in centre_zyx), round(radius, 2))
+
+    def to_dict(self) -> dict:
+        return {"centre_zyx": list(self.centre_zyx), "radius_mm": self.radius_mm}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Rejection:
+        return cls(tuple(int(c) for c in data["centre_zyx"]), float(data["radius_mm"]))
+
+    def ball(self, shape: Sequence[int], spacing_zyx: Sequence[float]) -> tuple[Slices, np.ndarray] | None:
+        """``(box, local bool mask)`` of the ball on a ``shape`` grid; None when it lies outside."""
+        spacing = np.asarray(spacing_zyx, dtype=float)
+        reach = np.ceil(self.radius_mm / spacing).astype(int)
+        lo = [max(0, c - r) for c, r in zip(self.centre_zyx, reach)]
+        hi = [min(n, c + r + 1) for c, r, n in zip(self.centre_zyx, reach, shape)]
+        if any(h <= lo_ for lo_, h in zip(lo, hi)):
+            return None
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        local_centre = [c - a for c, a in zip(self.centre_zyx, lo)]
+        return box, _distance_mm([b - a for a, b in zip(lo, hi)], local_centre, spacing) <= self.radius_mm
+
+
+def rejected_mask(rejections: Sequence[Rejection], shape: Sequence[int],
+                  spacing_zyx: Sequence[float]) -> np.ndarray:
+    """Bool mask of the balls of ``rejections`` on a ``shape`` grid."""
+    out = np.zeros(tuple(shape), dtype=bool)
+    for rejection in rejections:
+        ball = rejection.ball(shape, spacing_zyx)
+        if ball is not None:
+            out[ball[0]] |= ball[1]
+    return out
+
+
 def _point_index(point_zyx: Sequence[float], shape: Sequence[int]) -> tuple[int, int, int]:
     """Round a (z, y, x) point to the nearest voxel; raise ValueError when it lies outside ``shape``."""
     idx = tuple(int(round(float(p))) for p in point_zyx)

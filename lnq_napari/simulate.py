@@ -5,16 +5,19 @@ It works only through the same click functions a person uses in napari
 positive click at the centre of each truth node the prediction missed, one negative click inside each
 predicted component that touches no truth node (or lies mostly off the truth), and a positive click
 in the missing part of each node the prediction covers only partly (what a reader does when a node's
-outline stops halfway; the click grows only into unlabelled voxels).
+outline stops halfway; the click grows only into unlabelled voxels). Given the suggestions the reader
+is shown, it rejects each one whose region (the ball of its volume) holds no truth node.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from lnq_napari.components import label_components
-from lnq_napari.interact import interior_point, node_from_click, remove_node_at
+from lnq_napari.interact import Rejection, Suggestion, interior_point, node_from_click, remove_node_at
 from lnq_napari.io.volume import Volume
 
 __all__ = ["interior_point", "simulate_review"]
@@ -33,7 +36,7 @@ def _leaks(node: np.ndarray, truth: np.ndarray, undo_below: float, stats: dict) 
 def simulate_review(
     ct: Volume, prediction: Volume, truth: Volume, probabilities: Volume | None = None,
     max_clicks: int = 100, min_precision: float = 0.3, min_coverage: float = 0.75,
-    completion_clicks: int = 2, undo_below: float = 0.3,
+    completion_clicks: int = 2, undo_below: float = 0.3, suggestions: Sequence[Suggestion] = (),
 ) -> tuple[Volume, dict]:
     """Correct ``prediction`` towards ``truth`` with clicks; returns ``(corrected mask, stats)``.
 
@@ -45,13 +48,14 @@ def simulate_review(
     under ``min_coverage``: up to ``completion_clicks`` clicks each, at the centre of the uncovered
     part; 0 turns this off), ``completed`` (those clicks that added voxels), ``undone`` (clicks whose
     region lay under ``undo_below`` on truth, taken back with undo; 0 turns this off), ``edits`` (all
-    clicks and undos).
+    clicks and undos), ``rejected`` (suggestions rejected, one click each; not "outline" ones) and
+    ``rejections`` (the :class:`~lnq_napari.interact.Rejection` of each, to save with the correction).
     """
     labels = (np.asarray(prediction.array) > 0).astype(np.uint8)
     gt = np.asarray(truth.array) > 0
     prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
     stats = {"missed": 0, "added": 0, "partial": 0, "completed": 0, "false": 0, "leaky": 0, "removed": 0,
-             "undone": 0, "edits": 0}
+             "undone": 0, "edits": 0, "rejected": 0, "rejections": []}
 
     pred_comp, _ = label_components(labels)
     for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
@@ -99,4 +103,14 @@ def simulate_review(
                 break
             labels = np.where(node, np.uint8(1), labels)
             stats["completed"] += 1
+    for suggestion in suggestions:
+        if suggestion.kind == "outline" or stats["edits"] >= max_clicks:
+            continue
+        rejection = Rejection.of(suggestion.centre_zyx, suggestion.volume_mm3)
+        ball = rejection.ball(gt.shape, truth.spacing_zyx)
+        if ball is None or gt[ball[0]][ball[1]].any():
+            continue  # on (or beside) a node: the clicks above took care of it
+        stats["rejections"].append(rejection)
+        stats["rejected"] += 1
+        stats["edits"] += 1
     return prediction.with_array(labels.astype(np.uint8)), stats

@@ -250,6 +250,51 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     assert result.activated == (ws.active_model()["id"] == "m002")
 
 
+def test_rejected_suggestions_become_background_but_never_over_a_corrected_node():
+    from lnq_napari.interact import Rejection
+    from lnq_napari.phantom import make_case
+
+    case = make_case(2, shape=SHAPE, spacing=SPACING)
+    correction = np.zeros(SHAPE, np.uint8)
+    correction[8:10, 30:33, 30:33] = 1
+    corrected = case.ct.with_array(correction)
+    plain = correction_states(case.ct, corrected)
+    unknown = np.argwhere(plain == -1)
+    spot = unknown[np.abs(unknown[:, 0] - 9) >= 4][0]  # soft tissue the rules leave unknown, off the node
+    far, near = Rejection(tuple(int(v) for v in spot), 7.0), Rejection((9, 31, 31), 7.0)  # near: on the node
+    states = correction_states(case.ct, corrected, rejections=[far, near])
+    box, ball = far.ball(SHAPE, case.ct.spacing_zyx)
+    assert (states[box][ball] == BACKGROUND).all() and not (plain[box][ball] == BACKGROUND).all()
+    assert (states[correction > 0] == NODE).all()
+    away = np.ones(SHAPE, bool)
+    for r in (far, near):
+        b, m = r.ball(SHAPE, case.ct.spacing_zyx)
+        away[b] &= ~m
+    assert np.array_equal(states[away], plain[away])  # nothing changes outside the balls
+
+
+def test_a_correction_s_rejections_reach_the_fine_tune_as_background_and_focus(tmp_path, dataset,
+                                                                               parent_model):
+    from lnq_napari.finetuning.plan import make_plan
+    from lnq_napari.finetuning.workflow import _correction_case
+    from lnq_napari.interact import Rejection
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
+    case = ws.corrected_cases()[0]
+    before = _correction_case(ws, make_plan(ws, FinetuneConfig(), "cpu"), case)
+    correction = ws.latest_labels(case, "correction")
+    unknown = np.argwhere((before.states == -1) & ~before.focus)
+    rejection = Rejection(tuple(int(v) for v in unknown[len(unknown) // 2]), 7.0)
+    ws.add_label_version(case, correction, "correction", model_version="m001", edits=4,
+                         rejected=[rejection.to_dict()])
+    after = _correction_case(ws, make_plan(ws, FinetuneConfig(), "cpu"), case)
+    box, ball = rejection.ball(SHAPE, correction.spacing_zyx)
+    assert (after.states[box][ball] == BACKGROUND).all()
+    assert not (before.states[box][ball] == BACKGROUND).all()
+    assert after.focus[box][ball].all() and not before.focus[box][ball].all()
+    assert not (before.focus & ~after.focus).any()  # the edits stay focus too
+
+
 def test_edited_voxels_are_what_the_reviewer_added_or_removed():
     prediction = np.zeros((6, 10, 10), np.uint8)
     prediction[1:3, 1:3, 1:3] = 1  # removed

@@ -186,3 +186,20 @@ def test_interior_point_is_deepest_voxel():
     mask = np.zeros((7, 9, 9), bool)
     mask[1:6, 2:7, 3:8] = True
     assert interior_point(mask) == (3, 4, 5)
+
+
+def test_a_rejection_is_the_ball_of_its_candidate_clipped_to_the_grid_and_capped():
+    from lnq_napari.interact import MAX_REJECTION_RADIUS_MM, Rejection, rejected_mask
+
+    r = Rejection.of((2.4, 10.6, 10.0), 4 / 3 * np.pi * 3.0**3)  # a 3 mm-radius candidate
+    assert r.centre_zyx == (2, 11, 10) and r.radius_mm == pytest.approx(3.0)
+    assert Rejection.from_dict(r.to_dict()) == r
+    spacing = (2.0, 1.0, 1.0)
+    mask = rejected_mask([r], (6, 20, 20), spacing)
+    zz, yy, xx = np.indices(mask.shape)
+    expected = np.sqrt(((zz - 2) * 2.0) ** 2 + (yy - 11.0) ** 2 + (xx - 10.0) ** 2) <= 3.0
+    np.testing.assert_array_equal(mask, expected)
+    edge = rejected_mask([Rejection((0, 0, 0), 3.0)], (6, 20, 20), spacing)  # clipped, not wrapped
+    assert edge[0, 0, 0] and not edge[-1].any() and not edge[:, -1].any()
+    assert Rejection((-9, 0, 0), 3.0).ball((6, 20, 20), spacing) is None
+    assert Rejection.of((0, 0, 0), 1e9).radius_mm == MAX_REJECTION_RADIUS_MM

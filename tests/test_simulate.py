@@ -82,3 +82,30 @@ def test_a_click_that_spills_off_the_node_is_undone():
     assert corrected.array.sum() == 0
     kept, stats = simulate_review(ct, empty, ct.with_array(truth), completion_clicks=0, undo_below=0)
     assert stats["added"] == 1 and kept.array.sum() > 10 * truth.sum()  # without the undo it spills
+
+
+def _suggestion(kind, centre, volume_mm3):
+    from lnq_napari.interact import Suggestion
+
+    return Suggestion(kind=kind, centre_zyx=centre, centre_mm=(0.0, 0.0, 0.0), score=1.0, max_prob=0.4,
+                      mean_prob=0.3, uncertain=True, voxels=10, volume_mm3=volume_mm3)
+
+
+def test_review_rejects_the_suggestions_on_no_node_and_only_those():
+    case = make_case(3, shape=(40, 96, 96), spacing=(3.2, 3.2, 6.0))
+    full = np.asarray(case.full.array) > 0
+    on_node = tuple(int(v) for v in np.argwhere(full)[0])
+    z, y, x = np.nonzero(~full)
+    far = next((int(a), int(b), int(c)) for a, b, c in zip(z, y, x)
+               if np.abs(np.argwhere(full) - (a, b, c)).max(axis=1).min() > 8)
+    shown = [_suggestion("unsure", far, 500.0), _suggestion("unsure", on_node, 500.0),
+             _suggestion("outline", far, 500.0)]
+    corrected, stats = simulate_review(case.ct, case.full, case.full, suggestions=shown)
+    (rejection,) = stats["rejections"]
+    assert rejection.centre_zyx == far and stats["rejected"] == 1
+    assert stats["edits"] == 1  # the prediction was perfect: the rejection is the only click
+    box, ball = rejection.ball(full.shape, case.ct.spacing_zyx)
+    assert not full[box][ball].any()
+    np.testing.assert_array_equal(corrected.array, case.full.array)
+    _, capped = simulate_review(case.ct, case.full, case.full, suggestions=shown, max_clicks=0)
+    assert capped["rejected"] == 0

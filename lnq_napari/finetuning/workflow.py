@@ -21,6 +21,7 @@ from lnq_napari.finetuning.validation import (
     version_figures,
 )
 from lnq_napari.inference import Predictor
+from lnq_napari.interact import Rejection, rejected_mask
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
@@ -81,16 +82,22 @@ def _stage(progress: Progress, lo: float, hi: float) -> Progress:
 
 
 def _correction_case(ws, plan: FinetunePlan, case: str) -> TrainingCase:
-    """A corrected case: label states of the correction (dense truth: node or background), edits as focus."""
+    """A corrected case: label states of the correction (dense truth: node or background); the edits and
+    the rejected suggestions (provenance ``rejected``) as focus."""
     ct = ws.read_ct(case)
     pred_version = plan.predictions.get(case)
     prediction = ws.read_labels(case, pred_version) if pred_version else None
     correction = ws.read_labels(case, plan.corrections[case])
+    rejections = [Rejection.from_dict(r)
+                  for r in ws.version_info(case, plan.corrections[case]).get("rejected") or []]
     if plan.config.dense_truth:
         states = naive_states(correction)
     else:
-        states = correction_states(ct, correction, prediction)
+        states = correction_states(ct, correction, prediction, rejections=rejections)
     focus = None if prediction is None else edited_voxels(prediction, correction)
+    if rejections:
+        balls = rejected_mask(rejections, states.shape, ct.spacing_zyx)
+        focus = balls if focus is None else focus | balls
     return TrainingCase(case, ct, states, focus)
 
 

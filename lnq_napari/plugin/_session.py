@@ -14,7 +14,13 @@ from scipy import ndimage
 
 from lnq_napari.api import NodeResult
 from lnq_napari.errors import LNQError
-from lnq_napari.interact import Suggestion, component_at, node_region_from_click, probable_region_at
+from lnq_napari.interact import (
+    Rejection,
+    Suggestion,
+    component_at,
+    node_region_from_click,
+    probable_region_at,
+)
 from lnq_napari.io.layout import case_name
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._autosave import Autosaver
@@ -198,11 +204,19 @@ class NodeSession:
         return node_id
 
     def reject_suggestion(self, index: int) -> None:
-        """Drop suggestion ``index`` and remember it as rejected (``nodes.metadata['lnq_rejected']``)."""
+        """Drop suggestion ``index`` and remember it as rejected (``nodes.metadata['lnq_rejected']``: the
+        :class:`~lnq_napari.interact.Rejection` dicts that Save keeps with the correction)."""
         point = self.suggestion_points()[index]
-        self.nodes.metadata.setdefault("lnq_rejected", []).append([float(v) for v in point])
+        feats = self.suggestions.features
+        known = "volume_mm3" in feats and len(feats) > index
+        volume = float(feats["volume_mm3"].iloc[index]) if known else 0.0
+        self.nodes.metadata.setdefault("lnq_rejected", []).append(Rejection.of(point, volume).to_dict())
         self.stats.rejected += 1
         self._drop_suggestion(index)
+
+    def rejections(self) -> list[dict]:
+        """The suggestions rejected on this node layer, as :class:`~lnq_napari.interact.Rejection` dicts."""
+        return list(self.nodes.metadata.get("lnq_rejected", []))
 
     def _drop_suggestion(self, index: int) -> None:
         self.suggestions.selected_data = {int(index)}

@@ -163,6 +163,9 @@ def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stan
     # save: new versions in lnq-labels/<case>/ beside the case, provenance in header and sidecar,
     # original untouched
     original = phantom_files.seg.read_bytes()
+    rejected_point = np.asarray(p.suggestions.data[0]).round().astype(int).tolist()
+    rejected_volume = float(p.suggestions.features["volume_mm3"].iloc[0])
+    p.widgets["Correct"].reject(0)  # kept with the correction: the fine-tune learns "no node here"
     v1 = p.widgets["Save"].save()
     v2 = p.widgets["Save"].save()
     assert (v1.name, v2.name) == ("v001.seg.nrrd", "v002.seg.nrrd")
@@ -174,6 +177,11 @@ def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stan
     sidecar = json.loads(v1.with_name("v001.json").read_text())
     assert sidecar["origin"] == str(phantom_files.ct) and sidecar["edits"] == session.edits > 0
     assert sidecar["source"] == "correction"
+    (rejection,) = sidecar["rejected"]
+    assert rejection["centre_zyx"] == rejected_point
+    radius = min((6 * rejected_volume / np.pi) ** (1 / 3) / 2, 15.0)  # an equal-volume ball, at most 15 mm
+    assert rejection["radius_mm"] == pytest.approx(radius, abs=0.01)
+    assert "lnq_rejected" not in back.meta  # a list: in the sidecar only
     assert json.loads(v2.with_name("v002.json").read_text())["parent"] == "v001"
 
 

@@ -75,6 +75,7 @@ class SaveWidget(QWidget):
                 folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
                 origin=session.source or session.nodes.name, layer=session.nodes.name,
                 nodes=int(np.unique(data[data > 0]).size),
+                **({"rejected": rejected} if (rejected := session.rejections()) else {}),
             )
         except LNQError as exc:
             self.status.setText(f"not saved: {exc}")
