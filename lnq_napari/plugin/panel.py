@@ -45,6 +45,8 @@ class LNQPanel(QWidget):
             "Review": ReviewWidget(napari_viewer, workspace=workspace),
             "Save": SaveWidget(napari_viewer, workspace=workspace),
         }
+        if model is None:  # the Segment tab follows the workspace's active version (Activate, fine-tune)
+            self.widgets["Review"].models.active_changed.connect(self.widgets["Segment"].follow_model)
         self.tabs = QTabWidget()
         self.tabs.setUsesScrollButtons(True)
         self.tabs.setDocumentMode(True)

@@ -218,3 +218,33 @@ def test_the_segment_tab_starts_with_the_workspace_active_model(make_napari_view
         assert Path(models[1]) == workspace.root and models[2] is None
     finally:
         workspace.activate(before["id"] if before else "bundled", decided_by="user")
+
+
+def test_the_segment_tab_follows_an_activation_unless_the_user_chose_a_model(make_napari_viewer, workspace):
+    from pathlib import Path
+
+    from lnq_napari import api
+    from lnq_napari.plugin.panel import LNQPanel
+
+    before = workspace.active_model()
+    first = workspace.models()[0]["id"]
+    viewer = make_napari_viewer()
+    try:
+        api.activate_model(workspace.root, "bundled")
+        following = LNQPanel(viewer, workspace=workspace)
+        given = LNQPanel(viewer, model=str(workspace.root), workspace=workspace)
+        segment, models = following.widgets["Segment"], following.widgets["Review"].models
+        assert segment.form.model.value is None
+        models.table.selectRow([m.version for m in models.models].index(first))
+        models.activate_selected()
+        assert Path(segment.form.model.value) == workspace.model_path(first)
+        assert Path(given.widgets["Segment"].form.model.value) == workspace.root  # given: kept
+        api.activate_model(workspace.root, "bundled")  # another process (the CLI) rolls back
+        models.refresh()
+        assert segment.form.model.value is None
+        segment.form.model.value = workspace.root  # the user's own choice now
+        api.activate_model(workspace.root, first)
+        models.refresh()
+        assert Path(segment.form.model.value) == workspace.root
+    finally:
+        workspace.activate(before["id"] if before else "bundled", decided_by="user")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -31,12 +31,20 @@ COLUMNS = ("version", "parent", "active", "verdict")
 
 
 class ModelsPanel(QWidget):
-    """Model versions of the workspace ``root()`` returns (None: no workspace chosen yet)."""
+    """Model versions of the workspace ``root()`` returns (None: no workspace chosen yet).
+
+    ``active_changed`` carries the newly active version's folder (None: the bundled model) whenever a
+    refresh finds another version active than the last one did (an Activate, a fine-tune the rule
+    activated, another workspace chosen).
+    """
+
+    active_changed = Signal(object)
 
     def __init__(self, root: Callable[[], Path | None]) -> None:
         super().__init__()
         self.root = root
         self.models: list[ModelSummary] = []
+        self._active: str | None = None
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -77,6 +85,8 @@ class ModelsPanel(QWidget):
         except LNQError as exc:
             self.models = []
             self.details.setText(str(exc))
+        else:
+            self._follow_active()
         self.table.setRowCount(len(self.models))
         for i, m in enumerate(self.models):
             for j, text in enumerate((m.version, m.parent or "", "*" if m.active else "", m.verdict)):
@@ -86,6 +96,13 @@ class ModelsPanel(QWidget):
         if names:
             self.table.selectRow(names.index(select) if select in names else len(names) - 1)
         return self.models
+
+    def _follow_active(self) -> None:
+        active = next((m for m in self.models if m.active), None)
+        now = None if active is None or active.version == "bundled" else active.path
+        if now != self._active:
+            self._active = now
+            self.active_changed.emit(now)
 
     def selected(self) -> ModelSummary | None:
         rows = self.table.selectionModel().selectedRows()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
@@ -59,6 +60,7 @@ class SegmentWidget(WorkerWidget):
         self.viewer = napari_viewer
         self.predictor_factory = predictor_factory or (lambda m, d: api.load_predictor(m, device=d))
         self._predictor, self._predictor_key = None, None
+        self._followed = model or None  # the model folder the field follows (follow_model)
         self.form = Container(widgets=[
             layer_choice(napari_viewer, Image, prefer_role="ct", name="ct", label="CT"),
             FileEdit(name="model", label="model", mode="d", nullable=True, value=model or None,
@@ -91,6 +93,14 @@ class SegmentWidget(WorkerWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         compact(self)
+
+    def follow_model(self, model: str | None) -> None:
+        """Predict with ``model`` (the workspace's newly active version; None: the bundled model) unless
+        the user has chosen another folder than the one followed so far."""
+        current = str(self.form.model.value) if self.form.model.value else None
+        if _same_folder(current, self._followed):
+            self.form.model.value = model
+        self._followed = model
 
     def _get_predictor(self, model: str | None, device: str):
         if self._predictor is None or (model, device) != self._predictor_key:
@@ -171,3 +181,7 @@ def show_region(viewer, region: Volume):
     kwargs = layer_kwargs(region, REGION_NAME, role="region")
     return viewer.add_image(border.astype(np.uint8), colormap="cyan", blending="additive",
                             contrast_limits=(0, 1), opacity=0.7, interpolation2d="nearest", **kwargs)
+
+
+def _same_folder(a: str | None, b: str | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and Path(a) == Path(b))
