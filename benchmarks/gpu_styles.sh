@@ -54,8 +54,8 @@ EVAL_S="${EVAL_S:-120}"              # kept for the after-scoring, the table and
 READ_S="${READ_S:-40}"               # kept for reading the training cases (before the guard starts)
 EVAL_WORKERS="${EVAL_WORKERS:-2}"    # scoring processes per site
 TRAIN_SEED="${TRAIN_SEED:-3000}" TEST_SEED="${TEST_SEED:-4000}"
-SEEN="default noncontrast sharp thick scanner"
-UNSEEN="habitus nodes lowdose"
+SEEN="${SEEN:-default noncontrast sharp thick scanner}"  # the sites trained on (the model card: noncontrast taught vessel false nodes)
+UNSEEN="${UNSEEN:-habitus nodes lowdose}"  # scored, never trained on (e.g. SEEN without noncontrast, UNSEEN with it)
 PY="${PY:-python3}"
 L="$W/logs"
 rm -rf "$W/train" "$W/test" "$W/styles" "$W/cache" "$L" && mkdir -p "$OUT" "$L" || exit 1
