@@ -128,9 +128,11 @@ class Bench:
 
     def __init__(self, args, site: str) -> None:
         self.args, self.site, self.out = args, site, Path(args.out)
-        margin = read_config(resolve_model(None)).inference.mediastinum_margin_mm
-        self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"), self.out / "cache" / "frozen",
-                                      region_margin_mm=margin)
+        bundled = read_config(resolve_model(None))
+        # per weights: a new bundled model never meets the old one's cached predictions
+        self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"),
+                                      self.out / "cache" / f"frozen-{bundled.weights_sha256[:10]}",
+                                      region_margin_mm=bundled.inference.mediastinum_margin_mm)
         self.test = load_cases(site_data(self.out, site, "test", args.test, shape=args.shape))
         self.forget = load_cases(site_data(self.out, FORGET_SITE, "test", args.test, shape=args.shape))
         self.frozen_site = figures(self.frozen, self.test)
