@@ -16,7 +16,6 @@ from lnq_napari import active
 from lnq_napari.inference import Prediction
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import mediastinum_region
 from lnq_napari.simulate import simulate_review
 
 
@@ -27,11 +26,10 @@ class CachedPredictor:
     float16, the mask as uint8, compressed.
     """
 
-    def __init__(self, factory, folder: str | Path, region_margin_mm: float | None = None) -> None:
+    def __init__(self, factory, folder: str | Path) -> None:
         self.inner = active.LazyPredictor(factory)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.region_margin_mm = region_margin_mm  # the model's: older caches lack the region it applied
 
     def predict(self, ct, progress=None, cancel=None):
         key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes()).hexdigest()[:20]
@@ -39,12 +37,7 @@ class CachedPredictor:
         grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
         if path.is_file():
             with np.load(path) as data:
-                if "region" in data:
-                    region = data["region"] if data["region"].shape == ct.shape else None
-                elif self.region_margin_mm is not None:  # an older cache: the same region, found again
-                    region = mediastinum_region(ct, self.region_margin_mm)
-                else:
-                    region = None
+                region = data["region"] if data["region"].shape == ct.shape else None  # (0,): none
                 return Prediction(Volume(data["probabilities"].astype(np.float32), **grid),
                                   Volume(data["mask"], **grid), str(data["version"]), region)
         pred = self.inner.predict(ct, progress=progress, cancel=cancel)
@@ -78,8 +71,8 @@ def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks
                  suggest: Callable[[Volume], list] | None = None) -> int:
     """Save a correction of each case's latest prediction; returns the number of clicks.
 
-    ``corrections``: "clicks" (the simulated reviewer, :func:`lnq_napari.simulate.simulate_review`) or
-    "truth" (the complete phantom truth saved as the correction: the ceiling of any review).
+    ``corrections``: "truth" (the complete phantom truth saved as the correction: the ceiling of any
+    review), else the simulated reviewer's clicks (:func:`lnq_napari.simulate.simulate_review`).
     ``suggest(ct)``: the suggestions the reviewer is shown (what napari's Segment panel lists); the
     reviewer rejects those on no node, and the rejections are saved with the correction.
     """

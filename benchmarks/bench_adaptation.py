@@ -128,11 +128,10 @@ class Bench:
 
     def __init__(self, args, site: str) -> None:
         self.args, self.site, self.out = args, site, Path(args.out)
-        bundled = read_config(resolve_model(None))
+        weights = read_config(resolve_model(None)).weights_sha256[:10]
         # per weights: a new bundled model never meets the old one's cached predictions
         self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"),
-                                      self.out / "cache" / f"frozen-{bundled.weights_sha256[:10]}",
-                                      region_margin_mm=bundled.inference.mediastinum_margin_mm)
+                                      self.out / "cache" / f"frozen-{weights}")
         self.test = load_cases(site_data(self.out, site, "test", args.test, shape=args.shape))
         self.forget = load_cases(site_data(self.out, FORGET_SITE, "test", args.test, shape=args.shape))
         self.frozen_site = figures(self.frozen, self.test)
@@ -192,7 +191,7 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
             LazyPredictor(lambda p=model_path: Predictor(p, device="cpu"))
         chosen, _ = choose_cases(ws, strategy, predictor, model_id, args.per_round, seed * 100 + rnd)
         shown = suggester(predictor, model_path) if args.corrections == "suggestions" else None
-        clicks += review_cases(ws, chosen, model_id, "clicks" if shown else args.corrections, suggest=shown)
+        clicks += review_cases(ws, chosen, model_id, args.corrections, suggest=shown)
         choose_s = t()
         result = run_finetune(ws, args.iterations, loop_overrides(args))
         ft_s = t() - choose_s

@@ -251,7 +251,7 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
 
 
 def test_rejected_suggestions_become_background_but_never_over_a_corrected_node():
-    from lnq_napari.interact import Rejection
+    from lnq_napari.interact import Rejection, rejected_mask
     from lnq_napari.phantom import make_case
 
     case = make_case(2, shape=SHAPE, spacing=SPACING)
@@ -262,7 +262,8 @@ def test_rejected_suggestions_become_background_but_never_over_a_corrected_node(
     unknown = np.argwhere(plain == -1)
     spot = unknown[np.abs(unknown[:, 0] - 9) >= 4][0]  # soft tissue the rules leave unknown, off the node
     far, near = Rejection(tuple(int(v) for v in spot), 7.0), Rejection((9, 31, 31), 7.0)  # near: on the node
-    states = correction_states(case.ct, corrected, rejections=[far, near])
+    states = correction_states(case.ct, corrected,
+                               rejected=rejected_mask([far, near], SHAPE, case.ct.spacing_zyx))
     box, ball = far.ball(SHAPE, case.ct.spacing_zyx)
     assert (states[box][ball] == BACKGROUND).all() and not (plain[box][ball] == BACKGROUND).all()
     assert (states[correction > 0] == NODE).all()

@@ -90,13 +90,13 @@ def _correction_case(ws, plan: FinetunePlan, case: str) -> TrainingCase:
     correction = ws.read_labels(case, plan.corrections[case])
     rejections = [Rejection.from_dict(r)
                   for r in ws.version_info(case, plan.corrections[case]).get("rejected") or []]
+    balls = rejected_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None
     if plan.config.dense_truth:
         states = naive_states(correction)
     else:
-        states = correction_states(ct, correction, prediction, rejections=rejections)
+        states = correction_states(ct, correction, prediction, rejected=balls)
     focus = None if prediction is None else edited_voxels(prediction, correction)
-    if rejections:
-        balls = rejected_mask(rejections, states.shape, ct.spacing_zyx)
+    if balls is not None:
         focus = balls if focus is None else focus | balls
     return TrainingCase(case, ct, states, focus)
 

@@ -8,23 +8,21 @@ suggestions the reviewer rejected become known background (0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from lnq_napari.components import label_components
 from lnq_napari.errors import LNQError
-from lnq_napari.interact import Rejection, rejected_mask
 from lnq_napari.io.volume import Volume
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states
 
 
 def correction_states(
     ct: Volume, correction: Volume, prediction: Volume | None = None, options: dict | None = None,
-    rejections: Sequence[Rejection] = (),
+    rejected: np.ndarray | None = None,
 ) -> np.ndarray:
     """int8 states of a corrected case: label_states of the correction, plus removed components and
-    rejected suggestions (their balls, outside the corrected nodes) as 0.
+    ``rejected`` (bool, the balls of the rejected suggestions: :func:`lnq_napari.interact.rejected_mask`)
+    outside the corrected nodes as 0.
 
     Unlike an original annotation, a correction gets no ring of known background around its nodes: the
     outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
@@ -42,8 +40,8 @@ def correction_states(
             kept = np.unique(comp[corrected & predicted])
             removed = (comp > 0) & ~np.isin(comp, kept)
             states[removed & ~corrected] = BACKGROUND
-    if rejections:
-        states[rejected_mask(rejections, corrected.shape, correction.spacing_zyx) & ~corrected] = BACKGROUND
+    if rejected is not None:
+        states[rejected & ~corrected] = BACKGROUND
     states[corrected] = NODE
     return states
 
