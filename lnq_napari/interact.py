@@ -26,6 +26,12 @@ SEED_HU_HALF_WIDTH = 75.0
 UPPER_SD, UPPER_MIN_HU = 3.0, 30.0
 #: Radius (mm) of the neighbourhood that sets the seed's intensity.
 SEED_RADIUS_MM = 2.0
+#: Image noise (HU) up to which a click smooths the CT at its base width; noisier CT (low dose) is
+#: smoothed wider in proportion. At 40 the click's Dice on the lowdose phantom site (noise ~80 HU) rose
+#: from a median 0.67 to 0.93, unchanged on the default, sharp and nodes sites (noise 12-36 HU).
+SMOOTH_NOISE_HU = 40.0
+#: Radius (mm) of the neighbourhood whose noise sets the smoothing.
+NOISE_RADIUS_MM = 10.0
 
 Slices = tuple[slice, slice, slice]
 #: Candidate regions closer than this (mm) are one suggestion (fragments of one node).
@@ -152,7 +158,8 @@ def node_region_from_click(
 ) -> tuple[Slices, np.ndarray]:
     """The node at a click as ``(crop slices, bool mask of the crop)``; the mask is empty when none is found.
 
-    Region growing from the seed in a soft-tissue HU band centred on the seed's smoothed intensity,
+    Region growing from the seed in a soft-tissue HU band centred on the seed's smoothed intensity (the
+    smoothing widened in proportion on CT noisier than :data:`SMOOTH_NOISE_HU`, such as low dose),
     limited to a ball of ``max_radius_mm``, restricted by ``probabilities`` (threshold well below the
     model's) when they are given and the seed is not clearly missed by the model, excluding voxels
     already labelled in ``labels``; thin bridges to touching vessels and neighbours are cut by a
@@ -166,7 +173,8 @@ def node_region_from_click(
     seed = tuple(i - s.start for i, s in zip(idx, box, strict=True))
 
     hu = ct.array[box].astype(np.float32)
-    sigma = np.clip(0.6 / spacing * spacing.min(), 0.3, 1.0)
+    near = hu[_crop_around(seed, [max(2, int(round(NOISE_RADIUS_MM / s))) for s in spacing], hu.shape)]
+    sigma = np.clip(0.6 / spacing * spacing.min(), 0.3, 1.0) * max(1.0, noise_hu(near) / SMOOTH_NOISE_HU)
     smooth = ndimage.gaussian_filter(hu, sigma=sigma, mode="nearest")
 
     ball = _distance_mm(hu.shape, seed, spacing) <= max_radius_mm
@@ -189,6 +197,17 @@ def node_region_from_click(
     comp, _ = ndimage.label(region)  # growth: face neighbours
     region = comp == comp[seed]
     return box, _split_at_bridges(region, seed, spacing)
+
+
+def noise_hu(hu: np.ndarray) -> float:
+    """Robust noise level (HU) of a CT crop: 1.4826 x the median absolute deviation of its soft-tissue
+    voxels from their 3 x 3 x 3 median (about 0.7 x the sd of white noise; a clean edge reads 0; 0 when
+    the crop holds no soft tissue)."""
+    soft = (hu > NODE_HU[0] - 110.0) & (hu < NODE_HU[1] + 80.0)
+    if not soft.any():
+        return 0.0
+    residual = (hu - ndimage.median_filter(hu, size=3))[soft]
+    return float(1.4826 * np.median(np.abs(residual - np.median(residual))))
 
 
 def _hu_band(smooth: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray) -> tuple[float, float]:

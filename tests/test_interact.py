@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import lnq_napari.interact as interact
 from lnq_napari.interact import (
     Suggestion,
     component_at,
     node_from_click,
     node_region_from_click,
+    noise_hu,
     probable_region_at,
     remove_node_at,
     suggest_candidates,
@@ -50,6 +52,38 @@ def test_click_at_node_centre_recovers_the_node_not_the_vessel(scene):
     assert mask.shape == ct.shape and mask.dtype == bool
     assert _dice(mask, node) > 0.9
     assert (mask & vessel & ~node).sum() < 0.05 * node.sum()
+
+
+def _noisy_scene(seed: int, noise_sd: float):
+    """A node (8 mm, 50 HU) touching an enhanced vessel (200 HU) in fat, with low-dose white noise."""
+    rng = np.random.default_rng(seed)
+    shape = (30, 96, 96)
+    node = _ball(shape, (15, 48, 40), 8.0)
+    _, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    vessel = np.broadcast_to(np.hypot((y - 48) * 0.8, (x - 40 - 13 / 0.8) * 0.8) <= 5.0, shape)
+    ct = np.full(shape, -100.0)
+    ct[node], ct[vessel & ~node] = 50, 200
+    return Volume((ct + rng.normal(0, noise_sd, shape)).astype(np.int16), spacing=SPACING), node
+
+
+def test_noise_level_follows_the_noise_not_the_edges():
+    flat_with_edge = np.where(np.arange(40)[None, None, :] < 20, -50.0, 60.0) * np.ones((10, 40, 1))
+    assert noise_hu(flat_with_edge.astype(np.float32)) == 0.0  # a clean edge is not noise
+    rng = np.random.default_rng(0)
+    low, high = (noise_hu((flat_with_edge + rng.normal(0, sd, flat_with_edge.shape)).astype(np.float32))
+                 for sd in (10.0, 80.0))
+    assert 5.0 < low < 12.0 and 40.0 < high < 90.0 and high > 6 * low
+    assert noise_hu(np.full((5, 5, 5), -1000.0, np.float32)) == 0.0  # no soft tissue to measure
+
+
+def test_a_click_on_low_dose_ct_is_smoothed_wider_and_leaks_less(monkeypatch):
+    adaptive = [_dice(node_from_click(ct, (15, 48, 40)), node)
+                for ct, node in (_noisy_scene(seed, 110.0) for seed in range(3))]
+    monkeypatch.setattr(interact, "SMOOTH_NOISE_HU", np.inf)  # the base width whatever the noise
+    fixed = [_dice(node_from_click(ct, (15, 48, 40)), node)
+             for ct, node in (_noisy_scene(seed, 110.0) for seed in range(3))]
+    assert np.mean(adaptive) > np.mean(fixed) + 0.05
+    assert min(adaptive) > 0.65
 
 
 def test_click_off_centre_still_finds_the_node(scene):
