@@ -3,7 +3,7 @@
 Positive click at the centre of every target node that the partial labels miss -> Dice against that
 node's own truth component; negative click on every truth node -> exactly that component removed.
 Prints per-click median / p95 time (ms) and the Dice median. Run:
-    OMP_NUM_THREADS=1 python benchmarks/bench_interact.py --cases 3
+    OMP_NUM_THREADS=1 python benchmarks/bench_interact.py --cases 3 [--site lowdose]
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
 
 
-def bench_case(seed: int) -> tuple[list[float], list[float], list[float], list[bool]]:
-    case = make_case(seed)
+def bench_case(seed: int, site: str = "default") -> tuple[list[float], list[float], list[float], list[bool]]:
+    case = make_case(seed, site=site)
     ct, inst = case.ct, np.asarray(case.instances.array)
     partial = np.asarray(case.partial.array) > 0
     add_ms, dices, remove_ms, exact = [], [], [], []
@@ -56,10 +56,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--site", default="default", help="phantom site (lnq-napari phantom --site)")
     args = parser.parse_args()
     add_ms, dices, remove_ms, exact = [], [], [], []
     for k in range(args.cases):
-        a, d, r, e = bench_case(args.seed + k)
+        a, d, r, e = bench_case(args.seed + k, args.site)
         add_ms += a
         dices += d
         remove_ms += r
