@@ -86,6 +86,18 @@ def test_a_click_on_low_dose_ct_is_smoothed_wider_and_leaks_less(monkeypatch):
     assert min(adaptive) > 0.65
 
 
+def test_a_click_on_a_faint_node_in_dense_fat_stops_at_its_half_maximum_edge():
+    """Node 20 HU in fat of -45 HU (little contrast, as the nodes site): the growth must not run into
+    the fat, whose noisy voxels reach the fixed soft-tissue floor of -40 HU."""
+    rng = np.random.default_rng(0)
+    shape = (30, 96, 96)
+    node = _ball(shape, (15, 48, 40), 8.0)
+    ct = np.where(node, 20.0, -45.0) + rng.normal(0, 12, shape)
+    mask = node_from_click(Volume(ct.astype(np.int16), spacing=SPACING), (15, 48, 40))
+    assert _dice(mask, node) > 0.95
+    assert (mask & ~node).sum() < 0.05 * node.sum()
+
+
 def test_click_off_centre_still_finds_the_node(scene):
     ct, node, _ = scene
     assert _dice(node_from_click(ct, (15, 50, 37)), node) > 0.85
