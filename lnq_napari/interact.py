@@ -28,12 +28,13 @@ UPPER_SD, UPPER_MIN_HU = 3.0, 30.0
 SEED_RADIUS_MM = 2.0
 #: The fat around a node: smoothed voxels above this HU (not lung) and this far below the node's own.
 #: The band's lower end is half-way between the two: on the nodes phantom site (fat -55 HU, nodes about
-#: 20 HU) the click's Dice rose from a median 0.62 to 0.79, on noncontrast its 10th percentile from 0.53
-#: to 0.82; default, habitus, scanner unchanged, sharp, thick, lowdose within 0.03 (3 cases per site).
+#: 20 HU) the click's Dice rose from a median 0.847 to 0.925 (``bench_interact.py --site nodes --cases 4``),
+#: default unchanged (0.986).
 SURROUNDING_HU = (-250.0, 40.0)
 #: Image noise (HU) up to which a click smooths the CT at its base width; noisier CT (low dose) is
-#: smoothed wider in proportion. At 40 the click's Dice on the lowdose phantom site (noise ~80 HU) rose
-#: from a median 0.67 to 0.93, unchanged on the default, sharp and nodes sites (noise 12-36 HU).
+#: smoothed wider in proportion. At 40 the click's Dice on the lowdose phantom site (noise level ~80)
+#: rose from a median 0.709 to 0.968 (``bench_interact.py --site lowdose --cases 4``); the default, sharp
+#: and nodes sites (12-36) are below it.
 SMOOTH_NOISE_HU = 40.0
 #: Radius (mm) of the neighbourhood whose noise sets the smoothing.
 NOISE_RADIUS_MM = 10.0
@@ -163,8 +164,9 @@ def node_region_from_click(
 ) -> tuple[Slices, np.ndarray]:
     """The node at a click as ``(crop slices, bool mask of the crop)``; the mask is empty when none is found.
 
-    Region growing from the seed in a soft-tissue HU band centred on the seed's smoothed intensity (the
-    smoothing widened in proportion on CT noisier than :data:`SMOOTH_NOISE_HU`, such as low dose),
+    Region growing from the seed in a soft-tissue HU band around the seed's smoothed intensity (the
+    smoothing widened in proportion on CT noisier than :data:`SMOOTH_NOISE_HU`, such as low dose; the
+    band's lower end at the node's half-maximum edge against the fat around it),
     limited to a ball of ``max_radius_mm``, restricted by ``probabilities`` (threshold well below the
     model's) when they are given and the seed is not clearly missed by the model, excluding voxels
     already labelled in ``labels``; thin bridges to touching vessels and neighbours are cut by a
