@@ -17,7 +17,7 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneResult, finetune_workspace, split_cases
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.training.corrections import correction_states, edited_voxels
+from lnq_napari.training.corrections import correction_states, edited_voxels, unconfirmed_components
 from lnq_napari.training.labels import BACKGROUND, NODE
 
 SHAPE, SPACING = (16, 48, 48), (6.0, 6.0, 8.0)
@@ -333,6 +333,56 @@ def test_dense_truth_makes_a_corrected_case_node_or_background(tmp_path, dataset
     partial = _correction_case(ws, make_plan(ws, FinetuneConfig(), "cpu"), case)
     assert (partial.states == -1).any()  # the label-state rules leave unknowns
     assert dense.focus is not None and np.array_equal(dense.focus, partial.focus)
+
+
+def test_unconfirmed_components_are_the_predicted_ones_on_no_reviewed_node():
+    prediction = np.zeros((6, 20, 20), bool)
+    prediction[1:3, 2:5, 2:5] = True  # on a node
+    prediction[1:3, 10:13, 10:13] = True  # on none
+    prediction[4:6, 15:18, 2:4] = True  # on none
+    nodes = np.zeros_like(prediction)
+    nodes[2:4, 3:7, 3:7] = True
+    found = unconfirmed_components(prediction, nodes)
+    expected = prediction.copy()
+    expected[1:3, 2:5, 2:5] = False
+    assert np.array_equal(found, expected)
+    assert not unconfirmed_components(np.zeros_like(prediction), nodes).any()
+
+
+def test_mined_negatives_become_background_and_focus_half_way(tmp_path, dataset, parent_model):
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=3)
+    parent_path = ws.model_path("m001").resolve()
+    asked = []
+
+    def factory(path, device):  # the half-trained model calls one more place a node on every CT
+        asked.append(Path(path).resolve())
+        if Path(path).resolve() == parent_path:
+            return _TruthPredictor(truth)
+        false_node = {}
+        for origin, mask in truth.items():
+            extra = mask.copy()
+            extra[10:13, 40:44, 2:6] = 1
+            false_node[origin] = extra
+        return _TruthPredictor(false_node)
+
+    config = FinetuneConfig(iterations=4, mine_negatives=True, replay_fraction=0.0)
+    result = finetune_workspace(ws, config, device="cpu", predictor_factory=factory)
+    assert result.mined_negatives == len(result.train_cases)  # one false component per training case
+    staging = [p for p in asked if p != parent_path][0]
+    assert staging.name != result.new_version  # mined with the half-trained model, before registering
+    log = (ws.model_path(result.new_version) / "train_log.csv").read_text().splitlines()
+    assert log[-1].startswith("4,")
+
+    from lnq_napari.finetuning.plan import make_plan
+    from lnq_napari.finetuning.workflow import _correction_case, _with_negatives
+
+    case = result.train_cases[0]
+    plain = _correction_case(ws, make_plan(ws, FinetuneConfig(), "cpu"), case)
+    mined = np.zeros(plain.states.shape, bool)
+    mined[10:13, 40:44, 2:6] = True
+    (taught,) = _with_negatives([plain], {case: mined})
+    assert (taught.states[mined] == BACKGROUND).all() and taught.focus[mined].all()
+    assert np.array_equal(taught.states[~mined], plain.states[~mined])
 
 
 def test_norm_first_leaves_frozen_weights_bit_identical(tmp_path, dataset, parent_model):

@@ -141,6 +141,19 @@ def test_cancel_then_resume_continues_iterations(tmp_path, phantom_case):
         train_model([phantom_case], tmp_path / "empty", iterations=5, device="cpu", resume=True)
 
 
+def test_stop_at_pauses_with_a_checkpoint_and_resume_finishes_the_schedule(tmp_path, phantom_case):
+    out = tmp_path / "m"
+    train_model([phantom_case], out, iterations=8, device="cpu", config=TINY_CONFIG, stop_at=3,
+                checkpoint_every=100)
+    assert torch.load(out / "train_state" / "state.pt", weights_only=True)["iteration"] == 3
+    paused = json.loads((out / "config.json").read_text())["training"]
+    assert paused["completed_iterations"] == 3 and paused.get("finished") is None
+    train_model([phantom_case], out, iterations=8, device="cpu", resume=True)
+    done = json.loads((out / "config.json").read_text())["training"]
+    assert done["completed_iterations"] == 8 and done["finished"]
+    assert [it for it, _ in _losses(out)][-1] == 8
+
+
 def test_init_from_records_parent(tmp_path, phantom_case):
     parent = train_model([phantom_case], tmp_path / "p", iterations=2, device="cpu", config=TINY_CONFIG)
     child = train_model([phantom_case], tmp_path / "c", iterations=2, device="cpu", init_from=parent)

@@ -10,8 +10,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from lnq_napari.activation import ActivationRule, CaseFigures, Verdict
 from lnq_napari.active import LazyPredictor
+from lnq_napari.components import label_components
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
 from lnq_napari.finetuning.validation import (
@@ -26,12 +29,13 @@ from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.training.anchor import Anchor
-from lnq_napari.training.corrections import correction_states, edited_voxels
-from lnq_napari.training.labels import label_states, naive_states
+from lnq_napari.training.corrections import correction_states, edited_voxels, unconfirmed_components
+from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
 from lnq_napari.workspace import Workspace
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
+MINED = "mined_negatives.npz"  # in the staging train state: what mining found, for a resumed fine-tune
 Progress = Callable[[float, str], None] | None
 PredictorFactory = Callable[[Path, str], object]
 Candidate = tuple[list[CaseFigures], float | None, PostprocessingChoice | None]
@@ -59,6 +63,7 @@ class FinetuneResult:
     config: FinetuneConfig
     train_seconds: float
     seconds: float
+    mined_negatives: int = 0
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (nested objects as dicts)."""
@@ -128,20 +133,65 @@ def _anchor(plan: FinetunePlan) -> Anchor | None:
     return Anchor(plan.parent_path, c.distill_weight, c.l2sp_weight, c.trainable)
 
 
-def _train(ws, plan: FinetunePlan, resume: bool, progress: Progress, cancel) -> float:
-    """Train the plan's model into its staging folder (continuing a cancelled one); returns seconds."""
+def _mined_negatives(plan: FinetunePlan, cases: list[TrainingCase], make_predictor: PredictorFactory,
+                     cancel) -> dict[str, np.ndarray]:
+    """Per corrected training case, the components the half-trained model (the staging folder) predicts
+    on none of the reviewer's nodes; saved with the train state, read back when a fine-tune resumes."""
+    path = Path(plan.staging) / STATE_DIR / MINED
+    if path.is_file():
+        with np.load(path) as saved:
+            return {case.case_id: saved[case.case_id] for case in cases if case.case_id in saved.files}
+    predictor = make_predictor(Path(plan.staging), plan.device)
+    mined = {}
+    for case in cases:
+        if not case.replay:
+            predicted = np.asarray(predictor.predict(case.ct, cancel=cancel).mask.array) > 0
+            mined[case.case_id] = unconfirmed_components(predicted, case.states == NODE)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **mined)
+    os.replace(tmp, path)
+    return mined
+
+
+def _with_negatives(cases: list[TrainingCase], mined: dict[str, np.ndarray]) -> list[TrainingCase]:
+    """The cases with their mined components as known background and as focus."""
+    out = []
+    for case in cases:
+        mask = mined.get(case.case_id)
+        if mask is None or not mask.any():
+            out.append(case)
+            continue
+        focus = mask if case.focus is None else case.focus | mask
+        states = np.where(mask, np.int8(BACKGROUND), case.states)
+        out.append(dataclasses.replace(case, states=states, focus=focus))
+    return out
+
+
+def _train(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFactory, progress: Progress,
+           cancel) -> tuple[float, int]:
+    """Train the plan's model into its staging folder (continuing a cancelled one); with
+    ``mine_negatives`` pause half-way and mine the model's unconfirmed components on the corrected cases.
+    Returns seconds and the number of mined components."""
     cases = _training_cases(ws, plan, _stage(progress, 0.0, 0.125))
     staging = Path(plan.staging)
-    can_resume = resume and (staging / STATE_DIR / "state.pt").is_file()
     iterations = plan.config.iterations
-    t0 = time.time()
-    train_model(
-        cases, staging, iterations, device=plan.device, seed=plan.config.seed,
-        init_from=None if can_resume else plan.parent_path,
-        config=train_overrides(Path(plan.parent_path), plan.config), progress=_stage(progress, 0.125, 1.0),
-        cancel=cancel, resume=can_resume, checkpoint_every=max(10, iterations // 4), anchor=_anchor(plan),
-    )
-    return time.time() - t0
+    pause = iterations // 2 if plan.config.mine_negatives and iterations >= 2 else None
+    t0, n_mined = time.time(), 0
+    for stop_at in ([pause] if pause else []) + [None]:
+        can_resume = resume and (staging / STATE_DIR / "state.pt").is_file()
+        train_model(
+            cases, staging, iterations, device=plan.device, seed=plan.config.seed,
+            init_from=None if can_resume else plan.parent_path,
+            config=train_overrides(Path(plan.parent_path), plan.config),
+            progress=_stage(progress, 0.125, 1.0), cancel=cancel, resume=can_resume,
+            checkpoint_every=max(10, iterations // 4), anchor=_anchor(plan), stop_at=stop_at,
+        )
+        if stop_at is not None:
+            mined = _mined_negatives(plan, cases, make_predictor, cancel)
+            n_mined = sum(int(label_components(m)[1]) for m in mined.values())
+            cases = _with_negatives(cases, mined)
+            resume = True
+    return time.time() - t0, n_mined
 
 
 # ---------------------------------------------------------------- figures, candidate, verdict
@@ -238,7 +288,7 @@ def finetune_workspace(
     t0 = time.time()
     plan = resume_plan(ws) if resume else start_plan(ws, config or FinetuneConfig(), device)
     _baseline(ws, plan, make_predictor, _stage(progress, 0.0, 0.1), cancel)
-    train_seconds = _train(ws, plan, resume, _stage(progress, 0.1, 0.85), cancel)
+    train_seconds, n_mined = _train(ws, plan, resume, make_predictor, _stage(progress, 0.1, 0.85), cancel)
     figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 1.0), cancel)
     verdict = _verdict(plan, figures, rule)
     result = FinetuneResult(
@@ -249,7 +299,7 @@ def finetune_workspace(
         val_cases=plan.val_cases, replay_cases=plan.replay_cases,
         validated_on_training=plan.validated_on_training, iterations=plan.config.iterations, alpha=alpha,
         postprocessing=post, config=plan.config, train_seconds=round(train_seconds, 1),
-        seconds=round(time.time() - t0, 1),
+        seconds=round(time.time() - t0, 1), mined_negatives=n_mined,
     )
     version = _register(ws, plan, result)
     if result.activated:

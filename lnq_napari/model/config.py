@@ -226,6 +226,7 @@ class FinetuneConfig:
     trainable: str = "norm_first"  # "norm_first" | "all"
     interpolate: bool = False  # pick alpha of (1-alpha) w_parent + alpha w_ft on the validation cases
     refit_postprocessing: bool = False  # re-fit threshold and min component size on the training corrections
+    mine_negatives: bool = False  # half-way: the model's own components on no corrected node -> background
 
     def __post_init__(self) -> None:
         problems = []

@@ -53,3 +53,13 @@ def edited_voxels(prediction: Volume, correction: Volume) -> np.ndarray | None:
         return None
     edited = before != after
     return edited if edited.any() else None
+
+
+def unconfirmed_components(prediction: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """The components of ``prediction`` (bool) that touch no voxel of ``nodes`` (bool, the reviewer's
+    nodes): on a reviewed case, places the model calls a node and the reviewer did not."""
+    comp, n = label_components(np.asarray(prediction, bool))
+    if not n:
+        return np.zeros(comp.shape, bool)
+    confirmed = np.unique(comp[np.asarray(nodes, bool) & (comp > 0)])
+    return (comp > 0) & ~np.isin(comp, confirmed)

@@ -392,6 +392,7 @@ def train_model(
     resume: bool = False,
     checkpoint_every: int = 200,
     anchor: Anchor | None = None,
+    stop_at: int | None = None,
 ) -> Path:
     """Train (or fine-tune, with ``init_from``) a model on ``cases``; returns the model folder ``out_dir``.
 
@@ -400,7 +401,8 @@ def train_model(
     model. ``resume=True`` continues from the last checkpoint in ``out_dir`` (weights, optimizer,
     iteration). A checkpoint is written every ``checkpoint_every`` iterations, at the end, and when
     ``cancel()`` stops the run (then ``Cancelled``). ``anchor``: ties to a parent model (frozen layers,
-    L2-SP, distillation; see :mod:`lnq_napari.training.anchor`).
+    L2-SP, distillation; see :mod:`lnq_napari.training.anchor`). ``stop_at``: pause after that iteration
+    with a checkpoint, as a cancel would but without raising; ``resume=True`` continues the schedule.
     """
     if not cases:
         raise LNQError("no training cases; give at least one case with annotated nodes")
@@ -413,7 +415,8 @@ def train_model(
     log = TrainLog(run, progress, resume)
     run.model.train()
     it = run.start
-    while it < run.iterations:
+    end = run.iterations if stop_at is None else min(int(stop_at), run.iterations)
+    while it < end:
         if cancel is not None and cancel():
             save_state(run, it)
             raise Cancelled(f"training stopped at iteration {it}; resume with resume=True")
@@ -422,6 +425,9 @@ def train_model(
         log.update(it, loss, lr)
         if it % checkpoint_every == 0 and it < run.iterations:
             save_state(run, it)
+    if it < run.iterations:  # paused at stop_at
+        save_state(run, it)
+        return run.out_dir
     _finish(run, it, log.ema)
     return run.out_dir
 
