@@ -55,7 +55,7 @@ SWITCHES = {
     "l2sp_weight=0.01": {"l2sp_weight": 0.01}, "trainable=all": {"trainable": "all"},
     "interpolate=true": {"interpolate": True}, "refit_postprocessing=true": {"refit_postprocessing": True},
     "replay_fraction=0": {"replay_fraction": 0.0}, "replay_data=default-site": {"replay_data": None},
-    "mine_negatives=true": {"mine_negatives": True},
+    "mine_negatives=false": {"mine_negatives": False},
 }
 
 
