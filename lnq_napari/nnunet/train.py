@@ -45,9 +45,12 @@ def train_fold(
     env = {**os.environ, "nnUNet_raw": str(dataset_folder.parent),
            "nnUNet_preprocessed": str(Path(preprocessed).resolve()),
            "nnUNet_results": str(Path(results).resolve()), "nnUNet_n_proc_DA": "0",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+    # nnU-Net prints non-ASCII; under an ASCII locale a strict decode would kill the reader, fill the pipe
+    # and hang the child
     proc = subprocess.Popen([sys.executable, "-m", "lnq_napari.nnunet.train", json.dumps(job)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                            errors="replace")
     lines: list[str] = []
 
     def read() -> None:
