@@ -49,8 +49,8 @@ def train_fold(
     # nnU-Net prints non-ASCII; under an ASCII locale a strict decode would kill the reader, fill the pipe
     # and hang the child
     proc = subprocess.Popen([sys.executable, "-m", "lnq_napari.nnunet.train", json.dumps(job)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                            errors="replace")
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            encoding="utf-8", errors="replace")
     lines: list[str] = []
 
     def read() -> None:
