@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from _adapt_common import CachedPredictor, bootstrap_median, choose_cases, review_cases, suggester
+from _adapt_targets import judge_rounds, summarise_seeds
 from bench_active_learning import Timer, evaluate_test, log
 
 from lnq_napari import api
@@ -172,15 +173,20 @@ def loop_overrides(args) -> dict:
     return {k: v for k, v in vars(config).items() if v != getattr(base, k)}
 
 
-def settings_tag(args) -> str:
+def settings_tag(settings: list[str]) -> str:
     """``""`` for the defaults, else ``-`` + the ``--set`` settings joined by ``+``."""
-    return "" if not args.set else "-" + "+".join(args.set)
+    return "" if not settings else "-" + "+".join(settings)
+
+
+def loop_name(strategy: str, corrections: str, settings: list[str]) -> str:
+    """A loop run's workspace name under ``OUT/work/<site>-s<seed>-``: strategy, corrections, settings."""
+    return f"{strategy}-{corrections}{settings_tag(settings)}"
 
 
 def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
     """Rounds of choose, correct, fine-tune, score for one strategy; one row per round (0: frozen)."""
     args = bench.args
-    ws = bench.workspace(seed, f"{strategy}-{args.corrections}{settings_tag(args)}")
+    ws = bench.workspace(seed, loop_name(strategy, args.corrections, args.set))
     active_site, active_default = bench.frozen_site, bench.frozen_default
     rows = [{"round": 0, "strategy": strategy, "model": "bundled", "activated": None, "reason": "",
              "clicks": 0, "reviewed": 0, **_summary(active_site), **_summary(active_default, "default_")}]
@@ -333,12 +339,14 @@ def report_loop(out: Path, sites: list[str], seeds: list[int], frozen: dict[str,
     rows = [dict(r, site=run["site"], seed=run["seed"], corrections=run["corrections"],
                  settings="+".join(run["settings"].get("set") or []) or "defaults", dice_ci=(
         f"{r['dice_lo']:.3f}-{r['dice_hi']:.3f}"), verdict={None: "", True: "activated", False: "refused"}[
-        r["activated"]]) for run in runs for r in run["rows"]]
+        r["activated"]]) for run in runs for r in judge_rounds(run["rows"])]
     if rows:
         print_table(rows, ["site", "seed", "corrections", "settings", "strategy", "round", "dice_median",
                            "dice_ci", "recall", "fp_per_case", "cand_dice_median", "cand_recall",
-                           "cand_fp_per_case", "verdict", "default_dice_median", "cand_default_dice_median",
-                           "clicks", "finetune_s", "round_s"])
+                           "cand_fp_per_case", "rose", "verdict", "right", "default_dice_median",
+                           "cand_default_dice_median", "clicks", "finetune_s", "round_s"])
+    for summary in summarise_seeds(runs, frozen):
+        print(summary.line())
     for site in sites:
         site_runs = [r for r in runs if r["site"] == site]
         if site_runs:
@@ -378,7 +386,7 @@ def main(argv=None) -> int:
                 run_ablation(bench, seed, out / f"ablation-{site}-s{seed}-it{args.iterations}.json")
             elif args.mode == "loop":
                 for strategy in args.strategies.split(","):
-                    path = out / f"loop-{site}-s{seed}-{strategy}-{args.corrections}{settings_tag(args)}.json"
+                    path = out / f"loop-{site}-s{seed}-{loop_name(strategy, args.corrections, args.set)}.json"
                     if path.is_file():
                         continue
                     t = time.time()
