@@ -307,7 +307,7 @@ def plot_loop(site: str, runs: list[dict], frozen: dict, path: Path) -> None:
         rr = run["rows"]
         x = [r["round"] for r in rr]
         style = "o-" if run["corrections"] == "clicks" else "s--"
-        label = (f"{run['strategy']} ({run['corrections']}), "
+        label = (f"seed {run['seed']}, {run['strategy']} ({run['corrections']}), "
                  f"{'+'.join(run['settings'].get('set') or []) or 'defaults'}")
         first = label not in colours
         colour = colours.setdefault(label, next(palette))

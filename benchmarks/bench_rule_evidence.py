@@ -6,8 +6,10 @@ leans on the fixed test cases; this benchmark asks the question of the verdicts 
 version in the loop workspaces ``bench_adaptation.py`` kept (``OUT/work/<site>-s*``), the version, its
 parent and the lineage's original model are scored on the version's held-out cases against the
 corrections (what the rule saw) and against the phantom's complete truth. Per (version, case) it
-prints candidate - parent for surface Dice at the rule's tolerance, Dice and false nodes, both ways,
-and over all pairs how often the two agree. Where they agree, a verdict the test set calls wrong was
+prints candidate - parent, both ways, for surface Dice at 3 mm (the rule's outline figure until session
+12), Dice, the known-voxel Dice (the rule's outline figure now: against the correction's label states),
+false nodes, and false nodes lying mostly on known background (tried in session 12, not adopted), and
+over all pairs how often the two agree. Where they agree, a verdict the test set calls wrong was
 wrong because its held-out cases differ from the test cases, not because the corrections misled it.
 
     OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_rule_evidence.py \
@@ -22,14 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.activation import SURFACE_TOLERANCE_MM
+from lnq_napari.components import label_components
+from lnq_napari.finetuning.reviewed import read_reviewed
 from lnq_napari.inference import Predictor
 from lnq_napari.io.readers import read_volume
-from lnq_napari.metrics import evaluate_case
+from lnq_napari.metrics import evaluate_case, known_voxel_dice
 from lnq_napari.model import resolve_model
 from lnq_napari.workspace import Workspace
 
-FIGURES = ("surface_dice", "dice", "fp_nodes")
+SURFACE_TOLERANCE_MM = 3.0  # the surface Dice the rule judged outlines by until session 12
+FIGURES = ("surface_dice", "dice", "known_dice", "fp_nodes", "known_fp")
 
 
 def _folder(ws: Workspace, version: str) -> Path:
@@ -41,11 +45,22 @@ def _scores(ws: Workspace, version: str, case: str, predictors: dict) -> dict[st
     folder = _folder(ws, version)
     if folder not in predictors:
         predictors[folder] = Predictor(folder, device="cpu")
-    mask = predictors[folder].predict(ws.read_ct(case)).mask
-    correction = ws.read_labels(case, ws.latest_version(case, "correction")["version"])
+    reviewed = read_reviewed(ws, case, ws.latest_version(case, "correction")["version"])
+    mask = predictors[folder].predict(reviewed.ct).mask
+    correction = reviewed.correction
     truth = correction.with_array((np.asarray(read_volume(ws.full_path(case)).array) > 0).astype(np.uint8))
-    return {ref: evaluate_case(mask, labels, surface_tolerance_mm=SURFACE_TOLERANCE_MM)
-            for ref, labels in (("clicks", correction), ("truth", truth))}
+    out = {ref: evaluate_case(mask, labels, surface_tolerance_mm=SURFACE_TOLERANCE_MM)
+           for ref, labels in (("clicks", correction), ("truth", truth))}
+    states = reviewed.states()  # the correction as training and the rule read it
+    predicted = np.asarray(mask.array) > 0
+    out["clicks"]["known_dice"] = known_voxel_dice(predicted, states)
+    out["truth"]["known_dice"] = out["truth"]["dice"]
+    # tried and not adopted: a false node only when it lies mostly on what the states know as background
+    comp, n = label_components(predicted)
+    off = [c for c in range(1, n + 1) if not (states[comp == c] == 1).any()]
+    out["clicks"]["known_fp"] = sum((states[comp == c] == 0).mean() >= 0.5 for c in off)
+    out["truth"]["known_fp"] = out["truth"]["fp_nodes"]
+    return out
 
 
 def main(argv=None) -> int:

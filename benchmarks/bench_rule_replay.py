@@ -1,19 +1,13 @@
-"""Would another reading of the held-out evidence have made the activation rule right more often?
+"""Would the activation rule as it is now have judged the kept loop rounds right more often?
 
-For every fine-tuned round of the loop runs ``bench_adaptation.py`` kept under ``--out``, the verdict's
-figures are read from the workspace's model registry (the differences candidate - parent and candidate -
-original on the version's held-out corrected cases, with their bootstrap bounds) and judged again by
-fixed alternatives; each verdict is then checked against the issue's bar on the test set
-(:func:`_adapt_targets.judge_rounds`). Only the round's own verdict is replayed: had a verdict changed,
-later rounds would have had another parent.
+For every fine-tuned round of the loop runs ``bench_adaptation.py`` kept under ``--out``, the version,
+its parent and the lineage's original model are scored again on the version's held-out corrected cases
+with today's validation (:func:`lnq_napari.finetuning.validation.version_figures`) and judged by today's
+rule (:func:`lnq_napari.activation.decide_activation`); both the logged verdict and the new one are
+checked against the issue's bar on the test set (:func:`_adapt_targets.judge_rounds`). Only the round's
+own verdict is replayed: had a verdict changed, later rounds would have had another parent.
 
-- ``logged``: the rule as it ran (bounds of the 90% interval; point estimates on one held-out case).
-- ``points``: point estimates against the margins (surface Dice > -0.02, recall > -0.05, false nodes
-  net of nodes found < +0.2), at any number of cases.
-- ``points-strict``: point estimates, no surface Dice or recall loss at all (the thin-evidence rule).
-- ``fp-points``: bounds for surface Dice and recall, the point estimate for false nodes.
-
-    python benchmarks/bench_rule_replay.py --out benchmarks/results/adaptation-s9
+    OMP_NUM_THREADS=2 python benchmarks/bench_rule_replay.py --out benchmarks/results/adaptation-s9
 """
 
 from __future__ import annotations
@@ -26,63 +20,90 @@ from pathlib import Path
 from _adapt_targets import judge_rounds
 from bench_adaptation import loop_name
 
-from lnq_napari.activation import ActivationRule
+from lnq_napari.activation import ActivationRule, Verdict, decide_activation
+from lnq_napari.finetuning.validation import original_model, version_figures
+from lnq_napari.inference import Predictor
+from lnq_napari.model import resolve_model
+from lnq_napari.workspace import Workspace
+
+
+class _Remembering:
+    """A predictor that predicts each CT once (one model's held-out cases recur over rounds)."""
+
+    def __init__(self, path: Path, device: str) -> None:
+        self.inner, self.seen = Predictor(path, device=device), {}
+
+    def predict(self, ct, progress=None, cancel=None):
+        key = (ct.origin, ct.shape)
+        if key not in self.seen:
+            self.seen[key] = self.inner.predict(ct, progress=progress, cancel=cancel)
+        return self.seen[key]
+
+
+def _rescore(ws: Workspace, version: str, predictors: dict):
+    """Today's verdict on ``version``, from fresh figures of it, its parent and the original."""
+    entry = ws.model_info(version)
+    cases = entry["metrics"]["metrics_after"]["cases"]
+    registered = {m["id"] for m in ws.models()}
+
+    def figures(model: str):
+        path = ws.model_path(model) if model in registered else Path(resolve_model(None))
+        make = lambda p, d: predictors.setdefault(str(p), _Remembering(p, d))  # noqa: E731
+        return version_figures(make, model, path, "cpu", ws, cases)
+
+    original = original_model(ws, entry["parent"])
+    return decide_activation(figures(version), figures(entry["parent"]),
+                             None if original is None else figures(original[0]))
+
 
 RULE = ActivationRule()
 
 
-def _fails(figures: dict, vs: str, bounds: bool, strict: bool) -> bool:
-    """Whether the candidate breaks a margin against ``vs``: outline and recall judged by their interval's
-    lower bound (``bounds``) or point estimate; ``strict``: any loss breaks; false nodes always by the
-    point estimate."""
-    end = "_low" if bounds else ""
-    outline, recall = figures[f"surface_dice_vs_{vs}{end}"], figures[f"recall_vs_{vs}{end}"]
-    if strict:
-        worse = outline < 0 or recall < 0
-    else:
-        worse = outline <= -RULE.dice_margin or recall <= -RULE.recall_margin
-    return worse or figures[f"net_false_nodes_vs_{vs}"] >= RULE.fp_margin
+def within_margins(verdict: Verdict, rule: ActivationRule = RULE) -> bool:
+    """The verdict's figures judged by the margins alone: on thin evidence a point estimate below the
+    other model's but within the margin no longer refuses (the rule refuses it)."""
+    f = verdict.figures
+    against = [vs for vs in ("parent", "original") if f"known_dice_vs_{vs}" in f]
+    return bool(against) and all(
+        f[f"known_dice_vs_{vs}_low"] > -rule.dice_margin and f[f"recall_vs_{vs}_low"] > -rule.recall_margin
+        and f[f"net_false_nodes_vs_{vs}_high"] < rule.fp_margin for vs in against)
 
 
-#: name -> (outline and recall by their lower bound, any loss breaks)
-ALTERNATIVES = {"points": (False, False), "points-strict": (False, True), "fp-points": (True, False)}
-
-
-def replay(out: Path) -> list[dict]:
-    """One row per fine-tuned round of every kept loop run: the bar's verdict and each rule's."""
+def replay(out: Path, pattern: str) -> list[dict]:
+    """One row per fine-tuned round of every kept loop run: the bar's verdict, the logged one, today's."""
     rows = []
-    for path in sorted(out.glob("loop-*.json")):
+    for path in sorted(out.glob(f"loop-{pattern}.json")):
         run = json.loads(path.read_text())
         name = f"{run['site']}-s{run['seed']}-" + loop_name(
             run["strategy"], run["corrections"], run["settings"].get("set") or [])
-        registry = out / "work" / name / "models" / "registry.json"
-        if not registry.is_file():
+        folder = out / "work" / name
+        if not (folder / "workspace.json").is_file():
             continue
-        versions = {v["id"]: v for v in json.loads(registry.read_text())["versions"]}
+        ws, predictors = Workspace.open(folder), {}
         for row in judge_rounds(run["rows"])[1:]:
-            metrics = versions[row["candidate"]]["metrics"]
-            figures = metrics["figures"]
-            against = ["parent"] + (["original"] if "surface_dice_vs_original" in figures else [])
-            verdicts = {"logged": bool(row["activated"])}
-            for rule, (bounds, strict) in ALTERNATIVES.items():
-                verdicts[rule] = not any(_fails(figures, vs, bounds, strict) for vs in against)
-            rows.append({"run": name, "round": row["round"], "rose": row["rose"],
-                         "held_out": int(figures["n_cases"]), **verdicts})
+            verdict = _rescore(ws, row["candidate"], predictors)
+            rows.append({"run": name, "round": row["round"], "rose": row["rose"], "logged": row["activated"],
+                         "now": verdict.activate, "margins": within_margins(verdict),
+                         "reason": verdict.reason})
+            print(f"{name} round {row['round']}: {'rose' if row['rose'] else 'fell'}; logged "
+                  f"{'activated' if row['activated'] else 'refused'}, margins alone "
+                  f"{'activate' if within_margins(verdict) else 'refuse'}, now {verdict.reason}", flush=True)
     return rows
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "adaptation"))
-    rows = replay(Path(p.parse_args(argv).out))
-    rules = ["logged", *ALTERNATIVES]
-    for r in rows:
-        cells = " ".join(f"{k}:{'act' if r[k] else 'ref'}{'' if r[k] == r['rose'] else '(wrong)'}"
-                         for k in rules)
-        print(f"{r['run']} round {r['round']} ({r['held_out']} held-out): "
-              f"{'rose' if r['rose'] else 'fell'}; {cells}")
-    for k in rules:
-        print(f"{k}: right by the bar in {sum(r[k] == r['rose'] for r in rows)} of {len(rows)} rounds")
+    p.add_argument("--runs", default="*", help="glob of the loop runs after loop- (default all)")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = replay(Path(args.out), args.runs)
+    for rule in ("logged", "now", "margins"):
+        right = sum(bool(r[rule]) == r["rose"] for r in rows)
+        print(f"{rule}: right by the bar in {right} of {len(rows)} rounds")
     return 0
 
 

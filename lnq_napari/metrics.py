@@ -207,6 +207,19 @@ def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
     }
 
 
+def known_voxel_dice(pred: np.ndarray, states: np.ndarray) -> float:
+    """Dice of a predicted mask (bool) against partial label states on its grid (1 node, 0 known
+    background, -1 unknown), counted only where the state is known: a predicted voxel of unknown state
+    is neither right nor wrong. NaN when neither the nodes nor the known part of the prediction has a
+    voxel."""
+    pred, states = np.asarray(pred, bool), np.asarray(states)
+    if pred.shape != states.shape:
+        raise ValueError(f"prediction {pred.shape} and label states {states.shape} differ in shape")
+    nodes = states == 1
+    denominator = int((pred & (states >= 0)).sum()) + int(nodes.sum())
+    return 2.0 * int((pred & nodes).sum()) / denominator if denominator else math.nan
+
+
 def _finite(values) -> np.ndarray:
     array = np.asarray([float(v) for v in values], dtype=float)
     return array[np.isfinite(array)]

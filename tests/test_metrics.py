@@ -249,3 +249,24 @@ def test_surface_dice_of_empty_masks():
     empty = np.zeros(SHAPE, np.uint8)
     assert metrics.surface_dice(vol(empty), vol(gt)) == 0.0
     assert math.isnan(metrics.surface_dice(vol(empty), vol(empty)))
+
+
+def test_known_voxel_dice_counts_only_voxels_of_known_state():
+    from lnq_napari.metrics import known_voxel_dice
+
+    states = np.full((6, 10, 10), -1, np.int8)
+    states[:, :, :5] = 0  # known background
+    states[2:4, 6:8, 6:8] = 1  # a node
+    node = states == 1
+    assert known_voxel_dice(node, states) == 1.0
+    fuller = node.copy()
+    fuller[1:5, 5:9, 5:9] = True  # grows into unknown voxels only: neither right nor wrong
+    assert known_voxel_dice(fuller, states) == 1.0
+    bolder = node.copy()
+    bolder[2:4, 6:8, 0:2] = True  # 8 voxels on known background
+    assert known_voxel_dice(bolder, states) == pytest.approx(2 * 8 / (16 + 8))
+    assert known_voxel_dice(np.zeros_like(node), states) == 0.0
+    assert np.isnan(known_voxel_dice(np.zeros_like(node), np.where(node, -1, states)))
+    with pytest.raises(ValueError, match="differ in shape"):
+        known_voxel_dice(node[:3], states)
+

@@ -15,6 +15,7 @@ import numpy as np
 
 from lnq_napari.activation import CaseFigures
 from lnq_napari.errors import LNQError
+from lnq_napari.finetuning.reviewed import prediction_parent
 from lnq_napari.finetuning.validation import original_model
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.layout import scan_cases
@@ -56,8 +57,9 @@ class FinetunePlan:
     @classmethod
     def from_dict(cls, data: dict) -> FinetunePlan:
         data = dict(data)
-        figures = {k: None if data.get(k) is None else [CaseFigures(**f) for f in data.pop(k)]
-                   for k in ("parent_figures", "original_figures")}
+        # figures saved before the rule judged known-voxel Dice are dropped: the fine-tune measures them again
+        figures = {k: None if not all("known_dice" in f for f in data.get(k) or [{}])
+                   else [CaseFigures(**f) for f in data[k]] for k in ("parent_figures", "original_figures")}
         config = FinetuneConfig(**data.pop("config"))
         return cls(**{k: v for k, v in data.items() if k not in figures}, config=config, **figures)
 
@@ -77,20 +79,6 @@ def split_cases(corrected: Sequence[str], val_fraction: float = 0.2) -> tuple[li
 
 
 # ---------------------------------------------------------------- the plan
-def _prediction_parent(ws, case: str, correction: dict) -> dict | None:
-    """The prediction version a correction descends from (via its parent chain), else the latest one."""
-    by_id = {v["version"]: v for v in ws.versions(case)}
-    seen = set()
-    parent = correction.get("parent")
-    while parent and parent in by_id and parent not in seen:
-        seen.add(parent)
-        if by_id[parent]["source"] == "prediction":
-            return by_id[parent]
-        parent = by_id[parent].get("parent")
-    earlier = [v for v in by_id.values() if v["source"] == "prediction" and v["time"] <= correction["time"]]
-    return earlier[-1] if earlier else None
-
-
 def _replay_cases(ws, config: FinetuneConfig, corrected: Sequence[str], n: int) -> list[str]:
     """Up to ``n`` replay case ids drawn with the seed: uncorrected workspace cases with original labels,
     or cases of ``config.replay_data``; none when ``replay_fraction`` is 0."""
@@ -118,7 +106,7 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     for case in corrected:
         corr = ws.latest_version(case, "correction")
         corrections[case] = corr["version"]
-        pred = _prediction_parent(ws, case, corr)
+        pred = prediction_parent(ws, case, corr)
         if pred is not None:
             predictions[case] = pred["version"]
     version = ws.next_model_version()

@@ -17,6 +17,7 @@ from lnq_napari.active import LazyPredictor
 from lnq_napari.components import label_components
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
+from lnq_napari.finetuning.reviewed import read_reviewed
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
@@ -24,12 +25,11 @@ from lnq_napari.finetuning.validation import (
     version_figures,
 )
 from lnq_napari.inference import Predictor
-from lnq_napari.interact import Rejection, rejected_mask
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.training.anchor import Anchor
-from lnq_napari.training.corrections import correction_states, edited_voxels, unconfirmed_components
+from lnq_napari.training.corrections import edited_voxels, unconfirmed_components
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
 from lnq_napari.workspace import Workspace
@@ -89,21 +89,13 @@ def _stage(progress: Progress, lo: float, hi: float) -> Progress:
 def _correction_case(ws, plan: FinetunePlan, case: str) -> TrainingCase:
     """A corrected case: label states of the correction (dense truth: node or background); the edits and
     the rejected suggestions (provenance ``rejected``) as focus."""
-    ct = ws.read_ct(case)
-    pred_version = plan.predictions.get(case)
-    prediction = ws.read_labels(case, pred_version) if pred_version else None
-    correction = ws.read_labels(case, plan.corrections[case])
-    rejections = [Rejection.from_dict(r)
-                  for r in ws.version_info(case, plan.corrections[case]).get("rejected") or []]
-    balls = rejected_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None
-    if plan.config.dense_truth:
-        states = naive_states(correction)
-    else:
-        states = correction_states(ct, correction, prediction, rejected=balls)
-    focus = None if prediction is None else edited_voxels(prediction, correction)
+    reviewed = read_reviewed(ws, case, plan.corrections[case], plan.predictions.get(case))
+    states = naive_states(reviewed.correction) if plan.config.dense_truth else reviewed.states()
+    prediction, balls = reviewed.prediction, reviewed.rejected
+    focus = None if prediction is None else edited_voxels(prediction, reviewed.correction)
     if balls is not None:
         focus = balls if focus is None else focus | balls
-    return TrainingCase(case, ct, states, focus)
+    return TrainingCase(case, reviewed.ct, states, focus)
 
 
 def _replay_case(ws, plan: FinetunePlan, case: str, folder: dict | None) -> TrainingCase:

@@ -156,7 +156,7 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
     ``dense`` None: the fine-tune default (:class:`~lnq_napari.model.config.FinetuneConfig`).
     ``exclude``: cases left out altogether (a fine-tune's held-out validation cases).
     """
-    from lnq_napari.finetuning.plan import _prediction_parent
+    from lnq_napari.finetuning.reviewed import prediction_parent
     from lnq_napari.model.config import FinetuneConfig
     from lnq_napari.workspace import Workspace
 
@@ -169,7 +169,7 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
         ct = str(ws.ct_path(case))
         correction = ws.latest_version(case, "correction")
         if correction is not None:
-            pred = _prediction_parent(ws, case, correction)
+            pred = prediction_parent(ws, case, correction)
             jobs.append(ExportJob(case, ct, str(ws.label_path(case, correction["version"])), "correction",
                                   None if pred is None else str(ws.label_path(case, pred["version"])), dense))
             continue

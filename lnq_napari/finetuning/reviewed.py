@@ -1,0 +1,59 @@
+"""A reviewed case as a fine-tune reads it from the workspace: the correction, the prediction it
+descends from, the suggestions the reviewer rejected, and the label states they give (what training
+learns from and what the held-out figures are judged on)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lnq_napari.interact import Rejection, rejected_mask
+from lnq_napari.io.volume import Volume
+from lnq_napari.training.corrections import correction_states
+
+
+def prediction_parent(ws, case: str, correction: dict) -> dict | None:
+    """The prediction version a correction descends from (via its parent chain), else the latest one."""
+    by_id = {v["version"]: v for v in ws.versions(case)}
+    seen = set()
+    parent = correction.get("parent")
+    while parent and parent in by_id and parent not in seen:
+        seen.add(parent)
+        if by_id[parent]["source"] == "prediction":
+            return by_id[parent]
+        parent = by_id[parent].get("parent")
+    earlier = [v for v in by_id.values() if v["source"] == "prediction" and v["time"] <= correction["time"]]
+    return earlier[-1] if earlier else None
+
+
+@dataclass
+class ReviewedCase:
+    """One corrected case: CT, correction, the prediction it corrected (None if unknown) and the balls of
+    the rejected suggestions (None if none)."""
+
+    case_id: str
+    ct: Volume
+    correction: Volume
+    prediction: Volume | None
+    rejected: np.ndarray | None
+
+    def states(self) -> np.ndarray:
+        """int8 label states: the correction's nodes 1, removed components, rejected balls and what the
+        CT rules out 0, the rest unknown (-1)."""
+        return correction_states(self.ct, self.correction, self.prediction, rejected=self.rejected)
+
+
+def read_reviewed(ws, case: str, version: str, prediction: str | None = None) -> ReviewedCase:
+    """The correction ``version`` of ``case`` with what it was made from (``prediction``: the version it
+    corrected, found from the correction's parent chain when None)."""
+    ct = ws.read_ct(case)
+    info = ws.version_info(case, version)
+    if prediction is None:
+        found = prediction_parent(ws, case, info)
+        prediction = None if found is None else found["version"]
+    rejections = [Rejection.from_dict(r) for r in info.get("rejected") or []]
+    return ReviewedCase(
+        case, ct, ws.read_labels(case, version),
+        None if prediction is None else ws.read_labels(case, prediction),
+        rejected_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None)
