@@ -3,9 +3,12 @@
 For every fine-tuned round of the loop runs ``bench_adaptation.py`` kept under ``--out``, the version,
 its parent and the lineage's original model are scored again on the version's held-out corrected cases
 with today's validation (:func:`lnq_napari.finetuning.validation.version_figures`) and judged by today's
-rule (:func:`lnq_napari.activation.decide_activation`); both the logged verdict and the new one are
-checked against the issue's bar on the test set (:func:`_adapt_targets.judge_rounds`). Only the round's
-own verdict is replayed: had a verdict changed, later rounds would have had another parent.
+rule (:func:`lnq_napari.activation.decide_activation`), and by its margins alone (on thin evidence a
+point estimate a little below the other model's, within the margin, then does not refuse); each verdict
+is checked against the issue's bar on the test set (:func:`_adapt_targets.judge_rounds`). Only the
+round's own verdict is replayed: had a verdict changed, later rounds would have had another parent.
+(At commit b927cc1 the rule judged outlines by the known-voxel Dice; this benchmark there replayed that
+reading: ``docs/active_learning.md``, session 12.)
 
     OMP_NUM_THREADS=2 python benchmarks/bench_rule_replay.py --out benchmarks/results/adaptation-s9
 """
@@ -63,9 +66,9 @@ def within_margins(verdict: Verdict, rule: ActivationRule = RULE) -> bool:
     """The verdict's figures judged by the margins alone: on thin evidence a point estimate below the
     other model's but within the margin no longer refuses (the rule refuses it)."""
     f = verdict.figures
-    against = [vs for vs in ("parent", "original") if f"known_dice_vs_{vs}" in f]
+    against = [vs for vs in ("parent", "original") if f"surface_dice_vs_{vs}" in f]
     return bool(against) and all(
-        f[f"known_dice_vs_{vs}_low"] > -rule.dice_margin and f[f"recall_vs_{vs}_low"] > -rule.recall_margin
+        f[f"surface_dice_vs_{vs}_low"] > -rule.dice_margin and f[f"recall_vs_{vs}_low"] > -rule.recall_margin
         and f[f"net_false_nodes_vs_{vs}_high"] < rule.fp_margin for vs in against)
 
 

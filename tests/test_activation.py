@@ -11,7 +11,7 @@ from lnq_napari.activation import ActivationRule, CaseFigures, decide_activation
 
 
 def figures(dice, hits, fp, gt=3, prefix="case"):
-    """One model's per-case figures; ``gt`` GT nodes per case; known-voxel Dice equal to ``dice``."""
+    """One model's per-case figures; ``gt`` GT nodes per case; surface Dice equal to ``dice``."""
     return [CaseFigures(f"{prefix}{i}", d, h, gt, f, d) for i, (d, h, f) in enumerate(zip(dice, hits, fp))]
 
 
@@ -24,11 +24,11 @@ ADAPTED = figures([0.84, 0.86, 0.85, 0.88, 0.83, 0.62], [3, 3, 3, 3, 3, 2], [1, 
 def test_adapted_model_is_activated_with_its_figures_in_the_reason():
     verdict = decide_activation(ADAPTED, PARENT)
     assert verdict.activate
-    assert verdict.reason.startswith("activate: vs parent: known-voxel Dice +0.213 [90% CI +0.1")
+    assert verdict.reason.startswith("activate: vs parent: surface Dice +0.213 [90% CI +0.1")
     assert "recall +0.28" in verdict.reason and "false nodes per case +0.50" in verdict.reason
     assert "6 held-out cases" in verdict.reason and "\n" not in verdict.reason
     f = verdict.figures
-    assert f["known_dice_vs_parent_low"] > 0.1 and f["recall_vs_parent_low"] > 0
+    assert f["surface_dice_vs_parent_low"] > 0.1 and f["recall_vs_parent_low"] > 0
     assert f["false_nodes_vs_parent"] == pytest.approx(0.5)
     assert f["parent_false_nodes"] == pytest.approx(1 / 6)
     assert f["candidate_false_nodes"] == pytest.approx(4 / 6)
@@ -48,7 +48,7 @@ def test_in_distribution_fine_tune_that_only_adds_false_nodes_is_refused():
     verdict = decide_activation(noisier, parent)
     assert not verdict.activate
     assert "false nodes vs parent +0.50/case net of nodes found" in verdict.reason
-    assert verdict.figures["known_dice_vs_parent_low"] > -0.02  # Dice alone would have passed
+    assert verdict.figures["surface_dice_vs_parent_low"] > -0.02  # Dice alone would have passed
 
 
 def test_small_losses_cannot_add_up_against_the_original():
@@ -61,8 +61,8 @@ def test_small_losses_cannot_add_up_against_the_original():
     verdict = decide_activation(candidate, parent, original)
     assert not verdict.activate
     head = verdict.reason.split(":")[0]
-    assert "known-voxel Dice vs original -0.030" in head and "Dice vs parent" not in head
-    assert verdict.figures["known_dice_vs_original"] == pytest.approx(-0.03)
+    assert "surface Dice vs original -0.030" in head and "Dice vs parent" not in head
+    assert verdict.figures["surface_dice_vs_original"] == pytest.approx(-0.03)
 
 
 def test_same_seed_same_verdict_whatever_the_case_order():
@@ -74,7 +74,7 @@ def test_same_seed_same_verdict_whatever_the_case_order():
     assert again == first
     other = decide_activation(ADAPTED, PARENT, rule=ActivationRule(seed=8))
     assert other.activate == first.activate
-    assert other.figures["known_dice_vs_parent"] == first.figures["known_dice_vs_parent"]
+    assert other.figures["surface_dice_vs_parent"] == first.figures["surface_dice_vs_parent"]
 
 
 def test_one_case_is_thin_evidence_decided_on_point_estimates():
@@ -83,7 +83,7 @@ def test_one_case_is_thin_evidence_decided_on_point_estimates():
     assert better.activate and "thin evidence" in better.reason and "CI" not in better.reason
     slightly_worse = decide_activation(figures([0.595], [2], [0]), parent)  # within the Dice margin
     assert not slightly_worse.activate and "thin evidence" in slightly_worse.reason
-    assert "known-voxel Dice vs parent -0.005" in slightly_worse.reason
+    assert "surface Dice vs parent -0.005" in slightly_worse.reason
 
 
 def test_no_case_refuses_and_says_so():
@@ -95,15 +95,14 @@ def test_undefined_dice_is_left_out_of_the_dice_difference():
     empty = CaseFigures("empty", math.nan, 0, 0, 0, math.nan)
     with_empty = decide_activation([*ADAPTED, empty], [*PARENT, empty])
     assert with_empty.activate
-    assert with_empty.figures["known_dice_vs_parent"] == pytest.approx(decide_activation(ADAPTED, PARENT)
-                                                                 .figures["known_dice_vs_parent"])
+    assert with_empty.figures["surface_dice_vs_parent"] == pytest.approx(decide_activation(ADAPTED, PARENT)
+                                                                 .figures["surface_dice_vs_parent"])
     assert with_empty.figures["n_cases"] == 7
     undefined = CaseFigures("case5", math.nan, 0, 3, 0, math.nan)
     only_candidate_empty = decide_activation([*ADAPTED[:5], undefined], PARENT)
-    assert math.isfinite(only_candidate_empty.figures["known_dice_vs_parent"])
+    assert math.isfinite(only_candidate_empty.figures["surface_dice_vs_parent"])
     nothing_defined = decide_activation([empty], [empty])
-    assert not nothing_defined.activate
-    assert "no case with a defined known-voxel Dice" in nothing_defined.reason
+    assert not nothing_defined.activate and "no case with a defined surface Dice" in nothing_defined.reason
 
 
 def test_figures_must_cover_the_same_cases():
@@ -111,14 +110,14 @@ def test_figures_must_cover_the_same_cases():
         decide_activation(ADAPTED[:5], PARENT)
 
 
-def test_outlines_are_judged_by_known_dice_not_volumetric_dice():
+def test_outlines_are_judged_by_surface_dice_not_volumetric_dice():
     """Against click corrections (the parent's outlines kept) volumetric Dice leans to the parent; the
-    rule reads known-voxel Dice, and reports both."""
+    rule reads surface Dice, and reports both."""
     parent = [CaseFigures(f"case{i}", 0.95, 3, 3, 0, 0.94) for i in range(4)]
     candidate = [CaseFigures(f"case{i}", 0.88, 3, 3, 0, 0.95) for i in range(4)]
     verdict = decide_activation(candidate, parent)
     assert verdict.activate
     assert verdict.figures["candidate_dice"] == pytest.approx(0.88)
-    assert verdict.figures["known_dice_vs_parent"] == pytest.approx(0.01)
+    assert verdict.figures["surface_dice_vs_parent"] == pytest.approx(0.01)
     worse = [CaseFigures(f"case{i}", 0.96, 3, 3, 0, 0.90) for i in range(4)]
     assert not decide_activation(worse, parent).activate

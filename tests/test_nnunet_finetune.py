@@ -72,10 +72,10 @@ def test_finetune_registers_an_nnunet_version_judged_on_held_out_corrections(fin
     assert result.version.startswith(f"nnunet:m002/{NAME}@")
     assert result.parent_version.startswith(f"nnunet:m001/{NAME}@")
     figures = result.figures
-    assert figures["n_cases"] == 1.0 and {"candidate_known_dice", "parent_recall"} <= set(figures)
+    assert figures["n_cases"] == 1.0 and {"candidate_surface_dice", "parent_recall"} <= set(figures)
     assert result.metrics_before.cases == result.val_cases == result.metrics_after.cases
     # m001's stored prediction of the held-out case is its complete truth: the candidate cannot beat it
-    assert figures["parent_recall"] == 1.0 and figures["parent_known_dice"] == 1.0
+    assert figures["parent_recall"] == 1.0 and figures["parent_surface_dice"] == 1.0
     assert not result.activated and result.reason.startswith("refuse")
     assert result.reason.endswith("; kept m001 active") and ws.active_model()["id"] == "m001"
     summary = next(m for m in api.list_models(ws.root) if m.version == "m002")

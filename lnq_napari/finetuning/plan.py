@@ -57,9 +57,8 @@ class FinetunePlan:
     @classmethod
     def from_dict(cls, data: dict) -> FinetunePlan:
         data = dict(data)
-        # figures saved before the rule judged known-voxel Dice are dropped: the fine-tune measures them again
-        figures = {k: None if not all("known_dice" in f for f in data.get(k) or [{}])
-                   else [CaseFigures(**f) for f in data[k]] for k in ("parent_figures", "original_figures")}
+        figures = {k: None if data.get(k) is None else [CaseFigures(**f) for f in data.pop(k)]
+                   for k in ("parent_figures", "original_figures")}
         config = FinetuneConfig(**data.pop("config"))
         return cls(**{k: v for k, v in data.items() if k not in figures}, config=config, **figures)
 

@@ -25,12 +25,11 @@ ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 @dataclass(frozen=True)
 class Interpolation:
-    """The chosen ``alpha``, the validation figures there, and per alpha the mean known-voxel Dice and
-    false nodes per case."""
+    """The chosen ``alpha``, the validation figures there, and mean surface Dice / false nodes per alpha."""
 
     alpha: float
     figures: tuple[CaseFigures, ...]
-    known_dice: dict[str, float]
+    surface_dice: dict[str, float]
     false_nodes: dict[str, float]
 
 
@@ -55,14 +54,14 @@ def interpolated(parent: dict, tuned: dict, alpha: float) -> dict:
 
 
 def _best(summaries: dict[float, ValidationMetrics], fp_margin: float) -> float:
-    """Highest mean known-voxel Dice (the activation rule's yardstick) among the alphas whose false nodes
+    """Highest mean surface Dice (the activation rule's yardstick) among the alphas whose false nodes
     per case stay within ``fp_margin`` of alpha 0 (the parent); ties go to the smaller alpha (nearer
     the parent)."""
     limit = summaries[0.0].fp_per_case + fp_margin if 0.0 in summaries else math.inf
     pool = [a for a, m in summaries.items() if not m.fp_per_case > limit + 1e-9] or list(summaries)
 
     def dice(a: float) -> float:
-        value = summaries[a].known_dice_mean
+        value = summaries[a].surface_dice_mean
         return value if math.isfinite(value) else -1.0
 
     top = max(dice(a) for a in pool)
@@ -90,7 +89,7 @@ def choose_alpha(model: Path, parent: Path, figures_of: Callable[[Path], list[Ca
     alpha = _best(summaries, fp_margin)
     save_checkpoint(model, interpolated(base, tuned, alpha), cfg)
     return Interpolation(alpha, tuple(figures[alpha]),
-                         {f"{a:g}": m.known_dice_mean for a, m in summaries.items()},
+                         {f"{a:g}": m.surface_dice_mean for a, m in summaries.items()},
                          {f"{a:g}": m.fp_per_case for a, m in summaries.items()})
 
 

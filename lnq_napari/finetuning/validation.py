@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.activation import (
+    SURFACE_TOLERANCE_MM,
     ActivationRule,
     CaseFigures,
     Verdict,
     decide_activation,
 )
 from lnq_napari.active import LazyPredictor
-from lnq_napari.finetuning.reviewed import read_reviewed
-from lnq_napari.metrics import evaluate_case, known_voxel_dice
+from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
 
 Progress = Callable[[float, str], None] | None
@@ -28,7 +28,7 @@ Progress = Callable[[float, str], None] | None
 
 @dataclass
 class ValidationMetrics:
-    """A model against the corrections of ``cases``: pooled node F1 and recall, mean Dice and known-voxel
+    """A model against the corrections of ``cases``: pooled node F1 and recall, mean Dice and surface
     Dice, false nodes."""
 
     node_f1: float
@@ -36,7 +36,7 @@ class ValidationMetrics:
     recall: float
     fp_per_case: float
     cases: list[str]
-    known_dice_mean: float = math.nan
+    surface_dice_mean: float = math.nan
 
     @classmethod
     def from_figures(cls, figures: Sequence[CaseFigures]) -> ValidationMetrics:
@@ -44,35 +44,35 @@ class ValidationMetrics:
         hit = sum(f.nodes_hit for f in figures)
         fp = sum(f.false_nodes for f in figures)
         dices = [f.dice for f in figures if math.isfinite(f.dice)]
-        known = [f.known_dice for f in figures if math.isfinite(f.known_dice)]
+        surface = [f.surface_dice for f in figures if math.isfinite(f.surface_dice)]
         return cls(
             node_f1=2 * hit / (2 * hit + (gt - hit) + fp) if (gt or fp) else 1.0,
             dice_mean=float(np.mean(dices)) if dices else math.nan,
             recall=hit / gt if gt else math.nan,
             fp_per_case=fp / len(figures) if figures else math.nan,
             cases=[f.case_id for f in figures],
-            known_dice_mean=float(np.mean(known)) if known else math.nan,
+            surface_dice_mean=float(np.mean(surface)) if surface else math.nan,
         )
 
 
 def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str] | None = None,
                  progress: Progress = None, cancel=None, stored_from: str | None = None) -> list[CaseFigures]:
-    """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit, and the
-    known-voxel Dice against the correction's label states) of ``predictor`` against each case's
-    correction (``corrections``: case -> label version, else the latest). With ``stored_from`` (a model
-    version), that model's stored prediction of a case is used instead of predicting again."""
+    """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit, surface
+    Dice at the rule's tolerance) of ``predictor`` against each case's correction (``corrections``:
+    case -> label version, else the latest). With ``stored_from`` (a model version), that model's stored
+    prediction of a case is used instead of predicting again."""
     out = []
     for k, case in enumerate(cases):
-        version = (corrections or {}).get(case) or ws.latest_version(case, "correction")["version"]
-        reviewed = read_reviewed(ws, case, version)
+        version = (corrections or {}).get(case)
+        truth = ws.read_labels(case, version) if version else ws.latest_labels(case, "correction")
         stored = ws.latest_version(case, "prediction") if stored_from else None
         if stored is not None and stored.get("model_version") == stored_from:
             mask = ws.read_labels(case, stored["version"])
         else:
             sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
-            mask = predictor.predict(reviewed.ct, progress=sub, cancel=cancel).mask
-        known = known_voxel_dice(np.asarray(mask.array) > 0, reviewed.states())
-        out.append(CaseFigures.from_metrics(case, evaluate_case(mask, reviewed.correction), known))
+            mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask
+        out.append(CaseFigures.from_metrics(
+            case, evaluate_case(mask, truth, surface_tolerance_mm=SURFACE_TOLERANCE_MM)))
     return out
 
 
