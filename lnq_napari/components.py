@@ -17,8 +17,29 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """``(labels int32, count)``: one id per 26-connected component of the non-zero voxels."""
     from scipy import ndimage
 
-    labels, count = ndimage.label(np.asarray(mask) > 0, structure=STRUCTURE)
-    return labels.astype(np.int32, copy=False), int(count)
+    binary = np.asarray(mask) > 0
+    box = _bounding_box(binary)
+    if box is None:
+        return np.zeros(binary.shape, np.int32), 0
+    if all(b.stop - b.start == n for b, n in zip(box, binary.shape)):
+        labels, count = ndimage.label(binary, structure=STRUCTURE)
+        return labels.astype(np.int32, copy=False), int(count)
+    # labelled inside the box only: the same ids (raster order is kept), a fraction of the time
+    sub, count = ndimage.label(binary[box], structure=STRUCTURE)
+    labels = np.zeros(binary.shape, np.int32)
+    labels[box] = sub
+    return labels, int(count)
+
+
+def _bounding_box(binary: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel, or None when there is none."""
+    if binary.ndim == 0 or not binary.any():
+        return None
+    box = []
+    for axis in range(binary.ndim):
+        hit = np.flatnonzero(binary.any(axis=tuple(a for a in range(binary.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def label_nodes(mask: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint
 from lnq_napari.model.config import ModelConfig
-from lnq_napari.preprocess import grid_image, mediastinum_region, pad_value, prepare, to_ct_grid
+from lnq_napari.preprocess import Prepared, grid_image, mediastinum_region, pad_value, prepare, to_ct_grid
 
 
 @dataclass
@@ -175,11 +175,13 @@ class Predictor:
         self.max_batch: int = max(1, int(config.inference.sw_batch_size))  # halved on out-of-memory
 
     def predict(self, ct: Volume, progress: Callable[[float, str], None] | None = None,
-                cancel: Callable[[], bool] | None = None, region: bool = True) -> Prediction:
+                cancel: Callable[[], bool] | None = None, region: bool = True,
+                prepared: Prepared | None = None) -> Prediction:
         """Probabilities and mask on ``ct``'s exact grid. ``region=False`` leaves out the mediastinum
-        region for this call even when the model's ``mediastinum_margin_mm`` sets one."""
+        region for this call even when the model's ``mediastinum_margin_mm`` sets one. ``prepared``:
+        ``ct`` already through :func:`~lnq_napari.preprocess.prepare` with this model's preprocessing."""
         try:
-            return self._predict(ct, progress, cancel, region)
+            return self._predict(ct, progress, cancel, region, prepared)
         except MemoryError as exc:
             raise out_of_memory(ct) from exc
         except RuntimeError as exc:
@@ -187,14 +189,15 @@ class Predictor:
                 raise
             raise out_of_memory(ct) from exc
 
-    def _predict(self, ct: Volume, progress, cancel, region: bool) -> Prediction:
+    def _predict(self, ct: Volume, progress, cancel, region: bool, prepared: Prepared | None) -> Prediction:
         import torch
 
         inf = self.config.inference
         prep_cfg = self.config.preprocessing
         if progress:
             progress(0.0, "preprocessing")
-        prepared = prepare(ct, prep_cfg)
+        if prepared is None:
+            prepared = prepare(ct, prep_cfg)
         region_mask = None  # before the probabilities exist: its working memory does not add to theirs
         if region and inf.mediastinum_margin_mm is not None:
             region_mask = mediastinum_region(ct, float(inf.mediastinum_margin_mm))

@@ -189,27 +189,34 @@ def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], rule: dict
     return tuple(out)
 
 
-def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = None) -> Prepared:
+def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = None,
+            image: Prepared | None = None) -> Prepared:
     """Orient, crop to the ROI, resample to the target spacing and normalise a CT.
 
     ``labels`` (an int array on the CT grid, e.g. label states) follow with nearest-neighbour resampling.
+    ``image``: this CT already prepared with the same ``prep``; only the labels are resampled then.
     """
     import SimpleITK as sitk
 
     prep = {**DEFAULT_PREPROCESSING, **(prep or {})}
-    image = reorient(ct.to_sitk(), prep["orientation"])
-    hu = sitk.GetArrayViewFromImage(image)
-    spacing_zyx = tuple(image.GetSpacing()[::-1])
-    roi = find_roi(hu, spacing_zyx, prep["roi"])
+    if image is None:
+        oriented = reorient(ct.to_sitk(), prep["orientation"])
+        hu = sitk.GetArrayViewFromImage(oriented)
+        roi = find_roi(hu, tuple(oriented.GetSpacing()[::-1]), prep["roi"])
+    else:
+        roi = image.roi_index
     index = [int(roi[2].start), int(roi[1].start), int(roi[0].start)]
     size = [int(roi[2].stop - roi[2].start), int(roi[1].stop - roi[1].start), int(roi[0].stop - roi[0].start)]
-    cropped = sitk.RegionOfInterest(image, size, index)
-    grid = _target_grid(cropped, prep["target_spacing"])
-    resampled = sitk.Resample(
-        sitk.Cast(cropped, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear,
-        float(prep["hu_clip"][0]), sitk.sitkFloat32,
-    )
-    array = normalize(sitk.GetArrayFromImage(resampled), prep)
+    if image is None:
+        cropped = sitk.RegionOfInterest(oriented, size, index)
+        grid = _target_grid(cropped, prep["target_spacing"])
+        resampled = sitk.Resample(
+            sitk.Cast(cropped, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear,
+            float(prep["hu_clip"][0]), sitk.sitkFloat32,
+        )
+        array = normalize(sitk.GetArrayFromImage(resampled), prep)
+    else:
+        grid, array = image.grid, image.image
     out_labels = None
     if labels is not None:
         lab_vol = ct.with_array(np.asarray(labels).astype(np.int16))

@@ -67,7 +67,7 @@ class _TruthPredictor:
     def __init__(self, masks: dict) -> None:
         self.masks = masks
 
-    def predict(self, ct, progress=None, cancel=None):
+    def predict(self, ct, progress=None, cancel=None, prepared=None):
         mask = self.masks.get(ct.origin, np.zeros(ct.shape, np.uint8))
         return _Prediction(ct.with_array(mask.astype(np.float32)), ct.with_array(mask.astype(np.uint8)))
 
@@ -507,6 +507,41 @@ def test_original_model_is_the_root_of_the_lineage(tmp_path, dataset, parent_mod
     assert original_model(ws, "m003") == ("m001", ws.model_path("m001"))
     ws.register_model(parent_model, parent="bundled-0123456789")
     assert original_model(ws, "m004") == ("bundled-0123456789", Path(resolve_model(None)))
+
+
+def test_held_out_figures_reuse_an_older_prediction_of_the_same_model(tmp_path, dataset, parent_model):
+    from lnq_napari.finetuning.validation import case_figures, stored_prediction
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=1)
+    case = ws.case_ids()[0]
+    first = stored_prediction(ws, case, "m001")
+    ct = ws.read_ct(case)
+    empty = ct.with_array(np.zeros(ct.shape, np.uint8))
+    ws.add_label_version(case, empty, "prediction", model_version="m002")
+    assert stored_prediction(ws, case, "m001") == first and stored_prediction(ws, case, "m009") is None
+    # m001's own stored mask (with its false node) is scored, not the predictor's perfect one
+    (stored,) = case_figures(_TruthPredictor(truth), ws, [case], stored_from="m001")
+    (fresh,) = case_figures(_TruthPredictor(truth), ws, [case])
+    assert stored.false_nodes == 1 and fresh.false_nodes == 0 and stored.dice < fresh.dice == 1.0
+
+
+def test_known_background_is_computed_once_per_ct_and_options(tmp_path, dataset, parent_model, monkeypatch):
+    from lnq_napari.finetuning import reviewed
+    from lnq_napari.training.labels import ct_background, label_states
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=1)
+    ct = ws.read_ct(ws.case_ids()[0])
+    first = reviewed.known_background(ws, ct)
+    assert np.array_equal(first, ct_background(ct))
+    labels = ws.latest_labels(ws.case_ids()[0], "original")
+    assert np.array_equal(label_states(ct, labels, background=first), label_states(ct, labels))
+    calls = []
+    monkeypatch.setattr(reviewed, "ct_background", lambda c, o=None: calls.append(o) or ct_background(c, o))
+    assert np.array_equal(reviewed.known_background(ws, ct), first) and calls == []  # from the cache
+    reviewed.known_background(ws, ct, {"low_hu": -50.0})  # other options: computed again
+    other = ct.with_array(ct.array + 1)
+    reviewed.known_background(ws, other)  # another CT: computed again
+    assert len(calls) == 2 and len(list(ws.cache.folder.glob("background-*.npz"))) == 3
 
 
 def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):

@@ -90,6 +90,16 @@ def test_missing_inference_settings_take_the_config_defaults(tiny_model):
     assert predictor.config.inference.max_mean_hu == 100.0  # not in the tiny model's config.json
 
 
+def test_predict_on_a_ct_prepared_before_gives_the_same_prediction(tiny_model, small_ct):
+    from lnq_napari.preprocess import prepare
+
+    predictor = Predictor(tiny_model, device="cpu")
+    plain = predictor.predict(small_ct)
+    reused = predictor.predict(small_ct, prepared=prepare(small_ct, predictor.config.preprocessing))
+    assert np.array_equal(plain.probabilities.array, reused.probabilities.array)
+    assert np.array_equal(plain.mask.array, reused.mask.array)
+
+
 def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
     pred = Predictor(tiny_model, device="cpu").predict(small_ct)
     for vol in (pred.probabilities, pred.mask):

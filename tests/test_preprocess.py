@@ -66,3 +66,14 @@ def test_prepare_resamples_to_target_spacing_and_back_to_exact_grid():
     assert back.shape == ct.shape
     inter = (back & (blob > 0)).sum()
     assert 2 * inter / (back.sum() + blob.sum()) > 0.9
+
+
+def test_labels_prepared_on_an_image_prepared_before_match_one_pass():
+    hu = _chest()
+    ct = Volume(hu, spacing=(3.0, 3.0, 5.0), origin=(-117.3, 12.25, -903.7), direction=OBLIQUE_FLIP)
+    labels = (np.random.default_rng(1).random(hu.shape) > 0.7).astype(np.int8)
+    prep = {**DEFAULT_PREPROCESSING, "target_spacing": [2.0, 2.0, 4.0]}
+    once, image = prepare(ct, prep, labels=labels), prepare(ct, prep)
+    again = prepare(ct, prep, labels=labels, image=image)
+    assert image.labels is None and again.image is image.image and again.roi_index == once.roi_index
+    assert np.array_equal(again.image, once.image) and np.array_equal(again.labels, once.labels)

@@ -1,9 +1,12 @@
 """A reviewed case as a fine-tune reads it from the workspace: the correction, the prediction it
 descends from, the suggestions the reviewer rejected, and the label states they give (what training
-learns from and what the held-out figures are judged on)."""
+learns from and what the held-out figures are judged on), and the known background of a CT, kept
+in the workspace cache (the CT part of label states: most of their cost, the same in every round)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +14,21 @@ import numpy as np
 from lnq_napari.interact import Rejection, rejected_mask
 from lnq_napari.io.volume import Volume
 from lnq_napari.training.corrections import correction_states
+from lnq_napari.training.labels import ct_background, states_options
+
+
+def known_background(ws, ct: Volume, options: dict | None = None) -> np.ndarray:
+    """:func:`~lnq_napari.training.labels.ct_background` of ``ct``, read from the workspace cache when
+    this CT (voxels and grid) was seen with these options, else computed and cached."""
+    key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes())
+    grid = (ct.array.shape, str(ct.array.dtype), ct.spacing_zyx, ct.origin, ct.direction)
+    key.update(json.dumps([repr(grid), states_options(options)], sort_keys=True).encode())
+    name = f"background-{key.hexdigest()[:24]}.npz"
+    mask = ws.cache.read_mask(name)
+    if mask is None or mask.shape != ct.shape:
+        mask = ct_background(ct, options)
+        ws.cache.write_mask(name, mask)
+    return mask
 
 
 def prediction_parent(ws, case: str, correction: dict) -> dict | None:
@@ -38,10 +56,12 @@ class ReviewedCase:
     prediction: Volume | None
     rejected: np.ndarray | None
 
-    def states(self) -> np.ndarray:
+    def states(self, background: np.ndarray | None = None) -> np.ndarray:
         """int8 label states: the correction's nodes 1, removed components, rejected balls and what the
-        CT rules out 0, the rest unknown (-1)."""
-        return correction_states(self.ct, self.correction, self.prediction, rejected=self.rejected)
+        CT rules out 0 (``background``: :func:`known_background`, computed when None), the rest unknown
+        (-1)."""
+        return correction_states(self.ct, self.correction, self.prediction, rejected=self.rejected,
+                                 background=background)
 
 
 def read_reviewed(ws, case: str, version: str, prediction: str | None = None) -> ReviewedCase:

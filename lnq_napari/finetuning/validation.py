@@ -55,19 +55,25 @@ class ValidationMetrics:
         )
 
 
+def stored_prediction(ws, case: str, model: str) -> str | None:
+    """The newest label version of ``case`` that ``model`` (a model version) predicted, or None."""
+    made = [v for v in ws.versions(case) if v["source"] == "prediction" and v.get("model_version") == model]
+    return made[-1]["version"] if made else None
+
+
 def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str] | None = None,
                  progress: Progress = None, cancel=None, stored_from: str | None = None) -> list[CaseFigures]:
     """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit, surface
     Dice at the rule's tolerance) of ``predictor`` against each case's correction (``corrections``:
-    case -> label version, else the latest). With ``stored_from`` (a model version), that model's stored
-    prediction of a case is used instead of predicting again."""
+    case -> label version, else the latest). With ``stored_from`` (a model version), that model's newest
+    stored prediction of a case (:func:`stored_prediction`) is used instead of predicting again."""
     out = []
     for k, case in enumerate(cases):
         version = (corrections or {}).get(case)
         truth = ws.read_labels(case, version) if version else ws.latest_labels(case, "correction")
-        stored = ws.latest_version(case, "prediction") if stored_from else None
-        if stored is not None and stored.get("model_version") == stored_from:
-            mask = ws.read_labels(case, stored["version"])
+        stored = stored_prediction(ws, case, stored_from) if stored_from else None
+        if stored is not None:
+            mask = ws.read_labels(case, stored)
         else:
             sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
             mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask

@@ -17,7 +17,7 @@ from lnq_napari.active import LazyPredictor
 from lnq_napari.components import label_components
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
-from lnq_napari.finetuning.reviewed import read_reviewed
+from lnq_napari.finetuning.reviewed import known_background, read_reviewed
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
@@ -28,6 +28,7 @@ from lnq_napari.inference import Predictor
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.preprocess import prepare
 from lnq_napari.training.anchor import Anchor
 from lnq_napari.training.corrections import edited_voxels, unconfirmed_components
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
@@ -37,6 +38,8 @@ from lnq_napari.workspace import Workspace
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
 MINED = "mined_negatives.npz"  # in the staging train state: what mining found, for a resumed fine-tune
 Progress = Callable[[float, str], None] | None
+#: ``(model folder, device)`` -> a predictor: ``predict(ct, progress=None, cancel=None)`` as
+#: :class:`~lnq_napari.inference.Predictor`'s; mining also passes ``prepared`` (the CT already prepared).
 PredictorFactory = Callable[[Path, str], object]
 Candidate = tuple[list[CaseFigures], float | None, PostprocessingChoice | None]
 
@@ -90,7 +93,10 @@ def _correction_case(ws, plan: FinetunePlan, case: str) -> TrainingCase:
     """A corrected case: label states of the correction (dense truth: node or background); the edits and
     the rejected suggestions (provenance ``rejected``) as focus."""
     reviewed = read_reviewed(ws, case, plan.corrections[case], plan.predictions.get(case))
-    states = naive_states(reviewed.correction) if plan.config.dense_truth else reviewed.states()
+    if plan.config.dense_truth:
+        states = naive_states(reviewed.correction)
+    else:
+        states = reviewed.states(known_background(ws, reviewed.ct))
     prediction, balls = reviewed.prediction, reviewed.rejected
     focus = None if prediction is None else edited_voxels(prediction, reviewed.correction)
     if balls is not None:
@@ -103,7 +109,8 @@ def _replay_case(ws, plan: FinetunePlan, case: str, folder: dict | None) -> Trai
     if folder is not None:
         return dataclasses.replace(load_case(folder[case]), replay=True)
     ct = ws.read_ct(case)
-    return TrainingCase(case, ct, label_states(ct, ws.latest_labels(case, "original")), replay=True)
+    states = label_states(ct, ws.latest_labels(case, "original"), background=known_background(ws, ct))
+    return TrainingCase(case, ct, states, replay=True)
 
 
 def _training_cases(ws, plan: FinetunePlan, progress: Progress = None) -> list[TrainingCase]:
@@ -137,7 +144,8 @@ def _mined_negatives(plan: FinetunePlan, cases: list[TrainingCase], make_predict
     mined = {}
     for case in cases:
         if not case.replay:
-            predicted = np.asarray(predictor.predict(case.ct, cancel=cancel).mask.array) > 0
+            prediction = predictor.predict(case.ct, cancel=cancel, prepared=case.prepared)
+            predicted = np.asarray(prediction.mask.array) > 0
             mined[case.case_id] = unconfirmed_components(predicted, case.states == NODE)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **mined)
@@ -164,7 +172,9 @@ def _train(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFactor
     """Train the plan's model into its staging folder (continuing a cancelled one); with
     ``mine_negatives`` pause half-way and mine the model's unconfirmed components on the corrected cases.
     Returns seconds and the number of mined components."""
-    cases = _training_cases(ws, plan, _stage(progress, 0.0, 0.125))
+    prep = read_config(Path(plan.parent_path)).preprocessing  # a fine-tune keeps its parent's
+    cases = [dataclasses.replace(case, prepared=prepare(case.ct, prep))
+             for case in _training_cases(ws, plan, _stage(progress, 0.0, 0.125))]
     staging = Path(plan.staging)
     iterations = plan.config.iterations
     pause = iterations // 2 if plan.config.mine_negatives and iterations >= 2 else None

@@ -18,17 +18,18 @@ from lnq_napari.training.labels import BACKGROUND, NODE, label_states
 
 def correction_states(
     ct: Volume, correction: Volume, prediction: Volume | None = None, options: dict | None = None,
-    rejected: np.ndarray | None = None,
+    rejected: np.ndarray | None = None, background: np.ndarray | None = None,
 ) -> np.ndarray:
     """int8 states of a corrected case: label_states of the correction, plus removed components and
     ``rejected`` (bool, the balls of the rejected suggestions: :func:`lnq_napari.interact.rejected_mask`)
-    outside the corrected nodes as 0.
+    outside the corrected nodes as 0. ``background``: the CT's
+    :func:`~lnq_napari.training.labels.ct_background` when at hand.
 
     Unlike an original annotation, a correction gets no ring of known background around its nodes: the
     outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
     would mark node tissue as background (teaching it to stop short again).
     """
-    states = label_states(ct, correction, ring_mm=0.0, options=options)
+    states = label_states(ct, correction, ring_mm=0.0, options=options, background=background)
     corrected = np.asarray(correction.array) > 0
     if prediction is not None:
         predicted = np.asarray(prediction.array) > 0

@@ -36,12 +36,12 @@ def _erode_mm(mask: np.ndarray, radius_mm: float, spacing_zyx) -> np.ndarray:
     return ndimage.distance_transform_edt(mask, sampling=spacing_zyx) > radius_mm
 
 
-def _states_array(hu: np.ndarray, labels: np.ndarray, spacing_zyx, opts: dict) -> np.ndarray:
+def _background_array(hu: np.ndarray, spacing_zyx, opts: dict) -> np.ndarray:
+    """Bool: what the CT itself rules out (array in the canonical orientation, axial slices first)."""
     from scipy import ndimage
 
     sigma = [opts["smooth_mm"] / s for s in spacing_zyx]
     smooth = ndimage.gaussian_filter(hu.astype(np.float32), sigma=sigma, truncate=2.0)
-    states = np.full(hu.shape, UNKNOWN, dtype=np.int8)
     background = (smooth < opts["low_hu"]) | (smooth > opts["high_hu"])
 
     anatomy = coarse_anatomy(hu, spacing_zyx)
@@ -70,48 +70,57 @@ def _states_array(hu: np.ndarray, labels: np.ndarray, spacing_zyx, opts: dict) -
             eroded = ndimage.minimum_filter1d(soft, n, axis=axis)
             tubes |= ndimage.maximum_filter1d(eroded, k, axis=axis).astype(bool)
         background |= anatomy.upsample(tubes)
-    states[background] = BACKGROUND
+    return background
 
-    nodes = labels > 0
+
+def states_options(options: dict | None = None, ring_mm: float | None = None) -> dict:
+    """The label-state settings: :data:`DEFAULT_STATES` updated with ``options`` and ``ring_mm``."""
+    opts = {**DEFAULT_STATES, **(options or {})}
+    if ring_mm is not None:
+        opts["ring_mm"] = float(ring_mm)
+    return opts
+
+
+def ct_background(ct: Volume, options: dict | None = None) -> np.ndarray:
+    """Bool on the CT grid: the voxels the CT itself rules out as node (known background of every
+    labelling of this CT; :func:`label_states` adds the labels' nodes and ring)."""
+    code, oriented = to_lps(ct.to_sitk())
+    import SimpleITK as sitk
+
+    background = _background_array(sitk.GetArrayViewFromImage(oriented), tuple(oriented.GetSpacing()[::-1]),
+                                   states_options(options))
+    return from_lps(background.view(np.uint8), oriented, code).astype(bool)
+
+
+def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None = None,
+                 options: dict | None = None, background: np.ndarray | None = None) -> np.ndarray:
+    """int8 states on the CT grid: 1 annotated node, 0 known background, -1 unknown (ignored).
+
+    ``labels`` must be on the CT grid (any value > 0 is an annotated node). ``background``: this CT's
+    :func:`ct_background` with the same ``options`` when already at hand (e.g. from a cache).
+    """
+    opts = states_options(options, ring_mm)
+    lab = labels.array if isinstance(labels, Volume) else np.asarray(labels)
+    if lab.shape != ct.shape:
+        raise LNQError(f"labels of shape {lab.shape} are not on the CT grid {ct.shape}; align them first")
+    if background is None:
+        background = ct_background(ct, options)
+    elif background.shape != ct.shape:
+        raise LNQError(f"background of shape {background.shape} is not on the CT grid {ct.shape}")
+    states = np.where(background, np.int8(BACKGROUND), np.int8(UNKNOWN)).astype(np.int8)
+    nodes = lab > 0
     if nodes.any():
-        # the ring, computed in the nodes' bounding box only
-        margin = [int(np.ceil(opts["ring_mm"] / s)) + 1 for s in spacing_zyx]
+        # the ring, computed in the nodes' bounding box only (distances in mm: any axis order)
+        spacing = tuple(float(s) for s in ct.spacing_zyx)
+        margin = [int(np.ceil(opts["ring_mm"] / s)) + 1 for s in spacing]
         idx = np.nonzero(nodes)
         box = tuple(slice(max(0, int(i.min()) - m), int(i.max()) + m + 1) for i, m in zip(idx, margin))
         sub = nodes[box]
-        ring = _dilate_mm(sub, opts["ring_mm"], spacing_zyx) & ~sub
+        ring = _dilate_mm(sub, opts["ring_mm"], spacing) & ~sub
         view = states[box]
         view[ring] = BACKGROUND
         view[sub] = NODE
     return states
-
-
-def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None = None,
-                 options: dict | None = None) -> np.ndarray:
-    """int8 states on the CT grid: 1 annotated node, 0 known background, -1 unknown (ignored).
-
-    ``labels`` must be on the CT grid (any value > 0 is an annotated node).
-    """
-    import SimpleITK as sitk
-
-    opts = {**DEFAULT_STATES, **(options or {})}
-    if ring_mm is not None:
-        opts["ring_mm"] = float(ring_mm)
-    lab = labels.array if isinstance(labels, Volume) else np.asarray(labels)
-    if lab.shape != ct.shape:
-        raise LNQError(f"labels of shape {lab.shape} are not on the CT grid {ct.shape}; align them first")
-    # work in the canonical (axial slices first) orientation, then map back exactly
-    ct_img = ct.to_sitk()
-    code, oriented = to_lps(ct_img)
-    lab_img = sitk.GetImageFromArray(np.ascontiguousarray((lab > 0).astype(np.uint8)))
-    lab_img.CopyInformation(ct_img)
-    _, lab_or = to_lps(lab_img)
-    states = _states_array(
-        sitk.GetArrayViewFromImage(oriented), sitk.GetArrayFromImage(lab_or) > 0,
-        tuple(oriented.GetSpacing()[::-1]), opts,
-    )
-    states = from_lps(states, oriented, code)
-    return states.astype(np.int8)
 
 
 def naive_states(labels: Volume | np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
 from lnq_napari.model.config import DEFAULT_STATES, ModelConfig, TrainingRecord
-from lnq_napari.preprocess import pad_value, prepare
+from lnq_napari.preprocess import Prepared, pad_value, prepare
 from lnq_napari.training.anchor import Anchor, AnchorTerms, trainable_parameters
 from lnq_napari.training.labels import label_states, naive_states
 from lnq_napari.training.sampler import PatchSampler, PatchSource, Unenhance
@@ -50,6 +50,8 @@ class TrainingCase:
     ``focus`` (bool, CT grid, optional): what a reviewer edited; the train setting ``focus_fraction``
     centres that share of patches on them, and distillation toward a parent skips them. ``replay``: a
     case replayed against forgetting (the train setting ``replay_fraction`` sets its share of a batch).
+    ``prepared``: the CT already through :func:`~lnq_napari.preprocess.prepare` with the trained model's
+    preprocessing (a fine-tune prepares each CT once for training, mining and training on).
     """
 
     case_id: str
@@ -57,6 +59,7 @@ class TrainingCase:
     states: np.ndarray
     focus: np.ndarray | None = None
     replay: bool = False
+    prepared: Prepared | None = None
 
 
 # ---------------------------------------------------------------- reading cases
@@ -253,7 +256,7 @@ def _prepare_sources(cases, prep, rng, progress):
         labels = np.asarray(case.states, dtype=np.int8)
         if case.focus is not None:  # resampled together with the states: focus adds FOCUS_CODE
             labels = labels + np.where(np.asarray(case.focus, bool), FOCUS_CODE, 0).astype(np.int8)
-        p = prepare(case.ct, prep, labels=labels)
+        p = prepare(case.ct, prep, labels=labels, image=case.prepared)
         focus = p.labels >= FOCUS_CODE - 1 if case.focus is not None else None
         states = p.labels if focus is None else (p.labels - np.where(focus, FOCUS_CODE, 0)).astype(np.int8)
         sources.append(PatchSource.build(case.case_id, p.image, states, rng, focus=focus, replay=case.replay))

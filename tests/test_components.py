@@ -1,0 +1,29 @@
+"""Connected components: 26-connectivity, and labelling inside the mask's box gives scipy's own ids."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from lnq_napari.components import STRUCTURE, label_components
+
+
+def test_corner_neighbours_are_one_node_and_empty_masks_have_none():
+    mask = np.zeros((6, 7, 8), bool)
+    mask[1, 1, 1] = mask[2, 2, 2] = True  # touch by a corner only
+    mask[4, 5, 6] = True
+    labels, count = label_components(mask)
+    assert count == 2 and labels[1, 1, 1] == labels[2, 2, 2] == 1 and labels[4, 5, 6] == 2
+    empty, none = label_components(np.zeros((3, 4, 5), np.uint8))
+    assert none == 0 and empty.shape == (3, 4, 5) and empty.dtype == np.int32 and not empty.any()
+
+
+def test_same_ids_as_labelling_the_whole_volume():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        mask = np.zeros((20, 30, 40), bool)
+        z, y, x = rng.integers(0, 15), rng.integers(0, 25), rng.integers(0, 35)
+        mask[z : z + 5, y : y + 5, x : x + 5] = rng.random((5, 5, 5)) > rng.random()
+        labels, count = label_components(mask)
+        expected, n = ndimage.label(mask, structure=STRUCTURE)
+        assert count == n and np.array_equal(labels, expected)
