@@ -135,6 +135,18 @@ def test_split_is_stable_and_never_empty():
     assert split_cases(["e", "d", "c", "b", "a"])[1] == val
 
 
+def test_split_keeps_the_lineages_training_corrections_out_of_the_held_out_cases():
+    cases = [f"case{k:02d}" for k in range(15)]
+    _, first_val, _ = split_cases(cases[:10])
+    trained = set(cases[:10]) - set(first_val)  # what the parent was fine-tuned on
+    train, val, on_train = split_cases(cases, 0.2, trained)
+    assert len(val) == 3 and not set(val) & trained and not on_train
+    assert sorted(train + val) == cases
+    # too few untouched cases: the parent's own training cases fill the held-out share
+    _, val_all, _ = split_cases(cases[:10], 0.5, set(cases[:8]))
+    assert set(cases[8:10]) <= set(val_all) and len(val_all) == 5
+
+
 def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, parent_model):
     ws, truth = _workspace(tmp_path, dataset, parent_model)
     seen = []
@@ -507,6 +519,18 @@ def test_original_model_is_the_root_of_the_lineage(tmp_path, dataset, parent_mod
     assert original_model(ws, "m003") == ("m001", ws.model_path("m001"))
     ws.register_model(parent_model, parent="bundled-0123456789")
     assert original_model(ws, "m004") == ("bundled-0123456789", Path(resolve_model(None)))
+
+
+def test_lineage_corrections_are_those_of_the_version_and_its_ancestors(tmp_path, dataset, parent_model):
+    from lnq_napari.finetuning.validation import lineage, lineage_corrections
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)  # m001, the root
+    ws.register_model(parent_model, parent="m001", corrected_cases=["a", "b"])
+    ws.register_model(parent_model, parent="m002", corrected_cases=["a", "b", "c"])
+    ws.register_model(parent_model, parent="m001", corrected_cases=["d"])  # another branch
+    assert lineage(ws, "m003") == ["m003", "m002", "m001"]
+    assert lineage_corrections(ws, "m003") == {"a", "b", "c"} and lineage_corrections(ws, "m004") == {"d"}
+    assert lineage_corrections(ws, "bundled-0123456789") == set()
 
 
 def test_held_out_figures_reuse_an_older_prediction_of_the_same_model(tmp_path, dataset, parent_model):

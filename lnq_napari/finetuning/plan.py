@@ -7,7 +7,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import numpy as np
 from lnq_napari.activation import CaseFigures
 from lnq_napari.errors import LNQError
 from lnq_napari.finetuning.reviewed import prediction_parent
-from lnq_napari.finetuning.validation import original_model
+from lnq_napari.finetuning.validation import lineage_corrections, original_model
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.config import FinetuneConfig
@@ -63,16 +63,21 @@ class FinetunePlan:
         return cls(**{k: v for k, v in data.items() if k not in figures}, config=config, **figures)
 
 
-def split_cases(corrected: Sequence[str], val_fraction: float = 0.2) -> tuple[list[str], list[str], bool]:
+def split_cases(corrected: Sequence[str], val_fraction: float = 0.2,
+                trained: Collection[str] = ()) -> tuple[list[str], list[str], bool]:
     """``(train, validation, validated_on_training)``: a fixed split by hashed case id.
 
-    With fewer than two corrected cases the training corrections double as validation.
+    ``trained``: corrected cases the parent or an ancestor was fine-tuned on; they are held out only
+    when too few other corrected cases are left, so that a candidate is not judged against its parent
+    on the parent's own training cases. With fewer than two corrected cases the training corrections
+    double as validation.
     """
     cases = sorted(corrected)
     if len(cases) < 2:
         return cases, list(cases), True
     n_val = min(len(cases) - 1, max(1, int(round(val_fraction * len(cases)))))
-    ordered = sorted(cases, key=lambda case: hashlib.sha1(case.encode()).hexdigest())
+    by_hash = sorted(cases, key=lambda case: hashlib.sha1(case.encode()).hexdigest())
+    ordered = [c for c in by_hash if c not in trained] + [c for c in by_hash if c in trained]
     val = sorted(ordered[:n_val])
     return [c for c in cases if c not in val], val, False
 
@@ -100,7 +105,7 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
     parent_path, parent_key = ws.prediction_model()
     original = original_model(ws, parent_key)
-    train, val, on_train = split_cases(corrected, config.val_fraction)
+    train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_key))
     corrections, predictions = {}, {}
     for case in corrected:
         corr = ws.latest_version(case, "correction")

@@ -105,19 +105,32 @@ def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigu
     return dataclasses.replace(verdict, reason=reason)
 
 
+def lineage(ws, version: str) -> list[str]:
+    """``version`` and its ancestors in the registry, newest first; the last one is the root (a version
+    outside the registry, such as the bundled model, ends the list)."""
+    entries = {e["id"]: e for e in ws.models()}
+    chain = [version]
+    while chain[-1] in entries:
+        up = entries[chain[-1]].get("parent")
+        if up is None or up in chain:
+            break
+        chain.append(up)
+    return chain
+
+
+def lineage_corrections(ws, version: str) -> set[str]:
+    """The corrected cases ``version`` or any of its ancestors was fine-tuned on."""
+    entries = {e["id"]: e for e in ws.models()}
+    return {case for v in lineage(ws, version)
+            for case in (entries.get(v) or {}).get("corrected_cases") or []}
+
+
 def original_model(ws, parent: str) -> tuple[str, Path] | None:
     """``(version, folder)`` of the root of ``parent``'s lineage in the registry (the bundled model when
     the lineage starts there), or None when ``parent`` is itself the original."""
-    entries = {e["id"]: e for e in ws.models()}
-    current, seen = parent, set()
-    while current in entries and current not in seen:
-        seen.add(current)
-        up = entries[current].get("parent")
-        if up is None:
-            break
-        current = up
-    if current == parent:
+    root = lineage(ws, parent)[-1]
+    if root == parent:
         return None
-    if current in entries:
-        return current, ws.model_path(current)
-    return current, Path(resolve_model(None))  # a parent outside the registry: the bundled model
+    if root in {e["id"] for e in ws.models()}:
+        return root, ws.model_path(root)
+    return root, Path(resolve_model(None))  # a parent outside the registry: the bundled model

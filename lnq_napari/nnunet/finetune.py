@@ -40,6 +40,7 @@ from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
     held_out_verdict,
+    lineage_corrections,
     original_model,
     version_figures,
 )
@@ -217,7 +218,7 @@ def finetune_nnunet(
     kept = (ws.active_model() or {}).get("id", "the bundled model")
     parent_id, parent_path = _parent(ws, given)
     parent_model = open_model(parent_path)  # the registered copy: what is trained from
-    train, val, on_train = split_cases(corrected, config.val_fraction)
+    train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_id))
     original = original_model(ws, parent_id)
     parent_figures = version_figures(load_predictor, parent_id, parent_path, device, ws, val,
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
