@@ -108,7 +108,10 @@ def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigu
 def lineage(ws, version: str) -> list[str]:
     """``version`` and its ancestors in the registry, newest first; the last one is the root (a version
     outside the registry, such as the bundled model, ends the list)."""
-    entries = {e["id"]: e for e in ws.models()}
+    return _lineage({e["id"]: e for e in ws.models()}, version)
+
+
+def _lineage(entries: dict[str, dict], version: str) -> list[str]:
     chain = [version]
     while chain[-1] in entries:
         up = entries[chain[-1]].get("parent")
@@ -121,16 +124,17 @@ def lineage(ws, version: str) -> list[str]:
 def lineage_corrections(ws, version: str) -> set[str]:
     """The corrected cases ``version`` or any of its ancestors was fine-tuned on."""
     entries = {e["id"]: e for e in ws.models()}
-    return {case for v in lineage(ws, version)
+    return {case for v in _lineage(entries, version)
             for case in (entries.get(v) or {}).get("corrected_cases") or []}
 
 
 def original_model(ws, parent: str) -> tuple[str, Path] | None:
     """``(version, folder)`` of the root of ``parent``'s lineage in the registry (the bundled model when
     the lineage starts there), or None when ``parent`` is itself the original."""
-    root = lineage(ws, parent)[-1]
+    entries = {e["id"]: e for e in ws.models()}
+    root = _lineage(entries, parent)[-1]
     if root == parent:
         return None
-    if root in {e["id"] for e in ws.models()}:
+    if root in entries:
         return root, ws.model_path(root)
     return root, Path(resolve_model(None))  # a parent outside the registry: the bundled model

@@ -84,9 +84,9 @@ def states_options(options: dict | None = None, ring_mm: float | None = None) ->
 def ct_background(ct: Volume, options: dict | None = None) -> np.ndarray:
     """Bool on the CT grid: the voxels the CT itself rules out as node (known background of every
     labelling of this CT; :func:`label_states` adds the labels' nodes and ring)."""
-    code, oriented = to_lps(ct.to_sitk())
     import SimpleITK as sitk
 
+    code, oriented = to_lps(ct.to_sitk())
     background = _background_array(sitk.GetArrayViewFromImage(oriented), tuple(oriented.GetSpacing()[::-1]),
                                    states_options(options))
     return from_lps(background.view(np.uint8), oriented, code).astype(bool)
