@@ -5,8 +5,8 @@
         --model ours=/tmp/lnq-models/ours --model naive=/tmp/lnq-models/naive [--json out.json]
 
 Each model predicts every ``*-ct.nrrd`` once (probabilities cached as float16 under ``--cache``); the
-post-processing grid (``--thresholds``, ``--min-mm3``) is then scored against ``*-full.nrrd`` without
-predicting again. Nodes count for recall when their equivalent diameter is >= 10 mm.
+post-processing grid (``--thresholds``, ``--min-mm3``, ``--min-peak``, ...) is then scored against
+``*-full.nrrd`` without predicting again. Nodes count for recall when their equivalent diameter is >= 10 mm.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _probabilities(name: str, model: str, cases, cache: Path, device: str) -> di
 
 
 def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combos: list) -> list[dict]:
-    """One case's metrics for each post-processing combination ``(thr, min_mm3, max_hu, region_mm)``."""
+    """One case's metrics for each post-processing combination ``(thr, min_mm3, max_hu, region_mm, peak)``."""
     from lnq_napari.inference import postprocess
     from lnq_napari.io.readers import read_labels, read_volume
     from lnq_napari.metrics import evaluate_case
@@ -69,9 +69,9 @@ def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combo
     prob = np.load(prob_path).astype(np.float32)
     regions = {rg: mediastinum_region(ct, rg) for rg in {c[3] for c in combos} if rg is not None}
     rows = []
-    for thr, mn, mh, rg in combos:
+    for thr, mn, mh, rg, pk in combos:
         mask = gt.with_array(postprocess(prob, gt.spacing_zyx, thr, mn, hu=ct.array, max_mean_hu=mh,
-                                         region=regions.get(rg)))
+                                         region=regions.get(rg), min_peak=pk))
         rows.append({"case": cid, **evaluate_case(mask, gt)})
     return rows
 
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-mm3", default="", help="comma list; default: each model's own")
     parser.add_argument("--max-hu", default="", help="comma list of component mean-HU limits ('none': off)")
     parser.add_argument("--region-mm", default="", help="comma list of mediastinum margins ('none': off)")
+    parser.add_argument("--min-peak", default="", help="comma list of peak floors; default: the model's")
     parser.add_argument("--workers", type=int, default=1, help="processes that score cases in parallel")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -110,8 +111,9 @@ def main(argv=None) -> int:
             inf.max_mean_hu]
         regions = [None if h == "none" else float(h) for h in args.region_mm.split(",") if h] or [
             inf.mediastinum_margin_mm]
+        peaks = [float(k) for k in args.min_peak.split(",") if k] or [float(inf.min_peak)]
         probs = _probabilities(name, folder, cases, Path(args.cache), args.device)
-        combos = list(itertools.product(thresholds, mins, hus, regions))
+        combos = list(itertools.product(thresholds, mins, hus, regions, peaks))
         jobs = [(cid, ct, full, probs[cid], combos) for cid, ct, full in cases]
         if args.workers > 1:
             import multiprocessing
@@ -121,10 +123,10 @@ def main(argv=None) -> int:
                 per_case = list(pool.map(_score_case, *zip(*jobs)))
         else:
             per_case = [_score_case(*job) for job in jobs]
-        for k, (thr, mn, mh, rg) in enumerate(combos):
+        for k, (thr, mn, mh, rg, pk) in enumerate(combos):
             rows = [case_rows[k] for case_rows in per_case]
             s = summarize(rows)
-            key = f"{name} thr={thr:g} min={mn:g} maxhu={mh} region={rg}"
+            key = f"{name} thr={thr:g} min={mn:g} maxhu={mh} region={rg} peak={pk:g}"
             results[key] = {"summary": s, "cases": rows}
             print(f"{key:44s} Dice median {s['dice_median']:.3f} mean {s['dice_mean']:.3f} | "
                   f"ASSD median {s['assd_median']:.2f} mm (worst-filled {s['assd_median_worst']:.2f}) | "

@@ -399,7 +399,8 @@ def nodes_of_prediction(
     cap = inf.max_suggestions if max_suggestions is None else max_suggestions
     rows = suggest_candidates(prob, mask, high=float(inf.threshold), hu=np.asarray(ct.array),
                               max_mean_hu=inf.max_mean_hu, region=inside,
-                              size_floor_mm3=float(inf.min_component_mm3), max_candidates=cap)
+                              size_floor_mm3=float(inf.min_component_mm3), max_candidates=cap,
+                              min_peak=float(inf.min_peak))
     rows += [s for s in active.outline_suggestions(ct, labels, prob)
              if inside is None or inside[s.centre_zyx]]
     suggestions = rank_suggestions(rows, cap, ct.spacing_zyx, merge_mm=2 * MERGE_MM)

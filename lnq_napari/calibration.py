@@ -107,11 +107,12 @@ def _truth(case: CalibrationCase, min_diameter_mm: float) -> _Truth:
 
 
 def _components(case: CalibrationCase, truth: _Truth, threshold: float,
-                max_mean_hu: float | None) -> _Components:
+                max_mean_hu: float | None, min_peak: float) -> _Components:
     """Label the mask that :func:`postprocess` keeps at ``threshold`` with no size filter."""
     extra = {} if case.region is None else {"region": case.region}
     mask = postprocess(prob=case.probabilities, spacing_zyx=case.spacing_zyx, threshold=threshold,
-                       min_component_mm3=0.0, hu=case.hu, max_mean_hu=max_mean_hu, **extra)
+                       min_component_mm3=0.0, hu=case.hu, max_mean_hu=max_mean_hu, min_peak=min_peak,
+                       **extra)
     labels, n = label_components(mask)
     inside = labels[truth.labels > 0]
     overlap = np.bincount(inside, minlength=n + 1)[1:]
@@ -143,14 +144,14 @@ def _summary(threshold: float, min_mm3: float, cases: Sequence[CaseFigures]) -> 
 
 
 def _grid(cases: Sequence[CalibrationCase], thresholds: Sequence[float], min_sizes: Sequence[float],
-          max_mean_hu: float | None, min_diameter_mm: float) -> list[PostprocessingFigures]:
+          max_mean_hu: float | None, min_peak: float, min_diameter_mm: float) -> list[PostprocessingFigures]:
     """Figures at every (threshold, size) of the grid: one post-processing and labelling per threshold."""
     cases = [_cropped(case, min(thresholds)) for case in cases]
     truths = [_truth(case, min_diameter_mm) for case in cases]
     per_setting: dict[tuple[float, float], list[CaseFigures]] = {}
     for case, truth in zip(cases, truths):
         for t in thresholds:
-            comps = _components(case, truth, t, max_mean_hu)
+            comps = _components(case, truth, t, max_mean_hu, min_peak)
             for m in min_sizes:
                 per_setting.setdefault((t, m), []).append(_case_figures(case, truth, comps, m))
     return [_summary(t, m, figures) for (t, m), figures in per_setting.items()]
@@ -190,17 +191,19 @@ def fit_postprocessing(cases: Sequence[CalibrationCase], parent_fp_per_case: flo
                        min_sizes_mm3: Sequence[float] = MIN_SIZES_MM3,
                        *, current_threshold: float = InferenceConfig.threshold,
                        current_min_component_mm3: float = InferenceConfig.min_component_mm3,
-                       max_mean_hu: float | None = InferenceConfig.max_mean_hu, fp_margin: float = 0.2,
+                       max_mean_hu: float | None = InferenceConfig.max_mean_hu,
+                       min_peak: float = InferenceConfig.min_peak, fp_margin: float = 0.2,
                        dice_tolerance: float = 1e-3, min_diameter_mm: float = 10.0) -> PostprocessingFit:
     """The threshold and minimum component size (mm3) that maximise the mean Dice on ``cases``
     with false nodes per case <= ``parent_fp_per_case + fp_margin`` (None: no limit). The current
-    setting joins the grid; ``max_mean_hu`` is the model's, applied as prediction applies it."""
+    setting joins the grid; ``max_mean_hu`` and ``min_peak`` are the model's, applied as prediction
+    applies them."""
     if not cases:
         raise ValueError("fit_postprocessing needs at least one corrected case")
     current = (float(current_threshold), float(current_min_component_mm3))
     ts = sorted({float(t) for t in thresholds} | {current[0]})
     ms = sorted({float(m) for m in min_sizes_mm3} | {current[1]})
-    grid = _grid(cases, ts, ms, max_mean_hu, min_diameter_mm)
+    grid = _grid(cases, ts, ms, max_mean_hu, float(min_peak), min_diameter_mm)
     now = next(g for g in grid if (g.threshold, g.min_component_mm3) == current)
     fp_limit = None if parent_fp_per_case is None else float(parent_fp_per_case) + fp_margin
     spans = (max(ts[-1] - ts[0], 1e-6), max(ms[-1] - ms[0], 1e-6))

@@ -106,8 +106,10 @@ def probabilities_on_ct(prob: np.ndarray, prepared, ct: Volume, voxels: int = SL
 
 def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_mm3: float,
                 hu: np.ndarray | None = None, max_mean_hu: float | None = None,
-                region: np.ndarray | None = None, voxels: int = SLAB_VOXELS) -> np.ndarray:
-    """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3``; given the
+                region: np.ndarray | None = None, min_peak: float = 0.0,
+                voxels: int = SLAB_VOXELS) -> np.ndarray:
+    """Threshold ``prob``; drop 26-connected components smaller than ``min_component_mm3``; those whose
+    peak probability stays below ``min_peak`` (no confident core: hysteresis thresholding); given the
     CT's ``hu``, components too bright to be nodes (mean and median HU above ``max_mean_hu``: bone,
     enhanced vessels; :func:`~lnq_napari.components.too_bright`);
     given a bool ``region``, components with most of their voxels outside it.
@@ -116,7 +118,8 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_m
     not depend on it): beyond the mask and its component ids, memory stays about a slab."""
     mask = prob >= threshold
     use_hu = hu is not None and max_mean_hu is not None
-    if (min_component_mm3 <= 0 and not use_hu and region is None) or not mask.any():
+    use_peak = min_peak > threshold
+    if (min_component_mm3 <= 0 and not use_hu and region is None and not use_peak) or not mask.any():
         return mask.view(np.uint8)
     box = []
     for axes in ((1, 2), (0, 2), (0, 1)):
@@ -128,6 +131,7 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_m
     counts = np.zeros(n + 1, dtype=np.int64)
     hu_sums = np.zeros(n + 1, dtype=np.float64)
     inside = np.zeros(n + 1, dtype=np.int64)
+    cores = np.zeros(n + 1, dtype=np.int64)
     parts = slabs(lab.shape[0], lab.shape[1] * lab.shape[2], voxels)
     for z0, z1 in parts:
         ids = lab[z0:z1].ravel()
@@ -136,6 +140,8 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_m
             hu_sums += np.bincount(ids, weights=hu[box][z0:z1].ravel(), minlength=n + 1)
         if region is not None:
             inside += np.bincount(ids, weights=region[box][z0:z1].ravel(), minlength=n + 1).astype(np.int64)
+        if use_peak:  # voxels at or above min_peak lie inside the mask (min_peak > threshold)
+            cores += np.bincount(ids[prob[box][z0:z1].ravel() >= min_peak], minlength=n + 1)
     keep = counts * float(np.prod(spacing_zyx)) >= min_component_mm3
     if use_hu:  # the mean rules out most at once; the few brighter ones are checked whole (too_bright)
         brighter = np.nonzero(keep & (hu_sums / np.maximum(counts, 1) > max_mean_hu))[0]
@@ -145,6 +151,8 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_m
             keep[k] = not too_bright(hu[box][sub][lab[sub] == k], max_mean_hu)
     if region is not None:
         keep &= inside >= 0.5 * counts
+    if use_peak:
+        keep &= cores > 0
     keep[0] = False
     keep = keep.astype(np.uint8)
     out = np.zeros(prob.shape, dtype=np.uint8)
@@ -218,7 +226,8 @@ class Predictor:
         prob_ct = probabilities_on_ct(prob, prepared, ct)
         del prepared, prob
         mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
-                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask)
+                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask,
+                           min_peak=float(inf.min_peak))
         if progress:
             progress(1.0, "done")
         meta = {"model_version": self.version}

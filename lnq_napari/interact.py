@@ -412,6 +412,7 @@ def suggest_candidates(
     region: np.ndarray | None = None,
     size_floor_mm3: float = 0.0,
     merge_mm: float = MERGE_MM,
+    min_peak: float = 0.0,
 ) -> list[Suggestion]:
     """Candidate nodes the mask leaves out, best first.
 
@@ -421,7 +422,8 @@ def suggest_candidates(
     bright to be nodes given ``hu`` (the CT on the same grid; mean and median HU above ``max_mean_hu``,
     as post-processing rejects bone and enhanced vessels), smaller than ``min_volume_mm3``, or, given a
     bool ``region``, mostly outside it. ``kind`` says what a candidate is: "unsure" (peak below
-    ``high``, the model's threshold), or, for a region the model is sure of that post-processing
+    ``high``, the model's threshold, or below ``min_peak``, the confident core post-processing asks
+    for), or, for a region the model is sure of that post-processing
     dropped, "small" (its core below ``size_floor_mm3``), "bright" (its core too bright, as above) or
     "dropped". The centre is the centroid of the best fragment. Score = max probability x equivalent
     diameter in mm.
@@ -456,14 +458,16 @@ def suggest_candidates(
         max_prob = max(float(p.prob.max()) for p in group)
         centre = np.argwhere(best.local).mean(axis=0) + np.array([b.start for b in best.box])
         kind, reason = "unsure", ""
-        if max_prob >= high:
+        if high <= max_prob < min_peak:
+            reason = f"unsure, peak {max_prob:.2f} below {min_peak:g}"
+        elif max_prob >= high:
             kind, reason = _why_dropped(group, prob, high, voxel_mm3, size_floor_mm3, hu, max_mean_hu)
         rows.append(Suggestion(
             kind=kind, centre_zyx=tuple(int(round(c)) for c in centre),
             centre_mm=tuple(float(v) for v in probabilities.index_to_physical(centre)[0]),
             score=max_prob * equivalent_diameter(vol), max_prob=max_prob,
             mean_prob=float(sum(float(p.prob.sum()) for p in group) / voxels),
-            uncertain=bool(max_prob < high), voxels=voxels, volume_mm3=vol, reason=reason,
+            uncertain=kind == "unsure", voxels=voxels, volume_mm3=vol, reason=reason,
         ))
     return rank_suggestions(rows, max_candidates)
 

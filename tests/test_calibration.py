@@ -1,4 +1,7 @@
-"""Post-processing calibration on synthetic probability maps: nodes p=0.9, false blobs p=0.6."""
+"""Post-processing calibration on synthetic probability maps: nodes p=0.9, false blobs p=0.6.
+
+The threshold fits run without the peak rule (``min_peak=0``: the blobs have no confident core and the
+rule alone would drop them); the last test checks the rule is applied as prediction applies it."""
 
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ BLOBS = [((16, 16, 48), 6.5), ((6, 50, 14), 6.0)]  # ~900-1150 mm3: too big for 
 def test_threshold_removes_false_blobs_and_keeps_the_nodes():
     cases = [case("a", NODES, BLOBS), case("b", NODES[:1], BLOBS[:1])]
     fit = fit_postprocessing(cases, parent_fp_per_case=None, current_threshold=0.5,
-                             current_min_component_mm3=0.0)
+                             current_min_component_mm3=0.0, min_peak=0.0)
     assert fit.current.false_nodes == pytest.approx(1.5)
     assert fit.threshold == pytest.approx(0.65)  # the lowest above the blobs: nearest the current 0.5
     assert fit.chosen.false_nodes == 0 and fit.chosen.recall == 1.0
@@ -68,9 +71,9 @@ def test_false_node_limit_outranks_dice():
     """Weak true nodes (p 0.55) sit below false blobs (p 0.6): catching them raises Dice and false nodes."""
     weak = [((18, 28, 28), 9.0)]
     cases = [case("a", NODES, BLOBS[:1], weak=weak), case("b", NODES, BLOBS[1:], weak=weak)]
-    free = fit_postprocessing(cases, parent_fp_per_case=None, current_min_component_mm3=0.0)
+    free = fit_postprocessing(cases, parent_fp_per_case=None, current_min_component_mm3=0.0, min_peak=0.0)
     assert free.threshold <= 0.55 and free.chosen.false_nodes == 1.0 and free.chosen.recall == 1.0
-    limited = fit_postprocessing(cases, parent_fp_per_case=0.0, current_min_component_mm3=0.0)
+    limited = fit_postprocessing(cases, parent_fp_per_case=0.0, current_min_component_mm3=0.0, min_peak=0.0)
     assert limited.fp_limit == pytest.approx(0.2)
     assert limited.threshold >= 0.65 and limited.chosen.false_nodes == 0.0
     assert limited.chosen.dice < free.chosen.dice and limited.chosen.recall < 1.0
@@ -84,16 +87,19 @@ def test_no_setting_within_the_limit_keeps_the_fewest_false_nodes():
     assert fit.chosen.false_nodes == 1.0 and "no setting meets it" in fit.reason
 
 
-def test_figures_agree_with_the_metrics_module():
+@pytest.mark.parametrize(("min_peak", "false_nodes"), [(0.0, 2), (0.8, 0)])
+def test_figures_agree_with_the_metrics_module(min_peak, false_nodes):
     c = case("a", NODES, BLOBS + [((20, 56, 56), 2.5)], bright=[((4, 40, 56), 6.0)])
     fit = fit_postprocessing([c], parent_fp_per_case=None, thresholds=(0.5,), min_sizes_mm3=(0.0,),
-                             current_threshold=0.5, current_min_component_mm3=200.0, max_mean_hu=100.0)
+                             current_threshold=0.5, current_min_component_mm3=200.0, max_mean_hu=100.0,
+                             min_peak=min_peak)
     mask = postprocess(prob=c.probabilities, spacing_zyx=SPACING_ZYX, threshold=0.5, min_component_mm3=200.0,
-                       hu=c.hu, max_mean_hu=100.0)
+                       hu=c.hu, max_mean_hu=100.0, min_peak=min_peak)
     volume = Volume(mask, SPACING_ZYX[::-1], (0.0, 0.0, 0.0))
     row = evaluate_case(volume, volume.with_array(c.truth))
     got = fit.current.cases[0]
     assert got.dice == pytest.approx(row["dice"])
     assert (got.nodes_hit, got.nodes_gt) == (row["nodes_hit"], row["nodes_gt"]) == (2, 2)
     assert got.false_nodes == row["fp_nodes"]
-    assert got.false_nodes == 2  # the two large blobs; the small one and the bright one are dropped
+    # without the peak rule the two large blobs (p 0.6); the small one and the bright one are dropped
+    assert got.false_nodes == false_nodes

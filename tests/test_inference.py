@@ -84,10 +84,24 @@ def test_postprocess_keeps_a_calcified_node_and_drops_an_enhanced_vessel():
     assert mask[2:10, 4:14, 4:14].all() and not mask[2:10, 24:34, 24:34].any()
 
 
+def test_postprocess_drops_a_component_without_a_confident_core():
+    """Hysteresis: a component is kept only if some voxel reaches ``min_peak``; below the threshold
+    ``min_peak`` changes nothing."""
+    prob = np.zeros((10, 30, 30), np.float32)
+    prob[2:8, 2:12, 2:12] = 0.6
+    prob[4:6, 5:8, 5:8] = 0.95  # a confident core
+    prob[2:8, 18:28, 18:28] = 0.75  # as large, never confident
+    kept = postprocess(prob, (2.0, 1.0, 1.0), 0.5, 10.0, min_peak=0.8)
+    assert kept[2:8, 2:12, 2:12].all() and not kept[2:8, 18:28, 18:28].any()
+    assert postprocess(prob, (2.0, 1.0, 1.0), 0.5, 10.0, min_peak=0.5).sum() == 2 * 600
+    assert postprocess(prob, (2.0, 1.0, 1.0), 0.5, 0.0, min_peak=0.95).sum() == 600  # alone, too
+
+
 def test_missing_inference_settings_take_the_config_defaults(tiny_model):
     predictor = Predictor(tiny_model, device="cpu")
     assert predictor.version == "tiny-test" and predictor.config.inference.min_component_mm3 == 0
     assert predictor.config.inference.max_mean_hu == 100.0  # not in the tiny model's config.json
+    assert predictor.config.inference.min_peak == 0.8
 
 
 def test_predict_on_a_ct_prepared_before_gives_the_same_prediction(tiny_model, small_ct):
@@ -185,7 +199,7 @@ def test_bundled_model_on_real_chest_ct(tmp_path):
 
 
 # ---------------------------------------------------------------- memory: slabs give the plain results
-def _plain_postprocess(prob, spacing_zyx, threshold, min_mm3, hu, max_mean_hu, region):
+def _plain_postprocess(prob, spacing_zyx, threshold, min_mm3, hu, max_mean_hu, region, min_peak):
     """The rules of :func:`postprocess` written plainly, one component at a time (the reference)."""
     from scipy import ndimage
 
@@ -196,6 +210,7 @@ def _plain_postprocess(prob, spacing_zyx, threshold, min_mm3, hu, max_mean_hu, r
         ok = comp.sum() * np.prod(spacing_zyx) >= min_mm3
         ok &= not (hu[comp].mean() > max_mean_hu and np.median(hu[comp]) > max_mean_hu)
         ok &= region[comp].sum() >= 0.5 * comp.sum()
+        ok &= prob[comp].max() >= min_peak
         out[comp] = ok
     return out
 
@@ -209,12 +224,15 @@ def test_postprocess_in_slabs_matches_the_plain_rules():
     hu = rng.integers(-100, 250, prob.shape).astype(np.int16)
     region = np.zeros(prob.shape, bool)
     region[:, :, :30] = True
-    expected = _plain_postprocess(prob, (2.0, 1.0, 1.0), 0.55, 20.0, hu, 80.0, region)
-    assert 0 < expected.sum() < (prob >= 0.55).sum()  # some components kept, some dropped
-    for voxels in (1, 2000, 10**9):  # one slice per slab .. the whole box at once
-        got = postprocess(prob, (2.0, 1.0, 1.0), 0.55, 20.0, hu=hu, max_mean_hu=80.0, region=region,
-                          voxels=voxels)
-        assert got.dtype == np.uint8 and np.array_equal(got, expected), voxels
+    everywhere = np.ones(prob.shape, bool)
+    for where, max_mean_hu, min_peak in ((region, 80.0, 0.0), (everywhere, 1000.0, 0.7)):
+        expected = _plain_postprocess(prob, (2.0, 1.0, 1.0), 0.55, 20.0, hu, max_mean_hu, where, min_peak)
+        by_size = _plain_postprocess(prob, (2.0, 1.0, 1.0), 0.55, 20.0, hu, 1000.0, everywhere, 0.0)
+        assert 0 < expected.sum() < by_size.sum()  # some components kept, some dropped by the rule
+        for voxels in (1, 2000, 10**9):  # one slice per slab .. the whole box at once
+            got = postprocess(prob, (2.0, 1.0, 1.0), 0.55, 20.0, hu=hu, max_mean_hu=max_mean_hu, region=where,
+                              min_peak=min_peak, voxels=voxels)
+            assert got.dtype == np.uint8 and np.array_equal(got, expected), voxels
 
 
 def test_postprocess_memory_beyond_its_output_is_a_few_bytes_per_voxel():

@@ -88,8 +88,11 @@ def test_load_predictor_chooses_the_backend(nnunet_model):
     assert isinstance(chosen, NnUNetPredictor)
     assert chosen._nnunet.use_mirroring is False and chosen._nnunet.tile_step_size == 0.75
     assert chosen.config.inference.min_component_mm3 == 0.0  # nnU-Net's argmax unless asked
-    floor = load_predictor(f"nnunet:{folder}?min_component_mm3=300&max_mean_hu=none", device="cpu")
+    assert chosen.config.inference.min_peak == 0.0
+    floor = load_predictor(f"nnunet:{folder}?min_component_mm3=300&max_mean_hu=none&min_peak=0.9",
+                           device="cpu")
     assert floor.config.inference.min_component_mm3 == 300.0 and floor.config.inference.max_mean_hu is None
+    assert floor.config.inference.min_peak == 0.9
     assert isinstance(load_predictor(folder, device="cpu"), NnUNetPredictor)  # found by its plans.json
     assert isinstance(load_predictor(None, device="cpu"), Predictor)
     assert load_predictor(chosen) is chosen

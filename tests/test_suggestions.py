@@ -59,6 +59,19 @@ def test_candidates_the_model_is_sure_of_say_what_they_are():
     assert rows["unsure"].text == f"p=0.35  {rows['unsure'].volume_mm3 / 1000:.2f} cm3"
 
 
+def test_a_component_without_a_confident_core_is_an_unsure_candidate():
+    """Post-processing drops a component whose peak stays below ``min_peak``; the reviewer still sees it."""
+    shape = (12, 60, 60)
+    prob = np.zeros(shape, np.float32)
+    prob[_ball(shape, (6, 30, 30), 5)] = 0.7
+    vol = Volume(prob, spacing=SPACING)
+    empty = vol.with_array(np.zeros(shape, np.uint8))
+    (row,) = suggest_candidates(vol, empty, high=0.5, min_volume_mm3=10.0, min_peak=0.8)
+    assert row.kind == "unsure" and row.uncertain and row.text.startswith("unsure, peak 0.70 below 0.8")
+    (sure,) = suggest_candidates(vol, empty, high=0.5, min_volume_mm3=10.0, min_peak=0.6)
+    assert sure.kind == "dropped" and not sure.uncertain
+
+
 def test_candidates_mostly_outside_the_region_are_left_out():
     prob = np.zeros((12, 60, 60), np.float32)
     prob[5:8, 10:16, 10:16] = 0.3

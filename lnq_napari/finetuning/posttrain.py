@@ -112,7 +112,7 @@ def refit_postprocessing(model: Path, predictor, ws, cases: Sequence[str], corre
                                      cancel) for case in cases]
     fit = fit_postprocessing(calibration, parent_fp_per_case, current_threshold=float(inf.threshold),
                              current_min_component_mm3=float(inf.min_component_mm3),
-                             max_mean_hu=inf.max_mean_hu)
+                             max_mean_hu=inf.max_mean_hu, min_peak=float(inf.min_peak))
     data = json.loads((model / CONFIG).read_text())
     data.setdefault("inference", {}).update(threshold=fit.threshold, min_component_mm3=fit.min_component_mm3)
     atomic_write_text(model / CONFIG, json.dumps(data, indent=2) + "\n")

@@ -26,9 +26,9 @@ from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.nnunet.folder import CHECKPOINT, open_model
 from lnq_napari.preprocess import mediastinum_region
 
-# nnU-Net's argmax, without our bundled model's size and HU filters (nnU-Net learned what a node is)
+# nnU-Net's argmax, without our bundled model's size, peak and HU filters (nnU-Net learned what a node is)
 NNUNET_INFERENCE = InferenceConfig(threshold=0.5, min_component_mm3=0.0, max_mean_hu=None,
-                                   mediastinum_margin_mm=None)
+                                   mediastinum_margin_mm=None, min_peak=0.0)
 
 
 def _tracked_predictor_class():
@@ -129,7 +129,8 @@ class NnUNetPredictor:
         if region and inf.mediastinum_margin_mm is not None:
             region_mask = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
         mask = postprocess(prob, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
-                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask)
+                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask,
+                           min_peak=float(inf.min_peak))
         step(1.0, "done")
         meta = {"model_version": self.version}
         return Prediction(ct.with_array(prob, **meta), ct.with_array(mask, **meta), self.version, region_mask)

@@ -17,7 +17,7 @@ from lnq_napari.nnunet.folder import PREFIX, is_nnunet_folder, strip_prefix
 
 NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
 # post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300
-_POSTPROCESSING = ("threshold", "min_component_mm3", "max_mean_hu", "mediastinum_margin_mm")
+_POSTPROCESSING = ("threshold", "min_component_mm3", "min_peak", "max_mean_hu", "mediastinum_margin_mm")
 
 
 @runtime_checkable
@@ -40,7 +40,8 @@ def is_nnunet_model(model) -> bool:
 
 def parse_model(model) -> tuple[Path, dict]:
     """The folder and options of ``nnunet:<folder>[?folds=0,1&tile_step=0.5&mirroring=off&checkpoint=...]``
-    (and post-processing: ``threshold``, ``min_component_mm3``, ``max_mean_hu``, ``mediastinum_margin_mm``).
+    (and post-processing: ``threshold``, ``min_component_mm3``, ``min_peak``, ``max_mean_hu``,
+    ``mediastinum_margin_mm``).
 
     The options ride in the model string, so every place that takes a model (CLI ``--model``, the
     Segment widget's model field, a workspace) can set them.
