@@ -459,7 +459,7 @@ def suggest_candidates(
         centre = np.argwhere(best.local).mean(axis=0) + np.array([b.start for b in best.box])
         kind, reason = "unsure", ""
         if high <= max_prob < min_peak:
-            reason = f"unsure, peak {max_prob:.2f} below {min_peak:g}"
+            reason = f"no confident core (peak below {min_peak:g})"
         elif max_prob >= high:
             kind, reason = _why_dropped(group, prob, high, voxel_mm3, size_floor_mm3, hu, max_mean_hu)
         rows.append(Suggestion(

@@ -67,7 +67,8 @@ def test_a_component_without_a_confident_core_is_an_unsure_candidate():
     vol = Volume(prob, spacing=SPACING)
     empty = vol.with_array(np.zeros(shape, np.uint8))
     (row,) = suggest_candidates(vol, empty, high=0.5, min_volume_mm3=10.0, min_peak=0.8)
-    assert row.kind == "unsure" and row.uncertain and row.text.startswith("unsure, peak 0.70 below 0.8")
+    assert row.kind == "unsure" and row.uncertain
+    assert row.text.startswith("no confident core (peak below 0.8): p=0.70")
     (sure,) = suggest_candidates(vol, empty, high=0.5, min_volume_mm3=10.0, min_peak=0.6)
     assert sure.kind == "dropped" and not sure.uncertain
 
