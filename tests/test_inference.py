@@ -101,7 +101,7 @@ def test_missing_inference_settings_take_the_config_defaults(tiny_model):
     predictor = Predictor(tiny_model, device="cpu")
     assert predictor.version == "tiny-test" and predictor.config.inference.min_component_mm3 == 0
     assert predictor.config.inference.max_mean_hu == 100.0  # not in the tiny model's config.json
-    assert predictor.config.inference.min_peak == 0.8
+    assert predictor.config.inference.min_peak == 0.7
 
 
 def test_predict_on_a_ct_prepared_before_gives_the_same_prediction(tiny_model, small_ct):
