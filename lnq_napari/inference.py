@@ -22,7 +22,7 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.volume import Volume
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint
-from lnq_napari.model.config import ModelConfig
+from lnq_napari.model.config import InferenceConfig, ModelConfig
 from lnq_napari.preprocess import Prepared, grid_image, mediastinum_region, pad_value, prepare, to_ct_grid
 
 
@@ -162,6 +162,13 @@ def postprocess(prob: np.ndarray, spacing_zyx, threshold: float, min_component_m
     return out
 
 
+def postprocess_as(inf: InferenceConfig, prob: np.ndarray, ct: Volume,
+                   region: np.ndarray | None = None) -> np.ndarray:
+    """:func:`postprocess` with a model's settings (threshold, size and peak floors, HU limit) on ``ct``."""
+    return postprocess(prob, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
+                       hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region, min_peak=float(inf.min_peak))
+
+
 class Predictor:
     """A loaded model ready to predict; reuse it for many CTs.
 
@@ -225,9 +232,7 @@ class Predictor:
             progress(0.9, "resampling to the CT grid")
         prob_ct = probabilities_on_ct(prob, prepared, ct)
         del prepared, prob
-        mask = postprocess(prob_ct, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
-                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask,
-                           min_peak=float(inf.min_peak))
+        mask = postprocess_as(inf, prob_ct, ct, region_mask)
         if progress:
             progress(1.0, "done")
         meta = {"model_version": self.version}

@@ -19,7 +19,7 @@ import numpy as np
 
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
-from lnq_napari.inference import Prediction, postprocess
+from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig, ModelConfig
 from lnq_napari.nnunet.deps import require_nnunet
@@ -128,9 +128,7 @@ class NnUNetPredictor:
         region_mask = None
         if region and inf.mediastinum_margin_mm is not None:
             region_mask = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
-        mask = postprocess(prob, ct.spacing_zyx, float(inf.threshold), float(inf.min_component_mm3),
-                           hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region_mask,
-                           min_peak=float(inf.min_peak))
+        mask = postprocess_as(inf, prob, ct, region_mask)
         step(1.0, "done")
         meta = {"model_version": self.version}
         return Prediction(ct.with_array(prob, **meta), ct.with_array(mask, **meta), self.version, region_mask)
