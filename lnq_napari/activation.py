@@ -6,9 +6,9 @@ paired bootstrap over cases gives a two-sided ``confidence`` interval for each m
 candidate is activated when, against both, it is non-inferior within margins fixed in advance:
 surface Dice (lower bound > -dice_margin), node recall (lower bound > -recall_margin) and false nodes
 per case net of the nodes it newly finds (upper bound < fp_margin). With fewer than ``min_cases`` cases
-with a defined surface Dice the evidence is thin: the rule says so and decides on the point estimates
-with the same margins, never activating a model whose surface Dice or recall point estimate is below
-the other's.
+with a defined surface Dice the evidence is thin (a percentile bootstrap over two cases has the worse
+case as its bound, over three or four little else): the rule says so and decides on the point
+estimates with the same margins.
 
 Outlines are judged by surface Dice at :data:`SURFACE_TOLERANCE_MM`, not volumetric Dice: a click
 correction keeps the parent's own outlines wherever no click touched them, and volumetric Dice against
@@ -16,6 +16,11 @@ it leaned 0.075 toward the parent (its difference candidate - parent agreed in s
 against complete truth on 10 of 18 case pairs); surface Dice at 3 mm leaned 0.008 and agreed in sign
 with complete truth's surface Dice on 18 of 18 pairs and with its volumetric Dice on 15
 (``benchmarks/bench_rule_fidelity.py``, habitus site, 3 fine-tuned candidates x 6 test cases).
+A click grows a node only until the reviewer stops, so a node the reviewer grew or added is at least
+its corrected size: a model outline reaching up to :data:`GROWN_LENIENCE_MM` beyond it does not count
+against the model (:func:`lnq_napari.metrics.surface_dice`); the nodes left as predicted keep the
+symmetric tolerance. With both (session 15, ``docs/active_learning.md``), replayed on the 24 rounds of
+session 14's loops the rule is right by the issue's bar in 20 against 14.
 Tried in session 12 and reverted: judging outlines by the known-voxel Dice
 (:func:`lnq_napari.metrics.known_voxel_dice`, blind to growth into tissue the correction leaves unknown);
 replayed on 30 loop rounds it was right by the issue's bar in 15 against 14: three refusals of better
@@ -34,6 +39,9 @@ import numpy as np
 MODELS = ("candidate", "parent", "original")
 #: Outline differences below this many mm do not count in the held-out surface Dice the rule judges.
 SURFACE_TOLERANCE_MM = 3.0
+#: A model outline reaching up to this many mm beyond a node the reviewer grew or added (a lower bound
+#: of the node) does not count against it in that surface Dice (:func:`lnq_napari.metrics.surface_dice`).
+GROWN_LENIENCE_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ class ActivationRule:
     n_bootstrap: int = 2000
     confidence: float = 0.9
     seed: int = 0
-    min_cases: int = 2
+    min_cases: int = 5
 
 
 @dataclass(frozen=True)
@@ -170,22 +178,21 @@ def _compare(t: _Table, other: int, idx: np.ndarray | None, rule: ActivationRule
     fp = _difference(d_fp, ones, idx, rule.confidence)
     net = _difference(d_fp - rule.hit_credit * d_hits, ones, idx, rule.confidence)
     against = MODELS[other]
-    failures = _failures(against, dice, recall, net, idx is None, rule)
+    failures = _failures(against, dice, recall, net, rule)
     return _Comparison(against, dice, recall, fp, net, failures)
 
 
-def _failures(against: str, dice: _Difference, recall: _Difference, net: _Difference, thin: bool,
+def _failures(against: str, dice: _Difference, recall: _Difference, net: _Difference,
               rule: ActivationRule) -> tuple[str, ...]:
-    """The margins the candidate breaks against one model; on thin evidence (bounds are the point
-    estimates) a Dice or recall point estimate below the other model's also counts."""
+    """The margins the candidate breaks against one model (on thin evidence the bounds are the point
+    estimates)."""
     out = []
     if not math.isfinite(dice.estimate):
         out.append(f"no case with a defined surface Dice for candidate and {against}")
-    elif dice.low <= -rule.dice_margin or (thin and dice.estimate < 0):
+    elif dice.low <= -rule.dice_margin:
         out.append(f"surface Dice vs {against} {dice.estimate:+.3f}, bound {dice.low:+.3f} "
                    f"(margin -{rule.dice_margin:g})")
-    worse_recall = recall.low <= -rule.recall_margin or (thin and recall.estimate < 0)
-    if math.isfinite(recall.estimate) and worse_recall:
+    if math.isfinite(recall.estimate) and recall.low <= -rule.recall_margin:
         out.append(f"recall vs {against} {recall.estimate:+.2f}, bound {recall.low:+.2f} "
                    f"(margin -{rule.recall_margin:g})")
     if net.high >= rule.fp_margin:

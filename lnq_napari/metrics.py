@@ -34,12 +34,13 @@ def _uint8(volume: Volume):
     return sitk.Cast(image, sitk.sitkUInt8)
 
 
-def _cast_pair(pred: Volume, gt: Volume):
+def _cast_pair(pred: Volume, gt: Volume, *masks: np.ndarray):
     """Check the grids, then both volumes as UInt8 SimpleITK images, cropped to where they matter.
 
     The crop is the bounding box of all non-zero voxels of either image plus one voxel (clipped at
     the image border), so Dice, the contours, the distances between them and the components are
     exactly those of the full images; it only saves time (distance maps are the costly part).
+    ``masks`` (numpy arrays on the GT grid, z-y-x) come back cropped to the same box after the images.
     """
     import SimpleITK as sitk
 
@@ -54,7 +55,7 @@ def _cast_pair(pred: Volume, gt: Volume):
         lo, hi = (hit[0] - 1, hit[-1] + 2) if hit.size else (0, 1)
         box.append(slice(max(int(lo), 0), min(int(hi), used.shape[axis])))
     box = tuple(box)
-    return pred_img[box], gt_img[box]
+    return (pred_img[box], gt_img[box], *(np.asarray(m)[box[::-1]] for m in masks))
 
 
 def prediction_problem(pred: Volume) -> str | None:
@@ -123,25 +124,53 @@ def assd(pred: Volume, gt: Volume) -> float:
     return _assd(*_directed(*_cast_pair(pred, gt)))
 
 
-def _surface_dice(pred_img, gt_img, to_gt: np.ndarray, to_pred: np.ndarray, tolerance_mm: float) -> float:
+def _near(mask: np.ndarray, spacing_zyx, distance_mm: float) -> np.ndarray:
+    """Voxels within ``distance_mm`` of ``mask`` (Euclidean, in mm), computed in ``mask``'s box only."""
+    from scipy import ndimage
+
+    out = np.zeros(mask.shape, dtype=bool)
+    hit = np.nonzero(mask)
+    if not hit[0].size:
+        return out
+    pad = [int(math.ceil(distance_mm / s)) + 1 for s in spacing_zyx]
+    box = tuple(slice(max(int(h.min()) - p, 0), int(h.max()) + p + 1) for h, p in zip(hit, pad))
+    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx) <= distance_mm
+    return out
+
+
+def _surface_dice(pred_img, gt_img, to_gt: np.ndarray, to_pred: np.ndarray, tolerance_mm: float,
+                  grown: np.ndarray | None = None, lenience_mm: float = 0.0) -> float:
     import SimpleITK as sitk
 
-    filled = [bool(sitk.GetArrayViewFromImage(img).any()) for img in (pred_img, gt_img)]
-    if not all(filled):
-        return 0.0 if any(filled) else math.nan
-    within = np.count_nonzero(to_gt <= tolerance_mm) + np.count_nonzero(to_pred <= tolerance_mm)
-    return float(within / (to_gt.size + to_pred.size))
+    pred, gt = (sitk.GetArrayViewFromImage(img) != 0 for img in (pred_img, gt_img))
+    if not (pred.any() and gt.any()):
+        return 0.0 if (pred.any() or gt.any()) else math.nan
+    ok_pred, ok_gt = to_gt <= tolerance_mm, to_pred <= tolerance_mm
+    if grown is not None and lenience_mm > 0 and grown.any():
+        pred_surface, gt_surface = (sitk.GetArrayFromImage(sitk.LabelContour(img)) != 0
+                                    for img in (pred_img, gt_img))
+        near = _near(grown, gt_img.GetSpacing()[::-1], lenience_mm)
+        ok_pred = ok_pred | (~gt[pred_surface] & near[pred_surface])  # beyond a grown node, close to it
+        ok_gt = ok_gt | (grown[gt_surface] & pred[gt_surface])  # a grown node's outline inside pred
+    return float((np.count_nonzero(ok_pred) + np.count_nonzero(ok_gt)) / (ok_pred.size + ok_gt.size))
 
 
-def surface_dice(pred: Volume, gt: Volume, tolerance_mm: float = 2.0) -> float:
+def surface_dice(pred: Volume, gt: Volume, tolerance_mm: float = 2.0, grown: np.ndarray | None = None,
+                 lenience_mm: float = 0.0) -> float:
     """Normalised surface Dice (Nikolov et al. 2021): the share of both surfaces (the challenge's
     contours) lying within ``tolerance_mm`` of the other; 0 when one image is empty, NaN when both are.
 
     Unlike volumetric Dice it does not count outline differences smaller than the tolerance: the right
     measure against a reviewer's correction, whose kept outlines are the model's own.
+
+    ``grown`` (bool, on the GT grid): GT nodes whose outline is a lower bound, as those a reviewer
+    grew or added with clicks (:func:`lnq_napari.training.corrections.grown_nodes`). With
+    ``lenience_mm`` > 0 the prediction reaching beyond them by up to ``lenience_mm`` is not counted
+    against it: its surface there counts as within, and so does their outline inside the prediction.
     """
-    pred_img, gt_img = _cast_pair(pred, gt)
-    return _surface_dice(pred_img, gt_img, *_directed(pred_img, gt_img), tolerance_mm)
+    pred_img, gt_img, *cropped = _cast_pair(pred, gt, *([] if grown is None else [grown]))
+    return _surface_dice(pred_img, gt_img, *_directed(pred_img, gt_img), tolerance_mm,
+                         cropped[0] if cropped else None, lenience_mm)
 
 
 def counted_nodes(voxels_per_node: np.ndarray, spacing, min_diameter_mm: float) -> np.ndarray:
@@ -186,15 +215,16 @@ def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> d
 
 
 def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
-                  surface_tolerance_mm: float | None = None) -> dict:
+                  surface_tolerance_mm: float | None = None, grown: np.ndarray | None = None,
+                  lenience_mm: float = 0.0) -> dict:
     """One case's row: ``dice``, ``assd_mm``, ``nodes_gt``, ``nodes_hit``, ``recall``, ``fp_nodes``,
     ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``), and ``surface_dice`` at
-    ``surface_tolerance_mm`` when that is given."""
-    pred_img, gt_img = _cast_pair(pred, gt)
+    ``surface_tolerance_mm`` when that is given (``grown``, ``lenience_mm``: see :func:`surface_dice`)."""
+    pred_img, gt_img, *cropped = _cast_pair(pred, gt, *([] if grown is None else [grown]))
     nodes = _node_detection(pred_img, gt_img, gt.spacing, min_diameter_mm)
     distances = _directed(pred_img, gt_img)  # the costly part: once for ASSD and surface Dice
-    extra = {} if surface_tolerance_mm is None else \
-        {"surface_dice": _surface_dice(pred_img, gt_img, *distances, surface_tolerance_mm)}
+    extra = {} if surface_tolerance_mm is None else {"surface_dice": _surface_dice(
+        pred_img, gt_img, *distances, surface_tolerance_mm, cropped[0] if cropped else None, lenience_mm)}
     return {
         "dice": _dice(pred_img, gt_img),
         "assd_mm": _assd(*distances),

@@ -77,13 +77,26 @@ def test_same_seed_same_verdict_whatever_the_case_order():
     assert other.figures["surface_dice_vs_parent"] == first.figures["surface_dice_vs_parent"]
 
 
-def test_one_case_is_thin_evidence_decided_on_point_estimates():
+def test_one_case_is_thin_evidence_decided_on_point_estimates_by_the_margins():
     parent = figures([0.60], [2], [0])
     better = decide_activation(figures([0.80], [3], [0]), parent)
     assert better.activate and "thin evidence" in better.reason and "CI" not in better.reason
-    slightly_worse = decide_activation(figures([0.595], [2], [0]), parent)  # within the Dice margin
-    assert not slightly_worse.activate and "thin evidence" in slightly_worse.reason
-    assert "surface Dice vs parent -0.005" in slightly_worse.reason
+    within = decide_activation(figures([0.595], [2], [0]), parent)  # 0.005 below: within the margin
+    assert within.activate and "surface Dice -0.005" in within.reason
+    worse = decide_activation(figures([0.57], [2], [0]), parent)
+    assert not worse.activate and "surface Dice vs parent -0.030, bound -0.030 (margin -0.02)" in worse.reason
+
+
+def test_under_five_cases_the_worst_case_does_not_decide():
+    """A bootstrap over two cases has the worse case as its bound; below ``min_cases`` the rule judges
+    the mean instead: one case 0.03 worse and one 0.04 better is a gain, not a refusal."""
+    parent = figures([0.80, 0.80], [3] * 2, [0] * 2)
+    mixed = figures([0.77, 0.84], [3] * 2, [0] * 2)
+    verdict = decide_activation(mixed, parent)
+    assert verdict.activate and "thin evidence" in verdict.reason
+    booted = decide_activation(mixed, parent, rule=ActivationRule(min_cases=2))
+    assert not booted.activate and "bound -0.030" in booted.reason
+    assert "thin evidence" not in decide_activation(ADAPTED[:5], PARENT[:5]).reason
 
 
 def test_no_case_refuses_and_says_so():

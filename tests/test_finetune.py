@@ -17,7 +17,12 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneResult, finetune_workspace, split_cases
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.training.corrections import correction_states, edited_voxels, unconfirmed_components
+from lnq_napari.training.corrections import (
+    correction_states,
+    edited_voxels,
+    grown_nodes,
+    unconfirmed_components,
+)
 from lnq_napari.training.labels import BACKGROUND, NODE
 
 SHAPE, SPACING = (16, 48, 48), (6.0, 6.0, 8.0)
@@ -319,6 +324,36 @@ def test_edited_voxels_are_what_the_reviewer_added_or_removed():
     assert edited.sum() == 8 + 2 * 7 and edited[1:3, 1:3, 1:3].all() and edited[3:5, 8, 5:9].all()
     assert not edited[3:5, 5:8, 5:8].any()
     assert edited_voxels(vol, vol) is None
+
+
+def test_grown_nodes_are_those_the_reviewer_added_or_grew():
+    prediction = np.zeros((6, 12, 12), np.uint8)
+    prediction[1:3, 1:3, 1:3] = 1  # kept as predicted
+    prediction[3:5, 5:8, 5:8] = 1  # kept, then grown
+    prediction[0:2, 9:11, 9:11] = 1  # removed
+    correction = prediction.copy()
+    correction[0:2, 9:11, 9:11] = 0
+    correction[3:5, 8, 5:8] = 1
+    correction[1:3, 8:11, 1:3] = 1  # added
+    grown = grown_nodes(correction, prediction)
+    assert grown[3:5, 5:9, 5:8].all() and grown[1:3, 8:11, 1:3].all()
+    assert grown.sum() == 2 * 4 * 3 + 2 * 3 * 2 and not grown[1:3, 1:3, 1:3].any()
+    assert not grown_nodes(prediction, prediction).any()
+
+
+def test_held_out_corrections_know_the_nodes_the_reviewer_added(tmp_path, dataset, parent_model):
+    from lnq_napari.finetuning.validation import correction_and_grown
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=1)
+    case = ws.case_ids()[0]
+    correction, grown = correction_and_grown(ws, case)
+    original = ws.latest_labels(case, "original").array > 0
+    added = (correction.array > 0) & ~original
+    assert added.any() and grown[added].all()  # the nodes the correction adds to the partial labels
+    assert not grown[original].any()  # the labelled nodes were predicted as they are
+    other = ws.case_ids()[1]  # a correction made without any prediction: nothing is known grown
+    ws.add_label_version(other, ws.latest_labels(other, "original"), "correction", edits=0)
+    assert correction_and_grown(ws, other)[1] is None
 
 
 # ---------------------------------------------------------------- the switches of FinetuneConfig

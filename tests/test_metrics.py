@@ -244,6 +244,24 @@ def test_surface_dice_counts_both_surfaces_within_the_tolerance():
     assert metrics.surface_dice(vol(grown), vol(gt), 0.5) < 0.5
 
 
+def test_surface_dice_is_lenient_only_beyond_grown_nodes_and_only_up_to_the_lenience():
+    gt = ball(SHAPE, (7, 14, 15), 5.0)
+    bigger = ball(SHAPE, (7, 14, 15), 8.0)  # reaches 3 mm beyond the node: outside a 1 mm tolerance
+    smaller = ball(SHAPE, (7, 14, 15), 2.0)  # stops 3 mm short of it
+    grown = gt.astype(bool)
+    strict = metrics.surface_dice(vol(bigger), vol(gt), 1.0)
+    assert strict < 0.6
+    assert metrics.surface_dice(vol(bigger), vol(gt), 1.0, grown=grown, lenience_mm=4.0) == 1.0
+    partly = metrics.surface_dice(vol(bigger), vol(gt), 1.0, grown=grown, lenience_mm=2.0)
+    assert strict < partly < 1.0  # its own outline lies 3 mm out, beyond a 2 mm lenience
+    # a node the reviewer left as predicted, or a prediction short of a grown node: no lenience
+    assert metrics.surface_dice(vol(bigger), vol(gt), 1.0, grown=np.zeros(SHAPE, bool), lenience_mm=4.0) == strict
+    assert metrics.surface_dice(vol(smaller), vol(gt), 1.0, grown=grown, lenience_mm=4.0) == \
+        metrics.surface_dice(vol(smaller), vol(gt), 1.0)
+    row = metrics.evaluate_case(vol(bigger), vol(gt), 0.0, surface_tolerance_mm=1.0, grown=grown, lenience_mm=4.0)
+    assert row["surface_dice"] == 1.0 and row["dice"] < 0.5  # volumetric Dice is not lenient
+
+
 def test_surface_dice_of_empty_masks():
     gt = ball(SHAPE, (7, 14, 15), 6.0)
     empty = np.zeros(SHAPE, np.uint8)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.activation import (
+    GROWN_LENIENCE_MM,
     SURFACE_TOLERANCE_MM,
     ActivationRule,
     CaseFigures,
@@ -20,8 +21,10 @@ from lnq_napari.activation import (
     decide_activation,
 )
 from lnq_napari.active import LazyPredictor
+from lnq_napari.finetuning.reviewed import prediction_parent
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
+from lnq_napari.training.corrections import grown_nodes
 
 Progress = Callable[[float, str], None] | None
 
@@ -64,22 +67,35 @@ def stored_prediction(ws, case: str, model: str) -> str | None:
 def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str] | None = None,
                  progress: Progress = None, cancel=None, stored_from: str | None = None) -> list[CaseFigures]:
     """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit, surface
-    Dice at the rule's tolerance) of ``predictor`` against each case's correction (``corrections``:
+    Dice at the rule's tolerance, lenient by the rule's margin beyond the nodes the reviewer grew:
+    :func:`correction_and_grown`) of ``predictor`` against each case's correction (``corrections``:
     case -> label version, else the latest). With ``stored_from`` (a model version), that model's newest
     stored prediction of a case (:func:`stored_prediction`) is used instead of predicting again."""
     out = []
     for k, case in enumerate(cases):
-        version = (corrections or {}).get(case)
-        truth = ws.read_labels(case, version) if version else ws.latest_labels(case, "correction")
+        truth, grown = correction_and_grown(ws, case, (corrections or {}).get(case))
         stored = stored_prediction(ws, case, stored_from) if stored_from else None
         if stored is not None:
             mask = ws.read_labels(case, stored)
         else:
             sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
             mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask
-        out.append(CaseFigures.from_metrics(
-            case, evaluate_case(mask, truth, surface_tolerance_mm=SURFACE_TOLERANCE_MM)))
+        out.append(CaseFigures.from_metrics(case, evaluate_case(
+            mask, truth, surface_tolerance_mm=SURFACE_TOLERANCE_MM, grown=grown,
+            lenience_mm=GROWN_LENIENCE_MM)))
     return out
+
+
+def correction_and_grown(ws, case: str, version: str | None = None):
+    """``(correction, grown)``: the correction ``version`` of ``case`` (the latest when None) and its
+    nodes the reviewer added or grew (:func:`~lnq_napari.training.corrections.grown_nodes`; None when the
+    prediction it corrected is unknown)."""
+    info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
+    truth = ws.read_labels(case, info["version"])
+    made = prediction_parent(ws, case, info)
+    if made is None:
+        return truth, None
+    return truth, grown_nodes(truth.array, ws.read_labels(case, made["version"]).array)
 
 
 def version_figures(make_predictor, version: str, path: str | Path, device: str, ws, cases: Sequence[str],

@@ -56,6 +56,15 @@ def edited_voxels(prediction: Volume, correction: Volume) -> np.ndarray | None:
     return edited if edited.any() else None
 
 
+def grown_nodes(correction: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """The correction's nodes (components) holding a voxel the prediction lacks: the nodes the reviewer
+    added or grew. A click grows a node only until the reviewer stops, so their outlines are lower
+    bounds of the node; the nodes left as predicted (or only trimmed) are not among them."""
+    nodes, _ = label_components(np.asarray(correction) > 0)
+    added = np.unique(nodes[(nodes > 0) & ~(np.asarray(prediction) > 0)])
+    return np.isin(nodes, added) if added.size else np.zeros(nodes.shape, dtype=bool)
+
+
 def unconfirmed_components(prediction: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     """The components of ``prediction`` (bool) that touch no voxel of ``nodes`` (bool, the reviewer's
     nodes): on a reviewed case, places the model calls a node and the reviewer did not."""
