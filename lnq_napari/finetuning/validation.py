@@ -89,13 +89,14 @@ def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str
 def correction_and_grown(ws, case: str, version: str | None = None):
     """``(correction, grown)``: the correction ``version`` of ``case`` (the latest when None) and its
     nodes the reviewer added or grew (:func:`~lnq_napari.training.corrections.grown_nodes`; None when the
-    prediction it corrected is unknown)."""
+    prediction it corrected is unknown or on another grid)."""
     info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
     truth = ws.read_labels(case, info["version"])
     made = prediction_parent(ws, case, info)
-    if made is None:
+    before = None if made is None else ws.read_labels(case, made["version"]).array
+    if before is None or before.shape != truth.shape:
         return truth, None
-    return truth, grown_nodes(truth.array, ws.read_labels(case, made["version"]).array)
+    return truth, grown_nodes(truth.array, before)
 
 
 def version_figures(make_predictor, version: str, path: str | Path, device: str, ws, cases: Sequence[str],
