@@ -255,10 +255,12 @@ def test_surface_dice_is_lenient_only_beyond_grown_nodes_and_only_up_to_the_leni
     partly = metrics.surface_dice(vol(bigger), vol(gt), 1.0, grown=grown, lenience_mm=2.0)
     assert strict < partly < 1.0  # its own outline lies 3 mm out, beyond a 2 mm lenience
     # a node the reviewer left as predicted, or a prediction short of a grown node: no lenience
-    assert metrics.surface_dice(vol(bigger), vol(gt), 1.0, grown=np.zeros(SHAPE, bool), lenience_mm=4.0) == strict
+    nothing_grown = np.zeros(SHAPE, bool)
+    assert metrics.surface_dice(vol(bigger), vol(gt), 1.0, grown=nothing_grown, lenience_mm=4.0) == strict
     assert metrics.surface_dice(vol(smaller), vol(gt), 1.0, grown=grown, lenience_mm=4.0) == \
         metrics.surface_dice(vol(smaller), vol(gt), 1.0)
-    row = metrics.evaluate_case(vol(bigger), vol(gt), 0.0, surface_tolerance_mm=1.0, grown=grown, lenience_mm=4.0)
+    row = metrics.evaluate_case(vol(bigger), vol(gt), 0.0, surface_tolerance_mm=1.0, grown=grown,
+                                lenience_mm=4.0)
     assert row["surface_dice"] == 1.0 and row["dice"] < 0.5  # volumetric Dice is not lenient
 
 
