@@ -20,7 +20,8 @@ A click grows a node only until the reviewer stops, so a node the reviewer grew 
 its corrected size: a model outline reaching up to :data:`GROWN_LENIENCE_MM` beyond it does not count
 against the model (:func:`lnq_napari.metrics.surface_dice`); the nodes left as predicted keep the
 symmetric tolerance. With both (session 15, ``docs/active_learning.md``), replayed on the 24 rounds of
-session 14's loops the rule is right by the issue's bar in 20 against 14.
+session 14's loops (where they were chosen) the rule is right by the issue's bar in 20 against 14, on
+the 30 rounds of sessions 9-12 in 19 against 14 (``benchmarks/bench_rule_replay.py``).
 Tried in session 12 and reverted: judging outlines by the known-voxel Dice
 (:func:`lnq_napari.metrics.known_voxel_dice`, blind to growth into tissue the correction leaves unknown);
 replayed on 30 loop rounds it was right by the issue's bar in 15 against 14: three refusals of better
