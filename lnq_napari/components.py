@@ -18,7 +18,7 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     from scipy import ndimage
 
     binary = np.asarray(mask) > 0
-    box = _bounding_box(binary)
+    box = bounding_box(binary)
     if box is None:
         return np.zeros(binary.shape, np.int32), 0
     if all(b.stop - b.start == n for b, n in zip(box, binary.shape)):
@@ -31,7 +31,7 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, int(count)
 
 
-def _bounding_box(binary: np.ndarray) -> tuple[slice, ...] | None:
+def bounding_box(binary: np.ndarray) -> tuple[slice, ...] | None:
     """The smallest box holding every True voxel, or None when there is none."""
     if binary.ndim == 0 or not binary.any():
         return None

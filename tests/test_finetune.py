@@ -351,6 +351,12 @@ def test_held_out_corrections_know_the_nodes_the_reviewer_added(tmp_path, datase
     added = (correction.array > 0) & ~original
     assert added.any() and grown[added].all()  # the nodes the correction adds to the partial labels
     assert not grown[original].any()  # the labelled nodes were predicted as they are
+    reads = []
+    read = ws.read_labels
+    ws.read_labels = lambda c, v: reads.append(v) or read(c, v)
+    again, grown_again = correction_and_grown(ws, case)  # the parent, the original, the candidate...
+    assert len(reads) == 1 and np.array_equal(grown_again, grown)  # ...read the prediction once
+    ws.read_labels = read
     other = ws.case_ids()[1]  # a correction made without any prediction: nothing is known grown
     ws.add_label_version(other, ws.latest_labels(other, "original"), "correction", edits=0)
     assert correction_and_grown(ws, other)[1] is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from lnq_napari.activation import (
     decide_activation,
 )
 from lnq_napari.active import LazyPredictor
+from lnq_napari.components import bounding_box
 from lnq_napari.finetuning.reviewed import prediction_parent
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
@@ -86,17 +88,39 @@ def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str
     return out
 
 
+#: Grown nodes by the checksums of (correction, corrected prediction), cropped to their box: one
+#: fine-tune judges the same held-out cases for the parent, the original and the candidate.
+_GROWN: OrderedDict[tuple, tuple[tuple[slice, ...], np.ndarray] | None] = OrderedDict()
+_GROWN_KEPT = 16
+
+
 def correction_and_grown(ws, case: str, version: str | None = None):
     """``(correction, grown)``: the correction ``version`` of ``case`` (the latest when None) and its
     nodes the reviewer added or grew (:func:`~lnq_napari.training.corrections.grown_nodes`; None when the
-    prediction it corrected is unknown or on another grid)."""
+    prediction it corrected is unknown or on another grid). Remembered per pair of label checksums, so
+    the corrected prediction is read once per process."""
     info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
     truth = ws.read_labels(case, info["version"])
     made = prediction_parent(ws, case, info)
-    before = None if made is None else ws.read_labels(case, made["version"]).array
-    if before is None or before.shape != truth.shape:
+    if made is None:
         return truth, None
-    return truth, grown_nodes(truth.array, before)
+    key = (info.get("sha256"), made.get("sha256"))
+    known = _GROWN.get(key, False) if None not in key else False
+    if known is False:
+        before = ws.read_labels(case, made["version"]).array
+        grown = None if before.shape != truth.shape else grown_nodes(truth.array, before)
+        box = None if grown is None else bounding_box(grown) or (slice(0, 0),) * grown.ndim
+        known = None if grown is None else (box, grown[box].copy())
+        if None not in key:
+            _GROWN[key] = known
+            while len(_GROWN) > _GROWN_KEPT:
+                _GROWN.popitem(last=False)
+    if known is None:
+        return truth, None
+    box, inside = known
+    grown = np.zeros(truth.shape, dtype=bool)
+    grown[box] = inside
+    return truth, grown
 
 
 def version_figures(make_predictor, version: str, path: str | Path, device: str, ws, cases: Sequence[str],
