@@ -74,7 +74,8 @@ def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks
     ``corrections``: "truth" (the complete phantom truth saved as the correction: the ceiling of any
     review), else the simulated reviewer's clicks (:func:`lnq_napari.simulate.simulate_review`).
     ``suggest(ct)``: the suggestions the reviewer is shown (what napari's Segment panel lists); the
-    reviewer rejects those on no node, and the rejections are saved with the correction.
+    reviewer rejects those on no node, and the rejections (and the nodes it marked with an unknown
+    outline) are saved with the correction.
     """
     clicks = 0
     for case in cases:
@@ -91,6 +92,8 @@ def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks
             edits = stats["edits"]
             if stats["rejections"]:
                 extra["rejected"] = [r.to_dict() for r in stats["rejections"]]
+            if stats["marks"]:
+                extra["marked"] = [m.to_dict() for m in stats["marks"]]
         clicks += edits
         ws.add_label_version(case, corrected, "correction", model_version=model_id, edits=edits,
                              parent=prov["version"], **extra)

@@ -77,15 +77,31 @@ MAX_REJECTION_RADIUS_MM = 15.0
 
 
 @dataclass(frozen=True)
-class Rejection:
+class Spot:
+    """A ball the reviewer placed with one click: ``radius_mm`` around ``centre_zyx`` (voxel index)."""
+
+    centre_zyx: tuple[int, int, int]
+    radius_mm: float
+
+    def to_dict(self) -> dict:
+        return {"centre_zyx": list(self.centre_zyx), "radius_mm": self.radius_mm}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(tuple(int(c) for c in data["centre_zyx"]), float(data["radius_mm"]))
+
+    def ball(self, shape: Sequence[int], spacing_zyx: Sequence[float]) -> tuple[Slices, np.ndarray] | None:
+        """``(box, local bool mask)`` of the ball on a ``shape`` grid; None when it lies outside."""
+        return _ball(self.centre_zyx, self.radius_mm, shape, spacing_zyx)
+
+
+@dataclass(frozen=True)
+class Rejection(Spot):
     """A suggestion the reviewer rejected: no node within ``radius_mm`` of ``centre_zyx`` (voxel index).
 
     Kept in a saved correction's provenance (``rejected``); a fine-tune takes the ball as known
     background (:func:`lnq_napari.training.corrections.correction_states`).
     """
-
-    centre_zyx: tuple[int, int, int]
-    radius_mm: float
 
     @classmethod
     def of(cls, centre_zyx: Sequence[float], volume_mm3: float) -> Rejection:
@@ -94,32 +110,52 @@ class Rejection:
         radius = min(equivalent_diameter(max(float(volume_mm3), 0.0)) / 2.0, MAX_REJECTION_RADIUS_MM)
         return cls(tuple(int(round(float(c))) for c in centre_zyx), round(radius, 2))
 
-    def to_dict(self) -> dict:
-        return {"centre_zyx": list(self.centre_zyx), "radius_mm": self.radius_mm}
+
+#: Radius (mm) of the region a "node here, outline unknown" mark leaves unknown: a node of 2 cm.
+MARK_RADIUS_MM = 10.0
+#: Radius (mm) of a mark's core, taken as node tissue: inside any node over 1 cm clicked near its centre.
+MARK_CORE_MM = 2.5
+
+
+@dataclass(frozen=True)
+class NodeMark(Spot):
+    """A mark "node here, outline unknown": the reviewer sees a node at ``centre_zyx`` that no click could
+    outline (the growth leaked or found nothing). Kept in a saved correction's provenance (``marked``).
+    A fine-tune takes the core (:data:`MARK_CORE_MM`) as node and the rest of the ball as unknown
+    (:func:`lnq_napari.training.corrections.correction_states`); the held-out figures count the mark as
+    a node, found by any predicted voxel in the ball, and leave the outline of what the model predicts
+    there unjudged (:func:`lnq_napari.metrics.evaluate_case`)."""
 
     @classmethod
-    def from_dict(cls, data: dict) -> Rejection:
-        return cls(tuple(int(c) for c in data["centre_zyx"]), float(data["radius_mm"]))
+    def at(cls, centre_zyx: Sequence[float], radius_mm: float = MARK_RADIUS_MM) -> NodeMark:
+        return cls(tuple(int(round(float(c))) for c in centre_zyx), round(float(radius_mm), 2))
 
-    def ball(self, shape: Sequence[int], spacing_zyx: Sequence[float]) -> tuple[Slices, np.ndarray] | None:
-        """``(box, local bool mask)`` of the ball on a ``shape`` grid; None when it lies outside."""
+    def core(self, shape: Sequence[int], spacing_zyx: Sequence[float]) -> tuple[Slices, np.ndarray] | None:
+        """``(box, local bool mask)`` of the core ball (at least the centre voxel); None outside."""
         spacing = np.asarray(spacing_zyx, dtype=float)
-        reach = np.ceil(self.radius_mm / spacing).astype(int)
-        lo = [max(0, c - r) for c, r in zip(self.centre_zyx, reach)]
-        hi = [min(n, c + r + 1) for c, r, n in zip(self.centre_zyx, reach, shape)]
-        if any(h <= lo_ for lo_, h in zip(lo, hi)):
-            return None
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        local_centre = [c - a for c, a in zip(self.centre_zyx, lo)]
-        return box, _distance_mm([b - a for a, b in zip(lo, hi)], local_centre, spacing) <= self.radius_mm
+        return _ball(self.centre_zyx, max(min(MARK_CORE_MM, self.radius_mm), float(spacing.min()) / 2),
+                     shape, spacing)
 
 
-def rejected_mask(rejections: Sequence[Rejection], shape: Sequence[int],
-                  spacing_zyx: Sequence[float]) -> np.ndarray:
-    """Bool mask of the balls of ``rejections`` on a ``shape`` grid."""
+def _ball(centre_zyx: Sequence[int], radius_mm: float, shape: Sequence[int],
+          spacing_zyx: Sequence[float]) -> tuple[Slices, np.ndarray] | None:
+    spacing = np.asarray(spacing_zyx, dtype=float)
+    reach = np.ceil(radius_mm / spacing).astype(int)
+    lo = [max(0, c - r) for c, r in zip(centre_zyx, reach)]
+    hi = [min(n, c + r + 1) for c, r, n in zip(centre_zyx, reach, shape)]
+    if any(h <= lo_ for lo_, h in zip(lo, hi)):
+        return None
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    local_centre = [c - a for c, a in zip(centre_zyx, lo)]
+    return box, _distance_mm([b - a for a, b in zip(lo, hi)], local_centre, spacing) <= radius_mm
+
+
+def spot_mask(spots: Sequence[Spot], shape: Sequence[int], spacing_zyx: Sequence[float],
+              part: str = "ball") -> np.ndarray:
+    """Bool mask of the balls (``part="core"``: the cores of :class:`NodeMark` s) on a ``shape`` grid."""
     out = np.zeros(tuple(shape), dtype=bool)
-    for rejection in rejections:
-        ball = rejection.ball(shape, spacing_zyx)
+    for spot in spots:
+        ball = spot.core(shape, spacing_zyx) if part == "core" else spot.ball(shape, spacing_zyx)
         if ball is not None:
             out[ball[0]] |= ball[1]
     return out

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from lnq_napari.components import label_components
+from lnq_napari.components import bounding_box, label_components
 from lnq_napari.io import geometry
 from lnq_napari.io.volume import Volume
 
@@ -214,14 +214,50 @@ def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> d
     return _node_detection(*_cast_pair(pred, gt), gt.spacing, min_diameter_mm)
 
 
+def _marked_nodes(pred: np.ndarray, gt: np.ndarray, marked: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """``(pred without its components on a marked node, marked nodes, marked nodes found, components set
+    aside)``: a marked
+    node is a component of ``marked`` touching no ``gt`` voxel; found when a predicted voxel lies in it.
+    Its outline is unknown, so what the prediction has there is set aside (touching no ``gt`` voxel)."""
+    box = bounding_box(marked)
+    if box is None:
+        return pred, 0, 0, 0
+    marks, n = label_components(marked[box])
+    open_marks = np.setdiff1d(np.arange(1, n + 1), marks[gt[box]])
+    if not open_marks.size:
+        return pred, 0, 0, 0
+    on_mark = np.isin(marks, open_marks)
+    found = int(np.unique(marks[on_mark & pred[box]]).size)
+    comp, _ = label_components(pred)
+    touching = np.setdiff1d(np.unique(comp[box][on_mark]), np.unique(comp[gt]))
+    touching = touching[touching > 0]
+    kept = pred & ~np.isin(comp, touching) if touching.size else pred
+    return kept, int(open_marks.size), found, int(touching.size)
+
+
 def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
                   surface_tolerance_mm: float | None = None, grown: np.ndarray | None = None,
-                  lenience_mm: float = 0.0) -> dict:
+                  lenience_mm: float = 0.0, marked: np.ndarray | None = None) -> dict:
     """One case's row: ``dice``, ``assd_mm``, ``nodes_gt``, ``nodes_hit``, ``recall``, ``fp_nodes``,
     ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``), and ``surface_dice`` at
-    ``surface_tolerance_mm`` when that is given (``grown``, ``lenience_mm``: see :func:`surface_dice`)."""
+    ``surface_tolerance_mm`` when that is given (``grown``, ``lenience_mm``: see :func:`surface_dice`).
+
+    ``marked`` (bool, on the GT grid): nodes a reviewer marked without an outline
+    (:class:`lnq_napari.interact.NodeMark` balls). Each one touching no GT voxel counts as a node of any
+    size, hit by any predicted voxel in it; predicted components on it (and on no GT node) are neither
+    false nodes nor part of the outline figures."""
+    n_marked = found = set_aside = 0
+    if marked is not None and marked.any():
+        geometry.check_same_grid(pred, gt, what="the prediction and the ground truth",
+                                 fix="resample the prediction onto the CT grid")
+        kept, n_marked, found, set_aside = _marked_nodes(
+            np.asarray(pred.array) != 0, np.asarray(gt.array) != 0, np.asarray(marked, bool))
+        pred = pred.with_array(kept.astype(np.uint8))
     pred_img, gt_img, *cropped = _cast_pair(pred, gt, *([] if grown is None else [grown]))
     nodes = _node_detection(pred_img, gt_img, gt.spacing, min_diameter_mm)
+    if n_marked:
+        n_gt, n_hit = nodes["n_gt"] + n_marked, nodes["n_hit"] + found
+        nodes.update(n_gt=n_gt, n_hit=n_hit, recall=n_hit / n_gt, n_pred=nodes["n_pred"] + set_aside)
     distances = _directed(pred_img, gt_img)  # the costly part: once for ASSD and surface Dice
     extra = {} if surface_tolerance_mm is None else {"surface_dice": _surface_dice(
         pred_img, gt_img, *distances, surface_tolerance_mm, cropped[0] if cropped else None, lenience_mm)}

@@ -5,8 +5,11 @@ It works only through the same click functions a person uses in napari
 positive click at the centre of each truth node the prediction missed, one negative click inside each
 predicted component that touches no truth node (or lies mostly off the truth), and a positive click
 in the missing part of each node the prediction covers only partly (what a reader does when a node's
-outline stops halfway; the click grows only into unlabelled voxels). Given the suggestions the reader
-is shown, it rejects each one whose region (the ball of its volume) holds no truth node.
+outline stops halfway; the click grows only into unlabelled voxels). Where the click for a missed
+node grows nothing or leaks (and is undone), it marks the node "here, outline unknown"
+(:class:`~lnq_napari.interact.NodeMark`), as a reader does who sees the node but cannot outline it
+with a click. Given the suggestions the reader is shown, it rejects each one whose region (the ball of
+its volume) holds no truth node.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ import numpy as np
 from scipy import ndimage
 
 from lnq_napari.components import label_components
-from lnq_napari.interact import Rejection, Suggestion, interior_point, node_from_click, remove_node_at
+from lnq_napari.interact import (
+    NodeMark,
+    Rejection,
+    Suggestion,
+    interior_point,
+    node_from_click,
+    remove_node_at,
+)
 from lnq_napari.io.volume import Volume
 
 __all__ = ["interior_point", "simulate_review"]
@@ -37,6 +47,7 @@ def simulate_review(
     ct: Volume, prediction: Volume, truth: Volume, probabilities: Volume | None = None,
     max_clicks: int = 100, min_precision: float = 0.3, min_coverage: float = 0.75,
     completion_clicks: int = 2, undo_below: float = 0.3, suggestions: Sequence[Suggestion] = (),
+    mark_missed: bool = True,
 ) -> tuple[Volume, dict]:
     """Correct ``prediction`` towards ``truth`` with clicks; returns ``(corrected mask, stats)``.
 
@@ -48,14 +59,16 @@ def simulate_review(
     under ``min_coverage``: up to ``completion_clicks`` clicks each, at the centre of the uncovered
     part; 0 turns this off), ``completed`` (those clicks that added voxels), ``undone`` (clicks whose
     region lay under ``undo_below`` on truth, taken back with undo; 0 turns this off), ``edits`` (all
-    clicks and undos), ``rejected`` (suggestions rejected, one click each; not "outline" ones) and
-    ``rejections`` (the :class:`~lnq_napari.interact.Rejection` of each, to save with the correction).
+    clicks and undos), ``rejected`` (suggestions rejected, one click each; not "outline" ones),
+    ``rejections`` (the :class:`~lnq_napari.interact.Rejection` of each, to save with the correction),
+    ``marked`` (missed nodes whose click grew nothing or was undone, marked with one more click when
+    ``mark_missed``) and ``marks`` (their :class:`~lnq_napari.interact.NodeMark` s, to save likewise).
     """
     labels = (np.asarray(prediction.array) > 0).astype(np.uint8)
     gt = np.asarray(truth.array) > 0
     prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
     stats = {"missed": 0, "added": 0, "partial": 0, "completed": 0, "false": 0, "leaky": 0, "removed": 0,
-             "undone": 0, "edits": 0, "rejected": 0, "rejections": []}
+             "undone": 0, "edits": 0, "rejected": 0, "rejections": [], "marked": 0, "marks": []}
 
     pred_comp, _ = label_components(labels)
     for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
@@ -76,13 +89,16 @@ def simulate_review(
         if sl is None or (labels[sl][gt_comp[sl] == i] > 0).any() or stats["edits"] >= max_clicks:
             continue
         stats["missed"] += 1
-        node = node_from_click(ct, interior_point(gt_comp == i), probabilities=prob, labels=labels)
+        point = interior_point(gt_comp == i)
+        node = node_from_click(ct, point, probabilities=prob, labels=labels)
         stats["edits"] += 1
-        if _leaks(node, gt, undo_below, stats):
-            continue
-        if node.any():
+        if not _leaks(node, gt, undo_below, stats) and node.any():
             labels = np.where(node, np.uint8(1), labels)
             stats["added"] += 1
+        elif mark_missed and stats["edits"] < max_clicks:
+            stats["marks"].append(NodeMark.at(point))
+            stats["marked"] += 1
+            stats["edits"] += 1
 
     for i, sl in enumerate(ndimage.find_objects(gt_comp), start=1):
         if sl is None or not completion_clicks:

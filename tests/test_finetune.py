@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -268,7 +269,7 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
 
 
 def test_rejected_suggestions_become_background_but_never_over_a_corrected_node():
-    from lnq_napari.interact import Rejection, rejected_mask
+    from lnq_napari.interact import Rejection, spot_mask
     from lnq_napari.phantom import make_case
 
     case = make_case(2, shape=SHAPE, spacing=SPACING)
@@ -280,7 +281,7 @@ def test_rejected_suggestions_become_background_but_never_over_a_corrected_node(
     spot = unknown[np.abs(unknown[:, 0] - 9) >= 4][0]  # soft tissue the rules leave unknown, off the node
     far, near = Rejection(tuple(int(v) for v in spot), 7.0), Rejection((9, 31, 31), 7.0)  # near: on the node
     states = correction_states(case.ct, corrected,
-                               rejected=rejected_mask([far, near], SHAPE, case.ct.spacing_zyx))
+                               rejected=spot_mask([far, near], SHAPE, case.ct.spacing_zyx))
     box, ball = far.ball(SHAPE, case.ct.spacing_zyx)
     assert (states[box][ball] == BACKGROUND).all() and not (plain[box][ball] == BACKGROUND).all()
     assert (states[correction > 0] == NODE).all()
@@ -656,3 +657,60 @@ def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, 
     cases = _training_cases(ws, other)
     assert [c.replay for c in cases] == [False, True]
     assert cases[1].case_id == other.replay_cases[0] and (cases[1].states == NODE).any()
+
+
+def test_a_marked_node_is_unknown_around_a_core_of_node():
+    from lnq_napari.interact import NodeMark, spot_mask
+    from lnq_napari.phantom import make_case
+
+    case = make_case(2, shape=SHAPE, spacing=SPACING)
+    correction = np.zeros(SHAPE, np.uint8)
+    correction[8:10, 30:33, 30:33] = 1
+    corrected = case.ct.with_array(correction)
+    background = np.argwhere(correction_states(case.ct, corrected) == BACKGROUND)
+    spot = tuple(int(v) for v in background[np.abs(background[:, 0] - 9) >= 4][len(background) // 3])
+    mark = NodeMark.at(spot, radius_mm=6.0)
+    removed = correction.copy()
+    box, ball = mark.ball(SHAPE, case.ct.spacing_zyx)
+    removed[box] |= ball.astype(np.uint8)  # the reviewer removed a leaky component there, then marked it
+    states = correction_states(case.ct, corrected, case.ct.with_array(removed), marks=[mark])
+    core = spot_mask([mark], SHAPE, case.ct.spacing_zyx, part="core")
+    assert (states[core] == NODE).all() and (states[box][ball & ~core[box]] == -1).all()
+    assert (states[correction > 0] == NODE).all()
+
+
+def test_a_correction_s_marks_reach_the_fine_tune_and_the_held_out_figures(tmp_path, dataset, parent_model):
+    from lnq_napari.finetuning.plan import make_plan
+    from lnq_napari.finetuning.validation import held_out_truth
+    from lnq_napari.finetuning.workflow import _correction_case, _mined_negatives
+    from lnq_napari.interact import NodeMark, spot_mask
+    from lnq_napari.training.trainer import STATE_DIR
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
+    case = ws.corrected_cases()[0]
+    assert held_out_truth(ws, case).marked is None
+    before = _correction_case(ws, make_plan(ws, FinetuneConfig(), "cpu"), case)
+    correction = ws.latest_labels(case, "correction")
+    far = np.argwhere((before.states == BACKGROUND) & ~before.focus)
+    mark = NodeMark.at(far[len(far) // 2], radius_mm=15.0)
+    ws.add_label_version(case, correction, "correction", model_version="m001", edits=4,
+                         marked=[mark.to_dict()])
+    plan = make_plan(ws, FinetuneConfig(), "cpu")
+    after = _correction_case(ws, plan, case)
+    ball = spot_mask([mark], SHAPE, correction.spacing_zyx)
+    core = spot_mask([mark], SHAPE, correction.spacing_zyx, part="core")
+    assert (after.states[core] == NODE).all() and (after.states[ball & ~core] == -1).all()
+    assert after.focus[ball].all() and not (before.focus & ~after.focus).any()
+    truth = held_out_truth(ws, case)
+    assert np.array_equal(truth.marked, ball) and np.array_equal(truth.correction.array, correction.array)
+
+    class Guess:  # a half-trained model: a guess in the mark's ball (off its core) and a false node
+        def predict(self, ct, cancel=None, prepared=None):
+            mask = np.zeros(SHAPE, np.uint8)
+            mask[ball & ~core] = 1
+            mask[0, :3, :3] = 1
+            return SimpleNamespace(mask=ct.with_array(mask))
+
+    (Path(plan.staging) / STATE_DIR).mkdir(parents=True)  # made by the first half of training
+    mined = _mined_negatives(ws, plan, [after], lambda path, device: Guess(), None)[case]
+    assert ball.sum() > 10 and mined[0, :3, :3].all() and not mined[ball].any()  # the guess: not mined

@@ -235,17 +235,34 @@ def test_interior_point_is_deepest_voxel():
 
 
 def test_a_rejection_is_the_ball_of_its_candidate_clipped_to_the_grid_and_capped():
-    from lnq_napari.interact import MAX_REJECTION_RADIUS_MM, Rejection, rejected_mask
+    from lnq_napari.interact import MAX_REJECTION_RADIUS_MM, Rejection, spot_mask
 
     r = Rejection.of((2.4, 10.6, 10.0), 4 / 3 * np.pi * 3.0**3)  # a 3 mm-radius candidate
     assert r.centre_zyx == (2, 11, 10) and r.radius_mm == pytest.approx(3.0)
     assert Rejection.from_dict(r.to_dict()) == r
     spacing = (2.0, 1.0, 1.0)
-    mask = rejected_mask([r], (6, 20, 20), spacing)
+    mask = spot_mask([r], (6, 20, 20), spacing)
     zz, yy, xx = np.indices(mask.shape)
     expected = np.sqrt(((zz - 2) * 2.0) ** 2 + (yy - 11.0) ** 2 + (xx - 10.0) ** 2) <= 3.0
     np.testing.assert_array_equal(mask, expected)
-    edge = rejected_mask([Rejection((0, 0, 0), 3.0)], (6, 20, 20), spacing)  # clipped, not wrapped
+    edge = spot_mask([Rejection((0, 0, 0), 3.0)], (6, 20, 20), spacing)  # clipped, not wrapped
     assert edge[0, 0, 0] and not edge[-1].any() and not edge[:, -1].any()
     assert Rejection((-9, 0, 0), 3.0).ball((6, 20, 20), spacing) is None
     assert Rejection.of((0, 0, 0), 1e9).radius_mm == MAX_REJECTION_RADIUS_MM
+
+
+def test_a_node_mark_is_a_ball_with_a_core_of_node_inside_it():
+    from lnq_napari.interact import MARK_CORE_MM, MARK_RADIUS_MM, NodeMark, spot_mask
+
+    mark = NodeMark.at((5.4, 20.2, 19.6))
+    assert mark.centre_zyx == (5, 20, 20) and mark.radius_mm == MARK_RADIUS_MM
+    back = NodeMark.from_dict(mark.to_dict())
+    assert back == mark and isinstance(back, NodeMark)
+    spacing, shape = (2.0, 0.8, 0.8), (12, 40, 40)
+    ball, core = spot_mask([mark], shape, spacing), spot_mask([mark], shape, spacing, part="core")
+    assert core[5, 20, 20] and not (core & ~ball).any() and core.sum() < ball.sum() / 20
+    zz, yy, xx = np.indices(shape)
+    distance = np.sqrt(((zz - 5) * 2.0) ** 2 + ((yy - 20) * 0.8) ** 2 + ((xx - 20) * 0.8) ** 2)
+    np.testing.assert_array_equal(core, distance <= MARK_CORE_MM)
+    coarse = spot_mask([mark], shape, (6.0, 6.0, 6.0), part="core")  # voxels larger than the core
+    assert coarse.sum() == 1 and coarse[5, 20, 20]

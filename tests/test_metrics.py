@@ -290,3 +290,26 @@ def test_known_voxel_dice_counts_only_voxels_of_known_state():
     with pytest.raises(ValueError, match="differ in shape"):
         known_voxel_dice(node[:3], states)
 
+
+
+def test_a_marked_node_counts_as_a_node_found_by_any_voxel_its_outline_unjudged():
+    from lnq_napari.interact import NodeMark, spot_mask
+
+    spacing, shape = (2.0, 1.0, 1.0), (16, 48, 48)
+    gt = np.zeros(shape, np.uint8)
+    gt[6:10, 8:18, 8:18] = 1  # an outlined node
+    mark = NodeMark.at((8, 34, 34), radius_mm=6.0)
+    marked = spot_mask([mark], shape, spacing)
+    pred = gt.copy()
+    pred[7:9, 30:40, 30:40] = 1  # a guess at the marked node, its outline unknown
+    truth, guessed, missed = (Volume(a, spacing=spacing) for a in (gt, pred, gt.copy()))
+    with_mark = metrics.evaluate_case(guessed, truth, surface_tolerance_mm=2.0, marked=marked)
+    plain = metrics.evaluate_case(guessed, truth, surface_tolerance_mm=2.0)
+    assert (plain["nodes_hit"], plain["nodes_gt"], plain["fp_nodes"]) == (1, 1, 1)
+    assert (with_mark["nodes_hit"], with_mark["nodes_gt"], with_mark["fp_nodes"]) == (2, 2, 0)
+    assert with_mark["dice"] == with_mark["surface_dice"] == 1.0 > plain["dice"]
+    assert with_mark["nodes_pred"] == plain["nodes_pred"] == 2
+    unfound = metrics.evaluate_case(missed, truth, marked=marked)
+    assert (unfound["nodes_hit"], unfound["nodes_gt"], unfound["recall"]) == (1, 2, 0.5)
+    on_node = spot_mask([NodeMark.at((8, 12, 12), radius_mm=6.0)], shape, spacing)  # outlined: no extra node
+    assert metrics.evaluate_case(guessed, truth, marked=on_node) == metrics.evaluate_case(guessed, truth)

@@ -104,6 +104,7 @@ def test_seg_on_another_grid_is_resampled_not_dropped(tmp_path, data):
 
 
 def test_workspace_export_uses_the_correction_rules(tmp_path, data):
+    from lnq_napari.interact import NodeMark, Rejection, spot_mask
     from lnq_napari.workspace import Workspace
 
     ws = Workspace.init(tmp_path / "ws", data)
@@ -114,15 +115,23 @@ def test_workspace_export_uses_the_correction_rules(tmp_path, data):
     pred[1:3, 2:6, 2:6] = 1  # a false node the reviewer removes
     ws.add_label_version(case, original.with_array(pred), "prediction", model_version="m001")
     full = read_labels(ws.full_path(case), reference=ct)
-    ws.add_label_version(case, full, "correction", model_version="m001", edits=2)
+    plain = correction_states(ct, full, original.with_array(pred))
+    off_node = np.argwhere((plain == -1) & ~np.isin(np.arange(plain.shape[0]), [1, 2])[:, None, None])
+    rejection, mark = Rejection(tuple(off_node[0]), 4.0), NodeMark.at(off_node[-1], radius_mm=8.0)
+    ws.add_label_version(case, full, "correction", model_version="m001", edits=4,
+                         rejected=[rejection.to_dict()], marked=[mark.to_dict()])
     result = export_dataset(tmp_path / "raw", 12, workspace=ws.root, name="LNQws", workers=1)
     kinds = {c.case_id: c.kind for c in result.cases}
     assert kinds == {case: "correction", other: "original"}
-    expected = nnunet_labels(correction_states(ct, full, original.with_array(pred)))
+    expected = nnunet_labels(correction_states(
+        ct, full, original.with_array(pred), rejected=spot_mask([rejection], ct.shape, ct.spacing_zyx),
+        marks=[mark]))
     import SimpleITK as sitk
 
     got = sitk.GetArrayFromImage(_sitk(result.folder / "labelsTr" / f"{case}.nrrd"))
     np.testing.assert_array_equal(got, expected)
+    assert got[rejection.centre_zyx] == LABELS["background"] and got[mark.centre_zyx] == LABELS["lymph_node"]
+    assert not np.array_equal(got, nnunet_labels(plain))
     assert np.all(got[1:3, 2:6, 2:6][full.array[1:3, 2:6, 2:6] == 0] == LABELS["background"])
     octs = ws.read_ct(other)
     np.testing.assert_array_equal(

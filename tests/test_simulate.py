@@ -78,8 +78,8 @@ def test_a_click_that_spills_off_the_node_is_undone():
     empty = ct.with_array(np.zeros(shape, np.uint8))
     corrected, stats = simulate_review(ct, empty, ct.with_array(truth), completion_clicks=0)
     assert stats["missed"] == 1 and stats["undone"] == 1 and stats["added"] == 0
-    assert stats["edits"] == 2  # the click and its undo
-    assert corrected.array.sum() == 0
+    assert stats["edits"] == 3 and stats["marked"] == 1  # the click, its undo and the "node here" mark
+    assert corrected.array.sum() == 0 and truth[stats["marks"][0].centre_zyx]
     kept, stats = simulate_review(ct, empty, ct.with_array(truth), completion_clicks=0, undo_below=0)
     assert stats["added"] == 1 and kept.array.sum() > 10 * truth.sum()  # without the undo it spills
 
@@ -109,3 +109,18 @@ def test_review_rejects_the_suggestions_on_no_node_and_only_those():
     np.testing.assert_array_equal(corrected.array, case.full.array)
     _, capped = simulate_review(case.ct, case.full, case.full, suggestions=shown, max_clicks=0)
     assert capped["rejected"] == 0
+
+
+def test_a_missed_node_no_click_can_outline_is_marked_and_only_then():
+    case = make_case(3, shape=(40, 96, 96), spacing=(3.2, 3.2, 6.0))
+    full = np.asarray(case.full.array) > 0
+    empty = case.full.with_array(np.zeros_like(case.full.array))
+    _, clicked = simulate_review(case.ct, empty, case.full, completion_clicks=0, undo_below=0)
+    assert clicked["added"] == clicked["missed"] > 0 and clicked["marked"] == 0 and not clicked["marks"]
+    flat = case.ct.with_array(np.full(case.ct.shape, -1000.0, np.float32))  # air: no click grows a node
+    corrected, stats = simulate_review(flat, empty, case.full, completion_clicks=0)
+    assert stats["added"] == 0 and stats["marked"] == stats["missed"] == clicked["missed"]
+    assert stats["edits"] == 2 * stats["missed"]  # the click, then the mark
+    assert all(full[m.centre_zyx] for m in stats["marks"]) and not corrected.array.any()
+    _, unmarked = simulate_review(flat, empty, case.full, completion_clicks=0, mark_missed=False)
+    assert unmarked["marked"] == 0 and unmarked["edits"] == stats["missed"]

@@ -1,5 +1,6 @@
 """A reviewed case as a fine-tune reads it from the workspace: the correction, the prediction it
-descends from, the suggestions the reviewer rejected, and the label states they give (what training
+descends from, the suggestions the reviewer rejected, the nodes marked with an unknown outline, and the
+label states they give (what training
 learns from and what the held-out figures are judged on), and the known background of a CT, kept
 in the workspace cache (the CT part of label states: most of their cost, the same in every round)."""
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lnq_napari.interact import Rejection, rejected_mask
+from lnq_napari.interact import NodeMark, Rejection, spot_mask
 from lnq_napari.io.volume import Volume
 from lnq_napari.training.corrections import correction_states
 from lnq_napari.training.labels import ct_background, states_options
@@ -48,20 +49,26 @@ def prediction_parent(ws, case: str, correction: dict) -> dict | None:
 @dataclass
 class ReviewedCase:
     """One corrected case: CT, correction, the prediction it corrected (None if unknown) and the balls of
-    the rejected suggestions (None if none)."""
+    the rejected suggestions (None if none), and the reviewer's "node here, outline unknown" marks."""
 
     case_id: str
     ct: Volume
     correction: Volume
     prediction: Volume | None
     rejected: np.ndarray | None
+    marks: tuple[NodeMark, ...] = ()
 
     def states(self, background: np.ndarray | None = None) -> np.ndarray:
         """int8 label states: the correction's nodes 1, removed components, rejected balls and what the
-        CT rules out 0 (``background``: :func:`known_background`, computed when None), the rest unknown
-        (-1)."""
+        CT rules out 0 (``background``: :func:`known_background`, computed when None), marked nodes
+        unknown around a core of 1, the rest unknown (-1)."""
         return correction_states(self.ct, self.correction, self.prediction, rejected=self.rejected,
-                                 background=background)
+                                 background=background, marks=self.marks)
+
+
+def marks_of(info: dict) -> tuple[NodeMark, ...]:
+    """The "node here, outline unknown" marks kept with a correction (provenance ``marked``)."""
+    return tuple(NodeMark.from_dict(m) for m in info.get("marked") or [])
 
 
 def read_reviewed(ws, case: str, version: str, prediction: str | None = None) -> ReviewedCase:
@@ -76,4 +83,4 @@ def read_reviewed(ws, case: str, version: str, prediction: str | None = None) ->
     return ReviewedCase(
         case, ct, ws.read_labels(case, version),
         None if prediction is None else ws.read_labels(case, prediction),
-        rejected_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None)
+        spot_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None, marks_of(info))

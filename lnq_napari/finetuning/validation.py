@@ -23,7 +23,9 @@ from lnq_napari.activation import (
 )
 from lnq_napari.active import LazyPredictor
 from lnq_napari.components import bounding_box
-from lnq_napari.finetuning.reviewed import prediction_parent
+from lnq_napari.finetuning.reviewed import marks_of, prediction_parent
+from lnq_napari.interact import spot_mask
+from lnq_napari.io.volume import Volume
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
 from lnq_napari.training.corrections import grown_nodes
@@ -69,13 +71,13 @@ def stored_prediction(ws, case: str, model: str) -> str | None:
 def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str] | None = None,
                  progress: Progress = None, cancel=None, stored_from: str | None = None) -> list[CaseFigures]:
     """Per-case figures (:func:`lnq_napari.metrics.evaluate_case`, the project's node size limit, surface
-    Dice at the rule's tolerance, lenient by the rule's margin beyond the nodes the reviewer grew:
-    :func:`correction_and_grown`) of ``predictor`` against each case's correction (``corrections``:
+    Dice at the rule's tolerance, lenient by the rule's margin beyond the nodes the reviewer grew, marked
+    nodes counted: :func:`held_out_truth`) of ``predictor`` against each case's correction (``corrections``:
     case -> label version, else the latest). With ``stored_from`` (a model version), that model's newest
     stored prediction of a case (:func:`stored_prediction`) is used instead of predicting again."""
     out = []
     for k, case in enumerate(cases):
-        truth, grown = correction_and_grown(ws, case, (corrections or {}).get(case))
+        truth = held_out_truth(ws, case, (corrections or {}).get(case))
         stored = stored_prediction(ws, case, stored_from) if stored_from else None
         if stored is not None:
             mask = ws.read_labels(case, stored)
@@ -83,9 +85,30 @@ def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str
             sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(cases), m))
             mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask
         out.append(CaseFigures.from_metrics(case, evaluate_case(
-            mask, truth, surface_tolerance_mm=SURFACE_TOLERANCE_MM, grown=grown,
-            lenience_mm=GROWN_LENIENCE_MM)))
+            mask, truth.correction, surface_tolerance_mm=SURFACE_TOLERANCE_MM, grown=truth.grown,
+            lenience_mm=GROWN_LENIENCE_MM, marked=truth.marked)))
     return out
+
+
+@dataclass
+class HeldOutTruth:
+    """What a model is judged against on a held-out corrected case: the correction, its nodes the
+    reviewer grew or added (lower bounds; None when unknown) and the balls of its marked nodes (None
+    when none)."""
+
+    correction: Volume
+    grown: np.ndarray | None
+    marked: np.ndarray | None
+
+
+def held_out_truth(ws, case: str, version: str | None = None) -> HeldOutTruth:
+    """The correction ``version`` of ``case`` (the latest when None), its grown nodes
+    (:func:`correction_and_grown`) and its marked nodes (provenance ``marked``)."""
+    info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
+    correction, grown = correction_and_grown(ws, case, info["version"])
+    marks = marks_of(info)
+    marked = spot_mask(marks, correction.shape, correction.spacing_zyx) if marks else None
+    return HeldOutTruth(correction, grown, marked)
 
 
 #: Grown nodes by the checksums of (correction, corrected prediction), cropped to their box: one

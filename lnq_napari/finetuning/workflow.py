@@ -17,7 +17,7 @@ from lnq_napari.active import LazyPredictor
 from lnq_napari.components import label_components
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
-from lnq_napari.finetuning.reviewed import known_background, read_reviewed
+from lnq_napari.finetuning.reviewed import known_background, marks_of, read_reviewed
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
@@ -25,6 +25,7 @@ from lnq_napari.finetuning.validation import (
     version_figures,
 )
 from lnq_napari.inference import Predictor
+from lnq_napari.interact import spot_mask
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
@@ -90,8 +91,8 @@ def _stage(progress: Progress, lo: float, hi: float) -> Progress:
 
 
 def _correction_case(ws, plan: FinetunePlan, case: str) -> TrainingCase:
-    """A corrected case: label states of the correction (dense truth: node or background); the edits and
-    the rejected suggestions (provenance ``rejected``) as focus."""
+    """A corrected case: label states of the correction (dense truth: node or background); the edits,
+    the rejected suggestions (provenance ``rejected``) and the marked nodes (``marked``) as focus."""
     reviewed = read_reviewed(ws, case, plan.corrections[case], plan.predictions.get(case))
     if plan.config.dense_truth:
         states = naive_states(reviewed.correction)
@@ -99,6 +100,9 @@ def _correction_case(ws, plan: FinetunePlan, case: str) -> TrainingCase:
         states = reviewed.states(known_background(ws, reviewed.ct))
     prediction, balls = reviewed.prediction, reviewed.rejected
     focus = None if prediction is None else edited_voxels(prediction, reviewed.correction)
+    if reviewed.marks:
+        marked = spot_mask(reviewed.marks, reviewed.ct.shape, reviewed.ct.spacing_zyx)
+        balls = marked if balls is None else balls | marked
     if balls is not None:
         focus = balls if focus is None else focus | balls
     return TrainingCase(case, reviewed.ct, states, focus)
@@ -132,10 +136,11 @@ def _anchor(plan: FinetunePlan) -> Anchor | None:
     return Anchor(plan.parent_path, c.distill_weight, c.l2sp_weight, c.trainable)
 
 
-def _mined_negatives(plan: FinetunePlan, cases: list[TrainingCase], make_predictor: PredictorFactory,
+def _mined_negatives(ws, plan: FinetunePlan, cases: list[TrainingCase], make_predictor: PredictorFactory,
                      cancel) -> dict[str, np.ndarray]:
     """Per corrected training case, the components the half-trained model (the staging folder) predicts
-    on none of the reviewer's nodes; saved with the train state, read back when a fine-tune resumes."""
+    on none of the reviewer's nodes and marked nodes; saved with the train state, read back when a
+    fine-tune resumes."""
     path = Path(plan.staging) / STATE_DIR / MINED
     if path.is_file():
         with np.load(path) as saved:
@@ -146,7 +151,11 @@ def _mined_negatives(plan: FinetunePlan, cases: list[TrainingCase], make_predict
         if not case.replay:
             prediction = predictor.predict(case.ct, cancel=cancel, prepared=case.prepared)
             predicted = np.asarray(prediction.mask.array) > 0
-            mined[case.case_id] = unconfirmed_components(predicted, case.states == NODE)
+            marks = marks_of(ws.version_info(case.case_id, plan.corrections[case.case_id]))
+            nodes = case.states == NODE
+            if marks:
+                nodes |= spot_mask(marks, nodes.shape, case.ct.spacing_zyx)
+            mined[case.case_id] = unconfirmed_components(predicted, nodes)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **mined)
     os.replace(tmp, path)
@@ -189,7 +198,7 @@ def _train(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFactor
             checkpoint_every=max(10, iterations // 4), anchor=_anchor(plan), stop_at=stop_at,
         )
         if stop_at is not None:
-            mined = _mined_negatives(plan, cases, make_predictor, cancel)
+            mined = _mined_negatives(ws, plan, cases, make_predictor, cancel)
             n_mined = sum(int(label_components(m)[1]) for m in mined.values())
             cases = _with_negatives(cases, mined)
             resume = True

@@ -25,10 +25,14 @@ import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lnq_napari.errors import Cancelled, LNQError
+
+if TYPE_CHECKING:
+    from lnq_napari.interact import NodeMark, Rejection
 
 LABELS = {"background": 0, "lymph_node": 1, "ignore": 2}
 FILE_ENDING = ".nrrd"
@@ -43,7 +47,8 @@ class ExportJob:
     """One case to export: its CT, its label file and which rules turn the labels into nnU-Net labels.
 
     ``kind``: "original" (partial labels, :func:`label_states`) or "correction" (a reviewer's corrected
-    mask, :func:`correction_states` with ``prediction`` the mask it was corrected from; ``dense``: the
+    mask, :func:`correction_states` with ``prediction`` the mask it was corrected from, the balls of the
+    ``rejected`` suggestions and the ``marks`` of nodes with an unknown outline; ``dense``: the
     correction is complete, every other voxel is background).
     """
 
@@ -53,6 +58,8 @@ class ExportJob:
     kind: str = "original"
     prediction: str | None = None
     dense: bool = False
+    rejected: tuple[Rejection, ...] = ()
+    marks: tuple[NodeMark, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,8 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
     ``dense`` None: the fine-tune default (:class:`~lnq_napari.model.config.FinetuneConfig`).
     ``exclude``: cases left out altogether (a fine-tune's held-out validation cases).
     """
-    from lnq_napari.finetuning.reviewed import prediction_parent
+    from lnq_napari.finetuning.reviewed import marks_of, prediction_parent
+    from lnq_napari.interact import Rejection
     from lnq_napari.model.config import FinetuneConfig
     from lnq_napari.workspace import Workspace
 
@@ -171,7 +179,9 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
         if correction is not None:
             pred = prediction_parent(ws, case, correction)
             jobs.append(ExportJob(case, ct, str(ws.label_path(case, correction["version"])), "correction",
-                                  None if pred is None else str(ws.label_path(case, pred["version"])), dense))
+                                  None if pred is None else str(ws.label_path(case, pred["version"])), dense,
+                                  tuple(Rejection.from_dict(r) for r in correction.get("rejected") or []),
+                                  marks_of(correction)))
             continue
         original = ws.latest_version(case, "original")
         if original is None:
@@ -193,6 +203,7 @@ def nnunet_labels(states: np.ndarray) -> np.ndarray:
 
 def job_states(job: ExportJob, ct) -> tuple[np.ndarray, bool]:
     """The label states of one job on the CT grid, and whether its seg had to be resampled."""
+    from lnq_napari.interact import spot_mask
     from lnq_napari.io.geometry import GridWarning
     from lnq_napari.io.readers import read_labels
     from lnq_napari.training.corrections import correction_states
@@ -204,7 +215,9 @@ def job_states(job: ExportJob, ct) -> tuple[np.ndarray, bool]:
         prediction = None if job.prediction is None else read_labels(job.prediction, reference=ct)
     resampled = any(issubclass(w.category, GridWarning) for w in caught)
     if job.kind == "correction":
-        states = naive_states(labels) if job.dense else correction_states(ct, labels, prediction)
+        rejected = spot_mask(job.rejected, ct.shape, ct.spacing_zyx) if job.rejected else None
+        states = naive_states(labels) if job.dense else correction_states(
+            ct, labels, prediction, rejected=rejected, marks=job.marks)
     elif job.kind == "original":
         states = label_states(ct, labels)
     else:

@@ -1,7 +1,8 @@
-"""Mouse clicks on the viewer -> session edits. Shift+click adds a node, Ctrl+click removes one.
+"""Mouse clicks on the viewer -> session edits. Shift+click adds a node, Ctrl+click removes one,
+Alt+click marks a node whose outline no click finds ("node here, outline unknown") or takes a mark back.
 
-A plain click acts by the tool's mode ("add", "remove" or "off"); a click on a suggestion ring accepts
-it. Drags (panning, painting) are left alone, and nothing happens while a layer is in a paint mode.
+A plain click acts by the tool's mode ("add", "remove", "mark" or "off"); a click on a suggestion ring
+accepts it. Drags (panning, painting) are left alone, and nothing happens while a layer is in a paint mode.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.interact import peak_along_ray
 from lnq_napari.plugin._session import session_for
 
-MODES = ("off", "add", "remove")
+MODES = ("off", "add", "remove", "mark")
 
 
 class ClickTool:
@@ -38,6 +39,8 @@ class ClickTool:
         names = {str(getattr(m, "name", m)) for m in modifiers}
         if "Shift" in names:
             return "add"
+        if "Alt" in names:
+            return "mark"
         if "Control" in names or "Meta" in names:
             return "remove"
         return self.mode
@@ -89,10 +92,15 @@ class ClickTool:
         if action == "add":
             node = session.add_node_at(point)
             return self._say(f"added node {node}" if node else "no node-like tissue at the click")
+        if action == "mark":
+            added = session.mark_node_at(self.viewer, point)
+            return self._say("marked a node here, outline unknown" if added else "mark taken back")
         node = session.remove_node_at(point)
         return self._say(f"removed node {node}" if node else "no node at the click")
 
     def _click_3d(self, session, world_position, action, dims_displayed, view_direction) -> str:
+        if action == "mark":
+            return self._say("mark nodes in the 2D view")
         if action == "add":
             return self._add_along_ray(session, world_position, dims_displayed, view_direction)
         if action != "remove":

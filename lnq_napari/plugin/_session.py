@@ -15,6 +15,7 @@ from scipy import ndimage
 from lnq_napari.api import NodeResult
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import (
+    NodeMark,
     Rejection,
     Suggestion,
     component_at,
@@ -32,6 +33,7 @@ PROB_KEY = "lnq_probabilities"
 MODEL_KEY = "lnq_model_version"
 NODES_NAME = "nodes"
 SUGGESTIONS_NAME = "suggestions"
+MARKS_NAME = "marked nodes"
 WORKSPACE_KEY = "lnq_workspace"
 OPENED_KEY = "lnq_opened"  # time.monotonic() when the CT layer was opened: the case's review clock starts
 
@@ -44,6 +46,7 @@ class NodeSession:
         self.ct_layer = ct
         self.workspace = workspace or (ct.metadata.get(WORKSPACE_KEY) if ct is not None else None)
         self.suggestions = None
+        self.marks_layer = None  # the "marked nodes" Points layer, made by the first mark
         self.edits = 0
         self.saved_edits = 0  # ``edits`` at the last Save
         self.listeners: list[Callable[[], None]] = []
@@ -218,6 +221,34 @@ class NodeSession:
         """The suggestions rejected on this node layer, as :class:`~lnq_napari.interact.Rejection` dicts."""
         return list(self.nodes.metadata.get("lnq_rejected", []))
 
+    def mark_node_at(self, viewer, point_zyx: Sequence[float]) -> bool:
+        """Mark "a node here, outline unknown" at a click (a cross on the "marked nodes" Points layer, kept
+        with the correction on Save); a click on a mark takes it back. Returns True when a mark was
+        added, False when one was taken back."""
+        layer = self.marks_layer
+        if layer is None or layer not in viewer.layers:
+            active = viewer.layers.selection.active
+            layer = self.marks_layer = show_marks(viewer, self.ct_volume())
+            viewer.layers.selection.active = active  # the node layer stays the one the keys act on
+        point = np.asarray(point_zyx, dtype=float)
+        pts = np.asarray(layer.data, dtype=float).reshape(-1, 3)
+        near = (np.abs(pts[:, 0] - point[0]) <= 1.0) & (np.hypot(*(pts[:, 1:] - point[1:]).T) <= 4.0)
+        if near.any():
+            layer.data = pts[~near]
+            added = False
+        else:
+            layer.data = np.vstack([pts, np.round(point)[None]])
+            added = True
+        self._changed()
+        return added
+
+    def marks(self) -> list[dict]:
+        """The marked nodes of this case, as :class:`~lnq_napari.interact.NodeMark` dicts (the points of
+        the "marked nodes" layer: napari's own Points tools move and delete them too)."""
+        if self.marks_layer is None:
+            return []
+        return [NodeMark.at(p).to_dict() for p in np.asarray(self.marks_layer.data).reshape(-1, 3)]
+
     def _drop_suggestion(self, index: int) -> None:
         self.suggestions.selected_data = {int(index)}
         self.suggestions.remove_selected()
@@ -287,9 +318,18 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     opened = ct_layer.metadata.get(OPENED_KEY)
     session.stats = stats or (CaseStats(started=opened) if opened is not None else session.stats)
     session.suggestions = show_suggestions(viewer, ct, result.suggestions)
+    session.marks_layer = viewer.layers[MARKS_NAME] if MARKS_NAME in viewer.layers else None  # kept on
     viewer.layers.selection.active = nodes
     session.notify()
     return session
+
+
+def show_marks(viewer, ct: Volume):
+    """An empty "marked nodes" Points layer (magenta crosses) on ``ct``'s grid."""
+    return viewer.add_points(
+        np.zeros((0, 3)), size=10, symbol="cross", face_color="magenta", border_color="magenta",
+        out_of_slice_display=False, **layer_kwargs(ct, MARKS_NAME, role="marks"),
+    )
 
 
 def show_suggestions(viewer, ct: Volume, suggestions: list[Suggestion]):

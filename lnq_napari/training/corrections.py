@@ -3,27 +3,32 @@
 The corrected mask follows the partial-label rules of :func:`~lnq_napari.training.labels.label_states`
 (its nodes are 1, what the CT rules out is 0, the rest unknown), without the ring of known background;
 on top of that, components of the prediction the reviewer removed as false and the balls of the
-suggestions the reviewer rejected become known background (0).
+suggestions the reviewer rejected become known background (0), and each "node here, outline unknown"
+mark (:class:`~lnq_napari.interact.NodeMark`) makes its ball unknown (-1) around a core of node (1).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from lnq_napari.components import label_components
 from lnq_napari.errors import LNQError
+from lnq_napari.interact import NodeMark, spot_mask
 from lnq_napari.io.volume import Volume
-from lnq_napari.training.labels import BACKGROUND, NODE, label_states
+from lnq_napari.training.labels import BACKGROUND, NODE, UNKNOWN, label_states
 
 
 def correction_states(
     ct: Volume, correction: Volume, prediction: Volume | None = None, options: dict | None = None,
     rejected: np.ndarray | None = None, background: np.ndarray | None = None,
+    marks: Sequence[NodeMark] = (),
 ) -> np.ndarray:
     """int8 states of a corrected case: label_states of the correction, plus removed components and
-    ``rejected`` (bool, the balls of the rejected suggestions: :func:`lnq_napari.interact.rejected_mask`)
-    outside the corrected nodes as 0. ``background``: the CT's
-    :func:`~lnq_napari.training.labels.ct_background` when at hand.
+    ``rejected`` (bool, the balls of the rejected suggestions: :func:`lnq_napari.interact.spot_mask`)
+    outside the corrected nodes as 0; the balls of ``marks`` outside the corrected nodes -1, their cores
+    1. ``background``: the CT's :func:`~lnq_napari.training.labels.ct_background` when at hand.
 
     Unlike an original annotation, a correction gets no ring of known background around its nodes: the
     outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
@@ -43,6 +48,9 @@ def correction_states(
             states[removed & ~corrected] = BACKGROUND
     if rejected is not None:
         states[rejected & ~corrected] = BACKGROUND
+    if marks:
+        states[spot_mask(marks, corrected.shape, ct.spacing_zyx) & ~corrected] = UNKNOWN
+        states[spot_mask(marks, corrected.shape, ct.spacing_zyx, part="core")] = NODE
     states[corrected] = NODE
     return states
 

@@ -29,7 +29,7 @@ LABEL_SUFFIX = ".seg.nrrd"
 LABELS_FOLDER = "lnq-labels"  # the label store beside a case saved without a workspace
 _PROVENANCE = re.compile(r"^v(\d{3,})\.json$")
 _NUMBERED = re.compile(r"^v(\d{3,})\.")
-_NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected")  # rejected: a list, in the JSON only
+_NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected", "marked")  # lists: in the JSON only
 _EXCLUSIVE = os.O_CREAT | os.O_EXCL | os.O_WRONLY  # fails when the file exists: a number is taken once
 
 

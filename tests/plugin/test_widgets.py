@@ -382,3 +382,28 @@ def test_incomplete_outline_is_suggested_and_accepting_it_completes_the_node(
     assert len(np.unique(labels)) - 1 == n_ids  # the node grew; no new node
     assert (labels[own] == half_id).mean() > max(0.85, covered_before + 0.3)
     assert len(suggestions.data) == len(kinds) - 1
+
+
+def test_alt_click_marks_a_node_with_an_unknown_outline_and_save_keeps_it(
+        make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):
+    viewer = make_napari_viewer()
+    _open_case(viewer, phantom_files)
+    widgets = _predict(qtbot, viewer, stand_in)
+    tool, nodes = widgets["Correct"].tool, viewer.layers["nodes"]
+    centre = _centre_index(phantom_files.case, stand_in.missed)
+    world = nodes.data_to_world(centre)
+    viewer.dims.set_point(0, world[0])
+    labels_before = nodes.data.copy()
+    _drive(tool, viewer, _FakeMouse(world, ("Alt",)))
+    marks = viewer.layers["marked nodes"]
+    assert np.array_equal(marks.data, centre[None]) and np.array_equal(nodes.data, labels_before)
+    session = nodes.metadata["lnq_session"]
+    assert session.marks() == [{"centre_zyx": centre.astype(int).tolist(), "radius_mm": 10.0}]
+    _drive(tool, viewer, _FakeMouse(world, ("Alt",)))  # again on the mark: taken back
+    assert len(marks.data) == 0 and session.marks() == []
+    widgets["Correct"].set_mode("mark")
+    assert tool.click(world, "mark") == "marked a node here, outline unknown"
+    saved = widgets["Save"].save()
+    sidecar = json.loads(saved.with_name(saved.name.split(".")[0] + ".json").read_text())
+    assert sidecar["marked"] == session.marks() and len(sidecar["marked"]) == 1
+    assert "lnq_marked" not in read_labels(saved).meta and "marked" not in read_labels(saved).meta

@@ -1,4 +1,4 @@
-"""Correct: click modes (add / remove node), suggestions (accept / reject / go to), undo / redo."""
+"""Correct: click modes (add / remove / mark node), suggestions (accept / reject / go to), undo / redo."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ HELP = "\n".join(
     (
         "Shift+click: add the node under the mouse",
         "Ctrl+click: remove it; click a yellow ring: accept it",
+        "Alt+click: mark a node no click outlines (outline unknown); again: unmark",
         "Ctrl+Z / Ctrl+Shift+Z: undo / redo",
         "N / Shift+N: next / previous suggestion, A: accept, R: reject (the panel lists all keys)",
     )
@@ -41,11 +42,12 @@ class CorrectWidget(QWidget):
         self.destroyed.connect(lambda *_: tool.detach())  # a closed widget stops handling clicks
 
         modes = QGroupBox("plain click")
-        modes.setToolTip("what a click without Shift or Ctrl does: pan, add a node or remove one")
+        modes.setToolTip("what a click without Shift, Ctrl or Alt does: pan, add a node, remove one, or "
+                         "mark a node whose outline no click finds")
         self.mode_buttons = QButtonGroup(self)
         row = QHBoxLayout(modes)
         for i, (mode, text) in enumerate(
-            (("off", "pan"), ("add", "add"), ("remove", "remove"))
+            (("off", "pan"), ("add", "add"), ("remove", "remove"), ("mark", "mark"))
         ):
             button = QRadioButton(text)
             button.setChecked(mode == "off")
@@ -87,7 +89,7 @@ class CorrectWidget(QWidget):
             self.set_mode(MODES[button_id])
 
     def set_mode(self, mode: str) -> None:
-        """Set what a plain click does: "off", "add" or "remove"."""
+        """Set what a plain click does: "off", "add", "remove" or "mark"."""
         self.tool.mode = mode
         button = self.mode_buttons.button(MODES.index(mode))
         if not button.isChecked():

@@ -76,6 +76,7 @@ class SaveWidget(QWidget):
                 origin=session.source or session.nodes.name, layer=session.nodes.name,
                 nodes=int(np.unique(data[data > 0]).size),
                 **({"rejected": rejected} if (rejected := session.rejections()) else {}),
+                **({"marked": marked} if (marked := session.marks()) else {}),
             )
         except LNQError as exc:
             self.status.setText(f"not saved: {exc}")
