@@ -21,11 +21,17 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
 
 
-def bench_case(seed: int, site: str = "default") -> tuple[list[float], list[float], list[float], list[bool]]:
+#: A node is calcified when at least 1 % of its voxels read above this (the phantom's foci: 500-1000 HU).
+CALCIUM_HU = 400.0
+
+
+def bench_case(seed: int, site: str = "default") -> tuple[list[float], list[float], list[float], list[bool],
+                                                          list[bool]]:
     case = make_case(seed, site=site)
     ct, inst = case.ct, np.asarray(case.instances.array)
     partial = np.asarray(case.partial.array) > 0
-    add_ms, dices, remove_ms, exact = [], [], [], []
+    add_ms, dices, remove_ms, exact, calcified = [], [], [], [], []
+    hu = np.asarray(ct.array)
     for node in case.nodes:
         if not node["target"]:
             continue
@@ -40,6 +46,7 @@ def bench_case(seed: int, site: str = "default") -> tuple[list[float], list[floa
         mask = node_from_click(ct, centre, labels=existing)
         add_ms.append(1000 * (time.perf_counter() - t0))
         dices.append(_dice(mask, truth))
+        calcified.append(bool(np.mean(hu[truth] > CALCIUM_HU) >= 0.01))
     for node in case.nodes:
         truth = inst == node["id"]
         centre = tuple(np.round(ct.physical_to_index(np.asarray(node["center_xyz_mm"]))[0]).astype(int))
@@ -49,7 +56,7 @@ def bench_case(seed: int, site: str = "default") -> tuple[list[float], list[floa
         out, removed = remove_node_at(inst, centre)
         remove_ms.append(1000 * (time.perf_counter() - t0))
         exact.append(removed == node["id"] and np.array_equal(out != inst, truth))
-    return add_ms, dices, remove_ms, exact
+    return add_ms, dices, remove_ms, exact, calcified
 
 
 def main() -> None:
@@ -58,13 +65,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--site", default="default", help="phantom site (lnq-napari phantom --site)")
     args = parser.parse_args()
-    add_ms, dices, remove_ms, exact = [], [], [], []
+    add_ms, dices, remove_ms, exact, calcified = [], [], [], [], []
     for k in range(args.cases):
-        a, d, r, e = bench_case(args.seed + k, args.site)
+        a, d, r, e, c = bench_case(args.seed + k, args.site)
         add_ms += a
         dices += d
         remove_ms += r
         exact += e
+        calcified += c
         print(f"case seed {args.seed + k}: {len(a)} missed nodes clicked, Dice {np.round(d, 3).tolist()}")
     print(
         f"positive click: n={len(add_ms)} median {np.median(add_ms):.1f} ms, "
@@ -74,6 +82,12 @@ def main() -> None:
         f"positive click Dice vs the node's truth: median {np.median(dices):.3f}, "
         f"mean {np.mean(dices):.3f}, min {np.min(dices):.3f}"
     )
+    calc = np.asarray(calcified, bool)
+    for name, pick in (("calcified", calc), ("not calcified", ~calc)):
+        if pick.any():
+            d = np.asarray(dices)[pick]
+            print(f"  {name} nodes (n={pick.sum()}): Dice median {np.median(d):.3f}, mean {np.mean(d):.3f}, "
+                  f"min {np.min(d):.3f}")
     print(
         f"negative click: n={len(remove_ms)} median {np.median(remove_ms):.1f} ms, "
         f"p95 {np.percentile(remove_ms, 95):.1f} ms; "

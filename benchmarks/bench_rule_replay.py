@@ -10,23 +10,34 @@ outlines by the known-voxel Dice, at 8303422 by the symmetric surface Dice with 
 below five cases; this benchmark there replayed those readings: ``docs/active_learning.md``, sessions
 12 and 15.)
 
+With ``--marks`` each held-out correction made without "node here, outline unknown" marks gets those
+today's simulated reviewer (:func:`lnq_napari.simulate.simulate_review`) places: a mark adds no voxel,
+so the correction's labels are those the loop saved (checked), and only the verdict is replayed.
+
     OMP_NUM_THREADS=2 python benchmarks/bench_rule_replay.py --out benchmarks/results/adaptation-s14
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from _adapt_targets import judge_rounds
 from bench_adaptation import loop_name
 
 from lnq_napari.activation import decide_activation
+from lnq_napari.finetuning import validation
+from lnq_napari.finetuning.reviewed import prediction_parent
 from lnq_napari.finetuning.validation import original_model, version_figures
 from lnq_napari.inference import Predictor
+from lnq_napari.interact import spot_mask
+from lnq_napari.io.readers import read_labels
 from lnq_napari.model import resolve_model
+from lnq_napari.simulate import simulate_review
 from lnq_napari.workspace import Workspace
 
 
@@ -41,6 +52,29 @@ class _Remembering:
         if key not in self.seen:
             self.seen[key] = self.inner.predict(ct, progress=progress, cancel=cancel)
         return self.seen[key]
+
+
+def _mark_held_out_cases() -> None:
+    """Make the held-out figures count the marks today's simulated reviewer would have saved."""
+    plain, found = validation.held_out_truth, {}
+
+    def with_marks(ws, case: str, version: str | None = None):
+        truth = plain(ws, case, version)
+        info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
+        made = prediction_parent(ws, case, info)
+        if truth.marked is not None or made is None:
+            return truth
+        key = (str(ws.root), case, info["version"])
+        if key not in found:
+            ct = ws.read_ct(case)
+            again, stats = simulate_review(ct, ws.read_labels(case, made["version"]),
+                                           read_labels(ws.full_path(case), reference=ct))
+            if not np.array_equal(again.array > 0, truth.correction.array > 0):
+                raise SystemExit(f"{case}: today's reviewer corrects it otherwise; --marks cannot replay it")
+            found[key] = spot_mask(stats["marks"], ct.shape, ct.spacing_zyx) if stats["marks"] else None
+        return dataclasses.replace(truth, marked=found[key])
+
+    validation.held_out_truth = with_marks
 
 
 def _rescore(ws: Workspace, version: str, predictors: dict):
@@ -84,10 +118,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "adaptation"))
     p.add_argument("--runs", default="*", help="glob of the loop runs after loop- (default all)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--marks", action="store_true",
+                   help="held-out corrections with the marks today's simulated reviewer places")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.marks:
+        _mark_held_out_cases()
     rows = replay(Path(args.out), args.runs)
     for rule in ("logged", "now"):
         right = sum(bool(r[rule]) == r["rose"] for r in rows)

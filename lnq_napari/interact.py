@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import label_components, too_bright
+from lnq_napari.components import bounding_box, label_components, too_bright
 from lnq_napari.io.volume import Volume
 
 #: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
@@ -38,6 +38,11 @@ SURROUNDING_HU = (-250.0, 40.0)
 SMOOTH_NOISE_HU = 40.0
 #: Radius (mm) of the neighbourhood whose noise sets the smoothing.
 NOISE_RADIUS_MM = 10.0
+#: A click on calcium (smoothed HU above the node band) finds the node's soft tissue within this radius.
+CALCIUM_REACH_MM = 6.0
+#: Bright components up to this volume (a 15 mm ball), enclosed by a grown node at least this share of
+#: their surrounding shell, are the node's calcifications and join it.
+CALCIUM_MAX_MM3, CALCIUM_ENCLOSED = 1767.0, 0.6
 
 Slices = tuple[slice, slice, slice]
 #: Candidate regions closer than this (mm) are one suggestion (fragments of one node).
@@ -206,7 +211,9 @@ def node_region_from_click(
     limited to a ball of ``max_radius_mm``, restricted by ``probabilities`` (threshold well below the
     model's) when they are given and the seed is not clearly missed by the model, excluding voxels
     already labelled in ``labels``; thin bridges to touching vessels and neighbours are cut by a
-    distance-transform watershed, and the basin holding the click is kept.
+    distance-transform watershed, and the basin holding the click is kept. A click on a calcification
+    takes the band from the soft tissue around it, and calcifications the grown node encloses
+    (:func:`_with_calcifications`) become part of it.
     """
     shape = ct.shape
     idx = _point_index(point_zyx, shape)
@@ -222,7 +229,8 @@ def node_region_from_click(
 
     ball = _distance_mm(hu.shape, seed, spacing) <= max_radius_mm
 
-    lo, hi = _hu_band(smooth, seed, spacing)
+    on_calcium = smooth[seed] > NODE_HU[1]  # a calcified node clicked on its calcification
+    lo, hi = _hu_band(smooth, seed, spacing, soft_only=on_calcium)
     region = (smooth >= lo) & (smooth <= hi) & ball
     if labels is not None:
         region &= labels[box] == 0
@@ -233,13 +241,55 @@ def node_region_from_click(
             region &= prob >= min(0.05, 0.5 * seed_prob)
 
     empty = np.zeros(region.shape, dtype=bool)
+    clicked = seed
     if not region[seed]:
-        seed = _nearest_true(region, seed, spacing, within_mm=3.0)
+        seed = _nearest_true(region, seed, spacing, within_mm=CALCIUM_REACH_MM if on_calcium else 3.0)
         if seed is None:
             return box, empty
     comp, _ = ndimage.label(region)  # growth: face neighbours
     region = comp == comp[seed]
+    region = _with_calcifications(region, smooth, hi, spacing, None if labels is None else labels[box] == 0)
+    if on_calcium and not region[clicked]:  # bright, but not calcium inside a node: a vessel or bone
+        return box, empty
     return box, _split_at_bridges(region, seed, spacing)
+
+
+def _with_calcifications(region: np.ndarray, smooth: np.ndarray, hi: float, spacing: np.ndarray,
+                         free: np.ndarray | None = None) -> np.ndarray:
+    """``region`` (grown up to ``hi`` HU) plus each brighter component holding calcium (above the node
+    band) of at most :data:`CALCIUM_MAX_MM3` whose surrounding shell lies mostly
+    (:data:`CALCIUM_ENCLOSED`) in ``region``: a calcified node's foci with their blurred rims. Vessels
+    and bone are larger or lie beside the node, not inside it. ``free``: the voxels it may take."""
+    box = _grown_box(region, 1)
+    if box is None:
+        return region
+    lab, n = ndimage.label((smooth[box] > hi) & ~region[box])  # only what can touch the region
+    if not n:
+        return region
+    out = region.copy()
+    voxel_mm3 = float(np.prod(spacing))
+    near = np.unique(lab[ndimage.binary_dilation(region[box]) & (lab > 0)])
+    objects = ndimage.find_objects(lab)
+    inside, taken = region[box], out[box]
+    for k in near:
+        if any(a.start == 0 or a.stop == b.stop - b.start for a, b in zip(objects[k - 1], box)):
+            continue  # it goes on beyond the region's box: not enclosed
+        win = tuple(slice(a.start - 1, a.stop + 1) for a in objects[k - 1])
+        blob = lab[win] == k
+        if blob.sum() * voxel_mm3 > CALCIUM_MAX_MM3 or not (smooth[box][win][blob] > NODE_HU[1]).any():
+            continue
+        shell = ndimage.binary_dilation(blob) & ~blob
+        if inside[win][shell].mean() >= CALCIUM_ENCLOSED:
+            taken[win] |= blob if free is None else blob & free[box][win]
+    return out
+
+
+def _grown_box(mask: np.ndarray, margin: int) -> Slices | None:
+    """The bounding box of ``mask`` grown by ``margin`` voxels (clipped), or None when it is empty."""
+    box = bounding_box(mask)
+    if box is None:
+        return None
+    return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n)) for b, n in zip(box, mask.shape))
 
 
 def noise_hu(hu: np.ndarray) -> float:
@@ -253,11 +303,19 @@ def noise_hu(hu: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(residual - np.median(residual))))
 
 
-def _hu_band(smooth: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray) -> tuple[float, float]:
+def _hu_band(smooth: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray,
+             soft_only: bool = False) -> tuple[float, float]:
     """HU window of the node at ``seed``: towards fat down to the half-way level between the node and
     the fat of the crop (the node's half-maximum edge, never below ``mu - SEED_HU_HALF_WIDTH``), narrow
-    above the seed's own intensity (vessels and muscle that touch nodes are often a little brighter)."""
-    near = smooth[_crop_around(seed, [max(1, int(round(SEED_RADIUS_MM / s))) for s in spacing], smooth.shape)]
+    above the seed's own intensity (vessels and muscle that touch nodes are often a little brighter).
+    ``soft_only`` (a seed on calcium): the seed's intensity is that of the node-band voxels within
+    :data:`CALCIUM_REACH_MM` (an empty window when there are none)."""
+    radius = CALCIUM_REACH_MM if soft_only else SEED_RADIUS_MM
+    near = smooth[_crop_around(seed, [max(1, int(round(radius / s))) for s in spacing], smooth.shape)]
+    if soft_only:
+        near = near[(near >= NODE_HU[0]) & (near <= NODE_HU[1])]
+        if near.size < 10:
+            return 1.0, 0.0
     mu, sd = float(np.median(near)), float(np.std(near))
     lo = max(NODE_HU[0], mu - SEED_HU_HALF_WIDTH)
     fat = smooth[(smooth > SURROUNDING_HU[0]) & (smooth < mu - SURROUNDING_HU[1])]

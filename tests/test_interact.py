@@ -266,3 +266,25 @@ def test_a_node_mark_is_a_ball_with_a_core_of_node_inside_it():
     np.testing.assert_array_equal(core, distance <= MARK_CORE_MM)
     coarse = spot_mask([mark], shape, (6.0, 6.0, 6.0), part="core")  # voxels larger than the core
     assert coarse.sum() == 1 and coarse[5, 20, 20]
+
+
+def test_a_click_on_a_calcified_node_grows_the_node_with_its_calcium_not_the_vessel_beside_it():
+    from lnq_napari.interact import node_from_click
+
+    shape, spacing = (24, 64, 64), (2.0, 1.0, 1.0)
+    z, y, x = np.indices(shape)
+    rng = np.random.default_rng(0)
+    node = ((z - 12) * 2.0) ** 2 + (y - 30.0) ** 2 + (x - 30.0) ** 2 <= 9.0**2
+    calcium = ((z - 12) * 2.0) ** 2 + (y - 31.0) ** 2 + (x - 30.0) ** 2 <= 3.5**2
+    vessel = (y - 30.0) ** 2 + (x - 45.0) ** 2 <= 5.0**2  # an enhanced vessel along z, touching the node
+    hu = np.full(shape, -100.0)
+    hu[node] = 40.0
+    hu[calcium] = 700.0
+    hu[vessel & ~node] = 250.0
+    ct = Volume((hu + rng.normal(0, 5, shape)).astype(np.int16), spacing=spacing)
+    grown = node_from_click(ct, (12, 31, 30))  # on the calcium, where a reader clicks a calcified node
+    assert grown[calcium].all() and not (grown & vessel & ~node).any()
+    assert 2 * (grown & node).sum() / (grown.sum() + node.sum()) > 0.9
+    beside = node_from_click(ct, (12, 30, 24))  # on its soft tissue: the same node
+    assert beside[calcium].all() and 2 * (beside & node).sum() / (beside.sum() + node.sum()) > 0.9
+    assert not node_from_click(ct, (12, 30, 48)).any()  # on the vessel: no node
