@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari import active
-from lnq_napari.inference import Prediction
+from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
 from lnq_napari.simulate import simulate_review
@@ -23,13 +23,16 @@ class CachedPredictor:
     """A predictor whose results are kept under ``folder`` by CT content, so reruns skip prediction.
 
     Only for a model that never changes (the frozen starting model). Probabilities are stored as
-    float16, the mask as uint8, compressed.
+    float16, the mask as uint8, compressed. With ``inference`` (the model's settings) a cached mask is
+    made again from the cached probabilities by today's post-processing
+    (:func:`lnq_napari.inference.postprocess_as`), so a change there reaches cached predictions.
     """
 
-    def __init__(self, factory, folder: str | Path) -> None:
+    def __init__(self, factory, folder: str | Path, inference=None) -> None:
         self.inner = active.LazyPredictor(factory)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.inference = inference
 
     def predict(self, ct, progress=None, cancel=None):
         key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes()).hexdigest()[:20]
@@ -38,8 +41,10 @@ class CachedPredictor:
         if path.is_file():
             with np.load(path) as data:
                 region = data["region"] if data["region"].shape == ct.shape else None  # (0,): none
-                return Prediction(Volume(data["probabilities"].astype(np.float32), **grid),
-                                  Volume(data["mask"], **grid), str(data["version"]), region)
+                prob = data["probabilities"].astype(np.float32)
+                mask = (data["mask"] if self.inference is None
+                        else postprocess_as(self.inference, prob, ct, region))
+                return Prediction(Volume(prob, **grid), Volume(mask, **grid), str(data["version"]), region)
         pred = self.inner.predict(ct, progress=progress, cancel=cancel)
         tmp = path.with_suffix(".tmp.npz")
         region = np.zeros(0, bool) if pred.region is None else np.asarray(pred.region, bool)

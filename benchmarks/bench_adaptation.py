@@ -130,10 +130,12 @@ class Bench:
 
     def __init__(self, args, site: str) -> None:
         self.args, self.site, self.out = args, site, Path(args.out)
-        weights = read_config(resolve_model(None)).weights_sha256[:10]
-        # per weights: a new bundled model never meets the old one's cached predictions
+        bundled = read_config(resolve_model(None))
+        # per weights: a new bundled model never meets the old one's cached predictions; masks are
+        # post-processed again, so a change of post-processing does
         self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"),
-                                      self.out / "cache" / f"frozen-{weights}")
+                                      self.out / "cache" / f"frozen-{bundled.weights_sha256[:10]}",
+                                      bundled.inference)
         self.test = load_cases(site_data(self.out, site, "test", args.test, shape=args.shape))
         self.forget = load_cases(site_data(self.out, FORGET_SITE, "test", args.test, shape=args.shape))
         self.frozen_site = figures(self.frozen, self.test)

@@ -47,9 +47,20 @@ def label_nodes(mask: np.ndarray) -> np.ndarray:
     return label_components(mask)[0]
 
 
+#: Above this HU a voxel is calcium (or bone cortex): a calcified node's foci, 500-1000 HU in the phantom.
+CALCIUM_HU = 300.0
+
+
 def too_bright(hu_values: np.ndarray, max_hu: float) -> bool:
     """Whether a component with these HU values is too bright to be a lymph node (bone, an enhanced
-    vessel): its mean **and** its median above ``max_hu``. The median keeps a calcified node, whose
-    calcification lifts the mean while most of its voxels stay soft tissue."""
+    vessel): calcium (above :data:`CALCIUM_HU`) is most of it, or its other voxels' mean **and** median
+    lie above ``max_hu``. A calcified node passes: its calcium is left out, and most of it stays soft
+    tissue even when the component takes in a piece of the enhanced vessel beside it."""
     values = np.asarray(hu_values)
-    return bool(values.size) and float(values.mean()) > max_hu and float(np.median(values)) > max_hu
+    if not values.size:
+        return False
+    calcium = values > CALCIUM_HU
+    if calcium.mean() > 0.5:
+        return True
+    soft = values[~calcium]
+    return float(soft.mean()) > max_hu and float(np.median(soft)) > max_hu

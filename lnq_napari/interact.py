@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import bounding_box, label_components, too_bright
+from lnq_napari.components import CALCIUM_HU, bounding_box, label_components, too_bright
 from lnq_napari.io.volume import Volume
 
 #: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
@@ -229,7 +229,7 @@ def node_region_from_click(
 
     ball = _distance_mm(hu.shape, seed, spacing) <= max_radius_mm
 
-    on_calcium = smooth[seed] > NODE_HU[1]  # a calcified node clicked on its calcification
+    on_calcium = smooth[seed] > NODE_HU[1]  # above any node tissue: perhaps a calcified node's calcium
     lo, hi = _hu_band(smooth, seed, spacing, soft_only=on_calcium)
     region = (smooth >= lo) & (smooth <= hi) & ball
     if labels is not None:
@@ -256,10 +256,11 @@ def node_region_from_click(
 
 def _with_calcifications(region: np.ndarray, smooth: np.ndarray, hi: float, spacing: np.ndarray,
                          free: np.ndarray | None = None) -> np.ndarray:
-    """``region`` (grown up to ``hi`` HU) plus each brighter component holding calcium (above the node
-    band) of at most :data:`CALCIUM_MAX_MM3` whose surrounding shell lies mostly
-    (:data:`CALCIUM_ENCLOSED`) in ``region``: a calcified node's foci with their blurred rims. Vessels
-    and bone are larger or lie beside the node, not inside it. ``free``: the voxels it may take."""
+    """``region`` (grown up to ``hi`` HU) plus each brighter component holding calcium (above
+    :data:`~lnq_napari.components.CALCIUM_HU`) of at most :data:`CALCIUM_MAX_MM3` whose surrounding
+    shell lies mostly (:data:`CALCIUM_ENCLOSED`) in ``region``: a calcified node's foci with their
+    blurred rims. Vessels and bone are larger or lie beside the node, not inside it. ``free``: the
+    voxels it may take."""
     box = _grown_box(region, 1)
     if box is None:
         return region
@@ -276,7 +277,7 @@ def _with_calcifications(region: np.ndarray, smooth: np.ndarray, hi: float, spac
             continue  # it goes on beyond the region's box: not enclosed
         win = tuple(slice(a.start - 1, a.stop + 1) for a in objects[k - 1])
         blob = lab[win] == k
-        if blob.sum() * voxel_mm3 > CALCIUM_MAX_MM3 or not (smooth[box][win][blob] > NODE_HU[1]).any():
+        if blob.sum() * voxel_mm3 > CALCIUM_MAX_MM3 or not (smooth[box][win][blob] > CALCIUM_HU).any():
             continue
         shell = ndimage.binary_dilation(blob) & ~blob
         if inside[win][shell].mean() >= CALCIUM_ENCLOSED:

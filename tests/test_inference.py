@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from lnq_napari.components import too_bright
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.inference import Predictor, gaussian_weights, postprocess, sliding_window, window_starts
 from lnq_napari.io.volume import Volume
@@ -82,6 +83,25 @@ def test_postprocess_keeps_a_calcified_node_and_drops_an_enhanced_vessel():
     assert node_hu.mean() > 100 > np.median(node_hu)
     mask = postprocess(prob, (1.0, 1.0, 1.0), 0.5, 10.0, hu=hu, max_mean_hu=100.0)
     assert mask[2:10, 4:14, 4:14].all() and not mask[2:10, 24:34, 24:34].any()
+
+
+def test_postprocess_keeps_a_calcified_node_merged_with_a_piece_of_vessel_and_drops_bone():
+    """Calcium is left out of the brightness rule: a calcified node whose component takes in some of the
+    enhanced vessel beside it stays (its median with the calcium was above the limit); a component that
+    is mostly calcium (bone) goes."""
+    prob = np.zeros((12, 40, 40), np.float32)
+    hu = np.full(prob.shape, -90, np.int16)
+    prob[2:10, 4:20, 4:14] = 0.9
+    hu[2:10, 4:14, 4:14] = 40  # the node's soft tissue
+    hu[3:9, 5:10, 6:12] = 700  # its calcification
+    hu[2:10, 14:20, 4:14] = 150  # the piece of vessel the component took in
+    component = hu[2:10, 4:20, 4:14]
+    assert np.median(component) > 100 and component.mean() > 100  # the whole rule said: too bright
+    prob[2:10, 26:34, 24:34] = 0.9
+    hu[2:10, 26:34, 24:34] = 800  # cortical bone with a soft fringe
+    hu[2:10, 26:28, 24:34] = 60
+    mask = postprocess(prob, (1.0, 1.0, 1.0), 0.5, 10.0, hu=hu, max_mean_hu=100.0)
+    assert mask[2:10, 4:20, 4:14].all() and not mask[2:10, 26:34, 24:34].any()
 
 
 def test_postprocess_drops_a_component_without_a_confident_core():
@@ -208,7 +228,7 @@ def _plain_postprocess(prob, spacing_zyx, threshold, min_mm3, hu, max_mean_hu, r
     for i in range(1, n + 1):
         comp = lab == i
         ok = comp.sum() * np.prod(spacing_zyx) >= min_mm3
-        ok &= not (hu[comp].mean() > max_mean_hu and np.median(hu[comp]) > max_mean_hu)
+        ok &= not too_bright(hu[comp], max_mean_hu)
         ok &= region[comp].sum() >= 0.5 * comp.sum()
         ok &= prob[comp].max() >= min_peak
         out[comp] = ok
