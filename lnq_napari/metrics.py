@@ -216,9 +216,9 @@ def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> d
 
 def _marked_nodes(pred: np.ndarray, gt: np.ndarray, marked: np.ndarray) -> tuple[np.ndarray, int, int, int]:
     """``(pred without its components on a marked node, marked nodes, marked nodes found, components set
-    aside)``: a marked
-    node is a component of ``marked`` touching no ``gt`` voxel; found when a predicted voxel lies in it.
-    Its outline is unknown, so what the prediction has there is set aside (touching no ``gt`` voxel)."""
+    aside)``. A marked node is a component of ``marked`` touching no ``gt`` voxel, found when a predicted
+    voxel lies in it; its outline is unknown, so the predicted components on it (and on no ``gt``
+    voxel) are set aside."""
     box = bounding_box(marked)
     if box is None:
         return pred, 0, 0, 0
