@@ -66,6 +66,11 @@ class ReviewedCase:
                                  background=background, marks=self.marks)
 
 
+def rejections_of(info: dict) -> tuple[Rejection, ...]:
+    """The suggestions rejected with a correction (provenance ``rejected``)."""
+    return tuple(Rejection.from_dict(r) for r in info.get("rejected") or [])
+
+
 def marks_of(info: dict) -> tuple[NodeMark, ...]:
     """The "node here, outline unknown" marks kept with a correction (provenance ``marked``)."""
     return tuple(NodeMark.from_dict(m) for m in info.get("marked") or [])
@@ -79,7 +84,7 @@ def read_reviewed(ws, case: str, version: str, prediction: str | None = None) ->
     if prediction is None:
         found = prediction_parent(ws, case, info)
         prediction = None if found is None else found["version"]
-    rejections = [Rejection.from_dict(r) for r in info.get("rejected") or []]
+    rejections = rejections_of(info)
     return ReviewedCase(
         case, ct, ws.read_labels(case, version),
         None if prediction is None else ws.read_labels(case, prediction),

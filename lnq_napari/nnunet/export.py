@@ -163,8 +163,7 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
     ``dense`` None: the fine-tune default (:class:`~lnq_napari.model.config.FinetuneConfig`).
     ``exclude``: cases left out altogether (a fine-tune's held-out validation cases).
     """
-    from lnq_napari.finetuning.reviewed import marks_of, prediction_parent
-    from lnq_napari.interact import Rejection
+    from lnq_napari.finetuning.reviewed import marks_of, prediction_parent, rejections_of
     from lnq_napari.model.config import FinetuneConfig
     from lnq_napari.workspace import Workspace
 
@@ -180,8 +179,7 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
             pred = prediction_parent(ws, case, correction)
             jobs.append(ExportJob(case, ct, str(ws.label_path(case, correction["version"])), "correction",
                                   None if pred is None else str(ws.label_path(case, pred["version"])), dense,
-                                  tuple(Rejection.from_dict(r) for r in correction.get("rejected") or []),
-                                  marks_of(correction)))
+                                  rejections_of(correction), marks_of(correction)))
             continue
         original = ws.latest_version(case, "original")
         if original is None:

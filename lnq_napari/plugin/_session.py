@@ -162,18 +162,7 @@ class NodeSession:
 
     def suggestion_near(self, point_zyx: Sequence[float], radius_vox: float = 4.0) -> int | None:
         """Index of the suggestion within ``radius_vox`` in-plane (same slice +-1) of a click, or None."""
-        pts = self.suggestion_points()
-        if len(pts) == 0:
-            return None
-        p = np.asarray(point_zyx, dtype=float)
-        near = (np.abs(pts[:, 0] - p[0]) <= 1.0) & (
-            np.hypot(pts[:, 1] - p[1], pts[:, 2] - p[2]) <= radius_vox
-        )
-        if not near.any():
-            return None
-        d = np.linalg.norm(pts - p, axis=1)
-        d[~near] = np.inf
-        return int(np.argmin(d))
+        return point_near(self.suggestion_points(), point_zyx, radius_vox)
 
     def extend_node_at(self, point_zyx: Sequence[float]) -> int:
         """Grow the tissue at a click and paint it with the id of the node it touches (a new id when it
@@ -230,17 +219,14 @@ class NodeSession:
             active = viewer.layers.selection.active
             layer = self.marks_layer = show_marks(viewer, self.ct_volume())
             viewer.layers.selection.active = active  # the node layer stays the one the keys act on
-        point = np.asarray(point_zyx, dtype=float)
         pts = np.asarray(layer.data, dtype=float).reshape(-1, 3)
-        near = (np.abs(pts[:, 0] - point[0]) <= 1.0) & (np.hypot(*(pts[:, 1:] - point[1:]).T) <= 4.0)
-        if near.any():
-            layer.data = pts[~near]
-            added = False
+        hit = point_near(pts, point_zyx)
+        if hit is None:
+            layer.data = np.vstack([pts, np.round(np.asarray(point_zyx, dtype=float))[None]])
         else:
-            layer.data = np.vstack([pts, np.round(point)[None]])
-            added = True
+            layer.data = np.delete(pts, hit, axis=0)
         self._changed()
-        return added
+        return hit is None
 
     def marks(self) -> list[dict]:
         """The marked nodes of this case, as :class:`~lnq_napari.interact.NodeMark` dicts (the points of
@@ -265,6 +251,19 @@ class NodeSession:
         for listener in list(self.focus_listeners):
             listener()
         return self.current_suggestion
+
+
+def point_near(points: np.ndarray, point_zyx: Sequence[float], radius_vox: float = 4.0) -> int | None:
+    """Index of the point of ``points`` (n x 3, z y x) nearest a click within ``radius_vox`` in-plane
+    (same slice +-1), or None: what a click on a suggestion ring or a mark hits."""
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    p = np.asarray(point_zyx, dtype=float)
+    near = (np.abs(pts[:, 0] - p[0]) <= 1.0) & (np.hypot(pts[:, 1] - p[1], pts[:, 2] - p[2]) <= radius_vox)
+    if not near.any():
+        return None
+    d = np.linalg.norm(pts - p, axis=1)
+    d[~near] = np.inf
+    return int(np.argmin(d))
 
 
 def find_ct_layer(viewer, shape: tuple[int, ...]):

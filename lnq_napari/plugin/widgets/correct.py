@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import (
     QButtonGroup,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -45,14 +46,14 @@ class CorrectWidget(QWidget):
         modes.setToolTip("what a click without Shift, Ctrl or Alt does: pan, add a node, remove one, or "
                          "mark a node whose outline no click finds")
         self.mode_buttons = QButtonGroup(self)
-        row = QHBoxLayout(modes)
+        grid = QGridLayout(modes)  # two rows: the panel stays narrow
         for i, (mode, text) in enumerate(
             (("off", "pan"), ("add", "add"), ("remove", "remove"), ("mark", "mark"))
         ):
             button = QRadioButton(text)
             button.setChecked(mode == "off")
             self.mode_buttons.addButton(button, i)
-            row.addWidget(button)
+            grid.addWidget(button, i // 2, i % 2)
         self.mode_buttons.idToggled.connect(self._mode_toggled)
 
         self.suggestion_list = QListWidget()
