@@ -473,6 +473,33 @@ def test_l2sp_keeps_weights_nearer_the_parent(tmp_path, dataset, parent_model):
     assert 0.0 < distances[10.0] < distances[0.0]
 
 
+def test_l2sp_pulls_toward_the_lineages_original_not_the_parent(tmp_path, dataset, parent_model):
+    import torch
+
+    from lnq_napari.finetuning.plan import make_plan
+    from lnq_napari.finetuning.workflow import _anchor
+    from lnq_napari.model.checkpoint import load_checkpoint
+    from lnq_napari.training.anchor import Anchor, AnchorTerms
+    from lnq_napari.training.trainer import load_training_cases, train_model
+
+    cases = load_training_cases(dataset, workers=1)[:1]
+    child = train_model(cases, tmp_path / "child", 3, device="cpu", init_from=parent_model,
+                        config={"train": {"lr": 1e-2, "warmup": 0}})
+    net, _ = load_checkpoint(child)
+    at_parent = AnchorTerms(Anchor(str(child), l2sp_weight=1.0), net, torch.device("cpu"))
+    at_original = AnchorTerms(Anchor(str(child), l2sp_weight=1.0, original=str(parent_model)), net,
+                              torch.device("cpu"))
+    x = torch.zeros(1, 1, 8, 32, 32)
+    edited = torch.zeros_like(x, dtype=torch.bool)
+    assert at_parent.loss(net, x, net(x), edited) == 0  # the child is its own parent
+    assert at_original.loss(net, x, net(x), edited) > 0  # but has moved away from the original
+    # a second-round fine-tune of a workspace anchors L2-SP to the root of the lineage
+    ws, _ = _workspace(tmp_path, dataset, parent_model)  # m001 active
+    ws.activate(ws.register_model(child, parent="m001"))
+    anchor = _anchor(make_plan(ws, FinetuneConfig(l2sp_weight=1.0), "cpu"))
+    assert anchor.parent == str(ws.model_path("m002")) and anchor.original == str(ws.model_path("m001"))
+
+
 def test_distillation_targets_the_parent_outside_the_edits(tmp_path, dataset, parent_model):
     import torch
 

@@ -133,7 +133,7 @@ def _anchor(plan: FinetunePlan) -> Anchor | None:
     c = plan.config
     if c.distill_weight == 0 and c.l2sp_weight == 0 and c.trainable == "all":
         return None
-    return Anchor(plan.parent_path, c.distill_weight, c.l2sp_weight, c.trainable)
+    return Anchor(plan.parent_path, c.distill_weight, c.l2sp_weight, c.trainable, plan.original_path)
 
 
 def _mined_negatives(ws, plan: FinetunePlan, cases: list[TrainingCase], make_predictor: PredictorFactory,

@@ -3,7 +3,8 @@
 :class:`Anchor` says what to do (from :class:`~lnq_napari.model.config.FinetuneConfig`);
 :class:`AnchorTerms` holds what a run needs for it (the parent's network and weights) and adds the terms
 to the training loss. Distillation uses the parent's probabilities on the same patch as soft targets,
-only on voxels the reviewer did not edit; L2-SP pulls the trainable weights toward the parent's.
+only on voxels the reviewer did not edit; L2-SP pulls the trainable weights toward the ``original``
+model's (the root of the lineage), so that small steps over many rounds cannot add up to forgetting.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ FIRST_BLOCKS = ("encoders.0.",)
 
 @dataclass(frozen=True)
 class Anchor:
-    """Ties of a fine-tune to its ``parent`` model folder."""
+    """Ties of a fine-tune to its ``parent`` model folder (distillation) and the lineage's ``original``
+    (L2-SP; the parent when None)."""
 
     parent: str
     distill_weight: float = 0.0
     l2sp_weight: float = 0.0
     trainable: str = "all"
+    original: str | None = None
 
 
 def _is_norm(module) -> bool:
@@ -56,7 +59,7 @@ def trainable_parameters(net, trainable: str) -> list:
 
 
 class AnchorTerms:
-    """The anchor's loss terms for one run: the frozen parent network (distillation) and the parent's
+    """The anchor's loss terms for one run: the frozen parent network (distillation) and the original's
     weights of the trainable parameters (L2-SP)."""
 
     def __init__(self, anchor: Anchor, net, device) -> None:
@@ -67,7 +70,7 @@ class AnchorTerms:
             self.parent_net, _ = load_checkpoint(anchor.parent, device=str(device))
             self.parent_net.requires_grad_(False)
         if anchor.l2sp_weight > 0:
-            state, _ = load_state(anchor.parent)
+            state, _ = load_state(anchor.original or anchor.parent)
             self.reference = {name: state[name].to(device) for name, p in net.named_parameters()
                               if p.requires_grad}
 
