@@ -498,6 +498,10 @@ def test_l2sp_pulls_toward_the_lineages_original_not_the_parent(tmp_path, datase
     ws.activate(ws.register_model(child, parent="m001"))
     anchor = _anchor(make_plan(ws, FinetuneConfig(l2sp_weight=1.0), "cpu"))
     assert anchor.parent == str(ws.model_path("m002")) and anchor.original == str(ws.model_path("m001"))
+    # a lineage rooted in a bundled model this version no longer ships: the parent's weights instead
+    ws.register_model(parent_model, parent="bundled-0123456789")
+    ws.activate(ws.register_model(child, parent="m003"))
+    assert _anchor(make_plan(ws, FinetuneConfig(l2sp_weight=1.0), "cpu")).original is None
 
 
 def test_distillation_targets_the_parent_outside_the_edits(tmp_path, dataset, parent_model):

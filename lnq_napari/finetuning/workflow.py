@@ -35,6 +35,7 @@ from lnq_napari.training.corrections import edited_voxels, unconfirmed_component
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
 from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.registry import bundled_key
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
 MINED = "mined_negatives.npz"  # in the staging train state: what mining found, for a resumed fine-tune
@@ -133,7 +134,17 @@ def _anchor(plan: FinetunePlan) -> Anchor | None:
     c = plan.config
     if c.distill_weight == 0 and c.l2sp_weight == 0 and c.trainable == "all":
         return None
-    return Anchor(plan.parent_path, c.distill_weight, c.l2sp_weight, c.trainable, plan.original_path)
+    return Anchor(plan.parent_path, c.distill_weight, c.l2sp_weight, c.trainable, _original_weights(plan))
+
+
+def _original_weights(plan: FinetunePlan) -> str | None:
+    """The lineage's original model folder for L2-SP; None (the parent then) when the lineage began at a
+    bundled model this lnq-napari no longer ships (its weights are gone)."""
+    if plan.original is None or plan.original_path is None:
+        return None
+    if plan.original.startswith("bundled-") and bundled_key(Path(plan.original_path)) != plan.original:
+        return None
+    return plan.original_path
 
 
 def _mined_negatives(ws, plan: FinetunePlan, cases: list[TrainingCase], make_predictor: PredictorFactory,
