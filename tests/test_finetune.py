@@ -7,7 +7,7 @@ each FinetuneConfig switch doing what it says.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -434,9 +434,11 @@ def test_mined_negatives_become_background_and_focus_half_way(tmp_path, dataset,
     plain = _correction_case(ws, make_plan(ws, FinetuneConfig(), "cpu"), case)
     mined = np.zeros(plain.states.shape, bool)
     mined[10:13, 40:44, 2:6] = True
-    (taught,) = _with_negatives([plain], {case: mined})
+    namesake = replace(plain, states=plain.states[:-1], replay=True)  # replay_data, same id
+    taught, replayed = _with_negatives([plain, namesake], {case: mined})
     assert (taught.states[mined] == BACKGROUND).all() and taught.focus[mined].all()
     assert np.array_equal(taught.states[~mined], plain.states[~mined])
+    assert replayed is namesake
 
 
 def test_norm_first_leaves_frozen_weights_bit_identical(tmp_path, dataset, parent_model):

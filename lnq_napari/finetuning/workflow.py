@@ -174,10 +174,11 @@ def _mined_negatives(ws, plan: FinetunePlan, cases: list[TrainingCase], make_pre
 
 
 def _with_negatives(cases: list[TrainingCase], mined: dict[str, np.ndarray]) -> list[TrainingCase]:
-    """The cases with their mined components as known background and as focus."""
+    """The corrected cases with their mined components as known background and as focus (a replay case
+    from ``replay_data`` may share a corrected case's id, never its mined components)."""
     out = []
     for case in cases:
-        mask = mined.get(case.case_id)
+        mask = None if case.replay else mined.get(case.case_id)
         if mask is None or not mask.any():
             out.append(case)
             continue
