@@ -14,6 +14,7 @@ import numpy as np
 
 from lnq_napari import active
 from lnq_napari.inference import Prediction, postprocess_as
+from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
 from lnq_napari.simulate import simulate_review
@@ -46,12 +47,11 @@ class CachedPredictor:
                         else postprocess_as(self.inference, prob, ct, region))
                 return Prediction(Volume(prob, **grid), Volume(mask, **grid), str(data["version"]), region)
         pred = self.inner.predict(ct, progress=progress, cancel=cancel)
-        tmp = path.with_suffix(".tmp.npz")
         region = np.zeros(0, bool) if pred.region is None else np.asarray(pred.region, bool)
-        np.savez_compressed(tmp, probabilities=pred.probabilities.array.astype(np.float16),
-                            mask=np.asarray(pred.mask.array, np.uint8), version=pred.model_version,
-                            region=region)
-        tmp.replace(path)
+        with atomic_write(path) as tmp:  # two loops may fill one cache at once
+            np.savez_compressed(tmp, probabilities=pred.probabilities.array.astype(np.float16),
+                                mask=np.asarray(pred.mask.array, np.uint8), version=pred.model_version,
+                                region=region)
         return pred
 
 

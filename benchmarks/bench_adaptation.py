@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -177,7 +178,8 @@ def loop_overrides(args) -> dict:
 
 def settings_tag(settings: list[str]) -> str:
     """``""`` for the defaults, else ``-`` + the ``--set`` settings joined by ``+``."""
-    return "" if not settings else "-" + "+".join(settings)
+    named = [re.sub(r"=.*/", "=", item) for item in settings]  # a folder setting is named by its last part
+    return "" if not named else "-" + "+".join(named)
 
 
 def loop_name(strategy: str, corrections: str, settings: list[str]) -> str:
