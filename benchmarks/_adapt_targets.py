@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,11 +89,16 @@ def seed_interval(case_dice: list[list[float]], confidence: float = 0.9, n: int 
     return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
 
 
+def settings_label(settings: list[str] | None) -> str:
+    """A loop run's ``--set`` settings joined by ``+`` (a folder setting by its last part), or "defaults"."""
+    return "+".join(re.sub(r"=.*/", "=", item) for item in settings or []) or "defaults"
+
+
 def summarise_seeds(runs: list[dict], frozen: dict[str, dict]) -> list[SeedSummary]:
     """One summary per (site, strategy, corrections, settings) over the seeds run."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
-        setting = "+".join(run["settings"].get("set") or []) or "defaults"
+        setting = settings_label(run["settings"].get("set"))
         key = f"{run['site']} {run['strategy']} {run['corrections']} {setting}"
         groups.setdefault(key, []).append(run)
     out = []

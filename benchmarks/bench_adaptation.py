@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from _adapt_common import CachedPredictor, bootstrap_median, choose_cases, review_cases, suggester
-from _adapt_targets import judge_rounds, summarise_seeds
+from _adapt_targets import judge_rounds, settings_label, summarise_seeds
 from bench_active_learning import Timer, evaluate_test, log
 
 from lnq_napari import api
@@ -178,8 +177,7 @@ def loop_overrides(args) -> dict:
 
 def settings_tag(settings: list[str]) -> str:
     """``""`` for the defaults, else ``-`` + the ``--set`` settings joined by ``+``."""
-    named = [re.sub(r"=.*/", "=", item) for item in settings]  # a folder setting is named by its last part
-    return "" if not named else "-" + "+".join(named)
+    return "" if not settings else "-" + settings_label(settings)
 
 
 def loop_name(strategy: str, corrections: str, settings: list[str]) -> str:
@@ -312,7 +310,7 @@ def plot_loop(site: str, runs: list[dict], frozen: dict, path: Path) -> None:
         x = [r["round"] for r in rr]
         style = "o-" if run["corrections"] == "clicks" else "s--"
         label = (f"seed {run['seed']}, {run['strategy']} ({run['corrections']}), "
-                 f"{'+'.join(run['settings'].get('set') or []) or 'defaults'}")
+                 f"{settings_label(run['settings'].get('set'))}")
         first = label not in colours
         colour = colours.setdefault(label, next(palette))
         for i, (ax, (key, _)) in enumerate(zip(axes, keys)):
@@ -341,7 +339,7 @@ def report_loop(out: Path, sites: list[str], seeds: list[int], frozen: dict[str,
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("loop-*.json"))]
     runs = [r for r in runs if r["site"] in sites and r["seed"] in seeds]
     rows = [dict(r, site=run["site"], seed=run["seed"], corrections=run["corrections"],
-                 settings="+".join(run["settings"].get("set") or []) or "defaults", dice_ci=(
+                 settings=settings_label(run["settings"].get("set")), dice_ci=(
         f"{r['dice_lo']:.3f}-{r['dice_hi']:.3f}"), verdict={None: "", True: "activated", False: "refused"}[
         r["activated"]]) for run in runs for r in judge_rounds(run["rows"])]
     if rows:
