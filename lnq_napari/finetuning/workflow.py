@@ -26,6 +26,7 @@ from lnq_napari.finetuning.validation import (
 )
 from lnq_napari.inference import Predictor
 from lnq_napari.interact import spot_mask
+from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
@@ -167,9 +168,8 @@ def _mined_negatives(ws, plan: FinetunePlan, cases: list[TrainingCase], make_pre
             if marks:
                 nodes |= spot_mask(marks, nodes.shape, case.ct.spacing_zyx)
             mined[case.case_id] = unconfirmed_components(predicted, nodes)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **mined)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        np.savez_compressed(tmp, **mined)
     return mined
 
 
