@@ -39,20 +39,21 @@ class CachedPredictor:
         key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes()).hexdigest()[:20]
         path = self.folder / f"{key}.npz"
         grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
-        if path.is_file():
-            with np.load(path) as data:
-                region = data["region"] if data["region"].shape == ct.shape else None  # (0,): none
-                prob = data["probabilities"].astype(np.float32)
-                mask = (data["mask"] if self.inference is None
-                        else postprocess_as(self.inference, prob, ct, region))
-                return Prediction(Volume(prob, **grid), Volume(mask, **grid), str(data["version"]), region)
-        pred = self.inner.predict(ct, progress=progress, cancel=cancel)
-        region = np.zeros(0, bool) if pred.region is None else np.asarray(pred.region, bool)
-        with atomic_write(path) as tmp:  # two loops may fill one cache at once
-            np.savez_compressed(tmp, probabilities=pred.probabilities.array.astype(np.float16),
-                                mask=np.asarray(pred.mask.array, np.uint8), version=pred.model_version,
-                                region=region)
-        return pred
+        if not path.is_file():
+            pred = self.inner.predict(ct, progress=progress, cancel=cancel)
+            region = np.zeros(0, bool) if pred.region is None else np.asarray(pred.region, bool)
+            with atomic_write(path) as tmp:  # two loops may fill one cache at once
+                np.savez_compressed(tmp, probabilities=pred.probabilities.array.astype(np.float16),
+                                    mask=np.asarray(pred.mask.array, np.uint8), version=pred.model_version,
+                                    region=region)
+        # a fresh prediction is read back too: the first run of a loop must see the float16 probabilities
+        # every later run sees (the simulated reviewer grows its clicks on them)
+        with np.load(path) as data:
+            region = data["region"] if data["region"].shape == ct.shape else None  # (0,): none
+            prob = data["probabilities"].astype(np.float32)
+            mask = (data["mask"] if self.inference is None
+                    else postprocess_as(self.inference, prob, ct, region))
+            return Prediction(Volume(prob, **grid), Volume(mask, **grid), str(data["version"]), region)
 
 
 def choose_cases(ws, strategy: str, predictor, model_id: str, n: int, seed: int) -> tuple[list[str], dict]:
