@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lnq_napari.errors import Cancelled, LNQError
-from lnq_napari.finetuning import FinetuneResult, finetune_workspace, split_cases
+from lnq_napari.finetuning import FinetuneResult, cross_fit_folds, finetune_workspace, split_cases
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.training.corrections import (
@@ -151,6 +151,87 @@ def test_split_keeps_the_lineages_training_corrections_out_of_the_held_out_cases
     # too few untouched cases: the parent's own training cases fill the held-out share
     _, val_all, _ = split_cases(cases[:10], 0.5, set(cases[:8]))
     assert set(cases[8:10]) <= set(val_all) and len(val_all) == 5
+
+
+def test_cross_fit_folds_deal_the_cases_new_to_the_lineage_into_folds():
+    cases = [f"case{k:02d}" for k in range(15)]
+    trained = set(cases[:10])
+    folds = cross_fit_folds(cases, 2, trained)
+    assert len(folds) == 2 and sorted(folds[0] + folds[1]) == cases[10:]
+    assert abs(len(folds[0]) - len(folds[1])) <= 1
+    assert cross_fit_folds(list(reversed(cases)), 2, trained) == folds  # by case id, not by order
+    assert [len(f) for f in cross_fit_folds(cases, 9, trained)] == [1] * 5  # at most one fold per case
+    assert cross_fit_folds(cases, 2, set(cases[:14])) == []  # one new case: hold out as split_cases does
+    assert cross_fit_folds(["a"], 2) == [] and cross_fit_folds(cases, 1) == []
+
+
+def _recording_training(monkeypatch, fail_at: int | None = None) -> list[tuple[str, list[str]]]:
+    """Patch the fine-tune's ``train_model`` to record (folder name, corrected case ids) per call; with
+    ``fail_at``, that call (from 0) raises Cancelled once."""
+    from lnq_napari.errors import Cancelled
+    from lnq_napari.finetuning import workflow
+
+    calls, real = [], workflow.train_model
+
+    def train_model(cases, out_dir, *args, **kwargs):
+        calls.append((Path(out_dir).name, sorted(c.case_id for c in cases if not c.replay)))
+        if fail_at is not None and len(calls) == fail_at + 1:
+            raise Cancelled("stopped by the test")
+        return real(cases, out_dir, *args, **kwargs)
+
+    monkeypatch.setattr(workflow, "train_model", train_model)
+    return calls
+
+
+def test_cross_fitting_judges_each_new_case_by_a_model_trained_without_it(tmp_path, dataset, parent_model,
+                                                                          monkeypatch):
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=3)
+    by_origin = {ws.read_ct(c).origin: c for c in ws.corrected_cases()}
+    predicted = []
+
+    def factory(path, device):
+        class Spy(_TruthPredictor):
+            def predict(self, ct, progress=None, cancel=None, prepared=None):
+                predicted.append((Path(path).name, by_origin.get(ct.origin)))
+                return super().predict(ct, progress, cancel, prepared)
+        return Spy(truth)
+
+    trained = _recording_training(monkeypatch)
+    config = FinetuneConfig(iterations=2, folds=2, mine_negatives=False)
+    result = finetune_workspace(ws, config, device="cpu", predictor_factory=factory)
+    corrected = sorted(ws.corrected_cases())
+    assert len(result.folds) == 2 and sorted(c for f in result.folds for c in f) == corrected
+    assert result.val_cases == corrected and result.train_cases == corrected
+    assert result.figures["n_cases"] == 3.0 and "cross-fitted over 2 folds" in result.reason
+    assert trained[-1] == (".m002.training", corrected)  # the version trains on every correction
+    for k, fold in enumerate(result.folds):
+        folder = f".m002.fold{k + 1}"
+        assert (folder, [c for c in corrected if c not in fold]) in trained
+        assert sorted(c for name, c in predicted if name == folder) == fold
+    assert not list(ws.models_dir.glob(".m002.*")) and not (ws.models_dir / "pending.json").exists()
+    assert ws.model_info("m002")["metrics"]["folds"] == result.folds
+    assert ws.model_info("m002")["corrected_cases"] == corrected
+
+
+def test_an_interrupted_cross_fit_resumes_after_the_folds_already_judged(tmp_path, dataset, parent_model,
+                                                                        monkeypatch):
+    from lnq_napari.errors import Cancelled
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=3)
+    trained = _recording_training(monkeypatch, fail_at=1)  # the second fold's training stops
+    config = FinetuneConfig(iterations=2, folds=2, mine_negatives=False)
+
+    def factory(path, device):
+        return _TruthPredictor(truth)
+
+    with pytest.raises(Cancelled):
+        finetune_workspace(ws, config, device="cpu", predictor_factory=factory)
+    pending = json.loads((ws.models_dir / "pending.json").read_text())
+    assert [f["case_id"] for f in pending["fold_figures"]] == pending["folds"][0]
+    result = finetune_workspace(ws, device="cpu", resume=True, predictor_factory=factory)
+    assert [name for name, _ in trained] == [".m002.fold1", ".m002.fold2", ".m002.fold2", ".m002.training"]
+    assert result.figures["n_cases"] == 3.0 and result.folds == pending["folds"]
+    assert not list(ws.models_dir.glob(".m002.*"))
 
 
 def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, parent_model):
@@ -653,10 +734,11 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
     assert FinetuneConfig().with_settings(["replay_data=/data/lnq"]).replay_data == "/data/lnq"
     for bad, words in ((["colour=red"], "l2sp_weight"), (["lr=fast"], "float"),
                        (["dense_truth=maybe"], "bool"), (["trainable=half"], "norm_first"),
-                       (["replay_fraction=2"], "0..1")):
+                       (["replay_fraction=2"], "0..1"), (["folds=0"], ">= 1"),
+                       (["folds=3", "interpolate=true"], "folds=1")):
         with pytest.raises(LNQError, match=words):
             FinetuneConfig().with_settings(bad)
-        assert main(["finetune", "--workspace", str(tmp_path), "--set", bad[0]]) == 2
+        assert main(["finetune", "--workspace", str(tmp_path), *[a for b in bad for a in ("--set", b)]]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err
 
@@ -687,7 +769,7 @@ def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, 
     assert make_plan(ws, FinetuneConfig(replay_fraction=0.0), "cpu").replay_cases == []
     other = make_plan(ws, FinetuneConfig(replay_data=str(dataset)), "cpu")
     assert len(other.replay_cases) == len(other.train_cases) == 1
-    cases = _training_cases(ws, other)
+    cases = _training_cases(ws, other, other.train_cases)
     assert [c.replay for c in cases] == [False, True]
     assert cases[1].case_id == other.replay_cases[0] and (cases[1].states == NODE).any()
 
@@ -745,5 +827,5 @@ def test_a_correction_s_marks_reach_the_fine_tune_and_the_held_out_figures(tmp_p
             return SimpleNamespace(mask=ct.with_array(mask))
 
     (Path(plan.staging) / STATE_DIR).mkdir(parents=True)  # made by the first half of training
-    mined = _mined_negatives(ws, plan, [after], lambda path, device: Guess(), None)[case]
+    mined = _mined_negatives(ws, plan, Path(plan.staging), [after], lambda path, device: Guess(), None)[case]
     assert ball.sum() > 10 and mined[0, :3, :3].all() and not mined[ball].any()  # the guess: not mined

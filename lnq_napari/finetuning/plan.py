@@ -7,8 +7,8 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,16 @@ class FinetunePlan:
     parent_figures: list[CaseFigures] | None = None
     original_figures: list[CaseFigures] | None = None
     started: float = 0.0
+    folds: list[list[str]] = field(default_factory=list)  # cross-fitting: the val cases, fold by fold
+    fold_figures: list[CaseFigures] = field(default_factory=list)  # of the folds judged so far
+
+    def fold_folder(self, k: int) -> Path:
+        """The folder where the model trained without fold ``k`` (from 0) trains."""
+        return Path(self.staging).with_name(f".{self.version}.fold{k + 1}")
+
+    def scratch(self) -> list[Path]:
+        """The folders a fine-tune works in before it registers its version."""
+        return [Path(self.staging), self.candidate] + [self.fold_folder(k) for k in range(len(self.folds))]
 
     @property
     def candidate(self) -> Path:
@@ -59,8 +69,14 @@ class FinetunePlan:
         data = dict(data)
         figures = {k: None if data.get(k) is None else [CaseFigures(**f) for f in data.pop(k)]
                    for k in ("parent_figures", "original_figures")}
+        figures["fold_figures"] = [CaseFigures(**f) for f in data.pop("fold_figures", [])]
         config = FinetuneConfig(**data.pop("config"))
         return cls(**{k: v for k, v in data.items() if k not in figures}, config=config, **figures)
+
+
+def _by_hash(cases: Iterable[str]) -> list[str]:
+    """Case ids in a fixed order that does not follow their names (sha1 of the id)."""
+    return sorted(cases, key=lambda case: hashlib.sha1(case.encode()).hexdigest())
 
 
 def split_cases(corrected: Sequence[str], val_fraction: float = 0.2,
@@ -76,10 +92,21 @@ def split_cases(corrected: Sequence[str], val_fraction: float = 0.2,
     if len(cases) < 2:
         return cases, list(cases), True
     n_val = min(len(cases) - 1, max(1, int(round(val_fraction * len(cases)))))
-    by_hash = sorted(cases, key=lambda case: hashlib.sha1(case.encode()).hexdigest())
+    by_hash = _by_hash(cases)
     ordered = [c for c in by_hash if c not in trained] + [c for c in by_hash if c in trained]
     val = sorted(ordered[:n_val])
     return [c for c in cases if c not in val], val, False
+
+
+def cross_fit_folds(corrected: Sequence[str], folds: int, trained: Collection[str] = ()) -> list[list[str]]:
+    """The corrected cases ``trained`` leaves out (none of the lineage's versions trained on them), dealt
+    by hashed case id into at most ``folds`` folds; no folds (hold out with :func:`split_cases` instead)
+    when fewer than two such cases or fewer than two corrected cases in all."""
+    new = _by_hash(c for c in corrected if c not in trained)
+    k = min(folds, len(new))
+    if k < 2 or len(corrected) < 2:
+        return []
+    return [sorted(new[j::k]) for j in range(k)]
 
 
 # ---------------------------------------------------------------- the plan
@@ -105,7 +132,12 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
     parent_path, parent_key = ws.prediction_model()
     original = original_model(ws, parent_key)
-    train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_key))
+    trained = lineage_corrections(ws, parent_key)
+    folds = cross_fit_folds(corrected, config.folds, trained)
+    if folds:  # the version trains on every corrected case; fold models judge the new ones
+        train, val, on_train = sorted(corrected), sorted(c for fold in folds for c in fold), False
+    else:
+        train, val, on_train = split_cases(corrected, config.val_fraction, trained)
     corrections, predictions = {}, {}
     for case in corrected:
         corr = ws.latest_version(case, "correction")
@@ -121,7 +153,7 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
         staging=str(ws.models_dir / f".{version}.training"), device=device, config=config,
         train_cases=train, val_cases=val, validated_on_training=on_train,
         replay_cases=_replay_cases(ws, config, corrected, len(train)), corrections=corrections,
-        predictions=predictions, started=time.time(),
+        predictions=predictions, started=time.time(), folds=folds,
     )
 
 
@@ -134,7 +166,11 @@ def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     pending_path = ws.models_dir / PENDING
     if pending_path.is_file():
         old = json.loads(pending_path.read_text())  # as a dict: it may be of an older format
-        for folder in (old.get("staging"), ws.models_dir / f".{old.get('version')}.candidate"):
+        version = old.get("version")
+        leftovers = [old.get("staging")] + ([] if not version else
+                                            [ws.models_dir / f".{version}.candidate",
+                                             *ws.models_dir.glob(f".{version}.fold*")])
+        for folder in leftovers:
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
         ws.log("finetune_discard", version=old.get("version"), reason="a new fine-tune was started")

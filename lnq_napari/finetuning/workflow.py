@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,8 @@ Candidate = tuple[list[CaseFigures], float | None, PostprocessingChoice | None]
 @dataclass
 class FinetuneResult:
     """What a fine-tune did: the new version, whether it is active and why (the activation rule's
-    ``reason`` and ``figures``), the held-out figures, and what the post-training steps chose."""
+    ``reason`` and ``figures``), the held-out figures (with ``folds``, cross-fitted: each fold's from a
+    model trained without it), and what the post-training steps chose."""
 
     new_version: str
     activated: bool
@@ -70,6 +71,7 @@ class FinetuneResult:
     train_seconds: float
     seconds: float
     mined_negatives: int = 0
+    folds: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (nested objects as dicts)."""
@@ -119,10 +121,11 @@ def _replay_case(ws, plan: FinetunePlan, case: str, folder: dict | None) -> Trai
     return TrainingCase(case, ct, states, replay=True)
 
 
-def _training_cases(ws, plan: FinetunePlan, progress: Progress = None) -> list[TrainingCase]:
+def _training_cases(ws, plan: FinetunePlan, train_cases: list[str], progress: Progress = None
+                    ) -> list[TrainingCase]:
     data = plan.config.replay_data
     folder = None if data is None else {c.case_id: c for c in scan_cases(data, require="seg")}
-    todo = [(c, False) for c in plan.train_cases] + [(c, True) for c in plan.replay_cases]
+    todo = [(c, False) for c in train_cases] + [(c, True) for c in plan.replay_cases]
     cases = []
     for k, (case, replay) in enumerate(todo):
         cases.append(_replay_case(ws, plan, case, folder) if replay else _correction_case(ws, plan, case))
@@ -148,16 +151,16 @@ def _original_weights(plan: FinetunePlan) -> str | None:
     return plan.original_path
 
 
-def _mined_negatives(ws, plan: FinetunePlan, cases: list[TrainingCase], make_predictor: PredictorFactory,
-                     cancel) -> dict[str, np.ndarray]:
-    """Per corrected training case, the components the half-trained model (the staging folder) predicts
+def _mined_negatives(ws, plan: FinetunePlan, folder: Path, cases: list[TrainingCase],
+                     make_predictor: PredictorFactory, cancel) -> dict[str, np.ndarray]:
+    """Per corrected training case, the components the half-trained model (in ``folder``) predicts
     on none of the reviewer's nodes and marked nodes; saved with the train state, read back when a
     fine-tune resumes."""
-    path = Path(plan.staging) / STATE_DIR / MINED
+    path = folder / STATE_DIR / MINED
     if path.is_file():
         with np.load(path) as saved:
             return {case.case_id: saved[case.case_id] for case in cases if case.case_id in saved.files}
-    predictor = make_predictor(Path(plan.staging), plan.device)
+    predictor = make_predictor(folder, plan.device)
     mined = {}
     for case in cases:
         if not case.replay:
@@ -188,15 +191,14 @@ def _with_negatives(cases: list[TrainingCase], mined: dict[str, np.ndarray]) -> 
     return out
 
 
-def _train(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFactory, progress: Progress,
-           cancel) -> tuple[float, int]:
-    """Train the plan's model into its staging folder (continuing a cancelled one); with
-    ``mine_negatives`` pause half-way and mine the model's unconfirmed components on the corrected cases.
-    Returns seconds and the number of mined components."""
+def _train(ws, plan: FinetunePlan, staging: Path, train_cases: list[str], resume: bool,
+           make_predictor: PredictorFactory, progress: Progress, cancel) -> tuple[float, int]:
+    """Train a model on ``train_cases`` (and the plan's replay cases) into ``staging`` (continuing a
+    cancelled one); with ``mine_negatives`` pause half-way and mine the model's unconfirmed components on
+    the corrected cases. Returns seconds and the number of mined components."""
     prep = read_config(Path(plan.parent_path)).preprocessing  # a fine-tune keeps its parent's
     cases = [dataclasses.replace(case, prepared=prepare(case.ct, prep))
-             for case in _training_cases(ws, plan, _stage(progress, 0.0, 0.125))]
-    staging = Path(plan.staging)
+             for case in _training_cases(ws, plan, train_cases, _stage(progress, 0.0, 0.125))]
     iterations = plan.config.iterations
     pause = iterations // 2 if plan.config.mine_negatives and iterations >= 2 else None
     t0, n_mined = time.time(), 0
@@ -210,11 +212,32 @@ def _train(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFactor
             checkpoint_every=max(10, iterations // 4), anchor=_anchor(plan), stop_at=stop_at,
         )
         if stop_at is not None:
-            mined = _mined_negatives(ws, plan, cases, make_predictor, cancel)
+            mined = _mined_negatives(ws, plan, staging, cases, make_predictor, cancel)
             n_mined = sum(int(label_components(m)[1]) for m in mined.values())
             cases = _with_negatives(cases, mined)
             resume = True
     return time.time() - t0, n_mined
+
+
+def _cross_fit(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFactory, progress: Progress,
+               cancel) -> float:
+    """Train a model without each fold and keep its figures on that fold (saved fold by fold, so a resumed
+    run skips the folds already judged); returns the seconds spent training."""
+    seconds = 0.0
+    for k, fold in enumerate(plan.folds):
+        sub = _stage(progress, k / len(plan.folds), (k + 1) / len(plan.folds))
+        judged = {f.case_id for f in plan.fold_figures}
+        if set(fold) <= judged:
+            continue
+        folder = plan.fold_folder(k)
+        train = [c for c in plan.train_cases if c not in fold]
+        spent, _ = _train(ws, plan, folder, train, resume, make_predictor, _stage(sub, 0.0, 0.9), cancel)
+        plan.fold_figures += case_figures(make_predictor(folder, plan.device), ws, fold, plan.corrections,
+                                          _stage(sub, 0.9, 1.0), cancel)
+        save_plan(ws, plan)
+        shutil.rmtree(folder, ignore_errors=True)
+        seconds += spent
+    return seconds
 
 
 # ---------------------------------------------------------------- figures, candidate, verdict
@@ -262,7 +285,7 @@ def _candidate(ws, plan: FinetunePlan, make_predictor: PredictorFactory, rule: A
         return case_figures(make_predictor(folder, plan.device), ws, plan.val_cases, plan.corrections,
                             sub, cancel)
 
-    figures, alpha, post = None, None, None
+    figures, alpha, post = (list(plan.fold_figures) if plan.folds else None), None, None
     if plan.config.interpolate:
         choice = choose_alpha(candidate, Path(plan.parent_path), figures_of, plan.parent_figures,
                               rule.fp_margin)
@@ -276,19 +299,26 @@ def _candidate(ws, plan: FinetunePlan, make_predictor: PredictorFactory, rule: A
 
 
 def _verdict(plan: FinetunePlan, figures: list[CaseFigures], rule: ActivationRule) -> Verdict:
-    return held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
-                            plan.validated_on_training, plan.parent)
+    verdict = held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
+                               plan.validated_on_training, plan.parent)
+    if not plan.folds:
+        return verdict
+    how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
+           f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")
+    return dataclasses.replace(verdict, reason=f"{verdict.reason}; {how}")
 
 
 def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
     """Move the candidate into ``models/<version>`` and register it with the active one as parent."""
-    shutil.rmtree(plan.staging, ignore_errors=True)
+    for folder in plan.scratch():
+        if folder != plan.candidate:
+            shutil.rmtree(folder, ignore_errors=True)
     final = ws.models_dir / plan.version
     if final.exists():  # a crash after the rename but before registering
         shutil.rmtree(final)
     os.replace(plan.candidate, final)
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after", "alpha",
-            "postprocessing", "config", "validated_on_training", "train_seconds")
+            "postprocessing", "config", "validated_on_training", "train_seconds", "folds")
     metrics = {k: v for k, v in result.to_dict().items() if k in keep}
     return ws.register_model(
         final, parent=plan.parent, training_cases=plan.train_cases + plan.replay_cases,
@@ -311,7 +341,11 @@ def finetune_workspace(
     t0 = time.time()
     plan = resume_plan(ws) if resume else start_plan(ws, config or FinetuneConfig(), device)
     _baseline(ws, plan, make_predictor, _stage(progress, 0.0, 0.1), cancel)
-    train_seconds, n_mined = _train(ws, plan, resume, make_predictor, _stage(progress, 0.1, 0.85), cancel)
+    share = 0.1 + 0.75 * len(plan.folds) / (len(plan.folds) + 1)
+    fold_seconds = _cross_fit(ws, plan, resume, make_predictor, _stage(progress, 0.1, share), cancel)
+    train_seconds, n_mined = _train(ws, plan, Path(plan.staging), plan.train_cases, resume, make_predictor,
+                                    _stage(progress, share, 0.85), cancel)
+    train_seconds += fold_seconds
     figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 1.0), cancel)
     verdict = _verdict(plan, figures, rule)
     result = FinetuneResult(
@@ -322,7 +356,7 @@ def finetune_workspace(
         val_cases=plan.val_cases, replay_cases=plan.replay_cases,
         validated_on_training=plan.validated_on_training, iterations=plan.config.iterations, alpha=alpha,
         postprocessing=post, config=plan.config, train_seconds=round(train_seconds, 1),
-        seconds=round(time.time() - t0, 1), mined_negatives=n_mined,
+        seconds=round(time.time() - t0, 1), mined_negatives=n_mined, folds=plan.folds,
     )
     version = _register(ws, plan, result)
     if result.activated:

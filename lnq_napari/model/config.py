@@ -217,6 +217,9 @@ class FinetuneConfig:
     same figures on nodes and habitus (``docs/active_learning.md``, session 11). ``l2sp_weight`` 1 (toward
     the lineage's original) kept the default site within a point on 4 pools where 0 lost up to 1.4, but
     met the nodes site's targets on 1 pool of 3 instead of 3 (session 17), so it is offered, not the default.
+    ``folds`` k >= 2 cross-fits the held-out figures: the corrected cases no version of the lineage trained
+    on are split into k folds, a model trained without each fold judges it, and the version itself
+    trains on every corrected case (k + 1 trainings: the rule sees every new case, not a fifth of them).
     """
 
     iterations: int = 200
@@ -224,7 +227,8 @@ class FinetuneConfig:
     warmup: int = 10
     focus_fraction: float = 0.5  # share of node-centred patches centred on what the reviewer changed
     seed: int = 0
-    val_fraction: float = 0.2  # share of corrected cases held out for the activation rule
+    val_fraction: float = 0.2  # share of corrected cases held out for the activation rule (folds=1)
+    folds: int = 1  # >= 2: cross-fit; every corrected case new to the lineage is judged by a fold model
     dense_truth: bool = False  # a correction is complete: its mask is node, all else known background
     replay_fraction: float = 0.5  # share of each batch drawn from replay cases (0: no replay)
     replay_data: str | None = None  # LNQ-layout folder to replay instead of the workspace's other cases
@@ -245,6 +249,11 @@ class FinetuneConfig:
         for name in ("lr", "distill_weight", "l2sp_weight"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.folds < 1:
+            problems.append(f"folds must be >= 1 (got {self.folds})")
+        if self.folds > 1 and (self.interpolate or self.refit_postprocessing):
+            problems.append("folds > 1 cannot go with interpolate or refit_postprocessing (both are chosen "
+                            "on cases the cross-fitted version trains on); use folds=1 for them")
         if self.trainable not in TRAINABLE:
             problems.append(f"trainable must be one of {', '.join(TRAINABLE)} (got {self.trainable!r})")
         if problems:
