@@ -203,6 +203,9 @@ def test_cross_fitting_judges_each_new_case_by_a_model_trained_without_it(tmp_pa
     assert len(result.folds) == 2 and sorted(c for f in result.folds for c in f) == corrected
     assert result.val_cases == corrected and result.train_cases == corrected
     assert result.figures["n_cases"] == 3.0 and "cross-fitted over 2 folds" in result.reason
+    stored = ws.model_info("m002")["metrics"]["case_figures"]
+    assert sorted(f["case_id"] for f in stored["candidate"]) == corrected
+    assert [f["case_id"] for f in stored["parent"]] == [f["case_id"] for f in stored["original"]]
     assert trained[-1] == (".m002.training", corrected)  # the version trains on every correction
     for k, fold in enumerate(result.folds):
         folder = f".m002.fold{k + 1}"

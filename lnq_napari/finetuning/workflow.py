@@ -72,6 +72,8 @@ class FinetuneResult:
     seconds: float
     mined_negatives: int = 0
     folds: list[list[str]] = field(default_factory=list)
+    #: The per-case figures the verdict rests on, by model: "candidate", "parent" and "original".
+    case_figures: dict[str, list[CaseFigures]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (nested objects as dicts)."""
@@ -318,7 +320,7 @@ def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
         shutil.rmtree(final)
     os.replace(plan.candidate, final)
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after", "alpha",
-            "postprocessing", "config", "validated_on_training", "train_seconds", "folds")
+            "postprocessing", "config", "validated_on_training", "train_seconds", "folds", "case_figures")
     metrics = {k: v for k, v in result.to_dict().items() if k in keep}
     return ws.register_model(
         final, parent=plan.parent, training_cases=plan.train_cases + plan.replay_cases,
@@ -357,6 +359,8 @@ def finetune_workspace(
         validated_on_training=plan.validated_on_training, iterations=plan.config.iterations, alpha=alpha,
         postprocessing=post, config=plan.config, train_seconds=round(train_seconds, 1),
         seconds=round(time.time() - t0, 1), mined_negatives=n_mined, folds=plan.folds,
+        case_figures={"candidate": figures, "parent": plan.parent_figures,
+                      "original": plan.original_figures or plan.parent_figures},
     )
     version = _register(ws, plan, result)
     if result.activated:
