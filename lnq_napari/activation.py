@@ -5,10 +5,19 @@ lineage, so that many small accepted losses cannot add up) on the same held-out 
 paired bootstrap over cases gives a two-sided ``confidence`` interval for each mean difference; the
 candidate is activated when, against both, it is non-inferior within margins fixed in advance:
 surface Dice (lower bound > -dice_margin), node recall (lower bound > -recall_margin) and false nodes
-per case net of the nodes it newly finds (upper bound < fp_margin). With fewer than ``min_cases`` cases
-with a defined surface Dice the evidence is thin (a percentile bootstrap over two cases has the worse
-case as its bound, over three or four little else): the rule says so and decides on the point
-estimates with the same margins.
+per case net of the nodes it newly finds (estimate <= fp_margin; its interval is reported). With fewer
+than ``min_cases`` cases with a defined surface Dice the evidence is thin (a percentile bootstrap over
+two cases has the worse case as its bound, over three or four little else): the rule says so and
+decides on the point estimates with the same margins.
+
+False nodes are judged by their estimate, not their bound, because no fine-tune has the evidence for
+the bound: per case, candidate minus parent false nodes varied with a standard deviation of 0.6-0.9 in
+session 19's cross-fitted loops (10-15 held-out cases), so an upper 95 % bound under +0.2 per case needs
+27-51 held-out cases for a version exactly as bold as its parent (and twice that to pass it four times
+in five). Judged by the bound, cross-fitted verdicts refused 5 of 6 versions, each on the false-node
+bound while its outlines were better by a surface Dice interval above zero in 5 of the 6
+(``docs/active_learning.md``, session 19). A version that adds false nodes beyond the margin is refused
+as before (``tests/test_activation.py``).
 
 Outlines are judged by surface Dice at :data:`SURFACE_TOLERANCE_MM`, not volumetric Dice: a click
 correction keeps the parent's own outlines wherever no click touched them, and volumetric Dice against
@@ -196,9 +205,9 @@ def _failures(against: str, dice: _Difference, recall: _Difference, net: _Differ
     if math.isfinite(recall.estimate) and recall.low <= -rule.recall_margin:
         out.append(f"recall vs {against} {recall.estimate:+.2f}, bound {recall.low:+.2f} "
                    f"(margin -{rule.recall_margin:g})")
-    if net.high >= rule.fp_margin:
-        out.append(f"false nodes vs {against} {net.estimate:+.2f}/case net of nodes found, "
-                   f"bound {net.high:+.2f} (margin +{rule.fp_margin:g})")
+    if net.estimate > rule.fp_margin + 1e-9:
+        out.append(f"false nodes vs {against} {net.estimate:+.2f}/case net of nodes found "
+                   f"(margin +{rule.fp_margin:g})")
     return tuple(out)
 
 

@@ -51,6 +51,20 @@ def test_in_distribution_fine_tune_that_only_adds_false_nodes_is_refused():
     assert verdict.figures["surface_dice_vs_parent_low"] > -0.02  # Dice alone would have passed
 
 
+def test_false_nodes_are_judged_by_their_estimate_not_their_bound():
+    """Ten held-out cases, outlines clearly better, one extra false node: the bound of the false-node
+    difference is far above the margin (no round has the cases to bring it under), the estimate is not."""
+    parent = figures([0.80] * 10, [3] * 10, [1] * 10)
+    better = figures([0.84] * 10, [3] * 10, [2] + [1] * 9)
+    verdict = decide_activation(better, parent)
+    assert verdict.activate and verdict.figures["net_false_nodes_vs_parent_high"] > 0.2
+    assert verdict.figures["net_false_nodes_vs_parent"] == pytest.approx(0.1)
+    bolder = figures([0.84] * 10, [3] * 10, [2, 2, 2] + [1] * 7)
+    refused = decide_activation(bolder, parent)
+    assert not refused.activate and "false nodes vs parent +0.30/case net of nodes found (margin +0.2)" \
+        in refused.reason
+
+
 def test_small_losses_cannot_add_up_against_the_original():
     original = figures([0.80, 0.82, 0.78, 0.81, 0.79, 0.80], [3] * 6, [0] * 6)
     parent = figures([d - 0.015 for d in (0.80, 0.82, 0.78, 0.81, 0.79, 0.80)], [3] * 6, [0] * 6)
