@@ -11,13 +11,13 @@ two cases has the worse case as its bound, over three or four little else): the 
 decides on the point estimates with the same margins.
 
 False nodes are judged by their estimate, not their bound, because no fine-tune has the evidence for
-the bound: per case, candidate minus parent false nodes varied with a standard deviation of 0.6-0.9 in
-session 19's cross-fitted loops (10-15 held-out cases), so an upper 95 % bound under +0.2 per case needs
-27-51 held-out cases for a version exactly as bold as its parent (and twice that to pass it four times
-in five). Judged by the bound, cross-fitted verdicts refused 5 of 6 versions, each on the false-node
-bound while its outlines were better by a surface Dice interval above zero in 5 of the 6
-(``docs/active_learning.md``, session 19). A version that adds false nodes beyond the margin is refused
-as before (``tests/test_activation.py``).
+the bound: per case, candidate minus parent false nodes (net of nodes found) had a standard deviation of
+0.73 over 40 case pairs of session 19's cross-fitted loops (6 verdicts on 5-10 held-out cases), so an
+upper 95 % bound under +0.2 per case needs about 36 held-out cases for a version exactly as bold as its
+parent, 83 to pass it four times in five. Judged by the bound, the cross-fitted verdicts refused 5 of 6
+versions, all of which rose on the test set; every refusal broke the false-node bound, and 4 of the 5
+had a surface Dice interval above zero (``docs/active_learning.md``, session 19). A version that adds
+false nodes beyond the margin is refused as before (``tests/test_activation.py``).
 
 Outlines are judged by surface Dice at :data:`SURFACE_TOLERANCE_MM`, not volumetric Dice: a click
 correction keeps the parent's own outlines wherever no click touched them, and volumetric Dice against
