@@ -125,8 +125,8 @@ def test_cancel_of_an_nnunet_finetune_says_run_it_again(make_napari_viewer, qtbo
 
     calls = []
 
-    def finetune(root, iterations, progress, cancel):
-        calls.append(root)
+    def finetune(root, config, iterations, progress, cancel):
+        calls.append((root, config.folds))
         while not cancel():
             time.sleep(0.01)
         raise Cancelled("nnU-Net training cancelled")
@@ -134,10 +134,11 @@ def test_cancel_of_an_nnunet_finetune_says_run_it_again(make_napari_viewer, qtbo
     monkeypatch.setattr(Workspace, "active_model", lambda self: {"id": "m009", "kind": "nnunet"})
     monkeypatch.setattr(api, "finetune", finetune)
     review = ReviewWidget(make_napari_viewer(), workspace=workspace)
+    review.folds.value = 2  # forwarded as the fine-tune's cross-fitting setting
     review.finetune()
     review.cancel()
     _wait(qtbot, review)
-    assert calls == [workspace.root] and review.status.text() == CANCELLED["nnunet"]
+    assert calls == [(workspace.root, 2)] and review.status.text() == CANCELLED["nnunet"]
     assert "--resume`" not in review.status.text() and "again" in review.status.text()
 
 

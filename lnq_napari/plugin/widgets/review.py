@@ -2,7 +2,7 @@
 the workspace's model versions (:class:`~lnq_napari.plugin.widgets.models.ModelsPanel`: verdicts,
 figures over rounds, Activate).
 
-The form (workspace folder, strategy, number of cases, iterations) is magicgui. Both long jobs run in
+The form (workspace folder, strategy, number of cases, iterations, folds) is magicgui. Both long jobs run in
 napari thread workers with a progress bar and Cancel; the widget only forwards to
 :func:`lnq_napari.api.next_cases` and :func:`lnq_napari.api.finetune`.
 """
@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxL
 from lnq_napari import api
 from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
-from lnq_napari.finetuning import FinetuneResult
+from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
 from lnq_napari.plugin._case import add_case, read_case
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import SESSION_KEY, session_for
@@ -63,6 +63,10 @@ class ReviewWidget(WorkerWidget):
         self.open_button.clicked.connect(self.open_selected)
         self.iterations = SpinBox(label="iterations", min=1, max=100000, value=200,
                                   tooltip="fine-tuning iterations")
+        self.folds = SpinBox(label="folds", min=1, max=5, value=FinetuneConfig().folds,
+                             tooltip="1: hold out a fifth of the corrected cases to judge the new version; "
+                                     "k >= 2: cross-fit, every new corrected case judged by one of k models "
+                                     "trained without it (k + 1 trainings; worth it on a GPU)")
         self.finetune_button = QPushButton("Fine-tune")
         self.finetune_button.clicked.connect(self.finetune)
         self.stats = QLabel("")
@@ -85,6 +89,7 @@ class ReviewWidget(WorkerWidget):
         layout.addWidget(self.open_button)
         row = QHBoxLayout()
         row.addWidget(self.iterations.native)
+        row.addWidget(self.folds.native)
         row.addWidget(self.finetune_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
@@ -160,11 +165,11 @@ class ReviewWidget(WorkerWidget):
         root = self._root()
         if root is None:
             return None
-        iterations = self.iterations.value
+        iterations, config = self.iterations.value, FinetuneConfig(folds=self.folds.value)
         nnunet = is_nnunet_version(Workspace.open(root).active_model())  # as api.finetune routes
         return self._start(
-            lambda: api.finetune(root, iterations=iterations, progress=self._signals.changed.emit,
-                                 cancel=self._cancel.is_set),
+            lambda: api.finetune(root, config=config, iterations=iterations,
+                                 progress=self._signals.changed.emit, cancel=self._cancel.is_set),
             self._show_finetune, "fine-tuning ...", CANCELLED[NNUNET if nnunet else "finetune"],
         )
 
