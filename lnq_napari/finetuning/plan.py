@@ -52,10 +52,6 @@ class FinetunePlan:
         """The folder where the model trained without fold ``k`` (from 0) trains."""
         return Path(self.staging).with_name(f".{self.version}.fold{k + 1}")
 
-    def scratch(self) -> list[Path]:
-        """The folders a fine-tune works in before it registers its version."""
-        return [Path(self.staging), self.candidate] + [self.fold_folder(k) for k in range(len(self.folds))]
-
     @property
     def candidate(self) -> Path:
         """The folder where the trained model is interpolated and re-fitted before registering."""
@@ -166,11 +162,8 @@ def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     pending_path = ws.models_dir / PENDING
     if pending_path.is_file():
         old = json.loads(pending_path.read_text())  # as a dict: it may be of an older format
-        version = old.get("version")
-        leftovers = [old.get("staging")] + ([] if not version else
-                                            [ws.models_dir / f".{version}.candidate",
-                                             *ws.models_dir.glob(f".{version}.fold*")])
-        for folder in leftovers:
+        version = old.get("version")  # its scratch folders (training, candidate, folds): .<version>.*
+        for folder in [old.get("staging"), *(ws.models_dir.glob(f".{version}.*") if version else [])]:
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
         ws.log("finetune_discard", version=old.get("version"), reason="a new fine-tune was started")

@@ -312,9 +312,7 @@ def _verdict(plan: FinetunePlan, figures: list[CaseFigures], rule: ActivationRul
 
 def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
     """Move the candidate into ``models/<version>`` and register it with the active one as parent."""
-    for folder in plan.scratch():
-        if folder != plan.candidate:
-            shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(plan.staging, ignore_errors=True)  # the fold folders went as each fold was judged
     final = ws.models_dir / plan.version
     if final.exists():  # a crash after the rename but before registering
         shutil.rmtree(final)
