@@ -772,7 +772,7 @@ def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, 
     assert make_plan(ws, FinetuneConfig(replay_fraction=0.0), "cpu").replay_cases == []
     other = make_plan(ws, FinetuneConfig(replay_data=str(dataset)), "cpu")
     assert len(other.replay_cases) == len(other.train_cases) == 1
-    cases = _training_cases(ws, other, other.train_cases)
+    cases = _training_cases(ws, other)
     assert [c.replay for c in cases] == [False, True]
     assert cases[1].case_id == other.replay_cases[0] and (cases[1].states == NODE).any()
 

@@ -123,11 +123,10 @@ def _replay_case(ws, plan: FinetunePlan, case: str, folder: dict | None) -> Trai
     return TrainingCase(case, ct, states, replay=True)
 
 
-def _training_cases(ws, plan: FinetunePlan, train_cases: list[str], progress: Progress = None
-                    ) -> list[TrainingCase]:
+def _training_cases(ws, plan: FinetunePlan, progress: Progress = None) -> list[TrainingCase]:
     data = plan.config.replay_data
     folder = None if data is None else {c.case_id: c for c in scan_cases(data, require="seg")}
-    todo = [(c, False) for c in train_cases] + [(c, True) for c in plan.replay_cases]
+    todo = [(c, False) for c in plan.train_cases] + [(c, True) for c in plan.replay_cases]
     cases = []
     for k, (case, replay) in enumerate(todo):
         cases.append(_replay_case(ws, plan, case, folder) if replay else _correction_case(ws, plan, case))
@@ -193,14 +192,19 @@ def _with_negatives(cases: list[TrainingCase], mined: dict[str, np.ndarray]) -> 
     return out
 
 
-def _train(ws, plan: FinetunePlan, staging: Path, train_cases: list[str], resume: bool,
+def _prepared_cases(ws, plan: FinetunePlan, progress: Progress) -> list[TrainingCase]:
+    """The plan's training and replay cases with their label states, each CT prepared once as the
+    parent's preprocessing says (a fine-tune keeps its parent's), for every training of the run."""
+    prep = read_config(Path(plan.parent_path)).preprocessing
+    return [dataclasses.replace(case, prepared=prepare(case.ct, prep))
+            for case in _training_cases(ws, plan, progress)]
+
+
+def _train(ws, plan: FinetunePlan, staging: Path, cases: list[TrainingCase], resume: bool,
            make_predictor: PredictorFactory, progress: Progress, cancel) -> tuple[float, int]:
-    """Train a model on ``train_cases`` (and the plan's replay cases) into ``staging`` (continuing a
-    cancelled one); with ``mine_negatives`` pause half-way and mine the model's unconfirmed components on
-    the corrected cases. Returns seconds and the number of mined components."""
-    prep = read_config(Path(plan.parent_path)).preprocessing  # a fine-tune keeps its parent's
-    cases = [dataclasses.replace(case, prepared=prepare(case.ct, prep))
-             for case in _training_cases(ws, plan, train_cases, _stage(progress, 0.0, 0.125))]
+    """Train a model on ``cases`` into ``staging`` (continuing a cancelled one); with ``mine_negatives``
+    pause half-way and mine the model's unconfirmed components on the corrected cases. Returns seconds
+    and the number of mined components."""
     iterations = plan.config.iterations
     pause = iterations // 2 if plan.config.mine_negatives and iterations >= 2 else None
     t0, n_mined = time.time(), 0
@@ -210,7 +214,7 @@ def _train(ws, plan: FinetunePlan, staging: Path, train_cases: list[str], resume
             cases, staging, iterations, device=plan.device, seed=plan.config.seed,
             init_from=None if can_resume else plan.parent_path,
             config=train_overrides(Path(plan.parent_path), plan.config),
-            progress=_stage(progress, 0.125, 1.0), cancel=cancel, resume=can_resume,
+            progress=progress, cancel=cancel, resume=can_resume,
             checkpoint_every=max(10, iterations // 4), anchor=_anchor(plan), stop_at=stop_at,
         )
         if stop_at is not None:
@@ -221,8 +225,8 @@ def _train(ws, plan: FinetunePlan, staging: Path, train_cases: list[str], resume
     return time.time() - t0, n_mined
 
 
-def _cross_fit(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFactory, progress: Progress,
-               cancel) -> float:
+def _cross_fit(ws, plan: FinetunePlan, cases: list[TrainingCase], resume: bool,
+               make_predictor: PredictorFactory, progress: Progress, cancel) -> float:
     """Train a model without each fold and keep its figures on that fold (saved fold by fold, so a resumed
     run skips the folds already judged); returns the seconds spent training."""
     seconds = 0.0
@@ -232,7 +236,7 @@ def _cross_fit(ws, plan: FinetunePlan, resume: bool, make_predictor: PredictorFa
         if set(fold) <= judged:
             continue
         folder = plan.fold_folder(k)
-        train = [c for c in plan.train_cases if c not in fold]
+        train = [c for c in cases if c.replay or c.case_id not in fold]
         spent, _ = _train(ws, plan, folder, train, resume, make_predictor, _stage(sub, 0.0, 0.9), cancel)
         plan.fold_figures += case_figures(make_predictor(folder, plan.device), ws, fold, plan.corrections,
                                           _stage(sub, 0.9, 1.0), cancel)
@@ -341,9 +345,10 @@ def finetune_workspace(
     t0 = time.time()
     plan = resume_plan(ws) if resume else start_plan(ws, config or FinetuneConfig(), device)
     _baseline(ws, plan, make_predictor, _stage(progress, 0.0, 0.1), cancel)
-    share = 0.1 + 0.75 * len(plan.folds) / (len(plan.folds) + 1)
-    fold_seconds = _cross_fit(ws, plan, resume, make_predictor, _stage(progress, 0.1, share), cancel)
-    train_seconds, n_mined = _train(ws, plan, Path(plan.staging), plan.train_cases, resume, make_predictor,
+    cases = _prepared_cases(ws, plan, _stage(progress, 0.1, 0.18))
+    share = 0.18 + 0.67 * len(plan.folds) / (len(plan.folds) + 1)
+    fold_seconds = _cross_fit(ws, plan, cases, resume, make_predictor, _stage(progress, 0.18, share), cancel)
+    train_seconds, n_mined = _train(ws, plan, Path(plan.staging), cases, resume, make_predictor,
                                     _stage(progress, share, 0.85), cancel)
     train_seconds += fold_seconds
     figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 1.0), cancel)
