@@ -87,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--per-round", type=int, default=5, help="cases reviewed per round (default 5)")
     p.add_argument("--shape", default=None, help="phantom grid z,y,x (default: full size, drawn per case)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the models predict and fine-tune (default cpu, as every figure in the docs)")
+    p.add_argument("--workers", type=int, default=1, help="processes drawing the phantom cases (default 1)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "adaptation"))
     args = p.parse_args(argv)
     args.sites = [args.site] if args.site else args.sites.split(",")
@@ -96,7 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- data and scoring
-def site_data(out: Path, site: str, kind: str, n: int, seed: int = 0, shape=None) -> Path:
+def site_data(out: Path, site: str, kind: str, n: int, seed: int = 0, shape=None, workers: int = 1) -> Path:
     """A cached phantom folder: ``kind`` "test" (fixed seed), "pool" (per bench seed) or "replay"."""
     grid = "" if shape is None else "-" + "x".join(map(str, shape))
     folder = out / "data" / site / (f"pool-s{seed}-n{n}{grid}" if kind == "pool" else f"{kind}-n{n}{grid}")
@@ -104,7 +107,7 @@ def site_data(out: Path, site: str, kind: str, n: int, seed: int = 0, shape=None
         log(f"writing {n} {site} {kind} phantom cases to {folder}")
         base = POOL_SEED + seed if kind == "pool" else TEST_SEED + (7 if kind == "replay" else 0)
         write_dataset(folder, n, seed=base, site=site, shape=shape,
-                      prefix="lnq2023-test" if kind == "test" else "lnq2023-train")
+                      prefix="lnq2023-test" if kind == "test" else "lnq2023-train", workers=workers)
     return folder
 
 
@@ -133,18 +136,22 @@ class Bench:
         bundled = read_config(resolve_model(None))
         # per weights: a new bundled model never meets the old one's cached predictions; masks are
         # post-processed again, so a change of post-processing does
-        self.frozen = CachedPredictor(lambda: Predictor(None, device="cpu"),
+        self.frozen = CachedPredictor(lambda: Predictor(None, device=args.device),
                                       self.out / "cache" / f"frozen-{bundled.weights_sha256[:10]}",
                                       bundled.inference)
-        self.test = load_cases(site_data(self.out, site, "test", args.test, shape=args.shape))
-        self.forget = load_cases(site_data(self.out, FORGET_SITE, "test", args.test, shape=args.shape))
+        self.test = load_cases(self.data(site, "test", args.test))
+        self.forget = load_cases(self.data(FORGET_SITE, "test", args.test))
         self.frozen_site = figures(self.frozen, self.test)
         self.frozen_default = figures(self.frozen, self.forget)
+
+    def data(self, site: str, kind: str, n: int, seed: int = 0) -> Path:
+        """A cached phantom folder of this bench's grid, drawn in ``--workers`` processes."""
+        return site_data(self.out, site, kind, n, seed, self.args.shape, self.args.workers)
 
     def score(self, model_path, forgetting: bool = True) -> tuple[dict, dict | None, float]:
         """``(site figures, default-site figures or None, seconds)`` of a model folder."""
         t = Timer()
-        predictor = Predictor(model_path, device="cpu")
+        predictor = Predictor(model_path, device=self.args.device)
         site = figures(predictor, self.test)
         return site, figures(predictor, self.forget) if forgetting else None, round(t(), 1)
 
@@ -152,14 +159,14 @@ class Bench:
         """A fresh workspace over the seed's pool, the bundled model active."""
         path = self.out / "work" / f"{self.site}-s{seed}-{name}"
         shutil.rmtree(path, ignore_errors=True)
-        pool = site_data(self.out, self.site, "pool", self.args.pool, seed, self.args.shape)
+        pool = self.data(self.site, "pool", self.args.pool, seed)
         return Workspace.init(path, pool)
 
 
-def run_finetune(ws, iterations: int | None, overrides: dict):
+def run_finetune(ws, iterations: int | None, overrides: dict, device: str = "cpu"):
     """One fine-tune through ``api.finetune`` with the defaults changed by ``overrides``."""
     config = FinetuneConfig().replace(**overrides)
-    return api.finetune(ws.root, config=config, device="cpu", iterations=iterations)
+    return api.finetune(ws.root, config=config, device=device, iterations=iterations)
 
 
 def _summary(fig: dict, prefix: str = "") -> dict:
@@ -185,8 +192,10 @@ def loop_name(strategy: str, corrections: str, settings: list[str]) -> str:
     return f"{strategy}-{corrections}{settings_tag(settings)}"
 
 
-def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
-    """Rounds of choose, correct, fine-tune, score for one strategy; one row per round (0: frozen)."""
+def run_loop(bench: Bench, seed: int, strategy: str, on_round=None) -> list[dict]:
+    """Rounds of choose, correct, fine-tune, score for one strategy; one row per round (0: frozen).
+
+    ``on_round(rows)`` is called after each round with the rows so far."""
     args = bench.args
     ws = bench.workspace(seed, loop_name(strategy, args.corrections, args.set))
     active_site, active_default = bench.frozen_site, bench.frozen_default
@@ -197,12 +206,12 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
         t = Timer()
         model_path, model_id = ws.prediction_model()
         predictor = bench.frozen if model_id.startswith("bundled") else \
-            LazyPredictor(lambda p=model_path: Predictor(p, device="cpu"))
+            LazyPredictor(lambda p=model_path: Predictor(p, device=args.device))
         chosen, _ = choose_cases(ws, strategy, predictor, model_id, args.per_round, seed * 100 + rnd)
         shown = suggester(predictor, model_path) if args.corrections == "suggestions" else None
         clicks += review_cases(ws, chosen, model_id, args.corrections, suggest=shown)
         choose_s = t()
-        result = run_finetune(ws, args.iterations, loop_overrides(args))
+        result = run_finetune(ws, args.iterations, loop_overrides(args), args.device)
         ft_s = t() - choose_s
         # a refused candidate's default-site figures change nothing the user gets: not scored (time)
         cand_site, cand_default, score_s = bench.score(ws.model_path(result.new_version), result.activated)
@@ -222,6 +231,8 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
             f"{cand_site['dice_median']:.3f} recall {cand_site['recall']:.3f} "
             f"FP {cand_site['fp_per_case']:.2f}, "
             f"default Dice {active_default['dice_median']:.3f} (active); {t():.0f} s")
+        if on_round:
+            on_round(rows)
     return rows
 
 
@@ -229,7 +240,7 @@ def run_loop(bench: Bench, seed: int, strategy: str) -> list[dict]:
 def variants(bench: Bench, wanted: list[str]) -> dict[str, dict]:
     """``{name: overrides}``: the defaults, each switch set alone, and any combination asked for by name
     (``trainable=norm_first+dense_truth=true``: settings joined by ``+``, parsed as ``finetune --set``)."""
-    replay = str(site_data(bench.out, FORGET_SITE, "replay", bench.args.replay, shape=bench.args.shape))
+    replay = str(bench.data(FORGET_SITE, "replay", bench.args.replay))
     out = {"defaults": {}, **{name: {k: replay if k == "replay_data" else v for k, v in change.items()}
                               for name, change in SWITCHES.items()}}
     base = FinetuneConfig()
@@ -264,7 +275,7 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
         shutil.copytree(base.root, ws_path)
         ws = Workspace.open(ws_path)
         t = Timer()
-        result = run_finetune(ws, args.iterations, todo[name])
+        result = run_finetune(ws, args.iterations, todo[name], args.device)
         ft_s = t()
         site_fig, default_fig, score_s = bench.score(ws.model_path(result.new_version))
         rows.append({"variant": name, "overrides": todo[name], "site": bench.site, "seed": seed,
@@ -276,6 +287,15 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
             f"default {default_fig['dice_median']:.3f} ({ft_s:.0f} s)")
         path.write_text(json.dumps({"site": bench.site, "seed": seed, "settings": vars(args), "rows": rows},
                                    indent=1, default=str))
+
+
+def save_run(path: Path, run: dict, rows: list[dict]) -> None:
+    """A loop run's rows with its wall time so far, written whole (through a temporary file)."""
+    data = {k: v for k, v in run.items() if k != "started"}
+    data.update(rows=rows, seconds=round(time.time() - run["started"], 1))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(path)
 
 
 # ---------------------------------------------------------------- tables and plots
@@ -391,12 +411,13 @@ def main(argv=None) -> int:
                     path = out / f"loop-{site}-s{seed}-{loop_name(strategy, args.corrections, args.set)}.json"
                     if path.is_file():
                         continue
-                    t = time.time()
-                    rows = run_loop(bench, seed, strategy)
-                    path.write_text(json.dumps(
-                        {"site": site, "seed": seed, "strategy": strategy, "corrections": args.corrections,
-                         "settings": vars(args), "rows": rows, "seconds": round(time.time() - t, 1)},
-                        indent=1, default=str))
+                    run = {"site": site, "seed": seed, "strategy": strategy, "corrections": args.corrections,
+                           "settings": vars(args), "started": time.time()}
+                    partial = path.with_name("partial-" + path.name)  # the rounds so far (a cut-off run)
+                    rows = run_loop(bench, seed, strategy,
+                                    on_round=lambda r, o=run, to=partial: save_run(to, o, r))
+                    save_run(path, run, rows)
+                    partial.unlink(missing_ok=True)
     if args.mode in ("loop", "report"):
         report_loop(out, args.sites, args.seeds, frozen)
     if args.mode in ("ablation", "report"):
