@@ -64,6 +64,21 @@ def test_confident_map_scores_lower_than_unsure_map():
     assert CaseScore.from_dict(unsure.to_dict()) == unsure
 
 
+def test_node_scores_measure_each_component():
+    p = np.zeros((10, 12, 14), np.float32)
+    p[1:3, 2:5, 3:5] = 0.6  # 2 x 3 x 2 voxels, one at 0.9
+    p[2, 4, 4] = 0.9
+    p[6:9, 8:10, 10:13] = 0.3  # 3 x 2 x 3, flat
+    rows = active.node_scores(Volume(p, spacing=(2.0, 1.0, 0.5)))
+    assert [(r["id"], r["voxels"]) for r in rows] == [(1, 12), (2, 18)]
+    first, second = rows
+    assert first["peak"] == pytest.approx(0.9) and first["mean"] == pytest.approx((11 * 0.6 + 0.9) / 12)
+    assert first["centre_zyx"] == [1.5, 3.0, 3.5] and first["volume_mm3"] == pytest.approx(12.0)
+    assert second["peak"] == pytest.approx(0.3) and second["centre_zyx"] == [7.0, 8.5, 11.0]
+    assert not first["uncertain"] and second["uncertain"] and second["uncertainty"] == pytest.approx(0.6)
+    assert active.node_scores(Volume(np.zeros((4, 4, 4), np.float32))) == []
+
+
 def test_mask_disagreement():
     a = np.zeros((4, 4, 4), bool)
     a[:2] = True

@@ -1,0 +1,83 @@
+"""How long ranking a case for review takes besides the network: the uncertainty score of its probabilities.
+
+Draws ``--cases`` full-size phantom cases, predicts each once with the bundled model (CPU), then times
+``active.score_probabilities`` (per-node peak, mean, size and centre; entropy band) and
+``active.incomplete_outlines``, median over ``--repeats``, against the same per-node figures taken by
+scipy.ndimage's per-label reductions (``maximum``, ``mean``, ``sum_labels``, ``center_of_mass``: what
+``node_scores`` used until session 20), measured in the same run. The network's time per case is printed
+for scale. On a GPU the network shrinks and this part is what is left.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_ranking.py --cases 3 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+
+def scipy_node_figures(p: np.ndarray, low: float) -> tuple:
+    """The reference: per-component peak, mean, size and centre by scipy's per-label reductions."""
+    from scipy import ndimage
+
+    from lnq_napari.components import label_components
+
+    components, n = label_components(p >= low)
+    index = np.arange(1, n + 1)
+    ones = np.ones_like(p, dtype=np.float32)
+    return (ndimage.maximum(p, components, index), ndimage.mean(p, components, index),
+            ndimage.sum_labels(ones, components, index), ndimage.center_of_mass(ones, components, index))
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=2000)
+    args = p.parse_args(argv)
+
+    from lnq_napari import active
+    from lnq_napari.inference import Predictor
+    from lnq_napari.io.layout import scan_cases
+    from lnq_napari.io.readers import read_volume
+    from lnq_napari.phantom import write_dataset
+
+    predictor = Predictor(None, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_dataset(tmp, args.cases, seed=args.seed)
+        rows = []
+        for case in scan_cases(tmp):
+            ct = read_volume(case.ct)
+            t = time.perf_counter()
+            pred = predictor.predict(ct)
+            network = time.perf_counter() - t
+            prob = np.asarray(pred.probabilities.array, np.float32)
+            ours = median_seconds(lambda: active.score_probabilities(case.case_id, pred.probabilities),
+                                  args.repeats)
+            outlines = median_seconds(lambda: active.incomplete_outlines(ct, pred.mask), args.repeats)
+            reference = median_seconds(lambda: scipy_node_figures(prob, active.LOW), args.repeats)
+            rows.append((case.case_id, ct.shape, network, ours, outlines, reference))
+            print(f"{case.case_id} {ct.shape}: prediction {network:.1f} s; score {ours:.2f} s, outlines "
+                  f"{outlines:.2f} s; scipy per-label node figures alone {reference:.2f} s "
+                  f"({reference / ours:.0f}x the whole score)")
+    med = [statistics.median(r[i] for r in rows) for i in (2, 3, 4, 5)]
+    print(f"median over {len(rows)} cases: prediction {med[0]:.1f} s, score {med[1]:.2f} s, outlines "
+          f"{med[2]:.2f} s; scipy per-label node figures {med[3]:.2f} s ({med[3] / med[1]:.0f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
