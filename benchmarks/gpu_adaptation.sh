@@ -9,6 +9,9 @@
 #      (per round: verdict, the candidate's held-out figures, whether they rose, fine-tune and round
 #      seconds; per loop: the user's model against the frozen one and the issue's targets),
 #      adapt_results.tgz (the loops' JSON, registries and logs) and run.log.
+#   4. one fine-tune alone on the machine ($ALONE workspaces, as each loop left it: api.finetune with the
+#      defaults on a copy, all CPU threads), its wall and training seconds added to summary.txt.
+# Session 20 (one H200, 16 cores) ran steps 1-3 with BUDGET_S=470 and step 4 as a second call.
 # A LOOPS entry is SITE:SEED or SITE:SEED:SETTING (a finetune --set, e.g. folds=2); every loop also sets
 # mine_negatives=true (the default; named so the files match the CPU runs').
 #
@@ -20,7 +23,8 @@
 set -uo pipefail
 OUT="${OUT:-/tmp/lnq-adapt-out}"
 R="${R:-/tmp/lnq-adapt}"             # the bench's --out (data, cache, workspaces, loop JSON)
-DEVICE="${DEVICE:-cuda}" THREADS="${THREADS:-2}" BUDGET_S="${BUDGET_S:-470}"
+DEVICE="${DEVICE:-cuda}" THREADS="${THREADS:-2}" BUDGET_S="${BUDGET_S:-420}"
+ALONE="${ALONE:-lowdose-s1 nodes-s2}"  # step 4's loop workspaces (SITE-sSEED, default settings)
 SHAPE="${SHAPE:-}" ITERATIONS="${ITERATIONS:-}"  # empty: full-size phantoms, finetune's iterations
 LOOPS="${LOOPS:-lowdose:0 lowdose:1 nodes:0 nodes:2 noncontrast:0 habitus:0 lowdose:1:folds=2 nodes:0:folds=2}"
 PY="${PY:-python3}"
@@ -113,6 +117,26 @@ for path in sorted(out.glob("loop-*.json")) + sorted(out.glob("partial-loop-*.js
           f"{'met' if meets_targets(last, frozen) else 'not met'}; rule right in "
           f"{sum(r['right'] for r in rows[1:])} of {len(rows) - 1}")
 PY
+
+# 4. one fine-tune alone
+for ws in $ALONE; do
+  $PY - "$R/work/$ws-uncertainty-clicks-mine_negatives=true" "$DEVICE" "$ITERATIONS" >>"$OUT/summary.txt" 2>>"$R/logs/alone.log" <<'PY'
+import os, shutil, sys, time
+import torch
+from lnq_napari import api
+from lnq_napari.workspace import Workspace
+source, device, iterations = sys.argv[1:]
+torch.set_num_threads(os.cpu_count() or 1)
+copy = source + ".alone"
+shutil.rmtree(copy, ignore_errors=True)
+shutil.copytree(source, copy)
+t = time.time()
+result = api.finetune(copy, device=device, iterations=int(iterations) if iterations else None)
+print(f"alone: {os.path.basename(source)}, {len(Workspace.open(copy).corrected_cases())} corrected cases: "
+      f"fine-tune {time.time() - t:.1f} s wall, training {result.train_seconds} s, "
+      f"{'activated' if result.activated else 'refused'}")
+PY
+done
 cat "$OUT/summary.txt"
 (cd "$R" && find . -maxdepth 1 -name '*.json' >/tmp/adapt-files && find work -name registry.json >>/tmp/adapt-files \
   && echo logs >>/tmp/adapt-files && tar czf "$OUT/adapt_results.tgz" -T /tmp/adapt-files)
