@@ -16,7 +16,6 @@ positions and UIDs; the mask holds 40 box-shaped nodes over the middle third of 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from _timing import median_seconds
 
 from lnq_napari.io import read_labels, read_volume, write_seg_nrrd
 from lnq_napari.io.dicom_seg import write_dicom_seg
@@ -55,15 +55,6 @@ def node_mask(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
         y, x = rng.integers(150, 350, size=2)
         mask[z:z + rng.integers(3, 8), y:y + rng.integers(6, 20), x:x + rng.integers(6, 20)] = 1
     return mask
-
-
-def median_seconds(job, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        job()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def highdicom_read(path: Path, uids: list[str]) -> np.ndarray:

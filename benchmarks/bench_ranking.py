@@ -16,8 +16,10 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 
 import numpy as np
+from _timing import median_seconds
 
 
 def scipy_node_figures(p: np.ndarray, low: float) -> tuple:
@@ -31,15 +33,6 @@ def scipy_node_figures(p: np.ndarray, low: float) -> tuple:
     ones = np.ones_like(p, dtype=np.float32)
     return (ndimage.maximum(p, components, index), ndimage.mean(p, components, index),
             ndimage.sum_labels(ones, components, index), ndimage.center_of_mass(ones, components, index))
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -65,10 +58,10 @@ def main(argv=None) -> int:
             pred = predictor.predict(ct)
             network = time.perf_counter() - t
             prob = np.asarray(pred.probabilities.array, np.float32)
-            ours = median_seconds(lambda: active.score_probabilities(case.case_id, pred.probabilities),
+            ours = median_seconds(partial(active.score_probabilities, case.case_id, pred.probabilities),
                                   args.repeats)
-            outlines = median_seconds(lambda: active.incomplete_outlines(ct, pred.mask), args.repeats)
-            reference = median_seconds(lambda: scipy_node_figures(prob, active.LOW), args.repeats)
+            outlines = median_seconds(partial(active.incomplete_outlines, ct, pred.mask), args.repeats)
+            reference = median_seconds(partial(scipy_node_figures, prob, active.LOW), args.repeats)
             rows.append((case.case_id, ct.shape, network, ours, outlines, reference))
             print(f"{case.case_id} {ct.shape}: prediction {network:.1f} s; score {ours:.2f} s, outlines "
                   f"{outlines:.2f} s; scipy per-label node figures alone {reference:.2f} s "
