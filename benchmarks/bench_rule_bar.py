@@ -1,0 +1,103 @@
+"""Is the issue's bar for the activation rule itself steady? The kept loop rounds judged on a larger test set.
+
+``bench_adaptation.py`` calls a round's verdict right when it matches whether the new version's figures
+rose on the site's fixed test set (median Dice and recall not lower, false nodes per case at most 0.2
+higher than the active model's): six cases, where one case or one node can turn "rose". This benchmark
+scores, for every fine-tuned round of the loop runs kept under each ``--out``, the round's new version
+and the model that was active before it on ``--test`` cases of the site (the first six are the loop's
+own test cases: the same seeds), and prints per round whether the figures rose on the six and on all
+``--test``, and whether the verdict was right by each. Where the two bars disagree the six-case bar
+was deciding on noise, and so was any count of "rule right" built on it.
+
+    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_rule_bar.py --test 20 \\
+        --out benchmarks/results/adaptation-s19 benchmarks/results/adaptation-s19b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from _adapt_common import CachedPredictor
+from _adapt_targets import rose
+from bench_adaptation import FORGET_SITE, figures, load_cases, site_data
+
+from lnq_napari.inference import Predictor
+from lnq_napari.model import resolve_model
+from lnq_napari.model.checkpoint import read_config
+from lnq_napari.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RoundBar:
+    """One kept round: its verdict, whether its figures rose on the six and on the larger test set."""
+
+    name: str
+    activated: bool
+    rose_small: bool
+    rose_large: bool
+    change: dict  # candidate - active model on the larger set: dice_median, recall, fp_per_case
+
+    def line(self, n: int) -> str:
+        c = self.change
+        return (f"{self.name}: {'activated' if self.activated else 'refused'}; rose on 6 {self.rose_small}, "
+                f"on {n} {self.rose_large} (Dice {c['dice_median']:+.3f}, recall {c['recall']:+.3f}, false "
+                f"nodes {c['fp_per_case']:+.2f}/case); right by 6 {self.activated == self.rose_small}, "
+                f"by {n} {self.activated == self.rose_large}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", nargs="+", required=True, help="bench_adaptation.py --out folders")
+    p.add_argument("--test", type=int, default=20, help="test cases per site (default 20; the loops used 6)")
+    p.add_argument("--runs", default="*", help="glob of the loop runs after loop- (default all)")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    first = Path(args.out[0])  # its data and frozen cache serve every run
+    bundled = read_config(resolve_model(None))
+    frozen = CachedPredictor(lambda: Predictor(None, device="cpu"),
+                             first / "cache" / f"frozen-{bundled.weights_sha256[:10]}", bundled.inference)
+    tests: dict[str, list] = {}
+    scored: dict[tuple[str, str], dict] = {}  # (model folder, site) -> figures on the large test set
+
+    def large(site: str, model) -> dict:
+        key = (str(model), site)
+        if key not in scored:
+            if site not in tests:
+                tests[site] = load_cases(site_data(first, site, "test", args.test, workers=2))
+            predictor = frozen if model is None else Predictor(model, device="cpu")
+            scored[key] = figures(predictor, tests[site])
+        return scored[key]
+
+    rows = []
+    for out in map(Path, args.out):
+        for path in sorted(out.glob(f"loop-{args.runs}.json")):
+            run = json.loads(path.read_text())
+            if run["site"] == FORGET_SITE:
+                continue
+            ws = Workspace.open(out / "work" / path.stem.removeprefix("loop-"))
+            loop_rows = run["rows"]
+            for before, row in zip(loop_rows, loop_rows[1:]):
+                active = None if before["model"].startswith("bundled") else ws.model_path(before["model"])
+                cand = large(run["site"], ws.model_path(row["candidate"]))
+                base = large(run["site"], active)
+                judged = RoundBar(f"{out.name} {run['site']} pool {run['seed']} round {row['round']}",
+                                  bool(row["activated"]), rose(row, before, "cand_"), rose(cand, base),
+                                  {k: cand[k] - base[k] for k in ("dice_median", "recall", "fp_per_case")})
+                rows.append(judged)
+                print(judged.line(args.test), flush=True)
+    if rows:
+        print(f"{len(rows)} rounds: the two bars agree on {sum(r.rose_small == r.rose_large for r in rows)}; "
+              f"rule right by 6 cases in {sum(r.activated == r.rose_small for r in rows)}, by {args.test} in "
+              f"{sum(r.activated == r.rose_large for r in rows)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
