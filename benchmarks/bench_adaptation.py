@@ -39,6 +39,7 @@ from bench_active_learning import Timer, evaluate_test, log
 from lnq_napari import api
 from lnq_napari.active import LazyPredictor
 from lnq_napari.inference import Predictor
+from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.model import resolve_model
@@ -290,12 +291,10 @@ def run_ablation(bench: Bench, seed: int, path: Path) -> None:
 
 
 def save_run(path: Path, run: dict, rows: list[dict]) -> None:
-    """A loop run's rows with its wall time so far, written whole (through a temporary file)."""
+    """A loop run's rows with its wall time so far, written whole (atomically)."""
     data = {k: v for k, v in run.items() if k != "started"}
     data.update(rows=rows, seconds=round(time.time() - run["started"], 1))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
 
 
 # ---------------------------------------------------------------- tables and plots

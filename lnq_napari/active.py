@@ -76,15 +76,15 @@ def node_scores(probabilities: Volume, low: float = LOW, high: float = HIGH) -> 
         return []
     # per-component figures from the component voxels alone (scipy's per-label reductions sort the whole
     # volume: ~7 s of a full-size CT's ranking on the CPU, against well under one here)
-    inside = components > 0
-    ids, values = components[inside], p[inside]
+    where = np.nonzero(components)
+    ids, values = components[where], p[where]
     sizes = np.bincount(ids, minlength=n + 1)[1:]
     means = np.bincount(ids, weights=values, minlength=n + 1)[1:] / sizes
     peaks = np.zeros(n + 1, np.float32)
     np.maximum.at(peaks, ids, values)
     peaks = peaks[1:]
     centres = np.stack([np.bincount(ids, weights=axis, minlength=n + 1)[1:] / sizes
-                        for axis in np.nonzero(inside)], axis=1)
+                        for axis in where], axis=1)
     voxel_mm3 = float(np.prod(probabilities.spacing))
     rows = []
     for i in range(n):
