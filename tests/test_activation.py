@@ -61,8 +61,25 @@ def test_false_nodes_are_judged_by_their_estimate_not_their_bound():
     assert verdict.figures["net_false_nodes_vs_parent"] == pytest.approx(0.1)
     bolder = figures([0.84] * 10, [3] * 10, [2, 2, 2] + [1] * 7)
     refused = decide_activation(bolder, parent)
-    assert not refused.activate and "false nodes vs parent +0.30/case net of nodes found (margin +0.2)" \
-        in refused.reason
+    assert not refused.activate and "false nodes vs parent +0.30/case net of nodes found, +0.21 with 4 " \
+        "prior cases of no change (margin +0.2)" in refused.reason
+
+
+def test_one_extra_false_node_on_few_cases_is_weighed_against_prior_cases_of_no_change():
+    """Under six held-out cases one extra false node is a mean far over the margin that says almost
+    nothing; with four prior cases of no change it passes, two extra do not, and without the prior
+    (``fp_prior_cases=0``) the one is refused as before."""
+    parent = figures([0.80] * 3, [3] * 3, [1] * 3)
+    one_more = figures([0.82] * 3, [3] * 3, [2, 1, 1])
+    verdict = decide_activation(one_more, parent)
+    assert verdict.activate and "judged +0.14" in verdict.reason
+    assert verdict.figures["net_false_nodes_vs_parent"] == pytest.approx(1 / 3)
+    assert verdict.figures["net_false_nodes_vs_parent_judged"] == pytest.approx(1 / 7)
+    assert not decide_activation(one_more, parent, rule=ActivationRule(fp_prior_cases=0)).activate
+    two_more = decide_activation(figures([0.82] * 3, [3] * 3, [2, 2, 1]), parent)
+    assert not two_more.activate and "+0.67/case net of nodes found, +0.29 with 4" in two_more.reason
+    alone = decide_activation(figures([0.82], [3], [2]), figures([0.80], [3], [1]))
+    assert alone.activate and alone.figures["net_false_nodes_vs_parent_judged"] == pytest.approx(0.2)
 
 
 def test_small_losses_cannot_add_up_against_the_original():
