@@ -14,8 +14,10 @@ held-out figures (since session 19), today's rule is replayed on them too: only 
     OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_rule_bar.py --test 20 \\
         --out benchmarks/results/adaptation-s19 benchmarks/results/adaptation-s19b
 
-``--bars LOG ...`` takes the bars of rounds an earlier run printed instead of scoring them again (20 cases
-per version are hours on the CPU), so today's rule can be replayed on them alone.
+``--test 6`` judges by the loops' own six cases alone (nothing is scored: quick, any site, the default
+site's in-distribution loops too). ``--bars LOG ...`` takes the bars of rounds an earlier run printed
+instead of scoring them again (20 cases per version are hours on the CPU), so today's rule can be
+replayed on them alone.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class RoundBar:
                 f"by {n} {self.activated == self.rose_large}{replay}")
 
 
+LOOP_TEST = 6  # the loops' own test cases per site
+CHANGE = ("dice_median", "recall", "fp_per_case")
 _LINE = re.compile(r"^(?P<name>.+ round \d+): \w+; rose on 6 (?P<small>True|False), "
                    r"on \d+ (?P<large>True|False) \(Dice (?P<dice_median>\S+), recall (?P<recall>\S+), "
                    r"false nodes (?P<fp_per_case>[^/]+)/case\)")
@@ -118,18 +122,21 @@ def main(argv=None) -> int:
     for out in map(Path, args.out):
         for path in sorted(out.glob(f"loop-{args.runs}.json")):
             run = json.loads(path.read_text())
-            if run["site"] == FORGET_SITE:
+            if run["site"] == FORGET_SITE and args.test != LOOP_TEST:
                 continue
             ws = Workspace.open(out / "work" / path.stem.removeprefix("loop-"))
             loop_rows = run["rows"]
             for before, row in zip(loop_rows, loop_rows[1:]):
                 name = f"{out.name} {run['site']} pool {run['seed']} round {row['round']}"
+                if name not in bars and args.test == LOOP_TEST:  # the loop's own six: nothing to score
+                    rose6 = rose(row, before, "cand_")
+                    bars[name] = (rose6, rose6, {k: row[f"cand_{k}"] - before[k] for k in CHANGE})
                 if name not in bars:
                     active = None if before["model"].startswith("bundled") else ws.model_path(before["model"])
                     cand = large(run["site"], ws.model_path(row["candidate"]))
                     base = large(run["site"], active)
                     bars[name] = (rose(row, before, "cand_"), rose(cand, base),
-                                  {k: cand[k] - base[k] for k in ("dice_median", "recall", "fp_per_case")})
+                                  {k: cand[k] - base[k] for k in CHANGE})
                 judged = RoundBar(name, bool(row["activated"]), *bars[name],
                                   replayed_verdict(ws, row["candidate"]))
                 rows.append(judged)
