@@ -118,7 +118,7 @@ def main(argv=None) -> int:
             scored[key] = figures(predictor, tests[site])
         return scored[key]
 
-    rows, bars = [], read_bars(args.bars)
+    rows, bars, judged_names = [], read_bars(args.bars), set()
     for out in map(Path, args.out):
         for path in sorted(out.glob(f"loop-{args.runs}.json")):
             run = json.loads(path.read_text())
@@ -128,6 +128,10 @@ def main(argv=None) -> int:
             loop_rows = run["rows"]
             for before, row in zip(loop_rows, loop_rows[1:]):
                 name = f"{out.name} {run['site']} pool {run['seed']} round {row['round']}"
+                if name in judged_names:  # a round name stands for one run: its bar must not be reused
+                    raise SystemExit(f"two runs in {out} are named {name!r} (settings differ); "
+                                     "choose one with --runs")
+                judged_names.add(name)
                 if name not in bars and args.test == LOOP_TEST:  # the loop's own six: nothing to score
                     rose6 = rose(row, before, "cand_")
                     bars[name] = (rose6, rose6, {k: row[f"cand_{k}"] - before[k] for k in CHANGE})
