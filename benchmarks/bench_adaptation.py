@@ -129,17 +129,21 @@ def figures(predictor, cases: list[tuple]) -> dict:
     return {**out, "dice_lo": lo, "dice_hi": hi, "dice_cases": dice}
 
 
+def frozen_predictor(out: Path, device: str = "cpu") -> CachedPredictor:
+    """The bundled model's predictor, its predictions cached under ``out/cache`` per weights: a new
+    bundled model never meets the old one's cached predictions; masks are post-processed again, so a
+    change of post-processing does."""
+    bundled = read_config(resolve_model(None))
+    return CachedPredictor(lambda: Predictor(None, device=device),
+                           Path(out) / "cache" / f"frozen-{bundled.weights_sha256[:10]}", bundled.inference)
+
+
 class Bench:
     """The cached inputs of one site: test sets, the frozen model's predictor and figures."""
 
     def __init__(self, args, site: str) -> None:
         self.args, self.site, self.out = args, site, Path(args.out)
-        bundled = read_config(resolve_model(None))
-        # per weights: a new bundled model never meets the old one's cached predictions; masks are
-        # post-processed again, so a change of post-processing does
-        self.frozen = CachedPredictor(lambda: Predictor(None, device=args.device),
-                                      self.out / "cache" / f"frozen-{bundled.weights_sha256[:10]}",
-                                      bundled.inference)
+        self.frozen = frozen_predictor(self.out, args.device)
         self.test = load_cases(self.data(site, "test", args.test))
         self.forget = load_cases(self.data(FORGET_SITE, "test", args.test))
         self.frozen_site = figures(self.frozen, self.test)

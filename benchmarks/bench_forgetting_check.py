@@ -21,12 +21,9 @@ import json
 import sys
 from pathlib import Path
 
-from _adapt_common import CachedPredictor
-from bench_adaptation import FORGET_SITE, figures, load_cases, site_data
+from bench_adaptation import FORGET_SITE, figures, frozen_predictor, load_cases, site_data
 
 from lnq_napari.inference import Predictor
-from lnq_napari.model import resolve_model
-from lnq_napari.model.checkpoint import read_config
 from lnq_napari.workspace import Workspace
 
 FORGET_TARGET = 0.01  # the default-site target: median Dice at most 1 point below the frozen model
@@ -44,9 +41,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    bundled = read_config(resolve_model(None))
-    frozen = CachedPredictor(lambda: Predictor(None, device="cpu"),
-                             out / "cache" / f"frozen-{bundled.weights_sha256[:10]}", bundled.inference)
+    frozen = frozen_predictor(out)
     cases = load_cases(site_data(out, FORGET_SITE, "replay", args.cases))
     original = figures(frozen, cases)["dice_median"]
     print(f"original model on {len(cases)} default-site check cases: median Dice {original:.3f}", flush=True)

@@ -29,14 +29,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from _adapt_common import CachedPredictor
 from _adapt_targets import rose
-from bench_adaptation import FORGET_SITE, figures, load_cases, site_data
+from bench_adaptation import FORGET_SITE, figures, frozen_predictor, load_cases, site_data
 
 from lnq_napari.activation import MODELS, CaseFigures, decide_activation
 from lnq_napari.inference import Predictor
-from lnq_napari.model import resolve_model
-from lnq_napari.model.checkpoint import read_config
 from lnq_napari.workspace import Workspace
 
 
@@ -75,7 +72,7 @@ def read_bars(logs: list[str]) -> dict[str, tuple[bool, bool, dict]]:
     for log in logs:
         for m in filter(None, map(_LINE.match, Path(log).read_text().splitlines())):
             out[m["name"]] = (m["small"] == "True", m["large"] == "True",
-                              {k: float(m[k]) for k in ("dice_median", "recall", "fp_per_case")})
+                              {k: float(m[k]) for k in CHANGE})
     return out
 
 
@@ -103,9 +100,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     first = Path(args.out[0])  # its data and frozen cache serve every run
-    bundled = read_config(resolve_model(None))
-    frozen = CachedPredictor(lambda: Predictor(None, device="cpu"),
-                             first / "cache" / f"frozen-{bundled.weights_sha256[:10]}", bundled.inference)
+    frozen = frozen_predictor(first)
     tests: dict[str, list] = {}
     scored: dict[tuple[str, str], dict] = {}  # (model folder, site) -> figures on the large test set
 
@@ -133,12 +128,12 @@ def main(argv=None) -> int:
                                      "choose one with --runs")
                 judged_names.add(name)
                 if name not in bars and args.test == LOOP_TEST:  # the loop's own six: nothing to score
-                    rose6 = rose(row, before, "cand_")
-                    bars[name] = (rose6, rose6, {k: row[f"cand_{k}"] - before[k] for k in CHANGE})
-                if name not in bars:
+                    cand, base = {k: row[f"cand_{k}"] for k in CHANGE}, before
+                elif name not in bars:
                     active = None if before["model"].startswith("bundled") else ws.model_path(before["model"])
                     cand = large(run["site"], ws.model_path(row["candidate"]))
                     base = large(run["site"], active)
+                if name not in bars:
                     bars[name] = (rose(row, before, "cand_"), rose(cand, base),
                                   {k: cand[k] - base[k] for k in CHANGE})
                 judged = RoundBar(name, bool(row["activated"]), *bars[name],

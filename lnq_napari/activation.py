@@ -203,8 +203,9 @@ def _compare(t: _Table, other: int, idx: np.ndarray | None, rule: ActivationRule
     dice = _difference(d_dice, defined.astype(float), idx, rule.confidence)
     recall = _difference(d_hits, t.gt, idx, rule.confidence)
     fp = _difference(d_fp, ones, idx, rule.confidence)
-    net = _difference(d_fp - rule.hit_credit * d_hits, ones, idx, rule.confidence)
-    judged = float((d_fp - rule.hit_credit * d_hits).sum() / (d_fp.size + rule.fp_prior_cases))
+    d_net = d_fp - rule.hit_credit * d_hits
+    net = _difference(d_net, ones, idx, rule.confidence)
+    judged = float(d_net.sum() / (d_net.size + rule.fp_prior_cases))
     against = MODELS[other]
     failures = _failures(against, dice, recall, net, judged, rule)
     return _Comparison(against, dice, recall, fp, net, judged, failures)
