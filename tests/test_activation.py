@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from lnq_napari.activation import ActivationRule, CaseFigures, decide_activation
+from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, decide_activation
 
 
 def figures(dice, hits, fp, gt=3, prefix="case"):
@@ -94,6 +94,41 @@ def test_small_losses_cannot_add_up_against_the_original():
     head = verdict.reason.split(":")[0]
     assert "surface Dice vs original -0.030" in head and "Dice vs parent" not in head
     assert verdict.figures["surface_dice_vs_original"] == pytest.approx(-0.03)
+
+
+def _check(candidate_dice, original_dice):
+    """Forgetting-check figures on as many cases of the original's own data."""
+    def own(dice):
+        return tuple(figures(dice, [3] * 4, [0] * 4, prefix="own"))
+
+    return ForgettingFigures("4 default-site phantoms", own(candidate_dice), own(original_dice))
+
+
+def test_an_adapted_model_that_forgets_the_original_s_own_data_is_refused():
+    """The issue's adapted model rises at the user's site; if its median Dice on the original's own
+    data falls more than a point below the original's it is refused, and the reason says where."""
+    own = [0.94, 0.95, 0.93, 0.96]
+    forgot = decide_activation(ADAPTED, PARENT, forgetting=_check([0.92, 0.93, 0.90, 0.95], own))
+    assert not forgot.activate
+    assert forgot.reason.startswith("refuse (median Dice on the original's own data -0.020 vs original "
+                                    "(margin -0.01)): vs parent: surface Dice +0.213")
+    assert "forgetting check on 4 default-site phantoms: median Dice 0.925 vs original 0.945 (-0.020)" \
+        in forgot.reason
+    assert forgot.figures["forgetting_dice_vs_original"] == pytest.approx(-0.02)
+    assert forgot.figures["forgetting_cases"] == 4.0
+    kept = decide_activation(ADAPTED, PARENT, forgetting=_check([0.94, 0.94, 0.93, 0.95], own))
+    assert kept.activate and kept.figures["forgetting_candidate_dice"] == pytest.approx(0.94)
+    assert kept.reason.startswith("activate: ") and "(-0.005)" in kept.reason
+    # the check never rescues a version the held-out cases refuse
+    noisier = figures([0.6] * 6, [2] * 6, [2] * 6)
+    assert not decide_activation(noisier, PARENT, forgetting=_check(own, own)).activate
+
+
+def test_forgetting_check_figures_must_cover_the_same_cases():
+    check = ForgettingFigures("x", tuple(figures([0.9], [3], [0], prefix="a")),
+                              tuple(figures([0.9], [3], [0], prefix="b")))
+    with pytest.raises(ValueError, match="same cases"):
+        decide_activation(ADAPTED, PARENT, forgetting=check)
 
 
 def test_same_seed_same_verdict_whatever_the_case_order():

@@ -273,6 +273,48 @@ def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, pare
     assert not (ws.models_dir / "pending.json").exists()
 
 
+def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dataset, parent_model):
+    """Perfect on the held-out corrections, blind on the original's own data (forgetting_data): the
+    rule refuses it and says why; one that keeps both is activated, the original's check figures read
+    from the workspace cache instead of predicted again."""
+    from lnq_napari.io.readers import read_labels, read_volume
+    from lnq_napari.phantom import write_dataset
+
+    own = tmp_path / "own"
+    write_dataset(own, 2, seed=31, shape=SHAPE, spacing=SPACING)
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    checked = {}
+    for k in (1, 2):
+        ct = read_volume(own / f"lnq2023-train-000{k}-ct.nrrd")
+        checked[ct.origin] = read_labels(own / f"lnq2023-train-000{k}-full.nrrd", reference=ct).array
+    assert not set(checked) & set(truth)
+    parent_path = ws.model_path("m001").resolve()
+    built = []
+
+    def forgetful(path, device):  # the candidate knows only the user's site
+        built.append(Path(path).resolve())
+        return _TruthPredictor({**truth, **checked} if built[-1] == parent_path else truth)
+
+    config = FinetuneConfig(iterations=2, forgetting_data=str(own))
+    refused = finetune_workspace(ws, config, device="cpu", predictor_factory=forgetful)
+    assert not refused.activated and ws.active_model()["id"] == "m001"
+    assert refused.reason.startswith("refuse (median Dice on the original's own data -1.000 vs original")
+    assert f"forgetting check on 2 cases of {own}: median Dice 0.000 vs original 1.000" in refused.reason
+    assert refused.figures["forgetting_dice_vs_original"] == -1.0
+    assert [f.dice for f in refused.case_figures["forgetting_original"]] == [1.0, 1.0]
+    assert ws.model_info(refused.new_version)["metrics"]["figures"]["forgetting_cases"] == 2.0
+    built.clear()  # another seed: other weights (the cache knows a model by its weights)
+    kept = finetune_workspace(ws, config.replace(seed=1), device="cpu",
+                              predictor_factory=lambda path, device: forgetful(path, device) and
+                              _TruthPredictor({**truth, **checked}))
+    assert kept.activated and "median Dice 1.000 vs original 1.000 (+0.000)" in kept.reason
+    assert parent_path not in built  # the original's check figures came from the cache
+    unchecked = finetune_workspace(ws, FinetuneConfig(iterations=2), device="cpu",
+                                   predictor_factory=lambda path, device: _TruthPredictor(truth))
+    assert unchecked.reason.endswith("no forgetting check (no cases of the original model's own data: "
+                                     "set forgetting_data)")
+
+
 def test_worse_validation_is_registered_but_not_activated(tmp_path, dataset, parent_model):
     ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=1)
     parent_path = ws.model_path("m001").resolve()
@@ -738,12 +780,25 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
     for bad, words in ((["colour=red"], "l2sp_weight"), (["lr=fast"], "float"),
                        (["dense_truth=maybe"], "bool"), (["trainable=half"], "norm_first"),
                        (["replay_fraction=2"], "0..1"), (["folds=0"], ">= 1"),
-                       (["folds=3", "interpolate=true"], "folds=1")):
+                       (["folds=3", "interpolate=true"], "folds=1"), (["forgetting_cases=-1"], ">= 0")):
         with pytest.raises(LNQError, match=words):
             FinetuneConfig().with_settings(bad)
         assert main(["finetune", "--workspace", str(tmp_path), *[a for b in bad for a in ("--set", b)]]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err
+
+
+def test_a_missing_forgetting_data_folder_fails_before_anything_is_written(tmp_path, dataset, parent_model,
+                                                                          capsys):
+    from lnq_napari.cli import main
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    before = sorted(p.name for p in ws.models_dir.iterdir())
+    missing = tmp_path / "nowhere"
+    assert main(["finetune", "--workspace", str(ws.root), "--set", f"forgetting_data={missing}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"forgetting_data folder {missing} does not exist" in err
+    assert sorted(p.name for p in ws.models_dir.iterdir()) == before and len(ws.models()) == 1
 
 
 def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, dataset, parent_model):

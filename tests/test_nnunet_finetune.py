@@ -151,6 +151,25 @@ def test_the_rule_activates_a_registered_candidate_and_says_so(finetuned):
     api.activate_model(ws, "m001")
 
 
+def test_the_forgetting_check_scores_nnunet_versions_on_forgetting_data(finetuned, nnunet_model):
+    """An nnU-Net lineage has no default check cases; with forgetting_data the candidate and the original
+    predict through the nnU-Net backend (their figures are not cached: nnU-Net folders have no
+    lnq-napari weights hash)."""
+    from lnq_napari.finetuning.forgetting import CACHE, forgetting_figures
+    from lnq_napari.nnunet.select import load_predictor
+
+    ws, result, _ = finetuned
+    data, _ = nnunet_model
+    root = ("m001", ws.model_path("m001"))
+    assert forgetting_figures(load_predictor, result.model, *root, "cpu", FinetuneConfig(), ws) is None
+    config = FinetuneConfig(forgetting_data=str(data), forgetting_cases=2)
+    checked = forgetting_figures(load_predictor, result.model, *root, "cpu", config, ws)
+    ids = [f.case_id for f in checked.candidate]
+    assert ids == [f.case_id for f in checked.original] == ws.case_ids()[:2]
+    assert checked.source == f"2 cases of {data}" and ws.read_cache(CACHE) == {}
+    assert all(f.nodes_gt == g.nodes_gt for f, g in zip(checked.candidate, checked.original, strict=True))
+
+
 def test_a_half_written_nnunet_version_is_refused_in_one_line(finetuned, capsys):
     ws, _, _ = finetuned
     (ws.model_path("m003") / "fold_all" / "checkpoint_final.pth").unlink()
@@ -176,6 +195,8 @@ def test_bad_input_is_a_one_line_error_with_nothing_written(nnunet_model, tmp_pa
         api.finetune(bare.root, config=FinetuneConfig(lr=1e-3))
     with pytest.raises(LNQError, match="--resume"):
         api.finetune(bare.root, resume=True)
+    with pytest.raises(LNQError, match="forgetting_data folder .* does not exist"):
+        api.finetune(bare.root, config=FinetuneConfig(forgetting_data=str(tmp_path / "nowhere")))
     assert [m["id"] for m in bare.models()] == ["m001"] and not (bare.root / "nnunet").exists()
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from lnq_napari.activation import CaseFigures
 from lnq_napari.errors import LNQError
+from lnq_napari.finetuning.forgetting import check_data
 from lnq_napari.finetuning.reviewed import prediction_parent
 from lnq_napari.finetuning.validation import lineage_corrections, original_model
 from lnq_napari.io.atomic import atomic_write_text
@@ -128,6 +129,7 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
     parent_path, parent_key = ws.prediction_model()
     original = original_model(ws, parent_key)
+    check_data(config, *(original or (parent_key, parent_path)))  # a bad forgetting_data fails here
     trained = lineage_corrections(ws, parent_key)
     folds = cross_fit_folds(corrected, config.folds, trained)
     if folds:  # the version trains on every corrected case; fold models judge the new ones

@@ -18,6 +18,7 @@ from lnq_napari.activation import (
     SURFACE_TOLERANCE_MM,
     ActivationRule,
     CaseFigures,
+    ForgettingFigures,
     Verdict,
     decide_activation,
 )
@@ -157,10 +158,11 @@ def version_figures(make_predictor, version: str, path: str | Path, device: str,
 
 def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
                      original: Sequence[CaseFigures] | None, rule: ActivationRule,
-                     validated_on_training: bool, kept: str) -> Verdict:
+                     validated_on_training: bool, kept: str,
+                     forgetting: ForgettingFigures | None = None) -> Verdict:
     """:func:`~lnq_napari.activation.decide_activation`, its reason saying when the validation cases were
     the training corrections and, on a refusal, which version stays active (``kept``)."""
-    verdict = decide_activation(candidate, parent, original, rule)
+    verdict = decide_activation(candidate, parent, original, rule, forgetting)
     reason = verdict.reason
     if validated_on_training:
         reason = f"validated on the training corrections (fewer than 2 corrected cases): {reason}"

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.activation import ActivationRule, CaseFigures, Verdict
+from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.active import LazyPredictor
 from lnq_napari.components import label_components
+from lnq_napari.finetuning.forgetting import forgetting_figures
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
 from lnq_napari.finetuning.reviewed import known_background, marks_of, read_reviewed
@@ -72,7 +73,8 @@ class FinetuneResult:
     seconds: float
     mined_negatives: int = 0
     folds: list[list[str]] = field(default_factory=list)
-    #: The per-case figures the verdict rests on, by model: "candidate", "parent" and "original".
+    #: The per-case figures the verdict rests on, by model: "candidate", "parent" and "original"; with a
+    #: forgetting check also "forgetting_candidate" and "forgetting_original" (the original's own data).
     case_figures: dict[str, list[CaseFigures]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -304,14 +306,30 @@ def _candidate(ws, plan: FinetunePlan, make_predictor: PredictorFactory, rule: A
     return figures, alpha, post
 
 
-def _verdict(plan: FinetunePlan, figures: list[CaseFigures], rule: ActivationRule) -> Verdict:
-    verdict = held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
-                               plan.validated_on_training, plan.parent)
-    if not plan.folds:
-        return verdict
-    how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
-           f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")
-    return dataclasses.replace(verdict, reason=f"{verdict.reason}; {how}")
+def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], rule: ActivationRule,
+             make_predictor: PredictorFactory, progress: Progress,
+             cancel) -> tuple[Verdict, ForgettingFigures | None]:
+    """The rule's verdict on the held-out figures and, when they would activate the candidate, on the
+    forgetting check too (:mod:`lnq_napari.finetuning.forgetting`; the check's figures, or None)."""
+    def judge(forgetting: ForgettingFigures | None) -> Verdict:
+        return held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
+                                plan.validated_on_training, plan.parent, forgetting)
+
+    verdict, forgetting = judge(None), None
+    if verdict.activate:
+        forgetting = forgetting_figures(make_predictor, plan.candidate, plan.original or plan.parent,
+                                        plan.original_path or plan.parent_path, plan.device, plan.config,
+                                        ws, progress, cancel)
+        if forgetting is not None:
+            verdict = judge(forgetting)
+        elif plan.config.forgetting_cases:
+            verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no forgetting check (no cases "
+                                          "of the original model's own data: set forgetting_data)")
+    if plan.folds:
+        how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
+               f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")
+        verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; {how}")
+    return verdict, forgetting
 
 
 def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
@@ -351,8 +369,11 @@ def finetune_workspace(
     train_seconds, n_mined = _train(ws, plan, Path(plan.staging), cases, resume, make_predictor,
                                     _stage(progress, share, 0.85), cancel)
     train_seconds += fold_seconds
-    figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 1.0), cancel)
-    verdict = _verdict(plan, figures, rule)
+    figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93), cancel)
+    verdict, forgetting = _verdict(ws, plan, figures, rule, make_predictor, _stage(progress, 0.93, 1.0),
+                                   cancel)
+    checked = {} if forgetting is None else {"forgetting_candidate": list(forgetting.candidate),
+                                             "forgetting_original": list(forgetting.original)}
     result = FinetuneResult(
         new_version=plan.version, activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
         parent=plan.parent, original=plan.original or plan.parent,
@@ -363,7 +384,7 @@ def finetune_workspace(
         postprocessing=post, config=plan.config, train_seconds=round(train_seconds, 1),
         seconds=round(time.time() - t0, 1), mined_negatives=n_mined, folds=plan.folds,
         case_figures={"candidate": figures, "parent": plan.parent_figures,
-                      "original": plan.original_figures or plan.parent_figures},
+                      "original": plan.original_figures or plan.parent_figures, **checked},
     )
     version = _register(ws, plan, result)
     if result.activated:

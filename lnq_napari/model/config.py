@@ -220,6 +220,10 @@ class FinetuneConfig:
     ``folds`` k >= 2 cross-fits the held-out figures: the corrected cases no version of the lineage trained
     on are split into k folds, a model trained without each fold judges it, and the version itself
     trains on every corrected case (k + 1 trainings: the rule sees every new case, not a fifth of them).
+    ``forgetting_data`` (an LNQ-layout folder of the original model's own data) and ``forgetting_cases``
+    set the activation rule's forgetting check (:mod:`lnq_napari.finetuning.forgetting`); with no folder a
+    lineage that starts at the bundled model is checked on default-site phantoms, any other goes
+    unchecked; ``forgetting_cases`` 0 turns the check off.
     """
 
     iterations: int = 200
@@ -238,6 +242,8 @@ class FinetuneConfig:
     interpolate: bool = False  # pick alpha of (1-alpha) w_parent + alpha w_ft on the validation cases
     refit_postprocessing: bool = False  # re-fit threshold and min component size on the training corrections
     mine_negatives: bool = True  # half-way: the model's own components on no corrected node -> background
+    forgetting_data: str | None = None  # LNQ-layout folder of the original model's own data to check
+    forgetting_cases: int = 4  # cases the forgetting check scores (0: no check)
 
     def __post_init__(self) -> None:
         problems = []
@@ -249,6 +255,8 @@ class FinetuneConfig:
         for name in ("lr", "distill_weight", "l2sp_weight"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.forgetting_cases < 0:
+            problems.append(f"forgetting_cases must be >= 0 (got {self.forgetting_cases})")
         if self.folds < 1:
             problems.append(f"folds must be >= 1 (got {self.folds})")
         if self.folds > 1 and (self.interpolate or self.refit_postprocessing):

@@ -35,6 +35,7 @@ from pathlib import Path
 from lnq_napari.activation import ActivationRule
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import LNQError
+from lnq_napari.finetuning.forgetting import check_data, forgetting_figures
 from lnq_napari.finetuning.plan import split_cases
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
@@ -61,7 +62,7 @@ from lnq_napari.workspace.registry import is_nnunet_version
 WORK = "nnunet"  # the default work folder inside the workspace
 NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNNN_LNQfinetune
 #: The FinetuneConfig settings an nnU-Net fine-tune uses (``iterations``: nnU-Net iterations per epoch).
-NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth")
+NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth", "forgetting_data", "forgetting_cases")
 
 
 @dataclass(frozen=True)
@@ -195,10 +196,10 @@ def finetune_nnunet(
     nnU-Net one) on ``workspace``'s corrections; register the result and activate it when the activation
     ``rule`` says so. nnU-Net's folders go under ``work`` (default ``<workspace>/nnunet``:
     ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results``) with ``dataset_id`` (default: the
-    lowest free one). ``config``: ``val_fraction`` and ``dense_truth`` of
-    :class:`~lnq_napari.model.config.FinetuneConfig`. LNQError when the workspace has no correction,
-    the parent is not an nnU-Net model folder or ``dataset_id`` is in use under ``work``, before anything
-    is written."""
+    lowest free one). ``config``: ``val_fraction``, ``dense_truth`` and the forgetting check's
+    ``forgetting_data`` and ``forgetting_cases`` of :class:`~lnq_napari.model.config.FinetuneConfig`.
+    LNQError when the workspace has no correction, the parent is not an nnU-Net model folder or
+    ``dataset_id`` is in use under ``work``, before anything is written."""
     from lnq_napari.workspace import Workspace
 
     t0 = time.time()
@@ -220,6 +221,7 @@ def finetune_nnunet(
     parent_model = open_model(parent_path)  # the registered copy: what is trained from
     train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_id))
     original = original_model(ws, parent_id)
+    check_data(config, *(original or (parent_id, parent_path)))  # a bad forgetting_data fails before training
     parent_figures = version_figures(load_predictor, parent_id, parent_path, device, ws, val,
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
     original_figures = None if original is None else version_figures(
@@ -232,8 +234,15 @@ def finetune_nnunet(
                                    cancel)
         train_seconds = round(time.time() - t_train, 1)
         figures = case_figures(load_predictor(trained, device=device), ws, val,
-                               progress=_stage(progress, 0.9, 1.0), cancel=cancel)
+                               progress=_stage(progress, 0.9, 0.95), cancel=cancel)
         verdict = held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept)
+        if verdict.activate:  # the forgetting check, with forgetting_data (an nnU-Net lineage has no default)
+            forgetting = forgetting_figures(load_predictor, trained, *(original or (parent_id, parent_path)),
+                                            device, config, ws,
+                                            _stage(progress, 0.95, 1.0), cancel)
+            if forgetting is not None:
+                verdict = held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept,
+                                           forgetting)
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
             parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",

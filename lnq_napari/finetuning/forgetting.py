@@ -1,0 +1,141 @@
+"""The forgetting check's cases and figures: a candidate against the lineage's original model on a few
+labelled cases of the original's own data (the activation rule refuses a candidate that falls more
+than ``ActivationRule.forgetting_margin`` below the original there:
+:func:`lnq_napari.activation.decide_activation`).
+
+Which cases: ``FinetuneConfig.forgetting_data`` (an LNQ-layout folder; complete labels ``-full`` where a
+case has them, else its ``-seg`` labels, where unlabelled nodes a model finds lower both models' Dice
+alike), its first ``forgetting_cases`` cases by id; without a folder, for a lineage that starts at the
+bundled model, ``forgetting_cases`` default-site phantoms drawn in memory from :data:`PHANTOM_SEED` (the
+site the bundled model was trained on; a draw of its own, none of the benchmarks' test sets); any other
+lineage goes unchecked. The original's figures are kept in the workspace cache per weights and cases,
+so a lineage pays for them once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lnq_napari.activation import CaseFigures, ForgettingFigures
+from lnq_napari.errors import LNQError
+from lnq_napari.io.layout import scan_cases
+from lnq_napari.io.readers import read_labels, read_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.metrics import evaluate_case
+from lnq_napari.model.checkpoint import read_config
+from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.phantom import case_seed, make_case
+from lnq_napari.workspace.registry import bundled_key
+
+PHANTOM_SITE = "default"
+PHANTOM_SEED = 4000
+CACHE = "forgetting.json"  # in the workspace cache: figures by model and cases
+
+Progress = Callable[[float, str], None] | None
+
+
+@dataclass(frozen=True)
+class CheckCase:
+    """One case of the check: files of a folder (``ct``, ``labels``) or a phantom drawn from ``seed``."""
+
+    case_id: str
+    ct: str | None = None
+    labels: str | None = None
+    seed: int | None = None
+
+    def load(self) -> tuple[Volume, Volume]:
+        """``(ct, labels)``."""
+        if self.seed is not None:
+            case = make_case(self.seed, case_id=self.case_id, site=PHANTOM_SITE)
+            return case.ct, case.full
+        ct = read_volume(self.ct)
+        return ct, read_labels(self.labels, reference=ct)
+
+    def key(self) -> str:
+        """What identifies the case's content for the cache (file sizes and times, or the seed)."""
+        if self.seed is not None:
+            return f"{self.case_id}:{PHANTOM_SITE}:{self.seed}"
+        stats = [Path(p).stat() for p in (self.ct, self.labels)]
+        return f"{self.case_id}:" + ":".join(f"{p}:{s.st_size}:{s.st_mtime_ns}"
+                                              for p, s in zip((self.ct, self.labels), stats, strict=True))
+
+
+@dataclass(frozen=True)
+class CheckData:
+    """The check's cases and, in words, where they come from."""
+
+    source: str
+    cases: tuple[CheckCase, ...]
+
+
+def check_data(config: FinetuneConfig, original: str, original_path: str | Path) -> CheckData | None:
+    """The cases the forgetting check scores for a lineage whose root is ``original`` (its version key)
+    in ``original_path``, or None when it goes unchecked (see the module's docstring)."""
+    n = config.forgetting_cases
+    if n == 0:
+        return None
+    if config.forgetting_data is not None:
+        found = scan_cases(config.forgetting_data, require="seg", what="forgetting_data")[:n]
+        cases = tuple(CheckCase(c.case_id, str(c.ct), str(c.full or c.seg)) for c in found)
+        return CheckData(f"{len(cases)} case{'s' if len(cases) != 1 else ''} of {config.forgetting_data}",
+                         cases)
+    if original.startswith("bundled-") and bundled_key(Path(original_path)) == original:
+        cases = tuple(CheckCase(f"{PHANTOM_SITE}-check-{i + 1:04d}", seed=case_seed(PHANTOM_SEED, i))
+                      for i in range(n))
+        return CheckData(f"{n} {PHANTOM_SITE}-site phantom{'s' if n != 1 else ''} (the bundled model's own "
+                         "site)", cases)
+    return None
+
+
+def _model_key(path: Path) -> str | None:
+    """The model's weights and inference settings, hashed; None for a folder lnq-napari cannot read
+    (an nnU-Net model: its figures are not cached)."""
+    try:
+        config = read_config(path)
+    except LNQError:
+        return None
+    inference = json.dumps(config.to_dict().get("inference"), sort_keys=True)
+    return hashlib.sha256(f"{config.weights_sha256}|{inference}".encode()).hexdigest()[:16]
+
+
+def check_figures(make_predictor, path: str | Path, device: str, data: CheckData, ws=None,
+                  progress: Progress = None, cancel=None) -> list[CaseFigures]:
+    """The model in ``path``'s figures on the check's cases (``make_predictor(path, device)``), read from
+    and kept in ``ws``'s cache when given and the model is an lnq-napari one."""
+    model = _model_key(Path(path))
+    keys = [f"{model}|{case.key()}" for case in data.cases] if model and ws is not None else []
+    kept = ws.read_cache(CACHE) if keys else {}
+    predictor, out, new = None, [], {}
+    for k, case in enumerate(data.cases):
+        if keys and keys[k] in kept:
+            out.append(CaseFigures(**kept[keys[k]]))
+            continue
+        predictor = predictor or make_predictor(Path(path), device)
+        ct, truth = case.load()
+        sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(data.cases), m))
+        mask = predictor.predict(ct, progress=sub, cancel=cancel).mask
+        figures = CaseFigures.from_metrics(case.case_id, evaluate_case(mask, truth))
+        out.append(figures)
+        if keys:
+            new[keys[k]] = asdict(figures)  # the cache writes NaN as JSON's NaN and reads it back
+    if new:
+        ws.cache.update(CACHE, new)
+    return out
+
+
+def forgetting_figures(make_predictor, candidate: str | Path, original: str, original_path: str | Path,
+                       device: str, config: FinetuneConfig, ws=None, progress: Progress = None,
+                       cancel=None) -> ForgettingFigures | None:
+    """The candidate's and the original's figures on the check's cases, or None when the lineage goes
+    unchecked."""
+    data = check_data(config, original, original_path)
+    if data is None:
+        return None
+    half = (lambda lo: None) if progress is None else (lambda lo: lambda f, m="": progress(lo + f / 2, m))
+    before = check_figures(make_predictor, original_path, device, data, ws, half(0.0), cancel)
+    after = check_figures(make_predictor, candidate, device, data, ws, half(0.5), cancel)
+    return ForgettingFigures(data.source, tuple(after), tuple(before))

@@ -1,0 +1,95 @@
+"""The forgetting check's cases (bundled lineage: default-site phantoms; else forgetting_data) and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.finetuning.forgetting import PHANTOM_SEED, CheckCase, check_data, check_figures
+from lnq_napari.model import resolve_model
+from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.phantom import case_seed, write_dataset
+from lnq_napari.workspace.registry import bundled_key
+
+SHAPE, SPACING = (16, 48, 48), (6.0, 6.0, 8.0)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("own")
+    write_dataset(out, 3, seed=21, shape=SHAPE, spacing=SPACING)
+    return out
+
+
+class _Truth:
+    """Predicts each CT's complete truth (keyed by origin), or nothing for a CT it does not know."""
+
+    def __init__(self, masks: dict) -> None:
+        self.masks = masks
+
+    def predict(self, ct, progress=None, cancel=None):
+        mask = self.masks.get(ct.origin, np.zeros(ct.shape, np.uint8))
+        return SimpleNamespace(mask=ct.with_array(mask.astype(np.uint8)))
+
+
+def test_a_lineage_from_the_bundled_model_is_checked_on_default_site_phantoms():
+    bundled = Path(resolve_model(None))
+    data = check_data(FinetuneConfig(), bundled_key(bundled), bundled)
+    assert data is not None and "4 default-site phantoms" in data.source
+    assert [c.seed for c in data.cases] == [case_seed(PHANTOM_SEED, i) for i in range(4)]
+    assert len({c.case_id for c in data.cases}) == 4
+    two = check_data(FinetuneConfig(forgetting_cases=2), bundled_key(bundled), bundled)
+    assert two.cases == data.cases[:2]
+    # unchecked: turned off, a lineage of the user's own model, a bundled model this version no longer ships
+    assert check_data(FinetuneConfig(forgetting_cases=0), bundled_key(bundled), bundled) is None
+    assert check_data(FinetuneConfig(), "m001", bundled) is None
+    assert check_data(FinetuneConfig(), "bundled-0123456789", bundled) is None
+
+
+def test_forgetting_data_gives_its_first_cases_with_complete_labels_where_a_case_has_them(tmp_path, folder):
+    own = tmp_path / "own"
+    own.mkdir()
+    for path in folder.iterdir():
+        if path.name != "lnq2023-train-0002-full.nrrd":
+            (own / path.name).symlink_to(path)
+    data = check_data(FinetuneConfig(forgetting_data=str(own), forgetting_cases=2), "m001", "/nowhere")
+    assert [c.case_id for c in data.cases] == ["lnq2023-train-0001", "lnq2023-train-0002"]
+    assert data.cases[0].labels.endswith("0001-full.nrrd") and data.cases[1].labels.endswith("0002-seg.nrrd")
+    assert data.source == f"2 cases of {own}"
+    ct, labels = data.cases[0].load()
+    assert ct.shape == labels.shape == SHAPE and labels.array.any()
+    with pytest.raises(LNQError, match="forgetting_data folder .* does not exist"):
+        check_data(FinetuneConfig(forgetting_data=str(tmp_path / "missing")), "m001", "/nowhere")
+
+
+def test_the_original_s_figures_are_kept_in_the_workspace_cache(tmp_path, folder):
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", folder)
+    data = check_data(FinetuneConfig(forgetting_data=str(folder), forgetting_cases=2), "m001", "/nowhere")
+    truth = {}
+    for case in data.cases:
+        ct, labels = case.load()
+        truth[ct.origin] = labels.array
+    built = []
+
+    def factory(path, device):
+        built.append(path)
+        return _Truth(truth)
+
+    model = Path(resolve_model(None))  # any lnq-napari model folder: its weights name the cache entries
+    def seen(figures):  # surface Dice is NaN here (not measured), and NaN != NaN
+        return [(f.case_id, f.dice, f.nodes_hit, f.nodes_gt, f.false_nodes) for f in figures]
+
+    first = seen(check_figures(factory, model, "cpu", data, ws))
+    assert [f[1] for f in first] == [1.0, 1.0] and [f[4] for f in first] == [0, 0]
+    assert seen(check_figures(factory, model, "cpu", data, ws)) == first and len(built) == 1
+    partial = data.cases[0].labels.replace("-full.", "-seg.")
+    moved = CheckCase(data.cases[0].case_id, data.cases[0].ct, partial)  # other labels: another entry
+    again = check_figures(factory, model, "cpu", type(data)(data.source, (moved,)), ws)
+    assert len(built) == 2 and again[0].dice < 1.0
+    assert seen(check_figures(factory, model, "cpu", data)) == first and len(built) == 3  # no workspace
