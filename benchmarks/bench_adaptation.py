@@ -218,14 +218,18 @@ def run_loop(bench: Bench, seed: int, strategy: str, on_round=None) -> list[dict
         choose_s = t()
         result = run_finetune(ws, args.iterations, loop_overrides(args), args.device)
         ft_s = t() - choose_s
-        # a refused candidate's default-site figures change nothing the user gets: not scored (time)
-        cand_site, cand_default, score_s = bench.score(ws.model_path(result.new_version), result.activated)
+        # a refused candidate's default-site figures change nothing the user gets: not scored (time),
+        # unless the forgetting check judged it (was that check right?)
+        checked = "forgetting_cases" in result.figures
+        cand_site, cand_default, score_s = bench.score(ws.model_path(result.new_version),
+                                                       result.activated or checked)
         if result.activated:
             active_site, active_default = cand_site, cand_default
         rows.append({
             "round": rnd, "strategy": strategy, "model": ws.prediction_model()[1], "chosen": chosen,
             "activated": result.activated, "reason": result.reason, "clicks": clicks,
             "reviewed": len(ws.corrected_cases()), "candidate": result.new_version,
+            "forgetting_dice_vs_original": result.figures.get("forgetting_dice_vs_original"),
             **_summary(active_site), **_summary(active_default, "default_"),
             **_summary(cand_site, "cand_"), **_summary(cand_default or {}, "cand_default_"),
             "choose_review_s": round(choose_s, 1), "finetune_s": round(ft_s, 1),
