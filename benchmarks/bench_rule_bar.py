@@ -32,7 +32,7 @@ from pathlib import Path
 from _adapt_targets import rose
 from bench_adaptation import FORGET_SITE, figures, frozen_predictor, load_cases, site_data
 
-from lnq_napari.activation import MODELS, CaseFigures, decide_activation
+from lnq_napari.activation import MODELS, CaseFigures, ForgettingFigures, decide_activation
 from lnq_napari.inference import Predictor
 from lnq_napari.workspace import Workspace
 
@@ -77,14 +77,19 @@ def read_bars(logs: list[str]) -> dict[str, tuple[bool, bool, dict]]:
 
 
 def replayed_verdict(ws: Workspace, version: str) -> bool | None:
-    """Today's rule on the per-case held-out figures the version was judged on (None: not kept)."""
+    """Today's rule on the per-case held-out figures the version was judged on, and on its forgetting
+    check's figures when it had one (None: not kept)."""
     entry = ws.registry.info(version)
     kept = entry.get("metrics", {}).get("case_figures")
     if not kept:
         return None
     figures = {m: [CaseFigures(**f) for f in kept[m]] for m in MODELS}
     original = None if entry["metrics"].get("original") == entry["parent"] else figures["original"]
-    return decide_activation(figures["candidate"], figures["parent"], original).activate
+    checked = None
+    if "forgetting_candidate" in kept:
+        checked = ForgettingFigures("kept", *(tuple(CaseFigures(**f) for f in kept[f"forgetting_{m}"])
+                                              for m in ("candidate", "original")))
+    return decide_activation(figures["candidate"], figures["parent"], original, forgetting=checked).activate
 
 
 def main(argv=None) -> int:
