@@ -14,13 +14,14 @@ so a lineage pays for them once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lnq_napari.activation import CaseFigures, ForgettingFigures
+from lnq_napari.activation import CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.errors import LNQError
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.io.readers import read_labels, read_volume
@@ -139,3 +140,23 @@ def forgetting_figures(make_predictor, candidate: str | Path, original: str, ori
     before = check_figures(make_predictor, original_path, device, data, ws, half(0.0), cancel)
     after = check_figures(make_predictor, candidate, device, data, ws, half(0.5), cancel)
     return ForgettingFigures(data.source, tuple(after), tuple(before))
+
+
+def checked_verdict(judge: Callable[[ForgettingFigures | None], Verdict], make_predictor,
+                    candidate: str | Path, original: str, original_path: str | Path, device: str,
+                    config: FinetuneConfig, ws=None, progress: Progress = None,
+                    cancel=None) -> tuple[Verdict, ForgettingFigures | None]:
+    """``judge(None)`` (the rule on the held-out figures); when that activates the candidate, the
+    forgetting check's figures and ``judge`` on them too, or the reason saying the lineage went unchecked.
+    Returns the verdict and the check's figures (None when it did not run)."""
+    verdict = judge(None)
+    if not verdict.activate:
+        return verdict, None
+    checked = forgetting_figures(make_predictor, candidate, original, original_path, device, config, ws,
+                                 progress, cancel)
+    if checked is not None:
+        return judge(checked), checked
+    if config.forgetting_cases:
+        verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no forgetting check (no cases of "
+                                      "the original model's own data: set forgetting_data)")
+    return verdict, None

@@ -15,7 +15,7 @@ import numpy as np
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.active import LazyPredictor
 from lnq_napari.components import label_components
-from lnq_napari.finetuning.forgetting import forgetting_figures
+from lnq_napari.finetuning.forgetting import checked_verdict
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
 from lnq_napari.finetuning.reviewed import known_background, marks_of, read_reviewed
@@ -315,16 +315,9 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], rule: Activatio
         return held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
                                 plan.validated_on_training, plan.parent, forgetting)
 
-    verdict, forgetting = judge(None), None
-    if verdict.activate:
-        forgetting = forgetting_figures(make_predictor, plan.candidate, plan.original or plan.parent,
-                                        plan.original_path or plan.parent_path, plan.device, plan.config,
-                                        ws, progress, cancel)
-        if forgetting is not None:
-            verdict = judge(forgetting)
-        elif plan.config.forgetting_cases:
-            verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no forgetting check (no cases "
-                                          "of the original model's own data: set forgetting_data)")
+    verdict, forgetting = checked_verdict(judge, make_predictor, plan.candidate, plan.original or plan.parent,
+                                          plan.original_path or plan.parent_path, plan.device, plan.config,
+                                          ws, progress, cancel)
     if plan.folds:
         how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
                f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")

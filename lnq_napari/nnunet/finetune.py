@@ -35,7 +35,7 @@ from pathlib import Path
 from lnq_napari.activation import ActivationRule
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import LNQError
-from lnq_napari.finetuning.forgetting import check_data, forgetting_figures
+from lnq_napari.finetuning.forgetting import check_data, checked_verdict
 from lnq_napari.finetuning.plan import split_cases
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
@@ -221,7 +221,8 @@ def finetune_nnunet(
     parent_model = open_model(parent_path)  # the registered copy: what is trained from
     train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_id))
     original = original_model(ws, parent_id)
-    check_data(config, *(original or (parent_id, parent_path)))  # a bad forgetting_data fails before training
+    root = original or (parent_id, parent_path)  # the lineage's original
+    check_data(config, *root)  # a bad forgetting_data fails here
     parent_figures = version_figures(load_predictor, parent_id, parent_path, device, ws, val,
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
     original_figures = None if original is None else version_figures(
@@ -235,14 +236,10 @@ def finetune_nnunet(
         train_seconds = round(time.time() - t_train, 1)
         figures = case_figures(load_predictor(trained, device=device), ws, val,
                                progress=_stage(progress, 0.9, 0.95), cancel=cancel)
-        verdict = held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept)
-        if verdict.activate:  # the forgetting check, with forgetting_data (an nnU-Net lineage has no default)
-            forgetting = forgetting_figures(load_predictor, trained, *(original or (parent_id, parent_path)),
-                                            device, config, ws,
-                                            _stage(progress, 0.95, 1.0), cancel)
-            if forgetting is not None:
-                verdict = held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept,
-                                           forgetting)
+        verdict, _ = checked_verdict(
+            lambda checked: held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept,
+                                             checked),
+            load_predictor, trained, *root, device, config, ws, _stage(progress, 0.95, 1.0), cancel)
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
             parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
