@@ -8,7 +8,9 @@ round of the loop runs kept under ``--out``, this scores the round's new version
 ``--cases`` default-site phantom cases that are not the loops' forgetting test set (the benchmark's
 "replay" draw, other seeds), and prints whether a check refusing a median Dice more than ``--margin``
 below the original's would have refused it, beside the change the issue measures (the six default-site
-test cases) and the round's verdict. Nothing in the product is changed by it.
+test cases) and the round's verdict. It measured the check offline (session 21); the product has run
+it since session 22 on cases of its own (:mod:`lnq_napari.finetuning.forgetting`), so this benchmark
+now serves to replay it on loops run without it.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_forgetting_check.py \\
         --out benchmarks/results/adaptation-s21 --runs "*=true"
