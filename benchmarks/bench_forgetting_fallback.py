@@ -53,12 +53,12 @@ def main(argv=None) -> int:
     out = Path(args.out)
     bundled = Path(resolve_model(None))
     check = check_data(FinetuneConfig(), bundled_key(bundled), bundled)
-    original = check_figures(Predictor, bundled, "cpu", check)
+    original, = check_figures(Predictor, [bundled], "cpu", check)
     forget = load_cases(site_data(out, FORGET_SITE, "test", 6))
 
     def scored(folder: Path, site_cases) -> str:
         predictor = Predictor(folder, device="cpu")
-        own = check_figures(lambda path, device: predictor, folder, "cpu", check)
+        own, = check_figures(lambda path, device: predictor, [folder], "cpu", check)
         cand, orig = ForgettingFigures("", tuple(own), tuple(original)).medians()
         site, default = figures(predictor, site_cases), figures(predictor, forget)
         return (f"check {cand - orig:+.3f}; site {site['dice_median']:.3f} / {site['recall']:.3f} / "

@@ -85,11 +85,12 @@ def test_the_original_s_figures_are_kept_in_the_workspace_cache(tmp_path, folder
     def seen(figures):  # surface Dice is NaN here (not measured), and NaN != NaN
         return [(f.case_id, f.dice, f.nodes_hit, f.nodes_gt, f.false_nodes) for f in figures]
 
-    first = seen(check_figures(factory, model, "cpu", data, ws))
+    first, = check_figures(factory, [model], "cpu", data, ws)
+    first = seen(first)
     assert [f[1] for f in first] == [1.0, 1.0] and [f[4] for f in first] == [0, 0]
-    assert seen(check_figures(factory, model, "cpu", data, ws)) == first and len(built) == 1
+    assert seen(check_figures(factory, [model], "cpu", data, ws)[0]) == first and len(built) == 1
     partial = data.cases[0].labels.replace("-full.", "-seg.")
     moved = CheckCase(data.cases[0].case_id, data.cases[0].ct, partial)  # other labels: another entry
-    again = check_figures(factory, model, "cpu", type(data)(data.source, (moved,)), ws)
+    again, = check_figures(factory, [model], "cpu", type(data)(data.source, (moved,)), ws)
     assert len(built) == 2 and again[0].dice < 1.0
-    assert seen(check_figures(factory, model, "cpu", data)) == first and len(built) == 3  # no workspace
+    assert seen(check_figures(factory, [model], "cpu", data)[0]) == first and len(built) == 3  # no workspace

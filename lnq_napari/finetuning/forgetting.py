@@ -8,8 +8,9 @@ case has them, else its ``-seg`` labels, where unlabelled nodes a model finds lo
 alike), its first ``forgetting_cases`` cases by id; without a folder, for a lineage that starts at the
 bundled model, ``forgetting_cases`` default-site phantoms drawn in memory from :data:`PHANTOM_SEED` (the
 site the bundled model was trained on; a draw of its own, none of the benchmarks' test sets); any other
-lineage goes unchecked. The original's figures are kept in the workspace cache per weights and cases,
-so a lineage pays for them once.
+lineage goes unchecked. Figures are kept in the workspace cache per model weights and case content
+(a phantom generator or a file that changes makes new entries), so a lineage pays for the original's
+once; each case is loaded once per check for both models.
 """
 
 from __future__ import annotations
@@ -56,14 +57,6 @@ class CheckCase:
         ct = read_volume(self.ct)
         return ct, read_labels(self.labels, reference=ct)
 
-    def key(self) -> str:
-        """What identifies the case's content for the cache (file sizes and times, or the seed)."""
-        if self.seed is not None:
-            return f"{self.case_id}:{PHANTOM_SITE}:{self.seed}"
-        stats = [Path(p).stat() for p in (self.ct, self.labels)]
-        return f"{self.case_id}:" + ":".join(f"{p}:{s.st_size}:{s.st_mtime_ns}"
-                                              for p, s in zip((self.ct, self.labels), stats, strict=True))
-
 
 @dataclass(frozen=True)
 class CheckData:
@@ -103,26 +96,42 @@ def _model_key(path: Path) -> str | None:
     return hashlib.sha256(f"{config.weights_sha256}|{inference}".encode()).hexdigest()[:16]
 
 
-def check_figures(make_predictor, path: str | Path, device: str, data: CheckData, ws=None,
-                  progress: Progress = None, cancel=None) -> list[CaseFigures]:
-    """The model in ``path``'s figures on the check's cases (``make_predictor(path, device)``), read from
-    and kept in ``ws``'s cache when given and the model is an lnq-napari one."""
-    model = _model_key(Path(path))
-    keys = [f"{model}|{case.key()}" for case in data.cases] if model and ws is not None else []
-    kept = ws.read_cache(CACHE) if keys else {}
-    predictor, out, new = None, [], {}
+def _case_key(ct: Volume, labels: Volume) -> str:
+    """A hash of a case's voxels and grid: what its figures are kept under."""
+    digest = hashlib.sha256()
+    for vol in (ct, labels):
+        digest.update(repr((vol.shape, vol.spacing, vol.origin, vol.direction)).encode())
+        digest.update(vol.array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_figures(make_predictor, models: list[str | Path], device: str, data: CheckData, ws=None,
+                  progress: Progress = None, cancel=None) -> list[list[CaseFigures]]:
+    """Each model folder's figures on the check's cases (``make_predictor(folder, device)``, built only
+    when a case is not in ``ws``'s cache; lnq-napari models only are cached), one list per model."""
+    keys = [_model_key(Path(m)) if ws is not None else None for m in models]
+    kept = ws.read_cache(CACHE) if any(keys) else {}
+    predictors: dict[int, object] = {}
+    out: list[list[CaseFigures]] = [[] for _ in models]
+    new = {}
+    steps = len(data.cases) * len(models)
     for k, case in enumerate(data.cases):
-        if keys and keys[k] in kept:
-            out.append(CaseFigures(**kept[keys[k]]))
-            continue
-        predictor = predictor or make_predictor(Path(path), device)
         ct, truth = case.load()
-        sub = None if progress is None else (lambda f, m="", k=k: progress((k + f) / len(data.cases), m))
-        mask = predictor.predict(ct, progress=sub, cancel=cancel).mask
-        figures = CaseFigures.from_metrics(case.case_id, evaluate_case(mask, truth))
-        out.append(figures)
-        if keys:
-            new[keys[k]] = asdict(figures)  # the cache writes NaN as JSON's NaN and reads it back
+        content = _case_key(ct, truth) if any(keys) else ""
+        for j, model in enumerate(models):
+            entry = f"{keys[j]}|{case.case_id}|{content}" if keys[j] else None
+            if entry in kept:
+                out[j].append(CaseFigures(**kept[entry]))
+                continue
+            if j not in predictors:
+                predictors[j] = make_predictor(Path(model), device)
+            step = k * len(models) + j
+            sub = None if progress is None else (lambda f, m="", step=step: progress((step + f) / steps, m))
+            mask = predictors[j].predict(ct, progress=sub, cancel=cancel).mask
+            figures = CaseFigures.from_metrics(case.case_id, evaluate_case(mask, truth))
+            out[j].append(figures)
+            if entry:
+                new[entry] = asdict(figures)  # the cache writes NaN as JSON's NaN and reads it back
     if new:
         ws.cache.update(CACHE, new)
     return out
@@ -136,9 +145,8 @@ def forgetting_figures(make_predictor, candidate: str | Path, original: str, ori
     data = check_data(config, original, original_path)
     if data is None:
         return None
-    half = (lambda lo: None) if progress is None else (lambda lo: lambda f, m="": progress(lo + f / 2, m))
-    before = check_figures(make_predictor, original_path, device, data, ws, half(0.0), cancel)
-    after = check_figures(make_predictor, candidate, device, data, ws, half(0.5), cancel)
+    before, after = check_figures(make_predictor, [original_path, candidate], device, data, ws, progress,
+                                  cancel)
     return ForgettingFigures(data.source, tuple(after), tuple(before))
 
 
