@@ -54,6 +54,11 @@ class FinetunePlan:
         return Path(self.staging).with_name(f".{self.version}.fold{k + 1}")
 
     @property
+    def root(self) -> tuple[str, str]:
+        """``(version, folder)`` of the lineage's original model (the parent when it is the original)."""
+        return self.original or self.parent, self.original_path or self.parent_path
+
+    @property
     def candidate(self) -> Path:
         """The folder where the trained model is interpolated and re-fitted before registering."""
         return Path(self.staging).with_name(f".{self.version}.candidate")

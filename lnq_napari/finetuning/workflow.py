@@ -315,9 +315,8 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], rule: Activatio
         return held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
                                 plan.validated_on_training, plan.parent, forgetting)
 
-    verdict, forgetting = checked_verdict(judge, make_predictor, plan.candidate, plan.original or plan.parent,
-                                          plan.original_path or plan.parent_path, plan.device, plan.config,
-                                          ws, progress, cancel)
+    verdict, forgetting = checked_verdict(judge, make_predictor, plan.candidate, *plan.root, plan.device,
+                                          plan.config, ws, progress, cancel)
     if plan.folds:
         how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
                f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")
@@ -369,7 +368,7 @@ def finetune_workspace(
                                              "forgetting_original": list(forgetting.original)}
     result = FinetuneResult(
         new_version=plan.version, activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
-        parent=plan.parent, original=plan.original or plan.parent,
+        parent=plan.parent, original=plan.root[0],
         metrics_before=ValidationMetrics.from_figures(plan.parent_figures),
         metrics_after=ValidationMetrics.from_figures(figures), train_cases=plan.train_cases,
         val_cases=plan.val_cases, replay_cases=plan.replay_cases,
