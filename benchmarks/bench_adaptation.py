@@ -230,6 +230,7 @@ def run_loop(bench: Bench, seed: int, strategy: str, on_round=None) -> list[dict
             "activated": result.activated, "reason": result.reason, "clicks": clicks,
             "reviewed": len(ws.corrected_cases()), "candidate": result.new_version,
             "forgetting_dice_vs_original": result.figures.get("forgetting_dice_vs_original"),
+            "step_back_alpha": result.figures.get("step_back_alpha"),
             **_summary(active_site), **_summary(active_default, "default_"),
             **_summary(cand_site, "cand_"), **_summary(cand_default or {}, "cand_default_"),
             "choose_review_s": round(choose_s, 1), "finetune_s": round(ft_s, 1),

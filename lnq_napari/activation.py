@@ -318,6 +318,12 @@ def _forgetting(f: ForgettingFigures, rule: ActivationRule) -> tuple[list[str], 
     return failures, words, figures
 
 
+def forgetting_refuses(f: ForgettingFigures, rule: ActivationRule = ActivationRule()) -> bool:
+    """Whether the forgetting check alone refuses a candidate (more than ``rule.forgetting_margin`` below
+    the original on the original's own data)."""
+    return bool(_forgetting(f, rule)[0])
+
+
 def decide_activation(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
                       original: Sequence[CaseFigures] | None = None,
                       rule: ActivationRule = ActivationRule(),

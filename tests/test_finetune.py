@@ -303,6 +303,9 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
     assert refused.figures["forgetting_dice_vs_original"] == -1.0
     assert [f.dice for f in refused.case_figures["forgetting_original"]] == [1.0, 1.0]
     assert ws.model_info(refused.new_version)["metrics"]["figures"]["forgetting_cases"] == 2.0
+    assert refused.reason.endswith("stepped back toward m001, none passed (alpha 0.5: check -1.000 "
+                                   "(refused); alpha 0.25: check -1.000 (refused))")
+    assert refused.alpha is None and "step_back_alpha" not in refused.figures
     built.clear()  # another seed: other weights (the cache knows a model by its weights)
     kept = finetune_workspace(ws, config.replace(seed=1), device="cpu",
                               predictor_factory=lambda path, device: forgetful(path, device) and
@@ -313,6 +316,57 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
                                    predictor_factory=lambda path, device: _TruthPredictor(truth))
     assert unchecked.reason.endswith("no forgetting check (no cases of the original model's own data: "
                                      "set forgetting_data)")
+
+
+def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_passes(tmp_path, dataset,
+                                                                                    parent_model):
+    """The full step and the halfway step forget the original's own data, a quarter of the way does not:
+    that one is judged on the held-out cases too, registered and activated, and the reason says how."""
+    from lnq_napari.io.readers import read_labels, read_volume
+    from lnq_napari.phantom import write_dataset
+
+    own = tmp_path / "own"
+    write_dataset(own, 2, seed=31, shape=SHAPE, spacing=SPACING)
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    checked = {}
+    for k in (1, 2):
+        ct = read_volume(own / f"lnq2023-train-000{k}-ct.nrrd")
+        checked[ct.origin] = read_labels(own / f"lnq2023-train-000{k}-full.nrrd", reference=ct).array
+    parent, tuned, seen = _weights(parent_model), {}, []
+
+    def alpha_of(path: Path) -> float:
+        """How far a model folder's weights lie from the parent's toward the fine-tuned ones."""
+        if path.name.endswith(".candidate") and not tuned:  # first predicted: the fine-tuned weights
+            tuned.update(_weights(path))
+        if not tuned:  # mining negatives half-way through training
+            return 1.0
+        w = _weights(path)
+        key = next(k for k in parent if not np.allclose(parent[k], tuned[k]))
+        moved = tuned[key] - parent[key]
+        return float(np.sum((w[key] - parent[key]) * moved) / np.sum(moved * moved))
+
+    def factory(path, device):
+        alpha = 0.0 if Path(path).resolve() == ws.model_path("m001").resolve() else alpha_of(Path(path))
+        seen.append(round(alpha, 3))
+        return _TruthPredictor({**truth, **checked} if alpha < 0.3 else truth)
+
+    result = finetune_workspace(ws, FinetuneConfig(iterations=3, lr=1e-2, forgetting_data=str(own)),
+                                device="cpu", predictor_factory=factory)
+    assert result.activated, (result.reason, seen)
+    assert result.alpha == 0.25 and result.figures["step_back_alpha"] == 0.25
+    assert result.reason.startswith("activate the step back to alpha 0.25 (w = 0.75 m001 + 0.25 fine-tuned; "
+                                    "the full step: refuse (median Dice on the original's own data -1.000")
+    assert "alpha 0.5: check -1.000 (refused); alpha 0.25: check +0.000): activate: " in result.reason
+    assert result.figures["forgetting_dice_vs_original"] == 0.0 and result.metrics_after.dice_mean == 1.0
+    assert [f.dice for f in result.case_figures["forgetting_candidate"]] == [1.0, 1.0]
+    assert seen.count(0.5) == 1 and seen.count(0.25) == 2  # the check, then the held-out cases
+    kept = _weights(ws.model_path(result.new_version))
+    assert all(np.allclose(kept[k], 0.75 * parent[k] + 0.25 * tuned[k], atol=1e-6) for k in parent)
+    assert ws.active_model()["id"] == result.new_version
+    assert not list(ws.models_dir.glob(".m002*"))
+    off = finetune_workspace(ws, FinetuneConfig(iterations=3, lr=1e-2, forgetting_data=str(own), seed=1,
+                                                fallback_steps=0), device="cpu", predictor_factory=factory)
+    assert not off.activated and "stepped back" not in off.reason
 
 
 def test_worse_validation_is_registered_but_not_activated(tmp_path, dataset, parent_model):
@@ -780,7 +834,8 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
     for bad, words in ((["colour=red"], "l2sp_weight"), (["lr=fast"], "float"),
                        (["dense_truth=maybe"], "bool"), (["trainable=half"], "norm_first"),
                        (["replay_fraction=2"], "0..1"), (["folds=0"], ">= 1"),
-                       (["folds=3", "interpolate=true"], "folds=1"), (["forgetting_cases=-1"], ">= 0")):
+                       (["folds=3", "interpolate=true"], "folds=1"), (["forgetting_cases=-1"], ">= 0"),
+                       (["fallback_steps=-1"], "fallback_steps must be >= 0")):
         with pytest.raises(LNQError, match=words):
             FinetuneConfig().with_settings(bad)
         assert main(["finetune", "--workspace", str(tmp_path), *[a for b in bad for a in ("--set", b)]]) == 2

@@ -1,5 +1,6 @@
 """After a fine-tune's training: interpolating toward the parent's weights (WiSE-FT), chosen on the
-validation cases, and re-fitting the post-processing on the training corrections (weights untouched)."""
+validation cases; re-fitting the post-processing on the training corrections (weights untouched); and,
+after the forgetting check refused a version, stepping it back toward its parent until it passes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.activation import CaseFigures
+from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict, forgetting_refuses
 from lnq_napari.calibration import CalibrationCase, fit_postprocessing
 from lnq_napari.finetuning.validation import ValidationMetrics
 from lnq_napari.io.atomic import atomic_write_text
@@ -91,6 +92,51 @@ def choose_alpha(model: Path, parent: Path, figures_of: Callable[[Path], list[Ca
     return Interpolation(alpha, tuple(figures[alpha]),
                          {f"{a:g}": m.surface_dice_mean for a, m in summaries.items()},
                          {f"{a:g}": m.fp_per_case for a, m in summaries.items()})
+
+
+@dataclass(frozen=True)
+class StepBack:
+    """The steps tried after a forgetting-check refusal: ``alpha`` of the one that passed (None: none did)
+    with its ``verdict``, held-out ``figures`` and ``forgetting`` figures; ``tried`` says each step's
+    outcome in words."""
+
+    alpha: float | None
+    verdict: Verdict | None
+    figures: tuple[CaseFigures, ...]
+    forgetting: ForgettingFigures | None
+    tried: tuple[str, ...]
+
+
+def step_back(model: Path, parent: Path, steps: int, check: Callable[[Path], ForgettingFigures],
+              held_out: Callable[[Path], list[CaseFigures]],
+              judge: Callable[[list[CaseFigures], ForgettingFigures], Verdict],
+              rule: ActivationRule) -> StepBack:
+    """Try ``(1 - a) w_parent + a w_model`` for a = 1/2, 1/4 ... (``steps`` of them): the forgetting check
+    first (``check(folder)``), then the held-out figures (``held_out(folder)``) and the rule on both
+    (``judge``); the first that the rule activates is written into ``model``, which is otherwise untouched."""
+    tuned, cfg = load_state(model)
+    base, _ = load_state(parent)
+    trial = model.with_name(model.name + ".step")
+    tried = []
+    try:
+        for k in range(1, steps + 1):
+            alpha = 0.5 ** k
+            save_checkpoint(trial, interpolated(base, tuned, alpha), cfg)
+            forgetting = check(trial)
+            cand, orig = forgetting.medians()
+            said = f"alpha {alpha:g}: check {cand - orig:+.3f}"
+            if forgetting_refuses(forgetting, rule):
+                tried.append(f"{said} (refused)")
+                continue
+            figures = held_out(trial)
+            verdict = judge(figures, forgetting)
+            if verdict.activate:
+                save_checkpoint(model, interpolated(base, tuned, alpha), cfg)
+                return StepBack(alpha, verdict, tuple(figures), forgetting, (*tried, said))
+            tried.append(f"{said}, held-out figures refused")
+    finally:
+        shutil.rmtree(trial, ignore_errors=True)
+    return StepBack(None, None, (), None, tuple(tried))
 
 
 def _calibration_case(predictor, ws, case: str, correction: str, margin_mm: float | None,

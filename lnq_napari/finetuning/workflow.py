@@ -15,9 +15,14 @@ import numpy as np
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.active import LazyPredictor
 from lnq_napari.components import label_components
-from lnq_napari.finetuning.forgetting import checked_verdict
+from lnq_napari.finetuning.forgetting import checked_verdict, forgetting_figures
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
-from lnq_napari.finetuning.posttrain import PostprocessingChoice, choose_alpha, refit_postprocessing
+from lnq_napari.finetuning.posttrain import (
+    PostprocessingChoice,
+    choose_alpha,
+    refit_postprocessing,
+    step_back,
+)
 from lnq_napari.finetuning.reviewed import known_background, marks_of, read_reviewed
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
@@ -46,6 +51,8 @@ Progress = Callable[[float, str], None] | None
 #: :class:`~lnq_napari.inference.Predictor`'s; mining also passes ``prepared`` (the CT already prepared).
 PredictorFactory = Callable[[Path, str], object]
 Candidate = tuple[list[CaseFigures], float | None, PostprocessingChoice | None]
+#: The verdict, the forgetting check's figures (None: not run), the held-out figures and alpha it rests on.
+Judged = tuple[Verdict, ForgettingFigures | None, list[CaseFigures], float | None]
 
 @dataclass
 class FinetuneResult:
@@ -306,22 +313,54 @@ def _candidate(ws, plan: FinetunePlan, make_predictor: PredictorFactory, rule: A
     return figures, alpha, post
 
 
-def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], rule: ActivationRule,
-             make_predictor: PredictorFactory, progress: Progress,
-             cancel) -> tuple[Verdict, ForgettingFigures | None]:
+def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | None, rule: ActivationRule,
+             make_predictor: PredictorFactory, progress: Progress, cancel) -> Judged:
     """The rule's verdict on the held-out figures and, when they would activate the candidate, on the
-    forgetting check too (:mod:`lnq_napari.finetuning.forgetting`; the check's figures, or None)."""
-    def judge(forgetting: ForgettingFigures | None) -> Verdict:
-        return held_out_verdict(figures, plan.parent_figures, plan.original_figures, rule,
+    forgetting check too (:mod:`lnq_napari.finetuning.forgetting`); when the check alone refuses it, the
+    candidate stepped back toward its parent (:func:`~lnq_napari.finetuning.posttrain.step_back`)."""
+    def judge(figs: list[CaseFigures], forgetting: ForgettingFigures | None) -> Verdict:
+        return held_out_verdict(figs, plan.parent_figures, plan.original_figures, rule,
                                 plan.validated_on_training, plan.parent, forgetting)
 
-    verdict, forgetting = checked_verdict(judge, make_predictor, plan.candidate, *plan.root, plan.device,
-                                          plan.config, ws, progress, cancel)
+    verdict, forgetting = checked_verdict(lambda f: judge(figures, f), make_predictor, plan.candidate,
+                                          *plan.root, plan.device, plan.config, ws, progress, cancel)
+    if (forgetting is not None and not verdict.activate and plan.config.fallback_steps and not plan.folds
+            and judge(figures, None).activate):
+        verdict, forgetting, figures, alpha = _stepped_back(ws, plan, (verdict, forgetting, figures, alpha),
+                                                            judge, rule, make_predictor, cancel)
     if plan.folds:
         how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
                f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")
         verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; {how}")
-    return verdict, forgetting
+    return verdict, forgetting, figures, alpha
+
+
+def _stepped_back(ws, plan: FinetunePlan, refusal: Judged, judge, rule: ActivationRule,
+                  make_predictor: PredictorFactory, cancel) -> Judged:
+    """The candidate the forgetting check refused (``refusal``), stepped back toward its parent: the
+    verdict on the step that passed (alpha relative to the parent) or the refusal with the steps tried."""
+    refused, _, _, alpha = refusal
+
+    def held_out(folder: Path) -> list[CaseFigures]:
+        return case_figures(make_predictor(folder, plan.device), ws, plan.val_cases, plan.corrections,
+                            cancel=cancel)
+
+    def check(folder: Path) -> ForgettingFigures:
+        return forgetting_figures(make_predictor, folder, *plan.root, plan.device, plan.config, ws,
+                                  cancel=cancel)
+
+    step = step_back(plan.candidate, Path(plan.parent_path), plan.config.fallback_steps, check, held_out,
+                     judge, rule)
+    tried = "; ".join(step.tried)
+    if step.alpha is None:
+        reason = f"{refused.reason}; stepped back toward {plan.parent}, none passed ({tried})"
+        return dataclasses.replace(refused, reason=reason), *refusal[1:]
+    total = step.alpha * (1.0 if alpha is None else alpha)
+    head = refused.reason.split(":", 1)[0]
+    reason = (f"activate the step back to alpha {total:g} (w = {1 - total:g} {plan.parent} + {total:g} "
+              f"fine-tuned; the full step: {head}; {tried}): {step.verdict.reason}")
+    verdict = Verdict(True, reason, {**step.verdict.figures, "step_back_alpha": step.alpha})
+    return verdict, step.forgetting, list(step.figures), total
 
 
 def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
@@ -362,8 +401,8 @@ def finetune_workspace(
                                     _stage(progress, share, 0.85), cancel)
     train_seconds += fold_seconds
     figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93), cancel)
-    verdict, forgetting = _verdict(ws, plan, figures, rule, make_predictor, _stage(progress, 0.93, 1.0),
-                                   cancel)
+    verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
+                                                   _stage(progress, 0.93, 1.0), cancel)
     checked = {} if forgetting is None else {"forgetting_candidate": list(forgetting.candidate),
                                              "forgetting_original": list(forgetting.original)}
     result = FinetuneResult(

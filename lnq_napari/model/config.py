@@ -223,7 +223,10 @@ class FinetuneConfig:
     ``forgetting_data`` (an LNQ-layout folder of the original model's own data) and ``forgetting_cases``
     set the activation rule's forgetting check (:mod:`lnq_napari.finetuning.forgetting`); with no folder a
     lineage that starts at the bundled model is checked on default-site phantoms, any other goes
-    unchecked; ``forgetting_cases`` 0 turns the check off.
+    unchecked; ``forgetting_cases`` 0 turns the check off. ``fallback_steps`` n: when the check refuses a
+    version the held-out figures would activate, the version moved back toward its parent (1/2, then 1/4
+    ... of the way from the parent, n steps) is judged again, check and held-out figures, and the first that
+    passes both is registered instead (not with ``folds`` > 1: fold models judged the held-out cases).
     """
 
     iterations: int = 200
@@ -244,6 +247,7 @@ class FinetuneConfig:
     mine_negatives: bool = True  # half-way: the model's own components on no corrected node -> background
     forgetting_data: str | None = None  # LNQ-layout folder of the original model's own data to check
     forgetting_cases: int = 4  # cases the forgetting check scores (0: no check)
+    fallback_steps: int = 2  # after a check refusal: try 1/2, 1/4 ... of the way from the parent (0: none)
 
     def __post_init__(self) -> None:
         problems = []
@@ -255,8 +259,9 @@ class FinetuneConfig:
         for name in ("lr", "distill_weight", "l2sp_weight"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
-        if self.forgetting_cases < 0:
-            problems.append(f"forgetting_cases must be >= 0 (got {self.forgetting_cases})")
+        for name in ("forgetting_cases", "fallback_steps"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if self.folds < 1:
             problems.append(f"folds must be >= 1 (got {self.folds})")
         if self.folds > 1 and (self.interpolate or self.refit_postprocessing):
