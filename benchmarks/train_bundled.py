@@ -18,6 +18,11 @@ prefix) each id is prefixed with its folder's name. ``--init-from MODEL`` starts
 folder's weights (its architecture, preprocessing and post-processing too), as the model card's stages
 2-5 did; ``--warmup`` and ``--unenhance`` override the train defaults (50 warm-up iterations, unenhance
 probability 0.8). Prints the iterations, the time and the final loss.
+
+Before shipping new weights, keep their figures on the forgetting check's cases in the model folder
+(``check_figures.json``; ``tests/test_forgetting.py`` fails on a bundled model without current ones):
+
+    python benchmarks/train_bundled.py --ship-check-figures lnq_napari/model/bundled
 """
 
 from __future__ import annotations
@@ -111,6 +116,18 @@ def read_folders(data: str, naive: bool, workers: int | None) -> list[TrainingCa
             for name, cases in zip(names, per_folder) for c in cases]
 
 
+def _ship_check_figures(model: Path, device: str) -> int:
+    """Predict the forgetting check's cases of a lineage rooted at ``model`` and keep the figures in it."""
+    from lnq_napari.finetuning.forgetting import check_data, ship_check_figures
+    from lnq_napari.inference import Predictor
+    from lnq_napari.model.config import FinetuneConfig
+    from lnq_napari.workspace.registry import bundled_key
+
+    data = check_data(FinetuneConfig(), bundled_key(model), model)
+    print(ship_check_figures(Predictor, model, resolve_device(device), data))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes reading cases")
     parser.add_argument("--naive", action="store_true", help="unlabelled voxels = background (baseline)")
+    parser.add_argument("--ship-check-figures", metavar="MODEL", default=None,
+                        help="write MODEL's figures on the forgetting check's cases into it, then exit")
     args = parser.parse_args(argv)
+    if args.ship_check_figures:
+        return _ship_check_figures(Path(args.ship_check_figures), args.device)
     overrides = {"naive": args.naive, "train": {
         "batch_size": args.batch_size, "patch_size": [int(p) for p in args.patch.split(",")], "lr": args.lr}}
     for key in ("warmup", "unenhance"):

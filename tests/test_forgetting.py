@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from lnq_napari.errors import LNQError
-from lnq_napari.finetuning.forgetting import PHANTOM_SEED, CheckCase, check_data, check_figures
+from lnq_napari.finetuning.forgetting import (
+    PHANTOM_SEED,
+    CheckCase,
+    CheckData,
+    check_data,
+    check_figures,
+    ship_check_figures,
+)
 from lnq_napari.model import resolve_model
+from lnq_napari.model.checkpoint import CHECK_FIGURES
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom import case_seed, write_dataset
 from lnq_napari.workspace.registry import bundled_key
@@ -94,3 +102,53 @@ def test_the_original_s_figures_are_kept_in_the_workspace_cache(tmp_path, folder
     again, = check_figures(factory, [model], "cpu", type(data)(data.source, (moved,)), ws)
     assert len(built) == 2 and again[0].dice < 1.0
     assert seen(check_figures(factory, [model], "cpu", data)[0]) == first and len(built) == 3  # no workspace
+
+
+def _never(path, device):
+    raise AssertionError(f"{path} predicted a case whose figures it ships")
+
+
+def test_figures_shipped_in_a_model_folder_are_read_instead_of_predicted(tmp_path, folder):
+    import shutil
+
+    from lnq_napari.workspace import Workspace
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "weights.safetensors"):
+        shutil.copy2(Path(resolve_model(None)) / name, model / name)
+    data = check_data(FinetuneConfig(forgetting_data=str(folder), forgetting_cases=2), "m001", "/nowhere")
+    truth = {}
+    for case in data.cases:
+        ct, labels = case.load()
+        truth[ct.origin] = labels.array
+    ship_check_figures(lambda path, device: _Truth(truth), model, "cpu", data)
+    assert (model / CHECK_FIGURES).is_file()
+    ws = Workspace.init(tmp_path / "ws", folder)
+    shipped, = check_figures(_never, [model], "cpu", data, ws)
+    assert [f.dice for f in shipped] == [1.0, 1.0] and ws.read_cache("forgetting.json") == {}
+    partial = data.cases[0].labels.replace("-full.", "-seg.")
+    moved = CheckData(data.source, (CheckCase(data.cases[0].case_id, data.cases[0].ct, partial),))
+    with pytest.raises(AssertionError, match="predicted a case"):  # other labels: not what was shipped
+        check_figures(_never, [model], "cpu", moved, ws)
+
+
+def test_the_bundled_model_ships_its_figures_on_its_own_check_cases():
+    """Fails when the bundled weights or the phantom generator change without new figures: run
+    ``python benchmarks/train_bundled.py --ship-check-figures lnq_napari/model/bundled``."""
+    import torch
+
+    from lnq_napari.activation import CaseFigures
+    from lnq_napari.inference import Predictor
+    from lnq_napari.metrics import evaluate_case
+
+    torch.set_num_threads(2)
+    bundled = Path(resolve_model(None))
+    data = check_data(FinetuneConfig(), bundled_key(bundled), bundled)
+    shipped, = check_figures(_never, [bundled], "cpu", data)
+    assert len(shipped) == 4 and all(0.5 < f.dice <= 1.0 for f in shipped)
+    ct, truth = data.cases[0].load()  # predicted afresh, past the shipped figures
+    fresh = CaseFigures.from_metrics(data.cases[0].case_id,
+                                     evaluate_case(Predictor(bundled, device="cpu").predict(ct).mask, truth))
+    assert fresh.dice == pytest.approx(shipped[0].dice, abs=1e-6)
+    assert (fresh.nodes_hit, fresh.false_nodes) == (shipped[0].nodes_hit, shipped[0].false_nodes)

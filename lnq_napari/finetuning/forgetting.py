@@ -10,7 +10,9 @@ bundled model, ``forgetting_cases`` default-site phantoms drawn in memory from :
 site the bundled model was trained on; a draw of its own, none of the benchmarks' test sets); any other
 lineage goes unchecked. Figures are kept in the workspace cache per model weights and case content
 (a phantom generator or a file that changes makes new entries), so a lineage pays for the original's
-once; each case is loaded once per check for both models.
+once; the bundled model ships its own figures on its check cases (``check_figures.json``, written by
+:func:`ship_check_figures`), so a lineage from it never predicts them. Each case is loaded once per check
+for both models.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from pathlib import Path
 
 from lnq_napari.activation import CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.metrics import evaluate_case
-from lnq_napari.model.checkpoint import read_config
+from lnq_napari.model.checkpoint import CHECK_FIGURES, read_config
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom import case_seed, make_case
 from lnq_napari.workspace.registry import bundled_key
@@ -105,12 +108,22 @@ def _case_key(ct: Volume, labels: Volume) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_figures(make_predictor, models: list[str | Path], device: str, data: CheckData, ws=None,
-                  progress: Progress = None, cancel=None) -> list[list[CaseFigures]]:
-    """Each model folder's figures on the check's cases (``make_predictor(folder, device)``, built only
-    when a case is not in ``ws``'s cache; lnq-napari models only are cached), one list per model."""
-    keys = [_model_key(Path(m)) if ws is not None else None for m in models]
-    kept = ws.read_cache(CACHE) if any(keys) else {}
+def _shipped(models: list[str | Path]) -> dict:
+    """The figures model folders carry on check cases (:data:`CHECK_FIGURES`), by cache entry."""
+    kept = {}
+    for model in models:
+        try:
+            kept.update(json.loads((Path(model) / CHECK_FIGURES).read_text()))
+        except (OSError, ValueError):
+            continue
+    return kept
+
+
+def _scored(make_predictor, models: list[str | Path], device: str, data: CheckData, kept: dict,
+            progress: Progress = None, cancel=None) -> tuple[list[list[CaseFigures]], dict]:
+    """Each model folder's figures on the check's cases (those in ``kept`` read, not predicted) and the
+    new entries, keyed as ``kept`` is: model weights and inference settings, case id and content."""
+    keys = [_model_key(Path(m)) for m in models]
     predictors: dict[int, object] = {}
     out: list[list[CaseFigures]] = [[] for _ in models]
     new = {}
@@ -131,10 +144,29 @@ def check_figures(make_predictor, models: list[str | Path], device: str, data: C
             figures = CaseFigures.from_metrics(case.case_id, evaluate_case(mask, truth))
             out[j].append(figures)
             if entry:
-                new[entry] = asdict(figures)  # the cache writes NaN as JSON's NaN and reads it back
-    if new:
+                new[entry] = asdict(figures)  # JSON's NaN is written and read back
+    return out, new
+
+
+def check_figures(make_predictor, models: list[str | Path], device: str, data: CheckData, ws=None,
+                  progress: Progress = None, cancel=None) -> list[list[CaseFigures]]:
+    """Each model folder's figures on the check's cases (``make_predictor(folder, device)``, built only
+    when a case's figures are neither shipped with the model folder nor in ``ws``'s cache; lnq-napari
+    models only are kept), one list per model."""
+    kept = {**_shipped(models), **(ws.read_cache(CACHE) if ws is not None else {})}
+    out, new = _scored(make_predictor, models, device, data, kept, progress, cancel)
+    if new and ws is not None:
         ws.cache.update(CACHE, new)
     return out
+
+
+def ship_check_figures(make_predictor, model: str | Path, device: str, data: CheckData) -> Path:
+    """Predict the check's cases with ``model`` and keep its figures in the model folder
+    (:data:`CHECK_FIGURES`): every lineage that starts there reads them instead of predicting them again."""
+    _, new = _scored(make_predictor, [model], device, data, {})
+    path = Path(model) / CHECK_FIGURES
+    atomic_write_text(path, json.dumps(new, indent=1) + "\n")
+    return path
 
 
 def forgetting_figures(make_predictor, candidate: str | Path, original: str, original_path: str | Path,

@@ -23,7 +23,8 @@ FORMAT = "lnq-napari-model"
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
-KNOWN_FILES = (WEIGHTS, CONFIG, "train_state", "train_log.csv")  # what train and save_checkpoint write
+CHECK_FIGURES = "check_figures.json"  # the model's own figures on the forgetting check's cases
+KNOWN_FILES = (WEIGHTS, CONFIG, "train_state", "train_log.csv", CHECK_FIGURES)  # what lnq-napari writes
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
