@@ -273,20 +273,27 @@ def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, pare
     assert not (ws.models_dir / "pending.json").exists()
 
 
-def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dataset, parent_model):
-    """Perfect on the held-out corrections, blind on the original's own data (forgetting_data): the
-    rule refuses it and says why; one that keeps both is activated, the original's check figures read
-    from the workspace cache instead of predicted again."""
+def _own_data(tmp_path) -> tuple[Path, dict]:
+    """Two labelled cases of the original model's own data (``forgetting_data``) and their complete
+    truth by CT origin."""
     from lnq_napari.io.readers import read_labels, read_volume
     from lnq_napari.phantom import write_dataset
 
     own = tmp_path / "own"
     write_dataset(own, 2, seed=31, shape=SHAPE, spacing=SPACING)
-    ws, truth = _workspace(tmp_path, dataset, parent_model)
     checked = {}
     for k in (1, 2):
         ct = read_volume(own / f"lnq2023-train-000{k}-ct.nrrd")
         checked[ct.origin] = read_labels(own / f"lnq2023-train-000{k}-full.nrrd", reference=ct).array
+    return own, checked
+
+
+def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dataset, parent_model):
+    """Perfect on the held-out corrections, blind on the original's own data (forgetting_data): the
+    rule refuses it and says why; one that keeps both is activated, the original's check figures read
+    from the workspace cache instead of predicted again."""
+    own, checked = _own_data(tmp_path)
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
     assert not set(checked) & set(truth)
     parent_path = ws.model_path("m001").resolve()
     built = []
@@ -322,16 +329,8 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
                                                                                     parent_model):
     """The full step and the halfway step forget the original's own data, a quarter of the way does not:
     that one is judged on the held-out cases too, registered and activated, and the reason says how."""
-    from lnq_napari.io.readers import read_labels, read_volume
-    from lnq_napari.phantom import write_dataset
-
-    own = tmp_path / "own"
-    write_dataset(own, 2, seed=31, shape=SHAPE, spacing=SPACING)
+    own, checked = _own_data(tmp_path)
     ws, truth = _workspace(tmp_path, dataset, parent_model)
-    checked = {}
-    for k in (1, 2):
-        ct = read_volume(own / f"lnq2023-train-000{k}-ct.nrrd")
-        checked[ct.origin] = read_labels(own / f"lnq2023-train-000{k}-full.nrrd", reference=ct).array
     parent, tuned, seen = _weights(parent_model), {}, []
 
     def alpha_of(path: Path) -> float:
