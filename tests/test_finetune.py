@@ -349,9 +349,13 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
         seen.append(round(alpha, 3))
         return _TruthPredictor({**truth, **checked} if alpha < 0.3 else truth)
 
+    said = []
     result = finetune_workspace(ws, FinetuneConfig(iterations=3, lr=1e-2, forgetting_data=str(own)),
-                                device="cpu", predictor_factory=factory)
+                                device="cpu", predictor_factory=factory, progress=lambda f, m: said.append(m))
     assert result.activated, (result.reason, seen)
+    assert [m for m in said if m.startswith("stepping back")] == [
+        "stepping back to alpha 0.5: forgetting check", "stepping back to alpha 0.25: forgetting check",
+        "stepping back to alpha 0.25: held-out cases"]
     assert result.alpha == 0.25 and result.figures["step_back_alpha"] == 0.25
     assert result.reason.startswith("activate the step back to alpha 0.25 (w = 0.75 m001 + 0.25 fine-tuned; "
                                     "the full step: refuse (median Dice on the original's own data -1.000")

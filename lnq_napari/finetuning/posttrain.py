@@ -110,10 +110,12 @@ class StepBack:
 def step_back(model: Path, parent: Path, steps: int, check: Callable[[Path], ForgettingFigures],
               held_out: Callable[[Path], list[CaseFigures]],
               judge: Callable[[list[CaseFigures], ForgettingFigures], Verdict],
-              rule: ActivationRule) -> StepBack:
+              rule: ActivationRule, say: Callable[[str], None] | None = None) -> StepBack:
     """Try ``(1 - a) w_parent + a w_model`` for a = 1/2, 1/4 ... (``steps`` of them): the forgetting check
     first (``check(folder)``), then the held-out figures (``held_out(folder)``) and the rule on both
-    (``judge``); the first that the rule activates is written into ``model``, which is otherwise untouched."""
+    (``judge``); the first that the rule activates is written into ``model``, which is otherwise untouched.
+    ``say(message)`` hears what is being predicted."""
+    say = say or (lambda message: None)
     tuned, cfg = load_state(model)
     base, _ = load_state(parent)
     trial = model.with_name(model.name + ".step")
@@ -122,12 +124,14 @@ def step_back(model: Path, parent: Path, steps: int, check: Callable[[Path], For
         for k in range(1, steps + 1):
             alpha = 0.5 ** k
             save_checkpoint(trial, interpolated(base, tuned, alpha), cfg)
+            say(f"stepping back to alpha {alpha:g}: forgetting check")
             forgetting = check(trial)
             cand, orig = forgetting.medians()
             said = f"alpha {alpha:g}: check {cand - orig:+.3f}"
             if forgetting_refuses(forgetting, rule):
                 tried.append(f"{said} (refused)")
                 continue
+            say(f"stepping back to alpha {alpha:g}: held-out cases")
             figures = held_out(trial)
             verdict = judge(figures, forgetting)
             if verdict.activate:

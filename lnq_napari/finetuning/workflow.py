@@ -323,11 +323,13 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
                                 plan.validated_on_training, plan.parent, forgetting)
 
     verdict, forgetting = checked_verdict(lambda f: judge(figures, f), make_predictor, plan.candidate,
-                                          *plan.root, plan.device, plan.config, ws, progress, cancel)
+                                          *plan.root, plan.device, plan.config, ws,
+                                          _stage(progress, 0.0, 0.5), cancel)
     if (forgetting is not None and not verdict.activate and plan.config.fallback_steps and not plan.folds
             and judge(figures, None).activate):
+        say = None if progress is None else (lambda message: progress(0.75, message))
         verdict, forgetting, figures, alpha = _stepped_back(ws, plan, (verdict, forgetting, figures, alpha),
-                                                            judge, rule, make_predictor, cancel)
+                                                            judge, rule, make_predictor, say, cancel)
     if plan.folds:
         how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
                f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")
@@ -336,7 +338,7 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
 
 
 def _stepped_back(ws, plan: FinetunePlan, refusal: Judged, judge, rule: ActivationRule,
-                  make_predictor: PredictorFactory, cancel) -> Judged:
+                  make_predictor: PredictorFactory, say, cancel) -> Judged:
     """The candidate the forgetting check refused (``refusal``), stepped back toward its parent: the
     verdict on the step that passed (alpha relative to the parent) or the refusal with the steps tried."""
     refused, _, _, alpha = refusal
@@ -350,7 +352,7 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged, judge, rule: Activati
                                   cancel=cancel)
 
     step = step_back(plan.candidate, Path(plan.parent_path), plan.config.fallback_steps, check, held_out,
-                     judge, rule)
+                     judge, rule, say)
     tried = "; ".join(step.tried)
     if step.alpha is None:
         reason = f"{refused.reason}; stepped back toward {plan.parent}, none passed ({tried})"
