@@ -123,7 +123,8 @@ def step_back(model: Path, parent: Path, steps: int, check: Callable[[Path], For
     try:
         for k in range(1, steps + 1):
             alpha = 0.5 ** k
-            save_checkpoint(trial, interpolated(base, tuned, alpha), cfg)
+            state = interpolated(base, tuned, alpha)
+            save_checkpoint(trial, state, cfg)
             say(f"stepping back to alpha {alpha:g}: forgetting check")
             forgetting = check(trial)
             cand, orig = forgetting.medians()
@@ -135,7 +136,7 @@ def step_back(model: Path, parent: Path, steps: int, check: Callable[[Path], For
             figures = held_out(trial)
             verdict = judge(figures, forgetting)
             if verdict.activate:
-                save_checkpoint(model, interpolated(base, tuned, alpha), cfg)
+                save_checkpoint(model, state, cfg)
                 return StepBack(alpha, verdict, tuple(figures), forgetting, (*tried, said))
             tried.append(f"{said}, held-out figures refused")
     finally:

@@ -337,8 +337,10 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
     return verdict, forgetting, figures, alpha
 
 
-def _stepped_back(ws, plan: FinetunePlan, refusal: Judged, judge, rule: ActivationRule,
-                  make_predictor: PredictorFactory, say, cancel) -> Judged:
+def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
+                  judge: Callable[[list[CaseFigures], ForgettingFigures | None], Verdict],
+                  rule: ActivationRule, make_predictor: PredictorFactory,
+                  say: Callable[[str], None] | None, cancel) -> Judged:
     """The candidate the forgetting check refused (``refusal``), stepped back toward its parent: the
     verdict on the step that passed (alpha relative to the parent) or the refusal with the steps tried."""
     refused, _, _, alpha = refusal
