@@ -64,3 +64,20 @@ def too_bright(hu_values: np.ndarray, max_hu: float) -> bool:
         return True
     soft = values[~calcium]
     return float(soft.mean()) > max_hu and float(np.median(soft)) > max_hu
+
+
+def within_mm(mask: np.ndarray, spacing_zyx, distance_mm: float) -> np.ndarray:
+    """bool: voxels within ``distance_mm`` (Euclidean, in mm) of ``mask``'s non-zero voxels (the mask
+    itself for a distance <= 0); the distance transform runs on the mask's box grown by the distance only
+    (the same result as on the whole grid)."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    hit = np.nonzero(mask)
+    if distance_mm <= 0 or not hit[0].size:
+        return mask.copy()
+    out = np.zeros(mask.shape, dtype=bool)
+    pad = [int(np.ceil(distance_mm / s)) + 1 for s in spacing_zyx]
+    box = tuple(slice(max(int(h.min()) - p, 0), int(h.max()) + p + 1) for h, p in zip(hit, pad))
+    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx) <= distance_mm
+    return out

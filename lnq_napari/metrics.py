@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from lnq_napari.components import bounding_box, label_components
+from lnq_napari.components import bounding_box, label_components, within_mm
 from lnq_napari.io import geometry
 from lnq_napari.io.volume import Volume
 
@@ -124,20 +124,6 @@ def assd(pred: Volume, gt: Volume) -> float:
     return _assd(*_directed(*_cast_pair(pred, gt)))
 
 
-def _near(mask: np.ndarray, spacing_zyx, distance_mm: float) -> np.ndarray:
-    """Voxels within ``distance_mm`` of ``mask`` (Euclidean, in mm), computed in ``mask``'s box only."""
-    from scipy import ndimage
-
-    out = np.zeros(mask.shape, dtype=bool)
-    hit = np.nonzero(mask)
-    if not hit[0].size:
-        return out
-    pad = [int(math.ceil(distance_mm / s)) + 1 for s in spacing_zyx]
-    box = tuple(slice(max(int(h.min()) - p, 0), int(h.max()) + p + 1) for h, p in zip(hit, pad))
-    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx) <= distance_mm
-    return out
-
-
 def _surface_dice(pred_img, gt_img, to_gt: np.ndarray, to_pred: np.ndarray, tolerance_mm: float,
                   grown: np.ndarray | None = None, lenience_mm: float = 0.0) -> float:
     import SimpleITK as sitk
@@ -149,7 +135,7 @@ def _surface_dice(pred_img, gt_img, to_gt: np.ndarray, to_pred: np.ndarray, tole
     if grown is not None and lenience_mm > 0 and grown.any():
         pred_surface, gt_surface = (sitk.GetArrayFromImage(sitk.LabelContour(img)) != 0
                                     for img in (pred_img, gt_img))
-        near = _near(grown, gt_img.GetSpacing()[::-1], lenience_mm)
+        near = within_mm(grown, gt_img.GetSpacing()[::-1], lenience_mm)
         ok_pred = ok_pred | (~gt[pred_surface] & near[pred_surface])  # beyond a grown node, close to it
         ok_gt = ok_gt | (grown[gt_surface] & pred[gt_surface])  # a grown node's outline inside pred
     return float((np.count_nonzero(ok_pred) + np.count_nonzero(ok_gt)) / (ok_pred.size + ok_gt.size))

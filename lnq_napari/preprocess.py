@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from lnq_napari.components import within_mm
 from lnq_napari.io.orientation import from_lps, reorient, to_lps
 from lnq_napari.io.volume import Volume
 
@@ -60,7 +62,18 @@ class Anatomy:
     shape: tuple[int, int, int]
     body: np.ndarray
     lungs: np.ndarray
-    mediastinum: np.ndarray
+
+    @cached_property
+    def mediastinum(self) -> np.ndarray:
+        """The lungs' per-slice convex hull (a slice with fewer than 4 lung voxels: none); made when
+        first asked for (the ROI and the mediastinum region do without it)."""
+        from skimage.morphology import convex_hull_image
+
+        hull = np.zeros_like(self.lungs)
+        for z in range(self.lungs.shape[0]):
+            if self.lungs[z].sum() >= 4:
+                hull[z] = convex_hull_image(self.lungs[z])
+        return hull
 
     def upsample(self, mask: np.ndarray) -> np.ndarray:
         """A coarse mask on the full index grid (nearest)."""
@@ -72,12 +85,12 @@ class Anatomy:
 
 def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
                    rule: dict | None = None, seal: int = 0) -> Anatomy:
-    """Body, lungs and mediastinum region on a ~3 mm copy of ``hu`` (cheap for any CT size).
+    """Body, lungs and (when asked for) the mediastinum region on a ~3 mm copy of ``hu`` (cheap for any
+    CT size).
 
     ``seal`` (coarse voxels): close gaps in a thin chest wall this wide before filling the body, so
     the lungs of a slender patient do not leak into the air outside."""
     from scipy import ndimage
-    from skimage.morphology import convex_hull_image
 
     rule = {**DEFAULT_PREPROCESSING["roi"], **(rule or {})}
     step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
@@ -89,15 +102,12 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
         body = lab == (int(np.argmax(sizes)) + 1)
     filled = np.zeros_like(body)
     lungs = np.zeros_like(body)
-    hull = np.zeros_like(body)
     for z in range(body.shape[0]):
         wall = ndimage.binary_closing(body[z], iterations=seal, border_value=1) if seal else body[z]
         filled[z] = ndimage.binary_fill_holes(wall) & (body[z] | ~wall)
         lungs[z] = filled[z] & (small[z] < rule["lung_hu"])
         lungs[z] = ndimage.binary_opening(lungs[z], iterations=1)
-        if lungs[z].sum() >= 4:
-            hull[z] = convex_hull_image(lungs[z])
-    return Anatomy(step, tuple(hu.shape), filled, lungs, hull)
+    return Anatomy(step, tuple(hu.shape), filled, lungs)
 
 
 #: A 3D air component counts as lung when one of its slices covers at least this share of the body's
@@ -136,7 +146,6 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     no restriction rather than an empty region.
     """
     import SimpleITK as sitk
-    from scipy import ndimage
     from skimage.morphology import convex_hull_image
 
     code, oriented = to_lps(ct.to_sitk())
@@ -158,7 +167,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
             below, above = found[found < z][-1], found[found > z][0]
             hull[z] = hull[below] | hull[above]
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
-    grown = ndimage.distance_transform_edt(~hull, sampling=coarse) <= margin_mm
+    grown = within_mm(hull, coarse, margin_mm)
     region = anatomy.upsample(grown).astype(np.uint8)
     return from_lps(region, oriented, code).astype(bool)
 

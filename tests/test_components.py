@@ -1,11 +1,12 @@
-"""Connected components: 26-connectivity, and labelling inside the mask's box gives scipy's own ids."""
+"""Connected components: 26-connectivity, and labelling inside the mask's box gives scipy's own ids; the
+distance in mm around a mask, computed in its box, is the whole grid's."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import STRUCTURE, label_components
+from lnq_napari.components import STRUCTURE, label_components, within_mm
 
 
 def test_corner_neighbours_are_one_node_and_empty_masks_have_none():
@@ -27,3 +28,17 @@ def test_same_ids_as_labelling_the_whole_volume():
         labels, count = label_components(mask)
         expected, n = ndimage.label(mask, structure=STRUCTURE)
         assert count == n and np.array_equal(labels, expected)
+
+
+def test_within_mm_in_the_box_equals_the_distance_transform_of_the_whole_grid():
+    rng = np.random.default_rng(5)
+    for spacing in ((3.0, 0.7, 0.7), (1.0, 1.0, 1.0), (5.0, 2.5, 0.9)):
+        for distance in (0.0, 1.5, 4.0, 12.0):
+            mask = np.zeros((18, 30, 34), bool)
+            z, y, x = rng.integers(0, 14), rng.integers(0, 26), rng.integers(0, 30)
+            mask[z : z + 4, y : y + 4, x : x + 4] = rng.random((4, 4, 4)) > 0.6
+            mask[z, y, x] = True
+            whole = ndimage.distance_transform_edt(~mask, sampling=spacing) <= distance
+            assert np.array_equal(within_mm(mask, spacing, distance), whole)
+    assert not within_mm(np.zeros((4, 5, 6), bool), (1.0, 1.0, 1.0), 3.0).any()
+    assert np.array_equal(within_mm(mask, (1.0, 1.0, 1.0), -2.0), mask)  # no growth below zero

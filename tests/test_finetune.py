@@ -807,6 +807,37 @@ def test_held_out_figures_reuse_an_older_prediction_of_the_same_model(tmp_path, 
     assert stored.false_nodes == 1 and fresh.false_nodes == 0 and stored.dice < fresh.dice == 1.0
 
 
+def test_held_out_figures_are_kept_per_model_weights_and_correction(tmp_path, dataset, parent_model):
+    from lnq_napari.finetuning.validation import HELD_OUT_CACHE, version_figures
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
+    cases = ws.case_ids()[:2]
+    built = []
+
+    def factory(path, device):
+        built.append(Path(path).name)
+        return _TruthPredictor(truth)
+
+    first = version_figures(factory, None, parent_model, "cpu", ws, cases)
+    assert built == [parent_model.name] and [f.dice for f in first] == [1.0, 1.0]
+    assert len(ws.read_cache(HELD_OUT_CACHE)) == 2
+    assert version_figures(factory, None, parent_model, "cpu", ws, cases) == first  # read, not predicted
+    assert len(built) == 1
+    # a new correction of one case: that case only is predicted again
+    ct = ws.read_ct(cases[0])
+    ws.add_label_version(cases[0], ct.with_array(np.zeros(ct.shape, np.uint8)), "correction", edits=1)
+    again = version_figures(factory, None, parent_model, "cpu", ws, cases)
+    assert len(built) == 2 and again[1] == first[1] and again[0].nodes_gt == 0
+    # other weights (the same folder retrained): predicted again
+    from lnq_napari.model.checkpoint import load_state, save_checkpoint
+
+    other = tmp_path / "other"
+    state, config = load_state(parent_model)
+    save_checkpoint(other, {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}, config)
+    version_figures(factory, None, other, "cpu", ws, cases)
+    assert built[-1] == "other" and len(built) == 3
+
+
 def test_known_background_is_computed_once_per_ct_and_options(tmp_path, dataset, parent_model, monkeypatch):
     from lnq_napari.finetuning import reviewed
     from lnq_napari.training.labels import ct_background, label_states

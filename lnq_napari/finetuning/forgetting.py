@@ -25,13 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lnq_napari.activation import CaseFigures, ForgettingFigures, Verdict
-from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.metrics import evaluate_case
-from lnq_napari.model.checkpoint import CHECK_FIGURES, read_config
+from lnq_napari.model.checkpoint import CHECK_FIGURES, figures_key
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom import case_seed, make_case
 from lnq_napari.workspace.registry import bundled_key
@@ -88,17 +87,6 @@ def check_data(config: FinetuneConfig, original: str, original_path: str | Path)
     return None
 
 
-def _model_key(path: Path) -> str | None:
-    """The model's weights and inference settings, hashed; None for a folder lnq-napari cannot read
-    (an nnU-Net model: its figures are not cached)."""
-    try:
-        config = read_config(path)
-    except LNQError:
-        return None
-    inference = json.dumps(config.to_dict().get("inference"), sort_keys=True)
-    return hashlib.sha256(f"{config.weights_sha256}|{inference}".encode()).hexdigest()[:16]
-
-
 def _case_key(ct: Volume, labels: Volume) -> str:
     """A hash of a case's voxels and grid: what its figures are kept under."""
     digest = hashlib.sha256()
@@ -123,7 +111,7 @@ def _scored(make_predictor, models: list[str | Path], device: str, data: CheckDa
             progress: Progress = None, cancel=None) -> tuple[list[list[CaseFigures]], dict]:
     """Each model folder's figures on the check's cases (those in ``kept`` read, not predicted) and the
     new entries, keyed as ``kept`` is: model weights and inference settings, case id and content."""
-    keys = [_model_key(Path(m)) for m in models]
+    keys = [figures_key(m) for m in models]
     predictors: dict[int, object] = {}
     out: list[list[CaseFigures]] = [[] for _ in models]
     new = {}

@@ -29,6 +29,7 @@ from lnq_napari.interact import spot_mask
 from lnq_napari.io.volume import Volume
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
+from lnq_napari.model.checkpoint import figures_key
 from lnq_napari.training.corrections import grown_nodes
 
 Progress = Callable[[float, str], None] | None
@@ -147,13 +148,37 @@ def correction_and_grown(ws, case: str, version: str | None = None):
     return truth, grown
 
 
-def version_figures(make_predictor, version: str, path: str | Path, device: str, ws, cases: Sequence[str],
-                    corrections: dict[str, str] | None = None, progress: Progress = None,
-                    cancel=None) -> list[CaseFigures]:
-    """:func:`case_figures` of the registered model ``version`` (folder ``path``): its stored predictions
-    reused, the model loaded (``make_predictor(path, device)``) only when a case needs predicting."""
+HELD_OUT_CACHE = "held_out.json"  # in the workspace cache: figures by model, case and correction
+
+
+def version_figures(make_predictor, version: str | None, path: str | Path, device: str, ws,
+                    cases: Sequence[str], corrections: dict[str, str] | None = None,
+                    progress: Progress = None, cancel=None) -> list[CaseFigures]:
+    """:func:`case_figures` of the model folder ``path`` (registered as ``version``, or None): figures the
+    workspace keeps for the same weights, inference settings and correction are read, ``version``'s stored
+    predictions reused, the model loaded (``make_predictor(path, device)``) only when a case needs
+    predicting; new figures are kept (so a version's held-out figures, judged when it was a candidate,
+    are not predicted again when it is the parent)."""
+    model = figures_key(path)
+    keys = {case: _held_out_key(ws, model, case, (corrections or {}).get(case)) for case in cases}
+    kept = ws.read_cache(HELD_OUT_CACHE) if model else {}
+    todo = [case for case in cases if keys[case] not in kept]
     predictor = LazyPredictor(lambda: make_predictor(Path(path), device))
-    return case_figures(predictor, ws, cases, corrections, progress, cancel, stored_from=version)
+    fresh = dict(zip(todo, case_figures(predictor, ws, todo, corrections, progress, cancel,
+                                        stored_from=version)))
+    new = {keys[case]: dataclasses.asdict(f) for case, f in fresh.items() if keys[case]}
+    if new:
+        ws.update_cache(HELD_OUT_CACHE, new)  # JSON's NaN is written and read back
+    return [fresh[case] if case in fresh else CaseFigures(**kept[keys[case]]) for case in cases]
+
+
+def _held_out_key(ws, model: str | None, case: str, version: str | None) -> str | None:
+    """A case's figures entry: the model's key, the case and its correction (version and checksum);
+    None when either is unknown."""
+    if model is None:
+        return None
+    info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
+    return f"{model}|{case}|{info['version']}|{info['sha256']}" if info.get("sha256") else None
 
 
 def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],

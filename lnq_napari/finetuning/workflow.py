@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
-from lnq_napari.active import LazyPredictor
 from lnq_napari.components import label_components
 from lnq_napari.finetuning.forgetting import checked_verdict, forgetting_figures
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
@@ -277,9 +276,8 @@ def _refit(ws, plan: FinetunePlan, make_predictor: PredictorFactory, cancel) -> 
         inf = read_config(candidate).inference
         return PostprocessingChoice(float(inf.threshold), float(inf.min_component_mm3),
                                     "not re-fitted: the only corrected case is the validation case")
-    parent = LazyPredictor(lambda: make_predictor(Path(plan.parent_path), plan.device))
-    parent_figures = case_figures(parent, ws, plan.train_cases, plan.corrections, cancel=cancel,
-                                  stored_from=plan.parent)
+    parent_figures = version_figures(make_predictor, plan.parent, plan.parent_path, plan.device, ws,
+                                     plan.train_cases, plan.corrections, cancel=cancel)
     parent_fp = ValidationMetrics.from_figures(parent_figures).fp_per_case
     return refit_postprocessing(candidate, make_predictor(candidate, plan.device), ws, plan.train_cases,
                                 plan.corrections, parent_fp, cancel)
@@ -297,8 +295,8 @@ def _candidate(ws, plan: FinetunePlan, make_predictor: PredictorFactory, rule: A
             shutil.copy2(Path(plan.staging) / name, candidate / name)
 
     def figures_of(folder: Path, sub: Progress = None) -> list[CaseFigures]:
-        return case_figures(make_predictor(folder, plan.device), ws, plan.val_cases, plan.corrections,
-                            sub, cancel)
+        return version_figures(make_predictor, None, folder, plan.device, ws, plan.val_cases,
+                               plan.corrections, sub, cancel)
 
     figures, alpha, post = (list(plan.fold_figures) if plan.folds else None), None, None
     if plan.config.interpolate:
@@ -346,8 +344,8 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
     refused, _, _, alpha = refusal
 
     def held_out(folder: Path) -> list[CaseFigures]:
-        return case_figures(make_predictor(folder, plan.device), ws, plan.val_cases, plan.corrections,
-                            cancel=cancel)
+        return version_figures(make_predictor, None, folder, plan.device, ws, plan.val_cases,
+                               plan.corrections, cancel=cancel)
 
     def check(folder: Path) -> ForgettingFigures:
         return forgetting_figures(make_predictor, folder, *plan.root, plan.device, plan.config, ws,

@@ -9,6 +9,7 @@ model and users keep notes there, and refusing them would make nothing safer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -51,6 +52,17 @@ def _json_default(value):
         return value.tolist()
     except AttributeError:
         return str(value)
+
+
+def figures_key(folder: str | Path) -> str | None:
+    """What figures of a model's masks are kept under: its weights and inference settings, hashed; None
+    for a folder that is not an lnq-napari model (an nnU-Net model: its figures are not kept)."""
+    try:
+        config = read_config(folder)
+    except LNQError:
+        return None
+    inference = json.dumps(config.to_dict().get("inference"), sort_keys=True)
+    return hashlib.sha256(f"{config.weights_sha256}|{inference}".encode()).hexdigest()[:16]
 
 
 def read_config(folder: str | Path) -> ModelConfig:

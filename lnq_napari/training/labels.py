@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lnq_napari.components import within_mm
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import from_lps, to_lps
 from lnq_napari.io.volume import Volume
@@ -18,14 +19,6 @@ from lnq_napari.model.config import DEFAULT_STATES
 from lnq_napari.preprocess import coarse_anatomy
 
 NODE, BACKGROUND, UNKNOWN = 1, 0, -1
-
-
-def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing_zyx) -> np.ndarray:
-    from scipy import ndimage
-
-    if radius_mm <= 0 or not mask.any():
-        return mask.copy()
-    return ndimage.distance_transform_edt(~mask, sampling=spacing_zyx) <= radius_mm
 
 
 def _erode_mm(mask: np.ndarray, radius_mm: float, spacing_zyx) -> np.ndarray:
@@ -47,14 +40,14 @@ def _background_array(hu: np.ndarray, spacing_zyx, opts: dict) -> np.ndarray:
     anatomy = coarse_anatomy(hu, spacing_zyx)
     coarse_spacing = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
     if anatomy.mediastinum.any():
-        near = _dilate_mm(anatomy.mediastinum, opts["mediastinum_margin_mm"], coarse_spacing)
+        near = within_mm(anatomy.mediastinum, coarse_spacing, opts["mediastinum_margin_mm"])
         background |= ~anatomy.upsample(near)
     background |= ~anatomy.upsample(anatomy.body)
     if opts["large_radius_mm"] > 0:
         # solid tissue (soft, bone or contrast) that holds a ball wider than any node: heart, muscle, spine
         sm = smooth[:: anatomy.step[0], :: anatomy.step[1], :: anatomy.step[2]]
         core = _erode_mm(sm >= opts["low_hu"], opts["large_radius_mm"], coarse_spacing)
-        opened = _dilate_mm(core, opts["large_radius_mm"] - opts["large_shrink_mm"], coarse_spacing)
+        opened = within_mm(core, coarse_spacing, opts["large_radius_mm"] - opts["large_shrink_mm"])
         background |= anatomy.upsample(opened)
     if opts["line_mm"] > 0:
         # tubes: a straight segment longer than any node fits inside (unenhanced vessels, oesophagus,
@@ -116,7 +109,7 @@ def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None 
         idx = np.nonzero(nodes)
         box = tuple(slice(max(0, int(i.min()) - m), int(i.max()) + m + 1) for i, m in zip(idx, margin))
         sub = nodes[box]
-        ring = _dilate_mm(sub, opts["ring_mm"], spacing) & ~sub
+        ring = within_mm(sub, spacing, opts["ring_mm"]) & ~sub
         view = states[box]
         view[ring] = BACKGROUND
         view[sub] = NODE
