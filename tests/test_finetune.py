@@ -16,6 +16,7 @@ import pytest
 
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneResult, cross_fit_folds, finetune_workspace, split_cases
+from lnq_napari.io.readers import read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.training.corrections import (
@@ -276,7 +277,7 @@ def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, pare
 def _own_data(tmp_path) -> tuple[Path, dict]:
     """Two labelled cases of the original model's own data (``forgetting_data``) and their complete
     truth by CT origin."""
-    from lnq_napari.io.readers import read_labels, read_volume
+    from lnq_napari.io.readers import read_labels
     from lnq_napari.phantom import write_dataset
 
     own = tmp_path / "own"
@@ -325,11 +326,16 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
                                      "set forgetting_data)")
 
 
-def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_passes(tmp_path, dataset,
-                                                                                    parent_model):
+def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_passes(
+        tmp_path, dataset, parent_model, monkeypatch):
     """The full step and the halfway step forget the original's own data, a quarter of the way does not:
-    that one is judged on the held-out cases too, registered and activated, and the reason says how."""
+    that one is judged on the held-out cases too, registered and activated, and the reason says how; the
+    steps read the check's cases once between them."""
+    from lnq_napari.finetuning import forgetting
+
     own, checked = _own_data(tmp_path)
+    reads = []
+    monkeypatch.setattr(forgetting, "read_volume", lambda path: reads.append(path) or read_volume(path))
     ws, truth = _workspace(tmp_path, dataset, parent_model)
     parent, tuned, seen = _weights(parent_model), {}, []
 
@@ -363,6 +369,7 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
     assert result.figures["forgetting_dice_vs_original"] == 0.0 and result.metrics_after.dice_mean == 1.0
     assert [f.dice for f in result.case_figures["forgetting_candidate"]] == [1.0, 1.0]
     assert seen.count(0.5) == 1 and seen.count(0.25) == 2  # the check, then the held-out cases
+    assert len(reads) == 4 and len(set(reads)) == 2  # the full step's check, then once for both steps
     kept = _weights(ws.model_path(result.new_version))
     assert all(np.allclose(kept[k], 0.75 * parent[k] + 0.25 * tuned[k], atol=1e-6) for k in parent)
     assert ws.active_model()["id"] == result.new_version

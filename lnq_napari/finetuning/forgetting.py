@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lnq_napari.activation import CaseFigures, ForgettingFigures, Verdict
@@ -50,9 +50,12 @@ class CheckCase:
     ct: str | None = None
     labels: str | None = None
     seed: int | None = None
+    volumes: tuple[Volume, Volume] | None = field(default=None, compare=False, repr=False)  # loaded
 
     def load(self) -> tuple[Volume, Volume]:
         """``(ct, labels)``."""
+        if self.volumes is not None:
+            return self.volumes
         if self.seed is not None:
             case = make_case(self.seed, case_id=self.case_id, site=PHANTOM_SITE)
             return case.ct, case.full
@@ -66,6 +69,12 @@ class CheckData:
 
     source: str
     cases: tuple[CheckCase, ...]
+
+    def loaded(self) -> CheckData:
+        """The same cases held in memory, for several checks in a row (a step back's): each case is
+        drawn or read once."""
+        return dataclasses.replace(self, cases=tuple(dataclasses.replace(c, volumes=c.load())
+                                                     for c in self.cases))
 
 
 def check_data(config: FinetuneConfig, original: str, original_path: str | Path) -> CheckData | None:
@@ -159,10 +168,10 @@ def ship_check_figures(make_predictor, model: str | Path, device: str, data: Che
 
 def forgetting_figures(make_predictor, candidate: str | Path, original: str, original_path: str | Path,
                        device: str, config: FinetuneConfig, ws=None, progress: Progress = None,
-                       cancel=None) -> ForgettingFigures | None:
-    """The candidate's and the original's figures on the check's cases, or None when the lineage goes
-    unchecked."""
-    data = check_data(config, original, original_path)
+                       cancel=None, data: CheckData | None = None) -> ForgettingFigures | None:
+    """The candidate's and the original's figures on the check's cases (``data``, else
+    :func:`check_data`'s), or None when the lineage goes unchecked."""
+    data = data or check_data(config, original, original_path)
     if data is None:
         return None
     before, after = check_figures(make_predictor, [original_path, candidate], device, data, ws, progress,

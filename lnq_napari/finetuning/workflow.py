@@ -14,7 +14,7 @@ import numpy as np
 
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.components import label_components
-from lnq_napari.finetuning.forgetting import checked_verdict, forgetting_figures
+from lnq_napari.finetuning.forgetting import check_data, checked_verdict, forgetting_figures
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import (
     PostprocessingChoice,
@@ -347,9 +347,11 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
         return version_figures(make_predictor, None, folder, plan.device, ws, plan.val_cases,
                                plan.corrections, cancel=cancel)
 
+    data = check_data(plan.config, *plan.root).loaded()  # the check ran: there are cases
+
     def check(folder: Path) -> ForgettingFigures:
         return forgetting_figures(make_predictor, folder, *plan.root, plan.device, plan.config, ws,
-                                  cancel=cancel)
+                                  cancel=cancel, data=data)
 
     step = step_back(plan.candidate, Path(plan.parent_path), plan.config.fallback_steps, check, held_out,
                      judge, rule, say)
