@@ -173,12 +173,14 @@ def version_figures(make_predictor, version: str | None, path: str | Path, devic
 
 
 def _held_out_key(ws, model: str | None, case: str, version: str | None) -> str | None:
-    """A case's figures entry: the model's key, the case and its correction (version and checksum);
-    None when either is unknown."""
+    """A case's figures entry: the model's key, the case, its correction (version and checksum) and the
+    tolerances the figures are taken at; None when the model or the correction's checksum is unknown."""
     if model is None:
         return None
     info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
-    return f"{model}|{case}|{info['version']}|{info['sha256']}" if info.get("sha256") else None
+    if not info.get("sha256"):
+        return None
+    return f"{model}|{case}|{info['version']}|{info['sha256']}|{SURFACE_TOLERANCE_MM:g}|{GROWN_LENIENCE_MM:g}"
 
 
 def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
