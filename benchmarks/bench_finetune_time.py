@@ -9,7 +9,9 @@ loop left them), and runs
 ``lnq-napari finetune`` on the copy, ``--repeats`` times, alternating with the same replay on
 ``--against`` (a git commit, checked out in a worktree) when given, so both meet the same machine.
 It prints each run's wall seconds, the journal's seconds and training seconds and the verdict's first
-words, then the medians and their ratio. Same data and seed: the verdicts should agree.
+words, then the medians and their ratio. Same data and seed: the verdicts should agree. Give a workspace
+a loop ran with the code being timed: the figures it cached in earlier rounds are read as they would be
+in the loop's own last round (a loop of older code cached none, or under other keys).
 
     OMP_NUM_THREADS=2 python benchmarks/bench_finetune_time.py --against bc1026c --repeats 2 \\
         --workspace "benchmarks/results/adaptation-s24/work/nodes-s1-uncertainty-clicks-mine_negatives=true"
