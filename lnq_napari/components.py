@@ -2,7 +2,8 @@
 
 Two voxels belong to one node when they touch by a face, an edge or a corner (26-connectivity), so a
 mask gives the same nodes in the napari table, in ``lnq-napari measure``, in post-processing and in the
-per-node detection figures.
+per-node detection figures. The band within a distance in mm of a mask (:func:`within_mm`) lives here
+too: the metrics' lenience, the label states' rings and the mediastinum region use the one function.
 """
 
 from __future__ import annotations
