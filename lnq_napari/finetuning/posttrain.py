@@ -4,6 +4,7 @@ after the forgetting check refused a version, stepping it back toward its parent
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -107,24 +108,33 @@ class StepBack:
     tried: tuple[str, ...]
 
 
-def step_back(model: Path, parent: Path, steps: int, check: Callable[[Path], ForgettingFigures],
+#: Writes the step ``alpha`` of the way from the parent's weights to the fine-tuned ones into a folder.
+StepWriter = Callable[[float, Path], None]
+
+
+def interpolating(model: Path, parent: Path) -> StepWriter:
+    """Steps between an lnq-napari ``parent`` and ``model`` (both read once): ``write(alpha, folder)``
+    writes ``(1 - alpha) w_parent + alpha w_model`` as a model folder."""
+    tuned, cfg = load_state(model)
+    base, _ = load_state(parent)
+    return lambda alpha, folder: save_checkpoint(folder, interpolated(base, tuned, alpha), cfg)
+
+
+def step_back(model: Path, write: StepWriter, steps: int, check: Callable[[Path], ForgettingFigures],
               held_out: Callable[[Path], list[CaseFigures]],
               judge: Callable[[list[CaseFigures], ForgettingFigures], Verdict],
               rule: ActivationRule, say: Callable[[str], None] | None = None) -> StepBack:
-    """Try ``(1 - a) w_parent + a w_model`` for a = 1/2, 1/4 ... (``steps`` of them): the forgetting check
-    first (``check(folder)``), then the held-out figures (``held_out(folder)``) and the rule on both
-    (``judge``); the first that the rule activates is written into ``model``, which is otherwise untouched.
-    ``say(message)`` hears what is being predicted."""
+    """Try the steps a = 1/2, 1/4 ... (``steps`` of them) of the way from the parent to ``model``
+    (``write(a, folder)``): the forgetting check first (``check(folder)``), then the held-out figures
+    (``held_out(folder)``) and the rule on both (``judge``); the first that the rule activates is written
+    into ``model``, which is otherwise untouched. ``say(message)`` hears what is being predicted."""
     say = say or (lambda message: None)
-    tuned, cfg = load_state(model)
-    base, _ = load_state(parent)
     trial = model.with_name(model.name + ".step")
     tried = []
     try:
         for k in range(1, steps + 1):
             alpha = 0.5 ** k
-            state = interpolated(base, tuned, alpha)
-            save_checkpoint(trial, state, cfg)
+            write(alpha, trial)
             say(f"stepping back to alpha {alpha:g}: forgetting check")
             forgetting = check(trial)
             cand, orig = forgetting.medians()
@@ -136,12 +146,27 @@ def step_back(model: Path, parent: Path, steps: int, check: Callable[[Path], For
             figures = held_out(trial)
             verdict = judge(figures, forgetting)
             if verdict.activate:
-                save_checkpoint(model, state, cfg)
+                write(alpha, model)
                 return StepBack(alpha, verdict, tuple(figures), forgetting, (*tried, said))
             tried.append(f"{said}, held-out figures refused")
     finally:
         shutil.rmtree(trial, ignore_errors=True)
     return StepBack(None, None, (), None, tuple(tried))
+
+
+def stepped_back_verdict(refused: Verdict, step: StepBack, parent: str, scale: float = 1.0) -> Verdict:
+    """The verdict after a step back from the ``refused`` version toward ``parent`` (a version id): the
+    activation of the step that passed (its alpha times ``scale``, the share of the fine-tuned weights the
+    refused version held), or the refusal with the steps tried."""
+    tried = "; ".join(step.tried)
+    if step.alpha is None:
+        return dataclasses.replace(refused, reason=f"{refused.reason}; stepped back toward {parent}, none "
+                                   f"passed ({tried})")
+    total = step.alpha * scale
+    head = refused.reason.split(":", 1)[0]
+    reason = (f"activate the step back to alpha {total:g} (w = {1 - total:g} {parent} + {total:g} "
+              f"fine-tuned; the full step: {head}; {tried}): {step.verdict.reason}")
+    return Verdict(True, reason, {**step.verdict.figures, "step_back_alpha": step.alpha})
 
 
 def _calibration_case(predictor, ws, case: str, correction: str, margin_mm: float | None,

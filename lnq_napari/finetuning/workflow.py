@@ -19,8 +19,10 @@ from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_
 from lnq_napari.finetuning.posttrain import (
     PostprocessingChoice,
     choose_alpha,
+    interpolating,
     refit_postprocessing,
     step_back,
+    stepped_back_verdict,
 )
 from lnq_napari.finetuning.reviewed import known_background, marks_of, read_reviewed
 from lnq_napari.finetuning.validation import (
@@ -353,18 +355,13 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
         return forgetting_figures(make_predictor, folder, *plan.root, plan.device, plan.config, ws,
                                   cancel=cancel, data=data)
 
-    step = step_back(plan.candidate, Path(plan.parent_path), plan.config.fallback_steps, check, held_out,
-                     judge, rule, say)
-    tried = "; ".join(step.tried)
+    step = step_back(plan.candidate, interpolating(plan.candidate, Path(plan.parent_path)),
+                     plan.config.fallback_steps, check, held_out, judge, rule, say)
+    scale = 1.0 if alpha is None else alpha  # the share of the fine-tuned weights the refused one held
+    verdict = stepped_back_verdict(refused, step, plan.parent, scale)
     if step.alpha is None:
-        reason = f"{refused.reason}; stepped back toward {plan.parent}, none passed ({tried})"
-        return dataclasses.replace(refused, reason=reason), *refusal[1:]
-    total = step.alpha * (1.0 if alpha is None else alpha)
-    head = refused.reason.split(":", 1)[0]
-    reason = (f"activate the step back to alpha {total:g} (w = {1 - total:g} {plan.parent} + {total:g} "
-              f"fine-tuned; the full step: {head}; {tried}): {step.verdict.reason}")
-    verdict = Verdict(True, reason, {**step.verdict.figures, "step_back_alpha": step.alpha})
-    return verdict, step.forgetting, list(step.figures), total
+        return verdict, *refusal[1:]
+    return verdict, step.forgetting, list(step.figures), step.alpha * scale
 
 
 def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
