@@ -557,8 +557,8 @@ def finetune(
     active model as parent and activated only when the activation rule says so. When the active model
     is an nnU-Net version, :func:`finetune_nnunet` runs instead (work folder ``<workspace>/nnunet``, a
     free dataset id, ``config.iterations`` nnU-Net iterations; of ``config`` only ``val_fraction``,
-    ``dense_truth`` and the forgetting check's ``forgetting_data`` and ``forgetting_cases`` apply
-    besides) and returns its :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`.
+    ``dense_truth`` and the forgetting check's ``forgetting_data``, ``forgetting_cases`` and
+    ``fallback_steps`` apply besides) and returns its :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`.
     """
     from lnq_napari.workspace.registry import is_nnunet_version
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("nnunetv2")
@@ -242,3 +243,107 @@ def test_a_cancelled_or_failed_finetune_leaves_nothing_a_rerun_meets(nnunet_mode
     (ws.root / "nnunet" / "nnUNet_results" / "Dataset001_Mine").mkdir(parents=True)
     with pytest.raises(LNQError, match="dataset id 1 is already in use"):  # not this run's to remove
         api.finetune_nnunet(ws.root, dataset_id=1, device="cpu")
+
+
+def _network(folder: Path, fold: str) -> dict:
+    import torch
+
+    return torch.load(folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu",
+                      weights_only=False)["network_weights"]
+
+
+def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_path):
+    """A step back's writer: a model folder of its own whose fold checkpoint holds 0.75 parent + 0.25
+    fine-tuned network weights (the rest of the checkpoint kept); written into the trained folder, in
+    place."""
+    import shutil
+
+    from lnq_napari.nnunet.finetune import _stepping
+    from lnq_napari.nnunet.folder import open_model
+
+    ws, result, _ = finetuned
+    trained = tmp_path / "trained"
+    shutil.copytree(result.model, trained)
+    parent = open_model(ws.model_path("m001"))
+    base, tuned = _network(parent.path, parent.folds[0]), _network(trained, "all")
+    write = _stepping(trained, "all", parent)
+    write(0.25, tmp_path / "step")
+    step = _network(tmp_path / "step", "all")
+    moved = [k for k in tuned if tuned[k].is_floating_point() and not (tuned[k] == base[k]).all()]
+    assert moved and all((step[k] - (0.75 * base[k] + 0.25 * tuned[k])).abs().max() < 1e-6 for k in tuned
+                         if tuned[k].is_floating_point())
+    assert open_model(tmp_path / "step").folds == ("all",)
+    write(0.5, trained)
+    kept = _network(trained, "all")
+    assert all((kept[k] - (0.5 * base[k] + 0.5 * tuned[k])).abs().max() < 1e-6 for k in moved)
+
+
+def test_a_refused_nnunet_version_is_stepped_back_until_the_check_passes(nnunet_model, tmp_path, monkeypatch):
+    """The nnU-Net fine-tune steps a version the forgetting check refuses back toward its parent as ours
+    does: the full step and the halfway one forget the original's own data, a quarter of the way does not
+    and is registered, activated and said so."""
+    from lnq_napari.io.readers import read_volume
+    from lnq_napari.nnunet import finetune as module
+    from lnq_napari.phantom import write_dataset
+
+    data, folder = nnunet_model
+    own = tmp_path / "own"
+    write_dataset(own, 2, seed=31, shape=(16, 48, 48), spacing=(1.5, 1.5, 3.0))
+    checked = {read_volume(own / f"lnq2023-train-000{k}-ct.nrrd").origin for k in (1, 2)}
+    ws = Workspace.init(tmp_path / "ws", data)
+    ws.activate(ws.register_model(folder), decided_by="user")
+    for case in ws.case_ids()[1:]:
+        _correct(ws, case)
+    parent = _network(ws.model_path("m001"), "0")
+    tuned = {}
+
+    class Truth:
+        """The correction on the workspace's cases; the check's cases predicted well only near the parent."""
+
+        def __init__(self, alpha: float) -> None:
+            self.alpha = alpha
+
+        def predict(self, ct, progress=None, cancel=None, prepared=None):
+            from types import SimpleNamespace
+
+            if ct.origin in checked:
+                return SimpleNamespace(mask=ct.with_array(np.zeros(ct.shape, np.uint8) if self.alpha > 0.3
+                                                          else _own_truth(own, ct)))
+            case = next(c for c in ws.case_ids() if ws.read_ct(c).origin == ct.origin)
+            return SimpleNamespace(mask=read_labels(ws.full_path(case), reference=ct))
+
+    def alpha_of(path: Path) -> float:
+        path = Path(str(path).removeprefix("nnunet:"))
+        if path.resolve() == ws.model_path("m001").resolve():
+            return 0.0
+        weights = _network(path, "all")
+        if not tuned:  # first seen: the fine-tuned weights
+            tuned.update(weights)
+        key = next(k for k in parent if tuned[k].is_floating_point() and not (tuned[k] == parent[k]).all())
+        moved = tuned[key] - parent[key]
+        return float(((weights[key] - parent[key]) * moved).sum() / (moved * moved).sum())
+
+    seen = []
+    monkeypatch.setattr(module, "load_predictor", lambda path, device="auto": seen.append(
+        round(alpha_of(path), 3)) or Truth(seen[-1]))
+    config = FinetuneConfig(forgetting_data=str(own), forgetting_cases=2)
+    result = api.finetune(ws.root, iterations=2, device="cpu", config=config)
+    assert result.activated, result.reason
+    assert result.reason.startswith("activate the step back to alpha 0.25 (w = 0.75 m001 + 0.25 fine-tuned; "
+                                    "the full step: refuse (median Dice on the original's own data -0.500")
+    assert "alpha 0.5: check -0.500 (refused); alpha 0.25: check +0.000): activate: " in result.reason
+    assert result.figures["step_back_alpha"] == 0.25 and seen.count(0.25) == 2
+    registered = _network(ws.model_path(result.new_version), "all")
+    key = next(k for k in parent if tuned[k].is_floating_point() and not (tuned[k] == parent[k]).all())
+    assert (registered[key] - (0.75 * parent[key] + 0.25 * tuned[key])).abs().max() < 1e-6
+    assert ws.active_model()["id"] == result.new_version
+
+
+def _own_truth(own: Path, ct) -> np.ndarray:
+    """The complete truth of the check case whose CT is ``ct``."""
+    from lnq_napari.io.readers import read_volume
+
+    for k in (1, 2):
+        if read_volume(own / f"lnq2023-train-000{k}-ct.nrrd").origin == ct.origin:
+            return read_labels(own / f"lnq2023-train-000{k}-full.nrrd", reference=ct).array
+    raise AssertionError("not a check case")

@@ -9,7 +9,10 @@ weights (:func:`~lnq_napari.nnunet.train.train_fold`, a subprocess with progress
 
 The candidate, its parent and the lineage's original model are then judged on the held-out corrections
 (:func:`~lnq_napari.finetuning.validation.case_figures`, the parent's stored predictions reused) by
-:func:`~lnq_napari.activation.decide_activation`. The candidate is registered in the workspace registry
+:func:`~lnq_napari.activation.decide_activation` (with ``forgetting_data``, the forgetting check too; a
+candidate it alone refuses is stepped back toward its parent as our fine-tune steps back ours:
+:func:`~lnq_napari.finetuning.posttrain.step_back`, the fold checkpoint's network weights mixed). The
+candidate is registered in the workspace registry
 (``kind: nnunet``, parent = the parent's version) with the verdict and figures, and activated when the
 rule says so (``decided_by: "rule"``); ``lnq-napari workspace activate`` rolls back. A parent given as a
 folder that is not yet a version of the workspace is registered first (the root of its lineage).
@@ -32,11 +35,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lnq_napari.activation import ActivationRule
+from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import LNQError
-from lnq_napari.finetuning.forgetting import check_data, checked_verdict
+from lnq_napari.finetuning.forgetting import check_data, checked_verdict, forgetting_figures
 from lnq_napari.finetuning.plan import split_cases
+from lnq_napari.finetuning.posttrain import StepWriter, interpolated, step_back, stepped_back_verdict
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
@@ -45,6 +49,7 @@ from lnq_napari.finetuning.validation import (
     original_model,
     version_figures,
 )
+from lnq_napari.io.atomic import atomic_write
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.nnunet.export import (
     ExportResult,
@@ -54,7 +59,7 @@ from lnq_napari.nnunet.export import (
     free_dataset_id,
     used_dataset_ids,
 )
-from lnq_napari.nnunet.folder import NnUNetModel, open_model
+from lnq_napari.nnunet.folder import CHECKPOINT, NnUNetModel, open_model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.workspace.registry import is_nnunet_version
@@ -62,7 +67,10 @@ from lnq_napari.workspace.registry import is_nnunet_version
 WORK = "nnunet"  # the default work folder inside the workspace
 NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNNN_LNQfinetune
 #: The FinetuneConfig settings an nnU-Net fine-tune uses (``iterations``: nnU-Net iterations per epoch).
-NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth", "forgetting_data", "forgetting_cases")
+NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth", "forgetting_data", "forgetting_cases",
+                   "fallback_steps")
+#: What a model folder needs beside its fold checkpoints (a step back's trial folder copies them).
+MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 
 
 @dataclass(frozen=True)
@@ -197,7 +205,9 @@ def finetune_nnunet(
     ``rule`` says so. nnU-Net's folders go under ``work`` (default ``<workspace>/nnunet``:
     ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results``) with ``dataset_id`` (default: the
     lowest free one). ``config``: ``val_fraction``, ``dense_truth`` and the forgetting check's
-    ``forgetting_data`` and ``forgetting_cases`` of :class:`~lnq_napari.model.config.FinetuneConfig`.
+    ``forgetting_data``, ``forgetting_cases`` and ``fallback_steps`` (a version the check alone refuses
+    is stepped back toward its parent, its fold checkpoint's weights mixed as our fine-tune mixes ours)
+    of :class:`~lnq_napari.model.config.FinetuneConfig`.
     LNQError when the workspace has no correction, the parent is not an nnU-Net model folder or
     ``dataset_id`` is in use under ``work``, before anything is written."""
     from lnq_napari.workspace import Workspace
@@ -236,10 +246,21 @@ def finetune_nnunet(
         train_seconds = round(time.time() - t_train, 1)
         figures = case_figures(load_predictor(trained, device=device), ws, val,
                                progress=_stage(progress, 0.9, 0.95), cancel=cancel)
-        verdict, _ = checked_verdict(
-            lambda checked: held_out_verdict(figures, parent_figures, original_figures, rule, on_train, kept,
-                                             checked),
-            load_predictor, trained, *root, device, config, ws, _stage(progress, 0.95, 1.0), cancel)
+
+        def judge(figs: list[CaseFigures], checked: ForgettingFigures | None) -> Verdict:
+            return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
+
+        verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
+                                           device, config, ws, _stage(progress, 0.95, 0.97), cancel)
+        if (checked is not None and not verdict.activate and config.fallback_steps
+                and judge(figures, None).activate):
+            step = step_back(trained, _stepping(trained, fold, parent_model), config.fallback_steps,
+                             _checking(ws, config, root, device, cancel),
+                             lambda folder: case_figures(load_predictor(folder, device=device), ws, val,
+                                                         cancel=cancel), judge, rule,
+                             None if progress is None else (lambda message: progress(0.98, message)))
+            verdict = stepped_back_verdict(verdict, step, parent_id)
+            figures = list(step.figures) if step.alpha is not None else figures
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
             parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
@@ -258,6 +279,39 @@ def finetune_nnunet(
         state = "activated" if result.activated else "registered, not activated"
         progress(1.0, f"{result.new_version} {state}")
     return result
+
+
+def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter:
+    """Steps between the parent's checkpoint (the one training started from) and the fine-tuned fold's
+    (both read once): ``write(alpha, folder)`` writes the step's ``network_weights`` into ``folder``'s
+    fold checkpoint, ``folder`` a model folder of its own unless it is ``trained``."""
+    import torch
+
+    name = f"fold_{fold}"
+    saved = torch.load(trained / name / CHECKPOINT, map_location="cpu", weights_only=False)
+    base = torch.load(parent.checkpoint_path(parent.folds[0]), map_location="cpu",
+                      weights_only=False)["network_weights"]
+
+    def write(alpha: float, folder: Path) -> None:
+        if folder != trained:
+            shutil.rmtree(folder, ignore_errors=True)
+            (folder / name).mkdir(parents=True)
+            for file in MODEL_FILES:
+                if (trained / file).is_file():
+                    shutil.copy2(trained / file, folder / file)
+        step = {**saved, "network_weights": interpolated(base, saved["network_weights"], alpha)}
+        with atomic_write(folder / name / CHECKPOINT) as tmp:
+            torch.save(step, tmp)
+
+    return write
+
+
+def _checking(ws, config: FinetuneConfig, root: tuple[str, Path], device: str,
+              cancel) -> Callable[[Path], ForgettingFigures]:
+    """The forgetting check of a step back's folders, its cases read once for all the steps."""
+    data = check_data(config, *root).loaded()
+    return lambda folder: forgetting_figures(load_predictor, folder, *root, device, config, ws, cancel=cancel,
+                                             data=data)
 
 
 def _register(ws, result: NnUNetFinetune, t0: float) -> NnUNetFinetune:
