@@ -255,7 +255,7 @@ def _network(folder: Path, fold: str) -> dict:
 def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_path):
     """A step back's writer: a model folder of its own whose fold checkpoint holds 0.75 parent + 0.25
     fine-tuned network weights (the rest of the checkpoint kept); written into the trained folder, in
-    place."""
+    place; none for a parent whose network differs."""
     import shutil
 
     from lnq_napari.nnunet.finetune import _stepping
@@ -276,6 +276,14 @@ def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_pat
     write(0.5, trained)
     kept = _network(trained, "all")
     assert all((kept[k] - (0.5 * base[k] + 0.5 * tuned[k])).abs().max() < 1e-6 for k in moved)
+    import torch  # a parent whose network differs (a layer fewer): nothing to mix, no step back
+
+    other = tmp_path / "other"
+    shutil.copytree(parent.path, other)
+    saved = torch.load(other / f"fold_{parent.folds[0]}" / "checkpoint_final.pth", weights_only=False)
+    saved["network_weights"].pop(moved[0])
+    torch.save(saved, other / f"fold_{parent.folds[0]}" / "checkpoint_final.pth")
+    assert _stepping(trained, "all", open_model(other)) is None
 
 
 def test_a_refused_nnunet_version_is_stepped_back_until_the_check_passes(nnunet_model, tmp_path, monkeypatch):

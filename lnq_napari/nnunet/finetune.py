@@ -252,9 +252,15 @@ def finetune_nnunet(
 
         verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
                                            device, config, ws, _stage(progress, 0.95, 0.97), cancel)
+        writer = None
         if (checked is not None and not verdict.activate and config.fallback_steps
                 and judge(figures, None).activate):
-            step = step_back(trained, _stepping(trained, fold, parent_model), config.fallback_steps,
+            writer = _stepping(trained, fold, parent_model)
+            if writer is None:
+                verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the parent's "
+                                              "network differs from the fine-tuned one)")
+        if writer is not None:
+            step = step_back(trained, writer, config.fallback_steps,
                              _checking(ws, config, root, device, cancel),
                              lambda folder: case_figures(load_predictor(folder, device=device), ws, val,
                                                          cancel=cancel), judge, rule,
@@ -281,16 +287,20 @@ def finetune_nnunet(
     return result
 
 
-def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter:
+def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter | None:
     """Steps between the parent's checkpoint (the one training started from) and the fine-tuned fold's
     (both read once): ``write(alpha, folder)`` writes the step's ``network_weights`` into ``folder``'s
-    fold checkpoint, ``folder`` a model folder of its own unless it is ``trained``."""
+    fold checkpoint, ``folder`` a model folder of its own unless it is ``trained``. None when the two
+    networks' weights do not match name for name and shape for shape (nothing to mix)."""
     import torch
 
     name = f"fold_{fold}"
     saved = torch.load(trained / name / CHECKPOINT, map_location="cpu", weights_only=False)
     base = torch.load(parent.checkpoint_path(parent.folds[0]), map_location="cpu",
                       weights_only=False)["network_weights"]
+    tuned = saved["network_weights"]
+    if set(base) != set(tuned) or any(base[k].shape != tuned[k].shape for k in tuned):
+        return None
 
     def write(alpha: float, folder: Path) -> None:
         if folder != trained:
@@ -299,7 +309,7 @@ def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter:
             for file in MODEL_FILES:
                 if (trained / file).is_file():
                     shutil.copy2(trained / file, folder / file)
-        step = {**saved, "network_weights": interpolated(base, saved["network_weights"], alpha)}
+        step = {**saved, "network_weights": interpolated(base, tuned, alpha)}
         with atomic_write(folder / name / CHECKPOINT) as tmp:
             torch.save(step, tmp)
 
