@@ -14,7 +14,7 @@ a loop ran with the code being timed: the figures it cached in earlier rounds ar
 in the loop's own last round (a loop of older code cached none, or under other keys).
 
     OMP_NUM_THREADS=2 python benchmarks/bench_finetune_time.py --against bc1026c --repeats 2 \\
-        --workspace "benchmarks/results/adaptation-s24/work/nodes-s1-uncertainty-clicks-mine_negatives=true"
+        --workspace "benchmarks/results/adaptation-s24b/work/nodes-s1-uncertainty-clicks-mine_negatives=true"
 """
 
 from __future__ import annotations
