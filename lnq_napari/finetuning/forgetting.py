@@ -179,6 +179,22 @@ def forgetting_figures(make_predictor, candidate: str | Path, original: str, ori
     return ForgettingFigures(data.source, tuple(after), tuple(before))
 
 
+def step_checker(make_predictor, original: str, original_path: str | Path, device: str,
+                 config: FinetuneConfig, ws=None, cancel=None) -> Callable[[Path], ForgettingFigures]:
+    """The forgetting check of a step back's folders (``check(folder)``), its cases read or drawn once
+    for all the steps; for a lineage the check ran on."""
+    data = check_data(config, original, original_path).loaded()
+    return lambda folder: forgetting_figures(make_predictor, folder, original, original_path, device, config,
+                                             ws, cancel=cancel, data=data)
+
+
+def check_alone_refused(verdict: Verdict, checked: ForgettingFigures | None,
+                        unchecked: Callable[[], Verdict]) -> bool:
+    """Whether the forgetting check alone refused a candidate: it ran, the verdict refuses and the rule
+    on the held-out figures without it (``unchecked()``) would activate (what a step back answers)."""
+    return checked is not None and not verdict.activate and unchecked().activate
+
+
 def checked_verdict(judge: Callable[[ForgettingFigures | None], Verdict], make_predictor,
                     candidate: str | Path, original: str, original_path: str | Path, device: str,
                     config: FinetuneConfig, ws=None, progress: Progress = None,

@@ -14,7 +14,7 @@ import numpy as np
 
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.components import label_components
-from lnq_napari.finetuning.forgetting import check_data, checked_verdict, forgetting_figures
+from lnq_napari.finetuning.forgetting import check_alone_refused, checked_verdict, step_checker
 from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
 from lnq_napari.finetuning.posttrain import (
     PostprocessingChoice,
@@ -325,8 +325,8 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
     verdict, forgetting = checked_verdict(lambda f: judge(figures, f), make_predictor, plan.candidate,
                                           *plan.root, plan.device, plan.config, ws,
                                           _stage(progress, 0.0, 0.5), cancel)
-    if (forgetting is not None and not verdict.activate and plan.config.fallback_steps and not plan.folds
-            and judge(figures, None).activate):
+    if plan.config.fallback_steps and not plan.folds and check_alone_refused(verdict, forgetting,
+                                                                             lambda: judge(figures, None)):
         say = None if progress is None else (lambda message: progress(0.75, message))
         verdict, forgetting, figures, alpha = _stepped_back(ws, plan, (verdict, forgetting, figures, alpha),
                                                             judge, rule, make_predictor, say, cancel)
@@ -349,12 +349,7 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
         return version_figures(make_predictor, None, folder, plan.device, ws, plan.val_cases,
                                plan.corrections, cancel=cancel)
 
-    data = check_data(plan.config, *plan.root).loaded()  # the check ran: there are cases
-
-    def check(folder: Path) -> ForgettingFigures:
-        return forgetting_figures(make_predictor, folder, *plan.root, plan.device, plan.config, ws,
-                                  cancel=cancel, data=data)
-
+    check = step_checker(make_predictor, *plan.root, plan.device, plan.config, ws, cancel)
     step = step_back(plan.candidate, interpolating(plan.candidate, Path(plan.parent_path)),
                      plan.config.fallback_steps, check, held_out, judge, rule, say)
     scale = 1.0 if alpha is None else alpha  # the share of the fine-tuned weights the refused one held

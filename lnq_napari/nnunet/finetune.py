@@ -38,7 +38,7 @@ from pathlib import Path
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import LNQError
-from lnq_napari.finetuning.forgetting import check_data, checked_verdict, forgetting_figures
+from lnq_napari.finetuning.forgetting import check_alone_refused, check_data, checked_verdict, step_checker
 from lnq_napari.finetuning.plan import split_cases
 from lnq_napari.finetuning.posttrain import StepWriter, interpolated, step_back, stepped_back_verdict
 from lnq_napari.finetuning.validation import (
@@ -253,15 +253,14 @@ def finetune_nnunet(
         verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
                                            device, config, ws, _stage(progress, 0.95, 0.97), cancel)
         writer = None
-        if (checked is not None and not verdict.activate and config.fallback_steps
-                and judge(figures, None).activate):
+        if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
             writer = _stepping(trained, fold, parent_model)
             if writer is None:
                 verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the parent's "
                                               "network differs from the fine-tuned one)")
         if writer is not None:
             step = step_back(trained, writer, config.fallback_steps,
-                             _checking(ws, config, root, device, cancel),
+                             step_checker(load_predictor, *root, device, config, ws, cancel),
                              lambda folder: case_figures(load_predictor(folder, device=device), ws, val,
                                                          cancel=cancel), judge, rule,
                              None if progress is None else (lambda message: progress(0.98, message)))
@@ -314,14 +313,6 @@ def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter | Non
             torch.save(step, tmp)
 
     return write
-
-
-def _checking(ws, config: FinetuneConfig, root: tuple[str, Path], device: str,
-              cancel) -> Callable[[Path], ForgettingFigures]:
-    """The forgetting check of a step back's folders, its cases read once for all the steps."""
-    data = check_data(config, *root).loaded()
-    return lambda folder: forgetting_figures(load_predictor, folder, *root, device, config, ws, cancel=cancel,
-                                             data=data)
 
 
 def _register(ws, result: NnUNetFinetune, t0: float) -> NnUNetFinetune:
