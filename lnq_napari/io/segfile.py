@@ -153,8 +153,11 @@ def _warn_undescribed(layers: np.ndarray, segments: list[dict], name: str) -> No
     """Warn when voxels hold label values that no segment describes (left out of every segment)."""
     undescribed: set = set()
     for k, layer in enumerate(layers):
-        known = {s["labelValue"] for s in segments if s["layer"] == k}
-        undescribed |= {v for v in np.unique(layer).tolist() if v != 0 and v not in known}
+        other = layer != 0  # voxels no segment of this layer describes: none, mostly (no sort needed)
+        for value in {s["labelValue"] for s in segments if s["layer"] == k}:
+            other &= layer != value
+        if other.any():
+            undescribed |= set(np.unique(layer[other]).tolist())
     if undescribed:
         shown = ", ".join(f"{v:g}" for v in sorted(undescribed)[:5])
         warnings.warn(f"{name}: voxels hold label values that no segment describes ({shown}); they are "
