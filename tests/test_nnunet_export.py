@@ -15,8 +15,8 @@ from lnq_napari.cli import main
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.readers import read_labels, read_volume, write_volume
 from lnq_napari.io.volume import Volume
+from lnq_napari.model.nnunet_folder import open_model
 from lnq_napari.nnunet.export import LABELS, export_dataset, nnunet_labels
-from lnq_napari.nnunet.folder import open_model
 from lnq_napari.training.corrections import correction_states
 from lnq_napari.training.labels import label_states
 

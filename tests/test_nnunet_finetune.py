@@ -20,6 +20,7 @@ pytest.importorskip("nnunetv2")
 from lnq_napari import api  # noqa: E402
 from lnq_napari.cli import main  # noqa: E402
 from lnq_napari.errors import LNQError  # noqa: E402
+from lnq_napari.finetuning.validation import ValidationMetrics, version_figures  # noqa: E402
 from lnq_napari.io.readers import read_labels  # noqa: E402
 from lnq_napari.model.config import FinetuneConfig  # noqa: E402
 from lnq_napari.nnunet.backend import NnUNetPredictor  # noqa: E402
@@ -85,6 +86,21 @@ def test_finetune_registers_an_nnunet_version_judged_on_held_out_corrections(fin
     line = ws.journal("finetune_nnunet")[-1]
     assert (line["new_version"], line["parent_id"], line["decided_by"]) == ("m002", "m001", "rule")
     assert (line["parent"], line["version"]) == (result.parent_version, result.version)
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("a kept figure was predicted again")
+
+
+def test_a_versions_held_out_figures_are_read_when_it_is_the_parent(finetuned):
+    """The candidate's held-out figures are kept under its version and default prediction settings; its
+    registered copy has the same key, so the next round reads them instead of predicting its cases."""
+    from lnq_napari.model.checkpoint import figures_key
+
+    ws, result, _ = finetuned
+    read = version_figures(_never, "m002", ws.model_path("m002"), "cpu", ws, result.val_cases)
+    assert repr(ValidationMetrics.from_figures(read)) == repr(result.metrics_after)
+    assert None is not figures_key(ws.model_path("m002")) != figures_key(ws.model_path("m001"))
 
 
 def test_the_nnunet_version_predicts_on_the_ct_grid_and_its_weights_moved(finetuned, odd_grid_ct):
@@ -154,9 +170,10 @@ def test_the_rule_activates_a_registered_candidate_and_says_so(finetuned):
 
 def test_the_forgetting_check_scores_nnunet_versions_on_forgetting_data(finetuned, nnunet_model):
     """An nnU-Net lineage has no default check cases; with forgetting_data the candidate and the original
-    predict through the nnU-Net backend (their figures are not cached: nnU-Net folders have no
-    lnq-napari weights hash)."""
+    predict through the nnU-Net backend, and their figures are kept under each folder's version and
+    default prediction settings: a second check predicts nothing."""
     from lnq_napari.finetuning.forgetting import CACHE, forgetting_figures
+    from lnq_napari.model.checkpoint import figures_key
     from lnq_napari.nnunet.select import load_predictor
 
     ws, result, _ = finetuned
@@ -164,11 +181,18 @@ def test_the_forgetting_check_scores_nnunet_versions_on_forgetting_data(finetune
     root = ("m001", ws.model_path("m001"))
     assert forgetting_figures(load_predictor, result.model, *root, "cpu", FinetuneConfig(), ws) is None
     config = FinetuneConfig(forgetting_data=str(data), forgetting_cases=2)
+    before = set(ws.read_cache(CACHE))
     checked = forgetting_figures(load_predictor, result.model, *root, "cpu", config, ws)
     ids = [f.case_id for f in checked.candidate]
     assert ids == [f.case_id for f in checked.original] == ws.case_ids()[:2]
-    assert checked.source == f"2 cases of {data}" and ws.read_cache(CACHE) == {}
+    assert checked.source == f"2 cases of {data}"
     assert all(f.nodes_gt == g.nodes_gt for f, g in zip(checked.candidate, checked.original, strict=True))
+    kept = {entry.split("|")[0] for entry in set(ws.read_cache(CACHE)) - before}
+    assert kept <= {figures_key(result.model), figures_key(root[1])} and figures_key(root[1]) in (
+        kept | {entry.split("|")[0] for entry in before})
+
+    again = forgetting_figures(_never, result.model, *root, "cpu", config, ws)
+    assert repr(again) == repr(checked)  # NaN surface Dice: equal figures, not ==
 
 
 def test_a_half_written_nnunet_version_is_refused_in_one_line(finetuned, capsys):
@@ -258,8 +282,8 @@ def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_pat
     place; none for a parent whose network differs."""
     import shutil
 
+    from lnq_napari.model.nnunet_folder import open_model
     from lnq_napari.nnunet.finetune import _stepping
-    from lnq_napari.nnunet.folder import open_model
 
     ws, result, _ = finetuned
     trained = tmp_path / "trained"
@@ -345,6 +369,9 @@ def test_a_refused_nnunet_version_is_stepped_back_until_the_check_passes(nnunet_
     key = next(k for k in parent if tuned[k].is_floating_point() and not (tuned[k] == parent[k]).all())
     assert (registered[key] - (0.75 * parent[key] + 0.25 * tuned[key])).abs().max() < 1e-6
     assert ws.active_model()["id"] == result.new_version
+    read = version_figures(_never, result.new_version, ws.model_path(result.new_version), "cpu", ws,
+                           result.val_cases)  # the step's figures, kept as the next round's parent's
+    assert repr(ValidationMetrics.from_figures(read)) == repr(result.metrics_after)
 
 
 def _own_truth(own: Path, ct) -> np.ndarray:

@@ -19,6 +19,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model.config import ModelConfig
+from lnq_napari.model.nnunet_folder import default_prediction_key, is_nnunet_folder, open_model
 
 FORMAT = "lnq-napari-model"
 FORMAT_VERSION = 1
@@ -55,8 +56,14 @@ def _json_default(value):
 
 
 def figures_key(folder: str | Path) -> str | None:
-    """What figures of a model's masks are kept under: its weights and inference settings, hashed; None
-    for a folder that is not an lnq-napari model (an nnU-Net model: its figures are not kept)."""
+    """What figures of a model's masks are kept under: its weights and inference settings, hashed (an
+    nnU-Net model folder: its version and default prediction settings,
+    :func:`~lnq_napari.model.nnunet_folder.default_prediction_key`); None for anything else."""
+    if is_nnunet_folder(folder):
+        try:
+            return default_prediction_key(open_model(folder))
+        except LNQError:
+            return None
     try:
         config = read_config(folder)
     except LNQError:

@@ -21,14 +21,10 @@ from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.volume import Volume
-from lnq_napari.model.config import InferenceConfig, ModelConfig
+from lnq_napari.model.config import ModelConfig
+from lnq_napari.model.nnunet_folder import CHECKPOINT, MIRRORING, NNUNET_INFERENCE, TILE_STEP, open_model
 from lnq_napari.nnunet.deps import require_nnunet
-from lnq_napari.nnunet.folder import CHECKPOINT, open_model
 from lnq_napari.preprocess import mediastinum_region
-
-# nnU-Net's argmax, without our bundled model's size, peak and HU filters (nnU-Net learned what a node is)
-NNUNET_INFERENCE = InferenceConfig(threshold=0.5, min_component_mm3=0.0, max_mean_hu=None,
-                                   mediastinum_margin_mm=None, min_peak=0.0)
 
 
 def _tracked_predictor_class():
@@ -62,7 +58,8 @@ class NnUNetPredictor:
     """
 
     def __init__(self, model: str | Path, device: str = "auto", folds=None, checkpoint: str = CHECKPOINT,
-                 tile_step: float = 0.5, mirroring: bool = True, inference: dict | None = None) -> None:
+                 tile_step: float = TILE_STEP, mirroring: bool = MIRRORING,
+                 inference: dict | None = None) -> None:
         if not 0.0 < float(tile_step) <= 1.0:
             raise LNQError(f"tile step {tile_step} must be in (0, 1]; nnU-Net's default is 0.5")
         self.model = open_model(model, folds, checkpoint)

@@ -8,7 +8,10 @@ reused, and one fold trained through nnU-Net's own trainer with the parent's wei
 weights (:func:`~lnq_napari.nnunet.train.train_fold`, a subprocess with progress and Cancel).
 
 The candidate, its parent and the lineage's original model are then judged on the held-out corrections
-(:func:`~lnq_napari.finetuning.validation.case_figures`, the parent's stored predictions reused) by
+(:func:`~lnq_napari.finetuning.validation.version_figures`: the parent's stored predictions reused, and
+each model's figures kept in the workspace cache under its version and default prediction settings, so
+a candidate's figures are read, not predicted, when it is the next round's parent, and the original's
+on the forgetting check's cases are predicted once per lineage) by
 :func:`~lnq_napari.activation.decide_activation` (with ``forgetting_data``, the forgetting check too; a
 candidate it alone refuses is stepped back toward its parent as our fine-tune steps back ours:
 :func:`~lnq_napari.finetuning.posttrain.step_back`, the fold checkpoint's network weights mixed). The
@@ -43,7 +46,6 @@ from lnq_napari.finetuning.plan import split_cases
 from lnq_napari.finetuning.posttrain import StepWriter, interpolated, step_back, stepped_back_verdict
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
-    case_figures,
     held_out_verdict,
     lineage_corrections,
     original_model,
@@ -51,6 +53,7 @@ from lnq_napari.finetuning.validation import (
 )
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.model.nnunet_folder import CHECKPOINT, NnUNetModel, open_model
 from lnq_napari.nnunet.export import (
     ExportResult,
     check_target,
@@ -59,7 +62,6 @@ from lnq_napari.nnunet.export import (
     free_dataset_id,
     used_dataset_ids,
 )
-from lnq_napari.nnunet.folder import CHECKPOINT, NnUNetModel, open_model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.workspace.registry import is_nnunet_version
@@ -244,8 +246,8 @@ def finetune_nnunet(
                                    iterations, epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9),
                                    cancel)
         train_seconds = round(time.time() - t_train, 1)
-        figures = case_figures(load_predictor(trained, device=device), ws, val,
-                               progress=_stage(progress, 0.9, 0.95), cancel=cancel)
+        figures = version_figures(load_predictor, None, trained, device, ws, val,
+                                  progress=_stage(progress, 0.9, 0.95), cancel=cancel)
 
         def judge(figs: list[CaseFigures], checked: ForgettingFigures | None) -> Verdict:
             return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
@@ -261,8 +263,8 @@ def finetune_nnunet(
         if writer is not None:
             step = step_back(trained, writer, config.fallback_steps,
                              step_checker(load_predictor, *root, device, config, ws, cancel),
-                             lambda folder: case_figures(load_predictor(folder, device=device), ws, val,
-                                                         cancel=cancel), judge, rule,
+                             lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
+                                                            cancel=cancel), judge, rule,
                              None if progress is None else (lambda message: progress(0.98, message)))
             verdict = stepped_back_verdict(verdict, step, parent_id)
             figures = list(step.figures) if step.alpha is not None else figures
@@ -309,8 +311,8 @@ def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter | Non
                 if (trained / file).is_file():
                     shutil.copy2(trained / file, folder / file)
         step = {**saved, "network_weights": interpolated(base, tuned, alpha)}
-        with atomic_write(folder / name / CHECKPOINT) as tmp:
-            torch.save(step, tmp)
+        with atomic_write(folder / name / CHECKPOINT) as tmp, open(tmp, "wb") as handle:
+            torch.save(step, handle)  # through a handle: the same bytes whatever the temporary file's name
 
     return write
 

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from lnq_napari.errors import LNQError
-from lnq_napari.nnunet.folder import PREFIX, is_nnunet_folder, strip_prefix
+from lnq_napari.model.nnunet_folder import PREFIX, is_nnunet_folder, strip_prefix
 
 NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
 # post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300

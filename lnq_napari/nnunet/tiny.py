@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
+from lnq_napari.model.nnunet_folder import CHECKPOINT
 from lnq_napari.nnunet.deps import require_nnunet
-from lnq_napari.nnunet.folder import CHECKPOINT
 
 CONFIGURATION = "3d_fullres"
 TRAINER = "nnUNetTrainer"

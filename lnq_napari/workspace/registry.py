@@ -27,6 +27,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model import bundled_model_path, resolve_model
+from lnq_napari.model.nnunet_folder import CHECKPOINT, FOLDER_FILES, is_nnunet_folder
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
 
@@ -36,8 +37,7 @@ _STAGING = re.compile(r"^\.[A-Za-z0-9_-]+\.[a-z0-9_]{8}$")
 REGISTRY_FILE = "registry.json"
 MODEL_FILES = ("weights.safetensors", "config.json")
 NNUNET = "nnunet"  # the ``kind`` of an nnU-Net version (entries without ``kind`` are our own models)
-NNUNET_FILES = ("plans.json", "dataset.json")  # as lnq_napari.nnunet.folder.is_nnunet_folder
-NNUNET_CHECKPOINTS = "fold_*/checkpoint_final.pth"
+NNUNET_CHECKPOINTS = f"fold_*/{CHECKPOINT}"
 _MODEL_ID = re.compile(r"m\d+")
 BUNDLED = "bundled"  # the pseudo-version of the bundled model: activating it deactivates every version
 
@@ -230,7 +230,7 @@ class ModelRegistry:
                            "fine-tune in this workspace, or activate one of its own versions")
         recorded = entry.get("sha256") or {}
         nnunet = is_nnunet_version(entry)
-        required = (tuple(recorded) or NNUNET_FILES) if nnunet else MODEL_FILES
+        required = (tuple(recorded) or FOLDER_FILES) if nnunet else MODEL_FILES
         try:
             for name in required:
                 if not (path / name).is_file() or not (path / name).stat().st_size:
@@ -349,7 +349,7 @@ def model_kind(path: Path) -> str | None:
     (plans.json and dataset.json), else None."""
     if (path / "config.json").is_file():
         return "lnq"
-    return NNUNET if all((path / name).is_file() for name in NNUNET_FILES) else None
+    return NNUNET if is_nnunet_folder(path) else None
 
 
 def _model_files(folder: Path, kind: str = "lnq") -> list[str]:
@@ -357,7 +357,7 @@ def _model_files(folder: Path, kind: str = "lnq") -> list[str]:
     if kind != NNUNET:
         return [name for name in MODEL_FILES if (folder / name).is_file()]
     extra = [name for name in ("dataset_fingerprint.json",) if (folder / name).is_file()]
-    return [*NNUNET_FILES, *extra, *sorted(p.relative_to(folder).as_posix()
+    return [*FOLDER_FILES, *extra, *sorted(p.relative_to(folder).as_posix()
                                            for p in folder.glob(NNUNET_CHECKPOINTS))]
 
 

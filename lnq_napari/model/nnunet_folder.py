@@ -1,17 +1,27 @@
 """A trained nnU-Net model folder (``nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<config>``): what it
-must hold, which folds it has, and its version (folder + checkpoint hash). Needs no nnunetv2."""
+must hold, which folds it has, its version (folder + checkpoint hash), and the settings it predicts with
+unless told otherwise. Needs no nnunetv2."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.checksum import sha256_file
+from lnq_napari.model.config import InferenceConfig
 
 PREFIX = "nnunet:"
 CHECKPOINT = "checkpoint_final.pth"
+FOLDER_FILES = ("plans.json", "dataset.json")  # what makes a folder a trained nnU-Net model
+TILE_STEP = 0.5  # nnU-Net's own default tile step
+MIRRORING = True  # nnU-Net's own default: test-time mirroring on
+# nnU-Net's argmax, without our bundled model's size, peak and HU filters (nnU-Net learned what a node is)
+NNUNET_INFERENCE = InferenceConfig(threshold=0.5, min_component_mm3=0.0, max_mean_hu=None,
+                                   mediastinum_margin_mm=None, min_peak=0.0)
 
 
 @dataclass(frozen=True)
@@ -21,7 +31,12 @@ class NnUNetModel:
     path: Path
     folds: tuple[str, ...]  # "0".."4" or "all"
     checkpoint: str
-    version: str
+    content: str  # SHA-256 over plans.json, dataset.json and the used folds' checkpoints
+
+    @property
+    def version(self) -> str:
+        """``nnunet:<dataset>/<model folder>@<12 hex>``: retraining a fold gives a new version."""
+        return f"{PREFIX}{self.path.parent.name}/{self.path.name}@{self.content[:12]}"
 
     def checkpoint_path(self, fold: str) -> Path:
         return self.path / f"fold_{fold}" / self.checkpoint
@@ -36,7 +51,7 @@ def strip_prefix(model: str | Path) -> Path:
 def is_nnunet_folder(path: str | Path) -> bool:
     """True for a folder holding nnU-Net's ``plans.json`` and ``dataset.json`` (a trained model folder)."""
     path = strip_prefix(path)
-    return (path / "plans.json").is_file() and (path / "dataset.json").is_file()
+    return all((path / name).is_file() for name in FOLDER_FILES)
 
 
 def available_folds(path: Path, checkpoint: str = CHECKPOINT) -> list[str]:
@@ -45,15 +60,15 @@ def available_folds(path: Path, checkpoint: str = CHECKPOINT) -> list[str]:
     return sorted((f for f in found if f.isdigit()), key=int) + (["all"] if "all" in found else [])
 
 
-def model_version(path: Path, folds, checkpoint: str) -> str:
-    """``nnunet:<dataset>/<model folder>@<12 hex>``: the hash covers plans.json, dataset.json and the
-    used folds' checkpoints, so retraining a fold gives a new version."""
+def content_digest(path: Path, folds, checkpoint: str) -> str:
+    """SHA-256 over plans.json, dataset.json and the used folds' checkpoints of the model folder ``path``:
+    the same for a copy anywhere."""
     digest = hashlib.sha256()
-    for name in ("plans.json", "dataset.json"):
+    for name in FOLDER_FILES:
         digest.update(f"{name}:{sha256_file(path / name)}\n".encode())
     for fold in folds:
         digest.update(f"fold_{fold}:{sha256_file(path / f'fold_{fold}' / checkpoint)}\n".encode())
-    return f"{PREFIX}{path.parent.name}/{path.name}@{digest.hexdigest()[:12]}"
+    return digest.hexdigest()
 
 
 def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> NnUNetModel:
@@ -82,4 +97,12 @@ def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> N
         if missing:
             raise LNQError(f"{path} lacks fold(s) {', '.join(missing)} ({checkpoint}); it has fold(s) "
                            f"{', '.join(found)}: pass those or train the missing ones")
-    return NnUNetModel(path, chosen, checkpoint, model_version(path, chosen, checkpoint))
+    return NnUNetModel(path, chosen, checkpoint, content_digest(path, chosen, checkpoint))
+
+
+def default_prediction_key(model: NnUNetModel) -> str:
+    """What the figures of ``model``'s masks, predicted with the default settings (:data:`TILE_STEP`,
+    :data:`MIRRORING`, :data:`NNUNET_INFERENCE`), are kept under: its content (wherever the folder lies:
+    a candidate and its registered copy share it) and those settings."""
+    settings = json.dumps([TILE_STEP, MIRRORING, dataclasses.asdict(NNUNET_INFERENCE)], sort_keys=True)
+    return hashlib.sha256(f"{model.content}|{settings}".encode()).hexdigest()[:16]
