@@ -876,12 +876,36 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
                        (["dense_truth=maybe"], "bool"), (["trainable=half"], "norm_first"),
                        (["replay_fraction=2"], "0..1"), (["folds=0"], ">= 1"),
                        (["folds=3", "interpolate=true"], "folds=1"), (["forgetting_cases=-1"], ">= 0"),
-                       (["fallback_steps=-1"], "fallback_steps must be >= 0")):
+                       (["fallback_steps=-1"], "fallback_steps must be >= 0"), (["warmup=-1"], "warmup must"),
+                       (["lr=nan"], "lr must be a number > 0"), (["lr=inf"], "lr must be a number > 0"),
+                       (["l2sp_weight=nan"], "l2sp_weight must be"),
+                       (["distill_weight=inf"], "distill_weight must be")):
         with pytest.raises(LNQError, match=words):
             FinetuneConfig().with_settings(bad)
         assert main(["finetune", "--workspace", str(tmp_path), *[a for b in bad for a in ("--set", b)]]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err
+
+
+def test_a_diverged_fine_tune_fails_in_one_line_and_leaves_no_version_or_plan(tmp_path, dataset, parent_model,
+                                                                             capsys):
+    """A learning rate that blows the weights up to NaN is a one-line error: no version registered (a
+    model that predicts nothing would look like one with fewer false nodes), no pending plan for
+    --resume to fail on again, no scratch folder."""
+    from lnq_napari.cli import main
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    before = sorted(p.name for p in ws.models_dir.iterdir())
+    assert main(["finetune", "--workspace", str(ws.root), "--device", "cpu", "--iterations", "2",
+                 "--set", "lr=1e30", "--set", "forgetting_cases=0", "--set", "mine_negatives=false"]) == 2
+    err = capsys.readouterr().err.strip()  # the progress bar, then the error
+    last = err.splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("lnq-napari: error: training diverged at iteration")
+    assert last.endswith("train again with a lower lr (this run: 1e+30)")
+    assert sorted(p.name for p in ws.models_dir.iterdir()) == before and len(ws.models()) == 1
+    assert ws.journal("finetune_discard")[-1]["reason"].startswith("failed: training diverged")
+    assert main(["finetune", "--workspace", str(ws.root), "--resume"]) == 2
+    assert "no interrupted fine-tune to resume" in capsys.readouterr().err
 
 
 def test_a_missing_forgetting_data_folder_fails_before_anything_is_written(tmp_path, dataset, parent_model,

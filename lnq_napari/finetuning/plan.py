@@ -164,16 +164,24 @@ def save_plan(ws, plan: FinetunePlan) -> None:
     atomic_write_text(ws.models_dir / PENDING, json.dumps(plan.to_dict(), indent=1))
 
 
+def discard_pending(ws, reason: str) -> None:
+    """Remove the pending plan, if any, with its scratch folders (training, candidate, folds), and say why
+    in the journal."""
+    pending_path = ws.models_dir / PENDING
+    if not pending_path.is_file():
+        return
+    old = json.loads(pending_path.read_text())  # as a dict: it may be of an older format
+    version = old.get("version")  # its scratch folders: .<version>.*
+    for folder in [old.get("staging"), *(ws.models_dir.glob(f".{version}.*") if version else [])]:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+    pending_path.unlink(missing_ok=True)
+    ws.log("finetune_discard", version=version, reason=reason)
+
+
 def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     """A new plan, saved as pending (a pending one left by an interrupted run is discarded)."""
-    pending_path = ws.models_dir / PENDING
-    if pending_path.is_file():
-        old = json.loads(pending_path.read_text())  # as a dict: it may be of an older format
-        version = old.get("version")  # its scratch folders (training, candidate, folds): .<version>.*
-        for folder in [old.get("staging"), *(ws.models_dir.glob(f".{version}.*") if version else [])]:
-            if folder:
-                shutil.rmtree(folder, ignore_errors=True)
-        ws.log("finetune_discard", version=old.get("version"), reason="a new fine-tune was started")
+    discard_pending(ws, "a new fine-tune was started")
     plan = make_plan(ws, config, device)
     save_plan(ws, plan)
     ws.log("finetune_start", version=plan.version, parent=plan.parent, train_cases=plan.train_cases,

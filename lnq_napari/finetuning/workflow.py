@@ -14,8 +14,16 @@ import numpy as np
 
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.components import label_components
+from lnq_napari.errors import LNQError
 from lnq_napari.finetuning.forgetting import check_alone_refused, checked_verdict, step_checker
-from lnq_napari.finetuning.plan import PENDING, FinetunePlan, resume_plan, save_plan, start_plan
+from lnq_napari.finetuning.plan import (
+    PENDING,
+    FinetunePlan,
+    discard_pending,
+    resume_plan,
+    save_plan,
+    start_plan,
+)
 from lnq_napari.finetuning.posttrain import (
     PostprocessingChoice,
     choose_alpha,
@@ -389,16 +397,22 @@ def finetune_workspace(
     make_predictor = predictor_factory or Predictor
     t0 = time.time()
     plan = resume_plan(ws) if resume else start_plan(ws, config or FinetuneConfig(), device)
-    _baseline(ws, plan, make_predictor, _stage(progress, 0.0, 0.1), cancel)
-    cases = _prepared_cases(ws, plan, _stage(progress, 0.1, 0.18))
-    share = 0.18 + 0.67 * len(plan.folds) / (len(plan.folds) + 1)
-    fold_seconds = _cross_fit(ws, plan, cases, resume, make_predictor, _stage(progress, 0.18, share), cancel)
-    train_seconds, n_mined = _train(ws, plan, Path(plan.staging), cases, resume, make_predictor,
-                                    _stage(progress, share, 0.85), cancel)
-    train_seconds += fold_seconds
-    figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93), cancel)
-    verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
-                                                   _stage(progress, 0.93, 1.0), cancel)
+    try:
+        _baseline(ws, plan, make_predictor, _stage(progress, 0.0, 0.1), cancel)
+        cases = _prepared_cases(ws, plan, _stage(progress, 0.1, 0.18))
+        share = 0.18 + 0.67 * len(plan.folds) / (len(plan.folds) + 1)
+        fold_seconds = _cross_fit(ws, plan, cases, resume, make_predictor, _stage(progress, 0.18, share),
+                                  cancel)
+        train_seconds, n_mined = _train(ws, plan, Path(plan.staging), cases, resume, make_predictor,
+                                        _stage(progress, share, 0.85), cancel)
+        train_seconds += fold_seconds
+        figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93),
+                                          cancel)
+        verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
+                                                       _stage(progress, 0.93, 1.0), cancel)
+    except LNQError as exc:  # a failure, not an interruption: --resume would only fail again
+        discard_pending(ws, f"failed: {exc}")
+        raise
     checked = {} if forgetting is None else {"forgetting_candidate": list(forgetting.candidate),
                                              "forgetting_original": list(forgetting.original)}
     result = FinetuneResult(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -256,10 +257,12 @@ class FinetuneConfig:
         for name in ("val_fraction", "replay_fraction", "focus_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be within 0..1 (got {getattr(self, name)})")
-        for name in ("lr", "distill_weight", "l2sp_weight"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
-        for name in ("forgetting_cases", "fallback_steps"):
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a number > 0 (got {self.lr})")
+        for name in ("distill_weight", "l2sp_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                problems.append(f"{name} must be a number >= 0 (got {getattr(self, name)})")
+        for name in ("warmup", "forgetting_cases", "fallback_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if self.folds < 1:

@@ -425,14 +425,27 @@ def train_model(
             raise Cancelled(f"training stopped at iteration {it}; resume with resume=True")
         loss, lr = train_step(run, sampler, precision, it)
         it += 1
+        if not np.isfinite(loss) and not weights_finite(run.net):
+            raise LNQError(f"training diverged at iteration {it} (loss {loss}, weights no longer finite); "
+                           f"train again with a lower lr (this run: {run.config.train.lr:g})")
         log.update(it, loss, lr)
         if it % checkpoint_every == 0 and it < run.iterations:
             save_state(run, it)
+    if not weights_finite(run.net):
+        raise LNQError(f"training diverged by iteration {it} (weights no longer finite); train again with a "
+                       f"lower lr (this run: {run.config.train.lr:g})")
     if it < run.iterations:  # paused at stop_at
         save_state(run, it)
         return run.out_dir
     _finish(run, it, log.ema)
     return run.out_dir
+
+
+def weights_finite(net) -> bool:
+    """Whether every parameter and buffer of ``net`` is finite (no NaN or infinity: training diverged)."""
+    import torch
+
+    return all(bool(torch.isfinite(t).all()) for t in net.state_dict().values() if t.is_floating_point())
 
 
 def weights_digest(net) -> str:
