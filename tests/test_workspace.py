@@ -211,3 +211,23 @@ def test_two_processes_saving_at_once_share_no_version_and_lose_nothing(ws):
     logged = [e["version"] for e in ws.journal("correction")]
     assert sorted(logged) == [v["version"] for v in versions]
     assert all(ws.read_labels(case, v["version"]).array.any() for v in versions)
+
+
+def test_labels_on_another_grid_than_the_cases_ct_are_refused_and_nothing_is_written(ws, data):
+    """A correction cropped, shifted or transposed against the case's CT would be trained voxel for voxel
+    in the wrong place (or fail a fine-tune later): refused in one line naming the case, no version added;
+    the CT grid is read once per workspace object."""
+    case = "lnq2023-train-0002"  # no labels yet
+    _, seg = _case(0)
+    shifted = Volume(seg.array, seg.spacing, (seg.origin[0] + 7.0, *seg.origin[1:]), seg.direction)
+    cropped = Volume(seg.array[:5], seg.spacing, seg.origin, seg.direction)
+    swapped = Volume(np.ascontiguousarray(seg.array.transpose(0, 2, 1)), seg.spacing, seg.origin,
+                     seg.direction)
+    for bad, words in ((shifted, "origin"), (cropped, "size"), (swapped, "size")):
+        with pytest.raises(LNQError, match=f"labels to save for {case} and its CT are on different grids "
+                                           f"\\({words}"):
+            ws.add_label_version(case, bad, "correction")
+    assert ws.latest_version(case) is None and not list(ws.label_store(case).folder.glob("v*"))
+    version = ws.add_label_version(case, seg, "correction")  # on the CT's grid
+    assert ws.read_labels(case, version).same_grid(ws.read_ct(case))
+    assert ws.ct_grid(case).array.strides == (0, 0, 0)  # the grid without the CT's voxels

@@ -112,6 +112,11 @@ class Volume:
         return not self.grid_differences(other, tol)
 
 
+def grid_only(volume: Volume) -> Volume:
+    """``volume``'s grid without its voxels (a read-only zero array that takes no memory): for grid checks."""
+    return volume.with_array(np.broadcast_to(np.zeros((), np.uint8), volume.shape))
+
+
 def check_grid(spacing, origin, direction, name: str = "image") -> None:
     """LNQError unless a grid read from a file is usable: three finite spacings in :data:`SPACING_RANGE`,
     a finite origin and a finite orthonormal 3x3 direction. Every reader's common path calls it (NRRD,

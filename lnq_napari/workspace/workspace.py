@@ -28,8 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import read_labels, read_volume
-from lnq_napari.io.volume import Volume
+from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
@@ -51,6 +52,7 @@ class Workspace:
         self.cache = Cache(self.root / CACHE_DIR)
         self._journal = Journal(self.root / JOURNAL_FILE)
         self._lock = WorkspaceLock(self.root)  # across threads and processes; reentrant
+        self._ct_grids: dict[str, Volume] = {}  # case -> its CT's grid (no voxels), read once
 
     # ------------------------------------------------------------ create / open
     @classmethod
@@ -96,7 +98,9 @@ class Workspace:
         ws.log("init", data=meta["data"], cases=len(meta["cases"]), with_labels=len(with_seg))
 
     def _import_original(self, case: str) -> str:
-        labels = read_labels(self.seg_path(case), reference=self.read_ct(case))
+        ct = self.read_ct(case)
+        self._ct_grids[case] = grid_only(ct)
+        labels = read_labels(self.seg_path(case), reference=ct)
         return self.add_label_version(case, labels, "original", log=False)
 
     # ------------------------------------------------------------ cases
@@ -133,6 +137,12 @@ class Workspace:
     def read_ct(self, case: str) -> Volume:
         return read_volume(self.ct_path(case))
 
+    def ct_grid(self, case: str) -> Volume:
+        """The grid of ``case``'s CT (read once per workspace object; its voxels are not kept)."""
+        if case not in self._ct_grids:
+            self._ct_grids[case] = grid_only(self.read_ct(case))
+        return self._ct_grids[case]
+
     # ------------------------------------------------------------ label versions
     def label_store(self, case: str) -> LabelStore:
         """The label versions of ``case``; LNQError when the case is not in the workspace."""
@@ -157,6 +167,8 @@ class Workspace:
         """
         check_source(source)
         store = self.label_store(case)
+        check_same_grid(self.ct_grid(case), labels, what=f"the labels to save for {case} and its CT",
+                        fix="save labels drawn on this case's CT, or resample them onto it (io.align_to)")
         # the number is taken by exclusive create: no lock held while the label file is written
         saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent, **fields)
         if log:
