@@ -231,6 +231,17 @@ def test_a_model_folder_of_another_workspace_is_refused(ws, tmp_path):
     assert _state(ws) == before
 
 
+def test_an_unregistered_folder_in_the_models_folder_is_called_half_written(ws):
+    """A folder left in models/ by an interrupted fine-tune (copied, its weights missing) is named as such,
+    not as another workspace's model."""
+    half = _model(ws.models_dir / "m004")
+    (half / "weights.safetensors").unlink()
+    before = _state(ws)
+    with pytest.raises(LNQError, match="models folder but is no registered version .*half-written"):
+        api.activate_model(ws.root, str(half))
+    assert _state(ws) == before
+
+
 def test_unreadable_config_is_refused(ws):
     config = ws.model_path("m003") / "config.json"
     config.write_bytes(b"\xff\xfe not json")

@@ -212,6 +212,9 @@ class ModelRegistry:
         for version in self.known():
             if folder.resolve() == self.path(version).resolve():
                 return version
+        if folder.resolve().is_relative_to(self.folder.resolve()):
+            raise LNQError(f"{folder} lies in this workspace's models folder but is no registered version (a "
+                           f"half-written or interrupted model); activate one of {', '.join(self.known())}")
         raise LNQError(f"{folder} is not a model of this workspace (from another workspace?); "
                        f"activate one of {', '.join(self.known())}")
 
