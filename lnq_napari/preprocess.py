@@ -39,6 +39,15 @@ class Prepared:
     labels: np.ndarray | None = None
 
 
+def warn_if_not_hu(hu: np.ndarray) -> None:
+    """Warn when a CT holds no value below 0: a chest CT in Hounsfield units always holds air (lungs,
+    about -1000), so these are stored values whose rescale intercept (usually -1024) was not applied."""
+    if hu.size and hu.min() >= 0:
+        warnings.warn("the CT holds no value below 0, so it is not in Hounsfield units (air is about -1000 "
+                      "HU): apply the scanner's rescale intercept (usually -1024) before using it",
+                      UserWarning, stacklevel=3)
+
+
 def normalize(hu: np.ndarray, prep: dict) -> np.ndarray:
     """Clip HU to the model's window and scale to roughly unit range (float32)."""
     lo, hi = prep["hu_clip"]
@@ -211,6 +220,7 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     if image is None:
         oriented = reorient(ct.to_sitk(), prep["orientation"])
         hu = sitk.GetArrayViewFromImage(oriented)
+        warn_if_not_hu(hu)
         roi = find_roi(hu, tuple(oriented.GetSpacing()[::-1]), prep["roi"])
     else:
         roi = image.roi_index

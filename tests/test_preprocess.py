@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pytest
 
 from lnq_napari.io.volume import Volume
 from lnq_napari.preprocess import DEFAULT_PREPROCESSING, find_roi, normalize, pad_value, prepare, to_ct_grid
@@ -77,3 +80,14 @@ def test_labels_prepared_on_an_image_prepared_before_match_one_pass():
     again = prepare(ct, prep, labels=labels, image=image)
     assert image.labels is None and again.image is image.image and again.roi_index == once.roi_index
     assert np.array_equal(again.image, once.image) and np.array_equal(again.labels, once.labels)
+
+
+def test_a_ct_of_stored_values_not_hu_is_warned_about():
+    """HU + 1024 (a DICOM's stored values with the rescale intercept left out) has no value below 0: the
+    network would see a CT of bone and metal; the warning says what to do. A CT in HU is not warned about."""
+    hu = _chest()
+    with pytest.warns(UserWarning, match="not in Hounsfield units .* rescale intercept"):
+        prepare(Volume((hu.astype(np.int32) + 1024).astype(np.uint16), (1.5, 1.5, 3.0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(Volume(hu, (1.5, 1.5, 3.0)))
