@@ -98,9 +98,7 @@ class Workspace:
         ws.log("init", data=meta["data"], cases=len(meta["cases"]), with_labels=len(with_seg))
 
     def _import_original(self, case: str) -> str:
-        ct = self.read_ct(case)
-        self._ct_grids[case] = grid_only(ct)
-        labels = read_labels(self.seg_path(case), reference=ct)
+        labels = read_labels(self.seg_path(case), reference=self.read_ct(case))
         return self.add_label_version(case, labels, "original", log=False)
 
     # ------------------------------------------------------------ cases
@@ -135,12 +133,14 @@ class Workspace:
         return CaseTable(read_meta(self.root)["cases"], self.root).time_points(patient)
 
     def read_ct(self, case: str) -> Volume:
-        return read_volume(self.ct_path(case))
+        ct = read_volume(self.ct_path(case))
+        self._ct_grids[case] = grid_only(ct)
+        return ct
 
     def ct_grid(self, case: str) -> Volume:
         """The grid of ``case``'s CT (read once per workspace object; its voxels are not kept)."""
         if case not in self._ct_grids:
-            self._ct_grids[case] = grid_only(self.read_ct(case))
+            self.read_ct(case)
         return self._ct_grids[case]
 
     # ------------------------------------------------------------ label versions
