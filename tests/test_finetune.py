@@ -388,6 +388,7 @@ def test_worse_validation_is_registered_but_not_activated(tmp_path, dataset, par
 
     result = finetune_workspace(ws, FinetuneConfig(iterations=2), device="cpu", predictor_factory=factory)
     assert result.validated_on_training and "fewer than 2" in result.reason
+    assert "1 training case" in result.reason and "held-out case" not in result.reason  # not held out
     assert not result.activated and result.reason.count("refuse") == 1 and "kept m001" in result.reason
     assert "thin evidence" in result.reason
     # "before" reuses m001's stored prediction (partial labels + a false node), not a new prediction

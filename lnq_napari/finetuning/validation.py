@@ -191,7 +191,8 @@ def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigu
     the training corrections and, on a refusal, which version stays active (``kept``)."""
     verdict = decide_activation(candidate, parent, original, rule, forgetting)
     reason = verdict.reason
-    if validated_on_training:
+    if validated_on_training:  # the cases judged are the training ones: not called held out
+        reason = reason.replace("held-out case", "training case")
         reason = f"validated on the training corrections (fewer than 2 corrected cases): {reason}"
     if not verdict.activate:
         reason += f"; kept {kept} active"

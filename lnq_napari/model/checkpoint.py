@@ -57,7 +57,7 @@ def _json_default(value):
 
 def figures_key(folder: str | Path) -> str | None:
     """What figures of a model's masks are kept under: its weights and inference settings, hashed (an
-    nnU-Net model folder: its version and default prediction settings,
+    nnU-Net model folder: its content, plans, dataset and checkpoints, and default prediction settings,
     :func:`~lnq_napari.model.nnunet_folder.default_prediction_key`); None for anything else."""
     if is_nnunet_folder(folder):
         try:
