@@ -231,3 +231,18 @@ def test_labels_on_another_grid_than_the_cases_ct_are_refused_and_nothing_is_wri
     version = ws.add_label_version(case, seg, "correction")  # on the CT's grid
     assert ws.read_labels(case, version).same_grid(ws.read_ct(case))
     assert ws.ct_grid(case).array.strides == (0, 0, 0)  # the grid without the CT's voxels
+
+
+def test_labels_a_label_map_cannot_hold_are_refused_before_a_version_number_is_taken(ws):
+    """A probability map, negative values or NaN saved as a correction would be stored as "node wherever
+    non-zero": refused in one line, no version and no placeholder left."""
+    case = "lnq2023-train-0002"
+    _, seg = _case(0)
+    for array, words in ((seg.array * 0.6, "non-integer values"), (seg.array.astype(np.int8) * -1,
+                                                                    "negative"),
+                         (np.where(seg.array > 0, np.nan, 0.0), "NaN")):
+        with pytest.raises(LNQError, match=f"labels to save for {case} holds {words}"):
+            ws.add_label_version(case, seg.with_array(array), "correction")
+    assert not list(ws.label_store(case).folder.glob("v*"))
+    version = ws.add_label_version(case, seg.with_array(seg.array * 3), "correction")  # values 0 and 3
+    assert ws.read_labels(case, version).array.max() == 1

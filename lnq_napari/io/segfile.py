@@ -218,7 +218,8 @@ def seg_header(labels: Volume, mask: np.ndarray, name: str, color, extra: dict |
 
 def write_seg_nrrd(path: str | Path, labels: Volume, name: str = "lymph node",
                    color=(0.85, 0.65, 0.13), extra: dict | None = None) -> Path:
-    """Write ``labels`` (any non-zero -> 1) as a gzip 3D Slicer ``.seg.nrrd`` with one segment.
+    """Write ``labels`` (any non-zero -> 1; values a label map cannot hold, such as a probability map or
+    negative values, are an LNQError) as a gzip 3D Slicer ``.seg.nrrd`` with one segment.
 
     ``extra`` holds further string fields for the header (provenance: model version, source ...);
     :func:`lnq_napari.io.read_labels` returns them in ``Volume.meta``. Written atomically.
@@ -231,7 +232,7 @@ def write_seg_nrrd(path: str | Path, labels: Volume, name: str = "lymph node",
     array = np.asarray(labels.array)
     if array.ndim != 3:
         raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
-    mask = (array != 0).astype(np.uint8)
+    mask = label_mask(array, f"the labels for {path.name}")  # refuses probabilities and negative values
     header = seg_header(labels, mask, name, color, extra)
     with atomic_write(path, suffix=".seg.nrrd") as tmp:
         nrrd.write(str(tmp), mask, header, index_order="C", compression_level=NRRD_COMPRESSION)

@@ -16,9 +16,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.checksum import sha256_file
+from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
@@ -99,6 +102,7 @@ class LabelStore:
         Extra keyword fields are kept in the provenance (and, one line each, in the file's header).
         """
         check_source(source)
+        check_label_values(np.asarray(labels.array), f"the labels to save for {self.case}")  # before a number
         if parent is None:
             parent = (self.latest() or {}).get("version")
         version = self._reserve()
