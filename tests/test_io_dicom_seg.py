@@ -111,6 +111,32 @@ def test_ct_grid_found_from_two_slices_equals_the_full_read(tmp_path):
     np.testing.assert_array_equal(back.array, mask)
 
 
+def test_a_seg_beside_a_damaged_ct_series_is_refused_not_placed_on_a_made_up_grid(tmp_path):
+    """The SEG's grid comes from the series' two ends, which stand for the stack only when every slice is
+    there once: a slice lost or doubled after the SEG was written is refused as a read of the CT refuses
+    it (it was resampled onto 5 slices at 1.25 x 4/5 mm, with a warning blaming the grids)."""
+    template = pydicom.dcmread(next(SERIES.glob("*.dcm")))
+    folder = tmp_path / "study" / "ct"
+    folder.mkdir(parents=True)
+    for k in range(6):
+        template.SOPInstanceUID = pydicom.uid.generate_uid()
+        template.InstanceNumber, template.ImagePositionPatient = k + 1, [-235.2, -226.8, -40.0 + 1.25 * k]
+        template.save_as(folder / f"{k}.dcm")
+    ct = read_volume(folder)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 100:140, 200:260] = 1
+    out = write_dicom_seg(tmp_path / "study" / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    lost = pydicom.dcmread(folder / "2.dcm")
+    (folder / "2.dcm").unlink()
+    with pytest.raises(LNQError, match="DICOM slices in ct are unevenly spaced"):
+        read_labels(out)
+    lost.SOPInstanceUID = pydicom.uid.generate_uid()
+    lost.ImagePositionPatient = [-235.2, -226.8, -40.0 + 1.25 * 3]  # back, but at slice 3's position
+    lost.save_as(folder / "2.dcm")
+    with pytest.raises(LNQError, match="DICOM series in ct has two slices at one position"):
+        read_labels(out)
+
+
 def test_reads_a_seg_written_by_dcmqi(tmp_path, ct):
     """An independent writer: dcmqi's SEG of the repository's liver/spine label map (tests/data/dicom-seg)."""
     path = Path(__file__).parent / "data" / "dicom-seg" / "liver_spine_dcmqi.dcm"

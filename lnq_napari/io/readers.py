@@ -391,7 +391,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     reader.SetFileNames(files_by_series[sid])
     reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
     image = _execute_series(reader, folder)
-    _check_dicom_slices(reader, len(files_by_series[sid]), folder.name)
+    _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files_by_series[sid])),
+                        folder.name)
     raw = _from_sitk_image(image, folder.name)
     raw.meta["dicom_series_uid"] = sid
     if reader.HasMetaDataKey(0, "0020|0052"):
@@ -404,20 +405,43 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     return raw
 
 
-def _check_dicom_slices(reader, count: int, name: str) -> None:
-    """LNQError when the slices of a series are not one evenly spaced stack: a slice missing, two at one
-    position, or orientations that differ (SimpleITK would silently average the spacing)."""
+def _slice_tags(has, get, count: int) -> tuple[list, list]:
+    """Each slice's Image Position and Image Orientation (Patient) as float arrays (None where missing or
+    unreadable), from ``has(index, tag)`` / ``get(index, tag)`` over ``count`` slices."""
     def numbers(index: int, tag: str) -> np.ndarray | None:
-        if not reader.HasMetaDataKey(index, tag):
+        if not has(index, tag):
             return None
         try:
-            return np.asarray([float(v) for v in reader.GetMetaData(index, tag).split("\\")], dtype=float)
+            return np.asarray([float(v) for v in get(index, tag).split("\\")], dtype=float)
         except ValueError:
             return None
 
-    positions = [numbers(i, "0020|0032") for i in range(count)]
-    orientations = [numbers(i, "0020|0037") for i in range(count)]
-    if count < 3 or any(p is None or p.size != 3 for p in positions) or orientations[0] is None \
+    return [numbers(i, "0020|0032") for i in range(count)], [numbers(i, "0020|0037") for i in range(count)]
+
+
+def _file_slice_tags(files: list[str]) -> tuple[list, list]:
+    """:func:`_slice_tags` of a series' files read header by header (no pixel data)."""
+    import SimpleITK as sitk
+
+    readers = []
+    for name in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise _unreadable(Path(name), exc) from exc
+        readers.append(reader)
+    return _slice_tags(lambda i, tag: readers[i].HasMetaDataKey(tag),
+                       lambda i, tag: readers[i].GetMetaData(tag), len(files))
+
+
+def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
+    """LNQError when the slices of a series (their positions and orientations, :func:`_slice_tags`) are
+    not one evenly spaced stack: a slice missing, two at one position, or orientations that differ
+    (SimpleITK would silently average the spacing)."""
+    positions, orientations = tags
+    if len(positions) < 3 or any(p is None or p.size != 3 for p in positions) or orientations[0] is None \
             or orientations[0].size != 6:
         return  # nothing to compare (the grid check still applies)
     fix = "re-export the complete series (one acquisition, every slice) from the PACS or scanner"
@@ -536,12 +560,14 @@ def _execute_series(reader, folder: Path):
 
 def _dicom_grid(folder: Path, series_uid: str) -> Volume:
     """The grid :func:`_read_dicom` gives a series (as an all-zero read-only Volume, with the series and
-    frame of reference UIDs in ``meta``) from its first and last slices only: ITK takes the origin and
-    direction from the first and the slice spacing as (last - first) / (slices - 1)."""
+    frame of reference UIDs in ``meta``) from its first and last slices' pixels (ITK takes the origin and
+    direction from the first and the slice spacing as (last - first) / (slices - 1)) and every slice's
+    header (a slice missing or doubled is refused, as a read of the series refuses it)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
     files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    _check_dicom_slices(_file_slice_tags(list(files)), folder.name)  # the stack the two ends stand for
     reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)
