@@ -137,6 +137,25 @@ def test_a_seg_beside_a_damaged_ct_series_is_refused_not_placed_on_a_made_up_gri
         read_labels(out)
 
 
+def test_a_seg_of_an_anonymised_series_is_written(tmp_path, ct, liver):
+    """Anonymisers often remove patient and study attributes outright; the SEG carries them empty (DICOM
+    Type 2) instead of failing with a reason that blamed the slices."""
+    from lnq_napari.io.dicom_seg import ANONYMISED_TYPE2
+
+    folder = tmp_path / "study" / "ct"
+    shutil.copytree(SERIES, folder)
+    for file in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(file)
+        for keyword in ANONYMISED_TYPE2:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(file)
+    out = write_dicom_seg(tmp_path / "study" / "seg" / "seg.dcm", liver, folder)
+    np.testing.assert_array_equal(read_labels(out, reference=ct).array, liver.array != 0)
+    written = pydicom.dcmread(out, stop_before_pixels=True)
+    assert (written.PatientID, written.StudyID, written.AccessionNumber) == ("", "", "")
+
+
 def test_reads_a_seg_written_by_dcmqi(tmp_path, ct):
     """An independent writer: dcmqi's SEG of the repository's liver/spine label map (tests/data/dicom-seg)."""
     path = Path(__file__).parent / "data" / "dicom-seg" / "liver_spine_dcmqi.dcm"

@@ -548,6 +548,12 @@ def _description(label: str, model_version: str | None, edits: int):
         anatomic_regions=[codes.SCT.Mediastinum], display_color=hd.color.CIELabColor(70.0, 20.0, 60.0))
 
 
+#: Patient and study attributes a SEG copies from its CT (Type 2: present, may be empty) that anonymisers
+#: often remove outright; highdicom needs them present.
+ANONYMISED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                    "AccessionNumber", "StudyID", "ReferringPhysicianName")
+
+
 def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_version: str | None = None,
                     edits: int = 0, series_uid: str | None = None, label: str = "lymph node",
                     series_description: str = "lnq-napari lymph nodes") -> Path:
@@ -574,6 +580,9 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
     for ds in datasets:  # highdicom refuses an empty Specific Character Set (some scanners write one)
         if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
             del ds.SpecificCharacterSet
+        for keyword in ANONYMISED_TYPE2:  # present and empty, as DICOM allows, where removed
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     frames = (array[ks] != 0).astype(np.uint8)
     try:
         with warnings.catch_warnings():
