@@ -493,9 +493,23 @@ def test_workspace_export_of_a_case_converted_from_dicom(tmp_path, ct, liver, ca
     assert pydicom.dcmread(out).SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
     (line,) = ws.journal("export")
     assert line["case"] == case and line["version"] == saved.version and line["format"] == "dicom-seg"
+    assert line["series"] == ct.meta["dicom_series_uid"]  # the series the SEG references
     assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(tmp_path / "x.dcm")]) == 2
-    assert "is not DICOM" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not DICOM" in err and "give its folder (--ct" in err
     assert not (tmp_path / "x.dcm").exists()
+    other = tmp_path / "other"  # another reconstruction (or patient) on the same grid: not this case's CT
+    shutil.copytree(SERIES, other)
+    series = pydicom.uid.generate_uid()
+    for file in other.glob("*.dcm"):
+        ds = pydicom.dcmread(file)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, pydicom.uid.generate_uid()
+        ds.save_as(file)
+    assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(tmp_path / "y.dcm"), "--ct",
+                 str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"drawn on CT series {ct.meta['dicom_series_uid']}, which is not in" in err[0]
+    assert not (tmp_path / "y.dcm").exists() and len(ws.journal("export")) == 1
 
 
 def test_export_from_a_workspace_needs_a_dicom_ct(tmp_path):
