@@ -45,15 +45,17 @@ def _touch(folder: Path, *names: str) -> None:
 
 def test_scan_cases_pairs_siblings_and_requires(tmp_path):
     _touch(tmp_path, "a-ct.nrrd", "a-seg.nrrd", "a-full.nrrd", "a-nodes.json", "b-ct.nii.gz", "b-seg.nii.gz",
-           "c-ct.nrrd", "notes.txt")
+           "c-ct.nrrd", "notes.txt", "d-ct.nrrd", "d-seg.dcm", "e-ct.nrrd", "e-seg.nii.gz", "e-full.mha")
     cases = scan_cases(tmp_path)
-    assert [c.case_id for c in cases] == ["a", "b", "c"]
-    a, b, c = cases
+    assert [c.case_id for c in cases] == ["a", "b", "c", "d", "e"]
+    a, b, c, d, e = cases
     assert a.full is not None and a.nodes is not None and a.seg.name == "a-seg.nrrd"
     assert b.seg.name == "b-seg.nii.gz" and b.full is None
     assert c.seg is None
-    assert [c.case_id for c in scan_cases(tmp_path, require="seg")] == ["a", "b"]
-    assert [c.case_id for c in scan_cases(tmp_path, require="full")] == ["a"]
+    # labels in another format than the CT's (a DICOM SEG, NIfTI) are the case's too, never left behind
+    assert (d.seg.name, e.seg.name, e.full.name) == ("d-seg.dcm", "e-seg.nii.gz", "e-full.mha")
+    assert [c.case_id for c in scan_cases(tmp_path, require="seg")] == ["a", "b", "d", "e"]
+    assert [c.case_id for c in scan_cases(tmp_path, require="full")] == ["a", "e"]
 
 
 def test_scan_cases_errors_name_the_problem(tmp_path):

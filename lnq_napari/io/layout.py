@@ -22,6 +22,8 @@ _ROLE_TAIL = re.compile(r"[-_.](" + "|".join(ROLES) + r")$", re.IGNORECASE)
 _VERSION_TAIL = re.compile(r"\.v\d{3,}$")
 _BARE_VERSION = re.compile(r"^v\d{3,}$")  # a label store's file: <case>/vNNN.seg.nrrd
 CT_ROLE_SUFFIXES = tuple(f"-ct{s}" for s in (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd"))
+# A case's label files, in the order a scan takes them: any format the readers read, a DICOM SEG too.
+LABEL_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd", ".dcm")
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,8 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
         case = parts.case
         cases[case] = CaseFiles(
             case_id=case, ct=path.resolve(),
-            seg=_resolved(sibling(folder, case, "seg", (parts.suffix, ".seg.nrrd", ".nrrd"))),
-            full=_resolved(sibling(folder, case, "full", (parts.suffix, ".nrrd"))),
+            seg=_resolved(sibling(folder, case, "seg", (parts.suffix, *LABEL_SUFFIXES))),
+            full=_resolved(sibling(folder, case, "full", (parts.suffix, *LABEL_SUFFIXES))),
             nodes=_resolved(sibling(folder, case, "nodes", (".json",))),
         )
     found = [c for c in cases.values() if require is None or getattr(c, require) is not None]
