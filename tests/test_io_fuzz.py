@@ -525,6 +525,36 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
         read_volume(gap)
 
 
+def test_dicom_series_errors_are_one_line_without_itk_warnings(tmp_path, capfd):
+    """ITK's own warning (printed by C++ on stderr) no longer comes before the one-line error; a slice of
+    another size (a localizer) is named as such, not as ITK's region sizes."""
+    import SimpleITK as sitk
+
+    from lnq_napari.cli import main
+
+    slices = _stack(6)
+    gap = write_dicom_case(_mkdir(tmp_path / "gap"), {"slices": slices[:2] + slices[3:],
+                                                      "spacing": (0.8, 0.9)})
+    capfd.readouterr()
+    assert main(["measure", str(gap)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unevenly spaced" in err[0]
+    mixed = write_dicom_case(_mkdir(tmp_path / "mixed"), {"slices": slices, "spacing": (0.8, 0.9)})
+    localizer = sitk.GetImageFromArray(np.zeros((1, 9, 4), np.int16))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(mixed / "002.dcm"))
+    reader.LoadPrivateTagsOn()
+    reader.ReadImageInformation()
+    for key in reader.GetMetaDataKeys():
+        localizer.SetMetaData(key, reader.GetMetaData(key))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(mixed / "002.dcm"))
+    writer.Execute(localizer)
+    with pytest.raises(LNQError, match="differ in size \\(a localizer or another series among them\\)"):
+        read_volume(mixed)
+
+
 def _mkdir(folder: Path) -> Path:
     folder.mkdir(parents=True)
     return folder

@@ -549,13 +549,24 @@ def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | 
 
 
 def _execute_series(reader, folder: Path):
-    """``reader.Execute()`` of a SimpleITK series reader; a failure is a one-line LNQError."""
+    """``reader.Execute()`` of a SimpleITK series reader, ITK's own warnings silenced (the slice check
+    that follows says what is wrong, in one line); a failure is a one-line LNQError."""
+    import SimpleITK as sitk
+
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         return reader.Execute()
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1][:160]
+        text = str(exc)
+        if "does not fully contain the requested region" in text:  # a slice of another size
+            raise LNQError(f"the DICOM slices in {folder} differ in size (a localizer or another series "
+                           "among them); keep only the slices of the one CT series") from exc
+        reason = text.strip().splitlines()[-1][:160]
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
                        "complete images of one series") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _dicom_grid(folder: Path, series_uid: str) -> Volume:
