@@ -233,6 +233,9 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_next(args: argparse.Namespace) -> None:
     with _progress_bar("rank") as progress:
         ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
+    if not ranked:
+        print("nothing left to review: every case of the workspace has a correction")
+        return
     _print_table(ranked, ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
 
 
@@ -244,6 +247,8 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
             resume=args.resume, progress=progress,
         )
     print(json.dumps(result.to_dict(), indent=2, default=str))
+    state = "activated" if result.activated else "registered, not activated"  # last, where a reader looks
+    print(f"{result.new_version} {state}: {result.reason}", file=sys.stderr)
 
 
 def _cmd_export_nnunet(args: argparse.Namespace) -> None:

@@ -435,8 +435,9 @@ def test_no_corrections_is_a_user_error(tmp_path, dataset, parent_model):
         finetune_workspace(ws, FinetuneConfig(iterations=1), device="cpu")
 
 
-def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_model):
+def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_model, capsys):
     from lnq_napari import api
+    from lnq_napari.cli import main
     from lnq_napari.io.readers import read_labels
     from lnq_napari.workspace import Workspace
 
@@ -457,6 +458,13 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     assert result.new_version == "m002" and result.validated_on_training
     assert Workspace.open(ws.root).model_info("m002")["parent"] == "m001"
     assert result.activated == (ws.active_model()["id"] == "m002")
+    for other in ws.case_ids():  # every case corrected: the CLI says so instead of an empty table
+        if other != case:
+            ws.add_label_version(other, read_labels(ws.full_path(other), reference=ws.read_ct(other)),
+                                 "correction", edits=1)
+    capsys.readouterr()
+    assert main(["next", "--workspace", str(ws.root)]) == 0
+    assert capsys.readouterr().out.startswith("nothing left to review: every case of the workspace has a")
 
 
 def test_rejected_suggestions_become_background_but_never_over_a_corrected_node():

@@ -152,7 +152,9 @@ def test_cli_finetune_routes_to_nnunet_and_prints_the_verdict(finetuned, monkeyp
     assert main(["finetune", "--workspace", str(ws.root), "--iterations", "3", "--device", "cpu"]) == 0
     (args, kwargs), = calls
     assert args[1:] == (None, None, None) and kwargs["iterations"] == 3  # active parent, W/nnunet, free id
-    printed = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)  # stdout stays machine-readable; the verdict line goes to stderr
+    assert captured.err.strip().splitlines()[-1] == f"m002 registered, not activated: {result.reason}"
     assert printed["new_version"] == "m002" and printed["reason"] == result.reason
     assert printed["activated"] is False and printed["model"] == str(result.model)
 
