@@ -393,7 +393,10 @@ def test_writing_needs_the_dicom_ct_and_its_grid(tmp_path, ct, liver):
         write_dicom_seg(tmp_path / "seg.dcm", shifted, SERIES)
     with pytest.raises(LNQError, match="not on the grid of the CT series"):
         write_dicom_seg(tmp_path / "seg.dcm", Volume(liver.array[:2], liver.spacing, liver.origin), SERIES)
+    with pytest.raises(LNQError, match="seg.nrrd names another image format; a DICOM SEG is written as"):
+        write_dicom_seg(tmp_path / "seg.nrrd", liver, SERIES)
     assert not list(tmp_path.glob("*.dcm")) and not list(tmp_path.glob(".*"))  # nothing half-written
+    assert not (tmp_path / "seg.nrrd").exists()
 
 
 def test_malformed_segs_give_one_line(tmp_path, ct, liver):

@@ -20,6 +20,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import GridWarning, align_to
+from lnq_napari.io.layout import is_image_file
 from lnq_napari.io.volume import Volume
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
@@ -569,6 +570,9 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
         raise LNQError(f"{ct} does not exist; a DICOM SEG needs the DICOM CT series it was drawn on")
     if path.is_dir():
         raise LNQError(f"{path} is a folder; give the DICOM SEG a file name such as {path.name}-seg.dcm")
+    if is_image_file(path):  # .nrrd, .nii.gz ...: a reader would take the DICOM file for that format
+        raise LNQError(f"{path.name} names another image format; a DICOM SEG is written as a .dcm file "
+                       "(or save the labels as .seg.nrrd)")
     if not is_dicom_path(ct):
         raise LNQError(f"a DICOM SEG references the DICOM CT series it was drawn on, and {ct.name} is not "
                        "DICOM; save as .seg.nrrd instead, or open the CT from its DICOM folder")

@@ -27,7 +27,8 @@ def check_label_values(array: np.ndarray, name: str = "labels") -> None:
     elif array.dtype.kind not in "iu":
         raise LNQError(f"{name} has voxel type {array.dtype}; a label map must be integer (uint8 0/1)")
     if array.size and array.min() < 0:
-        raise LNQError(f"{name} holds negative values (min {array.min()}); a label map must hold 0 "
+        looks = ": it looks like a CT (air is about -1000 HU), not a label map" if array.min() <= -500 else ""
+        raise LNQError(f"{name} holds negative values (min {array.min()}){looks}; a label map must hold 0 "
                        "(background) and positive values (node)")
 
 

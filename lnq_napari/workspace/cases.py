@@ -77,7 +77,10 @@ class CaseTable:
         try:
             return self._cases[case]
         except KeyError:
-            raise LNQError(f"case {case!r} is not in workspace {self.where}; see `case_ids()`") from None
+            known = self.ids()
+            shown = ", ".join(known[:5]) + (f" ... ({len(known)} cases)" if len(known) > 5 else "")
+            raise LNQError(f"case {case!r} is not in workspace {self.where}; its cases: {shown or 'none'}") \
+                from None
 
     def ct_path(self, case: str) -> Path:
         return Path(self.entry(case)["ct"])

@@ -77,8 +77,9 @@ class LabelStore:
         name = f"{version}.json"
         prov = self._committed(self.folder / name) if _PROVENANCE.match(name) else None
         if prov is None:
-            raise LNQError(f"case {self.case!r} has no label version {version!r}; "
-                           f"see `versions({self.case!r})`")
+            known = [v["version"] for v in self.versions()]
+            raise LNQError(f"case {self.case!r} has no label version {version!r}; its versions: "
+                           f"{', '.join(known[-8:]) or 'none'}")
         return prov
 
     def path(self, version: str) -> Path:
