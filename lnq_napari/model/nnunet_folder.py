@@ -17,6 +17,7 @@ from lnq_napari.model.config import InferenceConfig
 PREFIX = "nnunet:"
 CHECKPOINT = "checkpoint_final.pth"
 FOLDER_FILES = ("plans.json", "dataset.json")  # what makes a folder a trained nnU-Net model
+FINGERPRINT = "dataset_fingerprint.json"  # kept beside them when present (a copy of the model takes it)
 TILE_STEP = 0.5  # nnU-Net's own default tile step
 MIRRORING = True  # nnU-Net's own default: test-time mirroring on
 # nnU-Net's argmax, without our bundled model's size, peak and HU filters (nnU-Net learned what a node is)

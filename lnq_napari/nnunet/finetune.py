@@ -53,7 +53,7 @@ from lnq_napari.finetuning.validation import (
 )
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.model.nnunet_folder import CHECKPOINT, NnUNetModel, open_model
+from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, NnUNetModel, open_model
 from lnq_napari.nnunet.export import (
     ExportResult,
     check_target,
@@ -71,8 +71,6 @@ NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNN
 #: The FinetuneConfig settings an nnU-Net fine-tune uses (``iterations``: nnU-Net iterations per epoch).
 NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth", "forgetting_data", "forgetting_cases",
                    "fallback_steps")
-#: What a model folder needs beside its fold checkpoints (a step back's trial folder copies them).
-MODEL_FILES = ("plans.json", "dataset.json", "dataset_fingerprint.json")
 
 
 @dataclass(frozen=True)
@@ -307,7 +305,7 @@ def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter | Non
         if folder != trained:
             shutil.rmtree(folder, ignore_errors=True)
             (folder / name).mkdir(parents=True)
-            for file in MODEL_FILES:
+            for file in (*FOLDER_FILES, FINGERPRINT):  # what a model folder holds beside its folds
                 if (trained / file).is_file():
                     shutil.copy2(trained / file, folder / file)
         step = {**saved, "network_weights": interpolated(base, tuned, alpha)}

@@ -27,7 +27,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model import bundled_model_path, resolve_model
-from lnq_napari.model.nnunet_folder import CHECKPOINT, FOLDER_FILES, is_nnunet_folder
+from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, is_nnunet_folder
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
 
@@ -359,7 +359,7 @@ def _model_files(folder: Path, kind: str = "lnq") -> list[str]:
     """The files of a model folder that are copied and checksummed (relative, ``/``-separated)."""
     if kind != NNUNET:
         return [name for name in MODEL_FILES if (folder / name).is_file()]
-    extra = [name for name in ("dataset_fingerprint.json",) if (folder / name).is_file()]
+    extra = [FINGERPRINT] if (folder / FINGERPRINT).is_file() else []
     return [*FOLDER_FILES, *extra, *sorted(p.relative_to(folder).as_posix()
                                            for p in folder.glob(NNUNET_CHECKPOINTS))]
 
