@@ -643,11 +643,10 @@ def export_dicom_seg(
     info = ws.version_info(case, version) if version else ws.latest_version(case)
     if info is None:
         raise LNQError(f"{case} has no label version to export; save one first")
-    own = ws.read_ct(case)  # a CT converted from DICOM records its series: the SEG must reference that one
-    series = own.meta.get("dicom_series_uid")
     if ct is None and not dicom_seg.is_dicom_path(ws.ct_path(case)):
         raise LNQError(f"{case}'s CT {ws.ct_path(case).name} is not DICOM; a DICOM SEG references the DICOM "
                        "series the case was converted from: give its folder (--ct on the command line)")
+    series = ws.read_ct(case).meta.get("dicom_series_uid")  # recorded when converted: the SEG's series
     path = dicom_seg.write_dicom_seg(out, ws.read_labels(case, info["version"]), ct or ws.ct_path(case),
                                      model_version=info.get("model_version"), edits=int(info.get("edits", 0)),
                                      series_uid=series)

@@ -425,20 +425,24 @@ def train_model(
             raise Cancelled(f"training stopped at iteration {it}; resume with resume=True")
         loss, lr = train_step(run, sampler, precision, it)
         it += 1
-        if not np.isfinite(loss) and not weights_finite(run.net):
-            raise LNQError(f"training diverged at iteration {it} (loss {loss}, weights no longer finite); "
-                           f"train again with a lower lr (this run: {run.config.train.lr:g})")
+        if not np.isfinite(loss):  # a diverged run stops here, not at the end
+            _check_finite(run, it)
         log.update(it, loss, lr)
         if it % checkpoint_every == 0 and it < run.iterations:
             save_state(run, it)
-    if not weights_finite(run.net):
-        raise LNQError(f"training diverged by iteration {it} (weights no longer finite); train again with a "
-                       f"lower lr (this run: {run.config.train.lr:g})")
+    _check_finite(run, it)
     if it < run.iterations:  # paused at stop_at
         save_state(run, it)
         return run.out_dir
     _finish(run, it, log.ema)
     return run.out_dir
+
+
+def _check_finite(run: TrainRun, it: int) -> None:
+    """LNQError when the weights are no longer finite (the run diverged: nothing of it is worth keeping)."""
+    if not weights_finite(run.net):
+        raise LNQError(f"training diverged at iteration {it} (weights no longer finite); train again with a "
+                       f"lower lr (this run: {run.config.train.lr:g})")
 
 
 def weights_finite(net) -> bool:
