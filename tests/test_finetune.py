@@ -330,7 +330,7 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
         tmp_path, dataset, parent_model, monkeypatch):
     """The full step and the halfway step forget the original's own data, a quarter of the way does not:
     that one is judged on the held-out cases too, registered and activated, and the reason says how; the
-    steps read the check's cases once between them."""
+    check's cases are read once for the full step's check and the steps."""
     from lnq_napari.finetuning import forgetting
 
     own, checked = _own_data(tmp_path)
@@ -369,7 +369,7 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
     assert result.figures["forgetting_dice_vs_original"] == 0.0 and result.metrics_after.dice_mean == 1.0
     assert [f.dice for f in result.case_figures["forgetting_candidate"]] == [1.0, 1.0]
     assert seen.count(0.5) == 1 and seen.count(0.25) == 2  # the check, then the held-out cases
-    assert len(reads) == 4 and len(set(reads)) == 2  # the full step's check, then once for both steps
+    assert len(reads) == 2 and len(set(reads)) == 2  # read once: for the full step's check and both steps
     kept = _weights(ws.model_path(result.new_version))
     assert all(np.allclose(kept[k], 0.75 * parent[k] + 0.25 * tuned[k], atol=1e-6) for k in parent)
     assert ws.active_model()["id"] == result.new_version

@@ -11,8 +11,8 @@ site the bundled model was trained on; a draw of its own, none of the benchmarks
 lineage goes unchecked. Figures are kept in the workspace cache per model weights and case content
 (a phantom generator or a file that changes makes new entries), so a lineage pays for the original's
 once; the bundled model ships its own figures on its check cases (``check_figures.json``, written by
-:func:`ship_check_figures`), so a lineage from it never predicts them. Each case is loaded once per check
-for both models.
+:func:`ship_check_figures`), so a lineage from it never predicts them. Each case is loaded once per
+:class:`CheckData`, for every model a fine-tune checks.
 """
 
 from __future__ import annotations
@@ -50,12 +50,9 @@ class CheckCase:
     ct: str | None = None
     labels: str | None = None
     seed: int | None = None
-    volumes: tuple[Volume, Volume] | None = field(default=None, compare=False, repr=False)  # loaded
 
     def load(self) -> tuple[Volume, Volume]:
-        """``(ct, labels)``."""
-        if self.volumes is not None:
-            return self.volumes
+        """``(ct, labels)``, drawn or read now."""
         if self.seed is not None:
             case = make_case(self.seed, case_id=self.case_id, site=PHANTOM_SITE)
             return case.ct, case.full
@@ -65,16 +62,19 @@ class CheckCase:
 
 @dataclass(frozen=True)
 class CheckData:
-    """The check's cases and, in words, where they come from."""
+    """The check's cases and, in words, where they come from. A case is drawn or read when first
+    needed and kept while this object lives, so the checks of one fine-tune (the candidate's and a step
+    back's) load each case once."""
 
     source: str
     cases: tuple[CheckCase, ...]
+    _kept: dict[str, tuple[Volume, Volume]] = field(default_factory=dict, compare=False, repr=False)
 
-    def loaded(self) -> CheckData:
-        """The same cases held in memory, for several checks in a row (a step back's): each case is
-        drawn or read once."""
-        return dataclasses.replace(self, cases=tuple(dataclasses.replace(c, volumes=c.load())
-                                                     for c in self.cases))
+    def load(self, case: CheckCase) -> tuple[Volume, Volume]:
+        """``case``'s ``(ct, labels)``."""
+        if case.case_id not in self._kept:
+            self._kept[case.case_id] = case.load()
+        return self._kept[case.case_id]
 
 
 def check_data(config: FinetuneConfig, original: str, original_path: str | Path) -> CheckData | None:
@@ -126,7 +126,7 @@ def _scored(make_predictor, models: list[str | Path], device: str, data: CheckDa
     new = {}
     steps = len(data.cases) * len(models)
     for k, case in enumerate(data.cases):
-        ct, truth = case.load()
+        ct, truth = data.load(case)
         content = _case_key(ct, truth) if any(keys) else ""
         for j, model in enumerate(models):
             entry = f"{keys[j]}|{case.case_id}|{content}" if keys[j] else None
@@ -180,10 +180,11 @@ def forgetting_figures(make_predictor, candidate: str | Path, original: str, ori
 
 
 def step_checker(make_predictor, original: str, original_path: str | Path, device: str,
-                 config: FinetuneConfig, ws=None, cancel=None) -> Callable[[Path], ForgettingFigures]:
-    """The forgetting check of a step back's folders (``check(folder)``), its cases read or drawn once
-    for all the steps; for a lineage the check ran on."""
-    data = check_data(config, original, original_path).loaded()
+                 config: FinetuneConfig, ws=None, cancel=None,
+                 data: CheckData | None = None) -> Callable[[Path], ForgettingFigures]:
+    """The forgetting check of a step back's folders (``check(folder)``) on ``data`` (pass the candidate
+    check's: its cases stay loaded), else :func:`check_data`'s; for a lineage the check ran on."""
+    data = data or check_data(config, original, original_path)
     return lambda folder: forgetting_figures(make_predictor, folder, original, original_path, device, config,
                                              ws, cancel=cancel, data=data)
 
@@ -197,16 +198,17 @@ def check_alone_refused(verdict: Verdict, checked: ForgettingFigures | None,
 
 def checked_verdict(judge: Callable[[ForgettingFigures | None], Verdict], make_predictor,
                     candidate: str | Path, original: str, original_path: str | Path, device: str,
-                    config: FinetuneConfig, ws=None, progress: Progress = None,
-                    cancel=None) -> tuple[Verdict, ForgettingFigures | None]:
+                    config: FinetuneConfig, ws=None, progress: Progress = None, cancel=None,
+                    data: CheckData | None = None) -> tuple[Verdict, ForgettingFigures | None]:
     """``judge(None)`` (the rule on the held-out figures); when that activates the candidate, the
-    forgetting check's figures and ``judge`` on them too, or the reason saying the lineage went unchecked.
-    Returns the verdict and the check's figures (None when it did not run)."""
+    forgetting check's figures on ``data`` (else :func:`check_data`'s) and ``judge`` on them too, or the
+    reason saying the lineage went unchecked. Returns the verdict and the check's figures (None when it
+    did not run)."""
     verdict = judge(None)
     if not verdict.activate:
         return verdict, None
     checked = forgetting_figures(make_predictor, candidate, original, original_path, device, config, ws,
-                                 progress, cancel)
+                                 progress, cancel, data)
     if checked is not None:
         return judge(checked), checked
     if config.forgetting_cases:

@@ -15,7 +15,13 @@ import numpy as np
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.components import label_components
 from lnq_napari.errors import LNQError
-from lnq_napari.finetuning.forgetting import check_alone_refused, checked_verdict, step_checker
+from lnq_napari.finetuning.forgetting import (
+    CheckData,
+    check_alone_refused,
+    check_data,
+    checked_verdict,
+    step_checker,
+)
 from lnq_napari.finetuning.plan import (
     PENDING,
     FinetunePlan,
@@ -330,14 +336,15 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
         return held_out_verdict(figs, plan.parent_figures, plan.original_figures, rule,
                                 plan.validated_on_training, plan.parent, forgetting)
 
+    checks = check_data(plan.config, *plan.root)  # its cases are loaded once for the check and a step back
     verdict, forgetting = checked_verdict(lambda f: judge(figures, f), make_predictor, plan.candidate,
                                           *plan.root, plan.device, plan.config, ws,
-                                          _stage(progress, 0.0, 0.5), cancel)
+                                          _stage(progress, 0.0, 0.5), cancel, checks)
     if plan.config.fallback_steps and not plan.folds and check_alone_refused(verdict, forgetting,
                                                                              lambda: judge(figures, None)):
         say = None if progress is None else (lambda message: progress(0.75, message))
         verdict, forgetting, figures, alpha = _stepped_back(ws, plan, (verdict, forgetting, figures, alpha),
-                                                            judge, rule, make_predictor, say, cancel)
+                                                            judge, rule, make_predictor, checks, say, cancel)
     if plan.folds:
         how = (f"cross-fitted over {len(plan.folds)} folds (each held-out case judged by a model trained "
                f"without it; the version trains on all {len(plan.train_cases)} corrected cases)")
@@ -347,17 +354,18 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
 
 def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
                   judge: Callable[[list[CaseFigures], ForgettingFigures | None], Verdict],
-                  rule: ActivationRule, make_predictor: PredictorFactory,
+                  rule: ActivationRule, make_predictor: PredictorFactory, checks: CheckData,
                   say: Callable[[str], None] | None, cancel) -> Judged:
-    """The candidate the forgetting check refused (``refusal``), stepped back toward its parent: the
-    verdict on the step that passed (alpha relative to the parent) or the refusal with the steps tried."""
+    """The candidate the forgetting check refused (``refusal``, on ``checks``), stepped back toward its
+    parent: the verdict on the step that passed (alpha relative to the parent) or the refusal with the
+    steps tried."""
     refused, _, _, alpha = refusal
 
     def held_out(folder: Path) -> list[CaseFigures]:
         return version_figures(make_predictor, None, folder, plan.device, ws, plan.val_cases,
                                plan.corrections, cancel=cancel)
 
-    check = step_checker(make_predictor, *plan.root, plan.device, plan.config, ws, cancel)
+    check = step_checker(make_predictor, *plan.root, plan.device, plan.config, ws, cancel, checks)
     step = step_back(plan.candidate, interpolating(plan.candidate, Path(plan.parent_path)),
                      plan.config.fallback_steps, check, held_out, judge, rule, say)
     scale = 1.0 if alpha is None else alpha  # the share of the fine-tuned weights the refused one held
@@ -405,6 +413,7 @@ def finetune_workspace(
                                   cancel)
         train_seconds, n_mined = _train(ws, plan, Path(plan.staging), cases, resume, make_predictor,
                                         _stage(progress, share, 0.85), cancel)
+        del cases  # their CTs and label states: judging reads the held-out cases anew
         train_seconds += fold_seconds
         figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93),
                                           cancel)

@@ -232,7 +232,7 @@ def finetune_nnunet(
     train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_id))
     original = original_model(ws, parent_id)
     root = original or (parent_id, parent_path)  # the lineage's original
-    check_data(config, *root)  # a bad forgetting_data fails here
+    checks = check_data(config, *root)  # a bad forgetting_data fails here; cases loaded once, when checked
     parent_figures = version_figures(load_predictor, parent_id, parent_path, device, ws, val,
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
     original_figures = None if original is None else version_figures(
@@ -251,7 +251,7 @@ def finetune_nnunet(
             return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
 
         verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
-                                           device, config, ws, _stage(progress, 0.95, 0.97), cancel)
+                                           device, config, ws, _stage(progress, 0.95, 0.97), cancel, checks)
         writer = None
         if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
             writer = _stepping(trained, fold, parent_model)
@@ -260,7 +260,7 @@ def finetune_nnunet(
                                               "network differs from the fine-tuned one)")
         if writer is not None:
             step = step_back(trained, writer, config.fallback_steps,
-                             step_checker(load_predictor, *root, device, config, ws, cancel),
+                             step_checker(load_predictor, *root, device, config, ws, cancel, checks),
                              lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
                                                             cancel=cancel), judge, rule,
                              None if progress is None else (lambda message: progress(0.98, message)))
