@@ -530,6 +530,8 @@ def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty",
     one when none is registered); per-case scores are cached in the workspace by model version, and
     each case's predicted mask is stored as a ``prediction`` label version. Corrected cases are skipped.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
     ws = Workspace.open(workspace)
     chosen = active.get_strategy(strategy)
     model_path, key = ws.prediction_model()

@@ -465,6 +465,11 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     capsys.readouterr()
     assert main(["next", "--workspace", str(ws.root)]) == 0
     assert capsys.readouterr().out.startswith("nothing left to review: every case of the workspace has a")
+    journal = (ws.root / "journal.jsonl").read_text()
+    assert main(["next", "--workspace", str(ws.root), "-n", "0"]) == 2  # not "nothing left to review"
+    assert capsys.readouterr().err.strip() == ("lnq-napari: error: the number of cases to rank must be a "
+                                               "positive integer, got 0; use e.g. -n 5")
+    assert (ws.root / "journal.jsonl").read_text() == journal
 
 
 def test_rejected_suggestions_become_background_but_never_over_a_corrected_node():
@@ -888,7 +893,8 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
                        (["fallback_steps=-1"], "fallback_steps must be >= 0"), (["warmup=-1"], "warmup must"),
                        (["lr=nan"], "lr must be a number > 0"), (["lr=inf"], "lr must be a number > 0"),
                        (["l2sp_weight=nan"], "l2sp_weight must be"),
-                       (["distill_weight=inf"], "distill_weight must be")):
+                       (["distill_weight=inf"], "distill_weight must be"),
+                       (["iterations"], "has no value; use KEY=VALUE, e.g. --set iterations=200")):
         with pytest.raises(LNQError, match=words):
             FinetuneConfig().with_settings(bad)
         assert main(["finetune", "--workspace", str(tmp_path), *[a for b in bad for a in ("--set", b)]]) == 2

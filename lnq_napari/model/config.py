@@ -291,6 +291,9 @@ class FinetuneConfig:
         for item in settings:
             key, sep, text = item.partition("=")
             key = key.strip().replace("-", "_")
+            if not sep and key in hints:
+                raise LNQError(f"fine-tune setting {key} has no value; use KEY=VALUE, e.g. --set "
+                               f"{key}={_example(_base(hints[key]))}")
             if not sep or key not in hints:
                 raise LNQError(f"unknown fine-tune setting {item!r}; use KEY=VALUE with KEY one of "
                                f"{', '.join(self.setting_names())}")
@@ -300,10 +303,9 @@ class FinetuneConfig:
 
 def _parse(key: str, text: str, kind) -> Any:
     """``text`` as a value of type ``kind`` (bool, int, float, str or str | None)."""
-    optional = type(None) in typing.get_args(kind)
-    if optional and text.lower() in ("", "none", "null"):
+    if type(None) in typing.get_args(kind) and text.lower() in ("", "none", "null"):
         return None
-    base = next((k for k in typing.get_args(kind) if k is not type(None)), kind)
+    base = _base(kind)
     try:
         if base is bool:
             if text.lower() not in _TRUE + _FALSE:
@@ -313,6 +315,11 @@ def _parse(key: str, text: str, kind) -> Any:
     except ValueError:
         raise LNQError(f"bad value {text!r} for fine-tune setting {key} (a {base.__name__}); "
                        f"e.g. --set {key}={_example(base)}") from None
+
+
+def _base(kind):
+    """The type of a setting's values (``str`` for ``str | None``)."""
+    return next((k for k in typing.get_args(kind) if k is not type(None)), kind)
 
 
 def _example(base) -> str:
