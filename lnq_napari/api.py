@@ -35,7 +35,7 @@ from lnq_napari.followup.register import Registration
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, segfile
-from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.geometry import align_to
 from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
 from lnq_napari.io.nrrd_header import custom_fields
@@ -320,6 +320,7 @@ def train(
     resume: bool = False, naive: bool = False, progress: Progress = None, cancel: Cancel = None,
 ) -> Path:
     """Train a model on LNQ-layout data with partial labels; returns the model folder."""
+    check_output_folder(out, "--out", "the model")
     cases = load_training_cases(data, naive=naive)
     return train_model(cases, out, iterations, device=device, seed=seed, config={"naive": bool(naive)},
                        resume=resume, progress=progress, cancel=cancel, checkpoint_every=100)
@@ -432,6 +433,7 @@ def predict(
     """
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
+    out = check_output_folder(out, "--output", "the predictions")
     items = ct_inputs(inputs)
     segs = [p for _, p in items if dicom_seg.is_dicom_path(p) and dicom_seg.seg_file(p) is not None]
     if segs:
@@ -442,7 +444,6 @@ def predict(
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
     predictor = load_predictor(model, device=device)
-    out = Path(out)
     written: list[Path] = []
     for k, (case_id, path) in enumerate(items):
         def step(fraction: float, message: str, k: int = k, case_id: str = case_id) -> None:
@@ -471,9 +472,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     ``out``: the CT (phantom only), ``<case>-seg.nrrd``, ``<case>-nodes.csv``, ``<case>-overlay.png`` and
     ``report.json``. It opens no window (``lnq-napari demo`` then opens napari on the case).
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise LNQError(f"--out {out} is a file; give a folder for the results")
+    out = check_output_folder(out, "--out", "the results")
     step = progress or (lambda fraction, message="": None)
     truth = None
     if ct is None:

@@ -1,4 +1,5 @@
-"""`lnq-napari evaluate` and `measure`: user mistakes give one error line, exit 2 and no output file."""
+"""`lnq-napari evaluate` and `measure`, and every command's output folder: user mistakes give one error
+line, exit 2 and no output file."""
 
 from __future__ import annotations
 
@@ -157,6 +158,22 @@ def test_output_path_that_is_a_folder(case, capsys):
     assert_one_line_error(code, err, "folder")
     code, _, err = run_cli(capsys, ["measure", str(case["gt"]), "--csv", str(case["dir"])])
     assert_one_line_error(code, err, "folder")
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "{ct}", "--output", "{file}"], ["demo", "--out", "{file}", "--headless"],
+    ["train", "--data", "{dir}", "--out", "{file}", "--iterations", "1"],
+    ["phantom", "{file}", "--cases", "1"],
+    ["export-nnunet", "--out", "{file}", "--dataset-id", "7", "--data", "{dir}"]])
+def test_output_folder_that_is_a_file(case, capsys, argv):
+    """An output folder given as an existing file: one line naming it, before anything is computed (it
+    was a traceback from ``mkdir`` for predict and train); the file is left as it was."""
+    blocker = case["dir"] / "results"
+    blocker.write_text("mine")
+    fill = {"ct": str(case["ct"]), "file": str(blocker), "dir": str(case["dir"])}
+    code, _, err = run_cli(capsys, [a.format(**fill) for a in argv])
+    assert_one_line_error(code, err, str(blocker), "is a file; give a folder for")
+    assert blocker.read_text() == "mine"
 
 
 # ------------------------------------------------ the same commands succeed on good input

@@ -64,6 +64,8 @@ def test_scan_cases_errors_name_the_problem(tmp_path):
     _touch(tmp_path, "a-ct.nrrd")
     with pytest.raises(LNQError, match="matching \\*-seg"):
         scan_cases(tmp_path, require="seg")
+    with pytest.raises(LNQError, match="a-ct.nrrd is a file, not a folder; give a folder of"):
+        scan_cases(tmp_path / "a-ct.nrrd")
 
 
 def test_ct_inputs_file_folder_and_dicom_folder(tmp_path):

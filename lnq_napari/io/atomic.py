@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from lnq_napari.errors import LNQError
+
 #: A temp file of an interrupted write this old (seconds since its last change) is removed.
 STALE_SECONDS = 3600.0
 #: The names :func:`atomic_write` gives its temp files (``tempfile.mkstemp``'s 8 random characters).
@@ -92,3 +94,12 @@ def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS,
         except OSError:
             continue
     return removed
+
+
+def check_output_folder(path: str | Path, flag: str, what: str) -> Path:
+    """``path`` as a folder outputs go to (made later, by the writers); LNQError in one line when a file
+    is in the way, before anything is computed or written."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise LNQError(f"{flag} {path} is a file; give a folder for {what}")
+    return path

@@ -114,7 +114,8 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise LNQError(f"{what} folder {folder} does not exist; give a folder of lnq2023-*-ct.nrrd files")
+        state = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise LNQError(f"{what} folder {folder} {state}; give a folder of lnq2023-*-ct.nrrd files")
     cases: dict[str, CaseFiles] = {}
     for path in sorted(folder.iterdir()):
         parts = split_name(path)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.io.atomic import check_output_folder
 
 if TYPE_CHECKING:
     from lnq_napari.interact import NodeMark, Rejection
@@ -105,9 +106,7 @@ def check_target(raw: Path, dataset_id: int, name: str) -> Path:
     or results folder (``nnUNet_preprocessed``, ``nnUNet_results``) holds one of that id at all.
     """
     folder = dataset_folder_name(dataset_id, name)
-    raw = Path(raw).expanduser()
-    if raw.exists() and not raw.is_dir():
-        raise LNQError(f"--out {raw} is a file; give nnU-Net's raw folder (nnUNet_raw)")
+    raw = check_output_folder(raw, "--out", "nnU-Net's raw datasets (nnUNet_raw)")
     target = raw / folder
     if target.is_dir() and any(target.iterdir()):
         raise LNQError(f"export folder {target} is not empty; remove it or choose another --dataset-id")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import Cancelled, LNQError
-from lnq_napari.io.atomic import atomic_write, atomic_write_text
+from lnq_napari.io.atomic import atomic_write, atomic_write_text, check_output_folder
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.case import check_shape, check_spacing, make_case
 from lnq_napari.phantom.sites import get_site
@@ -90,8 +90,7 @@ def write_dataset(
         check_shape(shape)
     if spacing is not None:
         check_spacing(spacing)
-    if out.exists() and not out.is_dir():
-        raise LNQError(f"output {out} exists and is not a folder; give a new or existing folder")
+    check_output_folder(out, "output", "the phantom cases")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
