@@ -66,6 +66,10 @@ def test_scan_cases_errors_name_the_problem(tmp_path):
         scan_cases(tmp_path, require="seg")
     with pytest.raises(LNQError, match="a-ct.nrrd is a file, not a folder; give a folder of"):
         scan_cases(tmp_path / "a-ct.nrrd")
+    _touch(tmp_path, "a-ct.mha")  # two CTs of one case: which is meant cannot be told
+    for scan in (scan_cases, ct_inputs):
+        with pytest.raises(LNQError, match=r"holds two CTs of case a \(a-ct.mha, a-ct.nrrd\); keep one"):
+            scan(tmp_path)
 
 
 def test_ct_inputs_file_folder_and_dicom_folder(tmp_path):

@@ -117,10 +117,8 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
         state = "is a file, not a folder" if folder.exists() else "does not exist"
         raise LNQError(f"{what} folder {folder} {state}; give a folder of lnq2023-*-ct.nrrd files")
     cases: dict[str, CaseFiles] = {}
-    for path in sorted(folder.iterdir()):
+    for path in ct_files(folder):
         parts = split_name(path)
-        if parts.role != "ct" or not parts.suffix or not path.is_file() or parts.case in cases:
-            continue
         case = parts.case
         cases[case] = CaseFiles(
             case_id=case, ct=path.resolve(),
@@ -135,6 +133,21 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
     return found
 
 
+def ct_files(folder: Path) -> list[Path]:
+    """The ``<case>-ct.*`` files of a folder, sorted; LNQError when two hold one case (``a-ct.nrrd`` and
+    ``a-ct.mha``: which one is meant cannot be told, and their outputs would overwrite each other)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        parts = split_name(path)
+        if parts.role != "ct" or not parts.suffix or not path.is_file():
+            continue
+        if parts.case in found:
+            raise LNQError(f"{folder} holds two CTs of case {parts.case} ({found[parts.case].name}, "
+                           f"{path.name}); keep one of them there")
+        found[parts.case] = path
+    return list(found.values())
+
+
 def _resolved(path: Path | None) -> Path | None:
     return path.resolve() if path is not None else None
 
@@ -145,8 +158,7 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
     if not path.exists():
         raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
     if path.is_dir():
-        cts = [p for p in sorted(path.iterdir()) if p.is_file() and split_name(p).role == "ct"
-               and split_name(p).suffix]
+        cts = ct_files(path)
         if cts:
             return [(split_name(p).case, p) for p in cts]
         return [(path.name, path)]  # a DICOM series folder (read_volume says so if it is not)
