@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -45,6 +46,12 @@ def _progress_bar(desc: str) -> Iterator[Callable[[float, str], None]]:
     finally:
         for bar in bars:
             bar.close()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line of its own, printed above a running progress bar (written plainly, a bar's
+    redraw overwrote its text and left only the source line)."""
+    tqdm.write(f"lnq-napari: warning: {message}", file=sys.stderr)
 
 
 def _fmt(value) -> str:
@@ -100,28 +107,19 @@ def _scan(values: list[str], flag: str) -> tuple[str, str | None]:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    import warnings
-
     by_scans, by_patient = bool(args.baseline or args.followup), bool(args.workspace or args.patient)
     if by_scans == by_patient or (by_scans and not (args.baseline and args.followup)) or \
             (by_patient and not (args.workspace and args.patient)):
         raise LNQError("compare needs --baseline CT [SEG] and --followup CT [SEG], or --workspace W and "
                        "--patient P (a patient grouped with `lnq-napari workspace group`)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with _progress_bar("compare") as progress:
-                if by_patient:
-                    result = api.compare_time_points(args.workspace, args.patient, csv_path=args.csv,
-                                                     model=args.model, device=args.device, progress=progress)
-                else:
-                    (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), \
-                        _scan(args.followup, "--followup")
-                    result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model,
-                                         device=args.device, progress=progress)
-        finally:  # warnings (other patient, poor registration) in one line each, also before an error
-            for warning in caught:
-                print(f"lnq-napari: warning: {warning.message}", file=sys.stderr)
+    with _progress_bar("compare") as progress:
+        if by_patient:
+            result = api.compare_time_points(args.workspace, args.patient, csv_path=args.csv,
+                                             model=args.model, device=args.device, progress=progress)
+        else:
+            (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), _scan(args.followup, "--followup")
+            result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model,
+                                 device=args.device, progress=progress)
     columns = ["baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3",
                "volume_change_pct", "short_axis_baseline_mm", "short_axis_followup_mm",
                "short_axis_change_mm", "long_axis_change_mm", "recist"]
@@ -444,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # restores the hook after the command, as in a test or notebook
+            warnings.showwarning = _show_warning
+            args.func(args)
     except LNQError as exc:
         print(f"lnq-napari: error: {exc}", file=sys.stderr)
         return 2

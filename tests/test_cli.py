@@ -161,3 +161,22 @@ def test_workspace_activate_errors_are_one_line_and_change_nothing(ws, capsys, b
 def test_workspace_models_of_a_folder_that_is_no_workspace(tmp_path, capsys):
     assert main(["workspace", "models", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_warning_during_a_progress_bar_is_one_line_of_its_own(monkeypatch, capsys):
+    """A core warning while the bar runs reads in full on its own line (written plainly, the bar's redraw
+    overwrote its text); the command still succeeds, and the warning hook is restored afterwards."""
+    import warnings
+
+    def predict(*args, progress=None, **kwargs):
+        progress(0.3, "window 3/10")
+        warnings.warn("no lungs found in this CT", UserWarning, stacklevel=2)
+        progress(1.0, "done")
+        return []
+
+    monkeypatch.setattr("lnq_napari.cli.api.predict", predict)
+    hook = warnings.showwarning
+    assert main(["predict", "ct.nrrd", "--output", "out"]) == 0
+    lines = re.split(r"[\r\n]", capsys.readouterr().err)
+    assert "lnq-napari: warning: no lungs found in this CT" in [line.strip() for line in lines]
+    assert warnings.showwarning is hook
