@@ -73,8 +73,13 @@ def test_scan_cases_errors_name_the_problem(tmp_path):
 
 
 def test_ct_inputs_file_folder_and_dicom_folder(tmp_path):
-    _touch(tmp_path, "a-ct.nrrd", "a-seg.nrrd", "b-ct.mha")
+    _touch(tmp_path, "a-ct.nrrd", "a-seg.nrrd", "b-ct.mha", "notes.nrrd")
     assert ct_inputs(tmp_path) == [("a", tmp_path / "a-ct.nrrd"), ("b", tmp_path / "b-ct.mha")]
+    plain = tmp_path / "plain"  # CTs named without a role (and their -seg files beside them)
+    plain.mkdir()
+    _touch(plain, "patient1.nrrd", "patient1-seg.nrrd", "patient2.nii.gz", "readme.txt")
+    assert ct_inputs(plain) == [("patient1", plain / "patient1.nrrd"),
+                                ("patient2", plain / "patient2.nii.gz")]
     assert ct_inputs(tmp_path / "a-ct.nrrd") == [("a", tmp_path / "a-ct.nrrd")]
     dicom = tmp_path / "series1"
     dicom.mkdir()

@@ -133,13 +133,14 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
     return found
 
 
-def ct_files(folder: Path) -> list[Path]:
-    """The ``<case>-ct.*`` files of a folder, sorted; LNQError when two hold one case (``a-ct.nrrd`` and
-    ``a-ct.mha``: which one is meant cannot be told, and their outputs would overwrite each other)."""
+def ct_files(folder: Path, role: str = "ct") -> list[Path]:
+    """The ``<case>-ct.*`` files of a folder (``role=""``: images named without a role, ``patient1.nii.gz``),
+    sorted; LNQError when two hold one case (``a-ct.nrrd`` and ``a-ct.mha``: which one is meant cannot be
+    told, and their outputs would overwrite each other)."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         parts = split_name(path)
-        if parts.role != "ct" or not parts.suffix or not path.is_file():
+        if parts.role != role or not parts.suffix or not path.is_file():
             continue
         if parts.case in found:
             raise LNQError(f"{folder} holds two CTs of case {parts.case} ({found[parts.case].name}, "
@@ -153,12 +154,13 @@ def _resolved(path: Path | None) -> Path | None:
 
 
 def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
-    """``(case_id, path)`` of each CT: a file, a DICOM folder, or a folder of ``*-ct.*`` files."""
+    """``(case_id, path)`` of each CT: a file, a DICOM folder, or a folder of ``*-ct.*`` files (else of
+    images named without a role: ``patient1.nrrd``, ``patient2.nii.gz``)."""
     path = Path(inputs).expanduser()
     if not path.exists():
         raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
     if path.is_dir():
-        cts = ct_files(path)
+        cts = ct_files(path) or ct_files(path, role="")
         if cts:
             return [(split_name(p).case, p) for p in cts]
         return [(path.name, path)]  # a DICOM series folder (read_volume says so if it is not)
