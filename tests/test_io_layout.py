@@ -56,6 +56,11 @@ def test_scan_cases_pairs_siblings_and_requires(tmp_path):
     assert (d.seg.name, e.seg.name, e.full.name) == ("d-seg.dcm", "e-seg.nii.gz", "e-full.mha")
     assert [c.case_id for c in scan_cases(tmp_path, require="seg")] == ["a", "b", "d", "e"]
     assert [c.case_id for c in scan_cases(tmp_path, require="full")] == ["a", "e"]
+    plain = tmp_path / "plain"  # no *-ct files: images named without a role are the CTs
+    plain.mkdir()
+    _touch(plain, "patient1.nrrd", "patient1-seg.nrrd", "patient2.nii.gz")
+    assert [(c.case_id, c.ct.name, c.seg and c.seg.name) for c in scan_cases(plain)] == [
+        ("patient1", "patient1.nrrd", "patient1-seg.nrrd"), ("patient2", "patient2.nii.gz", None)]
 
 
 def test_scan_cases_errors_name_the_problem(tmp_path):

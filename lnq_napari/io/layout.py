@@ -107,7 +107,8 @@ def sibling_ct(label_path: str | Path) -> Path | None:
 
 
 def scan_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
-    """The cases of an LNQ-layout folder, sorted by id: each ``<case>-ct.*`` with its siblings.
+    """The cases of an LNQ-layout folder, sorted by id: each ``<case>-ct.*`` (when there is none, each
+    image named without a role, ``patient1.nrrd``) with its siblings (``patient1-seg.nrrd``).
 
     ``require="seg"`` (or "full") keeps only cases that have that file. Raises LNQError when the
     folder is missing or holds no such case.
@@ -117,7 +118,7 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
         state = "is a file, not a folder" if folder.exists() else "does not exist"
         raise LNQError(f"{what} folder {folder} {state}; give a folder of lnq2023-*-ct.nrrd files")
     cases: dict[str, CaseFiles] = {}
-    for path in ct_files(folder):
+    for path in ct_files(folder) or ct_files(folder, role=""):
         parts = split_name(path)
         case = parts.case
         cases[case] = CaseFiles(
