@@ -208,6 +208,26 @@ def test_nrrd_with_spacings_only(tmp_path):
     assert_same_geometry(volume, sitk_volume(path))
 
 
+def test_nrrd_without_spacing_or_with_a_nan_origin_is_read_with_a_warning(tmp_path):
+    """No spacing at all: 1 mm, said (node sizes depend on it); a NaN origin: 0, said; a spacing given:
+    no warning."""
+    import warnings
+
+    array = np.zeros((2, 3, 4), dtype=np.int16)
+    bare, nan_origin = tmp_path / "bare.nrrd", tmp_path / "nan-origin.nrrd"
+    _write_header_variant(bare, {}, array)
+    _write_header_variant(nan_origin, {"space": "left-posterior-superior", "space directions": np.eye(3),
+                                       "space origin": np.array([np.nan, 0.0, 0.0])}, array)
+    with pytest.warns(UserWarning, match="bare.nrrd gives no voxel spacing .* taken as 1 x 1 x 1 mm"):
+        assert read_volume(bare).spacing == (1.0, 1.0, 1.0)
+    with pytest.warns(UserWarning, match="nan-origin.nrrd has a damaged space origin"):
+        assert read_volume(nan_origin).origin == (0.0, 0.0, 0.0)
+    _write_header_variant(bare, {"spacings": [0.5, 0.75, 2.5]}, array)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_volume(bare)
+
+
 def test_4d_nrrd_with_list_axis_is_refused_for_ct_but_read_as_layers_for_labels(tmp_path):
     layers = np.zeros((2, 3, 4, 5), dtype=np.uint8)  # (layer, z, y, x)
     layers[0, 1, 1, 1] = 1

@@ -79,10 +79,17 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
         direction = (vectors / np.where(spacing > 0, spacing, 1.0)[:, None]).T
         origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).reshape(-1)
         if origin.size != 3 or not np.all(np.isfinite(origin)):
+            warnings.warn(f"{name} has a damaged space origin ({header.get('space origin')}); taken as "
+                          "0, 0, 0 (it only places the image in space)", UserWarning, stacklevel=3)
             origin = np.zeros(3)
         origin = origin * flip
     else:
         # no 'spacings' field: 1 mm; a given NaN, inf, zero or negative spacing is refused by check_grid
+        if "spacings" not in header:
+            warnings.warn(f"{name} gives no voxel spacing (no 'space directions' or 'spacings' in its "
+                          "header); taken as 1 x 1 x 1 mm, so node sizes and the model's view of the CT are "
+                          "wrong unless it is: re-export the image with its spacing", UserWarning,
+                          stacklevel=3)
         spacings = np.asarray(header.get("spacings", [1.0] * int(header["dimension"])), dtype=float)
         spacing = spacings[axes]
         nan_list = [np.nan] * int(header["dimension"])
