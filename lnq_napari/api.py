@@ -434,7 +434,7 @@ def predict(
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
     out = check_output_folder(out, "--output", "the predictions")
-    items = ct_inputs(inputs)
+    items = [item for case, path in ct_inputs(inputs) for item in dicom_seg.ct_series_inputs(case, path)]
     segs = [p for _, p in items if dicom_seg.is_dicom_path(p) and dicom_seg.seg_file(p) is not None]
     if segs:
         raise LNQError(f"{segs[0].name} is a DICOM SEG (a segmentation), not a CT; give the CT series folder "

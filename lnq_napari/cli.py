@@ -373,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_finetune_nnunet)
 
     p = sub.add_parser("predict", help="predict node masks for a CT file or a folder of CTs")
-    p.add_argument("input", help="CT file, DICOM folder, or folder of *-ct.nrrd files (else of CT images "
-                   "named without a role: patient1.nii.gz)")
+    p.add_argument("input", help="CT file, DICOM folder, folder of *-ct.nrrd files (else of CT images "
+                   "named without a role: patient1.nii.gz), or a folder of DICOM series folders (a TCIA "
+                   "download: every CT series below it)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)

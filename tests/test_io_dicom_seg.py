@@ -480,6 +480,33 @@ def test_predict_format_dicom_seg(tmp_path, ct, liver, monkeypatch, capsys):
     assert "is a DICOM SEG (a segmentation), not a CT" in capsys.readouterr().err
 
 
+def test_predict_over_a_tcia_tree_predicts_each_ct_series_and_skips_the_segs(tmp_path, ct, liver, monkeypatch,
+                                                                              capsys):
+    """A download laid out patient / study / series: every CT series below the root is predicted (case
+    ids from the path below it), the SEG series beside them are left out; a tree without a CT is one line."""
+    ids = liver.with_array(liver.array.astype(np.int32))
+    monkeypatch.setattr(api, "Predictor", _Stub)
+    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
+        ids, ids, VERSION, [], []))
+    root = tmp_path / "CT Lymph Nodes"
+    for patient in ("MED_001", "MED_002"):
+        shutil.copytree(SERIES, root / patient / "study 1" / "2-CT")
+    (root / "MED_001" / "study 1" / "2-CT" / "notes.txt").write_text("not a slice")
+    seg_folder = root / "MED_001" / "study 1" / "3-Segmentation"
+    seg_folder.mkdir()
+    write_dicom_seg(seg_folder / "1-1.dcm", liver, SERIES)
+    written = api.predict(root, tmp_path / "out")
+    assert [w.name for w in written] == ["MED_001_study 1_2-CT-seg.nrrd", "MED_002_study 1_2-CT-seg.nrrd"]
+    np.testing.assert_array_equal(read_labels(written[0], reference=ct).array, liver.array != 0)
+    empty = tmp_path / "empty" / "a" / "b"
+    empty.mkdir(parents=True)
+    (empty / "readme.txt").write_text("no images")
+    assert main(["predict", str(tmp_path / "empty"), "-o", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no CT: no *-ct.nrrd files, images or DICOM series" in err[0]
+    assert not (tmp_path / "none").exists()
+
+
 def test_workspace_export_of_a_case_converted_from_dicom(tmp_path, ct, liver, capsys):
     """A TCIA series converted to an LNQ-layout case: its label version goes back out as a DICOM SEG of
     that series (``workspace export --ct``), with the version's provenance, and is journaled."""

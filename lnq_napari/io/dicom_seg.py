@@ -106,6 +106,30 @@ def seg_file(path: str | Path) -> Path | None:
     return segs[0]
 
 
+def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
+    """``[(case_id, path)]`` for a CT file or a folder holding DICOM files; for a folder holding only
+    folders (a TCIA download: patient / study / series), each folder below it that holds DICOM files and
+    is not a SEG series, its case id the path below ``path`` joined with ``_``. LNQError when there is
+    none."""
+    path = Path(path)
+    if not path.is_dir() or _holds_dicom(path):
+        return [(case_id, path)]
+    found = []
+    for folder in sorted(p for p in path.rglob("*") if p.is_dir() and not p.name.startswith(".")):
+        if _holds_dicom(folder) and seg_file(folder) is None:
+            found.append(("_".join(folder.relative_to(path).parts), folder))
+    if not found:
+        raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
+                       "folders below it; point to a CT file, a folder of them or a DICOM series folder")
+    return found
+
+
+def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
+    """Whether one of the first few files of ``folder`` is DICOM (a series folder may hold a note)."""
+    files = (f for f in _listing(folder) if f.is_file() and not f.name.startswith("."))
+    return any(is_dicom_path(f) for f in itertools.islice(files, look_at))
+
+
 def _listing(folder: Path) -> list[Path]:
     """The entries of ``folder``, sorted; none when it cannot be listed (no permission, vanished)."""
     try:
