@@ -542,6 +542,40 @@ def test_workspace_export_of_a_case_converted_from_dicom(tmp_path, ct, liver, ca
     assert not (tmp_path / "y.dcm").exists() and len(ws.journal("export")) == 1
 
 
+def test_a_workspace_over_a_tcia_download_reads_its_series_and_segs(tmp_path, ct, liver, capsys):
+    """``workspace init --data`` on patient / study / series folders: each CT series is a case, read in
+    place; the SEG that references it becomes its v001; a SEG of no series here is left out with a warning;
+    a label version goes back out as a SEG of its series without --ct."""
+    root = tmp_path / "download"
+    first, second = root / "MED_001" / "study" / "2-CT", root / "MED_002" / "study" / "2-CT"
+    shutil.copytree(SERIES, first)
+    shutil.copytree(SERIES, second)
+    for file in second.glob("*.dcm"):  # another patient's series: other UIDs
+        ds = pydicom.dcmread(file)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.2", pydicom.uid.generate_uid()
+        ds.save_as(file)
+    seg = root / "MED_001" / "study" / "3-Segmentation" / "1-1.dcm"
+    seg.parent.mkdir()
+    write_dicom_seg(seg, liver, SERIES)
+    stray = tmp_path / "elsewhere.dcm"  # a SEG of a series not in the download
+    write_dicom_seg(stray, liver, SERIES)
+    orphan = root / "MED_002" / "study" / "4-Segmentation"
+    orphan.mkdir()
+    ds = pydicom.dcmread(stray)
+    ds.ReferencedSeriesSequence[0].SeriesInstanceUID = "1.2.3.4.5"
+    ds.save_as(orphan / "1-1.dcm")
+    with pytest.warns(UserWarning, match="4-Segmentation/1-1.dcm is left out .*references no CT series"):
+        ws = api.init_workspace(tmp_path / "ws", data=root)
+    assert ws.case_ids() == ["MED_001_study_2-CT", "MED_002_study_2-CT"]
+    case = "MED_001_study_2-CT"
+    assert ws.ct_path(case) == first.resolve() and ws.seg_path(case) == seg.resolve()
+    np.testing.assert_array_equal(ws.read_labels(case, "v001").array, liver.array != 0)
+    assert ws.latest_version("MED_002_study_2-CT", "original") is None
+    out = tmp_path / "out.dcm"
+    assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(out)]) == 0
+    np.testing.assert_array_equal(read_labels(out, reference=ct).array, liver.array != 0)
+
+
 def test_export_from_a_workspace_needs_a_dicom_ct(tmp_path):
     small = np.zeros((4, 16, 16), np.int16)
     write_volume(tmp_path / "data" / "lnq2023-train-0001-ct.nrrd", Volume(small))

@@ -20,7 +20,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import GridWarning, align_to
-from lnq_napari.io.layout import is_image_file
+from lnq_napari.io.layout import CaseFiles, is_image_file
 from lnq_napari.io.volume import Volume
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
@@ -122,6 +122,27 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
         raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
                        "folders below it; point to a CT file, a folder of them or a DICOM series folder")
     return found
+
+
+def dicom_cases(root: Path) -> list[CaseFiles]:
+    """The CT series at or below ``root`` (:func:`ct_series_inputs`: a series folder, or a TCIA download)
+    as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``); a SEG of
+    no CT series here, or a second SEG of one, is named in a warning and left out."""
+    series = ct_series_inputs(root.name, root)
+    case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
+    segs: dict[str, Path] = {}
+    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir() and not p.name.startswith("."))]:
+        path = seg_file(folder)
+        if path is None:
+            continue
+        case = next((case_of[uid] for uid in read_seg(path).referenced_series if uid in case_of), None)
+        if case is None or case in segs:
+            why = f"a second SEG of {case}" if case else "it references no CT series found here"
+            warnings.warn(f"{path} is left out ({why})", UserWarning, stacklevel=2)
+            continue
+        segs[case] = path
+    return [CaseFiles(case, folder.resolve(), seg=segs[case].resolve() if case in segs else None)
+            for case, folder in series]
 
 
 def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
