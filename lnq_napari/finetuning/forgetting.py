@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lnq_napari.activation import CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.io.atomic import atomic_write_text
-from lnq_napari.io.layout import scan_cases
+from lnq_napari.io.datasets import find_cases
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.metrics import evaluate_case
@@ -84,7 +84,7 @@ def check_data(config: FinetuneConfig, original: str, original_path: str | Path)
     if n == 0:
         return None
     if config.forgetting_data is not None:
-        found = scan_cases(config.forgetting_data, require="seg", what="forgetting_data")[:n]
+        found = find_cases(config.forgetting_data, require="seg", what="forgetting_data")[:n]
         cases = tuple(CheckCase(c.case_id, str(c.ct), str(c.full or c.seg)) for c in found)
         return CheckData(f"{len(cases)} case{'s' if len(cases) != 1 else ''} of {config.forgetting_data}",
                          cases)

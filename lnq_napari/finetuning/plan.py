@@ -19,7 +19,7 @@ from lnq_napari.finetuning.forgetting import check_data
 from lnq_napari.finetuning.reviewed import prediction_parent
 from lnq_napari.finetuning.validation import lineage_corrections, original_model
 from lnq_napari.io.atomic import atomic_write_text
-from lnq_napari.io.layout import scan_cases
+from lnq_napari.io.datasets import find_cases
 from lnq_napari.model.config import FinetuneConfig
 
 PENDING = "pending.json"
@@ -118,7 +118,7 @@ def _replay_cases(ws, config: FinetuneConfig, corrected: Sequence[str], n: int) 
     if config.replay_fraction <= 0 or n <= 0:
         return []
     if config.replay_data is not None:
-        pool = [c.case_id for c in scan_cases(config.replay_data, require="seg", what="replay data")]
+        pool = [c.case_id for c in find_cases(config.replay_data, require="seg", what="replay data")]
     else:
         pool = [c for c in ws.case_ids() if c not in corrected and ws.latest_version(c, "original")]
     if not pool:

@@ -48,7 +48,7 @@ from lnq_napari.finetuning.validation import (
 from lnq_napari.inference import Predictor
 from lnq_napari.interact import spot_mask
 from lnq_napari.io.atomic import atomic_write
-from lnq_napari.io.layout import scan_cases
+from lnq_napari.io.datasets import find_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.preprocess import prepare
@@ -149,7 +149,7 @@ def _replay_case(ws, plan: FinetunePlan, case: str, folder: dict | None) -> Trai
 
 def _training_cases(ws, plan: FinetunePlan, progress: Progress = None) -> list[TrainingCase]:
     data = plan.config.replay_data
-    folder = None if data is None else {c.case_id: c for c in scan_cases(data, require="seg")}
+    folder = None if data is None else {c.case_id: c for c in find_cases(data, require="seg")}
     todo = [(c, False) for c in plan.train_cases] + [(c, True) for c in plan.replay_cases]
     cases = []
     for k, (case, replay) in enumerate(todo):

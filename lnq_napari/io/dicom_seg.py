@@ -112,23 +112,31 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     is not a SEG series, its case id the path below ``path`` joined with ``_``. LNQError when there is
     none."""
     path = Path(path)
-    if not path.is_dir() or _holds_dicom(path):
+    if not path.is_dir():
         return [(case_id, path)]
-    found = []
-    for folder in sorted(p for p in path.rglob("*") if p.is_dir() and not p.name.startswith(".")):
-        if _holds_dicom(folder) and seg_file(folder) is None:
-            found.append(("_".join(folder.relative_to(path).parts), folder))
+    found = _series_folders(path, case_id)
     if not found:
         raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
                        "folders below it; point to a CT file, a folder of them or a DICOM series folder")
     return found
 
 
+def _series_folders(path: Path, case_id: str) -> list[tuple[str, Path]]:
+    """``path`` itself when it holds DICOM files, else the folders below it that hold DICOM and are no SEG
+    series (case ids: the path below ``path`` joined with ``_``); empty when there is none."""
+    if _holds_dicom(path):
+        return [(case_id, path)]
+    return [("_".join(folder.relative_to(path).parts), folder)
+            for folder in sorted(p for p in path.rglob("*") if p.is_dir() and not p.name.startswith("."))
+            if _holds_dicom(folder) and seg_file(folder) is None]
+
+
 def dicom_cases(root: Path) -> list[CaseFiles]:
-    """The CT series at or below ``root`` (:func:`ct_series_inputs`: a series folder, or a TCIA download)
-    as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``); a SEG of
-    no CT series here, or a second SEG of one, is named in a warning and left out."""
-    series = ct_series_inputs(root.name, root)
+    """The CT series at or below ``root`` (a series folder, or a TCIA download: :func:`ct_series_inputs`'s
+    case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``);
+    a SEG of no CT series here, or a second SEG of one, is named in a warning and left out. Empty when
+    there is no DICOM."""
+    series = _series_folders(root, root.name)
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     segs: dict[str, Path] = {}
     for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir() and not p.name.startswith("."))]:

@@ -148,10 +148,10 @@ def free_dataset_id(raw: str | Path, *others: str | Path) -> int:
 
 
 def jobs_from_data(data: str | Path) -> list[ExportJob]:
-    """One job per case of an LNQ-layout folder with a seg file (its partial labels)."""
-    from lnq_napari.io.layout import scan_cases
+    """One job per case of a data folder (:func:`~lnq_napari.io.datasets.find_cases`) with labels."""
+    from lnq_napari.io.datasets import find_cases
 
-    return [ExportJob(c.case_id, str(c.ct), str(c.seg)) for c in scan_cases(data, require="seg")]
+    return [ExportJob(c.case_id, str(c.ct), str(c.seg)) for c in find_cases(data, require="seg")]
 
 
 def jobs_from_workspace(workspace, dense: bool | None = None,

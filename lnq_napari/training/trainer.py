@@ -28,7 +28,8 @@ import numpy as np
 import lnq_napari
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
-from lnq_napari.io.layout import CaseFiles, scan_cases
+from lnq_napari.io.datasets import find_cases
+from lnq_napari.io.layout import CaseFiles
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
@@ -73,11 +74,12 @@ def load_case(case: CaseFiles, naive: bool = False, states_options: dict | None 
 
 def load_training_cases(data_dir: str | Path, naive: bool = False, states_options: dict | None = None,
                         progress: Progress = None, workers: int | None = None) -> list[TrainingCase]:
-    """Read an LNQ-layout folder into training cases with label states (or naive states).
+    """Read a data folder (LNQ layout or DICOM: :func:`~lnq_napari.io.datasets.find_cases`) into training
+    cases with label states (or naive states).
 
     Cases are read in ``workers`` processes (default: up to 4, one per CPU); the order is the folder's.
     """
-    found = scan_cases(data_dir, require="seg", what="training data")
+    found = find_cases(data_dir, require="seg", what="training data")
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     workers = max(1, min(int(workers), len(found)))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
-from lnq_napari.io.dicom_seg import dicom_cases
-from lnq_napari.io.layout import CaseFiles, ct_files, scan_cases
+from lnq_napari.io.datasets import find_cases
+from lnq_napari.io.layout import CaseFiles
 from lnq_napari.workspace.files import now
 
 FORMAT = "lnq-napari-workspace"
@@ -24,17 +24,9 @@ META_FILE = "workspace.json"
 
 def new_meta(data: str | Path) -> dict:
     """The ``workspace.json`` content of a new workspace over the data folder ``data``."""
-    cases = {c.case_id: _entry(c) for c in _scan(Path(data).expanduser())}
+    cases = {c.case_id: _entry(c) for c in find_cases(data)}
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "created": now(),
             "data": str(Path(data).resolve()), "cases": cases}
-
-
-def _scan(data: Path) -> list[CaseFiles]:
-    """The cases of a data folder: its CT files (:func:`scan_cases`), else the DICOM CT series at or below
-    it with the DICOM SEGs that reference them (:func:`~lnq_napari.io.dicom_seg.dicom_cases`)."""
-    if data.is_dir() and not (ct_files(data) or ct_files(data, role="")):
-        return dicom_cases(data)
-    return scan_cases(data)
 
 
 def _entry(case: CaseFiles) -> dict[str, str | None]:

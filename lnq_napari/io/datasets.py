@@ -1,0 +1,27 @@
+"""The cases of a data folder, whatever it holds: LNQ-layout files (``<case>-ct.nrrd`` with
+``<case>-seg.nrrd``, or plainly named images) or DICOM (a CT series folder, or a TCIA download of
+patient / study / series folders with DICOM SEGs beside the CT series). Every reader of a ``--data``
+folder asks here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.dicom_seg import dicom_cases
+from lnq_napari.io.layout import CaseFiles, ct_files, scan_cases
+
+
+def find_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
+    """The cases of ``folder`` sorted by id (:func:`~lnq_napari.io.layout.scan_cases`; a folder without CT
+    image files but with DICOM at or below it: :func:`~lnq_napari.io.dicom_seg.dicom_cases`).
+    ``require="seg"`` keeps the cases with labels; LNQError when none is left."""
+    path = Path(folder).expanduser()
+    dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") else dicom_cases(path)
+    if not dicom:
+        return scan_cases(path, require, what)
+    found = [c for c in dicom if require is None or getattr(c, require) is not None]
+    if not found:
+        raise LNQError(f"no CT series of {path} has a DICOM SEG that references it; {what} needs labelled "
+                       "cases: keep each SEG series beside its CT series")
+    return found

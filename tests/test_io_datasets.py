@@ -1,0 +1,45 @@
+"""A data folder's cases: LNQ-layout files as the layout scan finds them, else the DICOM CT series at or
+below the folder with the SEGs that reference them; training reads either."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io import read_labels, read_volume, write_volume
+from lnq_napari.io.datasets import find_cases
+from lnq_napari.io.dicom_seg import write_dicom_seg
+from lnq_napari.io.layout import scan_cases
+from lnq_napari.training.trainer import load_training_cases
+
+SERIES = Path(__file__).parent / "data" / "dcmqi" / "ct-3slice"
+
+
+def test_an_lnq_layout_folder_reads_as_the_layout_scan_says(tmp_path):
+    ct = read_volume(SERIES)
+    write_volume(tmp_path / "a-ct.nrrd", ct)
+    write_volume(tmp_path / "a-seg.nrrd", ct.with_array(np.zeros(ct.shape, np.uint8)))
+    write_volume(tmp_path / "b-ct.nrrd", ct)
+    assert find_cases(tmp_path) == scan_cases(tmp_path)
+    assert [c.case_id for c in find_cases(tmp_path, require="seg")] == ["a"]
+
+
+def test_a_dicom_download_gives_its_labelled_series_to_training(tmp_path):
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    root = tmp_path / "download"
+    shutil.copytree(SERIES, root / "P1" / "2-CT")
+    with pytest.raises(LNQError, match="no CT series of .* has a DICOM SEG that references it"):
+        find_cases(root, require="seg", what="training data")
+    (root / "P1" / "3-SEG").mkdir()
+    write_dicom_seg(root / "P1" / "3-SEG" / "1-1.dcm", labels, SERIES)
+    (case,) = find_cases(root, require="seg")
+    assert case.case_id == "P1_2-CT" and case.ct == (root / "P1" / "2-CT").resolve()
+    np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, labels.array)
+    (loaded,) = load_training_cases(root, naive=True, workers=1)
+    assert loaded.case_id == "P1_2-CT" and int((loaded.states == 1).sum()) == int(labels.array.sum())
