@@ -319,7 +319,8 @@ def train(
     data: str | Path, out: str | Path, iterations: int = 2000, device: str = "auto", seed: int = 0,
     resume: bool = False, naive: bool = False, progress: Progress = None, cancel: Cancel = None,
 ) -> Path:
-    """Train a model on LNQ-layout data with partial labels; returns the model folder."""
+    """Train a model on a data folder with partial labels (LNQ layout, or DICOM CT series with their SEGs:
+    :func:`~lnq_napari.io.datasets.find_cases`); returns the model folder."""
     check_output_folder(out, "--out", "the model")
     cases = load_training_cases(data, naive=naive)
     return train_model(cases, out, iterations, device=device, seed=seed, config={"naive": bool(naive)},
@@ -425,7 +426,8 @@ def predict(
     inputs: str | Path, out: str | Path, model: str | Path | None = None, device: str = "auto",
     probabilities: bool = False, progress: Progress = None, cancel: Cancel = None, format: str = "nrrd",
 ) -> list[Path]:
-    """Predict node masks for a CT (file, DICOM folder or folder of CTs); returns written files.
+    """Predict node masks for a CT (file, DICOM folder, folder of CTs, or a folder of DICOM series folders:
+    each CT series below it); returns written files.
 
     Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header),
     or with ``format="dicom-seg"`` ``<case>-seg.dcm``, a DICOM SEG referencing the CT series (DICOM CTs
