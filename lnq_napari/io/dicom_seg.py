@@ -126,9 +126,23 @@ def _series_folders(path: Path, case_id: str) -> list[tuple[str, Path]]:
     series (case ids: the path below ``path`` joined with ``_``); empty when there is none."""
     if _holds_dicom(path):
         return [(case_id, path)]
-    return [("_".join(folder.relative_to(path).parts), folder)
-            for folder in sorted(p for p in path.rglob("*") if p.is_dir() and not p.name.startswith("."))
+    return [("_".join(folder.relative_to(path).parts), folder) for folder in _folders_below(path)
             if _holds_dicom(folder) and seg_file(folder) is None]
+
+
+#: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
+SERIES_DEPTH = 4
+
+
+def _folders_below(root: Path, depth: int = SERIES_DEPTH) -> list[Path]:
+    """The folders below ``root`` down to ``depth`` levels, sorted; hidden folders and links left out (a
+    home folder given by mistake is not walked to its end)."""
+    found, level = [], [root]
+    for _ in range(depth):
+        level = [c for folder in level for c in _listing(folder)
+                 if c.is_dir() and not c.is_symlink() and not c.name.startswith(".")]
+        found += level
+    return sorted(found)
 
 
 def dicom_cases(root: Path) -> list[CaseFiles]:
@@ -139,7 +153,7 @@ def dicom_cases(root: Path) -> list[CaseFiles]:
     series = _series_folders(root, root.name)
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     segs: dict[str, Path] = {}
-    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir() and not p.name.startswith("."))]:
+    for folder in [root, *_folders_below(root)]:
         path = seg_file(folder)
         if path is None:
             continue
