@@ -135,8 +135,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
           f"{v.n_matched} matched ({v.n_grown} grew, {v.n_shrunk} shrank by >= 20 %), {v.n_new} new, "
           f"{v.n_vanished} vanished; targets by volume {r.volume_response}")
     mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
-    print(f"registration: {q.stage}, {q.seconds:.1f} s, lungs overlap {q.lung_dice:.0%}, matched nodes "
-          f"{mean} apart")
+    lungs = "no lungs in view" if math.isnan(q.lung_dice) else f"lungs overlap {q.lung_dice:.0%}"
+    print(f"registration: {q.stage}, {q.seconds:.1f} s, {lungs}, matched nodes {mean} apart")
     if args.csv:
         print(f"table written to {args.csv}")
 

@@ -94,6 +94,21 @@ def test_scans_that_do_not_overlap_are_refused(pair):
                 np.zeros(slab.shape, np.uint8)))
 
 
+def test_two_scans_without_lungs_are_compared_on_their_chest_overlap(pair):
+    """A crop with no lungs in view (both scans): the lung overlap is undefined, not 0 (it refused two
+    copies of one scan as "not overlapping"); the chest overlap decides, and every node matches."""
+    ct = pair.baseline.ct
+    hu = np.asarray(ct.array)
+    no_lungs = ct.with_array(np.where(hu < -500, np.int16(-1000), hu).astype(np.int16))
+    no_lungs.array[:, 20:-20, 20:-20] = np.maximum(no_lungs.array[:, 20:-20, 20:-20], 0)  # the body, solid
+    labels = truth_labels(pair.baseline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no lungs found"
+        same = compare_nodes(no_lungs, labels, no_lungs, labels)
+    assert np.isnan(same.quality.lung_dice)
+    assert {r.status for r in same.rows} == {"matched"}
+
+
 class TruthPredictor:
     """TEST DOUBLE of ``inference.Predictor``: "predicts" the given masks, in call order."""
 

@@ -9,6 +9,7 @@ resampling wants it.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -164,10 +165,11 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
         if dice >= RETRY_LUNG_DICE:
             break
     transform, stage, dice, overlap, initial = best
-    if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:
-        raise LNQError(f"the two scans do not overlap after registration (lungs overlap {dice:.0%}, "
-                       f"{overlap:.0%} of the baseline chest inside the follow-up): check that both CTs "
-                       "show the chest of the same patient")
+    if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:  # a NaN Dice (no lungs at all) is not below
+        lungs = "no lungs in either scan" if math.isnan(dice) else f"lungs overlap {dice:.0%}"
+        raise LNQError(f"the two scans do not overlap after registration ({lungs}, {overlap:.0%} of the "
+                       "baseline chest inside the follow-up): check that both CTs show the chest of the same "
+                       "patient")
     return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
                         tuple(float(v) for v in initial))
 
@@ -206,14 +208,15 @@ def _execute(method, fixed: Chest, moving: Chest) -> None:
 
 
 def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float]:
-    """(lung Dice, share of the baseline chest inside the follow-up) after registration."""
+    """(lung Dice, share of the baseline chest inside the follow-up) after registration; the Dice is NaN
+    when neither scan shows lungs (a crop of the mediastinum: the chest overlap decides alone)."""
     import SimpleITK as sitk
 
     nearest = sitk.sitkNearestNeighbor
     lungs = sitk.Resample(moving.mask_image(moving.lungs), fixed.image, transform, nearest, 0)
     warped = sitk.GetArrayViewFromImage(lungs) > 0
     total = int(fixed.lungs.sum()) + int(warped.sum())
-    dice = 2.0 * float((warped & fixed.lungs).sum()) / total if total else 0.0
+    dice = 2.0 * float((warped & fixed.lungs).sum()) / total if total else math.nan  # no lungs in either
     ones = sitk.Image(moving.image.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving.image)
     inside = sitk.GetArrayViewFromImage(sitk.Resample(ones, fixed.image, transform, nearest, 0))
