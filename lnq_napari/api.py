@@ -30,7 +30,13 @@ from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_works
 from lnq_napari.followup import CompareResult, compare_nodes
 from lnq_napari.followup import write_csv as write_changes_csv
 from lnq_napari.followup.compare import check_seg
-from lnq_napari.followup.identity import PATIENT_KEYS, STUDY_DATE_KEYS, header_value, patient_id
+from lnq_napari.followup.identity import (
+    PATIENT_KEYS,
+    STUDY_DATE_KEYS,
+    header_value,
+    patient_id,
+    source_fields,
+)
 from lnq_napari.followup.register import Registration
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
@@ -38,7 +44,6 @@ from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.geometry import align_to
 from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
-from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
@@ -264,24 +269,18 @@ def group_cases(workspace: str | Path | Workspace, csv_path: str | Path | None =
 
 
 def _header_time_points(ws: Workspace) -> list[TimePoint]:
-    """The cases whose CT header (NRRD) names both the patient and the study date."""
-    import nrrd
-
+    """The cases whose CT header (NRRD fields, or the DICOM series' own) names both the patient and the
+    study date."""
     points = []
     for case in ws.case_ids():
-        path = ws.ct_path(case)
-        if not path.name.lower().endswith((".nrrd", ".nhdr")):
-            continue
-        try:
-            fields = custom_fields(nrrd.read_header(str(path)))
-        except (OSError, nrrd.NRRDError):
-            continue
+        fields = source_fields(ws.ct_path(case))
         patient, date = header_value(fields, PATIENT_KEYS), header_value(fields, STUDY_DATE_KEYS)
         if patient and date:
             points.append(TimePoint(case, patient, date))
     if not points:
-        raise LNQError(f"no CT header in {ws.root} names both its patient and study date (DICOM.PatientID, "
-                       "DICOM.StudyDate); give a CSV with the columns case,patient,timepoint")
+        raise LNQError(f"no CT header in {ws.root} names both its patient and study date (a DICOM series' "
+                       "PatientID and StudyDate, or DICOM.PatientID and DICOM.StudyDate in an NRRD header); "
+                       "give a CSV with the columns case,patient,timepoint")
     return points
 
 

@@ -23,3 +23,13 @@ def test_patient_id_from_a_header_field_and_none_for_plain_files(tmp_path):
     assert patient_id(Volume(np.zeros((2, 2, 2)), meta={"PatientID": " LNQ-7 "})) == "LNQ-7"
     path = write_volume(tmp_path / "a-ct.nrrd", Volume(np.zeros((2, 3, 4), np.int16)))
     assert patient_id(read_volume(path), path) is None
+
+
+def test_source_fields_of_a_dicom_series_and_of_an_nrrd_header(tmp_path):
+    from lnq_napari.followup.identity import source_fields
+
+    assert source_fields(SERIES) == {"0010|0020": "99000", "0008|0020": "20030417"}
+    path = write_volume(tmp_path / "a-ct.nrrd", Volume(np.zeros((2, 3, 4), np.int16),
+                                                       meta={"DICOM.StudyDate": "20240301"}))
+    assert source_fields(path)["DICOM.StudyDate"] == "20240301"
+    assert source_fields(tmp_path / "notes.txt") == {}

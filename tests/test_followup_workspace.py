@@ -92,3 +92,16 @@ def test_group_without_a_csv_reads_patient_and_study_date_from_the_ct_headers(tm
     write_volume(bare / "lnq2023-train-0000-ct.nrrd", Volume(np.zeros((4, 6, 6), np.int16)))
     assert main(["workspace", "group", str(Workspace.init(tmp_path / "ws2", bare).root)]) == 2
     assert "give a CSV" in capsys.readouterr().err
+
+
+def test_group_without_a_csv_reads_a_dicom_series_own_patient_and_study_date(tmp_path, capsys):
+    """A workspace over DICOM series (read in place): the series' own PatientID and StudyDate group it."""
+    import shutil
+    from pathlib import Path
+
+    series = Path(__file__).parent / "data" / "dcmqi" / "ct-3slice"
+    shutil.copytree(series, tmp_path / "download" / "P" / "2-CT")
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "download")
+    assert main(["workspace", "group", str(ws.root)]) == 0
+    assert "1 cases grouped, 1 patient(s)" in capsys.readouterr().out
+    assert [(t.case, t.timepoint) for t in ws.time_points("99000")] == [("P_2-CT", "20030417")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.volume import Volume
 
 #: Header keys that may hold the patient id (DICOM tag, NRRD custom fields as 3D Slicer or users write them).
@@ -22,32 +23,43 @@ def header_value(meta: dict, keys: tuple[str, ...]) -> str | None:
 
 
 def patient_id(volume: Volume, source: str | Path | None = None) -> str | None:
-    """The patient id from ``volume.meta`` or, for a DICOM file or folder, its first slices; None if none."""
+    """The patient id from ``volume.meta`` or else from ``source``'s own header (:func:`source_fields`);
+    None if none."""
     value = header_value(volume.meta, PATIENT_KEYS)
-    if value:
+    if value or source is None:
         return value
-    if source is None:
-        return None
+    return header_value(source_fields(source), PATIENT_KEYS)
+
+
+def source_fields(source: str | Path) -> dict[str, str]:
+    """The identity fields a CT file or DICOM folder carries: an NRRD header's custom fields (3D Slicer's
+    ``DICOM.PatientID``), else the PatientID and StudyDate of its first DICOM slices; empty when none."""
     path = Path(source)
+    if path.name.lower().endswith((".nrrd", ".nhdr")):
+        import nrrd
+
+        try:
+            return custom_fields(nrrd.read_header(str(path)))
+        except (OSError, nrrd.NRRDError):
+            return {}
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for file in files[:5]:
-        found = _dicom_patient(file)
+        found = _dicom_fields(file)
         if found:
             return found
-    return None
+    return {}
 
 
-def _dicom_patient(path: Path) -> str | None:
+def _dicom_fields(path: Path) -> dict[str, str]:
     import SimpleITK as sitk
 
     if path.suffix.lower() not in ("", ".dcm", ".ima", ".dicom"):
-        return None
+        return {}
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        return None
-    if reader.HasMetaDataKey("0010|0020"):
-        return reader.GetMetaData("0010|0020").strip() or None
-    return None
+        return {}
+    return {tag: reader.GetMetaData(tag).strip() for tag in (PATIENT_KEYS[0], STUDY_DATE_KEYS[0])
+            if reader.HasMetaDataKey(tag)}
