@@ -407,3 +407,29 @@ def test_alt_click_marks_a_node_with_an_unknown_outline_and_save_keeps_it(
     sidecar = json.loads(saved.with_name(saved.name.split(".")[0] + ".json").read_text())
     assert sidecar["marked"] == session.marks() and len(sidecar["marked"]) == 1
     assert "lnq_marked" not in read_labels(saved).meta and "marked" not in read_labels(saved).meta
+
+
+def test_closing_right_after_opening_waits_for_the_warm_up_imports(tmp_path):
+    """The Segment widget imports torch in a background thread; a process that ends while that import
+    runs waits for it (cut off, it printed a torch traceback when napari closed within seconds)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "quick_exit.py"
+    script.write_text(
+        "import time\n"
+        "from lnq_napari.plugin.widgets import segment\n"
+        "def slow():\n"
+        "    time.sleep(1.5)\n"
+        "    print('warm-up finished', flush=True)\n"
+        "segment._import_inference = slow\n"
+        "from qtpy.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "import napari\n"
+        "viewer = napari.Viewer(show=False)\n"
+        "segment.SegmentWidget(viewer)\n"
+        "viewer.close()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warm-up finished" in done.stdout
+    assert "Exception in thread" not in done.stderr

@@ -6,6 +6,7 @@ magicgui; the work is :func:`lnq_napari.api.find_nodes`.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import threading
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choic
 
 DEVICES = ("auto", "cpu", "cuda")
 REGION_NAME = "mediastinum region"
+#: At exit, how long to wait for the warm-up imports (a daemon thread cut off in the middle of importing
+#: torch printed a traceback when napari was closed within seconds of opening).
+WARM_UP_EXIT_WAIT_S = 30.0
 PREDICTION_MODULES = (
     "torch", "safetensors.torch", "SimpleITK", "scipy.ndimage", "scipy.spatial", "skimage.morphology",
     "skimage.segmentation", "pandas",
@@ -83,6 +87,7 @@ class SegmentWidget(WorkerWidget):
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
+        atexit.register(self.warm_up.join, WARM_UP_EXIT_WAIT_S)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
