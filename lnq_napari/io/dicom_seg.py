@@ -112,37 +112,39 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     is not a SEG series, its case id the path below ``path`` joined with ``_``. LNQError when there is
     none."""
     path = Path(path)
-    if not path.is_dir():
+    if not path.is_dir() or _holds_dicom(path):  # a SEG folder too: predict says it is not a CT
         return [(case_id, path)]
-    found = _series_folders(path, case_id)
+    found, _ = _dicom_folders(path, case_id)
     if not found:
         raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
                        "folders below it; point to a CT file, a folder of them or a DICOM series folder")
     return found
 
 
-def _series_folders(path: Path, case_id: str) -> list[tuple[str, Path]]:
-    """``path`` itself when it holds DICOM files, else the folders below it that hold DICOM and are no SEG
-    series (case ids: the path below ``path`` joined with ``_``); empty when there is none."""
-    if _holds_dicom(path):
-        return [(case_id, path)]
-    return [("_".join(folder.relative_to(path).parts), folder) for folder in _folders_below(path)
-            if _holds_dicom(folder) and seg_file(folder) is None]
-
-
 #: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
 SERIES_DEPTH = 4
 
 
-def _folders_below(root: Path, depth: int = SERIES_DEPTH) -> list[Path]:
-    """The folders below ``root`` down to ``depth`` levels, sorted; hidden folders and links left out (a
-    home folder given by mistake is not walked to its end)."""
-    found, level = [], [root]
-    for _ in range(depth):
+def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], list[Path]]:
+    """One walk of ``path`` and the folders below it (down to :data:`SERIES_DEPTH`, hidden folders and
+    links left out: a home folder given by mistake is not walked to its end): the CT series folders as
+    ``(case id, folder)`` (``path`` itself is ``case_id``, the others the path below it joined with ``_``)
+    and the DICOM SEG files of the SEG series folders."""
+    series, segs, level = [], [], [path]
+    for depth in range(SERIES_DEPTH + 1):
+        for folder in sorted(level):
+            if not _holds_dicom(folder):
+                continue
+            seg = seg_file(folder)
+            if seg is not None:
+                segs.append(seg)
+            else:
+                series.append((case_id if depth == 0 else "_".join(folder.relative_to(path).parts), folder))
+        if depth == 0 and (series or segs):
+            break  # a series folder: nothing below it is another case
         level = [c for folder in level for c in _listing(folder)
                  if c.is_dir() and not c.is_symlink() and not c.name.startswith(".")]
-        found += level
-    return sorted(found)
+    return sorted(series, key=lambda item: item[1]), segs
 
 
 def dicom_cases(root: Path) -> list[CaseFiles]:
@@ -150,13 +152,10 @@ def dicom_cases(root: Path) -> list[CaseFiles]:
     case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``);
     a SEG of no CT series here, or a second SEG of one, is named in a warning and left out. Empty when
     there is no DICOM."""
-    series = _series_folders(root, root.name)
+    series, seg_files = _dicom_folders(root, root.name)
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     segs: dict[str, Path] = {}
-    for folder in [root, *_folders_below(root)]:
-        path = seg_file(folder)
-        if path is None:
-            continue
+    for path in seg_files:
         case = next((case_of[uid] for uid in read_seg(path).referenced_series if uid in case_of), None)
         if case is None or case in segs:
             why = f"a second SEG of {case}" if case else "it references no CT series found here"
