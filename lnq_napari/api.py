@@ -42,8 +42,9 @@ from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text, check_output_folder
+from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import align_to
-from lnq_napari.io.layout import case_name, ct_inputs, label_files_by_case
+from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
@@ -435,7 +436,7 @@ def predict(
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
     out = check_output_folder(out, "--output", "the predictions")
-    items = [item for case, path in ct_inputs(inputs) for item in dicom_seg.ct_series_inputs(case, path)]
+    items = find_cts(inputs)
     segs = [p for _, p in items if dicom_seg.is_dicom_path(p) and dicom_seg.seg_file(p) is not None]
     if segs:
         raise LNQError(f"{segs[0].name} is a DICOM SEG (a segmentation), not a CT; give the CT series folder "

@@ -1,5 +1,5 @@
 """A data folder's cases: LNQ-layout files as the layout scan finds them, else the DICOM CT series at or
-below the folder with the SEGs that reference them; training reads either."""
+below the folder with the SEGs that reference them; training reads either; the CTs a path names."""
 
 from __future__ import annotations
 
@@ -43,3 +43,23 @@ def test_a_dicom_download_gives_its_labelled_series_to_training(tmp_path):
     np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, labels.array)
     (loaded,) = load_training_cases(root, naive=True, workers=1)
     assert loaded.case_id == "P1_2-CT" and int((loaded.states == 1).sum()) == int(labels.array.sum())
+
+
+def test_the_cts_of_a_path_file_folder_or_dicom_tree(tmp_path):
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    plain = tmp_path / "plain"
+    write_volume(plain / "patient1.nrrd", ct)
+    assert find_cts(plain) == [("patient1", plain / "patient1.nrrd")]
+    root = tmp_path / "download"
+    shutil.copytree(SERIES, root / "P1" / "study" / "2-CT")
+    (root / "P1" / "study" / "3-SEG").mkdir()
+    write_dicom_seg(root / "P1" / "study" / "3-SEG" / "1-1.dcm", ct.with_array(np.zeros(ct.shape, np.uint8)),
+                    SERIES)
+    assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
+    assert find_cts(SERIES) == [("ct-3slice", SERIES)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LNQError, match="holds no CT"):
+        find_cts(empty)

@@ -1,15 +1,15 @@
-"""The cases of a data folder, whatever it holds: LNQ-layout files (``<case>-ct.nrrd`` with
-``<case>-seg.nrrd``, or plainly named images) or DICOM (a CT series folder, or a TCIA download of
-patient / study / series folders with DICOM SEGs beside the CT series). Every reader of a ``--data``
-folder asks here."""
+"""The cases of a data folder and the CTs of a path, whatever they hold: LNQ-layout files
+(``<case>-ct.nrrd`` with ``<case>-seg.nrrd``, or plainly named images) or DICOM (a CT series folder, or a
+TCIA download of patient / study / series folders with DICOM SEGs beside the CT series). Every reader of
+a ``--data`` folder, and ``predict``, asks here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_seg import dicom_cases
-from lnq_napari.io.layout import CaseFiles, ct_files, scan_cases
+from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases
+from lnq_napari.io.layout import CaseFiles, ct_files, ct_inputs, scan_cases
 
 
 def find_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
@@ -25,3 +25,10 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
         raise LNQError(f"no CT series of {path} has a DICOM SEG that references it; {what} needs labelled "
                        "cases: keep each SEG series beside its CT series")
     return found
+
+
+def find_cts(inputs: str | Path) -> list[tuple[str, Path]]:
+    """``(case_id, path)`` of each CT ``inputs`` names: a CT file, a DICOM series folder, a folder of CT
+    files (:func:`~lnq_napari.io.layout.ct_inputs`), or a folder of DICOM series folders
+    (:func:`~lnq_napari.io.dicom_seg.ct_series_inputs`: each CT series below it)."""
+    return [item for case, path in ct_inputs(inputs) for item in ct_series_inputs(case, path)]
