@@ -169,6 +169,13 @@ def postprocess_as(inf: InferenceConfig, prob: np.ndarray, ct: Volume,
                        hu=ct.array, max_mean_hu=inf.max_mean_hu, region=region, min_peak=float(inf.min_peak))
 
 
+#: Windows that go through the network together at least. With one small window torch's CPU convolution
+#: takes its slow native kernel for the deep levels (batch x channels x depth x height <= 20480: 29 ms
+#: where oneDNN takes 6); two at a time take oneDNN's: 1.5x the windows per second on 2 cores, 1.2x on
+#: one (``benchmarks/bench_predict.py --batches 1,2``).
+MIN_BATCH = 2
+
+
 class Predictor:
     """A loaded model ready to predict; reuse it for many CTs.
 
@@ -187,7 +194,7 @@ class Predictor:
         self.network, config = load_checkpoint(self.path, device=str(self.device))
         self.config: ModelConfig = config
         self.version: str = config.version or "unknown"
-        self.max_batch: int = max(1, int(config.inference.sw_batch_size))  # halved on out-of-memory
+        self.max_batch: int = max(MIN_BATCH, int(config.inference.sw_batch_size))  # halved on out-of-memory
 
     def predict(self, ct: Volume, progress: Callable[[float, str], None] | None = None,
                 cancel: Callable[[], bool] | None = None, region: bool = True,
@@ -227,7 +234,7 @@ class Predictor:
 
         with torch.inference_mode():
             prob = sliding_window(prepared.image, inf.patch_size, float(inf.overlap), run,
-                                  pad_value(prep_cfg), int(inf.sw_batch_size))
+                                  pad_value(prep_cfg), self.max_batch)
         if progress:
             progress(0.9, "resampling to the CT grid")
         prob_ct = probabilities_on_ct(prob, prepared, ct)

@@ -306,6 +306,25 @@ def _oom_when(predictor, monkeypatch, failing):
     monkeypatch.setattr(predictor.network, "forward", fake)
 
 
+def test_windows_go_through_the_network_two_at_a_time(tiny_model, small_ct, monkeypatch):
+    predictor = Predictor(tiny_model, device="cpu")
+    assert predictor.config.inference.sw_batch_size == 1  # the model asks for one window at a time
+    forward, batches = predictor.network.forward, []
+
+    def counted(x):
+        batches.append(x.shape[0])
+        return forward(x)
+
+    monkeypatch.setattr(predictor.network, "forward", counted)
+    paired = predictor.predict(small_ct)
+    assert len(batches) > 2 and set(batches[:-1]) == {2}, batches
+    single = Predictor(tiny_model, device="cpu")
+    single.max_batch = 1
+    alone = single.predict(small_ct)
+    assert np.allclose(paired.probabilities.array, alone.probabilities.array, atol=1e-5)
+    assert np.array_equal(paired.mask.array, alone.mask.array)
+
+
 def test_out_of_memory_runs_fewer_windows_at_once(tiny_model, small_ct, monkeypatch):
     expected = Predictor(tiny_model, device="cpu").predict(small_ct)
     predictor = Predictor(tiny_model, device="cpu")
