@@ -9,8 +9,6 @@ lives in :mod:`lnq_napari.plugin` (``lnq_napari.plugin.app.view``); this module 
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
@@ -44,6 +42,7 @@ from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import align_to
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
@@ -144,18 +143,9 @@ def _score_case(case: str, pred_path: Path, gt_path: Path) -> dict:
 
 
 def _write_json(result: dict, path: str | Path) -> None:
-    """Write ``result`` as JSON atomically (NaN as null, which JSON has instead)."""
-    def clean(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
+    """Write ``result`` as standard JSON atomically (NaN as null)."""
     try:
-        atomic_write_text(path, json.dumps(clean(result), indent=2) + "\n")
+        atomic_write_text(path, strict_json(result) + "\n")
     except OSError as exc:
         raise LNQError(f"cannot write {path} ({exc.strerror or exc}); choose another path") from exc
 
@@ -508,7 +498,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     figure = overlay_figure(volume, result.mask, out / f"{name}-overlay.png", truth=truth,
                             title=f"{name}: {summary['n_nodes']} nodes predicted")
     report["picture"] = str(figure)
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=float))
+    atomic_write_text(out / "report.json", strict_json(report) + "\n")
     step(1.0, "done")
     return report
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -14,6 +13,7 @@ from tqdm import tqdm
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
 
@@ -244,7 +244,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
             args.workspace, config=config, iterations=args.iterations, device=args.device,
             resume=args.resume, progress=progress,
         )
-    print(json.dumps(result.to_dict(), indent=2, default=str))
+    print(strict_json(result.to_dict()))
     state = "activated" if result.activated else "registered, not activated"  # last, where a reader looks
     print(f"{result.new_version} {state}: {result.reason}", file=sys.stderr)
 

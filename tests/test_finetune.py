@@ -1022,3 +1022,30 @@ def test_a_correction_s_marks_reach_the_fine_tune_and_the_held_out_figures(tmp_p
     (Path(plan.staging) / STATE_DIR).mkdir(parents=True)  # made by the first half of training
     mined = _mined_negatives(ws, plan, Path(plan.staging), [after], lambda path, device: Guess(), None)[case]
     assert ball.sum() > 10 and mined[0, :3, :3].all() and not mined[ball].any()  # the guess: not mined
+
+
+def test_cli_finetune_prints_standard_json(tmp_path, dataset, parent_model, capsys, monkeypatch):
+    """The printed result is JSON other programs read (jq, JavaScript): an undefined figure is null."""
+    import dataclasses
+    import math
+
+    from lnq_napari import api
+    from lnq_napari.cli import main
+
+    real = api.finetune
+
+    def with_an_undefined_figure(*args, **kwargs):  # as when no held-out case has a surface to score
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, figures={**result.figures, "candidate_surface_dice": math.nan})
+
+    monkeypatch.setattr(api, "finetune", with_an_undefined_figure)
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    assert main(["finetune", "--workspace", str(ws.root), "--device", "cpu", "--iterations", "2",
+                 "--set", "forgetting_cases=0", "--set", "mine_negatives=false"]) == 0
+
+    def refuse(constant):
+        raise AssertionError(f"not standard JSON: {constant}")
+
+    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert printed["figures"]["candidate_surface_dice"] is None
+    assert printed["new_version"] == ws.journal("finetune")[-1]["new_version"]
