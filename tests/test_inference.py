@@ -181,6 +181,19 @@ def test_api_predict_writes_seg_and_prob(tmp_path, tiny_model, small_ct):
         api.predict(tmp_path / "nothing.nrrd", tmp_path / "out", model=tiny_model)
 
 
+def test_cli_predict_on_a_file_named_beyond_ascii(tmp_path, tiny_model, small_ct, capsys):
+    """A file name with accents (the source name goes into the NRRD header, which is ASCII) predicts."""
+    from lnq_napari.cli import main
+    from lnq_napari.io.readers import read_labels, write_volume
+
+    ct = write_volume(tmp_path / "data" / "patiënt ç-ct.nrrd", small_ct)
+    assert main(["predict", str(ct), "-o", str(tmp_path / "out"), "--model", str(tiny_model),
+                 "--device", "cpu"]) == 0
+    seg = read_labels(tmp_path / "out" / "patiënt ç-seg.nrrd")
+    assert seg.same_grid(small_ct) and seg.meta["lnq_source"] == "pati\\xebnt \\xe7-ct.nrrd"
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def _bundled():
     assert (bundled_model_path() / "config.json").is_file(), "the bundled model is missing"
     return Predictor(None, device="cpu")

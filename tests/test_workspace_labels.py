@@ -107,3 +107,25 @@ def test_a_taken_number_is_skipped(tmp_path):
     (store.folder / "v002.json").write_text("")
     assert store.add(_labels(), "correction").version == "v003"
     assert json.loads((store.folder / "v001.json").read_text())["source"] == "original"
+
+
+@pytest.mark.parametrize("field", ["version", "file", "time", "case", "sha256"])
+def test_provenance_fields_the_store_sets_are_refused_before_a_number_is_taken(tmp_path, field):
+    store = LabelStore(tmp_path, "c1")
+    store.add(_labels(), "original")
+    with pytest.raises(LNQError, match=f"{field} is set by the label store"):
+        store.add(_labels(1), "correction", **{field: "v999"})
+    assert [v["version"] for v in store.versions()] == ["v001"]
+    assert store.add(_labels(1), "correction", reviewer="x").version == "v002"
+    assert store.latest()["version"] == "v002" and store.read("v002").array.any()
+
+
+def test_provenance_beyond_ascii_is_kept_exactly_and_the_header_holds_escapes(tmp_path):
+    store = LabelStore(tmp_path, "Müller ç")
+    saved = store.add(_labels(), "correction", reviewer="José Åström", note="ganglion lymphatique élargi")
+    prov = store.info(saved.version)
+    assert prov["reviewer"] == "José Åström" and prov["note"] == "ganglion lymphatique élargi"
+    assert prov["case"] == "Müller ç"
+    back = read_labels(saved.path)
+    assert back.meta["lnq_reviewer"] == "Jos\\xe9 \\xc5str\\xf6m"  # NRRD headers are ASCII
+    assert b"lnq_reviewer:=Jos\\xe9 \\xc5str\\xf6m\n" in saved.path.read_bytes()

@@ -33,6 +33,8 @@ LABELS_FOLDER = "lnq-labels"  # the label store beside a case saved without a wo
 _PROVENANCE = re.compile(r"^v(\d{3,})\.json$")
 _NUMBERED = re.compile(r"^v(\d{3,})\.")
 _NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected", "marked")  # lists: in the JSON only
+#: Provenance fields the store sets itself (source, model_version, edits, parent are arguments).
+_SET_BY_STORE = frozenset({"version", "case", "time", "file", "bytes", "sha256"})
 _EXCLUSIVE = os.O_CREAT | os.O_EXCL | os.O_WRONLY  # fails when the file exists: a number is taken once
 
 
@@ -104,6 +106,11 @@ class LabelStore:
         """
         check_source(source)
         check_label_values(np.asarray(labels.array), f"the labels to save for {self.case}")  # before a number
+        taken = sorted(set(fields) & _SET_BY_STORE)
+        if taken:
+            raise LNQError(f"provenance field{'s' if len(taken) > 1 else ''} {', '.join(taken)} "
+                           f"{'are' if len(taken) > 1 else 'is'} set by the label store; give yours "
+                           "another name (e.g. note=..., reviewer=...)")
         if parent is None:
             parent = (self.latest() or {}).get("version")
         version = self._reserve()
