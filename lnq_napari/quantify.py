@@ -3,11 +3,12 @@
 Nodes are the 26-connected components of a 0/1 mask, or the distinct ids of a labels image with
 one id per node (as a napari Labels layer holds them).
 
-Axial axes: on each axial slice (array axis z) the node's outline is taken as the marching-squares
-boundary (points half a pixel from each boundary pixel's centre along x and y, scaled by the
-spacing); the *long axis* is the largest distance between two outline points over all slices; the
-*short axis* is the node's extent perpendicular to it on that slice (Feret width). Both are within
-about one pixel of the true diameters of a digitised ellipse.
+Axial axes: on each axial slice (of the labels put in LPS axis order, whatever order the file
+stores: a coronal or sagittal series is measured on its axial planes) the node's outline is taken as
+the marching-squares boundary (points half a pixel from each boundary pixel's centre along x and y,
+scaled by the spacing); the *long axis* is the largest distance between two outline points over all
+slices; the *short axis* is the node's extent perpendicular to it on that slice (Feret width). Both
+are within about one pixel of the true diameters of a digitised ellipse.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lnq_napari.components import label_components
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
+from lnq_napari.io.orientation import to_lps
 from lnq_napari.io.volume import Volume
 
 #: Nodes whose centroid lies within this distance (mm) of the volume's centre in x are "midline".
@@ -146,6 +148,9 @@ def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     if ct is not None and not ct.same_grid(labels):
         raise LNQError("the CT and the labels are on different grids; resample the labels onto the CT grid")
     compact, ids = node_ids(labels)
+    axial = Volume.from_sitk(to_lps(labels.with_array(compact).to_sitk())[1])  # axis 0: axial slices
+    axial_ids = np.asarray(axial.array)
+    axial_boxes = ndimage.find_objects(axial_ids)
     voxel_mm3 = float(np.prod(labels.spacing))
     centre = (np.asarray(labels.shape, dtype=float) - 1.0) / 2.0
     centre_x = float(labels.index_to_physical(centre)[0, 0])
@@ -156,7 +161,7 @@ def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
         mask = compact[box] == k
         zyx = np.argwhere(mask) + np.array([s.start for s in box])
         centroid = tuple(float(v) for v in labels.index_to_physical(zyx.mean(axis=0))[0])
-        long_axis, short_axis = axial_axes(mask, labels.spacing[:2])
+        long_axis, short_axis = axial_axes(axial_ids[axial_boxes[k - 1]] == k, axial.spacing[:2])
         mean_hu = None if ct is None else float(np.asarray(ct.array)[box][mask].astype(float).mean())
         rows.append(NodeRow(
             id=int(ids[k - 1]), voxels=int(len(zyx)), volume_mm3=len(zyx) * voxel_mm3,

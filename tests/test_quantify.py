@@ -53,6 +53,24 @@ def test_rotated_ellipsoid_axes(angle):
     np.testing.assert_allclose(row.principal_axes_mm, [24.0, 18.0, 14.0], atol=1.0)
 
 
+@pytest.mark.parametrize("order", [(0, 2, 1), (2, 1, 0), (1, 0, 2)], ids=["coronal", "sagittal", "yx"])
+def test_axes_are_measured_on_axial_planes_whatever_order_the_file_stores(order):
+    """The same ellipsoid stored with its array axes permuted (direction and spacing permuted with
+    them, so the same voxels in space): the same RECIST axes, volume and centroid."""
+    import SimpleITK as sitk
+
+    mask = ellipsoid((12.0, 7.0, 9.0), angle=0.5, offset_mm=(0.3, -0.2, 0.4))
+    axial = Volume(mask, SPACING, origin=(10.0, -20.0, 30.0))
+    stored = Volume.from_sitk(sitk.PermuteAxes(axial.to_sitk(), list(order)))
+    assert stored.shape != axial.shape or order == (1, 0, 2)
+    (want,), (got,) = measure_nodes(axial), measure_nodes(stored)
+    assert got.long_axis_mm == pytest.approx(want.long_axis_mm, abs=1e-6)
+    assert got.short_axis_mm == pytest.approx(want.short_axis_mm, abs=1e-6)
+    assert got.long_axis_mm == pytest.approx(24.0, abs=IN_PLANE_VOXEL)
+    assert got.volume_mm3 == pytest.approx(want.volume_mm3)
+    np.testing.assert_allclose(got.centroid_mm, want.centroid_mm, atol=1e-6)
+
+
 def test_small_node_is_not_enlarged():
     (row,) = measure_nodes(Volume(ellipsoid((8.0, 4.0, 6.0)), SPACING))
     assert row.short_axis_mm == pytest.approx(8.0, abs=IN_PLANE_VOXEL)
