@@ -238,6 +238,30 @@ def test_an_interrupted_cross_fit_resumes_after_the_folds_already_judged(tmp_pat
     assert not list(ws.models_dir.glob(".m002.*"))
 
 
+def test_a_version_the_user_activates_while_it_trains_stays_active(tmp_path, dataset, parent_model):
+    """The user decides in the end: a roll-back made (in another program) while the fine-tune trained
+    is not undone by the rule; the new version is registered, not activated, and says why."""
+    from lnq_napari.workspace import Workspace
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    other = Workspace.open(ws.root)  # a second program on the same workspace
+
+    def progress(fraction, message):
+        if message.startswith("it ") and other.active_model() is not None:
+            other.activate("bundled", reason="I prefer the bundled model", decided_by="user")
+
+    result = finetune_workspace(ws, FinetuneConfig(iterations=3), device="cpu", progress=progress,
+                                predictor_factory=lambda path, device: _TruthPredictor(truth))
+    assert not result.activated and result.new_version == "m002"
+    assert result.reason.startswith("not activated: the bundled model was made active while the fine-tune "
+                                    "ran, and that choice stands (the rule's verdict: activate")
+    assert ws.active_model() is None and other.active_model() is None
+    last = ws.journal("activate")[-1]
+    assert last["version"] == "bundled" and last["decided_by"] == "user"
+    assert ws.model_info("m002")["metrics"]["activated"] is False
+    assert ws.journal("finetune")[-1]["reason"] == result.reason
+
+
 def test_finetune_registers_and_activates_when_not_worse(tmp_path, dataset, parent_model):
     ws, truth = _workspace(tmp_path, dataset, parent_model)
     seen = []

@@ -163,11 +163,25 @@ def test_the_rule_activates_a_registered_candidate_and_says_so(finetuned):
     """What follows an "activate" verdict: registered with the rule's reason, activated by the rule."""
     ws, result, _ = finetuned
     yes = dataclasses.replace(result, activated=True, reason="activate: vs parent: ...")
-    done = _register(ws, yes, 0.0)
+    done = _register(ws, yes, 0.0, ws.prediction_model()[1])
     assert done.new_version == "m003" and ws.active_model()["id"] == "m003"
     assert ws.journal("activate")[-1]["decided_by"] == "rule"
     assert next(m for m in api.list_models(ws) if m.version == "m003").verdict == "activate"
     api.activate_model(ws, "m001")
+
+
+def test_a_model_the_user_activates_while_an_nnunet_finetune_runs_stays_active(finetuned):
+    """An "activate" verdict does not undo the user's roll-back made while the fine-tune ran."""
+    ws, result, _ = finetuned
+    before = (ws.active_model() or {}).get("id", "bundled")
+    at_start = ws.prediction_model()[1]
+    api.activate_model(ws, "bundled")  # the user, meanwhile
+    yes = dataclasses.replace(result, activated=True, reason="activate: vs parent: ...")
+    done = _register(ws, yes, 0.0, at_start)
+    assert not done.activated and ws.active_model() is None
+    assert done.reason.startswith("not activated: the bundled model was made active while the fine-tune ran")
+    assert ws.model_info(done.new_version)["metrics"]["activated"] is False
+    api.activate_model(ws, before)
 
 
 def test_the_forgetting_check_scores_nnunet_versions_on_forgetting_data(finetuned, nnunet_model):

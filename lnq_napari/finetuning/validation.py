@@ -199,6 +199,18 @@ def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigu
     return dataclasses.replace(verdict, reason=reason)
 
 
+def unless_active_changed(ws, active_at_start: str, activate: bool, reason: str) -> tuple[bool, str]:
+    """The rule's ``(activate, reason)``, unless another model was made active while the fine-tune ran
+    (``active_at_start``: the version key active when it began): then whoever activated it decides and
+    the new version is only registered, the reason saying so. Call it holding ``ws.locked()``."""
+    now = ws.prediction_model()[1]
+    if not activate or now == active_at_start:
+        return activate, reason
+    shown = (ws.active_model() or {}).get("id", "the bundled model")
+    return False, (f"not activated: {shown} was made active while the fine-tune ran, and that choice "
+                   f"stands (the rule's verdict: {reason}); `lnq-napari workspace activate` to use it")
+
+
 def lineage(ws, version: str) -> list[str]:
     """``version`` and its ancestors in the registry, newest first; the last one is the root (a version
     outside the registry, such as the bundled model, ends the list)."""

@@ -43,6 +43,7 @@ from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
     held_out_verdict,
+    unless_active_changed,
     version_figures,
 )
 from lnq_napari.inference import Predictor
@@ -375,6 +376,26 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
     return verdict, step.forgetting, list(step.figures), step.alpha * scale
 
 
+def _result(plan: FinetunePlan, activate: bool, reason: str, verdict: Verdict, figures: list[CaseFigures],
+            alpha: float | None, post, forgetting: ForgettingFigures | None, train_seconds: float,
+            n_mined: int, t0: float) -> FinetuneResult:
+    """The run's result as it is registered and journaled."""
+    checked = {} if forgetting is None else {"forgetting_candidate": list(forgetting.candidate),
+                                             "forgetting_original": list(forgetting.original)}
+    return FinetuneResult(
+        new_version=plan.version, activated=activate, reason=reason, figures=verdict.figures,
+        parent=plan.parent, original=plan.root[0],
+        metrics_before=ValidationMetrics.from_figures(plan.parent_figures),
+        metrics_after=ValidationMetrics.from_figures(figures), train_cases=plan.train_cases,
+        val_cases=plan.val_cases, replay_cases=plan.replay_cases,
+        validated_on_training=plan.validated_on_training, iterations=plan.config.iterations, alpha=alpha,
+        postprocessing=post, config=plan.config, train_seconds=round(train_seconds, 1),
+        seconds=round(time.time() - t0, 1), mined_negatives=n_mined, folds=plan.folds,
+        case_figures={"candidate": figures, "parent": plan.parent_figures,
+                      "original": plan.original_figures or plan.parent_figures, **checked},
+    )
+
+
 def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
     """Move the candidate into ``models/<version>`` and register it with the active one as parent."""
     shutil.rmtree(plan.staging, ignore_errors=True)  # the fold folders went as each fold was judged
@@ -422,23 +443,13 @@ def finetune_workspace(
     except LNQError as exc:  # a failure, not an interruption: --resume would only fail again
         discard_pending(ws, f"failed: {exc}")
         raise
-    checked = {} if forgetting is None else {"forgetting_candidate": list(forgetting.candidate),
-                                             "forgetting_original": list(forgetting.original)}
-    result = FinetuneResult(
-        new_version=plan.version, activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
-        parent=plan.parent, original=plan.root[0],
-        metrics_before=ValidationMetrics.from_figures(plan.parent_figures),
-        metrics_after=ValidationMetrics.from_figures(figures), train_cases=plan.train_cases,
-        val_cases=plan.val_cases, replay_cases=plan.replay_cases,
-        validated_on_training=plan.validated_on_training, iterations=plan.config.iterations, alpha=alpha,
-        postprocessing=post, config=plan.config, train_seconds=round(train_seconds, 1),
-        seconds=round(time.time() - t0, 1), mined_negatives=n_mined, folds=plan.folds,
-        case_figures={"candidate": figures, "parent": plan.parent_figures,
-                      "original": plan.original_figures or plan.parent_figures, **checked},
-    )
-    version = _register(ws, plan, result)
-    if result.activated:
-        ws.activate(version, reason=result.reason, decided_by="rule")
+    with ws.locked():  # a user's activation cannot come between the check and the rule's activation
+        activate, reason = unless_active_changed(ws, plan.parent, verdict.activate, verdict.reason)
+        result = _result(plan, activate, reason, verdict, figures, alpha, post, forgetting, train_seconds,
+                         n_mined, t0)
+        version = _register(ws, plan, result)
+        if result.activated:
+            ws.activate(version, reason=result.reason, decided_by="rule")
     fields = {k: v for k, v in result.to_dict().items() if k not in ("metrics_before", "metrics_after")}
     ws.log("finetune", **fields, decided_by="rule", f1_before=result.metrics_before.node_f1,
            f1_after=result.metrics_after.node_f1, dice_before=result.metrics_before.dice_mean,

@@ -49,6 +49,7 @@ from lnq_napari.finetuning.validation import (
     held_out_verdict,
     lineage_corrections,
     original_model,
+    unless_active_changed,
     version_figures,
 )
 from lnq_napari.io.atomic import atomic_write
@@ -227,6 +228,7 @@ def finetune_nnunet(
         dataset_id = free_dataset_id(*(work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")))
     _check_free(work, dataset_id)
     kept = (ws.active_model() or {}).get("id", "the bundled model")
+    active_at_start = ws.prediction_model()[1]
     parent_id, parent_path = _parent(ws, given)
     parent_model = open_model(parent_path)  # the registered copy: what is trained from
     train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_id))
@@ -275,7 +277,7 @@ def finetune_nnunet(
             metrics_before=ValidationMetrics.from_figures(parent_figures),
             metrics_after=ValidationMetrics.from_figures(figures), iterations=int(iterations),
             epochs=int(epochs), train_seconds=train_seconds, seconds=0.0)
-        result = _register(ws, result, t0)
+        result = _register(ws, result, t0, active_at_start)
     except BaseException:  # failed or cancelled: nothing of this dataset id is left for a rerun to meet
         _remove(raw, pre, results)
         raise
@@ -315,19 +317,23 @@ def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter | Non
     return write
 
 
-def _register(ws, result: NnUNetFinetune, t0: float) -> NnUNetFinetune:
+def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str) -> NnUNetFinetune:
     """Register the trained folder (parent: ``result.parent``) with the verdict and figures, activate it
-    when the rule said so, journal the run; returns the result naming the registered version."""
+    when the rule said so (and no other model was made active since ``active_at_start``), journal the
+    run; returns the result naming the registered version."""
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after",
             "validated_on_training", "train_seconds")
-    metrics = {k: v for k, v in result.to_dict().items() if k in keep}
-    version = ws.register_model(
-        result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
-        metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,
-        val_cases=result.val_cases, iterations=result.iterations, epochs=result.epochs,
-        dataset=str(result.dataset))
-    if result.activated:
-        ws.activate(version, reason=result.reason, decided_by="rule")
+    with ws.locked():  # a user's activation cannot come between the check and the rule's activation
+        activated, reason = unless_active_changed(ws, active_at_start, result.activated, result.reason)
+        result = dataclasses.replace(result, activated=activated, reason=reason)
+        metrics = {k: v for k, v in result.to_dict().items() if k in keep}
+        version = ws.register_model(
+            result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
+            metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,
+            val_cases=result.val_cases, iterations=result.iterations, epochs=result.epochs,
+            dataset=str(result.dataset))
+        if result.activated:
+            ws.activate(version, reason=result.reason, decided_by="rule")
     registered = open_model(ws.model_path(version))
     result = dataclasses.replace(result, new_version=version, model=registered.path,
                                  version=registered.version, seconds=round(time.time() - t0, 1))

@@ -260,6 +260,11 @@ class Workspace:
             return self.log("activate", version=version, previous=previous, decided_by=decided_by,
                             reason=reason)
 
+    def locked(self) -> WorkspaceLock:
+        """The workspace's lock (reentrant, across threads and processes): ``with ws.locked(): ...`` makes
+        a check and the change it decides one step no other program can come between."""
+        return self._lock
+
     def model_summaries(self) -> list[ModelSummary]:
         """The bundled model, then every registered version (oldest first), as the user sees them."""
         return self.registry.summaries()
