@@ -9,7 +9,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.readers import read_labels
 from lnq_napari.plugin._layers import volume_from
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
-from lnq_napari.plugin._session import NODES_NAME, OPENED_KEY, WORKSPACE_KEY, NodeSession
+from lnq_napari.plugin._session import NODES_NAME, OPENED_KEY, WORKSPACE_KEY, session_for
 
 
 def add_layers(viewer, layer_data: list[tuple]) -> list:
@@ -46,5 +46,8 @@ def add_case(viewer, ct_data=None, seg_data=None, workspace=None) -> tuple:
             ct_layer.metadata[WORKSPACE_KEY] = str(workspace.root)
     if seg_data is not None:
         (nodes,) = add_layers(viewer, [seg_data])
-        NodeSession(nodes, ct_layer, workspace=workspace.root if workspace is not None else None)
+        session = session_for(viewer, nodes)  # the one widgets made when the layer appeared, if they did
+        session.ct_layer = ct_layer
+        if workspace is not None:
+            session.workspace = str(workspace.root)
     return ct_layer, nodes

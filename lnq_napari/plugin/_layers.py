@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
 
 GEOMETRY_KEY = "lnq_volume_geometry"
@@ -48,6 +49,10 @@ def volume_from(data: np.ndarray, metadata: dict | None, scale=None, translate=N
     """A Volume of layer ``data`` on the grid stored in ``metadata`` (or from scale/translate)."""
     geom = (metadata or {}).get(GEOMETRY_KEY)
     array = np.asarray(data)
+    if array.ndim != 3:
+        shape = " x ".join(str(n) for n in array.shape)
+        raise LNQError(f"this layer is {array.ndim}D ({shape}); lnq-napari works on 3D CT volumes: open a CT "
+                       "volume or DICOM series (an RGB picture or a single slice cannot be read as one)")
     if geom is not None and tuple(geom["shape"]) == array.shape:
         return Volume(array, tuple(geom["spacing"]), tuple(geom["origin"]), tuple(geom["direction"]))
     spacing = tuple(scale[::-1]) if scale is not None else (1.0, 1.0, 1.0)
@@ -57,4 +62,17 @@ def volume_from(data: np.ndarray, metadata: dict | None, scale=None, translate=N
 
 def layer_volume(layer) -> Volume:
     """The Volume shown by a napari Image or Labels layer (its data on its stored grid)."""
+    if getattr(layer, "rgb", False):
+        raise LNQError(f"{layer.name!r} is a colour (RGB) picture; lnq-napari works on 3D CT volumes: open a "
+                       "CT volume or DICOM series")
     return volume_from(layer.data, layer.metadata, layer.scale, layer.translate)
+
+
+def same_placement(a, b, tol_mm: float = 1e-3) -> bool:
+    """True when layers ``a`` and ``b`` hold arrays of one shape placed on one grid in the world (a CT
+    and the labels drawn on it): their data-to-world maps agree at the origin and one step along each
+    axis."""
+    if np.shape(a.data)[: a.ndim] != np.shape(b.data)[: b.ndim] or a.ndim != b.ndim:
+        return False
+    points = np.vstack([np.zeros(a.ndim), np.eye(a.ndim)])
+    return all(np.allclose(a.data_to_world(p), b.data_to_world(p), atol=tol_mm) for p in points)

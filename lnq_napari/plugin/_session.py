@@ -25,7 +25,7 @@ from lnq_napari.interact import (
 from lnq_napari.io.layout import case_name
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._autosave import Autosaver
-from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, layer_kwargs, layer_volume
+from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, layer_kwargs, layer_volume, same_placement
 from lnq_napari.plugin._stats import CaseStats
 
 SESSION_KEY = "lnq_session"
@@ -53,6 +53,7 @@ class NodeSession:
         self.focus_listeners: list[Callable[[], None]] = []  # told when the current suggestion moves
         self.current_suggestion = -1  # the suggestion the review keys act on (-1: none yet)
         self._ct_cache: tuple[int, Volume] | None = None
+        self.missing_ct = "no CT layer for this node layer; open the CT first (File > Open)"  # when None
         nodes.metadata[SESSION_KEY] = self
         self.stats = CaseStats()  # time, accepted / rejected, clicks and keys since the case opened
         nodes.events.paint.connect(self._on_paint)
@@ -86,7 +87,7 @@ class NodeSession:
     def ct_volume(self) -> Volume:
         """The CT as a Volume (raises LNQError when there is none on the node layer's grid)."""
         if self.ct_layer is None:
-            raise LNQError("no CT layer for this node layer; open the CT first (File > Open)")
+            raise LNQError(self.missing_ct)
         data = self.ct_layer.data
         if self._ct_cache is None or self._ct_cache[0] != id(data):
             self._ct_cache = (id(data), layer_volume(self.ct_layer))
@@ -266,13 +267,31 @@ def point_near(points: np.ndarray, point_zyx: Sequence[float], radius_vox: float
     return int(np.argmin(d))
 
 
-def find_ct_layer(viewer, shape: tuple[int, ...]):
-    """The CT Image layer on a grid of ``shape`` (role ``ct`` first), or None."""
+def find_ct_layer(viewer, labels):
+    """The CT Image layer the ``labels`` layer is drawn on: same shape and same placement in the world
+    (:func:`~lnq_napari.plugin._layers.same_placement`; an image of the same shape elsewhere, such as a
+    flipped copy, is another scan); of several, one of the labels' case first, then role ``ct``. None
+    when no image qualifies."""
     from napari.layers import Image
 
-    images = [ly for ly in viewer.layers if isinstance(ly, Image) and ly.data.shape == shape]
-    images.sort(key=lambda ly: ly.metadata.get(ROLE_KEY) != "ct")
+    images = [ly for ly in viewer.layers if isinstance(ly, Image) and same_placement(ly, labels)]
+    case = case_name(labels.metadata.get(SOURCE_KEY) or f"{labels.name}.nrrd")
+    images.sort(key=lambda ly: (case_name(ly.metadata.get(SOURCE_KEY) or f"{ly.name}.nrrd") != case,
+                                ly.metadata.get(ROLE_KEY) != "ct"))
     return images[0] if images else None
+
+
+def missing_ct_reason(viewer, labels) -> str:
+    """Why ``labels`` has no CT, in words a user acts on."""
+    from napari.layers import Image
+
+    images = [ly for ly in viewer.layers if isinstance(ly, Image)]
+    if not images:
+        return "no CT layer for this node layer; open the CT first (File > Open)"
+    shape = "x".join(str(n) for n in np.shape(labels.data)[::-1])
+    return (f"no open CT lies on the grid of {labels.name!r} ({shape} voxels): open the labels together "
+            "with their CT (File > Open, the CT first), or make the labels layer with napari's New Labels "
+            "while the CT is selected")
 
 
 def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
@@ -294,7 +313,10 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
         return None
     session = layer.metadata.get(SESSION_KEY)
     if session is None and create:
-        session = NodeSession(layer, find_ct_layer(viewer, layer.data.shape))
+        session = NodeSession(layer, find_ct_layer(viewer, layer))
+    if session is not None and session.ct_layer is None:  # the CT may have been opened after the labels
+        session.ct_layer = find_ct_layer(viewer, layer)
+        session.missing_ct = missing_ct_reason(viewer, layer)
     return session
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lnq_napari.errors import LNQError
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.plugin._layers import volume_from
 
@@ -14,8 +13,6 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     target = Path(path)
     if not target.name.lower().endswith(".nrrd"):
         target = target.with_name(target.name + ".seg.nrrd")
-    volume = volume_from(data, meta.get("metadata"), meta.get("scale"), meta.get("translate"))
-    if volume.array.ndim != 3:
-        raise LNQError(f"layer {meta.get('name')!r} is {volume.array.ndim}D; only 3D label layers are saved")
+    volume = volume_from(data, meta.get("metadata"), meta.get("scale"), meta.get("translate"))  # 3D only
     write_seg_nrrd(target, volume, extra={"lnq_layer": str(meta.get("name", "labels"))})
     return [str(target)]

@@ -249,3 +249,25 @@ def test_the_segment_tab_follows_an_activation_unless_the_user_chose_a_model(mak
         assert Path(segment.form.model.value) == workspace.root
     finally:
         workspace.activate(before["id"] if before else "bundled", decided_by="user")
+
+
+def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari_viewer, workspace,
+                                                                      autosave_dir):
+    """In the app every widget is docked before Review opens a case: Save must save the session the
+    edits go to, so that the next case opens (it answered 'unsaved edits' after a Save)."""
+    from lnq_napari.plugin.app import dock_widgets
+
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=workspace)
+    review, save = widgets["Review"], widgets["Save"]
+    first, second = workspace.case_ids()[-1], workspace.case_ids()[0]
+    assert review.open_case(first) == workspace.ct_path(first)
+    nodes = viewer.layers["nodes"]
+    session = nodes.metadata["lnq_session"]
+    assert save.tracker.session is session and widgets["Correct"].tracker.session is session
+    assert str(session.workspace) == str(workspace.root) and session.ct_layer is viewer.layers[0]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    assert save.save() is not None and session.saved_edits == session.edits > 0
+    assert review.open_case(second) == workspace.ct_path(second), review.status.text()
+    assert viewer.layers["nodes"].metadata["lnq_session"].case == second

@@ -433,3 +433,79 @@ def test_closing_right_after_opening_waits_for_the_warm_up_imports(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "warm-up finished" in done.stdout
     assert "Exception in thread" not in done.stderr
+
+
+def test_labels_pair_with_the_ct_on_their_grid_not_an_image_of_the_same_shape(make_napari_viewer,
+                                                                             phantom_files, tmp_path):
+    """A z-flipped copy of the CT (same array shape, other place in space) opened first is not taken as
+    the CT of the labels; labels on no open CT's grid say so when a click needs the CT."""
+    from lnq_napari.io.readers import read_volume, write_volume
+    from lnq_napari.plugin._session import session_for
+
+    ct = read_volume(phantom_files.ct)
+    d = np.asarray(ct.direction).reshape(3, 3) * np.array([1.0, 1.0, -1.0])[None, :]
+    flipped = write_volume(tmp_path / "other-ct.nrrd", ct.with_array(np.asarray(ct.array)[::-1]))
+    flipped_volume = read_volume(flipped)
+    flipped_volume.direction = tuple(d.ravel())
+    write_volume(flipped, flipped_volume)
+    viewer = make_napari_viewer()
+    other = viewer.open(str(flipped), plugin="lnq-napari")[0]
+    own = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    labels = viewer.open(str(phantom_files.seg), plugin="lnq-napari")[0]
+    assert other.data.shape == own.data.shape
+    session = session_for(viewer, labels)
+    assert session.ct_layer is own and session.case == "lnq2023-train-0003"
+    loose = viewer.add_labels(np.zeros((10, 20, 30), np.uint8), name="drawn")
+    with pytest.raises(Exception, match="no open CT lies on the grid of 'drawn' \\(30x20x10 voxels\\)"):
+        session_for(viewer, loose).ct_volume()
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (64, 64, 3)], ids=["slice", "rgb"])
+def test_find_nodes_on_a_picture_says_it_needs_a_3d_ct(make_napari_viewer, shape):
+    viewer = make_napari_viewer()
+    picture = viewer.add_image(np.zeros(shape, np.uint8), rgb=len(shape) == 3, name="picture")
+    segment: SegmentWidget = dock_widgets(viewer)["Segment"]
+    segment.form.ct.value = picture
+    assert segment.run() is None and segment.worker is None
+    said = segment.status.text()
+    assert said.startswith("this layer is 2D (" if len(shape) == 2 else "'picture' is a colour (RGB) picture")
+    assert "lnq-napari works on 3D CT volumes" in said
+
+
+def test_closing_napari_while_a_job_runs_cancels_it_and_exits_cleanly(tmp_path):
+    """Quitting during Find nodes ended the process in a segmentation fault (the job's thread outlived
+    Qt): closing the viewer cancels the job and the interpreter's exit waits for its thread."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "close_while_running.py"
+    script.write_text(
+        "import time\n"
+        "import numpy as np\n"
+        "from lnq_napari import api\n"
+        "from lnq_napari.errors import Cancelled\n"
+        "def slow(ct, predictor, progress=None, cancel=None, **kwargs):\n"
+        "    for _ in range(600):\n"
+        "        if cancel():\n"
+        "            print('job cancelled', flush=True)\n"
+        "            raise Cancelled('cancelled')\n"
+        "        time.sleep(0.02)\n"
+        "    print('job ran to the end', flush=True)\n"
+        "api.find_nodes = slow\n"
+        "from qtpy.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "import napari\n"
+        "from lnq_napari.plugin.widgets import segment\n"
+        "viewer = napari.Viewer(show=False)\n"
+        "ct = viewer.add_image(np.zeros((8, 32, 32), np.int16), name='ct')\n"
+        "widget = segment.SegmentWidget(viewer, predictor_factory=lambda model, device: object())\n"
+        "widget.form.ct.value = ct\n"
+        "assert widget.run() is not None\n"
+        "start = time.time()\n"
+        "while time.time() - start < 0.5:\n"
+        "    app.processEvents()\n"
+        "    time.sleep(0.01)\n"
+        "viewer.close()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "job cancelled" in done.stdout and "ran to the end" not in done.stdout

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections.abc import Callable
 
 from magicgui.widgets import ComboBox
@@ -28,13 +30,33 @@ class ProgressSignal(QObject):
     changed = Signal(float, str)
 
 
+#: Seconds the interpreter's exit waits for jobs it cancelled: a job thread still running while Python
+#: tears Qt down crashes the process (closing napari during a prediction ended in a segmentation fault).
+EXIT_WAIT_S = 30
+_JOB_CANCELS: weakref.WeakSet = weakref.WeakSet()  # every worker widget's cancel flag in this process
+
+
+def _stop_jobs_at_exit() -> None:
+    """Cancel every running job and wait (at most :data:`EXIT_WAIT_S`) for napari's worker threads."""
+    from qtpy.QtCore import QThreadPool
+
+    for cancel in list(_JOB_CANCELS):
+        cancel.set()
+    QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))
+
+
 class WorkerWidget(QWidget):
     """A dock widget that runs one job at a time in a worker: Cancel button, progress bar, status line
-    and a progress signal the worker may emit from its thread."""
+    and a progress signal the worker may emit from its thread. Its job is cancelled when the widget goes
+    (the viewer closed) and, before the interpreter exits, waited for."""
 
     def __init__(self) -> None:
         super().__init__()
         self.worker, self._cancel = None, threading.Event()
+        atexit.unregister(_stop_jobs_at_exit)  # registered once, however many widgets
+        atexit.register(_stop_jobs_at_exit)
+        _JOB_CANCELS.add(self._cancel)
+        self.destroyed.connect(lambda *_, flag=self._cancel: flag.set())
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)

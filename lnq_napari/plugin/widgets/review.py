@@ -87,11 +87,9 @@ class ReviewWidget(WorkerWidget):
         layout.addWidget(self.rank_button)
         layout.addWidget(self.queue)
         layout.addWidget(self.open_button)
-        settings = QHBoxLayout()
-        for box in (self.iterations, self.folds):
-            settings.addWidget(QLabel(box.label))
-            settings.addWidget(box.native)
-        layout.addLayout(settings)
+        tuning = Container(widgets=[self.iterations, self.folds])  # one per row: the panel stays narrow
+        tuning.margins = (0, 0, 0, 0)
+        layout.addWidget(tuning.native)
         row = QHBoxLayout()
         row.addWidget(self.finetune_button)
         row.addWidget(self.cancel_button)

@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox
 from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout
 
 from lnq_napari import api
-from lnq_napari.errors import Cancelled
+from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.plugin._layers import layer_kwargs, layer_volume
@@ -123,7 +123,11 @@ class SegmentWidget(WorkerWidget):
             return None
         if self.worker is not None:
             return self.worker
-        ct = layer_volume(layer)
+        try:
+            ct = layer_volume(layer)
+        except LNQError as exc:  # not a 3D volume
+            self.status.setText(str(exc))
+            return None
         model = str(self.form.model.value) if self.form.model.value else None
         device = self.form.device.value
         region, cap = bool(self.form.region.value), int(self.form.max_suggestions.value)
