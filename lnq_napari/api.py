@@ -347,11 +347,12 @@ def finetune_nnunet(
 
 
 def find_nodes(
-    ct: Volume, model: str | Path | Predictor | None = None, device: str = "auto",
+    ct: Volume | str | Path, model: str | Path | Predictor | None = None, device: str = "auto",
     progress: Progress = None, cancel: Cancel = None, region: bool = True,
     max_suggestions: int | None = None,
 ) -> NodeResult:
-    """The prediction pipeline: predict ``ct``, give each node its id, rank suggestions, measure nodes.
+    """The prediction pipeline: predict ``ct`` (a Volume or a CT file or DICOM series folder), give each
+    node its id, rank suggestions, measure nodes.
 
     ``model`` is a model folder (None: the bundled model; ``nnunet:<folder>`` or an nnU-Net trained model
     folder: :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`) or a loaded predictor, kept across
@@ -362,6 +363,7 @@ def find_nodes(
     whose outline looks incomplete ("outline"); fragments of one node are merged, the rest ranked
     together and cut to ``max_suggestions`` (None: the model's ``max_suggestions``).
     """
+    ct = _volume(ct, "the CT", read=True)
     predictor = load_predictor(model, device=device)
     inf = predictor.config.inference
     step = progress or (lambda fraction, message="": None)
@@ -591,6 +593,20 @@ def activate_model(
     return next(m for m in ws.model_summaries() if m.version == chosen)
 
 
+def _volume(value, what: str, read: bool = False) -> Volume:
+    """``value`` when it is a Volume; with ``read``, a path is read as one; anything else is an LNQError
+    saying what to pass (an array alone has no spacing or position)."""
+    if isinstance(value, Volume):
+        return value
+    if read and isinstance(value, (str, Path)):
+        return read_volume(value)
+    kind = type(value).__module__.split(".")[0] + "." + type(value).__name__
+    hint = "or a file path " if read else ""
+    raise LNQError(f"{what} must be an lnq_napari Volume {hint}(got {kind}): read files with "
+                   "lnq_napari.io.read_volume / read_labels, or wrap an array as Volume(array, spacing, "
+                   "origin, direction), since an array alone has no voxel size or position")
+
+
 def save_labels(
     labels: Volume, case: str, *, workspace: str | Path | None = None, folder: str | Path | None = None,
     source: str = "correction", model_version: str | None = None, edits: int = 0, **provenance,
@@ -601,6 +617,7 @@ def save_labels(
     without, into the label store ``<folder>/<case>/`` (the same ``vNNN.seg.nrrd`` + ``vNNN.json``
     layout). Extra keyword fields are kept in the provenance.
     """
+    labels = _volume(labels, "the labels to save")
     if workspace is not None:
         ws = Workspace.open(workspace)
         version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
@@ -608,8 +625,12 @@ def save_labels(
         return SavedLabels(case, version, ws.label_path(case, version))
     if folder is None:
         raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")
-    return LabelStore(folder, case).add(labels, source, model_version=model_version, edits=edits,
-                                        **provenance)
+    try:
+        return LabelStore(folder, case).add(labels, source, model_version=model_version, edits=edits,
+                                            **provenance)
+    except OSError as exc:
+        raise LNQError(f"cannot save the labels of {case} in {folder} ({exc.strerror or exc}); choose a "
+                       "folder you can write to") from exc
 
 
 def export_dicom_seg(

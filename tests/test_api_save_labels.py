@@ -55,3 +55,19 @@ def test_nowhere_to_save_or_unknown_case_raise(tmp_path):
         api.save_labels(_labels(), "c1", folder=tmp_path, source="guess")
     with pytest.raises(LNQError, match="not a lnq-napari workspace"):
         api.save_labels(_labels(), "c1", workspace=tmp_path)
+
+
+def test_a_folder_that_cannot_hold_labels_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(LNQError, match=r"cannot save the labels of c1 in .*a-file.*choose a folder"):
+        api.save_labels(_labels(), "c1", folder=blocker)
+    assert blocker.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.parametrize("given", [np.zeros((3, 8, 8), np.uint8), "c1-seg.nrrd"], ids=["array", "path"])
+def test_labels_without_a_grid_are_one_line(tmp_path, given):
+    said = r"the labels to save must be an lnq_napari Volume \(got (numpy.ndarray|builtins.str)\)"
+    with pytest.raises(LNQError, match=said):
+        api.save_labels(given, "c1", folder=tmp_path / "store")
+    assert not (tmp_path / "store").exists()

@@ -134,6 +134,19 @@ def test_predict_on_a_ct_prepared_before_gives_the_same_prediction(tiny_model, s
     assert np.array_equal(plain.mask.array, reused.mask.array)
 
 
+def test_find_nodes_takes_a_ct_file_and_says_what_an_array_lacks(tmp_path, tiny_model, small_ct):
+    from lnq_napari import api
+    from lnq_napari.io.readers import write_volume
+
+    path = write_volume(tmp_path / "case-ct.nrrd", small_ct)
+    predictor = Predictor(tiny_model, device="cpu")
+    from_file, from_volume = api.find_nodes(str(path), predictor), api.find_nodes(small_ct, predictor)
+    assert np.array_equal(from_file.mask.array, from_volume.mask.array)
+    assert from_file.mask.same_grid(small_ct, tol=1e-6)
+    with pytest.raises(LNQError, match=r"the CT must be an lnq_napari Volume or a file path \(got numpy"):
+        api.find_nodes(np.asarray(small_ct.array), predictor)
+
+
 def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
     pred = Predictor(tiny_model, device="cpu").predict(small_ct)
     for vol in (pred.probabilities, pred.mask):
