@@ -58,7 +58,7 @@ def test_phantom_followup_records_the_changes_it_made(pair):
 
 def test_comparison_recovers_the_true_matching_and_volume_changes(pair, result):
     rows = {(r.baseline_id, r.followup_id): r for r in result.rows}
-    errors = []
+    errors, on_voxels = [], []
     for c in pair.truth["changes"]:
         if c["status"] == "absent":
             continue
@@ -66,7 +66,9 @@ def test_comparison_recovers_the_true_matching_and_volume_changes(pair, result):
         assert row is not None and row.status == c["status"], c
         if c["status"] == "matched":
             errors.append(abs(row.volume_change_pct - c["volume_change_pct"]))
-    assert float(np.median(errors)) <= 10.0
+            on_voxels.append(abs(row.volume_change_pct - c["voxel_change_pct"]))
+    assert float(np.median(errors)) <= 10.0  # of the shapes: the grid's partial volumes differ
+    assert float(np.median(on_voxels)) < 0.5  # of the truth masks the table measured
     assert result.quality.mean_distance_mm < 4.0 and not result.quality.poor
     # the registration moved the nodes: without it the matched centroids lie further apart
     raw = [np.linalg.norm(np.subtract(r.centroid_baseline_mm, r.centroid_followup_mm))

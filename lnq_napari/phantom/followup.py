@@ -235,7 +235,8 @@ def _truth(baseline: PhantomCase, followup: PhantomCase, edit: _Edit,
         entry["volume_followup_ml"] = round(f[0] * voxel_ml, 4) if f else None
         factor = entry["radius_factor"]
         entry["volume_change_pct"] = (round(100.0 * (factor ** 3 - 1.0), 2)
-                                      if factor and b and f else None)
+                                      if factor and b and f else None)  # of its shape
+        entry["voxel_change_pct"] = round(100.0 * (f[0] / b[0] - 1.0), 2) if b and f else None  # its masks
         entry["centroid_baseline_mm"] = b[1] if b else None
         entry["centroid_followup_mm"] = f[1] if f else None
         changes.append(entry)
