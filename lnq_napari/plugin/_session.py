@@ -35,6 +35,7 @@ NODES_NAME = "nodes"
 SUGGESTIONS_NAME = "suggestions"
 MARKS_NAME = "marked nodes"
 WORKSPACE_KEY = "lnq_workspace"
+NO_CT = "no CT layer for this node layer; open the CT first (File > Open)"
 OPENED_KEY = "lnq_opened"  # time.monotonic() when the CT layer was opened: the case's review clock starts
 
 
@@ -53,7 +54,7 @@ class NodeSession:
         self.focus_listeners: list[Callable[[], None]] = []  # told when the current suggestion moves
         self.current_suggestion = -1  # the suggestion the review keys act on (-1: none yet)
         self._ct_cache: tuple[int, Volume] | None = None
-        self.missing_ct = "no CT layer for this node layer; open the CT first (File > Open)"  # when None
+        self.missing_ct = NO_CT  # why ct_layer is None, when it is
         nodes.metadata[SESSION_KEY] = self
         self.stats = CaseStats()  # time, accepted / rejected, clicks and keys since the case opened
         nodes.events.paint.connect(self._on_paint)
@@ -287,7 +288,7 @@ def missing_ct_reason(viewer, labels) -> str:
 
     images = [ly for ly in viewer.layers if isinstance(ly, Image)]
     if not images:
-        return "no CT layer for this node layer; open the CT first (File > Open)"
+        return NO_CT
     shape = "x".join(str(n) for n in np.shape(labels.data)[::-1])
     return (f"no open CT lies on the grid of {labels.name!r} ({shape} voxels): open the labels together "
             "with their CT (File > Open, the CT first), or make the labels layer with napari's New Labels "
@@ -317,6 +318,8 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
     if session is not None and session.ct_layer is None:  # the CT may have been opened after the labels
         session.ct_layer = find_ct_layer(viewer, layer)
         session.missing_ct = missing_ct_reason(viewer, layer)
+        if session.ct_layer is not None and session.workspace is None:
+            session.workspace = session.ct_layer.metadata.get(WORKSPACE_KEY)
     return session
 
 
