@@ -68,10 +68,10 @@ def layer_volume(layer) -> Volume:
     return volume_from(layer.data, layer.metadata, layer.scale, layer.translate)
 
 
-def same_placement(a, b, tol_mm: float = 1e-3) -> bool:
+def same_placement(a, b, tol_mm: float = 0.05) -> bool:
     """True when layers ``a`` and ``b`` hold arrays of one shape placed on one grid in the world (a CT
     and the labels drawn on it): their data-to-world maps agree at the origin and one step along each
-    axis."""
+    axis, within ``tol_mm`` (float noise of exported headers; a shifted or flipped scan is mm away)."""
     if np.shape(a.data)[: a.ndim] != np.shape(b.data)[: b.ndim] or a.ndim != b.ndim:
         return False
     points = np.vstack([np.zeros(a.ndim), np.eye(a.ndim)])
