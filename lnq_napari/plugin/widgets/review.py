@@ -222,7 +222,8 @@ class ReviewWidget(WorkerWidget):
             unsaved = [ly.name for ly in self.viewer.layers
                        if (s := ly.metadata.get(SESSION_KEY)) is not None and s.edits > s.saved_edits]
             if unsaved:
-                raise LNQError(f"{unsaved[0]!r} has unsaved edits: Save them first (autosaved meanwhile)")
+                raise LNQError(f"{unsaved[0]!r} has unsaved edits: select it and Save them, or delete the "
+                               "layer to drop them (autosaved meanwhile)")
             prov = ws.latest_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
