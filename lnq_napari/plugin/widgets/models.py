@@ -151,9 +151,14 @@ class RoundsPlot(QWidget):
         rounds = [m for m in models if m.dice is not None or m.false_nodes is not None]
         self.rounds = [m.version for m in rounds]
         self.figure.clear()
+        if not rounds:
+            empty = "no fine-tune yet: each version's Dice\nand false nodes per case show here"
+            self.figure.text(0.5, 0.5, empty, ha="center", va="center", fontsize=8, color="gray")
+            self.canvas.draw_idle()
+            return
         axes = self.figure.subplots(1, 2)
         x = range(len(rounds))
-        for ax, name, title in zip(axes, ("dice", "false_nodes"), ("Dice", "false nodes / case")):
+        for ax, name, title in zip(axes, ("dice", "false_nodes"), ("Dice", "false nodes")):  # per case
             ax.plot(x, [_nan(getattr(m, name)) for m in rounds], "o-", color="tab:blue", ms=4,
                     label="version")
             ax.plot(x, [_nan(getattr(m, f"{name}_parent")) for m in rounds], "o", mfc="none",
@@ -163,9 +168,6 @@ class RoundsPlot(QWidget):
             ax.tick_params(labelsize=7)
         self.figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
                            fontsize=7, frameon=False)
-        if not rounds:
-            axes[0].text(0.5, 0.5, "no fine-tune yet", ha="center", va="center", fontsize=7,
-                         transform=axes[0].transAxes)
         self.canvas.draw_idle()
 
 
