@@ -141,6 +141,15 @@ def _side(x: float, centre_x: float) -> str:
     return "midline"
 
 
+def _axial_planes(labels: Volume, ids: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """``ids`` (on ``labels``' grid) with array axis 0 across axial planes, and the in-plane spacing: as
+    stored when its slices are axial (the usual case, no copy), else put in LPS axis order."""
+    if int(np.argmax(np.abs(labels.direction_matrix[:, 2]))) == 2:  # the slice index runs head to foot
+        return ids, (float(labels.spacing[0]), float(labels.spacing[1]))
+    axial = Volume.from_sitk(to_lps(labels.with_array(ids).to_sitk())[1])
+    return np.asarray(axial.array), (float(axial.spacing[0]), float(axial.spacing[1]))
+
+
 def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     """One row per node (see the module docstring); ``ct`` must share the labels' grid."""
     from scipy import ndimage
@@ -148,8 +157,7 @@ def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     if ct is not None and not ct.same_grid(labels):
         raise LNQError("the CT and the labels are on different grids; resample the labels onto the CT grid")
     compact, ids = node_ids(labels)
-    axial = Volume.from_sitk(to_lps(labels.with_array(compact).to_sitk())[1])  # axis 0: axial slices
-    axial_ids = np.asarray(axial.array)
+    axial_ids, axial_xy = _axial_planes(labels, compact)
     axial_boxes = ndimage.find_objects(axial_ids)
     voxel_mm3 = float(np.prod(labels.spacing))
     centre = (np.asarray(labels.shape, dtype=float) - 1.0) / 2.0
@@ -161,7 +169,7 @@ def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
         mask = compact[box] == k
         zyx = np.argwhere(mask) + np.array([s.start for s in box])
         centroid = tuple(float(v) for v in labels.index_to_physical(zyx.mean(axis=0))[0])
-        long_axis, short_axis = axial_axes(axial_ids[axial_boxes[k - 1]] == k, axial.spacing[:2])
+        long_axis, short_axis = axial_axes(axial_ids[axial_boxes[k - 1]] == k, axial_xy)
         mean_hu = None if ct is None else float(np.asarray(ct.array)[box][mask].astype(float).mean())
         rows.append(NodeRow(
             id=int(ids[k - 1]), voxels=int(len(zyx)), volume_mm3=len(zyx) * voxel_mm3,
