@@ -53,7 +53,7 @@ class WorkerWidget(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.worker, self._cancel = None, threading.Event()
-        atexit.unregister(_stop_jobs_at_exit)  # registered once, however many widgets
+        atexit.unregister(_stop_jobs_at_exit)  # once; registered late, so it runs before napari's handlers
         atexit.register(_stop_jobs_at_exit)
         _JOB_CANCELS.add(self._cancel)
         self.destroyed.connect(lambda *_, flag=self._cancel: flag.set())
