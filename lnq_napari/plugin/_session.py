@@ -275,10 +275,11 @@ def find_ct_layer(viewer, labels):
     when no image qualifies."""
     from napari.layers import Image
 
+    def case_of(layer) -> str:
+        return case_name(layer.metadata.get(SOURCE_KEY), fallback=case_name(f"{layer.name}.nrrd"))
+
     images = [ly for ly in viewer.layers if isinstance(ly, Image) and same_placement(ly, labels)]
-    case = case_name(labels.metadata.get(SOURCE_KEY) or f"{labels.name}.nrrd")
-    images.sort(key=lambda ly: (case_name(ly.metadata.get(SOURCE_KEY) or f"{ly.name}.nrrd") != case,
-                                ly.metadata.get(ROLE_KEY) != "ct"))
+    images.sort(key=lambda ly: (case_of(ly) != case_of(labels), ly.metadata.get(ROLE_KEY) != "ct"))
     return images[0] if images else None
 
 
