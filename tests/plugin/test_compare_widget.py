@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QFileDialog
 
 from lnq_napari.phantom.followup import Motion, make_followup
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
@@ -60,7 +61,7 @@ def test_matched_nodes_share_a_colour_and_the_table_holds_the_truth(compared, pa
     assert "RECIST 1.1:" in widget.summary.text()
 
 
-def test_a_row_click_goes_to_the_node_and_the_table_exports(compared, tmp_path):
+def test_a_row_click_goes_to_the_node_and_the_table_exports(compared, tmp_path, monkeypatch):
     viewer, widget = compared
     k = next(i for i, r in enumerate(widget.result.rows) if r.status != "matched")  # in one scan only
     widget.table.selectRow(k)
@@ -72,6 +73,11 @@ def test_a_row_click_goes_to_the_node_and_the_table_exports(compared, tmp_path):
     with open(out) as handle:
         table = list(csv.DictReader(handle))
     assert [t["status"] for t in table] == [r.status for r in widget.result.rows]
+    (tmp_path / "a file").write_text("not a folder")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "a file" / "changes.csv"), "CSV (*.csv)"))
+    widget._export_dialog()  # a path under a file: one line in the status, no traceback
+    assert widget.status.text().startswith("could not save changes.csv: ")
 
 
 def test_an_edit_of_the_followup_nodes_updates_the_table(compared, qtbot):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QFileDialog
 
 from lnq_napari.io.readers import read_labels
 from lnq_napari.plugin.app import dock_widgets
@@ -139,6 +140,23 @@ def test_a_table_row_centres_the_viewer_and_the_table_exports(predicted, qtbot, 
     assert p.nodes.selected_label == row.id
     csv = table.export_csv(tmp_path / "nodes.csv")
     assert len(csv.read_text().strip().splitlines()) == len(table.rows) + 1
+
+
+def test_export_through_the_dialog_says_where_it_saved_or_why_it_could_not(predicted, qtbot, tmp_path,
+                                                                          monkeypatch):
+    p, table = predicted, predicted.widgets["Nodes"]
+    p.wait_rows(qtbot, p.n_predicted)
+    chosen = {"path": str(tmp_path / "table.csv")}
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (chosen["path"], "CSV (*.csv)"))
+    table._export_dialog()
+    assert table.summary.text() == "saved table.csv"
+    assert len((tmp_path / "table.csv").read_text().splitlines()) == len(table.rows) + 1
+    (tmp_path / "a file").write_text("not a folder")
+    chosen["path"] = str(tmp_path / "a file" / "table.csv")  # the dialog lets one type a path
+    table._export_dialog()
+    assert table.summary.text().startswith("could not save table.csv: ")
+    assert "choose a folder you can write to" in table.summary.text()
+    assert (tmp_path / "a file").read_text() == "not a folder"
 
 
 def test_autosave_is_throttled_atomic_and_on_the_ct_grid(

@@ -6,6 +6,7 @@ import atexit
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 from magicgui.widgets import ComboBox
 from qtpy.QtCore import QObject, Signal
@@ -93,6 +94,22 @@ def folder_row(label: str, edit: QLineEdit, title: str) -> QHBoxLayout:
     row.addWidget(edit, 1)
     row.addWidget(browse)
     return row
+
+
+def export_table(parent: QWidget, title: str, default_name: str, write: Callable[[str], object],
+                 say: Callable[[str], None]) -> None:
+    """Ask for a CSV path and ``write(path)`` there; ``say`` gets "saved NAME" or, when the file cannot be
+    written (a read-only folder, a full disk), one line saying so (no traceback dialog, nothing half-written:
+    the table writers write atomically)."""
+    path, _ = QFileDialog.getSaveFileName(parent, title, default_name, "CSV (*.csv)")
+    if not path:
+        return
+    try:
+        write(path)
+    except OSError as exc:
+        say(f"could not save {Path(path).name}: {exc.strerror or exc}; choose a folder you can write to")
+        return
+    say(f"saved {Path(path).name}")
 
 
 def compact(widget: QWidget) -> None:

@@ -18,7 +18,6 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -33,6 +32,7 @@ from lnq_napari import api
 from lnq_napari.followup import CompareResult, write_csv
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, ROLE_KEY, layer_kwargs, layer_volume
+from lnq_napari.plugin.widgets._common import export_table
 
 ROLE = "compare"
 PREDICT = "(find with the model)"
@@ -311,10 +311,7 @@ class CompareWidget(QWidget):
         if self.result is None:
             self.status.setText("compare two scans first")
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export change table", "changes.csv", "CSV (*.csv)")
-        if path:
-            self.export_csv(path)
-            self.status.setText(f"saved {Path(path).name}")
+        export_table(self, "Export change table", "changes.csv", self.export_csv, self.status.setText)
 
 
 def _labels_copy(layer) -> Volume:

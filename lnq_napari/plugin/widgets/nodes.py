@@ -14,7 +14,6 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -25,7 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from lnq_napari import api
-from lnq_napari.plugin.widgets._common import SessionTracker
+from lnq_napari.plugin.widgets._common import SessionTracker, export_table
 from lnq_napari.quantify import NodeRow, summarize_nodes, write_csv
 
 COLUMNS = [  # (NodeRow field, header, format); short headers keep the table narrow, tooltips say more
@@ -225,10 +224,7 @@ class NodesWidget(QWidget):
         return write_csv(self.rows, path)
 
     def _export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export node table", "nodes.csv", "CSV (*.csv)")
-        if path:
-            self.export_csv(path)
-            self.summary.setText(f"saved {Path(path).name}")
+        export_table(self, "Export node table", "nodes.csv", self.export_csv, self.summary.setText)
 
 
 def node_colour(layer, node_id: int) -> np.ndarray:
