@@ -44,6 +44,7 @@ from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import align_to
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.layout import case_name, label_files_by_case
+from lnq_napari.io.outputs import check_not_users, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
@@ -437,6 +438,8 @@ def predict(
     if not_dicom:
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
+    suffix = "-seg.dcm" if format == "dicom-seg" else "-seg.nrrd"
+    check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output")
     predictor = load_predictor(model, device=device)
     written: list[Path] = []
     for k, (case_id, path) in enumerate(items):
@@ -447,13 +450,13 @@ def predict(
         ct = read_volume(path)
         result = find_nodes(ct, predictor, progress=step, cancel=cancel)
         if format == "dicom-seg":
-            written.append(dicom_seg.write_dicom_seg(out / f"{case_id}-seg.dcm", result.mask, path,
+            written.append(dicom_seg.write_dicom_seg(out / f"{case_id}{suffix}", result.mask, path,
                                                      model_version=result.model_version,
                                                      series_uid=ct.meta.get("dicom_series_uid")))
         else:
             extra = {"lnq_model_version": result.model_version, "lnq_source": Path(path).name,
-                     "lnq_created_by": "lnq-napari predict"}
-            written.append(segfile.write_seg_nrrd(out / f"{case_id}-seg.nrrd", result.mask, extra=extra))
+                     **created_by("predict")}
+            written.append(segfile.write_seg_nrrd(out / f"{case_id}{suffix}", result.mask, extra=extra))
         if probabilities:
             written.append(write_volume(out / f"{case_id}-prob.nrrd", result.probabilities))
     return written
@@ -475,6 +478,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
+    check_not_users([out / f"{name}-seg.nrrd"], "--out")
     predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
     ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)
@@ -485,7 +489,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     result = find_nodes(volume, predictor, progress=lambda f, m="": step(0.1 + 0.8 * f, m))
     seconds = time.perf_counter() - started
     seg_path = segfile.write_seg_nrrd(out / f"{name}-seg.nrrd", result.mask, extra={
-        "lnq_source": "prediction", "lnq_model_version": result.model_version})
+        "lnq_source": "prediction", "lnq_model_version": result.model_version, **created_by("demo")})
     write_csv(result.nodes, out / f"{name}-nodes.csv")
     summary = summarize_nodes(result.nodes)
     report = {

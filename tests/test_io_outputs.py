@@ -1,0 +1,73 @@
+"""Label files written into a folder the user names never replace a file of the user's."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+
+from lnq_napari import api
+from lnq_napari.cli import main
+from lnq_napari.io.dicom_seg import ALGORITHM_NAME
+from lnq_napari.io.outputs import check_not_users, created_by, written_by_us
+from lnq_napari.io.readers import read_labels, write_volume
+from lnq_napari.io.segfile import write_seg_nrrd
+from lnq_napari.io.volume import Volume
+
+SHAPE = (6, 20, 20)
+
+
+def _labels() -> Volume:
+    array = np.zeros(SHAPE, np.uint8)
+    array[2:4, 5:10, 5:10] = 1
+    return Volume(array, (0.8, 0.8, 3.0), (0.0, 0.0, 0.0))
+
+
+def _dicom(path, manufacturer: str):
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.Manufacturer = manufacturer
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_only_files_an_lnq_napari_command_wrote_count_as_ours(tmp_path):
+    ours = write_seg_nrrd(tmp_path / "a-seg.nrrd", _labels(), extra=created_by("predict"))
+    users = write_seg_nrrd(tmp_path / "b-seg.nrrd", _labels(), extra={"lnq_model_version": "m001"})
+    junk = tmp_path / "c-seg.nrrd"
+    junk.write_bytes(b"not a NRRD at all")
+    assert written_by_us(ours) and not written_by_us(users) and not written_by_us(junk)
+    assert written_by_us(_dicom(tmp_path / "d-seg.dcm", ALGORITHM_NAME))
+    assert not written_by_us(_dicom(tmp_path / "e-seg.dcm", "Slicer"))
+    check_not_users([ours, tmp_path / "new-seg.nrrd"], "--output")  # ours and absent files may be written
+    with pytest.raises(api.LNQError, match=r"--output .* already holds b-seg.nrrd, which lnq-napari did not "):
+        check_not_users([ours, users], "--output")
+
+
+def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    ct = write_volume(data / "lnq2023-train-0001-ct.nrrd", _labels().with_array(np.full(SHAPE, 40, np.int16)))
+    seg = write_seg_nrrd(data / "lnq2023-train-0001-seg.nrrd", _labels())  # the user's partial labels
+    before = _md5(seg)
+    predicted = _labels().with_array(np.zeros(SHAPE, np.uint8))
+    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
+        predicted, predicted, "m001", [], []))
+    for argv in (["predict", str(data), "-o", str(data)], ["demo", str(ct), "--out", str(data)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "already holds lnq2023-train-0001-seg.nrrd, which lnq-napari did not" in err[0]
+        assert _md5(seg) == before
+    out = tmp_path / "out"
+    for _ in range(2):  # a second run writes over its own output
+        (written,) = api.predict(data, out)
+        assert written_by_us(written) and not read_labels(written).array.any()
