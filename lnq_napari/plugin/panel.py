@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 
 from lnq_napari.plugin.keys import key_rows, register_review_keys
 from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, ReviewWidget, SaveWidget, SegmentWidget
+from lnq_napari.plugin.widgets._common import while_alive
 
 #: The panel's width (px): a 1600 px window leaves the canvas >= 60 % beside napari's layer list.
 PANEL_WIDTH = 270
@@ -99,7 +100,7 @@ class KeysTable(QWidget):
         layout.addWidget(note)
         self.table.setMinimumHeight(200)
         self.refresh()
-        action_manager.events.shortcut_changed.connect(self._changed, until=self.destroyed)
+        while_alive(self, action_manager.events.shortcut_changed, self._changed)
 
     def _changed(self, event=None) -> None:
         self.refresh()

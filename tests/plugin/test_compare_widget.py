@@ -102,3 +102,39 @@ def test_side_by_side_links_both_scans_in_a_grid(compared, tmp_path):
     assert shot.shape[0] > 0
     widget.side_by_side.setChecked(False)
     assert not viewer.grid.enabled
+
+
+def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewer, qtbot, pair):
+    """Closed with its dock's x, the widget goes: nothing of the viewer keeps it alive (the layer list's
+    events held it, and it compared again after every edit of the nodes it followed), and a new layer or
+    an edit raises nothing."""
+    import gc
+    import sys
+    import weakref
+
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer = make_napari_viewer()
+    for tag, case in (("baseline", pair.baseline), ("follow-up", pair.followup)):
+        viewer.add_image(case.ct.array, contrast_limits=CT_CONTRAST, **layer_kwargs(case.ct, f"{tag} CT", "ct"))
+        nodes = truth_labels(case)
+        viewer.add_labels(nodes.array, **layer_kwargs(nodes, f"{tag} nodes", "nodes"))
+    widget = CompareWidget(viewer, delay_ms=50)
+    viewer.window.add_dock_widget(widget, name="Compare")
+    widget._watch([viewer.layers["baseline nodes"]])  # as after a comparison with "follow edits"
+    errors = []
+    hook, sys.excepthook = sys.excepthook, lambda *exc: errors.append(exc)
+    try:
+        dock = viewer.window._qt_window.findChild(QDockWidget, "Compare")
+        dock.title.close_button.click()
+        gone = weakref.ref(widget)
+        del dock, widget
+        gc.collect()
+        assert gone() is None
+        qtbot.wait(100)
+        viewer.add_image(np.zeros((4, 8, 8), np.float32), name="another CT")
+        viewer.layers["baseline nodes"].paint((1, 10, 10), new_label=3)
+        qtbot.wait(100)
+    finally:
+        sys.excepthook = hook
+    assert not errors, errors

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QDockWidget
 
 from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin.app import view
@@ -140,3 +141,43 @@ def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtb
     assert session.stats.started == ct_layer.metadata[OPENED_KEY]  # the clock runs from the CT's opening
     qtbot.keyClick(viewer.window._qt_viewer, Qt.Key.Key_N)
     assert session.current_suggestion == 0 and session.stats.keys == 1
+
+
+def _find_nodes(viewer, stand_in, qtbot) -> int:
+    """Open the panel from the Plugins menu and Find nodes with ``stand_in``; returns how many suggestion
+    rows the panel's Correct tab lists."""
+    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+    segment = panel.widgets["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    return panel.widgets["Correct"].suggestion_list.count()
+
+
+def test_a_closed_panel_stops_listening_and_the_reopened_one_lists_every_suggestion(
+        make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):
+    """Close the panel with its dock's x, open it again from the Plugins menu, Find nodes again: the closed
+    widgets hear nothing (one of them raised RuntimeError and the new suggestion list stayed empty)."""
+    import gc
+    import sys
+    import traceback
+
+    from lnq_napari.plugin._case import add_case, read_case
+
+    viewer = make_napari_viewer()
+    add_case(viewer, *read_case(phantom_files.ct))
+    errors = []
+    hook, sys.excepthook = sys.excepthook, lambda *exc: errors.append(exc)
+    try:
+        assert _find_nodes(viewer, stand_in, qtbot) == len(viewer.layers["suggestions"].data) > 0
+        dock = viewer.window._qt_window.findChild(QDockWidget, "lnq-napari panel (lnq-napari)")
+        dock.title.close_button.click()  # napari lets the panel go: nothing else holds it
+        del dock
+        gc.collect()
+        qtbot.wait(200)
+        assert _find_nodes(viewer, stand_in, qtbot) == len(viewer.layers["suggestions"].data) > 0
+        viewer.layers["nodes"].paint((10, 80, 80), new_label=9)  # an edit: every listener hears it
+        qtbot.wait(50)
+    finally:
+        sys.excepthook = hook
+    assert not errors, "".join(traceback.format_exception(*errors[0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import threading
 import weakref
 from collections.abc import Callable
@@ -117,6 +118,21 @@ def compact(widget: QWidget) -> None:
     widget.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
 
+def while_alive(widget: QObject, emitter, callback: Callable) -> None:
+    """Connect ``callback`` to the napari event ``emitter`` until ``widget`` is destroyed: a closed dock
+    widget's Qt parts are gone, and a viewer event reaching them raised RuntimeError (after the panel was
+    closed and opened again, the next Find nodes failed half-way)."""
+    emitter.connect(callback)
+    # a method is held weakly (as napari's events hold it): the widget's own signal must not keep it alive
+    held = weakref.WeakMethod(callback) if inspect.ismethod(callback) else (lambda: callback)
+    widget.destroyed.connect(lambda *_: _disconnect(emitter, held()))
+
+
+def _disconnect(emitter, callback: Callable | None) -> None:
+    if callback is not None:
+        emitter.disconnect(callback)
+
+
 def layer_choice(viewer, layer_type, prefer_role: str | None = None, **kwargs) -> ComboBox:
     """A magicgui ComboBox of the viewer's layers of one type (``prefer_role`` first), kept in sync
     with the layer list; its value is the chosen layer (None when there is none)."""
@@ -128,27 +144,43 @@ def layer_choice(viewer, layer_type, prefer_role: str | None = None, **kwargs) -
     combo = ComboBox(choices=choices, **kwargs)
     for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed,
                     viewer.layers.events.reordered):
-        emitter.connect(lambda event=None: combo.reset_choices())
+        while_alive(combo.native, emitter, lambda event=None: combo.reset_choices())
     return combo
+
+
+def _leave(tracker: SessionTracker | None) -> None:
+    """Stop ``tracker`` hearing its current session (its next edit must not reach a closed widget)."""
+    if tracker is not None:
+        tracker._follow(None)
 
 
 class SessionTracker:
     """Follows the viewer's current node session and calls ``on_change`` after each of its edits
-    (and ``on_focus``, when given, when its current suggestion moves)."""
+    (and ``on_focus``, when given, when its current suggestion moves), for as long as ``owner`` (the
+    widget the callbacks belong to) lives."""
 
     def __init__(
-        self, viewer, on_change: Callable[[], None], on_focus: Callable[[], None] | None = None
+        self, viewer, owner: QWidget, on_change: Callable[[], None],
+        on_focus: Callable[[], None] | None = None,
     ) -> None:
         self.viewer, self.on_change, self.on_focus, self.session = viewer, on_change, on_focus, None
-        viewer.layers.events.inserted.connect(self.update)
-        viewer.layers.events.removed.connect(self.update)
-        viewer.layers.selection.events.active.connect(self.update)
+        for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                        viewer.layers.selection.events.active):
+            while_alive(owner, emitter, self.update)
+        me = weakref.ref(self)  # held weakly: the owner's own signal must not keep it (and the owner) alive
+        owner.destroyed.connect(lambda *_: _leave(me()))
         self.update(notify=False)
+
 
     def update(self, event=None, notify: bool = True) -> None:
         session = session_for(self.viewer, create=True)
         if session is self.session:
             return
+        self._follow(session)
+        if notify:
+            self.on_change()
+
+    def _follow(self, session) -> None:
         if self.session is not None and self.on_change in self.session.listeners:
             self.session.listeners.remove(self.on_change)
         if self.session is not None and self.on_focus in self.session.focus_listeners:
@@ -158,5 +190,3 @@ class SessionTracker:
             session.listeners.append(self.on_change)
             if self.on_focus is not None:
                 session.focus_listeners.append(self.on_focus)
-        if notify:
-            self.on_change()

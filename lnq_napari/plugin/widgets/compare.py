@@ -32,7 +32,7 @@ from lnq_napari import api
 from lnq_napari.followup import CompareResult, write_csv
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, ROLE_KEY, layer_kwargs, layer_volume
-from lnq_napari.plugin.widgets._common import export_table
+from lnq_napari.plugin.widgets._common import export_table, while_alive
 
 ROLE = "compare"
 PREDICT = "(find with the model)"
@@ -112,7 +112,7 @@ class CompareWidget(QWidget):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self._edited)
         for emitter in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
-            emitter.connect(lambda event=None: self.refresh_choices())
+            while_alive(self, emitter, self.refresh_choices)
         self.refresh_choices()
 
     # ------------------------------------------------------------------ inputs
@@ -188,10 +188,14 @@ class CompareWidget(QWidget):
     def _failed(self, exc: Exception) -> None:
         self.status.setText(f"could not compare: {exc}")
 
-    def _watch(self, layers) -> None:
+    def _unwatch(self) -> None:
         for layer in self._watched:
             layer.events.paint.disconnect(self._on_edit)
             layer.events.data.disconnect(self._on_edit)
+        self._watched = []
+
+    def _watch(self, layers) -> None:
+        self._unwatch()
         self._watched = [ly for ly in layers if ly is not None]
         for layer in self._watched:
             layer.events.paint.connect(self._on_edit)

@@ -82,7 +82,8 @@ class CorrectWidget(QWidget):
         layout.addWidget(help_label)
         layout.addWidget(self.status)
         compact(self)
-        self.tracker = SessionTracker(napari_viewer, self.refresh_suggestions, on_focus=self._follow_focus)
+        self.tracker = SessionTracker(napari_viewer, self, self.refresh_suggestions,
+                                      on_focus=self._follow_focus)
         self.refresh_suggestions()
 
     def _mode_toggled(self, button_id: int, checked: bool) -> None:

@@ -106,19 +106,23 @@ class NodesWidget(QWidget):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.refresh)
         self._followed = None  # the node layer whose selected label the table follows
-        self.tracker = SessionTracker(napari_viewer, self._changed)
+        self.tracker = SessionTracker(napari_viewer, self, self._changed)
+        self.destroyed.connect(lambda *_: self._follow_label_of(None))
         self._changed()
 
     def _changed(self) -> None:
         """An edit or another node layer: measure again (soon), and follow the layer's selected label."""
-        layer = self.tracker.session.nodes if self.tracker.session is not None else None
+        self._follow_label_of(self.tracker.session.nodes if self.tracker.session is not None else None)
+        self._timer.start()
+
+    def _follow_label_of(self, layer) -> None:
+        """Highlight the rows of ``layer``'s selected label from now on (None: of no layer)."""
         if layer is not self._followed:
             if self._followed is not None:
                 self._followed.events.selected_label.disconnect(self._show_selected_label)
             if layer is not None:
                 layer.events.selected_label.connect(self._show_selected_label)
             self._followed = layer
-        self._timer.start()
 
     def _show_selected_label(self, event=None) -> None:
         """Highlight the row of the node selected on the layer (e.g. by the J / K keys), without moving."""

@@ -35,7 +35,7 @@ class SaveWidget(QWidget):
         layout.addWidget(self.save_button)
         layout.addWidget(self.status)
         compact(self)
-        self.tracker = SessionTracker(napari_viewer, self._show_state)
+        self.tracker = SessionTracker(napari_viewer, self, self._show_state)
         self._show_state()
 
     def target_folder(self) -> Path:
