@@ -153,6 +153,47 @@ def test_dicom_series_folder():
     assert volume.array.min() <= -1000 and volume.array.max() >= 1000  # air and bone in HU
 
 
+def _stack(folder: Path, positions) -> Path:
+    """The first slice of the test series written at each of ``positions`` (a new series)."""
+    import pydicom
+
+    template = pydicom.dcmread(sorted(DICOM.glob("*.dcm"))[0])
+    template.SeriesInstanceUID = pydicom.uid.generate_uid()
+    folder.mkdir(parents=True)
+    for k, position in enumerate(positions):
+        template.SOPInstanceUID = pydicom.uid.generate_uid()
+        template.InstanceNumber = k + 1
+        if position is None:
+            template.pop("ImagePositionPatient", None)
+        else:
+            template.ImagePositionPatient = list(position)
+        template.save_as(folder / f"{k}.dcm")
+    return folder
+
+
+def test_a_gantry_tilted_series_is_refused_and_a_straight_one_read(tmp_path):
+    """A 15 degree tilt moves each 5 mm slice 1.34 mm in y: read as a volume of orthogonal axes the last of
+    8 slices lay 9 mm from where the scanner put it (silently). Position rounding is no tilt."""
+    tilt = np.tan(np.radians(15.0))
+    tilted = _stack(tmp_path / "tilted", [(-235.2, -226.8 + tilt * 5.0 * k, -40.0 + 5.0 * k)
+                                          for k in range(8)])
+    with pytest.raises(LNQError, match=r"tilted \(gantry tilt about 15.0 degrees: its slices drift 9.4 mm"):
+        read_volume(tilted)
+    rounded = _stack(tmp_path / "rounded", [(-235.2 + 0.004 * (k % 2), -226.8, -40.0 + 5.0 * k)
+                                            for k in range(8)])
+    assert read_volume(rounded).shape == (8, 512, 512)
+
+
+def test_slices_without_a_position_are_refused(tmp_path):
+    """Without Image Position (Patient) the slices were read out of order at a made-up spacing (one slice
+    without it) or at 1 mm from the origin (none with it)."""
+    one = _stack(tmp_path / "one", [(-235.2, -226.8, -40.0 + 5.0 * k) if k != 3 else None for k in range(6)])
+    with pytest.raises(LNQError, match="1 of the 6 DICOM slices in one lack their position"):
+        read_volume(one)
+    with pytest.raises(LNQError, match="6 of the 6 DICOM slices in none lack their position"):
+        read_volume(_stack(tmp_path / "none", [None] * 6))
+
+
 def test_single_dicom_file_reads_its_series():
     volume = read_volume(DICOM / "02.dcm")
     np.testing.assert_array_equal(volume.array, read_volume(DICOM).array)

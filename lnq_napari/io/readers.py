@@ -441,13 +441,17 @@ def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
     not one evenly spaced stack: a slice missing, two at one position, or orientations that differ
     (SimpleITK would silently average the spacing)."""
     positions, orientations = tags
-    if len(positions) < 3 or any(p is None or p.size != 3 for p in positions) or orientations[0] is None \
-            or orientations[0].size != 6:
-        return  # nothing to compare (the grid check still applies)
     fix = "re-export the complete series (one acquisition, every slice) from the PACS or scanner"
+    placeless = sum(p is None or p.size != 3 for p in positions)
+    if len(positions) >= 2 and placeless:
+        raise LNQError(f"{placeless} of the {len(positions)} DICOM slices in {name} lack their position "
+                       f"(Image Position (Patient)), so the slices cannot be placed; {fix}")
+    if len(positions) < 3 or orientations[0] is None or orientations[0].size != 6:
+        return  # nothing to compare (the grid check still applies)
     if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
         raise LNQError(f"the DICOM slices in {name} do not share one orientation (mixed series); {fix}")
     normal = np.cross(orientations[0][:3], orientations[0][3:])
+    _check_not_tilted(np.asarray(positions), normal, name)
     gaps = np.diff(np.sort(np.asarray(positions) @ normal))
     if gaps.min() < 1e-3:
         raise LNQError(f"the DICOM series in {name} has two slices at one position (duplicated or mixed "
@@ -455,6 +459,26 @@ def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
     if gaps.max() - gaps.min() > max(0.01, 0.01 * float(np.median(gaps))):
         raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
                        f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
+
+
+#: How far (mm) a slice may lie beside the line through the first slice along the slices' normal: more is a
+#: tilted stack (gantry tilt), which a volume of orthogonal axes would misplace.
+MAX_SLICE_DRIFT_MM = 1.0
+
+
+def _check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str) -> None:
+    """LNQError when the slice positions drift sideways along the stack (a gantry-tilted acquisition):
+    read as a volume, its far slices would lie that far from where the scanner put them."""
+    offsets = positions - positions[0]
+    sideways = offsets - np.outer(offsets @ normal, normal)
+    drift = float(np.linalg.norm(sideways, axis=1).max())
+    if drift > MAX_SLICE_DRIFT_MM:
+        along = float(np.ptp(offsets @ normal))
+        angle = float(np.degrees(np.arctan2(drift, along))) if along > 0 else 90.0
+        raise LNQError(f"the DICOM series in {name} is tilted (gantry tilt about {angle:.1f} degrees: its "
+                       f"slices drift {drift:.1f} mm sideways along the stack), which a volume would "
+                       "misplace; resample it to an untilted stack first (dcm2niix or 3D Slicer correct "
+                       "gantry tilt)")
 
 
 def read_raw(path: str | Path) -> RawImage:
