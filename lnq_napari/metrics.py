@@ -34,6 +34,12 @@ def _uint8(volume: Volume):
     return sitk.Cast(image, sitk.sitkUInt8)
 
 
+#: What to do when a prediction and its ground truth lie on different grids (scored voxel by voxel, as in
+#: the challenge): a ground truth saved cropped is a common cause.
+GRID_FIX = ("save both on the CT's grid: resample the prediction onto it, or save again uncropped a ground "
+            "truth saved cropped to its extent (3D Slicer's 'crop to minimum extent')")
+
+
 def _cast_pair(pred: Volume, gt: Volume, *masks: np.ndarray):
     """Check the grids, then both volumes as UInt8 SimpleITK images, cropped to where they matter.
 
@@ -45,7 +51,7 @@ def _cast_pair(pred: Volume, gt: Volume, *masks: np.ndarray):
     import SimpleITK as sitk
 
     geometry.check_same_grid(pred, gt, what="the prediction and the ground truth",
-                             fix="resample the prediction onto the CT grid")
+                             fix=GRID_FIX)
     pred_img, gt_img = _uint8(pred), _uint8(gt)
     pred_img.CopyInformation(gt_img)  # within our 1e-4 mm tolerance; SimpleITK's own is tighter
     used = (sitk.GetArrayViewFromImage(pred_img) != 0) | (sitk.GetArrayViewFromImage(gt_img) != 0)
@@ -235,7 +241,7 @@ def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
     n_marked = found = set_aside = 0
     if marked is not None and marked.any():
         geometry.check_same_grid(pred, gt, what="the prediction and the ground truth",
-                                 fix="resample the prediction onto the CT grid")
+                                 fix=GRID_FIX)
         kept, n_marked, found, set_aside = _marked_nodes(
             np.asarray(pred.array) != 0, np.asarray(gt.array) != 0, np.asarray(marked, bool))
         pred = pred.with_array(kept.astype(np.uint8))
