@@ -116,7 +116,8 @@ def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewe
 
     viewer = make_napari_viewer()
     for tag, case in (("baseline", pair.baseline), ("follow-up", pair.followup)):
-        viewer.add_image(case.ct.array, contrast_limits=CT_CONTRAST, **layer_kwargs(case.ct, f"{tag} CT", "ct"))
+        kwargs = layer_kwargs(case.ct, f"{tag} CT", "ct")
+        viewer.add_image(case.ct.array, contrast_limits=CT_CONTRAST, **kwargs)
         nodes = truth_labels(case)
         viewer.add_labels(nodes.array, **layer_kwargs(nodes, f"{tag} nodes", "nodes"))
     widget = CompareWidget(viewer, delay_ms=50)
