@@ -68,6 +68,19 @@ def layer_volume(layer) -> Volume:
     return volume_from(layer.data, layer.metadata, layer.scale, layer.translate)
 
 
+def unplaced_note(layer) -> str:
+    """A line warning that ``layer`` carries no grid of its own ("" when it does): no lnq-napari geometry
+    and napari's default placement (1 mm voxels at the origin), as when napari's built-in reader opened
+    the file: its node volumes and saved labels are right only if that is the scan's grid."""
+    if GEOMETRY_KEY in layer.metadata or not np.allclose(layer.affine.affine_matrix, np.eye(layer.ndim + 1)):
+        return ""
+    if not (np.allclose(layer.scale, 1.0) and np.allclose(layer.translate, 0.0)):
+        return ""
+    return (f"note: {layer.name!r} has no voxel size or position (napari's defaults, 1 mm voxels at the "
+            "origin, are used): open the file with the lnq-napari reader (File > Open, choose lnq-napari) "
+            "for its real grid")
+
+
 def same_placement(a, b, tol_mm: float = 0.05) -> bool:
     """True when layers ``a`` and ``b`` hold arrays of one shape placed on one grid in the world (a CT
     and the labels drawn on it): their data-to-world maps agree at the origin and one step along each

@@ -478,6 +478,32 @@ def test_labels_pair_with_the_ct_on_their_grid_not_an_image_of_the_same_shape(ma
         session_for(viewer, loose).ct_volume()
 
 
+def test_a_ct_without_a_grid_of_its_own_is_named_after_find_nodes_and_save(make_napari_viewer, qtbot,
+                                                                            phantom_files, stand_in,
+                                                                            autosave_dir, tmp_path):
+    """napari's built-in reader (or a bare array) gives 1 mm voxels at the origin: node volumes and the
+    saved labels are then right only by chance, so Find nodes and Save say so; a CT the lnq-napari reader
+    opened, or an array placed with its voxel size, says nothing."""
+    from lnq_napari.io.readers import read_volume
+
+    ct = read_volume(phantom_files.ct)
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer)
+    segment = widgets["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    widgets["Save"].folder.setText(str(tmp_path / "saved"))
+    for name, kwargs, warned in (("bare", {}, True), ("placed", {"scale": ct.spacing[::-1]}, False)):
+        layer = viewer.add_image(np.asarray(ct.array), name=name, **kwargs)
+        segment.form.ct.value = layer
+        segment.run()
+        qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+        assert ("note: 'bare' has no voxel size or position" in segment.status.text()) is warned
+        widgets["Save"].save()
+        assert ("lnq-napari reader" in widgets["Save"].status.text()) is warned
+        assert widgets["Save"].status.text().startswith("saved v")
+        viewer.layers.clear()
+
+
 @pytest.mark.parametrize("shape", [(64, 64), (64, 64, 3)], ids=["slice", "rgb"])
 def test_find_nodes_on_a_picture_says_it_needs_a_3d_ct(make_napari_viewer, shape):
     viewer = make_napari_viewer()

@@ -10,7 +10,7 @@ from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 from lnq_napari import api
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import is_dicom_path
-from lnq_napari.plugin._layers import SOURCE_KEY
+from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
 from lnq_napari.plugin._stats import log_review
 from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
@@ -95,5 +95,7 @@ class SaveWidget(QWidget):
         root = self._workspace_root(session)
         if root is not None:  # the time and the decisions this case took, for the Review panel
             log_review(Workspace.open(root), session.case, session.stats, saved.version, session.edits)
+        if session.ct_layer is not None and (note := unplaced_note(session.ct_layer)):
+            message += f"\n{note}"
         self.status.setText(message)
         return saved.path

@@ -20,7 +20,7 @@ from lnq_napari import api
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
-from lnq_napari.plugin._layers import layer_kwargs, layer_volume
+from lnq_napari.plugin._layers import layer_kwargs, layer_volume, unplaced_note
 from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._session import show_prediction
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choice
@@ -158,8 +158,10 @@ class SegmentWidget(WorkerWidget):
             show_region(self.viewer, result.region)
         show_prediction(self.viewer, ct_layer, result)
         self.progress.setValue(100)
-        self.status.setText(f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions\n"
-                            f"{self._region_text(result)}\nmodel {short_model_name(result.model_version)}")
+        lines = [f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions",
+                 self._region_text(result), f"model {short_model_name(result.model_version)}",
+                 unplaced_note(ct_layer)]
+        self.status.setText("\n".join(line for line in lines if line))
         self.status.setToolTip(f"model version {result.model_version}")  # in full, as in the provenance
 
     def _region_text(self, result: api.NodeResult) -> str:
