@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lnq_napari import active, metrics
-from lnq_napari.components import label_nodes
+from lnq_napari.components import label_nodes, touching_ids
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
@@ -626,15 +626,28 @@ def save_labels(
         ws = Workspace.open(workspace)
         version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
                                        **provenance)
-        return SavedLabels(case, version, ws.label_path(case, version))
-    if folder is None:
+        saved = SavedLabels(case, version, ws.label_path(case, version))
+    elif folder is None:
         raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")
-    try:
-        return LabelStore(folder, case).add(labels, source, model_version=model_version, edits=edits,
-                                            **provenance)
-    except OSError as exc:
-        raise LNQError(f"cannot save the labels of {case} in {folder} ({exc.strerror or exc}); choose a "
-                       "folder you can write to") from exc
+    else:
+        try:
+            saved = LabelStore(folder, case).add(labels, source, model_version=model_version, edits=edits,
+                                                 **provenance)
+        except OSError as exc:
+            raise LNQError(f"cannot save the labels of {case} in {folder} ({exc.strerror or exc}); choose "
+                           "a folder you can write to") from exc
+    _warn_touching(saved, labels)
+    return saved
+
+
+def _warn_touching(saved: SavedLabels, labels: Volume) -> None:
+    """A warning when node ids the label map kept apart touch: one node in the saved 0/1 mask."""
+    groups = touching_ids(labels.array)
+    if groups:
+        named = "; ".join(" and ".join(str(i) for i in group) for group in groups[:5])
+        warnings.warn(f"{saved.case} {saved.version}: nodes {named} touch, so the saved version (one 0/1 "
+                      "mask, the LNQ format) holds them as one node; leave a voxel between nodes to keep "
+                      "them apart", UserWarning, stacklevel=2)
 
 
 def export_dicom_seg(

@@ -71,3 +71,19 @@ def test_labels_without_a_grid_are_one_line(tmp_path, given):
     with pytest.raises(LNQError, match=said):
         api.save_labels(given, "c1", folder=tmp_path / "store")
     assert not (tmp_path / "store").exists()
+
+
+def test_touching_nodes_kept_apart_by_id_warn_that_the_saved_mask_joins_them(tmp_path):
+    labels = _labels()
+    labels.array[1, 4:6, 2:4] = 5  # touches node 3
+    labels.array[2, 7, 7] = 6  # alone
+    with pytest.warns(UserWarning, match=r"c1 v001: nodes 3 and 5 touch, so the saved version .* holds them "
+                                         "as one node"):
+        saved = api.save_labels(labels, "c1", folder=tmp_path)
+    back = read_labels(saved.path)
+    assert np.array_equal(back.array, (labels.array > 0).astype(np.uint8))  # saved all the same
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api.save_labels(_labels(), "c1", folder=tmp_path)  # nothing touches: no warning

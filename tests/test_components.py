@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import STRUCTURE, label_components, within_mm
+from lnq_napari.components import STRUCTURE, label_components, touching_ids, within_mm
 
 
 def test_corner_neighbours_are_one_node_and_empty_masks_have_none():
@@ -42,3 +42,13 @@ def test_within_mm_in_the_box_equals_the_distance_transform_of_the_whole_grid():
             assert np.array_equal(within_mm(mask, spacing, distance), whole)
     assert not within_mm(np.zeros((4, 5, 6), bool), (1.0, 1.0, 1.0), 3.0).any()
     assert np.array_equal(within_mm(mask, (1.0, 1.0, 1.0), -2.0), mask)  # no growth below zero
+
+
+def test_touching_ids_are_the_groups_a_binary_mask_joins():
+    ids = np.zeros((6, 12, 12), np.int32)
+    ids[1:3, 1:3, 1:3], ids[1:3, 3:5, 1:3] = 7, 8  # face to face
+    ids[4, 6, 6], ids[5, 7, 7] = 4, 5  # corner to corner: 26-connected
+    ids[1:3, 8:10, 8:10] = 2  # alone
+    ids[0, 11, 0], ids[5, 0, 11] = 3, 3  # one id in two pieces: nothing merges
+    assert sorted(touching_ids(ids)) == [(4, 5), (7, 8)]
+    assert touching_ids(ids > 0) == [] and touching_ids(np.zeros((2, 2, 2))) == []

@@ -201,6 +201,14 @@ def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stan
     assert rejection["radius_mm"] == pytest.approx(radius, abs=0.01)
     assert "lnq_rejected" not in back.meta  # a list: in the sidecar only
     assert json.loads(v2.with_name("v002.json").read_text())["parent"] == "v001"
+    assert "touch" not in p.widgets["Save"].status.text()
+    node = int(np.max(p.nodes.data))  # a new id painted right against a node: one node once saved
+    z, y, x = np.argwhere(p.nodes.data == node)[0]
+    p.nodes.data[z, y - 2: y, x] = node + 1
+    p.nodes.refresh()
+    p.widgets["Save"].save()
+    said = p.widgets["Save"].status.text()
+    assert said.startswith("saved v003") and f"nodes {node} and {node + 1} touch" in said
 
 
 def test_cancel_stops_the_prediction(make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):

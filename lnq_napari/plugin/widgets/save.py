@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +71,16 @@ class SaveWidget(QWidget):
             return None
         data = session.nodes.data
         try:
-            saved = api.save_labels(
-                session.labels_volume(), session.case, workspace=self._workspace_root(session),
-                folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
-                origin=session.source or session.nodes.name, layer=session.nodes.name,
-                nodes=int(np.unique(data[data > 0]).size),
-                **({"rejected": rejected} if (rejected := session.rejections()) else {}),
-                **({"marked": marked} if (marked := session.marks()) else {}),
-            )
+            with warnings.catch_warnings(record=True) as heard:  # shown in the status line, not a popup
+                warnings.simplefilter("always", UserWarning)
+                saved = api.save_labels(
+                    session.labels_volume(), session.case, workspace=self._workspace_root(session),
+                    folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
+                    origin=session.source or session.nodes.name, layer=session.nodes.name,
+                    nodes=int(np.unique(data[data > 0]).size),
+                    **({"rejected": rejected} if (rejected := session.rejections()) else {}),
+                    **({"marked": marked} if (marked := session.marks()) else {}),
+                )
         except LNQError as exc:
             self.status.setText(f"not saved: {exc}")
             return None
@@ -95,6 +98,8 @@ class SaveWidget(QWidget):
         root = self._workspace_root(session)
         if root is not None:  # the time and the decisions this case took, for the Review panel
             log_review(Workspace.open(root), session.case, session.stats, saved.version, session.edits)
+        for warning in heard:
+            message += f"\nnote: {warning.message}"
         if session.ct_layer is not None and (note := unplaced_note(session.ct_layer)):
             message += f"\n{note}"
         self.status.setText(message)
