@@ -316,6 +316,9 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
     session = layer.metadata.get(SESSION_KEY)
     if session is None and create:
         session = NodeSession(layer, find_ct_layer(viewer, layer))
+    if session is not None and session.ct_layer is not None and session.ct_layer not in viewer.layers:
+        session.ct_layer = None  # its CT was closed: pair again (a CT opened later, or none)
+        session._ct_cache = None
     if session is not None and session.ct_layer is None:  # the CT may have been opened after the labels
         session.ct_layer = find_ct_layer(viewer, layer)
         session.missing_ct = missing_ct_reason(viewer, layer)

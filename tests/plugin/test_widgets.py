@@ -481,6 +481,10 @@ def test_labels_pair_with_the_ct_on_their_grid_not_an_image_of_the_same_shape(ma
     assert other.data.shape == own.data.shape
     session = session_for(viewer, labels)
     assert session.ct_layer is own and session.case == "lnq2023-train-0003"
+    viewer.layers.remove(own)  # its CT closed: the labels pair again, with the CT opened next
+    assert session_for(viewer, labels).ct_layer is None
+    reopened = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    assert session_for(viewer, labels).ct_layer is reopened
     loose = viewer.add_labels(np.zeros((10, 20, 30), np.uint8), name="drawn")
     with pytest.raises(Exception, match="no open CT lies on the grid of 'drawn' \\(30x20x10 voxels\\)"):
         session_for(viewer, loose).ct_volume()
