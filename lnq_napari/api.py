@@ -43,6 +43,7 @@ from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import align_to
 from lnq_napari.io.json_text import strict_json
+from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.outputs import check_not_users, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
@@ -303,7 +304,10 @@ def _read_seg(seg: str | Path, ct: Volume | None = None) -> Volume:
     if dicom_seg.seg_file(seg) is not None:
         return read_labels(seg, reference=ct)
     raw = read_raw(seg)
-    return read_labels(seg) if raw.layered or segfile.is_slicer_segmentation(raw.meta) else raw.volume()
+    if raw.layered or segfile.is_slicer_segmentation(raw.meta):
+        return read_labels(seg)
+    check_label_values(raw.array, Path(seg).name)  # a CT given as the labels is named as such
+    return raw.volume()
 
 
 def train(

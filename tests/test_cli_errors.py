@@ -114,7 +114,7 @@ def test_measure_wrong_label_values(case, capsys, values, word):
     bad = write(case["dir"] / "bad-seg.nrrd", node_mask().astype(np.float32) * values)
     out = case["dir"] / "nodes.csv"
     code, _, err = run_cli(capsys, ["measure", str(bad), "--csv", str(out)])
-    assert_one_line_error(code, err, word)
+    assert_one_line_error(code, err, word, "bad-seg.nrrd")
     assert not out.exists()
 
 
