@@ -121,3 +121,38 @@ def test_a_forked_child_uses_the_workspace_its_parent_opened(workspace):
     saved = out.get(timeout=60)
     child.join(30)
     assert child.exitcode == 0 and len(saved) == SAVES
+
+
+def _finetuning(root: str, started, stop) -> None:
+    """Hold the workspace's fine-tune lock, as a running fine-tune does, until told to stop."""
+    with Workspace.open(root).running_finetune():
+        started.set()
+        stop.wait(60)
+
+
+def test_a_second_finetune_is_refused_while_one_runs_and_the_lock_dies_with_its_process(workspace):
+    """Two fine-tunes at once deleted the version the first had registered and activated: the second is
+    now refused at once (its plan, the first's pending plan and scratch folders untouched); a fine-tune
+    killed without a word (kill -9) leaves the lock to the next one."""
+    from lnq_napari.errors import LNQError
+    from lnq_napari.finetuning import finetune_workspace
+
+    ctx = multiprocessing.get_context("spawn")
+    started, stop = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_finetuning, args=(str(workspace.root), started, stop))
+    holder.start()
+    assert started.wait(60)
+    pending = workspace.models_dir / "pending.json"
+    pending.write_text('{"version": "m001"}')  # the running one's plan
+    scratch = workspace.models_dir / ".m001.staging"
+    scratch.mkdir()
+    try:
+        with pytest.raises(LNQError, match=rf"a fine-tune is already running in this workspace \(process "
+                                           rf"{holder.pid}, since .*\); wait for it to finish"):
+            finetune_workspace(workspace.root)
+        assert pending.read_text() == '{"version": "m001"}' and scratch.is_dir()
+    finally:
+        holder.kill()  # as kill -9: no cleanup of its own
+        holder.join(30)
+    with workspace.running_finetune():  # free again
+        pass

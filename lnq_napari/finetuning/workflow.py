@@ -400,6 +400,8 @@ def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
     """Move the candidate into ``models/<version>`` and register it with the active one as parent."""
     shutil.rmtree(plan.staging, ignore_errors=True)  # the fold folders went as each fold was judged
     final = ws.models_dir / plan.version
+    if any(v["id"] == plan.version for v in ws.models()):  # never removed once registered
+        raise LNQError(f"{plan.version} is already registered in this workspace; run finetune again")
     if final.exists():  # a crash after the rename but before registering
         shutil.rmtree(final)
     os.replace(plan.candidate, final)
@@ -421,9 +423,15 @@ def finetune_workspace(
     """Fine-tune the active model on the corrected cases as ``config`` says; register the result and
     activate it when the activation ``rule`` says so. ``resume=True`` continues the pending run (its
     own config)."""
-    rule = rule or ActivationRule()
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
-    make_predictor = predictor_factory or Predictor
+    with ws.running_finetune():  # a second fine-tune is refused, not let loose on this one's plan
+        return _finetune(ws, config, device, resume, progress, cancel, predictor_factory or Predictor,
+                         rule or ActivationRule())
+
+
+def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume: bool, progress: Progress,
+              cancel, make_predictor: PredictorFactory, rule: ActivationRule) -> FinetuneResult:
+    """:func:`finetune_workspace` while it holds the workspace's fine-tune lock."""
     t0 = time.time()
     plan = resume_plan(ws) if resume else start_plan(ws, config or FinetuneConfig(), device)
     try:

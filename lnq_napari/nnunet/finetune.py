@@ -213,9 +213,17 @@ def finetune_nnunet(
     ``dataset_id`` is in use under ``work``, before anything is written."""
     from lnq_napari.workspace import Workspace
 
-    t0 = time.time()
     config, rule = _check_config(config or FinetuneConfig()), rule or ActivationRule()
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    with ws.running_finetune():  # one fine-tune at a time in a workspace, ours or nnU-Net's
+        return _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, progress, cancel,
+                         config, rule)
+
+
+def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, progress, cancel,
+              config: FinetuneConfig, rule: ActivationRule) -> NnUNetFinetune:
+    """:func:`finetune_nnunet` while it holds the workspace's fine-tune lock."""
+    t0 = time.time()
     corrected = ws.corrected_cases()
     if not corrected:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")

@@ -8,8 +8,10 @@ the operating system when a process dies).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from filelock import FileLock
@@ -46,3 +48,47 @@ class WorkspaceLock:
 
     def __exit__(self, *exc) -> None:
         self._lock().release()
+
+
+RUN_FILE = ".finetune.lock"  # beside LOCK_FILE: held for as long as a fine-tune runs
+
+
+class RunLock:
+    """Held for the whole of one fine-tune in a workspace (ours or nnU-Net's): a second one, from any
+    program or thread, is refused at once instead of discarding the first's plan and its scratch folders
+    (two at once deleted the version the first had just registered and activated). Released by the
+    operating system when the process dies, so an interrupted run can be resumed."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._lock: FileLock | None = None
+
+    def __enter__(self) -> RunLock:
+        from filelock import Timeout
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.folder / RUN_FILE), timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise LNQError(f"a fine-tune is already running in this workspace ({_holder(self.folder)}); wait "
+                           "for it to finish or cancel it, then try again") from exc
+        self._lock = lock
+        (self.folder / (RUN_FILE + ".json")).write_text(
+            json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        (self.folder / (RUN_FILE + ".json")).unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _holder(folder: Path) -> str:
+    """Who holds the run lock, in words, as far as its note says."""
+    try:
+        note = json.loads((folder / (RUN_FILE + ".json")).read_text())
+        return f"process {note['pid']}, since {note['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another program"

@@ -35,7 +35,7 @@ from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
-from lnq_napari.workspace.lock import WorkspaceLock
+from lnq_napari.workspace.lock import RunLock, WorkspaceLock
 from lnq_napari.workspace.registry import ModelRegistry, ModelSummary
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
@@ -259,6 +259,11 @@ class Workspace:
             previous = self.registry.activate(version)
             return self.log("activate", version=version, previous=previous, decided_by=decided_by,
                             reason=reason)
+
+    def running_finetune(self) -> RunLock:
+        """``with ws.running_finetune(): ...`` for the whole of a fine-tune: LNQError at once when another
+        one runs in this workspace (:class:`~lnq_napari.workspace.lock.RunLock`)."""
+        return RunLock(self.root)
 
     def locked(self) -> WorkspaceLock:
         """The workspace's lock (reentrant, across threads and processes): ``with ws.locked(): ...`` makes
