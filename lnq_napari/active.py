@@ -333,6 +333,11 @@ class LazyPredictor:
         return self._predictor.predict(ct, progress=progress, cancel=cancel)
 
 
+def _latest_correction(ws, case: str) -> str | None:
+    """The id of ``case``'s newest correction (None: never corrected)."""
+    return (ws.latest_version(case, "correction") or {}).get("version")
+
+
 def score_workspace(
     ws, predictor, model_key: str, cases: Sequence[str] | None = None, flips: Sequence[Sequence[int]] = (),
     store_predictions: bool = True, progress: Callable[[float, str], None] | None = None,
@@ -357,6 +362,7 @@ def score_workspace(
             scores[case] = CaseScore.from_dict(cached)
         else:
             todo.append(case)
+    corrections = {case: _latest_correction(ws, case) for case in todo}
     for k, case in enumerate(todo):
         if cancel is not None and cancel():
             raise Cancelled("ranking cancelled")
@@ -369,6 +375,8 @@ def score_workspace(
         prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
         score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra),
                              incomplete_outlines(ct, prediction.mask))
+        if _latest_correction(ws, case) != corrections[case]:
+            continue  # corrected while it was predicted: reviewed, and no prediction goes on top of it
         if store_predictions:
             stored = ws.latest_version(case, "prediction")
             if stored is None or stored.get("model_version") != model_key:

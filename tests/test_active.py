@@ -182,3 +182,28 @@ def test_outline_suggestions_rank_with_unsure_candidates():
     unsure = replace(rows[0], kind="unsure", score=1.0)
     ranked = rank_suggestions([unsure, *rows])
     assert [r.rank for r in ranked] == [1, 2] and ranked[0].kind == "outline"  # ~8 mm of tissue > 1
+
+
+def test_a_case_corrected_while_it_is_predicted_gets_no_prediction_on_top(tmp_path):
+    """A reviewer saved a correction while ``next`` predicted that case: the prediction was stored after
+    it (the newest version, what Open case showed) and the case stayed in the queue."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.workspace import Workspace
+
+    data = tmp_path / "data"
+    peaks = {0: 0.95, 1: 0.5}
+    for i in peaks:
+        write_volume(data / f"lnq2023-train-{i:04d}-ct.nrrd", Volume(np.full((6, 6, 6), i, np.int16)))
+    ws = Workspace.init(tmp_path / "ws", data)
+
+    class SavedMeanwhile(_FakePredictor):
+        def predict(self, ct, progress=None, cancel=None):
+            if int(ct.array[0, 0, 0]) == 1:  # the reviewer saves this case while it is predicted
+                ws.add_label_version("lnq2023-train-0001", ct.with_array(np.zeros(ct.shape, np.uint8)),
+                                     "correction")
+            return super().predict(ct, progress, cancel)
+
+    scores = active.score_workspace(ws, SavedMeanwhile(peaks), "m001")
+    assert list(scores) == ["lnq2023-train-0000"]
+    assert [v["source"] for v in ws.versions("lnq2023-train-0001")] == ["correction"]
+    assert ws.latest_version("lnq2023-train-0000", "prediction")["model_version"] == "m001"
