@@ -628,8 +628,13 @@ def save_labels(
     labels = _volume(labels, "the labels to save")
     if workspace is not None:
         ws = Workspace.open(workspace)
-        version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
-                                       **provenance)
+        try:
+            version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
+                                           **provenance)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise LNQError(f"cannot save the labels of {case} in the workspace {ws.root} ({why}); make it "
+                           "writable, or save into a folder you can write to") from exc
         saved = SavedLabels(case, version, ws.label_path(case, version))
     elif folder is None:
         raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")

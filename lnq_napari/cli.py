@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -439,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The errors of a folder one cannot write to (permissions, a read-only file system, a full disk).
+CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lnq-napari``; returns the exit status."""
     parser = build_parser()
@@ -460,6 +466,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lnq-napari: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output stopped early (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
+    except OSError as exc:
+        if exc.errno not in CANNOT_WRITE:
+            raise
+        print(f"lnq-napari: error: cannot write {exc.filename or 'a file'} ({exc.strerror}); make the folder "
+              "writable or free some space, then run the command again", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -230,3 +230,25 @@ def test_real_process_prints_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith("lnq-napari: error:") and "Traceback" not in proc.stderr
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(monkeypatch, capsys):
+    """A read-only workspace (or a full disk) gave OSError's traceback from the command that wrote."""
+    import errno
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", "/data/ws/.lnq.lock")
+
+    monkeypatch.setattr("lnq_napari.cli._cmd_phantom", read_only)
+    code, _, err = run_cli(capsys, ["phantom", "/data/ws"])
+    assert_one_line_error(code, err, "cannot write /data/ws/.lnq.lock (Read-only file system)")
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path):
+    """``lnq-napari ... | head``: the reader stops early; no BrokenPipeError traceback."""
+    script = ("import sys\nfrom lnq_napari import cli\n"
+              "cli._cmd_phantom = lambda args: [print('line', i) for i in range(200000)]\n"
+              "sys.exit(cli.main(['phantom', 'x']))\n")
+    run = subprocess.run(f"{sys.executable} -c \"{script}\" | head -1", shell=True, capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert run.stdout == "line 0\n" and "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
