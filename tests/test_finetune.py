@@ -976,6 +976,25 @@ def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, da
     assert pending["config"]["iterations"] == 5 and pending["version"] == plan.version
 
 
+def test_a_damaged_plan_or_registry_is_one_line_and_a_new_run_replaces_the_plan(tmp_path, dataset,
+                                                                                parent_model):
+    """A pending plan or registry cut short (a crash while copying) gave JSONDecodeError's traceback and
+    blocked every fine-tune until the file was deleted by hand."""
+    from lnq_napari.finetuning.plan import start_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    (ws.models_dir / "pending.json").write_text('{"version": "m00')
+    with pytest.raises(LNQError, match="pending.json is damaged, so it cannot be resumed; run finetune "
+                                       "without --resume"):
+        finetune_workspace(ws, device="cpu", resume=True)
+    plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
+    assert json.loads((ws.models_dir / "pending.json").read_text())["version"] == plan.version
+    registry = ws.models_dir / "registry.json"
+    registry.write_text(registry.read_text()[:20])
+    with pytest.raises(LNQError, match="registry.json is unreadable .*; restore it from a backup"):
+        ws.model_summaries()
+
+
 def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, parent_model):
     from lnq_napari.finetuning.plan import make_plan
     from lnq_napari.finetuning.workflow import _training_cases

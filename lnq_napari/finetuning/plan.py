@@ -164,13 +164,22 @@ def save_plan(ws, plan: FinetunePlan) -> None:
     atomic_write_text(ws.models_dir / PENDING, json.dumps(plan.to_dict(), indent=1))
 
 
+def _read_pending(path: Path) -> dict | None:
+    """The pending plan as a dict, or None when it is damaged (a crash while writing, a bad copy)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def discard_pending(ws, reason: str) -> None:
     """Remove the pending plan, if any, with its scratch folders (training, candidate, folds), and say why
     in the journal."""
     pending_path = ws.models_dir / PENDING
     if not pending_path.is_file():
         return
-    old = json.loads(pending_path.read_text())  # as a dict: it may be of an older format
+    old = _read_pending(pending_path) or {}  # as a dict: it may be of an older format, or damaged
     version = old.get("version")  # its scratch folders: .<version>.*
     for folder in [old.get("staging"), *(ws.models_dir.glob(f".{version}.*") if version else [])]:
         if folder:
@@ -194,7 +203,10 @@ def resume_plan(ws) -> FinetunePlan:
     pending_path = ws.models_dir / PENDING
     if not pending_path.is_file():
         raise LNQError("no interrupted fine-tune to resume in this workspace; run finetune without --resume")
-    data = json.loads(pending_path.read_text())
+    data = _read_pending(pending_path)
+    if data is None:
+        raise LNQError(f"the interrupted fine-tune's plan {pending_path} is damaged, so it cannot be "
+                       "resumed; run finetune without --resume (a new run replaces it)")
     if "config" not in data:
         raise LNQError("the interrupted fine-tune was started by an older lnq-napari and cannot be resumed; "
                        "run finetune without --resume")

@@ -319,7 +319,14 @@ class ModelRegistry:
     def _load(self) -> dict:
         if not self.file.exists():
             return {"versions": []}
-        return json.loads(self.file.read_text())
+        try:
+            registry = json.loads(self.file.read_text())
+        except (OSError, ValueError) as exc:
+            raise LNQError(f"{self.file} is unreadable ({exc}); restore it from a backup (the model "
+                           "folders beside it are untouched)") from exc
+        if not isinstance(registry, dict) or not isinstance(registry.get("versions"), list):
+            raise LNQError(f"{self.file} is not a model registry; restore it from a backup")
+        return registry
 
     def _save(self, registry: dict) -> None:
         atomic_write_text(self.file, json.dumps(registry, indent=1, default=str))
