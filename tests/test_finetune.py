@@ -259,6 +259,8 @@ def test_a_version_the_user_activates_while_it_trains_stays_active(tmp_path, dat
     last = ws.journal("activate")[-1]
     assert last["version"] == "bundled" and last["decided_by"] == "user"
     assert ws.model_info("m002")["metrics"]["activated"] is False
+    summary = next(m for m in ws.model_summaries() if m.version == "m002")
+    assert summary.verdict == "activate" and not summary.active  # the rule's verdict; the user's choice
     assert ws.journal("finetune")[-1]["reason"] == result.reason
 
 

@@ -181,6 +181,7 @@ def test_a_model_the_user_activates_while_an_nnunet_finetune_runs_stays_active(f
     assert not done.activated and ws.active_model() is None
     assert done.reason.startswith("not activated: the bundled model was made active while the fine-tune ran")
     assert ws.model_info(done.new_version)["metrics"]["activated"] is False
+    assert next(m for m in api.list_models(ws) if m.version == done.new_version).verdict == "activate"
     api.activate_model(ws, before)
 
 

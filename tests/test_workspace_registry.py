@@ -172,6 +172,12 @@ def test_user_activation_and_roll_back_are_journalled_with_who_decided(ws):
         ("m001", "bundled", "rule"), ("m003", "m001", "user"), ("bundled", "m003", "user"),
         ("m002", "bundled", "user")]
     assert lines[1]["reason"] == "looks better on my cases"
+    api.activate_model(ws, "bundled")
+    key = ws.prediction_model()[1]  # bundled-<hash>: how a version's parent column names it
+    api.activate_model(ws, "m002")
+    assert api.activate_model(ws, key).version == "bundled" and ws.active_model() is None
+    with pytest.raises(LNQError, match="bundled-0123456789 is the bundled model of another lnq-napari"):
+        api.activate_model(ws, "bundled-0123456789")
 
 
 def _break_weights(ws):

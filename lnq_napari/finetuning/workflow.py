@@ -58,7 +58,7 @@ from lnq_napari.training.corrections import edited_voxels, unconfirmed_component
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.registry import bundled_key
+from lnq_napari.workspace.registry import bundled_key, rule_verdict
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
 MINED = "mined_negatives.npz"  # in the staging train state: what mining found, for a resumed fine-tune
@@ -396,8 +396,9 @@ def _result(plan: FinetunePlan, activate: bool, reason: str, verdict: Verdict, f
     )
 
 
-def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
-    """Move the candidate into ``models/<version>`` and register it with the active one as parent."""
+def _register(ws, plan: FinetunePlan, result: FinetuneResult, rule_activates: bool) -> str:
+    """Move the candidate into ``models/<version>`` and register it with the active one as parent (with
+    the rule's verdict: a user's activation during the run may have kept it from being activated)."""
     shutil.rmtree(plan.staging, ignore_errors=True)  # the fold folders went as each fold was judged
     final = ws.models_dir / plan.version
     if any(v["id"] == plan.version for v in ws.models()):  # never removed once registered
@@ -407,7 +408,7 @@ def _register(ws, plan: FinetunePlan, result: FinetuneResult) -> str:
     os.replace(plan.candidate, final)
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after", "alpha",
             "postprocessing", "config", "validated_on_training", "train_seconds", "folds", "case_figures")
-    metrics = {k: v for k, v in result.to_dict().items() if k in keep}
+    metrics = {**{k: v for k, v in result.to_dict().items() if k in keep}, **rule_verdict(rule_activates)}
     return ws.register_model(
         final, parent=plan.parent, training_cases=plan.train_cases + plan.replay_cases,
         metrics=metrics, version=plan.version, corrected_cases=plan.train_cases,
@@ -455,7 +456,7 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
         activate, reason = unless_active_changed(ws, plan.parent, verdict.activate, verdict.reason)
         result = _result(plan, activate, reason, verdict, figures, alpha, post, forgetting, train_seconds,
                          n_mined, t0)
-        version = _register(ws, plan, result)
+        version = _register(ws, plan, result, verdict.activate)
         if result.activated:
             ws.activate(version, reason=result.reason, decided_by="rule")
     fields = {k: v for k, v in result.to_dict().items() if k not in ("metrics_before", "metrics_after")}

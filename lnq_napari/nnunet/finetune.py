@@ -65,7 +65,7 @@ from lnq_napari.nnunet.export import (
 )
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
-from lnq_napari.workspace.registry import is_nnunet_version
+from lnq_napari.workspace.registry import is_nnunet_version, rule_verdict
 
 WORK = "nnunet"  # the default work folder inside the workspace
 NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNNN_LNQfinetune
@@ -332,9 +332,10 @@ def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str) -> Nn
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after",
             "validated_on_training", "train_seconds")
     with ws.locked():  # a user's activation cannot come between the check and the rule's activation
+        rule = rule_verdict(result.activated)
         activated, reason = unless_active_changed(ws, active_at_start, result.activated, result.reason)
         result = dataclasses.replace(result, activated=activated, reason=reason)
-        metrics = {k: v for k, v in result.to_dict().items() if k in keep}
+        metrics = {**{k: v for k, v in result.to_dict().items() if k in keep}, **rule}
         version = ws.register_model(
             result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
             metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,

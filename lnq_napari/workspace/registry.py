@@ -203,9 +203,15 @@ class ModelRegistry:
 
     def version_of(self, name: str) -> str:
         """The version ``name`` means: a registered id, ``"bundled"``, or a model folder of this workspace
-        (LNQError for anything else, with the known versions)."""
+        (LNQError for anything else, with the known versions). The bundled model may also be named by its
+        key (``bundled-<hash>``, as a version's parent names it)."""
         if name in self.known():
             return name
+        if name.startswith(f"{BUNDLED}-"):
+            if name != bundled_key(Path(resolve_model(None))):
+                raise LNQError(f"{name} is the bundled model of another lnq-napari release; activate "
+                               f"{BUNDLED} for this release's")
+            return BUNDLED
         folder = Path(name.removeprefix(f"{NNUNET}:")).expanduser()
         if not name.strip() or not folder.is_dir():
             self.info(name)  # unknown: the error lists the known versions
@@ -336,8 +342,17 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def rule_verdict(activates: bool) -> dict[str, str]:
+    """The activation rule's verdict as a version's metrics keep it (apart from ``activated``: a user's
+    activation while the fine-tune ran keeps a version the rule activates from being activated)."""
+    return {"verdict": "activate" if activates else "refuse"}
+
+
 def _verdict(metrics: dict) -> str:
-    """"activate" / "refuse" from the rule's stored decision (or its reason's first word), else ""."""
+    """"activate" / "refuse": the rule's stored verdict (older versions: its decision, or its reason's first
+    word), else ""."""
+    if metrics.get("verdict") in ("activate", "refuse"):
+        return metrics["verdict"]
     decided = metrics.get("activate", metrics.get("activated"))
     if isinstance(decided, bool):
         return "activate" if decided else "refuse"
