@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lnq_napari.errors import LNQError
@@ -23,8 +24,9 @@ def test_new_meta_lists_each_ct_with_its_siblings(tmp_path):
     seg = _touch(data / "lnq2023-train-0000-seg.nrrd")
     _touch(data / "lnq2023-train-0001-ct.nrrd")
     _touch(data / "notes.txt")
-    meta = new_meta(data)
+    meta = new_meta(data, tmp_path / "ws")
     assert meta["format"] == FORMAT and meta["format_version"] == 1 and meta["data"] == str(data.resolve())
+    assert meta["root"] == str((tmp_path / "ws").resolve())
     other = str((data / "lnq2023-train-0001-ct.nrrd").resolve())
     assert meta["cases"] == {
         "lnq2023-train-0000": {"ct": str(ct.resolve()), "seg": str(seg.resolve()), "full": None,
@@ -48,6 +50,25 @@ def test_a_version_1_workspace_json_still_reads(tmp_path):
         table.entry("c2")
 
 
+def test_a_workspace_moved_with_its_data_finds_the_files_where_they_went(tmp_path):
+    """``init W --data data`` in a project folder, then the folder moved: the recorded absolute paths are
+    gone, the files lie at the same place relative to the workspace."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.workspace import Workspace
+
+    ct = Volume(np.zeros((2, 4, 4), np.int16))
+    write_volume(tmp_path / "proj" / "data" / "lnq2023-train-0000-ct.nrrd", ct)
+    Workspace.init(tmp_path / "proj" / "W", tmp_path / "proj" / "data")
+    (tmp_path / "proj").rename(tmp_path / "moved")
+    ws = Workspace.open(tmp_path / "moved" / "W")
+    assert ws.ct_path("lnq2023-train-0000") == (tmp_path / "moved" / "data" / "lnq2023-train-0000-ct.nrrd")
+    assert ws.read_ct("lnq2023-train-0000").shape == (2, 4, 4)
+    (tmp_path / "moved" / "data" / "lnq2023-train-0000-ct.nrrd").unlink()
+    with pytest.raises(LNQError, match="the CT of case lnq2023-train-0000 is gone from .*proj/data/"):
+        Workspace.open(tmp_path / "moved" / "W").read_ct("lnq2023-train-0000")
+
+
 def test_not_a_workspace_raises(tmp_path):
     with pytest.raises(LNQError, match="no workspace.json"):
         read_meta(tmp_path)
@@ -58,4 +79,4 @@ def test_not_a_workspace_raises(tmp_path):
     with pytest.raises(LNQError, match="not a lnq-napari workspace file"):
         read_meta(tmp_path)
     with pytest.raises(LNQError, match="ct.nrrd"):
-        new_meta(tmp_path)
+        new_meta(tmp_path, tmp_path / "ws")

@@ -8,6 +8,7 @@ The on-disk format is unchanged since format version 1: ``cases`` maps a case id
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,12 @@ FORMAT_VERSION = 1
 META_FILE = "workspace.json"
 
 
-def new_meta(data: str | Path) -> dict:
-    """The ``workspace.json`` content of a new workspace over the data folder ``data``."""
+def new_meta(data: str | Path, root: str | Path) -> dict:
+    """The ``workspace.json`` content of a new workspace at ``root`` over the data folder ``data``
+    (``root`` is kept: moved together with its data, the workspace finds the files where they went)."""
     cases = {c.case_id: _entry(c) for c in find_cases(data)}
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "created": now(),
-            "data": str(Path(data).resolve()), "cases": cases}
+            "data": str(Path(data).resolve()), "root": str(Path(root).resolve()), "cases": cases}
 
 
 def _entry(case: CaseFiles) -> dict[str, str | None]:
@@ -66,9 +68,10 @@ class TimePoint:
 class CaseTable:
     """Case ids and their files, as ``workspace.json`` lists them."""
 
-    def __init__(self, cases: dict[str, dict], where: str | Path) -> None:
+    def __init__(self, cases: dict[str, dict], where: str | Path, created_at: str | None = None) -> None:
         self._cases = cases
         self.where = Path(where)
+        self.created_at = Path(created_at) if created_at else None  # the workspace's folder at init
 
     def ids(self) -> list[str]:
         return sorted(self._cases)
@@ -84,13 +87,27 @@ class CaseTable:
                 from None
 
     def ct_path(self, case: str) -> Path:
-        return Path(self.entry(case)["ct"])
+        return self._located(self.entry(case)["ct"])
 
     def seg_path(self, case: str) -> Path | None:
-        return _optional(self.entry(case).get("seg"))
+        found = self.entry(case).get("seg")
+        return self._located(found) if found else None
 
     def full_path(self, case: str) -> Path | None:
-        return _optional(self.entry(case).get("full"))
+        found = self.entry(case).get("full")
+        return self._located(found) if found else None
+
+    def _located(self, recorded: str) -> Path:
+        """A file as ``workspace.json`` records it, or, when the workspace was moved together with its data
+        (the file is gone from there but lies at the same place relative to the workspace), where it is."""
+        path = Path(recorded)
+        if path.exists() or self.created_at is None:
+            return path
+        try:
+            moved = Path(os.path.normpath(self.where.resolve() / os.path.relpath(path, self.created_at)))
+        except ValueError:  # another drive (Windows)
+            return path
+        return moved if moved.exists() else path
 
     def set_time_point(self, point: TimePoint) -> None:
         """Group ``point.case`` under its patient and time point (the table in memory; the caller saves)."""
@@ -107,5 +124,3 @@ class CaseTable:
         return sorted(points, key=lambda t: (t.patient, t.timepoint, t.case))
 
 
-def _optional(path: str | None) -> Path | None:
-    return Path(path) if path else None

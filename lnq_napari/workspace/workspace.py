@@ -47,7 +47,7 @@ class Workspace:
     def __init__(self, root: Path, meta: dict) -> None:
         self.root = Path(root)
         self.meta = meta
-        self.cases = CaseTable(meta["cases"], self.root)
+        self.cases = CaseTable(meta["cases"], self.root, meta.get("root"))
         self.registry = ModelRegistry(self.root / MODELS_DIR, self.root)
         self.cache = Cache(self.root / CACHE_DIR)
         self._journal = Journal(self.root / JOURNAL_FILE)
@@ -70,7 +70,7 @@ class Workspace:
         """
         root = Path(path)
         _check_new_root(root)
-        meta = new_meta(data)
+        meta = new_meta(data, root)
         root.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
         try:
@@ -120,7 +120,7 @@ class Workspace:
         lock; every case checked before anything is written); journaled as ``group``."""
         with self._lock:
             meta = read_meta(self.root)  # another process may have changed it
-            table = CaseTable(meta["cases"], self.root)
+            table = CaseTable(meta["cases"], self.root, meta.get("root"))
             for point in points:
                 table.set_time_point(point)
             write_meta(self.root, meta)
@@ -133,7 +133,11 @@ class Workspace:
         return CaseTable(read_meta(self.root)["cases"], self.root).time_points(patient)
 
     def read_ct(self, case: str) -> Volume:
-        ct = read_volume(self.ct_path(case))
+        path = self.ct_path(case)
+        if not path.exists():
+            raise LNQError(f"the CT of case {case} is gone from {path}; put it back (or, for a moved data "
+                           "folder, move the workspace with it), or make a new workspace over the data")
+        ct = read_volume(path)
         self._ct_grids[case] = grid_only(ct)
         return ct
 
