@@ -997,6 +997,27 @@ def test_a_damaged_plan_or_registry_is_one_line_and_a_new_run_replaces_the_plan(
         ws.model_summaries()
 
 
+def test_a_ct_replaced_after_its_correction_is_named_with_what_to_do(tmp_path, dataset, parent_model):
+    """The CT file of a corrected case replaced by a scan on another grid: the fine-tune said "labels of
+    shape ... are not on the CT grid; align them first" (no case, and the labels were not at fault)."""
+    import shutil
+
+    from lnq_napari.io.readers import write_volume
+
+    own = tmp_path / "data"  # the module's data set stays as it is
+    shutil.copytree(dataset, own)
+    ws, _ = _workspace(tmp_path, own, parent_model, n_corrected=1)
+    case = ws.corrected_cases()[0]
+    ct = ws.read_ct(case)
+    from lnq_napari.io.volume import Volume
+
+    shorter = Volume(ct.array[:-2], ct.spacing, ct.origin, ct.direction)  # another scan: two slices fewer
+    write_volume(ws.ct_path(case), shorter)
+    with pytest.raises(LNQError, match=rf"case {case}'s labels v003 and its CT are on different grids .*the "
+                                       "CT file was replaced after the labels were saved"):
+        finetune_workspace(ws, FinetuneConfig(iterations=2), device="cpu")
+
+
 def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, parent_model):
     from lnq_napari.finetuning.plan import make_plan
     from lnq_napari.finetuning.workflow import _training_cases

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lnq_napari.interact import NodeMark, Rejection, spot_mask
+from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.volume import Volume
 from lnq_napari.training.corrections import correction_states
 from lnq_napari.training.labels import ct_background, states_options
@@ -76,6 +77,15 @@ def marks_of(info: dict) -> tuple[NodeMark, ...]:
     return tuple(NodeMark.from_dict(m) for m in info.get("marked") or [])
 
 
+def labels_on_ct(ws, case: str, version: str, ct: Volume) -> Volume:
+    """Label ``version`` of ``case``, checked to lie on the grid of its CT as read now (``ct``)."""
+    labels = ws.read_labels(case, version)
+    check_same_grid(ct, labels, what=f"case {case}'s labels {version} and its CT",
+                    fix="the CT file was replaced after the labels were saved: put the original CT back, "
+                        "or correct the case again on the new CT")
+    return labels
+
+
 def read_reviewed(ws, case: str, version: str, prediction: str | None = None) -> ReviewedCase:
     """The correction ``version`` of ``case`` with what it was made from (``prediction``: the version it
     corrected, found from the correction's parent chain when None)."""
@@ -86,6 +96,6 @@ def read_reviewed(ws, case: str, version: str, prediction: str | None = None) ->
         prediction = None if found is None else found["version"]
     rejections = rejections_of(info)
     return ReviewedCase(
-        case, ct, ws.read_labels(case, version),
+        case, ct, labels_on_ct(ws, case, version, ct),
         None if prediction is None else ws.read_labels(case, prediction),
         spot_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None, marks_of(info))

@@ -38,7 +38,7 @@ from lnq_napari.finetuning.posttrain import (
     step_back,
     stepped_back_verdict,
 )
-from lnq_napari.finetuning.reviewed import known_background, marks_of, read_reviewed
+from lnq_napari.finetuning.reviewed import known_background, labels_on_ct, marks_of, read_reviewed
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
@@ -144,7 +144,9 @@ def _replay_case(ws, plan: FinetunePlan, case: str, folder: dict | None) -> Trai
     if folder is not None:
         return dataclasses.replace(load_case(folder[case]), replay=True)
     ct = ws.read_ct(case)
-    states = label_states(ct, ws.latest_labels(case, "original"), background=known_background(ws, ct))
+    info = ws.latest_version(case, "original")
+    original = None if info is None else labels_on_ct(ws, case, info["version"], ct)
+    states = label_states(ct, original, background=known_background(ws, ct))
     return TrainingCase(case, ct, states, replay=True)
 
 
