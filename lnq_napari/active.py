@@ -19,6 +19,7 @@ beyond its outline is flagged *incomplete*; the tissue outside (cm3) adds to the
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
@@ -371,7 +372,11 @@ def score_workspace(
             if progress is not None:
                 progress((k + f) / len(todo), f"{case}: {m}" if m else case)
 
-        ct = ws.read_ct(case)
+        try:
+            ct = ws.read_ct(case)
+        except LNQError as exc:  # one case's missing or damaged CT does not hold up the others
+            warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
+            continue
         prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
         score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra),
                              incomplete_outlines(ct, prediction.mask))

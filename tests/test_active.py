@@ -207,3 +207,18 @@ def test_a_case_corrected_while_it_is_predicted_gets_no_prediction_on_top(tmp_pa
     assert list(scores) == ["lnq2023-train-0000"]
     assert [v["source"] for v in ws.versions("lnq2023-train-0001")] == ["correction"]
     assert ws.latest_version("lnq2023-train-0000", "prediction")["model_version"] == "m001"
+
+
+def test_a_case_whose_ct_is_gone_is_left_out_with_a_warning_and_the_rest_ranked(tmp_path):
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.workspace import Workspace
+
+    data = tmp_path / "data"
+    peaks = {0: 0.95, 1: 0.5, 2: 0.3}
+    for i in peaks:
+        write_volume(data / f"lnq2023-train-{i:04d}-ct.nrrd", Volume(np.full((6, 6, 6), i, np.int16)))
+    ws = Workspace.init(tmp_path / "ws", data)
+    (data / "lnq2023-train-0001-ct.nrrd").unlink()
+    with pytest.warns(UserWarning, match="case lnq2023-train-0001 is gone .* left out of the ranking"):
+        scores = active.score_workspace(ws, _FakePredictor(peaks), "m001")
+    assert sorted(scores) == ["lnq2023-train-0000", "lnq2023-train-0002"]
