@@ -282,8 +282,8 @@ def _cmd_finetune_nnunet(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- parser
 # What the `gui` extra brings: missing in a core-only install, where `view` says how to add them.
 GUI_PACKAGES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy", "superqt"}
-MODEL_HELP = ("model folder (default: the bundled model), or nnunet:<nnU-Net trained model folder>"
-              "[?folds=0,1&tile_step=0.5&mirroring=off]")
+MODEL_HELP = ("model folder (default: the bundled model), a review workspace (its active model), or "
+              "nnunet:<nnU-Net trained model folder>[?folds=0,1&tile_step=0.5&mirroring=off]")
 DEVICE_HELP = "where to compute: auto (a GPU if there is one, else the CPU), cpu or cuda (default auto)"
 
 

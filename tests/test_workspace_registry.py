@@ -310,3 +310,13 @@ def test_a_half_written_nnunet_version_is_refused_with_nothing_changed(ws, tmp_p
         api.activate_model(ws.root, version)
     assert "\n" not in str(info.value)
     assert _state(ws) == before and ws.active_model()["id"] == "m001"
+
+
+def test_a_workspace_given_as_the_model_predicts_with_its_active_version(ws):
+    """``predict --model W``: W's active model (said "W/config.json is missing; not a model folder")."""
+    from lnq_napari.nnunet.select import _active_model_of_workspace
+
+    assert _active_model_of_workspace(str(ws.root)) == ws.model_path("m001")
+    api.activate_model(ws, "bundled")
+    assert _active_model_of_workspace(ws.root) == ws.prediction_model()[0]
+    assert _active_model_of_workspace("elsewhere") == "elsewhere" and _active_model_of_workspace(None) is None

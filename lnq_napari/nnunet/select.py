@@ -76,6 +76,19 @@ def parse_model(model) -> tuple[Path, dict]:
     return strip_prefix(body), options
 
 
+def _active_model_of_workspace(model):
+    """``model``, or when it names a review workspace, the folder of that workspace's active model."""
+    if model is None or not isinstance(model, (str, Path)):
+        return model
+    from lnq_napari.workspace.cases import META_FILE
+
+    if not (Path(model).expanduser() / META_FILE).is_file():
+        return model
+    from lnq_napari.workspace import Workspace
+
+    return Workspace.open(Path(model).expanduser()).prediction_model()[0]
+
+
 def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelPredictor:
     """A loaded predictor for ``model`` (a loaded predictor is returned as it is).
 
@@ -84,6 +97,7 @@ def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelP
     """
     if model is not None and hasattr(model, "predict"):
         return model
+    model = _active_model_of_workspace(model)
     unknown = sorted(set(nnunet_options) - set(NNUNET_OPTIONS))
     if unknown:
         raise TypeError(f"unknown predictor option(s) {', '.join(unknown)}")
