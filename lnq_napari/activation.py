@@ -264,7 +264,10 @@ def _failures(against: str, dice: _Difference, recall: _Difference, net: _Differ
 
 
 def _interval(d: _Difference, fmt: str, label: str | None) -> str:
-    """``+0.18 [90% CI +0.09, +0.27]``, or the point estimate alone when ``label`` is None."""
+    """``+0.18 [90% CI +0.09, +0.27]``, or the point estimate alone when ``label`` is None; "undefined"
+    when no case defines it (recall where no held-out correction has a node)."""
+    if not math.isfinite(d.estimate):
+        return "undefined"
     if label is None:
         return f"{d.estimate:{fmt}}"
     return f"{d.estimate:{fmt}} [{label} {d.low:{fmt}}, {d.high:{fmt}}]"

@@ -200,3 +200,11 @@ def test_outlines_are_judged_by_surface_dice_not_volumetric_dice():
     assert verdict.figures["surface_dice_vs_parent"] == pytest.approx(0.01)
     worse = [CaseFigures(f"case{i}", 0.96, 3, 3, 0, 0.90) for i in range(4)]
     assert not decide_activation(worse, parent).activate
+
+
+def test_recall_on_corrections_without_nodes_reads_undefined_not_nan():
+    """Every held-out correction empty (the reviewer found no node): recall has no case to stand on."""
+    empty = [CaseFigures(f"case{i}", math.nan, 0, 0, fp, math.nan) for i, fp in enumerate([1, 0, 1])]
+    fewer = [CaseFigures(f"case{i}", math.nan, 0, 0, 0, math.nan) for i in range(3)]
+    verdict = decide_activation(fewer, empty)
+    assert "recall undefined" in verdict.reason and "nan" not in verdict.reason
