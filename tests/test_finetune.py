@@ -972,7 +972,8 @@ def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, da
                                                             "iterations": 200}))
     with pytest.raises(LNQError, match="older lnq-napari"):
         finetune_workspace(ws, device="cpu", resume=True)
-    plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
+    with pytest.warns(UserWarning, match=r"an interrupted fine-tune was discarded: .*finetune --resume"):
+        plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
     assert not staging.exists() and ws.journal("finetune_discard")[-1]["version"] == "m007"
     pending = json.loads((ws.models_dir / "pending.json").read_text())
     assert pending["config"]["iterations"] == 5 and pending["version"] == plan.version
@@ -989,7 +990,8 @@ def test_a_damaged_plan_or_registry_is_one_line_and_a_new_run_replaces_the_plan(
     with pytest.raises(LNQError, match="pending.json is damaged, so it cannot be resumed; run finetune "
                                        "without --resume"):
         finetune_workspace(ws, device="cpu", resume=True)
-    plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
+    with pytest.warns(UserWarning, match="an interrupted fine-tune was discarded"):
+        plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
     assert json.loads((ws.models_dir / "pending.json").read_text())["version"] == plan.version
     registry = ws.models_dir / "registry.json"
     registry.write_text(registry.read_text()[:20])

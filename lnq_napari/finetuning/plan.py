@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -173,12 +174,12 @@ def _read_pending(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def discard_pending(ws, reason: str) -> None:
+def discard_pending(ws, reason: str) -> bool:
     """Remove the pending plan, if any, with its scratch folders (training, candidate, folds), and say why
-    in the journal."""
+    in the journal; whether there was one."""
     pending_path = ws.models_dir / PENDING
     if not pending_path.is_file():
-        return
+        return False
     old = _read_pending(pending_path) or {}  # as a dict: it may be of an older format, or damaged
     version = old.get("version")  # its scratch folders: .<version>.*
     for folder in [old.get("staging"), *(ws.models_dir.glob(f".{version}.*") if version else [])]:
@@ -186,11 +187,15 @@ def discard_pending(ws, reason: str) -> None:
             shutil.rmtree(folder, ignore_errors=True)
     pending_path.unlink(missing_ok=True)
     ws.log("finetune_discard", version=version, reason=reason)
+    return True
 
 
 def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
-    """A new plan, saved as pending (a pending one left by an interrupted run is discarded)."""
-    discard_pending(ws, "a new fine-tune was started")
+    """A new plan, saved as pending (a pending one left by an interrupted run is discarded, with a
+    warning: ``--resume`` would have continued it)."""
+    if discard_pending(ws, "a new fine-tune was started"):
+        warnings.warn("an interrupted fine-tune was discarded: this one starts afresh (finetune --resume "
+                      "continues an interrupted one)", UserWarning, stacklevel=3)
     plan = make_plan(ws, config, device)
     save_plan(ws, plan)
     ws.log("finetune_start", version=plan.version, parent=plan.parent, train_cases=plan.train_cases,
