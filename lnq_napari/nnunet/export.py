@@ -275,10 +275,11 @@ def _run_jobs(jobs: list[ExportJob], folder: Path, workers: int, progress: Progr
         for job in jobs:
             report(export_case(job, folder))
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        from lnq_napari.processes import process_pool
+
+        with process_pool(workers) as pool:
             futures = [pool.submit(export_case, job, folder) for job in jobs]
             try:
                 for future in as_completed(futures):

@@ -98,11 +98,9 @@ def write_dataset(
     args = [(out, prefix, int(seed), i, shape, spacing, site) for i in range(n_cases)]
     paths: list[Path] = []
     if workers > 1 and n_cases > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from lnq_napari.processes import process_pool
 
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, n_cases), mp_context=context) as pool:
+        with process_pool(min(workers, n_cases)) as pool:
             futures = [pool.submit(write_case, *a) for a in args]
             for i, future in enumerate(futures):
                 if cancel is not None and cancel():

@@ -89,10 +89,9 @@ def load_training_cases(data_dir: str | Path, naive: bool = False, states_option
         results = (load_case(*a) for a in args)
         pool = None
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from lnq_napari.processes import process_pool
 
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = process_pool(workers)
         results = pool.map(load_case, *zip(*args))
     try:
         for case in results:

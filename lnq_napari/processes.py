@@ -1,0 +1,31 @@
+"""Worker processes for the jobs that spread over the CPU cores (export, training data, phantoms): a
+``spawn`` pool whose workers end when the program that started them dies (killed with kill -9, its
+workers went on writing for minutes, into a folder the next run had to clean)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+#: Seconds between a worker's checks that the program that started it is still there.
+PARENT_CHECK_S = 1.0
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes that exit when this process is gone."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_end_with_parent, initargs=(os.getpid(),))
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a worker: a daemon thread that ends the worker once ``parent`` is no longer its parent."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="lnq-end-with-parent").start()
