@@ -51,6 +51,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
+from lnq_napari.preprocess import warn_if_not_hu
 from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
@@ -171,6 +172,8 @@ def measure(
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
     volume = None if ct is None else read_volume(ct)
+    if volume is not None:
+        warn_if_not_hu(np.asarray(volume.array))  # a label file given as the CT: mean HU would read 1
     labels = _read_seg(seg, volume)
     if volume is not None:
         labels = align_to(volume, labels)
@@ -369,6 +372,9 @@ def find_nodes(
     together and cut to ``max_suggestions`` (None: the model's ``max_suggestions``).
     """
     ct = _volume(ct, "the CT", read=True)
+    if min(ct.shape) < 2:
+        raise LNQError(f"the CT is {' x '.join(map(str, ct.shape))} voxels (z, y, x): lnq-napari finds nodes "
+                       "in chest CT volumes, not in a single slice; give the whole series")
     predictor = load_predictor(model, device=device)
     inf = predictor.config.inference
     step = progress or (lambda fraction, message="": None)

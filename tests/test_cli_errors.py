@@ -252,3 +252,13 @@ def test_output_cut_short_by_its_reader_ends_quietly(tmp_path):
     run = subprocess.run(f"{sys.executable} -c \"{script}\" | head -1", shell=True, capture_output=True,
                          text=True, timeout=120, cwd=tmp_path)
     assert run.stdout == "line 0\n" and "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
+
+
+def test_a_single_slice_is_refused_and_a_label_file_as_the_ct_warned_about(case, capsys):
+    one = write(case["dir"] / "slice-ct.nrrd", np.full((1, 40, 40), 40, np.int16))
+    out = case["dir"] / "predicted"
+    code, _, err = run_cli(capsys, ["predict", str(one), "-o", str(out)])
+    assert_one_line_error(code, err, "not in a single slice; give the whole series")
+    assert not out.exists()
+    code, printed, err = run_cli(capsys, ["measure", str(case["gt"]), "--ct", str(case["gt"])])
+    assert code == 0 and "not in Hounsfield units" in err  # mean HU of a label file would read 1
