@@ -363,7 +363,8 @@ def choose_segments(seg: SegFile, segment: str | int | None) -> list[SegSegment]
             return nodes
         if len(seg.segments) > 1:
             warnings.warn(f"{seg.name}: no segment is coded or named as a lymph node; using all "
-                          f"{len(seg.segments)} segments ({listing}); pass segment= to choose one",
+                          f"{len(seg.segments)} segments ({listing}); name the node segments 'lymph node' "
+                          "(3D Slicer), or pass segment= to read_labels to choose one",
                           UserWarning, stacklevel=4)
         return list(seg.segments)
     if isinstance(segment, str):

@@ -102,7 +102,8 @@ def _choose(segments: list[dict], segment: str | int | None, name: str) -> list[
             return nodes
         if len(segments) > 1:
             warnings.warn(f"{name}: no segment is named like a lymph node; using all "
-                          f"{len(segments)} segments ({listing}); pass segment= to choose one",
+                          f"{len(segments)} segments ({listing}); name the node segments 'lymph node' (3D "
+                          "Slicer), or pass segment= to read_labels to choose one",
                           UserWarning, stacklevel=4)
         return segments
     if isinstance(segment, str):
