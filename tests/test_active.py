@@ -110,15 +110,20 @@ class _FakePredictor:
         return _Prediction(prob, ct.with_array((p >= 0.5).astype(np.uint8)))
 
 
-def test_score_workspace_ranks_caches_and_stores_predictions(tmp_path):
+def _workspace(tmp_path, peaks: dict[int, float]):
+    """A workspace of one 6^3 CT per peak, each holding its peak's key as its value everywhere."""
     from lnq_napari.io.readers import write_volume
     from lnq_napari.workspace import Workspace
 
     data = tmp_path / "data"
-    peaks = {0: 0.95, 1: 0.5, 2: 0.3}
     for i in peaks:
         write_volume(data / f"lnq2023-train-{i:04d}-ct.nrrd", Volume(np.full((6, 6, 6), i, np.int16)))
-    ws = Workspace.init(tmp_path / "ws", data)
+    return Workspace.init(tmp_path / "ws", data), data
+
+
+def test_score_workspace_ranks_caches_and_stores_predictions(tmp_path):
+    peaks = {0: 0.95, 1: 0.5, 2: 0.3}
+    ws, _ = _workspace(tmp_path, peaks)
     predictor = _FakePredictor(peaks)
     seen = []
     scores = active.score_workspace(ws, predictor, "m001", progress=lambda f, m: seen.append(f))
@@ -187,14 +192,8 @@ def test_outline_suggestions_rank_with_unsure_candidates():
 def test_a_case_corrected_while_it_is_predicted_gets_no_prediction_on_top(tmp_path):
     """A reviewer saved a correction while ``next`` predicted that case: the prediction was stored after
     it (the newest version, what Open case showed) and the case stayed in the queue."""
-    from lnq_napari.io.readers import write_volume
-    from lnq_napari.workspace import Workspace
-
-    data = tmp_path / "data"
     peaks = {0: 0.95, 1: 0.5}
-    for i in peaks:
-        write_volume(data / f"lnq2023-train-{i:04d}-ct.nrrd", Volume(np.full((6, 6, 6), i, np.int16)))
-    ws = Workspace.init(tmp_path / "ws", data)
+    ws, _ = _workspace(tmp_path, peaks)
 
     class SavedMeanwhile(_FakePredictor):
         def predict(self, ct, progress=None, cancel=None):
@@ -210,14 +209,8 @@ def test_a_case_corrected_while_it_is_predicted_gets_no_prediction_on_top(tmp_pa
 
 
 def test_a_case_whose_ct_is_gone_is_left_out_with_a_warning_and_the_rest_ranked(tmp_path):
-    from lnq_napari.io.readers import write_volume
-    from lnq_napari.workspace import Workspace
-
-    data = tmp_path / "data"
     peaks = {0: 0.95, 1: 0.5, 2: 0.3}
-    for i in peaks:
-        write_volume(data / f"lnq2023-train-{i:04d}-ct.nrrd", Volume(np.full((6, 6, 6), i, np.int16)))
-    ws = Workspace.init(tmp_path / "ws", data)
+    ws, data = _workspace(tmp_path, peaks)
     (data / "lnq2023-train-0001-ct.nrrd").unlink()
     with pytest.warns(UserWarning, match="case lnq2023-train-0001 is gone .* left out of the ranking"):
         scores = active.score_workspace(ws, _FakePredictor(peaks), "m001")

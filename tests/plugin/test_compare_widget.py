@@ -26,14 +26,20 @@ def pair():
     return make_followup(11, shape=(40, 128, 128), spacing=(2.6, 2.6, 6.0), scenario="mixed", motion=motion)
 
 
-@pytest.fixture
-def compared(make_napari_viewer, qtbot, pair):
+def _viewer_with(make_napari_viewer, pair):
+    """A viewer with both scans' CT and truth nodes."""
     viewer = make_napari_viewer()
     for tag, case in (("baseline", pair.baseline), ("follow-up", pair.followup)):
         kwargs = layer_kwargs(case.ct, f"{tag} CT", "ct")
         viewer.add_image(case.ct.array, contrast_limits=CT_CONTRAST, **kwargs)
         nodes = truth_labels(case)
         viewer.add_labels(nodes.array, **layer_kwargs(nodes, f"{tag} nodes", "nodes"))
+    return viewer
+
+
+@pytest.fixture
+def compared(make_napari_viewer, qtbot, pair):
+    viewer = _viewer_with(make_napari_viewer, pair)
     widget = CompareWidget(viewer, delay_ms=50)
     viewer.window.add_dock_widget(widget, name="Compare")
     widget.choose("baseline CT", "follow-up CT", "baseline nodes", "follow-up nodes")
@@ -114,12 +120,7 @@ def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewe
 
     from qtpy.QtWidgets import QDockWidget
 
-    viewer = make_napari_viewer()
-    for tag, case in (("baseline", pair.baseline), ("follow-up", pair.followup)):
-        kwargs = layer_kwargs(case.ct, f"{tag} CT", "ct")
-        viewer.add_image(case.ct.array, contrast_limits=CT_CONTRAST, **kwargs)
-        nodes = truth_labels(case)
-        viewer.add_labels(nodes.array, **layer_kwargs(nodes, f"{tag} nodes", "nodes"))
+    viewer = _viewer_with(make_napari_viewer, pair)
     widget = CompareWidget(viewer, delay_ms=50)
     viewer.window.add_dock_widget(widget, name="Compare")
     widget._watch([viewer.layers["baseline nodes"]])  # as after a comparison with "follow edits"
