@@ -28,6 +28,9 @@ from lnq_napari.plugin.widgets._common import while_alive
 
 #: The panel's width (px): a 1600 px window leaves the canvas >= 60 % beside napari's layer list.
 PANEL_WIDTH = 270
+#: The narrowest the panel may be dragged (px): every tab's rows still fit (at 200 the Review tab's
+#: buttons, models table and plot were cut off).
+MIN_WIDTH = 250
 NAME = "lnq-napari"
 
 
@@ -66,7 +69,7 @@ class LNQPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
-        self.setMinimumWidth(200)
+        self.setMinimumWidth(MIN_WIDTH)
 
     def sizeHint(self) -> QSize:
         return QSize(PANEL_WIDTH, super().sizeHint().height())
