@@ -61,6 +61,24 @@ def test_the_canvas_keeps_60_percent_of_the_window(reviewed, qtbot):
     assert dock_names == ["lnq-napari"]  # one dock, not five
 
 
+def test_at_its_narrowest_every_tab_fits_without_scrolling_sideways(reviewed, qtbot):
+    """Dragged to its minimum width, no tab's rows are cut off (the Review tab's were at 200 px)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    from lnq_napari.plugin.panel import MIN_WIDTH
+
+    viewer, panel = reviewed
+    dock = panel.parent()
+    dock.setMinimumWidth(MIN_WIDTH)
+    dock.setMaximumWidth(MIN_WIDTH)
+    for name in ("Segment", "Correct", "Nodes", "Review", "Save"):
+        panel.show_tab(name)
+        qtbot.wait(100)
+        page = panel.tabs.currentWidget()
+        assert isinstance(page, QScrollArea)
+        assert page.horizontalScrollBar().maximum() == 0, (name, page.horizontalScrollBar().maximum())
+
+
 def test_short_model_name_with_the_full_version_in_the_tooltip(reviewed):
     viewer, panel = reviewed
     status = panel.widgets["Segment"].status
@@ -182,20 +200,3 @@ def test_a_closed_panel_stops_listening_and_the_reopened_one_lists_every_suggest
         sys.excepthook = hook
     assert not errors, "".join(traceback.format_exception(*errors[0]))
 
-
-def test_at_its_narrowest_every_tab_fits_without_scrolling_sideways(reviewed, qtbot):
-    """Dragged to its minimum width, no tab's rows are cut off (the Review tab's were at 200 px)."""
-    from qtpy.QtWidgets import QScrollArea
-
-    from lnq_napari.plugin.panel import MIN_WIDTH
-
-    viewer, panel = reviewed
-    dock = panel.parent()
-    dock.setMinimumWidth(MIN_WIDTH)
-    dock.setMaximumWidth(MIN_WIDTH)
-    for name in ("Segment", "Correct", "Nodes", "Review", "Save"):
-        panel.show_tab(name)
-        qtbot.wait(100)
-        page = panel.tabs.currentWidget()
-        assert isinstance(page, QScrollArea)
-        assert page.horizontalScrollBar().maximum() == 0, (name, page.horizontalScrollBar().maximum())

@@ -171,7 +171,6 @@ class SessionTracker:
         owner.destroyed.connect(lambda *_: _leave(me()))
         self.update(notify=False)
 
-
     def update(self, event=None, notify: bool = True) -> None:
         session = session_for(self.viewer, create=True)
         if session is self.session:

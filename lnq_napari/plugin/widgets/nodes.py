@@ -6,6 +6,7 @@ numbers); ">= 10 mm only" hides the smaller nodes.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,8 @@ class NodesWidget(QWidget):
         self._timer.timeout.connect(self.refresh)
         self._followed = None  # the node layer whose selected label the table follows
         self.tracker = SessionTracker(napari_viewer, self, self._changed)
-        self.destroyed.connect(lambda *_: self._follow_label_of(None))
+        me = weakref.ref(self)  # held weakly: the widget's own signal must not keep it alive
+        self.destroyed.connect(lambda *_: (widget := me()) is not None and widget._follow_label_of(None))
         self._changed()
 
     def _changed(self) -> None:
@@ -116,7 +118,8 @@ class NodesWidget(QWidget):
         self._timer.start()
 
     def _follow_label_of(self, layer) -> None:
-        """Highlight the rows of ``layer``'s selected label from now on (None: of no layer)."""
+        """Highlight the rows of ``layer``'s selected label from now on (None: of no layer; a closed
+        widget, whose table is gone, follows none)."""
         if layer is not self._followed:
             if self._followed is not None:
                 self._followed.events.selected_label.disconnect(self._show_selected_label)
