@@ -122,5 +122,3 @@ class CaseTable:
         points = [TimePoint(case, e["patient"], e["timepoint"]) for case, e in self._cases.items()
                   if e.get("patient") and (patient is None or e["patient"] == patient)]
         return sorted(points, key=lambda t: (t.patient, t.timepoint, t.case))
-
-

@@ -74,8 +74,11 @@ class RunLock:
             raise LNQError(f"a fine-tune is already running in this workspace ({_holder(self.folder)}); wait "
                            "for it to finish or cancel it, then try again") from exc
         self._lock = lock
-        (self.folder / (RUN_FILE + ".json")).write_text(
-            json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        try:  # who runs, for the refusal of a second one; the lock holds without it
+            (self.folder / (RUN_FILE + ".json")).write_text(
+                json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        except OSError:
+            pass
         return self
 
     def __exit__(self, *exc) -> None:
