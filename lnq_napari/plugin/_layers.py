@@ -10,6 +10,7 @@ from lnq_napari.io.volume import Volume
 GEOMETRY_KEY = "lnq_volume_geometry"
 SOURCE_KEY = "lnq_source"
 ROLE_KEY = "lnq_role"
+COMPARE_ROLE = "compare"  # the Compare widget's layers: a view of two scans, never a case's node layer
 #: Mediastinal window (HU) for CT layers.
 CT_CONTRAST = (-160.0, 240.0)
 
@@ -37,12 +38,22 @@ def placement(volume: Volume) -> dict:
     return {"affine": affine}
 
 
-def layer_kwargs(volume: Volume, name: str, role: str, source: str | None = None, **metadata) -> dict:
-    """Keyword arguments for an Image/Labels/Points layer showing ``volume``'s grid."""
+def layer_kwargs(volume: Volume, name: str, role: str, source: str | None = None, like=None,
+                 **metadata) -> dict:
+    """Keyword arguments for an Image/Labels/Points layer showing ``volume``'s grid; placed as the layer
+    ``like`` is drawn now (a CT the user flipped or rotated in napari), else as the grid says."""
     meta = {GEOMETRY_KEY: geometry(volume), ROLE_KEY: role, **metadata}
     if source:
         meta[SOURCE_KEY] = str(source)
-    return {"name": name, "metadata": meta, **placement(volume)}
+    return {"name": name, "metadata": meta, **(placement(volume) if like is None else drawn_as(like))}
+
+
+def drawn_as(layer) -> dict:
+    """napari layer kwargs drawing data where ``layer`` draws its own (its scale, translate, rotation,
+    shear and affine as they are now): results over a CT sit on the anatomy the user sees."""
+    return {"scale": tuple(layer.scale), "translate": tuple(layer.translate),
+            "rotate": np.asarray(layer.rotate), "shear": np.asarray(layer.shear),
+            "affine": np.asarray(layer.affine.affine_matrix)}
 
 
 def volume_from(data: np.ndarray, metadata: dict | None, scale=None, translate=None) -> Volume:

@@ -25,7 +25,14 @@ from lnq_napari.interact import (
 from lnq_napari.io.layout import case_name
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._autosave import Autosaver
-from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, layer_kwargs, layer_volume, same_placement
+from lnq_napari.plugin._layers import (
+    COMPARE_ROLE,
+    ROLE_KEY,
+    SOURCE_KEY,
+    layer_kwargs,
+    layer_volume,
+    same_placement,
+)
 from lnq_napari.plugin._stats import CaseStats
 
 SESSION_KEY = "lnq_session"
@@ -219,7 +226,7 @@ class NodeSession:
         layer = self.marks_layer
         if layer is None or layer not in viewer.layers:
             active = viewer.layers.selection.active
-            layer = self.marks_layer = show_marks(viewer, self.ct_volume())
+            layer = self.marks_layer = show_marks(viewer, self.ct_volume(), like=self.nodes)
             viewer.layers.selection.active = active  # the node layer stays the one the keys act on
         pts = np.asarray(layer.data, dtype=float).reshape(-1, 3)
         hit = point_near(pts, point_zyx)
@@ -278,7 +285,8 @@ def find_ct_layer(viewer, labels):
     def case_of(layer) -> str:
         return case_name(layer.metadata.get(SOURCE_KEY), fallback=case_name(f"{layer.name}.nrrd"))
 
-    images = [ly for ly in viewer.layers if isinstance(ly, Image) and same_placement(ly, labels)]
+    images = [ly for ly in viewer.layers if isinstance(ly, Image)
+              and ly.metadata.get(ROLE_KEY) != COMPARE_ROLE and same_placement(ly, labels)]
     images.sort(key=lambda ly: (case_of(ly) != case_of(labels), ly.metadata.get(ROLE_KEY) != "ct"))
     return images[0] if images else None
 
@@ -300,11 +308,14 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
     """The session of ``layer`` (default: the active Labels layer, else "nodes", else the first Labels)."""
     from napari.layers import Labels
 
+    if layer is not None and layer.metadata.get(ROLE_KEY) == COMPARE_ROLE:
+        return None  # the comparison's view: saving it as a case's labels would store another scan's nodes
     if layer is None:
-        labels = [ly for ly in viewer.layers if isinstance(ly, Labels)]
+        labels = [ly for ly in viewer.layers
+                  if isinstance(ly, Labels) and ly.metadata.get(ROLE_KEY) != COMPARE_ROLE]
         active = viewer.layers.selection.active
         with_session = [ly for ly in labels if SESSION_KEY in ly.metadata]
-        if isinstance(active, Labels):
+        if active in labels:
             layer = active
         elif with_session:
             layer = with_session[-1]
@@ -316,8 +327,9 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
     session = layer.metadata.get(SESSION_KEY)
     if session is None and create:
         session = NodeSession(layer, find_ct_layer(viewer, layer))
-    if session is not None and session.ct_layer is not None and session.ct_layer not in viewer.layers:
-        session.ct_layer = None  # its CT was closed: pair again (a CT opened later, or none)
+    if session is not None and session.ct_layer is not None and (
+            session.ct_layer not in viewer.layers or not same_placement(session.ct_layer, layer)):
+        session.ct_layer = None  # its CT was closed, or moved apart from the labels: pair again (or none)
         session._ct_cache = None
     if session is not None and session.ct_layer is None:  # the CT may have been opened after the labels
         session.ct_layer = find_ct_layer(viewer, layer)
@@ -333,7 +345,7 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     ct = layer_volume(ct_layer)
     prob = np.asarray(result.probabilities.array, dtype=np.float32)
     meta = {PROB_KEY: prob, MODEL_KEY: result.model_version}
-    kwargs = layer_kwargs(ct, NODES_NAME, role="labels", **meta)
+    kwargs = layer_kwargs(ct, NODES_NAME, role="labels", like=ct_layer, **meta)
     stats = None
     if NODES_NAME in viewer.layers:  # keep the earlier node layer (and its edits), hidden and renamed
         previous = viewer.layers[NODES_NAME]
@@ -345,24 +357,26 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     session.ct_layer = ct_layer
     opened = ct_layer.metadata.get(OPENED_KEY)
     session.stats = stats or (CaseStats(started=opened) if opened is not None else session.stats)
-    session.suggestions = show_suggestions(viewer, ct, result.suggestions)
+    session.suggestions = show_suggestions(viewer, ct, result.suggestions, like=ct_layer)
     session.marks_layer = viewer.layers[MARKS_NAME] if MARKS_NAME in viewer.layers else None  # kept on
     viewer.layers.selection.active = nodes
     session.notify()
     return session
 
 
-def show_marks(viewer, ct: Volume):
-    """An empty "marked nodes" Points layer (magenta crosses) on ``ct``'s grid."""
+def show_marks(viewer, ct: Volume, like=None):
+    """An empty "marked nodes" Points layer (magenta crosses) on ``ct``'s grid, drawn as the layer
+    ``like`` (the node layer) is."""
     return viewer.add_points(
         np.zeros((0, 3)), size=10, symbol="cross", face_color="magenta", border_color="magenta",
-        out_of_slice_display=False, **layer_kwargs(ct, MARKS_NAME, role="marks"),
+        out_of_slice_display=False, **layer_kwargs(ct, MARKS_NAME, role="marks", like=like),
     )
 
 
-def show_suggestions(viewer, ct: Volume, suggestions: list[Suggestion]):
+def show_suggestions(viewer, ct: Volume, suggestions: list[Suggestion], like=None):
     """A Points layer of ranked suggestions (features: rank, kind, score, max_prob, volume_mm3, reason,
-    text; ``reason`` says what a candidate the model is sure of is, e.g. small, below the size floor)."""
+    text; ``reason`` says what a candidate the model is sure of is, e.g. small, below the size floor),
+    drawn as the layer ``like`` (the CT) is."""
     import pandas as pd
 
     if SUGGESTIONS_NAME in viewer.layers:
@@ -374,7 +388,7 @@ def show_suggestions(viewer, ct: Volume, suggestions: list[Suggestion]):
         "volume_mm3": [s.volume_mm3 for s in suggestions], "reason": [s.reason for s in suggestions],
         "text": [s.text for s in suggestions],
     })
-    kwargs = layer_kwargs(ct, SUGGESTIONS_NAME, role="suggestions")
+    kwargs = layer_kwargs(ct, SUGGESTIONS_NAME, role="suggestions", like=like)
     return viewer.add_points(
         pts,
         features=features,

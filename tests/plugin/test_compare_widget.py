@@ -140,3 +140,20 @@ def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewe
     finally:
         sys.excepthook = hook
     assert not errors, errors
+
+
+def test_the_comparison_is_a_view_not_a_case_to_save_or_edit(compared):
+    """After Compare its follow-up nodes layer (on the baseline grid) was selected: Save stored it as the
+    baseline case's labels, its edits were undone by the next re-match, and in one view the scan's own
+    follow-up CT stayed on top of the baseline nodes."""
+    from lnq_napari.plugin._session import session_for
+
+    viewer, widget = compared
+    view = viewer.layers[FOLLOWUP_NODES]
+    viewer.layers.selection.active = view
+    assert session_for(viewer, view) is None
+    chosen = session_for(viewer)
+    assert chosen is None or chosen.nodes.metadata.get("lnq_role") != "compare"
+    assert not view.editable and not viewer.layers[BASELINE_NODES].editable
+    assert not widget.side_by_side.isChecked()
+    assert not viewer.layers["follow-up CT"].visible and not viewer.layers["follow-up nodes"].visible

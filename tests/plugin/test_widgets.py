@@ -565,3 +565,28 @@ def test_closing_napari_while_a_job_runs_cancels_it_and_exits_cleanly(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert "job cancelled" in done.stdout and "ran to the end" not in done.stdout
+
+
+def test_nodes_found_on_a_ct_flipped_in_napari_are_drawn_over_it_and_a_lone_flip_unpairs(
+        make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):
+    """A CT the user flipped in napari (its layer's transform) got its nodes drawn by the file's grid: over
+    the mirror-image anatomy. They are drawn as the CT is now; flipping the CT alone afterwards leaves the
+    labels without a CT (a click there said "no node-like tissue": it read the mirrored place)."""
+    from lnq_napari.plugin._layers import same_placement
+    from lnq_napari.plugin._session import session_for
+
+    viewer = make_napari_viewer()
+    ct = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])  # head and feet swapped, as Layer > Transform would
+    ct.affine = flip @ np.asarray(ct.affine.affine_matrix)
+    segment: SegmentWidget = dock_widgets(viewer)["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    nodes = viewer.layers["nodes"]
+    assert same_placement(nodes, ct)
+    rings = viewer.layers["suggestions"]
+    assert all(np.allclose(rings.data_to_world(p), ct.data_to_world(p)) for p in np.eye(3))
+    assert session_for(viewer, nodes).ct_layer is ct
+    ct.affine = flip @ np.asarray(ct.affine.affine_matrix)  # the CT alone flipped back
+    assert session_for(viewer, nodes).ct_layer is None

@@ -31,10 +31,10 @@ from qtpy.QtWidgets import (
 from lnq_napari import api
 from lnq_napari.followup import CompareResult, write_csv
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._layers import CT_CONTRAST, ROLE_KEY, layer_kwargs, layer_volume
+from lnq_napari.plugin._layers import COMPARE_ROLE, CT_CONTRAST, ROLE_KEY, layer_kwargs, layer_volume
 from lnq_napari.plugin.widgets._common import export_table, while_alive
 
-ROLE = "compare"
+ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
 FOLLOWUP_CT = "compare: follow-up CT"
 BASELINE_NODES = "compare: baseline nodes"
@@ -238,6 +238,7 @@ class CompareWidget(QWidget):
             return
         layer = self.viewer.add_labels(volume.array, **layer_kwargs(volume, name, ROLE))
         layer.contour = 1
+        layer.editable = False  # a view of the comparison (edits go to the scans' own node layers)
 
     def _fill_table(self, result: CompareResult) -> None:
         colours = self.viewer.layers[BASELINE_NODES]
@@ -269,9 +270,9 @@ class CompareWidget(QWidget):
         base_ct = self._inputs[0]
         layers = self.viewer.layers
         grid = self.side_by_side.isChecked()
-        for layer in layers:
+        for layer in layers:  # the scans' own follow-up CT and nodes: shown by their compare layers
             if layer.metadata.get(ROLE_KEY) != ROLE and layer is not base_ct:
-                layer.visible = False if grid else layer.visible
+                layer.visible = False
         layers[FOLLOWUP_CT].visible = grid
         base_ct.visible = True
         if grid:  # two layers a cell, counted from the bottom: [baseline CT, nodes], [follow-up CT, nodes]

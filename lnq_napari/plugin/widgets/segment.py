@@ -155,7 +155,7 @@ class SegmentWidget(WorkerWidget):
         if REGION_NAME in self.viewer.layers:
             self.viewer.layers.remove(REGION_NAME)
         if result.region is not None and self.form.show_region.value:
-            show_region(self.viewer, result.region)
+            show_region(self.viewer, result.region, like=ct_layer)
         show_prediction(self.viewer, ct_layer, result)
         self.progress.setValue(100)
         lines = [f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions",
@@ -181,15 +181,16 @@ class SegmentWidget(WorkerWidget):
         self.cancel_button.setEnabled(False)
 
 
-def show_region(viewer, region: Volume):
-    """The region's border on each axial slice as an Image layer (additive cyan, cheap to draw)."""
+def show_region(viewer, region: Volume, like=None):
+    """The region's border on each axial slice as an Image layer (additive cyan, cheap to draw), drawn as
+    the layer ``like`` (the CT) is."""
     from scipy import ndimage
 
     inside = np.asarray(region.array) > 0
     in_plane = np.zeros((3, 3, 3), dtype=bool)
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
     border = inside & ~ndimage.binary_erosion(inside, in_plane, border_value=1)
-    kwargs = layer_kwargs(region, REGION_NAME, role="region")
+    kwargs = layer_kwargs(region, REGION_NAME, role="region", like=like)
     return viewer.add_image(border.astype(np.uint8), colormap="cyan", blending="additive",
                             contrast_limits=(0, 1), opacity=0.7, interpolation2d="nearest", **kwargs)
 
