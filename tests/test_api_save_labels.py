@@ -80,6 +80,8 @@ def test_touching_nodes_kept_apart_by_id_warn_that_the_saved_mask_joins_them(tmp
     with pytest.warns(UserWarning, match=r"c1 v001: nodes 3 and 5 touch, so the saved version .* holds them "
                                          "as one node"):
         saved = api.save_labels(labels, "c1", folder=tmp_path)
+    with pytest.warns(UserWarning, match="c1 v002: nodes 3 and 5 touch"):  # float ids: saved and warned
+        api.save_labels(labels.with_array(labels.array.astype(np.float64)), "c1", folder=tmp_path)
     back = read_labels(saved.path)
     assert np.array_equal(back.array, (labels.array > 0).astype(np.uint8))  # saved all the same
     import warnings

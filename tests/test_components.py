@@ -52,3 +52,5 @@ def test_touching_ids_are_the_groups_a_binary_mask_joins():
     ids[0, 11, 0], ids[5, 0, 11] = 3, 3  # one id in two pieces: nothing merges
     assert sorted(touching_ids(ids)) == [(4, 5), (7, 8)]
     assert touching_ids(ids > 0) == [] and touching_ids(np.zeros((2, 2, 2))) == []
+    ids[3, 10, 2], ids[3, 10, 3] = 7, 8  # the same two ids touching elsewhere too: named once
+    assert sorted(touching_ids(ids.astype(np.float64))) == [(4, 5), (7, 8)]  # a float label map as well
