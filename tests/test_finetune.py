@@ -1020,6 +1020,31 @@ def test_a_ct_replaced_after_its_correction_is_named_with_what_to_do(tmp_path, d
         finetune_workspace(ws, FinetuneConfig(iterations=2), device="cpu")
 
 
+def test_cancel_pressed_during_the_last_prediction_registers_nothing(tmp_path, dataset, parent_model,
+                                                                       monkeypatch):
+    """Cancel while the verdict's last prediction ran: the version was registered and activated all the
+    same (the widget's Cancel was still enabled). Now it is cancelled, its plan kept for --resume."""
+    import threading
+
+    from lnq_napari.errors import Cancelled
+    from lnq_napari.finetuning import workflow
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
+    pressed, judge = threading.Event(), workflow._verdict
+
+    def judged_then_pressed(*args, **kwargs):
+        out = judge(*args, **kwargs)
+        pressed.set()  # after every prediction's own check of the cancel flag
+        return out
+
+    monkeypatch.setattr(workflow, "_verdict", judged_then_pressed)
+    before = [m["id"] for m in ws.models()]
+    with pytest.raises(Cancelled, match="before its version was registered; finetune --resume"):
+        finetune_workspace(ws, FinetuneConfig(iterations=2), device="cpu", cancel=pressed.is_set,
+                           predictor_factory=lambda path, device: _TruthPredictor(truth))
+    assert [m["id"] for m in ws.models()] == before and (ws.models_dir / "pending.json").is_file()
+
+
 def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, parent_model):
     from lnq_napari.finetuning.plan import make_plan
     from lnq_napari.finetuning.workflow import _training_cases

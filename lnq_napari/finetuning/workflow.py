@@ -14,7 +14,7 @@ import numpy as np
 
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.components import label_components
-from lnq_napari.errors import LNQError
+from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning.forgetting import (
     CheckData,
     check_alone_refused,
@@ -451,6 +451,9 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
                                           cancel)
         verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
                                                        _stage(progress, 0.93, 1.0), cancel)
+        if cancel is not None and cancel():  # pressed during the last prediction: nothing registered
+            raise Cancelled("fine-tune cancelled before its version was registered; finetune --resume "
+                            "continues it")
     except LNQError as exc:  # a failure, not an interruption: --resume would only fail again
         discard_pending(ws, f"failed: {exc}")
         raise

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.device import resolve_device
-from lnq_napari.errors import LNQError
+from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning.forgetting import check_alone_refused, check_data, checked_verdict, step_checker
 from lnq_napari.finetuning.plan import split_cases
 from lnq_napari.finetuning.posttrain import StepWriter, interpolated, step_back, stepped_back_verdict
@@ -285,6 +285,8 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
             metrics_before=ValidationMetrics.from_figures(parent_figures),
             metrics_after=ValidationMetrics.from_figures(figures), iterations=int(iterations),
             epochs=int(epochs), train_seconds=train_seconds, seconds=0.0)
+        if cancel is not None and cancel():  # pressed during the last prediction: nothing registered
+            raise Cancelled("nnU-Net fine-tune cancelled before its version was registered")
         result = _register(ws, result, t0, active_at_start)
     except BaseException:  # failed or cancelled: nothing of this dataset id is left for a rerun to meet
         _remove(raw, pre, results)
