@@ -89,3 +89,11 @@ def test_touching_nodes_kept_apart_by_id_warn_that_the_saved_mask_joins_them(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         api.save_labels(_labels(), "c1", folder=tmp_path)  # nothing touches: no warning
+
+
+@pytest.mark.parametrize("case", ["../escape", "", "a/b", ".."])
+def test_a_case_name_that_is_not_a_folder_name_is_refused_before_anything_is_written(tmp_path, case):
+    """``case="../escape"`` wrote the version outside the label folder."""
+    with pytest.raises(LNQError, match="cannot name a case"):
+        api.save_labels(_labels(), case, folder=tmp_path / "store")
+    assert not any(tmp_path.rglob("*.nrrd"))

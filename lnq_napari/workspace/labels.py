@@ -51,6 +51,10 @@ class LabelStore:
     """The label versions of ``case`` under ``<root>/<case>/``."""
 
     def __init__(self, root: str | Path, case: str) -> None:
+        name = str(case)
+        if not name.strip() or name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")):
+            raise LNQError(f"{name!r} cannot name a case: its labels live in a folder of that name under "
+                           f"{root}; use the case id (such as lnq2023-train-0001), without / or \\")
         self.case = case
         self.folder = Path(root) / case
 
