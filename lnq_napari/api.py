@@ -250,8 +250,10 @@ def group_cases(workspace: str | Path | Workspace, csv_path: str | Path | None =
         ws.group_cases(points)
         return points
     try:
-        with open(csv_path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # Excel's "CSV UTF-8" too
+            reader = csv.DictReader(handle)
+            reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # "case, patient"
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise LNQError(f"cannot read {csv_path} ({exc}); give a CSV file with the columns "
                        "case,patient,timepoint") from exc

@@ -70,6 +70,26 @@ def test_bad_groups_and_patients_are_one_line_errors_and_change_nothing(grouped,
     assert "--patient P" in capsys.readouterr().err
 
 
+def test_time_points_sort_in_time_and_ambiguous_ones_are_refused(grouped, tmp_path):
+    """t2 and t10 sorted as text (t10 first) and day-first dates out of order: compare by patient took
+    the later scan as the baseline (a node that grew read -66 %)."""
+    ws, cases, _, _ = grouped
+    csv = tmp_path / "groups.csv"
+    csv.write_bytes(("\ufeffcase, patient, timepoint\n"  # Excel's CSV UTF-8 (BOM) and spaced headers
+                     f"{cases[0]},P1,t2\n{cases[1]},P1,t10\n").encode())
+    api.group_cases(ws.root, csv)
+    assert [t.case for t in Workspace.open(ws.root).time_points("P1")] == cases
+    before = (ws.root / "workspace.json").read_text()
+    for rows, said in ((f"{cases[0]},P1,05/01/2024\n{cases[1]},P1,01/03/2024\n", "day or month first"),
+                       (f"{cases[0]},P1,2024-13-45\n{cases[1]},P1,2024-01-01\n", "is not a date"),
+                       (f"{cases[0]},P1,t0\n{cases[0]},P1,t1\n", "listed more than once"),
+                       (f"{cases[0]},P1,t0\n{cases[1]},P1,t0\n", "both patient P1 at t0")):
+        csv.write_text("case,patient,timepoint\n" + rows)
+        with pytest.raises(LNQError, match=said):
+            api.group_cases(ws.root, csv)
+        assert (ws.root / "workspace.json").read_text() == before
+
+
 def test_group_without_a_csv_reads_patient_and_study_date_from_the_ct_headers(tmp_path, capsys):
     import numpy as np
 

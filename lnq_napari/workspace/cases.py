@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
@@ -114,11 +116,42 @@ class CaseTable:
         if not point.patient.strip() or not point.timepoint.strip():
             raise LNQError(f"case {point.case}: a patient and a time point are both needed, e.g. "
                            "P001,2024-03-01")
+        check_timepoint(point.case, point.timepoint.strip())
         entry = self.entry(point.case)
         entry["patient"], entry["timepoint"] = point.patient.strip(), point.timepoint.strip()
+
+    def check_time_points(self) -> None:
+        """LNQError when two cases are one patient's scan at one time point (which is baseline then?)."""
+        seen: dict[tuple[str, str], str] = {}
+        for point in self.time_points():
+            other = seen.setdefault((point.patient, point.timepoint), point.case)
+            if other != point.case:
+                raise LNQError(f"cases {other} and {point.case} are both patient {point.patient} at "
+                               f"{point.timepoint}; give each scan its own time point")
 
     def time_points(self, patient: str | None = None) -> list[TimePoint]:
         """The grouped cases (of ``patient``, or all), by patient and then time point."""
         points = [TimePoint(case, e["patient"], e["timepoint"]) for case, e in self._cases.items()
                   if e.get("patient") and (patient is None or e["patient"] == patient)]
-        return sorted(points, key=lambda t: (t.patient, t.timepoint, t.case))
+        return sorted(points, key=lambda t: (t.patient, timepoint_order(t.timepoint), t.case))
+
+
+def timepoint_order(timepoint: str) -> tuple:
+    """The sort key of a time point: its numbers as numbers (t2 before t10; an ISO date 2024-03-01 or a
+    DICOM date 20240301 in time order)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", timepoint) if part)
+
+
+def check_timepoint(case: str, timepoint: str) -> None:
+    """LNQError for a time point that would sort out of time order: a date written day or month first
+    (05/01/2024), or an ISO-looking date that is none (2024-13-45)."""
+    if re.fullmatch(r"\d{1,2}[./]\d{1,2}[./]\d{2,4}", timepoint):
+        raise LNQError(f"case {case}: time point {timepoint!r} is a date written day or month first, which "
+                       "does not sort in time order; write it as YYYY-MM-DD (ISO)")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", timepoint):
+        try:
+            date.fromisoformat(timepoint)
+        except ValueError:
+            raise LNQError(f"case {case}: time point {timepoint!r} is not a date; write it as "
+                           "YYYY-MM-DD") from None

@@ -121,8 +121,13 @@ class Workspace:
         with self._lock:
             meta = read_meta(self.root)  # another process may have changed it
             table = CaseTable(meta["cases"], self.root, meta.get("root"))
+            listed = [p.case for p in points]
+            twice = sorted({case for case in listed if listed.count(case) > 1})
+            if twice:
+                raise LNQError(f"case {twice[0]} is listed more than once; give each case one row")
             for point in points:
                 table.set_time_point(point)
+            table.check_time_points()
             write_meta(self.root, meta)
             self.meta, self.cases = meta, table
             self.log("group", cases=len(points), patients=len({p.patient for p in points}))
