@@ -232,6 +232,10 @@ def test_bad_input_is_a_one_line_error_with_nothing_written(nnunet_model, tmp_pa
     _correct(bare, bare.case_ids()[0])
     with pytest.raises(LNQError, match="not an nnU-Net model"):  # the bundled model is active
         api.finetune_nnunet(bare.root)
+    for bad in ({"iterations": 0}, {"epochs": 0}, {"iterations": 2.5}):  # nnU-Net failed after 30 s
+        with pytest.raises(LNQError, match=r"--\w+ must be a whole number of at least 1"):
+            api.finetune_nnunet(bare.root, **bad)
+    assert not (bare.root / "nnunet").exists()
     bare.activate(bare.register_model(folder), decided_by="user")
     with pytest.raises(LNQError, match="lr apply to lnq-napari models only"):
         api.finetune(bare.root, config=FinetuneConfig(lr=1e-3))

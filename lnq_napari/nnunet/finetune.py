@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import shutil
 import time
 from collections.abc import Callable
@@ -214,6 +215,10 @@ def finetune_nnunet(
     from lnq_napari.workspace import Workspace
 
     config, rule = _check_config(config or FinetuneConfig()), rule or ActivationRule()
+    for name, value in (("iterations", iterations), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise LNQError(f"--{name} must be a whole number of at least 1 (got {value!r}); nnU-Net's "
+                           "trainer runs that many")
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     with ws.running_finetune():  # one fine-tune at a time in a workspace, ours or nnU-Net's
         return _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, progress, cancel,
