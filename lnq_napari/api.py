@@ -9,6 +9,7 @@ lives in :mod:`lnq_napari.plugin` (``lnq_napari.plugin.app.view``); this module 
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import time
@@ -244,7 +245,7 @@ def group_cases(workspace: str | Path | Workspace, csv_path: str | Path | None =
     ``DICOM.PatientID``). Every row is checked before anything is written; returns the rows."""
     import csv
 
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    ws = _open(workspace)
     if csv_path is None:
         points = _header_time_points(ws)
         ws.group_cases(points)
@@ -290,7 +291,7 @@ def compare_time_points(
     """:func:`compare` of a workspace patient's first and last time points. Each scan's nodes are its
     newest reviewed or predicted label version (``correction``, ``autosave`` or ``prediction``; an
     original partial annotation marks only some nodes), else the model's."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    ws = _open(workspace)
     points = ws.time_points(patient)
     if len(points) < 2:
         known = sorted({t.patient for t in ws.time_points()})
@@ -532,16 +533,17 @@ def init_workspace(path: str | Path, data: str | Path) -> Workspace:
     return Workspace.init(path, data)
 
 
-def next_cases(workspace: str | Path, n: int = 5, strategy: str = "uncertainty", progress: Progress = None):
+def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "uncertainty",
+               progress: Progress = None):
     """The ``n`` cases most worth reviewing next, ranked.
 
     Rows ``{rank, case, score, uncertain_nodes, ...}``. Uses the workspace's active model (the bundled
     one when none is registered); per-case scores are cached in the workspace by model version, and
     each case's predicted mask is stored as a ``prediction`` label version. Corrected cases are skipped.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
-    ws = Workspace.open(workspace)
+    ws = _open(workspace)
     chosen = active.get_strategy(strategy)
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []
@@ -576,7 +578,7 @@ def finetune(
     config = config or FinetuneConfig()
     if iterations is not None:
         config = config.replace(iterations=int(iterations))
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    ws = _open(workspace)
     if is_nnunet_version(ws.active_model()):
         if resume:
             raise LNQError("--resume continues lnq-napari fine-tunes only; the active model is an nnU-Net "
@@ -590,7 +592,7 @@ def finetune(
 def list_models(workspace: str | Path | Workspace) -> list[ModelSummary]:
     """The workspace's models: the bundled one, then each registered version, oldest first, with its
     parent, whether it is active, its training cases and the activation rule's verdict and figures."""
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    ws = _open(workspace)
     return ws.model_summaries()
 
 
@@ -603,10 +605,15 @@ def activate_model(
     this workspace. LNQError, with nothing changed, for an unknown version, a model folder of another
     workspace, or a half-written one (files missing, unreadable or not matching their sha256).
     """
-    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    ws = _open(workspace)
     chosen = ws.registry.version_of(str(version))
     ws.activate(chosen, reason=reason, decided_by=decided_by)
     return next(m for m in ws.model_summaries() if m.version == chosen)
+
+
+def _open(workspace: str | Path | Workspace) -> Workspace:
+    """``workspace`` as an open :class:`~lnq_napari.workspace.Workspace` (a path is opened)."""
+    return workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
 
 
 def _volume(value, what: str, read: bool = False) -> Volume:
@@ -635,7 +642,7 @@ def save_labels(
     """
     labels = _volume(labels, "the labels to save")
     if workspace is not None:
-        ws = Workspace.open(workspace)
+        ws = _open(workspace)
         try:
             version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
                                            **provenance)
@@ -687,7 +694,7 @@ def export_dicom_seg(
         return dicom_seg.write_dicom_seg(out, labels, ct, model_version=model_version, edits=edits)
     if case is None:
         raise LNQError("export_dicom_seg with a workspace needs the case to export")
-    ws = Workspace.open(workspace)
+    ws = _open(workspace)
     info = ws.version_info(case, version) if version else ws.latest_version(case)
     if info is None:
         raise LNQError(f"{case} has no label version to export; save one first")

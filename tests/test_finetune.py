@@ -480,6 +480,7 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     ct = ws.read_ct(case)
     ws.add_label_version(case, read_labels(ws.full_path(case), reference=ct), "correction", edits=1)
     assert case not in [r["case"] for r in api.next_cases(ws.root, n=4, strategy="nodes")]
+    assert api.next_cases(ws, n=np.int64(1))[0]["case"] != case  # the Workspace init_workspace gave
     result = api.finetune(ws.root, iterations=2, device="cpu")
     assert result.new_version == "m002" and result.validated_on_training
     assert Workspace.open(ws.root).model_info("m002")["parent"] == "m001"
