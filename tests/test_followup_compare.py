@@ -87,6 +87,17 @@ def test_seg_on_neither_grid_or_swapped_is_refused_before_any_work(pair):
         compare_nodes(pair.baseline.ct, odd, pair.followup.ct, truth_labels(pair.followup))
 
 
+def test_an_empty_segmentation_is_named_before_its_response_is_trusted(pair, result):
+    """An empty follow-up file gave "overall CR" without a word (an empty baseline "PD")."""
+    empty = truth_labels(pair.followup)
+    empty = empty.with_array(np.zeros_like(empty.array))
+    with pytest.warns(UserWarning, match="the follow-up segmentation holds no node"):
+        said = compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), pair.followup.ct, empty,
+                             registration=result.registration)
+    assert any("holds no node" in note for note in said.warnings)
+    assert not any("holds no node" in note for note in result.warnings)
+
+
 def test_scans_that_do_not_overlap_are_refused(pair):
     slab = pair.followup.ct.with_array(np.full(pair.followup.ct.shape, 40, np.int16))  # no chest at all
     with warnings.catch_warnings():

@@ -95,6 +95,12 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     if quality.poor:
         warnings.warn(quality.message, RegistrationWarning, stacklevel=2)
         notes.append(quality.message)
+    for scan, found in (("baseline", b_rows), ("follow-up", f_rows)):
+        if not found:  # CR or PD from an empty segmentation is the file's word, not the patient's
+            note = (f"the {scan} segmentation holds no node, so every node of the other scan counts as "
+                    "vanished or new: check that it is the right file before trusting the response")
+            warnings.warn(note, UserWarning, stacklevel=2)
+            notes.append(note)
     step(1.0, f"{len(pairs)} matched, {len(rows) - len(b_rows)} new, {len(b_rows) - len(pairs)} vanished")
     return CompareResult(rows, summary, _volumes(rows), quality, b_rows, f_rows, before, after, registration,
                          notes)
