@@ -173,11 +173,11 @@ def measure(
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
     volume = None if ct is None else read_volume(ct)
-    if volume is not None:
-        warn_if_not_hu(np.asarray(volume.array))  # a label file given as the CT: mean HU would read 1
     labels = _read_seg(seg, volume)
     if volume is not None:
         labels = align_to(volume, labels)
+    if volume is not None:  # once the files are known to fit: an error stays the only line
+        warn_if_not_hu(np.asarray(volume.array))  # a label file given as the CT: mean HU would read 1
     rows = node_table(labels, volume)
     if csv_path is not None:
         try:
