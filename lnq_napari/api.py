@@ -48,7 +48,7 @@ from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.outputs import check_not_users, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
-from lnq_napari.io.volume import Volume
+from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
@@ -161,9 +161,9 @@ def node_table(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
 
 
 def measure(
-    seg: str | Path, ct: str | Path | None = None, csv_path: str | Path | None = None,
+    seg: str | Path | Volume, ct: str | Path | Volume | None = None, csv_path: str | Path | None = None,
 ) -> tuple[list[NodeRow], dict]:
-    """Node table of a label file. Returns ``(rows, summary)``.
+    """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
 
     A 0/1 mask is split into connected nodes; a label map with several ids (one per node, as a
     napari Labels layer saves it) keeps one node per id; a 3D Slicer ``.seg.nrrd`` gives its
@@ -172,8 +172,8 @@ def measure(
     """
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
-    volume = None if ct is None else read_volume(ct)
-    labels = _read_seg(seg, volume)
+    volume = None if ct is None else _volume(ct, "the CT", read=True)
+    labels = _volume(seg, "the labels") if isinstance(seg, Volume) else _read_seg(seg, volume)
     if volume is not None:
         labels = align_to(volume, labels)
     if volume is not None:  # once the files are known to fit: an error stays the only line
@@ -375,6 +375,9 @@ def find_nodes(
     together and cut to ``max_suggestions`` (None: the model's ``max_suggestions``).
     """
     ct = _volume(ct, "the CT", read=True)
+    if np.asarray(ct.array).dtype == bool:
+        raise LNQError("the CT holds True/False values (a mask?); a CT holds numbers in Hounsfield units: "
+                       "pass the CT volume")
     if min(ct.shape) < 2:
         raise LNQError(f"the CT is {' x '.join(map(str, ct.shape))} voxels (z, y, x): lnq-napari finds nodes "
                        "in chest CT volumes, not in a single slice; give the whole series")
@@ -620,6 +623,7 @@ def _volume(value, what: str, read: bool = False) -> Volume:
     """``value`` when it is a Volume; with ``read``, a path is read as one; anything else is an LNQError
     saying what to pass (an array alone has no spacing or position)."""
     if isinstance(value, Volume):
+        check_grid(value.spacing, value.origin, value.direction, what)  # as every file reader checks
         return value
     if read and isinstance(value, (str, Path)):
         return read_volume(value)

@@ -97,3 +97,15 @@ def test_a_case_name_that_is_not_a_folder_name_is_refused_before_anything_is_wri
     with pytest.raises(LNQError, match="cannot name a case"):
         api.save_labels(_labels(), case, folder=tmp_path / "store")
     assert not any(tmp_path.rglob("*.nrrd"))
+
+
+def test_volumes_made_in_python_are_checked_and_measured():
+    """A notebook's Volumes: measured as files are (was TypeError); a bool CT or a negative spacing is one
+    line (was TypeError / a multi-line ITK error)."""
+    rows, summary = api.measure(_labels())
+    assert len(rows) == 1 and summary["n_nodes"] == 1
+    with pytest.raises(LNQError, match="the CT holds True/False values"):
+        api.find_nodes(_labels().with_array(np.zeros((3, 8, 8), bool)))
+    bad = Volume(np.zeros((3, 8, 8), np.int16), spacing=(-0.7, 0.7, 2.5))
+    with pytest.raises(LNQError, match=r"the CT has voxel spacing \(-0.7, 0.7, 2.5\) mm"):
+        api.find_nodes(bad)
