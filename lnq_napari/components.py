@@ -51,11 +51,16 @@ def label_nodes(mask: np.ndarray) -> np.ndarray:
 def touching_ids(ids: np.ndarray) -> list[tuple[int, ...]]:
     """The groups of node ids (two or more each) whose voxels touch: one node in the 0/1 mask a saved
     version holds (the LNQ format), however the label map ``ids`` kept them apart."""
-    ids = np.asarray(ids).astype(np.int64, copy=False)  # whole numbers of any dtype (bool, float 0/1)
-    components, count = label_components(ids)
-    if count == 0:
+    ids = np.asarray(ids)
+    box = bounding_box(ids != 0)
+    if box is None:
         return []
-    pairs = np.unique(np.stack([components[ids > 0], ids[ids > 0]], axis=1), axis=0)
+    ids = ids[box].astype(np.int64, copy=False)  # whole numbers of any dtype (bool, float 0/1)
+    if ids.max() <= 1:  # a 0/1 mask: one id, nothing to join
+        return []
+    components, count = label_components(ids)
+    inside = ids > 0
+    pairs = np.unique(np.stack([components[inside], ids[inside]], axis=1), axis=0)
     ids_per_component = np.bincount(pairs[:, 0], minlength=count + 1)
     shared = np.flatnonzero(ids_per_component > 1)
     return sorted({tuple(int(i) for i in pairs[pairs[:, 0] == c, 1]) for c in shared})  # each group once
