@@ -109,14 +109,26 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     if n:
         sizes = np.bincount(lab.ravel())[1:]
         body = lab == (int(np.argmax(sizes)) + 1)
-    filled = np.zeros_like(body)
-    lungs = np.zeros_like(body)
-    for z in range(body.shape[0]):
-        wall = ndimage.binary_closing(body[z], iterations=seal, border_value=1) if seal else body[z]
-        filled[z] = ndimage.binary_fill_holes(wall) & (body[z] | ~wall)
-        lungs[z] = filled[z] & (small[z] < rule["lung_hu"])
-        lungs[z] = ndimage.binary_opening(lungs[z], iterations=1)
+    # slice by slice, all slices in one call: the structure connects voxels within a slice only
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    plane[1] = ndimage.generate_binary_structure(2, 1)
+    wall = ndimage.binary_closing(body, plane, iterations=seal, border_value=1) if seal else body
+    filled = _holes_filled(wall, plane) & (body | ~wall)
+    lungs = ndimage.binary_opening(filled & (small < rule["lung_hu"]), plane, iterations=1)
     return Anatomy(step, tuple(hu.shape), filled, lungs)
+
+
+def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask, plane)`` for an in-plane ``plane`` structure (the same result,
+    several times faster): the background components that reach no slice's edge become foreground."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(~mask, plane)
+    outside = np.zeros(n + 1, dtype=bool)
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        outside[edge] = True
+    outside[0] = False
+    return ~outside[lab]
 
 
 #: A 3D air component counts as lung when one of its slices covers at least this share of the body's
@@ -170,7 +182,9 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     hull = np.zeros_like(lungs)
     found = np.nonzero(lungs.any(axis=(1, 2)))[0]
     for z in found:
-        hull[z] = convex_hull_image(lungs[z]) if lungs[z].sum() >= 4 else lungs[z]
+        ys, xs = np.nonzero(lungs[z])
+        box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+        hull[z][box] = convex_hull_image(lungs[z][box]) if ys.size >= 4 else lungs[z][box]  # nothing beyond
     for z in range(int(found[0]) + 1, int(found[-1])):  # the lungs span their z range: fill slices
         if z not in found:  # where they were missed with the hulls of the nearest slices around
             below, above = found[found < z][-1], found[found > z][0]

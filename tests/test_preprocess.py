@@ -91,3 +91,20 @@ def test_a_ct_of_stored_values_not_hu_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepare(Volume(hu, (1.5, 1.5, 3.0)))
+
+
+def test_holes_are_filled_slice_by_slice_as_scipy_fills_each_slice():
+    from scipy import ndimage
+
+    from lnq_napari.preprocess import _holes_filled
+
+    rng = np.random.default_rng(3)
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    plane[1] = ndimage.generate_binary_structure(2, 1)
+    for _ in range(5):
+        noise = ndimage.gaussian_filter(rng.normal(size=(6, 40, 50)), (0, 2, 2))
+        mask = noise > 0.05  # rings, islands, holes and pockets open to a slice's edge
+        expected = np.stack([ndimage.binary_fill_holes(s) for s in mask])
+        got = _holes_filled(mask, plane)
+        assert np.array_equal(got, expected)
+        assert (got & ~mask).any()  # some holes were there to fill
