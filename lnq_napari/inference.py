@@ -23,7 +23,8 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint
 from lnq_napari.model.config import InferenceConfig, ModelConfig
-from lnq_napari.preprocess import Prepared, grid_image, mediastinum_region, pad_value, prepare, to_ct_grid
+from lnq_napari.per_ct import prepared_ct, region_of
+from lnq_napari.preprocess import Prepared, grid_image, pad_value, to_ct_grid
 
 
 @dataclass
@@ -219,10 +220,10 @@ class Predictor:
         if progress:
             progress(0.0, "preprocessing")
         if prepared is None:
-            prepared = prepare(ct, prep_cfg)
+            prepared = prepared_ct(ct, prep_cfg)
         region_mask = None  # before the probabilities exist: its working memory does not add to theirs
         if region and inf.mediastinum_margin_mm is not None:
-            region_mask = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
+            region_mask = region_of(ct, float(inf.mediastinum_margin_mm))
 
         def run(batch: np.ndarray, done: int, total: int) -> np.ndarray:
             if cancel is not None and cancel():

@@ -18,7 +18,6 @@ once; the bundled model ships its own figures on its check cases (``check_figure
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from lnq_napari.activation import CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.io.readers import read_labels, read_volume
-from lnq_napari.io.volume import Volume
+from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model.checkpoint import CHECK_FIGURES, figures_key
 from lnq_napari.model.config import FinetuneConfig
@@ -98,11 +97,7 @@ def check_data(config: FinetuneConfig, original: str, original_path: str | Path)
 
 def _case_key(ct: Volume, labels: Volume) -> str:
     """A hash of a case's voxels and grid: what its figures are kept under."""
-    digest = hashlib.sha256()
-    for vol in (ct, labels):
-        digest.update(repr((vol.shape, vol.spacing, vol.origin, vol.direction)).encode())
-        digest.update(vol.array.tobytes())
-    return digest.hexdigest()[:16]
+    return volumes_digest(ct, labels)[:16]
 
 
 def _shipped(models: list[str | Path]) -> dict:

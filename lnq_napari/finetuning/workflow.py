@@ -52,6 +52,7 @@ from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.per_ct import kept_per_ct
 from lnq_napari.preprocess import prepare
 from lnq_napari.training.anchor import Anchor
 from lnq_napari.training.corrections import edited_voxels, unconfirmed_components
@@ -447,10 +448,11 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
                                         _stage(progress, share, 0.85), cancel)
         del cases  # their CTs and label states: judging reads the held-out cases anew
         train_seconds += fold_seconds
-        figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93),
-                                          cancel)
-        verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
-                                                       _stage(progress, 0.93, 1.0), cancel)
+        with kept_per_ct():  # a step back predicts the held-out and check cases again
+            figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93),
+                                              cancel)
+            verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
+                                                           _stage(progress, 0.93, 1.0), cancel)
         if cancel is not None and cancel():  # pressed during the last prediction: nothing registered
             raise Cancelled("fine-tune cancelled before its version was registered; finetune --resume "
                             "continues it")

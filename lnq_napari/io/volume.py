@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,6 +116,16 @@ class Volume:
 def grid_only(volume: Volume) -> Volume:
     """``volume``'s grid without its voxels (a read-only zero array that takes no memory): for grid checks."""
     return volume.with_array(np.broadcast_to(np.zeros((), np.uint8), volume.shape))
+
+
+def volumes_digest(*volumes: Volume) -> str:
+    """Hex sha256 of the volumes' grids and voxels, in order: the same for the same images whatever
+    objects hold them."""
+    digest = hashlib.sha256()
+    for vol in volumes:
+        digest.update(repr((vol.shape, vol.spacing, vol.origin, vol.direction)).encode())
+        digest.update(memoryview(np.ascontiguousarray(vol.array)).cast("B"))
+    return digest.hexdigest()
 
 
 def check_grid(spacing, origin, direction, name: str = "image") -> None:

@@ -24,7 +24,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import CHECKPOINT, MIRRORING, NNUNET_INFERENCE, TILE_STEP, open_model
 from lnq_napari.nnunet.deps import require_nnunet
-from lnq_napari.preprocess import mediastinum_region
+from lnq_napari.per_ct import region_of
 
 
 def _tracked_predictor_class():
@@ -124,7 +124,7 @@ class NnUNetPredictor:
         inf = self.config.inference
         region_mask = None
         if region and inf.mediastinum_margin_mm is not None:
-            region_mask = mediastinum_region(ct, float(inf.mediastinum_margin_mm))
+            region_mask = region_of(ct, float(inf.mediastinum_margin_mm))
         mask = postprocess_as(inf, prob, ct, region_mask)
         step(1.0, "done")
         meta = {"model_version": self.version}

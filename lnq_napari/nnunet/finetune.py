@@ -66,6 +66,7 @@ from lnq_napari.nnunet.export import (
 )
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
+from lnq_napari.per_ct import kept_per_ct
 from lnq_napari.workspace.registry import is_nnunet_version, rule_verdict
 
 WORK = "nnunet"  # the default work folder inside the workspace
@@ -259,28 +260,30 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
                                    iterations, epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9),
                                    cancel)
         train_seconds = round(time.time() - t_train, 1)
-        figures = version_figures(load_predictor, None, trained, device, ws, val,
-                                  progress=_stage(progress, 0.9, 0.95), cancel=cancel)
+        with kept_per_ct():  # a step back predicts the held-out and check cases again
+            figures = version_figures(load_predictor, None, trained, device, ws, val,
+                                      progress=_stage(progress, 0.9, 0.95), cancel=cancel)
 
-        def judge(figs: list[CaseFigures], checked: ForgettingFigures | None) -> Verdict:
-            return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
+            def judge(figs: list[CaseFigures], checked: ForgettingFigures | None) -> Verdict:
+                return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
 
-        verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
-                                           device, config, ws, _stage(progress, 0.95, 0.97), cancel, checks)
-        writer = None
-        if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
-            writer = _stepping(trained, fold, parent_model)
-            if writer is None:
-                verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the parent's "
-                                              "network differs from the fine-tuned one)")
-        if writer is not None:
-            step = step_back(trained, writer, config.fallback_steps,
-                             step_checker(load_predictor, *root, device, config, ws, cancel, checks),
-                             lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
-                                                            cancel=cancel), judge, rule,
-                             None if progress is None else (lambda message: progress(0.98, message)))
-            verdict = stepped_back_verdict(verdict, step, parent_id)
-            figures = list(step.figures) if step.alpha is not None else figures
+            verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
+                                               device, config, ws, _stage(progress, 0.95, 0.97), cancel,
+                                               checks)
+            writer = None
+            if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
+                writer = _stepping(trained, fold, parent_model)
+                if writer is None:
+                    verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the "
+                                                  "parent's network differs from the fine-tuned one)")
+            if writer is not None:
+                step = step_back(trained, writer, config.fallback_steps,
+                                 step_checker(load_predictor, *root, device, config, ws, cancel, checks),
+                                 lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
+                                                                cancel=cancel), judge, rule,
+                                 None if progress is None else (lambda message: progress(0.98, message)))
+                verdict = stepped_back_verdict(verdict, step, parent_id)
+                figures = list(step.figures) if step.alpha is not None else figures
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
             parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
