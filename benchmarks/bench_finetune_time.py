@@ -8,8 +8,9 @@ of models other than the remaining versions and the bundled one dropped: the par
 loop left them), and runs
 ``lnq-napari finetune`` on the copy, ``--repeats`` times, alternating with the same replay on
 ``--against`` (a git commit, checked out in a worktree) when given, so both meet the same machine.
-It prints each run's wall seconds, the journal's seconds and training seconds and the verdict's first
-words, then the medians and their ratio. Same data and seed: the verdicts should agree. Give a workspace
+It prints each run's wall seconds, the journal's seconds and training seconds, the registered weights'
+sha256 and the verdict's first words, then the medians and their ratio. Same data and seed: the verdicts
+should agree (and the weights, for a change that computes the same things faster). Give a workspace
 a loop ran with the code being timed: the figures it cached in earlier rounds are read as they would be
 in the loop's own last round (a loop of older code cached none, or under other keys).
 
@@ -101,8 +102,11 @@ def replay(code: Path, workspace: Path, settings: list[str], threads: int) -> di
     if done.returncode != 0:
         raise SystemExit(f"fine-tune failed with {code}: {done.stderr.strip().splitlines()[-1:]}")
     tune, _ = last_finetune(workspace)
+    registry = json.loads((workspace / "models" / "registry.json").read_text())
+    entry = next(e for e in registry["versions"] if e["id"] == tune["new_version"])
+    weights = json.loads((workspace / entry["path"] / "config.json").read_text())["weights_sha256"]
     return {"wall": wall, "seconds": tune["seconds"], "train": tune["train_seconds"],
-            "verdict": tune["reason"].split(":")[0][:70]}
+            "verdict": tune["reason"].split(":")[0][:70], "weights": weights[:12]}
 
 
 def main(argv=None) -> int:
@@ -128,7 +132,8 @@ def main(argv=None) -> int:
                     got = replay(code, ws, args.set, args.threads)
                     runs[name].append(got)
                     print(f"{name} run {k + 1}: wall {got['wall']:.0f} s, journal {got['seconds']:.0f} s, "
-                          f"training {got['train']:.0f} s; {got['verdict']}", flush=True)
+                          f"training {got['train']:.0f} s, weights {got['weights']}; {got['verdict']}",
+                          flush=True)
                     shutil.rmtree(ws)
         finally:
             if args.against:
