@@ -31,6 +31,7 @@ from lnq_napari.components import label_components
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.interact import Suggestion, equivalent_diameter, interior_point, node_region_from_click
 from lnq_napari.io.volume import Volume
+from lnq_napari.per_ct import kept_per_ct
 
 LOW, HIGH = 0.2, 0.8  # peak probability band of an uncertain node
 BAND = (0.1, 0.9)  # voxel band counted in the uncertain volume
@@ -364,32 +365,33 @@ def score_workspace(
         else:
             todo.append(case)
     corrections = {case: _latest_correction(ws, case) for case in todo}
-    for k, case in enumerate(todo):
-        if cancel is not None and cancel():
-            raise Cancelled("ranking cancelled")
+    with kept_per_ct(ws.cache):  # each case's region read from the workspace once a model drew it
+        for k, case in enumerate(todo):
+            if cancel is not None and cancel():
+                raise Cancelled("ranking cancelled")
 
-        def sub(f: float, m: str = "", k: int = k, case: str = case) -> None:
-            if progress is not None:
-                progress((k + f) / len(todo), f"{case}: {m}" if m else case)
+            def sub(f: float, m: str = "", k: int = k, case: str = case) -> None:
+                if progress is not None:
+                    progress((k + f) / len(todo), f"{case}: {m}" if m else case)
 
-        try:
-            ct = ws.read_ct(case)
-        except LNQError as exc:  # one case's missing or damaged CT does not hold up the others
-            warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
-            continue
-        prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
-        score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra),
-                             incomplete_outlines(ct, prediction.mask))
-        if _latest_correction(ws, case) != corrections[case]:
-            continue  # corrected while it was predicted: reviewed, and no prediction goes on top of it
-        if store_predictions:
-            stored = ws.latest_version(case, "prediction")
-            if stored is None or stored.get("model_version") != model_key:
-                stored = {"version": ws.add_label_version(case, prediction.mask, "prediction",
-                                                          model_version=model_key)}
-            score.nodes = [dict(n, prediction_version=stored["version"]) for n in score.nodes]
-        scores[case] = score
-        ws.update_cache(cache_name, {case: score.to_dict()})  # merged under the lock: safe across processes
+            try:
+                ct = ws.read_ct(case)
+            except LNQError as exc:  # one case's missing or damaged CT does not hold up the others
+                warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
+                continue
+            prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
+            score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra),
+                                 incomplete_outlines(ct, prediction.mask))
+            if _latest_correction(ws, case) != corrections[case]:
+                continue  # corrected while it was predicted: reviewed, and no prediction goes on top of it
+            if store_predictions:
+                stored = ws.latest_version(case, "prediction")
+                if stored is None or stored.get("model_version") != model_key:
+                    stored = {"version": ws.add_label_version(case, prediction.mask, "prediction",
+                                                              model_version=model_key)}
+                score.nodes = [dict(n, prediction_version=stored["version"]) for n in score.nodes]
+            scores[case] = score
+            ws.update_cache(cache_name, {case: score.to_dict()})  # merged under the lock (other processes)
     if progress is not None:
         progress(1.0, f"{len(scores)} cases scored")
     return scores

@@ -1,66 +1,112 @@
 """What every prediction of one CT computes the same way (its preprocessing, its mediastinum region),
 kept while a :func:`kept_per_ct` block runs: a fine-tune predicts its held-out and check cases with the
-candidate and again with each step back, and each CT's share is computed once.
+candidate and again with each step back, and a workspace's cases are predicted again each round.
 
 Outside such a block nothing is kept. Inside it, CTs are told apart by their voxels and grid
 (:func:`~lnq_napari.io.volume.volumes_digest`), never by the object that holds them; a region is kept
-packed (one bit a voxel) and each caller gets its own copy.
+packed (one bit a voxel), each caller gets its own copy, and given a mask store (a workspace's cache)
+regions are also saved there, named by the CT, the margin and the code that draws them, for later runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from lnq_napari import components, preprocess
+from lnq_napari.io import orientation
 from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.preprocess import Prepared, mediastinum_region, prepare
 
-_KEPT: ContextVar[dict | None] = ContextVar("lnq_kept_per_ct", default=None)
+
+class MaskStore(Protocol):
+    """Where masks outlive a run (:class:`~lnq_napari.workspace.cache.Cache`)."""
+
+    def read_mask(self, name: str) -> np.ndarray | None: ...
+
+    def write_mask(self, name: str, mask: np.ndarray) -> None: ...
+
+
+#: Prepared CTs kept at most (the latest used): a fine-tune judges on 3 held-out and 4 check cases; a
+#: ranking of many cases holds no more than these (about 30 MB each for a chest CT).
+KEPT_PREPARED = 8
+
+
+@dataclass
+class _Kept:
+    store: MaskStore | None
+    regions: dict[str, np.ndarray] = field(default_factory=dict)  # packed bits
+    prepared: OrderedDict = field(default_factory=OrderedDict)
+
+
+_KEPT: ContextVar[_Kept | None] = ContextVar("lnq_kept_per_ct", default=None)
 
 
 @contextmanager
-def kept_per_ct() -> Iterator[None]:
-    """Keep each CT's preprocessing and mediastinum region for the predictions made in this block."""
-    token = _KEPT.set({})
+def kept_per_ct(store: MaskStore | None = None) -> Iterator[None]:
+    """Keep each CT's preprocessing and mediastinum region for the predictions made in this block;
+    regions also in ``store`` (read from it when there)."""
+    token = _KEPT.set(_Kept(store))
     try:
         yield
     finally:
         _KEPT.reset(token)
 
 
-def _key(kind: str, ct: Volume, settings) -> tuple[str, str, str] | None:
-    kept = _KEPT.get()
-    if kept is None:
-        return None
-    return kind, volumes_digest(ct), json.dumps(settings, sort_keys=True, default=str)
+@cache
+def region_code() -> str:
+    """A digest of the code a region comes from (the modules that draw it, scipy's and scikit-image's
+    versions): a stored region drawn by other code is never read."""
+    import scipy
+    import skimage
+
+    digest = hashlib.sha256(f"{scipy.__version__}|{skimage.__version__}".encode())
+    for module in (preprocess, components, orientation):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def prepared_ct(ct: Volume, prep: dict) -> Prepared:
     """:func:`~lnq_napari.preprocess.prepare` of ``ct`` (no labels), kept in a :func:`kept_per_ct` block
     (its arrays read-only)."""
-    key = _key("prepared", ct, prep)
-    if key is None:
-        return prepare(ct, prep)
     kept = _KEPT.get()
-    if key not in kept:
+    if kept is None:
+        return prepare(ct, prep)
+    key = (volumes_digest(ct), json.dumps(prep, sort_keys=True, default=str))
+    if key not in kept.prepared:
         prepared = prepare(ct, prep)
         prepared.image.setflags(write=False)
-        kept[key] = prepared
-    return kept[key]
+        kept.prepared[key] = prepared
+        while len(kept.prepared) > KEPT_PREPARED:
+            kept.prepared.popitem(last=False)
+    kept.prepared.move_to_end(key)
+    return kept.prepared[key]
 
 
 def region_of(ct: Volume, margin_mm: float) -> np.ndarray:
     """:func:`~lnq_napari.preprocess.mediastinum_region` of ``ct``, kept packed in a :func:`kept_per_ct`
-    block; a fresh array for each caller."""
-    key = _key("region", ct, float(margin_mm))
-    if key is None:
-        return mediastinum_region(ct, float(margin_mm))
+    block (and in its store); a fresh array for each caller."""
     kept = _KEPT.get()
-    if key not in kept:
-        kept[key] = np.packbits(mediastinum_region(ct, float(margin_mm)))
-    size = int(np.prod(ct.shape))
-    return np.unpackbits(kept[key], count=size).view(bool).reshape(ct.shape)
+    if kept is None:
+        return mediastinum_region(ct, float(margin_mm))
+    name = f"region-{volumes_digest(ct)[:24]}-{float(margin_mm):g}mm-{region_code()}.npz"
+    if name not in kept.regions:
+        region = None if kept.store is None else kept.store.read_mask(name)
+        if region is None or region.shape != ct.shape:
+            region = mediastinum_region(ct, float(margin_mm))
+            if kept.store is not None:
+                with contextlib.suppress(OSError):  # a read-only or full workspace: computed again next time
+                    kept.store.write_mask(name, region)
+        kept.regions[name] = np.packbits(region)
+    return np.unpackbits(kept.regions[name], count=int(np.prod(ct.shape))).view(bool).reshape(ct.shape)

@@ -83,3 +83,50 @@ def test_each_caller_gets_its_own_region_and_the_kept_image_is_read_only(ct):
     assert np.array_equal(second, expected) and expected.any() and not expected.all()
     with pytest.raises(ValueError):
         prepared.image[0, 0, 0] = 1.0
+
+
+def test_a_stored_region_is_read_by_a_later_block_and_never_across_code_or_damage(ct, calls, tmp_path,
+                                                                                   monkeypatch):
+    from lnq_napari.workspace.cache import Cache
+
+    store = Cache(tmp_path / "cache")
+    with per_ct.kept_per_ct(store):
+        drawn = per_ct.region_of(ct, 10.0)
+    assert calls["region"] == 1 and len(list(store.folder.glob("region-*.npz"))) == 1
+    with per_ct.kept_per_ct(store):  # a later run (another process): read, not drawn
+        assert np.array_equal(per_ct.region_of(ct, 10.0), drawn)
+    assert calls["region"] == 1
+    (saved,) = store.folder.glob("region-*.npz")
+    saved.write_bytes(b"damaged")
+    with per_ct.kept_per_ct(store):
+        assert np.array_equal(per_ct.region_of(ct, 10.0), drawn)
+    assert calls["region"] == 2
+    monkeypatch.setattr(per_ct, "region_code", lambda: "othercode")  # drawn by other code: drawn again
+    with per_ct.kept_per_ct(store):
+        per_ct.region_of(ct, 10.0)
+    assert calls["region"] == 3 and len(list(store.folder.glob("region-*.npz"))) == 2
+
+
+def test_a_store_that_cannot_be_written_costs_only_the_saving(ct, tmp_path):
+    class Full:
+        def read_mask(self, name):
+            return None
+
+        def write_mask(self, name, mask):
+            raise OSError(28, "No space left on device")
+
+    with per_ct.kept_per_ct(Full()):
+        region = per_ct.region_of(ct, 10.0)
+    assert np.array_equal(region, per_ct.region_of(ct, 10.0))
+
+
+def test_only_the_latest_prepared_cts_are_kept(ct, calls):
+    copies = [Volume(ct.array, ct.spacing, (float(k), 0.0, 0.0), ct.direction)
+              for k in range(per_ct.KEPT_PREPARED + 1)]
+    with per_ct.kept_per_ct():
+        for volume in copies:
+            per_ct.prepared_ct(volume, {})
+        per_ct.prepared_ct(copies[-1], {})  # kept
+        assert calls["prepare"] == len(copies)
+        per_ct.prepared_ct(copies[0], {})  # the oldest was let go
+        assert calls["prepare"] == len(copies) + 1

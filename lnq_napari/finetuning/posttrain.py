@@ -19,7 +19,7 @@ from lnq_napari.calibration import CalibrationCase, fit_postprocessing
 from lnq_napari.finetuning.validation import ValidationMetrics
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.model.checkpoint import CONFIG, load_state, read_config, save_checkpoint
-from lnq_napari.preprocess import mediastinum_region
+from lnq_napari.per_ct import region_of
 
 #: The alphas of w = (1 - alpha) w_parent + alpha w_finetuned tried on the validation cases.
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -174,7 +174,7 @@ def _calibration_case(predictor, ws, case: str, correction: str, margin_mm: floa
     ct = ws.read_ct(case)
     probabilities = predictor.predict(ct, cancel=cancel).probabilities.array
     truth = np.asarray(ws.read_labels(case, correction).array) > 0
-    region = None if margin_mm is None else mediastinum_region(ct, float(margin_mm))
+    region = None if margin_mm is None else region_of(ct, float(margin_mm))
     return CalibrationCase(case, np.asarray(probabilities, np.float32), np.asarray(ct.array),
                            tuple(ct.spacing_zyx), truth, region)
 

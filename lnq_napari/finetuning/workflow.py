@@ -428,7 +428,9 @@ def finetune_workspace(
     activate it when the activation ``rule`` says so. ``resume=True`` continues the pending run (its
     own config)."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
-    with ws.running_finetune():  # a second fine-tune is refused, not let loose on this one's plan
+    # a second fine-tune is refused, not let loose on this one's plan; a CT predicted again (a step back,
+    # a later round) reuses its preprocessing and region
+    with ws.running_finetune(), kept_per_ct(ws.cache):
         return _finetune(ws, config, device, resume, progress, cancel, predictor_factory or Predictor,
                          rule or ActivationRule())
 
@@ -448,11 +450,10 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
                                         _stage(progress, share, 0.85), cancel)
         del cases  # their CTs and label states: judging reads the held-out cases anew
         train_seconds += fold_seconds
-        with kept_per_ct():  # a step back predicts the held-out and check cases again
-            figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93),
-                                              cancel)
-            verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
-                                                           _stage(progress, 0.93, 1.0), cancel)
+        figures, alpha, post = _candidate(ws, plan, make_predictor, rule, _stage(progress, 0.85, 0.93),
+                                          cancel)
+        verdict, forgetting, figures, alpha = _verdict(ws, plan, figures, alpha, rule, make_predictor,
+                                                       _stage(progress, 0.93, 1.0), cancel)
         if cancel is not None and cancel():  # pressed during the last prediction: nothing registered
             raise Cancelled("fine-tune cancelled before its version was registered; finetune --resume "
                             "continues it")

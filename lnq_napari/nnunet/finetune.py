@@ -221,7 +221,8 @@ def finetune_nnunet(
             raise LNQError(f"--{name} must be a whole number of at least 1 (got {value!r}); nnU-Net's "
                            "trainer runs that many")
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
-    with ws.running_finetune():  # one fine-tune at a time in a workspace, ours or nnU-Net's
+    # one fine-tune at a time in a workspace, ours or nnU-Net's; a CT predicted again reuses its region
+    with ws.running_finetune(), kept_per_ct(ws.cache):
         return _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, progress, cancel,
                          config, rule)
 
@@ -260,30 +261,28 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
                                    iterations, epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9),
                                    cancel)
         train_seconds = round(time.time() - t_train, 1)
-        with kept_per_ct():  # a step back predicts the held-out and check cases again
-            figures = version_figures(load_predictor, None, trained, device, ws, val,
-                                      progress=_stage(progress, 0.9, 0.95), cancel=cancel)
+        figures = version_figures(load_predictor, None, trained, device, ws, val,
+                                  progress=_stage(progress, 0.9, 0.95), cancel=cancel)
 
-            def judge(figs: list[CaseFigures], checked: ForgettingFigures | None) -> Verdict:
-                return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
+        def judge(figs: list[CaseFigures], checked: ForgettingFigures | None) -> Verdict:
+            return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
 
-            verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
-                                               device, config, ws, _stage(progress, 0.95, 0.97), cancel,
-                                               checks)
-            writer = None
-            if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
-                writer = _stepping(trained, fold, parent_model)
-                if writer is None:
-                    verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the "
-                                                  "parent's network differs from the fine-tuned one)")
-            if writer is not None:
-                step = step_back(trained, writer, config.fallback_steps,
-                                 step_checker(load_predictor, *root, device, config, ws, cancel, checks),
-                                 lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
-                                                                cancel=cancel), judge, rule,
-                                 None if progress is None else (lambda message: progress(0.98, message)))
-                verdict = stepped_back_verdict(verdict, step, parent_id)
-                figures = list(step.figures) if step.alpha is not None else figures
+        verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
+                                           device, config, ws, _stage(progress, 0.95, 0.97), cancel, checks)
+        writer = None
+        if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
+            writer = _stepping(trained, fold, parent_model)
+            if writer is None:
+                verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the parent's "
+                                              "network differs from the fine-tuned one)")
+        if writer is not None:
+            step = step_back(trained, writer, config.fallback_steps,
+                             step_checker(load_predictor, *root, device, config, ws, cancel, checks),
+                             lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
+                                                            cancel=cancel), judge, rule,
+                             None if progress is None else (lambda message: progress(0.98, message)))
+            verdict = stepped_back_verdict(verdict, step, parent_id)
+            figures = list(step.figures) if step.alpha is not None else figures
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
             parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
