@@ -256,7 +256,8 @@ def _prepare_sources(cases, prep, rng, progress):
                            f"{case.ct.shape}; compute them on the CT grid")
         labels = np.asarray(case.states, dtype=np.int8)
         if case.focus is not None:  # resampled together with the states: focus adds FOCUS_CODE
-            labels = labels + np.where(np.asarray(case.focus, bool), FOCUS_CODE, 0).astype(np.int8)
+            labels = labels.copy()
+            labels[np.asarray(case.focus, bool)] += FOCUS_CODE
         p = prepare(case.ct, prep, labels=labels, image=case.prepared)
         focus = p.labels >= FOCUS_CODE - 1 if case.focus is not None else None
         states = p.labels if focus is None else (p.labels - np.where(focus, FOCUS_CODE, 0)).astype(np.int8)
