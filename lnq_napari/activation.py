@@ -140,16 +140,31 @@ class Verdict:
 @dataclass(frozen=True)
 class ForgettingFigures:
     """The candidate's and the original's figures on the same cases of the original model's own data;
-    ``source`` says which cases, in words."""
+    ``source`` says which cases, in words. A candidate whose prediction stopped once the check could
+    only refuse it holds figures of the first cases only (:attr:`stopped_early`)."""
 
     source: str
     candidate: tuple[CaseFigures, ...]
     original: tuple[CaseFigures, ...]
 
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the candidate's last cases were left unpredicted."""
+        return len(self.candidate) < len(self.original)
+
+    def partial_note(self) -> str:
+        """``"; k of n cases predicted"`` for a check that :attr:`stopped_early`, else ``""``."""
+        if not self.stopped_early:
+            return ""
+        return f"; {len(self.candidate)} of {len(self.original)} cases predicted"
+
     def medians(self) -> tuple[float, float]:
-        """Median Dice of the candidate and of the original over the cases where both are defined."""
-        pairs = [(c.dice, o.dice) for c, o in zip(self.candidate, self.original, strict=True)
-                 if math.isfinite(c.dice) and math.isfinite(o.dice)]
+        """Median Dice of the candidate and of the original over the cases where both are defined; for a
+        check that :attr:`stopped_early`, the candidate's at most (Dice 1 on each case left, whose
+        truth holds a node and so a defined Dice)."""
+        known = [(c.dice, o.dice) for c, o in zip(self.candidate, self.original)]
+        left = [(1.0, o.dice) for o in self.original[len(self.candidate):]]
+        pairs = [(c, o) for c, o in known + left if math.isfinite(c) and math.isfinite(o)]
         if not pairs:
             return math.nan, math.nan
         return float(np.median([c for c, _ in pairs])), float(np.median([o for _, o in pairs]))
@@ -304,19 +319,20 @@ def _figures(t: _Table, comparisons: Sequence[_Comparison], rule: ActivationRule
 
 def _forgetting(f: ForgettingFigures, rule: ActivationRule) -> tuple[list[str], str, dict[str, float]]:
     """The forgetting check: its failures, its words and its figures."""
-    if [c.case_id for c in f.candidate] != [o.case_id for o in f.original]:
+    if [c.case_id for c in f.candidate] != [o.case_id for o in f.original][: len(f.candidate)]:
         raise ValueError("the forgetting check's candidate and original figures must cover the same cases")
     cand, orig = f.medians()
     change = cand - orig
-    words = (f"forgetting check on {f.source}: median Dice {cand:.3f} vs original {orig:.3f} "
-             f"({change:+.3f})")
+    most = "at most " if f.stopped_early else ""
+    words = (f"forgetting check on {f.source}: median Dice {most}{cand:.3f} vs original {orig:.3f} "
+             f"({most}{change:+.3f}{f.partial_note()})")
     failures = []
     if not math.isfinite(change):
         words = f"forgetting check on {f.source}: no case with a defined Dice"
     elif change < -rule.forgetting_margin - 1e-9:
-        failures.append(f"median Dice on the original's own data {change:+.3f} vs original "
-                        f"(margin -{rule.forgetting_margin:g})")
-    figures = {"forgetting_cases": float(len(f.candidate)), "forgetting_candidate_dice": cand,
+        failures.append(f"median Dice on the original's own data {most}{change:+.3f} vs original "
+                        f"(margin -{rule.forgetting_margin:g}{f.partial_note()})")
+    figures = {"forgetting_cases": float(len(f.original)), "forgetting_candidate_dice": cand,
                "forgetting_original_dice": orig, "forgetting_dice_vs_original": change}
     return failures, words, figures
 

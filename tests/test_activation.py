@@ -124,6 +124,25 @@ def test_an_adapted_model_that_forgets_the_original_s_own_data_is_refused():
     assert not decide_activation(noisier, PARENT, forgetting=_check(own, own)).activate
 
 
+def test_a_check_stopped_early_is_judged_on_its_best_case_and_says_so():
+    """Two of four cases predicted: the median the candidate could still reach (Dice 1 on the others)
+    decides, and the reason says it is a bound on how many cases."""
+    own = [0.94, 0.95, 0.93, 0.96]
+    full = _check([0.90, 0.91, 0.80, 0.99], own)
+    stopped = ForgettingFigures(full.source, full.candidate[:2], full.original)
+    assert stopped.stopped_early and not full.stopped_early
+    assert stopped.medians() == (pytest.approx(0.955), pytest.approx(0.945))  # [0.90, 0.91, 1, 1]
+    assert decide_activation(ADAPTED, PARENT, forgetting=stopped).activate  # it could still pass
+    low = ForgettingFigures(full.source, tuple(figures([0.80, 0.85, 0.70], [3] * 3, [0] * 3, prefix="own")),
+                            full.original)
+    refused = decide_activation(ADAPTED, PARENT, forgetting=low)
+    assert not refused.activate and refused.figures["forgetting_cases"] == 4.0
+    assert refused.reason.startswith("refuse (median Dice on the original's own data at most -0.120 vs "
+                                     "original (margin -0.01; 3 of 4 cases predicted))")
+    assert "median Dice at most 0.825 vs original 0.945 (at most -0.120; 3 of 4 cases predicted)" \
+        in refused.reason
+
+
 def test_forgetting_check_figures_must_cover_the_same_cases():
     check = ForgettingFigures("x", tuple(figures([0.9], [3], [0], prefix="a")),
                               tuple(figures([0.9], [3], [0], prefix="b")))

@@ -325,9 +325,16 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
     parent_path = ws.model_path("m001").resolve()
     built = []
 
+    on_own_data = []  # the check cases the fine-tuned versions were predicted on
+
+    class Forgetful(_TruthPredictor):
+        def predict(self, ct, progress=None, cancel=None, prepared=None):
+            on_own_data.append(ct.origin in checked)
+            return super().predict(ct, progress, cancel, prepared)
+
     def forgetful(path, device):  # the candidate knows only the user's site
         built.append(Path(path).resolve())
-        return _TruthPredictor({**truth, **checked} if built[-1] == parent_path else truth)
+        return _TruthPredictor({**truth, **checked}) if built[-1] == parent_path else Forgetful(truth)
 
     config = FinetuneConfig(iterations=2, forgetting_data=str(own))
     refused = finetune_workspace(ws, config, device="cpu", predictor_factory=forgetful)
@@ -337,8 +344,12 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
     assert refused.figures["forgetting_dice_vs_original"] == -1.0
     assert [f.dice for f in refused.case_figures["forgetting_original"]] == [1.0, 1.0]
     assert ws.model_info(refused.new_version)["metrics"]["figures"]["forgetting_cases"] == 2.0
-    assert refused.reason.endswith("stepped back toward m001, none passed (alpha 0.5: check -1.000 "
-                                   "(refused); alpha 0.25: check -1.000 (refused))")
+    # each step stops at the first check case: Dice 0 there leaves at most a median of 0.5 (the second at
+    # Dice 1) against the original's 1.0, a refusal whatever the second case gives
+    assert refused.reason.endswith("stepped back toward m001, none passed (alpha 0.5: check at most -0.500 "
+                                   "(refused; 1 of 2 cases predicted); alpha 0.25: check at most -0.500 "
+                                   "(refused; 1 of 2 cases predicted))")
+    assert sum(on_own_data) == 2 + 1 + 1  # the full step's check on both cases, each step on one
     assert refused.alpha is None and "step_back_alpha" not in refused.figures
     built.clear()  # another seed: other weights (the cache knows a model by its weights)
     kept = finetune_workspace(ws, config.replace(seed=1), device="cpu",
@@ -391,7 +402,8 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
     assert result.alpha == 0.25 and result.figures["step_back_alpha"] == 0.25
     assert result.reason.startswith("activate the step back to alpha 0.25 (w = 0.75 m001 + 0.25 fine-tuned; "
                                     "the full step: refuse (median Dice on the original's own data -1.000")
-    assert "alpha 0.5: check -1.000 (refused); alpha 0.25: check +0.000): activate: " in result.reason
+    assert ("alpha 0.5: check at most -0.500 (refused; 1 of 2 cases predicted); alpha 0.25: check +0.000): "
+            "activate: ") in result.reason
     assert result.figures["forgetting_dice_vs_original"] == 0.0 and result.metrics_after.dice_mean == 1.0
     assert [f.dice for f in result.case_figures["forgetting_candidate"]] == [1.0, 1.0]
     assert seen.count(0.5) == 1 and seen.count(0.25) == 2  # the check, then the held-out cases

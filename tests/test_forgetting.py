@@ -152,3 +152,40 @@ def test_the_bundled_model_ships_its_figures_on_its_own_check_cases():
                                      evaluate_case(Predictor(bundled, device="cpu").predict(ct).mask, truth))
     assert fresh.dice == pytest.approx(shipped[0].dice, abs=1e-6)
     assert (fresh.nodes_hit, fresh.false_nodes) == (shipped[0].nodes_hit, shipped[0].false_nodes)
+
+
+def test_a_step_s_check_stops_once_it_can_only_refuse_unless_a_case_left_has_no_node(tmp_path, folder):
+    """A candidate that finds nothing: after two of three cases even Dice 1 on the third leaves its median
+    at 0 against the original's 1, so the third is not predicted; a third case without a node could
+    leave the median (no defined Dice), so then all three are."""
+    import dataclasses
+
+    from lnq_napari.activation import ActivationRule
+    from lnq_napari.finetuning.forgetting import forgetting_figures
+    from lnq_napari.io.readers import write_volume
+
+    config = FinetuneConfig(forgetting_data=str(folder), forgetting_cases=3)
+    data = check_data(config, "m001", "/nowhere")
+    truth = {case.load()[0].origin: case.load()[1].array for case in data.cases}
+    predicted = []
+
+    def factory(path, device):
+        if Path(path).name == "original":
+            return _Truth(truth)
+        predicted.append(path)
+        return SimpleNamespace(predict=lambda ct, progress=None, cancel=None: predicted.append(ct.origin)
+                               or _Truth({}).predict(ct))
+
+    def check(data):
+        predicted.clear()
+        return forgetting_figures(factory, tmp_path / "candidate", "m001", tmp_path / "original", "cpu",
+                                  config, data=data, refusing=ActivationRule())
+
+    stopped = check(data)
+    assert stopped.stopped_early and len(stopped.candidate) == 2 and len(predicted) == 1 + 2
+    assert stopped.medians() == (0.0, 1.0)
+    ct, labels = data.cases[2].load()
+    empty = write_volume(tmp_path / "empty.nrrd", labels.with_array(np.zeros(labels.shape, np.uint8)))
+    last = dataclasses.replace(data.cases[2], labels=str(empty))
+    whole = check(CheckData(data.source, (*data.cases[:2], last)))
+    assert not whole.stopped_early and len(whole.candidate) == 3 and len(predicted) == 1 + 3

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lnq_napari.activation import CaseFigures, ForgettingFigures, Verdict
+import numpy as np
+
+from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict, forgetting_refuses
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.io.readers import read_labels, read_volume
@@ -112,9 +114,12 @@ def _shipped(models: list[str | Path]) -> dict:
 
 
 def _scored(make_predictor, models: list[str | Path], device: str, data: CheckData, kept: dict,
-            progress: Progress = None, cancel=None) -> tuple[list[list[CaseFigures]], dict]:
+            progress: Progress = None, cancel=None,
+            enough: Callable[[list[list[CaseFigures]]], bool] | None = None
+            ) -> tuple[list[list[CaseFigures]], dict]:
     """Each model folder's figures on the check's cases (those in ``kept`` read, not predicted) and the
-    new entries, keyed as ``kept`` is: model weights and inference settings, case id and content."""
+    new entries, keyed as ``kept`` is: model weights and inference settings, case id and content. Given
+    ``enough(figures so far)``, the cases after the first for which it is true are left out."""
     keys = [figures_key(m) for m in models]
     predictors: dict[int, object] = {}
     out: list[list[CaseFigures]] = [[] for _ in models]
@@ -137,16 +142,20 @@ def _scored(make_predictor, models: list[str | Path], device: str, data: CheckDa
             out[j].append(figures)
             if entry:
                 new[entry] = asdict(figures)  # JSON's NaN is written and read back
+        if enough is not None and enough(out):
+            break
     return out, new
 
 
 def check_figures(make_predictor, models: list[str | Path], device: str, data: CheckData, ws=None,
-                  progress: Progress = None, cancel=None) -> list[list[CaseFigures]]:
+                  progress: Progress = None, cancel=None,
+                  enough: Callable[[list[list[CaseFigures]]], bool] | None = None) -> list[list[CaseFigures]]:
     """Each model folder's figures on the check's cases (``make_predictor(folder, device)``, built only
     when a case's figures are neither shipped with the model folder nor in ``ws``'s cache; lnq-napari
-    models only are kept), one list per model."""
+    models only are kept), one list per model; given ``enough(figures so far)``, up to the first case
+    for which it is true."""
     kept = {**_shipped(models), **(ws.read_cache(CACHE) if ws is not None else {})}
-    out, new = _scored(make_predictor, models, device, data, kept, progress, cancel)
+    out, new = _scored(make_predictor, models, device, data, kept, progress, cancel, enough)
     if new and ws is not None:
         ws.cache.update(CACHE, new)
     return out
@@ -163,25 +172,40 @@ def ship_check_figures(make_predictor, model: str | Path, device: str, data: Che
 
 def forgetting_figures(make_predictor, candidate: str | Path, original: str, original_path: str | Path,
                        device: str, config: FinetuneConfig, ws=None, progress: Progress = None,
-                       cancel=None, data: CheckData | None = None) -> ForgettingFigures | None:
+                       cancel=None, data: CheckData | None = None,
+                       refusing: ActivationRule | None = None) -> ForgettingFigures | None:
     """The candidate's and the original's figures on the check's cases (``data``, else
-    :func:`check_data`'s), or None when the lineage goes unchecked."""
+    :func:`check_data`'s), or None when the lineage goes unchecked. Given a rule (``refusing``), the
+    candidate's cases stop once the check can only refuse it (:attr:`ForgettingFigures.stopped_early`)."""
     data = data or check_data(config, original, original_path)
     if data is None:
         return None
-    before, after = check_figures(make_predictor, [original_path, candidate], device, data, ws, progress,
-                                  cancel)
+    if refusing is None:
+        before, after = check_figures(make_predictor, [original_path, candidate], device, data, ws, progress,
+                                      cancel)
+        return ForgettingFigures(data.source, tuple(after), tuple(before))
+    (before,) = check_figures(make_predictor, [original_path], device, data, ws, progress, cancel)
+
+    def refused(so_far: list[list[CaseFigures]]) -> bool:
+        left = data.cases[len(so_far[0]):]
+        if not left or not all(np.any(data.load(case)[1].array) for case in left):
+            return False  # a case without a node could leave the median (no defined Dice): predict all
+        return forgetting_refuses(ForgettingFigures(data.source, tuple(so_far[0]), tuple(before)), refusing)
+
+    (after,) = check_figures(make_predictor, [candidate], device, data, ws, progress, cancel, refused)
     return ForgettingFigures(data.source, tuple(after), tuple(before))
 
 
 def step_checker(make_predictor, original: str, original_path: str | Path, device: str,
-                 config: FinetuneConfig, ws=None, cancel=None,
+                 config: FinetuneConfig, rule: ActivationRule, ws=None, cancel=None,
                  data: CheckData | None = None) -> Callable[[Path], ForgettingFigures]:
     """The forgetting check of a step back's folders (``check(folder)``) on ``data`` (pass the candidate
-    check's: its cases stay loaded), else :func:`check_data`'s; for a lineage the check ran on."""
+    check's: its cases stay loaded), else :func:`check_data`'s; for a lineage the check ran on. A step is
+    predicted on the check's cases until ``rule`` can only refuse it (a refused step's figures are not
+    kept: only its verdict)."""
     data = data or check_data(config, original, original_path)
     return lambda folder: forgetting_figures(make_predictor, folder, original, original_path, device, config,
-                                             ws, cancel=cancel, data=data)
+                                             ws, cancel=cancel, data=data, refusing=rule)
 
 
 def check_alone_refused(verdict: Verdict, checked: ForgettingFigures | None,

@@ -138,9 +138,10 @@ def step_back(model: Path, write: StepWriter, steps: int, check: Callable[[Path]
             say(f"stepping back to alpha {alpha:g}: forgetting check")
             forgetting = check(trial)
             cand, orig = forgetting.medians()
-            said = f"alpha {alpha:g}: check {cand - orig:+.3f}"
+            most = "at most " if forgetting.stopped_early else ""
+            said = f"alpha {alpha:g}: check {most}{cand - orig:+.3f}"
             if forgetting_refuses(forgetting, rule):
-                tried.append(f"{said} (refused)")
+                tried.append(f"{said} (refused{forgetting.partial_note()})")
                 continue
             say(f"stepping back to alpha {alpha:g}: held-out cases")
             figures = held_out(trial)

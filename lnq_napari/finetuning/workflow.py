@@ -369,7 +369,7 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
         return version_figures(make_predictor, None, folder, plan.device, ws, plan.val_cases,
                                plan.corrections, cancel=cancel)
 
-    check = step_checker(make_predictor, *plan.root, plan.device, plan.config, ws, cancel, checks)
+    check = step_checker(make_predictor, *plan.root, plan.device, plan.config, rule, ws, cancel, checks)
     step = step_back(plan.candidate, interpolating(plan.candidate, Path(plan.parent_path)),
                      plan.config.fallback_steps, check, held_out, judge, rule, say)
     scale = 1.0 if alpha is None else alpha  # the share of the fine-tuned weights the refused one held

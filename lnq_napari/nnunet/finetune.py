@@ -277,7 +277,7 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
                                               "network differs from the fine-tuned one)")
         if writer is not None:
             step = step_back(trained, writer, config.fallback_steps,
-                             step_checker(load_predictor, *root, device, config, ws, cancel, checks),
+                             step_checker(load_predictor, *root, device, config, rule, ws, cancel, checks),
                              lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
                                                             cancel=cancel), judge, rule,
                              None if progress is None else (lambda message: progress(0.98, message)))
