@@ -217,17 +217,17 @@ def check_alone_refused(verdict: Verdict, checked: ForgettingFigures | None,
 
 def checked_verdict(judge: Callable[[ForgettingFigures | None], Verdict], make_predictor,
                     candidate: str | Path, original: str, original_path: str | Path, device: str,
-                    config: FinetuneConfig, ws=None, progress: Progress = None, cancel=None,
-                    data: CheckData | None = None) -> tuple[Verdict, ForgettingFigures | None]:
+                    config: FinetuneConfig, rule: ActivationRule, ws=None, progress: Progress = None,
+                    cancel=None, data: CheckData | None = None) -> tuple[Verdict, ForgettingFigures | None]:
     """``judge(None)`` (the rule on the held-out figures); when that activates the candidate, the
-    forgetting check's figures on ``data`` (else :func:`check_data`'s) and ``judge`` on them too, or the
-    reason saying the lineage went unchecked. Returns the verdict and the check's figures (None when it
-    did not run)."""
+    forgetting check's figures on ``data`` (else :func:`check_data`'s; predicted until ``rule`` can only
+    refuse it) and ``judge`` on them too, or the reason saying the lineage went unchecked. Returns the
+    verdict and the check's figures (None when it did not run)."""
     verdict = judge(None)
     if not verdict.activate:
         return verdict, None
     checked = forgetting_figures(make_predictor, candidate, original, original_path, device, config, ws,
-                                 progress, cancel, data)
+                                 progress, cancel, data, refusing=rule)
     if checked is not None:
         return judge(checked), checked
     if config.forgetting_cases:

@@ -342,7 +342,7 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
 
     checks = check_data(plan.config, *plan.root)  # its cases are loaded once for the check and a step back
     verdict, forgetting = checked_verdict(lambda f: judge(figures, f), make_predictor, plan.candidate,
-                                          *plan.root, plan.device, plan.config, ws,
+                                          *plan.root, plan.device, plan.config, rule, ws,
                                           _stage(progress, 0.0, 0.5), cancel, checks)
     if plan.config.fallback_steps and not plan.folds and check_alone_refused(verdict, forgetting,
                                                                              lambda: judge(figures, None)):

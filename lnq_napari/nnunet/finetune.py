@@ -268,7 +268,8 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
             return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
 
         verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
-                                           device, config, ws, _stage(progress, 0.95, 0.97), cancel, checks)
+                                           device, config, rule, ws, _stage(progress, 0.95, 0.97), cancel,
+                                           checks)
         writer = None
         if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
             writer = _stepping(trained, fold, parent_model)
