@@ -36,6 +36,7 @@ from lnq_napari.followup.identity import (
     patient_id,
     source_fields,
 )
+from lnq_napari.followup.recist import check_organ
 from lnq_napari.followup.register import Registration
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
@@ -93,8 +94,9 @@ def make_phantom(
     return write_dataset(out, cases, seed=seed, site=site, progress=progress)
 
 
-def evaluate(pred: str | Path, gt: str | Path, json_path: str | Path | None = None) -> dict:
-    """Challenge Dice/ASSD and node detection for files or folders paired by case id.
+def evaluate(pred: str | Path | Volume, gt: str | Path | Volume, json_path: str | Path | None = None) -> dict:
+    """Challenge Dice/ASSD and node detection for files or folders paired by case id, or two Volumes
+    (one case, ``"case"``).
 
     Returns ``{"cases": [row per case], "summary": {...}}``. Folders are paired by case id
     (:func:`lnq_napari.io.layout.label_files_by_case`: in a ground-truth folder ``*-full``, complete
@@ -102,7 +104,10 @@ def evaluate(pred: str | Path, gt: str | Path, json_path: str | Path | None = No
     challenge. Predictions the challenge would mis-score (labels other than 0/1, float maps) give a
     warning.
     """
-    pairs = _pairs(Path(pred), Path(gt))
+    if isinstance(pred, Volume) or isinstance(gt, Volume):
+        pairs = [("case", _one_case(pred, "the prediction"), _one_case(gt, "the ground truth"))]
+    else:
+        pairs = _pairs(Path(_path(pred, "the prediction")), Path(_path(gt, "the ground truth")))
     if json_path is not None and Path(json_path).is_dir():
         raise LNQError(f"--json {json_path} is a folder; give a file name such as scores.json")
     rows = [_score_case(case, pred_path, gt_path) for case, pred_path, gt_path in pairs]
@@ -132,18 +137,29 @@ def _pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     return [(case, preds[case], gts[case]) for case in sorted(gts)]
 
 
-def _score_case(case: str, pred_path: Path, gt_path: Path) -> dict:
+def _one_case(value, what: str) -> Path | Volume:
+    """One side of a one-case :func:`evaluate` beside a Volume: a Volume (grid checked) or a label file."""
+    if isinstance(value, (str, Path)):
+        if not Path(value).is_file():
+            raise LNQError(f"{what} {value} is not a file; beside a Volume give a label file or a Volume")
+        return Path(value)
+    return _volume(value, what)
+
+
+def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> dict:
     """One case's row of :func:`evaluate` (a warning when the prediction would be mis-scored)."""
-    truth = read_labels(gt_path)
-    prediction = read_volume(pred_path)
+    truth = gt if isinstance(gt, Volume) else read_labels(gt)
+    prediction = pred if isinstance(pred, Volume) else read_volume(pred)
     problem = metrics.prediction_problem(prediction)
     if problem:
-        warnings.warn(f"{case}: the prediction {pred_path.name} {problem}", UserWarning, stacklevel=3)
+        name = "" if isinstance(pred, Volume) else f" {pred.name}"
+        warnings.warn(f"{case}: the prediction{name} {problem}", UserWarning, stacklevel=3)
     try:
         row = metrics.evaluate_case(prediction, truth)
     except LNQError as exc:
         raise LNQError(f"{case}: {exc}") from exc
-    return {"case": case, "pred": str(pred_path), "gt": str(gt_path), **row}
+    return {"case": case, "pred": "" if isinstance(pred, Volume) else str(pred),
+            "gt": "" if isinstance(gt, Volume) else str(gt), **row}
 
 
 def _write_json(result: dict, path: str | Path) -> None:
@@ -205,8 +221,10 @@ def compare(
     """
     if csv_path is not None and Path(csv_path).is_dir():
         raise LNQError(f"--csv {csv_path} is a folder; give a file name such as changes.csv")
+    check_organ(organ)
     step = progress or (lambda fraction, message="": None)
-    cts = [ct if isinstance(ct, Volume) else read_volume(ct) for ct in (baseline, followup)]
+    cts = [_volume(ct, f"the {which} CT", read=True) for ct, which in ((baseline, "baseline"),
+                                                                       (followup, "follow-up"))]
     notes = []
     sources = [None if isinstance(src, Volume) else src for src in (baseline, followup)]
     ids = [patient_id(ct, src) for ct, src in zip(cts, sources)]
@@ -214,8 +232,9 @@ def compare(
         notes.append(f"the scans belong to different patients (PatientID {ids[0]} vs {ids[1]}); "
                      "comparing them anyway")
         warnings.warn(notes[-1], UserWarning, stacklevel=2)
-    segs = [None if seg is None else seg if isinstance(seg, Volume) else _read_seg(seg, ct)
-            for seg, ct in zip((baseline_seg, followup_seg), cts)]
+    segs = [None if seg is None else _read_seg(seg, ct) if isinstance(seg, (str, Path))
+            else _volume(seg, f"the {which} segmentation", read=True)
+            for seg, ct, which in zip((baseline_seg, followup_seg), cts, ("baseline", "follow-up"))]
     for k, which in ((0, "baseline"), (1, "follow-up")):  # before any slow prediction
         if segs[k] is not None:
             check_seg(segs[k], cts[k], cts[1 - k], which)
@@ -617,6 +636,14 @@ def activate_model(
 def _open(workspace: str | Path | Workspace) -> Workspace:
     """``workspace`` as an open :class:`~lnq_napari.workspace.Workspace` (a path is opened)."""
     return workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+
+
+def _path(value, what: str) -> str | Path:
+    """``value`` when it is a file or folder path, else an LNQError saying what to pass."""
+    if isinstance(value, (str, Path)):
+        return value
+    kind = type(value).__module__.split(".")[0] + "." + type(value).__name__
+    raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {kind})")
 
 
 def _volume(value, what: str, read: bool = False) -> Volume:

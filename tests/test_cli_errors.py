@@ -262,3 +262,22 @@ def test_a_single_slice_is_refused_and_a_label_file_as_the_ct_warned_about(case,
     assert not out.exists()
     code, printed, err = run_cli(capsys, ["measure", str(case["gt"]), "--ct", str(case["gt"])])
     assert code == 0 and "not in Hounsfield units" in err  # mean HU of a label file would read 1
+
+
+def test_api_evaluate_takes_volumes_and_names_what_else_it_takes(case):
+    """evaluate(Volume, Volume) raised TypeError (Path of a Volume); now it scores the pair as one case,
+    a Volume beside a label file too, and names anything else."""
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+    from lnq_napari.io.readers import read_labels, read_volume
+
+    by_files = api.evaluate(case["pred"], case["gt"])["cases"][0]
+    pred, gt = read_volume(case["pred"]), read_labels(case["gt"])
+    for args in ((pred, gt), (pred, case["gt"]), (str(case["pred"]), gt)):
+        row = api.evaluate(*args)["cases"][0]
+        assert row["case"] == "case" and row["dice"] == by_files["dice"] > 0
+    with pytest.raises(LNQError, match="the ground truth .* is not a file; beside a Volume give a label"):
+        api.evaluate(pred, case["dir"])
+    with pytest.raises(LNQError, match="the prediction must be a file or folder path or an lnq_napari Volume "
+                                       r"\(got numpy.ndarray\)"):
+        api.evaluate(np.asarray(pred.array), case["gt"])

@@ -203,3 +203,15 @@ def test_registration_recovers_a_known_motion_of_a_real_chest_ct():
     truth = np.array([inverse.TransformPoint([float(v) for v in p]) for p in points])
     assert np.linalg.norm(registration.to_followup(points) - truth, axis=1).max() < 1.0
     assert registration.lung_dice > 0.9
+
+
+def test_api_compare_refuses_an_unknown_organ_and_bare_arrays_before_any_work(pair, monkeypatch):
+    """These raised KeyError after both predictions, and errors from deep inside the SEG reader."""
+    monkeypatch.setattr(api, "load_predictor", lambda *a, **k: pytest.fail("predicted before refusing"))
+    base, follow = pair.baseline.ct, pair.followup.ct
+    with pytest.raises(LNQError, match="organ must be one of 'nodes', 'side' \\(got 'lungs'\\)"):
+        api.compare(base, follow, organ="lungs")
+    with pytest.raises(LNQError, match="the follow-up segmentation must be an lnq_napari Volume or a file"):
+        api.compare(base, follow, truth_labels(pair.baseline), np.asarray(truth_labels(pair.followup).array))
+    with pytest.raises(LNQError, match="the baseline CT must be an lnq_napari Volume or a file path"):
+        api.compare(np.asarray(base.array), follow)

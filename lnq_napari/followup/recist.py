@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from lnq_napari.errors import LNQError
 from lnq_napari.quantify import NodeRow
 
 TARGET_MM = 15.0
@@ -56,6 +57,14 @@ class RecistSummary:
     volume_followup_cm3: float
     volume_change_pct: float | None
     volume_response: str  # CR, PR, SD, PD or NE, by the volumetric thresholds
+
+
+def check_organ(organ: str) -> None:
+    """LNQError unless ``organ`` names a way of grouping nodes into organs (:data:`ORGANS`)."""
+    if organ not in ORGANS:
+        raise LNQError(f"organ must be one of {', '.join(map(repr, ORGANS))} (got {organ!r}): 'nodes' "
+                       "counts all lymph nodes as one organ (RECIST 1.1), 'side' counts right, left and "
+                       "midline apart")
 
 
 def select_targets(rows: Sequence[NodeRow], organ: str = "nodes") -> list[NodeRow]:
