@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lnq_napari.components import label_components
+from lnq_napari.components import bounding_box, label_components
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import NodeMark, spot_mask
 from lnq_napari.io.volume import Volume
@@ -41,11 +41,13 @@ def correction_states(
         if predicted.shape != corrected.shape:
             raise LNQError(f"prediction {predicted.shape} and correction {corrected.shape} differ in grid; "
                            "re-predict the case before fine-tuning")
-        comp, n = label_components(predicted)
-        if n:
-            kept = np.unique(comp[corrected & predicted])
-            removed = (comp > 0) & ~np.isin(comp, kept)
-            states[removed & ~corrected] = BACKGROUND
+        box = bounding_box(predicted)  # the predicted components' box: the same result, less to scan
+        if box is not None:
+            comp, n = label_components(predicted[box])
+            removed = np.ones(n + 1, dtype=bool)  # by component id: none of its voxels kept
+            removed[0] = False
+            removed[np.unique(comp[corrected[box] & predicted[box]])] = False
+            states[box][removed[comp] & ~corrected[box]] = BACKGROUND
     if rejected is not None:
         states[rejected & ~corrected] = BACKGROUND
     if marks:
@@ -68,16 +70,30 @@ def grown_nodes(correction: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """The correction's nodes (components) holding a voxel the prediction lacks: the nodes the reviewer
     added or grew. A click grows a node only until the reviewer stops, so their outlines are lower
     bounds of the node; the nodes left as predicted (or only trimmed) are not among them."""
-    nodes, _ = label_components(np.asarray(correction) > 0)
-    added = np.unique(nodes[(nodes > 0) & ~(np.asarray(prediction) > 0)])
-    return np.isin(nodes, added) if added.size else np.zeros(nodes.shape, dtype=bool)
+    correction = np.asarray(correction) > 0
+    out = np.zeros(correction.shape, dtype=bool)
+    box = bounding_box(correction)
+    if box is None:
+        return out
+    nodes, n = label_components(correction[box])
+    grown = np.zeros(n + 1, dtype=bool)  # by component id
+    grown[np.unique(nodes[(nodes > 0) & ~(np.asarray(prediction)[box] > 0)])] = True
+    grown[0] = False
+    out[box] = grown[nodes]
+    return out
 
 
 def unconfirmed_components(prediction: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     """The components of ``prediction`` (bool) that touch no voxel of ``nodes`` (bool, the reviewer's
     nodes): on a reviewed case, places the model calls a node and the reviewer did not."""
-    comp, n = label_components(np.asarray(prediction, bool))
-    if not n:
-        return np.zeros(comp.shape, bool)
-    confirmed = np.unique(comp[np.asarray(nodes, bool) & (comp > 0)])
-    return (comp > 0) & ~np.isin(comp, confirmed)
+    prediction = np.asarray(prediction, bool)
+    out = np.zeros(prediction.shape, dtype=bool)
+    box = bounding_box(prediction)
+    if box is None:
+        return out
+    comp, n = label_components(prediction[box])
+    unconfirmed = np.ones(n + 1, dtype=bool)  # by component id
+    unconfirmed[np.unique(comp[np.asarray(nodes, bool)[box] & (comp > 0)])] = False
+    unconfirmed[0] = False
+    out[box] = unconfirmed[comp]
+    return out
