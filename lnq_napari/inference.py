@@ -23,7 +23,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint
 from lnq_napari.model.config import InferenceConfig, ModelConfig
-from lnq_napari.per_ct import prepared_ct, region_of
+from lnq_napari.per_ct import ct_key, prepared_ct, region_of
 from lnq_napari.preprocess import Prepared, grid_image, pad_value, to_ct_grid
 
 
@@ -219,11 +219,12 @@ class Predictor:
         prep_cfg = self.config.preprocessing
         if progress:
             progress(0.0, "preprocessing")
+        key = ct_key(ct)
         if prepared is None:
-            prepared = prepared_ct(ct, prep_cfg)
+            prepared = prepared_ct(ct, prep_cfg, key)
         region_mask = None  # before the probabilities exist: its working memory does not add to theirs
         if region and inf.mediastinum_margin_mm is not None:
-            region_mask = region_of(ct, float(inf.mediastinum_margin_mm))
+            region_mask = region_of(ct, float(inf.mediastinum_margin_mm), key)
 
         def run(batch: np.ndarray, done: int, total: int) -> np.ndarray:
             if cancel is not None and cancel():

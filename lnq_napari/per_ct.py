@@ -77,13 +77,19 @@ def region_code() -> str:
     return digest.hexdigest()[:12]
 
 
-def prepared_ct(ct: Volume, prep: dict) -> Prepared:
+def ct_key(ct: Volume) -> str | None:
+    """What ``ct`` is kept under in a :func:`kept_per_ct` block (None outside one): compute it once for
+    several calls on one CT."""
+    return None if _KEPT.get() is None else volumes_digest(ct)
+
+
+def prepared_ct(ct: Volume, prep: dict, key: str | None = None) -> Prepared:
     """:func:`~lnq_napari.preprocess.prepare` of ``ct`` (no labels), kept in a :func:`kept_per_ct` block
-    (its arrays read-only)."""
+    (its arrays read-only); ``key``: :func:`ct_key`'s."""
     kept = _KEPT.get()
     if kept is None:
         return prepare(ct, prep)
-    key = (volumes_digest(ct), json.dumps(prep, sort_keys=True, default=str))
+    key = (key or volumes_digest(ct), json.dumps(prep, sort_keys=True, default=str))
     if key not in kept.prepared:
         prepared = prepare(ct, prep)
         prepared.image.setflags(write=False)
@@ -94,13 +100,13 @@ def prepared_ct(ct: Volume, prep: dict) -> Prepared:
     return kept.prepared[key]
 
 
-def region_of(ct: Volume, margin_mm: float) -> np.ndarray:
+def region_of(ct: Volume, margin_mm: float, key: str | None = None) -> np.ndarray:
     """:func:`~lnq_napari.preprocess.mediastinum_region` of ``ct``, kept packed in a :func:`kept_per_ct`
-    block (and in its store); a fresh array for each caller."""
+    block (and in its store); a fresh array for each caller; ``key``: :func:`ct_key`'s."""
     kept = _KEPT.get()
     if kept is None:
         return mediastinum_region(ct, float(margin_mm))
-    name = f"region-{volumes_digest(ct)[:24]}-{float(margin_mm):g}mm-{region_code()}.npz"
+    name = f"region-{(key or volumes_digest(ct))[:24]}-{float(margin_mm):g}mm-{region_code()}.npz"
     if name not in kept.regions:
         region = None if kept.store is None else kept.store.read_mask(name)
         if region is None or region.shape != ct.shape:

@@ -69,12 +69,20 @@ class CheckData:
 
     source: str
     cases: tuple[CheckCase, ...]
-    _kept: dict[str, tuple[Volume, Volume]] = field(default_factory=dict, compare=False, repr=False)
+    _kept: dict[str, tuple[Volume, Volume, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def load(self, case: CheckCase) -> tuple[Volume, Volume]:
         """``case``'s ``(ct, labels)``."""
+        return self._loaded(case)[:2]
+
+    def content(self, case: CheckCase) -> str:
+        """A hash of ``case``'s voxels and grid: what its figures are kept under."""
+        return self._loaded(case)[2]
+
+    def _loaded(self, case: CheckCase) -> tuple[Volume, Volume, str]:
         if case.case_id not in self._kept:
-            self._kept[case.case_id] = case.load()
+            ct, labels = case.load()
+            self._kept[case.case_id] = ct, labels, volumes_digest(ct, labels)[:16]
         return self._kept[case.case_id]
 
 
@@ -95,11 +103,6 @@ def check_data(config: FinetuneConfig, original: str, original_path: str | Path)
         return CheckData(f"{n} {PHANTOM_SITE}-site phantom{'s' if n != 1 else ''} (the bundled model's own "
                          "site)", cases)
     return None
-
-
-def _case_key(ct: Volume, labels: Volume) -> str:
-    """A hash of a case's voxels and grid: what its figures are kept under."""
-    return volumes_digest(ct, labels)[:16]
 
 
 def _shipped(models: list[str | Path]) -> dict:
@@ -127,7 +130,7 @@ def _scored(make_predictor, models: list[str | Path], device: str, data: CheckDa
     steps = len(data.cases) * len(models)
     for k, case in enumerate(data.cases):
         ct, truth = data.load(case)
-        content = _case_key(ct, truth) if any(keys) else ""
+        content = data.content(case) if any(keys) else ""
         for j, model in enumerate(models):
             entry = f"{keys[j]}|{case.case_id}|{content}" if keys[j] else None
             if entry in kept:
