@@ -41,13 +41,8 @@ def correction_states(
         if predicted.shape != corrected.shape:
             raise LNQError(f"prediction {predicted.shape} and correction {corrected.shape} differ in grid; "
                            "re-predict the case before fine-tuning")
-        box = bounding_box(predicted)  # the predicted components' box: the same result, less to scan
-        if box is not None:
-            comp, n = label_components(predicted[box])
-            removed = np.ones(n + 1, dtype=bool)  # by component id: none of its voxels kept
-            removed[0] = False
-            removed[np.unique(comp[corrected[box] & predicted[box]])] = False
-            states[box][removed[comp] & ~corrected[box]] = BACKGROUND
+        removed = _components(predicted, corrected, touching=False)
+        states[removed & ~corrected] = BACKGROUND
     if rejected is not None:
         states[rejected & ~corrected] = BACKGROUND
     if marks:
@@ -70,30 +65,27 @@ def grown_nodes(correction: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     """The correction's nodes (components) holding a voxel the prediction lacks: the nodes the reviewer
     added or grew. A click grows a node only until the reviewer stops, so their outlines are lower
     bounds of the node; the nodes left as predicted (or only trimmed) are not among them."""
-    correction = np.asarray(correction) > 0
-    out = np.zeros(correction.shape, dtype=bool)
-    box = bounding_box(correction)
-    if box is None:
-        return out
-    nodes, n = label_components(correction[box])
-    grown = np.zeros(n + 1, dtype=bool)  # by component id
-    grown[np.unique(nodes[(nodes > 0) & ~(np.asarray(prediction)[box] > 0)])] = True
-    grown[0] = False
-    out[box] = grown[nodes]
-    return out
+    return _components(np.asarray(correction) > 0, ~(np.asarray(prediction) > 0), touching=True)
 
 
 def unconfirmed_components(prediction: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     """The components of ``prediction`` (bool) that touch no voxel of ``nodes`` (bool, the reviewer's
     nodes): on a reviewed case, places the model calls a node and the reviewer did not."""
-    prediction = np.asarray(prediction, bool)
-    out = np.zeros(prediction.shape, dtype=bool)
-    box = bounding_box(prediction)
+    return _components(prediction, nodes, touching=False)
+
+
+def _components(mask: np.ndarray, other: np.ndarray, touching: bool) -> np.ndarray:
+    """bool: the components of ``mask`` that hold a voxel of ``other`` (``touching``) or that hold none;
+    found in the components' box with a table by component id (the same as over the whole grid)."""
+    mask = np.asarray(mask, bool)
+    out = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask)
     if box is None:
         return out
-    comp, n = label_components(prediction[box])
-    unconfirmed = np.ones(n + 1, dtype=bool)  # by component id
-    unconfirmed[np.unique(comp[np.asarray(nodes, bool)[box] & (comp > 0)])] = False
-    unconfirmed[0] = False
-    out[box] = unconfirmed[comp]
+    comp, n = label_components(mask[box])
+    hit = np.zeros(n + 1, dtype=bool)
+    hit[np.unique(comp[np.asarray(other, bool)[box] & (comp > 0)])] = True
+    chosen = hit if touching else ~hit
+    chosen[0] = False
+    out[box] = chosen[comp]
     return out
