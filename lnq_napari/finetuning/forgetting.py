@@ -187,7 +187,10 @@ def forgetting_figures(make_predictor, candidate: str | Path, original: str, ori
         before, after = check_figures(make_predictor, [original_path, candidate], device, data, ws, progress,
                                       cancel)
         return ForgettingFigures(data.source, tuple(after), tuple(before))
-    (before,) = check_figures(make_predictor, [original_path], device, data, ws, progress, cancel)
+    def half(lo: float) -> Progress:  # the original's figures (usually kept), then the candidate's
+        return None if progress is None else (lambda f, m="": progress(lo + 0.5 * f, m))
+
+    (before,) = check_figures(make_predictor, [original_path], device, data, ws, half(0.0), cancel)
 
     def refused(so_far: list[list[CaseFigures]]) -> bool:
         left = data.cases[len(so_far[0]):]
@@ -195,7 +198,7 @@ def forgetting_figures(make_predictor, candidate: str | Path, original: str, ori
             return False  # a case without a node could leave the median (no defined Dice): predict all
         return forgetting_refuses(ForgettingFigures(data.source, tuple(so_far[0]), tuple(before)), refusing)
 
-    (after,) = check_figures(make_predictor, [candidate], device, data, ws, progress, cancel, refused)
+    (after,) = check_figures(make_predictor, [candidate], device, data, ws, half(0.5), cancel, refused)
     return ForgettingFigures(data.source, tuple(after), tuple(before))
 
 
