@@ -38,16 +38,25 @@ class MaskStore(Protocol):
     def write_mask(self, name: str, mask: np.ndarray) -> None: ...
 
 
-#: Prepared CTs kept at most (the latest used): a fine-tune judges on 3 held-out and 4 check cases; a
-#: ranking of many cases holds no more than these (about 30 MB each for a chest CT).
-KEPT_PREPARED = 8
+#: CTs whose preprocessing and region are held in memory at most (the latest used): a fine-tune judges
+#: on 3 held-out and 4 check cases; a ranking of many cases holds no more than these (a chest CT's
+#: prepared image about 30 MB, its packed region up to 20 MB); a store serves regions let go.
+KEPT = 8
 
 
 @dataclass
 class _Kept:
     store: MaskStore | None
-    regions: dict[str, np.ndarray] = field(default_factory=dict)  # packed bits
+    regions: OrderedDict = field(default_factory=OrderedDict)  # packed bits
     prepared: OrderedDict = field(default_factory=OrderedDict)
+
+
+def _latest(items: OrderedDict, key):
+    """``items[key]``, marked as the latest used; the oldest let go beyond :data:`KEPT`."""
+    items.move_to_end(key)
+    while len(items) > KEPT:
+        items.popitem(last=False)
+    return items[key]
 
 
 _KEPT: ContextVar[_Kept | None] = ContextVar("lnq_kept_per_ct", default=None)
@@ -94,10 +103,7 @@ def prepared_ct(ct: Volume, prep: dict, key: str | None = None) -> Prepared:
         prepared = prepare(ct, prep)
         prepared.image.setflags(write=False)
         kept.prepared[key] = prepared
-        while len(kept.prepared) > KEPT_PREPARED:
-            kept.prepared.popitem(last=False)
-    kept.prepared.move_to_end(key)
-    return kept.prepared[key]
+    return _latest(kept.prepared, key)
 
 
 def region_of(ct: Volume, margin_mm: float, key: str | None = None) -> np.ndarray:
@@ -115,4 +121,5 @@ def region_of(ct: Volume, margin_mm: float, key: str | None = None) -> np.ndarra
                 with contextlib.suppress(OSError):  # a read-only or full workspace: computed again next time
                     kept.store.write_mask(name, region)
         kept.regions[name] = np.packbits(region)
-    return np.unpackbits(kept.regions[name], count=int(np.prod(ct.shape))).view(bool).reshape(ct.shape)
+    packed = _latest(kept.regions, name)
+    return np.unpackbits(packed, count=int(np.prod(ct.shape))).view(bool).reshape(ct.shape)

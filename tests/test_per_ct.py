@@ -120,13 +120,16 @@ def test_a_store_that_cannot_be_written_costs_only_the_saving(ct, tmp_path):
     assert np.array_equal(region, per_ct.region_of(ct, 10.0))
 
 
-def test_only_the_latest_prepared_cts_are_kept(ct, calls):
+def test_only_the_latest_cts_are_held_in_memory(ct, calls):
     copies = [Volume(ct.array, ct.spacing, (float(k), 0.0, 0.0), ct.direction)
-              for k in range(per_ct.KEPT_PREPARED + 1)]
+              for k in range(per_ct.KEPT + 1)]
     with per_ct.kept_per_ct():
         for volume in copies:
             per_ct.prepared_ct(volume, {})
+            per_ct.region_of(volume, 10.0)
         per_ct.prepared_ct(copies[-1], {})  # kept
-        assert calls["prepare"] == len(copies)
+        per_ct.region_of(copies[-1], 10.0)
+        assert calls == {"prepare": len(copies), "region": len(copies)}
         per_ct.prepared_ct(copies[0], {})  # the oldest was let go
-        assert calls["prepare"] == len(copies) + 1
+        per_ct.region_of(copies[0], 10.0)
+        assert calls == {"prepare": len(copies) + 1, "region": len(copies) + 1}
