@@ -271,3 +271,28 @@ def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari
     assert save.save() is not None and session.saved_edits == session.edits > 0
     assert review.open_case(second) == workspace.ct_path(second), review.status.text()
     assert viewer.layers["nodes"].metadata["lnq_session"].case == second
+
+
+@pytest.mark.parametrize("n", [1, 4, 9, 30])
+def test_rounds_plot_labels_stay_apart_however_many_versions(qtbot, n):
+    """From four versions on, the version ids under the plot ran into each other (a 150 px plot in a
+    250 px panel): every label drawn keeps its own room, the newest version is always named."""
+    from lnq_napari.plugin.widgets.models import RoundsPlot
+    from lnq_napari.workspace.registry import ModelSummary
+
+    plot = RoundsPlot()
+    qtbot.addWidget(plot)
+    plot.resize(250, 150)  # the panel's narrowest
+    plot.show()
+    qtbot.waitExposed(plot)
+    models = [ModelSummary(f"m{k + 1:03d}", None, "", False, 5, "", dice=0.8 + k / 100, dice_parent=0.8,
+                           false_nodes=1.0, false_nodes_parent=1.0) for k in range(n)]
+    plot.show_rounds(models)
+    plot.canvas.draw()
+    renderer = plot.figure.canvas.get_renderer()
+    for ax in plot.figure.axes:
+        labels = [t for t in ax.get_xticklabels() if t.get_text()]
+        assert labels and labels[-1].get_text().endswith(str(n))
+        boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+        assert all(a.x1 + 2 < b.x0 for a, b in zip(boxes, boxes[1:])), [t.get_text() for t in labels]
+        assert min(n, 3) <= len(labels) <= 4  # as many as fit

@@ -7,6 +7,8 @@ Thin: the versions come from :func:`lnq_napari.api.list_models`, the choice goes
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,11 +166,28 @@ class RoundsPlot(QWidget):
             ax.plot(x, [_nan(getattr(m, f"{name}_parent")) for m in rounds], "o", mfc="none",
                     color="tab:gray", ms=5, label="its parent")
             ax.set_title(title, fontsize=8)
-            ax.set_xticks(list(x), self.rounds, fontsize=7)
+            named = _named_rounds(len(rounds))
+            ax.set_xticks(named, [_short(self.rounds[k]) for k in named], fontsize=7)
             ax.tick_params(labelsize=7)
         self.figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
                            fontsize=7, frameon=False)
         self.canvas.draw_idle()
+
+
+#: Named versions lie at least this share of an axis apart (the narrowest panel holds four short ids).
+NAMED_APART = 1 / 3
+
+
+def _named_rounds(n: int) -> list[int]:
+    """Which of ``n`` rounds are named on the axis: evenly spaced ones at least :data:`NAMED_APART` of the
+    axis apart (all of them up to four), counted back from the newest, which is always named."""
+    step = max(1, math.ceil((n - 1) * NAMED_APART - 1e-9))
+    return list(range(n - 1, -1, -step))[::-1]
+
+
+def _short(version: str) -> str:
+    """A version id without the zeros that pad its number (m003 -> m3), to fit under the plot."""
+    return re.sub(r"(?<=\D)0+(?=\d)", "", version)
 
 
 def _nan(value: float | None) -> float:
