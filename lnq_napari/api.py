@@ -638,12 +638,16 @@ def _open(workspace: str | Path | Workspace) -> Workspace:
     return workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
 
 
+def _kind(value) -> str:
+    """What ``value`` is, as a user reads it (numpy.ndarray, builtins.str)."""
+    return type(value).__module__.split(".")[0] + "." + type(value).__name__
+
+
 def _path(value, what: str) -> str | Path:
     """``value`` when it is a file or folder path, else an LNQError saying what to pass."""
     if isinstance(value, (str, Path)):
         return value
-    kind = type(value).__module__.split(".")[0] + "." + type(value).__name__
-    raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {kind})")
+    raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {_kind(value)})")
 
 
 def _volume(value, what: str, read: bool = False) -> Volume:
@@ -654,9 +658,8 @@ def _volume(value, what: str, read: bool = False) -> Volume:
         return value
     if read and isinstance(value, (str, Path)):
         return read_volume(value)
-    kind = type(value).__module__.split(".")[0] + "." + type(value).__name__
     hint = "or a file path " if read else ""
-    raise LNQError(f"{what} must be an lnq_napari Volume {hint}(got {kind}): read files with "
+    raise LNQError(f"{what} must be an lnq_napari Volume {hint}(got {_kind(value)}): read files with "
                    "lnq_napari.io.read_volume / read_labels, or wrap an array as Volume(array, spacing, "
                    "origin, direction), since an array alone has no voxel size or position")
 
