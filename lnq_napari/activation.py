@@ -152,6 +152,12 @@ class ForgettingFigures:
         """Whether the candidate's last cases were left unpredicted."""
         return len(self.candidate) < len(self.original)
 
+    def change_words(self) -> str:
+        """The candidate's median Dice minus the original's, e.g. ``"-0.012"``; ``"at most -0.012"`` for a
+        check that :attr:`stopped_early`."""
+        cand, orig = self.medians()
+        return f"{'at most ' if self.stopped_early else ''}{cand - orig:+.3f}"
+
     def partial_note(self) -> str:
         """``"; k of n cases predicted"`` for a check that :attr:`stopped_early`, else ``""``."""
         if not self.stopped_early:
@@ -325,12 +331,12 @@ def _forgetting(f: ForgettingFigures, rule: ActivationRule) -> tuple[list[str], 
     change = cand - orig
     most = "at most " if f.stopped_early else ""
     words = (f"forgetting check on {f.source}: median Dice {most}{cand:.3f} vs original {orig:.3f} "
-             f"({most}{change:+.3f}{f.partial_note()})")
+             f"({f.change_words()}{f.partial_note()})")
     failures = []
     if not math.isfinite(change):
         words = f"forgetting check on {f.source}: no case with a defined Dice"
     elif change < -rule.forgetting_margin - 1e-9:
-        failures.append(f"median Dice on the original's own data {most}{change:+.3f} vs original "
+        failures.append(f"median Dice on the original's own data {f.change_words()} vs original "
                         f"(margin -{rule.forgetting_margin:g}{f.partial_note()})")
     figures = {"forgetting_cases": float(len(f.original)), "forgetting_candidate_dice": cand,
                "forgetting_original_dice": orig, "forgetting_dice_vs_original": change}

@@ -137,9 +137,7 @@ def step_back(model: Path, write: StepWriter, steps: int, check: Callable[[Path]
             write(alpha, trial)
             say(f"stepping back to alpha {alpha:g}: forgetting check")
             forgetting = check(trial)
-            cand, orig = forgetting.medians()
-            most = "at most " if forgetting.stopped_early else ""
-            said = f"alpha {alpha:g}: check {most}{cand - orig:+.3f}"
+            said = f"alpha {alpha:g}: check {forgetting.change_words()}"
             if forgetting_refuses(forgetting, rule):
                 tried.append(f"{said} (refused{forgetting.partial_note()})")
                 continue
