@@ -14,7 +14,7 @@ import numpy as np
 
 from lnq_napari.interact import NodeMark, Rejection, spot_mask
 from lnq_napari.io.geometry import check_same_grid
-from lnq_napari.io.volume import Volume
+from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.training.corrections import correction_states
 from lnq_napari.training.labels import ct_background, states_options
 
@@ -22,9 +22,8 @@ from lnq_napari.training.labels import ct_background, states_options
 def known_background(ws, ct: Volume, options: dict | None = None) -> np.ndarray:
     """:func:`~lnq_napari.training.labels.ct_background` of ``ct``, read from the workspace cache when
     this CT (voxels and grid) was seen with these options, else computed and cached."""
-    key = hashlib.sha1(np.ascontiguousarray(ct.array).tobytes())
-    grid = (ct.array.shape, str(ct.array.dtype), ct.spacing_zyx, ct.origin, ct.direction)
-    key.update(json.dumps([repr(grid), states_options(options)], sort_keys=True).encode())
+    key = hashlib.sha1(volumes_digest(ct).encode())  # the CT's grid and voxels, their type, the options
+    key.update(json.dumps([str(ct.array.dtype), states_options(options)], sort_keys=True).encode())
     name = f"background-{key.hexdigest()[:24]}.npz"
     mask = ws.cache.read_mask(name)
     if mask is None or mask.shape != ct.shape:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,8 +122,7 @@ class Workspace:
         with self._lock:
             meta = read_meta(self.root)  # another process may have changed it
             table = CaseTable(meta["cases"], self.root, meta.get("root"))
-            listed = [p.case for p in points]
-            twice = sorted({case for case in listed if listed.count(case) > 1})
+            twice = sorted(case for case, n in Counter(p.case for p in points).items() if n > 1)
             if twice:
                 raise LNQError(f"case {twice[0]} is listed more than once; give each case one row")
             for point in points:
