@@ -618,6 +618,15 @@ def list_models(workspace: str | Path | Workspace) -> list[ModelSummary]:
     return ws.model_summaries()
 
 
+def registry_file(workspace: str | Path | Workspace) -> Path | None:
+    """The file that changes whenever a version is registered or activated in ``workspace`` (None when it
+    is not a workspace): a view that watches it stays current with other windows and the CLI."""
+    try:
+        return _open(workspace).registry.file
+    except LNQError:
+        return None
+
+
 def activate_model(
     workspace: str | Path | Workspace, version: str, decided_by: str = "user", reason: str = "",
 ) -> ModelSummary:

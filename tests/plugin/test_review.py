@@ -251,6 +251,30 @@ def test_the_segment_tab_follows_an_activation_unless_the_user_chose_a_model(mak
         workspace.activate(before["id"] if before else "bundled", decided_by="user")
 
 
+def test_the_models_panel_follows_what_another_process_writes(make_napari_viewer, qtbot, workspace):
+    """A version registered or activated elsewhere (the CLI, a second napari window) shows in the panel
+    and reaches the Segment tab without Refresh; the user's selection stays."""
+    from lnq_napari import api
+    from lnq_napari.plugin.panel import LNQPanel
+
+    before = workspace.active_model()
+    first = workspace.models()[0]["id"]
+    panel = LNQPanel(make_napari_viewer(), workspace=workspace)
+    models, segment = panel.widgets["Review"].models, panel.widgets["Segment"]
+    try:
+        api.activate_model(workspace.root, "bundled")  # another process rolls back
+        qtbot.waitUntil(lambda: [m.version for m in models.models if m.active] == ["bundled"], timeout=5000)
+        assert segment.form.model.value is None
+        models.table.selectRow(0)  # the user looks at the bundled model
+        made = workspace.register_model(workspace.model_path(first), parent=first)  # a CLI fine-tune
+        qtbot.waitUntil(lambda: made in [models.table.item(i, 0).text()
+                                         for i in range(models.table.rowCount())], timeout=5000)
+        assert models.selected().version == "bundled"
+        assert not models.follow_registry()  # read once per change
+    finally:
+        workspace.activate(before["id"] if before else "bundled", decided_by="user")
+
+
 def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari_viewer, workspace,
                                                                       autosave_dir):
     """In the app every widget is docked before Review opens a case: Save must save the session the

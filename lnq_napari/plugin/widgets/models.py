@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -37,7 +37,9 @@ class ModelsPanel(QWidget):
 
     ``active_changed`` carries the newly active version's folder (None: the bundled model) whenever a
     refresh finds another version active than the last one did (an Activate, a fine-tune the rule
-    activated, another workspace chosen).
+    activated, another workspace chosen). The panel refreshes itself when the workspace's registry
+    changes on disk (a fine-tune or Activate in another window or on the command line), checked every
+    :data:`FOLLOW_MS`.
     """
 
     active_changed = Signal(object)
@@ -47,6 +49,7 @@ class ModelsPanel(QWidget):
         self.root = root
         self.models: list[ModelSummary] = []
         self._active: str | None = None
+        self._registry: tuple[Path | None, tuple | None] = (None, None)  # the file read and its stamp
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -78,10 +81,16 @@ class ModelsPanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.details)
         layout.addWidget(self.plot)
+        self._follow_timer = QTimer(self)
+        self._follow_timer.setInterval(FOLLOW_MS)
+        self._follow_timer.timeout.connect(self.follow_registry)
+        self._follow_timer.start()
 
     def refresh(self, select: str | None = None) -> list[ModelSummary]:
         """Read the versions again; select ``select`` (default: the newest version)."""
         root = self.root()
+        registry = api.registry_file(root) if root is not None else None
+        self._registry = (registry, _stamp(registry))
         try:
             self.models = api.list_models(root) if root is not None else []
         except LNQError as exc:
@@ -98,6 +107,17 @@ class ModelsPanel(QWidget):
         if names:
             self.table.selectRow(names.index(select) if select in names else len(names) - 1)
         return self.models
+
+    def follow_registry(self) -> bool:
+        """Refresh when the registry changed on disk since the last refresh; the user's selection stays
+        unless it was the newest version (then the newest is selected). True when it refreshed."""
+        registry, stamp = self._registry
+        if registry is None or _stamp(registry) == stamp:
+            return False
+        chosen = self.selected()
+        newest = chosen is not None and self.models and chosen.version == self.models[-1].version
+        self.refresh(select=None if chosen is None or newest else chosen.version)
+        return True
 
     def _follow_active(self) -> None:
         active = next((m for m in self.models if m.active), None)
@@ -188,6 +208,19 @@ def _named_rounds(n: int) -> list[int]:
 def _short(version: str) -> str:
     """A version id without the zeros that pad its number (m003 -> m3), to fit under the plot."""
     return re.sub(r"(?<=\D)0+(?=\d)", "", version)
+
+
+#: How often (ms) the panel looks whether the registry changed on disk.
+FOLLOW_MS = 1000
+
+
+def _stamp(path: Path | None) -> tuple | None:
+    """What tells a rewritten file from the last one read (None: no such file)."""
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if info is None else (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def _nan(value: float | None) -> float:
