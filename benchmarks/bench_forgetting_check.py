@@ -1,7 +1,7 @@
 """Would a forgetting check have refused the versions that cost the default site?
 
 The activation rule judges a new version on the user's site only, and loops whose round-3 version it
-activated lost up to 1.9 points of median Dice on the default site (``docs/active_learning.md``,
+activated lost up to 1.9 points of median Dice on the default site (``docs/adaptation_history.md``,
 session 21). A check a user could run is the candidate against the original model on a few cases of
 the model's own training data (for the bundled model: default-site phantoms). For every fine-tuned
 round of the loop runs kept under ``--out``, this scores the round's new version and the original on

@@ -7,7 +7,7 @@ rule (:func:`lnq_napari.activation.decide_activation`); each verdict is checked 
 on the test set (:func:`_adapt_targets.judge_rounds`). Only the round's own verdict is replayed: had a
 verdict changed, later rounds would have had another parent. (At commit b927cc1 the rule judged
 outlines by the known-voxel Dice, at 8303422 by the symmetric surface Dice with the worst case deciding
-below five cases; this benchmark there replayed those readings: ``docs/active_learning.md``, sessions
+below five cases; this benchmark there replayed those readings: ``docs/adaptation_history.md``, sessions
 12 and 15.)
 
 With ``--marks`` each held-out correction made without "node here, outline unknown" marks gets those

@@ -16,7 +16,7 @@ the bound: per case, candidate minus parent false nodes (net of nodes found) had
 upper 95 % bound under +0.2 per case needs about 36 held-out cases for a version exactly as bold as its
 parent, 83 to pass it four times in five. Judged by the bound, the cross-fitted verdicts refused 5 of 6
 versions, all of which rose on the test set; every refusal broke the false-node bound, and 4 of the 5
-had a surface Dice interval above zero (``docs/active_learning.md``, session 19). A version that adds
+had a surface Dice interval above zero (``docs/adaptation_history.md``, session 19). A version that adds
 false nodes beyond the margin is refused as before (``tests/test_activation.py``); the estimate's cost,
 measured: one of nine cross-fitted rounds activated a version whose held-out false nodes were paid for
 by nodes it found while the test set had +0.50 per case (lowdose pool 1, round 3).
@@ -30,7 +30,7 @@ to +1.00 per case, far over the margin, yet says almost nothing: of the 5 wrong 
 rose on extra held-out false nodes. With the prior one extra net false node never refuses on its own,
 two refuse on up to five held-out cases, and +0.3 per case is still refused on ten
 (``tests/test_activation.py``). Replayed on those 18 rounds (where the constant was chosen, so the
-replay is no test of it) it is right in 15 against 13; its test is new loops (``docs/active_learning.md``,
+replay is no test of it) it is right in 15 against 13; its test is new loops (``docs/adaptation_history.md``,
 session 21).
 
 A version can rise on the user's site and lose where the original was good: the two default-setting
@@ -51,14 +51,14 @@ with complete truth's surface Dice on 18 of 18 pairs and with its volumetric Dic
 A click grows a node only until the reviewer stops, so a node the reviewer grew or added is at least
 its corrected size: a model outline reaching up to :data:`GROWN_LENIENCE_MM` beyond it does not count
 against the model (:func:`lnq_napari.metrics.surface_dice`); the nodes left as predicted keep the
-symmetric tolerance. With both (session 15, ``docs/active_learning.md``), replayed on the 24 rounds of
+symmetric tolerance. With both (session 15, ``docs/adaptation_history.md``), replayed on the 24 rounds of
 session 14's loops (where they were chosen) the rule is right by the issue's bar in 20 against 14, on
 the 30 rounds of sessions 9-12 in 19 against 14 (``benchmarks/bench_rule_replay.py``).
 Tried in session 12 and reverted: judging outlines by the known-voxel Dice
 (:func:`lnq_napari.metrics.known_voxel_dice`, blind to growth into tissue the correction leaves unknown);
 replayed on 30 loop rounds it was right by the issue's bar in 15 against 14: three refusals of better
 lowdose versions became activations, and two refusals of noncontrast versions with more false nodes
-did too (``docs/active_learning.md``, session 12).
+did too (``docs/adaptation_history.md``, session 12).
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ class FinetuneConfig:
     ``replay_fraction`` 0.5 with ``replay_data`` None replays one uncorrected workspace case per
     training correction. ``mine_negatives`` is on: in three-round loops on four unseen sites (one seed)
     it left the user's model with 0.17 fewer false nodes per case on lowdose and noncontrast and the
-    same figures on nodes and habitus (``docs/active_learning.md``, session 11). ``l2sp_weight`` 1 (toward
+    same figures on nodes and habitus (``docs/adaptation_history.md``, session 11). ``l2sp_weight`` 1 (toward
     the lineage's original) kept the default site within a point on 4 pools where 0 lost up to 1.4, but
     met the nodes site's targets on 1 pool of 3 instead of 3 (session 17), so it is offered, not the default.
     ``folds`` k >= 2 cross-fits the held-out figures: the corrected cases no version of the lineage trained
