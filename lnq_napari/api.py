@@ -47,8 +47,8 @@ from lnq_napari.io.geometry import align_to
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.layout import case_name, label_files_by_case
-from lnq_napari.io.outputs import check_not_users, created_by
-from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
+from lnq_napari.io.outputs import check_not_users, check_table_path, created_by
+from lnq_napari.io.readers import read_labels, read_node_ids, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
@@ -108,8 +108,7 @@ def evaluate(pred: str | Path | Volume, gt: str | Path | Volume, json_path: str 
         pairs = [("case", _one_case(pred, "the prediction"), _one_case(gt, "the ground truth"))]
     else:
         pairs = _pairs(Path(_path(pred, "the prediction")), Path(_path(gt, "the ground truth")))
-    if json_path is not None and Path(json_path).is_dir():
-        raise LNQError(f"--json {json_path} is a folder; give a file name such as scores.json")
+    check_table_path(json_path, "--json", "scores.json", (pred, gt))
     rows = [_score_case(case, pred_path, gt_path) for case, pred_path, gt_path in pairs]
     result = {"cases": rows, "summary": metrics.summarize(rows)}
     if json_path is not None:
@@ -182,12 +181,12 @@ def measure(
     """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
 
     A 0/1 mask is split into connected nodes; a label map with several ids (one per node, as a
-    napari Labels layer saves it) keeps one node per id; a 3D Slicer ``.seg.nrrd`` gives its
-    lymph-node segment(s). With ``ct`` the labels are put on the CT grid (nearest neighbour, with a
-    warning when they differ) and each node gets its mean HU. ``csv_path`` gets the table atomically.
+    napari Labels layer saves it) keeps one node per id; a 3D Slicer ``.seg.nrrd`` or DICOM SEG gives
+    its lymph-node segment(s), each segment's nodes apart from the others' (touching or not). With
+    ``ct`` the labels are put on the CT grid (nearest neighbour, with a warning when they differ) and
+    each node gets its mean HU. ``csv_path`` gets the table atomically.
     """
-    if csv_path is not None and Path(csv_path).is_dir():
-        raise LNQError(f"--csv {csv_path} is a folder; give a file name such as nodes.csv")
+    check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct))
     volume = None if ct is None else _volume(ct, "the CT", read=True)
     labels = _volume(seg, "the labels") if isinstance(seg, Volume) else _read_seg(seg, volume)
     if volume is not None:
@@ -197,7 +196,7 @@ def measure(
     rows = node_table(labels, volume)
     if csv_path is not None:
         try:
-            write_csv(rows, csv_path)
+            write_csv(rows, csv_path, mean_hu=volume is not None)  # its columns whether or not nodes
         except OSError as exc:
             raise LNQError(f"cannot write {csv_path} ({exc.strerror or exc}); choose another path") from exc
     return rows, summarize_nodes(rows)
@@ -219,8 +218,7 @@ def compare(
     PatientIDs and a poor registration warn; scans that do not overlap raise LNQError. ``registration``
     (an earlier result's, same CTs) is reused: after an edit only measuring and matching run again.
     """
-    if csv_path is not None and Path(csv_path).is_dir():
-        raise LNQError(f"--csv {csv_path} is a folder; give a file name such as changes.csv")
+    check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg))
     check_organ(organ)
     step = progress or (lambda fraction, message="": None)
     cts = [_volume(ct, f"the {which} CT", read=True) for ct, which in ((baseline, "baseline"),
@@ -325,12 +323,13 @@ def compare_time_points(
 
 def _read_seg(seg: str | Path, ct: Volume | None = None) -> Volume:
     """A label file as ``measure`` and ``compare`` read it: a DICOM SEG on ``ct`` (else on its CT series
-    beside it), a 3D Slicer segmentation as its node segment(s), any other label map as it is."""
+    beside it), a 3D Slicer segmentation as its node segment(s) (several: each segment's nodes kept
+    apart, :func:`~lnq_napari.io.readers.read_node_ids`), any other label map as it is."""
     if dicom_seg.seg_file(seg) is not None:
-        return read_labels(seg, reference=ct)
+        return read_node_ids(seg, reference=ct)
     raw = read_raw(seg)
     if raw.layered or segfile.is_slicer_segmentation(raw.meta):
-        return read_labels(seg)
+        return read_node_ids(seg)
     check_label_values(raw.array, Path(seg).name)  # a CT given as the labels is named as such
     return raw.volume()
 

@@ -441,8 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: The errors of a folder one cannot write to (permissions, a read-only file system, a full disk).
-CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+#: The errors of a place one cannot write to (permissions, a read-only file system, a full disk, a file
+#: where a folder must be, a name longer than the file system allows).
+CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                errno.ENAMETOOLONG}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,8 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in CANNOT_WRITE:
             raise
-        print(f"lnq-napari: error: cannot write {exc.filename or 'a file'} ({exc.strerror}); make the folder "
-              "writable or free some space, then run the command again", file=sys.stderr)
+        print(f"lnq-napari: error: cannot write {exc.filename or 'a file'} ({exc.strerror}); give a writable "
+              "folder (a short name, no file in its path) or free some space, then run the command again",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -189,10 +189,12 @@ def summarize_nodes(rows: list[NodeRow]) -> dict:
     }
 
 
-def write_csv(rows: list[NodeRow], path: str | Path) -> Path:
-    """Write the node table atomically (principal axes as three columns; no ``mean_hu`` column when
-    no row has a mean HU); returns the path."""
-    columns = [c for c in CSV_COLUMNS if c != "mean_hu" or any(r.mean_hu is not None for r in rows)]
+def write_csv(rows: list[NodeRow], path: str | Path, mean_hu: bool | None = None) -> Path:
+    """Write the node table atomically (principal axes as three columns; a ``mean_hu`` column when
+    ``mean_hu``, by default when a row has a mean HU); returns the path."""
+    if mean_hu is None:
+        mean_hu = any(r.mean_hu is not None for r in rows)
+    columns = [c for c in CSV_COLUMNS if c != "mean_hu" or mean_hu]
     path = Path(path)
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")

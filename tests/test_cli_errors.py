@@ -176,6 +176,46 @@ def test_output_folder_that_is_a_file(case, capsys, argv):
     assert blocker.read_text() == "mine"
 
 
+@pytest.mark.parametrize("argv", [
+    ["predict", "{ct}", "--output", "{under}"], ["demo", "--out", "{under}", "--headless"],
+    ["train", "--data", "{dir}", "--out", "{under}", "--iterations", "1"],
+    ["phantom", "{under}", "--cases", "1"],
+    ["export-nnunet", "--out", "{under}", "--dataset-id", "7", "--data", "{dir}"],
+    ["measure", "{gt}", "--csv", "{under}"],
+    ["evaluate", "--pred", "{pred}", "--gt", "{gt}", "--json", "{under}"]])
+def test_output_under_a_file(case, capsys, argv):
+    """An output whose folder is a file: one line naming it, before anything runs (predict predicted the
+    whole CT first, then raised ENOTDIR's traceback); the file is left as it was."""
+    blocker = case["dir"] / "results"
+    blocker.write_text("mine")
+    fill = {"ct": str(case["ct"]), "gt": str(case["gt"]), "pred": str(case["pred"]),
+            "under": str(blocker / "out"), "dir": str(case["dir"])}
+    code, _, err = run_cli(capsys, [a.format(**fill) for a in argv])
+    assert_one_line_error(code, err, str(blocker), "which is a file")
+    assert blocker.read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv", [
+    ["measure", "{gt}", "--csv", "{gt}"], ["measure", "{gt}", "--ct", "{ct}", "--csv", "{ct}"],
+    ["evaluate", "--pred", "{pred}", "--gt", "{gt}", "--json", "{gt}"],
+    ["measure", "{gt}", "--csv", "{dir}/table.nii.gz"]])
+def test_a_table_never_replaces_an_input_or_an_image(case, capsys, argv):
+    """``measure seg --csv seg`` turned the user's labels into CSV (exit 0): refused in one line, the
+    files unchanged and no table written under an image's name."""
+    fill = {k: str(v) for k, v in case.items()}
+    before = {k: case[k].read_bytes() for k in ("gt", "ct", "pred")}
+    code, _, err = run_cli(capsys, [a.format(**fill) for a in argv])
+    assert_one_line_error(code, err)
+    assert "one of this command's inputs" in err or "names an image or label file" in err
+    assert {k: case[k].read_bytes() for k in before} == before
+    assert not (case["dir"] / "table.nii.gz").exists()
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(case, capsys):
+    code, _, err = run_cli(capsys, ["measure", str(case["gt"]), "--csv", str(case["dir"] / ("n" * 300))])
+    assert_one_line_error(code, err, "cannot write")
+
+
 # ------------------------------------------------ the same commands succeed on good input
 def test_evaluate_folders_pair_by_case_and_prefer_full_truth(case, capsys):
     write(case["dir"] / f"{CASE}-seg.nrrd", node_mask(shift=2))  # partial label: must not be used
@@ -221,6 +261,23 @@ def test_measure_writes_the_table(case, capsys):
     assert "2 nodes" in stdout
     lines = out.read_text().splitlines()
     assert len(lines) == 3 and "mean_hu" in lines[0]
+    empty = write(case["dir"] / "empty-seg.nrrd", np.zeros(SHAPE, np.uint8))  # no node: the same columns
+    assert run_cli(capsys, ["measure", str(empty), "--ct", str(case["ct"]), "--csv", str(out)])[0] == 0
+    assert out.read_text().splitlines() == lines[:1]
+
+
+def test_export_nnunet_refuses_workers_below_one(case, capsys):
+    code, _, err = run_cli(capsys, ["export-nnunet", "--out", str(case["dir"] / "raw"), "--dataset-id", "7",
+                                    "--data", str(case["dir"]), "--workers", "0"])
+    assert_one_line_error(code, err, "--workers must be a whole number of at least 1")
+    assert not (case["dir"] / "raw").exists()
+
+
+def test_a_folder_without_dicom_is_one_line_without_itk_warnings(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lnq_napari.cli", "measure", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert "without a DICOM series" in proc.stderr
 
 
 def test_real_process_prints_one_line_and_exits_2(tmp_path):

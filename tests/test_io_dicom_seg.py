@@ -338,6 +338,18 @@ def test_segments_are_chosen_by_code_label_or_number(tmp_path, ct):
     np.testing.assert_array_equal(both.array, (masks == 1) | (masks == 3))
 
 
+def test_touching_node_segments_are_measured_as_two_nodes(tmp_path, ct):
+    """Two lymph-node segments that touch: two nodes in ``measure`` (the union joined them into one)."""
+    masks = np.zeros(ct.shape, np.uint8)
+    masks[1, 100:140, 100:130] = 1
+    masks[1, 100:140, 130:160] = 2  # shares an edge with segment 1
+    path = write_segments(tmp_path / "pair.dcm", ct, [("node a", codes.SCT.LymphNode),
+                                                      ("node b", codes.SCT.LymphNode)], masks)
+    rows, summary = api.measure(path, ct=SERIES)
+    assert summary["n_nodes"] == 2 and sorted(r.voxels for r in rows) == [1200, 1200]
+    np.testing.assert_array_equal(read_labels(path, reference=ct).array, masks > 0)
+
+
 def test_fractional_and_labelmap_segs(tmp_path, ct):
     probability = np.zeros(ct.shape, np.float32)
     probability[1, 100:150, 100:150] = 0.8
@@ -397,6 +409,14 @@ def test_writing_needs_the_dicom_ct_and_its_grid(tmp_path, ct, liver):
         write_dicom_seg(tmp_path / "seg.nrrd", liver, SERIES)
     assert not list(tmp_path.glob("*.dcm")) and not list(tmp_path.glob(".*"))  # nothing half-written
     assert not (tmp_path / "seg.nrrd").exists()
+
+
+def test_a_seg_under_a_file_is_refused_before_writing(tmp_path, liver):
+    blocker = tmp_path / "results"
+    blocker.write_text("mine")
+    with pytest.raises(LNQError, match="which is a file"):
+        write_dicom_seg(blocker / "nodes.dcm", liver, SERIES)
+    assert blocker.read_text() == "mine"
 
 
 def test_malformed_segs_give_one_line(tmp_path, ct, liver):

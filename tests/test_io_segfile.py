@@ -192,3 +192,27 @@ def test_atomic_write_gives_files_the_usual_mode(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_node_segments_touching_are_measured_apart(tmp_path):
+    """Two touching nodes drawn as two segments (as Slicer users draw them) and a segment holding two
+    separate nodes: four nodes, each with its own volume (the union of the segments read as three,
+    the touching pair as one node of twice the size); read_labels still gives the 0/1 union."""
+    from lnq_napari import api
+
+    shape_ijk, spacing = (40, 30, 6), (0.7, 0.7, 3.0)
+    segmentation = slicerio.create_segmentation(shape_ijk, np.diag([*spacing, 1.0]))
+    left, right, pair = (np.zeros(shape_ijk, bool) for _ in range(3))
+    left[5:20, 5:25, 1:4], right[20:35, 5:25, 1:4] = True, True  # side by side, touching
+    pair[2:6, 26:29, 1:3], pair[30:34, 26:29, 1:3] = True, True  # apart, one segment
+    for name, mask in (("lymph node 1", left), ("lymph node 2", right), ("lymph nodes", pair)):
+        slicerio.add_segment(segmentation, mask, {"name": name})
+    path = tmp_path / "nodes.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+
+    rows, summary = api.measure(path)
+    assert summary["n_nodes"] == 4
+    assert sorted(r.voxels for r in rows) == sorted([int(m.sum()) for m in (left, right)] + [24, 24])
+    union = read_labels(path)
+    assert set(np.unique(union.array)) == {0, 1}
+    assert int(union.array.sum()) == int((left | right | pair).sum())

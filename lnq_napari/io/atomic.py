@@ -102,4 +102,13 @@ def check_output_folder(path: str | Path, flag: str, what: str) -> Path:
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise LNQError(f"{flag} {path} is a file; give a folder for {what}")
+    blocker = file_above(path)
+    if blocker is not None:
+        raise LNQError(f"{flag} {path} lies under {blocker}, which is a file; give a folder for {what}")
     return path
+
+
+def file_above(path: str | Path) -> Path | None:
+    """The nearest existing folder-to-be above ``path`` that is a file (nothing can be made under it), or
+    None."""
+    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)

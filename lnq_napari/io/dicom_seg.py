@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, is_image_file
 from lnq_napari.io.volume import Volume
@@ -488,21 +488,24 @@ def _own_volume(seg: SegFile, chosen: list[SegSegment], grid: Volume) -> Volume:
     return Volume(array, (seg.pixel_spacing[1], seg.pixel_spacing[0], step), tuple(origin), tuple(direction))
 
 
-def seg_mask(seg: SegFile, grid: Volume, segment: str | int | None = None) -> tuple[np.ndarray, list[str]]:
-    """uint8 {0, 1} mask of the chosen segments on ``grid`` (the CT's), and the chosen labels. Frames on
+def seg_mask(seg: SegFile, grid: Volume, segment: str | int | None = None,
+             ) -> tuple[np.ndarray, list[SegSegment]]:
+    """uint8 {0, 1} mask of the chosen segments on ``grid`` (the CT's), and those segments. Frames on
     the CT's slices are placed as they are; a SEG on another grid is resampled (nearest neighbour,
     GridWarning), and LNQError when it does not overlap the CT."""
     chosen = choose_segments(seg, segment)
     index = _on_grid_indices(seg, grid)
     if index is not None:
-        return _place(seg, chosen, grid, index), [s.label for s in chosen]
+        return _place(seg, chosen, grid, index), chosen
     own = _own_volume(seg, chosen, grid)
-    return align_to(grid, own, what=f"DICOM SEG {seg.name}").array, [s.label for s in chosen]
+    return align_to(grid, own, what=f"DICOM SEG {seg.name}").array, chosen
 
 
-def seg_meta(seg: SegFile, chosen: list[str]) -> dict:
-    """What a read SEG keeps in ``Volume.meta``."""
-    return {"selected_segments": chosen, "dicom_seg": str(seg.path),
+def seg_meta(seg: SegFile, chosen: list[SegSegment]) -> dict:
+    """What a read SEG keeps in ``Volume.meta`` (``segment_keys``: each chosen segment's number, which
+    chooses it alone)."""
+    return {"selected_segments": [s.label for s in chosen], "segment_keys": [s.number for s in chosen],
+            "dicom_seg": str(seg.path),
             "dicom_referenced_series_uid": seg.referenced_series[0] if seg.referenced_series else ""}
 
 
@@ -637,6 +640,8 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
         raise LNQError(f"{ct} does not exist; a DICOM SEG needs the DICOM CT series it was drawn on")
     if path.is_dir():
         raise LNQError(f"{path} is a folder; give the DICOM SEG a file name such as {path.name}-seg.dcm")
+    if file_above(path) is not None:
+        raise LNQError(f"{path} lies under {file_above(path)}, which is a file; give a file in a folder")
     if is_image_file(path):  # .nrrd, .nii.gz ...: a reader would take the DICOM file for that format
         raise LNQError(f"{path.name} names another image format; a DICOM SEG is written as a .dcm file "
                        "(or save the labels as .seg.nrrd)")

@@ -8,7 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import file_above
 from lnq_napari.io.dicom_seg import ALGORITHM_NAME
+from lnq_napari.io.layout import is_image_file
 
 #: The NRRD header field that marks a file an lnq-napari command wrote (its value names the command).
 CREATED_BY = "lnq_created_by"
@@ -46,3 +48,33 @@ def check_not_users(paths: Iterable[Path], flag: str) -> None:
             raise LNQError(f"{flag} {path.parent} already holds {path.name}, which lnq-napari did not write "
                            "(labels of yours?); it is left as it is: give another output folder, or move "
                            "that file away")
+
+
+def check_table_path(path: str | Path | None, flag: str, example: str,
+                     inputs: Iterable[object] = ()) -> Path | None:
+    """``path`` as the file a table (CSV, JSON) is written to; LNQError in one line, before anything is
+    computed, when it is a folder, names an image or label file (a table is never written over one),
+    is one of the command's ``inputs`` (paths; anything else, a Volume say, is passed over), or lies
+    under a file. None stays None."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise LNQError(f"{flag} {path} is a folder; give a file name such as {example}")
+    if is_image_file(path) or path.name.lower().endswith(".dcm"):
+        raise LNQError(f"{flag} {path} names an image or label file; give a file name such as {example}")
+    for given in inputs:
+        if isinstance(given, (str, Path)) and _same_file(path, Path(given)):
+            raise LNQError(f"{flag} {path} is one of this command's inputs; give another file name such as "
+                           f"{example}")
+    blocker = file_above(path)
+    if blocker is not None:
+        raise LNQError(f"{flag} {path} lies under {blocker}, which is a file; give a file in a folder")
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False

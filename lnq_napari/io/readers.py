@@ -10,6 +10,8 @@ from __future__ import annotations
 import bz2
 import re
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,7 +372,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     folder = path if path.is_dir() else path.parent
     reader = sitk.ImageSeriesReader()
     try:
-        series = reader.GetGDCMSeriesIDs(str(folder))
+        with _itk_quiet():  # a folder without DICOM: ITK's own warning lines, then ours
+            series = reader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError:
         series = ()
     if not series:
@@ -543,7 +546,8 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     if segfile.is_slicer_segmentation(raw.meta):
         mask, chosen = segfile.segment_mask(path, raw, segment)
         volume = raw.volume(mask)
-        volume.meta["selected_segments"] = chosen
+        volume.meta["selected_segments"] = [c["name"] for c in chosen]
+        volume.meta["segment_keys"] = [c["id"] for c in chosen]  # each chooses its segment alone
     else:
         if isinstance(segment, str):
             raise LNQError(f"{name} has no named segments (not a 3D Slicer .seg.nrrd); pass segment as a "
@@ -558,6 +562,26 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     if reference is not None:
         volume = align_to(reference, volume)
     return volume
+
+
+def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
+    """The nodes of a label file as one id per node: :func:`read_labels`, except that in a segmentation
+    (3D Slicer, DICOM SEG) with several node segments each segment's connected parts get ids of their
+    own, so touching nodes drawn as separate segments stay apart (the union would join them)."""
+    from lnq_napari.components import label_components
+
+    volume = read_labels(path, reference)
+    keys = volume.meta.get("segment_keys") or []
+    if len(keys) < 2:
+        return volume
+    ids = np.zeros(volume.shape, dtype=np.int32)
+    count = 0
+    for key in keys:
+        parts, n = label_components(np.asarray(read_labels(path, reference, segment=key).array))
+        inside = parts > 0
+        ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
+        count += n
+    return volume.with_array(ids, **volume.meta)
 
 
 def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | int | None = None) -> Volume:
@@ -575,12 +599,9 @@ def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | 
 def _execute_series(reader, folder: Path):
     """``reader.Execute()`` of a SimpleITK series reader, ITK's own warnings silenced (the slice check
     that follows says what is wrong, in one line); a failure is a one-line LNQError."""
-    import SimpleITK as sitk
-
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        return reader.Execute()
+        with _itk_quiet():
+            return reader.Execute()
     except RuntimeError as exc:
         text = str(exc)
         if "does not fully contain the requested region" in text:  # a slice of another size
@@ -589,6 +610,18 @@ def _execute_series(reader, folder: Path):
         reason = text.strip().splitlines()[-1][:160]
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
                        "complete images of one series") from exc
+
+
+@contextmanager
+def _itk_quiet() -> Iterator[None]:
+    """ITK's own warnings (printed to stderr, outside Python's warnings) silenced in this block: what is
+    wrong is said in one line by the caller."""
+    import SimpleITK as sitk
+
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 

@@ -122,8 +122,9 @@ def _choose(segments: list[dict], segment: str | int | None, name: str) -> list[
     return chosen
 
 
-def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tuple[np.ndarray, list[str]]:
-    """uint8 {0,1} mask of the chosen segments of a Slicer segmentation, and their names.
+def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tuple[np.ndarray, list[dict]]:
+    """uint8 {0,1} mask of the chosen segments of a Slicer segmentation, and those segments (``name``,
+    ``id``: the key that chooses one alone, ``labelValue``, ``layer``; none for a plain label map).
 
     ``raw`` is a :class:`lnq_napari.io.readers.RawImage` (array (z,y,x) or (layers,z,y,x)). A voxel belongs
     to a segment when its segment's layer holds the segment's label value there; label values that no
@@ -147,7 +148,7 @@ def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tup
         mask |= (layers[s["layer"]] == s["labelValue"]).astype(np.uint8)
     if segment is None:
         _warn_undescribed(layers, segments, name)
-    return mask, [s["name"] for s in chosen]
+    return mask, chosen
 
 
 def _warn_undescribed(layers: np.ndarray, segments: list[dict], name: str) -> None:

@@ -305,6 +305,9 @@ def export_dataset(
     """
     if (data is None) == (workspace is None):
         raise LNQError("give exactly one of --data (an LNQ-layout folder) and --workspace")
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise LNQError(f"--workers must be a whole number of at least 1 (got {workers!r}); leave it out for "
+                       "up to 4, one per CPU")
     target = check_target(Path(out), dataset_id, name)
     if data is not None:
         jobs, skipped, source = jobs_from_data(data), [], str(Path(data).expanduser().resolve())
