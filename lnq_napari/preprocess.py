@@ -113,9 +113,26 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     wall = ndimage.binary_closing(body, plane, iterations=seal, border_value=1) if seal else body
+    wall = _edges_sealed(wall, body)
     filled = _holes_filled(wall, plane) & (body | ~wall)
     lungs = ndimage.binary_opening(filled & (small < rule["lung_hu"]), plane, iterations=1)
     return Anatomy(step, tuple(hu.shape), filled, lungs)
+
+
+def _edges_sealed(wall: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """``wall`` with each slice's edge closed between the first and last voxel of ``body`` on it: a field
+    of view that cuts through the chest (the body reaching the image edge on both sides of the lungs)
+    keeps the lungs enclosed, so they are not taken for the air outside. A body off the edges changes
+    nothing."""
+    sealed = wall.copy()
+    edges = ((np.s_[:, 0, :]), (np.s_[:, -1, :]), (np.s_[:, :, 0]), (np.s_[:, :, -1]))
+    for edge in edges:
+        touching = body[edge]
+        first = np.argmax(touching, axis=1)
+        last = touching.shape[1] - 1 - np.argmax(touching[:, ::-1], axis=1)
+        index = np.arange(touching.shape[1])
+        sealed[edge] |= touching.any(axis=1)[:, None] & (index >= first[:, None]) & (index <= last[:, None])
+    return sealed
 
 
 def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:

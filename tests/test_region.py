@@ -94,6 +94,36 @@ def test_phantom_lungs_are_found_and_truth_lies_inside_the_region(small_cases):
         assert region[truth].mean() > 0.95  # the phantom's nodes are mediastinal
 
 
+def _lung_columns(case) -> tuple[int, int]:
+    """The first and last x index the phantom's lungs reach (air inside the body)."""
+    from lnq_napari.preprocess import coarse_anatomy
+
+    anatomy = coarse_anatomy(np.asarray(case.ct.array), case.ct.spacing_zyx)
+    xs = np.nonzero(anatomy.upsample(anatomy.lungs).any(axis=(0, 1)))[0]
+    return int(xs.min()), int(xs.max())
+
+
+def test_a_field_of_view_cut_through_the_lungs_keeps_every_node_in_the_region(small_cases):
+    """A CT cropped so its edges cut the lungs (and the chest wall): the lungs touching the edge were
+    taken for the air outside, the region shrank to one side and dropped nodes the model found (5 of 10
+    on a probe's crop). The region is now the full CT's within the crop, nodes and all."""
+    from lnq_napari.followup.match import sub_volume
+
+    for case in small_cases:
+        first, last = _lung_columns(case)
+        width = case.ct.shape[2]
+        box = (slice(None), slice(None), slice(first + 3, last - 2))  # inside both lungs
+        assert 0 < box[2].start and box[2].stop < width
+        cropped = sub_volume(case.ct, box)
+        truth = (np.asarray(case.full.array) > 0)[box]
+        assert truth.any()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # lungs found: no warning, the region restricts
+            region = mediastinum_region(cropped, 10.0)
+        assert region[truth].mean() > 0.95
+        assert region.mean() < 0.9
+
+
 def test_region_costs_at_most_one_dice_point_on_phantom_cases(small_cases):
     from lnq_napari.inference import Predictor
 
