@@ -40,12 +40,28 @@ class Prepared:
 
 
 def warn_if_not_hu(hu: np.ndarray) -> None:
-    """Warn when a CT holds no value below 0: a chest CT in Hounsfield units always holds air (lungs,
-    about -1000), so these are stored values whose rescale intercept (usually -1024) was not applied."""
-    if hu.size and hu.min() >= 0:
-        warnings.warn("the CT holds no value below 0, so it is not in Hounsfield units (air is about -1000 "
-                      "HU): apply the scanner's rescale intercept (usually -1024) before using it",
+    """Warn when a CT is not in Hounsfield units but holds a scanner's stored values (the rescale
+    intercept, usually -1024, not applied): no value below 0, or, with a negative padding value around the
+    scan circle, no air near -1000 HU while much of it lies near +1000 (soft tissue stored as HU + 1024).
+    A chest CT in HU always holds air (lungs, about -1000)."""
+    if not hu.size:
+        return
+    sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
+    stored = sample.min() >= 0
+    if not stored:
+        air = np.count_nonzero((sample > -1100) & (sample < -850))
+        tissue = np.count_nonzero((sample > 850) & (sample < 1250))
+        stored = air < STORED_AIR_SHARE * sample.size and tissue > STORED_TISSUE_SHARE * sample.size
+    if stored:
+        warnings.warn("the CT is not in Hounsfield units (no air near -1000 HU: values as a scanner stores "
+                      "them): apply the rescale intercept (usually -1024) before using it",
                       UserWarning, stacklevel=3)
+
+
+#: A CT with less than this share of voxels near -1000 HU and more than the next near +1000 holds stored
+#: values: in HU a chest CT's air (outside the body, lungs) is 20-50 % of it, dense bone a few per cent.
+STORED_AIR_SHARE = 0.001
+STORED_TISSUE_SHARE = 0.10
 
 
 def normalize(hu: np.ndarray, prep: dict) -> np.ndarray:

@@ -93,6 +93,21 @@ def test_a_ct_of_stored_values_not_hu_is_warned_about():
         prepare(Volume(hu, (1.5, 1.5, 3.0)))
 
 
+def test_stored_values_with_a_negative_padding_are_warned_about_too():
+    """Stored values with the scanner's padding (-2000 around the scan circle) hold values below 0, so
+    the first test passed them silently (0 nodes and a 'no lungs' warning that blamed the CT's content);
+    HU with the usual -3024 padding is not warned about."""
+    hu = _chest().astype(np.int32)
+    corner = np.zeros(hu.shape, bool)
+    corner[:, :4, :] = True  # outside the scan circle
+    stored = np.where(corner, -2000, hu + 1024).astype(np.int16)
+    with pytest.warns(UserWarning, match="not in Hounsfield units .* rescale intercept"):
+        prepare(Volume(stored, (1.5, 1.5, 3.0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(Volume(np.where(corner, -3024, hu).astype(np.int16), (1.5, 1.5, 3.0)))
+
+
 def test_holes_are_filled_slice_by_slice_as_scipy_fills_each_slice():
     from scipy import ndimage
 
