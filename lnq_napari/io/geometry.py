@@ -93,8 +93,12 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
         spacings = np.asarray(header.get("spacings", [1.0] * int(header["dimension"])), dtype=float)
         spacing = spacings[axes]
         nan_list = [np.nan] * int(header["dimension"])
-        mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)
-        origin = np.where(np.isfinite(mins[axes]), mins[axes], 0.0)
+        mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)[axes]
+        # a min is the edge of the first voxel's cell unless the axis is node-centred (NRRD's default
+        # centring is cell, as Teem, ITK and 3D Slicer read it): the first voxel's centre is half a step in
+        centerings = list(header.get("centerings", header.get("centers", [])) or [])
+        node = np.array([len(centerings) > a and str(centerings[a]).lower() == "node" for a in axes])
+        origin = np.where(np.isfinite(mins), mins + np.where(node, 0.0, spacing / 2.0), 0.0)
         direction = np.eye(3)
     return tuple(spacing), tuple(origin), tuple(direction.ravel())
 
