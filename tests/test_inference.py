@@ -147,6 +147,20 @@ def test_find_nodes_takes_a_ct_file_and_says_what_an_array_lacks(tmp_path, tiny_
         api.find_nodes(np.asarray(small_ct.array), predictor)
 
 
+def test_a_thin_slab_is_predicted_with_a_warning(tiny_model, small_ct):
+    """Three slices (a 9 mm slab through two large nodes gave 0 nodes without a word): a warning saying
+    why few or none are found; the whole CT is not warned about."""
+    from lnq_napari import api
+
+    predictor = Predictor(tiny_model, device="cpu")
+    slab = Volume(np.asarray(small_ct.array)[:2], small_ct.spacing, small_ct.origin, small_ct.direction)
+    with pytest.warns(UserWarning, match="spans only 24 mm along one axis"):
+        api.find_nodes(slab, predictor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        api.find_nodes(small_ct, predictor)
+
+
 def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
     pred = Predictor(tiny_model, device="cpu").predict(small_ct)
     for vol in (pred.probabilities, pred.mask):
