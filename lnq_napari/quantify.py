@@ -27,8 +27,11 @@ from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.orientation import to_lps
 from lnq_napari.io.volume import Volume
 
-#: Nodes whose centroid lies within this distance (mm) of the volume's centre in x are "midline".
+#: Nodes whose centroid lies within this distance (mm) of the patient's midline in x are "midline" (the
+#: body's centre with a CT, else the volume's centre).
 MIDLINE_MM = 5.0
+#: Above this HU a voxel is the patient's body (or the table) when the midline is found.
+BODY_HU = -300.0
 #: More distinct ids than this means the file is an image (a CT?), not a label map.
 MAX_IDS = 1000
 #: Short-axis threshold of a clinically enlarged (and LNQ2023-target) node.
@@ -133,6 +136,23 @@ def principal_axes(zyx: np.ndarray, volume: Volume) -> tuple[float, float, float
     return tuple(float(2.0 * math.sqrt(5.0 * e)) for e in eigen)
 
 
+def midline_x(ct: Volume) -> float | None:
+    """LPS x (mm) of the patient's midline: the centre of the body (the largest connected part above
+    the body threshold, on a coarse copy), which a scan need not centre (a patient lying off the
+    table's middle, a cropped field of view). None when the CT shows no body."""
+    from scipy import ndimage
+
+    hu = np.asarray(ct.array)
+    step = tuple(max(1, n // 64) for n in hu.shape)
+    body = hu[:: step[0], :: step[1], :: step[2]] > BODY_HU
+    parts, n = ndimage.label(body)
+    if n == 0:
+        return None
+    largest = np.argmax(np.bincount(parts.ravel())[1:]) + 1
+    index = np.argwhere(parts == largest) * np.asarray(step)
+    return float(ct.index_to_physical(index)[:, 0].mean())
+
+
 def _side(x: float, centre_x: float) -> str:
     if x < centre_x - MIDLINE_MM:
         return "right"  # LPS: +x points to the patient's left
@@ -160,8 +180,10 @@ def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     axial_ids, axial_xy = _axial_planes(labels, compact)
     axial_boxes = ndimage.find_objects(axial_ids)
     voxel_mm3 = float(np.prod(labels.spacing))
-    centre = (np.asarray(labels.shape, dtype=float) - 1.0) / 2.0
-    centre_x = float(labels.index_to_physical(centre)[0, 0])
+    centre_x = None if ct is None else midline_x(ct)
+    if centre_x is None:  # the grid's centre: a scan roughly centred on the patient
+        centre = (np.asarray(labels.shape, dtype=float) - 1.0) / 2.0
+        centre_x = float(labels.index_to_physical(centre)[0, 0])
     rows = []
     for k, box in enumerate(ndimage.find_objects(compact), start=1):
         if box is None:

@@ -130,6 +130,25 @@ def test_mean_hu_and_side():
     assert measure_nodes(Volume(labels, SPACING))[0].mean_hu is None
 
 
+def test_side_follows_the_patient_not_the_scan_centre():
+    """A patient lying 40 mm off the scan's centre (or a field of view cropped to one side): a node on
+    the patient's midline was 'right' (the grid's centre was the yardstick); with the CT it is judged
+    against the body's centre. Without a CT the grid's centre stays the yardstick."""
+    shape, spacing = (6, 40, 100), (1.0, 1.0, 2.0)
+    ct = np.full(shape, -1000, np.int16)
+    ct[:, 5:35, 20:60] = 40  # the body: its centre at x index 39.5, the grid's at 49.5 (10 mm apart)
+    labels = np.zeros(shape, np.uint8)
+    labels[2:4, 18:22, 38:42] = 1  # on the patient's midline
+    labels[2:4, 18:22, 22:26] = 2  # the patient's right
+    grid = (spacing, (-50.0, 0.0, 0.0))
+    rows = measure_nodes(Volume(labels, *grid), Volume(ct, *grid))
+    assert [r.side for r in rows] == ["midline", "right"]
+    assert [r.side for r in measure_nodes(Volume(labels, *grid))] == ["right", "right"]
+    flipped = Volume(labels[:, :, ::-1].copy(), spacing, (49.0, 0.0, 0.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    ct_flipped = Volume(ct[:, :, ::-1].copy(), spacing, (49.0, 0.0, 0.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    assert [r.side for r in measure_nodes(flipped, ct_flipped)] == ["midline", "right"]  # same places
+
+
 def test_ct_on_another_grid_is_refused():
     labels = Volume(np.ones((4, 5, 6), np.uint8), SPACING)
     with pytest.raises(LNQError, match="grid"):
