@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import nrrd
@@ -407,3 +408,31 @@ def test_axis_mins_place_the_first_voxel_as_itk_and_slicer_do(tmp_path, centerin
     kinds = centerings or ["cell"] * 3
     half = [0.0 if kinds[a] == "node" else s / 2 for a, s in enumerate(header["spacings"])]
     np.testing.assert_allclose(read_volume(path).origin, np.add(header["axis mins"], half))
+
+
+def test_a_nifti_whose_sform_and_pixdim_disagree_is_read_by_its_sform(tmp_path, capfd):
+    """sform set (0.9 x 0.9 x 3 mm), qform off and pixdim left at 1: ITK read 1 x 1 x 1 mm with its own
+    multi-line warning; the sform gives the grid, as the NIfTI standard and nibabel read it, with one
+    warning line. A consistent file reads the same, without a warning."""
+    import struct
+
+    voxels = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    volume = Volume(voxels, (0.9, 0.9, 3.0), (-10.0, 20.0, 30.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    good = write_volume(tmp_path / "good.nii", volume)
+    data = bytearray(good.read_bytes())
+    struct.pack_into("<3f", data, 80, 1.0, 1.0, 1.0)  # pixdim[1:4]
+    struct.pack_into("<h", data, 252, 0)  # qform_code: unknown
+    struct.pack_into("<h", data, 254, 1)  # sform_code: scanner
+    bad = tmp_path / "bad.nii"
+    bad.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = read_volume(good)
+    with pytest.warns(UserWarning, match="sform and its pixdim / qform give different grids"):
+        again = read_volume(bad)
+    assert "WARNING" not in capfd.readouterr().err  # no ITK lines
+    for a in (read, again):
+        np.testing.assert_allclose(a.spacing, volume.spacing, rtol=1e-6)
+        np.testing.assert_allclose(a.origin, volume.origin, atol=1e-4)
+        np.testing.assert_allclose(a.direction, volume.direction, atol=1e-6)
+        np.testing.assert_array_equal(a.array, volume.array)

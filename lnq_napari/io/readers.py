@@ -8,8 +8,10 @@ lie in the header's folder, and every grid goes through :func:`lnq_napari.io.vol
 from __future__ import annotations
 
 import bz2
+import contextlib
 import re
 import struct
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -223,6 +225,45 @@ def _check_nifti_geometry(header: bytes, name: str) -> None:
                        "qform or sform); the header is damaged: re-export or re-download the file")
 
 
+#: Where a NIfTI-1 / NIfTI-2 header keeps its sform code.
+_NIFTI_SFORM_CODE = {348: (254, "h"), 540: (348, "i")}
+
+
+def _nifti_sform(path: Path) -> tuple[tuple, tuple, tuple] | None:
+    """(spacing, origin, direction) in LPS of a NIfTI file's sform when its code is set, else None."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            header = handle.read(540)
+        for endian in "<>":
+            size = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
+            if size in _NIFTI_SFORM_CODE and len(header) >= size:
+                offset, fmt = _NIFTI_SFORM_CODE[size]
+                if struct.unpack_from(endian + fmt, header, offset)[0] <= 0:
+                    return None
+                at, rows = _NIFTI_GEOMETRY[size][2]
+                affine = np.asarray(struct.unpack_from(endian + rows, header, at), dtype=float).reshape(3, 4)
+                break
+        else:
+            return None
+    except (OSError, EOFError, struct.error):
+        return None
+    affine[:2] *= -1.0  # RAS -> LPS
+    steps, origin = affine[:, :3], affine[:, 3]
+    spacing = np.linalg.norm(steps, axis=0)
+    if not np.all(np.isfinite(affine)) or np.any(spacing <= 0):
+        return None
+    return tuple(spacing), tuple(origin), tuple((steps / spacing).ravel())
+
+
+def _sform_disagrees(raw: RawImage, sform: tuple[tuple, tuple, tuple]) -> bool:
+    spacing, origin, direction = (np.asarray(v, dtype=float) for v in sform)
+    return not (np.allclose(raw.spacing, spacing, rtol=1e-3) and np.allclose(raw.origin, origin, atol=1e-2)
+                and np.allclose(raw.direction, direction, atol=1e-3))
+
+
 def _nifti_data_end(header: bytes) -> int | None:
     """Byte offset where a NIfTI-1/2 single file's voxel data ends, from its header; None if unknown."""
     for endian in "<>":
@@ -295,12 +336,21 @@ def _read_sitk_file(path: Path) -> RawImage:
     import SimpleITK as sitk
 
     _check_nifti_complete(path)
-    _check_sitk_payload(path)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise _unreadable(path, exc) from exc
-    return _from_sitk_image(image, path.name)
+    nifti = path.name.lower().endswith((".nii", ".nii.gz"))
+    with _itk_quiet() if nifti else contextlib.nullcontext():  # ITK's warning lines: ours follow
+        _check_sitk_payload(path)
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            raise _unreadable(path, exc) from exc
+    raw = _from_sitk_image(image, path.name)
+    sform = _nifti_sform(path) if nifti else None
+    if sform is not None and _sform_disagrees(raw, sform):
+        warnings.warn(f"{path.name}: its sform and its pixdim / qform give different grids; read by the "
+                      f"sform (spacing {', '.join(f'{v:.4g}' for v in sform[0])} mm), as the NIfTI standard "
+                      "and nibabel do: check the file's header", UserWarning, stacklevel=3)
+        raw = RawImage(raw.array, *sform, raw.meta)
+    return raw
 
 
 def _unreadable(path: Path, exc: RuntimeError) -> LNQError:
@@ -365,8 +415,6 @@ def _from_sitk_image(image, name: str) -> RawImage:
 def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
     or the largest; its Series and Frame of Reference UIDs go into ``meta``."""
-    import warnings
-
     import SimpleITK as sitk
 
     folder = path if path.is_dir() else path.parent
