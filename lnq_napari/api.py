@@ -43,7 +43,7 @@ from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_
 from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
-from lnq_napari.io.geometry import align_to
+from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.layout import case_name, label_files_by_case
@@ -149,6 +149,9 @@ def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> dict:
     """One case's row of :func:`evaluate` (a warning when the prediction would be mis-scored)."""
     truth = gt if isinstance(gt, Volume) else read_labels(gt)
     prediction = pred if isinstance(pred, Volume) else read_volume(pred)
+    reordered = None if prediction.same_grid(truth) else reordered_onto(truth, prediction)
+    if reordered is not None:  # the same voxels stored in another axis order or direction
+        prediction = reordered
     problem = metrics.prediction_problem(prediction)
     if problem:
         name = "" if isinstance(pred, Volume) else f" {pred.name}"

@@ -235,6 +235,32 @@ def test_evaluate_folders_pair_by_case_and_prefer_full_truth(case, capsys):
     assert result["summary"]["n_cases"] == 1
 
 
+def test_evaluate_scores_a_prediction_stored_in_another_axis_order(case, capsys, tmp_path):
+    """The same voxels stored x-flipped and sagittal-first were refused as another grid ('resample');
+    they are the same points in space, so they are scored as the truth's grid stores them."""
+    from lnq_napari import api
+    from lnq_napari.io.readers import read_volume
+
+    pred = read_volume(case["pred"])
+    steps = pred.direction_matrix * np.asarray(pred.spacing)[None, :]
+    steps = np.stack([-steps[:, 0], steps[:, 2], steps[:, 1]], axis=1)  # x flipped; then z before y
+    spacing = np.linalg.norm(steps, axis=0)
+    origin = pred.index_to_physical(np.array([[0.0, 0.0, SHAPE[2] - 1]]))[0]
+    ijk = np.asarray(pred.array).transpose(2, 1, 0)[::-1].transpose(0, 2, 1)
+    other = write_volume(tmp_path / f"{CASE}-pred.nrrd", Volume(
+        np.ascontiguousarray(ijk.transpose(2, 1, 0)), tuple(spacing), tuple(origin),
+        tuple((steps / spacing).ravel())))
+    expected = api.evaluate(case["pred"], case["gt"])["cases"][0]
+    scored = api.evaluate(other, case["gt"])["cases"][0]
+    assert {k: scored[k] for k in ("dice", "assd_mm", "nodes_hit", "fp_nodes")} == {
+        k: expected[k] for k in ("dice", "assd_mm", "nodes_hit", "fp_nodes")}
+    shifted = write_volume(tmp_path / "shifted-pred.nrrd", Volume(
+        np.asarray(read_volume(other).array), tuple(spacing), tuple(np.add(origin, 1.0)),
+        tuple((steps / spacing).ravel())))
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(shifted), "--gt", str(case["gt"])])
+    assert_one_line_error(code, err, "grid")  # other points in space: still refused
+
+
 def test_evaluate_empty_and_255_predictions_warn_but_score(case, capsys, tmp_path):
     from lnq_napari import api
 

@@ -82,9 +82,41 @@ def test_seg_stored_with_a_flipped_axis_aligns_exactly(oblique_ct):
     direction[:, 0] *= -1  # x runs the other way; origin moves to the last column
     origin = oblique_ct.index_to_physical(np.array([[0, 0, nx - 1]]))[0]
     labels = Volume(full[:, :, ::-1].copy(), oblique_ct.spacing, origin, direction.ravel())
-    with pytest.warns(GridWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GridWarning)  # the same voxels: put in place, nothing resampled
         aligned = align_to(oblique_ct, labels)
     np.testing.assert_array_equal(aligned.array, full)
+    assert aligned.same_grid(oblique_ct, tol=0.0)
+
+
+def _stored_otherwise(volume: Volume, order: tuple[int, int, int], signs: tuple[int, int, int]) -> Volume:
+    """``volume``'s voxels stored with its (x, y, z) axes in ``order`` and flipped where ``signs`` is -1."""
+    ijk = np.asarray(volume.array).transpose(2, 1, 0)
+    ijk = ijk[tuple(slice(None, None, s) for s in signs)].transpose(order)
+    steps = volume.direction_matrix * np.asarray(volume.spacing)[None, :] * np.asarray(signs)[None, :]
+    corner = [0 if s > 0 else n - 1 for s, n in zip(signs, volume.size_xyz)]
+    origin = volume.index_to_physical(np.asarray(corner[::-1], dtype=float))[0]
+    steps = steps[:, list(order)]
+    spacing = np.linalg.norm(steps, axis=0)
+    return Volume(np.ascontiguousarray(ijk.transpose(2, 1, 0)), tuple(spacing), tuple(origin),
+                  tuple((steps / spacing).ravel()))
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0), (0, 2, 1)])
+@pytest.mark.parametrize("signs", [(1, 1, 1), (-1, -1, 1), (1, -1, -1)])
+def test_the_same_voxels_in_another_order_are_put_back_exactly(oblique_ct, order, signs):
+    from lnq_napari.io.geometry import reordered_onto
+
+    other = _stored_otherwise(oblique_ct, order, signs)
+    back = reordered_onto(oblique_ct, other)
+    if order == (0, 1, 2) and signs == (1, 1, 1):
+        assert other.same_grid(oblique_ct)
+    np.testing.assert_array_equal(back.array, oblique_ct.array)
+    assert back.same_grid(oblique_ct, tol=0.0)
+    shifted = Volume(other.array, other.spacing, tuple(np.add(other.origin, 0.4)), other.direction)
+    assert reordered_onto(oblique_ct, shifted) is None  # other points: resampled by align_to, not here
+    finer = Volume(other.array, tuple(np.multiply(other.spacing, 0.5)), other.origin, other.direction)
+    assert reordered_onto(oblique_ct, finer) is None
 
 
 def test_finer_seg_grid_is_resampled_by_nearest_neighbour():

@@ -146,12 +146,40 @@ def overlap_fraction(reference: Volume, other: Volume) -> float:
     return float(np.prod(inter / size))
 
 
+def reordered_onto(reference: Volume, volume: Volume, tol: float = GRID_TOL) -> Volume | None:
+    """``volume`` on ``reference``'s grid when both sample the same points in space, stored in another
+    axis order or direction (a RAS-flipped or sagittal-first copy of one image): its voxels transposed
+    and flipped, nothing resampled. None when the grids sample different points."""
+    if sorted(volume.shape) != sorted(reference.shape):
+        return None
+    steps = volume.direction_matrix * np.asarray(volume.spacing)[None, :]  # column c: axis c's step (x, y, z)
+    wanted = reference.direction_matrix * np.asarray(reference.spacing)[None, :]
+    order, signs = [], []
+    for c in range(3):
+        match = [(a, sign) for a in range(3) for sign in (1, -1)
+                 if np.allclose(sign * steps[:, a], wanted[:, c], atol=tol)]
+        if len(match) != 1 or match[0][0] in order or volume.size_xyz[match[0][0]] != reference.size_xyz[c]:
+            return None
+        order.append(match[0][0])
+        signs.append(match[0][1])
+    first = [0 if sign > 0 else volume.size_xyz[a] - 1 for a, sign in zip(order, signs)]
+    corner = np.zeros(3)
+    corner[order] = first  # the volume's (i, j, k) index of the reference's first voxel
+    if not np.allclose(volume.index_to_physical(corner[::-1])[0], reference.origin, atol=tol * 10):
+        return None
+    ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(order)
+    ijk = ijk[tuple(slice(None, None, sign) for sign in signs)]
+    return Volume(np.ascontiguousarray(ijk.transpose(2, 1, 0)), reference.spacing, reference.origin,
+                  reference.direction, dict(volume.meta))
+
+
 def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
     """``labels`` on ``reference``'s grid.
 
     Same grid: returned unchanged (with the reference's exact geometry when they differ by float
-    noise only). Overlapping but different grid: resampled by nearest neighbour with a
-    :class:`GridWarning`. No overlap at all: LNQError.
+    noise only). The same points stored in another axis order or direction: transposed and flipped
+    onto it (:func:`reordered_onto`, exact, no warning). Overlapping but different grid: resampled by
+    nearest neighbour with a :class:`GridWarning`. No overlap at all: LNQError.
     """
     if labels.same_grid(reference, tol=GRID_TOL):
         if (labels.spacing, labels.origin, labels.direction) == (reference.spacing, reference.origin,
@@ -159,6 +187,9 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
             return labels
         return Volume(labels.array, reference.spacing, reference.origin, reference.direction,
                       dict(labels.meta))
+    reordered = reordered_onto(reference, labels)
+    if reordered is not None:
+        return reordered
     if overlap_fraction(reference, labels) <= 0.0:
         raise LNQError(f"the {what} ({describe_grid(labels)}) do not overlap the CT "
                        f"({describe_grid(reference)}) at all: the seg does not cover the CT; "
