@@ -48,16 +48,16 @@ from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.outputs import check_not_users, check_table_path, created_by
-from lnq_napari.io.readers import read_labels, read_node_ids, read_raw, read_volume, write_volume
+from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.preprocess import warn_if_not_hu
-from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, summarize_nodes, write_csv
+from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, read_node_ids, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
-from lnq_napari.workspace.registry import ModelSummary
+from lnq_napari.workspace.registry import REGISTRY_FILE, ModelSummary, model_kind
 
 if TYPE_CHECKING:
     from lnq_napari.nnunet.finetune import NnUNetFinetune
@@ -327,7 +327,7 @@ def compare_time_points(
 def _read_seg(seg: str | Path, ct: Volume | None = None) -> Volume:
     """A label file as ``measure`` and ``compare`` read it: a DICOM SEG on ``ct`` (else on its CT series
     beside it), a 3D Slicer segmentation as its node segment(s) (several: each segment's nodes kept
-    apart, :func:`~lnq_napari.io.readers.read_node_ids`), any other label map as it is."""
+    apart, :func:`~lnq_napari.quantify.read_node_ids`), any other label map as it is."""
     if dicom_seg.seg_file(seg) is not None:
         return read_node_ids(seg, reference=ct)
     raw = read_raw(seg)
@@ -562,9 +562,21 @@ def has_display() -> bool:
         "darwin", "win32")
 
 
-def init_workspace(path: str | Path, data: str | Path) -> Workspace:
-    """Create a review workspace over a data folder; returns the :class:`~lnq_napari.workspace.Workspace`."""
-    return Workspace.init(path, data)
+def init_workspace(path: str | Path, data: str | Path, model: str | Path | None = None) -> Workspace:
+    """Create a review workspace over a data folder; returns the :class:`~lnq_napari.workspace.Workspace`.
+
+    ``model``: a model folder to start from instead of the bundled model (one you trained: ours, or
+    nnU-Net's as ``nnunet:<folder>``), registered and activated (journaled as the user's choice). It is
+    checked before the workspace is made."""
+    folder = None if model is None else Path(str(model).removeprefix("nnunet:")).expanduser()
+    if folder is not None and (not folder.is_dir() or model_kind(folder) is None):
+        raise LNQError(f"--model {model} is not a model folder (no config.json, nor nnU-Net's plans.json "
+                       "and dataset.json); give a trained model folder, or leave --model out for the bundled "
+                       "model")
+    ws = Workspace.init(path, data)
+    if folder is not None:
+        ws.activate(ws.adopt_model(folder), reason="the model the workspace was made with", decided_by="user")
+    return ws
 
 
 def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "uncertainty",
@@ -644,14 +656,28 @@ def activate_model(
 ) -> ModelSummary:
     """Make ``version`` the workspace's active model and journal who decided; returns its summary.
 
-    ``version`` is a registered id, ``"bundled"`` (roll back to the bundled model) or a model folder of
-    this workspace. LNQError, with nothing changed, for an unknown version, a model folder of another
-    workspace, or a half-written one (files missing, unreadable or not matching their sha256).
+    ``version`` is a registered id, ``"bundled"`` (roll back to the bundled model), a model folder of
+    this workspace, or a model folder from elsewhere (one you trained: ours, or nnU-Net's as
+    ``nnunet:<folder>``), copied in and registered as the root of its own lineage
+    (:meth:`~lnq_napari.workspace.Workspace.adopt_model`). LNQError, with nothing changed, for an unknown
+    version or a half-written model folder (files missing, unreadable or not matching their sha256).
     """
     ws = _open(workspace)
-    chosen = ws.registry.version_of(str(version))
+    chosen = _version_or_adopted(ws, str(version))
     ws.activate(chosen, reason=reason, decided_by=decided_by)
     return next(m for m in ws.model_summaries() if m.version == chosen)
+
+
+def _version_or_adopted(ws: Workspace, name: str) -> str:
+    """The registered version ``name`` means, or the model folder ``name`` names from outside any
+    workspace, adopted (:meth:`~lnq_napari.workspace.Workspace.adopt_model`); a version folder of another
+    workspace is refused by the lookup (a slip, most likely)."""
+    folder = Path(name.removeprefix("nnunet:")).expanduser()
+    outside = folder.is_dir() and not folder.resolve().is_relative_to(ws.root.resolve())
+    in_a_workspace = any((parent / REGISTRY_FILE).is_file() for parent in folder.resolve().parents[:3])
+    if outside and not in_a_workspace and name not in ws.registry.known() and model_kind(folder) is not None:
+        return ws.adopt_model(folder)
+    return ws.registry.version_of(name)
 
 
 def _open(workspace: str | Path | Workspace) -> Workspace:

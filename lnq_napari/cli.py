@@ -163,6 +163,9 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_view(args: argparse.Namespace) -> None:
+    if not api.has_display():  # Qt would abort the process with its own lines
+        raise LNQError("no display to open napari on (DISPLAY is not set): run it where a screen is, through "
+                       "ssh -X or xvfb-run, or use predict / demo --headless for files and pictures")
     from lnq_napari.plugin.app import view  # napari and Qt: only when a window is asked for
 
     view(args.ct, seg=args.seg, model=args.model, workspace=args.workspace, block=True)
@@ -181,8 +184,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_workspace(args: argparse.Namespace) -> None:
-    ws = api.init_workspace(args.path, data=args.data)
-    print(f"workspace {args.path}: {len(ws.case_ids())} cases")
+    ws = api.init_workspace(args.path, data=args.data, model=args.model)
+    active = ws.active_model()
+    print(f"workspace {args.path}: {len(ws.case_ids())} cases; model "
+          f"{active['id'] + ' (from ' + args.model + ')' if active else 'bundled'}")
 
 
 def _cmd_group(args: argparse.Namespace) -> None:
@@ -399,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ws_sub.add_parser("init", help="create a workspace from a data folder")
     p.add_argument("path", help="workspace folder to create")
     p.add_argument("--data", required=True, help="folder of LNQ-layout cases")
+    p.add_argument("--model", help="start from this model folder instead of the bundled model (one you "
+                                   "trained: lnq-napari train, or nnunet:<nnU-Net trained model folder>)")
     p.set_defaults(func=_cmd_workspace)
     p = ws_sub.add_parser("group", help="record each case's patient and time point (for compare --patient)")
     p.add_argument("path", help="workspace folder")
@@ -418,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
     p = ws_sub.add_parser("activate", help="make a model version the active one (also to roll back)")
     p.add_argument("path", help="workspace folder")
-    p.add_argument("version", help="model version (e.g. m002), or bundled to go back to the bundled model")
+    p.add_argument("version", help="model version (e.g. m002), bundled to go back to the bundled model, or a "
+                                   "model folder you trained elsewhere (registered, then activated)")
     p.add_argument("--reason", default="", help="why, for the journal (default: none)")
     p.set_defaults(func=_cmd_activate)
 

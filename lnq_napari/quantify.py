@@ -25,6 +25,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.orientation import to_lps
+from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
 
 #: Nodes whose centroid lies within this distance (mm) of the patient's midline in x are "midline" (the
@@ -94,6 +95,24 @@ def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
     compact = np.zeros(array.shape, dtype=np.int32)
     compact[mask] = inverse.ravel() + 1
     return compact, ids.astype(np.int64)
+
+
+def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
+    """The nodes of a label file as one id per node: :func:`read_labels`, except that in a segmentation
+    (3D Slicer, DICOM SEG) with several node segments each segment's connected parts get ids of their
+    own, so touching nodes drawn as separate segments stay apart (the union would join them)."""
+    volume = read_labels(path, reference)
+    keys = volume.meta.get("segment_keys") or []
+    if len(keys) < 2:
+        return volume
+    ids = np.zeros(volume.shape, dtype=np.int32)
+    count = 0
+    for key in keys:
+        parts, n = label_components(np.asarray(read_labels(path, reference, segment=key).array))
+        inside = parts > 0
+        ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
+        count += n
+    return volume.with_array(ids, **volume.meta)
 
 
 def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float, float]:

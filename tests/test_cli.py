@@ -140,6 +140,7 @@ def _other_workspace(ws):
     other.mkdir(parents=True)
     (other / "config.json").write_text("{}")
     (other / "weights.safetensors").write_bytes(b"w")
+    (other.parent / "registry.json").write_text('{"versions": []}')  # a workspace's models folder
     return str(other)
 
 

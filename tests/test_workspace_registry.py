@@ -231,6 +231,7 @@ def test_bad_versions_are_one_line_errors_and_change_nothing(ws, breaks, version
 
 def test_a_model_folder_of_another_workspace_is_refused(ws, tmp_path):
     other = _model(tmp_path / "other-ws" / "models" / "m001")
+    (other.parent / "registry.json").write_text('{"versions": []}')  # a workspace's models folder
     before = _state(ws)
     with pytest.raises(LNQError, match="from another workspace.*activate one of m001, m002, m003, bundled"):
         api.activate_model(ws.root, str(other))
@@ -320,3 +321,38 @@ def test_a_workspace_given_as_the_model_predicts_with_its_active_version(ws):
     api.activate_model(ws, "bundled")
     assert _active_model_of_workspace(ws.root) == ws.prediction_model()[0]
     assert _active_model_of_workspace("elsewhere") == "elsewhere" and _active_model_of_workspace(None) is None
+
+
+def test_a_model_trained_elsewhere_is_adopted_once_and_activated(ws, tmp_path):
+    """`workspace activate W FOLDER` with a model you trained (not in any workspace): copied in as the
+    root of its own lineage and activated, journaled as the user's choice; again: the same version."""
+    mine = _model(tmp_path / "runs" / "lnq-model", b"my own weights")
+    active = api.activate_model(ws.root, str(mine))
+    assert active.version == "m004" and active.active and active.parent is None
+    assert (ws.model_path("m004") / "weights.safetensors").read_bytes() == b"my own weights"
+    assert ws.journal("activate")[-1]["decided_by"] == "user"
+    api.activate_model(ws.root, "m001")
+    assert api.activate_model(ws.root, str(mine)).version == "m004"  # found by its files, not copied again
+    assert [m.version for m in api.list_models(ws.root)] == ["bundled", "m001", "m002", "m003", "m004"]
+    before = _state(ws)
+    with pytest.raises(LNQError, match="no-model"):
+        api.activate_model(ws.root, str(tmp_path / "no-model"))
+    assert _state(ws) == before
+
+
+def test_a_workspace_made_with_a_model_of_ones_own_starts_from_it(tmp_path, capsys):
+    from lnq_napari.cli import main
+
+    write_volume(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd",
+                 Volume(np.zeros((4, 6, 6), np.int16), spacing=(1.0, 1.0, 2.0)))
+    mine = _model(tmp_path / "runs" / "lnq-model", b"mine")
+    assert main(["workspace", "init", str(tmp_path / "ws"), "--data", str(tmp_path / "data"),
+                 "--model", str(mine)]) == 0
+    assert "model m001 (from" in capsys.readouterr().out
+    ws = Workspace.open(tmp_path / "ws")
+    assert ws.active_model()["id"] == "m001" and ws.journal("activate")[-1]["decided_by"] == "user"
+    code = main(["workspace", "init", str(tmp_path / "ws2"), "--data", str(tmp_path / "data"),
+                 "--model", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is not a model folder" in err
+    assert not (tmp_path / "ws2").exists()

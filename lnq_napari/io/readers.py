@@ -612,26 +612,6 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     return volume
 
 
-def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
-    """The nodes of a label file as one id per node: :func:`read_labels`, except that in a segmentation
-    (3D Slicer, DICOM SEG) with several node segments each segment's connected parts get ids of their
-    own, so touching nodes drawn as separate segments stay apart (the union would join them)."""
-    from lnq_napari.components import label_components
-
-    volume = read_labels(path, reference)
-    keys = volume.meta.get("segment_keys") or []
-    if len(keys) < 2:
-        return volume
-    ids = np.zeros(volume.shape, dtype=np.int32)
-    count = 0
-    for key in keys:
-        parts, n = label_components(np.asarray(read_labels(path, reference, segment=key).array))
-        inside = parts > 0
-        ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
-        count += n
-    return volume.with_array(ids, **volume.meta)
-
-
 def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | int | None = None) -> Volume:
     """A DICOM SEG's chosen segments as uint8 {0,1} on ``reference``'s grid, or on the grid of the CT series
     it references, found beside it (see :func:`lnq_napari.io.dicom_seg.find_ct_series`)."""

@@ -124,12 +124,8 @@ def _parent(ws, parent: NnUNetModel | None) -> tuple[str, Path]:
             raise LNQError(f"the workspace's active model ({(active or {}).get('id', 'bundled')}) is not an "
                            "nnU-Net model; give --model nnunet:<trained model folder>")
         return active["id"], ws.registry.check(active["id"])
-    folder = parent.path.resolve()
-    version = ws.registry.find(folder)
-    if version is not None:
-        return version, ws.registry.check(version)
-    version = ws.register_model(folder, source=str(folder))
-    return version, ws.model_path(version)
+    version = ws.adopt_model(parent.path)
+    return version, ws.registry.check(version)
 
 
 def _check_config(config: FinetuneConfig) -> FinetuneConfig:

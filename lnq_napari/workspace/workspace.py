@@ -250,6 +250,14 @@ class Workspace:
                      training_cases=len(entry["training_cases"]), metrics=entry["metrics"])
         return entry["id"]
 
+    def adopt_model(self, path: str | Path) -> str:
+        """The version registered from the model files in ``path`` (each file's sha256 equal), else
+        ``path`` copied in and registered now as the root of a lineage of its own (a model the user
+        trained elsewhere: ours or nnU-Net's). Not activated."""
+        folder = Path(path).expanduser().resolve()
+        version = self.registry.find(folder)
+        return version if version is not None else self.register_model(folder, source=str(folder))
+
     def model_info(self, version: str) -> dict:
         return self.registry.info(version)
 
