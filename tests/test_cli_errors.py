@@ -364,3 +364,12 @@ def test_api_evaluate_takes_volumes_and_names_what_else_it_takes(case):
     with pytest.raises(LNQError, match="the prediction must be a file or folder path or an lnq_napari Volume "
                                        r"\(got numpy.ndarray\)"):
         api.evaluate(np.asarray(pred.array), case["gt"])
+
+
+def test_view_without_a_display_is_one_line(case, capsys, monkeypatch):
+    """Qt aborted the process (exit 134) with its own lines when no display was there."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    code, _, err = run_cli(capsys, ["view", str(case["ct"])])
+    assert_one_line_error(code, err, "no display to open napari on")
