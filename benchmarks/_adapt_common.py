@@ -17,7 +17,7 @@ from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
-from lnq_napari.simulate import simulate_review
+from lnq_napari.simulate import provenance, simulate_review
 
 
 class CachedPredictor:
@@ -88,21 +88,16 @@ def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks
         prov = ws.latest_version(case, "prediction")
         ct = ws.read_ct(case)
         full = read_labels(ws.full_path(case), reference=ct)
-        extra = {}
         if corrections == "truth":
-            corrected, edits = full, 0
+            corrected, saved = full, {"edits": 0}
         else:
             shown = suggest(ct) if suggest is not None else []
             corrected, stats = simulate_review(ct, ws.read_labels(case, prov["version"]), full,
                                                suggestions=shown)
-            edits = stats["edits"]
-            if stats["rejections"]:
-                extra["rejected"] = [r.to_dict() for r in stats["rejections"]]
-            if stats["marks"]:
-                extra["marked"] = [m.to_dict() for m in stats["marks"]]
-        clicks += edits
-        ws.add_label_version(case, corrected, "correction", model_version=model_id, edits=edits,
-                             parent=prov["version"], **extra)
+            saved = provenance(stats)
+        clicks += saved["edits"]
+        ws.add_label_version(case, corrected, "correction", model_version=model_id, parent=prov["version"],
+                             **saved)
     return clicks
 
 

@@ -130,3 +130,15 @@ def simulate_review(
         stats["rejected"] += 1
         stats["edits"] += 1
     return prediction.with_array(labels.astype(np.uint8)), stats
+
+
+def provenance(stats: dict) -> dict:
+    """What a label version saved from a simulated review records beside its labels, as napari's Save
+    records a reviewer's (``edits``; the ``rejected`` suggestions and the nodes ``marked`` without an
+    outline, which the fine-tune reads: a marked node left out would be taught as background)."""
+    saved = {"edits": int(stats["edits"])}
+    if stats["rejections"]:
+        saved["rejected"] = [r.to_dict() for r in stats["rejections"]]
+    if stats["marks"]:
+        saved["marked"] = [m.to_dict() for m in stats["marks"]]
+    return saved

@@ -124,3 +124,21 @@ def test_a_missed_node_no_click_can_outline_is_marked_and_only_then():
     assert all(full[m.centre_zyx] for m in stats["marks"]) and not corrected.array.any()
     _, unmarked = simulate_review(flat, empty, case.full, completion_clicks=0, mark_missed=False)
     assert unmarked["marked"] == 0 and unmarked["edits"] == stats["missed"]
+
+
+def test_provenance_keeps_the_marks_and_rejections_a_save_would():
+    """A simulated review saved with :func:`provenance` records what napari's Save records: the clicks,
+    the rejected suggestions and the marked nodes (notebook 02 dropped the marks, so the fine-tune taught
+    those nodes as background)."""
+    from lnq_napari.interact import NodeMark
+    from lnq_napari.simulate import provenance
+
+    case = make_case(3, shape=(40, 96, 96), spacing=(3.2, 3.2, 6.0))
+    flat = case.ct.with_array(np.full(case.ct.shape, -1000.0, np.float32))
+    empty = case.full.with_array(np.zeros_like(case.full.array))
+    _, stats = simulate_review(flat, empty, case.full, completion_clicks=0)
+    saved = provenance(stats)
+    assert saved["edits"] == stats["edits"] and "rejected" not in saved
+    assert [NodeMark.from_dict(m) for m in saved["marked"]] == stats["marks"]
+    _, nothing = simulate_review(case.ct, case.full, case.full)
+    assert provenance(nothing) == {"edits": 0}
