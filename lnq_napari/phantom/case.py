@@ -99,7 +99,7 @@ def make_case(
     """A synthetic chest CT drawn from ``seed`` as the CT source ``site`` would show it.
 
     ``shape`` is (z, y, x) and ``spacing`` (x, y, z) in mm; either defaults to LNQ-like values drawn from
-    the seed (512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-350 mm). Anatomy lives
+    the seed (512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-330 mm). Anatomy lives
     in physical mm, so any grid samples the same kind of chest. ``site`` names an entry of
     `lnq_napari.phantom.sites.SITES` ("default": the training phantom). ``nodes_hook(anatomy, canvas, nodes)``
     may return another node list before painting (a later time point: :mod:`lnq_napari.phantom.followup`).
