@@ -471,7 +471,9 @@ def predict(
 
     Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header),
     or with ``format="dicom-seg"`` ``<case>-seg.dcm``, a DICOM SEG referencing the CT series (DICOM CTs
-    only: :func:`export_dicom_seg`); with ``probabilities`` also ``<case>-prob.nrrd`` (float32).
+    only: :func:`export_dicom_seg`); with ``probabilities`` also ``<case>-prob.nrrd`` (float32). A CT of
+    a batch that cannot be read or predicted does not stop the others: every other CT is predicted,
+    then LNQError says how many were and names the first that was not.
     """
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
@@ -489,13 +491,20 @@ def predict(
     check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output")
     predictor = load_predictor(model, device=device)
     written: list[Path] = []
+    failed: list[str] = []
     for k, (case_id, path) in enumerate(items):
         def step(fraction: float, message: str, k: int = k, case_id: str = case_id) -> None:
             if progress:
                 progress((k + fraction) / len(items), f"{case_id}: {message}")
 
-        ct = read_volume(path)
-        result = find_nodes(ct, predictor, progress=step, cancel=cancel)
+        try:
+            ct = read_volume(path)
+            result = find_nodes(ct, predictor, progress=step, cancel=cancel)
+        except LNQError as exc:  # a damaged CT in a batch: the others are still predicted
+            if len(items) == 1:
+                raise
+            failed.append(f"{case_id}: {exc}")
+            continue
         if format == "dicom-seg":
             written.append(dicom_seg.write_dicom_seg(out / f"{case_id}{suffix}", result.mask, path,
                                                      model_version=result.model_version,
@@ -506,6 +515,10 @@ def predict(
             written.append(segfile.write_seg_nrrd(out / f"{case_id}{suffix}", result.mask, extra=extra))
         if probabilities:
             written.append(write_volume(out / f"{case_id}-prob.nrrd", result.probabilities))
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise LNQError(f"predicted {len(items) - len(failed)} of {len(items)} CTs into {out}; not "
+                       f"{failed[0]}{more}")
     return written
 
 

@@ -71,3 +71,20 @@ def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypat
     for _ in range(2):  # a second run writes over its own output
         (written,) = api.predict(data, out)
         assert written_by_us(written) and not read_labels(written).array.any()
+
+
+def test_a_damaged_ct_in_a_batch_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    """A folder of three CTs, the second truncated: the first and third are predicted, then one line says
+    so and names the second (the batch stopped at it, leaving the third unpredicted)."""
+    data = tmp_path / "data"
+    ct = _labels().with_array(np.full(SHAPE, 40, np.int16))
+    cts = [write_volume(data / f"lnq2023-val-000{k}-ct.nrrd", ct) for k in (1, 2, 3)]
+    cts[1].write_bytes(cts[1].read_bytes()[: cts[1].stat().st_size // 2])
+    predicted = _labels().with_array(np.zeros(SHAPE, np.uint8))
+    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
+        predicted, predicted, "m001", [], []))
+    out = tmp_path / "out"
+    assert main(["predict", str(data), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "predicted 2 of 3 CTs" in err[0] and "lnq2023-val-0002" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["lnq2023-val-0001-seg.nrrd", "lnq2023-val-0003-seg.nrrd"]
