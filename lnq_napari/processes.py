@@ -1,6 +1,7 @@
 """Worker processes for the jobs that spread over the CPU cores (export, training data, phantoms): a
 ``spawn`` pool whose workers end when the program that started them dies (killed with kill -9, its
-workers went on writing for minutes, into a folder the next run had to clean)."""
+workers went on writing for minutes, into a folder the next run had to clean); the same for any child
+process (:func:`end_with_parent`: nnU-Net's training)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_end_with_parent, initargs=(os.getpid(),))
+                               initializer=end_with_parent, initargs=(os.getpid(),))
 
 
-def _end_with_parent(parent: int) -> None:
-    """In a worker: a daemon thread that ends the worker once ``parent`` is no longer its parent."""
+def end_with_parent(parent: int) -> None:
+    """In a child process: a daemon thread that ends it once ``parent`` is no longer its parent."""
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_S)

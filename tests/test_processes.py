@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 SCRIPT = '''
 import os, time
 from lnq_napari.processes import process_pool
@@ -51,3 +53,50 @@ def test_a_worker_ends_soon_after_its_program_is_killed(tmp_path):
         assert not _running(worker)
     finally:
         parent.kill()
+
+
+CHILD_SCRIPT = '''
+import os, subprocess, sys, time
+
+code = ("import sys, time; from lnq_napari.processes import end_with_parent; "
+        "end_with_parent(int(sys.argv[1])); time.sleep(120)")
+child = subprocess.Popen([sys.executable, "-c", code, str(os.getpid())])
+print(child.pid, flush=True)
+time.sleep(120)
+'''
+
+
+def test_a_child_process_that_watches_its_parent_ends_with_it(tmp_path):
+    """What nnU-Net's training process does (a fine-tune killed with kill -9 left it training alone)."""
+    script = tmp_path / "starts_a_child.py"
+    script.write_text(CHILD_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        time.sleep(1.0)  # the child's watcher is up
+        assert _running(child)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(30)
+        deadline = time.time() + 20
+        while _running(child) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _running(child)
+    finally:
+        parent.kill()
+
+
+def test_the_nnunet_trainer_watches_the_process_that_started_it(monkeypatch):
+    """``train_fold``'s subprocess starts watching its parent before anything else (nnU-Net's imports and
+    preprocessing take minutes on real data)."""
+    from lnq_napari.nnunet import train
+
+    watched = []
+
+    def watch(parent):
+        watched.append(parent)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(train, "end_with_parent", watch)
+    with pytest.raises(SystemExit):
+        train._main({"parent": 4242, "dataset": "Dataset999_None"})
+    assert watched == [4242]

@@ -21,6 +21,7 @@ from pathlib import Path
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.nnunet.tiny import CONFIGURATION, PLANS, TRAINER
+from lnq_napari.processes import end_with_parent
 
 _EPOCH = re.compile(r"Epoch (\d+)\s*$")  # nnU-Net's log line "<time>: Epoch N"
 
@@ -38,9 +39,9 @@ def train_fold(
     """
     require_nnunet("training an nnU-Net model")
     dataset_folder = Path(dataset_folder).resolve()
-    job = {"dataset": dataset_folder.name, "fold": str(fold), "iterations": int(iterations),
-           "epochs": int(epochs), "val_iterations": int(val_iterations), "device": device,
-           "plans": plans, "configuration": configuration,
+    job = {"parent": os.getpid(), "dataset": dataset_folder.name, "fold": str(fold),
+           "iterations": int(iterations), "epochs": int(epochs), "val_iterations": int(val_iterations),
+           "device": device, "plans": plans, "configuration": configuration,
            "pretrained": None if pretrained is None else str(Path(pretrained).resolve())}
     env = {**os.environ, "nnUNet_raw": str(dataset_folder.parent),
            "nnUNet_preprocessed": str(Path(preprocessed).resolve()),
@@ -94,7 +95,9 @@ def _short_trainer(iterations: int, val_iterations: int, epochs: int):
 
 
 def _main(job: dict) -> None:
-    """The subprocess: preprocess the configuration if needed, then train with the short schedule."""
+    """The subprocess: preprocess the configuration if needed, then train with the short schedule; it ends
+    when the process that started it dies (a killed fine-tune left it training on its own for minutes)."""
+    end_with_parent(job["parent"])
     import torch
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess
     from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
