@@ -364,7 +364,7 @@ def export_nnunet(
 
 def finetune_nnunet(
     workspace: str | Path, model: str | Path | None = None, work: str | Path | None = None,
-    dataset_id: int | None = None, fold: str = "all", iterations: int = 250, epochs: int = 1,
+    dataset_id: int | None = None, iterations: int = 250, epochs: int = 1,
     device: str = "auto", progress: Progress = None, cancel: Cancel = None,
     config: FinetuneConfig | None = None,
 ):
@@ -374,7 +374,7 @@ def finetune_nnunet(
     :class:`~lnq_napari.nnunet.finetune.NnUNetFinetune`. See :mod:`lnq_napari.nnunet.finetune`."""
     from lnq_napari.nnunet.finetune import finetune_nnunet as run
 
-    return run(workspace, model, work, dataset_id, fold=fold, iterations=iterations, epochs=epochs,
+    return run(workspace, model, work, dataset_id, iterations=iterations, epochs=epochs,
                device=device, progress=progress, cancel=cancel, config=config)
 
 

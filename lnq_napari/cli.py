@@ -275,7 +275,7 @@ def _cmd_export_nnunet(args: argparse.Namespace) -> None:
 
 def _cmd_finetune_nnunet(args: argparse.Namespace) -> None:
     with _progress_bar("finetune") as progress:
-        done = api.finetune_nnunet(args.workspace, args.model, args.work, args.dataset_id, fold=args.fold,
+        done = api.finetune_nnunet(args.workspace, args.model, args.work, args.dataset_id,
                                    iterations=args.iterations, epochs=args.epochs, device=args.device,
                                    progress=progress)
     print(f"nnU-Net model {done.version} (parent {done.parent_version}), trained on "
@@ -373,7 +373,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: W/nnunet)")
     p.add_argument("--dataset-id", type=int, help="nnU-Net dataset id of the export, 1-999 (default: the "
                    "lowest free one)")
-    p.add_argument("--fold", default="all", help="fold to train (default all: every case)")
     p.add_argument("--iterations", type=int, default=250, help="iterations per epoch (default 250)")
     p.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)

@@ -290,6 +290,40 @@ def test_a_cancelled_or_failed_finetune_leaves_nothing_a_rerun_meets(nnunet_mode
         api.finetune_nnunet(ws.root, dataset_id=1, device="cpu")
 
 
+def test_what_a_killed_finetune_left_is_removed_by_the_next(nnunet_model, tmp_path, monkeypatch):
+    """kill -9 (or SIGTERM) during a fine-tune left its exported, preprocessed and results datasets in the
+    workspace's nnunet folder for good (gigabytes on real data); the next fine-tune there removes them
+    (it holds the workspace's fine-tune lock, so no other runs) and takes the freed id; another dataset
+    is left alone."""
+    from lnq_napari.errors import Cancelled
+    from lnq_napari.nnunet import finetune as module
+
+    data, folder = nnunet_model
+    ws = Workspace.init(tmp_path / "ws", data)
+    ws.activate(ws.register_model(folder), decided_by="user")
+    for case in ws.case_ids()[1:]:
+        _correct(ws, case)
+    work = ws.root / "nnunet"
+    left = [work / "nnUNet_raw" / "Dataset001_LNQfinetune",
+            work / "nnUNet_preprocessed" / "Dataset001_LNQfinetune",
+            work / "nnUNet_results" / "Dataset002_LNQfinetune",
+            work / "nnUNet_raw" / ".Dataset003_LNQfinetune.partial-9"]
+    for leftover in left:
+        (leftover / "x").mkdir(parents=True)
+    mine = work / "nnUNet_results" / "Dataset007_Mine"
+    mine.mkdir(parents=True)
+    seen = []
+
+    def train_fold(dataset, pre, results, **_):
+        seen.append(Path(dataset).name)
+        raise Cancelled("training cancelled")
+
+    monkeypatch.setattr(module, "train_fold", train_fold)
+    with pytest.raises(Cancelled):
+        api.finetune_nnunet(ws.root, iterations=2, device="cpu")
+    assert seen == ["Dataset001_LNQfinetune"] and not any(p.exists() for p in left) and mine.is_dir()
+
+
 def _network(folder: Path, fold: str) -> dict:
     import torch
 
@@ -311,7 +345,7 @@ def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_pat
     shutil.copytree(result.model, trained)
     parent = open_model(ws.model_path("m001"))
     base, tuned = _network(parent.path, parent.folds[0]), _network(trained, "all")
-    write = _stepping(trained, "all", parent)
+    write = _stepping(trained, parent)
     write(0.25, tmp_path / "step")
     step = _network(tmp_path / "step", "all")
     moved = [k for k in tuned if tuned[k].is_floating_point() and not (tuned[k] == base[k]).all()]
@@ -328,7 +362,7 @@ def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_pat
     saved = torch.load(other / f"fold_{parent.folds[0]}" / "checkpoint_final.pth", weights_only=False)
     saved["network_weights"].pop(moved[0])
     torch.save(saved, other / f"fold_{parent.folds[0]}" / "checkpoint_final.pth")
-    assert _stepping(trained, "all", open_model(other)) is None
+    assert _stepping(trained, open_model(other)) is None
 
 
 def test_a_refused_nnunet_version_is_stepped_back_until_the_check_passes(nnunet_model, tmp_path, monkeypatch):

@@ -71,6 +71,9 @@ from lnq_napari.workspace.registry import is_nnunet_version, rule_verdict
 
 WORK = "nnunet"  # the default work folder inside the workspace
 NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNNN_LNQfinetune
+#: The fold a fine-tune trains: all, every exported case (a numbered fold left a fifth of the corrections
+#: out by nnU-Net's own split, while the registry listed them as trained on).
+FOLD = "all"
 #: The FinetuneConfig settings an nnU-Net fine-tune uses (``iterations``: nnU-Net iterations per epoch).
 NNUNET_SETTINGS = ("iterations", "val_fraction", "dense_truth", "forgetting_data", "forgetting_cases",
                    "fallback_steps")
@@ -164,13 +167,22 @@ def _check_free(work: Path, dataset_id: int) -> None:
                            "--dataset-id")
 
 
+def _leftovers(work: Path) -> list[Path]:
+    """The fine-tune datasets under ``work`` (raw, preprocessed, results, and a hidden partial export): a
+    finished fine-tune removes its own, so while this workspace's fine-tune lock is held any found is
+    what a killed one left (gigabytes on real data)."""
+    roots = [work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")]
+    return [f for root in roots for pattern in (f"Dataset*_{NAME}", f".Dataset*_{NAME}.partial-*")
+            for f in root.glob(pattern) if f.is_dir()]
+
+
 def _remove(*folders: Path) -> None:
     """Remove ``folders`` (those that exist)."""
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[str], fold: str,
+def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[str],
            iterations: int, epochs: int, dense: bool, device: str, progress,
            cancel) -> tuple[ExportResult, Path]:
     """Export (without ``exclude``), reuse the parent's plans, train one fold from its weights; returns
@@ -185,7 +197,7 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
     pre.mkdir(parents=True, exist_ok=True)
     (pre / f"{plans_name}.json").write_text(json.dumps(plans, indent=2))
     shutil.copy(exported.dataset_json, pre / "dataset.json")  # as nnU-Net's planner leaves it
-    trained = train_fold(exported.folder, work / "nnUNet_preprocessed", work / "nnUNet_results", fold=fold,
+    trained = train_fold(exported.folder, work / "nnUNet_preprocessed", work / "nnUNet_results", fold=FOLD,
                          iterations=iterations, epochs=epochs,
                          pretrained=model.checkpoint_path(model.folds[0]), device=device, plans=plans_name,
                          configuration=configuration, progress=_stage(progress, 0.2, 1.0), cancel=cancel)
@@ -194,7 +206,7 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
 
 def finetune_nnunet(
     workspace, parent: str | Path | None = None, work: str | Path | None = None,
-    dataset_id: int | None = None, fold: str = "all", iterations: int = 250, epochs: int = 1,
+    dataset_id: int | None = None, iterations: int = 250, epochs: int = 1,
     device: str = "auto", progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None, config: FinetuneConfig | None = None,
     rule: ActivationRule | None = None,
@@ -219,11 +231,11 @@ def finetune_nnunet(
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     # one fine-tune at a time in a workspace, ours or nnU-Net's; a CT predicted again reuses its region
     with ws.running_finetune(), kept_per_ct(ws.cache):
-        return _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, progress, cancel,
+        return _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress, cancel,
                          config, rule)
 
 
-def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, progress, cancel,
+def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress, cancel,
               config: FinetuneConfig, rule: ActivationRule) -> NnUNetFinetune:
     """:func:`finetune_nnunet` while it holds the workspace's fine-tune lock."""
     t0 = time.time()
@@ -234,7 +246,10 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
     if given is not None:
         _plans(given.path)  # a bad parent is refused before it is registered
     device = str(resolve_device(device))  # an unavailable --device cuda fails here, in one line
-    work = Path(work).expanduser().resolve() if work is not None else ws.root / WORK
+    if work is None:  # the workspace's own work folder: what a killed fine-tune left there is stale now
+        work = ws.root / WORK
+        _remove(*_leftovers(work))
+    work = Path(work).expanduser().resolve()
     if dataset_id is None:
         dataset_id = free_dataset_id(*(work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")))
     _check_free(work, dataset_id)
@@ -253,7 +268,7 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
     raw, pre, results = _folders(work, dataset_id)
     try:
         t_train = time.time()
-        exported, trained = _train(ws, parent_model, work, dataset_id, [] if on_train else val, fold,
+        exported, trained = _train(ws, parent_model, work, dataset_id, [] if on_train else val,
                                    iterations, epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9),
                                    cancel)
         train_seconds = round(time.time() - t_train, 1)
@@ -268,7 +283,7 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
                                            checks)
         writer = None
         if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
-            writer = _stepping(trained, fold, parent_model)
+            writer = _stepping(trained, parent_model)
             if writer is None:
                 verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the parent's "
                                               "network differs from the fine-tuned one)")
@@ -302,14 +317,14 @@ def _finetune(ws, parent, work, dataset_id, fold, iterations, epochs, device, pr
     return result
 
 
-def _stepping(trained: Path, fold: str, parent: NnUNetModel) -> StepWriter | None:
+def _stepping(trained: Path, parent: NnUNetModel) -> StepWriter | None:
     """Steps between the parent's checkpoint (the one training started from) and the fine-tuned fold's
     (both read once): ``write(alpha, folder)`` writes the step's ``network_weights`` into ``folder``'s
     fold checkpoint, ``folder`` a model folder of its own unless it is ``trained``. None when the two
     networks' weights do not match name for name and shape for shape (nothing to mix)."""
     import torch
 
-    name = f"fold_{fold}"
+    name = f"fold_{FOLD}"
     saved = torch.load(trained / name / CHECKPOINT, map_location="cpu", weights_only=False)
     base = torch.load(parent.checkpoint_path(parent.folds[0]), map_location="cpu",
                       weights_only=False)["network_weights"]
