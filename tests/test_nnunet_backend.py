@@ -6,6 +6,7 @@ nnunetv2 (the ``[nnunet]`` extra)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,29 @@ def test_load_predictor_chooses_the_backend(nnunet_model):
         load_predictor(f"nnunet:{folder}?speed=fast")
     with pytest.raises(LNQError, match="nnU-Net models only"):
         load_predictor(None, tile_step=0.5)
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+
+def test_a_model_of_two_channels_or_an_empty_checkpoint_is_one_line(nnunet_model, tmp_path):
+    """A CT + PET model predicted with a traceback from inside the network, an empty checkpoint (a full
+    disk) or text in its place with EOFError / UnpicklingError: one line each, naming what to do."""
+    import json
+
+    two = _copy(nnunet_model[1], tmp_path / "two")
+    meta = json.loads((two / "dataset.json").read_text())
+    meta["channel_names"] = {"0": "CT", "1": "PET"}
+    (two / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(LNQError, match=r"takes 2 input channels \(CT, PET\); lnq-napari gives it the CT"):
+        NnUNetPredictor(two, device="cpu")
+    for content in (b"", b"not a checkpoint"):
+        bad = _copy(nnunet_model[1], tmp_path / f"bad{len(content)}")
+        for checkpoint in bad.glob("fold_*/checkpoint_final.pth"):
+            checkpoint.write_bytes(content)
+        with pytest.raises(LNQError, match="cannot load the nnU-Net model .*empty or damaged checkpoint"):
+            NnUNetPredictor(bad, device="cpu")
 
 
 def test_find_nodes_and_cli_predict_with_an_nnunet_model(nnunet_model, tmp_path, capsys):

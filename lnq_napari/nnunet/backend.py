@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import pickle
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +74,7 @@ class NnUNetPredictor:
         except TypeError as exc:
             raise LNQError(f"unknown inference setting ({exc}); use fields of InferenceConfig") from exc
         self.config = ModelConfig(inference=inf, version=self.version)
+        _check_one_channel(self.path)  # before loading: a CT + PET network fails deep inside otherwise
         cls = _tracked_predictor_class()
         cuda = self.device.type == "cuda"
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints that CPU runs keep data on the CPU
@@ -83,10 +86,15 @@ class NnUNetPredictor:
             self._nnunet.initialize_from_trained_model_folder(
                 str(self.path), use_folds=[f if f == "all" else int(f) for f in self.model.folds],
                 checkpoint_name=checkpoint)
-        except (KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             why = str(exc).splitlines()[0][:160] if str(exc) else ""
+            if "torchvision" in why:  # nnU-Net looked for a trainer class among modules that need it
+                raise LNQError(f"cannot load the nnU-Net model {self.path}: nnU-Net imports torchvision to "
+                               "find its trainer class, and torchvision does not load beside this torch "
+                               f"({why}); install the torchvision build made for your torch") from exc
             raise LNQError(f"cannot load the nnU-Net model {self.path} ({type(exc).__name__}: {why}); check "
-                           "the folder was written by nnUNetv2_train with this nnunetv2") from exc
+                           "the folder was written by nnUNetv2_train with this nnunetv2 (an empty or damaged "
+                           "checkpoint: copy it again)") from exc
         labels = self._nnunet.dataset_json.get("labels", {})
         if labels.get("lymph_node", labels.get("lymphnode")) != 1:
             raise LNQError(f"the nnU-Net model {self.path} has no label 1 'lymph_node' in its dataset.json "
@@ -129,3 +137,15 @@ class NnUNetPredictor:
         step(1.0, "done")
         meta = {"model_version": self.version}
         return Prediction(ct.with_array(prob, **meta), ct.with_array(mask, **meta), self.version, region_mask)
+
+
+def _check_one_channel(folder: Path) -> None:
+    """LNQError when the model in ``folder`` takes more (or fewer) inputs than the CT alone."""
+    try:
+        channels = json.loads((folder / "dataset.json").read_text()).get("channel_names", {})
+    except (OSError, ValueError, AttributeError):
+        return  # nnU-Net's loader names what is wrong with the file
+    if len(channels) != 1:
+        raise LNQError(f"the nnU-Net model {folder} takes {len(channels)} input channels "
+                       f"({', '.join(map(str, channels.values()))}); lnq-napari gives it the CT alone: "
+                       "use a model trained on CT only (`lnq-napari export-nnunet`)")
