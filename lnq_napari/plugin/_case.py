@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.readers import read_labels
 from lnq_napari.plugin._layers import volume_from
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
 from lnq_napari.plugin._session import NODES_NAME, OPENED_KEY, WORKSPACE_KEY, session_for
+from lnq_napari.quantify import read_node_ids
 
 
 def add_layers(viewer, layer_data: list[tuple]) -> list:
@@ -28,7 +28,7 @@ def read_case(ct=None, seg=None) -> tuple:
     seg_data = None
     if seg is not None:
         reference = volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
-        seg_data = labels_layer_data(read_labels(seg, reference=reference), name=NODES_NAME, source=seg)
+        seg_data = labels_layer_data(read_node_ids(seg, reference=reference), name=NODES_NAME, source=seg)
     return ct_data, seg_data
 
 

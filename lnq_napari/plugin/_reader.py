@@ -14,9 +14,10 @@ from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import seg_file
 from lnq_napari.io.layout import image_suffix, is_image_file, looks_like_label_name, sibling_ct
-from lnq_napari.io.readers import read_labels, read_volume
+from lnq_napari.io.readers import read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
+from lnq_napari.quantify import read_node_ids
 
 
 def _layer_name(path: Path) -> str:
@@ -83,7 +84,7 @@ def read_layer(path: str | Path) -> tuple:
         volume = read_volume(path)
         if not looks_like_labels(path, volume.array):
             return ct_layer_data(volume, name=_layer_name(path), source=path)
-    labels = read_labels(path, reference=sibling_ct_grid(path))
+    labels = read_node_ids(path, reference=sibling_ct_grid(path))  # Slicer / SEG segments: ids of their own
     return labels_layer_data(labels, name=_layer_name(path), source=path)
 
 

@@ -113,3 +113,20 @@ def test_save_beside_a_dicom_ct_also_writes_a_dicom_seg(make_napari_viewer, tmp_
     (seg,) = saved.parent.glob("*.seg.dcm")
     back = read_labels(seg, reference=read_volume(study / "ct"))  # references that series, on its grid
     assert back.array.shape == mask.shape and np.array_equal(np.asarray(back.array) > 0, mask > 0)
+
+
+def test_touching_node_segments_open_as_two_labels(tmp_path):
+    """Two touching 'lymph node' segments of a Slicer file: two ids in the layer (the Nodes table then
+    lists two nodes, as `measure` does); the union made them one."""
+    slicerio = pytest.importorskip("slicerio")
+    shape_ijk = (30, 20, 5)
+    segmentation = slicerio.create_segmentation(shape_ijk, np.diag([0.8, 0.8, 3.0, 1.0]))
+    left, right = np.zeros(shape_ijk, bool), np.zeros(shape_ijk, bool)
+    left[2:15, 5:15, 1:4], right[15:28, 5:15, 1:4] = True, True
+    for name, mask in (("lymph node 1", left), ("lymph node 2", right)):
+        slicerio.add_segment(segmentation, mask, {"name": name})
+    path = tmp_path / "pair.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+    ((labels, _, kind),) = _read(path)
+    assert kind == "labels" and sorted(np.unique(labels).tolist()) == [0, 1, 2]
+    assert [int((labels == k).sum()) for k in (1, 2)] == [int(left.sum()), int(right.sum())]
