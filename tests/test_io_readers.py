@@ -154,22 +154,53 @@ def test_dicom_series_folder():
     assert volume.array.min() <= -1000 and volume.array.max() >= 1000  # air and bone in HU
 
 
-def _stack(folder: Path, positions) -> Path:
-    """The first slice of the test series written at each of ``positions`` (a new series)."""
+def _stack(folder: Path, positions, mutate=None) -> Path:
+    """The first slice of the test series written at each of ``positions`` (a new series); ``mutate(ds,
+    k)`` changes slice k's header before it is written."""
     import pydicom
 
     template = pydicom.dcmread(sorted(DICOM.glob("*.dcm"))[0])
     template.SeriesInstanceUID = pydicom.uid.generate_uid()
     folder.mkdir(parents=True)
     for k, position in enumerate(positions):
-        template.SOPInstanceUID = pydicom.uid.generate_uid()
-        template.InstanceNumber = k + 1
+        ds = pydicom.dcmread(sorted(DICOM.glob("*.dcm"))[0]) if mutate else template
+        ds.SeriesInstanceUID = template.SeriesInstanceUID
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = k + 1
         if position is None:
-            template.pop("ImagePositionPatient", None)
+            ds.pop("ImagePositionPatient", None)
         else:
-            template.ImagePositionPatient = list(position)
-        template.save_as(folder / f"{k}.dcm")
+            ds.ImagePositionPatient = list(position)
+        if mutate:
+            mutate(ds, k)
+        ds.save_as(folder / f"{k}.dcm")
     return folder
+
+
+STRAIGHT = [(-235.2, -226.8, -40.0 + 5.0 * k) for k in range(6)]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda ds, k: setattr(ds, "PhotometricInterpretation", "MONOCHROME1"), "MONOCHROME1 .* inverted"),
+    (lambda ds, k: k in (2, 3) and ds.pop("RescaleIntercept"), "2 of the 6 .* lack their rescale intercept"),
+    (lambda ds, k: k == 0 and ds.pop("RescaleIntercept"), "1 of the 6 DICOM slices .* rescale intercept"),
+    (lambda ds, k: k == 0 and ds.pop("ImageOrientationPatient"), "1 of the 6 DICOM slices .* lack their "
+                                                                 "orientation"),
+    (lambda ds, k: k == 4 and setattr(ds, "PixelSpacing", [0.9, 0.9]), "do not share one pixel spacing"),
+])
+def test_slices_that_would_not_read_as_one_hu_volume_are_refused(tmp_path, change, message):
+    """MONOCHROME1 read as inverted HU (air +999); a slice without its rescale intercept read 1024 HU too
+    high (the first one: the whole volume as unsigned, negative HU wrapped); the first slice without its
+    orientation skipped every slice check; a slice of another pixel spacing was ignored. All silent."""
+    with pytest.raises(LNQError, match=message):
+        read_volume(_stack(tmp_path / "series", STRAIGHT, change))
+
+
+def test_a_series_without_pixel_spacing_is_read_at_1_mm_with_a_warning(tmp_path):
+    series = _stack(tmp_path / "series", STRAIGHT, lambda ds, k: ds.pop("PixelSpacing"))
+    with pytest.warns(UserWarning, match="give no pixel spacing; taken as 1 x 1 mm"):
+        volume = read_volume(series)
+    assert volume.spacing[:2] == (1.0, 1.0)
 
 
 def test_a_gantry_tilted_series_is_refused_and_a_straight_one_read(tmp_path):

@@ -442,8 +442,13 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     reader.SetFileNames(files_by_series[sid])
     reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
     image = _execute_series(reader, folder)
+    if image.GetDimension() == 4 or (len(files_by_series[sid]) == 1 and _frames(reader) > 1):
+        raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT, one file for all slices; "
+                       "lnq-napari reads classic series (a file per slice): convert it, e.g. with dcm2niix "
+                       "to NIfTI, or export the series as single frames from the PACS")
     _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files_by_series[sid])),
                         folder.name)
+    _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files_by_series[sid]), folder.name)
     raw = _from_sitk_image(image, folder.name)
     raw.meta["dicom_series_uid"] = sid
     if reader.HasMetaDataKey(0, "0020|0052"):
@@ -454,6 +459,14 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if lo >= np.iinfo(np.int16).min and hi <= np.iinfo(np.int16).max:
             raw.array = array.astype(np.int16)  # HU fit int16, as in LNQ's files
     return raw
+
+
+def _frames(reader) -> int:
+    """Number of Frames of a series reader's first file (1 when it does not say)."""
+    try:
+        return int(reader.GetMetaData(0, "0028|0008").strip()) if reader.HasMetaDataKey(0, "0028|0008") else 1
+    except ValueError:
+        return 1
 
 
 def _slice_tags(has, get, count: int) -> tuple[list, list]:
@@ -497,7 +510,12 @@ def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
     if len(positions) >= 2 and placeless:
         raise LNQError(f"{placeless} of the {len(positions)} DICOM slices in {name} lack their position "
                        f"(Image Position (Patient)), so the slices cannot be placed; {fix}")
-    if len(positions) < 3 or orientations[0] is None or orientations[0].size != 6:
+    unoriented = sum(o is None or o.size != 6 for o in orientations)
+    if 0 < unoriented < len(orientations):
+        raise LNQError(f"{unoriented} of the {len(orientations)} DICOM slices in {name} lack their "
+                       f"orientation (Image Orientation (Patient)), so they cannot be checked as one "
+                       f"stack; {fix}")
+    if len(positions) < 3 or unoriented:
         return  # nothing to compare (the grid check still applies)
     if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
         raise LNQError(f"the DICOM slices in {name} do not share one orientation (mixed series); {fix}")
@@ -510,6 +528,38 @@ def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
     if gaps.max() - gaps.min() > max(0.01, 0.01 * float(np.median(gaps))):
         raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
                        f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
+
+
+def _check_dicom_pixels(has, get, count: int, name: str) -> None:
+    """LNQError when a series' slices would not read as HU on one grid: MONOCHROME1 (read inverted), a
+    rescale slope or intercept on some slices only (the others read unrescaled), pixel spacings that
+    differ; a warning when no slice gives its pixel spacing (read as 1 mm)."""
+    def values(tag: str) -> list[str | None]:
+        return [get(i, tag).strip() if has(i, tag) else None for i in range(count)]
+
+    fix = "re-export the series from the PACS or scanner"
+    if any(v == "MONOCHROME1" for v in values("0028|0004")):
+        raise LNQError(f"the DICOM slices in {name} are MONOCHROME1 (inverted grey scale), which would read "
+                       f"as inverted HU; convert the series to MONOCHROME2 (e.g. gdcmconv) or {fix}")
+    for tag, what in (("0028|1052", "rescale intercept"), ("0028|1053", "rescale slope")):
+        missing = sum(v is None for v in values(tag))
+        if 0 < missing < count:
+            raise LNQError(f"{missing} of the {count} DICOM slices in {name} lack their {what}, so they "
+                           f"would not read in HU like the others; {fix}")
+    spacings = values("0028|0030")
+    if all(v is None for v in spacings):
+        warnings.warn(f"the DICOM slices in {name} give no pixel spacing; taken as 1 x 1 mm, so node sizes "
+                      "and the model's view of the CT are wrong unless it is: re-export with the spacing",
+                      UserWarning, stacklevel=4)
+        return
+    try:
+        numbers = [None if v is None else [float(x) for x in v.split("\\")] for v in spacings]
+    except ValueError:
+        return  # unreadable: SimpleITK's grid check names it
+    first = next(n for n in numbers if n is not None)
+    if any(n is None or len(n) != len(first) or not np.allclose(n, first, atol=1e-4) for n in numbers):
+        raise LNQError(f"the DICOM slices in {name} do not share one pixel spacing (mixed series or "
+                       f"reconstructions); {fix}")
 
 
 #: How far (mm) a slice may lie beside the line through the first slice along the slices' normal: more is a
