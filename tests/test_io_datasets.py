@@ -63,3 +63,36 @@ def test_the_cts_of_a_path_file_folder_or_dicom_tree(tmp_path):
     empty.mkdir()
     with pytest.raises(LNQError, match="holds no CT"):
         find_cts(empty)
+
+
+def _copy_series(src: Path, dest: Path, **tags) -> Path:
+    """``src``'s slices in ``dest`` as another series, each header changed by ``tags``."""
+    import pydicom
+
+    dest.mkdir(parents=True)
+    uid = pydicom.uid.generate_uid()
+    for k, file in enumerate(sorted(src.glob("*.dcm"))):
+        ds = pydicom.dcmread(file)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
+        for key, value in tags.items():
+            setattr(ds, key, value)
+        ds.save_as(dest / f"{k}.dcm")
+    return dest
+
+
+def test_a_scout_a_dose_report_and_a_dicomdir_are_no_ct_cases(tmp_path, monkeypatch):
+    """A TCIA-style download holds a scout and a dose report beside the CT: each was a case (predict
+    exited 2 on the scout, workspace init added the report); a CD's DICOMDIR at the root made the root
+    read as one series (refused); ``predict .`` inside a series folder named its case ''."""
+    from lnq_napari.io.datasets import find_cts
+
+    root = tmp_path / "download"
+    shutil.copytree(SERIES, root / "P1" / "study" / "2-CT")
+    _copy_series(SERIES, root / "P1" / "study" / "1-LOC", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    _copy_series(SERIES, root / "P1" / "study" / "9-SR", Modality="SR")
+    assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
+    assert [c.case_id for c in find_cases(root)] == ["P1_study_2-CT"]
+    shutil.copy(sorted(SERIES.glob("*.dcm"))[0], root / "DICOMDIR")  # any DICOM file at the root
+    assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
+    monkeypatch.chdir(root / "P1" / "study" / "2-CT")
+    assert find_cts(".") == [("2-CT", Path("."))]

@@ -138,7 +138,7 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
             seg = seg_file(folder)
             if seg is not None:
                 segs.append(seg)
-            else:
+            elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
                 series.append((case_id if depth == 0 else "_".join(folder.relative_to(path).parts), folder))
         if depth == 0 and (series or segs):
             break  # a series folder: nothing below it is another case
@@ -167,9 +167,27 @@ def dicom_cases(root: Path) -> list[CaseFiles]:
 
 
 def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
-    """Whether one of the first few files of ``folder`` is DICOM (a series folder may hold a note)."""
-    files = (f for f in _listing(folder) if f.is_file() and not f.name.startswith("."))
+    """Whether one of the first few files of ``folder`` is DICOM (a series folder may hold a note; a
+    DICOMDIR is the index of a CD's folders below, not a series)."""
+    files = (f for f in _listing(folder)
+             if f.is_file() and not f.name.startswith(".") and f.name.upper() != "DICOMDIR")
     return any(is_dicom_path(f) for f in itertools.islice(files, look_at))
+
+
+def _not_a_ct_image(folder: Path) -> bool:
+    """Whether the series in ``folder`` is plainly no CT volume: another modality (a dose report SR, a
+    presentation state) or a localizer (scout), by its first DICOM file's header."""
+    import pydicom
+
+    first = next((f for f in _listing(folder) if f.is_file() and f.name.upper() != "DICOMDIR"
+                  and is_dicom_path(f)), None)
+    try:
+        header = pydicom.dcmread(first, stop_before_pixels=True)
+    except Exception:  # unreadable: the reader says what is wrong when it is read
+        return False
+    modality = str(header.get("Modality", "CT") or "CT").upper()
+    kinds = [str(k).upper() for k in (header.get("ImageType") or [])]
+    return modality != "CT" or "LOCALIZER" in kinds
 
 
 def _listing(folder: Path) -> list[Path]:

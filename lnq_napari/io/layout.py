@@ -164,7 +164,7 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
         cts = ct_files(path) or ct_files(path, role="")
         if cts:
             return [(split_name(p).case, p) for p in cts]
-        return [(path.name, path)]  # a DICOM series folder (read_volume says so if it is not)
+        return [(path.resolve().name, path)]  # a DICOM series folder (read_volume says so if it is not)
     name = path.name
     if name.lower().endswith(".dcm"):
         return [(name[: -len(".dcm")], path)]
