@@ -31,8 +31,6 @@ from lnq_napari.io.volume import Volume
 #: Nodes whose centroid lies within this distance (mm) of the patient's midline in x are "midline" (the
 #: body's centre with a CT, else the volume's centre).
 MIDLINE_MM = 5.0
-#: Above this HU a voxel is the patient's body (or the table) when the midline is found.
-BODY_HU = -300.0
 #: More distinct ids than this means the file is an image (a CT?), not a label map.
 MAX_IDS = 1000
 #: Short-axis threshold of a clinically enlarged (and LNQ2023-target) node.
@@ -161,9 +159,11 @@ def midline_x(ct: Volume) -> float | None:
     table's middle, a cropped field of view). None when the CT shows no body."""
     from scipy import ndimage
 
+    from lnq_napari.preprocess import DEFAULT_PREPROCESSING
+
     hu = np.asarray(ct.array)
     step = tuple(max(1, n // 64) for n in hu.shape)
-    body = hu[:: step[0], :: step[1], :: step[2]] > BODY_HU
+    body = hu[:: step[0], :: step[1], :: step[2]] > DEFAULT_PREPROCESSING["roi"]["body_hu"]
     parts, n = ndimage.label(body)
     if n == 0:
         return None
