@@ -99,6 +99,9 @@ def test_load_predictor_chooses_the_backend(nnunet_model):
     assert load_predictor(chosen) is chosen
     with pytest.raises(LNQError, match="unknown nnU-Net model option"):
         load_predictor(f"nnunet:{folder}?speed=fast")
+    for bad in ("threshold=2", "min_peak=-0.1", "min_component_mm3=-5"):  # an empty mask, silently
+        with pytest.raises(LNQError, match="lies outside"):
+            load_predictor(f"nnunet:{folder}?{bad}")
     with pytest.raises(LNQError, match="nnU-Net models only"):
         load_predictor(None, tile_step=0.5)
 

@@ -18,6 +18,9 @@ from lnq_napari.model.nnunet_folder import PREFIX, is_nnunet_folder, strip_prefi
 NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
 # post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300
 _POSTPROCESSING = ("threshold", "min_component_mm3", "min_peak", "max_mean_hu", "mediastinum_margin_mm")
+#: The values those settings may take (a threshold of 2 gave an empty mask without a word).
+_RANGES = {"threshold": (0.0, 1.0), "min_peak": (0.0, 1.0), "min_component_mm3": (0.0, float("inf")),
+           "mediastinum_margin_mm": (0.0, float("inf"))}
 
 
 @runtime_checkable
@@ -69,6 +72,9 @@ def parse_model(model) -> tuple[Path, dict]:
                 number = None if value.lower() in ("", "none", "off") else float(value)
             except ValueError:
                 raise LNQError(f"{key}={value!r} in {text} is not a number (or none)") from None
+            low, high = _RANGES.get(key, (float("-inf"), float("inf")))
+            if number is not None and not low <= number <= high:
+                raise LNQError(f"{key}={value} in {text} lies outside {low:g} to {high:g}")
             options.setdefault("inference", {})[key] = number
         else:
             raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, "
