@@ -176,6 +176,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, monkeypatch):
     assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before
 
 
+def test_a_workspace_case_whose_ct_is_gone_is_named(tmp_path, data):
+    """It said only '<path> does not exist; check the path' (which case, what to do?)."""
+    from lnq_napari.workspace import Workspace
+
+    copy = Path(shutil.copytree(data, tmp_path / "data"))
+    ws = Workspace.init(tmp_path / "ws", copy)
+    gone = ws.case_ids()[1]
+    ws.ct_path(gone).unlink()
+    with pytest.raises(LNQError, match=f"the CT of case {gone} is gone from .*put it back"):
+        export_dataset(tmp_path / "raw", 7, workspace=ws)
+    assert not (tmp_path / "raw" / "Dataset007_LNQ").exists()
+
+
 def test_a_failed_or_cancelled_export_leaves_no_dataset(tmp_path, data):
     src = tmp_path / "src"
     shutil.copytree(data, src)

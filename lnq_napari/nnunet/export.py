@@ -172,7 +172,7 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
     for case in ws.case_ids():
         if case in exclude:
             continue
-        ct = str(ws.ct_path(case))
+        ct = str(ws.existing_ct_path(case))  # before anything is exported
         correction = ws.latest_version(case, "correction")
         if correction is not None:
             pred = prediction_parent(ws, case, correction)

@@ -137,12 +137,16 @@ class Workspace:
         says now (another process may have grouped them since this one opened the workspace)."""
         return CaseTable(read_meta(self.root)["cases"], self.root).time_points(patient)
 
-    def read_ct(self, case: str) -> Volume:
+    def existing_ct_path(self, case: str) -> Path:
+        """``case``'s CT file; LNQError naming the case and what to do when it is gone."""
         path = self.ct_path(case)
         if not path.exists():
             raise LNQError(f"the CT of case {case} is gone from {path}; put it back (or, for a moved data "
                            "folder, move the workspace with it), or make a new workspace over the data")
-        ct = read_volume(path)
+        return path
+
+    def read_ct(self, case: str) -> Volume:
+        ct = read_volume(self.existing_ct_path(case))
         self._ct_grids[case] = grid_only(ct)
         return ct
 
