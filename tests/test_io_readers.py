@@ -467,3 +467,22 @@ def test_a_nifti_whose_sform_and_pixdim_disagree_is_read_by_its_sform(tmp_path, 
         np.testing.assert_allclose(a.origin, volume.origin, atol=1e-4)
         np.testing.assert_allclose(a.direction, volume.direction, atol=1e-6)
         np.testing.assert_array_equal(a.array, volume.array)
+
+
+def test_two_series_in_one_folder_are_named_by_description_and_kernel(tmp_path):
+    """Two reconstructions of one scan in one folder: the warning said only the UID of the one read;
+    it names both (description and kernel) and how to read the other."""
+    def soft(ds, k):
+        ds.SeriesDescription, ds.ConvolutionKernel = "soft tissue", "B30f"
+
+    def lung(ds, k):
+        ds.SeriesDescription, ds.ConvolutionKernel = "lung", "B70f"
+        ds.SeriesInstanceUID = "1.2.3.4.5.6.7"
+
+    folder = _stack(tmp_path / "both", STRAIGHT, soft)
+    _stack(tmp_path / "lung", STRAIGHT[:4], lung)
+    for file in (tmp_path / "lung").iterdir():
+        file.rename(folder / f"lung-{file.name}")
+    with pytest.warns(UserWarning, match="reading the largest, 'soft tissue B30f' .*not 'lung B70f' "
+                                         r"\(4\): to read another"):
+        assert read_volume(folder).shape[0] == 6

@@ -437,8 +437,12 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     else:
         sid = max(files_by_series, key=lambda s: len(files_by_series[s]))
         if len(series) > 1:
-            warnings.warn(f"{folder} holds {len(series)} DICOM series; reading the largest "
-                          f"({len(files_by_series[sid])} slices, series {sid})", UserWarning, stacklevel=3)
+            others = "; ".join(f"{_series_description(files_by_series[o][0])} ({len(files_by_series[o])})"
+                               for o in series if o != sid)
+            warnings.warn(f"{folder} holds {len(series)} DICOM series; reading the largest, "
+                          f"{_series_description(files_by_series[sid][0])} ({len(files_by_series[sid])} "
+                          f"slices, series {sid}), not {others}: to read another, give a folder holding "
+                          "only its slices", UserWarning, stacklevel=3)
     reader.SetFileNames(files_by_series[sid])
     reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
     image = _execute_series(reader, folder)
@@ -459,6 +463,20 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if lo >= np.iinfo(np.int16).min and hi <= np.iinfo(np.int16).max:
             raw.array = array.astype(np.int16)  # HU fit int16, as in LNQ's files
     return raw
+
+
+def _series_description(file: str) -> str:
+    """A series' description and kernel from one of its files ("series" when it gives neither)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(file, stop_before_pixels=True)
+    except Exception:  # the series is read next, and refused there when damaged
+        return "series"
+    kernel = header.get("ConvolutionKernel", "")
+    kernel = "/".join(kernel) if isinstance(kernel, (list, pydicom.multival.MultiValue)) else str(kernel)
+    text = " ".join(t for t in (str(header.get("SeriesDescription", "")).strip(), kernel.strip()) if t)
+    return f"'{text}'" if text else "series"
 
 
 def _frames(reader) -> int:
