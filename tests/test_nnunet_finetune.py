@@ -243,6 +243,10 @@ def test_bad_input_is_a_one_line_error_with_nothing_written(nnunet_model, tmp_pa
         api.finetune(bare.root, resume=True)
     with pytest.raises(LNQError, match="forgetting_data folder .* does not exist"):
         api.finetune(bare.root, config=FinetuneConfig(forgetting_data=str(tmp_path / "nowhere")))
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    with pytest.raises(LNQError, match="--work .*afile is a file"):  # it was reported as --out .../nnUNet_raw
+        api.finetune_nnunet(bare.root, work=a_file)
     assert [m["id"] for m in bare.models()] == ["m001"] and not (bare.root / "nnunet").exists()
 
 

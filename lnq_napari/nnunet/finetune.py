@@ -53,7 +53,7 @@ from lnq_napari.finetuning.validation import (
     unless_active_changed,
     version_figures,
 )
-from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.atomic import atomic_write, check_output_folder
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, NnUNetModel, open_model
 from lnq_napari.nnunet.export import (
@@ -249,7 +249,7 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
     if work is None:  # the workspace's own work folder: what a killed fine-tune left there is stale now
         work = ws.root / WORK
         _remove(*_leftovers(work))
-    work = Path(work).expanduser().resolve()
+    work = check_output_folder(work, "--work", "nnU-Net's working folders").resolve()
     if dataset_id is None:
         dataset_id = free_dataset_id(*(work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")))
     _check_free(work, dataset_id)
