@@ -38,21 +38,28 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_worker_ends_soon_after_its_program_is_killed(tmp_path):
-    script = tmp_path / "starts_a_pool.py"
-    script.write_text(SCRIPT)
+def _ends_with_its_parent(tmp_path, script_text: str, settle: float = 0.0) -> None:
+    """Start ``script_text`` (it prints the pid of a process it started), kill it with kill -9 (no
+    chance to clean up) and see that process end within 20 s."""
+    script = tmp_path / "parent.py"
+    script.write_text(script_text)
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
-        worker = int(parent.stdout.readline())
-        assert _running(worker)
-        os.kill(parent.pid, signal.SIGKILL)  # no chance to shut its pool down
+        child = int(parent.stdout.readline())
+        time.sleep(settle)
+        assert _running(child)
+        os.kill(parent.pid, signal.SIGKILL)
         parent.wait(30)
         deadline = time.time() + 20
-        while _running(worker) and time.time() < deadline:
+        while _running(child) and time.time() < deadline:
             time.sleep(0.2)
-        assert not _running(worker)
+        assert not _running(child)
     finally:
         parent.kill()
+
+
+def test_a_worker_ends_soon_after_its_program_is_killed(tmp_path):
+    _ends_with_its_parent(tmp_path, SCRIPT)
 
 
 CHILD_SCRIPT = '''
@@ -68,21 +75,7 @@ time.sleep(120)
 
 def test_a_child_process_that_watches_its_parent_ends_with_it(tmp_path):
     """What nnU-Net's training process does (a fine-tune killed with kill -9 left it training alone)."""
-    script = tmp_path / "starts_a_child.py"
-    script.write_text(CHILD_SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        child = int(parent.stdout.readline())
-        time.sleep(1.0)  # the child's watcher is up
-        assert _running(child)
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait(30)
-        deadline = time.time() + 20
-        while _running(child) and time.time() < deadline:
-            time.sleep(0.2)
-        assert not _running(child)
-    finally:
-        parent.kill()
+    _ends_with_its_parent(tmp_path, CHILD_SCRIPT, settle=1.0)  # the child's watcher is up
 
 
 def test_the_nnunet_trainer_watches_the_process_that_started_it(monkeypatch):
