@@ -13,7 +13,6 @@ import re
 import struct
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -708,7 +707,7 @@ def _execute_series(reader, folder: Path):
                        "complete images of one series") from exc
 
 
-@contextmanager
+@contextlib.contextmanager
 def _itk_quiet() -> Iterator[None]:
     """ITK's own warnings (printed to stderr, outside Python's warnings) silenced in this block: what is
     wrong is said in one line by the caller."""
