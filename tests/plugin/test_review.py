@@ -3,6 +3,8 @@ workspace, fine-tune with progress, cancel; the models section: verdicts, Activa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -295,6 +297,30 @@ def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari
     assert save.save() is not None and session.saved_edits == session.edits > 0
     assert review.open_case(second) == workspace.ct_path(second), review.status.text()
     assert viewer.layers["nodes"].metadata["lnq_session"].case == second
+
+
+def test_a_case_is_saved_into_the_workspace_it_was_opened_from(make_napari_viewer, workspace, tmp_path,
+                                                                autosave_dir):
+    """The panel made for one workspace, the Review field pointed at another over the same data: Save
+    wrote the case's labels (and its review line) into the panel's workspace."""
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    other = Workspace.init(tmp_path / "other", workspace.root.parent / "data")
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=other)
+    review, save = widgets["Review"], widgets["Save"]
+    review.form.workspace.value = workspace.root
+    case = workspace.case_ids()[0]
+    before = {w.root: len(w.label_store(case).versions()) for w in (workspace, other)}
+    assert review.open_case(case) == workspace.ct_path(case), review.status.text()
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    saved = save.save()
+    assert saved is not None and Path(saved).is_relative_to(workspace.root)
+    assert len(workspace.label_store(case).versions()) == before[workspace.root] + 1
+    assert len(other.label_store(case).versions()) == before[other.root]
 
 
 @pytest.mark.parametrize("n", [1, 4, 9, 30])

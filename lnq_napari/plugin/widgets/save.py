@@ -49,10 +49,12 @@ class SaveWidget(QWidget):
         return Path.cwd() / LABELS_FOLDER
 
     def _workspace_root(self, session) -> Path | None:
-        """The widget's workspace, else the one the case was opened from, else None."""
-        if self.workspace is not None:
-            return Path(getattr(self.workspace, "root", self.workspace))
-        return Path(session.workspace) if session.workspace is not None else None
+        """The workspace the case was opened from, else the widget's, else None (a case opened from
+        another workspace than the panel's was saved into the panel's: labels and review in the wrong
+        workspace when two share the data's case names)."""
+        if session.workspace is not None:
+            return Path(session.workspace)
+        return Path(getattr(self.workspace, "root", self.workspace)) if self.workspace is not None else None
 
     def _show_state(self) -> None:
         session = self.tracker.session
