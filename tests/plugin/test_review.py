@@ -277,6 +277,19 @@ def test_the_models_panel_follows_what_another_process_writes(make_napari_viewer
         workspace.activate(before["id"] if before else "bundled", decided_by="user")
 
 
+def test_the_models_panel_follows_a_folder_that_becomes_a_workspace(make_napari_viewer, qtbot, workspace,
+                                                                     tmp_path):
+    """A workspace folder typed before `workspace init` made it: the table stayed empty for good."""
+    from lnq_napari.workspace import Workspace
+
+    review = ReviewWidget(make_napari_viewer(), workspace=workspace)
+    later = tmp_path / "later"
+    review.form.workspace.value = later
+    assert review.models.models == []
+    Workspace.init(later, workspace.root.parent / "data")  # another process, say
+    qtbot.waitUntil(lambda: [m.version for m in review.models.models] == ["bundled"], timeout=5000)
+
+
 def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari_viewer, workspace,
                                                                       autosave_dir):
     """In the app every widget is docked before Review opens a case: Save must save the session the

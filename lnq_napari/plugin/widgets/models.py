@@ -112,7 +112,12 @@ class ModelsPanel(QWidget):
         """Refresh when the registry changed on disk since the last refresh; the user's selection stays
         unless it was the newest version (then the newest is selected). True when it refreshed."""
         registry, stamp = self._registry
-        if registry is None or _stamp(registry) == stamp:
+        if registry is None:  # not a workspace when last read: it may have become one since
+            if self.root() is None:
+                return False
+            self.refresh()
+            return True
+        if _stamp(registry) == stamp:
             return False
         chosen = self.selected()
         newest = chosen is not None and self.models and chosen.version == self.models[-1].version
