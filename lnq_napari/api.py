@@ -50,6 +50,7 @@ from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.outputs import check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
+from lnq_napari.model import bundled_model_path
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
@@ -686,6 +687,8 @@ def _version_or_adopted(ws: Workspace, name: str) -> str:
     workspace, adopted (:meth:`~lnq_napari.workspace.Workspace.adopt_model`); a version folder of another
     workspace is refused by the lookup (a slip, most likely)."""
     folder = Path(name.removeprefix("nnunet:")).expanduser()
+    if folder.is_dir() and folder.resolve() == bundled_model_path():
+        return "bundled"  # the bundled model's own folder: its row, not a copy
     outside = folder.is_dir() and not folder.resolve().is_relative_to(ws.root.resolve())
     in_a_workspace = any((parent / REGISTRY_FILE).is_file() for parent in folder.resolve().parents[:3])
     if outside and not in_a_workspace and name not in ws.registry.known() and model_kind(folder) is not None:

@@ -334,6 +334,10 @@ def test_a_model_trained_elsewhere_is_adopted_once_and_activated(ws, tmp_path):
     api.activate_model(ws.root, "m001")
     assert api.activate_model(ws.root, str(mine)).version == "m004"  # found by its files, not copied again
     assert [m.version for m in api.list_models(ws.root)] == ["bundled", "m001", "m002", "m003", "m004"]
+    from lnq_napari.model import bundled_model_path
+
+    assert api.activate_model(ws.root, str(bundled_model_path())).version == "bundled"  # its row, no copy
+    assert len(api.list_models(ws.root)) == 5
     before = _state(ws)
     with pytest.raises(LNQError, match="no-model"):
         api.activate_model(ws.root, str(tmp_path / "no-model"))
