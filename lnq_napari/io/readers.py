@@ -228,14 +228,9 @@ def _check_nifti_geometry(header: bytes, name: str) -> None:
 _NIFTI_SFORM_CODE = {348: (254, "h"), 540: (348, "i")}
 
 
-def _nifti_sform(path: Path) -> tuple[tuple, tuple, tuple] | None:
-    """(spacing, origin, direction) in LPS of a NIfTI file's sform when its code is set, else None."""
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+def _nifti_sform(header: bytes) -> tuple[tuple, tuple, tuple] | None:
+    """(spacing, origin, direction) in LPS of a NIfTI header's sform when its code is set, else None."""
     try:
-        with opener(path, "rb") as handle:
-            header = handle.read(540)
         for endian in "<>":
             size = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
             if size in _NIFTI_SFORM_CODE and len(header) >= size:
@@ -247,7 +242,7 @@ def _nifti_sform(path: Path) -> tuple[tuple, tuple, tuple] | None:
                 break
         else:
             return None
-    except (OSError, EOFError, struct.error):
+    except struct.error:
         return None
     affine[:2] *= -1.0  # RAS -> LPS
     steps, origin = affine[:, :3], affine[:, 3]
@@ -297,14 +292,14 @@ def _gzip_length(path: Path) -> int:
     return total
 
 
-def _check_nifti_complete(path: Path) -> None:
+def _check_nifti_complete(path: Path) -> bytes | None:
     """SimpleITK reads a truncated NIfTI silently (zeros); compare the stored size with the header's.
-    A header with a non-finite geometry is refused first."""
+    A header with a non-finite geometry is refused first. Returns the header read (None: not NIfTI)."""
     import gzip
 
     name = path.name.lower()
     if not name.endswith((".nii", ".nii.gz")):
-        return
+        return None
     try:
         if name.endswith(".gz"):
             with gzip.open(path, "rb") as handle:
@@ -329,13 +324,14 @@ def _check_nifti_complete(path: Path) -> None:
     if not complete:
         raise LNQError(f"cannot read {path.name} (it holds less data than its header announces); the file is "
                        "truncated: re-export or re-download it")
+    return header
 
 
 def _read_sitk_file(path: Path) -> RawImage:
     import SimpleITK as sitk
 
-    _check_nifti_complete(path)
-    nifti = path.name.lower().endswith((".nii", ".nii.gz"))
+    header = _check_nifti_complete(path)
+    nifti = header is not None
     with _itk_quiet() if nifti else contextlib.nullcontext():  # ITK's warning lines: ours follow
         _check_sitk_payload(path)
         try:
@@ -343,7 +339,7 @@ def _read_sitk_file(path: Path) -> RawImage:
         except RuntimeError as exc:
             raise _unreadable(path, exc) from exc
     raw = _from_sitk_image(image, path.name)
-    sform = _nifti_sform(path) if nifti else None
+    sform = _nifti_sform(header) if nifti else None
     if sform is not None and _sform_disagrees(raw, sform):
         warnings.warn(f"{path.name}: its sform and its pixdim / qform give different grids; read by the "
                       f"sform (spacing {', '.join(f'{v:.4g}' for v in sform[0])} mm), as the NIfTI standard "
