@@ -120,11 +120,7 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     rule = {**DEFAULT_PREPROCESSING["roi"], **(rule or {})}
     step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
     small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
-    body = small > rule["body_hu"]
-    lab, n = ndimage.label(body)
-    if n:
-        sizes = np.bincount(lab.ravel())[1:]
-        body = lab == (int(np.argmax(sizes)) + 1)
+    body = body_of(small, rule["body_hu"])
     # slice by slice, all slices in one call: the structure connects voxels within a slice only
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
@@ -133,6 +129,17 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     filled = _holes_filled(wall, plane) & (body | ~wall)
     lungs = ndimage.binary_opening(filled & (small < rule["lung_hu"]), plane, iterations=1)
     return Anatomy(step, tuple(hu.shape), filled, lungs)
+
+
+def body_of(hu: np.ndarray, body_hu: float = DEFAULT_PREPROCESSING["roi"]["body_hu"]) -> np.ndarray:
+    """The patient's body in ``hu`` (any sampling): the largest connected part above ``body_hu``."""
+    from scipy import ndimage
+
+    body = hu > body_hu
+    lab, n = ndimage.label(body)
+    if n:
+        body = lab == (int(np.argmax(np.bincount(lab.ravel())[1:])) + 1)
+    return body
 
 
 def _edges_sealed(wall: np.ndarray, body: np.ndarray) -> np.ndarray:

@@ -154,22 +154,17 @@ def principal_axes(zyx: np.ndarray, volume: Volume) -> tuple[float, float, float
 
 
 def midline_x(ct: Volume) -> float | None:
-    """LPS x (mm) of the patient's midline: the centre of the body (the largest connected part above
-    the body threshold, on a coarse copy), which a scan need not centre (a patient lying off the
-    table's middle, a cropped field of view). None when the CT shows no body."""
-    from scipy import ndimage
-
-    from lnq_napari.preprocess import DEFAULT_PREPROCESSING
+    """LPS x (mm) of the patient's midline: the centre of the body (:func:`~lnq_napari.preprocess.body_of`
+    on a coarse copy), which a scan need not centre (a patient lying off the table's middle, a cropped
+    field of view). None when the CT shows no body."""
+    from lnq_napari.preprocess import body_of
 
     hu = np.asarray(ct.array)
     step = tuple(max(1, n // 64) for n in hu.shape)
-    body = hu[:: step[0], :: step[1], :: step[2]] > DEFAULT_PREPROCESSING["roi"]["body_hu"]
-    parts, n = ndimage.label(body)
-    if n == 0:
+    body = body_of(hu[:: step[0], :: step[1], :: step[2]])
+    if not body.any():
         return None
-    largest = np.argmax(np.bincount(parts.ravel())[1:]) + 1
-    index = np.argwhere(parts == largest) * np.asarray(step)
-    return float(ct.index_to_physical(index)[:, 0].mean())
+    return float(ct.index_to_physical(np.argwhere(body) * np.asarray(step))[:, 0].mean())
 
 
 def _side(x: float, centre_x: float) -> str:
