@@ -25,7 +25,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.orientation import to_lps
-from lnq_napari.io.readers import read_labels
+from lnq_napari.io.readers import read_labels, read_segment_masks
 from lnq_napari.io.volume import Volume
 
 #: Nodes whose centroid lies within this distance (mm) of the patient's midline in x are "midline" (the
@@ -105,8 +105,8 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
         return volume
     ids = np.zeros(volume.shape, dtype=np.int32)
     count = 0
-    for key in keys:
-        parts, n = label_components(np.asarray(read_labels(path, reference, segment=key).array))
+    for mask in read_segment_masks(path, keys, reference):
+        parts, n = label_components(mask)
         inside = parts > 0
         ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
         count += n

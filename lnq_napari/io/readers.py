@@ -675,6 +675,21 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     return volume
 
 
+def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = None) -> list[np.ndarray]:
+    """Each segment ``keys`` names (``Volume.meta["segment_keys"]`` of :func:`read_labels`) of a 3D Slicer
+    segmentation or a DICOM SEG as its own uint8 {0,1} mask on ``reference``'s grid (the SEG's CT
+    without one); the file is read once for all of them."""
+    seg = dicom_seg.seg_file(path) if file_format(_existing(path)) == "dicom" else None
+    if seg is not None:
+        parsed = dicom_seg.read_seg(seg)
+        grid = reference if reference is not None else _dicom_grid(*dicom_seg.find_ct_series(parsed))
+        dicom_seg.check_reference(parsed, grid)
+        return [dicom_seg.seg_mask(parsed, grid, key)[0] for key in keys]
+    raw = read_raw(path)
+    masks = [raw.volume(segfile.segment_mask(path, raw, key)[0]) for key in keys]
+    return [np.asarray((m if reference is None else align_to(reference, m)).array) for m in masks]
+
+
 def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | int | None = None) -> Volume:
     """A DICOM SEG's chosen segments as uint8 {0,1} on ``reference``'s grid, or on the grid of the CT series
     it references, found beside it (see :func:`lnq_napari.io.dicom_seg.find_ct_series`)."""
