@@ -50,7 +50,6 @@ from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.outputs import check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
-from lnq_napari.model import bundled_model_path
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
@@ -58,7 +57,7 @@ from lnq_napari.preprocess import warn_if_not_hu
 from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, read_node_ids, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
-from lnq_napari.workspace.registry import REGISTRY_FILE, ModelSummary, model_kind
+from lnq_napari.workspace.registry import ModelSummary, model_kind
 
 if TYPE_CHECKING:
     from lnq_napari.nnunet.finetune import NnUNetFinetune
@@ -677,23 +676,9 @@ def activate_model(
     version or a half-written model folder (files missing, unreadable or not matching their sha256).
     """
     ws = _open(workspace)
-    chosen = _version_or_adopted(ws, str(version))
+    chosen = ws.version_or_adopted(str(version))
     ws.activate(chosen, reason=reason, decided_by=decided_by)
     return next(m for m in ws.model_summaries() if m.version == chosen)
-
-
-def _version_or_adopted(ws: Workspace, name: str) -> str:
-    """The registered version ``name`` means, or the model folder ``name`` names from outside any
-    workspace, adopted (:meth:`~lnq_napari.workspace.Workspace.adopt_model`); a version folder of another
-    workspace is refused by the lookup (a slip, most likely)."""
-    folder = Path(name.removeprefix("nnunet:")).expanduser()
-    if folder.is_dir() and folder.resolve() == bundled_model_path():
-        return "bundled"  # the bundled model's own folder: its row, not a copy
-    outside = folder.is_dir() and not folder.resolve().is_relative_to(ws.root.resolve())
-    in_a_workspace = any((parent / REGISTRY_FILE).is_file() for parent in folder.resolve().parents[:3])
-    if outside and not in_a_workspace and name not in ws.registry.known() and model_kind(folder) is not None:
-        return ws.adopt_model(folder)
-    return ws.registry.version_of(name)
 
 
 def _open(workspace: str | Path | Workspace) -> Workspace:

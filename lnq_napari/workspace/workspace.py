@@ -32,12 +32,13 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
+from lnq_napari.model import bundled_model_path
 from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock
-from lnq_napari.workspace.registry import ModelRegistry, ModelSummary
+from lnq_napari.workspace.registry import BUNDLED, REGISTRY_FILE, ModelRegistry, ModelSummary, model_kind
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
 
@@ -261,6 +262,19 @@ class Workspace:
         folder = Path(path).expanduser().resolve()
         version = self.registry.find(folder)
         return version if version is not None else self.register_model(folder, source=str(folder))
+
+    def version_or_adopted(self, name: str) -> str:
+        """The version ``name`` means (:meth:`ModelRegistry.version_of`), the bundled model's own folder
+        as ``bundled``, or a model folder from outside any workspace adopted (:meth:`adopt_model`); a
+        version folder of another workspace is refused by the lookup (a slip, most likely)."""
+        folder = Path(name.removeprefix("nnunet:")).expanduser()
+        if folder.is_dir() and folder.resolve() == bundled_model_path():
+            return BUNDLED  # its row, not a copy
+        outside = folder.is_dir() and not folder.resolve().is_relative_to(self.root.resolve())
+        in_a_workspace = any((p / REGISTRY_FILE).is_file() for p in folder.resolve().parents[:3])
+        if outside and not in_a_workspace and name not in self.registry.known() and model_kind(folder):
+            return self.adopt_model(folder)
+        return self.registry.version_of(name)
 
     def model_info(self, version: str) -> dict:
         return self.registry.info(version)
