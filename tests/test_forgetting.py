@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -135,7 +136,11 @@ def test_figures_shipped_in_a_model_folder_are_read_instead_of_predicted(tmp_pat
 
 def test_the_bundled_model_ships_its_figures_on_its_own_check_cases():
     """Fails when the bundled weights or the phantom generator change without new figures: run
-    ``python benchmarks/train_bundled.py --ship-check-figures lnq_napari/model/bundled``."""
+    ``python benchmarks/train_bundled.py --ship-check-figures lnq_napari/model/bundled``.
+
+    A drawn phantom's CT is not bit-identical on every CPU (with numpy's AVX-512 paths 105 voxels of
+    check case 2 differ from those drawn without them; its truth does not): a case whose shipped entry
+    then misses is predicted, and its figures must be the shipped ones."""
     import torch
 
     from lnq_napari.activation import CaseFigures
@@ -144,14 +149,17 @@ def test_the_bundled_model_ships_its_figures_on_its_own_check_cases():
 
     torch.set_num_threads(2)
     bundled = Path(resolve_model(None))
+    by_case = {f["case_id"]: f for f in json.loads((bundled / CHECK_FIGURES).read_text()).values()}
     data = check_data(FinetuneConfig(), bundled_key(bundled), bundled)
-    shipped, = check_figures(_never, [bundled], "cpu", data)
-    assert len(shipped) == 4 and all(0.5 < f.dice <= 1.0 for f in shipped)
+    checked, = check_figures(lambda path, device: Predictor(path, device=device), [bundled], "cpu", data)
+    assert [f.case_id for f in checked] == sorted(by_case) and len(checked) == 4
     ct, truth = data.cases[0].load()  # predicted afresh, past the shipped figures
     fresh = CaseFigures.from_metrics(data.cases[0].case_id,
                                      evaluate_case(Predictor(bundled, device="cpu").predict(ct).mask, truth))
-    assert fresh.dice == pytest.approx(shipped[0].dice, abs=1e-6)
-    assert (fresh.nodes_hit, fresh.false_nodes) == (shipped[0].nodes_hit, shipped[0].false_nodes)
+    for figures in (*checked, fresh):
+        kept = by_case[figures.case_id]
+        assert 0.5 < figures.dice <= 1.0 and figures.dice == pytest.approx(kept["dice"], abs=1e-6)
+        assert (figures.nodes_hit, figures.false_nodes) == (kept["nodes_hit"], kept["false_nodes"])
 
 
 def test_a_step_s_check_stops_once_it_can_only_refuse_unless_a_case_left_has_no_node(tmp_path, folder):
