@@ -42,6 +42,16 @@ bundled model, default-site phantoms) and refused when its median Dice there is 
 on sessions 20-21's loops with four such cases it refused all four versions that lost more than a point
 on the default site's test set and one version that did not (``benchmarks/bench_forgetting_check.py``).
 
+False nodes are counted per connected component, so a candidate that paints one blob over most of a CT
+(an under-trained nnU-Net parent found nothing; its fine-tune painted 94 % of a test CT, session 30)
+finds every node with no false node, and its surface Dice, a little above a parent's 0, passes too. The
+rule therefore also compares the volume each model paints more than :data:`GROWN_LENIENCE_MM` from every
+node of a correction (:func:`lnq_napari.metrics.false_volume_ml`, a mean per case) and refuses a
+candidate that paints more than ``false_volume_margin_ml`` (20 mL, a 34 mm ball, per case) beyond the
+parent's or the original's: a margin for runaways only, far above what a false node or a grown outline
+adds (the bundled model painted 0-2.9 mL per case there, up to two false nodes, on twelve phantoms
+of four sites against complete truth, session 31: ``python benchmarks/bench_false_volume.py``).
+
 Outlines are judged by surface Dice at :data:`SURFACE_TOLERANCE_MM`, not volumetric Dice: a click
 correction keeps the parent's own outlines wherever no click touched them, and volumetric Dice against
 it leaned 0.075 toward the parent (its difference candidate - parent agreed in sign with the one
@@ -80,7 +90,9 @@ GROWN_LENIENCE_MM = 5.0
 @dataclass(frozen=True)
 class CaseFigures:
     """One model's figures on one held-out case. ``dice`` (volumetric, reported) and ``surface_dice``
-    (what the rule judges outlines by) are NaN when undefined (empty masks, or not measured)."""
+    (what the rule judges outlines by) are NaN when undefined (empty masks, or not measured);
+    ``false_volume_ml`` (:func:`lnq_napari.metrics.false_volume_ml` beyond :data:`GROWN_LENIENCE_MM`) is
+    NaN when not measured."""
 
     case_id: str
     dice: float
@@ -88,12 +100,15 @@ class CaseFigures:
     nodes_gt: int
     false_nodes: int
     surface_dice: float = math.nan
+    false_volume_ml: float = math.nan
 
     @classmethod
     def from_metrics(cls, case_id: str, row: Mapping[str, float]) -> CaseFigures:
-        """From a row of :func:`lnq_napari.metrics.evaluate_case` (``surface_dice`` when it has one)."""
+        """From a row of :func:`lnq_napari.metrics.evaluate_case` (``surface_dice`` and ``false_volume_ml``
+        when it has them)."""
         return cls(case_id, float(row["dice"]), int(row["nodes_hit"]), int(row["nodes_gt"]),
-                   int(row["fp_nodes"]), float(row.get("surface_dice", math.nan)))
+                   int(row["fp_nodes"]), float(row.get("surface_dice", math.nan)),
+                   float(row.get("false_volume_ml", math.nan)))
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,9 @@ class ActivationRule:
     the false nodes' estimate is judged against ``fp_margin`` (0: the plain mean). ``confidence``:
     level of the two-sided bootstrap interval whose ends the margins are checked against.
     ``forgetting_margin``: how far the candidate's median Dice on the original's own data (the forgetting
-    check) may fall below the original's.
+    check) may fall below the original's. ``false_volume_margin_ml``: how much more volume per case (mean,
+    over the cases where both models' is measured) the candidate may paint where the correction has no
+    node; it only catches a runaway, as one blob over most of a CT, that counts as no false node.
     """
 
     dice_margin: float = 0.02
@@ -114,6 +131,7 @@ class ActivationRule:
     hit_credit: float = 1.0
     fp_prior_cases: float = 4.0
     forgetting_margin: float = 0.01
+    false_volume_margin_ml: float = 20.0
     n_bootstrap: int = 2000
     confidence: float = 0.9
     seed: int = 0
@@ -124,10 +142,12 @@ class ActivationRule:
 class Verdict:
     """Whether to activate the candidate; ``reason`` is one line with the figures in ``figures``.
 
-    ``figures`` keys: ``n_cases``, ``confidence``; ``{model}_{dice|surface_dice|recall|false_nodes}``
-    for each model (means over defined cases, pooled recall, false nodes per case); and for ``vs`` in
-    parent/original, ``{surface_dice|recall|false_nodes|net_false_nodes}_vs_{vs}`` with
-    ``_low``/``_high``, and ``net_false_nodes_vs_{vs}_judged`` (the estimate with the prior's cases);
+    ``figures`` keys: ``n_cases``, ``confidence``;
+    ``{model}_{dice|surface_dice|recall|false_nodes|false_volume_ml}`` for each model (means over defined
+    cases, pooled recall, false nodes per case); and for ``vs`` in parent/original,
+    ``{surface_dice|recall|false_nodes|net_false_nodes}_vs_{vs}`` with ``_low``/``_high``,
+    ``net_false_nodes_vs_{vs}_judged`` (the estimate with the prior's cases) and
+    ``false_volume_ml_vs_{vs}``;
     with a forgetting check ``forgetting_cases``, ``forgetting_{candidate|original}_dice`` (median Dice)
     and ``forgetting_dice_vs_original``.
     """
@@ -193,6 +213,7 @@ class _Comparison:
     false_nodes: _Difference
     net_false_nodes: _Difference
     judged_false_nodes: float  # net extra false nodes over the held-out cases plus the prior's
+    false_volume_ml: float  # mean extra volume painted where no node is, per case; NaN when unmeasured
     failures: tuple[str, ...]
 
 
@@ -205,6 +226,7 @@ class _Table:
     surface_dice: np.ndarray  # (n, 3) float, NaN where undefined
     hits: np.ndarray  # (n, 3)
     fp: np.ndarray  # (n, 3)
+    false_volume: np.ndarray  # (n, 3) float mL, NaN where not measured
     gt: np.ndarray  # (n,)
 
 
@@ -224,6 +246,7 @@ def _table(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
         np.array([[f.surface_dice for f in case] for case in per], dtype=float).reshape(-1, 3),
         np.array([[f.nodes_hit for f in case] for case in per], dtype=float).reshape(-1, 3),
         np.array([[f.false_nodes for f in case] for case in per], dtype=float).reshape(-1, 3),
+        np.array([[f.false_volume_ml for f in case] for case in per], dtype=float).reshape(-1, 3),
         np.array([case[0].nodes_gt for case in per], dtype=float),
     )
 
@@ -259,9 +282,15 @@ def _compare(t: _Table, other: int, idx: np.ndarray | None, rule: ActivationRule
     d_net = d_fp - rule.hit_credit * d_hits
     net = _difference(d_net, ones, idx, rule.confidence)
     judged = float(d_net.sum() / (d_net.size + rule.fp_prior_cases))
+    measured = np.isfinite(t.false_volume[:, 0]) & np.isfinite(t.false_volume[:, other])
+    volume = float((t.false_volume[measured, 0] - t.false_volume[measured, other]).mean()) \
+        if measured.any() else math.nan
     against = MODELS[other]
     failures = _failures(against, dice, recall, net, judged, rule)
-    return _Comparison(against, dice, recall, fp, net, judged, failures)
+    if volume > rule.false_volume_margin_ml:
+        failures += (f"volume painted where no node is vs {against} {volume:+.1f} mL/case "
+                     f"(margin +{rule.false_volume_margin_ml:g})",)
+    return _Comparison(against, dice, recall, fp, net, judged, volume, failures)
 
 
 def _failures(against: str, dice: _Difference, recall: _Difference, net: _Difference, judged: float,
@@ -300,7 +329,9 @@ def _describe(c: _Comparison, label: str | None) -> str:
             f"recall {_interval(c.recall, '+.2f', label)}, "
             f"false nodes per case {_interval(c.false_nodes, '+.2f', label)} "
             f"(net of nodes found {_interval(c.net_false_nodes, '+.2f', label)}, "
-            f"judged {c.judged_false_nodes:+.2f})")
+            f"judged {c.judged_false_nodes:+.2f})"
+            + (f", volume where no node is {c.false_volume_ml:+.1f} mL/case"
+               if math.isfinite(c.false_volume_ml) else ""))
 
 
 def _figures(t: _Table, comparisons: Sequence[_Comparison], rule: ActivationRule) -> dict[str, float]:
@@ -314,12 +345,16 @@ def _figures(t: _Table, comparisons: Sequence[_Comparison], rule: ActivationRule
             out[f"{model}_{name}"] = float(values[defined].mean()) if defined.any() else math.nan
         out[f"{model}_recall"] = float(_ratio(t.hits[:, col], t.gt, every)[()])
         out[f"{model}_false_nodes"] = float(t.fp[:, col].mean()) if len(every) else math.nan
+        volume = t.false_volume[:, col]
+        out[f"{model}_false_volume_ml"] = float(volume[np.isfinite(volume)].mean()) \
+            if np.isfinite(volume).any() else math.nan
     for c in comparisons:
         for name in ("surface_dice", "recall", "false_nodes", "net_false_nodes"):
             d = getattr(c, name)
             key = f"{name}_vs_{c.against}"
             out.update({key: d.estimate, f"{key}_low": d.low, f"{key}_high": d.high})
         out[f"net_false_nodes_vs_{c.against}_judged"] = c.judged_false_nodes
+        out[f"false_volume_ml_vs_{c.against}"] = c.false_volume_ml
     return out
 
 

@@ -206,6 +206,21 @@ def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> d
     return _node_detection(*_cast_pair(pred, gt), gt.spacing, min_diameter_mm)
 
 
+def _false_volume_ml(pred_img, gt_img, beyond_mm: float) -> float:
+    import SimpleITK as sitk
+
+    pred = sitk.GetArrayViewFromImage(pred_img) != 0
+    near = within_mm(sitk.GetArrayViewFromImage(gt_img) != 0, gt_img.GetSpacing()[::-1], beyond_mm)
+    return float(np.count_nonzero(pred & ~near) * np.prod(gt_img.GetSpacing()) / 1000.0)
+
+
+def false_volume_ml(pred: Volume, gt: Volume, beyond_mm: float) -> float:
+    """Predicted volume (mL) farther than ``beyond_mm`` from every truth voxel: what a prediction paints
+    where no node is, however few components it makes (one blob over most of a CT is one false node at
+    most, and none when it touches a node)."""
+    return _false_volume_ml(*_cast_pair(pred, gt), beyond_mm)
+
+
 def _marked_nodes(pred: np.ndarray, gt: np.ndarray, marked: np.ndarray) -> tuple[np.ndarray, int, int, int]:
     """``(pred without its components on a marked node, marked nodes, marked nodes found, components set
     aside)``. A marked node is a component of ``marked`` touching no ``gt`` voxel, found when a predicted
@@ -229,10 +244,12 @@ def _marked_nodes(pred: np.ndarray, gt: np.ndarray, marked: np.ndarray) -> tuple
 
 def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
                   surface_tolerance_mm: float | None = None, grown: np.ndarray | None = None,
-                  lenience_mm: float = 0.0, marked: np.ndarray | None = None) -> dict:
+                  lenience_mm: float = 0.0, marked: np.ndarray | None = None,
+                  false_volume_beyond_mm: float | None = None) -> dict:
     """One case's row: ``dice``, ``assd_mm``, ``nodes_gt``, ``nodes_hit``, ``recall``, ``fp_nodes``,
-    ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``), and ``surface_dice`` at
-    ``surface_tolerance_mm`` when that is given (``grown``, ``lenience_mm``: see :func:`surface_dice`).
+    ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``), ``surface_dice`` at
+    ``surface_tolerance_mm`` when that is given (``grown``, ``lenience_mm``: see :func:`surface_dice`)
+    and ``false_volume_ml`` beyond ``false_volume_beyond_mm`` when that is (:func:`false_volume_ml`).
 
     ``marked`` (bool, on the GT grid): nodes a reviewer marked without an outline
     (:class:`lnq_napari.interact.NodeMark` balls). Each one touching no GT voxel counts as a node of any
@@ -253,6 +270,8 @@ def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
     distances = _directed(pred_img, gt_img)  # the costly part: once for ASSD and surface Dice
     extra = {} if surface_tolerance_mm is None else {"surface_dice": _surface_dice(
         pred_img, gt_img, *distances, surface_tolerance_mm, cropped[0] if cropped else None, lenience_mm)}
+    if false_volume_beyond_mm is not None:
+        extra["false_volume_ml"] = _false_volume_ml(pred_img, gt_img, false_volume_beyond_mm)
     return {
         "dice": _dice(pred_img, gt_img),
         "assd_mm": _assd(*distances),

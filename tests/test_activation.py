@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -227,3 +228,29 @@ def test_recall_on_corrections_without_nodes_reads_undefined_not_nan():
     fewer = [CaseFigures(f"case{i}", math.nan, 0, 0, 0, math.nan) for i in range(3)]
     verdict = decide_activation(fewer, empty)
     assert "recall undefined" in verdict.reason and "nan" not in verdict.reason
+
+
+def test_a_runaway_blob_over_every_node_is_refused_on_the_volume_it_paints():
+    """A parent that finds nothing, a candidate whose one blob covers most of the CT: every node found, no
+    false node (the blob touches them all), surface Dice a little above the parent's 0; the volume it
+    paints where no node is refuses it, and the reason says how much."""
+    nothing = [CaseFigures(f"case{i}", 0.0, 0, 3, 0, 0.0, 0.0) for i in range(6)]
+    blob = [CaseFigures(f"case{i}", 0.02, 3, 3, 0, 0.03, 2500.0) for i in range(6)]
+    verdict = decide_activation(blob, nothing)
+    assert not verdict.activate
+    assert "volume painted where no node is vs parent +2500.0 mL/case (margin +20)" in verdict.reason
+    assert verdict.figures["false_volume_ml_vs_parent"] == pytest.approx(2500.0)
+    assert verdict.figures["candidate_false_volume_ml"] == pytest.approx(2500.0)
+    assert decide_activation(blob, nothing, rule=ActivationRule(false_volume_margin_ml=1e6)).activate
+
+
+def test_false_volume_is_judged_where_both_models_have_it():
+    """Figures kept from before the volume was measured (NaN) leave it out; a few mL more (a false node or
+    outlines grown) is for the false-node and outline margins, not this one."""
+    adapted = [dataclasses.replace(f, false_volume_ml=3.0) for f in ADAPTED]
+    parent = [dataclasses.replace(f, false_volume_ml=1.0) for f in PARENT]
+    verdict = decide_activation(adapted, parent)
+    assert verdict.activate and "volume where no node is +2.0 mL/case" in verdict.reason
+    unmeasured = decide_activation(adapted, PARENT)
+    assert unmeasured.activate and "volume where no node" not in unmeasured.reason
+    assert math.isnan(unmeasured.figures["false_volume_ml_vs_parent"])

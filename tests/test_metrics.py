@@ -313,3 +313,21 @@ def test_a_marked_node_counts_as_a_node_found_by_any_voxel_its_outline_unjudged(
     assert (unfound["nodes_hit"], unfound["nodes_gt"], unfound["recall"]) == (1, 2, 0.5)
     on_node = spot_mask([NodeMark.at((8, 12, 12), radius_mm=6.0)], shape, spacing)  # outlined: no extra node
     assert metrics.evaluate_case(guessed, truth, marked=on_node) == metrics.evaluate_case(guessed, truth)
+
+
+def test_false_volume_counts_what_is_painted_beyond_the_distance_of_every_node():
+    gt = ball(SHAPE, (7, 14, 15), 5.0)
+    pred = ball(SHAPE, (7, 14, 15), 12.0).astype(bool)  # the node and 7 mm all round it
+    far = pred & (gt == 0)
+    near = ndimage.distance_transform_edt(gt == 0, sampling=SPACING[::-1]) <= 5.0  # independent
+    voxel_ml = float(np.prod(SPACING)) / 1000.0
+    expected = np.count_nonzero(pred & ~near) * voxel_ml
+    assert 0 < expected < np.count_nonzero(far) * voxel_ml  # part of the rim lies within 5 mm
+    assert metrics.false_volume_ml(vol(pred.astype(np.uint8)), vol(gt), 5.0) == pytest.approx(expected)
+    assert metrics.false_volume_ml(vol(gt), vol(gt), 5.0) == 0.0
+    row = metrics.evaluate_case(vol(pred.astype(np.uint8)), vol(gt), 0.0, false_volume_beyond_mm=5.0)
+    assert row["false_volume_ml"] == pytest.approx(expected)
+    assert row["fp_nodes"] == 0  # one component touching the node: no false node, yet volume painted
+    assert "false_volume_ml" not in metrics.evaluate_case(vol(gt), vol(gt))
+    empty = np.zeros(SHAPE, np.uint8)  # a correction without nodes: all that is painted is false
+    assert metrics.false_volume_ml(vol(gt), vol(empty), 5.0) == pytest.approx(np.count_nonzero(gt) * voxel_ml)

@@ -88,7 +88,7 @@ def case_figures(predictor, ws, cases: Sequence[str], corrections: dict[str, str
             mask = predictor.predict(ws.read_ct(case), progress=sub, cancel=cancel).mask
         out.append(CaseFigures.from_metrics(case, evaluate_case(
             mask, truth.correction, surface_tolerance_mm=SURFACE_TOLERANCE_MM, grown=truth.grown,
-            lenience_mm=GROWN_LENIENCE_MM, marked=truth.marked)))
+            lenience_mm=GROWN_LENIENCE_MM, marked=truth.marked, false_volume_beyond_mm=GROWN_LENIENCE_MM)))
     return out
 
 
@@ -180,7 +180,8 @@ def _held_out_key(ws, model: str | None, case: str, version: str | None) -> str 
     info = ws.version_info(case, version) if version else ws.latest_version(case, "correction")
     if not info.get("sha256"):
         return None
-    return f"{model}|{case}|{info['version']}|{info['sha256']}|{SURFACE_TOLERANCE_MM:g}|{GROWN_LENIENCE_MM:g}"
+    tolerances = f"{SURFACE_TOLERANCE_MM:g}|{GROWN_LENIENCE_MM:g}|false_volume"
+    return f"{model}|{case}|{info['version']}|{info['sha256']}|{tolerances}"
 
 
 def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigures],
