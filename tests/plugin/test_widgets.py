@@ -224,6 +224,24 @@ def test_cancel_stops_the_prediction(make_napari_viewer, qtbot, phantom_files, s
     assert segment.run_button.isEnabled()
 
 
+def test_nodes_found_after_their_ct_was_closed_are_dropped_not_put_on_the_next_case(
+        make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):
+    """Find nodes, then another case opened before it ends: the result landed on the new case's CT as its
+    active node layer, and Save stored it as that case's correction."""
+    viewer = make_napari_viewer()
+    first = _open_case(viewer, phantom_files)
+    stand_in.delay = 3.0
+    segment = SegmentWidget(viewer, predictor_factory=lambda model, device: stand_in)
+    segment.run()
+    qtbot.waitUntil(lambda: segment.progress.value() > 0, timeout=20000)
+    viewer.layers.remove(first)  # as Review's Open case does before it adds the next case
+    second = _open_case(viewer, phantom_files)
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    assert "nodes" not in viewer.layers and [ly.name for ly in viewer.layers] == [second.name]
+    assert segment.status.text().startswith(f"{first.name} was closed before its nodes were found")
+    assert segment.run_button.isEnabled()
+
+
 class _FakeMouse:
     def __init__(self, position, modifiers=(), kind="mouse_press"):
         self.position, self.modifiers, self.type = position, modifiers, kind

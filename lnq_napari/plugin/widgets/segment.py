@@ -152,6 +152,11 @@ class SegmentWidget(WorkerWidget):
         return self.worker
 
     def _show(self, ct_layer, result: api.NodeResult) -> None:
+        if ct_layer not in self.viewer.layers:  # another case opened meanwhile: not its nodes
+            self.progress.setValue(0)
+            self.status.setText(f"{ct_layer.name} was closed before its nodes were found: result dropped; "
+                                "Find nodes again on the case on screen")
+            return
         if REGION_NAME in self.viewer.layers:
             self.viewer.layers.remove(REGION_NAME)
         if result.region is not None and self.form.show_region.value:
