@@ -5,10 +5,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from lnq_napari.errors import LNQError
+from lnq_napari.interact import NodeMark
 from lnq_napari.plugin._layers import volume_from
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
-from lnq_napari.plugin._session import NODES_NAME, OPENED_KEY, WORKSPACE_KEY, session_for
+from lnq_napari.plugin._session import (
+    MODEL_KEY,
+    NODES_NAME,
+    OPENED_KEY,
+    REJECTED_KEY,
+    WORKSPACE_KEY,
+    session_for,
+    show_marks,
+)
 from lnq_napari.quantify import read_node_ids
 
 
@@ -32,11 +43,13 @@ def read_case(ct=None, seg=None) -> tuple:
     return ct_data, seg_data
 
 
-def add_case(viewer, ct_data=None, seg_data=None, workspace=None) -> tuple:
+def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict | None = None) -> tuple:
     """Add :func:`read_case` data to ``viewer``: the CT and the editable "nodes" layer with its session.
 
-    ``workspace`` (a Workspace) makes Save and autosave of this case write there.
-    Returns ``(ct_layer, nodes_layer)``, either None when not given.
+    ``workspace`` (a Workspace) makes Save and autosave of this case write there. ``opened``: the
+    provenance of the workspace label version ``seg_data`` holds: the next Save's parent, its model
+    version, and a correction's marked nodes and rejected suggestions, which a Save of the reopened case
+    keeps. Returns ``(ct_layer, nodes_layer)``, either None when not given.
     """
     ct_layer = nodes = None
     if ct_data is not None:
@@ -50,4 +63,19 @@ def add_case(viewer, ct_data=None, seg_data=None, workspace=None) -> tuple:
         session.ct_layer = ct_layer
         if workspace is not None:
             session.workspace = str(workspace.root)
+        if opened is not None:
+            _resume(viewer, session, opened)
     return ct_layer, nodes
+
+
+def _resume(viewer, session, opened: dict) -> None:
+    """Carry a label version's provenance onto the session that edits it (see :func:`add_case`)."""
+    session.parent_version = opened["version"]
+    session.nodes.metadata[MODEL_KEY] = opened.get("model_version")
+    session.nodes.metadata[REJECTED_KEY] = list(opened.get("rejected") or [])
+    marks = [NodeMark.from_dict(m).centre_zyx for m in opened.get("marked") or []]
+    if marks:
+        active = viewer.layers.selection.active
+        session.marks_layer = show_marks(viewer, session.labels_volume(), like=session.nodes)
+        session.marks_layer.data = np.asarray(marks, dtype=float).reshape(-1, 3)
+        viewer.layers.selection.active = active

@@ -42,6 +42,7 @@ NODES_NAME = "nodes"
 SUGGESTIONS_NAME = "suggestions"
 MARKS_NAME = "marked nodes"
 WORKSPACE_KEY = "lnq_workspace"
+REJECTED_KEY = "lnq_rejected"  # the node layer's rejected suggestions (Rejection dicts)
 NO_CT = "no CT layer for this node layer; open the CT first (File > Open)"
 OPENED_KEY = "lnq_opened"  # time.monotonic() when the CT layer was opened: the case's review clock starts
 
@@ -55,6 +56,7 @@ class NodeSession:
         self.workspace = workspace or (ct.metadata.get(WORKSPACE_KEY) if ct is not None else None)
         self.suggestions = None
         self.marks_layer = None  # the "marked nodes" Points layer, made by the first mark
+        self.parent_version: str | None = None  # the workspace label version these labels were opened from
         self.edits = 0
         self.saved_edits = 0  # ``edits`` at the last Save
         self.listeners: list[Callable[[], None]] = []
@@ -211,13 +213,13 @@ class NodeSession:
         feats = self.suggestions.features
         known = "volume_mm3" in feats and len(feats) > index
         volume = float(feats["volume_mm3"].iloc[index]) if known else 0.0
-        self.nodes.metadata.setdefault("lnq_rejected", []).append(Rejection.of(point, volume).to_dict())
+        self.nodes.metadata.setdefault(REJECTED_KEY, []).append(Rejection.of(point, volume).to_dict())
         self.stats.rejected += 1
         self._drop_suggestion(index)
 
     def rejections(self) -> list[dict]:
         """The suggestions rejected on this node layer, as :class:`~lnq_napari.interact.Rejection` dicts."""
-        return list(self.nodes.metadata.get("lnq_rejected", []))
+        return list(self.nodes.metadata.get(REJECTED_KEY, []))
 
     def mark_node_at(self, viewer, point_zyx: Sequence[float]) -> bool:
         """Mark "a node here, outline unknown" at a click (a cross on the "marked nodes" Points layer, kept

@@ -359,3 +359,38 @@ def test_rounds_plot_labels_stay_apart_however_many_versions(qtbot, n):
         boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
         assert all(a.x1 + 2 < b.x0 for a, b in zip(boxes, boxes[1:])), [t.get_text() for t in labels]
         assert min(n, 3) <= len(labels) <= 4  # as many as fit
+
+
+def test_a_reopened_correction_keeps_its_marks_rejections_and_parent_through_the_next_save(
+        make_napari_viewer, workspace, tmp_path, autosave_dir):
+    """Saved from a case opened by Review, a correction named the newest version at save time its parent
+    (a prediction stored meanwhile by another process, one the reviewer never saw) and no model version;
+    a reopened correction lost its marked nodes and rejected suggestions on the next Save."""
+    from lnq_napari.interact import NodeMark, Rejection
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    case = ws.case_ids()[0]
+    base = ws.read_labels(case, ws.latest_version(case)["version"])
+    predicted = ws.add_label_version(case, base, "prediction", model_version="m001")
+    mark, rejection = NodeMark.at((8, 30, 30)).to_dict(), Rejection.of((8, 10, 10), 500.0).to_dict()
+    corrected = ws.add_label_version(case, base, "correction", model_version="m001", parent=predicted,
+                                     marked=[mark], rejected=[rejection])
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=ws)
+    assert widgets["Review"].open_case(case) == ws.ct_path(case)
+    session = viewer.layers["nodes"].metadata["lnq_session"]
+    assert session.marks() == [mark] and session.rejections() == [rejection]
+    ws.add_label_version(case, base, "prediction", model_version="m002")  # another process, meanwhile
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    assert widgets["Save"].save() is not None
+    info = ws.latest_version(case, "correction")
+    assert (info["parent"], info["model_version"]) == (corrected, "m001")
+    assert info["marked"] == [mark] and info["rejected"] == [rejection]
+    nodes.data_setitem((np.array([8]), np.array([22]), np.array([22])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    assert widgets["Save"].save() is not None
+    assert ws.latest_version(case, "correction")["parent"] == info["version"]  # the chain goes on

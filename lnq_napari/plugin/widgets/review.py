@@ -232,7 +232,7 @@ class ReviewWidget(WorkerWidget):
             return None
         for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
             self.viewer.layers.remove(layer)
-        add_case(self.viewer, ct_data, seg_data, workspace=ws)
+        add_case(self.viewer, ct_data, seg_data, workspace=ws, opened=prov)
         cases = [r["case"] for r in self.rows]
         if case in cases:
             self.queue.setCurrentRow(cases.index(case))

@@ -72,6 +72,8 @@ class SaveWidget(QWidget):
             self.status.setText("no node layer to save")
             return None
         data = session.nodes.data
+        # the version these labels were opened from (or last saved as) in the workspace they came from
+        parent = {"parent": session.parent_version} if session.workspace and session.parent_version else {}
         try:
             with warnings.catch_warnings(record=True) as heard:  # shown in the status line, not a popup
                 warnings.simplefilter("always", UserWarning)
@@ -81,12 +83,14 @@ class SaveWidget(QWidget):
                     origin=session.source or session.nodes.name, layer=session.nodes.name,
                     nodes=int(np.unique(data[data > 0]).size),
                     **({"rejected": rejected} if (rejected := session.rejections()) else {}),
-                    **({"marked": marked} if (marked := session.marks()) else {}),
+                    **({"marked": marked} if (marked := session.marks()) else {}), **parent,
                 )
         except LNQError as exc:
             self.status.setText(f"not saved: {exc}")
             return None
         session.saved_edits = session.edits
+        if session.workspace:
+            session.parent_version = saved.version
         message = f"saved {saved.version} to {saved.path}"
         ct_source = session.ct_layer.metadata.get(SOURCE_KEY) if session.ct_layer is not None else None
         if ct_source and is_dicom_path(ct_source):
