@@ -76,6 +76,7 @@ def _resume(viewer, session, opened: dict) -> None:
     marks = [NodeMark.from_dict(m).centre_zyx for m in opened.get("marked") or []]
     if marks:
         active = viewer.layers.selection.active
-        session.marks_layer = show_marks(viewer, session.labels_volume(), like=session.nodes)
-        session.marks_layer.data = np.asarray(marks, dtype=float).reshape(-1, 3)
+        layer = show_marks(viewer, session.labels_volume(), like=session.nodes)
+        layer.data = np.asarray(marks, dtype=float).reshape(-1, 3)
+        session.watch_marks(layer)
         viewer.layers.selection.active = active

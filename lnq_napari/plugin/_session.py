@@ -2,7 +2,9 @@
 
 The session lives in the node layer's ``metadata[SESSION_KEY]``; widgets find it with
 :func:`session_for` (no module-level state). Every edit goes through ``Labels.data_setitem`` inside
-``block_history`` so napari's undo/redo (Ctrl+Z / Ctrl+Shift+Z) covers clicks like brush strokes.
+``block_history`` so napari's undo/redo (Ctrl+Z / Ctrl+Shift+Z) covers clicks like brush strokes; the
+session's own history (:mod:`lnq_napari.plugin._history`) puts marks and accepted or rejected suggestions
+in the same order.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lnq_napari.interact import (
 from lnq_napari.io.layout import case_name
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._autosave import Autosaver
+from lnq_napari.plugin._history import EditHistory, Step
 from lnq_napari.plugin._layers import (
     COMPARE_ROLE,
     ROLE_KEY,
@@ -56,6 +59,7 @@ class NodeSession:
         self.workspace = workspace or (ct.metadata.get(WORKSPACE_KEY) if ct is not None else None)
         self.suggestions = None
         self.marks_layer = None  # the "marked nodes" Points layer, made by the first mark
+        self._setting_marks = False  # the session itself changes the marks layer's points
         self.parent_version: str | None = None  # the workspace label version these labels were opened from
         self.edits = 0
         self.saved_edits = 0  # ``edits`` at the last Save
@@ -66,6 +70,7 @@ class NodeSession:
         self.missing_ct = NO_CT  # why ct_layer is None, when it is
         nodes.metadata[SESSION_KEY] = self
         self.stats = CaseStats()  # time, accepted / rejected, clicks and keys since the case opened
+        self.history = EditHistory()
         nodes.events.paint.connect(self._on_paint)
         nodes.bind_key("Control-Z", lambda layer: self.undo(), overwrite=True)
         nodes.bind_key("Control-Shift-Z", lambda layer: self.redo(), overwrite=True)
@@ -146,15 +151,49 @@ class NodeSession:
             self.nodes.data_setitem(idx, value)
 
     def undo(self) -> None:
-        self.nodes.undo()
-        self._changed()
+        """Undo the last paint, mark, accept or reject (nothing when there is none)."""
+        if self.history.undo():
+            self._changed()
 
     def redo(self) -> None:
-        self.nodes.redo()
-        self._changed()
+        if self.history.redo():
+            self._changed()
 
     def _on_paint(self, event=None) -> None:
+        self.history.push(Step(self.nodes.undo, self.nodes.redo))  # napari's labels history holds it
         self._changed()
+
+    def _review_state(self) -> tuple:
+        """What accepting or rejecting a suggestion changes besides the labels."""
+        layer = self.suggestions
+        points = None if layer is None else (np.array(layer.data, copy=True), layer.features.copy())
+        return (points, self.rejections(), self.current_suggestion, self.stats.accepted, self.stats.rejected)
+
+    def _set_review_state(self, state: tuple) -> None:
+        points, rejected, current, accepted, rejected_count = state
+        if points is not None and self.suggestions is not None:
+            self.suggestions.data = points[0]
+            self.suggestions.features = points[1]
+        self.nodes.metadata[REJECTED_KEY] = list(rejected)
+        self.current_suggestion = current
+        self.stats.accepted, self.stats.rejected = accepted, rejected_count
+
+    def _review_step(self, depth: int, before: tuple) -> None:
+        """One step for a suggestion accepted or rejected: its paint (pushed since ``depth``) and the
+        review state from ``before`` to now."""
+        after, painted = self._review_state(), len(self.history.done) > depth
+
+        def undo() -> None:
+            if painted:
+                self.nodes.undo()
+            self._set_review_state(before)
+
+        def redo() -> None:
+            if painted:
+                self.nodes.redo()
+            self._set_review_state(after)
+
+        self.history.replace_since(depth, Step(undo, redo))
 
     def _changed(self) -> None:
         self.edits += 1
@@ -192,6 +231,7 @@ class NodeSession:
     def accept_suggestion(self, index: int) -> int:
         """Add the node at suggestion ``index`` (an "outline" suggestion extends the node it completes)
         and drop the suggestion; returns the node's id (0: none)."""
+        depth, before = len(self.history.done), self._review_state()
         point = self.suggestion_points()[index]
         feats = self.suggestions.features
         kind = feats["kind"].iloc[index] if "kind" in feats and len(feats) > index else "unsure"
@@ -204,11 +244,13 @@ class NodeSession:
                 self._paint(box, local, node_id)
         self.stats.accepted += 1
         self._drop_suggestion(index)
+        self._review_step(depth, before)
         return node_id
 
     def reject_suggestion(self, index: int) -> None:
         """Drop suggestion ``index`` and remember it as rejected (``nodes.metadata['lnq_rejected']``: the
         :class:`~lnq_napari.interact.Rejection` dicts that Save keeps with the correction)."""
+        depth, before = len(self.history.done), self._review_state()
         point = self.suggestion_points()[index]
         feats = self.suggestions.features
         known = "volume_mm3" in feats and len(feats) > index
@@ -216,6 +258,8 @@ class NodeSession:
         self.nodes.metadata.setdefault(REJECTED_KEY, []).append(Rejection.of(point, volume).to_dict())
         self.stats.rejected += 1
         self._drop_suggestion(index)
+        self._review_step(depth, before)
+        self._changed()
 
     def rejections(self) -> list[dict]:
         """The suggestions rejected on this node layer, as :class:`~lnq_napari.interact.Rejection` dicts."""
@@ -228,16 +272,38 @@ class NodeSession:
         layer = self.marks_layer
         if layer is None or layer not in viewer.layers:
             active = viewer.layers.selection.active
-            layer = self.marks_layer = show_marks(viewer, self.ct_volume(), like=self.nodes)
+            layer = show_marks(viewer, self.ct_volume(), like=self.nodes)
+            self.watch_marks(layer)
             viewer.layers.selection.active = active  # the node layer stays the one the keys act on
         pts = np.asarray(layer.data, dtype=float).reshape(-1, 3)
         hit = point_near(pts, point_zyx)
         if hit is None:
-            layer.data = np.vstack([pts, np.round(np.asarray(point_zyx, dtype=float))[None]])
+            after = np.vstack([pts, np.round(np.asarray(point_zyx, dtype=float))[None]])
         else:
-            layer.data = np.delete(pts, hit, axis=0)
+            after = np.delete(pts, hit, axis=0)
+        self._set_marks(after)
+        self.history.push(Step(lambda: self._set_marks(pts), lambda: self._set_marks(after)))
         self._changed()
         return hit is None
+
+    def _set_marks(self, points: np.ndarray) -> None:
+        self._setting_marks = True
+        try:
+            self.marks_layer.data = points
+        finally:
+            self._setting_marks = False
+
+    def watch_marks(self, layer) -> None:
+        """Make ``layer`` this case's "marked nodes" layer; a mark moved or deleted with napari's own
+        Points tools is an edit (unsaved until Save), as a click's mark is."""
+        self.marks_layer = layer
+        layer.events.data.connect(self._on_marks_data)
+
+    def _on_marks_data(self, event=None) -> None:
+        if self._setting_marks or self.marks_layer is None:
+            return
+        if str(getattr(event, "action", "changed")) in ("added", "removed", "changed"):  # not the -ing ones
+            self._changed()
 
     def marks(self) -> list[dict]:
         """The marked nodes of this case, as :class:`~lnq_napari.interact.NodeMark` dicts (the points of
@@ -360,7 +426,8 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     opened = ct_layer.metadata.get(OPENED_KEY)
     session.stats = stats or (CaseStats(started=opened) if opened is not None else session.stats)
     session.suggestions = show_suggestions(viewer, ct, result.suggestions, like=ct_layer)
-    session.marks_layer = viewer.layers[MARKS_NAME] if MARKS_NAME in viewer.layers else None  # kept on
+    if MARKS_NAME in viewer.layers:  # kept on
+        session.watch_marks(viewer.layers[MARKS_NAME])
     viewer.layers.selection.active = nodes
     session.notify()
     return session

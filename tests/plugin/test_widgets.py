@@ -129,6 +129,53 @@ def test_a_click_on_a_ring_accepts_it_and_reject_drops_one(predicted, qtbot, pha
     p.wait_rows(qtbot, len(np.unique(p.nodes.data)) - 1)  # the table follows the edits
 
 
+def test_undo_takes_back_the_last_action_marks_accepts_and_rejects_included(predicted, phantom_files,
+                                                                             stand_in):
+    """Ctrl+Z after a mark or a rejection undid the paint before it (napari's labels history only): the
+    rejection stayed and was saved as "no node here"; after accepting, the suggestion stayed dropped."""
+    p, inst = predicted, np.asarray(phantom_files.case.instances.array)
+    session, correct = p.session, p.widgets["Correct"]
+    victim = int(p.nodes.data[p.nodes.data > 0][0])
+    assert session.remove_node_id(victim) == victim
+    painted, points = p.nodes.data.copy(), p.suggestions.data.copy()
+    correct.reject(0)
+    assert len(p.suggestions.data) == len(points) - 1 and len(session.rejections()) == 1
+    session.undo()  # the rejection, not the removal before it
+    assert session.rejections() == [] and np.array_equal(p.suggestions.data, points)
+    assert np.array_equal(p.nodes.data, painted) and session.stats.rejected == 0
+    session.redo()
+    assert len(session.rejections()) == 1 and len(p.suggestions.data) == len(points) - 1
+    session.undo()
+    top_unsure = list(p.suggestions.features["kind"]).index("unsure")
+    node_id = session.accept_suggestion(top_unsure)  # its paint and its drop: one step
+    assert node_id and p.nodes.data[inst == stand_in.unsure].any()
+    session.undo()
+    assert np.array_equal(p.nodes.data, painted) and np.array_equal(p.suggestions.data, points)
+    assert list(p.suggestions.features["kind"]).index("unsure") == top_unsure and session.stats.accepted == 0
+    centre = _centre_index(phantom_files.case, stand_in.missed)
+    assert session.mark_node_at(p.viewer, centre) and len(session.marks()) == 1
+    session.undo()
+    assert session.marks() == [] and np.array_equal(p.nodes.data, painted)
+    session.undo()  # the removal
+    assert (p.nodes.data == victim).any()
+    while session.history.done:
+        session.undo()
+    before = session.edits
+    session.undo()  # nothing left to undo: no edit
+    assert session.edits == before
+
+
+def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted, phantom_files, stand_in):
+    p = predicted
+    session = p.session
+    assert session.mark_node_at(p.viewer, _centre_index(phantom_files.case, stand_in.missed))
+    session.saved_edits = session.edits  # as after a Save
+    marks = p.viewer.layers["marked nodes"]
+    marks.selected_data = {0}
+    marks.remove_selected()
+    assert session.marks() == [] and session.edits > session.saved_edits
+
+
 def test_a_table_row_centres_the_viewer_and_the_table_exports(predicted, qtbot, tmp_path):
     p, table = predicted, predicted.widgets["Nodes"]
     p.wait_rows(qtbot, p.n_predicted)
