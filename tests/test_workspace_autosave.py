@@ -6,7 +6,13 @@ import numpy as np
 
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.volume import Volume
-from lnq_napari.workspace.autosave import AUTOSAVE_ENV, autosave_dir, autosave_path, write_autosave
+from lnq_napari.workspace.autosave import (
+    AUTOSAVE_ENV,
+    autosave_dir,
+    autosave_path,
+    newer_autosave,
+    write_autosave,
+)
 
 
 def test_autosave_folder_choice(tmp_path, monkeypatch):
@@ -28,3 +34,19 @@ def test_autosave_rewrites_one_file(tmp_path):
     back = read_labels(second)
     assert back.array[0, 0, 0] == 1 and back.meta["lnq_edits"] == "2" and back.meta["lnq_autosave_time"]
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_an_autosave_counts_as_unsaved_edits_only_when_newer_than_the_labels(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv(AUTOSAVE_ENV, raising=False)
+    labels = Volume(np.zeros((4, 5, 6), np.uint8), (1.0, 1.0, 2.0))
+    version = tmp_path / "v002.seg.nrrd"
+    version.write_bytes(b"saved")
+    assert newer_autosave("case", None, tmp_path, version) is None  # none written
+    path = write_autosave(labels, tmp_path / "autosave", "case")
+    os.utime(version, ns=(path.stat().st_mtime_ns - 10**9,) * 2)
+    assert newer_autosave("case", None, tmp_path, version) == path
+    assert newer_autosave("case", None, tmp_path, None) == path  # no labels to compare with
+    os.utime(version, ns=(path.stat().st_mtime_ns + 10**9,) * 2)  # saved after the autosave
+    assert newer_autosave("case", None, tmp_path, version) is None

@@ -35,6 +35,19 @@ def autosave_path(folder: str | Path, case: str) -> Path:
     return Path(folder) / f"{case}{AUTOSAVE_SUFFIX}"
 
 
+def newer_autosave(case: str, source: str | Path | None, workspace: str | Path | None,
+                   than: str | Path | None) -> Path | None:
+    """The autosave file of ``case`` (read from ``source``, opened from ``workspace``) when it was written
+    after the label file ``than`` (any autosave when ``than`` is None): unsaved edits a crash or a closed
+    window left behind. None when there is none or it is older."""
+    path = autosave_path(autosave_dir(source, workspace), case)
+    try:
+        written = path.stat().st_mtime_ns
+        return path if than is None or written > Path(than).stat().st_mtime_ns else None
+    except OSError:
+        return None
+
+
 def write_autosave(labels: Volume, folder: str | Path, case: str, extra: dict | None = None) -> Path:
     """Atomically (re)write the autosave file of ``case`` in ``folder``; returns its path."""
     fields = {"lnq_autosave_time": now(), **{k: str(v) for k, v in (extra or {}).items()}}

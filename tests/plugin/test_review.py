@@ -394,3 +394,32 @@ def test_a_reopened_correction_keeps_its_marks_rejections_and_parent_through_the
     nodes.events.paint()
     assert widgets["Save"].save() is not None
     assert ws.latest_version(case, "correction")["parent"] == info["version"]  # the chain goes on
+
+
+def test_edits_autosaved_before_a_crash_come_back_when_the_case_opens_again(make_napari_viewer, workspace,
+                                                                            tmp_path, autosave_dir):
+    """Opening a case after a crash loaded its newest version without a word, and the first edit rewrote
+    the autosave that held the unsaved ones."""
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    first, second = ws.case_ids()[:2]
+    viewer = make_napari_viewer()
+    review = dock_widgets(viewer, workspace=ws)["Review"]
+    assert review.open_case(first) is not None
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    edited = nodes.data.copy()
+    assert nodes.metadata["lnq_session"].autosaver.flush() is not None
+    viewer.layers.clear()  # the crash: the edits never saved
+
+    again = make_napari_viewer()
+    review = dock_widgets(again, workspace=ws)["Review"]
+    assert review.open_case(first) is not None
+    assert "with the unsaved edits autosaved in" in review.status.text()
+    restored = again.layers["nodes"]
+    assert np.array_equal(restored.data > 0, edited > 0)
+    assert review.open_case(second) is None and "unsaved edits" in review.status.text()
+    assert again.layers["nodes"] is restored

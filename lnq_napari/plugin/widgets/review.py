@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout
@@ -26,6 +27,7 @@ from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.autosave import newer_autosave
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
 
 #: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
@@ -227,17 +229,37 @@ class ReviewWidget(WorkerWidget):
             prov = ws.latest_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
+            restored = self._unsaved_edits(ws, case, seg, seg_data)
         except LNQError as exc:
             self.status.setText(str(exc))
             return None
         for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
             self.viewer.layers.remove(layer)
-        add_case(self.viewer, ct_data, seg_data, workspace=ws, opened=prov)
+        _, nodes = add_case(self.viewer, ct_data, restored[1] if restored else seg_data, workspace=ws,
+                            opened=prov)
         cases = [r["case"] for r in self.rows]
         if case in cases:
             self.queue.setCurrentRow(cases.index(case))
-        self.status.setText(f"opened {case}" + (f" ({prov['source']} {prov['version']})" if prov else ""))
+        said = f"opened {case}" + (f" ({prov['source']} {prov['version']})" if prov else "")
+        if restored:
+            session = nodes.metadata[SESSION_KEY]
+            session.edits, session.saved_edits = 1, 0  # unsaved until Save: the guard keeps them
+            said += (f" with the unsaved edits autosaved in {restored[0]}: Save keeps them; to drop them, "
+                     "delete that file and open the case again")
+        self.status.setText(said)
         return ws.ct_path(case)
+
+    @staticmethod
+    def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, seg_data) -> tuple[Path, tuple] | None:
+        """``(autosave file, its layer data)`` when ``case`` left an autosave newer than ``seg`` that holds
+        other labels (edits never saved: the first edit after opening would overwrite it)."""
+        than = seg if seg is not None and Path(seg).exists() else None
+        path = newer_autosave(case, ws.ct_path(case), ws.root, than)
+        if path is None:
+            return None
+        _, data = read_case(ws.ct_path(case), path)
+        same = seg_data is not None and np.array_equal(np.asarray(data[0]) > 0, np.asarray(seg_data[0]) > 0)
+        return None if same else (path, data)
 
     def open_next(self) -> Path | None:
         """Open the queue case after the one on screen (the selected one when the case on screen is not
