@@ -423,3 +423,16 @@ def test_edits_autosaved_before_a_crash_come_back_when_the_case_opens_again(make
     assert np.array_equal(restored.data > 0, edited > 0)
     assert review.open_case(second) is None and "unsaved edits" in review.status.text()
     assert again.layers["nodes"] is restored
+
+
+def test_another_workspace_drops_the_queue_ranked_in_the_last(make_napari_viewer, qtbot, workspace, tmp_path):
+    from lnq_napari.workspace import Workspace
+
+    other = Workspace.init(tmp_path / "other", workspace.root.parent / "data")
+    review = ReviewWidget(make_napari_viewer(), workspace=workspace)
+    assert review.rank() is not None
+    _wait(qtbot, review)
+    assert review.rows and review.queue.count() == len(review.rows)
+    review.form.workspace.value = other.root
+    assert review.rows == [] and review.queue.count() == 0
+    assert review.open_next() is None and "rank the cases first" in review.status.text()

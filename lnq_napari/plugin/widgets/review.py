@@ -101,10 +101,17 @@ class ReviewWidget(WorkerWidget):
         layout.addWidget(self.stats)
         self.models = ModelsPanel(self._folder)
         layout.addWidget(self.models)
-        self.form.workspace.changed.connect(lambda value=None: self.models.refresh())
+        self.form.workspace.changed.connect(lambda value=None: self._workspace_changed())
         self.models.refresh()
         self.refresh_stats()
         compact(self)
+
+    def _workspace_changed(self) -> None:
+        """Another workspace: its models, and no queue ranked in the last one (Open case opened a case of
+        this name from the new workspace by the old ranking)."""
+        self.rows = []
+        self.queue.clear()
+        self.models.refresh()
 
     def workspace(self) -> Workspace:
         """The open :class:`~lnq_napari.workspace.Workspace` (LNQError when the folder is not one)."""
