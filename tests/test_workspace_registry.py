@@ -360,3 +360,16 @@ def test_a_workspace_made_with_a_model_of_ones_own_starts_from_it(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "is not a model folder" in err
     assert not (tmp_path / "ws2").exists()
+
+
+def test_a_version_fine_tuned_from_the_bundled_model_names_the_bundled_row_as_its_parent(ws, tmp_path):
+    """The registry keeps the bundled model's key (``bundled-<hash>``, so another release's is told
+    apart); the table showed that key, which matched no row."""
+    from lnq_napari.model import bundled_model_path
+    from lnq_napari.workspace.registry import bundled_key
+
+    model = _model(tmp_path / "child", b"other weights")
+    ws.register_model(model, parent=bundled_key(bundled_model_path()))
+    ws.register_model(model, parent="bundled-0123456789")  # another release's bundled model
+    *_, child, stranger = api.list_models(ws.root)
+    assert child.parent == "bundled" and stranger.parent == "bundled-0123456789"

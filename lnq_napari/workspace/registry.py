@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
@@ -296,7 +296,10 @@ class ModelRegistry:
         entries = self.entries()
         bundled = ModelSummary(BUNDLED, None, "", not any(e.get("active") for e in entries), 0,
                                str(bundled_model_path()), reason="the model shipped with lnq-napari")
-        return [bundled] + [ModelSummary.from_entry(e, self._path(e)) for e in entries]
+        versions = [ModelSummary.from_entry(e, self._path(e)) for e in entries]
+        key = bundled_key(bundled_model_path()) if versions else None
+        # a parent named by this release's bundled key is the "bundled" row (another release's stays)
+        return [bundled] + [replace(m, parent=BUNDLED) if m.parent == key else m for m in versions]
 
     def _place(self, src: Path, version: str, copy: bool, kind: str = "lnq") -> Path:
         """Copy the model's files into ``<folder>/<version>`` through a staging folder renamed at the
