@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QCoreApplication, QTimer
 
-from lnq_napari.workspace.autosave import autosave_dir, autosave_path, write_autosave
+from lnq_napari.workspace.autosave import autosave_dir, autosave_path, review_fields, write_autosave
 
 
 class Autosaver:
@@ -49,7 +49,8 @@ class Autosaver:
         return self.session.labels_volume().with_array(np.array(self.session.nodes.data, copy=True))
 
     def _extra(self) -> dict:
-        return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or ""}
+        return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or "",
+                **review_fields(self.session.marks(), self.session.rejections())}
 
     def _save_in_background(self) -> None:
         from napari.qt.threading import create_worker

@@ -7,6 +7,7 @@ beside the source file when writable, else ``~/.cache/lnq-napari/autosave``.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from lnq_napari.workspace.files import now
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
 AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"
 WORKSPACE_AUTOSAVE = "autosave"  # the autosave folder inside a workspace
+REVIEW_FIELDS = ("marked", "rejected")  # provenance lists an autosave keeps as JSON in lnq_<name> fields
 
 
 def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
@@ -46,6 +48,24 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
         return path if than is None or written > Path(than).stat().st_mtime_ns else None
     except OSError:
         return None
+
+
+def review_fields(marked: list[dict], rejected: list[dict]) -> dict[str, str]:
+    """The header fields that keep a case's marks and rejected suggestions in its autosave."""
+    return {f"lnq_{name}": json.dumps(value) for name, value in zip(REVIEW_FIELDS, (marked, rejected))}
+
+
+def read_review_fields(labels: Volume) -> dict[str, list]:
+    """``{"marked": [...], "rejected": [...]}`` from an autosave read as ``labels`` (empty lists when it
+    has none, as those older than the fields)."""
+    out = {}
+    for name in REVIEW_FIELDS:
+        try:
+            value = json.loads(labels.meta.get(f"lnq_{name}", "[]"))
+        except ValueError:
+            value = []
+        out[name] = value if isinstance(value, list) else []
+    return out
 
 
 def write_autosave(labels: Volume, folder: str | Path, case: str, extra: dict | None = None) -> Path:

@@ -412,7 +412,10 @@ def test_edits_autosaved_before_a_crash_come_back_when_the_case_opens_again(make
     nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
     nodes.events.paint()
     edited = nodes.data.copy()
-    assert nodes.metadata["lnq_session"].autosaver.flush() is not None
+    session = nodes.metadata["lnq_session"]
+    assert session.mark_node_at(viewer, (8, 30, 30))
+    marks = session.marks()
+    assert session.autosaver.flush() is not None
     viewer.layers.clear()  # the crash: the edits never saved
 
     again = make_napari_viewer()
@@ -421,6 +424,7 @@ def test_edits_autosaved_before_a_crash_come_back_when_the_case_opens_again(make
     assert "with the unsaved edits autosaved in" in review.status.text()
     restored = again.layers["nodes"]
     assert np.array_equal(restored.data > 0, edited > 0)
+    assert restored.metadata["lnq_session"].marks() == marks  # the marks autosaved with them
     assert review.open_case(second) is None and "unsaved edits" in review.status.text()
     assert again.layers["nodes"] is restored
 

@@ -20,6 +20,7 @@ from lnq_napari import api
 from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
+from lnq_napari.io.readers import read_labels
 from lnq_napari.plugin._case import add_case, read_case
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import SESSION_KEY, session_for
@@ -27,7 +28,7 @@ from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.autosave import newer_autosave
+from lnq_napari.workspace.autosave import newer_autosave, read_review_fields
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
 
 #: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
@@ -236,14 +237,15 @@ class ReviewWidget(WorkerWidget):
             prov = ws.latest_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
-            restored = self._unsaved_edits(ws, case, seg, seg_data)
+            restored = self._unsaved_edits(ws, case, seg, seg_data, prov)
         except LNQError as exc:
             self.status.setText(str(exc))
             return None
         for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
             self.viewer.layers.remove(layer)
+        opened = {**(prov or {"version": None}), **restored[2]} if restored else prov  # marks as autosaved
         _, nodes = add_case(self.viewer, ct_data, restored[1] if restored else seg_data, workspace=ws,
-                            opened=prov)
+                            opened=opened)
         cases = [r["case"] for r in self.rows]
         if case in cases:
             self.queue.setCurrentRow(cases.index(case))
@@ -257,16 +259,20 @@ class ReviewWidget(WorkerWidget):
         return ws.ct_path(case)
 
     @staticmethod
-    def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, seg_data) -> tuple[Path, tuple] | None:
-        """``(autosave file, its layer data)`` when ``case`` left an autosave newer than ``seg`` that holds
-        other labels (edits never saved: the first edit after opening would overwrite it)."""
+    def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, seg_data,
+                       prov: dict | None) -> tuple[Path, tuple, dict] | None:
+        """``(autosave file, its layer data, its marks and rejections)`` when ``case`` left an autosave
+        newer than ``seg`` (whose provenance is ``prov``) that holds other labels, marks or rejections
+        (edits never saved: the first edit after opening would overwrite it)."""
         than = seg if seg is not None and Path(seg).exists() else None
         path = newer_autosave(case, ws.ct_path(case), ws.root, than)
         if path is None:
             return None
         _, data = read_case(ws.ct_path(case), path)
+        fields = read_review_fields(read_labels(path))
         same = seg_data is not None and np.array_equal(np.asarray(data[0]) > 0, np.asarray(seg_data[0]) > 0)
-        return None if same else (path, data)
+        same = same and all(fields[k] == list((prov or {}).get(k) or []) for k in fields)
+        return None if same else (path, data, fields)
 
     def open_next(self) -> Path | None:
         """Open the queue case after the one on screen (the selected one when the case on screen is not
