@@ -46,6 +46,7 @@ SUGGESTIONS_NAME = "suggestions"
 MARKS_NAME = "marked nodes"
 WORKSPACE_KEY = "lnq_workspace"
 REJECTED_KEY = "lnq_rejected"  # the node layer's rejected suggestions (Rejection dicts)
+MARKS_OWNER_KEY = "lnq_marks_session"  # the session whose edits the marks layer's own changes are
 NO_CT = "no CT layer for this node layer; open the CT first (File > Open)"
 OPENED_KEY = "lnq_opened"  # time.monotonic() when the CT layer was opened: the case's review clock starts
 
@@ -295,12 +296,16 @@ class NodeSession:
 
     def watch_marks(self, layer) -> None:
         """Make ``layer`` this case's "marked nodes" layer; a mark moved or deleted with napari's own
-        Points tools is an edit (unsaved until Save), as a click's mark is."""
+        Points tools is an edit of this session (unsaved until Save), as a click's mark is, and no longer
+        of the session that had the layer before (a node layer Find nodes replaced)."""
+        if layer.metadata.get(MARKS_OWNER_KEY) is not self:
+            layer.metadata[MARKS_OWNER_KEY] = self
+            layer.events.data.connect(self._on_marks_data)
         self.marks_layer = layer
-        layer.events.data.connect(self._on_marks_data)
 
     def _on_marks_data(self, event=None) -> None:
-        if self._setting_marks or self.marks_layer is None:
+        layer = self.marks_layer
+        if self._setting_marks or layer is None or layer.metadata.get(MARKS_OWNER_KEY) is not self:
             return
         if str(getattr(event, "action", "changed")) in ("added", "removed", "changed"):  # not the -ing ones
             self._changed()

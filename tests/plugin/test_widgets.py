@@ -165,7 +165,8 @@ def test_undo_takes_back_the_last_action_marks_accepts_and_rejects_included(pred
     assert session.edits == before
 
 
-def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted, phantom_files, stand_in):
+def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted, qtbot, phantom_files,
+                                                                       stand_in):
     p = predicted
     session = p.session
     assert session.mark_node_at(p.viewer, _centre_index(phantom_files.case, stand_in.missed))
@@ -174,6 +175,14 @@ def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted,
     marks.selected_data = {0}
     marks.remove_selected()
     assert session.marks() == [] and session.edits > session.saved_edits
+    session.saved_edits = session.edits
+    segment = p.widgets["Segment"]
+    segment.run()  # Find nodes again: a new node layer takes the marks layer over
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    newer = p.viewer.layers["nodes"].metadata["lnq_session"]
+    assert newer is not session and newer.marks_layer is marks
+    marks.add([[3.0, 20.0, 20.0]])
+    assert newer.edits > newer.saved_edits and session.edits == session.saved_edits  # not the hidden one's
 
 
 def test_a_table_row_centres_the_viewer_and_the_table_exports(predicted, qtbot, tmp_path):
