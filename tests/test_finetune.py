@@ -937,6 +937,7 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
                        (["lr=nan"], "lr must be a number > 0"), (["lr=inf"], "lr must be a number > 0"),
                        (["l2sp_weight=nan"], "l2sp_weight must be"),
                        (["distill_weight=inf"], "distill_weight must be"),
+                       (["seed=-1"], "seed must be a whole number from 0"),
                        (["iterations"], "has no value; use KEY=VALUE, e.g. --set iterations=200")):
         with pytest.raises(LNQError, match=words):
             FinetuneConfig().with_settings(bad)
@@ -994,6 +995,23 @@ def test_a_pending_plan_of_an_older_format_is_discarded_not_resumed(tmp_path, da
     assert not staging.exists() and ws.journal("finetune_discard")[-1]["version"] == "m007"
     pending = json.loads((ws.models_dir / "pending.json").read_text())
     assert pending["config"]["iterations"] == 5 and pending["version"] == plan.version
+
+
+def test_a_new_run_refused_for_its_settings_leaves_the_interrupted_one_to_resume(tmp_path, dataset,
+                                                                                 parent_model):
+    """A fine-tune whose settings or inputs are refused (a mistyped forgetting_data) discarded the
+    interrupted run first: --resume then had nothing to resume. A new run that starts takes the
+    interrupted one's version number."""
+    from lnq_napari.finetuning.plan import resume_plan, start_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    interrupted = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
+    with pytest.raises(LNQError, match="does not exist"):
+        start_plan(ws, FinetuneConfig(forgetting_data=str(tmp_path / "typo")), "cpu")
+    assert resume_plan(ws).version == interrupted.version and not ws.journal("finetune_discard")
+    with pytest.warns(UserWarning, match="an interrupted fine-tune was discarded"):
+        again = start_plan(ws, FinetuneConfig(iterations=6), "cpu")
+    assert again.version == interrupted.version and again.config.iterations == 6
 
 
 def test_a_damaged_plan_or_registry_is_one_line_and_a_new_run_replaces_the_plan(tmp_path, dataset,

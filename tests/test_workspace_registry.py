@@ -373,3 +373,17 @@ def test_a_version_fine_tuned_from_the_bundled_model_names_the_bundled_row_as_it
     ws.register_model(model, parent="bundled-0123456789")  # another release's bundled model
     *_, child, stranger = api.list_models(ws.root)
     assert child.parent == "bundled" and stranger.parent == "bundled-0123456789"
+
+
+def test_the_version_a_running_or_interrupted_fine_tune_will_register_is_not_handed_out(ws, tmp_path):
+    """A model adopted while a fine-tune ran took the id in its plan: the fine-tune failed at its end and
+    its training was lost (``--resume`` then said it had finished)."""
+    assert ws.registry.next_version() == "m004"
+    (ws.models_dir / ".m004.training").mkdir()  # a fine-tune's scratch folder
+    assert ws.registry.next_version() == "m005"
+    (ws.models_dir / "pending.json").write_text(json.dumps({"version": "m006"}))
+    assert ws.registry.next_version() == "m007"
+    entry = ws.register_model(_model(tmp_path / "outside", b"adopted"))
+    assert entry == "m007"
+    (ws.models_dir / "pending.json").write_text('{"version": "m0')  # damaged: the folders still count
+    assert ws.registry.next_version() == "m008"

@@ -22,8 +22,7 @@ from lnq_napari.finetuning.validation import lineage_corrections, original_model
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.model.config import FinetuneConfig
-
-PENDING = "pending.json"
+from lnq_napari.workspace.registry import PENDING
 
 
 @dataclass
@@ -192,7 +191,9 @@ def discard_pending(ws, reason: str) -> bool:
 
 def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     """A new plan, saved as pending (a pending one left by an interrupted run is discarded, with a
-    warning: ``--resume`` would have continued it)."""
+    warning: ``--resume`` would have continued it). The plan is made once before: a setting or an input it
+    refuses leaves the interrupted run to ``--resume``."""
+    make_plan(ws, config, device)
     if discard_pending(ws, "a new fine-tune was started"):
         warnings.warn("an interrupted fine-tune was discarded: this one starts afresh (finetune --resume "
                       "continues an interrupted one)", UserWarning, stacklevel=3)

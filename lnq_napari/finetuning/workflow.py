@@ -23,7 +23,6 @@ from lnq_napari.finetuning.forgetting import (
     step_checker,
 )
 from lnq_napari.finetuning.plan import (
-    PENDING,
     FinetunePlan,
     discard_pending,
     resume_plan,
@@ -59,7 +58,7 @@ from lnq_napari.training.corrections import edited_voxels, unconfirmed_component
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.registry import bundled_key, rule_verdict
+from lnq_napari.workspace.registry import PENDING, bundled_key, rule_verdict
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
 MINED = "mined_negatives.npz"  # in the staging train state: what mining found, for a resumed fine-tune

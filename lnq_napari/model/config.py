@@ -267,6 +267,8 @@ class FinetuneConfig:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if self.folds < 1:
             problems.append(f"folds must be >= 1 (got {self.folds})")
+        if not 0 <= self.seed < 2**32:  # numpy's generators refuse negatives, torch's seed overflows
+            problems.append(f"seed must be a whole number from 0 to {2**32 - 1} (got {self.seed})")
         if self.folds > 1 and (self.interpolate or self.refit_postprocessing):
             problems.append("folds > 1 cannot go with interpolate or refit_postprocessing (both are chosen "
                             "on cases the cross-fitted version trains on); use folds=1 for them")

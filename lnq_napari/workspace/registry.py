@@ -39,6 +39,8 @@ MODEL_FILES = ("weights.safetensors", "config.json")
 NNUNET = "nnunet"  # the ``kind`` of an nnU-Net version (entries without ``kind`` are our own models)
 NNUNET_CHECKPOINTS = f"fold_*/{CHECKPOINT}"
 _MODEL_ID = re.compile(r"m\d+")
+_SCRATCH = re.compile(r"\.(m\d+)\..+")  # a fine-tune's scratch folder of its version: .m003.training
+PENDING = "pending.json"  # in models/: the plan of a fine-tune that runs or was interrupted
 BUNDLED = "bundled"  # the pseudo-version of the bundled model: activating it deactivates every version
 
 
@@ -138,10 +140,18 @@ class ModelRegistry:
         return self._load()["versions"]
 
     def next_version(self) -> str:
-        """One above every registered id and every ``m<N>`` folder."""
-        numbers = [int(v["id"][1:]) for v in self.entries() if _MODEL_ID.fullmatch(v["id"])]
+        """One above every registered id, every ``m<N>`` folder and the version a fine-tune that runs or
+        was interrupted will register (its plan, its scratch folders): a model adopted meanwhile took
+        that id, and the fine-tune's work was lost at its end."""
+        ids = [v["id"] for v in self.entries()]
         if self.folder.is_dir():
-            numbers += [int(p.name[1:]) for p in self.folder.iterdir() if _MODEL_ID.fullmatch(p.name)]
+            for path in self.folder.iterdir():
+                ids.append(m.group(1) if (m := _SCRATCH.fullmatch(path.name)) else path.name)
+            try:
+                ids.append(str(json.loads((self.folder / PENDING).read_text()).get("version")))
+            except (OSError, ValueError, AttributeError):
+                pass
+        numbers = [int(i[1:]) for i in ids if _MODEL_ID.fullmatch(i)]
         return f"m{max(numbers, default=0) + 1:03d}"
 
     def register(
