@@ -57,7 +57,7 @@ from lnq_napari.preprocess import warn_if_not_hu
 from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, read_node_ids, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
-from lnq_napari.workspace.registry import ModelSummary, model_kind
+from lnq_napari.workspace.registry import COMPLETE_MODEL, ModelSummary, check_model_files, model_kind
 
 if TYPE_CHECKING:
     from lnq_napari.nnunet.finetune import NnUNetFinetune
@@ -586,6 +586,8 @@ def init_workspace(path: str | Path, data: str | Path, model: str | Path | None 
         raise LNQError(f"--model {model} is not a model folder (no config.json, nor nnU-Net's plans.json "
                        "and dataset.json); give a trained model folder, or leave --model out for the bundled "
                        "model")
+    if folder is not None:
+        check_model_files(folder.resolve(), f"--model {model}", fix=COMPLETE_MODEL)
     ws = Workspace.init(path, data)
     if folder is not None:
         ws.activate(ws.adopt_model(folder), reason="the model the workspace was made with", decided_by="user")

@@ -185,6 +185,21 @@ def test_a_model_the_user_activates_while_an_nnunet_finetune_runs_stays_active(f
     api.activate_model(ws, before)
 
 
+def test_a_refusal_after_the_user_activated_another_model_does_not_say_the_parent_was_kept(finetuned):
+    """The verdict, the registry and the journal said "kept m001 active" while the user's choice was."""
+    ws, result, _ = finetuned
+    before = (ws.active_model() or {}).get("id", "bundled")
+    at_start = ws.prediction_model()[1]
+    api.activate_model(ws, "bundled")  # the user, meanwhile
+    no = dataclasses.replace(result, activated=False, reason=f"refuse (recall ...): vs parent: ...; kept "
+                                                             f"{before} active")
+    done = _register(ws, no, 0.0, at_start)
+    assert not done.activated and ws.active_model() is None and "kept" not in done.reason
+    assert done.reason == ("refuse (recall ...): vs parent: ...; the bundled model was made active while the "
+                           "fine-tune ran and stays active")
+    api.activate_model(ws, before)
+
+
 def test_the_forgetting_check_scores_nnunet_versions_on_forgetting_data(finetuned, nnunet_model):
     """An nnU-Net lineage has no default check cases; with forgetting_data the candidate and the original
     predict through the nnU-Net backend, and their figures are kept under each folder's version and

@@ -387,3 +387,34 @@ def test_the_version_a_running_or_interrupted_fine_tune_will_register_is_not_han
     assert entry == "m007"
     (ws.models_dir / "pending.json").write_text('{"version": "m0')  # damaged: the folders still count
     assert ws.registry.next_version() == "m008"
+
+
+@pytest.mark.parametrize("damage", ["no weights", "empty weights", "weights not as in config.json"])
+def test_a_half_written_model_from_outside_changes_nothing_and_makes_no_workspace(ws, tmp_path, capsys,
+                                                                                  damage):
+    """Activating such a folder said 'incomplete' (exit 2) after registering it, twice on a retry;
+    `workspace init --model` with it exited 2 and left the workspace, which then 'already exists'."""
+    import hashlib
+
+    from lnq_napari.cli import main
+
+    half = _model(tmp_path / "runs" / "half", b"all of the weights")
+    digest = hashlib.sha256(b"all of the weights").hexdigest()
+    (half / "config.json").write_text(json.dumps({"name": "tiny", "weights_sha256": digest}))
+    if damage == "no weights":
+        (half / "weights.safetensors").unlink()
+    elif damage == "empty weights":
+        (half / "weights.safetensors").write_bytes(b"")
+    else:
+        (half / "weights.safetensors").write_bytes(b"all of the")
+    before = _state(ws)
+    for _ in range(2):
+        assert main(["workspace", "activate", str(ws.root), str(half)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"model folder {half}" in err
+        assert "give a complete model folder" in err
+    assert _state(ws) == before and sorted(p.name for p in ws.models_dir.iterdir() if p.name[0] == "m") == \
+        ["m001", "m002", "m003"]
+    data = ws.root.parent / "data"
+    assert main(["workspace", "init", str(tmp_path / "ws2"), "--data", str(data), "--model", str(half)]) == 2
+    assert "give a complete model folder" in capsys.readouterr().err and not (tmp_path / "ws2").exists()

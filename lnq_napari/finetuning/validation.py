@@ -205,9 +205,13 @@ def unless_active_changed(ws, active_at_start: str, activate: bool, reason: str)
     (``active_at_start``: the version key active when it began): then whoever activated it decides and
     the new version is only registered, the reason saying so. Call it holding ``ws.locked()``."""
     now = ws.prediction_model()[1]
-    if not activate or now == active_at_start:
+    if now == active_at_start:
         return activate, reason
     shown = (ws.active_model() or {}).get("id", "the bundled model")
+    if not activate:  # the refusal kept nothing: another model is active now
+        kept = reason.rfind("; kept ")
+        return False, (f"{reason[:kept] if kept >= 0 else reason}; {shown} was made active while the "
+                       "fine-tune ran and stays active")
     return False, (f"not activated: {shown} was made active while the fine-tune ran, and that choice "
                    f"stands (the rule's verdict: {reason}); `lnq-napari workspace activate` to use it")
 

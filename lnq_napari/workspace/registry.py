@@ -39,8 +39,10 @@ MODEL_FILES = ("weights.safetensors", "config.json")
 NNUNET = "nnunet"  # the ``kind`` of an nnU-Net version (entries without ``kind`` are our own models)
 NNUNET_CHECKPOINTS = f"fold_*/{CHECKPOINT}"
 _MODEL_ID = re.compile(r"m\d+")
-_SCRATCH = re.compile(r"\.(m\d+)\..+")  # a fine-tune's scratch folder of its version: .m003.training
+_SCRATCH = re.compile(r"\.(m\d+)\.(training|candidate|fold\d+)")  # a fine-tune's: .m003.training
 PENDING = "pending.json"  # in models/: the plan of a fine-tune that runs or was interrupted
+#: What to do about an outside model folder that is not complete.
+COMPLETE_MODEL = "give a complete model folder (copy it again, or let its training finish)"
 BUNDLED = "bundled"  # the pseudo-version of the bundled model: activating it deactivates every version
 
 
@@ -247,27 +249,7 @@ class ModelRegistry:
         if not inside and path.resolve() != bundled_model_path().resolve():
             raise LNQError(f"model {version} is at {path}, outside {self.folder} (from another workspace); "
                            "fine-tune in this workspace, or activate one of its own versions")
-        recorded = entry.get("sha256") or {}
-        nnunet = is_nnunet_version(entry)
-        required = (tuple(recorded) or FOLDER_FILES) if nnunet else MODEL_FILES
-        try:
-            for name in required:
-                if not (path / name).is_file() or not (path / name).stat().st_size:
-                    raise LNQError(f"model {version} is incomplete: {path / name} is missing or empty "
-                                   "(a half-written folder); activate another version or fine-tune again")
-            config = {} if nnunet else json.loads((path / "config.json").read_text(encoding="utf-8"))
-            expected = [(name, recorded[name], "at registration") for name in required if name in recorded]
-            if isinstance(config, dict) and config.get("weights_sha256"):
-                expected.append(("weights.safetensors", config["weights_sha256"], "in config.json"))
-            digests = {name: sha256_file(path / name) for name in {name for name, _, _ in expected}}
-            for name, digest, where in expected:
-                if digests[name] != digest:
-                    raise LNQError(f"model {version}: {path / name} does not match the sha256 recorded "
-                                   f"{where} (half-written or altered); activate another version or "
-                                   "fine-tune again")
-        except (OSError, ValueError) as exc:
-            raise LNQError(f"model {version} cannot be read ({_why(exc)}; a half-written folder?); "
-                           "activate another version or fine-tune again") from exc
+        check_model_files(path, f"model {version}", entry.get("sha256") or {}, is_nnunet_version(entry))
         return path
 
     def activate(self, version: str) -> str:
@@ -406,6 +388,35 @@ def _checksums(folder: Path, kind: str = "lnq") -> dict[str, str]:
 def _why(exc: Exception) -> str:
     """An exception in a few words (its strerror, else its text up to the first line break)."""
     return str(getattr(exc, "strerror", None) or exc).splitlines()[0]
+
+
+def check_model_files(path: Path, what: str, recorded: dict | None = None, nnunet: bool | None = None,
+                      fix: str = "activate another version or fine-tune again") -> None:
+    """LNQError (ending with ``fix``) unless the model folder ``path`` (``what``, e.g. "model m002", names
+    it in the message) has its files (config.json and weights; an nnU-Net folder's plans.json,
+    dataset.json and checkpoints) present, non-empty and readable, matching the sha256 in ``recorded``
+    (file name -> digest, those recorded at registration) and the weights' sha256 in config.json."""
+    recorded = recorded or {}
+    nnunet = model_kind(path) == NNUNET if nnunet is None else nnunet
+    required = (tuple(recorded) or FOLDER_FILES) if nnunet else MODEL_FILES
+    try:
+        for name in required:
+            if not (path / name).is_file() or not (path / name).stat().st_size:
+                raise LNQError(f"{what} is incomplete: {path / name} is missing or empty "
+                               f"(a half-written folder); {fix}")
+        if nnunet and not recorded and not any(path.glob(NNUNET_CHECKPOINTS)):
+            raise LNQError(f"{what} has no fold_*/checkpoint_final.pth; finish training a fold first")
+        config = {} if nnunet else json.loads((path / "config.json").read_text(encoding="utf-8"))
+        expected = [(name, recorded[name], "at registration") for name in required if name in recorded]
+        if isinstance(config, dict) and config.get("weights_sha256"):
+            expected.append(("weights.safetensors", config["weights_sha256"], "in config.json"))
+        digests = {name: sha256_file(path / name) for name in {name for name, _, _ in expected}}
+        for name, digest, where in expected:
+            if digests[name] != digest:
+                raise LNQError(f"{what}: {path / name} does not match the sha256 recorded "
+                               f"{where} (half-written or altered); {fix}")
+    except (OSError, ValueError) as exc:
+        raise LNQError(f"{what} cannot be read ({_why(exc)}; a half-written folder?); {fix}") from exc
 
 
 def bundled_key(path: Path) -> str:

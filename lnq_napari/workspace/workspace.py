@@ -38,7 +38,15 @@ from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock
-from lnq_napari.workspace.registry import BUNDLED, REGISTRY_FILE, ModelRegistry, ModelSummary, model_kind
+from lnq_napari.workspace.registry import (
+    BUNDLED,
+    COMPLETE_MODEL,
+    REGISTRY_FILE,
+    ModelRegistry,
+    ModelSummary,
+    check_model_files,
+    model_kind,
+)
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
 
@@ -261,7 +269,10 @@ class Workspace:
         trained elsewhere: ours or nnU-Net's). Not activated."""
         folder = Path(path).expanduser().resolve()
         version = self.registry.find(folder)
-        return version if version is not None else self.register_model(folder, source=str(folder))
+        if version is not None:
+            return version
+        check_model_files(folder, f"model folder {folder}", fix=COMPLETE_MODEL)  # before anything is written
+        return self.register_model(folder, source=str(folder))
 
     def version_or_adopted(self, name: str) -> str:
         """The version ``name`` means (:meth:`ModelRegistry.version_of`), the bundled model's own folder
