@@ -34,10 +34,12 @@ class Autosaver:
         return autosave_path(autosave_dir(self.session.source, self.session.workspace), self.session.case)
 
     def schedule(self) -> None:
-        """Note an edit: write now if the last write is older than the interval, else at its end."""
+        """Note an edit: write as soon as Qt is back (napari tells of a paint outside ``block_history``,
+        a polygon, before it writes the data: a copy taken at once missed the edit) if the last write is
+        older than the interval, else at its end."""
         self._pending = True
         if not self._timer.isActive():
-            self._save_in_background()
+            QTimer.singleShot(0, self._on_timeout)
             self._timer.start()
 
     def _on_timeout(self) -> None:

@@ -78,5 +78,5 @@ def _resume(viewer, session, opened: dict) -> None:
         active = viewer.layers.selection.active
         layer = show_marks(viewer, session.labels_volume(), like=session.nodes)
         layer.data = np.asarray(marks, dtype=float).reshape(-1, 3)
-        session.watch_marks(layer)
+        session.watch_marks(viewer, layer)
         viewer.layers.selection.active = active

@@ -17,19 +17,28 @@ class Step:
 
 
 class EditHistory:
-    """The session's undo and redo stacks; a new step clears the redo stack, as napari's does."""
+    """The session's undo and redo stacks; a new step clears the redo stack, as napari's does, and the
+    oldest steps beyond ``limit`` are forgotten (napari keeps 100 labels steps: a deeper session history
+    undid the rest of an accept whose paint napari had forgotten)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 100) -> None:
+        self.limit = max(int(limit), 1)
         self.done: list[Step] = []
         self.undone: list[Step] = []
 
     def push(self, step: Step) -> None:
         self.done.append(step)
+        del self.done[:-self.limit]
         self.undone.clear()
 
-    def replace_since(self, depth: int, step: Step) -> None:
-        """Fold the steps pushed after the stack was ``depth`` deep into ``step``."""
-        del self.done[depth:]
+    def top(self) -> Step | None:
+        """The last step done (None when there is none): what :meth:`replace_since` folds back to."""
+        return self.done[-1] if self.done else None
+
+    def replace_since(self, top: Step | None, step: Step) -> None:
+        """Fold the steps pushed since ``top`` was the last one into ``step``."""
+        while self.done and self.done[-1] is not top:
+            self.done.pop()
         self.push(step)
 
     def undo(self) -> bool:

@@ -71,7 +71,7 @@ class NodeSession:
         self.missing_ct = NO_CT  # why ct_layer is None, when it is
         nodes.metadata[SESSION_KEY] = self
         self.stats = CaseStats()  # time, accepted / rejected, clicks and keys since the case opened
-        self.history = EditHistory()
+        self.history = EditHistory(limit=getattr(nodes, "_history_limit", 100))  # no deeper than napari's
         nodes.events.paint.connect(self._on_paint)
         nodes.bind_key("Control-Z", lambda layer: self.undo(), overwrite=True)
         nodes.bind_key("Control-Shift-Z", lambda layer: self.redo(), overwrite=True)
@@ -179,10 +179,10 @@ class NodeSession:
         self.current_suggestion = current
         self.stats.accepted, self.stats.rejected = accepted, rejected_count
 
-    def _review_step(self, depth: int, before: tuple) -> None:
-        """One step for a suggestion accepted or rejected: its paint (pushed since ``depth``) and the
-        review state from ``before`` to now."""
-        after, painted = self._review_state(), len(self.history.done) > depth
+    def _review_step(self, since: Step | None, before: tuple) -> None:
+        """One step for a suggestion accepted or rejected: its paint (pushed since ``since`` was the last
+        step) and the review state from ``before`` to now."""
+        after, painted = self._review_state(), self.history.top() is not since
 
         def undo() -> None:
             if painted:
@@ -194,7 +194,7 @@ class NodeSession:
                 self.nodes.redo()
             self._set_review_state(after)
 
-        self.history.replace_since(depth, Step(undo, redo))
+        self.history.replace_since(since, Step(undo, redo))
 
     def _changed(self) -> None:
         self.edits += 1
@@ -232,7 +232,7 @@ class NodeSession:
     def accept_suggestion(self, index: int) -> int:
         """Add the node at suggestion ``index`` (an "outline" suggestion extends the node it completes)
         and drop the suggestion; returns the node's id (0: none)."""
-        depth, before = len(self.history.done), self._review_state()
+        since, before = self.history.top(), self._review_state()
         point = self.suggestion_points()[index]
         feats = self.suggestions.features
         kind = feats["kind"].iloc[index] if "kind" in feats and len(feats) > index else "unsure"
@@ -245,13 +245,13 @@ class NodeSession:
                 self._paint(box, local, node_id)
         self.stats.accepted += 1
         self._drop_suggestion(index)
-        self._review_step(depth, before)
+        self._review_step(since, before)
         return node_id
 
     def reject_suggestion(self, index: int) -> None:
         """Drop suggestion ``index`` and remember it as rejected (``nodes.metadata['lnq_rejected']``: the
         :class:`~lnq_napari.interact.Rejection` dicts that Save keeps with the correction)."""
-        depth, before = len(self.history.done), self._review_state()
+        since, before = self.history.top(), self._review_state()
         point = self.suggestion_points()[index]
         feats = self.suggestions.features
         known = "volume_mm3" in feats and len(feats) > index
@@ -259,7 +259,7 @@ class NodeSession:
         self.nodes.metadata.setdefault(REJECTED_KEY, []).append(Rejection.of(point, volume).to_dict())
         self.stats.rejected += 1
         self._drop_suggestion(index)
-        self._review_step(depth, before)
+        self._review_step(since, before)
         self._changed()
 
     def rejections(self) -> list[dict]:
@@ -274,34 +274,47 @@ class NodeSession:
         if layer is None or layer not in viewer.layers:
             active = viewer.layers.selection.active
             layer = show_marks(viewer, self.ct_volume(), like=self.nodes)
-            self.watch_marks(layer)
+            self.watch_marks(viewer, layer)
             viewer.layers.selection.active = active  # the node layer stays the one the keys act on
         pts = np.asarray(layer.data, dtype=float).reshape(-1, 3)
         hit = point_near(pts, point_zyx)
-        if hit is None:
-            after = np.vstack([pts, np.round(np.asarray(point_zyx, dtype=float))[None]])
-        else:
-            after = np.delete(pts, hit, axis=0)
-        self._set_marks(after)
-        self.history.push(Step(lambda: self._set_marks(pts), lambda: self._set_marks(after)))
+        point = np.round(np.asarray(point_zyx, dtype=float)) if hit is None else pts[hit]
+        add, take = (lambda: self._mark(point, True)), (lambda: self._mark(point, False))
+        (add if hit is None else take)()
+        self.history.push(Step(take, add) if hit is None else Step(add, take))  # this mark, not the others
         self._changed()
         return hit is None
 
-    def _set_marks(self, points: np.ndarray) -> None:
+    def _mark(self, point: np.ndarray, present: bool) -> None:
+        """Put the mark at ``point`` on the marks layer, or take it off (the others stay as they are,
+        moved or added with napari's Points tools meanwhile)."""
+        pts = np.asarray(self.marks_layer.data, dtype=float).reshape(-1, 3)
+        same = np.flatnonzero(np.all(pts == point, axis=1))
+        if present:
+            pts = np.vstack([pts, point[None]])
+        elif same.size:
+            pts = np.delete(pts, same[-1], axis=0)
         self._setting_marks = True
         try:
-            self.marks_layer.data = points
+            self.marks_layer.data = pts
         finally:
             self._setting_marks = False
 
-    def watch_marks(self, layer) -> None:
+    def watch_marks(self, viewer, layer) -> None:
         """Make ``layer`` this case's "marked nodes" layer; a mark moved or deleted with napari's own
         Points tools is an edit of this session (unsaved until Save), as a click's mark is, and no longer
-        of the session that had the layer before (a node layer Find nodes replaced)."""
+        of the session that had the layer before (a node layer Find nodes replaced); so is deleting the
+        layer (its marks are no longer saved)."""
         if layer.metadata.get(MARKS_OWNER_KEY) is not self:
             layer.metadata[MARKS_OWNER_KEY] = self
             layer.events.data.connect(self._on_marks_data)
+            viewer.layers.events.removed.connect(self._on_layer_removed)
         self.marks_layer = layer
+
+    def _on_layer_removed(self, event=None) -> None:
+        if self.marks_layer is not None and getattr(event, "value", None) is self.marks_layer:
+            self.marks_layer = None
+            self._changed()
 
     def _on_marks_data(self, event=None) -> None:
         layer = self.marks_layer
@@ -432,7 +445,7 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     session.stats = stats or (CaseStats(started=opened) if opened is not None else session.stats)
     session.suggestions = show_suggestions(viewer, ct, result.suggestions, like=ct_layer)
     if MARKS_NAME in viewer.layers:  # kept on
-        session.watch_marks(viewer.layers[MARKS_NAME])
+        session.watch_marks(viewer, viewer.layers[MARKS_NAME])
     viewer.layers.selection.active = nodes
     session.notify()
     return session

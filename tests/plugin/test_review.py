@@ -440,3 +440,23 @@ def test_another_workspace_drops_the_queue_ranked_in_the_last(make_napari_viewer
     review.form.workspace.value = other.root
     assert review.rows == [] and review.queue.count() == 0
     assert review.open_next() is None and "rank the cases first" in review.status.text()
+
+
+def test_a_case_opened_from_its_original_labels_saves_with_them_as_parent(make_napari_viewer, workspace,
+                                                                          tmp_path, autosave_dir):
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    case = ws.case_ids()[0]
+    original = ws.latest_version(case)
+    assert original["source"] == "original"
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=ws)
+    assert widgets["Review"].open_case(case) is not None
+    ws.add_label_version(case, ws.read_labels(case, original["version"]), "prediction", model_version="m9")
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    assert widgets["Save"].save() is not None
+    assert ws.latest_version(case, "correction")["parent"] == original["version"]

@@ -185,6 +185,43 @@ def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted,
     assert newer.edits > newer.saved_edits and session.edits == session.saved_edits  # not the hidden one's
 
 
+def test_undoing_a_mark_takes_back_that_mark_only_and_a_deleted_marks_layer_saves_none(
+        predicted, phantom_files, stand_in):
+    """Undo of a click's mark put back the whole marks layer as it was before it, dropping marks added
+    with napari's Points tools since (and redo did not bring them back); marks of a deleted marks layer
+    were still saved."""
+    p = predicted
+    session = p.session
+    centre = _centre_index(phantom_files.case, stand_in.missed)
+    assert session.mark_node_at(p.viewer, centre)
+    marks = p.viewer.layers["marked nodes"]
+    marks.add([[3.0, 20.0, 20.0], [4.0, 30.0, 30.0]])  # napari's own Points tool
+    session.undo()
+    assert sorted(map(tuple, np.asarray(marks.data).tolist())) == [(3.0, 20.0, 20.0), (4.0, 30.0, 30.0)]
+    session.redo()
+    assert len(marks.data) == 3 and len(session.marks()) == 3
+    edits = session.edits
+    p.viewer.layers.remove(marks)
+    assert session.marks() == [] and session.edits > edits  # not saved with the correction, unsaved
+
+
+def test_a_paint_napari_reports_before_it_writes_reaches_the_autosave(predicted, qtbot, autosave_dir):
+    """A polygon or ``Labels.paint`` outside ``block_history``: napari tells of the paint before it writes
+    the voxels, and the autosave copied the labels at once: the first edit after opening was lost to a
+    crash."""
+    from lnq_napari.io.readers import read_labels as read
+
+    p = predicted
+    autosaver = p.session.autosaver
+    qtbot.waitUntil(lambda: autosaver._worker is None and not autosaver._timer.isActive(), timeout=20000)
+    writes = autosaver.writes  # a quiet spell: the next edit is written at once
+    spot = (2, 5, 5)
+    assert p.nodes.data[spot] == 0
+    p.nodes.paint(spot, 7, refresh=True)
+    qtbot.waitUntil(lambda: autosaver.writes > writes and autosaver._worker is None, timeout=20000)
+    assert np.asarray(read(autosaver.last_path).array)[spot] == 1
+
+
 def test_a_table_row_centres_the_viewer_and_the_table_exports(predicted, qtbot, tmp_path):
     p, table = predicted, predicted.widgets["Nodes"]
     p.wait_rows(qtbot, p.n_predicted)

@@ -233,7 +233,7 @@ class ReviewWidget(WorkerWidget):
                        if (s := ly.metadata.get(SESSION_KEY)) is not None and s.edits > s.saved_edits]
             if unsaved:
                 raise LNQError(f"{unsaved[0]!r} has unsaved edits: select it and Save them, or delete the "
-                               "layer to drop them (autosaved meanwhile)")
+                               "layer to set them aside (autosaved: they come back when the case opens)")
             prov = ws.latest_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
@@ -243,7 +243,9 @@ class ReviewWidget(WorkerWidget):
             return None
         for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
             self.viewer.layers.remove(layer)
-        opened = {**(prov or {"version": None}), **restored[2]} if restored else prov  # marks as autosaved
+        opened = prov or ws.latest_version(case, "original")  # the version on screen: the next Save's parent
+        if restored:  # with the marks and rejections as autosaved
+            opened = {**(opened or {"version": None}), **restored[2]}
         _, nodes = add_case(self.viewer, ct_data, restored[1] if restored else seg_data, workspace=ws,
                             opened=opened)
         cases = [r["case"] for r in self.rows]

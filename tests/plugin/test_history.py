@@ -1,0 +1,41 @@
+"""The review session's undo history: steps in order, redo cleared by a new step, no deeper than napari's
+labels history, and an action's steps folded into one."""
+
+from __future__ import annotations
+
+from lnq_napari.plugin._history import EditHistory, Step
+
+
+def _counting(log: list, name: str) -> Step:
+    return Step(lambda: log.append(f"undo {name}"), lambda: log.append(f"redo {name}"))
+
+
+def test_steps_undo_in_order_and_a_new_step_clears_redo():
+    log, history = [], EditHistory()
+    for name in "abc":
+        history.push(_counting(log, name))
+    assert history.undo() and history.undo() and log == ["undo c", "undo b"]
+    assert history.redo() and log[-1] == "redo b"
+    history.push(_counting(log, "d"))
+    assert not history.redo()  # c is gone, as in napari's own history
+    assert [history.undo() for _ in range(4)] == [True, True, True, False]
+    assert log[-3:] == ["undo d", "undo b", "undo a"]
+
+
+def test_the_history_is_no_deeper_than_its_limit():
+    """napari keeps 100 labels steps: a session step beyond them would undo nothing on the labels."""
+    log, history = [], EditHistory(limit=2)
+    for name in "abc":
+        history.push(_counting(log, name))
+    assert [history.undo() for _ in range(3)] == [True, True, False] and log == ["undo c", "undo b"]
+
+
+def test_an_action_s_steps_fold_into_one_even_at_the_limit():
+    log, history = [], EditHistory(limit=2)
+    history.push(_counting(log, "a"))
+    history.push(_counting(log, "b"))
+    since = history.top()
+    history.push(_counting(log, "paint"))  # the accept's paint pushes out "a"
+    history.replace_since(since, _counting(log, "accept"))
+    assert [history.undo() for _ in range(3)] == [True, True, False]
+    assert log == ["undo accept", "undo b"]
