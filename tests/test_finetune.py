@@ -364,6 +364,9 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
                                    predictor_factory=lambda path, device: _TruthPredictor(truth))
     assert unchecked.reason.endswith("no forgetting check (no cases of the original model's own data: "
                                      "set forgetting_data)")
+    off = finetune_workspace(ws, FinetuneConfig(iterations=2, forgetting_cases=0, forgetting_data=str(own)),
+                             device="cpu", predictor_factory=lambda path, device: _TruthPredictor(truth))
+    assert off.activated and off.reason.endswith("; no forgetting check (forgetting_cases=0)")
 
 
 def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_passes(
@@ -1012,6 +1015,19 @@ def test_a_new_run_refused_for_its_settings_leaves_the_interrupted_one_to_resume
     with pytest.warns(UserWarning, match="an interrupted fine-tune was discarded"):
         again = start_plan(ws, FinetuneConfig(iterations=6), "cpu")
     assert again.version == interrupted.version and again.config.iterations == 6
+
+
+def test_resume_with_other_settings_is_refused_not_silently_ignored(tmp_path, dataset, parent_model, capsys):
+    from lnq_napari.cli import main
+    from lnq_napari.finetuning.plan import start_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    start_plan(ws, FinetuneConfig(iterations=5), "cpu")  # an interrupted run
+    for extra in (["--iterations", "50"], ["--set", "lr=0.001"]):
+        assert main(["finetune", "--workspace", str(ws.root), "--resume", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "with the settings it started with" in err
+    assert (ws.models_dir / "pending.json").is_file()
 
 
 def test_a_damaged_plan_or_registry_is_one_line_and_a_new_run_replaces_the_plan(tmp_path, dataset,

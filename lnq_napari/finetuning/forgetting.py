@@ -236,7 +236,6 @@ def checked_verdict(judge: Callable[[ForgettingFigures | None], Verdict], make_p
                                  progress, cancel, data, refusing=rule)
     if checked is not None:
         return judge(checked), checked
-    if config.forgetting_cases:
-        verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no forgetting check (no cases of "
-                                      "the original model's own data: set forgetting_data)")
-    return verdict, None
+    why = ("no cases of the original model's own data: set forgetting_data" if config.forgetting_cases
+           else "forgetting_cases=0")
+    return dataclasses.replace(verdict, reason=f"{verdict.reason}; no forgetting check ({why})"), None
