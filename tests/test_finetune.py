@@ -1030,6 +1030,20 @@ def test_resume_with_other_settings_is_refused_not_silently_ignored(tmp_path, da
     assert (ws.models_dir / "pending.json").is_file()
 
 
+def test_resume_after_a_crash_between_registering_and_activating_says_how_to_finish(tmp_path, dataset,
+                                                                                     parent_model):
+    from lnq_napari.finetuning.plan import resume_plan, start_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
+    ws.register_model(parent_model, parent=plan.parent, version=plan.version,
+                      metrics={"activated": True, "verdict": "activate"})
+    with pytest.raises(LNQError, match=f"registered {plan.version}, which the rule activates, and stopped "
+                                       f"before activating it: `lnq-napari workspace activate"):
+        resume_plan(ws)
+    assert not (ws.models_dir / "pending.json").exists()
+
+
 def test_a_damaged_plan_or_registry_is_one_line_and_a_new_run_replaces_the_plan(tmp_path, dataset,
                                                                                 parent_model):
     """A pending plan or registry cut short (a crash while copying) gave JSONDecodeError's traceback and

@@ -220,6 +220,10 @@ def resume_plan(ws) -> FinetunePlan:
     if any(v["id"] == plan.version for v in ws.models()):  # killed after registering
         pending_path.unlink()
         info = ws.model_info(plan.version)
+        if (info.get("metrics") or {}).get("activated") and not info.get("active"):
+            raise LNQError(f"the interrupted fine-tune had registered {plan.version}, which the rule "
+                           f"activates, and stopped before activating it: `lnq-napari workspace activate "
+                           f"{ws.root} {plan.version}` to use it")
         raise LNQError(f"the interrupted fine-tune had already finished as {plan.version} "
                        f"(active: {bool(info.get('active'))}); nothing to resume")
     ws.log("finetune_resume", version=plan.version)
