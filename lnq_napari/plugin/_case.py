@@ -36,11 +36,14 @@ def read_case(ct=None, seg=None) -> tuple:
     ct_data = read_layer(ct) if ct is not None else None
     if ct_data is not None and ct_data[2] != "image":
         raise LNQError(f"{Path(ct).name} looks like a label file; pass the CT first and labels with --seg")
-    seg_data = None
-    if seg is not None:
-        reference = volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
-        seg_data = labels_layer_data(read_node_ids(seg, reference=reference), name=NODES_NAME, source=seg)
-    return ct_data, seg_data
+    return ct_data, None if seg is None else read_labels_data(seg, ct_data)
+
+
+def read_labels_data(seg, ct_data=None) -> tuple:
+    """Reader-style layer data of the labels ``seg`` as the "nodes" layer, on the grid of ``ct_data``
+    (:func:`read_case`'s, when given)."""
+    reference = volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
+    return labels_layer_data(read_node_ids(seg, reference=reference), name=NODES_NAME, source=seg)
 
 
 def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict | None = None) -> tuple:

@@ -21,7 +21,7 @@ from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
 from lnq_napari.io.readers import read_labels
-from lnq_napari.plugin._case import add_case, read_case
+from lnq_napari.plugin._case import add_case, read_case, read_labels_data
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import SESSION_KEY, session_for
 from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
@@ -237,7 +237,7 @@ class ReviewWidget(WorkerWidget):
             prov = ws.latest_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
-            restored = self._unsaved_edits(ws, case, seg, seg_data, prov)
+            restored = self._unsaved_edits(ws, case, seg, ct_data, seg_data, prov)
         except LNQError as exc:
             self.status.setText(str(exc))
             return None
@@ -261,7 +261,7 @@ class ReviewWidget(WorkerWidget):
         return ws.ct_path(case)
 
     @staticmethod
-    def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, seg_data,
+    def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, ct_data, seg_data,
                        prov: dict | None) -> tuple[Path, tuple, dict] | None:
         """``(autosave file, its layer data, its marks and rejections)`` when ``case`` left an autosave
         newer than ``seg`` (whose provenance is ``prov``) that holds other labels, marks or rejections
@@ -270,7 +270,7 @@ class ReviewWidget(WorkerWidget):
         path = newer_autosave(case, ws.ct_path(case), ws.root, than)
         if path is None:
             return None
-        _, data = read_case(ws.ct_path(case), path)
+        data = read_labels_data(path, ct_data)
         fields = read_review_fields(read_labels(path))
         same = seg_data is not None and np.array_equal(np.asarray(data[0]) > 0, np.asarray(seg_data[0]) > 0)
         same = same and all(fields[k] == list((prov or {}).get(k) or []) for k in fields)
