@@ -1044,6 +1044,38 @@ def test_resume_after_a_crash_between_registering_and_activating_says_how_to_fin
     assert not (ws.models_dir / "pending.json").exists()
 
 
+def test_an_interrupted_fine_tune_resumes_in_its_moved_workspace_on_the_device_asked_now(
+        tmp_path, dataset, parent_model):
+    """The plan keeps absolute paths and its device: a moved workspace's resume trained afresh at the old
+    place, and a plan started on a GPU that is gone failed with 'use --device cpu', which --resume
+    ignored, and the failure discarded the run; a run refused for its device discarded it too."""
+    import shutil
+
+    import torch
+
+    from lnq_napari.finetuning.plan import resume_plan, start_plan
+    from lnq_napari.workspace import Workspace
+
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    plan = start_plan(ws, FinetuneConfig(iterations=2, forgetting_cases=0, mine_negatives=False), "cpu")
+    pending = ws.models_dir / "pending.json"
+    pending.write_text(pending.read_text().replace('"device": "cpu"', '"device": "cuda"'))
+    Path(plan.staging).mkdir()
+    shutil.move(ws.root, tmp_path / "moved")
+    moved = Workspace.open(tmp_path / "moved")
+    resumed = resume_plan(moved)
+    assert Path(resumed.staging) == moved.models_dir / f".{plan.version}.training"
+    assert Path(resumed.parent_path).parent == moved.models_dir
+    if not torch.cuda.is_available():
+        with pytest.raises(LNQError, match="no CUDA GPU"):
+            finetune_workspace(moved, FinetuneConfig(iterations=3), device="cuda")
+        assert (moved.models_dir / "pending.json").is_file()
+    done = finetune_workspace(moved, device="cpu", resume=True,
+                              predictor_factory=lambda path, device: _TruthPredictor(truth))
+    assert done.new_version == plan.version and not (tmp_path / "ws").exists()
+    assert not list(moved.models_dir.glob(".*.training"))
+
+
 def test_a_damaged_plan_or_registry_is_one_line_and_a_new_run_replaces_the_plan(tmp_path, dataset,
                                                                                 parent_model):
     """A pending plan or registry cut short (a crash while copying) gave JSONDecodeError's traceback and

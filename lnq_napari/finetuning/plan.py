@@ -9,7 +9,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -180,10 +180,11 @@ def discard_pending(ws, reason: str) -> bool:
     if not pending_path.is_file():
         return False
     old = _read_pending(pending_path) or {}  # as a dict: it may be of an older format, or damaged
-    version = old.get("version")  # its scratch folders: .<version>.*
-    for folder in [old.get("staging"), *(ws.models_dir.glob(f".{version}.*") if version else [])]:
-        if folder:
-            shutil.rmtree(folder, ignore_errors=True)
+    # its scratch folders: .<version>.* in this models/ (not the paths in the plan: a copied
+    # workspace's plan names the original's folders)
+    version = old.get("version")
+    for folder in ws.models_dir.glob(f".{version}.*") if version else []:
+        shutil.rmtree(folder, ignore_errors=True)
     pending_path.unlink(missing_ok=True)
     ws.log("finetune_discard", version=version, reason=reason)
     return True
@@ -204,6 +205,21 @@ def start_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     return plan
 
 
+def _moved_with(ws, plan: FinetunePlan) -> FinetunePlan:
+    """``plan`` with its folders in this workspace's ``models/`` when the workspace was moved or copied
+    since it started (the plan keeps absolute paths: a moved workspace's resume trained afresh at the old
+    place, a copy's in the original's scratch folder). Folders outside ``models/`` stay."""
+    started_in = Path(plan.staging).parent  # the plan's scratch folder is always in models/
+
+    def here(path: str | None) -> str | None:
+        if path is None or not Path(path).is_relative_to(started_in):
+            return path
+        return str(ws.models_dir / Path(path).relative_to(started_in))
+
+    return replace(plan, staging=here(plan.staging), parent_path=here(plan.parent_path),
+                   original_path=here(plan.original_path))
+
+
 def resume_plan(ws) -> FinetunePlan:
     """The pending plan of an interrupted run (LNQError when there is none or it had finished)."""
     pending_path = ws.models_dir / PENDING
@@ -216,7 +232,7 @@ def resume_plan(ws) -> FinetunePlan:
     if "config" not in data:
         raise LNQError("the interrupted fine-tune was started by an older lnq-napari and cannot be resumed; "
                        "run finetune without --resume")
-    plan = FinetunePlan.from_dict(data)
+    plan = _moved_with(ws, FinetunePlan.from_dict(data))
     if any(v["id"] == plan.version for v in ws.models()):  # killed after registering
         pending_path.unlink()
         info = ws.model_info(plan.version)

@@ -14,6 +14,7 @@ import numpy as np
 
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict
 from lnq_napari.components import label_components
+from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning.forgetting import (
     CheckData,
@@ -438,7 +439,11 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
               cancel, make_predictor: PredictorFactory, rule: ActivationRule) -> FinetuneResult:
     """:func:`finetune_workspace` while it holds the workspace's fine-tune lock."""
     t0 = time.time()
-    plan = resume_plan(ws) if resume else start_plan(ws, config or FinetuneConfig(), device)
+    resolve_device(device)  # a device refused before any plan is made or discarded
+    if resume:  # on the device asked now: the one it started on may be gone (a GPU session ended)
+        plan = dataclasses.replace(resume_plan(ws), device=device)
+    else:
+        plan = start_plan(ws, config or FinetuneConfig(), device)
     try:
         _baseline(ws, plan, make_predictor, _stage(progress, 0.0, 0.1), cancel)
         cases = _prepared_cases(ws, plan, _stage(progress, 0.1, 0.18))
