@@ -57,7 +57,7 @@ from lnq_napari.preprocess import warn_if_not_hu
 from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, read_node_ids, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
-from lnq_napari.workspace.registry import COMPLETE_MODEL, ModelSummary, check_model_files, model_kind
+from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
 
 if TYPE_CHECKING:
     from lnq_napari.nnunet.finetune import NnUNetFinetune
@@ -587,7 +587,7 @@ def init_workspace(path: str | Path, data: str | Path, model: str | Path | None 
                        "and dataset.json); give a trained model folder, or leave --model out for the bundled "
                        "model")
     if folder is not None:
-        check_model_files(folder.resolve(), f"--model {model}", fix=COMPLETE_MODEL)
+        check_outside_model(folder.resolve(), f"--model {model}")
     ws = Workspace.init(path, data)
     if folder is not None:
         ws.activate(ws.adopt_model(folder), reason="the model the workspace was made with", decided_by="user")

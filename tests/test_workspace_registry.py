@@ -24,6 +24,21 @@ def _model(folder, weights: bytes = b"w"):
     return folder
 
 
+def _trained_elsewhere(folder, weights: bytes = b"w"):
+    """A model folder from outside any workspace: a config lnq-napari reads (the bundled model's) that
+    records ``weights``' sha256."""
+    import hashlib
+
+    from lnq_napari.model import bundled_model_path
+
+    folder.mkdir(parents=True)
+    config = json.loads((bundled_model_path() / "config.json").read_text())
+    config["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "weights.safetensors").write_bytes(weights)
+    return folder
+
+
 @pytest.fixture
 def registry(tmp_path):
     reg = ModelRegistry(tmp_path / "ws" / "models", tmp_path / "ws")
@@ -326,7 +341,7 @@ def test_a_workspace_given_as_the_model_predicts_with_its_active_version(ws):
 def test_a_model_trained_elsewhere_is_adopted_once_and_activated(ws, tmp_path):
     """`workspace activate W FOLDER` with a model you trained (not in any workspace): copied in as the
     root of its own lineage and activated, journaled as the user's choice; again: the same version."""
-    mine = _model(tmp_path / "runs" / "lnq-model", b"my own weights")
+    mine = _trained_elsewhere(tmp_path / "runs" / "lnq-model", b"my own weights")
     active = api.activate_model(ws.root, str(mine))
     assert active.version == "m004" and active.active and active.parent is None
     assert (ws.model_path("m004") / "weights.safetensors").read_bytes() == b"my own weights"
@@ -349,7 +364,7 @@ def test_a_workspace_made_with_a_model_of_ones_own_starts_from_it(tmp_path, caps
 
     write_volume(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd",
                  Volume(np.zeros((4, 6, 6), np.int16), spacing=(1.0, 1.0, 2.0)))
-    mine = _model(tmp_path / "runs" / "lnq-model", b"mine")
+    mine = _trained_elsewhere(tmp_path / "runs" / "lnq-model", b"mine")
     assert main(["workspace", "init", str(tmp_path / "ws"), "--data", str(tmp_path / "data"),
                  "--model", str(mine)]) == 0
     assert "model m001 (from" in capsys.readouterr().out
@@ -389,19 +404,18 @@ def test_the_version_a_running_or_interrupted_fine_tune_will_register_is_not_han
     assert ws.registry.next_version() == "m008"
 
 
-@pytest.mark.parametrize("damage", ["no weights", "empty weights", "weights not as in config.json"])
+@pytest.mark.parametrize("damage", ["no weights", "empty weights", "weights not as in config.json",
+                                    "a config of another kind"])
 def test_a_half_written_model_from_outside_changes_nothing_and_makes_no_workspace(ws, tmp_path, capsys,
                                                                                   damage):
     """Activating such a folder said 'incomplete' (exit 2) after registering it, twice on a retry;
     `workspace init --model` with it exited 2 and left the workspace, which then 'already exists'."""
-    import hashlib
-
     from lnq_napari.cli import main
 
-    half = _model(tmp_path / "runs" / "half", b"all of the weights")
-    digest = hashlib.sha256(b"all of the weights").hexdigest()
-    (half / "config.json").write_text(json.dumps({"name": "tiny", "weights_sha256": digest}))
-    if damage == "no weights":
+    half = _trained_elsewhere(tmp_path / "runs" / "half", b"all of the weights")
+    if damage == "a config of another kind":
+        (half / "config.json").write_text(json.dumps({"name": "tiny"}))
+    elif damage == "no weights":
         (half / "weights.safetensors").unlink()
     elif damage == "empty weights":
         (half / "weights.safetensors").write_bytes(b"")
@@ -411,10 +425,24 @@ def test_a_half_written_model_from_outside_changes_nothing_and_makes_no_workspac
     for _ in range(2):
         assert main(["workspace", "activate", str(ws.root), str(half)]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"model folder {half}" in err
-        assert "give a complete model folder" in err
+        assert err.count("\n") == 1 and (f"model folder {half}" in err or "not an lnq-napari model" in err)
     assert _state(ws) == before and sorted(p.name for p in ws.models_dir.iterdir() if p.name[0] == "m") == \
         ["m001", "m002", "m003"]
     data = ws.root.parent / "data"
     assert main(["workspace", "init", str(tmp_path / "ws2"), "--data", str(data), "--model", str(half)]) == 2
-    assert "give a complete model folder" in capsys.readouterr().err and not (tmp_path / "ws2").exists()
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "ws2").exists()
+
+
+def test_an_nnunet_folder_with_an_empty_checkpoint_is_not_adopted(ws, tmp_path, capsys):
+    from lnq_napari.cli import main
+    from lnq_napari.model.nnunet_folder import FOLDER_FILES
+
+    folder = tmp_path / "runs" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (folder / "fold_0").mkdir(parents=True)
+    for name in FOLDER_FILES:
+        (folder / name).write_text("{}")
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
+    before = _state(ws)
+    assert main(["workspace", "activate", str(ws.root), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint_final.pth is empty" in err and _state(ws) == before

@@ -27,6 +27,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model import bundled_model_path, resolve_model
+from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, is_nnunet_folder
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
@@ -390,6 +391,15 @@ def _why(exc: Exception) -> str:
     return str(getattr(exc, "strerror", None) or exc).splitlines()[0]
 
 
+def check_outside_model(path: Path, what: str) -> None:
+    """LNQError unless ``path``, a model folder from outside any workspace, may be adopted: for ours a
+    config that lnq-napari reads (not just JSON: a config of another kind was adopted and activated, and
+    every prediction failed), then its files (:func:`check_model_files`)."""
+    if model_kind(path) != NNUNET:
+        read_config(path)
+    check_model_files(path, what, fix=COMPLETE_MODEL)
+
+
 def check_model_files(path: Path, what: str, recorded: dict | None = None, nnunet: bool | None = None,
                       fix: str = "activate another version or fine-tune again") -> None:
     """LNQError (ending with ``fix``) unless the model folder ``path`` (``what``, e.g. "model m002", names
@@ -404,8 +414,12 @@ def check_model_files(path: Path, what: str, recorded: dict | None = None, nnune
             if not (path / name).is_file() or not (path / name).stat().st_size:
                 raise LNQError(f"{what} is incomplete: {path / name} is missing or empty "
                                f"(a half-written folder); {fix}")
-        if nnunet and not recorded and not any(path.glob(NNUNET_CHECKPOINTS)):
+        checkpoints = list(path.glob(NNUNET_CHECKPOINTS)) if nnunet and not recorded else None
+        if checkpoints is not None and not checkpoints:
             raise LNQError(f"{what} has no fold_*/checkpoint_final.pth; finish training a fold first")
+        if checkpoints and not all(c.stat().st_size for c in checkpoints):
+            raise LNQError(f"{what} is incomplete: a fold_*/checkpoint_final.pth is empty (a half-written "
+                           f"folder); {fix}")
         config = {} if nnunet else json.loads((path / "config.json").read_text(encoding="utf-8"))
         expected = [(name, recorded[name], "at registration") for name in required if name in recorded]
         if isinstance(config, dict) and config.get("weights_sha256"):

@@ -40,11 +40,10 @@ from lnq_napari.workspace.labels import LabelStore, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock
 from lnq_napari.workspace.registry import (
     BUNDLED,
-    COMPLETE_MODEL,
     REGISTRY_FILE,
     ModelRegistry,
     ModelSummary,
-    check_model_files,
+    check_outside_model,
     model_kind,
 )
 
@@ -271,7 +270,7 @@ class Workspace:
         version = self.registry.find(folder)
         if version is not None:
             return version
-        check_model_files(folder, f"model folder {folder}", fix=COMPLETE_MODEL)  # before anything is written
+        check_outside_model(folder, f"model folder {folder}")  # before anything is written
         return self.register_model(folder, source=str(folder))
 
     def version_or_adopted(self, name: str) -> str:
