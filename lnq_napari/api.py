@@ -636,7 +636,7 @@ def finetune(
     """
     from lnq_napari.workspace.registry import is_nnunet_version
 
-    if resume and (iterations is not None or (config is not None and config != FinetuneConfig())):
+    if resume and (iterations is not None or config is not None):
         raise LNQError("--resume continues the interrupted fine-tune with the settings it started with; "
                        "leave out --iterations and --set, or run finetune without --resume to start afresh")
     config = config or FinetuneConfig()

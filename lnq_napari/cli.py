@@ -245,7 +245,7 @@ def _cmd_next(args: argparse.Namespace) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
-    config = FinetuneConfig().with_settings(args.set or [])
+    config = FinetuneConfig().with_settings(args.set) if args.set else None  # none given: the defaults
     with _progress_bar("finetune") as progress:
         result = api.finetune(
             args.workspace, config=config, iterations=args.iterations, device=args.device,

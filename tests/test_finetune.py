@@ -253,8 +253,8 @@ def test_a_version_the_user_activates_while_it_trains_stays_active(tmp_path, dat
     result = finetune_workspace(ws, FinetuneConfig(iterations=3), device="cpu", progress=progress,
                                 predictor_factory=lambda path, device: _TruthPredictor(truth))
     assert not result.activated and result.new_version == "m002"
-    assert result.reason.startswith("not activated: the bundled model was made active while the fine-tune "
-                                    "ran, and that choice stands (the rule's verdict: activate")
+    assert result.reason.startswith("the bundled model was made active while the fine-tune ran or was "
+                                    "stopped, and that choice stands (the rule's verdict: activate")
     assert ws.active_model() is None and other.active_model() is None
     last = ws.journal("activate")[-1]
     assert last["version"] == "bundled" and last["decided_by"] == "user"
@@ -1023,7 +1023,7 @@ def test_resume_with_other_settings_is_refused_not_silently_ignored(tmp_path, da
 
     ws, _ = _workspace(tmp_path, dataset, parent_model)
     start_plan(ws, FinetuneConfig(iterations=5), "cpu")  # an interrupted run
-    for extra in (["--iterations", "50"], ["--set", "lr=0.001"]):
+    for extra in (["--iterations", "50"], ["--set", "lr=0.001"], ["--set", "iterations=200"]):  # a default
         assert main(["finetune", "--workspace", str(ws.root), "--resume", *extra]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "with the settings it started with" in err

@@ -179,7 +179,8 @@ def test_a_model_the_user_activates_while_an_nnunet_finetune_runs_stays_active(f
     yes = dataclasses.replace(result, activated=True, reason="activate: vs parent: ...")
     done = _register(ws, yes, 0.0, at_start)
     assert not done.activated and ws.active_model() is None
-    assert done.reason.startswith("not activated: the bundled model was made active while the fine-tune ran")
+    assert done.reason.startswith("the bundled model was made active while the fine-tune ran or was stopped, "
+                                  "and that choice stands (the rule's verdict: activate")
     assert ws.model_info(done.new_version)["metrics"]["activated"] is False
     assert next(m for m in api.list_models(ws) if m.version == done.new_version).verdict == "activate"
     api.activate_model(ws, before)
@@ -192,11 +193,11 @@ def test_a_refusal_after_the_user_activated_another_model_does_not_say_the_paren
     at_start = ws.prediction_model()[1]
     api.activate_model(ws, "bundled")  # the user, meanwhile
     no = dataclasses.replace(result, activated=False, reason=f"refuse (recall ...): vs parent: ...; kept "
-                                                             f"{before} active")
+                                                             f"{before} active; no forgetting check (...)")
     done = _register(ws, no, 0.0, at_start)
     assert not done.activated and ws.active_model() is None and "kept" not in done.reason
     assert done.reason == ("refuse (recall ...): vs parent: ...; the bundled model was made active while the "
-                           "fine-tune ran and stays active")
+                           "fine-tune ran or was stopped and stays active; no forgetting check (...)")
     api.activate_model(ws, before)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -208,12 +209,11 @@ def unless_active_changed(ws, active_at_start: str, activate: bool, reason: str)
     if now == active_at_start:
         return activate, reason
     shown = (ws.active_model() or {}).get("id", "the bundled model")
-    if not activate:  # the refusal kept nothing: another model is active now
-        kept = reason.rfind("; kept ")
-        return False, (f"{reason[:kept] if kept >= 0 else reason}; {shown} was made active while the "
-                       "fine-tune ran and stays active")
-    return False, (f"not activated: {shown} was made active while the fine-tune ran, and that choice "
-                   f"stands (the rule's verdict: {reason}); `lnq-napari workspace activate` to use it")
+    meanwhile = f"{shown} was made active while the fine-tune ran or was stopped"
+    if not activate:  # the refusal kept nothing: another model is active now (what follows is kept)
+        return False, re.sub(r"; kept \S+ active", f"; {meanwhile} and stays active", reason, count=1)
+    return False, (f"{meanwhile}, and that choice stands (the rule's verdict: {reason}); "
+                   "`lnq-napari workspace activate` to use it")
 
 
 def lineage(ws, version: str) -> list[str]:
