@@ -92,3 +92,12 @@ def test_extra_files_are_named_in_a_warning_and_never_read(model):
     (model / "notes.txt").write_text("from the cluster")
     with pytest.warns(UserWarning, match="model.pt, notes.txt; only config.json and weights.safetensors"):
         load_checkpoint(model)
+
+
+@pytest.mark.parametrize("change", [{"format_version": "x"}, {"format_version": None},
+                                    {"preprocessing": 5}])
+def test_a_format_version_or_preprocessing_of_the_wrong_kind_is_one_line(model, change):
+    """They gave int()'s ValueError or TypeError tracebacks, or one at the first prediction."""
+    _edit_config(model, **change)
+    with pytest.raises(LNQError, match="format version|preprocessing settings"):
+        load_checkpoint(model)

@@ -89,12 +89,17 @@ def read_config(folder: str | Path) -> ModelConfig:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise LNQError(f"{cfg_path} is not an lnq-napari model config (format is not {FORMAT!r}); "
                        "use a model folder written by lnq-napari")
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+    version = config.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise LNQError(f"{cfg_path} has format version {version!r}, not a whole number; re-export the model")
+    if version > FORMAT_VERSION:
         raise LNQError(f"{cfg_path} has format version {config.get('format_version')}, newer than this "
                        f"lnq-napari reads ({FORMAT_VERSION}); upgrade lnq-napari")
     for key in ("architecture", "preprocessing", "weights_sha256"):
         if key not in config:
             raise LNQError(f"{cfg_path} lacks {key!r}; re-export the model")
+    if not isinstance(config["preprocessing"], dict):
+        raise LNQError(f"{cfg_path} has preprocessing settings that are not a JSON object; re-export it")
     if not isinstance(config["architecture"], dict) or "name" not in config["architecture"]:
         raise LNQError(f"{cfg_path} has no architecture name; re-export the model")
     if not isinstance(config["weights_sha256"], str) or not _SHA256.fullmatch(config["weights_sha256"]):

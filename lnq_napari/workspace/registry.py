@@ -27,7 +27,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model import bundled_model_path, resolve_model
-from lnq_napari.model.checkpoint import read_config
+from lnq_napari.model.checkpoint import load_checkpoint
 from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, is_nnunet_folder
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
@@ -392,12 +392,13 @@ def _why(exc: Exception) -> str:
 
 
 def check_outside_model(path: Path, what: str) -> None:
-    """LNQError unless ``path``, a model folder from outside any workspace, may be adopted: for ours a
-    config that lnq-napari reads (not just JSON: a config of another kind was adopted and activated, and
-    every prediction failed), then its files (:func:`check_model_files`)."""
-    if model_kind(path) != NNUNET:
-        read_config(path)
+    """LNQError unless ``path``, a model folder from outside any workspace, may be adopted: its files
+    (:func:`check_model_files`), and for ours the network its config describes built with its weights
+    loaded (not just JSON: a config of another kind or another architecture was adopted and activated,
+    and every prediction failed)."""
     check_model_files(path, what, fix=COMPLETE_MODEL)
+    if model_kind(path) != NNUNET:
+        load_checkpoint(path)
 
 
 def check_model_files(path: Path, what: str, recorded: dict | None = None, nnunet: bool | None = None,
