@@ -119,11 +119,14 @@ def ct_layer_data(volume: Volume, name: str = "CT", source=None) -> tuple:
     return np.asarray(volume.array), kwargs, "image"
 
 
+HEADER_KEY = "lnq_header"  # a labels layer's metadata: the text fields of its file's header
+
+
 def labels_layer_data(volume: Volume, name: str = "nodes", source=None, **metadata) -> tuple:
     """A Labels layer tuple with one id per node (a 0/1 mask is split into connected nodes)."""
     array = np.asarray(volume.array)
     labels = label_nodes(array) if array.max(initial=0) <= 1 else array.astype(np.int32)
     header = {k: v for k, v in volume.meta.items() if isinstance(v, str)}
-    kwargs = layer_kwargs(volume, name, role="labels", source=source, lnq_header=header, **metadata)
+    kwargs = layer_kwargs(volume, name, role="labels", source=source, **{HEADER_KEY: header}, **metadata)
     kwargs.update(opacity=0.5)
     return labels, kwargs, "labels"

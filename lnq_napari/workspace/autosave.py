@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from lnq_napari.io.segfile import write_seg_nrrd
@@ -55,13 +56,13 @@ def review_fields(marked: list[dict], rejected: list[dict]) -> dict[str, str]:
     return {f"lnq_{name}": json.dumps(value) for name, value in zip(REVIEW_FIELDS, (marked, rejected))}
 
 
-def read_review_fields(labels: Volume) -> dict[str, list]:
-    """``{"marked": [...], "rejected": [...]}`` from an autosave read as ``labels`` (empty lists when it
+def read_review_fields(header: Mapping[str, str]) -> dict[str, list]:
+    """``{"marked": [...], "rejected": [...]}`` from an autosave's header fields (empty lists when it
     has none, as those older than the fields)."""
     out = {}
     for name in REVIEW_FIELDS:
         try:
-            value = json.loads(labels.meta.get(f"lnq_{name}", "[]"))
+            value = json.loads(header.get(f"lnq_{name}", "[]"))
         except ValueError:
             value = []
         out[name] = value if isinstance(value, list) else []

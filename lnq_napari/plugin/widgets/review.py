@@ -20,9 +20,9 @@ from lnq_napari import api
 from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
-from lnq_napari.io.readers import read_labels
 from lnq_napari.plugin._case import add_case, read_case, read_labels_data
 from lnq_napari.plugin._layers import ROLE_KEY
+from lnq_napari.plugin._reader import HEADER_KEY
 from lnq_napari.plugin._session import SESSION_KEY, session_for
 from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
@@ -271,7 +271,7 @@ class ReviewWidget(WorkerWidget):
         if path is None:
             return None
         data = read_labels_data(path, ct_data)
-        fields = read_review_fields(read_labels(path))
+        fields = read_review_fields(data[1]["metadata"].get(HEADER_KEY, {}))
         same = seg_data is not None and np.array_equal(np.asarray(data[0]) > 0, np.asarray(seg_data[0]) > 0)
         same = same and all(fields[k] == list((prov or {}).get(k) or []) for k in fields)
         return None if same else (path, data, fields)
