@@ -392,12 +392,13 @@ def _why(exc: Exception) -> str:
 
 
 def check_outside_model(path: Path, what: str) -> None:
-    """LNQError unless ``path``, a model folder from outside any workspace, may be adopted: its files
-    (:func:`check_model_files`), and for ours the network its config describes built with its weights
-    loaded (not just JSON: a config of another kind or another architecture was adopted and activated,
-    and every prediction failed)."""
-    check_model_files(path, what, fix=COMPLETE_MODEL)
-    if model_kind(path) != NNUNET:
+    """LNQError unless ``path``, a model folder from outside any workspace, may be adopted: an nnU-Net
+    folder's files (:func:`check_model_files`); for ours the network its config describes, built with its
+    weights loaded (which checks the files too; a config of another kind or another architecture was
+    adopted and activated, and every prediction failed)."""
+    if model_kind(path) == NNUNET:
+        check_model_files(path, what, fix=COMPLETE_MODEL)
+    else:
         load_checkpoint(path)
 
 
