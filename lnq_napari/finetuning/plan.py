@@ -22,7 +22,7 @@ from lnq_napari.finetuning.validation import lineage_corrections, original_model
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.workspace.registry import PENDING
+from lnq_napari.workspace.registry import PENDING, scratch_name
 
 
 @dataclass
@@ -51,7 +51,7 @@ class FinetunePlan:
 
     def fold_folder(self, k: int) -> Path:
         """The folder where the model trained without fold ``k`` (from 0) trains."""
-        return Path(self.staging).with_name(f".{self.version}.fold{k + 1}")
+        return Path(self.staging).with_name(scratch_name(self.version, f"fold{k + 1}"))
 
     @property
     def root(self) -> tuple[str, str]:
@@ -61,7 +61,7 @@ class FinetunePlan:
     @property
     def candidate(self) -> Path:
         """The folder where the trained model is interpolated and re-fitted before registering."""
-        return Path(self.staging).with_name(f".{self.version}.candidate")
+        return Path(self.staging).with_name(scratch_name(self.version, "candidate"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,7 +153,7 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
         version=version, parent=parent_key, parent_path=str(parent_path),
         original=None if original is None else original[0],
         original_path=None if original is None else str(original[1]),
-        staging=str(ws.models_dir / f".{version}.training"), device=device, config=config,
+        staging=str(ws.models_dir / scratch_name(version, "training")), device=device, config=config,
         train_cases=train, val_cases=val, validated_on_training=on_train,
         replay_cases=_replay_cases(ws, config, corrected, len(train)), corrections=corrections,
         predictions=predictions, started=time.time(), folds=folds,

@@ -40,7 +40,7 @@ MODEL_FILES = ("weights.safetensors", "config.json")
 NNUNET = "nnunet"  # the ``kind`` of an nnU-Net version (entries without ``kind`` are our own models)
 NNUNET_CHECKPOINTS = f"fold_*/{CHECKPOINT}"
 _MODEL_ID = re.compile(r"m\d+")
-_SCRATCH = re.compile(r"\.(m\d+)\.(training|candidate|fold\d+)")  # a fine-tune's: .m003.training
+_SCRATCH = re.compile(r"\.(m\d+)\.(training|candidate|fold\d+)")  # :func:`scratch_name`'s
 PENDING = "pending.json"  # in models/: the plan of a fine-tune that runs or was interrupted
 #: What to do about an outside model folder that is not complete.
 COMPLETE_MODEL = "give a complete model folder (copy it again, or let its training finish)"
@@ -389,6 +389,12 @@ def _checksums(folder: Path, kind: str = "lnq") -> dict[str, str]:
 def _why(exc: Exception) -> str:
     """An exception in a few words (its strerror, else its text up to the first line break)."""
     return str(getattr(exc, "strerror", None) or exc).splitlines()[0]
+
+
+def scratch_name(version: str, kind: str) -> str:
+    """The name of a fine-tune's scratch folder in ``models/`` for the version it will register (kind
+    "training", "candidate" or "fold<k>"): :meth:`ModelRegistry.next_version` keeps that version free."""
+    return f".{version}.{kind}"
 
 
 def check_outside_model(path: Path, what: str) -> None:
