@@ -209,6 +209,7 @@ def _model_row(m) -> dict:
         "created": m.created[:16].replace("T", " "),
         "train cases": "" if m.version == "bundled" else m.training_cases,
         "Dice vs parent": _signed(m.vs_parent("dice"), 3),
+        "surface Dice vs parent": _signed(m.vs_parent("surface_dice"), 3),
         "recall vs parent": _signed(m.vs_parent("recall"), 2),
         "false nodes vs parent": _signed(m.vs_parent("false_nodes"), 2), "verdict": m.verdict,
     }

@@ -89,8 +89,8 @@ def test_other_missing_modules_are_not_disguised(monkeypatch):
 
 
 # ------------------------------------------------------------------ workspace models / activate
-FIGURES = {"candidate_dice": 0.8, "parent_dice": 0.65, "dice_vs_parent": 0.15, "recall_vs_parent": 0.2,
-           "false_nodes_vs_parent": 0.25}
+FIGURES = {"candidate_dice": 0.8, "parent_dice": 0.65, "dice_vs_parent": 0.15,
+           "surface_dice_vs_parent": -0.03, "recall_vs_parent": 0.2, "false_nodes_vs_parent": 0.25}
 
 
 @pytest.fixture
@@ -113,11 +113,12 @@ def test_workspace_models_prints_versions_figures_and_verdicts(ws, capsys):
     assert main(["workspace", "models", str(ws.root)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["version", "parent", "active", "created", "train", "cases", "Dice", "vs",
-                              "parent", "recall", "vs", "parent", "false", "nodes", "vs", "parent", "verdict"]
+                              "parent", "surface", "Dice", "vs", "parent", "recall", "vs", "parent", "false",
+                              "nodes", "vs", "parent", "verdict"]
     rows = {line.split()[0]: line.split() for line in out[1:4]}
     assert list(rows) == ["bundled", "m001", "m002"]
     assert "*" in rows["m001"] and "*" not in rows["m002"] and "*" not in rows["bundled"]
-    assert rows["m002"][1] == "m001" and rows["m002"][-4:] == ["+0.150", "+0.20", "+0.25", "refuse"]
+    assert rows["m002"][1] == "m001" and rows["m002"][-5:] == ["+0.150", "-0.030", "+0.20", "+0.25", "refuse"]
     assert out[4].startswith("m002: refuse (false nodes vs parent +0.25/case)")
 
 

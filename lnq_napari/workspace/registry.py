@@ -75,11 +75,12 @@ class ModelSummary:
     figures: dict[str, float] = field(default_factory=dict)
 
     def vs_parent(self, name: str) -> float | None:
-        """``dice``, ``recall`` or ``false_nodes`` minus the parent's (None when either is missing)."""
+        """``dice``, ``surface_dice`` (the rule's yardstick; from its figures only), ``recall`` or
+        ``false_nodes`` minus the parent's (None when either is missing)."""
         key = f"{name}_vs_parent"
         if key in self.figures:
             return self.figures[key]
-        own, parent = getattr(self, name), getattr(self, f"{name}_parent")
+        own, parent = getattr(self, name, None), getattr(self, f"{name}_parent", None)
         return None if own is None or parent is None else own - parent
 
     def before_after(self) -> str:
