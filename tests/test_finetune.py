@@ -1042,6 +1042,11 @@ def test_resume_after_a_crash_between_registering_and_activating_says_how_to_fin
                                        f"before activating it: `lnq-napari workspace activate"):
         resume_plan(ws)
     assert not (ws.models_dir / "pending.json").exists()
+    line, = ws.journal("finetune")  # the run stopped before its journal line: written from the registry
+    assert (line["new_version"], line["parent"], line["activated"]) == (plan.version, plan.parent, True)
+    with pytest.raises(LNQError, match="no interrupted"):
+        resume_plan(ws)
+    assert len(ws.journal("finetune")) == 1
 
 
 def test_an_interrupted_fine_tune_resumes_in_its_moved_workspace_on_the_device_asked_now(

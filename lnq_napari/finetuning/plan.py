@@ -234,8 +234,14 @@ def resume_plan(ws) -> FinetunePlan:
                        "run finetune without --resume")
     plan = _moved_with(ws, FinetunePlan.from_dict(data))
     if any(v["id"] == plan.version for v in ws.models()):  # killed after registering
-        pending_path.unlink()
         info = ws.model_info(plan.version)
+        if not any(e.get("new_version") == plan.version for e in ws.journal("finetune")):
+            metrics = info.get("metrics") or {}  # killed before its journal line: written from the registry
+            ws.log("finetune", new_version=plan.version, parent=info.get("parent"), decided_by="rule",
+                   activated=metrics.get("activated"), reason=metrics.get("reason", ""),
+                   train_cases=info.get("corrected_cases", []), replay_cases=info.get("replay_cases", []),
+                   recovered="from the registry: the run stopped before writing this line")
+        pending_path.unlink()
         if (info.get("metrics") or {}).get("activated") and not info.get("active"):
             raise LNQError(f"the interrupted fine-tune had registered {plan.version}, which the rule "
                            f"activates, and stopped before activating it: `lnq-napari workspace activate "

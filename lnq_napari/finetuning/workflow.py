@@ -469,12 +469,12 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
         result = _result(plan, activate, reason, verdict, figures, alpha, post, forgetting, train_seconds,
                          n_mined, t0)
         version = _register(ws, plan, result, verdict.activate)
+        fields = {k: v for k, v in result.to_dict().items() if k not in ("metrics_before", "metrics_after")}
+        ws.log("finetune", **fields, decided_by="rule", f1_before=result.metrics_before.node_f1,
+               f1_after=result.metrics_after.node_f1, dice_before=result.metrics_before.dice_mean,
+               dice_after=result.metrics_after.dice_mean)  # before the activation it explains
         if result.activated:
             ws.activate(version, reason=result.reason, decided_by="rule")
-    fields = {k: v for k, v in result.to_dict().items() if k not in ("metrics_before", "metrics_after")}
-    ws.log("finetune", **fields, decided_by="rule", f1_before=result.metrics_before.node_f1,
-           f1_after=result.metrics_after.node_f1, dice_before=result.metrics_before.dice_mean,
-           dice_after=result.metrics_after.dice_mean)
     (ws.models_dir / PENDING).unlink(missing_ok=True)
     if progress:
         progress(1.0, f"{version} {'activated' if result.activated else 'registered, not activated'}")
