@@ -243,7 +243,7 @@ class NodeSession:
             if local.any():
                 node_id = int(np.max(self.nodes.data)) + 1
                 self._paint(box, local, node_id)
-        self.stats.accepted += 1
+        self.stats.accepted += bool(node_id)  # a suggestion on no tissue is dropped, not accepted
         self._drop_suggestion(index)
         self._review_step(since, before)
         return node_id

@@ -129,6 +129,17 @@ def test_a_click_on_a_ring_accepts_it_and_reject_drops_one(predicted, qtbot, pha
     p.wait_rows(qtbot, len(np.unique(p.nodes.data)) - 1)  # the table follows the edits
 
 
+def test_a_suggestion_accepted_where_no_tissue_is_dropped_and_not_counted_as_accepted(predicted):
+    p = predicted
+    data = p.suggestions.data.copy()
+    data[0] = [p.nodes.data.shape[0] // 2, 1, 1]  # moved with the Points tools into the air
+    p.suggestions.data = data
+    painted = p.nodes.data.copy()
+    assert p.widgets["Correct"].accept(0) == 0
+    assert len(p.suggestions.data) == len(data) - 1 and np.array_equal(p.nodes.data, painted)
+    assert p.session.stats.accepted == 0
+
+
 def test_undo_takes_back_the_last_action_marks_accepts_and_rejects_included(predicted, phantom_files,
                                                                              stand_in):
     """Ctrl+Z after a mark or a rejection undid the paint before it (napari's labels history only): the
