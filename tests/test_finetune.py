@@ -16,7 +16,7 @@ import pytest
 
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneResult, cross_fit_folds, finetune_workspace, split_cases
-from lnq_napari.io.readers import read_volume
+from lnq_napari.io.readers import read_volume, write_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.training.corrections import (
@@ -1244,3 +1244,20 @@ def test_cli_finetune_prints_standard_json(tmp_path, dataset, parent_model, caps
     printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert printed["figures"]["candidate_surface_dice"] is None
     assert printed["new_version"] == ws.journal("finetune")[-1]["new_version"]
+
+
+def test_the_prediction_a_correction_corrected_is_numbered_below_it(tmp_path):
+    """A prediction `next` stored while a correction made on the original was written (same second,
+    higher number) was taken as the prediction the reviewer corrected."""
+    from lnq_napari.finetuning.reviewed import prediction_parent
+    from lnq_napari.workspace import Workspace
+
+    write_volume(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd", Volume(np.zeros((4, 6, 6), np.int16)))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    case = ws.case_ids()[0]
+    labels = Volume(np.zeros((4, 6, 6), np.uint8))
+    original = ws.add_label_version(case, labels, "original")
+    seen = ws.add_label_version(case, labels, "prediction", model_version="m001")
+    correction = ws.add_label_version(case, labels, "correction", parent=original)
+    ws.add_label_version(case, labels, "prediction", model_version="m002")  # above it, same second
+    assert prediction_parent(ws, case, ws.version_info(case, correction))["version"] == seen

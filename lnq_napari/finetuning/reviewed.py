@@ -33,7 +33,9 @@ def known_background(ws, ct: Volume, options: dict | None = None) -> np.ndarray:
 
 
 def prediction_parent(ws, case: str, correction: dict) -> dict | None:
-    """The prediction version a correction descends from (via its parent chain), else the latest one."""
+    """The prediction version a correction descends from (via its parent chain), else the latest one
+    numbered below it (a number is taken when a save starts: a prediction stored while the correction was
+    written, in the same second, is numbered above it and was never seen by the reviewer)."""
     by_id = {v["version"]: v for v in ws.versions(case)}
     seen = set()
     parent = correction.get("parent")
@@ -42,8 +44,14 @@ def prediction_parent(ws, case: str, correction: dict) -> dict | None:
         if by_id[parent]["source"] == "prediction":
             return by_id[parent]
         parent = by_id[parent].get("parent")
-    earlier = [v for v in by_id.values() if v["source"] == "prediction" and v["time"] <= correction["time"]]
+    number = _number(correction["version"])
+    earlier = [v for v in by_id.values() if v["source"] == "prediction" and _number(v["version"]) < number]
     return earlier[-1] if earlier else None
+
+
+def _number(version: str) -> int:
+    """``v012`` -> 12."""
+    return int(version.lstrip("v"))
 
 
 @dataclass

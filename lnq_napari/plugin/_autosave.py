@@ -52,6 +52,7 @@ class Autosaver:
 
     def _extra(self) -> dict:
         return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or "",
+                "lnq_parent": self.session.parent_version or "",  # the version these edits are made on
                 **review_fields(self.session.marks(), self.session.rejections())}
 
     def _save_in_background(self) -> None:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
 from lnq_napari.workspace.files import now
@@ -49,6 +50,18 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
         return path if than is None or written > Path(than).stat().st_mtime_ns else None
     except OSError:
         return None
+
+
+def autosave_parent(path: str | Path) -> str | None:
+    """The workspace label version an autosave's edits were made on (its ``lnq_parent`` field; None when
+    it has none, as autosaves older than the field, or the file cannot be read)."""
+    import nrrd
+
+    try:
+        header = nrrd.read_header(str(path))
+    except (OSError, nrrd.NRRDError):
+        return None
+    return custom_fields(header).get("lnq_parent") or None
 
 
 def review_fields(marked: list[dict], rejected: list[dict]) -> dict[str, str]:

@@ -460,3 +460,78 @@ def test_a_case_opened_from_its_original_labels_saves_with_them_as_parent(make_n
     nodes.events.paint()
     assert widgets["Save"].save() is not None
     assert ws.latest_version(case, "correction")["parent"] == original["version"]
+
+
+def test_a_correction_opens_before_a_prediction_stored_above_it_while_it_was_written(
+        make_napari_viewer, workspace, tmp_path):
+    """A prediction `next` stored while a reviewer's correction was being written took the higher number,
+    and the case opened with the raw prediction, not the reviewer's work."""
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    case = ws.case_ids()[0]
+    base = ws.read_labels(case, ws.latest_version(case)["version"])
+    corrected = np.zeros_like(np.asarray(base.array))
+    corrected[6:10, 20:26, 20:26] = 1
+    correction = ws.add_label_version(case, base.with_array(corrected), "correction")
+    ws.add_label_version(case, base, "prediction", model_version="m001")  # numbered above it
+    viewer = make_napari_viewer()
+    review = dock_widgets(viewer, workspace=ws)["Review"]
+    assert review.open_case(case) is not None
+    assert f"(correction {correction})" in review.status.text()
+    assert np.array_equal(viewer.layers["nodes"].data > 0, corrected > 0)
+
+
+def _edit_and_crash(viewer, review, case):
+    """Open ``case``, paint a voxel, write the autosave, close the layers (a crash); the edited labels."""
+    assert review.open_case(case) is not None
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    edited = nodes.data.copy()
+    assert nodes.metadata["lnq_session"].autosaver.flush() is not None
+    return edited
+
+
+def test_autosaved_edits_come_back_after_another_process_saved_a_newer_version(
+        make_napari_viewer, workspace, tmp_path, autosave_dir):
+    """Edits autosaved before a crash were not offered once `next` (or a second reviewer) had stored a
+    newer version of the case: the first edit after opening overwrote them."""
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    case = ws.case_ids()[0]
+    original = ws.latest_version(case)["version"]
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=ws)
+    edited = _edit_and_crash(viewer, widgets["Review"], case)
+    viewer.layers.clear()
+    newer = ws.add_label_version(case, ws.read_labels(case, original), "prediction", model_version="m9")
+    assert widgets["Review"].open_case(case) is not None
+    said = widgets["Review"].status.text()
+    assert "with the unsaved edits autosaved in" in said and f"prediction {newer} was saved since" in said
+    assert np.array_equal(viewer.layers["nodes"].data > 0, edited > 0)
+    assert widgets["Save"].save() is not None
+    assert ws.latest_version(case, "correction")["parent"] == original  # made on what the reviewer saw
+
+
+def test_autosaved_edits_that_were_saved_are_not_offered_after_another_reviewers_save(
+        make_napari_viewer, workspace, tmp_path, autosave_dir):
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    case = ws.case_ids()[0]
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=ws)
+    _edit_and_crash(viewer, widgets["Review"], case)
+    saved = widgets["Save"].save()
+    assert saved is not None
+    viewer.layers.clear()
+    mine = ws.latest_version(case, "correction")
+    theirs = ws.add_label_version(case, ws.read_labels(case, mine["version"]).with_array(
+        np.zeros_like(np.asarray(ws.read_labels(case, mine["version"]).array))), "correction")
+    assert widgets["Review"].open_case(case) is not None
+    assert widgets["Review"].status.text() == f"opened {case} (correction {theirs})"

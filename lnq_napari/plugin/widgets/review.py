@@ -28,7 +28,7 @@ from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.autosave import newer_autosave, read_review_fields
+from lnq_napari.workspace.autosave import autosave_parent, newer_autosave, read_review_fields
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
 
 #: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
@@ -234,7 +234,9 @@ class ReviewWidget(WorkerWidget):
             if unsaved:
                 raise LNQError(f"{unsaved[0]!r} has unsaved edits: select it and Save them, or delete the "
                                "layer to set them aside (autosaved: they come back when the case opens)")
-            prov = ws.latest_version(case, ("correction", "prediction"))
+            # a reviewer's correction before any prediction: one stored while the correction was written
+            # took a higher number (another process's `next`), and the reviewer's work was not shown
+            prov = ws.latest_version(case, "correction") or ws.latest_version(case, "prediction")
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
             restored = self._unsaved_edits(ws, case, seg, ct_data, seg_data, prov)
@@ -244,8 +246,8 @@ class ReviewWidget(WorkerWidget):
         for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
             self.viewer.layers.remove(layer)
         opened = prov or ws.latest_version(case, "original")  # the version on screen: the next Save's parent
-        if restored:  # with the marks and rejections as autosaved
-            opened = {**(opened or {"version": None}), **restored[2]}
+        if restored:  # made on the version the autosave names, with the marks and rejections autosaved
+            opened = {**(restored[3] or opened or {"version": None}), **restored[2]}
         _, nodes = add_case(self.viewer, ct_data, restored[1] if restored else seg_data, workspace=ws,
                             opened=opened)
         cases = [r["case"] for r in self.rows]
@@ -257,24 +259,52 @@ class ReviewWidget(WorkerWidget):
             session.edits, session.saved_edits = 1, 0  # unsaved until Save: the guard keeps them
             said += (f" with the unsaved edits autosaved in {restored[0]}: Save keeps them; to drop them, "
                      "delete that file and open the case again")
+            if restored[3] is not None and prov is not None and restored[3]["version"] != prov["version"]:
+                said += (f" (they were made on {restored[3]['version']}; {prov['source']} {prov['version']} "
+                         "was saved since: Save puts them on top)")
         self.status.setText(said)
         return ws.ct_path(case)
 
     @staticmethod
     def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, ct_data, seg_data,
-                       prov: dict | None) -> tuple[Path, tuple, dict] | None:
-        """``(autosave file, its layer data, its marks and rejections)`` when ``case`` left an autosave
-        newer than ``seg`` (whose provenance is ``prov``) that holds other labels, marks or rejections
-        (edits never saved: the first edit after opening would overwrite it)."""
-        than = seg if seg is not None and Path(seg).exists() else None
-        path = newer_autosave(case, ws.ct_path(case), ws.root, than)
+                       prov: dict | None) -> tuple[Path, tuple, dict, dict | None] | None:
+        """``(autosave file, its layer data, its marks and rejections, the provenance of the version it
+        was made on or None)`` when ``case`` left an autosave holding edits never saved, which the first
+        edit after opening would overwrite: one newer than ``seg`` (whose provenance is ``prov``) with
+        other labels, marks or rejections, or, when another process saved a version since, one newer than
+        the version it was made on that no correction saved from that version holds."""
+        path = newer_autosave(case, ws.ct_path(case), ws.root, None)
         if path is None:
             return None
+        based = autosave_parent(path)
+        try:
+            base = ws.version_info(case, based) if based else None
+        except LNQError:  # a version of another workspace, or gone
+            base = None
+
+        def older_than(labels: Path | None) -> bool:
+            return labels is not None and Path(labels).exists() and \
+                path.stat().st_mtime_ns <= Path(labels).stat().st_mtime_ns
+
+        saved_from_base = []  # the corrections Saved from the version the edits were made on
+        if older_than(seg):
+            if base is None or older_than(ws.label_path(case, base["version"])):
+                return None
+            shown = (prov or {}).get("version")
+            saved_from_base = [v for v in ws.versions(case) if v.get("parent") == base["version"]
+                               and v["source"] == "correction" and v["version"] != shown]
         data = read_labels_data(path, ct_data)
         fields = read_review_fields(data[1]["metadata"].get(HEADER_KEY, {}))
-        same = seg_data is not None and np.array_equal(np.asarray(data[0]) > 0, np.asarray(seg_data[0]) > 0)
-        same = same and all(fields[k] == list((prov or {}).get(k) or []) for k in fields)
-        return None if same else (path, data, fields)
+
+        def holds(labels, info: dict | None) -> bool:  # the autosave's labels, marks and rejections
+            return labels is not None and np.array_equal(np.asarray(data[0]) > 0, np.asarray(labels) > 0) \
+                and all(fields[k] == list((info or {}).get(k) or []) for k in fields)
+
+        if holds(None if seg_data is None else seg_data[0], prov) or any(
+                holds(read_labels_data(ws.label_path(case, v["version"]), ct_data)[0], v)
+                for v in saved_from_base):
+            return None
+        return path, data, fields, base
 
     def open_next(self) -> Path | None:
         """Open the queue case after the one on screen (the selected one when the case on screen is not
