@@ -450,9 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: The errors of a place one cannot write to (permissions, a read-only file system, a full disk, a file
-#: where a folder must be, a name longer than the file system allows).
+#: where a folder must be, a name longer than the file system allows, a file larger than it or a limit
+#: allows).
 CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
-                errno.ENAMETOOLONG}
+                errno.ENAMETOOLONG, errno.EFBIG}
 
 
 def main(argv: list[str] | None = None) -> int:

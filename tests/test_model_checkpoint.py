@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
 import warnings
 
 import pytest
@@ -101,3 +102,33 @@ def test_a_format_version_or_preprocessing_of_the_wrong_kind_is_one_line(model, 
     _edit_config(model, **change)
     with pytest.raises(LNQError, match="format version|preprocessing settings"):
         load_checkpoint(model)
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+from lnq_napari.model.checkpoint import load_checkpoint, save_checkpoint
+net, config = load_checkpoint(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    save_checkpoint(Path(sys.argv[2]), net.state_dict(), config)
+except OSError as exc:
+    print("OSError", exc.errno)
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_weights_that_do_not_fit_on_the_disk_are_an_os_error(model, tmp_path):
+    """A full disk during a fine-tune gave safetensors' own error and a traceback from the command line
+    (it turns an OSError into one line saying to free space); nothing is left half-written."""
+    import errno
+    import subprocess
+
+    out = tmp_path / "saved"
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(model), str(out)], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["OSError", str(errno.EFBIG)]
+    assert [p.name for p in out.iterdir()] == []  # no temporary file, no weights

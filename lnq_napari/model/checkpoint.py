@@ -35,13 +35,13 @@ def save_checkpoint(folder: str | Path, state_dict: dict, config: ModelConfig) -
 
     config.json is ``config.to_dict()`` with the format name, format version and weights' sha256.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    with atomic_write(folder / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp))
+    with atomic_write(folder / WEIGHTS) as tmp:  # Python writes: a full disk is OSError, not Rust's error
+        tmp.write_bytes(save(tensors))
     data = config.to_dict()
     data.update(format=FORMAT, format_version=FORMAT_VERSION, weights_sha256=sha256_file(folder / WEIGHTS))
     atomic_write_text(folder / CONFIG, json.dumps(data, indent=2, default=_json_default) + "\n")

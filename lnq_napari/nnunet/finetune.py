@@ -31,6 +31,7 @@ dataset id, so a rerun (same ``--dataset-id`` or the lowest free one) starts cle
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import numbers
 import shutil
@@ -340,8 +341,10 @@ def _stepping(trained: Path, parent: NnUNetModel) -> StepWriter | None:
                 if (trained / file).is_file():
                     shutil.copy2(trained / file, folder / file)
         step = {**saved, "network_weights": interpolated(base, tuned, alpha)}
-        with atomic_write(folder / name / CHECKPOINT) as tmp, open(tmp, "wb") as handle:
-            torch.save(step, handle)  # through a handle: the same bytes whatever the temporary file's name
+        data = io.BytesIO()  # the same bytes whatever the file's name; a full disk is OSError when written
+        torch.save(step, data)
+        with atomic_write(folder / name / CHECKPOINT) as tmp:
+            tmp.write_bytes(data.getvalue())
 
     return write
 

@@ -15,6 +15,7 @@ import copy
 import csv
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import time
@@ -28,6 +29,7 @@ import numpy as np
 import lnq_napari
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.io.layout import CaseFiles
 from lnq_napari.io.readers import read_labels, read_volume
@@ -360,10 +362,10 @@ def save_state(run: TrainRun, it: int) -> None:
         return
     run.config.training.completed_iterations = it
     save_checkpoint(run.out_dir, run.net.state_dict(), run.config)
-    run.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run.state_dir / "state.pt.tmp"
-    torch.save({"optimizer": run.optimizer.state_dict(), "iteration": it}, tmp)
-    os.replace(tmp, run.state_dir / "state.pt")
+    state = io.BytesIO()  # torch's own writer turns a full disk into "unexpected pos" RuntimeErrors
+    torch.save({"optimizer": run.optimizer.state_dict(), "iteration": it}, state)
+    with atomic_write(run.state_dir / "state.pt") as tmp:
+        tmp.write_bytes(state.getvalue())
 
 
 def _finish(run: TrainRun, it: int, ema: float | None) -> None:
