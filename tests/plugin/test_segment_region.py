@@ -97,3 +97,34 @@ def test_real_chest_ct_node_table_equals_measure_on_the_saved_mask(
     csv_path = tmp_path / "nodes.csv"
     assert main(["measure", str(saved), "--ct", ct_path, "--csv", str(csv_path)]) == 0
     assert len(csv_path.read_text().strip().splitlines()) - 1 == len(widgets["Nodes"].rows) == n_nodes
+
+
+def test_a_ct_without_lungs_says_so_and_that_no_region_restricts_the_nodes(make_napari_viewer, qtbot,
+                                                                           tmp_path, autosave_dir):
+    """With no lungs in view the region is the whole CT: find_nodes' warning was lost in the worker thread
+    and the status line said "mediastinum region: lungs' hull + 10 mm"."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.preprocess import mediastinum_region
+
+    class NoLungs:
+        config = ModelConfig()
+
+        def predict(self, ct, progress=None, cancel=None, region=True):
+            inside = mediastinum_region(ct) if region else None  # warns, and returns the whole CT
+            prob = np.zeros(ct.shape, np.float32)
+            return Prediction(ct.with_array(prob), ct.with_array(prob.astype(np.uint8)), "no-lungs", inside)
+
+    NoLungs.config.inference.mediastinum_margin_mm = 10.0
+    ct_path = tmp_path / "soft-tissue-ct.nrrd"  # a crop of the mediastinum: fat and muscle, no lung
+    hu = np.random.default_rng(0).normal(40.0, 20.0, (16, 48, 48))
+    hu[:, :, :12] -= 140.0  # a band of fat
+    write_volume(ct_path, Volume(hu.astype(np.int16), spacing=(1.0, 1.0, 2.0)))
+    viewer = make_napari_viewer()
+    viewer.open(str(ct_path), plugin="lnq-napari")
+    segment = dock_widgets(viewer)["Segment"]
+    segment.predictor_factory = lambda model, device: NoLungs()
+    _run(qtbot, segment)
+    said = segment.status.text()
+    assert "mediastinum region: none (no lungs in view)" in said and "lungs' hull" not in said
+    assert "note: no lungs found in this CT, so nodes are not restricted to the mediastinum" in said

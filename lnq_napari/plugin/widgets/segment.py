@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,12 +135,15 @@ class SegmentWidget(WorkerWidget):
         emit, cancel = self._signals.changed.emit, self._cancel.is_set
         self._cancel.clear()
 
-        def body() -> api.NodeResult:
-            return api.find_nodes(ct, self._get_predictor(model, device), progress=emit, cancel=cancel,
-                                  region=region, max_suggestions=cap)
+        def body() -> tuple[api.NodeResult, list[str]]:
+            with warnings.catch_warnings(record=True) as heard:  # no lungs in view, a thin slab: said in
+                warnings.simplefilter("always", UserWarning)  # the status line, not lost in the thread
+                result = api.find_nodes(ct, self._get_predictor(model, device), progress=emit,
+                                        cancel=cancel, region=region, max_suggestions=cap)
+            return result, list(dict.fromkeys(str(w.message) for w in heard))
 
         connect = {
-            "returned": lambda result: self._show(layer, result),
+            "returned": lambda found: self._show(layer, *found),
             "errored": self._failed,
             "finished": self._finished,
         }
@@ -151,7 +155,7 @@ class SegmentWidget(WorkerWidget):
         self.worker.start()
         return self.worker
 
-    def _show(self, ct_layer, result: api.NodeResult) -> None:
+    def _show(self, ct_layer, result: api.NodeResult, notes: list[str] = ()) -> None:
         if ct_layer not in self.viewer.layers:  # another case opened meanwhile: not its nodes
             self.progress.setValue(0)
             self.status.setText(f"{ct_layer.name} was closed before its nodes were found: result dropped; "
@@ -165,11 +169,13 @@ class SegmentWidget(WorkerWidget):
         self.progress.setValue(100)
         lines = [f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions",
                  self._region_text(result), f"model {short_model_name(result.model_version)}",
-                 unplaced_note(ct_layer)]
+                 unplaced_note(ct_layer), *(f"note: {note}" for note in notes)]
         self.status.setText("\n".join(line for line in lines if line))
         self.status.setToolTip(f"model version {result.model_version}")  # in full, as in the provenance
 
     def _region_text(self, result: api.NodeResult) -> str:
+        if result.region is not None and np.asarray(result.region.array).all():
+            return "mediastinum region: none (no lungs in view)"
         if result.region is not None:
             margin = self._predictor.config.inference.mediastinum_margin_mm
             return f"mediastinum region: lungs' hull + {margin:g} mm"
