@@ -113,9 +113,11 @@ def mask_disagreement(masks: Sequence[np.ndarray]) -> float:
 
 def score_probabilities(
     case: str, probabilities: Volume, model_version: str | None = None,
-    tta_probabilities: Sequence[np.ndarray] = (),
+    tta_probabilities: Sequence[np.ndarray] = (), mask: Volume | None = None,
 ) -> CaseScore:
-    """Score one case from its probability map (and optional flip-TTA maps on the same grid)."""
+    """Score one case from its probability map (and optional flip-TTA maps on the same grid); its
+    ``predicted_nodes`` are the nodes of the post-processed ``mask`` when given (what the case opens
+    with), else the components whose peak reaches 0.5."""
     p = np.asarray(probabilities.array, dtype=np.float32)
     voxel_cm3 = float(np.prod(probabilities.spacing)) / 1000.0
     band = (p >= BAND[0]) & (p <= BAND[1])
@@ -129,7 +131,8 @@ def score_probabilities(
     return CaseScore(
         case=case, score=node_unc + entropy_cm3,
         uncertain_nodes=int(sum(n["uncertain"] for n in nodes)),
-        predicted_nodes=int(sum(n["peak"] >= 0.5 for n in nodes)),
+        predicted_nodes=int(sum(n["peak"] >= 0.5 for n in nodes)) if mask is None
+        else label_components(np.asarray(mask.array) > 0)[1],
         node_uncertainty=node_unc, entropy_cm3=entropy_cm3,
         uncertain_cm3=float(band.sum()) * voxel_cm3, disagreement=disagreement,
         model_version=model_version,
@@ -380,7 +383,8 @@ def score_workspace(
                 warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
                 continue
             prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
-            score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra),
+            score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra,
+                                                     prediction.mask),
                                  incomplete_outlines(ct, prediction.mask))
             if _latest_correction(ws, case) != corrections[case]:
                 continue  # corrected while it was predicted: reviewed, and no prediction goes on top of it

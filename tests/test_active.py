@@ -64,6 +64,15 @@ def test_confident_map_scores_lower_than_unsure_map():
     assert CaseScore.from_dict(unsure.to_dict()) == unsure
 
 
+def test_the_nodes_a_case_is_ranked_with_are_those_of_its_post_processed_mask():
+    """The Review queue said "2 unsure of 13 nodes" for a case that opened with the 10 nodes left after
+    post-processing (region, size floor, confident core): it counted the probability map's blobs."""
+    prob = _prob([0.99, 0.98, 0.9])
+    kept = (np.asarray(prob.array) >= 0.95).astype(np.uint8)  # post-processing dropped the 0.9 blob
+    assert score_probabilities("c", prob).predicted_nodes == 3
+    assert score_probabilities("c", prob, mask=prob.with_array(kept)).predicted_nodes == 2
+
+
 def test_node_scores_measure_each_component():
     p = np.zeros((10, 12, 14), np.float32)
     p[1:3, 2:5, 3:5] = 0.6  # 2 x 3 x 2 voxels, one at 0.9
