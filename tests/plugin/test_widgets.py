@@ -86,6 +86,16 @@ def test_prediction_shows_nodes_suggestions_and_table(predicted, qtbot, phantom_
     p.wait_rows(qtbot, p.n_predicted)
 
 
+def test_the_segment_status_goes_with_the_ct_it_speaks_of(predicted):
+    """After the CT was closed and another opened, the status line still spoke of the old result."""
+    segment = predicted.widgets["Segment"]
+    assert segment.status.text().startswith(f"{predicted.n_predicted} nodes")
+    predicted.viewer.layers.remove(predicted.nodes)  # not the CT: the result still stands
+    assert segment.status.text().startswith(f"{predicted.n_predicted} nodes")
+    predicted.viewer.layers.remove(predicted.viewer.layers[0])
+    assert segment.status.text() == "" and segment.progress.value() == 0
+
+
 def test_add_click_grows_the_missed_node_and_undo_redo_follow(predicted, qtbot, phantom_files, stand_in):
     p = predicted
     new_id = _add_missed_node(p, phantom_files.case, stand_in)

@@ -86,6 +86,8 @@ class SegmentWidget(WorkerWidget):
         self.run_button = QPushButton("Find nodes")
         self.run_button.clicked.connect(self.run)
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
+        self._shown = None  # the CT layer the status line speaks of
+        napari_viewer.layers.events.removed.connect(self._forget_removed)
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
         atexit.register(self.warm_up.join, WARM_UP_EXIT_WAIT_S)
@@ -172,6 +174,15 @@ class SegmentWidget(WorkerWidget):
                  unplaced_note(ct_layer), *(f"note: {note}" for note in notes)]
         self.status.setText("\n".join(line for line in lines if line))
         self.status.setToolTip(f"model version {result.model_version}")  # in full, as in the provenance
+        self._shown = ct_layer
+
+    def _forget_removed(self, event) -> None:
+        """The status line and progress of a CT layer closed (another case opened) go with it."""
+        if self._shown is not None and event.value is self._shown:
+            self._shown = None
+            self.status.setText("")
+            self.status.setToolTip("")
+            self.progress.setValue(0)
 
     def _region_text(self, result: api.NodeResult) -> str:
         if result.region is not None and np.asarray(result.region.array).all():
