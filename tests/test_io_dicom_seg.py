@@ -156,6 +156,20 @@ def test_a_seg_of_an_anonymised_series_is_written(tmp_path, ct, liver):
     assert (written.PatientID, written.StudyID, written.AccessionNumber) == ("", "", "")
 
 
+def test_a_series_without_a_frame_of_reference_is_named_as_the_reason(tmp_path, liver):
+    """highdicom's refusal was passed on with advice to check that the slices are complete images."""
+    folder = tmp_path / "ct"
+    shutil.copytree(SERIES, folder)
+    for file in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(file)
+        del ds.FrameOfReferenceUID
+        ds.save_as(file)
+    out = tmp_path / "seg.dcm"
+    with pytest.raises(LNQError, match=r"slices without a Frame of Reference UID \(0020,0052\)"):
+        write_dicom_seg(out, liver, folder)
+    assert not out.exists() and list(tmp_path.iterdir()) == [folder]
+
+
 def test_reads_a_seg_written_by_dcmqi(tmp_path, ct):
     """An independent writer: dcmqi's SEG of the repository's liver/spine label map (tests/data/dicom-seg)."""
     path = Path(__file__).parent / "data" / "dicom-seg" / "liver_spine_dcmqi.dcm"

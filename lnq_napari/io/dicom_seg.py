@@ -677,6 +677,11 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
         for keyword in ANONYMISED_TYPE2:  # present and empty, as DICOM allows, where removed
             if keyword not in ds:
                 setattr(ds, keyword, "")
+    if not all(getattr(ds, "FrameOfReferenceUID", "") for ds in datasets):
+        raise LNQError(f"the CT series in {ct} has slices without a Frame of Reference UID (0020,0052), the "
+                       "space a DICOM SEG must share with its CT (scanners write one; some converters and "
+                       "anonymisers drop it); save the labels as .seg.nrrd, or export from the original "
+                       "series")
     frames = (array[ks] != 0).astype(np.uint8)
     try:
         with warnings.catch_warnings():
