@@ -113,6 +113,10 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
     return volume.with_array(ids, **volume.meta)
 
 
+#: Chords of a node's outline within this many mm of the longest are ties (float rounding only).
+TIE_MM = 1e-6
+
+
 def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float, float]:
     """(long, short) axis in mm of a (z, y, x) node mask, RECIST style over its axial slices."""
     from scipy import ndimage
@@ -120,7 +124,7 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
 
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     offsets = np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5], [0.0, -0.5]]) * np.array([sx, sy])
-    best = (0.0, 0.0)
+    chords = []  # (long, short) of each slice's longest chords
     for plane in mask:
         if not plane.any():
             continue
@@ -130,13 +134,17 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
         points = (centres[:, None, :] + offsets[None]).reshape(-1, 2)
         hull = points[ConvexHull(points).vertices]
         gaps = np.linalg.norm(hull[:, None] - hull[None], axis=-1)
-        i, j = np.unravel_index(int(gaps.argmax()), gaps.shape)
-        long_axis = float(gaps[i, j])
-        u = (hull[j] - hull[i]) / long_axis
-        across = hull @ np.array([-u[1], u[0]])
-        short_axis = float(across.max() - across.min())
-        best = max(best, (long_axis, short_axis))
-    return best
+        for i, j in np.argwhere(np.triu(gaps >= gaps.max() - TIE_MM, k=1)):
+            u = (hull[j] - hull[i]) / gaps[i, j]
+            across = hull @ np.array([-u[1], u[0]])
+            chords.append((float(gaps[i, j]), float(across.max() - across.min())))
+    if not chords:
+        return 0.0, 0.0
+    # longest chords of equal length, on one slice or several (a grid's symmetry, up to rounding): the
+    # widest across, whichever order the voxels are stored in (the first found depended on it: a mirrored
+    # copy's short axis differed by 1.3 mm)
+    longest = max(c[0] for c in chords)
+    return longest, max(short for long, short in chords if long >= longest - TIE_MM)
 
 
 def principal_axes(zyx: np.ndarray, volume: Volume) -> tuple[float, float, float]:
