@@ -633,7 +633,7 @@ def read_volume(path: str | Path) -> Volume:
     if raw.layered:
         name = Path(path).name
         raise LNQError(f"{name} is 4D ({raw.array.shape[0]} layers/components); a CT volume must be 3D "
-                       "(for a 3D Slicer segmentation with layers use read_labels)")
+                       "(a 3D Slicer segmentation with layers is a label file: give it where labels go)")
     return raw.volume()
 
 
