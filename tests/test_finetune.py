@@ -215,6 +215,8 @@ def test_cross_fitting_judges_each_new_case_by_a_model_trained_without_it(tmp_pa
     assert not list(ws.models_dir.glob(".m002.*")) and not (ws.models_dir / "pending.json").exists()
     assert ws.model_info("m002")["metrics"]["folds"] == result.folds
     assert ws.model_info("m002")["corrected_cases"] == corrected
+    assert ws.model_info("m002")["correction_versions"] == {  # which correction, when a case has several
+        c: ws.latest_version(c, "correction")["version"] for c in corrected}
 
 
 def test_an_interrupted_cross_fit_resumes_after_the_folds_already_judged(tmp_path, dataset, parent_model,

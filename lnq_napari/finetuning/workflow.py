@@ -416,6 +416,7 @@ def _register(ws, plan: FinetunePlan, result: FinetuneResult, rule_activates: bo
         final, parent=plan.parent, training_cases=plan.train_cases + plan.replay_cases,
         metrics=metrics, version=plan.version, corrected_cases=plan.train_cases,
         replay_cases=plan.replay_cases, iterations=plan.config.iterations,
+        correction_versions=plan.corrections,  # which correction of each case it trained or was judged on
     )
 
 
