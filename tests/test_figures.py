@@ -1,0 +1,46 @@
+"""Pictures of a case show axial slices as radiologists read them, whatever order the file stores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari.figures import overlay_figure, radiological
+from lnq_napari.io.volume import Volume
+
+
+def _case():
+    """A CT with a bright spot anterior-right (low y, low x in LPS) and a node mask on it."""
+    hu = np.full((6, 40, 50), -100, np.int16)
+    hu[:, 5:12, 5:15] = 300  # anterior (top) and on the patient's right (image left)
+    mask = np.zeros(hu.shape, np.uint8)
+    mask[2:4, 20:26, 30:36] = 1
+    return Volume(hu, spacing=(0.8, 0.7, 3.0), origin=(-20.0, 10.0, 5.0)), mask
+
+
+def _flipped(ct: Volume, mask: np.ndarray):
+    """The same voxels in space stored with x and y reversed (direction -1, -1, as CTChest4)."""
+    direction = np.diag([-1.0, -1.0, 1.0])
+    far = ct.index_to_physical(np.array([[0, ct.shape[1] - 1, ct.shape[2] - 1]]))[0]
+    stored = Volume(np.ascontiguousarray(ct.array[:, ::-1, ::-1]), spacing=ct.spacing, origin=tuple(far),
+                    direction=tuple(direction.ravel()))
+    return stored, stored.with_array(np.ascontiguousarray(mask[:, ::-1, ::-1]))
+
+
+def test_radiological_gives_the_lps_array_of_a_flipped_file():
+    ct, mask = _case()
+    stored, _ = _flipped(ct, mask)
+    shown = radiological(stored)
+    np.testing.assert_array_equal(shown.array, ct.array)
+    assert shown.origin == pytest.approx(ct.origin) and shown.spacing == pytest.approx(ct.spacing)
+
+
+def test_the_overlay_of_a_flipped_file_is_the_same_picture(tmp_path):
+    """CTChest4 (directions -1, -1) was drawn upside down and mirrored: spine at the top."""
+    import matplotlib.image
+
+    ct, mask = _case()
+    stored, stored_mask = _flipped(ct, mask)
+    want = overlay_figure(ct, ct.with_array(mask), tmp_path / "lps.png", slices=[3])
+    got = overlay_figure(stored, stored_mask, tmp_path / "flipped.png", slices=[3])
+    np.testing.assert_array_equal(matplotlib.image.imread(got), matplotlib.image.imread(want))
