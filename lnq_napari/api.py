@@ -94,16 +94,19 @@ def make_phantom(
     return write_dataset(out, cases, seed=seed, site=site, progress=progress)
 
 
-def evaluate(pred: str | Path | Volume, gt: str | Path | Volume, json_path: str | Path | None = None) -> dict:
+def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
+             json_path: str | Path | None = None) -> dict:
     """Challenge Dice/ASSD and node detection for files or folders paired by case id, or two Volumes
-    (one case, ``"case"``).
+    (one case, ``"case"``); a :func:`find_nodes` result is scored as its 0/1 ``binary_mask()``.
 
     Returns ``{"cases": [row per case], "summary": {...}}``. Folders are paired by case id
     (:func:`lnq_napari.io.layout.label_files_by_case`: in a ground-truth folder ``*-full``, complete
     truth, wins over ``*-seg``). The prediction must lie on the ground truth's grid, as in the
     challenge. Predictions the challenge would mis-score (labels other than 0/1, float maps) give a
-    warning.
+    warning; one with negative values (a CT?) is refused.
     """
+    if isinstance(pred, NodeResult):  # its mask holds one id per node: the challenge scores label 1 only
+        pred = pred.binary_mask()
     if isinstance(pred, Volume) or isinstance(gt, Volume):
         pairs = [("case", _one_case(pred, "the prediction"), _one_case(gt, "the ground truth"))]
     else:
@@ -152,6 +155,10 @@ def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> dict:
     reordered = None if prediction.same_grid(truth) else reordered_onto(truth, prediction)
     if reordered is not None:  # the same voxels stored in another axis order or direction
         prediction = reordered
+    if np.asarray(prediction.array).min(initial=0) < 0:
+        name = "" if isinstance(pred, Volume) else f" {pred.name}"
+        raise LNQError(f"{case}: the prediction{name} holds negative values, so it is no label mask (a CT?); "
+                       "give the predicted label file")
     problem = metrics.prediction_problem(prediction)
     if problem:
         name = "" if isinstance(pred, Volume) else f" {pred.name}"

@@ -73,7 +73,8 @@ def prediction_problem(pred: Volume) -> str | None:
         return ("is a float map with values other than 0 and 1; the challenge casts it to UInt8 "
                 "(truncation: values below 1 become background): threshold it to 0/1 first")
     extra = [int(v) for v in np.unique(array) if v not in (0, 1)]
-    return f"has label values {extra[:5]} besides 0/1; the challenge scores only label 1: relabel to 1"
+    return (f"has label values {extra[:5]} besides 0/1; the challenge scores only label 1: relabel to 1 "
+            "(a find_nodes mask holds one id per node: score its binary_mask())")
 
 
 def _dice(pred_img, gt_img) -> float:

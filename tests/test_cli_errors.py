@@ -373,3 +373,33 @@ def test_view_without_a_display_is_one_line(case, capsys, monkeypatch):
     monkeypatch.setattr("sys.platform", "linux")
     code, _, err = run_cli(capsys, ["view", str(case["ct"])])
     assert_one_line_error(code, err, "no display to open napari on")
+
+
+def test_evaluate_refuses_a_ct_given_as_the_prediction(case, capsys):
+    """A CT passed as --pred was scored with a warning: 72,060 false nodes and exit 0."""
+    hu = np.full(SHAPE, 40, np.int16)
+    hu[:, :5] = -1000  # air around the body
+    ct = write(case["dir"] / "scan-ct.nrrd", hu)
+    out = case["dir"] / "scores.json"
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(ct), "--gt", str(case["gt"]),
+                                    "--json", str(out)])
+    assert_one_line_error(code, err, "negative values", "no label mask")
+    assert not out.exists()
+
+
+def test_api_evaluate_scores_a_find_nodes_result_as_its_binary_mask(case):
+    """The node-id mask find_nodes returns was scored as the challenge scores it (label 1 only): Dice 0.34
+    and recall 1 of 5 for a prediction whose 0/1 mask scores 0.88 and 5 of 5."""
+    from lnq_napari import api
+    from lnq_napari.components import label_components
+    from lnq_napari.io.readers import read_labels, read_volume
+
+    pred = read_volume(case["pred"])
+    ids = pred.with_array(label_components(np.asarray(pred.array) > 0)[0].astype(np.int32))
+    result = api.NodeResult(ids, ids.with_array(np.zeros(ids.shape, np.float32)), "m", [], [])
+    want = api.evaluate(pred, read_labels(case["gt"]))["cases"][0]
+    got = api.evaluate(result, case["gt"])["cases"][0]
+    keys = ("dice", "nodes_hit", "fp_nodes")
+    assert [got[k] for k in keys] == [want[k] for k in keys]
+    with pytest.warns(UserWarning, match=r"score its binary_mask\(\)"):
+        api.evaluate(ids, case["gt"])
