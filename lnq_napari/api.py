@@ -181,8 +181,10 @@ def _write_json(result: dict, path: str | Path) -> None:
 
 def node_table(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     """One row per node of ``labels`` (a 0/1 mask split into connected nodes, or one id per node);
-    with ``ct`` (same grid) each row has its mean HU. The Nodes widget and ``measure`` both use it."""
-    return measure_nodes(labels, ct)
+    with ``ct`` (same grid) each row has its mean HU. The Nodes widget and ``measure`` both use it
+    (``measure`` also reads files)."""
+    labels = _volume(labels, "the labels")
+    return measure_nodes(labels, None if ct is None else _volume(ct, "the CT"))
 
 
 def measure(
@@ -198,7 +200,7 @@ def measure(
     """
     check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct))
     volume = None if ct is None else _volume(ct, "the CT", read=True)
-    labels = _volume(seg, "the labels") if isinstance(seg, Volume) else _read_seg(seg, volume)
+    labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _volume(seg, "the labels")
     if volume is not None:
         labels = align_to(volume, labels)
     if volume is not None:  # once the files are known to fit: an error stays the only line

@@ -216,8 +216,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     lungs = chest_lungs(anatomy, spacing_zyx)
     if not lungs.any():
         warnings.warn("no lungs found in this CT, so nodes are not restricted to the mediastinum; check "
-                      "that the CT shows the chest, or turn the mediastinum region off",
-                      UserWarning, stacklevel=2)
+                      "that the CT shows the chest", UserWarning, stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
     hull = np.zeros_like(lungs)
     found = np.nonzero(lungs.any(axis=(1, 2)))[0]

@@ -104,6 +104,11 @@ def test_volumes_made_in_python_are_checked_and_measured():
     line (was TypeError / a multi-line ITK error)."""
     rows, summary = api.measure(_labels())
     assert len(rows) == 1 and summary["n_nodes"] == 1
+    # an array or a file name where a Volume goes: one line saying what to pass (TypeError, AttributeError)
+    with pytest.raises(LNQError, match=r"the labels must be an lnq_napari Volume \(got numpy.ndarray\)"):
+        api.measure(np.asarray(_labels().array))
+    with pytest.raises(LNQError, match=r"the labels must be an lnq_napari Volume \(got builtins.str\)"):
+        api.node_table("lnq2023-train-0001-seg.nrrd")
     with pytest.raises(LNQError, match="the CT holds True/False values"):
         api.find_nodes(_labels().with_array(np.zeros((3, 8, 8), bool)))
     bad = Volume(np.zeros((3, 8, 8), np.int16), spacing=(-0.7, 0.7, 2.5))

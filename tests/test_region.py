@@ -64,7 +64,7 @@ def test_margin_grows_the_region():
 def test_no_lungs_in_view_warns_and_does_not_restrict():
     chest = _chest()  # its slices below the lungs: soft tissue only
     slab = Volume(np.ascontiguousarray(chest.array[:5]), chest.spacing, chest.origin, chest.direction)
-    with pytest.warns(UserWarning, match="no lungs found.*turn the mediastinum region off"):
+    with pytest.warns(UserWarning, match="no lungs found.*check that the CT shows the chest"):
         region = mediastinum_region(slab, 10.0)
     assert region.all()
 
