@@ -559,7 +559,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     seconds = time.perf_counter() - started
     seg_path = segfile.write_seg_nrrd(out / f"{name}-seg.nrrd", result.mask, extra={
         "lnq_source": "prediction", "lnq_model_version": result.model_version, **created_by("demo")})
-    write_csv(result.nodes, out / f"{name}-nodes.csv")
+    write_csv(result.nodes, out / f"{name}-nodes.csv", mean_hu=True)  # its columns with or without nodes
     summary = summarize_nodes(result.nodes)
     report = {
         "case": name, "ct": str(ct_path), "segmentation": str(seg_path), "model": result.model_version,

@@ -41,3 +41,15 @@ def test_demo_missing_ct_fails_in_one_line_without_output(tmp_path, capsys):
     assert code != 0
     assert len(err) == 1 and err[0].startswith("lnq-napari: error:")
     assert not out.exists()
+
+
+def test_the_node_table_keeps_its_columns_when_no_node_is_found(tmp_path):
+    """With no node (CTChest4) the demo's CSV had no mean_hu column; with nodes it had one."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+
+    hu = np.random.default_rng(0).normal(-100.0, 10.0, (12, 48, 48)).astype(np.int16)  # fat, no node
+    path = write_volume(tmp_path / "fat-ct.nrrd", Volume(hu, spacing=(1.5, 1.5, 5.0)))
+    report = api.demo(path, out=tmp_path / "out")
+    header = (tmp_path / "out" / "fat-nodes.csv").read_text().splitlines()
+    assert report["nodes"] == 0 and len(header) == 1 and "mean_hu" in header[0].split(",")
