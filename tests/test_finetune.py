@@ -426,6 +426,21 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
     assert not off.activated and "stepped back" not in off.reason
 
 
+def test_a_version_judged_on_its_own_training_correction_is_not_activated(tmp_path, dataset, parent_model):
+    """With one corrected case the version was judged on the case it trained on and activated."""
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=1)
+
+    def factory(path, device):  # the new model is perfect on its training case: no evidence
+        return _TruthPredictor(truth)
+
+    result = finetune_workspace(ws, FinetuneConfig(iterations=2), device="cpu", predictor_factory=factory)
+    assert result.validated_on_training and not result.activated and ws.active_model()["id"] == "m001"
+    assert result.reason.startswith("validated on its own training correction (fewer than 2 corrected "
+                                    "cases), which shows nothing about other cases: correct another case, "
+                                    "or activate it by hand: refuse")
+    assert ws.model_info(result.new_version)["metrics"]["reason"] == result.reason
+
+
 def test_worse_validation_is_registered_but_not_activated(tmp_path, dataset, parent_model):
     ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=1)
     parent_path = ws.model_path("m001").resolve()

@@ -193,9 +193,13 @@ def held_out_verdict(candidate: Sequence[CaseFigures], parent: Sequence[CaseFigu
     the training corrections and, on a refusal, which version stays active (``kept``)."""
     verdict = decide_activation(candidate, parent, original, rule, forgetting)
     reason = verdict.reason
-    if validated_on_training:  # the cases judged are the training ones: not called held out
+    if validated_on_training:  # the cases judged are the training ones: no evidence, never activated
         reason = reason.replace("held-out case", "training case")
-        reason = f"validated on the training corrections (fewer than 2 corrected cases): {reason}"
+        if verdict.activate:
+            reason = "refuse" + reason.removeprefix("activate")
+            verdict = dataclasses.replace(verdict, activate=False)
+        reason = (f"validated on its own training correction (fewer than 2 corrected cases), which shows "
+                  f"nothing about other cases: correct another case, or activate it by hand: {reason}")
     if not verdict.activate:
         reason += f"; kept {kept} active"
     return dataclasses.replace(verdict, reason=reason)
