@@ -103,6 +103,11 @@ class CaseFigures:
     false_volume_ml: float = math.nan
 
     @classmethod
+    def from_dict(cls, data: Mapping) -> CaseFigures:
+        """From :func:`dataclasses.asdict` as stored in standard JSON (an undefined figure as null)."""
+        return cls(**{k: math.nan if v is None else v for k, v in data.items()})
+
+    @classmethod
     def from_metrics(cls, case_id: str, row: Mapping[str, float]) -> CaseFigures:
         """From a row of :func:`lnq_napari.metrics.evaluate_case` (``surface_dice`` and ``false_volume_ml``
         when it has them)."""

@@ -28,6 +28,7 @@ import numpy as np
 from lnq_napari.activation import ActivationRule, CaseFigures, ForgettingFigures, Verdict, forgetting_refuses
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.metrics import evaluate_case
@@ -134,7 +135,7 @@ def _scored(make_predictor, models: list[str | Path], device: str, data: CheckDa
         for j, model in enumerate(models):
             entry = f"{keys[j]}|{case.case_id}|{content}" if keys[j] else None
             if entry in kept:
-                out[j].append(CaseFigures(**kept[entry]))
+                out[j].append(CaseFigures.from_dict(kept[entry]))
                 continue
             if j not in predictors:
                 predictors[j] = make_predictor(Path(model), device)
@@ -169,7 +170,7 @@ def ship_check_figures(make_predictor, model: str | Path, device: str, data: Che
     (:data:`CHECK_FIGURES`): every lineage that starts there reads them instead of predicting them again."""
     _, new = _scored(make_predictor, [model], device, data, {})
     path = Path(model) / CHECK_FIGURES
-    atomic_write_text(path, json.dumps(new, indent=1) + "\n")
+    atomic_write_text(path, strict_json(new, indent=1) + "\n")
     return path
 
 

@@ -21,6 +21,7 @@ from lnq_napari.finetuning.reviewed import prediction_parent
 from lnq_napari.finetuning.validation import lineage_corrections, original_model
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.workspace.registry import PENDING, scratch_name
 
@@ -69,9 +70,9 @@ class FinetunePlan:
     @classmethod
     def from_dict(cls, data: dict) -> FinetunePlan:
         data = dict(data)
-        figures = {k: None if data.get(k) is None else [CaseFigures(**f) for f in data.pop(k)]
+        figures = {k: None if data.get(k) is None else [CaseFigures.from_dict(f) for f in data.pop(k)]
                    for k in ("parent_figures", "original_figures")}
-        figures["fold_figures"] = [CaseFigures(**f) for f in data.pop("fold_figures", [])]
+        figures["fold_figures"] = [CaseFigures.from_dict(f) for f in data.pop("fold_figures", [])]
         config = FinetuneConfig(**data.pop("config"))
         return cls(**{k: v for k, v in data.items() if k not in figures}, config=config, **figures)
 
@@ -161,7 +162,7 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
 
 
 def save_plan(ws, plan: FinetunePlan) -> None:
-    atomic_write_text(ws.models_dir / PENDING, json.dumps(plan.to_dict(), indent=1))
+    atomic_write_text(ws.models_dir / PENDING, strict_json(plan.to_dict(), indent=1))
 
 
 def _read_pending(path: Path) -> dict | None:

@@ -169,8 +169,8 @@ def version_figures(make_predictor, version: str | None, path: str | Path, devic
                                         stored_from=version)))
     new = {keys[case]: dataclasses.asdict(f) for case, f in fresh.items() if keys[case]}
     if new:
-        ws.update_cache(HELD_OUT_CACHE, new)  # JSON's NaN is written and read back
-    return [fresh[case] if case in fresh else CaseFigures(**kept[keys[case]]) for case in cases]
+        ws.update_cache(HELD_OUT_CACHE, new)  # an undefined figure as null
+    return [fresh[case] if case in fresh else CaseFigures.from_dict(kept[keys[case]]) for case in cases]
 
 
 def _held_out_key(ws, model: str | None, case: str, version: str | None) -> str | None:

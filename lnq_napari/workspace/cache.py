@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.workspace.lock import WorkspaceLock
 
 
@@ -36,7 +37,7 @@ class Cache:
 
     def write(self, name: str, data: dict) -> None:
         with self._lock:
-            atomic_write_text(self.path(name), json.dumps(data, indent=1, default=float))
+            atomic_write_text(self.path(name), strict_json(data, indent=1))
 
     def update(self, name: str, entries: dict) -> dict:
         """Merge ``entries`` into the file ``name`` (read, update, write under the lock); returns it."""

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
 
@@ -26,7 +27,7 @@ class Journal:
     def append(self, action: str, **fields) -> dict:
         """Append one action (with the time); returns the entry."""
         entry = {"time": now(), "action": action, **fields}
-        line = (json.dumps(entry, default=str) + "\n").encode("utf-8")
+        line = (strict_json(entry, indent=None) + "\n").encode("utf-8")
         with self._lock:
             prefix = b"\n" if self._ends_torn() else b""  # a crash tore the last line: start a fresh one
             fd = os.open(self.path, _APPEND, 0o666)

@@ -26,6 +26,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps
 from lnq_napari.io.checksum import sha256_file
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.model import bundled_model_path, resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint
 from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, is_nnunet_folder
@@ -332,7 +333,7 @@ class ModelRegistry:
         return registry
 
     def _save(self, registry: dict) -> None:
-        atomic_write_text(self.file, json.dumps(registry, indent=1, default=str))
+        atomic_write_text(self.file, strict_json(registry, indent=1))
 
 
 def _is_number(value) -> bool:
