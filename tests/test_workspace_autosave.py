@@ -17,12 +17,33 @@ from lnq_napari.workspace.autosave import (
 
 def test_autosave_folder_choice(tmp_path, monkeypatch):
     monkeypatch.delenv(AUTOSAVE_ENV, raising=False)
+    monkeypatch.setattr("getpass.getuser", lambda: "ann")
     source = tmp_path / "c1-ct.nrrd"
-    assert autosave_dir(source) == tmp_path / "lnq-autosave"
-    assert autosave_dir(source, workspace=tmp_path / "ws") == tmp_path / "ws" / "autosave"
+    assert autosave_dir(source) == tmp_path / "lnq-autosave" / "ann"
+    assert autosave_dir(source, workspace=tmp_path / "ws") == tmp_path / "ws" / "autosave" / "ann"
     assert autosave_dir(None).name == "autosave"
     monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path / "elsewhere"))
     assert autosave_dir(source) == tmp_path / "elsewhere"
+
+
+def test_two_reviewers_of_one_case_keep_their_own_autosave(tmp_path, monkeypatch):
+    """One autosave per case in a shared workspace: the second reviewer's edits overwrote the first's."""
+    from lnq_napari.workspace.autosave import newer_autosave
+
+    monkeypatch.delenv(AUTOSAVE_ENV, raising=False)
+    labels = Volume(np.zeros((2, 4, 4), np.uint8))
+    ws, source = tmp_path / "ws", tmp_path / "c1-ct.nrrd"
+    written = {}
+    for user in ("ann", "bob"):
+        monkeypatch.setattr("getpass.getuser", lambda user=user: user)
+        written[user] = write_autosave(labels, autosave_dir(source, ws), "c1", {"lnq_edits": 1})
+    assert written["ann"] != written["bob"] and all(p.is_file() for p in written.values())
+    assert newer_autosave("c1", source, ws, None) == written["bob"]
+    monkeypatch.setattr("getpass.getuser", lambda: "cy")  # an autosave from before: one per case
+    legacy = write_autosave(labels, ws / "autosave", "c1", {"lnq_edits": 1})
+    assert newer_autosave("c1", source, ws, None) == legacy
+    monkeypatch.setattr("getpass.getuser", lambda: "a b/../")
+    assert autosave_dir(source, ws).parent == ws / "autosave" and "/" not in autosave_dir(source, ws).name
 
 
 def test_autosave_rewrites_one_file(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,14 +25,27 @@ REVIEW_FIELDS = ("marked", "rejected")  # provenance lists an autosave keeps as 
 
 
 def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
-    """The autosave folder for a case read from ``source`` (and opened from ``workspace``)."""
+    """The autosave folder for a case read from ``source`` (and opened from ``workspace``); in a folder
+    others may share (a workspace's, one beside the source) a subfolder per user, so that two reviewers
+    of one case do not write over each other's unsaved edits."""
     if os.environ.get(AUTOSAVE_ENV):
         return Path(os.environ[AUTOSAVE_ENV])
     if workspace:
-        return Path(workspace) / WORKSPACE_AUTOSAVE
+        return Path(workspace) / WORKSPACE_AUTOSAVE / user_folder()
     if source and Path(source).parent.is_dir() and os.access(Path(source).parent, os.W_OK):
-        return Path(source).parent / "lnq-autosave"
+        return Path(source).parent / "lnq-autosave" / user_folder()
     return Path.home() / ".cache" / "lnq-napari" / "autosave"
+
+
+def user_folder() -> str:
+    """The user's login name as a folder name (``user`` when the system has none for this process)."""
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError, ImportError):  # a container's uid without a passwd entry
+        name = ""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "user"
 
 
 def autosave_path(folder: str | Path, case: str) -> Path:
@@ -45,6 +59,8 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
     after the label file ``than`` (any autosave when ``than`` is None): unsaved edits a crash or a closed
     window left behind. None when there is none or it is older."""
     path = autosave_path(autosave_dir(source, workspace), case)
+    if not path.exists() and path.parent.name == user_folder():  # written before autosaves were per user
+        path = autosave_path(path.parent.parent, case)
     try:
         written = path.stat().st_mtime_ns
         return path if than is None or written > Path(than).stat().st_mtime_ns else None
