@@ -71,7 +71,7 @@ def test_overlapping_layers():
     with pytest.warns(UserWarning):
         union = read_labels(OVERLAPPING)
     assert np.all(union.array >= sphere.array) and np.all(union.array >= ribs.array)
-    with pytest.raises(LNQError, match="4D.*read_labels"):
+    with pytest.raises(LNQError, match="4D.*a label file: give it where labels go"):
         read_volume(OVERLAPPING)
 
 
