@@ -157,3 +157,28 @@ def test_the_comparison_is_a_view_not_a_case_to_save_or_edit(compared):
     assert not view.editable and not viewer.layers[BASELINE_NODES].editable
     assert not widget.side_by_side.isChecked()
     assert not viewer.layers["follow-up CT"].visible and not viewer.layers["follow-up nodes"].visible
+
+
+def test_a_second_comparison_on_another_grid_with_nodes_beyond_it(compared, qtbot, pair):
+    """A baseline on a coarser grid that stops before some follow-up nodes: the panel raised IndexError
+    (its colour table was sized by the nodes on the grid), and a second comparison was drawn with the
+    first one's voxel size (only the layers' data replaced)."""
+    from lnq_napari.io.volume import Volume
+
+    viewer, widget = compared
+    ct, nodes = pair.baseline.ct, truth_labels(pair.baseline)
+    coarse = {"spacing": (ct.spacing[0], ct.spacing[1], 2 * ct.spacing[2]), "origin": ct.origin,
+              "direction": ct.direction}
+    short_ct = Volume(np.ascontiguousarray(ct.array[:24:2]), **coarse)
+    short_nodes = Volume(np.ascontiguousarray(np.asarray(nodes.array)[:24:2]), **coarse)
+    viewer.add_image(short_ct.array, **layer_kwargs(short_ct, "short CT", "ct"))
+    viewer.add_labels(short_nodes.array, **layer_kwargs(short_nodes, "short nodes", "nodes"))
+    widget.choose("short CT", "follow-up CT", "short nodes", "follow-up nodes")
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    assert widget.status.text() != "comparing ..." and widget.result.baseline_labels.shape == short_ct.shape
+    assert any(row.baseline_id is None for row in widget.result.rows)  # follow-up nodes beyond the grid
+    for name in (FOLLOWUP_CT, BASELINE_NODES, FOLLOWUP_NODES):
+        layer = viewer.layers[name]
+        assert layer.data.shape == short_ct.shape
+        assert layer.scale == pytest.approx(viewer.layers["short CT"].scale)

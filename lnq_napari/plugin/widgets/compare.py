@@ -225,18 +225,23 @@ class CompareWidget(QWidget):
         notes = " ".join(result.warnings)
         self.status.setText(notes or f"registration {result.quality.stage}, {result.quality.seconds:.0f} s")
 
+    def _replaced(self, name: str, default: bool) -> bool:
+        """Remove the layer ``name`` of an earlier comparison (its grid may be another scan's: only its
+        data replaced, it was drawn with the old voxel size); whether it was visible (``default``: none)."""
+        if name not in self.viewer.layers:
+            return default
+        visible = bool(self.viewer.layers[name].visible)
+        self.viewer.layers.remove(name)
+        return visible
+
     def _put_image(self, name: str, volume: Volume) -> None:
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = volume.array
-            return
+        visible = self._replaced(name, False)
         self.viewer.add_image(volume.array, contrast_limits=CT_CONTRAST, colormap="gray", blending="additive",
-                              visible=False, **layer_kwargs(volume, name, ROLE))
+                              visible=visible, **layer_kwargs(volume, name, ROLE))
 
     def _put_labels(self, name: str, volume: Volume) -> None:
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = volume.array
-            return
-        layer = self.viewer.add_labels(volume.array, **layer_kwargs(volume, name, ROLE))
+        visible = self._replaced(name, True)
+        layer = self.viewer.add_labels(volume.array, visible=visible, **layer_kwargs(volume, name, ROLE))
         layer.contour = 1
         layer.editable = False  # a view of the comparison (edits go to the scans' own node layers)
 
@@ -330,8 +335,9 @@ def change_labels(result: CompareResult) -> tuple[np.ndarray, np.ndarray]:
     grid = result.baseline_labels
     before = np.asarray(grid.array)
     after = np.asarray(result.registration.resample(result.followup_labels, grid, labels=True).array)
-    lut_base = np.zeros(int(before.max(initial=0)) + 1, dtype=np.int32)
-    lut_follow = np.zeros(int(after.max(initial=0)) + 1, dtype=np.int32)
+    ids = [(row.baseline_id or 0, row.followup_id or 0) for row in result.rows]  # nodes off the grid too
+    lut_base = np.zeros(max([int(before.max(initial=0))] + [b for b, _ in ids]) + 1, dtype=np.int32)
+    lut_follow = np.zeros(max([int(after.max(initial=0))] + [f for _, f in ids]) + 1, dtype=np.int32)
     for k, row in enumerate(result.rows, start=1):
         if row.baseline_id is not None:
             lut_base[row.baseline_id] = k
