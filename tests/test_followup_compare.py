@@ -215,3 +215,26 @@ def test_api_compare_refuses_an_unknown_organ_and_bare_arrays_before_any_work(pa
         api.compare(base, follow, truth_labels(pair.baseline), np.asarray(truth_labels(pair.followup).array))
     with pytest.raises(LNQError, match="the baseline CT must be an lnq_napari Volume or a file path"):
         api.compare(np.asarray(base.array), follow)
+
+
+def test_nodes_beyond_a_shorter_scan_are_not_evaluable_not_vanished(pair, result):
+    """A follow-up cut short (another field of view): the baseline nodes beyond its last slice were
+    reported vanished and the targets among them counted 0 mm, turning the response into CR or PR."""
+    from lnq_napari.followup.report import BEYOND
+
+    keep = 18
+    ct, nodes = pair.followup.ct, truth_labels(pair.followup)
+    grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
+    short_ct = Volume(np.ascontiguousarray(ct.array[:keep]), **grid)
+    short_nodes = Volume(np.ascontiguousarray(np.asarray(nodes.array)[:keep]), **grid)
+    with pytest.warns(UserWarning, match="beyond the other scan's field of view: not evaluable"):
+        short = compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), short_ct, short_nodes)
+    whole = {r.baseline_id: r.status for r in result.rows if r.baseline_id is not None}
+    beyond = [r for r in short.rows if r.status == BEYOND]
+    assert beyond and all(r.recist == "not evaluable" for r in beyond)
+    carried = short.registration.to_followup([r.centroid_baseline_mm for r in beyond])
+    assert np.all(short_ct.physical_to_index(carried)[:, 0] > keep - 0.5)  # past its last slice indeed
+    assert "matched" in {whole[r.baseline_id] for r in beyond}  # a node still there was called vanished
+    assert not {r.baseline_id for r in beyond} & set(short.recist.targets)
+    vanished = {r.baseline_id for r in short.rows if r.status == "vanished"}
+    assert vanished and all(whole[b] == "vanished" for b in vanished)  # no node vanishes by the crop

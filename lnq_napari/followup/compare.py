@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 
@@ -11,7 +12,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.followup.match import match_nodes, node_box, sub_volume
 from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
-from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
+from lnq_napari.followup.report import BEYOND, ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.volume import Volume
 from lnq_napari.quantify import measure_nodes, node_ids
 
@@ -74,7 +75,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)
     step(0.8, "matching nodes")
     pairs = match_nodes(before, after, b_rows, f_rows, registration)
-    summary = recist(b_rows, f_rows, {p.baseline_id: p.followup_id for p in pairs}, organ=organ)
+    beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct)
+    summary = recist([r for r in b_rows if r.id not in beyond_b], [r for r in f_rows if r.id not in beyond_f],
+                     {p.baseline_id: p.followup_id for p in pairs}, organ=organ)
     by_base = {p.baseline_id: p for p in pairs}
     f_by_id = {r.id: r for r in f_rows}
     rows: list[ChangeRow] = []
@@ -83,15 +86,21 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                 "non-target" if row.id in summary.non_targets else "normal")
         pair = by_base.get(row.id)
         if pair is None:
-            rows.append(ChangeRow.of(row, None, role))
+            rows.append(_beyond_row(ChangeRow.of(row, None, role), row.id in beyond_b))
         else:
             rows.append(ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice))
     matched = {p.followup_id for p in pairs}
     for row in f_rows:
         if row.id not in matched:
-            rows.append(ChangeRow.of(None, row, "new lesion" if row.id in summary.new_lesions else "new"))
+            role = "new lesion" if row.id in summary.new_lesions else "new"
+            rows.append(_beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f))
     quality = _quality(registration, pairs)
     notes = []
+    if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response
+        note = (f"{len(beyond_b)} baseline and {len(beyond_f)} follow-up node(s) lie beyond the other scan's "
+                "field of view: not evaluable, so not counted as vanished or new nor in RECIST")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
     if quality.poor:
         warnings.warn(quality.message, RegistrationWarning, stacklevel=2)
         notes.append(quality.message)
@@ -104,6 +113,28 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     step(1.0, f"{len(pairs)} matched, {len(rows) - len(b_rows)} new, {len(b_rows) - len(pairs)} vanished")
     return CompareResult(rows, summary, _volumes(rows), quality, b_rows, f_rows, before, after, registration,
                          notes)
+
+
+def _inside(volume: Volume, xyz: np.ndarray) -> np.ndarray:
+    """Whether each point (N, 3; LPS mm) lies within ``volume``'s grid."""
+    index = volume.physical_to_index(xyz)
+    return np.all((index >= -0.5) & (index <= np.asarray(volume.shape) - 0.5), axis=1)
+
+
+def _beyond(b_rows, f_rows, pairs, registration: Registration, baseline_ct: Volume,
+            followup_ct: Volume) -> tuple[set[int], set[int]]:
+    """Ids of the unmatched baseline nodes whose centre lies outside the follow-up scan once carried
+    there, and of the unmatched follow-up nodes outside the baseline scan."""
+    matched_b, matched_f = {p.baseline_id for p in pairs}, {p.followup_id for p in pairs}
+    lone_b = [r for r in b_rows if r.id not in matched_b]
+    lone_f = [r for r in f_rows if r.id not in matched_f]
+    out_b = ~_inside(followup_ct, registration.to_followup([r.centroid_mm for r in lone_b])) if lone_b else []
+    out_f = ~_inside(baseline_ct, registration.to_baseline([r.centroid_mm for r in lone_f])) if lone_f else []
+    return ({r.id for r, out in zip(lone_b, out_b) if out}, {r.id for r, out in zip(lone_f, out_f) if out})
+
+
+def _beyond_row(row: ChangeRow, beyond: bool) -> ChangeRow:
+    return dataclasses.replace(row, status=BEYOND, recist="not evaluable") if beyond else row
 
 
 def _quality(registration, pairs) -> RegistrationQuality:

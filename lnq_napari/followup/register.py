@@ -112,6 +112,12 @@ class Registration:
         points = np.asarray(xyz, dtype=float).reshape(-1, 3)
         return np.array([self.transform.TransformPoint([float(v) for v in p]) for p in points]).reshape(-1, 3)
 
+    def to_baseline(self, xyz: np.ndarray) -> np.ndarray:
+        """Follow-up points (N, 3, LPS mm) in the baseline scan."""
+        inverse = self.transform.GetInverse()
+        points = np.asarray(xyz, dtype=float).reshape(-1, 3)
+        return np.array([inverse.TransformPoint([float(v) for v in p]) for p in points]).reshape(-1, 3)
+
     def resample(self, followup: Volume, baseline: Volume, labels: bool = False, fill: float = 0.0) -> Volume:
         """``followup`` (an image or labels) on ``baseline``'s grid: nearest neighbour for labels."""
         import SimpleITK as sitk

@@ -12,7 +12,10 @@ from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.volume import Volume
 from lnq_napari.quantify import NodeRow
 
-STATUSES = ("matched", "new", "vanished")
+#: "beyond the other scan": a node with no partner whose place lies outside the other scan's field of
+#: view, so whether it vanished or is new cannot be told (not evaluable; left out of RECIST).
+BEYOND = "beyond the other scan"
+STATUSES = ("matched", "new", "vanished", BEYOND)
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class ChangeRow:
 
     baseline_id: int | None
     followup_id: int | None
-    status: str  # matched, new or vanished
+    status: str  # matched, new, vanished or beyond the other scan
     volume_baseline_cm3: float | None
     volume_followup_cm3: float | None
     volume_change_pct: float | None
