@@ -70,7 +70,7 @@ class CorrectWidget(QWidget):
         help_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(modes)
-        hint = QLabel("suggestions (model unsure, outline incomplete), best first")
+        hint = QLabel("suggestions (model unsure, outline may be incomplete), best first")
         hint.setWordWrap(True)
         layout.addWidget(hint)
         layout.addWidget(self.suggestion_list)
