@@ -447,3 +447,31 @@ def test_an_nnunet_folder_with_an_empty_checkpoint_is_not_adopted(ws, tmp_path, 
     assert main(["workspace", "activate", str(ws.root), str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "checkpoint_final.pth is empty" in err and _state(ws) == before
+
+
+@pytest.mark.parametrize("damage", ["cut short", "plans.json"])
+def test_an_nnunet_folder_with_a_damaged_checkpoint_or_plans_is_not_adopted(ws, tmp_path, capsys, damage):
+    """A checkpoint cut to its first bytes or a plans.json that is no JSON was adopted and activated; every
+    prediction failed after."""
+    import io
+    import zipfile
+
+    from lnq_napari.cli import main
+    from lnq_napari.model.nnunet_folder import FOLDER_FILES
+
+    folder = tmp_path / "runs" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (folder / "fold_0").mkdir(parents=True)
+    for name in FOLDER_FILES:
+        (folder / name).write_text("{}")
+    archive = io.BytesIO()  # torch's checkpoint format: a zip archive
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("archive/data.pkl", b"x" * 4000)
+    data = archive.getvalue()
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(data[:1000] if damage == "cut short" else data)
+    if damage == "plans.json":
+        (folder / "plans.json").write_text('{"plans_name": ')
+    before = _state(ws)
+    assert main(["workspace", "activate", str(ws.root), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and _state(ws) == before
+    assert ("not a complete checkpoint" if damage == "cut short" else "cannot be read") in err

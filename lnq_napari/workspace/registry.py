@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -430,6 +431,13 @@ def check_model_files(path: Path, what: str, recorded: dict | None = None, nnune
         if checkpoints and not all(c.stat().st_size for c in checkpoints):
             raise LNQError(f"{what} is incomplete: a fold_*/checkpoint_final.pth is empty (a half-written "
                            f"folder); {fix}")
+        for checkpoint in checkpoints or ():  # torch's zip archive, read whole (CRCs), nothing unpickled
+            if not zipfile.is_zipfile(checkpoint) or zipfile.ZipFile(checkpoint).testzip() is not None:
+                raise LNQError(f"{what} is damaged: {checkpoint} is not a complete checkpoint (cut short or "
+                               f"altered); {fix}")
+        for name in required if nnunet and not recorded else ():
+            if name.endswith(".json"):
+                json.loads((path / name).read_text(encoding="utf-8"))  # ValueError: damaged, below
         config = {} if nnunet else json.loads((path / "config.json").read_text(encoding="utf-8"))
         expected = [(name, recorded[name], "at registration") for name in required if name in recorded]
         if isinstance(config, dict) and config.get("weights_sha256"):
@@ -439,7 +447,7 @@ def check_model_files(path: Path, what: str, recorded: dict | None = None, nnune
             if digests[name] != digest:
                 raise LNQError(f"{what}: {path / name} does not match the sha256 recorded "
                                f"{where} (half-written or altered); {fix}")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise LNQError(f"{what} cannot be read ({_why(exc)}; a half-written folder?); {fix}") from exc
 
 
