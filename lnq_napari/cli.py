@@ -269,7 +269,7 @@ def _cmd_export_nnunet(args: argparse.Namespace) -> None:
           f"onto their CT grid); voxels: lymph node {counts[1] / total:.3%}, background "
           f"{counts[0] / total:.1%}, ignore {counts[2] / total:.1%}")
     if result.skipped:
-        print(f"skipped (no labels): {', '.join(result.skipped)}")
+        print(f"left out (no labels, or labels without their CT): {', '.join(result.skipped)}")
     print(f"next: nnUNet_raw={result.folder.parent} nnUNetv2_plan_and_preprocess -d {args.dataset_id} "
           "--verify_dataset_integrity (README: Train on LNQ2023 with nnU-Net)")
 

@@ -260,3 +260,26 @@ def test_cli_finetune_nnunet_refuses_a_workspace_without_corrections(tmp_path, d
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no corrected cases" in err
     assert not (tmp_path / "work").exists()
+
+
+def test_cases_left_out_of_an_export_are_named_and_no_foreground_warns(tmp_path, data, capsys):
+    """A CT without labels and labels without their CT were dropped without a word; an export whose
+    labels held no node at all was accepted silently."""
+    src = tmp_path / "src"
+    src.mkdir()
+    first, second = sorted(p.name[: -len("-ct.nrrd")] for p in data.glob("*-ct.nrrd"))
+    shutil.copy(data / f"{first}-ct.nrrd", src / f"{first}-ct.nrrd")  # no labels
+    shutil.copy(data / f"{first}-seg.nrrd", src / "lnq2023-train-0099-seg.nrrd")  # no CT
+    shutil.copy(data / f"{second}-ct.nrrd", src / f"{second}-ct.nrrd")
+    seg = read_labels(data / f"{second}-seg.nrrd")
+    write_volume(src / f"{second}-seg.nrrd", seg.with_array(np.zeros(seg.shape, np.uint8)))
+    with pytest.warns(UserWarning, match="no lymph-node voxel in 1 case"):
+        result = export_dataset(tmp_path / "raw", 8, data=src, workers=1)
+    assert sorted(result.skipped) == [first, "lnq2023-train-0099-seg.nrrd (no CT)"]
+    assert [c.case_id for c in result.cases] == [second]
+    assert main(["export-nnunet", "--data", str(src), "--out", str(tmp_path / "raw2"), "--dataset-id", "9",
+                 "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert f"left out (no labels, or labels without their CT): {first}, lnq2023-train-0099-seg.nrrd (no CT)" \
+        in captured.out
+    assert "no lymph-node voxel" in captured.err and "Traceback" not in captured.err

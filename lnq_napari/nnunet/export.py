@@ -31,6 +31,7 @@ import numpy as np
 
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import check_output_folder
+from lnq_napari.io.layout import ct_files, split_name
 
 if TYPE_CHECKING:
     from lnq_napari.interact import NodeMark, Rejection
@@ -147,11 +148,28 @@ def free_dataset_id(raw: str | Path, *others: str | Path) -> int:
     return free
 
 
-def jobs_from_data(data: str | Path) -> list[ExportJob]:
-    """One job per case of a data folder (:func:`~lnq_napari.io.datasets.find_cases`) with labels."""
+def jobs_from_data(data: str | Path) -> tuple[list[ExportJob], list[str]]:
+    """One job per case of a data folder (:func:`~lnq_napari.io.datasets.find_cases`) with labels, and
+    what is left out: the cases without labels and the label files without a CT ("<file> (no CT)")."""
     from lnq_napari.io.datasets import find_cases
 
-    return [ExportJob(c.case_id, str(c.ct), str(c.seg)) for c in find_cases(data, require="seg")]
+    cases = find_cases(data, require="seg")
+    everything = find_cases(data)
+    skipped = [c.case_id for c in everything if c.seg is None]
+    folder = Path(data).expanduser()
+    if folder.is_dir():
+        known = {c.case_id for c in everything}
+        skipped += [f"{path.name} (no CT)" for case, path in _labels_by_case(folder).items()
+                    if case not in known]
+    return [ExportJob(c.case_id, str(c.ct), str(c.seg)) for c in cases], skipped
+
+
+def _labels_by_case(folder: Path) -> dict[str, Path]:
+    """``<case>-seg.*`` files of ``folder`` by case (none when two name one case: not ours to judge)."""
+    try:
+        return {split_name(path).case: path for path in ct_files(folder, role="seg")}
+    except LNQError:
+        return {}
 
 
 def jobs_from_workspace(workspace, dense: bool | None = None,
@@ -310,7 +328,7 @@ def export_dataset(
                        "up to 4, one per CPU")
     target = check_target(Path(out), dataset_id, name)
     if data is not None:
-        jobs, skipped, source = jobs_from_data(data), [], str(Path(data).expanduser().resolve())
+        (jobs, skipped), source = jobs_from_data(data), str(Path(data).expanduser().resolve())
     else:
         jobs, skipped = jobs_from_workspace(workspace, dense=dense, exclude=set(exclude))
         source = f"workspace {Path(getattr(workspace, 'root', workspace)).expanduser().resolve()}"
@@ -329,6 +347,9 @@ def export_dataset(
         (tmp / "imagesTr").mkdir(parents=True)
         (tmp / "labelsTr").mkdir()
         cases = _run_jobs(jobs, tmp, workers, progress, cancel)
+        if not sum(c.counts[1] for c in cases):  # nnU-Net would learn "no node" from it
+            warnings.warn(f"the export holds no lymph-node voxel in {len(cases)} case(s): check that the "
+                          "labels mark the nodes with 1 (or any value but 0)", UserWarning, stacklevel=2)
         (tmp / "dataset.json").write_text(json.dumps(dataset_json(name, cases, source), indent=2) + "\n")
         if target.is_dir():  # an empty folder: replaced
             target.rmdir()
