@@ -72,7 +72,7 @@ class Suggestion:
     def text(self) -> str:
         """One line for a list of suggestions."""
         if self.kind == "outline":
-            return f"outline may be incomplete: +{self.volume_mm3 / 1000:.2f} cm3"
+            return f"outline incomplete? +{self.volume_mm3 / 1000:.2f} cm3"
         line = f"p={self.max_prob:.2f}  {self.volume_mm3 / 1000:.2f} cm3"
         return f"{self.reason}: {line}" if self.reason else line
 

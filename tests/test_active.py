@@ -192,7 +192,7 @@ def test_outline_suggestions_rank_with_unsure_candidates():
     rows = active.outline_suggestions(ct, ct.with_array(half.astype(np.uint8)), prob)
     assert len(rows) == 1 and rows[0].kind == "outline" and rows[0].max_prob == 0.0
     assert ball[rows[0].centre_zyx] and not half[rows[0].centre_zyx]
-    assert rows[0].text.startswith("outline may be incomplete: +")
+    assert rows[0].text.startswith("outline incomplete? +")
     unsure = replace(rows[0], kind="unsure", score=1.0)
     ranked = rank_suggestions([unsure, *rows])
     assert [r.rank for r in ranked] == [1, 2] and ranked[0].kind == "outline"  # ~8 mm of tissue > 1

@@ -528,7 +528,7 @@ def test_incomplete_outline_is_suggested_and_accepting_it_completes_the_node(
                if kind == "outline" and own[tuple(int(v) for v in suggestions.data[i])]]
     assert len(on_node) == 1  # a ring on the node's missing half
     k = on_node[0]
-    assert "outline may be incomplete" in widgets["Correct"].suggestion_list.item(k).text()
+    assert "outline incomplete?" in widgets["Correct"].suggestion_list.item(k).text()
 
     session = session_for(viewer)
     labels = viewer.layers["nodes"].data
