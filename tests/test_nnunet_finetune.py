@@ -332,6 +332,9 @@ def test_what_a_killed_finetune_left_is_removed_by_the_next(nnunet_model, tmp_pa
         (leftover / "x").mkdir(parents=True)
     mine = work / "nnUNet_results" / "Dataset007_Mine"
     mine.mkdir(parents=True)
+    trained_on = work / "nnUNet_raw" / "Dataset004_LNQfinetune"  # a finished round's export: kept
+    (trained_on / "x").mkdir(parents=True)
+    ws.register_model(folder, parent="m001", dataset=str(trained_on))
     seen = []
 
     def train_fold(dataset, pre, results, **_):
@@ -342,6 +345,7 @@ def test_what_a_killed_finetune_left_is_removed_by_the_next(nnunet_model, tmp_pa
     with pytest.raises(Cancelled):
         api.finetune_nnunet(ws.root, iterations=2, device="cpu")
     assert seen == ["Dataset001_LNQfinetune"] and not any(p.exists() for p in left) and mine.is_dir()
+    assert (trained_on / "x").is_dir()  # the next round removed an earlier version's export, then took its id
 
 
 def _network(folder: Path, fold: str) -> dict:

@@ -170,8 +170,9 @@ def _check_free(work: Path, dataset_id: int) -> None:
 
 def _leftovers(work: Path) -> list[Path]:
     """The fine-tune datasets under ``work`` (raw, preprocessed, results, and a hidden partial export): a
-    finished fine-tune removes its own, so while this workspace's fine-tune lock is held any found is
-    what a killed one left (gigabytes on real data)."""
+    finished fine-tune removes its own but the raw export its registered version names, so while this
+    workspace's fine-tune lock is held any other found is what a killed one left (gigabytes on real
+    data)."""
     roots = [work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")]
     return [f for root in roots for pattern in (f"Dataset*_{NAME}", f".Dataset*_{NAME}.partial-*")
             for f in root.glob(pattern) if f.is_dir()]
@@ -249,7 +250,8 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
     device = str(resolve_device(device))  # an unavailable --device cuda fails here, in one line
     if work is None:  # the workspace's own work folder: what a killed fine-tune left there is stale now
         work = ws.root / WORK
-        _remove(*_leftovers(work))
+        kept_exports = {str(v.get("dataset")) for v in ws.models()}  # what registered versions trained on
+        _remove(*[f for f in _leftovers(work) if str(f) not in kept_exports])
     work = check_output_folder(work, "--work", "nnU-Net's working folders").resolve()
     if dataset_id is None:
         dataset_id = free_dataset_id(*(work / f"nnUNet_{n}" for n in ("raw", "preprocessed", "results")))
