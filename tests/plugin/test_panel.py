@@ -196,6 +196,8 @@ def test_a_closed_panel_stops_listening_and_the_reopened_one_lists_every_suggest
         assert _find_nodes(viewer, stand_in, qtbot) == len(viewer.layers["suggestions"].data) > 0
         viewer.layers["nodes"].paint((10, 80, 80), new_label=9)  # an edit: every listener hears it
         qtbot.wait(50)
+        viewer.layers.remove(viewer.layers[0])  # the CT closed: the Segment tabs' status goes with it
+        qtbot.wait(50)
     finally:
         sys.excepthook = hook
     assert not errors, "".join(traceback.format_exception(*errors[0]))

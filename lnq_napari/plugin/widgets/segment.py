@@ -24,7 +24,7 @@ from lnq_napari.model.config import InferenceConfig
 from lnq_napari.plugin._layers import layer_kwargs, layer_volume, unplaced_note
 from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._session import show_prediction
-from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choice
+from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choice, while_alive
 
 DEVICES = ("auto", "cpu", "cuda")
 REGION_NAME = "mediastinum region"
@@ -87,7 +87,7 @@ class SegmentWidget(WorkerWidget):
         self.run_button.clicked.connect(self.run)
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
         self._shown = None  # the CT layer the status line speaks of
-        napari_viewer.layers.events.removed.connect(self._forget_removed)
+        while_alive(self, napari_viewer.layers.events.removed, self._forget_removed)
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
         atexit.register(self.warm_up.join, WARM_UP_EXIT_WAIT_S)
