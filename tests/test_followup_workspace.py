@@ -83,7 +83,12 @@ def test_time_points_sort_in_time_and_ambiguous_ones_are_refused(grouped, tmp_pa
     for rows, said in ((f"{cases[0]},P1,05/01/2024\n{cases[1]},P1,01/03/2024\n", "day or month first"),
                        (f"{cases[0]},P1,2024-13-45\n{cases[1]},P1,2024-01-01\n", "is not a date"),
                        (f"{cases[0]},P1,t0\n{cases[0]},P1,t1\n", "listed more than once"),
-                       (f"{cases[0]},P1,t0\n{cases[1]},P1,t0\n", "both patient P1 at t0")):
+                       (f"{cases[0]},P1,t0\n{cases[1]},P1,t0\n", "both patient P1 at t0"),
+                       # sorted by their first number, by the day, or as text: the later scan first
+                       (f"{cases[0]},P1,20240601\n{cases[1]},P1,2024-09-01\n", "written in different forms"),
+                       (f"{cases[0]},P1,05-01-2024\n{cases[1]},P1,01-03-2024\n", "day or month first"),
+                       (f"{cases[0]},P1,20241345\n{cases[1]},P1,20240101\n", "is not a date"),
+                       (f"{cases[0]},P1,pre\n{cases[1]},P1,post\n", "carry no number or date")):
         csv.write_text("case,patient,timepoint\n" + rows)
         with pytest.raises(LNQError, match=said):
             api.group_cases(ws.root, csv)

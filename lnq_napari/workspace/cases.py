@@ -121,13 +121,26 @@ class CaseTable:
         entry["patient"], entry["timepoint"] = point.patient.strip(), point.timepoint.strip()
 
     def check_time_points(self) -> None:
-        """LNQError when two cases are one patient's scan at one time point (which is baseline then?)."""
+        """LNQError when two cases are one patient's scan at one time point (which is baseline then?), or
+        when a patient's time points cannot be put in time order: written in different forms (2024-09-01
+        and 20240601 sort by their first number) or as words (post sorts before pre)."""
         seen: dict[tuple[str, str], str] = {}
+        forms: dict[str, dict[str, str]] = {}
         for point in self.time_points():
             other = seen.setdefault((point.patient, point.timepoint), point.case)
             if other != point.case:
                 raise LNQError(f"cases {other} and {point.case} are both patient {point.patient} at "
                                f"{point.timepoint}; give each scan its own time point")
+            forms.setdefault(point.patient, {}).setdefault(timepoint_form(point.timepoint), point.timepoint)
+        for patient, found in forms.items():
+            if len(found) > 1:
+                raise LNQError(f"patient {patient}'s time points are written in different forms "
+                               f"({', '.join(found.values())}), which do not sort in time order; write them "
+                               "all as YYYY-MM-DD dates or all as t0, t1, ...")
+            if "word" in found and sum(p.patient == patient for p in self.time_points()) > 1:
+                raise LNQError(f"patient {patient}'s time points ({found['word']}, ...) carry no number or "
+                               "date, so they sort as text, not in time; write them as t0, t1, ... or as "
+                               "YYYY-MM-DD dates")
 
     def time_points(self, patient: str | None = None) -> list[TimePoint]:
         """The grouped cases (of ``patient``, or all), by patient and then time point."""
@@ -146,12 +159,23 @@ def timepoint_order(timepoint: str) -> tuple:
 def check_timepoint(case: str, timepoint: str) -> None:
     """LNQError for a time point that would sort out of time order: a date written day or month first
     (05/01/2024), or an ISO-looking date that is none (2024-13-45)."""
-    if re.fullmatch(r"\d{1,2}[./]\d{1,2}[./]\d{2,4}", timepoint):
+    if re.fullmatch(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}", timepoint):
         raise LNQError(f"case {case}: time point {timepoint!r} is a date written day or month first, which "
                        "does not sort in time order; write it as YYYY-MM-DD (ISO)")
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", timepoint):
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{8}", timepoint):  # ISO, or DICOM's YYYYMMDD
         try:
-            date.fromisoformat(timepoint)
+            digits = timepoint.replace("-", "")
+            date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
         except ValueError:
             raise LNQError(f"case {case}: time point {timepoint!r} is not a date; write it as "
                            "YYYY-MM-DD") from None
+
+
+def timepoint_form(timepoint: str) -> str:
+    """What a time point is written as: "ISO date", "DICOM date" (YYYYMMDD), "numbered" (t0, visit 2) or
+    "word" (no number: pre, post, which sort as text, not in time)."""
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", timepoint):
+        return "ISO date"
+    if re.fullmatch(r"\d{8}", timepoint):
+        return "DICOM date"
+    return "numbered" if re.search(r"\d", timepoint) else "word"
