@@ -312,6 +312,18 @@ def _header_time_points(ws: Workspace) -> list[TimePoint]:
     return points
 
 
+def first_and_last_scans(workspace: str | Path | Workspace, patient: str) -> tuple[TimePoint, TimePoint]:
+    """A workspace patient's first and last grouped scans (what :func:`compare_time_points` compares)."""
+    ws = _open(workspace)
+    points = ws.time_points(patient)
+    if len(points) < 2:
+        known = sorted({t.patient for t in ws.time_points()})
+        raise LNQError(f"patient {patient!r} has {len(points)} grouped scan(s) in {ws.root}; two are needed"
+                       + (f" (grouped patients: {', '.join(known)})" if known else
+                          "; group cases first with `lnq-napari workspace group W CSV`"))
+    return points[0], points[-1]
+
+
 def compare_time_points(
     workspace: str | Path | Workspace, patient: str, csv_path: str | Path | None = None,
     model: str | Path | Predictor | None = None, device: str = "auto", progress: Progress = None,
@@ -321,13 +333,7 @@ def compare_time_points(
     newest reviewed or predicted label version (``correction``, ``autosave`` or ``prediction``; an
     original partial annotation marks only some nodes), else the model's."""
     ws = _open(workspace)
-    points = ws.time_points(patient)
-    if len(points) < 2:
-        known = sorted({t.patient for t in ws.time_points()})
-        raise LNQError(f"patient {patient!r} has {len(points)} grouped scan(s) in {ws.root}; two are needed"
-                       + (f" (grouped patients: {', '.join(known)})" if known else
-                          "; group cases first with `lnq-napari workspace group W CSV`"))
-    first, last = points[0], points[-1]
+    first, last = first_and_last_scans(ws, patient)
     segs = [ws.latest_labels(t.case, ("correction", "autosave", "prediction")) for t in (first, last)]
     return compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
                    model=model, device=device, progress=progress, cancel=cancel)

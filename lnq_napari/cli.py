@@ -118,6 +118,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         if by_patient:
             result = api.compare_time_points(args.workspace, args.patient, csv_path=args.csv,
                                              model=args.model, device=args.device, progress=progress)
+            first, last = api.first_and_last_scans(args.workspace, args.patient)
+            print(f"patient {args.patient}: baseline {first.case} ({first.timepoint}), follow-up {last.case} "
+                  f"({last.timepoint})")
         else:
             (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), _scan(args.followup, "--followup")
             result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model,

@@ -48,6 +48,9 @@ def test_compare_by_patient_uses_the_reviewed_labels_first_to_last(grouped, tmp_
     code = main(["compare", "--workspace", str(ws.root), "--patient", "P1", "--csv", str(out)])
     captured = capsys.readouterr()
     assert code == 0 and out.exists() and "RECIST 1.1:" in captured.out
+    first, last = Workspace.open(ws.root).time_points("P1")  # which scans, said before the table
+    assert captured.out.splitlines()[0] == (f"patient P1: baseline {first.case} ({first.timepoint}), "
+                                            f"follow-up {last.case} ({last.timepoint})")
     statuses = {c["status"] for c in truth["changes"]}
     result = api.compare_time_points(ws, "P1")  # no model loaded: both scans have corrections
     assert {r.status for r in result.rows} >= statuses - {"absent"}
