@@ -330,11 +330,12 @@ def compare_time_points(
     cancel: Cancel = None,
 ) -> CompareResult:
     """:func:`compare` of a workspace patient's first and last time points. Each scan's nodes are its
-    newest reviewed or predicted label version (``correction``, ``autosave`` or ``prediction``; an
-    original partial annotation marks only some nodes), else the model's."""
+    newest correction, else autosave, else prediction (an original partial annotation marks only some
+    nodes), else the model's."""
     ws = _open(workspace)
     first, last = first_and_last_scans(ws, patient)
-    segs = [ws.latest_labels(t.case, ("correction", "autosave", "prediction")) for t in (first, last)]
+    shown = [ws.preferred_version(t.case, ("correction", "autosave", "prediction")) for t in (first, last)]
+    segs = [None if p is None else ws.read_labels(t.case, p["version"]) for t, p in zip((first, last), shown)]
     return compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
                    model=model, device=device, progress=progress, cancel=cancel)
 

@@ -202,6 +202,16 @@ class Workspace:
         """Provenance of the newest version (optionally of a given source), or None."""
         return self.label_store(case).latest(source)
 
+    def preferred_version(self, case: str, sources: tuple[str, ...]) -> dict | None:
+        """Provenance of the newest version of the first of ``sources`` the case has (a reviewer's
+        correction before any prediction: a prediction stored while a correction was written took a
+        higher number, and must not hide it), or None."""
+        for source in sources:
+            found = self.latest_version(case, source)
+            if found is not None:
+                return found
+        return None
+
     def version_info(self, case: str, version: str) -> dict:
         return self.label_store(case).info(version)
 

@@ -234,9 +234,7 @@ class ReviewWidget(WorkerWidget):
             if unsaved:
                 raise LNQError(f"{unsaved[0]!r} has unsaved edits: select it and Save them, or delete the "
                                "layer to set them aside (autosaved: they come back when the case opens)")
-            # a reviewer's correction before any prediction: one stored while the correction was written
-            # took a higher number (another process's `next`), and the reviewer's work was not shown
-            prov = ws.latest_version(case, "correction") or ws.latest_version(case, "prediction")
+            prov = ws.preferred_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
             restored = self._unsaved_edits(ws, case, seg, ct_data, seg_data, prov)
