@@ -118,13 +118,14 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         if by_patient:
             result = api.compare_time_points(args.workspace, args.patient, csv_path=args.csv,
                                              model=args.model, device=args.device, progress=progress)
-            first, last = api.first_and_last_scans(args.workspace, args.patient)
-            print(f"patient {args.patient}: baseline {first.case} ({first.timepoint}), follow-up {last.case} "
-                  f"({last.timepoint})")
         else:
             (ct0, seg0), (ct1, seg1) = _scan(args.baseline, "--baseline"), _scan(args.followup, "--followup")
             result = api.compare(ct0, ct1, seg0, seg1, csv_path=args.csv, model=args.model,
                                  device=args.device, progress=progress)
+    if by_patient:  # which scans, before their table
+        first, last = api.first_and_last_scans(args.workspace, args.patient)
+        print(f"patient {args.patient}: baseline {first.case} ({first.timepoint}), follow-up {last.case} "
+              f"({last.timepoint})")
     columns = ["baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3",
                "volume_change_pct", "short_axis_baseline_mm", "short_axis_followup_mm",
                "short_axis_change_mm", "long_axis_change_mm", "recist"]
