@@ -238,3 +238,27 @@ def test_nodes_beyond_a_shorter_scan_are_not_evaluable_not_vanished(pair, result
     assert not {r.baseline_id for r in beyond} & set(short.recist.targets)
     vanished = {r.baseline_id for r in short.rows if r.status == "vanished"}
     assert vanished and all(whole[b] == "vanished" for b in vanished)  # no node vanishes by the crop
+
+
+def test_a_node_split_in_two_by_its_segmentation_is_measured_as_one(pair, result):
+    """A slice left out of one follow-up node (a 0/1 mask, as a prediction gives): its second piece was
+    a new lesion (overall PD) and the node read -60 %."""
+    base_ids = truth_labels(pair.baseline)
+    after = np.asarray(truth_labels(pair.followup).array)
+    whole = {r.baseline_id: r for r in result.rows if r.status == "matched"}
+    target = max((r for r in whole.values()), key=lambda r: r.volume_followup_cm3)  # the largest node
+    zs = np.nonzero((after == target.followup_id).any(axis=(1, 2)))[0]
+    assert len(zs) >= 3
+    cut = (after > 0).astype(np.uint8)
+    erased = after[zs[len(zs) // 2]] == target.followup_id
+    cut[zs[len(zs) // 2]][erased] = 0  # one slice of it left out: two pieces
+    mask = pair.followup.ct.with_array(cut)
+    with pytest.warns(UserWarning, match=r"follow-up node\(s\) .* measured as one node"):
+        split = compare_nodes(pair.baseline.ct, base_ids, pair.followup.ct, mask)
+    row = next(r for r in split.rows if r.baseline_id == target.baseline_id)
+    erased_cm3 = erased.sum() * float(np.prod(pair.followup.ct.spacing)) / 1000.0
+    assert row.status == "matched" and row.volume_followup_cm3 == pytest.approx(
+        target.volume_followup_cm3 - erased_cm3)  # both pieces, measured as one node
+    assert [r.status for r in split.rows if r.baseline_id is None] == \
+        [r.status for r in result.rows if r.baseline_id is None]  # no new node from the second piece
+    assert split.recist.overall == result.recist.overall

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.followup.match import match_nodes, node_box, sub_volume
+from lnq_napari.followup.match import fragments, match_nodes, node_box, sub_volume
 from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import BEYOND, ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
@@ -75,6 +75,11 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)
     step(0.8, "matching nodes")
     pairs = match_nodes(before, after, b_rows, f_rows, registration)
+    join_b, join_f = fragments(before, after, pairs, registration)
+    if join_b or join_f:  # a node split in two is one node: measured whole, matched once, never "new"
+        before, after = _joined(before, join_b), _joined(after, join_f)
+        b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)
+        pairs = match_nodes(before, after, b_rows, f_rows, registration)
     beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct)
     summary = recist([r for r in b_rows if r.id not in beyond_b], [r for r in f_rows if r.id not in beyond_f],
                      {p.baseline_id: p.followup_id for p in pairs}, organ=organ)
@@ -96,6 +101,13 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             rows.append(_beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f))
     quality = _quality(registration, pairs)
     notes = []
+    for scan, joined in (("baseline", join_b), ("follow-up", join_f)):
+        if joined:  # said, since the table's ids are no longer all the segmentation's
+            pieces = ", ".join(f"{k} (into {v})" for k, v in sorted(joined.items()))
+            note = (f"{scan} node(s) {pieces} overlap one node of the other scan with the node they join: "
+                    "measured as one node")
+            warnings.warn(note, UserWarning, stacklevel=2)
+            notes.append(note)
     if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response
         note = (f"{len(beyond_b)} baseline and {len(beyond_f)} follow-up node(s) lie beyond the other scan's "
                 "field of view: not evaluable, so not counted as vanished or new nor in RECIST")
@@ -113,6 +125,17 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     step(1.0, f"{len(pairs)} matched, {len(rows) - len(b_rows)} new, {len(b_rows) - len(pairs)} vanished")
     return CompareResult(rows, summary, _volumes(rows), quality, b_rows, f_rows, before, after, registration,
                          notes)
+
+
+def _joined(labels: Volume, join: dict[int, int]) -> Volume:
+    """``labels`` with each id of ``join`` relabelled as the id it joins."""
+    if not join:
+        return labels
+    array = np.asarray(labels.array)
+    lut = np.arange(int(array.max(initial=0)) + 1, dtype=np.int32)
+    for piece, whole in join.items():
+        lut[piece] = whole
+    return labels.with_array(lut[array])
 
 
 def _inside(volume: Volume, xyz: np.ndarray) -> np.ndarray:

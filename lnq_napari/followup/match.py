@@ -116,3 +116,23 @@ def match_nodes(baseline: Volume, followup: Volume, baseline_rows: list[NodeRow]
     rows, cols = linear_sum_assignment(cost)
     return [Pair(baseline_rows[i].id, followup_rows[j].id, float(dice[i, j]), float(distance[i, j]))
             for i, j in zip(rows, cols) if allowed[i, j]]
+
+
+def fragments(baseline: Volume, followup: Volume, pairs: list[Pair], registration: Registration
+              ) -> tuple[dict[int, int], dict[int, int]]:
+    """Unmatched nodes that overlap, after registration, a node of the other scan matched to another
+    one: pieces of one node a segmentation split (a slice left out, a thin neck). ``({baseline id: the
+    matched baseline id it belongs with}, {follow-up id: the matched follow-up id})``."""
+    b_ids, f_ids, dice = overlap_counts(baseline, followup, registration)
+    partner_of_b = {p.baseline_id: p.followup_id for p in pairs}
+    partner_of_f = {p.followup_id: p.baseline_id for p in pairs}
+    join_b, join_f = {}, {}
+    for i, b in enumerate(int(v) for v in b_ids):
+        for j, f in enumerate(int(v) for v in f_ids):
+            if dice[i, j] <= 0:
+                continue
+            if f not in partner_of_f and b in partner_of_b and partner_of_b[b] != f:
+                join_f.setdefault(f, partner_of_b[b])  # an unmatched follow-up piece of a matched node
+            if b not in partner_of_b and f in partner_of_f and partner_of_f[f] != b:
+                join_b.setdefault(b, partner_of_f[f])
+    return join_b, join_f
