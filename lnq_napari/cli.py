@@ -183,8 +183,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     if api.has_display() and not args.headless:
         from lnq_napari.plugin.app import view  # napari and Qt: only when a window opens
 
-        print("opening napari on the case (close the window to finish)")
-        view(report["ct"], seg=report["segmentation"], model=args.model, block=True)
+        print("opening napari on the case, finding its nodes and suggestions there (close the window to "
+              "finish)")
+        view(report["ct"], model=args.model, block=True, find_nodes=True)
 
 
 def _cmd_workspace(args: argparse.Namespace) -> None:

@@ -104,3 +104,28 @@ def test_view_fails_fast_on_bad_paths(tmp_path, monkeypatch):
     with pytest.raises(LNQError, match="does not exist"):
         view(ct=tmp_path / "missing-ct.nrrd")
     assert opened == []  # no window flashed before the error
+
+
+def test_the_demo_window_finds_nodes_and_suggestions_on_its_case(make_napari_viewer, qtbot, phantom_files,
+                                                                 autosave_dir, tmp_path, monkeypatch):
+    """With a display the main job opened napari on its saved mask alone: the suggestions it had just
+    printed and the mediastinum region were not there."""
+    import torch
+
+    from lnq_napari import cli
+    from tests.plugin.test_widgets import _tiny_model
+
+    torch.set_num_threads(1)
+    opened = {}
+    monkeypatch.setattr("lnq_napari.api.has_display", lambda: True)
+    monkeypatch.setattr("lnq_napari.api.demo", lambda ct, out, model, progress: {"ct": str(ct), "nodes": 0,
+                                                                              "segmentation": "x-seg.nrrd"})
+    monkeypatch.setattr("lnq_napari.plugin.app.view", lambda *a, **k: opened.update(args=a, kwargs=k))
+    assert cli.main(["demo", str(phantom_files.ct)]) == 0
+    assert opened["kwargs"]["find_nodes"] and "seg" not in opened["kwargs"]  # found there, all of it
+    viewer = open_viewer(ct=phantom_files.ct, model=_tiny_model(tmp_path / "tiny"),
+                         viewer=make_napari_viewer(), find_nodes=True)
+    segment = viewer.window.dock_widgets["lnq-napari"].widgets["Segment"]
+    assert segment.worker is not None  # started by the opening itself
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=120000)
+    assert {"nodes", "suggestions"} <= {ly.name for ly in viewer.layers}, segment.status.text()
