@@ -8,6 +8,7 @@ import numpy as np
 
 from lnq_napari.components import label_components
 from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.orientation import radiological
 from lnq_napari.io.volume import Volume
 
 WINDOW_HU = (-160.0, 240.0)  # mediastinal window
@@ -26,22 +27,12 @@ def pick_slices(mask: np.ndarray, n: int = 3) -> list[int]:
     return sorted({int(round(c[0])) for c in centres})
 
 
-def radiological(volume: Volume) -> Volume:
-    """``volume`` resampled-free onto LPS axis order (axes permuted and flipped only; an oblique grid is
-    kept as it is): ``array[z]`` then shows an axial slice as radiologists read it, anterior at the top
-    and the patient's right on the left, whatever order the file stored its voxels in."""
-    from lnq_napari.io.orientation import to_lps
-
-    code, oriented = to_lps(volume.to_sitk())
-    return volume if code is None else Volume.from_sitk(oriented)
-
-
 def overlay_figure(
     ct: Volume, mask: Volume, path: str | Path, truth: Volume | None = None, slices: list[int] | None = None,
     title: str = "",
 ) -> Path:
     """Save a PNG of axial CT slices with predicted nodes (and truth outlines when given), shown as
-    :func:`radiological` orients them (``slices`` index that orientation)."""
+    :func:`~lnq_napari.io.orientation.radiological` orients them (``slices`` index that orientation)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -24,7 +24,7 @@ from lnq_napari.components import label_components
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
-from lnq_napari.io.orientation import to_lps
+from lnq_napari.io.orientation import radiological
 from lnq_napari.io.readers import read_labels, read_segment_masks
 from lnq_napari.io.volume import Volume
 
@@ -188,7 +188,7 @@ def _axial_planes(labels: Volume, ids: np.ndarray) -> tuple[np.ndarray, tuple[fl
     stored when its slices are axial (the usual case, no copy), else put in LPS axis order."""
     if int(np.argmax(np.abs(labels.direction_matrix[:, 2]))) == 2:  # the slice index runs head to foot
         return ids, (float(labels.spacing[0]), float(labels.spacing[1]))
-    axial = Volume.from_sitk(to_lps(labels.with_array(ids).to_sitk())[1])
+    axial = radiological(labels.with_array(ids))
     return np.asarray(axial.array), (float(axial.spacing[0]), float(axial.spacing[1]))
 
 

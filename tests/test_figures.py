@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lnq_napari.figures import overlay_figure, radiological
+from lnq_napari.figures import overlay_figure
+from lnq_napari.io.orientation import radiological
 from lnq_napari.io.volume import Volume
 
 

@@ -43,3 +43,14 @@ def from_lps(array: np.ndarray, oriented, code: str | None) -> np.ndarray:
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     image.CopyInformation(oriented)
     return sitk.GetArrayFromImage(sitk.DICOMOrient(image, code))
+
+
+def radiological(volume):
+    """``volume`` (a :class:`~lnq_napari.io.volume.Volume`) in LPS axis order, axes permuted and flipped
+    only, no resampling (an oblique grid is kept as it is): ``array[z]`` is then an axial slice as
+    radiologists read it, anterior at the top and the patient's right on the left, whatever order the
+    file stored its voxels in."""
+    from lnq_napari.io.volume import Volume
+
+    code, oriented = to_lps(volume.to_sitk())
+    return volume if code is None else Volume.from_sitk(oriented)
