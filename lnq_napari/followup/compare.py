@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.followup.match import fragments, match_nodes, node_box, sub_volume
+from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
 from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import BEYOND, ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
@@ -74,8 +74,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     after = id_labels(followup_seg)
     b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)
     step(0.8, "matching nodes")
-    pairs = match_nodes(before, after, b_rows, f_rows, registration)
-    join_b, join_f = fragments(before, after, pairs, registration)
+    overlap = overlap_counts(before, after, registration)  # once: the matching and its pieces read it
+    pairs = match_nodes(before, after, b_rows, f_rows, registration, overlap)
+    join_b, join_f = fragments(overlap, pairs)
     if join_b or join_f:  # a node split in two is one node: measured whole, matched once, never "new"
         before, after = _joined(before, join_b), _joined(after, join_f)
         b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)

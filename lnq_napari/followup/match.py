@@ -91,17 +91,19 @@ def overlap_counts(baseline: Volume, followup: Volume, registration: Registratio
 
 
 def match_nodes(baseline: Volume, followup: Volume, baseline_rows: list[NodeRow],
-                followup_rows: list[NodeRow], registration: Registration) -> list[Pair]:
+                followup_rows: list[NodeRow], registration: Registration,
+                overlap: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[Pair]:
     """The one-to-one matching of ``baseline_rows`` to ``followup_rows`` (see the module docstring).
 
     ``baseline`` and ``followup`` hold one id per node, the ids of the rows
-    (:func:`lnq_napari.followup.compare.id_labels`).
+    (:func:`lnq_napari.followup.compare.id_labels`); ``overlap``: their :func:`overlap_counts` when
+    already computed.
     """
     from scipy.optimize import linear_sum_assignment
 
     if not baseline_rows or not followup_rows:
         return []
-    b_ids, f_ids, dice_ids = overlap_counts(baseline, followup, registration)
+    b_ids, f_ids, dice_ids = overlap or overlap_counts(baseline, followup, registration)
     b_index = {int(i): k for k, i in enumerate(b_ids)}
     f_index = {int(i): k for k, i in enumerate(f_ids)}
     dice = np.array([[dice_ids[b_index[b.id], f_index[f.id]] for f in followup_rows] for b in baseline_rows])
@@ -118,12 +120,13 @@ def match_nodes(baseline: Volume, followup: Volume, baseline_rows: list[NodeRow]
             for i, j in zip(rows, cols) if allowed[i, j]]
 
 
-def fragments(baseline: Volume, followup: Volume, pairs: list[Pair], registration: Registration
+def fragments(overlap: tuple[np.ndarray, np.ndarray, np.ndarray], pairs: list[Pair]
               ) -> tuple[dict[int, int], dict[int, int]]:
-    """Unmatched nodes that overlap, after registration, a node of the other scan matched to another
-    one: pieces of one node a segmentation split (a slice left out, a thin neck). ``({baseline id: the
-    matched baseline id it belongs with}, {follow-up id: the matched follow-up id})``."""
-    b_ids, f_ids, dice = overlap_counts(baseline, followup, registration)
+    """Unmatched nodes that overlap (``overlap``: :func:`overlap_counts` of the two scans), after
+    registration, a node of the other scan matched to another one: pieces of one node a segmentation
+    split (a slice left out, a thin neck). ``({baseline id: the matched baseline id it belongs with},
+    {follow-up id: the matched follow-up id})``."""
+    b_ids, f_ids, dice = overlap
     partner_of_b = {p.baseline_id: p.followup_id for p in pairs}
     partner_of_f = {p.followup_id: p.baseline_id for p in pairs}
     join_b, join_f = {}, {}
