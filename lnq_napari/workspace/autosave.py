@@ -30,11 +30,18 @@ def autosave_dir(source: str | Path | None = None, workspace: str | Path | None 
     of one case do not write over each other's unsaved edits."""
     if os.environ.get(AUTOSAVE_ENV):
         return Path(os.environ[AUTOSAVE_ENV])
+    shared = _shared_dir(source, workspace)
+    return shared / user_folder() if shared else Path.home() / ".cache" / "lnq-napari" / "autosave"
+
+
+def _shared_dir(source: str | Path | None, workspace: str | Path | None) -> Path | None:
+    """The autosave folder several users may share (a workspace's, else one beside a writable source),
+    None when there is none (no $LNQ_NAPARI_AUTOSAVE_DIR checked here)."""
     if workspace:
-        return Path(workspace) / WORKSPACE_AUTOSAVE / user_folder()
+        return Path(workspace) / WORKSPACE_AUTOSAVE
     if source and Path(source).parent.is_dir() and os.access(Path(source).parent, os.W_OK):
-        return Path(source).parent / "lnq-autosave" / user_folder()
-    return Path.home() / ".cache" / "lnq-napari" / "autosave"
+        return Path(source).parent / "lnq-autosave"
+    return None
 
 
 def user_folder() -> str:
@@ -59,8 +66,9 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
     after the label file ``than`` (any autosave when ``than`` is None): unsaved edits a crash or a closed
     window left behind. None when there is none or it is older."""
     path = autosave_path(autosave_dir(source, workspace), case)
-    if not path.exists() and path.parent.name == user_folder():  # written before autosaves were per user
-        path = autosave_path(path.parent.parent, case)
+    shared = None if os.environ.get(AUTOSAVE_ENV) else _shared_dir(source, workspace)
+    if not path.exists() and shared is not None:  # written before autosaves were per user
+        path = autosave_path(shared, case)
     try:
         written = path.stat().st_mtime_ns
         return path if than is None or written > Path(than).stat().st_mtime_ns else None

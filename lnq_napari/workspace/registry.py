@@ -337,6 +337,14 @@ class ModelRegistry:
         atomic_write_text(self.file, strict_json(registry, indent=1))
 
 
+def _complete_zip(path: Path) -> bool:
+    """Whether ``path`` is a zip archive (torch's checkpoint format) whose every member reads back."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return archive.testzip() is None
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -432,7 +440,7 @@ def check_model_files(path: Path, what: str, recorded: dict | None = None, nnune
             raise LNQError(f"{what} is incomplete: a fold_*/checkpoint_final.pth is empty (a half-written "
                            f"folder); {fix}")
         for checkpoint in checkpoints or ():  # torch's zip archive, read whole (CRCs), nothing unpickled
-            if not zipfile.is_zipfile(checkpoint) or zipfile.ZipFile(checkpoint).testzip() is not None:
+            if not _complete_zip(checkpoint):
                 raise LNQError(f"{what} is damaged: {checkpoint} is not a complete checkpoint (cut short or "
                                f"altered); {fix}")
         for name in required if nnunet and not recorded else ():
