@@ -28,7 +28,7 @@ from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
 from lnq_napari.followup import CompareResult, compare_nodes
 from lnq_napari.followup import write_csv as write_changes_csv
-from lnq_napari.followup.compare import check_seg
+from lnq_napari.followup.compare import seg_on_ct
 from lnq_napari.followup.identity import (
     PATIENT_KEYS,
     STUDY_DATE_KEYS,
@@ -223,12 +223,13 @@ def compare(
 ) -> CompareResult:
     """Which nodes grew, shrank, appeared or vanished between a baseline and a follow-up CT.
 
-    Each scan's nodes come from its SEG (on that CT's grid) or, when none is given, from the model
-    (:func:`find_nodes`). The follow-up is registered to the baseline, nodes are matched one to one and
-    each gets a row (volumes, axes and their change); RECIST 1.1 and volumetric summaries follow
-    (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically. Differing DICOM
-    PatientIDs and a poor registration warn; scans that do not overlap raise LNQError. ``registration``
-    (an earlier result's, same CTs) is reused: after an edit only measuring and matching run again.
+    Each scan's nodes come from its SEG (put on that CT's grid as :func:`measure` does) or, when none is
+    given, from the model (:func:`find_nodes`). The follow-up is registered to the baseline, nodes are
+    matched one to one and each gets a row (volumes, axes and their change); RECIST 1.1 and volumetric
+    summaries follow (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically.
+    Differing DICOM PatientIDs and a poor registration warn; scans that do not overlap raise LNQError.
+    ``registration`` (an earlier result's, same CTs) is reused: after an edit only measuring and matching
+    run again.
     """
     check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg))
     check_organ(organ)
@@ -247,7 +248,7 @@ def compare(
             for seg, ct, which in zip((baseline_seg, followup_seg), cts, ("baseline", "follow-up"))]
     for k, which in ((0, "baseline"), (1, "follow-up")):  # before any slow prediction
         if segs[k] is not None:
-            check_seg(segs[k], cts[k], cts[1 - k], which)
+            segs[k] = seg_on_ct(segs[k], cts[k], cts[1 - k], which)
     predictor = None
     for k, ct in enumerate(cts):
         if segs[k] is None:

@@ -76,15 +76,27 @@ def test_comparison_recovers_the_true_matching_and_volume_changes(pair, result):
     assert np.mean(raw) > 2 * result.quality.mean_distance_mm
 
 
-def test_seg_on_neither_grid_or_swapped_is_refused_before_any_work(pair):
+def test_seg_elsewhere_or_swapped_is_refused_before_any_work(pair):
     cropped = Volume(pair.followup.ct.array[2:], pair.followup.ct.spacing,
                      tuple(np.add(pair.followup.ct.origin, (0, 0, 2 * SPACING[2]))))
     seg = truth_labels(pair.baseline)
     with pytest.raises(LNQError, match="swapped"):
         compare_nodes(pair.baseline.ct, seg, cropped, seg)
-    odd = Volume(np.zeros((10, 20, 20), np.uint8))
-    with pytest.raises(LNQError, match="neither CT"):
-        compare_nodes(pair.baseline.ct, odd, pair.followup.ct, truth_labels(pair.followup))
+    far = Volume(np.zeros((10, 20, 20), np.uint8), origin=(5000.0, 5000.0, 5000.0))
+    with pytest.raises(LNQError, match="baseline SEG .* do not overlap the CT"):
+        compare_nodes(pair.baseline.ct, far, pair.followup.ct, truth_labels(pair.followup))
+
+
+def test_a_seg_off_its_ct_grid_by_float_noise_is_put_on_it_as_measure_does(pair, result):
+    """A SEG whose origin was written 0.001 mm off (a DICOM SEG's rounding) was refused as "on the grid
+    of neither CT", where ``measure`` reads it: now both put it on the CT grid."""
+    seg = truth_labels(pair.followup)
+    shifted = Volume(seg.array, seg.spacing, tuple(np.add(seg.origin, 0.001)), seg.direction)
+    said = compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), pair.followup.ct, shifted,
+                         registration=result.registration)
+    assert [(r.baseline_id, r.followup_id, r.status) for r in said.rows] == \
+        [(r.baseline_id, r.followup_id, r.status) for r in result.rows]
+    assert said.recist == result.recist and said.volume == result.volume
 
 
 def test_an_empty_segmentation_is_named_before_its_response_is_trusted(pair, result):
@@ -173,11 +185,11 @@ def test_cli_compare_prints_table_writes_csv_warns_on_poor_registration(tmp_path
     assert "RECIST 1.1:" in captured.out and "registration: affine" in captured.out
     assert "warning: registration looks poor" in captured.err
     bad = tmp_path / "bad-seg.nrrd"
-    write_volume(bad, Volume(np.zeros((5, 6, 7), np.uint8)))
+    write_volume(bad, Volume(np.zeros((5, 6, 7), np.uint8), origin=(5000.0, 5000.0, 5000.0)))
     code = main(["compare", "--baseline", str(t0), str(bad), "--followup", str(t1), seg1])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1].startswith("lnq-napari: error: the baseline SEG is on the grid of neither CT")
+    assert err[-1].startswith("lnq-napari: error: the baseline SEG (") and "do not overlap the CT" in err[-1]
 
 
 def test_registration_recovers_a_known_motion_of_a_real_chest_ct():

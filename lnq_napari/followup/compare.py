@@ -13,6 +13,7 @@ from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_
 from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import BEYOND, ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
+from lnq_napari.io.geometry import align_to
 from lnq_napari.io.volume import Volume
 from lnq_napari.quantify import measure_nodes, node_ids
 
@@ -28,16 +29,15 @@ class RegistrationWarning(UserWarning):
     """The follow-up is poorly aligned to the baseline: check the matching by eye."""
 
 
-def check_seg(seg: Volume, ct: Volume, other: Volume, which: str) -> None:
-    """LNQError unless ``seg`` lies on its own CT's grid (``which``: "baseline" or "follow-up")."""
-    if seg.same_grid(ct):
-        return
-    if seg.same_grid(other):
+def seg_on_ct(seg: Volume, ct: Volume, other: Volume, which: str) -> Volume:
+    """``seg`` on its own CT's grid (``which``: "baseline" or "follow-up"), as ``measure`` puts labels on
+    a CT (:func:`~lnq_napari.io.geometry.align_to`: float noise kept, another axis order reordered, an
+    overlapping grid resampled with a warning); LNQError when it lies on the other CT's grid (the files
+    look swapped) or does not overlap its CT at all."""
+    if not seg.same_grid(ct) and seg.same_grid(other):
         raise LNQError(f"the {which} SEG is on the other CT's grid: the files look swapped; give each CT "
                        "the SEG drawn on it")
-    diffs = "; ".join(seg.grid_differences(ct))
-    raise LNQError(f"the {which} SEG is on the grid of neither CT ({diffs} against the {which} CT); give "
-                   f"the SEG drawn on the {which} CT, or leave it out to have the nodes predicted")
+    return align_to(ct, seg, what=f"{which} SEG")
 
 
 def id_labels(labels: Volume) -> Volume:
@@ -58,14 +58,15 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                   registration: Registration | None = None) -> CompareResult:
     """Register the follow-up to the baseline, match their nodes and summarise the changes.
 
-    The segmentations must lie on their CT's grid; measurements come from each scan's own grid.
+    Each segmentation is put on its own CT's grid (:func:`seg_on_ct`); measurements come from each
+    scan's own grid.
     ``registration`` (from an earlier result of the same two CTs) skips the registration: after an
     edit of either scan's nodes only measuring and matching run again.
     Warns (:class:`RegistrationWarning`) when the matched nodes lie far apart after registration.
     """
     step = progress or (lambda fraction, message="": None)
-    check_seg(baseline_seg, baseline_ct, followup_ct, "baseline")
-    check_seg(followup_seg, followup_ct, baseline_ct, "follow-up")
+    baseline_seg = seg_on_ct(baseline_seg, baseline_ct, followup_ct, "baseline")
+    followup_seg = seg_on_ct(followup_seg, followup_ct, baseline_ct, "follow-up")
     if registration is None:
         step(0.0, "registering")
         registration = register(baseline_ct, followup_ct, affine=affine)
