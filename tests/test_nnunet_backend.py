@@ -104,6 +104,11 @@ def test_load_predictor_chooses_the_backend(nnunet_model):
             load_predictor(f"nnunet:{folder}?{bad}")
     with pytest.raises(LNQError, match="nnU-Net models only"):
         load_predictor(None, tile_step=0.5)
+    for empty in ("nnunet:", "nnunet:?folds=0"):  # were read as the current folder
+        with pytest.raises(LNQError, match=r"names no folder; give nnunet:<trained model folder>"):
+            load_predictor(empty)
+    with pytest.raises(LNQError, match=r"does not exist; .* \(or nnunet:<folder> for an nnU-Net model\)"):
+        load_predictor(str(folder) + "-missing")
 
 
 def _copy(folder: Path, tmp_path: Path) -> Path:

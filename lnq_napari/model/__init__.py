@@ -23,7 +23,8 @@ def resolve_model(model: str | Path | None = None) -> Path:
     if path.is_file() and path.name in ("config.json", "weights.safetensors"):
         path = path.parent
     if not path.exists():
-        raise LNQError(f"model folder {path} does not exist; pass a folder written by `lnq-napari train`")
+        raise LNQError(f"model folder {path} does not exist; pass a folder written by `lnq-napari train` "
+                       "(or nnunet:<folder> for an nnU-Net model)")
     if not path.is_dir():
         raise LNQError(f"model {path} is not a folder; "
                        "pass the folder holding config.json and weights.safetensors")

@@ -79,6 +79,9 @@ def parse_model(model) -> tuple[Path, dict]:
         else:
             raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, "
                            f"mirroring, checkpoint or {', '.join(_POSTPROCESSING)}")
+    if body.startswith(PREFIX) and not body[len(PREFIX):].strip():
+        raise LNQError(f"{text} names no folder; give nnunet:<trained model folder> "
+                       "(nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>)")
     return strip_prefix(body), options
 
 
