@@ -241,6 +241,10 @@ def test_model_folder_checks_need_no_nnunet(tmp_path):
     assert both.version != one.version
     (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"retrained")
     assert open_model(folder, folds=[0]).version != one.version
+    for damaged in ("{bad", "[1]"):  # nnU-Net's loader failed on it and the message blamed the checkpoint
+        (folder / "plans.json").write_text(damaged)
+        with pytest.raises(LNQError, match=r"plans.json cannot be read .*copy it again"):
+            open_model(folder)
 
 
 @pytest.mark.slow

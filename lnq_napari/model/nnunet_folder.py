@@ -85,6 +85,13 @@ def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> N
     if not is_nnunet_folder(path):
         raise LNQError(f"{path} is not an nnU-Net trained model folder (no plans.json and dataset.json); "
                        "give nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>")
+    for name in ("plans.json", "dataset.json"):  # else nnU-Net's loader fails and the checkpoint is blamed
+        try:
+            if not isinstance(json.loads((path / name).read_text(encoding="utf-8")), dict):
+                raise ValueError("not a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise LNQError(f"{path / name} cannot be read ({exc}); copy it again from the folder "
+                           "nnUNetv2_train wrote") from exc
     found = available_folds(path, checkpoint)
     if not found:
         raise LNQError(f"{path} has no fold_*/{checkpoint}; finish training a fold (nnUNetv2_train) or pass "
