@@ -45,7 +45,7 @@ from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
-from lnq_napari.io.labels import check_label_values
+from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.outputs import check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
@@ -149,9 +149,13 @@ def _one_case(value, what: str) -> Path | Volume:
 
 
 def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> dict:
-    """One case's row of :func:`evaluate` (a warning when the prediction would be mis-scored)."""
-    truth = gt if isinstance(gt, Volume) else read_labels(gt)
-    prediction = pred if isinstance(pred, Volume) else read_volume(pred)
+    """One case's row of :func:`evaluate` (a warning when the prediction would be mis-scored). The truth is
+    read as :func:`read_labels` reads a file, a Volume too (every non-zero voxel a node; a CT refused); a
+    prediction file as the challenge reads it (its label 1), but a 3D Slicer segmentation or DICOM SEG as
+    its node segments (they are named)."""
+    truth = gt.with_array(label_mask(np.asarray(gt.array), "the ground truth"), **gt.meta) \
+        if isinstance(gt, Volume) else read_labels(gt)
+    prediction = pred if isinstance(pred, Volume) else _read_seg(pred, scored=True)
     reordered = None if prediction.same_grid(truth) else reordered_onto(truth, prediction)
     if reordered is not None:  # the same voxels stored in another axis order or direction
         prediction = reordered
@@ -341,16 +345,20 @@ def compare_time_points(
                    model=model, device=device, progress=progress, cancel=cancel)
 
 
-def _read_seg(seg: str | Path, ct: Volume | None = None) -> Volume:
+def _read_seg(seg: str | Path, ct: Volume | None = None, scored: bool = False) -> Volume:
     """A label file as ``measure`` and ``compare`` read it: a DICOM SEG on ``ct`` (else on its CT series
     beside it), a 3D Slicer segmentation as its node segment(s) (several: each segment's nodes kept
-    apart, :func:`~lnq_napari.quantify.read_node_ids`), any other label map as it is."""
+    apart, :func:`~lnq_napari.quantify.read_node_ids`), any other label map as it is. ``scored``: as
+    ``evaluate`` reads a prediction: a segmentation's node segments as one 0/1 mask, any other file's
+    voxels unchecked (the challenge's reading, warned of by the caller)."""
+    read_segments = read_labels if scored else read_node_ids
     if dicom_seg.seg_file(seg) is not None:
-        return read_node_ids(seg, reference=ct)
+        return read_segments(seg, reference=ct)
     raw = read_raw(seg)
     if raw.layered or segfile.is_slicer_segmentation(raw.meta):
-        return read_node_ids(seg)
-    check_label_values(raw.array, Path(seg).name)  # a CT given as the labels is named as such
+        return read_segments(seg)
+    if not scored:
+        check_label_values(raw.array, Path(seg).name)  # a CT given as the labels is named as such
     return raw.volume()
 
 
@@ -724,6 +732,9 @@ def _volume(value, what: str, read: bool = False) -> Volume:
     """``value`` when it is a Volume; with ``read``, a path is read as one; anything else is an LNQError
     saying what to pass (an array alone has no spacing or position)."""
     if isinstance(value, Volume):
+        if np.ndim(value.array) != 3:
+            raise LNQError(f"{what} holds a {np.ndim(value.array)}D array (shape {np.shape(value.array)}); a "
+                           "CT or label volume is 3D (z, y, x): stack the slices into one volume")
         check_grid(value.spacing, value.origin, value.direction, what)  # as every file reader checks
         return value
     if read and isinstance(value, (str, Path)):

@@ -366,6 +366,39 @@ def test_api_evaluate_takes_volumes_and_names_what_else_it_takes(case):
         api.evaluate(np.asarray(pred.array), case["gt"])
 
 
+def test_api_evaluate_reads_a_truth_volume_as_a_truth_file(case):
+    """A truth Volume was scored as it was where a truth file is read as its non-zero voxels: 0/255 truth
+    scored Dice 0 with no truth node, one id per node scored only id 1, a CT was scored (Dice 0.001)."""
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+    from lnq_napari.io.readers import read_volume
+
+    want = api.evaluate(case["pred"], case["gt"])["cases"][0]
+    truth = read_volume(case["gt"])
+    ids = np.asarray(truth.array).astype(np.int32)
+    ids[:, :, 28:] *= 2  # the second node gets id 2
+    keys = ("dice", "nodes_gt", "nodes_hit", "fp_nodes")
+    for array in (np.asarray(truth.array) * 255, ids):
+        got = api.evaluate(case["pred"], truth.with_array(array.astype(array.dtype)))["cases"][0]
+        assert [got[k] for k in keys] == [want[k] for k in keys]
+    ct = truth.with_array(np.where(np.asarray(truth.array) > 0, 40, -1000).astype(np.int16))
+    with pytest.raises(LNQError, match="the ground truth holds negative values .* looks like a CT"):
+        api.evaluate(case["pred"], ct)
+
+
+def test_api_refuses_a_volume_that_is_not_3d_in_one_line(case):
+    """A 2D or 4D array in a Volume gave scipy's, numpy's or SimpleITK's traceback (or "a single slice")."""
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+
+    flat = Volume(np.ones((40, 40), np.uint8), (1.0, 1.0, 1.0))
+    stacked = Volume(np.zeros((1, *SHAPE), np.int16))
+    for call in (lambda: api.measure(flat), lambda: api.node_table(flat), lambda: api.find_nodes(flat),
+                 lambda: api.evaluate(flat, flat), lambda: api.find_nodes(stacked)):
+        with pytest.raises(LNQError, match=r"holds a [24]D array \(shape .*\); a CT or label volume is 3D"):
+            call()
+
+
 def test_view_without_a_display_is_one_line(case, capsys, monkeypatch):
     """Qt aborted the process (exit 134) with its own lines when no display was there."""
     monkeypatch.delenv("DISPLAY", raising=False)

@@ -75,8 +75,8 @@ def test_custom_fields_are_kept_in_meta(tmp_path, ball):
 
 
 @pytest.mark.parametrize(("name", "message"), [
-    ("test1d_ascii.nrrd", "is 1D; a CT volume must be 3D"),
-    ("test2d_ascii.nrrd", "is 2D; a CT volume must be 3D"),
+    ("test1d_ascii.nrrd", "is 1D; a CT or label volume must be 3D"),
+    ("test2d_ascii.nrrd", "is 2D; a CT or label volume must be 3D"),
     ("test_customFields.nrrd", "is 1D"),
     ("test_simple4d_raw.nrrd", "is 4D"),
     ("BallBinary30x30x30_byteskip_minus_five.nhdr", "byteskip"),

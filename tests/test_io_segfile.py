@@ -194,6 +194,23 @@ def test_atomic_write_gives_files_the_usual_mode(tmp_path):
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
 
 
+def test_a_segmentation_scored_against_itself_scores_every_node(tmp_path):
+    """A 3D Slicer segmentation with two node segments (label values 1 and 2) given as the prediction was
+    read raw, label 1 alone: evaluate(seg, seg) gave Dice 0.47; its node segments are now the prediction."""
+    from lnq_napari import api
+
+    shape_ijk, spacing = (40, 30, 6), (0.7, 0.7, 3.0)
+    segmentation = slicerio.create_segmentation(shape_ijk, np.diag([*spacing, 1.0]))
+    first, second = np.zeros(shape_ijk, bool), np.zeros(shape_ijk, bool)
+    first[2:18, 2:18, 1:5], second[22:38, 12:28, 1:5] = True, True  # 11 mm wide: counted nodes
+    for name, mask in (("lymph node 1", first), ("lymph node 2", second)):
+        slicerio.add_segment(segmentation, mask, {"name": name})
+    path = tmp_path / "nodes.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+    row = api.evaluate(path, path)["cases"][0]
+    assert row["dice"] == 1.0 and row["nodes_gt"] == row["nodes_hit"] == 2 and row["fp_nodes"] == 0
+
+
 def test_node_segments_touching_are_measured_apart(tmp_path):
     """Two touching nodes drawn as two segments (as Slicer users draw them) and a segment holding two
     separate nodes: four nodes, each with its own volume (the union of the segments read as three,

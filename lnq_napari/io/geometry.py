@@ -44,7 +44,7 @@ def nrrd_space_flip(header: dict, name: str = "file") -> np.ndarray:
     if space is None:
         dims = header.get("space dimension")
         if dims is not None and int(dims) != 3:
-            raise LNQError(f"{name} lives in a {int(dims)}D space; a CT volume must be 3D")
+            raise LNQError(f"{name} lives in a {int(dims)}D space; a CT or label volume must be 3D")
         return np.ones(3)
     key = str(space).strip().lower()
     if key not in _SPACE_TO_LPS:
@@ -68,12 +68,12 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
     flip = nrrd_space_flip(header, name)
     axes = nrrd_spatial_axes(header)
     if len(axes) != 3:
-        raise LNQError(f"{name} has {len(axes)} spatial axes; a CT volume must be 3D")
+        raise LNQError(f"{name} has {len(axes)} spatial axes; a CT or label volume must be 3D")
     if "space directions" in header:
         dim = int(header["dimension"])
         sd = np.asarray(header["space directions"], dtype=float).reshape(dim, -1)[axes]
         if sd.shape[1] != 3:
-            raise LNQError(f"{name} lives in a {sd.shape[1]}D space; a CT volume must be 3D")
+            raise LNQError(f"{name} lives in a {sd.shape[1]}D space; a CT or label volume must be 3D")
         vectors = sd * flip  # row i: LPS step of spatial axis i
         spacing = np.linalg.norm(vectors, axis=1)  # zero, singular or sheared: volume.check_grid refuses
         direction = (vectors / np.where(spacing > 0, spacing, 1.0)[:, None]).T

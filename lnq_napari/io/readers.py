@@ -189,14 +189,14 @@ def _read_nrrd(path: Path) -> RawImage:
                        "an NRRD image: re-export or re-download it") from exc
     dim = int(header["dimension"])
     if dim < 3:
-        raise LNQError(f"{path.name} is {dim}D; a CT volume must be 3D")
+        raise LNQError(f"{path.name} is {dim}D; a CT or label volume must be 3D")
     spacing, origin, direction = nrrd_geometry(header, path.name)
     spatial = nrrd_spatial_axes(header)
     c_spatial = [dim - 1 - a for a in spatial]  # pynrrd C order reverses the header's axes
     others = [a for a in range(dim) if a not in c_spatial]
     array = np.moveaxis(data, others, list(range(len(others)))) if others else data
     if array.ndim > 4:
-        raise LNQError(f"{path.name} is {dim}D; a CT volume must be 3D")
+        raise LNQError(f"{path.name} is {dim}D; a CT or label volume must be 3D")
     return RawImage(_native(array), spacing, origin, direction, custom_fields(header))
 
 
@@ -399,7 +399,7 @@ def _from_sitk_image(image, name: str) -> RawImage:
 
     dim = image.GetDimension()
     if dim != 3:
-        raise LNQError(f"{name} is {dim}D; a CT volume must be 3D")
+        raise LNQError(f"{name} is {dim}D; a CT or label volume must be 3D")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise LNQError(f"{name} has {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
                        "vector image); a CT volume must be scalar")
