@@ -109,6 +109,17 @@ def test_a_taken_number_is_skipped(tmp_path):
     assert json.loads((store.folder / "v001.json").read_text())["source"] == "original"
 
 
+def test_labels_refused_while_written_give_their_number_back(tmp_path):
+    """2D labels passed the value check, took v002, then failed to write: an empty v002.json stayed and the
+    next save became v003."""
+    store = LabelStore(tmp_path, "c1")
+    store.add(_labels(), "original")
+    with pytest.raises(LNQError, match="must be 3D"):
+        store.add(Volume(np.ones((8, 8), np.uint8)), "correction")
+    assert sorted(p.name for p in store.folder.iterdir()) == ["v001.json", "v001.seg.nrrd"]
+    assert store.add(_labels(1), "correction").version == "v002"
+
+
 @pytest.mark.parametrize("field", ["version", "file", "time", "case", "sha256"])
 def test_provenance_fields_the_store_sets_are_refused_before_a_number_is_taken(tmp_path, field):
     store = LabelStore(tmp_path, "c1")

@@ -121,10 +121,16 @@ class LabelStore:
         path = self.folder / f"{version}{LABEL_SUFFIX}"
         prov = {"version": version, "case": self.case, "source": source, "model_version": model_version,
                 "time": now(), "edits": int(edits), "parent": parent, "file": path.name, **fields}
-        write_seg_nrrd(path, labels, name="lymph node", extra=_header(prov))
-        prov["bytes"] = path.stat().st_size
-        prov["sha256"] = sha256_file(path)
-        atomic_write_text(self.folder / f"{version}.json", json.dumps(prov, indent=1, default=str))
+        try:
+            write_seg_nrrd(path, labels, name="lymph node", extra=_header(prov))
+            prov["bytes"] = path.stat().st_size
+            prov["sha256"] = sha256_file(path)
+            atomic_write_text(self.folder / f"{version}.json", json.dumps(prov, indent=1, default=str))
+        except Exception:  # refused labels, a full disk: the number is given back (a kill keeps it, unused)
+            if self._committed(self.folder / f"{version}.json") is None:
+                path.unlink(missing_ok=True)
+                (self.folder / f"{version}.json").unlink(missing_ok=True)
+            raise
         return SavedLabels(self.case, version, path)
 
     def _committed(self, path: Path) -> dict | None:
