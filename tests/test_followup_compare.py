@@ -110,6 +110,18 @@ def test_an_empty_segmentation_is_named_before_its_response_is_trusted(pair, res
     assert not any("holds no node" in note for note in result.warnings)
 
 
+def test_segs_with_no_node_in_common_are_named_before_the_response_is_trusted(pair, result):
+    """Each scan given the other's SEG (one grid for both): every node vanished or new, PD, without a
+    word."""
+    base, follow = truth_labels(pair.baseline), truth_labels(pair.followup)
+    moved = follow.with_array(np.roll(np.asarray(follow.array), 40, axis=2))  # no node where one was
+    with pytest.warns(UserWarning, match=r"no node matched: all .*\(swapped files\?\)"):
+        said = compare_nodes(pair.baseline.ct, base, pair.followup.ct, moved,
+                             registration=result.registration)
+    assert not any(r.status == "matched" for r in said.rows)
+    assert not any("no node matched" in note for note in result.warnings)
+
+
 def test_scans_that_do_not_overlap_are_refused(pair):
     slab = pair.followup.ct.with_array(np.full(pair.followup.ct.shape, 40, np.int16))  # no chest at all
     with warnings.catch_warnings():

@@ -118,6 +118,12 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     if quality.poor:
         warnings.warn(quality.message, RegistrationWarning, stacklevel=2)
         notes.append(quality.message)
+    if b_rows and f_rows and not pairs:  # swapped SEGs on one grid, or a failed registration
+        note = (f"no node matched: all {len(b_rows)} baseline node(s) vanished and all {len(f_rows)} "
+                "follow-up node(s) are new; check that each SEG belongs to its CT (swapped files?) and the "
+                "registration before trusting the response")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
     for scan, found in (("baseline", b_rows), ("follow-up", f_rows)):
         if not found:  # CR or PD from an empty segmentation is the file's word, not the patient's
             note = (f"the {scan} segmentation holds no node, so every node of the other scan counts as "
