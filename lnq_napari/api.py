@@ -53,7 +53,7 @@ from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
-from lnq_napari.preprocess import warn_if_not_hu
+from lnq_napari.preprocess import refuse_label_map, warn_if_not_hu
 from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, read_node_ids, summarize_nodes, write_csv
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
@@ -427,6 +427,7 @@ def find_nodes(
     if min(ct.shape) < 2:
         raise LNQError(f"the CT is {' x '.join(map(str, ct.shape))} voxels (z, y, x): lnq-napari finds nodes "
                        "in chest CT volumes, not in a single slice; give the whole series")
+    refuse_label_map(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
     extent = min(n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx))
     if extent < THIN_SLAB_MM:
         warnings.warn(f"the CT spans only {extent:.0f} mm along one axis: the model judges nodes in their 3D "

@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from lnq_napari.components import within_mm
+from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import from_lps, reorient, to_lps
 from lnq_napari.io.volume import Volume
 
@@ -57,6 +58,23 @@ def warn_if_not_hu(hu: np.ndarray) -> None:
                       "them): apply the rescale intercept (usually -1024) before using it",
                       UserWarning, stacklevel=3)
 
+
+def refuse_label_map(hu: np.ndarray) -> None:
+    """LNQError when a "CT" holds 2 to a handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a
+    label map given as the CT, where the model would find nothing and say little (a CT holds hundreds of
+    values; stored without the rescale intercept, its soft tissue lies above 1000)."""
+    sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
+    if not sample.size or sample.min() < 0:
+        return
+    values = np.unique(sample)
+    if 2 <= values.size <= LABEL_MAP_VALUES and values[-1] <= 255 and np.all(values == np.round(values)):
+        shown = ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if values.size > 5 else "")
+        raise LNQError(f"the CT holds only {values.size} distinct value(s) ({shown}): it looks like a label "
+                       "map, not a CT; pass the CT volume (Hounsfield units)")
+
+
+#: A "CT" with at most this many distinct values (in a sample of its voxels) is a label map.
+LABEL_MAP_VALUES = 32
 
 #: A CT with less than this share of voxels near -1000 HU and more than the next near +1000 holds stored
 #: values: in HU a chest CT's air (outside the body, lungs) is 20-50 % of it, dense bone a few per cent.
@@ -273,6 +291,7 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     if image is None:
         oriented = reorient(ct.to_sitk(), prep["orientation"])
         hu = sitk.GetArrayViewFromImage(oriented)
+        refuse_label_map(hu)
         warn_if_not_hu(hu)
         roi = find_roi(hu, tuple(oriented.GetSpacing()[::-1]), prep["roi"])
     else:

@@ -123,3 +123,22 @@ def test_holes_are_filled_slice_by_slice_as_scipy_fills_each_slice():
         got = _holes_filled(mask, plane)
         assert np.array_equal(got, expected)
         assert (got & ~mask).any()  # some holes were there to fill
+
+
+def test_a_label_map_given_as_the_ct_is_refused_before_any_work():
+    """A 0/1 node mask passed as the CT ran the model (12 s on a phantom) and found no node, with only the
+    stored-values warning; a label map holds a handful of values, a CT hundreds."""
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+
+    nodes = np.zeros((20, 64, 80), np.uint8)
+    nodes[8:12, 30:36, 38:44] = 1
+    for labels in (nodes, nodes.astype(np.int16) * 7):
+        volume = Volume(labels, (0.8, 0.8, 3.0))
+        with pytest.raises(LNQError, match=r"holds only 2 distinct value\(s\) .* looks like a label map"):
+            prepare(volume)
+        with pytest.raises(LNQError, match="looks like a label map"):
+            api.find_nodes(volume, model="/nonexistent")  # refused before the model is looked for
+    stored = (_chest() + 1024).astype(np.uint16)  # a CT in stored values: warned, not refused
+    with pytest.warns(UserWarning, match="not in Hounsfield units"):
+        prepare(Volume(stored, (0.8, 0.8, 3.0)))
