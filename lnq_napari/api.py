@@ -79,6 +79,12 @@ class NodeResult:
     nodes: list[NodeRow]  # the node table; ``id`` as in ``mask``
     region: Volume | None = None  # uint8 0/1: the mediastinum region nodes and suggestions keep to
 
+    def __repr__(self) -> str:  # a summary; the parts are its fields (a notebook cell's last line)
+        big = sum(bool(row.ge_10mm) for row in self.nodes)
+        return (f"NodeResult({len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''} ({big} >= 10 mm), "
+                f"{len(self.suggestions)} suggestion{'s' if len(self.suggestions) != 1 else ''}, "
+                f"model {self.model_version}, on {self.mask!r})")
+
     def binary_mask(self) -> Volume:
         """The nodes as a uint8 0/1 mask (what the challenge scores)."""
         return self.mask.with_array((np.asarray(self.mask.array) > 0).astype(np.uint8))

@@ -120,6 +120,9 @@ def test_segs_with_no_node_in_common_are_named_before_the_response_is_trusted(pa
                              registration=result.registration)
     assert not any(r.status == "matched" for r in said.rows)
     assert not any("no node matched" in note for note in result.warnings)
+    shown = repr(said)  # a notebook cell's last line: a summary, not every voxel of the labels
+    assert shown.startswith(f"CompareResult({len(said.baseline_nodes)} vanished, {len(said.followup_nodes)} ")
+    assert "; RECIST PD; " in shown and len(shown) < 200
 
 
 def test_scans_that_do_not_overlap_are_refused(pair):

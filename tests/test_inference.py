@@ -145,6 +145,10 @@ def test_find_nodes_takes_a_ct_file_and_says_what_an_array_lacks(tmp_path, tiny_
     assert from_file.mask.same_grid(small_ct, tol=1e-6)
     with pytest.raises(LNQError, match=r"the CT must be an lnq_napari Volume or a file path \(got numpy"):
         api.find_nodes(np.asarray(small_ct.array), predictor)
+    # a notebook cell's last line shows a summary (the dataclasses' reprs printed every voxel)
+    shown = repr(from_file)
+    assert shown.startswith(f"NodeResult({len(from_file.nodes)} node") and len(shown) < 400
+    assert f"model {from_file.model_version}, on Volume(shape (z, y, x) {small_ct.shape}, int32," in shown
 
 
 def test_a_thin_slab_is_predicted_with_a_warning(tiny_model, small_ct):

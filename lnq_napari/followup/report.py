@@ -125,6 +125,13 @@ class CompareResult:
     registration: Registration
     warnings: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # a summary; the rows are in ``rows`` (a notebook cell's last line)
+        counts = {status: sum(r.status == status for r in self.rows) for status in dict.fromkeys(
+            r.status for r in self.rows)}
+        shown = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no node"
+        return (f"CompareResult({shown}; RECIST {self.recist.overall}; "
+                f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''})")
+
     def row_for(self, baseline_id: int | None = None, followup_id: int | None = None) -> ChangeRow | None:
         """The row holding a node of either scan."""
         for row in self.rows:

@@ -37,6 +37,12 @@ class Volume:
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = tuple(float(d) for d in np.asarray(self.direction, dtype=float).ravel())
 
+    def __repr__(self) -> str:  # the voxels' summary, not the voxels (a notebook cell's last line)
+        spacing = ", ".join(f"{s:g}" for s in self.spacing)
+        origin = ", ".join(f"{o:g}" for o in self.origin)
+        return (f"Volume(shape (z, y, x) {self.shape}, {np.asarray(self.array).dtype}, spacing ({spacing}) "
+                f"mm, origin ({origin}) mm, {len(self.meta)} meta field{'s' if len(self.meta) != 1 else ''})")
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.array.shape)
