@@ -426,6 +426,10 @@ def find_nodes(
     whose outline looks incomplete ("outline"); fragments of one node are merged, the rest ranked
     together and cut to ``max_suggestions`` (None: the model's ``max_suggestions``).
     """
+    if max_suggestions is not None and (isinstance(max_suggestions, bool) or not isinstance(
+            max_suggestions, numbers.Integral) or max_suggestions < 0):
+        raise LNQError(f"max_suggestions must be a whole number >= 0, or None for the model's own (got "
+                       f"{max_suggestions!r})")
     ct = _volume(ct, "the CT", read=True)
     if np.asarray(ct.array).dtype == bool:
         raise LNQError("the CT holds True/False values (a mask?); a CT holds numbers in Hounsfield units: "
@@ -673,7 +677,7 @@ def finetune(
                        "leave out --iterations and --set, or run finetune without --resume to start afresh")
     config = config or FinetuneConfig()
     if iterations is not None:
-        config = config.replace(iterations=int(iterations))
+        config = config.replace(iterations=iterations)
     ws = _open(workspace)
     if is_nnunet_version(ws.active_model()):
         if resume:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lnq_napari import api
+from lnq_napari.errors import LNQError
 from lnq_napari.inference import Prediction
 from lnq_napari.interact import Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io.volume import Volume
@@ -132,6 +133,9 @@ def test_find_nodes_keeps_suggestions_in_the_region_and_under_the_cap(fake_ct):
     assert len(everywhere.suggestions) == 10  # the model's cap
     assert [s.rank for s in everywhere.suggestions] == list(range(1, 11))
     assert len(api.find_nodes(fake_ct, predictor, region=False, max_suggestions=3).suggestions) == 3
+    for bad in (-1, 2.5, True):  # -1 was taken as a cap, 2.5 too
+        with pytest.raises(LNQError, match="max_suggestions must be a whole number >= 0"):
+            api.find_nodes(fake_ct, predictor, max_suggestions=bad)
 
 
 def test_find_nodes_does_not_ask_a_model_without_a_margin_to_turn_the_region_off(fake_ct):

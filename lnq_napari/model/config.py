@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -252,6 +253,12 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        whole = ("iterations", "warmup", "forgetting_cases", "fallback_steps", "folds", "seed")
+        for name in whole:  # 2.7 iterations ran 2 without a word
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), numbers.Integral):
+                problems.append(f"{name} must be a whole number (got {getattr(self, name)!r})")
+        if problems:
+            raise LNQError(f"bad fine-tune setting: {'; '.join(problems)}")
         if self.iterations < 1:
             problems.append(f"iterations must be >= 1 (got {self.iterations})")
         for name in ("val_fraction", "replay_fraction", "focus_fraction"):
