@@ -9,6 +9,7 @@ in the same order.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -449,6 +450,32 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     viewer.layers.selection.active = nodes
     session.notify()
     return session
+
+
+def attach_suggestions(viewer, session: NodeSession, result: NodeResult) -> int:
+    """Show ``result``'s suggestions beside the labels the session opened with, which stay as they are
+    (a case opened from the review queue): the model's probabilities go on the node layer for accepting
+    them; a suggestion at a voxel the labels already hold or inside a rejection the labels were saved with
+    is left out. Returns how many are shown."""
+    ct = session.ct_volume()
+    spacing = np.asarray(ct.spacing_zyx, dtype=float)
+    rejected = [Rejection.from_dict(r) for r in session.rejections()]
+    labels = session.nodes.data
+
+    def kept(s: Suggestion) -> bool:
+        if labels[tuple(int(c) for c in s.centre_zyx)] > 0:
+            return False
+        return all(np.linalg.norm((np.asarray(s.centre_zyx) - r.centre_zyx) * spacing) > r.radius_mm
+                   for r in rejected)
+
+    shown = [dataclasses.replace(s, rank=k) for k, s in enumerate(filter(kept, result.suggestions), start=1)]
+    session.nodes.metadata[PROB_KEY] = np.asarray(result.probabilities.array, dtype=np.float32)
+    active = viewer.layers.selection.active
+    session.suggestions = show_suggestions(viewer, ct, shown, like=session.ct_layer)
+    session.current_suggestion = -1
+    viewer.layers.selection.active = active
+    session.notify()
+    return len(shown)
 
 
 def show_marks(viewer, ct: Volume, like=None):

@@ -93,6 +93,68 @@ def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autos
     assert review.finetune_button.isEnabled()
 
 
+class UnsurePredictor:
+    """TEST DOUBLE: a model unsure of a 3 x 5 x 5 voxel blob at each of ``centres`` (z, y, x)."""
+
+    def __init__(self, centres) -> None:
+        from lnq_napari.model.config import ModelConfig
+
+        self.config, self.centres = ModelConfig(), centres
+        self.config.inference.mediastinum_margin_mm = None
+
+    def predict(self, ct, progress=None, cancel=None, region=True):
+        from lnq_napari.inference import Prediction
+
+        prob = np.zeros(ct.shape, np.float32)
+        for k, (z, y, x) in enumerate(self.centres):
+            prob[z - 1: z + 2, y - 2: y + 3, x - 2: x + 3] = 0.3 + 0.05 * k
+        return Prediction(ct.with_array(prob), ct.with_array(np.zeros(ct.shape, np.uint8)), "unsure-0", None)
+
+
+def test_a_case_opened_from_the_queue_shows_its_suggestions_beside_its_labels(
+        make_napari_viewer, qtbot, workspace, monkeypatch, tmp_path):
+    """The queue promised "2 unsure of 8 nodes" but an opened case had no suggestions: N and A answered
+    "no suggestion left". Now the workspace's model predicts it in the background and its suggestions
+    show beside the labels opened, which stay as they are (a suggestion on a labelled voxel is left out)."""
+    from lnq_napari import api
+    from lnq_napari.io.readers import read_labels
+    from lnq_napari.workspace import Workspace
+
+    workspace = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")  # no other test's labels
+    case = workspace.case_ids()[-1]
+    labelled = tuple(int(c) for c in np.argwhere(read_labels(workspace.seg_path(case)).array > 0)[0])
+    free = [(4, 8, 8), (11, 38, 38)]
+    assert all(read_labels(workspace.seg_path(case)).array[c] == 0 for c in free)
+    fake = UnsurePredictor([*free, labelled])
+    loaded = []
+    monkeypatch.setattr(api, "load_predictor", lambda model, *a, **k: model if model is fake else (
+        loaded.append(model) or fake))
+
+    viewer = make_napari_viewer()
+    review = ReviewWidget(viewer, workspace=workspace)
+    assert review.open_case(case) == workspace.ct_path(case)
+    nodes = viewer.layers["nodes"]
+    opened = np.array(nodes.data, copy=True)
+    assert "finding suggestions" in review.status.text()
+    qtbot.waitUntil(lambda: review.suggesting is None, timeout=60000)
+    assert loaded == [workspace.prediction_model()[0]]  # the workspace's model
+    shown = viewer.layers["suggestions"]
+    assert sorted(tuple(p) for p in np.asarray(shown.data, dtype=int)) == sorted(free)
+    assert sorted(shown.features["rank"]) == [1, 2]
+    session = nodes.metadata["lnq_session"]
+    assert np.array_equal(nodes.data, opened) and session.edits == 0  # the labels as opened
+    assert session.probabilities is not None and session.probabilities.shape == opened.shape
+    assert "2 suggestions of model" in review.status.text()
+    assert viewer.layers.selection.active is nodes  # still the layer the brush paints
+
+    # a case opened before the suggestions arrive drops them: the next case gets its own
+    other = workspace.case_ids()[0]
+    assert review.open_case(case) is not None and review.open_case(other) is not None
+    qtbot.waitUntil(lambda: review.suggesting is None, timeout=60000)
+    assert viewer.layers["nodes"].metadata["lnq_session"].case == other
+    assert "suggestions of model" in review.status.text() and other in review.status.text()
+
+
 def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, workspace, tmp_path):
     viewer = make_napari_viewer()
     review = ReviewWidget(viewer)
@@ -534,4 +596,5 @@ def test_autosaved_edits_that_were_saved_are_not_offered_after_another_reviewers
     theirs = ws.add_label_version(case, ws.read_labels(case, mine["version"]).with_array(
         np.zeros_like(np.asarray(ws.read_labels(case, mine["version"]).array))), "correction")
     assert widgets["Review"].open_case(case) is not None
-    assert widgets["Review"].status.text() == f"opened {case} (correction {theirs})"
+    said = widgets["Review"].status.text()
+    assert said.startswith(f"opened {case} (correction {theirs})") and "unsaved edits" not in said

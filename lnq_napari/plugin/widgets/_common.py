@@ -55,10 +55,12 @@ class WorkerWidget(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.worker, self._cancel = None, threading.Event()
+        self._closed = threading.Event()  # the widget went: its background jobs besides ``worker`` stop too
         atexit.unregister(_stop_jobs_at_exit)  # once; registered late, so it runs before napari's handlers
         atexit.register(_stop_jobs_at_exit)
-        _JOB_CANCELS.add(self._cancel)
-        self.destroyed.connect(lambda *_, flag=self._cancel: flag.set())
+        _JOB_CANCELS.update((self._cancel, self._closed))
+        for flag in (self._cancel, self._closed):
+            self.destroyed.connect(lambda *_, flag=flag: flag.set())
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)

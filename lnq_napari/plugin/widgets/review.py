@@ -9,6 +9,8 @@ napari thread workers with a progress bar and Cancel; the widget only forwards t
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,9 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
 from lnq_napari.plugin._case import add_case, read_case, read_labels_data
 from lnq_napari.plugin._layers import ROLE_KEY
+from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._reader import HEADER_KEY
-from lnq_napari.plugin._session import SESSION_KEY, session_for
+from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
 from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
@@ -46,6 +49,9 @@ class ReviewWidget(WorkerWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.rows: list[dict] = []
+        self.suggesting = None  # the thread worker finding the opened case's suggestions
+        self._predictor: tuple[str, object] | None = None  # (model version, loaded predictor)
+        self._predicting = threading.Lock()  # one prediction at a time (a case opened while one runs)
         self.form = Container(widgets=[
             FileEdit(name="workspace", label="workspace", mode="d", nullable=True,
                      value=getattr(workspace, "root", workspace),
@@ -100,7 +106,7 @@ class ReviewWidget(WorkerWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.stats)
-        self.models = ModelsPanel(self._folder)
+        self.models = ModelsPanel(self.workspace_or_none)
         layout.addWidget(self.models)
         self.form.workspace.changed.connect(lambda value=None: self._workspace_changed())
         self.models.refresh()
@@ -121,7 +127,7 @@ class ReviewWidget(WorkerWidget):
             raise LNQError("choose a workspace folder first (`lnq-napari workspace init` makes one)")
         return Workspace.open(folder)
 
-    def _folder(self) -> Path | None:
+    def workspace_or_none(self) -> Path | None:
         """The workspace folder, or None when none is chosen or it is not a workspace."""
         try:
             return self.workspace().root
@@ -261,7 +267,56 @@ class ReviewWidget(WorkerWidget):
                 said += (f" (they were made on {restored[3]['version']}; {prov['source']} {prov['version']} "
                          "was saved since: Save puts them on top)")
         self.status.setText(said)
+        if nodes is not None:
+            self._find_suggestions(ws, nodes, said)
         return ws.ct_path(case)
+
+    def _find_suggestions(self, ws: Workspace, nodes, said: str) -> None:
+        """Predict the opened case with the workspace's model in a thread worker and show its suggestions
+        beside the opened labels (:func:`~lnq_napari.plugin._session.attach_suggestions`); the labels stay
+        editable meanwhile, and a case opened before it ends drops its result."""
+        from napari.qt.threading import create_worker
+
+        session = nodes.metadata[SESSION_KEY]
+        try:
+            ct = session.ct_volume()
+            path, version = ws.prediction_model()
+        except LNQError:
+            return
+        worker = None
+
+        def stale() -> bool:  # the widget went, or another case opened
+            return self._closed.is_set() or self.suggesting is not worker
+
+        def body() -> api.NodeResult:
+            with self._predicting, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the node table's warnings; the suggestions are the point
+                if self._predictor is None or self._predictor[0] != version:
+                    self._predictor = (version, api.load_predictor(path))
+                return api.find_nodes(ct, self._predictor[1], cancel=stale)
+
+        def done(result: api.NodeResult) -> None:
+            if nodes not in self.viewer.layers or nodes.name != NODES_NAME or \
+                    nodes.metadata.get(SESSION_KEY) is not session:  # closed, or Find nodes put it aside
+                return
+            n = attach_suggestions(self.viewer, session, result)
+            self.status.setText(f"{said}; {n} suggestion{'s' if n != 1 else ''} of model "
+                                f"{short_model_name(version)}" + (": N / Shift+N step through them, A "
+                                                                  "accepts, R rejects" if n else ""))
+
+        def failed(exc: Exception) -> None:
+            if not isinstance(exc, Cancelled) and self.suggesting is worker:
+                self.status.setText(f"{said}; no suggestions ({exc})")
+
+        def finished() -> None:
+            if self.suggesting is worker:
+                self.suggesting = None
+
+        worker = create_worker(body, _connect={"returned": done, "errored": failed, "finished": finished},
+                               _start_thread=False)
+        self.suggesting = worker
+        self.status.setText(f"{said}; finding suggestions ...")
+        worker.start()
 
     @staticmethod
     def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, ct_data, seg_data,
