@@ -51,6 +51,11 @@ class LNQPanel(QWidget):
         }
         if model is None:  # the Segment tab follows the workspace's active version (Activate, fine-tune)
             self.widgets["Review"].models.active_changed.connect(self.widgets["Segment"].follow_model)
+        review, save = self.widgets["Review"], self.widgets["Save"]
+        # Save follows the workspace chosen in Review (it kept the panel's first one: a case opened by File >
+        # Open after a switch was saved into the old workspace)
+        review.form.workspace.changed.connect(
+            lambda *_: setattr(save, "workspace", review.workspace_or_none()))
         self.tabs = QTabWidget()
         self.tabs.setUsesScrollButtons(True)
         self.tabs.setDocumentMode(True)

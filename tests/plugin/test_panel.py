@@ -202,3 +202,20 @@ def test_a_closed_panel_stops_listening_and_the_reopened_one_lists_every_suggest
         sys.excepthook = hook
     assert not errors, "".join(traceback.format_exception(*errors[0]))
 
+
+
+def test_save_follows_the_workspace_chosen_in_review(make_napari_viewer, tmp_path):
+    """Save kept the panel's first workspace after Review switched to another: a case opened by File > Open
+    was saved into the old one (refused there as "on different grids", or saved into the wrong one)."""
+    from lnq_napari.phantom import write_dataset
+    from lnq_napari.plugin.panel import LNQPanel
+    from lnq_napari.workspace import Workspace
+
+    write_dataset(tmp_path / "data", 1, seed=3, shape=(8, 32, 32), spacing=(4.0, 4.0, 6.0))
+    first, second = (Workspace.init(tmp_path / name, tmp_path / "data") for name in ("ws1", "ws2"))
+    panel = LNQPanel(make_napari_viewer(), workspace=first)
+    review, save = panel.widgets["Review"], panel.widgets["Save"]
+    review.form.workspace.value = second.root
+    assert save.workspace == second.root
+    review.form.workspace.value = tmp_path / "data"  # not a workspace: saved beside the case
+    assert save.workspace is None
