@@ -87,6 +87,7 @@ def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autos
     review.iterations.value = 2
     assert review.finetune() is not None
     assert not review.finetune_button.isEnabled() and review.cancel_button.isEnabled()
+    assert review.open_button.isEnabled()  # as a double-click on the queue and Shift+Enter open cases
     _wait(qtbot, review)
     assert len(workspace.models()) == before + 1 and review.progress.value() == 100
     assert ("activated" in review.status.text()) or ("kept the previous model" in review.status.text())

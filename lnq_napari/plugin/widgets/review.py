@@ -152,7 +152,7 @@ class ReviewWidget(WorkerWidget):
         self._cancelled = cancelled  # the status line if Cancel stops this job
         connect = {"returned": on_done, "errored": self._failed, "finished": self._finished}
         self.worker = create_worker(body, _connect=connect, _start_thread=False)
-        for button in (self.rank_button, self.open_button, self.finetune_button):
+        for button in (self.rank_button, self.finetune_button):  # Open case stays, as a double-click does
             button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -217,7 +217,7 @@ class ReviewWidget(WorkerWidget):
 
     def _finished(self) -> None:
         self.worker = None
-        for button in (self.rank_button, self.open_button, self.finetune_button):
+        for button in (self.rank_button, self.finetune_button):  # Open case stays, as a double-click does
             button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
