@@ -177,6 +177,10 @@ def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, w
     _wait(qtbot, review)
     assert review.status.text() == CANCELLED["finetune"] and len(workspace.models()) == before
     assert "--resume" in review.status.text()  # our fine-tune continues where it stopped
+    review.iterations.value = 2  # Fine-tune again starts afresh and says so (it was lost in the thread)
+    assert review.finetune() is not None
+    _wait(qtbot, review)
+    assert "\nnote: an interrupted fine-tune was discarded: this one starts afresh" in review.status.text()
 
 
 def test_cancel_of_an_nnunet_finetune_says_run_it_again(make_napari_viewer, qtbot, workspace, monkeypatch):

@@ -184,11 +184,15 @@ class ReviewWidget(WorkerWidget):
             return None
         iterations, config = self.iterations.value, FinetuneConfig(folds=self.folds.value)
         nnunet = is_nnunet_version(Workspace.open(root).active_model())  # as api.finetune routes
-        return self._start(
-            lambda: api.finetune(root, config=config, iterations=iterations,
-                                 progress=self._signals.changed.emit, cancel=self._cancel.is_set),
-            self._show_finetune, "fine-tuning ...", CANCELLED[NNUNET if nnunet else "finetune"],
-        )
+        def body() -> tuple[FinetuneResult, list[str]]:
+            with warnings.catch_warnings(record=True) as heard:  # an interrupted fine-tune discarded ...:
+                warnings.simplefilter("always", UserWarning)  # said in the status, not lost in the thread
+                result = api.finetune(root, config=config, iterations=iterations,
+                                      progress=self._signals.changed.emit, cancel=self._cancel.is_set)
+            return result, list(dict.fromkeys(str(w.message) for w in heard))
+
+        return self._start(body, lambda done: self._show_finetune(*done), "fine-tuning ...",
+                           CANCELLED[NNUNET if nnunet else "finetune"])
 
     # --- results on the GUI thread ------------------------------------------------------------------
     def _show_queue(self, rows: list[dict]) -> None:
@@ -203,10 +207,11 @@ class ReviewWidget(WorkerWidget):
         self.progress.setValue(100)
         self.status.setText(f"{len(rows)} cases to review, best first" if rows else "nothing left to review")
 
-    def _show_finetune(self, result: FinetuneResult) -> None:
+    def _show_finetune(self, result: FinetuneResult, notes: list[str] = ()) -> None:
         self.progress.setValue(100)
         state = "activated" if result.activated else "kept the previous model"
-        self.status.setText(f"{result.new_version}: {state} ({result.reason})")
+        self.status.setText("\n".join([f"{result.new_version}: {state} ({result.reason})",
+                                       *(f"note: {note}" for note in notes)]))
         self.models.refresh(select=result.new_version)  # its before/after figures, verdict, the plot
 
     def _failed(self, exc: Exception) -> None:
