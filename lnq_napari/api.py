@@ -38,6 +38,7 @@ from lnq_napari.followup.identity import (
 )
 from lnq_napari.followup.recist import check_organ
 from lnq_napari.followup.register import Registration
+from lnq_napari.followup.report import CSV_COLUMNS as CHANGE_COLUMNS
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, segfile
@@ -54,7 +55,15 @@ from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.preprocess import refuse_label_map, warn_if_not_hu
-from lnq_napari.quantify import MAX_IDS, NodeRow, measure_nodes, read_node_ids, summarize_nodes, write_csv
+from lnq_napari.quantify import (
+    CSV_COLUMNS,
+    MAX_IDS,
+    NodeRow,
+    measure_nodes,
+    read_node_ids,
+    summarize_nodes,
+    write_csv,
+)
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
 from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
@@ -117,7 +126,7 @@ def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
         pairs = [("case", _one_case(pred, "the prediction"), _one_case(gt, "the ground truth"))]
     else:
         pairs = _pairs(Path(_path(pred, "the prediction")), Path(_path(gt, "the ground truth")))
-    check_table_path(json_path, "--json", "scores.json", (pred, gt))
+    check_table_path(json_path, "--json", "scores.json", (pred, gt), starts='{\n  "cases": [')
     rows = [_score_case(case, pred_path, gt_path) for case, pred_path, gt_path in pairs]
     result = {"cases": rows, "summary": metrics.summarize(rows)}
     if json_path is not None:
@@ -208,7 +217,7 @@ def measure(
     ``ct`` the labels are put on the CT grid (nearest neighbour, with a warning when they differ) and
     each node gets its mean HU. ``csv_path`` gets the table atomically.
     """
-    check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct))
+    check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct), starts=",".join(CSV_COLUMNS[:3]))
     volume = None if ct is None else _volume(ct, "the CT", read=True)
     labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _volume(seg, "the labels")
     if volume is not None:
@@ -241,7 +250,8 @@ def compare(
     ``registration`` (an earlier result's, same CTs) is reused: after an edit only measuring and matching
     run again.
     """
-    check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg))
+    check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg),
+                     starts=",".join(CHANGE_COLUMNS[:3]))
     check_organ(organ)
     step = progress or (lambda fraction, message="": None)
     cts = [_volume(ct, f"the {which} CT", read=True) for ct, which in ((baseline, "baseline"),

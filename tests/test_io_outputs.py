@@ -88,3 +88,27 @@ def test_a_damaged_ct_in_a_batch_does_not_stop_the_others(tmp_path, monkeypatch,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "predicted 2 of 3 CTs" in err[0] and "lnq2023-val-0002" in err[0]
     assert sorted(p.name for p in out.iterdir()) == ["lnq2023-val-0001-seg.nrrd", "lnq2023-val-0003-seg.nrrd"]
+
+
+def test_a_table_is_written_over_only_a_table_the_command_wrote(tmp_path, capsys):
+    """`measure --csv W/models/registry.json` and `evaluate --json W/workspace.json` wrote their table over
+    the workspace's own files (the workspace was then unreadable), `--csv <case>-nodes.json` over the
+    phantom's truth: an existing file is written over only when it begins as the command's table."""
+    labels = write_volume(tmp_path / "case-seg.nrrd", _labels())
+    theirs = tmp_path / "workspace.json"
+    theirs.write_text('{"format": 1}\n')
+    before = _md5(theirs)
+    for argv in (["measure", str(labels), "--csv", str(theirs)],
+                 ["evaluate", "--pred", str(labels), "--gt", str(labels), "--json", str(theirs)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "already exists and is not a table this command wrote" in err
+        assert _md5(theirs) == before
+    table, scores = tmp_path / "nodes.csv", tmp_path / "scores.json"
+    for argv in (["measure", str(labels), "--csv", str(table)],
+                 ["evaluate", "--pred", str(labels), "--gt", str(labels), "--json", str(scores)]):
+        assert main(argv) == 0 and main(argv) == 0  # its own table: written again
+    assert main(["evaluate", "--pred", str(labels), "--gt", str(labels), "--json", str(table)]) == 2
+    capsys.readouterr()
+    (tmp_path / "empty.csv").write_text("")  # nothing in it to lose
+    assert main(["measure", str(labels), "--csv", str(tmp_path / "empty.csv")]) == 0

@@ -51,11 +51,13 @@ def check_not_users(paths: Iterable[Path], flag: str) -> None:
 
 
 def check_table_path(path: str | Path | None, flag: str, example: str,
-                     inputs: Iterable[object] = ()) -> Path | None:
+                     inputs: Iterable[object] = (), starts: str = "") -> Path | None:
     """``path`` as the file a table (CSV, JSON) is written to; LNQError in one line, before anything is
     computed, when it is a folder, names an image or label file (a table is never written over one),
-    is one of the command's ``inputs`` (paths; anything else, a Volume say, is passed over), or lies
-    under a file. None stays None."""
+    is one of the command's ``inputs`` (paths; anything else, a Volume say, is passed over), lies under a
+    file, or is an existing file that does not begin with ``starts`` (what the command's table begins
+    with: one it wrote before is written over, a workspace's or the user's file is not). None stays
+    None."""
     if path is None:
         return None
     path = Path(path).expanduser()
@@ -70,7 +72,20 @@ def check_table_path(path: str | Path | None, flag: str, example: str,
     blocker = file_above(path)
     if blocker is not None:
         raise LNQError(f"{flag} {path} lies under {blocker}, which is a file; give a file in a folder")
+    if path.is_file() and path.stat().st_size and not _begins(path, starts):
+        raise LNQError(f"{flag} {path} already exists and is not a table this command wrote (a file of "
+                       f"yours or of a workspace?); it is left as it is: give another file name such as "
+                       f"{example}")
     return path
+
+
+def _begins(path: Path, text: str) -> bool:
+    """Whether the file ``path`` begins with ``text``."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(text.encode())) == text.encode()
+    except OSError:
+        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:
