@@ -534,7 +534,7 @@ def predict(
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
     suffix = "-seg.dcm" if format == "dicom-seg" else "-seg.nrrd"
-    check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output")
+    check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output", "predict")
     predictor = load_predictor(model, device=device)
     written: list[Path] = []
     failed: list[str] = []
@@ -584,7 +584,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
-    check_not_users([out / f"{name}-seg.nrrd"], "--out")
+    check_not_users([out / f"{name}-seg.nrrd"], "--out", "demo")
     predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
     ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)

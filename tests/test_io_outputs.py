@@ -49,9 +49,34 @@ def test_only_files_an_lnq_napari_command_wrote_count_as_ours(tmp_path):
     assert written_by_us(ours) and not written_by_us(users) and not written_by_us(junk)
     assert written_by_us(_dicom(tmp_path / "d-seg.dcm", ALGORITHM_NAME))
     assert not written_by_us(_dicom(tmp_path / "e-seg.dcm", "Slicer"))
-    check_not_users([ours, tmp_path / "new-seg.nrrd"], "--output")  # ours and absent files may be written
-    with pytest.raises(api.LNQError, match=r"--output .* already holds b-seg.nrrd, which lnq-napari did"):
-        check_not_users([ours, users], "--output")
+    check_not_users([ours, tmp_path / "new-seg.nrrd"], "--output", "predict")  # ours and absent: written
+    with pytest.raises(api.LNQError, match=r"--output .* already holds b-seg.nrrd, which lnq-napari predict "
+                                           "did not write"):
+        check_not_users([ours, users], "--output", "predict")
+    with pytest.raises(api.LNQError, match="a-seg.nrrd, which lnq-napari phantom did not write"):
+        check_not_users([ours], "output", "phantom")  # another command's file is not this one's to replace
+
+
+def test_phantom_keeps_a_download_and_a_prediction_keeps_the_phantoms_labels(tmp_path, capsys):
+    """`phantom DIR` wrote its cases over an LNQ download's CT and labels of the same names; `predict DIR
+    -o DIR` may not write over the phantom's partial labels either. A phantom folder is written again."""
+    from lnq_napari.phantom import write_dataset
+
+    data = tmp_path / "lnq"
+    data.mkdir()
+    ct = write_volume(data / "lnq2023-train-0001-ct.nrrd", Volume(np.full(SHAPE, -100, np.int16),
+                                                                 (0.8, 0.8, 3.0)))
+    before = _md5(ct)
+    assert main(["phantom", str(data), "--cases", "1"]) == 2
+    assert "already holds lnq2023-train-0001-ct.nrrd, which lnq-napari phantom did not write" in \
+        capsys.readouterr().err
+    assert _md5(ct) == before and sorted(p.name for p in data.iterdir()) == [ct.name]
+    small = dict(shape=(8, 48, 48), spacing=(3.0, 3.0, 6.0))
+    made = write_dataset(tmp_path / "ph", 1, **small)
+    assert write_dataset(tmp_path / "ph", 1, **small) == made  # its own files: written again
+    seg = tmp_path / "ph" / "lnq2023-train-0001-seg.nrrd"
+    with pytest.raises(api.LNQError, match="which lnq-napari predict did not write"):
+        check_not_users([seg], "--output", "predict")
 
 
 def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypatch, capsys):
@@ -65,7 +90,8 @@ def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypat
     for argv in (["predict", str(data), "-o", str(data)], ["demo", str(ct), "--out", str(data)]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "holds lnq2023-train-0001-seg.nrrd, which lnq-napari did not" in err[0]
+        assert len(err) == 1 and "holds lnq2023-train-0001-seg.nrrd, which lnq-napari " in err[0]
+        assert f"lnq-napari {argv[0]} did not write" in err[0]
         assert _md5(seg) == before
     out = tmp_path / "out"
     for _ in range(2):  # a second run writes over its own output

@@ -21,15 +21,17 @@ def created_by(command: str) -> dict[str, str]:
     return {CREATED_BY: f"lnq-napari {command}"}
 
 
-def written_by_us(path: Path) -> bool:
-    """Whether the existing file ``path`` is one an lnq-napari command wrote: an NRRD whose header holds
-    :data:`CREATED_BY`, or a DICOM SEG whose manufacturer is lnq-napari's ``ALGORITHM_NAME``."""
+def written_by_us(path: Path, command: str | None = None) -> bool:
+    """Whether the existing file ``path`` is one an lnq-napari command wrote (``command``: that one): an
+    NRRD whose header holds :data:`CREATED_BY`, or a DICOM SEG whose manufacturer is lnq-napari's
+    ``ALGORITHM_NAME``."""
     name = path.name.lower()
     try:
         if name.endswith((".nrrd", ".nhdr")):
             import nrrd
 
-            return str(nrrd.read_header(str(path)).get(CREATED_BY, "")).startswith("lnq-napari ")
+            said = str(nrrd.read_header(str(path)).get(CREATED_BY, ""))
+            return said == f"lnq-napari {command}" if command else said.startswith("lnq-napari ")
         if name.endswith(".dcm"):
             import pydicom
 
@@ -40,14 +42,15 @@ def written_by_us(path: Path) -> bool:
     return False
 
 
-def check_not_users(paths: Iterable[Path], flag: str) -> None:
-    """LNQError in one line when one of ``paths`` exists and is not a file lnq-napari wrote (a user's
-    labels, say): checked before anything is computed or written, so nothing is lost or half-written."""
+def check_not_users(paths: Iterable[Path], flag: str, command: str) -> None:
+    """LNQError in one line when one of ``paths`` exists and is not a file ``lnq-napari COMMAND`` wrote (a
+    user's labels, or a phantom's written by another command, say): checked before anything is computed
+    or written, so nothing is lost or half-written."""
     for path in paths:
-        if path.exists() and not (path.is_file() and written_by_us(path)):
-            raise LNQError(f"{flag} {path.parent} already holds {path.name}, which lnq-napari did not write "
-                           "(labels of yours?); it is left as it is: give another output folder, or move "
-                           "that file away")
+        if path.exists() and not (path.is_file() and written_by_us(path, command)):
+            raise LNQError(f"{flag} {path.parent} already holds {path.name}, which lnq-napari {command} did "
+                           "not write (labels of yours, or a data set's?); it is left as it is: give another "
+                           "output folder, or move that file away")
 
 
 def check_table_path(path: str | Path | None, flag: str, example: str,

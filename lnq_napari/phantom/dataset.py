@@ -10,6 +10,7 @@ import numpy as np
 
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text, check_output_folder
+from lnq_napari.io.outputs import check_not_users, created_by
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.case import check_shape, check_spacing, make_case
 from lnq_napari.phantom.sites import get_site
@@ -37,8 +38,8 @@ def write_case(
     """Draw case ``index`` of the data set ``seed`` and write its four files; returns the CT path."""
     cid = f"{prefix}-{index + 1:04d}"
     case = make_case(case_seed(seed, index), shape=shape, spacing=spacing, case_id=cid, site=site)
-    _write_nrrd(case.partial, out / f"{cid}-seg.nrrd")
-    _write_nrrd(case.full, out / f"{cid}-full.nrrd")
+    _write_nrrd(case.partial, out / f"{cid}-seg.nrrd", created_by("phantom"))
+    _write_nrrd(case.full, out / f"{cid}-full.nrrd", created_by("phantom"))
     info = {
         "case_id": cid,
         "seed": case_seed(seed, index),
@@ -53,7 +54,7 @@ def write_case(
     }
     atomic_write_text(out / f"{cid}-nodes.json", json.dumps(info, indent=1))
     ct_path = out / f"{cid}-ct.nrrd"
-    _write_nrrd(case.ct, ct_path, {"lnq_site": case.ct.meta["lnq_site"]})
+    _write_nrrd(case.ct, ct_path, {"lnq_site": case.ct.meta["lnq_site"], **created_by("phantom")})
     return ct_path
 
 
@@ -75,7 +76,9 @@ def write_dataset(
 
     Per case NNNN (from 0001): ``{prefix}-NNNN-ct.nrrd`` (int16 HU), ``-seg.nrrd`` (partial labels),
     ``-full.nrrd`` (complete truth) and ``-nodes.json``. Case i is drawn from ``case_seed(seed, i)``.
-    Each file is written atomically and the CT last, so a CT on disk always has its companions.
+    Each file is written atomically and the CT last, so a CT on disk always has its companions; the
+    NRRD files are marked as the phantom's, and a file of those names that is not (a download's CT or
+    labels) is an LNQError before anything is written.
     ``cancel()`` returning True stops between cases with `Cancelled` (finished cases stay).
     ``workers`` > 1 draws cases in that many processes; the files are the same. ``site`` names an entry
     of `lnq_napari.phantom.sites.SITES`; it is recorded in ``-nodes.json`` and the CT header (``lnq_site``).
@@ -91,6 +94,8 @@ def write_dataset(
     if spacing is not None:
         check_spacing(spacing)
     check_output_folder(out, "output", "the phantom cases")
+    check_not_users((out / f"{prefix}-{i + 1:04d}-{kind}.nrrd" for i in range(n_cases)
+                     for kind in ("ct", "seg", "full")), "output", "phantom")  # a download's files stay
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
