@@ -822,8 +822,11 @@ def export_dicom_seg(
     ``model_version`` that predicted them (None: drawn by hand) and the number of ``edits``; or a
     ``workspace`` ``case``: its label ``version`` (default the newest) with that version's provenance,
     journaled as ``export``; its CT is ``ct`` (the DICOM series the case's CT file was converted from)
-    or the case's CT. LNQError when the CT is not DICOM or the grids differ.
+    or the case's CT. LNQError when the CT is not DICOM or the grids differ, or when ``out`` exists and is
+    not a SEG lnq-napari wrote.
     """
+    # a CT slice, a SEG of the user's or a workspace's file is never written over (one of ours is)
+    check_not_users([Path(out).expanduser()], "the SEG's folder", "workspace export")
     if workspace is None:
         if labels is None or ct is None:
             raise LNQError("export_dicom_seg needs labels and their DICOM CT, or a workspace and a case")
@@ -831,6 +834,12 @@ def export_dicom_seg(
     if case is None:
         raise LNQError("export_dicom_seg with a workspace needs the case to export")
     ws = _open(workspace)
+    target = Path(out).expanduser().resolve()
+    inputs = [ws.root.resolve(), *(Path(p).resolve() for c in ws.case_ids() for p in (ws.ct_path(c),
+                                                                                      ws.seg_path(c)) if p)]
+    if any(target == p or p in target.parents for p in inputs):  # the workspace's own files and its data
+        raise LNQError(f"{out} is a file of the workspace or of its cases' data (a CT series, a SEG it was "
+                       "made from); give the SEG a file name outside them")
     info = ws.version_info(case, version) if version else ws.latest_version(case)
     if info is None:
         raise LNQError(f"{case} has no label version to export; save one first")

@@ -608,6 +608,21 @@ def test_a_workspace_over_a_tcia_download_reads_its_series_and_segs(tmp_path, ct
     out = tmp_path / "out.dcm"
     assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(out)]) == 0
     np.testing.assert_array_equal(read_labels(out, reference=ct).array, liver.array != 0)
+    assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(out)]) == 0  # ours: again
+    capsys.readouterr()
+    # a CT slice, the download's own SEG, the workspace's file: never written over (a slice was, and the
+    # series read as one slice fewer; workspace.json was, and the workspace was gone)
+    elsewhere = tmp_path / "elsewhere-ct.dcm"  # a DICOM file of someone else's
+    shutil.copy(next(first.glob("*.dcm")), elsewhere)
+    with pytest.raises(api.LNQError, match="holds elsewhere-ct.dcm, which lnq-napari workspace export"):
+        api.export_dicom_seg(elsewhere, workspace=tmp_path / "ws", case=case)
+    for theirs in (next(first.glob("*.dcm")), seg, tmp_path / "ws" / "workspace.json"):
+        before = theirs.read_bytes()
+        assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(theirs)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("is a file of the workspace or of its cases' data" in err[0]
+                                  or "which lnq-napari workspace export did not write" in err[0])
+        assert theirs.read_bytes() == before
 
 
 def test_export_from_a_workspace_needs_a_dicom_ct(tmp_path):
