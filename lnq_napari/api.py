@@ -54,7 +54,7 @@ from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
-from lnq_napari.preprocess import refuse_label_map, warn_if_not_hu
+from lnq_napari.preprocess import check_ct_values, warn_if_not_hu
 from lnq_napari.quantify import (
     CSV_COLUMNS,
     MAX_IDS,
@@ -447,7 +447,7 @@ def find_nodes(
     if min(ct.shape) < 2:
         raise LNQError(f"the CT is {' x '.join(map(str, ct.shape))} voxels (z, y, x): lnq-napari finds nodes "
                        "in chest CT volumes, not in a single slice; give the whole series")
-    refuse_label_map(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
+    check_ct_values(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
     extent = min(n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx))
     if extent < THIN_SLAB_MM:
         warnings.warn(f"the CT spans only {extent:.0f} mm along one axis: the model judges nodes in their 3D "

@@ -59,10 +59,17 @@ def warn_if_not_hu(hu: np.ndarray) -> None:
                       UserWarning, stacklevel=3)
 
 
-def refuse_label_map(hu: np.ndarray) -> None:
-    """LNQError when a "CT" holds 2 to a handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a
-    label map given as the CT, where the model would find nothing and say little (a CT holds hundreds of
-    values; stored without the rescale intercept, its soft tissue lies above 1000)."""
+def check_ct_values(hu: np.ndarray) -> None:
+    """LNQError when a CT holds NaN or infinite voxels (the network's output around them is meaningless:
+    a phantom with 0.1 % NaN voxels gave 3 nodes of 8, and training diverged), or when it holds 2 to a
+    handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a label map given as the CT, where
+    the model would find nothing and say little (a CT holds hundreds of values; stored without the
+    rescale intercept, its soft tissue lies above 1000)."""
+    if np.asarray(hu).dtype.kind == "f":
+        bad = int(np.size(hu) - np.count_nonzero(np.isfinite(hu)))
+        if bad:
+            raise LNQError(f"the CT holds {bad} NaN or infinite voxel(s); fill them (e.g. with -1024, air) "
+                           "or re-export the CT from its DICOM series")
     sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
     if not sample.size or sample.min() < 0:
         return
@@ -291,7 +298,7 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     if image is None:
         oriented = reorient(ct.to_sitk(), prep["orientation"])
         hu = sitk.GetArrayViewFromImage(oriented)
-        refuse_label_map(hu)
+        check_ct_values(hu)
         warn_if_not_hu(hu)
         roi = find_roi(hu, tuple(oriented.GetSpacing()[::-1]), prep["roi"])
     else:

@@ -207,6 +207,28 @@ def test_load_training_cases_and_errors(tmp_path):
         train_model([], tmp_path / "x", iterations=1)
 
 
+
+def test_a_case_that_cannot_be_trained_on_is_named(tmp_path):
+    """A seg that does not overlap its CT, or a CT with NaN voxels, in a folder of many cases: the error
+    named neither the case nor (for NaN) the cause (training diverged: "lower lr")."""
+    from lnq_napari.io.readers import read_volume, write_volume
+    from lnq_napari.phantom import write_dataset
+
+    write_dataset(tmp_path / "d", 2, seed=3, shape=(16, 64, 64), spacing=(6.0, 6.0, 12.0))
+    seg = tmp_path / "d" / "lnq2023-train-0002-seg.nrrd"
+    labels = read_volume(seg)
+    write_volume(seg, Volume(labels.array, labels.spacing, (9000.0, 9000.0, 9000.0), labels.direction))
+    with pytest.raises(LNQError, match=r"^case lnq2023-train-0002: the labels .* do not overlap the CT"):
+        load_training_cases(tmp_path / "d", workers=1)
+    ct_path = tmp_path / "d" / "lnq2023-train-0001-ct.nrrd"
+    ct = read_volume(ct_path)
+    hu = np.asarray(ct.array).astype(np.float32)
+    hu[5, 30, 30] = np.nan
+    write_volume(ct_path, ct.with_array(hu))
+    with pytest.raises(LNQError, match=r"^case lnq2023-train-0001: the CT holds 1 NaN or infinite voxel"):
+        load_training_cases(tmp_path / "d", workers=1)
+
+
 def test_cuda_asked_but_absent():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

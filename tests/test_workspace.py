@@ -43,6 +43,15 @@ def ws(tmp_path, data):
     return Workspace.init(tmp_path / "ws", data)
 
 
+def test_init_names_the_case_whose_labels_do_not_fit_and_leaves_no_workspace(tmp_path, data):
+    """A seg that does not overlap its CT in a folder of many cases was refused without the case's name."""
+    _, seg = _case(1)
+    write_volume(data / "lnq2023-train-0001-seg.nrrd", Volume(seg.array, GRID["spacing"], (9e3, 9e3, 9e3)))
+    with pytest.raises(LNQError, match=r"^case lnq2023-train-0001: the labels .* do not overlap the CT"):
+        Workspace.init(tmp_path / "ws", data)
+    assert not (tmp_path / "ws").exists()
+
+
 def test_init_imports_cases_and_original_labels(ws, data):
     assert ws.case_ids() == [f"lnq2023-train-{i:04d}" for i in range(3)]
     assert ws.ct_path("lnq2023-train-0001").name == "lnq2023-train-0001-ct.nrrd"

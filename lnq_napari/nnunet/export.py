@@ -244,10 +244,15 @@ def export_case(job: ExportJob, folder: str | Path) -> ExportedCase:
     """Write one case's image and labels into the (temporary) dataset ``folder``."""
     from lnq_napari.io.readers import read_volume, write_volume
     from lnq_napari.io.volume import Volume
+    from lnq_napari.preprocess import check_ct_values
 
     folder = Path(folder)
-    ct = read_volume(job.ct)
-    states, resampled = job_states(job, ct)
+    try:  # a folder holds hundreds of cases: the one at fault is named
+        ct = read_volume(job.ct)
+        check_ct_values(np.asarray(ct.array))
+        states, resampled = job_states(job, ct)
+    except LNQError as exc:
+        raise LNQError(f"case {job.case_id}: {exc}") from exc
     labels = nnunet_labels(states)
     image = Volume(np.asarray(ct.array), ct.spacing, ct.origin, ct.direction)
     write_volume(folder / "imagesTr" / f"{job.case_id}{CHANNEL}{FILE_ENDING}", image)

@@ -36,7 +36,7 @@ from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
 from lnq_napari.model.config import DEFAULT_STATES, ModelConfig, TrainingRecord
-from lnq_napari.preprocess import Prepared, pad_value, prepare
+from lnq_napari.preprocess import Prepared, check_ct_values, pad_value, prepare
 from lnq_napari.training.anchor import Anchor, AnchorTerms, trainable_parameters
 from lnq_napari.training.labels import label_states, naive_states
 from lnq_napari.training.sampler import PatchSampler, PatchSource, Unenhance
@@ -67,9 +67,14 @@ class TrainingCase:
 
 # ---------------------------------------------------------------- reading cases
 def load_case(case: CaseFiles, naive: bool = False, states_options: dict | None = None) -> TrainingCase:
-    """One case of an LNQ-layout folder with its label states (or naive states)."""
-    ct = read_volume(case.ct)
-    seg = read_labels(case.seg, reference=ct)
+    """One case of an LNQ-layout folder with its label states (or naive states); an LNQError names the
+    case (a folder holds hundreds)."""
+    try:
+        ct = read_volume(case.ct)
+        check_ct_values(np.asarray(ct.array))  # NaN voxels made training diverge (lower lr, it said)
+        seg = read_labels(case.seg, reference=ct)
+    except LNQError as exc:
+        raise LNQError(f"case {case.case_id}: {exc}") from exc
     states = naive_states(seg) if naive else label_states(ct, seg, options=states_options)
     return TrainingCase(case.case_id, ct, states)
 

@@ -107,7 +107,10 @@ class Workspace:
         ws.log("init", data=meta["data"], cases=len(meta["cases"]), with_labels=len(with_seg))
 
     def _import_original(self, case: str) -> str:
-        labels = read_labels(self.seg_path(case), reference=self.read_ct(case))
+        try:  # the data folder holds hundreds of cases: the one at fault is named
+            labels = read_labels(self.seg_path(case), reference=self.read_ct(case))
+        except LNQError as exc:
+            raise LNQError(f"case {case}: {exc}") from exc
         return self.add_label_version(case, labels, "original", log=False)
 
     # ------------------------------------------------------------ cases
