@@ -384,7 +384,11 @@ def train(
 ) -> Path:
     """Train a model on a data folder with partial labels (LNQ layout, or DICOM CT series with their SEGs:
     :func:`~lnq_napari.io.datasets.find_cases`); returns the model folder."""
-    check_output_folder(out, "--out", "the model")
+    folder = check_output_folder(out, "--out", "the model")
+    held = [n for n in ("config.json", "weights.safetensors", "train_state") if (folder / n).exists()]
+    if held and not resume:  # a 2-iteration run replaced a trained model (the bundled one, even)
+        raise LNQError(f"--out {folder} already holds a model or its training ({', '.join(held)}); it is "
+                       "left as it is: give a new folder, or --resume to continue that training")
     cases = load_training_cases(data, naive=naive)
     return train_model(cases, out, iterations, device=device, seed=seed, config={"naive": bool(naive)},
                        resume=resume, progress=progress, cancel=cancel, checkpoint_every=100)

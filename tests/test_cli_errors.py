@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,6 +210,22 @@ def test_a_table_never_replaces_an_input_or_an_image(case, capsys, argv):
     assert "one of this command's inputs" in err or "names an image or label file" in err
     assert {k: case[k].read_bytes() for k in before} == before
     assert not (case["dir"] / "table.nii.gz").exists()
+
+
+def test_train_into_a_model_folder_leaves_the_model_as_it_is(case, capsys, tmp_path):
+    """`train --out` on a trained model's folder replaced it with a 2-iteration model (the bundled one with
+    an editable install); without --resume it is refused before any case is read."""
+    import shutil
+
+    from lnq_napari.model import bundled_model_path
+
+    model = Path(shutil.copytree(bundled_model_path(), tmp_path / "model"))
+    before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
+    code, _, err = run_cli(capsys, ["train", "--data", str(case["dir"]), "--out", str(model),
+                                    "--iterations", "2"])
+    assert_one_line_error(code, err, "already holds a model or its training (config.json, "
+                                     "weights.safetensors)", "--resume to continue")
+    assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
 
 
 def test_a_name_too_long_for_the_file_system_is_one_line(case, capsys):
