@@ -52,6 +52,7 @@ from lnq_napari.io.outputs import check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
+from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.preprocess import check_ct_values, warn_if_not_hu

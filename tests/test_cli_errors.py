@@ -425,6 +425,19 @@ def test_view_without_a_display_is_one_line(case, capsys, monkeypatch):
     assert_one_line_error(code, err, "no display to open napari on")
 
 
+@pytest.mark.parametrize("model", ["{dir}/nonexist", "{dir}", "nnunet:{dir}", "nnunet:"])
+def test_view_names_a_model_that_is_none_before_a_window_opens(case, capsys, monkeypatch, model):
+    """`view --model nonexist` opened napari and said nothing (predict and demo refuse it at once)."""
+    from lnq_napari import api
+    from lnq_napari.plugin import app
+
+    monkeypatch.setattr(api, "has_display", lambda: True)
+    monkeypatch.setattr(app, "view", lambda *a, **k: pytest.fail("napari opened"))
+    code, _, err = run_cli(capsys, ["view", str(case["ct"]), "--model", model.format(dir=case["dir"])])
+    assert_one_line_error(code, err)
+    assert "model" in err or "nnU-Net" in err
+
+
 def test_evaluate_refuses_a_ct_given_as_the_prediction(case, capsys):
     """A CT passed as --pred was scored with a warning: 72,060 false nodes and exit 0."""
     hu = np.full(SHAPE, 40, np.int16)

@@ -98,6 +98,26 @@ def _active_model_of_workspace(model):
     return Workspace.open(Path(model).expanduser()).prediction_model()[0]
 
 
+def check_model(model=None) -> None:
+    """LNQError in one line when ``model`` (as :func:`load_predictor` takes it) names no model: the
+    folder's files and an nnU-Net string's options checked, nothing loaded (a window that opens first
+    then says nothing about a misspelt ``--model``)."""
+    from lnq_napari.model import resolve_model
+    from lnq_napari.model.nnunet_folder import CHECKPOINT, open_model
+
+    if model is not None and hasattr(model, "predict"):
+        return
+    model = _active_model_of_workspace(model)
+    if is_nnunet_model(model):
+        path, options = parse_model(model)
+        open_model(path, options.get("folds"), options.get("checkpoint", CHECKPOINT))
+        return
+    folder = resolve_model(model)
+    if not (folder / "config.json").is_file():
+        raise LNQError(f"{folder} holds no config.json: not a model folder; pass a folder written by "
+                       "`lnq-napari train` (or nnunet:<folder> for an nnU-Net model)")
+
+
 def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelPredictor:
     """A loaded predictor for ``model`` (a loaded predictor is returned as it is).
 
