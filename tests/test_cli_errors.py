@@ -177,6 +177,17 @@ def test_output_folder_that_is_a_file(case, capsys, argv):
     assert blocker.read_text() == "mine"
 
 
+@pytest.mark.parametrize("argv", [["predict", "{ct}", "--output", ""], ["demo", "--out", "", "--headless"],
+                                  ["phantom", "", "--cases", "1"]])
+def test_an_empty_output_folder_is_refused(case, capsys, argv, monkeypatch):
+    """`predict CT -o ""` wrote into the current folder."""
+    monkeypatch.chdir(case["dir"])
+    before = sorted(p.name for p in case["dir"].iterdir())
+    code, _, err = run_cli(capsys, [a.format(ct=case["ct"]) for a in argv])
+    assert_one_line_error(code, err, "is empty; give a folder for")
+    assert sorted(p.name for p in case["dir"].iterdir()) == before
+
+
 @pytest.mark.parametrize("argv", [
     ["predict", "{ct}", "--output", "{under}"], ["demo", "--out", "{under}", "--headless"],
     ["train", "--data", "{dir}", "--out", "{under}", "--iterations", "1"],

@@ -292,8 +292,12 @@ def test_write_dataset_cancel_and_bad_grid(tmp_path):
 
 
 def test_make_phantom_bad_arguments(tmp_path):
-    with pytest.raises(LNQError):
-        api.make_phantom(tmp_path / "x", cases=0)
+    for cases in (0, 99999999999999999999):  # the huge count ran out of memory listing its cases
+        with pytest.raises(LNQError, match="number of cases must be a whole number from 1 to 10000"):
+            api.make_phantom(tmp_path / "x", cases=cases)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(LNQError, match="output is empty; give a folder"):
+        api.make_phantom("", cases=1)
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(LNQError):

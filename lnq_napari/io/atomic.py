@@ -98,7 +98,10 @@ def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS,
 
 def check_output_folder(path: str | Path, flag: str, what: str) -> Path:
     """``path`` as a folder outputs go to (made later, by the writers); LNQError in one line when a file
-    is in the way, before anything is computed or written."""
+    is in the way or the path is empty (it read as the current folder), before anything is computed or
+    written."""
+    if not str(path).strip():
+        raise LNQError(f"{flag} is empty; give a folder for {what}")
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise LNQError(f"{flag} {path} is a file; give a folder for {what}")

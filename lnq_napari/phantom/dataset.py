@@ -15,6 +15,9 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.case import check_shape, check_spacing, make_case
 from lnq_napari.phantom.sites import get_site
 
+#: The most cases one data set holds (a mistyped count ran out of memory listing them).
+MAX_CASES = 10_000
+
 
 def case_seed(seed: int, index: int) -> int:
     """The seed of case ``index`` (0-based) of a data set drawn with ``seed``."""
@@ -83,17 +86,18 @@ def write_dataset(
     ``workers`` > 1 draws cases in that many processes; the files are the same. ``site`` names an entry
     of `lnq_napari.phantom.sites.SITES`; it is recorded in ``-nodes.json`` and the CT header (``lnq_site``).
     """
-    out = Path(out)
+    out = check_output_folder(out, "output", "the phantom cases")
     site = get_site(site).name
-    if isinstance(n_cases, bool) or not isinstance(n_cases, (int, np.integer)) or n_cases < 1:
-        raise LNQError(f"number of cases must be a positive integer, got {n_cases!r}; use e.g. --cases 4")
+    whole = isinstance(n_cases, (int, np.integer)) and not isinstance(n_cases, bool)
+    if not whole or not 1 <= n_cases <= MAX_CASES:
+        raise LNQError(f"number of cases must be a whole number from 1 to {MAX_CASES}, got {n_cases!r}; use "
+                       "e.g. --cases 4")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LNQError(f"seed must be a non-negative integer, got {seed!r}; use e.g. --seed 0")
     if shape is not None:
         check_shape(shape)
     if spacing is not None:
         check_spacing(spacing)
-    check_output_folder(out, "output", "the phantom cases")
     check_not_users((out / f"{prefix}-{i + 1:04d}-{kind}.nrrd" for i in range(n_cases)
                      for kind in ("ct", "seg", "full")), "output", "phantom")  # a download's files stay
     try:
