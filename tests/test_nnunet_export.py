@@ -195,12 +195,13 @@ def test_a_failed_or_cancelled_export_leaves_no_dataset(tmp_path, data):
     broken = sorted(src.glob("*-ct.nrrd"))[-1]
     broken.write_bytes(broken.read_bytes()[:400])  # truncated: the second case fails
     raw = tmp_path / "raw"
-    with pytest.raises(LNQError):
+    with pytest.raises(LNQError, match=r"^case lnq2023-train-\d+: .*truncated"):
         export_dataset(raw, 9, data=src, workers=1)
-    assert list(raw.iterdir()) == []
+    assert not raw.exists()  # made by the export, taken away with it (an empty folder stayed)
+    raw.mkdir()
     with pytest.raises(Cancelled):
         export_dataset(raw, 9, data=data, workers=1, cancel=lambda: True)
-    assert list(raw.iterdir()) == []
+    assert list(raw.iterdir()) == []  # the user's folder stays
     stale = raw / ".Dataset009_LNQ.partial-dead"  # left by a killed export: removed by the next one
     (stale / "imagesTr").mkdir(parents=True)
     export_dataset(raw, 9, data=data, workers=1)

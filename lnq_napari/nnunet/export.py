@@ -344,6 +344,7 @@ def export_dataset(
         raise LNQError("two cases share a case id; give each CT its own <case>-ct.nrrd name")
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     workers = max(1, min(workers, len(jobs)))
+    made = not target.parent.exists()  # taken away again if the export fails, when nothing else is in it
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -361,5 +362,7 @@ def export_dataset(
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made and not any(target.parent.iterdir()):
+            target.parent.rmdir()
         raise
     return ExportResult(target, target / "dataset.json", cases, skipped)
