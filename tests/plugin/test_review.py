@@ -351,8 +351,10 @@ def test_the_models_panel_follows_a_folder_that_becomes_a_workspace(make_napari_
 
     review = ReviewWidget(make_napari_viewer(), workspace=workspace)
     later = tmp_path / "later"
+    review.models.table.selectRow(0)
+    qtbot.waitUntil(lambda: review.models.details.text() != "", timeout=5000)  # the bundled model, described
     review.form.workspace.value = later
-    assert review.models.models == []
+    assert review.models.models == [] and review.models.details.text() == ""  # not the last one's words
     Workspace.init(later, workspace.root.parent / "data")  # another process, say
     qtbot.waitUntil(lambda: [m.version for m in review.models.models] == ["bundled"], timeout=5000)
 

@@ -98,6 +98,8 @@ class ModelsPanel(QWidget):
             self.details.setText(str(exc))
         else:
             self._follow_active()
+        if root is None:  # not a workspace (any more): no details of the last one's versions
+            self.details.setText("")
         self.table.setRowCount(len(self.models))
         for i, m in enumerate(self.models):
             for j, text in enumerate((m.version, m.parent or "", "*" if m.active else "", m.verdict)):
