@@ -184,6 +184,7 @@ class ReviewWidget(WorkerWidget):
             return None
         iterations, config = self.iterations.value, FinetuneConfig(folds=self.folds.value)
         nnunet = is_nnunet_version(Workspace.open(root).active_model())  # as api.finetune routes
+
         def body() -> tuple[FinetuneResult, list[str]]:
             with warnings.catch_warnings(record=True) as heard:  # an interrupted fine-tune discarded ...:
                 warnings.simplefilter("always", UserWarning)  # said in the status, not lost in the thread
