@@ -52,7 +52,8 @@ class ReviewSummary:
     def text(self) -> str:
         if not self.cases:
             return "no case reviewed yet"
-        return (f"{self.cases} cases reviewed, median {format_seconds(self.median_seconds)} per case; "
+        cases = f"{self.cases} case{'s' if self.cases != 1 else ''}"
+        return (f"{cases} reviewed, median {format_seconds(self.median_seconds)} per case; "
                 f"{self.accepted} accepted, {self.rejected} rejected, {self.clicks} clicks, {self.keys} keys")
 
 

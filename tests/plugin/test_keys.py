@@ -123,7 +123,7 @@ def test_a_case_reviewed_with_keys_only(make_napari_viewer, qtbot, workspace, st
     assert (line["case"], line["accepted"], line["rejected"]) == (FIRST, 1, n_suggestions - 1)
     assert line["keys"] >= n_suggestions + 8 and line["clicks"] == 1 and line["seconds"] > 0
     assert line["version"] == workspace.latest_version(FIRST, "correction")["version"]
-    qtbot.waitUntil(lambda: "1 cases reviewed" in review.refresh_stats(), timeout=5000)
+    qtbot.waitUntil(lambda: "1 case reviewed" in review.refresh_stats(), timeout=5000)
 
     assert _press(qtbot, viewer, Qt.Key.Key_Return, SHIFT).startswith(f"opened {SECOND}")
     assert viewer.layers["nodes"].metadata["lnq_session"].case == SECOND

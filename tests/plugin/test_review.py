@@ -237,6 +237,7 @@ def test_models_section_activates_for_the_user_and_rolls_back(make_napari_viewer
     qtbot.mouseClick(panel.activate_button, _left())
     assert workspace.active_model()["id"] == refused
     assert panel.table.item(row, 2).text() == "*" and f"(was {previous})" in panel.details.text()
+    assert review.status.text().startswith(f"{refused} is the active model")  # not a stale verdict
     line = workspace.journal("activate")[-1]
     assert (line["version"], line["previous"], line["decided_by"]) == (refused, previous, "user")
 
@@ -251,6 +252,7 @@ def test_models_section_activates_for_the_user_and_rolls_back(make_napari_viewer
     # back to the bundled model, then to the version that was active before this test
     panel.refresh(select="bundled")
     assert panel.activate_selected().version == "bundled" and workspace.active_model() is None
+    assert review.status.text().startswith("bundled is the active model")
     shot = tmp_path / "review-models.png"
     panel.refresh(select=refused)
     viewer.window.add_dock_widget(review, name="Review", area="right")
@@ -403,6 +405,23 @@ def test_a_case_is_saved_into_the_workspace_it_was_opened_from(make_napari_viewe
     assert saved is not None and Path(saved).is_relative_to(workspace.root)
     assert len(workspace.label_store(case).versions()) == before[workspace.root] + 1
     assert len(other.label_store(case).versions()) == before[other.root]
+
+
+def test_rounds_plot_spans_enough_dice_and_counts_false_nodes_from_zero(qtbot):
+    """One round at Dice 0.9566 beside its parent's 0.9568 filled the whole axis (a clear drop to the eye)
+    and the false-node axis ran below 0."""
+    from lnq_napari.plugin.widgets.models import DICE_SPAN, RoundsPlot
+    from lnq_napari.workspace.registry import ModelSummary
+
+    plot = RoundsPlot()
+    qtbot.addWidget(plot)
+    for dice in (0.9566, 0.999, 0.01):  # near 1 and near 0 the span stays within 0..1
+        plot.show_rounds([ModelSummary("m001", None, "", False, 5, "", dice=dice, dice_parent=dice + 0.0002,
+                                       false_nodes=0.0, false_nodes_parent=0.0)])
+        dice_axes, nodes_axes = plot.figure.axes[:2]
+        low, high = dice_axes.get_ylim()
+        assert high - low >= DICE_SPAN - 1e-9 and 0.0 <= low < dice < high <= 1.0
+        assert nodes_axes.get_ylim()[0] == 0.0
 
 
 @pytest.mark.parametrize("n", [1, 4, 9, 30])

@@ -193,12 +193,28 @@ class RoundsPlot(QWidget):
             ax.plot(x, [_nan(getattr(m, f"{name}_parent")) for m in rounds], "o", mfc="none",
                     color="tab:gray", ms=5, label="its parent")
             ax.set_title(title, fontsize=8)
+            _y_range(ax, name, [_nan(getattr(m, n)) for m in rounds for n in (name, f"{name}_parent")])
             named = _named_rounds(len(rounds))
             ax.set_xticks(named, [_short(self.rounds[k]) for k in named], fontsize=7)
             ax.tick_params(labelsize=7)
         self.figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
                            fontsize=7, frameon=False)
         self.canvas.draw_idle()
+
+
+#: The least Dice range a plot spans: 0.9566 and 0.9568 over the whole axis read as a clear drop.
+DICE_SPAN = 0.05
+
+
+def _y_range(ax, name: str, values: list[float]) -> None:
+    """Dice over at least :data:`DICE_SPAN` (within 0..1); false nodes per case from 0 (never below)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if name != "dice":
+        ax.set_ylim(bottom=0.0)
+        return
+    if finite and max(finite) - min(finite) < DICE_SPAN:
+        middle = min(max((max(finite) + min(finite)) / 2, DICE_SPAN / 2), 1 - DICE_SPAN / 2)
+        ax.set_ylim(middle - DICE_SPAN / 2, middle + DICE_SPAN / 2)
 
 
 #: Named versions lie at least this share of an axis apart (the narrowest panel holds four short ids).

@@ -107,6 +107,7 @@ class ReviewWidget(WorkerWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.stats)
         self.models = ModelsPanel(self.workspace_or_none)
+        self.models.active_changed.connect(self._show_active)
         layout.addWidget(self.models)
         self.form.workspace.changed.connect(lambda value=None: self._workspace_changed())
         self.models.refresh()
@@ -200,20 +201,30 @@ class ReviewWidget(WorkerWidget):
         self.rows = rows
         self.queue.clear()
         for r in rows:
-            self.queue.addItem(f"{r['rank']}. {r['case']}  score {r['score']:.3f}, "
-                               f"{r['uncertain_nodes']} unsure of {r['predicted_nodes']} nodes, "
-                               f"{r.get('incomplete_nodes', 0)} outline(s) incomplete")
+            text = (f"{r['rank']}. {r['case']}  score {r['score']:.3f}, {r['uncertain_nodes']} unsure of "
+                    f"{r['predicted_nodes']} nodes, {r.get('incomplete_nodes', 0)} outline(s) incomplete")
+            self.queue.addItem(text)
+            self.queue.item(self.queue.count() - 1).setToolTip(text)  # the panel cuts it
         if rows:
             self.queue.setCurrentRow(0)
         self.progress.setValue(100)
-        self.status.setText(f"{len(rows)} cases to review, best first" if rows else "nothing left to review")
+        self.status.setText(f"{len(rows)} case{'s' if len(rows) != 1 else ''} to review, best first" if rows
+                            else "nothing left to review")
 
     def _show_finetune(self, result: FinetuneResult, notes: list[str] = ()) -> None:
         self.progress.setValue(100)
-        state = "activated" if result.activated else "kept the previous model"
-        self.status.setText("\n".join([f"{result.new_version}: {state} ({result.reason})",
-                                       *(f"note: {note}" for note in notes)]))
         self.models.refresh(select=result.new_version)  # its before/after figures, verdict, the plot
+        state = "activated" if result.activated else "kept the previous model"
+        # one line: the rule's reason, often 14 lines, is in the versions' details below (said twice, it
+        # pushed the table, Activate and the plot out of view)
+        self.status.setText("\n".join([f"{result.new_version}: {state} (the rule's figures and reason: "
+                                       "below)", *(f"note: {note}" for note in notes)]))
+
+    def _show_active(self, _folder=None) -> None:
+        """The status line follows an activation (here, by the rule, or in another window)."""
+        active = next((m.version for m in self.models.models if m.active), None)
+        if active is not None and not self.status.text().startswith(f"{active}: activated"):
+            self.status.setText(f"{active} is the active model: it predicts and is fine-tuned next")
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, Cancelled):

@@ -169,7 +169,8 @@ class SegmentWidget(WorkerWidget):
             show_region(self.viewer, result.region, like=ct_layer)
         show_prediction(self.viewer, ct_layer, result)
         self.progress.setValue(100)
-        lines = [f"{len(result.nodes)} nodes, {len(result.suggestions)} suggestions",
+        nodes, found = len(result.nodes), len(result.suggestions)
+        lines = [f"{nodes} node{'s' if nodes != 1 else ''}, {found} suggestion{'s' if found != 1 else ''}",
                  self._region_text(result), f"model {short_model_name(result.model_version)}",
                  unplaced_note(ct_layer), *(f"note: {note}" for note in notes)]
         self.status.setText("\n".join(line for line in lines if line))
