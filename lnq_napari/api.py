@@ -44,7 +44,7 @@ from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_
 from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
-from lnq_napari.io.geometry import align_to, reordered_onto
+from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case
@@ -269,7 +269,13 @@ def compare(
             for seg, ct, which in zip((baseline_seg, followup_seg), cts, ("baseline", "follow-up"))]
     for k, which in ((0, "baseline"), (1, "follow-up")):  # before any slow prediction
         if segs[k] is not None:
-            segs[k] = seg_on_ct(segs[k], cts[k], cts[1 - k], which)
+            with warnings.catch_warnings(record=True) as heard:  # a resampled SEG: said in the result too
+                warnings.simplefilter("always", GridWarning)
+                segs[k] = seg_on_ct(segs[k], cts[k], cts[1 - k], which)
+            for said in heard:
+                if issubclass(said.category, GridWarning):
+                    notes.append(str(said.message))
+                warnings.warn(said.message, said.category, stacklevel=2)
     predictor = None
     for k, ct in enumerate(cts):
         if segs[k] is None:

@@ -82,9 +82,24 @@ def test_seg_elsewhere_or_swapped_is_refused_before_any_work(pair):
     seg = truth_labels(pair.baseline)
     with pytest.raises(LNQError, match="swapped"):
         compare_nodes(pair.baseline.ct, seg, cropped, seg)
+    # the other scan's SEG with float noise or stored flipped was resampled, not named as swapped
+    noisy = Volume(seg.array, seg.spacing, tuple(np.add(seg.origin, 0.005)), seg.direction)
+    flipped = reordered_onto_flipped(seg)
+    for other in (noisy, flipped):
+        with pytest.raises(LNQError, match="the follow-up SEG is on the other CT's grid: the files look"):
+            compare_nodes(pair.baseline.ct, seg, cropped, other)
     far = Volume(np.zeros((10, 20, 20), np.uint8), origin=(5000.0, 5000.0, 5000.0))
     with pytest.raises(LNQError, match="baseline SEG .* do not overlap the CT"):
         compare_nodes(pair.baseline.ct, far, pair.followup.ct, truth_labels(pair.followup))
+
+
+def reordered_onto_flipped(labels: Volume) -> Volume:
+    """The same voxels stored with the x axis flipped (another direction and origin, the same points)."""
+    array = np.ascontiguousarray(np.asarray(labels.array)[:, :, ::-1])
+    direction = np.asarray(labels.direction, dtype=float).reshape(3, 3).copy()
+    far = labels.index_to_physical(np.array([[0, 0, labels.shape[2] - 1]], dtype=float))[0]
+    direction[:, 0] *= -1
+    return Volume(array, labels.spacing, tuple(far), tuple(direction.ravel()))
 
 
 def test_a_seg_off_its_ct_grid_by_float_noise_is_put_on_it_as_measure_does(pair, result):
@@ -97,6 +112,13 @@ def test_a_seg_off_its_ct_grid_by_float_noise_is_put_on_it_as_measure_does(pair,
     assert [(r.baseline_id, r.followup_id, r.status) for r in said.rows] == \
         [(r.baseline_id, r.followup_id, r.status) for r in result.rows]
     assert said.recist == result.recist and said.volume == result.volume
+    # a coarser grid over the same box: resampled, and said in the result (the panel shows its warnings)
+    coarse = Volume(np.asarray(seg.array)[:, ::2, ::2], (seg.spacing[0] * 2, seg.spacing[1] * 2,
+                                                         seg.spacing[2]), seg.origin, seg.direction)
+    with pytest.warns(UserWarning, match="follow-up SEG grid differs from the CT grid"):
+        noted = api.compare(pair.baseline.ct, pair.followup.ct, truth_labels(pair.baseline), coarse,
+                            registration=result.registration)
+    assert any("follow-up SEG grid differs from the CT grid" in note for note in noted.warnings)  # the panel
 
 
 def test_an_empty_segmentation_is_named_before_its_response_is_trusted(pair, result):

@@ -13,7 +13,7 @@ from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_
 from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import BEYOND, ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
-from lnq_napari.io.geometry import align_to
+from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.volume import Volume
 from lnq_napari.quantify import measure_nodes, node_ids
 
@@ -29,12 +29,22 @@ class RegistrationWarning(UserWarning):
     """The follow-up is poorly aligned to the baseline: check the matching by eye."""
 
 
+#: A SEG this close (mm, and in direction) to a CT's grid, in any axis order, was drawn on that CT.
+SAME_GRID_MM = 0.01
+
+
+def _drawn_on(seg: Volume, ct: Volume) -> bool:
+    """Whether ``seg`` samples ``ct``'s grid (within :data:`SAME_GRID_MM`, any axis order or direction)."""
+    return seg.same_grid(ct, tol=SAME_GRID_MM) or reordered_onto(ct, seg, tol=SAME_GRID_MM) is not None
+
+
 def seg_on_ct(seg: Volume, ct: Volume, other: Volume, which: str) -> Volume:
     """``seg`` on its own CT's grid (``which``: "baseline" or "follow-up"), as ``measure`` puts labels on
     a CT (:func:`~lnq_napari.io.geometry.align_to`: float noise kept, another axis order reordered, an
-    overlapping grid resampled with a warning); LNQError when it lies on the other CT's grid (the files
-    look swapped) or does not overlap its CT at all."""
-    if not seg.same_grid(ct) and seg.same_grid(other):
+    overlapping grid resampled with a warning); LNQError when it was drawn on the other CT's grid and not
+    on its own (the files look swapped; a flipped copy or float noise included) or does not overlap its
+    CT at all."""
+    if not _drawn_on(seg, ct) and _drawn_on(seg, other):
         raise LNQError(f"the {which} SEG is on the other CT's grid: the files look swapped; give each CT "
                        "the SEG drawn on it")
     return align_to(ct, seg, what=f"{which} SEG")
@@ -177,8 +187,8 @@ def _quality(registration, pairs) -> RegistrationQuality:
         problems.append(f"the lungs overlap only {registration.lung_dice:.0%} after registration")
     message = ""
     if problems:
-        message = ("registration looks poor (" + "; ".join(problems) + "): check the matched nodes by eye "
-                   "before trusting the changes")
+        message = ("registration looks poor (" + "; ".join(problems) + "): check the matched nodes by eye, "
+                   "and that each SEG belongs to its scan, before trusting the changes")
     return RegistrationQuality(registration.stage, registration.seconds, registration.lung_dice, mean,
                                bool(problems), message)
 
