@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -28,12 +29,13 @@ from lnq_napari import api
 from lnq_napari.plugin.widgets._common import SessionTracker, export_table
 from lnq_napari.quantify import NodeRow, summarize_nodes, write_csv
 
-COLUMNS = [  # (NodeRow field, header, format); short headers keep the table narrow, tooltips say more
+COLUMNS = [  # (NodeRow field, header, format); short headers keep the table narrow, tooltips say more;
+    # what a reader of nodes looks for first (RECIST: the short axis, >= 10 mm) in the narrow panel's view
     ("id", "id", "{:d}"),
-    ("volume_cm3", "cm3", "{:.2f}"),
-    ("long_axis_mm", "long", "{:.1f}"),
     ("short_axis_mm", "short", "{:.1f}"),
     ("ge_10mm", ">=10", "{}"),
+    ("long_axis_mm", "long", "{:.1f}"),
+    ("volume_cm3", "cm3", "{:.2f}"),
     ("mean_hu", "HU", "{:.0f}"),
     ("side", "side", "{}"),
 ]
@@ -84,6 +86,11 @@ class NodesWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        # each column as wide as its widest cell: at the default width the id column took twice its room and
+        # ">=10" (the column a reader looks for), HU and side lay behind the horizontal scrollbar
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(24)
         self.table.setMinimumHeight(220)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
