@@ -55,6 +55,7 @@ def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autos
     assert sorted(r["case"] for r in review.rows) == workspace.case_ids()
     scores = [r["score"] for r in review.rows]
     assert scores == sorted(scores, reverse=True) and review.progress.value() == 100
+    assert review.queue.item(0).toolTip() == review.queue.item(0).text()  # the whole row, cut in the panel
 
     # one click opens the top case: its CT and its stored prediction as the editable node layer
     first = review.rows[0]["case"]

@@ -83,6 +83,8 @@ def test_prediction_shows_nodes_suggestions_and_table(predicted, qtbot, phantom_
     assert np.linalg.norm(p.suggestions.data[top_unsure] - _centre_index(case, stand_in.unsure)) < 2.0
     assert p.widgets["Correct"].suggestion_list.count() == len(p.suggestions.data)
     assert p.widgets["Correct"].suggestion_list.item(top_unsure).text().startswith(f"#{top_unsure + 1}  p=")
+    item = p.widgets["Correct"].suggestion_list.item(top_unsure)
+    assert item.toolTip() == item.text()  # the whole line, which the narrow panel cuts
     p.wait_rows(qtbot, p.n_predicted)
 
 

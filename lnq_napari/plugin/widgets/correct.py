@@ -112,8 +112,9 @@ class CorrectWidget(QWidget):
             feats = session.suggestions.features
             for i in range(len(session.suggestions.data)):
                 row = feats.iloc[i] if len(feats) > i and "text" in feats else None
-                self.suggestion_list.addItem(
-                    f"suggestion {i + 1}" if row is None else f"#{int(row['rank'])}  {row['text']}")
+                text = f"suggestion {i + 1}" if row is None else f"#{int(row['rank'])}  {row['text']}"
+                self.suggestion_list.addItem(text)
+                self.suggestion_list.item(i).setToolTip(text)  # the narrow panel cuts its end (p, cm3)
             self.suggestion_list.setCurrentRow(session.current_suggestion)
         self.suggestion_list.blockSignals(False)
 
