@@ -77,6 +77,9 @@ def test_at_its_narrowest_every_tab_fits_without_scrolling_sideways(reviewed, qt
         page = panel.tabs.currentWidget()
         assert isinstance(page, QScrollArea)
         assert page.horizontalScrollBar().maximum() == 0, (name, page.horizontalScrollBar().maximum())
+    bar = panel.tabs.tabBar()  # every tab's name in view, none behind the scroll arrows
+    assert bar.tabRect(bar.count() - 1).right() <= panel.tabs.width(), [bar.tabRect(i)
+                                                                         for i in range(bar.count())]
 
 
 def test_short_model_name_with_the_full_version_in_the_tooltip(reviewed):
