@@ -182,3 +182,19 @@ def test_a_second_comparison_on_another_grid_with_nodes_beyond_it(compared, qtbo
         layer = viewer.layers[name]
         assert layer.data.shape == short_ct.shape
         assert layer.scale == pytest.approx(viewer.layers["short CT"].scale)
+
+
+def test_a_failed_comparison_leaves_no_table_of_the_last_one(compared, qtbot):
+    """Nodes that do not overlap their CT: the error was shown above the last comparison's table and
+    summary, as if they were this run's."""
+    from lnq_napari.io.volume import Volume
+
+    viewer, widget = compared
+    assert widget.table.rowCount() > 0 and widget.summary.text()
+    far = Volume(np.ones((4, 8, 8), np.uint8), origin=(5000.0, 5000.0, 5000.0))
+    viewer.add_labels(far.array, **layer_kwargs(far, "far nodes", "nodes"))
+    widget.choose("baseline CT", "follow-up CT", "far nodes", "follow-up nodes")
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    assert widget.status.text().startswith("could not compare: the baseline SEG")
+    assert widget.result is None and widget.table.rowCount() == 0 and widget.summary.text() == ""

@@ -186,6 +186,11 @@ class CompareWidget(QWidget):
             self._timer.start()
 
     def _failed(self, exc: Exception) -> None:
+        """The error in the status line; the last comparison's table and summary go (they stood under it as
+        if they were this run's)."""
+        self.result = None
+        self.table.setRowCount(0)
+        self.summary.setText("")
         self.status.setText(f"could not compare: {exc}")
 
     def _unwatch(self) -> None:
