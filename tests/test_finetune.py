@@ -1180,6 +1180,15 @@ def test_replay_comes_from_the_workspace_or_from_replay_data(tmp_path, dataset, 
     cases = _training_cases(ws, other)
     assert [c.replay for c in cases] == [False, True]
     assert cases[1].case_id == other.replay_cases[0] and (cases[1].states == NODE).any()
+    # a replay folder's case that cannot be read is named as the replay folder's (the workspace has a case
+    # of that id: the message read as if the workspace's own file were damaged)
+    import shutil
+
+    broken = Path(shutil.copytree(dataset, tmp_path / "replay"))
+    seg = broken / f"{other.replay_cases[0]}-seg.nrrd"
+    seg.write_bytes(seg.read_bytes()[:300])
+    with pytest.raises(LNQError, match=rf"^replay_data {broken}: case {other.replay_cases[0]}: "):
+        _training_cases(ws, replace(other, config=other.config.replace(replay_data=str(broken))))
 
 
 def test_a_marked_node_is_unknown_around_a_core_of_node():

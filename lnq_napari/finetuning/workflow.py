@@ -143,7 +143,10 @@ def _correction_case(ws, plan: FinetunePlan, case: str) -> TrainingCase:
 def _replay_case(ws, plan: FinetunePlan, case: str, folder: dict | None) -> TrainingCase:
     """A replay case with the label states of its original partial labels."""
     if folder is not None:
-        return dataclasses.replace(load_case(folder[case]), replay=True)
+        try:
+            return dataclasses.replace(load_case(folder[case]), replay=True)
+        except LNQError as exc:  # not the workspace's case of that id: the replay folder's
+            raise LNQError(f"replay_data {plan.config.replay_data}: {exc}") from exc
     ct = ws.read_ct(case)
     info = ws.latest_version(case, "original")
     original = None if info is None else labels_on_ct(ws, case, info["version"], ct)
