@@ -48,7 +48,7 @@ from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case
-from lnq_napari.io.outputs import check_not_users, check_table_path, created_by
+from lnq_napari.io.outputs import PREDICTIONS, check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
@@ -545,7 +545,7 @@ def predict(
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
     suffix = "-seg.dcm" if format == "dicom-seg" else "-seg.nrrd"
-    check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output", "predict")
+    check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output", PREDICTIONS)
     predictor = load_predictor(model, device=device)
     written: list[Path] = []
     failed: list[str] = []
@@ -595,7 +595,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
-    check_not_users([out / f"{name}-seg.nrrd"], "--out", "demo")
+    check_not_users([out / f"{name}-seg.nrrd"], "--out", PREDICTIONS[::-1])
     predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
     ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)
@@ -836,8 +836,10 @@ def export_dicom_seg(
     or the case's CT. LNQError when the CT is not DICOM or the grids differ, or when ``out`` exists and is
     not a SEG lnq-napari wrote.
     """
-    # a CT slice, a SEG of the user's or a workspace's file is never written over (one of ours is)
-    check_not_users([Path(out).expanduser()], "the SEG's folder", "workspace export")
+    # a CT slice, a SEG of the user's or a workspace's file is never written over (one of ours is); a
+    # folder is named as such by the writer
+    if not Path(out).expanduser().is_dir():
+        check_not_users([Path(out).expanduser()], "the SEG's folder", ("workspace export",))
     if workspace is None:
         if labels is None or ct is None:
             raise LNQError("export_dicom_seg needs labels and their DICOM CT, or a workspace and a case")

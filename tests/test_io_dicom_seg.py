@@ -612,6 +612,8 @@ def test_a_workspace_over_a_tcia_download_reads_its_series_and_segs(tmp_path, ct
     capsys.readouterr()
     # a CT slice, the download's own SEG, the workspace's file: never written over (a slice was, and the
     # series read as one slice fewer; workspace.json was, and the workspace was gone)
+    with pytest.raises(api.LNQError, match="is a folder; give the DICOM SEG a file name"):  # said as such
+        api.export_dicom_seg(tmp_path, workspace=tmp_path / "ws", case=case)
     elsewhere = tmp_path / "elsewhere-ct.dcm"  # a DICOM file of someone else's
     shutil.copy(next(first.glob("*.dcm")), elsewhere)
     with pytest.raises(api.LNQError, match="holds elsewhere-ct.dcm, which lnq-napari workspace export"):

@@ -12,7 +12,7 @@ from pydicom.dataset import FileMetaDataset
 from lnq_napari import api
 from lnq_napari.cli import main
 from lnq_napari.io.dicom_seg import ALGORITHM_NAME
-from lnq_napari.io.outputs import check_not_users, created_by, written_by_us
+from lnq_napari.io.outputs import PREDICTIONS, check_not_users, created_by, written_by_us
 from lnq_napari.io.readers import read_labels, write_volume
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
@@ -49,12 +49,16 @@ def test_only_files_an_lnq_napari_command_wrote_count_as_ours(tmp_path):
     assert written_by_us(ours) and not written_by_us(users) and not written_by_us(junk)
     assert written_by_us(_dicom(tmp_path / "d-seg.dcm", ALGORITHM_NAME))
     assert not written_by_us(_dicom(tmp_path / "e-seg.dcm", "Slicer"))
-    check_not_users([ours, tmp_path / "new-seg.nrrd"], "--output", "predict")  # ours and absent: written
+    check_not_users([ours, tmp_path / "new-seg.nrrd"], "--output", ("predict",))  # ours, absent: written
     with pytest.raises(api.LNQError, match=r"--output .* already holds b-seg.nrrd, which lnq-napari predict "
                                            "did not write"):
-        check_not_users([ours, users], "--output", "predict")
+        check_not_users([ours, users], "--output", ("predict",))
     with pytest.raises(api.LNQError, match="a-seg.nrrd, which lnq-napari phantom did not write"):
-        check_not_users([ours], "output", "phantom")  # another command's file is not this one's to replace
+        check_not_users([ours], "output", ("phantom",))  # another command's file is not this one's to replace
+    demo = write_seg_nrrd(tmp_path / "f-seg.nrrd", _labels(), extra=created_by("demo"))
+    check_not_users([demo], "--output", PREDICTIONS)  # a prediction of demo's: predict writes over it
+    bare = _dicom(tmp_path / "g-seg", ALGORITHM_NAME)  # a DICOM SEG named without .dcm
+    assert written_by_us(bare) and not written_by_us(_dicom(tmp_path / "h-seg", "Slicer"))
 
 
 def test_phantom_keeps_a_download_and_a_prediction_keeps_the_phantoms_labels(tmp_path, capsys):
@@ -76,7 +80,7 @@ def test_phantom_keeps_a_download_and_a_prediction_keeps_the_phantoms_labels(tmp
     assert write_dataset(tmp_path / "ph", 1, **small) == made  # its own files: written again
     seg = tmp_path / "ph" / "lnq2023-train-0001-seg.nrrd"
     with pytest.raises(api.LNQError, match="which lnq-napari predict did not write"):
-        check_not_users([seg], "--output", "predict")
+        check_not_users([seg], "--output", PREDICTIONS)
 
 
 def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypatch, capsys):

@@ -14,6 +14,8 @@ from lnq_napari.io.layout import is_image_file
 
 #: The NRRD header field that marks a file an lnq-napari command wrote (its value names the command).
 CREATED_BY = "lnq_created_by"
+#: The commands whose label files are a model's prediction: each may write over the other's.
+PREDICTIONS = ("predict", "demo")
 
 
 def created_by(command: str) -> dict[str, str]:
@@ -21,36 +23,34 @@ def created_by(command: str) -> dict[str, str]:
     return {CREATED_BY: f"lnq-napari {command}"}
 
 
-def written_by_us(path: Path, command: str | None = None) -> bool:
-    """Whether the existing file ``path`` is one an lnq-napari command wrote (``command``: that one): an
-    NRRD whose header holds :data:`CREATED_BY`, or a DICOM SEG whose manufacturer is lnq-napari's
-    ``ALGORITHM_NAME``."""
-    name = path.name.lower()
+def written_by_us(path: Path, commands: Iterable[str] = ()) -> bool:
+    """Whether the existing file ``path`` is one an lnq-napari command wrote (``commands``: one of those):
+    an NRRD whose header holds :data:`CREATED_BY`, or a DICOM SEG (any name: DICOM files often have no
+    extension) whose manufacturer is lnq-napari's ``ALGORITHM_NAME``."""
+    wanted = {f"lnq-napari {c}" for c in commands}
     try:
-        if name.endswith((".nrrd", ".nhdr")):
+        if path.name.lower().endswith((".nrrd", ".nhdr")):
             import nrrd
 
             said = str(nrrd.read_header(str(path)).get(CREATED_BY, ""))
-            return said == f"lnq-napari {command}" if command else said.startswith("lnq-napari ")
-        if name.endswith(".dcm"):
-            import pydicom
+            return said in wanted if wanted else said.startswith("lnq-napari ")
+        import pydicom
 
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-            return str(header.get("Manufacturer", "")) == ALGORITHM_NAME
-    except Exception:  # unreadable, not the format its name says: not a file we wrote
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        return str(header.get("Manufacturer", "")) == ALGORITHM_NAME
+    except Exception:  # unreadable, not NRRD or DICOM: not a file we wrote
         return False
-    return False
 
 
-def check_not_users(paths: Iterable[Path], flag: str, command: str) -> None:
-    """LNQError in one line when one of ``paths`` exists and is not a file ``lnq-napari COMMAND`` wrote (a
-    user's labels, or a phantom's written by another command, say): checked before anything is computed
-    or written, so nothing is lost or half-written."""
+def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...]) -> None:
+    """LNQError in one line when one of ``paths`` exists and is not a file one of ``lnq-napari COMMANDS``
+    wrote (a user's labels, or a phantom's, whose partial labels a prediction may not replace): checked
+    before anything is computed or written, so nothing is lost or half-written."""
     for path in paths:
-        if path.exists() and not (path.is_file() and written_by_us(path, command)):
-            raise LNQError(f"{flag} {path.parent} already holds {path.name}, which lnq-napari {command} did "
-                           "not write (labels of yours, or a data set's?); it is left as it is: give another "
-                           "output folder, or move that file away")
+        if path.exists() and not (path.is_file() and written_by_us(path, commands)):
+            raise LNQError(f"{flag} {path.parent} already holds {path.name}, which lnq-napari {commands[0]} "
+                           "did not write (labels of yours, or a data set's?); it is left as it is: give "
+                           "another output folder, or move that file away")
 
 
 def check_table_path(path: str | Path | None, flag: str, example: str,

@@ -99,7 +99,7 @@ def write_dataset(
     if spacing is not None:
         check_spacing(spacing)
     check_not_users((out / f"{prefix}-{i + 1:04d}-{kind}.nrrd" for i in range(n_cases)
-                     for kind in ("ct", "seg", "full")), "output", "phantom")  # a download's files stay
+                     for kind in ("ct", "seg", "full")), "output", ("phantom",))  # a download's files stay
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
