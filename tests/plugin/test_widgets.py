@@ -724,3 +724,42 @@ def test_nodes_found_on_a_ct_flipped_in_napari_are_drawn_over_it_and_a_lone_flip
     assert session_for(viewer, nodes).ct_layer is ct
     ct.affine = flip @ np.asarray(ct.affine.affine_matrix)  # the CT alone flipped back
     assert session_for(viewer, nodes).ct_layer is None
+
+
+def test_workers_collect_their_own_warnings_and_leave_the_process_as_it_was(monkeypatch):
+    """Two workers' `catch_warnings` blocks overlapping (suggestions found while a fine-tune ran) left the
+    process with every later warning silenced; each thread now collects its own, the rest pass."""
+    import threading
+    import warnings
+
+    from lnq_napari.plugin.widgets import _common
+
+    inside, done, got = threading.Event(), threading.Event(), {}
+
+    def first() -> None:
+        with _common.collected_warnings() as heard:
+            warnings.warn("first, before", UserWarning, stacklevel=1)
+            inside.set()
+            done.wait(10)
+            warnings.warn("first, after", UserWarning, stacklevel=1)
+        got["first"] = list(heard)
+
+    def second() -> None:
+        inside.wait(10)
+        with _common.collected_warnings() as heard:
+            warnings.warn("second", UserWarning, stacklevel=1)
+        got["second"] = list(heard)
+        done.set()
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert got == {"first": ["first, before", "first, after"], "second": ["second"]}
+    shown = []  # outside any block a warning goes where it went before
+    monkeypatch.setitem(_common._SHOWN, "before", lambda message, *a, **k: shown.append(str(message)))
+    with _common.collected_warnings():
+        pass
+    _common._show_or_collect("outside any block", UserWarning, __file__, 1)
+    assert shown == ["outside any block"]

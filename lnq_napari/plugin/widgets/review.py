@@ -10,7 +10,6 @@ napari thread workers with a progress bar and Cancel; the widget only forwards t
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._reader import HEADER_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
 from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
-from lnq_napari.plugin.widgets._common import WorkerWidget, compact
+from lnq_napari.plugin.widgets._common import WorkerWidget, collected_warnings, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.autosave import autosave_parent, newer_autosave, read_review_fields
@@ -187,11 +186,10 @@ class ReviewWidget(WorkerWidget):
         nnunet = is_nnunet_version(Workspace.open(root).active_model())  # as api.finetune routes
 
         def body() -> tuple[FinetuneResult, list[str]]:
-            with warnings.catch_warnings(record=True) as heard:  # an interrupted fine-tune discarded ...:
-                warnings.simplefilter("always", UserWarning)  # said in the status, not lost in the thread
+            with collected_warnings() as heard:  # an interrupted fine-tune discarded ...: in the status
                 result = api.finetune(root, config=config, iterations=iterations,
                                       progress=self._signals.changed.emit, cancel=self._cancel.is_set)
-            return result, list(dict.fromkeys(str(w.message) for w in heard))
+            return result, list(dict.fromkeys(heard))
 
         return self._start(body, lambda done: self._show_finetune(*done), "fine-tuning ...",
                            CANCELLED[NNUNET if nnunet else "finetune"])
@@ -306,14 +304,14 @@ class ReviewWidget(WorkerWidget):
             return self._closed.is_set() or self.suggesting is not worker
 
         def body() -> api.NodeResult:
-            with self._predicting, warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the node table's warnings; the suggestions are the point
+            with self._predicting, collected_warnings():  # the node table's warnings: the suggestions are
+                # what this is for (the case's own warnings come with Find nodes)
                 if self._predictor is None or self._predictor[0] != version:
                     self._predictor = (version, api.load_predictor(path))
                 return api.find_nodes(ct, self._predictor[1], cancel=stale)
 
         def done(result: api.NodeResult) -> None:
-            if nodes not in self.viewer.layers or nodes.name != NODES_NAME or \
+            if stale() or nodes not in self.viewer.layers or nodes.name != NODES_NAME or \
                     nodes.metadata.get(SESSION_KEY) is not session:  # closed, or Find nodes put it aside
                 return
             n = attach_suggestions(self.viewer, session, result)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import is_dicom_path
 from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
 from lnq_napari.plugin._stats import log_review
-from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
+from lnq_napari.plugin.widgets._common import SessionTracker, collected_warnings, compact, folder_row
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
 
 
@@ -75,8 +74,7 @@ class SaveWidget(QWidget):
         # the version these labels were opened from (or last saved as) in the workspace they came from
         parent = {"parent": session.parent_version} if session.workspace and session.parent_version else {}
         try:
-            with warnings.catch_warnings(record=True) as heard:  # shown in the status line, not a popup
-                warnings.simplefilter("always", UserWarning)
+            with collected_warnings() as heard:  # shown in the status line, not a popup
                 saved = api.save_labels(
                     session.labels_volume(), session.case, workspace=self._workspace_root(session),
                     folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
@@ -105,7 +103,7 @@ class SaveWidget(QWidget):
         if root is not None:  # the time and the decisions this case took, for the Review panel
             log_review(Workspace.open(root), session.case, session.stats, saved.version, session.edits)
         for warning in heard:
-            message += f"\nnote: {warning.message}"
+            message += f"\nnote: {warning}"
         if session.ct_layer is not None and (note := unplaced_note(session.ct_layer)):
             message += f"\n{note}"
         self.status.setText(message)

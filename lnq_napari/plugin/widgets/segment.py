@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import importlib
 import threading
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +23,13 @@ from lnq_napari.model.config import InferenceConfig
 from lnq_napari.plugin._layers import layer_kwargs, layer_volume, unplaced_note
 from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._session import show_prediction
-from lnq_napari.plugin.widgets._common import WorkerWidget, compact, layer_choice, while_alive
+from lnq_napari.plugin.widgets._common import (
+    WorkerWidget,
+    collected_warnings,
+    compact,
+    layer_choice,
+    while_alive,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 REGION_NAME = "mediastinum region"
@@ -138,11 +143,10 @@ class SegmentWidget(WorkerWidget):
         self._cancel.clear()
 
         def body() -> tuple[api.NodeResult, list[str]]:
-            with warnings.catch_warnings(record=True) as heard:  # no lungs in view, a thin slab: said in
-                warnings.simplefilter("always", UserWarning)  # the status line, not lost in the thread
+            with collected_warnings() as heard:  # no lungs in view, a thin slab: said in the status line
                 result = api.find_nodes(ct, self._get_predictor(model, device), progress=emit,
                                         cancel=cancel, region=region, max_suggestions=cap)
-            return result, list(dict.fromkeys(str(w.message) for w in heard))
+            return result, list(dict.fromkeys(heard))
 
         connect = {
             "returned": lambda found: self._show(layer, *found),
