@@ -964,9 +964,11 @@ def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):
         assert main(["finetune", "--workspace", str(tmp_path), *[a for b in bad for a in ("--set", b)]]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err
-    for bad in ({"iterations": 2.7}, {"seed": 1.0}, {"folds": True}):  # 2.7 iterations ran 2 in the API
+    for bad in ({"iterations": 2.7}, {"seed": 0.5}, {"folds": True}):  # 2.7 iterations ran 2 in the API
         with pytest.raises(LNQError, match=f"{next(iter(bad))} must be a whole number"):
             FinetuneConfig(**bad)
+    whole = FinetuneConfig(iterations=1e3, seed=1.0)  # whole numbers written as floats stay welcome
+    assert (whole.iterations, whole.seed) == (1000, 1) and isinstance(whole.iterations, int)
 
 
 def test_a_diverged_fine_tune_fails_in_one_line_and_leaves_no_version_or_plan(tmp_path, dataset, parent_model,

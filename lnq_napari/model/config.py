@@ -254,9 +254,12 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         problems = []
         whole = ("iterations", "warmup", "forgetting_cases", "fallback_steps", "folds", "seed")
-        for name in whole:  # 2.7 iterations ran 2 without a word
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), numbers.Integral):
-                problems.append(f"{name} must be a whole number (got {getattr(self, name)!r})")
+        for name in whole:  # 2.7 iterations ran 2 without a word; 200.0 or 1e3 are whole numbers
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, name, int(value))
+            elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                problems.append(f"{name} must be a whole number (got {value!r})")
         if problems:
             raise LNQError(f"bad fine-tune setting: {'; '.join(problems)}")
         if self.iterations < 1:
