@@ -71,10 +71,10 @@ def check_ct_values(hu: np.ndarray) -> None:
             raise LNQError(f"the CT holds {bad} NaN or infinite voxel(s); fill them (e.g. with -1024, air) "
                            "or re-export the CT from its DICOM series")
     sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
-    if not sample.size or sample.min() < 0:
+    if not sample.size or sample.min() < 0 or sample.max() > 255:  # HU, or stored values: no sort needed
         return
     values = np.unique(sample)
-    if 2 <= values.size <= LABEL_MAP_VALUES and values[-1] <= 255 and np.all(values == np.round(values)):
+    if 2 <= values.size <= LABEL_MAP_VALUES and np.all(values == np.round(values)):
         shown = ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if values.size > 5 else "")
         raise LNQError(f"the CT holds only {values.size} distinct value(s) ({shown}): it looks like a label "
                        "map, not a CT; pass the CT volume (Hounsfield units)")
