@@ -25,10 +25,23 @@ class EditHistory:
         self.limit = max(int(limit), 1)
         self.done: list[Step] = []
         self.undone: list[Step] = []
+        self._clean: Step | None = None  # the last step done when the labels were opened or saved
+        self._clean_lost = False  # the saved state's step was forgotten: no undo reaches it again
+
+    def mark_clean(self) -> None:
+        """The state now is the saved one (after a Save)."""
+        self._clean, self._clean_lost = self.top(), False
+
+    def at_clean(self) -> bool:
+        """Whether undo and redo have brought the steps back to the saved state."""
+        return not self._clean_lost and self.top() is self._clean
 
     def push(self, step: Step) -> None:
         self.done.append(step)
+        forgotten = self.done[:-self.limit]
         del self.done[:-self.limit]
+        if forgotten and (self._clean is None or any(s is self._clean for s in forgotten)):
+            self._clean_lost = True  # the saved state lies at or before a forgotten step
         self.undone.clear()
 
     def top(self) -> Step | None:

@@ -64,7 +64,7 @@ class NodeSession:
         self._setting_marks = False  # the session itself changes the marks layer's points
         self.parent_version: str | None = None  # the workspace label version these labels were opened from
         self.edits = 0
-        self.saved_edits = 0  # ``edits`` at the last Save
+        self._edited_outside_history = False  # marks moved with napari's tools: undo misses it
         self.listeners: list[Callable[[], None]] = []
         self.focus_listeners: list[Callable[[], None]] = []  # told when the current suggestion moves
         self.current_suggestion = -1  # the suggestion the review keys act on (-1: none yet)
@@ -201,6 +201,25 @@ class NodeSession:
         self.edits += 1
         self.notify()
 
+    def _changed_outside_history(self) -> None:
+        self._edited_outside_history = True
+        self._changed()
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether the case differs from its last Save (or from the labels as opened): undoing every
+        edit since brings it back to saved."""
+        return self._edited_outside_history or not self.history.at_clean()
+
+    def mark_saved(self) -> None:
+        """The labels, marks and rejections as they are now were saved."""
+        self._edited_outside_history = False
+        self.history.mark_clean()
+
+    def mark_unsaved(self) -> None:
+        """The labels hold edits that were never saved (restored from an autosave)."""
+        self._edited_outside_history = True
+
     def notify(self) -> None:
         """Tell listeners (table, autosave, suggestion list) that the case changed."""
         for listener in list(self.listeners):
@@ -315,14 +334,14 @@ class NodeSession:
     def _on_layer_removed(self, event=None) -> None:
         if self.marks_layer is not None and getattr(event, "value", None) is self.marks_layer:
             self.marks_layer = None
-            self._changed()
+            self._changed_outside_history()
 
     def _on_marks_data(self, event=None) -> None:
         layer = self.marks_layer
         if self._setting_marks or layer is None or layer.metadata.get(MARKS_OWNER_KEY) is not self:
             return
         if str(getattr(event, "action", "changed")) in ("added", "removed", "changed"):  # not the -ing ones
-            self._changed()
+            self._changed_outside_history()
 
     def marks(self) -> list[dict]:
         """The marked nodes of this case, as :class:`~lnq_napari.interact.NodeMark` dicts (the points of

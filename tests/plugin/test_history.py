@@ -39,3 +39,31 @@ def test_an_action_s_steps_fold_into_one_even_at_the_limit():
     history.replace_since(since, _counting(log, "accept"))
     assert [history.undo() for _ in range(3)] == [True, True, False]
     assert log == ["undo accept", "undo b"]
+
+
+def test_the_saved_state_is_reached_again_by_undo_or_redo_only_while_its_step_is_kept():
+    log, history = [], EditHistory(limit=3)
+    assert history.at_clean()  # as opened
+    history.push(_counting(log, "a"))
+    assert not history.at_clean()
+    history.undo()
+    assert history.at_clean()
+    history.redo()
+    history.mark_clean()  # saved after "a"
+    history.push(_counting(log, "b"))
+    assert not history.at_clean()
+    history.undo()
+    assert history.at_clean()
+    history.undo()  # before the save
+    assert not history.at_clean()
+    history.push(_counting(log, "c"))  # "a" is gone from redo: the saved state is out of reach
+    assert not any(history.at_clean() for _ in (history.undo(), history.undo()))
+
+
+def test_a_saved_state_older_than_the_kept_steps_is_never_reached_again():
+    log, history = [], EditHistory(limit=2)
+    for name in "abc":  # "a" forgotten: undoing "b" and "c" leaves it on the labels
+        history.push(_counting(log, name))
+    history.undo()
+    history.undo()
+    assert history.top() is None and not history.at_clean()

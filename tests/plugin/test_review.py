@@ -379,9 +379,43 @@ def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari
     assert str(session.workspace) == str(workspace.root) and session.ct_layer is viewer.layers[0]
     nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
     nodes.events.paint()
-    assert save.save() is not None and session.saved_edits == session.edits > 0
+    assert save.save() is not None and not session.unsaved and session.edits > 0
     assert review.open_case(second) == workspace.ct_path(second), review.status.text()
     assert viewer.layers["nodes"].metadata["lnq_session"].case == second
+
+
+def test_edits_undone_back_to_the_saved_labels_are_not_unsaved(make_napari_viewer, workspace, autosave_dir):
+    """Undoing every edit since the case opened (or since its Save) left it "unsaved": the next case was
+    refused until the user saved a copy of what was already saved."""
+    from lnq_napari.plugin.app import dock_widgets
+
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=workspace)
+    review, save = widgets["Review"], widgets["Save"]
+    first, second = workspace.case_ids()[-1], workspace.case_ids()[0]
+    assert review.open_case(first) == workspace.ct_path(first)
+    nodes = viewer.layers["nodes"]
+    session = nodes.metadata["lnq_session"]
+    opened = np.array(nodes.data, copy=True)
+
+    def paint(z: int) -> None:
+        with nodes.block_history():  # one undo step, as a click or a brush stroke
+            nodes.data_setitem((np.array([z]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+
+    paint(8)
+    assert session.unsaved
+    session.undo()
+    assert np.array_equal(nodes.data, opened) and not session.unsaved
+    session.redo()
+    assert session.unsaved and review.open_case(second) is None and "unsaved edits" in review.status.text()
+    assert save.save() is not None and not session.unsaved
+    paint(9)
+    session.undo()  # back to what was saved, not to what was opened
+    assert not session.unsaved
+    session.undo()
+    assert np.array_equal(nodes.data, opened) and session.unsaved
+    session.redo()
+    assert review.open_case(second) == workspace.ct_path(second), review.status.text()
 
 
 def test_a_case_is_saved_into_the_workspace_it_was_opened_from(make_napari_viewer, workspace, tmp_path,

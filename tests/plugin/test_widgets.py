@@ -193,19 +193,20 @@ def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted,
     p = predicted
     session = p.session
     assert session.mark_node_at(p.viewer, _centre_index(phantom_files.case, stand_in.missed))
-    session.saved_edits = session.edits  # as after a Save
+    session.mark_saved()  # as after a Save
+    assert not session.unsaved
     marks = p.viewer.layers["marked nodes"]
     marks.selected_data = {0}
     marks.remove_selected()
-    assert session.marks() == [] and session.edits > session.saved_edits
-    session.saved_edits = session.edits
+    assert session.marks() == [] and session.unsaved
+    session.mark_saved()
     segment = p.widgets["Segment"]
     segment.run()  # Find nodes again: a new node layer takes the marks layer over
     qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
     newer = p.viewer.layers["nodes"].metadata["lnq_session"]
     assert newer is not session and newer.marks_layer is marks
     marks.add([[3.0, 20.0, 20.0]])
-    assert newer.edits > newer.saved_edits and session.edits == session.saved_edits  # not the hidden one's
+    assert newer.unsaved and not session.unsaved  # not the hidden one's
 
 
 def test_undoing_a_mark_takes_back_that_mark_only_and_a_deleted_marks_layer_saves_none(

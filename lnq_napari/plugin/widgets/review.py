@@ -251,7 +251,7 @@ class ReviewWidget(WorkerWidget):
         try:
             ws = self.workspace()
             unsaved = [ly.name for ly in self.viewer.layers
-                       if (s := ly.metadata.get(SESSION_KEY)) is not None and s.edits > s.saved_edits]
+                       if (s := ly.metadata.get(SESSION_KEY)) is not None and s.unsaved]
             if unsaved:
                 raise LNQError(f"{unsaved[0]!r} has unsaved edits: select it and Save them, or delete the "
                                "layer to set them aside (autosaved: they come back when the case opens)")
@@ -275,7 +275,7 @@ class ReviewWidget(WorkerWidget):
         said = f"opened {case}" + (f" ({prov['source']} {prov['version']})" if prov else "")
         if restored:
             session = nodes.metadata[SESSION_KEY]
-            session.edits, session.saved_edits = 1, 0  # unsaved until Save: the guard keeps them
+            session.mark_unsaved()  # until Save: the guard keeps them
             said += (f" with the unsaved edits autosaved in {restored[0]}: Save keeps them; to drop them, "
                      "delete that file and open the case again")
             if restored[3] is not None and prov is not None and restored[3]["version"] != prov["version"]:

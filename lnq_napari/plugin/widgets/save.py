@@ -86,7 +86,7 @@ class SaveWidget(QWidget):
         except LNQError as exc:
             self.status.setText(f"not saved: {exc}")
             return None
-        session.saved_edits = session.edits
+        session.mark_saved()
         if session.workspace:
             session.parent_version = saved.version
         message = f"saved {saved.version} to {saved.path}"
