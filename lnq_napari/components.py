@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-CONNECTIVITY = 26
 STRUCTURE = np.ones((3, 3, 3), dtype=bool)  # the 26-neighbourhood as a scipy.ndimage structure
 
 
@@ -30,6 +29,14 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     labels = np.zeros(binary.shape, np.int32)
     labels[box] = sub
     return labels, int(count)
+
+
+def grown_by_one(mask: np.ndarray) -> np.ndarray:
+    """``mask`` and every voxel touching it by a face, an edge or a corner: what a mask touches is what
+    would join it into one node."""
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(np.asarray(mask) > 0, structure=STRUCTURE)
 
 
 def bounding_box(binary: np.ndarray) -> tuple[slice, ...] | None:

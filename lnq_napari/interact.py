@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import CALCIUM_HU, bounding_box, label_components, too_bright
+from lnq_napari.components import CALCIUM_HU, bounding_box, grown_by_one, label_components, too_bright
 from lnq_napari.io.volume import Volume
 
 #: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
@@ -536,7 +536,7 @@ def suggest_candidates(
             continue
         box = tuple(slice(max(0, b.start - 1), min(dim, b.stop + 1)) for b, dim in zip(box, comp.shape))
         local = comp[box] == k
-        if (ndimage.binary_dilation(local) & masked[box]).any():
+        if (grown_by_one(local) & masked[box]).any():
             continue  # touches a masked node: a fringe, not a candidate
         if hu is not None and max_mean_hu is not None and too_bright(hu[box][local], max_mean_hu):
             continue  # too bright to be a node

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import STRUCTURE, label_components, touching_ids, within_mm
+from lnq_napari.components import STRUCTURE, grown_by_one, label_components, touching_ids, within_mm
 
 
 def test_corner_neighbours_are_one_node_and_empty_masks_have_none():
@@ -54,3 +54,13 @@ def test_touching_ids_are_the_groups_a_binary_mask_joins():
     assert touching_ids(ids > 0) == [] and touching_ids(np.zeros((2, 2, 2))) == []
     ids[3, 10, 2], ids[3, 10, 3] = 7, 8  # the same two ids touching elsewhere too: named once
     assert sorted(touching_ids(ids.astype(np.float64))) == [(4, 5), (7, 8)]  # a float label map as well
+
+
+def test_what_a_mask_touches_is_what_would_join_it_into_one_node():
+    mask = np.zeros((5, 5, 5), bool)
+    mask[2, 2, 2] = True
+    touched = grown_by_one(mask)
+    assert touched.sum() == 27  # faces, edges and corners, as label_components joins them
+    corner = np.zeros_like(mask)
+    corner[3, 3, 3] = True
+    assert touched[corner].all() and label_components(mask | corner)[1] == 1

@@ -40,6 +40,19 @@ def test_fragments_of_one_node_are_one_suggestion_and_distant_ones_are_two():
     assert len(_suggest(prob, merge_mm=0.0)) == 3
 
 
+def test_a_region_touching_a_masked_node_only_at_a_corner_is_its_fringe_not_a_candidate():
+    """Nodes are 26-connected: a region meeting a masked node at a corner joins it in every table, so it
+    is that node's fringe (face-only touching suggested it as a node of its own)."""
+    prob = np.zeros((16, 40, 40), np.float32)
+    prob[5:8, 20:26, 10:16] = 0.9
+    prob[8:11, 26:32, 16:22] = 0.3  # meets the node at one corner voxel
+    vol = Volume(prob, spacing=SPACING)
+    mask = vol.with_array((prob >= 0.5).astype(np.uint8))
+    assert suggest_candidates(vol, mask, min_volume_mm3=10.0) == []
+    prob[8:11, 27:33, 17:23], prob[8:11, 26, 16:22], prob[8:11, 26:32, 16] = 0.3, 0.0, 0.0  # a voxel apart
+    assert len(suggest_candidates(vol, vol.with_array(mask.array), min_volume_mm3=10.0)) == 1
+
+
 def test_candidates_the_model_is_sure_of_say_what_they_are():
     shape = (12, 60, 60)
     prob = np.zeros(shape, np.float32)

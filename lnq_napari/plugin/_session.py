@@ -13,9 +13,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from lnq_napari.api import NodeResult
+from lnq_napari.components import grown_by_one
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import (
     NodeMark,
@@ -242,7 +242,7 @@ class NodeSession:
         box, local = node_region_from_click(self.ct_volume(), point_zyx, self.probabilities, labels=data)
         if not local.any():
             return 0
-        touching = np.asarray(data[box])[ndimage.binary_dilation(local) & ~local]
+        touching = np.asarray(data[box])[grown_by_one(local) & ~local]
         touching = touching[touching > 0]
         node_id = int(np.bincount(touching).argmax()) if touching.size else int(np.max(data)) + 1
         self._paint(box, local, node_id)
