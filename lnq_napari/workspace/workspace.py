@@ -350,9 +350,6 @@ class Workspace:
     def read_cache(self, name: str) -> dict:
         return self.cache.read(name)
 
-    def write_cache(self, name: str, data: dict) -> None:
-        self.cache.write(name, data)
-
     def update_cache(self, name: str, entries: dict) -> dict:
         """Merge ``entries`` into cache file ``name`` under the workspace lock (safe across processes)."""
         return self.cache.update(name, entries)

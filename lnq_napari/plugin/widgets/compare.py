@@ -294,9 +294,6 @@ class CompareWidget(QWidget):
         self.viewer.grid.enabled = grid
         self.viewer.reset_view()
 
-    def row_of(self, table_row: int):
-        return None if self.result is None else self.result.rows[table_row]
-
     def _row_selected(self) -> None:
         rows = {i.row() for i in self.table.selectedIndexes()}
         if rows:
