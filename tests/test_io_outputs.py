@@ -83,6 +83,24 @@ def test_phantom_keeps_a_download_and_a_prediction_keeps_the_phantoms_labels(tmp
         check_not_users([seg], "--output", PREDICTIONS)
 
 
+def test_the_follow_up_phantom_marks_its_files_and_keeps_a_users(tmp_path):
+    """The follow-up phantom wrote its files unmarked (a prediction into its folder could not tell them
+    from a user's) and over any file of the same name."""
+    from lnq_napari.phantom.followup import write_followup
+
+    small = dict(shape=(16, 64, 64), spacing=(2.0, 2.0, 4.0))
+    t0, t1 = write_followup(tmp_path / "pair", seed=1, **small)
+    files = sorted((tmp_path / "pair").glob("*.nrrd"))
+    assert len(files) == 6 and all(written_by_us(f, ("phantom",)) for f in files)
+    assert write_followup(tmp_path / "pair", seed=1, **small) == (t0, t1)  # its own files: written again
+    user = tmp_path / "user"
+    seg = write_seg_nrrd(user / "phantom-followup-0001-t1-seg.nrrd", _labels())
+    before = _md5(seg)
+    with pytest.raises(api.LNQError, match="which lnq-napari phantom did not write"):
+        write_followup(user, seed=1, **small)
+    assert _md5(seg) == before and sorted(p.name for p in user.iterdir()) == [seg.name]
+
+
 def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
     ct = write_volume(data / "lnq2023-train-0001-ct.nrrd", _labels().with_array(np.full(SHAPE, 40, np.int16)))

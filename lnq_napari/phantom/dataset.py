@@ -35,30 +35,36 @@ def _write_nrrd(vol: Volume, path: Path, header: dict[str, str] | None = None) -
         sitk.WriteImage(image, str(tmp), True, 1)  # gzip, fast level
 
 
+def write_case_files(out: Path, case, info: dict) -> Path:
+    """Write a drawn case's ``-seg``, ``-full`` and ``-nodes.json`` files and its CT last (so a CT on disk
+    always has its companions), each atomically and the NRRDs marked as the phantom's; returns the CT
+    path. ``info``: the JSON's fields besides the case's id, grid and nodes."""
+    cid = case.case_id
+    _write_nrrd(case.partial, out / f"{cid}-seg.nrrd", created_by("phantom"))
+    _write_nrrd(case.full, out / f"{cid}-full.nrrd", created_by("phantom"))
+    ct = case.ct
+    grid = {"spacing": list(ct.spacing), "origin": list(ct.origin), "shape_zyx": list(ct.shape)}
+    atomic_write_text(out / f"{cid}-nodes.json",
+                      json.dumps({"case_id": cid, **info, **grid, "nodes": case.nodes}, indent=1))
+    ct_path = out / f"{cid}-ct.nrrd"
+    site = {"lnq_site": case.ct.meta["lnq_site"]} if "lnq_site" in case.ct.meta else {}
+    _write_nrrd(case.ct, ct_path, {**site, **created_by("phantom")})
+    return ct_path
+
+
 def write_case(
     out: Path, prefix: str, seed: int, index: int, shape=None, spacing=None, site: str = "default"
 ) -> Path:
     """Draw case ``index`` of the data set ``seed`` and write its four files; returns the CT path."""
     cid = f"{prefix}-{index + 1:04d}"
     case = make_case(case_seed(seed, index), shape=shape, spacing=spacing, case_id=cid, site=site)
-    _write_nrrd(case.partial, out / f"{cid}-seg.nrrd", created_by("phantom"))
-    _write_nrrd(case.full, out / f"{cid}-full.nrrd", created_by("phantom"))
-    info = {
-        "case_id": cid,
+    return write_case_files(out, case, {
         "seed": case_seed(seed, index),
         "dataset_seed": int(seed),
         "index": index,
         "site": case.ct.meta["lnq_site"],
         "contrast": bool(case.ct.meta.get("contrast", False)),
-        "spacing": list(case.ct.spacing),
-        "origin": list(case.ct.origin),
-        "shape_zyx": list(case.ct.shape),
-        "nodes": case.nodes,
-    }
-    atomic_write_text(out / f"{cid}-nodes.json", json.dumps(info, indent=1))
-    ct_path = out / f"{cid}-ct.nrrd"
-    _write_nrrd(case.ct, ct_path, {"lnq_site": case.ct.meta["lnq_site"], **created_by("phantom")})
-    return ct_path
+    })
 
 
 def write_dataset(

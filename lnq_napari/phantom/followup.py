@@ -10,18 +10,17 @@ shape, before it is put on voxels).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.outputs import check_not_users
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.anatomy import Anatomy
 from lnq_napari.phantom.canvas import Canvas
 from lnq_napari.phantom.case import PhantomCase, make_case
-from lnq_napari.phantom.dataset import _write_nrrd, case_seed
+from lnq_napari.phantom.dataset import case_seed, write_case_files
 from lnq_napari.phantom.nodes import Node, _Placer, _sized_node
 
 SCENARIOS = ("response", "progression", "stable", "mixed")
@@ -244,29 +243,22 @@ def _truth(baseline: PhantomCase, followup: PhantomCase, edit: _Edit,
             "shift_mm": list(motion.shift_mm), "breathing_mm": motion.breathing_mm}, "changes": changes}
 
 
-def _info(case: PhantomCase, **extra) -> dict:
-    return {"case_id": case.case_id, "spacing": list(case.ct.spacing), "origin": list(case.ct.origin),
-            "shape_zyx": list(case.ct.shape), "nodes": case.nodes, **extra}
-
-
 def write_followup(out: str | Path, seed: int = 0, index: int = 0, shape=None, spacing=None,
                    prefix: str = "phantom-followup", scenario: str | None = None) -> tuple[Path, Path]:
     """Write pair ``index`` of the follow-up set ``seed``: ``<prefix>-NNNN-t0-*`` (baseline) and
     ``-t1-*`` (follow-up), each with ``-ct.nrrd``, ``-seg.nrrd`` (partial), ``-full.nrrd`` (truth) and
     ``-nodes.json``; the follow-up's JSON also holds ``baseline`` and ``changes`` (the true matching).
-    Returns the two CT paths; each CT is written last."""
+    Returns the two CT paths; each CT is written last. Files of those names the phantom did not write
+    are an LNQError before anything is written."""
     out = Path(out)
+    stem = f"{prefix}-{index + 1:04d}"
+    names = (f"{stem}-{tag}-{kind}.nrrd" for tag in ("t0", "t1") for kind in ("ct", "seg", "full"))
+    check_not_users((out / name for name in names), "output", ("phantom",))
     out.mkdir(parents=True, exist_ok=True)
     pair = make_followup(case_seed(seed, index), shape=shape, spacing=spacing, scenario=scenario)
-    stem = f"{prefix}-{index + 1:04d}"
     paths = []
     for tag, case, extra in (("t0", pair.baseline, {}), ("t1", pair.followup, {**pair.truth,
                                                                                "baseline": f"{stem}-t0"})):
-        cid = f"{stem}-{tag}"
-        case.case_id = cid
-        _write_nrrd(case.partial, out / f"{cid}-seg.nrrd")
-        _write_nrrd(case.full, out / f"{cid}-full.nrrd")
-        atomic_write_text(out / f"{cid}-nodes.json", json.dumps(_info(case, **extra), indent=1))
-        _write_nrrd(case.ct, out / f"{cid}-ct.nrrd")
-        paths.append(out / f"{cid}-ct.nrrd")
+        case.case_id = f"{stem}-{tag}"
+        paths.append(write_case_files(out, case, extra))
     return paths[0], paths[1]
