@@ -16,12 +16,11 @@ from lnq_napari.components import label_components
 from lnq_napari.inference import Predictor
 from lnq_napari.io.layout import scan_cases
 from lnq_napari.io.readers import read_labels, read_volume
-
-MIN_DIAMETER_MM = 10.0  # the nodes that count, as metrics.node_detection counts them (equivalent sphere)
+from lnq_napari.metrics import TARGET_DIAMETER_MM, counted_nodes
 
 
 def node_rows(ct, truth: np.ndarray, prediction, threshold: float) -> list[dict]:
-    """One row per truth node of an equivalent-sphere diameter of at least :data:`MIN_DIAMETER_MM`."""
+    """One row per truth node that counts (:func:`lnq_napari.metrics.counted_nodes`)."""
     voxel = float(np.prod(ct.spacing_zyx))
     nodes, count = label_components(truth)
     parts, _ = label_components(prediction.probabilities.array >= threshold)
@@ -29,7 +28,7 @@ def node_rows(ct, truth: np.ndarray, prediction, threshold: float) -> list[dict]
     rows = []
     for k in range(1, count + 1):
         node = nodes == k
-        if np.cbrt(6 * node.sum() * voxel / np.pi) < MIN_DIAMETER_MM:
+        if not counted_nodes(np.array([node.sum()]), ct.spacing_zyx, TARGET_DIAMETER_MM)[0]:
             continue
         prob = prediction.probabilities.array[node]
         over = [int(i) for i in np.unique(parts[node]) if i]

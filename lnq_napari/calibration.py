@@ -21,7 +21,7 @@ import numpy as np
 from lnq_napari.activation import CaseFigures
 from lnq_napari.components import label_components
 from lnq_napari.inference import postprocess
-from lnq_napari.metrics import counted_nodes
+from lnq_napari.metrics import TARGET_DIAMETER_MM, counted_nodes
 from lnq_napari.model.config import InferenceConfig
 
 THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.3 .. 0.8
@@ -193,7 +193,8 @@ def fit_postprocessing(cases: Sequence[CalibrationCase], parent_fp_per_case: flo
                        current_min_component_mm3: float = InferenceConfig.min_component_mm3,
                        max_mean_hu: float | None = InferenceConfig.max_mean_hu,
                        min_peak: float = InferenceConfig.min_peak, fp_margin: float = 0.2,
-                       dice_tolerance: float = 1e-3, min_diameter_mm: float = 10.0) -> PostprocessingFit:
+                       dice_tolerance: float = 1e-3,
+                       min_diameter_mm: float = TARGET_DIAMETER_MM) -> PostprocessingFit:
     """The threshold and minimum component size (mm3) that maximise the mean Dice on ``cases``
     with false nodes per case <= ``parent_fp_per_case + fp_margin`` (None: no limit). The current
     setting joins the grid; ``max_mean_hu`` and ``min_peak`` are the model's, applied as prediction

@@ -166,6 +166,9 @@ def surface_dice(pred: Volume, gt: Volume, tolerance_mm: float = 2.0, grown: np.
                          cropped[0] if cropped else None, lenience_mm)
 
 
+TARGET_DIAMETER_MM = 10.0  # LNQ's target nodes: an equivalent-sphere diameter of at least 1 cm
+
+
 def counted_nodes(voxels_per_node: np.ndarray, spacing, min_diameter_mm: float) -> np.ndarray:
     """Which truth nodes count (bool per node): equivalent-sphere diameter >= ``min_diameter_mm``."""
     diameters = np.cbrt(6.0 * np.asarray(voxels_per_node, float) * float(np.prod(spacing)) / math.pi)
@@ -194,7 +197,7 @@ def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> dict:
     }
 
 
-def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0) -> dict:
+def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = TARGET_DIAMETER_MM) -> dict:
     """Per-node detection: GT nodes and predicted nodes are 26-connected components of label 1.
 
     A GT node is *hit* when at least one predicted voxel overlaps it (any overlap: a node found
@@ -243,7 +246,7 @@ def _marked_nodes(pred: np.ndarray, gt: np.ndarray, marked: np.ndarray) -> tuple
     return kept, int(open_marks.size), found, int(touching.size)
 
 
-def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = 10.0,
+def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = TARGET_DIAMETER_MM,
                   surface_tolerance_mm: float | None = None, grown: np.ndarray | None = None,
                   lenience_mm: float = 0.0, marked: np.ndarray | None = None,
                   false_volume_beyond_mm: float | None = None) -> dict:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.figures import WINDOW_HU
 from lnq_napari.io.volume import Volume
 
 GEOMETRY_KEY = "lnq_volume_geometry"
 SOURCE_KEY = "lnq_source"
 ROLE_KEY = "lnq_role"
 COMPARE_ROLE = "compare"  # the Compare widget's layers: a view of two scans, never a case's node layer
-#: Mediastinal window (HU) for CT layers.
-CT_CONTRAST = (-160.0, 240.0)
+CT_CONTRAST = WINDOW_HU  # CT layers open in the mediastinal window, as the demo's pictures show them
 
 
 def geometry(volume: Volume) -> dict:
