@@ -69,6 +69,8 @@ def test_another_ct_or_margin_is_computed_anew(ct, calls):
         per_ct.region_of(ct, 5.0)
     assert calls["region"] == 4
     assert len({volumes_digest(v) for v in (ct, moved, changed)}) == 3
+    retyped = ct.with_array(np.asarray(ct.array).view(np.uint16))  # the same bytes read as another type
+    assert volumes_digest(retyped) != volumes_digest(ct)
 
 
 def test_each_caller_gets_its_own_region_and_the_kept_image_is_read_only(ct):

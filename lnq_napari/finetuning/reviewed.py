@@ -23,7 +23,7 @@ def known_background(ws, ct: Volume, options: dict | None = None) -> np.ndarray:
     """:func:`~lnq_napari.training.labels.ct_background` of ``ct``, read from the workspace cache when
     this CT (voxels and grid) was seen with these options, else computed and cached."""
     key = hashlib.sha1(volumes_digest(ct).encode())  # the CT's grid and voxels, their type, the options
-    key.update(json.dumps([str(ct.array.dtype), states_options(options)], sort_keys=True).encode())
+    key.update(json.dumps(states_options(options), sort_keys=True).encode())
     name = f"background-{key.hexdigest()[:24]}.npz"
     mask = ws.cache.read_mask(name)
     if mask is None or mask.shape != ct.shape:

@@ -125,11 +125,12 @@ def grid_only(volume: Volume) -> Volume:
 
 
 def volumes_digest(*volumes: Volume) -> str:
-    """Hex sha256 of the volumes' grids and voxels, in order: the same for the same images whatever
-    objects hold them."""
+    """Hex sha256 of the volumes' grids, voxel types and voxels, in order: the same for the same images
+    whatever objects hold them (and not for the same bytes read as another type)."""
     digest = hashlib.sha256()
     for vol in volumes:
-        digest.update(repr((vol.shape, vol.spacing, vol.origin, vol.direction)).encode())
+        grid = (vol.shape, vol.spacing, vol.origin, vol.direction, np.asarray(vol.array).dtype.str)
+        digest.update(repr(grid).encode())
         digest.update(memoryview(np.ascontiguousarray(vol.array)).cast("B"))
     return digest.hexdigest()
 
