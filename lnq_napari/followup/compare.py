@@ -35,8 +35,8 @@ SAME_GRID_MM = 0.01
 
 def _drawn_on(seg: Volume, ct: Volume) -> bool:
     """Whether ``seg`` samples ``ct``'s grid (within :data:`SAME_GRID_MM`, any axis order or direction)."""
-    # reordered_onto allows ten times its tolerance on the origin
-    return seg.same_grid(ct, tol=SAME_GRID_MM) or reordered_onto(ct, seg, tol=SAME_GRID_MM / 10) is not None
+    return seg.same_grid(ct, tol=SAME_GRID_MM) or \
+        reordered_onto(ct, seg, tol=SAME_GRID_MM, origin_tol=SAME_GRID_MM) is not None
 
 
 def seg_on_ct(seg: Volume, ct: Volume, other: Volume, which: str) -> Volume:

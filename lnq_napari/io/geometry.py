@@ -146,10 +146,13 @@ def overlap_fraction(reference: Volume, other: Volume) -> float:
     return float(np.prod(inter / size))
 
 
-def reordered_onto(reference: Volume, volume: Volume, tol: float = GRID_TOL) -> Volume | None:
+def reordered_onto(reference: Volume, volume: Volume, tol: float = GRID_TOL,
+                   origin_tol: float | None = None) -> Volume | None:
     """``volume`` on ``reference``'s grid when both sample the same points in space, stored in another
     axis order or direction (a RAS-flipped or sagittal-first copy of one image): its voxels transposed
-    and flipped, nothing resampled. None when the grids sample different points."""
+    and flipped, nothing resampled. None when the grids sample different points. ``tol``: of the steps;
+    ``origin_tol`` (mm, default ten times ``tol``: the far corner sums every step's rounding): of the
+    first voxel's place."""
     if sorted(volume.shape) != sorted(reference.shape):
         return None
     steps = volume.direction_matrix * np.asarray(volume.spacing)[None, :]  # column c: axis c's step (x, y, z)
@@ -165,7 +168,8 @@ def reordered_onto(reference: Volume, volume: Volume, tol: float = GRID_TOL) -> 
     first = [0 if sign > 0 else volume.size_xyz[a] - 1 for a, sign in zip(order, signs)]
     corner = np.zeros(3)
     corner[order] = first  # the volume's (i, j, k) index of the reference's first voxel
-    if not np.allclose(volume.index_to_physical(corner[::-1])[0], reference.origin, atol=tol * 10):
+    origin_tol = tol * 10 if origin_tol is None else origin_tol
+    if not np.allclose(volume.index_to_physical(corner[::-1])[0], reference.origin, atol=origin_tol):
         return None
     ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(order)
     ijk = ijk[tuple(slice(None, None, sign) for sign in signs)]
