@@ -67,7 +67,7 @@ from lnq_napari.quantify import (
 )
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
-from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
+from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind, model_string_folder
 
 if TYPE_CHECKING:
     from lnq_napari.nnunet.finetune import NnUNetFinetune
@@ -638,7 +638,7 @@ def init_workspace(path: str | Path, data: str | Path, model: str | Path | None 
     ``model``: a model folder to start from instead of the bundled model (one you trained: ours, or
     nnU-Net's as ``nnunet:<folder>``), registered and activated (journaled as the user's choice). It is
     checked before the workspace is made."""
-    folder = None if model is None else Path(str(model).removeprefix("nnunet:")).expanduser()
+    folder = None if model is None else model_string_folder(model)
     if folder is not None and (not folder.is_dir() or model_kind(folder) is None):
         raise LNQError(f"--model {model} is not a model folder (no config.json, nor nnU-Net's plans.json "
                        "and dataset.json); give a trained model folder, or leave --model out for the bundled "

@@ -150,6 +150,24 @@ def test_find_nodes_and_cli_predict_with_an_nnunet_model(nnunet_model, tmp_path,
     assert "not an nnU-Net trained model folder" in capsys.readouterr().err
 
 
+def test_a_workspace_made_and_activated_with_an_nnunet_string_with_options_predicts(nnunet_model, tmp_path):
+    """``nnunet:<folder>?folds=0`` was taken for the folder ``<folder>?folds=0`` and refused; the folder is
+    adopted (the options warned about: a workspace keeps the folder) and its cases are predicted with it."""
+    data, folder = nnunet_model
+    with pytest.warns(UserWarning, match="keeps the model folder, not the options"):
+        ws = api.init_workspace(tmp_path / "ws", data, f"nnunet:{folder}?folds=0")
+    assert ws.active_model()["id"] == "m001" and ws.active_model()["kind"] == "nnunet"
+    rows = api.next_cases(ws, n=1, strategy="random")  # predicts a case with m001, the nnU-Net copy
+    stored = ws.latest_version(rows[0]["case"], "prediction")
+    assert stored["model_version"] == "m001"
+    api.activate_model(ws, "bundled")
+    with pytest.warns(UserWarning, match="keeps the model folder"):
+        assert api.activate_model(ws, f"nnunet:{ws.model_path('m001')}?folds=0").version == "m001"
+    with pytest.warns(UserWarning, match="keeps the model folder"):
+        assert api.activate_model(ws, f"nnunet:{folder}?mirroring=off").version == "m001"  # found, not copied
+    assert [m.version for m in api.list_models(ws)] == ["bundled", "m001"]
+
+
 def test_cancelled_training_stops_the_subprocess(nnunet_model, tmp_path):
     from lnq_napari.nnunet.train import train_fold
 

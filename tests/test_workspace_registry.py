@@ -475,3 +475,48 @@ def test_an_nnunet_folder_with_a_damaged_checkpoint_or_plans_is_not_adopted(ws, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and _state(ws) == before
     assert ("not a complete checkpoint" if damage == "cut short" else "cannot be read") in err
+
+
+def _complete_nnunet_model(folder, folds=("0", "1")):
+    """A stand-in nnU-Net model folder whose checkpoints are complete zip archives (torch's format)."""
+    import io
+    import zipfile
+
+    _nnunet_model(folder, folds=())
+    for fold in folds:
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("archive/data.pkl", f"weights {fold}".encode())
+        (folder / f"fold_{fold}").mkdir()
+        (folder / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(archive.getvalue())
+    return folder
+
+
+def test_nnunet_strings_with_options_name_their_folder_in_a_workspace(ws, tmp_path, capsys):
+    """``nnunet:<folder>?folds=0`` was read as the folder ``<folder>?folds=0``: `workspace init --model`
+    said it was no model folder and `workspace activate` no registered version. The folder is adopted,
+    the options are checked, then warned about (a workspace keeps the folder only)."""
+    from lnq_napari.cli import main
+
+    mine = _complete_nnunet_model(tmp_path / "runs" / "Dataset601_LNQ" / NNUNET_NAME)
+    assert main(["workspace", "init", str(tmp_path / "ws2"), "--data", str(tmp_path / "data"),
+                 "--model", f"nnunet:{mine}?folds=0"]) == 0
+    out, err = capsys.readouterr()
+    assert "model m001 (from nnunet:" in out and "keeps the model folder, not the options" in err
+    made = Workspace.open(tmp_path / "ws2")
+    assert made.active_model()["kind"] == "nnunet" and made.prediction_model()[0] == made.model_path("m001")
+    with pytest.warns(UserWarning, match="keeps the model folder"):
+        assert api.activate_model(ws, f"nnunet:{mine}?folds=0&mirroring=off").version == "m004"
+    api.activate_model(ws, "m001")
+    with pytest.warns(UserWarning, match="keeps the model folder"):  # a version folder named with options
+        assert api.activate_model(ws, f"nnunet:{ws.model_path('m004')}?folds=1").version == "m004"
+    assert ws.registry.version_of(f"nnunet:{ws.model_path('m004')}?folds=1") == "m004"
+    before = _state(ws)
+    with pytest.raises(LNQError, match="unknown nnU-Net model option 'speed'"):
+        api.activate_model(ws, f"nnunet:{mine}?speed=fast")
+    with pytest.raises(LNQError, match="names no folder"):  # was the current folder
+        api.activate_model(ws, "nnunet:?folds=0")
+    assert _state(ws) == before
+    with pytest.raises(LNQError, match=r"mirroring='maybe' .* must be on or off"):
+        api.init_workspace(tmp_path / "ws3", tmp_path / "data", f"nnunet:{mine}?mirroring=maybe")
+    assert not (tmp_path / "ws3").exists()

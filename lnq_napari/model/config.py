@@ -204,6 +204,12 @@ TRAINABLE = ("all", "norm_first")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+def parse_switch(text: str) -> bool | None:
+    """``text`` as on (1, true, yes, on) or off (0, false, no, off), in any case; None for anything else."""
+    low = text.strip().lower()
+    return True if low in _TRUE else False if low in _FALSE else None
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Settings of an active-learning fine-tune (:mod:`lnq_napari.finetuning`); the one place their defaults
@@ -320,9 +326,9 @@ def _parse(key: str, text: str, kind) -> Any:
     base = _base(kind)
     try:
         if base is bool:
-            if text.lower() not in _TRUE + _FALSE:
+            if (switch := parse_switch(text)) is None:
                 raise ValueError(text)
-            return text.lower() in _TRUE
+            return switch
         return base(text)
     except ValueError:
         raise LNQError(f"bad value {text!r} for fine-tune setting {key} (a {base.__name__}); "

@@ -7,12 +7,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.checksum import sha256_file
-from lnq_napari.model.config import InferenceConfig
+from lnq_napari.model.config import InferenceConfig, parse_switch
 
 PREFIX = "nnunet:"
 CHECKPOINT = "checkpoint_final.pth"
@@ -23,6 +24,83 @@ MIRRORING = True  # nnU-Net's own default: test-time mirroring on
 # nnU-Net's argmax, without our bundled model's size, peak and HU filters (nnU-Net learned what a node is)
 NNUNET_INFERENCE = InferenceConfig(threshold=0.5, min_component_mm3=0.0, max_mean_hu=None,
                                    mediastinum_margin_mm=None, min_peak=0.0)
+# post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300
+POSTPROCESSING = ("threshold", "min_component_mm3", "min_peak", "max_mean_hu", "mediastinum_margin_mm")
+#: The values those settings may take (a threshold of 2 gave an empty mask without a word).
+_RANGES = {"threshold": (0.0, 1.0), "min_peak": (0.0, 1.0), "min_component_mm3": (0.0, float("inf")),
+           "mediastinum_margin_mm": (0.0, float("inf"))}
+
+
+@dataclass(frozen=True)
+class NnunetOptions:
+    """The prediction settings a model string sets (``?folds=0,1&tile_step=0.5&...``); None: not set."""
+
+    folds: tuple[str, ...] | None = None  # () (``folds=``): every fold, as None
+    checkpoint: str | None = None
+    tile_step: float | None = None
+    mirroring: bool | None = None
+    inference: dict[str, float | None] = field(default_factory=dict, hash=False)  # InferenceConfig fields
+
+    def kwargs(self) -> dict:
+        """The settings given, as keyword arguments of :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`."""
+        given = {k: getattr(self, k) for k in ("folds", "checkpoint", "tile_step", "mirroring")}
+        return {k: v for k, v in given.items() if v is not None} | (
+            {"inference": dict(self.inference)} if self.inference else {})
+
+
+@dataclass(frozen=True)
+class NnunetModelSpec:
+    """What ``nnunet:<folder>[?options]`` names: the model folder and the settings to predict with."""
+
+    folder: Path
+    options: NnunetOptions = NnunetOptions()
+
+
+def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
+    """The folder and options of ``nnunet:<folder>[?folds=0,1&tile_step=0.5&mirroring=off&checkpoint=...]``
+    (and post-processing: ``threshold``, ``min_component_mm3``, ``min_peak``, ``max_mean_hu``,
+    ``mediastinum_margin_mm``); None for text without the ``nnunet:`` prefix. LNQError for an unknown
+    option, a bad value or no folder.
+
+    The options ride in the model string, so every place that takes a model (CLI ``--model``, the
+    Segment widget's model field) can set them; a workspace keeps the folder only.
+    """
+    text = str(text)
+    if not text.startswith(PREFIX):
+        return None
+    body, _, query = text[len(PREFIX):].partition("?")
+    options: dict = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "folds":
+            options["folds"] = tuple(f.strip() for f in value.split(",") if f.strip())
+        elif key == "tile_step":
+            try:
+                options["tile_step"] = float(value)
+            except ValueError:
+                raise LNQError(f"tile_step={value!r} in {text} is not a number "
+                               "(nnU-Net's default: 0.5)") from None
+        elif key == "mirroring":
+            if (switch := parse_switch(value)) is None:
+                raise LNQError(f"mirroring={value!r} in {text} must be on or off")
+            options["mirroring"] = switch
+        elif key == "checkpoint":
+            options["checkpoint"] = value
+        elif key in POSTPROCESSING:
+            try:
+                number = None if value.lower() in ("", "none", "off") else float(value)
+            except ValueError:
+                raise LNQError(f"{key}={value!r} in {text} is not a number (or none)") from None
+            low, high = _RANGES.get(key, (float("-inf"), float("inf")))
+            if number is not None and not low <= number <= high:
+                raise LNQError(f"{key}={value} in {text} lies outside {low:g} to {high:g}")
+            options.setdefault("inference", {})[key] = number
+        else:
+            raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, "
+                           f"mirroring, checkpoint or {', '.join(POSTPROCESSING)}")
+    if not body.strip():
+        raise LNQError(f"{text} names no folder; give nnunet:<trained model folder> "
+                       "(nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>)")
+    return NnunetModelSpec(Path(body).expanduser(), NnunetOptions(**options))
 
 
 @dataclass(frozen=True)
@@ -43,15 +121,15 @@ class NnUNetModel:
         return self.path / f"fold_{fold}" / self.checkpoint
 
 
-def strip_prefix(model: str | Path) -> Path:
-    """The folder of ``nnunet:<folder>`` (or of a plain folder)."""
-    text = str(model)
-    return Path(text[len(PREFIX):] if text.startswith(PREFIX) else text).expanduser()
+def model_spec(model: str | Path) -> NnunetModelSpec:
+    """``nnunet:<folder>[?options]`` parsed (:func:`parse_model_string`), or a plain folder, no options."""
+    spec = parse_model_string(model)
+    return spec if spec is not None else NnunetModelSpec(Path(model).expanduser())
 
 
 def is_nnunet_folder(path: str | Path) -> bool:
     """True for a folder holding nnU-Net's ``plans.json`` and ``dataset.json`` (a trained model folder)."""
-    path = strip_prefix(path)
+    path = model_spec(path).folder
     return all((path / name).is_file() for name in FOLDER_FILES)
 
 
@@ -78,7 +156,7 @@ def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> N
     ``folds``: None for every fold that has ``checkpoint`` (as nnU-Net's own auto-detection, plus
     ``fold_all`` when it is the only one), else the folds to ensemble ("0".."4", "all").
     """
-    path = strip_prefix(model)
+    path = model_spec(model).folder
     if not path.is_dir():
         raise LNQError(f"nnU-Net model folder {path} does not exist; give the trained model folder "
                        "(nnUNet_results/DatasetNNN_X/nnUNetTrainer__nnUNetPlans__3d_fullres)")

@@ -10,17 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import parse_qsl
 
 from lnq_napari.errors import LNQError
-from lnq_napari.model.nnunet_folder import PREFIX, is_nnunet_folder, strip_prefix
+from lnq_napari.model.nnunet_folder import PREFIX, is_nnunet_folder, model_spec
 
 NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
-# post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300
-_POSTPROCESSING = ("threshold", "min_component_mm3", "min_peak", "max_mean_hu", "mediastinum_margin_mm")
-#: The values those settings may take (a threshold of 2 gave an empty mask without a word).
-_RANGES = {"threshold": (0.0, 1.0), "min_peak": (0.0, 1.0), "min_component_mm3": (0.0, float("inf")),
-           "mediastinum_margin_mm": (0.0, float("inf"))}
 
 
 @runtime_checkable
@@ -35,54 +29,11 @@ class ModelPredictor(Protocol):
 
 
 def is_nnunet_model(model) -> bool:
-    """True for ``nnunet:<folder>[?options]`` or a folder that is an nnU-Net trained model folder."""
+    """True for ``nnunet:<folder>[?options]`` (:func:`~lnq_napari.model.nnunet_folder.parse_model_string`)
+    or a folder that is an nnU-Net trained model folder."""
     if model is None or hasattr(model, "predict"):
         return False
     return str(model).startswith(PREFIX) or is_nnunet_folder(model)
-
-
-def parse_model(model) -> tuple[Path, dict]:
-    """The folder and options of ``nnunet:<folder>[?folds=0,1&tile_step=0.5&mirroring=off&checkpoint=...]``
-    (and post-processing: ``threshold``, ``min_component_mm3``, ``min_peak``, ``max_mean_hu``,
-    ``mediastinum_margin_mm``).
-
-    The options ride in the model string, so every place that takes a model (CLI ``--model``, the
-    Segment widget's model field, a workspace) can set them.
-    """
-    text = str(model)
-    body, _, query = text.partition("?") if text.startswith(PREFIX) else (text, "", "")
-    options: dict = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "folds":
-            options["folds"] = [f.strip() for f in value.split(",") if f.strip()]
-        elif key == "tile_step":
-            try:
-                options["tile_step"] = float(value)
-            except ValueError:
-                raise LNQError(f"tile_step={value!r} in {text} is not a number "
-                               "(nnU-Net's default: 0.5)") from None
-        elif key == "mirroring":
-            if value.lower() not in ("on", "off", "1", "0", "true", "false"):
-                raise LNQError(f"mirroring={value!r} in {text} must be on or off")
-            options["mirroring"] = value.lower() in ("on", "1", "true")
-        elif key == "checkpoint":
-            options["checkpoint"] = value
-        elif key in _POSTPROCESSING:
-            try:
-                number = None if value.lower() in ("", "none", "off") else float(value)
-            except ValueError:
-                raise LNQError(f"{key}={value!r} in {text} is not a number (or none)") from None
-            low, high = _RANGES.get(key, (float("-inf"), float("inf")))
-            if number is not None and not low <= number <= high:
-                raise LNQError(f"{key}={value} in {text} lies outside {low:g} to {high:g}")
-            options.setdefault("inference", {})[key] = number
-        else:
-            raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, "
-                           f"mirroring, checkpoint or {', '.join(_POSTPROCESSING)}")
-    if body.startswith(PREFIX) and not body[len(PREFIX):].strip():
-        raise LNQError(f"{text} names no folder; give nnunet:<trained model folder> "
-                       "(nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>)")
-    return strip_prefix(body), options
 
 
 def _active_model_of_workspace(model):
@@ -109,8 +60,9 @@ def check_model(model=None) -> None:
         return
     model = _active_model_of_workspace(model)
     if is_nnunet_model(model):
-        path, options = parse_model(model)
-        open_model(path, options.get("folds"), options.get("checkpoint", CHECKPOINT))
+        spec = model_spec(model)
+        checkpoint = spec.options.checkpoint
+        open_model(spec.folder, spec.options.folds, CHECKPOINT if checkpoint is None else checkpoint)
         return
     folder = resolve_model(model)
     if not (folder / "config.json").is_file():
@@ -133,8 +85,8 @@ def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelP
     if is_nnunet_model(model):
         from lnq_napari.nnunet.backend import NnUNetPredictor
 
-        path, options = parse_model(model)
-        return NnUNetPredictor(path, device=device, **{**options, **nnunet_options})
+        spec = model_spec(model)
+        return NnUNetPredictor(spec.folder, device=device, **{**spec.options.kwargs(), **nnunet_options})
     given = {k: v for k, v in nnunet_options.items() if v is not None}
     if given:
         raise LNQError(f"{', '.join(sorted(given))} apply to nnU-Net models only; "

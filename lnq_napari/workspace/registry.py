@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +31,14 @@ from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model import bundled_model_path, resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint
-from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, is_nnunet_folder
+from lnq_napari.model.nnunet_folder import (
+    CHECKPOINT,
+    FINGERPRINT,
+    FOLDER_FILES,
+    NnunetOptions,
+    is_nnunet_folder,
+    model_spec,
+)
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
 
@@ -228,7 +236,7 @@ class ModelRegistry:
                 raise LNQError(f"{name} is the bundled model of another lnq-napari release; activate "
                                f"{BUNDLED} for this release's")
             return BUNDLED
-        folder = Path(name.removeprefix(f"{NNUNET}:")).expanduser()
+        folder = model_spec(name).folder
         if not name.strip() or not folder.is_dir():
             self.info(name)  # unknown: the error lists the known versions
         for version in self.known():
@@ -369,6 +377,18 @@ def _verdict(metrics: dict) -> str:
         if reason.startswith(prefix):
             return verdict
     return ""
+
+
+def model_string_folder(name: str | Path) -> Path:
+    """The folder a model string given to a workspace names (``nnunet:<folder>[?options]`` or a folder).
+    A workspace keeps the folder, not the options: given ones are checked, then warned about."""
+    spec = model_spec(name)
+    if spec.options != NnunetOptions():
+        warnings.warn(f"{name}: a workspace keeps the model folder, not the options after '?'; its "
+                      "predictions use every fold and nnU-Net's default settings (give the options to "
+                      "predict --model or the Segment widget's model field instead)", UserWarning,
+                      stacklevel=3)
+    return spec.folder
 
 
 def is_nnunet_version(entry: dict | None) -> bool:

@@ -45,6 +45,7 @@ from lnq_napari.workspace.registry import (
     ModelSummary,
     check_outside_model,
     model_kind,
+    model_string_folder,
 )
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
@@ -290,7 +291,7 @@ class Workspace:
         """The version ``name`` means (:meth:`ModelRegistry.version_of`), the bundled model's own folder
         as ``bundled``, or a model folder from outside any workspace adopted (:meth:`adopt_model`); a
         version folder of another workspace is refused by the lookup (a slip, most likely)."""
-        folder = Path(name.removeprefix("nnunet:")).expanduser()
+        folder = model_string_folder(name)
         if folder.is_dir() and folder.resolve() == bundled_model_path():
             return BUNDLED  # its row, not a copy
         outside = folder.is_dir() and not folder.resolve().is_relative_to(self.root.resolve())

@@ -1,0 +1,51 @@
+"""The nnU-Net model string ``nnunet:<folder>[?options]``: one parser (folder and typed options) for every
+place that takes a model; no nnunetv2 needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.model.config import FinetuneConfig, parse_switch
+from lnq_napari.model.nnunet_folder import NnunetModelSpec, NnunetOptions, model_spec, parse_model_string
+
+
+def test_a_model_string_gives_its_folder_and_typed_options():
+    spec = parse_model_string("nnunet:/r/m?folds=0,1&tile_step=0.75&mirroring=off"
+                              "&checkpoint=checkpoint_best.pth&min_component_mm3=300&max_mean_hu=none")
+    assert spec == NnunetModelSpec(Path("/r/m"), NnunetOptions(
+        folds=("0", "1"), checkpoint="checkpoint_best.pth", tile_step=0.75, mirroring=False,
+        inference={"min_component_mm3": 300.0, "max_mean_hu": None}))
+    assert spec.options.kwargs() == {"folds": ("0", "1"), "checkpoint": "checkpoint_best.pth",
+                                     "tile_step": 0.75, "mirroring": False,
+                                     "inference": {"min_component_mm3": 300.0, "max_mean_hu": None}}
+    assert parse_model_string(Path("nnunet:~/m")).folder == Path.home() / "m"
+    assert parse_model_string("nnunet:/m") == NnunetModelSpec(Path("/m")) and NnunetOptions().kwargs() == {}
+    assert parse_model_string("/m?folds=0") is None  # no prefix: a plain path, '?' and all
+    assert model_spec("/m?folds=0") == NnunetModelSpec(Path("/m?folds=0"))
+    assert model_spec("nnunet:/m?folds=0").folder == Path("/m")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("nnunet:/m?speed=fast", "unknown nnU-Net model option 'speed'"),
+    ("nnunet:/m?tile_step=big", "tile_step='big' in nnunet:/m.* is not a number"),
+    ("nnunet:/m?mirroring=maybe", "mirroring='maybe' in .* must be on or off"),
+    ("nnunet:/m?threshold=2", "threshold=2 in .* lies outside 0 to 1"),
+    ("nnunet:/m?min_peak=x", "min_peak='x' in .* is not a number"),
+    ("nnunet:", "names no folder; give nnunet:<trained model folder>"),
+    ("nnunet: ?folds=0", "names no folder"),
+])
+def test_bad_model_strings_are_refused(text, message):
+    with pytest.raises(LNQError, match=message):
+        parse_model_string(text)
+
+
+def test_on_and_off_read_alike_in_model_strings_and_finetune_settings():
+    for text, value in (("on", True), ("YES", True), ("1", True), ("off", False), ("no", False),
+                        ("False", False), ("maybe", None)):
+        assert parse_switch(text) is value
+        if value is not None:
+            assert parse_model_string(f"nnunet:/m?mirroring={text}").options.mirroring is value
+            assert FinetuneConfig().with_settings([f"interpolate={text}"]).interpolate is value
