@@ -96,3 +96,35 @@ def test_a_scout_a_dose_report_and_a_dicomdir_are_no_ct_cases(tmp_path, monkeypa
     assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
     monkeypatch.chdir(root / "P1" / "study" / "2-CT")
     assert find_cts(".") == [("2-CT", Path("."))]
+
+
+def test_a_series_folder_whose_first_file_is_a_scout_or_a_seg_is_still_a_case(tmp_path):
+    """The tree scan judged a folder by its first file: a study exported flat (the scout sorted first)
+    or a CT folder a prediction's SEG was saved into was left out without a word."""
+    import pydicom
+
+    from lnq_napari.io.datasets import find_cts
+
+    root = tmp_path / "download"
+    flat = root / "P1" / "study"
+    shutil.copytree(SERIES, flat)
+    scout = pydicom.dcmread(sorted(SERIES.glob("*.dcm"))[0])
+    scout.SeriesInstanceUID, scout.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.save_as(flat / "0000-scout.dcm")  # sorts before the slices
+    other = shutil.copytree(SERIES, root / "P2" / "2-CT")
+    ct = read_volume(SERIES)
+    write_dicom_seg(other / "0-seg.dcm", ct.with_array(np.zeros(ct.shape, np.uint8)), SERIES)
+    assert find_cts(root) == [("P1_study", flat), ("P2_2-CT", other)]
+
+
+def test_two_series_folders_that_give_one_case_name_are_refused(tmp_path):
+    """``A_B/C`` and ``A/B_C`` both became case ``A_B_C``: predict wrote one's result over the other's and
+    workspace init kept one of them."""
+    from lnq_napari.io.datasets import find_cts
+
+    root = tmp_path / "download"
+    shutil.copytree(SERIES, root / "A_B" / "C")
+    shutil.copytree(SERIES, root / "A" / "B_C")
+    with pytest.raises(LNQError, match="both give the case name 'A_B_C'.*rename one of the folders"):
+        find_cts(root)

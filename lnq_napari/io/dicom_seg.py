@@ -144,6 +144,12 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
             break  # a series folder: nothing below it is another case
         level = [c for folder in level for c in _listing(folder)
                  if c.is_dir() and not c.is_symlink() and not c.name.startswith(".")]
+    named: dict[str, Path] = {}
+    for case, folder in series:
+        if case in named:
+            raise LNQError(f"the series folders {named[case]} and {folder} both give the case name {case!r} "
+                           "(folder names joined with '_'); rename one of the folders")
+        named[case] = folder
     return sorted(series, key=lambda item: item[1]), segs
 
 
@@ -175,19 +181,24 @@ def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
 
 
 def _not_a_ct_image(folder: Path) -> bool:
-    """Whether the series in ``folder`` is plainly no CT volume: another modality (a dose report SR, a
-    presentation state) or a localizer (scout), by its first DICOM file's header."""
+    """Whether ``folder`` plainly holds no CT volume: no DICOM file of it is a CT image other than a
+    localizer (a dose report SR, a presentation state, a scout alone). Files are read until a CT image
+    turns up, so a scout or a SEG sorted before a study's slices (a flat export, a prediction saved into
+    the series folder) does not hide them."""
     import pydicom
 
-    first = next((f for f in _listing(folder) if f.is_file() and f.name.upper() != "DICOMDIR"
-                  and is_dicom_path(f)), None)
-    try:
-        header = pydicom.dcmread(first, stop_before_pixels=True)
-    except Exception:  # unreadable: the reader says what is wrong when it is read
-        return False
-    modality = str(header.get("Modality", "CT") or "CT").upper()
-    kinds = [str(k).upper() for k in (header.get("ImageType") or [])]
-    return modality != "CT" or "LOCALIZER" in kinds
+    for path in _listing(folder):
+        if not path.is_file() or path.name.upper() == "DICOMDIR" or not is_dicom_path(path):
+            continue
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # unreadable: the reader says what is wrong when it is read
+            return False
+        modality = str(header.get("Modality", "CT") or "CT").upper()
+        kinds = [str(k).upper() for k in (header.get("ImageType") or [])]
+        if modality == "CT" and "LOCALIZER" not in kinds:
+            return False
+    return True
 
 
 def _listing(folder: Path) -> list[Path]:
