@@ -233,3 +233,28 @@ def test_node_segments_touching_are_measured_apart(tmp_path):
     union = read_labels(path)
     assert set(np.unique(union.array)) == {0, 1}
     assert int(union.array.sum()) == int((left | right | pair).sum())
+
+
+def test_a_slicer_4_10_segmentation_keeps_every_segment(tmp_path):
+    """3D Slicer 4.10 and earlier wrote one segment per layer with no ``SegmentN_Layer`` or
+    ``_LabelValue`` keys (Slicer's reader puts segment i in layer i): every segment after the first was
+    left out ("label values that no segment describes")."""
+    from lnq_napari import api
+
+    first, second = np.zeros((2, 6, 30, 40), np.uint8)  # z, y, x
+    first[1:4, 5:20, 5:15], second[1:4, 5:20, 25:35] = 1, 1
+    header = {"space": "left-posterior-superior", "kinds": ["list", "domain", "domain", "domain"],
+              "space directions": [[np.nan] * 3, [0.7, 0, 0], [0, 0.7, 0], [0, 0, 3.0]],
+              "space origin": [0.0, 0.0, 0.0], "Segmentation_MasterRepresentation": "Binary labelmap"}
+    for i in range(2):
+        header.update({f"Segment{i}_ID": f"Segment_{i + 1}", f"Segment{i}_Name": f"lymph node {i + 1}",
+                       f"Segment{i}_Extent": "0 39 0 29 0 5"})
+    path = tmp_path / "old.seg.nrrd"
+    layers = np.stack([first, second]).transpose(0, 3, 2, 1)  # NRRD order: layer, x, y, z
+    nrrd.write(str(path), np.ascontiguousarray(layers), header, index_order="F")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "values no segment describes"
+        union = read_labels(path)
+        rows, summary = api.measure(path)
+    assert int(union.array.sum()) == int(first.sum() + second.sum())
+    assert summary["n_nodes"] == 2 and sorted(r.voxels for r in rows) == [450, 450]

@@ -65,6 +65,11 @@ def _segments_from_meta(meta: dict) -> list[dict]:
     return segments
 
 
+def _has_layer_keys(meta: dict) -> bool:
+    """Whether the header places its segments in layers (``SegmentN_Layer``, 3D Slicer 4.11 and later)."""
+    return any((m := _SEGMENT_KEY.match(key)) is not None and m.group(2) == "Layer" for key in meta)
+
+
 def read_segments(path: str | Path, meta: dict) -> list[dict]:
     """Segment descriptions (id, name, labelValue, layer) of a Slicer segmentation file; LNQError when a
     label value or layer is not a whole number (label value 1 or more, layer 0 or more)."""
@@ -133,6 +138,9 @@ def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tup
     name = Path(path).name
     segments = read_segments(path, raw.meta)
     layers = raw.array if raw.layered else raw.array[np.newaxis]
+    if len(segments) > 1 and len(segments) == layers.shape[0] and not _has_layer_keys(raw.meta):
+        # 3D Slicer 4.10 and earlier: one segment per layer, each a 0/1 mask (Slicer's reader does the same)
+        segments = [{**s, "layer": i, "labelValue": 1} for i, s in enumerate(segments)]
     if not segments:  # Slicer keys without segments: a plain label map
         if isinstance(segment, str):
             raise LNQError(f"{name} describes no segments, so none is named {segment!r}; pass a label "
