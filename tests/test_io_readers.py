@@ -78,7 +78,6 @@ def test_custom_fields_are_kept_in_meta(tmp_path, ball):
     ("test1d_ascii.nrrd", "is 1D; a CT or label volume must be 3D"),
     ("test2d_ascii.nrrd", "is 2D; a CT or label volume must be 3D"),
     ("test_customFields.nrrd", "is 1D"),
-    ("test_simple4d_raw.nrrd", "is 4D"),
     ("BallBinary30x30x30_byteskip_minus_five.nhdr", "byteskip"),
     ("BallBinary30x30x30_nifti.nhdr", "cannot read"),  # gzip NIfTI read as raw data: wrong size
 ])
@@ -299,6 +298,24 @@ def test_nrrd_without_spacing_or_with_a_nan_origin_is_read_with_a_warning(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_volume(bare)
+
+
+def test_a_4d_ct_with_one_component_is_its_3d_volume(tmp_path):
+    """A 4D NRRD or MHA with a single component or time point (size-1 extra axis) was refused as 4D."""
+    import SimpleITK as sitk
+
+    hu = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5) - 30  # z, y, x
+    header = {"space": "left-posterior-superior", "kinds": ["list", "domain", "domain", "domain"],
+              "space directions": np.array([[np.nan] * 3, [1.5, 0, 0], [0, 1.5, 0], [0, 0, 3.0]]),
+              "space origin": np.array([1.0, 2.0, 3.0])}
+    path = tmp_path / "one.nrrd"
+    _write_header_variant(path, header, np.moveaxis(hu[np.newaxis], 0, -1))
+    ct = read_volume(path)
+    assert ct.shape == (3, 4, 5) and ct.spacing == (1.5, 1.5, 3.0) and ct.origin == (1.0, 2.0, 3.0)
+    np.testing.assert_array_equal(ct.array, hu)
+    image = sitk.JoinSeries([sitk.GetImageFromArray(hu)])  # x, y, z, t with one time point
+    sitk.WriteImage(image, str(tmp_path / "one.mha"))
+    np.testing.assert_array_equal(read_volume(tmp_path / "one.mha").array, hu)
 
 
 def test_4d_nrrd_with_list_axis_is_refused_for_ct_but_read_as_layers_for_labels(tmp_path):

@@ -398,6 +398,9 @@ def _from_sitk_image(image, name: str) -> RawImage:
     import SimpleITK as sitk
 
     dim = image.GetDimension()
+    if dim == 4 and image.GetSize()[3] == 1:  # one time point: its volume
+        image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
+        dim = 3
     if dim != 3:
         raise LNQError(f"{name} is {dim}D; a CT or label volume must be 3D")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -630,6 +633,8 @@ def read_volume(path: str | Path) -> Volume:
     NRRD custom header fields (``key:=value``) are kept as strings in ``Volume.meta``.
     """
     raw = read_raw(path)
+    if raw.layered and raw.array.shape[0] == 1:  # a 4D file with one component or time point: its volume
+        return raw.volume(raw.array[0])
     if raw.layered:
         name = Path(path).name
         raise LNQError(f"{name} is 4D ({raw.array.shape[0]} layers/components); a CT volume must be 3D "
