@@ -677,6 +677,17 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
     return rows
 
 
+def nothing_ranked(workspace: str | Path | Workspace) -> str:
+    """Why :func:`next_cases` ranked no case: every case has a correction, or those without one could not
+    be read (each named in a warning)."""
+    ws = _open(workspace)
+    left = len(ws.case_ids()) - len(set(ws.corrected_cases()))
+    if left <= 0:
+        return "nothing left to review: every case of the workspace has a correction"
+    cases = f"{left} case{'s' if left != 1 else ''}"
+    return f"no case ranked: the {cases} without a correction could not be read (the warnings say why)"
+
+
 def finetune(
     workspace: str | Path, config: FinetuneConfig | None = None, device: str = "auto", resume: bool = False,
     progress: Progress = None, cancel: Cancel = None, iterations: int | None = None,

@@ -224,3 +224,15 @@ def test_a_case_whose_ct_is_gone_is_left_out_with_a_warning_and_the_rest_ranked(
     with pytest.warns(UserWarning, match="case lnq2023-train-0001 is gone .* left out of the ranking"):
         scores = active.score_workspace(ws, _FakePredictor(peaks), "m001")
     assert sorted(scores) == ["lnq2023-train-0000", "lnq2023-train-0002"]
+
+
+def test_when_no_case_could_be_ranked_the_reason_is_not_every_case_corrected(tmp_path):
+    """`next` said "every case of the workspace has a correction" when the uncorrected cases' CTs could
+    not be read."""
+    from lnq_napari import api
+
+    ws, data = _workspace(tmp_path, {0: 0.95})
+    assert api.nothing_ranked(ws.root).startswith("no case ranked: the 1 case without a correction could not")
+    ws.add_label_version("lnq2023-train-0000", ws.read_ct("lnq2023-train-0000").with_array(
+        np.zeros(ws.read_ct("lnq2023-train-0000").shape, np.uint8)), "correction")
+    assert api.nothing_ranked(ws.root).startswith("nothing left to review: every case")

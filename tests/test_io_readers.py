@@ -503,3 +503,17 @@ def test_two_series_in_one_folder_are_named_by_description_and_kernel(tmp_path):
     with pytest.warns(UserWarning, match="reading the largest, 'soft tissue B30f' .*not 'lung B70f' "
                                          r"\(4\): to read another"):
         assert read_volume(folder).shape[0] == 6
+
+
+def test_a_nifti_2_file_is_named_as_such_not_as_damaged(tmp_path):
+    """SimpleITK here cannot read NIfTI-2: the message blamed the file ("truncated, damaged")."""
+    nib = pytest.importorskip("nibabel")
+
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti2Image(np.zeros((8, 8, 4), np.int16), np.diag([0.8, 0.8, 3.0, 1.0])), str(path))
+    try:
+        ct = read_volume(path)
+    except LNQError as exc:
+        assert "is a NIfTI-2 file" in str(exc) and "damaged" not in str(exc)
+    else:  # a SimpleITK that reads NIfTI-2
+        assert ct.shape == (4, 8, 8) and ct.spacing == pytest.approx((0.8, 0.8, 3.0))

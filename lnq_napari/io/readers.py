@@ -327,17 +327,32 @@ def _check_nifti_complete(path: Path) -> bytes | None:
     return header
 
 
+def _nifti_version(header: bytes) -> int | None:
+    """1 or 2 by a NIfTI header's first field (its size: 348 or 540 bytes, either byte order)."""
+    for endian in "<>":
+        size = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else None
+        if size in (348, 540):
+            return 1 if size == 348 else 2
+    return None
+
+
 def _read_sitk_file(path: Path) -> RawImage:
     import SimpleITK as sitk
 
     header = _check_nifti_complete(path)
     nifti = header is not None
     with _itk_quiet() if nifti else contextlib.nullcontext():  # ITK's warning lines: ours follow
-        _check_sitk_payload(path)
         try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as exc:
-            raise _unreadable(path, exc) from exc
+            _check_sitk_payload(path)
+            try:
+                image = sitk.ReadImage(str(path))
+            except RuntimeError as exc:
+                raise _unreadable(path, exc) from exc
+        except LNQError:
+            if nifti and _nifti_version(header) == 2:  # not damaged: a format this SimpleITK does not read
+                raise LNQError(f"{path.name} is a NIfTI-2 file, which SimpleITK cannot read; save it as "
+                               "NIfTI-1 (.nii.gz) or NRRD, e.g. with nibabel or 3D Slicer") from None
+            raise
     raw = _from_sitk_image(image, path.name)
     sform = _nifti_sform(header) if nifti else None
     if sform is not None and _sform_disagrees(raw, sform):

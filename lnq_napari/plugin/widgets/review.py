@@ -174,8 +174,13 @@ class ReviewWidget(WorkerWidget):
                 raise Cancelled("ranking cancelled")
             emit(fraction, message)
 
-        return self._start(lambda: api.next_cases(root, n=n, strategy=strategy, progress=progress),
-                           self._show_queue, "ranking cases ...")
+        def body() -> tuple[list[dict], list[str]]:
+            with collected_warnings() as heard:  # a case left out of the ranking: in the status
+                rows = api.next_cases(root, n=n, strategy=strategy, progress=progress)
+            notes = list(dict.fromkeys(heard))
+            return rows, notes if rows else [api.nothing_ranked(root), *notes]
+
+        return self._start(body, lambda done: self._show_queue(*done), "ranking cases ...")
 
     def finetune(self):
         """Fine-tune the workspace's active model on its corrections; returns the worker."""
@@ -195,7 +200,7 @@ class ReviewWidget(WorkerWidget):
                            CANCELLED[NNUNET if nnunet else "finetune"])
 
     # --- results on the GUI thread ------------------------------------------------------------------
-    def _show_queue(self, rows: list[dict]) -> None:
+    def _show_queue(self, rows: list[dict], notes: list[str] = ()) -> None:
         self.rows = rows
         self.queue.clear()
         for r in rows:
@@ -206,8 +211,8 @@ class ReviewWidget(WorkerWidget):
         if rows:
             self.queue.setCurrentRow(0)
         self.progress.setValue(100)
-        self.status.setText(f"{len(rows)} case{'s' if len(rows) != 1 else ''} to review, best first" if rows
-                            else "nothing left to review")
+        said = [f"{len(rows)} case{'s' if len(rows) != 1 else ''} to review, best first"] if rows else []
+        self.status.setText("; ".join([*said, *notes]) or "nothing left to review")
 
     def _show_finetune(self, result: FinetuneResult, notes: list[str] = ()) -> None:
         self.progress.setValue(100)
