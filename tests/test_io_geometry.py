@@ -54,13 +54,16 @@ def test_same_grid_is_unchanged_and_float_noise_snaps_to_the_reference(oblique_c
         oblique_ct.spacing, oblique_ct.origin, oblique_ct.direction)
 
 
-def test_seg_with_fewer_slices_is_resampled_with_a_warning(oblique_ct, tmp_path):
+def test_seg_with_fewer_slices_is_pasted_in_place_without_a_warning(oblique_ct, tmp_path):
+    """A box of the CT's grid (LNQ's first-release segs with fewer slices, 3D Slicer's segmentations
+    saved cropped to their segments) is exact: it was resampled with a warning that alarmed for nothing."""
     full = node_mask(oblique_ct.shape)
     first = 2  # the seg starts two slices later and stops four slices early (LNQ first-release quirk)
     part = full[first:-4]
     origin = oblique_ct.index_to_physical(np.array([[first, 0, 0]]))[0]
     labels = Volume(part, oblique_ct.spacing, origin, oblique_ct.direction)
-    with pytest.warns(GridWarning, match="resampled onto the CT grid"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         aligned = align_to(oblique_ct, labels)
     expected = np.zeros_like(full)
     expected[first:-4] = part
@@ -70,9 +73,27 @@ def test_seg_with_fewer_slices_is_resampled_with_a_warning(oblique_ct, tmp_path)
         oblique_ct.spacing, oblique_ct.origin, oblique_ct.direction)
 
     path = write_seg_nrrd(tmp_path / "short.seg.nrrd", labels)  # the same through the reader
-    with pytest.warns(GridWarning):
-        read = read_labels(path, reference=oblique_ct)
+    read = read_labels(path, reference=oblique_ct)
     np.testing.assert_array_equal(read.array, expected)
+    crop = Volume(full[first:, 3:, :-5], oblique_ct.spacing,  # cropped on three sides, reaching beyond
+                  oblique_ct.index_to_physical(np.array([[first, 3, 0]]))[0], oblique_ct.direction)
+    expected = np.zeros_like(full)
+    expected[first:, 3:, :-5] = full[first:, 3:, :-5]
+    np.testing.assert_array_equal(align_to(oblique_ct, crop).array, expected)
+    beyond = Volume(np.ones((4, 4, 4), np.uint8), oblique_ct.spacing,
+                    oblique_ct.index_to_physical(np.array([[-2, 0, 0]]))[0], oblique_ct.direction)
+    with pytest.warns(GridWarning, match="32 labelled voxels of the labels lie outside the CT"):
+        assert int(align_to(oblique_ct, beyond).array.sum()) == 32
+
+
+def test_labels_saved_without_geometry_take_the_ct_s_grid_with_a_warning(oblique_ct):
+    """Labels exported as a bare array (1 mm at origin 0) with the CT's size were resampled by their
+    meaningless place: nodes landed in air."""
+    full = node_mask(oblique_ct.shape)
+    with pytest.warns(GridWarning, match="carry no geometry .* read on the CT's grid"):
+        aligned = align_to(oblique_ct, Volume(full))
+    np.testing.assert_array_equal(aligned.array, full)
+    assert aligned.origin == oblique_ct.origin
 
 
 def test_seg_stored_with_a_flipped_axis_aligns_exactly(oblique_ct):

@@ -182,7 +182,9 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
 
     Same grid: returned unchanged (with the reference's exact geometry when they differ by float
     noise only). The same points stored in another axis order or direction: transposed and flipped
-    onto it (:func:`reordered_onto`, exact, no warning). Overlapping but different grid: resampled by
+    onto it (:func:`reordered_onto`, exact, no warning). A box of its grid (a segmentation saved cropped):
+    pasted in place, exact, no warning. The CT's size without any geometry of their own (1 mm at origin
+    0): given the CT's grid with a :class:`GridWarning`. Overlapping but different grid: resampled by
     nearest neighbour with a :class:`GridWarning`. No overlap at all: LNQError.
     """
     if labels.same_grid(reference, tol=GRID_TOL):
@@ -194,6 +196,15 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
     reordered = reordered_onto(reference, labels)
     if reordered is not None:
         return reordered
+    if labels.shape == reference.shape and _no_geometry(labels) and not _no_geometry(reference):
+        warnings.warn(f"the {what} carry no geometry (1 mm voxels at origin 0, as an array saved without its "
+                      "image's) and have the CT's size: read on the CT's grid; save them with the CT's "
+                      "geometry", GridWarning, stacklevel=2)
+        return Volume(labels.array, reference.spacing, reference.origin, reference.direction,
+                      dict(labels.meta))
+    pasted = _pasted_onto(reference, labels, what)
+    if pasted is not None:
+        return pasted
     if overlap_fraction(reference, labels) <= 0.0:
         raise LNQError(f"the {what} ({describe_grid(labels)}) do not overlap the CT "
                        f"({describe_grid(reference)}) at all: the seg does not cover the CT; "
@@ -211,6 +222,38 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
         message += f"; {lost} labelled voxels lie outside the CT and were dropped"
     warnings.warn(message, GridWarning, stacklevel=2)
     return Volume(array, reference.spacing, reference.origin, reference.direction, dict(labels.meta))
+
+
+def _no_geometry(volume: Volume) -> bool:
+    """Whether ``volume`` has the geometry of an image saved without one: 1 mm, origin 0, no rotation."""
+    return (np.allclose(volume.spacing, 1.0, atol=GRID_TOL) and np.allclose(volume.origin, 0.0, atol=GRID_TOL)
+            and np.allclose(volume.direction_matrix, np.eye(3), atol=GRID_TOL))
+
+
+def _pasted_onto(reference: Volume, labels: Volume, what: str) -> Volume | None:
+    """``labels`` on ``reference``'s grid when they sample a box of it (the same spacing and direction,
+    the origin on a voxel of it: a 3D Slicer segmentation saved cropped to its segments): pasted in place,
+    nothing resampled; labelled voxels beyond the CT dropped with a warning. None for any other grid."""
+    if not (np.allclose(labels.spacing, reference.spacing, atol=GRID_TOL, rtol=0)
+            and np.allclose(labels.direction_matrix, reference.direction_matrix, atol=GRID_TOL)):
+        return None
+    start = reference.physical_to_index(np.asarray(labels.origin))[0]
+    offset = np.round(start).astype(int)
+    if not np.allclose(start, offset, atol=1e-3):
+        return None
+    lo = np.maximum(offset, 0)
+    hi = np.minimum(offset + np.asarray(labels.shape), np.asarray(reference.shape))
+    if np.any(hi <= lo):
+        return None  # no overlap: the caller says so
+    out = np.zeros(reference.shape, dtype=labels.array.dtype)
+    inside = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    source = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(lo, hi, offset))
+    out[inside] = np.asarray(labels.array)[source]
+    lost = int(np.count_nonzero(labels.array)) - int(np.count_nonzero(out[inside]))
+    if lost:
+        warnings.warn(f"{lost} labelled voxels of the {what} lie outside the CT and were dropped",
+                      GridWarning, stacklevel=3)
+    return Volume(out, reference.spacing, reference.origin, reference.direction, dict(labels.meta))
 
 
 def _count_outside(reference: Volume, labels: Volume) -> int:
