@@ -657,7 +657,8 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
 
     Rows ``{rank, case, score, uncertain_nodes, ...}``. Uses the workspace's active model (the bundled
     one when none is registered); per-case scores are cached in the workspace by model version, and
-    each case's predicted mask is stored as a ``prediction`` label version. Corrected cases are skipped.
+    each case's predicted mask is stored as a ``prediction`` label version. Corrected cases are skipped;
+    empty when every case has a correction, LNQError when the cases without one could not be read.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
@@ -673,19 +674,13 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
         cases = chosen.rank(pool, n)
     scores = active.score_workspace(ws, predictor, key, cases=cases, flips=flips, progress=progress)
     rows = active.ranked_rows(scores, chosen, n)
+    left = len(ws.case_ids()) - len(set(ws.corrected_cases()))
+    if not rows and left > 0:  # not "nothing left to review"
+        cases = f"{left} case{'s' if left != 1 else ''}"
+        raise LNQError(f"no case ranked: the {cases} without a correction could not be read (the warnings "
+                       "say why)")
     ws.log("next", strategy=strategy, model_version=key, cases=[r["case"] for r in rows])
     return rows
-
-
-def nothing_ranked(workspace: str | Path | Workspace) -> str:
-    """Why :func:`next_cases` ranked no case: every case has a correction, or those without one could not
-    be read (each named in a warning)."""
-    ws = _open(workspace)
-    left = len(ws.case_ids()) - len(set(ws.corrected_cases()))
-    if left <= 0:
-        return "nothing left to review: every case of the workspace has a correction"
-    cases = f"{left} case{'s' if left != 1 else ''}"
-    return f"no case ranked: the {cases} without a correction could not be read (the warnings say why)"
 
 
 def finetune(

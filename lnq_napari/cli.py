@@ -247,7 +247,7 @@ def _cmd_next(args: argparse.Namespace) -> None:
     with _progress_bar("rank") as progress:
         ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
     if not ranked:
-        print(api.nothing_ranked(args.workspace))
+        print("nothing left to review: every case of the workspace has a correction")
         return
     _print_table(ranked, ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
 

@@ -226,13 +226,14 @@ def test_a_case_whose_ct_is_gone_is_left_out_with_a_warning_and_the_rest_ranked(
     assert sorted(scores) == ["lnq2023-train-0000", "lnq2023-train-0002"]
 
 
-def test_when_no_case_could_be_ranked_the_reason_is_not_every_case_corrected(tmp_path):
-    """`next` said "every case of the workspace has a correction" when the uncorrected cases' CTs could
-    not be read."""
-    from lnq_napari import api
+def test_when_no_case_could_be_ranked_next_says_why_and_fails(tmp_path, capsys):
+    """`next` said "every case of the workspace has a correction" (exit 0) when the uncorrected cases'
+    CTs could not be read."""
+    from lnq_napari.cli import main
 
     ws, data = _workspace(tmp_path, {0: 0.95})
-    assert api.nothing_ranked(ws.root).startswith("no case ranked: the 1 case without a correction could not")
-    ws.add_label_version("lnq2023-train-0000", ws.read_ct("lnq2023-train-0000").with_array(
-        np.zeros(ws.read_ct("lnq2023-train-0000").shape, np.uint8)), "correction")
-    assert api.nothing_ranked(ws.root).startswith("nothing left to review: every case")
+    (data / "lnq2023-train-0000-ct.nrrd").write_bytes(b"NRRD0004\ndamaged")
+    assert main(["next", "--workspace", str(ws.root)]) != 0
+    err = capsys.readouterr().err
+    assert "no case ranked: the 1 case without a correction could not be read" in err
+    assert "Traceback" not in err

@@ -177,8 +177,7 @@ class ReviewWidget(WorkerWidget):
         def body() -> tuple[list[dict], list[str]]:
             with collected_warnings() as heard:  # a case left out of the ranking: in the status
                 rows = api.next_cases(root, n=n, strategy=strategy, progress=progress)
-            notes = list(dict.fromkeys(heard))
-            return rows, notes if rows else [api.nothing_ranked(root), *notes]
+            return rows, list(dict.fromkeys(heard))
 
         return self._start(body, lambda done: self._show_queue(*done), "ranking cases ...")
 
