@@ -176,6 +176,25 @@ def test_model_registry_and_activation(ws, tmp_path):
         ws.register_model(tmp_path)
 
 
+def test_the_case_opens_with_the_active_model_s_prediction_after_a_roll_back(ws, tmp_path):
+    """After rolling back from m001 to the bundled model, Open case showed m001's prediction (the newest):
+    the reviewer corrected, and the next fine-tune learnt from, the model they had just set aside."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (model / "weights.safetensors").write_bytes(b"w")
+    case, labels = "lnq2023-train-0000", _case(0)[1]
+    bundled = ws.prediction_model()[1]
+    mine = ws.add_label_version(case, labels, "prediction", model_version=bundled)
+    ws.activate(ws.register_model(model, parent=None, training_cases=["a"], metrics={}))
+    theirs = ws.add_label_version(case, labels, "prediction", model_version="m001")
+    assert ws.preferred_version(case, ("correction", "prediction"))["version"] == theirs
+    ws.activate("bundled")
+    assert ws.preferred_version(case, ("correction", "prediction"))["version"] == mine
+    corrected = ws.add_label_version(case, labels, "correction", edits=1)
+    assert ws.preferred_version(case, ("correction", "prediction"))["version"] == corrected
+
+
 def test_label_path_comes_from_the_workspace(ws):
     case = "lnq2023-train-0000"
     version = ws.add_label_version(case, _case(0)[1], "correction", edits=1, origin="napari")

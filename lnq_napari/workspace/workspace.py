@@ -209,12 +209,25 @@ class Workspace:
     def preferred_version(self, case: str, sources: tuple[str, ...]) -> dict | None:
         """Provenance of the newest version of the first of ``sources`` the case has (a reviewer's
         correction before any prediction: a prediction stored while a correction was written took a
-        higher number, and must not hide it), or None."""
+        higher number, and must not hide it; of predictions, the active model's first), or None."""
         for source in sources:
-            found = self.latest_version(case, source)
+            found = (self._latest_prediction(case) if source == "prediction"
+                     else self.latest_version(case, source))
             if found is not None:
                 return found
         return None
+
+    def _latest_prediction(self, case: str) -> dict | None:
+        """The newest prediction of the model the workspace predicts with now, else the newest of any (a
+        rolled-back version's prediction is not what the reviewer should correct while one of the active
+        model's is there)."""
+        try:
+            key = self.prediction_model()[1]
+        except LNQError:
+            key = None
+        mine = [v for v in self.versions(case)
+                if v["source"] == "prediction" and v.get("model_version") == key]
+        return mine[-1] if mine else self.latest_version(case, "prediction")
 
     def version_info(self, case: str, version: str) -> dict:
         return self.label_store(case).info(version)

@@ -49,7 +49,7 @@ class ReviewWidget(WorkerWidget):
         self.viewer = napari_viewer
         self.rows: list[dict] = []
         self.suggesting = None  # the thread worker finding the opened case's suggestions
-        self._predictor: tuple[str, object] | None = None  # (model version, loaded predictor)
+        self._predictor: tuple[Path, object] | None = None  # (model folder, loaded predictor)
         self._predicting = threading.Lock()  # one prediction at a time (a case opened while one runs)
         self.form = Container(widgets=[
             FileEdit(name="workspace", label="workspace", mode="d", nullable=True,
@@ -310,8 +310,8 @@ class ReviewWidget(WorkerWidget):
         def body() -> api.NodeResult:
             with self._predicting, collected_warnings():  # the node table's warnings: the suggestions are
                 # what this is for (the case's own warnings come with Find nodes)
-                if self._predictor is None or self._predictor[0] != version:
-                    self._predictor = (version, api.load_predictor(path))
+                if self._predictor is None or self._predictor[0] != path:  # ids repeat across workspaces
+                    self._predictor = (path, api.load_predictor(path))
                 return api.find_nodes(ct, self._predictor[1], cancel=stale)
 
         def done(result: api.NodeResult) -> None:
