@@ -482,7 +482,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lnq-napari: interrupted", file=sys.stderr)
+        resume = "; run it again with --resume to continue where it stopped" if args.func is _cmd_finetune \
+            else ""
+        print(f"lnq-napari: interrupted{resume}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of our output stopped early (| head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

@@ -477,3 +477,18 @@ def test_api_evaluate_scores_a_find_nodes_result_as_its_binary_mask(case):
     assert [got[k] for k in keys] == [want[k] for k in keys]
     with pytest.warns(UserWarning, match=r"score its binary_mask\(\)"):
         api.evaluate(ids, case["gt"])
+
+
+def test_an_interrupted_finetune_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during finetune printed only "interrupted"; its plan is kept for --resume."""
+    from lnq_napari import api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "finetune", interrupted)
+    assert main(["finetune", "--workspace", str(tmp_path)]) == 130
+    assert "interrupted; run it again with --resume" in capsys.readouterr().err
+    monkeypatch.setattr(api, "list_models", interrupted)
+    assert main(["workspace", "models", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "lnq-napari: interrupted"
