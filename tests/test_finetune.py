@@ -497,6 +497,19 @@ def test_no_corrections_is_a_user_error(tmp_path, dataset, parent_model):
         finetune_workspace(ws, FinetuneConfig(iterations=1), device="cpu")
 
 
+def test_a_correction_whose_file_was_deleted_is_named_not_dropped_without_a_word(tmp_path, dataset,
+                                                                                  parent_model):
+    from lnq_napari.finetuning.plan import make_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=3)
+    case = ws.case_ids()[0]
+    info = ws.latest_version(case, "correction")
+    ws.label_path(case, info["version"]).unlink()  # by hand, in a file manager
+    with pytest.warns(UserWarning, match=f"case {case}: the file of correction {info['version']} .* is gone"):
+        plan = make_plan(ws, FinetuneConfig(), "cpu")
+    assert case not in plan.train_cases + plan.val_cases and len(plan.train_cases + plan.val_cases) == 2
+
+
 def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_model, capsys):
     from lnq_napari import api
     from lnq_napari.cli import main

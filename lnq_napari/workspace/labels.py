@@ -70,6 +70,23 @@ class LabelStore:
                 found.append((int(match.group(1)), prov))
         return [prov for _, prov in sorted(found, key=lambda t: t[0])]
 
+    def lost(self) -> list[dict]:
+        """Provenance of each version whose label file is gone or not the size it was written with
+        (deleted or damaged by hand): :meth:`versions` leaves them out."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for path in sorted(self.folder.iterdir()):
+            if not _PROVENANCE.match(path.name):
+                continue
+            try:
+                prov = json.loads(path.read_text())
+            except (OSError, ValueError):  # a torn write or a placeholder: never committed
+                continue
+            if isinstance(prov, dict) and prov.get("file") and self._committed(path) is None:
+                out.append(prov)
+        return out
+
     def latest(self, source: str | tuple[str, ...] | None = None) -> dict | None:
         """Provenance of the newest version (optionally of the given sources), or None."""
         sources = (source,) if isinstance(source, str) else source
