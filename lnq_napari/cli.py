@@ -214,7 +214,7 @@ def _model_row(m) -> dict:
     return {
         "version": m.version, "parent": m.parent or "", "active": "*" if m.active else "",
         "created": m.created[:16].replace("T", " "),
-        "train cases": "" if m.version == "bundled" else m.training_cases,
+        "corrected cases": "" if m.version == "bundled" else m.corrected_cases,
         "Dice vs parent": _signed(m.vs_parent("dice"), 3),
         "surface Dice vs parent": _signed(m.vs_parent("surface_dice"), 3),
         "recall vs parent": _signed(m.vs_parent("recall"), 2),

@@ -104,21 +104,23 @@ def ws(tmp_path):
     (model / "weights.safetensors").write_bytes(b"weights")
     ws.activate(ws.register_model(model, training_cases=["a"]))
     reason = "refuse (false nodes vs parent +0.25/case): vs parent: Dice +0.150; 3 held-out cases"
-    ws.register_model(model, parent="m001", training_cases=["a", "b"],
-                      metrics={"reason": reason, "figures": FIGURES, "activate": False})
+    ws.register_model(model, parent="m001", training_cases=["a", "b", "replayed"],
+                      metrics={"reason": reason, "figures": FIGURES, "activate": False},
+                      corrected_cases=["a", "b"], replay_cases=["replayed"])
     return ws
 
 
 def test_workspace_models_prints_versions_figures_and_verdicts(ws, capsys):
     assert main(["workspace", "models", str(ws.root)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["version", "parent", "active", "created", "train", "cases", "Dice", "vs",
+    assert out[0].split() == ["version", "parent", "active", "created", "corrected", "cases", "Dice", "vs",
                               "parent", "surface", "Dice", "vs", "parent", "recall", "vs", "parent", "false",
                               "nodes", "vs", "parent", "verdict"]
     rows = {line.split()[0]: line.split() for line in out[1:4]}
     assert list(rows) == ["bundled", "m001", "m002"]
     assert "*" in rows["m001"] and "*" not in rows["m002"] and "*" not in rows["bundled"]
     assert rows["m002"][1] == "m001" and rows["m002"][-5:] == ["+0.150", "-0.030", "+0.20", "+0.25", "refuse"]
+    assert rows["m002"][-6] == "2"  # its corrections, not the replayed case
     assert out[4].startswith("m002: refuse (false nodes vs parent +0.25/case)")
 
 

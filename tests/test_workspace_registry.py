@@ -151,8 +151,8 @@ def test_list_models_shows_bundled_then_versions_with_their_figures(ws):
     assert [m.version for m in models] == ["bundled", "m001", "m002", "m003"]
     assert [m.active for m in models] == [False, True, False, False]
     bundled, m1, m2, m3 = models
-    assert m1.parent is None and m1.training_cases == 1 and m1.verdict == "" and m1.dice is None
-    assert m2.parent == "m001" and m2.training_cases == 2 and m2.verdict == "activate"
+    assert m1.parent is None and m1.corrected_cases == 1 and m1.verdict == "" and m1.dice is None
+    assert m2.parent == "m001" and m2.corrected_cases == 2 and m2.verdict == "activate"
     assert m2.reason.startswith("activate: vs parent: Dice +0.150")
     assert (m2.dice, m2.dice_parent, m2.false_nodes, m2.false_nodes_parent) == (0.8, 0.65, 0.5, 0.25)
     assert m2.vs_parent("dice") == 0.15 and m2.vs_parent("false_nodes") == 0.25

@@ -71,7 +71,7 @@ class ModelSummary:
     parent: str | None
     created: str
     active: bool
-    training_cases: int
+    corrected_cases: int  # the corrections it trained on (replayed cases of the original data not counted)
     path: str
     kind: str = "lnq"  # or "nnunet"
     verdict: str = ""
@@ -119,7 +119,8 @@ class ModelSummary:
 
         return cls(
             version=entry["id"], parent=entry.get("parent"), created=entry.get("created", ""),
-            active=bool(entry.get("active")), training_cases=len(entry.get("training_cases") or []),
+            active=bool(entry.get("active")),
+            corrected_cases=len(entry.get("corrected_cases", entry.get("training_cases")) or []),
             path=str(path), kind=entry.get("kind", "lnq"), verdict=_verdict(metrics),
             reason=str(metrics.get("reason", "")),
             dice=pick("candidate_dice", "dice_mean", after),
