@@ -49,7 +49,7 @@ from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case
 from lnq_napari.io.outputs import PREDICTIONS, check_not_users, check_table_path, created_by
-from lnq_napari.io.readers import read_labels, read_raw, read_volume, write_volume
+from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
@@ -219,7 +219,7 @@ def measure(
     each node gets its mean HU. ``csv_path`` gets the table atomically.
     """
     check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct), starts=",".join(CSV_COLUMNS[:3]))
-    volume = None if ct is None else _volume(ct, "the CT", read=True)
+    volume = None if ct is None else _ct_volume(ct, seg, "the CT")
     labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _volume(seg, "the labels")
     if volume is not None:
         labels = align_to(volume, labels)
@@ -255,8 +255,8 @@ def compare(
                      starts=",".join(CHANGE_COLUMNS[:3]))
     check_organ(organ)
     step = progress or (lambda fraction, message="": None)
-    cts = [_volume(ct, f"the {which} CT", read=True) for ct, which in ((baseline, "baseline"),
-                                                                       (followup, "follow-up"))]
+    cts = [_ct_volume(ct, seg, f"the {which} CT") for ct, seg, which in (
+        (baseline, baseline_seg, "baseline"), (followup, followup_seg, "follow-up"))]
     notes = []
     sources = [None if isinstance(src, Volume) else src for src in (baseline, followup)]
     ids = [patient_id(ct, src) for ct, src in zip(cts, sources)]
@@ -764,6 +764,14 @@ def _path(value, what: str) -> str | Path:
     if isinstance(value, (str, Path)):
         return value
     raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {_kind(value)})")
+
+
+def _ct_volume(ct, seg, what: str) -> Volume:
+    """The CT ``ct`` (a Volume or a path) for the labels ``seg``: of a DICOM folder holding several series,
+    the one a DICOM SEG ``seg`` was drawn on (:func:`~lnq_napari.io.readers.read_ct_of`)."""
+    if isinstance(ct, (str, Path)) and isinstance(seg, (str, Path)):
+        return read_ct_of(ct, seg)
+    return _volume(ct, what, read=True)
 
 
 def _volume(value, what: str, read: bool = False) -> Volume:

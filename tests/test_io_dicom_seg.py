@@ -649,3 +649,25 @@ def test_napari_reader_opens_a_seg_series_folder(tmp_path, ct, liver):
     assert kind == "labels" and data.shape == ct.shape
     np.testing.assert_array_equal(data > 0, liver.array != 0)
     assert kwargs["scale"] == tuple(ct.spacing[::-1]) and kwargs["translate"] == tuple(ct.origin[::-1])
+
+
+def test_measure_reads_the_series_a_seg_was_drawn_on_from_a_folder_of_several(tmp_path):
+    """A folder holding the SEG's series and a larger one (a lung-kernel reconstruction): measure read the
+    larger and refused ("drawn on CT series X, but the CT given is series Y")."""
+    folder = tmp_path / "study"
+    shutil.copytree(SERIES, folder)
+    uid = pydicom.uid.generate_uid()
+    files = sorted(SERIES.glob("*.dcm"))
+    for k, z in enumerate(np.arange(-20.0, 20.0, 2.5)):  # a larger series of the same scan
+        ds = pydicom.dcmread(files[0])
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
+        ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + z]
+        ds.InstanceNumber = k + 1
+        ds.save_as(folder / f"lung-{k:03d}.dcm")
+    assert read_volume(folder).meta["dicom_series_uid"] == uid  # the largest, as before
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 200:230, 200:230] = 1
+    seg = write_dicom_seg(tmp_path / "nodes.seg.dcm", labels, SERIES)
+    rows, summary = api.measure(seg, folder)
+    assert summary["n_nodes"] == 1 and rows[0].voxels == 900

@@ -613,14 +613,15 @@ def _check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str) -> N
                        "gantry tilt)")
 
 
-def read_raw(path: str | Path) -> RawImage:
-    """The image as stored, keeping a 4th list/layer axis first if the file has one; its grid checked."""
-    raw = _read_any(path)
+def read_raw(path: str | Path, series_uid: str | None = None) -> RawImage:
+    """The image as stored, keeping a 4th list/layer axis first if the file has one; its grid checked.
+    ``series_uid``: of a DICOM folder holding several series, the one to read (else the largest)."""
+    raw = _read_any(path, series_uid)
     check_grid(raw.spacing, raw.origin, raw.direction, Path(path).name)
     return raw
 
 
-def _read_any(path: str | Path) -> RawImage:
+def _read_any(path: str | Path, series_uid: str | None = None) -> RawImage:
     path = _existing(path)
     kind = file_format(path)
     if kind == "dicom":
@@ -628,7 +629,7 @@ def _read_any(path: str | Path) -> RawImage:
         if seg is not None:  # a DICOM SEG: its mask on its CT's grid
             labels = _read_dicom_seg(seg)
             return RawImage(labels.array, labels.spacing, labels.origin, labels.direction, labels.meta)
-        return _read_dicom(path)
+        return _read_dicom(path, series_uid)
     if path.is_dir():
         raise LNQError(f"{path} is a folder; point to an image file")
     if kind == "nrrd":
@@ -642,12 +643,13 @@ def _read_any(path: str | Path) -> RawImage:
                        "NIfTI (.nii, .nii.gz), MHA/MHD or a DICOM folder") from exc
 
 
-def read_volume(path: str | Path) -> Volume:
+def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     """Read a 3D image (CT) with its grid: NRRD (.nrrd, .nhdr), NIfTI, MHA/MHD or a DICOM series folder.
 
-    NRRD custom header fields (``key:=value``) are kept as strings in ``Volume.meta``.
+    NRRD custom header fields (``key:=value``) are kept as strings in ``Volume.meta``. ``series_uid``: of
+    a DICOM folder holding several series, the one to read (else the largest).
     """
-    raw = read_raw(path)
+    raw = read_raw(path, series_uid)
     if raw.layered and raw.array.shape[0] == 1:  # a 4D file with one component or time point: its volume
         return raw.volume(raw.array[0])
     if raw.layered:
@@ -708,6 +710,17 @@ def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = 
     raw = read_raw(path)
     masks = [raw.volume(segfile.segment_mask(path, raw, key)[0]) for key in keys]
     return [np.asarray((m if reference is None else align_to(reference, m)).array) for m in masks]
+
+
+def read_ct_of(path: str | Path, labels: str | Path) -> Volume:
+    """The CT at ``path`` for the label file ``labels``: of a DICOM folder holding several series, the one
+    a DICOM SEG ``labels`` was drawn on (else, as :func:`read_volume`, the largest)."""
+    series = None
+    if file_format(_existing(path)) == "dicom" and file_format(_existing(labels)) == "dicom":
+        seg = dicom_seg.seg_file(labels)
+        referenced = dicom_seg.read_seg(seg).referenced_series if seg is not None else ()
+        series = referenced[0] if referenced else None
+    return read_volume(path, series)
 
 
 def _read_dicom_seg(path: Path, reference: Volume | None = None, segment: str | int | None = None) -> Volume:
