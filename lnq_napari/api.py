@@ -47,7 +47,7 @@ from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
-from lnq_napari.io.layout import case_name, label_files_by_case
+from lnq_napari.io.layout import case_name, label_files_by_case, label_name
 from lnq_napari.io.outputs import PREDICTIONS, check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
@@ -139,7 +139,7 @@ def _pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """``(case, prediction file, ground-truth file)`` of two files, or of folders paired by case id."""
     preds, gts = label_files_by_case(pred, "pred"), label_files_by_case(gt, "gt")
     if pred.is_file() and gt.is_file():
-        return [(case_name(gt), pred, gt)]
+        return [(label_name(gt).case, pred, gt)]
     if pred.is_file() or gt.is_file():  # one file against a folder: only that case
         only = next(iter(preds if pred.is_file() else gts))
         preds = {k: v for k, v in preds.items() if k == only}
@@ -171,7 +171,7 @@ def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> dict:
     its node segments (they are named)."""
     truth = gt.with_array(label_mask(np.asarray(gt.array), "the ground truth"), **gt.meta) \
         if isinstance(gt, Volume) else read_labels(gt)
-    prediction = pred if isinstance(pred, Volume) else _read_seg(pred, scored=True)
+    prediction = pred if isinstance(pred, Volume) else _read_seg(pred, truth, scored=True)  # a SEG: on it
     reordered = None if prediction.same_grid(truth) else reordered_onto(truth, prediction)
     if reordered is not None:  # the same voxels stored in another axis order or direction
         prediction = reordered

@@ -671,3 +671,17 @@ def test_measure_reads_the_series_a_seg_was_drawn_on_from_a_folder_of_several(tm
     seg = write_dicom_seg(tmp_path / "nodes.seg.dcm", labels, SERIES)
     rows, summary = api.measure(seg, folder)
     assert summary["n_nodes"] == 1 and rows[0].voxels == 900
+
+
+def test_evaluate_scores_a_predicted_dicom_seg_on_the_truth_s_grid_and_pairs_seg_files_by_case(tmp_path):
+    """predict --format dicom-seg wrote <case>-seg.dcm: evaluate refused a folder of them ("holds no label
+    files") and a single one whose CT series was not beside it."""
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 200:230, 200:230] = 1
+    preds, truth = tmp_path / "pred", tmp_path / "truth"
+    seg = write_dicom_seg(preds / "c1-seg.dcm", labels, SERIES)  # its CT series elsewhere
+    write_volume(truth / "c1-full.nrrd", labels)
+    for pred, gt in ((seg, truth / "c1-full.nrrd"), (preds, truth)):
+        (row,) = api.evaluate(pred, gt)["cases"]
+        assert row["case"] == "c1" and row["dice"] == pytest.approx(1.0)

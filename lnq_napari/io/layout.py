@@ -72,6 +72,16 @@ def split_name(path: str | Path) -> NameParts:
     return NameParts(stem, "", suffix)
 
 
+def label_name(path: str | Path) -> NameParts:
+    """:func:`split_name` of a label file, a DICOM SEG named ``<case>-seg.dcm`` or ``<case>.seg.dcm`` too
+    (``.dcm`` is no image suffix elsewhere: a series folder's slices are no cases)."""
+    name = Path(path).name
+    if name.lower().endswith(".dcm"):
+        parts = split_name(Path(path).with_name(name[: -len(".dcm")] + ".nrrd"))
+        return NameParts(parts.case, parts.role, ".dcm")
+    return split_name(path)
+
+
 def case_name(source: str | Path | None, fallback: str = "case") -> str:
     """The case id of an image, label, prediction, version or autosave file name."""
     if not source:
@@ -185,15 +195,16 @@ def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
     if not path.exists():
         raise LNQError(f"--{role} {path} does not exist; give a label file or a folder of them")
     if path.is_file():
-        return {case_name(path): path}
+        return {label_name(path).case: path}
     ranked: dict[str, tuple[int, Path]] = {}
     for file in sorted(path.iterdir()):
-        parts = split_name(file)
+        parts = label_name(file)
         if not parts.suffix or not file.is_file() or parts.role not in _PREFERENCE[role]:
             continue
         rank = _PREFERENCE[role].index(parts.role)
         if parts.case not in ranked or rank < ranked[parts.case][0]:
             ranked[parts.case] = (rank, file)
     if not ranked:
-        raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha); check the path")
+        raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha, DICOM SEG .dcm); "
+                       "check the path")
     return {case: file for case, (_, file) in ranked.items()}
