@@ -685,3 +685,25 @@ def test_evaluate_scores_a_predicted_dicom_seg_on_the_truth_s_grid_and_pairs_seg
     for pred, gt in ((seg, truth / "c1-full.nrrd"), (preds, truth)):
         (row,) = api.evaluate(pred, gt)["cases"]
         assert row["case"] == "c1" and row["dice"] == pytest.approx(1.0)
+
+
+def test_a_seg_our_model_made_keeps_its_model_version_through_a_workspace_and_its_export(tmp_path):
+    """predict's SEG (AUTOMATIC, lnq-napari and its model) was imported as hand-drawn (no model version)
+    and `workspace export` wrote it as a MANUAL segment: a PACS showed the model's output as a reader's."""
+    root = tmp_path / "data" / "P1"
+    shutil.copytree(SERIES, root / "2-CT")
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 200:230, 200:230] = 1
+    (root / "3-SEG").mkdir()
+    write_dicom_seg(root / "3-SEG" / "1-1.dcm", labels, SERIES, model_version="m007-" + "x" * 80)
+    ws = api.init_workspace(tmp_path / "ws", data=tmp_path / "data")
+    (case,) = ws.case_ids()
+    assert ws.version_info(case, "v001")["model_version"] == "m007-" + "x" * 80  # whole, not cut to 64
+    out = api.export_dicom_seg(tmp_path / "out.seg.dcm", workspace=ws.root, case=case)
+    item = pydicom.dcmread(out).SegmentSequence[0]
+    assert item.SegmentAlgorithmType == "AUTOMATIC"
+    assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "lnq-napari"
+    write_dicom_seg(root / "3-SEG" / "1-1.dcm", labels, SERIES)  # drawn by hand: MANUAL, as before
+    hand = api.init_workspace(tmp_path / "ws2", data=tmp_path / "data")
+    assert hand.version_info(case, "v001")["model_version"] is None

@@ -39,11 +39,13 @@ LO_MAX = 64  # characters of a DICOM LO value (Algorithm Version, Series Descrip
 
 @dataclass(frozen=True)
 class SegSegment:
-    """One segment of a DICOM SEG: its number, label and whether it is coded or named a lymph node."""
+    """One segment of a DICOM SEG: its number, label, whether it is coded or named a lymph node, and the
+    lnq-napari model version that made it (None: drawn by hand, or by another program)."""
 
     number: int
     label: str
     node: bool
+    model_version: str | None = None
 
 
 @dataclass
@@ -293,7 +295,8 @@ def _segments(ds, name: str) -> list[SegSegment]:
         codes = item.get("SegmentedPropertyTypeCodeSequence") or []
         coded = any((str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", ""))) == LYMPH_NODE_CODE
                     for c in codes)
-        out.append(SegSegment(number, label, coded or any(w in label.lower() for w in NODE_WORDS)))
+        out.append(SegSegment(number, label, coded or any(w in label.lower() for w in NODE_WORDS),
+                              _our_model_version(item)))
     if not out:
         raise LNQError(f"{name} is a DICOM SEG without segments (empty Segment Sequence); re-export it")
     return out
@@ -532,10 +535,25 @@ def seg_mask(seg: SegFile, grid: Volume, segment: str | int | None = None,
 
 def seg_meta(seg: SegFile, chosen: list[SegSegment]) -> dict:
     """What a read SEG keeps in ``Volume.meta`` (``segment_keys``: each chosen segment's number, which
-    chooses it alone)."""
+    chooses it alone; ``model_version``: the lnq-napari model that made them, when one did)."""
+    made_by = {s.model_version for s in chosen}
     return {"selected_segments": [s.label for s in chosen], "segment_keys": [s.number for s in chosen],
             "dicom_seg": str(seg.path),
-            "dicom_referenced_series_uid": seg.referenced_series[0] if seg.referenced_series else ""}
+            "dicom_referenced_series_uid": seg.referenced_series[0] if seg.referenced_series else "",
+            **({"model_version": made_by.pop()} if len(made_by) == 1 and None not in made_by else {})}
+
+
+def _our_model_version(item) -> str | None:
+    """The model version of a segment lnq-napari's model made (AUTOMATIC or SEMIAUTOMATIC, algorithm
+    :data:`ALGORITHM_NAME`, its full version in the parameters), else None."""
+    if str(item.get("SegmentAlgorithmType", "")).upper() not in ("AUTOMATIC", "SEMIAUTOMATIC"):
+        return None
+    for algorithm in item.get("SegmentationAlgorithmIdentificationSequence") or []:
+        if str(algorithm.get("AlgorithmName", "")) != ALGORITHM_NAME:
+            continue
+        params = dict(p.partition("=")[::2] for p in str(algorithm.get("AlgorithmParameters", "")).split(","))
+        return params.get("model_version") or str(algorithm.get("AlgorithmVersion", "")) or None
+    return None
 
 
 # ------------------------------------------------------------------ writing
