@@ -707,3 +707,35 @@ def test_a_seg_our_model_made_keeps_its_model_version_through_a_workspace_and_it
     write_dicom_seg(root / "3-SEG" / "1-1.dcm", labels, SERIES)  # drawn by hand: MANUAL, as before
     hand = api.init_workspace(tmp_path / "ws2", data=tmp_path / "data")
     assert hand.version_info(case, "v001")["model_version"] is None
+
+
+def test_slice_positions_stored_to_a_tenth_of_a_mm_are_one_even_stack(tmp_path):
+    """1.25 mm slices whose positions an export rounded to 0.1 mm (gaps 1.2 / 1.3 mm) were refused as
+    unevenly spaced; a slice missing still is."""
+    template = pydicom.dcmread(next(SERIES.glob("*.dcm")))
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    for k in range(8):
+        template.SOPInstanceUID = pydicom.uid.generate_uid()
+        template.InstanceNumber = k + 1
+        template.ImagePositionPatient = [-235.2, -226.8, round(-40.0 + 1.25 * k, 1)]
+        template.save_as(folder / f"{k}.dcm")
+    ct = read_volume(folder)
+    assert ct.shape[0] == 8 and ct.spacing[2] == pytest.approx(1.25, abs=0.02)
+    (folder / "4.dcm").unlink()
+    with pytest.raises(LNQError, match="unevenly spaced"):
+        read_volume(folder)
+
+
+def test_a_folder_holding_two_patients_series_is_refused(tmp_path):
+    """A flat export of two patients read one of them (by series size, or at random when equal) under the
+    folder's name."""
+    folder = tmp_path / "export"
+    shutil.copytree(SERIES, folder)
+    uid = pydicom.uid.generate_uid()
+    for k, file in enumerate(sorted(SERIES.glob("*.dcm"))):
+        ds = pydicom.dcmread(file)
+        ds.PatientID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "OTHER-7", uid, pydicom.uid.generate_uid()
+        ds.save_as(folder / f"other-{k}.dcm")
+    with pytest.raises(LNQError, match="holds the DICOM series of 2 patients .*OTHER-7.*a folder of its own"):
+        read_volume(folder)

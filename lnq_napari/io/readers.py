@@ -449,6 +449,11 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         sid = chosen[0] if chosen else max(files_by_series, key=lambda s: len(files_by_series[s]))
     else:
         sid = max(files_by_series, key=lambda s: len(files_by_series[s]))
+        patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
+        if len(patients) > 1:  # which one is meant cannot be told, and the case is named by the folder
+            named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
+            raise LNQError(f"{folder} holds the DICOM series of {len(patients)} patients ({named}); give "
+                           "each patient's series a folder of its own")
         if len(series) > 1:
             others = "; ".join(f"{_series_description(files_by_series[o][0])} ({len(files_by_series[o])})"
                                for o in series if o != sid)
@@ -476,6 +481,17 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if lo >= np.iinfo(np.int16).min and hi <= np.iinfo(np.int16).max:
             raw.array = array.astype(np.int16)  # HU fit int16, as in LNQ's files
     return raw
+
+
+def _patient_id(file: str) -> str:
+    """The Patient ID in a DICOM file's header ("" when it has none or cannot be read)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["PatientID"])
+        return str(header.get("PatientID", ""))
+    except Exception:  # the series is read next, and refused there when damaged
+        return ""
 
 
 def _series_description(file: str) -> str:
@@ -556,7 +572,8 @@ def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
     if gaps.min() < 1e-3:
         raise LNQError(f"the DICOM series in {name} has two slices at one position (duplicated or mixed "
                        f"slices); {fix}")
-    if gaps.max() - gaps.min() > max(0.01, 0.01 * float(np.median(gaps))):
+    # 1 % of the spacing, or 0.1 mm: positions stored to 0.1 mm (some exports round them) alternate by that
+    if gaps.max() - gaps.min() > max(0.1 + 1e-6, 0.01 * float(np.median(gaps))):
         raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
                        f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
 
