@@ -58,8 +58,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
+        return "nan" if math.isnan(value) else f"{0.0 if abs(value) < 1e-9 else value:.4g}"  # no -3.6e-15
     return str(value)
+
+
+def _pct(value: float | None) -> str:
+    """A change in percent with its sign, "n/a" when undefined (no "-0.0 %" for a change that rounds to 0)."""
+    return "n/a" if value is None else f"{round(value, 1) + 0.0:+.1f} %"
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
@@ -132,11 +137,11 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     table = [{k: ("" if v is None else v) for k, v in r.to_dict().items()} for r in result.rows]
     _print_table(table, columns)
     r, v, q = result.recist, result.volume, result.quality
-    change = "n/a" if r.sum_change_pct is None else f"{r.sum_change_pct:+.1f} %"
+    change = _pct(r.sum_change_pct)
     print(f"RECIST 1.1: {len(r.targets)} target node(s), sum of short axes {r.baseline_sum_mm:.1f} -> "
           f"{r.followup_sum_mm:.1f} mm ({change}); targets {r.target_response}, non-targets "
           f"{r.non_target_response}, new lesions {len(r.new_lesions)}; overall {r.overall}")
-    total = "n/a" if v.change_pct is None else f"{v.change_pct:+.1f} %"
+    total = _pct(v.change_pct)
     print(f"volume: all nodes {v.baseline_total_cm3:.2f} -> {v.followup_total_cm3:.2f} cm3 ({total}); "
           f"{v.n_matched} matched ({v.n_grown} grew, {v.n_shrunk} shrank by >= 20 %), {v.n_new} new, "
           f"{v.n_vanished} vanished; by volume {r.volume_response} (targets; any new node PD)")

@@ -184,3 +184,11 @@ def test_a_warning_during_a_progress_bar_is_one_line_of_its_own(monkeypatch, cap
     lines = re.split(r"[\r\n]", capsys.readouterr().err)
     assert "lnq-napari: warning: no lungs found in this CT" in [line.strip() for line in lines]
     assert warnings.showwarning is hook
+
+
+def test_figures_of_identical_scans_print_as_zero_not_float_noise():
+    """compare of a scan with itself printed changes of -3.553e-15 mm and -0.0 %."""
+    from lnq_napari.cli import _fmt, _pct
+
+    assert (_fmt(-3.553e-15), _fmt(-0.0), _fmt(0.1234567)) == ("0", "0", "0.1235")
+    assert (_pct(-0.04), _pct(-0.06), _pct(None)) == ("+0.0 %", "-0.1 %", "n/a")
