@@ -517,3 +517,14 @@ def test_a_nifti_2_file_is_named_as_such_not_as_damaged(tmp_path):
         assert "is a NIfTI-2 file" in str(exc) and "damaged" not in str(exc)
     else:  # a SimpleITK that reads NIfTI-2
         assert ct.shape == (4, 8, 8) and ct.spacing == pytest.approx((0.8, 0.8, 3.0))
+
+
+def test_labels_resampled_onto_a_ct_are_named_in_the_warning(tmp_path):
+    """workspace init over hundreds of cases warned "the labels grid differs ..." without saying whose."""
+    from lnq_napari.io import GridWarning
+
+    ct = Volume(np.zeros((6, 20, 20), np.int16), (1.0, 1.0, 2.0))
+    labels = Volume(np.ones((5, 18, 18), np.uint8), (1.1, 1.1, 2.0))
+    path = write_volume(tmp_path / "case-0007-seg.nrrd", labels)
+    with pytest.warns(GridWarning, match="the labels case-0007-seg.nrrd grid differs"):
+        read_labels(path, reference=ct)

@@ -710,7 +710,7 @@ def read_labels(path: str | Path, reference: Volume | None = None,
             mask = label_mask(array, name, segment)
         volume = raw.volume(mask)
     if reference is not None:
-        volume = align_to(reference, volume)
+        volume = align_to(reference, volume, what=f"labels {Path(path).name}")  # which file, in a data set
     return volume
 
 
