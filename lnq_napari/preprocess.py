@@ -40,44 +40,52 @@ class Prepared:
     labels: np.ndarray | None = None
 
 
-def warn_if_not_hu(hu: np.ndarray) -> None:
-    """Warn when a CT is not in Hounsfield units but holds a scanner's stored values (the rescale
-    intercept, usually -1024, not applied): no value below 0, or, with a negative padding value around the
-    scan circle, no air near -1000 HU while much of it lies near +1000 (soft tissue stored as HU + 1024).
-    A chest CT in HU always holds air (lungs, about -1000)."""
+NOT_HU = ("the CT is not in Hounsfield units (no air near -1000 HU: values as a scanner stores them): apply "
+          "the rescale intercept (usually -1024) before using it")
+
+
+def stored_values(hu: np.ndarray) -> bool:
+    """Whether a CT holds a scanner's stored values, not Hounsfield units (the rescale intercept, usually
+    -1024, not applied): no value below 0, or, with a negative padding value around the scan circle, no
+    air near -1000 HU while much of it lies near +1000 (soft tissue stored as HU + 1024). A chest CT in HU
+    always holds air (lungs, about -1000)."""
     if not hu.size:
-        return
+        return False
     sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
-    stored = sample.min() >= 0
-    if not stored:
-        air = np.count_nonzero((sample > -1100) & (sample < -850))
-        tissue = np.count_nonzero((sample > 850) & (sample < 1250))
-        stored = air < STORED_AIR_SHARE * sample.size and tissue > STORED_TISSUE_SHARE * sample.size
-    if stored:
-        warnings.warn("the CT is not in Hounsfield units (no air near -1000 HU: values as a scanner stores "
-                      "them): apply the rescale intercept (usually -1024) before using it",
-                      UserWarning, stacklevel=3)
+    if sample.min() >= 0:
+        return True
+    air = np.count_nonzero((sample > -1100) & (sample < -850))
+    tissue = np.count_nonzero((sample > 850) & (sample < 1250))
+    return air < STORED_AIR_SHARE * sample.size and tissue > STORED_TISSUE_SHARE * sample.size
+
+
+def warn_if_not_hu(hu: np.ndarray) -> None:
+    """Warn when a CT holds stored values, not HU (:func:`stored_values`): its mean HU read 1024 high."""
+    if stored_values(hu):
+        warnings.warn(NOT_HU, UserWarning, stacklevel=3)
 
 
 def check_ct_values(hu: np.ndarray) -> None:
     """LNQError when a CT holds NaN or infinite voxels (the network's output around them is meaningless:
     a phantom with 0.1 % NaN voxels gave 3 nodes of 8, and training diverged), or when it holds 2 to a
     handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a label map given as the CT, where
-    the model would find nothing and say little (a CT holds hundreds of values; stored without the
-    rescale intercept, its soft tissue lies above 1000)."""
+    the model would find nothing and say little (a CT holds hundreds of values), or when it holds a
+    scanner's stored values (:func:`stored_values`: the network saw bone and metal, and found nothing or
+    nodes in the wrong places)."""
     if np.asarray(hu).dtype.kind == "f":
         bad = int(np.size(hu) - np.count_nonzero(np.isfinite(hu)))
         if bad:
             raise LNQError(f"the CT holds {bad} NaN or infinite voxel(s); fill them (e.g. with -1024, air) "
                            "or re-export the CT from its DICOM series")
     sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
-    if not sample.size or sample.min() < 0 or sample.max() > 255:  # HU, or stored values: no sort needed
-        return
-    values = np.unique(sample)
-    if 2 <= values.size <= LABEL_MAP_VALUES and np.all(values == np.round(values)):
-        shown = ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if values.size > 5 else "")
-        raise LNQError(f"the CT holds only {values.size} distinct value(s) ({shown}): it looks like a label "
-                       "map, not a CT; pass the CT volume (Hounsfield units)")
+    if sample.size and sample.min() >= 0 and sample.max() <= 255:  # HU or stored values need no sort
+        values = np.unique(sample)
+        if 2 <= values.size <= LABEL_MAP_VALUES and np.all(values == np.round(values)):
+            shown = ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if values.size > 5 else "")
+            raise LNQError(f"the CT holds only {values.size} distinct value(s) ({shown}): it looks like a "
+                           "label map, not a CT; pass the CT volume (Hounsfield units)")
+    if stored_values(hu):
+        raise LNQError(NOT_HU)
 
 
 #: A "CT" with at most this many distinct values (in a sample of its voxels) is a label map.
@@ -299,7 +307,6 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
         oriented = reorient(ct.to_sitk(), prep["orientation"])
         hu = sitk.GetArrayViewFromImage(oriented)
         check_ct_values(hu)
-        warn_if_not_hu(hu)
         roi = find_roi(hu, tuple(oriented.GetSpacing()[::-1]), prep["roi"])
     else:
         roi = image.roi_index

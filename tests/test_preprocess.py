@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
 from lnq_napari.preprocess import DEFAULT_PREPROCESSING, find_roi, normalize, pad_value, prepare, to_ct_grid
 
@@ -82,18 +83,27 @@ def test_labels_prepared_on_an_image_prepared_before_match_one_pass():
     assert np.array_equal(again.image, once.image) and np.array_equal(again.labels, once.labels)
 
 
-def test_a_ct_of_stored_values_not_hu_is_warned_about():
+def test_a_ct_of_stored_values_not_hu_is_refused_before_the_model_runs():
     """HU + 1024 (a DICOM's stored values with the rescale intercept left out) has no value below 0: the
-    network would see a CT of bone and metal; the warning says what to do. A CT in HU is not warned about."""
+    network saw a CT of bone and metal (a warning, then garbage nodes and exit 0 after 85 s); the error
+    says what to do. A CT in HU passes; measure only warns (its mean HU reads 1024 high)."""
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+
     hu = _chest()
-    with pytest.warns(UserWarning, match="not in Hounsfield units .* rescale intercept"):
-        prepare(Volume((hu.astype(np.int32) + 1024).astype(np.uint16), (1.5, 1.5, 3.0)))
+    stored = Volume((hu.astype(np.int32) + 1024).astype(np.uint16), (1.5, 1.5, 3.0))
+    with pytest.raises(LNQError, match="not in Hounsfield units .* rescale intercept"):
+        prepare(stored)
+    with pytest.raises(LNQError, match="not in Hounsfield units"):
+        api.find_nodes(stored, model="/nonexistent")  # refused before the model is looked for
+    with pytest.warns(UserWarning, match="not in Hounsfield units"):
+        api.measure(stored.with_array(np.zeros(stored.shape, np.uint8)), stored)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepare(Volume(hu, (1.5, 1.5, 3.0)))
 
 
-def test_stored_values_with_a_negative_padding_are_warned_about_too():
+def test_stored_values_with_a_negative_padding_are_refused_too():
     """Stored values with the scanner's padding (-2000 around the scan circle) hold values below 0, so
     the first test passed them silently (0 nodes and a 'no lungs' warning that blamed the CT's content);
     HU with the usual -3024 padding is not warned about."""
@@ -101,7 +111,7 @@ def test_stored_values_with_a_negative_padding_are_warned_about_too():
     corner = np.zeros(hu.shape, bool)
     corner[:, :4, :] = True  # outside the scan circle
     stored = np.where(corner, -2000, hu + 1024).astype(np.int16)
-    with pytest.warns(UserWarning, match="not in Hounsfield units .* rescale intercept"):
+    with pytest.raises(LNQError, match="not in Hounsfield units .* rescale intercept"):
         prepare(Volume(stored, (1.5, 1.5, 3.0)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -139,8 +149,8 @@ def test_a_label_map_given_as_the_ct_is_refused_before_any_work():
             prepare(volume)
         with pytest.raises(LNQError, match="looks like a label map"):
             api.find_nodes(volume, model="/nonexistent")  # refused before the model is looked for
-    stored = (_chest() + 1024).astype(np.uint16)  # a CT in stored values: warned, not refused
-    with pytest.warns(UserWarning, match="not in Hounsfield units"):
+    stored = (_chest() + 1024).astype(np.uint16)  # a CT in stored values: said as such, not a label map
+    with pytest.raises(LNQError, match="not in Hounsfield units"):
         prepare(Volume(stored, (0.8, 0.8, 3.0)))
 
 
