@@ -476,8 +476,8 @@ def test_a_nifti_whose_sform_and_pixdim_disagree_is_read_by_its_sform(tmp_path, 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read = read_volume(good)
-    with pytest.warns(UserWarning, match="sform and its pixdim / qform give different grids"):
-        again = read_volume(bad)
+    with pytest.warns(UserWarning, match=r"give different grids \(spacing\); read by the sform \(spacing 0.9"):
+        again = read_volume(bad)  # says what differs: the origin does not
     assert "WARNING" not in capfd.readouterr().err  # no ITK lines
     for a in (read, again):
         np.testing.assert_allclose(a.spacing, volume.spacing, rtol=1e-6)
@@ -528,3 +528,17 @@ def test_labels_resampled_onto_a_ct_are_named_in_the_warning(tmp_path):
     path = write_volume(tmp_path / "case-0007-seg.nrrd", labels)
     with pytest.warns(GridWarning, match="the labels case-0007-seg.nrrd grid differs"):
         read_labels(path, reference=ct)
+
+
+def test_a_nifti_without_qform_or_sform_is_read_with_a_warning(tmp_path):
+    """Both codes 0 (no placement): read at origin 0 without a word, then labels from elsewhere missed it."""
+    import struct
+
+    good = write_volume(tmp_path / "good.nii", Volume(np.zeros((4, 5, 6), np.int16), (0.9, 0.9, 3.0),
+                                                      (-10.0, 20.0, 30.0)))
+    data = bytearray(good.read_bytes())
+    struct.pack_into("<2h", data, 252, 0, 0)  # qform_code, sform_code: unknown
+    bare = tmp_path / "bare.nii"
+    bare.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="sets neither a qform nor an sform: its place in space is unknown"):
+        assert read_volume(bare).shape == (4, 5, 6)

@@ -252,10 +252,20 @@ def _nifti_sform(header: bytes) -> tuple[tuple, tuple, tuple] | None:
     return tuple(spacing), tuple(origin), tuple((steps / spacing).ravel())
 
 
-def _sform_disagrees(raw: RawImage, sform: tuple[tuple, tuple, tuple]) -> bool:
+def _sform_differences(raw: RawImage, sform: tuple[tuple, tuple, tuple]) -> list[str]:
+    """What the pixdim / qform grid ``raw`` and the sform give differently: spacing, origin, direction."""
     spacing, origin, direction = (np.asarray(v, dtype=float) for v in sform)
-    return not (np.allclose(raw.spacing, spacing, rtol=1e-3) and np.allclose(raw.origin, origin, atol=1e-2)
-                and np.allclose(raw.direction, direction, atol=1e-3))
+    same = (np.allclose(raw.spacing, spacing, rtol=1e-3), np.allclose(raw.origin, origin, atol=1e-2),
+            np.allclose(raw.direction, direction, atol=1e-3))
+    return [what for what, ok in zip(("spacing", "origin", "direction"), same) if not ok]
+
+
+def _nifti_unplaced(header: bytes) -> bool:
+    """Whether a NIfTI-1 header sets neither a qform nor an sform (its place in space is unknown)."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            return struct.unpack_from(endian + "2h", header, 252) == (0, 0)
+    return False
 
 
 def _nifti_data_end(header: bytes) -> int | None:
@@ -355,11 +365,20 @@ def _read_sitk_file(path: Path) -> RawImage:
             raise
     raw = _from_sitk_image(image, path.name)
     sform = _nifti_sform(header) if nifti else None
-    if sform is not None and _sform_disagrees(raw, sform):
-        warnings.warn(f"{path.name}: its sform and its pixdim / qform give different grids; read by the "
-                      f"sform (spacing {', '.join(f'{v:.4g}' for v in sform[0])} mm), as the NIfTI standard "
-                      "and nibabel do: check the file's header", UserWarning, stacklevel=3)
+    differ = _sform_differences(raw, sform) if sform is not None else []
+    if differ:
+        said = {"spacing": f"spacing {', '.join(f'{v:.4g}' for v in sform[0])} mm",
+                "origin": f"origin {', '.join(f'{v:.4g}' for v in sform[1])} mm",
+                "direction": "its direction"}
+        read = "; ".join(said[d] for d in differ)
+        warnings.warn(f"{path.name}: its sform and its pixdim / qform give different grids "
+                      f"({', '.join(differ)}); read by the sform ({read}), as the NIfTI standard and nibabel "
+                      "do: check the file's header", UserWarning, stacklevel=3)
         raw = RawImage(raw.array, *sform, raw.meta)
+    elif nifti and _nifti_unplaced(header):
+        warnings.warn(f"{path.name} sets neither a qform nor an sform: its place in space is unknown (read "
+                      "at origin 0, axes as stored); labels from other files may not line up with it",
+                      UserWarning, stacklevel=3)
     return raw
 
 
