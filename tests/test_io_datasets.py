@@ -128,3 +128,22 @@ def test_two_series_folders_that_give_one_case_name_are_refused(tmp_path):
     shutil.copytree(SERIES, root / "A" / "B_C")
     with pytest.raises(LNQError, match="both give the case name 'A_B_C'.*rename one of the folders"):
         find_cts(root)
+
+
+def test_a_series_written_without_the_dicom_preamble_is_found_in_a_tree(tmp_path):
+    """Older exports write bare implicit-VR datasets (no 128-byte preamble, no 'DICM', no extension): the
+    folder read as a series, but a tree holding it gave no case ("holds no CT")."""
+    import pydicom
+
+    from lnq_napari.io.datasets import find_cts
+
+    series = tmp_path / "tree" / "P1" / "S1"
+    series.mkdir(parents=True)
+    for k, file in enumerate(sorted(SERIES.glob("*.dcm"))):
+        ds = pydicom.dcmread(file)
+        ds.preamble = None
+        del ds.file_meta
+        pydicom.dcmwrite(series / f"{k + 1:05d}", ds, implicit_vr=True, little_endian=True,
+                         enforce_file_format=False)
+    (series.parent / "notes").write_bytes(b"\x08\x00 not DICOM at all")  # a file that only starts alike
+    assert find_cts(tmp_path / "tree") == [("P1_S1", series)]

@@ -179,7 +179,28 @@ def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
     DICOMDIR is the index of a CD's folders below, not a series)."""
     files = (f for f in _listing(folder)
              if f.is_file() and not f.name.startswith(".") and f.name.upper() != "DICOMDIR")
-    return any(is_dicom_path(f) for f in itertools.islice(files, look_at))
+    return any(_dicom_file(f) for f in itertools.islice(files, look_at))
+
+
+def _dicom_file(path: Path) -> bool:
+    """Whether ``path`` is a DICOM file: by name or magic (:func:`is_dicom_path`), else a dataset written
+    without the 128-byte preamble (older exports: a bare implicit-VR dataset with no extension)."""
+    if is_dicom_path(path):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(2)
+    except OSError:
+        return False
+    if start not in (b"\x02\x00", b"\x08\x00"):  # a bare dataset begins with group 0002 or 0008
+        return False
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["SOPClassUID"])
+    except Exception:  # not DICOM at all
+        return False
+    return bool(str(ds.get("SOPClassUID", "")).strip())
 
 
 def _not_a_ct_image(folder: Path) -> bool:
@@ -190,7 +211,7 @@ def _not_a_ct_image(folder: Path) -> bool:
     import pydicom
 
     for path in _listing(folder):
-        if not path.is_file() or path.name.upper() == "DICOMDIR" or not is_dicom_path(path):
+        if not path.is_file() or path.name.upper() == "DICOMDIR" or not _dicom_file(path):
             continue
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
