@@ -362,17 +362,24 @@ def test_the_models_panel_follows_a_folder_that_becomes_a_workspace(make_napari_
     qtbot.waitUntil(lambda: [m.version for m in review.models.models] == ["bundled"], timeout=5000)
 
 
-def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari_viewer, workspace,
-                                                                      autosave_dir):
-    """In the app every widget is docked before Review opens a case: Save must save the session the
-    edits go to, so that the next case opens (it answered 'unsaved edits' after a Save)."""
+def _first_case_docked(make_napari_viewer, workspace):
+    """A viewer with every widget docked and the workspace's last case opened from Review: (viewer,
+    widgets, the id of another case)."""
     from lnq_napari.plugin.app import dock_widgets
 
     viewer = make_napari_viewer()
     widgets = dock_widgets(viewer, workspace=workspace)
+    first = workspace.case_ids()[-1]
+    assert widgets["Review"].open_case(first) == workspace.ct_path(first)
+    return viewer, widgets, workspace.case_ids()[0]
+
+
+def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari_viewer, workspace,
+                                                                      autosave_dir):
+    """In the app every widget is docked before Review opens a case: Save must save the session the
+    edits go to, so that the next case opens (it answered 'unsaved edits' after a Save)."""
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
     review, save = widgets["Review"], widgets["Save"]
-    first, second = workspace.case_ids()[-1], workspace.case_ids()[0]
-    assert review.open_case(first) == workspace.ct_path(first)
     nodes = viewer.layers["nodes"]
     session = nodes.metadata["lnq_session"]
     assert save.tracker.session is session and widgets["Correct"].tracker.session is session
@@ -387,13 +394,8 @@ def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari
 def test_edits_undone_back_to_the_saved_labels_are_not_unsaved(make_napari_viewer, workspace, autosave_dir):
     """Undoing every edit since the case opened (or since its Save) left it "unsaved": the next case was
     refused until the user saved a copy of what was already saved."""
-    from lnq_napari.plugin.app import dock_widgets
-
-    viewer = make_napari_viewer()
-    widgets = dock_widgets(viewer, workspace=workspace)
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
     review, save = widgets["Review"], widgets["Save"]
-    first, second = workspace.case_ids()[-1], workspace.case_ids()[0]
-    assert review.open_case(first) == workspace.ct_path(first)
     nodes = viewer.layers["nodes"]
     session = nodes.metadata["lnq_session"]
     opened = np.array(nodes.data, copy=True)
