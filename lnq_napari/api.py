@@ -51,7 +51,7 @@ from lnq_napari.io.layout import case_name, label_files_by_case, label_name
 from lnq_napari.io.outputs import PREDICTIONS, check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
-from lnq_napari.model.config import InferenceConfig
+from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
@@ -397,7 +397,8 @@ def train(
         raise LNQError(f"--out {folder} already holds a model or its training ({', '.join(held)}); it is "
                        "left as it is: give a new folder, or --resume to continue that training")
     cases = load_training_cases(data, naive=naive)
-    return train_model(cases, out, iterations, device=device, seed=seed, config={"naive": bool(naive)},
+    config = {"naive": bool(naive), "inference": {"mediastinum_margin_mm": REGION_MARGIN_MM}}  # as bundled
+    return train_model(cases, out, iterations, device=device, seed=seed, config=config,
                        resume=resume, progress=progress, cancel=cancel, checkpoint_every=100)
 
 

@@ -314,3 +314,17 @@ def test_trainable_norm_first_freezes_all_but_norms_and_the_first_block():
     assert {"encoders.0.0.weight", "decoders.0.1.weight"} <= names and "head.weight" not in names
     with pytest.raises(LNQError, match="trainable"):
         trainable_parameters(net, "some")
+
+
+def test_a_model_trained_with_the_command_keeps_to_the_mediastinum_as_the_bundled_one(tmp_path):
+    """`lnq-napari train` wrote mediastinum_margin_mm null: a researcher's own model kept nodes below the
+    lungs of a real chest CT, which the bundled model leaves out."""
+    from lnq_napari import api
+    from lnq_napari.model import bundled_model_path
+    from lnq_napari.phantom import write_dataset
+
+    write_dataset(tmp_path / "d", 1, seed=3, shape=(16, 64, 64), spacing=(6.0, 6.0, 12.0))
+    out = api.train(tmp_path / "d", tmp_path / "m", iterations=1, device="cpu")
+    written = json.loads((out / "config.json").read_text())["inference"]["mediastinum_margin_mm"]
+    bundled = json.loads((bundled_model_path() / "config.json").read_text())["inference"]
+    assert written == bundled["mediastinum_margin_mm"] == 10.0

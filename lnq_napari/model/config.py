@@ -88,8 +88,14 @@ class InferenceConfig:
     min_peak: float = 0.7
     max_mean_hu: float | None = 100.0  # brighter by mean and median: dropped (bone, enhanced vessels)
     mediastinum_margin_mm: float | None = None  # drop components outside the lungs' hull grown by this
+    # (None: none dropped; the bundled model and `lnq-napari train`'s models: REGION_MARGIN_MM)
     max_suggestions: int = 10  # suggestions shown per case, best first
     extras: dict = field(default_factory=dict)
+
+
+#: The mediastinum region's margin (mm) of the bundled model, which ``lnq-napari train`` writes into the
+#: models it trains (nodes below the lungs on a real chest CT were kept without it).
+REGION_MARGIN_MM = 10.0
 
 
 @dataclass
