@@ -633,6 +633,14 @@ def has_display() -> bool:
         "darwin", "win32")
 
 
+def require_display() -> None:
+    """LNQError unless napari can open a window (Qt aborts the process without one: a Jupyter kernel on a
+    server died); Qt's offscreen platform counts as one."""
+    if not has_display() and os.environ.get("QT_QPA_PLATFORM", "") != "offscreen":
+        raise LNQError("no display to open napari on (DISPLAY is not set): run it where a screen is, through "
+                       "ssh -X or xvfb-run, or use predict / demo --headless for files and pictures")
+
+
 def init_workspace(path: str | Path, data: str | Path, model: str | Path | None = None) -> Workspace:
     """Create a review workspace over a data folder; returns the :class:`~lnq_napari.workspace.Workspace`.
 

@@ -172,9 +172,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_view(args: argparse.Namespace) -> None:
-    if not api.has_display():  # Qt would abort the process with its own lines
-        raise LNQError("no display to open napari on (DISPLAY is not set): run it where a screen is, through "
-                       "ssh -X or xvfb-run, or use predict / demo --headless for files and pictures")
+    api.require_display()  # Qt would abort the process with its own lines
     if args.model:
         api.check_model(args.model)  # before a window opens that would not say why nothing is found
     from lnq_napari.plugin.app import view  # napari and Qt: only when a window is asked for

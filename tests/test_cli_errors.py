@@ -432,8 +432,14 @@ def test_view_without_a_display_is_one_line(case, capsys, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     code, _, err = run_cli(capsys, ["view", str(case["ct"])])
     assert_one_line_error(code, err, "no display to open napari on")
+    from lnq_napari.errors import LNQError
+    from lnq_napari.plugin.app import view  # from Jupyter on a server: the kernel died (Qt's abort)
+
+    with pytest.raises(LNQError, match="no display to open napari on"):
+        view(case["ct"])
 
 
 @pytest.mark.parametrize("model", ["{dir}/nonexist", "{dir}", "nnunet:{dir}", "nnunet:"])

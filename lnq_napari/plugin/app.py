@@ -16,10 +16,14 @@ def view(ct=None, seg=None, model=None, workspace=None, block: bool = False, fin
     ``ct`` opens as a windowed CT layer, ``seg`` as the editable "nodes" layer (put on the CT grid),
     ``model`` pre-fills the Segment widget, ``workspace`` makes Save and autosave write there;
     ``find_nodes`` starts the Segment widget's Find nodes on the CT (nodes, suggestions, region).
-    With ``block`` the Qt event loop runs until the window closes.
+    With ``block`` the Qt event loop runs until the window closes. LNQError without a display (Qt would
+    abort the process: a Jupyter kernel on a server died).
     """
     import napari
 
+    from lnq_napari.api import require_display
+
+    require_display()
     viewer = open_viewer(ct=ct, seg=seg, model=model, workspace=workspace, find_nodes=find_nodes)
     if block:
         napari.run()
