@@ -6,12 +6,22 @@ process (:func:`end_with_parent`: nnU-Net's training)."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 #: Seconds between a worker's checks that the program that started it is still there.
 PARENT_CHECK_S = 1.0
+
+
+def usable_workers(workers: int) -> int:
+    """``workers``, or 1 when spawned processes cannot start here: a program read from stdin (``python -``)
+    has no file its workers could import (the pool broke at once)."""
+    main = sys.modules.get("__main__")
+    source = getattr(main, "__file__", None)
+    return int(workers) if source is None or Path(source).is_file() else 1
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

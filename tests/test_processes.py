@@ -93,3 +93,16 @@ def test_the_nnunet_trainer_watches_the_process_that_started_it(monkeypatch):
     with pytest.raises(SystemExit):
         train._main({"parent": 4242, "dataset": "Dataset999_None"})
     assert watched == [4242]
+
+
+def test_a_program_read_from_stdin_loads_its_cases_in_one_process(tmp_path):
+    """The model card's `python - <<'PY'` training snippet broke the process pool at once (its workers
+    could not import a main program that has no file): it loads in this process instead."""
+    from lnq_napari.phantom import write_dataset
+
+    write_dataset(tmp_path / "d", 2, seed=3, shape=(16, 64, 64), spacing=(6.0, 6.0, 12.0))
+    script = ("from lnq_napari.training.trainer import load_training_cases\n"
+              f"print(len(load_training_cases({str(tmp_path / 'd')!r}, workers=2)))\n")
+    run = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr[-500:]

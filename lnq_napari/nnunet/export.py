@@ -32,6 +32,7 @@ import numpy as np
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import check_output_folder
 from lnq_napari.io.layout import ct_files, split_name
+from lnq_napari.processes import usable_workers
 
 if TYPE_CHECKING:
     from lnq_napari.interact import NodeMark, Rejection
@@ -294,7 +295,7 @@ def _run_jobs(jobs: list[ExportJob], folder: Path, workers: int, progress: Progr
         if cancel is not None and cancel():
             raise Cancelled("export cancelled")
 
-    if workers <= 1:
+    if usable_workers(workers) <= 1:
         for job in jobs:
             report(export_case(job, folder))
     else:

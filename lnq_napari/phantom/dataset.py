@@ -14,6 +14,7 @@ from lnq_napari.io.outputs import check_not_users, created_by
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.case import check_shape, check_spacing, make_case
 from lnq_napari.phantom.sites import get_site
+from lnq_napari.processes import usable_workers
 
 #: The most cases one data set holds (a mistyped count ran out of memory listing them).
 MAX_CASES = 10_000
@@ -112,7 +113,7 @@ def write_dataset(
         raise LNQError(f"cannot create output folder {out}: {exc.strerror}; choose another path") from None
     args = [(out, prefix, int(seed), i, shape, spacing, site) for i in range(n_cases)]
     paths: list[Path] = []
-    if workers > 1 and n_cases > 1:
+    if usable_workers(workers) > 1 and n_cases > 1:
         from lnq_napari.processes import process_pool
 
         with process_pool(min(workers, n_cases)) as pool:

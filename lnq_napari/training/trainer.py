@@ -37,6 +37,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
 from lnq_napari.model.config import DEFAULT_STATES, ModelConfig, TrainingRecord
 from lnq_napari.preprocess import Prepared, check_ct_values, pad_value, prepare
+from lnq_napari.processes import usable_workers
 from lnq_napari.training.anchor import Anchor, AnchorTerms, trainable_parameters
 from lnq_napari.training.labels import label_states, naive_states
 from lnq_napari.training.sampler import PatchSampler, PatchSource, Unenhance
@@ -89,7 +90,7 @@ def load_training_cases(data_dir: str | Path, naive: bool = False, states_option
     found = find_cases(data_dir, require="seg", what="training data")
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    workers = max(1, min(int(workers), len(found)))
+    workers = max(1, min(usable_workers(int(workers)), len(found)))
     args = [(case, naive, states_options) for case in found]
     cases: list[TrainingCase] = []
     if workers == 1:
