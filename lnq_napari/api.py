@@ -52,6 +52,7 @@ from lnq_napari.io.outputs import PREDICTIONS, check_not_users, check_table_path
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig
+from lnq_napari.model.names import short_model_name
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
@@ -276,17 +277,21 @@ def compare(
                 if issubclass(said.category, GridWarning):
                     notes.append(str(said.message))
                 warnings.warn(said.message, said.category, stacklevel=2)
+    origins = [f"SEG {Path(seg).name}" if isinstance(seg, (str, Path)) else "the labels given"
+               for seg in (baseline_seg, followup_seg)]
     predictor = None
     for k, ct in enumerate(cts):
         if segs[k] is None:
             predictor = predictor or load_predictor(model, device=device)
             part = (0.4 * k, 0.4 * k + 0.4)
-            segs[k] = find_nodes(ct, predictor, cancel=cancel, progress=lambda f, m="", p=part: step(
-                p[0] + f * (p[1] - p[0]), m)).mask
+            found = find_nodes(ct, predictor, cancel=cancel, progress=lambda f, m="", p=part: step(
+                p[0] + f * (p[1] - p[0]), m))
+            segs[k], origins[k] = found.mask, f"predicted by model {short_model_name(found.model_version)}"
     _check(cancel)
     result = compare_nodes(cts[0], segs[0], cts[1], segs[1], organ=organ,
                            progress=lambda f, m="": step(0.8 + 0.2 * f, m), registration=registration)
     result.warnings[:0] = notes
+    result.sources = (origins[0], origins[1])
     if csv_path is not None:
         try:
             write_changes_csv(result.rows, csv_path)
@@ -364,8 +369,11 @@ def compare_time_points(
     first, last = first_and_last_scans(ws, patient)
     shown = [ws.preferred_version(t.case, ("correction", "autosave", "prediction")) for t in (first, last)]
     segs = [None if p is None else ws.read_labels(t.case, p["version"]) for t, p in zip((first, last), shown)]
-    return compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
-                   model=model, device=device, progress=progress, cancel=cancel)
+    result = compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
+                     model=model, device=device, progress=progress, cancel=cancel)
+    result.sources = tuple(f"{t.case} {p['source']} {p['version']}" if p else f"{t.case} {said}"
+                           for t, p, said in zip((first, last), shown, result.sources))
+    return result
 
 
 def _read_seg(seg: str | Path, ct: Volume | None = None, scored: bool = False) -> Volume:

@@ -54,6 +54,9 @@ def test_compare_by_patient_uses_the_reviewed_labels_first_to_last(grouped, tmp_
     statuses = {c["status"] for c in truth["changes"]}
     result = api.compare_time_points(ws, "P1")  # no model loaded: both scans have corrections
     assert {r.status for r in result.rows} >= statuses - {"absent"}
+    versions = [ws.latest_version(t.case, "correction")["version"] for t in (first, last)]
+    assert result.sources == (f"{first.case} correction {versions[0]}", f"{last.case} correction {versions[1]}")
+    assert f"nodes: baseline {result.sources[0]}; follow-up {result.sources[1]}" in captured.out  # said
 
 
 def test_bad_groups_and_patients_are_one_line_errors_and_change_nothing(grouped, tmp_path, capsys):

@@ -124,6 +124,7 @@ class CompareResult:
     followup_labels: Volume  # the node ids of the follow-up table, on the follow-up grid
     registration: Registration
     warnings: list[str] = field(default_factory=list)
+    sources: tuple[str, str] = ("", "")  # where each scan's nodes came from (a SEG, a version, a model)
 
     def __repr__(self) -> str:  # a summary; the rows are in ``rows`` (a notebook cell's last line)
         counts = {status: sum(r.status == status for r in self.rows) for status in dict.fromkeys(

@@ -10,7 +10,7 @@ import pytest
 from lnq_napari.cli import main
 from lnq_napari.io.readers import write_volume
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._names import short_model_name
+from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin.app import dock_widgets
 from lnq_napari.plugin.widgets import NodesWidget
 from lnq_napari.quantify import NodeRow

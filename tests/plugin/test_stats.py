@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._stats import REVIEW_ACTION, CaseStats, format_seconds, log_review, summarize
 
 
@@ -50,13 +49,3 @@ def test_log_review_writes_a_journal_line_the_summary_reads(tmp_path, phantom_fi
 def test_format_seconds():
     shown = [format_seconds(s) for s in (None, 4.4, 59.6, 65, 3600)]
     assert shown == ["-", "4 s", "1 min 00 s", "1 min 05 s", "60 min 00 s"]
-
-
-def test_short_model_names_keep_short_versions_and_shorten_long_ones():
-    tunes = [f"ft-20261127-15{i}0-356336d7" for i in range(4)]
-    version = "+".join(["lnq-unet-20261127-1053-356336d7", *tunes])
-    alias = short_model_name(version)
-    assert alias == "lnq-unet 2026-11-27 10:53 +4 ft" and len(alias) <= 32
-    assert short_model_name("v003") == "v003" and short_model_name(None) == "no model"
-    odd = "x" * 100
-    assert short_model_name(odd).endswith("...") and len(short_model_name(odd)) == 32

@@ -21,9 +21,9 @@ from lnq_napari import api
 from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
+from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._case import add_case, read_case, read_labels_data
 from lnq_napari.plugin._layers import ROLE_KEY
-from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._reader import HEADER_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
 from lnq_napari.plugin._stats import REVIEW_ACTION, summarize

@@ -20,8 +20,8 @@ from lnq_napari import api
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
+from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._layers import layer_kwargs, layer_volume, unplaced_note
-from lnq_napari.plugin._names import short_model_name
 from lnq_napari.plugin._session import show_prediction
 from lnq_napari.plugin.widgets._common import (
     WorkerWidget,

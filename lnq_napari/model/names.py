@@ -1,4 +1,5 @@
-"""Short, readable model names for the panel; the full version string stays in tooltips and provenance."""
+"""Short, readable model names for the panel and the command line; the full version string stays in
+tooltips and provenance."""
 
 from __future__ import annotations
 
