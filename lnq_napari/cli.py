@@ -56,6 +56,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     tqdm.write(f"lnq-napari: warning: {message}", file=sys.stderr)
 
 
+DATA_HELP = ("folder of cases: <case>-ct.nrrd with <case>-seg.nrrd (LNQ layout; .nii.gz, .mha too), plainly "
+             "named CTs with <case>-seg files, or DICOM CT series with the SEGs that reference them")
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{0.0 if abs(value) < 1e-9 else value:.4g}"  # no -3.6e-15
@@ -354,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("train", help="train a model on LNQ-layout data with partial labels")
-    p.add_argument("--data", required=True, help="folder of lnq2023-*-ct.nrrd / -seg.nrrd pairs")
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--iterations", type=int, default=2000, help="training steps (default 2000)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
@@ -366,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-nnunet", help="write an nnU-Net v2 raw dataset (unknown voxels as its ignore "
                        "label) to train nnU-Net on")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="folder of lnq2023-*-ct.nrrd / -seg.nrrd pairs")
+    source.add_argument("--data", help=DATA_HELP)
     source.add_argument("--workspace", help="workspace folder: corrected cases by the correction rules, the "
                         "others by their original labels")
     p.add_argument("--out", required=True,
@@ -414,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     ws_sub = ws.add_subparsers(dest="ws_command", required=True, metavar="ACTION")
     p = ws_sub.add_parser("init", help="create a workspace from a data folder")
     p.add_argument("path", help="workspace folder to create")
-    p.add_argument("--data", required=True, help="folder of LNQ-layout cases")
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--model", help="start from this model folder instead of the bundled model (one you "
                                    "trained: lnq-napari train, or nnunet:<nnU-Net trained model folder>)")
     p.set_defaults(func=_cmd_workspace)
