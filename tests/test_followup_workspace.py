@@ -55,7 +55,7 @@ def test_compare_by_patient_uses_the_reviewed_labels_first_to_last(grouped, tmp_
     result = api.compare_time_points(ws, "P1")  # no model loaded: both scans have corrections
     assert {r.status for r in result.rows} >= statuses - {"absent"}
     versions = [ws.latest_version(t.case, "correction")["version"] for t in (first, last)]
-    assert result.sources == (f"{first.case} correction {versions[0]}", f"{last.case} correction {versions[1]}")
+    assert result.sources == tuple(f"{t.case} correction {v}" for t, v in zip((first, last), versions))
     assert f"nodes: baseline {result.sources[0]}; follow-up {result.sources[1]}" in captured.out  # said
 
 
