@@ -461,6 +461,15 @@ def find_nodes(
         raise LNQError(f"max_suggestions must be a whole number >= 0, or None for the model's own (got "
                        f"{max_suggestions!r})")
     ct = _volume(ct, "the CT", read=True)
+    predictor, prediction = _predicted(ct, model, device, progress, cancel, region)
+    return nodes_of_prediction(ct, prediction, predictor.config.inference, max_suggestions, progress=progress,
+                               cancel=cancel)
+
+
+def _predicted(ct: Volume, model, device: str, progress: Progress, cancel: Cancel,
+               region: bool = True) -> tuple[Predictor, Prediction]:
+    """``ct`` checked and predicted (post-processed mask and probabilities): :func:`find_nodes` without
+    the node ids, suggestions and table, which `predict` does not write."""
     if np.asarray(ct.array).dtype == bool:
         raise LNQError("the CT holds True/False values (a mask?); a CT holds numbers in Hounsfield units: "
                        "pass the CT volume")
@@ -472,14 +481,14 @@ def find_nodes(
     if extent < THIN_SLAB_MM:
         warnings.warn(f"the CT spans only {extent:.0f} mm along one axis: the model judges nodes in their 3D "
                       "context and finds few or none in a slab this thin; give the whole series",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=3)
     predictor = load_predictor(model, device=device)
     inf = predictor.config.inference
     step = progress or (lambda fraction, message="": None)
     off = {} if region or inf.mediastinum_margin_mm is None else {"region": False}
     prediction = predictor.predict(ct, progress=lambda f, m="": step(0.9 * f, m), cancel=cancel, **off)
     _check(cancel)
-    return nodes_of_prediction(ct, prediction, inf, max_suggestions, progress=step, cancel=cancel)
+    return predictor, prediction
 
 
 #: A CT thinner than this (mm) along an axis is a slab: predicted, with a warning (a 9 mm slab through
@@ -564,13 +573,19 @@ def predict(
                 progress((k + fraction) / len(items), f"{case_id}: {message}")
 
         try:
-            ct = read_volume(path)
-            result = find_nodes(ct, predictor, progress=step, cancel=cancel)
+            with warnings.catch_warnings(record=True) as heard:  # in a batch, each said with its case
+                warnings.simplefilter("always")
+                ct = read_volume(path)
+                _, result = _predicted(ct, predictor, device, step, cancel)  # only the mask is written
         except LNQError as exc:  # a damaged CT in a batch: the others are still predicted
             if len(items) == 1:
                 raise
             failed.append(f"{case_id}: {exc}")
             continue
+        finally:
+            for said in heard:
+                prefix = f"{case_id}: " if len(items) > 1 else ""
+                warnings.warn(f"{prefix}{said.message}", said.category, stacklevel=2)
         if format == "dicom-seg":
             written.append(dicom_seg.write_dicom_seg(out / f"{case_id}{suffix}", result.mask, path,
                                                      model_version=result.model_version,

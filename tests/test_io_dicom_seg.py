@@ -22,6 +22,7 @@ from pydicom.sr.codedict import codes
 from lnq_napari import api
 from lnq_napari.cli import main
 from lnq_napari.errors import LNQError
+from lnq_napari.inference import Prediction
 from lnq_napari.io import GridWarning, Volume, read_labels, read_volume, write_volume
 from lnq_napari.io.dicom_seg import short_version, write_dicom_seg
 from lnq_napari.io.readers import read_raw
@@ -499,8 +500,8 @@ class _Stub:
 def test_predict_format_dicom_seg(tmp_path, ct, liver, monkeypatch, capsys):
     ids = liver.with_array(liver.array.astype(np.int32))
     monkeypatch.setattr(api, "Predictor", _Stub)
-    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
-        ids, ids, VERSION, [], []))
+    monkeypatch.setattr(api, "_predicted", lambda volume, predictor, *a, **kw: (
+        None, Prediction(ids, ids, VERSION)))
     (written,) = api.predict(SERIES, tmp_path / "out", format="dicom-seg")
     assert written.name == "ct-3slice-seg.dcm"
     np.testing.assert_array_equal(read_labels(written, reference=ct).array, liver.array != 0)
@@ -520,8 +521,8 @@ def test_predict_over_a_tcia_tree_predicts_each_ct_series_and_skips_the_segs(tmp
     ids from the path below it), the SEG series beside them are left out; a tree without a CT is one line."""
     ids = liver.with_array(liver.array.astype(np.int32))
     monkeypatch.setattr(api, "Predictor", _Stub)
-    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
-        ids, ids, VERSION, [], []))
+    monkeypatch.setattr(api, "_predicted", lambda volume, predictor, *a, **kw: (
+        None, Prediction(ids, ids, VERSION)))
     root = tmp_path / "CT Lymph Nodes"
     for patient in ("MED_001", "MED_002"):
         shutil.copytree(SERIES, root / patient / "study 1" / "2-CT")

@@ -11,6 +11,7 @@ from pydicom.dataset import FileMetaDataset
 
 from lnq_napari import api
 from lnq_napari.cli import main
+from lnq_napari.inference import Prediction
 from lnq_napari.io.dicom_seg import ALGORITHM_NAME
 from lnq_napari.io.outputs import PREDICTIONS, check_not_users, created_by, written_by_us
 from lnq_napari.io.readers import read_labels, write_volume
@@ -107,8 +108,8 @@ def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypat
     seg = write_seg_nrrd(data / "lnq2023-train-0001-seg.nrrd", _labels())  # the user's partial labels
     before = _md5(seg)
     predicted = _labels().with_array(np.zeros(SHAPE, np.uint8))
-    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
-        predicted, predicted, "m001", [], []))
+    monkeypatch.setattr(api, "_predicted", lambda volume, predictor, *a, **kw: (
+        None, Prediction(predicted, predicted, "m001")))
     for argv in (["predict", str(data), "-o", str(data)], ["demo", str(ct), "--out", str(data)]):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -129,8 +130,8 @@ def test_a_damaged_ct_in_a_batch_does_not_stop_the_others(tmp_path, monkeypatch,
     cts = [write_volume(data / f"lnq2023-val-000{k}-ct.nrrd", ct) for k in (1, 2, 3)]
     cts[1].write_bytes(cts[1].read_bytes()[: cts[1].stat().st_size // 2])
     predicted = _labels().with_array(np.zeros(SHAPE, np.uint8))
-    monkeypatch.setattr(api, "find_nodes", lambda volume, predictor, **kw: api.NodeResult(
-        predicted, predicted, "m001", [], []))
+    monkeypatch.setattr(api, "_predicted", lambda volume, predictor, *a, **kw: (
+        None, Prediction(predicted, predicted, "m001")))
     out = tmp_path / "out"
     assert main(["predict", str(data), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -160,3 +161,35 @@ def test_a_table_is_written_over_only_a_table_the_command_wrote(tmp_path, capsys
     capsys.readouterr()
     (tmp_path / "empty.csv").write_text("")  # nothing in it to lose
     assert main(["measure", str(labels), "--csv", str(tmp_path / "empty.csv")]) == 0
+
+
+def test_predict_writes_masks_without_suggestions_and_names_each_case_s_warnings(tmp_path, monkeypatch):
+    """predict computed suggestions and a node table it threw away (1.1 GB and seconds more on a 650-slice
+    CT); in a batch the second CT's warning was swallowed (once per place) and none said whose."""
+    from types import SimpleNamespace
+
+    from lnq_napari.model.config import InferenceConfig
+
+    def no_suggestions(*args, **kwargs):
+        raise AssertionError("predict needs no suggestions")
+
+    monkeypatch.setattr(api, "suggest_candidates", no_suggestions)
+    monkeypatch.setattr(api, "node_table", no_suggestions)
+
+    class Thin:  # a loaded predictor: load_predictor returns it as it is
+        config = SimpleNamespace(inference=InferenceConfig())
+
+        def predict(self, ct, progress=None, cancel=None, **kwargs):
+            mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+            return Prediction(mask, mask, "m001")
+
+    data = tmp_path / "data"
+    hu = np.full(SHAPE, -1000, np.int16)
+    hu[:, 5:15, 5:15] = 40
+    thin = _labels().with_array(hu)  # thinner than 30 mm along an axis: warned
+    for k in (1, 2):
+        write_volume(data / f"lnq2023-val-000{k}-ct.nrrd", thin)
+    with pytest.warns(UserWarning) as heard:
+        assert len(api.predict(data, tmp_path / "out", model=Thin())) == 2
+    said = [str(w.message) for w in heard if "spans only" in str(w.message)]
+    assert [s.split(":")[0] for s in said] == ["lnq2023-val-0001", "lnq2023-val-0002"]

@@ -132,7 +132,9 @@ class FakePredictor:
 
 @pytest.fixture
 def fake_ct() -> Volume:
-    return Volume(np.zeros((12, 60, 60), np.int16), spacing=(2.0, 2.0, 3.0))
+    hu = np.zeros((12, 60, 60), np.int16)
+    hu[:, :, :4] = -1000  # air at the edge: a CT in HU (stored values are refused)
+    return Volume(hu, spacing=(2.0, 2.0, 3.0))
 
 
 def test_find_nodes_keeps_suggestions_in_the_region_and_under_the_cap(fake_ct):
