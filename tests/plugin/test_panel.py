@@ -11,7 +11,7 @@ import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QDockWidget
 
-from lnq_napari.plugin._names import short_model_name
+from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin.app import view
 from lnq_napari.plugin.widgets.nodes import COLUMNS
 
