@@ -79,7 +79,7 @@ def test_labels_equal_our_label_states_and_geometry_is_exact(exported, data):
         assert case.counts == tuple(int(np.count_nonzero(lab == v)) for v in (0, 1, 2))
 
 
-def test_seg_on_another_grid_is_resampled_not_dropped(tmp_path, data):
+def test_a_cropped_seg_is_pasted_onto_its_ct_not_dropped(tmp_path, data):
     src = tmp_path / "src"
     src.mkdir()
     case = sorted(data.glob("*-ct.nrrd"))[0].name[: -len("-ct.nrrd")]
@@ -92,8 +92,8 @@ def test_seg_on_another_grid_is_resampled_not_dropped(tmp_path, data):
     origin = tuple(ct.index_to_physical(np.array([[z0, y0, x0]]))[0])
     write_volume(src / f"{case}-seg.nrrd", Volume(cropped, seg.spacing, origin, seg.direction))
     result = export_dataset(tmp_path / "raw", 7, data=src, workers=1)
-    assert result.cases[0].resampled
-    assert json.loads(result.dataset_json.read_text())["lnq_napari"]["resampled_segs"] == [case]
+    assert not result.cases[0].resampled  # a box of the CT's grid: pasted exactly, nothing resampled
+    assert json.loads(result.dataset_json.read_text())["lnq_napari"]["resampled_segs"] == []
     lab = _sitk(result.folder / "labelsTr" / f"{case}.nrrd")
     assert lab.GetSize() == ct.size_xyz
     import SimpleITK as sitk

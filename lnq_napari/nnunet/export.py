@@ -6,8 +6,8 @@ The layout is the one nnU-Net's ``dataset_format.md`` specifies: ``imagesTr/<cas
 ``file_ending``. Labels follow the trainer's label-state rules (:func:`~lnq_napari.training.labels.
 label_states`: annotated node 1, what the CT itself rules out 0, the rest unknown -> nnU-Net's ``ignore``
 2); a workspace's corrected cases follow the correction rules (:func:`~lnq_napari.training.corrections.
-correction_states`), its other cases their original labels. A seg on another grid than its CT (LNQ's
-first release) is resampled onto the CT grid, not dropped.
+correction_states`), its other cases their original labels. A seg on a box of its CT's grid (LNQ's
+first release) is pasted onto the CT grid, one on another grid resampled onto it, never dropped.
 
 Atomic: the dataset is written to a hidden ``.DatasetNNN_NAME.partial-*`` folder beside the target and
 renamed at the end. nnU-Net finds datasets by the ``DatasetNNN_`` prefix, so a killed export leaves

@@ -69,8 +69,7 @@ def test_seg_on_a_shifted_grid_is_put_on_the_sibling_ct_grid(tmp_path):
     seg = Volume(seg_array, (1.0, 1.0, 2.0), (0.0, 0.0, 4.0))  # two slices fewer, starting 2 slices up
     write_volume(tmp_path / "case-0001-ct.nrrd", ct)
     write_volume(tmp_path / "case-0001-seg.nrrd", seg)
-    with pytest.warns(UserWarning):
-        ((data, kwargs, kind),) = _read(tmp_path / "case-0001-seg.nrrd")
+    ((data, kwargs, kind),) = _read(tmp_path / "case-0001-seg.nrrd")  # a box of the CT's grid: pasted
     assert kind == "labels" and data.shape == ct.shape
     assert kwargs["translate"] == pytest.approx((0.0, 0.0, 0.0))
     assert np.array_equal(np.argwhere(data > 0)[:, 0], np.argwhere(seg_array > 0)[:, 0] + 2)
