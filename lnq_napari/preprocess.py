@@ -315,9 +315,8 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     if image is None:
         cropped = sitk.RegionOfInterest(oriented, size, index)
         grid = _target_grid(cropped, prep["target_spacing"])
-        resampled = sitk.Resample(
-            sitk.Cast(cropped, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear,
-            float(prep["hu_clip"][0]), sitk.sitkFloat32,
+        resampled = sitk.Resample(  # float32 out straight from the stored type: no full-size float copy
+            cropped, grid, sitk.Transform(), sitk.sitkLinear, float(prep["hu_clip"][0]), sitk.sitkFloat32,
         )
         array = normalize(sitk.GetArrayFromImage(resampled), prep)
     else:
