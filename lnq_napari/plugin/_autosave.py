@@ -33,6 +33,14 @@ class Autosaver:
     def path(self) -> Path:
         return autosave_path(autosave_dir(self.session.source, self.session.workspace), self.session.case)
 
+    def stop(self) -> None:
+        """No more writes: the case closes with nothing unsaved (a write still pending would be taken,
+        the next time the case opens, for edits never saved)."""
+        self._timer.stop()
+        self._pending = False
+        if self.schedule in self.session.listeners:
+            self.session.listeners.remove(self.schedule)
+
     def schedule(self) -> None:
         """Note an edit: write as soon as Qt is back (napari tells of a paint outside ``block_history``,
         a polygon, before it writes the data: a copy taken at once missed the edit) if the last write is

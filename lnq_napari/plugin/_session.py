@@ -331,6 +331,14 @@ class NodeSession:
             viewer.layers.events.removed.connect(self._on_layer_removed)
         self.marks_layer = layer
 
+    def release(self) -> None:
+        """The case closes with nothing unsaved (another opens in its place): no more autosaves, and its
+        marks layer leaving the viewer is no edit (it was taken as the user deleting the marks, an autosave
+        without them followed, and reopening the case offered it as unsaved edits: the marks were lost)."""
+        self.marks_layer = None
+        if self.autosaver is not None:
+            self.autosaver.stop()
+
     def _on_layer_removed(self, event=None) -> None:
         if self.marks_layer is not None and getattr(event, "value", None) is self.marks_layer:
             self.marks_layer = None

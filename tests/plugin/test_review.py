@@ -661,3 +661,38 @@ def test_autosaved_edits_that_were_saved_are_not_offered_after_another_reviewers
     assert widgets["Review"].open_case(case) is not None
     said = widgets["Review"].status.text()
     assert said.startswith(f"opened {case} (correction {theirs})") and "unsaved edits" not in said
+
+
+def test_rank_with_every_uncorrected_ct_damaged_says_why(make_napari_viewer, qtbot, workspace, tmp_path):
+    """The status said "the warnings say why" and showed none (they were collected, then dropped)."""
+    import shutil
+
+    from lnq_napari.workspace import Workspace
+
+    data = Path(shutil.copytree(workspace.root.parent / "data", tmp_path / "data"))  # the shared one stays
+    damaged = Workspace.init(tmp_path / "ws", data)
+    for case in damaged.case_ids():
+        damaged.ct_path(case).write_bytes(b"NRRD0004\ndamaged")
+    review = ReviewWidget(make_napari_viewer(), workspace=damaged)
+    assert review.rank() is not None
+    _wait(qtbot, review)
+    text = review.status.text()
+    assert "no case ranked" in text and "left out of the ranking" in text
+
+
+def test_a_saved_mark_survives_opening_another_case_and_coming_back(make_napari_viewer, qtbot, workspace,
+                                                                    autosave_dir):
+    """Opening the next case removed the marks layer, which the closing case took for the user deleting its
+    marks: it autosaved without them, and reopening offered that autosave as unsaved edits (mark gone)."""
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
+    review, save = widgets["Review"], widgets["Save"]
+    first = workspace.case_ids()[-1]
+    session = viewer.layers["nodes"].metadata["lnq_session"]
+    assert session.mark_node_at(viewer, (8, 30, 30))
+    marks = session.marks()
+    assert save.save() is not None and not session.unsaved
+    assert review.open_case(second) == workspace.ct_path(second), review.status.text()
+    qtbot.wait(1500)  # any autosave of the closed case would be written by now
+    assert review.open_case(first) == workspace.ct_path(first), review.status.text()
+    again = viewer.layers["nodes"].metadata["lnq_session"]
+    assert again.marks() == marks and not again.unsaved and "autosaved" not in review.status.text()

@@ -176,7 +176,10 @@ class ReviewWidget(WorkerWidget):
 
         def body() -> tuple[list[dict], list[str]]:
             with collected_warnings() as heard:  # a case left out of the ranking: in the status
-                rows = api.next_cases(root, n=n, strategy=strategy, progress=progress)
+                try:
+                    rows = api.next_cases(root, n=n, strategy=strategy, progress=progress)
+                except LNQError as exc:  # no case ranked: the warnings say why, in the same line
+                    raise LNQError("; ".join([str(exc), *dict.fromkeys(heard)])) from None
             return rows, list(dict.fromkeys(heard))
 
         return self._start(body, lambda done: self._show_queue(*done), "ranking cases ...")
@@ -266,7 +269,11 @@ class ReviewWidget(WorkerWidget):
         except LNQError as exc:
             self.status.setText(str(exc))
             return None
-        for layer in [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]:
+        closing = [ly for ly in self.viewer.layers if ly.metadata.get(ROLE_KEY) is not None]
+        for layer in closing:
+            if (session := layer.metadata.get(SESSION_KEY)) is not None:
+                session.release()
+        for layer in closing:
             self.viewer.layers.remove(layer)
         opened = prov or ws.latest_version(case, "original")  # the version on screen: the next Save's parent
         if restored:  # made on the version the autosave names, with the marks and rejections autosaved
