@@ -596,6 +596,7 @@ def predict(
             written.append(segfile.write_seg_nrrd(out / f"{case_id}{suffix}", result.mask, extra=extra))
         if probabilities:
             written.append(write_volume(out / f"{case_id}-prob.nrrd", result.probabilities))
+        step(1.0, "written")
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise LNQError(f"predicted {len(items) - len(failed)} of {len(items)} CTs into {out}; not "

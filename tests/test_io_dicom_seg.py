@@ -705,6 +705,10 @@ def test_a_seg_our_model_made_keeps_its_model_version_through_a_workspace_and_it
     item = pydicom.dcmread(out).SegmentSequence[0]
     assert item.SegmentAlgorithmType == "AUTOMATIC"
     assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "lnq-napari"
+    write_dicom_seg(root / "3-SEG" / "1-1.dcm", labels, SERIES, model_version="m007", edits=3)  # edited
+    edited = api.init_workspace(tmp_path / "ws3", data=tmp_path / "data")
+    out = api.export_dicom_seg(tmp_path / "edited.seg.dcm", workspace=edited.root, case=case)
+    assert pydicom.dcmread(out).SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"  # not AUTOMATIC
     write_dicom_seg(root / "3-SEG" / "1-1.dcm", labels, SERIES)  # drawn by hand: MANUAL, as before
     hand = api.init_workspace(tmp_path / "ws2", data=tmp_path / "data")
     assert hand.version_info(case, "v001")["model_version"] is None

@@ -39,13 +39,15 @@ LO_MAX = 64  # characters of a DICOM LO value (Algorithm Version, Series Descrip
 
 @dataclass(frozen=True)
 class SegSegment:
-    """One segment of a DICOM SEG: its number, label, whether it is coded or named a lymph node, and the
-    lnq-napari model version that made it (None: drawn by hand, or by another program)."""
+    """One segment of a DICOM SEG: its number, label, whether it is coded or named a lymph node, the
+    lnq-napari model version that made it (None: drawn by hand, or by another program) and whether a
+    reader edited the model's output (SEMIAUTOMATIC)."""
 
     number: int
     label: str
     node: bool
     model_version: str | None = None
+    edited: bool = False
 
 
 @dataclass
@@ -214,7 +216,7 @@ def _not_a_ct_image(folder: Path) -> bool:
         if not path.is_file() or path.name.upper() == "DICOMDIR" or not _dicom_file(path):
             continue
         try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ImageType"])
         except Exception:  # unreadable: the reader says what is wrong when it is read
             return False
         modality = str(header.get("Modality", "CT") or "CT").upper()
@@ -317,7 +319,8 @@ def _segments(ds, name: str) -> list[SegSegment]:
         coded = any((str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", ""))) == LYMPH_NODE_CODE
                     for c in codes)
         out.append(SegSegment(number, label, coded or any(w in label.lower() for w in NODE_WORDS),
-                              _our_model_version(item)))
+                              _our_model_version(item),
+                              str(item.get("SegmentAlgorithmType", "")).upper() == "SEMIAUTOMATIC"))
     if not out:
         raise LNQError(f"{name} is a DICOM SEG without segments (empty Segment Sequence); re-export it")
     return out
@@ -397,12 +400,27 @@ def _parse(path: Path, ds) -> SegFile:
         raise LNQError(f"{name}: pixel spacing {spacing.tolist()} is not positive; re-export the SEG")
     between = measures.get("SpacingBetweenSlices")
     slice_spacing = float(between) if between not in (None, "") and float(between) > 0 else None
-    referenced = tuple(str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence") or []
-                       if "SeriesInstanceUID" in s)
+    referenced = _referenced(ds)
     frame_of_reference = str(ds.get("FrameOfReferenceUID", ""))
     return SegFile(path, ds, _segments(ds, name), seg_type, referenced, frame_of_reference, rows,
                    columns, orientation, (float(spacing[0]), float(spacing[1])), slice_spacing,
                    positions, segment_of)
+
+
+def _referenced(ds) -> tuple[str, ...]:
+    """The Series Instance UIDs a SEG dataset references."""
+    return tuple(str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence") or []
+                 if "SeriesInstanceUID" in s)
+
+
+def referenced_series(path: str | Path) -> tuple[str, ...]:
+    """The CT series a DICOM SEG file references, from its header alone (its frames are not read)."""
+    import pydicom
+
+    try:
+        return _referenced(pydicom.dcmread(path, stop_before_pixels=True))
+    except Exception:  # read in full later, and refused there in one line when damaged
+        return ()
 
 
 # ------------------------------------------------------------------ choosing and placing
@@ -561,7 +579,8 @@ def seg_meta(seg: SegFile, chosen: list[SegSegment]) -> dict:
     return {"selected_segments": [s.label for s in chosen], "segment_keys": [s.number for s in chosen],
             "dicom_seg": str(seg.path),
             "dicom_referenced_series_uid": seg.referenced_series[0] if seg.referenced_series else "",
-            **({"model_version": made_by.pop()} if len(made_by) == 1 and None not in made_by else {})}
+            **({"model_version": made_by.pop(), "model_edited": any(s.edited for s in chosen)}
+               if len(made_by) == 1 and None not in made_by else {})}
 
 
 def _our_model_version(item) -> str | None:

@@ -754,7 +754,7 @@ def read_ct_of(path: str | Path, labels: str | Path) -> Volume:
     series = None
     if file_format(_existing(path)) == "dicom" and file_format(_existing(labels)) == "dicom":
         seg = dicom_seg.seg_file(labels)
-        referenced = dicom_seg.read_seg(seg).referenced_series if seg is not None else ()
+        referenced = dicom_seg.referenced_series(seg) if seg is not None else ()
         series = referenced[0] if referenced else None
     return read_volume(path, series)
 

@@ -112,8 +112,9 @@ class Workspace:
             labels = read_labels(self.seg_path(case), reference=self.read_ct(case))
         except LNQError as exc:
             raise LNQError(f"case {case}: {exc}") from exc
-        made_by = labels.meta.get("model_version")  # a SEG our model made: exported as AUTOMATIC again
-        return self.add_label_version(case, labels, "original", model_version=made_by, log=False)
+        made_by = labels.meta.get("model_version")  # a SEG our model made: exported as it came (AUTOMATIC,
+        edits = int(bool(labels.meta.get("model_edited")))  # or SEMIAUTOMATIC when a reader edited it)
+        return self.add_label_version(case, labels, "original", model_version=made_by, edits=edits, log=False)
 
     # ------------------------------------------------------------ cases
     def case_ids(self) -> list[str]:
