@@ -51,6 +51,8 @@ class Autosaver:
             self._timer.start()
 
     def _on_timeout(self) -> None:
+        if self._pending and not self.session.unsaved:  # nothing to keep: suggestions shown, all undone
+            self._pending = False  # (an autosave of the opened labels was offered later as unsaved edits)
         if self._pending:
             self._save_in_background()
             self._timer.start()
@@ -60,6 +62,7 @@ class Autosaver:
 
     def _extra(self) -> dict:
         return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or "",
+                "lnq_workspace": str(self.session.workspace or ""),  # $LNQ_NAPARI_AUTOSAVE_DIR is shared
                 "lnq_parent": self.session.parent_version or "",  # the version these edits are made on
                 **review_fields(self.session.marks(), self.session.rejections())}
 

@@ -27,6 +27,9 @@ class EditHistory:
         self.undone: list[Step] = []
         self._clean: Step | None = None  # the last step done when the labels were opened or saved
         self._clean_lost = False  # the saved state's step was forgotten: no undo reaches it again
+        self._epoch = 0  # outside edits so far
+        self._stamps: dict[int, int] = {}  # id of each step kept -> the outside edits made before it
+        self.stale = False  # the last undo or redo was of a step older than an outside edit
 
     def mark_clean(self) -> None:
         """The state now is the saved one (after a Save)."""
@@ -38,11 +41,17 @@ class EditHistory:
 
     def push(self, step: Step) -> None:
         self.done.append(step)
+        self._stamps[id(step)] = self._epoch
         forgotten = self.done[:-self.limit]
         del self.done[:-self.limit]
         if forgotten and (self._clean is None or any(s is self._clean for s in forgotten)):
             self._clean_lost = True  # the saved state lies at or before a forgotten step
         self.undone.clear()
+
+    def outside_edit(self) -> None:
+        """An edit the history does not hold was made (a mark moved with napari's Points tools): a step
+        recorded before it may no longer take the state back to where it was."""
+        self._epoch += 1
 
     def top(self) -> Step | None:
         """The last step done (None when there is none): what :meth:`replace_since` folds back to."""
@@ -61,6 +70,7 @@ class EditHistory:
         step = self.done.pop()
         step.undo()
         self.undone.append(step)
+        self.stale = self._stamps.get(id(step), -1) < self._epoch
         return True
 
     def redo(self) -> bool:
@@ -70,4 +80,5 @@ class EditHistory:
         step = self.undone.pop()
         step.redo()
         self.done.append(step)
+        self.stale = self._stamps.get(id(step), -1) < self._epoch
         return True

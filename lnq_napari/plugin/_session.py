@@ -155,11 +155,18 @@ class NodeSession:
     def undo(self) -> None:
         """Undo the last paint, mark, accept or reject (nothing when there is none)."""
         if self.history.undo():
-            self._changed()
+            self._after_history_step()
 
     def redo(self) -> None:
         if self.history.redo():
-            self._changed()
+            self._after_history_step()
+
+    def _after_history_step(self) -> None:
+        """After an undo or redo: a step older than an edit made with napari's own tools leaves the case
+        unsaved until Save (a redone mark came back beside the mark moved since, and the case said saved)."""
+        if self.history.stale:
+            self._edited_outside_history = True
+        self._changed()
 
     def _on_paint(self, event=None) -> None:
         self.history.push(Step(self.nodes.undo, self.nodes.redo))  # napari's labels history holds it
@@ -203,6 +210,7 @@ class NodeSession:
 
     def _changed_outside_history(self) -> None:
         self._edited_outside_history = True
+        self.history.outside_edit()
         self._changed()
 
     @property

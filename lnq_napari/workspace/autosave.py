@@ -76,16 +76,28 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
         return None
 
 
-def autosave_parent(path: str | Path) -> str | None:
-    """The workspace label version an autosave's edits were made on (its ``lnq_parent`` field; None when
-    it has none, as autosaves older than the field, or the file cannot be read)."""
+def autosave_fields(path: str | Path) -> dict[str, str]:
+    """An autosave's own header fields (``lnq_parent``, ``lnq_workspace``, ...); empty when the file
+    cannot be read."""
     import nrrd
 
     try:
-        header = nrrd.read_header(str(path))
+        return custom_fields(nrrd.read_header(str(path)))
     except (OSError, nrrd.NRRDError):
-        return None
-    return custom_fields(header).get("lnq_parent") or None
+        return {}
+
+
+def autosave_parent(path: str | Path) -> str | None:
+    """The workspace label version an autosave's edits were made on (its ``lnq_parent`` field; None when
+    it has none, as autosaves older than the field, or the file cannot be read)."""
+    return autosave_fields(path).get("lnq_parent") or None
+
+
+def autosave_of_another_workspace(path: str | Path, workspace: str | Path) -> bool:
+    """Whether an autosave was written for a case of another workspace (one $LNQ_NAPARI_AUTOSAVE_DIR
+    serves them all; its case names repeat across workspaces)."""
+    theirs = autosave_fields(path).get("lnq_workspace")
+    return bool(theirs) and Path(theirs).resolve() != Path(workspace).resolve()
 
 
 def review_fields(marked: list[dict], rejected: list[dict]) -> dict[str, str]:

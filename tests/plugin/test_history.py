@@ -67,3 +67,16 @@ def test_a_saved_state_older_than_the_kept_steps_is_never_reached_again():
     history.undo()
     history.undo()
     assert history.top() is None and not history.at_clean()
+
+
+def test_a_step_older_than_an_outside_edit_is_stale_when_undone_or_redone():
+    log, history = [], EditHistory()
+    history.push(_counting(log, "a"))
+    history.outside_edit()  # a mark moved with napari's Points tools
+    history.push(_counting(log, "b"))
+    history.undo()
+    assert not history.stale  # b came after it
+    history.undo()
+    assert history.stale  # a did not: undoing it may not restore what was there
+    history.redo()
+    assert history.stale

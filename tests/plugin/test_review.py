@@ -696,3 +696,35 @@ def test_a_saved_mark_survives_opening_another_case_and_coming_back(make_napari_
     assert review.open_case(first) == workspace.ct_path(first), review.status.text()
     again = viewer.layers["nodes"].metadata["lnq_session"]
     assert again.marks() == marks and not again.unsaved and "autosaved" not in review.status.text()
+
+
+def test_opening_a_case_writes_no_autosave_until_an_edit(make_napari_viewer, qtbot, workspace, autosave_dir):
+    """The suggestions' arrival autosaved the opened labels: after a roll-back the rolled-back model's
+    prediction came back as "unsaved edits" (and a Save stored it as a reader's correction)."""
+    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
+    review = widgets["Review"]
+    qtbot.waitUntil(lambda: review.suggesting is None, timeout=60000)
+    qtbot.wait(500)
+    assert not list(autosave_dir.glob("*.autosave.seg.nrrd"))
+    nodes = viewer.layers["nodes"]
+    with nodes.block_history():
+        nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    qtbot.waitUntil(lambda: bool(list(autosave_dir.glob("*.autosave.seg.nrrd"))), timeout=10000)
+
+
+def test_an_autosave_of_another_workspace_is_not_offered(make_napari_viewer, qtbot, workspace, tmp_path,
+                                                         autosave_dir):
+    """One $LNQ_NAPARI_AUTOSAVE_DIR for every workspace: workspace B's case opened with the edits
+    autosaved for the same case name in workspace A."""
+    from lnq_napari.workspace import Workspace
+
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
+    first = workspace.case_ids()[-1]
+    nodes = viewer.layers["nodes"]
+    with nodes.block_history():
+        nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    qtbot.waitUntil(lambda: bool(list(autosave_dir.glob(f"{first}.autosave.seg.nrrd"))), timeout=10000)
+    other = Workspace.init(tmp_path / "other", workspace.root.parent / "data")
+    review = ReviewWidget(make_napari_viewer(), workspace=other)
+    assert review.open_case(first) == other.ct_path(first), review.status.text()
+    assert "autosaved" not in review.status.text()

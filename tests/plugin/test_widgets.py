@@ -209,6 +209,26 @@ def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted,
     assert newer.unsaved and not session.unsaved  # not the hidden one's
 
 
+def test_a_mark_moved_with_napari_s_points_tools_cannot_be_redone_back_into_a_saved_case(
+        predicted, phantom_files, stand_in):
+    """Mark, Save, move the mark with napari's Points tools, Save, undo, redo: the redo put the old mark
+    back beside the moved one while the case said saved, and the next case dropped it."""
+    p = predicted
+    session = p.session
+    assert session.mark_node_at(p.viewer, _centre_index(phantom_files.case, stand_in.missed))
+    session.mark_saved()
+    marks = p.viewer.layers["marked nodes"]
+    marks.data = np.asarray(marks.data) + 2.0  # moved with the Points tools
+    saved = session.marks()
+    session.mark_saved()
+    session.undo()
+    session.redo()
+    assert session.marks() != saved and session.unsaved  # the guard keeps what the redo made
+    session.mark_saved()
+    session.undo()
+    assert session.unsaved
+
+
 def test_undoing_a_mark_takes_back_that_mark_only_and_a_deleted_marks_layer_saves_none(
         predicted, phantom_files, stand_in):
     """Undo of a click's mark put back the whole marks layer as it was before it, dropping marks added

@@ -30,7 +30,12 @@ from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, collected_warnings, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.autosave import autosave_parent, newer_autosave, read_review_fields
+from lnq_napari.workspace.autosave import (
+    autosave_of_another_workspace,
+    autosave_parent,
+    newer_autosave,
+    read_review_fields,
+)
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
 
 #: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
@@ -353,7 +358,7 @@ class ReviewWidget(WorkerWidget):
         other labels, marks or rejections, or, when another process saved a version since, one newer than
         the version it was made on that no correction saved from that version holds."""
         path = newer_autosave(case, ws.ct_path(case), ws.root, None)
-        if path is None:
+        if path is None or autosave_of_another_workspace(path, ws.root):
             return None
         based = autosave_parent(path)
         try:
