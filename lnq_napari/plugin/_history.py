@@ -46,6 +46,8 @@ class EditHistory:
         del self.done[:-self.limit]
         if forgotten and (self._clean is None or any(s is self._clean for s in forgotten)):
             self._clean_lost = True  # the saved state lies at or before a forgotten step
+        for gone in (*forgotten, *self.undone):
+            self._stamps.pop(id(gone), None)
         self.undone.clear()
 
     def outside_edit(self) -> None:
