@@ -9,6 +9,7 @@ from lnq_napari.io.layout import (
     case_name,
     ct_inputs,
     label_files_by_case,
+    label_name,
     looks_like_label_name,
     scan_cases,
     sibling_ct,
@@ -91,6 +92,9 @@ def test_ct_inputs_file_folder_and_dicom_folder(tmp_path):
     _touch(dicom, "001.dcm")
     assert ct_inputs(dicom) == [("series1", dicom)]
     assert ct_inputs(dicom / "001.dcm") == [("001", dicom / "001.dcm")]
+    _touch(tmp_path, "c-ct.dcm")  # one file holding the whole CT: named as its c-seg.dcm is paired
+    assert ct_inputs(tmp_path / "c-ct.dcm") == [("c", tmp_path / "c-ct.dcm")]
+    assert label_name(tmp_path / "c-seg.dcm").case == "c"
     with pytest.raises(LNQError, match="does not exist"):
         ct_inputs(tmp_path / "nope.nrrd")
 

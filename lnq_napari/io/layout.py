@@ -176,8 +176,8 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
             return [(split_name(p).case, p) for p in cts]
         return [(path.resolve().name, path)]  # a DICOM series folder (read_volume says so if it is not)
     name = path.name
-    if name.lower().endswith(".dcm"):
-        return [(name[: -len(".dcm")], path)]
+    if name.lower().endswith(".dcm"):  # an enhanced multi-frame CT, named as its SEG would be paired
+        return [(label_name(path).case or name[: -len(".dcm")], path)]
     return [(case_name(path, fallback=name), path)]
 
 
