@@ -32,7 +32,7 @@ def main() -> None:
         ct = read_volume(ct_path)
         full = read_labels(str(ct_path).replace("-ct.nrrd", "-full.nrrd"), reference=ct)
         prepared = prepare(ct, prep)
-        truth = sitk.DICOMOrient(sitk.Cast(full.to_sitk(), sitk.sitkFloat32), prep["orientation"])
+        truth = sitk.DICOMOrient(sitk.Cast(full.to_sitk(), sitk.sitkFloat32), prep.orientation)
         on_grid = sitk.Resample(truth, prepared.grid, sitk.Transform(), sitk.sitkLinear, 0.0)
         back = to_ct_grid(sitk.GetArrayFromImage(on_grid), prepared, ct) >= 0.5
         mask = Volume(back.astype(np.uint8), spacing=ct.spacing, origin=ct.origin, direction=ct.direction)

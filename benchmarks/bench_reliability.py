@@ -377,10 +377,7 @@ def next_setup(folder: Path) -> None:
     data = folder / "data"
     write_dataset(data, NEXT_CASES, seed=7, shape=(16, 48, 48), spacing=(6.0, 6.0, 8.0))
     torch.manual_seed(0)
-    from lnq_napari.preprocess import DEFAULT_PREPROCESSING
-
-    prep = {**DEFAULT_PREPROCESSING, **TINY["preprocessing"]}
-    config = ModelConfig.from_dict({**TINY, "preprocessing": prep, "version": "tiny-next"})
+    config = ModelConfig.from_dict({**TINY, "version": "tiny-next"})
     net = build_network(config.architecture.name, config.architecture.kwargs)
     save_checkpoint(folder / "tiny", net.state_dict(), config)
     ws = Workspace.init(folder / "ws", data)

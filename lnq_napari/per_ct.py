@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Protocol
@@ -27,7 +27,7 @@ import numpy as np
 from lnq_napari import components, preprocess
 from lnq_napari.io import orientation
 from lnq_napari.io.volume import Volume, volumes_digest
-from lnq_napari.preprocess import Prepared, mediastinum_region, prepare
+from lnq_napari.preprocess import Prepared, PreprocessingConfig, mediastinum_region, prepare
 
 
 class MaskStore(Protocol):
@@ -92,13 +92,13 @@ def ct_key(ct: Volume) -> str | None:
     return None if _KEPT.get() is None else volumes_digest(ct)
 
 
-def prepared_ct(ct: Volume, prep: dict, key: str | None = None) -> Prepared:
+def prepared_ct(ct: Volume, prep: PreprocessingConfig, key: str | None = None) -> Prepared:
     """:func:`~lnq_napari.preprocess.prepare` of ``ct`` (no labels), kept in a :func:`kept_per_ct` block
     (its arrays read-only); ``key``: :func:`ct_key`'s."""
     kept = _KEPT.get()
     if kept is None:
         return prepare(ct, prep)
-    key = (key or volumes_digest(ct), json.dumps(prep, sort_keys=True, default=str))
+    key = (key or volumes_digest(ct), json.dumps(asdict(prep), sort_keys=True, default=str))
     if key not in kept.prepared:
         prepared = prepare(ct, prep)
         prepared.image.setflags(write=False)

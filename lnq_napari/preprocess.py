@@ -8,7 +8,7 @@ network outputs can be resampled back onto the CT's exact grid with :func:`to_ct
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -18,16 +18,32 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import from_lps, reorient, to_lps
 from lnq_napari.io.volume import Volume
 
-DEFAULT_PREPROCESSING: dict = {
-    "orientation": "LPS",
-    "target_spacing": [1.5, 1.5, 3.0],  # x, y, z in mm
-    "hu_clip": [-300.0, 400.0],
-    "hu_center": 50.0,
-    "hu_scale": 175.0,
-    "roi": {
-        "rule": "lungs_bbox", "lung_hu": -500.0, "body_hu": -300.0, "margin_mm": 15.0, "min_lung_ml": 50.0,
-    },
-}
+
+@dataclass
+class RoiConfig:
+    """How :func:`find_roi` finds the chest ROI: the lungs' bounding box ("lungs_bbox") or the whole CT
+    ("none"), and the HU and sizes of its lungs and body."""
+
+    rule: str = "lungs_bbox"
+    lung_hu: float = -500.0
+    body_hu: float = -300.0
+    margin_mm: float = 15.0
+    min_lung_ml: float = 50.0
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreprocessingConfig:
+    """A model's preprocessing (the ``preprocessing`` section of its config.json): orientation, target
+    spacing, HU window and scaling, chest ROI; the one place their defaults live."""
+
+    orientation: str = "LPS"
+    target_spacing: list[float] = field(default_factory=lambda: [1.5, 1.5, 3.0])  # x, y, z in mm
+    hu_clip: list[float] = field(default_factory=lambda: [-300.0, 400.0])
+    hu_center: float = 50.0
+    hu_scale: float = 175.0
+    roi: RoiConfig = field(default_factory=RoiConfig)
+    extras: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -97,18 +113,18 @@ STORED_AIR_SHARE = 0.001
 STORED_TISSUE_SHARE = 0.10
 
 
-def normalize(hu: np.ndarray, prep: dict) -> np.ndarray:
+def normalize(hu: np.ndarray, prep: PreprocessingConfig) -> np.ndarray:
     """Clip HU to the model's window and scale to roughly unit range (float32)."""
-    lo, hi = prep["hu_clip"]
+    lo, hi = prep.hu_clip
     out = np.clip(hu.astype(np.float32, copy=False), lo, hi)
-    out -= float(prep["hu_center"])
-    out /= float(prep["hu_scale"])
+    out -= float(prep.hu_center)
+    out /= float(prep.hu_scale)
     return out
 
 
-def pad_value(prep: dict) -> float:
+def pad_value(prep: PreprocessingConfig) -> float:
     """The normalised value of air, used to pad images beyond their border."""
-    return (float(prep["hu_clip"][0]) - float(prep["hu_center"])) / float(prep["hu_scale"])
+    return (float(prep.hu_clip[0]) - float(prep.hu_center)) / float(prep.hu_scale)
 
 
 @dataclass
@@ -142,7 +158,7 @@ class Anatomy:
 
 
 def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
-                   rule: dict | None = None, seal: int = 0) -> Anatomy:
+                   roi: RoiConfig | None = None, seal: int = 0) -> Anatomy:
     """Body, lungs and (when asked for) the mediastinum region on a ~3 mm copy of ``hu`` (cheap for any
     CT size).
 
@@ -150,21 +166,21 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     the lungs of a slender patient do not leak into the air outside."""
     from scipy import ndimage
 
-    rule = {**DEFAULT_PREPROCESSING["roi"], **(rule or {})}
+    roi = roi or RoiConfig()
     step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
     small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
-    body = body_of(small, rule["body_hu"])
+    body = body_of(small, roi.body_hu)
     # slice by slice, all slices in one call: the structure connects voxels within a slice only
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     wall = ndimage.binary_closing(body, plane, iterations=seal, border_value=1) if seal else body
     wall = _edges_sealed(wall, body)
     filled = _holes_filled(wall, plane) & (body | ~wall)
-    lungs = ndimage.binary_opening(filled & (small < rule["lung_hu"]), plane, iterations=1)
+    lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), plane, iterations=1)
     return Anatomy(step, tuple(hu.shape), filled, lungs)
 
 
-def body_of(hu: np.ndarray, body_hu: float = DEFAULT_PREPROCESSING["roi"]["body_hu"]) -> np.ndarray:
+def body_of(hu: np.ndarray, body_hu: float = RoiConfig.body_hu) -> np.ndarray:
     """The patient's body in ``hu`` (any sampling): the largest connected part above ``body_hu``."""
     from scipy import ndimage
 
@@ -212,7 +228,7 @@ SEAL_WALL = 3
 
 
 def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
-                min_lung_ml: float = DEFAULT_PREPROCESSING["roi"]["min_lung_ml"]) -> np.ndarray:
+                min_lung_ml: float = RoiConfig.min_lung_ml) -> np.ndarray:
     """The lungs of a coarse anatomy without bowel or stomach gas: the 3D air components that hold
     ``min_lung_ml`` and, on one of their slices, cover a share of the body (:data:`LUNG_BODY_FRACTION`)."""
     from scipy import ndimage
@@ -267,7 +283,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     return from_lps(region, oriented, code).astype(bool)
 
 
-def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], rule: dict,
+def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], roi: RoiConfig,
              anatomy: Anatomy | None = None) -> tuple[slice, slice, slice]:
     """The chest ROI in index space: the lungs' bounding box plus a margin, found on a coarse copy.
 
@@ -275,25 +291,25 @@ def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], rule: dict
     body is found.
     """
     shape = hu.shape
-    if rule.get("rule", "lungs_bbox") == "none":
+    if roi.rule == "none":
         return tuple(slice(0, n) for n in shape)
-    anatomy = anatomy or coarse_anatomy(hu, spacing_zyx, rule)
+    anatomy = anatomy or coarse_anatomy(hu, spacing_zyx, roi)
     step = anatomy.step
     voxel_ml = float(np.prod([s * st for s, st in zip(spacing_zyx, step)])) / 1000.0
-    target = anatomy.lungs if anatomy.lungs.sum() * voxel_ml >= rule["min_lung_ml"] else anatomy.body
+    target = anatomy.lungs if anatomy.lungs.sum() * voxel_ml >= roi.min_lung_ml else anatomy.body
     if not target.any():
         return tuple(slice(0, n_) for n_ in shape)
     idx = np.nonzero(target)
     out = []
     for axis in range(3):
-        margin = int(np.ceil(rule["margin_mm"] / spacing_zyx[axis]))
+        margin = int(np.ceil(roi.margin_mm / spacing_zyx[axis]))
         lo = int(idx[axis].min()) * step[axis] - margin
         hi = (int(idx[axis].max()) + 1) * step[axis] + margin
         out.append(slice(max(0, lo), min(shape[axis], hi)))
     return tuple(out)
 
 
-def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = None,
+def prepare(ct: Volume, prep: PreprocessingConfig | None = None, labels: np.ndarray | None = None,
             image: Prepared | None = None) -> Prepared:
     """Orient, crop to the ROI, resample to the target spacing and normalise a CT.
 
@@ -302,21 +318,21 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     """
     import SimpleITK as sitk
 
-    prep = {**DEFAULT_PREPROCESSING, **(prep or {})}
+    prep = prep or PreprocessingConfig()
     if image is None:
-        oriented = reorient(ct.to_sitk(), prep["orientation"])
+        oriented = reorient(ct.to_sitk(), prep.orientation)
         hu = sitk.GetArrayViewFromImage(oriented)
         check_ct_values(hu)
-        roi = find_roi(hu, tuple(oriented.GetSpacing()[::-1]), prep["roi"])
+        roi = find_roi(hu, tuple(oriented.GetSpacing()[::-1]), prep.roi)
     else:
         roi = image.roi_index
     index = [int(roi[2].start), int(roi[1].start), int(roi[0].start)]
     size = [int(roi[2].stop - roi[2].start), int(roi[1].stop - roi[1].start), int(roi[0].stop - roi[0].start)]
     if image is None:
         cropped = sitk.RegionOfInterest(oriented, size, index)
-        grid = _target_grid(cropped, prep["target_spacing"])
+        grid = _target_grid(cropped, prep.target_spacing)
         resampled = sitk.Resample(  # float32 out straight from the stored type: no full-size float copy
-            cropped, grid, sitk.Transform(), sitk.sitkLinear, float(prep["hu_clip"][0]), sitk.sitkFloat32,
+            cropped, grid, sitk.Transform(), sitk.sitkLinear, float(prep.hu_clip[0]), sitk.sitkFloat32,
         )
         array = normalize(sitk.GetArrayFromImage(resampled), prep)
     else:
@@ -324,7 +340,7 @@ def prepare(ct: Volume, prep: dict | None = None, labels: np.ndarray | None = No
     out_labels = None
     if labels is not None:
         lab_vol = ct.with_array(np.asarray(labels).astype(np.int16))
-        lab_img = sitk.RegionOfInterest(reorient(lab_vol.to_sitk(), prep["orientation"]), size, index)
+        lab_img = sitk.RegionOfInterest(reorient(lab_vol.to_sitk(), prep.orientation), size, index)
         lab_res = sitk.Resample(lab_img, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
         out_labels = sitk.GetArrayFromImage(lab_res).astype(np.int8)
     return Prepared(array, grid, roi, out_labels)

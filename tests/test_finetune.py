@@ -937,6 +937,7 @@ def test_held_out_figures_are_kept_per_model_weights_and_correction(tmp_path, da
 
 def test_known_background_is_computed_once_per_ct_and_options(tmp_path, dataset, parent_model, monkeypatch):
     from lnq_napari.finetuning import reviewed
+    from lnq_napari.model.config import StatesConfig
     from lnq_napari.training.labels import ct_background, label_states
 
     ws, _ = _workspace(tmp_path, dataset, parent_model, n_corrected=1)
@@ -948,7 +949,7 @@ def test_known_background_is_computed_once_per_ct_and_options(tmp_path, dataset,
     calls = []
     monkeypatch.setattr(reviewed, "ct_background", lambda c, o=None: calls.append(o) or ct_background(c, o))
     assert np.array_equal(reviewed.known_background(ws, ct), first) and calls == []  # from the cache
-    reviewed.known_background(ws, ct, {"low_hu": -50.0})  # other options: computed again
+    reviewed.known_background(ws, ct, StatesConfig(low_hu=-50.0))  # other options: computed again
     other = ct.with_array(ct.array + 1)
     reviewed.known_background(ws, other)  # another CT: computed again
     assert len(calls) == 2 and len(list(ws.cache.folder.glob("background-*.npz"))) == 3

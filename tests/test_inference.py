@@ -25,15 +25,13 @@ FLIP_XY = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from lnq_napari.preprocess import DEFAULT_PREPROCESSING
-
     torch.manual_seed(0)
     net = build_network("unet3d", TINY)
     with torch.no_grad():
         net.head.bias.fill_(0.3)  # some voxels above 0.5, some below
     config = {
         "architecture": {"name": "unet3d", "kwargs": TINY},
-        "preprocessing": {**DEFAULT_PREPROCESSING, "target_spacing": [4.0, 4.0, 8.0]},
+        "preprocessing": {"target_spacing": [4.0, 4.0, 8.0]},
         "inference": {"patch_size": [8, 32, 32], "overlap": 0.25, "threshold": 0.5, "min_component_mm3": 0},
         "version": "tiny-test",
     }

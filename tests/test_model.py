@@ -13,8 +13,9 @@ import torch
 from lnq_napari.errors import LNQError
 from lnq_napari.model import bundled_model_path, resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint, load_state, read_config, save_checkpoint, sha256_file
-from lnq_napari.model.config import InferenceConfig, ModelConfig, TrainConfig
+from lnq_napari.model.config import InferenceConfig, ModelConfig, StatesConfig, TrainConfig
 from lnq_napari.model.network import UNet3D, build_network
+from lnq_napari.preprocess import PreprocessingConfig, RoiConfig
 
 torch.set_num_threads(1)
 
@@ -127,7 +128,7 @@ def test_bundled_model_is_complete_and_small():
     size = sum(p.stat().st_size for p in path.iterdir())
     assert size <= 20 * 1024 * 1024
     assert config.version and config.training is not None and config.training.iterations > 0
-    assert config.preprocessing["target_spacing"] and config.inference.patch_size
+    assert config.preprocessing.target_spacing and config.inference.patch_size
     assert np.isfinite(sum(float(p.detach().abs().sum()) for p in net.parameters()))
 
 
@@ -147,6 +148,11 @@ def test_bundled_config_round_trips_through_model_config(tmp_path):
         expected[section] = {**raw[section], **newer}
     assert again == expected
     assert ModelConfig.from_dict(again) == config
+    # the typed preprocessing and states sections give back exactly the bundled objects
+    assert isinstance(config.preprocessing, PreprocessingConfig) and isinstance(config.states, StatesConfig)
+    written = config.to_dict()
+    for section in ("preprocessing", "states"):
+        assert written[section] == raw[section] and list(written[section]) == list(raw[section])
 
 
 def test_missing_settings_get_the_dataclass_defaults_and_unknown_keys_survive(tmp_path, model_dir):
@@ -163,6 +169,36 @@ def test_missing_settings_get_the_dataclass_defaults_and_unknown_keys_survive(tm
     again = json.loads((save_checkpoint(tmp_path / "re", state, config) / "config.json").read_text())
     assert again["inference"]["future_setting"] == [1, 2] and again["from_a_newer_version"] == {"a": 1}
     assert again["inference"]["min_component_mm3"] == 300.0
+
+
+def test_old_preprocessing_and_states_get_defaults_and_keep_unknown_keys():
+    """A config.json of an older (or newer) version: missing settings read as the defaults, unknown keys
+    are kept (also within ``preprocessing.roi``) and written back."""
+    old = {"preprocessing": {"target_spacing": [4.0, 4.0, 8.0], "roi": {"margin_mm": 10.0, "new_rule": 1},
+                             "resampler": "bspline"},
+           "states": {"high_hu": 200.0, "future_rule": [1, 2]}}
+    config = ModelConfig.from_dict(old)
+    prep, states = config.preprocessing, config.states
+    assert prep.target_spacing == [4.0, 4.0, 8.0] and prep.hu_clip == PreprocessingConfig().hu_clip
+    assert prep.roi.margin_mm == 10.0 and prep.roi.min_lung_ml == RoiConfig().min_lung_ml
+    assert prep.extras == {"resampler": "bspline"} and prep.roi.extras == {"new_rule": 1}
+    assert states.high_hu == 200.0 and states.low_hu == StatesConfig().low_hu
+    assert states.extras == {"future_rule": [1, 2]}
+    written, default = config.to_dict(), ModelConfig().to_dict()
+    assert written["preprocessing"]["resampler"] == "bspline"
+    roi = written["preprocessing"]["roi"]
+    assert roi == {**default["preprocessing"]["roi"], "margin_mm": 10.0, "new_rule": 1}
+    assert written["states"] == {**default["states"], "high_hu": 200.0, "future_rule": [1, 2]}
+    assert ModelConfig.from_dict(written) == config
+    defaults = ModelConfig.from_dict({})
+    assert defaults.preprocessing == PreprocessingConfig() and defaults.states == StatesConfig()
+
+
+@pytest.mark.parametrize("bad", [{"states": [1, 2]}, {"preprocessing": {"roi": 5}}])
+def test_a_preprocessing_or_states_section_of_the_wrong_kind_is_one_line(bad):
+    with pytest.raises(LNQError, match="is not a JSON object; re-export the model") as info:
+        ModelConfig.from_dict(bad)
+    assert "\n" not in str(info.value)
 
 
 def test_default_model_config_names_every_inference_setting():

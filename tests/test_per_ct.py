@@ -11,6 +11,9 @@ from lnq_napari import per_ct
 from lnq_napari.inference import Predictor
 from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.phantom import make_case
+from lnq_napari.preprocess import PreprocessingConfig
+
+PREP = PreprocessingConfig()
 
 torch.set_num_threads(1)
 
@@ -79,8 +82,8 @@ def test_each_caller_gets_its_own_region_and_the_kept_image_is_read_only(ct):
         expected = first.copy()
         first[:] = ~first
         second = per_ct.region_of(ct, 10.0)
-        prepared = per_ct.prepared_ct(ct, {})
-        assert per_ct.prepared_ct(ct, {}) is prepared
+        prepared = per_ct.prepared_ct(ct, PREP)
+        assert per_ct.prepared_ct(ct, PREP) is prepared
     assert second.dtype == bool and second.shape == ct.shape
     assert np.array_equal(second, expected) and expected.any() and not expected.all()
     with pytest.raises(ValueError):
@@ -127,11 +130,11 @@ def test_only_the_latest_cts_are_held_in_memory(ct, calls):
               for k in range(per_ct.KEPT + 1)]
     with per_ct.kept_per_ct():
         for volume in copies:
-            per_ct.prepared_ct(volume, {})
+            per_ct.prepared_ct(volume, PREP)
             per_ct.region_of(volume, 10.0)
-        per_ct.prepared_ct(copies[-1], {})  # kept
+        per_ct.prepared_ct(copies[-1], PREP)  # kept
         per_ct.region_of(copies[-1], 10.0)
         assert calls == {"prepare": len(copies), "region": len(copies)}
-        per_ct.prepared_ct(copies[0], {})  # the oldest was let go
+        per_ct.prepared_ct(copies[0], PREP)  # the oldest was let go
         per_ct.region_of(copies[0], 10.0)
         assert calls == {"prepare": len(copies) + 1, "region": len(copies) + 1}

@@ -9,7 +9,7 @@ import pytest
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import DEFAULT_PREPROCESSING, find_roi, normalize, pad_value, prepare, to_ct_grid
+from lnq_napari.preprocess import PreprocessingConfig, find_roi, normalize, pad_value, prepare, to_ct_grid
 
 OBLIQUE_FLIP = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -29,7 +29,7 @@ def _chest(shape=(20, 64, 80)) -> np.ndarray:
 
 
 def test_normalize_window():
-    prep = DEFAULT_PREPROCESSING
+    prep = PreprocessingConfig()
     out = normalize(np.array([-3000, 50, 3000]), prep)
     assert out.dtype == np.float32
     assert out[1] == 0.0 and out[0] == pad_value(prep) and out[2] > 0
@@ -37,7 +37,7 @@ def test_normalize_window():
 
 def test_roi_covers_lungs_and_drops_outside_air():
     hu = _chest()
-    roi = find_roi(hu, (5.0, 3.0, 3.0), DEFAULT_PREPROCESSING["roi"])
+    roi = find_roi(hu, (5.0, 3.0, 3.0), PreprocessingConfig().roi)
     lungs = hu == -850
     inner = np.zeros_like(lungs)
     inner[roi] = True
@@ -47,7 +47,7 @@ def test_roi_covers_lungs_and_drops_outside_air():
 
 def test_roi_falls_back_to_whole_volume_without_body():
     hu = np.full((6, 10, 10), -1000, np.int16)
-    roi = find_roi(hu, (5.0, 1.0, 1.0), DEFAULT_PREPROCESSING["roi"])
+    roi = find_roi(hu, (5.0, 1.0, 1.0), PreprocessingConfig().roi)
     assert roi == (slice(0, 6), slice(0, 10), slice(0, 10))
 
 
@@ -57,7 +57,7 @@ def test_prepare_resamples_to_target_spacing_and_back_to_exact_grid():
     blob = np.zeros(hu.shape, np.uint8)
     zz, yy, xx = np.indices(hu.shape)
     blob[((zz - 10) * 5) ** 2 + ((yy - 32) * 3) ** 2 + ((xx - 40) * 3) ** 2 < 15**2] = 1
-    prep = {**DEFAULT_PREPROCESSING, "target_spacing": [2.0, 2.0, 4.0]}
+    prep = PreprocessingConfig(target_spacing=[2.0, 2.0, 4.0])
     p = prepare(ct, prep, labels=blob)
     assert p.image.dtype == np.float32 and p.labels.dtype == np.int8
     assert p.image.shape == p.labels.shape
@@ -76,7 +76,7 @@ def test_labels_prepared_on_an_image_prepared_before_match_one_pass():
     hu = _chest()
     ct = Volume(hu, spacing=(3.0, 3.0, 5.0), origin=(-117.3, 12.25, -903.7), direction=OBLIQUE_FLIP)
     labels = (np.random.default_rng(1).random(hu.shape) > 0.7).astype(np.int8)
-    prep = {**DEFAULT_PREPROCESSING, "target_spacing": [2.0, 2.0, 4.0]}
+    prep = PreprocessingConfig(target_spacing=[2.0, 2.0, 4.0])
     once, image = prepare(ct, prep, labels=labels), prepare(ct, prep)
     again = prepare(ct, prep, labels=labels, image=image)
     assert image.labels is None and again.image is image.image and again.roi_index == once.roi_index

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lnq_napari.preprocess import DEFAULT_PREPROCESSING, normalize
+from lnq_napari.preprocess import PreprocessingConfig, normalize
 from lnq_napari.training.sampler import Unenhance
+
+PREP = PreprocessingConfig()
 
 
 def _patch():
@@ -18,16 +20,16 @@ def _patch():
     states[:, 20:27, 10:17] = 1
     hu[:, 28:31, 28:31] = 120.0  # brighter than a node, not enhanced: stays unknown
     hu[:, 12:16, 24:30] = 200.0  # an enhanced structure the HU rule left unknown
-    return normalize(hu, DEFAULT_PREPROCESSING), states
+    return normalize(hu, PREP), states
 
 
 def _hu(image):
-    return image * DEFAULT_PREPROCESSING["hu_scale"] + DEFAULT_PREPROCESSING["hu_center"]
+    return image * PREP.hu_scale + PREP.hu_center
 
 
 def test_unenhance_maps_enhanced_background_to_blood_and_keeps_the_rest():
     image, states = _patch()
-    aug = Unenhance.from_hu(1.0, DEFAULT_PREPROCESSING, bright_hu=230.0)
+    aug = Unenhance.from_hu(1.0, PREP, bright_hu=230.0)
     image_out, states_out = aug(image, states, np.random.default_rng(0))
     out = _hu(image_out)
     for structure in (np.s_[:, 4:10, 4:28], np.s_[:, 12:16, 24:30]):  # known and unknown parts alike
@@ -45,10 +47,10 @@ def test_unenhance_maps_enhanced_background_to_blood_and_keeps_the_rest():
 def test_unenhance_off_or_nothing_enhanced_leaves_the_patch():
     image, states = _patch()
     rng = np.random.default_rng(0)
-    off = Unenhance.from_hu(0.0, DEFAULT_PREPROCESSING, 230.0)(image, states, rng)
+    off = Unenhance.from_hu(0.0, PREP, 230.0)(image, states, rng)
     assert off[0] is image and off[1] is states
     plain = np.where(image > 0.5, 0.0, image).astype(np.float32)  # nothing above 137 HU
-    on = Unenhance.from_hu(1.0, DEFAULT_PREPROCESSING, 230.0)(plain, states, rng)
+    on = Unenhance.from_hu(1.0, PREP, 230.0)(plain, states, rng)
     assert on[0] is plain and on[1] is states
 
 

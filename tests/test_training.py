@@ -14,6 +14,7 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.inference import Predictor
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
+from lnq_napari.preprocess import PreprocessingConfig
 from lnq_napari.training.labels import BACKGROUND, NODE, UNKNOWN, label_states, naive_states
 from lnq_napari.training.losses import masked_bce, masked_dice_ce, masked_soft_dice
 from lnq_napari.training.trainer import TrainingCase, _prepare_sources, load_training_cases, train_model
@@ -242,7 +243,7 @@ def test_focus_voxels_follow_the_states_onto_the_model_grid():
     states = label_states(ct, labels)
     focus = np.zeros(states.shape, bool)
     focus[10:14, 30:40, 60:70] = True
-    prep = {"target_spacing": [3.0, 3.0, 6.0]}
+    prep = PreprocessingConfig(target_spacing=[3.0, 3.0, 6.0])
     rng = np.random.default_rng(0)
     plain, = _prepare_sources([TrainingCase("a", ct, states)], prep, rng, None)
     focused, = _prepare_sources([TrainingCase("a", ct, states, focus)], prep, rng, None)

@@ -19,7 +19,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import to_lps
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import DEFAULT_PREPROCESSING, SEAL_WALL, coarse_anatomy
+from lnq_napari.preprocess import SEAL_WALL, RoiConfig, coarse_anatomy
 
 #: Coarse voxel size (mm) both scans are registered at.
 COARSE_MM = 3.0
@@ -92,7 +92,7 @@ def _large_air(air: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.n
         return air
     ml = np.bincount(lab.ravel(), minlength=n + 1) * float(np.prod(spacing_zyx)) / 1000.0
     ml[0] = 0.0
-    keep = ml >= max(DEFAULT_PREPROCESSING["roi"]["min_lung_ml"], LARGEST_SHARE * ml.max())
+    keep = ml >= max(RoiConfig.min_lung_ml, LARGEST_SHARE * ml.max())
     return keep[lab]
 
 

@@ -1,4 +1,5 @@
-"""A model's configuration as typed dataclasses, and the one place its defaults live.
+"""A model's configuration as typed dataclasses, and the one place its defaults live (those of its
+preprocessing: :class:`~lnq_napari.preprocess.PreprocessingConfig`, which preprocess.py owns).
 
 ``config.json`` of a model folder is :meth:`ModelConfig.to_dict` plus the format name, format version
 and weights' sha256 that :func:`~lnq_napari.model.checkpoint.save_checkpoint` adds. Reading fills any
@@ -18,43 +19,37 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lnq_napari.errors import LNQError
-from lnq_napari.preprocess import DEFAULT_PREPROCESSING
-
-#: Rules of the label states (:func:`lnq_napari.training.labels.label_states`) a model trains with.
-DEFAULT_STATES: dict = {
-    "ring_mm": 3.0,  # ring of known background around each annotated node
-    "smooth_mm": 1.0,  # Gaussian smoothing before the HU rules
-    "low_hu": -70.0,  # below: fat, lung, air (node HU 0.5 % quantile is -36)
-    "high_hu": 230.0,  # above: bone, contrast (node HU 99.5 % quantile is 157)
-    "mediastinum_margin_mm": 5.0,  # beyond the lungs' hull by more than this: background
-    "large_radius_mm": 20.0,  # soft tissue containing a ball this big is not a node (0 disables)
-    "large_shrink_mm": 3.0,  # keep this much unknown around such large structures
-    "line_mm": 80.0,  # soft tissue holding a straight x/y/z segment this long is a vessel or muscle (0: off)
-    "line_trim_mm": 6.0,
-}
+from lnq_napari.preprocess import PreprocessingConfig
 
 #: Keys of config.json that save_checkpoint writes itself (not part of the configuration).
 FILE_KEYS = ("format", "format_version")
 
 
 def _section(cls, data: Any, name: str):
-    """``cls`` from a JSON object: known keys become fields, the others ``extras``."""
+    """``cls`` from a JSON object: known keys become fields (a section within, such as
+    ``preprocessing.roi``, read the same way), the others ``extras``."""
     if data is None:
         return cls()
     if not isinstance(data, dict):
         raise LNQError(f"model config section {name!r} is not a JSON object; re-export the model")
     rest = copy.deepcopy(data)
-    known = {f.name: rest.pop(f.name) for f in fields(cls) if f.name != "extras" and f.name in rest}
+    known = {}
+    for f in fields(cls):
+        if f.name != "extras" and f.name in rest:
+            value, nested = rest.pop(f.name), f.default_factory
+            is_section = isinstance(nested, type) and dataclasses.is_dataclass(nested)
+            known[f.name] = _section(nested, value, f"{name}.{f.name}") if is_section else value
     return cls(**known, extras=rest)
 
 
 def _plain(obj, skip_none: bool = False) -> dict:
-    """A section as a JSON object: its fields (all, or those not None) then its extras."""
+    """A section as a JSON object: its fields (all, or those not None; a section within as its own
+    object) then its extras."""
     out = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
         if f.name != "extras" and not (skip_none and value is None):
-            out[f.name] = copy.deepcopy(value)
+            out[f.name] = _plain(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
     out.update(copy.deepcopy(obj.extras))
     return out
 
@@ -118,6 +113,22 @@ class TrainConfig:
 
 
 @dataclass
+class StatesConfig:
+    """Rules of the label states (:func:`lnq_napari.training.labels.label_states`) a model trains with."""
+
+    ring_mm: float = 3.0  # ring of known background around each annotated node
+    smooth_mm: float = 1.0  # Gaussian smoothing before the HU rules
+    low_hu: float = -70.0  # below: fat, lung, air (node HU 0.5 % quantile is -36)
+    high_hu: float = 230.0  # above: bone, contrast (node HU 99.5 % quantile is 157)
+    mediastinum_margin_mm: float = 5.0  # beyond the lungs' hull by more than this: background
+    large_radius_mm: float = 20.0  # soft tissue containing a ball this big is not a node (0 disables)
+    large_shrink_mm: float = 3.0  # keep this much unknown around such large structures
+    line_mm: float = 80.0  # soft tissue holding a straight x/y/z segment this long: vessel, muscle (0: off)
+    line_trim_mm: float = 6.0  # ends of such segments left unknown (a node may sit on a vessel)
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
 class TrainingRecord:
     """Provenance of the run that made the weights; a key appears once the run has filled it."""
 
@@ -140,10 +151,10 @@ class ModelConfig:
     """Everything ``config.json`` says about a model besides its file format."""
 
     architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
-    preprocessing: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_PREPROCESSING))
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    states: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_STATES))
+    states: StatesConfig = field(default_factory=StatesConfig)
     naive: bool = False
     parent_version: str | None = None
     version: str | None = None
@@ -158,7 +169,8 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise LNQError("a model config must be a JSON object; re-export the model")
         rest = {k: copy.deepcopy(v) for k, v in data.items() if k not in FILE_KEYS}
-        sections = {"architecture": ArchitectureConfig, "inference": InferenceConfig, "train": TrainConfig}
+        sections = {"architecture": ArchitectureConfig, "preprocessing": PreprocessingConfig,
+                    "inference": InferenceConfig, "train": TrainConfig, "states": StatesConfig}
         out = {name: _section(kind, rest.pop(name, None), name) for name, kind in sections.items()}
         if "training" in rest:
             out["training"] = _section(TrainingRecord, rest.pop("training"), "training")
@@ -171,10 +183,10 @@ class ModelConfig:
         """The JSON object written to config.json (without the file format keys)."""
         out = {
             "architecture": _plain(self.architecture),
-            "preprocessing": copy.deepcopy(self.preprocessing),
+            "preprocessing": _plain(self.preprocessing),
             "inference": _plain(self.inference),
             "train": _plain(self.train),
-            "states": copy.deepcopy(self.states),
+            "states": _plain(self.states),
             "naive": self.naive,
         }
         for name in ("parent_version", "version"):

@@ -17,11 +17,12 @@ from lnq_napari.components import bounding_box, label_components
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import NodeMark, spot_mask
 from lnq_napari.io.volume import Volume
+from lnq_napari.model.config import StatesConfig
 from lnq_napari.training.labels import BACKGROUND, NODE, UNKNOWN, label_states
 
 
 def correction_states(
-    ct: Volume, correction: Volume, prediction: Volume | None = None, options: dict | None = None,
+    ct: Volume, correction: Volume, prediction: Volume | None = None, options: StatesConfig | None = None,
     rejected: np.ndarray | None = None, background: np.ndarray | None = None,
     marks: Sequence[NodeMark] = (),
 ) -> np.ndarray:

@@ -9,13 +9,15 @@ around each annotated node. Everything else is unknown and ignored by the loss.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from lnq_napari.components import within_mm
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import from_lps, to_lps
 from lnq_napari.io.volume import Volume
-from lnq_napari.model.config import DEFAULT_STATES
+from lnq_napari.model.config import StatesConfig
 from lnq_napari.preprocess import coarse_anatomy
 
 NODE, BACKGROUND, UNKNOWN = 1, 0, -1
@@ -29,35 +31,35 @@ def _erode_mm(mask: np.ndarray, radius_mm: float, spacing_zyx) -> np.ndarray:
     return ndimage.distance_transform_edt(mask, sampling=spacing_zyx) > radius_mm
 
 
-def _background_array(hu: np.ndarray, spacing_zyx, opts: dict) -> np.ndarray:
+def _background_array(hu: np.ndarray, spacing_zyx, opts: StatesConfig) -> np.ndarray:
     """Bool: what the CT itself rules out (array in the canonical orientation, axial slices first)."""
     from scipy import ndimage
 
-    sigma = [opts["smooth_mm"] / s for s in spacing_zyx]
+    sigma = [opts.smooth_mm / s for s in spacing_zyx]
     smooth = ndimage.gaussian_filter(hu.astype(np.float32), sigma=sigma, truncate=2.0)
-    background = (smooth < opts["low_hu"]) | (smooth > opts["high_hu"])
+    background = (smooth < opts.low_hu) | (smooth > opts.high_hu)
 
     anatomy = coarse_anatomy(hu, spacing_zyx)
     coarse_spacing = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
     if anatomy.mediastinum.any():
-        near = within_mm(anatomy.mediastinum, coarse_spacing, opts["mediastinum_margin_mm"])
+        near = within_mm(anatomy.mediastinum, coarse_spacing, opts.mediastinum_margin_mm)
         background |= ~anatomy.upsample(near)
     background |= ~anatomy.upsample(anatomy.body)
-    if opts["large_radius_mm"] > 0:
+    if opts.large_radius_mm > 0:
         # solid tissue (soft, bone or contrast) that holds a ball wider than any node: heart, muscle, spine
         sm = smooth[:: anatomy.step[0], :: anatomy.step[1], :: anatomy.step[2]]
-        core = _erode_mm(sm >= opts["low_hu"], opts["large_radius_mm"], coarse_spacing)
-        opened = within_mm(core, coarse_spacing, opts["large_radius_mm"] - opts["large_shrink_mm"])
+        core = _erode_mm(sm >= opts.low_hu, opts.large_radius_mm, coarse_spacing)
+        opened = within_mm(core, coarse_spacing, opts.large_radius_mm - opts.large_shrink_mm)
         background |= anatomy.upsample(opened)
-    if opts["line_mm"] > 0:
+    if opts.line_mm > 0:
         # tubes: a straight segment longer than any node fits inside (unenhanced vessels, oesophagus,
         # muscle); segment ends are trimmed by ``line_trim_mm`` where a node may sit on a vessel
         sm = smooth[:: anatomy.step[0], :: anatomy.step[1], :: anatomy.step[2]]
-        soft = ((sm >= opts["low_hu"]) & (sm <= opts["high_hu"])).view(np.uint8)
+        soft = ((sm >= opts.low_hu) & (sm <= opts.high_hu)).view(np.uint8)
         tubes = np.zeros(soft.shape, dtype=bool)
         for axis, sp in enumerate(coarse_spacing):
-            n = int(round(opts["line_mm"] / sp))
-            k = max(1, n - 2 * int(round(opts["line_trim_mm"] / sp)))
+            n = int(round(opts.line_mm / sp))
+            k = max(1, n - 2 * int(round(opts.line_trim_mm / sp)))
             if n < 2 or n > soft.shape[axis]:
                 continue
             eroded = ndimage.minimum_filter1d(soft, n, axis=axis)
@@ -66,15 +68,13 @@ def _background_array(hu: np.ndarray, spacing_zyx, opts: dict) -> np.ndarray:
     return background
 
 
-def states_options(options: dict | None = None, ring_mm: float | None = None) -> dict:
-    """The label-state settings: :data:`DEFAULT_STATES` updated with ``options`` and ``ring_mm``."""
-    opts = {**DEFAULT_STATES, **(options or {})}
-    if ring_mm is not None:
-        opts["ring_mm"] = float(ring_mm)
-    return opts
+def states_options(options: StatesConfig | None = None, ring_mm: float | None = None) -> StatesConfig:
+    """The label-state settings: ``options`` (default: :class:`StatesConfig`'s), ``ring_mm`` replaced."""
+    opts = options or StatesConfig()
+    return opts if ring_mm is None else dataclasses.replace(opts, ring_mm=float(ring_mm))
 
 
-def ct_background(ct: Volume, options: dict | None = None) -> np.ndarray:
+def ct_background(ct: Volume, options: StatesConfig | None = None) -> np.ndarray:
     """Bool on the CT grid: the voxels the CT itself rules out as node (known background of every
     labelling of this CT; :func:`label_states` adds the labels' nodes and ring)."""
     import SimpleITK as sitk
@@ -86,7 +86,7 @@ def ct_background(ct: Volume, options: dict | None = None) -> np.ndarray:
 
 
 def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None = None,
-                 options: dict | None = None, background: np.ndarray | None = None) -> np.ndarray:
+                 options: StatesConfig | None = None, background: np.ndarray | None = None) -> np.ndarray:
     """int8 states on the CT grid: 1 annotated node, 0 known background, -1 unknown (ignored).
 
     ``labels`` must be on the CT grid (any value > 0 is an annotated node). ``background``: this CT's
@@ -105,11 +105,11 @@ def label_states(ct: Volume, labels: Volume | np.ndarray, ring_mm: float | None 
     if nodes.any():
         # the ring, computed in the nodes' bounding box only (distances in mm: any axis order)
         spacing = tuple(float(s) for s in ct.spacing_zyx)
-        margin = [int(np.ceil(opts["ring_mm"] / s)) + 1 for s in spacing]
+        margin = [int(np.ceil(opts.ring_mm / s)) + 1 for s in spacing]
         idx = np.nonzero(nodes)
         box = tuple(slice(max(0, int(i.min()) - m), int(i.max()) + m + 1) for i, m in zip(idx, margin))
         sub = nodes[box]
-        ring = within_mm(sub, spacing, opts["ring_mm"]) & ~sub
+        ring = within_mm(sub, spacing, opts.ring_mm) & ~sub
         view = states[box]
         view[ring] = BACKGROUND
         view[sub] = NODE

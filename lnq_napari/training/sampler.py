@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lnq_napari.preprocess import normalize
+from lnq_napari.preprocess import PreprocessingConfig, normalize
 
 
 @dataclass
@@ -98,7 +98,7 @@ class Unenhance:
     min_voxels: int = 20
 
     @classmethod
-    def from_hu(cls, probability: float, prep: dict, bright_hu: float) -> Unenhance:
+    def from_hu(cls, probability: float, prep: PreprocessingConfig, bright_hu: float) -> Unenhance:
         def to_image(hu: float) -> float:
             return float(normalize(np.float32(hu), prep))
 

@@ -35,7 +35,7 @@ from lnq_napari.io.layout import CaseFiles
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
-from lnq_napari.model.config import DEFAULT_STATES, ModelConfig, TrainingRecord
+from lnq_napari.model.config import ModelConfig, StatesConfig, TrainingRecord
 from lnq_napari.preprocess import Prepared, check_ct_values, pad_value, prepare
 from lnq_napari.processes import usable_workers
 from lnq_napari.training.anchor import Anchor, AnchorTerms, trainable_parameters
@@ -67,7 +67,8 @@ class TrainingCase:
 
 
 # ---------------------------------------------------------------- reading cases
-def load_case(case: CaseFiles, naive: bool = False, states_options: dict | None = None) -> TrainingCase:
+def load_case(case: CaseFiles, naive: bool = False,
+              states_options: StatesConfig | None = None) -> TrainingCase:
     """One case of an LNQ-layout folder with its label states (or naive states); an LNQError names the
     case (a folder holds hundreds)."""
     try:
@@ -80,7 +81,7 @@ def load_case(case: CaseFiles, naive: bool = False, states_options: dict | None 
     return TrainingCase(case.case_id, ct, states)
 
 
-def load_training_cases(data_dir: str | Path, naive: bool = False, states_options: dict | None = None,
+def load_training_cases(data_dir: str | Path, naive: bool = False, states_options: StatesConfig | None = None,
                         progress: Progress = None, workers: int | None = None) -> list[TrainingCase]:
     """Read a data folder (LNQ layout or DICOM: :func:`~lnq_napari.io.datasets.find_cases`) into training
     cases with label states (or naive states).
@@ -280,8 +281,7 @@ def make_sampler(cfg: ModelConfig, cases: Sequence[TrainingCase], rng: np.random
     """Preprocess the cases to the model grid and sample patches as the config's train settings say."""
     sources = _prepare_sources(cases, cfg.preprocessing, rng, progress)
     t = cfg.train
-    high_hu = float({**DEFAULT_STATES, **cfg.states}["high_hu"])
-    unenhance = Unenhance.from_hu(float(t.unenhance), cfg.preprocessing, high_hu)
+    unenhance = Unenhance.from_hu(float(t.unenhance), cfg.preprocessing, float(cfg.states.high_hu))
     return PatchSampler(sources, t.patch_size, t.fg_fraction, pad_value(cfg.preprocessing), rng,
                         flip_x=t.flip_x, intensity_jitter=t.intensity_jitter, unenhance=unenhance,
                         focus_fraction=float(t.focus_fraction), replay_fraction=t.replay_fraction)
