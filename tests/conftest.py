@@ -52,3 +52,66 @@ def odd_grid_ct(nnunet_model):
     ct = read_volume(sorted(nnunet_model[0].glob("*-ct.nrrd"))[0])
     return Volume(np.ascontiguousarray(ct.array[1:14, 3:45, 5:40]), (1.2, 1.7, 2.5), (-10.5, 20.25, 3.0),
                   (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+
+
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+DICOM_SERIES = Path(__file__).parent / "data" / "dcmqi" / "ct-3slice"  # 3 real CT slices (GE)
+
+
+def _as_enhanced(ds, frames: list, positions: list):
+    """``ds`` turned into an Enhanced CT holding ``frames`` (arrays) at ``positions``: orientation, pixel
+    spacing and rescale in the shared functional groups, each frame's position in its own."""
+    import numpy as np
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def item(**kw):
+        d = Dataset()
+        for k, v in kw.items():
+            setattr(d, k, v)
+        return d
+
+    dtype = ds.pixel_array.dtype
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = ENHANCED_CT
+    shared = item(PixelMeasuresSequence=Sequence([item(PixelSpacing=ds.PixelSpacing,
+                                                       SliceThickness=ds.SliceThickness)]),
+                  PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=ds.ImageOrientationPatient)]),
+                  PixelValueTransformationSequence=Sequence([item(RescaleIntercept=ds.RescaleIntercept,
+                                                                  RescaleSlope=ds.RescaleSlope,
+                                                                  RescaleType="HU")]))
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence(
+        [item(PlanePositionSequence=Sequence([item(ImagePositionPatient=list(p))])) for p in positions])
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "RescaleIntercept",
+                "RescaleSlope", "SliceLocation"):
+        ds.pop(tag, None)
+    ds.NumberOfFrames = len(frames)
+    ds.PixelData = np.stack(frames).astype(dtype).tobytes()
+    return ds
+
+
+@pytest.fixture
+def enhanced_ct():
+    """``make(folder, order, positions=None, frames_per_file=None) -> folder``: the 3-slice DICOM series'
+    slices (in ``order``, at ``positions`` or their own) written as an Enhanced CT: one multi-frame file
+    ``IM0000.dcm``, or ``frames_per_file`` frames a file."""
+    import pydicom
+
+    def make(folder: Path, order: list[int], positions: list | None = None,
+             frames_per_file: int | None = None) -> Path:
+        files = sorted(DICOM_SERIES.glob("*.dcm"))
+        slices = [pydicom.dcmread(f) for f in files]
+        at = positions or [[float(v) for v in slices[i].ImagePositionPatient] for i in order]
+        per = frames_per_file or len(order)
+        series = pydicom.uid.generate_uid()
+        folder.mkdir(parents=True)
+        for k in range(0, len(order), per):
+            ds = pydicom.dcmread(files[0])
+            part = slice(k, k + per)
+            _as_enhanced(ds, [slices[i].pixel_array for i in order[part]], at[part])
+            ds.SeriesInstanceUID = series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            ds.save_as(folder / f"IM{k:04d}.dcm")
+        return folder
+
+    return make

@@ -79,6 +79,19 @@ def test_round_trip_exact_and_highdicom_agrees(tmp_path, ct, liver):
     np.testing.assert_array_equal(raw.array, expected)
 
 
+def test_a_seg_of_an_enhanced_ct_lands_on_its_frames(tmp_path, ct, liver, enhanced_ct):
+    """An Enhanced CT (one multi-frame file, frames stored out of order): its SEG (it was refused as "no
+    DICOM CT slices") references its frames and reads back onto the CT's grid as written."""
+    folder = enhanced_ct(tmp_path / "study" / "1-CT", order=[2, 0, 1])
+    enhanced = read_volume(folder)
+    np.testing.assert_allclose(enhanced.origin, ct.origin, atol=1e-6)
+    labels = liver.with_array(liver.array, dicom_series_uid=enhanced.meta["dicom_series_uid"])
+    out = write_dicom_seg(tmp_path / "study" / "2-SEG" / "1-1.dcm", labels, folder, model_version=VERSION)
+    expected = (liver.array != 0).astype(np.uint8)
+    np.testing.assert_array_equal(read_labels(out, reference=enhanced).array, expected)
+    np.testing.assert_array_equal(read_labels(tmp_path / "study" / "2-SEG").array, expected)  # CT beside
+
+
 def test_seg_among_its_ct_slices_or_a_level_down(tmp_path, ct, liver):
     flat = tmp_path / "flat"
     shutil.copytree(SERIES, flat)

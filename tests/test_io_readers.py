@@ -19,6 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io import Volume, read_labels, read_volume, write_volume
+from lnq_napari.io.layout import ct_inputs
 
 DATA = Path(__file__).parent / "data"
 PYNRRD = DATA / "pynrrd"
@@ -543,3 +544,114 @@ def test_a_nifti_without_qform_or_sform_is_read_with_a_warning(tmp_path):
     bare.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="sets neither a qform nor an sform: its place in space is unknown"):
         assert read_volume(bare).shape == (4, 5, 6)
+
+
+
+
+def _cd_export(root: Path, series: int = 1) -> Path:
+    """A CD / PACS export as an IHE PDI burner writes it: ``root/DICOMDIR`` and the test series' slices as
+    ``root/PT000000/ST000000/SE00000k/IM00000j`` (no extension), one series folder per copy."""
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    for _ in range(series):
+        uid = pydicom.uid.generate_uid()
+        for f in sorted(DICOM.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            ds.SeriesInstanceUID = uid
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            fs.add(ds)
+    fs.write(root)
+    return root
+
+
+def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path):
+    """`predict CD/` read the series below a DICOMDIR, but `measure --ct CD/`, `compare` and read_volume
+    said "CD is a folder without a DICOM series", and `predict CD/DICOMDIR` (the file viewers ask for)
+    said the same of CD: the one CT series of a CD is read from the root or its DICOMDIR."""
+    root = _cd_export(tmp_path / "CD")
+    expected = read_volume(DICOM).array
+    np.testing.assert_array_equal(read_volume(root).array, expected)
+    np.testing.assert_array_equal(read_volume(root / "DICOMDIR").array, expected)
+    assert [p.resolve() for _, p in ct_inputs(root / "DICOMDIR")] == [root.resolve()]
+
+
+def test_a_folder_of_several_series_folders_says_so_for_one_ct(tmp_path):
+    """Two series below the root: not "a folder without a DICOM series" but which ones, and what to do."""
+    root = _cd_export(tmp_path / "CD", series=2)
+    with pytest.raises(LNQError, match=r"holds 2 DICOM CT series in the folders below it .*point to one "
+                                       r"series folder"):
+        read_volume(root)
+
+
+def test_an_enhanced_ct_reads_as_its_classic_series(tmp_path, enhanced_ct):
+    """One multi-frame Enhanced CT file (frames stored out of order, rescale in the functional groups)
+    reads with the classic series' HU, spacing, origin and direction (it was refused)."""
+    classic = read_volume(DICOM)
+    for how in ("folder", "file"):
+        folder = enhanced_ct(tmp_path / how, order=[2, 0, 1])
+        got = read_volume(folder if how == "folder" else folder / "IM0000.dcm")
+        np.testing.assert_array_equal(got.array, classic.array)
+        assert got.array.dtype == np.int16
+        np.testing.assert_allclose(got.spacing_zyx, classic.spacing_zyx, atol=1e-6)
+        np.testing.assert_allclose(got.origin, classic.origin, atol=1e-6)
+        np.testing.assert_allclose(got.direction, classic.direction, atol=1e-9)
+        assert got.meta["dicom_series_uid"]
+
+
+def test_an_enhanced_ct_with_a_gap_or_split_over_files_is_refused_in_one_line(tmp_path, enhanced_ct):
+    """Frames unevenly spaced (one missing) cannot be placed on one grid; frames split over several
+    enhanced files are not read as if each were the CT."""
+    import pydicom
+
+    first = [float(v) for v in pydicom.dcmread(sorted(DICOM.glob("*.dcm"))[0]).ImagePositionPatient]
+    gap = [[first[0], first[1], first[2] + dz] for dz in (0.0, 1.0, 2.0, 4.0)]
+    with pytest.raises(LNQError, match=r"do not form one evenly spaced volume.*dcm2niix"):
+        read_volume(enhanced_ct(tmp_path / "gap", order=[0, 1, 2, 2], positions=gap))
+    with pytest.raises(LNQError, match=r"enhanced \(multi-frame\) DICOM CT split over 3 files"):
+        read_volume(enhanced_ct(tmp_path / "split", order=[0, 1, 2], frames_per_file=1))
+
+
+def test_per_slice_rescale_and_compressed_syntaxes_read_the_same_hu(tmp_path):
+    """Guards what the probe found right: each slice's own rescale slope / intercept is applied, and RLE
+    Lossless, JPEG-LS Lossless, Deflated, Implicit VR and Big Endian series read the same HU."""
+    import pydicom
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import (
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        ImplicitVRLittleEndian,
+        RLELossless,
+    )
+
+    expected = read_volume(DICOM).array
+    variants = ["rescale", "rle", "deflate", "implicit", "bigendian"]
+    for name in variants:
+        folder = tmp_path / name
+        folder.mkdir()
+        for k, f in enumerate(sorted(DICOM.glob("*.dcm"))):
+            ds = pydicom.dcmread(f)
+            if name == "rescale" and k == 1:  # slope 2 on one slice: same HU (even values only)
+                hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+                ds.RescaleIntercept, ds.RescaleSlope = -2048, 2
+                ds.PixelData = ((hu - (-2048)) // 2).astype(ds.pixel_array.dtype).tobytes()
+                expected_slice = ((hu + 2048) // 2) * 2 - 2048
+            if name == "rle":
+                ds.compress(RLELossless)
+            if name == "bigendian":
+                ds.PixelData = ds.pixel_array.astype(ds.pixel_array.dtype.newbyteorder(">")).tobytes()
+                ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+                dcmwrite(folder / f.name, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+                continue
+            if name in ("deflate", "implicit"):
+                ds.file_meta.TransferSyntaxUID = {"deflate": DeflatedExplicitVRLittleEndian,
+                                                  "implicit": ImplicitVRLittleEndian}[name]
+            ds.save_as(folder / f.name)
+        got = read_volume(folder).array
+        if name == "rescale":
+            np.testing.assert_array_equal(got[1], expected_slice)
+            np.testing.assert_array_equal(got[[0, 2]], expected[[0, 2]])
+        else:
+            np.testing.assert_array_equal(got, expected, err_msg=name)

@@ -629,7 +629,8 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
             ds = pydicom.dcmread(child, stop_before_pixels=True)
         except Exception:
             continue  # not DICOM (a DICOMDIR's neighbours, notes ...)
-        if "ImagePositionPatient" in ds and str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
+        placed = "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds  # classic, enhanced
+        if placed and str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
             by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
     if not by_series:
         raise LNQError(f"{ct} holds no DICOM CT slices; a DICOM SEG is written for the DICOM CT series it "
@@ -646,24 +647,46 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     return max(by_series.values(), key=len)
 
 
+def _frame_planes(datasets: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(orientation (6), pixel spacing (row, column), position (3))`` of each image a SEG's frames map
+    onto, in the order of ``datasets``: a classic series' slices, or the frames of one enhanced
+    (multi-frame) CT, whose planes sit in its per-frame and shared functional groups."""
+    def floats(values) -> np.ndarray:
+        return np.asarray([float(v) for v in values])
+
+    if len(datasets) != 1 or "PerFrameFunctionalGroupsSequence" not in datasets[0]:
+        return [(floats(ds.ImageOrientationPatient), floats(ds.PixelSpacing), floats(ds.ImagePositionPatient))
+                for ds in datasets]
+    ds = datasets[0]
+    shared = _first(ds, "SharedFunctionalGroupsSequence")
+    planes = []
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        items = [_frame_item(shared, frame, k) for k in
+                 ("PlaneOrientationSequence", "PixelMeasuresSequence", "PlanePositionSequence")]
+        if any(item is None for item in items):
+            raise LNQError(f"the enhanced DICOM CT {ds.get('SeriesInstanceUID', '')} has a frame without its "
+                           "orientation, pixel spacing or position; re-export the series")
+        planes.append((floats(items[0].ImageOrientationPatient), floats(items[1].PixelSpacing),
+                       floats(items[2].ImagePositionPatient)))
+    return planes
+
+
 def _slice_order(datasets: list, labels: Volume, where: str) -> list[int]:
     """The labels' z index of each CT slice; LNQError unless the labels lie exactly on the series' grid."""
     fix = (f"the labels are not on the grid of the CT series in {where} ({{}}); predict or correct on that "
            "CT (open it from its DICOM folder) or resample the labels onto it")
-    first = datasets[0]
-    if (int(first.Rows), int(first.Columns)) != labels.shape[1:] or len(datasets) != labels.shape[0]:
-        raise LNQError(fix.format(f"{len(datasets)} slices of {first.Rows} x {first.Columns} pixels, the "
+    first, count = datasets[0], len(_frame_planes(datasets))
+    if (int(first.Rows), int(first.Columns)) != labels.shape[1:] or count != labels.shape[0]:
+        raise LNQError(fix.format(f"{count} slices of {first.Rows} x {first.Columns} pixels, the "
                                   f"labels {labels.shape[0]} of {labels.shape[1]} x {labels.shape[2]}"))
     d = labels.direction_matrix
     ks = []
-    for ds in datasets:
-        orient = np.asarray([float(v) for v in ds.ImageOrientationPatient])
-        spacing = np.asarray([float(v) for v in ds.PixelSpacing])
+    for orient, spacing, position in _frame_planes(datasets):
         if not (np.allclose(orient[:3], d[:, 0], atol=1e-4) and np.allclose(orient[3:], d[:, 1], atol=1e-4)):
             raise LNQError(fix.format("orientation differs"))
         if not np.allclose(spacing[::-1], labels.spacing[:2], rtol=1e-5, atol=1e-4):
             raise LNQError(fix.format("pixel spacing differs"))
-        index = labels.physical_to_index(np.asarray([float(v) for v in ds.ImagePositionPatient]))[0]
+        index = labels.physical_to_index(position)[0]
         if np.abs(index - np.round(index)).max() > POSITION_TOL or np.any(np.round(index[1:]) != 0):
             raise LNQError(fix.format("slice positions differ"))
         ks.append(int(round(index[0])))

@@ -170,6 +170,8 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
     path = Path(inputs).expanduser()
     if not path.exists():
         raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
+    if path.is_file() and path.name.upper() == "DICOMDIR":  # a CD's index: the export folder holding it
+        path = path.parent
     if path.is_dir():
         cts = ct_files(path) or ct_files(path, role="")
         if cts:

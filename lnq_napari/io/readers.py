@@ -449,6 +449,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     or the largest; its Series and Frame of Reference UIDs go into ``meta``."""
     import SimpleITK as sitk
 
+    if path.is_file() and path.name.upper() == "DICOMDIR":  # a CD's index: the folder it indexes
+        path = path.parent
     folder = path if path.is_dir() else path.parent
     reader = sitk.ImageSeriesReader()
     try:
@@ -456,6 +458,19 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             series = reader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError:
         series = ()
+    if not series and path.is_dir():  # a CD export (DICOMDIR) or a TCIA download: series folders below
+        try:
+            below = [f for _, f in dicom_seg.ct_series_inputs(folder.name, folder) if f != folder]
+        except LNQError:
+            below = []
+        if len(below) == 1:
+            return _read_dicom(below[0], series_uid)
+        if below:
+            named = ", ".join(str(f.relative_to(folder)) for f in below[:3]) + \
+                (" ..." if len(below) > 3 else "")
+            raise LNQError(f"{folder} holds {len(below)} DICOM CT series in the folders below it ({named}); "
+                           "point to one series folder, or give the folder to lnq-napari predict, which "
+                           "reads every series")
     if not series:
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
@@ -480,20 +495,25 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{_series_description(files_by_series[sid][0])} ({len(files_by_series[sid])} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
-    reader.SetFileNames(files_by_series[sid])
-    reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
-    image = _execute_series(reader, folder)
-    if image.GetDimension() == 4 or (len(files_by_series[sid]) == 1 and _frames(reader) > 1):
-        raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT, one file for all slices; "
-                       "lnq-napari reads classic series (a file per slice): convert it, e.g. with dcm2niix "
-                       "to NIfTI, or export the series as single frames from the PACS")
-    _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files_by_series[sid])),
-                        folder.name)
-    _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files_by_series[sid]), folder.name)
-    raw = _from_sitk_image(image, folder.name)
+    files = files_by_series[sid]
+    sop_class, frames, frame_of_reference = _first_file_header(files[0])
+    if sop_class in ENHANCED_CT_SOP_CLASSES or frames > 1:
+        if len(files) > 1:
+            raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
+                           f"{len(files)} files; lnq-napari reads one enhanced file holding every frame, or "
+                           "a classic series (a file per slice): convert it, e.g. with dcm2niix to NIfTI, or "
+                           "export the series as one enhanced file or as single frames from the PACS")
+        raw = _read_enhanced(Path(files[0]), folder.name)
+    else:
+        reader.SetFileNames(files)
+        reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
+        image = _execute_series(reader, folder)
+        _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
+        _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
+        raw = _from_sitk_image(image, folder.name)
     raw.meta["dicom_series_uid"] = sid
-    if reader.HasMetaDataKey(0, "0020|0052"):
-        raw.meta["dicom_frame_of_reference"] = reader.GetMetaData(0, "0020|0052").strip()
+    if frame_of_reference:
+        raw.meta["dicom_frame_of_reference"] = frame_of_reference
     array = raw.array
     if array.dtype.kind in "iu" and array.dtype.itemsize > 2 and array.size:
         lo, hi = array.min(), array.max()
@@ -527,12 +547,51 @@ def _series_description(file: str) -> str:
     return f"'{text}'" if text else "series"
 
 
-def _frames(reader) -> int:
-    """Number of Frames of a series reader's first file (1 when it does not say)."""
+#: Enhanced CT and Legacy Converted Enhanced CT: positions and rescale in functional groups, not per file.
+ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
+
+
+def _first_file_header(file: str) -> tuple[str, int, str]:
+    """``(SOP Class UID, Number of Frames, Frame of Reference UID)`` of a series' first file ("", 1, ""
+    where it does not say or cannot be read: the series reader then names what is wrong)."""
+    import pydicom
+
     try:
-        return int(reader.GetMetaData(0, "0028|0008").strip()) if reader.HasMetaDataKey(0, "0028|0008") else 1
-    except ValueError:
-        return 1
+        header = pydicom.dcmread(file, stop_before_pixels=True,
+                                 specific_tags=["SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID"])
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+    except Exception:  # unreadable or a bad frame count: the series reader says so
+        return "", 1, ""
+    return str(header.get("SOPClassUID", "")), frames, str(header.get("FrameOfReferenceUID", "")).strip()
+
+
+def _read_enhanced(file: Path, name: str) -> RawImage:
+    """An enhanced (multi-frame) DICOM CT in HU, its grid taken from the frames' functional groups by
+    highdicom, which refuses frames that are missing, unevenly spaced or tilted; slices ordered along the
+    normal of their rows and columns, as a classic series reads."""
+    import highdicom
+
+    try:
+        volume = highdicom.imread(file).get_volume(dtype=np.float32, apply_modality_transform=True)
+    except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError for such files
+        why = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(".")
+        raise LNQError(f"{name}: the frames of its enhanced (multi-frame) DICOM CT do not form one evenly "
+                       f"spaced volume ({why}); "
+                       "convert it, e.g. with dcm2niix to NIfTI, or re-export the series") from None
+    if volume.array.ndim != 3:
+        raise LNQError(f"{name}: its enhanced DICOM CT holds {volume.array.ndim - 3} more axes than a CT "
+                       "volume (channels or time points); export one volume")
+    steps, position, array = volume.affine[:3, :3], volume.affine[:3, 3], volume.array
+    frame, row, column = steps[:, 0], steps[:, 1], steps[:, 2]
+    if np.dot(frame, np.cross(column, row)) < 0:  # stacked against the normal: turned as SimpleITK reads
+        position, frame, array = position + frame * (array.shape[0] - 1), -frame, array[::-1]
+    spacing = tuple(float(np.linalg.norm(v)) for v in (column, row, frame))
+    direction = np.stack([column / spacing[0], row / spacing[1], frame / spacing[2]], axis=1)
+    if np.array_equal(array, np.round(array)) and array.size and \
+            np.iinfo(np.int16).min <= array.min() and array.max() <= np.iinfo(np.int16).max:
+        array = array.astype(np.int16)  # HU fit int16, as a classic series reads
+    return RawImage(np.ascontiguousarray(array), spacing, tuple(float(v) for v in position),
+                    tuple(float(v) for v in direction.ravel()), {})
 
 
 def _slice_tags(has, get, count: int) -> tuple[list, list]:
@@ -810,6 +869,12 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
 
     reader = sitk.ImageSeriesReader()
     files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    sop_class, frames, frame_of_reference = _first_file_header(files[0]) if files else ("", 1, "")
+    if len(files) == 1 and (sop_class in ENHANCED_CT_SOP_CLASSES or frames > 1):  # its frames place it
+        raw = _read_enhanced(Path(files[0]), folder.name)
+        meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": frame_of_reference}
+        zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
+        return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
     _check_dicom_slices(_file_slice_tags(list(files)), folder.name)  # the stack the two ends stand for
     reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
     reader.MetaDataDictionaryArrayUpdateOn()
