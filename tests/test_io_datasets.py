@@ -93,7 +93,7 @@ def test_a_scout_a_dose_report_and_a_dicomdir_are_no_ct_cases(tmp_path, monkeypa
     assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
     assert [c.case_id for c in find_cases(root)] == ["P1_study_2-CT"]
     shutil.copy(sorted(SERIES.glob("*.dcm"))[0], root / "DICOMDIR")  # any DICOM file at the root
-    assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
+    assert find_cts(root) == [("download_P1_study_2-CT", root / "P1" / "study" / "2-CT")]  # a CD: named by it
     monkeypatch.chdir(root / "P1" / "study" / "2-CT")
     assert find_cts(".") == [("2-CT", Path("."))]
 

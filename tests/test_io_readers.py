@@ -576,6 +576,9 @@ def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path):
     np.testing.assert_array_equal(read_volume(root).array, expected)
     np.testing.assert_array_equal(read_volume(root / "DICOMDIR").array, expected)
     assert [p.resolve() for _, p in ct_inputs(root / "DICOMDIR")] == [root.resolve()]
+    from lnq_napari.io.datasets import find_cts  # every CD names its folders alike: its root's name first
+
+    assert [case for case, _ in find_cts(root)] == ["CD_PT000000_ST000000_SE000000"]
 
 
 def test_a_folder_of_several_series_folders_says_so_for_one_ct(tmp_path):

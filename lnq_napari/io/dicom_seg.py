@@ -133,8 +133,11 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     """One walk of ``path`` and the folders below it (down to :data:`SERIES_DEPTH`, hidden folders and
     links left out: a home folder given by mistake is not walked to its end): the CT series folders as
     ``(case id, folder)`` (``path`` itself is ``case_id``, the others the path below it joined with ``_``)
-    and the DICOM SEG files of the SEG series folders."""
+    and the DICOM SEG files of the SEG series folders. Below a CD's root (it holds a ``DICOMDIR``) the ids
+    start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
+    in one output folder overwrote each other."""
     series, segs, level = [], [], [path]
+    root = [case_id] if (path / "DICOMDIR").is_file() else []
     for depth in range(SERIES_DEPTH + 1):
         for folder in sorted(level):
             if not _holds_dicom(folder):
@@ -143,7 +146,8 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
             if seg is not None:
                 segs.append(seg)
             elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
-                series.append((case_id if depth == 0 else "_".join(folder.relative_to(path).parts), folder))
+                parts = [*root, *folder.relative_to(path).parts]
+                series.append((case_id if depth == 0 else "_".join(parts), folder))
         if depth == 0 and (series or segs):
             break  # a series folder: nothing below it is another case
         level = [c for folder in level for c in _listing(folder)
