@@ -9,6 +9,7 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import NodeMark
+from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import volume_from
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
 from lnq_napari.plugin._session import (
@@ -42,8 +43,18 @@ def read_case(ct=None, seg=None) -> tuple:
 def read_labels_data(seg, ct_data=None) -> tuple:
     """Reader-style layer data of the labels ``seg`` as the "nodes" layer, on the grid of ``ct_data``
     (:func:`read_case`'s, when given)."""
-    reference = volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
-    return labels_layer_data(read_node_ids(seg, reference=reference), name=NODES_NAME, source=seg)
+    return nodes_layer_data(read_node_ids(seg, reference=ct_grid(ct_data)), source=seg)
+
+
+def ct_grid(ct_data=None) -> Volume | None:
+    """The CT of :func:`read_case`'s ``ct_data`` as a Volume (the grid labels are read onto); None when
+    not given."""
+    return volume_from(ct_data[0], ct_data[1]["metadata"]) if ct_data is not None else None
+
+
+def nodes_layer_data(labels: Volume, source=None) -> tuple:
+    """Reader-style layer data of ``labels`` (one id per node) as the "nodes" layer."""
+    return labels_layer_data(labels, name=NODES_NAME, source=source)
 
 
 def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict | None = None) -> tuple:

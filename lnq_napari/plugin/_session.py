@@ -37,7 +37,7 @@ from lnq_napari.plugin._layers import (
     layer_volume,
     same_placement,
 )
-from lnq_napari.plugin._stats import CaseStats
+from lnq_napari.workspace.review_stats import CaseStats
 
 SESSION_KEY = "lnq_session"
 PROB_KEY = "lnq_probabilities"

@@ -2,7 +2,8 @@
 
 :class:`Workspace` is the facade; each job has its own module: ``cases`` (workspace.json), ``labels``
 (:class:`LabelStore`, also used without a workspace), ``journal``, ``registry`` (:class:`ModelRegistry`),
-``cache`` and ``autosave`` (the rolling crash-autosave file).
+``cache``, ``autosave`` (the rolling crash-autosave file), ``recovery`` (the unsaved edits an autosave
+holds) and ``review_stats`` (a case's review figures in the journal).
 """
 
 from lnq_napari.workspace.cases import FORMAT, FORMAT_VERSION, CaseTable, TimePoint

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, SpinBox
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout
@@ -22,21 +21,15 @@ from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
 from lnq_napari.model.names import short_model_name
-from lnq_napari.plugin._case import add_case, read_case, read_labels_data
+from lnq_napari.plugin._case import add_case, ct_grid, nodes_layer_data, read_case
 from lnq_napari.plugin._layers import ROLE_KEY
-from lnq_napari.plugin._reader import HEADER_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
-from lnq_napari.plugin._stats import REVIEW_ACTION, summarize
 from lnq_napari.plugin.widgets._common import WorkerWidget, collected_warnings, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.autosave import (
-    autosave_of_another_workspace,
-    autosave_parent,
-    newer_autosave,
-    read_review_fields,
-)
+from lnq_napari.workspace.recovery import unsaved_edits
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
+from lnq_napari.workspace.review_stats import REVIEW_ACTION, summarize
 
 #: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
 #: ``resume`` for it) is run again.
@@ -270,7 +263,8 @@ class ReviewWidget(WorkerWidget):
             prov = ws.preferred_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
-            restored = self._unsaved_edits(ws, case, seg, ct_data, seg_data, prov)
+            restored = unsaved_edits(ws, case, seg, None if seg_data is None else seg_data[0], prov,
+                                     reference=ct_grid(ct_data))
         except LNQError as exc:
             self.status.setText(str(exc))
             return None
@@ -282,9 +276,9 @@ class ReviewWidget(WorkerWidget):
             self.viewer.layers.remove(layer)
         opened = prov or ws.latest_version(case, "original")  # the version on screen: the next Save's parent
         if restored:  # made on the version the autosave names, with the marks and rejections autosaved
-            opened = {**(restored[3] or opened or {"version": None}), **restored[2]}
-        _, nodes = add_case(self.viewer, ct_data, restored[1] if restored else seg_data, workspace=ws,
-                            opened=opened)
+            opened = restored.opened(opened)
+        shown = nodes_layer_data(restored.labels, source=restored.path) if restored else seg_data
+        _, nodes = add_case(self.viewer, ct_data, shown, workspace=ws, opened=opened)
         cases = [r["case"] for r in self.rows]
         if case in cases:
             self.queue.setCurrentRow(cases.index(case))
@@ -292,10 +286,11 @@ class ReviewWidget(WorkerWidget):
         if restored:
             session = nodes.metadata[SESSION_KEY]
             session.mark_unsaved()  # until Save: the guard keeps them
-            said += (f" with the unsaved edits autosaved in {restored[0]}: Save keeps them; to drop them, "
+            said += (f" with the unsaved edits autosaved in {restored.path}: Save keeps them; to drop them, "
                      "delete that file and open the case again")
-            if restored[3] is not None and prov is not None and restored[3]["version"] != prov["version"]:
-                said += (f" (they were made on {restored[3]['version']}; {prov['source']} {prov['version']} "
+            base = restored.base
+            if base is not None and prov is not None and base["version"] != prov["version"]:
+                said += (f" (they were made on {base['version']}; {prov['source']} {prov['version']} "
                          "was saved since: Save puts them on top)")
         self.status.setText(said)
         if nodes is not None:
@@ -348,47 +343,6 @@ class ReviewWidget(WorkerWidget):
         self.suggesting = worker
         self.status.setText(f"{said}; finding suggestions ...")
         worker.start()
-
-    @staticmethod
-    def _unsaved_edits(ws: Workspace, case: str, seg: Path | None, ct_data, seg_data,
-                       prov: dict | None) -> tuple[Path, tuple, dict, dict | None] | None:
-        """``(autosave file, its layer data, its marks and rejections, the provenance of the version it
-        was made on or None)`` when ``case`` left an autosave holding edits never saved, which the first
-        edit after opening would overwrite: one newer than ``seg`` (whose provenance is ``prov``) with
-        other labels, marks or rejections, or, when another process saved a version since, one newer than
-        the version it was made on that no correction saved from that version holds."""
-        path = newer_autosave(case, ws.ct_path(case), ws.root, None)
-        if path is None or autosave_of_another_workspace(path, ws.root):
-            return None
-        based = autosave_parent(path)
-        try:
-            base = ws.version_info(case, based) if based else None
-        except LNQError:  # a version of another workspace, or gone
-            base = None
-
-        def older_than(labels: Path | None) -> bool:
-            return labels is not None and Path(labels).exists() and \
-                path.stat().st_mtime_ns <= Path(labels).stat().st_mtime_ns
-
-        saved_from_base = []  # the corrections Saved from the version the edits were made on
-        if older_than(seg):
-            if base is None or older_than(ws.label_path(case, base["version"])):
-                return None
-            shown = (prov or {}).get("version")
-            saved_from_base = [v for v in ws.versions(case) if v.get("parent") == base["version"]
-                               and v["source"] == "correction" and v["version"] != shown]
-        data = read_labels_data(path, ct_data)
-        fields = read_review_fields(data[1]["metadata"].get(HEADER_KEY, {}))
-
-        def holds(labels, info: dict | None) -> bool:  # the autosave's labels, marks and rejections
-            return labels is not None and np.array_equal(np.asarray(data[0]) > 0, np.asarray(labels) > 0) \
-                and all(fields[k] == list((info or {}).get(k) or []) for k in fields)
-
-        if holds(None if seg_data is None else seg_data[0], prov) or any(
-                holds(read_labels_data(ws.label_path(case, v["version"]), ct_data)[0], v)
-                for v in saved_from_base):
-            return None
-        return path, data, fields, base
 
     def open_next(self) -> Path | None:
         """Open the queue case after the one on screen (the selected one when the case on screen is not

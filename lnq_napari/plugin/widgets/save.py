@@ -11,9 +11,9 @@ from lnq_napari import api
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import is_dicom_path
 from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
-from lnq_napari.plugin._stats import log_review
 from lnq_napari.plugin.widgets._common import SessionTracker, collected_warnings, compact, folder_row
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
+from lnq_napari.workspace.review_stats import log_review
 
 
 class SaveWidget(QWidget):

@@ -1,10 +1,20 @@
-"""Review statistics (journal lines and their summary) and short model names: no display needed."""
+"""Review statistics of a case: its journal line and the summary over a workspace (no Qt)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from lnq_napari.plugin._stats import REVIEW_ACTION, CaseStats, format_seconds, log_review, summarize
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.review_stats import (
+    REVIEW_ACTION,
+    CaseStats,
+    format_seconds,
+    log_review,
+    summarize,
+)
 
 
 def test_summary_counts_the_last_line_per_case_and_the_median_time():
@@ -26,13 +36,12 @@ def test_summary_counts_the_last_line_per_case_and_the_median_time():
     assert summarize([]).text() == "no case reviewed yet" and summarize([]).median_seconds is None
 
 
-def test_log_review_writes_a_journal_line_the_summary_reads(tmp_path, phantom_files):
-    from lnq_napari.workspace import Workspace
-
+def test_log_review_writes_a_journal_line_the_summary_reads(tmp_path):
     data = tmp_path / "data"
-    data.mkdir()
-    for src in (phantom_files.ct, phantom_files.seg):
-        (data / src.name).write_bytes(src.read_bytes())
+    seg = np.zeros((6, 12, 10), np.uint8)
+    seg[2:4, 3:6, 3:5] = 1
+    write_volume(data / "lnq2023-train-0003-ct.nrrd", Volume(np.full(seg.shape, -100, np.int16)))
+    write_volume(data / "lnq2023-train-0003-seg.nrrd", Volume(seg))
     ws = Workspace.init(tmp_path / "ws", data)
     stats = CaseStats(started=0.0)
     stats.accepted, stats.rejected, stats.clicks, stats.keys = 3, 2, 4, 7

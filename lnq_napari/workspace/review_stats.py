@@ -10,7 +10,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.workspace import Workspace
 
 REVIEW_ACTION = "review"
 

@@ -1,0 +1,91 @@
+"""Edits a crash or a closed window left in a case's autosave and never saved: whether a case has any
+when it opens, and what they are (labels, marks, rejections, the version they were made on).
+
+The first edit after opening rewrites the autosave, so what it holds must be offered then or is lost.
+No Qt here: the plugin shows the labels and resumes the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+from lnq_napari.quantify import read_node_ids
+from lnq_napari.workspace.autosave import (
+    autosave_of_another_workspace,
+    autosave_parent,
+    newer_autosave,
+    read_review_fields,
+)
+from lnq_napari.workspace.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RecoveredEdits:
+    """Unsaved edits found in a case's autosave."""
+
+    path: Path  # the autosave file
+    labels: Volume  # its labels, one id per node, on the reference grid
+    marked: list[dict]  # the marked nodes autosaved with them (NodeMark dicts)
+    rejected: list[dict]  # the rejected suggestions autosaved with them (Rejection dicts)
+    base: dict | None  # provenance of the label version they were made on; None when unknown or gone
+
+    def review_fields(self) -> dict[str, list]:
+        """``{"marked": [...], "rejected": [...]}``, as a version's provenance keeps them."""
+        return {"marked": self.marked, "rejected": self.rejected}
+
+    def opened(self, shown: dict | None) -> dict:
+        """The provenance the restored edits go on from (the next Save's parent): the version they were
+        made on, else ``shown`` (the version on screen), with the autosaved marks and rejections."""
+        return {**(self.base or shown or {"version": None}), **self.review_fields()}
+
+
+def unsaved_edits(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,
+                  prov: dict | None, reference: Volume | None = None) -> RecoveredEdits | None:
+    """The edits ``case`` left in an autosave and never saved, which the first edit after opening would
+    overwrite; None when there are none.
+
+    ``seg`` is the label file opened (its labels ``shown`` on the ``reference`` grid, its provenance
+    ``prov``; None for each when there is none). An autosave counts when it is newer than ``seg`` with
+    other labels, marks or rejections, or, when another process saved a version since, when it is newer
+    than the version it was made on and no correction saved from that version holds it. Raises LNQError
+    when a label file cannot be read.
+    """
+    path = newer_autosave(case, ws.ct_path(case), ws.root, None)
+    if path is None or autosave_of_another_workspace(path, ws.root):
+        return None
+    based = autosave_parent(path)
+    try:
+        base = ws.version_info(case, based) if based else None
+    except LNQError:  # a version of another workspace, or gone
+        base = None
+
+    def older_than(labels: Path | None) -> bool:
+        return labels is not None and Path(labels).exists() and \
+            path.stat().st_mtime_ns <= Path(labels).stat().st_mtime_ns
+
+    saved_from_base = []  # the corrections Saved from the version the edits were made on
+    if older_than(seg):
+        if base is None or older_than(ws.label_path(case, base["version"])):
+            return None
+        on_screen = (prov or {}).get("version")
+        saved_from_base = [v for v in ws.versions(case) if v.get("parent") == base["version"]
+                           and v["source"] == "correction" and v["version"] != on_screen]
+    labels = read_node_ids(path, reference=reference)
+    fields = read_review_fields({k: v for k, v in labels.meta.items() if isinstance(v, str)})
+
+    def holds(other: np.ndarray | None, info: dict | None) -> bool:
+        """Whether ``other`` (labels) and ``info`` (a provenance) hold the autosave's labels, marks and
+        rejections."""
+        return other is not None and np.array_equal(np.asarray(labels.array) > 0, np.asarray(other) > 0) \
+            and all(fields[k] == list((info or {}).get(k) or []) for k in fields)
+
+    if holds(shown, prov) or any(
+            holds(read_node_ids(ws.label_path(case, v["version"]), reference=reference).array, v)
+            for v in saved_from_base):
+        return None
+    return RecoveredEdits(path, labels, fields["marked"], fields["rejected"], base)

@@ -1,0 +1,138 @@
+"""Unsaved edits in a case's autosave (no Qt): offered when it opens only when nothing saved holds them."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.autosave import AUTOSAVE_ENV, autosave_dir, review_fields, write_autosave
+from lnq_napari.workspace.recovery import RecoveredEdits, unsaved_edits
+
+GRID = dict(spacing=(0.8, 0.8, 2.0), origin=(-10.0, 5.0, 30.0))
+CASE = "lnq2023-train-0000"
+MARK = {"centre_zyx": [3.0, 4.0, 4.0]}
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch) -> Workspace:
+    monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path / "autosave"))
+    seg = np.zeros((6, 12, 10), np.uint8)
+    seg[2:4, 3:6, 3:5] = 1
+    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", Volume(np.full(seg.shape, -100, np.int16), **GRID))
+    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", Volume(seg, **GRID))
+    return Workspace.init(tmp_path / "ws", tmp_path / "data")
+
+
+def _edited(ws: Workspace, version: str) -> Volume:
+    """The labels of ``version`` with one voxel painted."""
+    labels = ws.read_labels(CASE, version)
+    array = np.asarray(labels.array).copy()
+    array[5, 0, 0] = 1
+    return labels.with_array(array)
+
+
+def _autosave(ws: Workspace, labels: Volume, parent: str, marked=(), rejected=(), after=None):
+    """Write the case's autosave of edits made on ``parent``, dated 1 s after the file ``after``."""
+    extra = {"lnq_workspace": str(ws.root), "lnq_parent": parent,
+             **review_fields(list(marked), list(rejected))}
+    path = write_autosave(labels, autosave_dir(ws.ct_path(CASE), ws.root), CASE, extra)
+    if after is not None:
+        _date(path, after, 10**9)
+    return path
+
+
+def _date(path, like, offset_ns: int) -> None:
+    stamp = os.stat(like).st_mtime_ns + offset_ns
+    os.utime(path, ns=(stamp, stamp))
+
+
+def _open(ws: Workspace, prov: dict | None) -> RecoveredEdits | None:
+    """What opening the case with ``prov`` on screen finds (as the Review widget opens it)."""
+    seg = ws.label_path(CASE, prov["version"]) if prov else ws.seg_path(CASE)
+    ct = ws.ct_grid(CASE)
+    shown = ws.read_labels(CASE, prov["version"]).array if prov else None
+    return unsaved_edits(ws, CASE, seg, shown, prov, reference=ct)
+
+
+def test_no_autosave_is_no_unsaved_edits(ws):
+    assert _open(ws, ws.latest_version(CASE)) is None
+
+
+def test_an_autosave_older_than_the_shown_labels_is_not_offered(ws):
+    original = ws.latest_version(CASE)
+    path = _autosave(ws, _edited(ws, original["version"]), original["version"])
+    _date(path, ws.label_path(CASE, original["version"]), -10**9)  # the labels were saved after it
+    assert _open(ws, original) is None
+
+
+def test_an_autosave_holding_the_shown_labels_is_not_offered(ws):
+    original = ws.latest_version(CASE)
+    _autosave(ws, ws.read_labels(CASE, original["version"]), original["version"],
+              after=ws.label_path(CASE, original["version"]))
+    assert _open(ws, original) is None
+
+
+def test_an_autosave_with_other_labels_is_offered_with_its_marks_and_rejections(ws):
+    original = ws.latest_version(CASE)
+    edited = _edited(ws, original["version"])
+    path = _autosave(ws, edited, original["version"], marked=[MARK], rejected=[{"id": 1}],
+                     after=ws.label_path(CASE, original["version"]))
+    found = _open(ws, original)
+    assert isinstance(found, RecoveredEdits) and found.path == path
+    assert np.array_equal(np.asarray(found.labels.array) > 0, np.asarray(edited.array) > 0)
+    assert found.labels.shape == ws.ct_grid(CASE).shape
+    assert (found.marked, found.rejected) == ([MARK], [{"id": 1}])
+    assert found.base["version"] == original["version"]
+    opened = found.opened(original)
+    assert opened["version"] == original["version"] and opened["marked"] == [MARK]
+    assert opened["rejected"] == [{"id": 1}]
+
+
+def test_an_autosave_with_the_shown_labels_but_other_marks_is_offered(ws):
+    original = ws.latest_version(CASE)
+    _autosave(ws, ws.read_labels(CASE, original["version"]), original["version"], marked=[MARK],
+              after=ws.label_path(CASE, original["version"]))
+    assert _open(ws, original).marked == [MARK]
+
+
+def test_edits_on_a_version_another_process_saved_over_are_offered(ws):
+    original = ws.latest_version(CASE)["version"]
+    edited = _edited(ws, original)
+    _autosave(ws, edited, original, after=ws.label_path(CASE, original))
+    newer = ws.add_label_version(CASE, ws.read_labels(CASE, original), "prediction", model_version="m9")
+    _date(ws.label_path(CASE, newer), ws.label_path(CASE, original), 5 * 10**9)  # saved after the autosave
+    found = _open(ws, ws.version_info(CASE, newer))
+    assert found is not None and found.base["version"] == original
+    assert found.opened(ws.version_info(CASE, newer))["version"] == original  # the next Save's parent
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_edits_a_correction_from_the_same_base_holds_are_not_offered(ws, saved):
+    """The reviewer saved the autosaved edits (a correction of the version they were made on); another
+    reviewer saved a correction since, which is the one shown: the autosave is no unsaved edits. A
+    correction of that version without the edits does not hold them."""
+    original = ws.latest_version(CASE)["version"]
+    edited = _edited(ws, original)
+    path = _autosave(ws, edited, original, after=ws.label_path(CASE, original))
+    mine = ws.add_label_version(CASE, edited if saved else ws.read_labels(CASE, original), "correction",
+                                parent=original, marked=[], rejected=[])
+    theirs = ws.add_label_version(CASE, edited.with_array(np.zeros_like(np.asarray(edited.array))),
+                                  "correction")
+    for offset, version in ((10**9, mine), (2 * 10**9, theirs)):
+        _date(ws.label_path(CASE, version), path, offset)
+    found = _open(ws, ws.version_info(CASE, theirs))
+    assert (found is None) if saved else (found.path == path and found.base["version"] == original)
+
+
+def test_an_autosave_of_another_workspace_is_not_offered(ws, tmp_path):
+    original = ws.latest_version(CASE)["version"]
+    path = _autosave(ws, _edited(ws, original), original, after=ws.label_path(CASE, original))
+    extra = {"lnq_workspace": str(tmp_path / "another"), "lnq_parent": original}
+    write_autosave(_edited(ws, original), path.parent, CASE, extra)
+    _date(path, ws.label_path(CASE, original), 10**9)
+    assert _open(ws, ws.version_info(CASE, original)) is None
