@@ -39,6 +39,7 @@ from lnq_napari.followup.identity import (
 from lnq_napari.followup.recist import check_organ
 from lnq_napari.followup.register import Registration
 from lnq_napari.followup.report import CSV_COLUMNS as CHANGE_COLUMNS
+from lnq_napari.heard import collected_warnings
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, segfile
@@ -270,8 +271,7 @@ def compare(
             for seg, ct, which in zip((baseline_seg, followup_seg), cts, ("baseline", "follow-up"))]
     for k, which in ((0, "baseline"), (1, "follow-up")):  # before any slow prediction
         if segs[k] is not None:
-            with warnings.catch_warnings(record=True) as heard:  # a resampled SEG: said in the result too
-                warnings.simplefilter("always", GridWarning)
+            with collected_warnings() as heard:  # a resampled SEG: said in the result too
                 segs[k] = seg_on_ct(segs[k], cts[k], cts[1 - k], which)
             for said in heard:
                 if issubclass(said.category, GridWarning):
@@ -573,8 +573,7 @@ def predict(
                 progress((k + fraction) / len(items), f"{case_id}: {message}")
 
         try:
-            with warnings.catch_warnings(record=True) as heard:  # in a batch, each said with its case
-                warnings.simplefilter("always")
+            with collected_warnings() as heard:  # in a batch, each said with its case
                 ct = read_volume(path)
                 _, result = _predicted(ct, predictor, device, step, cancel)  # only the mask is written
         except LNQError as exc:  # a damaged CT in a batch: the others are still predicted

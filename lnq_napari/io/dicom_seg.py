@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, is_image_file
@@ -780,8 +781,7 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
                        "series")
     frames = (array[ks] != 0).astype(np.uint8)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # source header quirks (names, values) it reports
+        with collected_warnings():  # dropped: source header quirks (names, values) highdicom reports
             seg = hd.seg.Segmentation(
                 source_images=datasets, pixel_array=frames, segmentation_type="BINARY",
                 segment_descriptions=[_description(label, model_version, edits)],

@@ -219,14 +219,14 @@ def nnunet_labels(states: np.ndarray) -> np.ndarray:
 
 def job_states(job: ExportJob, ct) -> tuple[np.ndarray, bool]:
     """The label states of one job on the CT grid, and whether its seg had to be resampled."""
+    from lnq_napari.heard import collected_warnings
     from lnq_napari.interact import spot_mask
     from lnq_napari.io.geometry import GridWarning
     from lnq_napari.io.readers import read_labels
     from lnq_napari.training.corrections import correction_states
     from lnq_napari.training.labels import label_states, naive_states
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", GridWarning)
+    with collected_warnings() as caught:  # a worker thread's or process's own
         labels = read_labels(job.labels, reference=ct)
         prediction = None if job.prediction is None else read_labels(job.prediction, reference=ct)
     resampled = any(issubclass(w.category, GridWarning) for w in caught)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import inspect
 import threading
-import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from magicgui.widgets import ComboBox
@@ -26,38 +24,6 @@ from qtpy.QtWidgets import (
 
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import session_for
-
-_HEARD = threading.local()  # the messages a thread is collecting (None: it is not)
-_SHOWN = {"before": None}  # warnings.showwarning as it was before the first collection
-_INSTALL = threading.Lock()
-
-
-def _show_or_collect(message, category, filename, lineno, file=None, line=None):
-    heard = getattr(_HEARD, "messages", None)
-    if heard is not None:
-        heard.append(str(message))
-    else:
-        _SHOWN["before"](message, category, filename, lineno, file, line)
-
-
-@contextlib.contextmanager
-def collected_warnings() -> Iterator[list[str]]:
-    """The warning messages raised in this thread while the block runs (in order, not printed): what a
-    worker found (no lungs in view, a fine-tune discarded) for its status line. Other threads' warnings
-    are shown as before. ``warnings.catch_warnings`` cannot do this: it swaps process-wide state, and two
-    workers' blocks overlapping left every later warning of the process silenced. lnq-napari's own
-    warnings are reported each time, not once per place in the code."""
-    with _INSTALL:
-        if warnings.showwarning is not _show_or_collect:
-            _SHOWN["before"] = warnings.showwarning
-            warnings.showwarning = _show_or_collect
-            warnings.filterwarnings("always", category=UserWarning, module=r"lnq_napari(\.|$)")
-    outer = getattr(_HEARD, "messages", None)
-    _HEARD.messages = heard = []
-    try:
-        yield heard
-    finally:
-        _HEARD.messages = outer
 
 
 class ProgressSignal(QObject):

@@ -20,11 +20,12 @@ from lnq_napari import api
 from lnq_napari.active import STRATEGIES
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
+from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._case import add_case, ct_grid, nodes_layer_data, read_case
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
-from lnq_napari.plugin.widgets._common import WorkerWidget, collected_warnings, compact
+from lnq_napari.plugin.widgets._common import WorkerWidget, compact
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.recovery import unsaved_edits
@@ -177,8 +178,8 @@ class ReviewWidget(WorkerWidget):
                 try:
                     rows = api.next_cases(root, n=n, strategy=strategy, progress=progress)
                 except LNQError as exc:  # no case ranked: the warnings say why, in the same line
-                    raise LNQError("; ".join([str(exc), *dict.fromkeys(heard)])) from None
-            return rows, list(dict.fromkeys(heard))
+                    raise LNQError("; ".join([str(exc), *texts(heard)])) from None
+            return rows, texts(heard)
 
         return self._start(body, lambda done: self._show_queue(*done), "ranking cases ...")
 
@@ -194,7 +195,7 @@ class ReviewWidget(WorkerWidget):
             with collected_warnings() as heard:  # an interrupted fine-tune discarded ...: in the status
                 result = api.finetune(root, config=config, iterations=iterations,
                                       progress=self._signals.changed.emit, cancel=self._cancel.is_set)
-            return result, list(dict.fromkeys(heard))
+            return result, texts(heard)
 
         return self._start(body, lambda done: self._show_finetune(*done), "fine-tuning ...",
                            CANCELLED[NNUNET if nnunet else "finetune"])

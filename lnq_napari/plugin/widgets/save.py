@@ -9,9 +9,10 @@ from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.io.dicom_seg import is_dicom_path
 from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
-from lnq_napari.plugin.widgets._common import SessionTracker, collected_warnings, compact, folder_row
+from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
 from lnq_napari.workspace.review_stats import log_review
 
@@ -102,7 +103,7 @@ class SaveWidget(QWidget):
         root = self._workspace_root(session)
         if root is not None:  # the time and the decisions this case took, for the Review panel
             log_review(Workspace.open(root), session.case, session.stats, saved.version, session.edits)
-        for warning in heard:
+        for warning in texts(heard):
             message += f"\nnote: {warning}"
         if session.ct_layer is not None and (note := unplaced_note(session.ct_layer)):
             message += f"\n{note}"

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout
 
 from lnq_napari import api
 from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.model.names import short_model_name
@@ -25,7 +26,6 @@ from lnq_napari.plugin._layers import layer_kwargs, layer_volume, unplaced_note
 from lnq_napari.plugin._session import show_prediction
 from lnq_napari.plugin.widgets._common import (
     WorkerWidget,
-    collected_warnings,
     compact,
     layer_choice,
     while_alive,
@@ -146,7 +146,7 @@ class SegmentWidget(WorkerWidget):
             with collected_warnings() as heard:  # no lungs in view, a thin slab: said in the status line
                 result = api.find_nodes(ct, self._get_predictor(model, device), progress=emit,
                                         cancel=cancel, region=region, max_suggestions=cap)
-            return result, list(dict.fromkeys(heard))
+            return result, texts(heard)
 
         connect = {
             "returned": lambda found: self._show(layer, *found),
