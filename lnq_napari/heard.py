@@ -3,7 +3,10 @@ lungs in view, a resampled SEG, a fine-tune discarded) for its result, status li
 
 ``warnings.catch_warnings`` cannot do this: it swaps process-wide state, so two threads' blocks
 overlapping (suggestions found while a fine-tune ran) left every later warning of the process silenced.
-Here each thread collects its own; other threads' warnings are shown as before.
+Here each thread collects its own, and other threads' warnings are shown as before. While any block
+runs, lnq-napari's own warnings (every category) are heard each time they are raised, whatever filters
+the process set (a notebook's ``simplefilter("ignore")`` hid a resampled SEG from a comparison's result);
+other libraries' warnings pass Python's filters as usual (by default, once per place in their code).
 """
 
 from __future__ import annotations
@@ -11,37 +14,55 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _HEARD = threading.local()  # the warnings a thread is collecting (no attribute: it is not)
-_SHOWN = {"before": None}  # warnings.showwarning as it was before the first collection
-_INSTALL = threading.Lock()
+_LOCK = threading.Lock()
+_BLOCKS = [0]  # blocks running, in every thread: lnq-napari's "always" filter stays while one does
+OWN_MODULES = r"lnq_napari(\.|$)"
 
 
-def _show_or_collect(message, category, filename, lineno, file=None, line=None):
-    heard = getattr(_HEARD, "messages", None)
-    if heard is not None:
-        heard.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
-    else:
-        _SHOWN["before"](message, category, filename, lineno, file, line)
+def _collecting(before: Callable) -> Callable:
+    """A ``warnings.showwarning`` that collects in a collecting thread and passes the rest to ``before``
+    (the hook it replaces: each keeps its own, so a hook put back by ``catch_warnings`` forwards right)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        heard = getattr(_HEARD, "messages", None)
+        if heard is not None:
+            heard.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+        else:
+            before(message, category, filename, lineno, file, line)
+
+    show.lnq_collects = True
+    return show
+
+
+def _own_filter(entry: tuple) -> bool:
+    """Whether a ``warnings.filters`` entry is the one a block puts first."""
+    action, _, category, module, _ = entry
+    return action == "always" and category is Warning and getattr(module, "pattern", None) == OWN_MODULES
 
 
 @contextlib.contextmanager
 def collected_warnings() -> Iterator[list[warnings.WarningMessage]]:
     """The warnings raised in this thread while the block runs, in order and not shown (a block within
-    another collects its own). lnq-napari's own warnings are collected each time they are raised, not
-    once per place in the code."""
-    with _INSTALL:
-        if warnings.showwarning is not _show_or_collect:
-            _SHOWN["before"] = warnings.showwarning
-            warnings.showwarning = _show_or_collect
-            warnings.filterwarnings("always", category=UserWarning, module=r"lnq_napari(\.|$)")
+    another collects its own)."""
+    with _LOCK:
+        if not getattr(warnings.showwarning, "lnq_collects", False):
+            warnings.showwarning = _collecting(warnings.showwarning)
+        if not (warnings.filters and _own_filter(warnings.filters[0])):
+            warnings.filterwarnings("always", category=Warning, module=OWN_MODULES)
+        _BLOCKS[0] += 1
     outer = getattr(_HEARD, "messages", None)
     _HEARD.messages = heard = []
     try:
         yield heard
     finally:
         _HEARD.messages = outer
+        with _LOCK:
+            _BLOCKS[0] -= 1
+            if not _BLOCKS[0] and any(_own_filter(f) for f in warnings.filters):
+                warnings.filters[:] = [f for f in warnings.filters if not _own_filter(f)]
+                getattr(warnings, "_filters_mutated", lambda: None)()  # cached decisions go stale
 
 
 def texts(heard: list[warnings.WarningMessage]) -> list[str]:

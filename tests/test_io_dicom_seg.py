@@ -92,6 +92,32 @@ def test_a_seg_of_an_enhanced_ct_lands_on_its_frames(tmp_path, ct, liver, enhanc
     np.testing.assert_array_equal(read_labels(tmp_path / "study" / "2-SEG").array, expected)  # CT beside
 
 
+def test_a_seg_of_an_enhanced_ct_with_planes_given_per_frame(tmp_path, ct, liver, enhanced_ct):
+    """Pixel spacing and orientation in each frame's functional groups (the standard allows it): read,
+    but the SEG was refused ("'Dataset' object has no attribute 'PixelMeasuresSequence'")."""
+    import copy
+
+    folder = enhanced_ct(tmp_path / "study" / "1-CT", order=[2, 0, 1])
+    ds = pydicom.dcmread(folder / "IM0000.dcm")
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        frame.PixelMeasuresSequence = copy.deepcopy(shared.PixelMeasuresSequence)
+        frame.PlaneOrientationSequence = copy.deepcopy(shared.PlaneOrientationSequence)
+    del shared.PixelMeasuresSequence, shared.PlaneOrientationSequence
+    ds.save_as(folder / "IM0000.dcm")
+    enhanced = read_volume(folder)
+    labels = liver.with_array(liver.array, dicom_series_uid=enhanced.meta["dicom_series_uid"])
+    out = write_dicom_seg(tmp_path / "study" / "2-SEG" / "1-1.dcm", labels, folder, model_version=VERSION)
+    expected = (liver.array != 0).astype(np.uint8)
+    np.testing.assert_array_equal(read_labels(out, reference=enhanced).array, expected)
+    by_frame = hd.seg.segread(out).get_pixels_by_source_frame(  # highdicom maps each frame to its source
+        str(ds.SOPInstanceUID), source_frame_numbers=[1, 2, 3], segment_numbers=[1], combine_segments=True)
+    z = [int(round(enhanced.physical_to_index([float(v) for v in f.PlanePositionSequence[0]
+                                               .ImagePositionPatient])[0, 0]))
+         for f in ds.PerFrameFunctionalGroupsSequence]
+    np.testing.assert_array_equal(np.asarray(by_frame) > 0, expected[z] > 0)
+
+
 def test_seg_among_its_ct_slices_or_a_level_down(tmp_path, ct, liver):
     flat = tmp_path / "flat"
     shutil.copytree(SERIES, flat)

@@ -579,6 +579,10 @@ def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path):
     from lnq_napari.io.datasets import find_cts  # every CD names its folders alike: its root's name first
 
     assert [case for case, _ in find_cts(root)] == ["CD_PT000000_ST000000_SE000000"]
+    for path in sorted(root.rglob("*"), key=lambda p: -len(p.parts)):  # as Linux mounts a plain ISO CD
+        path.rename(path.with_name(path.name.lower()))
+    assert [case for case, _ in find_cts(root)] == ["CD_pt000000_st000000_se000000"]
+    np.testing.assert_array_equal(read_volume(root / "dicomdir").array, expected)
 
 
 def test_a_folder_of_several_series_folders_says_so_for_one_ct(tmp_path):
@@ -615,6 +619,12 @@ def test_an_enhanced_ct_with_a_gap_or_split_over_files_is_refused_in_one_line(tm
         read_volume(enhanced_ct(tmp_path / "gap", order=[0, 1, 2, 2], positions=gap))
     with pytest.raises(LNQError, match=r"enhanced \(multi-frame\) DICOM CT split over 3 files"):
         read_volume(enhanced_ct(tmp_path / "split", order=[0, 1, 2], frames_per_file=1))
+    cut = enhanced_ct(tmp_path / "cut", order=[0, 1, 2])  # its grid reads; its pixels do not (they were
+    ds = pydicom.dcmread(cut / "IM0000.dcm")  # said to be unevenly spaced)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(cut / "IM0000.dcm")
+    with pytest.raises(LNQError, match=r"the pixel data of its enhanced .* cannot be decoded"):
+        read_volume(cut)
 
 
 def test_per_slice_rescale_and_compressed_syntaxes_read_the_same_hu(tmp_path):
@@ -658,3 +668,28 @@ def test_per_slice_rescale_and_compressed_syntaxes_read_the_same_hu(tmp_path):
             np.testing.assert_array_equal(got[[0, 2]], expected[[0, 2]])
         else:
             np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_an_enhanced_ct_is_the_largest_series_beside_a_scout_or_its_seg(tmp_path, enhanced_ct):
+    """"The largest series" of a folder counted files: a 2-image scout, or the CT's own DICOM SEG on a tie,
+    beat a one-file enhanced CT of 3 frames (the SEG was then read as a CT and refused as uneven)."""
+    import pydicom
+
+    from lnq_napari.io.dicom_seg import write_dicom_seg
+
+    folder = enhanced_ct(tmp_path / "flat", order=[0, 1, 2])
+    ct = read_volume(folder)
+    uid = pydicom.uid.generate_uid()
+    for k, src in enumerate(sorted(DICOM.glob("*.dcm"))[:2]):
+        ds = pydicom.dcmread(src)
+        ds.SeriesInstanceUID, ds.ImageType = uid, ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.save_as(folder / f"SC{k}.dcm")
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[1, 100:140, 200:260] = 1
+    write_dicom_seg(folder / "a-seg.dcm", ct.with_array(mask, dicom_series_uid=ct.meta["dicom_series_uid"]),
+                    folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "holds 3 DICOM series; reading the largest"
+        got = read_volume(folder)
+    np.testing.assert_array_equal(got.array, ct.array)

@@ -21,7 +21,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.geometry import GridWarning, align_to
-from lnq_napari.io.layout import CaseFiles, is_image_file
+from lnq_napari.io.layout import CaseFiles, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
@@ -138,7 +138,7 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
     in one output folder overwrote each other."""
     series, segs, level = [], [], [path]
-    root = [case_id] if (path / "DICOMDIR").is_file() else []
+    root = [case_id] if holds_dicomdir(path) else []
     for depth in range(SERIES_DEPTH + 1):
         for folder in sorted(level):
             if not _holds_dicom(folder):
@@ -185,7 +185,7 @@ def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
     """Whether one of the first few files of ``folder`` is DICOM (a series folder may hold a note; a
     DICOMDIR is the index of a CD's folders below, not a series)."""
     files = (f for f in _listing(folder)
-             if f.is_file() and not f.name.startswith(".") and f.name.upper() != "DICOMDIR")
+             if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f))
     return any(_dicom_file(f) for f in itertools.islice(files, look_at))
 
 
@@ -218,7 +218,7 @@ def _not_a_ct_image(folder: Path) -> bool:
     import pydicom
 
     for path in _listing(folder):
-        if not path.is_file() or path.name.upper() == "DICOMDIR" or not _dicom_file(path):
+        if not path.is_file() or is_dicomdir(path) or not _dicom_file(path):
             continue
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ImageType"])
@@ -649,7 +649,8 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
         own = str(pydicom.dcmread(ct, stop_before_pixels=True).get("SeriesInstanceUID", ""))
         if own in by_series:
             return by_series[own]
-    return max(by_series.values(), key=len)
+    return max(by_series.values(), key=lambda datasets: sum(int(d.get("NumberOfFrames", 1) or 1)
+                                                             for d in datasets))  # an enhanced CT's frames
 
 
 def _frame_planes(datasets: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -674,6 +675,28 @@ def _frame_planes(datasets: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarr
         planes.append((floats(items[0].ImageOrientationPatient), floats(items[1].PixelSpacing),
                        floats(items[2].ImagePositionPatient)))
     return planes
+
+
+def _share_frame_planes(ds) -> None:
+    """Move the pixel spacing and orientation an enhanced CT gives in each frame's functional groups (as
+    the standard allows) to its shared groups when every frame gives the same: highdicom reads them there
+    only. (:func:`_slice_order` checked each frame's against the labels' grid.)"""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    frames = ds.get("PerFrameFunctionalGroupsSequence")
+    if not frames:
+        return
+    if not ds.get("SharedFunctionalGroupsSequence"):
+        ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for keyword in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
+        own = [frame.get(keyword) for frame in frames]
+        if keyword in shared or any(not seq for seq in own) or any(seq[0] != own[0][0] for seq in own):
+            continue
+        setattr(shared, keyword, own[0])
+        for frame in frames:
+            delattr(frame, keyword)
 
 
 def _slice_order(datasets: list, labels: Volume, where: str) -> list[int]:
@@ -768,6 +791,8 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
         raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
     datasets = _ct_datasets(ct, series_uid or labels.meta.get("dicom_series_uid"))
     ks = _slice_order(datasets, labels, str(ct))
+    if len(datasets) == 1:
+        _share_frame_planes(datasets[0])
     for ds in datasets:  # highdicom refuses an empty Specific Character Set (some scanners write one)
         if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
             del ds.SpecificCharacterSet

@@ -46,6 +46,22 @@ class CaseFiles:
     nodes: Path | None = None  # node list with truth (phantom only)
 
 
+def is_dicomdir(path: str | Path) -> bool:
+    """Whether ``path`` is a CD's DICOM index file (``DICOMDIR``; ``dicomdir`` where Linux mounts a plain
+    ISO 9660 CD in lower case)."""
+    path = Path(path)
+    return path.name.upper() == "DICOMDIR" and path.is_file()
+
+
+def holds_dicomdir(folder: str | Path) -> bool:
+    """Whether ``folder`` is a CD's root: it holds a DICOMDIR, in any case."""
+    folder = Path(folder)
+    try:
+        return folder.is_dir() and any(is_dicomdir(child) for child in folder.iterdir())
+    except OSError:
+        return False
+
+
 def image_suffix(name: str | Path) -> str:
     """The image suffix of a file name (``.seg.nrrd``, ``.nii.gz``, ...), "" when it has none we read."""
     lower = Path(name).name.lower()
@@ -170,7 +186,7 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
     path = Path(inputs).expanduser()
     if not path.exists():
         raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
-    if path.is_file() and path.name.upper() == "DICOMDIR":  # a CD's index: the export folder holding it
+    if is_dicomdir(path):  # a CD's index: the export folder holding it
         path = path.parent
     if path.is_dir():
         cts = ct_files(path) or ct_files(path, role="")

@@ -12,7 +12,7 @@ import contextlib
 import re
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields, nrrd_spatial_axes
 from lnq_napari.io.labels import label_mask
+from lnq_napari.io.layout import is_dicomdir
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
 from lnq_napari.io.volume import Volume, check_grid
@@ -449,7 +450,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     or the largest; its Series and Frame of Reference UIDs go into ``meta``."""
     import SimpleITK as sitk
 
-    if path.is_file() and path.name.upper() == "DICOMDIR":  # a CD's index: the folder it indexes
+    if is_dicomdir(path):  # a CD's index: the folder it indexes
         path = path.parent
     folder = path if path.is_dir() else path.parent
     reader = sitk.ImageSeriesReader()
@@ -475,24 +476,29 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
+    images = {sid: _images_in(files) for sid, files in files_by_series.items()}  # 0 for a SEG
+
+    def largest() -> str:
+        return max(images, key=images.get)
+
     if series_uid in files_by_series:
         sid = series_uid
     elif not path.is_dir():
         chosen = [sid for sid, files in files_by_series.items()
                   if any(Path(f).resolve() == path.resolve() for f in files)]
-        sid = chosen[0] if chosen else max(files_by_series, key=lambda s: len(files_by_series[s]))
+        sid = chosen[0] if chosen else largest()
     else:
-        sid = max(files_by_series, key=lambda s: len(files_by_series[s]))
+        sid = largest()
         patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
         if len(patients) > 1:  # which one is meant cannot be told, and the case is named by the folder
             named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
             raise LNQError(f"{folder} holds the DICOM series of {len(patients)} patients ({named}); give "
                            "each patient's series a folder of its own")
         if len(series) > 1:
-            others = "; ".join(f"{_series_description(files_by_series[o][0])} ({len(files_by_series[o])})"
+            others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
                                for o in series if o != sid)
             warnings.warn(f"{folder} holds {len(series)} DICOM series; reading the largest, "
-                          f"{_series_description(files_by_series[sid][0])} ({len(files_by_series[sid])} "
+                          f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
     files = files_by_series[sid]
@@ -565,33 +571,54 @@ def _first_file_header(file: str) -> tuple[str, int, str]:
     return str(header.get("SOPClassUID", "")), frames, str(header.get("FrameOfReferenceUID", "")).strip()
 
 
-def _read_enhanced(file: Path, name: str) -> RawImage:
+def _images_in(files: Sequence[str]) -> int:
+    """How many slices a series' files hold (an enhanced CT's frames count; a DICOM SEG holds none): what
+    "the largest series" of a folder is counted in."""
+    sop_class, frames, _ = _first_file_header(files[0])
+    return 0 if sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * frames
+
+
+def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
     """An enhanced (multi-frame) DICOM CT in HU, its grid taken from the frames' functional groups by
     highdicom, which refuses frames that are missing, unevenly spaced or tilted; slices ordered along the
-    normal of their rows and columns, as a classic series reads."""
+    normal of their rows and columns, as a classic series reads. ``pixels=False``: its grid only, over an
+    all-zero read-only array (no frame decoded)."""
     import highdicom
 
+    fix = "convert it, e.g. with dcm2niix to NIfTI, or re-export the series"
     try:
-        volume = highdicom.imread(file).get_volume(dtype=np.float32, apply_modality_transform=True)
-    except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError for such files
-        why = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(".")
+        image = highdicom.imread(file, lazy_frame_retrieval=True)
+        geometry = image.get_volume_geometry()
+    except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError for such headers
+        raise LNQError(f"{name}: the header of its enhanced (multi-frame) DICOM CT cannot be read "
+                       f"({_first_line(exc)}); {fix}") from None
+    if geometry is None or len(geometry.spatial_shape) != 3:
         raise LNQError(f"{name}: the frames of its enhanced (multi-frame) DICOM CT do not form one evenly "
-                       f"spaced volume ({why}); "
-                       "convert it, e.g. with dcm2niix to NIfTI, or re-export the series") from None
-    if volume.array.ndim != 3:
-        raise LNQError(f"{name}: its enhanced DICOM CT holds {volume.array.ndim - 3} more axes than a CT "
-                       "volume (channels or time points); export one volume")
-    steps, position, array = volume.affine[:3, :3], volume.affine[:3, 3], volume.array
+                       f"spaced volume (a frame missing, doubled or tilted); {fix}")
+    if pixels:
+        try:
+            array = image.get_volume(dtype=np.float32, apply_modality_transform=True).array
+        except Exception as exc:  # truncated or undecodable pixel data
+            raise LNQError(f"{name}: the pixel data of its enhanced (multi-frame) DICOM CT cannot be decoded "
+                           f"({_first_line(exc)}); {fix}") from None
+    else:
+        array = np.broadcast_to(np.float32(0), geometry.spatial_shape)
+    steps, position = geometry.affine[:3, :3], geometry.affine[:3, 3]
     frame, row, column = steps[:, 0], steps[:, 1], steps[:, 2]
     if np.dot(frame, np.cross(column, row)) < 0:  # stacked against the normal: turned as SimpleITK reads
         position, frame, array = position + frame * (array.shape[0] - 1), -frame, array[::-1]
     spacing = tuple(float(np.linalg.norm(v)) for v in (column, row, frame))
     direction = np.stack([column / spacing[0], row / spacing[1], frame / spacing[2]], axis=1)
-    if np.array_equal(array, np.round(array)) and array.size and \
+    if pixels and array.size and np.array_equal(array, np.round(array)) and \
             np.iinfo(np.int16).min <= array.min() and array.max() <= np.iinfo(np.int16).max:
         array = array.astype(np.int16)  # HU fit int16, as a classic series reads
-    return RawImage(np.ascontiguousarray(array), spacing, tuple(float(v) for v in position),
-                    tuple(float(v) for v in direction.ravel()), {})
+    return RawImage(array if not pixels else np.ascontiguousarray(array), spacing,
+                    tuple(float(v) for v in position), tuple(float(v) for v in direction.ravel()), {})
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception's first line without its full stop, or its type's name when it has no text."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(".")
 
 
 def _slice_tags(has, get, count: int) -> tuple[list, list]:
@@ -871,7 +898,7 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
     files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
     sop_class, frames, frame_of_reference = _first_file_header(files[0]) if files else ("", 1, "")
     if len(files) == 1 and (sop_class in ENHANCED_CT_SOP_CLASSES or frames > 1):  # its frames place it
-        raw = _read_enhanced(Path(files[0]), folder.name)
+        raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
         meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": frame_of_reference}
         zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
         return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
