@@ -621,22 +621,19 @@ def has_dicom_magic(path: str | Path) -> bool:
 
 
 def _ct_datasets(ct: Path, series_uid: str | None) -> list:
-    """Headers (no pixels) of the CT series in ``ct`` (a folder or one of its files): the series with
-    ``series_uid`` when given, else the file's series, else the largest."""
+    """Headers (no pixels) of the CT series in ``ct`` (a folder or one of its files; a CD's root or its
+    DICOMDIR: the series folders below it): the series with ``series_uid`` when given, else the file's
+    series, else the largest."""
     import pydicom
 
+    if is_dicomdir(ct):
+        ct = ct.parent
     folder = ct if ct.is_dir() else ct.parent
-    by_series: dict[str, list] = {}
-    for child in sorted(folder.iterdir()):
-        if not child.is_file() or child.name.startswith("."):
-            continue
-        try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True)
-        except Exception:
-            continue  # not DICOM (a DICOMDIR's neighbours, notes ...)
-        placed = "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds  # classic, enhanced
-        if placed and str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
-            by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
+    by_series = _series_headers(folder)
+    if not by_series and ct.is_dir():  # a CD or a download: its series folders
+        for _, below in _dicom_folders(folder, folder.name)[0]:
+            for uid, headers in _series_headers(below).items():
+                by_series.setdefault(uid, headers)
     if not by_series:
         raise LNQError(f"{ct} holds no DICOM CT slices; a DICOM SEG is written for the DICOM CT series it "
                        "was drawn on: point to that series' folder")
@@ -651,6 +648,25 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
             return by_series[own]
     return max(by_series.values(), key=lambda datasets: sum(int(d.get("NumberOfFrames", 1) or 1)
                                                              for d in datasets))  # an enhanced CT's frames
+
+
+def _series_headers(folder: Path) -> dict[str, list]:
+    """Series UID -> headers (no pixels) of the placed images (classic slices, enhanced CTs; no SEG) among
+    ``folder``'s files."""
+    import pydicom
+
+    by_series: dict[str, list] = {}
+    for child in sorted(folder.iterdir()):
+        if not child.is_file() or child.name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(child, stop_before_pixels=True)
+        except Exception:
+            continue  # not DICOM (a DICOMDIR's neighbours, notes ...)
+        placed = "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds  # classic, enhanced
+        if placed and str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
+            by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
+    return by_series
 
 
 def _frame_planes(datasets: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -99,10 +99,11 @@ def label_name(path: str | Path) -> NameParts:
 
 
 def case_name(source: str | Path | None, fallback: str = "case") -> str:
-    """The case id of an image, label, prediction, version or autosave file name."""
+    """The case id of an image, label, prediction, version or autosave file name (a DICOM file's too:
+    ``a-ct.dcm`` is ``a``)."""
     if not source:
         return fallback
-    return split_name(source).case or fallback
+    return label_name(source).case or fallback
 
 
 def looks_like_label_name(path: str | Path) -> bool:

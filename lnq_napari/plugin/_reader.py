@@ -12,17 +12,24 @@ import numpy as np
 
 from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_seg import seg_file
-from lnq_napari.io.layout import image_suffix, is_image_file, looks_like_label_name, sibling_ct
-from lnq_napari.io.readers import read_volume
+from lnq_napari.io.dicom_seg import is_dicom_path, seg_file
+from lnq_napari.io.layout import (
+    image_suffix,
+    is_dicomdir,
+    is_image_file,
+    looks_like_label_name,
+    sibling_ct,
+)
+from lnq_napari.io.readers import read_ct_of, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
 from lnq_napari.quantify import read_node_ids
+from lnq_napari.workspace.labels import version_provenance
 
 
 def _layer_name(path: Path) -> str:
-    """The file name without its image suffix (a DICOM folder keeps its name)."""
-    suffix = image_suffix(path)
+    """The file name without its image suffix or ``.dcm`` (a DICOM folder keeps its name)."""
+    suffix = image_suffix(path) or (".dcm" if path.name.lower().endswith(".dcm") else "")
     return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 
 
@@ -44,9 +51,11 @@ def _is_dicom_seg(path: Path) -> bool:
 
 
 def is_supported(path: str | Path) -> bool:
-    """True for CT/label files this plugin reads: NRRD, NIfTI, MHA/MHD, a DICOM folder or a DICOM SEG."""
+    """True for CT/label files this plugin reads: NRRD, NIfTI, MHA/MHD, a DICOM folder, a DICOM file (a
+    slice of a series, an enhanced CT, a SEG) or a CD's DICOMDIR."""
     path = Path(path)
-    return is_image_file(path) or _is_dicom_folder(path) or _is_dicom_seg(path)
+    return is_image_file(path) or _is_dicom_folder(path) or is_dicomdir(path) or \
+        (path.is_file() and is_dicom_path(path)) or _is_dicom_seg(path)
 
 
 def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
@@ -80,12 +89,25 @@ def read_layers(path) -> list[tuple]:
 def read_layer(path: str | Path) -> tuple:
     """One layer data tuple: ``(data, kwargs, "image" | "labels")``."""
     path = Path(path)
-    if not looks_like_label_name(path) and not _is_dicom_seg(path):
+    if is_dicomdir(path):  # a CD: its root, named and saved beside as a series folder is
+        path = path.parent
+    seg = _is_dicom_seg(path)
+    if not looks_like_label_name(path) and not seg:
         volume = read_volume(path)
         if not looks_like_labels(path, volume.array):
             return ct_layer_data(volume, name=_layer_name(path), source=path)
-    labels = read_node_ids(path, reference=sibling_ct_grid(path))  # Slicer / SEG segments: ids of their own
+    reference = sibling_ct_grid(path) or (saved_on_ct(path) if seg else None)
+    labels = read_node_ids(path, reference=reference)  # Slicer / SEG segments: ids of their own
     return labels_layer_data(labels, name=_layer_name(path), source=path)
+
+
+def saved_on_ct(path: Path) -> Volume | None:
+    """The CT a DICOM SEG saved in a label store was drawn on (its version's ``origin``; a SEG needs its CT
+    and ``lnq-labels/<case>/`` holds none), or None when it names none that exists."""
+    origin = (version_provenance(path) or {}).get("origin")
+    if not origin or not Path(origin).exists():
+        return None
+    return read_ct_of(origin, path)
 
 
 def sibling_ct_grid(path: Path) -> Volume | None:

@@ -178,6 +178,17 @@ class LabelStore:
         return max(numbers, default=0)
 
 
+def version_provenance(label_file: str | Path) -> dict | None:
+    """The provenance of a label store's file (``<case>/vNNN.seg.nrrd``, or the ``vNNN.seg.dcm`` saved
+    beside it for a DICOM CT), from its committed ``vNNN.json``; None for any other file."""
+    path = Path(label_file)
+    number = _NUMBERED.match(path.name)
+    if number is None:
+        return None
+    store = LabelStore(path.parent.parent, path.parent.name)
+    return store._committed(path.with_name(f"v{number.group(1)}.json"))
+
+
 def check_source(source: str) -> None:
     """LNQError unless ``source`` is one of :data:`SOURCES`."""
     if source not in SOURCES:

@@ -79,7 +79,8 @@ class SaveWidget(QWidget):
                 saved = api.save_labels(
                     session.labels_volume(), session.case, workspace=self._workspace_root(session),
                     folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
-                    origin=session.source or session.nodes.name, layer=session.nodes.name,
+                    origin=str(Path(session.source).resolve()) if session.source else session.nodes.name,
+                    layer=session.nodes.name,
                     nodes=int(np.unique(data[data > 0]).size),
                     **({"rejected": rejected} if (rejected := session.rejections()) else {}),
                     **({"marked": marked} if (marked := session.marks()) else {}), **parent,
