@@ -62,6 +62,7 @@ from lnq_napari.quantify import (
     CSV_COLUMNS,
     MAX_IDS,
     NodeRow,
+    NodeSummary,
     measure_nodes,
     read_node_ids,
     summarize_nodes,
@@ -211,7 +212,7 @@ def node_table(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
 
 def measure(
     seg: str | Path | Volume, ct: str | Path | Volume | None = None, csv_path: str | Path | None = None,
-) -> tuple[list[NodeRow], dict]:
+) -> tuple[list[NodeRow], NodeSummary]:
     """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
 
     A 0/1 mask is split into connected nodes; a label map with several ids (one per node, as a
@@ -635,15 +636,14 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     summary = summarize_nodes(result.nodes)
     report = {
         "case": name, "ct": str(ct_path), "segmentation": str(seg_path), "model": result.model_version,
-        "predict_seconds": round(seconds, 2), "nodes": summary["n_nodes"],
-        "nodes_ge_10mm": summary["n_ge_10mm"],
-        "total_volume_cm3": round(summary["total_volume_cm3"], 3),
+        "predict_seconds": round(seconds, 2), "nodes": summary.n_nodes, "nodes_ge_10mm": summary.n_ge_10mm,
+        "total_volume_cm3": round(summary.total_volume_cm3, 3),
     }
     if truth is not None:
         scores = metrics.evaluate_case(result.binary_mask(), truth)
         report.update({f"truth_{k}": v for k, v in scores.items()})
     figure = overlay_figure(volume, result.mask, out / f"{name}-overlay.png", truth=truth,
-                            title=f"{name}: {summary['n_nodes']} nodes predicted")
+                            title=f"{name}: {summary.n_nodes} nodes predicted")
     report["picture"] = str(figure)
     atomic_write_text(out / "report.json", strict_json(report) + "\n")
     step(1.0, "done")

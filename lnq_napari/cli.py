@@ -105,10 +105,7 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     if args.ct:
         columns.append("mean_hu")
     _print_table([r.to_dict() for r in rows], columns)
-    print(
-        f"{summary['n_nodes']} nodes, {summary['n_ge_10mm']} with short axis >= 10 mm, "
-        f"total volume {summary['total_volume_cm3']:.2f} cm3"
-    )
+    print(summary.text())
 
 
 def _scan(values: list[str], flag: str) -> tuple[str, str | None]:

@@ -224,13 +224,23 @@ def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     return rows
 
 
-def summarize_nodes(rows: list[NodeRow]) -> dict:
-    """``n_nodes``, ``n_ge_10mm`` (short axis >= 10 mm) and ``total_volume_cm3``."""
-    return {
-        "n_nodes": len(rows),
-        "n_ge_10mm": sum(1 for r in rows if r.ge_10mm),
-        "total_volume_cm3": float(sum(r.volume_cm3 for r in rows)),
-    }
+@dataclass(frozen=True)
+class NodeSummary:
+    """A node table in three figures: nodes, those with a short axis >= 10 mm, their total volume."""
+
+    n_nodes: int
+    n_ge_10mm: int
+    total_volume_cm3: float
+
+    def text(self) -> str:
+        """``"8 nodes, 8 with short axis >= 10 mm, total volume 40.78 cm3"``."""
+        return (f"{self.n_nodes} node{'s' if self.n_nodes != 1 else ''}, {self.n_ge_10mm} with short axis "
+                f">= 10 mm, total volume {self.total_volume_cm3:.2f} cm3")
+
+
+def summarize_nodes(rows: list[NodeRow]) -> NodeSummary:
+    """The :class:`NodeSummary` of a node table."""
+    return NodeSummary(len(rows), sum(1 for r in rows if r.ge_10mm), float(sum(r.volume_cm3 for r in rows)))
 
 
 def write_csv(rows: list[NodeRow], path: str | Path, mean_hu: bool | None = None) -> Path:

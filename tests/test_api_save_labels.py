@@ -103,7 +103,7 @@ def test_volumes_made_in_python_are_checked_and_measured():
     """A notebook's Volumes: measured as files are (was TypeError); a bool CT or a negative spacing is one
     line (was TypeError / a multi-line ITK error)."""
     rows, summary = api.measure(_labels())
-    assert len(rows) == 1 and summary["n_nodes"] == 1
+    assert len(rows) == 1 and summary.n_nodes == 1
     # an array or a file name where a Volume goes: one line saying what to pass (TypeError, AttributeError)
     with pytest.raises(LNQError, match=r"the labels must be an lnq_napari Volume \(got numpy.ndarray\)"):
         api.measure(np.asarray(_labels().array))

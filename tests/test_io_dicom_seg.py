@@ -400,7 +400,7 @@ def test_touching_node_segments_are_measured_as_two_nodes(tmp_path, ct):
     path = write_segments(tmp_path / "pair.dcm", ct, [("node a", codes.SCT.LymphNode),
                                                       ("node b", codes.SCT.LymphNode)], masks)
     rows, summary = api.measure(path, ct=SERIES)
-    assert summary["n_nodes"] == 2 and sorted(r.voxels for r in rows) == [1200, 1200]
+    assert summary.n_nodes == 2 and sorted(r.voxels for r in rows) == [1200, 1200]
     np.testing.assert_array_equal(read_labels(path, reference=ct).array, masks > 0)
 
 
@@ -521,7 +521,7 @@ def test_measure_reads_a_seg_with_its_ct(tmp_path, ct, liver, capsys):
     root = study(tmp_path)
     out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT")
     rows, summary = api.measure(out, ct=root / "1-CT")
-    assert summary["n_nodes"] >= 1 and sum(r.voxels for r in rows) == int((liver.array != 0).sum())
+    assert summary.n_nodes >= 1 and sum(r.voxels for r in rows) == int((liver.array != 0).sum())
     assert main(["measure", str(out)]) == 0  # CT found beside it
     shutil.rmtree(root / "1-CT")
     assert main(["measure", str(out)]) == 2
@@ -711,7 +711,7 @@ def test_measure_reads_the_series_a_seg_was_drawn_on_from_a_folder_of_several(tm
     labels.array[1, 200:230, 200:230] = 1
     seg = write_dicom_seg(tmp_path / "nodes.seg.dcm", labels, SERIES)
     rows, summary = api.measure(seg, folder)
-    assert summary["n_nodes"] == 1 and rows[0].voxels == 900
+    assert summary.n_nodes == 1 and rows[0].voxels == 900
 
 
 def test_evaluate_scores_a_predicted_dicom_seg_on_the_truth_s_grid_and_pairs_seg_files_by_case(tmp_path):

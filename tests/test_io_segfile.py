@@ -228,7 +228,7 @@ def test_node_segments_touching_are_measured_apart(tmp_path):
     slicerio.write_segmentation(str(path), segmentation)
 
     rows, summary = api.measure(path)
-    assert summary["n_nodes"] == 4
+    assert summary.n_nodes == 4
     assert sorted(r.voxels for r in rows) == sorted([int(m.sum()) for m in (left, right)] + [24, 24])
     union = read_labels(path)
     assert set(np.unique(union.array)) == {0, 1}
@@ -257,4 +257,4 @@ def test_a_slicer_4_10_segmentation_keeps_every_segment(tmp_path):
         union = read_labels(path)
         rows, summary = api.measure(path)
     assert int(union.array.sum()) == int(first.sum() + second.sum())
-    assert summary["n_nodes"] == 2 and sorted(r.voxels for r in rows) == [450, 450]
+    assert summary.n_nodes == 2 and sorted(r.voxels for r in rows) == [450, 450]

@@ -10,7 +10,7 @@ import pytest
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import NodeRow, measure_nodes, summarize_nodes, write_csv
+from lnq_napari.quantify import NodeRow, NodeSummary, measure_nodes, summarize_nodes, write_csv
 
 SPACING = (0.7, 0.9, 2.5)  # x, y, z mm
 SHAPE = (24, 60, 60)  # z, y, x
@@ -171,7 +171,7 @@ def test_ct_on_another_grid_is_refused():
 def test_empty_labels_give_no_rows():
     rows = measure_nodes(Volume(np.zeros((4, 5, 6), np.uint8), SPACING))
     assert rows == []
-    assert summarize_nodes(rows) == {"n_nodes": 0, "n_ge_10mm": 0, "total_volume_cm3": 0.0}
+    assert summarize_nodes(rows) == NodeSummary(0, 0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -194,8 +194,9 @@ def test_summary_and_csv(tmp_path):
     mask = big | ellipsoid((3.0, 3.0, 4.0), centre_zyx=(12, 30, 48))
     rows = measure_nodes(Volume(mask, SPACING))
     summary = summarize_nodes(rows)
-    assert summary["n_nodes"] == 2 and summary["n_ge_10mm"] == 1
-    assert summary["total_volume_cm3"] == pytest.approx(mask.sum() * np.prod(SPACING) / 1000)
+    assert summary.n_nodes == 2 and summary.n_ge_10mm == 1
+    assert summary.total_volume_cm3 == pytest.approx(mask.sum() * np.prod(SPACING) / 1000)
+    assert summary.text().startswith("2 nodes, 1 with short axis >= 10 mm, total volume ")
 
     path = write_csv(rows, tmp_path / "out" / "nodes.csv")
     with open(path, newline="") as handle:

@@ -192,10 +192,7 @@ class NodesWidget(QWidget):
         self._apply_filter()
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
-        s = summarize_nodes(rows)
-        self.summary.setText(
-            f"{s['n_nodes']} nodes, {s['n_ge_10mm']} >= 10 mm, {s['total_volume_cm3']:.1f} cm3"
-        )
+        self.summary.setText(summarize_nodes(rows).text())
 
     @staticmethod
     def _colour(item: QTableWidgetItem, rgba) -> None:
