@@ -311,3 +311,16 @@ def test_a_node_split_in_two_by_its_segmentation_is_measured_as_one(pair, result
     assert [r.status for r in split.rows if r.baseline_id is None] == \
         [r.status for r in result.rows if r.baseline_id is None]  # no new node from the second piece
     assert split.recist.overall == result.recist.overall
+
+
+def test_labels_by_row_number_a_matched_pair_alike_on_the_baseline_grid(result):
+    """The viewer's change layers: each node numbered by its table row, a matched pair sharing it."""
+    before, after = result.labels_by_row()
+    assert before.shape == after.shape == result.baseline_labels.shape
+    for k, row in enumerate(result.rows, start=1):
+        if row.baseline_id is not None:
+            node = np.asarray(result.baseline_labels.array) == row.baseline_id
+            assert (before[node] == k).all()
+        if row.status == "matched":
+            assert (after == k).any() and (before == k).any()  # the pair shares its number
+    assert set(np.unique(before)) <= set(range(len(result.rows) + 1))

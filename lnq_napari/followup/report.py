@@ -6,6 +6,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from lnq_napari.followup.recist import RecistSummary
 from lnq_napari.followup.register import Registration
 from lnq_napari.io.atomic import atomic_write
@@ -132,6 +134,22 @@ class CompareResult:
         shown = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no node"
         return (f"CompareResult({shown}; RECIST {self.recist.overall}; "
                 f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''})")
+
+    def labels_by_row(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both scans' nodes on the baseline grid, each numbered by its table row (1-based): a matched
+        pair shares its number, hence its colour in a viewer."""
+        before = np.asarray(self.baseline_labels.array)
+        after = np.asarray(self.registration.resample(self.followup_labels, self.baseline_labels,
+                                                      labels=True).array)
+        ids = [(row.baseline_id or 0, row.followup_id or 0) for row in self.rows]  # nodes off the grid too
+        to_row_before = np.zeros(max([int(before.max(initial=0))] + [b for b, _ in ids]) + 1, dtype=np.int32)
+        to_row_after = np.zeros(max([int(after.max(initial=0))] + [f for _, f in ids]) + 1, dtype=np.int32)
+        for k, row in enumerate(self.rows, start=1):
+            if row.baseline_id is not None:
+                to_row_before[row.baseline_id] = k
+            if row.followup_id is not None:
+                to_row_after[row.followup_id] = k
+        return to_row_before[before], to_row_after[after]
 
     def row_for(self, baseline_id: int | None = None, followup_id: int | None = None) -> ChangeRow | None:
         """The row holding a node of either scan."""

@@ -222,7 +222,7 @@ class CompareWidget(QWidget):
             ct = layer_volume(self._inputs[1])
             moved = result.registration.resample(ct, grid, fill=-1024.0)
             self._put_image(FOLLOWUP_CT, moved)
-        base, follow = change_labels(result)
+        base, follow = result.labels_by_row()
         self._put_labels(BASELINE_NODES, grid.with_array(base))
         self._put_labels(FOLLOWUP_NODES, grid.with_array(follow))
         self._fill_table(result)
@@ -329,20 +329,3 @@ class CompareWidget(QWidget):
 def _labels_copy(layer) -> Volume:
     volume = layer_volume(layer)
     return volume.with_array(np.array(volume.array, copy=True))  # edits may go on meanwhile
-
-
-def change_labels(result: CompareResult) -> tuple[np.ndarray, np.ndarray]:
-    """Both scans' nodes on the baseline grid, each numbered by its table row (1-based): a matched
-    pair shares its number, hence its colour."""
-    grid = result.baseline_labels
-    before = np.asarray(grid.array)
-    after = np.asarray(result.registration.resample(result.followup_labels, grid, labels=True).array)
-    ids = [(row.baseline_id or 0, row.followup_id or 0) for row in result.rows]  # nodes off the grid too
-    lut_base = np.zeros(max([int(before.max(initial=0))] + [b for b, _ in ids]) + 1, dtype=np.int32)
-    lut_follow = np.zeros(max([int(after.max(initial=0))] + [f for _, f in ids]) + 1, dtype=np.int32)
-    for k, row in enumerate(result.rows, start=1):
-        if row.baseline_id is not None:
-            lut_base[row.baseline_id] = k
-        if row.followup_id is not None:
-            lut_follow[row.followup_id] = k
-    return lut_base[before], lut_follow[after]
