@@ -64,6 +64,24 @@ class CaseScore:
         return cls(**known)
 
 
+@dataclass(frozen=True)
+class RankedCase:
+    """One row of the review queue: a case's rank under a strategy and its score figures."""
+
+    rank: int
+    case: str
+    score: float  # rounded to 4 decimals
+    uncertain_nodes: int = 0
+    predicted_nodes: int = 0
+    incomplete_nodes: int = 0
+    disagreement: float | None = None
+    model_version: str | None = None
+    nodes: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def binary_entropy(p: np.ndarray) -> np.ndarray:
     """Entropy in bits of a Bernoulli(p), elementwise (float32)."""
     p = np.clip(np.asarray(p, dtype=np.float32), 1e-6, 1 - 1e-6)
@@ -310,17 +328,16 @@ def get_strategy(name: str, seed: int = 0) -> Strategy:
     return RandomStrategy(seed) if name == "random" else STRATEGIES[name]()
 
 
-def ranked_rows(scores: dict[str, CaseScore], strategy: Strategy, n: int) -> list[dict]:
-    """Rows ``{rank, case, score, uncertain_nodes, ...}`` for the CLI and the widgets."""
+def ranked_rows(scores: dict[str, CaseScore], strategy: Strategy, n: int) -> list[RankedCase]:
+    """The queue rows for the CLI and the widgets, best first."""
     rows = []
     for i, case in enumerate(strategy.rank(scores, n), start=1):
         s = scores[case]
-        rows.append({
-            "rank": i, "case": case, "score": round(float(s.score), 4), "uncertain_nodes": s.uncertain_nodes,
-            "predicted_nodes": s.predicted_nodes, "incomplete_nodes": s.incomplete_nodes,
-            "disagreement": s.disagreement,
-            "model_version": s.model_version, "nodes": s.nodes,
-        })
+        rows.append(RankedCase(
+            rank=i, case=case, score=round(float(s.score), 4), uncertain_nodes=s.uncertain_nodes,
+            predicted_nodes=s.predicted_nodes, incomplete_nodes=s.incomplete_nodes,
+            disagreement=s.disagreement, model_version=s.model_version, nodes=s.nodes,
+        ))
     return rows
 
 

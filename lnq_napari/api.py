@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lnq_napari import active, metrics
+from lnq_napari.active import RankedCase
 from lnq_napari.components import label_nodes, touching_ids
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
@@ -684,13 +685,14 @@ def init_workspace(path: str | Path, data: str | Path, model: str | Path | None 
 
 
 def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "uncertainty",
-               progress: Progress = None):
+               progress: Progress = None) -> list[RankedCase]:
     """The ``n`` cases most worth reviewing next, ranked.
 
-    Rows ``{rank, case, score, uncertain_nodes, ...}``. Uses the workspace's active model (the bundled
-    one when none is registered); per-case scores are cached in the workspace by model version, and
-    each case's predicted mask is stored as a ``prediction`` label version. Corrected cases are skipped;
-    empty when every case has a correction, LNQError when the cases without one could not be read.
+    One :class:`~lnq_napari.active.RankedCase` per case, best first. Uses the workspace's active model
+    (the bundled one when none is registered); per-case scores are cached in the workspace by model
+    version, and each case's predicted mask is stored as a ``prediction`` label version. Corrected cases
+    are skipped; empty when every case has a correction, LNQError when the cases without one could not
+    be read.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
@@ -711,7 +713,7 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
         cases = f"{left} case{'s' if left != 1 else ''}"
         raise LNQError(f"no case ranked: the {cases} without a correction could not be read (the warnings "
                        "say why)")
-    ws.log("next", strategy=strategy, model_version=key, cases=[r["case"] for r in rows])
+    ws.log("next", strategy=strategy, model_version=key, cases=[r.case for r in rows])
     return rows
 
 

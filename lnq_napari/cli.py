@@ -254,7 +254,8 @@ def _cmd_next(args: argparse.Namespace) -> None:
     if not ranked:
         print("nothing left to review: every case of the workspace has a correction")
         return
-    _print_table(ranked, ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
+    _print_table([r.to_dict() for r in ranked],
+                 ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:

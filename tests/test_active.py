@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 
 import numpy as np
 import pytest
 
 from lnq_napari import active
-from lnq_napari.active import CaseScore, get_strategy, ranked_rows, score_probabilities
+from lnq_napari.active import CaseScore, RankedCase, get_strategy, ranked_rows, score_probabilities
 from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
 
@@ -38,8 +38,12 @@ def test_strategies_rank_hand_built_scores():
 
 def test_ranked_rows_have_cli_columns():
     rows = ranked_rows(_scores(), get_strategy("uncertainty"), 2)
-    assert [r["rank"] for r in rows] == [1, 2]
-    assert rows[0]["case"] == "b" and rows[0]["score"] == 2.0 and rows[0]["uncertain_nodes"] == 0
+    assert [r.rank for r in rows] == [1, 2] and all(isinstance(r, RankedCase) for r in rows)
+    assert rows[0].case == "b" and rows[0].score == 2.0 and rows[0].uncertain_nodes == 0
+    assert list(rows[0].to_dict()) == ["rank", "case", "score", "uncertain_nodes", "predicted_nodes",
+                                       "incomplete_nodes", "disagreement", "model_version", "nodes"]
+    with pytest.raises(FrozenInstanceError):
+        rows[0].score = 3.0  # type: ignore[misc]
 
 
 def _prob(peaks: list[float]) -> Volume:

@@ -519,17 +519,17 @@ def test_api_next_then_finetune_with_a_real_predictor(tmp_path, dataset, parent_
     ws = api.init_workspace(tmp_path / "ws", dataset)
     ws.activate(ws.register_model(parent_model))
     rows = api.next_cases(ws.root, n=2)
-    assert [r["rank"] for r in rows] == [1, 2]
-    assert {"case", "score", "uncertain_nodes"} <= rows[0].keys()
-    assert rows[0]["score"] >= rows[1]["score"]
+    assert [r.rank for r in rows] == [1, 2]
+    assert {"case", "score", "uncertain_nodes"} <= rows[0].to_dict().keys()
+    assert rows[0].score >= rows[1].score
     assert len(ws.read_cache("scores-m001.json")) == 4  # every case scored and cached
-    case = rows[0]["case"]
+    case = rows[0].case
     prediction = ws.latest_version(case, "prediction")
     assert prediction["model_version"] == "m001"
     ct = ws.read_ct(case)
     ws.add_label_version(case, read_labels(ws.full_path(case), reference=ct), "correction", edits=1)
-    assert case not in [r["case"] for r in api.next_cases(ws.root, n=4, strategy="nodes")]
-    assert api.next_cases(ws, n=np.int64(1))[0]["case"] != case  # the Workspace init_workspace gave
+    assert case not in [r.case for r in api.next_cases(ws.root, n=4, strategy="nodes")]
+    assert api.next_cases(ws, n=np.int64(1))[0].case != case  # the Workspace init_workspace gave
     result = api.finetune(ws.root, iterations=2, device="cpu")
     assert result.new_version == "m002" and result.validated_on_training
     assert Workspace.open(ws.root).model_info("m002")["parent"] == "m001"

@@ -158,7 +158,7 @@ def test_a_workspace_made_and_activated_with_an_nnunet_string_with_options_predi
         ws = api.init_workspace(tmp_path / "ws", data, f"nnunet:{folder}?folds=0")
     assert ws.active_model()["id"] == "m001" and ws.active_model()["kind"] == "nnunet"
     rows = api.next_cases(ws, n=1, strategy="random")  # predicts a case with m001, the nnU-Net copy
-    stored = ws.latest_version(rows[0]["case"], "prediction")
+    stored = ws.latest_version(rows[0].case, "prediction")
     assert stored["model_version"] == "m001"
     api.activate_model(ws, "bundled")
     with pytest.warns(UserWarning, match="keeps the model folder"):

@@ -131,7 +131,7 @@ def test_workspace_models_activate_roll_back_and_predict_with_the_nnunet_version
     assert main(["workspace", "activate", root, "m002"]) == 0
     assert "active model: m002 (was m001)" in capsys.readouterr().out
     rows = api.next_cases(root, n=1, strategy="random")  # predicts the uncorrected case with m002
-    case = rows[0]["case"]
+    case = rows[0].case
     stored = ws.latest_version(case, "prediction")
     assert stored["model_version"] == "m002"
     assert ws.read_labels(case, stored["version"]).same_grid(ws.read_ct(case))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from lnq_napari.active import RankedCase
 from lnq_napari.plugin.app import open_viewer
 from lnq_napari.plugin.keys import REVIEW_KEYS, key_rows
 
@@ -54,8 +55,8 @@ def test_a_case_reviewed_with_keys_only(make_napari_viewer, qtbot, workspace, st
     segment.run()
     qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
     review._show_queue([  # the ranked queue (ranking itself is tested in test_review)
-        {"rank": 1, "case": FIRST, "score": 0.9, "uncertain_nodes": 1, "predicted_nodes": 5},
-        {"rank": 2, "case": SECOND, "score": 0.5, "uncertain_nodes": 0, "predicted_nodes": 3},
+        RankedCase(rank=1, case=FIRST, score=0.9, uncertain_nodes=1, predicted_nodes=5),
+        RankedCase(rank=2, case=SECOND, score=0.5, uncertain_nodes=0, predicted_nodes=3),
     ])
     nodes, points = viewer.layers["nodes"], viewer.layers["suggestions"]
     session = nodes.metadata["lnq_session"]

@@ -51,14 +51,14 @@ def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autos
     review.form.n.value = 3
     assert review.rank() is not None
     _wait(qtbot, review)
-    assert [r["case"] for r in review.rows] and review.queue.count() == len(review.rows) == 3
-    assert sorted(r["case"] for r in review.rows) == workspace.case_ids()
-    scores = [r["score"] for r in review.rows]
+    assert [r.case for r in review.rows] and review.queue.count() == len(review.rows) == 3
+    assert sorted(r.case for r in review.rows) == workspace.case_ids()
+    scores = [r.score for r in review.rows]
     assert scores == sorted(scores, reverse=True) and review.progress.value() == 100
     assert review.queue.item(0).toolTip() == review.queue.item(0).text()  # the whole row, cut in the panel
 
     # one click opens the top case: its CT and its stored prediction as the editable node layer
-    first = review.rows[0]["case"]
+    first = review.rows[0].case
     assert review.open_selected() == workspace.ct_path(first)
     nodes = viewer.layers["nodes"]
     session = nodes.metadata["lnq_session"]
@@ -69,7 +69,7 @@ def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autos
     nodes.data_setitem((np.array([8]), np.array([24]), np.array([24])), int(nodes.data.max()) + 1)
     nodes.events.paint()
     assert session.edits > 0
-    second = review.rows[1]["case"]
+    second = review.rows[1].case
     assert review.open_case(second) is None and "unsaved edits" in review.status.text()
     assert viewer.layers["nodes"] is nodes
 

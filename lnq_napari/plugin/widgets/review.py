@@ -17,7 +17,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QListWidget, QPushButton, QVBoxLayout
 
 from lnq_napari import api
-from lnq_napari.active import STRATEGIES
+from lnq_napari.active import STRATEGIES, RankedCase
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
 from lnq_napari.heard import collected_warnings, texts
@@ -46,7 +46,7 @@ class ReviewWidget(WorkerWidget):
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.rows: list[dict] = []
+        self.rows: list[RankedCase] = []
         self.suggesting = None  # the thread worker finding the opened case's suggestions
         self._predictor: tuple[Path, object] | None = None  # (model folder, loaded predictor)
         self._predicting = threading.Lock()  # one prediction at a time (a case opened while one runs)
@@ -201,12 +201,12 @@ class ReviewWidget(WorkerWidget):
                            CANCELLED[NNUNET if nnunet else "finetune"])
 
     # --- results on the GUI thread ------------------------------------------------------------------
-    def _show_queue(self, rows: list[dict], notes: list[str] = ()) -> None:
+    def _show_queue(self, rows: list[RankedCase], notes: list[str] = ()) -> None:
         self.rows = rows
         self.queue.clear()
         for r in rows:
-            text = (f"{r['rank']}. {r['case']}  score {r['score']:.3f}, {r['uncertain_nodes']} unsure of "
-                    f"{r['predicted_nodes']} nodes, {r.get('incomplete_nodes', 0)} outline(s) incomplete")
+            text = (f"{r.rank}. {r.case}  score {r.score:.3f}, {r.uncertain_nodes} unsure of "
+                    f"{r.predicted_nodes} nodes, {r.incomplete_nodes} outline(s) incomplete")
             self.queue.addItem(text)
             self.queue.item(self.queue.count() - 1).setToolTip(text)  # the panel cuts it
         if rows:
@@ -249,7 +249,7 @@ class ReviewWidget(WorkerWidget):
         if not 0 <= index < len(self.rows):
             self.status.setText("rank the cases, then pick one")
             return None
-        return self.open_case(self.rows[index]["case"])
+        return self.open_case(self.rows[index].case)
 
     def open_case(self, case: str) -> Path | None:
         """Replace the viewer's case with ``case`` from the workspace: its CT and newest labels
@@ -280,7 +280,7 @@ class ReviewWidget(WorkerWidget):
             opened = restored.opened(opened)
         shown = nodes_layer_data(restored.labels, source=restored.path) if restored else seg_data
         _, nodes = add_case(self.viewer, ct_data, shown, workspace=ws, opened=opened)
-        cases = [r["case"] for r in self.rows]
+        cases = [r.case for r in self.rows]
         if case in cases:
             self.queue.setCurrentRow(cases.index(case))
         said = f"opened {case}" + (f" ({prov['source']} {prov['version']})" if prov else "")
@@ -352,7 +352,7 @@ class ReviewWidget(WorkerWidget):
             self.status.setText("rank the cases first (Rank cases)")
             return None
         session = session_for(self.viewer, create=False)
-        cases = [r["case"] for r in self.rows]
+        cases = [r.case for r in self.rows]
         current = session.case if session is not None else None
         index = cases.index(current) + 1 if current in cases else max(self.queue.currentRow(), 0)
         if index >= len(cases):
