@@ -53,9 +53,10 @@ class CaseScore:
     incomplete_nodes: int = 0
     outline_cm3: float = 0.0
     model_version: str | None = None
-    nodes: list[dict] = field(default_factory=list)
+    nodes: list[dict] = field(default_factory=list, repr=False)  # long: a notebook shows the rest
 
     def to_dict(self) -> dict:
+        """The row as a dict, fields in order (a DataFrame row, a printed table)."""
         return asdict(self)
 
     @classmethod
@@ -76,9 +77,10 @@ class RankedCase:
     incomplete_nodes: int = 0
     disagreement: float | None = None
     model_version: str | None = None
-    nodes: list[dict] = field(default_factory=list)
+    nodes: list[dict] = field(default_factory=list, repr=False)  # long: a notebook shows the rest
 
     def to_dict(self) -> dict:
+        """The row as a dict, fields in order (a DataFrame row, a printed table)."""
         return asdict(self)
 
 
