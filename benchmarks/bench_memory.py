@@ -3,6 +3,7 @@
     python benchmarks/bench_memory.py                     # Predictor.predict, then api.find_nodes
     python benchmarks/bench_memory.py --stages            # also the peak of each step of predict
     python benchmarks/bench_memory.py --cli               # also `lnq-napari predict` on a file (in /tmp)
+    python benchmarks/bench_memory.py --side 1024 --slices 450 --cli   # a high-resolution CT
 
 The CT is a phantom chest drawn at a quarter of the voxels and repeated up to 656 x 512 x 512 at
 0.83 x 0.83 x 0.625 mm (cheap to build; 344 MB of int16). Each measurement runs in its own process:
@@ -51,17 +52,18 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def big_ct(slices: int = 656, seed: int = 11):
-    """A 512 x 512 x ``slices`` phantom CT (0.83 x 0.83 x 0.625 mm), drawn at a quarter of the voxels
-    (z / 4, y / 2, x / 2) and repeated up: its peak while building is a fraction of the CT's size."""
+def big_ct(slices: int = 656, seed: int = 11, side: int = 512):
+    """A ``side`` x ``side`` x ``slices`` phantom CT (0.83 mm x 512 / ``side`` in plane, 0.625 mm slices),
+    drawn at 256 x 256 x slices / 4 and repeated up: its peak while building is a fraction of the CT's."""
     import numpy as np
 
     from lnq_napari.io.volume import Volume
     from lnq_napari.phantom import make_case
 
     small = make_case(seed, shape=(slices // 4, 256, 256), spacing=(1.66, 1.66, 2.5)).ct
-    array = np.repeat(np.repeat(np.repeat(small.array, 4, axis=0), 2, axis=1), 2, axis=2)
-    return Volume(array, (0.83, 0.83, 0.625), small.origin, small.direction)
+    up = side // 256
+    array = np.repeat(np.repeat(np.repeat(small.array, 4, axis=0), up, axis=1), up, axis=2)
+    return Volume(array, (0.83 * 512 / side, 0.83 * 512 / side, 0.625), small.origin, small.direction)
 
 
 def stage_peaks(predictor, ct) -> list[tuple[str, float, float]]:
@@ -99,7 +101,7 @@ def stage_peaks(predictor, ct) -> list[tuple[str, float, float]]:
     return out
 
 
-def child(what: str, slices: str, threads: str, stages: str, path: str = "") -> dict:
+def child(what: str, slices: str, side: str, threads: str, stages: str, path: str = "") -> dict:
     """One measurement (run in a fresh process): ``what`` is "predict" or "find_nodes"."""
     import torch
 
@@ -107,7 +109,7 @@ def child(what: str, slices: str, threads: str, stages: str, path: str = "") -> 
     from lnq_napari.inference import Predictor
 
     torch.set_num_threads(int(threads))
-    ct = big_ct(int(slices))
+    ct = big_ct(int(slices), side=int(side))
     predictor = Predictor(None, device="cpu")
     result: dict = {"what": what, "shape": list(ct.shape), "spacing": list(ct.spacing),
                     "ct_gb": ct.array.nbytes / GB, "threads": torch.get_num_threads()}
@@ -131,12 +133,12 @@ def child(what: str, slices: str, threads: str, stages: str, path: str = "") -> 
 
 
 # ------------------------------------------------------------------ the driver
-def measure(what: str, slices: int, threads: int, stages: bool = False, path: str = "") -> dict:
+def measure(what: str, slices: int, side: int, threads: int, stages: bool = False, path: str = "") -> dict:
     """Run :func:`child` in a fresh, low-priority process; its result."""
     here = str(Path(__file__).resolve().parent)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(["nice", "-n", "10", sys.executable, "-c", CHILD, here, what, str(slices),
-                           str(threads), "1" if stages else "0", path],
+                           str(side), str(threads), "1" if stages else "0", path],
                           capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
@@ -159,6 +161,8 @@ def cli_peak(path: str, threads: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=656)
+    parser.add_argument("--side", type=int, default=512, choices=(256, 512, 768, 1024),
+                        help="in-plane size (1024: a high-resolution CT at 0.415 mm)")
     parser.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads")
     parser.add_argument("--stages", action="store_true", help="also the peak of each step of predict")
     parser.add_argument("--cli", action="store_true", help="also `lnq-napari predict` on a written file")
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lnq-mem-") as tmp:
         path = str(Path(tmp) / "big-ct.nrrd") if args.cli else ""
         for k, what in enumerate(("predict", "find_nodes")):
-            r = measure(what, args.slices, args.threads, args.stages and what == "predict",
+            r = measure(what, args.slices, args.side, args.threads, args.stages and what == "predict",
                         path if k == 0 else "")
             for name, before, peak in r.get("stages", []):
                 print(f"  step {name:32s} resident before {before:5.2f} GB  peak {peak:5.2f} GB  "

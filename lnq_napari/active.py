@@ -172,8 +172,9 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     mask is split into connected nodes here.
     """
     array = np.asarray(mask.array)
-    labels = array > 0
-    components = array.astype(np.int32) if array.max(initial=0) > 1 else label_components(labels)[0]
+    # the ids as they are (no int32 copy when they already are); the 0/1 mask only crop by crop
+    components = (np.asarray(array, dtype=np.int32) if array.max(initial=0) > 1
+                  else label_components(array)[0])
     voxel_mm3 = float(np.prod(ct.spacing))
     rows = []
     for i, sl in enumerate(ndimage.find_objects(components), start=1):
@@ -182,7 +183,7 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
         node = components[sl] == i
         centre = tuple(int(c + s.start) for c, s in zip(interior_point(node), sl, strict=True))
         box, grown = node_region_from_click(ct, centre)
-        missing = grown & ~labels[box]
+        missing = grown & (array[box] <= 0)
         outside = int(missing.sum())
         size = int(node.sum())
         if outside >= ratio * size:

@@ -577,7 +577,12 @@ def predict(
         try:
             with collected_warnings() as heard:  # in a batch, each said with its case
                 ct = read_volume(path)
-                _, result = _predicted(ct, predictor, device, step, cancel)  # only the mask is written
+                series_uid = ct.meta.get("dicom_series_uid")
+                _, result = _predicted(ct, predictor, device, step, cancel)
+                # only these are written: the CT, its region and the probabilities not asked for go first
+                mask, version = result.mask, result.model_version
+                kept = result.probabilities if probabilities else None
+                del ct, result
         except LNQError as exc:  # a damaged CT in a batch: the others are still predicted
             if len(items) == 1:
                 raise
@@ -588,15 +593,13 @@ def predict(
                 prefix = f"{case_id}: " if len(items) > 1 else ""
                 warnings.warn(f"{prefix}{said.message}", said.category, stacklevel=2)
         if format == "dicom-seg":
-            written.append(dicom_seg.write_dicom_seg(out / f"{case_id}{suffix}", result.mask, path,
-                                                     model_version=result.model_version,
-                                                     series_uid=ct.meta.get("dicom_series_uid")))
+            written.append(dicom_seg.write_dicom_seg(out / f"{case_id}{suffix}", mask, path,
+                                                     model_version=version, series_uid=series_uid))
         else:
-            extra = {"lnq_model_version": result.model_version, "lnq_source": Path(path).name,
-                     **created_by("predict")}
-            written.append(segfile.write_seg_nrrd(out / f"{case_id}{suffix}", result.mask, extra=extra))
-        if probabilities:
-            written.append(write_volume(out / f"{case_id}-prob.nrrd", result.probabilities))
+            extra = {"lnq_model_version": version, "lnq_source": Path(path).name, **created_by("predict")}
+            written.append(segfile.write_seg_nrrd(out / f"{case_id}{suffix}", mask, extra=extra))
+        if kept is not None:
+            written.append(write_volume(out / f"{case_id}-prob.nrrd", kept))
         step(1.0, "written")
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""

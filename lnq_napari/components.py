@@ -17,7 +17,8 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """``(labels int32, count)``: one id per 26-connected component of the non-zero voxels."""
     from scipy import ndimage
 
-    binary = np.asarray(mask) > 0
+    binary = np.asarray(mask)
+    binary = binary if binary.dtype == bool else binary > 0  # a bool mask as it is: no copy
     box = bounding_box(binary)
     if box is None:
         return np.zeros(binary.shape, np.int32), 0
@@ -25,9 +26,8 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
         labels, count = ndimage.label(binary, structure=STRUCTURE)
         return labels.astype(np.int32, copy=False), int(count)
     # labelled inside the box only: the same ids (raster order is kept), a fraction of the time
-    sub, count = ndimage.label(binary[box], structure=STRUCTURE)
     labels = np.zeros(binary.shape, np.int32)
-    labels[box] = sub
+    count = ndimage.label(binary[box], structure=STRUCTURE, output=labels[box])
     return labels, int(count)
 
 

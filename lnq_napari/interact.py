@@ -527,7 +527,13 @@ def suggest_candidates(
     masked = np.asarray(mask.array) > 0
     if prob.shape != masked.shape:
         raise ValueError(f"probabilities {prob.shape} and mask {masked.shape} differ in shape")
-    comp, _ = label_components((prob >= low) & ~masked)
+    candidates = prob >= low  # one full-size bool, masked voxels cleared in place
+    candidates[masked] = False
+    # ids on the candidates' box grown by a voxel only (the same ids, raster order): no full-size int32
+    cbox = _grown_box(candidates, 1) or tuple(slice(0, 0) for _ in candidates.shape)
+    comp, _ = label_components(candidates[cbox])
+    offset = [c.start for c in cbox]
+    del candidates
     voxel_mm3 = float(np.prod(probabilities.spacing))
     pieces = []
     # one small crop per component: fast, and never holds the GIL long (the GUI stays responsive)
@@ -536,6 +542,7 @@ def suggest_candidates(
             continue
         box = tuple(slice(max(0, b.start - 1), min(dim, b.stop + 1)) for b, dim in zip(box, comp.shape))
         local = comp[box] == k
+        box = tuple(slice(b.start + o, b.stop + o) for b, o in zip(box, offset))  # on the CT grid
         if (grown_by_one(local) & masked[box]).any():
             continue  # touches a masked node: a fringe, not a candidate
         if hu is not None and max_mean_hu is not None and too_bright(hu[box][local], max_mean_hu):

@@ -150,11 +150,14 @@ class Anatomy:
         return hull
 
     def upsample(self, mask: np.ndarray) -> np.ndarray:
-        """A coarse mask on the full index grid (nearest)."""
-        out = mask
-        for axis, st in enumerate(self.step):
-            out = np.repeat(out, st, axis=axis)
-        return out[: self.shape[0], : self.shape[1], : self.shape[2]]
+        """A coarse mask on the full index grid (nearest), filled a coarse slice at a time: no
+        full-size intermediate arrays."""
+        sz, sy, sx = self.step
+        out = np.empty(self.shape, dtype=mask.dtype)
+        for k in range(min(mask.shape[0], -(-self.shape[0] // sz))):
+            plane = np.repeat(np.repeat(mask[k], sy, axis=0), sx, axis=1)
+            out[k * sz : (k + 1) * sz] = plane[: self.shape[1], : self.shape[2]]
+        return out
 
 
 def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
@@ -279,8 +282,8 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
             hull[z] = hull[below] | hull[above]
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
     grown = within_mm(hull, coarse, margin_mm)
-    region = anatomy.upsample(grown).astype(np.uint8)
-    return from_lps(region, oriented, code).astype(bool)
+    region = anatomy.upsample(grown)  # bool
+    return from_lps(region.view(np.uint8), oriented, code).view(bool)  # 0/1 either way: no bool copy
 
 
 def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], roi: RoiConfig,

@@ -39,4 +39,4 @@ def label_mask(array: np.ndarray, name: str = "labels", value: int | None = None
     """
     check_label_values(array, name)
     mask = array != 0 if value is None else array == value
-    return mask.astype(np.uint8)
+    return mask.view(np.uint8)  # 0/1 as uint8 without a second full-size copy

@@ -29,6 +29,8 @@ def to_lps(image) -> tuple[str | None, object]:
 
     try:
         code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+        if code == "LPS":  # already in LPS axis order: no reoriented copy of the voxels
+            return code, image
         return code, sitk.DICOMOrient(image, "LPS")
     except RuntimeError:
         return None, image
@@ -38,7 +40,7 @@ def from_lps(array: np.ndarray, oriented, code: str | None) -> np.ndarray:
     """An array computed on ``oriented`` (the LPS image from :func:`to_lps`), on the original grid."""
     import SimpleITK as sitk
 
-    if not code:
+    if not code or code == "LPS":  # nothing to undo: no copies through SimpleITK
         return np.asarray(array)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     image.CopyInformation(oriented)
