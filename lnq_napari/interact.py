@@ -530,7 +530,9 @@ def suggest_candidates(
     candidates = prob >= low  # one full-size bool, masked voxels cleared in place
     candidates[masked] = False
     # ids on the candidates' box grown by a voxel only (the same ids, raster order): no full-size int32
-    cbox = _grown_box(candidates, 1) or tuple(slice(0, 0) for _ in candidates.shape)
+    cbox = _grown_box(candidates, 1)
+    if cbox is None:  # nothing the model saw beside the nodes
+        return []
     comp, _ = label_components(candidates[cbox])
     offset = [c.start for c in cbox]
     del candidates

@@ -174,3 +174,13 @@ def test_find_nodes_refuses_a_speckled_mask_with_a_message_about_the_model(fake_
 
     with pytest.raises(LNQError, match="predicted 5400 separate nodes.*check the model"):
         api.find_nodes(fake_ct, SpeckledPredictor())
+
+
+def test_no_candidate_beside_the_nodes_gives_no_suggestion():
+    """Every confident voxel already a node, or none at all: no suggestion (labelling the empty box of
+    candidates raised "zero-size array", and Find nodes failed on such a CT)."""
+    prob = np.zeros((8, 8, 8), np.float32)
+    prob[2:4, 2:4, 2:4] = 0.9
+    mask = (prob > 0.5).astype(np.uint8)
+    for p in (prob, np.zeros_like(prob)):
+        assert suggest_candidates(Volume(p, (1.0, 1.0, 1.0)), Volume(mask, (1.0, 1.0, 1.0))) == []
