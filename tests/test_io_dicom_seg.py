@@ -784,3 +784,24 @@ def test_a_folder_holding_two_patients_series_is_refused(tmp_path):
         ds.save_as(folder / f"other-{k}.dcm")
     with pytest.raises(LNQError, match="holds the DICOM series of 2 patients .*OTHER-7.*a folder of its own"):
         read_volume(folder)
+
+
+def test_a_seg_of_a_download_of_several_series_names_which_it_needs(tmp_path, ct, liver):
+    """Labels that do not say their series, given a download of two patients' series: the SEG referenced
+    the first series found below (another patient's, on the same grid)."""
+    for patient in ("A", "B"):
+        uid = pydicom.uid.generate_uid()
+        (tmp_path / "download" / patient / "SE").mkdir(parents=True)
+        for f in sorted(SERIES.glob("*.dcm")):
+            ds = pydicom.dcmread(f)
+            ds.SeriesInstanceUID, ds.PatientID = uid, patient
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            ds.save_as(tmp_path / "download" / patient / "SE" / f.name)
+    plain = liver.with_array(liver.array)  # no dicom_series_uid
+    with pytest.raises(LNQError, match=r"holds 2 DICOM CT series in the folders below it.*point to that"):
+        write_dicom_seg(tmp_path / "s.dcm", plain, tmp_path / "download")
+    chosen = read_volume(tmp_path / "download" / "B" / "SE")
+    out = write_dicom_seg(tmp_path / "s.dcm", liver.with_array(liver.array, **chosen.meta),
+                          tmp_path / "download")  # the labels say which: that one
+    referenced = hd.seg.segread(out).ReferencedSeriesSequence[0].SeriesInstanceUID
+    assert referenced == chosen.meta["dicom_series_uid"]

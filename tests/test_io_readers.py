@@ -693,3 +693,25 @@ def test_an_enhanced_ct_is_the_largest_series_beside_a_scout_or_its_seg(tmp_path
         warnings.simplefilter("ignore")  # "holds 3 DICOM series; reading the largest"
         got = read_volume(folder)
     np.testing.assert_array_equal(got.array, ct.array)
+
+
+def test_an_rt_structure_set_is_no_ct_even_beside_its_slices(tmp_path):
+    """A file that is no image (an RT structure set, a dose report) opened as the CT beside it, named
+    after itself; alone, it was "a folder without a DICOM series"."""
+    import pydicom
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(DICOM, folder)
+    ds = pydicom.dcmread(sorted(DICOM.glob("*.dcm"))[0], stop_before_pixels=True)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"  # RT struct
+    ds.Modality, ds.SeriesInstanceUID = "RTSTRUCT", pydicom.uid.generate_uid()
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
+        ds.pop(tag, None)
+    ds.save_as(folder / "rtstruct.dcm")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(folder / "rtstruct.dcm", alone)
+    for path in (folder / "rtstruct.dcm", alone / "rtstruct.dcm"):
+        with pytest.raises(LNQError, match=r"rtstruct.dcm is no image of a CT series \(modality RTSTRUCT\)"):
+            read_volume(path)
+    assert read_volume(folder).shape[0] == 3  # the folder is still its CT

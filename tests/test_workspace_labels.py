@@ -140,3 +140,18 @@ def test_provenance_beyond_ascii_is_kept_exactly_and_the_header_holds_escapes(tm
     back = read_labels(saved.path)
     assert back.meta["lnq_reviewer"] == "Jos\\xe9 \\xc5str\\xf6m"  # NRRD headers are ASCII
     assert b"lnq_reviewer:=Jos\\xe9 \\xc5str\\xf6m\n" in saved.path.read_bytes()
+
+
+def test_version_provenance_of_a_store_file_and_of_names_that_only_look_like_one(tmp_path, monkeypatch):
+    """A label store's file gives its version's provenance; a relative or rootless vNNN name gives None
+    (it raised "'' cannot name a case", so a SEG opened by a relative name failed in napari)."""
+    from lnq_napari.workspace.labels import version_provenance
+
+    saved = LabelStore(tmp_path / "lnq-labels", "case1").add(
+        Volume(np.zeros((2, 3, 4), np.uint8), (1.0, 1.0, 1.0)), "correction", origin="/data/ct")
+    assert version_provenance(saved.path)["origin"] == "/data/ct"
+    assert version_provenance(saved.path.with_name(f"{saved.version}.seg.dcm"))["origin"] == "/data/ct"
+    monkeypatch.chdir(saved.path.parent)
+    assert version_provenance(saved.path.name)["origin"] == "/data/ct"  # relative, resolved
+    for name in ("../v001.nrrd", "/v001.dcm", "notes.txt"):
+        assert version_provenance(name) is None

@@ -21,7 +21,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.geometry import GridWarning, align_to
-from lnq_napari.io.layout import CaseFiles, holds_dicomdir, is_dicomdir, is_image_file
+from lnq_napari.io.layout import CaseFiles, cd_root, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
@@ -626,13 +626,13 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     series, else the largest."""
     import pydicom
 
-    if is_dicomdir(ct):
-        ct = ct.parent
+    ct = cd_root(ct)
     folder = ct if ct.is_dir() else ct.parent
     by_series = _series_headers(folder)
-    if not by_series and ct.is_dir():  # a CD or a download: its series folders
-        for _, below in _dicom_folders(folder, folder.name)[0]:
-            for uid, headers in _series_headers(below).items():
+    below = not by_series and ct.is_dir()  # a CD or a download: its series folders
+    if below:
+        for _, series_folder in _dicom_folders(folder, folder.name)[0]:
+            for uid, headers in _series_headers(series_folder).items():
                 by_series.setdefault(uid, headers)
     if not by_series:
         raise LNQError(f"{ct} holds no DICOM CT slices; a DICOM SEG is written for the DICOM CT series it "
@@ -642,6 +642,9 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     if series_uid:
         raise LNQError(f"the labels were drawn on CT series {series_uid}, which is not in {folder}; "
                        "point to that series' folder")
+    if below and len(by_series) > 1:  # which one, of a download of several patients, cannot be told
+        raise LNQError(f"{folder} holds {len(by_series)} DICOM CT series in the folders below it, and the "
+                       "labels do not say which they were drawn on; point to that series' folder")
     if ct.is_file():
         own = str(pydicom.dcmread(ct, stop_before_pixels=True).get("SeriesInstanceUID", ""))
         if own in by_series:

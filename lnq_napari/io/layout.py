@@ -53,6 +53,12 @@ def is_dicomdir(path: str | Path) -> bool:
     return path.name.upper() == "DICOMDIR" and path.is_file()
 
 
+def cd_root(path: str | Path) -> Path:
+    """A CD's DICOMDIR stands for the CD's root folder (the series below it); any other path for itself."""
+    path = Path(path)
+    return path.parent if is_dicomdir(path) else path
+
+
 def holds_dicomdir(folder: str | Path) -> bool:
     """Whether ``folder`` is a CD's root: it holds a DICOMDIR, in any case."""
     folder = Path(folder)
@@ -103,7 +109,7 @@ def case_name(source: str | Path | None, fallback: str = "case") -> str:
     ``a-ct.dcm`` is ``a``)."""
     if not source:
         return fallback
-    return label_name(source).case or fallback
+    return label_name(cd_root(source)).case or fallback
 
 
 def looks_like_label_name(path: str | Path) -> bool:
@@ -187,8 +193,7 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
     path = Path(inputs).expanduser()
     if not path.exists():
         raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
-    if is_dicomdir(path):  # a CD's index: the export folder holding it
-        path = path.parent
+    path = cd_root(path)  # a CD's index: the export folder holding it
     if path.is_dir():
         cts = ct_files(path) or ct_files(path, role="")
         if cts:

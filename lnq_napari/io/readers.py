@@ -23,7 +23,7 @@ from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields, nrrd_spatial_axes
 from lnq_napari.io.labels import label_mask
-from lnq_napari.io.layout import is_dicomdir
+from lnq_napari.io.layout import cd_root
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
 from lnq_napari.io.volume import Volume, check_grid
@@ -450,8 +450,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     or the largest; its Series and Frame of Reference UIDs go into ``meta``."""
     import SimpleITK as sitk
 
-    if is_dicomdir(path):  # a CD's index: the folder it indexes
-        path = path.parent
+    path = cd_root(path)  # a CD's index: the folder it indexes
     folder = path if path.is_dir() else path.parent
     reader = sitk.ImageSeriesReader()
     try:
@@ -472,6 +471,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             raise LNQError(f"{folder} holds {len(below)} DICOM CT series in the folders below it ({named}); "
                            "point to one series folder, or give the folder to lnq-napari predict, which "
                            "reads every series")
+    if not series and path.is_file():
+        raise LNQError(_no_ct_image(path))
     if not series:
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
@@ -486,7 +487,9 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     elif not path.is_dir():
         chosen = [sid for sid, files in files_by_series.items()
                   if any(Path(f).resolve() == path.resolve() for f in files)]
-        sid = chosen[0] if chosen else largest()
+        if not chosen:  # an RT structure set, a dose report ...: not the CT beside it
+            raise LNQError(_no_ct_image(path))
+        sid = chosen[0]
     else:
         sid = largest()
         patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
@@ -526,6 +529,32 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if lo >= np.iinfo(np.int16).min and hi <= np.iinfo(np.int16).max:
             raw.array = array.astype(np.int16)  # HU fit int16, as in LNQ's files
     return raw
+
+
+def _no_ct_image(path: Path) -> str:
+    """The error for a DICOM file that is no image of a series (an RT structure set, a report)."""
+    import pydicom
+
+    try:
+        modality = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+                       .get("Modality", "")) or "unknown"
+    except Exception:  # not DICOM at all
+        modality = "not DICOM"
+    return (f"{path.name} is no image of a CT series (modality {modality}); open the CT's folder or one of "
+            "its slices")
+
+
+def dicom_source(path: str | Path) -> Path:
+    """What a DICOM CT input stands for, and is named and saved beside by: a CD's DICOMDIR its root, a
+    slice of a classic series its series folder (every slice of a series names one case); an enhanced
+    CT's one file, a folder or any other file itself."""
+    path = cd_root(path)
+    if path.is_file() and dicom_seg.is_dicom_path(path):
+        sop_class, frames, _ = _first_file_header(str(path))
+        classic = sop_class and sop_class not in ENHANCED_CT_SOP_CLASSES + dicom_seg.SEG_SOP_CLASSES
+        if classic and frames == 1:
+            return path.parent
+    return path
 
 
 def _patient_id(file: str) -> str:

@@ -20,7 +20,7 @@ from lnq_napari.io.layout import (
     looks_like_label_name,
     sibling_ct,
 )
-from lnq_napari.io.readers import read_ct_of, read_volume
+from lnq_napari.io.readers import dicom_source, read_ct_of, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
 from lnq_napari.quantify import read_node_ids
@@ -28,8 +28,8 @@ from lnq_napari.workspace.labels import version_provenance
 
 
 def _layer_name(path: Path) -> str:
-    """The file name without its image suffix or ``.dcm`` (a DICOM folder keeps its name)."""
-    suffix = image_suffix(path) or (".dcm" if path.name.lower().endswith(".dcm") else "")
+    """The file name without its image suffix or ``.dcm`` / ``.ima`` (a DICOM folder keeps its name)."""
+    suffix = image_suffix(path) or next((s for s in (".dcm", ".ima") if path.name.lower().endswith(s)), "")
     return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 
 
@@ -82,20 +82,20 @@ def napari_get_reader(path):
 def read_layers(path) -> list[tuple]:
     """Layer data tuples for one path or a list of paths (CT images first, then labels)."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    layers = [read_layer(p) for p in paths]
+    sources = {dicom_source(p): p for p in reversed(paths)}  # the slices of one series: one CT layer
+    layers = [read_layer(p) for p in paths if sources.get(dicom_source(p)) is p]
     return sorted(layers, key=lambda t: t[2] != "image")
 
 
 def read_layer(path: str | Path) -> tuple:
     """One layer data tuple: ``(data, kwargs, "image" | "labels")``."""
     path = Path(path)
-    if is_dicomdir(path):  # a CD: its root, named and saved beside as a series folder is
-        path = path.parent
     seg = _is_dicom_seg(path)
     if not looks_like_label_name(path) and not seg:
-        volume = read_volume(path)
+        volume = read_volume(path)  # a slice of a series: that series
         if not looks_like_labels(path, volume.array):
-            return ct_layer_data(volume, name=_layer_name(path), source=path)
+            source = dicom_source(path)  # a CD or a series, named and saved beside as its folder is
+            return ct_layer_data(volume, name=_layer_name(source), source=source)
     reference = sibling_ct_grid(path) or (saved_on_ct(path) if seg else None)
     labels = read_node_ids(path, reference=reference)  # Slicer / SEG segments: ids of their own
     return labels_layer_data(labels, name=_layer_name(path), source=path)

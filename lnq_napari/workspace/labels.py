@@ -181,9 +181,9 @@ class LabelStore:
 def version_provenance(label_file: str | Path) -> dict | None:
     """The provenance of a label store's file (``<case>/vNNN.seg.nrrd``, or the ``vNNN.seg.dcm`` saved
     beside it for a DICOM CT), from its committed ``vNNN.json``; None for any other file."""
-    path = Path(label_file)
+    path = Path(os.path.abspath(label_file))
     number = _NUMBERED.match(path.name)
-    if number is None:
+    if number is None or not path.parent.name:
         return None
     store = LabelStore(path.parent.parent, path.parent.name)
     return store._committed(path.with_name(f"v{number.group(1)}.json"))

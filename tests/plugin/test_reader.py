@@ -183,3 +183,15 @@ def test_save_on_a_cd_writes_a_dicom_seg_that_opens_again(make_napari_viewer, tm
     monkeypatch.chdir(tmp_path / "lnq-labels")  # opened again from elsewhere
     ((back, kwargs, kind),) = _read(seg)
     assert kind == "labels" and np.array_equal(back > 0, mask > 0)
+
+
+def test_the_slices_of_a_series_open_as_one_ct_named_by_its_folder():
+    """napari opens each dropped file: every slice of a series read the whole series into a layer of its
+    own, named (and so saved) after the slice clicked."""
+    series = DATA / "dcmqi" / "ct-3slice"
+    files = [str(f) for f in sorted(series.glob("*.dcm"))]
+    layers = napari_get_reader(files)(files)
+    assert len(layers) == 1 and layers[0][0].shape[0] == 3
+    assert layers[0][1]["name"] == "ct-3slice" and Path(layers[0][1]["metadata"]["lnq_source"]) == series
+    ((one, kwargs, _),) = _read(files[1])
+    assert np.array_equal(one, layers[0][0]) and kwargs["name"] == "ct-3slice"
