@@ -59,6 +59,8 @@ def test_the_cts_of_a_path_file_folder_or_dicom_tree(tmp_path):
                     SERIES)
     assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
     assert find_cts(SERIES) == [("ct-3slice", SERIES)]
+    one = sorted(SERIES.glob("*.dcm"))[0]  # one slice names its series (napari names it so too)
+    assert find_cts(one) == [("ct-3slice", one)]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(LNQError, match="holds no CT"):

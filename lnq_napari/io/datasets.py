@@ -9,7 +9,8 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases
-from lnq_napari.io.layout import CaseFiles, ct_files, ct_inputs, scan_cases
+from lnq_napari.io.layout import CaseFiles, case_name, ct_files, ct_inputs, scan_cases
+from lnq_napari.io.readers import dicom_source
 
 
 def find_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
@@ -30,5 +31,8 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
 def find_cts(inputs: str | Path) -> list[tuple[str, Path]]:
     """``(case_id, path)`` of each CT ``inputs`` names: a CT file, a DICOM series folder, a folder of CT
     files (:func:`~lnq_napari.io.layout.ct_inputs`), or a folder of DICOM series folders
-    (:func:`~lnq_napari.io.dicom_seg.ct_series_inputs`: each CT series below it)."""
-    return [item for case, path in ct_inputs(inputs) for item in ct_series_inputs(case, path)]
+    (:func:`~lnq_napari.io.dicom_seg.ct_series_inputs`: each CT series below it). One slice of a classic
+    series names its series' folder, as napari does: its case is the series'."""
+    found = [item for case, path in ct_inputs(inputs) for item in ct_series_inputs(case, path)]
+    return [(case_name(dicom_source(path), fallback=case) if path.is_file() else case, path)
+            for case, path in found]
