@@ -579,6 +579,9 @@ def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path):
     from lnq_napari.io.datasets import find_cts  # every CD names its folders alike: its root's name first
 
     assert [case for case, _ in find_cts(root)] == ["CD_PT000000_ST000000_SE000000"]
+    from lnq_napari.io.datasets import find_cases  # workspace init --data CD/DICOMDIR: the CD's cases
+
+    assert [c.case_id for c in find_cases(root / "DICOMDIR")] == ["CD_PT000000_ST000000_SE000000"]
     for path in sorted(root.rglob("*"), key=lambda p: -len(p.parts)):  # as Linux mounts a plain ISO CD
         path.rename(path.with_name(path.name.lower()))
     assert [case for case, _ in find_cts(root)] == ["CD_pt000000_st000000_se000000"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases
-from lnq_napari.io.layout import CaseFiles, case_name, ct_files, ct_inputs, scan_cases
+from lnq_napari.io.layout import CaseFiles, case_name, cd_root, ct_files, ct_inputs, scan_cases
 from lnq_napari.io.readers import dicom_source
 
 
@@ -17,7 +17,7 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     """The cases of ``folder`` sorted by id (:func:`~lnq_napari.io.layout.scan_cases`; a folder without CT
     image files but with DICOM at or below it: :func:`~lnq_napari.io.dicom_seg.dicom_cases`).
     ``require="seg"`` keeps the cases with labels; LNQError when none is left."""
-    path = Path(folder).expanduser()
+    path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") else dicom_cases(path)
     if not dicom:
         return scan_cases(path, require, what)

@@ -10,9 +10,10 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import NodeMark
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._layers import volume_from
+from lnq_napari.plugin._layers import SOURCE_KEY, volume_from
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
 from lnq_napari.plugin._session import (
+    CASE_KEY,
     MODEL_KEY,
     NODES_NAME,
     OPENED_KEY,
@@ -57,10 +58,12 @@ def nodes_layer_data(labels: Volume, source=None) -> tuple:
     return labels_layer_data(labels, name=NODES_NAME, source=source)
 
 
-def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict | None = None) -> tuple:
+def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict | None = None,
+             case: str | None = None) -> tuple:
     """Add :func:`read_case` data to ``viewer``: the CT and the editable "nodes" layer with its session.
 
-    ``workspace`` (a Workspace) makes Save and autosave of this case write there. ``opened``: the
+    ``workspace`` (a Workspace) makes Save and autosave of this case write there, as ``case`` (else the
+    workspace's case of that CT; a download's case id is not its series folder's name). ``opened``: the
     provenance of the workspace label version ``seg_data`` holds: the next Save's parent, its model
     version, and a correction's marked nodes and rejected suggestions, which a Save of the reopened case
     keeps. Returns ``(ct_layer, nodes_layer)``, either None when not given.
@@ -71,6 +74,10 @@ def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict |
         ct_layer.metadata[OPENED_KEY] = time.monotonic()  # the review clock of this case starts now
         if workspace is not None:
             ct_layer.metadata[WORKSPACE_KEY] = str(workspace.root)
+            source = ct_layer.metadata.get(SOURCE_KEY)
+            case = case or (workspace.case_of(source) if source else None)
+            if case:
+                ct_layer.metadata[CASE_KEY] = case
     if seg_data is not None:
         (nodes,) = add_layers(viewer, [seg_data])
         session = session_for(viewer, nodes)  # the one widgets made when the layer appeared, if they did

@@ -50,6 +50,7 @@ REJECTED_KEY = "lnq_rejected"  # the node layer's rejected suggestions (Rejectio
 MARKS_OWNER_KEY = "lnq_marks_session"  # the session whose edits the marks layer's own changes are
 NO_CT = "no CT layer for this node layer; open the CT first (File > Open)"
 OPENED_KEY = "lnq_opened"  # time.monotonic() when the CT layer was opened: the case's review clock starts
+CASE_KEY = "lnq_case"  # the CT layer's case id in its workspace (a download's is not its folder's name)
 
 
 class NodeSession:
@@ -98,6 +99,8 @@ class NodeSession:
 
     @property
     def case(self) -> str:
+        if self.ct_layer is not None and self.ct_layer.metadata.get(CASE_KEY):
+            return self.ct_layer.metadata[CASE_KEY]
         fallback = self.ct_layer.name if self.ct_layer is not None else self.nodes.name
         return case_name(self.source, fallback=case_name(fallback + ".nrrd"))
 

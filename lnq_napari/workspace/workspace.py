@@ -123,6 +123,14 @@ class Workspace:
     def ct_path(self, case: str) -> Path:
         return self.cases.ct_path(case)
 
+    def case_of(self, ct: str | Path) -> str | None:
+        """The case whose CT is ``ct`` (its file or DICOM folder; a slice of the series, a CD's DICOMDIR),
+        or None: a CT opened from a download is its case by path, not by its folder's name."""
+        from lnq_napari.io.readers import dicom_source
+
+        target = dicom_source(ct).resolve()
+        return next((c for c in self.case_ids() if self.ct_path(c).resolve() == target), None)
+
     def seg_path(self, case: str) -> Path | None:
         return self.cases.seg_path(case)
 

@@ -728,3 +728,31 @@ def test_an_autosave_of_another_workspace_is_not_offered(make_napari_viewer, qtb
     review = ReviewWidget(make_napari_viewer(), workspace=other)
     assert review.open_case(first) == other.ct_path(first), review.status.text()
     assert "autosaved" not in review.status.text()
+
+
+def test_a_case_of_a_dicom_download_is_saved_under_its_workspace_id(make_napari_viewer, tmp_path,
+                                                                    autosave_dir):
+    """A download's case id is its path below the data folder (MED_001_study_2-CT), not its series
+    folder's name (2-CT): Save of a case opened from the queue said "case '2-CT' is not in workspace", and
+    the queue stayed stuck on its unsaved edits."""
+    import shutil
+
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    series = Path(__file__).parents[1] / "data" / "dcmqi" / "ct-3slice"
+    shutil.copytree(series, tmp_path / "download" / "MED_001" / "study" / "2-CT")
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "download")
+    (case,) = ws.case_ids()
+    assert case == "MED_001_study_2-CT"
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=ws)
+    assert widgets["Review"].open_case(case) == ws.ct_path(case), widgets["Review"].status.text()
+    (ct,) = viewer.layers  # no labels of its own: the reviewer draws a new layer on the CT
+    mask = np.zeros(ct.data.shape, np.int32)
+    mask[1, 10:20, 10:20] = 1
+    viewer.add_labels(mask, name="nodes", scale=ct.scale, translate=ct.translate)
+    save = widgets["Save"]
+    saved = save.save()
+    assert saved is not None, save.status.text()
+    assert Path(saved).is_relative_to(ws.root) and ws.latest_version(case, "correction") is not None

@@ -279,7 +279,7 @@ class ReviewWidget(WorkerWidget):
         if restored:  # made on the version the autosave names, with the marks and rejections autosaved
             opened = restored.opened(opened)
         shown = nodes_layer_data(restored.labels, source=restored.path) if restored else seg_data
-        _, nodes = add_case(self.viewer, ct_data, shown, workspace=ws, opened=opened)
+        _, nodes = add_case(self.viewer, ct_data, shown, workspace=ws, opened=opened, case=case)
         cases = [r.case for r in self.rows]
         if case in cases:
             self.queue.setCurrentRow(cases.index(case))
