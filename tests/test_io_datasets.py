@@ -97,7 +97,7 @@ def test_a_scout_a_dose_report_and_a_dicomdir_are_no_ct_cases(tmp_path, monkeypa
     shutil.copy(sorted(SERIES.glob("*.dcm"))[0], root / "DICOMDIR")  # any DICOM file at the root
     assert find_cts(root) == [("download_P1_study_2-CT", root / "P1" / "study" / "2-CT")]  # a CD: named by it
     monkeypatch.chdir(root / "P1" / "study" / "2-CT")
-    assert find_cts(".") == [("2-CT", Path("."))]
+    assert find_cts(".") == [("download_P1_study_2-CT", Path("."))]  # on the CD: named from its root
 
 
 def test_a_series_folder_whose_first_file_is_a_scout_or_a_seg_is_still_a_case(tmp_path):

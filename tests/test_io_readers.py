@@ -582,6 +582,9 @@ def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path):
     from lnq_napari.io.datasets import find_cases  # workspace init --data CD/DICOMDIR: the CD's cases
 
     assert [c.case_id for c in find_cases(root / "DICOMDIR")] == ["CD_PT000000_ST000000_SE000000"]
+    series = root / "PT000000" / "ST000000" / "SE000000"  # a CD's series given itself: named so too
+    assert [case for case, _ in find_cts(series)] == ["CD_PT000000_ST000000_SE000000"]
+    assert [case for case, _ in find_cts(sorted(series.iterdir())[0])] == ["CD_PT000000_ST000000_SE000000"]
     for path in sorted(root.rglob("*"), key=lambda p: -len(p.parts)):  # as Linux mounts a plain ISO CD
         path.rename(path.with_name(path.name.lower()))
     assert [case for case, _ in find_cts(root)] == ["CD_pt000000_st000000_se000000"]

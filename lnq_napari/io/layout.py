@@ -104,12 +104,29 @@ def label_name(path: str | Path) -> NameParts:
     return split_name(path)
 
 
+#: How many folders up from a series a CD's root is looked for (a CD: root / patient / study / series).
+CD_DEPTH = 3
+
+
+def _cd_above(path: Path) -> Path | None:
+    """The CD root (a folder holding a DICOMDIR) ``path`` lies in, up to :data:`CD_DEPTH` folders up."""
+    for folder in list(Path(path).absolute().parents)[:CD_DEPTH]:
+        if (folder / "DICOMDIR").is_file() or (folder / "dicomdir").is_file():
+            return folder
+    return None
+
+
 def case_name(source: str | Path | None, fallback: str = "case") -> str:
     """The case id of an image, label, prediction, version or autosave file name (a DICOM file's too:
-    ``a-ct.dcm`` is ``a``)."""
+    ``a-ct.dcm`` is ``a``); a series on a CD is named from the CD's root, as a CD's series are when the
+    CD is given (``CD1_PT000000_ST000000_SE000000``: every CD names its folders alike)."""
     if not source:
         return fallback
-    return label_name(cd_root(source)).case or fallback
+    path = cd_root(source)
+    cd = _cd_above(path)
+    if cd is not None:
+        return "_".join([cd.name, *Path(path).absolute().relative_to(cd).parts])
+    return label_name(path).case or fallback
 
 
 def looks_like_label_name(path: str | Path) -> bool:
@@ -198,7 +215,9 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
         cts = ct_files(path) or ct_files(path, role="")
         if cts:
             return [(split_name(p).case, p) for p in cts]
-        return [(path.resolve().name, path)]  # a DICOM series folder (read_volume says so if it is not)
+        # a DICOM series folder (read_volume says so if it is not); on a CD, named from the CD's root
+        on_cd = _cd_above(path) is not None
+        return [(case_name(path) if on_cd else path.resolve().name, path)]
     name = path.name
     if name.lower().endswith(".dcm"):  # an enhanced multi-frame CT, named as its SEG would be paired
         return [(label_name(path).case or name[: -len(".dcm")], path)]
