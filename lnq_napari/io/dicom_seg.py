@@ -24,6 +24,7 @@ from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, cd_root, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
 
+DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
 SEG_SOP_CLASSES = (SEG_SOP_CLASS, "1.2.840.10008.5.1.4.1.1.66.7")  # and Label Map Segmentation Storage
 LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure"
@@ -607,7 +608,7 @@ def is_dicom_path(path: str | Path) -> bool:
     path = Path(path)
     if path.is_dir():
         return True
-    return path.name.lower().endswith((".dcm", ".ima")) or has_dicom_magic(path)
+    return path.name.lower().endswith(DICOM_SUFFIXES) or has_dicom_magic(path)
 
 
 def has_dicom_magic(path: str | Path) -> bool:
@@ -722,13 +723,13 @@ def _slice_order(datasets: list, labels: Volume, where: str) -> list[int]:
     """The labels' z index of each CT slice; LNQError unless the labels lie exactly on the series' grid."""
     fix = (f"the labels are not on the grid of the CT series in {where} ({{}}); predict or correct on that "
            "CT (open it from its DICOM folder) or resample the labels onto it")
-    first, count = datasets[0], len(_frame_planes(datasets))
-    if (int(first.Rows), int(first.Columns)) != labels.shape[1:] or count != labels.shape[0]:
-        raise LNQError(fix.format(f"{count} slices of {first.Rows} x {first.Columns} pixels, the "
+    first, planes = datasets[0], _frame_planes(datasets)
+    if (int(first.Rows), int(first.Columns)) != labels.shape[1:] or len(planes) != labels.shape[0]:
+        raise LNQError(fix.format(f"{len(planes)} slices of {first.Rows} x {first.Columns} pixels, the "
                                   f"labels {labels.shape[0]} of {labels.shape[1]} x {labels.shape[2]}"))
     d = labels.direction_matrix
     ks = []
-    for orient, spacing, position in _frame_planes(datasets):
+    for orient, spacing, position in planes:
         if not (np.allclose(orient[:3], d[:, 0], atol=1e-4) and np.allclose(orient[3:], d[:, 1], atol=1e-4)):
             raise LNQError(fix.format("orientation differs"))
         if not np.allclose(spacing[::-1], labels.spacing[:2], rtol=1e-5, atol=1e-4):

@@ -60,12 +60,9 @@ def cd_root(path: str | Path) -> Path:
 
 
 def holds_dicomdir(folder: str | Path) -> bool:
-    """Whether ``folder`` is a CD's root: it holds a DICOMDIR, in any case."""
-    folder = Path(folder)
-    try:
-        return folder.is_dir() and any(is_dicomdir(child) for child in folder.iterdir())
-    except OSError:
-        return False
+    """Whether ``folder`` is a CD's root: it holds a ``DICOMDIR`` (``dicomdir`` on a CD mounted in lower
+    case). Two file checks, no listing: it is asked of every folder above a series."""
+    return any((Path(folder) / name).is_file() for name in ("DICOMDIR", "dicomdir"))
 
 
 def image_suffix(name: str | Path) -> str:
@@ -108,12 +105,12 @@ def label_name(path: str | Path) -> NameParts:
 CD_DEPTH = 3
 
 
-def _cd_above(path: Path) -> Path | None:
-    """The CD root (a folder holding a DICOMDIR) ``path`` lies in, up to :data:`CD_DEPTH` folders up."""
-    for folder in list(Path(path).absolute().parents)[:CD_DEPTH]:
-        if (folder / "DICOMDIR").is_file() or (folder / "dicomdir").is_file():
-            return folder
-    return None
+def _cd_case(path: Path) -> str | None:
+    """The case id of a series (or a file of it) on a CD: the CD root's name and the folders below it,
+    joined with ``_`` (:func:`holds_dicomdir`, up to :data:`CD_DEPTH` folders up); None off a CD."""
+    path = Path(path).absolute()
+    cd = next((f for f in path.parents[:CD_DEPTH] if holds_dicomdir(f)), None)
+    return None if cd is None else "_".join([cd.name, *path.relative_to(cd).parts])
 
 
 def case_name(source: str | Path | None, fallback: str = "case") -> str:
@@ -123,10 +120,7 @@ def case_name(source: str | Path | None, fallback: str = "case") -> str:
     if not source:
         return fallback
     path = cd_root(source)
-    cd = _cd_above(path)
-    if cd is not None:
-        return "_".join([cd.name, *Path(path).absolute().relative_to(cd).parts])
-    return label_name(path).case or fallback
+    return _cd_case(path) or label_name(path).case or fallback
 
 
 def looks_like_label_name(path: str | Path) -> bool:
@@ -216,8 +210,7 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
         if cts:
             return [(split_name(p).case, p) for p in cts]
         # a DICOM series folder (read_volume says so if it is not); on a CD, named from the CD's root
-        on_cd = _cd_above(path) is not None
-        return [(case_name(path) if on_cd else path.resolve().name, path)]
+        return [(_cd_case(path) or path.resolve().name, path)]
     name = path.name
     if name.lower().endswith(".dcm"):  # an enhanced multi-frame CT, named as its SEG would be paired
         return [(label_name(path).case or name[: -len(".dcm")], path)]

@@ -12,7 +12,7 @@ import contextlib
 import re
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +68,7 @@ def file_format(path: Path) -> str:
         return "nrrd"
     if name.endswith(SITK_SUFFIXES):
         return "sitk"
-    if name.endswith((".dcm", ".ima")) or dicom_seg.has_dicom_magic(path):
+    if name.endswith(dicom_seg.DICOM_SUFFIXES) or dicom_seg.has_dicom_magic(path):
         return "dicom"
     return "other"
 
@@ -477,7 +477,9 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
-    images = {sid: _images_in(files) for sid, files in files_by_series.items()}  # 0 for a SEG
+    first = {sid: _first_file_header(files[0]) for sid, files in files_by_series.items()}
+    images = {sid: 0 if first[sid][0] in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid][1]
+              for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
 
     def largest() -> str:
         return max(images, key=images.get)
@@ -505,8 +507,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
     files = files_by_series[sid]
-    sop_class, frames, frame_of_reference = _first_file_header(files[0])
-    if sop_class in ENHANCED_CT_SOP_CLASSES or frames > 1:
+    sop_class, frames, frame_of_reference = first[sid]
+    if _enhanced(sop_class, frames):
         if len(files) > 1:
             raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
                            f"{len(files)} files; lnq-napari reads one enhanced file holding every frame, or "
@@ -551,8 +553,7 @@ def dicom_source(path: str | Path) -> Path:
     path = cd_root(path)
     if path.is_file() and dicom_seg.is_dicom_path(path):
         sop_class, frames, _ = _first_file_header(str(path))
-        classic = sop_class and sop_class not in ENHANCED_CT_SOP_CLASSES + dicom_seg.SEG_SOP_CLASSES
-        if classic and frames == 1:
+        if sop_class and not _enhanced(sop_class, frames) and sop_class not in dicom_seg.SEG_SOP_CLASSES:
             return path.parent
     return path
 
@@ -600,11 +601,9 @@ def _first_file_header(file: str) -> tuple[str, int, str]:
     return str(header.get("SOPClassUID", "")), frames, str(header.get("FrameOfReferenceUID", "")).strip()
 
 
-def _images_in(files: Sequence[str]) -> int:
-    """How many slices a series' files hold (an enhanced CT's frames count; a DICOM SEG holds none): what
-    "the largest series" of a folder is counted in."""
-    sop_class, frames, _ = _first_file_header(files[0])
-    return 0 if sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * frames
+def _enhanced(sop_class: str, frames: int) -> bool:
+    """Whether a file of that SOP class and frame count is an enhanced (multi-frame) CT."""
+    return sop_class in ENHANCED_CT_SOP_CLASSES or frames > 1
 
 
 def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
@@ -926,7 +925,7 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
     reader = sitk.ImageSeriesReader()
     files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
     sop_class, frames, frame_of_reference = _first_file_header(files[0]) if files else ("", 1, "")
-    if len(files) == 1 and (sop_class in ENHANCED_CT_SOP_CLASSES or frames > 1):  # its frames place it
+    if len(files) == 1 and _enhanced(sop_class, frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
         meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": frame_of_reference}
         zeros = np.broadcast_to(np.uint8(0), raw.array.shape)

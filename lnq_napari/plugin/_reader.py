@@ -12,7 +12,7 @@ import numpy as np
 
 from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_seg import is_dicom_path, seg_file
+from lnq_napari.io.dicom_seg import DICOM_SUFFIXES, is_dicom_path, seg_file
 from lnq_napari.io.layout import (
     image_suffix,
     is_dicomdir,
@@ -29,7 +29,7 @@ from lnq_napari.workspace.labels import version_provenance
 
 def _layer_name(path: Path) -> str:
     """The file name without its image suffix or ``.dcm`` / ``.ima`` (a DICOM folder keeps its name)."""
-    suffix = image_suffix(path) or next((s for s in (".dcm", ".ima") if path.name.lower().endswith(s)), "")
+    suffix = image_suffix(path) or next((s for s in DICOM_SUFFIXES if path.name.lower().endswith(s)), "")
     return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 
 
@@ -37,7 +37,7 @@ def _is_dicom_folder(path: Path) -> bool:
     if not path.is_dir():
         return False
     for child in list(path.iterdir())[:50]:
-        if child.suffix.lower() in (".dcm", ".ima") or (child.is_file() and not child.suffix):
+        if child.suffix.lower() in DICOM_SUFFIXES or (child.is_file() and not child.suffix):
             return True
     return False
 
@@ -82,8 +82,10 @@ def napari_get_reader(path):
 def read_layers(path) -> list[tuple]:
     """Layer data tuples for one path or a list of paths (CT images first, then labels)."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    sources = {dicom_source(p): p for p in reversed(paths)}  # the slices of one series: one CT layer
-    layers = [read_layer(p) for p in paths if sources.get(dicom_source(p)) is p]
+    firsts = {}  # the slices of one series: one CT layer, read from the first of them
+    for p in paths:
+        firsts.setdefault(dicom_source(p), p)
+    layers = [read_layer(p) for p in firsts.values()]
     return sorted(layers, key=lambda t: t[2] != "image")
 
 
