@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.geometry import check_same_grid
-from lnq_napari.io.readers import read_labels, read_volume
+from lnq_napari.io.readers import dicom_source, read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
 from lnq_napari.workspace.cache import Cache
@@ -126,8 +126,6 @@ class Workspace:
     def case_of(self, ct: str | Path) -> str | None:
         """The case whose CT is ``ct`` (its file or DICOM folder; a slice of the series, a CD's DICOMDIR),
         or None: a CT opened from a download is its case by path, not by its folder's name."""
-        from lnq_napari.io.readers import dicom_source
-
         target = dicom_source(ct).resolve()
         return next((c for c in self.case_ids() if self.ct_path(c).resolve() == target), None)
 
