@@ -50,6 +50,16 @@ class EditHistory:
             self._stamps.pop(id(gone), None)
         self.undone.clear()
 
+    def adopt(self, done: list[Step], undone: list[Step]) -> None:
+        """Begin with steps taken before this history: ``done`` oldest first, ``undone`` the next to redo
+        last. The state before ``done`` is the saved one; out of reach when the steps fill the history
+        (older ones may have been forgotten)."""
+        for step in done:
+            self.push(step)
+        self.undone.extend(undone)
+        self._stamps.update((id(step), self._epoch) for step in undone)
+        self._clean_lost = len(done) + len(undone) >= self.limit
+
     def outside_edit(self) -> None:
         """An edit the history does not hold was made (a mark moved with napari's Points tools): a step
         recorded before it may no longer take the state back to where it was."""

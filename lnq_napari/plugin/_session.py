@@ -74,10 +74,13 @@ class NodeSession:
         nodes.metadata[SESSION_KEY] = self
         self.stats = CaseStats()  # time, accepted / rejected, clicks and keys since the case opened
         self.history = EditHistory(limit=getattr(nodes, "_history_limit", 100))  # no deeper than napari's
+        self._adopt_labels_history()
         nodes.events.paint.connect(self._on_paint)
         nodes.bind_key("Control-Z", lambda layer: self.undo(), overwrite=True)
         nodes.bind_key("Control-Shift-Z", lambda layer: self.redo(), overwrite=True)
         self.autosaver = Autosaver(self) if autosave else None
+        if self.autosaver is not None and self.unsaved:  # strokes painted before the session
+            self.autosaver.schedule()
 
     # --- what the case is -------------------------------------------------------------------------
     @property
@@ -170,6 +173,16 @@ class NodeSession:
         if self.history.stale:
             self._edited_outside_history = True
         self._changed()
+
+    def _adopt_labels_history(self) -> None:
+        """Take in the strokes napari's labels history holds from before this session (painted before the
+        panel opened): Ctrl+Z and Ctrl+Shift+Z, the session's from now on, still undo and redo them, and
+        they are unsaved edits. napari has no public view of its history; its lengths are read here."""
+        def step() -> Step:
+            return Step(self.nodes.undo, self.nodes.redo)
+
+        self.history.adopt([step() for _ in getattr(self.nodes, "_undo_history", ())],
+                           [step() for _ in getattr(self.nodes, "_redo_history", ())])
 
     def _on_paint(self, event=None) -> None:
         self.history.push(Step(self.nodes.undo, self.nodes.redo))  # napari's labels history holds it

@@ -80,3 +80,21 @@ def test_a_step_older_than_an_outside_edit_is_stale_when_undone_or_redone():
     assert history.stale  # a did not: undoing it may not restore what was there
     history.redo()
     assert history.stale
+
+
+def test_adopted_steps_undo_after_later_ones_and_the_state_before_them_is_the_saved_one():
+    """Strokes napari held before the session began: undone after the session's own steps, redone first."""
+    log, history = [], EditHistory()
+    history.adopt([_counting(log, "a")], [_counting(log, "b")])
+    assert not history.at_clean()  # "a" is an unsaved edit
+    assert history.redo() and log == ["redo b"]
+    history.push(_counting(log, "c"))
+    assert [history.undo() for _ in range(4)] == [True, True, True, False]
+    assert log[1:] == ["undo c", "undo b", "undo a"] and history.at_clean()
+
+
+def test_adopted_steps_that_fill_the_history_leave_the_saved_state_out_of_reach():
+    log, history = [], EditHistory(limit=2)
+    history.adopt([_counting(log, "a")], [_counting(log, "b")])  # napari may have forgotten older ones
+    history.undo()
+    assert history.top() is None and not history.at_clean()

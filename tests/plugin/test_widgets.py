@@ -128,6 +128,80 @@ def test_remove_click_removes_exactly_the_clicked_node(predicted):
     assert np.array_equal(p.nodes.data, before)
 
 
+def _brush(layer, mouse_event, start, end, label: int = 77) -> None:
+    """One brush stroke from ``start`` to ``end`` (data z, y, x on one slice) through napari's own mouse
+    bindings, as a drag with the paint tool makes it."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+
+    layer.mode, layer.selected_label, layer.brush_size = "paint", label, 3
+    for kind, at, send in (("mouse_press", start, mouse_press_callbacks),
+                           ("mouse_move", end, mouse_move_callbacks),
+                           ("mouse_release", end, mouse_release_callbacks)):
+        send(layer, ReadOnlyWrapper(mouse_event(
+            type=kind, is_dragging=kind == "mouse_move", position=tuple(layer.data_to_world(at)),
+            view_direction=None, dims_displayed=(1, 2), dims_point=(start[0], 0, 0))))
+    layer.mode = "pan_zoom"
+
+
+def _press(viewer, layer, key: str) -> None:
+    """Press ``key`` over ``layer`` as napari dispatches it (layer keymap, then napari's own)."""
+    viewer.layers.selection.active = layer
+    handler = viewer.window._qt_viewer._key_map_handler
+    handler.press_key(key)
+    handler.release_key(key)
+
+
+def _remove_click(p: Predicted, labels: np.ndarray) -> int:
+    """Ctrl+click (remove) the first node of ``labels``; returns its id."""
+    victim = int(labels[labels > 0][0])
+    world = p.nodes.data_to_world(np.argwhere(labels == victim)[0])
+    assert p.widgets["Correct"].tool.click(world, "remove") == f"removed node {victim}"
+    return victim
+
+
+def test_ctrl_z_takes_back_a_remove_click_then_the_brush_stroke_before_it(predicted, qtbot, MouseEvent):
+    p = predicted
+    before, z = p.nodes.data.copy(), p.nodes.data.shape[0] // 2
+    _brush(p.nodes, MouseEvent, (z, 5, 5), (z, 5, 20))
+    brushed = p.nodes.data.copy()
+    assert (brushed == 77).any()
+    victim = _remove_click(p, before)
+    p.wait_rows(qtbot, p.n_predicted)  # one node gone, the stroke's 77 come
+    _press(p.viewer, p.nodes, "Control-Z")
+    assert np.array_equal(p.nodes.data, brushed)
+    p.wait_rows(qtbot, p.n_predicted + 1)
+    _press(p.viewer, p.nodes, "Control-Z")
+    assert np.array_equal(p.nodes.data, before) and not p.session.unsaved
+    _press(p.viewer, p.nodes, "Control-Shift-Z")
+    _press(p.viewer, p.nodes, "Control-Shift-Z")
+    assert not (p.nodes.data == victim).any() and np.array_equal(p.nodes.data == 77, brushed == 77)
+
+
+def test_brush_strokes_painted_before_the_panel_opened_are_still_undone_by_ctrl_z(
+        make_napari_viewer, qtbot, MouseEvent, phantom_files, autosave_dir):
+    """The session takes Ctrl+Z over from napari when the panel opens: its history began empty, and the
+    strokes napari held could no longer be undone (nor were they unsaved edits)."""
+    viewer = make_napari_viewer()
+    _open_case(viewer, phantom_files)
+    nodes = viewer.open(str(phantom_files.seg), plugin="lnq-napari")[0]
+    opened, z = nodes.data.copy(), nodes.data.shape[0] // 2
+    _brush(nodes, MouseEvent, (z, 5, 5), (z, 5, 20))
+    _brush(nodes, MouseEvent, (z, 30, 5), (z, 30, 20), label=78)
+    _press(viewer, nodes, "Control-Z")  # napari's own undo: the second stroke, to redo later
+    brushed = nodes.data.copy()
+    assert (brushed == 77).any() and not (brushed == 78).any()
+    dock_widgets(viewer)
+    session = nodes.metadata["lnq_session"]
+    assert session.unsaved
+    qtbot.waitUntil(lambda: session.autosaver.writes >= 1, timeout=20000)
+    _press(viewer, nodes, "Control-Z")
+    assert np.array_equal(nodes.data, opened) and not session.unsaved
+    _press(viewer, nodes, "Control-Shift-Z")
+    _press(viewer, nodes, "Control-Shift-Z")
+    assert (nodes.data == 77).any() and (nodes.data == 78).any()
+
+
 def test_a_click_on_a_ring_accepts_it_and_reject_drops_one(predicted, qtbot, phantom_files, stand_in):
     p, inst = predicted, np.asarray(phantom_files.case.instances.array)
     n_sugg = len(p.suggestions.data)
