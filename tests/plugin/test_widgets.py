@@ -83,9 +83,24 @@ def test_prediction_shows_nodes_suggestions_and_table(predicted, qtbot, phantom_
     assert np.linalg.norm(p.suggestions.data[top_unsure] - _centre_index(case, stand_in.unsure)) < 2.0
     assert p.widgets["Correct"].suggestion_list.count() == len(p.suggestions.data)
     assert p.widgets["Correct"].suggestion_list.item(top_unsure).text().startswith(f"#{top_unsure + 1}  p=")
-    item = p.widgets["Correct"].suggestion_list.item(top_unsure)
-    assert item.toolTip() == item.text()  # the whole line, which the narrow panel cuts
     p.wait_rows(qtbot, p.n_predicted)
+
+
+def test_long_suggestion_lines_wrap_in_the_narrow_panel(predicted, qtbot):
+    """A suggestion's line (a dropped candidate's reason, p, cm3) ran on behind a horizontal scroll bar."""
+    p, correct = predicted, predicted.widgets["Correct"]
+    features = p.suggestions.features.copy()
+    features.loc[0, "text"] = "small, below the size floor (0.30 cm3): p=0.92  0.12 cm3"
+    p.suggestions.features = features
+    correct.refresh_suggestions()
+    listed = correct.suggestion_list
+    listed.resize(240, 120)  # the list's width in the docked panel
+    listed.show()
+    qtbot.waitUntil(lambda: listed.visualItemRect(listed.item(0)).height() > 0)
+    assert listed.horizontalScrollBar().maximum() == 0
+    assert all(listed.visualItemRect(listed.item(i)).right() <= listed.viewport().width()
+               for i in range(listed.count()))
+    assert listed.item(0).text().endswith("0.12 cm3")
 
 
 def test_the_segment_status_goes_with_the_ct_it_speaks_of(predicted):

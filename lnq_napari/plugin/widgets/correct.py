@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QButtonGroup,
     QGridLayout,
@@ -58,6 +59,9 @@ class CorrectWidget(QWidget):
 
         self.suggestion_list = QListWidget()
         self.suggestion_list.setMaximumHeight(120)
+        self.suggestion_list.setWordWrap(True)  # long lines wrap in the narrow panel, not scroll sideways
+        self.suggestion_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.suggestion_list.setResizeMode(QListWidget.ResizeMode.Adjust)  # wrapped again when resized
         self.suggestion_list.currentRowChanged.connect(self.go_to_suggestion)
         accept, reject = QPushButton("Accept"), QPushButton("Reject")
         accept.clicked.connect(lambda: self._clicked(self.accept))
@@ -114,7 +118,6 @@ class CorrectWidget(QWidget):
                 row = feats.iloc[i] if len(feats) > i and "text" in feats else None
                 text = f"suggestion {i + 1}" if row is None else f"#{int(row['rank'])}  {row['text']}"
                 self.suggestion_list.addItem(text)
-                self.suggestion_list.item(i).setToolTip(text)  # the narrow panel cuts its end (p, cm3)
             self.suggestion_list.setCurrentRow(session.current_suggestion)
         self.suggestion_list.blockSignals(False)
 
