@@ -55,6 +55,7 @@ from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig
 from lnq_napari.model.names import short_model_name
+from lnq_napari.model.nnunet_folder import model_spec
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
@@ -71,7 +72,7 @@ from lnq_napari.quantify import (
 )
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
-from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind, model_string_folder
+from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
 
 if TYPE_CHECKING:
     from lnq_napari.nnunet.finetune import NnUNetFinetune
@@ -672,18 +673,18 @@ def init_workspace(path: str | Path, data: str | Path, model: str | Path | None 
     """Create a review workspace over a data folder; returns the :class:`~lnq_napari.workspace.Workspace`.
 
     ``model``: a model folder to start from instead of the bundled model (one you trained: ours, or
-    nnU-Net's as ``nnunet:<folder>``), registered and activated (journaled as the user's choice). It is
-    checked before the workspace is made."""
-    folder = None if model is None else model_string_folder(model)
-    if folder is not None and (not folder.is_dir() or model_kind(folder) is None):
+    nnU-Net's as ``nnunet:<folder>[?options]``, which its predictions then use), registered and activated
+    (journaled as the user's choice). It is checked before the workspace is made."""
+    spec = None if model is None else model_spec(model)
+    if spec is not None and (not spec.folder.is_dir() or model_kind(spec.folder) is None):
         raise LNQError(f"--model {model} is not a model folder (no config.json, nor nnU-Net's plans.json "
                        "and dataset.json); give a trained model folder, or leave --model out for the bundled "
                        "model")
-    if folder is not None:
-        check_outside_model(folder.resolve(), f"--model {model}")
+    if spec is not None:
+        check_outside_model(spec.folder.resolve(), f"--model {model}", spec.options)
     ws = Workspace.init(path, data)
-    if folder is not None:
-        ws.activate(ws.adopt_model(folder), reason="the model the workspace was made with", decided_by="user")
+    if model is not None:
+        ws.activate(ws.adopt_model(model), reason="the model the workspace was made with", decided_by="user")
     return ws
 
 

@@ -293,7 +293,7 @@ def _cmd_finetune_nnunet(args: argparse.Namespace) -> None:
                                    iterations=args.iterations, epochs=args.epochs, device=args.device,
                                    progress=progress)
     print(f"nnU-Net model {done.version} (parent {done.parent_version}), trained on "
-          f"{len(done.train_cases)} corrected case(s): use it with --model nnunet:{done.model}")
+          f"{len(done.train_cases)} corrected case(s): use it with --model {done.model_string}")
     state = "activated" if done.activated else "registered, not activated"
     print(f"{done.new_version} (parent {done.parent}) {state}: {done.reason}")
 

@@ -151,21 +151,28 @@ def test_find_nodes_and_cli_predict_with_an_nnunet_model(nnunet_model, tmp_path,
 
 
 def test_a_workspace_made_and_activated_with_an_nnunet_string_with_options_predicts(nnunet_model, tmp_path):
-    """``nnunet:<folder>?folds=0`` was taken for the folder ``<folder>?folds=0`` and refused; the folder is
-    adopted (the options warned about: a workspace keeps the folder) and its cases are predicted with it."""
+    """``nnunet:<folder>?folds=0`` was taken for the folder ``<folder>?folds=0`` and refused; then the
+    folder was adopted without its options, so the workspace predicted with mirroring and nnU-Net's argmax
+    where the user asked for neither. The workspace predicts its cases with the options given."""
+    from lnq_napari.nnunet.select import load_predictor
+
     data, folder = nnunet_model
-    with pytest.warns(UserWarning, match="keeps the model folder, not the options"):
-        ws = api.init_workspace(tmp_path / "ws", data, f"nnunet:{folder}?folds=0")
+    given = f"nnunet:{folder}?folds=0&mirroring=off&threshold=0.7"
+    ws = api.init_workspace(tmp_path / "ws", data, given)
     assert ws.active_model()["id"] == "m001" and ws.active_model()["kind"] == "nnunet"
+    predictor = load_predictor(ws.root, device="cpu")  # what `predict --model <workspace>` loads
+    assert predictor.path == ws.model_path("m001") and predictor.config.inference.threshold == 0.7
+    assert predictor._nnunet.use_mirroring is False
     rows = api.next_cases(ws, n=1, strategy="random")  # predicts a case with m001, the nnU-Net copy
     stored = ws.latest_version(rows[0].case, "prediction")
     assert stored["model_version"] == "m001"
+    same = load_predictor(given, device="cpu").predict(ws.read_ct(rows[0].case)).mask
+    np.testing.assert_array_equal(ws.read_labels(rows[0].case, stored["version"]).array > 0, same.array > 0)
     api.activate_model(ws, "bundled")
-    with pytest.warns(UserWarning, match="keeps the model folder"):
-        assert api.activate_model(ws, f"nnunet:{ws.model_path('m001')}?folds=0").version == "m001"
-    with pytest.warns(UserWarning, match="keeps the model folder"):
-        assert api.activate_model(ws, f"nnunet:{folder}?mirroring=off").version == "m001"  # found, not copied
-    assert [m.version for m in api.list_models(ws)] == ["bundled", "m001"]
+    assert api.activate_model(ws, f"nnunet:{ws.model_path('m001')}").version == "m001"
+    assert api.activate_model(ws, given).version == "m001"  # found, not copied
+    assert api.activate_model(ws, f"nnunet:{folder}?mirroring=off").version == "m002"  # other options
+    assert [m.version for m in api.list_models(ws)] == ["bundled", "m001", "m002"]
 
 
 def test_cancelled_training_stops_the_subprocess(nnunet_model, tmp_path):

@@ -23,6 +23,7 @@ from lnq_napari.errors import LNQError  # noqa: E402
 from lnq_napari.finetuning.validation import ValidationMetrics, version_figures  # noqa: E402
 from lnq_napari.io.readers import read_labels  # noqa: E402
 from lnq_napari.model.config import FinetuneConfig  # noqa: E402
+from lnq_napari.model.nnunet_folder import CHECKPOINT  # noqa: E402
 from lnq_napari.nnunet.backend import NnUNetPredictor  # noqa: E402
 from lnq_napari.nnunet.export import free_dataset_id  # noqa: E402
 from lnq_napari.nnunet.finetune import NnUNetFinetune, _register  # noqa: E402
@@ -461,3 +462,51 @@ def _own_truth(own: Path, ct) -> np.ndarray:
         if read_volume(own / f"lnq2023-train-000{k}-ct.nrrd").origin == ct.origin:
             return read_labels(own / f"lnq2023-train-000{k}-full.nrrd", reference=ct).array
     raise AssertionError("not a check case")
+
+
+def test_a_parent_given_with_options_trains_and_predicts_as_they_say(nnunet_model, tmp_path, monkeypatch):
+    """``finetune-nnunet --model nnunet:<folder>?checkpoint=checkpoint_best.pth&tile_step=0.75&...``: the
+    options were dropped, so training started from checkpoint_final.pth and the candidate was judged
+    and registered with nnU-Net's default settings. The parent is kept with its options and trained from
+    the checkpoint they choose; the new version keeps the parent's prediction settings (not its choice of
+    weights: its own are the fold it trained), is judged with them and predicts with them."""
+    import shutil
+    from types import SimpleNamespace
+
+    from lnq_napari.nnunet import finetune as module
+
+    data, folder = nnunet_model
+    parent = tmp_path / "runs" / "Dataset601_LNQ" / NAME
+    shutil.copytree(folder, parent)
+    shutil.copy2(parent / "fold_0" / "checkpoint_final.pth", parent / "fold_0" / "checkpoint_best.pth")
+    ws = Workspace.init(tmp_path / "ws", data)
+    for case in ws.case_ids()[1:]:
+        _correct(ws, case)  # m001's stored predictions: the parent's figures need no predicting
+    started, loaded = [], []
+
+    def train_fold(dataset, pre, results, pretrained=None, **_):
+        started.append(Path(pretrained))
+        trained = Path(results) / Path(dataset).name / NAME
+        (trained / "fold_all").mkdir(parents=True)
+        for name in ("plans.json", "dataset.json"):
+            shutil.copy2(parent / name, trained / name)
+        shutil.copy2(parent / "fold_0" / "checkpoint_final.pth", trained / "fold_all" / CHECKPOINT)
+        return trained
+
+    def truth(ct, progress=None, cancel=None, prepared=None):
+        case = next(c for c in ws.case_ids() if ws.read_ct(c).origin == ct.origin)
+        return SimpleNamespace(mask=read_labels(ws.full_path(case), reference=ct))
+
+    monkeypatch.setattr(module, "train_fold", train_fold)
+    monkeypatch.setattr(module, "load_predictor", lambda model, device="auto": loaded.append(str(model))
+                        or SimpleNamespace(predict=truth))
+    result = api.finetune_nnunet(
+        ws.root, f"nnunet:{parent}?checkpoint=checkpoint_best.pth&tile_step=0.75&mirroring=off", iterations=2,
+        device="cpu")
+    assert ws.model_info("m001")["options"] == "checkpoint=checkpoint_best.pth&tile_step=0.75&mirroring=off"
+    assert started == [ws.model_path("m001") / "fold_0" / "checkpoint_best.pth"]
+    assert len(loaded) == 1 and loaded[0].startswith(f"nnunet:{ws.root / 'nnunet'}")
+    assert loaded[0].endswith(f"/{NAME}?tile_step=0.75&mirroring=off")  # the candidate, judged
+    new = result.new_version
+    assert (new, result.options) == ("m002", "tile_step=0.75&mirroring=off")
+    assert ws.model(new) == result.model_string == f"nnunet:{ws.model_path(new)}?tile_step=0.75&mirroring=off"

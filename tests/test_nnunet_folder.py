@@ -9,7 +9,13 @@ import pytest
 
 from lnq_napari.errors import LNQError
 from lnq_napari.model.config import FinetuneConfig, parse_switch
-from lnq_napari.model.nnunet_folder import NnunetModelSpec, NnunetOptions, model_spec, parse_model_string
+from lnq_napari.model.nnunet_folder import (
+    NnunetModelSpec,
+    NnunetOptions,
+    model_spec,
+    parse_model_string,
+    parse_options,
+)
 
 
 def test_a_model_string_gives_its_folder_and_typed_options():
@@ -33,6 +39,7 @@ def test_a_model_string_gives_its_folder_and_typed_options():
     ("nnunet:/m?tile_step=big", "tile_step='big' in nnunet:/m.* is not a number"),
     ("nnunet:/m?mirroring=maybe", "mirroring='maybe' in .* must be on or off"),
     ("nnunet:/m?threshold=2", "threshold=2 in .* lies outside 0 to 1"),
+    ("nnunet:/m?tile_step=0", "tile_step=0 in .* must be above 0 and at most 1"),
     ("nnunet:/m?min_peak=x", "min_peak='x' in .* is not a number"),
     ("nnunet:", "names no folder; give nnunet:<trained model folder>"),
     ("nnunet: ?folds=0", "names no folder"),
@@ -49,3 +56,39 @@ def test_on_and_off_read_alike_in_model_strings_and_finetune_settings():
         if value is not None:
             assert parse_model_string(f"nnunet:/m?mirroring={text}").options.mirroring is value
             assert FinetuneConfig().with_settings([f"interpolate={text}"]).interpolate is value
+
+
+def test_options_written_back_read_the_same_and_a_fine_tune_keeps_the_settings_only():
+    """What a workspace keeps of a model string (:meth:`NnunetOptions.query`) reads back to the same
+    options; ``settings()`` drops the choice of weights (folds, checkpoint)."""
+    text = ("nnunet:/r/m?mirroring=off&folds=0,all&checkpoint=checkpoint_best.pth&tile_step=0.75"
+            "&max_mean_hu=none&min_component_mm3=300")
+    spec = parse_model_string(text)
+    assert spec.options.query() == ("folds=0,all&checkpoint=checkpoint_best.pth&tile_step=0.75&mirroring=off"
+                                    "&max_mean_hu=none&min_component_mm3=300.0")
+    assert parse_model_string(spec.model) == spec and NnunetModelSpec(Path("/r/m")).model == Path("/r/m")
+    assert spec.options.settings() == NnunetOptions(tile_step=0.75, mirroring=False, inference={
+        "max_mean_hu": None, "min_component_mm3": 300.0})
+    assert NnunetOptions().query() == "" and parse_options("") == NnunetOptions()
+
+
+def test_figures_are_kept_under_the_weights_and_settings_a_model_string_chooses(tmp_path):
+    """A model string's options choose what its figures are kept under: the same as the folder's without
+    options when they set nnU-Net's defaults, another key for other settings or folds."""
+    import json
+
+    from lnq_napari.model.checkpoint import figures_key
+
+    folder = tmp_path / "m"
+    for fold in ("0", "1"):
+        (folder / f"fold_{fold}").mkdir(parents=True)
+        (folder / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(f"weights {fold}".encode())
+    for name in ("plans.json", "dataset.json"):
+        (folder / name).write_text(json.dumps({}))
+    plain = figures_key(folder)
+    assert plain is not None and figures_key(f"nnunet:{folder}") == plain
+    assert figures_key(f"nnunet:{folder}?tile_step=0.5&mirroring=on&threshold=0.5") == plain
+    others = [figures_key(f"nnunet:{folder}?{q}") for q in ("mirroring=off", "tile_step=0.75", "folds=1",
+                                                             "min_component_mm3=300")]
+    assert None not in others and len({plain, *others}) == 5
+    assert figures_key(f"nnunet:{folder}?folds=4") is None  # a fold it lacks: nothing to key

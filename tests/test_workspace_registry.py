@@ -5,6 +5,7 @@ lines saying who decided, roll-back to the bundled model, and bad versions refus
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -492,31 +493,97 @@ def _complete_nnunet_model(folder, folds=("0", "1")):
     return folder
 
 
-def test_nnunet_strings_with_options_name_their_folder_in_a_workspace(ws, tmp_path, capsys):
-    """``nnunet:<folder>?folds=0`` was read as the folder ``<folder>?folds=0``: `workspace init --model`
-    said it was no model folder and `workspace activate` no registered version. The folder is adopted,
-    the options are checked, then warned about (a workspace keeps the folder only)."""
-    from lnq_napari.cli import main
+def _complete_zip_at(path, text: str) -> None:
+    """A complete zip archive (torch's checkpoint format) holding ``text``, written at ``path``."""
+    import io
+    import zipfile
 
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("archive/data.pkl", text.encode())
+    path.write_bytes(archive.getvalue())
+
+
+def test_a_workspace_keeps_an_nnunet_model_s_options_and_predicts_with_them(ws, tmp_path, capsys,
+                                                                          monkeypatch):
+    """``nnunet:<folder>?folds=0&mirroring=off&threshold=0.7`` given to `workspace init --model` (or
+    `workspace activate`): the options were checked, warned about and dropped, so the workspace predicted
+    with every fold, mirroring and nnU-Net's argmax. The version keeps them (its ``options``), predicts
+    with them, and is found again only with the same options; other options make a version of their own."""
+    from lnq_napari.cli import main
+    from lnq_napari.model.nnunet_folder import NnunetOptions, model_spec
+    from lnq_napari.nnunet import backend
+    from lnq_napari.nnunet.select import load_predictor
+
+    loaded = []
+    monkeypatch.setattr(backend, "NnUNetPredictor", lambda folder, device="auto", **kw: loaded.append(
+        (Path(folder), kw)) or object())
     mine = _complete_nnunet_model(tmp_path / "runs" / "Dataset601_LNQ" / NNUNET_NAME)
+    given = f"nnunet:{mine}?folds=0&mirroring=off&threshold=0.7"
     assert main(["workspace", "init", str(tmp_path / "ws2"), "--data", str(tmp_path / "data"),
-                 "--model", f"nnunet:{mine}?folds=0"]) == 0
+                 "--model", given]) == 0
     out, err = capsys.readouterr()
-    assert "model m001 (from nnunet:" in out and "keeps the model folder, not the options" in err
+    assert "model m001 (from nnunet:" in out and not err
     made = Workspace.open(tmp_path / "ws2")
-    assert made.active_model()["kind"] == "nnunet" and made.prediction_model()[0] == made.model_path("m001")
-    with pytest.warns(UserWarning, match="keeps the model folder"):
-        assert api.activate_model(ws, f"nnunet:{mine}?folds=0&mirroring=off").version == "m004"
-    api.activate_model(ws, "m001")
-    with pytest.warns(UserWarning, match="keeps the model folder"):  # a version folder named with options
-        assert api.activate_model(ws, f"nnunet:{ws.model_path('m004')}?folds=1").version == "m004"
-    assert ws.registry.version_of(f"nnunet:{ws.model_path('m004')}?folds=1") == "m004"
+    assert made.active_model()["options"] == "folds=0&mirroring=off&threshold=0.7"
+    model, key = made.prediction_model()
+    assert key == "m001" and model_spec(model).folder == made.model_path("m001")
+    assert model_spec(model).options == NnunetOptions(folds=("0",), mirroring=False,
+                                                      inference={"threshold": 0.7})
+    load_predictor(model, device="cpu")
+    load_predictor(made.root, device="cpu")  # a workspace named as the model: its active one
+    assert loaded == [(made.model_path("m001"), {"folds": ("0",), "mirroring": False,
+                                                 "inference": {"threshold": 0.7}})] * 2
+    assert api.activate_model(ws, given).version == "m004"  # into another workspace, options and all
+    assert api.activate_model(ws, f"nnunet:{mine}?threshold=0.7&mirroring=off&folds=0").version == "m004"
+    assert ws.model("m004") == f"nnunet:{ws.model_path('m004')}?folds=0&mirroring=off&threshold=0.7"
+    assert api.activate_model(ws, f"nnunet:{mine}").version == "m005"  # no options: a version of its own
+    assert ws.model("m005") == ws.model_path("m005") and "options" not in ws.model_info("m005")
+    assert api.activate_model(ws, f"nnunet:{ws.model_path('m004')}?folds=0&mirroring=off&threshold=0.7"
+                              ).version == "m004"  # its own folder with its own options, or none
+    assert ws.registry.version_of(str(ws.model_path("m004"))) == "m004"
     before = _state(ws)
+    with pytest.raises(LNQError, match=r"names m004 with other options than it was registered with "
+                                        r"\(folds=0&mirroring=off&threshold=0.7\)"):
+        api.activate_model(ws, f"nnunet:{ws.model_path('m004')}?folds=1")
+    with pytest.raises(LNQError, match=r"lacks fold\(s\) 7"):
+        api.activate_model(ws, f"nnunet:{mine}?folds=7")
+    with pytest.raises(LNQError, match=r"has no fold_\*/checkpoint_best.pth"):
+        api.activate_model(ws, f"nnunet:{mine}?checkpoint=checkpoint_best.pth")
     with pytest.raises(LNQError, match="unknown nnU-Net model option 'speed'"):
         api.activate_model(ws, f"nnunet:{mine}?speed=fast")
     with pytest.raises(LNQError, match="names no folder"):  # was the current folder
         api.activate_model(ws, "nnunet:?folds=0")
+    with pytest.raises(LNQError, match="apply to nnU-Net models only"):
+        api.activate_model(ws, f"nnunet:{_trained_elsewhere(tmp_path / 'ours')}?folds=0")
     assert _state(ws) == before
-    with pytest.raises(LNQError, match=r"mirroring='maybe' .* must be on or off"):
-        api.init_workspace(tmp_path / "ws3", tmp_path / "data", f"nnunet:{mine}?mirroring=maybe")
-    assert not (tmp_path / "ws3").exists()
+    for bad in ("mirroring=maybe", "folds=3", "tile_step=2"):
+        with pytest.raises(LNQError, match="must be on or off|lacks fold|tile_step=2 .* at most 1"):
+            api.init_workspace(tmp_path / "ws3", tmp_path / "data", f"nnunet:{mine}?{bad}")
+        assert not (tmp_path / "ws3").exists()
+
+
+def test_a_version_kept_with_a_checkpoint_option_holds_that_checkpoint(ws, tmp_path):
+    """``checkpoint=checkpoint_best.pth``: the registered copy holds each fold's checkpoint_best.pth (the
+    weights it predicts with, checksummed), not checkpoint_final.pth, and activates after the check."""
+    mine = _complete_nnunet_model(tmp_path / "runs" / "Dataset601_LNQ" / NNUNET_NAME)
+    for fold in ("0", "1"):
+        _complete_zip_at(mine / f"fold_{fold}" / "checkpoint_best.pth", f"best {fold}")
+    version = api.activate_model(ws, f"nnunet:{mine}?checkpoint=checkpoint_best.pth").version
+    entry = ws.model_info(version)
+    assert sorted(k for k in entry["sha256"] if k.startswith("fold_")) == [
+        "fold_0/checkpoint_best.pth", "fold_1/checkpoint_best.pth"]
+    assert not list(ws.model_path(version).glob("fold_*/checkpoint_final.pth"))
+    assert ws.prediction_model() == (f"nnunet:{ws.model_path(version)}?checkpoint=checkpoint_best.pth",
+                                     version)
+    assert api.activate_model(ws, f"nnunet:{mine}").version != version  # the final checkpoints: another
+
+
+def test_an_nnunet_version_registered_without_options_predicts_from_its_folder(registry, tmp_path):
+    """A registry written before versions kept options (no ``options`` key) loads as it did: the folder,
+    nnU-Net's own settings."""
+    entry = registry.register(_complete_nnunet_model(tmp_path / "x" / NNUNET_NAME))
+    assert "options" not in json.loads(registry.file.read_text())["versions"][0]
+    assert registry.model(entry["id"]) == registry.path(entry["id"])
+    registry.activate(entry["id"])
+    assert registry.prediction_model() == (registry.path(entry["id"]), entry["id"])

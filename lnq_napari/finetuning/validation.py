@@ -243,13 +243,14 @@ def lineage_corrections(ws, version: str) -> set[str]:
             for case in (entries.get(v) or {}).get("corrected_cases") or []}
 
 
-def original_model(ws, parent: str) -> tuple[str, Path] | None:
-    """``(version, folder)`` of the root of ``parent``'s lineage in the registry (the bundled model when
-    the lineage starts there), or None when ``parent`` is itself the original."""
+def original_model(ws, parent: str) -> tuple[str, str | Path] | None:
+    """``(version, model)`` of the root of ``parent``'s lineage in the registry (its folder, an nnU-Net
+    version's with its options: :meth:`~lnq_napari.workspace.Workspace.model`; the bundled model when the
+    lineage starts there), or None when ``parent`` is itself the original."""
     entries = {e["id"]: e for e in ws.models()}
     root = _lineage(entries, parent)[-1]
     if root == parent:
         return None
     if root in entries:
-        return root, ws.model_path(root)
+        return root, ws.model(root)
     return root, Path(resolve_model(None))  # a parent outside the registry: the bundled model

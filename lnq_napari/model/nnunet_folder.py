@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.checksum import sha256_file
@@ -47,13 +47,43 @@ class NnunetOptions:
         return {k: v for k, v in given.items() if v is not None} | (
             {"inference": dict(self.inference)} if self.inference else {})
 
+    def query(self) -> str:
+        """The options as a model string writes them after ``?`` (what :func:`parse_options` reads back);
+        "" when none is set."""
+        pairs = [] if self.folds is None else [("folds", ",".join(self.folds))]
+        pairs += [] if self.checkpoint is None else [("checkpoint", self.checkpoint)]
+        pairs += [] if self.tile_step is None else [("tile_step", repr(self.tile_step))]
+        pairs += [] if self.mirroring is None else [("mirroring", "on" if self.mirroring else "off")]
+        pairs += [(k, "none" if v is None else repr(v)) for k, v in sorted(self.inference.items())]
+        return urlencode(pairs, safe=",")
+
+    def settings(self) -> NnunetOptions:
+        """How it predicts (tile step, mirroring, post-processing), without which weights (folds,
+        checkpoint): what a model fine-tuned from this one keeps, its own weights being one fold's."""
+        return dataclasses.replace(self, folds=None, checkpoint=None)
+
+
+NO_OPTIONS = NnunetOptions()  # a model string without ``?``: every fold, nnU-Net's own settings
+
 
 @dataclass(frozen=True)
 class NnunetModelSpec:
     """What ``nnunet:<folder>[?options]`` names: the model folder and the settings to predict with."""
 
     folder: Path
-    options: NnunetOptions = NnunetOptions()
+    options: NnunetOptions = NO_OPTIONS
+
+    @property
+    def model(self) -> str | Path:
+        """As :func:`~lnq_napari.nnunet.select.load_predictor` takes it: the folder when no option is set,
+        else ``nnunet:<folder>?<options>``."""
+        query = self.options.query()
+        return f"{PREFIX}{self.folder}?{query}" if query else self.folder
+
+    def open(self) -> NnUNetModel:
+        """The folder checked with the folds and checkpoint the options choose (:func:`open_model`)."""
+        checkpoint = self.options.checkpoint
+        return open_model(self.folder, self.options.folds, CHECKPOINT if checkpoint is None else checkpoint)
 
 
 def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
@@ -63,12 +93,23 @@ def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
     option, a bad value or no folder.
 
     The options ride in the model string, so every place that takes a model (CLI ``--model``, the
-    Segment widget's model field) can set them; a workspace keeps the folder only.
+    Segment widget's model field, a workspace's registered version) can set them.
     """
     text = str(text)
     if not text.startswith(PREFIX):
         return None
     body, _, query = text[len(PREFIX):].partition("?")
+    options = parse_options(query, text)
+    if not body.strip():
+        raise LNQError(f"{text} names no folder; give nnunet:<trained model folder> "
+                       "(nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>)")
+    return NnunetModelSpec(Path(body).expanduser(), options)
+
+
+def parse_options(query: str, text: str | None = None) -> NnunetOptions:
+    """The options of a model string's ``query`` (after ``?``); LNQError for an unknown option or a bad
+    value (``text``, the whole model string, names it)."""
+    text = text or f"{PREFIX}...?{query}"
     options: dict = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "folds":
@@ -79,6 +120,9 @@ def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
             except ValueError:
                 raise LNQError(f"tile_step={value!r} in {text} is not a number "
                                "(nnU-Net's default: 0.5)") from None
+            if not 0.0 < options["tile_step"] <= 1.0:
+                raise LNQError(f"tile_step={value} in {text} must be above 0 and at most 1 "
+                               "(nnU-Net's default: 0.5)")
         elif key == "mirroring":
             if (switch := parse_switch(value)) is None:
                 raise LNQError(f"mirroring={value!r} in {text} must be on or off")
@@ -97,10 +141,7 @@ def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
         else:
             raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, "
                            f"mirroring, checkpoint or {', '.join(POSTPROCESSING)}")
-    if not body.strip():
-        raise LNQError(f"{text} names no folder; give nnunet:<trained model folder> "
-                       "(nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>)")
-    return NnunetModelSpec(Path(body).expanduser(), NnunetOptions(**options))
+    return NnunetOptions(**options)
 
 
 @dataclass(frozen=True)
@@ -170,25 +211,36 @@ def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> N
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise LNQError(f"{path / name} cannot be read ({exc}); copy it again from the folder "
                            "nnUNetv2_train wrote") from exc
+    chosen = chosen_folds(path, folds, checkpoint)
+    return NnUNetModel(path, chosen, checkpoint, content_digest(path, chosen, checkpoint))
+
+
+def chosen_folds(path: Path, folds=None, checkpoint: str = CHECKPOINT) -> tuple[str, ...]:
+    """The folds of the model folder ``path`` that ``folds`` chooses (as :func:`open_model` takes it);
+    LNQError when it has no ``checkpoint`` or lacks a fold asked for. Reads no checkpoint."""
     found = available_folds(path, checkpoint)
     if not found:
         raise LNQError(f"{path} has no fold_*/{checkpoint}; finish training a fold (nnUNetv2_train) or pass "
                        "another checkpoint (e.g. checkpoint_best.pth)")
     if folds is None or folds == () or folds == []:
         numbered = [f for f in found if f != "all"]
-        chosen = tuple(numbered or found)
-    else:
-        chosen = tuple(str(f) for f in ([folds] if isinstance(folds, (int, str)) else folds))
-        missing = [f for f in chosen if f not in found]
-        if missing:
-            raise LNQError(f"{path} lacks fold(s) {', '.join(missing)} ({checkpoint}); it has fold(s) "
-                           f"{', '.join(found)}: pass those or train the missing ones")
-    return NnUNetModel(path, chosen, checkpoint, content_digest(path, chosen, checkpoint))
+        return tuple(numbered or found)
+    chosen = tuple(str(f) for f in ([folds] if isinstance(folds, (int, str)) else folds))
+    missing = [f for f in chosen if f not in found]
+    if missing:
+        raise LNQError(f"{path} lacks fold(s) {', '.join(missing)} ({checkpoint}); it has fold(s) "
+                       f"{', '.join(found)}: pass those or train the missing ones")
+    return chosen
 
 
-def default_prediction_key(model: NnUNetModel) -> str:
-    """What the figures of ``model``'s masks, predicted with the default settings (:data:`TILE_STEP`,
-    :data:`MIRRORING`, :data:`NNUNET_INFERENCE`), are kept under: its content (wherever the folder lies:
-    a candidate and its registered copy share it) and those settings."""
-    settings = json.dumps([TILE_STEP, MIRRORING, dataclasses.asdict(NNUNET_INFERENCE)], sort_keys=True)
-    return hashlib.sha256(f"{model.content}|{settings}".encode()).hexdigest()[:16]
+def prediction_key(spec: NnunetModelSpec) -> str:
+    """What the figures of the masks ``spec`` predicts are kept under: the content of the weights its
+    options choose (wherever the folder lies: a candidate and its registered copy share it) and the
+    settings it predicts with (:data:`TILE_STEP`, :data:`MIRRORING`, :data:`NNUNET_INFERENCE` unless its
+    options set them). LNQError when the folder lacks what the options choose."""
+    options = spec.options
+    settings = json.dumps([TILE_STEP if options.tile_step is None else options.tile_step,
+                           MIRRORING if options.mirroring is None else options.mirroring,
+                           dataclasses.asdict(dataclasses.replace(NNUNET_INFERENCE, **options.inference))],
+                          sort_keys=True)
+    return hashlib.sha256(f"{spec.open().content}|{settings}".encode()).hexdigest()[:16]

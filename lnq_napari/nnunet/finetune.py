@@ -20,6 +20,12 @@ candidate is registered in the workspace registry
 rule says so (``decided_by: "rule"``); ``lnq-napari workspace activate`` rolls back. A parent given as a
 folder that is not yet a version of the workspace is registered first (the root of its lineage).
 
+A parent given as ``nnunet:<folder>?<options>`` (or registered with them) is used as its options say:
+its predictions, and training from the first of the folds they choose with their checkpoint. The new
+version keeps the parent's prediction settings (tile step, mirroring, post-processing): a user who chose
+them for the lineage expects them of its next version, and candidate and parent are judged alike; not the
+choice of weights (folds, checkpoint), since its own are the one fold it trained.
+
 The work folder (default ``W/nnunet``) does not grow with nnU-Net's copies: once the candidate is
 registered (copied under ``models/<id>``, the only model), its preprocessed data and its
 ``nnUNet_results`` dataset folder are removed. The raw export is kept: it is exactly what nnU-Net trained
@@ -56,7 +62,17 @@ from lnq_napari.finetuning.validation import (
 )
 from lnq_napari.io.atomic import atomic_write, check_output_folder
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.model.nnunet_folder import CHECKPOINT, FINGERPRINT, FOLDER_FILES, NnUNetModel, open_model
+from lnq_napari.model.nnunet_folder import (
+    CHECKPOINT,
+    FINGERPRINT,
+    FOLDER_FILES,
+    PREFIX,
+    NnUNetModel,
+    NnunetModelSpec,
+    NnunetOptions,
+    model_spec,
+    open_model,
+)
 from lnq_napari.nnunet.export import (
     ExportResult,
     check_target,
@@ -68,7 +84,7 @@ from lnq_napari.nnunet.export import (
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.per_ct import kept_per_ct
-from lnq_napari.workspace.registry import is_nnunet_version, rule_verdict
+from lnq_napari.workspace.registry import entry_options, is_nnunet_version, rule_verdict
 
 WORK = "nnunet"  # the default work folder inside the workspace
 NAME = "LNQfinetune"  # the exported dataset's name: <work>/nnUNet_raw/DatasetNNN_LNQfinetune
@@ -85,7 +101,8 @@ class NnUNetFinetune:
     """A finished nnU-Net fine-tune: the new registered version (``new_version``), whether the rule
     activated it and why (``reason``, ``figures``), its parent's version; the registered model folder
     (``model``) and its nnU-Net version (``version``, what its predictions carry), the parent's
-    (``parent_version``); the exported data and the split."""
+    (``parent_version``); the exported data and the split. :attr:`model_string` names it with the
+    prediction settings it keeps from its parent (``options``)."""
 
     new_version: str
     activated: bool
@@ -94,6 +111,7 @@ class NnUNetFinetune:
     parent: str
     original: str
     model: Path
+    options: str  # the parent's prediction settings it keeps, as a model string's options ("": none)
     version: str
     parent_version: str
     dataset: Path
@@ -109,6 +127,11 @@ class NnUNetFinetune:
     train_seconds: float
     seconds: float
 
+    @property
+    def model_string(self) -> str:
+        """``nnunet:<model>[?options]``: what ``--model`` takes to predict as the workspace does."""
+        return f"{PREFIX}{self.model}" + (f"?{self.options}" if self.options else "")
+
     def to_dict(self) -> dict:
         """A JSON-ready dict (paths as strings, nested objects as dicts)."""
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -118,18 +141,20 @@ def _stage(progress, lo: float, hi: float):
     return None if progress is None else (lambda f, m="": progress(lo + (hi - lo) * f, m))
 
 
-def _parent(ws, parent: NnUNetModel | None) -> tuple[str, Path]:
-    """``(version, folder)`` of the parent: the active version when ``parent`` is None, the version
-    registered from the same files as ``parent``, else ``parent`` registered as a new version (the root of
-    its lineage)."""
+def _parent(ws, parent: str | Path | None) -> tuple[str, NnunetModelSpec]:
+    """``(version, registered folder with its options)`` of the parent: the active version when
+    ``parent`` is None, the version registered from the same files with the same options as ``parent``
+    (a folder or ``nnunet:<folder>[?options]``), else ``parent`` registered as a new version (the root
+    of its lineage)."""
     if parent is None:
         active = ws.active_model()
         if not is_nnunet_version(active):
             raise LNQError(f"the workspace's active model ({(active or {}).get('id', 'bundled')}) is not an "
                            "nnU-Net model; give --model nnunet:<trained model folder>")
-        return active["id"], ws.registry.check(active["id"])
-    version = ws.adopt_model(parent.path)
-    return version, ws.registry.check(version)
+        version = active["id"]
+    else:
+        version = ws.adopt_model(parent)
+    return version, NnunetModelSpec(ws.registry.check(version), entry_options(ws.model_info(version)))
 
 
 def _check_config(config: FinetuneConfig) -> FinetuneConfig:
@@ -244,9 +269,8 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
     corrected = ws.corrected_cases()
     if not corrected:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")
-    given = None if parent is None else open_model(parent)  # opened (and hashed) once
-    if given is not None:
-        _plans(given.path)  # a bad parent is refused before it is registered
+    if parent is not None:  # a bad parent (or folds it lacks) is refused before it is registered
+        _plans(model_spec(parent).open().path)
     device = str(resolve_device(device))  # an unavailable --device cuda fails here, in one line
     if work is None:  # the workspace's own work folder: what a killed fine-tune left there is stale now
         work = ws.root / WORK
@@ -258,13 +282,19 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
     _check_free(work, dataset_id)
     kept = (ws.active_model() or {}).get("id", "the bundled model")
     active_at_start = ws.prediction_model()[1]
-    parent_id, parent_path = _parent(ws, given)
-    parent_model = open_model(parent_path)  # the registered copy: what is trained from
+    parent_id, parent_spec = _parent(ws, parent)
+    parent_model = parent_spec.open()  # the registered copy with the folds and checkpoint it predicts with
+    settings = parent_spec.options.settings()  # what the new version keeps (see the module's docstring)
+
+    def as_candidate(folder: Path) -> str | Path:
+        """A trained folder as the candidate predicts: with the parent's prediction settings."""
+        return NnunetModelSpec(folder, settings).model
+
     train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_id))
     original = original_model(ws, parent_id)
-    root = original or (parent_id, parent_path)  # the lineage's original
+    root = original or (parent_id, parent_spec.model)  # the lineage's original
     checks = check_data(config, *root)  # a bad forgetting_data fails here; cases loaded once, when checked
-    parent_figures = version_figures(load_predictor, parent_id, parent_path, device, ws, val,
+    parent_figures = version_figures(load_predictor, parent_id, parent_spec.model, device, ws, val,
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
     original_figures = None if original is None else version_figures(
         load_predictor, *original, device, ws, val, progress=_stage(progress, 0.05, 0.1), cancel=cancel)
@@ -275,15 +305,15 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
                                    iterations, epochs, config.dense_truth, device, _stage(progress, 0.1, 0.9),
                                    cancel)
         train_seconds = round(time.time() - t_train, 1)
-        figures = version_figures(load_predictor, None, trained, device, ws, val,
+        figures = version_figures(load_predictor, None, as_candidate(trained), device, ws, val,
                                   progress=_stage(progress, 0.9, 0.95), cancel=cancel)
 
         def judge(figs: list[CaseFigures], checked: ForgettingFigures | None) -> Verdict:
             return held_out_verdict(figs, parent_figures, original_figures, rule, on_train, kept, checked)
 
-        verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, trained, *root,
-                                           device, config, rule, ws, _stage(progress, 0.95, 0.97), cancel,
-                                           checks)
+        verdict, checked = checked_verdict(lambda c: judge(figures, c), load_predictor, as_candidate(trained),
+                                           *root, device, config, rule, ws, _stage(progress, 0.95, 0.97),
+                                           cancel, checks)
         writer = None
         if config.fallback_steps and check_alone_refused(verdict, checked, lambda: judge(figures, None)):
             writer = _stepping(trained, parent_model)
@@ -291,16 +321,17 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
                 verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the parent's "
                                               "network differs from the fine-tuned one)")
         if writer is not None:
-            step = step_back(trained, writer, config.fallback_steps,
-                             step_checker(load_predictor, *root, device, config, rule, ws, cancel, checks),
-                             lambda folder: version_figures(load_predictor, None, folder, device, ws, val,
-                                                            cancel=cancel), judge, rule,
+            check = step_checker(load_predictor, *root, device, config, rule, ws, cancel, checks)
+            step = step_back(trained, writer, config.fallback_steps, lambda f: check(as_candidate(f)),
+                             lambda f: version_figures(load_predictor, None, as_candidate(f), device, ws, val,
+                                                       cancel=cancel), judge, rule,
                              None if progress is None else (lambda message: progress(0.98, message)))
             verdict = stepped_back_verdict(verdict, step, parent_id)
             figures = list(step.figures) if step.alpha is not None else figures
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
-            parent=parent_id, original=original[0] if original else parent_id, model=trained, version="",
+            parent=parent_id, original=original[0] if original else parent_id, model=trained,
+            options=settings.query(), version="",
             parent_version=parent_model.version, dataset=exported.folder,
             corrected_cases=corrected, train_cases=train, val_cases=val, validated_on_training=on_train,
             replay_cases=[c.case_id for c in exported.cases if c.kind == "original"],
@@ -309,7 +340,7 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
             epochs=int(epochs), train_seconds=train_seconds, seconds=0.0)
         if cancel is not None and cancel():  # pressed during the last prediction: nothing registered
             raise Cancelled("nnU-Net fine-tune cancelled before its version was registered")
-        result = _register(ws, result, t0, active_at_start)
+        result = _register(ws, result, t0, active_at_start, settings)
     except BaseException:  # failed or cancelled: nothing of this dataset id is left for a rerun to meet
         _remove(raw, pre, results)
         raise
@@ -351,10 +382,12 @@ def _stepping(trained: Path, parent: NnUNetModel) -> StepWriter | None:
     return write
 
 
-def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str) -> NnUNetFinetune:
-    """Register the trained folder (parent: ``result.parent``) with the verdict and figures, activate it
-    when the rule said so (and no other model was made active since ``active_at_start``), journal the
-    run; returns the result naming the registered version."""
+def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str,
+              settings: NnunetOptions) -> NnUNetFinetune:
+    """Register the trained folder (parent: ``result.parent``) with the verdict and figures and the
+    parent's prediction ``settings``, activate it when the rule said so (and no other model was made
+    active since ``active_at_start``), journal the run; returns the result naming the registered
+    version."""
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after",
             "validated_on_training", "train_seconds")
     with ws.locked():  # a user's activation cannot come between the check and the rule's activation
@@ -366,7 +399,7 @@ def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str) -> Nn
             result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
             metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,
             val_cases=result.val_cases, iterations=result.iterations, epochs=result.epochs,
-            dataset=str(result.dataset))
+            dataset=str(result.dataset), options=settings)
         if result.activated:
             ws.activate(version, reason=result.reason, decided_by="rule")
     registered = open_model(ws.model_path(version))

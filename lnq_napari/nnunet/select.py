@@ -37,7 +37,8 @@ def is_nnunet_model(model) -> bool:
 
 
 def _active_model_of_workspace(model):
-    """``model``, or when it names a review workspace, the folder of that workspace's active model."""
+    """``model``, or when it names a review workspace, that workspace's active model (its folder, or
+    ``nnunet:<folder>?<options>`` for an nnU-Net version kept with options)."""
     if model is None or not isinstance(model, (str, Path)):
         return model
     from lnq_napari.workspace.cases import META_FILE
@@ -54,15 +55,12 @@ def check_model(model=None) -> None:
     folder's files and an nnU-Net string's options checked, nothing loaded (a window that opens first
     then says nothing about a misspelt ``--model``)."""
     from lnq_napari.model import resolve_model
-    from lnq_napari.model.nnunet_folder import CHECKPOINT, open_model
 
     if model is not None and hasattr(model, "predict"):
         return
     model = _active_model_of_workspace(model)
     if is_nnunet_model(model):
-        spec = model_spec(model)
-        checkpoint = spec.options.checkpoint
-        open_model(spec.folder, spec.options.folds, CHECKPOINT if checkpoint is None else checkpoint)
+        model_spec(model).open()
         return
     folder = resolve_model(model)
     if not (folder / "config.json").is_file():

@@ -149,14 +149,13 @@ def _scrolled(widget: QWidget) -> QScrollArea:
 
 def starting_model(model: str | None, workspace) -> str | None:
     """The Segment tab's model: the one given, else the workspace's active version (as Review ranks
-    with it; an nnU-Net version too), else None (the bundled model)."""
+    with it; an nnU-Net version too, with its options), else None (the bundled model)."""
     if model is not None or workspace is None:
         return model
     from lnq_napari.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
-    active = ws.active_model()
-    return None if active is None else str(active["path"])
+    return None if ws.active_model() is None else str(ws.prediction_model()[0])
 
 
 def dock_panel(viewer, model: str | None = None, workspace=None) -> LNQPanel:

@@ -4,7 +4,10 @@ Each entry: id (``m001``), path (relative to the workspace when inside it), pare
 metrics, created, active, and the sha256 of the model's files when registered. A version is one of our
 model folders (config.json + weights) or, with ``"kind": "nnunet"``, an nnU-Net trained model folder kept
 under its own name (``models/<id>/<trainer>__<plans>__<configuration>``: plans.json, dataset.json and
-each fold's checkpoint), which :func:`lnq_napari.nnunet.select.load_predictor` recognises. At most one
+each fold's checkpoint), which :func:`lnq_napari.nnunet.select.load_predictor` recognises, with the
+``options`` of the model string it was given (``folds=0&mirroring=off``; none when absent): it predicts
+with them, and its files are those they choose (each fold's ``checkpoint=``, ``checkpoint_final.pth``
+by default). At most one
 version is active: predictions and fine-tuning start from it, and from the bundled model while none is
 (the pseudo-version ``"bundled"``). A version is activated only after its folder is checked: inside this
 workspace's ``models/``, complete, and unchanged since it was registered. :class:`ModelSummary` is one
@@ -20,7 +23,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,9 +37,13 @@ from lnq_napari.model.nnunet_folder import (
     CHECKPOINT,
     FINGERPRINT,
     FOLDER_FILES,
+    NO_OPTIONS,
+    NnunetModelSpec,
     NnunetOptions,
+    chosen_folds,
     is_nnunet_folder,
     model_spec,
+    parse_options,
 )
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
@@ -48,7 +54,6 @@ _STAGING = re.compile(r"^\.[A-Za-z0-9_-]+\.[a-z0-9_]{8}$")
 REGISTRY_FILE = "registry.json"
 MODEL_FILES = ("weights.safetensors", "config.json")
 NNUNET = "nnunet"  # the ``kind`` of an nnU-Net version (entries without ``kind`` are our own models)
-NNUNET_CHECKPOINTS = f"fold_*/{CHECKPOINT}"
 _MODEL_ID = re.compile(r"m\d+")
 _SCRATCH = re.compile(r"\.(m\d+)\.(training|candidate|fold\d+)")  # :func:`scratch_name`'s
 PENDING = "pending.json"  # in models/: the plan of a fine-tune that runs or was interrupted
@@ -171,40 +176,46 @@ class ModelRegistry:
 
     def register(
         self, path: str | Path, parent: str | None = None, training_cases: list[str] | None = None,
-        metrics: dict | None = None, version: str | None = None, copy: bool = True, **fields,
+        metrics: dict | None = None, version: str | None = None, copy: bool = True,
+        options: NnunetOptions = NO_OPTIONS, **fields,
     ) -> dict:
         """Add a model folder (copied to ``<folder>/<version>``, an nnU-Net one to
-        ``<folder>/<version>/<its name>``, unless ``copy`` is False); returns its entry, not active."""
+        ``<folder>/<version>/<its name>``, unless ``copy`` is False) that predicts with ``options`` (an
+        nnU-Net model string's); returns its entry, not active."""
         src = Path(path)
         kind = model_kind(src)
         if kind is None:
             raise LNQError(f"{src} is not a model folder (no config.json, nor nnU-Net's plans.json and "
                            "dataset.json); give a trained model folder")
-        if kind == NNUNET and not any(src.glob(NNUNET_CHECKPOINTS)):
-            raise LNQError(f"{src} has no fold_*/checkpoint_final.pth; finish training a fold first")
+        _check_options(src, kind, options)
+        checkpoint = options.checkpoint or CHECKPOINT
+        if kind == NNUNET and not any(src.glob(f"fold_*/{checkpoint}")):
+            raise LNQError(f"{src} has no fold_*/{checkpoint}; finish training a fold first")
         with self._lock:  # id, folder and entry: read-modify-write of the registry
             version = version or self.next_version()
             if any(v["id"] == version for v in self.entries()):
                 raise LNQError(f"model version {version} is already registered; pick another id")
-            dest = self._place(src, version, copy, kind)
+            dest = self._place(src, version, copy, kind, checkpoint)
             entry = {"id": version, "path": self._relative(dest), "parent": parent,
                      "training_cases": list(training_cases or []), "metrics": metrics or {},
-                     "created": now(), "active": False, "sha256": _checksums(dest, kind),
-                     **({"kind": NNUNET} if kind == NNUNET else {}), **fields}
+                     "created": now(), "active": False, "sha256": _checksums(dest, kind, checkpoint),
+                     **({"kind": NNUNET} if kind == NNUNET else {}),
+                     **({"options": options.query()} if options.query() else {}), **fields}
             registry = self._load()
             registry["versions"].append(entry)
             self._save(registry)
         return entry
 
-    def find(self, path: str | Path) -> str | None:
+    def find(self, path: str | Path, options: NnunetOptions = NO_OPTIONS) -> str | None:
         """The version registered from the same model files as the folder ``path`` (each file's sha256
-        equal), or None: a model registered once is not registered again."""
+        equal) with the same ``options``, or None: a model registered once is not registered again."""
         folder = Path(path)
         kind = model_kind(folder)
         if kind is None:
             return None
-        digests = _checksums(folder, kind)
-        return next((e["id"] for e in self.entries() if e.get("sha256") == digests), None)
+        digests = _checksums(folder, kind, options.checkpoint or CHECKPOINT)
+        return next((e["id"] for e in self.entries()
+                     if e.get("sha256") == digests and entry_options(e) == options), None)
 
     def info(self, version: str) -> dict:
         for entry in self.entries():
@@ -226,6 +237,14 @@ class ModelRegistry:
         path = Path(entry["path"])
         return path if path.is_absolute() else self.root / path
 
+    def model(self, version: str) -> str | Path:
+        """What ``version`` predicts with, as :func:`~lnq_napari.nnunet.select.load_predictor` takes it:
+        its folder, or ``nnunet:<folder>?<options>`` for an nnU-Net version kept with options."""
+        if version == BUNDLED:
+            return bundled_model_path()
+        entry = self.info(version)
+        return NnunetModelSpec(self._path(entry), entry_options(entry)).model
+
     def version_of(self, name: str) -> str:
         """The version ``name`` means: a registered id, ``"bundled"``, or a model folder of this workspace
         (LNQError for anything else, with the known versions). The bundled model may also be named by its
@@ -237,11 +256,17 @@ class ModelRegistry:
                 raise LNQError(f"{name} is the bundled model of another lnq-napari release; activate "
                                f"{BUNDLED} for this release's")
             return BUNDLED
-        folder = model_spec(name).folder
+        spec = model_spec(name)
+        folder = spec.folder
         if not name.strip() or not folder.is_dir():
             self.info(name)  # unknown: the error lists the known versions
         for version in self.known():
             if folder.resolve() == self.path(version).resolve():
+                own = NO_OPTIONS if version == BUNDLED else entry_options(self.info(version))
+                if spec.options not in (NO_OPTIONS, own):
+                    raise LNQError(f"{name} names {version} with other options than it was registered with "
+                                   f"({own.query() or 'none'}); activate {version} as it is, or give the "
+                                   "options with the model folder you trained (it is added as a version)")
                 return version
         if folder.resolve().is_relative_to(self.folder.resolve()):
             raise LNQError(f"{folder} lies in this workspace's models folder but is no registered version (a "
@@ -286,13 +311,13 @@ class ModelRegistry:
                 return {**entry, "path": str(self.path(entry["id"]))}
         return None
 
-    def prediction_model(self) -> tuple[Path, str]:
-        """``(model folder, version key)``: the active model, else the bundled one (key
-        ``bundled-<hash of its files>``, so caches follow a new release). An nnU-Net version's folder is
-        its nnU-Net model folder, which :func:`~lnq_napari.nnunet.select.load_predictor` loads."""
+    def prediction_model(self) -> tuple[str | Path, str]:
+        """``(model, version key)``: the active model (:meth:`model`: an nnU-Net version's folder, with
+        its options when it has any, which :func:`~lnq_napari.nnunet.select.load_predictor` loads), else
+        the bundled one (key ``bundled-<hash of its files>``, so caches follow a new release)."""
         active = self.active()
         if active is not None:
-            return Path(active["path"]), active["id"]
+            return self.model(active["id"]), active["id"]
         path = Path(resolve_model(None))
         return path, bundled_key(path)
 
@@ -306,7 +331,8 @@ class ModelRegistry:
         # a parent named by this release's bundled key is the "bundled" row (another release's stays)
         return [bundled] + [replace(m, parent=BUNDLED) if m.parent == key else m for m in versions]
 
-    def _place(self, src: Path, version: str, copy: bool, kind: str = "lnq") -> Path:
+    def _place(self, src: Path, version: str, copy: bool, kind: str = "lnq", checkpoint: str = CHECKPOINT
+               ) -> Path:
         """Copy the model's files into ``<folder>/<version>`` through a staging folder renamed at the
         end (an nnU-Net folder keeps its name inside: a registered version can be a fine-tune's parent)."""
         inner = Path(src.name) if kind == NNUNET else Path()
@@ -318,7 +344,7 @@ class ModelRegistry:
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.folder, pattern=_STAGING)  # copies a killed registration left
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.folder))
-        for name in _model_files(src, kind):
+        for name in _model_files(src, kind, checkpoint):
             (staging / inner / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / name, staging / inner / name)
         os.replace(staging, self.folder / version)
@@ -380,16 +406,20 @@ def _verdict(metrics: dict) -> str:
     return ""
 
 
-def model_string_folder(name: str | Path) -> Path:
-    """The folder a model string given to a workspace names (``nnunet:<folder>[?options]`` or a folder).
-    A workspace keeps the folder, not the options: given ones are checked, then warned about."""
-    spec = model_spec(name)
-    if spec.options != NnunetOptions():
-        warnings.warn(f"{name}: a workspace keeps the model folder, not the options after '?'; its "
-                      "predictions use every fold and nnU-Net's default settings (give the options to "
-                      "predict --model or the Segment widget's model field instead)", UserWarning,
-                      stacklevel=3)
-    return spec.folder
+def entry_options(entry: dict | None) -> NnunetOptions:
+    """The options a registry entry predicts with (none for entries without ``options``: ours, and
+    nnU-Net versions registered before versions kept them)."""
+    return parse_options((entry or {}).get("options") or "")
+
+
+def _check_options(folder: Path, kind: str, options: NnunetOptions) -> None:
+    """LNQError when ``options`` are set for one of our models, or choose folds ``folder`` lacks."""
+    if options == NO_OPTIONS:
+        return
+    if kind != NNUNET:
+        raise LNQError(f"{folder} is an lnq-napari model; the options after '?' ({options.query()}) apply "
+                       "to nnU-Net models only: give the folder without them")
+    chosen_folds(folder, options.folds, options.checkpoint or CHECKPOINT)
 
 
 def is_nnunet_version(entry: dict | None) -> bool:
@@ -405,17 +435,18 @@ def model_kind(path: Path) -> str | None:
     return NNUNET if is_nnunet_folder(path) else None
 
 
-def _model_files(folder: Path, kind: str = "lnq") -> list[str]:
-    """The files of a model folder that are copied and checksummed (relative, ``/``-separated)."""
+def _model_files(folder: Path, kind: str = "lnq", checkpoint: str = CHECKPOINT) -> list[str]:
+    """The files of a model folder that are copied and checksummed (relative, ``/``-separated): an
+    nnU-Net folder's each fold's ``checkpoint``."""
     if kind != NNUNET:
         return [name for name in MODEL_FILES if (folder / name).is_file()]
     extra = [FINGERPRINT] if (folder / FINGERPRINT).is_file() else []
     return [*FOLDER_FILES, *extra, *sorted(p.relative_to(folder).as_posix()
-                                           for p in folder.glob(NNUNET_CHECKPOINTS))]
+                                           for p in folder.glob(f"fold_*/{checkpoint}"))]
 
 
-def _checksums(folder: Path, kind: str = "lnq") -> dict[str, str]:
-    return {name: sha256_file(folder / name) for name in _model_files(folder, kind)}
+def _checksums(folder: Path, kind: str = "lnq", checkpoint: str = CHECKPOINT) -> dict[str, str]:
+    return {name: sha256_file(folder / name) for name in _model_files(folder, kind, checkpoint)}
 
 
 def _why(exc: Exception) -> str:
@@ -429,23 +460,28 @@ def scratch_name(version: str, kind: str) -> str:
     return f".{version}.{kind}"
 
 
-def check_outside_model(path: Path, what: str) -> None:
-    """LNQError unless ``path``, a model folder from outside any workspace, may be adopted: an nnU-Net
-    folder's files (:func:`check_model_files`); for ours the network its config describes, built with its
-    weights loaded (which checks the files too; a config of another kind or another architecture was
-    adopted and activated, and every prediction failed)."""
-    if model_kind(path) == NNUNET:
-        check_model_files(path, what, fix=COMPLETE_MODEL)
+def check_outside_model(path: Path, what: str, options: NnunetOptions = NO_OPTIONS) -> None:
+    """LNQError unless ``path``, a model folder from outside any workspace, may be adopted with
+    ``options``: an nnU-Net folder's files (:func:`check_model_files`) and the folds the options choose;
+    for ours, no options and the network its config describes, built with its weights loaded (which
+    checks the files too; a config of another kind or another architecture was adopted and activated,
+    and every prediction failed)."""
+    kind = model_kind(path)
+    _check_options(path, kind, options)
+    if kind == NNUNET:
+        check_model_files(path, what, fix=COMPLETE_MODEL, checkpoint=options.checkpoint or CHECKPOINT)
     else:
         load_checkpoint(path)
 
 
 def check_model_files(path: Path, what: str, recorded: dict | None = None, nnunet: bool | None = None,
-                      fix: str = "activate another version or fine-tune again") -> None:
+                      fix: str = "activate another version or fine-tune again", checkpoint: str = CHECKPOINT
+                      ) -> None:
     """LNQError (ending with ``fix``) unless the model folder ``path`` (``what``, e.g. "model m002", names
     it in the message) has its files (config.json and weights; an nnU-Net folder's plans.json,
-    dataset.json and checkpoints) present, non-empty and readable, matching the sha256 in ``recorded``
-    (file name -> digest, those recorded at registration) and the weights' sha256 in config.json."""
+    dataset.json and each fold's ``checkpoint``) present, non-empty and readable, matching the sha256 in
+    ``recorded`` (file name -> digest, those recorded at registration) and the weights' sha256 in
+    config.json."""
     recorded = recorded or {}
     nnunet = model_kind(path) == NNUNET if nnunet is None else nnunet
     required = (tuple(recorded) or FOLDER_FILES) if nnunet else MODEL_FILES
@@ -454,11 +490,11 @@ def check_model_files(path: Path, what: str, recorded: dict | None = None, nnune
             if not (path / name).is_file() or not (path / name).stat().st_size:
                 raise LNQError(f"{what} is incomplete: {path / name} is missing or empty "
                                f"(a half-written folder); {fix}")
-        checkpoints = list(path.glob(NNUNET_CHECKPOINTS)) if nnunet and not recorded else None
+        checkpoints = list(path.glob(f"fold_*/{checkpoint}")) if nnunet and not recorded else None
         if checkpoints is not None and not checkpoints:
-            raise LNQError(f"{what} has no fold_*/checkpoint_final.pth; finish training a fold first")
+            raise LNQError(f"{what} has no fold_*/{checkpoint}; finish training a fold first")
         if checkpoints and not all(c.stat().st_size for c in checkpoints):
-            raise LNQError(f"{what} is incomplete: a fold_*/checkpoint_final.pth is empty (a half-written "
+            raise LNQError(f"{what} is incomplete: a fold_*/{checkpoint} is empty (a half-written "
                            f"folder); {fix}")
         for checkpoint in checkpoints or ():  # torch's zip archive, read whole (CRCs), nothing unpickled
             if not _complete_zip(checkpoint):

@@ -33,6 +33,7 @@ from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import dicom_source, read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
+from lnq_napari.model.nnunet_folder import model_spec
 from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
@@ -45,7 +46,6 @@ from lnq_napari.workspace.registry import (
     ModelSummary,
     check_outside_model,
     model_kind,
-    model_string_folder,
 )
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
@@ -297,28 +297,30 @@ class Workspace:
                      training_cases=len(entry["training_cases"]), metrics=entry["metrics"])
         return entry["id"]
 
-    def adopt_model(self, path: str | Path) -> str:
-        """The version registered from the model files in ``path`` (each file's sha256 equal), else
-        ``path`` copied in and registered now as the root of a lineage of its own (a model the user
-        trained elsewhere: ours or nnU-Net's). Not activated."""
-        folder = Path(path).expanduser().resolve()
-        version = self.registry.find(folder)
+    def adopt_model(self, model: str | Path) -> str:
+        """The version registered from the model files in ``model`` (a folder, or ``nnunet:<folder>
+        [?options]``) with the same options (each file's sha256 equal), else the folder copied in and
+        registered now with its options as the root of a lineage of its own (a model the user trained
+        elsewhere: ours or nnU-Net's). Not activated."""
+        spec = model_spec(model)
+        folder = spec.folder.expanduser().resolve()
+        version = self.registry.find(folder, spec.options)
         if version is not None:
             return version
-        check_outside_model(folder, f"model folder {folder}")  # before anything is written
-        return self.register_model(folder, source=str(folder))
+        check_outside_model(folder, f"model folder {folder}", spec.options)  # before anything is written
+        return self.register_model(folder, source=str(folder), options=spec.options)
 
     def version_or_adopted(self, name: str) -> str:
         """The version ``name`` means (:meth:`ModelRegistry.version_of`), the bundled model's own folder
         as ``bundled``, or a model folder from outside any workspace adopted (:meth:`adopt_model`); a
         version folder of another workspace is refused by the lookup (a slip, most likely)."""
-        folder = model_string_folder(name)
+        folder = model_spec(name).folder
         if folder.is_dir() and folder.resolve() == bundled_model_path():
             return BUNDLED  # its row, not a copy
         outside = folder.is_dir() and not folder.resolve().is_relative_to(self.root.resolve())
         in_a_workspace = any((p / REGISTRY_FILE).is_file() for p in folder.resolve().parents[:3])
         if outside and not in_a_workspace and name not in self.registry.known() and model_kind(folder):
-            return self.adopt_model(folder)
+            return self.adopt_model(name)
         return self.registry.version_of(name)
 
     def model_info(self, version: str) -> dict:
@@ -326,6 +328,11 @@ class Workspace:
 
     def model_path(self, version: str) -> Path:
         return self.registry.path(version)
+
+    def model(self, version: str) -> str | Path:
+        """What ``version`` predicts with (:meth:`ModelRegistry.model`): its folder, an nnU-Net version's
+        with the options it was given."""
+        return self.registry.model(version)
 
     def activate(self, version: str, reason: str = "", decided_by: str = "rule") -> dict:
         """Make ``version`` the active model (the one predictions and fine-tuning start from);
@@ -358,8 +365,9 @@ class Workspace:
         """The active model's registry entry (with an absolute ``path``), or None: use the bundled one."""
         return self.registry.active()
 
-    def prediction_model(self) -> tuple[Path, str]:
-        """``(model folder, version key)`` to predict with: the active model, else the bundled one.
+    def prediction_model(self) -> tuple[str | Path, str]:
+        """``(model, version key)`` to predict with: the active model (:meth:`model`), else the bundled
+        one.
 
         The bundled model's key is ``bundled-<hash of its files>`` so caches follow a new release.
         """

@@ -48,7 +48,7 @@ class ReviewWidget(WorkerWidget):
         self.viewer = napari_viewer
         self.rows: list[RankedCase] = []
         self.suggesting = None  # the thread worker finding the opened case's suggestions
-        self._predictor: tuple[Path, object] | None = None  # (model folder, loaded predictor)
+        self._predictor: tuple[str | Path, object] | None = None  # (model, loaded predictor)
         self._predicting = threading.Lock()  # one prediction at a time (a case opened while one runs)
         self.form = Container(widgets=[
             FileEdit(name="workspace", label="workspace", mode="d", nullable=True,
