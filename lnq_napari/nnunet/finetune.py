@@ -69,9 +69,9 @@ from lnq_napari.model.nnunet_folder import (
     PREFIX,
     NnUNetModel,
     NnunetModelSpec,
-    NnunetOptions,
     model_spec,
     open_model,
+    parse_options,
 )
 from lnq_napari.nnunet.export import (
     ExportResult,
@@ -340,7 +340,7 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
             epochs=int(epochs), train_seconds=train_seconds, seconds=0.0)
         if cancel is not None and cancel():  # pressed during the last prediction: nothing registered
             raise Cancelled("nnU-Net fine-tune cancelled before its version was registered")
-        result = _register(ws, result, t0, active_at_start, settings)
+        result = _register(ws, result, t0, active_at_start)
     except BaseException:  # failed or cancelled: nothing of this dataset id is left for a rerun to meet
         _remove(raw, pre, results)
         raise
@@ -382,12 +382,11 @@ def _stepping(trained: Path, parent: NnUNetModel) -> StepWriter | None:
     return write
 
 
-def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str,
-              settings: NnunetOptions) -> NnUNetFinetune:
+def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str) -> NnUNetFinetune:
     """Register the trained folder (parent: ``result.parent``) with the verdict and figures and the
-    parent's prediction ``settings``, activate it when the rule said so (and no other model was made
-    active since ``active_at_start``), journal the run; returns the result naming the registered
-    version."""
+    prediction settings it keeps (``result.options``), activate it when the rule said so (and no other
+    model was made active since ``active_at_start``), journal the run; returns the result naming the
+    registered version."""
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after",
             "validated_on_training", "train_seconds")
     with ws.locked():  # a user's activation cannot come between the check and the rule's activation
@@ -399,7 +398,7 @@ def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str,
             result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
             metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,
             val_cases=result.val_cases, iterations=result.iterations, epochs=result.epochs,
-            dataset=str(result.dataset), options=settings)
+            dataset=str(result.dataset), options=parse_options(result.options))
         if result.activated:
             ws.activate(version, reason=result.reason, decided_by="rule")
     registered = open_model(ws.model_path(version))
