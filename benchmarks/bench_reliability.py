@@ -9,8 +9,9 @@ A kill trial forks a worker (already imported, so the kill lands in the work, no
 repeats the operation and reports each one it completed through a pipe; the parent kills it with
 SIGKILL after a random delay, then checks the workspace: every reported save readable and holding
 its edit, every visible version complete (size and sha256 as committed), the journal parsing with a
-line for each reported save, the autosave file complete and not older than the last reported one,
-the registry parsing, its active version complete and not older than the last reported activation;
+line for each reported save and each visible correction, the autosave file complete and not older than
+the last reported one, the registry parsing, its active version complete and not older than the last
+reported activation;
 after a kill during `next` (ranking cases with a tiny model): the score cache parsing, each score naming
 a committed prediction version of its model, one prediction version per case and model, a reported
 ranking journaled with a score for every case, and an interrupted ranking resumed by the next one.
@@ -141,7 +142,8 @@ def run_trial(op: str, root: Path, delay: float, start: int) -> list[list[str]]:
 
 # ------------------------------------------------------------------ checks (in the parent, after a kill)
 def check_save(ws: Workspace, reported: list[list[str]]) -> tuple[int, list[str]]:
-    """(losses, problems): reported saves unreadable or holding another edit; visible versions incomplete."""
+    """(losses, problems): reported saves unreadable or holding another edit; visible versions incomplete
+    or without their journal line (a kill between the commit and the line: written when reopened)."""
     problems = []
     losses = 0
     for case, version, seed in reported:
@@ -157,6 +159,9 @@ def check_save(ws: Workspace, reported: list[list[str]]) -> tuple[int, list[str]
                 problems.append(f"{case} {prov['version']}: visible but not as committed")
     journaled = {(e.get("case"), e.get("version")) for e in ws.journal("correction")}
     losses += sum((case, version) not in journaled for case, version, _ in reported)
+    problems += [f"{case} {prov['version']}: saved but not in the journal" for case in ws.case_ids()
+                 for prov in ws.versions(case)
+                 if prov["source"] == "correction" and (case, prov["version"]) not in journaled]
     return losses, problems
 
 

@@ -120,8 +120,9 @@ def test_interrupted_label_write_keeps_previous_version(ws, monkeypatch):
             return real_replace(src, dst)
         return replace
 
-    # k=1: killed while renaming the label file; k=2: label written, killed writing its provenance
-    for k in (1, 2):
+    # k=1: killed while renaming the label file; k=2: label written, killed writing the note of the save
+    # in flight (save_lines); k=3: killed writing its provenance
+    for k in (1, 2, 3):
         calls["n"] = 0
         monkeypatch.setattr(os, "replace", crash_on(k))
         with pytest.raises(KeyboardInterrupt):

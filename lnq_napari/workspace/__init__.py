@@ -1,7 +1,8 @@
 """A review workspace: cases, versioned labels with provenance, an action journal and model versions.
 
 :class:`Workspace` is the facade; each job has its own module: ``cases`` (workspace.json), ``labels``
-(:class:`LabelStore`, also used without a workspace), ``journal``, ``registry`` (:class:`ModelRegistry`),
+(:class:`LabelStore`, also used without a workspace), ``journal``, ``save_lines`` (each save's journal
+line, kept through a kill), ``registry`` (:class:`ModelRegistry`),
 ``cache``, ``autosave`` (the rolling crash-autosave file), ``recovery`` (the unsaved edits an autosave
 holds) and ``review_stats`` (a case's review figures in the journal).
 """

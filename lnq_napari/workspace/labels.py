@@ -10,9 +10,12 @@ The same layout serves a workspace (``<workspace>/labels/<case>/``) and saves wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,11 +121,14 @@ class LabelStore:
 
     def add(
         self, labels: Volume, source: str, model_version: str | None = None, edits: int = 0,
-        parent: str | None = None, **fields,
+        parent: str | None = None,
+        committing: Callable[[dict], AbstractContextManager] | None = None, **fields,
     ) -> SavedLabels:
         """Store ``labels`` as a new version; never overwrites.
 
         ``source`` is one of :data:`SOURCES`; ``parent`` defaults to the newest committed version.
+        ``committing(provenance)``, when given, is entered around the commit (the provenance write): a
+        workspace journals the version there (:class:`~lnq_napari.workspace.save_lines.SaveLines`).
         Extra keyword fields are kept in the provenance (and, one line each, in the file's header).
         """
         check_source(source)
@@ -142,7 +148,8 @@ class LabelStore:
             write_seg_nrrd(path, labels, name="lymph node", extra=_header(prov))
             prov["bytes"] = path.stat().st_size
             prov["sha256"] = sha256_file(path)
-            atomic_write_text(self.folder / f"{version}.json", json.dumps(prov, indent=1, default=str))
+            with committing(prov) if committing else contextlib.nullcontext():
+                atomic_write_text(self.folder / f"{version}.json", json.dumps(prov, indent=1, default=str))
         except Exception:  # refused labels, a full disk: the number is given back (a kill keeps it, unused)
             if self._committed(self.folder / f"{version}.json") is None:
                 path.unlink(missing_ok=True)

@@ -15,12 +15,15 @@ Crash safety: every file is written to a temp file and renamed. Processes share 
 numbers are taken by exclusive create, and the registry, journal and cache are changed under the
 workspace's cross-process lock (:mod:`lnq_napari.workspace.lock`). A label version is committed by its
 provenance file, written after the label file and before the journal line, so a process killed at any
-moment loses at most the version in flight. The journal tolerates a torn last line. Each job lives in
-its own module (cases, labels, journal, registry, cache); this class only opens, creates and delegates.
+moment loses at most the version in flight; one killed between the commit and the line has the line
+written by the next save, opening or journal read (:mod:`lnq_napari.workspace.save_lines`). The journal
+tolerates a torn last line. Each job lives in its own module (cases, labels, journal, save lines,
+registry, cache); this class only opens, creates and delegates.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -47,6 +50,7 @@ from lnq_napari.workspace.registry import (
     check_outside_model,
     model_kind,
 )
+from lnq_napari.workspace.save_lines import SaveLines
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
 
@@ -61,14 +65,18 @@ class Workspace:
         self.registry = ModelRegistry(self.root / MODELS_DIR, self.root)
         self.cache = Cache(self.root / CACHE_DIR)
         self._journal = Journal(self.root / JOURNAL_FILE)
+        self._saves = SaveLines(self.root, self.root / LABELS_DIR, self._journal)
         self._lock = WorkspaceLock(self.root)  # across threads and processes; reentrant
         self._ct_grids: dict[str, Volume] = {}  # case -> its CT's grid (no voxels), read once
 
     # ------------------------------------------------------------ create / open
     @classmethod
     def open(cls, path: str | Path) -> Workspace:
-        """Open an existing workspace; LNQError when ``path`` is not one."""
-        return cls(Path(path), read_meta(path))
+        """Open an existing workspace (the journal line of a save killed before it written now);
+        LNQError when ``path`` is not one."""
+        ws = cls(Path(path), read_meta(path))
+        ws._recover_save_line()
+        return ws
 
     @classmethod
     def init(
@@ -202,12 +210,10 @@ class Workspace:
         store = self.label_store(case)
         check_same_grid(self.ct_grid(case), labels, what=f"the labels to save for {case} and its CT",
                         fix="save labels drawn on this case's CT, or resample them onto it (io.align_to)")
-        # the number is taken by exclusive create: no lock held while the label file is written
-        saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent, **fields)
-        if log:
-            self.log("predict" if source == "prediction" else source, case=case, version=saved.version,
-                     model_version=model_version, edits=int(edits),
-                     parent=store.info(saved.version)["parent"])
+        # the number is taken by exclusive create: no lock held while the label file is written; the
+        # commit and its journal line are one step under the lock
+        saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent,
+                          committing=self._saves.committing if log else None, **fields)
         return saved.version
 
     def latest_version(self, case: str, source: str | tuple[str, ...] | None = None) -> dict | None:
@@ -267,8 +273,15 @@ class Workspace:
         return self._journal.append(action, **fields)
 
     def journal(self, action: str | None = None) -> list[dict]:
-        """Journal entries, oldest first (optionally of one action). Torn lines are skipped."""
+        """Journal entries, oldest first (optionally of one action). Torn lines are skipped; a save killed
+        before its line has it written first."""
+        self._recover_save_line()
         return self._journal.entries(action)
+
+    def _recover_save_line(self) -> None:
+        """:meth:`SaveLines.recover`; a workspace that cannot be written now keeps it for a later writer."""
+        with contextlib.suppress(OSError):
+            self._saves.recover()
 
     # ------------------------------------------------------------ models
     @property
