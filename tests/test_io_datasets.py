@@ -149,3 +149,49 @@ def test_a_series_written_without_the_dicom_preamble_is_found_in_a_tree(tmp_path
                          enforce_file_format=False)
     (series.parent / "notes").write_bytes(b"\x08\x00 not DICOM at all")  # a file that only starts alike
     assert find_cts(tmp_path / "tree") == [("P1_S1", series)]
+
+
+def test_an_enhanced_ct_beside_cd_folders_is_a_case_with_each_cd_series(tmp_path, enhanced_ct, cd_export):
+    """A data folder holding an enhanced (multi-frame) CT file beside CD exports was read as one series
+    folder: the CDs were left out without a word. The folder's own CT (named by the folder, as a DICOM
+    folder is) and each CD's series are cases; every file of the folder is looked at (notes first)."""
+    from lnq_napari.io.datasets import find_cts
+
+    root = enhanced_ct(tmp_path / "data", order=[0, 1, 2])
+    for note in ("README.txt", "a.txt", "b.txt", "c.txt"):  # sorted before the enhanced CT's IM0000.dcm
+        (root / note).write_text("notes")
+    cd_export(root / "CD1")
+    cd_export(root / "CD2")
+    expected = [("data", root), ("CD1_PT000000_ST000000_SE000000", root / "CD1" / "PT000000" / "ST000000" /
+                                 "SE000000"),
+                ("CD2_PT000000_ST000000_SE000000", root / "CD2" / "PT000000" / "ST000000" / "SE000000")]
+    assert find_cts(root) == expected
+    assert [(c.case_id, c.ct) for c in find_cases(root)] == [(case, p.resolve()) for case, p in expected]
+    classic = read_volume(SERIES).array
+    for _, path in expected:
+        np.testing.assert_array_equal(read_volume(path).array, classic)
+
+
+def test_ct_image_files_beside_dicom_folders_are_all_cases(tmp_path, cd_export):
+    """NRRD / NIfTI cases beside a CD and a download's series folder: only the image files were cases. Their
+    DICOM SEG labels beside them (``a-seg.dcm``) are labels, not a case of the folder; two CTs that give
+    one case name are refused in one line naming both."""
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    root = tmp_path / "data"
+    write_volume(root / "a-ct.nrrd", ct)
+    write_volume(root / "b-ct.nii.gz", ct)
+    write_dicom_seg(root / "a-seg.dcm", ct.with_array(np.zeros(ct.shape, np.uint8)), SERIES)
+    cd_export(root / "CD1")
+    shutil.copytree(SERIES, root / "P1" / "2-CT")
+    cases = ["a", "b", "CD1_PT000000_ST000000_SE000000", "P1_2-CT"]
+    assert [case for case, _ in find_cts(root)] == cases
+    found = find_cases(root)
+    assert [c.case_id for c in found] == cases and found[0].seg == (root / "a-seg.dcm").resolve()
+    assert [c.case_id for c in find_cases(root, require="seg")] == ["a"]
+    shutil.copytree(SERIES, root / "a")  # a series folder named as the NRRD case
+    for find in (find_cts, find_cases):
+        with pytest.raises(LNQError, match=r"holds two CTs that give the case name 'a' \(.*a-ct.nrrd, .*a\); "
+                                           "rename one of them"):
+            find(root)
