@@ -205,9 +205,9 @@ def _write_json(result: dict, path: str | Path) -> None:
 
 
 def node_table(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
-    """One row per node of ``labels`` (a 0/1 mask split into connected nodes, or one id per node);
-    with ``ct`` (same grid) each row has its mean HU. The Nodes widget and ``measure`` both use it
-    (``measure`` also reads files)."""
+    """One row per node of ``labels`` (the connected blobs of each value:
+    :func:`~lnq_napari.quantify.node_ids`); with ``ct`` (same grid) each row has its mean HU. The Nodes
+    widget and ``measure`` both use it (``measure`` also reads files)."""
     labels = _volume(labels, "the labels")
     return measure_nodes(labels, None if ct is None else _volume(ct, "the CT"))
 
@@ -218,7 +218,9 @@ def measure(
     """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
 
     A 0/1 mask is split into connected nodes; a label map with several ids (one per node, as a
-    napari Labels layer saves it) keeps one node per id; a 3D Slicer ``.seg.nrrd`` or DICOM SEG gives
+    napari Labels layer saves it) keeps one node per id, except that a value on separate blobs (a class
+    map's 1 and 2, a brush colour painted on several nodes) is one node per blob (new ids above the
+    largest); a 3D Slicer ``.seg.nrrd`` or DICOM SEG gives
     its lymph-node segment(s), each segment's nodes apart from the others' (touching or not). With
     ``ct`` the labels are put on the CT grid (nearest neighbour, with a warning when they differ) and
     each node gets its mean HU. ``csv_path`` gets the table atomically.

@@ -50,9 +50,38 @@ def bounding_box(binary: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def label_nodes(mask: np.ndarray) -> np.ndarray:
-    """One id per connected node, as int32 labels."""
-    return label_components(mask)[0]
+def label_nodes(labels: np.ndarray) -> np.ndarray:
+    """One id per node, as int32: a node is a connected component of the voxels of one value (a lymph node
+    is one blob, so a value on several blobs is a class or a brush colour used for several nodes). A value
+    on one blob keeps it as its id. A mask (one value, 0/1 or 0/255, on several blobs) gives ids 1..n in
+    raster order; in a map of several values each blob of a value after its first (raster order) gets a
+    new id above the map's largest. Values that touch stay apart (:func:`touching_ids`). ``labels``
+    itself when it is int32 and no value splits (no full-size copy)."""
+    from scipy import ndimage
+
+    array = np.asarray(labels)
+    box = bounding_box(array != 0)
+    if box is None:
+        return np.zeros(array.shape, np.int32)
+    inside = array[box]
+    values = np.unique(inside[inside != 0])
+    if values.size == 1:  # labelled in the box: the ids of the whole grid (raster order is kept)
+        ids, count = label_components(inside)
+        out = np.zeros(array.shape, np.int32)
+        out[box] = ids if count != 1 else ids * np.int32(values[0])
+        return out
+    compact = np.searchsorted(values, inside).astype(np.int32) + 1  # values as 1..k in the box
+    compact[inside == 0] = 0
+    out = array if array.dtype == np.int32 else array.astype(np.int32)  # no copy while no value splits
+    new_id = int(values[-1]) + 1
+    for k, part in enumerate(ndimage.find_objects(compact), start=1):
+        pieces, count = label_components(compact[part] == k)
+        if count > 1:
+            out = out.copy() if out is array else out
+            extra = pieces > 1
+            out[box][part][extra] = pieces[extra] - 2 + new_id
+            new_id += count - 1
+    return out
 
 
 def touching_ids(ids: np.ndarray) -> list[tuple[int, ...]]:

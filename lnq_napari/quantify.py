@@ -1,7 +1,8 @@
 """Node table: one row per lymph node with volume, RECIST-style axial axes, centroid and side.
 
-Nodes are the 26-connected components of a 0/1 mask, or the distinct ids of a labels image with
-one id per node (as a napari Labels layer holds them).
+Nodes are the connected blobs of each value of a label map (:func:`~lnq_napari.components.label_nodes`):
+the components of a 0/1 mask, the ids of a map with one id per node (as a napari Labels layer holds them),
+and each node of a class map (values 1 and 2) or of a brush colour painted on several nodes.
 
 Axial axes: on each axial slice (of the labels put in LPS axis order, whatever order the file
 stores: a coronal or sagittal series is measured on its axial planes) the node's outline is taken as
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.components import label_components
+from lnq_napari.components import label_components, label_nodes
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
@@ -73,26 +74,27 @@ CSV_COLUMNS = [
 
 
 def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """(compact int32 image with nodes 1..n, the original id of each node).
-
-    A mask with a single non-zero value is split into connected components
-    (:mod:`lnq_napari.components`, ids 1..n in raster order); several distinct non-zero values are kept
-    as one node per value.
-    """
+    """(compact int32 image with nodes 1..n, the id of each node) of a label map: its nodes as
+    :func:`~lnq_napari.components.label_nodes` gives them (a 0/1 mask's connected components, ids 1..n in
+    raster order; a value on one blob keeps its id; a value on several blobs is several nodes)."""
     array = np.asarray(labels.array)
     check_label_values(array)
-    mask = array != 0
-    values = array[mask]
-    ids, inverse = np.unique(values, return_inverse=True)
-    if ids.size > MAX_IDS:
-        raise LNQError(f"the labels hold {ids.size} distinct values: this looks like an image (a CT?), "
+    values = np.unique(array[array != 0])
+    if values.size > MAX_IDS:
+        raise LNQError(f"the labels hold {values.size} distinct values: this looks like an image (a CT?), "
                        "not a label map; give the segmentation file")
-    if ids.size <= 1:
-        compact, n = label_components(mask)
-        return compact, np.arange(1, n + 1)
-    compact = np.zeros(array.shape, dtype=np.int32)
-    compact[mask] = inverse.ravel() + 1
-    return compact, ids.astype(np.int64)
+    return _compact(label_nodes(array))
+
+
+def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``ids`` numbered 1..n as int32, the id each number stands for; ``ids`` itself when they are)."""
+    inside = ids != 0
+    found, inverse = np.unique(ids[inside], return_inverse=True)
+    if ids.dtype == np.int32 and np.array_equal(found, np.arange(1, found.size + 1)):
+        return ids, found.astype(np.int64)
+    compact = np.zeros(ids.shape, dtype=np.int32)
+    compact[inside] = inverse.ravel() + 1
+    return compact, found.astype(np.int64)
 
 
 def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
@@ -193,12 +195,23 @@ def _axial_planes(labels: Volume, ids: np.ndarray) -> tuple[np.ndarray, tuple[fl
 
 
 def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
-    """One row per node (see the module docstring); ``ct`` must share the labels' grid."""
+    """One row per node of a label map (:func:`node_ids`, see the module docstring); ``ct`` must share the
+    labels' grid."""
+    return _measure(labels, *node_ids(labels), ct)
+
+
+def measure_ids(ids: Volume, ct: Volume | None = None) -> list[NodeRow]:
+    """One row per id of ``ids``, each id one node however many pieces it has (``compare`` measures a
+    node it found split as one, under one id); else as :func:`measure_nodes`."""
+    return _measure(ids, *_compact(np.asarray(ids.array)), ct)
+
+
+def _measure(labels: Volume, compact: np.ndarray, ids: np.ndarray, ct: Volume | None) -> list[NodeRow]:
+    """The rows of the nodes ``compact`` numbers 1..n on ``labels``' grid, each with its id from ``ids``."""
     from scipy import ndimage
 
     if ct is not None and not ct.same_grid(labels):
         raise LNQError("the CT and the labels are on different grids; resample the labels onto the CT grid")
-    compact, ids = node_ids(labels)
     axial_ids, axial_xy = _axial_planes(labels, compact)
     axial_boxes = ndimage.find_objects(axial_ids)
     voxel_mm3 = float(np.prod(labels.spacing))

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import STRUCTURE, grown_by_one, label_components, touching_ids, within_mm
+from lnq_napari.components import (
+    STRUCTURE,
+    grown_by_one,
+    label_components,
+    label_nodes,
+    touching_ids,
+    within_mm,
+)
 
 
 def test_corner_neighbours_are_one_node_and_empty_masks_have_none():
@@ -64,3 +71,25 @@ def test_what_a_mask_touches_is_what_would_join_it_into_one_node():
     corner = np.zeros_like(mask)
     corner[3, 3, 3] = True
     assert touched[corner].all() and label_components(mask | corner)[1] == 1
+
+
+def test_a_node_is_a_blob_of_one_value():
+    """A value on separate blobs is one node per blob (a class map, a brush colour used twice); a value on
+    one blob keeps its id; a mask's blobs are 1..n in raster order; values that touch stay apart."""
+    ids = np.zeros((6, 12, 12), np.uint16)
+    ids[0:2, 0:2, 0:2] = 1  # class 1, first node
+    ids[0:2, 0:2, 2:4] = 2  # class 2 touching it: apart
+    ids[4:6, 9:11, 9:11] = 1  # class 1, a second node
+    ids[3, 5, 5], ids[5, 0, 11] = 2, 2  # class 2, two more nodes (a corner apart from nothing)
+    nodes = label_nodes(ids)
+    assert nodes.dtype == np.int32 and np.array_equal(nodes > 0, ids > 0)
+    assert nodes[0, 0, 0] == 1 and nodes[0, 0, 2] == 2  # each value's first blob keeps its id
+    assert (nodes[4, 9, 9], nodes[3, 5, 5], nodes[5, 0, 11]) == (3, 4, 5)  # then new ids above the largest
+    assert np.array_equal(label_nodes(ids == 1), label_components(ids == 1)[0])  # a mask: 1..n
+    assert np.unique(label_nodes(np.where(ids == 1, 255, 0).astype(np.uint8))).tolist() == [0, 1, 2]
+    one = np.zeros((3, 4, 5), np.uint8)
+    one[1, 1:3, 1:3] = 7
+    assert np.unique(label_nodes(one)).tolist() == [0, 7]  # one blob: its own id, whatever the value
+    assert not label_nodes(np.zeros((2, 2, 2))).any()
+    ids32 = label_nodes(ids)
+    assert label_nodes(ids32) is ids32  # already one id per node: no full-size copy

@@ -324,3 +324,21 @@ def test_labels_by_row_number_a_matched_pair_alike_on_the_baseline_grid(result):
         if row.status == "matched":
             assert (after == k).any() and (before == k).any()  # the pair shares its number
     assert set(np.unique(before)) <= set(range(len(result.rows) + 1))
+
+
+def test_nodes_sharing_a_class_value_are_compared_as_separate_nodes(pair, result):
+    """Segmentations holding class values (each node 1 or 2) were read as node ids: the nodes of a class
+    were one node, measured and matched as one. Each blob is a node, as with one id per node."""
+    def classes(case) -> Volume:
+        ids = np.asarray(truth_labels(case).array)
+        return case.ct.with_array(np.where(ids > 0, 1 + ids % 2, 0).astype(np.uint8))
+
+    got = compare_nodes(pair.baseline.ct, classes(pair.baseline), pair.followup.ct, classes(pair.followup),
+                        registration=result.registration)
+
+    def table(res) -> list[tuple]:
+        return sorted((r.status, round(r.volume_baseline_cm3 or 0.0, 6),
+                       round(r.volume_followup_cm3 or 0.0, 6)) for r in res.rows)
+
+    assert len(result.rows) > 2 and table(got) == table(result)
+    assert got.recist.overall == result.recist.overall

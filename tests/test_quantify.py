@@ -112,14 +112,30 @@ def test_binary_mask_splits_into_26_connected_components():
     assert [r.voxels for r in rows] == [48 + 18, 75]
 
 
-def test_label_ids_are_nodes_even_when_touching_or_split():
+def test_label_ids_are_nodes_even_when_touching_and_a_value_on_two_blobs_is_two_nodes():
+    """A value on separate blobs (a class map's 1, a brush colour used twice) was one node: one volume and
+    one centroid between two nodes. Each blob is a node; the second gets an id above the largest."""
     labels = np.zeros((8, 30, 30), np.uint16)
     labels[1:4, 2:6, 2:6] = 3
     labels[1:4, 6:9, 2:6] = 5  # touches node 3 face to face
     labels[2:4, 20:22, 20:22] = 9
-    labels[5:7, 25:27, 25:27] = 9  # node 9 in two pieces
+    labels[5:7, 25:27, 25:27] = 9  # two nodes of one value
     rows = measure_nodes(Volume(labels, SPACING))
-    assert {r.id: r.voxels for r in rows} == {3: 48, 5: 36, 9: 16}
+    assert {r.id: r.voxels for r in rows} == {3: 48, 5: 36, 9: 8, 10: 8}
+    assert rows[-1].centroid_mm == pytest.approx((25.5 * 0.7, 25.5 * 0.9, 5.5 * 2.5))  # the second blob's
+
+
+def test_a_class_map_read_from_a_file_gives_each_node_a_row(tmp_path):
+    """``measure`` of a file holding classes 1 and 2, class 1 on two nodes: two rows, not three."""
+    from lnq_napari.api import measure
+    from lnq_napari.io.readers import write_volume
+
+    classes = np.zeros((8, 30, 30), np.uint8)
+    classes[1:4, 2:6, 2:6] = 1
+    classes[2:5, 20:23, 20:23] = 1
+    classes[4:7, 2:6, 22:26] = 2
+    rows, summary = measure(write_volume(tmp_path / "classes-seg.nrrd", Volume(classes, SPACING)))
+    assert [(r.id, r.voxels) for r in rows] == [(1, 48), (2, 48), (3, 27)] and summary.n_nodes == 3
 
 
 def test_single_id_other_than_one_is_split_into_components():

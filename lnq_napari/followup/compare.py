@@ -15,7 +15,7 @@ from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import BEYOND, ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import measure_nodes, node_ids
+from lnq_napari.quantify import measure_ids, node_ids
 
 #: Mean distance (mm) between matched nodes after registration above which the alignment is poor.
 POOR_DISTANCE_MM = 8.0
@@ -52,7 +52,7 @@ def seg_on_ct(seg: Volume, ct: Volume, other: Volume, which: str) -> Volume:
 
 
 def id_labels(labels: Volume) -> Volume:
-    """``labels`` as one id per node, the ids the node table uses (a 0/1 mask: connected nodes).
+    """``labels`` as one id per node, the ids the node table uses (:func:`~lnq_napari.quantify.node_ids`).
 
     Works in the box around the nodes, so a big scan with a few nodes stays quick."""
     out = np.zeros(labels.shape, dtype=np.int32)
@@ -84,14 +84,14 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     step(0.6, "measuring nodes")
     before = id_labels(baseline_seg)
     after = id_labels(followup_seg)
-    b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)
+    b_rows, f_rows = measure_ids(before, baseline_ct), measure_ids(after, followup_ct)
     step(0.8, "matching nodes")
     overlap = overlap_counts(before, after, registration)  # once: the matching and its pieces read it
     pairs = match_nodes(before, after, b_rows, f_rows, registration, overlap)
     join_b, join_f = fragments(overlap, pairs)
     if join_b or join_f:  # a node split in two is one node: measured whole, matched once, never "new"
         before, after = _joined(before, join_b), _joined(after, join_f)
-        b_rows, f_rows = measure_nodes(before, baseline_ct), measure_nodes(after, followup_ct)
+        b_rows, f_rows = measure_ids(before, baseline_ct), measure_ids(after, followup_ct)
         pairs = match_nodes(before, after, b_rows, f_rows, registration)
     beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct)
     summary = recist([r for r in b_rows if r.id not in beyond_b], [r for r in f_rows if r.id not in beyond_f],

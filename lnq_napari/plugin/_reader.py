@@ -147,9 +147,11 @@ HEADER_KEY = "lnq_header"  # a labels layer's metadata: the text fields of its f
 
 
 def labels_layer_data(volume: Volume, name: str = "nodes", source=None, **metadata) -> tuple:
-    """A Labels layer tuple with one id per node (a 0/1 mask is split into connected nodes)."""
+    """A Labels layer tuple with one id per node, the ids the node table gives (a 0/1 mask is split into
+    connected nodes, a class value on several blobs into one id per blob: :func:`label_nodes`)."""
     array = np.asarray(volume.array)
-    labels = label_nodes(array) if array.max(initial=0) <= 1 else array.astype(np.int32)
+    labels = label_nodes(array)
+    labels = labels.copy() if labels is array else labels  # the layer's own: its edits stay out of ``volume``
     header = {k: v for k, v in volume.meta.items() if isinstance(v, str)}
     kwargs = layer_kwargs(volume, name, role="labels", source=source, **{HEADER_KEY: header}, **metadata)
     kwargs.update(opacity=0.5)

@@ -93,3 +93,47 @@ def test_segment_widget_and_predict_then_measure_give_the_same_table(
     csv_path = tmp_path / "nodes.csv"
     assert main(["measure", str(seg), "--ct", str(phantom_files.ct), "--csv", str(csv_path)]) == 0
     _assert_same_rows(widgets["Nodes"].rows, _csv_rows(csv_path))
+
+
+def test_a_class_map_gives_each_node_its_row_and_its_id_in_napari_and_in_measure(
+    make_napari_viewer, qtbot, tmp_path, autosave_dir
+):
+    """A label map with class values (class 1 on two nodes): ``measure`` gave one row for both nodes (one
+    volume, a centre between them), napari a row each. Both list the same nodes; each has its own id on
+    the canvas and in the table, and a row's click centres on its node and selects the id painted there.
+    A node painted during editing with another node's id was one row with it; it is a row of its own (a
+    new id, not on the canvas until painted with it) that centres on it."""
+    spacing = (0.8, 0.8, 2.5)
+    classes = np.zeros((8, 30, 30), np.uint8)
+    classes[1:4, 2:6, 2:6] = 1
+    classes[2:5, 20:23, 20:23] = 1  # a second node of class 1, apart from the first
+    classes[4:7, 2:6, 22:26] = 2
+    hu = np.where(classes > 0, 40, -100).astype(np.int16)
+    ct = write_volume(tmp_path / "classes-ct.nrrd", Volume(hu, spacing))
+    seg = write_volume(tmp_path / "classes-seg.nrrd", Volume(classes, spacing))
+
+    viewer = make_napari_viewer()
+    viewer.open(str(ct), plugin="lnq-napari")
+    (labels,) = viewer.open(str(seg), plugin="lnq-napari")
+    assert np.unique(labels.data).tolist() == [0, 1, 2, 3] and np.array_equal(labels.data > 0, classes > 0)
+    table = NodesWidget(viewer)
+    _wait_for_rows(qtbot, table, 3)
+    assert main(["measure", str(seg), "--ct", str(ct), "--csv", str(tmp_path / "nodes.csv")]) == 0
+    written = _csv_rows(tmp_path / "nodes.csv")  # numbered by class value first, napari's in raster order
+    centres = [(int(w["voxels"]), *(float(w[f"centroid_{a}"]) for a in "xyz")) for w in written]
+    assert sorted((r.voxels, *r.centroid_mm) for r in table.rows) == pytest.approx(sorted(centres))
+    grid = Volume(labels.data, spacing)
+    for k, row in enumerate(table.rows):
+        table.go_to(k)
+        centre = tuple(np.round(grid.physical_to_index(np.array([row.centroid_mm]))[0]).astype(int))
+        assert labels.selected_label == row.id == labels.data[centre]
+        assert viewer.dims.current_step[0] == centre[0]  # the node's slice shown
+
+    labels.data_setitem(tuple(np.array(v) for v in ([6, 6], [26, 27], [4, 4])), 2)  # node 2's id, elsewhere
+    labels.events.paint()
+    _wait_for_rows(qtbot, table, 4)
+    (new,) = [r for r in table.rows if r.id not in (1, 2, 3)]
+    table.go_to(table.rows.index(new))
+    assert labels.selected_label == new.id == 4
+    assert viewer.dims.current_step[0] == 6
+    np.testing.assert_allclose(viewer.dims.point, labels.data_to_world((6, 26.5, 4)), atol=0.8)  # a voxel
