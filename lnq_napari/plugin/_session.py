@@ -76,6 +76,7 @@ class NodeSession:
         self.history = EditHistory(limit=getattr(nodes, "_history_limit", 100))  # no deeper than napari's
         self._adopt_labels_history()
         nodes.events.paint.connect(self._on_paint)
+        nodes.events.data.connect(self._on_data)
         nodes.bind_key("Control-Z", lambda layer: self.undo(), overwrite=True)
         nodes.bind_key("Control-Shift-Z", lambda layer: self.redo(), overwrite=True)
         self.autosaver = Autosaver(self) if autosave else None
@@ -187,6 +188,11 @@ class NodeSession:
     def _on_paint(self, event=None) -> None:
         self.history.push(Step(self.nodes.undo, self.nodes.redo))  # napari's labels history holds it
         self._changed()
+
+    def _on_data(self, event=None) -> None:
+        """The labels replaced as a whole (``layer.data = ...``, as from napari's console): an edit napari's
+        labels history does not hold."""
+        self._changed_outside_history()
 
     def _review_state(self) -> tuple:
         """What accepting or rejecting a suggestion changes besides the labels."""

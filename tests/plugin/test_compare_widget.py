@@ -10,6 +10,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from lnq_napari.phantom.followup import Motion, make_followup
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
+from lnq_napari.plugin._session import session_for
 from lnq_napari.plugin.widgets.compare import BASELINE_NODES, FOLLOWUP_CT, FOLLOWUP_NODES, CompareWidget
 
 pytestmark = pytest.mark.gui
@@ -38,7 +39,7 @@ def _viewer_with(make_napari_viewer, pair):
 
 
 @pytest.fixture
-def compared(make_napari_viewer, qtbot, pair):
+def compared(make_napari_viewer, qtbot, pair, autosave_dir):
     viewer = _viewer_with(make_napari_viewer, pair)
     widget = CompareWidget(viewer, delay_ms=50)
     viewer.window.add_dock_widget(widget, name="Compare")
@@ -97,7 +98,33 @@ def test_an_edit_of_the_followup_nodes_updates_the_table(compared, qtbot):
     qtbot.waitUntil(lambda: widget.result.row_for(baseline_id=matched.baseline_id).status == "vanished",
                     timeout=60000)
     assert widget.result.registration is registration  # only measuring and matching ran again
+    assert session_for(viewer, layer).unsaved  # labels replaced: an edit napari's history does not hold
     assert widget.table.rowCount() == len(widget.result.rows)
+
+
+def test_a_brush_stroke_and_its_ctrl_z_both_update_the_comparison(compared, qtbot, MouseEvent):
+    """Ctrl+Z (the review session's, as napari's own) fires neither the layer's paint nor its data event:
+    the comparison stayed at the undone stroke."""
+    from qtpy.QtCore import Qt
+
+    from tests.plugin.test_widgets import _brush
+
+    viewer, widget = compared
+    layer, before = viewer.layers["follow-up nodes"], widget.result
+    node = next(r for r in before.rows if r.status == "matched").followup_id
+    voxels = np.argwhere(layer.data == node)
+    z, y, x = voxels[len(voxels) // 2]
+    layer.visible = True  # Compare hid it (its view shows it); napari paints on a shown layer only
+    _brush(layer, MouseEvent, (z, y, x - 6), (z, y, x + 6), label=0)  # erase a line through the node
+    qtbot.waitUntil(lambda: widget.result is not before and widget.worker is None, timeout=60000)
+    erased = widget.result.volume.followup_total_cm3
+    assert erased < before.volume.followup_total_cm3
+    viewer.layers.selection.active = layer
+    qtbot.keyClick(viewer.window._qt_viewer, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: widget.result.volume.followup_total_cm3 != erased and widget.worker is None,
+                    timeout=60000)
+    assert widget.result.volume.followup_total_cm3 == pytest.approx(before.volume.followup_total_cm3)
+    assert [r.status for r in widget.result.rows] == [r.status for r in before.rows]
 
 
 def test_side_by_side_links_both_scans_in_a_grid(compared, tmp_path):
@@ -110,10 +137,10 @@ def test_side_by_side_links_both_scans_in_a_grid(compared, tmp_path):
     assert not viewer.grid.enabled
 
 
-def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewer, qtbot, pair):
+def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewer, qtbot, pair, autosave_dir):
     """Closed with its dock's x, the widget goes: nothing of the viewer keeps it alive (the layer list's
-    events held it, and it compared again after every edit of the nodes it followed), and a new layer or
-    an edit raises nothing."""
+    events held it, and it compared again after every edit of the nodes it followed), a new layer or an
+    edit raises nothing, and the nodes' session tells it no more."""
     import gc
     import sys
     import weakref
@@ -124,6 +151,8 @@ def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewe
     widget = CompareWidget(viewer, delay_ms=50)
     viewer.window.add_dock_widget(widget, name="Compare")
     widget._watch([viewer.layers["baseline nodes"]])  # as after a comparison with "follow edits"
+    session = session_for(viewer, viewer.layers["baseline nodes"])
+    listeners = list(session.listeners)
     errors = []
     hook, sys.excepthook = sys.excepthook, lambda *exc: errors.append(exc)
     try:
@@ -140,14 +169,13 @@ def test_a_closed_compare_widget_hears_no_more_edits_or_layers(make_napari_viewe
     finally:
         sys.excepthook = hook
     assert not errors, errors
+    assert len(session.listeners) == len(listeners) - 1  # the closed widget's is gone
 
 
 def test_the_comparison_is_a_view_not_a_case_to_save_or_edit(compared):
     """After Compare its follow-up nodes layer (on the baseline grid) was selected: Save stored it as the
     baseline case's labels, its edits were undone by the next re-match, and in one view the scan's own
     follow-up CT stayed on top of the baseline nodes."""
-    from lnq_napari.plugin._session import session_for
-
     viewer, widget = compared
     view = viewer.layers[FOLLOWUP_NODES]
     viewer.layers.selection.active = view

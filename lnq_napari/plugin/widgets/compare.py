@@ -4,11 +4,13 @@ Pick each scan's CT layer and nodes layer (or let the model find the nodes) and 
 (:func:`lnq_napari.api.compare` in a worker). The follow-up CT and its nodes are then shown resampled
 onto the baseline grid, so one cursor position is the same place in both; "side by side" puts the two
 scans in a linked grid. Each row of the table is one node with the same colour in both scans; a click
-goes to it. Edits of either nodes layer re-measure and re-match (the registration is kept).
+goes to it. Edits of either nodes layer, and their undo and redo, re-measure and re-match (the
+registration is kept).
 """
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ from lnq_napari import api
 from lnq_napari.followup import CompareResult, write_csv
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import COMPARE_ROLE, CT_CONTRAST, ROLE_KEY, layer_kwargs, layer_volume
+from lnq_napari.plugin._session import NodeSession, session_for
 from lnq_napari.plugin.widgets._common import export_table, while_alive
 
 ROLE = COMPARE_ROLE
@@ -64,7 +67,18 @@ class CompareWidget(QWidget):
         self.result: CompareResult | None = None
         self.worker = None
         self._inputs: tuple = ()  # the CT layers the current result belongs to
-        self._watched: list = []  # nodes layers whose edits re-run the comparison
+        self._watched: list[NodeSession] = []  # sessions of the nodes layers: their changes re-run it
+        me, watched = weakref.ref(self), self._watched
+
+        def heard() -> None:  # the sessions hold the widget weakly: a closed one goes and compares no more
+            widget = me()
+            if widget is None:
+                _stop_hearing(watched, heard)
+            else:
+                widget._on_edit()
+
+        self._heard = heard
+        self.destroyed.connect(lambda *_: _stop_hearing(watched, heard))  # its Qt part gone first
         self._again = False
         self.combos = {key: QComboBox() for key in ("baseline_ct", "baseline_nodes", "followup_ct",
                                                      "followup_nodes")}
@@ -193,20 +207,15 @@ class CompareWidget(QWidget):
         self.summary.setText("")
         self.status.setText(f"could not compare: {exc}")
 
-    def _unwatch(self) -> None:
-        for layer in self._watched:
-            layer.events.paint.disconnect(self._on_edit)
-            layer.events.data.disconnect(self._on_edit)
-        self._watched = []
-
     def _watch(self, layers) -> None:
-        self._unwatch()
-        self._watched = [ly for ly in layers if ly is not None]
-        for layer in self._watched:
-            layer.events.paint.connect(self._on_edit)
-            layer.events.data.connect(self._on_edit)
+        """Hear every change of these nodes layers' labels: their sessions tell of each (a brush stroke, a
+        click, Ctrl+Z and Ctrl+Shift+Z, which fire none of the layer's own events)."""
+        _stop_hearing(self._watched, self._heard)
+        self._watched.extend(dict.fromkeys(session_for(self.viewer, ly) for ly in layers if ly is not None))
+        for session in self._watched:
+            session.listeners.append(self._heard)
 
-    def _on_edit(self, event=None) -> None:
+    def _on_edit(self) -> None:
         if self.follow_edits.isChecked() and self.result is not None:
             self._timer.start()
 
@@ -324,6 +333,14 @@ class CompareWidget(QWidget):
             self.status.setText("compare two scans first")
             return
         export_table(self, "Export change table", "changes.csv", self.export_csv, self.status.setText)
+
+
+def _stop_hearing(sessions: list[NodeSession], listener) -> None:
+    """Take ``listener`` off ``sessions`` and empty the list."""
+    for session in sessions:
+        if listener in session.listeners:
+            session.listeners.remove(listener)
+    sessions.clear()
 
 
 def _labels_copy(layer) -> Volume:
