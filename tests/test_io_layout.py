@@ -78,7 +78,7 @@ def test_scan_cases_errors_name_the_problem(tmp_path):
             scan(tmp_path)
 
 
-def test_ct_inputs_file_folder_and_dicom_file(tmp_path):
+def test_ct_inputs_file_folder_and_dicom_folder(tmp_path):
     _touch(tmp_path, "a-ct.nrrd", "a-seg.nrrd", "b-ct.mha", "notes.nrrd")
     assert ct_inputs(tmp_path) == [("a", tmp_path / "a-ct.nrrd"), ("b", tmp_path / "b-ct.mha")]
     plain = tmp_path / "plain"  # CTs named without a role (and their -seg files beside them)
@@ -90,7 +90,7 @@ def test_ct_inputs_file_folder_and_dicom_file(tmp_path):
     dicom = tmp_path / "series1"
     dicom.mkdir()
     _touch(dicom, "001.dcm")
-    assert ct_inputs(dicom) == []  # no image files: its DICOM is io.datasets.find_cts's
+    assert ct_inputs(dicom) == [("series1", dicom)]
     assert ct_inputs(dicom / "001.dcm") == [("001", dicom / "001.dcm")]
     _touch(tmp_path, "c-ct.dcm")  # one file holding the whole CT: named as its c-seg.dcm is paired
     assert ct_inputs(tmp_path / "c-ct.dcm") == [("c", tmp_path / "c-ct.dcm")]

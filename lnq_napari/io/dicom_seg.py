@@ -112,51 +112,46 @@ def seg_file(path: str | Path) -> Path | None:
     return segs[0]
 
 
-def ct_series_inputs(case_id: str, path: Path, images: bool = False) -> list[tuple[str, Path]]:
-    """``[(case_id, path)]`` for a file; for a folder (:func:`_dicom_folders`) the folder itself when it
-    holds a CT series, and each CT series folder below it, its case id the path below ``path`` joined with
-    ``_``: a data folder holding an enhanced CT beside CD folders gives them all. ``images``: ``path``
-    also holds CT image files (``*-ct.nrrd``), so no DICOM at all is no error. LNQError when there is
+def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
+    """``[(case_id, path)]`` for a CT file or a folder holding DICOM files; for a folder holding only
+    folders (a TCIA download: patient / study / series), each folder below it that holds DICOM files and
+    is not a SEG series, its case id the path below ``path`` joined with ``_``. LNQError when there is
     none."""
     path = Path(path)
-    if not path.is_dir():
+    if not path.is_dir() or _holds_dicom(path):  # a SEG folder too: predict says it is not a CT
         return [(case_id, path)]
-    found, _ = _dicom_folders(path, case_id, images)
-    if found or images:
-        return found
-    if _holds_dicom(path):  # a SEG or a scout alone: predict says why it is no CT
-        return [(case_id, path)]
-    raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
-                   "folders below it; point to a CT file, a folder of them or a DICOM series folder")
+    found, _ = _dicom_folders(path, case_id)
+    if not found:
+        raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
+                       "folders below it; point to a CT file, a folder of them or a DICOM series folder")
+    return found
 
 
 #: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
 SERIES_DEPTH = 4
 
 
-def _dicom_folders(path: Path, case_id: str,
-                   images: bool = False) -> tuple[list[tuple[str, Path]], list[Path]]:
+def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], list[Path]]:
     """One walk of ``path`` and the folders below it (down to :data:`SERIES_DEPTH`, hidden folders and
     links left out: a home folder given by mistake is not walked to its end): the CT series folders as
     ``(case id, folder)`` (``path`` itself is ``case_id``, the others the path below it joined with ``_``)
-    and the DICOM SEG files of the SEG series folders. ``path`` is a case of its own when any of its files
-    is a CT image (every file is looked at: an enhanced CT beside notes and CD folders is one file), and
-    the folders below it are walked all the same. ``images``: ``path`` holds CT image files, so its own
-    DICOM SEGs are their labels (``a-seg.dcm``), not a SEG series. Below a CD's root (it holds a
-    ``DICOMDIR``) the ids start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000,
-    and two CDs' predictions in one output folder overwrote each other."""
+    and the DICOM SEG files of the SEG series folders. Below a CD's root (it holds a ``DICOMDIR``) the ids
+    start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
+    in one output folder overwrote each other."""
     series, segs, level = [], [], [path]
     root = [case_id] if holds_dicomdir(path) else []
     for depth in range(SERIES_DEPTH + 1):
         for folder in sorted(level):
-            if depth and not _holds_dicom(folder):
+            if not _holds_dicom(folder):
                 continue
-            seg = None if depth == 0 and images else seg_file(folder)
+            seg = seg_file(folder)
             if seg is not None:
                 segs.append(seg)
-            elif not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
+            elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
                 parts = [*root, *folder.relative_to(path).parts]
                 series.append((case_id if depth == 0 else "_".join(parts), folder))
+        if depth == 0 and (series or segs):
+            break  # a series folder: nothing below it is another case
         level = [c for folder in level for c in _listing(folder)
                  if c.is_dir() and not c.is_symlink() and not c.name.startswith(".")]
     named: dict[str, Path] = {}
@@ -168,12 +163,12 @@ def _dicom_folders(path: Path, case_id: str,
     return sorted(series, key=lambda item: item[1]), segs
 
 
-def dicom_cases(root: Path, images: bool = False) -> list[CaseFiles]:
+def dicom_cases(root: Path) -> list[CaseFiles]:
     """The CT series at or below ``root`` (a series folder, or a TCIA download: :func:`ct_series_inputs`'s
-    case ids; ``images``: as there) as cases, each with the DICOM SEG below ``root`` that references it as
-    its labels (``seg``); a SEG of no CT series here, or a second SEG of one, is named in a warning and
-    left out. Empty when there is no DICOM."""
-    series, seg_files = _dicom_folders(root, root.name, images)
+    case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``);
+    a SEG of no CT series here, or a second SEG of one, is named in a warning and left out. Empty when
+    there is no DICOM."""
+    series, seg_files = _dicom_folders(root, root.name)
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     segs: dict[str, Path] = {}
     for path in seg_files:

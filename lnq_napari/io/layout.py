@@ -151,7 +151,8 @@ def sibling_ct(label_path: str | Path) -> Path | None:
 
 
 def scan_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
-    """The cases of an LNQ-layout folder (:func:`layout_cases`).
+    """The cases of an LNQ-layout folder, sorted by id: each ``<case>-ct.*`` (when there is none, each
+    image named without a role, ``patient1.nrrd``) with its siblings (``patient1-seg.nrrd``).
 
     ``require="seg"`` (or "full") keeps only cases that have that file. Raises LNQError when the
     folder is missing or holds no such case.
@@ -160,28 +161,21 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
     if not folder.is_dir():
         state = "is a file, not a folder" if folder.exists() else "does not exist"
         raise LNQError(f"{what} folder {folder} {state}; give a folder of lnq2023-*-ct.nrrd files")
-    found = [c for c in layout_cases(folder) if require is None or getattr(c, require) is not None]
-    if not found:
-        needs = f" with a matching *-{require} file" if require else ""
-        raise LNQError(f"no *-ct.nrrd files{needs} in {folder}; point {what} at a folder of LNQ-layout cases")
-    return found
-
-
-def layout_cases(folder: Path) -> list[CaseFiles]:
-    """The cases of a folder's CT image files, sorted by id: each ``<case>-ct.*`` (when there is none, each
-    image named without a role, ``patient1.nrrd``) with its siblings (``patient1-seg.nrrd``); none when it
-    holds no such file."""
-    cases = []
+    cases: dict[str, CaseFiles] = {}
     for path in ct_files(folder) or ct_files(folder, role=""):
         parts = split_name(path)
         case = parts.case
-        cases.append(CaseFiles(
+        cases[case] = CaseFiles(
             case_id=case, ct=path.resolve(),
             seg=_resolved(sibling(folder, case, "seg", (parts.suffix, *LABEL_SUFFIXES))),
             full=_resolved(sibling(folder, case, "full", (parts.suffix, *LABEL_SUFFIXES))),
             nodes=_resolved(sibling(folder, case, "nodes", (".json",))),
-        ))
-    return cases
+        )
+    found = [c for c in cases.values() if require is None or getattr(c, require) is not None]
+    if not found:
+        needs = f" with a matching *-{require} file" if require else ""
+        raise LNQError(f"no *-ct.nrrd files{needs} in {folder}; point {what} at a folder of LNQ-layout cases")
+    return found
 
 
 def ct_files(folder: Path, role: str = "ct") -> list[Path]:
@@ -205,26 +199,22 @@ def _resolved(path: Path | None) -> Path | None:
 
 
 def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
-    """``(case_id, path)`` of each CT image a path names: a file (a CD's DICOMDIR: its root folder), or
-    each ``*-ct.*`` file of a folder (else each image named without a role: ``patient1.nrrd``); none for a
-    folder without such files (its DICOM: :func:`lnq_napari.io.datasets.find_cts`)."""
+    """``(case_id, path)`` of each CT: a file, a DICOM folder, or a folder of ``*-ct.*`` files (else of
+    images named without a role: ``patient1.nrrd``, ``patient2.nii.gz``)."""
     path = Path(inputs).expanduser()
     if not path.exists():
         raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
     path = cd_root(path)  # a CD's index: the export folder holding it
     if path.is_dir():
-        return [(split_name(p).case, p) for p in ct_files(path) or ct_files(path, role="")]
+        cts = ct_files(path) or ct_files(path, role="")
+        if cts:
+            return [(split_name(p).case, p) for p in cts]
+        # a DICOM series folder (read_volume says so if it is not); on a CD, named from the CD's root
+        return [(_cd_case(path) or path.resolve().name, path)]
     name = path.name
     if name.lower().endswith(".dcm"):  # an enhanced multi-frame CT, named as its SEG would be paired
         return [(label_name(path).case or name[: -len(".dcm")], path)]
     return [(case_name(path, fallback=name), path)]
-
-
-def folder_case(folder: str | Path) -> str:
-    """The case id of a DICOM folder: on a CD its path from the CD's root (:func:`case_name`), else its
-    name (``predict .`` inside a series folder names the folder)."""
-    folder = Path(folder)
-    return _cd_case(folder) or folder.resolve().name
 
 
 # Which label file of a case a folder of predictions or of ground truth offers first.
