@@ -115,3 +115,26 @@ def enhanced_ct():
         return folder
 
     return make
+
+
+@pytest.fixture
+def cd_export():
+    """``make(root, series=1) -> root``: the 3-slice DICOM series written as a CD / PACS export does (IHE
+    PDI): ``root/DICOMDIR`` and ``root/PT000000/ST000000/SE00000k/IM00000j`` (no extension), one series
+    folder per copy."""
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    def make(root: Path, series: int = 1) -> Path:
+        fs = FileSet()
+        for _ in range(series):
+            uid = pydicom.uid.generate_uid()
+            for f in sorted(DICOM_SERIES.glob("*.dcm")):
+                ds = pydicom.dcmread(f)
+                ds.SeriesInstanceUID = uid
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+                fs.add(ds)
+        fs.write(root)
+        return root
+
+    return make

@@ -548,30 +548,11 @@ def test_a_nifti_without_qform_or_sform_is_read_with_a_warning(tmp_path):
 
 
 
-def _cd_export(root: Path, series: int = 1) -> Path:
-    """A CD / PACS export as an IHE PDI burner writes it: ``root/DICOMDIR`` and the test series' slices as
-    ``root/PT000000/ST000000/SE00000k/IM00000j`` (no extension), one series folder per copy."""
-    import pydicom
-    from pydicom.fileset import FileSet
-
-    fs = FileSet()
-    for _ in range(series):
-        uid = pydicom.uid.generate_uid()
-        for f in sorted(DICOM.glob("*.dcm")):
-            ds = pydicom.dcmread(f)
-            ds.SeriesInstanceUID = uid
-            ds.SOPInstanceUID = pydicom.uid.generate_uid()
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            fs.add(ds)
-    fs.write(root)
-    return root
-
-
-def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path):
+def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path, cd_export):
     """`predict CD/` read the series below a DICOMDIR, but `measure --ct CD/`, `compare` and read_volume
     said "CD is a folder without a DICOM series", and `predict CD/DICOMDIR` (the file viewers ask for)
     said the same of CD: the one CT series of a CD is read from the root or its DICOMDIR."""
-    root = _cd_export(tmp_path / "CD")
+    root = cd_export(tmp_path / "CD")
     expected = read_volume(DICOM).array
     np.testing.assert_array_equal(read_volume(root).array, expected)
     np.testing.assert_array_equal(read_volume(root / "DICOMDIR").array, expected)
@@ -591,9 +572,9 @@ def test_a_cd_export_reads_from_its_root_and_its_dicomdir(tmp_path):
     np.testing.assert_array_equal(read_volume(root / "dicomdir").array, expected)
 
 
-def test_a_folder_of_several_series_folders_says_so_for_one_ct(tmp_path):
+def test_a_folder_of_several_series_folders_says_so_for_one_ct(tmp_path, cd_export):
     """Two series below the root: not "a folder without a DICOM series" but which ones, and what to do."""
-    root = _cd_export(tmp_path / "CD", series=2)
+    root = cd_export(tmp_path / "CD", series=2)
     with pytest.raises(LNQError, match=r"holds 2 DICOM CT series in the folders below it .*point to one "
                                        r"series folder"):
         read_volume(root)

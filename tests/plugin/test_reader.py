@@ -131,25 +131,11 @@ def test_touching_node_segments_open_as_two_labels(tmp_path):
     assert [int((labels == k).sum()) for k in (1, 2)] == [int(left.sum()), int(right.sum())]
 
 
-def _cd_export(root: Path) -> Path:
-    """The 3-slice series written as a CD: ``root/DICOMDIR`` and ``PT000000/ST000000/SE000000/IM00000k``."""
-    import pydicom
-    from pydicom.fileset import FileSet
-
-    fs = FileSet()
-    for f in sorted((DATA / "dcmqi" / "ct-3slice").glob("*.dcm")):
-        ds = pydicom.dcmread(f)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-        fs.add(ds)
-    fs.write(root)
-    return root
-
-
-def test_a_dicomdir_and_an_enhanced_ct_file_open_as_ct(tmp_path, enhanced_ct):
+def test_a_dicomdir_and_an_enhanced_ct_file_open_as_ct(tmp_path, enhanced_ct, cd_export):
     """File > Open (and a drop) of a CD's DICOMDIR or of an enhanced CT's one file: the reader declined
     both ("refused the file"); they open as the CT, named by the CD and by the file without .dcm."""
     ((classic, _, _),) = _read(DATA / "dcmqi" / "ct-3slice")
-    ((cd, kwargs, kind),) = _read(_cd_export(tmp_path / "CD1") / "DICOMDIR")
+    ((cd, kwargs, kind),) = _read(cd_export(tmp_path / "CD1") / "DICOMDIR")
     assert kind == "image" and np.array_equal(cd, classic) and kwargs["name"] == "CD1"
     assert Path(kwargs["metadata"]["lnq_source"]) == tmp_path / "CD1"  # saved beside the CD, not into it
     enhanced = enhanced_ct(tmp_path / "enhanced", order=[2, 0, 1]) / "IM0000.dcm"
@@ -159,7 +145,7 @@ def test_a_dicomdir_and_an_enhanced_ct_file_open_as_ct(tmp_path, enhanced_ct):
 
 @pytest.mark.gui
 def test_save_on_a_cd_writes_a_dicom_seg_that_opens_again(make_napari_viewer, tmp_path, autosave_dir,
-                                                          monkeypatch):
+                                                          monkeypatch, cd_export):
     """A CT opened from a CD: Save wrote no DICOM SEG ("CD1 holds no DICOM CT slices"), and a SEG Save
     wrote beside a series could not be opened again (its CT is not beside it in lnq-labels/; the version
     kept the CT's path as typed, relative to where napari was started)."""
@@ -167,7 +153,7 @@ def test_save_on_a_cd_writes_a_dicom_seg_that_opens_again(make_napari_viewer, tm
 
     from lnq_napari.plugin.widgets import SaveWidget
 
-    _cd_export(tmp_path / "CD1")
+    cd_export(tmp_path / "CD1")
     monkeypatch.chdir(tmp_path)
     viewer = make_napari_viewer()
     (ct,) = viewer.open("CD1/DICOMDIR", plugin="lnq-napari")
