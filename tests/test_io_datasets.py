@@ -3,6 +3,7 @@ below the folder with the SEGs that reference them; training reads either; the C
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -149,3 +150,33 @@ def test_a_series_written_without_the_dicom_preamble_is_found_in_a_tree(tmp_path
                          enforce_file_format=False)
     (series.parent / "notes").write_bytes(b"\x08\x00 not DICOM at all")  # a file that only starts alike
     assert find_cts(tmp_path / "tree") == [("P1_S1", series)]
+
+
+def test_a_series_folder_with_ct_series_folders_below_it_is_refused(tmp_path, enhanced_ct, cd_export):
+    """A data folder holding an enhanced CT (or a series' slices) beside CD exports was read as one series
+    folder: the CDs were left out without a word. Refused in one line naming them; a series folder with
+    predictions, saved label versions or a scout below it is still its one case."""
+    from lnq_napari.io.datasets import find_cts
+
+    data = enhanced_ct(tmp_path / "data", order=[0, 1, 2])
+    cd_export(data / "CD1")
+    cd_export(data / "CD2")
+    slices = shutil.copytree(SERIES, tmp_path / "slices")
+    shutil.copytree(SERIES, slices / "P1" / "2-CT")
+    for root, own, below in ((data, "1 file", "CD1, CD2"), (slices, "3 files", "P1")):
+        said = (rf"{re.escape(str(root))} holds a DICOM CT of its own \({own}\) and DICOM CT series folders "
+                rf"below it \({below}\); give each folder on its own, or move the loose files into a folder "
+                "of their own$")
+        for find in (find_cts, find_cases):
+            with pytest.raises(LNQError, match=said):
+                find(root)
+    series = shutil.copytree(SERIES, tmp_path / "series")
+    ct = read_volume(SERIES)
+    empty = ct.with_array(np.zeros(ct.shape, np.uint8))
+    for name in ("preds/a-seg.dcm", "preds/b-seg.dcm", "lnq-labels/series/v001.seg.dcm",
+                 "lnq-labels/series/v002.seg.dcm"):
+        (series / name).parent.mkdir(parents=True, exist_ok=True)
+        write_dicom_seg(series / name, empty, SERIES)
+    _copy_series(SERIES, series / "scout", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    assert find_cts(series) == [("series", series)]
+    assert [(c.case_id, c.ct, c.seg) for c in find_cases(series)] == [("series", series.resolve(), None)]

@@ -16,7 +16,8 @@ from lnq_napari.io.readers import dicom_source
 def find_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
     """The cases of ``folder`` sorted by id (:func:`~lnq_napari.io.layout.scan_cases`; a folder without CT
     image files but with DICOM at or below it: :func:`~lnq_napari.io.dicom_seg.dicom_cases`).
-    ``require="seg"`` keeps the cases with labels; LNQError when none is left."""
+    ``require="seg"`` keeps the cases with labels; LNQError when none is left, or when a DICOM series
+    folder has CT series folders below it (which are cases cannot be told)."""
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") else dicom_cases(path)
     if not dicom:

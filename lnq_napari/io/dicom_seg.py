@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,12 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     """``[(case_id, path)]`` for a CT file or a folder holding DICOM files; for a folder holding only
     folders (a TCIA download: patient / study / series), each folder below it that holds DICOM files and
     is not a SEG series, its case id the path below ``path`` joined with ``_``. LNQError when there is
-    none."""
+    none, or when a series folder has CT series folders below it (:func:`_refuse_series_below`)."""
     path = Path(path)
-    if not path.is_dir() or _holds_dicom(path):  # a SEG folder too: predict says it is not a CT
+    if not path.is_dir():
+        return [(case_id, path)]
+    if _holds_dicom(path):  # a series folder (a SEG folder too: predict says it is not a CT)
+        _refuse_series_below(path)
         return [(case_id, path)]
     found, _ = _dicom_folders(path, case_id)
     if not found:
@@ -151,9 +155,10 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
                 parts = [*root, *folder.relative_to(path).parts]
                 series.append((case_id if depth == 0 else "_".join(parts), folder))
         if depth == 0 and (series or segs):
+            if series:
+                _refuse_series_below(path)
             break  # a series folder: nothing below it is another case
-        level = [c for folder in level for c in _listing(folder)
-                 if c.is_dir() and not c.is_symlink() and not c.name.startswith(".")]
+        level = _subfolders(level)
     named: dict[str, Path] = {}
     for case, folder in series:
         if case in named:
@@ -161,6 +166,40 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
                            "(folder names joined with '_'); rename one of the folders")
         named[case] = folder
     return sorted(series, key=lambda item: item[1]), segs
+
+
+def _subfolders(folders: list[Path]) -> list[Path]:
+    """The folders in ``folders``, sorted, hidden ones and links left out (no stat of each file: a series
+    folder holds hundreds)."""
+    found = []
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                found += sorted(folder / e.name for e in entries
+                                if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        except OSError:  # no permission, vanished
+            continue
+    return found
+
+
+def _refuse_series_below(folder: Path) -> None:
+    """LNQError when ``folder``, read as one series folder, holds a DICOM CT of its own and CT series
+    folders lie below it (an enhanced CT beside CD exports): which of them are cases cannot be told, and
+    the ones below were left out without a word. Predictions, label versions or a scout below it are no
+    CT series: the folder is its one case."""
+    below, level = [], [folder]
+    for _ in range(SERIES_DEPTH):
+        level = _subfolders(level)
+        below += [f for f in level if _holds_dicom(f) and not _not_a_ct_image(f)]
+    if not below or _not_a_ct_image(folder):
+        return
+    own = sum(1 for f in _listing(folder) if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f)
+              and _dicom_file(f))
+    tops = sorted({f.relative_to(folder).parts[0] for f in below})
+    named = ", ".join(tops[:3]) + (" ..." if len(tops) > 3 else "")
+    raise LNQError(f"{folder} holds a DICOM CT of its own ({own} file{'s' if own != 1 else ''}) and DICOM CT "
+                   f"series folders below it ({named}); give each folder on its own, or move the loose files "
+                   "into a folder of their own")
 
 
 def dicom_cases(root: Path) -> list[CaseFiles]:
