@@ -180,3 +180,16 @@ def test_a_series_folder_with_ct_series_folders_below_it_is_refused(tmp_path, en
     _copy_series(SERIES, series / "scout", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
     assert find_cts(series) == [("series", series)]
     assert [(c.case_id, c.ct, c.seg) for c in find_cases(series)] == [("series", series.resolve(), None)]
+
+
+def test_a_series_folder_given_as_dot_or_on_a_cd_gets_the_case_id_find_cts_gives(tmp_path, monkeypatch,
+                                                                                  cd_export):
+    from lnq_napari.io.datasets import find_cts
+
+    series = tmp_path / "2-CT"
+    shutil.copytree(SERIES, series)
+    monkeypatch.chdir(series)  # `workspace init W --data .` in the series folder: its case id was ""
+    assert [c.case_id for c in find_cases(".")] == [case for case, _ in find_cts(".")] == ["2-CT"]
+    on_cd = next((cd_export(tmp_path / "CD1")).rglob("SE000000"))
+    assert [c.case_id for c in find_cases(on_cd)] == [case for case, _ in find_cts(on_cd)] == [
+        "CD1_PT000000_ST000000_SE000000"]

@@ -22,7 +22,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.geometry import GridWarning, align_to
-from lnq_napari.io.layout import CaseFiles, cd_root, holds_dicomdir, is_dicomdir, is_image_file
+from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
 
 DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
@@ -207,7 +207,7 @@ def dicom_cases(root: Path) -> list[CaseFiles]:
     case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``);
     a SEG of no CT series here, or a second SEG of one, is named in a warning and left out. Empty when
     there is no DICOM."""
-    series, seg_files = _dicom_folders(root, root.name)
+    series, seg_files = _dicom_folders(root, folder_case(root))
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     segs: dict[str, Path] = {}
     for path in seg_files:

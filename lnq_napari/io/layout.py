@@ -113,6 +113,12 @@ def _cd_case(path: Path) -> str | None:
     return None if cd is None else "_".join([cd.name, *path.relative_to(cd).parts])
 
 
+def folder_case(folder: str | Path) -> str:
+    """The case id of a DICOM folder given as such (a series, a download's root): its own name (``.`` too),
+    a series on a CD named from the CD's root (:func:`_cd_case`)."""
+    return _cd_case(folder) or Path(folder).resolve().name
+
+
 def case_name(source: str | Path | None, fallback: str = "case") -> str:
     """The case id of an image, label, prediction, version or autosave file name (a DICOM file's too:
     ``a-ct.dcm`` is ``a``); a series on a CD is named from the CD's root, as a CD's series are when the
@@ -209,8 +215,7 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
         cts = ct_files(path) or ct_files(path, role="")
         if cts:
             return [(split_name(p).case, p) for p in cts]
-        # a DICOM series folder (read_volume says so if it is not); on a CD, named from the CD's root
-        return [(_cd_case(path) or path.resolve().name, path)]
+        return [(folder_case(path), path)]  # a DICOM series folder (read_volume says so if it is not)
     name = path.name
     if name.lower().endswith(".dcm"):  # an enhanced multi-frame CT, named as its SEG would be paired
         return [(label_name(path).case or name[: -len(".dcm")], path)]
