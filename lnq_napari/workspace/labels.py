@@ -15,7 +15,6 @@ import json
 import os
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +121,7 @@ class LabelStore:
     def add(
         self, labels: Volume, source: str, model_version: str | None = None, edits: int = 0,
         parent: str | None = None,
-        committing: Callable[[dict], AbstractContextManager] | None = None, **fields,
+        committing: Callable[[dict], contextlib.AbstractContextManager] | None = None, **fields,
     ) -> SavedLabels:
         """Store ``labels`` as a new version; never overwrites.
 

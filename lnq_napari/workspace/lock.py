@@ -8,10 +8,12 @@ the operating system when a process dies).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock
@@ -48,6 +50,21 @@ class WorkspaceLock:
 
     def __exit__(self, *exc) -> None:
         self._lock().release()
+
+    @contextlib.contextmanager
+    def if_free(self) -> Iterator[bool]:
+        """``with lock.if_free() as held:``: the lock taken when no other program or thread holds it
+        (reentrant, as ``with lock``), never waited for; ``held`` says whether it was taken."""
+        lock = self._lock()
+        try:
+            lock.acquire(timeout=0)
+        except TimeoutError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
 
 RUN_FILE = ".finetune.lock"  # beside LOCK_FILE: held for as long as a fine-tune runs

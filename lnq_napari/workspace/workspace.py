@@ -16,9 +16,10 @@ numbers are taken by exclusive create, and the registry, journal and cache are c
 workspace's cross-process lock (:mod:`lnq_napari.workspace.lock`). A label version is committed by its
 provenance file, written after the label file and before the journal line, so a process killed at any
 moment loses at most the version in flight; one killed between the commit and the line has the line
-written by the next save, opening or journal read (:mod:`lnq_napari.workspace.save_lines`). The journal
-tolerates a torn last line. Each job lives in its own module (cases, labels, journal, save lines,
-registry, cache); this class only opens, creates and delegates.
+written by the next save, or opening or journal read that finds the lock free
+(:mod:`lnq_napari.workspace.save_lines`). The journal tolerates a torn last line. Each job lives in its
+own module (cases, labels, journal, save lines, registry, cache); this class only opens, creates and
+delegates.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class Workspace:
     # ------------------------------------------------------------ create / open
     @classmethod
     def open(cls, path: str | Path) -> Workspace:
-        """Open an existing workspace (the journal line of a save killed before it written now);
-        LNQError when ``path`` is not one."""
+        """Open an existing workspace (and write the journal line a killed save left missing, unless
+        another program holds the lock: then a later writer does); LNQError when ``path`` is not one."""
         ws = cls(Path(path), read_meta(path))
         ws._recover_save_line()
         return ws
@@ -279,8 +280,9 @@ class Workspace:
         return self._journal.entries(action)
 
     def _recover_save_line(self) -> None:
-        """:meth:`SaveLines.recover`; a workspace that cannot be written now keeps it for a later writer."""
-        with contextlib.suppress(OSError):
+        """:meth:`SaveLines.recover`, never waiting and never failing: a workspace locked or not writable
+        now keeps the line for a later writer."""
+        with contextlib.suppress(OSError, LNQError):
             self._saves.recover()
 
     # ------------------------------------------------------------ models
