@@ -779,9 +779,11 @@ def activate_model(
 
     ``version`` is a registered id, ``"bundled"`` (roll back to the bundled model), a model folder of
     this workspace, or a model folder from elsewhere (one you trained: ours, or nnU-Net's as
-    ``nnunet:<folder>``), copied in and registered as the root of its own lineage
-    (:meth:`~lnq_napari.workspace.Workspace.adopt_model`). LNQError, with nothing changed, for an unknown
-    version or a half-written model folder (files missing, unreadable or not matching their sha256).
+    ``nnunet:<folder>[?options]``, kept with its options), copied in and registered as the root of its own
+    lineage (:meth:`~lnq_napari.workspace.Workspace.adopt_model`). LNQError, with nothing changed, for an
+    unknown version, a half-written model folder (files missing, unreadable or not matching their sha256),
+    options given with one of our models, or other options than a version folder of this workspace was
+    registered with.
     """
     ws = _open(workspace)
     chosen = ws.version_or_adopted(str(version))

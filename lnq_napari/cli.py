@@ -215,7 +215,8 @@ def _signed(value: float | None, digits: int) -> str:
 
 
 def _model_row(m) -> dict:
-    """One row of ``workspace models``: figures vs the parent as differences, when the version has them."""
+    """One row of ``workspace models``: figures vs the parent as differences, when the version has them;
+    an nnU-Net version's options."""
     return {
         "version": m.version, "parent": m.parent or "", "active": "*" if m.active else "",
         "created": m.created[:16].replace("T", " "),
@@ -224,13 +225,14 @@ def _model_row(m) -> dict:
         "surface Dice vs parent": _signed(m.vs_parent("surface_dice"), 3),
         "recall vs parent": _signed(m.vs_parent("recall"), 2),
         "false nodes vs parent": _signed(m.vs_parent("false_nodes"), 2), "verdict": m.verdict,
+        "options": m.options,
     }
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
     models = api.list_models(args.path)
     rows = [_model_row(m) for m in models]
-    _print_table(rows, list(rows[0]))
+    _print_table(rows, [c for c in rows[0] if c != "options" or any(m.options for m in models)])
     for m in models[1:]:
         if m.reason:
             print(f"{m.version}: {m.reason}")

@@ -42,6 +42,8 @@ def test_a_model_string_gives_its_folder_and_typed_options():
     ("nnunet:/m?tile_step=0", "tile_step=0 in .* must be above 0 and at most 1"),
     ("nnunet:/m?min_peak=x", "min_peak='x' in .* is not a number"),
     ("nnunet:", "names no folder; give nnunet:<trained model folder>"),
+    ("nnunet:/m?checkpoint=", "checkpoint='' in nnunet:/m.* names no checkpoint file"),
+    ("nnunet:/m?folds=0&checkpoint= ", "names no checkpoint file"),
     ("nnunet: ?folds=0", "names no folder"),
 ])
 def test_bad_model_strings_are_refused(text, message):
@@ -92,3 +94,29 @@ def test_figures_are_kept_under_the_weights_and_settings_a_model_string_chooses(
                                                              "min_component_mm3=300")]
     assert None not in others and len({plain, *others}) == 5
     assert figures_key(f"nnunet:{folder}?folds=4") is None  # a fold it lacks: nothing to key
+
+
+def test_options_are_compared_as_they_take_effect(tmp_path):
+    """:func:`effective_options`: nnU-Net's defaults left out, folds in the folder's order and none when
+    they are every fold; the checkpoint's folds decide which are every fold."""
+    from lnq_napari.model.nnunet_folder import NO_OPTIONS, effective_options
+
+    folder = tmp_path / "m"
+    for fold, checkpoints in (("0", ("checkpoint_final.pth", "checkpoint_best.pth")),
+                              ("1", ("checkpoint_final.pth",)), ("all", ("checkpoint_final.pth",))):
+        for name in checkpoints:
+            (folder / f"fold_{fold}").mkdir(parents=True, exist_ok=True)
+            (folder / f"fold_{fold}" / name).write_bytes(b"w")
+
+    def effective(query: str) -> str:
+        return effective_options(folder, parse_options(query)).query()
+
+    for query in ("", "folds=", "folds=1,0", "folds=0,1,1", "mirroring=on", "tile_step=0.5",
+                  "checkpoint=checkpoint_final.pth", "threshold=0.5&max_mean_hu=none&min_peak=0"):
+        assert effective(query) == "", query
+    assert effective("folds=1,all,0") == "folds=0,1,all" and effective("folds=all") == "folds=all"
+    assert effective("folds=1&mirroring=off&threshold=0.7") == "folds=1&mirroring=off&threshold=0.7"
+    assert effective("checkpoint=checkpoint_best.pth&folds=0") == "checkpoint=checkpoint_best.pth"
+    assert effective_options(tmp_path / "nowhere", NO_OPTIONS) == NO_OPTIONS
+    with pytest.raises(LNQError, match=r"lacks fold\(s\) 1 \(checkpoint_best.pth\)"):
+        effective("checkpoint=checkpoint_best.pth&folds=1")

@@ -587,3 +587,73 @@ def test_an_nnunet_version_registered_without_options_predicts_from_its_folder(r
     assert registry.model(entry["id"]) == registry.path(entry["id"])
     registry.activate(entry["id"])
     assert registry.prediction_model() == (registry.path(entry["id"]), entry["id"])
+
+
+def test_an_empty_checkpoint_option_is_refused_before_anything_is_made(ws, tmp_path):
+    """``?checkpoint=`` was kept: the registry read it as checkpoint_final.pth, the predictor as no file at
+    all, so the workspace could never predict."""
+    mine = _complete_nnunet_model(tmp_path / "runs" / "Dataset601_LNQ" / NNUNET_NAME)
+    before = _state(ws)
+    given = f"nnunet:{mine}?checkpoint="
+    with pytest.raises(LNQError, match="names no checkpoint file; give the file name in each fold_<k>"):
+        api.init_workspace(tmp_path / "ws2", tmp_path / "data", given)
+    with pytest.raises(LNQError, match="names no checkpoint file"):
+        api.activate_model(ws, given)
+    assert not (tmp_path / "ws2").exists() and _state(ws) == before
+
+
+def test_a_fine_tune_parent_named_by_its_version_folder_is_that_version(ws, tmp_path):
+    """``finetune-nnunet --model nnunet:<W/models/m004/<name>>`` without the options m004 was registered
+    with: the lookup missed it and copied the workspace's own version in as a new root version."""
+    mine = _complete_nnunet_model(tmp_path / "runs" / "Dataset601_LNQ" / NNUNET_NAME)
+    version = api.activate_model(ws, f"nnunet:{mine}?mirroring=off").version
+    own = ws.model_path(version)
+    for named in (own, f"nnunet:{own}", f"nnunet:{own}?mirroring=off"):
+        assert ws.adopt_model(named) == version
+    before = _state(ws)
+    with pytest.raises(LNQError, match=f"names {version} with other options than it was registered with "
+                                       r"\(mirroring=off\)"):
+        ws.adopt_model(f"nnunet:{own}?tile_step=0.75")
+    with pytest.raises(LNQError, match="no registered version"):
+        ws.adopt_model(own.parent)
+    assert _state(ws) == before and [e["id"] for e in ws.models()] == ["m001", "m002", "m003", version]
+
+
+def test_options_on_the_bundled_model_or_one_of_our_versions_are_refused_as_for_a_new_model(ws, tmp_path):
+    """`workspace activate` dropped options given with the bundled model's folder without a word, and for
+    one of our versions advised adding the folder as a version with them, which is refused."""
+    from lnq_napari.model import bundled_model_path
+
+    before = _state(ws)
+    for folder in (bundled_model_path(), ws.model_path("m002")):
+        with pytest.raises(LNQError, match=r"is an lnq-napari model; the options after '\?' \(folds=0\) "
+                                           "apply to nnU-Net models only: give the folder without them"):
+            api.activate_model(ws, f"nnunet:{folder}?folds=0")
+    assert _state(ws) == before
+    assert api.activate_model(ws, f"nnunet:{bundled_model_path()}").version == "bundled"
+    assert api.activate_model(ws, str(ws.model_path("m002"))).version == "m002"
+
+
+def test_options_that_spell_out_the_defaults_are_one_version_and_one_cache_key(ws, tmp_path, capsys):
+    """``mirroring=on``, ``checkpoint=checkpoint_final.pth``, every fold listed, or folds in another order
+    made versions (copies) of their own and, for the fold order, another figures key. Options are kept as
+    they take effect; `workspace models` and the register_model line show them."""
+    from lnq_napari.cli import main
+    from lnq_napari.model.checkpoint import figures_key
+
+    mine = _complete_nnunet_model(tmp_path / "runs" / "Dataset601_LNQ" / NNUNET_NAME, folds=("0", "1", "2"))
+    plain = api.activate_model(ws, f"nnunet:{mine}").version
+    for query in ("mirroring=on", "checkpoint=checkpoint_final.pth", "folds=", "folds=2,0,1",
+                  "tile_step=0.5&threshold=0.5&max_mean_hu=none"):
+        assert api.activate_model(ws, f"nnunet:{mine}?{query}").version == plain, query
+    some = api.activate_model(ws, f"nnunet:{mine}?folds=2,0&mirroring=off&mirroring=off").version
+    assert api.activate_model(ws, f"nnunet:{mine}?mirroring=off&folds=0,2,0&tile_step=0.5").version == some
+    assert [e["id"] for e in ws.models()][-2:] == [plain, some] and "options" not in ws.model_info(plain)
+    assert ws.model_info(some)["options"] == "folds=0,2&mirroring=off"
+    assert figures_key(f"nnunet:{mine}?folds=2,0") == figures_key(f"nnunet:{mine}?folds=0,2") != \
+        figures_key(mine) == figures_key(ws.model(plain)) == figures_key(f"nnunet:{mine}?folds=1,2,0")
+    assert [e.get("options") for e in ws.journal("register_model")][-2:] == [None, "folds=0,2&mirroring=off"]
+    assert main(["workspace", "models", str(ws.root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[-1] == "options"
+    assert out[1 + len(ws.models())].split()[-1] == "folds=0,2&mirroring=off"

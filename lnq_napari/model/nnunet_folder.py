@@ -57,6 +57,19 @@ class NnunetOptions:
         pairs += [(k, "none" if v is None else repr(v)) for k, v in sorted(self.inference.items())]
         return urlencode(pairs, safe=",")
 
+    @property
+    def checkpoint_file(self) -> str:
+        """The checkpoint file each fold predicts with: its own, else :data:`CHECKPOINT`."""
+        return CHECKPOINT if self.checkpoint is None else self.checkpoint
+
+    def predicting(self) -> tuple[float, bool, InferenceConfig]:
+        """``(tile step, mirroring, post-processing)`` it predicts with: those it sets, nnU-Net's defaults
+        (:data:`TILE_STEP`, :data:`MIRRORING`, :data:`NNUNET_INFERENCE`) for the rest. TypeError for an
+        unknown post-processing setting."""
+        return (TILE_STEP if self.tile_step is None else self.tile_step,
+                MIRRORING if self.mirroring is None else self.mirroring,
+                dataclasses.replace(NNUNET_INFERENCE, **self.inference))
+
     def settings(self) -> NnunetOptions:
         """How it predicts (tile step, mirroring, post-processing), without which weights (folds,
         checkpoint): what a model fine-tuned from this one keeps, its own weights being one fold's."""
@@ -82,8 +95,7 @@ class NnunetModelSpec:
 
     def open(self) -> NnUNetModel:
         """The folder checked with the folds and checkpoint the options choose (:func:`open_model`)."""
-        checkpoint = self.options.checkpoint
-        return open_model(self.folder, self.options.folds, CHECKPOINT if checkpoint is None else checkpoint)
+        return open_model(self.folder, self.options.folds, self.options.checkpoint_file)
 
 
 def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
@@ -128,6 +140,9 @@ def parse_options(query: str, text: str | None = None) -> NnunetOptions:
                 raise LNQError(f"mirroring={value!r} in {text} must be on or off")
             options["mirroring"] = switch
         elif key == "checkpoint":
+            if not value.strip() or any(sep in value for sep in ("/", "\\")):
+                raise LNQError(f"checkpoint={value!r} in {text} names no checkpoint file; give the file name "
+                               "in each fold_<k> folder (e.g. checkpoint_best.pth) or leave checkpoint out")
             options["checkpoint"] = value
         elif key in POSTPROCESSING:
             try:
@@ -174,9 +189,14 @@ def is_nnunet_folder(path: str | Path) -> bool:
     return all((path / name).is_file() for name in FOLDER_FILES)
 
 
+def fold_checkpoints(path: Path, checkpoint: str = CHECKPOINT) -> list[Path]:
+    """Each fold's ``fold_<f>/<checkpoint>`` file in the model folder ``path``, sorted by path."""
+    return sorted(p for p in path.glob(f"fold_*/{checkpoint}") if p.is_file())
+
+
 def available_folds(path: Path, checkpoint: str = CHECKPOINT) -> list[str]:
     """Folds of ``path`` with ``fold_<f>/<checkpoint>``: numbers in order, then "all"."""
-    found = [p.name[len("fold_"):] for p in path.glob("fold_*") if (p / checkpoint).is_file()]
+    found = [p.parent.name[len("fold_"):] for p in fold_checkpoints(path, checkpoint)]
     return sorted((f for f in found if f.isdigit()), key=int) + (["all"] if "all" in found else [])
 
 
@@ -216,8 +236,9 @@ def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> N
 
 
 def chosen_folds(path: Path, folds=None, checkpoint: str = CHECKPOINT) -> tuple[str, ...]:
-    """The folds of the model folder ``path`` that ``folds`` chooses (as :func:`open_model` takes it);
-    LNQError when it has no ``checkpoint`` or lacks a fold asked for. Reads no checkpoint."""
+    """The folds of the model folder ``path`` that ``folds`` chooses (as :func:`open_model` takes it), in
+    the folder's order (:func:`available_folds`) whatever order they are given in; LNQError when it has
+    no ``checkpoint`` or lacks a fold asked for. Reads no checkpoint."""
     found = available_folds(path, checkpoint)
     if not found:
         raise LNQError(f"{path} has no fold_*/{checkpoint}; finish training a fold (nnUNetv2_train) or pass "
@@ -230,7 +251,23 @@ def chosen_folds(path: Path, folds=None, checkpoint: str = CHECKPOINT) -> tuple[
     if missing:
         raise LNQError(f"{path} lacks fold(s) {', '.join(missing)} ({checkpoint}); it has fold(s) "
                        f"{', '.join(found)}: pass those or train the missing ones")
-    return chosen
+    return tuple(f for f in found if f in chosen)
+
+
+def effective_options(folder: Path, options: NnunetOptions) -> NnunetOptions:
+    """``options`` as they take effect on the model folder ``folder``: nnU-Net's defaults left out, the
+    folds in the folder's order and left out when they are every fold (what no ``folds`` chooses), so two
+    spellings of one model compare (and are kept) alike. LNQError when the folder lacks what they choose."""
+    if options == NO_OPTIONS:
+        return options
+    checkpoint = options.checkpoint_file
+    folds = chosen_folds(folder, options.folds, checkpoint)
+    return NnunetOptions(
+        folds=None if folds == chosen_folds(folder, None, checkpoint) else folds,
+        checkpoint=None if checkpoint == CHECKPOINT else checkpoint,
+        tile_step=None if options.tile_step == TILE_STEP else options.tile_step,
+        mirroring=None if options.mirroring == MIRRORING else options.mirroring,
+        inference={k: v for k, v in options.inference.items() if getattr(NNUNET_INFERENCE, k) != v})
 
 
 def prediction_key(spec: NnunetModelSpec) -> str:
@@ -238,9 +275,6 @@ def prediction_key(spec: NnunetModelSpec) -> str:
     options choose (wherever the folder lies: a candidate and its registered copy share it) and the
     settings it predicts with (:data:`TILE_STEP`, :data:`MIRRORING`, :data:`NNUNET_INFERENCE` unless its
     options set them). LNQError when the folder lacks what the options choose."""
-    options = spec.options
-    settings = json.dumps([TILE_STEP if options.tile_step is None else options.tile_step,
-                           MIRRORING if options.mirroring is None else options.mirroring,
-                           dataclasses.asdict(dataclasses.replace(NNUNET_INFERENCE, **options.inference))],
-                          sort_keys=True)
+    tile_step, mirroring, inference = spec.options.predicting()
+    settings = json.dumps([tile_step, mirroring, dataclasses.asdict(inference)], sort_keys=True)
     return hashlib.sha256(f"{spec.open().content}|{settings}".encode()).hexdigest()[:16]

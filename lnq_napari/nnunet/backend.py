@@ -14,7 +14,6 @@ import io
 import json
 import pickle
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import ModelConfig
-from lnq_napari.model.nnunet_folder import CHECKPOINT, MIRRORING, NNUNET_INFERENCE, TILE_STEP, open_model
+from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
 from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.per_ct import region_of
 
@@ -53,26 +52,30 @@ def _tracked_predictor_class():
 class NnUNetPredictor:
     """A loaded nnU-Net model folder; reuse it for many CTs (the interface of ``inference.Predictor``).
 
-    ``folds``: None (every fold with ``checkpoint``) or the folds to ensemble. ``tile_step``: nnU-Net's
-    tile step size (0.5 its default; larger is faster). ``mirroring``: test-time mirroring along the
-    axes the model allows (nnU-Net's default on; off is up to 8x faster). ``inference``: overrides of
-    the post-processing (:class:`InferenceConfig` fields; default :data:`NNUNET_INFERENCE`).
+    ``folds``: None (every fold with ``checkpoint``, each fold's checkpoint file; default
+    ``checkpoint_final.pth``) or the folds to ensemble. ``tile_step``: nnU-Net's tile step size (0.5 its
+    default; larger is faster). ``mirroring``: test-time mirroring along the axes the model allows
+    (nnU-Net's default on; off is up to 8x faster). ``inference``: overrides of the post-processing
+    (:class:`InferenceConfig` fields; default :data:`NNUNET_INFERENCE`). Settings not given (None) are
+    :meth:`~lnq_napari.model.nnunet_folder.NnunetOptions.predicting`'s.
     """
 
-    def __init__(self, model: str | Path, device: str = "auto", folds=None, checkpoint: str = CHECKPOINT,
-                 tile_step: float = TILE_STEP, mirroring: bool = MIRRORING,
+    def __init__(self, model: str | Path, device: str = "auto", folds=None, checkpoint: str | None = None,
+                 tile_step: float | None = None, mirroring: bool | None = None,
                  inference: dict | None = None) -> None:
+        options = NnunetOptions(checkpoint=checkpoint, tile_step=tile_step, mirroring=mirroring,
+                                inference=dict(inference or {}))
+        try:
+            tile_step, mirroring, inf = options.predicting()  # nnU-Net's defaults for those not given
+        except TypeError as exc:
+            raise LNQError(f"unknown inference setting ({exc}); use fields of InferenceConfig") from exc
         if not 0.0 < float(tile_step) <= 1.0:
             raise LNQError(f"tile step {tile_step} must be in (0, 1]; nnU-Net's default is 0.5")
-        self.model = open_model(model, folds, checkpoint)
+        self.model = open_model(model, folds, options.checkpoint_file)
         require_nnunet("an nnU-Net model")
         self.path = self.model.path
         self.version: str = self.model.version
         self.device = resolve_device(device)
-        try:
-            inf = replace(NNUNET_INFERENCE, **(inference or {}))
-        except TypeError as exc:
-            raise LNQError(f"unknown inference setting ({exc}); use fields of InferenceConfig") from exc
         self.config = ModelConfig(inference=inf, version=self.version)
         _check_one_channel(self.path)  # before loading: a CT + PET network fails deep inside otherwise
         cls = _tracked_predictor_class()
@@ -85,7 +88,7 @@ class NnUNetPredictor:
         try:
             self._nnunet.initialize_from_trained_model_folder(
                 str(self.path), use_folds=[f if f == "all" else int(f) for f in self.model.folds],
-                checkpoint_name=checkpoint)
+                checkpoint_name=self.model.checkpoint)
         except (KeyError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
             why = str(exc).splitlines()[0][:160] if str(exc) else ""
             if "torchvision" in why:  # nnU-Net looked for a trainer class among modules that need it

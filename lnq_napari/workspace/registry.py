@@ -5,13 +5,15 @@ metrics, created, active, and the sha256 of the model's files when registered. A
 model folders (config.json + weights) or, with ``"kind": "nnunet"``, an nnU-Net trained model folder kept
 under its own name (``models/<id>/<trainer>__<plans>__<configuration>``: plans.json, dataset.json and
 each fold's checkpoint), which :func:`lnq_napari.nnunet.select.load_predictor` recognises, with the
-``options`` of the model string it was given (``folds=0&mirroring=off``; none when absent): it predicts
-with them, and its files are those they choose (each fold's ``checkpoint=``, ``checkpoint_final.pth``
-by default). At most one
-version is active: predictions and fine-tuning start from it, and from the bundled model while none is
-(the pseudo-version ``"bundled"``). A version is activated only after its folder is checked: inside this
-workspace's ``models/``, complete, and unchanged since it was registered. :class:`ModelSummary` is one
-version as the CLI table and the Review widget show it.
+``options`` of the model string it was given (``folds=0&mirroring=off``; none when absent), kept as they
+take effect (:func:`~lnq_napari.model.nnunet_folder.effective_options`: ``mirroring=on`` or every fold
+listed is no option, so one model is one version): it predicts with them, and its files are those they
+choose (each fold's ``checkpoint=``, ``checkpoint_final.pth`` by default).
+
+At most one version is active: predictions and fine-tuning start from it, and from the bundled model
+while none is (the pseudo-version ``"bundled"``). A version is activated only after its folder is
+checked: inside this workspace's ``models/``, complete, and unchanged since it was registered.
+:class:`ModelSummary` is one version as the CLI table and the Review widget show it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from lnq_napari.model.nnunet_folder import (
     NO_OPTIONS,
     NnunetModelSpec,
     NnunetOptions,
-    chosen_folds,
+    effective_options,
+    fold_checkpoints,
     is_nnunet_folder,
     model_spec,
     parse_options,
@@ -79,6 +82,7 @@ class ModelSummary:
     corrected_cases: int  # the corrections it trained on (replayed cases of the original data not counted)
     path: str
     kind: str = "lnq"  # or "nnunet"
+    options: str = ""  # an nnU-Net version's options, as a model string writes them ("": none)
     verdict: str = ""
     reason: str = ""
     dice: float | None = None
@@ -126,7 +130,8 @@ class ModelSummary:
             version=entry["id"], parent=entry.get("parent"), created=entry.get("created", ""),
             active=bool(entry.get("active")),
             corrected_cases=len(entry.get("corrected_cases", entry.get("training_cases")) or []),
-            path=str(path), kind=entry.get("kind", "lnq"), verdict=_verdict(metrics),
+            path=str(path), kind=entry.get("kind", "lnq"), options=entry.get("options") or "",
+            verdict=_verdict(metrics),
             reason=str(metrics.get("reason", "")),
             dice=pick("candidate_dice", "dice_mean", after),
             dice_parent=pick("parent_dice", "dice_mean", before),
@@ -181,15 +186,15 @@ class ModelRegistry:
     ) -> dict:
         """Add a model folder (copied to ``<folder>/<version>``, an nnU-Net one to
         ``<folder>/<version>/<its name>``, unless ``copy`` is False) that predicts with ``options`` (an
-        nnU-Net model string's); returns its entry, not active."""
+        nnU-Net model string's, kept as they take effect); returns its entry, not active."""
         src = Path(path)
         kind = model_kind(src)
         if kind is None:
             raise LNQError(f"{src} is not a model folder (no config.json, nor nnU-Net's plans.json and "
                            "dataset.json); give a trained model folder")
-        _check_options(src, kind, options)
-        checkpoint = options.checkpoint or CHECKPOINT
-        if kind == NNUNET and not any(src.glob(f"fold_*/{checkpoint}")):
+        options = _effective(src, kind, options)
+        checkpoint = options.checkpoint_file
+        if kind == NNUNET and not fold_checkpoints(src, checkpoint):
             raise LNQError(f"{src} has no fold_*/{checkpoint}; finish training a fold first")
         with self._lock:  # id, folder and entry: read-modify-write of the registry
             version = version or self.next_version()
@@ -208,14 +213,16 @@ class ModelRegistry:
 
     def find(self, path: str | Path, options: NnunetOptions = NO_OPTIONS) -> str | None:
         """The version registered from the same model files as the folder ``path`` (each file's sha256
-        equal) with the same ``options``, or None: a model registered once is not registered again."""
+        equal) with the same ``options`` as they take effect, or None: a model registered once is not
+        registered again."""
         folder = Path(path)
         kind = model_kind(folder)
         if kind is None:
             return None
-        digests = _checksums(folder, kind, options.checkpoint or CHECKPOINT)
-        return next((e["id"] for e in self.entries()
-                     if e.get("sha256") == digests and entry_options(e) == options), None)
+        options = _effective(folder, kind, options)
+        digests = _checksums(folder, kind, options.checkpoint_file)
+        return next((e["id"] for e in self.entries() if e.get("sha256") == digests
+                     and _effective(folder, kind, entry_options(e)) == options), None)
 
     def info(self, version: str) -> dict:
         for entry in self.entries():
@@ -262,8 +269,10 @@ class ModelRegistry:
             self.info(name)  # unknown: the error lists the known versions
         for version in self.known():
             if folder.resolve() == self.path(version).resolve():
-                own = NO_OPTIONS if version == BUNDLED else entry_options(self.info(version))
-                if spec.options not in (NO_OPTIONS, own):
+                entry = None if version == BUNDLED else self.info(version)
+                kind = NNUNET if is_nnunet_version(entry) else "lnq"
+                own = _effective(folder, kind, entry_options(entry))
+                if spec.options != NO_OPTIONS and _effective(folder, kind, spec.options) != own:
                     raise LNQError(f"{name} names {version} with other options than it was registered with "
                                    f"({own.query() or 'none'}); activate {version} as it is, or give the "
                                    "options with the model folder you trained (it is added as a version)")
@@ -412,14 +421,14 @@ def entry_options(entry: dict | None) -> NnunetOptions:
     return parse_options((entry or {}).get("options") or "")
 
 
-def _check_options(folder: Path, kind: str, options: NnunetOptions) -> None:
-    """LNQError when ``options`` are set for one of our models, or choose folds ``folder`` lacks."""
-    if options == NO_OPTIONS:
-        return
-    if kind != NNUNET:
+def _effective(folder: Path, kind: str, options: NnunetOptions) -> NnunetOptions:
+    """``options`` as they take effect on the model folder ``folder`` of ``kind``
+    (:func:`~lnq_napari.model.nnunet_folder.effective_options`); LNQError when they are set for one of our
+    models (the bundled one too), or choose folds or a checkpoint ``folder`` lacks."""
+    if options != NO_OPTIONS and kind != NNUNET:
         raise LNQError(f"{folder} is an lnq-napari model; the options after '?' ({options.query()}) apply "
                        "to nnU-Net models only: give the folder without them")
-    chosen_folds(folder, options.folds, options.checkpoint or CHECKPOINT)
+    return effective_options(folder, options)
 
 
 def is_nnunet_version(entry: dict | None) -> bool:
@@ -441,8 +450,8 @@ def _model_files(folder: Path, kind: str = "lnq", checkpoint: str = CHECKPOINT) 
     if kind != NNUNET:
         return [name for name in MODEL_FILES if (folder / name).is_file()]
     extra = [FINGERPRINT] if (folder / FINGERPRINT).is_file() else []
-    return [*FOLDER_FILES, *extra, *sorted(p.relative_to(folder).as_posix()
-                                           for p in folder.glob(f"fold_*/{checkpoint}"))]
+    return [*FOLDER_FILES, *extra, *(p.relative_to(folder).as_posix()
+                                     for p in fold_checkpoints(folder, checkpoint))]
 
 
 def _checksums(folder: Path, kind: str = "lnq", checkpoint: str = CHECKPOINT) -> dict[str, str]:
@@ -467,9 +476,9 @@ def check_outside_model(path: Path, what: str, options: NnunetOptions = NO_OPTIO
     checks the files too; a config of another kind or another architecture was adopted and activated,
     and every prediction failed)."""
     kind = model_kind(path)
-    _check_options(path, kind, options)
+    options = _effective(path, kind, options)
     if kind == NNUNET:
-        check_model_files(path, what, fix=COMPLETE_MODEL, checkpoint=options.checkpoint or CHECKPOINT)
+        check_model_files(path, what, fix=COMPLETE_MODEL, checkpoint=options.checkpoint_file)
     else:
         load_checkpoint(path)
 
@@ -490,15 +499,15 @@ def check_model_files(path: Path, what: str, recorded: dict | None = None, nnune
             if not (path / name).is_file() or not (path / name).stat().st_size:
                 raise LNQError(f"{what} is incomplete: {path / name} is missing or empty "
                                f"(a half-written folder); {fix}")
-        checkpoints = list(path.glob(f"fold_*/{checkpoint}")) if nnunet and not recorded else None
+        checkpoints = fold_checkpoints(path, checkpoint) if nnunet and not recorded else None
         if checkpoints is not None and not checkpoints:
             raise LNQError(f"{what} has no fold_*/{checkpoint}; finish training a fold first")
         if checkpoints and not all(c.stat().st_size for c in checkpoints):
             raise LNQError(f"{what} is incomplete: a fold_*/{checkpoint} is empty (a half-written "
                            f"folder); {fix}")
-        for checkpoint in checkpoints or ():  # torch's zip archive, read whole (CRCs), nothing unpickled
-            if not _complete_zip(checkpoint):
-                raise LNQError(f"{what} is damaged: {checkpoint} is not a complete checkpoint (cut short or "
+        for file in checkpoints or ():  # torch's zip archive, read whole (CRCs), nothing unpickled
+            if not _complete_zip(file):
+                raise LNQError(f"{what} is damaged: {file} is not a complete checkpoint (cut short or "
                                f"altered); {fix}")
         for name in required if nnunet and not recorded else ():
             if name.endswith(".json"):

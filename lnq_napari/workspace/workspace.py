@@ -44,7 +44,6 @@ from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock
 from lnq_napari.workspace.registry import (
-    BUNDLED,
     REGISTRY_FILE,
     ModelRegistry,
     ModelSummary,
@@ -309,16 +308,20 @@ class Workspace:
             entry = self.registry.register(path, parent=parent, training_cases=training_cases,
                                            metrics=metrics, version=version, copy=copy, **fields)
             self.log("register_model", version=entry["id"], parent=parent,
-                     training_cases=len(entry["training_cases"]), metrics=entry["metrics"])
+                     training_cases=len(entry["training_cases"]), metrics=entry["metrics"],
+                     **({"options": entry["options"]} if entry.get("options") else {}))
         return entry["id"]
 
     def adopt_model(self, model: str | Path) -> str:
         """The version registered from the model files in ``model`` (a folder, or ``nnunet:<folder>
         [?options]``) with the same options (each file's sha256 equal), else the folder copied in and
         registered now with its options as the root of a lineage of its own (a model the user trained
-        elsewhere: ours or nnU-Net's). Not activated."""
+        elsewhere: ours or nnU-Net's). Not activated. A folder in this workspace's ``models/`` is the
+        version it holds (:meth:`ModelRegistry.version_of`: other options than its own are refused)."""
         spec = model_spec(model)
         folder = spec.folder.expanduser().resolve()
+        if folder.is_relative_to(self.models_dir.resolve()):
+            return self.registry.version_of(str(model))
         version = self.registry.find(folder, spec.options)
         if version is not None:
             return version
@@ -326,15 +329,15 @@ class Workspace:
         return self.register_model(folder, source=str(folder), options=spec.options)
 
     def version_or_adopted(self, name: str) -> str:
-        """The version ``name`` means (:meth:`ModelRegistry.version_of`), the bundled model's own folder
-        as ``bundled``, or a model folder from outside any workspace adopted (:meth:`adopt_model`); a
+        """The version ``name`` means (:meth:`ModelRegistry.version_of`: the bundled model's own folder
+        is ``bundled``), or a model folder from outside any workspace adopted (:meth:`adopt_model`); a
         version folder of another workspace is refused by the lookup (a slip, most likely)."""
         folder = model_spec(name).folder
-        if folder.is_dir() and folder.resolve() == bundled_model_path():
-            return BUNDLED  # its row, not a copy
+        bundled = folder.is_dir() and folder.resolve() == bundled_model_path().resolve()  # its row, no copy
         outside = folder.is_dir() and not folder.resolve().is_relative_to(self.root.resolve())
         in_a_workspace = any((p / REGISTRY_FILE).is_file() for p in folder.resolve().parents[:3])
-        if outside and not in_a_workspace and name not in self.registry.known() and model_kind(folder):
+        if outside and not (bundled or in_a_workspace) and name not in self.registry.known() and \
+                model_kind(folder):
             return self.adopt_model(name)
         return self.registry.version_of(name)
 
