@@ -23,7 +23,7 @@ from lnq_napari.errors import LNQError  # noqa: E402
 from lnq_napari.finetuning.validation import ValidationMetrics, version_figures  # noqa: E402
 from lnq_napari.io.readers import read_labels  # noqa: E402
 from lnq_napari.model.config import FinetuneConfig  # noqa: E402
-from lnq_napari.model.nnunet_folder import CHECKPOINT  # noqa: E402
+from lnq_napari.model.nnunet_folder import CHECKPOINT, NnunetOptions  # noqa: E402
 from lnq_napari.nnunet.backend import NnUNetPredictor  # noqa: E402
 from lnq_napari.nnunet.export import free_dataset_id  # noqa: E402
 from lnq_napari.nnunet.finetune import NnUNetFinetune, _register  # noqa: E402
@@ -508,5 +508,6 @@ def test_a_parent_given_with_options_trains_and_predicts_as_they_say(nnunet_mode
     assert len(loaded) == 1 and loaded[0].startswith(f"nnunet:{ws.root / 'nnunet'}")
     assert loaded[0].endswith(f"/{NAME}?tile_step=0.75&mirroring=off")  # the candidate, judged
     new = result.new_version
-    assert (new, result.options) == ("m002", "tile_step=0.75&mirroring=off")
-    assert ws.model(new) == result.model_string == f"nnunet:{ws.model_path(new)}?tile_step=0.75&mirroring=off"
+    assert (new, result.options) == ("m002", NnunetOptions(tile_step=0.75, mirroring=False))
+    assert ws.model(new) == result.spec and result.to_dict()["options"] == "tile_step=0.75&mirroring=off"
+    assert result.model_string == f"nnunet:{ws.model_path(new)}?tile_step=0.75&mirroring=off"

@@ -68,7 +68,7 @@ def test_options_written_back_read_the_same_and_a_fine_tune_keeps_the_settings_o
     spec = parse_model_string(text)
     assert spec.options.query() == ("folds=0,all&checkpoint=checkpoint_best.pth&tile_step=0.75&mirroring=off"
                                     "&max_mean_hu=none&min_component_mm3=300.0")
-    assert parse_model_string(spec.model) == spec and NnunetModelSpec(Path("/r/m")).model == Path("/r/m")
+    assert parse_model_string(str(spec)) == spec and str(NnunetModelSpec(Path("/r/m"))) == "nnunet:/r/m"
     assert spec.options.settings() == NnunetOptions(tile_step=0.75, mirroring=False, inference={
         "max_mean_hu": None, "min_component_mm3": 300.0})
     assert NnunetOptions().query() == "" and parse_options("") == NnunetOptions()
@@ -94,6 +94,18 @@ def test_figures_are_kept_under_the_weights_and_settings_a_model_string_chooses(
                                                              "min_component_mm3=300")]
     assert None not in others and len({plain, *others}) == 5
     assert figures_key(f"nnunet:{folder}?folds=4") is None  # a fold it lacks: nothing to key
+
+
+def test_a_folder_with_a_question_mark_reads_back_from_its_model_string():
+    """Options follow the last '?'; one followed by a '/' lies in the folder (a workspace under
+    ``review?2/``), and a folder whose own name holds one is written with a '?' after it."""
+    for folder in ("/r?2/ws/m", "/r?2/m?x", "/r/m"):
+        for options in (NnunetOptions(), NnunetOptions(folds=("0",), mirroring=False)):
+            spec = NnunetModelSpec(Path(folder), options)
+            assert parse_model_string(str(spec)) == spec == model_spec(spec)
+    assert parse_model_string("nnunet:/r?2/ws/m") == NnunetModelSpec(Path("/r?2/ws/m"))
+    with pytest.raises(LNQError, match="names no checkpoint file"):
+        parse_options("checkpoint=fold_0/checkpoint_final.pth")  # a query holds no '/'
 
 
 def test_options_are_compared_as_they_take_effect(tmp_path):

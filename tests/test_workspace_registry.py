@@ -14,6 +14,7 @@ from lnq_napari import api
 from lnq_napari.errors import LNQError
 from lnq_napari.io.readers import write_volume
 from lnq_napari.io.volume import Volume
+from lnq_napari.model.nnunet_folder import NnunetModelSpec, NnunetOptions
 from lnq_napari.workspace import ModelRegistry, Workspace
 from lnq_napari.workspace import registry as registry_module
 
@@ -300,7 +301,7 @@ def test_an_nnunet_folder_is_copied_under_its_own_name_with_checksums(registry, 
     assert (copied / "fold_1" / "checkpoint_final.pth").read_bytes() == b"weights 1"
     assert not (copied / "fold_0" / "training_log.txt").exists()
     registry.activate("m001")
-    assert registry.prediction_model() == (copied, "m001")  # load_predictor finds it by its plans.json
+    assert registry.prediction_model() == (NnunetModelSpec(copied), "m001")  # load_predictor takes it
     assert registry.summaries()[1].kind == "nnunet" and registry.summaries()[0].kind == "lnq"
     assert registry.version_of(f"nnunet:{copied}") == "m001"
     assert registry.find(src) == registry.find(copied) == "m001"  # the same files: registered once
@@ -511,7 +512,7 @@ def test_a_workspace_keeps_an_nnunet_model_s_options_and_predicts_with_them(ws, 
     with every fold, mirroring and nnU-Net's argmax. The version keeps them (its ``options``), predicts
     with them, and is found again only with the same options; other options make a version of their own."""
     from lnq_napari.cli import main
-    from lnq_napari.model.nnunet_folder import NnunetOptions, model_spec
+    from lnq_napari.model.nnunet_folder import model_spec
     from lnq_napari.nnunet import backend
     from lnq_napari.nnunet.select import load_predictor
 
@@ -536,9 +537,10 @@ def test_a_workspace_keeps_an_nnunet_model_s_options_and_predicts_with_them(ws, 
                                                  "inference": {"threshold": 0.7}})] * 2
     assert api.activate_model(ws, given).version == "m004"  # into another workspace, options and all
     assert api.activate_model(ws, f"nnunet:{mine}?threshold=0.7&mirroring=off&folds=0").version == "m004"
-    assert ws.model("m004") == f"nnunet:{ws.model_path('m004')}?folds=0&mirroring=off&threshold=0.7"
+    assert str(ws.model("m004")) == f"nnunet:{ws.model_path('m004')}?folds=0&mirroring=off&threshold=0.7"
     assert api.activate_model(ws, f"nnunet:{mine}").version == "m005"  # no options: a version of its own
-    assert ws.model("m005") == ws.model_path("m005") and "options" not in ws.model_info("m005")
+    assert ws.model("m005") == NnunetModelSpec(ws.model_path("m005"))
+    assert "options" not in ws.model_info("m005")
     assert api.activate_model(ws, f"nnunet:{ws.model_path('m004')}?folds=0&mirroring=off&threshold=0.7"
                               ).version == "m004"  # its own folder with its own options, or none
     assert ws.registry.version_of(str(ws.model_path("m004"))) == "m004"
@@ -574,8 +576,8 @@ def test_a_version_kept_with_a_checkpoint_option_holds_that_checkpoint(ws, tmp_p
     assert sorted(k for k in entry["sha256"] if k.startswith("fold_")) == [
         "fold_0/checkpoint_best.pth", "fold_1/checkpoint_best.pth"]
     assert not list(ws.model_path(version).glob("fold_*/checkpoint_final.pth"))
-    assert ws.prediction_model() == (f"nnunet:{ws.model_path(version)}?checkpoint=checkpoint_best.pth",
-                                     version)
+    assert ws.prediction_model() == (NnunetModelSpec(ws.model_path(version), NnunetOptions(
+        checkpoint="checkpoint_best.pth")), version)
     assert api.activate_model(ws, f"nnunet:{mine}").version != version  # the final checkpoints: another
 
 
@@ -584,9 +586,9 @@ def test_an_nnunet_version_registered_without_options_predicts_from_its_folder(r
     nnU-Net's own settings."""
     entry = registry.register(_complete_nnunet_model(tmp_path / "x" / NNUNET_NAME))
     assert "options" not in json.loads(registry.file.read_text())["versions"][0]
-    assert registry.model(entry["id"]) == registry.path(entry["id"])
+    assert registry.model(entry["id"]) == NnunetModelSpec(registry.path(entry["id"]))
     registry.activate(entry["id"])
-    assert registry.prediction_model() == (registry.path(entry["id"]), entry["id"])
+    assert registry.prediction_model() == (NnunetModelSpec(registry.path(entry["id"])), entry["id"])
 
 
 def test_an_empty_checkpoint_option_is_refused_before_anything_is_made(ws, tmp_path):
@@ -600,6 +602,31 @@ def test_an_empty_checkpoint_option_is_refused_before_anything_is_made(ws, tmp_p
     with pytest.raises(LNQError, match="names no checkpoint file"):
         api.activate_model(ws, given)
     assert not (tmp_path / "ws2").exists() and _state(ws) == before
+
+
+def test_a_workspace_under_a_folder_with_a_question_mark_predicts_with_its_options(tmp_path, monkeypatch):
+    """A version kept with options under ``review?2/``: its model string was cut at the path's '?', so
+    every prediction failed. The registry hands out the typed spec; its text reads back as well."""
+    from lnq_napari.model.nnunet_folder import parse_model_string
+    from lnq_napari.nnunet import backend
+    from lnq_napari.nnunet.select import check_model, load_predictor
+
+    loaded = []
+    monkeypatch.setattr(backend, "NnUNetPredictor", lambda folder, device="auto", **kw: loaded.append(
+        (Path(folder), kw)) or object())
+    write_volume(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd",
+                 Volume(np.zeros((4, 6, 6), np.int16), spacing=(1.0, 1.0, 2.0)))
+    mine = _complete_nnunet_model(tmp_path / "runs?1" / "Dataset601_LNQ" / NNUNET_NAME)
+    ws = api.init_workspace(tmp_path / "review?2" / "ws", tmp_path / "data", f"nnunet:{mine}?folds=0")
+    model = ws.prediction_model()[0]
+    assert model == NnunetModelSpec(ws.model_path("m001"), NnunetOptions(folds=("0",)))
+    check_model(model)
+    check_model(str(ws.root))
+    load_predictor(ws.root, device="cpu")
+    load_predictor(str(model), device="cpu")  # as the Segment tab's model field holds it
+    assert loaded == [(ws.model_path("m001"), {"folds": ("0",)})] * 2
+    assert parse_model_string(str(NnunetModelSpec(tmp_path / "a?b" / "m"))) == NnunetModelSpec(
+        tmp_path / "a?b" / "m")
 
 
 def test_a_fine_tune_parent_named_by_its_version_folder_is_that_version(ws, tmp_path):

@@ -34,6 +34,7 @@ from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model.checkpoint import CHECK_FIGURES, figures_key
 from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.model.nnunet_folder import model_spec, typed_model
 from lnq_napari.phantom import case_seed, make_case
 from lnq_napari.workspace.registry import bundled_key
 
@@ -111,7 +112,7 @@ def _shipped(models: list[str | Path]) -> dict:
     kept = {}
     for model in models:
         try:
-            kept.update(json.loads((Path(model) / CHECK_FIGURES).read_text()))
+            kept.update(json.loads((model_spec(model).folder / CHECK_FIGURES).read_text()))
         except (OSError, ValueError):
             continue
     return kept
@@ -138,7 +139,7 @@ def _scored(make_predictor, models: list[str | Path], device: str, data: CheckDa
                 out[j].append(CaseFigures.from_dict(kept[entry]))
                 continue
             if j not in predictors:
-                predictors[j] = make_predictor(Path(model), device)
+                predictors[j] = make_predictor(typed_model(model), device)
             step = k * len(models) + j
             sub = None if progress is None else (lambda f, m="", step=step: progress((step + f) / steps, m))
             mask = predictors[j].predict(ct, progress=sub, cancel=cancel).mask

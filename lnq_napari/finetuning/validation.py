@@ -31,6 +31,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import figures_key
+from lnq_napari.model.nnunet_folder import NnunetModelSpec, typed_model
 from lnq_napari.training.corrections import grown_nodes
 
 Progress = Callable[[float, str], None] | None
@@ -152,7 +153,7 @@ def correction_and_grown(ws, case: str, version: str | None = None):
 HELD_OUT_CACHE = "held_out.json"  # in the workspace cache: figures by model, case and correction
 
 
-def version_figures(make_predictor, version: str | None, path: str | Path, device: str, ws,
+def version_figures(make_predictor, version: str | None, path: str | Path | NnunetModelSpec, device: str, ws,
                     cases: Sequence[str], corrections: dict[str, str] | None = None,
                     progress: Progress = None, cancel=None) -> list[CaseFigures]:
     """:func:`case_figures` of the model folder ``path`` (registered as ``version``, or None): figures the
@@ -164,7 +165,7 @@ def version_figures(make_predictor, version: str | None, path: str | Path, devic
     keys = {case: _held_out_key(ws, model, case, (corrections or {}).get(case)) for case in cases}
     kept = ws.read_cache(HELD_OUT_CACHE) if model else {}
     todo = [case for case in cases if keys[case] not in kept]
-    predictor = LazyPredictor(lambda: make_predictor(Path(path), device))
+    predictor = LazyPredictor(lambda: make_predictor(typed_model(path), device))
     fresh = dict(zip(todo, case_figures(predictor, ws, todo, corrections, progress, cancel,
                                         stored_from=version)))
     new = {keys[case]: dataclasses.asdict(f) for case, f in fresh.items() if keys[case]}
@@ -243,10 +244,10 @@ def lineage_corrections(ws, version: str) -> set[str]:
             for case in (entries.get(v) or {}).get("corrected_cases") or []}
 
 
-def original_model(ws, parent: str) -> tuple[str, str | Path] | None:
-    """``(version, model)`` of the root of ``parent``'s lineage in the registry (its folder, an nnU-Net
-    version's with its options: :meth:`~lnq_napari.workspace.Workspace.model`; the bundled model when the
-    lineage starts there), or None when ``parent`` is itself the original."""
+def original_model(ws, parent: str) -> tuple[str, Path | NnunetModelSpec] | None:
+    """``(version, model)`` of the root of ``parent``'s lineage in the registry (our model's folder, an
+    nnU-Net version's spec with its options: :meth:`~lnq_napari.workspace.Workspace.model`; the bundled
+    model when the lineage starts there), or None when ``parent`` is itself the original."""
     entries = {e["id"]: e for e in ws.models()}
     root = _lineage(entries, parent)[-1]
     if root == parent:

@@ -19,7 +19,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model.config import ModelConfig
-from lnq_napari.model.nnunet_folder import is_nnunet_folder, model_spec, prediction_key
+from lnq_napari.model.nnunet_folder import NnunetModelSpec, is_nnunet_folder, model_spec, prediction_key
 
 FORMAT = "lnq-napari-model"
 FORMAT_VERSION = 1
@@ -55,10 +55,11 @@ def _json_default(value):
         return str(value)
 
 
-def figures_key(folder: str | Path) -> str | None:
+def figures_key(folder: str | Path | NnunetModelSpec) -> str | None:
     """What figures of a model's masks are kept under: its weights and inference settings, hashed (an
-    nnU-Net model folder or ``nnunet:<folder>?<options>``: the content of the checkpoints used and the
-    prediction settings, :func:`~lnq_napari.model.nnunet_folder.prediction_key`); None for anything else."""
+    nnU-Net model folder, ``nnunet:<folder>?<options>`` or its spec: the content of the checkpoints used
+    and the prediction settings, :func:`~lnq_napari.model.nnunet_folder.prediction_key`); None for
+    anything else."""
     if is_nnunet_folder(folder):
         try:
             return prediction_key(model_spec(folder))

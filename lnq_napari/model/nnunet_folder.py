@@ -81,21 +81,27 @@ NO_OPTIONS = NnunetOptions()  # a model string without ``?``: every fold, nnU-Ne
 
 @dataclass(frozen=True)
 class NnunetModelSpec:
-    """What ``nnunet:<folder>[?options]`` names: the model folder and the settings to predict with."""
+    """What ``nnunet:<folder>[?options]`` names: the model folder and the settings to predict with. It is
+    passed on as it is (:func:`~lnq_napari.nnunet.select.load_predictor` takes it); ``str()`` gives its
+    model string, for a text field or a message."""
 
     folder: Path
     options: NnunetOptions = NO_OPTIONS
 
-    @property
-    def model(self) -> str | Path:
-        """As :func:`~lnq_napari.nnunet.select.load_predictor` takes it: the folder when no option is set,
-        else ``nnunet:<folder>?<options>``."""
+    def __str__(self) -> str:
+        """``nnunet:<folder>[?options]``, which :func:`parse_model_string` reads back (a ``?`` ends a
+        folder that holds one)."""
         query = self.options.query()
-        return f"{PREFIX}{self.folder}?{query}" if query else self.folder
+        return f"{PREFIX}{self.folder}" + (f"?{query}" if query or "?" in self.folder.name else "")
 
     def open(self) -> NnUNetModel:
         """The folder checked with the folds and checkpoint the options choose (:func:`open_model`)."""
         return open_model(self.folder, self.options.folds, self.options.checkpoint_file)
+
+
+def typed_model(model: str | Path | NnunetModelSpec) -> Path | NnunetModelSpec:
+    """A model as predictor factories take it: a spec as it is, anything else as a folder (a Path)."""
+    return model if isinstance(model, NnunetModelSpec) else Path(model)
 
 
 def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
@@ -105,12 +111,15 @@ def parse_model_string(text: str | Path) -> NnunetModelSpec | None:
     option, a bad value or no folder.
 
     The options ride in the model string, so every place that takes a model (CLI ``--model``, the
-    Segment widget's model field, a workspace's registered version) can set them.
+    Segment widget's model field) can set them. They follow the last ``?``; one followed by a ``/`` lies
+    in the folder's path (options hold none), so a workspace under ``review?2/`` names its versions.
     """
     text = str(text)
     if not text.startswith(PREFIX):
         return None
-    body, _, query = text[len(PREFIX):].partition("?")
+    body, mark, query = text[len(PREFIX):].rpartition("?")
+    if not mark or "/" in query or "\\" in query:
+        body, query = text[len(PREFIX):], ""
     options = parse_options(query, text)
     if not body.strip():
         raise LNQError(f"{text} names no folder; give nnunet:<trained model folder> "
@@ -177,13 +186,16 @@ class NnUNetModel:
         return self.path / f"fold_{fold}" / self.checkpoint
 
 
-def model_spec(model: str | Path) -> NnunetModelSpec:
-    """``nnunet:<folder>[?options]`` parsed (:func:`parse_model_string`), or a plain folder, no options."""
+def model_spec(model: str | Path | NnunetModelSpec) -> NnunetModelSpec:
+    """``nnunet:<folder>[?options]`` parsed (:func:`parse_model_string`), a spec as it is, or a plain
+    folder, no options."""
+    if isinstance(model, NnunetModelSpec):
+        return model
     spec = parse_model_string(model)
     return spec if spec is not None else NnunetModelSpec(Path(model).expanduser())
 
 
-def is_nnunet_folder(path: str | Path) -> bool:
+def is_nnunet_folder(path: str | Path | NnunetModelSpec) -> bool:
     """True for a folder holding nnU-Net's ``plans.json`` and ``dataset.json`` (a trained model folder)."""
     path = model_spec(path).folder
     return all((path / name).is_file() for name in FOLDER_FILES)

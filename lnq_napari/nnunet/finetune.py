@@ -21,7 +21,7 @@ rule says so (``decided_by: "rule"``); ``lnq-napari workspace activate`` rolls b
 folder that is not yet a version of the workspace is registered first (the root of its lineage).
 
 A parent given as ``nnunet:<folder>?<options>`` (or registered with them) is used as its options say:
-its predictions, and training from the first of the folds they choose with their checkpoint. The new
+its predictions, and training from the first (lowest) of the folds they choose with their checkpoint. The new
 version keeps the parent's prediction settings (tile step, mirroring, post-processing): a user who chose
 them for the lineage expects them of its next version, and candidate and parent are judged alike; not the
 choice of weights (folds, checkpoint), since its own are the one fold it trained.
@@ -66,12 +66,11 @@ from lnq_napari.model.nnunet_folder import (
     CHECKPOINT,
     FINGERPRINT,
     FOLDER_FILES,
-    PREFIX,
     NnUNetModel,
     NnunetModelSpec,
+    NnunetOptions,
     model_spec,
     open_model,
-    parse_options,
 )
 from lnq_napari.nnunet.export import (
     ExportResult,
@@ -101,8 +100,8 @@ class NnUNetFinetune:
     """A finished nnU-Net fine-tune: the new registered version (``new_version``), whether the rule
     activated it and why (``reason``, ``figures``), its parent's version; the registered model folder
     (``model``) and its nnU-Net version (``version``, what its predictions carry), the parent's
-    (``parent_version``); the exported data and the split. :attr:`model_string` names it with the
-    prediction settings it keeps from its parent (``options``)."""
+    (``parent_version``); the exported data and the split. :attr:`spec` is the model with the prediction
+    settings it keeps from its parent (``options``), :attr:`model_string` its text."""
 
     new_version: str
     activated: bool
@@ -111,7 +110,7 @@ class NnUNetFinetune:
     parent: str
     original: str
     model: Path
-    options: str  # the parent's prediction settings it keeps, as a model string's options ("": none)
+    options: NnunetOptions  # the parent's prediction settings it keeps
     version: str
     parent_version: str
     dataset: Path
@@ -128,13 +127,20 @@ class NnUNetFinetune:
     seconds: float
 
     @property
+    def spec(self) -> NnunetModelSpec:
+        """The registered model with the prediction settings it keeps: what the workspace predicts with."""
+        return NnunetModelSpec(self.model, self.options)
+
+    @property
     def model_string(self) -> str:
         """``nnunet:<model>[?options]``: what ``--model`` takes to predict as the workspace does."""
-        return f"{PREFIX}{self.model}" + (f"?{self.options}" if self.options else "")
+        return str(self.spec)
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (paths as strings, nested objects as dicts)."""
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        """A JSON-ready dict (paths as strings, the options as a model string writes them, nested objects
+        as dicts)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()} | {
+            "options": self.options.query()}
 
 
 def _stage(progress, lo: float, hi: float):
@@ -286,15 +292,15 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
     parent_model = parent_spec.open()  # the registered copy with the folds and checkpoint it predicts with
     settings = parent_spec.options.settings()  # what the new version keeps (see the module's docstring)
 
-    def as_candidate(folder: Path) -> str | Path:
+    def as_candidate(folder: Path) -> NnunetModelSpec:
         """A trained folder as the candidate predicts: with the parent's prediction settings."""
-        return NnunetModelSpec(folder, settings).model
+        return NnunetModelSpec(folder, settings)
 
     train, val, on_train = split_cases(corrected, config.val_fraction, lineage_corrections(ws, parent_id))
     original = original_model(ws, parent_id)
-    root = original or (parent_id, parent_spec.model)  # the lineage's original
+    root = original or (parent_id, parent_spec)  # the lineage's original
     checks = check_data(config, *root)  # a bad forgetting_data fails here; cases loaded once, when checked
-    parent_figures = version_figures(load_predictor, parent_id, parent_spec.model, device, ws, val,
+    parent_figures = version_figures(load_predictor, parent_id, parent_spec, device, ws, val,
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
     original_figures = None if original is None else version_figures(
         load_predictor, *original, device, ws, val, progress=_stage(progress, 0.05, 0.1), cancel=cancel)
@@ -331,7 +337,7 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
         result = NnUNetFinetune(
             new_version="", activated=verdict.activate, reason=verdict.reason, figures=verdict.figures,
             parent=parent_id, original=original[0] if original else parent_id, model=trained,
-            options=settings.query(), version="",
+            options=settings, version="",
             parent_version=parent_model.version, dataset=exported.folder,
             corrected_cases=corrected, train_cases=train, val_cases=val, validated_on_training=on_train,
             replay_cases=[c.case_id for c in exported.cases if c.kind == "original"],
@@ -398,11 +404,12 @@ def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str) -> Nn
             result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
             metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,
             val_cases=result.val_cases, iterations=result.iterations, epochs=result.epochs,
-            dataset=str(result.dataset), options=parse_options(result.options))
+            dataset=str(result.dataset), options=result.options)
         if result.activated:
             ws.activate(version, reason=result.reason, decided_by="rule")
     registered = open_model(ws.model_path(version))
     result = dataclasses.replace(result, new_version=version, model=registered.path,
+                                 options=entry_options(ws.model_info(version)),
                                  version=registered.version, seconds=round(time.time() - t0, 1))
     fields = {k: v for k, v in result.to_dict().items() if k not in ("metrics_before", "metrics_after")}
     fields.update(parent=result.parent_version, parent_id=result.parent, decided_by="rule",  # nnU-Net

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from lnq_napari.errors import LNQError
-from lnq_napari.model.nnunet_folder import PREFIX, is_nnunet_folder, model_spec
+from lnq_napari.model.nnunet_folder import PREFIX, NnunetModelSpec, is_nnunet_folder, model_spec
 
 NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
 
@@ -29,16 +29,17 @@ class ModelPredictor(Protocol):
 
 
 def is_nnunet_model(model) -> bool:
-    """True for ``nnunet:<folder>[?options]`` (:func:`~lnq_napari.model.nnunet_folder.parse_model_string`)
-    or a folder that is an nnU-Net trained model folder."""
+    """True for an :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`, ``nnunet:<folder>[?options]``
+    (:func:`~lnq_napari.model.nnunet_folder.parse_model_string`) or a folder that is an nnU-Net trained
+    model folder."""
     if model is None or hasattr(model, "predict"):
         return False
-    return str(model).startswith(PREFIX) or is_nnunet_folder(model)
+    return isinstance(model, NnunetModelSpec) or str(model).startswith(PREFIX) or is_nnunet_folder(model)
 
 
 def _active_model_of_workspace(model):
-    """``model``, or when it names a review workspace, that workspace's active model (its folder, or
-    ``nnunet:<folder>?<options>`` for an nnU-Net version kept with options)."""
+    """``model``, or when it names a review workspace, that workspace's active model (our model's folder,
+    an nnU-Net version's :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`)."""
     if model is None or not isinstance(model, (str, Path)):
         return model
     from lnq_napari.workspace.cases import META_FILE
@@ -69,7 +70,9 @@ def check_model(model=None) -> None:
 
 
 def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelPredictor:
-    """A loaded predictor for ``model`` (a loaded predictor is returned as it is).
+    """A loaded predictor for ``model``: a folder, a model string, an
+    :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`, a workspace (its active model), or a loaded
+    predictor (returned as it is).
 
     ``nnunet_options`` (``folds``, ``checkpoint``, ``tile_step``, ``mirroring``, ``inference``) go to
     :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`; giving them for one of our models is an error.

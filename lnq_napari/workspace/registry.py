@@ -244,13 +244,14 @@ class ModelRegistry:
         path = Path(entry["path"])
         return path if path.is_absolute() else self.root / path
 
-    def model(self, version: str) -> str | Path:
+    def model(self, version: str) -> Path | NnunetModelSpec:
         """What ``version`` predicts with, as :func:`~lnq_napari.nnunet.select.load_predictor` takes it:
-        its folder, or ``nnunet:<folder>?<options>`` for an nnU-Net version kept with options."""
+        our model's folder, an nnU-Net version's folder with its options."""
         if version == BUNDLED:
             return bundled_model_path()
         entry = self.info(version)
-        return NnunetModelSpec(self._path(entry), entry_options(entry)).model
+        path = self._path(entry)
+        return NnunetModelSpec(path, entry_options(entry)) if is_nnunet_version(entry) else path
 
     def version_of(self, name: str) -> str:
         """The version ``name`` means: a registered id, ``"bundled"``, or a model folder of this workspace
@@ -320,7 +321,7 @@ class ModelRegistry:
                 return {**entry, "path": str(self.path(entry["id"]))}
         return None
 
-    def prediction_model(self) -> tuple[str | Path, str]:
+    def prediction_model(self) -> tuple[Path | NnunetModelSpec, str]:
         """``(model, version key)``: the active model (:meth:`model`: an nnU-Net version's folder, with
         its options when it has any, which :func:`~lnq_napari.nnunet.select.load_predictor` loads), else
         the bundled one (key ``bundled-<hash of its files>``, so caches follow a new release)."""

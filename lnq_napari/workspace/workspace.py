@@ -37,7 +37,7 @@ from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import dicom_source, read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
-from lnq_napari.model.nnunet_folder import model_spec
+from lnq_napari.model.nnunet_folder import NnunetModelSpec, model_spec
 from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta, read_meta, write_meta
 from lnq_napari.workspace.journal import Journal
@@ -347,9 +347,9 @@ class Workspace:
     def model_path(self, version: str) -> Path:
         return self.registry.path(version)
 
-    def model(self, version: str) -> str | Path:
-        """What ``version`` predicts with (:meth:`ModelRegistry.model`): its folder, an nnU-Net version's
-        with the options it was given."""
+    def model(self, version: str) -> Path | NnunetModelSpec:
+        """What ``version`` predicts with (:meth:`ModelRegistry.model`): our model's folder, an nnU-Net
+        version's folder with the options it was given."""
         return self.registry.model(version)
 
     def activate(self, version: str, reason: str = "", decided_by: str = "rule") -> dict:
@@ -383,7 +383,7 @@ class Workspace:
         """The active model's registry entry (with an absolute ``path``), or None: use the bundled one."""
         return self.registry.active()
 
-    def prediction_model(self) -> tuple[str | Path, str]:
+    def prediction_model(self) -> tuple[Path | NnunetModelSpec, str]:
         """``(model, version key)`` to predict with: the active model (:meth:`model`), else the bundled
         one.
 
