@@ -680,6 +680,9 @@ def test_options_that_spell_out_the_defaults_are_one_version_and_one_cache_key(w
     assert figures_key(f"nnunet:{mine}?folds=2,0") == figures_key(f"nnunet:{mine}?folds=0,2") != \
         figures_key(mine) == figures_key(ws.model(plain)) == figures_key(f"nnunet:{mine}?folds=1,2,0")
     assert [e.get("options") for e in ws.journal("register_model")][-2:] == [None, "folds=0,2&mirroring=off"]
+    by_id = {m.version: m for m in api.list_models(ws)}  # what the Models panel hands the Segment tab
+    assert by_id[plain].model == str(ws.model_path(plain))
+    assert by_id[some].model == f"nnunet:{ws.model_path(some)}?folds=0,2&mirroring=off" == str(ws.model(some))
     assert main(["workspace", "models", str(ws.root)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[-1] == "options"

@@ -93,6 +93,14 @@ class ModelSummary:
     false_nodes_parent: float | None = None
     figures: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def model(self) -> str:
+        """What this version predicts with, as a model field or ``--model`` takes it: its folder, an nnU-Net
+        version's as ``nnunet:<folder>?<options>`` when it has options."""
+        if self.kind != NNUNET or not self.options:
+            return self.path
+        return str(NnunetModelSpec(Path(self.path), parse_options(self.options)))
+
     def vs_parent(self, name: str) -> float | None:
         """``dice``, ``surface_dice`` (the rule's yardstick; from its figures only), ``recall`` or
         ``false_nodes`` minus the parent's (None when either is missing)."""

@@ -35,11 +35,11 @@ COLUMNS = ("version", "parent", "active", "verdict")
 class ModelsPanel(QWidget):
     """Model versions of the workspace ``root()`` returns (None: no workspace chosen yet).
 
-    ``active_changed`` carries the newly active version's folder (None: the bundled model) whenever a
-    refresh finds another version active than the last one did (an Activate, a fine-tune the rule
-    activated, another workspace chosen). The panel refreshes itself when the workspace's registry
-    changes on disk (a fine-tune or Activate in another window or on the command line), checked every
-    :data:`FOLLOW_MS`.
+    ``active_changed`` carries the newly active version's model (:attr:`ModelSummary.model`; None: the
+    bundled model) whenever a refresh finds another version active than the last one did (an Activate, a
+    fine-tune the rule activated, another workspace chosen). The panel refreshes itself when the
+    workspace's registry changes on disk (a fine-tune or Activate in another window or on the command
+    line), checked every :data:`FOLLOW_MS`.
     """
 
     active_changed = Signal(object)
@@ -128,7 +128,7 @@ class ModelsPanel(QWidget):
 
     def _follow_active(self) -> None:
         active = next((m for m in self.models if m.active), None)
-        now = None if active is None or active.version == "bundled" else active.path
+        now = None if active is None or active.version == "bundled" else active.model
         if now != self._active:
             self._active = now
             self.active_changed.emit(now)
