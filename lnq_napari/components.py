@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lnq_napari.errors import LNQError
+
 STRUCTURE = np.ones((3, 3, 3), dtype=bool)  # the 26-neighbourhood as a scipy.ndimage structure
 
 
@@ -50,37 +52,76 @@ def bounding_box(binary: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def label_nodes(labels: np.ndarray) -> np.ndarray:
-    """One id per node, as int32: a node is a connected component of the voxels of one value (a lymph node
-    is one blob, so a value on several blobs is a class or a brush colour used for several nodes). A value
-    on one blob keeps it as its id. A mask (one value, 0/1 or 0/255, on several blobs) gives ids 1..n in
-    raster order; in a map of several values each blob of a value after its first (raster order) gets a
-    new id above the map's largest. Values that touch stay apart (:func:`touching_ids`). ``labels``
-    itself when it is int32 and no value splits (no full-size copy)."""
+#: A map whose largest id is at most this gives each value's box in one pass (``ndimage.find_objects``,
+#: a list as long as the largest id); other maps (floats, larger ids) have their values numbered 1..k first.
+FIND_OBJECTS_MAX = 1 << 16
+
+
+def node_numbers(labels: np.ndarray, max_nodes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 map numbering the nodes 1..n, the id of each node as int64, ascending) of a label map.
+
+    A node is a connected blob of one value; values that touch stay apart (:func:`touching_ids`). A map
+    with a single non-zero value is a mask: its blobs are ids 1..n in raster order. In a map of several
+    values each value is the id of its first blob (raster order) and each further blob of a value gets a
+    new id above the largest (by value, then raster order). The map is ``labels`` itself when it is int32
+    holding 1..k and no value splits. LNQError when a map of several values holds more than ``max_nodes``
+    values or nodes (an image, not a label map), found before the whole map is labelled."""
     from scipy import ndimage
 
-    array = np.asarray(labels)
-    box = bounding_box(array != 0)
-    if box is None:
-        return np.zeros(array.shape, np.int32)
-    inside = array[box]
-    values = np.unique(inside[inside != 0])
-    if values.size == 1:  # labelled in the box: the ids of the whole grid (raster order is kept)
-        ids, count = label_components(inside)
-        out = np.zeros(array.shape, np.int32)
-        out[box] = ids if count != 1 else ids * np.int32(values[0])
-        return out
-    compact = np.searchsorted(values, inside).astype(np.int32) + 1  # values as 1..k in the box
-    compact[inside == 0] = 0
-    out = array if array.dtype == np.int32 else array.astype(np.int32)  # no copy while no value splits
-    new_id = int(values[-1]) + 1
-    for k, part in enumerate(ndimage.find_objects(compact), start=1):
-        pieces, count = label_components(compact[part] == k)
-        if count > 1:
-            out = out.copy() if out is array else out
-            extra = pieces > 1
-            out[box][part][extra] = pieces[extra] - 2 + new_id
-            new_id += count - 1
+    array = given = np.asarray(labels)
+    top = array.max(initial=0)
+    boxes = values = None
+    if 1 < top <= FIND_OBJECTS_MAX and array.dtype.kind in "iu":  # each value's box in one pass
+        found = enumerate(ndimage.find_objects(array), start=1)
+        boxes = [(value, box) for value, box in found if box is not None]
+        values = np.array([value for value, _ in boxes], np.int64)
+    elif top > 1:
+        values = np.unique(array[array != 0])
+    if values is None or values.size == 1:  # a mask (or no node)
+        numbers, n = label_components(array)
+        return numbers, np.arange(1, n + 1, dtype=np.int64)
+    if max_nodes is not None and values.size > max_nodes:
+        raise _image(f"{values.size} distinct values")
+    if boxes is None:  # the values numbered 1..k a slab at a time (no full-size int64), then their boxes
+        array = np.zeros(given.shape, np.int32)
+        step = max(1, (1 << 20) // max(1, given[0].size))
+        for z in range(0, len(given), step):
+            array[z:z + step] = np.searchsorted(values, given[z:z + step], side="right")
+        boxes = list(enumerate(ndimage.find_objects(array), start=1))
+    numbered = array.dtype == np.int32 and boxes[-1][0] == len(boxes)  # each value is its number
+    numbers = array if numbered else np.zeros(array.shape, np.int32)
+    n = len(boxes)
+    for number, (value, box) in enumerate(boxes, start=1):
+        blob = array[box] == value
+        pieces, count = label_components(blob)
+        if numbered and count == 1:
+            continue
+        numbers = numbers.copy() if numbers is given else numbers  # the caller's map stays as it is
+        table = np.concatenate([[0, number], np.arange(n + 1, n + count)]).astype(np.int32)
+        in_box = numbers[box]  # a view: written through
+        in_box[blob] = table[pieces[blob]]
+        n += count - 1
+        if max_nodes is not None and n > max_nodes:
+            raise _image(f"more than {max_nodes} nodes (blobs of one value)")
+    ids = values.astype(np.int64)
+    return numbers, np.concatenate([ids, ids[-1] + np.arange(1, n - ids.size + 1)])
+
+
+def _image(what: str) -> LNQError:
+    return LNQError(f"the labels hold {what}: this looks like an image (a CT?), not a label map; give the "
+                    "segmentation file")
+
+
+def label_nodes(labels: np.ndarray) -> np.ndarray:
+    """The map of node ids (:func:`node_numbers`, each node's id in place of its number): int32, or int64
+    where an id does not fit."""
+    numbers, ids = node_numbers(labels)
+    if np.array_equal(ids, np.arange(1, ids.size + 1)):
+        return numbers
+    lut = np.concatenate([[0], ids])
+    out = numbers if ids[-1] <= np.iinfo(np.int32).max else np.empty(numbers.shape, np.int64)
+    for z in range(len(numbers)):  # a plane at a time: no full-size index copy
+        out[z] = lut[numbers[z]]
     return out
 
 

@@ -1,8 +1,9 @@
 """Node table: one row per lymph node with volume, RECIST-style axial axes, centroid and side.
 
-Nodes are the connected blobs of each value of a label map (:func:`~lnq_napari.components.label_nodes`):
-the components of a 0/1 mask, the ids of a map with one id per node (as a napari Labels layer holds them),
-and each node of a class map (values 1 and 2) or of a brush colour painted on several nodes.
+Nodes are the connected blobs of each value of a label map (:func:`~lnq_napari.components.node_numbers`):
+the components of a mask (one non-zero value, ids 1..n), the ids of a map with one id per node (as a
+napari Labels layer holds them), and each node of a class map (values 1 and 2) or of a brush colour
+painted on several nodes (a new id above the largest).
 
 Axial axes: on each axial slice (of the labels put in LPS axis order, whatever order the file
 stores: a coronal or sagittal series is measured on its axial planes) the node's outline is taken as
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.components import label_components, label_nodes
+from lnq_napari.components import label_components, node_numbers
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
@@ -74,16 +75,13 @@ CSV_COLUMNS = [
 
 
 def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """(compact int32 image with nodes 1..n, the id of each node) of a label map: its nodes as
-    :func:`~lnq_napari.components.label_nodes` gives them (a 0/1 mask's connected components, ids 1..n in
-    raster order; a value on one blob keeps its id; a value on several blobs is several nodes)."""
+    """(int32 map numbering the nodes 1..n, the id of each node) of a label map:
+    :func:`~lnq_napari.components.node_numbers` (a map with one non-zero value is a mask, its blobs 1..n in
+    raster order; in a map of several values each value is the id of its first blob, each further blob of
+    a value gets a new id above the largest). LNQError for an image: more than MAX_IDS values or nodes."""
     array = np.asarray(labels.array)
     check_label_values(array)
-    values = np.unique(array[array != 0])
-    if values.size > MAX_IDS:
-        raise LNQError(f"the labels hold {values.size} distinct values: this looks like an image (a CT?), "
-                       "not a label map; give the segmentation file")
-    return _compact(label_nodes(array))
+    return node_numbers(array, MAX_IDS)
 
 
 def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -74,8 +74,10 @@ def test_what_a_mask_touches_is_what_would_join_it_into_one_node():
 
 
 def test_a_node_is_a_blob_of_one_value():
-    """A value on separate blobs is one node per blob (a class map, a brush colour used twice); a value on
-    one blob keeps its id; a mask's blobs are 1..n in raster order; values that touch stay apart."""
+    """A map of several values: each value is the id of its first blob (raster order), each further blob
+    of a value gets a new id above the largest (a class map, a brush colour used twice); values that
+    touch stay apart. A map with a single non-zero value is a mask: its blobs are 1..n in raster order,
+    one blob or several (a single blob of 7 or 255 kept its value, two blobs were 1 and 2)."""
     ids = np.zeros((6, 12, 12), np.uint16)
     ids[0:2, 0:2, 0:2] = 1  # class 1, first node
     ids[0:2, 0:2, 2:4] = 2  # class 2 touching it: apart
@@ -85,11 +87,21 @@ def test_a_node_is_a_blob_of_one_value():
     assert nodes.dtype == np.int32 and np.array_equal(nodes > 0, ids > 0)
     assert nodes[0, 0, 0] == 1 and nodes[0, 0, 2] == 2  # each value's first blob keeps its id
     assert (nodes[4, 9, 9], nodes[3, 5, 5], nodes[5, 0, 11]) == (3, 4, 5)  # then new ids above the largest
-    assert np.array_equal(label_nodes(ids == 1), label_components(ids == 1)[0])  # a mask: 1..n
-    assert np.unique(label_nodes(np.where(ids == 1, 255, 0).astype(np.uint8))).tolist() == [0, 1, 2]
-    one = np.zeros((3, 4, 5), np.uint8)
-    one[1, 1:3, 1:3] = 7
-    assert np.unique(label_nodes(one)).tolist() == [0, 7]  # one blob: its own id, whatever the value
+    for value in (1, 7, 255):
+        for mask in (np.where(ids == 1, value, 0), np.where(nodes == 1, value, 0)):  # two blobs, one
+            assert np.array_equal(label_nodes(mask.astype(np.uint8)), label_components(mask)[0])
     assert not label_nodes(np.zeros((2, 2, 2))).any()
     ids32 = label_nodes(ids)
     assert label_nodes(ids32) is ids32  # already one id per node: no full-size copy
+
+
+def test_node_ids_that_do_not_fit_int32_are_kept():
+    """uint32 id 3e9 came back as -1294967296; an int64 map holding 2**31 - 1 and a split value raised
+    OverflowError. The ids stay exact, as int64 where they do not fit int32."""
+    big = np.zeros((4, 4, 12), np.uint32)
+    big[1:3, 1:3, 0:2], big[1:3, 1:3, 4:6] = 3_000_000_000, 1
+    assert label_nodes(big).dtype == np.int64 and np.array_equal(label_nodes(big), big)
+    top = np.zeros((4, 4, 12), np.int64)
+    top[1:3, 1:3, 0:2], top[1:3, 1:3, 4:6], top[1:3, 1:3, 8:10] = 5, 2**31 - 1, 5
+    assert np.unique(label_nodes(top)).tolist() == [0, 5, 2**31 - 1, 2**31]
+    assert label_nodes(top)[1, 1, 8] == 2**31

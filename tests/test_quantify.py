@@ -10,7 +10,7 @@ import pytest
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import NodeRow, NodeSummary, measure_nodes, summarize_nodes, write_csv
+from lnq_napari.quantify import NodeRow, NodeSummary, measure_nodes, node_ids, summarize_nodes, write_csv
 
 SPACING = (0.7, 0.9, 2.5)  # x, y, z mm
 SHAPE = (24, 60, 60)  # z, y, x
@@ -126,7 +126,8 @@ def test_label_ids_are_nodes_even_when_touching_and_a_value_on_two_blobs_is_two_
 
 
 def test_a_class_map_read_from_a_file_gives_each_node_a_row(tmp_path):
-    """``measure`` of a file holding classes 1 and 2, class 1 on two nodes: two rows, not three."""
+    """``measure`` of a file holding classes 1 and 2, class 1 on two nodes: three rows (class 1 was one
+    row for both its nodes); class 1's second node gets the id above the largest."""
     from lnq_napari.api import measure
     from lnq_napari.io.readers import write_volume
 
@@ -138,11 +139,59 @@ def test_a_class_map_read_from_a_file_gives_each_node_a_row(tmp_path):
     assert [(r.id, r.voxels) for r in rows] == [(1, 48), (2, 48), (3, 27)] and summary.n_nodes == 3
 
 
-def test_single_id_other_than_one_is_split_into_components():
+def test_a_single_value_is_a_mask_its_nodes_1_to_n_however_many():
+    """A map with one non-zero value (0/255) is a mask: its nodes are 1..n in raster order. One blob kept
+    its value (255) while two blobs were 1 and 2."""
     labels = np.zeros((8, 30, 30), np.uint8)
     labels[1:3, 1:3, 1:3] = 255
+    assert [r.id for r in measure_nodes(Volume(labels, SPACING))] == [1]
     labels[5:7, 20:22, 20:22] = 255
-    assert len(measure_nodes(Volume(labels, SPACING))) == 2
+    assert [(r.id, r.voxels) for r in measure_nodes(Volume(labels, SPACING))] == [(1, 8), (2, 8)]
+
+
+def test_ids_above_int32_are_measured_as_they_are():
+    """uint32 id 3e9 was measured as -1294967296; an int64 map with 2**31 - 1 and a split value raised
+    OverflowError."""
+    labels = np.zeros((10, 10, 30), np.uint32)
+    labels[3:6, 3:6, 2:4], labels[3:6, 3:6, 10:12] = 3_000_000_000, 1
+    assert [r.id for r in measure_nodes(Volume(labels, SPACING))] == [1, 3_000_000_000]
+    labels = labels.astype(np.int64)
+    labels[3:6, 3:6, 2:4], labels[3:6, 3:6, 20:22] = 5, 2**31 - 1
+    labels[3:6, 3:6, 10:12] = 5
+    assert [r.id for r in measure_nodes(Volume(labels, SPACING))] == [5, 2**31 - 1, 2**31]
+
+
+def test_an_image_of_few_values_is_refused_before_its_blobs_are_measured():
+    """A uint8 image (a probability map saved as 0..255: few values, each on many blobs) passed the
+    distinct-values check and became thousands of nodes (1.5 M on a small image: ``measure`` did not
+    finish). Its blobs are counted too, as they are found; a 0/1 mask is a mask however many blobs."""
+    from lnq_napari.api import measure
+
+    noise = np.random.default_rng(0).integers(0, 256, (16, 64, 64)).astype(np.uint8)
+    with pytest.raises(LNQError, match="more than 1000 nodes .*looks like an image"):
+        measure(Volume(noise, SPACING))
+    speckle = (noise > 248).astype(np.uint8)
+    assert node_ids(Volume(speckle, SPACING))[1].size > 1000
+
+
+def test_a_map_of_several_values_is_labelled_in_each_value_s_box():
+    """A map of several values whose nodes reach the grid's corners (its box the whole grid) was relabelled
+    on full-size int64 and int32 copies: 3x the map on top of it, on every edit in the Nodes table. Each
+    value is labelled in its own box; an int32 map numbered 1..k is its own numbering."""
+    import tracemalloc
+
+    ids = np.zeros((40, 64, 64), np.int32)
+    for k, corner in enumerate([(0, 0, 0), (36, 60, 60), (0, 60, 0), (36, 0, 60)], start=1):
+        ids[tuple(slice(c, c + 4) for c in corner)] = k
+    ids[39, 30, 30] = 2  # a second blob of 2 (after its first in raster order)
+    tracemalloc.start()
+    try:
+        numbers, found = node_ids(Volume(ids, SPACING))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found.tolist() == [1, 2, 3, 4, 5] and numbers[39, 30, 30] == 5
+    assert peak < 1.5 * ids.nbytes  # the numbering and a view's worth of temporaries
 
 
 def test_mean_hu_and_side():

@@ -147,8 +147,8 @@ HEADER_KEY = "lnq_header"  # a labels layer's metadata: the text fields of its f
 
 
 def labels_layer_data(volume: Volume, name: str = "nodes", source=None, **metadata) -> tuple:
-    """A Labels layer tuple with one id per node, the ids the node table gives (a 0/1 mask is split into
-    connected nodes, a class value on several blobs into one id per blob: :func:`label_nodes`)."""
+    """A Labels layer tuple with one id per node, the ids the node table gives (:func:`label_nodes`: a
+    mask's nodes 1..n, a value on several blobs one id per blob)."""
     array = np.asarray(volume.array)
     labels = label_nodes(array)
     labels = labels.copy() if labels is array else labels  # the layer's own: its edits stay out of ``volume``
