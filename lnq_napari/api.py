@@ -65,6 +65,7 @@ from lnq_napari.quantify import (
     MAX_IDS,
     NodeRow,
     NodeSummary,
+    measure_ids,
     measure_nodes,
     read_node_ids,
     summarize_nodes,
@@ -529,7 +530,7 @@ def nodes_of_prediction(
     suggestions = rank_suggestions(rows, cap, ct.spacing_zyx, merge_mm=2 * MERGE_MM)
     _check(cancel)
     step(0.95, "node table")
-    nodes = node_table(labels, ct)
+    nodes = measure_ids(labels, ct)  # its ids are the nodes: not numbered again
     step(1.0, f"{len(nodes)} nodes, {len(suggestions)} suggestions")
     shown = None if inside is None else ct.with_array(inside.astype(np.uint8))
     return NodeResult(labels, prob, prediction.model_version, suggestions, nodes, shown)

@@ -176,6 +176,33 @@ def test_find_nodes_refuses_a_speckled_mask_with_a_message_about_the_model(fake_
         api.find_nodes(fake_ct, SpeckledPredictor())
 
 
+class NodesPredictor(FakePredictor):
+    """TEST DOUBLE: its twelve blobs predicted as nodes (the mask holds them)."""
+
+    def predict(self, ct, progress=None, cancel=None, region=True):
+        out = super().predict(ct, progress, cancel, region)
+        mask = (np.asarray(out.probabilities.array) > 0.25).astype(np.uint8)
+        return Prediction(out.probabilities, ct.with_array(mask), "nodes-0", out.region)
+
+
+def test_find_nodes_numbers_the_predicted_nodes_once(fake_ct, monkeypatch):
+    """find_nodes numbered the mask's nodes, then the node table numbered its ids again (a pass over the
+    CT-sized map per node): the rows are measured on the ids as found, the rows the table gives."""
+    from lnq_napari import components, quantify
+
+    calls = []
+
+    def counted(labels, max_nodes=None, real=components.node_numbers):
+        calls.append(max_nodes)
+        return real(labels, max_nodes)
+
+    monkeypatch.setattr(components, "node_numbers", counted)
+    monkeypatch.setattr(quantify, "node_numbers", counted)
+    result = api.find_nodes(fake_ct, NodesPredictor(), region=False)
+    assert len(calls) == 1 and [r.id for r in result.nodes] == list(range(1, 13))
+    assert result.nodes == api.node_table(result.mask, fake_ct)
+
+
 def test_no_candidate_beside_the_nodes_gives_no_suggestion():
     """Every confident voxel already a node, or none at all: no suggestion (labelling the empty box of
     candidates raised "zero-size array", and Find nodes failed on such a CT)."""
