@@ -435,6 +435,12 @@ def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stan
     p.widgets["Save"].save()
     said = p.widgets["Save"].status.text()
     assert said.startswith("saved v003") and f"nodes {node} and {node + 1} touch" in said
+    ids = np.unique(p.nodes.data[p.nodes.data > 0]).size
+    assert p.nodes.data[0, 0, 0] == 0
+    p.nodes.data[0, 0, 0] = 1  # id 1 painted on a second blob: a node of its own (was not counted)
+    p.nodes.refresh()
+    p.widgets["Save"].save()
+    assert json.loads(v1.with_name("v004.json").read_text())["nodes"] == ids + 1
 
 
 def test_cancel_stops_the_prediction(make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from lnq_napari import api
+from lnq_napari.components import node_numbers
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.io.dicom_seg import is_dicom_path
@@ -81,7 +81,7 @@ class SaveWidget(QWidget):
                     folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
                     origin=str(Path(session.source).resolve()) if session.source else session.nodes.name,
                     layer=session.nodes.name,
-                    nodes=int(np.unique(data[data > 0]).size),
+                    nodes=int(node_numbers(data)[1].size),  # counted as the Nodes table counts them
                     **({"rejected": rejected} if (rejected := session.rejections()) else {}),
                     **({"marked": marked} if (marked := session.marks()) else {}), **parent,
                 )
