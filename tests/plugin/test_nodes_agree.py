@@ -95,14 +95,16 @@ def test_segment_widget_and_predict_then_measure_give_the_same_table(
     _assert_same_rows(widgets["Nodes"].rows, _csv_rows(csv_path))
 
 
-def test_a_class_map_gives_each_node_its_row_and_its_id_in_napari_and_in_measure(
+def test_a_class_map_gives_each_node_a_row_in_napari_and_in_measure_and_its_id_on_the_canvas(
     make_napari_viewer, qtbot, tmp_path, autosave_dir
 ):
     """A label map with class values (class 1 on two nodes): ``measure`` gave one row for both nodes (one
-    volume, a centre between them), napari a row each. Both list the same nodes; each has its own id on
-    the canvas and in the table, and a row's click centres on its node and selects the id painted there.
-    A node painted during editing with another node's id was one row with it; it is a row of its own (a
-    new id, not on the canvas until painted with it) that centres on it."""
+    volume, a centre between them), napari a row each. Both list the same nodes, under ids of their own:
+    ``measure`` reads the classes (class 1's second node gets 3), the reader a mask (1..3 in raster
+    order). In napari each node has its id on the canvas and in the table, and a row's click centres on
+    its node and selects the id painted there. A node painted during editing with another node's id was
+    one row with it; it is a row of its own (a new id, not on the canvas until painted with it) that
+    centres on it."""
     spacing = (0.8, 0.8, 2.5)
     classes = np.zeros((8, 30, 30), np.uint8)
     classes[1:4, 2:6, 2:6] = 1
@@ -119,9 +121,11 @@ def test_a_class_map_gives_each_node_its_row_and_its_id_in_napari_and_in_measure
     table = NodesWidget(viewer)
     _wait_for_rows(qtbot, table, 3)
     assert main(["measure", str(seg), "--ct", str(ct), "--csv", str(tmp_path / "nodes.csv")]) == 0
-    written = _csv_rows(tmp_path / "nodes.csv")  # numbered by class value first, napari's in raster order
+    written = _csv_rows(tmp_path / "nodes.csv")
     centres = [(int(w["voxels"]), *(float(w[f"centroid_{a}"]) for a in "xyz")) for w in written]
     assert sorted((r.voxels, *r.centroid_mm) for r in table.rows) == pytest.approx(sorted(centres))
+    measured = {round(float(w["centroid_z"]), 3): int(w["id"]) for w in written}
+    assert {r.id: measured[round(r.centroid_mm[2], 3)] for r in table.rows} == {1: 1, 2: 3, 3: 2}
     grid = Volume(labels.data, spacing)
     for k, row in enumerate(table.rows):
         table.go_to(k)
