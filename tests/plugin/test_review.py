@@ -323,6 +323,21 @@ def test_the_segment_tab_follows_an_activation_unless_the_user_chose_a_model(mak
         workspace.activate(before["id"] if before else "bundled", decided_by="user")
 
 
+def test_the_segment_tab_follows_an_nnunet_version_with_its_options(make_napari_viewer, tmp_path):
+    """FileEdit's setter made ``nnunet:<folder>?options`` a path below the working folder: the Segment tab
+    could not predict, and followed no later activation."""
+    from lnq_napari.plugin.widgets.segment import SegmentWidget
+
+    segment = SegmentWidget(make_napari_viewer())
+    version = f"nnunet:{tmp_path / 'models' / 'm001' / 'T__P__3d_fullres'}?folds=0&mirroring=off"
+    segment.follow_model(version)
+    assert str(segment.form.model.value) == version
+    segment.follow_model(str(tmp_path / "models" / "m002"))
+    assert segment.form.model.value == tmp_path / "models" / "m002"
+    segment.follow_model(None)
+    assert segment.form.model.value is None
+
+
 def test_the_models_panel_follows_what_another_process_writes(make_napari_viewer, qtbot, workspace):
     """A version registered or activated elsewhere (the CLI, a second napari window) shows in the panel
     and reaches the Segment tab without Refresh; the user's selection stays."""

@@ -112,7 +112,8 @@ class SegmentWidget(WorkerWidget):
         the user has chosen another folder than the one followed so far."""
         current = str(self.form.model.value) if self.form.model.value else None
         if _same_folder(current, self._followed):
-            self.form.model.value = model
+            # the text as given: FileEdit's setter would make ``nnunet:<folder>?options`` a relative path
+            self.form.model.line_edit.value = model or ""
         self._followed = model
 
     def _get_predictor(self, model: str | None, device: str):
