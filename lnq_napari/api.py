@@ -218,10 +218,9 @@ def measure(
 ) -> tuple[list[NodeRow], NodeSummary]:
     """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
 
-    A node is a connected blob of one value: a map with a single non-zero value (0/1, 0/255) is a mask,
-    its nodes 1..n in raster order; in a map of several values (one id per node, as a napari Labels layer
-    saves it) each value is the id of its first blob, and each further blob of a value (a class map's 1
-    and 2, a brush colour painted on several nodes) gets a new id above the largest; a 3D Slicer
+    A node is a connected blob of one value: each value is the id of its first blob (raster order), and
+    each further blob of a value (a 0/1 mask's, a class map's 1 and 2, a brush colour painted on several
+    nodes) gets a new id above the largest; a 3D Slicer
     ``.seg.nrrd`` or DICOM SEG gives
     its lymph-node segment(s), each segment's nodes apart from the others' (touching or not). With
     ``ct`` the labels are put on the CT grid (nearest neighbour, with a warning when they differ) and

@@ -60,10 +60,10 @@ FIND_OBJECTS_MAX = 1 << 16
 def node_numbers(labels: np.ndarray, max_nodes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(int32 map numbering the nodes 1..n, the id of each node as int64, ascending) of a label map.
 
-    A node is a connected blob of one value; values that touch stay apart (:func:`touching_ids`). A map
-    with a single non-zero value is a mask: its blobs are ids 1..n in raster order. In a map of several
-    values each value is the id of its first blob (raster order) and each further blob of a value gets a
-    new id above the largest (by value, then raster order). The map is ``labels`` itself when it is int32
+    A node is a connected blob of one value; values that touch stay apart (:func:`touching_ids`). Each
+    value is the id of its first blob (raster order) and each further blob of a value gets a new id above
+    the largest (by value, then raster order): a 0/1 mask's blobs are 1..n, and a napari layer's ids are
+    the table's whatever ids it still holds. The map is ``labels`` itself when it is int32
     holding 1..k and no value splits. LNQError when a map of several values holds more than ``max_nodes``
     values or nodes (an image, not a label map), found before the whole map is labelled."""
     from scipy import ndimage
@@ -77,9 +77,10 @@ def node_numbers(labels: np.ndarray, max_nodes: int | None = None) -> tuple[np.n
         values = np.array([value for value, _ in boxes], np.int64)
     elif top > 1:
         values = np.unique(array[array != 0])
-    if values is None or values.size == 1:  # a mask (or no node)
+    if values is None or values.size == 1:  # one value v (or none): its blobs are v, v + 1, ...
         numbers, n = label_components(array)
-        return numbers, np.arange(1, n + 1, dtype=np.int64)
+        first = 1 if values is None else int(values[0])
+        return numbers, np.arange(first, first + n, dtype=np.int64)
     if max_nodes is not None and values.size > max_nodes:
         raise _image(f"{values.size} distinct values")
     if boxes is None:  # the values numbered 1..k a slab at a time (no full-size int64), then their boxes

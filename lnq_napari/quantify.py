@@ -1,9 +1,9 @@
 """Node table: one row per lymph node with volume, RECIST-style axial axes, centroid and side.
 
 Nodes are the connected blobs of each value of a label map (:func:`~lnq_napari.components.node_numbers`):
-the components of a mask (one non-zero value, ids 1..n), the ids of a map with one id per node (as a
-napari Labels layer holds them), and each node of a class map (values 1 and 2) or of a brush colour
-painted on several nodes (a new id above the largest).
+the components of a 0/1 mask (ids 1..n), the ids of a map with one id per node (as a napari Labels
+layer holds them), and each node of a class map (values 1 and 2) or of a brush colour painted on several
+nodes (each value the id of its first blob, a further blob a new id above the largest).
 
 Axial axes: on each axial slice (of the labels put in LPS axis order, whatever order the file
 stores: a coronal or sagittal series is measured on its axial planes) the node's outline is taken as
@@ -76,9 +76,9 @@ CSV_COLUMNS = [
 
 def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
     """(int32 map numbering the nodes 1..n, the id of each node) of a label map:
-    :func:`~lnq_napari.components.node_numbers` (a map with one non-zero value is a mask, its blobs 1..n in
-    raster order; in a map of several values each value is the id of its first blob, each further blob of
-    a value gets a new id above the largest). LNQError for an image: more than MAX_IDS values or nodes."""
+    :func:`~lnq_napari.components.node_numbers` (each value the id of its first blob in raster order, each
+    further blob of a value a new id above the largest: a 0/1 mask's blobs are 1..n). LNQError for an
+    image: more than MAX_IDS values or nodes."""
     array = np.asarray(labels.array)
     check_label_values(array)
     return node_numbers(array, MAX_IDS)

@@ -76,8 +76,8 @@ def test_what_a_mask_touches_is_what_would_join_it_into_one_node():
 def test_a_node_is_a_blob_of_one_value():
     """A map of several values: each value is the id of its first blob (raster order), each further blob
     of a value gets a new id above the largest (a class map, a brush colour used twice); values that
-    touch stay apart. A map with a single non-zero value is a mask: its blobs are 1..n in raster order,
-    one blob or several (a single blob of 7 or 255 kept its value, two blobs were 1 and 2)."""
+    touch stay apart. The same rule holds for a map of one value: its blobs are v, v + 1, ... (a 0/1
+    mask's 1..n)."""
     ids = np.zeros((6, 12, 12), np.uint16)
     ids[0:2, 0:2, 0:2] = 1  # class 1, first node
     ids[0:2, 0:2, 2:4] = 2  # class 2 touching it: apart
@@ -89,7 +89,9 @@ def test_a_node_is_a_blob_of_one_value():
     assert (nodes[4, 9, 9], nodes[3, 5, 5], nodes[5, 0, 11]) == (3, 4, 5)  # then new ids above the largest
     for value in (1, 7, 255):
         for mask in (np.where(ids == 1, value, 0), np.where(nodes == 1, value, 0)):  # two blobs, one
-            assert np.array_equal(label_nodes(mask.astype(np.uint8)), label_components(mask)[0])
+            blobs = label_components(mask)[0]
+            expected = np.where(blobs > 0, blobs + value - 1, 0)
+            assert np.array_equal(label_nodes(mask.astype(np.uint8)), expected)
     assert not label_nodes(np.zeros((2, 2, 2))).any()
     ids32 = label_nodes(ids)
     assert label_nodes(ids32) is ids32  # already one id per node: no full-size copy

@@ -139,14 +139,16 @@ def test_a_class_map_read_from_a_file_gives_each_node_a_row(tmp_path):
     assert [(r.id, r.voxels) for r in rows] == [(1, 48), (2, 48), (3, 27)] and summary.n_nodes == 3
 
 
-def test_a_single_value_is_a_mask_its_nodes_1_to_n_however_many():
-    """A map with one non-zero value (0/255) is a mask: its nodes are 1..n in raster order. One blob kept
-    its value (255) while two blobs were 1 and 2."""
+def test_a_single_value_keeps_its_id_as_several_values_do():
+    """One rule however many values: a value is its first blob's id, a further blob gets the next free id
+    (a napari layer left with label 3 alone was tabled as node 1, which the layer does not hold: its row
+    selected and coloured another label)."""
     labels = np.zeros((8, 30, 30), np.uint8)
-    labels[1:3, 1:3, 1:3] = 255
-    assert [r.id for r in measure_nodes(Volume(labels, SPACING))] == [1]
-    labels[5:7, 20:22, 20:22] = 255
-    assert [(r.id, r.voxels) for r in measure_nodes(Volume(labels, SPACING))] == [(1, 8), (2, 8)]
+    labels[1:3, 1:3, 1:3] = 3
+    assert [r.id for r in measure_nodes(Volume(labels, SPACING))] == [3]
+    labels[5:7, 20:22, 20:22] = 3
+    assert [(r.id, r.voxels) for r in measure_nodes(Volume(labels, SPACING))] == [(3, 8), (4, 8)]
+    assert [r.id for r in measure_nodes(Volume((labels > 0).astype(np.uint8), SPACING))] == [1, 2]
 
 
 def test_ids_above_int32_are_measured_as_they_are():
