@@ -167,7 +167,7 @@ def test_a_series_folder_with_ct_series_folders_below_it_is_refused(tmp_path, en
         said = (rf"{re.escape(str(root))} holds a DICOM CT of its own \({own}\) and DICOM CT series folders "
                 rf"below it \({below}\); give each folder on its own, or move the loose files into a folder "
                 "of their own$")
-        for find in (find_cts, find_cases):
+        for find in (find_cts, find_cases, read_volume):  # read_volume: napari's File > Open, view, measure
             with pytest.raises(LNQError, match=said):
                 find(root)
     series = shutil.copytree(SERIES, tmp_path / "series")
@@ -180,6 +180,7 @@ def test_a_series_folder_with_ct_series_folders_below_it_is_refused(tmp_path, en
     _copy_series(SERIES, series / "scout", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
     assert find_cts(series) == [("series", series)]
     assert [(c.case_id, c.ct, c.seg) for c in find_cases(series)] == [("series", series.resolve(), None)]
+    assert read_volume(series).shape == ct.shape
 
 
 def test_a_series_folder_given_as_dot_or_on_a_cd_gets_the_case_id_find_cts_gives(tmp_path, monkeypatch,

@@ -117,12 +117,12 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     """``[(case_id, path)]`` for a CT file or a folder holding DICOM files; for a folder holding only
     folders (a TCIA download: patient / study / series), each folder below it that holds DICOM files and
     is not a SEG series, its case id the path below ``path`` joined with ``_``. LNQError when there is
-    none, or when a series folder has CT series folders below it (:func:`_refuse_series_below`)."""
+    none, or when a series folder has CT series folders below it (:func:`refuse_series_below`)."""
     path = Path(path)
     if not path.is_dir():
         return [(case_id, path)]
     if _holds_dicom(path):  # a series folder (a SEG folder too: predict says it is not a CT)
-        _refuse_series_below(path)
+        refuse_series_below(path)
         return [(case_id, path)]
     found, _ = _dicom_folders(path, case_id)
     if not found:
@@ -156,7 +156,7 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
                 series.append((case_id if depth == 0 else "_".join(parts), folder))
         if depth == 0 and (series or segs):
             if series:
-                _refuse_series_below(path)
+                refuse_series_below(path)
             break  # a series folder: nothing below it is another case
         level = _subfolders(level)
     named: dict[str, Path] = {}
@@ -182,7 +182,7 @@ def _subfolders(folders: list[Path]) -> list[Path]:
     return found
 
 
-def _refuse_series_below(folder: Path) -> None:
+def refuse_series_below(folder: Path) -> None:
     """LNQError when ``folder``, read as one series folder, holds a DICOM CT of its own and CT series
     folders lie below it (an enhanced CT beside CD exports): which of them are cases cannot be told, and
     the ones below were left out without a word. Predictions, label versions or a scout below it are no

@@ -476,6 +476,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     if not series:
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
+    if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
+        dicom_seg.refuse_series_below(folder)
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
     first = {sid: _first_file_header(files[0]) for sid, files in files_by_series.items()}
     images = {sid: 0 if first[sid][0] in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid][1]
