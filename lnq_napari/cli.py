@@ -6,6 +6,7 @@ import argparse
 import errno
 import math
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -295,7 +296,7 @@ def _cmd_finetune_nnunet(args: argparse.Namespace) -> None:
                                    iterations=args.iterations, epochs=args.epochs, device=args.device,
                                    progress=progress)
     print(f"nnU-Net model {done.version} (parent {done.parent_version}), trained on "
-          f"{len(done.train_cases)} corrected case(s): use it with --model {done.model_string}")
+          f"{len(done.train_cases)} corrected case(s): use it with --model {shlex.quote(done.model_string)}")
     state = "activated" if done.activated else "registered, not activated"
     print(f"{done.new_version} (parent {done.parent}) {state}: {done.reason}")
 

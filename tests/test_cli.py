@@ -192,3 +192,20 @@ def test_figures_of_identical_scans_print_as_zero_not_float_noise():
 
     assert (_fmt(-3.553e-15), _fmt(-0.0), _fmt(0.1234567)) == ("0", "0", "0.1235")
     assert (_pct(-0.04), _pct(-0.06), _pct(None)) == ("+0.0 %", "-0.1 %", "n/a")
+
+
+def test_finetune_nnunet_prints_a_model_string_a_shell_takes_whole(monkeypatch, capsys, tmp_path):
+    """``?`` and ``&`` in the printed ``--model nnunet:...?tile_step=0.75&mirroring=off``: pasted into a
+    shell, the command ran in the background with its options cut off."""
+    import shlex
+    from types import SimpleNamespace
+
+    from lnq_napari import cli
+
+    model = f"nnunet:{tmp_path / 'w s' / 'm002' / 'T__P__3d'}?tile_step=0.75&mirroring=off"
+    done = SimpleNamespace(version="m002", parent_version="m001", train_cases=["a"], model_string=model,
+                           new_version="m002", parent="m001", activated=True, reason="activate: ...")
+    monkeypatch.setattr(cli.api, "finetune_nnunet", lambda *a, **k: done)
+    assert cli.main(["finetune-nnunet", "--workspace", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()[0]
+    assert shlex.split(printed.split("use it with ")[1]) == ["--model", model]
