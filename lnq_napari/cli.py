@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="workspace folder to create")
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--model", help="start from this model folder instead of the bundled model (one you "
-                                   "trained: lnq-napari train, or nnunet:<nnU-Net trained model folder>)")
+                                   "trained: lnq-napari train, or nnunet:<nnU-Net trained model "
+                                   "folder>[?options], kept and predicted with)")
     p.set_defaults(func=_cmd_workspace)
     p = ws_sub.add_parser("group", help="record each case's patient and time point (for compare --patient)")
     p.add_argument("path", help="workspace folder")
@@ -442,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ws_sub.add_parser("activate", help="make a model version the active one (also to roll back)")
     p.add_argument("path", help="workspace folder")
     p.add_argument("version", help="model version (e.g. m002), bundled to go back to the bundled model, or a "
-                                   "model folder you trained elsewhere (registered, then activated)")
+                                   "model folder you trained elsewhere, nnunet:<folder>[?options] too "
+                                   "(registered, then activated)")
     p.add_argument("--reason", default="", help="why, for the journal (default: none)")
     p.set_defaults(func=_cmd_activate)
 

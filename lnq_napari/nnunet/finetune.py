@@ -9,7 +9,7 @@ weights (:func:`~lnq_napari.nnunet.train.train_fold`, a subprocess with progress
 
 The candidate, its parent and the lineage's original model are then judged on the held-out corrections
 (:func:`~lnq_napari.finetuning.validation.version_figures`: the parent's stored predictions reused, and
-each model's figures kept in the workspace cache under its version and default prediction settings, so
+each model's figures kept in the workspace cache under its content and prediction settings, so
 a candidate's figures are read, not predicted, when it is the next round's parent, and the original's
 on the forgetting check's cases are predicted once per lineage) by
 :func:`~lnq_napari.activation.decide_activation` (with ``forgetting_data``, the forgetting check too; a
