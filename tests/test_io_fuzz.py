@@ -337,6 +337,8 @@ def expected_seg_mask(case: dict) -> np.ndarray | None:
         chosen = [s for s in segments if choice.lower() in (s["Name"].strip().lower(), s["ID"].lower())]
     else:
         chosen = [s for s in segments if int(s["LabelValue"]) == choice]
+        if len({s["Layer"] for s in chosen}) > 1:  # one value in several layers: refused, name one instead
+            return None
     if not chosen:
         return None
     mask = np.zeros(layers.shape[1:], np.uint8)
