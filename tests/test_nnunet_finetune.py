@@ -511,3 +511,32 @@ def test_a_parent_given_with_options_trains_and_predicts_as_they_say(nnunet_mode
     assert (new, result.options) == ("m002", NnunetOptions(tile_step=0.75, mirroring=False))
     assert ws.model(new) == result.spec and result.to_dict()["options"] == "tile_step=0.75&mirroring=off"
     assert result.model_string == f"nnunet:{ws.model_path(new)}?tile_step=0.75&mirroring=off"
+
+
+def test_a_save_does_not_wait_for_the_candidate_being_copied_in(finetuned, monkeypatch):
+    """The rule's registration copied the candidate's checkpoints holding the workspace lock: a label
+    save meanwhile waited behind the copy and, past the lock's timeout, was refused. It is saved at once."""
+    import threading
+
+    from lnq_napari.workspace import lock as lock_module
+    from lnq_napari.workspace import registry as registry_module
+
+    ws, result, _ = finetuned
+    monkeypatch.setattr(lock_module, "TIMEOUT_S", 1.0)
+    monkeypatch.setattr(lock_module, "_LOCKS", {})
+    copying, go = threading.Event(), threading.Event()
+    real = registry_module.shutil.copy2
+    monkeypatch.setattr(registry_module.shutil, "copy2",
+                        lambda src, dst: (copying.set(), go.wait(10), real(src, dst))[-1])
+    done = []
+    registering = threading.Thread(target=lambda: done.append(_register(ws, result, 0.0, "m001")))
+    registering.start()
+    try:
+        assert copying.wait(10)
+        case = ws.case_ids()[0]
+        saved = ws.add_label_version(case, ws.latest_labels(case, "original"), "correction", edits=1)
+    finally:
+        go.set()
+        registering.join(30)
+    assert ws.journal("correction")[-1]["version"] == saved
+    assert ws.registry.check(done[0].new_version)

@@ -68,13 +68,17 @@ def test_copies_left_by_a_killed_registration_are_removed_once_stale(registry, t
     import time
 
     stale, fresh = registry.folder / ".m001.ab12cd34", registry.folder / ".m002.ef56gh78"
-    for folder in (stale, fresh):
+    stale_new, training = registry.folder / ".registering.ab12cd34", registry.folder / ".m003.training"
+    for folder in (stale, fresh, stale_new, training):
         _model(folder)
     old = time.time() - 2 * 3600
-    os.utime(stale, (old, old))
+    for folder in (stale, stale_new, training):
+        os.utime(folder, (old, old))
     registry.register(_model(tmp_path / "model"), training_cases=["a"])
-    assert not stale.exists() and fresh.is_dir()  # a fresh one may be another process's copy in progress
-    assert [e["id"] for e in registry.entries()] == ["m001"]
+    assert not stale.exists() and not stale_new.exists()
+    assert fresh.is_dir()  # a fresh one may be another process's copy in progress
+    assert training.is_dir()  # a fine-tune's scratch folder, unchanged while it trains, is no copy
+    assert [e["id"] for e in registry.entries()] == ["m004"]  # m003: the fine-tune's
 
 
 def test_bad_registrations_raise(registry, tmp_path):

@@ -395,13 +395,15 @@ def _register(ws, result: NnUNetFinetune, t0: float, active_at_start: str) -> Nn
     registered version."""
     keep = ("activated", "reason", "figures", "original", "metrics_before", "metrics_after",
             "validated_on_training", "train_seconds")
-    with ws.locked():  # a user's activation cannot come between the check and the rule's activation
+    # copied before the lock (saves wait for no copy); a user's activation cannot come between the check
+    # and the rule's activation
+    with ws.registry.staged(result.model, result.options) as model, ws.locked():
         rule = rule_verdict(result.activated)
         activated, reason = unless_active_changed(ws, active_at_start, result.activated, result.reason)
         result = dataclasses.replace(result, activated=activated, reason=reason)
         metrics = {**{k: v for k, v in result.to_dict().items() if k in keep}, **rule}
         version = ws.register_model(
-            result.model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
+            model, parent=result.parent, training_cases=result.train_cases + result.replay_cases,
             metrics=metrics, corrected_cases=result.train_cases, replay_cases=result.replay_cases,
             val_cases=result.val_cases, iterations=result.iterations, epochs=result.epochs,
             dataset=str(result.dataset), options=result.options)

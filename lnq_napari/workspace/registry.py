@@ -18,6 +18,7 @@ checked: inside this workspace's ``models/``, complete, and unchanged since it w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -26,6 +27,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,8 +53,10 @@ from lnq_napari.model.nnunet_folder import (
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock
 
-#: The staging folder of a model copy in progress (``tempfile.mkdtemp(prefix=".mNNN.")``).
-_STAGING = re.compile(r"^\.[A-Za-z0-9_-]+\.[a-z0-9_]{8}$")
+#: The staging folder of a model copy in progress (:meth:`ModelRegistry.staged`'s ``.registering.<8
+#: random characters>``; ``.mNNN.<8>`` of older releases), never a fine-tune's ``.mNNN.training``
+#: (:func:`scratch_name`: it may sit unchanged for as long as the training runs).
+_STAGING = re.compile(r"^\.(registering|m\d+)\.(?!training$)[a-z0-9_]{8}$")
 
 REGISTRY_FILE = "registry.json"
 MODEL_FILES = ("weights.safetensors", "config.json")
@@ -196,22 +200,25 @@ class ModelRegistry:
         ``<folder>/<version>/<its name>``, unless ``copy`` is False) that predicts with ``options`` (an
         nnU-Net model string's, kept as they take effect); returns its entry, not active."""
         src = Path(path)
-        kind = model_kind(src)
-        if kind is None:
-            raise LNQError(f"{src} is not a model folder (no config.json, nor nnU-Net's plans.json and "
-                           "dataset.json); give a trained model folder")
-        options = _effective(src, kind, options)
-        checkpoint = options.checkpoint_file
-        if kind == NNUNET and not fold_checkpoints(src, checkpoint):
-            raise LNQError(f"{src} has no fold_*/{checkpoint}; finish training a fold first")
-        with self._lock:  # id, folder and entry: read-modify-write of the registry
+        kind, options = _registrable(src, options)
+        inner = Path(src.name) if kind == NNUNET else Path()
+        staged = self._is_staged(src, kind)
+        in_place = version is not None and src.resolve() == (self.folder / version / inner).resolve()
+        if copy and not staged and not in_place:
+            with self.staged(src, options) as copied:  # the copy, before the lock
+                return self.register(copied, parent, training_cases, metrics, version, options=options,
+                                     **fields)
+        checksums = _checksums(src, kind, options.checkpoint_file)  # of the files placed: a copy is renamed
+        with self._lock:  # id, folder and entry: read-modify-write of the registry, held briefly
             version = version or self.next_version()
             if any(v["id"] == version for v in self.entries()):
                 raise LNQError(f"model version {version} is already registered; pick another id")
-            dest = self._place(src, version, copy, kind, checkpoint)
+            if staged:
+                os.replace(src.parent if kind == NNUNET else src, self.folder / version)
+            dest = self.folder / version / inner if staged else src.resolve()
             entry = {"id": version, "path": self._relative(dest), "parent": parent,
                      "training_cases": list(training_cases or []), "metrics": metrics or {},
-                     "created": now(), "active": False, "sha256": _checksums(dest, kind, checkpoint),
+                     "created": now(), "active": False, "sha256": checksums,
                      **({"kind": NNUNET} if kind == NNUNET else {}),
                      **({"options": options.query()} if options.query() else {}), **fields}
             registry = self._load()
@@ -349,24 +356,31 @@ class ModelRegistry:
         # a parent named by this release's bundled key is the "bundled" row (another release's stays)
         return [bundled] + [replace(m, parent=BUNDLED) if m.parent == key else m for m in versions]
 
-    def _place(self, src: Path, version: str, copy: bool, kind: str = "lnq", checkpoint: str = CHECKPOINT
-               ) -> Path:
-        """Copy the model's files into ``<folder>/<version>`` through a staging folder renamed at the
-        end (an nnU-Net folder keeps its name inside: a registered version can be a fine-tune's parent)."""
-        inner = Path(src.name) if kind == NNUNET else Path()
-        dest = self.folder / version / inner
-        if src.resolve() == dest.resolve():
-            return dest
-        if not copy:
-            return src.resolve()
+    @contextlib.contextmanager
+    def staged(self, path: str | Path, options: NnunetOptions = NO_OPTIONS) -> Iterator[Path]:
+        """The model folder ``path`` copied into a staging folder of ``<folder>`` without the lock (a large
+        model's copy under it held every label save back), for :meth:`register` to rename to
+        ``<folder>/<version>`` (an nnU-Net folder keeps its name inside: a registered version can be a
+        fine-tune's parent). The copy is removed on exit unless registered."""
+        src = Path(path)
+        kind, options = _registrable(src, options)
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.folder, pattern=_STAGING)  # copies a killed registration left
-        staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.folder))
-        for name in _model_files(src, kind, checkpoint):
-            (staging / inner / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / name, staging / inner / name)
-        os.replace(staging, self.folder / version)
-        return dest
+        staging = Path(tempfile.mkdtemp(prefix=".registering.", dir=self.folder))
+        copy = staging / src.name if kind == NNUNET else staging
+        try:
+            for name in _model_files(src, kind, options.checkpoint_file):
+                (copy / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / name, copy / name)
+                os.utime(staging)  # a copy in progress is never stale, however long it takes
+            yield copy
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when registered
+
+    def _is_staged(self, src: Path, kind: str) -> bool:
+        """Whether ``src`` is a copy :meth:`staged` made (an nnU-Net folder: inside one)."""
+        staging = src.parent if kind == NNUNET else src
+        return bool(_STAGING.match(staging.name)) and staging.parent.resolve() == self.folder.resolve()
 
     def _relative(self, dest: Path) -> str:
         try:
@@ -428,6 +442,19 @@ def entry_options(entry: dict | None) -> NnunetOptions:
     """The options a registry entry predicts with (none for entries without ``options``: ours, and
     nnU-Net versions registered before versions kept them)."""
     return parse_options((entry or {}).get("options") or "")
+
+
+def _registrable(src: Path, options: NnunetOptions) -> tuple[str, NnunetOptions]:
+    """The kind of the model folder ``src`` and ``options`` as they take effect on it; LNQError unless
+    it can be registered with them."""
+    kind = model_kind(src)
+    if kind is None:
+        raise LNQError(f"{src} is not a model folder (no config.json, nor nnU-Net's plans.json and "
+                       "dataset.json); give a trained model folder")
+    options = _effective(src, kind, options)
+    if kind == NNUNET and not fold_checkpoints(src, options.checkpoint_file):
+        raise LNQError(f"{src} has no fold_*/{options.checkpoint_file}; finish training a fold first")
+    return kind, options
 
 
 def _effective(folder: Path, kind: str, options: NnunetOptions) -> NnunetOptions:

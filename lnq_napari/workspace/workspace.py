@@ -302,14 +302,14 @@ class Workspace:
     ) -> str:
         """Add a model folder to the registry (copied under ``models/<version>`` unless already there).
 
-        The new version is not active; call :meth:`activate`. Returns the version id.
+        The new version is not active; call :meth:`activate`. Returns the version id. The copy is made
+        without the lock (:meth:`ModelRegistry.register`), so no save waits for it.
         """
-        with self._lock:
-            entry = self.registry.register(path, parent=parent, training_cases=training_cases,
-                                           metrics=metrics, version=version, copy=copy, **fields)
-            self.log("register_model", version=entry["id"], parent=parent,
-                     training_cases=len(entry["training_cases"]), metrics=entry["metrics"],
-                     **({"options": entry["options"]} if entry.get("options") else {}))
+        entry = self.registry.register(path, parent=parent, training_cases=training_cases,
+                                       metrics=metrics, version=version, copy=copy, **fields)
+        self.log("register_model", version=entry["id"], parent=parent,
+                 training_cases=len(entry["training_cases"]), metrics=entry["metrics"],
+                 **({"options": entry["options"]} if entry.get("options") else {}))
         return entry["id"]
 
     def adopt_model(self, model: str | Path) -> str:
