@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import label_components
+from lnq_napari.components import label_components, node_numbers
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.interact import Suggestion, equivalent_diameter, interior_point, node_region_from_click
 from lnq_napari.io.volume import Volume
@@ -168,13 +168,12 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     is flagged when the grown region holds at least ``ratio`` times the node's volume outside the
     mask. Rows (flagged nodes only): ``id, centre_zyx, click_zyx`` (the middle of the missing tissue:
     a positive click there completes the node), ``volume_mm3, outside_mm3, ratio, incomplete``.
-    ``mask`` may already hold one id per node (as :func:`lnq_napari.api.find_nodes` labels it); a 0/1
-    mask is split into connected nodes here.
+    ``mask``'s nodes are those of the node table (:func:`~lnq_napari.components.node_numbers`: a 0/1
+    mask's connected blobs, or one id per node as :func:`lnq_napari.api.find_nodes` labels it, taken as
+    it is), each row with its node's id.
     """
     array = np.asarray(mask.array)
-    # the ids as they are (no int32 copy when they already are); the 0/1 mask only crop by crop
-    components = (np.asarray(array, dtype=np.int32) if array.max(initial=0) > 1
-                  else label_components(array)[0])
+    components, ids = node_numbers(array)
     voxel_mm3 = float(np.prod(ct.spacing))
     rows = []
     for i, sl in enumerate(ndimage.find_objects(components), start=1):
@@ -188,7 +187,7 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
         size = int(node.sum())
         if outside >= ratio * size:
             click = [float(c + b.start) for c, b in zip(interior_point(missing), box, strict=True)]
-            rows.append({"id": i, "centre_zyx": [float(c) for c in centre], "click_zyx": click,
+            rows.append({"id": int(ids[i - 1]), "centre_zyx": [float(c) for c in centre], "click_zyx": click,
                          "volume_mm3": size * voxel_mm3, "outside_mm3": outside * voxel_mm3,
                          "ratio": outside / size, "incomplete": True})
     return rows
