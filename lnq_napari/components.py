@@ -83,11 +83,8 @@ def node_numbers(labels: np.ndarray, max_nodes: int | None = None) -> tuple[np.n
         return numbers, np.arange(first, first + n, dtype=np.int64)
     if max_nodes is not None and values.size > max_nodes:
         raise _image(f"{values.size} distinct values")
-    if boxes is None:  # the values numbered 1..k a slab at a time (no full-size int64), then their boxes
-        array = np.zeros(given.shape, np.int32)
-        step = max(1, (1 << 20) // max(1, given[0].size))
-        for z in range(0, len(given), step):
-            array[z:z + step] = np.searchsorted(values, given[z:z + step], side="right")
+    if boxes is None:  # the values numbered 1..k, then their boxes
+        array = number_values(given, values)
         boxes = list(enumerate(ndimage.find_objects(array), start=1))
     numbered = array.dtype == np.int32 and boxes[-1][0] == len(boxes)  # each value is its number
     numbers = array if numbered else np.zeros(array.shape, np.int32)
@@ -106,6 +103,16 @@ def node_numbers(labels: np.ndarray, max_nodes: int | None = None) -> tuple[np.n
             raise _image(f"more than {max_nodes} nodes (blobs of one value)")
     ids = values.astype(np.int64)
     return numbers, np.concatenate([ids, ids[-1] + np.arange(1, n - ids.size + 1)])
+
+
+def number_values(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """int32 map of ``labels`` with each of its non-zero ``values`` (sorted, all of them) as its number
+    1..k, written a slab at a time (no full-size int64 index)."""
+    out = np.zeros(labels.shape, np.int32)
+    step = max(1, (1 << 20) // max(1, labels[0].size))
+    for z in range(0, len(labels), step):
+        out[z:z + step] = np.searchsorted(values, labels[z:z + step], side="right")
+    return out
 
 
 def _image(what: str) -> LNQError:

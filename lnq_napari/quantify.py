@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.components import label_components, node_numbers
+from lnq_napari.components import label_components, node_numbers, number_values
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
@@ -86,13 +86,10 @@ def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
 
 def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(``ids`` numbered 1..n as int32, the id each number stands for; ``ids`` itself when they are)."""
-    inside = ids != 0
-    found, inverse = np.unique(ids[inside], return_inverse=True)
+    found = np.unique(ids[ids != 0])
     if ids.dtype == np.int32 and np.array_equal(found, np.arange(1, found.size + 1)):
         return ids, found.astype(np.int64)
-    compact = np.zeros(ids.shape, dtype=np.int32)
-    compact[inside] = inverse.ravel() + 1
-    return compact, found.astype(np.int64)
+    return number_values(ids, found), found.astype(np.int64)
 
 
 def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
