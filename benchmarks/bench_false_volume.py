@@ -6,7 +6,7 @@
 
 Per case of each site (the cases ``lnq-napari phantom OUT --site S --cases N --seed SEED`` writes):
 false nodes and the volume (mL) the model (default: the bundled one) paints more than
-:data:`lnq_napari.activation.GROWN_LENIENCE_MM` from every node of the complete truth
+:data:`lnq_napari.training.corrections.GROWN_LENIENCE_MM` from every node of the complete truth
 (:func:`lnq_napari.metrics.false_volume_ml`), then the largest over all cases.
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 
 from lnq_napari import api, metrics
-from lnq_napari.activation import GROWN_LENIENCE_MM
 from lnq_napari.phantom import make_case
 from lnq_napari.phantom.dataset import case_seed
+from lnq_napari.training.corrections import GROWN_LENIENCE_MM
 
 
 def main() -> None:

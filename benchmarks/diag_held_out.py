@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari import metrics
-from lnq_napari.activation import GROWN_LENIENCE_MM, SURFACE_TOLERANCE_MM
+from lnq_napari.activation import SURFACE_TOLERANCE_MM
 from lnq_napari.finetuning.validation import held_out_truth
 from lnq_napari.inference import Predictor
 from lnq_napari.io.readers import read_labels
 from lnq_napari.model import resolve_model
+from lnq_napari.training.corrections import GROWN_LENIENCE_MM
 from lnq_napari.workspace import Workspace
 
 

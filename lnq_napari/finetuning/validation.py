@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.activation import (
-    GROWN_LENIENCE_MM,
     SURFACE_TOLERANCE_MM,
     ActivationRule,
     CaseFigures,
@@ -32,7 +31,7 @@ from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import figures_key
 from lnq_napari.model.nnunet_folder import NnunetModelSpec, typed_model
-from lnq_napari.training.corrections import grown_nodes
+from lnq_napari.training.corrections import GROWN_LENIENCE_MM, grown_nodes
 
 Progress = Callable[[float, str], None] | None
 

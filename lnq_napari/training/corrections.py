@@ -2,7 +2,8 @@
 
 The corrected mask follows the partial-label rules of :func:`~lnq_napari.training.labels.label_states`
 (its nodes are 1, what the CT rules out is 0, the rest unknown), without the ring of known background;
-on top of that, components of the prediction the reviewer removed as false and the balls of the
+on top of that, what the reviewer took away from the prediction (components removed as false, and the
+part of a kept node erased with the brush, except near a node the reviewer grew) and the balls of the
 suggestions the reviewer rejected become known background (0), and each "node here, outline unknown"
 mark (:class:`~lnq_napari.interact.NodeMark`) makes its ball unknown (-1) around a core of node (1).
 """
@@ -13,12 +14,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lnq_napari.components import bounding_box, label_components
+from lnq_napari.components import bounding_box, label_components, within_mm
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import NodeMark, spot_mask
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import StatesConfig
 from lnq_napari.training.labels import BACKGROUND, NODE, UNKNOWN, label_states
+
+#: A node the reviewer grew or added is a lower bound of the node (a click grows it only until the
+#: reviewer stops): up to this many mm beyond it may still be node. The held-out surface Dice does not
+#: count a model's outline there against it (:mod:`lnq_napari.activation`), and voxels the reviewer took
+#: away from the prediction there are not taught as background (:func:`correction_states`).
+GROWN_LENIENCE_MM = 5.0
 
 
 def correction_states(
@@ -26,10 +33,16 @@ def correction_states(
     rejected: np.ndarray | None = None, background: np.ndarray | None = None,
     marks: Sequence[NodeMark] = (),
 ) -> np.ndarray:
-    """int8 states of a corrected case: label_states of the correction, plus removed components and
-    ``rejected`` (bool, the balls of the rejected suggestions: :func:`lnq_napari.interact.spot_mask`)
-    outside the corrected nodes as 0; the balls of ``marks`` outside the corrected nodes -1, their cores
-    1. ``background``: the CT's :func:`~lnq_napari.training.labels.ct_background` when at hand.
+    """int8 states of a corrected case: label_states of the correction, plus what the reviewer took away
+    from ``prediction`` and ``rejected`` (bool, the balls of the rejected suggestions:
+    :func:`lnq_napari.interact.spot_mask`) outside the corrected nodes as 0; the balls of ``marks``
+    outside the corrected nodes -1, their cores 1. ``background``: the CT's
+    :func:`~lnq_napari.training.labels.ct_background` when at hand.
+
+    What the reviewer took away: each predicted component that holds no corrected voxel (removed as
+    false), and the predicted voxels erased from a kept component, except within
+    :data:`GROWN_LENIENCE_MM` of a node the reviewer grew or added (a node removed whole for leaking and
+    clicked again: its new outline is a lower bound, and the old one's voxels beside it may be node).
 
     Unlike an original annotation, a correction gets no ring of known background around its nodes: the
     outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
@@ -42,8 +55,13 @@ def correction_states(
         if predicted.shape != corrected.shape:
             raise LNQError(f"prediction {predicted.shape} and correction {corrected.shape} differ in grid; "
                            "re-predict the case before fine-tuning")
-        removed = _components(predicted, corrected, touching=False)
-        states[removed & ~corrected] = BACKGROUND
+        states[_components(predicted, corrected, touching=False)] = BACKGROUND  # removed as false
+        erased = predicted & ~corrected  # and from kept nodes
+        if erased.any():
+            grown = grown_nodes(corrected, predicted)
+            if grown.any():
+                erased &= ~within_mm(grown, ct.spacing_zyx, GROWN_LENIENCE_MM)
+            states[erased] = BACKGROUND
     if rejected is not None:
         states[rejected & ~corrected] = BACKGROUND
     if marks:
