@@ -73,12 +73,17 @@ def choose_cases(ws, strategy: str, predictor, model_id: str, n: int, seed: int)
     return ranker.rank(scores, n), scores
 
 
+BRUSH_MM = 2.0  # a brush stroke erases an outline's spill this far from the node: not voxel-exact
+
+
 def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks",
                  suggest: Callable[[Volume], list] | None = None) -> int:
     """Save a correction of each case's latest prediction; returns the number of clicks.
 
     ``corrections``: "truth" (the complete phantom truth saved as the correction: the ceiling of any
-    review), else the simulated reviewer's clicks (:func:`lnq_napari.simulate.simulate_review`).
+    review), "brush" (the simulated reviewer's clicks, then a brush stroke erasing each outline's spill
+    farther than :data:`BRUSH_MM` from the truth node), else the simulated reviewer's clicks
+    (:func:`lnq_napari.simulate.simulate_review`).
     ``suggest(ct)``: the suggestions the reviewer is shown (what napari's Segment panel lists); the
     reviewer rejects those on no node, and the rejections (and the nodes it marked with an unknown
     outline) are saved with the correction.
@@ -93,7 +98,8 @@ def review_cases(ws, cases: list[str], model_id: str, corrections: str = "clicks
         else:
             shown = suggest(ct) if suggest is not None else []
             corrected, stats = simulate_review(ct, ws.read_labels(case, prov["version"]), full,
-                                               suggestions=shown)
+                                               suggestions=shown,
+                                               brush_mm=BRUSH_MM if corrections == "brush" else None)
             saved = provenance(stats)
         clicks += saved["edits"]
         ws.add_label_version(case, corrected, "correction", model_version=model_id, parent=prov["version"],

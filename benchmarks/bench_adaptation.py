@@ -70,8 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="loop: rounds per strategy; ablation: a fine-tune per variant; frozen: baseline; "
                         "report: tables and plots of finished runs")
     p.add_argument("--strategies", default="uncertainty,random")
-    p.add_argument("--corrections", choices=("clicks", "suggestions", "truth"), default="clicks",
-                   help="clicks: the simulated reviewer, on the mask; suggestions: it also rejects the "
+    p.add_argument("--corrections", choices=("clicks", "brush", "suggestions", "truth"), default="clicks",
+                   help="clicks: the simulated reviewer, on the mask; brush: clicks, then a brush stroke "
+                        "erasing each outline's spill beyond the node; suggestions: it also rejects the "
                         "suggestions shown that lie on no node (saved with the correction); truth: complete "
                         "truth (the ceiling)")
     p.add_argument("--iterations", type=int, default=None, help="fine-tune iterations (default: finetune's)")

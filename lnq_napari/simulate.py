@@ -9,7 +9,9 @@ outline stops halfway; the click grows only into unlabelled voxels). Where the c
 node grows nothing or leaks (and is undone), it marks the node "here, outline unknown"
 (:class:`~lnq_napari.interact.NodeMark`), as a reader does who sees the node but cannot outline it
 with a click. Given the suggestions the reader is shown, it rejects each one whose region (the ball of
-its volume) holds no truth node.
+its volume) holds no truth node. Given ``brush_mm``, it also erases with napari's brush, one stroke per
+node, what a node's outline spills beyond the truth node (farther than ``brush_mm`` from it: a brush is
+not voxel-exact), as a reader does who sees an outline run into a vessel.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from lnq_napari.components import label_components
+from lnq_napari.components import label_components, within_mm
 from lnq_napari.interact import (
     NodeMark,
     Rejection,
@@ -47,7 +49,7 @@ def simulate_review(
     ct: Volume, prediction: Volume, truth: Volume, probabilities: Volume | None = None,
     max_clicks: int = 100, min_precision: float = 0.3, min_coverage: float = 0.75,
     completion_clicks: int = 2, undo_below: float = 0.3, suggestions: Sequence[Suggestion] = (),
-    mark_missed: bool = True,
+    mark_missed: bool = True, brush_mm: float | None = None, min_spill_mm3: float = 50.0,
 ) -> tuple[Volume, dict]:
     """Correct ``prediction`` towards ``truth`` with clicks; returns ``(corrected mask, stats)``.
 
@@ -62,13 +64,15 @@ def simulate_review(
     clicks and undos), ``rejected`` (suggestions rejected, one click each; not "outline" ones),
     ``rejections`` (the :class:`~lnq_napari.interact.Rejection` of each, to save with the correction),
     ``marked`` (missed nodes whose click grew nothing or was undone, marked with one more click when
-    ``mark_missed``) and ``marks`` (their :class:`~lnq_napari.interact.NodeMark` s, to save likewise).
+    ``mark_missed``) and ``marks`` (their :class:`~lnq_napari.interact.NodeMark` s, to save likewise),
+    ``trimmed`` (brush strokes, with ``brush_mm``: a node on truth whose voxels farther than ``brush_mm``
+    from the truth add up to ``min_spill_mm3`` has them erased; None: no brush).
     """
     labels = (np.asarray(prediction.array) > 0).astype(np.uint8)
     gt = np.asarray(truth.array) > 0
     prob = None if probabilities is None else np.asarray(probabilities.array, dtype=np.float32)
     stats = {"missed": 0, "added": 0, "partial": 0, "completed": 0, "false": 0, "leaky": 0, "removed": 0,
-             "undone": 0, "edits": 0, "rejected": 0, "rejections": [], "marked": 0, "marks": []}
+             "undone": 0, "edits": 0, "rejected": 0, "rejections": [], "marked": 0, "marks": [], "trimmed": 0}
 
     pred_comp, _ = label_components(labels)
     for i, sl in enumerate(ndimage.find_objects(pred_comp), start=1):
@@ -119,6 +123,8 @@ def simulate_review(
                 break
             labels = np.where(node, np.uint8(1), labels)
             stats["completed"] += 1
+    if brush_mm is not None:
+        labels = _brush_spill(labels, gt, truth.spacing_zyx, brush_mm, min_spill_mm3, max_clicks, stats)
     for suggestion in suggestions:
         if suggestion.kind == "outline" or stats["edits"] >= max_clicks:
             continue
@@ -130,6 +136,27 @@ def simulate_review(
         stats["rejected"] += 1
         stats["edits"] += 1
     return prediction.with_array(labels.astype(np.uint8)), stats
+
+
+def _brush_spill(labels: np.ndarray, gt: np.ndarray, spacing_zyx, brush_mm: float, min_spill_mm3: float,
+                 max_edits: int, stats: dict) -> np.ndarray:
+    """``labels`` with each node's spill (its voxels farther than ``brush_mm`` from ``gt``, on a node that
+    touches ``gt``, at least ``min_spill_mm3`` of them) erased, one edit per node."""
+    beyond = ~within_mm(gt, spacing_zyx, brush_mm)
+    voxel_mm3 = float(np.prod(spacing_zyx))
+    comp, _ = label_components(labels > 0)
+    labels = labels.copy()
+    for i, sl in enumerate(ndimage.find_objects(comp), start=1):
+        if sl is None or stats["edits"] >= max_edits:
+            continue
+        node = comp[sl] == i
+        spill = node & beyond[sl]
+        if not gt[sl][node].any() or spill.sum() * voxel_mm3 < min_spill_mm3:
+            continue
+        labels[sl][spill] = 0
+        stats["trimmed"] += 1
+        stats["edits"] += 1
+    return labels
 
 
 def provenance(stats: dict) -> dict:

@@ -142,3 +142,26 @@ def test_provenance_keeps_the_marks_and_rejections_a_save_would():
     assert [NodeMark.from_dict(m) for m in saved["marked"]] == stats["marks"]
     _, nothing = simulate_review(case.ct, case.full, case.full)
     assert provenance(nothing) == {"edits": 0}
+
+
+def test_the_brush_erases_an_outline_spill_and_leaves_the_node():
+    """With ``brush_mm`` the reviewer erases what a kept node's outline spills beyond the truth node
+    (farther than ``brush_mm``), one stroke per node; without it the spill stays, as with clicks only."""
+    from lnq_napari.components import label_components, within_mm
+
+    case = make_case(3, shape=(48, 128, 128), spacing=(1.6, 1.6, 4.0))  # 1.6 mm: the brush's 2 mm is a voxel
+    full = case.full.array > 0
+    nodes, n = label_components(full)
+    assert n >= 2
+    pred = full.copy()
+    spill = np.roll(nodes == 1, 5, axis=2) & ~full  # one node's outline runs 8 mm on to one side
+    pred |= spill
+    prediction = case.full.with_array(pred.astype(np.uint8))
+    clicked, plain = simulate_review(case.ct, prediction, case.full)
+    assert plain["trimmed"] == 0 and (clicked.array[spill] == 1).all()
+    brushed, stats = simulate_review(case.ct, prediction, case.full, brush_mm=2.0)
+    far = spill & ~within_mm(full, case.ct.spacing_zyx, 2.0)
+    assert stats["trimmed"] == 1 and stats["edits"] == plain["edits"] + 1
+    assert far.any() and not brushed.array[far].any()  # the spill beyond the brush's reach is gone
+    assert (brushed.array[full] == 1).all()  # every truth voxel stays, the other nodes untouched
+    assert (spill & ~far).any() and brushed.array[spill & ~far].all()  # within 2 mm the brush leaves it
