@@ -595,6 +595,18 @@ def test_an_nnunet_version_registered_without_options_predicts_from_its_folder(r
     assert registry.prediction_model() == (NnunetModelSpec(registry.path(entry["id"])), entry["id"])
 
 
+def test_options_a_registry_holds_that_cannot_be_read_name_the_version(registry, tmp_path):
+    """A registry entry whose options this release cannot read (a newer release's, or edited by hand) gave
+    "unknown nnU-Net model option ... in nnunet:...?..." naming neither the version nor the registry."""
+    entry = registry.register(_complete_nnunet_model(tmp_path / "x" / NNUNET_NAME))
+    data = json.loads(registry.file.read_text())
+    data["versions"][0]["options"] = "folds=0&sharpen=2"
+    registry.file.write_text(json.dumps(data))
+    with pytest.raises(LNQError, match=rf"unknown nnU-Net model option 'sharpen' in version {entry['id']}'s "
+                                       r"options \(folds=0&sharpen=2\) in the workspace's model registry"):
+        registry.model(entry["id"])
+
+
 def test_an_empty_checkpoint_option_is_refused_before_anything_is_made(ws, tmp_path):
     """``?checkpoint=`` was kept: the registry read it as checkpoint_final.pth, the predictor as no file at
     all, so the workspace could never predict."""

@@ -440,8 +440,11 @@ def _verdict(metrics: dict) -> str:
 
 def entry_options(entry: dict | None) -> NnunetOptions:
     """The options a registry entry predicts with (none for entries without ``options``: ours, and
-    nnU-Net versions registered before versions kept them)."""
-    return parse_options((entry or {}).get("options") or "")
+    nnU-Net versions registered before versions kept them). LNQError naming the version for options this
+    release cannot read (a registry written by a newer release, or edited by hand)."""
+    query = (entry or {}).get("options") or ""
+    return parse_options(query, f"version {entry.get('id', '?')}'s options ({query}) in the workspace's "
+                                "model registry") if query else NO_OPTIONS
 
 
 def _registrable(src: Path, options: NnunetOptions) -> tuple[str, NnunetOptions]:
