@@ -54,7 +54,7 @@ def test_unknown_segment_lists_the_segments():
 
 
 def test_without_node_segment_all_segments_are_used_with_a_warning():
-    with pytest.warns(UserWarning, match="no segment is named like a lymph node; using all 7"):
+    with pytest.warns(UserWarning, match="no segment is named or coded like a lymph node; using all 7"):
         labels = read_labels(SEGMENTATION)
     voxels = slicerio.read_segmentation(str(SEGMENTATION))["voxels"].transpose(2, 1, 0)
     np.testing.assert_array_equal(labels.array, (voxels != 0).astype(np.uint8))
@@ -92,6 +92,39 @@ def test_segments_named_like_nodes_are_chosen(tmp_path, ct):
         labels = read_labels(path, reference=ct)
     assert labels.meta["selected_segments"] == ["Mediastinal Lymph Nodes"]
     np.testing.assert_array_equal(labels.array, masks["Mediastinal Lymph Nodes"].transpose(2, 1, 0))
+
+
+def test_segments_coded_as_lymph_nodes_are_chosen_whatever_their_names(tmp_path, monkeypatch):
+    """Slicer users name node segments by station ("4R", "7") and keep the terminology "Lymph node"
+    (SNOMED CT 59441001) they picked: those are the node segments, as a DICOM SEG's coded segments are;
+    the aorta beside them was counted as a node (every segment used, names matching no node)."""
+    from lnq_napari import api
+
+    shape_ijk = (30, 20, 4)
+    segmentation = slicerio.create_segmentation(shape_ijk, np.diag([0.8, 0.8, 3.0, 1.0]))
+    node = {"contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
+            "category": ["SCT", "123037004", "Anatomical Structure"],
+            "type": ["SCT", "59441001", "Lymph node"]}
+    aorta = {**node, "type": ["SCT", "15825003", "Aorta"]}
+    masks = {name: np.zeros(shape_ijk, bool) for name in ("4R", "7", "aorta")}
+    masks["4R"][2:6, 2:6, 1:3], masks["7"][10:14, 2:6, 1:3], masks["aorta"][20:28, 5:15, :] = True, True, True
+    for name, terminology in (("4R", node), ("7", node), ("aorta", aorta)):
+        slicerio.add_segment(segmentation, masks[name], {"name": name, "terminology": terminology})
+    path = tmp_path / "stations.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "using all segments"
+        labels = read_labels(path)
+        rows, summary = api.measure(path)
+    assert labels.meta["selected_segments"] == ["4R", "7"]
+    np.testing.assert_array_equal(labels.array, (masks["4R"] | masks["7"]).transpose(2, 1, 0))
+    assert summary.n_nodes == 2 and sorted(r.voxels for r in rows) == [32, 32]
+
+    def refuse(*args, **kwargs):
+        raise ValueError("a header slicerio rejects")
+
+    monkeypatch.setattr(slicerio, "read_segmentation", refuse)  # the keys read by lnq-napari itself
+    assert read_labels(path).meta["selected_segments"] == ["4R", "7"]
 
 
 def test_written_seg_opens_in_slicerio_with_name_value_and_provenance(tmp_path, ct):

@@ -816,9 +816,10 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     """Read a node mask as uint8 {0, 1}.
 
     Plain label images: every non-zero voxel (or voxels equal to ``segment`` when it is an int) -> 1.
-    3D Slicer ``.seg.nrrd``: the segment(s) named like a lymph node, or the one given by ``segment``
-    (name or label value), else all segments. With ``reference``, the mask is put on its grid
-    (see :func:`lnq_napari.io.geometry.align_to`). Custom header fields are kept in ``meta``.
+    3D Slicer ``.seg.nrrd``: the segment(s) named like a lymph node or whose terminology is SNOMED CT
+    "Lymph node", or the one given by ``segment`` (name or label value), else all segments. With
+    ``reference``, the mask is put on its grid (see :func:`lnq_napari.io.geometry.align_to`). Custom header
+    fields are kept in ``meta``.
     DICOM SEG (a file, or a SEG series folder): the segments coded or named as a lymph node (or
     ``segment``: label or number) on the grid of the CT series it references: ``reference`` (refused
     when it is another DICOM series), else that series found beside the SEG (:mod:`.dicom_seg`).

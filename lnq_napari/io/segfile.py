@@ -10,13 +10,13 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.dicom_seg import LYMPH_NODE_CODE, NODE_WORDS
 from lnq_napari.io.geometry import nrrd_geometry_fields
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.nrrd_header import NRRD_STANDARD_FIELDS
 from lnq_napari.io.volume import Volume
 
 _SEGMENT_KEY = re.compile(r"^Segment(\d+)_(.+)$")
-NODE_WORDS = ("lymph", "node")
 NRRD_COMPRESSION = 6  # zlib level for masks: level 9 is slower for a few % smaller files
 
 
@@ -61,8 +61,26 @@ def _segments_from_meta(meta: dict) -> list[dict]:
         f = fields[index]
         default = f"Segment_{index + 1}"
         segments.append({"id": f.get("ID", default), "name": f.get("Name", default),
-                         "labelValue": f.get("LabelValue", 1), "layer": f.get("Layer", 0)})
+                         "labelValue": f.get("LabelValue", 1), "layer": f.get("Layer", 0),
+                         "terminology": _terminology_type(str(f.get("Tags", "")))})
     return segments
+
+
+def _terminology_type(tags: str) -> dict:
+    """``{"type": [scheme, code, meaning]}`` of a ``SegmentN_Tags`` value's TerminologyEntry (3D Slicer:
+    ``context~category~type~...``, each code ``scheme^code^meaning``), as slicerio gives it; {} without."""
+    entry = re.search(r"TerminologyEntry:([^|]*)", tags)
+    fields = entry.group(1).split("~") if entry else []
+    return {"type": fields[2].split("^")} if len(fields) > 2 else {}
+
+
+def _coded_node(terminology) -> bool:
+    """Whether a segment's terminology (slicerio's dict) types it as a lymph node (SNOMED CT 59441001): a
+    node whatever its name (a station such as "4R"), as a DICOM SEG's coded segment is."""
+    kind = terminology.get("type") if isinstance(terminology, dict) else None
+    if not isinstance(kind, (list, tuple)) or len(kind) < 2:
+        return False
+    return (str(kind[1]).strip(), str(kind[0]).strip()) == LYMPH_NODE_CODE  # (code, scheme)
 
 
 def _has_layer_keys(meta: dict) -> bool:
@@ -71,8 +89,9 @@ def _has_layer_keys(meta: dict) -> bool:
 
 
 def read_segments(path: str | Path, meta: dict) -> list[dict]:
-    """Segment descriptions (id, name, labelValue, layer) of a Slicer segmentation file; LNQError when a
-    label value or layer is not a whole number (label value 1 or more, layer 0 or more)."""
+    """Segment descriptions (id, name, labelValue, layer, coded: its terminology is SNOMED CT "Lymph node")
+    of a Slicer segmentation file; LNQError when a label value or layer is not a whole number (label value
+    1 or more, layer 0 or more)."""
     try:
         import slicerio
 
@@ -82,7 +101,7 @@ def read_segments(path: str | Path, meta: dict) -> list[dict]:
     out = []
     for i, s in enumerate(found):
         sid = str(s.get("id") or f"Segment_{i + 1}")
-        segment = {"id": sid, "name": str(s.get("name", sid))}
+        segment = {"id": sid, "name": str(s.get("name", sid)), "coded": _coded_node(s.get("terminology"))}
         for key, default, low in (("labelValue", 1, 1), ("layer", 0, 0)):
             segment[key] = _whole_number(s.get(key, default), low, f"{Path(path).name}: segment {sid!r}", key)
         out.append(segment)
@@ -102,11 +121,11 @@ def _whole_number(value, low: int, where: str, key: str) -> int:
 def _choose(segments: list[dict], segment: str | int | None, name: str) -> list[dict]:
     listing = ", ".join(f"'{s['name']}' (value {s['labelValue']}, layer {s['layer']})" for s in segments)
     if segment is None:
-        nodes = [s for s in segments if any(w in s["name"].lower() for w in NODE_WORDS)]
+        nodes = [s for s in segments if s.get("coded") or any(w in s["name"].lower() for w in NODE_WORDS)]
         if nodes:
             return nodes
         if len(segments) > 1:
-            warnings.warn(f"{name}: no segment is named like a lymph node; using all "
+            warnings.warn(f"{name}: no segment is named or coded like a lymph node; using all "
                           f"{len(segments)} segments ({listing}); name the node segments 'lymph node' (3D "
                           "Slicer), or pass segment= to read_labels to choose one",
                           UserWarning, stacklevel=4)
