@@ -58,7 +58,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 DATA_HELP = ("folder of cases: <case>-ct.nrrd with <case>-seg.nrrd (LNQ layout; .nii.gz, .mha too), plainly "
-             "named CTs with <case>-seg files, or DICOM CT series with the SEGs that reference them")
+             "named CTs with <case>-seg files, or DICOM CT series with the SEGs that reference them (or with "
+             "<series folder>-seg.nrrd files beside them)")
 
 
 def _fmt(value) -> str:

@@ -35,7 +35,7 @@ def test_a_dicom_download_gives_its_labelled_series_to_training(tmp_path):
     labels.array[1, 40:60, 40:60] = 1
     root = tmp_path / "download"
     shutil.copytree(SERIES, root / "P1" / "2-CT")
-    with pytest.raises(LNQError, match="no CT series of .* has a DICOM SEG that references it"):
+    with pytest.raises(LNQError, match="no CT series of .* has labels: a DICOM SEG that references it"):
         find_cases(root, require="seg", what="training data")
     (root / "P1" / "3-SEG").mkdir()
     write_dicom_seg(root / "P1" / "3-SEG" / "1-1.dcm", labels, SERIES)
@@ -44,6 +44,30 @@ def test_a_dicom_download_gives_its_labelled_series_to_training(tmp_path):
     np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, labels.array)
     (loaded,) = load_training_cases(root, naive=True, workers=1)
     assert loaded.case_id == "P1_2-CT" and int((loaded.states == 1).sum()) == int(labels.array.sum())
+
+
+def test_dicom_series_folders_take_the_label_files_named_after_them(tmp_path):
+    """DICOM CT series folders with 3D Slicer label files named after them (``patient1-seg.nrrd`` beside the
+    series folder ``patient1``), as plainly named CTs take theirs: the labels were silently left out
+    (``workspace init`` made unlabelled cases, ``export-nnunet`` and ``train`` said no case had labels)."""
+    from lnq_napari.workspace import Workspace
+
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    root = tmp_path / "data"
+    for name in ("patient1", "patient2"):
+        shutil.copytree(SERIES, root / name)
+    write_volume(root / "patient1-seg.nrrd", labels)
+    cases = find_cases(root)
+    assert [(c.case_id, c.seg) for c in cases] == [("patient1", (root / "patient1-seg.nrrd").resolve()),
+                                                    ("patient2", None)]
+    (case,) = find_cases(root, require="seg")
+    np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, labels.array)
+    ws = Workspace.init(tmp_path / "ws", root)
+    assert ws.seg_path("patient1") == (root / "patient1-seg.nrrd").resolve()
+    np.testing.assert_array_equal(ws.latest_labels("patient1").array, labels.array)
+    assert ws.latest_labels("patient2") is None
 
 
 def test_the_cts_of_a_path_file_folder_or_dicom_tree(tmp_path):

@@ -5,28 +5,50 @@ a ``--data`` folder, and ``predict``, asks here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases
-from lnq_napari.io.layout import CaseFiles, case_name, cd_root, ct_files, ct_inputs, scan_cases
+from lnq_napari.io.layout import (
+    LABEL_SUFFIXES,
+    CaseFiles,
+    case_name,
+    cd_root,
+    ct_files,
+    ct_inputs,
+    scan_cases,
+    sibling,
+)
 from lnq_napari.io.readers import dicom_source
 
 
 def find_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
     """The cases of ``folder`` sorted by id (:func:`~lnq_napari.io.layout.scan_cases`; a folder without CT
     image files but with DICOM at or below it: :func:`~lnq_napari.io.dicom_seg.dicom_cases`).
+    A DICOM case without a SEG takes the label files named after it in ``folder``, as a plainly named CT
+    does (``patient1-seg.nrrd`` beside the series folder ``patient1``, drawn in 3D Slicer, say).
     ``require="seg"`` keeps the cases with labels; LNQError when none is left, or when a DICOM series
     folder has CT series folders below it (which are cases cannot be told)."""
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") else dicom_cases(path)
     if not dicom:
         return scan_cases(path, require, what)
+    dicom = [_named_labels(path, c) for c in dicom]
     found = [c for c in dicom if require is None or getattr(c, require) is not None]
     if not found:
-        raise LNQError(f"no CT series of {path} has a DICOM SEG that references it; {what} needs labelled "
-                       "cases: keep each SEG series beside its CT series")
+        raise LNQError(f"no CT series of {path} has labels: a DICOM SEG that references it, or a label file "
+                       f"named after it (<series folder>-seg.nrrd); {what} needs labelled cases: keep each "
+                       "SEG series beside its CT series")
     return found
+
+
+def _named_labels(folder: Path, case: CaseFiles) -> CaseFiles:
+    """``case`` (a DICOM CT series) with ``<case>-seg.*`` / ``<case>-full.*`` of ``folder`` where it has no
+    SEG (:func:`~lnq_napari.io.layout.sibling`, the label files a plainly named CT takes)."""
+    seg = case.seg or sibling(folder, case.case_id, "seg", LABEL_SUFFIXES)
+    full = case.full or sibling(folder, case.case_id, "full", LABEL_SUFFIXES)
+    return replace(case, seg=seg and seg.resolve(), full=full and full.resolve())
 
 
 def find_cts(inputs: str | Path) -> list[tuple[str, Path]]:
