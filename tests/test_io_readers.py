@@ -702,3 +702,19 @@ def test_an_rt_structure_set_is_no_ct_even_beside_its_slices(tmp_path):
         with pytest.raises(LNQError, match=r"rtstruct.dcm is no image of a CT series \(modality RTSTRUCT\)"):
             read_volume(path)
     assert read_volume(folder).shape[0] == 3  # the folder is still its CT
+
+
+@pytest.mark.parametrize("data_file", ["LIST\nslice0.raw\nslice1.raw\nslice2.raw", "slice%d.raw 0 2 1"])
+def test_an_mhd_with_a_file_per_slice_is_refused_saying_so(tmp_path, data_file):
+    """MetaImage keeps a volume's slices in several files (``ElementDataFile = LIST`` or a pattern); the
+    files lie beside the header, yet the error said the data file was "not a file in its folder" and to
+    keep the .mhd and its .raw in one folder."""
+    for k in range(3):
+        np.zeros((4, 5), "<i2").tofile(tmp_path / f"slice{k}.raw")
+    header = ("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+              "ElementSpacing = 1 1 2\nDimSize = 5 4 3\nElementType = MET_SHORT\n"
+              f"ElementDataFile = {data_file}\n")
+    (tmp_path / "ct.mhd").write_text(header)
+    with pytest.raises(LNQError, match=r"^ct\.mhd spreads its data over several files .*re-save the image "
+                                       r"as a single \.mha or \.nrrd"):
+        read_volume(tmp_path / "ct.mhd")

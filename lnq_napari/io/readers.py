@@ -413,7 +413,8 @@ def _check_sitk_payload(path: Path) -> None:
 
 
 def _mhd_data_file(path: Path) -> Path:
-    """The data file an .mhd names (``ElementDataFile``), refused when outside the header's folder."""
+    """The data file an .mhd names (``ElementDataFile``), refused when outside the header's folder or when
+    the data lie in several files (``LIST`` or a ``%d`` pattern: a file per slice)."""
     fields = {}
     for line in path.read_text(errors="replace").splitlines()[:200]:
         key, _, value = line.partition("=")
@@ -421,6 +422,9 @@ def _mhd_data_file(path: Path) -> Path:
     value = fields.get("elementdatafile", "")
     if value.upper() == "LOCAL":
         return path
+    if value.upper().startswith("LIST") or "%" in value:  # a file per slice, listed or by a pattern
+        raise LNQError(f"{path.name} spreads its data over several files ({value[:60]!r}); lnq-napari reads "
+                       "one data file: re-save the image as a single .mha or .nrrd (e.g. in 3D Slicer)")
     folder = path.resolve().parent
     target = (folder / value).resolve()
     if not value or len(value.split()) > 1 or not target.is_relative_to(folder) or not target.is_file():
