@@ -172,15 +172,40 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     roi = roi or RoiConfig()
     step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
     small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
+    scanned = small >= PADDING_HU
+    if not scanned.all():  # a scan circle: its edge cuts the body as an image edge does
+        small = _padding_extended(small, scanned)
     body = body_of(small, roi.body_hu)
     # slice by slice, all slices in one call: the structure connects voxels within a slice only
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     wall = ndimage.binary_closing(body, plane, iterations=seal, border_value=1) if seal else body
     wall = _edges_sealed(wall, body)
-    filled = _holes_filled(wall, plane) & (body | ~wall)
+    filled = _cut_air_enclosed(_holes_filled(wall, plane), body, scanned) & (body | ~wall)
     lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), plane, iterations=1)
+    if not scanned.all():
+        filled &= scanned
+        lungs &= scanned
     return Anatomy(step, tuple(hu.shape), filled, lungs)
+
+
+#: Values below this (HU) were never measured: the padding a scanner writes outside its circular field of
+#: view (-3024, -2048, -2000, -32768), far below air (-1000, noise rarely beyond -1100).
+PADDING_HU = -1500.0
+
+
+def _padding_extended(small: np.ndarray, scanned: np.ndarray) -> np.ndarray:
+    """``small`` with each slice's padding (not ``scanned``) given the value of the nearest scanned voxel:
+    a body cut by the scan circle then reaches the image edge, where :func:`_edges_sealed` closes it, so
+    lungs cut by the circle stay lungs (not air outside); the air around a body inside the circle stays
+    air. Slices without a scanned voxel are left as they are."""
+    from scipy import ndimage
+
+    out = small.copy()
+    for z in np.nonzero(scanned.any(axis=(1, 2)) & ~scanned.all(axis=(1, 2)))[0]:
+        iy, ix = ndimage.distance_transform_edt(~scanned[z], return_distances=False, return_indices=True)
+        out[z] = small[z][iy, ix]
+    return out
 
 
 def body_of(hu: np.ndarray, body_hu: float = RoiConfig.body_hu) -> np.ndarray:
@@ -208,6 +233,37 @@ def _edges_sealed(wall: np.ndarray, body: np.ndarray) -> np.ndarray:
         index = np.arange(touching.shape[1])
         sealed[edge] |= touching.any(axis=1)[:, None] & (index >= first[:, None]) & (index <= last[:, None])
     return sealed
+
+
+def _cut_air_enclosed(filled: np.ndarray, body: np.ndarray, scanned: np.ndarray) -> np.ndarray:
+    """``filled`` with, on each slice where ``body`` reaches the image edge (a chest the field of view
+    cuts), the open air that lies inside the body's convex hull (:data:`CUT_AIR_HULL_SHARE` of its
+    scanned voxels or more; not a small pocket) filled too: a lung cut where the edge holds no body on
+    one side of it (a corner, a scan circle crossing the back) is lung, not the air outside, which lies
+    beyond the chest's convex front and back. Slices whose body keeps off the edge are left as they are."""
+    from scipy import ndimage
+    from skimage.morphology import convex_hull_image
+
+    edge = np.zeros(body.shape[1:], dtype=bool)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    out = filled.copy()
+    for z in np.nonzero((body & edge).any(axis=(1, 2)) & ~filled.all(axis=(1, 2)))[0]:
+        lab, n = ndimage.label(~filled[z])
+        hull = convex_hull_image(body[z])
+        ids = lab[scanned[z]]
+        area = np.bincount(ids, minlength=n + 1)
+        share = np.bincount(ids, weights=hull[scanned[z]], minlength=n + 1) / np.maximum(area, 1)
+        keep = (share >= CUT_AIR_HULL_SHARE) & (area >= CUT_AIR_BODY_SHARE * np.count_nonzero(body[z]))
+        keep[0] = False
+        out[z] |= keep[lab]
+    return out
+
+
+#: Open air on a cut slice with at least this share of its scanned voxels inside the body's convex hull,
+#: and at least the next share of the body's area, is a cut lung (:func:`_cut_air_enclosed`); the small
+#: pockets of air outside in a corner the chest cuts off stay outside.
+CUT_AIR_HULL_SHARE = 0.9
+CUT_AIR_BODY_SHARE = 0.05
 
 
 def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:
