@@ -229,6 +229,21 @@ def test_side_follows_the_patient_not_the_scan_centre():
     assert [r.side for r in measure_nodes(flipped, ct_flipped)] == ["midline", "right"]  # same places
 
 
+def test_side_is_judged_against_the_patient_not_the_table_under_them():
+    """A patient lying 40 mm off the middle of a table that spans the image and touches their back: the
+    table is part of the body there, and the body's mean x leant 13 mm towards the table's centre, so a
+    node on the patient's midline read 'right'. Each body row's middle, by the median, is the patient's."""
+    shape, spacing = (6, 60, 160), (1.0, 1.0, 2.0)
+    ct = np.full(shape, -1000, np.int16)
+    ct[:, 5:45, 20:60] = 40  # the patient: middle at x index 39.5
+    ct[:, 45:50, :] = 200  # the table, under and touching them: middle at 79.5
+    labels = np.zeros(shape, np.uint8)
+    labels[2:4, 20:24, 38:42] = 1  # on the patient's midline
+    labels[2:4, 20:24, 50:54] = 2  # 12 mm to the patient's left
+    grid = (spacing, (-80.0, 0.0, 0.0))
+    assert [r.side for r in measure_nodes(Volume(labels, *grid), Volume(ct, *grid))] == ["midline", "left"]
+
+
 def test_ct_on_another_grid_is_refused():
     labels = Volume(np.ones((4, 5, 6), np.uint8), SPACING)
     with pytest.raises(LNQError, match="grid"):
