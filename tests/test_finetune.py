@@ -123,32 +123,33 @@ def test_correction_states_mark_removed_and_added_nodes():
 
 
 def test_correction_states_teach_what_the_brush_erased_from_a_kept_node():
-    """Voxels erased from a node the reviewer kept are background; beside a node the reviewer grew (a
-    lower bound of the node: a leaky node removed whole and clicked again) they stay unknown."""
+    """Voxels erased from a node the reviewer kept (a spill into a vessel) are background farther than
+    GROWN_LENIENCE_MM from every corrected node; nearer they stay unknown: the ring between a leaky node
+    and its re-clicked outline, a gap erased to keep two touching nodes apart."""
     from lnq_napari.phantom import make_case
+    from lnq_napari.training.corrections import GROWN_LENIENCE_MM
 
     shape = (8, 40, 40)
     case = make_case(2, shape=shape, spacing=(2.0, 2.0, 4.0))  # x, y 2 mm: fine against the 5 mm lenience
     nothing_ruled_out = np.zeros(shape, bool)  # the CT's own background aside: only the edits count
     z, y, x = 4, 20, 20
     prediction = np.zeros(shape, np.uint8)
-    prediction[z, y - 1:y + 2, x - 6:x + 6] = 1  # one node spilling along x
+    prediction[z, y - 1:y + 2, x - 6:x + 8] = 1  # one node spilling along x
     trimmed = prediction.copy()
-    trimmed[z, y - 1:y + 2, x + 1:x + 6] = 0  # the spill erased with the brush
+    trimmed[z, y - 1:y + 2, x + 1:x + 8] = 0  # the spill erased with the brush
     erased = (prediction > 0) & (trimmed == 0)
+    near = (np.abs(np.arange(shape[2]) - x) * 2.0 <= GROWN_LENIENCE_MM)[None, None, :]
+    assert (erased & near).any() and (erased & ~near).any()
     states = correction_states(case.ct, case.ct.with_array(trimmed), case.ct.with_array(prediction),
                                background=nothing_ruled_out)
-    assert (states[erased] == BACKGROUND).all()
+    assert (states[erased & ~near] == BACKGROUND).all()  # the spill: "no node here"
+    assert (states[erased & near] == -1).all()  # beside the node: unknown, as before
     assert (states[trimmed > 0] == NODE).all()
-    grown = trimmed.copy()
-    grown[z, y + 2, x - 6:x + 1] = 1  # the reviewer also grew the node: its outline is a lower bound
-    near = np.abs(np.arange(shape[2]) - x) * 2.0 <= 5.0  # erased voxels within 5 mm of the grown node
-    assert (near[np.nonzero(erased)[2]]).any() and not near[np.nonzero(erased)[2]].all()
-    states = correction_states(case.ct, case.ct.with_array(grown), case.ct.with_array(prediction),
+    split = prediction.copy()
+    split[z, y - 1:y + 2, x] = 0  # a gap erased to keep two touching nodes apart
+    states = correction_states(case.ct, case.ct.with_array(split), case.ct.with_array(prediction),
                                background=nothing_ruled_out)
-    erased_near = erased & near[None, None, :]
-    assert (states[erased_near] == -1).all()
-    assert (states[erased & ~near[None, None, :]] == BACKGROUND).all()  # farther: the brush's word stands
+    assert (states[z, y - 1:y + 2, x] == -1).all()
 
 
 def test_correction_states_put_no_background_ring_around_kept_outlines():

@@ -2,10 +2,11 @@
 
 The corrected mask follows the partial-label rules of :func:`~lnq_napari.training.labels.label_states`
 (its nodes are 1, what the CT rules out is 0, the rest unknown), without the ring of known background;
-on top of that, what the reviewer took away from the prediction (components removed as false, and the
-part of a kept node erased with the brush, except near a node the reviewer grew) and the balls of the
-suggestions the reviewer rejected become known background (0), and each "node here, outline unknown"
-mark (:class:`~lnq_napari.interact.NodeMark`) makes its ball unknown (-1) around a core of node (1).
+on top of that, what the reviewer took away from the prediction (components removed as false, and what
+was erased from a kept node farther than :data:`GROWN_LENIENCE_MM` from every node: a spill) and the
+balls of the suggestions the reviewer rejected become known background (0), and each "node here,
+outline unknown" mark (:class:`~lnq_napari.interact.NodeMark`) makes its ball unknown (-1) around a
+core of node (1).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from lnq_napari.training.labels import BACKGROUND, NODE, UNKNOWN, label_states
 
 #: A node the reviewer grew or added is a lower bound of the node (a click grows it only until the
 #: reviewer stops): up to this many mm beyond it may still be node. The held-out surface Dice does not
-#: count a model's outline there against it (:mod:`lnq_napari.activation`), and voxels the reviewer took
-#: away from the prediction there are not taught as background (:func:`correction_states`).
+#: count a model's outline there against it (:mod:`lnq_napari.activation`); voxels the reviewer took away
+#: from a kept node this near any corrected node are not taught as background (:func:`correction_states`).
 GROWN_LENIENCE_MM = 5.0
 
 
@@ -40,9 +41,10 @@ def correction_states(
     :func:`~lnq_napari.training.labels.ct_background` when at hand.
 
     What the reviewer took away: each predicted component that holds no corrected voxel (removed as
-    false), and the predicted voxels erased from a kept component, except within
-    :data:`GROWN_LENIENCE_MM` of a node the reviewer grew or added (a node removed whole for leaking and
-    clicked again: its new outline is a lower bound, and the old one's voxels beside it may be node).
+    false), and the predicted voxels erased from a kept component farther than :data:`GROWN_LENIENCE_MM`
+    from every corrected node (a spill into a vessel). Nearer they stay unknown: a node removed whole for
+    leaking and clicked again has a lower bound for an outline, a gap erased between two touching nodes
+    keeps them apart, a correction made on other labels than the prediction differs from it at the edges.
 
     Unlike an original annotation, a correction gets no ring of known background around its nodes: the
     outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
@@ -56,12 +58,9 @@ def correction_states(
             raise LNQError(f"prediction {predicted.shape} and correction {corrected.shape} differ in grid; "
                            "re-predict the case before fine-tuning")
         states[_components(predicted, corrected, touching=False)] = BACKGROUND  # removed as false
-        erased = predicted & ~corrected  # and from kept nodes
+        erased = predicted & ~corrected  # and from kept nodes, away from every node
         if erased.any():
-            grown = grown_nodes(corrected, predicted)
-            if grown.any():
-                erased &= ~within_mm(grown, ct.spacing_zyx, GROWN_LENIENCE_MM)
-            states[erased] = BACKGROUND
+            states[erased & ~within_mm(corrected, ct.spacing_zyx, GROWN_LENIENCE_MM)] = BACKGROUND
     if rejected is not None:
         states[rejected & ~corrected] = BACKGROUND
     if marks:
