@@ -704,6 +704,16 @@ def test_an_rt_structure_set_is_no_ct_even_beside_its_slices(tmp_path):
     assert read_volume(folder).shape[0] == 3  # the folder is still its CT
 
 
+def test_an_mhd_whose_data_file_name_starts_with_list_is_read(tmp_path):
+    """Only the word LIST (a file per slice) is refused: ``listing.raw`` is one data file."""
+    np.arange(60, dtype="<i2").reshape(3, 4, 5).tofile(tmp_path / "listing.raw")
+    (tmp_path / "ct.mhd").write_text("ObjectType = Image\nNDims = 3\nBinaryData = True\n"
+                                     "BinaryDataByteOrderMSB = False\nElementSpacing = 1 1 2\n"
+                                     "DimSize = 5 4 3\nElementType = MET_SHORT\n"
+                                     "ElementDataFile = listing.raw\n")
+    assert read_volume(tmp_path / "ct.mhd").array.ravel().tolist() == list(range(60))
+
+
 @pytest.mark.parametrize("data_file", ["LIST\nslice0.raw\nslice1.raw\nslice2.raw", "slice%d.raw 0 2 1"])
 def test_an_mhd_with_a_file_per_slice_is_refused_saying_so(tmp_path, data_file):
     """MetaImage keeps a volume's slices in several files (``ElementDataFile = LIST`` or a pattern); the

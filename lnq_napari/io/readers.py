@@ -422,7 +422,7 @@ def _mhd_data_file(path: Path) -> Path:
     value = fields.get("elementdatafile", "")
     if value.upper() == "LOCAL":
         return path
-    if value.upper().startswith("LIST") or "%" in value:  # a file per slice, listed or by a pattern
+    if value.split()[:1] == ["LIST"] or "%" in value:  # a file per slice, listed or by a pattern
         raise LNQError(f"{path.name} spreads its data over several files ({value[:60]!r}); lnq-napari reads "
                        "one data file: re-save the image as a single .mha or .nrrd (e.g. in 3D Slicer)")
     folder = path.resolve().parent
