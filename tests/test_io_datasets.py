@@ -70,6 +70,32 @@ def test_dicom_series_folders_take_the_label_files_named_after_them(tmp_path):
     assert ws.latest_labels("patient2") is None
 
 
+def test_a_prediction_written_into_the_data_folder_is_not_a_case_s_labels(tmp_path):
+    """``predict DIR --out DIR`` writes ``<case>-seg.nrrd`` beside each CT: the scan took those predictions
+    for labels (a workspace kept them as the original, training learned from them as truth)."""
+    from lnq_napari.io.outputs import created_by
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    plain, dicom = tmp_path / "plain", tmp_path / "dicom"
+    for name in ("patient1", "patient2"):
+        write_volume(plain / f"{name}.nrrd", ct)
+        shutil.copytree(SERIES, dicom / name)
+    for folder in (plain, dicom):
+        write_volume(folder / "patient1-seg.nrrd", mask.with_array(mask.array, **created_by("predict")))
+        write_volume(folder / "patient2-seg.nrrd", mask.with_array(mask.array, **created_by("phantom")))
+        with pytest.warns(UserWarning, match=r"1 label file\(s\) written by lnq-napari predict left out as "
+                                             r"predictions, not labels \(patient1-seg\.nrrd\)"):
+            cases = find_cases(folder)
+        assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [("patient1", None),
+                                                                       ("patient2", "patient2-seg.nrrd")]
+        (folder / "patient2-seg.nrrd").unlink()
+        with pytest.warns(UserWarning), pytest.raises(LNQError, match="lnq-napari predictions, not labels"
+                                                       if folder == plain else "no CT series .* has labels"):
+            find_cases(folder, require="seg")
+
+
 def test_the_cts_of_a_path_file_folder_or_dicom_tree(tmp_path):
     from lnq_napari.io.datasets import find_cts
 

@@ -5,6 +5,7 @@ a ``--data`` folder, and ``predict``, asks here."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from lnq_napari.io.layout import (
     scan_cases,
     sibling,
 )
+from lnq_napari.io.outputs import PREDICTIONS, written_by_us
 from lnq_napari.io.readers import dicom_source
 
 
@@ -33,14 +35,40 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") else dicom_cases(path)
     if not dicom:
-        return scan_cases(path, require, what)
-    dicom = [_named_labels(path, c) for c in dicom]
-    found = [c for c in dicom if require is None or getattr(c, require) is not None]
-    if not found:
+        found = _without_predictions(scan_cases(path, require, what), path)
+    else:
+        found = _without_predictions([_named_labels(path, c) for c in dicom], path)
+    found = [c for c in found if require is None or getattr(c, require) is not None]
+    if not found and dicom:
         raise LNQError(f"no CT series of {path} has labels: a DICOM SEG that references it, or a label file "
                        f"named after it (<series folder>-seg.nrrd); {what} needs labelled cases: keep each "
                        "SEG series beside its CT series")
+    if not found:
+        raise LNQError(f"the only *-{require} files in {path} are lnq-napari predictions, not labels; {what} "
+                       "needs labelled cases: move the predictions out of the folder")
     return found
+
+
+def _without_predictions(cases: list[CaseFiles], folder: Path) -> list[CaseFiles]:
+    """``cases`` with no label file that ``lnq-napari predict`` (or ``demo``) wrote: a prediction written
+    into the data folder (``predict DIR --out DIR``) is not a case's labels (it was trained on and judged
+    against as truth, and a workspace kept it as the original); a warning names those left out."""
+    left_out = []
+
+    def labels(path: Path | None) -> Path | None:
+        if path is not None and path.name.lower().endswith((".nrrd", ".nhdr")) \
+                and written_by_us(path, PREDICTIONS):
+            left_out.append(path.name)
+            return None
+        return path
+
+    out = [replace(c, seg=labels(c.seg), full=labels(c.full)) for c in cases]
+    if left_out:
+        named = ", ".join(left_out[:3]) + (" ..." if len(left_out) > 3 else "")
+        warnings.warn(f"{folder}: {len(left_out)} label file(s) written by lnq-napari predict left out as "
+                      f"predictions, not labels ({named}); move them out of the data folder", UserWarning,
+                      stacklevel=3)
+    return out
 
 
 def _named_labels(folder: Path, case: CaseFiles) -> CaseFiles:
