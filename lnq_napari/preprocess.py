@@ -307,12 +307,19 @@ def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
     return keep[lab]
 
 
+#: A CT whose body reaches all four image edges on at least this share of its lung slices was
+#: reconstructed with a field of view inside the chest (a mediastinal target): the hull of the lungs in
+#: view is not the mediastinum (a 140 mm view: 22 % of the nodes' voxels in it), so no region is drawn.
+INSIDE_CHEST_SHARE = 0.5
+
+
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` in 3D (where
     mediastinal nodes can be). Air that is not lung (bowel, stomach) is left out (:func:`chest_lungs`).
 
-    When no lungs are in view (an abdomen, a neck, a slab of soft tissue) it warns and returns all True:
-    no restriction rather than an empty region.
+    When no lungs are in view (an abdomen, a neck, a slab of soft tissue), or the field of view lies inside
+    the chest (:data:`INSIDE_CHEST_SHARE`), it warns and returns all True: no restriction rather than a
+    region that leaves nodes out.
     """
     import SimpleITK as sitk
     from skimage.morphology import convex_hull_image
@@ -326,8 +333,15 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
         warnings.warn("no lungs found in this CT, so nodes are not restricted to the mediastinum; check "
                       "that the CT shows the chest", UserWarning, stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
-    hull = np.zeros_like(lungs)
     found = np.nonzero(lungs.any(axis=(1, 2)))[0]
+    edges = (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1])
+    inside = np.all([anatomy.body[found][e].any(axis=1) for e in edges], axis=0)
+    if inside.mean() >= INSIDE_CHEST_SHARE:
+        warnings.warn("the field of view lies inside the chest (the body reaches every image edge), so the "
+                      "lungs are cut and nodes are not restricted to the mediastinum", UserWarning,
+                      stacklevel=2)
+        return np.ones(ct.shape, dtype=bool)
+    hull = np.zeros_like(lungs)
     for z in found:
         ys, xs = np.nonzero(lungs[z])
         box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))

@@ -124,6 +124,26 @@ def test_a_field_of_view_cut_through_the_lungs_keeps_every_node_in_the_region(sm
         assert region.mean() < 0.9
 
 
+def test_a_field_of_view_inside_the_chest_does_not_restrict_and_says_so(small_cases):
+    """A CT reconstructed with a field of view inside the chest (the body reaches every image edge: a
+    140 mm mediastinal view) shows pieces of lung whose hull is not the mediastinum: the region held 22 %
+    of the nodes' voxels and the prediction kept 1 node of 10 (Dice 0.19), without a word."""
+    from lnq_napari.followup.match import sub_volume
+    from lnq_napari.preprocess import coarse_anatomy
+
+    for case in small_cases:
+        first, last = _lung_columns(case)
+        anatomy = coarse_anatomy(np.asarray(case.ct.array), case.ct.spacing_zyx)
+        rows = np.nonzero(anatomy.upsample(anatomy.body).any(axis=(0, 2)))[0]
+        box = (slice(None), slice(int(rows.min()) + 6, int(rows.max()) - 6), slice(first + 3, last - 2))
+        cropped = sub_volume(case.ct, box)
+        truth = (np.asarray(case.full.array) > 0)[box]
+        assert truth.any()
+        with pytest.warns(UserWarning, match="the field of view lies inside the chest"):
+            region = mediastinum_region(cropped, 10.0)
+        assert region.all()
+
+
 def _scan_circle(hu: np.ndarray, cy: float, cx: float, radius: float, pad: int) -> np.ndarray:
     """``hu`` with a scanner's padding value outside the circle of ``radius`` voxels around (cy, cx)."""
     yy, xx = np.mgrid[: hu.shape[1], : hu.shape[2]]
