@@ -73,15 +73,19 @@ def kept_per_ct(store: MaskStore | None = None) -> Iterator[None]:
         _KEPT.reset(token)
 
 
+def region_code(*more) -> str:
+    """A digest of the code a region comes from (the modules that draw it and the modules ``more``, scipy's
+    and scikit-image's versions): a stored mask drawn by other code is never read."""
+    return _code_digest((preprocess, components, orientation, *more))
+
+
 @cache
-def region_code() -> str:
-    """A digest of the code a region comes from (the modules that draw it, scipy's and scikit-image's
-    versions): a stored region drawn by other code is never read."""
+def _code_digest(modules: tuple) -> str:
     import scipy
     import skimage
 
     digest = hashlib.sha256(f"{scipy.__version__}|{skimage.__version__}".encode())
-    for module in (preprocess, components, orientation):
+    for module in modules:
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
 

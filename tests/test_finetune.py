@@ -965,7 +965,7 @@ def test_held_out_figures_are_kept_per_model_weights_and_correction(tmp_path, da
     assert built[-1] == "other" and len(built) == 3
 
 
-def test_known_background_is_computed_once_per_ct_and_options(tmp_path, dataset, parent_model, monkeypatch):
+def test_known_background_is_computed_once_per_ct_options_and_code(tmp_path, dataset, parent_model, monkeypatch):
     from lnq_napari.finetuning import reviewed
     from lnq_napari.model.config import StatesConfig
     from lnq_napari.training.labels import ct_background, label_states
@@ -983,6 +983,9 @@ def test_known_background_is_computed_once_per_ct_and_options(tmp_path, dataset,
     other = ct.with_array(ct.array + 1)
     reviewed.known_background(ws, other)  # another CT: computed again
     assert len(calls) == 2 and len(list(ws.cache.folder.glob("background-*.npz"))) == 3
+    monkeypatch.setattr(reviewed, "region_code", lambda *modules: "other code")  # a new release: again
+    reviewed.known_background(ws, ct)
+    assert len(calls) == 3 and len(list(ws.cache.folder.glob("background-*.npz"))) == 4
 
 
 def test_set_settings_parse_by_type_and_fail_in_one_line(tmp_path, capsys):

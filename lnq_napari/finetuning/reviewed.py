@@ -16,16 +16,20 @@ from lnq_napari.interact import NodeMark, Rejection, spot_mask
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.model.config import StatesConfig
+from lnq_napari.per_ct import region_code
+from lnq_napari.training import labels as training_labels
 from lnq_napari.training.corrections import correction_states
 from lnq_napari.training.labels import ct_background, states_options
 
 
 def known_background(ws, ct: Volume, options: StatesConfig | None = None) -> np.ndarray:
     """:func:`~lnq_napari.training.labels.ct_background` of ``ct``, read from the workspace cache when
-    this CT (voxels and grid) was seen with these options, else computed and cached."""
+    this CT (voxels and grid) was seen with these options and this code (a new release's background is
+    drawn again), else computed and cached."""
     key = hashlib.sha1(volumes_digest(ct).encode())  # the CT's grid and voxels, their type, the options
+    key.update(region_code(training_labels).encode())  # and the code that drew it
     settings = asdict(states_options(options))
-    settings.update(settings.pop("extras"))  # flat, as before: earlier cache names still match
+    settings.update(settings.pop("extras"))  # flat, as the options were always keyed
     key.update(json.dumps(settings, sort_keys=True).encode())
     name = f"background-{key.hexdigest()[:24]}.npz"
     mask = ws.cache.read_mask(name)
