@@ -965,7 +965,8 @@ def test_held_out_figures_are_kept_per_model_weights_and_correction(tmp_path, da
     assert built[-1] == "other" and len(built) == 3
 
 
-def test_known_background_is_computed_once_per_ct_options_and_code(tmp_path, dataset, parent_model, monkeypatch):
+def test_known_background_is_computed_once_per_ct_options_and_code(tmp_path, dataset, parent_model,
+                                                                   monkeypatch):
     from lnq_napari.finetuning import reviewed
     from lnq_napari.model.config import StatesConfig
     from lnq_napari.training.labels import ct_background, label_states
