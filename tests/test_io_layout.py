@@ -1,5 +1,6 @@
 """Case ids, roles and folder scanning: the one place that knows LNQ file names."""
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,21 @@ def test_sibling_ct(tmp_path):
     _touch(tmp_path, "a-ct.nii.gz", "a-seg.nrrd")
     assert sibling_ct(tmp_path / "a-seg.nrrd") == tmp_path / "a-ct.nii.gz"
     assert sibling_ct(tmp_path / "z-seg.nrrd") is None
+
+
+def test_images_named_without_a_role_beside_ct_files_are_left_out_with_a_warning(tmp_path):
+    """A folder with ``b-ct.nrrd`` and ``a.nrrd``: predict, scans and workspaces took only the -ct file and
+    said nothing of the other CT."""
+    from lnq_napari.io.layout import ct_inputs
+
+    for name in ("b-ct.nrrd", "a.nrrd", "b-seg.nrrd", "b-prob.nrrd"):
+        (tmp_path / name).write_bytes(b"x")
+    left_out = r"1 image\(s\) without -ct in the name left out beside its \*-ct files \(a\.nrrd\); name them"
+    for found in (lambda: [c for c, _ in ct_inputs(tmp_path)],
+                  lambda: [c.case_id for c in scan_cases(tmp_path)]):
+        with pytest.warns(UserWarning, match=left_out):
+            assert found() == ["b"]
+    (tmp_path / "a.nrrd").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [c for c, _ in ct_inputs(tmp_path)] == ["b"]

@@ -9,6 +9,7 @@ the napari reader, benchmarks) asks it.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
         state = "is a file, not a folder" if folder.exists() else "does not exist"
         raise LNQError(f"{what} folder {folder} {state}; give a folder of lnq2023-*-ct.nrrd files")
     cases: dict[str, CaseFiles] = {}
-    for path in ct_files(folder) or ct_files(folder, role=""):
+    for path in folder_cts(folder):
         parts = split_name(path)
         case = parts.case
         cases[case] = CaseFiles(
@@ -182,6 +183,18 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
         needs = f" with a matching *-{require} file" if require else ""
         raise LNQError(f"no *-ct.nrrd files{needs} in {folder}; point {what} at a folder of LNQ-layout cases")
     return found
+
+
+def folder_cts(folder: Path) -> list[Path]:
+    """The CTs of a folder: its ``<case>-ct.*`` files, else its images named without a role; images named
+    without a role beside ``-ct`` files are left out with a warning naming them (they were left out
+    without a word)."""
+    cts, plain = ct_files(folder), ct_files(folder, role="")
+    if cts and plain:
+        named = ", ".join(p.name for p in plain[:3]) + (" ..." if len(plain) > 3 else "")
+        warnings.warn(f"{folder}: {len(plain)} image(s) without -ct in the name left out beside its *-ct "
+                      f"files ({named}); name them <case>-ct.nrrd to use them too", UserWarning, stacklevel=3)
+    return cts or plain
 
 
 def ct_files(folder: Path, role: str = "ct") -> list[Path]:
@@ -212,7 +225,7 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
         raise LNQError(f"{path} does not exist; give a CT file, a DICOM folder or a folder of *-ct.nrrd")
     path = cd_root(path)  # a CD's index: the export folder holding it
     if path.is_dir():
-        cts = ct_files(path) or ct_files(path, role="")
+        cts = folder_cts(path)
         if cts:
             return [(split_name(p).case, p) for p in cts]
         return [(folder_case(path), path)]  # a DICOM series folder (read_volume says so if it is not)
