@@ -16,6 +16,15 @@ class Step:
     redo: Callable[[], None]
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where the steps stood at one moment (:meth:`EditHistory.position`): the last step done, and how
+    many steps had been forgotten by then."""
+
+    top: Step | None
+    forgotten: int
+
+
 class EditHistory:
     """The session's undo and redo stacks; a new step clears the redo stack, as napari's does, and the
     oldest steps beyond ``limit`` are forgotten (napari keeps 100 labels steps: a deeper session history
@@ -28,12 +37,23 @@ class EditHistory:
         self._clean: Step | None = None  # the last step done when the labels were opened or saved
         self._clean_lost = False  # the saved state's step was forgotten: no undo reaches it again
         self._epoch = 0  # outside edits so far
+        self._forgotten = 0  # steps forgotten so far (beyond ``limit``)
         self._stamps: dict[int, int] = {}  # id of each step kept -> the outside edits made before it
         self.stale = False  # the last undo or redo was of a step older than an outside edit
 
-    def mark_clean(self) -> None:
-        """The state now is the saved one (after a Save)."""
-        self._clean, self._clean_lost = self.top(), False
+    def position(self) -> Position:
+        """Where the steps stand now: what a Save that runs in the background while edits go on holds."""
+        return Position(self.top(), self._forgotten)
+
+    def mark_clean(self, at: Position | None = None) -> None:
+        """The state at ``at`` (default: now) is the saved one (after a Save of that state). Steps done
+        since it stay unsaved edits; undo or redo reaches it again while its step is kept."""
+        at = at or self.position()
+        if at.top is None:  # nothing done: reached by undoing all, unless a step was forgotten since
+            reachable = at.forgotten == self._forgotten
+        else:
+            reachable = any(step is at.top for step in (*self.done, *self.undone))
+        self._clean, self._clean_lost = at.top, not reachable
 
     def at_clean(self) -> bool:
         """Whether undo and redo have brought the steps back to the saved state."""
@@ -44,6 +64,7 @@ class EditHistory:
         self._stamps[id(step)] = self._epoch
         forgotten = self.done[:-self.limit]
         del self.done[:-self.limit]
+        self._forgotten += len(forgotten)
         if forgotten and (self._clean is None or any(s is self._clean for s in forgotten)):
             self._clean_lost = True  # the saved state lies at or before a forgotten step
         for gone in (*forgotten, *self.undone):

@@ -98,3 +98,39 @@ def test_adopted_steps_that_fill_the_history_leave_the_saved_state_out_of_reach(
     history.adopt([_counting(log, "a")], [_counting(log, "b")])  # napari may have forgotten older ones
     history.undo()
     assert history.top() is None and not history.at_clean()
+
+
+def test_a_save_of_an_earlier_position_marks_that_state_clean_not_the_steps_since():
+    """A Save runs in the background from a snapshot: steps done meanwhile stay unsaved edits."""
+    log, history = [], EditHistory(limit=3)
+    history.push(_counting(log, "a"))
+    at_save = history.position()
+    history.push(_counting(log, "b"))  # while the save runs
+    history.mark_clean(at_save)
+    assert not history.at_clean()
+    history.undo()
+    assert history.at_clean()
+    history.push(_counting(log, "c"))  # "b" gone from redo; "a" still reached
+    history.undo()
+    assert history.at_clean()
+
+
+def test_a_save_position_whose_step_went_meanwhile_is_never_reached_again():
+    log, history = [], EditHistory(limit=2)
+    at_nothing = history.position()
+    for name in "ab":
+        history.push(_counting(log, name))
+    history.undo()
+    history.undo()  # nothing done, as at the save
+    history.mark_clean(at_nothing)
+    assert history.at_clean()
+    for name in "abc":  # "a" forgotten: undoing leaves it on the labels
+        history.push(_counting(log, name))
+    history.mark_clean(at_nothing)
+    assert not any(history.at_clean() for _ in (history.undo(), history.undo()))
+    history.push(_counting(log, "d"))
+    at_d = history.position()
+    history.undo()
+    history.push(_counting(log, "e"))  # "d" gone from redo
+    history.mark_clean(at_d)
+    assert not any(history.at_clean() for _ in (history.undo(), history.undo(), history.redo()))
