@@ -23,6 +23,7 @@ class Autosaver:
         self.last_error: Exception | None = None
         self._worker = None
         self._pending = False
+        self._stopped = False
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
@@ -37,14 +38,17 @@ class Autosaver:
         """No more writes: the case closes with nothing unsaved (a write still pending would be taken,
         the next time the case opens, for edits never saved)."""
         self._timer.stop()
-        self._pending = False
+        self._pending, self._stopped = False, True
         if self.schedule in self.session.listeners:
             self.session.listeners.remove(self.schedule)
 
     def schedule(self) -> None:
         """Note an edit: write as soon as Qt is back (napari tells of a paint outside ``block_history``,
         a polygon, before it writes the data: a copy taken at once missed the edit) if the last write is
-        older than the interval, else at its end."""
+        older than the interval, else at its end. Nothing once stopped (a Save that ends after its case
+        closed)."""
+        if self._stopped:
+            return
         self._pending = True
         if not self._timer.isActive():
             QTimer.singleShot(0, self._on_timeout)

@@ -10,6 +10,7 @@ in the same order.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ from lnq_napari.interact import (
 from lnq_napari.io.layout import case_name
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._autosave import Autosaver
-from lnq_napari.plugin._history import EditHistory, Step
+from lnq_napari.plugin._history import EditHistory, Position, Step
 from lnq_napari.plugin._layers import (
     COMPARE_ROLE,
     ROLE_KEY,
@@ -53,6 +54,14 @@ OPENED_KEY = "lnq_opened"  # time.monotonic() when the CT layer was opened: the 
 CASE_KEY = "lnq_case"  # the CT layer's case id in its workspace (a download's is not its folder's name)
 
 
+@dataclasses.dataclass(frozen=True)
+class SavePoint:
+    """The edits a Save's snapshot holds (:meth:`NodeSession.save_point`)."""
+
+    steps: Position  # the history's position
+    outside_edits: int  # edits outside the history made by then
+
+
 class NodeSession:
     """Edits of one node layer over one CT layer; tells listeners after every change."""
 
@@ -66,6 +75,8 @@ class NodeSession:
         self.parent_version: str | None = None  # the workspace label version these labels were opened from
         self.edits = 0
         self._edited_outside_history = False  # marks moved with napari's tools: undo misses it
+        self._outside_edits = 0  # times it was set: a Save's snapshot older than one leaves it set
+        self.saving = None  # the worker saving this case (the Save widget's), while one runs
         self.listeners: list[Callable[[], None]] = []
         self.focus_listeners: list[Callable[[], None]] = []  # told when the current suggestion moves
         self.current_suggestion = -1  # the suggestion the review keys act on (-1: none yet)
@@ -172,7 +183,7 @@ class NodeSession:
         """After an undo or redo: a step older than an edit made with napari's own tools leaves the case
         unsaved until Save (a redone mark came back beside the mark moved since, and the case said saved)."""
         if self.history.stale:
-            self._edited_outside_history = True
+            self._set_edited_outside_history()
         self._changed()
 
     def _adopt_labels_history(self) -> None:
@@ -231,9 +242,13 @@ class NodeSession:
         self.notify()
 
     def _changed_outside_history(self) -> None:
-        self._edited_outside_history = True
+        self._set_edited_outside_history()
         self.history.outside_edit()
         self._changed()
+
+    def _set_edited_outside_history(self) -> None:
+        self._edited_outside_history = True
+        self._outside_edits += 1
 
     @property
     def unsaved(self) -> bool:
@@ -241,14 +256,37 @@ class NodeSession:
         edit since brings it back to saved."""
         return self._edited_outside_history or not self.history.at_clean()
 
-    def mark_saved(self) -> None:
-        """The labels, marks and rejections as they are now were saved."""
-        self._edited_outside_history = False
-        self.history.mark_clean()
+    def save_point(self) -> SavePoint:
+        """Where the edits stand now: what a Save that snapshots the case now holds."""
+        return SavePoint(self.history.position(), self._outside_edits)
+
+    def mark_saved(self, at: SavePoint | None = None, version: str | None = None) -> None:
+        """The labels, marks and rejections as they were at ``at`` (default: now) were saved, as the
+        workspace label ``version`` when given (the next Save's parent). Edits made since (while the Save
+        ran in the background) stay unsaved, and are autosaved again on top of the new version."""
+        at = at or self.save_point()
+        if at.outside_edits == self._outside_edits:
+            self._edited_outside_history = False
+        self.history.mark_clean(at.steps)
+        if self.workspace and version:
+            self.parent_version = version
+        if self.unsaved and self.autosaver is not None:  # its last write named the version before
+            self.autosaver.schedule()
 
     def mark_unsaved(self) -> None:
         """The labels hold edits that were never saved (restored from an autosave)."""
-        self._edited_outside_history = True
+        self._set_edited_outside_history()
+
+    def wait_for_save(self, timeout_s: float = 120.0) -> bool:
+        """Let a Save of this case running in a worker end (Qt events are handled meanwhile: its result
+        arrives through them); False when it still runs after ``timeout_s``."""
+        from qtpy.QtCore import QCoreApplication
+
+        deadline = time.monotonic() + timeout_s
+        while self.saving is not None and time.monotonic() < deadline:
+            QCoreApplication.processEvents()
+            time.sleep(0.005)
+        return self.saving is None
 
     def notify(self) -> None:
         """Tell listeners (table, autosave, suggestion list) that the case changed."""

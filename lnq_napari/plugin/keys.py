@@ -135,7 +135,8 @@ def toggle_prediction(viewer) -> str:
 
 
 def save_case(viewer) -> str:
-    """Save the node layer as a new label version (what the Save widget's button does)."""
+    """Save the node layer as a new label version (what the Save widget's button does; in its worker
+    thread: the status bar says "saving ...", then what the Save widget says when it ends)."""
     from lnq_napari.plugin.widgets.save import SaveWidget
 
     save = find_widget(viewer, SaveWidget)
@@ -144,7 +145,12 @@ def save_case(viewer) -> str:
     session = session_for(viewer, create=True)
     if session is not None:
         session.stats.keys += 1
-    save.save()
+    if save.save() is not None:
+        def ended(_path=None) -> None:
+            save.saved.disconnect(ended)
+            _report(viewer, save.status.text())
+
+        save.saved.connect(ended)  # a signal of the widget: none comes once it is gone
     return _report(viewer, save.status.text())
 
 

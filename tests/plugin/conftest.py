@@ -138,3 +138,15 @@ def halved_stand_in(phantom_files):
     nodes = sorted(target_nodes(phantom_files.case), key=lambda n: -int((inst == n["id"]).sum()))
     halved, unsure = nodes[0]["id"], nodes[1]["id"]
     return StandInPredictor(phantom_files.case, missed=0, unsure=unsure, halved=halved)
+
+
+@pytest.fixture
+def save_and_wait(qtbot):
+    """``save_and_wait(widget)``: press a Save widget's Save and wait for it to end (it writes in a worker
+    thread); returns the saved file, or None when nothing was saved."""
+    def save(widget, timeout_ms: int = 60000):
+        with qtbot.waitSignal(widget.saved, timeout=timeout_ms) as blocker:
+            widget.save()
+        return blocker.args[0]
+
+    return save

@@ -118,7 +118,8 @@ def test_a_case_reviewed_with_keys_only(make_napari_viewer, qtbot, workspace, st
     # the next case is refused while the edits are unsaved; Shift+S saves; then Shift+Enter opens it
     assert "unsaved edits" in _press(qtbot, viewer, Qt.Key.Key_Return, SHIFT)
     assert viewer.layers["nodes"] is nodes
-    assert _press(qtbot, viewer, Qt.Key.Key_S, SHIFT).startswith("saved v")
+    assert _press(qtbot, viewer, Qt.Key.Key_S, SHIFT) == "saving ..."  # in a worker thread
+    qtbot.waitUntil(lambda: viewer.status.startswith("saved v"), timeout=60000)  # then what Save says
     assert workspace.corrected_cases() == [FIRST]
     (line,) = workspace.journal("review")
     assert (line["case"], line["accepted"], line["rejected"]) == (FIRST, 1, n_suggestions - 1)

@@ -95,7 +95,8 @@ def test_a_dicom_seg_file_opens_as_labels_on_its_ct_grid(tmp_path):
 
 
 @pytest.mark.gui
-def test_save_beside_a_dicom_ct_also_writes_a_dicom_seg(make_napari_viewer, tmp_path, autosave_dir):
+def test_save_beside_a_dicom_ct_also_writes_a_dicom_seg(make_napari_viewer, tmp_path, autosave_dir,
+                                                         save_and_wait):
     from lnq_napari.io.readers import read_labels, read_volume
     from lnq_napari.plugin.widgets import SaveWidget
 
@@ -107,7 +108,7 @@ def test_save_beside_a_dicom_ct_also_writes_a_dicom_seg(make_napari_viewer, tmp_
     viewer.add_labels(mask, name="nodes", scale=ct.scale, translate=ct.translate)
     save = SaveWidget(viewer)
     save.folder.setText(str(tmp_path / "labels"))
-    saved = save.save()
+    saved = save_and_wait(save)
     assert saved is not None and "DICOM SEG" in save.status.text()
     (seg,) = saved.parent.glob("*.seg.dcm")
     back = read_labels(seg, reference=read_volume(study / "ct"))  # references that series, on its grid
@@ -145,7 +146,7 @@ def test_a_dicomdir_and_an_enhanced_ct_file_open_as_ct(tmp_path, enhanced_ct, cd
 
 @pytest.mark.gui
 def test_save_on_a_cd_writes_a_dicom_seg_that_opens_again(make_napari_viewer, tmp_path, autosave_dir,
-                                                          monkeypatch, cd_export):
+                                                          monkeypatch, cd_export, save_and_wait):
     """A CT opened from a CD: Save wrote no DICOM SEG ("CD1 holds no DICOM CT slices"), and a SEG Save
     wrote beside a series could not be opened again (its CT is not beside it in lnq-labels/; the version
     kept the CT's path as typed, relative to where napari was started)."""
@@ -161,7 +162,7 @@ def test_save_on_a_cd_writes_a_dicom_seg_that_opens_again(make_napari_viewer, tm
     mask[1, 10:20, 10:20] = 1
     viewer.add_labels(mask, name="nodes", scale=ct.scale, translate=ct.translate)
     save = SaveWidget(viewer)
-    saved = save.save()
+    saved = save_and_wait(save)
     assert saved is not None and "DICOM SEG" in save.status.text(), save.status.text()
     assert saved.parent.resolve() == (tmp_path / "lnq-labels" / "CD1").resolve()
     assert Path(json.loads(saved.with_name("v001.json").read_text())["origin"]).is_absolute()

@@ -44,7 +44,7 @@ def _wait(qtbot, widget, timeout=120000):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
 
 
-def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autosave_dir):
+def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autosave_dir, save_and_wait):
     viewer = make_napari_viewer()
     review = ReviewWidget(viewer, workspace=workspace)
     review.form.strategy.value = "uncertainty"
@@ -76,7 +76,7 @@ def test_rank_open_save_and_finetune(make_napari_viewer, qtbot, workspace, autos
     # Save writes a correction into the workspace; then the next case opens in place of this one
     from lnq_napari.plugin.widgets import SaveWidget
 
-    saved = SaveWidget(viewer).save()
+    saved = save_and_wait(SaveWidget(viewer))
     assert saved is not None and saved.is_relative_to(workspace.root)
     assert workspace.corrected_cases() == [first]
     assert review.open_case(second) == workspace.ct_path(second)
@@ -390,7 +390,7 @@ def _first_case_docked(make_napari_viewer, workspace):
 
 
 def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari_viewer, workspace,
-                                                                      autosave_dir):
+                                                                      autosave_dir, save_and_wait):
     """In the app every widget is docked before Review opens a case: Save must save the session the
     edits go to, so that the next case opens (it answered 'unsaved edits' after a Save)."""
     viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
@@ -401,12 +401,13 @@ def test_widgets_docked_before_a_case_opens_save_what_the_user_edits(make_napari
     assert str(session.workspace) == str(workspace.root) and session.ct_layer is viewer.layers[0]
     nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
     nodes.events.paint()
-    assert save.save() is not None and not session.unsaved and session.edits > 0
+    assert save_and_wait(save) is not None and not session.unsaved and session.edits > 0
     assert review.open_case(second) == workspace.ct_path(second), review.status.text()
     assert viewer.layers["nodes"].metadata["lnq_session"].case == second
 
 
-def test_edits_undone_back_to_the_saved_labels_are_not_unsaved(make_napari_viewer, workspace, autosave_dir):
+def test_edits_undone_back_to_the_saved_labels_are_not_unsaved(make_napari_viewer, workspace, autosave_dir,
+                                                               save_and_wait):
     """Undoing every edit since the case opened (or since its Save) left it "unsaved": the next case was
     refused until the user saved a copy of what was already saved."""
     viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
@@ -425,7 +426,7 @@ def test_edits_undone_back_to_the_saved_labels_are_not_unsaved(make_napari_viewe
     assert np.array_equal(nodes.data, opened) and not session.unsaved
     session.redo()
     assert session.unsaved and review.open_case(second) is None and "unsaved edits" in review.status.text()
-    assert save.save() is not None and not session.unsaved
+    assert save_and_wait(save) is not None and not session.unsaved
     paint(9)
     session.undo()  # back to what was saved, not to what was opened
     assert not session.unsaved
@@ -435,8 +436,147 @@ def test_edits_undone_back_to_the_saved_labels_are_not_unsaved(make_napari_viewe
     assert review.open_case(second) == workspace.ct_path(second), review.status.text()
 
 
+class _HeldSave:
+    """``api.save_labels`` held in the Save worker until ``release`` is set (a save that takes a while: a
+    full-size case, a workspace locked by another window); ``threads``: where each call ran."""
+
+    def __init__(self, monkeypatch) -> None:
+        import threading
+
+        from lnq_napari import api
+
+        self.release, self.threads, real = threading.Event(), [], api.save_labels
+
+        def held(*args, **kwargs):
+            self.threads.append(threading.current_thread())
+            assert self.release.wait(20), "the held save was never released"
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(api, "save_labels", held)
+
+
+def _paint(nodes, z: int) -> None:
+    with nodes.block_history():  # one undo step, as a click or a brush stroke
+        nodes.data_setitem((np.array([z]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+
+
+def test_edits_made_while_a_save_runs_stay_unsaved_and_are_saved_next_time(
+        make_napari_viewer, qtbot, workspace, autosave_dir, monkeypatch, save_and_wait):
+    """Save writes in a worker from a snapshot taken when it is pressed: the viewer takes edits meanwhile,
+    a second press starts nothing, and only the snapshot's state is marked saved."""
+    import json
+    import threading
+
+    from lnq_napari.workspace.autosave import autosave_parent
+
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
+    review, save = widgets["Review"], widgets["Save"]
+    qtbot.waitUntil(lambda: review.suggesting is None, timeout=30000)  # its suggestions would redo the status
+    nodes = viewer.layers["nodes"]
+    session = nodes.metadata["lnq_session"]
+    _paint(nodes, 8)
+    snapshot, held = np.array(nodes.data, copy=True), _HeldSave(monkeypatch)
+    with qtbot.waitSignal(save.saved, timeout=30000) as ended:
+        worker = save.save()
+        assert worker is not None and session.saving is worker
+        assert not save.save_button.isEnabled() and save.status.text() == "saving ..."
+        assert save.save() is None  # a second press (a key, another panel) starts no second save
+        _paint(nodes, 9)  # the viewer takes edits while it runs
+        assert save.status.text() == "saving ..."
+        held.release.set()
+    v1 = ended.args[0]
+    assert len(held.threads) == 1 and held.threads[0] is not threading.main_thread()
+    assert save.save_button.isEnabled() and save.status.text().startswith("saved v")
+    version = v1.name.split(".")[0]
+    assert np.array_equal(workspace.read_labels(session.case, version).array, (snapshot > 0).astype(np.uint8))
+    assert session.unsaved and session.parent_version == version  # the edit made meanwhile is not saved
+    assert review.open_case(second) is None and "unsaved edits" in review.status.text()
+    session.undo()  # back to the snapshot: saved
+    assert not session.unsaved
+    session.redo()
+    assert session.unsaved
+    path = session.autosaver.path  # autosaved again, on top of the version saved
+    qtbot.waitUntil(lambda: path.exists() and autosave_parent(path) == version, timeout=20000)
+    held.release.set()
+    v2 = save_and_wait(save)
+    newer = v2.name.split(".")[0]
+    assert np.array_equal(workspace.read_labels(session.case, newer).array, (nodes.data > 0).astype(np.uint8))
+    assert json.loads(v2.with_name(f"{newer}.json").read_text())["parent"] == version
+    assert not session.unsaved and review.open_case(second) == workspace.ct_path(second)
+
+
+def test_a_save_that_fails_in_its_worker_says_why_and_marks_nothing_saved(
+        make_napari_viewer, qtbot, workspace, autosave_dir, monkeypatch, save_and_wait):
+    import threading
+
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
+    save = widgets["Save"]
+    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)  # they redo the status
+    nodes = viewer.layers["nodes"]
+    session = nodes.metadata["lnq_session"]
+    _paint(nodes, 8)
+    parent, versions, journal = session.parent_version, workspace.versions(session.case), workspace.journal()
+    threads = []
+
+    def failing(error: Exception):
+        def save_labels(*args, **kwargs):
+            threads.append(threading.current_thread())
+            raise error
+        return save_labels
+
+    monkeypatch.setattr(api, "save_labels", failing(LNQError("the disk is full; free some space")))
+    assert save_and_wait(save) is None
+    assert save.status.text() == "not saved: the disk is full; free some space"
+    assert threads[-1] is not threading.main_thread() and save.save_button.isEnabled()
+    monkeypatch.setattr(api, "save_labels", failing(ValueError("an unexpected bug")))  # said too, not lost
+    assert save_and_wait(save) is None and save.status.text() == "not saved: ValueError: an unexpected bug"
+    assert session.unsaved and session.parent_version == parent and session.saving is None
+    assert workspace.versions(session.case) == versions and workspace.journal() == journal  # no review line
+    assert widgets["Review"].open_case(second) is None and "unsaved edits" in widgets["Review"].status.text()
+
+
+def test_the_next_case_opened_while_a_save_runs_waits_for_it(make_napari_viewer, workspace, autosave_dir,
+                                                            monkeypatch):
+    """Save, then at once the next case (Shift+S, Shift+Enter): the case opens once the save ends (it was
+    refused as unsaved while the save ran)."""
+    from qtpy.QtCore import QTimer
+
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
+    review, save = widgets["Review"], widgets["Save"]
+    nodes = viewer.layers["nodes"]
+    session, first = nodes.metadata["lnq_session"], nodes.metadata["lnq_session"].case
+    _paint(nodes, 8)
+    before, held = len(workspace.versions(first)), _HeldSave(monkeypatch)
+    assert save.save() is not None
+    QTimer.singleShot(300, held.release.set)  # the save ends while the case waits for it
+    assert review.open_case(second) == workspace.ct_path(second), review.status.text()
+    assert len(workspace.versions(first)) == before + 1 and not session.unsaved and session.saving is None
+    assert viewer.layers["nodes"].metadata["lnq_session"].case == second
+
+
+def test_closing_the_viewer_while_a_save_runs_keeps_the_save(make_napari_viewer, qtbot, workspace,
+                                                             autosave_dir, monkeypatch):
+    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
+    nodes = viewer.layers["nodes"]
+    case = nodes.metadata["lnq_session"].case
+    session = nodes.metadata["lnq_session"]
+    _paint(nodes, 8)
+    before, reviews = len(workspace.versions(case)), len(workspace.journal("review"))
+    held = _HeldSave(monkeypatch)
+    assert widgets["Save"].save() is not None
+    viewer.close()  # the widgets go while the save runs
+    held.release.set()
+    qtbot.waitUntil(lambda: session.saving is None, timeout=30000)  # no error in its callbacks either
+    assert len(workspace.versions(case)) == before + 1 and len(workspace.journal("review")) == reviews + 1
+    saved = workspace.latest_labels(case, "correction").array
+    assert np.array_equal(saved, (nodes.data > 0).astype(np.uint8))
+
+
 def test_a_case_is_saved_into_the_workspace_it_was_opened_from(make_napari_viewer, workspace, tmp_path,
-                                                                autosave_dir):
+                                                                autosave_dir, save_and_wait):
     """The panel made for one workspace, the Review field pointed at another over the same data: Save
     wrote the case's labels (and its review line) into the panel's workspace."""
     from lnq_napari.plugin.app import dock_widgets
@@ -453,7 +593,7 @@ def test_a_case_is_saved_into_the_workspace_it_was_opened_from(make_napari_viewe
     nodes = viewer.layers["nodes"]
     nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
     nodes.events.paint()
-    saved = save.save()
+    saved = save_and_wait(save)
     assert saved is not None and Path(saved).is_relative_to(workspace.root)
     assert len(workspace.label_store(case).versions()) == before[workspace.root] + 1
     assert len(other.label_store(case).versions()) == before[other.root]
@@ -502,7 +642,7 @@ def test_rounds_plot_labels_stay_apart_however_many_versions(qtbot, n):
 
 
 def test_a_reopened_correction_keeps_its_marks_rejections_and_parent_through_the_next_save(
-        make_napari_viewer, workspace, tmp_path, autosave_dir):
+        make_napari_viewer, workspace, tmp_path, autosave_dir, save_and_wait):
     """Saved from a case opened by Review, a correction named the newest version at save time its parent
     (a prediction stored meanwhile by another process, one the reviewer never saw) and no model version;
     a reopened correction lost its marked nodes and rejected suggestions on the next Save."""
@@ -526,13 +666,13 @@ def test_a_reopened_correction_keeps_its_marks_rejections_and_parent_through_the
     nodes = viewer.layers["nodes"]
     nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
     nodes.events.paint()
-    assert widgets["Save"].save() is not None
+    assert save_and_wait(widgets["Save"]) is not None
     info = ws.latest_version(case, "correction")
     assert (info["parent"], info["model_version"]) == (corrected, "m001")
     assert info["marked"] == [mark] and info["rejected"] == [rejection]
     nodes.data_setitem((np.array([8]), np.array([22]), np.array([22])), int(nodes.data.max()) + 1)
     nodes.events.paint()
-    assert widgets["Save"].save() is not None
+    assert save_and_wait(widgets["Save"]) is not None
     assert ws.latest_version(case, "correction")["parent"] == info["version"]  # the chain goes on
 
 
@@ -583,7 +723,8 @@ def test_another_workspace_drops_the_queue_ranked_in_the_last(make_napari_viewer
 
 
 def test_a_case_opened_from_its_original_labels_saves_with_them_as_parent(make_napari_viewer, workspace,
-                                                                          tmp_path, autosave_dir):
+                                                                          tmp_path, autosave_dir,
+                                                                          save_and_wait):
     from lnq_napari.plugin.app import dock_widgets
     from lnq_napari.workspace import Workspace
 
@@ -598,7 +739,7 @@ def test_a_case_opened_from_its_original_labels_saves_with_them_as_parent(make_n
     nodes = viewer.layers["nodes"]
     nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
     nodes.events.paint()
-    assert widgets["Save"].save() is not None
+    assert save_and_wait(widgets["Save"]) is not None
     assert ws.latest_version(case, "correction")["parent"] == original["version"]
 
 
@@ -635,7 +776,7 @@ def _edit_and_crash(viewer, review, case):
 
 
 def test_autosaved_edits_come_back_after_another_process_saved_a_newer_version(
-        make_napari_viewer, workspace, tmp_path, autosave_dir):
+        make_napari_viewer, workspace, tmp_path, autosave_dir, save_and_wait):
     """Edits autosaved before a crash were not offered once `next` (or a second reviewer) had stored a
     newer version of the case: the first edit after opening overwrote them."""
     from lnq_napari.plugin.app import dock_widgets
@@ -653,12 +794,12 @@ def test_autosaved_edits_come_back_after_another_process_saved_a_newer_version(
     said = widgets["Review"].status.text()
     assert "with the unsaved edits autosaved in" in said and f"prediction {newer} was saved since" in said
     assert np.array_equal(viewer.layers["nodes"].data > 0, edited > 0)
-    assert widgets["Save"].save() is not None
+    assert save_and_wait(widgets["Save"]) is not None
     assert ws.latest_version(case, "correction")["parent"] == original  # made on what the reviewer saw
 
 
 def test_autosaved_edits_that_were_saved_are_not_offered_after_another_reviewers_save(
-        make_napari_viewer, workspace, tmp_path, autosave_dir):
+        make_napari_viewer, workspace, tmp_path, autosave_dir, save_and_wait):
     from lnq_napari.plugin.app import dock_widgets
     from lnq_napari.workspace import Workspace
 
@@ -667,7 +808,7 @@ def test_autosaved_edits_that_were_saved_are_not_offered_after_another_reviewers
     viewer = make_napari_viewer()
     widgets = dock_widgets(viewer, workspace=ws)
     _edit_and_crash(viewer, widgets["Review"], case)
-    saved = widgets["Save"].save()
+    saved = save_and_wait(widgets["Save"])
     assert saved is not None
     viewer.layers.clear()
     mine = ws.latest_version(case, "correction")
@@ -696,7 +837,7 @@ def test_rank_with_every_uncorrected_ct_damaged_says_why(make_napari_viewer, qtb
 
 
 def test_a_saved_mark_survives_opening_another_case_and_coming_back(make_napari_viewer, qtbot, workspace,
-                                                                    autosave_dir):
+                                                                    autosave_dir, save_and_wait):
     """Opening the next case removed the marks layer, which the closing case took for the user deleting its
     marks: it autosaved without them, and reopening offered that autosave as unsaved edits (mark gone)."""
     viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
@@ -705,7 +846,7 @@ def test_a_saved_mark_survives_opening_another_case_and_coming_back(make_napari_
     session = viewer.layers["nodes"].metadata["lnq_session"]
     assert session.mark_node_at(viewer, (8, 30, 30))
     marks = session.marks()
-    assert save.save() is not None and not session.unsaved
+    assert save_and_wait(save) is not None and not session.unsaved
     assert review.open_case(second) == workspace.ct_path(second), review.status.text()
     qtbot.wait(1500)  # any autosave of the closed case would be written by now
     assert review.open_case(first) == workspace.ct_path(first), review.status.text()
@@ -746,7 +887,7 @@ def test_an_autosave_of_another_workspace_is_not_offered(make_napari_viewer, qtb
 
 
 def test_a_case_of_a_dicom_download_is_saved_under_its_workspace_id(make_napari_viewer, tmp_path,
-                                                                    autosave_dir):
+                                                                    autosave_dir, save_and_wait):
     """A download's case id is its path below the data folder (MED_001_study_2-CT), not its series
     folder's name (2-CT): Save of a case opened from the queue said "case '2-CT' is not in workspace", and
     the queue stayed stuck on its unsaved edits."""
@@ -768,6 +909,6 @@ def test_a_case_of_a_dicom_download_is_saved_under_its_workspace_id(make_napari_
     mask[1, 10:20, 10:20] = 1
     viewer.add_labels(mask, name="nodes", scale=ct.scale, translate=ct.translate)
     save = widgets["Save"]
-    saved = save.save()
+    saved = save_and_wait(save)
     assert saved is not None, save.status.text()
     assert Path(saved).is_relative_to(ws.root) and ws.latest_version(case, "correction") is not None

@@ -67,7 +67,7 @@ def test_view_loads_case_docks_widgets_and_reviews(
 
 
 def test_view_with_workspace_saves_versions_and_autosaves_there(
-    make_napari_viewer, qtbot, phantom_files, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, phantom_files, tmp_path, monkeypatch, save_and_wait
 ):
     from lnq_napari.workspace import Workspace
 
@@ -87,7 +87,7 @@ def test_view_with_workspace_saves_versions_and_autosaves_there(
     victim = np.argwhere(nodes.data > 0)[0]
     assert widgets["Correct"].tool.click(nodes.data_to_world(victim), "remove").startswith("removed node")
     assert session.autosaver.flush().parent.parent == ws.root / "autosave"  # a folder per user
-    path = widgets["Save"].save()
+    path = save_and_wait(widgets["Save"])
     after = Workspace.open(ws.root).versions(case)
     assert len(after) == len(before) + 1 and after[-1]["source"] == "correction"
     assert after[-1]["edits"] == session.edits >= 1 and path.exists()

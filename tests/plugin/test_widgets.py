@@ -298,6 +298,21 @@ def test_a_mark_deleted_with_napari_s_points_tools_is_an_unsaved_edit(predicted,
     assert newer.unsaved and not session.unsaved  # not the hidden one's
 
 
+def test_a_mark_moved_while_a_save_runs_stays_unsaved(predicted, phantom_files, stand_in):
+    """A Save marks saved the state it snapshot (:meth:`save_point`), not a mark moved with napari's Points
+    tools while it wrote (an edit its undo history does not hold)."""
+    p = predicted
+    session = p.session
+    assert session.mark_node_at(p.viewer, _centre_index(phantom_files.case, stand_in.missed))
+    point = session.save_point()  # Save pressed
+    marks = p.viewer.layers["marked nodes"]
+    marks.data = np.asarray(marks.data) + 2.0  # moved while it writes
+    session.mark_saved(point)
+    assert session.unsaved
+    session.mark_saved(session.save_point())
+    assert not session.unsaved
+
+
 def test_a_mark_moved_with_napari_s_points_tools_cannot_be_redone_back_into_a_saved_case(
         predicted, phantom_files, stand_in):
     """Mark, Save, move the mark with napari's Points tools, Save, undo, redo: the redo put the old mark
@@ -400,7 +415,7 @@ def test_autosave_is_throttled_atomic_and_on_the_ct_grid(
     assert not [f for f in autosave_dir.iterdir() if ".tmp" in f.name]
 
 
-def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stand_in):
+def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stand_in, save_and_wait):
     p = predicted
     _add_missed_node(p, phantom_files.case, stand_in)
     session = p.session
@@ -410,8 +425,8 @@ def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stan
     rejected_point = np.asarray(p.suggestions.data[0]).round().astype(int).tolist()
     rejected_volume = float(p.suggestions.features["volume_mm3"].iloc[0])
     p.widgets["Correct"].reject(0)  # kept with the correction: the fine-tune learns "no node here"
-    v1 = p.widgets["Save"].save()
-    v2 = p.widgets["Save"].save()
+    v1 = save_and_wait(p.widgets["Save"])
+    v2 = save_and_wait(p.widgets["Save"])
     assert (v1.name, v2.name) == ("v001.seg.nrrd", "v002.seg.nrrd")
     assert v1.parent == phantom_files.ct.parent / "lnq-labels" / "lnq2023-train-0003"
     assert phantom_files.seg.read_bytes() == original
@@ -432,14 +447,14 @@ def test_save_writes_new_versions_with_provenance(predicted, phantom_files, stan
     z, y, x = np.argwhere(p.nodes.data == node)[0]
     p.nodes.data[z, y - 2: y, x] = node + 1
     p.nodes.refresh()
-    p.widgets["Save"].save()
+    save_and_wait(p.widgets["Save"])
     said = p.widgets["Save"].status.text()
     assert said.startswith("saved v003") and f"nodes {node} and {node + 1} touch" in said
     ids = np.unique(p.nodes.data[p.nodes.data > 0]).size
     assert p.nodes.data[0, 0, 0] == 0
     p.nodes.data[0, 0, 0] = 1  # id 1 painted on a second blob: a node of its own (was not counted)
     p.nodes.refresh()
-    p.widgets["Save"].save()
+    save_and_wait(p.widgets["Save"])
     assert json.loads(v1.with_name("v004.json").read_text())["nodes"] == ids + 1
 
 
@@ -661,7 +676,7 @@ def test_incomplete_outline_is_suggested_and_accepting_it_completes_the_node(
 
 
 def test_alt_click_marks_a_node_with_an_unknown_outline_and_save_keeps_it(
-        make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir):
+        make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir, save_and_wait):
     viewer = make_napari_viewer()
     _open_case(viewer, phantom_files)
     widgets = _predict(qtbot, viewer, stand_in)
@@ -679,7 +694,7 @@ def test_alt_click_marks_a_node_with_an_unknown_outline_and_save_keeps_it(
     assert len(marks.data) == 0 and session.marks() == []
     widgets["Correct"].set_mode("mark")
     assert tool.click(world, "mark") == "marked a node here, outline unknown"
-    saved = widgets["Save"].save()
+    saved = save_and_wait(widgets["Save"])
     sidecar = json.loads(saved.with_name(saved.name.split(".")[0] + ".json").read_text())
     assert sidecar["marked"] == session.marks() and len(sidecar["marked"]) == 1
     assert "lnq_marked" not in read_labels(saved).meta and "marked" not in read_labels(saved).meta
@@ -742,7 +757,8 @@ def test_labels_pair_with_the_ct_on_their_grid_not_an_image_of_the_same_shape(ma
 
 def test_a_ct_without_a_grid_of_its_own_is_named_after_find_nodes_and_save(make_napari_viewer, qtbot,
                                                                             phantom_files, stand_in,
-                                                                            autosave_dir, tmp_path):
+                                                                            autosave_dir, tmp_path,
+                                                                            save_and_wait):
     """napari's built-in reader (or a bare array) gives 1 mm voxels at the origin: node volumes and the
     saved labels are then right only by chance, so Find nodes and Save say so; a CT the lnq-napari reader
     opened, or an array placed with its voxel size, says nothing."""
@@ -760,7 +776,7 @@ def test_a_ct_without_a_grid_of_its_own_is_named_after_find_nodes_and_save(make_
         segment.run()
         qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
         assert ("note: 'bare' has no voxel size or position" in segment.status.text()) is warned
-        widgets["Save"].save()
+        save_and_wait(widgets["Save"])
         assert ("lnq-napari reader" in widgets["Save"].status.text()) is warned
         assert widgets["Save"].status.text().startswith("saved v")
         viewer.layers.clear()

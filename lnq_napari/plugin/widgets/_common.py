@@ -47,6 +47,13 @@ def _stop_jobs_at_exit() -> None:
     QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))
 
 
+def wait_for_jobs_at_exit() -> None:
+    """Have the interpreter's exit wait for napari's worker threads (:func:`_stop_jobs_at_exit`); once,
+    registered late, so that it runs before napari's own exit handlers."""
+    atexit.unregister(_stop_jobs_at_exit)
+    atexit.register(_stop_jobs_at_exit)
+
+
 class WorkerWidget(QWidget):
     """A dock widget that runs one job at a time in a worker: Cancel button, progress bar, status line
     and a progress signal the worker may emit from its thread. Its job is cancelled when the widget goes
@@ -56,8 +63,7 @@ class WorkerWidget(QWidget):
         super().__init__()
         self.worker, self._cancel = None, threading.Event()
         self._closed = threading.Event()  # the widget went: its background jobs besides ``worker`` stop too
-        atexit.unregister(_stop_jobs_at_exit)  # once; registered late, so it runs before napari's handlers
-        atexit.register(_stop_jobs_at_exit)
+        wait_for_jobs_at_exit()
         _JOB_CANCELS.update((self._cancel, self._closed))
         for flag in (self._cancel, self._closed):
             self.destroyed.connect(lambda *_, flag=flag: flag.set())

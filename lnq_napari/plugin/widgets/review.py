@@ -253,9 +253,16 @@ class ReviewWidget(WorkerWidget):
 
     def open_case(self, case: str) -> Path | None:
         """Replace the viewer's case with ``case`` from the workspace: its CT and newest labels
-        (correction, else prediction, else the original). Refuses while the open case has unsaved edits."""
+        (correction, else prediction, else the original). Refuses while the open case has unsaved edits;
+        a Save still running (Save, then at once the next case) is waited for."""
         try:
             ws = self.workspace()
+            sessions = [(ly.name, s) for ly in list(self.viewer.layers)
+                        if (s := ly.metadata.get(SESSION_KEY)) is not None]
+            saving = [name for name, s in sessions if not s.wait_for_save()]
+            if saving:
+                raise LNQError(f"{saving[0]!r} is still being saved (the workspace may be busy in another "
+                               "window): open the case once the Save widget says saved")
             unsaved = [ly.name for ly in self.viewer.layers
                        if (s := ly.metadata.get(SESSION_KEY)) is not None and s.unsaved]
             if unsaved:

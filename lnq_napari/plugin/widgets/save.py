@@ -1,9 +1,15 @@
-"""Save: the corrected nodes as a new label version with provenance (:func:`lnq_napari.api.save_labels`)."""
+"""Save: the corrected nodes as a new label version with provenance (:func:`lnq_napari.api.save_labels`),
+written in a worker thread from a snapshot taken when Save is pressed: the viewer stays responsive, and
+edits made while it runs stay unsaved."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from pathlib import Path
 
+import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from lnq_napari import api
@@ -11,20 +17,71 @@ from lnq_napari.components import node_numbers
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.io.dicom_seg import is_dicom_path
+from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
-from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row
+from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row, wait_for_jobs_at_exit
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
-from lnq_napari.workspace.review_stats import log_review
+from lnq_napari.workspace.review_stats import CaseStats, log_review
+
+
+@dataclasses.dataclass(frozen=True)
+class SaveRequest:
+    """What one Save writes, taken on the GUI thread when Save is pressed (edits go on meanwhile)."""
+
+    labels: Volume  # a copy of the node layer's labels on the CT grid
+    case: str
+    workspace: Path | None  # the workspace to save into (then ``folder`` is not used)
+    folder: Path
+    provenance: dict  # model_version, edits, origin, layer, marked, rejected, parent: as save_labels takes
+    ct_source: str | None = None  # the CT's file or DICOM series (a DICOM SEG is written beside a version)
+    stats: CaseStats | None = None  # the case's review figures for the journal (with a workspace)
+
+
+def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
+    """The Save's work, off the GUI thread: the new version (its nodes counted as the Nodes table counts
+    them), a DICOM SEG beside it when the CT is a DICOM series, the review's journal line. Returns the
+    version and the status line. LNQError (and any other error) when the version was not saved."""
+    with collected_warnings() as heard:  # shown in the status line, not a popup
+        saved = api.save_labels(request.labels, request.case, workspace=request.workspace,
+                                folder=request.folder, nodes=int(node_numbers(request.labels.array)[1].size),
+                                **request.provenance)
+    message = f"saved {saved.version} to {saved.path}"
+    if request.ct_source and is_dicom_path(request.ct_source):
+        seg = Path(saved.path).with_name(Path(saved.path).name.split(".")[0] + ".seg.dcm")
+        try:
+            api.export_dicom_seg(seg, request.labels, request.ct_source,
+                                 model_version=request.provenance.get("model_version"),
+                                 edits=request.provenance.get("edits", 0))
+            message += f" and DICOM SEG {seg.name}"
+        except LNQError as exc:
+            message += f"; no DICOM SEG: {exc}"
+    if request.workspace is not None and request.stats is not None:  # the time and the decisions this
+        try:  # case took, for the Review panel (the version is saved: a failure here is only said)
+            log_review(Workspace.open(request.workspace), request.case, request.stats, saved.version,
+                       request.provenance.get("edits", 0))
+        except (LNQError, OSError) as exc:
+            message += f"; the review was not journaled: {exc}"
+    for warning in texts(heard):
+        message += f"\nnote: {warning}"
+    return saved, message
 
 
 class SaveWidget(QWidget):
     """Saves a new version into the case's workspace, else under ``<folder>/<case>/``; never overwrites.
-    When the CT came from a DICOM series, a DICOM SEG referencing it is written beside the version."""
+    When the CT came from a DICOM series, a DICOM SEG referencing it is written beside the version.
+    One save at a time, in a worker thread; :attr:`saved` tells when it ends."""
+
+    #: A Save ended (on the GUI thread): the new version's file, or None when nothing was saved.
+    saved = Signal(object)
 
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.workspace = workspace
+        self.worker = None  # the save running, if any
+        self._gone = threading.Event()  # the widget went (the viewer closed) while a save ran
+        self.destroyed.connect(lambda *_, gone=self._gone: gone.set())
+        wait_for_jobs_at_exit()  # a save still running when Python exits is waited for
         self.folder = QLineEdit()
         self.folder.setPlaceholderText(f"{LABELS_FOLDER}/ beside the case file")
         self.save_button = QPushButton("Save new version")
@@ -58,6 +115,8 @@ class SaveWidget(QWidget):
 
     def _show_state(self) -> None:
         session = self.tracker.session
+        if self.worker is not None:  # "saving ..." until it ends
+            return
         if session is None:
             self.status.setText("no node layer")
         elif session.autosaver is not None and session.autosaver.last_path is not None:
@@ -65,48 +124,63 @@ class SaveWidget(QWidget):
         else:
             self.status.setText(f"{session.edits} edits")
 
-    def save(self) -> Path | None:
-        """Save the current node layer as a new version; returns the file (None when nothing was saved)."""
-        session = self.tracker.session
-        if session is None:
-            self.status.setText("no node layer to save")
-            return None
-        data = session.nodes.data
+    def request(self, session) -> SaveRequest:
+        """What a Save of ``session`` now writes (a copy of its labels: edits may go on meanwhile)."""
+        labels = session.labels_volume()
         # the version these labels were opened from (or last saved as) in the workspace they came from
         parent = {"parent": session.parent_version} if session.workspace and session.parent_version else {}
-        try:
-            with collected_warnings() as heard:  # shown in the status line, not a popup
-                saved = api.save_labels(
-                    session.labels_volume(), session.case, workspace=self._workspace_root(session),
-                    folder=self.target_folder(), model_version=session.model_version, edits=session.edits,
-                    origin=str(Path(session.source).resolve()) if session.source else session.nodes.name,
-                    layer=session.nodes.name,
-                    nodes=int(node_numbers(data)[1].size),  # counted as the Nodes table counts them
-                    **({"rejected": rejected} if (rejected := session.rejections()) else {}),
-                    **({"marked": marked} if (marked := session.marks()) else {}), **parent,
-                )
-        except LNQError as exc:
-            self.status.setText(f"not saved: {exc}")
-            return None
-        session.mark_saved()
-        if session.workspace:
-            session.parent_version = saved.version
-        message = f"saved {saved.version} to {saved.path}"
-        ct_source = session.ct_layer.metadata.get(SOURCE_KEY) if session.ct_layer is not None else None
-        if ct_source and is_dicom_path(ct_source):
-            seg = Path(saved.path).with_name(Path(saved.path).name.split(".")[0] + ".seg.dcm")
-            try:
-                api.export_dicom_seg(seg, session.labels_volume(), ct_source,
-                                     model_version=session.model_version, edits=session.edits)
-                message += f" and DICOM SEG {seg.name}"
-            except LNQError as exc:
-                message += f"; no DICOM SEG: {exc}"
         root = self._workspace_root(session)
-        if root is not None:  # the time and the decisions this case took, for the Review panel
-            log_review(Workspace.open(root), session.case, session.stats, saved.version, session.edits)
-        for warning in texts(heard):
-            message += f"\nnote: {warning}"
-        if session.ct_layer is not None and (note := unplaced_note(session.ct_layer)):
-            message += f"\n{note}"
-        self.status.setText(message)
-        return saved.path
+        return SaveRequest(
+            labels.with_array(np.array(labels.array, copy=True)), session.case, root, self.target_folder(),
+            {"model_version": session.model_version, "edits": session.edits,
+             "origin": str(Path(session.source).resolve()) if session.source else session.nodes.name,
+             "layer": session.nodes.name,
+             **({"rejected": rejected} if (rejected := session.rejections()) else {}),
+             **({"marked": marked} if (marked := session.marks()) else {}), **parent},
+            ct_source=session.ct_layer.metadata.get(SOURCE_KEY) if session.ct_layer is not None else None,
+            stats=dataclasses.replace(session.stats) if root is not None else None,
+        )
+
+    def save(self):
+        """Save the current node layer as a new version, in a worker thread; returns the worker (None when
+        no save started: none to save, or one already running). :attr:`saved` tells the file when it
+        ends; edits made meanwhile stay unsaved."""
+        from napari.qt.threading import create_worker
+
+        session = self.tracker.session
+        if self.worker is not None or (session is not None and session.saving is not None):
+            return None  # one at a time (the button is off; a key or another panel may still ask)
+        if session is None:
+            self.status.setText("no node layer to save")
+            self.saved.emit(None)
+            return None
+        request, point = self.request(session), session.save_point()
+        note = unplaced_note(session.ct_layer) if session.ct_layer is not None else ""
+        outcome: dict = {"path": None}
+        gone = self._gone
+
+        def returned(result: tuple[api.SavedLabels, str]) -> None:
+            saved, message = result
+            session.mark_saved(point, saved.version)  # the snapshot's state, not the edits made since
+            outcome.update(path=saved.path, message=message + (f"\n{note}" if note else ""))
+
+        def errored(exc: Exception) -> None:
+            why = exc if isinstance(exc, LNQError) else f"{type(exc).__name__}: {exc}"
+            outcome.update(message=f"not saved: {why}")
+
+        def finished() -> None:
+            session.saving = None
+            if gone.is_set():  # the viewer closed: the version is written all the same
+                return
+            self.worker = None
+            self.save_button.setEnabled(True)
+            self.status.setText(outcome.get("message", "not saved"))
+            self.saved.emit(outcome["path"])
+
+        worker = create_worker(write_version, request, _start_thread=False,
+                               _connect={"returned": returned, "errored": errored, "finished": finished})
+        self.worker = session.saving = worker
+        self.save_button.setEnabled(False)
+        self.status.setText("saving ...")
+        worker.start()
+        return worker
