@@ -172,40 +172,15 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     roi = roi or RoiConfig()
     step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
     small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
-    scanned = small >= PADDING_HU
-    if not scanned.all():  # a scan circle: its edge cuts the body as an image edge does
-        small = _padding_extended(small, scanned)
     body = body_of(small, roi.body_hu)
     # slice by slice, all slices in one call: the structure connects voxels within a slice only
     plane = np.zeros((3, 3, 3), dtype=bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     wall = ndimage.binary_closing(body, plane, iterations=seal, border_value=1) if seal else body
     wall = _edges_sealed(wall, body)
-    filled = _cut_air_enclosed(_holes_filled(wall, plane), body, scanned) & (body | ~wall)
+    filled = _holes_filled(wall, plane) & (body | ~wall)
     lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), plane, iterations=1)
-    if not scanned.all():
-        filled &= scanned
-        lungs &= scanned
     return Anatomy(step, tuple(hu.shape), filled, lungs)
-
-
-#: Values below this (HU) were never measured: the padding a scanner writes outside its circular field of
-#: view (-3024, -2048, -2000, -32768), far below air (-1000, noise rarely beyond -1100).
-PADDING_HU = -1500.0
-
-
-def _padding_extended(small: np.ndarray, scanned: np.ndarray) -> np.ndarray:
-    """``small`` with each slice's padding (not ``scanned``) given the value of the nearest scanned voxel:
-    a body cut by the scan circle then reaches the image edge, where :func:`_edges_sealed` closes it, so
-    lungs cut by the circle stay lungs (not air outside); the air around a body inside the circle stays
-    air. Slices without a scanned voxel are left as they are."""
-    from scipy import ndimage
-
-    out = small.copy()
-    for z in np.nonzero(scanned.any(axis=(1, 2)) & ~scanned.all(axis=(1, 2)))[0]:
-        iy, ix = ndimage.distance_transform_edt(~scanned[z], return_distances=False, return_indices=True)
-        out[z] = small[z][iy, ix]
-    return out
 
 
 def body_of(hu: np.ndarray, body_hu: float = RoiConfig.body_hu) -> np.ndarray:
@@ -233,37 +208,6 @@ def _edges_sealed(wall: np.ndarray, body: np.ndarray) -> np.ndarray:
         index = np.arange(touching.shape[1])
         sealed[edge] |= touching.any(axis=1)[:, None] & (index >= first[:, None]) & (index <= last[:, None])
     return sealed
-
-
-def _cut_air_enclosed(filled: np.ndarray, body: np.ndarray, scanned: np.ndarray) -> np.ndarray:
-    """``filled`` with, on each slice where ``body`` reaches the image edge (a chest the field of view
-    cuts), the open air that lies inside the body's convex hull (:data:`CUT_AIR_HULL_SHARE` of its
-    scanned voxels or more; not a small pocket) filled too: a lung cut where the edge holds no body on
-    one side of it (a corner, a scan circle crossing the back) is lung, not the air outside, which lies
-    beyond the chest's convex front and back. Slices whose body keeps off the edge are left as they are."""
-    from scipy import ndimage
-    from skimage.morphology import convex_hull_image
-
-    edge = np.zeros(body.shape[1:], dtype=bool)
-    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
-    out = filled.copy()
-    for z in np.nonzero((body & edge).any(axis=(1, 2)) & ~filled.all(axis=(1, 2)))[0]:
-        lab, n = ndimage.label(~filled[z])
-        hull = convex_hull_image(body[z])
-        ids = lab[scanned[z]]
-        area = np.bincount(ids, minlength=n + 1)
-        share = np.bincount(ids, weights=hull[scanned[z]], minlength=n + 1) / np.maximum(area, 1)
-        keep = (share >= CUT_AIR_HULL_SHARE) & (area >= CUT_AIR_BODY_SHARE * np.count_nonzero(body[z]))
-        keep[0] = False
-        out[z] |= keep[lab]
-    return out
-
-
-#: Open air on a cut slice with at least this share of its scanned voxels inside the body's convex hull,
-#: and at least the next share of the body's area, is a cut lung (:func:`_cut_air_enclosed`); the small
-#: pockets of air outside in a corner the chest cuts off stay outside.
-CUT_AIR_HULL_SHARE = 0.9
-CUT_AIR_BODY_SHARE = 0.05
 
 
 def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:
@@ -307,10 +251,35 @@ def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
     return keep[lab]
 
 
-#: A CT whose body reaches all four image edges on at least this share of its lung slices was
-#: reconstructed with a field of view inside the chest (a mediastinal target): the hull of the lungs in
-#: view is not the mediastinum (a 140 mm view: 22 % of the nodes' voxels in it), so no region is drawn.
+#: A CT whose field of view lies inside the chest (:func:`_view_inside_chest`) on at least this share of
+#: its lung slices (a mediastinal reconstruction): the hull of the lungs in view is not the mediastinum
+#: (a 140 mm view: 22 % of the nodes' voxels in it), so no region is drawn.
 INSIDE_CHEST_SHARE = 0.5
+#: An air gap this long (mm) between two stretches of body along an image edge is a lung the edge cuts.
+CUT_LUNG_MM = 10.0
+
+
+def _view_inside_chest(body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Per slice of ``body`` (coarse, z y x): whether the field of view lies inside the chest: the body
+    reaches all four image edges and along one of them a gap of at least :data:`CUT_LUNG_MM` lies
+    between two stretches of body (the edge cuts through a lung). A large patient whose skin touches
+    every edge, lungs in view, has no such gap (the corners are air outside, body on one side only)."""
+    edges = ((np.s_[:, 0, :], spacing_zyx[2]), (np.s_[:, -1, :], spacing_zyx[2]),
+             (np.s_[:, :, 0], spacing_zyx[1]), (np.s_[:, :, -1], spacing_zyx[1]))
+    reached = np.ones(body.shape[0], dtype=bool)
+    cut = np.zeros(body.shape[0], dtype=bool)
+    for edge, step_mm in edges:
+        line = body[edge]  # (slice, position along the edge)
+        reached &= line.any(axis=1)
+        inside = np.maximum.accumulate(line, axis=1) & np.maximum.accumulate(line[:, ::-1], axis=1)[:, ::-1]
+        gaps = inside & ~line  # air between the first and the last body voxel of the edge
+        longest = np.zeros(line.shape[0], dtype=int)
+        run = np.zeros(line.shape[0], dtype=int)
+        for k in range(line.shape[1]):
+            run = np.where(gaps[:, k], run + 1, 0)
+            longest = np.maximum(longest, run)
+        cut |= longest * step_mm >= CUT_LUNG_MM
+    return reached & cut
 
 
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
@@ -334,12 +303,10 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
                       "that the CT shows the chest", UserWarning, stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
     found = np.nonzero(lungs.any(axis=(1, 2)))[0]
-    edges = (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1])
-    inside = np.all([anatomy.body[found][e].any(axis=1) for e in edges], axis=0)
-    if inside.mean() >= INSIDE_CHEST_SHARE:
-        warnings.warn("the field of view lies inside the chest (the body reaches every image edge), so the "
-                      "lungs are cut and nodes are not restricted to the mediastinum", UserWarning,
-                      stacklevel=2)
+    coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
+    if _view_inside_chest(anatomy.body[found], coarse).mean() >= INSIDE_CHEST_SHARE:
+        warnings.warn("the field of view lies inside the chest (the image edges cut through the lungs), so "
+                      "nodes are not restricted to the mediastinum", UserWarning, stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
     hull = np.zeros_like(lungs)
     for z in found:
@@ -350,7 +317,6 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
         if z not in found:  # where they were missed with the hulls of the nearest slices around
             below, above = found[found < z][-1], found[found > z][0]
             hull[z] = hull[below] | hull[above]
-    coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
     grown = within_mm(hull, coarse, margin_mm)
     region = anatomy.upsample(grown)  # bool
     return from_lps(region.view(np.uint8), oriented, code).view(bool)  # 0/1 either way: no bool copy
