@@ -67,7 +67,7 @@ def _without_predictions(cases: list[CaseFiles], folder: Path) -> list[CaseFiles
         named = ", ".join(left_out[:3]) + (" ..." if len(left_out) > 3 else "")
         warnings.warn(f"{folder}: {len(left_out)} label file(s) written by lnq-napari predict left out as "
                       f"predictions, not labels ({named}); move them out of the data folder", UserWarning,
-                      stacklevel=3)
+                      stacklevel=1)  # one place: shown once however often the folder is read
     return out
 
 

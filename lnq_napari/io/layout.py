@@ -193,7 +193,7 @@ def folder_cts(folder: Path) -> list[Path]:
     if cts and plain:
         named = ", ".join(p.name for p in plain[:3]) + (" ..." if len(plain) > 3 else "")
         warnings.warn(f"{folder}: {len(plain)} image(s) without -ct in the name left out beside its *-ct "
-                      f"files ({named}); name them <case>-ct.nrrd to use them too", UserWarning, stacklevel=3)
+                      f"files ({named}); name them <case>-ct.nrrd to use them too", UserWarning, stacklevel=1)
     return cts or plain
 
 
