@@ -27,7 +27,7 @@ def main() -> None:
 
     import napari
     import torch
-    from qtpy.QtCore import QTimer
+    from _gui_probe import TickProbe
     from qtpy.QtWidgets import QApplication
 
     from lnq_napari.phantom import write_dataset
@@ -41,11 +41,8 @@ def main() -> None:
         viewer = napari.Viewer(show=True)
         review = ReviewWidget(viewer, workspace=ws)
         app = QApplication.instance()
-        ticks: list[float] = []
-        timer = QTimer()
-        timer.setInterval(20)
-        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        timer.start()
+        probe = TickProbe(20)
+        ticks = probe.ticks
         rows = []
         for case in ws.case_ids():
             started = time.perf_counter()
@@ -56,12 +53,12 @@ def main() -> None:
                 app.processEvents()
                 time.sleep(0.001)
             shown = time.perf_counter()
-            late = np.maximum(np.diff(np.asarray(ticks)) * 1000.0 - 20.0, 0.0) if len(ticks) > 1 else [0.0]
+            late = np.maximum(probe.lateness_ms(), 0.0) if len(ticks) > 1 else [0.0]
             n = len(viewer.layers["suggestions"].data) if "suggestions" in viewer.layers else 0
             rows.append((opened - started, shown - started, float(np.max(late)), n))
             print(f"{case}: open_case {opened - started:.2f} s on the GUI thread; suggestions ({n}) on "
                   f"screen after {shown - started:.1f} s; max timer lateness meanwhile {np.max(late):.0f} ms")
-        timer.stop()
+        probe.timer.stop()
         viewer.close()
     opened, shown, late, _ = (np.asarray(col) for col in zip(*rows))
     print(f"median over {len(rows)} cases: open_case {np.median(opened):.2f} s (the wait before, and now), "

@@ -45,6 +45,7 @@ def synthetic_case(shape: tuple[int, int, int], nodes: int, seed: int = 0):
 
 def measure(shape: tuple[int, int, int], nodes: int, idle_s: float) -> None:
     import napari
+    from _gui_probe import TickProbe
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
@@ -60,11 +61,8 @@ def measure(shape: tuple[int, int, int], nodes: int, idle_s: float) -> None:
         save = dock_widgets(viewer)["Save"]
         save.folder.setText(tmp)
         app = QApplication.instance()
-        ticks: list[float] = []
-        timer = QTimer()
-        timer.setInterval(20)
-        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-        timer.start()
+        probe = TickProbe(20)
+        ticks = probe.ticks
 
         def spin(seconds: float) -> None:
             end = time.perf_counter() + seconds
@@ -73,7 +71,7 @@ def measure(shape: tuple[int, int, int], nodes: int, idle_s: float) -> None:
                 time.sleep(0.001)
 
         spin(idle_s)  # baseline: the same timer with nothing running (the node table fills first)
-        idle = np.diff(np.asarray(ticks)) * 1000.0 - 20.0
+        idle = probe.lateness_ms()
         ticks.clear()
         spin(0.2)
         start = time.perf_counter()
@@ -83,7 +81,7 @@ def measure(shape: tuple[int, int, int], nodes: int, idle_s: float) -> None:
             time.sleep(0.001)
         ended = time.perf_counter()
         spin(0.3)  # a few ticks after it ended
-        timer.stop()
+        probe.timer.stop()
         stamps = np.asarray(ticks)
         gaps, ends = np.diff(stamps) * 1000.0 - 20.0, stamps[1:]
         during = gaps[(ends > start) & (ends <= ended + 0.05)]
