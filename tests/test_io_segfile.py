@@ -106,9 +106,10 @@ def test_segments_coded_as_lymph_nodes_are_chosen_whatever_their_names(tmp_path,
             "category": ["SCT", "123037004", "Anatomical Structure"],
             "type": ["SCT", "59441001", "Lymph node"]}
     aorta = {**node, "type": ["SCT", "15825003", "Aorta"]}
+    older = {**node, "type": ["SRT", "T-C4000", "Lymph node"]}  # SNOMED RT, as older Slicer files code it
     masks = {name: np.zeros(shape_ijk, bool) for name in ("4R", "7", "aorta")}
     masks["4R"][2:6, 2:6, 1:3], masks["7"][10:14, 2:6, 1:3], masks["aorta"][20:28, 5:15, :] = True, True, True
-    for name, terminology in (("4R", node), ("7", node), ("aorta", aorta)):
+    for name, terminology in (("4R", node), ("7", older), ("aorta", aorta)):
         slicerio.add_segment(segmentation, masks[name], {"name": name, "terminology": terminology})
     path = tmp_path / "stations.seg.nrrd"
     slicerio.write_segmentation(str(path), segmentation)

@@ -28,7 +28,10 @@ from lnq_napari.io.volume import Volume
 DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
 SEG_SOP_CLASSES = (SEG_SOP_CLASS, "1.2.840.10008.5.1.4.1.1.66.7")  # and Label Map Segmentation Storage
-LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure"
+LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure" (what we write)
+#: The codes a segment typed as a lymph node carries: SNOMED CT, and SNOMED RT in older files (3D Slicer
+#: before 4.11, dcmqi examples) as (code value, coding scheme).
+LYMPH_NODE_CODES = (LYMPH_NODE_CODE, ("T-C4000", "SRT"))
 NODE_WORDS = ("lymph", "node")  # a segment named with one is a node, here and in io.segfile (.seg.nrrd)
 MAX_PIXELS = 2**31  # frames x rows x columns: as readers.MAX_VOXELS, anything above is not one CT's SEG
 MAX_FOLDER_FILES = 8  # a folder with at most this many files may be a SEG series folder (TCIA: one file)
@@ -361,8 +364,8 @@ def _segments(ds, name: str) -> list[SegSegment]:
         number = int(item.get("SegmentNumber", 0) or 0)
         label = str(item.get("SegmentLabel", "") or f"Segment {number}")
         codes = item.get("SegmentedPropertyTypeCodeSequence") or []
-        coded = any((str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", ""))) == LYMPH_NODE_CODE
-                    for c in codes)
+        coded = any((str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", "")))
+                    in LYMPH_NODE_CODES for c in codes)
         out.append(SegSegment(number, label, coded or any(w in label.lower() for w in NODE_WORDS),
                               _our_model_version(item),
                               str(item.get("SegmentAlgorithmType", "")).upper() == "SEMIAUTOMATIC"))

@@ -10,7 +10,7 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
-from lnq_napari.io.dicom_seg import LYMPH_NODE_CODE, NODE_WORDS
+from lnq_napari.io.dicom_seg import LYMPH_NODE_CODES, NODE_WORDS
 from lnq_napari.io.geometry import nrrd_geometry_fields
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.nrrd_header import NRRD_STANDARD_FIELDS
@@ -76,11 +76,12 @@ def _terminology_type(tags: str) -> dict:
 
 def _coded_node(terminology) -> bool:
     """Whether a segment's terminology (slicerio's dict) types it as a lymph node (SNOMED CT 59441001): a
-    node whatever its name (a station such as "4R"), as a DICOM SEG's coded segment is."""
+    node whatever its name (a station such as "4R"), as a DICOM SEG's coded segment is; older files code it
+    in SNOMED RT (T-C4000)."""
     kind = terminology.get("type") if isinstance(terminology, dict) else None
     if not isinstance(kind, (list, tuple)) or len(kind) < 2:
         return False
-    return (str(kind[1]).strip(), str(kind[0]).strip()) == LYMPH_NODE_CODE  # (code, scheme)
+    return (str(kind[1]).strip(), str(kind[0]).strip()) in LYMPH_NODE_CODES  # (code, scheme)
 
 
 def _has_layer_keys(meta: dict) -> bool:
