@@ -143,7 +143,7 @@ def save_case(viewer) -> str:
     if save is None:
         return _report(viewer, "dock the lnq-napari panel (or its Save widget) to save")
     session = session_for(viewer, create=True)
-    if session is not None:
+    if session is not None and save.worker is None and session.saving is None:  # a press that saves
         session.stats.keys += 1
     if save.save() is not None:
         def ended(_path=None) -> None:

@@ -28,9 +28,9 @@ class CaseStats:
     def seconds(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.started
 
-    def fields(self) -> dict:
-        """The journal fields (``seconds`` rounded to 0.1 s)."""
-        return {"seconds": round(self.seconds(), 1), "accepted": self.accepted,
+    def fields(self, now: float | None = None) -> dict:
+        """The journal fields (``seconds`` up to ``now``, a ``time.monotonic()``, rounded to 0.1 s)."""
+        return {"seconds": round(self.seconds(now), 1), "accepted": self.accepted,
                 "rejected": self.rejected, "clicks": self.clicks, "keys": self.keys}
 
     def text(self) -> str:
@@ -57,9 +57,11 @@ class ReviewSummary:
                 f"{self.accepted} accepted, {self.rejected} rejected, {self.clicks} clicks, {self.keys} keys")
 
 
-def log_review(workspace: Workspace, case: str, stats: CaseStats, version: str | None, edits: int) -> dict:
-    """Append the ``review`` journal line of a saved ``case`` (its label ``version``); returns the entry."""
-    return workspace.log(REVIEW_ACTION, case=case, **stats.fields(), version=version, edits=int(edits))
+def log_review(workspace: Workspace, case: str, stats: CaseStats, version: str | None, edits: int,
+               now: float | None = None) -> dict:
+    """Append the ``review`` journal line of a saved ``case`` (its label ``version``; the review's time up
+    to ``now``, when Save was pressed, else now); returns the entry."""
+    return workspace.log(REVIEW_ACTION, case=case, **stats.fields(now), version=version, edits=int(edits))
 
 
 def summarize(entries: list[dict]) -> ReviewSummary:

@@ -912,3 +912,77 @@ def test_a_case_of_a_dicom_download_is_saved_under_its_workspace_id(make_napari_
     saved = save_and_wait(save)
     assert saved is not None, save.status.text()
     assert Path(saved).is_relative_to(ws.root) and ws.latest_version(case, "correction") is not None
+
+
+@pytest.mark.parametrize("where", ["dicom_seg", "log_review"])
+def test_an_error_after_the_version_is_written_leaves_it_saved(make_napari_viewer, qtbot, workspace,
+                                                                 autosave_dir, monkeypatch, save_and_wait,
+                                                                 where):
+    """The version is written, then its DICOM SEG (a disk full) or its journal line fails with another
+    error than LNQError: Save said "not saved", left the session unsaved on the old parent (a second
+    Save forked the versions)."""
+    from lnq_napari import api
+    from lnq_napari.plugin.widgets import save as save_module
+
+    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
+    save = widgets["Save"]
+    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)
+    nodes = viewer.layers["nodes"]
+    session = nodes.metadata["lnq_session"]
+    _paint(nodes, 8)
+    before = len(workspace.versions(session.case))
+
+    error = OSError(28, "No space left on device") if where == "dicom_seg" else ValueError("not JSON")
+
+    def fails(*args, **kwargs):
+        raise error
+
+    if where == "dicom_seg":
+        monkeypatch.setattr(save_module, "is_dicom_path", lambda path: True)
+        monkeypatch.setattr(api, "export_dicom_seg", fails)
+    else:
+        monkeypatch.setattr(save_module, "log_review", fails)
+    path = save_and_wait(save)
+    after = workspace.versions(session.case)
+    assert len(after) == before + 1 and path is not None
+    assert save.status.text().startswith(f"saved {after[-1]['version']}")
+    assert str(error) in save.status.text()
+    assert not session.unsaved and session.parent_version == after[-1]["version"]
+
+
+def test_closing_another_viewer_while_a_save_runs_leaves_it_saved(make_napari_viewer, qtbot, workspace,
+                                                                  autosave_dir, monkeypatch):
+    """napari registers a worker with the current viewer's window, which cancels it when closed: the
+    version was written, yet Save said "not saved" (a second viewer in a notebook)."""
+    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
+    save = widgets["Save"]
+    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)
+    nodes = viewer.layers["nodes"]
+    session = nodes.metadata["lnq_session"]
+    _paint(nodes, 8)
+    other = make_napari_viewer()
+    before = len(workspace.versions(session.case))
+    held = _HeldSave(monkeypatch)
+    with qtbot.waitSignal(save.saved, timeout=30000) as ended:
+        assert save.save() is not None
+        other.close()
+        held.release.set()
+    assert len(workspace.versions(session.case)) == before + 1
+    assert ended.args[0] is not None and not session.unsaved
+
+
+def test_the_review_time_journaled_ends_when_save_is_pressed(make_napari_viewer, qtbot, workspace,
+                                                             autosave_dir, monkeypatch):
+    """The journal's time per case counted the wait for the workspace lock after Save was pressed."""
+    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
+    save = widgets["Save"]
+    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)
+    session = viewer.layers["nodes"].metadata["lnq_session"]
+    _paint(viewer.layers["nodes"], 8)
+    held = _HeldSave(monkeypatch)
+    with qtbot.waitSignal(save.saved, timeout=30000):
+        assert save.save() is not None
+        at_press = session.stats.seconds()
+        qtbot.wait(2000)  # the save held (as by another process's lock)
+        held.release.set()
+    assert workspace.journal("review")[-1]["seconds"] < at_press + 1.0

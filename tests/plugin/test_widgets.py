@@ -856,3 +856,23 @@ def test_nodes_found_on_a_ct_flipped_in_napari_are_drawn_over_it_and_a_lone_flip
     assert session_for(viewer, nodes).ct_layer is ct
     ct.affine = flip @ np.asarray(ct.affine.affine_matrix)  # the CT alone flipped back
     assert session_for(viewer, nodes).ct_layer is None
+
+
+@pytest.mark.parametrize("kind", ["2d", "rgb_ct"])
+def test_labels_save_cannot_take_say_not_saved(make_napari_viewer, qtbot, tmp_path, autosave_dir, kind):
+    """A 2D node layer, or an RGB "CT": the snapshot's error escaped the button (a napari error popup),
+    the status kept its edit count and :attr:`SaveWidget.saved` never came (Shift+S waited on it)."""
+    from lnq_napari.plugin.widgets import SaveWidget
+
+    viewer = make_napari_viewer()
+    if kind == "2d":
+        viewer.add_labels(np.ones((20, 20), np.uint8), name="nodes")
+    else:
+        viewer.add_image(np.zeros((4, 20, 20, 3), np.uint8), rgb=True, name="ct")
+        viewer.add_labels(np.ones((4, 20, 20), np.uint8), name="nodes")
+    save = SaveWidget(viewer)
+    save.folder.setText(str(tmp_path / "labels"))
+    with qtbot.waitSignal(save.saved, timeout=10000) as ended:
+        assert save.save() is None
+    assert ended.args == [None] and save.status.text().startswith("not saved: ")
+    assert not (tmp_path / "labels").exists()

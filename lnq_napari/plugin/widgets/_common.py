@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import session_for
+from lnq_napari.workspace.lock import TIMEOUT_S as LOCK_TIMEOUT_S
 
 
 class ProgressSignal(QObject):
@@ -34,7 +35,7 @@ class ProgressSignal(QObject):
 
 #: Seconds the interpreter's exit waits for jobs it cancelled: a job thread still running while Python
 #: tears Qt down crashes the process (closing napari during a prediction ended in a segmentation fault).
-EXIT_WAIT_S = 30
+EXIT_WAIT_S = LOCK_TIMEOUT_S + 30  # a Save may wait this long for the workspace lock, then write
 _JOB_CANCELS: weakref.WeakSet = weakref.WeakSet()  # every worker widget's cancel flag in this process
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ class SaveRequest:
     provenance: dict  # model_version, edits, origin, layer, marked, rejected, parent: as save_labels takes
     ct_source: str | None = None  # the CT's file or DICOM series (a DICOM SEG is written beside a version)
     stats: CaseStats | None = None  # the case's review figures for the journal (with a workspace)
+    pressed: float = dataclasses.field(default_factory=time.monotonic)  # the review's time ends here
 
 
 def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
@@ -45,7 +47,7 @@ def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
         saved = api.save_labels(request.labels, request.case, workspace=request.workspace,
                                 folder=request.folder, nodes=int(node_numbers(request.labels.array)[1].size),
                                 **request.provenance)
-    message = f"saved {saved.version} to {saved.path}"
+    message = f"saved {saved.version} to {saved.path}"  # saved: nothing after this decides otherwise
     if request.ct_source and is_dicom_path(request.ct_source):
         seg = Path(saved.path).with_name(Path(saved.path).name.split(".")[0] + ".seg.dcm")
         try:
@@ -53,17 +55,22 @@ def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
                                  model_version=request.provenance.get("model_version"),
                                  edits=request.provenance.get("edits", 0))
             message += f" and DICOM SEG {seg.name}"
-        except LNQError as exc:
-            message += f"; no DICOM SEG: {exc}"
+        except Exception as exc:  # any error (a disk full) here leaves the version saved
+            message += f"; no DICOM SEG: {_why(exc)}"
     if request.workspace is not None and request.stats is not None:  # the time and the decisions this
         try:  # case took, for the Review panel (the version is saved: a failure here is only said)
             log_review(Workspace.open(request.workspace), request.case, request.stats, saved.version,
-                       request.provenance.get("edits", 0))
-        except (LNQError, OSError) as exc:
-            message += f"; the review was not journaled: {exc}"
+                       request.provenance.get("edits", 0), now=request.pressed)
+        except Exception as exc:
+            message += f"; the review was not journaled: {_why(exc)}"
     for warning in texts(heard):
         message += f"\nnote: {warning}"
     return saved, message
+
+
+def _why(exc: Exception) -> str:
+    """An error in a status line: an LNQError's own words, else its type and words."""
+    return str(exc) if isinstance(exc, LNQError) else f"{type(exc).__name__}: {exc}"
 
 
 class SaveWidget(QWidget):
@@ -154,31 +161,39 @@ class SaveWidget(QWidget):
             self.status.setText("no node layer to save")
             self.saved.emit(None)
             return None
-        request, point = self.request(session), session.save_point()
+        try:
+            request, point = self.request(session), session.save_point()
+        except LNQError as exc:  # labels that cannot be saved (not 3D, off the CT's grid)
+            self.status.setText(f"not saved: {exc}")
+            self.saved.emit(None)
+            return None
         note = unplaced_note(session.ct_layer) if session.ct_layer is not None else ""
-        outcome: dict = {"path": None}
+        outcome: dict = {}
         gone = self._gone
 
-        def returned(result: tuple[api.SavedLabels, str]) -> None:
-            saved, message = result
-            session.mark_saved(point, saved.version)  # the snapshot's state, not the edits made since
-            outcome.update(path=saved.path, message=message + (f"\n{note}" if note else ""))
+        def work() -> None:  # the result kept here, not handed to ``returned``: a worker napari cancels
+            outcome["result"] = write_version(request)  # (another viewer closing) skips that signal
 
         def errored(exc: Exception) -> None:
-            why = exc if isinstance(exc, LNQError) else f"{type(exc).__name__}: {exc}"
-            outcome.update(message=f"not saved: {why}")
+            outcome["error"] = f"not saved: {_why(exc)}"
 
         def finished() -> None:
             session.saving = None
+            path = None
+            if "result" in outcome:
+                saved, message = outcome["result"]
+                session.mark_saved(point, saved.version)  # the snapshot's state, not the edits made since
+                path, message = saved.path, message + (f"\n{note}" if note else "")
+            else:
+                message = outcome.get("error", "not saved")
             if gone.is_set():  # the viewer closed: the version is written all the same
                 return
             self.worker = None
             self.save_button.setEnabled(True)
-            self.status.setText(outcome.get("message", "not saved"))
-            self.saved.emit(outcome["path"])
+            self.status.setText(message)
+            self.saved.emit(path)
 
-        worker = create_worker(write_version, request, _start_thread=False,
-                               _connect={"returned": returned, "errored": errored, "finished": finished})
+        worker = create_worker(work, _start_thread=False, _connect={"errored": errored, "finished": finished})
         self.worker = session.saving = worker
         self.save_button.setEnabled(False)
         self.status.setText("saving ...")
