@@ -64,6 +64,11 @@ def test_dicom_series_folders_take_the_label_files_named_after_them(tmp_path):
                                                     ("patient2", None)]
     (case,) = find_cases(root, require="seg")
     np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, labels.array)
+    nested = tmp_path / "download" / "P1"  # a series folder below a patient's: labels beside it
+    shutil.copytree(SERIES, nested / "2-CT")
+    write_volume(nested / "2-CT-seg.nrrd", labels)
+    (case,) = find_cases(tmp_path / "download", require="seg")
+    assert case.seg == (nested / "2-CT-seg.nrrd").resolve()
     ws = Workspace.init(tmp_path / "ws", root)
     assert ws.seg_path("patient1") == (root / "patient1-seg.nrrd").resolve()
     np.testing.assert_array_equal(ws.latest_labels("patient1").array, labels.array)

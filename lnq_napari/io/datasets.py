@@ -72,10 +72,17 @@ def _without_predictions(cases: list[CaseFiles], folder: Path) -> list[CaseFiles
 
 
 def _named_labels(folder: Path, case: CaseFiles) -> CaseFiles:
-    """``case`` (a DICOM CT series) with ``<case>-seg.*`` / ``<case>-full.*`` of ``folder`` where it has no
-    SEG (:func:`~lnq_napari.io.layout.sibling`, the label files a plainly named CT takes)."""
-    seg = case.seg or sibling(folder, case.case_id, "seg", LABEL_SUFFIXES)
-    full = case.full or sibling(folder, case.case_id, "full", LABEL_SUFFIXES)
+    """``case`` (a DICOM CT series) with the label files named after it where it has no SEG
+    (:func:`~lnq_napari.io.layout.sibling`, as a plainly named CT takes them): ``<series folder>-seg.*``
+    beside its series folder (``P1/2-CT-seg.nrrd``), else ``<case>-seg.*`` in ``folder``
+    (``P1_2-CT-seg.nrrd``); ``-full`` alike."""
+    series = Path(case.ct)
+
+    def named(role: str) -> Path | None:
+        return (sibling(series.parent, series.name, role, LABEL_SUFFIXES) if series.is_dir() else None) \
+            or sibling(folder, case.case_id, role, LABEL_SUFFIXES)
+
+    seg, full = case.seg or named("seg"), case.full or named("full")
     return replace(case, seg=seg and seg.resolve(), full=full and full.resolve())
 
 
