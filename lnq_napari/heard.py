@@ -3,7 +3,11 @@ lungs in view, a resampled SEG, a fine-tune discarded) for its result, status li
 
 ``warnings.catch_warnings`` cannot do this: it swaps process-wide state, so two threads' blocks
 overlapping (suggestions found while a fine-tune ran) left every later warning of the process silenced.
-Here each thread collects its own, and other threads' warnings are shown as before. While any block
+Here each thread collects its own, and other threads' warnings are shown as before. The collector sits in
+front of ``warnings._showwarnmsg``, which every shown warning passes through and which ``catch_warnings``
+neither saves nor puts back: napari's workers each run in such a block that swaps ``showwarning``, and a
+Save's notes went to an autosave worker that started meanwhile (``showwarning`` is hooked instead where a
+Python has no ``_showwarnmsg``). While any block
 runs, lnq-napari's own warnings (every category) are heard each time they are raised, whatever filters
 the process set (a notebook's ``simplefilter("ignore")`` hid a resampled SEG from a comparison's result);
 other libraries' warnings pass Python's filters as usual (by default, once per place in their code).
@@ -36,6 +40,29 @@ def _collecting(before: Callable) -> Callable:
     return show
 
 
+def _collect_first(before: Callable) -> Callable:
+    """A ``warnings._showwarnmsg`` that collects in a collecting thread and passes the rest to ``before``."""
+    def show(msg: warnings.WarningMessage) -> None:
+        heard = getattr(_HEARD, "messages", None)
+        if heard is not None:
+            heard.append(msg)
+        else:
+            before(msg)
+
+    show.lnq_collects = True
+    return show
+
+
+def _hook() -> None:
+    """Put the collector in place, once per process (under ``_LOCK``)."""
+    shown = getattr(warnings, "_showwarnmsg", None)
+    if callable(shown):
+        if not getattr(shown, "lnq_collects", False):
+            warnings._showwarnmsg = _collect_first(shown)
+    elif not getattr(warnings.showwarning, "lnq_collects", False):
+        warnings.showwarning = _collecting(warnings.showwarning)
+
+
 def _own_filter(entry: tuple) -> bool:
     """Whether a ``warnings.filters`` entry is the one a block puts first."""
     action, _, category, module, _ = entry
@@ -47,8 +74,7 @@ def collected_warnings() -> Iterator[list[warnings.WarningMessage]]:
     """The warnings raised in this thread while the block runs, in order and not shown (a block within
     another collects its own)."""
     with _LOCK:
-        if not getattr(warnings.showwarning, "lnq_collects", False):
-            warnings.showwarning = _collecting(warnings.showwarning)
+        _hook()
         if not (warnings.filters and _own_filter(warnings.filters[0])):
             warnings.filterwarnings("always", category=Warning, module=OWN_MODULES)
         _BLOCKS[0] += 1

@@ -97,3 +97,39 @@ def test_a_hook_put_back_by_catch_warnings_forwards_where_it_did():
             warnings.warn("during the command", UserWarning, stacklevel=1)
         warnings.warn("after the command", UserWarning, stacklevel=1)
     assert (shown, printed) == (["after the command"], ["during the command"])
+
+
+def test_another_thread_swapping_showwarning_takes_no_collected_warning():
+    """napari's workers each run in ``catch_warnings`` with their own ``showwarning``: an autosave worker
+    started while a Save's worker collected took its notes ("nodes touch") to its own signal, and left
+    the process's hook pointing at the finished Save's collector."""
+    collecting, swapped, done, got, stolen = (threading.Event(), threading.Event(), threading.Event(),
+                                              {}, [])
+
+    def save() -> None:
+        with heard.collected_warnings() as caught:
+            collecting.set()
+            swapped.wait(10)
+            warnings.warn("nodes 1 and 2 touch", UserWarning, stacklevel=1)
+        got["save"] = heard.texts(caught)
+        done.set()
+
+    def autosave() -> None:  # as superqt's WorkerBase.run wraps a worker's work
+        collecting.wait(10)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("always")
+            warnings.showwarning = lambda message, *a: stolen.append(str(message))
+            swapped.set()
+            done.wait(10)
+
+    threads = [threading.Thread(target=f) for f in (save, autosave)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert got == {"save": ["nodes 1 and 2 touch"]} and stolen == []
+    shown = []
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *a, **k: shown.append(str(message))
+        warnings.warn("later, outside any block", UserWarning, stacklevel=1)
+    assert shown == ["later, outside any block"]
