@@ -259,20 +259,25 @@ INSIDE_CHEST_SHARE = 0.5
 CUT_LUNG_MM = 10.0
 
 
-def _view_inside_chest(body: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Per slice of ``body`` (coarse, z y x): whether the field of view lies inside the chest: the body
-    reaches all four image edges and along one of them a gap of at least :data:`CUT_LUNG_MM` lies
-    between two stretches of body (the edge cuts through a lung). A large patient whose skin touches
-    every edge, lungs in view, has no such gap (the corners are air outside, body on one side only)."""
-    edges = ((np.s_[:, 0, :], spacing_zyx[2]), (np.s_[:, -1, :], spacing_zyx[2]),
-             (np.s_[:, :, 0], spacing_zyx[1]), (np.s_[:, :, -1], spacing_zyx[1]))
+def _view_inside_chest(body: np.ndarray, lungs: np.ndarray,
+                       spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Per slice of ``body`` and ``lungs`` (coarse, z y x): whether the field of view lies inside the chest:
+    the body reaches all four image edges and along one of them the lungs fill a gap of at least
+    :data:`CUT_LUNG_MM` between two stretches of body (the edge cuts through a lung; the lungs found touch
+    the edge or the row inside it, which the sealed edge keeps out of them). A large patient whose skin
+    touches every edge, lungs in view, has none: the air between flank and table, between arm and trunk,
+    between the breasts is outside, not lung."""
+    edges = ((np.s_[:, 0, :], np.s_[:, 1, :], spacing_zyx[2]),  # (edge, the row inside it, mm along it)
+             (np.s_[:, -1, :], np.s_[:, -2, :], spacing_zyx[2]),
+             (np.s_[:, :, 0], np.s_[:, :, 1], spacing_zyx[1]),
+             (np.s_[:, :, -1], np.s_[:, :, -2], spacing_zyx[1]))
     reached = np.ones(body.shape[0], dtype=bool)
     cut = np.zeros(body.shape[0], dtype=bool)
-    for edge, step_mm in edges:
+    for edge, within, step_mm in edges:
         line = body[edge]  # (slice, position along the edge)
         reached &= line.any(axis=1)
         inside = np.maximum.accumulate(line, axis=1) & np.maximum.accumulate(line[:, ::-1], axis=1)[:, ::-1]
-        gaps = inside & ~line  # air between the first and the last body voxel of the edge
+        gaps = inside & ~line & (lungs[edge] | lungs[within])  # lung between two stretches of body
         longest = np.zeros(line.shape[0], dtype=int)
         run = np.zeros(line.shape[0], dtype=int)
         for k in range(line.shape[1]):
@@ -304,7 +309,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
         return np.ones(ct.shape, dtype=bool)
     found = np.nonzero(lungs.any(axis=(1, 2)))[0]
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
-    if _view_inside_chest(anatomy.body[found], coarse).mean() >= INSIDE_CHEST_SHARE:
+    if _view_inside_chest(anatomy.body[found], lungs[found], coarse).mean() >= INSIDE_CHEST_SHARE:
         warnings.warn("the field of view lies inside the chest (the image edges cut through the lungs), so "
                       "nodes are not restricted to the mediastinum", UserWarning, stacklevel=2)
         return np.ones(ct.shape, dtype=bool)

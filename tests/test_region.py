@@ -160,6 +160,24 @@ def test_a_large_patient_touching_every_image_edge_keeps_the_region():
     assert 0.1 < region.mean() < 0.5 and region[10, 62, 64]
 
 
+def test_an_obese_patient_on_a_table_filling_the_view_keeps_the_region():
+    """Skin on the top and side edges, the back on a table the bottom edge cuts, lungs in view: flank,
+    air and table along each side edge read as a lung cut by the edge (review), and the region was off."""
+    yy, xx = (np.mgrid[:128, :128] + 0.5) * 2.75  # a 350 mm view
+    plane = np.full((128, 128), -1000, np.int16)
+    plane[((yy - 150) / 150) ** 2 + ((xx - 175) / 200) ** 2 <= 1] = -80  # 300 x 400 mm, past the sides
+    for lung_x in (90, 260):
+        plane[((yy - 140) / 95) ** 2 + ((xx - lung_x) / 62) ** 2 <= 1] = -850
+    plane[(yy >= 298) & (yy < 310)] = 150  # the table top across the view
+    plane[(yy >= 310) & (np.abs(xx - 175) < 60)] = 150  # its pedestal
+    hu = np.repeat(plane[None], 20, axis=0)
+    hu[:5][hu[:5] == -850] = -80
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        region = mediastinum_region(Volume(hu, (2.75, 2.75, 5.0)), 10.0)
+    assert 0.1 < region.mean() < 0.6 and not region[10][hu[10] == -1000].any()
+
+
 def test_region_costs_at_most_one_dice_point_on_phantom_cases(small_cases):
     from lnq_napari.inference import Predictor
 
