@@ -7,7 +7,8 @@ Here each thread collects its own, and other threads' warnings are shown as befo
 front of ``warnings._showwarnmsg``, which every shown warning passes through and which ``catch_warnings``
 neither saves nor puts back: napari's workers each run in such a block that swaps ``showwarning``, and a
 Save's notes went to an autosave worker that started meanwhile (``showwarning`` is hooked instead where a
-Python has no ``_showwarnmsg``). While any block
+Python has no ``_showwarnmsg``). So a ``catch_warnings(record=True)`` opened inside a block, in the
+collecting thread, records nothing: the block collects it. While any block
 runs, lnq-napari's own warnings (every category) are heard each time they are raised, whatever filters
 the process set (a notebook's ``simplefilter("ignore")`` hid a resampled SEG from a comparison's result);
 other libraries' warnings pass Python's filters as usual (by default, once per place in their code).

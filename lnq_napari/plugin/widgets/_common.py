@@ -35,17 +35,21 @@ class ProgressSignal(QObject):
 
 #: Seconds the interpreter's exit waits for jobs it cancelled: a job thread still running while Python
 #: tears Qt down crashes the process (closing napari during a prediction ended in a segmentation fault).
-EXIT_WAIT_S = LOCK_TIMEOUT_S + 30  # a Save may wait this long for the workspace lock, then write
+EXIT_WAIT_S = 30
 _JOB_CANCELS: weakref.WeakSet = weakref.WeakSet()  # every worker widget's cancel flag in this process
+SAVES_RUNNING: set[int] = set()  # ids of the Saves writing now (a Save is never cancelled)
 
 
 def _stop_jobs_at_exit() -> None:
-    """Cancel every running job and wait (at most :data:`EXIT_WAIT_S`) for napari's worker threads."""
+    """Cancel every running job and wait (at most :data:`EXIT_WAIT_S`) for napari's worker threads; while
+    a Save still writes, as long as it may wait for the workspace lock on top (its labels are not lost)."""
     from qtpy.QtCore import QThreadPool
 
     for cancel in list(_JOB_CANCELS):
         cancel.set()
-    QThreadPool.globalInstance().waitForDone(int(EXIT_WAIT_S * 1000))
+    pool = QThreadPool.globalInstance()
+    if not pool.waitForDone(int(EXIT_WAIT_S * 1000)) and SAVES_RUNNING:
+        pool.waitForDone(int(LOCK_TIMEOUT_S * 1000))
 
 
 def wait_for_jobs_at_exit() -> None:

@@ -20,7 +20,13 @@ from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.io.dicom_seg import is_dicom_path
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
-from lnq_napari.plugin.widgets._common import SessionTracker, compact, folder_row, wait_for_jobs_at_exit
+from lnq_napari.plugin.widgets._common import (
+    SAVES_RUNNING,
+    SessionTracker,
+    compact,
+    folder_row,
+    wait_for_jobs_at_exit,
+)
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
 from lnq_napari.workspace.review_stats import CaseStats, log_review
 
@@ -171,8 +177,12 @@ class SaveWidget(QWidget):
         outcome: dict = {}
         gone = self._gone
 
-        def work() -> None:  # the result kept here, not handed to ``returned``: a worker napari cancels
-            outcome["result"] = write_version(request)  # (another viewer closing) skips that signal
+        def work() -> None:  # the result is kept here, not handed to ``returned``: a worker napari
+            SAVES_RUNNING.add(id(outcome))  # cancels (another viewer closing) skips that signal
+            try:
+                outcome["result"] = write_version(request)
+            finally:
+                SAVES_RUNNING.discard(id(outcome))
 
         def errored(exc: Exception) -> None:
             outcome["error"] = f"not saved: {_why(exc)}"
