@@ -226,3 +226,35 @@ def test_a_failed_comparison_leaves_no_table_of_the_last_one(compared, qtbot):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
     assert widget.status.text().startswith("could not compare: the baseline SEG")
     assert widget.result is None and widget.table.rowCount() == 0 and widget.summary.text() == ""
+
+
+def test_a_comparison_running_when_the_widget_goes_is_cancelled(make_napari_viewer, qtbot, pair, autosave_dir,
+                                                                monkeypatch):
+    """The comparison (a registration and up to two predictions: minutes on a CPU) had no cancel: closing
+    napari during one left it running into Qt's teardown, and the exit waited for it."""
+    import threading
+
+    from lnq_napari.errors import Cancelled
+    from lnq_napari.plugin.widgets import compare as compare_module
+
+    started, seen = threading.Event(), {}
+
+    def slow_compare(*args, cancel=None, **kwargs):
+        started.set()
+        for _ in range(600):
+            if cancel is not None and cancel():
+                seen["cancelled"] = True
+                raise Cancelled("cancelled")
+            threading.Event().wait(0.05)
+        raise AssertionError("the comparison was never told to stop")
+
+    monkeypatch.setattr(compare_module.api, "compare", slow_compare)
+    viewer = _viewer_with(make_napari_viewer, pair)
+    widget = CompareWidget(viewer, delay_ms=50)
+    widget.choose("baseline CT", "follow-up CT", "baseline nodes", "follow-up nodes")
+    worker = widget.run()
+    assert worker is not None and started.wait(10)
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        widget.close()
+        widget.deleteLater()
+    assert seen == {"cancelled": True}

@@ -59,6 +59,16 @@ def wait_for_jobs_at_exit() -> None:
     atexit.register(_stop_jobs_at_exit)
 
 
+def closing_flag(widget: QWidget) -> threading.Event:
+    """A flag set when ``widget`` goes (the viewer closed) or the interpreter exits: pass its ``is_set`` as
+    a job's ``cancel``, so the job stops instead of running into Qt's teardown."""
+    flag = threading.Event()
+    wait_for_jobs_at_exit()
+    _JOB_CANCELS.add(flag)
+    widget.destroyed.connect(lambda *_, flag=flag: flag.set())
+    return flag
+
+
 class WorkerWidget(QWidget):
     """A dock widget that runs one job at a time in a worker: Cancel button, progress bar, status line
     and a progress signal the worker may emit from its thread. Its job is cancelled when the widget goes
@@ -66,12 +76,8 @@ class WorkerWidget(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.worker, self._cancel = None, threading.Event()
-        self._closed = threading.Event()  # the widget went: its background jobs besides ``worker`` stop too
-        wait_for_jobs_at_exit()
-        _JOB_CANCELS.update((self._cancel, self._closed))
-        for flag in (self._cancel, self._closed):
-            self.destroyed.connect(lambda *_, flag=flag: flag.set())
+        self.worker, self._cancel = None, closing_flag(self)  # Cancel sets it too
+        self._closed = closing_flag(self)  # the widget went: its background jobs besides ``worker`` stop too
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)

@@ -35,7 +35,7 @@ from lnq_napari.followup import CompareResult, write_csv
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import COMPARE_ROLE, CT_CONTRAST, ROLE_KEY, layer_kwargs, layer_volume
 from lnq_napari.plugin._session import NodeSession, session_for
-from lnq_napari.plugin.widgets._common import export_table, while_alive
+from lnq_napari.plugin.widgets._common import closing_flag, export_table, while_alive
 
 ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
@@ -79,6 +79,7 @@ class CompareWidget(QWidget):
 
         self._heard = heard
         self.destroyed.connect(lambda *_: _stop_hearing(watched, heard))  # its Qt part gone first
+        self._closed = closing_flag(self)  # a comparison running when the viewer closes stops
         self._again = False
         self.combos = {key: QComboBox() for key in ("baseline_ct", "baseline_nodes", "followup_ct",
                                                      "followup_nodes")}
@@ -186,7 +187,7 @@ class CompareWidget(QWidget):
         self.status.setText("comparing ..." if registration is None else "re-matching after an edit ...")
         self.worker = create_worker(
             api.compare, volumes[0], volumes[1], segs[0], segs[1], model=self.model,
-            registration=registration,
+            registration=registration, cancel=self._closed.is_set,
             _connect={"returned": self._show, "errored": self._failed, "finished": self._done},
             _start_thread=False)
         self.worker.start()
