@@ -914,6 +914,14 @@ def test_a_case_of_a_dicom_download_is_saved_under_its_workspace_id(make_napari_
     assert Path(saved).is_relative_to(ws.root) and ws.latest_version(case, "correction") is not None
 
 
+def _edited_first_case(make_napari_viewer, qtbot, workspace):
+    """The first case docked, its suggestions in, one slice painted: ``(Save widget, node session)``."""
+    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
+    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)
+    _paint(viewer.layers["nodes"], 8)
+    return widgets["Save"], viewer.layers["nodes"].metadata["lnq_session"]
+
+
 @pytest.mark.parametrize("where", ["dicom_seg", "log_review"])
 def test_an_error_after_the_version_is_written_leaves_it_saved(make_napari_viewer, qtbot, workspace,
                                                                  autosave_dir, monkeypatch, save_and_wait,
@@ -924,12 +932,7 @@ def test_an_error_after_the_version_is_written_leaves_it_saved(make_napari_viewe
     from lnq_napari import api
     from lnq_napari.plugin.widgets import save as save_module
 
-    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
-    save = widgets["Save"]
-    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)
-    nodes = viewer.layers["nodes"]
-    session = nodes.metadata["lnq_session"]
-    _paint(nodes, 8)
+    save, session = _edited_first_case(make_napari_viewer, qtbot, workspace)
     before = len(workspace.versions(session.case))
 
     error = OSError(28, "No space left on device") if where == "dicom_seg" else ValueError("not JSON")
@@ -954,12 +957,7 @@ def test_closing_another_viewer_while_a_save_runs_leaves_it_saved(make_napari_vi
                                                                   autosave_dir, monkeypatch):
     """napari registers a worker with the current viewer's window, which cancels it when closed: the
     version was written, yet Save said "not saved" (a second viewer in a notebook)."""
-    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
-    save = widgets["Save"]
-    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)
-    nodes = viewer.layers["nodes"]
-    session = nodes.metadata["lnq_session"]
-    _paint(nodes, 8)
+    save, session = _edited_first_case(make_napari_viewer, qtbot, workspace)
     other = make_napari_viewer()
     before = len(workspace.versions(session.case))
     held = _HeldSave(monkeypatch)
@@ -974,11 +972,7 @@ def test_closing_another_viewer_while_a_save_runs_leaves_it_saved(make_napari_vi
 def test_the_review_time_journaled_ends_when_save_is_pressed(make_napari_viewer, qtbot, workspace,
                                                              autosave_dir, monkeypatch):
     """The journal's time per case counted the wait for the workspace lock after Save was pressed."""
-    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
-    save = widgets["Save"]
-    qtbot.waitUntil(lambda: widgets["Review"].suggesting is None, timeout=30000)
-    session = viewer.layers["nodes"].metadata["lnq_session"]
-    _paint(viewer.layers["nodes"], 8)
+    save, session = _edited_first_case(make_napari_viewer, qtbot, workspace)
     held = _HeldSave(monkeypatch)
     with qtbot.waitSignal(save.saved, timeout=30000):
         assert save.save() is not None
