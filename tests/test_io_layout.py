@@ -125,7 +125,11 @@ def test_images_named_without_a_role_beside_ct_files_are_left_out_with_a_warning
                   lambda: [c.case_id for c in scan_cases(tmp_path)]):
         with pytest.warns(UserWarning, match=left_out):
             assert found() == ["b"]
+    (tmp_path / "a.mha").write_bytes(b"x")  # two images of one case left out: no "two CTs" error
+    with pytest.warns(UserWarning, match=r"2 image\(s\) without -ct"):
+        assert [c for c, _ in ct_inputs(tmp_path)] == ["b"]
     (tmp_path / "a.nrrd").unlink()
+    (tmp_path / "a.mha").unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert [c for c, _ in ct_inputs(tmp_path)] == ["b"]

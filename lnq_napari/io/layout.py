@@ -189,12 +189,21 @@ def folder_cts(folder: Path) -> list[Path]:
     """The CTs of a folder: its ``<case>-ct.*`` files, else its images named without a role; images named
     without a role beside ``-ct`` files are left out with a warning naming them (they were left out
     without a word)."""
-    cts, plain = ct_files(folder), ct_files(folder, role="")
-    if cts and plain:
+    cts = ct_files(folder)
+    if not cts:
+        return ct_files(folder, role="")
+    plain = _role_images(folder, "")  # not checked for two of a case: they are not used
+    if plain:
         named = ", ".join(p.name for p in plain[:3]) + (" ..." if len(plain) > 3 else "")
         warnings.warn(f"{folder}: {len(plain)} image(s) without -ct in the name left out beside its *-ct "
                       f"files ({named}); name them <case>-ct.nrrd to use them too", UserWarning, stacklevel=1)
-    return cts or plain
+    return cts
+
+
+def _role_images(folder: Path, role: str) -> list[Path]:
+    """The image files of ``folder`` whose name has ``role`` (``""``: none), sorted."""
+    return [path for path in sorted(folder.iterdir())
+            if (parts := split_name(path)).role == role and parts.suffix and path.is_file()]
 
 
 def ct_files(folder: Path, role: str = "ct") -> list[Path]:
@@ -202,10 +211,8 @@ def ct_files(folder: Path, role: str = "ct") -> list[Path]:
     sorted; LNQError when two hold one case (``a-ct.nrrd`` and ``a-ct.mha``: which one is meant cannot be
     told, and their outputs would overwrite each other)."""
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
+    for path in _role_images(folder, role):
         parts = split_name(path)
-        if parts.role != role or not parts.suffix or not path.is_file():
-            continue
         if parts.case in found:
             raise LNQError(f"{folder} holds two CTs of case {parts.case} ({found[parts.case].name}, "
                            f"{path.name}); keep one of them there")
