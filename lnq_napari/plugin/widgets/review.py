@@ -263,8 +263,7 @@ class ReviewWidget(WorkerWidget):
             if saving:
                 raise LNQError(f"{saving[0]!r} is still being saved (the workspace may be busy in another "
                                "window): open the case once the Save widget says saved")
-            unsaved = [ly.name for ly in self.viewer.layers
-                       if (s := ly.metadata.get(SESSION_KEY)) is not None and s.unsaved]
+            unsaved = [name for name, s in sessions if s.unsaved]
             if unsaved:
                 raise LNQError(f"{unsaved[0]!r} has unsaved edits: select it and Save them, or delete the "
                                "layer to set them aside (autosaved: they come back when the case opens)")
