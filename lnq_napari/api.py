@@ -50,7 +50,7 @@ from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case, label_name
-from lnq_napari.io.outputs import PREDICTIONS, check_not_users, check_table_path, created_by
+from lnq_napari.io.outputs import EXPORT, PREDICTIONS, check_not_users, check_table_path, created_by
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig
@@ -552,9 +552,10 @@ def predict(
 
     Per CT: ``<case>-seg.nrrd`` (uint8 {0,1} on the CT grid, Slicer keys, model version in the header),
     or with ``format="dicom-seg"`` ``<case>-seg.dcm``, a DICOM SEG referencing the CT series (DICOM CTs
-    only: :func:`export_dicom_seg`); with ``probabilities`` also ``<case>-prob.nrrd`` (float32). A CT of
-    a batch that cannot be read or predicted does not stop the others: every other CT is predicted,
-    then LNQError says how many were and names the first that was not.
+    only: :func:`export_dicom_seg`), marked a prediction in its Content Label; with ``probabilities``
+    also ``<case>-prob.nrrd`` (float32). A CT of a batch that cannot be read or predicted does not stop
+    the others: every other CT is predicted, then LNQError says how many were and names the first that
+    was not.
     """
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
@@ -598,7 +599,8 @@ def predict(
                 warnings.warn(f"{prefix}{said.message}", said.category, stacklevel=2)
         if format == "dicom-seg":
             written.append(dicom_seg.write_dicom_seg(out / f"{case_id}{suffix}", mask, path,
-                                                     model_version=version, series_uid=series_uid))
+                                                     model_version=version, series_uid=series_uid,
+                                                     command="predict"))
         else:
             extra = {"lnq_model_version": version, "lnq_source": Path(path).name, **created_by("predict")}
             written.append(segfile.write_seg_nrrd(out / f"{case_id}{suffix}", mask, extra=extra))
@@ -893,10 +895,10 @@ def export_dicom_seg(
     or the case's CT. LNQError when the CT is not DICOM or the grids differ, or when ``out`` exists and is
     not a SEG lnq-napari wrote.
     """
-    # a CT slice, a SEG of the user's or a workspace's file is never written over (one of ours is); a
-    # folder is named as such by the writer
+    # a CT slice, a SEG of the user's or a workspace's file is never written over (an export's or a
+    # prediction's is: reviewed labels replace it); a folder is named as such by the writer
     if not Path(out).expanduser().is_dir():
-        check_not_users([Path(out).expanduser()], "the SEG's folder", ("workspace export",))
+        check_not_users([Path(out).expanduser()], "the SEG's folder", (EXPORT, *PREDICTIONS))
     if workspace is None:
         if labels is None or ct is None:
             raise LNQError("export_dicom_seg needs labels and their DICOM CT, or a workspace and a case")

@@ -138,3 +138,22 @@ def cd_export():
         return root
 
     return make
+
+
+@pytest.fixture
+def fixed_prediction(monkeypatch):
+    """``model(mask)``: a loaded model stand-in for ``api.predict`` (which takes it as it is) whose every
+    prediction is ``mask`` (``api._predicted`` patched): no model is loaded or run."""
+    from lnq_napari import api
+    from lnq_napari.inference import Prediction
+
+    class Loaded:
+        def predict(self, *args, **kwargs):
+            raise AssertionError("api._predicted is patched")
+
+    def model(mask):
+        monkeypatch.setattr(api, "_predicted", lambda volume, predictor, *a, **kw: (
+            None, Prediction(mask, mask, "m001")))
+        return Loaded()
+
+    return model

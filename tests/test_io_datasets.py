@@ -249,3 +249,48 @@ def test_a_series_folder_given_as_dot_or_on_a_cd_gets_the_case_id_find_cts_gives
     on_cd = next((cd_export(tmp_path / "CD1")).rglob("SE000000"))
     assert [c.case_id for c in find_cases(on_cd)] == [case for case, _ in find_cts(on_cd)] == [
         "CD1_PT000000_ST000000_SE000000"]
+
+
+def test_a_prediction_seg_in_a_dicom_data_folder_is_not_a_case_s_labels(tmp_path, fixed_prediction):
+    """``predict DIR --format dicom-seg --out DIR`` (or its SEG stored beside the CT series, as a PACS gives
+    it back) became the case's labels (a workspace's original, training and evaluation truth): only NRRD
+    predictions were told apart. A SEG napari's Save exported (a reviewed result) is still labels, also
+    where a prediction of the same series sorts before it."""
+    import warnings
+
+    from lnq_napari import api
+    from lnq_napari.workspace import Workspace
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    series = shutil.copytree(SERIES, tmp_path / "patient1")
+    (predicted,) = api.predict(series, series, model=fixed_prediction(mask), format="dicom-seg")  # into it
+    assert predicted == series / "patient1-seg.dcm"
+    said = r"1 label file\(s\) written by lnq-napari predict left out as predictions, not labels \({}\)"
+    with pytest.warns(UserWarning, match=said.format(r"patient1-seg\.dcm")):
+        assert [(c.case_id, c.seg) for c in find_cases(series)] == [("patient1", None)]
+    root = tmp_path / "download"  # patient / series folders: the prediction a SEG series beside the CT
+    shutil.copytree(SERIES, root / "P1" / "2-CT")
+    (root / "P1" / "3-SEG").mkdir()
+    shutil.copy(predicted, root / "P1" / "3-SEG" / "1-1.dcm")
+    with pytest.warns(UserWarning, match=said.format(r"1-1\.dcm")):
+        assert [(c.case_id, c.seg) for c in find_cases(root)] == [("P1_2-CT", None)]
+    with pytest.warns(UserWarning, match=said.format(r"1-1\.dcm")):
+        ws = Workspace.init(tmp_path / "ws", root)
+    assert ws.seg_path("P1_2-CT") is None and ws.latest_labels("P1_2-CT") is None
+    beside = (root / "P1" / "3-SEG" / "1-1.dcm").rename(root / "P1" / "2-CT-seg.dcm")  # named after it too
+    with pytest.warns(UserWarning, match=said.format(r"2-CT-seg\.dcm")):  # met twice, named once
+        assert [(c.case_id, c.seg) for c in find_cases(root)] == [("P1_2-CT", None)]
+    beside.rename(root / "P1" / "3-SEG" / "1-1.dcm")
+    (root / "P1" / "4-SEG").mkdir()
+    reviewed = api.export_dicom_seg(root / "P1" / "4-SEG" / "1-1.dcm", mask, SERIES, model_version="m001")
+    with pytest.warns(UserWarning, match=said.format(r"1-1\.dcm")) as heard:
+        (case,) = find_cases(root, require="seg")
+    assert case.seg == reviewed.resolve() and not any("second SEG" in str(w.message) for w in heard)
+    api.export_dicom_seg(predicted, mask, series, model_version="m001")  # napari's Save over the prediction
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (case,) = find_cases(series, require="seg")
+    assert case.seg == predicted.resolve()
+    np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, mask.array)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -14,11 +15,12 @@ from lnq_napari.cli import main
 from lnq_napari.inference import Prediction
 from lnq_napari.io.dicom_seg import ALGORITHM_NAME
 from lnq_napari.io.outputs import PREDICTIONS, check_not_users, created_by, written_by_us
-from lnq_napari.io.readers import read_labels, write_volume
+from lnq_napari.io.readers import read_labels, read_volume, write_volume
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
 
 SHAPE = (6, 20, 20)
+SERIES = Path(__file__).parent / "data" / "dcmqi" / "ct-3slice"  # a DICOM CT series of 3 slices
 
 
 def _labels() -> Volume:
@@ -197,3 +199,37 @@ def test_predict_writes_masks_without_suggestions_and_names_each_case_s_warnings
     assert reported[-1] == 1.0  # the bar ends at 100 % (it stopped at 90)
     said = [str(w.message) for w in heard if "spans only" in str(w.message)]
     assert [s.split(":")[0] for s in said] == ["lnq2023-val-0001", "lnq2023-val-0002"]
+
+
+def test_a_dicom_seg_is_a_prediction_by_its_content_label(tmp_path):
+    """Any DICOM SEG lnq-napari wrote counted as every command's: napari's Save export (a reviewed result)
+    as predict's. The Content Label says predict's; a SEG of ours without it is the export's."""
+    export = ("workspace export",)
+    predicted, saved = _dicom(tmp_path / "a-seg.dcm", ALGORITHM_NAME), _dicom(tmp_path / "b", ALGORITHM_NAME)
+    ds = pydicom.dcmread(predicted)
+    ds.ContentLabel = "LNQ_PREDICT"  # the mark as written to disk: SEGs already stored carry it
+    ds.save_as(predicted)
+    theirs = _dicom(tmp_path / "c-seg.dcm", "Slicer")
+    assert written_by_us(predicted, PREDICTIONS) and not written_by_us(predicted, export)
+    assert written_by_us(saved, export) and not written_by_us(saved, PREDICTIONS)
+    assert written_by_us(predicted) and written_by_us(saved) and not written_by_us(theirs)
+    assert not written_by_us(theirs, PREDICTIONS) and not written_by_us(theirs, export)
+
+
+def test_predict_writes_over_its_own_seg_but_not_a_reviewed_one(tmp_path, fixed_prediction):
+    """``predict --format dicom-seg`` wrote over any SEG lnq-napari wrote: a reviewed result napari's Save
+    exported as well as its own earlier prediction."""
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    model = fixed_prediction(mask)
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run writes over the first's SEG
+        (written,) = api.predict(SERIES, out, model=model, format="dicom-seg")
+    assert written_by_us(written, PREDICTIONS)
+    api.export_dicom_seg(written, mask, SERIES, model_version="m001")  # reviewed: napari's Save writes it
+    before = _md5(written)
+    with pytest.raises(api.LNQError, match="already holds ct-3slice-seg.dcm, which lnq-napari predict did "
+                                           "not write"):
+        api.predict(SERIES, out, model=model, format="dicom-seg")
+    assert _md5(written) == before

@@ -33,11 +33,14 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     ``require="seg"`` keeps the cases with labels; LNQError when none is left, or when a DICOM series
     folder has CT series folders below it (which are cases cannot be told)."""
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
-    dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") else dicom_cases(path)
+    predictions = _Predictions()
+    dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") \
+        else dicom_cases(path, labels=lambda seg: predictions.labels(seg) is not None)
     if not dicom:
-        found = _without_predictions(scan_cases(path, require, what), path)
+        found = predictions.without(scan_cases(path, require, what))
     else:
-        found = _without_predictions([_named_labels(path, c) for c in dicom], path)
+        found = predictions.without([_named_labels(path, c) for c in dicom])
+    predictions.warn(path)
     found = [c for c in found if require is None or getattr(c, require) is not None]
     if not found and dicom:
         raise LNQError(f"no CT series of {path} has labels: a DICOM SEG that references it, or a label file "
@@ -49,26 +52,35 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     return found
 
 
-def _without_predictions(cases: list[CaseFiles], folder: Path) -> list[CaseFiles]:
-    """``cases`` with no label file that ``lnq-napari predict`` (or ``demo``) wrote: a prediction written
-    into the data folder (``predict DIR --out DIR``) is not a case's labels (it was trained on and judged
-    against as truth, and a workspace kept it as the original); a warning names those left out."""
-    left_out = []
+class _Predictions:
+    """The label files of a data folder that ``lnq-napari predict`` (or ``demo``) wrote, left out as they
+    are met: a prediction written into the data folder (``predict DIR --out DIR``: an NRRD, or a DICOM SEG
+    whose Content Label marks it, :func:`~lnq_napari.io.outputs.written_by_us`) is not a case's labels
+    (it was trained on and judged against as truth, and a workspace kept it as the original)."""
 
-    def labels(path: Path | None) -> Path | None:
-        if path is not None and path.name.lower().endswith((".nrrd", ".nhdr")) \
-                and written_by_us(path, PREDICTIONS):
-            left_out.append(path.name)
+    def __init__(self) -> None:
+        self.left_out: dict[Path, None] = {}  # each once: a SEG beside its series is met twice
+
+    def labels(self, path: Path | None) -> Path | None:
+        """``path``, or None (noted) when it is a prediction."""
+        if path is not None and written_by_us(path, PREDICTIONS):
+            self.left_out[path.resolve()] = None
             return None
         return path
 
-    out = [replace(c, seg=labels(c.seg), full=labels(c.full)) for c in cases]
-    if left_out:
-        named = ", ".join(left_out[:3]) + (" ..." if len(left_out) > 3 else "")
-        warnings.warn(f"{folder}: {len(left_out)} label file(s) written by lnq-napari predict left out as "
-                      f"predictions, not labels ({named}); move them out of the data folder", UserWarning,
+    def without(self, cases: list[CaseFiles]) -> list[CaseFiles]:
+        """``cases`` with no label file that is a prediction."""
+        return [replace(c, seg=self.labels(c.seg), full=self.labels(c.full)) for c in cases]
+
+    def warn(self, folder: Path) -> None:
+        """A warning naming the predictions left out of ``folder``, when there are any."""
+        if not self.left_out:
+            return
+        paths = list(self.left_out)
+        named = ", ".join(p.name for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+        warnings.warn(f"{folder}: {len(paths)} label file(s) written by lnq-napari predict left out "
+                      f"as predictions, not labels ({named}); move them out of the data folder", UserWarning,
                       stacklevel=1)  # one place: shown once however often the folder is read
-    return out
 
 
 def _named_labels(folder: Path, case: CaseFiles) -> CaseFiles:

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,12 @@ SAMPLED_FILES = 3  # files of each folder beside the SEG whose series is read
 POSITION_TOL = 0.01  # voxel fraction: a frame this close to a CT slice lies on it
 SERIES_NUMBER = 9100
 ALGORITHM_NAME = "lnq-napari"
+LABELS_CONTENT = "LYMPH_NODES"  # the Content Label of a SEG of labels (a reviewed Save, workspace export)
+#: The Content Label (0070,0080) that marks a SEG an lnq-napari command wrote as a model's prediction, not
+#: labels (read back by :func:`lnq_napari.io.outputs.written_by_us`): a Type 1 code string of the SEG
+#: instance, which a PACS keeps as it is and a viewer does not offer to rename, unlike the Series
+#: Description (free text, renamed in a PACS, removed by de-identification's basic profile).
+PREDICTION_CONTENT = {"predict": "LNQ_PREDICT"}
 LO_MAX = 64  # characters of a DICOM LO value (Algorithm Version, Series Description)
 
 
@@ -205,15 +212,16 @@ def refuse_series_below(folder: Path) -> None:
                    "into a folder of their own")
 
 
-def dicom_cases(root: Path) -> list[CaseFiles]:
+def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True) -> list[CaseFiles]:
     """The CT series at or below ``root`` (a series folder, or a TCIA download: :func:`ct_series_inputs`'s
     case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``);
-    a SEG of no CT series here, or a second SEG of one, is named in a warning and left out. Empty when
-    there is no DICOM."""
+    a SEG of no CT series here, or a second SEG of one, is named in a warning and left out; a SEG that
+    ``labels`` says is none (a prediction: the caller names it) is left out before. Empty when there is
+    no DICOM."""
     series, seg_files = _dicom_folders(root, folder_case(root))
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     segs: dict[str, Path] = {}
-    for path in seg_files:
+    for path in filter(labels, seg_files):
         case = next((case_of[uid] for uid in read_seg(path).referenced_series if uid in case_of), None)
         if case is None or case in segs:
             why = f"a second SEG of {case}" if case else "it references no CT series found here"
@@ -827,12 +835,14 @@ ANONYMISED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"
 
 def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_version: str | None = None,
                     edits: int = 0, series_uid: str | None = None, label: str = "lymph node",
-                    series_description: str = "lnq-napari lymph nodes") -> Path:
+                    series_description: str = "lnq-napari lymph nodes", command: str | None = None) -> Path:
     """Write ``labels`` (any non-zero -> node) as a BINARY DICOM SEG of the CT series in ``ct`` (its
     folder or one of its files; ``series_uid`` or ``labels.meta["dicom_series_uid"]`` chooses among
     several), on whose grid the labels must lie; one segment ``label`` coded SNOMED CT
     "Anatomical structure" / "Lymph node". ``model_version``: the segment is AUTOMATIC (SEMIAUTOMATIC
-    with ``edits``) with lnq-napari and that version as its algorithm; None: MANUAL. Written atomically."""
+    with ``edits``) with lnq-napari and that version as its algorithm; None: MANUAL. ``command``: the
+    lnq-napari command writing a model's prediction, not labels ("predict"), marked in the Content Label
+    (:data:`PREDICTION_CONTENT`). Written atomically."""
     import highdicom as hd
 
     path, ct = Path(path), Path(ct).expanduser()
@@ -867,6 +877,7 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
                        "anonymisers drop it); save the labels as .seg.nrrd, or export from the original "
                        "series")
     frames = (array[ks] != 0).astype(np.uint8)
+    content = PREDICTION_CONTENT[command] if command else LABELS_CONTENT
     try:
         with collected_warnings():  # dropped: source header quirks (names, values) highdicom reports
             seg = hd.seg.Segmentation(
@@ -875,7 +886,7 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
                 series_instance_uid=hd.UID(), series_number=SERIES_NUMBER, sop_instance_uid=hd.UID(),
                 instance_number=1, manufacturer=ALGORITHM_NAME, manufacturer_model_name=ALGORITHM_NAME,
                 software_versions=_software_version(), device_serial_number="none",
-                series_description=series_description[:LO_MAX], content_label="LYMPH_NODES",
+                series_description=series_description[:LO_MAX], content_label=content,
                 content_description="Mediastinal lymph nodes", omit_empty_frames=bool(frames.any()))
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__

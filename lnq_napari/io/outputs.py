@@ -9,13 +9,17 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import file_above
-from lnq_napari.io.dicom_seg import ALGORITHM_NAME
+from lnq_napari.io.dicom_seg import ALGORITHM_NAME, PREDICTION_CONTENT
 from lnq_napari.io.layout import is_image_file
 
 #: The NRRD header field that marks a file an lnq-napari command wrote (its value names the command).
 CREATED_BY = "lnq_created_by"
 #: The commands whose label files are a model's prediction: each may write over the other's.
 PREDICTIONS = ("predict", "demo")
+#: The command a DICOM SEG of lnq-napari's without a command's mark was written by: the export of labels
+#: (napari's Save, ``workspace export``), a reviewed result; so too a prediction SEG written before
+#: predictions were marked (which cannot be told from one).
+EXPORT = "workspace export"
 
 
 def created_by(command: str) -> dict[str, str]:
@@ -26,20 +30,32 @@ def created_by(command: str) -> dict[str, str]:
 def written_by_us(path: Path, commands: Iterable[str] = ()) -> bool:
     """Whether the existing file ``path`` is one an lnq-napari command wrote (``commands``: one of those):
     an NRRD whose header holds :data:`CREATED_BY`, or a DICOM SEG (any name: DICOM files often have no
-    extension) whose manufacturer is lnq-napari's ``ALGORITHM_NAME``."""
-    wanted = {f"lnq-napari {c}" for c in commands}
+    extension) whose manufacturer is lnq-napari's ``ALGORITHM_NAME`` (:func:`_writer`)."""
+    commands = tuple(commands)
+    command = _writer(path)
+    return command is not None and (not commands or command in commands)
+
+
+def _writer(path: Path) -> str | None:
+    """The lnq-napari command that wrote the file ``path``: an NRRD's :data:`CREATED_BY`; a DICOM SEG's
+    Content Label (:data:`~lnq_napari.io.dicom_seg.PREDICTION_CONTENT`), else :data:`EXPORT`. None when
+    none did, or the file cannot be read as NRRD or DICOM."""
     try:
         if path.name.lower().endswith((".nrrd", ".nhdr")):
             import nrrd
 
             said = str(nrrd.read_header(str(path)).get(CREATED_BY, ""))
-            return said in wanted if wanted else said.startswith("lnq-napari ")
+            return said.removeprefix("lnq-napari ") if said.startswith("lnq-napari ") else None
         import pydicom
 
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        return str(header.get("Manufacturer", "")) == ALGORITHM_NAME
+        header = pydicom.dcmread(path, stop_before_pixels=True,
+                                 specific_tags=["Manufacturer", "ContentLabel"])
     except Exception:  # unreadable, not NRRD or DICOM: not a file we wrote
-        return False
+        return None
+    if str(header.get("Manufacturer", "")) != ALGORITHM_NAME:
+        return None
+    label = str(header.get("ContentLabel", ""))
+    return next((command for command, mark in PREDICTION_CONTENT.items() if mark == label), EXPORT)
 
 
 def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...]) -> None:
