@@ -294,3 +294,30 @@ def test_a_prediction_seg_in_a_dicom_data_folder_is_not_a_case_s_labels(tmp_path
         (case,) = find_cases(series, require="seg")
     assert case.seg == predicted.resolve()
     np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, mask.array)
+
+
+def test_predict_into_a_folder_of_series_folders_keeps_its_cases(tmp_path, fixed_prediction):
+    """``predict DATA --format dicom-seg --out DATA`` writes ``<case>-seg.dcm`` beside DATA's series
+    folders: DATA was then read as a SEG series (its cases lost: "no *-ct.nrrd files", or "holds 2 DICOM
+    SEG files") and predicted again as one. Now its cases are read, the predictions left out of them."""
+    from lnq_napari import api
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    model = fixed_prediction(mask)
+    data = tmp_path / "data"
+    shutil.copytree(SERIES, data / "patient1")
+    _copy_series(SERIES, data / "patient2")
+    for _ in range(2):  # the second run writes over the first's SEGs
+        written = api.predict(data, data, model=model, format="dicom-seg")
+    assert written == [data / "patient1-seg.dcm", data / "patient2-seg.dcm"]
+    with pytest.warns(UserWarning, match=r"2 label file\(s\) written by lnq-napari predict left out as "
+                                         r"predictions, not labels \(patient1-seg\.dcm, patient2-seg\.dcm\)"):
+        cases = find_cases(data)
+    assert [(c.case_id, c.ct, c.seg) for c in cases] == [("patient1", (data / "patient1").resolve(), None),
+                                                          ("patient2", (data / "patient2").resolve(), None)]
+    api.export_dicom_seg(written[1], mask, data / "patient2", model_version="m001")  # napari's Save over it
+    with pytest.warns(UserWarning, match=r"1 label file\(s\) .* \(patient1-seg\.dcm\)"):
+        (case,) = find_cases(data, require="seg")
+    assert (case.case_id, case.seg) == ("patient2", written[1].resolve())

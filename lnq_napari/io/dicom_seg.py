@@ -125,13 +125,14 @@ def seg_file(path: str | Path) -> Path | None:
 
 def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     """``[(case_id, path)]`` for a CT file or a folder holding DICOM files; for a folder holding only
-    folders (a TCIA download: patient / study / series), each folder below it that holds DICOM files and
-    is not a SEG series, its case id the path below ``path`` joined with ``_``. LNQError when there is
-    none, or when a series folder has CT series folders below it (:func:`refuse_series_below`)."""
+    folders (a TCIA download: patient / study / series) or SEGs beside them (:func:`_loose_segs`), each
+    folder below it that holds DICOM files and is not a SEG series, its case id the path below ``path``
+    joined with ``_``. LNQError when there is none, or when a series folder has CT series folders below it
+    (:func:`refuse_series_below`)."""
     path = Path(path)
     if not path.is_dir():
         return [(case_id, path)]
-    if _holds_dicom(path):  # a series folder (a SEG folder too: predict says it is not a CT)
+    if _holds_dicom(path) and not _loose_segs(path):  # a series folder (a SEG folder: not a CT, says predict)
         refuse_series_below(path)
         return [(case_id, path)]
     found, _ = _dicom_folders(path, case_id)
@@ -151,10 +152,12 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     ``(case id, folder)`` (``path`` itself is ``case_id``, the others the path below it joined with ``_``)
     and the DICOM SEG files of the SEG series folders. Below a CD's root (it holds a ``DICOMDIR``) the ids
     start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
-    in one output folder overwrote each other."""
-    series, segs, level = [], [], [path]
+    in one output folder overwrote each other. SEG files loose in ``path`` beside its series folders
+    (:func:`_loose_segs`) are SEGs of those."""
+    segs = _loose_segs(path)
+    series, level = [], _subfolders([path]) if segs else [path]
     root = [case_id] if holds_dicomdir(path) else []
-    for depth in range(SERIES_DEPTH + 1):
+    for depth in range(1 if segs else 0, SERIES_DEPTH + 1):
         for folder in sorted(level):
             if not _holds_dicom(folder):
                 continue
@@ -176,6 +179,22 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
                            "(folder names joined with '_'); rename one of the folders")
         named[case] = folder
     return sorted(series, key=lambda item: item[1]), segs
+
+
+def _loose_segs(folder: Path) -> list[Path]:
+    """The DICOM SEG files of ``folder`` when they are all its DICOM files and folders lie beside them:
+    ``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm`` beside DATA's series folders,
+    and DATA is still the root of those (it was read as a SEG series, its cases lost). Else []."""
+    if not _subfolders([folder]):
+        return []
+    segs = []
+    for child in _listing(folder):
+        if not child.is_file() or child.name.startswith(".") or is_dicomdir(child) or not _dicom_file(child):
+            continue
+        if _sop_class(child) not in SEG_SOP_CLASSES:
+            return []  # an image of its own: a series folder
+        segs.append(child)
+    return segs
 
 
 def _subfolders(folders: list[Path]) -> list[Path]:
