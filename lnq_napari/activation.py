@@ -38,9 +38,12 @@ loops of session 21 whose round-3 version the rule activated lost 1.8 and 1.9 po
 the default site. So a candidate is also scored, when there are such cases, against the original on a
 few labelled cases of the original model's own data (:mod:`lnq_napari.finetuning.forgetting`: for the
 bundled model, default-site phantoms) and refused when its median Dice there is more than
-``forgetting_margin`` (1 point, the issue's default-site target) below the original's. Measured offline
-on sessions 20-21's loops with four such cases it refused all four versions that lost more than a point
-on the default site's test set and one version that did not (``benchmarks/bench_forgetting_check.py``).
+``forgetting_margin`` below the original's. Measured offline on sessions 20-21's loops with four such
+cases and a margin of 1 point (the issue's default-site target) it refused all four versions that lost
+more than a point on the default site's test set and one version that did not
+(``benchmarks/bench_forgetting_check.py``). The margin is 0.9 points since session 38: on the loops of
+sessions 22-37 the check read up to 0.07 points milder than the default site's six test cases, and a
+version it passed at -0.99 lost 1.03 there.
 
 False nodes are counted per connected component, so a candidate that paints one blob over most of a CT
 (an under-trained nnU-Net parent found nothing; its fine-tune painted 94 % of a test CT, session 30)
@@ -133,7 +136,7 @@ class ActivationRule:
     fp_margin: float = 0.2
     hit_credit: float = 1.0
     fp_prior_cases: float = 4.0
-    forgetting_margin: float = 0.01
+    forgetting_margin: float = 0.009
     false_volume_margin_ml: float = 20.0
     n_bootstrap: int = 2000
     confidence: float = 0.9
