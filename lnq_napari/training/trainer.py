@@ -11,6 +11,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import csv
 import datetime as _dt
@@ -190,8 +191,29 @@ def init_distributed(device):
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     if not dist.is_initialized():
+        # before the group exists: imported later (DDP does), torch._dynamo keeps references to the default
+        # group for good, and destroy_process_group could no longer end it (see _destroy_process_group)
+        import torch._dynamo  # noqa: F401
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_destroy_process_group)
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def _destroy_process_group() -> None:
+    """At exit (after an error too), while Python still runs: end the process group ``init_distributed``
+    started and join its worker threads. Left to the interpreter's own teardown, a gloo worker could still
+    be freeing a finished collective (DDP's all-reduces carry the backward pass's Python context, freed
+    when the final barrier is) when Python finalises; it then takes the GIL, the thread is torn down
+    inside a destructor and the rank aborts ("terminate called without an active exception") after a
+    successful run. The group's threads are joined when its last reference goes: the DDP wrapper's
+    reducer holds one until collected."""
+    import gc
+
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    gc.collect()
 
 
 @dataclass
