@@ -321,3 +321,22 @@ def test_predict_into_a_folder_of_series_folders_keeps_its_cases(tmp_path, fixed
     with pytest.warns(UserWarning, match=r"1 label file\(s\) .* \(patient1-seg\.dcm\)"):
         (case,) = find_cases(data, require="seg")
     assert (case.case_id, case.seg) == ("patient2", written[1].resolve())
+
+
+def test_a_seg_series_folder_beside_a_folder_without_dicom_stays_a_seg(tmp_path, fixed_prediction):
+    """A SEG series folder holding a ``notes/`` or ``__MACOSX/`` folder was taken for the root of series
+    folders with SEGs loose beside them: predict said it "holds no CT", not that it is a SEG."""
+    from lnq_napari import api
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    empty = ct.with_array(np.zeros(ct.shape, np.uint8))
+    seg = tmp_path / "3-SEG"
+    for folder in ("notes", "__MACOSX"):
+        (seg / folder).mkdir(parents=True)
+    (seg / "notes" / "readme.txt").write_text("drawn by reader 1")
+    (seg / "__MACOSX" / "._1-1.dcm").write_bytes(b"\x00\x05\x16\x07")
+    write_dicom_seg(seg / "1-1.dcm", empty, SERIES)
+    assert find_cts(seg) == [("3-SEG", seg)]
+    with pytest.raises(LNQError, match=r"3-SEG is a DICOM SEG \(a segmentation\), not a CT"):
+        api.predict(seg, tmp_path / "out", model=fixed_prediction(empty), format="dicom-seg")

@@ -182,9 +182,10 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
 
 
 def _loose_segs(folder: Path) -> list[Path]:
-    """The DICOM SEG files of ``folder`` when they are all its DICOM files and folders lie beside them:
-    ``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm`` beside DATA's series folders,
-    and DATA is still the root of those (it was read as a SEG series, its cases lost). Else []."""
+    """The DICOM SEG files of ``folder`` when they are all its DICOM files and a folder below it holds
+    DICOM (:func:`_dicom_below`): ``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm``
+    beside DATA's series folders, and DATA is still the root of those (it was read as a SEG series, its
+    cases lost). Else [] (a SEG series folder beside a ``notes/`` or ``__MACOSX/`` folder stays one)."""
     if not _subfolders([folder]):
         return []
     segs = []
@@ -194,7 +195,17 @@ def _loose_segs(folder: Path) -> list[Path]:
         if _sop_class(child) not in SEG_SOP_CLASSES:
             return []  # an image of its own: a series folder
         segs.append(child)
-    return segs
+    return segs if segs and _dicom_below(folder) else []
+
+
+def _dicom_below(folder: Path) -> bool:
+    """Whether a folder below ``folder`` (down to :data:`SERIES_DEPTH`) holds DICOM files."""
+    level = [folder]
+    for _ in range(SERIES_DEPTH):
+        level = _subfolders(level)
+        if any(_holds_dicom(f) for f in level):
+            return True
+    return False
 
 
 def _subfolders(folders: list[Path]) -> list[Path]:
