@@ -580,6 +580,28 @@ def test_a_folder_of_several_series_folders_says_so_for_one_ct(tmp_path, cd_expo
         read_volume(root)
 
 
+def test_a_folder_holding_predicted_segs_beside_its_series_folders_reads_as_their_root(tmp_path, cd_export,
+                                                                                       fixed_prediction):
+    """After ``predict DATA -o DATA --format dicom-seg`` read_volume, read_labels and the napari reader
+    took DATA for a SEG series: "... is a DICOM SEG of CT series ..., which is not in DATA/", or "holds 2
+    DICOM SEG files". DATA is the root of its series folders, as before the SEGs were written."""
+    from lnq_napari import api
+    from lnq_napari.io.dicom_seg import seg_file
+
+    ct = read_volume(DICOM)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    model = fixed_prediction(mask)
+    data = tmp_path / "data"
+    shutil.copytree(DICOM, data / "patient1")
+    cd = cd_export(tmp_path / "CD", series=2)
+    for root in (data, cd):
+        api.predict(root, root, model=model, format="dicom-seg")
+        assert seg_file(root) is None
+    np.testing.assert_array_equal(read_volume(data).array, ct.array)
+    with pytest.raises(LNQError, match=r"holds 2 DICOM CT series in the folders below it"):
+        read_volume(cd)
+
+
 def test_an_enhanced_ct_reads_as_its_classic_series(tmp_path, enhanced_ct):
     """One multi-frame Enhanced CT file (frames stored out of order, rescale in the functional groups)
     reads with the classic series' HU, spacing, origin and direction (it was refused)."""

@@ -100,8 +100,9 @@ def _sop_class(path: Path) -> str | None:
 
 def seg_file(path: str | Path) -> Path | None:
     """The DICOM SEG file ``path`` names: the file itself, or the one SEG in a SEG series folder (a
-    folder of at most a few files, all DICOM SEG); None for anything else (a CT series, another image).
-    LNQError for a folder holding several SEG files."""
+    folder of at most a few files, all DICOM SEG); None for anything else (a CT series, another image, a
+    folder whose SEGs lie loose beside series folders: :func:`loose_segs`). LNQError for a folder holding
+    several SEG files."""
     path = Path(path)
     if path.is_file():
         return path if _sop_class(path) in SEG_SOP_CLASSES else None
@@ -115,7 +116,7 @@ def seg_file(path: str | Path) -> Path | None:
                 return None  # a CT series folder
     classes = {f: _sop_class(f) for f in sorted(files)}
     segs = [f for f, c in classes.items() if c in SEG_SOP_CLASSES]
-    if not segs or any(c not in (None, *SEG_SOP_CLASSES) for c in classes.values()):
+    if not segs or any(c not in (None, *SEG_SOP_CLASSES) for c in classes.values()) or loose_segs(path):
         return None
     if len(segs) > 1:
         raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
@@ -125,14 +126,14 @@ def seg_file(path: str | Path) -> Path | None:
 
 def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     """``[(case_id, path)]`` for a CT file or a folder holding DICOM files; for a folder holding only
-    folders (a TCIA download: patient / study / series) or SEGs beside them (:func:`_loose_segs`), each
+    folders (a TCIA download: patient / study / series) or SEGs beside them (:func:`loose_segs`), each
     folder below it that holds DICOM files and is not a SEG series, its case id the path below ``path``
     joined with ``_``. LNQError when there is none, or when a series folder has CT series folders below it
     (:func:`refuse_series_below`)."""
     path = Path(path)
     if not path.is_dir():
         return [(case_id, path)]
-    if _holds_dicom(path) and not _loose_segs(path):  # a series folder (a SEG folder: not a CT, says predict)
+    if _holds_dicom(path) and not loose_segs(path):  # a series folder (a SEG folder: not a CT, says predict)
         refuse_series_below(path)
         return [(case_id, path)]
     found, _ = _dicom_folders(path, case_id)
@@ -153,8 +154,8 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     and the DICOM SEG files of the SEG series folders. Below a CD's root (it holds a ``DICOMDIR``) the ids
     start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
     in one output folder overwrote each other. SEG files loose in ``path`` beside its series folders
-    (:func:`_loose_segs`) are SEGs of those."""
-    segs = _loose_segs(path)
+    (:func:`loose_segs`) are SEGs of those."""
+    segs = loose_segs(path)
     series, level = [], _subfolders([path]) if segs else [path]
     root = [case_id] if holds_dicomdir(path) else []
     for depth in range(1 if segs else 0, SERIES_DEPTH + 1):
@@ -181,7 +182,7 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     return sorted(series, key=lambda item: item[1]), segs
 
 
-def _loose_segs(folder: Path) -> list[Path]:
+def loose_segs(folder: Path) -> list[Path]:
     """The DICOM SEG files of ``folder`` when they are all its DICOM files and a folder below it holds
     DICOM (:func:`_dicom_below`): ``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm``
     beside DATA's series folders, and DATA is still the root of those (it was read as a SEG series, its

@@ -462,6 +462,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             series = reader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError:
         series = ()
+    if path.is_dir() and series and dicom_seg.loose_segs(folder):  # SEGs beside series folders: none here
+        series = ()
     if not series and path.is_dir():  # a CD export (DICOMDIR) or a TCIA download: series folders below
         try:
             below = [f for _, f in dicom_seg.ct_series_inputs(folder.name, folder) if f != folder]
