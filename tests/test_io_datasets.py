@@ -340,3 +340,37 @@ def test_a_seg_series_folder_beside_a_folder_without_dicom_stays_a_seg(tmp_path,
     assert find_cts(seg) == [("3-SEG", seg)]
     with pytest.raises(LNQError, match=r"3-SEG is a DICOM SEG \(a segmentation\), not a CT"):
         api.predict(seg, tmp_path / "out", model=fixed_prediction(empty), format="dicom-seg")
+
+
+def test_a_data_set_s_seg_is_its_labels_beside_an_unmarked_seg_of_lnq_napari_s(tmp_path):
+    """A SEG ``predict -o DATA`` wrote before predictions were marked (read as an export: labels), loose
+    beside the series folders or in a SEG series folder that sorts first, took the case's labels from the
+    data set's own SEG series, which was left out as "a second SEG": training learned the model's output."""
+    import pydicom
+
+    ct = read_volume(SERIES)
+    truth, old = ct.with_array(np.zeros(ct.shape, np.uint8)), ct.with_array(np.zeros(ct.shape, np.uint8))
+    truth.array[1, 40:60, 40:60], old.array[0, 0:5, 0:5] = 1, 1
+    root = tmp_path / "download"
+    series = shutil.copytree(SERIES, root / "P1" / "ST" / "2-CT")
+    theirs = write_dicom_seg(_mkdir(root / "P1" / "ST" / "4-SEG") / "1-1.dcm", truth, series)
+    ds = pydicom.dcmread(theirs)
+    ds.Manufacturer = "3D Slicer"  # the data set's, drawn by its readers
+    ds.save_as(theirs)
+    said = r" is left out \(lnq-napari wrote it: a second SEG of P1_ST_2-CT, whose labels are .*4-SEG/1-1"
+    for ours in (root / "P1_ST_2-CT-seg.dcm", _mkdir(root / "P1" / "ST" / "3-SEG") / "1-1.dcm"):
+        write_dicom_seg(ours, old, series, model_version="m001")  # as predict wrote it before the mark
+        with pytest.warns(UserWarning, match=re.escape(str(ours)) + said):
+            (case,) = find_cases(root, require="seg")
+        assert case.seg == theirs.resolve()
+        np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, truth.array)
+        ours.unlink()
+    shutil.copy(theirs, root / "P1_ST_2-CT-seg.dcm")  # not lnq-napari's either: the SEG series comes first
+    with pytest.warns(UserWarning, match=r"P1_ST_2-CT-seg\.dcm is left out \(a second SEG of P1_ST_2-CT"):
+        (case,) = find_cases(root, require="seg")
+    assert case.seg == theirs.resolve()
+
+
+def _mkdir(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder

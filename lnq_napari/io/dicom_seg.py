@@ -154,11 +154,12 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     and the DICOM SEG files of the SEG series folders. Below a CD's root (it holds a ``DICOMDIR``) the ids
     start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
     in one output folder overwrote each other. SEG files loose in ``path`` beside its series folders
-    (:func:`loose_segs`) are SEGs of those."""
-    segs = loose_segs(path)
-    series, level = [], _subfolders([path]) if segs else [path]
+    (:func:`loose_segs`) are SEGs of those, listed last: a SEG ``predict -o`` wrote among a data set's
+    folders does not come before the data set's SEG series."""
+    loose = loose_segs(path)
+    series, segs, level = [], [], _subfolders([path]) if loose else [path]
     root = [case_id] if holds_dicomdir(path) else []
-    for depth in range(1 if segs else 0, SERIES_DEPTH + 1):
+    for depth in range(1 if loose else 0, SERIES_DEPTH + 1):
         for folder in sorted(level):
             if not _holds_dicom(folder):
                 continue
@@ -179,7 +180,7 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
             raise LNQError(f"the series folders {named[case]} and {folder} both give the case name {case!r} "
                            "(folder names joined with '_'); rename one of the folders")
         named[case] = folder
-    return sorted(series, key=lambda item: item[1]), segs
+    return sorted(series, key=lambda item: item[1]), segs + loose
 
 
 def loose_segs(folder: Path) -> list[Path]:
@@ -243,22 +244,32 @@ def refuse_series_below(folder: Path) -> None:
                    "into a folder of their own")
 
 
-def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True) -> list[CaseFiles]:
+def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
+                ours: Callable[[Path], bool] = lambda seg: False) -> list[CaseFiles]:
     """The CT series at or below ``root`` (a series folder, or a TCIA download: :func:`ct_series_inputs`'s
-    case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``);
-    a SEG of no CT series here, or a second SEG of one, is named in a warning and left out; a SEG that
-    ``labels`` says is none (a prediction: the caller names it) is left out before. Empty when there is
-    no DICOM."""
+    case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``):
+    of several, the first (:func:`_dicom_folders`' order) that ``ours`` does not say lnq-napari wrote (a
+    prediction written before predictions were marked cannot be told from an export). A SEG of no CT
+    series here, or each other SEG of one, is named in a warning and left out; a SEG that ``labels`` says
+    is none (a prediction: the caller names it) is left out before. Empty when there is no DICOM."""
     series, seg_files = _dicom_folders(root, folder_case(root))
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
-    segs: dict[str, Path] = {}
+    claims: dict[str, list[Path]] = {}
     for path in filter(labels, seg_files):
         case = next((case_of[uid] for uid in read_seg(path).referenced_series if uid in case_of), None)
-        if case is None or case in segs:
-            why = f"a second SEG of {case}" if case else "it references no CT series found here"
-            warnings.warn(f"{path} is left out ({why})", UserWarning, stacklevel=2)
-            continue
-        segs[case] = path
+        if case is None:
+            warnings.warn(f"{path} is left out (it references no CT series found here)", UserWarning,
+                          stacklevel=2)
+        else:
+            claims.setdefault(case, []).append(path)
+    segs: dict[str, Path] = {}
+    for case, paths in claims.items():
+        written = {path: ours(path) for path in paths} if len(paths) > 1 else {}
+        segs[case] = kept = min(paths, key=lambda path: written.get(path, False))
+        for path in (p for p in paths if p != kept):
+            by = "lnq-napari wrote it: " if written[path] and not written[kept] else ""
+            warnings.warn(f"{path} is left out ({by}a second SEG of {case}, whose labels are {kept})",
+                          UserWarning, stacklevel=2)
     return [CaseFiles(case, folder.resolve(), seg=segs[case].resolve() if case in segs else None)
             for case, folder in series]
 
