@@ -374,3 +374,27 @@ def test_a_data_set_s_seg_is_its_labels_beside_an_unmarked_seg_of_lnq_napari_s(t
 def _mkdir(folder: Path) -> Path:
     folder.mkdir(parents=True)
     return folder
+
+
+def test_segs_predicted_into_a_patient_s_folder_are_loose_there_too(tmp_path, fixed_prediction):
+    """``predict DATA/P1 -o DATA/P1 --format dicom-seg`` writes P1's SEGs beside its study folder: SEGs
+    loose beside series folders were told apart at the root only, so P1 became a SEG series folder of
+    DATA and find_cts, find_cases and ``predict DATA`` said "DATA/P1 holds 2 DICOM SEG files"."""
+    from lnq_napari import api
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    model = fixed_prediction(mask)
+    data = tmp_path / "data"
+    for series in ("P1/ST/SE1", "P1/ST/SE2", "P2/ST/SE1"):
+        _copy_series(SERIES, data / series)
+    assert api.predict(data / "P1", data / "P1", model=model, format="dicom-seg") == [
+        data / "P1" / "ST_SE1-seg.dcm", data / "P1" / "ST_SE2-seg.dcm"]
+    cases = ["P1_ST_SE1", "P1_ST_SE2", "P2_ST_SE1"]
+    assert [case for case, _ in find_cts(data)] == cases
+    with pytest.warns(UserWarning, match=r"2 label file\(s\) written by lnq-napari predict left out"):
+        assert [(c.case_id, c.seg) for c in find_cases(data)] == [(case, None) for case in cases]
+    written = api.predict(data, data, model=model, format="dicom-seg")
+    assert written == [data / f"{case}-seg.dcm" for case in cases]

@@ -153,18 +153,19 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     ``(case id, folder)`` (``path`` itself is ``case_id``, the others the path below it joined with ``_``)
     and the DICOM SEG files of the SEG series folders. Below a CD's root (it holds a ``DICOMDIR``) the ids
     start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
-    in one output folder overwrote each other. SEG files loose in ``path`` beside its series folders
-    (:func:`loose_segs`) are SEGs of those, listed last: a SEG ``predict -o`` wrote among a data set's
-    folders does not come before the data set's SEG series."""
-    loose = loose_segs(path)
-    series, segs, level = [], [], _subfolders([path]) if loose else [path]
+    in one output folder overwrote each other. SEG files loose in a folder beside series folders below it
+    (:func:`loose_segs`, ``path`` or one below it) are SEGs of those, listed last: a SEG ``predict -o``
+    wrote among a data set's folders does not come before the data set's SEG series."""
+    series, segs, loose, level = [], [], [], [path]
     root = [case_id] if holds_dicomdir(path) else []
-    for depth in range(1 if loose else 0, SERIES_DEPTH + 1):
+    for depth in range(SERIES_DEPTH + 1):
         for folder in sorted(level):
             if not _holds_dicom(folder):
                 continue
-            seg = seg_file(folder)
-            if seg is not None:
+            beside = loose_segs(folder)
+            if beside:  # no series folder: the walk goes on below it
+                loose += beside
+            elif (seg := seg_file(folder)) is not None:
                 segs.append(seg)
             elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
                 parts = [*root, *folder.relative_to(path).parts]
