@@ -465,6 +465,13 @@ def test_writing_needs_the_dicom_ct_and_its_grid(tmp_path, ct, liver):
     assert not (tmp_path / "seg.nrrd").exists()
 
 
+def test_a_seg_marked_a_prediction_of_a_command_that_writes_none_is_a_value_error(tmp_path, liver):
+    """``command`` names the command whose prediction the SEG is: another was a bare KeyError."""
+    with pytest.raises(ValueError, match=r"command='demo': a SEG is marked a prediction of 'predict' only"):
+        write_dicom_seg(tmp_path / "seg.dcm", liver, SERIES, command="demo")
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_seg_under_a_file_is_refused_before_writing(tmp_path, liver):
     blocker = tmp_path / "results"
     blocker.write_text("mine")

@@ -885,9 +885,12 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
     "Anatomical structure" / "Lymph node". ``model_version``: the segment is AUTOMATIC (SEMIAUTOMATIC
     with ``edits``) with lnq-napari and that version as its algorithm; None: MANUAL. ``command``: the
     lnq-napari command writing a model's prediction, not labels ("predict"), marked in the Content Label
-    (:data:`PREDICTION_CONTENT`). Written atomically."""
+    (:data:`PREDICTION_CONTENT`; ValueError for another). Written atomically."""
     import highdicom as hd
 
+    if command and command not in PREDICTION_CONTENT:  # a caller's slip, not the user's
+        raise ValueError(f"command={command!r}: a SEG is marked a prediction of "
+                         f"{', '.join(map(repr, PREDICTION_CONTENT))} only; None writes labels")
     path, ct = Path(path), Path(ct).expanduser()
     if not ct.exists():
         raise LNQError(f"{ct} does not exist; a DICOM SEG needs the DICOM CT series it was drawn on")
