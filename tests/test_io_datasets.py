@@ -96,8 +96,7 @@ def test_a_prediction_written_into_the_data_folder_is_not_a_case_s_labels(tmp_pa
         assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [("patient1", None),
                                                                        ("patient2", "patient2-seg.nrrd")]
         (folder / "patient2-seg.nrrd").unlink()
-        with pytest.warns(UserWarning), pytest.raises(LNQError, match="lnq-napari predictions, not labels"
-                                                       if folder == plain else "no CT series .* has labels"):
+        with pytest.warns(UserWarning), pytest.raises(LNQError, match="lnq-napari predictions, not labels"):
             find_cases(folder, require="seg")
 
 
@@ -398,3 +397,21 @@ def test_segs_predicted_into_a_patient_s_folder_are_loose_there_too(tmp_path, fi
         assert [(c.case_id, c.seg) for c in find_cases(data)] == [(case, None) for case in cases]
     written = api.predict(data, data, model=model, format="dicom-seg")
     assert written == [data / f"{case}-seg.dcm" for case in cases]
+
+
+def test_a_dicom_data_folder_whose_only_segs_are_predictions_says_so(tmp_path, fixed_prediction):
+    """Every SEG of a DICOM data folder a prediction: "no CT series ... has labels ...; keep each SEG series
+    beside its CT series" sent the user to move SEGs that were where they belong. Now it says, as for
+    NRRD predictions, that they are predictions."""
+    from lnq_napari import api
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    data = tmp_path / "data"
+    shutil.copytree(SERIES, data / "patient1")
+    api.predict(data, data, model=fixed_prediction(mask), format="dicom-seg")
+    said = (r"the only DICOM SEGs and \*-seg files of the CT series in .*data are lnq-napari predictions, "
+            r"not labels; training data needs labelled cases: move the predictions out of the folder")
+    with pytest.warns(UserWarning, match=r"1 label file\(s\) written by lnq-napari predict left out"), \
+            pytest.raises(LNQError, match=said):
+        find_cases(data, require="seg", what="training data")

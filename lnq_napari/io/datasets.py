@@ -42,13 +42,14 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
         found = predictions.without([_named_labels(path, c) for c in dicom])
     predictions.warn(path)
     found = [c for c in found if require is None or getattr(c, require) is not None]
-    if not found and dicom:
+    if not found and dicom and not predictions.left_out:
         raise LNQError(f"no CT series of {path} has labels: a DICOM SEG that references it, or a label file "
                        f"named after it (<series folder>-seg.nrrd); {what} needs labelled cases: keep each "
                        "SEG series beside its CT series")
     if not found:
-        raise LNQError(f"the only *-{require} files in {path} are lnq-napari predictions, not labels; {what} "
-                       "needs labelled cases: move the predictions out of the folder")
+        files = f"DICOM SEGs and *-{require} files of the CT series" if dicom else f"*-{require} files"
+        raise LNQError(f"the only {files} in {path} are lnq-napari predictions, not labels; {what} needs "
+                       "labelled cases: move the predictions out of the folder")
     return found
 
 
