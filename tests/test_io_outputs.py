@@ -229,7 +229,7 @@ def test_predict_writes_over_its_own_seg_but_not_a_reviewed_one(tmp_path, fixed_
     assert written_by_us(written, PREDICTIONS)
     api.export_dicom_seg(written, mask, SERIES, model_version="m001")  # reviewed: napari's Save writes it
     before = _md5(written)
-    with pytest.raises(api.LNQError, match="already holds ct-3slice-seg.dcm, which lnq-napari predict did "
-                                           "not write"):
+    with pytest.raises(api.LNQError, match=r"already holds ct-3slice-seg.dcm, a DICOM SEG napari's Save or "
+                                           r"workspace export wrote \(reviewed labels, or a prediction"):
         api.predict(SERIES, out, model=model, format="dicom-seg")
     assert _md5(written) == before

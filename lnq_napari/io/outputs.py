@@ -60,13 +60,18 @@ def _writer(path: Path) -> str | None:
 
 def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...]) -> None:
     """LNQError in one line when one of ``paths`` exists and is not a file one of ``lnq-napari COMMANDS``
-    wrote (a user's labels, or a phantom's, whose partial labels a prediction may not replace): checked
-    before anything is computed or written, so nothing is lost or half-written."""
+    wrote (a user's labels, or a phantom's, whose partial labels a prediction may not replace; a SEG of
+    reviewed labels is named as such): checked before anything is computed or written, so nothing is lost
+    or half-written."""
     for path in paths:
-        if path.exists() and not (path.is_file() and written_by_us(path, commands)):
-            raise LNQError(f"{flag} {path.parent} already holds {path.name}, which lnq-napari {commands[0]} "
-                           "did not write (labels of yours, or a data set's?); it is left as it is: give "
-                           "another output folder, or move that file away")
+        writer = _writer(path) if path.is_file() else None
+        if not path.exists() or writer in commands:
+            continue
+        whose = (f"which lnq-napari {commands[0]} did not write (labels of yours, or a data set's?)"
+                 if writer != EXPORT else "a DICOM SEG napari's Save or workspace export wrote (reviewed "
+                 "labels, or a prediction written before predictions were marked)")
+        raise LNQError(f"{flag} {path.parent} already holds {path.name}, {whose}; it is left as it is: give "
+                       "another output folder, or move that file away")
 
 
 def check_table_path(path: str | Path | None, flag: str, example: str,
