@@ -7,9 +7,9 @@ bundled model's default-site check cases, against the original), the site's six 
 recall, false nodes per case) and the default site's six. Beside it the same figures of the parent (the
 active model the round kept) and of the refused version, as the loop recorded them. Nothing in the
 product is changed by it; it asks whether a fallback on a refusal would keep both the site's gain and
-the default site. Since session 23 the fine-tune itself steps a refused version back (alphas 0.5, 0.25
-and since session 38 0.125: ``FinetuneConfig.fallback_steps``); this scores other alphas, and the default
-site, offline.
+the default site. Since session 23 the fine-tune itself steps a refused version back (alphas 0.5, then
+0.25; since session 38 from 0.75 to 0.125, chosen from the check's figures: ``FinetuneConfig.fallback_steps``,
+``posttrain.step_alphas``); this scores other alphas, and the default site, offline.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_forgetting_fallback.py --out benchmarks/results/adaptation-s22
 """

@@ -380,11 +380,11 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
     assert refused.figures["forgetting_dice_vs_original"] == -0.5
     assert [f.dice for f in refused.case_figures["forgetting_original"]] == [1.0, 1.0]
     assert ws.model_info(refused.new_version)["metrics"]["figures"]["forgetting_cases"] == 2.0
-    assert refused.reason.endswith("stepped back toward m001, none passed (alpha 0.5: check at most -0.500 "
-                                   "(refused; 1 of 2 cases predicted); alpha 0.25: check at most -0.500 "
-                                   "(refused; 1 of 2 cases predicted); alpha 0.125: check at most -0.500 "
-                                   "(refused; 1 of 2 cases predicted))")
-    assert sum(on_own_data) == 4  # the full step and each step on the first case only
+    # the line from the parent's change (0) to the full step's (at most -0.5) meets the margin at an
+    # alpha under every step's: the smallest step alone is tried
+    assert refused.reason.endswith("stepped back toward m001, none passed (alpha 0.125: check at most "
+                                   "-0.500 (refused; 1 of 2 cases predicted))")
+    assert sum(on_own_data) == 2  # the full step and the step on the first case only
     assert len(refused.case_figures["forgetting_candidate"]) == 1
     assert refused.alpha is None and "step_back_alpha" not in refused.figures
     built.clear()  # another seed: other weights (the cache knows a model by its weights)
@@ -402,11 +402,43 @@ def test_a_version_that_forgets_the_original_s_own_data_is_refused(tmp_path, dat
     assert off.activated and off.reason.endswith("; no forgetting check (forgetting_cases=0)")
 
 
+def _own_check(candidate_dice: list[float], original_dice: list[float]):
+    """Forgetting-check figures of a model on as many cases of the original's own data."""
+    from lnq_napari.activation import CaseFigures, ForgettingFigures
+
+    def own(dice):
+        return tuple(CaseFigures(f"own{i}", d, 1, 1, 0, None) for i, d in enumerate(dice))
+
+    return ForgettingFigures("own data", own(candidate_dice), own(original_dice))
+
+
+def test_the_steps_back_start_where_the_check_s_change_meets_the_margin():
+    """A line from the parent's change on the original's own data to the refused version's: a version
+    just over the margin steps back three quarters of the way, one far over it an eighth, without the
+    steps between; a parent already near the margin leaves less room; at most ``steps`` steps."""
+    from lnq_napari.activation import ActivationRule
+    from lnq_napari.finetuning.posttrain import step_alphas
+
+    rule, original = ActivationRule(), [0.95] * 4
+    parent = _own_check(original, original)  # the original itself: change 0
+    just_over = _own_check([0.94] * 4, original)  # -0.010 against the margin -0.009: reach 0.9
+    assert step_alphas(parent, just_over, rule, 3) == [0.75, 0.5, 0.25]
+    far_over = _own_check([0.90] * 4, original)  # -0.050: reach 0.18
+    assert step_alphas(parent, far_over, rule, 3) == [0.125]
+    assert step_alphas(_own_check([0.945] * 4, original), far_over, rule, 3) == [0.125]  # reach 0.09
+    worn = _own_check([0.9425] * 4, original)  # the parent at -0.0075: reach (0.0015 / 0.0225) 0.067
+    assert step_alphas(worn, _own_check([0.92] * 4, original), rule, 3) == [0.125]
+    assert step_alphas(parent, _own_check([0.935] * 4, original), rule, 3) == [0.5, 0.25, 0.125]  # 0.6
+    assert step_alphas(parent, just_over, rule, 1) == [0.75]
+    assert step_alphas(parent, _own_check([float("nan")] * 4, original), rule, 2) == [0.75, 0.5]
+
+
 def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_passes(
         tmp_path, dataset, parent_model, monkeypatch):
-    """The full step and the halfway step forget the original's own data, a quarter of the way does not:
-    that one is judged on the held-out cases too, registered and activated, and the reason says how; the
-    check's cases are read once for the full step's check and the steps."""
+    """The full step forgets the original's own data (-0.5 against the parent's 0): the first step tried
+    is an eighth of the way (where the line from the parent's change to the full step's meets the
+    margin), it passes, is judged on the held-out cases too, registered and activated, and the reason
+    says how; the check's cases are read once for the full step's check and the steps."""
     from lnq_napari.finetuning import forgetting
 
     own, checked = _own_data(tmp_path)
@@ -436,24 +468,27 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
                                 device="cpu", predictor_factory=factory, progress=lambda f, m: said.append(m))
     assert result.activated, (result.reason, seen)
     assert [m for m in said if m.startswith("stepping back")] == [
-        "stepping back to alpha 0.5: forgetting check", "stepping back to alpha 0.25: forgetting check",
-        "stepping back to alpha 0.25: held-out cases"]
-    assert result.alpha == 0.25 and result.figures["step_back_alpha"] == 0.25
-    assert result.reason.startswith("activate the step back to alpha 0.25 (w = 0.75 m001 + 0.25 fine-tuned; "
-                                    "the full step: refuse (median Dice on the original's own data at most "
-                                    "-0.500")
-    assert ("alpha 0.5: check at most -0.500 (refused; 1 of 2 cases predicted); alpha 0.25: check +0.000): "
-            "activate: ") in result.reason
+        "stepping back to alpha 0.125: forgetting check", "stepping back to alpha 0.125: held-out cases"]
+    assert result.alpha == 0.125 and result.figures["step_back_alpha"] == 0.125
+    assert result.reason.startswith("activate the step back to alpha 0.125 (w = 0.875 m001 + 0.125 "
+                                    "fine-tuned; the full step: refuse (median Dice on the original's own "
+                                    "data at most -0.500")
+    assert "fine-tuned; the full step: refuse (" in result.reason
+    assert "; alpha 0.125: check +0.000): activate: " in result.reason and "alpha 0.5" not in result.reason
     assert result.figures["forgetting_dice_vs_original"] == 0.0 and result.metrics_after.dice_mean == 1.0
     assert [f.dice for f in result.case_figures["forgetting_candidate"]] == [1.0, 1.0]
-    assert seen.count(0.5) == 1 and seen.count(0.25) == 2  # the check, then the held-out cases
-    assert len(reads) == 2 and len(set(reads)) == 2  # read once: for the full step's check and both steps
+    assert seen.count(0.5) == 0 and seen.count(0.125) == 2  # the check, then the held-out cases
+    assert len(reads) == 2 and len(set(reads)) == 2  # read once: for the full step's check and the step
     kept = _weights(ws.model_path(result.new_version))
-    assert all(np.allclose(kept[k], 0.75 * parent[k] + 0.25 * tuned[k], atol=1e-6) for k in parent)
+    assert all(np.allclose(kept[k], 0.875 * parent[k] + 0.125 * tuned[k], atol=1e-6) for k in parent)
     assert ws.active_model()["id"] == result.new_version
     assert not list(ws.models_dir.glob(".m002*"))
+    def forgets(path, device):  # every fine-tuned version forgets the original's own data
+        return _TruthPredictor({**truth, **checked} if Path(path).resolve() == ws.model_path("m001").resolve()
+                               else truth)
+
     off = finetune_workspace(ws, FinetuneConfig(iterations=3, lr=1e-2, forgetting_data=str(own), seed=1,
-                                                fallback_steps=0), device="cpu", predictor_factory=factory)
+                                                fallback_steps=0), device="cpu", predictor_factory=forgets)
     assert not off.activated and "stepped back" not in off.reason
 
 

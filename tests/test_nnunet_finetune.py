@@ -392,8 +392,9 @@ def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_pat
 
 def test_a_refused_nnunet_version_is_stepped_back_until_the_check_passes(nnunet_model, tmp_path, monkeypatch):
     """The nnU-Net fine-tune steps a version the forgetting check refuses back toward its parent as ours
-    does: the full step and the halfway one forget the original's own data, a quarter of the way does not
-    and is registered, activated and said so."""
+    does: the full step forgets the original's own data, an eighth of the way (the first step the line
+    from the parent's change to the full step's allows) does not and is registered, activated and said
+    so."""
     from lnq_napari.io.readers import read_volume
     from lnq_napari.nnunet import finetune as module
     from lnq_napari.phantom import write_dataset
@@ -441,13 +442,14 @@ def test_a_refused_nnunet_version_is_stepped_back_until_the_check_passes(nnunet_
     config = FinetuneConfig(forgetting_data=str(own), forgetting_cases=2)
     result = api.finetune(ws.root, iterations=2, device="cpu", config=config)
     assert result.activated, result.reason
-    assert result.reason.startswith("activate the step back to alpha 0.25 (w = 0.75 m001 + 0.25 fine-tuned; "
-                                    "the full step: refuse (median Dice on the original's own data -0.500")
-    assert "alpha 0.5: check -0.500 (refused); alpha 0.25: check +0.000): activate: " in result.reason
-    assert result.figures["step_back_alpha"] == 0.25 and seen.count(0.25) == 2
+    assert result.reason.startswith("activate the step back to alpha 0.125 (w = 0.875 m001 + 0.125 "
+                                    "fine-tuned; the full step: refuse (median Dice on the original's own "
+                                    "data -0.500")
+    assert "; alpha 0.125: check +0.000): activate: " in result.reason  # the first step the line allows
+    assert result.figures["step_back_alpha"] == 0.125 and seen.count(0.125) == 2
     registered = _network(ws.model_path(result.new_version), "all")
     key = next(k for k in parent if tuned[k].is_floating_point() and not (tuned[k] == parent[k]).all())
-    assert (registered[key] - (0.75 * parent[key] + 0.25 * tuned[key])).abs().max() < 1e-6
+    assert (registered[key] - (0.875 * parent[key] + 0.125 * tuned[key])).abs().max() < 1e-6
     assert ws.active_model()["id"] == result.new_version
     read = version_figures(_never, result.new_version, ws.model_path(result.new_version), "cpu", ws,
                            result.val_cases)  # the step's figures, kept as the next round's parent's

@@ -120,20 +120,36 @@ def interpolating(model: Path, parent: Path) -> StepWriter:
     return lambda alpha, folder: save_checkpoint(folder, interpolated(base, tuned, alpha), cfg)
 
 
-def step_back(model: Path, write: StepWriter, steps: int, check: Callable[[Path], ForgettingFigures],
-              held_out: Callable[[Path], list[CaseFigures]],
+#: The steps back a refused version may take, as alpha of ``(1 - alpha) w_parent + alpha w_refused``.
+STEP_ALPHAS = (0.75, 0.5, 0.25, 0.125)
+
+
+def step_alphas(parent: ForgettingFigures, refused: ForgettingFigures, rule: ActivationRule,
+                steps: int) -> list[float]:
+    """The steps to try after the forgetting check refused a version, largest first, at most ``steps``:
+    those of :data:`STEP_ALPHAS` at or below the alpha where the check's change, drawn as a line from the
+    parent's (alpha 0) to the refused version's (alpha 1, a bound when its check stopped early), meets
+    the margin; the smallest when none is. A version just over the margin keeps three quarters of its
+    step, one far over it an eighth, without checking the steps between."""
+    start, end = (float(np.subtract(*f.medians())) for f in (parent, refused))
+    drop = start - end
+    reach = (start + rule.forgetting_margin) / drop if drop > 0 else 1.0  # no line (no drop, NaN): the top
+    return ([a for a in STEP_ALPHAS if a <= reach] or [STEP_ALPHAS[-1]])[:steps]
+
+
+def step_back(model: Path, write: StepWriter, alphas: Sequence[float],
+              check: Callable[[Path], ForgettingFigures], held_out: Callable[[Path], list[CaseFigures]],
               judge: Callable[[list[CaseFigures], ForgettingFigures], Verdict],
               rule: ActivationRule, say: Callable[[str], None] | None = None) -> StepBack:
-    """Try the steps a = 1/2, 1/4 ... (``steps`` of them) of the way from the parent to ``model``
-    (``write(a, folder)``): the forgetting check first (``check(folder)``), then the held-out figures
-    (``held_out(folder)``) and the rule on both (``judge``); the first that the rule activates is written
-    into ``model``, which is otherwise untouched. ``say(message)`` hears what is being predicted."""
+    """Try the steps ``alphas`` (:func:`step_alphas`) of the way from the parent to ``model``
+    (``write(a, folder)``), in turn: the forgetting check first (``check(folder)``), then the held-out
+    figures (``held_out(folder)``) and the rule on both (``judge``); the first that the rule activates is
+    written into ``model``, which is otherwise untouched. ``say(message)`` hears what is being predicted."""
     say = say or (lambda message: None)
     trial = model.with_name(model.name + ".step")
     tried = []
     try:
-        for k in range(1, steps + 1):
-            alpha = 0.5 ** k
+        for alpha in alphas:
             write(alpha, trial)
             say(f"stepping back to alpha {alpha:g}: forgetting check")
             forgetting = check(trial)

@@ -35,6 +35,7 @@ from lnq_napari.finetuning.posttrain import (
     choose_alpha,
     interpolating,
     refit_postprocessing,
+    step_alphas,
     step_back,
     stepped_back_verdict,
 )
@@ -366,15 +367,16 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
     """The candidate the forgetting check refused (``refusal``, on ``checks``), stepped back toward its
     parent: the verdict on the step that passed (alpha relative to the parent) or the refusal with the
     steps tried."""
-    refused, _, _, alpha = refusal
+    refused, forgetting, _, alpha = refusal
 
     def held_out(folder: Path) -> list[CaseFigures]:
         return version_figures(make_predictor, None, folder, plan.device, ws, plan.val_cases,
                                plan.corrections, cancel=cancel)
 
     check = step_checker(make_predictor, *plan.root, plan.device, plan.config, rule, ws, cancel, checks)
-    step = step_back(plan.candidate, interpolating(plan.candidate, Path(plan.parent_path)),
-                     plan.config.fallback_steps, check, held_out, judge, rule, say)
+    alphas = step_alphas(check(Path(plan.parent_path)), forgetting, rule, plan.config.fallback_steps)
+    step = step_back(plan.candidate, interpolating(plan.candidate, Path(plan.parent_path)), alphas, check,
+                     held_out, judge, rule, say)
     scale = 1.0 if alpha is None else alpha  # the share of the fine-tuned weights the refused one held
     verdict = stepped_back_verdict(refused, step, plan.parent, scale)
     if step.alpha is None:

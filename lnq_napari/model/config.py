@@ -250,9 +250,11 @@ class FinetuneConfig:
     set the activation rule's forgetting check (:mod:`lnq_napari.finetuning.forgetting`); with no folder a
     lineage that starts at the bundled model is checked on default-site phantoms, any other goes
     unchecked; ``forgetting_cases`` 0 turns the check off. ``fallback_steps`` n: when the check refuses a
-    version the held-out figures would activate, the version moved back toward its parent (1/2, 1/4, 1/8
-    ... of the way from the parent, n steps) is judged again, check and held-out figures, and the first that
-    passes both is registered instead (not with ``folds`` > 1: fold models judged the held-out cases).
+    version the held-out figures would activate, the version moved back toward its parent (up to n steps of
+    3/4, 1/2, 1/4, 1/8 of the way, from where the check's change is expected to meet its margin:
+    :func:`~lnq_napari.finetuning.posttrain.step_alphas`) is judged again, check and held-out figures, and
+    the first that passes both is registered instead (not with ``folds`` > 1: fold models judged the
+    held-out cases).
     """
 
     iterations: int = 200
@@ -273,7 +275,7 @@ class FinetuneConfig:
     mine_negatives: bool = True  # half-way: the model's own components on no corrected node -> background
     forgetting_data: str | None = None  # LNQ-layout folder of the original model's own data to check
     forgetting_cases: int = 4  # cases the forgetting check scores (0: no check)
-    fallback_steps: int = 3  # after a check refusal: try 1/2, 1/4, 1/8 of the way from the parent (0: none)
+    fallback_steps: int = 3  # after a check refusal: steps of 3/4 ... 1/8 of the way back tried (0: none)
 
     def __post_init__(self) -> None:
         problems = []

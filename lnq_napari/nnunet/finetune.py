@@ -51,7 +51,13 @@ from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning.forgetting import check_alone_refused, check_data, checked_verdict, step_checker
 from lnq_napari.finetuning.plan import split_cases
-from lnq_napari.finetuning.posttrain import StepWriter, interpolated, step_back, stepped_back_verdict
+from lnq_napari.finetuning.posttrain import (
+    StepWriter,
+    interpolated,
+    step_alphas,
+    step_back,
+    stepped_back_verdict,
+)
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     held_out_verdict,
@@ -328,7 +334,8 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
                                               "network differs from the fine-tuned one)")
         if writer is not None:
             check = step_checker(load_predictor, *root, device, config, rule, ws, cancel, checks)
-            step = step_back(trained, writer, config.fallback_steps, lambda f: check(as_candidate(f)),
+            alphas = step_alphas(check(parent_spec), checked, rule, config.fallback_steps)
+            step = step_back(trained, writer, alphas, lambda f: check(as_candidate(f)),
                              lambda f: version_figures(load_predictor, None, as_candidate(f), device, ws, val,
                                                        cancel=cancel), judge, rule,
                              None if progress is None else (lambda message: progress(0.98, message)))
