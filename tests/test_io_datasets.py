@@ -356,7 +356,9 @@ def test_a_data_set_s_seg_is_its_labels_beside_an_unmarked_seg_of_lnq_napari_s(t
     ds = pydicom.dcmread(theirs)
     ds.Manufacturer = "3D Slicer"  # the data set's, drawn by its readers
     ds.save_as(theirs)
-    said = r" is left out \(lnq-napari wrote it: a second SEG of P1_ST_2-CT, whose labels are .*4-SEG/1-1"
+    said = (r" is left out: a second SEG of P1_ST_2-CT, whose labels are .*4-SEG/1-1\.dcm \(a SEG lnq-napari "
+            r"did not write, before an lnq-napari SEG of unedited model output\); move 1-1\.dcm away "
+            r"to use it")
     for ours in (root / "P1_ST_2-CT-seg.dcm", _mkdir(root / "P1" / "ST" / "3-SEG") / "1-1.dcm"):
         write_dicom_seg(ours, old, series, model_version="m001")  # as predict wrote it before the mark
         with pytest.warns(UserWarning, match=re.escape(str(ours)) + said):
@@ -365,9 +367,36 @@ def test_a_data_set_s_seg_is_its_labels_beside_an_unmarked_seg_of_lnq_napari_s(t
         np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, truth.array)
         ours.unlink()
     shutil.copy(theirs, root / "P1_ST_2-CT-seg.dcm")  # not lnq-napari's either: the SEG series comes first
-    with pytest.warns(UserWarning, match=r"P1_ST_2-CT-seg\.dcm is left out \(a second SEG of P1_ST_2-CT"):
+    with pytest.warns(UserWarning, match=r"P1_ST_2-CT-seg\.dcm is left out: a second SEG of P1_ST_2-CT, "
+                                         r"whose labels are .*4-SEG/1-1\.dcm \(found first\)"):
         (case,) = find_cases(root, require="seg")
     assert case.seg == theirs.resolve()
+
+
+def test_a_reviewed_export_is_a_case_s_labels_before_a_data_set_s_seg(tmp_path):
+    """A SEG napari's Save or ``workspace export`` wrote with a MANUAL or SEMIAUTOMATIC segment (a user's
+    reviewed labels), loose at the root, gave way to the data set's SEG series of the case as "lnq-napari
+    wrote it"; an all-AUTOMATIC one (a prediction before the mark, or an unedited export) still does."""
+    import pydicom
+
+    ct = read_volume(SERIES)
+    truth, reviewed = ct.with_array(np.zeros(ct.shape, np.uint8)), ct.with_array(np.zeros(ct.shape, np.uint8))
+    truth.array[1, 40:60, 40:60], reviewed.array[0, 0:5, 0:5] = 1, 1
+    root = tmp_path / "download"
+    series = shutil.copytree(SERIES, root / "P1" / "ST" / "2-CT")
+    theirs = write_dicom_seg(_mkdir(root / "P1" / "ST" / "4-SEG") / "1-1.dcm", truth, series)
+    ds = pydicom.dcmread(theirs)
+    ds.Manufacturer = "3D Slicer"
+    ds.save_as(theirs)
+    export = root / "P1_ST_2-CT-seg.dcm"
+    for made, kept in (({}, export), ({"model_version": "m003", "edits": 7}, export),
+                       ({"model_version": "m003"}, theirs)):
+        write_dicom_seg(export, reviewed, series, **made)
+        left = theirs if kept == export else export
+        said = re.escape(f"{left} is left out: a second SEG of P1_ST_2-CT, whose labels are {kept.resolve()}")
+        with pytest.warns(UserWarning, match=said + rf" \(.*\); move {re.escape(kept.name)} away to use it"):
+            (case,) = find_cases(root, require="seg")
+        assert case.seg == kept.resolve(), made
 
 
 def _mkdir(folder: Path) -> Path:

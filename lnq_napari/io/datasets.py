@@ -21,7 +21,7 @@ from lnq_napari.io.layout import (
     scan_cases,
     sibling,
 )
-from lnq_napari.io.outputs import PREDICTIONS, written_by_us
+from lnq_napari.io.outputs import PREDICTIONS, label_rank, written_by_us
 from lnq_napari.io.readers import dicom_source
 
 
@@ -35,7 +35,7 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     predictions = _Predictions()
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") \
-        else dicom_cases(path, labels=lambda seg: predictions.labels(seg) is not None, ours=written_by_us)
+        else dicom_cases(path, labels=lambda seg: predictions.labels(seg) is not None, rank=label_rank)
     if not dicom:
         found = predictions.without(scan_cases(path, require, what))
     else:

@@ -246,13 +246,13 @@ def refuse_series_below(folder: Path) -> None:
 
 
 def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
-                ours: Callable[[Path], bool] = lambda seg: False) -> list[CaseFiles]:
+                rank: Callable[[Path], tuple[int, str]] = lambda seg: (0, "")) -> list[CaseFiles]:
     """The CT series at or below ``root`` (a series folder, or a TCIA download: :func:`ct_series_inputs`'s
     case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``):
-    of several, the first (:func:`_dicom_folders`' order) that ``ours`` does not say lnq-napari wrote (a
-    prediction written before predictions were marked cannot be told from an export). A SEG of no CT
-    series here, or each other SEG of one, is named in a warning and left out; a SEG that ``labels`` says
-    is none (a prediction: the caller names it) is left out before. Empty when there is no DICOM."""
+    of several, the one ``rank`` puts first (``(order, why)``; ties: :func:`_dicom_folders`' order). A SEG
+    of no CT series here, or each other SEG of one, is named in a warning and left out; a SEG that
+    ``labels`` says is none (a prediction: the caller names it) is left out before. Empty when there is no
+    DICOM."""
     series, seg_files = _dicom_folders(root, folder_case(root))
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     claims: dict[str, list[Path]] = {}
@@ -265,12 +265,13 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
             claims.setdefault(case, []).append(path)
     segs: dict[str, Path] = {}
     for case, paths in claims.items():
-        written = {path: ours(path) for path in paths} if len(paths) > 1 else {}
-        segs[case] = kept = min(paths, key=lambda path: written.get(path, False))
+        ranks = {path: rank(path) for path in paths} if len(paths) > 1 else {}
+        segs[case] = kept = min(paths, key=lambda path: ranks.get(path, (0,))[0])
         for path in (p for p in paths if p != kept):
-            by = "lnq-napari wrote it: " if written[path] and not written[kept] else ""
-            warnings.warn(f"{path} is left out ({by}a second SEG of {case}, whose labels are {kept})",
-                          UserWarning, stacklevel=2)
+            why = f"{ranks[kept][1]}, before {ranks[path][1]}" if ranks[kept][0] < ranks[path][0] \
+                else "found first"
+            warnings.warn(f"{path} is left out: a second SEG of {case}, whose labels are {kept} ({why}); "
+                          f"move {kept.name} away to use it", UserWarning, stacklevel=2)
     return [CaseFiles(case, folder.resolve(), seg=segs[case].resolve() if case in segs else None)
             for case, folder in series]
 

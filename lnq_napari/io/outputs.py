@@ -58,6 +58,29 @@ def _writer(path: Path) -> str | None:
     return next((command for command, mark in PREDICTION_CONTENT.items() if mark == label), EXPORT)
 
 
+#: What comes first among several DICOM SEGs of one case (:func:`label_rank`'s order).
+LABEL_RANKS = ("reviewed labels napari's Save or workspace export wrote", "a SEG lnq-napari did not write",
+               "an lnq-napari SEG of unedited model output")
+
+
+def label_rank(path: Path) -> tuple[int, str]:
+    """Where the DICOM SEG ``path`` comes among several of one case, and why (:data:`LABEL_RANKS`): an
+    unmarked lnq-napari SEG (:data:`EXPORT`) with a MANUAL or SEMIAUTOMATIC segment holds a user's
+    reviewed labels and comes first; then a SEG lnq-napari did not write (3D Slicer's, a data set's); last an
+    unmarked lnq-napari SEG whose segments are all AUTOMATIC: what ``predict`` wrote before predictions were
+    marked, or the export of a prediction confirmed unedited, which cannot be told apart."""
+    if _writer(path) != EXPORT:
+        return 1, LABEL_RANKS[1]
+    import pydicom
+
+    try:
+        segments = pydicom.dcmread(path, stop_before_pixels=True).get("SegmentSequence") or []
+    except Exception:  # unreadable: the reader says what is wrong when it is read
+        segments = []
+    kinds = {str(item.get("SegmentAlgorithmType", "")).upper() for item in segments}
+    return (2, LABEL_RANKS[2]) if kinds == {"AUTOMATIC"} else (0, LABEL_RANKS[0])
+
+
 def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...]) -> None:
     """LNQError in one line when one of ``paths`` exists and is not a file one of ``lnq-napari COMMANDS``
     wrote (a user's labels, or a phantom's, whose partial labels a prediction may not replace; a SEG of
