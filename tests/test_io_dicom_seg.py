@@ -698,6 +698,25 @@ def test_napari_reader_opens_a_seg_series_folder(tmp_path, ct, liver):
     assert kwargs["scale"] == tuple(ct.spacing[::-1]) and kwargs["translate"] == tuple(ct.origin[::-1])
 
 
+def test_a_seg_series_folder_holding_an_older_seg_below_stays_a_seg_series(tmp_path, ct, liver):
+    """``2-SEG/1-1.dcm`` with an older SEG in ``2-SEG/prev/``: any DICOM below made 2-SEG a folder of SEGs
+    loose beside series folders, and read_volume and the napari reader refused it."""
+    from lnq_napari.io.datasets import find_cases
+    from lnq_napari.plugin._reader import napari_get_reader
+
+    root = study(tmp_path)
+    older = liver.with_array(np.zeros(ct.shape, np.uint8))
+    older.array[1, 40:60, 40:60] = 1
+    seg = write_dicom_seg(root / "2-SEG" / "1-1.dcm", liver, root / "1-CT")
+    write_dicom_seg(root / "2-SEG" / "prev" / "1-1.dcm", older, root / "1-CT")
+    np.testing.assert_array_equal(read_volume(root / "2-SEG").array > 0, liver.array != 0)
+    ((data, _, kind),) = napari_get_reader(str(root / "2-SEG"))(str(root / "2-SEG"))
+    assert kind == "labels" and np.array_equal(data > 0, liver.array != 0)
+    with pytest.warns(UserWarning, match=r"prev/1-1\.dcm is left out: a second SEG of 1-CT"):
+        (case,) = find_cases(root)
+    assert case.seg == seg.resolve()
+
+
 def test_measure_reads_the_series_a_seg_was_drawn_on_from_a_folder_of_several(tmp_path):
     """A folder holding the SEG's series and a larger one (a lung-kernel reconstruction): measure read the
     larger and refused ("drawn on CT series X, but the CT given is series Y")."""

@@ -186,7 +186,7 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
 
 def loose_segs(folder: Path) -> list[Path]:
     """The DICOM SEG files of ``folder`` when they are all its DICOM files and a folder below it holds
-    DICOM (:func:`_dicom_below`): ``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm``
+    a CT series (:func:`_dicom_below`): ``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm``
     beside DATA's series folders, and DATA is still the root of those (it was read as a SEG series, its
     cases lost). Else [] (a SEG series folder beside a ``notes/`` or ``__MACOSX/`` folder stays one)."""
     if not _subfolders([folder]):
@@ -202,11 +202,13 @@ def loose_segs(folder: Path) -> list[Path]:
 
 
 def _dicom_below(folder: Path) -> bool:
-    """Whether a folder below ``folder`` (down to :data:`SERIES_DEPTH`) holds DICOM files."""
+    """Whether a folder below ``folder`` (down to :data:`SERIES_DEPTH`) holds a CT series (as
+    :func:`refuse_series_below` counts them): a SEG series folder holding an older SEG in ``prev/`` stays
+    one."""
     level = [folder]
     for _ in range(SERIES_DEPTH):
         level = _subfolders(level)
-        if any(_holds_dicom(f) for f in level):
+        if any(_holds_dicom(f) and not _not_a_ct_image(f) for f in level):
             return True
     return False
 
