@@ -322,6 +322,33 @@ def test_predict_into_a_folder_of_series_folders_keeps_its_cases(tmp_path, fixed
     assert (case.case_id, case.seg) == ("patient2", written[1].resolve())
 
 
+def test_predict_into_a_subfolder_of_the_data_keeps_its_cases(tmp_path, fixed_prediction):
+    """``predict DATA -o DATA/preds --format dicom-seg`` of two cases: DATA was unreadable ("DATA/preds
+    holds 2 DICOM SEG files ...; point to one of them"). A folder of SEGs below DATA gives each of them;
+    given itself, it is still refused."""
+    from lnq_napari import api
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    data = tmp_path / "data"
+    shutil.copytree(SERIES, data / "patient1")
+    _copy_series(SERIES, data / "patient2")
+    written = api.predict(data, data / "preds", model=fixed_prediction(mask), format="dicom-seg")
+    assert written == [data / "preds" / "patient1-seg.dcm", data / "preds" / "patient2-seg.dcm"]
+    assert find_cts(data) == [("patient1", data / "patient1"), ("patient2", data / "patient2")]
+    with pytest.warns(UserWarning, match=r"2 label file\(s\) written by lnq-napari predict left out"):
+        cases = find_cases(data)
+    assert [(c.case_id, c.seg) for c in cases] == [("patient1", None), ("patient2", None)]
+    api.export_dicom_seg(written[1], mask, data / "patient2", model_version="m001", edits=2)  # reviewed
+    with pytest.warns(UserWarning, match=r"1 label file\(s\) .* \(patient1-seg\.dcm\)"):
+        (case,) = find_cases(data, require="seg")
+    assert (case.case_id, case.seg) == ("patient2", written[1].resolve())
+    with pytest.raises(LNQError, match=r"preds holds 2 DICOM SEG files .*; point to one of them"):
+        read_volume(data / "preds")
+
+
 def test_a_seg_series_folder_beside_a_folder_without_dicom_stays_a_seg(tmp_path, fixed_prediction):
     """A SEG series folder holding a ``notes/`` or ``__MACOSX/`` folder was taken for the root of series
     folders with SEGs loose beside them: predict said it "holds no CT", not that it is a SEG."""

@@ -99,29 +99,36 @@ def _sop_class(path: Path) -> str | None:
 
 
 def seg_file(path: str | Path) -> Path | None:
-    """The DICOM SEG file ``path`` names: the file itself, or the one SEG in a SEG series folder (a
-    folder of at most a few files, all DICOM SEG); None for anything else (a CT series, another image, a
-    folder whose SEGs lie loose beside series folders: :func:`loose_segs`). LNQError for a folder holding
-    several SEG files."""
+    """The DICOM SEG file ``path`` names: the file itself, or the one SEG in a SEG series folder
+    (:func:`_folder_segs`); None for anything else (a CT series, another image, a folder whose SEGs lie
+    loose beside series folders: :func:`loose_segs`). LNQError for a folder holding several SEG files."""
     path = Path(path)
     if path.is_file():
         return path if _sop_class(path) in SEG_SOP_CLASSES else None
+    segs = _folder_segs(path)
+    if len(segs) > 1:
+        raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
+                       "point to one of them")
+    return segs[0] if segs else None
+
+
+def _folder_segs(path: Path) -> list[Path]:
+    """The DICOM SEG files of a folder of at most a few files, all DICOM SEG (a SEG series folder, or
+    ``predict DATA -o DATA/preds``'s SEGs of several cases), not loose beside series folders
+    (:func:`loose_segs`); else []."""
     if not path.is_dir():
-        return None
+        return []
     files = []
     for child in _listing(path):
         if child.is_file() and not child.name.startswith("."):
             files.append(child)
             if len(files) > MAX_FOLDER_FILES:
-                return None  # a CT series folder
+                return []  # a CT series folder
     classes = {f: _sop_class(f) for f in sorted(files)}
     segs = [f for f, c in classes.items() if c in SEG_SOP_CLASSES]
     if not segs or any(c not in (None, *SEG_SOP_CLASSES) for c in classes.values()) or loose_segs(path):
-        return None
-    if len(segs) > 1:
-        raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
-                       "point to one of them")
-    return segs[0]
+        return []
+    return segs
 
 
 def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
@@ -151,11 +158,12 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     """One walk of ``path`` and the folders below it (down to :data:`SERIES_DEPTH`, hidden folders and
     links left out: a home folder given by mistake is not walked to its end): the CT series folders as
     ``(case id, folder)`` (``path`` itself is ``case_id``, the others the path below it joined with ``_``)
-    and the DICOM SEG files of the SEG series folders. Below a CD's root (it holds a ``DICOMDIR``) the ids
-    start with ``case_id``: every CD names its folders PT000000/ST000000/SE000000, and two CDs' predictions
-    in one output folder overwrote each other. SEG files loose in a folder beside series folders below it
-    (:func:`loose_segs`, ``path`` or one below it) are SEGs of those, listed last: a SEG ``predict -o``
-    wrote among a data set's folders does not come before the data set's SEG series."""
+    and the DICOM SEG files of the SEG series folders (each of a folder below ``path``). Below a CD's root
+    (it holds a ``DICOMDIR``) the ids start with ``case_id``: every CD names its folders
+    PT000000/ST000000/SE000000, and two CDs' predictions in one output folder overwrote each other. SEG
+    files loose in a folder beside series folders below it (:func:`loose_segs`, ``path`` or one below it)
+    are SEGs of those, listed last: a SEG ``predict -o`` wrote among a data set's folders does not come
+    before the data set's SEG series."""
     series, segs, loose, level = [], [], [], [path]
     root = [case_id] if holds_dicomdir(path) else []
     for depth in range(SERIES_DEPTH + 1):
@@ -165,7 +173,9 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
             beside = loose_segs(folder)
             if beside:  # no series folder: the walk goes on below it
                 loose += beside
-            elif (seg := seg_file(folder)) is not None:
+            elif depth and (found := _folder_segs(folder)):
+                segs += found  # each SEG of a folder below (predict DATA -o DATA/preds wrote several)
+            elif not depth and (seg := seg_file(folder)) is not None:  # given: one SEG, or refused
                 segs.append(seg)
             elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
                 parts = [*root, *folder.relative_to(path).parts]
