@@ -41,3 +41,30 @@ def test_ddp_two_ranks_identical_weights(tmp_path):
     digests = training["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert training["completed_iterations"] == 3
+
+
+def test_the_process_group_is_destroyed_at_exit_unless_nccl_exits_on_an_error():
+    """On NCCL a destroy after an exception may wait for a pending collective until the timeout; gloo's
+    group is always ended (the interpreter's teardown aborts the rank)."""
+    from lnq_napari.training.trainer import destroy_at_exit
+
+    assert destroy_at_exit("gloo", failed=False) and destroy_at_exit("gloo", failed=True)
+    assert destroy_at_exit("nccl", failed=False) and not destroy_at_exit("nccl", failed=True)
+
+
+def test_an_exception_leaving_train_model_or_the_interpreter_is_seen_at_exit(tmp_path, monkeypatch):
+    """A failed train_model notes it (a CLI may catch the error and exit); an uncaught exception sets
+    ``sys.last_value`` before the exit handlers run."""
+    from lnq_napari.errors import LNQError
+    from lnq_napari.training import trainer
+
+    monkeypatch.setattr(trainer, "_FAILED", [False])
+    with pytest.raises(LNQError):
+        trainer.train_model([], tmp_path, iterations=1)
+    assert trainer._FAILED[0]
+    script = tmp_path / "uncaught.py"
+    script.write_text("import atexit, sys\n"
+                      "atexit.register(lambda: print('seen', getattr(sys, 'last_value', None) is not None))\n"
+                      "raise RuntimeError('a rank fails')\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "seen True"

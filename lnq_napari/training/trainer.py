@@ -15,10 +15,12 @@ import atexit
 import copy
 import csv
 import datetime as _dt
+import functools
 import hashlib
 import io
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -200,20 +202,51 @@ def init_distributed(device):
 
 
 def _destroy_process_group() -> None:
-    """At exit (after an error too), while Python still runs: end the process group ``init_distributed``
-    started and join its worker threads. Left to the interpreter's own teardown, a gloo worker could still
-    be freeing a finished collective (DDP's all-reduces carry the backward pass's Python context, freed
-    when the final barrier is) when Python finalises; it then takes the GIL, the thread is torn down
-    inside a destructor and the rank aborts ("terminate called without an active exception") after a
-    successful run. The group's threads are joined when its last reference goes: the DDP wrapper's
-    reducer holds one until collected."""
+    """At exit (after an error too, but not on NCCL: :func:`destroy_at_exit`), while Python still runs: end
+    the process group ``init_distributed`` started and join its worker threads. Left to the interpreter's
+    own teardown, a gloo worker could still be freeing a finished collective (DDP's all-reduces carry the
+    backward pass's Python context, freed when the final barrier is) when Python finalises; it then takes
+    the GIL, the thread is torn down inside a destructor and the rank aborts ("terminate called without
+    an active exception") after a successful run. The group's threads are joined when its last reference
+    goes: the DDP wrapper's reducer holds one until collected."""
     import gc
 
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    if not destroy_at_exit(dist.get_backend(), _FAILED[0] or getattr(sys, "last_value", None) is not None):
+        return
+    dist.destroy_process_group()
     gc.collect()
+
+
+#: Whether a training run of this process ended in an exception (:func:`_noting_failure`): read at exit.
+_FAILED = [False]
+
+
+def destroy_at_exit(backend: str, failed: bool) -> bool:
+    """Whether :func:`_destroy_process_group` ends the group: not on NCCL when the process exits on an
+    exception (``failed``: a training run raised, or one escaped to the interpreter, which sets
+    ``sys.last_value`` before the exit handlers run), where a collective left pending can hang the destroy
+    until NCCL's timeout; always on gloo, whose teardown by the interpreter aborts the rank."""
+    return backend != "nccl" or not failed
+
+
+def _noting_failure(train):
+    """``train``, noting in :data:`_FAILED` whether the last call ended in an exception (a CLI that catches
+    it and exits leaves no ``sys.last_value``)."""
+
+    @functools.wraps(train)
+    def noted(*args, **kwargs):
+        _FAILED[0] = False
+        try:
+            return train(*args, **kwargs)
+        except BaseException:
+            _FAILED[0] = True
+            raise
+
+    return noted
 
 
 @dataclass
@@ -414,6 +447,7 @@ def _finish(run: TrainRun, it: int, ema: float | None) -> None:
         dist.barrier()
 
 
+@_noting_failure
 def train_model(
     cases: Sequence[TrainingCase],
     out_dir: str | Path,
