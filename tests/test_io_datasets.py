@@ -384,8 +384,8 @@ def test_a_data_set_s_seg_is_its_labels_beside_an_unmarked_seg_of_lnq_napari_s(t
     ds.Manufacturer = "3D Slicer"  # the data set's, drawn by its readers
     ds.save_as(theirs)
     said = (r" is left out: a second SEG of P1_ST_2-CT, whose labels are .*4-SEG/1-1\.dcm \(a SEG lnq-napari "
-            r"did not write, before an lnq-napari SEG of unedited model output\); move 1-1\.dcm away "
-            r"to use it")
+            r"did not write, before an lnq-napari SEG of unedited model output\); move that SEG away "
+            r"to use this one")
     for ours in (root / "P1_ST_2-CT-seg.dcm", _mkdir(root / "P1" / "ST" / "3-SEG") / "1-1.dcm"):
         write_dicom_seg(ours, old, series, model_version="m001")  # as predict wrote it before the mark
         with pytest.warns(UserWarning, match=re.escape(str(ours)) + said):
@@ -421,7 +421,7 @@ def test_a_reviewed_export_is_a_case_s_labels_before_a_data_set_s_seg(tmp_path):
         write_dicom_seg(export, reviewed, series, **made)
         left = theirs if kept == export else export
         said = re.escape(f"{left} is left out: a second SEG of P1_ST_2-CT, whose labels are {kept.resolve()}")
-        with pytest.warns(UserWarning, match=said + rf" \(.*\); move {re.escape(kept.name)} away to use it"):
+        with pytest.warns(UserWarning, match=said + r" \(.*\); move that SEG away to use this one"):
             (case,) = find_cases(root, require="seg")
         assert case.seg == kept.resolve(), made
 

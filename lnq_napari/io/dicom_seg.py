@@ -283,7 +283,7 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
             why = f"{ranks[kept][1]}, before {ranks[path][1]}" if ranks[kept][0] < ranks[path][0] \
                 else "found first"
             warnings.warn(f"{path} is left out: a second SEG of {case}, whose labels are {kept} ({why}); "
-                          f"move {kept.name} away to use it", UserWarning, stacklevel=2)
+                          "move that SEG away to use this one", UserWarning, stacklevel=2)
     return [CaseFiles(case, folder.resolve(), seg=segs[case].resolve() if case in segs else None)
             for case, folder in series]
 
