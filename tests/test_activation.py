@@ -107,7 +107,7 @@ def _check(candidate_dice, original_dice):
 
 def test_an_adapted_model_that_forgets_the_original_s_own_data_is_refused():
     """The issue's adapted model rises at the user's site; if its median Dice on the original's own
-    data falls more than a point below the original's it is refused, and the reason says where."""
+    data falls more than 0.9 points below the original's it is refused, and the reason says where."""
     own = [0.94, 0.95, 0.93, 0.96]
     forgot = decide_activation(ADAPTED, PARENT, forgetting=_check([0.92, 0.93, 0.90, 0.95], own))
     assert not forgot.activate

@@ -416,21 +416,31 @@ def test_the_steps_back_start_where_the_check_s_change_meets_the_margin():
     """A line from the parent's change on the original's own data to the refused version's: a version
     just over the margin steps back three quarters of the way, one far over it an eighth, without the
     steps between; a parent already near the margin leaves less room; at most ``steps`` steps."""
-    from lnq_napari.activation import ActivationRule
+    from lnq_napari.activation import ActivationRule, ForgettingFigures
     from lnq_napari.finetuning.posttrain import step_alphas
 
     rule, original = ActivationRule(), [0.95] * 4
     parent = _own_check(original, original)  # the original itself: change 0
     just_over = _own_check([0.94] * 4, original)  # -0.010 against the margin -0.009: reach 0.9
-    assert step_alphas(parent, just_over, rule, 3) == [0.75, 0.5, 0.25]
+    assert step_alphas(parent, just_over, rule, 3) == [0.75, 0.5, 0.125]  # the smallest always last
     far_over = _own_check([0.90] * 4, original)  # -0.050: reach 0.18
     assert step_alphas(parent, far_over, rule, 3) == [0.125]
     assert step_alphas(_own_check([0.945] * 4, original), far_over, rule, 3) == [0.125]  # reach 0.09
     worn = _own_check([0.9425] * 4, original)  # the parent at -0.0075: reach (0.0015 / 0.0225) 0.067
     assert step_alphas(worn, _own_check([0.92] * 4, original), rule, 3) == [0.125]
     assert step_alphas(parent, _own_check([0.935] * 4, original), rule, 3) == [0.5, 0.25, 0.125]  # 0.6
-    assert step_alphas(parent, just_over, rule, 1) == [0.75]
-    assert step_alphas(parent, _own_check([float("nan")] * 4, original), rule, 2) == [0.75, 0.5]
+    assert step_alphas(parent, just_over, rule, 2) == [0.75, 0.125]
+    assert step_alphas(parent, _own_check([float("nan")] * 4, original), rule, 2) == [0.75, 0.125]
+    # a parent beyond the margin already (activated by hand, say): only the smallest step, whichever way
+    beyond = _own_check([0.94] * 4, original)  # -0.010
+    assert step_alphas(beyond, _own_check([0.945] * 4, original), rule, 3) == [0.125]
+    assert step_alphas(beyond, far_over, rule, 3) == [0.125]
+    # a refused version whose check stopped early after two cases: its change is a bound (at most
+    # -0.010) though the cases seen say -0.12; the smallest step is still tried last
+    stopped = ForgettingFigures("own data", _own_check([0.78, 0.78], original).candidate,
+                                parent.original)
+    assert stopped.stopped_early and step_alphas(parent, stopped, rule, 3)[-1] == 0.125
+    assert step_alphas(parent, far_over, rule, 0) == []
 
 
 def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_passes(
@@ -468,7 +478,8 @@ def test_a_refused_version_is_stepped_back_toward_its_parent_until_the_check_pas
                                 device="cpu", predictor_factory=factory, progress=lambda f, m: said.append(m))
     assert result.activated, (result.reason, seen)
     assert [m for m in said if m.startswith("stepping back")] == [
-        "stepping back to alpha 0.125: forgetting check", "stepping back to alpha 0.125: held-out cases"]
+        "stepping back: the parent's forgetting check", "stepping back to alpha 0.125: forgetting check",
+        "stepping back to alpha 0.125: held-out cases"]
     assert result.alpha == 0.125 and result.figures["step_back_alpha"] == 0.125
     assert result.reason.startswith("activate the step back to alpha 0.125 (w = 0.875 m001 + 0.125 "
                                     "fine-tuned; the full step: refuse (median Dice on the original's own "

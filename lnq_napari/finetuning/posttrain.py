@@ -128,13 +128,20 @@ def step_alphas(parent: ForgettingFigures, refused: ForgettingFigures, rule: Act
                 steps: int) -> list[float]:
     """The steps to try after the forgetting check refused a version, largest first, at most ``steps``:
     those of :data:`STEP_ALPHAS` at or below the alpha where the check's change, drawn as a line from the
-    parent's (alpha 0) to the refused version's (alpha 1, a bound when its check stopped early), meets
-    the margin; the smallest when none is. A version just over the margin keeps three quarters of its
-    step, one far over it an eighth, without checking the steps between."""
+    parent's (alpha 0) to the refused version's (alpha 1), meets the margin, the last of them always the
+    smallest (the refused version's change is a bound when its check stopped early: the line may reach too
+    far); the smallest alone when none is, or when the parent itself is beyond the margin. A version just
+    over the margin keeps three quarters of its step, one far over it an eighth, without checking the
+    steps between."""
+    if steps < 1:
+        return []
     start, end = (float(np.subtract(*f.medians())) for f in (parent, refused))
     drop = start - end
     reach = (start + rule.forgetting_margin) / drop if drop > 0 else 1.0  # no line (no drop, NaN): the top
-    return ([a for a in STEP_ALPHAS if a <= reach] or [STEP_ALPHAS[-1]])[:steps]
+    if start < -rule.forgetting_margin:
+        reach = 0.0
+    tried = ([a for a in STEP_ALPHAS if a <= reach] or [STEP_ALPHAS[-1]])[:steps]
+    return [*tried[:-1], STEP_ALPHAS[-1]]
 
 
 def step_back(model: Path, write: StepWriter, alphas: Sequence[float],

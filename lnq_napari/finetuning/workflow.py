@@ -374,6 +374,8 @@ def _stepped_back(ws, plan: FinetunePlan, refusal: Judged,
                                plan.corrections, cancel=cancel)
 
     check = step_checker(make_predictor, *plan.root, plan.device, plan.config, rule, ws, cancel, checks)
+    if say is not None:
+        say("stepping back: the parent's forgetting check")  # kept in the cache when it was checked
     alphas = step_alphas(check(Path(plan.parent_path)), forgetting, rule, plan.config.fallback_steps)
     step = step_back(plan.candidate, interpolating(plan.candidate, Path(plan.parent_path)), alphas, check,
                      held_out, judge, rule, say)

@@ -334,6 +334,8 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
                                               "network differs from the fine-tuned one)")
         if writer is not None:
             check = step_checker(load_predictor, *root, device, config, rule, ws, cancel, checks)
+            if progress is not None:
+                progress(0.98, "stepping back: the parent's forgetting check")
             alphas = step_alphas(check(parent_spec), checked, rule, config.fallback_steps)
             step = step_back(trained, writer, alphas, lambda f: check(as_candidate(f)),
                              lambda f: version_figures(load_predictor, None, as_candidate(f), device, ws, val,
