@@ -368,21 +368,28 @@ def test_a_seg_series_folder_beside_a_folder_without_dicom_stays_a_seg(tmp_path,
         api.predict(seg, tmp_path / "out", model=fixed_prediction(empty), format="dicom-seg")
 
 
-def test_a_data_set_s_seg_is_its_labels_beside_an_unmarked_seg_of_lnq_napari_s(tmp_path):
-    """A SEG ``predict -o DATA`` wrote before predictions were marked (read as an export: labels), loose
-    beside the series folders or in a SEG series folder that sorts first, took the case's labels from the
-    data set's own SEG series, which was left out as "a second SEG": training learned the model's output."""
+def _download_with_its_seg(tmp_path: Path):
+    """A TCIA-like download (P1/ST/2-CT) whose SEG series P1/ST/4-SEG the data set's readers drew in 3D
+    Slicer: the CT, that SEG's labels, other labels on the CT, the download, the series and the SEG."""
     import pydicom
 
     ct = read_volume(SERIES)
-    truth, old = ct.with_array(np.zeros(ct.shape, np.uint8)), ct.with_array(np.zeros(ct.shape, np.uint8))
-    truth.array[1, 40:60, 40:60], old.array[0, 0:5, 0:5] = 1, 1
+    truth, other = ct.with_array(np.zeros(ct.shape, np.uint8)), ct.with_array(np.zeros(ct.shape, np.uint8))
+    truth.array[1, 40:60, 40:60], other.array[0, 0:5, 0:5] = 1, 1
     root = tmp_path / "download"
     series = shutil.copytree(SERIES, root / "P1" / "ST" / "2-CT")
     theirs = write_dicom_seg(_mkdir(root / "P1" / "ST" / "4-SEG") / "1-1.dcm", truth, series)
     ds = pydicom.dcmread(theirs)
-    ds.Manufacturer = "3D Slicer"  # the data set's, drawn by its readers
+    ds.Manufacturer = "3D Slicer"
     ds.save_as(theirs)
+    return ct, truth, other, root, series, theirs
+
+
+def test_a_data_set_s_seg_is_its_labels_beside_an_unmarked_seg_of_lnq_napari_s(tmp_path):
+    """A SEG ``predict -o DATA`` wrote before predictions were marked (read as an export: labels), loose
+    beside the series folders or in a SEG series folder that sorts first, took the case's labels from the
+    data set's own SEG series, which was left out as "a second SEG": training learned the model's output."""
+    ct, truth, old, root, series, theirs = _download_with_its_seg(tmp_path)
     said = (r" is left out: a second SEG of P1_ST_2-CT, whose labels are .*4-SEG/1-1\.dcm \(a SEG lnq-napari "
             r"did not write, before an lnq-napari SEG of unedited model output\); move that SEG away "
             r"to use this one")
@@ -404,17 +411,7 @@ def test_a_reviewed_export_is_a_case_s_labels_before_a_data_set_s_seg(tmp_path):
     """A SEG napari's Save or ``workspace export`` wrote with a MANUAL or SEMIAUTOMATIC segment (a user's
     reviewed labels), loose at the root, gave way to the data set's SEG series of the case as "lnq-napari
     wrote it"; an all-AUTOMATIC one (a prediction before the mark, or an unedited export) still does."""
-    import pydicom
-
-    ct = read_volume(SERIES)
-    truth, reviewed = ct.with_array(np.zeros(ct.shape, np.uint8)), ct.with_array(np.zeros(ct.shape, np.uint8))
-    truth.array[1, 40:60, 40:60], reviewed.array[0, 0:5, 0:5] = 1, 1
-    root = tmp_path / "download"
-    series = shutil.copytree(SERIES, root / "P1" / "ST" / "2-CT")
-    theirs = write_dicom_seg(_mkdir(root / "P1" / "ST" / "4-SEG") / "1-1.dcm", truth, series)
-    ds = pydicom.dcmread(theirs)
-    ds.Manufacturer = "3D Slicer"
-    ds.save_as(theirs)
+    ct, truth, reviewed, root, series, theirs = _download_with_its_seg(tmp_path)
     export = root / "P1_ST_2-CT-seg.dcm"
     for made, kept in (({}, export), ({"model_version": "m003", "edits": 7}, export),
                        ({"model_version": "m003"}, theirs)):
