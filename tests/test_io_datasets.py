@@ -349,6 +349,23 @@ def test_predict_into_a_subfolder_of_the_data_keeps_its_cases(tmp_path, fixed_pr
         read_volume(data / "preds")
 
 
+def test_a_folder_of_many_segs_below_the_data_gives_them_all(tmp_path):
+    """Nine SEGs in a folder below the data (``predict DATA -o DATA/labels`` of nine cases, reviewed and
+    exported there): more files than a SEG series folder holds, it was passed over as a folder without a
+    CT image, its SEGs silently unread ("no CT series ... has labels")."""
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    data = tmp_path / "data"
+    series = shutil.copytree(SERIES, data / "patient1")
+    labels = [write_dicom_seg(_mkdir(data / "labels") / "a0.dcm", mask, series)]
+    labels += [shutil.copy(labels[0], data / "labels" / f"a{k}.dcm") for k in range(1, 9)]
+    with pytest.warns(UserWarning, match=r"a8\.dcm is left out: a second SEG of patient1"):
+        (case,) = find_cases(data, require="seg")
+    assert case.seg == labels[0].resolve()
+    np.testing.assert_array_equal(read_labels(case.seg, reference=ct).array, mask.array)
+
+
 def test_a_seg_series_folder_beside_a_folder_without_dicom_stays_a_seg(tmp_path, fixed_prediction):
     """A SEG series folder holding a ``notes/`` or ``__MACOSX/`` folder was taken for the root of series
     folders with SEGs loose beside them: predict said it "holds no CT", not that it is a SEG."""

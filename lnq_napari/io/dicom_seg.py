@@ -112,17 +112,17 @@ def seg_file(path: str | Path) -> Path | None:
     return segs[0] if segs else None
 
 
-def _folder_segs(path: Path) -> list[Path]:
-    """The DICOM SEG files of a folder of at most a few files, all DICOM SEG (a SEG series folder, or
-    ``predict DATA -o DATA/preds``'s SEGs of several cases), not loose beside series folders
-    (:func:`loose_segs`); else []."""
+def _folder_segs(path: Path, most: int | None = MAX_FOLDER_FILES) -> list[Path]:
+    """The DICOM SEG files of a folder of at most ``most`` files (None: any number), all DICOM SEG (a SEG
+    series folder, or ``predict DATA -o DATA/preds``'s SEGs of several cases), not loose beside series
+    folders (:func:`loose_segs`); else []."""
     if not path.is_dir():
         return []
     files = []
     for child in _listing(path):
         if child.is_file() and not child.name.startswith("."):
             files.append(child)
-            if len(files) > MAX_FOLDER_FILES:
+            if most is not None and len(files) > most:
                 return []  # a CT series folder
     classes = {f: _sop_class(f) for f in sorted(files)}
     segs = [f for f, c in classes.items() if c in SEG_SOP_CLASSES]
@@ -180,6 +180,8 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
             elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
                 parts = [*root, *folder.relative_to(path).parts]
                 series.append((case_id if depth == 0 else "_".join(parts), folder))
+            else:  # no CT image: a folder of more SEGs than a series folder holds (predict of 9+ cases)
+                segs += _folder_segs(folder, most=None)
         if depth == 0 and (series or segs):
             if series:
                 refuse_series_below(path)
