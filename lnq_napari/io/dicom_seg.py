@@ -124,11 +124,14 @@ def _folder_segs(path: Path, most: int | None = MAX_FOLDER_FILES) -> list[Path]:
             files.append(child)
             if most is not None and len(files) > most:
                 return []  # a CT series folder
-    classes = {f: _sop_class(f) for f in sorted(files)}
-    segs = [f for f, c in classes.items() if c in SEG_SOP_CLASSES]
-    if not segs or any(c not in (None, *SEG_SOP_CLASSES) for c in classes.values()) or loose_segs(path):
-        return []
-    return segs
+    segs = []
+    for f in sorted(files):  # read until a file of another kind turns up (a PET series: its first file)
+        kind = _sop_class(f)
+        if kind in SEG_SOP_CLASSES:
+            segs.append(f)
+        elif kind is not None:
+            return []
+    return [] if not segs or loose_segs(path) else segs
 
 
 def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
