@@ -360,6 +360,8 @@ def test_a_folder_of_many_segs_below_the_data_gives_them_all(tmp_path):
     series = shutil.copytree(SERIES, data / "patient1")
     labels = [write_dicom_seg(_mkdir(data / "labels") / "a0.dcm", mask, series)]
     labels += [shutil.copy(labels[0], data / "labels" / f"a{k}.dcm") for k in range(1, 9)]
+    for k in range(9):  # macOS's AppleDouble files of a copy: hidden, no DICOM
+        (data / "labels" / f"._a{k}.dcm").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
     with pytest.warns(UserWarning, match=r"a8\.dcm is left out: a second SEG of patient1"):
         (case,) = find_cases(data, require="seg")
     assert case.seg == labels[0].resolve()

@@ -330,8 +330,8 @@ def _not_a_ct_image(folder: Path) -> bool:
     import pydicom
 
     for path in _listing(folder):
-        if not path.is_file() or is_dicomdir(path) or not _dicom_file(path):
-            continue
+        if path.name.startswith(".") or not path.is_file() or is_dicomdir(path) or not _dicom_file(path):
+            continue  # hidden: macOS's ._ files beside copied DICOM are no DICOM
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ImageType"])
         except Exception:  # unreadable: the reader says what is wrong when it is read
