@@ -275,7 +275,7 @@ class FinetuneConfig:
     mine_negatives: bool = True  # half-way: the model's own components on no corrected node -> background
     forgetting_data: str | None = None  # LNQ-layout folder of the original model's own data to check
     forgetting_cases: int = 4  # cases the forgetting check scores (0: no check)
-    fallback_steps: int = 3  # after a check refusal: steps of 3/4 ... 1/8 of the way back tried (0: none)
+    fallback_steps: int = 3  # after a check refusal: steps toward the parent (alpha 3/4 ... 1/8; 0: none)
 
     def __post_init__(self) -> None:
         problems = []
