@@ -116,22 +116,27 @@ def _folder_segs(path: Path, most: int | None = MAX_FOLDER_FILES) -> list[Path]:
     """The DICOM SEG files of a folder of at most ``most`` files (None: any number), all DICOM SEG (a SEG
     series folder, or ``predict DATA -o DATA/preds``'s SEGs of several cases), not loose beside series
     folders (:func:`loose_segs`); else []."""
-    if not path.is_dir():
+    segs = _seg_files(path, most)
+    return [] if not segs or loose_segs(path, segs) else segs
+
+
+def _seg_files(folder: Path, most: int | None = None) -> list[Path]:
+    """The files of ``folder`` (hidden ones and a DICOMDIR aside) when its DICOM files are all DICOM SEG and
+    there are at most ``most`` files (None: any number); else []. Headers are read until a file of another
+    kind turns up (a CT or PET series: its first file)."""
+    if not folder.is_dir():
         return []
-    files = []
-    for child in _listing(path):
-        if child.is_file() and not child.name.startswith("."):
-            files.append(child)
-            if most is not None and len(files) > most:
-                return []  # a CT series folder
+    files = [f for f in _listing(folder) if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f)]
+    if most is not None and len(files) > most:
+        return []  # a CT series folder
     segs = []
-    for f in sorted(files):  # read until a file of another kind turns up (a PET series: its first file)
+    for f in files:
         kind = _sop_class(f)
         if kind in SEG_SOP_CLASSES:
             segs.append(f)
         elif kind is not None:
             return []
-    return [] if not segs or loose_segs(path) else segs
+    return segs
 
 
 def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
@@ -199,20 +204,15 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
     return sorted(series, key=lambda item: item[1]), segs + loose
 
 
-def loose_segs(folder: Path) -> list[Path]:
-    """The DICOM SEG files of ``folder`` when they are all its DICOM files and a folder below it holds
-    a CT series (:func:`_dicom_below`): ``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm``
-    beside DATA's series folders, and DATA is still the root of those (it was read as a SEG series, its
-    cases lost). Else [] (a SEG series folder beside a ``notes/`` or ``__MACOSX/`` folder stays one)."""
+def loose_segs(folder: Path, segs: list[Path] | None = None) -> list[Path]:
+    """The DICOM SEG files of ``folder`` (``segs``, when its :func:`_seg_files` are known) when they are
+    all its DICOM files and a folder below it holds a CT series (:func:`_dicom_below`): ``predict DATA -o
+    DATA --format dicom-seg`` writes ``<case>-seg.dcm`` beside DATA's series folders, and DATA is still the
+    root of those (it was read as a SEG series, its cases lost). Else [] (a SEG series folder beside a
+    ``notes/`` or ``__MACOSX/`` folder stays one)."""
     if not _subfolders([folder]):
         return []
-    segs = []
-    for child in _listing(folder):
-        if not child.is_file() or child.name.startswith(".") or is_dicomdir(child) or not _dicom_file(child):
-            continue
-        if _sop_class(child) not in SEG_SOP_CLASSES:
-            return []  # an image of its own: a series folder
-        segs.append(child)
+    segs = _seg_files(folder) if segs is None else segs
     return segs if segs and _dicom_below(folder) else []
 
 
@@ -263,7 +263,7 @@ def refuse_series_below(folder: Path) -> None:
 
 
 def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
-                rank: Callable[[Path], tuple[int, str]] = lambda seg: (0, "")) -> list[CaseFiles]:
+                rank: Callable[[SegFile], tuple[int, str]] = lambda seg: (0, "")) -> list[CaseFiles]:
     """The CT series at or below ``root`` (a series folder, or a TCIA download: :func:`ct_series_inputs`'s
     case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``):
     of several, the one ``rank`` puts first (``(order, why)``; ties: :func:`_dicom_folders`' order). A SEG
@@ -273,8 +273,10 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
     series, seg_files = _dicom_folders(root, folder_case(root))
     case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
     claims: dict[str, list[Path]] = {}
+    parsed: dict[Path, SegFile] = {}
     for path in filter(labels, seg_files):
-        case = next((case_of[uid] for uid in read_seg(path).referenced_series if uid in case_of), None)
+        parsed[path] = read_seg(path)
+        case = next((case_of[uid] for uid in parsed[path].referenced_series if uid in case_of), None)
         if case is None:
             warnings.warn(f"{path} is left out (it references no CT series found here)", UserWarning,
                           stacklevel=2)
@@ -282,7 +284,7 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
             claims.setdefault(case, []).append(path)
     segs: dict[str, Path] = {}
     for case, paths in claims.items():
-        ranks = {path: rank(path) for path in paths} if len(paths) > 1 else {}
+        ranks = {path: rank(parsed[path]) for path in paths} if len(paths) > 1 else {}
         segs[case] = kept = min(paths, key=lambda path: ranks.get(path, (0,))[0])
         for path in (p for p in paths if p != kept):
             why = f"{ranks[kept][1]}, before {ranks[path][1]}" if ranks[kept][0] < ranks[path][0] \

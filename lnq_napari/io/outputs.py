@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import file_above
-from lnq_napari.io.dicom_seg import ALGORITHM_NAME, PREDICTION_CONTENT
+from lnq_napari.io.dicom_seg import ALGORITHM_NAME, PREDICTION_CONTENT, SegFile
 from lnq_napari.io.layout import is_image_file
 
 #: The NRRD header field that marks a file an lnq-napari command wrote (its value names the command).
@@ -52,6 +52,12 @@ def _writer(path: Path) -> str | None:
                                  specific_tags=["Manufacturer", "ContentLabel"])
     except Exception:  # unreadable, not NRRD or DICOM: not a file we wrote
         return None
+    return _seg_writer(header)
+
+
+def _seg_writer(header) -> str | None:
+    """The lnq-napari command that wrote a DICOM file whose header (pydicom) is ``header``: by its Content
+    Label, else :data:`EXPORT`; None when lnq-napari did not write it."""
     if str(header.get("Manufacturer", "")) != ALGORITHM_NAME:
         return None
     label = str(header.get("ContentLabel", ""))
@@ -63,22 +69,17 @@ LABEL_RANKS = ("reviewed labels napari's Save or workspace export wrote", "a SEG
                "an lnq-napari SEG of unedited model output")
 
 
-def label_rank(path: Path) -> tuple[int, str]:
-    """Where the DICOM SEG ``path`` comes among several of one case, and why (:data:`LABEL_RANKS`): an
-    unmarked lnq-napari SEG (:data:`EXPORT`) with a MANUAL or SEMIAUTOMATIC segment holds a user's
-    reviewed labels and comes first; then a SEG lnq-napari did not write (3D Slicer's, a data set's); last an
-    unmarked lnq-napari SEG whose segments are all AUTOMATIC: what ``predict`` wrote before predictions were
-    marked, or the export of a prediction confirmed unedited, which cannot be told apart."""
-    if _writer(path) != EXPORT:
+def label_rank(seg: SegFile) -> tuple[int, str]:
+    """Where the parsed DICOM SEG ``seg`` comes among several of one case, and why (:data:`LABEL_RANKS`):
+    an unmarked lnq-napari SEG (:data:`EXPORT`) with a segment drawn or edited by hand holds a user's
+    reviewed labels and comes first; then a SEG lnq-napari did not write (3D Slicer's, a data set's); last
+    an unmarked lnq-napari SEG whose segments are all the model's unedited output: what ``predict`` wrote
+    before predictions were marked, or the export of a prediction confirmed unedited, which cannot be told
+    apart."""
+    if _seg_writer(seg.dataset) != EXPORT:
         return 1, LABEL_RANKS[1]
-    import pydicom
-
-    try:
-        segments = pydicom.dcmread(path, stop_before_pixels=True).get("SegmentSequence") or []
-    except Exception:  # unreadable: the reader says what is wrong when it is read
-        segments = []
-    kinds = {str(item.get("SegmentAlgorithmType", "")).upper() for item in segments}
-    return (2, LABEL_RANKS[2]) if kinds == {"AUTOMATIC"} else (0, LABEL_RANKS[0])
+    unedited = all(s.model_version is not None and not s.edited for s in seg.segments)
+    return (2, LABEL_RANKS[2]) if unedited else (0, LABEL_RANKS[0])
 
 
 def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...]) -> None:
