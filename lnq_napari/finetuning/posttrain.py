@@ -137,9 +137,10 @@ def step_alphas(parent: ForgettingFigures, refused: ForgettingFigures, rule: Act
         return []
     start, end = (float(np.subtract(*f.medians())) for f in (parent, refused))
     drop = start - end
-    reach = (start + rule.forgetting_margin) / drop if drop > 0 else 1.0  # no line (no drop, NaN): the top
-    if start < -rule.forgetting_margin:
+    if start < -rule.forgetting_margin:  # the parent itself beyond the margin
         reach = 0.0
+    else:
+        reach = (start + rule.forgetting_margin) / drop if drop > 0 else 1.0  # no line (NaN, no drop): top
     tried = ([a for a in STEP_ALPHAS if a <= reach] or [STEP_ALPHAS[-1]])[:steps]
     return [*tried[:-1], STEP_ALPHAS[-1]]
 
