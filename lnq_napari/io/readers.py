@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -486,11 +487,9 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         dicom_seg.refuse_series_below(folder)
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
     first = {sid: _first_file_header(files[0]) for sid, files in files_by_series.items()}
-    images = {sid: 0 if first[sid][0] in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid][1]
+    images = {sid: 0 if first[sid].sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
-
-    def largest() -> str:
-        return max(images, key=images.get)
+    volume = {sid: first[sid].ct_volume for sid in series}  # a PET, scout or dose screen: read if alone
 
     if series_uid in files_by_series:
         sid = series_uid
@@ -501,21 +500,21 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             raise LNQError(_no_ct_image(path))
         sid = chosen[0]
     else:
-        sid = largest()
+        sid = max(images, key=lambda o: (volume[o], images[o]))  # the largest CT, else the largest
         patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
         if len(patients) > 1:  # which one is meant cannot be told, and the case is named by the folder
             named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
             raise LNQError(f"{folder} holds the DICOM series of {len(patients)} patients ({named}); give "
                            "each patient's series a folder of its own")
-        if len(series) > 1:
-            others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
-                               for o in series if o != sid)
+        others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
+                           for o in series if o != sid and volume[o] == volume[sid])
+        if others:  # another CT (a lung-kernel reconstruction): which one is read is said
             warnings.warn(f"{folder} holds {len(series)} DICOM series; reading the largest, "
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
     files = files_by_series[sid]
-    sop_class, frames, frame_of_reference = first[sid]
+    sop_class, frames, frame_of_reference, _ = first[sid]
     if _enhanced(sop_class, frames):
         if len(files) > 1:
             raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
@@ -560,7 +559,7 @@ def dicom_source(path: str | Path) -> Path:
     CT's one file, a folder or any other file itself."""
     path = cd_root(path)
     if path.is_file() and dicom_seg.is_dicom_path(path):
-        sop_class, frames, _ = _first_file_header(str(path))
+        sop_class, frames, _, _ = _first_file_header(str(path))
         if sop_class and not _enhanced(sop_class, frames) and sop_class not in dicom_seg.SEG_SOP_CLASSES:
             return path.parent
     return path
@@ -593,20 +592,35 @@ def _series_description(file: str) -> str:
 
 #: Enhanced CT and Legacy Converted Enhanced CT: positions and rescale in functional groups, not per file.
 ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
+#: CT Image Storage and the enhanced ones: the images of a CT (a PET, a dose screen, a SEG are none).
+CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", *ENHANCED_CT_SOP_CLASSES)
 
 
-def _first_file_header(file: str) -> tuple[str, int, str]:
-    """``(SOP Class UID, Number of Frames, Frame of Reference UID)`` of a series' first file ("", 1, ""
-    where it does not say or cannot be read: the series reader then names what is wrong)."""
+class FileHeader(NamedTuple):
+    """What a series' first file says of the series ("", 1, "", False where it does not say or cannot be
+    read: the series reader then names what is wrong)."""
+
+    sop_class: str
+    frames: int
+    frame_of_reference: str
+    ct_volume: bool  # a CT image and no localizer (scout): of several series, the one to read
+
+
+def _first_file_header(file: str) -> FileHeader:
     import pydicom
 
     try:
-        header = pydicom.dcmread(file, stop_before_pixels=True,
-                                 specific_tags=["SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID"])
+        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
+            "SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID", "ImageType"])
         frames = int(header.get("NumberOfFrames", 1) or 1)
+        sop_class = str(header.get("SOPClassUID", ""))
+        kinds = header.get("ImageType") or []
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        localizer = "LOCALIZER" in [str(k).strip().upper() for k in kinds]
     except Exception:  # unreadable or a bad frame count: the series reader says so
-        return "", 1, ""
-    return str(header.get("SOPClassUID", "")), frames, str(header.get("FrameOfReferenceUID", "")).strip()
+        return FileHeader("", 1, "", False)
+    return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
+                      sop_class in CT_SOP_CLASSES and not localizer)
 
 
 def _enhanced(sop_class: str, frames: int) -> bool:
@@ -933,7 +947,7 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
 
     reader = sitk.ImageSeriesReader()
     files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
-    sop_class, frames, frame_of_reference = _first_file_header(files[0]) if files else ("", 1, "")
+    sop_class, frames, frame_of_reference, _ = _first_file_header(files[0]) if files else ("", 1, "", False)
     if len(files) == 1 and _enhanced(sop_class, frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
         meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": frame_of_reference}

@@ -1,0 +1,95 @@
+"""Classic DICOM CT series as hospitals export them: other series beside the CT, localizers, copies."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from lnq_napari.io import read_volume
+
+STUDY, FRAME = generate_uid(), generate_uid()
+ORIGIN, SPACING, GAP = (-100.0, -120.0, -50.0), (0.7, 0.8), 2.5  # PixelSpacing is (row, column) spacing
+
+
+def hu(slices: int = 8, rows: int = 24, columns: int = 20, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-1000, 1500, (slices, rows, columns)).astype(np.int16)
+
+
+def series(folder: Path, values: np.ndarray, name: str = "ct", **tags) -> str:
+    """``values`` (HU, z y x) written as a classic CT series of axial slices ``GAP`` mm apart from
+    ``ORIGIN`` (files ``<name>-<k>.dcm``), ``tags`` set on every slice; its Series Instance UID."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = tags.pop("SeriesInstanceUID", generate_uid())
+    for k, plane in enumerate(values):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "P1", STUDY, uid
+        ds.FrameOfReferenceUID, ds.Modality, ds.InstanceNumber = FRAME, "CT", k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + GAP * k]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing, ds.SliceThickness = list(SPACING), GAP
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = plane.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = (plane.astype(np.int16) + 1024).astype(np.int16).tobytes()
+        for key, value in tags.items():
+            setattr(ds, key, value)
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(folder / f"{name}-{k:03d}.dcm", enforce_file_format=True)
+    return uid
+
+
+def assert_is_the_ct(volume, values: np.ndarray) -> None:
+    np.testing.assert_array_equal(volume.array, values)
+    np.testing.assert_allclose(volume.spacing, (SPACING[1], SPACING[0], GAP), atol=1e-6)
+    np.testing.assert_allclose(volume.origin, ORIGIN, atol=1e-6)
+    np.testing.assert_allclose(volume.direction, np.eye(3).ravel(), atol=1e-9)
+
+
+def test_a_pet_ct_folder_reads_the_ct_even_when_the_pet_has_more_slices(tmp_path):
+    """A PET/CT study exported into one folder: the PET (more, thinner slices, per-slice float slopes)
+    was "the largest series" and read as the CT, in Bq/ml (with only a warning naming it)."""
+    ct = hu()
+    series(tmp_path, ct, SeriesDescription="CT AC")
+    pet = np.random.default_rng(1).integers(0, 3000, (12, 16, 16)).astype(np.int16)
+    series(tmp_path, pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128",
+           SeriesDescription="PET AC", RescaleIntercept=0, RescaleSlope=0.37)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a PET beside the CT leaves no doubt which series is the CT
+        assert_is_the_ct(read_volume(tmp_path), ct)
+
+
+def test_a_scout_or_a_dose_screen_beside_the_ct_is_no_other_ct_to_warn_about(tmp_path):
+    """Nearly every export holds a scout (and a dose screen) beside the CT: each read warned "holds 3 DICOM
+    series; reading the largest ..., not series (1); series (1)" (a warning per case in a batch)."""
+    ct = hu()
+    series(tmp_path, ct)
+    scout = hu(1, 30, 16, seed=2)
+    series(tmp_path, scout, "scout", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"],
+           ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 0.0, -1.0])
+    series(tmp_path, hu(1, seed=3), "dose", SOPClassUID="1.2.840.10008.5.1.4.1.1.7",
+           ImageType=["DERIVED", "SECONDARY", "OTHER"], SeriesDescription="Dose Report")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_is_the_ct(read_volume(tmp_path), ct)
+    series(tmp_path, hu(5), "lung", SeriesDescription="lung")  # another CT: which one is read is said
+    with pytest.warns(UserWarning, match=r"reading the largest, series \(8 slices.*not 'lung' \(5\): to"):
+        assert_is_the_ct(read_volume(tmp_path), ct)
+
+
+def test_the_series_uid_asked_for_is_read_even_when_it_is_not_a_ct(tmp_path):
+    """series_uid (read_ct_of: the series a SEG was drawn on) still chooses, whatever the ranking."""
+    series(tmp_path, hu())
+    pet = np.random.default_rng(1).integers(0, 3000, (3, 16, 16)).astype(np.int16)
+    uid = series(tmp_path, pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
+    assert read_volume(tmp_path, uid).shape == (3, 16, 16)
