@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from lnq_napari.errors import LNQError
 from lnq_napari.io import read_volume
 
 STUDY, FRAME = generate_uid(), generate_uid()
@@ -93,3 +96,33 @@ def test_the_series_uid_asked_for_is_read_even_when_it_is_not_a_ct(tmp_path):
     pet = np.random.default_rng(1).integers(0, 3000, (3, 16, 16)).astype(np.int16)
     uid = series(tmp_path, pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
     assert read_volume(tmp_path, uid).shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("size", [(30, 16), (24, 20)])
+def test_a_scout_filed_in_the_ct_series_is_left_out(tmp_path, size):
+    """A localizer sharing the CT's Series Instance UID (sorted first or last among the slices) was refused:
+    "the DICOM slices ... differ in size" or, of the slices' size, "do not share one orientation"."""
+    ct = hu()
+    uid = series(tmp_path, ct)
+    for name, position in (("a-scout", (-200.0, 0.0, -300.0)), ("z-scout", (0.0, -200.0, -300.0))):
+        series(tmp_path, hu(1, *size, seed=2), name, SeriesInstanceUID=uid,
+               ImagePositionPatient=list(position), ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"],
+               ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 0.0, -1.0])
+    assert_is_the_ct(read_volume(tmp_path), ct)
+    scout = tmp_path / "scout-only"
+    series(scout, hu(1, *size, seed=2), ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    assert read_volume(scout).shape == (1, *size)  # alone, it is what is there (predict refuses a slice)
+
+
+def test_a_slice_file_copied_twice_is_read_once(tmp_path):
+    """One image saved twice (``IM3`` and ``IM3 (1)``, the same SOP Instance UID) was refused as "two
+    slices at one position"; two different images at one position still are."""
+    ct = hu()
+    series(tmp_path, ct)
+    shutil.copy(tmp_path / "ct-003.dcm", tmp_path / "ct-003 (1).dcm")
+    assert_is_the_ct(read_volume(tmp_path), ct)
+    ds = pydicom.dcmread(tmp_path / "ct-003.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "ct-003 (1).dcm")
+    with pytest.raises(LNQError, match="two slices at one position"):
+        read_volume(tmp_path)

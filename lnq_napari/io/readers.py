@@ -513,7 +513,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
-    files = files_by_series[sid]
+    files = _series_slices(files_by_series[sid])
     sop_class, frames, frame_of_reference, _ = first[sid]
     if _enhanced(sop_class, frames):
         if len(files) > 1:
@@ -614,13 +614,41 @@ def _first_file_header(file: str) -> FileHeader:
             "SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID", "ImageType"])
         frames = int(header.get("NumberOfFrames", 1) or 1)
         sop_class = str(header.get("SOPClassUID", ""))
-        kinds = header.get("ImageType") or []
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        localizer = "LOCALIZER" in [str(k).strip().upper() for k in kinds]
     except Exception:  # unreadable or a bad frame count: the series reader says so
         return FileHeader("", 1, "", False)
     return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
-                      sop_class in CT_SOP_CLASSES and not localizer)
+                      sop_class in CT_SOP_CLASSES and not _localizer(header))
+
+
+def _localizer(header) -> bool:
+    """Whether a DICOM header's Image Type says it is a localizer (a scout, topogram or survey)."""
+    kinds = header.get("ImageType") or []
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    return "LOCALIZER" in [str(k).strip().upper() for k in kinds]
+
+
+def _series_slices(files: list[str]) -> list[str]:
+    """The files of a series that are its slices, in order: a localizer (scout) filed in the CT's series
+    and a second copy of one image (same SOP Instance UID: a file copied twice) left out. Unreadable
+    headers are kept (the series reader names what is wrong)."""
+    import pydicom
+
+    if len(files) < 2:
+        return list(files)
+    kept, localizers, seen = [], [], set()
+    for file in files:
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True,
+                                     specific_tags=["SOPInstanceUID", "ImageType"])
+        except Exception:  # the series reader says what is wrong with it
+            kept.append(file)
+            continue
+        instance = str(header.get("SOPInstanceUID", "")).strip()
+        if instance and instance in seen:
+            continue
+        seen.add(instance)
+        (localizers if _localizer(header) else kept).append(file)
+    return kept if kept else localizers  # a scout alone is read as what it is
 
 
 def _enhanced(sop_class: str, frames: int) -> bool:
@@ -946,7 +974,7 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    files = reader.GetGDCMSeriesFileNames(str(folder), series_uid)
+    files = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
     sop_class, frames, frame_of_reference, _ = _first_file_header(files[0]) if files else ("", 1, "", False)
     if len(files) == 1 and _enhanced(sop_class, frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
