@@ -126,3 +126,28 @@ def test_a_slice_file_copied_twice_is_read_once(tmp_path):
     ds.save_as(tmp_path / "ct-003 (1).dcm")
     with pytest.raises(LNQError, match="two slices at one position"):
         read_volume(tmp_path)
+
+
+def test_a_first_slice_with_a_fractional_rescale_does_not_make_the_ct_float64(tmp_path):
+    """The first slice rescaled by a slope of 0.5 (or an intercept of -1024.5) made SimpleITK read every
+    voxel as float64: 8 bytes a voxel, 1.3 GB for a 600-slice CT, 4x the int16 of LNQ's files. Whole HU
+    read as int16, others as float32."""
+    ct = hu()
+    half = tmp_path / "slope"
+    series(half, ct)
+    ds = pydicom.dcmread(half / "ct-000.dcm")
+    ds.RescaleSlope, ds.PixelData = 0.5, ((ct[0] + 1024) * 2).astype(np.int16).tobytes()
+    ds.save_as(half / "ct-000.dcm")
+    got = read_volume(half)
+    assert got.array.dtype == np.int16
+    assert_is_the_ct(got, ct)
+    shifted = tmp_path / "intercept"
+    series(shifted, ct)
+    ds = pydicom.dcmread(shifted / "ct-000.dcm")
+    ds.RescaleIntercept = -1024.5
+    ds.save_as(shifted / "ct-000.dcm")
+    got = read_volume(shifted)
+    assert got.array.dtype == np.float32
+    expected = ct.astype(np.float32)
+    expected[0] -= 0.5
+    assert_is_the_ct(got, expected)

@@ -532,12 +532,21 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     raw.meta["dicom_series_uid"] = sid
     if frame_of_reference:
         raw.meta["dicom_frame_of_reference"] = frame_of_reference
-    array = raw.array
-    if array.dtype.kind in "iu" and array.dtype.itemsize > 2 and array.size:
-        lo, hi = array.min(), array.max()
-        if lo >= np.iinfo(np.int16).min and hi <= np.iinfo(np.int16).max:
-            raw.array = array.astype(np.int16)  # HU fit int16, as in LNQ's files
+    raw.array = _compact_hu(raw.array)
     return raw
+
+
+def _compact_hu(array: np.ndarray) -> np.ndarray:
+    """A DICOM CT's HU as int16 when they are whole numbers in its range (as in LNQ's files), else as
+    float32 at most (SimpleITK reads int32 or, for a fractional rescale, float64: 2-4x the memory)."""
+    if not array.size or array.dtype.itemsize <= 2:
+        return array
+    lo, hi = array.min(), array.max()
+    fits = np.iinfo(np.int16).min <= lo and hi <= np.iinfo(np.int16).max
+    whole = array.dtype.kind in "iu" or all(np.array_equal(plane, np.round(plane)) for plane in array)
+    if fits and whole:
+        return array.astype(np.int16)
+    return array.astype(np.float32) if array.dtype.kind == "f" and array.dtype.itemsize > 4 else array
 
 
 def _no_ct_image(path: Path) -> str:
@@ -687,10 +696,7 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
         position, frame, array = position + frame * (array.shape[0] - 1), -frame, array[::-1]
     spacing = tuple(float(np.linalg.norm(v)) for v in (column, row, frame))
     direction = np.stack([column / spacing[0], row / spacing[1], frame / spacing[2]], axis=1)
-    if pixels and array.size and np.array_equal(array, np.round(array)) and \
-            np.iinfo(np.int16).min <= array.min() and array.max() <= np.iinfo(np.int16).max:
-        array = array.astype(np.int16)  # HU fit int16, as a classic series reads
-    return RawImage(array if not pixels else np.ascontiguousarray(array), spacing,
+    return RawImage(array if not pixels else np.ascontiguousarray(_compact_hu(array)), spacing,
                     tuple(float(v) for v in position), tuple(float(v) for v in direction.ravel()), {})
 
 
