@@ -487,3 +487,65 @@ def test_a_dicom_data_folder_whose_only_segs_are_predictions_says_so(tmp_path, f
     with pytest.warns(UserWarning, match=r"1 label file\(s\) written by lnq-napari predict left out"), \
             pytest.raises(LNQError, match=said):
         find_cases(data, require="seg", what="training data")
+
+
+#: DICOM objects without pixels a viewer or PACS saves beside a series: (SOP Class UID, Modality).
+NON_IMAGE = {"report": ("1.2.840.10008.5.1.4.1.1.88.11", "SR"),
+             "key-objects": ("1.2.840.10008.5.1.4.1.1.88.59", "KO"),
+             "presentation": ("1.2.840.10008.5.1.4.1.1.11.1", "PR")}
+
+
+def _non_image(path: Path, kind: str) -> Path:
+    """A DICOM object of ``kind`` (:data:`NON_IMAGE`) without pixels, of the study of :data:`SERIES`."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    ct = pydicom.dcmread(sorted(SERIES.glob("*.dcm"))[0], stop_before_pixels=True)
+    ds = Dataset()
+    ds.SOPClassUID, ds.Modality = NON_IMAGE[kind]
+    ds.SOPInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.PatientID, ds.StudyInstanceUID = ct.PatientID, ct.StudyInstanceUID
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def test_a_report_key_objects_or_presentation_state_beside_segs_leaves_them_segs(tmp_path):
+    """A structured report, key object selection or presentation state a viewer saved into a SEG series
+    folder (or beside the SEGs loose above series folders, or among many SEGs) made the folder's SEGs no
+    SEGs ("all files are SEG"): left out without a word, the SEG series read as a CT, or the data folder
+    taken for one CT case. A CT series folder holding one stays a CT series."""
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    for kind in NON_IMAGE:
+        root = tmp_path / kind
+        series = shutil.copytree(SERIES, root / "P1" / "ST" / "2-CT")
+        _non_image(series / "zz-note.dcm", kind)
+        seg = write_dicom_seg(_mkdir(root / "P1" / "ST" / "3-SEG") / "1-1.dcm", mask, series)
+        _non_image(seg.parent / "2-1.dcm", kind)
+        back = read_labels(seg.parent)
+        assert back.same_grid(ct), kind
+        np.testing.assert_array_equal(back.array, mask.array)
+        assert find_cts(root) == [("P1_ST_2-CT", series)]
+        (case,) = find_cases(root, require="seg")
+        assert (case.case_id, case.seg) == ("P1_ST_2-CT", seg.resolve())
+        many = _mkdir(root / "labels")  # more SEGs than a series folder holds
+        for k in range(9):
+            shutil.copy(seg, many / f"a{k}.dcm")
+        shutil.rmtree(seg.parent)
+        _non_image(many / "b.dcm", kind)
+        with pytest.warns(UserWarning, match=r"a8\.dcm is left out: a second SEG of P1_ST_2-CT"):
+            (case,) = find_cases(root, require="seg")
+        assert case.seg == (many / "a0.dcm").resolve(), kind
+        loose = shutil.move(many / "a0.dcm", root / "P1_ST_2-CT-seg.dcm")  # beside the series folders
+        _non_image(root / "b.dcm", kind)
+        shutil.rmtree(many)
+        assert find_cts(root) == [("P1_ST_2-CT", series)]
+        assert [(c.case_id, c.seg) for c in find_cases(root)] == [("P1_ST_2-CT", loose.resolve())], kind
+

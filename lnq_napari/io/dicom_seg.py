@@ -87,15 +87,31 @@ class SegFile:
 
 
 # ------------------------------------------------------------------ finding
-def _sop_class(path: Path) -> str | None:
-    """The SOP Class UID of a DICOM file (header only), None when it is not DICOM."""
+#: The header elements that tell the files of a folder apart (:func:`_dicom_kind`).
+KIND_TAGS = ["SOPClassUID", "Modality", "ImageType", "Rows"]
+
+
+def _dicom_kind(path: Path) -> str | None:
+    """What the file ``path`` is, from its header: "seg" (a DICOM SEG), "ct" (a CT image other than a
+    localizer), "image" (another image: a scout, an MR or PET slice), "other" (an object without pixels: a
+    structured report, key objects, a presentation state, a PDF), "unreadable" (DICOM by its name or mark,
+    its header unreadable or cut short) or None (no DICOM: a note)."""
     import pydicom
 
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        return str(ds.get("SOPClassUID", "")) or None
-    except Exception:  # not DICOM, truncated, unreadable: not a SEG
+    if not _dicom_file(path):
         return None
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=KIND_TAGS)
+    except Exception:  # garbage after a DICOM name or preamble
+        return "unreadable"
+    sop_class = str(header.get("SOPClassUID", "") or "")
+    if sop_class in SEG_SOP_CLASSES:
+        return "seg"
+    if "Rows" not in header:  # no pixels, or a header cut short: the standard names each image "... Image"
+        return "other" if sop_class and "Image" not in pydicom.uid.UID(sop_class).name else "unreadable"
+    modality = str(header.get("Modality", "CT") or "CT").upper()
+    localizer = "LOCALIZER" in [str(k).upper() for k in (header.get("ImageType") or [])]
+    return "ct" if modality == "CT" and not localizer else "image"
 
 
 def seg_file(path: str | Path) -> Path | None:
@@ -104,7 +120,7 @@ def seg_file(path: str | Path) -> Path | None:
     loose beside series folders: :func:`loose_segs`). LNQError for a folder holding several SEG files."""
     path = Path(path)
     if path.is_file():
-        return path if _sop_class(path) in SEG_SOP_CLASSES else None
+        return path if _dicom_kind(path) == "seg" else None
     segs = _folder_segs(path)
     if len(segs) > 1:
         raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
@@ -121,22 +137,27 @@ def _folder_segs(path: Path, most: int | None = MAX_FOLDER_FILES) -> list[Path]:
 
 
 def _seg_files(folder: Path, most: int | None = None) -> list[Path]:
-    """The files of ``folder`` (hidden ones and a DICOMDIR aside) when its DICOM files are all DICOM SEG and
-    there are at most ``most`` files (None: any number); else []. Headers are read until a file of another
-    kind turns up (a CT or PET series: its first file)."""
-    if not folder.is_dir():
-        return []
-    files = [f for f in _listing(folder) if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f)]
+    """The DICOM SEG files of ``folder`` when it holds no image (:func:`_dicom_kind`: a structured report,
+    key objects or a presentation state a viewer saved beside the SEGs are no image) and at most ``most``
+    files (None: any number); else []. Headers are read until an image turns up (a CT series: its first
+    file)."""
+    files = _files(folder)
     if most is not None and len(files) > most:
         return []  # a CT series folder
     segs = []
     for f in files:
-        kind = _sop_class(f)
-        if kind in SEG_SOP_CLASSES:
+        kind = _dicom_kind(f)
+        if kind == "seg":
             segs.append(f)
-        elif kind is not None:
+        elif kind in ("ct", "image"):
             return []
     return segs
+
+
+def _files(folder: Path) -> list[Path]:
+    """The files of ``folder``, sorted, hidden ones (macOS's ``._`` files beside copied DICOM) and a
+    DICOMDIR left out."""
+    return [f for f in _listing(folder) if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f)]
 
 
 def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
@@ -253,8 +274,7 @@ def refuse_series_below(folder: Path) -> None:
         below += [f for f in level if _holds_dicom(f) and not _not_a_ct_image(f)]
     if not below or _not_a_ct_image(folder):
         return
-    own = sum(1 for f in _listing(folder) if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f)
-              and _dicom_file(f))
+    own = sum(1 for f in _files(folder) if _dicom_file(f))
     tops = sorted({f.relative_to(folder).parts[0] for f in below})
     named = ", ".join(tops[:3]) + (" ..." if len(tops) > 3 else "")
     raise LNQError(f"{folder} holds a DICOM CT of its own ({own} file{'s' if own != 1 else ''}) and DICOM CT "
