@@ -549,3 +549,58 @@ def test_a_report_key_objects_or_presentation_state_beside_segs_leaves_them_segs
         assert find_cts(root) == [("P1_ST_2-CT", series)]
         assert [(c.case_id, c.seg) for c in find_cases(root)] == [("P1_ST_2-CT", loose.resolve())], kind
 
+
+def test_an_unreadable_file_beside_segs_is_skipped_with_a_warning(tmp_path):
+    """A damaged ``.dcm`` (garbage, or a file cut short in copying) in a SEG series folder, among many SEGs
+    or beside SEGs loose above series folders made the folder a CT series: the SEGs were left out, the
+    data folder refused as "a DICOM CT of its own". The file is skipped, named in a warning."""
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    root = tmp_path / "download"
+    series = shutil.copytree(SERIES, root / "P1" / "ST" / "2-CT")
+    seg = write_dicom_seg(_mkdir(root / "P1" / "ST" / "3-SEG") / "1-1.dcm", mask, series)
+    damaged = {"bad.dcm": b"not DICOM at all" * 8, "cut.dcm": (series / sorted(
+        f.name for f in series.iterdir())[0]).read_bytes()[:1000]}  # a CT slice cut inside its header
+
+    def damage(folder: Path) -> list[str]:
+        """The damaged files written into ``folder``, as the warnings name them."""
+        for name, content in damaged.items():
+            (folder / name).write_bytes(content)
+        return [f"{folder / name} is skipped: it cannot be read as DICOM (damaged, or cut short); copy it "
+                "again or move it away" for name in sorted(damaged)]
+
+    def skipped(heard) -> list[str]:
+        return sorted(str(w.message) for w in heard if " is skipped: " in str(w.message))
+
+    warned = damage(seg.parent)
+    with pytest.warns(UserWarning) as heard:
+        np.testing.assert_array_equal(read_labels(seg.parent).array, mask.array)
+    assert skipped(heard) == warned  # each file once
+    assert find_cts(root) == [("P1_ST_2-CT", series)]
+    with pytest.warns(UserWarning) as heard:
+        assert [(c.case_id, c.seg) for c in find_cases(root)] == [("P1_ST_2-CT", seg.resolve())]
+    assert skipped(heard) == warned
+    many = _mkdir(root / "labels")  # more SEGs than a series folder holds
+    for k in range(9):
+        shutil.copy(seg, many / f"a{k}.dcm")
+    shutil.rmtree(seg.parent)
+    warned = damage(many)
+    with pytest.warns(UserWarning) as heard:
+        (case,) = find_cases(root, require="seg")
+    assert case.seg == (many / "a0.dcm").resolve() and skipped(heard) == warned
+    loose = shutil.move(many / "a0.dcm", root / "P1_ST_2-CT-seg.dcm")  # beside the series folders
+    shutil.rmtree(many)
+    warned = damage(root)
+    with pytest.warns(UserWarning) as heard:
+        assert [(c.case_id, c.seg) for c in find_cases(root)] == [("P1_ST_2-CT", loose.resolve())]
+    assert skipped(heard) == warned
+    with pytest.warns(UserWarning) as heard:  # predict's walk: each file named once too
+        assert find_cts(root) == [("P1_ST_2-CT", series)]
+    assert skipped(heard) == warned
+    for name in damaged:  # nothing in it can be read: one line
+        (_mkdir(tmp_path / f"only-{name}") / name).write_bytes(damaged[name])
+        with pytest.raises(LNQError, match=r"^[^\n]*$"):
+            read_labels(tmp_path / f"only-{name}")

@@ -114,43 +114,42 @@ def _dicom_kind(path: Path) -> str | None:
     return "ct" if modality == "CT" and not localizer else "image"
 
 
-def seg_file(path: str | Path) -> Path | None:
-    """The DICOM SEG file ``path`` names: the file itself, or the one SEG in a SEG series folder
-    (:func:`_folder_segs`); None for anything else (a CT series, another image, a folder whose SEGs lie
-    loose beside series folders: :func:`loose_segs`). LNQError for a folder holding several SEG files."""
+def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:
+    """The DICOM SEG file ``path`` names: the file itself, or the one SEG in a SEG series folder (at most
+    :data:`MAX_FOLDER_FILES` files, its :func:`_seg_files`: ``segs`` when known); None for anything else
+    (a CT series, another image, a folder whose SEGs lie loose beside series folders: :func:`loose_segs`).
+    LNQError for a folder holding several SEG files."""
     path = Path(path)
     if path.is_file():
         return path if _dicom_kind(path) == "seg" else None
-    segs = _folder_segs(path)
+    if len(_files(path)) > MAX_FOLDER_FILES:
+        return None  # a CT series folder
+    segs = _seg_files(path) if segs is None else segs
+    if loose_segs(path, segs):
+        return None
     if len(segs) > 1:
         raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
                        "point to one of them")
     return segs[0] if segs else None
 
 
-def _folder_segs(path: Path, most: int | None = MAX_FOLDER_FILES) -> list[Path]:
-    """The DICOM SEG files of a folder of at most ``most`` files (None: any number), all DICOM SEG (a SEG
-    series folder, or ``predict DATA -o DATA/preds``'s SEGs of several cases), not loose beside series
-    folders (:func:`loose_segs`); else []."""
-    segs = _seg_files(path, most)
-    return [] if not segs or loose_segs(path, segs) else segs
-
-
-def _seg_files(folder: Path, most: int | None = None) -> list[Path]:
+def _seg_files(folder: Path) -> list[Path]:
     """The DICOM SEG files of ``folder`` when it holds no image (:func:`_dicom_kind`: a structured report,
-    key objects or a presentation state a viewer saved beside the SEGs are no image) and at most ``most``
-    files (None: any number); else []. Headers are read until an image turns up (a CT series: its first
-    file)."""
-    files = _files(folder)
-    if most is not None and len(files) > most:
-        return []  # a CT series folder
-    segs = []
-    for f in files:
+    key objects or a presentation state a viewer saved beside the SEGs are no image); else []. A file that
+    cannot be read beside them is named in a warning and skipped. Headers are read until an image turns up
+    (a CT series: its first file)."""
+    segs, unreadable = [], []
+    for f in _files(folder):
         kind = _dicom_kind(f)
         if kind == "seg":
             segs.append(f)
+        elif kind == "unreadable":
+            unreadable.append(f)
         elif kind in ("ct", "image"):
             return []
+    for f in unreadable if segs else []:
+        warnings.warn(f"{f} is skipped: it cannot be read as DICOM (damaged, or cut short); copy it again or "
+                      "move it away", UserWarning, stacklevel=2)
     return segs
 
 
@@ -169,10 +168,9 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     path = Path(path)
     if not path.is_dir():
         return [(case_id, path)]
-    if _holds_dicom(path) and not loose_segs(path):  # a series folder (a SEG folder: not a CT, says predict)
-        refuse_series_below(path)
+    found, segs = _dicom_folders(path, case_id)
+    if not found and segs and segs[0].parent == path:  # a SEG series folder: not a CT, says predict
         return [(case_id, path)]
-    found, _ = _dicom_folders(path, case_id)
     if not found:
         raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
                        "folders below it; point to a CT file, a folder of them or a DICOM series folder")
@@ -199,18 +197,16 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
         for folder in sorted(level):
             if not _holds_dicom(folder):
                 continue
-            beside = loose_segs(folder)
-            if beside:  # no series folder: the walk goes on below it
+            here = _seg_files(folder)  # read once for each question below
+            if beside := loose_segs(folder, here):  # no series folder: the walk goes on below it
                 loose += beside
-            elif depth and (found := _folder_segs(folder)):
-                segs += found  # each SEG of a folder below (predict DATA -o DATA/preds wrote several)
-            elif not depth and (seg := seg_file(folder)) is not None:  # given: one SEG, or refused
+            elif depth and here:  # each SEG of a folder below (predict DATA -o DATA/preds wrote several)
+                segs += here
+            elif not depth and (seg := seg_file(folder, here)) is not None:  # given: one SEG, or refused
                 segs.append(seg)
             elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
                 parts = [*root, *folder.relative_to(path).parts]
                 series.append((case_id if depth == 0 else "_".join(parts), folder))
-            else:  # no CT image: a folder of more SEGs than a series folder holds (predict of 9+ cases)
-                segs += _folder_segs(folder, most=None)
         if depth == 0 and (series or segs):
             if series:
                 refuse_series_below(path)
@@ -226,8 +222,8 @@ def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], li
 
 
 def loose_segs(folder: Path, segs: list[Path] | None = None) -> list[Path]:
-    """The DICOM SEG files of ``folder`` (``segs``, when its :func:`_seg_files` are known) when they are
-    all its DICOM files and a folder below it holds a CT series (:func:`_dicom_below`): ``predict DATA -o
+    """The DICOM SEG files of ``folder`` (its :func:`_seg_files`: ``segs`` when known) when it holds no
+    image and a folder below it holds a CT series (:func:`_dicom_below`): ``predict DATA -o
     DATA --format dicom-seg`` writes ``<case>-seg.dcm`` beside DATA's series folders, and DATA is still the
     root of those (it was read as a SEG series, its cases lost). Else [] (a SEG series folder beside a
     ``notes/`` or ``__MACOSX/`` folder stays one)."""
@@ -346,23 +342,17 @@ def _dicom_file(path: Path) -> bool:
 
 def _not_a_ct_image(folder: Path) -> bool:
     """Whether ``folder`` plainly holds no CT volume: no DICOM file of it is a CT image other than a
-    localizer (a dose report SR, a presentation state, a scout alone). Files are read until a CT image
-    turns up, so a scout or a SEG sorted before a study's slices (a flat export, a prediction saved into
-    the series folder) does not hide them."""
-    import pydicom
-
-    for path in _listing(folder):
-        if path.name.startswith(".") or not path.is_file() or is_dicomdir(path) or not _dicom_file(path):
-            continue  # hidden: macOS's ._ files beside copied DICOM are no DICOM
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ImageType"])
-        except Exception:  # unreadable: the reader says what is wrong when it is read
+    localizer (:func:`_dicom_kind`: a dose report SR, a presentation state, a scout alone), files that
+    cannot be read left aside unless nothing else is DICOM (the reader says what is wrong). Files are read
+    until a CT image turns up, so a scout or a SEG sorted before a study's slices (a flat export, a
+    prediction saved into the series folder) does not hide them."""
+    kinds = set()
+    for path in _files(folder):
+        kind = _dicom_kind(path)
+        if kind == "ct":
             return False
-        modality = str(header.get("Modality", "CT") or "CT").upper()
-        kinds = [str(k).upper() for k in (header.get("ImageType") or [])]
-        if modality == "CT" and "LOCALIZER" not in kinds:
-            return False
-    return True
+        kinds.add(kind)
+    return "unreadable" not in kinds or bool(kinds - {"unreadable", None})
 
 
 def _listing(folder: Path) -> list[Path]:
