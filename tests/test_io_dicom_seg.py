@@ -132,6 +132,19 @@ def test_seg_among_its_ct_slices_or_a_level_down(tmp_path, ct, liver):
     np.testing.assert_array_equal(read_labels(seg).array, liver.array != 0)
 
 
+
+def test_a_seg_loose_above_its_series_folder_finds_its_ct_below(tmp_path, ct, liver):
+    """``predict DATA -o DATA --format dicom-seg`` writes ``<case>-seg.dcm`` beside DATA's patient / study /
+    series folders: opened on its own (read_labels, napari, measure) it was refused, its CT "not in DATA/
+    or the folders beside it"."""
+    data = tmp_path / "data"
+    shutil.copytree(SERIES, data / "P0" / "ST" / "1-CT")  # a series it does not reference, found first
+    series = shutil.move(other_series(tmp_path), data / "P1" / "ST" / "2-CT")
+    seg = write_dicom_seg(data / "P1_ST_2-CT-seg.dcm", liver, series)
+    back = read_labels(seg)
+    np.testing.assert_array_equal(back.array, liver.array != 0)
+    assert (back.spacing, back.origin, back.direction) == (ct.spacing, ct.origin, ct.direction)
+
 def test_ct_grid_found_from_two_slices_equals_the_full_read(tmp_path):
     """Without a CT given, the SEG's grid comes from the series' first and last slices; it must be the grid
     read_volume gives the whole series, bit for bit, also when the gaps differ a little (< 1 %)."""
@@ -438,10 +451,11 @@ def test_seg_of_another_series_or_without_its_ct_is_refused(tmp_path, ct, liver)
     root = study(tmp_path)
     out = write_dicom_seg(root / "2-SEG" / "seg.dcm", liver, root / "1-CT")
     shutil.rmtree(root / "1-CT")
-    with pytest.raises(LNQError, match="is not in 2-SEG/ or the folders beside it"):
+    missing = "is not in 2-SEG/, the folders beside it or the series folders below it"
+    with pytest.raises(LNQError, match=missing):
         read_labels(out)
     other = read_volume(other_series(root))  # now beside the SEG, but another series
-    with pytest.raises(LNQError, match="is not in 2-SEG/ or the folders beside it"):
+    with pytest.raises(LNQError, match=missing):
         read_labels(out)
     with pytest.raises(LNQError, match="drawn on CT series .*, but the CT given is series"):
         read_labels(out, reference=other)

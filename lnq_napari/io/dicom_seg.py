@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,15 +234,18 @@ def loose_segs(folder: Path, segs: list[Path] | None = None) -> list[Path]:
 
 
 def _dicom_below(folder: Path) -> bool:
-    """Whether a folder below ``folder`` (down to :data:`SERIES_DEPTH`) holds a CT series (as
-    :func:`refuse_series_below` counts them): a SEG series folder holding an older SEG in ``prev/`` stays
-    one."""
+    """Whether a folder below ``folder`` holds a CT series (:func:`_ct_folders_below`): a SEG series folder
+    holding an older SEG in ``prev/`` stays one."""
+    return next(_ct_folders_below(folder), None) is not None
+
+
+def _ct_folders_below(folder: Path) -> Iterator[Path]:
+    """The folders below ``folder`` (down to :data:`SERIES_DEPTH`, level by level, hidden ones and links
+    left out) that hold DICOM with a CT image (:func:`_not_a_ct_image`), found as they are asked for."""
     level = [folder]
     for _ in range(SERIES_DEPTH):
         level = _subfolders(level)
-        if any(_holds_dicom(f) and not _not_a_ct_image(f) for f in level):
-            return True
-    return False
+        yield from (f for f in level if _holds_dicom(f) and not _not_a_ct_image(f))
 
 
 def _subfolders(folders: list[Path]) -> list[Path]:
@@ -264,10 +267,7 @@ def refuse_series_below(folder: Path) -> None:
     folders lie below it (an enhanced CT beside CD exports): which of them are cases cannot be told, and
     the ones below were left out without a word. Predictions, label versions or a scout below it are no
     CT series: the folder is its one case."""
-    below, level = [], [folder]
-    for _ in range(SERIES_DEPTH):
-        level = _subfolders(level)
-        below += [f for f in level if _holds_dicom(f) and not _not_a_ct_image(f)]
+    below = list(_ct_folders_below(folder))
     if not below or _not_a_ct_image(folder):
         return
     own = sum(1 for f in _files(folder) if _dicom_file(f))
@@ -401,19 +401,21 @@ def _candidate_folders(path: Path) -> list[Path]:
 
 def find_ct_series(seg: SegFile) -> tuple[Path, str]:
     """``(folder, series UID)`` of the CT series ``seg`` references, looked for in the SEG's folder and
-    the folders beside it; LNQError when it is not there."""
+    the folders beside it, then in the series folders below its folder (a SEG loose above them:
+    :func:`loose_segs`); LNQError when it is not there."""
     if not seg.referenced_series:
         raise LNQError(f"{seg.name} does not say which CT series it was drawn on (no Referenced Series "
                        "Sequence); pass the CT with it (read_labels(seg, reference=read_volume(ct)))")
-    for folder in _candidate_folders(seg.path):
-        present = _series_in(folder, every_file=folder == seg.path.parent)
+    home = seg.path.parent
+    for folder in itertools.chain(_candidate_folders(seg.path), _ct_folders_below(home)):
+        present = _series_in(folder, every_file=folder == home)
         for uid in seg.referenced_series:
             if uid in present:
                 return folder, uid
     raise LNQError(f"{seg.name} is a DICOM SEG of CT series {seg.referenced_series[0]}, which is not in "
-                   f"{seg.path.parent.name}/ or the folders beside it; keep the SEG series folder next to "
-                   "its CT series folder (as TCIA downloads are laid out) or pass the CT with it "
-                   "(measure --ct, read_labels(seg, reference=read_volume(ct)))")
+                   f"{home.name}/, the folders beside it or the series folders below it; keep the SEG series "
+                   "folder next to its CT series folder (as TCIA downloads are laid out) or pass the CT with "
+                   "it (measure --ct, read_labels(seg, reference=read_volume(ct)))")
 
 
 # ------------------------------------------------------------------ parsing
