@@ -22,6 +22,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
+from lnq_napari.io.dicom_headers import is_localizer
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
@@ -110,8 +111,7 @@ def _dicom_kind(path: Path) -> str | None:
     if "Rows" not in header:  # no pixels, or a header cut short: the standard names each image "... Image"
         return "other" if sop_class and "Image" not in pydicom.uid.UID(sop_class).name else "unreadable"
     modality = str(header.get("Modality", "CT") or "CT").upper()
-    localizer = "LOCALIZER" in [str(k).upper() for k in (header.get("ImageType") or [])]
-    return "ct" if modality == "CT" and not localizer else "image"
+    return "ct" if modality == "CT" and not is_localizer(header) else "image"
 
 
 def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:

@@ -22,6 +22,13 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.dicom_headers import (
+    CT_SOP_CLASSES,
+    ENHANCED_CT_SOP_CLASSES,
+    SLICE_TAGS,
+    is_localizer,
+    series_slices,
+)
 from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields, nrrd_spatial_axes
 from lnq_napari.io.labels import label_mask
 from lnq_napari.io.layout import cd_root
@@ -599,12 +606,6 @@ def _series_description(file: str) -> str:
     return f"'{text}'" if text else "series"
 
 
-#: Enhanced CT and Legacy Converted Enhanced CT: positions and rescale in functional groups, not per file.
-ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
-#: CT Image Storage and the enhanced ones: the images of a CT (a PET, a dose screen, a SEG are none).
-CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", *ENHANCED_CT_SOP_CLASSES)
-
-
 class FileHeader(NamedTuple):
     """What a series' first file says of the series ("", 1, "", False where it does not say or cannot be
     read: the series reader then names what is wrong)."""
@@ -626,38 +627,22 @@ def _first_file_header(file: str) -> FileHeader:
     except Exception:  # unreadable or a bad frame count: the series reader says so
         return FileHeader("", 1, "", False)
     return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
-                      sop_class in CT_SOP_CLASSES and not _localizer(header))
-
-
-def _localizer(header) -> bool:
-    """Whether a DICOM header's Image Type says it is a localizer (a scout, topogram or survey)."""
-    kinds = header.get("ImageType") or []
-    kinds = [kinds] if isinstance(kinds, str) else kinds
-    return "LOCALIZER" in [str(k).strip().upper() for k in kinds]
+                      sop_class in CT_SOP_CLASSES and not is_localizer(header))
 
 
 def _series_slices(files: list[str]) -> list[str]:
-    """The files of a series that are its slices, in order: a localizer (scout) filed in the CT's series
-    and a second copy of one image (same SOP Instance UID: a file copied twice) left out. Unreadable
-    headers are kept (the series reader names what is wrong)."""
+    """The files of a series that are its slices, in order (:func:`.dicom_headers.series_slices`)."""
     import pydicom
 
     if len(files) < 2:
         return list(files)
-    kept, localizers, seen = [], [], set()
+    headers = []
     for file in files:
         try:
-            header = pydicom.dcmread(file, stop_before_pixels=True,
-                                     specific_tags=["SOPInstanceUID", "ImageType"])
+            headers.append(pydicom.dcmread(file, stop_before_pixels=True, specific_tags=SLICE_TAGS))
         except Exception:  # the series reader says what is wrong with it
-            kept.append(file)
-            continue
-        instance = str(header.get("SOPInstanceUID", "")).strip()
-        if instance and instance in seen:
-            continue
-        seen.add(instance)
-        (localizers if _localizer(header) else kept).append(file)
-    return kept if kept else localizers  # a scout alone is read as what it is
+            headers.append(None)
+    return series_slices(files, headers)
 
 
 def _enhanced(sop_class: str, frames: int) -> bool:

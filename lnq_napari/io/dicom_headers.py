@@ -1,0 +1,41 @@
+"""What a DICOM header says of its file: a CT image, a localizer, one of its series' slices. One rule for
+:mod:`.readers` (reading a series) and :mod:`.dicom_seg` (finding files, writing a SEG for a series)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+#: Enhanced CT and Legacy Converted Enhanced CT: positions and rescale in functional groups, not per file.
+ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
+#: CT Image Storage and the enhanced ones: the images of a CT (a PET, a dose screen, a SEG are none).
+CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", *ENHANCED_CT_SOP_CLASSES)
+#: The header elements :func:`series_slices` reads.
+SLICE_TAGS = ["SOPInstanceUID", "ImageType"]
+
+Item = TypeVar("Item")
+
+
+def is_localizer(header) -> bool:
+    """Whether a DICOM header's Image Type says it is a localizer (a scout, topogram or survey)."""
+    kinds = header.get("ImageType") or []
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    return "LOCALIZER" in [str(k).strip().upper() for k in kinds]
+
+
+def series_slices(items: Sequence[Item], headers: Sequence) -> list[Item]:
+    """Of a series' ``items`` (files or headers, in order) with each one's header (None: unreadable), its
+    slices: a localizer (scout) filed in the series and a second copy of one image (same SOP Instance UID:
+    a file copied twice) left out; unreadable ones kept (the series reader names what is wrong). A series
+    of localizers only keeps them (a scout alone is read as what it is)."""
+    kept, localizers, seen = [], [], set()
+    for item, header in zip(items, headers, strict=True):
+        if header is None:
+            kept.append(item)
+            continue
+        instance = str(header.get("SOPInstanceUID", "")).strip()
+        if instance and instance in seen:
+            continue
+        seen.add(instance)
+        (localizers if is_localizer(header) else kept).append(item)
+    return kept if kept else localizers
