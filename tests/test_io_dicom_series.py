@@ -13,10 +13,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io import read_volume
+from lnq_napari.io import read_labels, read_volume
+from lnq_napari.io.dicom_seg import write_dicom_seg
 
 STUDY, FRAME = generate_uid(), generate_uid()
 ORIGIN, SPACING, GAP = (-100.0, -120.0, -50.0), (0.7, 0.8), 2.5  # PixelSpacing is (row, column) spacing
+SCOUT = {"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"], "ImageOrientationPatient": [1, 0, 0, 0, 0, -1]}
 
 
 def hu(slices: int = 8, rows: int = 24, columns: int = 20, seed: int = 0) -> np.ndarray:
@@ -112,6 +114,22 @@ def test_a_scout_filed_in_the_ct_series_is_left_out(tmp_path, size):
     scout = tmp_path / "scout-only"
     series(scout, hu(1, *size, seed=2), ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
     assert read_volume(scout).shape == (1, *size)  # alone, it is what is there (predict refuses a slice)
+
+
+def test_a_seg_is_written_for_a_series_holding_a_scout_and_a_copied_slice(tmp_path):
+    """Such a folder read fine, but writing a DICOM SEG for it (predict --format dicom-seg, Save as DICOM
+    SEG) counted the scout and the copy as slices: "the labels are not on the grid ... (10 slices ...)"."""
+    folder = tmp_path / "ct"
+    uid = series(folder, hu())
+    series(folder, hu(1, 30, 16, seed=2), "a-scout", SeriesInstanceUID=uid,
+           ImagePositionPatient=[-200, 0, -300], **SCOUT)
+    shutil.copy(folder / "ct-003.dcm", folder / "ct-003 (1).dcm")
+    ct = read_volume(folder)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
+    np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
 
 
 def test_a_slice_file_copied_twice_is_read_once(tmp_path):

@@ -22,7 +22,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
-from lnq_napari.io.dicom_headers import is_localizer
+from lnq_napari.io.dicom_headers import is_localizer, series_slices
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
@@ -781,7 +781,8 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
 
 def _series_headers(folder: Path) -> dict[str, list]:
     """Series UID -> headers (no pixels) of the placed images (classic slices, enhanced CTs; no SEG) among
-    ``folder``'s files."""
+    ``folder``'s files, each series' slices as a read takes them (:func:`.dicom_headers.series_slices`: a
+    scout filed in the series and a file copied twice left out)."""
     import pydicom
 
     by_series: dict[str, list] = {}
@@ -795,7 +796,7 @@ def _series_headers(folder: Path) -> dict[str, list]:
         placed = "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds  # classic, enhanced
         if placed and str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
             by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
-    return by_series
+    return {uid: series_slices(headers, headers) for uid, headers in by_series.items()}
 
 
 def _frame_planes(datasets: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
