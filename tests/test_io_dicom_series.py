@@ -116,6 +116,20 @@ def test_a_scout_filed_in_the_ct_series_is_left_out(tmp_path, size):
     assert read_volume(scout).shape == (1, *size)  # alone, it is what is there (predict refuses a slice)
 
 
+def test_a_scout_sorted_first_in_the_ct_series_does_not_hide_the_ct_from_the_choice(tmp_path):
+    """The CT series was judged by its first file, here the scout (GDCM lists mixed orientations by file
+    name): "no CT volume", so the larger PET beside it was read as the CT; alone, the CT took its frame of
+    reference from the scout."""
+    ct = hu()
+    uid = series(tmp_path, ct)
+    series(tmp_path, hu(1, 30, 16, seed=2), "a-scout", SeriesInstanceUID=uid,
+           ImagePositionPatient=[-200, 0, -300], FrameOfReferenceUID=generate_uid(), **SCOUT)
+    assert read_volume(tmp_path).meta["dicom_frame_of_reference"] == FRAME
+    pet = np.random.default_rng(1).integers(0, 3000, (12, 16, 16)).astype(np.int16)
+    series(tmp_path, pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
+    assert_is_the_ct(read_volume(tmp_path), ct)
+
+
 def test_a_seg_is_written_for_a_series_holding_a_scout_and_a_copied_slice(tmp_path):
     """Such a folder read fine, but writing a DICOM SEG for it (predict --format dicom-seg, Save as DICOM
     SEG) counted the scout and the copy as slices: "the labels are not on the grid ... (10 slices ...)"."""

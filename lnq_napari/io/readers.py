@@ -493,7 +493,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
         dicom_seg.refuse_series_below(folder)
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
-    first = {sid: _first_file_header(files[0]) for sid, files in files_by_series.items()}
+    first = {sid: _series_header(files) for sid, files in files_by_series.items()}
     images = {sid: 0 if first[sid].sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
     volume = {sid: first[sid].ct_volume for sid in series}  # a PET, scout or dose screen: read if alone
@@ -607,13 +607,27 @@ def _series_description(file: str) -> str:
 
 
 class FileHeader(NamedTuple):
-    """What a series' first file says of the series ("", 1, "", False where it does not say or cannot be
+    """What a series' first slice says of the series ("", 1, "", False where it does not say or cannot be
     read: the series reader then names what is wrong)."""
 
     sop_class: str
     frames: int
     frame_of_reference: str
-    ct_volume: bool  # a CT image and no localizer (scout): of several series, the one to read
+    localizer: bool  # a scout, topogram or survey
+
+    @property
+    def ct_volume(self) -> bool:
+        """A CT image and no localizer: of several series, the one to read."""
+        return self.sop_class in CT_SOP_CLASSES and not self.localizer
+
+
+def _series_header(files: list[str]) -> FileHeader:
+    """The :class:`FileHeader` of a series' first slice (:func:`_series_slices`): its first file that is no
+    localizer (a scout filed in the series may come first), headers read until one turns up; the first
+    file when all are."""
+    headers = (_first_file_header(file) for file in files)
+    first = next(headers)
+    return next((h for h in headers if not h.localizer), first) if first.localizer else first
 
 
 def _first_file_header(file: str) -> FileHeader:
@@ -627,7 +641,7 @@ def _first_file_header(file: str) -> FileHeader:
     except Exception:  # unreadable or a bad frame count: the series reader says so
         return FileHeader("", 1, "", False)
     return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
-                      sop_class in CT_SOP_CLASSES and not is_localizer(header))
+                      is_localizer(header))
 
 
 def _series_slices(files: list[str]) -> list[str]:
