@@ -160,6 +160,11 @@ class Anatomy:
         return out
 
 
+#: Connects voxels within a slice only (face neighbours), so 3D calls work slice by slice.
+_PLANE = np.zeros((3, 3, 3), dtype=bool)
+_PLANE[1, 1, :] = _PLANE[1, :, 1] = True
+
+
 def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
                    roi: RoiConfig | None = None, seal: int = 0) -> Anatomy:
     """Body, lungs and (when asked for) the mediastinum region on a ~3 mm copy of ``hu`` (cheap for any
@@ -173,13 +178,10 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
     small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
     body = body_of(small, roi.body_hu)
-    # slice by slice, all slices in one call: the structure connects voxels within a slice only
-    plane = np.zeros((3, 3, 3), dtype=bool)
-    plane[1] = ndimage.generate_binary_structure(2, 1)
-    wall = ndimage.binary_closing(body, plane, iterations=seal, border_value=1) if seal else body
+    wall = ndimage.binary_closing(body, _PLANE, iterations=seal, border_value=1) if seal else body
     wall = _edges_sealed(wall, body)
-    filled = _holes_filled(wall, plane) & (body | ~wall)
-    lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), plane, iterations=1)
+    filled = _holes_filled(wall, _PLANE) & (body | ~wall)
+    lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), _PLANE, iterations=1)
     return Anatomy(step, tuple(hu.shape), filled, lungs)
 
 
@@ -200,14 +202,15 @@ def _edges_sealed(wall: np.ndarray, body: np.ndarray) -> np.ndarray:
     keeps the lungs enclosed, so they are not taken for the air outside. A body off the edges changes
     nothing."""
     sealed = wall.copy()
-    edges = ((np.s_[:, 0, :]), (np.s_[:, -1, :]), (np.s_[:, :, 0]), (np.s_[:, :, -1]))
-    for edge in edges:
-        touching = body[edge]
-        first = np.argmax(touching, axis=1)
-        last = touching.shape[1] - 1 - np.argmax(touching[:, ::-1], axis=1)
-        index = np.arange(touching.shape[1])
-        sealed[edge] |= touching.any(axis=1)[:, None] & (index >= first[:, None]) & (index <= last[:, None])
+    for edge in (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1]):
+        sealed[edge] |= _between(body[edge], 1)
     return sealed
+
+
+def _between(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Where ``mask`` holds a True at or before and at or after each position along ``axis``."""
+    ahead = np.flip(np.maximum.accumulate(np.flip(mask, axis), axis=axis), axis)
+    return np.maximum.accumulate(mask, axis=axis) & ahead
 
 
 def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:
@@ -276,15 +279,19 @@ def _view_inside_chest(body: np.ndarray, lungs: np.ndarray,
     for edge, within, step_mm in edges:
         line = body[edge]  # (slice, position along the edge)
         reached &= line.any(axis=1)
-        inside = np.maximum.accumulate(line, axis=1) & np.maximum.accumulate(line[:, ::-1], axis=1)[:, ::-1]
-        gaps = inside & ~line & (lungs[edge] | lungs[within])  # lung between two stretches of body
-        longest = np.zeros(line.shape[0], dtype=int)
-        run = np.zeros(line.shape[0], dtype=int)
-        for k in range(line.shape[1]):
-            run = np.where(gaps[:, k], run + 1, 0)
-            longest = np.maximum(longest, run)
-        cut |= longest * step_mm >= CUT_LUNG_MM
+        gaps = _between(line, 1) & ~line & (lungs[edge] | lungs[within])  # lung between two stretches of body
+        cut |= _longest_run(gaps) * step_mm >= CUT_LUNG_MM
     return reached & cut
+
+
+def _longest_run(mask: np.ndarray) -> np.ndarray:
+    """The length of the longest run of True along the last axis of ``mask`` (int, one per row)."""
+    rows = np.asarray(mask, dtype=bool).reshape(-1, mask.shape[-1])
+    flat = np.pad(rows, ((0, 0), (1, 1))).ravel().view(np.int8)  # a False between rows: runs stay in one
+    change = np.flatnonzero(np.diff(flat))
+    longest = np.zeros(rows.shape[0], dtype=int)
+    np.maximum.at(longest, change[::2] // (rows.shape[1] + 2), change[1::2] - change[::2])
+    return longest.reshape(mask.shape[:-1])
 
 
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
