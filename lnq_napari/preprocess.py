@@ -8,6 +8,7 @@ network outputs can be resampled back onto the CT's exact grid with :func:`to_ct
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -130,12 +131,14 @@ def pad_value(prep: PreprocessingConfig) -> float:
 @dataclass
 class Anatomy:
     """Coarse (~3 mm) masks of a CT: ``body``, ``lungs`` and ``mediastinum`` (the per-slice convex hull
-    of the lungs, where mediastinal nodes live). ``step`` maps the coarse grid to the CT index grid."""
+    of the lungs, where mediastinal nodes live), and ``outside`` the scan circle (None: no padding).
+    ``step`` maps the coarse grid to the CT index grid."""
 
     step: tuple[int, int, int]
     shape: tuple[int, int, int]
     body: np.ndarray
     lungs: np.ndarray
+    outside: np.ndarray | None = None
 
     @cached_property
     def mediastinum(self) -> np.ndarray:
@@ -180,9 +183,43 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     body = body_of(small, roi.body_hu)
     wall = ndimage.binary_closing(body, _PLANE, iterations=seal, border_value=1) if seal else body
     wall = _edges_sealed(wall, body)
+    outside = outside_view(small, roi)
+    if outside.any():  # a scan circle: its edge cuts the chest as an image edge does
+        wall = _view_sealed(wall, body, outside)
     filled = _holes_filled(wall, _PLANE) & (body | ~wall)
     lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), _PLANE, iterations=1)
-    return Anatomy(step, tuple(hu.shape), filled, lungs)
+    return Anatomy(step, tuple(hu.shape), filled, lungs, outside if outside.any() else None)
+
+
+#: Values below this (HU) were never measured: the padding a scanner writes outside its circular field of
+#: view (-3024, -2048, -2000), far below air (-1000; noise rarely reaches -1100).
+OUTSIDE_VIEW_HU = -1500.0
+
+
+def outside_view(small: np.ndarray, roi: RoiConfig | None = None) -> np.ndarray:
+    """bool (z y x): the padding outside the scan circle of ``small`` (a CT, z y x), where it reaches the
+    image edge (not a metal artefact's streak inside the body): values below :data:`OUTSIDE_VIEW_HU`, and
+    a padding that looks like air (-1024, -1000): the air-like value (below ``roi.lung_hu``) all four
+    corners of every slice hold, where every slice holds exactly it (measured air is noisy and never the
+    same value through all slices)."""
+    from scipy import ndimage
+
+    roi = roi or RoiConfig()
+    outside = small < OUTSIDE_VIEW_HU
+    if small.ndim != 3 or min(small.shape) < 2:
+        return outside
+    corners = small[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+    value = corners[0, 0]
+    if OUTSIDE_VIEW_HU <= value < roi.lung_hu and (corners == value).all():
+        outside |= np.logical_and.reduce(small == value, axis=0)[None]
+    if not outside.any():
+        return outside
+    lab, n = ndimage.label(outside, _PLANE)
+    reaches = np.zeros(n + 1, dtype=bool)
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        reaches[edge] = True
+    reaches[0] = False
+    return reaches[lab]
 
 
 def body_of(hu: np.ndarray, body_hu: float = RoiConfig.body_hu) -> np.ndarray:
@@ -211,6 +248,92 @@ def _between(mask: np.ndarray, axis: int) -> np.ndarray:
     """Where ``mask`` holds a True at or before and at or after each position along ``axis``."""
     ahead = np.flip(np.maximum.accumulate(np.flip(mask, axis), axis=axis), axis)
     return np.maximum.accumulate(mask, axis=axis) & ahead
+
+
+#: An air gap along the scan circle's edge between two stretches of body is a lung the circle cuts when at
+#: least this share of the air behind it lies beyond the bulge of the circle between the two stretches (a
+#: lung reaches in towards the mediastinum); the air between the skin and the circle fills that bulge, but
+#: for a few voxels where the skin meets the circle.
+CUT_AIR_BEYOND = 0.2
+
+
+def _view_sealed(wall: np.ndarray, body: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """``wall`` (coarse, z y x) with the scan circle's edge closed where it cuts the chest, as
+    :func:`_edges_sealed` closes an image edge: along the voxels next to the padding (``outside``), each gap
+    between two stretches of ``body`` that cuts a lung (:func:`_cuts_lung`)."""
+    from scipy import ndimage
+
+    lab, _ = ndimage.label(~(wall | outside), _PLANE)
+    sealed = wall.copy()
+    for z, pieces, _ in _view_edges(outside):
+        for ys, xs, closed in pieces:
+            on = body[z, ys, xs]
+            if not on.any():
+                continue
+            if closed:  # a whole circle in the image: from a body voxel round to it again, so every gap
+                loop = np.r_[np.arange(int(np.argmax(on)), on.size), np.arange(int(np.argmax(on)) + 1)]
+                ys, xs, on = ys[loop], xs[loop], on[loop]  # lies between two stretches of body
+            change = np.flatnonzero(np.diff(on.view(np.int8))) + 1
+            starts, ends = change[on[change - 1]], change[~on[change - 1]]
+            for a, b in zip(starts, ends[ends > starts[0]] if starts.size else ends):  # body before a, at b
+                if _cuts_lung(lab[z], ys, xs, a, b):
+                    sealed[z, ys[a:b], xs[a:b]] = True
+    return sealed
+
+
+def _cuts_lung(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, a: int, b: int) -> bool:
+    """Whether the gap ``a:b`` along the field of view's edge (``ys``, ``xs``; body at ``a - 1`` and ``b``)
+    cuts a lung: the air components of ``labels`` (a slice, 0: none) it touches reach in beyond the gap's
+    convex hull (the bulge of the circle between its ends; :data:`CUT_AIR_BEYOND`)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    ids = np.unique(labels[ys[a:b], xs[a:b]])
+    air = np.argwhere(np.isin(labels, ids[ids > 0]))
+    if not air.size:
+        return False
+    try:
+        hull = ConvexHull(np.stack([ys[a - 1 : b + 1], xs[a - 1 : b + 1]], axis=1))
+    except QhullError:  # a straight gap: no bulge, all air lies beyond it (an image edge)
+        return True
+    inside = np.all(air @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
+    return bool(1.0 - inside.mean() >= CUT_AIR_BEYOND)
+
+
+#: Neighbours along the field of view's edge lie this many voxels apart at most (a staircase circle);
+#: a longer step is where the image edge interrupts it.
+VIEW_EDGE_STEP = 2
+
+
+def _view_edges(outside: np.ndarray) -> Iterator[tuple[int, list[tuple[np.ndarray, np.ndarray, bool]],
+                                                     tuple[float, float]]]:
+    """Per slice of ``outside`` (the padding, coarse z y x) that holds some: (z, pieces, centre), the edge
+    of the field of view: the voxels in view next to the padding as (ys, xs, closed) pieces in order
+    around the view's centre (y, x); the image edge splits the circle into pieces (``closed`` False), a
+    circle wholly in the image is one closed piece. Found once for the slices that share a circle."""
+    from scipy import ndimage
+
+    cross = ndimage.generate_binary_structure(2, 1)
+    last, found = None, ([], (0.0, 0.0))
+    for z in np.nonzero(outside.any(axis=(1, 2)))[0]:
+        if last is None or not np.array_equal(outside[z], outside[last]):
+            last, view = z, ~outside[z]
+            ys, xs = np.nonzero(ndimage.binary_dilation(outside[z], cross) & view)
+            centre = tuple(float(np.mean(v)) for v in np.nonzero(view)) if view.any() else (0.0, 0.0)
+            order = np.argsort(np.arctan2(ys - centre[0], xs - centre[1]), kind="stable")
+            ys, xs = ys[order], xs[order]
+            jump = np.flatnonzero(np.maximum(np.abs(ys - np.roll(ys, 1)), np.abs(xs - np.roll(xs, 1)))
+                                  > VIEW_EDGE_STEP)
+            if not ys.size:
+                pieces = []
+            elif not jump.size:
+                pieces = [(ys, xs, True)]
+            else:
+                ys, xs = np.roll(ys, -jump[0]), np.roll(xs, -jump[0])
+                cuts = np.append(jump - jump[0], ys.size)
+                pieces = [(ys[a:b], xs[a:b], False) for a, b in zip(cuts[:-1], cuts[1:])]
+            found = (pieces, centre)
+        if found[0]:
+            yield z, *found
 
 
 def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:

@@ -144,6 +144,103 @@ def test_a_field_of_view_inside_the_chest_does_not_restrict_and_says_so(small_ca
         assert region.all()
 
 
+def _scan_circle(case, radius_share: float | None, pad: int = -3024,
+                 table: bool = False) -> tuple[Volume, np.ndarray]:
+    """The phantom's CT padded with ``pad`` outside a circle centred between its lungs on the middle row,
+    of ``radius_share`` times the lungs' half width (None: no circle), and the padding (y x). ``table``:
+    first a 13 mm table top touching the back, across the image."""
+    from lnq_napari.preprocess import body_of
+
+    first, last = _lung_columns(case)
+    hu = np.array(case.ct.array)
+    if table:
+        back = int(np.nonzero(body_of(hu).any(axis=(0, 2)))[0].max())
+        hu[:, back - 1 : back + 3] = np.maximum(hu[:, back - 1 : back + 3], 100)
+    yy, xx = np.mgrid[: hu.shape[1], : hu.shape[2]]
+    out = np.zeros(hu.shape[1:], dtype=bool)
+    if radius_share is not None:
+        out = np.hypot(yy - hu.shape[1] / 2, xx - (first + last) / 2) > radius_share * (last - first) / 2
+    hu[:, out] = pad
+    return case.ct.with_array(hu), out
+
+
+def _outside_air(ct: Volume) -> np.ndarray:
+    """The air around the body on the coarse grid: what the image edge reaches."""
+    from lnq_napari.preprocess import _PLANE, _holes_filled, coarse_anatomy
+
+    return ~_holes_filled(coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3).body, _PLANE)
+
+
+@pytest.mark.parametrize("pad", [-3024, -2048, -1024])
+def test_a_scan_circle_cutting_both_lungs_keeps_the_region(small_cases, pad):
+    """A scanner pads outside its circular field of view (-3024, -2048; -1024 looks like air and is told
+    by its one value in every slice's corners and in the same voxels of every slice). A circle that cuts
+    both lungs at the sides, the front and back in view (a wide patient), left the lungs open to the
+    padding, taken for the air outside: the region held 49-56 % of the unpadded CT's within the circle and
+    find_nodes kept 5 of the 7 nodes it found. Now the region is the unpadded CT's within the circle, and
+    the air between the skin and the circle stays outside."""
+    from lnq_napari.preprocess import coarse_anatomy
+
+    for case in small_cases:
+        ct, out = _scan_circle(case, 0.95, pad)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # lungs found, circle not inside the chest: no warning
+            region = mediastinum_region(ct, 10.0)
+        whole = mediastinum_region(case.ct, 10.0) & ~out
+        assert (region & whole).sum() >= 0.95 * whole.sum()
+        assert (region & ~whole & ~out).sum() <= 0.01 * whole.sum()
+        truth = (np.asarray(case.full.array) > 0) & ~out
+        assert region[truth].mean() > 0.95
+        plain = coarse_anatomy(np.asarray(case.ct.array), case.ct.spacing_zyx, seal=3)
+        assert (plain.lungs & out[None])[..., :40].any() and (plain.lungs & out[None])[..., 56:].any()
+        assert plain.outside is None  # no padding: the anatomy as before
+        padded = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3)
+        assert padded.outside is not None and padded.outside[:, out].all()
+        assert not (padded.body & _outside_air(case.ct) & ~out).any()
+
+
+@pytest.mark.parametrize("radius_share", [1.1, 1.2])
+def test_a_table_touching_the_patient_in_a_padded_circle_keeps_the_region(small_cases, radius_share):
+    """A table touching the back across the view, in a padded circle: the air above the table around the
+    patient touches the circle between the table's two ends but fills the circle's bulge, so it stays
+    outside (a first attempt made it lung and doubled the region). The region is the unpadded one. Where
+    the circle also cuts the flank (1.1), the pockets between flank, table and circle are closed, as an
+    image edge across them closes them; they are no lung (too small beside the body)."""
+    from lnq_napari.preprocess import coarse_anatomy
+
+    for case in small_cases:
+        on_table, _ = _scan_circle(case, None, table=True)
+        ct, out = _scan_circle(case, radius_share, table=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            region = mediastinum_region(ct, 10.0)
+        whole = mediastinum_region(on_table, 10.0) & ~out
+        assert (region & whole).sum() >= 0.99 * whole.sum() and (region & ~whole & ~out).sum() == 0
+        air = _outside_air(on_table) & ~out
+        padded = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3)
+        assert (padded.body & air).sum() <= (0.25 if radius_share < 1.2 else 0.0) * air.sum()
+        front = np.arange(ct.shape[1])[:, None] < ct.shape[1] // 2  # in front of the lungs' middle
+        assert not (padded.body & air & front).any()
+
+
+def test_padding_is_where_the_scan_circle_ends():
+    """Values below -1500 HU that reach the image edge, and one air-like value held exactly at every
+    slice's corners and in the same voxels of every slice; not a dark streak inside the body, not noisy
+    air."""
+    from lnq_napari.preprocess import outside_view
+
+    rng = np.random.default_rng(0)
+    hu = rng.normal(-1000, 20, (4, 32, 32)).round().astype(np.int16)  # air
+    hu[:, 6:26, 6:26] = 40  # body
+    hu[:, 12:14, 12:20] = -3024  # a metal artefact's dark streak
+    yy, xx = np.mgrid[:32, :32]
+    circle = (yy - 15.5) ** 2 + (xx - 15.5) ** 2 > 15.5**2
+    assert not outside_view(hu).any()
+    for pad in (-3024, -2048, -1024, -1000):
+        padded = np.where(circle, pad, hu).astype(np.int16)
+        assert (outside_view(padded) == circle[None]).all(), pad
+
+
 def test_a_large_patient_touching_every_image_edge_keeps_the_region():
     """Skin on all four image edges, lungs well inside the view: the corners are air outside, no lung is
     cut, so the region restricts as usual (a first rule, "the body reaches every edge", turned it off)."""
