@@ -417,6 +417,31 @@ def _longest_run(mask: np.ndarray) -> np.ndarray:
     return longest.reshape(mask.shape[:-1])
 
 
+#: The front and the back of the scan circle: its edge within this angle (degrees) of straight up or down.
+CIRCLE_POLE_DEG = 30.0
+
+
+def _circle_inside_chest(body: np.ndarray, lungs: np.ndarray, outside: np.ndarray,
+                         spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Per slice of ``body``, ``lungs`` and ``outside`` (coarse, z y x): whether the scan circle lies inside
+    the chest, as :func:`_view_inside_chest` asks of the image edges: the body meets the circle's edge at
+    its front and at its back (:data:`CIRCLE_POLE_DEG`: the chest is deeper than the circle) and lungs
+    found run along it for :data:`CUT_LUNG_MM` (the circle cuts through a lung). A large patient whose
+    sides only the circle cuts keeps air at the front and back."""
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(lungs, _PLANE)  # lungs next to the sealed edge
+    step_mm = min(spacing_zyx[1:])
+    inside = np.zeros(body.shape[0], dtype=bool)
+    for z, pieces, (cy, cx) in _view_edges(outside):
+        ys, xs = np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
+        pole = np.abs(xs - cx) <= np.tan(np.radians(CIRCLE_POLE_DEG)) * np.abs(ys - cy)
+        on = body[z, ys, xs]
+        inside[z] = bool(on[pole & (ys < cy)].any() and on[pole & (ys > cy)].any()
+                         and _longest_run(near[z, ys, xs]) * step_mm >= CUT_LUNG_MM)
+    return inside
+
+
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` in 3D (where
     mediastinal nodes can be). Air that is not lung (bowel, stomach) is left out (:func:`chest_lungs`).
@@ -439,9 +464,13 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
         return np.ones(ct.shape, dtype=bool)
     found = np.nonzero(lungs.any(axis=(1, 2)))[0]
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
-    if _view_inside_chest(anatomy.body[found], lungs[found], coarse).mean() >= INSIDE_CHEST_SHARE:
-        warnings.warn("the field of view lies inside the chest (the image edges cut through the lungs), so "
-                      "nodes are not restricted to the mediastinum", UserWarning, stacklevel=2)
+    inside = _view_inside_chest(anatomy.body[found], lungs[found], coarse)
+    if anatomy.outside is not None:
+        inside |= _circle_inside_chest(anatomy.body[found], lungs[found], anatomy.outside[found], coarse)
+    if inside.mean() >= INSIDE_CHEST_SHARE:
+        warnings.warn("the field of view lies inside the chest (the image edges or the scan circle cut "
+                      "through the lungs), so nodes are not restricted to the mediastinum", UserWarning,
+                      stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
     hull = np.zeros_like(lungs)
     for z in found:
