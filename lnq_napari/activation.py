@@ -8,7 +8,8 @@ surface Dice (lower bound > -dice_margin), node recall (lower bound > -recall_ma
 per case net of the nodes it newly finds (estimate, with a prior, <= fp_margin; its interval is
 reported). With fewer than ``min_cases`` cases with a defined surface Dice the evidence is thin (a
 percentile bootstrap over two cases has the worse case as its bound, over three or four little else):
-the rule says so and decides on the point estimates with the same margins.
+the rule says so and decides on the point estimates with the same margins (``dice_prior_cases``, 0 by
+default, can weigh the surface Dice's against cases of no change there, as the false nodes' are).
 
 False nodes are judged by their estimate, not their bound, because no fine-tune has the evidence for
 the bound: per case, candidate minus parent false nodes (net of nodes found) had a standard deviation of
@@ -123,7 +124,9 @@ class ActivationRule:
 
     ``hit_credit``: extra false nodes per case that one newly found true node pays for (0 charges
     every extra false node). ``fp_prior_cases``: cases of no change added to the held-out ones when
-    the false nodes' estimate is judged against ``fp_margin`` (0: the plain mean). ``confidence``:
+    the false nodes' estimate is judged against ``fp_margin`` (0: the plain mean). ``dice_prior_cases``:
+    the same for the surface Dice's estimate against ``dice_margin`` on thin evidence (fewer than
+    ``min_cases`` cases, where the point estimate is judged; 0: the plain mean). ``confidence``:
     level of the two-sided bootstrap interval whose ends the margins are checked against.
     ``forgetting_margin``: how far the candidate's median Dice on the original's own data (the forgetting
     check) may fall below the original's. ``false_volume_margin_ml``: how much more volume per case (mean,
@@ -136,6 +139,7 @@ class ActivationRule:
     fp_margin: float = 0.2
     hit_credit: float = 1.0
     fp_prior_cases: float = 4.0
+    dice_prior_cases: float = 0.0
     forgetting_margin: float = 0.009
     false_volume_margin_ml: float = 20.0
     n_bootstrap: int = 2000
@@ -152,8 +156,9 @@ class Verdict:
     ``{model}_{dice|surface_dice|recall|false_nodes|false_volume_ml}`` for each model (means over defined
     cases, pooled recall, false nodes per case); and for ``vs`` in parent/original,
     ``{surface_dice|recall|false_nodes|net_false_nodes}_vs_{vs}`` with ``_low``/``_high``,
-    ``net_false_nodes_vs_{vs}_judged`` (the estimate with the prior's cases) and
-    ``false_volume_ml_vs_{vs}``;
+    ``net_false_nodes_vs_{vs}_judged`` (the estimate with the prior's cases),
+    ``surface_dice_vs_{vs}_judged`` where the surface Dice was judged with ``dice_prior_cases`` (thin
+    evidence) and ``false_volume_ml_vs_{vs}``;
     with a forgetting check ``forgetting_cases``, ``forgetting_{candidate|original}_dice`` (median Dice)
     and ``forgetting_dice_vs_original``.
     """
@@ -219,6 +224,7 @@ class _Comparison:
     false_nodes: _Difference
     net_false_nodes: _Difference
     judged_false_nodes: float  # net extra false nodes over the held-out cases plus the prior's
+    judged_surface_dice: float | None  # on thin evidence with dice_prior_cases: likewise; else None
     false_volume_ml: float  # mean extra volume painted where no node is, per case; NaN when unmeasured
     failures: tuple[str, ...]
 
@@ -288,24 +294,30 @@ def _compare(t: _Table, other: int, idx: np.ndarray | None, rule: ActivationRule
     d_net = d_fp - rule.hit_credit * d_hits
     net = _difference(d_net, ones, idx, rule.confidence)
     judged = float(d_net.sum() / (d_net.size + rule.fp_prior_cases))
+    judged_dice = float(d_dice.sum() / (defined.sum() + rule.dice_prior_cases)) \
+        if idx is None and rule.dice_prior_cases > 0 and defined.any() else None
     measured = np.isfinite(t.false_volume[:, 0]) & np.isfinite(t.false_volume[:, other])
     volume = float((t.false_volume[measured, 0] - t.false_volume[measured, other]).mean()) \
         if measured.any() else math.nan
     against = MODELS[other]
-    failures = _failures(against, dice, recall, net, judged, rule)
+    failures = _failures(against, dice, judged_dice, recall, net, judged, rule)
     if volume > rule.false_volume_margin_ml:
         failures += (f"volume painted where no node is vs {against} {volume:+.1f} mL/case "
                      f"(margin +{rule.false_volume_margin_ml:g})",)
-    return _Comparison(against, dice, recall, fp, net, judged, volume, failures)
+    return _Comparison(against, dice, recall, fp, net, judged, judged_dice, volume, failures)
 
 
-def _failures(against: str, dice: _Difference, recall: _Difference, net: _Difference, judged: float,
-              rule: ActivationRule) -> tuple[str, ...]:
+def _failures(against: str, dice: _Difference, judged_dice: float | None, recall: _Difference,
+              net: _Difference, judged: float, rule: ActivationRule) -> tuple[str, ...]:
     """The margins the candidate breaks against one model (on thin evidence the bounds are the point
-    estimates)."""
+    estimates, the surface Dice's taken with the prior's cases when ``judged_dice`` is given)."""
     out = []
     if not math.isfinite(dice.estimate):
         out.append(f"no case with a defined surface Dice for candidate and {against}")
+    elif judged_dice is not None:
+        if judged_dice <= -rule.dice_margin:
+            out.append(f"surface Dice vs {against} {dice.estimate:+.3f}, {judged_dice:+.3f} with "
+                       f"{rule.dice_prior_cases:g} prior cases of no change (margin -{rule.dice_margin:g})")
     elif dice.low <= -rule.dice_margin:
         out.append(f"surface Dice vs {against} {dice.estimate:+.3f}, bound {dice.low:+.3f} "
                    f"(margin -{rule.dice_margin:g})")
@@ -331,7 +343,8 @@ def _interval(d: _Difference, fmt: str, label: str | None) -> str:
 
 def _describe(c: _Comparison, label: str | None) -> str:
     """One comparison in words: each difference with its interval."""
-    return (f"vs {c.against}: surface Dice {_interval(c.surface_dice, '+.3f', label)}, "
+    judged = "" if c.judged_surface_dice is None else f" (judged {c.judged_surface_dice:+.3f})"
+    return (f"vs {c.against}: surface Dice {_interval(c.surface_dice, '+.3f', label)}{judged}, "
             f"recall {_interval(c.recall, '+.2f', label)}, "
             f"false nodes per case {_interval(c.false_nodes, '+.2f', label)} "
             f"(net of nodes found {_interval(c.net_false_nodes, '+.2f', label)}, "
@@ -360,6 +373,8 @@ def _figures(t: _Table, comparisons: Sequence[_Comparison], rule: ActivationRule
             key = f"{name}_vs_{c.against}"
             out.update({key: d.estimate, f"{key}_low": d.low, f"{key}_high": d.high})
         out[f"net_false_nodes_vs_{c.against}_judged"] = c.judged_false_nodes
+        if c.judged_surface_dice is not None:
+            out[f"surface_dice_vs_{c.against}_judged"] = c.judged_surface_dice
         out[f"false_volume_ml_vs_{c.against}"] = c.false_volume_ml
     return out
 

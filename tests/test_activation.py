@@ -185,6 +185,32 @@ def test_under_five_cases_the_worst_case_does_not_decide():
     assert "thin evidence" not in decide_activation(ADAPTED[:5], PARENT[:5]).reason
 
 
+def test_surface_dice_on_thin_evidence_can_be_weighed_against_prior_cases_of_no_change():
+    """With ``dice_prior_cases`` (0 by default: the plain mean) one case 0.03 worse is judged as
+    -0.03 / (1 + 4) and passes, against the parent and the original alike; three cases 0.05 worse are
+    -0.15 / 7 and are refused; from ``min_cases`` cases on the bound decides as before."""
+    prior = ActivationRule(dice_prior_cases=4)
+    parent, worse = figures([0.60], [2], [0]), figures([0.57], [2], [0])
+    assert decide_activation(worse, parent, rule=ActivationRule(dice_prior_cases=0)) \
+        == decide_activation(worse, parent)
+    assert "surface_dice_vs_parent_judged" not in decide_activation(worse, parent).figures
+    one = decide_activation(worse, parent, rule=prior)
+    assert one.activate and "surface Dice -0.030 (judged -0.006)" in one.reason
+    assert one.figures["surface_dice_vs_parent_judged"] == pytest.approx(-0.006)
+    against_original = decide_activation(worse, worse, parent, rule=prior)
+    assert against_original.activate
+    assert against_original.figures["surface_dice_vs_original_judged"] == pytest.approx(-0.006)
+    three = decide_activation(figures([0.75] * 3, [3] * 3, [0] * 3), figures([0.80] * 3, [3] * 3, [0] * 3),
+                              rule=prior)
+    assert not three.activate and "surface Dice vs parent -0.050, -0.021 with 4 prior cases of no change " \
+        "(margin -0.02)" in three.reason
+    two = decide_activation(figures([0.75] * 2, [3] * 2, [0] * 2), figures([0.80] * 2, [3] * 2, [0] * 2),
+                            rule=prior)
+    assert two.activate and two.figures["surface_dice_vs_parent_judged"] == pytest.approx(-0.1 / 6)
+    five = [figures([0.75] * 5, [3] * 5, [0] * 5), figures([0.80] * 5, [3] * 5, [0] * 5)]
+    assert decide_activation(*five, rule=prior) == decide_activation(*five)
+
+
 def test_no_case_refuses_and_says_so():
     verdict = decide_activation([], [])
     assert not verdict.activate and "no held-out corrected case" in verdict.reason
