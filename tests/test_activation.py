@@ -169,8 +169,9 @@ def test_one_case_is_thin_evidence_decided_on_point_estimates_by_the_margins():
     assert better.activate and "thin evidence" in better.reason and "CI" not in better.reason
     within = decide_activation(figures([0.595], [2], [0]), parent)  # 0.005 below: within the margin
     assert within.activate and "surface Dice -0.005" in within.reason
-    worse = decide_activation(figures([0.57], [2], [0]), parent)
-    assert not worse.activate and "surface Dice vs parent -0.030, bound -0.030 (margin -0.02)" in worse.reason
+    worse = decide_activation(figures([0.50], [2], [0]), parent)  # -0.10 / (1 + 2 prior cases): -0.033
+    assert not worse.activate and "surface Dice vs parent -0.100, -0.033 with 2 prior cases of no change " \
+        "(margin -0.02)" in worse.reason
 
 
 def test_under_five_cases_the_worst_case_does_not_decide():
@@ -186,14 +187,16 @@ def test_under_five_cases_the_worst_case_does_not_decide():
 
 
 def test_surface_dice_on_thin_evidence_can_be_weighed_against_prior_cases_of_no_change():
-    """With ``dice_prior_cases`` (0 by default: the plain mean) one case 0.03 worse is judged as
-    -0.03 / (1 + 4) and passes, against the parent and the original alike; three cases 0.05 worse are
+    """With ``dice_prior_cases`` (2 by default; 0: the plain mean) one case 0.03 worse is judged as
+    -0.03 / (1 + 4) with 4 and passes, against the parent and the original alike; three cases 0.05 worse are
     -0.15 / 7 and are refused; from ``min_cases`` cases on the bound decides as before."""
     prior = ActivationRule(dice_prior_cases=4)
     parent, worse = figures([0.60], [2], [0]), figures([0.57], [2], [0])
-    assert decide_activation(worse, parent, rule=ActivationRule(dice_prior_cases=0)) \
-        == decide_activation(worse, parent)
-    assert "surface_dice_vs_parent_judged" not in decide_activation(worse, parent).figures
+    plain = decide_activation(worse, parent, rule=ActivationRule(dice_prior_cases=0))
+    assert not plain.activate and "surface Dice vs parent -0.030, bound -0.030 (margin -0.02)" in plain.reason
+    assert "surface_dice_vs_parent_judged" not in plain.figures
+    default = decide_activation(worse, parent)  # -0.03 / (1 + 2)
+    assert default.activate and default.figures["surface_dice_vs_parent_judged"] == pytest.approx(-0.01)
     one = decide_activation(worse, parent, rule=prior)
     assert one.activate and "surface Dice -0.030 (judged -0.006)" in one.reason
     assert one.figures["surface_dice_vs_parent_judged"] == pytest.approx(-0.006)
