@@ -160,6 +160,25 @@ def test_a_slice_file_copied_twice_is_read_once(tmp_path):
         read_volume(tmp_path)
 
 
+@pytest.mark.parametrize("shared", ["all", "ends", "neighbours"])
+def test_slices_at_other_positions_sharing_a_sop_instance_uid_are_all_read(tmp_path, shared):
+    """A faulty exporter or anonymiser gives different slices one SOP Instance UID: taken for copies of one
+    file, every slice sharing it read as 1 slice, first and last as 7 of 8 (silently), neighbours refused as
+    "a slice is missing". A copy is the same UID at the same position; a true copy is still read once."""
+    ct = hu()
+    if shared == "all":
+        series(tmp_path, ct, SOPInstanceUID=generate_uid())
+    else:
+        series(tmp_path, ct)
+        a, b = ("ct-000.dcm", "ct-007.dcm") if shared == "ends" else ("ct-003.dcm", "ct-004.dcm")
+        ds, uid = pydicom.dcmread(tmp_path / b), pydicom.dcmread(tmp_path / a).SOPInstanceUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.save_as(tmp_path / b)
+    assert_is_the_ct(read_volume(tmp_path), ct)
+    shutil.copy(tmp_path / "ct-003.dcm", tmp_path / "ct-003 (1).dcm")
+    assert_is_the_ct(read_volume(tmp_path), ct)
+
+
 def test_a_first_slice_with_a_fractional_rescale_does_not_make_the_ct_float64(tmp_path):
     """The first slice rescaled by a slope of 0.5 (or an intercept of -1024.5) made SimpleITK read every
     voxel as float64: 8 bytes a voxel, 1.3 GB for a 600-slice CT, 4x the int16 of LNQ's files. Whole HU

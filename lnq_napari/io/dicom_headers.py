@@ -11,7 +11,7 @@ ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1
 #: CT Image Storage and the enhanced ones: the images of a CT (a PET, a dose screen, a SEG are none).
 CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", *ENHANCED_CT_SOP_CLASSES)
 #: The header elements :func:`series_slices` reads.
-SLICE_TAGS = ["SOPInstanceUID", "ImageType"]
+SLICE_TAGS = ["SOPInstanceUID", "ImageType", "ImagePositionPatient"]
 
 Item = TypeVar("Item")
 
@@ -23,19 +23,29 @@ def is_localizer(header) -> bool:
     return "LOCALIZER" in [str(k).strip().upper() for k in kinds]
 
 
+def _position(header) -> tuple:
+    """A header's Image Position (Patient) rounded to 0.001 mm (() when it has none or it is unreadable)."""
+    try:
+        return tuple(round(float(v), 3) for v in header.get("ImagePositionPatient") or ())
+    except (TypeError, ValueError):
+        return ()
+
+
 def series_slices(items: Sequence[Item], headers: Sequence) -> list[Item]:
     """Of a series' ``items`` (files or headers, in order) with each one's header (None: unreadable), its
-    slices: a localizer (scout) filed in the series and a second copy of one image (same SOP Instance UID:
-    a file copied twice) left out; unreadable ones kept (the series reader names what is wrong). A series
-    of localizers only keeps them (a scout alone is read as what it is)."""
+    slices: a localizer (scout) filed in the series and a second copy of one image (same SOP Instance UID
+    at the same position: a file copied twice) left out; unreadable ones kept (the series reader names
+    what is wrong). Slices at other positions sharing a UID (a faulty exporter or anonymiser) are kept.
+    A series of localizers only keeps them (a scout alone is read as what it is)."""
     kept, localizers, seen = [], [], set()
     for item, header in zip(items, headers, strict=True):
         if header is None:
             kept.append(item)
             continue
         instance = str(header.get("SOPInstanceUID", "")).strip()
-        if instance and instance in seen:
+        copy = (instance, _position(header))
+        if instance and copy in seen:
             continue
-        seen.add(instance)
+        seen.add(copy)
         (localizers if is_localizer(header) else kept).append(item)
     return kept if kept else localizers
