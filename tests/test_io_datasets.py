@@ -604,3 +604,32 @@ def test_an_unreadable_file_beside_segs_is_skipped_with_a_warning(tmp_path):
         (_mkdir(tmp_path / f"only-{name}") / name).write_bytes(damaged[name])
         with pytest.raises(LNQError, match=r"^[^\n]*$"):
             read_labels(tmp_path / f"only-{name}")
+
+
+def test_a_damaged_file_beside_loose_segs_is_named_once_per_read(tmp_path):
+    """``read_volume(DATA)`` of a data folder holding a loose ``<case>-seg.dcm``, a damaged ``bad.dcm`` and
+    series folders named ``bad.dcm`` three times (the SEG test, the loose-SEG test and the walk below each
+    looked at DATA again), and pydicom's parser notes on the garbage ("Expected implicit VR ...") came
+    with it. Each read, walk or listing of cases names it once, and nothing else is heard."""
+    import warnings
+
+    from lnq_napari.io.datasets import find_cts
+
+    root = tmp_path / "data"
+    series = shutil.copytree(SERIES, root / "P1" / "ST" / "2-CT")
+    ct = read_volume(series)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    loose = write_dicom_seg(root / "P1_ST_2-CT-seg.dcm", mask, series)
+    (root / "bad.dcm").write_bytes(b"not DICOM at all" * 8)
+    named = f"{root / 'bad.dcm'} is skipped: it cannot be read as DICOM (damaged, or cut short); copy it " \
+        "again or move it away"
+    reads = {"read_volume": lambda: np.array_equal(read_volume(root).array, ct.array),
+             "find_cts": lambda: find_cts(root) == [("P1_ST_2-CT", series)],
+             "find_cases": lambda: [(c.case_id, c.seg) for c in find_cases(root)] == [("P1_ST_2-CT",
+                                                                                       loose.resolve())]}
+    for what, read in reads.items():
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
+            assert read(), what
+        assert [str(w.message) for w in heard] == [named], what

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases
+from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases, one_scan
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -25,6 +25,7 @@ from lnq_napari.io.outputs import PREDICTIONS, label_rank, written_by_us
 from lnq_napari.io.readers import dicom_source
 
 
+@one_scan()
 def find_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
     """The cases of ``folder`` sorted by id (:func:`~lnq_napari.io.layout.scan_cases`; a folder without CT
     image files but with DICOM at or below it: :func:`~lnq_napari.io.dicom_seg.dicom_cases`).
@@ -99,6 +100,7 @@ def _named_labels(folder: Path, case: CaseFiles) -> CaseFiles:
     return replace(case, seg=seg and seg.resolve(), full=full and full.resolve())
 
 
+@one_scan()
 def find_cts(inputs: str | Path) -> list[tuple[str, Path]]:
     """``(case_id, path)`` of each CT ``inputs`` names: a CT file, a DICOM series folder, a folder of CT
     files (:func:`~lnq_napari.io.layout.ct_inputs`), or a folder of DICOM series folders

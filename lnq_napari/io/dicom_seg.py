@@ -9,11 +9,13 @@ comes from the caller or is found beside the SEG by its Series Instance UID (see
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
 import warnings
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +104,8 @@ def _dicom_kind(path: Path) -> str | None:
     if not _dicom_file(path):
         return None
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=KIND_TAGS)
+        with collected_warnings():  # dropped: pydicom's notes on garbage ("Expected implicit VR ...")
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=KIND_TAGS)
     except Exception:  # garbage after a DICOM name or preamble
         return "unreadable"
     sop_class = str(header.get("SOPClassUID", "") or "")
@@ -133,11 +136,42 @@ def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:
     return segs[0] if segs else None
 
 
+#: Each folder's :func:`_seg_files` while a :func:`one_scan` block runs (None: none runs).
+_SCANNED: ContextVar[dict[Path, list[Path]] | None] = ContextVar("lnq_scanned_seg_folders", default=None)
+
+
+@contextlib.contextmanager
+def one_scan() -> Iterator[None]:
+    """Within this block (one read, one walk of a data folder; also a decorator) each folder's SEG files
+    are looked for once (:func:`_seg_files`), however many questions the read asks of the folder: a
+    damaged file beside them is named once. The next block looks again (files may have changed)."""
+    if _SCANNED.get() is not None:  # within an outer block: its scans hold
+        yield
+        return
+    token = _SCANNED.set({})
+    try:
+        yield
+    finally:
+        _SCANNED.reset(token)
+
+
 def _seg_files(folder: Path) -> list[Path]:
     """The DICOM SEG files of ``folder`` when it holds no image (:func:`_dicom_kind`: a structured report,
     key objects or a presentation state a viewer saved beside the SEGs are no image); else []. A file that
     cannot be read beside them is named in a warning and skipped. Headers are read until an image turns up
-    (a CT series: its first file)."""
+    (a CT series: its first file). Read once in a :func:`one_scan` block."""
+    scanned = _SCANNED.get()
+    key = folder.resolve()
+    if scanned is not None and key in scanned:
+        return list(scanned[key])
+    segs = _scan_seg_files(folder)
+    if scanned is not None:
+        scanned[key] = segs
+    return list(segs)
+
+
+def _scan_seg_files(folder: Path) -> list[Path]:
+    """:func:`_seg_files` read from the folder."""
     segs, unreadable = [], []
     for f in _files(folder):
         kind = _dicom_kind(f)
@@ -149,7 +183,7 @@ def _seg_files(folder: Path) -> list[Path]:
             return []
     for f in unreadable if segs else []:
         warnings.warn(f"{f} is skipped: it cannot be read as DICOM (damaged, or cut short); copy it again or "
-                      "move it away", UserWarning, stacklevel=2)
+                      "move it away", UserWarning, stacklevel=3)
     return segs
 
 
@@ -334,7 +368,8 @@ def _dicom_file(path: Path) -> bool:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["SOPClassUID"])
+        with collected_warnings():  # dropped: pydicom's notes on a file that is no DICOM
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["SOPClassUID"])
     except Exception:  # not DICOM at all
         return False
     return bool(str(ds.get("SOPClassUID", "")).strip())

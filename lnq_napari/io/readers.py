@@ -818,6 +818,7 @@ def _check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str) -> N
                        "gantry tilt)")
 
 
+@dicom_seg.one_scan()
 def read_raw(path: str | Path, series_uid: str | None = None) -> RawImage:
     """The image as stored, keeping a 4th list/layer axis first if the file has one; its grid checked.
     ``series_uid``: of a DICOM folder holding several series, the one to read (else the largest)."""
@@ -864,6 +865,7 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     return raw.volume()
 
 
+@dicom_seg.one_scan()
 def read_labels(path: str | Path, reference: Volume | None = None,
                 segment: str | int | None = None) -> Volume:
     """Read a node mask as uint8 {0, 1}.
@@ -903,6 +905,7 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     return volume
 
 
+@dicom_seg.one_scan()
 def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = None) -> list[np.ndarray]:
     """Each segment ``keys`` names (``Volume.meta["segment_keys"]`` of :func:`read_labels`) of a 3D Slicer
     segmentation or a DICOM SEG as its own uint8 {0,1} mask on ``reference``'s grid (the SEG's CT
@@ -918,6 +921,7 @@ def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = 
     return [np.asarray((m if reference is None else align_to(reference, m)).array) for m in masks]
 
 
+@dicom_seg.one_scan()
 def read_ct_of(path: str | Path, labels: str | Path) -> Volume:
     """The CT at ``path`` for the label file ``labels``: of a DICOM folder holding several series, the one
     a DICOM SEG ``labels`` was drawn on (else, as :func:`read_volume`, the largest)."""
