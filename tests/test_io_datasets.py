@@ -146,7 +146,8 @@ def test_a_scout_a_dose_report_and_a_dicomdir_are_no_ct_cases(tmp_path, monkeypa
     root = tmp_path / "download"
     shutil.copytree(SERIES, root / "P1" / "study" / "2-CT")
     _copy_series(SERIES, root / "P1" / "study" / "1-LOC", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
-    _copy_series(SERIES, root / "P1" / "study" / "9-SR", Modality="SR")
+    _copy_series(SERIES, root / "P1" / "study" / "9-SR", Modality="SR",
+                 SOPClassUID="1.2.840.10008.5.1.4.1.1.88.67")  # X-Ray Radiation Dose SR
     assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
     assert [c.case_id for c in find_cases(root)] == ["P1_study_2-CT"]
     shutil.copy(sorted(SERIES.glob("*.dcm"))[0], root / "DICOMDIR")  # any DICOM file at the root

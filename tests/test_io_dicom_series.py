@@ -92,6 +92,35 @@ def test_a_scout_or_a_dose_screen_beside_the_ct_is_no_other_ct_to_warn_about(tmp
         assert_is_the_ct(read_volume(tmp_path), ct)
 
 
+def test_a_dose_screen_or_a_pet_without_modality_in_its_own_folder_is_no_ct_case(tmp_path):
+    """The folder walk judged a CT image by its Modality (none given: CT), the reader by its SOP class: a
+    dose screen (Secondary Capture, Modality CT) or a PET without Modality in a series folder of its own
+    became a CT case for find_cts (predict) and a data folder's cases. One rule now (is_ct_image)."""
+    from lnq_napari.io.datasets import find_cases, find_cts
+
+    root = tmp_path / "data"
+    ct = hu()
+    series(root / "P1" / "ST" / "1-CT", ct)
+    series(root / "P1" / "ST" / "2-Dose", hu(1, seed=3), "dose", SOPClassUID="1.2.840.10008.5.1.4.1.1.7",
+           ImageType=["DERIVED", "SECONDARY", "OTHER"], SeriesDescription="Dose Report")
+    pet = root / "P1" / "ST" / "3-PET"
+    series(pet, hu(12, 16, 16, seed=1), "pet", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
+    for file in pet.iterdir():
+        ds = pydicom.dcmread(file)
+        del ds.Modality
+        ds.save_as(file)
+    assert find_cts(root) == [("P1_ST_1-CT", root / "P1" / "ST" / "1-CT")]
+    assert [c.case_id for c in find_cases(root)] == ["P1_ST_1-CT"]
+    nameless = tmp_path / "nameless"  # a CT without Modality is still one (its SOP class says so)
+    series(nameless / "P2" / "1-CT", ct)
+    for file in (nameless / "P2" / "1-CT").iterdir():
+        ds = pydicom.dcmread(file)
+        del ds.Modality
+        ds.save_as(file)
+    assert find_cts(nameless) == [("P2_1-CT", nameless / "P2" / "1-CT")]
+    assert_is_the_ct(read_volume(nameless), ct)
+
+
 def test_the_series_uid_asked_for_is_read_even_when_it_is_not_a_ct(tmp_path):
     """series_uid (read_ct_of: the series a SEG was drawn on) still chooses, whatever the ranking."""
     series(tmp_path, hu())

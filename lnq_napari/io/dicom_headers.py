@@ -31,6 +31,18 @@ def _position(header) -> tuple:
         return ()
 
 
+def is_ct_image(header) -> bool:
+    """Whether a DICOM header is a CT image (a volume's slice or an enhanced CT): its SOP class a CT one and
+    no localizer (a PET, a dose screen stored as Secondary Capture with Modality CT, a SEG are none); a
+    header without a SOP class by its Modality (CT, or none given)."""
+    if is_localizer(header):
+        return False
+    sop_class = str(header.get("SOPClassUID", "") or "").strip()
+    if sop_class:
+        return sop_class in CT_SOP_CLASSES
+    return str(header.get("Modality", "") or "CT").strip().upper() == "CT"
+
+
 def series_slices(items: Sequence[Item], headers: Sequence) -> list[Item]:
     """Of a series' ``items`` (files or headers, in order) with each one's header (None: unreadable), its
     slices: a localizer (scout) filed in the series and a second copy of one image (same SOP Instance UID

@@ -24,7 +24,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
-from lnq_napari.io.dicom_headers import is_localizer, series_slices
+from lnq_napari.io.dicom_headers import is_ct_image, series_slices
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
@@ -95,8 +95,9 @@ KIND_TAGS = ["SOPClassUID", "Modality", "ImageType", "Rows"]
 
 
 def _dicom_kind(path: Path) -> str | None:
-    """What the file ``path`` is, from its header: "seg" (a DICOM SEG), "ct" (a CT image other than a
-    localizer), "image" (another image: a scout, an MR or PET slice), "other" (an object without pixels: a
+    """What the file ``path`` is, from its header: "seg" (a DICOM SEG), "ct" (a CT image:
+    :func:`.dicom_headers.is_ct_image`), "image" (another image: a scout, a dose screen, an MR or PET
+    slice), "other" (an object without pixels: a
     structured report, key objects, a presentation state, a PDF), "unreadable" (DICOM by its name or mark,
     its header unreadable or cut short) or None (no DICOM: a note)."""
     import pydicom
@@ -113,8 +114,7 @@ def _dicom_kind(path: Path) -> str | None:
         return "seg"
     if "Rows" not in header:  # no pixels, or a header cut short: the standard names each image "... Image"
         return "other" if sop_class and "Image" not in pydicom.uid.UID(sop_class).name else "unreadable"
-    modality = str(header.get("Modality", "CT") or "CT").upper()
-    return "ct" if modality == "CT" and not is_localizer(header) else "image"
+    return "ct" if is_ct_image(header) else "image"
 
 
 def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:

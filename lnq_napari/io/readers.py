@@ -23,9 +23,9 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io import dicom_seg, segfile
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.dicom_headers import (
-    CT_SOP_CLASSES,
     ENHANCED_CT_SOP_CLASSES,
     SLICE_TAGS,
+    is_ct_image,
     is_localizer,
     series_slices,
 )
@@ -496,7 +496,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     first = {sid: _series_header(files) for sid, files in files_by_series.items()}
     images = {sid: 0 if first[sid].sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
-    volume = {sid: first[sid].ct_volume for sid in series}  # a PET, scout or dose screen: read if alone
+    volume = {sid: first[sid].ct_image for sid in series}  # a PET, scout or dose screen: read if alone
 
     if series_uid in files_by_series:
         sid = series_uid
@@ -521,8 +521,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
     files = _series_slices(files_by_series[sid])
-    sop_class, frames, frame_of_reference, _ = first[sid]
-    if _enhanced(sop_class, frames):
+    head = first[sid]
+    if _enhanced(head.sop_class, head.frames):
         if len(files) > 1:
             raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
                            f"{len(files)} files; lnq-napari reads one enhanced file holding every frame, or "
@@ -537,8 +537,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         raw = _from_sitk_image(image, folder.name)
     raw.meta["dicom_series_uid"] = sid
-    if frame_of_reference:
-        raw.meta["dicom_frame_of_reference"] = frame_of_reference
+    if head.frame_of_reference:
+        raw.meta["dicom_frame_of_reference"] = head.frame_of_reference
     raw.array = _compact_hu(raw.array)
     return raw
 
@@ -575,8 +575,9 @@ def dicom_source(path: str | Path) -> Path:
     CT's one file, a folder or any other file itself."""
     path = cd_root(path)
     if path.is_file() and dicom_seg.is_dicom_path(path):
-        sop_class, frames, _, _ = _first_file_header(str(path))
-        if sop_class and not _enhanced(sop_class, frames) and sop_class not in dicom_seg.SEG_SOP_CLASSES:
+        head = _first_file_header(str(path))
+        if head.sop_class and not _enhanced(head.sop_class, head.frames) \
+                and head.sop_class not in dicom_seg.SEG_SOP_CLASSES:
             return path.parent
     return path
 
@@ -607,18 +608,14 @@ def _series_description(file: str) -> str:
 
 
 class FileHeader(NamedTuple):
-    """What a series' first slice says of the series ("", 1, "", False where it does not say or cannot be
-    read: the series reader then names what is wrong)."""
+    """What a series' first slice says of the series (the defaults where it does not say or cannot be read:
+    the series reader then names what is wrong)."""
 
-    sop_class: str
-    frames: int
-    frame_of_reference: str
-    localizer: bool  # a scout, topogram or survey
-
-    @property
-    def ct_volume(self) -> bool:
-        """A CT image and no localizer: of several series, the one to read."""
-        return self.sop_class in CT_SOP_CLASSES and not self.localizer
+    sop_class: str = ""
+    frames: int = 1
+    frame_of_reference: str = ""
+    localizer: bool = False  # a scout, topogram or survey
+    ct_image: bool = False  # :func:`.dicom_headers.is_ct_image`: of several series, the one to read
 
 
 def _series_header(files: list[str]) -> FileHeader:
@@ -631,17 +628,18 @@ def _series_header(files: list[str]) -> FileHeader:
 
 
 def _first_file_header(file: str) -> FileHeader:
+    """The :class:`FileHeader` of one DICOM file, read without its pixels."""
     import pydicom
 
     try:
         header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
-            "SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID", "ImageType"])
+            "SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID", "ImageType", "Modality"])
         frames = int(header.get("NumberOfFrames", 1) or 1)
         sop_class = str(header.get("SOPClassUID", ""))
     except Exception:  # unreadable or a bad frame count: the series reader says so
-        return FileHeader("", 1, "", False)
+        return FileHeader()
     return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
-                      is_localizer(header))
+                      is_localizer(header), is_ct_image(header))
 
 
 def _series_slices(files: list[str]) -> list[str]:
@@ -984,10 +982,10 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
 
     reader = sitk.ImageSeriesReader()
     files = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
-    sop_class, frames, frame_of_reference, _ = _first_file_header(files[0]) if files else ("", 1, "", False)
-    if len(files) == 1 and _enhanced(sop_class, frames):  # its frames place it
+    head = _first_file_header(files[0]) if files else FileHeader()
+    if len(files) == 1 and _enhanced(head.sop_class, head.frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
-        meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": frame_of_reference}
+        meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": head.frame_of_reference}
         zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
         return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
     _check_dicom_slices(_file_slice_tags(list(files)), folder.name)  # the stack the two ends stand for
