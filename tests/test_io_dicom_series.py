@@ -175,6 +175,36 @@ def test_a_seg_is_written_for_a_series_holding_a_scout_and_a_copied_slice(tmp_pa
     np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
 
 
+def test_placing_a_seg_on_the_ct_beside_it_reads_each_slice_position_once(tmp_path, monkeypatch):
+    """The grid of a SEG's CT (only its two end slices' pixels are read) read every slice's header twice:
+    with pydicom for which files are slices, with SimpleITK for their positions. Once is enough."""
+    import SimpleITK as sitk
+
+    folder = tmp_path / "ct"
+    series(folder, hu())
+    ct = read_volume(folder)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    reads: list[str] = []  # a CT slice's header read with its position
+    dcmread, information = pydicom.dcmread, sitk.ImageFileReader.ReadImageInformation
+
+    def counted_dcmread(file, *args, **kwargs):
+        if "ImagePositionPatient" in (kwargs.get("specific_tags") or ["ImagePositionPatient"]):
+            reads.append(Path(file).name)
+        return dcmread(file, *args, **kwargs)
+
+    def counted_information(self):
+        reads.append(Path(self.GetFileName()).name)
+        return information(self)
+
+    monkeypatch.setattr(pydicom, "dcmread", counted_dcmread)
+    monkeypatch.setattr(sitk.ImageFileReader, "ReadImageInformation", counted_information)
+    np.testing.assert_array_equal(read_labels(seg).array, mask)
+    slices = sorted(f.name for f in folder.iterdir())
+    assert sorted(r for r in reads if r in slices) == slices
+
+
 def test_a_slice_file_copied_twice_is_read_once(tmp_path):
     """One image saved twice (``IM3`` and ``IM3 (1)``, the same SOP Instance UID) was refused as "two
     slices at one position"; two different images at one position still are."""

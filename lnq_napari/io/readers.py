@@ -520,7 +520,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
-    files = _series_slices(files_by_series[sid])
+    files, _ = _series_slices(files_by_series[sid])
     head = first[sid]
     if _enhanced(head.sop_class, head.frames):
         if len(files) > 1:
@@ -642,19 +642,23 @@ def _first_file_header(file: str) -> FileHeader:
                       is_localizer(header), is_ct_image(header))
 
 
-def _series_slices(files: list[str]) -> list[str]:
-    """The files of a series that are its slices, in order (:func:`.dicom_headers.series_slices`)."""
+#: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack.
+_SLICE_HEADER_TAGS = [*SLICE_TAGS, "ImageOrientationPatient"]
+
+
+def _series_slices(files: list[str]) -> tuple[list[str], list]:
+    """The files of a series that are its slices, in order (:func:`.dicom_headers.series_slices`), and
+    each one's header (:data:`_SLICE_HEADER_TAGS`, no pixels; None: unreadable)."""
     import pydicom
 
-    if len(files) < 2:
-        return list(files)
     headers = []
     for file in files:
         try:
-            headers.append(pydicom.dcmread(file, stop_before_pixels=True, specific_tags=SLICE_TAGS))
+            headers.append(pydicom.dcmread(file, stop_before_pixels=True, specific_tags=_SLICE_HEADER_TAGS))
         except Exception:  # the series reader says what is wrong with it
             headers.append(None)
-    return series_slices(files, headers)
+    kept = series_slices(list(zip(files, headers, strict=True)), headers)
+    return [file for file, _ in kept], [header for _, header in kept]
 
 
 def _enhanced(sop_class: str, frames: int) -> bool:
@@ -716,21 +720,22 @@ def _slice_tags(has, get, count: int) -> tuple[list, list]:
     return [numbers(i, "0020|0032") for i in range(count)], [numbers(i, "0020|0037") for i in range(count)]
 
 
-def _file_slice_tags(files: list[str]) -> tuple[list, list]:
-    """:func:`_slice_tags` of a series' files read header by header (no pixel data)."""
-    import SimpleITK as sitk
-
-    readers = []
-    for name in files:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(name)
+def _header_slice_tags(files: list[str], headers: list) -> tuple[list, list]:
+    """:func:`_slice_tags` of a series' files from their headers (:func:`_series_slices`, read once for
+    both); LNQError for a file whose header cannot be read."""
+    def numbers(header, keyword: str) -> np.ndarray | None:
         try:
-            reader.ReadImageInformation()
-        except RuntimeError as exc:
-            raise _unreadable(Path(name), exc) from exc
-        readers.append(reader)
-    return _slice_tags(lambda i, tag: readers[i].HasMetaDataKey(tag),
-                       lambda i, tag: readers[i].GetMetaData(tag), len(files))
+            values = header.get(keyword)
+            return None if values is None else np.asarray([float(v) for v in values], dtype=float)
+        except (TypeError, ValueError):  # one number, or not numbers
+            return None
+
+    for file, header in zip(files, headers, strict=True):
+        if header is None:
+            raise LNQError(f"cannot read {Path(file).name} as DICOM; the file is truncated or damaged: "
+                           "re-export or re-download the series")
+    return ([numbers(h, "ImagePositionPatient") for h in headers],
+            [numbers(h, "ImageOrientationPatient") for h in headers])
 
 
 def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
@@ -981,14 +986,14 @@ def _dicom_grid(folder: Path, series_uid: str) -> Volume:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    files = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    files, headers = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
     head = _first_file_header(files[0]) if files else FileHeader()
     if len(files) == 1 and _enhanced(head.sop_class, head.frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
         meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": head.frame_of_reference}
         zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
         return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
-    _check_dicom_slices(_file_slice_tags(list(files)), folder.name)  # the stack the two ends stand for
+    _check_dicom_slices(_header_slice_tags(files, headers), folder.name)  # the stack the ends stand for
     reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)
