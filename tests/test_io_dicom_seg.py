@@ -745,7 +745,7 @@ def test_measure_reads_the_series_a_seg_was_drawn_on_from_a_folder_of_several(tm
         ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + z]
         ds.InstanceNumber = k + 1
         ds.save_as(folder / f"lung-{k:03d}.dcm")
-    with pytest.warns(UserWarning, match="holds 2 DICOM series; reading the largest"):
+    with pytest.warns(UserWarning, match="holds 2 DICOM CT series; reading the largest"):
         assert read_volume(folder).meta["dicom_series_uid"] == uid  # the largest, as before
     ct = read_volume(SERIES)
     labels = ct.with_array(np.zeros(ct.shape, np.uint8))

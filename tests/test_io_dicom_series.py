@@ -121,6 +121,22 @@ def test_a_dose_screen_or_a_pet_without_modality_in_its_own_folder_is_no_ct_case
     assert_is_the_ct(read_volume(nameless), ct)
 
 
+def test_the_warning_naming_the_ct_series_read_counts_its_slices_as_read(tmp_path):
+    """A scout filed in the CT series and a copied slice file made "holds 3 DICOM series; reading the
+    largest, series (10 slices ...)": the scout and the copy counted as slices, the dose screen as a series
+    though not named. The CT series are counted, each by the slices read."""
+    ct = hu()
+    uid = series(tmp_path, ct)
+    series(tmp_path, hu(1, 30, 16, seed=2), "a-scout", SeriesInstanceUID=uid,
+           ImagePositionPatient=[-200, 0, -300], **SCOUT)
+    shutil.copy(tmp_path / "ct-003.dcm", tmp_path / "ct-003 (1).dcm")
+    series(tmp_path, hu(1, seed=3), "dose", SOPClassUID="1.2.840.10008.5.1.4.1.1.7", SeriesDescription="Dose")
+    series(tmp_path, hu(5), "lung", SeriesDescription="lung")
+    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading the largest, series \(8 slices, "
+                      r"series [0-9.]+\), not 'lung' \(5\): to"):
+        assert_is_the_ct(read_volume(tmp_path), ct)
+
+
 def test_the_series_uid_asked_for_is_read_even_when_it_is_not_a_ct(tmp_path):
     """series_uid (read_ct_of: the series a SEG was drawn on) still chooses, whatever the ranking."""
     series(tmp_path, hu())

@@ -459,7 +459,8 @@ def _from_sitk_image(image, name: str) -> RawImage:
 
 def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
-    or the largest; its Series and Frame of Reference UIDs go into ``meta``."""
+    or the largest CT series (a PET, scout or dose screen only when there is no CT); its Series and Frame
+    of Reference UIDs go into ``meta``."""
     import SimpleITK as sitk
 
     path = cd_root(path)  # a CD's index: the folder it indexes
@@ -497,6 +498,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     images = {sid: 0 if first[sid].sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
     volume = {sid: first[sid].ct_image for sid in series}  # a PET, scout or dose screen: read if alone
+    slices: dict[str, tuple[list[str], list]] = {}  # (:func:`_series_slices`) of the series compared
 
     if series_uid in files_by_series:
         sid = series_uid
@@ -506,21 +508,25 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if not chosen:  # an RT structure set, a dose report ...: not the CT beside it
             raise LNQError(_no_ct_image(path))
         sid = chosen[0]
-    else:
-        sid = max(images, key=lambda o: (volume[o], images[o]))  # the largest CT, else the largest
+    else:  # the largest CT series (else the largest), of several counted as read: scouts, copies left out
         patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
         if len(patients) > 1:  # which one is meant cannot be told, and the case is named by the folder
             named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
             raise LNQError(f"{folder} holds the DICOM series of {len(patients)} patients ({named}); give "
                            "each patient's series a folder of its own")
+        pool = [o for o in series if volume[o]] or [o for o in series if images[o]] or list(series)
+        slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]} if len(pool) > 1 else {}
+        images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
+        sid = max(pool, key=images.get)
         others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
-                           for o in series if o != sid and volume[o] == volume[sid])
+                           for o in pool if o != sid)
         if others:  # another CT (a lung-kernel reconstruction): which one is read is said
-            warnings.warn(f"{folder} holds {len(series)} DICOM series; reading the largest, "
+            kind = "CT series" if volume[sid] else "series"
+            warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; reading the largest, "
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
-    files, _ = _series_slices(files_by_series[sid])
+    files, _ = slices.get(sid) or _series_slices(files_by_series[sid])
     head = first[sid]
     if _enhanced(head.sop_class, head.frames):
         if len(files) > 1:
@@ -824,7 +830,8 @@ def _check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str) -> N
 @dicom_seg.one_scan()
 def read_raw(path: str | Path, series_uid: str | None = None) -> RawImage:
     """The image as stored, keeping a 4th list/layer axis first if the file has one; its grid checked.
-    ``series_uid``: of a DICOM folder holding several series, the one to read (else the largest)."""
+    ``series_uid``: of a DICOM folder holding several series, the one to read (else the largest CT
+    series)."""
     raw = _read_any(path, series_uid)
     check_grid(raw.spacing, raw.origin, raw.direction, Path(path).name)
     return raw
@@ -856,7 +863,7 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     """Read a 3D image (CT) with its grid: NRRD (.nrrd, .nhdr), NIfTI, MHA/MHD or a DICOM series folder.
 
     NRRD custom header fields (``key:=value``) are kept as strings in ``Volume.meta``. ``series_uid``: of
-    a DICOM folder holding several series, the one to read (else the largest).
+    a DICOM folder holding several series, the one to read (else the largest CT series).
     """
     raw = read_raw(path, series_uid)
     if raw.layered and raw.array.shape[0] == 1:  # a 4D file with one component or time point: its volume
@@ -927,7 +934,7 @@ def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = 
 @dicom_seg.one_scan()
 def read_ct_of(path: str | Path, labels: str | Path) -> Volume:
     """The CT at ``path`` for the label file ``labels``: of a DICOM folder holding several series, the one
-    a DICOM SEG ``labels`` was drawn on (else, as :func:`read_volume`, the largest)."""
+    a DICOM SEG ``labels`` was drawn on (else, as :func:`read_volume`, the largest CT series)."""
     series = None
     if file_format(_existing(path)) == "dicom" and file_format(_existing(labels)) == "dicom":
         seg = dicom_seg.seg_file(labels)
