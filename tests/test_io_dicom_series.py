@@ -277,3 +277,19 @@ def test_a_first_slice_with_a_fractional_rescale_does_not_make_the_ct_float64(tm
     expected = ct.astype(np.float32)
     expected[0] -= 0.5
     assert_is_the_ct(got, expected)
+
+
+def test_a_later_slice_with_a_fractional_rescale_keeps_its_fractional_hu(tmp_path):
+    """SimpleITK reads a series in the type its first slice's rescale gives: a later slice rescaled by 0.5
+    and -1024.25 was rounded into the first slice's whole numbers, 0.75 HU off without a word."""
+    ct = hu()
+    series(tmp_path, ct)
+    ds = pydicom.dcmread(tmp_path / "ct-003.dcm")
+    ds.RescaleSlope, ds.RescaleIntercept = 0.5, -1024.25
+    ds.PixelData = ((ct[3] + 1024) * 2).astype(np.int16).tobytes()
+    ds.save_as(tmp_path / "ct-003.dcm")
+    got = read_volume(tmp_path)
+    assert got.array.dtype == np.float32
+    expected = ct.astype(np.float32)
+    expected[3] -= 0.25
+    assert_is_the_ct(got, expected)

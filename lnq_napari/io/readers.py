@@ -526,7 +526,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
-    files, _ = slices.get(sid) or _series_slices(files_by_series[sid])
+    files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
     head = first[sid]
     if _enhanced(head.sop_class, head.frames):
         if len(files) > 1:
@@ -538,6 +538,8 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     else:
         reader.SetFileNames(files)
         reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
+        if _fractional_rescale(headers):  # else ITK rounds a later slice's HU to the first slice's type
+            reader.SetOutputPixelType(sitk.sitkFloat32)
         image = _execute_series(reader, folder)
         _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
@@ -551,7 +553,7 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
 
 def _compact_hu(array: np.ndarray) -> np.ndarray:
     """A DICOM CT's HU as int16 when they are whole numbers in its range (as in LNQ's files), else as
-    float32 at most (SimpleITK reads int32 or, for a fractional rescale, float64: 2-4x the memory)."""
+    float32 at most (SimpleITK reads int32, or float32 for a fractional rescale: twice the memory)."""
     if not array.size or array.dtype.itemsize <= 2:
         return array
     lo, hi = array.min(), array.max()
@@ -648,8 +650,9 @@ def _first_file_header(file: str) -> FileHeader:
                       is_localizer(header), is_ct_image(header))
 
 
-#: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack.
-_SLICE_HEADER_TAGS = [*SLICE_TAGS, "ImageOrientationPatient"]
+#: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack, their
+#: rescale to HU.
+_SLICE_HEADER_TAGS = [*SLICE_TAGS, "ImageOrientationPatient", "RescaleSlope", "RescaleIntercept"]
 
 
 def _series_slices(files: list[str]) -> tuple[list[str], list]:
@@ -665,6 +668,21 @@ def _series_slices(files: list[str]) -> tuple[list[str], list]:
             headers.append(None)
     kept = series_slices(list(zip(files, headers, strict=True)), headers)
     return [file for file, _ in kept], [header for _, header in kept]
+
+
+def _fractional_rescale(headers: list) -> bool:
+    """Whether a slice's rescale slope or intercept (:func:`_series_slices`' headers) is fractional: ITK
+    reads a series in the type the first slice's rescale gives, so a later slice's fractional HU were
+    rounded (up to 1 HU off) unless the series is read as float."""
+    for header in (h for h in headers if h is not None):
+        for keyword in ("RescaleSlope", "RescaleIntercept"):
+            try:
+                value = float(header.get(keyword) or 0)
+            except (TypeError, ValueError):  # not a number: the series reader says what is wrong
+                continue
+            if not value.is_integer():
+                return True
+    return False
 
 
 def _enhanced(sop_class: str, frames: int) -> bool:
