@@ -97,9 +97,9 @@ KIND_TAGS = ["SOPClassUID", "Modality", "ImageType", "Rows"]
 def _dicom_kind(path: Path) -> str | None:
     """What the file ``path`` is, from its header: "seg" (a DICOM SEG), "ct" (a CT image:
     :func:`.dicom_headers.is_ct_image`), "image" (another image: a scout, a dose screen, an MR or PET
-    slice), "other" (an object without pixels: a
-    structured report, key objects, a presentation state, a PDF), "unreadable" (DICOM by its name or mark,
-    its header unreadable or cut short) or None (no DICOM: a note)."""
+    slice), "other" (an object without pixels: a structured report, key objects, a presentation state, a
+    PDF), "unreadable" (DICOM by its name or mark, its header unreadable or cut short) or None (no DICOM:
+    a note)."""
     import pydicom
 
     if not _dicom_file(path):
