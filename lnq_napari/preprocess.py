@@ -259,43 +259,66 @@ CUT_AIR_BEYOND = 0.2
 
 def _view_sealed(wall: np.ndarray, body: np.ndarray, outside: np.ndarray) -> np.ndarray:
     """``wall`` (coarse, z y x) with the scan circle's edge closed where it cuts the chest, as
-    :func:`_edges_sealed` closes an image edge: along the voxels next to the padding (``outside``), each gap
-    between two stretches of ``body`` that cuts a lung (:func:`_cuts_lung`)."""
+    :func:`_edges_sealed` closes an image edge: along the voxels next to the padding (``outside``), the gaps
+    between two stretches of ``body`` that cut a lung. Gaps whose air is one are judged together
+    (:func:`_cuts_lung`): a cut lung touches its own gap only; the air round a trunk with arms beside it
+    touches gaps all round the circle and lies within them."""
     from scipy import ndimage
 
     lab, _ = ndimage.label(~(wall | outside), _PLANE)
     sealed = wall.copy()
     for z, pieces, _ in _view_edges(outside):
-        for ys, xs, closed in pieces:
-            on = body[z, ys, xs]
-            if not on.any():
-                continue
-            if closed:  # a whole circle in the image: from a body voxel round to it again, so every gap
-                loop = np.r_[np.arange(int(np.argmax(on)), on.size), np.arange(int(np.argmax(on)) + 1)]
-                ys, xs, on = ys[loop], xs[loop], on[loop]  # lies between two stretches of body
-            change = np.flatnonzero(np.diff(on.view(np.int8))) + 1
-            starts, ends = change[on[change - 1]], change[~on[change - 1]]
-            for a, b in zip(starts, ends[ends > starts[0]] if starts.size else ends):  # body before a, at b
-                if _cuts_lung(lab[z], ys, xs, a, b):
-                    sealed[z, ys[a:b], xs[a:b]] = True
+        arcs = [arc for ys, xs, closed in pieces for arc in _gap_arcs(ys, xs, body[z, ys, xs], closed)]
+        touched = [set(np.unique(lab[z][ys[1:-1], xs[1:-1]]).tolist()) - {0} for ys, xs in arcs]
+        for air, group in _sharing(touched):
+            if _cuts_lung(lab[z], air, [arcs[i] for i in group]):
+                for i in group:
+                    sealed[z, arcs[i][0][1:-1], arcs[i][1][1:-1]] = True
     return sealed
 
 
-def _cuts_lung(labels: np.ndarray, ys: np.ndarray, xs: np.ndarray, a: int, b: int) -> bool:
-    """Whether the gap ``a:b`` along the field of view's edge (``ys``, ``xs``; body at ``a - 1`` and ``b``)
-    cuts a lung: the air components of ``labels`` (a slice, 0: none) it touches reach in beyond the gap's
-    convex hull (the bulge of the circle between its ends; :data:`CUT_AIR_BEYOND`)."""
+def _gap_arcs(ys: np.ndarray, xs: np.ndarray, on: np.ndarray,
+              closed: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The gaps between two stretches of body (``on``) along a piece of the view's edge (``ys``, ``xs``;
+    ``closed``: a whole circle): each as (ys, xs) from the body voxel before it to the one after it."""
+    if not on.any():
+        return
+    if closed:  # from a body voxel round to it again, so every gap lies between two stretches of body
+        loop = np.r_[np.arange(int(np.argmax(on)), on.size), np.arange(int(np.argmax(on)) + 1)]
+        ys, xs, on = ys[loop], xs[loop], on[loop]
+    change = np.flatnonzero(np.diff(on.view(np.int8))) + 1
+    starts, ends = change[on[change - 1]], change[~on[change - 1]]  # a gap from a start to the next end
+    for a in starts:
+        after = ends[ends > a]
+        if after.size:
+            yield ys[a - 1 : after[0] + 1], xs[a - 1 : after[0] + 1]
+
+
+def _sharing(touched: list[set[int]]) -> list[tuple[set[int], list[int]]]:
+    """The gaps (indices into ``touched``, the air components each touches) grouped where they share air,
+    with the air of each group."""
+    groups: list[tuple[set[int], list[int]]] = []
+    for i, ids in enumerate(touched):
+        joined = [g for g in groups if g[0] & ids]
+        groups = [g for g in groups if not g[0] & ids]
+        groups.append((set(ids).union(*(g[0] for g in joined)), [j for g in joined for j in g[1]] + [i]))
+    return groups
+
+
+def _cuts_lung(labels: np.ndarray, air: set[int], arcs: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether gaps along the field of view's edge (``arcs``: each (ys, xs) with the body voxel at either
+    end) cut a lung: the ``air`` components of ``labels`` (a slice) they touch reach in beyond the convex
+    hull of the arcs (the bulge of the circle between their ends; :data:`CUT_AIR_BEYOND`)."""
     from scipy.spatial import ConvexHull, QhullError
 
-    ids = np.unique(labels[ys[a:b], xs[a:b]])
-    air = np.argwhere(np.isin(labels, ids[ids > 0]))
-    if not air.size:
+    inner = np.argwhere(np.isin(labels, sorted(air)))
+    if not inner.size:
         return False
     try:
-        hull = ConvexHull(np.stack([ys[a - 1 : b + 1], xs[a - 1 : b + 1]], axis=1))
+        hull = ConvexHull(np.concatenate([np.stack(arc, axis=1) for arc in arcs]))
     except QhullError:  # a straight gap: no bulge, all air lies beyond it (an image edge)
         return True
-    inside = np.all(air @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
+    inside = np.all(inner @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
     return bool(1.0 - inside.mean() >= CUT_AIR_BEYOND)
 
 
