@@ -201,25 +201,43 @@ def outside_view(small: np.ndarray, roi: RoiConfig | None = None) -> np.ndarray:
     image edge (not a metal artefact's streak inside the body): values below :data:`OUTSIDE_VIEW_HU`, and
     a padding that looks like air (-1024, -1000): the air-like value (below ``roi.lung_hu``) all four
     corners of every slice hold, where every slice holds exactly it (measured air is noisy and never the
-    same value through all slices)."""
-    from scipy import ndimage
-
+    same value through all slices) and it ends on a circle (:func:`_on_circle`; a CT masked to the body
+    holds it outside the body's outline)."""
     roi = roi or RoiConfig()
-    outside = small < OUTSIDE_VIEW_HU
+    outside = _reaching_edge(small < OUTSIDE_VIEW_HU)
     if small.ndim != 3 or min(small.shape) < 2:
         return outside
     corners = small[:, [0, 0, -1, -1], [0, -1, 0, -1]]
     value = corners[0, 0]
     if OUTSIDE_VIEW_HU <= value < roi.lung_hu and (corners == value).all():
-        outside |= np.logical_and.reduce(small == value, axis=0)[None]
-    if not outside.any():
-        return outside
-    lab, n = ndimage.label(outside, _PLANE)
-    reaches = np.zeros(n + 1, dtype=bool)
-    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
-        reaches[edge] = True
-    reaches[0] = False
-    return reaches[lab]
+        held = _reaching_edge(np.logical_and.reduce(small == value, axis=0)[None])
+        if _on_circle(held[0]):
+            outside |= held
+    return outside
+
+
+def _reaching_edge(mask: np.ndarray) -> np.ndarray:
+    """The parts of ``mask`` (z y x) that reach a slice's edge."""
+    return ~_holes_filled(~mask, _PLANE)
+
+
+#: Padding ends on a circle when the voxels in view next to it lie this close (voxels) to one circle.
+VIEW_CIRCLE_VOXELS = 2.0
+
+
+def _on_circle(padding: np.ndarray) -> bool:
+    """Whether the voxels in view next to ``padding`` (y x) lie on one circle (:data:`VIEW_CIRCLE_VOXELS`;
+    fitted, so the image edge may cut it)."""
+    from scipy import ndimage
+
+    ys, xs = np.nonzero(ndimage.binary_dilation(padding, ndimage.generate_binary_structure(2, 1)) & ~padding)
+    if ys.size < 3:
+        return False
+    (d, e, f), *_ = np.linalg.lstsq(np.stack([ys, xs, np.ones_like(ys)], 1).astype(float),
+                                    -(ys**2 + xs**2).astype(float), rcond=None)
+    cy, cx = -d / 2, -e / 2
+    radius = np.sqrt(max(cy**2 + cx**2 - f, 0.0))
+    return bool(np.abs(np.hypot(ys - cy, xs - cx) - radius).max() <= VIEW_CIRCLE_VOXELS)
 
 
 def body_of(hu: np.ndarray, body_hu: float = RoiConfig.body_hu) -> np.ndarray:

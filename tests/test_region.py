@@ -22,7 +22,7 @@ FLIP_XY = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 def _chest(shape=(12, 64, 64), gas=False) -> Volume:
     """A box chest: fat body, two lungs (-850 HU) in the upper slices, soft tissue between them, and
     optionally a small gas bubble (-900 HU) in a lower slice (the stomach)."""
-    hu = np.full(shape, -1000, np.int16)
+    hu = np.random.default_rng(0).normal(-1000, 10, shape).round().astype(np.int16)  # air: measured, noisy
     hu[:, 8:56, 6:58] = -80  # body
     hu[6:, 16:48, 10:28] = -850  # right lung
     hu[6:, 16:48, 36:54] = -850  # left lung
@@ -298,6 +298,36 @@ def test_padding_is_where_the_scan_circle_ends():
         assert (outside_view(padded) == circle[None]).all(), pad
 
 
+def test_a_ct_masked_to_the_body_has_no_scan_circle(small_cases):
+    """A CT with everything outside the body set to exactly -1024 holds that air-like value at every
+    slice's corners and in the same voxels of every slice, but it ends on the body's outline, not on a
+    circle: it is not padding (it was, and the view's edge broke into some hundred pieces), and the region
+    is the unmasked CT's."""
+    from scipy import ndimage
+
+    from lnq_napari.preprocess import coarse_anatomy
+
+    for case in small_cases:
+        hu = np.asarray(case.ct.array)
+        body = np.stack([ndimage.binary_fill_holes(s) for s in hu > -500])  # body, table and all
+        masked = case.ct.with_array(np.where(body, hu, -1024).astype(hu.dtype))
+        assert coarse_anatomy(np.asarray(masked.array), masked.spacing_zyx, seal=3).outside is None
+        assert np.array_equal(mediastinum_region(masked, 10.0), mediastinum_region(case.ct, 10.0))
+
+
+def test_a_dark_streak_in_a_single_coarse_slice_is_no_padding():
+    """A CT a single coarse slice thick: values below -1500 inside the body (a metal artefact's streak)
+    reach no image edge, so they are no padding (they were: the edge filter came after an early return)."""
+    from lnq_napari.preprocess import outside_view
+
+    hu = np.full((1, 64, 64), -1000, np.int16)
+    hu[:, 8:56, 8:56] = 40
+    hu[:, 30:32, 20:40] = -3024
+    assert not outside_view(hu).any()
+    hu[:, :, :2] = -3024
+    assert outside_view(hu)[:, :, :2].all() and outside_view(hu).sum() == 128
+
+
 def test_a_large_patient_touching_every_image_edge_keeps_the_region():
     """Skin on all four image edges, lungs well inside the view: the corners are air outside, no lung is
     cut, so the region restricts as usual (a first rule, "the body reaches every edge", turned it off)."""
@@ -308,6 +338,8 @@ def test_a_large_patient_touching_every_image_edge_keeps_the_region():
         plane[((yy - 62) / 32.0) ** 2 + ((xx - lung_x) / 17.0) ** 2 <= 1] = -850
     hu = np.repeat(plane[None], 20, axis=0)
     hu[:5][hu[:5] == -850] = -80
+    noise = np.random.default_rng(0).normal(0, 10, hu.shape).round().astype(np.int16)
+    hu[hu == -1000] += noise[hu == -1000]  # measured air: not an air-like padding on a near-circle
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         region = mediastinum_region(Volume(hu, (3.0, 3.0, 5.0)), 10.0)
