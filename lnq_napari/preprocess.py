@@ -128,17 +128,24 @@ def pad_value(prep: PreprocessingConfig) -> float:
     return (float(prep.hu_clip[0]) - float(prep.hu_center)) / float(prep.hu_scale)
 
 
+#: The edge of the field of view on a coarse slice: the voxels in view next to the padding as (ys, xs,
+#: closed) pieces in order around the view's centre, and that centre (y, x) (:func:`_view_edges`).
+ViewEdge = tuple[list[tuple[np.ndarray, np.ndarray, bool]], tuple[float, float]]
+
+
 @dataclass
 class Anatomy:
     """Coarse (~3 mm) masks of a CT: ``body``, ``lungs`` and ``mediastinum`` (the per-slice convex hull
-    of the lungs, where mediastinal nodes live), and ``outside`` the scan circle (None: no padding).
-    ``step`` maps the coarse grid to the CT index grid."""
+    of the lungs, where mediastinal nodes live), ``outside`` the scan circle (None: no padding) and
+    ``view``, the circle's edge per slice that has padding. ``step`` maps the coarse grid to the CT index
+    grid."""
 
     step: tuple[int, int, int]
     shape: tuple[int, int, int]
     body: np.ndarray
     lungs: np.ndarray
     outside: np.ndarray | None = None
+    view: dict[int, ViewEdge] = field(default_factory=dict)
 
     @cached_property
     def mediastinum(self) -> np.ndarray:
@@ -174,7 +181,10 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     CT size).
 
     ``seal`` (coarse voxels): close gaps in a thin chest wall this wide before filling the body, so
-    the lungs of a slender patient do not leak into the air outside."""
+    the lungs of a slender patient do not leak into the air outside. The image edges and the edge of a
+    scanner's circular field of view (the padding outside it, :func:`outside_view`, kept as ``outside``)
+    are closed where they cut a lung (:func:`_edges_sealed`, :func:`_view_sealed`), so a lung cut by
+    them is not taken for the air outside."""
     from scipy import ndimage
 
     roi = roi or RoiConfig()
@@ -184,11 +194,12 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     wall = ndimage.binary_closing(body, _PLANE, iterations=seal, border_value=1) if seal else body
     wall = _edges_sealed(wall, body)
     outside = outside_view(small, roi)
-    if outside.any():  # a scan circle: its edge cuts the chest as an image edge does
-        wall = _view_sealed(wall, body, outside)
+    view = _view_edges(outside)
+    if view:  # a scan circle: its edge cuts the chest as an image edge does
+        wall = _view_sealed(wall, body, outside, view)
     filled = _holes_filled(wall, _PLANE) & (body | ~wall)
     lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), _PLANE, iterations=1)
-    return Anatomy(step, tuple(hu.shape), filled, lungs, outside if outside.any() else None)
+    return Anatomy(step, tuple(hu.shape), filled, lungs, outside if outside.any() else None, view)
 
 
 #: Values below this (HU) were never measured: the padding a scanner writes outside its circular field of
@@ -275,17 +286,18 @@ def _between(mask: np.ndarray, axis: int) -> np.ndarray:
 CUT_AIR_BEYOND = 0.2
 
 
-def _view_sealed(wall: np.ndarray, body: np.ndarray, outside: np.ndarray) -> np.ndarray:
+def _view_sealed(wall: np.ndarray, body: np.ndarray, outside: np.ndarray,
+                 view: dict[int, ViewEdge]) -> np.ndarray:
     """``wall`` (coarse, z y x) with the scan circle's edge closed where it cuts the chest, as
-    :func:`_edges_sealed` closes an image edge: along the voxels next to the padding (``outside``), the gaps
-    between two stretches of ``body`` that cut a lung. Gaps whose air is one are judged together
-    (:func:`_cuts_lung`): a cut lung touches its own gap only; the air round a trunk with arms beside it
-    touches gaps all round the circle and lies within them."""
+    :func:`_edges_sealed` closes an image edge: along the circle's edge (``view``; ``outside``: the
+    padding), the gaps between two stretches of ``body`` that cut a lung. Gaps whose air is one are judged
+    together (:func:`_cuts_lung`): a cut lung touches its own gap only; the air round a trunk with arms
+    beside it touches gaps all round the circle and lies within them."""
     from scipy import ndimage
 
     lab, _ = ndimage.label(~(wall | outside), _PLANE)
     sealed = wall.copy()
-    for z, pieces, _ in _view_edges(outside):
+    for z, (pieces, _) in view.items():
         arcs = [arc for ys, xs, closed in pieces for arc in _gap_arcs(ys, xs, body[z, ys, xs], closed)]
         touched = [set(np.unique(lab[z][ys[1:-1], xs[1:-1]]).tolist()) - {0} for ys, xs in arcs]
         for air, group in _sharing(touched):
@@ -345,16 +357,14 @@ def _cuts_lung(labels: np.ndarray, air: set[int], arcs: list[tuple[np.ndarray, n
 VIEW_EDGE_STEP = 2
 
 
-def _view_edges(outside: np.ndarray) -> Iterator[tuple[int, list[tuple[np.ndarray, np.ndarray, bool]],
-                                                     tuple[float, float]]]:
-    """Per slice of ``outside`` (the padding, coarse z y x) that holds some: (z, pieces, centre), the edge
-    of the field of view: the voxels in view next to the padding as (ys, xs, closed) pieces in order
-    around the view's centre (y, x); the image edge splits the circle into pieces (``closed`` False), a
-    circle wholly in the image is one closed piece. Found once for the slices that share a circle."""
+def _view_edges(outside: np.ndarray) -> dict[int, ViewEdge]:
+    """Per slice of ``outside`` (the padding, coarse z y x) that holds some: the edge of the field of view
+    (:data:`ViewEdge`); the image edge splits the circle into pieces (``closed`` False), a circle wholly in
+    the image is one closed piece. Found once for the slices that share a circle."""
     from scipy import ndimage
 
     cross = ndimage.generate_binary_structure(2, 1)
-    last, found = None, ([], (0.0, 0.0))
+    last, found, edges = None, ([], (0.0, 0.0)), {}
     for z in np.nonzero(outside.any(axis=(1, 2)))[0]:
         if last is None or not np.array_equal(outside[z], outside[last]):
             last, view = z, ~outside[z]
@@ -374,7 +384,8 @@ def _view_edges(outside: np.ndarray) -> Iterator[tuple[int, list[tuple[np.ndarra
                 pieces = [(ys[a:b], xs[a:b], False) for a, b in zip(cuts[:-1], cuts[1:])]
             found = (pieces, centre)
         if found[0]:
-            yield z, *found
+            edges[int(z)] = found
+    return edges
 
 
 def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:
@@ -462,19 +473,20 @@ def _longest_run(mask: np.ndarray) -> np.ndarray:
 CIRCLE_POLE_DEG = 30.0
 
 
-def _circle_inside_chest(body: np.ndarray, lungs: np.ndarray, outside: np.ndarray,
+def _circle_inside_chest(body: np.ndarray, lungs: np.ndarray, view: dict[int, ViewEdge],
                          spacing_zyx: tuple[float, float, float]) -> np.ndarray:
-    """Per slice of ``body``, ``lungs`` and ``outside`` (coarse, z y x): whether the scan circle lies inside
-    the chest, as :func:`_view_inside_chest` asks of the image edges: the body meets the circle's edge at
-    its front and at its back (:data:`CIRCLE_POLE_DEG`: the chest is deeper than the circle) and lungs
-    found run along it for :data:`CUT_LUNG_MM` (the circle cuts through a lung). A large patient whose
-    sides only the circle cuts keeps air at the front and back."""
+    """Per slice of ``body`` and ``lungs`` (coarse, z y x; ``view``: the circle's edge on the slices that
+    have one): whether the scan circle lies inside the chest, as :func:`_view_inside_chest` asks of the
+    image edges: the body meets the circle's edge at its front and at its back (:data:`CIRCLE_POLE_DEG`:
+    the chest is deeper than the circle) and lungs found run along it for :data:`CUT_LUNG_MM` (the circle
+    cuts through a lung). A large patient whose sides only the circle cuts keeps air at the front and
+    back."""
     from scipy import ndimage
 
     near = ndimage.binary_dilation(lungs, _PLANE)  # lungs next to the sealed edge
     step_mm = min(spacing_zyx[1:])
     inside = np.zeros(body.shape[0], dtype=bool)
-    for z, pieces, (cy, cx) in _view_edges(outside):
+    for z, (pieces, (cy, cx)) in view.items():
         ys, xs = np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
         pole = np.abs(xs - cx) <= np.tan(np.radians(CIRCLE_POLE_DEG)) * np.abs(ys - cy)
         on = body[z, ys, xs]
@@ -506,8 +518,9 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     found = np.nonzero(lungs.any(axis=(1, 2)))[0]
     coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
     inside = _view_inside_chest(anatomy.body[found], lungs[found], coarse)
-    if anatomy.outside is not None:
-        inside |= _circle_inside_chest(anatomy.body[found], lungs[found], anatomy.outside[found], coarse)
+    if anatomy.view:
+        view = {k: anatomy.view[int(z)] for k, z in enumerate(found) if int(z) in anatomy.view}
+        inside |= _circle_inside_chest(anatomy.body[found], lungs[found], view, coarse)
     if inside.mean() >= INSIDE_CHEST_SHARE:
         warnings.warn("the field of view lies inside the chest (the image edges or the scan circle cut "
                       "through the lungs), so nodes are not restricted to the mediastinum", UserWarning,
