@@ -9,6 +9,11 @@ lungs' front cut) and both. Per crop: ``kept``, the share of the whole CT's regi
 crop's own region covers (1.0: no node the whole CT would keep is dropped), and ``covers``, the share of
 the crop that is region (1.0 would be no restriction). For phantoms also ``nodes_out``: true nodes lying
 mostly outside the crop's region. Run it with ``PYTHONPATH`` on another checkout to compare.
+
+The same CTs are also padded outside a scanner's circular field of view (``circle``, at the value given:
+-3024, -2048 or -1024), centred on the lungs, with a radius a few voxels inside their lateral extent (the
+circle cuts both lungs) or 15 mm beyond it (``wide``: it cuts the body only); ``kept`` is then the share
+of the whole CT's region inside the circle that the padded CT's region covers.
 """
 
 from __future__ import annotations
@@ -39,6 +44,32 @@ def crops(ct: Volume) -> dict[str, tuple[slice, slice, slice]]:
             "both": (every, anterior, lateral)}
 
 
+def circles(ct: Volume, padding: tuple[int, ...] = (-3024, -1024)) -> dict[str, tuple[Volume, np.ndarray]]:
+    """``(ct padded, the circle in view (y x))`` for circles centred on its lungs: cutting both lungs (a few
+    voxels inside their lateral extent) or wide (15 mm beyond it), at each ``padding`` value."""
+    anatomy = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx)
+    lungs = anatomy.upsample(anatomy.lungs)
+    ys, xs = np.nonzero(lungs.any(axis=0))
+    cy, cx, half = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2, (xs.max() - xs.min()) / 2
+    yy, xx = np.ogrid[: ct.shape[1], : ct.shape[2]]
+    out = {}
+    for name, radius in (("cut", half - max(3, half // 12)), ("wide", half + 15.0 / ct.spacing_zyx[2])):
+        outside = (yy - cy) ** 2 + (xx - cx) ** 2 > radius**2
+        for value in padding:
+            padded = np.where(outside[None], value, ct.array).astype(ct.array.dtype)
+            out[f"{name}{value}"] = (ct.with_array(padded), ~outside)
+    return out
+
+
+def _row(name: str, cut: str, region: np.ndarray, whole: np.ndarray, truth: np.ndarray | None) -> dict:
+    row = {"ct": name, "crop": cut, "kept": float(region[whole].mean()), "covers": float(region.mean())}
+    if truth is not None:
+        parts, n = label_components(truth)
+        row["nodes_out"] = sum(region[parts == k].mean() < 0.5 for k in range(1, n + 1))
+        row["nodes"] = n
+    return row
+
+
 def rows_of(name: str, ct: Volume, truth: np.ndarray | None) -> list[dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -46,13 +77,12 @@ def rows_of(name: str, ct: Volume, truth: np.ndarray | None) -> list[dict]:
         rows = []
         for cut, box in crops(ct).items():
             region = mediastinum_region(sub_volume(ct, box), 10.0)
-            row = {"ct": name, "crop": cut, "kept": float(region[whole[box]].mean()),
-                   "covers": float(region.mean())}
-            if truth is not None:
-                parts, n = label_components(truth[box])
-                row["nodes_out"] = sum(region[parts == k].mean() < 0.5 for k in range(1, n + 1))
-                row["nodes"] = n
-            rows.append(row)
+            rows.append(_row(name, cut, region, whole[box], None if truth is None else truth[box]))
+        for cut, (padded, view) in circles(ct).items():
+            inside = np.broadcast_to(view[None], ct.shape)
+            region = mediastinum_region(padded, 10.0) & inside
+            rows.append(_row(name, f"circle {cut}", region, whole & inside,
+                             None if truth is None else truth & inside))
     return rows
 
 
@@ -68,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += rows_of(case.case_id, case.ct, np.asarray(case.full.array) > 0)
     for row in rows:
         nodes = f", true nodes outside {row['nodes_out']} of {row['nodes']}" if "nodes" in row else ""
-        print(f"{row['ct']:>22} {row['crop']:>9}: kept {row['kept']:.3f} of the whole CT's region, "
+        print(f"{row['ct']:>22} {row['crop']:>17}: kept {row['kept']:.3f} of the whole CT's region, "
               f"covers {row['covers']:.3f} of the crop{nodes}")
     return 0
 

@@ -283,3 +283,11 @@ def test_false_volume_is_judged_where_both_models_have_it():
     unmeasured = decide_activation(adapted, PARENT)
     assert unmeasured.activate and "volume where no node" not in unmeasured.reason
     assert math.isnan(unmeasured.figures["false_volume_ml_vs_parent"])
+
+
+def test_the_surface_dice_prior_refuses_at_the_margin_itself():
+    """One case 0.06 worse is judged -0.06 / 3, the margin itself: refused as the plain mean is at it, not
+    decided by float noise (-0.01999... passed)."""
+    verdict = decide_activation(figures([0.54], [2], [0]), figures([0.60], [2], [0]))
+    assert not verdict.activate and "-0.020 with 2 prior cases of no change" in verdict.reason
+    assert decide_activation(figures([0.545], [2], [0]), figures([0.60], [2], [0])).activate
