@@ -60,10 +60,10 @@ def _probabilities(name: str, model: str, cases, cache: Path, device: str) -> di
 
 def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combos: list) -> list[dict]:
     """One case's metrics for each post-processing combination ``(thr, min_mm3, max_hu, region_mm, peak)``."""
+    from lnq_napari.anatomy import mediastinum_region
     from lnq_napari.inference import postprocess
     from lnq_napari.io.readers import read_labels, read_volume
     from lnq_napari.metrics import evaluate_case
-    from lnq_napari.preprocess import mediastinum_region
 
     gt, ct = read_labels(full_path), read_volume(ct_path)
     prob = np.load(prob_path).astype(np.float32)

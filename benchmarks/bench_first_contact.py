@@ -24,12 +24,12 @@ import warnings
 import numpy as np
 
 from lnq_napari import api, metrics
+from lnq_napari.anatomy import mediastinum_region
 from lnq_napari.components import label_components
 from lnq_napari.inference import Prediction, Predictor, postprocess
 from lnq_napari.io.readers import read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom import make_case
-from lnq_napari.preprocess import mediastinum_region
 
 CROPS = {"CTChest4": (0, None), "upper chest": (17, None), "lung bases": (0, 13), "abdomen": (0, 7)}
 PHANTOM_GRID = {"shape": (40, 160, 160), "spacing": (2.0, 2.0, 6.0)}  # x, y, z mm: 320 x 320 x 240 mm

@@ -72,7 +72,8 @@ def stage_peaks(predictor, ct) -> list[tuple[str, float, float]]:
     import torch
 
     from lnq_napari import inference
-    from lnq_napari.preprocess import mediastinum_region, pad_value, prepare
+    from lnq_napari.anatomy import mediastinum_region
+    from lnq_napari.preprocess import pad_value, prepare
 
     inf, prep_cfg = predictor.config.inference, predictor.config.preprocessing
     out = []

@@ -23,12 +23,12 @@ import warnings
 
 import numpy as np
 
+from lnq_napari.anatomy import coarse_anatomy, mediastinum_region
 from lnq_napari.components import label_components
 from lnq_napari.followup.match import sub_volume
 from lnq_napari.io.readers import read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom import make_case
-from lnq_napari.preprocess import coarse_anatomy, mediastinum_region
 
 
 def crops(ct: Volume) -> dict[str, tuple[slice, slice, slice]]:

@@ -24,10 +24,11 @@ from typing import Protocol
 
 import numpy as np
 
-from lnq_napari import components, preprocess
+from lnq_napari import anatomy, components
+from lnq_napari.anatomy import mediastinum_region
 from lnq_napari.io import orientation
 from lnq_napari.io.volume import Volume, volumes_digest
-from lnq_napari.preprocess import Prepared, PreprocessingConfig, mediastinum_region, prepare
+from lnq_napari.preprocess import Prepared, PreprocessingConfig, prepare
 
 
 class MaskStore(Protocol):
@@ -76,7 +77,7 @@ def kept_per_ct(store: MaskStore | None = None) -> Iterator[None]:
 def region_code(*more) -> str:
     """A digest of the code a region comes from (the modules that draw it and the modules ``more``, scipy's
     and scikit-image's versions): a stored mask drawn by other code is never read."""
-    return _code_digest((preprocess, components, orientation, *more))
+    return _code_digest((anatomy, components, orientation, *more))
 
 
 @cache
@@ -111,7 +112,7 @@ def prepared_ct(ct: Volume, prep: PreprocessingConfig, key: str | None = None) -
 
 
 def region_of(ct: Volume, margin_mm: float, key: str | None = None) -> np.ndarray:
-    """:func:`~lnq_napari.preprocess.mediastinum_region` of ``ct``, kept packed in a :func:`kept_per_ct`
+    """:func:`~lnq_napari.anatomy.mediastinum_region` of ``ct``, kept packed in a :func:`kept_per_ct`
     block (and in its store); a fresh array for each caller; ``key``: :func:`ct_key`'s."""
     kept = _KEPT.get()
     if kept is None:

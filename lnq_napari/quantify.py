@@ -160,15 +160,15 @@ def principal_axes(zyx: np.ndarray, volume: Volume) -> tuple[float, float, float
 
 def midline_x(ct: Volume) -> float | None:
     """LPS x (mm) of the patient's midline: the median, over the body's rows (left to right, in LPS axis
-    order), of each row's middle, on a coarse copy (:func:`~lnq_napari.preprocess.body_of`). A scan need
+    order), of each row's middle, on a coarse copy (:func:`~lnq_napari.anatomy.body_of`). A scan need
     not centre the patient (one lying off the table's middle, a cropped field of view), and the table
     the patient lies on, part of the body where they touch and centred on the scanner, holds few rows:
     the body's mean x leant towards it (a node 10 mm right of a phantom's midline, 65 mm off the
     table's centre, read "midline"). None when the CT shows no body."""
     import SimpleITK as sitk
 
+    from lnq_napari.anatomy import body_of
     from lnq_napari.io.orientation import to_lps
-    from lnq_napari.preprocess import body_of
 
     hu = np.asarray(ct.array)
     step = tuple(max(1, n // 64) for n in hu.shape)

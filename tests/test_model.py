@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from lnq_napari.anatomy import RoiConfig
 from lnq_napari.errors import LNQError
 from lnq_napari.model import bundled_model_path, resolve_model
 from lnq_napari.model.checkpoint import load_checkpoint, load_state, read_config, save_checkpoint, sha256_file
 from lnq_napari.model.config import InferenceConfig, ModelConfig, StatesConfig, TrainConfig
 from lnq_napari.model.network import UNet3D, build_network
-from lnq_napari.preprocess import PreprocessingConfig, RoiConfig
+from lnq_napari.preprocess import PreprocessingConfig
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Preprocessing: HU scaling, chest ROI, resampling to the model grid and back onto the CT's exact grid."""
+"""Preprocessing: HU checks and scaling, resampling to the model grid and back onto the CT's exact grid."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import PreprocessingConfig, find_roi, normalize, pad_value, prepare, to_ct_grid
+from lnq_napari.preprocess import PreprocessingConfig, normalize, pad_value, prepare, to_ct_grid
 
 OBLIQUE_FLIP = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -33,22 +33,6 @@ def test_normalize_window():
     out = normalize(np.array([-3000, 50, 3000]), prep)
     assert out.dtype == np.float32
     assert out[1] == 0.0 and out[0] == pad_value(prep) and out[2] > 0
-
-
-def test_roi_covers_lungs_and_drops_outside_air():
-    hu = _chest()
-    roi = find_roi(hu, (5.0, 3.0, 3.0), PreprocessingConfig().roi)
-    lungs = hu == -850
-    inner = np.zeros_like(lungs)
-    inner[roi] = True
-    assert inner[lungs].all()
-    assert roi[2].stop - roi[2].start < hu.shape[2]  # body margin air is cut off left-right
-
-
-def test_roi_falls_back_to_whole_volume_without_body():
-    hu = np.full((6, 10, 10), -1000, np.int16)
-    roi = find_roi(hu, (5.0, 1.0, 1.0), PreprocessingConfig().roi)
-    assert roi == (slice(0, 6), slice(0, 10), slice(0, 10))
 
 
 def test_prepare_resamples_to_target_spacing_and_back_to_exact_grid():
@@ -116,23 +100,6 @@ def test_stored_values_with_a_negative_padding_are_refused_too():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepare(Volume(np.where(corner, -3024, hu).astype(np.int16), (1.5, 1.5, 3.0)))
-
-
-def test_holes_are_filled_slice_by_slice_as_scipy_fills_each_slice():
-    from scipy import ndimage
-
-    from lnq_napari.preprocess import _holes_filled
-
-    rng = np.random.default_rng(3)
-    plane = np.zeros((3, 3, 3), dtype=bool)
-    plane[1] = ndimage.generate_binary_structure(2, 1)
-    for _ in range(5):
-        noise = ndimage.gaussian_filter(rng.normal(size=(6, 40, 50)), (0, 2, 2))
-        mask = noise > 0.05  # rings, islands, holes and pockets open to a slice's edge
-        expected = np.stack([ndimage.binary_fill_holes(s) for s in mask])
-        got = _holes_filled(mask, plane)
-        assert np.array_equal(got, expected)
-        assert (got & ~mask).any()  # some holes were there to fill
 
 
 def test_a_label_map_given_as_the_ct_is_refused_before_any_work():

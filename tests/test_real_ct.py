@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from lnq_napari import api
+from lnq_napari.anatomy import mediastinum_region
 from lnq_napari.components import label_components
 from lnq_napari.inference import Predictor, postprocess
 from lnq_napari.io.readers import read_volume
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import mediastinum_region
 
 torch.set_num_threads(2)
 MARGIN_MM = 10.0  # the margin chosen on data (docs/model_card.md)

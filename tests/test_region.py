@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from lnq_napari import metrics
+from lnq_napari.anatomy import mediastinum_region
 from lnq_napari.inference import postprocess
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom import make_case
-from lnq_napari.preprocess import mediastinum_region
 
 torch.set_num_threads(1)
 FLIP_XY = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -96,7 +96,7 @@ def test_phantom_lungs_are_found_and_truth_lies_inside_the_region(small_cases):
 
 def _lung_columns(case) -> tuple[int, int]:
     """The first and last x index the phantom's lungs reach (air inside the body)."""
-    from lnq_napari.preprocess import coarse_anatomy
+    from lnq_napari.anatomy import coarse_anatomy
 
     anatomy = coarse_anatomy(np.asarray(case.ct.array), case.ct.spacing_zyx)
     xs = np.nonzero(anatomy.upsample(anatomy.lungs).any(axis=(0, 1)))[0]
@@ -128,8 +128,8 @@ def test_a_field_of_view_inside_the_chest_does_not_restrict_and_says_so(small_ca
     """A CT reconstructed with a field of view inside the chest (the body reaches every image edge: a
     140 mm mediastinal view) shows pieces of lung whose hull is not the mediastinum: the region held 22 %
     of the nodes' voxels and the prediction kept 1 node of 10 (Dice 0.19), without a word."""
+    from lnq_napari.anatomy import coarse_anatomy
     from lnq_napari.followup.match import sub_volume
-    from lnq_napari.preprocess import coarse_anatomy
 
     for case in small_cases:
         first, last = _lung_columns(case)
@@ -149,7 +149,7 @@ def _scan_circle(case, radius_share: float | None, pad: int = -3024,
     """The phantom's CT padded with ``pad`` outside a circle centred between its lungs on the middle row,
     of ``radius_share`` times the lungs' half width (None: no circle), and the padding (y x). ``table``:
     first a 13 mm table top touching the back, across the image."""
-    from lnq_napari.preprocess import body_of
+    from lnq_napari.anatomy import body_of
 
     first, last = _lung_columns(case)
     hu = np.array(case.ct.array)
@@ -166,7 +166,7 @@ def _scan_circle(case, radius_share: float | None, pad: int = -3024,
 
 def _outside_air(ct: Volume) -> np.ndarray:
     """The air around the body on the coarse grid: what the image edge reaches."""
-    from lnq_napari.preprocess import _PLANE, _holes_filled, coarse_anatomy
+    from lnq_napari.anatomy import _PLANE, _holes_filled, coarse_anatomy
 
     return ~_holes_filled(coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3).body, _PLANE)
 
@@ -179,7 +179,7 @@ def test_a_scan_circle_cutting_both_lungs_keeps_the_region(small_cases, pad):
     padding, taken for the air outside: the region held 49-56 % of the unpadded CT's within the circle and
     find_nodes kept 5 of the 7 nodes it found. Now the region is the unpadded CT's within the circle, and
     the air between the skin and the circle stays outside."""
-    from lnq_napari.preprocess import coarse_anatomy
+    from lnq_napari.anatomy import coarse_anatomy
 
     for case in small_cases:
         ct, out = _scan_circle(case, 0.95, pad)
@@ -206,7 +206,7 @@ def test_a_table_touching_the_patient_in_a_padded_circle_keeps_the_region(small_
     outside (a first attempt made it lung and doubled the region). The region is the unpadded one. Where
     the circle also cuts the flank (1.1), the pockets between flank, table and circle are closed, as an
     image edge across them closes them; they are no lung (too small beside the body)."""
-    from lnq_napari.preprocess import coarse_anatomy
+    from lnq_napari.anatomy import coarse_anatomy
 
     for case in small_cases:
         on_table, _ = _scan_circle(case, None, table=True)
@@ -227,7 +227,7 @@ def _arms_down(case, gap_mm: float, pad: int | None = None) -> tuple[Volume, np.
     """The phantom's CT with an arm (40 HU, 70 x 110 mm) ``gap_mm`` of air beside either side of the trunk,
     joined to it at the shoulders (a soft-tissue band in the top 3 slices), and, with ``pad``, padded
     outside a scan circle the arms touch (the lungs well inside it); and the padding (y x)."""
-    from lnq_napari.preprocess import body_of
+    from lnq_napari.anatomy import body_of
 
     hu = np.array(case.ct.array)
     rows, cols = np.nonzero(body_of(hu).any(axis=0))
@@ -252,7 +252,7 @@ def test_arms_down_beside_the_trunk_touching_a_scan_circle_keep_the_region(pad):
     runs round the trunk and touches the circle in gaps all round. Judged gap by gap, each gap's air reached
     beyond its bulge, every gap was sealed and all air in the circle kept as lung: the region grew from 11 %
     to 25-63 % of the CT. The region and the ROI are those without the circle."""
-    from lnq_napari.preprocess import RoiConfig, find_roi
+    from lnq_napari.anatomy import RoiConfig, find_roi
 
     case = make_case(40, shape=(24, 160, 160), spacing=(3.5, 3.5, 10.0))
     for gap_mm in (20.0, 35.0):
@@ -284,7 +284,7 @@ def test_padding_is_where_the_scan_circle_ends():
     """Values below -1500 HU that reach the image edge, and one air-like value held exactly at every
     slice's corners and in the same voxels of every slice; not a dark streak inside the body, not noisy
     air."""
-    from lnq_napari.preprocess import outside_view
+    from lnq_napari.anatomy import outside_view
 
     rng = np.random.default_rng(0)
     hu = rng.normal(-1000, 20, (4, 32, 32)).round().astype(np.int16)  # air
@@ -305,7 +305,7 @@ def test_a_ct_masked_to_the_body_has_no_scan_circle(small_cases):
     is the unmasked CT's."""
     from scipy import ndimage
 
-    from lnq_napari.preprocess import coarse_anatomy
+    from lnq_napari.anatomy import coarse_anatomy
 
     for case in small_cases:
         hu = np.asarray(case.ct.array)
@@ -318,7 +318,7 @@ def test_a_ct_masked_to_the_body_has_no_scan_circle(small_cases):
 def test_a_dark_streak_in_a_single_coarse_slice_is_no_padding():
     """A CT a single coarse slice thick: values below -1500 inside the body (a metal artefact's streak)
     reach no image edge, so they are no padding (they were: the edge filter came after an early return)."""
-    from lnq_napari.preprocess import outside_view
+    from lnq_napari.anatomy import outside_view
 
     hu = np.full((1, 64, 64), -1000, np.int16)
     hu[:, 8:56, 8:56] = 40

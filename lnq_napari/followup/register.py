@@ -1,7 +1,7 @@
 """Register a follow-up CT to the baseline CT of the same patient, restricted to the chest.
 
 SimpleITK, on ~3 mm copies of both scans: the translation starts from the lungs' centroids (body and
-air inside it from :func:`lnq_napari.preprocess.coarse_anatomy`), a rigid step follows, then an affine
+air inside it from :func:`lnq_napari.anatomy.coarse_anatomy`), a rigid step follows, then an affine
 one; the metric (Mattes mutual information) only looks at the baseline's chest (the lungs' per-slice
 hull, grown a little). The result maps baseline points (LPS mm) to follow-up points, as ITK's
 resampling wants it.
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lnq_napari.anatomy import SEAL_WALL, RoiConfig, coarse_anatomy
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import to_lps
 from lnq_napari.io.volume import Volume
-from lnq_napari.preprocess import SEAL_WALL, RoiConfig, coarse_anatomy
 
 #: Coarse voxel size (mm) both scans are registered at.
 COARSE_MM = 3.0
@@ -83,7 +83,7 @@ def chest_of(ct: Volume) -> Chest:
 def _large_air(air: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
     """The lungs: the 3D components of ``air`` (inside the body) holding the preprocessing's lung volume
     and a fifth of the largest one or more (stomach and bowel gas stay below that). Each lung counts on
-    its own: :func:`lnq_napari.preprocess.chest_lungs` may drop one of a narrow chest, and the two scans'
+    its own: :func:`lnq_napari.anatomy.chest_lungs` may drop one of a narrow chest, and the two scans'
     lungs must agree for the registration to start in the right place."""
     from scipy import ndimage
 

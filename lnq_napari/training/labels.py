@@ -13,12 +13,12 @@ import dataclasses
 
 import numpy as np
 
+from lnq_napari.anatomy import coarse_anatomy
 from lnq_napari.components import within_mm
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import from_lps, to_lps
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import StatesConfig
-from lnq_napari.preprocess import coarse_anatomy
 
 NODE, BACKGROUND, UNKNOWN = 1, 0, -1
 

@@ -103,9 +103,9 @@ def test_a_ct_without_lungs_says_so_and_that_no_region_restricts_the_nodes(make_
                                                                            tmp_path, autosave_dir):
     """With no lungs in view the region is the whole CT: find_nodes' warning was lost in the worker thread
     and the status line said "mediastinum region: lungs' hull + 10 mm"."""
+    from lnq_napari.anatomy import mediastinum_region
     from lnq_napari.io.readers import write_volume
     from lnq_napari.io.volume import Volume
-    from lnq_napari.preprocess import mediastinum_region
 
     class NoLungs:
         config = ModelConfig()

@@ -1,0 +1,471 @@
+"""The chest's anatomy on a coarse copy of a CT: body, lungs, the scan circle's padding, the chest ROI and
+the mediastinum region.
+
+:func:`coarse_anatomy` finds body and lungs on a ~3 mm copy (the image edges and a scanner's circular field
+of view closed where they cut a lung); :func:`find_roi` crops to the lungs for the network, and
+:func:`mediastinum_region` draws where mediastinal nodes can be.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from lnq_napari.components import within_mm
+from lnq_napari.io.orientation import from_lps, to_lps
+from lnq_napari.io.volume import Volume
+
+
+@dataclass
+class RoiConfig:
+    """How :func:`find_roi` finds the chest ROI: the lungs' bounding box ("lungs_bbox") or the whole CT
+    ("none"), and the HU and sizes of its lungs and body."""
+
+    rule: str = "lungs_bbox"
+    lung_hu: float = -500.0
+    body_hu: float = -300.0
+    margin_mm: float = 15.0
+    min_lung_ml: float = 50.0
+    extras: dict = field(default_factory=dict)
+
+
+#: The edge of the field of view on a coarse slice: the voxels in view next to the padding as (ys, xs,
+#: closed) pieces in order around the view's centre, and that centre (y, x) (:func:`_view_edges`).
+ViewEdge = tuple[list[tuple[np.ndarray, np.ndarray, bool]], tuple[float, float]]
+
+
+@dataclass
+class Anatomy:
+    """Coarse (~3 mm) masks of a CT: ``body``, ``lungs`` and ``mediastinum`` (the per-slice convex hull
+    of the lungs, where mediastinal nodes live), ``outside`` the scan circle (None: no padding) and
+    ``view``, the circle's edge per slice that has padding. ``step`` maps the coarse grid to the CT index
+    grid."""
+
+    step: tuple[int, int, int]
+    shape: tuple[int, int, int]
+    body: np.ndarray
+    lungs: np.ndarray
+    outside: np.ndarray | None = None
+    view: dict[int, ViewEdge] = field(default_factory=dict)
+
+    @cached_property
+    def mediastinum(self) -> np.ndarray:
+        """The lungs' per-slice convex hull (a slice with fewer than 4 lung voxels: none); made when
+        first asked for (the ROI and the mediastinum region do without it)."""
+        from skimage.morphology import convex_hull_image
+
+        hull = np.zeros_like(self.lungs)
+        for z in range(self.lungs.shape[0]):
+            if self.lungs[z].sum() >= 4:
+                hull[z] = convex_hull_image(self.lungs[z])
+        return hull
+
+    def upsample(self, mask: np.ndarray) -> np.ndarray:
+        """A coarse mask on the full index grid (nearest), filled a coarse slice at a time: no
+        full-size intermediate arrays."""
+        sz, sy, sx = self.step
+        out = np.empty(self.shape, dtype=mask.dtype)
+        for k in range(min(mask.shape[0], -(-self.shape[0] // sz))):
+            plane = np.repeat(np.repeat(mask[k], sy, axis=0), sx, axis=1)
+            out[k * sz : (k + 1) * sz] = plane[: self.shape[1], : self.shape[2]]
+        return out
+
+
+#: Connects voxels within a slice only (face neighbours), so 3D calls work slice by slice.
+_PLANE = np.zeros((3, 3, 3), dtype=bool)
+_PLANE[1, 1, :] = _PLANE[1, :, 1] = True
+
+
+def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
+                   roi: RoiConfig | None = None, seal: int = 0) -> Anatomy:
+    """Body, lungs and (when asked for) the mediastinum region on a ~3 mm copy of ``hu`` (cheap for any
+    CT size).
+
+    ``seal`` (coarse voxels): close gaps in a thin chest wall this wide before filling the body, so
+    the lungs of a slender patient do not leak into the air outside. The image edges and the edge of a
+    scanner's circular field of view (the padding outside it, :func:`outside_view`, kept as ``outside``)
+    are closed where they cut a lung (:func:`_edges_sealed`, :func:`_view_sealed`), so a lung cut by
+    them is not taken for the air outside."""
+    from scipy import ndimage
+
+    roi = roi or RoiConfig()
+    step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
+    small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
+    body = body_of(small, roi.body_hu)
+    wall = ndimage.binary_closing(body, _PLANE, iterations=seal, border_value=1) if seal else body
+    wall = _edges_sealed(wall, body)
+    outside = outside_view(small, roi)
+    view = _view_edges(outside)
+    if view:  # a scan circle: its edge cuts the chest as an image edge does
+        wall = _view_sealed(wall, body, outside, view)
+    filled = _holes_filled(wall, _PLANE) & (body | ~wall)
+    lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), _PLANE, iterations=1)
+    return Anatomy(step, tuple(hu.shape), filled, lungs, outside if outside.any() else None, view)
+
+
+#: Values below this (HU) were never measured: the padding a scanner writes outside its circular field of
+#: view (-3024, -2048, -2000), far below air (-1000; noise rarely reaches -1100).
+OUTSIDE_VIEW_HU = -1500.0
+
+
+def outside_view(small: np.ndarray, roi: RoiConfig | None = None) -> np.ndarray:
+    """bool (z y x): the padding outside the scan circle of ``small`` (a CT, z y x), where it reaches the
+    image edge (not a metal artefact's streak inside the body): values below :data:`OUTSIDE_VIEW_HU`, and
+    a padding that looks like air (-1024, -1000): the air-like value (below ``roi.lung_hu``) all four
+    corners of every slice hold, where every slice holds exactly it (measured air is noisy and never the
+    same value through all slices) and it ends on a circle (:func:`_on_circle`; a CT masked to the body
+    holds it outside the body's outline)."""
+    roi = roi or RoiConfig()
+    outside = _reaching_edge(small < OUTSIDE_VIEW_HU)
+    if small.ndim != 3 or min(small.shape) < 2:
+        return outside
+    corners = small[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+    value = corners[0, 0]
+    if OUTSIDE_VIEW_HU <= value < roi.lung_hu and (corners == value).all():
+        held = _reaching_edge(np.logical_and.reduce(small == value, axis=0)[None])
+        if _on_circle(held[0]):
+            outside |= held
+    return outside
+
+
+def _reaching_edge(mask: np.ndarray) -> np.ndarray:
+    """The parts of ``mask`` (z y x) that reach a slice's edge."""
+    return ~_holes_filled(~mask, _PLANE)
+
+
+#: Padding ends on a circle when the voxels in view next to it lie this close (voxels) to one circle.
+VIEW_CIRCLE_VOXELS = 2.0
+
+
+def _on_circle(padding: np.ndarray) -> bool:
+    """Whether the voxels in view next to ``padding`` (y x) lie on one circle (:data:`VIEW_CIRCLE_VOXELS`;
+    fitted, so the image edge may cut it)."""
+    from scipy import ndimage
+
+    ys, xs = np.nonzero(ndimage.binary_dilation(padding, ndimage.generate_binary_structure(2, 1)) & ~padding)
+    if ys.size < 3:
+        return False
+    (d, e, f), *_ = np.linalg.lstsq(np.stack([ys, xs, np.ones_like(ys)], 1).astype(float),
+                                    -(ys**2 + xs**2).astype(float), rcond=None)
+    cy, cx = -d / 2, -e / 2
+    radius = np.sqrt(max(cy**2 + cx**2 - f, 0.0))
+    return bool(np.abs(np.hypot(ys - cy, xs - cx) - radius).max() <= VIEW_CIRCLE_VOXELS)
+
+
+def body_of(hu: np.ndarray, body_hu: float = RoiConfig.body_hu) -> np.ndarray:
+    """The patient's body in ``hu`` (any sampling): the largest connected part above ``body_hu``."""
+    from scipy import ndimage
+
+    body = hu > body_hu
+    lab, n = ndimage.label(body)
+    if n:
+        body = lab == (int(np.argmax(np.bincount(lab.ravel())[1:])) + 1)
+    return body
+
+
+def _edges_sealed(wall: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """``wall`` with each slice's edge closed between the first and last voxel of ``body`` on it: a field
+    of view that cuts through the chest (the body reaching the image edge on both sides of the lungs)
+    keeps the lungs enclosed, so they are not taken for the air outside. A body off the edges changes
+    nothing."""
+    sealed = wall.copy()
+    for edge in (np.s_[:, 0, :], np.s_[:, -1, :], np.s_[:, :, 0], np.s_[:, :, -1]):
+        sealed[edge] |= _between(body[edge], 1)
+    return sealed
+
+
+def _between(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Where ``mask`` holds a True at or before and at or after each position along ``axis``."""
+    ahead = np.flip(np.maximum.accumulate(np.flip(mask, axis), axis=axis), axis)
+    return np.maximum.accumulate(mask, axis=axis) & ahead
+
+
+#: An air gap along the scan circle's edge between two stretches of body is a lung the circle cuts when at
+#: least this share of the air behind it lies beyond the bulge of the circle between the two stretches (a
+#: lung reaches in towards the mediastinum); the air between the skin and the circle fills that bulge, but
+#: for a few voxels where the skin meets the circle.
+CUT_AIR_BEYOND = 0.2
+
+
+def _view_sealed(wall: np.ndarray, body: np.ndarray, outside: np.ndarray,
+                 view: dict[int, ViewEdge]) -> np.ndarray:
+    """``wall`` (coarse, z y x) with the scan circle's edge closed where it cuts the chest, as
+    :func:`_edges_sealed` closes an image edge: along the circle's edge (``view``; ``outside``: the
+    padding), the gaps between two stretches of ``body`` that cut a lung. Gaps whose air is one are judged
+    together (:func:`_cuts_lung`): a cut lung touches its own gap only; the air round a trunk with arms
+    beside it touches gaps all round the circle and lies within them."""
+    from scipy import ndimage
+
+    lab, _ = ndimage.label(~(wall | outside), _PLANE)
+    sealed = wall.copy()
+    for z, (pieces, _) in view.items():
+        arcs = [arc for ys, xs, closed in pieces for arc in _gap_arcs(ys, xs, body[z, ys, xs], closed)]
+        touched = [set(np.unique(lab[z][ys[1:-1], xs[1:-1]]).tolist()) - {0} for ys, xs in arcs]
+        for air, group in _sharing(touched):
+            if _cuts_lung(lab[z], air, [arcs[i] for i in group]):
+                for i in group:
+                    sealed[z, arcs[i][0][1:-1], arcs[i][1][1:-1]] = True
+    return sealed
+
+
+def _gap_arcs(ys: np.ndarray, xs: np.ndarray, on: np.ndarray,
+              closed: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The gaps between two stretches of body (``on``) along a piece of the view's edge (``ys``, ``xs``;
+    ``closed``: a whole circle): each as (ys, xs) from the body voxel before it to the one after it."""
+    if not on.any():
+        return
+    if closed:  # from a body voxel round to it again, so every gap lies between two stretches of body
+        loop = np.r_[np.arange(int(np.argmax(on)), on.size), np.arange(int(np.argmax(on)) + 1)]
+        ys, xs, on = ys[loop], xs[loop], on[loop]
+    change = np.flatnonzero(np.diff(on.view(np.int8))) + 1
+    starts, ends = change[on[change - 1]], change[~on[change - 1]]  # a gap from a start to the next end
+    for a in starts:
+        after = ends[ends > a]
+        if after.size:
+            yield ys[a - 1 : after[0] + 1], xs[a - 1 : after[0] + 1]
+
+
+def _sharing(touched: list[set[int]]) -> list[tuple[set[int], list[int]]]:
+    """The gaps (indices into ``touched``, the air components each touches) grouped where they share air,
+    with the air of each group."""
+    groups: list[tuple[set[int], list[int]]] = []
+    for i, ids in enumerate(touched):
+        joined = [g for g in groups if g[0] & ids]
+        groups = [g for g in groups if not g[0] & ids]
+        groups.append((set(ids).union(*(g[0] for g in joined)), [j for g in joined for j in g[1]] + [i]))
+    return groups
+
+
+def _cuts_lung(labels: np.ndarray, air: set[int], arcs: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether gaps along the field of view's edge (``arcs``: each (ys, xs) with the body voxel at either
+    end) cut a lung: the ``air`` components of ``labels`` (a slice) they touch reach in beyond the convex
+    hull of the arcs (the bulge of the circle between their ends; :data:`CUT_AIR_BEYOND`)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    inner = np.argwhere(np.isin(labels, sorted(air)))
+    if not inner.size:
+        return False
+    try:
+        hull = ConvexHull(np.concatenate([np.stack(arc, axis=1) for arc in arcs]))
+    except QhullError:  # a straight gap: no bulge, all air lies beyond it (an image edge)
+        return True
+    inside = np.all(inner @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-9, axis=1)
+    return bool(1.0 - inside.mean() >= CUT_AIR_BEYOND)
+
+
+#: Neighbours along the field of view's edge lie this many voxels apart at most (a staircase circle);
+#: a longer step is where the image edge interrupts it.
+VIEW_EDGE_STEP = 2
+
+
+def _view_edges(outside: np.ndarray) -> dict[int, ViewEdge]:
+    """Per slice of ``outside`` (the padding, coarse z y x) that holds some: the edge of the field of view
+    (:data:`ViewEdge`); the image edge splits the circle into pieces (``closed`` False), a circle wholly in
+    the image is one closed piece. Found once for the slices that share a circle."""
+    from scipy import ndimage
+
+    cross = ndimage.generate_binary_structure(2, 1)
+    last, found, edges = None, ([], (0.0, 0.0)), {}
+    for z in np.nonzero(outside.any(axis=(1, 2)))[0]:
+        if last is None or not np.array_equal(outside[z], outside[last]):
+            last, view = z, ~outside[z]
+            ys, xs = np.nonzero(ndimage.binary_dilation(outside[z], cross) & view)
+            centre = tuple(float(np.mean(v)) for v in np.nonzero(view)) if view.any() else (0.0, 0.0)
+            order = np.argsort(np.arctan2(ys - centre[0], xs - centre[1]), kind="stable")
+            ys, xs = ys[order], xs[order]
+            jump = np.flatnonzero(np.maximum(np.abs(ys - np.roll(ys, 1)), np.abs(xs - np.roll(xs, 1)))
+                                  > VIEW_EDGE_STEP)
+            if not ys.size:
+                pieces = []
+            elif not jump.size:
+                pieces = [(ys, xs, True)]
+            else:
+                ys, xs = np.roll(ys, -jump[0]), np.roll(xs, -jump[0])
+                cuts = np.append(jump - jump[0], ys.size)
+                pieces = [(ys[a:b], xs[a:b], False) for a, b in zip(cuts[:-1], cuts[1:])]
+            found = (pieces, centre)
+        if found[0]:
+            edges[int(z)] = found
+    return edges
+
+
+def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask, plane)`` for an in-plane ``plane`` structure (the same result,
+    several times faster): the background components that reach no slice's edge become foreground."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(~mask, plane)
+    outside = np.zeros(n + 1, dtype=bool)
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        outside[edge] = True
+    outside[0] = False
+    return ~outside[lab]
+
+
+#: A 3D air component counts as lung when one of its slices covers at least this share of the body's
+#: cross-section (bowel and stomach gas stay far below it) and it holds ``min_lung_ml`` or more.
+LUNG_BODY_FRACTION = 0.10
+#: Gaps in the chest wall up to about 2 x this many coarse (~3 mm) voxels are closed (slender patients).
+SEAL_WALL = 3
+
+
+def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
+                min_lung_ml: float = RoiConfig.min_lung_ml) -> np.ndarray:
+    """The lungs of a coarse anatomy without bowel or stomach gas: the 3D air components that hold
+    ``min_lung_ml`` and, on one of their slices, cover a share of the body (:data:`LUNG_BODY_FRACTION`)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(anatomy.lungs)
+    if n == 0:
+        return np.zeros_like(anatomy.lungs)
+    voxel_ml = float(np.prod([s * st for s, st in zip(spacing_zyx, anatomy.step)])) / 1000.0
+    volume = np.bincount(lab.ravel(), minlength=n + 1)[1:] * voxel_ml
+    body_area = np.maximum(anatomy.body.sum(axis=(1, 2)), 1)
+    wide = np.zeros(n, dtype=bool)
+    for k, sl in enumerate(ndimage.find_objects(lab)):
+        if sl is not None:
+            area = (lab[sl] == k + 1).sum(axis=(1, 2))
+            wide[k] = np.max(area / body_area[sl[0]]) >= LUNG_BODY_FRACTION
+    keep = np.concatenate([[False], wide & (volume >= min_lung_ml)])
+    return keep[lab]
+
+
+#: A CT whose field of view lies inside the chest (:func:`_view_inside_chest`) on at least this share of
+#: its lung slices (a mediastinal reconstruction): the hull of the lungs in view is not the mediastinum
+#: (a 140 mm view: 22 % of the nodes' voxels in it), so no region is drawn.
+INSIDE_CHEST_SHARE = 0.5
+#: An air gap this long (mm) between two stretches of body along an image edge is a lung the edge cuts.
+CUT_LUNG_MM = 10.0
+
+
+def _view_inside_chest(body: np.ndarray, lungs: np.ndarray,
+                       spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Per slice of ``body`` and ``lungs`` (coarse, z y x): whether the field of view lies inside the chest:
+    the body reaches all four image edges and along one of them the lungs fill a gap of at least
+    :data:`CUT_LUNG_MM` between two stretches of body (the edge cuts through a lung; the lungs found touch
+    the edge or the row inside it, which the sealed edge keeps out of them). A large patient whose skin
+    touches every edge, lungs in view, has none: the air between flank and table, between arm and trunk,
+    between the breasts is outside, not lung."""
+    edges = ((np.s_[:, 0, :], np.s_[:, 1, :], spacing_zyx[2]),  # (edge, the row inside it, mm along it)
+             (np.s_[:, -1, :], np.s_[:, -2, :], spacing_zyx[2]),
+             (np.s_[:, :, 0], np.s_[:, :, 1], spacing_zyx[1]),
+             (np.s_[:, :, -1], np.s_[:, :, -2], spacing_zyx[1]))
+    reached = np.ones(body.shape[0], dtype=bool)
+    cut = np.zeros(body.shape[0], dtype=bool)
+    for edge, within, step_mm in edges:
+        line = body[edge]  # (slice, position along the edge)
+        reached &= line.any(axis=1)
+        gaps = _between(line, 1) & ~line & (lungs[edge] | lungs[within])  # lung between two stretches of body
+        cut |= _longest_run(gaps) * step_mm >= CUT_LUNG_MM
+    return reached & cut
+
+
+def _longest_run(mask: np.ndarray) -> np.ndarray:
+    """The length of the longest run of True along the last axis of ``mask`` (int, one per row)."""
+    rows = np.asarray(mask, dtype=bool).reshape(-1, mask.shape[-1])
+    flat = np.pad(rows, ((0, 0), (1, 1))).ravel().view(np.int8)  # a False between rows: runs stay in one
+    change = np.flatnonzero(np.diff(flat))
+    longest = np.zeros(rows.shape[0], dtype=int)
+    np.maximum.at(longest, change[::2] // (rows.shape[1] + 2), change[1::2] - change[::2])
+    return longest.reshape(mask.shape[:-1])
+
+
+#: The front and the back of the scan circle: its edge within this angle (degrees) of straight up or down.
+CIRCLE_POLE_DEG = 30.0
+
+
+def _circle_inside_chest(body: np.ndarray, lungs: np.ndarray, view: dict[int, ViewEdge],
+                         spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+    """Per slice of ``body`` and ``lungs`` (coarse, z y x; ``view``: the circle's edge on the slices that
+    have one): whether the scan circle lies inside the chest, as :func:`_view_inside_chest` asks of the
+    image edges: the body meets the circle's edge at its front and at its back (:data:`CIRCLE_POLE_DEG`:
+    the chest is deeper than the circle) and lungs found run along it for :data:`CUT_LUNG_MM` (the circle
+    cuts through a lung). A large patient whose sides only the circle cuts keeps air at the front and
+    back."""
+    from scipy import ndimage
+
+    near = ndimage.binary_dilation(lungs, _PLANE)  # lungs next to the sealed edge
+    step_mm = min(spacing_zyx[1:])
+    inside = np.zeros(body.shape[0], dtype=bool)
+    for z, (pieces, (cy, cx)) in view.items():
+        ys, xs = np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
+        pole = np.abs(xs - cx) <= np.tan(np.radians(CIRCLE_POLE_DEG)) * np.abs(ys - cy)
+        on = body[z, ys, xs]
+        inside[z] = bool(on[pole & (ys < cy)].any() and on[pole & (ys > cy)].any()
+                         and _longest_run(near[z, ys, xs]) * step_mm >= CUT_LUNG_MM)
+    return inside
+
+
+def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
+    """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` in 3D (where
+    mediastinal nodes can be). Air that is not lung (bowel, stomach) is left out (:func:`chest_lungs`).
+
+    When no lungs are in view (an abdomen, a neck, a slab of soft tissue), or the field of view lies inside
+    the chest (:data:`INSIDE_CHEST_SHARE`), it warns and returns all True: no restriction rather than a
+    region that leaves nodes out.
+    """
+    import SimpleITK as sitk
+    from skimage.morphology import convex_hull_image
+
+    code, oriented = to_lps(ct.to_sitk())
+    hu = sitk.GetArrayViewFromImage(oriented)
+    spacing_zyx = tuple(oriented.GetSpacing()[::-1])
+    anatomy = coarse_anatomy(hu, spacing_zyx, seal=SEAL_WALL)
+    lungs = chest_lungs(anatomy, spacing_zyx)
+    if not lungs.any():
+        warnings.warn("no lungs found in this CT, so nodes are not restricted to the mediastinum; check "
+                      "that the CT shows the chest", UserWarning, stacklevel=2)
+        return np.ones(ct.shape, dtype=bool)
+    found = np.nonzero(lungs.any(axis=(1, 2)))[0]
+    coarse = tuple(s * st for s, st in zip(spacing_zyx, anatomy.step))
+    inside = _view_inside_chest(anatomy.body[found], lungs[found], coarse)
+    if anatomy.view:
+        view = {k: anatomy.view[int(z)] for k, z in enumerate(found) if int(z) in anatomy.view}
+        inside |= _circle_inside_chest(anatomy.body[found], lungs[found], view, coarse)
+    if inside.mean() >= INSIDE_CHEST_SHARE:
+        warnings.warn("the field of view lies inside the chest (the image edges or the scan circle cut "
+                      "through the lungs), so nodes are not restricted to the mediastinum", UserWarning,
+                      stacklevel=2)
+        return np.ones(ct.shape, dtype=bool)
+    hull = np.zeros_like(lungs)
+    for z in found:
+        ys, xs = np.nonzero(lungs[z])
+        box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+        hull[z][box] = convex_hull_image(lungs[z][box]) if ys.size >= 4 else lungs[z][box]  # nothing beyond
+    for z in range(int(found[0]) + 1, int(found[-1])):  # the lungs span their z range: fill slices
+        if z not in found:  # where they were missed with the hulls of the nearest slices around
+            below, above = found[found < z][-1], found[found > z][0]
+            hull[z] = hull[below] | hull[above]
+    grown = within_mm(hull, coarse, margin_mm)
+    region = anatomy.upsample(grown)  # bool
+    return from_lps(region.view(np.uint8), oriented, code).view(bool)  # 0/1 either way: no bool copy
+
+
+def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], roi: RoiConfig,
+             anatomy: Anatomy | None = None) -> tuple[slice, slice, slice]:
+    """The chest ROI in index space: the lungs' bounding box plus a margin, found on a coarse copy.
+
+    Falls back to the body's bounding box when no lungs are found, and to the whole volume when no
+    body is found.
+    """
+    shape = hu.shape
+    if roi.rule == "none":
+        return tuple(slice(0, n) for n in shape)
+    anatomy = anatomy or coarse_anatomy(hu, spacing_zyx, roi)
+    step = anatomy.step
+    voxel_ml = float(np.prod([s * st for s, st in zip(spacing_zyx, step)])) / 1000.0
+    target = anatomy.lungs if anatomy.lungs.sum() * voxel_ml >= roi.min_lung_ml else anatomy.body
+    if not target.any():
+        return tuple(slice(0, n_) for n_ in shape)
+    idx = np.nonzero(target)
+    out = []
+    for axis in range(3):
+        margin = int(np.ceil(roi.margin_mm / spacing_zyx[axis]))
+        lo = int(idx[axis].min()) * step[axis] - margin
+        hi = (int(idx[axis].max()) + 1) * step[axis] + margin
+        out.append(slice(max(0, lo), min(shape[axis], hi)))
+    return tuple(out)
