@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 NNUNET_SHAPE, NNUNET_SPACING = (16, 48, 48), (1.5, 1.5, 3.0)
@@ -157,3 +158,24 @@ def fixed_prediction(monkeypatch):
         return Loaded()
 
     return model
+
+
+def _small_chest(shape=(20, 64, 80)) -> np.ndarray:
+    """Air outside, a soft-tissue body ellipse, two lungs, a node-like blob between them."""
+    z, y, x = np.indices(shape)
+    hu = np.full(shape, -1000, np.int16)
+    cy, cx = shape[1] / 2, shape[2] / 2
+    body = ((y - cy) / (shape[1] * 0.42)) ** 2 + ((x - cx) / (shape[2] * 0.45)) ** 2 < 1
+    hu[body] = 40
+    for side in (-1, 1):
+        dx = x - cx - side * shape[2] * 0.22
+        lung = ((y - cy) / (shape[1] * 0.28)) ** 2 + (dx / (shape[2] * 0.15)) ** 2 < 1
+        hu[lung & (z > 2) & (z < shape[0] - 3)] = -850
+    return hu
+
+
+@pytest.fixture
+def small_chest():
+    """A builder of a small synthetic chest in HU (:func:`_small_chest`), for the preprocessing and anatomy
+    tests."""
+    return _small_chest

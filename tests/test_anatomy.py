@@ -8,22 +8,8 @@ import numpy as np
 from lnq_napari.anatomy import RoiConfig, _holes_filled, find_roi
 
 
-def _chest(shape=(20, 64, 80)) -> np.ndarray:
-    """Air outside, a soft-tissue body ellipse, two lungs, a node-like blob between them."""
-    z, y, x = np.indices(shape)
-    hu = np.full(shape, -1000, np.int16)
-    cy, cx = shape[1] / 2, shape[2] / 2
-    body = ((y - cy) / (shape[1] * 0.42)) ** 2 + ((x - cx) / (shape[2] * 0.45)) ** 2 < 1
-    hu[body] = 40
-    for side in (-1, 1):
-        dx = x - cx - side * shape[2] * 0.22
-        lung = ((y - cy) / (shape[1] * 0.28)) ** 2 + (dx / (shape[2] * 0.15)) ** 2 < 1
-        hu[lung & (z > 2) & (z < shape[0] - 3)] = -850
-    return hu
-
-
-def test_roi_covers_lungs_and_drops_outside_air():
-    hu = _chest()
+def test_roi_covers_lungs_and_drops_outside_air(small_chest):
+    hu = small_chest()
     roi = find_roi(hu, (5.0, 3.0, 3.0), RoiConfig())
     lungs = hu == -850
     inner = np.zeros_like(lungs)

@@ -14,20 +14,6 @@ from lnq_napari.preprocess import PreprocessingConfig, normalize, pad_value, pre
 OBLIQUE_FLIP = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
-def _chest(shape=(20, 64, 80)) -> np.ndarray:
-    """Air outside, a soft-tissue body ellipse, two lungs, a node-like blob between them."""
-    z, y, x = np.indices(shape)
-    hu = np.full(shape, -1000, np.int16)
-    cy, cx = shape[1] / 2, shape[2] / 2
-    body = ((y - cy) / (shape[1] * 0.42)) ** 2 + ((x - cx) / (shape[2] * 0.45)) ** 2 < 1
-    hu[body] = 40
-    for side in (-1, 1):
-        dx = x - cx - side * shape[2] * 0.22
-        lung = ((y - cy) / (shape[1] * 0.28)) ** 2 + (dx / (shape[2] * 0.15)) ** 2 < 1
-        hu[lung & (z > 2) & (z < shape[0] - 3)] = -850
-    return hu
-
-
 def test_normalize_window():
     prep = PreprocessingConfig()
     out = normalize(np.array([-3000, 50, 3000]), prep)
@@ -35,8 +21,8 @@ def test_normalize_window():
     assert out[1] == 0.0 and out[0] == pad_value(prep) and out[2] > 0
 
 
-def test_prepare_resamples_to_target_spacing_and_back_to_exact_grid():
-    hu = _chest()
+def test_prepare_resamples_to_target_spacing_and_back_to_exact_grid(small_chest):
+    hu = small_chest()
     ct = Volume(hu, spacing=(3.0, 3.0, 5.0), origin=(-117.3, 12.25, -903.7), direction=OBLIQUE_FLIP)
     blob = np.zeros(hu.shape, np.uint8)
     zz, yy, xx = np.indices(hu.shape)
@@ -56,8 +42,8 @@ def test_prepare_resamples_to_target_spacing_and_back_to_exact_grid():
     assert 2 * inter / (back.sum() + blob.sum()) > 0.9
 
 
-def test_labels_prepared_on_an_image_prepared_before_match_one_pass():
-    hu = _chest()
+def test_labels_prepared_on_an_image_prepared_before_match_one_pass(small_chest):
+    hu = small_chest()
     ct = Volume(hu, spacing=(3.0, 3.0, 5.0), origin=(-117.3, 12.25, -903.7), direction=OBLIQUE_FLIP)
     labels = (np.random.default_rng(1).random(hu.shape) > 0.7).astype(np.int8)
     prep = PreprocessingConfig(target_spacing=[2.0, 2.0, 4.0])
@@ -67,14 +53,14 @@ def test_labels_prepared_on_an_image_prepared_before_match_one_pass():
     assert np.array_equal(again.image, once.image) and np.array_equal(again.labels, once.labels)
 
 
-def test_a_ct_of_stored_values_not_hu_is_refused_before_the_model_runs():
+def test_a_ct_of_stored_values_not_hu_is_refused_before_the_model_runs(small_chest):
     """HU + 1024 (a DICOM's stored values with the rescale intercept left out) has no value below 0: the
     network saw a CT of bone and metal (a warning, then garbage nodes and exit 0 after 85 s); the error
     says what to do. A CT in HU passes; measure only warns (its mean HU reads 1024 high)."""
     from lnq_napari import api
     from lnq_napari.errors import LNQError
 
-    hu = _chest()
+    hu = small_chest()
     stored = Volume((hu.astype(np.int32) + 1024).astype(np.uint16), (1.5, 1.5, 3.0))
     with pytest.raises(LNQError, match="not in Hounsfield units .* rescale intercept"):
         prepare(stored)
@@ -87,11 +73,11 @@ def test_a_ct_of_stored_values_not_hu_is_refused_before_the_model_runs():
         prepare(Volume(hu, (1.5, 1.5, 3.0)))
 
 
-def test_stored_values_with_a_negative_padding_are_refused_too():
+def test_stored_values_with_a_negative_padding_are_refused_too(small_chest):
     """Stored values with the scanner's padding (-2000 around the scan circle) hold values below 0, so
     the first test passed them silently (0 nodes and a 'no lungs' warning that blamed the CT's content);
     HU with the usual -3024 padding is not warned about."""
-    hu = _chest().astype(np.int32)
+    hu = small_chest().astype(np.int32)
     corner = np.zeros(hu.shape, bool)
     corner[:, :4, :] = True  # outside the scan circle
     stored = np.where(corner, -2000, hu + 1024).astype(np.int16)
@@ -102,7 +88,7 @@ def test_stored_values_with_a_negative_padding_are_refused_too():
         prepare(Volume(np.where(corner, -3024, hu).astype(np.int16), (1.5, 1.5, 3.0)))
 
 
-def test_a_label_map_given_as_the_ct_is_refused_before_any_work():
+def test_a_label_map_given_as_the_ct_is_refused_before_any_work(small_chest):
     """A 0/1 node mask passed as the CT ran the model (12 s on a phantom) and found no node, with only the
     stored-values warning; a label map holds a handful of values, a CT hundreds."""
     from lnq_napari import api
@@ -116,17 +102,17 @@ def test_a_label_map_given_as_the_ct_is_refused_before_any_work():
             prepare(volume)
         with pytest.raises(LNQError, match="looks like a label map"):
             api.find_nodes(volume, model="/nonexistent")  # refused before the model is looked for
-    stored = (_chest() + 1024).astype(np.uint16)  # a CT in stored values: said as such, not a label map
+    stored = (small_chest() + 1024).astype(np.uint16)  # a CT in stored values: said as such, not a label map
     with pytest.raises(LNQError, match="not in Hounsfield units"):
         prepare(Volume(stored, (0.8, 0.8, 3.0)))
 
 
-def test_a_ct_with_nan_voxels_is_refused_in_one_line():
+def test_a_ct_with_nan_voxels_is_refused_in_one_line(small_chest):
     """A CT with 0.1 % NaN voxels was predicted without a word (3 nodes of 8) and trained on until the loss
     diverged ("train again with a lower lr")."""
     from lnq_napari.errors import LNQError
 
-    hu = _chest().astype(np.float32)
+    hu = small_chest().astype(np.float32)
     hu[10, 30, 40:43] = np.nan
     hu[11, 30, 40] = np.inf
     with pytest.raises(LNQError, match=r"the CT holds 4 NaN or infinite voxel\(s\); fill them"):
