@@ -269,14 +269,8 @@ def test_a_first_slice_with_a_fractional_rescale_does_not_make_the_ct_float64(tm
     assert_is_the_ct(got, ct)
     shifted = tmp_path / "intercept"
     series(shifted, ct)
-    ds = pydicom.dcmread(shifted / "ct-000.dcm")
-    ds.RescaleIntercept = -1024.5
-    ds.save_as(shifted / "ct-000.dcm")
-    got = read_volume(shifted)
-    assert got.array.dtype == np.float32
-    expected = ct.astype(np.float32)
-    expected[0] -= 0.5
-    assert_is_the_ct(got, expected)
+    _rescale_slice(shifted / "ct-000.dcm", ct[0], 1, -1024.5)
+    _assert_read_as_float32(shifted, ct, 0, -0.5)
 
 
 def test_a_later_slice_with_a_fractional_rescale_keeps_its_fractional_hu(tmp_path):
@@ -284,12 +278,23 @@ def test_a_later_slice_with_a_fractional_rescale_keeps_its_fractional_hu(tmp_pat
     and -1024.25 was rounded into the first slice's whole numbers, 0.75 HU off without a word."""
     ct = hu()
     series(tmp_path, ct)
-    ds = pydicom.dcmread(tmp_path / "ct-003.dcm")
-    ds.RescaleSlope, ds.RescaleIntercept = 0.5, -1024.25
-    ds.PixelData = ((ct[3] + 1024) * 2).astype(np.int16).tobytes()
-    ds.save_as(tmp_path / "ct-003.dcm")
-    got = read_volume(tmp_path)
+    _rescale_slice(tmp_path / "ct-003.dcm", ct[3], 0.5, -1024.25)
+    _assert_read_as_float32(tmp_path, ct, 3, -0.25)
+
+
+def _rescale_slice(file: Path, plane: np.ndarray, slope: float, intercept: float) -> None:
+    """Rewrite the slice ``file`` with ``slope`` and ``intercept``, storing (``plane`` + 1024) / ``slope``: it
+    reads back as the HU ``plane`` shifted by ``intercept`` + 1024."""
+    ds = pydicom.dcmread(file)
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.PixelData = ((plane + 1024) / slope).astype(np.int16).tobytes()
+    ds.save_as(file)
+
+
+def _assert_read_as_float32(folder: Path, ct: np.ndarray, index: int, shift: float) -> None:
+    """``folder`` reads as float32: ``ct`` with slice ``index`` shifted by ``shift`` HU."""
+    got = read_volume(folder)
     assert got.array.dtype == np.float32
     expected = ct.astype(np.float32)
-    expected[3] -= 0.25
+    expected[index] += shift
     assert_is_the_ct(got, expected)
