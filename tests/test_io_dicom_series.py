@@ -191,6 +191,20 @@ def test_a_seg_is_written_for_a_series_holding_a_scout_and_a_copied_slice(tmp_pa
     np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
 
 
+def test_a_seg_is_written_for_the_ct_of_a_pet_ct_folder(tmp_path):
+    """A PET/CT folder reads as its CT, but writing a SEG of it (predict --format dicom-seg) took the series
+    with the most slices, the PET, and refused the CT's labels as "not on the grid" of the PET."""
+    folder = tmp_path / "petct"
+    series(folder, hu())
+    series(folder, np.zeros((12, 16, 16), np.int16), "pet", Modality="PT", RescaleSlope=0.37,
+           SOPClassUID="1.2.840.10008.5.1.4.1.1.128", RescaleIntercept=0)
+    ct = read_volume(folder)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
+
+
 def test_placing_a_seg_on_the_ct_beside_it_reads_each_slice_position_once(tmp_path, monkeypatch):
     """The grid of a SEG's CT (only its two end slices' pixels are read) read every slice's header twice:
     with pydicom for which files are slices, with SimpleITK for their positions. Once is enough."""

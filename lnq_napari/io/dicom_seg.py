@@ -784,7 +784,8 @@ def has_dicom_magic(path: str | Path) -> bool:
 def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     """Headers (no pixels) of the CT series in ``ct`` (a folder or one of its files; a CD's root or its
     DICOMDIR: the series folders below it): the series with ``series_uid`` when given, else the file's
-    series, else the largest."""
+    series, else the largest CT series (:func:`.dicom_headers.is_ct_image`, as the reader chooses; a larger
+    PET beside it is no CT)."""
     import pydicom
 
     ct = cd_root(ct)
@@ -810,8 +811,8 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
         own = str(pydicom.dcmread(ct, stop_before_pixels=True).get("SeriesInstanceUID", ""))
         if own in by_series:
             return by_series[own]
-    return max(by_series.values(), key=lambda datasets: sum(int(d.get("NumberOfFrames", 1) or 1)
-                                                             for d in datasets))  # an enhanced CT's frames
+    return max(by_series.values(), key=lambda datasets: (  # the largest CT series, as the reader takes
+        is_ct_image(datasets[0]), sum(int(d.get("NumberOfFrames", 1) or 1) for d in datasets)))  # frames
 
 
 def _series_headers(folder: Path) -> dict[str, list]:
