@@ -144,9 +144,7 @@ VIEW_CIRCLE_VOXELS = 2.0
 def _on_circle(padding: np.ndarray) -> bool:
     """Whether the voxels in view next to ``padding`` (y x) lie on one circle (:data:`VIEW_CIRCLE_VOXELS`;
     fitted, so the image edge may cut it)."""
-    from scipy import ndimage
-
-    ys, xs = np.nonzero(ndimage.binary_dilation(padding, ndimage.generate_binary_structure(2, 1)) & ~padding)
+    ys, xs = _next_to(padding)
     if ys.size < 3:
         return False
     (d, e, f), *_ = np.linalg.lstsq(np.stack([ys, xs, np.ones_like(ys)], 1).astype(float),
@@ -154,6 +152,14 @@ def _on_circle(padding: np.ndarray) -> bool:
     cy, cx = -d / 2, -e / 2
     radius = np.sqrt(max(cy**2 + cx**2 - f, 0.0))
     return bool(np.abs(np.hypot(ys - cy, xs - cx) - radius).max() <= VIEW_CIRCLE_VOXELS)
+
+
+def _next_to(padding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ys, xs)`` of the voxels in view (not ``padding``, y x) that face a padding voxel: the edge of the
+    field of view."""
+    from scipy import ndimage
+
+    return np.nonzero(ndimage.binary_dilation(padding, ndimage.generate_binary_structure(2, 1)) & ~padding)
 
 
 def body_of(hu: np.ndarray, body_hu: float = RoiConfig.body_hu) -> np.ndarray:
@@ -266,14 +272,11 @@ def _view_edges(outside: np.ndarray) -> dict[int, ViewEdge]:
     """Per slice of ``outside`` (the padding, coarse z y x) that holds some: the edge of the field of view
     (:data:`ViewEdge`); the image edge splits the circle into pieces (``closed`` False), a circle wholly in
     the image is one closed piece. Found once for the slices that share a circle."""
-    from scipy import ndimage
-
-    cross = ndimage.generate_binary_structure(2, 1)
     last, found, edges = None, ([], (0.0, 0.0)), {}
     for z in np.nonzero(outside.any(axis=(1, 2)))[0]:
         if last is None or not np.array_equal(outside[z], outside[last]):
             last, view = z, ~outside[z]
-            ys, xs = np.nonzero(ndimage.binary_dilation(outside[z], cross) & view)
+            ys, xs = _next_to(outside[z])
             centre = tuple(float(np.mean(v)) for v in np.nonzero(view)) if view.any() else (0.0, 0.0)
             order = np.argsort(np.arctan2(ys - centre[0], xs - centre[1]), kind="stable")
             ys, xs = ys[order], xs[order]
