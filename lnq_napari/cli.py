@@ -217,14 +217,17 @@ def _signed(value: float | None, digits: int) -> str:
 
 
 def _model_row(m) -> dict:
-    """One row of ``workspace models``: figures vs the parent as differences, when the version has them;
+    """One row of ``workspace models``: figures vs the parent as differences, when the version has them
+    (the surface Dice also as the rule judged it on thin evidence, with its prior's cases of no change);
     an nnU-Net version's options."""
+    judged = m.figures.get("surface_dice_vs_parent_judged")
     return {
         "version": m.version, "parent": m.parent or "", "active": "*" if m.active else "",
         "created": m.created[:16].replace("T", " "),
         "corrected cases": "" if m.version == "bundled" else m.corrected_cases,
         "Dice vs parent": _signed(m.vs_parent("dice"), 3),
         "surface Dice vs parent": _signed(m.vs_parent("surface_dice"), 3),
+        "judged": _signed(judged, 3),
         "recall vs parent": _signed(m.vs_parent("recall"), 2),
         "false nodes vs parent": _signed(m.vs_parent("false_nodes"), 2), "verdict": m.verdict,
         "options": m.options,
@@ -234,7 +237,8 @@ def _model_row(m) -> dict:
 def _cmd_models(args: argparse.Namespace) -> None:
     models = api.list_models(args.path)
     rows = [_model_row(m) for m in models]
-    _print_table(rows, [c for c in rows[0] if c != "options" or any(m.options for m in models)])
+    sometimes = ("options", "judged")  # columns only where some version has them
+    _print_table(rows, [c for c in rows[0] if c not in sometimes or any(r[c] for r in rows)])
     for m in models[1:]:
         if m.reason:
             print(f"{m.version}: {m.reason}")

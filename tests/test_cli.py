@@ -124,6 +124,21 @@ def test_workspace_models_prints_versions_figures_and_verdicts(ws, capsys):
     assert out[4].startswith("m002: refuse (false nodes vs parent +0.25/case)")
 
 
+def test_workspace_models_shows_the_surface_dice_the_rule_judged_on_thin_evidence(ws, capsys):
+    """A version judged with the prior's cases of no change shows that figure beside the raw difference,
+    so a -0.060 the rule let pass is not read as a breach of its -0.02 margin."""
+    figures = {**FIGURES, "surface_dice_vs_parent": -0.06, "surface_dice_vs_parent_judged": -0.02}
+    ws.register_model(ws.root.parent / "model", parent="m002", training_cases=["a"],
+                      metrics={"reason": "activate", "figures": figures, "activate": True},
+                      corrected_cases=["a"])
+    assert main(["workspace", "models", str(ws.root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "judged" in out[0].split()
+    rows = {line.split()[0]: line.split() for line in out[1:5]}
+    assert rows["m003"][-5:-2] == ["-0.060", "-0.020", "+0.20"]
+    assert rows["m002"][-4:-2] == ["-0.030", "+0.20"]  # no judged figure: the column left empty
+
+
 def test_workspace_activate_and_roll_back(ws, capsys):
     assert main(["workspace", "activate", str(ws.root), "m002", "--reason", "fine on my cases"]) == 0
     assert capsys.readouterr().out.strip() == "active model: m002 (was m001)"
