@@ -25,9 +25,11 @@ def hu(slices: int = 8, rows: int = 24, columns: int = 20, seed: int = 0) -> np.
     return np.random.default_rng(seed).integers(-1000, 1500, (slices, rows, columns)).astype(np.int16)
 
 
-def series(folder: Path, values: np.ndarray, name: str = "ct", **tags) -> str:
+def series(folder: Path, values: np.ndarray, name: str = "ct", stored: np.ndarray | None = None,
+           **tags) -> str:
     """``values`` (HU, z y x) written as a classic CT series of axial slices ``GAP`` mm apart from
-    ``ORIGIN`` (files ``<name>-<k>.dcm``), ``tags`` set on every slice; its Series Instance UID."""
+    ``ORIGIN`` (files ``<name>-<k>.dcm``), ``tags`` set on every slice; its Series Instance UID.
+    ``stored``: the pixels as stored instead (their dtype's bytes, ``values`` giving the shape)."""
     folder.mkdir(parents=True, exist_ok=True)
     uid = tags.pop("SeriesInstanceUID", generate_uid())
     for k, plane in enumerate(values):
@@ -45,13 +47,22 @@ def series(folder: Path, values: np.ndarray, name: str = "ct", **tags) -> str:
         ds.Rows, ds.Columns = plane.shape
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-        ds.PixelData = (plane.astype(np.int16) + 1024).astype(np.int16).tobytes()
+        ds.PixelData = (plane.astype(np.int16) + 1024).astype(np.int16).tobytes() if stored is None \
+            else stored[k].tobytes()
         for key, value in tags.items():
             setattr(ds, key, value)
+        _padding_vr(ds)
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.save_as(folder / f"{name}-{k:03d}.dcm", enforce_file_format=True)
     return uid
+
+
+def _padding_vr(ds: Dataset) -> None:
+    """The VR of ``ds``' pixel padding tags (US or SS) by its Pixel Representation, as explicit VR needs."""
+    for tag in (0x00280120, 0x00280121):
+        if tag in ds:
+            ds[tag].VR = "SS" if ds.PixelRepresentation else "US"
 
 
 def assert_is_the_ct(volume, values: np.ndarray) -> None:
@@ -312,3 +323,73 @@ def _assert_read_as_float32(folder: Path, ct: np.ndarray, index: int, shift: flo
     expected = ct.astype(np.float32)
     expected[index] += shift
     assert_is_the_ct(got, expected)
+
+
+def _scan_circle(shape: tuple[int, int, int]) -> np.ndarray:
+    """bool (z y x): the voxels inside a scan circle filling each slice's width."""
+    ys, xs = np.mgrid[: shape[1], : shape[2]]
+    radius = min(shape[1:]) / 2 - 0.5
+    inside = (ys - (shape[1] - 1) / 2) ** 2 + (xs - (shape[2] - 1) / 2) ** 2 <= radius**2
+    return np.broadcast_to(inside, shape)
+
+
+def _padded(ct: np.ndarray, padding: int, dtype) -> np.ndarray:
+    """``ct`` (HU) stored with intercept -1024, ``padding`` (a stored value) outside the scan circle."""
+    return np.where(_scan_circle(ct.shape), ct + 1024, padding).astype(dtype)
+
+
+def test_unsigned_pixel_padding_outside_the_scan_circle_reads_below_any_measured_hu(tmp_path):
+    """A GE CT of unsigned pixels pads the outside of its scan circle with 63536 (-2000 as 16 bits), read
+    with intercept -1024 as +62512 HU: a bright ring around the body that wrecked the body, lungs and
+    normalisation. Its Pixel Padding Value (or a Pixel Padding Range Limit) now reads as -3024 HU, as a
+    scanner writes it, and the HU in view as they are."""
+    ct, inside = hu(), _scan_circle(hu().shape)
+    series(tmp_path / "value", ct, stored=_padded(ct, 63536, np.uint16), PixelRepresentation=0,
+           PixelPaddingValue=63536)
+    stored = _padded(ct, 63536, np.uint16)
+    stored[:, 0, 0] = 65535  # inside the range as well
+    series(tmp_path / "range", ct, stored=stored, PixelRepresentation=0, PixelPaddingValue=63536,
+           PixelPaddingRangeLimit=65535)
+    for folder in ("value", "range"):
+        got = read_volume(tmp_path / folder)
+        assert got.array.dtype == np.int16
+        np.testing.assert_array_equal(got.array[inside], ct[inside])
+        assert (got.array[~inside] == -3024).all()
+
+
+def test_pixel_padding_given_on_some_slices_marks_those_slices_only(tmp_path):
+    """A slice without Pixel Padding Value keeps its values (the tag speaks of its own image), one with a
+    rescale of its own has its padding found from its own stored values."""
+    ct, inside = hu(), _scan_circle(hu().shape)
+    series(tmp_path, ct, stored=_padded(ct, 63536, np.uint16), PixelRepresentation=0)
+    air = np.where(inside[0], ct[0], -1024)
+    for k in (2, 5):
+        ds = pydicom.dcmread(tmp_path / f"ct-{k:03d}.dcm")
+        ds.PixelPaddingValue = 63536
+        _padding_vr(ds)
+        ds.save_as(tmp_path / f"ct-{k:03d}.dcm")
+    ds = pydicom.dcmread(tmp_path / "ct-000.dcm")  # no padding tag, air outside the circle
+    ds.PixelData = (air + 1024).astype(np.uint16).tobytes()
+    ds.save_as(tmp_path / "ct-000.dcm")
+    ds = pydicom.dcmread(tmp_path / "ct-005.dcm")  # its own intercept
+    ds.RescaleIntercept, ds.PixelData = -1000, _padded(ct[5:6] - 24, 63536, np.uint16).tobytes()
+    ds.save_as(tmp_path / "ct-005.dcm")
+    got = read_volume(tmp_path).array
+    np.testing.assert_array_equal(got[0], air)
+    for k in (2, 5):
+        np.testing.assert_array_equal(got[k][inside[k]], ct[k][inside[k]])
+        assert (got[k][~inside[k]] == -3024).all()
+
+
+@pytest.mark.parametrize(("padding", "representation", "dtype", "outside"),
+                         [(-2000, 1, np.int16, -3024), (0, 0, np.uint16, -1024), (0, 1, np.int16, -1024)])
+def test_pixel_padding_already_below_or_at_air_reads_as_stored(tmp_path, padding, representation, dtype,
+                                                               outside):
+    """Signed -2000 reads as -3024 HU, already below anything measured; a padding of 0 (-1024 HU) looks
+    like air, which genuine air clamped at the bottom of the range also holds: both read as stored (the
+    anatomy finds air-like padding on its circle)."""
+    ct, inside = hu(), _scan_circle(hu().shape)
+    series(tmp_path, ct, stored=_padded(ct, padding, dtype), PixelRepresentation=representation,
+           PixelPaddingValue=padding)
+    got = read_volume(tmp_path).array
+    np.testing.assert_array_equal(got, np.where(inside, ct, outside))

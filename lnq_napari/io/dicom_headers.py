@@ -6,12 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+import numpy as np
+
 #: Enhanced CT and Legacy Converted Enhanced CT: positions and rescale in functional groups, not per file.
 ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
 #: CT Image Storage and the enhanced ones: the images of a CT (a PET, a dose screen, a SEG are none).
 CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", *ENHANCED_CT_SOP_CLASSES)
 #: The header elements :func:`series_slices` reads.
 SLICE_TAGS = ["SOPInstanceUID", "ImageType", "ImagePositionPatient"]
+#: The header elements :func:`forms_volume` and :func:`padding_values` read, beside :data:`SLICE_TAGS`.
+VOLUME_TAGS = ["ImageOrientationPatient", "PixelPaddingValue", "PixelPaddingRangeLimit",
+               "PixelRepresentation", "BitsAllocated"]
 
 Item = TypeVar("Item")
 
@@ -32,15 +37,67 @@ def _position(header) -> tuple:
 
 
 def is_ct_image(header) -> bool:
-    """Whether a DICOM header is a CT image (a volume's slice or an enhanced CT): its SOP class a CT one and
-    no localizer (a PET, a dose screen stored as Secondary Capture with Modality CT, a SEG are none); a
-    header without a SOP class by its Modality (CT, or none given)."""
-    if is_localizer(header):
-        return False
+    """Whether a DICOM header is a CT image (a volume's slice or an enhanced CT): a CT's image
+    (:func:`is_ct_modality`) and no localizer (a PET, a dose screen stored as Secondary Capture with
+    Modality CT, a SEG are none)."""
+    return not is_localizer(header) and is_ct_modality(header)
+
+
+def is_ct_modality(header) -> bool:
+    """Whether a DICOM header is an image of a CT, localizer or not: its SOP class a CT one; a header
+    without a SOP class by its Modality (CT, or none given)."""
     sop_class = str(header.get("SOPClassUID", "") or "").strip()
     if sop_class:
         return sop_class in CT_SOP_CLASSES
     return str(header.get("Modality", "") or "CT").strip().upper() == "CT"
+
+
+#: A stack of at least this many parallel slices at distinct positions is a volume; a scout is 1 to 3
+#: slices (frontal, lateral, often not parallel).
+VOLUME_SLICES = 4
+
+
+def forms_volume(headers: Sequence) -> bool:
+    """Whether the headers of a series' slices (:func:`series_slices`; None: unreadable) form a volume:
+    :data:`VOLUME_SLICES` or more, one orientation, distinct positions along its normal. Of a CT whose
+    every slice says LOCALIZER (some exports mark the whole CT so), a volume is the CT, a scout is not."""
+    if len(headers) < VOLUME_SLICES or any(h is None for h in headers):
+        return False
+    try:
+        orientations = np.array([[float(v) for v in h.get("ImageOrientationPatient") or ()] for h in headers])
+        positions = np.array([[float(v) for v in h.get("ImagePositionPatient") or ()] for h in headers])
+    except (TypeError, ValueError):  # missing in some, or not numbers
+        return False
+    if orientations.shape != (len(headers), 6) or positions.shape != (len(headers), 3) \
+            or not np.allclose(orientations, orientations[0], atol=1e-3):
+        return False
+    along = np.sort(positions @ np.cross(orientations[0, :3], orientations[0, 3:]))
+    return bool(np.diff(along).min() >= 1e-3)
+
+
+def padding_values(header) -> tuple[int, int] | None:
+    """The stored values (lowest, highest) a slice's header marks as padding outside its scan circle:
+    Pixel Padding Value (0028,0120), to Pixel Padding Range Limit (0028,0121) where given; read as
+    signed or unsigned by its Pixel Representation (a tag's VR, US or SS, may say otherwise); None when it
+    gives none."""
+    values = [header.get(keyword) for keyword in ("PixelPaddingValue", "PixelPaddingRangeLimit")]
+    if values[0] is None:
+        return None
+    bits = int(header.get("BitsAllocated") or 16)
+    signed = bool(int(header.get("PixelRepresentation") or 0))
+    try:
+        stored = [_stored(v, bits, signed) for v in values if v is not None]
+    except (TypeError, ValueError):  # several values, or not a number: no padding read from it
+        return None
+    return min(stored), max(stored)
+
+
+def _stored(value, bits: int, signed: bool) -> int:
+    """A padding tag's value as a stored pixel of ``bits`` bits, signed or not."""
+    if isinstance(value, bytes):
+        return int.from_bytes(value[: bits // 8], "little", signed=signed)
+    value = int(value) % (1 << bits)
+    return value - (1 << bits) if signed and value >= 1 << (bits - 1) else value
 
 
 def series_slices(items: Sequence[Item], headers: Sequence) -> list[Item]:

@@ -25,8 +25,10 @@ from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.dicom_headers import (
     ENHANCED_CT_SOP_CLASSES,
     SLICE_TAGS,
+    VOLUME_TAGS,
     is_ct_image,
     is_localizer,
+    padding_values,
     series_slices,
 )
 from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields, nrrd_spatial_axes
@@ -544,11 +546,54 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         raw = _from_sitk_image(image, folder.name)
+        raw.array = _padding_below_air(raw.array, headers)
     raw.meta["dicom_series_uid"] = sid
     if head.frame_of_reference:
         raw.meta["dicom_frame_of_reference"] = head.frame_of_reference
     raw.array = _compact_hu(raw.array)
     return raw
+
+
+#: What scanners write outside the scan circle (HU), far below anything measured
+#: (:data:`lnq_napari.anatomy.OUTSIDE_VIEW_HU`): a slice's declared padding reads as this where its own HU
+#: would not be air or below (:func:`_padding_below_air`).
+PADDING_HU = -3024
+#: A padding reading at or below this (HU) is left as it is: air (-1000, -1024; genuine air clamped at the
+#: bottom of the range holds it too, and the anatomy finds such padding on its circle) or already below
+#: anything measured (-2000, -3024).
+AIR_LIKE_HU = -900.0
+
+
+def _padding_below_air(array: np.ndarray, headers: list) -> np.ndarray:
+    """A classic series' HU (z y x, slice k read from ``headers[k]``'s file) with the voxels each slice
+    declares padding (:func:`.dicom_headers.padding_values`, through that slice's rescale) at
+    :data:`PADDING_HU` when the padding reads above :data:`AIR_LIKE_HU`: unsigned pixels padded with 63536
+    (-2000 as 16 bits) read as +62512 HU with intercept -1024, a bright ring around the body. A slice
+    without the tag keeps its values (it speaks of its own image)."""
+    for k, header in enumerate(headers):
+        stored = padding_values(header) if header is not None else None
+        rescale = _rescale(header) if stored is not None else None
+        if rescale is None:
+            continue
+        slope, intercept = rescale
+        low, high = sorted(v * slope + intercept for v in stored)
+        if high <= AIR_LIKE_HU:
+            continue
+        half = abs(slope) / 2  # ITK rescales in the output type: a stored value lies within half a step
+        padded = (array[k] > low - half) & (array[k] < high + half)
+        if padded.any():
+            if array.dtype.kind == "u" or array.dtype.itemsize < 2:  # unsigned or int8: -3024 must fit
+                array = array.astype(np.int32)
+            array[k][padded] = PADDING_HU
+    return array
+
+
+def _rescale(header) -> tuple[float, float] | None:
+    """A slice header's (slope, intercept) (1 and 0 where not given); None when unreadable."""
+    try:
+        return float(header.get("RescaleSlope") or 1), float(header.get("RescaleIntercept") or 0)
+    except (TypeError, ValueError):
+        return None
 
 
 def _compact_hu(array: np.ndarray) -> np.ndarray:
@@ -652,7 +697,7 @@ def _first_file_header(file: str) -> FileHeader:
 
 #: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack, their
 #: rescale to HU.
-_SLICE_HEADER_TAGS = [*SLICE_TAGS, "ImageOrientationPatient", "RescaleSlope", "RescaleIntercept"]
+_SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleIntercept"]
 
 
 def _series_slices(files: list[str]) -> tuple[list[str], list]:
