@@ -393,3 +393,39 @@ def test_pixel_padding_already_below_or_at_air_reads_as_stored(tmp_path, padding
            PixelPaddingValue=padding)
     got = read_volume(tmp_path).array
     np.testing.assert_array_equal(got, np.where(inside, ct, outside))
+
+
+def test_a_ct_whose_every_slice_says_localizer_is_read_rather_than_the_pet_beside_it(tmp_path):
+    """Some exports mark every slice of a CT LOCALIZER: beside a PET (more slices), "no CT image" made the
+    PET the series read, in Bq/ml, and a SEG of the CT's labels was written for the PET. A CT series whose
+    slices form a volume is the CT; a scout (1 to 3 slices) still is not."""
+    ct = hu()
+    series(tmp_path, ct, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    pet = np.random.default_rng(1).integers(0, 3000, (12, 16, 16)).astype(np.int16)
+    series(tmp_path, pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
+    read = read_volume(tmp_path)
+    assert_is_the_ct(read, ct)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", read.with_array(mask), tmp_path)
+    np.testing.assert_array_equal(read_labels(seg, read).array, mask)
+    scouts = tmp_path / "scouts"  # two scouts, frontal and lateral: no volume, so the PET is read
+    series(scouts, hu(1, 16, 16, seed=2), "frontal", **SCOUT)
+    series(scouts, hu(1, 16, 16, seed=3), "lateral", ImageType=SCOUT["ImageType"],
+           ImageOrientationPatient=[0, 1, 0, 0, 0, -1])
+    series(scouts, pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128",
+           SeriesDescription="PET AC")
+    with pytest.warns(UserWarning, match=r"holds no DICOM CT series; reading 'PET AC' \(modality PT\) as if"):
+        assert read_volume(scouts).shape == pet.shape
+
+
+def test_a_pet_alone_is_read_with_a_warning_that_it_is_no_ct(tmp_path):
+    """A PET (or MR) folder alone read silently as if it were a CT; a scout alone is read as what it is."""
+    pet = np.random.default_rng(1).integers(0, 3000, (12, 16, 16)).astype(np.int16)
+    series(tmp_path / "pet", pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
+    with pytest.warns(UserWarning, match=r"holds no DICOM CT series; reading series \(modality PT\)"):
+        assert read_volume(tmp_path / "pet").shape == pet.shape
+    series(tmp_path / "scout", hu(1, 16, 16, seed=2), **SCOUT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_volume(tmp_path / "scout").shape == (1, 16, 16)

@@ -75,6 +75,13 @@ def forms_volume(headers: Sequence) -> bool:
     return bool(np.diff(along).min() >= 1e-3)
 
 
+def is_localizer_volume(headers: Sequence) -> bool:
+    """Whether a series' slices (their headers, :func:`series_slices`) are a CT whose every slice is marked
+    LOCALIZER (some exports mark a whole CT so) that forms a volume (:func:`forms_volume`): of series none
+    of which is a CT image (:func:`is_ct_image`), the CT to read rather than a PET or MR beside it."""
+    return all(h is not None and is_ct_modality(h) for h in headers) and forms_volume(headers)
+
+
 def padding_values(header) -> tuple[int, int] | None:
     """The stored values (lowest, highest) a slice's header marks as padding outside its scan circle:
     Pixel Padding Value (0028,0120), to Pixel Padding Range Limit (0028,0121) where given; read as

@@ -24,7 +24,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
-from lnq_napari.io.dicom_headers import is_ct_image, series_slices
+from lnq_napari.io.dicom_headers import is_ct_image, is_localizer_volume, series_slices
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
@@ -785,7 +785,8 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     """Headers (no pixels) of the CT series in ``ct`` (a folder or one of its files; a CD's root or its
     DICOMDIR: the series folders below it): the series with ``series_uid`` when given, else the file's
     series, else the largest CT series (:func:`.dicom_headers.is_ct_image`, as the reader chooses; a larger
-    PET beside it is no CT)."""
+    PET beside it is no CT; without one, a CT of slices all marked LOCALIZER that forms a volume:
+    :func:`.dicom_headers.is_localizer_volume`)."""
     import pydicom
 
     ct = cd_root(ct)
@@ -812,7 +813,8 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
         if own in by_series:
             return by_series[own]
     return max(by_series.values(), key=lambda datasets: (  # the largest CT series, as the reader takes
-        is_ct_image(datasets[0]), sum(int(d.get("NumberOfFrames", 1) or 1) for d in datasets)))  # frames
+        is_ct_image(datasets[0]), is_localizer_volume(datasets),
+        sum(int(d.get("NumberOfFrames", 1) or 1) for d in datasets)))  # frames
 
 
 def _series_headers(folder: Path) -> dict[str, list]:

@@ -27,7 +27,9 @@ from lnq_napari.io.dicom_headers import (
     SLICE_TAGS,
     VOLUME_TAGS,
     is_ct_image,
+    is_ct_modality,
     is_localizer,
+    is_localizer_volume,
     padding_values,
     series_slices,
 )
@@ -516,8 +518,14 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
             raise LNQError(f"{folder} holds the DICOM series of {len(patients)} patients ({named}); give "
                            "each patient's series a folder of its own")
-        pool = [o for o in series if volume[o]] or [o for o in series if images[o]] or list(series)
-        slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]} if len(pool) > 1 else {}
+        pool = [o for o in series if volume[o]]
+        if not pool:  # a CT whose every slice says LOCALIZER (some exports mark it so), not a PET beside it
+            slices = _localizer_volumes(files_by_series, first, images)
+            pool = list(slices)
+            volume.update(dict.fromkeys(pool, True))
+        pool = pool or [o for o in series if images[o]] or list(series)
+        if len(pool) > 1 and not slices:
+            slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]}
         images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
         sid = max(pool, key=images.get)
         others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
@@ -528,6 +536,11 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
+        if not first[sid].ct_modality:  # a PET or MR alone: read, but not taken for a CT without a word
+            warnings.warn(f"{folder} holds no DICOM CT series; reading "
+                          f"{_series_description(files_by_series[sid][0])} (modality "
+                          f"{first[sid].modality or 'unknown'}) as if it were a CT, which it is not: point "
+                          "to the folder of the patient's CT", UserWarning, stacklevel=3)
     files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
     head = first[sid]
     if _enhanced(head.sop_class, head.frames):
@@ -660,6 +673,19 @@ def _series_description(file: str) -> str:
     return f"'{text}'" if text else "series"
 
 
+def _localizer_volumes(files_by_series: dict[str, list[str]], first: dict, images: dict) -> dict:
+    """Of series none of which is a CT image, those of a CT whose slices, every one marked LOCALIZER, form a
+    volume (:func:`.dicom_headers.is_localizer_volume`; a scout does not): series UID ->
+    :func:`_series_slices`."""
+    found = {}
+    for sid, files in files_by_series.items():
+        if images[sid] and first[sid].ct_modality:
+            files, headers = _series_slices(files)
+            if is_localizer_volume(headers):
+                found[sid] = (files, headers)
+    return found
+
+
 class FileHeader(NamedTuple):
     """What a series' first slice says of the series (the defaults where it does not say or cannot be read:
     the series reader then names what is wrong)."""
@@ -669,6 +695,8 @@ class FileHeader(NamedTuple):
     frame_of_reference: str = ""
     localizer: bool = False  # a scout, topogram or survey
     ct_image: bool = False  # :func:`.dicom_headers.is_ct_image`: of several series, the one to read
+    ct_modality: bool = False  # :func:`.dicom_headers.is_ct_modality`: a CT's image, a localizer or not
+    modality: str = ""
 
 
 def _series_header(files: list[str]) -> FileHeader:
@@ -692,7 +720,8 @@ def _first_file_header(file: str) -> FileHeader:
     except Exception:  # unreadable or a bad frame count: the series reader says so
         return FileHeader()
     return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
-                      is_localizer(header), is_ct_image(header))
+                      is_localizer(header), is_ct_image(header), is_ct_modality(header),
+                      str(header.get("Modality", "") or "").strip())
 
 
 #: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack, their
