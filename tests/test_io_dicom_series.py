@@ -409,6 +409,13 @@ def test_a_ct_whose_every_slice_says_localizer_is_read_rather_than_the_pet_besid
     mask[2:5, 6:12, 4:9] = 1
     seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", read.with_array(mask), tmp_path)
     np.testing.assert_array_equal(read_labels(seg, read).array, mask)
+    from lnq_napari.io.datasets import find_cts
+
+    data = tmp_path / "data"  # a case for predict, in a data folder as well
+    series(data / "P1" / "1-CT", ct, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    series(data / "P1" / "2-PET", pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
+    series(data / "P1" / "3-Scout", hu(1, 16, 16, seed=2), "scout", **SCOUT)
+    assert find_cts(data) == [("P1_1-CT", data / "P1" / "1-CT")]
     scouts = tmp_path / "scouts"  # two scouts, frontal and lateral: no volume, so the PET is read
     series(scouts, hu(1, 16, 16, seed=2), "frontal", **SCOUT)
     series(scouts, hu(1, 16, 16, seed=3), "lateral", ImageType=SCOUT["ImageType"],

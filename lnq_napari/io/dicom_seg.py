@@ -24,7 +24,13 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
-from lnq_napari.io.dicom_headers import is_ct_image, is_localizer_volume, series_slices
+from lnq_napari.io.dicom_headers import (
+    SLICE_TAGS,
+    is_ct_image,
+    is_ct_modality,
+    is_localizer_volume,
+    series_slices,
+)
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, holds_dicomdir, is_dicomdir, is_image_file
 from lnq_napari.io.volume import Volume
@@ -90,31 +96,38 @@ class SegFile:
 
 
 # ------------------------------------------------------------------ finding
-#: The header elements that tell the files of a folder apart (:func:`_dicom_kind`).
-KIND_TAGS = ["SOPClassUID", "Modality", "ImageType", "Rows"]
+#: The header elements that tell the files of a folder apart (:func:`_dicom_kind`), and place a localizer
+#: (:func:`_not_a_ct_image`).
+KIND_TAGS = ["SOPClassUID", "Modality", "Rows", *SLICE_TAGS, "SeriesInstanceUID", "ImageOrientationPatient"]
 
 
 def _dicom_kind(path: Path) -> str | None:
-    """What the file ``path`` is, from its header: "seg" (a DICOM SEG), "ct" (a CT image:
-    :func:`.dicom_headers.is_ct_image`), "image" (another image: a scout, a dose screen, an MR or PET
-    slice), "other" (an object without pixels: a structured report, key objects, a presentation state, a
-    PDF), "unreadable" (DICOM by its name or mark, its header unreadable or cut short) or None (no DICOM:
-    a note)."""
+    """What the file ``path`` is, from its header (:func:`_kind_and_header`)."""
+    return _kind_and_header(path)[0]
+
+
+def _kind_and_header(path: Path) -> tuple[str | None, object]:
+    """What the file ``path`` is, from its header (:data:`KIND_TAGS`, None where it has none): "seg" (a
+    DICOM SEG), "ct" (a CT image: :func:`.dicom_headers.is_ct_image`), "image" (another image: a scout, a
+    dose screen, an MR or PET slice), "other" (an object without pixels: a structured report, key objects, a
+    presentation state, a PDF), "unreadable" (DICOM by its name or mark, its header unreadable or cut short)
+    or None (no DICOM: a note)."""
     import pydicom
 
     if not _dicom_file(path):
-        return None
+        return None, None
     try:
         with collected_warnings():  # dropped: pydicom's notes on garbage ("Expected implicit VR ...")
             header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=KIND_TAGS)
     except Exception:  # garbage after a DICOM name or preamble
-        return "unreadable"
+        return "unreadable", None
     sop_class = str(header.get("SOPClassUID", "") or "")
     if sop_class in SEG_SOP_CLASSES:
-        return "seg"
+        return "seg", header
     if "Rows" not in header:  # no pixels, or a header cut short: the standard names each image "... Image"
-        return "other" if sop_class and "Image" not in pydicom.uid.UID(sop_class).name else "unreadable"
-    return "ct" if is_ct_image(header) else "image"
+        pixelless = sop_class and "Image" not in pydicom.uid.UID(sop_class).name
+        return ("other" if pixelless else "unreadable"), header
+    return ("ct" if is_ct_image(header) else "image"), header
 
 
 def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:
@@ -377,16 +390,21 @@ def _dicom_file(path: Path) -> bool:
 
 def _not_a_ct_image(folder: Path) -> bool:
     """Whether ``folder`` plainly holds no CT volume: no DICOM file of it is a CT image other than a
-    localizer (:func:`_dicom_kind`: a dose report SR, a presentation state, a scout alone), files that
-    cannot be read left aside unless nothing else is DICOM (the reader says what is wrong). Files are read
-    until a CT image turns up, so a scout or a SEG sorted before a study's slices (a flat export, a
-    prediction saved into the series folder) does not hide them."""
-    kinds = set()
+    localizer (:func:`_dicom_kind`: a dose report SR, a presentation state, a scout alone), unless a series
+    of CT slices all marked LOCALIZER forms a volume (:func:`.dicom_headers.is_localizer_volume`: some
+    exports mark a whole CT so); files that cannot be read left aside unless nothing else is DICOM (the
+    reader says what is wrong). Files are read until a CT image turns up, so a scout or a SEG sorted before
+    a study's slices (a flat export, a prediction saved into the series folder) does not hide them."""
+    kinds, localizers = set(), {}
     for path in _files(folder):
-        kind = _dicom_kind(path)
+        kind, header = _kind_and_header(path)
         if kind == "ct":
             return False
         kinds.add(kind)
+        if kind == "image" and is_ct_modality(header):  # a CT's localizer: a scout, or a CT marked so
+            localizers.setdefault(str(header.get("SeriesInstanceUID", "")), []).append(header)
+    if any(is_localizer_volume(series_slices(headers, headers)) for headers in localizers.values()):
+        return False
     return "unreadable" not in kinds or bool(kinds - {"unreadable", None})
 
 
