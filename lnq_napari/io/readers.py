@@ -463,8 +463,10 @@ def _from_sitk_image(image, name: str) -> RawImage:
 
 def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
-    or the largest CT series (a PET, scout or dose screen only when there is no CT); its Series and Frame
-    of Reference UIDs go into ``meta``."""
+    or the largest CT series (without one, a CT whose slices all say LOCALIZER that forms a volume; a PET,
+    scout or dose screen only when there is no CT, a PET or MR with a warning); its Series and Frame of
+    Reference UIDs go into ``meta``; a slice's declared pixel padding reads below air
+    (:func:`_padding_below_air`)."""
     import SimpleITK as sitk
 
     path = cd_root(path)  # a CD's index: the folder it indexes
@@ -724,8 +726,8 @@ def _first_file_header(file: str) -> FileHeader:
                       str(header.get("Modality", "") or "").strip())
 
 
-#: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack, their
-#: rescale to HU.
+#: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack and
+#: padding (:data:`.dicom_headers.VOLUME_TAGS`), their rescale to HU.
 _SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleIntercept"]
 
 
