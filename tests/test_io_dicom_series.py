@@ -382,12 +382,13 @@ def test_pixel_padding_given_on_some_slices_marks_those_slices_only(tmp_path):
 
 
 @pytest.mark.parametrize(("padding", "representation", "dtype", "outside"),
-                         [(-2000, 1, np.int16, -3024), (0, 0, np.uint16, -1024), (0, 1, np.int16, -1024)])
-def test_pixel_padding_already_below_or_at_air_reads_as_stored(tmp_path, padding, representation, dtype,
-                                                               outside):
+                         [(-2000, 1, np.int16, -3024), (0, 0, np.uint16, -1024), (0, 1, np.int16, -1024),
+                          (1024, 1, np.int16, 0)])
+def test_pixel_padding_within_the_ct_range_reads_as_stored(tmp_path, padding, representation, dtype, outside):
     """Signed -2000 reads as -3024 HU, already below anything measured; a padding of 0 (-1024 HU) looks
     like air, which genuine air clamped at the bottom of the range also holds: both read as stored (the
-    anatomy finds air-like padding on its circle)."""
+    anatomy finds air-like padding on its circle); a tag declaring water (0 HU) padding would punch every
+    voxel of water in view: read as stored."""
     ct, inside = hu(), _scan_circle(hu().shape)
     series(tmp_path, ct, stored=_padded(ct, padding, dtype), PixelRepresentation=representation,
            PixelPaddingValue=padding)

@@ -571,19 +571,20 @@ def _read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
 
 #: What scanners write outside the scan circle (HU), far below anything measured
 #: (:data:`lnq_napari.anatomy.OUTSIDE_VIEW_HU`): a slice's declared padding reads as this where its own HU
-#: would not be air or below (:func:`_padding_below_air`).
+#: lie above every value a CT measures (:func:`_padding_below_air`).
 PADDING_HU = -3024
-#: A padding reading at or below this (HU) is left as it is: air (-1000, -1024; genuine air clamped at the
-#: bottom of the range holds it too, and the anatomy finds such padding on its circle) or already below
-#: anything measured (-2000, -3024).
-AIR_LIKE_HU = -900.0
+#: The top of a 12-bit CT's range (4095 - 1024 HU). A padding reading at or below it is left as stored: air
+#: (-1000, -1024; genuine air clamped at the range's bottom holds it too, and the anatomy finds such padding
+#: on its circle), already below anything measured (-2000, -3024), or a tag that would punch tissue (a
+#: padding of 0 with intercept 0 is water).
+CT_TOP_HU = 3071.0
 
 
 def _padding_below_air(array: np.ndarray, headers: list) -> np.ndarray:
     """A classic series' HU (z y x, slice k read from ``headers[k]``'s file) with the voxels each slice
     declares padding (:func:`.dicom_headers.padding_values`, through that slice's rescale) at
-    :data:`PADDING_HU` when the padding reads above :data:`AIR_LIKE_HU`: unsigned pixels padded with 63536
-    (-2000 as 16 bits) read as +62512 HU with intercept -1024, a bright ring around the body. A slice
+    :data:`PADDING_HU` when the whole padding reads above :data:`CT_TOP_HU`: unsigned pixels padded with
+    63536 (-2000 as 16 bits) read as +62512 HU with intercept -1024, a bright ring around the body. A slice
     without the tag keeps its values (it speaks of its own image)."""
     for k, header in enumerate(headers):
         stored = padding_values(header) if header is not None else None
@@ -592,7 +593,7 @@ def _padding_below_air(array: np.ndarray, headers: list) -> np.ndarray:
             continue
         slope, intercept = rescale
         low, high = sorted(v * slope + intercept for v in stored)
-        if high <= AIR_LIKE_HU:
+        if low <= CT_TOP_HU:
             continue
         half = abs(slope) / 2  # ITK rescales in the output type: a stored value lies within half a step
         padded = (array[k] > low - half) & (array[k] < high + half)
