@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases, one_scan
+from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -22,7 +23,6 @@ from lnq_napari.io.layout import (
     sibling,
 )
 from lnq_napari.io.outputs import PREDICTIONS, label_rank, written_by_us
-from lnq_napari.io.readers import dicom_source
 
 
 @one_scan()

@@ -1,5 +1,5 @@
 """What a DICOM header says of its file: a CT image, a localizer, one of its series' slices. One rule for
-:mod:`.readers` (reading a series) and :mod:`.dicom_seg` (finding files, writing a SEG for a series)."""
+:mod:`.dicom_series` (reading a series) and :mod:`.dicom_seg` (finding files, writing a SEG for a series)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure" (what 
 #: before 4.11, dcmqi examples) as (code value, coding scheme).
 LYMPH_NODE_CODES = (LYMPH_NODE_CODE, ("T-C4000", "SRT"))
 NODE_WORDS = ("lymph", "node")  # a segment named with one is a node, here and in io.segfile (.seg.nrrd)
-MAX_PIXELS = 2**31  # frames x rows x columns: as readers.MAX_VOXELS, anything above is not one CT's SEG
+MAX_PIXELS = 2**31  # frames x rows x columns: as file_checks.MAX_VOXELS, anything above is not one CT's SEG
 MAX_FOLDER_FILES = 8  # a folder with at most this many files may be a SEG series folder (TCIA: one file)
 MAX_SEARCH_FOLDERS = 200  # folders looked at for the CT series beside a SEG
 SAMPLED_FILES = 3  # files of each folder beside the SEG whose series is read

@@ -151,7 +151,7 @@ def segment_mask(path: str | Path, raw, segment: str | int | None = None) -> tup
     """uint8 {0,1} mask of the chosen segments of a Slicer segmentation, and those segments (``name``,
     ``id``: the key that chooses one alone, ``labelValue``, ``layer``; none for a plain label map).
 
-    ``raw`` is a :class:`lnq_napari.io.readers.RawImage` (array (z,y,x) or (layers,z,y,x)). A voxel belongs
+    ``raw`` is a :class:`lnq_napari.io.raw_image.RawImage` (array (z,y,x) or (layers,z,y,x)). A voxel belongs
     to a segment when its segment's layer holds the segment's label value there; label values that no
     segment describes are left out (with a warning).
     """

@@ -13,6 +13,7 @@ import numpy as np
 from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import DICOM_SUFFIXES, is_dicom_path, seg_file
+from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.layout import (
     image_suffix,
     is_dicomdir,
@@ -20,7 +21,7 @@ from lnq_napari.io.layout import (
     looks_like_label_name,
     sibling_ct,
 )
-from lnq_napari.io.readers import dicom_source, read_ct_of, read_volume
+from lnq_napari.io.readers import read_ct_of, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
 from lnq_napari.quantify import read_node_ids

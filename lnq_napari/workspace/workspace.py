@@ -33,8 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.geometry import check_same_grid
-from lnq_napari.io.readers import dicom_source, read_labels, read_volume
+from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
 from lnq_napari.model.nnunet_folder import NnunetModelSpec, model_spec

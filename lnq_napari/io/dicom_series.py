@@ -1,0 +1,537 @@
+"""Read a DICOM CT series (a folder, one of its slices, or an enhanced multi-frame CT) with its exact grid:
+which series of a folder is read, its slices checked as one evenly spaced, untilted stack of one pixel
+spacing in HU, a declared padding read below air; and a series' grid alone (:func:`dicom_grid`, where a DICOM
+SEG is placed). Everything broken ends in a one-line LNQError."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io import dicom_seg
+from lnq_napari.io.dicom_headers import (
+    ENHANCED_CT_SOP_CLASSES,
+    SLICE_TAGS,
+    VOLUME_TAGS,
+    is_ct_image,
+    is_ct_modality,
+    is_localizer,
+    is_localizer_volume,
+    padding_values,
+    series_slices,
+)
+from lnq_napari.io.layout import cd_root
+from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
+from lnq_napari.io.volume import Volume, check_grid
+
+
+def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
+    """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
+    or the largest CT series (without one, a CT whose slices all say LOCALIZER that forms a volume; a PET,
+    scout or dose screen only when there is no CT, a PET or MR with a warning); its Series and Frame of
+    Reference UIDs go into ``meta``; a slice's declared pixel padding reads below air
+    (:func:`_padding_below_air`)."""
+    import SimpleITK as sitk
+
+    path = cd_root(path)  # a CD's index: the folder it indexes
+    folder = path if path.is_dir() else path.parent
+    reader = sitk.ImageSeriesReader()
+    try:
+        with itk_quiet():  # a folder without DICOM: ITK's own warning lines, then ours
+            series = reader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError:
+        series = ()
+    if path.is_dir() and series and dicom_seg.loose_segs(folder):  # SEGs beside series folders: none here
+        series = ()
+    if not series and path.is_dir():  # a CD export (DICOMDIR) or a TCIA download: series folders below
+        try:
+            below = [f for _, f in dicom_seg.ct_series_inputs(folder.name, folder) if f != folder]
+        except LNQError:
+            below = []
+        if len(below) == 1:
+            return read_dicom(below[0], series_uid)
+        if below:
+            named = ", ".join(str(f.relative_to(folder)) for f in below[:3]) + \
+                (" ..." if len(below) > 3 else "")
+            raise LNQError(f"{folder} holds {len(below)} DICOM CT series in the folders below it ({named}); "
+                           "point to one series folder, or give the folder to lnq-napari predict, which "
+                           "reads every series")
+    if not series and path.is_file():
+        raise LNQError(_no_ct_image(path))
+    if not series:
+        raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
+                       "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
+    if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
+        dicom_seg.refuse_series_below(folder)
+    files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
+    first = {sid: _series_header(files) for sid, files in files_by_series.items()}
+    images = {sid: 0 if first[sid].sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid].frames
+              for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
+    volume = {sid: first[sid].ct_image for sid in series}  # a PET, scout or dose screen: read if alone
+    slices: dict[str, tuple[list[str], list]] = {}  # (:func:`_series_slices`) of the series compared
+
+    if series_uid in files_by_series:
+        sid = series_uid
+    elif not path.is_dir():
+        chosen = [sid for sid, files in files_by_series.items()
+                  if any(Path(f).resolve() == path.resolve() for f in files)]
+        if not chosen:  # an RT structure set, a dose report ...: not the CT beside it
+            raise LNQError(_no_ct_image(path))
+        sid = chosen[0]
+    else:  # the largest CT series (else the largest), of several counted as read: scouts, copies left out
+        patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
+        if len(patients) > 1:  # which one is meant cannot be told, and the case is named by the folder
+            named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
+            raise LNQError(f"{folder} holds the DICOM series of {len(patients)} patients ({named}); give "
+                           "each patient's series a folder of its own")
+        pool = [o for o in series if volume[o]]
+        if not pool:  # a CT whose every slice says LOCALIZER (some exports mark it so), not a PET beside it
+            slices = _localizer_volumes(files_by_series, first, images)
+            pool = list(slices)
+            volume.update(dict.fromkeys(pool, True))
+        pool = pool or [o for o in series if images[o]] or list(series)
+        if len(pool) > 1 and not slices:
+            slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]}
+        images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
+        sid = max(pool, key=images.get)
+        others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
+                           for o in pool if o != sid)
+        if others:  # another CT (a lung-kernel reconstruction): which one is read is said
+            kind = "CT series" if volume[sid] else "series"
+            warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; reading the largest, "
+                          f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
+                          f"slices, series {sid}), not {others}: to read another, give a folder holding "
+                          "only its slices", UserWarning, stacklevel=3)
+        if not first[sid].ct_modality:  # a PET or MR alone: read, but not taken for a CT without a word
+            warnings.warn(f"{folder} holds no DICOM CT series; reading "
+                          f"{_series_description(files_by_series[sid][0])} (modality "
+                          f"{first[sid].modality or 'unknown'}) as if it were a CT, which it is not: point "
+                          "to the folder of the patient's CT", UserWarning, stacklevel=3)
+    files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
+    head = first[sid]
+    if _enhanced(head.sop_class, head.frames):
+        if len(files) > 1:
+            raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
+                           f"{len(files)} files; lnq-napari reads one enhanced file holding every frame, or "
+                           "a classic series (a file per slice): convert it, e.g. with dcm2niix to NIfTI, or "
+                           "export the series as one enhanced file or as single frames from the PACS")
+        raw = _read_enhanced(Path(files[0]), folder.name)
+    else:
+        reader.SetFileNames(files)
+        reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
+        if _fractional_rescale(headers):  # else ITK rounds a later slice's HU to the first slice's type
+            reader.SetOutputPixelType(sitk.sitkFloat32)
+        image = _execute_series(reader, folder)
+        _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
+        _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
+        raw = from_sitk_image(image, folder.name)
+        raw.array = _padding_below_air(raw.array, headers)
+    raw.meta["dicom_series_uid"] = sid
+    if head.frame_of_reference:
+        raw.meta["dicom_frame_of_reference"] = head.frame_of_reference
+    raw.array = _compact_hu(raw.array)
+    return raw
+
+
+#: What scanners write outside the scan circle (HU), far below anything measured
+#: (:data:`lnq_napari.anatomy.OUTSIDE_VIEW_HU`): a slice's declared padding reads as this where its own HU
+#: lie above every value a CT measures (:func:`_padding_below_air`).
+PADDING_HU = -3024
+#: The top of a 12-bit CT's range (4095 - 1024 HU). A padding reading at or below it is left as stored: air
+#: (-1000, -1024; genuine air clamped at the range's bottom holds it too, and the anatomy finds such padding
+#: on its circle), already below anything measured (-2000, -3024), or a tag that would punch tissue (a
+#: padding of 0 with intercept 0 is water).
+CT_TOP_HU = 3071.0
+
+
+def _padding_below_air(array: np.ndarray, headers: list) -> np.ndarray:
+    """A classic series' HU (z y x, slice k read from ``headers[k]``'s file) with the voxels each slice
+    declares padding (:func:`.dicom_headers.padding_values`, through that slice's rescale) at
+    :data:`PADDING_HU` when the whole padding reads above :data:`CT_TOP_HU`: unsigned pixels padded with
+    63536 (-2000 as 16 bits) read as +62512 HU with intercept -1024, a bright ring around the body. A slice
+    without the tag keeps its values (it speaks of its own image)."""
+    for k, header in enumerate(headers):
+        stored = padding_values(header) if header is not None else None
+        rescale = _rescale(header) if stored is not None else None
+        if rescale is None:
+            continue
+        slope, intercept = rescale
+        low, high = sorted(v * slope + intercept for v in stored)
+        if low <= CT_TOP_HU:
+            continue
+        half = abs(slope) / 2  # ITK rescales in the output type: a stored value lies within half a step
+        padded = (array[k] > low - half) & (array[k] < high + half)
+        if padded.any():
+            if array.dtype.kind == "u" or array.dtype.itemsize < 2:  # unsigned or int8: -3024 must fit
+                array = array.astype(np.int32)
+            array[k][padded] = PADDING_HU
+    return array
+
+
+def _rescale(header) -> tuple[float, float] | None:
+    """A slice header's (slope, intercept) (1 and 0 where not given); None when unreadable."""
+    try:
+        return float(header.get("RescaleSlope") or 1), float(header.get("RescaleIntercept") or 0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _compact_hu(array: np.ndarray) -> np.ndarray:
+    """A DICOM CT's HU as int16 when they are whole numbers in its range (as in LNQ's files), else as
+    float32 at most (SimpleITK reads int32, or float32 for a fractional rescale: twice the memory)."""
+    if not array.size or array.dtype.itemsize <= 2:
+        return array
+    lo, hi = array.min(), array.max()
+    fits = np.iinfo(np.int16).min <= lo and hi <= np.iinfo(np.int16).max
+    whole = array.dtype.kind in "iu" or all(np.array_equal(plane, np.round(plane)) for plane in array)
+    if fits and whole:
+        return array.astype(np.int16)
+    return array.astype(np.float32) if array.dtype.kind == "f" and array.dtype.itemsize > 4 else array
+
+
+def _no_ct_image(path: Path) -> str:
+    """The error for a DICOM file that is no image of a series (an RT structure set, a report)."""
+    import pydicom
+
+    try:
+        modality = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+                       .get("Modality", "")) or "unknown"
+    except Exception:  # not DICOM at all
+        modality = "not DICOM"
+    return (f"{path.name} is no image of a CT series (modality {modality}); open the CT's folder or one of "
+            "its slices")
+
+
+def dicom_source(path: str | Path) -> Path:
+    """What a DICOM CT input stands for, and is named and saved beside by: a CD's DICOMDIR its root, a
+    slice of a classic series its series folder (every slice of a series names one case); an enhanced
+    CT's one file, a folder or any other file itself."""
+    path = cd_root(path)
+    if path.is_file() and dicom_seg.is_dicom_path(path):
+        head = _first_file_header(str(path))
+        if head.sop_class and not _enhanced(head.sop_class, head.frames) \
+                and head.sop_class not in dicom_seg.SEG_SOP_CLASSES:
+            return path.parent
+    return path
+
+
+def _patient_id(file: str) -> str:
+    """The Patient ID in a DICOM file's header ("" when it has none or cannot be read)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["PatientID"])
+        return str(header.get("PatientID", ""))
+    except Exception:  # the series is read next, and refused there when damaged
+        return ""
+
+
+def _series_description(file: str) -> str:
+    """A series' description and kernel from one of its files ("series" when it gives neither)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(file, stop_before_pixels=True)
+    except Exception:  # the series is read next, and refused there when damaged
+        return "series"
+    kernel = header.get("ConvolutionKernel", "")
+    kernel = "/".join(kernel) if isinstance(kernel, (list, pydicom.multival.MultiValue)) else str(kernel)
+    text = " ".join(t for t in (str(header.get("SeriesDescription", "")).strip(), kernel.strip()) if t)
+    return f"'{text}'" if text else "series"
+
+
+def _localizer_volumes(files_by_series: dict[str, list[str]], first: dict, images: dict) -> dict:
+    """Of series none of which is a CT image, those of a CT whose slices, every one marked LOCALIZER, form a
+    volume (:func:`.dicom_headers.is_localizer_volume`; a scout does not): series UID ->
+    :func:`_series_slices`."""
+    found = {}
+    for sid, files in files_by_series.items():
+        if images[sid] and first[sid].ct_modality:
+            files, headers = _series_slices(files)
+            if is_localizer_volume(headers):
+                found[sid] = (files, headers)
+    return found
+
+
+class FileHeader(NamedTuple):
+    """What a series' first slice says of the series (the defaults where it does not say or cannot be read:
+    the series reader then names what is wrong)."""
+
+    sop_class: str = ""
+    frames: int = 1
+    frame_of_reference: str = ""
+    localizer: bool = False  # a scout, topogram or survey
+    ct_image: bool = False  # :func:`.dicom_headers.is_ct_image`: of several series, the one to read
+    ct_modality: bool = False  # :func:`.dicom_headers.is_ct_modality`: a CT's image, a localizer or not
+    modality: str = ""
+
+
+def _series_header(files: list[str]) -> FileHeader:
+    """The :class:`FileHeader` of a series' first slice (:func:`_series_slices`): its first file that is no
+    localizer (a scout filed in the series may come first), headers read until one turns up; the first
+    file when all are."""
+    headers = (_first_file_header(file) for file in files)
+    first = next(headers)
+    return next((h for h in headers if not h.localizer), first) if first.localizer else first
+
+
+def _first_file_header(file: str) -> FileHeader:
+    """The :class:`FileHeader` of one DICOM file, read without its pixels."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
+            "SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID", "ImageType", "Modality"])
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+        sop_class = str(header.get("SOPClassUID", ""))
+    except Exception:  # unreadable or a bad frame count: the series reader says so
+        return FileHeader()
+    return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
+                      is_localizer(header), is_ct_image(header), is_ct_modality(header),
+                      str(header.get("Modality", "") or "").strip())
+
+
+#: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack and
+#: padding (:data:`.dicom_headers.VOLUME_TAGS`), their rescale to HU.
+_SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleIntercept"]
+
+
+def _series_slices(files: list[str]) -> tuple[list[str], list]:
+    """The files of a series that are its slices, in order (:func:`.dicom_headers.series_slices`), and
+    each one's header (:data:`_SLICE_HEADER_TAGS`, no pixels; None: unreadable)."""
+    import pydicom
+
+    headers = []
+    for file in files:
+        try:
+            headers.append(pydicom.dcmread(file, stop_before_pixels=True, specific_tags=_SLICE_HEADER_TAGS))
+        except Exception:  # the series reader says what is wrong with it
+            headers.append(None)
+    kept = series_slices(list(zip(files, headers, strict=True)), headers)
+    return [file for file, _ in kept], [header for _, header in kept]
+
+
+def _fractional_rescale(headers: list) -> bool:
+    """Whether a slice's rescale slope or intercept (:func:`_series_slices`' headers) is fractional: ITK
+    reads a series in the type the first slice's rescale gives, so a later slice's fractional HU were
+    rounded (up to 1 HU off) unless the series is read as float."""
+    for header in (h for h in headers if h is not None):
+        for keyword in ("RescaleSlope", "RescaleIntercept"):
+            try:
+                value = float(header.get(keyword) or 0)
+            except (TypeError, ValueError):  # not a number: the series reader says what is wrong
+                continue
+            if not value.is_integer():
+                return True
+    return False
+
+
+def _enhanced(sop_class: str, frames: int) -> bool:
+    """Whether a file of that SOP class and frame count is an enhanced (multi-frame) CT."""
+    return sop_class in ENHANCED_CT_SOP_CLASSES or frames > 1
+
+
+def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
+    """An enhanced (multi-frame) DICOM CT in HU, its grid taken from the frames' functional groups by
+    highdicom, which refuses frames that are missing, unevenly spaced or tilted; slices ordered along the
+    normal of their rows and columns, as a classic series reads. ``pixels=False``: its grid only, over an
+    all-zero read-only array (no frame decoded)."""
+    import highdicom
+
+    fix = "convert it, e.g. with dcm2niix to NIfTI, or re-export the series"
+    try:
+        image = highdicom.imread(file, lazy_frame_retrieval=True)
+        geometry = image.get_volume_geometry()
+    except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError for such headers
+        raise LNQError(f"{name}: the header of its enhanced (multi-frame) DICOM CT cannot be read "
+                       f"({_first_line(exc)}); {fix}") from None
+    if geometry is None or len(geometry.spatial_shape) != 3:
+        raise LNQError(f"{name}: the frames of its enhanced (multi-frame) DICOM CT do not form one evenly "
+                       f"spaced volume (a frame missing, doubled or tilted); {fix}")
+    if pixels:
+        try:
+            array = image.get_volume(dtype=np.float32, apply_modality_transform=True).array
+        except Exception as exc:  # truncated or undecodable pixel data
+            raise LNQError(f"{name}: the pixel data of its enhanced (multi-frame) DICOM CT cannot be decoded "
+                           f"({_first_line(exc)}); {fix}") from None
+    else:
+        array = np.broadcast_to(np.float32(0), geometry.spatial_shape)
+    steps, position = geometry.affine[:3, :3], geometry.affine[:3, 3]
+    frame, row, column = steps[:, 0], steps[:, 1], steps[:, 2]
+    if np.dot(frame, np.cross(column, row)) < 0:  # stacked against the normal: turned as SimpleITK reads
+        position, frame, array = position + frame * (array.shape[0] - 1), -frame, array[::-1]
+    spacing = tuple(float(np.linalg.norm(v)) for v in (column, row, frame))
+    direction = np.stack([column / spacing[0], row / spacing[1], frame / spacing[2]], axis=1)
+    return RawImage(array if not pixels else np.ascontiguousarray(_compact_hu(array)), spacing,
+                    tuple(float(v) for v in position), tuple(float(v) for v in direction.ravel()), {})
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception's first line without its full stop, or its type's name when it has no text."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(".")
+
+
+def _slice_tags(has, get, count: int) -> tuple[list, list]:
+    """Each slice's Image Position and Image Orientation (Patient) as float arrays (None where missing or
+    unreadable), from ``has(index, tag)`` / ``get(index, tag)`` over ``count`` slices."""
+    def numbers(index: int, tag: str) -> np.ndarray | None:
+        if not has(index, tag):
+            return None
+        try:
+            return np.asarray([float(v) for v in get(index, tag).split("\\")], dtype=float)
+        except ValueError:
+            return None
+
+    return [numbers(i, "0020|0032") for i in range(count)], [numbers(i, "0020|0037") for i in range(count)]
+
+
+def _header_slice_tags(files: list[str], headers: list) -> tuple[list, list]:
+    """:func:`_slice_tags` of a series' files from their headers (:func:`_series_slices`, read once for
+    both); LNQError for a file whose header cannot be read."""
+    def numbers(header, keyword: str) -> np.ndarray | None:
+        try:
+            values = header.get(keyword)
+            return None if values is None else np.asarray([float(v) for v in values], dtype=float)
+        except (TypeError, ValueError):  # one number, or not numbers
+            return None
+
+    for file, header in zip(files, headers, strict=True):
+        if header is None:
+            raise LNQError(f"cannot read {Path(file).name} as DICOM; the file is truncated or damaged: "
+                           "re-export or re-download the series")
+    return ([numbers(h, "ImagePositionPatient") for h in headers],
+            [numbers(h, "ImageOrientationPatient") for h in headers])
+
+
+def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
+    """LNQError when the slices of a series (their positions and orientations, :func:`_slice_tags`) are
+    not one evenly spaced stack: a slice missing, two at one position, or orientations that differ
+    (SimpleITK would silently average the spacing)."""
+    positions, orientations = tags
+    fix = "re-export the complete series (one acquisition, every slice) from the PACS or scanner"
+    placeless = sum(p is None or p.size != 3 for p in positions)
+    if len(positions) >= 2 and placeless:
+        raise LNQError(f"{placeless} of the {len(positions)} DICOM slices in {name} lack their position "
+                       f"(Image Position (Patient)), so the slices cannot be placed; {fix}")
+    unoriented = sum(o is None or o.size != 6 for o in orientations)
+    if 0 < unoriented < len(orientations):
+        raise LNQError(f"{unoriented} of the {len(orientations)} DICOM slices in {name} lack their "
+                       f"orientation (Image Orientation (Patient)), so they cannot be checked as one "
+                       f"stack; {fix}")
+    if len(positions) < 3 or unoriented:
+        return  # nothing to compare (the grid check still applies)
+    if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
+        raise LNQError(f"the DICOM slices in {name} do not share one orientation (mixed series); {fix}")
+    normal = np.cross(orientations[0][:3], orientations[0][3:])
+    _check_not_tilted(np.asarray(positions), normal, name)
+    gaps = np.diff(np.sort(np.asarray(positions) @ normal))
+    if gaps.min() < 1e-3:
+        raise LNQError(f"the DICOM series in {name} has two slices at one position (duplicated or mixed "
+                       f"slices); {fix}")
+    # 1 % of the spacing, or 0.1 mm: positions stored to 0.1 mm (some exports round them) alternate by that
+    if gaps.max() - gaps.min() > max(0.1 + 1e-6, 0.01 * float(np.median(gaps))):
+        raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
+                       f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
+
+
+def _check_dicom_pixels(has, get, count: int, name: str) -> None:
+    """LNQError when a series' slices would not read as HU on one grid: MONOCHROME1 (read inverted), a
+    rescale slope or intercept on some slices only (the others read unrescaled), pixel spacings that
+    differ; a warning when no slice gives its pixel spacing (read as 1 mm)."""
+    def values(tag: str) -> list[str | None]:
+        return [get(i, tag).strip() if has(i, tag) else None for i in range(count)]
+
+    fix = "re-export the series from the PACS or scanner"
+    if any(v == "MONOCHROME1" for v in values("0028|0004")):
+        raise LNQError(f"the DICOM slices in {name} are MONOCHROME1 (inverted grey scale), which would read "
+                       f"as inverted HU; convert the series to MONOCHROME2 (e.g. gdcmconv) or {fix}")
+    for tag, what in (("0028|1052", "rescale intercept"), ("0028|1053", "rescale slope")):
+        missing = sum(v is None for v in values(tag))
+        if 0 < missing < count:
+            raise LNQError(f"{missing} of the {count} DICOM slices in {name} lack their {what}, so they "
+                           f"would not read in HU like the others; {fix}")
+    spacings = values("0028|0030")
+    if all(v is None for v in spacings):
+        warnings.warn(f"the DICOM slices in {name} give no pixel spacing; taken as 1 x 1 mm, so node sizes "
+                      "and the model's view of the CT are wrong unless it is: re-export with the spacing",
+                      UserWarning, stacklevel=4)
+        return
+    try:
+        numbers = [None if v is None else [float(x) for x in v.split("\\")] for v in spacings]
+    except ValueError:
+        return  # unreadable: SimpleITK's grid check names it
+    first = next(n for n in numbers if n is not None)
+    if any(n is None or len(n) != len(first) or not np.allclose(n, first, atol=1e-4) for n in numbers):
+        raise LNQError(f"the DICOM slices in {name} do not share one pixel spacing (mixed series or "
+                       f"reconstructions); {fix}")
+
+
+#: How far (mm) a slice may lie beside the line through the first slice along the slices' normal: more is a
+#: tilted stack (gantry tilt), which a volume of orthogonal axes would misplace.
+MAX_SLICE_DRIFT_MM = 1.0
+
+
+def _check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str) -> None:
+    """LNQError when the slice positions drift sideways along the stack (a gantry-tilted acquisition):
+    read as a volume, its far slices would lie that far from where the scanner put them."""
+    offsets = positions - positions[0]
+    sideways = offsets - np.outer(offsets @ normal, normal)
+    drift = float(np.linalg.norm(sideways, axis=1).max())
+    if drift > MAX_SLICE_DRIFT_MM:
+        along = float(np.ptp(offsets @ normal))
+        angle = float(np.degrees(np.arctan2(drift, along))) if along > 0 else 90.0
+        raise LNQError(f"the DICOM series in {name} is tilted (gantry tilt about {angle:.1f} degrees: its "
+                       f"slices drift {drift:.1f} mm sideways along the stack), which a volume would "
+                       "misplace; resample it to an untilted stack first (dcm2niix or 3D Slicer correct "
+                       "gantry tilt)")
+
+
+def _execute_series(reader, folder: Path):
+    """``reader.Execute()`` of a SimpleITK series reader, ITK's own warnings silenced (the slice check
+    that follows says what is wrong, in one line); a failure is a one-line LNQError."""
+    try:
+        with itk_quiet():
+            return reader.Execute()
+    except RuntimeError as exc:
+        text = str(exc)
+        if "does not fully contain the requested region" in text:  # a slice of another size
+            raise LNQError(f"the DICOM slices in {folder} differ in size (a localizer or another series "
+                           "among them); keep only the slices of the one CT series") from exc
+        reason = text.strip().splitlines()[-1][:160]
+        raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
+                       "complete images of one series") from exc
+
+
+def dicom_grid(folder: Path, series_uid: str) -> Volume:
+    """The grid :func:`read_dicom` gives a series (as an all-zero read-only Volume, with the series and
+    frame of reference UIDs in ``meta``) from its first and last slices' pixels (ITK takes the origin and
+    direction from the first and the slice spacing as (last - first) / (slices - 1)) and every slice's
+    header (a slice missing or doubled is refused, as a read of the series refuses it)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    files, headers = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    head = _first_file_header(files[0]) if files else FileHeader()
+    if len(files) == 1 and _enhanced(head.sop_class, head.frames):  # its frames place it
+        raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
+        meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": head.frame_of_reference}
+        zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
+        return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
+    _check_dicom_slices(_header_slice_tags(files, headers), folder.name)  # the stack the ends stand for
+    reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    image = _execute_series(reader, folder)
+    spacing = list(image.GetSpacing())
+    if len(files) > 2:
+        spacing[2] /= len(files) - 1
+    check_grid(spacing, image.GetOrigin(), image.GetDirection(), folder.name)
+    meta = {"dicom_series_uid": series_uid}
+    if reader.HasMetaDataKey(0, "0020|0052"):
+        meta["dicom_frame_of_reference"] = reader.GetMetaData(0, "0020|0052").strip()
+    columns, rows, depth = image.GetSize()
+    zeros = np.broadcast_to(np.uint8(0), (len(files) if len(files) > 2 else depth, rows, columns))
+    return Volume(zeros, spacing, image.GetOrigin(), image.GetDirection(), meta)

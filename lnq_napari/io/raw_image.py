@@ -1,0 +1,70 @@
+"""An image as stored (:class:`RawImage`: its array, a list axis kept, its grid and header fields), and a
+SimpleITK image read into one with ITK's own warning lines silenced."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+
+
+@dataclass
+class RawImage:
+    """An image as stored: ``array`` is (z, y, x) or (layers, z, y, x) for files with a list axis."""
+
+    array: np.ndarray
+    spacing: tuple
+    origin: tuple
+    direction: tuple
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def layered(self) -> bool:
+        return self.array.ndim == 4
+
+    def volume(self, array: np.ndarray | None = None) -> Volume:
+        return Volume(self.array if array is None else array, self.spacing, self.origin, self.direction,
+                      dict(self.meta))
+
+
+def native(array: np.ndarray) -> np.ndarray:
+    """Native byte order and C-contiguous (SimpleITK and torch need both)."""
+    if array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))
+    return np.ascontiguousarray(array)
+
+
+def from_sitk_image(image, name: str) -> RawImage:
+    """A 3D scalar SimpleITK image (4D of one time point: its volume) as stored; LNQError for another."""
+    import SimpleITK as sitk
+
+    dim = image.GetDimension()
+    if dim == 4 and image.GetSize()[3] == 1:  # one time point: its volume
+        image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
+        dim = 3
+    if dim != 3:
+        raise LNQError(f"{name} is {dim}D; a CT or label volume must be 3D")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise LNQError(f"{name} has {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
+                       "vector image); a CT volume must be scalar")
+    return RawImage(native(sitk.GetArrayFromImage(image)), image.GetSpacing(), image.GetOrigin(),
+                    image.GetDirection(), {})
+
+
+@contextlib.contextmanager
+def itk_quiet() -> Iterator[None]:
+    """ITK's own warnings (printed to stderr, outside Python's warnings) silenced in this block: what is
+    wrong is said in one line by the caller."""
+    import SimpleITK as sitk
+
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
