@@ -43,7 +43,7 @@ from lnq_napari.followup.report import CSV_COLUMNS as CHANGE_COLUMNS
 from lnq_napari.heard import collected_warnings
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
-from lnq_napari.io import dicom_seg, segfile
+from lnq_napari.io import dicom_seg, dicom_tree, segfile
 from lnq_napari.io.atomic import atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
@@ -389,7 +389,7 @@ def _read_seg(seg: str | Path, ct: Volume | None = None, scored: bool = False) -
     ``evaluate`` reads a prediction: a segmentation's node segments as one 0/1 mask, any other file's
     voxels unchecked (the challenge's reading, warned of by the caller)."""
     read_segments = read_labels if scored else read_node_ids
-    if dicom_seg.seg_file(seg) is not None:
+    if dicom_tree.seg_file(seg) is not None:
         return read_segments(seg, reference=ct)
     raw = read_raw(seg)
     if raw.layered or segfile.is_slicer_segmentation(raw.meta):
@@ -561,11 +561,11 @@ def predict(
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
     out = check_output_folder(out, "--output", "the predictions")
     items = find_cts(inputs)
-    segs = [p for _, p in items if dicom_seg.is_dicom_path(p) and dicom_seg.seg_file(p) is not None]
+    segs = [p for _, p in items if dicom_tree.is_dicom_path(p) and dicom_tree.seg_file(p) is not None]
     if segs:
         raise LNQError(f"{segs[0].name} is a DICOM SEG (a segmentation), not a CT; give the CT series folder "
                        "it was drawn on")
-    not_dicom = [p for _, p in items if not dicom_seg.is_dicom_path(p)] if format == "dicom-seg" else []
+    not_dicom = [p for _, p in items if not dicom_tree.is_dicom_path(p)] if format == "dicom-seg" else []
     if not_dicom:
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
@@ -915,7 +915,7 @@ def export_dicom_seg(
     info = ws.version_info(case, version) if version else ws.latest_version(case)
     if info is None:
         raise LNQError(f"{case} has no label version to export; save one first")
-    if ct is None and not dicom_seg.is_dicom_path(ws.ct_path(case)):
+    if ct is None and not dicom_tree.is_dicom_path(ws.ct_path(case)):
         raise LNQError(f"{case}'s CT {ws.ct_path(case).name} is not DICOM; a DICOM SEG references the DICOM "
                        "series the case was converted from: give its folder (--ct on the command line)")
     series = ws.read_ct(case).meta.get("dicom_series_uid")  # recorded when converted: the SEG's series

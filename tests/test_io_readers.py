@@ -586,7 +586,7 @@ def test_a_folder_holding_predicted_segs_beside_its_series_folders_reads_as_thei
     took DATA for a SEG series: "... is a DICOM SEG of CT series ..., which is not in DATA/", or "holds 2
     DICOM SEG files". DATA is the root of its series folders, as before the SEGs were written."""
     from lnq_napari import api
-    from lnq_napari.io.dicom_seg import seg_file
+    from lnq_napari.io.dicom_tree import seg_file
 
     ct = read_volume(DICOM)
     mask = ct.with_array(np.zeros(ct.shape, np.uint8))

@@ -10,8 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_seg import ct_series_inputs, dicom_cases, one_scan
+from lnq_napari.io.dicom_seg import dicom_cases
 from lnq_napari.io.dicom_series import dicom_source
+from lnq_napari.io.dicom_tree import ct_series_inputs, one_scan
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -104,7 +105,7 @@ def _named_labels(folder: Path, case: CaseFiles) -> CaseFiles:
 def find_cts(inputs: str | Path) -> list[tuple[str, Path]]:
     """``(case_id, path)`` of each CT ``inputs`` names: a CT file, a DICOM series folder, a folder of CT
     files (:func:`~lnq_napari.io.layout.ct_inputs`), or a folder of DICOM series folders
-    (:func:`~lnq_napari.io.dicom_seg.ct_series_inputs`: each CT series below it). One slice of a classic
+    (:func:`~lnq_napari.io.dicom_tree.ct_series_inputs`: each CT series below it). One slice of a classic
     series names its series' folder, as napari does: its case is the series'."""
     found = [item for case, path in ct_inputs(inputs) for item in ct_series_inputs(case, path)]
     return [(case_name(dicom_source(path), fallback=case) if path.is_file() else case, path)

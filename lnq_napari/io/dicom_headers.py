@@ -1,5 +1,6 @@
 """What a DICOM header says of its file: a CT image, a localizer, one of its series' slices. One rule for
-:mod:`.dicom_series` (reading a series) and :mod:`.dicom_seg` (finding files, writing a SEG for a series)."""
+:mod:`.dicom_series` (reading a series), :mod:`.dicom_tree` (finding files) and :mod:`.dicom_seg`
+(writing a SEG for a series)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import numpy as np
 ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
 #: CT Image Storage and the enhanced ones: the images of a CT (a PET, a dose screen, a SEG are none).
 CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", *ENHANCED_CT_SOP_CLASSES)
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
+SEG_SOP_CLASSES = (SEG_SOP_CLASS, "1.2.840.10008.5.1.4.1.1.66.7")  # and Label Map Segmentation Storage
 #: The header elements :func:`series_slices` reads.
 SLICE_TAGS = ["SOPInstanceUID", "ImageType", "ImagePositionPatient"]
 #: The header elements :func:`forms_volume` and :func:`padding_values` read, beside :data:`SLICE_TAGS`.

@@ -4,18 +4,16 @@ BINARY DICOM SEG that references its source CT series (3D Slicer, OHIF and PACS 
 Reading places each SEG frame on the CT slice at its position (no resampling when the SEG was drawn on
 that CT, as SEGs normally are; other grids are resampled by nearest neighbour with a GridWarning). The CT
 comes from the caller or is found beside the SEG by its Series Instance UID (see :func:`find_ct_series`);
-:mod:`lnq_napari.io.readers` ties the two together. Everything broken ends in a one-line LNQError.
+:mod:`lnq_napari.io.readers` ties the two together; what the folders of a DICOM tree hold is
+:mod:`.dicom_tree`'s. Everything broken ends in a one-line LNQError.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
-import os
 import warnings
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,28 +23,28 @@ from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.dicom_headers import (
-    SLICE_TAGS,
+    SEG_SOP_CLASSES,
     is_ct_image,
-    is_ct_modality,
     is_localizer_volume,
     series_slices,
 )
+from lnq_napari.io.dicom_tree import (
+    candidate_folders,
+    ct_folders_below,
+    dicom_folders,
+    is_dicom_path,
+    series_in,
+)
 from lnq_napari.io.geometry import GridWarning, align_to
-from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, holds_dicomdir, is_dicomdir, is_image_file
+from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, is_image_file
 from lnq_napari.io.volume import Volume
 
-DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
-SEG_SOP_CLASSES = (SEG_SOP_CLASS, "1.2.840.10008.5.1.4.1.1.66.7")  # and Label Map Segmentation Storage
 LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure" (what we write)
 #: The codes a segment typed as a lymph node carries: SNOMED CT, and SNOMED RT in older files (3D Slicer
 #: before 4.11, dcmqi examples) as (code value, coding scheme).
 LYMPH_NODE_CODES = (LYMPH_NODE_CODE, ("T-C4000", "SRT"))
 NODE_WORDS = ("lymph", "node")  # a segment named with one is a node, here and in io.segfile (.seg.nrrd)
 MAX_PIXELS = 2**31  # frames x rows x columns: as file_checks.MAX_VOXELS, anything above is not one CT's SEG
-MAX_FOLDER_FILES = 8  # a folder with at most this many files may be a SEG series folder (TCIA: one file)
-MAX_SEARCH_FOLDERS = 200  # folders looked at for the CT series beside a SEG
-SAMPLED_FILES = 3  # files of each folder beside the SEG whose series is read
 POSITION_TOL = 0.01  # voxel fraction: a frame this close to a CT slice lies on it
 SERIES_NUMBER = 9100
 ALGORITHM_NAME = "lnq-napari"
@@ -95,246 +93,17 @@ class SegFile:
         return self.path.name
 
 
-# ------------------------------------------------------------------ finding
-#: The header elements that tell the files of a folder apart (:func:`_dicom_kind`), and place a localizer
-#: (:func:`_not_a_ct_image`).
-KIND_TAGS = ["SOPClassUID", "Modality", "Rows", *SLICE_TAGS, "SeriesInstanceUID", "ImageOrientationPatient"]
-
-
-def _dicom_kind(path: Path) -> str | None:
-    """What the file ``path`` is, from its header (:func:`_kind_and_header`)."""
-    return _kind_and_header(path)[0]
-
-
-def _kind_and_header(path: Path) -> tuple[str | None, object]:
-    """What the file ``path`` is, from its header (:data:`KIND_TAGS`, None where it has none): "seg" (a
-    DICOM SEG), "ct" (a CT image: :func:`.dicom_headers.is_ct_image`), "image" (another image: a scout, a
-    dose screen, an MR or PET slice), "other" (an object without pixels: a structured report, key objects, a
-    presentation state, a PDF), "unreadable" (DICOM by its name or mark, its header unreadable or cut short)
-    or None (no DICOM: a note)."""
-    import pydicom
-
-    if not _dicom_file(path):
-        return None, None
-    try:
-        with collected_warnings():  # dropped: pydicom's notes on garbage ("Expected implicit VR ...")
-            header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=KIND_TAGS)
-    except Exception:  # garbage after a DICOM name or preamble
-        return "unreadable", None
-    sop_class = str(header.get("SOPClassUID", "") or "")
-    if sop_class in SEG_SOP_CLASSES:
-        return "seg", header
-    if "Rows" not in header:  # no pixels, or a header cut short: the standard names each image "... Image"
-        pixelless = sop_class and "Image" not in pydicom.uid.UID(sop_class).name
-        return ("other" if pixelless else "unreadable"), header
-    return ("ct" if is_ct_image(header) else "image"), header
-
-
-def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:
-    """The DICOM SEG file ``path`` names: the file itself, or the one SEG in a SEG series folder (at most
-    :data:`MAX_FOLDER_FILES` files, its :func:`_seg_files`: ``segs`` when known); None for anything else
-    (a CT series, another image, a folder whose SEGs lie loose beside series folders: :func:`loose_segs`).
-    LNQError for a folder holding several SEG files."""
-    path = Path(path)
-    if path.is_file():
-        return path if _dicom_kind(path) == "seg" else None
-    if len(_files(path)) > MAX_FOLDER_FILES:
-        return None  # a CT series folder
-    segs = _seg_files(path) if segs is None else segs
-    if loose_segs(path, segs):
-        return None
-    if len(segs) > 1:
-        raise LNQError(f"{path} holds {len(segs)} DICOM SEG files ({', '.join(f.name for f in segs[:3])}); "
-                       "point to one of them")
-    return segs[0] if segs else None
-
-
-#: Each folder's :func:`_seg_files` while a :func:`one_scan` block runs (None: none runs).
-_SCANNED: ContextVar[dict[Path, list[Path]] | None] = ContextVar("lnq_scanned_seg_folders", default=None)
-
-
-@contextlib.contextmanager
-def one_scan() -> Iterator[None]:
-    """Within this block (one read, one walk of a data folder; also a decorator) each folder's SEG files
-    are looked for once (:func:`_seg_files`), however many questions the read asks of the folder: a
-    damaged file beside them is named once. The next block looks again (files may have changed)."""
-    if _SCANNED.get() is not None:  # within an outer block: its scans hold
-        yield
-        return
-    token = _SCANNED.set({})
-    try:
-        yield
-    finally:
-        _SCANNED.reset(token)
-
-
-def _seg_files(folder: Path) -> list[Path]:
-    """The DICOM SEG files of ``folder`` when it holds no image (:func:`_dicom_kind`: a structured report,
-    key objects or a presentation state a viewer saved beside the SEGs are no image); else []. A file that
-    cannot be read beside them is named in a warning and skipped. Headers are read until an image turns up
-    (a CT series: its first file). Read once in a :func:`one_scan` block."""
-    scanned = _SCANNED.get()
-    key = folder.resolve()
-    if scanned is not None and key in scanned:
-        return list(scanned[key])
-    segs = _scan_seg_files(folder)
-    if scanned is not None:
-        scanned[key] = segs
-    return list(segs)
-
-
-def _scan_seg_files(folder: Path) -> list[Path]:
-    """:func:`_seg_files` read from the folder."""
-    segs, unreadable = [], []
-    for f in _files(folder):
-        kind = _dicom_kind(f)
-        if kind == "seg":
-            segs.append(f)
-        elif kind == "unreadable":
-            unreadable.append(f)
-        elif kind in ("ct", "image"):
-            return []
-    for f in unreadable if segs else []:
-        warnings.warn(f"{f} is skipped: it cannot be read as DICOM (damaged, or cut short); copy it again or "
-                      "move it away", UserWarning, stacklevel=3)
-    return segs
-
-
-def _files(folder: Path) -> list[Path]:
-    """The files of ``folder``, sorted, hidden ones (macOS's ``._`` files beside copied DICOM) and a
-    DICOMDIR left out."""
-    return [f for f in _listing(folder) if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f)]
-
-
-def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
-    """``[(case_id, path)]`` for a CT file or a folder holding DICOM files; for a folder holding only
-    folders (a TCIA download: patient / study / series) or SEGs beside them (:func:`loose_segs`), each
-    folder below it that holds DICOM files and is not a SEG series, its case id the path below ``path``
-    joined with ``_``. LNQError when there is none, or when a series folder has CT series folders below it
-    (:func:`refuse_series_below`)."""
-    path = Path(path)
-    if not path.is_dir():
-        return [(case_id, path)]
-    found, segs = _dicom_folders(path, case_id)
-    if not found and segs and segs[0].parent == path:  # a SEG series folder: not a CT, says predict
-        return [(case_id, path)]
-    if not found:
-        raise LNQError(f"{path} holds no CT: no *-ct.nrrd files, images or DICOM series in it or in the "
-                       "folders below it; point to a CT file, a folder of them or a DICOM series folder")
-    return found
-
-
-#: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
-SERIES_DEPTH = 4
-
-
-def _dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], list[Path]]:
-    """One walk of ``path`` and the folders below it (down to :data:`SERIES_DEPTH`, hidden folders and
-    links left out: a home folder given by mistake is not walked to its end): the CT series folders as
-    ``(case id, folder)`` (``path`` itself is ``case_id``, the others the path below it joined with ``_``)
-    and the DICOM SEG files of the SEG series folders (each of a folder below ``path``). Below a CD's root
-    (it holds a ``DICOMDIR``) the ids start with ``case_id``: every CD names its folders
-    PT000000/ST000000/SE000000, and two CDs' predictions in one output folder overwrote each other. SEG
-    files loose in a folder beside series folders below it (:func:`loose_segs`, ``path`` or one below it)
-    are SEGs of those, listed last: a SEG ``predict -o`` wrote among a data set's folders does not come
-    before the data set's SEG series."""
-    series, segs, loose, level = [], [], [], [path]
-    root = [case_id] if holds_dicomdir(path) else []
-    for depth in range(SERIES_DEPTH + 1):
-        for folder in sorted(level):
-            if not _holds_dicom(folder):
-                continue
-            here = _seg_files(folder)  # read once for each question below
-            if beside := loose_segs(folder, here):  # no series folder: the walk goes on below it
-                loose += beside
-            elif depth and here:  # each SEG of a folder below (predict DATA -o DATA/preds wrote several)
-                segs += here
-            elif not depth and (seg := seg_file(folder, here)) is not None:  # given: one SEG, or refused
-                segs.append(seg)
-            elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
-                parts = [*root, *folder.relative_to(path).parts]
-                series.append((case_id if depth == 0 else "_".join(parts), folder))
-        if depth == 0 and (series or segs):
-            if series:
-                refuse_series_below(path)
-            break  # a series folder: nothing below it is another case
-        level = _subfolders(level)
-    named: dict[str, Path] = {}
-    for case, folder in series:
-        if case in named:
-            raise LNQError(f"the series folders {named[case]} and {folder} both give the case name {case!r} "
-                           "(folder names joined with '_'); rename one of the folders")
-        named[case] = folder
-    return sorted(series, key=lambda item: item[1]), segs + loose
-
-
-def loose_segs(folder: Path, segs: list[Path] | None = None) -> list[Path]:
-    """The DICOM SEG files of ``folder`` (its :func:`_seg_files`: ``segs`` when known) when it holds no
-    image and a folder below it holds a CT series (:func:`_dicom_below`): ``predict DATA -o
-    DATA --format dicom-seg`` writes ``<case>-seg.dcm`` beside DATA's series folders, and DATA is still the
-    root of those (it was read as a SEG series, its cases lost). Else [] (a SEG series folder beside a
-    ``notes/`` or ``__MACOSX/`` folder stays one)."""
-    if not _subfolders([folder]):
-        return []
-    segs = _seg_files(folder) if segs is None else segs
-    return segs if segs and _dicom_below(folder) else []
-
-
-def _dicom_below(folder: Path) -> bool:
-    """Whether a folder below ``folder`` holds a CT series (:func:`_ct_folders_below`): a SEG series folder
-    holding an older SEG in ``prev/`` stays one."""
-    return next(_ct_folders_below(folder), None) is not None
-
-
-def _ct_folders_below(folder: Path) -> Iterator[Path]:
-    """The folders below ``folder`` (down to :data:`SERIES_DEPTH`, level by level, hidden ones and links
-    left out) that hold DICOM with a CT image (:func:`_not_a_ct_image`), found as they are asked for."""
-    level = [folder]
-    for _ in range(SERIES_DEPTH):
-        level = _subfolders(level)
-        yield from (f for f in level if _holds_dicom(f) and not _not_a_ct_image(f))
-
-
-def _subfolders(folders: list[Path]) -> list[Path]:
-    """The folders in ``folders``, sorted, hidden ones and links left out (no stat of each file: a series
-    folder holds hundreds)."""
-    found = []
-    for folder in folders:
-        try:
-            with os.scandir(folder) as entries:
-                found += sorted(folder / e.name for e in entries
-                                if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
-        except OSError:  # no permission, vanished
-            continue
-    return found
-
-
-def refuse_series_below(folder: Path) -> None:
-    """LNQError when ``folder``, read as one series folder, holds a DICOM CT of its own and CT series
-    folders lie below it (an enhanced CT beside CD exports): which of them are cases cannot be told, and
-    the ones below were left out without a word. Predictions, label versions or a scout below it are no
-    CT series: the folder is its one case."""
-    below = list(_ct_folders_below(folder))
-    if not below or _not_a_ct_image(folder):
-        return
-    own = sum(1 for f in _files(folder) if _dicom_file(f))
-    tops = sorted({f.relative_to(folder).parts[0] for f in below})
-    named = ", ".join(tops[:3]) + (" ..." if len(tops) > 3 else "")
-    raise LNQError(f"{folder} holds a DICOM CT of its own ({own} file{'s' if own != 1 else ''}) and DICOM CT "
-                   f"series folders below it ({named}); give each folder on its own, or move the loose files "
-                   "into a folder of their own")
-
-
+# ------------------------------------------------------------------ finding (a tree's folders: .dicom_tree)
 def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
                 rank: Callable[[SegFile], tuple[int, str]] = lambda seg: (0, "")) -> list[CaseFiles]:
-    """The CT series at or below ``root`` (a series folder, or a TCIA download: :func:`ct_series_inputs`'s
-    case ids) as cases, each with the DICOM SEG below ``root`` that references it as its labels (``seg``):
-    of several, the one ``rank`` puts first (``(order, why)``; ties: :func:`_dicom_folders`' order). A SEG
-    of no CT series here, or each other SEG of one, is named in a warning and left out; a SEG that
-    ``labels`` says is none (a prediction: the caller names it) is left out before. Empty when there is no
-    DICOM."""
-    series, seg_files = _dicom_folders(root, folder_case(root))
-    case_of = {uid: case for case, folder in series for uid in _series_in(folder, every_file=False)}
+    """The CT series at or below ``root`` (a series folder, or a TCIA download:
+    :func:`.dicom_tree.ct_series_inputs`'s case ids) as cases, each with the DICOM SEG below ``root`` that
+    references it as its labels (``seg``): of several, the one ``rank`` puts first (``(order, why)``; ties:
+    :func:`.dicom_tree.dicom_folders`' order). A SEG of no CT series here, or each other SEG of one, is named
+    in a warning and left out; a SEG that ``labels`` says is none (a prediction: the caller names it) is left
+    out before. Empty when there is no DICOM."""
+    series, seg_files = dicom_folders(root, folder_case(root))
+    case_of = {uid: case for case, folder in series for uid in series_in(folder, every_file=False)}
     claims: dict[str, list[Path]] = {}
     parsed: dict[Path, SegFile] = {}
     for path in filter(labels, seg_files):
@@ -358,110 +127,16 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
             for case, folder in series]
 
 
-def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
-    """Whether one of the first few files of ``folder`` is DICOM (a series folder may hold a note; a
-    DICOMDIR is the index of a CD's folders below, not a series)."""
-    files = (f for f in _listing(folder)
-             if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f))
-    return any(_dicom_file(f) for f in itertools.islice(files, look_at))
-
-
-def _dicom_file(path: Path) -> bool:
-    """Whether ``path`` is a DICOM file: by name or magic (:func:`is_dicom_path`), else a dataset written
-    without the 128-byte preamble (older exports: a bare implicit-VR dataset with no extension)."""
-    if is_dicom_path(path):
-        return True
-    try:
-        with open(path, "rb") as handle:
-            start = handle.read(2)
-    except OSError:
-        return False
-    if start not in (b"\x02\x00", b"\x08\x00"):  # a bare dataset begins with group 0002 or 0008
-        return False
-    import pydicom
-
-    try:
-        with collected_warnings():  # dropped: pydicom's notes on a file that is no DICOM
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["SOPClassUID"])
-    except Exception:  # not DICOM at all
-        return False
-    return bool(str(ds.get("SOPClassUID", "")).strip())
-
-
-def _not_a_ct_image(folder: Path) -> bool:
-    """Whether ``folder`` plainly holds no CT volume: no DICOM file of it is a CT image other than a
-    localizer (:func:`_dicom_kind`: a dose report SR, a presentation state, a scout alone), unless a series
-    of CT slices all marked LOCALIZER forms a volume (:func:`.dicom_headers.is_localizer_volume`: some
-    exports mark a whole CT so); files that cannot be read left aside unless nothing else is DICOM (the
-    reader says what is wrong). Files are read until a CT image turns up, so a scout or a SEG sorted before
-    a study's slices (a flat export, a prediction saved into the series folder) does not hide them."""
-    kinds, localizers = set(), {}
-    for path in _files(folder):
-        kind, header = _kind_and_header(path)
-        if kind == "ct":
-            return False
-        kinds.add(kind)
-        if kind == "image" and is_ct_modality(header):  # a CT's localizer: a scout, or a CT marked so
-            localizers.setdefault(str(header.get("SeriesInstanceUID", "")), []).append(header)
-    if any(is_localizer_volume(series_slices(headers, headers)) for headers in localizers.values()):
-        return False
-    return "unreadable" not in kinds or bool(kinds - {"unreadable", None})
-
-
-def _listing(folder: Path) -> list[Path]:
-    """The entries of ``folder``, sorted; none when it cannot be listed (no permission, vanished)."""
-    try:
-        return sorted(folder.iterdir())
-    except OSError:
-        return []
-
-
-def _series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
-    """The DICOM series UIDs in ``folder``: of every file (GDCM, header only), or of its first few files
-    (a series folder holds one series; reading them all in every folder beside a SEG would be slow)."""
-    import pydicom
-    import SimpleITK as sitk
-
-    if every_file:
-        try:
-            return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
-        except RuntimeError:
-            return ()
-    found = []
-    files = (f for f in _listing(folder) if f.is_file() and not f.name.startswith("."))
-    for child in list(itertools.islice(files, SAMPLED_FILES)):
-        try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-            found.append(str(ds.SeriesInstanceUID))
-        except Exception:  # not DICOM, no series UID
-            continue
-    return tuple(found)
-
-
-def _candidate_folders(path: Path) -> list[Path]:
-    """Where a SEG's CT series may be: the SEG's folder, then the folders beside it and their
-    subfolders (TCIA: <patient>/<study>/<series>/, the SEG a series beside the CT)."""
-    home = path.parent
-    found = [home]
-    for child in _listing(home.parent) if home.parent != home else []:
-        if len(found) >= MAX_SEARCH_FOLDERS:
-            break
-        if child.is_dir() and child != home and not child.name.startswith("."):
-            found.append(child)
-            found.extend([c for c in _listing(child) if c.is_dir()][:MAX_SEARCH_FOLDERS])
-    return found[:MAX_SEARCH_FOLDERS]
-
-
 def find_ct_series(seg: SegFile) -> tuple[Path, str]:
     """``(folder, series UID)`` of the CT series ``seg`` references, looked for in the SEG's folder and
     the folders beside it, then in the series folders below its folder (a SEG loose above them:
-    :func:`loose_segs`); LNQError when it is not there."""
+    :func:`.dicom_tree.loose_segs`); LNQError when it is not there."""
     if not seg.referenced_series:
         raise LNQError(f"{seg.name} does not say which CT series it was drawn on (no Referenced Series "
                        "Sequence); pass the CT with it (read_labels(seg, reference=read_volume(ct)))")
     home = seg.path.parent
-    for folder in itertools.chain(_candidate_folders(seg.path), _ct_folders_below(home)):
-        present = _series_in(folder, every_file=folder == home)
+    for folder in itertools.chain(candidate_folders(seg.path), ct_folders_below(home)):
+        present = series_in(folder, every_file=folder == home)
         for uid in seg.referenced_series:
             if uid in present:
                 return folder, uid
@@ -781,24 +456,6 @@ def _our_model_version(item) -> str | None:
 
 
 # ------------------------------------------------------------------ writing
-def is_dicom_path(path: str | Path) -> bool:
-    """True for a folder (a DICOM series is one), a .dcm/.ima file or a file with the DICOM magic."""
-    path = Path(path)
-    if path.is_dir():
-        return True
-    return path.name.lower().endswith(DICOM_SUFFIXES) or has_dicom_magic(path)
-
-
-def has_dicom_magic(path: str | Path) -> bool:
-    """True for a DICOM Part 10 file ('DICM' at byte 128), whatever its name."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     """Headers (no pixels) of the CT series in ``ct`` (a folder or one of its files; a CD's root or its
     DICOMDIR: the series folders below it): the series with ``series_uid`` when given, else the file's
@@ -812,7 +469,7 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     by_series = _series_headers(folder)
     below = not by_series and ct.is_dir()  # a CD or a download: its series folders
     if below:
-        for _, series_folder in _dicom_folders(folder, folder.name)[0]:
+        for _, series_folder in dicom_folders(folder, folder.name)[0]:
             for uid, headers in _series_headers(series_folder).items():
                 by_series.setdefault(uid, headers)
     if not by_series:

@@ -12,9 +12,10 @@ from typing import NamedTuple
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io import dicom_seg
+from lnq_napari.io import dicom_tree
 from lnq_napari.io.dicom_headers import (
     ENHANCED_CT_SOP_CLASSES,
+    SEG_SOP_CLASSES,
     SLICE_TAGS,
     VOLUME_TAGS,
     is_ct_image,
@@ -45,11 +46,11 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             series = reader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError:
         series = ()
-    if path.is_dir() and series and dicom_seg.loose_segs(folder):  # SEGs beside series folders: none here
+    if path.is_dir() and series and dicom_tree.loose_segs(folder):  # SEGs beside series folders: none here
         series = ()
     if not series and path.is_dir():  # a CD export (DICOMDIR) or a TCIA download: series folders below
         try:
-            below = [f for _, f in dicom_seg.ct_series_inputs(folder.name, folder) if f != folder]
+            below = [f for _, f in dicom_tree.ct_series_inputs(folder.name, folder) if f != folder]
         except LNQError:
             below = []
         if len(below) == 1:
@@ -66,10 +67,10 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
     if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
-        dicom_seg.refuse_series_below(folder)
+        dicom_tree.refuse_series_below(folder)
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
     first = {sid: _series_header(files) for sid, files in files_by_series.items()}
-    images = {sid: 0 if first[sid].sop_class in dicom_seg.SEG_SOP_CLASSES else len(files) * first[sid].frames
+    images = {sid: 0 if first[sid].sop_class in SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
     volume = {sid: first[sid].ct_image for sid in series}  # a PET, scout or dose screen: read if alone
     slices: dict[str, tuple[list[str], list]] = {}  # (:func:`_series_slices`) of the series compared
@@ -211,10 +212,10 @@ def dicom_source(path: str | Path) -> Path:
     slice of a classic series its series folder (every slice of a series names one case); an enhanced
     CT's one file, a folder or any other file itself."""
     path = cd_root(path)
-    if path.is_file() and dicom_seg.is_dicom_path(path):
+    if path.is_file() and dicom_tree.is_dicom_path(path):
         head = _first_file_header(str(path))
         if head.sop_class and not _enhanced(head.sop_class, head.frames) \
-                and head.sop_class not in dicom_seg.SEG_SOP_CLASSES:
+                and head.sop_class not in SEG_SOP_CLASSES:
             return path.parent
     return path
 

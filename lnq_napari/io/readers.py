@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io import dicom_seg, segfile
+from lnq_napari.io import dicom_seg, dicom_tree, segfile
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.dicom_series import dicom_grid, read_dicom
 from lnq_napari.io.file_checks import (
@@ -55,7 +55,7 @@ def file_format(path: Path) -> str:
         return "nrrd"
     if name.endswith(SITK_SUFFIXES):
         return "sitk"
-    if name.endswith(dicom_seg.DICOM_SUFFIXES) or dicom_seg.has_dicom_magic(path):
+    if name.endswith(dicom_tree.DICOM_SUFFIXES) or dicom_tree.has_dicom_magic(path):
         return "dicom"
     return "other"
 
@@ -156,7 +156,7 @@ def _read_sitk_file(path: Path) -> RawImage:
     return raw
 
 
-@dicom_seg.one_scan()
+@dicom_tree.one_scan()
 def read_raw(path: str | Path, series_uid: str | None = None) -> RawImage:
     """The image as stored, keeping a 4th list/layer axis first if the file has one; its grid checked.
     ``series_uid``: of a DICOM folder holding several series, the one to read (else the largest CT
@@ -170,7 +170,7 @@ def _read_any(path: str | Path, series_uid: str | None = None) -> RawImage:
     path = _existing(path)
     kind = file_format(path)
     if kind == "dicom":
-        seg = dicom_seg.seg_file(path)
+        seg = dicom_tree.seg_file(path)
         if seg is not None:  # a DICOM SEG: its mask on its CT's grid
             labels = _read_dicom_seg(seg)
             return RawImage(labels.array, labels.spacing, labels.origin, labels.direction, labels.meta)
@@ -204,7 +204,7 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     return raw.volume()
 
 
-@dicom_seg.one_scan()
+@dicom_tree.one_scan()
 def read_labels(path: str | Path, reference: Volume | None = None,
                 segment: str | int | None = None) -> Volume:
     """Read a node mask as uint8 {0, 1}.
@@ -218,7 +218,7 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     ``segment``: label or number) on the grid of the CT series it references: ``reference`` (refused
     when it is another DICOM series), else that series found beside the SEG (:mod:`.dicom_seg`).
     """
-    seg = dicom_seg.seg_file(path) if file_format(_existing(path)) == "dicom" else None
+    seg = dicom_tree.seg_file(path) if file_format(_existing(path)) == "dicom" else None
     if seg is not None:
         return _read_dicom_seg(seg, reference, segment)
     raw = read_raw(path)
@@ -244,12 +244,12 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     return volume
 
 
-@dicom_seg.one_scan()
+@dicom_tree.one_scan()
 def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = None) -> list[np.ndarray]:
     """Each segment ``keys`` names (``Volume.meta["segment_keys"]`` of :func:`read_labels`) of a 3D Slicer
     segmentation or a DICOM SEG as its own uint8 {0,1} mask on ``reference``'s grid (the SEG's CT
     without one); the file is read once for all of them."""
-    seg = dicom_seg.seg_file(path) if file_format(_existing(path)) == "dicom" else None
+    seg = dicom_tree.seg_file(path) if file_format(_existing(path)) == "dicom" else None
     if seg is not None:
         parsed = dicom_seg.read_seg(seg)
         grid = reference if reference is not None else dicom_grid(*dicom_seg.find_ct_series(parsed))
@@ -260,13 +260,13 @@ def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = 
     return [np.asarray((m if reference is None else align_to(reference, m)).array) for m in masks]
 
 
-@dicom_seg.one_scan()
+@dicom_tree.one_scan()
 def read_ct_of(path: str | Path, labels: str | Path) -> Volume:
     """The CT at ``path`` for the label file ``labels``: of a DICOM folder holding several series, the one
     a DICOM SEG ``labels`` was drawn on (else, as :func:`read_volume`, the largest CT series)."""
     series = None
     if file_format(_existing(path)) == "dicom" and file_format(_existing(labels)) == "dicom":
-        seg = dicom_seg.seg_file(labels)
+        seg = dicom_tree.seg_file(labels)
         referenced = dicom_seg.referenced_series(seg) if seg is not None else ()
         series = referenced[0] if referenced else None
     return read_volume(path, series)

@@ -12,8 +12,8 @@ import numpy as np
 
 from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_seg import DICOM_SUFFIXES, is_dicom_path, seg_file
 from lnq_napari.io.dicom_series import dicom_source
+from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, is_dicom_path, seg_file
 from lnq_napari.io.layout import (
     image_suffix,
     is_dicomdir,

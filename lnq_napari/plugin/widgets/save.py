@@ -17,7 +17,7 @@ from lnq_napari import api
 from lnq_napari.components import node_numbers
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings, texts
-from lnq_napari.io.dicom_seg import is_dicom_path
+from lnq_napari.io.dicom_tree import is_dicom_path
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
 from lnq_napari.plugin.widgets._common import (
