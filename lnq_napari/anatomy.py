@@ -98,7 +98,7 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
     body = body_of(small, roi.body_hu)
     wall = ndimage.binary_closing(body, _PLANE, iterations=seal, border_value=1) if seal else body
     wall = _edges_sealed(wall, body)
-    outside = outside_view(small, roi)
+    outside = outside_view(small, roi, tuple(s * st for s, st in zip(spacing_zyx[1:], step[1:])))
     view = _view_edges(outside)
     if view:  # a scan circle: its edge cuts the chest as an image edge does
         wall = _view_sealed(wall, body, outside, view)
@@ -112,8 +112,10 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
 OUTSIDE_VIEW_HU = -1500.0
 
 
-def outside_view(small: np.ndarray, roi: RoiConfig | None = None) -> np.ndarray:
-    """bool (z y x): the padding outside the scan circle of ``small`` (a CT, z y x), where it reaches the
+def outside_view(small: np.ndarray, roi: RoiConfig | None = None,
+                 spacing_yx: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """bool (z y x): the padding outside the scan circle of ``small`` (a CT, z y x; ``spacing_yx``: its
+    pixel size, mm), where it reaches the
     image edge (not a metal artefact's streak inside the body): values below :data:`OUTSIDE_VIEW_HU`, and
     a padding that looks like air (-1024, -1000): the air-like value (below ``roi.lung_hu``) all four
     corners of every slice hold, where every slice holds exactly it (measured air is noisy and never the
@@ -127,7 +129,7 @@ def outside_view(small: np.ndarray, roi: RoiConfig | None = None) -> np.ndarray:
     value = corners[0, 0]
     if OUTSIDE_VIEW_HU <= value < roi.lung_hu and (corners == value).all():
         held = _reaching_edge(np.logical_and.reduce(small == value, axis=0)[None])
-        if _on_circle(held[0]):
+        if _on_circle(held[0], spacing_yx):
             outside |= held
     return outside
 
@@ -137,21 +139,23 @@ def _reaching_edge(mask: np.ndarray) -> np.ndarray:
     return ~_holes_filled(~mask, _PLANE)
 
 
-#: Padding ends on a circle when the voxels in view next to it lie this close (voxels) to one circle.
+#: Padding ends on a circle when the voxels in view next to it lie this close (voxels, of the larger pixel
+#: side) to one circle.
 VIEW_CIRCLE_VOXELS = 2.0
 
 
-def _on_circle(padding: np.ndarray) -> bool:
-    """Whether the voxels in view next to ``padding`` (y x) lie on one circle (:data:`VIEW_CIRCLE_VOXELS`;
-    fitted, so the image edge may cut it)."""
+def _on_circle(padding: np.ndarray, spacing_yx: tuple[float, float] = (1.0, 1.0)) -> bool:
+    """Whether the voxels in view next to ``padding`` (y x; ``spacing_yx``: pixel size) lie on one circle
+    in mm (:data:`VIEW_CIRCLE_VOXELS`; fitted, so the image edge may cut it; a circle is an ellipse in
+    indices where pixels are not square)."""
     ys, xs = _next_to(padding)
     if ys.size < 3:
         return False
-    (d, e, f), *_ = np.linalg.lstsq(np.stack([ys, xs, np.ones_like(ys)], 1).astype(float),
-                                    -(ys**2 + xs**2).astype(float), rcond=None)
+    ys, xs = ys * float(spacing_yx[0]), xs * float(spacing_yx[1])
+    (d, e, f), *_ = np.linalg.lstsq(np.stack([ys, xs, np.ones_like(ys)], 1), -(ys**2 + xs**2), rcond=None)
     cy, cx = -d / 2, -e / 2
     radius = np.sqrt(max(cy**2 + cx**2 - f, 0.0))
-    return bool(np.abs(np.hypot(ys - cy, xs - cx) - radius).max() <= VIEW_CIRCLE_VOXELS)
+    return bool(np.abs(np.hypot(ys - cy, xs - cx) - radius).max() <= VIEW_CIRCLE_VOXELS * max(spacing_yx))
 
 
 def _next_to(padding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -396,7 +400,8 @@ def _circle_inside_chest(body: np.ndarray, lungs: np.ndarray, view: dict[int, Vi
     inside = np.zeros(body.shape[0], dtype=bool)
     for z, (pieces, (cy, cx)) in view.items():
         ys, xs = np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
-        pole = np.abs(xs - cx) <= np.tan(np.radians(CIRCLE_POLE_DEG)) * np.abs(ys - cy)
+        pole = (np.abs(xs - cx) * spacing_zyx[2]
+                <= np.tan(np.radians(CIRCLE_POLE_DEG)) * np.abs(ys - cy) * spacing_zyx[1])  # in mm
         on = body[z, ys, xs]
         inside[z] = bool(on[pole & (ys < cy)].any() and on[pole & (ys > cy)].any()
                          and _longest_run(near[z, ys, xs]) * step_mm >= CUT_LUNG_MM)

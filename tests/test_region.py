@@ -157,9 +157,11 @@ def _scan_circle(case, radius_share: float | None, pad: int = -3024,
         back = int(np.nonzero(body_of(hu).any(axis=(0, 2)))[0].max())
         hu[:, back - 1 : back + 3] = np.maximum(hu[:, back - 1 : back + 3], 100)
     yy, xx = np.mgrid[: hu.shape[1], : hu.shape[2]]
+    (sx, sy, _) = case.ct.spacing
     out = np.zeros(hu.shape[1:], dtype=bool)
-    if radius_share is not None:
-        out = np.hypot(yy - hu.shape[1] / 2, xx - (first + last) / 2) > radius_share * (last - first) / 2
+    if radius_share is not None:  # a circle in mm: an ellipse in indices where pixels are not square
+        out = (np.hypot((yy - hu.shape[1] / 2) * sy, (xx - (first + last) / 2) * sx)
+               > radius_share * (last - first) / 2 * sx)
     hu[:, out] = pad
     return case.ct.with_array(hu), out
 
@@ -197,6 +199,26 @@ def test_a_scan_circle_cutting_both_lungs_keeps_the_region(small_cases, pad):
         padded = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3)
         assert padded.outside is not None and padded.outside[:, out].all()
         assert not (padded.body & _outside_air(case.ct) & ~out).any()
+
+
+@pytest.mark.parametrize("pad", [-3024, -1024])
+def test_a_scan_circle_on_pixels_that_are_not_square_keeps_the_region(pad):
+    """Pixels 2.4 mm wide and 3.2 mm high (a resampled export): the scan circle is an ellipse in indices.
+    Fitted in indices, a -1024 padding was refused and the lungs it cuts leaked: the region held 13-53 % of
+    the unpadded CT's within the circle. The circle is now fitted in mm."""
+    from lnq_napari.anatomy import coarse_anatomy
+
+    for seed, site in ((33, "default"), (34, "habitus")):
+        case = make_case(seed, site=site, shape=(24, 96, 128), spacing=(2.4, 3.2, 10.0))
+        ct, out = _scan_circle(case, 0.95, pad)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            region = mediastinum_region(ct, 10.0)
+        whole = mediastinum_region(case.ct, 10.0) & ~out
+        assert (region & whole).sum() >= 0.95 * whole.sum()
+        assert (region & ~whole & ~out).sum() <= 0.01 * whole.sum()
+        padded = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3)
+        assert padded.outside is not None and padded.outside[:, out].all()
 
 
 @pytest.mark.parametrize("radius_share", [1.1, 1.2])
