@@ -34,7 +34,7 @@ class RoiConfig:
 
 
 #: The edge of the field of view on a coarse slice: the voxels in view next to the padding as (ys, xs,
-#: closed) pieces in order around the view's centre, and that centre (y, x) (:func:`_view_edges`).
+#: closed) pieces in order around the view's centre, and that centre (y, x) (:func:`_edge_of`).
 ViewEdge = tuple[list[tuple[np.ndarray, np.ndarray, bool]], tuple[float, float]]
 
 
@@ -114,24 +114,32 @@ OUTSIDE_VIEW_HU = -1500.0
 
 def outside_view(small: np.ndarray, roi: RoiConfig | None = None,
                  spacing_yx: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-    """bool (z y x): the padding outside the scan circle of ``small`` (a CT, z y x; ``spacing_yx``: its
-    pixel size, mm), where it reaches the
-    image edge (not a metal artefact's streak inside the body): values below :data:`OUTSIDE_VIEW_HU`, and
-    a padding that looks like air (-1024, -1000): the air-like value (below ``roi.lung_hu``) all four
-    corners of every slice hold, where every slice holds exactly it (measured air is noisy and never the
-    same value through all slices) and it ends on a circle (:func:`_on_circle`; a CT masked to the body
-    holds it outside the body's outline)."""
+    """bool (z y x): the padding outside the field of view of ``small`` (a CT, z y x; ``spacing_yx``: its
+    pixel size, mm), where it reaches the image edge (not a metal artefact's streak inside the body): values
+    below :data:`OUTSIDE_VIEW_HU`, and a padding that looks like air (-1024, -1000): an air-like value
+    (below ``roi.lung_hu``) that a corner holds on every slice (:func:`_corner_values`), where every slice
+    holds exactly it (measured air is noisy and never the same value through all slices) and the view's
+    edge beside it is a circle (a scanner's, :func:`_on_circle`) or a few straight sides (a CT rotated,
+    shifted or cropped and filled with -1024, :func:`_on_lines`); a CT masked to the body holds it outside
+    the body's outline, which is neither."""
     roi = roi or RoiConfig()
     outside = _reaching_edge(small < OUTSIDE_VIEW_HU)
     if small.ndim != 3 or min(small.shape) < 2:
         return outside
-    corners = small[:, [0, 0, -1, -1], [0, -1, 0, -1]]
-    value = corners[0, 0]
-    if OUTSIDE_VIEW_HU <= value < roi.lung_hu and (corners == value).all():
+    below = outside.all(axis=0)  # the padding below -1500 on every slice: an air-like one may lie beyond it
+    for value in _corner_values(small, roi.lung_hu):
         held = _reaching_edge(np.logical_and.reduce(small == value, axis=0)[None])
-        if _on_circle(held[0], spacing_yx):
+        if _on_circle(held[0] | below, spacing_yx) or _on_lines(held[0] | below):
             outside |= held
     return outside
+
+
+def _corner_values(small: np.ndarray, below_hu: float) -> list[float]:
+    """The air-like values (from :data:`OUTSIDE_VIEW_HU` to ``below_hu``) that a corner of ``small`` (z y x)
+    holds on every slice: a padding's, where it covers that corner (measured air is noisy)."""
+    corners = small[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+    held = (corners == corners[0]).all(axis=0) & (corners[0] >= OUTSIDE_VIEW_HU) & (corners[0] < below_hu)
+    return sorted(set(corners[0][held].tolist()))
 
 
 def _reaching_edge(mask: np.ndarray) -> np.ndarray:
@@ -156,6 +164,60 @@ def _on_circle(padding: np.ndarray, spacing_yx: tuple[float, float] = (1.0, 1.0)
     cy, cx = -d / 2, -e / 2
     radius = np.sqrt(max(cy**2 + cx**2 - f, 0.0))
     return bool(np.abs(np.hypot(ys - cy, xs - cx) - radius).max() <= VIEW_CIRCLE_VOXELS * max(spacing_yx))
+
+
+#: Padding ends on straight lines (a CT rotated or shifted in its grid, the corners or a side filled with
+#: -1024) when the edge of the view beside it splits into at most this many straight sides, ...
+VIEW_SIDES = 8
+#: ... each within this many voxels of the line between its ends (a staircase line: 1.4) ...
+VIEW_LINE_VOXELS = 2.0
+#: ... at least this many voxels long (measured air clipped at -1024 breaks into specks) ...
+VIEW_SIDE_VOXELS = 4
+#: ... and bowed by at most this many voxels (a parabola fitted along it: a staircase line 0-0.35, a body's
+#: outline cut into a few sides 1.4 or more).
+VIEW_BOW_VOXELS = 0.75
+
+
+def _on_lines(padding: np.ndarray) -> bool:
+    """Whether the edge of the view beside ``padding`` (y x) is made of a few long straight sides
+    (:data:`VIEW_SIDES`): a body's outline curves, measured air breaks into short pieces."""
+    sides: list[np.ndarray] = []
+    for ys, xs, closed in _edge_of(padding)[0]:
+        points = np.stack([ys, xs], axis=1).astype(float)
+        if closed:  # split a closed edge where it lies farthest from its start
+            far = int(np.argmax(np.hypot(*(points - points[0]).T)))
+            sides += _sides(points[: far + 1], VIEW_SIDES) + _sides(points[far:], VIEW_SIDES)
+        else:
+            sides += _sides(points, VIEW_SIDES)
+        if len(sides) > VIEW_SIDES:
+            return False
+    return bool(sides) and all(len(side) >= VIEW_SIDE_VOXELS and _bow(side) <= VIEW_BOW_VOXELS
+                               for side in sides)
+
+
+def _sides(points: np.ndarray, most: int) -> list[np.ndarray]:
+    """The straight sides of the path ``points`` (n, 2), split where it lies farthest from the line between
+    its ends until each lies within :data:`VIEW_LINE_VOXELS` of it (Douglas-Peucker); stops splitting past
+    ``most`` sides."""
+    ends = points[-1] - points[0]
+    length = float(np.hypot(*ends))
+    off = points - points[0]
+    far = np.abs(off[:, 0] * ends[1] - off[:, 1] * ends[0]) / length if length else np.hypot(*off.T)
+    k = int(np.argmax(far))
+    if far[k] <= VIEW_LINE_VOXELS or most <= 1 or k in (0, len(points) - 1):
+        return [points]
+    first = _sides(points[: k + 1], most - 1)
+    return first + _sides(points[k:], most - len(first))
+
+
+def _bow(side: np.ndarray) -> float:
+    """How far (voxels) the middle of ``side`` (n >= 3 points, n, 2) bows away from its ends: the sagitta of
+    the parabola fitted across the line between its ends."""
+    ends = side[-1] - side[0]
+    along = ends / max(float(np.hypot(*ends)), 1e-9)
+    t, d = (side - side[0]) @ along, (side - side[0]) @ np.array([-along[1], along[0]])
+    curve = np.polyfit(t - t.mean(), d, 2)[0]
+    return float(abs(curve) * np.ptp(t) ** 2 / 4)
 
 
 def _next_to(padding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,30 +336,34 @@ VIEW_EDGE_STEP = 2
 
 def _view_edges(outside: np.ndarray) -> dict[int, ViewEdge]:
     """Per slice of ``outside`` (the padding, coarse z y x) that holds some: the edge of the field of view
-    (:data:`ViewEdge`); the image edge splits the circle into pieces (``closed`` False), a circle wholly in
-    the image is one closed piece. Found once for the slices that share a circle."""
+    (:data:`ViewEdge`, :func:`_edge_of`). Found once for the slices that share a padding."""
     last, found, edges = None, ([], (0.0, 0.0)), {}
     for z in np.nonzero(outside.any(axis=(1, 2)))[0]:
         if last is None or not np.array_equal(outside[z], outside[last]):
-            last, view = z, ~outside[z]
-            ys, xs = _next_to(outside[z])
-            centre = tuple(float(np.mean(v)) for v in np.nonzero(view)) if view.any() else (0.0, 0.0)
-            order = np.argsort(np.arctan2(ys - centre[0], xs - centre[1]), kind="stable")
-            ys, xs = ys[order], xs[order]
-            jump = np.flatnonzero(np.maximum(np.abs(ys - np.roll(ys, 1)), np.abs(xs - np.roll(xs, 1)))
-                                  > VIEW_EDGE_STEP)
-            if not ys.size:
-                pieces = []
-            elif not jump.size:
-                pieces = [(ys, xs, True)]
-            else:
-                ys, xs = np.roll(ys, -jump[0]), np.roll(xs, -jump[0])
-                cuts = np.append(jump - jump[0], ys.size)
-                pieces = [(ys[a:b], xs[a:b], False) for a, b in zip(cuts[:-1], cuts[1:])]
-            found = (pieces, centre)
+            last, found = z, _edge_of(outside[z])
         if found[0]:
             edges[int(z)] = found
     return edges
+
+
+def _edge_of(padding: np.ndarray) -> ViewEdge:
+    """The edge of the field of view beside ``padding`` (y x): the voxels in view next to it in order round
+    the view's centre; the image edge splits it into pieces (``closed`` False), a view wholly in the image
+    has one closed piece."""
+    view = ~padding
+    ys, xs = _next_to(padding)
+    centre = tuple(float(np.mean(v)) for v in np.nonzero(view)) if view.any() else (0.0, 0.0)
+    order = np.argsort(np.arctan2(ys - centre[0], xs - centre[1]), kind="stable")
+    ys, xs = ys[order], xs[order]
+    jump = np.flatnonzero(np.maximum(np.abs(ys - np.roll(ys, 1)), np.abs(xs - np.roll(xs, 1)))
+                          > VIEW_EDGE_STEP)
+    if not ys.size:
+        return [], centre
+    if not jump.size:
+        return [(ys, xs, True)], centre
+    ys, xs = np.roll(ys, -jump[0]), np.roll(xs, -jump[0])
+    cuts = np.append(jump - jump[0], ys.size)
+    return [(ys[a:b], xs[a:b], False) for a, b in zip(cuts[:-1], cuts[1:])], centre
 
 
 def _holes_filled(mask: np.ndarray, plane: np.ndarray) -> np.ndarray:

@@ -337,6 +337,78 @@ def test_a_ct_masked_to_the_body_has_no_scan_circle(small_cases):
         assert np.array_equal(mediastinum_region(masked, 10.0), mediastinum_region(case.ct, 10.0))
 
 
+def _framed(case, deg: float, box: np.ndarray) -> tuple[Volume, Volume, np.ndarray]:
+    """The phantom's CT kept within ``box`` (y x; -1024 outside, as a crop or a shift in the field of view
+    pads) and rotated in its grid by ``deg`` filling -1024 (as 3D Slicer or SimpleITK resample); the same
+    rotation of the whole CT, its new corners noisy air (nothing cut); and the voxels in view (y x)."""
+    from scipy import ndimage
+
+    def rotate(a):
+        return ndimage.rotate(a, deg, axes=(2, 1), reshape=False, order=1, cval=-1024, prefilter=False)
+
+    hu = np.asarray(case.ct.array, dtype=np.float32)
+    framed = rotate(np.where(box, hu, -1024)).round().astype(np.int16)
+    whole = rotate(hu)
+    noise = np.random.default_rng(1).normal(-1000, 20, hu.shape)
+    whole = np.where(whole == -1024, noise, whole).round().astype(np.int16)
+    view = rotate(box[None].astype(np.float32))[0] > 0.5
+    return case.ct.with_array(framed), case.ct.with_array(whole), view
+
+
+@pytest.mark.parametrize("deg", [0.0, 15.0])
+@pytest.mark.parametrize("sides", ["one", "both"])
+def test_straight_air_like_padding_cutting_the_lungs_keeps_the_region(small_cases, deg, sides):
+    """A CT filled with -1024 beside straight lines that cut the lungs: a side (or both) outside a shifted
+    or cropped field of view, the whole rotated in its grid (its corners filled with -1024 too). The -1024
+    ended on no circle, so it was no padding and the lungs leaked into it: the region held 16-73 % of the
+    unpadded CT's in view. Padding whose edge is a few straight sides is now padding, its edge sealed
+    like an image edge."""
+    from lnq_napari.anatomy import coarse_anatomy
+
+    for case in small_cases:
+        first, last = _lung_columns(case)
+        box = np.zeros(case.ct.shape[1:], dtype=bool)
+        box[:, first + 3 : (last - 2 if sides == "both" else None)] = True
+        ct, whole_ct, view = _framed(case, deg, box)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            region = mediastinum_region(ct, 10.0)
+        whole = mediastinum_region(whole_ct, 10.0) & view
+        assert (region & whole).sum() >= 0.95 * whole.sum()
+        assert (region & ~whole & view).sum() <= 0.03 * whole.sum()
+        padded = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3)
+        held = (np.asarray(ct.array) == -1024).all(axis=0) & ~view  # -1024 out of view on every slice
+        assert held.sum() > 0.9 * (~view).sum()
+        assert padded.outside is not None and padded.outside[:, held].all()
+
+
+def test_air_like_padding_ends_on_a_circle_or_on_straight_lines():
+    """-1024 held in the same voxels of every slice is padding where the view's edge beside it is a circle
+    or a few straight sides (a rotated frame's corners, a band on one side); not where it follows a body's
+    outline (a CT masked to the body), nor measured air clipped at -1024 (noisy: specks)."""
+    from scipy import ndimage
+
+    from lnq_napari.anatomy import outside_view
+
+    rng = np.random.default_rng(0)
+    hu = rng.normal(-1000, 20, (4, 64, 64)).round().astype(np.int16)
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    hu[:, (yy / 21) ** 2 + (xx / 28) ** 2 < 1] = 40  # body (not near a circle)
+    hu[:, 20:44, 12:29] = -850  # lungs
+    hu[:, 20:44, 35:52] = -850
+    angle = np.radians(17.0)
+    corners = np.maximum(np.abs(yy * np.cos(angle) + xx * np.sin(angle)),
+                         np.abs(xx * np.cos(angle) - yy * np.sin(angle))) > 31.5
+    band = np.zeros((64, 64), dtype=bool)
+    band[:, :15] = True  # cuts a lung
+    for padding in (corners, band, corners | band):
+        assert (outside_view(np.where(padding, -1024, hu).astype(np.int16)) == padding[None]).all()
+    clipped = np.maximum(rng.normal(-1025, 15, hu.shape), -1024).round().astype(np.int16)
+    assert not outside_view(np.where(hu < -900, clipped, hu)).any()
+    body = np.stack([ndimage.binary_fill_holes(s) for s in hu > -500])
+    assert not outside_view(np.where(body, hu, -1024).astype(np.int16)).any()
+
+
 def test_a_dark_streak_in_a_single_coarse_slice_is_no_padding():
     """A CT a single coarse slice thick: values below -1500 inside the body (a metal artefact's streak)
     reach no image edge, so they are no padding (they were: the edge filter came after an early return)."""
