@@ -1,9 +1,9 @@
-"""The chest's anatomy on a coarse copy of a CT: body, lungs, the scan circle's padding, the chest ROI and
-the mediastinum region.
+"""The chest's anatomy on a coarse copy of a CT: body, lungs, the padding outside the field of view, the
+chest ROI and the mediastinum region.
 
-:func:`coarse_anatomy` finds body and lungs on a ~3 mm copy (the image edges and a scanner's circular field
-of view closed where they cut a lung); :func:`find_roi` crops to the lungs for the network, and
-:func:`mediastinum_region` draws where mediastinal nodes can be.
+:func:`coarse_anatomy` finds body and lungs on a ~3 mm copy (the image edges and the edge of a padded field
+of view, a scanner's circle or straight sides, closed where they cut a lung); :func:`find_roi` crops to the
+lungs for the network, and :func:`mediastinum_region` draws where mediastinal nodes can be.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ ViewEdge = tuple[list[tuple[np.ndarray, np.ndarray, bool]], tuple[float, float]]
 @dataclass
 class Anatomy:
     """Coarse (~3 mm) masks of a CT: ``body``, ``lungs`` and ``mediastinum`` (the per-slice convex hull
-    of the lungs, where mediastinal nodes live), ``outside`` the scan circle (None: no padding) and
-    ``view``, the circle's edge per slice that has padding. ``step`` maps the coarse grid to the CT index
+    of the lungs, where mediastinal nodes live), ``outside`` the field of view (the padding; None: none)
+    and ``view``, the view's edge per slice that has padding. ``step`` maps the coarse grid to the CT index
     grid."""
 
     step: tuple[int, int, int]
@@ -87,9 +87,9 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
 
     ``seal`` (coarse voxels): close gaps in a thin chest wall this wide before filling the body, so
     the lungs of a slender patient do not leak into the air outside. The image edges and the edge of a
-    scanner's circular field of view (the padding outside it, :func:`outside_view`, kept as ``outside``)
-    are closed where they cut a lung (:func:`_edges_sealed`, :func:`_view_sealed`), so a lung cut by
-    them is not taken for the air outside."""
+    padded field of view (a scanner's circle, a rotated or shifted frame: the padding outside it,
+    :func:`outside_view`, kept as ``outside``) are closed where they cut a lung (:func:`_edges_sealed`,
+    :func:`_view_sealed`), so a lung cut by them is not taken for the air outside."""
     from scipy import ndimage
 
     roi = roi or RoiConfig()
