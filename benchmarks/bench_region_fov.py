@@ -14,12 +14,18 @@ The same CTs are also padded outside a scanner's circular field of view (``circl
 -3024, -2048 or -1024), centred on the lungs, with a radius a few voxels inside their lateral extent (the
 circle cuts both lungs) or 15 mm beyond it (``wide``: it cuts the body only); ``kept`` is then the share
 of the whole CT's region inside the circle that the padded CT's region covers.
+
+``frame`` rows pad with -1024 outside straight sides, as a tool that rotates, shifts or crops a CT and fills
+with -1024 leaves it: ``band`` outside the lateral crop's columns (both lungs cut), ``tilted`` the same band
+turned 15 degrees; ``ellipse`` is the cutting circle at -1024 on the CT resampled to pixels 4/3 as wide as
+high (a circle in mm, an ellipse in indices). ``kept`` as for the circles.
 """
 
 from __future__ import annotations
 
 import argparse
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -61,6 +67,26 @@ def circles(ct: Volume, padding: tuple[int, ...] = (-3024, -1024)) -> dict[str, 
     return out
 
 
+def frames(ct: Volume) -> dict[str, tuple[Volume, np.ndarray, np.ndarray | None]]:
+    """``(ct padded with -1024, the view (y x), the CT's own unpadded copy when resampled)`` for straight
+    sides cutting both lungs (``band``; ``tilted`` 15 degrees) and for the cutting circle on pixels that
+    are not square (``ellipse``: the CT resampled in x, returned as the third item)."""
+    from scipy import ndimage
+
+    every, every, lateral = crops(ct)["lateral"]
+    band = np.zeros(ct.shape[1:], dtype=bool)
+    band[:, lateral] = True
+    tilted = ndimage.rotate(band.astype(np.uint8), 15.0, reshape=False, order=0, cval=0).astype(bool)
+    out = {name: (ct.with_array(np.where(view[None], ct.array, -1024).astype(ct.array.dtype)), view, None)
+           for name, view in (("band", band), ("tilted", tilted))}
+    x, y, z = ct.spacing
+    resampled = ndimage.zoom(np.asarray(ct.array, np.float32), (1, 1, 0.75), order=1).round().astype(np.int16)
+    wide = replace(ct, array=resampled, spacing=(x / 0.75, y, z))
+    padded, view = circles(wide, (-1024,))["cut-1024"]
+    out["ellipse"] = (padded, view, wide)
+    return out
+
+
 def _row(name: str, cut: str, region: np.ndarray, whole: np.ndarray, truth: np.ndarray | None) -> dict:
     row = {"ct": name, "crop": cut, "kept": float(region[whole].mean()), "covers": float(region.mean())}
     if truth is not None:
@@ -71,6 +97,8 @@ def _row(name: str, cut: str, region: np.ndarray, whole: np.ndarray, truth: np.n
 
 
 def rows_of(name: str, ct: Volume, truth: np.ndarray | None) -> list[dict]:
+    from scipy import ndimage
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         whole = mediastinum_region(ct, 10.0)
@@ -83,6 +111,16 @@ def rows_of(name: str, ct: Volume, truth: np.ndarray | None) -> list[dict]:
             region = mediastinum_region(padded, 10.0) & inside
             rows.append(_row(name, f"circle {cut}", region, whole & inside,
                              None if truth is None else truth & inside))
+        for cut, (padded, view, resampled) in frames(ct).items():
+            inside = np.broadcast_to(view[None], padded.shape)
+            own, true = whole, truth
+            if resampled is not None:  # the region and truth on the resampled grid
+                own = mediastinum_region(resampled, 10.0)
+                if truth is not None:
+                    true = ndimage.zoom(truth.astype(np.uint8), (1, 1, 0.75), order=0) > 0
+            region = mediastinum_region(padded, 10.0) & inside
+            rows.append(_row(name, f"frame {cut}", region, own & inside,
+                             None if true is None else true & inside))
     return rows
 
 

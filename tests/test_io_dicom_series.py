@@ -404,7 +404,8 @@ def test_a_ct_whose_every_slice_says_localizer_is_read_rather_than_the_pet_besid
     series(tmp_path, ct, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
     pet = np.random.default_rng(1).integers(0, 3000, (12, 16, 16)).astype(np.int16)
     series(tmp_path, pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
-    read = read_volume(tmp_path)
+    with pytest.warns(UserWarning, match=r"slices are all marked LOCALIZER: read as the CT"):
+        read = read_volume(tmp_path)
     assert_is_the_ct(read, ct)
     mask = np.zeros(ct.shape, np.uint8)
     mask[2:5, 6:12, 4:9] = 1
@@ -425,6 +426,34 @@ def test_a_ct_whose_every_slice_says_localizer_is_read_rather_than_the_pet_besid
            SeriesDescription="PET AC")
     with pytest.warns(UserWarning, match=r"holds no DICOM CT series; reading 'PET AC' \(modality PT\) as if"):
         assert read_volume(scouts).shape == pet.shape
+
+
+def test_scouts_repeated_at_uneven_heights_are_no_volume(tmp_path):
+    """Parallel scouts at uneven table heights, however many, are no CT marked LOCALIZER (review: four of
+    them made a case of a data folder that then failed to read, and beside a PET were read as the CT)."""
+    pet = np.random.default_rng(1).integers(0, 3000, (12, 16, 16)).astype(np.int16)
+    series(tmp_path / "P2" / "1-Scout", hu(), "scout", ImageType=SCOUT["ImageType"])
+    for k, z in enumerate((0, 3, 5, 12, 20, 21, 30, 44)):
+        ds = pydicom.dcmread(tmp_path / "P2" / "1-Scout" / f"scout-{k:03d}.dcm")
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + z]
+        ds.save_as(tmp_path / "P2" / "1-Scout" / f"scout-{k:03d}.dcm")
+    series(tmp_path / "P1" / "1-CT", hu())
+    from lnq_napari.io.datasets import find_cts
+
+    assert [case for case, _ in find_cts(tmp_path)] == ["P1_1-CT"]
+    series(tmp_path / "P2" / "1-Scout", pet, "pet", Modality="PT", SOPClassUID="1.2.840.10008.5.1.4.1.1.128")
+    with pytest.warns(UserWarning, match=r"holds no DICOM CT series; reading series \(modality PT\)"):
+        assert read_volume(tmp_path / "P2" / "1-Scout").shape == pet.shape
+
+
+def test_a_secondary_capture_of_modality_ct_reads_without_a_warning(tmp_path):
+    """A series stored as Secondary Capture with Modality CT (as ITK writes one) is read as a CT, without
+    the warning for a PET or MR (review: it said the CT was none)."""
+    ct = hu()
+    series(tmp_path, ct, SOPClassUID="1.2.840.10008.5.1.4.1.1.7")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_is_the_ct(read_volume(tmp_path), ct)
 
 
 def test_a_pet_alone_is_read_with_a_warning_that_it_is_no_ct(tmp_path):

@@ -55,14 +55,15 @@ def is_ct_modality(header) -> bool:
     return str(header.get("Modality", "") or "CT").strip().upper() == "CT"
 
 
-#: A stack of at least this many parallel slices at distinct positions is a volume; a scout is 1 to 3
-#: slices (frontal, lateral, often not parallel).
-VOLUME_SLICES = 4
+#: A stack of at least this many parallel, evenly spaced slices is a volume; a scout is 1 to 3 slices
+#: (frontal, lateral, often not parallel), repeated scouts lie at uneven heights.
+VOLUME_SLICES = 8
 
 
 def forms_volume(headers: Sequence) -> bool:
     """Whether the headers of a series' slices (:func:`series_slices`; None: unreadable) form a volume:
-    :data:`VOLUME_SLICES` or more, one orientation, distinct positions along its normal. Of a CT whose
+    :data:`VOLUME_SLICES` or more, one orientation, evenly spaced along its normal (:func:`evenly_spaced`).
+    Of a CT whose
     every slice says LOCALIZER (some exports mark the whole CT so), a volume is the CT, a scout is not."""
     if len(headers) < VOLUME_SLICES or any(h is None for h in headers):
         return False
@@ -74,8 +75,14 @@ def forms_volume(headers: Sequence) -> bool:
     if orientations.shape != (len(headers), 6) or positions.shape != (len(headers), 3) \
             or not np.allclose(orientations, orientations[0], atol=1e-3):
         return False
-    along = np.sort(positions @ np.cross(orientations[0, :3], orientations[0, 3:]))
-    return bool(np.diff(along).min() >= 1e-3)
+    gaps = np.diff(np.sort(positions @ np.cross(orientations[0, :3], orientations[0, 3:])))
+    return bool(gaps.min() >= 1e-3 and evenly_spaced(gaps))
+
+
+def evenly_spaced(gaps: np.ndarray) -> bool:
+    """Whether the gaps (mm) between a stack's sorted slice positions are one spacing: within 1 % of it, or
+    0.1 mm (positions stored to 0.1 mm, as some exports round them, alternate by that)."""
+    return bool(gaps.max() - gaps.min() <= max(0.1 + 1e-6, 0.01 * float(np.median(gaps))))
 
 
 def is_localizer_volume(headers: Sequence) -> bool:

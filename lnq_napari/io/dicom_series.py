@@ -18,6 +18,7 @@ from lnq_napari.io.dicom_headers import (
     SEG_SOP_CLASSES,
     SLICE_TAGS,
     VOLUME_TAGS,
+    evenly_spaced,
     is_ct_image,
     is_ct_modality,
     is_localizer,
@@ -107,7 +108,14 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
-        if not first[sid].ct_modality:  # a PET or MR alone: read, but not taken for a CT without a word
+        if sid in slices and not first[sid].ct_image and first[sid].ct_modality:  # marked LOCALIZER
+            warnings.warn(f"{folder} holds no DICOM CT series but "
+                          f"{_series_description(files_by_series[sid][0])} ({images[sid]} slices), whose "
+                          "slices are all marked LOCALIZER: read as the CT, as its slices form a volume",
+                          UserWarning, stacklevel=3)
+        if not first[sid].ct_modality and first[sid].modality.upper() != "CT":
+            # a PET or MR alone: read, but not taken for a CT without a word (a Secondary Capture of
+            # modality CT, as ITK writes a series, reads as before)
             warnings.warn(f"{folder} holds no DICOM CT series; reading "
                           f"{_series_description(files_by_series[sid][0])} (modality "
                           f"{first[sid].modality or 'unknown'}) as if it were a CT, which it is not: point "
@@ -433,8 +441,7 @@ def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
     if gaps.min() < 1e-3:
         raise LNQError(f"the DICOM series in {name} has two slices at one position (duplicated or mixed "
                        f"slices); {fix}")
-    # 1 % of the spacing, or 0.1 mm: positions stored to 0.1 mm (some exports round them) alternate by that
-    if gaps.max() - gaps.min() > max(0.1 + 1e-6, 0.01 * float(np.median(gaps))):
+    if not evenly_spaced(gaps):
         raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
                        f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
 
