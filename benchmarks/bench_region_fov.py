@@ -51,16 +51,17 @@ def crops(ct: Volume) -> dict[str, tuple[slice, slice, slice]]:
 
 
 def circles(ct: Volume, padding: tuple[int, ...] = (-3024, -1024)) -> dict[str, tuple[Volume, np.ndarray]]:
-    """``(ct padded, the circle in view (y x))`` for circles centred on its lungs: cutting both lungs (a few
-    voxels inside their lateral extent) or wide (15 mm beyond it), at each ``padding`` value."""
+    """``(ct padded, the circle in view (y x))`` for circles (in mm) centred on its lungs: cutting both lungs
+    (a few voxels inside their lateral extent) or wide (15 mm beyond it), at each ``padding`` value."""
     anatomy = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx)
     lungs = anatomy.upsample(anatomy.lungs)
     ys, xs = np.nonzero(lungs.any(axis=0))
     cy, cx, half = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2, (xs.max() - xs.min()) / 2
     yy, xx = np.ogrid[: ct.shape[1], : ct.shape[2]]
+    sy, sx = ct.spacing_zyx[1:]
     out = {}
-    for name, radius in (("cut", half - max(3, half // 12)), ("wide", half + 15.0 / ct.spacing_zyx[2])):
-        outside = (yy - cy) ** 2 + (xx - cx) ** 2 > radius**2
+    for name, radius in (("cut", half - max(3, half // 12)), ("wide", half + 15.0 / sx)):
+        outside = ((yy - cy) * sy) ** 2 + ((xx - cx) * sx) ** 2 > (radius * sx) ** 2  # a circle in mm
         for value in padding:
             padded = np.where(outside[None], value, ct.array).astype(ct.array.dtype)
             out[f"{name}{value}"] = (ct.with_array(padded), ~outside)

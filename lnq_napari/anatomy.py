@@ -129,7 +129,7 @@ def outside_view(small: np.ndarray, roi: RoiConfig | None = None,
     below = outside.all(axis=0)  # the padding below -1500 on every slice: an air-like one may lie beyond it
     for value in _corner_values(small, roi.lung_hu):
         held = _reaching_edge(np.logical_and.reduce(small == value, axis=0)[None])
-        if _on_circle(held[0] | below, spacing_yx) or _on_lines(held[0] | below):
+        if _on_circle(held[0] | below, spacing_yx) or _on_lines(held[0] | below, held[0]):
             outside |= held
     return outside
 
@@ -178,11 +178,13 @@ VIEW_SIDE_VOXELS = 4
 VIEW_BOW_VOXELS = 0.75
 
 
-def _on_lines(padding: np.ndarray) -> bool:
+def _on_lines(padding: np.ndarray, facing: np.ndarray | None = None) -> bool:
     """Whether the edge of the view beside ``padding`` (y x) is made of a few long straight sides
-    (:data:`VIEW_SIDES`): a body's outline curves, measured air breaks into short pieces."""
+    (:data:`VIEW_SIDES`): a body's outline curves, measured air breaks into short pieces. ``facing``: judge
+    only the edge facing this part of the padding (an air-like frame inside a scanner's circle: the circle's
+    arcs are no side)."""
     sides: list[np.ndarray] = []
-    for ys, xs, closed in _edge_of(padding)[0]:
+    for ys, xs, closed in _edge_of(padding, facing)[0]:
         points = np.stack([ys, xs], axis=1).astype(float)
         if closed:  # split a closed edge where it lies farthest from its start
             far = int(np.argmax(np.hypot(*(points - points[0]).T)))
@@ -346,12 +348,16 @@ def _view_edges(outside: np.ndarray) -> dict[int, ViewEdge]:
     return edges
 
 
-def _edge_of(padding: np.ndarray) -> ViewEdge:
-    """The edge of the field of view beside ``padding`` (y x): the voxels in view next to it in order round
-    the view's centre; the image edge splits it into pieces (``closed`` False), a view wholly in the image
-    has one closed piece."""
+def _edge_of(padding: np.ndarray, facing: np.ndarray | None = None) -> ViewEdge:
+    """The edge of the field of view beside ``padding`` (y x): the voxels in view next to it (next to its
+    part ``facing`` where given) in order round the view's centre; the image edge splits it into pieces
+    (``closed`` False), a view wholly in the image has one closed piece."""
     view = ~padding
     ys, xs = _next_to(padding)
+    if facing is not None:
+        near = np.zeros_like(padding)
+        near[_next_to(facing)] = True
+        ys, xs = ys[near[ys, xs]], xs[near[ys, xs]]
     centre = tuple(float(np.mean(v)) for v in np.nonzero(view)) if view.any() else (0.0, 0.0)
     order = np.argsort(np.arctan2(ys - centre[0], xs - centre[1]), kind="stable")
     ys, xs = ys[order], xs[order]

@@ -387,7 +387,8 @@ def test_straight_air_like_padding_cutting_the_lungs_keeps_the_region(small_case
 
 def test_air_like_padding_ends_on_a_circle_or_on_straight_lines():
     """-1024 held in the same voxels of every slice is padding where the view's edge beside it is a circle
-    or a few straight sides (a rotated frame's corners, a band on one side); not where it follows a body's
+    or a few straight sides (a rotated frame's corners, a band on one side, also inside a scanner's circle
+    below -1500, whose arcs are no sides); not where it follows a body's
     outline (a CT masked to the body), nor measured air clipped at -1024 (noisy: specks)."""
     from scipy import ndimage
 
@@ -406,6 +407,9 @@ def test_air_like_padding_ends_on_a_circle_or_on_straight_lines():
     band[:, :15] = True  # cuts a lung
     for padding in (corners, band, corners | band):
         assert (outside_view(np.where(padding, -1024, hu).astype(np.int16)) == padding[None]).all()
+    circle = yy**2 + xx**2 > 30.5**2  # a scanner's circle at -3024, the band at -1024 inside it (CTChest4)
+    framed = np.where(band, -1024, np.where(circle, -3024, hu)).astype(np.int16)
+    assert (outside_view(framed) == (circle | band)[None]).all()
     clipped = np.maximum(rng.normal(-1025, 15, hu.shape), -1024).round().astype(np.int16)
     assert not outside_view(np.where(hu < -900, clipped, hu)).any()
     body = np.stack([ndimage.binary_fill_holes(s) for s in hu > -500])
