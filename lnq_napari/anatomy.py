@@ -527,8 +527,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
 
 def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], roi: RoiConfig,
              anatomy: Anatomy | None = None) -> tuple[slice, slice, slice]:
-    """The chest ROI in index space: the lungs' bounding box plus a margin, found on a coarse copy (the
-    enclosed air, less the pockets beside a padding that are no lung: :func:`_roi_lungs`).
+    """The chest ROI in index space: the lungs' bounding box plus a margin, found on a coarse copy.
 
     Falls back to the body's bounding box when no lungs are found, and to the whole volume when no
     body is found.
@@ -539,8 +538,7 @@ def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], roi: RoiCo
     anatomy = anatomy or coarse_anatomy(hu, spacing_zyx, roi)
     step = anatomy.step
     voxel_ml = float(np.prod([s * st for s, st in zip(spacing_zyx, step)])) / 1000.0
-    lungs = _roi_lungs(anatomy, spacing_zyx, roi.min_lung_ml)
-    target = lungs if lungs.sum() * voxel_ml >= roi.min_lung_ml else anatomy.body
+    target = anatomy.lungs if anatomy.lungs.sum() * voxel_ml >= roi.min_lung_ml else anatomy.body
     if not target.any():
         return tuple(slice(0, n_) for n_ in shape)
     idx = np.nonzero(target)
@@ -551,18 +549,3 @@ def find_roi(hu: np.ndarray, spacing_zyx: tuple[float, float, float], roi: RoiCo
         hi = (int(idx[axis].max()) + 1) * step[axis] + margin
         out.append(slice(max(0, lo), min(shape[axis], hi)))
     return tuple(out)
-
-
-def _roi_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float], min_lung_ml: float) -> np.ndarray:
-    """The air :func:`find_roi` crops to: ``anatomy.lungs`` less the pockets next to the padding (within
-    3 coarse voxels) that are no lung (:func:`chest_lungs`): air the view's sealed edge closes between a
-    flank, a table and the scan circle. Gas in the bowel stays, as without padding."""
-    from scipy import ndimage
-
-    if anatomy.outside is None:
-        return anatomy.lungs
-    lab, _ = ndimage.label(anatomy.lungs)
-    near = np.unique(lab[ndimage.binary_dilation(anatomy.outside, _PLANE, iterations=3)])
-    if not near[near > 0].size:
-        return anatomy.lungs
-    return anatomy.lungs & ~(np.isin(lab, near[near > 0]) & ~chest_lungs(anatomy, spacing_zyx, min_lung_ml))

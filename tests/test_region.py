@@ -227,9 +227,8 @@ def test_a_table_touching_the_patient_in_a_padded_circle_keeps_the_region(small_
     patient touches the circle between the table's two ends but fills the circle's bulge, so it stays
     outside (a first attempt made it lung and doubled the region). The region is the unpadded one. Where
     the circle also cuts the flank (1.1), the pockets between flank, table and circle are closed, as an
-    image edge across them closes them; they are no lung (too small beside the body), for the region and
-    for the chest ROI (they took the ROI 10-16 mm further back)."""
-    from lnq_napari.anatomy import RoiConfig, coarse_anatomy, find_roi
+    image edge across them closes them; they are no lung (too small beside the body)."""
+    from lnq_napari.anatomy import coarse_anatomy
 
     for case in small_cases:
         on_table, _ = _scan_circle(case, None, table=True)
@@ -244,8 +243,6 @@ def test_a_table_touching_the_patient_in_a_padded_circle_keeps_the_region(small_
         assert (padded.body & air).sum() <= (0.25 if radius_share < 1.2 else 0.0) * air.sum()
         front = np.arange(ct.shape[1])[:, None] < ct.shape[1] // 2  # in front of the lungs' middle
         assert not (padded.body & air & front).any()
-        assert find_roi(np.asarray(ct.array), ct.spacing_zyx, RoiConfig()) == find_roi(
-            np.asarray(on_table.array), on_table.spacing_zyx, RoiConfig())
 
 
 def _arms_down(case, gap_mm: float, pad: int | None = None) -> tuple[Volume, np.ndarray]:
