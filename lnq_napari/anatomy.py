@@ -130,8 +130,18 @@ def outside_view(small: np.ndarray, roi: RoiConfig | None = None,
     for value in _corner_values(small, roi.lung_hu):
         held = _reaching_edge(np.logical_and.reduce(small == value, axis=0)[None])
         if _on_circle(held[0] | below, spacing_yx) or _on_lines(held[0] | below, held[0]):
-            outside |= held
+            outside |= held | _rim(held[0], below, small, roi.body_hu)
     return outside
+
+
+def _rim(held: np.ndarray, below: np.ndarray, small: np.ndarray, body_hu: float) -> np.ndarray:
+    """bool (z y x): the voxels in view next to an air-like padding ``held`` (y x) that are no body on their
+    slice: where a tool resampled the CT with linear interpolation (a rotation, a sub-voxel shift) they blend
+    padding with tissue, a rim of no body that kept the view's edge from meeting the body it cuts."""
+    ys, xs = _next_to(held)
+    rim = np.zeros(held.shape, dtype=bool)
+    rim[ys, xs] = True
+    return rim[None] & ~below[None] & (small <= body_hu)
 
 
 def _corner_values(small: np.ndarray, below_hu: float) -> list[float]:

@@ -306,6 +306,8 @@ def test_padding_is_where_the_scan_circle_ends():
     """Values below -1500 HU that reach the image edge, and one air-like value held exactly at every
     slice's corners and in the same voxels of every slice; not a dark streak inside the body, not noisy
     air."""
+    from scipy import ndimage
+
     from lnq_napari.anatomy import outside_view
 
     rng = np.random.default_rng(0)
@@ -315,9 +317,14 @@ def test_padding_is_where_the_scan_circle_ends():
     yy, xx = np.mgrid[:32, :32]
     circle = (yy - 15.5) ** 2 + (xx - 15.5) ** 2 > 15.5**2
     assert not outside_view(hu).any()
+    ring = ndimage.binary_dilation(circle)
     for pad in (-3024, -2048, -1024, -1000):
-        padded = np.where(circle, pad, hu).astype(np.int16)
-        assert (outside_view(padded) == circle[None]).all(), pad
+        got = outside_view(np.where(circle, pad, hu).astype(np.int16))
+        if pad < -1500:
+            assert (got == circle[None]).all(), pad
+        else:  # and the rim beside air-like padding that is no body (a linear resample's blend)
+            assert got[:, circle].all() and not (got & ~ring[None]).any(), pad
+            assert not got[:, 6:26, 6:26].any(), pad  # never the body
 
 
 def test_a_ct_masked_to_the_body_has_no_scan_circle(small_cases):
@@ -355,14 +362,16 @@ def _framed(case, deg: float, box: np.ndarray) -> tuple[Volume, Volume, np.ndarr
     return case.ct.with_array(framed), case.ct.with_array(whole), view
 
 
-@pytest.mark.parametrize("deg", [0.0, 15.0])
+@pytest.mark.parametrize("deg", [0.0, 4.0, 15.0])
 @pytest.mark.parametrize("sides", ["one", "both"])
 def test_straight_air_like_padding_cutting_the_lungs_keeps_the_region(small_cases, deg, sides):
     """A CT filled with -1024 beside straight lines that cut the lungs: a side (or both) outside a shifted
     or cropped field of view, the whole rotated in its grid (its corners filled with -1024 too). The -1024
     ended on no circle, so it was no padding and the lungs leaked into it: the region held 16-73 % of the
     unpadded CT's in view. Padding whose edge is a few straight sides is now padding, its edge sealed
-    like an image edge."""
+    like an image edge; the rim a linear resample blends between padding and tissue is no body and counts
+    as padding (review: rotated 1-4 degrees, it kept the edge from meeting the body, 40-57 % of the node
+    voxels out of the region)."""
     from lnq_napari.anatomy import coarse_anatomy
 
     for case in small_cases:
@@ -402,11 +411,15 @@ def test_air_like_padding_ends_on_a_circle_or_on_straight_lines():
                          np.abs(xx * np.cos(angle) - yy * np.sin(angle))) > 31.5
     band = np.zeros((64, 64), dtype=bool)
     band[:, :15] = True  # cuts a lung
+    def assert_padding(got: np.ndarray, padding: np.ndarray) -> None:
+        """All of ``padding`` and no more than its rim of no body (one voxel) in view."""
+        assert got[:, padding].all() and not (got & ~ndimage.binary_dilation(padding)[None]).any()
+
     for padding in (corners, band, corners | band):
-        assert (outside_view(np.where(padding, -1024, hu).astype(np.int16)) == padding[None]).all()
+        assert_padding(outside_view(np.where(padding, -1024, hu).astype(np.int16)), padding)
     circle = yy**2 + xx**2 > 30.5**2  # a scanner's circle at -3024, the band at -1024 inside it (CTChest4)
     framed = np.where(band, -1024, np.where(circle, -3024, hu)).astype(np.int16)
-    assert (outside_view(framed) == (circle | band)[None]).all()
+    assert_padding(outside_view(framed), circle | band)
     clipped = np.maximum(rng.normal(-1025, 15, hu.shape), -1024).round().astype(np.int16)
     assert not outside_view(np.where(hu < -900, clipped, hu)).any()
     body = np.stack([ndimage.binary_fill_holes(s) for s in hu > -500])
