@@ -136,12 +136,17 @@ def outside_view(small: np.ndarray, roi: RoiConfig | None = None,
 
 def _rim(held: np.ndarray, below: np.ndarray, small: np.ndarray, body_hu: float) -> np.ndarray:
     """bool (z y x): the voxels in view next to an air-like padding ``held`` (y x) that are no body on their
-    slice: where a tool resampled the CT with linear interpolation (a rotation, a sub-voxel shift) they blend
-    padding with tissue, a rim of no body that kept the view's edge from meeting the body it cuts."""
+    slice but border it: where a tool resampled the CT with linear interpolation (a rotation, a sub-voxel
+    shift) they blend padding with tissue, a rim of no body that kept the view's edge from meeting the body
+    it cuts. Lung and air beside the padding stay in view (review: a lung beside a sharp -1024 circle lost a
+    second voxel, and thin slivers of it, to the rim)."""
+    from scipy import ndimage
+
     ys, xs = _next_to(held)
     rim = np.zeros(held.shape, dtype=bool)
     rim[ys, xs] = True
-    return rim[None] & ~below[None] & (small <= body_hu)
+    blend = rim[None] & ~below[None] & (small <= body_hu)
+    return blend & ndimage.binary_dilation(small > body_hu, _PLANE)
 
 
 def _corner_values(small: np.ndarray, below_hu: float) -> list[float]:

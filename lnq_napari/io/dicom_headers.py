@@ -55,15 +55,15 @@ def is_ct_modality(header) -> bool:
     return str(header.get("Modality", "") or "CT").strip().upper() == "CT"
 
 
-#: A stack of at least this many parallel, evenly spaced slices is a volume; a scout is 1 to 3 slices
-#: (frontal, lateral, often not parallel), repeated scouts lie at uneven heights.
+#: A stack of at least this many parallel slices at distinct positions is a volume; a scout is 1 to 3 slices
+#: (frontal, lateral, often not parallel), a few repeated at other heights at most.
 VOLUME_SLICES = 8
 
 
 def forms_volume(headers: Sequence) -> bool:
     """Whether the headers of a series' slices (:func:`series_slices`; None: unreadable) form a volume:
-    :data:`VOLUME_SLICES` or more, one orientation, evenly spaced along its normal (:func:`evenly_spaced`).
-    Of a CT whose
+    :data:`VOLUME_SLICES` or more, one orientation, distinct positions along its normal (evenly spaced or
+    not: a CT missing a slice is still the CT, the reader then says what is wrong). Of a CT whose
     every slice says LOCALIZER (some exports mark the whole CT so), a volume is the CT, a scout is not."""
     if len(headers) < VOLUME_SLICES or any(h is None for h in headers):
         return False
@@ -76,7 +76,7 @@ def forms_volume(headers: Sequence) -> bool:
             or not np.allclose(orientations, orientations[0], atol=1e-3):
         return False
     gaps = np.diff(np.sort(positions @ np.cross(orientations[0, :3], orientations[0, 3:])))
-    return bool(gaps.min() >= 1e-3 and evenly_spaced(gaps))
+    return bool(gaps.min() >= 1e-3)
 
 
 def evenly_spaced(gaps: np.ndarray) -> bool:

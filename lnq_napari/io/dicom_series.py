@@ -90,10 +90,10 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
             raise LNQError(f"{folder} holds the DICOM series of {len(patients)} patients ({named}); give "
                            "each patient's series a folder of its own")
-        pool = [o for o in series if volume[o]]
+        pool, marked = [o for o in series if volume[o]], []
         if not pool:  # a CT whose every slice says LOCALIZER (some exports mark it so), not a PET beside it
             slices = _localizer_volumes(files_by_series, first, images)
-            pool = list(slices)
+            pool = marked = list(slices)
             volume.update(dict.fromkeys(pool, True))
         pool = pool or [o for o in series if images[o]] or list(series)
         if len(pool) > 1 and not slices:
@@ -108,11 +108,11 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
                           f"slices, series {sid}), not {others}: to read another, give a folder holding "
                           "only its slices", UserWarning, stacklevel=3)
-        if sid in slices and not first[sid].ct_image and first[sid].ct_modality:  # marked LOCALIZER
+        if sid in marked:
             warnings.warn(f"{folder} holds no DICOM CT series but "
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} slices), whose "
-                          "slices are all marked LOCALIZER: read as the CT, as its slices form a volume",
-                          UserWarning, stacklevel=3)
+                          "slices are all marked LOCALIZER: read as the CT (a stack of parallel slices, no "
+                          "scout)", UserWarning, stacklevel=3)
         if not first[sid].ct_modality and first[sid].modality.upper() != "CT":
             # a PET or MR alone: read, but not taken for a CT without a word (a Secondary Capture of
             # modality CT, as ITK writes a series, reads as before)
