@@ -357,6 +357,24 @@ def test_unsigned_pixel_padding_outside_the_scan_circle_reads_below_any_measured
         assert (got.array[~inside] == -3024).all()
 
 
+def test_pixel_padding_of_an_enhanced_ct_reads_below_any_measured_hu(tmp_path):
+    """An enhanced (multi-frame) CT converted from such a series keeps its Pixel Padding Value: it read as
+    +62512 HU outside the scan circle (review), now -3024 as the classic series does."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    ct, inside = hu(), _scan_circle(hu().shape)
+    series(tmp_path / "classic", ct, stored=_padded(ct, 63536, np.uint16), PixelRepresentation=0,
+           PixelPaddingValue=63536)
+    slices = [pydicom.dcmread(f) for f in sorted((tmp_path / "classic").iterdir())]
+    enhanced = LegacyConvertedEnhancedCTImage(slices, series_instance_uid=generate_uid(), series_number=2,
+                                              sop_instance_uid=generate_uid(), instance_number=1)
+    (tmp_path / "enhanced").mkdir()
+    enhanced.save_as(tmp_path / "enhanced" / "ct.dcm")
+    got = read_volume(tmp_path / "enhanced").array
+    np.testing.assert_array_equal(got[inside], ct[inside])
+    assert (got[~inside] == -3024).all()
+
+
 def test_pixel_padding_given_on_some_slices_marks_those_slices_only(tmp_path):
     """A slice without Pixel Padding Value keeps its values (the tag speaks of its own image), one with a
     rescale of its own has its padding found from its own stored values."""

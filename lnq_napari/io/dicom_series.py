@@ -348,7 +348,8 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
     """An enhanced (multi-frame) DICOM CT in HU, its grid taken from the frames' functional groups by
     highdicom, which refuses frames that are missing, unevenly spaced or tilted; slices ordered along the
     normal of their rows and columns, as a classic series reads. ``pixels=False``: its grid only, over an
-    all-zero read-only array (no frame decoded)."""
+    all-zero read-only array (no frame decoded). Declared pixel padding above the CT's range reads as
+    :data:`PADDING_HU`, as in a classic series (:func:`_padding_below_air`)."""
     import highdicom
 
     fix = "convert it, e.g. with dcm2niix to NIfTI, or re-export the series"
@@ -364,6 +365,11 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
     if pixels:
         try:
             array = image.get_volume(dtype=np.float32, apply_modality_transform=True).array
+            declared = padding_values(image)
+            if declared is not None:  # the padding by stored value, read as HU above the CT's range
+                stored = image.get_volume(dtype=np.float64, apply_modality_transform=False).array
+                padded = (stored >= declared[0]) & (stored <= declared[1]) & (array > CT_TOP_HU)
+                array[padded] = PADDING_HU
         except Exception as exc:  # truncated or undecodable pixel data
             raise LNQError(f"{name}: the pixel data of its enhanced (multi-frame) DICOM CT cannot be decoded "
                            f"({_first_line(exc)}); {fix}") from None
