@@ -79,12 +79,6 @@ def forms_volume(headers: Sequence) -> bool:
     return bool(gaps.min() >= 1e-3)
 
 
-def evenly_spaced(gaps: np.ndarray) -> bool:
-    """Whether the gaps (mm) between a stack's sorted slice positions are one spacing: within 1 % of it, or
-    0.1 mm (positions stored to 0.1 mm, as some exports round them, alternate by that)."""
-    return bool(gaps.max() - gaps.min() <= max(0.1 + 1e-6, 0.01 * float(np.median(gaps))))
-
-
 def is_localizer_volume(headers: Sequence) -> bool:
     """Whether a series' slices (their headers, :func:`series_slices`) are a CT whose every slice is marked
     LOCALIZER (some exports mark a whole CT so) that forms a volume (:func:`forms_volume`): of series none
