@@ -98,6 +98,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lnq_napari.metrics import CaseScores
+
 MODELS = ("candidate", "parent", "original")
 #: Outline differences below this many mm do not count in the held-out surface Dice the rule judges.
 SURFACE_TOLERANCE_MM = 3.0
@@ -124,12 +126,13 @@ class CaseFigures:
         return cls(**{k: math.nan if v is None else v for k, v in data.items()})
 
     @classmethod
-    def from_metrics(cls, case_id: str, row: Mapping[str, float]) -> CaseFigures:
-        """From a row of :func:`lnq_napari.metrics.evaluate_case` (``surface_dice`` and ``false_volume_ml``
-        when it has them)."""
-        return cls(case_id, float(row["dice"]), int(row["nodes_hit"]), int(row["nodes_gt"]),
-                   int(row["fp_nodes"]), float(row.get("surface_dice", math.nan)),
-                   float(row.get("false_volume_ml", math.nan)))
+    def from_metrics(cls, case_id: str, scores: CaseScores) -> CaseFigures:
+        """From :func:`lnq_napari.metrics.evaluate_case`'s scores (a figure not measured as NaN)."""
+        def measured(value: float | None) -> float:
+            return math.nan if value is None else float(value)
+
+        return cls(case_id, float(scores.dice), int(scores.nodes_hit), int(scores.nodes_gt),
+                   int(scores.fp_nodes), measured(scores.surface_dice), measured(scores.false_volume_ml))
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,41 @@ class NodeResult:
         return self.mask.with_array((np.asarray(self.mask.array) > 0).astype(np.uint8))
 
 
+@dataclass(frozen=True)
+class ScoredCase:
+    """One case of :func:`evaluate`: its id, the prediction and ground-truth files (``""`` for a Volume) and
+    its :class:`~lnq_napari.metrics.CaseScores`. ``row["dice"]`` reads a score, as when rows were dicts."""
+
+    case: str
+    pred: str
+    gt: str
+    scores: metrics.CaseScores
+
+    def __getitem__(self, name: str):
+        return getattr(self, name) if name in ("case", "pred", "gt") else self.scores[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in ("case", "pred", "gt") or name in self.scores
+
+    def to_dict(self) -> dict[str, str | float | int]:
+        """The row as written to JSON or printed: the files, then the scores."""
+        return {"case": self.case, "pred": self.pred, "gt": self.gt, **self.scores.to_dict()}
+
+
+@dataclass(frozen=True)
+class Evaluation(metrics.ReadByName):
+    """What :func:`evaluate` returns: each case's :class:`ScoredCase` and the
+    :class:`~lnq_napari.metrics.ScoreSummary` over them (``result["summary"]["recall"]`` reads as when
+    it was a dict)."""
+
+    cases: tuple[ScoredCase, ...]
+    summary: metrics.ScoreSummary
+
+    def to_dict(self) -> dict[str, list | dict]:
+        """``{"cases": [row per case], "summary": {...}}``, as ``evaluate --json`` writes it."""
+        return {"cases": [case.to_dict() for case in self.cases], "summary": self.summary.to_dict()}
+
+
 def make_phantom(
     out: str | Path, cases: int = 4, seed: int = 0, site: str = "default", progress: Progress = None
 ) -> list[Path]:
@@ -117,11 +152,12 @@ def make_phantom(
 
 
 def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
-             json_path: str | Path | None = None) -> dict:
+             json_path: str | Path | None = None) -> Evaluation:
     """Challenge Dice/ASSD and node detection for files or folders paired by case id, or two Volumes
     (one case, ``"case"``); a :func:`find_nodes` result is scored as its 0/1 ``binary_mask()``.
 
-    Returns ``{"cases": [row per case], "summary": {...}}``. Folders are paired by case id
+    Returns an :class:`Evaluation` (``.to_dict()``: ``{"cases": [row per case], "summary": {...}}``, as
+    ``json_path`` gets it). Folders are paired by case id
     (:func:`lnq_napari.io.layout.label_files_by_case`: in a ground-truth folder ``*-full``, complete
     truth, wins over ``*-seg``). The prediction must lie on the ground truth's grid, as in the
     challenge. Predictions the challenge would mis-score (labels other than 0/1, float maps) give a
@@ -134,10 +170,10 @@ def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
     else:
         pairs = _pairs(Path(_path(pred, "the prediction")), Path(_path(gt, "the ground truth")))
     check_table_path(json_path, "--json", "scores.json", (pred, gt), starts='{\n  "cases": [')
-    rows = [_score_case(case, pred_path, gt_path) for case, pred_path, gt_path in pairs]
-    result = {"cases": rows, "summary": metrics.summarize(rows)}
+    rows = tuple(_score_case(case, pred_path, gt_path) for case, pred_path, gt_path in pairs)
+    result = Evaluation(rows, metrics.summarize([row.scores for row in rows]))
     if json_path is not None:
-        _write_json(result, json_path)
+        _write_json(result.to_dict(), json_path)
     return result
 
 
@@ -170,7 +206,7 @@ def _one_case(value, what: str) -> Path | Volume:
     return _volume(value, what)
 
 
-def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> dict:
+def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> ScoredCase:
     """One case's row of :func:`evaluate` (a warning when the prediction would be mis-scored). The truth is
     read as :func:`read_labels` reads a file, a Volume too (every non-zero voxel a node; a CT refused); a
     prediction file as the challenge reads it (its label 1), but a 3D Slicer segmentation or DICOM SEG as
@@ -190,11 +226,13 @@ def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> dict:
         name = "" if isinstance(pred, Volume) else f" {pred.name}"
         warnings.warn(f"{case}: the prediction{name} {problem}", UserWarning, stacklevel=3)
     try:
-        row = metrics.evaluate_case(prediction, truth)
+        scores = metrics.evaluate_case(prediction, truth)
     except LNQError as exc:
         raise LNQError(f"{case}: {exc}") from exc
-    return {"case": case, "pred": "" if isinstance(pred, Volume) else str(pred),
-            "gt": "" if isinstance(gt, Volume) else str(gt), **row}
+    def named(path: Path | Volume) -> str:
+        return "" if isinstance(path, Volume) else str(path)
+
+    return ScoredCase(case, named(pred), named(gt), scores)
 
 
 def _write_json(result: dict, path: str | Path) -> None:
@@ -651,7 +689,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     }
     if truth is not None:
         scores = metrics.evaluate_case(result.binary_mask(), truth)
-        report.update({f"truth_{k}": v for k, v in scores.items()})
+        report.update({f"truth_{k}": v for k, v in scores.to_dict().items()})
     figure = overlay_figure(volume, result.mask, out / f"{name}-overlay.png", truth=truth,
                             title=f"{name}: {summary.n_nodes} nodes predicted")
     report["picture"] = str(figure)

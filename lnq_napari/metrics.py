@@ -9,7 +9,10 @@ That is not the pooled mean over both distance sets that MONAI and medpy 0.5 rep
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +22,95 @@ from lnq_napari.io.volume import Volume
 
 #: The ASSD the challenge ranking substituted for an empty prediction (the worst ASSD it saw).
 WORST_ASSD_MM = 115.3
+
+
+class ReadByName:
+    """``figures["dice"]`` reads the field ``dice`` (KeyError for a figure not measured, None): code
+    written when these figures were dicts keeps working. Read-only; new code reads the attributes."""
+
+    def __getitem__(self, name: str):
+        value = getattr(self, name) if name in _field_names(self) else None
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in _field_names(self) and getattr(self, name) is not None
+
+
+def _field_names(obj) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(obj))
+
+
+@dataclass(frozen=True)
+class NodeDetection(ReadByName):
+    """Per-node detection on one case (:func:`node_detection`): truth nodes counted (``n_gt``) and hit
+    (``n_hit``), ``recall`` (NaN when no truth node counts), predicted components (``n_pred``) and false
+    ones (``fp``)."""
+
+    n_gt: int
+    n_hit: int
+    recall: float
+    n_pred: int
+    fp: int
+
+
+@dataclass(frozen=True)
+class CaseScores(ReadByName):
+    """One case's figures (:func:`evaluate_case`): challenge ``dice`` and ``assd_mm`` (NaN when either mask
+    is empty) and per-node detection. ``surface_dice`` and ``false_volume_ml`` are None when not asked
+    for (not measured); a measured figure that is undefined (surface Dice of two empty masks) is NaN."""
+
+    dice: float
+    assd_mm: float
+    nodes_gt: int
+    nodes_hit: int
+    recall: float
+    fp_nodes: int
+    nodes_pred: int
+    surface_dice: float | None = None
+    false_volume_ml: float | None = None
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The row as written to JSON or a table: the figures not measured left out (as rows always were)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, row: Mapping) -> CaseScores:
+        """From a row written by :meth:`to_dict` (or an older one: an ``evaluate --json`` row, a benchmark's),
+        read back from JSON: null is NaN, a figure missing is not measured, other keys (``case``) are
+        left out. ValueError names a required figure the row lacks."""
+        names = _field_names(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                   and f.name not in row]
+        if missing:
+            raise ValueError(f"a case's scores lack {', '.join(missing)}: give a row of evaluate_case's "
+                             "figures")
+        return cls(**{k: math.nan if v is None else v for k, v in row.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ScoreSummary(ReadByName):
+    """Figures over cases (:func:`summarize`): Dice mean and median; ASSD mean and median over non-empty
+    predictions (``n_empty`` counts the others) and ``assd_median_worst`` with theirs at
+    :data:`WORST_ASSD_MM`, as the challenge ranking did; truth nodes, hits and pooled ``recall``; false
+    nodes per case. NaN where no case defines a figure."""
+
+    n_cases: int
+    dice_mean: float
+    dice_median: float
+    assd_mean: float
+    assd_median: float
+    n_empty: int
+    assd_median_worst: float
+    nodes_gt: int
+    nodes_hit: int
+    recall: float
+    fp_per_case: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The figures by name, as written to JSON or printed."""
+        return dataclasses.asdict(self)
 
 
 def _uint8(volume: Volume):
@@ -175,7 +267,7 @@ def counted_nodes(voxels_per_node: np.ndarray, spacing, min_diameter_mm: float) 
     return diameters >= min_diameter_mm
 
 
-def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> dict:
+def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> NodeDetection:
     import SimpleITK as sitk
 
     pred_mask = sitk.GetArrayViewFromImage(pred_img) == 1
@@ -188,16 +280,10 @@ def _node_detection(pred_img, gt_img, spacing, min_diameter_mm: float) -> dict:
     n_hit = int(np.isin(counted, gt_labels[both]).sum())
     fp = int(n_pred) - np.unique(pred_labels[both]).size
     n_gt = int(counted.size)
-    return {
-        "n_gt": n_gt,
-        "n_hit": n_hit,
-        "recall": n_hit / n_gt if n_gt else math.nan,
-        "n_pred": int(n_pred),
-        "fp": int(fp),
-    }
+    return NodeDetection(n_gt, n_hit, n_hit / n_gt if n_gt else math.nan, int(n_pred), int(fp))
 
 
-def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = TARGET_DIAMETER_MM) -> dict:
+def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = TARGET_DIAMETER_MM) -> NodeDetection:
     """Per-node detection: GT nodes and predicted nodes are 26-connected components of label 1.
 
     A GT node is *hit* when at least one predicted voxel overlaps it (any overlap: a node found
@@ -205,7 +291,7 @@ def node_detection(pred: Volume, gt: Volume, min_diameter_mm: float = TARGET_DIA
     positive. GT nodes whose equivalent-sphere diameter ``cbrt(6 V / pi)`` is below
     ``min_diameter_mm`` (the challenge's target is nodes over 1 cm) are left out of ``n_gt`` and
     ``n_hit``; predicted components touching them are not false positives. 0 keeps every node.
-    Returns ``n_gt``, ``n_hit``, ``recall`` (NaN when no GT node counts), ``n_pred`` and ``fp``.
+    Returns a :class:`NodeDetection`.
     """
     return _node_detection(*_cast_pair(pred, gt), gt.spacing, min_diameter_mm)
 
@@ -249,11 +335,11 @@ def _marked_nodes(pred: np.ndarray, gt: np.ndarray, marked: np.ndarray) -> tuple
 def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = TARGET_DIAMETER_MM,
                   surface_tolerance_mm: float | None = None, grown: np.ndarray | None = None,
                   lenience_mm: float = 0.0, marked: np.ndarray | None = None,
-                  false_volume_beyond_mm: float | None = None) -> dict:
-    """One case's row: ``dice``, ``assd_mm``, ``nodes_gt``, ``nodes_hit``, ``recall``, ``fp_nodes``,
-    ``nodes_pred`` (see :func:`node_detection` for ``min_diameter_mm``), ``surface_dice`` at
-    ``surface_tolerance_mm`` when that is given (``grown``, ``lenience_mm``: see :func:`surface_dice`)
-    and ``false_volume_ml`` beyond ``false_volume_beyond_mm`` when that is (:func:`false_volume_ml`).
+                  false_volume_beyond_mm: float | None = None) -> CaseScores:
+    """One case's :class:`CaseScores`: challenge Dice and ASSD, node detection (see :func:`node_detection`
+    for ``min_diameter_mm``), ``surface_dice`` at ``surface_tolerance_mm`` when that is given (``grown``,
+    ``lenience_mm``: see :func:`surface_dice`) and ``false_volume_ml`` beyond ``false_volume_beyond_mm``
+    when that is (:func:`false_volume_ml`); each None when not asked for.
 
     ``marked`` (bool, on the GT grid): nodes a reviewer marked without an outline
     (:class:`lnq_napari.interact.NodeMark` balls). Each one touching no GT voxel counts as a node of any
@@ -269,23 +355,16 @@ def evaluate_case(pred: Volume, gt: Volume, min_diameter_mm: float = TARGET_DIAM
     pred_img, gt_img, *cropped = _cast_pair(pred, gt, *([] if grown is None else [grown]))
     nodes = _node_detection(pred_img, gt_img, gt.spacing, min_diameter_mm)
     if n_marked:
-        n_gt, n_hit = nodes["n_gt"] + n_marked, nodes["n_hit"] + found
-        nodes.update(n_gt=n_gt, n_hit=n_hit, recall=n_hit / n_gt, n_pred=nodes["n_pred"] + set_aside)
+        n_gt, n_hit = nodes.n_gt + n_marked, nodes.n_hit + found
+        nodes = dataclasses.replace(nodes, n_gt=n_gt, n_hit=n_hit, recall=n_hit / n_gt,
+                                    n_pred=nodes.n_pred + set_aside)
     distances = _directed(pred_img, gt_img)  # the costly part: once for ASSD and surface Dice
-    extra = {} if surface_tolerance_mm is None else {"surface_dice": _surface_dice(
-        pred_img, gt_img, *distances, surface_tolerance_mm, cropped[0] if cropped else None, lenience_mm)}
-    if false_volume_beyond_mm is not None:
-        extra["false_volume_ml"] = _false_volume_ml(pred_img, gt_img, false_volume_beyond_mm)
-    return {
-        "dice": _dice(pred_img, gt_img),
-        "assd_mm": _assd(*distances),
-        "nodes_gt": nodes["n_gt"],
-        "nodes_hit": nodes["n_hit"],
-        "recall": nodes["recall"],
-        "fp_nodes": nodes["fp"],
-        "nodes_pred": nodes["n_pred"],
-        **extra,
-    }
+    surface = None if surface_tolerance_mm is None else _surface_dice(
+        pred_img, gt_img, *distances, surface_tolerance_mm, cropped[0] if cropped else None, lenience_mm)
+    false_volume = None if false_volume_beyond_mm is None else _false_volume_ml(
+        pred_img, gt_img, false_volume_beyond_mm)
+    return CaseScores(_dice(pred_img, gt_img), _assd(*distances), nodes.n_gt, nodes.n_hit, nodes.recall,
+                      nodes.fp, nodes.n_pred, surface, false_volume)
 
 
 def known_voxel_dice(pred: np.ndarray, states: np.ndarray) -> float:
@@ -310,26 +389,26 @@ def _stat(func, values: np.ndarray) -> float:
     return float(func(values)) if values.size else math.nan
 
 
-def summarize(rows: list[dict]) -> dict:
+def summarize(rows: Sequence[CaseScores]) -> ScoreSummary:
     """Over cases: Dice mean/median; ASSD mean/median over non-empty predictions (``n_empty`` counts
     the NaN ones) and ``assd_median_worst`` with NaN -> 115.3 mm as the challenge ranking did;
-    node ``recall`` pooled over all GT nodes; false-positive nodes per case."""
-    dices = _finite(r["dice"] for r in rows)
-    assds = np.asarray([float(r["assd_mm"]) for r in rows], dtype=float)
+    node ``recall`` pooled over all GT nodes; false-positive nodes per case (:class:`ScoreSummary`)."""
+    dices = _finite(r.dice for r in rows)
+    assds = np.asarray([float(r.assd_mm) for r in rows], dtype=float)
     finite = assds[np.isfinite(assds)]
     worst = np.where(np.isfinite(assds), assds, WORST_ASSD_MM)
-    n_gt = sum(int(r["nodes_gt"]) for r in rows)
-    n_hit = sum(int(r["nodes_hit"]) for r in rows)
-    return {
-        "n_cases": len(rows),
-        "dice_mean": _stat(np.mean, dices),
-        "dice_median": _stat(np.median, dices),
-        "assd_mean": _stat(np.mean, finite),
-        "assd_median": _stat(np.median, finite),
-        "n_empty": int(np.count_nonzero(~np.isfinite(assds))),
-        "assd_median_worst": _stat(np.median, worst),
-        "nodes_gt": n_gt,
-        "nodes_hit": n_hit,
-        "recall": n_hit / n_gt if n_gt else math.nan,
-        "fp_per_case": _stat(np.mean, np.asarray([float(r["fp_nodes"]) for r in rows])),
-    }
+    n_gt = sum(int(r.nodes_gt) for r in rows)
+    n_hit = sum(int(r.nodes_hit) for r in rows)
+    return ScoreSummary(
+        n_cases=len(rows),
+        dice_mean=_stat(np.mean, dices),
+        dice_median=_stat(np.median, dices),
+        assd_mean=_stat(np.mean, finite),
+        assd_median=_stat(np.median, finite),
+        n_empty=int(np.count_nonzero(~np.isfinite(assds))),
+        assd_median_worst=_stat(np.median, worst),
+        nodes_gt=n_gt,
+        nodes_hit=n_hit,
+        recall=n_hit / n_gt if n_gt else math.nan,
+        fp_per_case=_stat(np.mean, np.asarray([float(r.fp_nodes) for r in rows])),
+    )

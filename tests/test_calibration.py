@@ -98,8 +98,8 @@ def test_figures_agree_with_the_metrics_module(min_peak, false_nodes):
     volume = Volume(mask, SPACING_ZYX[::-1], (0.0, 0.0, 0.0))
     row = evaluate_case(volume, volume.with_array(c.truth))
     got = fit.current.cases[0]
-    assert got.dice == pytest.approx(row["dice"])
-    assert (got.nodes_hit, got.nodes_gt) == (row["nodes_hit"], row["nodes_gt"]) == (2, 2)
-    assert got.false_nodes == row["fp_nodes"]
+    assert got.dice == pytest.approx(row.dice)
+    assert (got.nodes_hit, got.nodes_gt) == (row.nodes_hit, row.nodes_gt) == (2, 2)
+    assert got.false_nodes == row.fp_nodes
     # without the peak rule the two large blobs (p 0.6); the small one and the bright one are dropped
     assert got.false_nodes == false_nodes

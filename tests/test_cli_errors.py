@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from lnq_napari.cli import main
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.readers import write_volume
 from lnq_napari.io.volume import Volume
 
@@ -305,6 +306,25 @@ def test_evaluate_empty_and_255_predictions_warn_but_score(case, capsys, tmp_pat
     with pytest.warns(UserWarning, match="float"):
         result = api.evaluate(floats, case["gt"])
     assert result["cases"][0]["dice"] == 0.0  # truncated to empty, as the challenge did
+
+
+
+def test_evaluate_returns_typed_rows_and_writes_them_as_before(case, tmp_path):
+    """evaluate's result is typed (rows of files and CaseScores, a ScoreSummary), its JSON what it wrote
+    when the result was a dict, and reading it by name still works."""
+    from lnq_napari import api
+    from lnq_napari.metrics import CaseScores, ScoreSummary
+
+    out = tmp_path / "scores.json"
+    result = api.evaluate(case["pred"], case["gt"], json_path=out)
+    (row,) = result.cases
+    assert isinstance(row.scores, CaseScores) and isinstance(result.summary, ScoreSummary)
+    assert row.case == CASE and row.gt == str(case["gt"]) and result.summary.n_cases == 1
+    assert json.loads(out.read_text()) == json.loads(strict_json(result.to_dict()))
+    assert list(json.loads(out.read_text())["cases"][0])[:4] == ["case", "pred", "gt", "dice"]
+    assert result["cases"][0]["dice"] == row.scores.dice
+    assert result["summary"]["recall"] == result.summary.recall
+    assert CaseScores.from_dict(json.loads(out.read_text())["cases"][0]) == row.scores
 
 
 def test_measure_writes_the_table(case, capsys):

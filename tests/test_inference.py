@@ -236,8 +236,8 @@ def test_bundled_model_finds_phantom_nodes():
     case = make_case(2024, shape=(64, 256, 256), spacing=(1.6, 1.6, 4.5))
     pred = predictor.predict(case.ct)
     row = evaluate_case(pred.mask, case.full)
-    assert row["dice"] > DICE_FLOOR, row
-    assert row["recall"] >= 0.8, row
+    assert row.dice > DICE_FLOOR, row
+    assert row.recall >= 0.8, row
 
 
 # the bundled model measured Dice 0.904, recall 7/7 on this case (16:01 UTC, 2026-11-27; 0.855 before the

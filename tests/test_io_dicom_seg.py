@@ -765,8 +765,8 @@ def test_evaluate_scores_a_predicted_dicom_seg_on_the_truth_s_grid_and_pairs_seg
     seg = write_dicom_seg(preds / "c1-seg.dcm", labels, SERIES)  # its CT series elsewhere
     write_volume(truth / "c1-full.nrrd", labels)
     for pred, gt in ((seg, truth / "c1-full.nrrd"), (preds, truth)):
-        (row,) = api.evaluate(pred, gt)["cases"]
-        assert row["case"] == "c1" and row["dice"] == pytest.approx(1.0)
+        (row,) = api.evaluate(pred, gt).cases
+        assert row.case == "c1" and row.scores.dice == pytest.approx(1.0)
 
 
 def test_a_seg_our_model_made_keeps_its_model_version_through_a_workspace_and_its_export(tmp_path):

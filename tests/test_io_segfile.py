@@ -241,8 +241,8 @@ def test_a_segmentation_scored_against_itself_scores_every_node(tmp_path):
         slicerio.add_segment(segmentation, mask, {"name": name})
     path = tmp_path / "nodes.seg.nrrd"
     slicerio.write_segmentation(str(path), segmentation)
-    row = api.evaluate(path, path)["cases"][0]
-    assert row["dice"] == 1.0 and row["nodes_gt"] == row["nodes_hit"] == 2 and row["fp_nodes"] == 0
+    row = api.evaluate(path, path).cases[0].scores
+    assert row.dice == 1.0 and row.nodes_gt == row.nodes_hit == 2 and row.fp_nodes == 0
 
 
 def test_node_segments_touching_are_measured_apart(tmp_path):

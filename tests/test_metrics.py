@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import numpy as np
@@ -10,6 +12,7 @@ from scipy import ndimage
 
 from lnq_napari import metrics
 from lnq_napari.errors import LNQError
+from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.volume import Volume
 
 SPACING = (0.7, 0.9, 2.5)  # x, y, z in mm: anisotropic like LNQ2023
@@ -108,8 +111,8 @@ def test_empty_prediction_scores_zero_dice_and_nan_assd():
     assert metrics.dice(vol(empty), vol(gt)) == 0.0
     assert math.isnan(metrics.assd(vol(empty), vol(gt)))
     row = metrics.evaluate_case(vol(empty), vol(gt))
-    assert row["dice"] == 0.0 and math.isnan(row["assd_mm"])
-    assert row["nodes_hit"] == 0 and row["fp_nodes"] == 0
+    assert row.dice == 0.0 and math.isnan(row.assd_mm)
+    assert row.nodes_hit == 0 and row.fp_nodes == 0
 
 
 def test_prediction_labelled_255_scores_zero_like_the_challenge():
@@ -179,14 +182,14 @@ def test_node_detection_counts_hits_and_false_positives():
     pred[15:18, 28:31, 5:8] = 1  # one false positive
     pred[2, 2, 2] = 1  # a second one, a single voxel
     result = metrics.node_detection(vol(pred), vol(gt))
-    assert result == {"n_gt": 3, "n_hit": 2, "recall": pytest.approx(2 / 3), "n_pred": 5, "fp": 2}
+    assert result == metrics.NodeDetection(n_gt=3, n_hit=2, recall=pytest.approx(2 / 3), n_pred=5, fp=2)
 
     every = metrics.node_detection(vol(pred), vol(gt), min_diameter_mm=0.0)
-    assert (every["n_gt"], every["n_hit"], every["fp"]) == (4, 3, 2)
+    assert (every.n_gt, every.n_hit, every.fp) == (4, 3, 2)
 
     row = metrics.evaluate_case(vol(pred), vol(gt))
-    assert (row["nodes_gt"], row["nodes_hit"], row["fp_nodes"]) == (3, 2, 2)
-    assert row["dice"] == pytest.approx(ref_dice(pred, gt), abs=1e-6)
+    assert (row.nodes_gt, row.nodes_hit, row.fp_nodes, row.nodes_pred) == (3, 2, 2, 5)
+    assert row.dice == pytest.approx(ref_dice(pred, gt), abs=1e-6)
 
 
 def test_node_detection_uses_26_connectivity():
@@ -196,40 +199,89 @@ def test_node_detection_uses_26_connectivity():
     pred = np.zeros_like(gt)
     pred[2, 20, 20] = 1
     result = metrics.node_detection(vol(pred), vol(gt), min_diameter_mm=0.0)
-    assert (result["n_gt"], result["n_hit"], result["recall"]) == (1, 1, 1.0)
+    assert (result.n_gt, result.n_hit, result.recall) == (1, 1, 1.0)
 
 
 def test_no_gt_nodes_gives_nan_recall():
     pred = np.zeros(SHAPE, np.uint8)
     pred[3:5, 3:5, 3:5] = 1
     result = metrics.node_detection(vol(pred), vol(np.zeros(SHAPE, np.uint8)))
-    assert result["n_gt"] == 0 and math.isnan(result["recall"]) and result["fp"] == 1
+    assert result.n_gt == 0 and math.isnan(result.recall) and result.fp == 1
 
 
 # ----------------------------------------------------------- summary
 def test_summarize_excludes_empty_predictions_from_assd_and_pools_recall():
     rows = [
-        {"dice": 0.8, "assd_mm": 2.0, "nodes_gt": 1, "nodes_hit": 1, "recall": 1.0, "fp_nodes": 0},
-        {"dice": 0.6, "assd_mm": 4.0, "nodes_gt": 9, "nodes_hit": 3, "recall": 1 / 3, "fp_nodes": 3},
-        {"dice": 0.0, "assd_mm": math.nan, "nodes_gt": 2, "nodes_hit": 0, "recall": 0.0, "fp_nodes": 0},
+        metrics.CaseScores(dice=0.8, assd_mm=2.0, nodes_gt=1, nodes_hit=1, recall=1.0, fp_nodes=0,
+                           nodes_pred=1),
+        metrics.CaseScores(dice=0.6, assd_mm=4.0, nodes_gt=9, nodes_hit=3, recall=1 / 3, fp_nodes=3,
+                           nodes_pred=6),
+        metrics.CaseScores(dice=0.0, assd_mm=math.nan, nodes_gt=2, nodes_hit=0, recall=0.0, fp_nodes=0,
+                           nodes_pred=0),
     ]
     s = metrics.summarize(rows)
-    assert s["n_cases"] == 3 and s["n_empty"] == 1
-    assert s["dice_mean"] == pytest.approx(np.mean([0.8, 0.6, 0.0]))
-    assert s["dice_median"] == pytest.approx(0.6)
-    assert s["assd_mean"] == pytest.approx(3.0) and s["assd_median"] == pytest.approx(3.0)
-    assert s["assd_median_worst"] == pytest.approx(4.0)  # median of 2, 4, 115.3
-    assert s["recall"] == pytest.approx(4 / 12)  # pooled over nodes, not the mean of 1, 1/3, 0
-    assert s["recall"] != pytest.approx(np.mean([r["recall"] for r in rows]))
-    assert s["fp_per_case"] == pytest.approx(1.0)
+    assert s.n_cases == 3 and s.n_empty == 1
+    assert s.dice_mean == pytest.approx(np.mean([0.8, 0.6, 0.0]))
+    assert s.dice_median == pytest.approx(0.6)
+    assert s.assd_mean == pytest.approx(3.0) and s.assd_median == pytest.approx(3.0)
+    assert s.assd_median_worst == pytest.approx(4.0)  # median of 2, 4, 115.3
+    assert s.recall == pytest.approx(4 / 12)  # pooled over nodes, not the mean of 1, 1/3, 0
+    assert s.recall != pytest.approx(np.mean([r.recall for r in rows]))
+    assert s.fp_per_case == pytest.approx(1.0)
 
-    rows[0]["assd_mm"] = math.nan
-    assert metrics.summarize(rows)["assd_median_worst"] == pytest.approx(metrics.WORST_ASSD_MM)
+    rows[0] = dataclasses.replace(rows[0], assd_mm=math.nan)
+    assert metrics.summarize(rows).assd_median_worst == pytest.approx(metrics.WORST_ASSD_MM)
 
 
 def test_summarize_of_nothing_is_nan_not_an_error():
     s = metrics.summarize([])
-    assert s["n_cases"] == 0 and math.isnan(s["dice_mean"]) and math.isnan(s["recall"])
+    assert s.n_cases == 0 and math.isnan(s.dice_mean) and math.isnan(s.recall)
+
+
+
+# ----------------------------------------------------------- typed figures
+def test_figures_are_frozen_types_and_a_figure_not_asked_for_is_none():
+    gt = ball(SHAPE, (7, 14, 15), 6.0)
+    pred = ball(SHAPE, (7, 14, 16), 6.0)
+    row = metrics.evaluate_case(vol(pred), vol(gt))
+    assert isinstance(row, metrics.CaseScores) and row.surface_dice is None and row.false_volume_ml is None
+    assert isinstance(metrics.node_detection(vol(pred), vol(gt)), metrics.NodeDetection)
+    assert isinstance(metrics.summarize([row]), metrics.ScoreSummary)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.dice = 1.0
+    # not measured is left out of the row written, as rows always were; measured but undefined is NaN
+    assert list(row.to_dict()) == ["dice", "assd_mm", "nodes_gt", "nodes_hit", "recall", "fp_nodes",
+                                   "nodes_pred"]
+    both_empty = metrics.evaluate_case(vol(np.zeros(SHAPE, np.uint8)), vol(np.zeros(SHAPE, np.uint8)),
+                                       surface_tolerance_mm=2.0)
+    assert math.isnan(both_empty.surface_dice) and "surface_dice" in both_empty.to_dict()
+
+
+def test_scores_read_back_from_json_as_written_by_older_versions():
+    """An ``evaluate --json`` row on disk: its files beside the figures, NaN written as null, no optional
+    figure; and a row with surface Dice and false volume that round-trips through standard JSON."""
+    old = json.loads('{"case": "lnq2023-0001", "pred": "p.nrrd", "gt": "g.nrrd", "dice": 0.0, '
+                     '"assd_mm": null, "nodes_gt": 2, "nodes_hit": 0, "recall": 0.0, "fp_nodes": 1, '
+                     '"nodes_pred": 1}')
+    scores = metrics.CaseScores.from_dict(old)
+    assert scores.dice == 0.0 and math.isnan(scores.assd_mm) and scores.fp_nodes == 1
+    assert scores.surface_dice is None and scores.false_volume_ml is None
+    assert metrics.summarize([scores]).n_empty == 1
+    full = metrics.CaseScores(0.7, 1.5, 3, 2, 2 / 3, 1, 3, surface_dice=math.nan, false_volume_ml=0.25)
+    back = metrics.CaseScores.from_dict(json.loads(strict_json(full.to_dict())))  # NaN as null
+    assert math.isnan(back.surface_dice) and dataclasses.replace(back, surface_dice=0.5) == \
+        dataclasses.replace(full, surface_dice=0.5)
+    with pytest.raises(ValueError, match="fp_nodes"):
+        metrics.CaseScores.from_dict({k: v for k, v in old.items() if k != "fp_nodes"})
+
+
+def test_figures_still_read_by_name_as_when_they_were_dicts():
+    row = metrics.CaseScores(0.7, 1.5, 3, 2, 2 / 3, 1, 3, false_volume_ml=0.25)
+    assert row["dice"] == 0.7 and row["false_volume_ml"] == 0.25 and "false_volume_ml" in row
+    assert "surface_dice" not in row and "case" not in row
+    with pytest.raises(KeyError):
+        row["surface_dice"]  # not measured: absent, as from the dict rows
+    assert metrics.summarize([row])["recall"] == pytest.approx(2 / 3)
 
 
 def test_surface_dice_counts_both_surfaces_within_the_tolerance():
@@ -261,7 +313,7 @@ def test_surface_dice_is_lenient_only_beyond_grown_nodes_and_only_up_to_the_leni
         metrics.surface_dice(vol(smaller), vol(gt), 1.0)
     row = metrics.evaluate_case(vol(bigger), vol(gt), 0.0, surface_tolerance_mm=1.0, grown=grown,
                                 lenience_mm=4.0)
-    assert row["surface_dice"] == 1.0 and row["dice"] < 0.5  # volumetric Dice is not lenient
+    assert row.surface_dice == 1.0 and row.dice < 0.5  # volumetric Dice is not lenient
 
 
 def test_surface_dice_of_empty_masks():
@@ -305,12 +357,12 @@ def test_a_marked_node_counts_as_a_node_found_by_any_voxel_its_outline_unjudged(
     truth, guessed, missed = (Volume(a, spacing=spacing) for a in (gt, pred, gt.copy()))
     with_mark = metrics.evaluate_case(guessed, truth, surface_tolerance_mm=2.0, marked=marked)
     plain = metrics.evaluate_case(guessed, truth, surface_tolerance_mm=2.0)
-    assert (plain["nodes_hit"], plain["nodes_gt"], plain["fp_nodes"]) == (1, 1, 1)
-    assert (with_mark["nodes_hit"], with_mark["nodes_gt"], with_mark["fp_nodes"]) == (2, 2, 0)
-    assert with_mark["dice"] == with_mark["surface_dice"] == 1.0 > plain["dice"]
-    assert with_mark["nodes_pred"] == plain["nodes_pred"] == 2
+    assert (plain.nodes_hit, plain.nodes_gt, plain.fp_nodes) == (1, 1, 1)
+    assert (with_mark.nodes_hit, with_mark.nodes_gt, with_mark.fp_nodes) == (2, 2, 0)
+    assert with_mark.dice == with_mark.surface_dice == 1.0 > plain.dice
+    assert with_mark.nodes_pred == plain.nodes_pred == 2
     unfound = metrics.evaluate_case(missed, truth, marked=marked)
-    assert (unfound["nodes_hit"], unfound["nodes_gt"], unfound["recall"]) == (1, 2, 0.5)
+    assert (unfound.nodes_hit, unfound.nodes_gt, unfound.recall) == (1, 2, 0.5)
     on_node = spot_mask([NodeMark.at((8, 12, 12), radius_mm=6.0)], shape, spacing)  # outlined: no extra node
     assert metrics.evaluate_case(guessed, truth, marked=on_node) == metrics.evaluate_case(guessed, truth)
 
@@ -326,8 +378,8 @@ def test_false_volume_counts_what_is_painted_beyond_the_distance_of_every_node()
     assert metrics.false_volume_ml(vol(pred.astype(np.uint8)), vol(gt), 5.0) == pytest.approx(expected)
     assert metrics.false_volume_ml(vol(gt), vol(gt), 5.0) == 0.0
     row = metrics.evaluate_case(vol(pred.astype(np.uint8)), vol(gt), 0.0, false_volume_beyond_mm=5.0)
-    assert row["false_volume_ml"] == pytest.approx(expected)
-    assert row["fp_nodes"] == 0  # one component touching the node: no false node, yet volume painted
-    assert "false_volume_ml" not in metrics.evaluate_case(vol(gt), vol(gt))
+    assert row.false_volume_ml == pytest.approx(expected)
+    assert row.fp_nodes == 0  # one component touching the node: no false node, yet volume painted
+    assert metrics.evaluate_case(vol(gt), vol(gt)).false_volume_ml is None  # not asked for
     empty = np.zeros(SHAPE, np.uint8)  # a correction without nodes: all that is painted is false
     assert metrics.false_volume_ml(vol(gt), vol(empty), 5.0) == pytest.approx(np.count_nonzero(gt) * voxel_ml)

@@ -506,8 +506,8 @@ def test_region_costs_at_most_one_dice_point_on_phantom_cases(small_cases):
         with_region = postprocess(np.asarray(raw.probabilities.array), case.ct.spacing_zyx, inf.threshold,
                                   inf.min_component_mm3, hu=case.ct.array, max_mean_hu=inf.max_mean_hu,
                                   region=mediastinum_region(case.ct, 10.0))
-        off = metrics.evaluate_case(raw.mask, case.full)["dice"]
-        on = metrics.evaluate_case(case.ct.with_array(with_region), case.full)["dice"]
+        off = metrics.evaluate_case(raw.mask, case.full).dice
+        on = metrics.evaluate_case(case.ct.with_array(with_region), case.full).dice
         assert on >= off - 0.01, (case.case_id, off, on)
 
 

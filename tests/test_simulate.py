@@ -18,10 +18,10 @@ def test_review_fixes_missed_and_false_nodes():
     corrected, stats = simulate_review(case.ct, prediction, case.full, completion_clicks=0, undo_below=0)
     after = evaluate_case(corrected, case.full)
     assert stats["false"] == 1 and stats["removed"] == 1
-    assert stats["missed"] == before["nodes_gt"] - before["nodes_hit"] > 0
+    assert stats["missed"] == before.nodes_gt - before.nodes_hit > 0
     assert stats["edits"] == stats["missed"] + 1
-    assert after["fp_nodes"] == 0 and after["recall"] > before["recall"]
-    assert after["dice"] > before["dice"] + 0.2
+    assert after.fp_nodes == 0 and after.recall > before.recall
+    assert after.dice > before.dice + 0.2
     assert corrected.array[5:8, 10:14, 10:14].sum() == 0
     np.testing.assert_array_equal(corrected.array[case.partial.array > 0], 1)  # kept nodes stay
 
@@ -35,8 +35,8 @@ def test_leaky_component_is_removed_and_its_node_reclicked():
     corrected, stats = simulate_review(case.ct, case.ct.with_array(pred), case.full, undo_below=0)
     assert stats["leaky"] >= 1 and stats["added"] >= 1
     assert corrected.array.sum() < pred.sum() / 2
-    before = evaluate_case(case.ct.with_array(pred), case.full)["dice"]
-    assert evaluate_case(corrected, case.full)["dice"] > before
+    before = evaluate_case(case.ct.with_array(pred), case.full).dice
+    assert evaluate_case(corrected, case.full).dice > before
 
 
 def test_half_found_node_is_completed_with_a_click_in_its_missing_part():
@@ -57,7 +57,7 @@ def test_half_found_node_is_completed_with_a_click_in_its_missing_part():
     assert (pred[node]).mean() < 0.75 <= covered
     assert stats["partial"] == 1 and stats["completed"] >= 1 and stats["missed"] == 0
     assert stats["edits"] == stats["completed"]
-    assert evaluate_case(corrected, case.full)["dice"] > evaluate_case(prediction, case.full)["dice"]
+    assert evaluate_case(corrected, case.full).dice > evaluate_case(prediction, case.full).dice
     np.testing.assert_array_equal(corrected.array[pred], 1)  # what was there stays
 
     unchanged, stats_off = simulate_review(case.ct, prediction, case.full, completion_clicks=0)
