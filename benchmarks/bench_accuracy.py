@@ -58,8 +58,8 @@ def _probabilities(name: str, model: str, cases, cache: Path, device: str) -> di
     return paths
 
 
-def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combos: list) -> list[dict]:
-    """One case's metrics for each post-processing combination ``(thr, min_mm3, max_hu, region_mm, peak)``."""
+def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combos: list) -> list:
+    """CaseScores of one case per post-processing combination ``(thr, min_mm3, max_hu, region_mm, peak)``."""
     from lnq_napari.anatomy import mediastinum_region
     from lnq_napari.inference import postprocess
     from lnq_napari.io.readers import read_labels, read_volume
@@ -72,7 +72,7 @@ def _score_case(cid: str, ct_path: Path, full_path: Path, prob_path: Path, combo
     for thr, mn, mh, rg, pk in combos:
         mask = gt.with_array(postprocess(prob, gt.spacing_zyx, thr, mn, hu=ct.array, max_mean_hu=mh,
                                          region=regions.get(rg), min_peak=pk))
-        rows.append({"case": cid, **evaluate_case(mask, gt)})
+        rows.append(evaluate_case(mask, gt))
     return rows
 
 
@@ -124,14 +124,15 @@ def main(argv=None) -> int:
         else:
             per_case = [_score_case(*job) for job in jobs]
         for k, (thr, mn, mh, rg, pk) in enumerate(combos):
-            rows = [case_rows[k] for case_rows in per_case]
-            s = summarize(rows)
+            scores = [case_rows[k] for case_rows in per_case]
+            s = summarize(scores)
             key = f"{name} thr={thr:g} min={mn:g} maxhu={mh} region={rg} peak={pk:g}"
-            results[key] = {"summary": s, "cases": rows}
-            print(f"{key:44s} Dice median {s['dice_median']:.3f} mean {s['dice_mean']:.3f} | "
-                  f"ASSD median {s['assd_median']:.2f} mm (worst-filled {s['assd_median_worst']:.2f}) | "
-                  f"recall>=10mm {s['recall']:.3f} ({s['nodes_hit']}/{s['nodes_gt']}) | "
-                  f"FP nodes/case {s['fp_per_case']:.2f} | n={s['n_cases']}", flush=True)
+            results[key] = {"summary": s.to_dict(),
+                            "cases": [{"case": cid, **r.to_dict()} for (cid, *_), r in zip(cases, scores)]}
+            print(f"{key:44s} Dice median {s.dice_median:.3f} mean {s.dice_mean:.3f} | "
+                  f"ASSD median {s.assd_median:.2f} mm (worst-filled {s.assd_median_worst:.2f}) | "
+                  f"recall>=10mm {s.recall:.3f} ({s.nodes_hit}/{s.nodes_gt}) | "
+                  f"FP nodes/case {s.fp_per_case:.2f} | n={s.n_cases}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
     return 0

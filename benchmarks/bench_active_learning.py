@@ -93,10 +93,10 @@ def evaluate_test(predictor, test_cases: list[tuple], review: bool = False) -> d
     from lnq_napari.metrics import evaluate_case, summarize
     from lnq_napari.simulate import simulate_review
 
-    def figures(rows: list[dict]) -> dict:
+    def figures(rows: list) -> dict:
         s = summarize(rows)
-        return {"dice_median": s["dice_median"], "dice_mean": s["dice_mean"], "recall": s["recall"],
-                "fp_per_case": s["fp_per_case"], "rows": rows}
+        return {"dice_median": s.dice_median, "dice_mean": s.dice_mean, "recall": s.recall,
+                "fp_per_case": s.fp_per_case, "rows": rows}
 
     rows, reviewed = [], []
     for _, ct, full in test_cases:
@@ -130,8 +130,8 @@ def uncertainty_study(ws, scores: dict, tta_predictor=None) -> dict:
             "case": case, "score": score.score, "entropy_cm3": score.entropy_cm3,
             "node_uncertainty": score.node_uncertainty, "uncertain_nodes": score.uncertain_nodes,
             "outline_cm3": score.outline_cm3, "incomplete_nodes": score.incomplete_nodes,
-            "error_dice": 1.0 - ev["dice"],
-            "error_nodes": (ev["nodes_gt"] - ev["nodes_hit"]) + ev["fp_nodes"],
+            "error_dice": 1.0 - ev.dice,
+            "error_nodes": (ev.nodes_gt - ev.nodes_hit) + ev.fp_nodes,
         }
         if tta_predictor is not None:
             flipped = tta_predictor.predict(active.flipped(ct, (2,))).mask.array[:, :, ::-1]

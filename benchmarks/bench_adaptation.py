@@ -125,7 +125,7 @@ def load_cases(folder: Path) -> list[tuple]:
 def figures(predictor, cases: list[tuple]) -> dict:
     """Median Dice with its bootstrap 90% interval, node recall, false nodes per case, per-case Dice."""
     out = evaluate_test(predictor, cases)
-    dice = [float(r["dice"]) for r in out.pop("rows")]
+    dice = [float(r.dice) for r in out.pop("rows")]
     lo, hi = bootstrap_median(dice)
     return {**out, "dice_lo": lo, "dice_hi": hi, "dice_cases": dice}
 

@@ -35,9 +35,9 @@ def main() -> None:
             case = make_case(case_seed(args.seed, k), site=site)
             mask = api.find_nodes(case.ct, model=predictor).binary_mask()
             row = metrics.evaluate_case(mask, case.full, false_volume_beyond_mm=GROWN_LENIENCE_MM)
-            largest = max(largest, row["false_volume_ml"])
-            volume = row["false_volume_ml"]
-            print(f"{site:<12} {k:>4}  {row['fp_nodes']:>11}  {volume:>15.2f}  {row['dice']:.3f}", flush=True)
+            largest = max(largest, row.false_volume_ml)
+            print(f"{site:<12} {k:>4}  {row.fp_nodes:>11}  {row.false_volume_ml:>15.2f}  {row.dice:.3f}",
+                  flush=True)
     print(f"largest false volume: {largest:.2f} mL per case")
 
 

@@ -128,9 +128,9 @@ def phantom_rows(runner: OnceThenRegion, sites: list[str], n_cases: int, margins
                     row["no_lungs"] = True
                 score = metrics.evaluate_case(pred.mask, truth)
                 key = "off" if m is None else f"{m:g}"
-                row[f"dice@{key}"] = round(float(score["dice"]), 4)
-                row[f"recall@{key}"] = score["recall"]
-                row[f"fp@{key}"] = score["fp_nodes"]
+                row[f"dice@{key}"] = round(float(score.dice), 4)
+                row[f"recall@{key}"] = score.recall
+                row[f"fp@{key}"] = score.fp_nodes
                 if pred.region is not None:  # true nodes the region would cut away (mostly outside it)
                     row[f"truth_out@{key}"] = outside(np.asarray(truth.array), pred.region)
             del raw

@@ -38,9 +38,9 @@ def main() -> None:
         mask = Volume(back.astype(np.uint8), spacing=ct.spacing, origin=ct.origin, direction=ct.direction)
         row = evaluate_case(mask, full)
         rows.append(row)
-        print(f"{ct_path.name}: Dice {row['dice']:.3f}, ASSD {row['assd_mm']:.2f} mm", flush=True)
-    print(f"median Dice {np.median([r['dice'] for r in rows]):.3f}, "
-          f"median ASSD {np.median([r['assd_mm'] for r in rows]):.2f} mm over {len(rows)} cases")
+        print(f"{ct_path.name}: Dice {row.dice:.3f}, ASSD {row.assd_mm:.2f} mm", flush=True)
+    print(f"median Dice {np.median([r.dice for r in rows]):.3f}, "
+          f"median ASSD {np.median([r.assd_mm for r in rows]):.2f} mm over {len(rows)} cases")
 
 
 if __name__ == "__main__":

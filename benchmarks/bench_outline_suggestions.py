@@ -45,7 +45,7 @@ def main() -> None:
         result = api.find_nodes(case.ct, model=predictor)
         mask, prob = np.asarray(result.mask.array), np.asarray(result.probabilities.array)
         truth = np.asarray(case.full.array) > 0
-        before = metrics.evaluate_case(result.binary_mask(), case.full)["dice"]
+        before = metrics.evaluate_case(result.binary_mask(), case.full).dice
         voxel_cm3 = float(np.prod(case.ct.spacing)) / 1000.0
         for row in incomplete_outlines(case.ct, result.mask):
             box, grown = node_region_from_click(case.ct, [int(c) for c in row["centre_zyx"]])
@@ -55,11 +55,11 @@ def main() -> None:
             where, local = node_region_from_click(case.ct, click, prob, labels=accepted)
             accepted[where][local] = row["id"]
             after = metrics.evaluate_case(result.mask.with_array((accepted > 0).astype(np.uint8)),
-                                          case.full)["dice"]
+                                          case.full).dice
             reported = mask.copy()  # the tissue the suggestion reports, added as it is
             reported[box][beyond] = row["id"]
             as_reported = metrics.evaluate_case(
-                result.mask.with_array((reported > 0).astype(np.uint8)), case.full)["dice"]
+                result.mask.with_array((reported > 0).astype(np.uint8)), case.full).dice
             raised.setdefault(site, []).append(after > before)
             raised_reported.setdefault(site, []).append(as_reported > before)
             share = float(truth[where][local].mean()) if local.any() else float("nan")

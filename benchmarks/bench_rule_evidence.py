@@ -59,8 +59,8 @@ def _scores(ws: Workspace, version: str, case: str, predictors: dict,
     mask = predictors[folder].predict(found.ct).mask
     correction = found.correction
     truth = correction.with_array((np.asarray(read_volume(ws.full_path(case)).array) > 0).astype(np.uint8))
-    out = {ref: evaluate_case(mask, labels, surface_tolerance_mm=SURFACE_TOLERANCE_MM)
-           for ref, labels in (("clicks", correction), ("truth", truth))}
+    out = {ref: evaluate_case(mask, labels, surface_tolerance_mm=SURFACE_TOLERANCE_MM).to_dict()
+           for ref, labels in (("clicks", correction), ("truth", truth))}  # rows of the table, extended below
     predicted = np.asarray(mask.array) > 0
     out["clicks"]["known_dice"] = known_voxel_dice(predicted, states)
     out["truth"]["known_dice"] = out["truth"]["dice"]

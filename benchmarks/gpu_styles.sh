@@ -164,7 +164,7 @@ $PY - "$W" "$OUT" "$SEEN" "$UNSEEN" "$MIN" <<'PY'
 import json
 import sys
 from pathlib import Path
-from lnq_napari.metrics import summarize
+from lnq_napari.metrics import CaseScores, summarize
 
 w, out, minutes = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[5]
 seen, unseen = sys.argv[3].split(), sys.argv[4].split()
@@ -182,8 +182,8 @@ def cell(s, key):
     if s is None:
         return "-"
     if key == "recall":
-        return f"{s['recall']:.3f} ({s['nodes_hit']}/{s['nodes_gt']})"
-    return f"{s[key]:.3f}" if key == "dice_median" else f"{s[key]:.2f}"
+        return f"{s.recall:.3f} ({s.nodes_hit}/{s.nodes_gt})"
+    return f"{getattr(s, key):.3f}" if key == "dice_median" else f"{getattr(s, key):.2f}"
 
 table, result = [], {}
 groups = [(s, [s], "seen" if s in seen else "unseen") for s in seen + unseen]
@@ -192,10 +192,11 @@ for label, sites, kind in groups:
     summ = {}
     for name in ("bundled", "styles"):
         per = [rows(s, name) for s in sites]
-        summ[name] = None if any(r is None for r in per) else summarize([c for r in per for c in r])
+        summ[name] = None if any(r is None for r in per) else summarize(
+            [CaseScores.from_dict(c) for r in per for c in r])  # bench_accuracy's rows, read back
     b, a = summ["bundled"], summ["styles"]
-    result[label] = {"kind": kind, "bundled": b, "styles": a}
-    n = "-" if b is None else b["n_cases"]
+    result[label] = {"kind": kind, **{k: None if s is None else s.to_dict() for k, s in summ.items()}}
+    n = "-" if b is None else b.n_cases
     table.append(f"| {label} | {kind} | {n} | " + " | ".join(
         f"{cell(b, k)} -> {cell(a, k)}" for k in ("dice_median", "recall", "fp_per_case")) + " |")
 pp = {k: cfg["inference"][k]
