@@ -109,18 +109,12 @@ class NodeResult:
 @dataclass(frozen=True)
 class ScoredCase:
     """One case of :func:`evaluate`: its id, the prediction and ground-truth files (``""`` for a Volume) and
-    its :class:`~lnq_napari.metrics.CaseScores`. ``row["dice"]`` reads a score, as when rows were dicts."""
+    its :class:`~lnq_napari.metrics.CaseScores`."""
 
     case: str
     pred: str
     gt: str
     scores: metrics.CaseScores
-
-    def __getitem__(self, name: str):
-        return getattr(self, name) if name in ("case", "pred", "gt") else self.scores[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in ("case", "pred", "gt") or name in self.scores
 
     def to_dict(self) -> dict[str, str | float | int]:
         """The row as written to JSON or printed: the files, then the scores."""
@@ -128,10 +122,9 @@ class ScoredCase:
 
 
 @dataclass(frozen=True)
-class Evaluation(metrics.ReadByName):
+class Evaluation:
     """What :func:`evaluate` returns: each case's :class:`ScoredCase` and the
-    :class:`~lnq_napari.metrics.ScoreSummary` over them (``result["summary"]["recall"]`` reads as when
-    it was a dict)."""
+    :class:`~lnq_napari.metrics.ScoreSummary` over them."""
 
     cases: tuple[ScoredCase, ...]
     summary: metrics.ScoreSummary

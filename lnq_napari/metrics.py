@@ -24,26 +24,8 @@ from lnq_napari.io.volume import Volume
 WORST_ASSD_MM = 115.3
 
 
-class ReadByName:
-    """``figures["dice"]`` reads the field ``dice`` (KeyError for a figure not measured, None): code
-    written when these figures were dicts keeps working. Read-only; new code reads the attributes."""
-
-    def __getitem__(self, name: str):
-        value = getattr(self, name) if name in _field_names(self) else None
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in _field_names(self) and getattr(self, name) is not None
-
-
-def _field_names(obj) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(obj))
-
-
 @dataclass(frozen=True)
-class NodeDetection(ReadByName):
+class NodeDetection:
     """Per-node detection on one case (:func:`node_detection`): truth nodes counted (``n_gt``) and hit
     (``n_hit``), ``recall`` (NaN when no truth node counts), predicted components (``n_pred``) and false
     ones (``fp``)."""
@@ -56,7 +38,7 @@ class NodeDetection(ReadByName):
 
 
 @dataclass(frozen=True)
-class CaseScores(ReadByName):
+class CaseScores:
     """One case's figures (:func:`evaluate_case`): challenge ``dice`` and ``assd_mm`` (NaN when either mask
     is empty) and per-node detection. ``surface_dice`` and ``false_volume_ml`` are None when not asked
     for (not measured); a measured figure that is undefined (surface Dice of two empty masks) is NaN."""
@@ -80,7 +62,7 @@ class CaseScores(ReadByName):
         """From a row written by :meth:`to_dict` (or an older one: an ``evaluate --json`` row, a benchmark's),
         read back from JSON: null is NaN, a figure missing is not measured, other keys (``case``) are
         left out. ValueError names a required figure the row lacks."""
-        names = _field_names(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
         missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
                    and f.name not in row]
         if missing:
@@ -90,7 +72,7 @@ class CaseScores(ReadByName):
 
 
 @dataclass(frozen=True)
-class ScoreSummary(ReadByName):
+class ScoreSummary:
     """Figures over cases (:func:`summarize`): Dice mean and median; ASSD mean and median over non-empty
     predictions (``n_empty`` counts the others) and ``assd_median_worst`` with theirs at
     :data:`WORST_ASSD_MM`, as the challenge ranking did; truth nodes, hits and pooled ``recall``; false

@@ -279,10 +279,10 @@ def test_evaluate_scores_a_prediction_stored_in_another_axis_order(case, capsys,
     other = write_volume(tmp_path / f"{CASE}-pred.nrrd", Volume(
         np.ascontiguousarray(ijk.transpose(2, 1, 0)), tuple(spacing), tuple(origin),
         tuple((steps / spacing).ravel())))
-    expected = api.evaluate(case["pred"], case["gt"])["cases"][0]
-    scored = api.evaluate(other, case["gt"])["cases"][0]
-    assert {k: scored[k] for k in ("dice", "assd_mm", "nodes_hit", "fp_nodes")} == {
-        k: expected[k] for k in ("dice", "assd_mm", "nodes_hit", "fp_nodes")}
+    expected = api.evaluate(case["pred"], case["gt"]).cases[0].scores
+    scored = api.evaluate(other, case["gt"]).cases[0].scores
+    assert (scored.dice, scored.assd_mm, scored.nodes_hit, scored.fp_nodes) == (
+        expected.dice, expected.assd_mm, expected.nodes_hit, expected.fp_nodes)
     shifted = write_volume(tmp_path / "shifted-pred.nrrd", Volume(
         np.asarray(read_volume(other).array), tuple(spacing), tuple(np.add(origin, 1.0)),
         tuple((steps / spacing).ravel())))
@@ -296,22 +296,22 @@ def test_evaluate_empty_and_255_predictions_warn_but_score(case, capsys, tmp_pat
     empty = write(tmp_path / "e" / f"{CASE}-pred.nrrd", np.zeros(SHAPE, np.uint8))
     out = tmp_path / "scores.json"
     result = api.evaluate(empty, case["gt"], json_path=out)
-    assert result["cases"][0]["dice"] == 0.0 and math.isnan(result["cases"][0]["assd_mm"])
+    assert result.cases[0].scores.dice == 0.0 and math.isnan(result.cases[0].scores.assd_mm)
     assert json.loads(out.read_text())["cases"][0]["assd_mm"] is None  # JSON has no NaN
     wrong = write(tmp_path / "w" / f"{CASE}-pred.nrrd", node_mask() * 255)
     with pytest.warns(UserWarning, match="255"):
         result = api.evaluate(wrong, case["gt"])
-    assert result["cases"][0]["dice"] == 0.0
+    assert result.cases[0].scores.dice == 0.0
     floats = write(tmp_path / "f" / f"{CASE}-pred.nrrd", node_mask().astype(np.float32) * 0.9)
     with pytest.warns(UserWarning, match="float"):
         result = api.evaluate(floats, case["gt"])
-    assert result["cases"][0]["dice"] == 0.0  # truncated to empty, as the challenge did
+    assert result.cases[0].scores.dice == 0.0  # truncated to empty, as the challenge did
 
 
 
 def test_evaluate_returns_typed_rows_and_writes_them_as_before(case, tmp_path):
     """evaluate's result is typed (rows of files and CaseScores, a ScoreSummary), its JSON what it wrote
-    when the result was a dict, and reading it by name still works."""
+    when the result was a dict."""
     from lnq_napari import api
     from lnq_napari.metrics import CaseScores, ScoreSummary
 
@@ -322,8 +322,6 @@ def test_evaluate_returns_typed_rows_and_writes_them_as_before(case, tmp_path):
     assert row.case == CASE and row.gt == str(case["gt"]) and result.summary.n_cases == 1
     assert json.loads(out.read_text()) == json.loads(strict_json(result.to_dict()))
     assert list(json.loads(out.read_text())["cases"][0])[:4] == ["case", "pred", "gt", "dice"]
-    assert result["cases"][0]["dice"] == row.scores.dice
-    assert result["summary"]["recall"] == result.summary.recall
     assert CaseScores.from_dict(json.loads(out.read_text())["cases"][0]) == row.scores
 
 
@@ -402,11 +400,11 @@ def test_api_evaluate_takes_volumes_and_names_what_else_it_takes(case):
     from lnq_napari.errors import LNQError
     from lnq_napari.io.readers import read_labels, read_volume
 
-    by_files = api.evaluate(case["pred"], case["gt"])["cases"][0]
+    by_files = api.evaluate(case["pred"], case["gt"]).cases[0]
     pred, gt = read_volume(case["pred"]), read_labels(case["gt"])
     for args in ((pred, gt), (pred, case["gt"]), (str(case["pred"]), gt)):
-        row = api.evaluate(*args)["cases"][0]
-        assert row["case"] == "case" and row["dice"] == by_files["dice"] > 0
+        row = api.evaluate(*args).cases[0]
+        assert row.case == "case" and row.scores.dice == by_files.scores.dice > 0
     with pytest.raises(LNQError, match="the ground truth .* is not a file; beside a Volume give a label"):
         api.evaluate(pred, case["dir"])
     with pytest.raises(LNQError, match="the prediction must be a file or folder path or an lnq_napari Volume "
@@ -421,14 +419,14 @@ def test_api_evaluate_reads_a_truth_volume_as_a_truth_file(case):
     from lnq_napari.errors import LNQError
     from lnq_napari.io.readers import read_volume
 
-    want = api.evaluate(case["pred"], case["gt"])["cases"][0]
+    want = api.evaluate(case["pred"], case["gt"]).cases[0].scores
     truth = read_volume(case["gt"])
     ids = np.asarray(truth.array).astype(np.int32)
     ids[:, :, 28:] *= 2  # the second node gets id 2
     keys = ("dice", "nodes_gt", "nodes_hit", "fp_nodes")
     for array in (np.asarray(truth.array) * 255, ids):
-        got = api.evaluate(case["pred"], truth.with_array(array.astype(array.dtype)))["cases"][0]
-        assert [got[k] for k in keys] == [want[k] for k in keys]
+        got = api.evaluate(case["pred"], truth.with_array(array.astype(array.dtype))).cases[0].scores
+        assert [getattr(got, k) for k in keys] == [getattr(want, k) for k in keys]
     ct = truth.with_array(np.where(np.asarray(truth.array) > 0, 40, -1000).astype(np.int16))
     with pytest.raises(LNQError, match="the ground truth holds negative values .* looks like a CT"):
         api.evaluate(case["pred"], ct)
@@ -497,10 +495,10 @@ def test_api_evaluate_scores_a_find_nodes_result_as_its_binary_mask(case):
     pred = read_volume(case["pred"])
     ids = pred.with_array(label_components(np.asarray(pred.array) > 0)[0].astype(np.int32))
     result = api.NodeResult(ids, ids.with_array(np.zeros(ids.shape, np.float32)), "m", [], [])
-    want = api.evaluate(pred, read_labels(case["gt"]))["cases"][0]
-    got = api.evaluate(result, case["gt"])["cases"][0]
+    want = api.evaluate(pred, read_labels(case["gt"])).cases[0].scores
+    got = api.evaluate(result, case["gt"]).cases[0].scores
     keys = ("dice", "nodes_hit", "fp_nodes")
-    assert [got[k] for k in keys] == [want[k] for k in keys]
+    assert [getattr(got, k) for k in keys] == [getattr(want, k) for k in keys]
     with pytest.warns(UserWarning, match=r"score its binary_mask\(\)"):
         api.evaluate(ids, case["gt"])
 

@@ -275,15 +275,6 @@ def test_scores_read_back_from_json_as_written_by_older_versions():
         metrics.CaseScores.from_dict({k: v for k, v in old.items() if k != "fp_nodes"})
 
 
-def test_figures_still_read_by_name_as_when_they_were_dicts():
-    row = metrics.CaseScores(0.7, 1.5, 3, 2, 2 / 3, 1, 3, false_volume_ml=0.25)
-    assert row["dice"] == 0.7 and row["false_volume_ml"] == 0.25 and "false_volume_ml" in row
-    assert "surface_dice" not in row and "case" not in row
-    with pytest.raises(KeyError):
-        row["surface_dice"]  # not measured: absent, as from the dict rows
-    assert metrics.summarize([row])["recall"] == pytest.approx(2 / 3)
-
-
 def test_surface_dice_counts_both_surfaces_within_the_tolerance():
     gt = ball(SHAPE, (7, 14, 15), 6.0)
     grown = ball(SHAPE, (7, 14, 15), 7.5)  # the outline 1.5 mm further out: inside 2 mm, outside 1 mm
