@@ -65,6 +65,19 @@ def test_scan_cases_pairs_siblings_and_requires(tmp_path):
         ("patient1", "patient1.nrrd", "patient1-seg.nrrd"), ("patient2", "patient2.nii.gz", None)]
 
 
+def test_a_ct_s_labels_named_as_3d_slicer_saves_them_are_its_labels(tmp_path):
+    """``patient1.nrrd`` with ``patient1.seg.nrrd`` (3D Slicer's default names): the workspace, train and
+    export-nnunet took the case as unlabelled, the user's segmentation left out without a word."""
+    _touch(tmp_path, "patient1.nrrd", "patient1.seg.nrrd", "patient2.nrrd", "patient2-seg.nrrd",
+           "patient2.seg.nrrd", "patient3.nrrd", "patient3.autosave.seg.nrrd")
+    assert [(c.case_id, c.seg and c.seg.name) for c in scan_cases(tmp_path)] == [
+        ("patient1", "patient1.seg.nrrd"), ("patient2", "patient2-seg.nrrd"), ("patient3", None)]
+    named = tmp_path / "named"  # LNQ names: a-ct.nrrd with a.seg.nrrd
+    named.mkdir()
+    _touch(named, "a-ct.nrrd", "a.seg.nrrd")
+    assert [(c.case_id, c.seg.name) for c in scan_cases(named, require="seg")] == [("a", "a.seg.nrrd")]
+
+
 def test_scan_cases_errors_name_the_problem(tmp_path):
     with pytest.raises(LNQError, match="does not exist"):
         scan_cases(tmp_path / "missing")

@@ -25,6 +25,8 @@ _BARE_VERSION = re.compile(r"^v\d{3,}$")  # a label store's file: <case>/vNNN.se
 CT_ROLE_SUFFIXES = tuple(f"-ct{s}" for s in (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd"))
 # A case's label files, in the order a scan takes them: any format the readers read, a DICOM SEG too.
 LABEL_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd", ".dcm")
+#: 3D Slicer's name for the segmentation of the volume ``<case>.nrrd``: ``<case>.seg.nrrd``.
+SLICER_SEG_SUFFIX = ".seg.nrrd"
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,14 @@ def looks_like_label_name(path: str | Path) -> bool:
 
 
 def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> Path | None:
-    """``<folder>/<case>-<role><suffix>`` for the first suffix that exists, else None."""
+    """``<folder>/<case>-<role><suffix>`` for the first suffix that exists, else None; a case's labels
+    (``role="seg"``) also as 3D Slicer names a volume's segmentation, ``<case>.seg.nrrd``."""
     for suffix in suffixes:
         path = folder / f"{case}-{role}{suffix}"
         if path.is_file():
             return path
-    return None
+    slicer = folder / f"{case}{SLICER_SEG_SUFFIX}"
+    return slicer if role == "seg" and slicer.is_file() else None
 
 
 def sibling_ct(label_path: str | Path) -> Path | None:
