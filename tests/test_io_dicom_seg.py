@@ -24,7 +24,7 @@ from lnq_napari.cli import main
 from lnq_napari.errors import LNQError
 from lnq_napari.inference import Prediction
 from lnq_napari.io import GridWarning, Volume, read_labels, read_volume, write_volume
-from lnq_napari.io.dicom_seg import short_version, write_dicom_seg
+from lnq_napari.io.dicom_seg import named_like_node, short_version, write_dicom_seg
 from lnq_napari.io.readers import read_raw
 
 DATA = Path(__file__).parent / "data" / "dcmqi"
@@ -846,3 +846,14 @@ def test_a_seg_of_a_download_of_several_series_names_which_it_needs(tmp_path, ct
                           tmp_path / "download")  # the labels say which: that one
     referenced = hd.seg.segread(out).ReferencedSeriesSequence[0].SeriesInstanceUID
     assert referenced == chosen.meta["dicom_series_uid"]
+
+
+@pytest.mark.parametrize(("label", "node"), [
+    ("Lymph node", True), ("mediastinal nodes", True), ("LN 4R", True), ("LN7", True), ("ln_10L", True),
+    ("Mediastinal LNs", True), ("aorta", False), ("LNQ scratch", False), ("kiln", False),
+    ("lung nodule", False),
+])
+def test_a_segment_label_says_node_by_word_or_the_ln_abbreviation(label, node):
+    """A DICOM SEG segment labelled "LN 4R" (no code) was no node: with an aorta segment beside it, both
+    were read as nodes."""
+    assert named_like_node(label) is node

@@ -94,6 +94,28 @@ def test_segments_named_like_nodes_are_chosen(tmp_path, ct):
     np.testing.assert_array_equal(labels.array, masks["Mediastinal Lymph Nodes"].transpose(2, 1, 0))
 
 
+def test_segments_named_ln_are_nodes(tmp_path, ct):
+    """"LN 4R", "LN7": radiologists' abbreviation; the aorta beside them was counted as a node (every segment
+    used, with a warning, and a workspace took it into the case's labels)."""
+    shape_ijk = ct.shape[::-1]
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = ct.direction_matrix * np.asarray(ct.spacing)[None, :]
+    ijk_to_lps[:3, 3] = ct.origin
+    segmentation = slicerio.create_segmentation(shape_ijk, ijk_to_lps)
+    rng = np.random.default_rng(1)
+    masks = {name: rng.random(shape_ijk) < 0.01 for name in ["LN 4R", "aorta", "LN7", "LNQ scratch"]}
+    for name, mask in masks.items():
+        slicerio.add_segment(segmentation, mask, {"name": name})
+    path = tmp_path / "stations.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = read_labels(path, reference=ct)
+    assert labels.meta["selected_segments"] == ["LN 4R", "LN7"]
+    expected = (masks["LN 4R"] | masks["LN7"]).transpose(2, 1, 0)
+    np.testing.assert_array_equal(labels.array, expected.astype(np.uint8))
+
+
 def test_segments_coded_as_lymph_nodes_are_chosen_whatever_their_names(tmp_path, monkeypatch):
     """Slicer users name node segments by station ("4R", "7") and keep the terminology "Lymph node"
     (SNOMED CT 59441001) they picked: those are the node segments, as a DICOM SEG's coded segments are;

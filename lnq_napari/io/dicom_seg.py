@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure" (what 
 #: before 4.11, dcmqi examples) as (code value, coding scheme).
 LYMPH_NODE_CODES = (LYMPH_NODE_CODE, ("T-C4000", "SRT"))
 NODE_WORDS = ("lymph", "node")  # a segment named with one is a node, here and in io.segfile (.seg.nrrd)
+#: "LN", radiologists' abbreviation of lymph node, as a word of a segment's name ("LN 4R", "LN7", "LNs").
+_NODE_ABBREVIATION = re.compile(r"(?<![a-z])lns?(?![a-z])")
 MAX_PIXELS = 2**31  # frames x rows x columns: as file_checks.MAX_VOXELS, anything above is not one CT's SEG
 POSITION_TOL = 0.01  # voxel fraction: a frame this close to a CT slice lies on it
 SERIES_NUMBER = 9100
@@ -169,6 +172,13 @@ def _floats(value, count: int, what: str, name: str) -> np.ndarray:
     return array
 
 
+def named_like_node(name: str) -> bool:
+    """Whether a segment's name says it is a lymph node: a word of :data:`NODE_WORDS` in it, or "LN"
+    ("LN 4R", "LN7", "Mediastinal LNs"; "LNQ" or "kiln" not)."""
+    lower = name.lower()
+    return any(w in lower for w in NODE_WORDS) or _NODE_ABBREVIATION.search(lower) is not None
+
+
 def _segments(ds, name: str) -> list[SegSegment]:
     out = []
     for item in ds.get("SegmentSequence") or []:
@@ -177,7 +187,7 @@ def _segments(ds, name: str) -> list[SegSegment]:
         codes = item.get("SegmentedPropertyTypeCodeSequence") or []
         coded = any((str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", "")))
                     in LYMPH_NODE_CODES for c in codes)
-        out.append(SegSegment(number, label, coded or any(w in label.lower() for w in NODE_WORDS),
+        out.append(SegSegment(number, label, coded or named_like_node(label),
                               _our_model_version(item),
                               str(item.get("SegmentAlgorithmType", "")).upper() == "SEMIAUTOMATIC"))
     if not out:

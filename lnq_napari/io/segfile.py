@@ -10,7 +10,7 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
-from lnq_napari.io.dicom_seg import LYMPH_NODE_CODES, NODE_WORDS
+from lnq_napari.io.dicom_seg import LYMPH_NODE_CODES, named_like_node
 from lnq_napari.io.geometry import nrrd_geometry_fields
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.nrrd_header import NRRD_STANDARD_FIELDS
@@ -122,7 +122,7 @@ def _whole_number(value, low: int, where: str, key: str) -> int:
 def _choose(segments: list[dict], segment: str | int | None, name: str) -> list[dict]:
     listing = ", ".join(f"'{s['name']}' (value {s['labelValue']}, layer {s['layer']})" for s in segments)
     if segment is None:
-        nodes = [s for s in segments if s.get("coded") or any(w in s["name"].lower() for w in NODE_WORDS)]
+        nodes = [s for s in segments if s.get("coded") or named_like_node(s["name"])]
         if nodes:
             return nodes
         if len(segments) > 1:
