@@ -436,6 +436,21 @@ def test_big_endian_nrrd(tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(volume.to_sitk()), array)
 
 
+@pytest.mark.parametrize("dtype", [">i2", ">f4", np.float16])
+def test_a_volume_of_an_array_simpleitk_has_no_type_for_goes_to_simpleitk(tmp_path, dtype):
+    """A Volume built in Jupyter on nibabel's ``dataobj`` of a big-endian NIfTI (or a float16 array):
+    find_nodes, measure, evaluate and write_volume(.mha) stopped with SimpleITK's TypeError "dtype: >i2
+    is not supported"."""
+    array = (np.arange(60).reshape(3, 4, 5) - 30).astype(dtype)
+    volume = Volume(array, (0.7, 0.8, 2.5), (1.0, 2.0, 3.0))
+    image = volume.to_sitk()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), array)
+    assert image.GetSpacing() == (0.7, 0.8, 2.5)
+    back = read_volume(write_volume(tmp_path / "v.mha", volume))
+    np.testing.assert_array_equal(back.array, array)
+    assert back.array.dtype.isnative
+
+
 def test_dicom_files_without_extension(tmp_path):
     for i, f in enumerate(sorted(DICOM.glob("*.dcm"))):
         shutil.copy(f, tmp_path / f"IM{i:04d}")

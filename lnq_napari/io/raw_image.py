@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.volume import Volume
+from lnq_napari.io.volume import Volume, native_order
 
 
 @dataclass
@@ -34,9 +34,7 @@ class RawImage:
 
 def native(array: np.ndarray) -> np.ndarray:
     """Native byte order and C-contiguous (SimpleITK and torch need both)."""
-    if array.dtype.byteorder not in ("=", "|"):
-        array = array.astype(array.dtype.newbyteorder("="))
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(native_order(array))
 
 
 def from_sitk_image(image, name: str) -> RawImage:

@@ -77,10 +77,11 @@ class Volume:
         return ijk[:, ::-1]
 
     def to_sitk(self):
-        """The SimpleITK image of this volume (imports SimpleITK lazily)."""
+        """The SimpleITK image of this volume (imports SimpleITK lazily); an array SimpleITK has no type for
+        (big-endian, as nibabel's ``dataobj`` of a big-endian NIfTI gives; float16) in the nearest it has."""
         import SimpleITK as sitk
 
-        image = sitk.GetImageFromArray(np.ascontiguousarray(self.array))
+        image = sitk.GetImageFromArray(np.ascontiguousarray(sitk_compatible(np.asarray(self.array))))
         image.SetSpacing(self.spacing)
         image.SetOrigin(self.origin)
         image.SetDirection(self.direction)
@@ -117,6 +118,19 @@ class Volume:
     def same_grid(self, other: Volume, tol: float = GRID_TOL) -> bool:
         """True when both volumes share size, spacing, origin and direction (within ``tol``)."""
         return not self.grid_differences(other, tol)
+
+
+def native_order(array: np.ndarray) -> np.ndarray:
+    """``array`` in native byte order (SimpleITK and torch need it); as it is (no copy) when it is."""
+    if array.dtype.byteorder not in ("=", "|"):
+        return array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def sitk_compatible(array: np.ndarray) -> np.ndarray:
+    """``array`` in a type SimpleITK has: native byte order, float16 as float32; else as it is (no copy)."""
+    array = native_order(array)
+    return array.astype(np.float32) if array.dtype == np.float16 else array
 
 
 def grid_only(volume: Volume) -> Volume:
