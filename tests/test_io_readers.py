@@ -751,6 +751,35 @@ def test_an_mhd_whose_data_file_name_starts_with_list_is_read(tmp_path):
     assert read_volume(tmp_path / "ct.mhd").array.ravel().tolist() == list(range(60))
 
 
+@pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
+def test_a_detached_header_whose_data_file_name_has_a_space_is_read(tmp_path, suffix):
+    """ITK and 3D Slicer save ``CT chest.nhdr`` with ``data file: CT chest.raw.gz`` (``CT chest.mhd``:
+    ``ElementDataFile = CT chest.raw``): the .nhdr was refused as spreading its data over several files,
+    the .mhd as naming a data file not in its folder."""
+    array = (np.arange(60).reshape(3, 4, 5) - 30).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.7, 0.8, 2.5))
+    image.SetOrigin((1.0, 2.0, 3.0))
+    sitk.WriteImage(image, str(tmp_path / f"CT chest{suffix}"), True)
+    assert len(list(tmp_path.iterdir())) == 2  # the header and its data file, named with the space
+    volume = read_volume(tmp_path / f"CT chest{suffix}")
+    np.testing.assert_array_equal(volume.array, array)
+    assert (volume.spacing, volume.origin) == ((0.7, 0.8, 2.5), (1.0, 2.0, 3.0))
+
+
+@pytest.mark.parametrize("data_file", ["LIST", "slice%d.raw 0 2 1", "slice%d.raw 0 2 1 2"])
+def test_a_nhdr_with_a_file_per_slice_is_refused_saying_so(tmp_path, data_file):
+    """Teem's two forms of a NRRD spread over several files: ``LIST`` and a ``%`` pattern with min, max,
+    step (and the sub-dimension)."""
+    for k in range(3):
+        np.zeros((4, 5), "<i2").tofile(tmp_path / f"slice{k}.raw")
+    (tmp_path / "ct.nhdr").write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 5 4 3\nendian: little\n"
+                                      f"encoding: raw\ndata file: {data_file}\n")
+    with pytest.raises(LNQError, match=r"^ct\.nhdr spreads its data over several files .*re-save the image "
+                                       r"as a single \.nrrd"):
+        read_volume(tmp_path / "ct.nhdr")
+
+
 @pytest.mark.parametrize("data_file", ["LIST\nslice0.raw\nslice1.raw\nslice2.raw", "slice%d.raw 0 2 1"])
 def test_an_mhd_with_a_file_per_slice_is_refused_saying_so(tmp_path, data_file):
     """MetaImage keeps a volume's slices in several files (``ElementDataFile = LIST`` or a pattern); the

@@ -47,7 +47,7 @@ def _nrrd_data_file(path: Path, header: dict) -> Path | None:
     if value is None:
         return None
     value = str(value).strip()
-    if value.upper().startswith("LIST") or len(value.split()) > 1:
+    if _nrrd_multi_file(value):
         raise LNQError(f"{path.name} spreads its data over several files ({value[:60]!r}); lnq-napari reads "
                        "one data file: re-save the image as a single .nrrd")
     folder = path.resolve().parent
@@ -59,6 +59,18 @@ def _nrrd_data_file(path: Path, header: dict) -> Path | None:
         raise LNQError(f"{path.name}: data file {value[:60]!r} not found; keep the .nhdr next to its data "
                        "file")
     return target
+
+
+def _nrrd_multi_file(value: str) -> bool:
+    """Whether a NRRD ``data file`` value names several files, as Teem reads it: ``LIST [<subdim>]`` or
+    ``<format> <min> <max> <step> [<subdim>]`` (a ``%`` pattern and three whole numbers); anything else is
+    one file's name, spaces and all (ITK and 3D Slicer write ``data file: CT chest.raw.gz`` for
+    ``CT chest.nhdr``)."""
+    tokens = value.split()
+    if not tokens:
+        return False
+    numbers = all(t.lstrip("+-").isdigit() for t in tokens[1:4])
+    return tokens[0].upper() == "LIST" or ("%" in tokens[0] and len(tokens) >= 4 and numbers)
 
 
 def check_nrrd_payload(path: Path, header: dict, data_start: int) -> None:
@@ -267,7 +279,7 @@ def _mhd_data_file(path: Path) -> Path:
                        "one data file: re-save the image as a single .mha or .nrrd (e.g. in 3D Slicer)")
     folder = path.resolve().parent
     target = (folder / value).resolve()
-    if not value or len(value.split()) > 1 or not target.is_relative_to(folder) or not target.is_file():
+    if not value or not target.is_relative_to(folder) or not target.is_file():  # spaces: one file's name
         raise LNQError(f"{path.name} names the data file {value[:60]!r}, which is not a file in its folder; "
                        "keep the .mhd and its .raw in one folder and name the data file without a path")
     return target
