@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,29 @@ def test_the_cts_of_a_path_file_folder_or_dicom_tree(tmp_path):
     empty.mkdir()
     with pytest.raises(LNQError, match="holds no CT"):
         find_cts(empty)
+
+
+def test_dicom_series_folders_beside_ct_files_are_named_not_left_out_without_a_word(tmp_path):
+    """``data/patient1.nrrd`` with the DICOM series folder ``data/patient2``: predict and workspace init
+    took patient1 alone and said nothing of patient2."""
+    from lnq_napari.io.datasets import find_cts
+
+    ct = read_volume(SERIES)
+    write_volume(tmp_path / "patient1.nrrd", ct)
+    write_volume(tmp_path / "patient1-seg.nrrd", ct.with_array(np.zeros(ct.shape, np.uint8)))
+    shutil.copytree(SERIES, tmp_path / "patient2")
+    left_out = r"1 DICOM CT series folder\(s\) below it left out beside its CT files \(patient2\); give them"
+    with pytest.warns(UserWarning, match=left_out):
+        assert find_cts(tmp_path) == [("patient1", tmp_path / "patient1.nrrd")]
+    with pytest.warns(UserWarning, match=left_out):
+        assert [c.case_id for c in find_cases(tmp_path)] == ["patient1"]
+    shutil.rmtree(tmp_path / "patient2")  # label versions or SEGs below the data are no CT series
+    write_dicom_seg(tmp_path / "preds" / "patient1-seg.dcm", ct.with_array(np.zeros(ct.shape, np.uint8)),
+                    SERIES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert find_cts(tmp_path) == [("patient1", tmp_path / "patient1.nrrd")]
+        assert find_cts(tmp_path / "patient1.nrrd") == [("patient1", tmp_path / "patient1.nrrd")]
 
 
 def _copy_series(src: Path, dest: Path, **tags) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import dicom_cases
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.dicom_tree import ct_series_inputs, one_scan
+from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -40,6 +40,7 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
         else dicom_cases(path, labels=lambda seg: predictions.labels(seg) is not None, rank=label_rank)
     if not dicom:
         found = predictions.without(scan_cases(path, require, what))
+        _warn_series_beside(path)
     else:
         found = predictions.without([_named_labels(path, c) for c in dicom])
     predictions.warn(path)
@@ -108,5 +109,19 @@ def find_cts(inputs: str | Path) -> list[tuple[str, Path]]:
     (:func:`~lnq_napari.io.dicom_tree.ct_series_inputs`: each CT series below it). One slice of a classic
     series names its series' folder, as napari does: its case is the series'."""
     found = [item for case, path in ct_inputs(inputs) for item in ct_series_inputs(case, path)]
+    folder = cd_root(Path(inputs).expanduser())
+    if folder.is_dir() and all(path.is_file() for _, path in found):  # CT files of a folder: any series?
+        _warn_series_beside(folder)
     return [(case_name(dicom_source(path), fallback=case) if path.is_file() else case, path)
             for case, path in found]
+
+
+def _warn_series_beside(folder: Path) -> None:
+    """A warning naming the DICOM CT series folders below ``folder`` when its CT files are its cases: the
+    series were left out without a word (a folder of converted NRRDs and DICOM folders not yet converted)."""
+    below = list(ct_folders_below(folder))
+    if below:
+        named = ", ".join(str(f.relative_to(folder)) for f in below[:3]) + (" ..." if len(below) > 3 else "")
+        warnings.warn(f"{folder}: {len(below)} DICOM CT series folder(s) below it left out beside its CT "
+                      f"files ({named}); give them on their own, or move the CT files into a folder of "
+                      "their own", UserWarning, stacklevel=2)
