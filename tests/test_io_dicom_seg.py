@@ -17,6 +17,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 from pydicom.sr.codedict import codes
 
 from lnq_napari import api
@@ -463,6 +464,19 @@ def test_seg_of_another_series_or_without_its_ct_is_refused(tmp_path, ct, liver)
     moved.origin = (5000.0, 0.0, 0.0)
     with pytest.raises(LNQError, match="do not overlap the CT"):
         read_labels(out, reference=moved)  # no DICOM UIDs to compare: geometry decides
+
+
+@pytest.mark.parametrize("flips", [(False, True, False), (True, True, True)])
+def test_labels_on_a_copy_of_the_series_stored_in_another_axis_order_are_written(tmp_path, ct, liver, flips):
+    """Labels drawn on the series converted to a NIfTI (dcm2niix flips its rows) or an NRRD in another axis
+    order, exported to that series: refused as "orientation differs" though the points are the series'."""
+    stored = sitk.Flip(liver.to_sitk(), list(flips))  # the same points, axes flipped (x, y, z)
+    stored = sitk.PermuteAxes(stored, [1, 0, 2])  # and rows first
+    labels = Volume.from_sitk(stored)
+    assert labels.direction != ct.direction
+    out = write_dicom_seg(tmp_path / "seg.dcm", labels, SERIES)
+    np.testing.assert_array_equal(read_labels(out, reference=ct).array, (liver.array != 0).astype(np.uint8))
+    np.testing.assert_array_equal(highdicom_mask(out, ct), (liver.array != 0).astype(np.uint8))
 
 
 def test_writing_needs_the_dicom_ct_and_its_grid(tmp_path, ct, liver):

@@ -36,7 +36,7 @@ from lnq_napari.io.dicom_tree import (
     is_dicom_path,
     series_in,
 )
-from lnq_napari.io.geometry import GridWarning, align_to
+from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, is_image_file
 from lnq_napari.io.volume import Volume
 
@@ -592,6 +592,28 @@ def _slice_order(datasets: list, labels: Volume, where: str) -> list[int]:
     return ks
 
 
+def _series_axes(datasets: list, labels: Volume) -> Volume | None:
+    """``labels`` transposed and flipped onto the axes of the CT series ``datasets`` (rows, columns, slices
+    along their normal) when they sample the same points stored in another order: a series converted to
+    an NRRD in LPS order or a NIfTI (dcm2niix flips the rows), the labels drawn on that file; None for
+    another grid (:func:`.geometry.reordered_onto`)."""
+    planes = _frame_planes(datasets)
+    if len(planes) < 2:
+        return None
+    orient, spacing, _ = planes[0]
+    normal = np.cross(orient[:3], orient[3:])
+    heights = sorted(float(position @ normal) for _, _, position in planes)
+    first = min((position for _, _, position in planes), key=lambda position: float(position @ normal))
+    step = (heights[-1] - heights[0]) / (len(planes) - 1)
+    if step <= 0:
+        return None
+    direction = np.stack([orient[:3], orient[3:], normal], axis=1)
+    rows, columns = int(datasets[0].Rows), int(datasets[0].Columns)
+    grid = Volume(np.broadcast_to(np.uint8(0), (len(planes), rows, columns)),
+                  (float(spacing[1]), float(spacing[0]), step), tuple(first), tuple(direction.ravel()))
+    return reordered_onto(grid, labels)
+
+
 def short_version(version: str) -> str:
     """A model version fitting a DICOM LO value (64 characters): as it is, or cut with a hash of the
     whole so that two versions stay apart (the whole goes into Algorithm Parameters)."""
@@ -664,7 +686,14 @@ def write_dicom_seg(path: str | Path, labels: Volume, ct: str | Path, *, model_v
     if array.ndim != 3:
         raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
     datasets = _ct_datasets(ct, series_uid or labels.meta.get("dicom_series_uid"))
-    ks = _slice_order(datasets, labels, str(ct))
+    try:
+        ks = _slice_order(datasets, labels, str(ct))
+    except LNQError:  # the series' points stored in another axis order (an NRRD converted to LPS, a NIfTI)?
+        labels = _series_axes(datasets, labels)
+        if labels is None:
+            raise
+        array = np.asarray(labels.array)
+        ks = _slice_order(datasets, labels, str(ct))
     if len(datasets) == 1:
         _share_frame_planes(datasets[0])
     for ds in datasets:  # highdicom refuses an empty Specific Character Set (some scanners write one)
