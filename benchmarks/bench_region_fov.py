@@ -19,6 +19,10 @@ of the whole CT's region inside the circle that the padded CT's region covers.
 with -1024 leaves it: ``band`` outside the lateral crop's columns (both lungs cut), ``tilted`` the same band
 turned 15 degrees; ``ellipse`` is the cutting circle at -1024 on the CT resampled to pixels 4/3 as wide as
 high (a circle in mm, an ellipse in indices). ``kept`` as for the circles.
+
+``sliver`` rows cut one lung (the one at low x) to 50, 25 or 15 % of its width: by the image edge (a crop)
+or by -1024 padding (a narrow field of view); ``kept`` within the view. For phantoms every row also gives
+``voxels_out``, the true node voxels (in view) outside the region.
 """
 
 from __future__ import annotations
@@ -88,12 +92,22 @@ def frames(ct: Volume) -> dict[str, tuple[Volume, np.ndarray, np.ndarray | None]
     return out
 
 
+def slivers(ct: Volume) -> dict[str, int]:
+    """The first column in view when one lung (at low x) keeps 50, 25 or 15 % of its width (the trachea,
+    whose air joins the lungs' columns, left out)."""
+    anatomy = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx)
+    xs = np.nonzero(anatomy.upsample(anatomy.lungs))[2]
+    first, last = np.percentile(xs[xs < (xs.min() + xs.max()) / 2], [0.5, 99.5])
+    return {f"{share:.0%}": int(round(last - share * (last - first))) for share in (0.5, 0.25, 0.15)}
+
+
 def _row(name: str, cut: str, region: np.ndarray, whole: np.ndarray, truth: np.ndarray | None) -> dict:
     row = {"ct": name, "crop": cut, "kept": float(region[whole].mean()), "covers": float(region.mean())}
     if truth is not None:
         parts, n = label_components(truth)
         row["nodes_out"] = sum(region[parts == k].mean() < 0.5 for k in range(1, n + 1))
         row["nodes"] = n
+        row["voxels_out"], row["voxels"] = int((truth & ~region).sum()), int(truth.sum())
     return row
 
 
@@ -122,6 +136,17 @@ def rows_of(name: str, ct: Volume, truth: np.ndarray | None) -> list[dict]:
             region = mediastinum_region(padded, 10.0) & inside
             rows.append(_row(name, f"frame {cut}", region, own & inside,
                              None if true is None else true & inside))
+        for share, column in slivers(ct).items():
+            box = (slice(None), slice(None), slice(column, None))
+            region = mediastinum_region(sub_volume(ct, box), 10.0)
+            rows.append(_row(name, f"sliver {share} crop", region, whole[box],
+                             None if truth is None else truth[box]))
+            inside = np.zeros(ct.shape, dtype=bool)
+            inside[box] = True
+            padded = ct.with_array(np.where(inside, ct.array, -1024).astype(ct.array.dtype))
+            region = mediastinum_region(padded, 10.0) & inside
+            rows.append(_row(name, f"sliver {share} -1024", region, whole & inside,
+                             None if truth is None else truth & inside))
     return rows
 
 
@@ -136,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         case = make_case(33 + k)
         rows += rows_of(case.case_id, case.ct, np.asarray(case.full.array) > 0)
     for row in rows:
-        nodes = f", true nodes outside {row['nodes_out']} of {row['nodes']}" if "nodes" in row else ""
+        nodes = (f", true nodes outside {row['nodes_out']} of {row['nodes']} ({row['voxels_out']} of "
+                 f"{row['voxels']} voxels)" if "nodes" in row else "")
         print(f"{row['ct']:>22} {row['crop']:>17}: kept {row['kept']:.3f} of the whole CT's region, "
               f"covers {row['covers']:.3f} of the crop{nodes}")
     return 0
