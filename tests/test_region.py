@@ -568,6 +568,20 @@ def test_a_sliver_of_lung_at_the_image_edge_is_lung_a_pocket_of_air_is_not():
     assert (air <= lung).all()
 
 
+def test_a_lung_the_image_edge_cuts_is_lung_up_to_the_edge():
+    """Sealing a thin chest wall (a closing) grew wall from the image edge over the lung it cuts, up to 3
+    coarse voxels deep where the lung runs short along the edge (a full-size phantom's lung cut to 15 % of
+    its width kept 9 ml, too little to count, and 4811 of 12392 node voxels fell out of the region). The
+    image edge now grows no wall: the lung is found up to the column the lungs' opening leaves."""
+    from lnq_napari.anatomy import coarse_anatomy
+
+    ct = _sliver_at_the_edge(-850)
+    hu = np.asarray(ct.array)
+    lungs = coarse_anatomy(hu, ct.spacing_zyx, seal=3).lungs
+    lung = (hu > -920) & (hu < -780)  # -850 and its noise (the air outside: -1000)
+    assert lungs[12, :, 2:6].sum() >= 0.95 * lung[12, :, 2:6].sum()
+
+
 def test_region_costs_at_most_one_dice_point_on_phantom_cases(small_cases):
     from lnq_napari.inference import Predictor
 
