@@ -351,10 +351,14 @@ class LazyPredictor:
         self._factory = factory
         self._predictor = None
 
-    def predict(self, ct: Volume, progress=None, cancel=None):
+    def load(self):
+        """The predictor, built now if not yet (a model that cannot be loaded fails here, not per case)."""
         if self._predictor is None:
             self._predictor = self._factory()
-        return self._predictor.predict(ct, progress=progress, cancel=cancel)
+        return self._predictor
+
+    def predict(self, ct: Volume, progress=None, cancel=None):
+        return self.load().predict(ct, progress=progress, cancel=cancel)
 
 
 def _latest_correction(ws, case: str) -> str | None:
@@ -401,7 +405,12 @@ def score_workspace(
             except LNQError as exc:  # one case's missing or damaged CT does not hold up the others
                 warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
                 continue
-            prediction, extra = predict_with_flips(predictor, ct, flips, progress=sub, cancel=cancel)
+            model = predictor.load() if isinstance(predictor, LazyPredictor) else predictor  # fails for all
+            try:
+                prediction, extra = predict_with_flips(model, ct, flips, progress=sub, cancel=cancel)
+            except LNQError as exc:  # nor does a CT that cannot be predicted (not in HU, a label map, ...)
+                warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
+                continue
             score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra,
                                                      prediction.mask),
                                  incomplete_outlines(ct, prediction.mask))

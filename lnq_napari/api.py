@@ -731,8 +731,8 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
     One :class:`~lnq_napari.active.RankedCase` per case, best first. Uses the workspace's active model
     (the bundled one when none is registered); per-case scores are cached in the workspace by model
     version, and each case's predicted mask is stored as a ``prediction`` label version. Corrected cases
-    are skipped; empty when every case has a correction, LNQError when the cases without one could not
-    be read.
+    are skipped; empty when every case has a correction, LNQError when no case without one could
+    be read and predicted (each one left out is named in a warning).
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
@@ -751,8 +751,8 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
     left = len(ws.case_ids()) - len(set(ws.corrected_cases()))
     if not rows and left > 0:  # not "nothing left to review"
         cases = f"{left} case{'s' if left != 1 else ''}"
-        raise LNQError(f"no case ranked: the {cases} without a correction could not be read (the warnings "
-                       "say why)")
+        raise LNQError(f"no case ranked: the {cases} without a correction could not be read or predicted "
+                       "(the warnings say why)")
     ws.log("next", strategy=strategy, model_version=key, cases=[r.case for r in rows])
     return rows
 

@@ -241,3 +241,44 @@ def test_when_no_case_could_be_ranked_next_says_why_and_fails(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no case ranked: the 1 case without a correction could not be read" in err
     assert "Traceback" not in err
+
+
+class _NotHuFor(_FakePredictor):
+    """Refuses the CT whose value is ``bad``, as the real predictor refuses a CT not in HU."""
+
+    def __init__(self, peaks: dict[int, float], bad: int) -> None:
+        super().__init__(peaks)
+        self.bad = bad
+
+    def predict(self, ct, progress=None, cancel=None):
+        from lnq_napari.preprocess import NOT_HU
+
+        if int(ct.array[0, 0, 0]) == self.bad:
+            raise LNQError(NOT_HU)
+        return super().predict(ct, progress, cancel)
+
+
+def test_a_case_that_cannot_be_predicted_is_named_and_the_rest_ranked(tmp_path):
+    """One CT not in HU stopped the whole ranking with an error that did not name the case."""
+    peaks = {0: 0.95, 1: 0.5, 2: 0.3}
+    ws, _ = _workspace(tmp_path, peaks)
+    with pytest.warns(UserWarning, match="Hounsfield units.*; lnq2023-train-0001 left out of the ranking"):
+        scores = active.score_workspace(ws, _NotHuFor(peaks, 1), "m001")
+    assert sorted(scores) == ["lnq2023-train-0000", "lnq2023-train-0002"]
+
+
+def test_next_ranks_the_cases_it_can_predict_and_names_the_others(tmp_path, capsys, monkeypatch):
+    from lnq_napari import api
+    from lnq_napari.cli import main
+
+    peaks = {0: 0.95, 1: 0.5}
+    ws, _ = _workspace(tmp_path, peaks)
+    monkeypatch.setattr(api, "load_predictor", lambda path: _NotHuFor(peaks, 1))
+    assert main(["next", "--workspace", str(ws.root)]) == 0
+    out, err = capsys.readouterr()
+    assert "lnq2023-train-0000" in out and "lnq2023-train-0001" not in out
+    assert "lnq2023-train-0001 left out of the ranking" in err and "Traceback" not in err
+    ws_one, _ = _workspace(tmp_path / "one", {1: 0.5})  # no case could be ranked: a non-zero exit
+    assert main(["next", "--workspace", str(ws_one.root)]) != 0
+    err = capsys.readouterr().err
+    assert "lnq2023-train-0001 left out of the ranking" in err and "no case ranked" in err
