@@ -281,6 +281,33 @@ def test_nrrd_with_spacings_only(tmp_path):
     assert_same_geometry(volume, sitk_volume(path))
 
 
+@pytest.mark.parametrize(("unit", "mm"), [("cm", 10.0), ("m", 1000.0), ("um", 1e-3), ("mm", 1.0)])
+def test_nrrd_space_units_are_converted_to_mm_and_kept_by_a_round_trip(tmp_path, unit, mm):
+    """'space units' other than mm were ignored: a CT in cm read 10x too small (spacing and origin)."""
+    array = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    steps, place = np.array([0.8, 0.7, 3.0]), np.array([10.0, -20.0, 300.0])  # in mm
+    path = tmp_path / "units.nrrd"
+    nrrd.write(str(path), array, {"space": "left-posterior-superior", "space directions": np.diag(steps / mm),
+                                  "space origin": place / mm, "space units": [unit] * 3})
+    volume = read_volume(path)
+    np.testing.assert_allclose(volume.spacing, steps)
+    np.testing.assert_allclose(volume.origin, place)
+    again = read_volume(write_volume(tmp_path / "again.nrrd", volume))
+    assert_same_geometry(again, volume, tol=1e-9)
+    spacings = tmp_path / "spacings.nrrd"
+    nrrd.write(str(spacings), array, {"spacings": steps / mm, "units": [unit] * 3})
+    np.testing.assert_allclose(read_volume(spacings).spacing, steps)
+
+
+def test_nrrd_in_an_unknown_unit_is_refused(tmp_path):
+    path = tmp_path / "furlong.nrrd"
+    nrrd.write(str(path), np.zeros((2, 3, 4), np.int16), {"space": "left-posterior-superior",
+                                                           "space directions": np.eye(3),
+                                                           "space units": ["furlong"] * 3})
+    with pytest.raises(LNQError, match="furlong.nrrd gives its geometry in unit.* furlong .*re-save it"):
+        read_volume(path)
+
+
 def test_nrrd_without_spacing_or_with_a_nan_origin_is_read_with_a_warning(tmp_path):
     """No spacing at all: 1 mm, said (node sizes depend on it); a NaN origin: 0, said; a spacing given:
     no warning."""

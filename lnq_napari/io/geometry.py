@@ -53,6 +53,23 @@ def nrrd_space_flip(header: dict, name: str = "file") -> np.ndarray:
     return np.asarray(_SPACE_TO_LPS[key])
 
 
+#: Millimetres per length unit an NRRD header may name ('space units', 'units'); "" and none: mm.
+_MM_PER_UNIT = {"": 1.0, "mm": 1.0, "millimeter": 1.0, "millimeters": 1.0, "millimetre": 1.0,
+                "millimetres": 1.0, "cm": 10.0, "m": 1000.0, "um": 1e-3, "\u00b5m": 1e-3, "\u03bcm": 1e-3,
+                "micron": 1e-3, "microns": 1e-3}
+
+
+def nrrd_mm_per_unit(units, count: int, name: str = "file") -> np.ndarray:
+    """Millimetres per unit of each of ``count`` NRRD unit strings (None: all mm); LNQError for a unit
+    that is not a length this reader knows (mm, cm, m, um)."""
+    names = [""] * count if units is None else [str(u).strip().lower() for u in units]
+    unknown = sorted({u for u in names if u not in _MM_PER_UNIT})
+    if unknown or len(names) != count:
+        raise LNQError(f"{name} gives its geometry in unit(s) {', '.join(unknown) or names} that are not a "
+                       "length in mm, cm, m or um; re-save it in mm (e.g. from 3D Slicer)")
+    return np.asarray([_MM_PER_UNIT[u] for u in names])
+
+
 def nrrd_spatial_axes(header: dict) -> list[int]:
     """Header-order indices of the spatial (domain) axes."""
     dim = int(header["dimension"])
@@ -74,7 +91,8 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
         sd = np.asarray(header["space directions"], dtype=float).reshape(dim, -1)[axes]
         if sd.shape[1] != 3:
             raise LNQError(f"{name} lives in a {sd.shape[1]}D space; a CT or label volume must be 3D")
-        vectors = sd * flip  # row i: LPS step of spatial axis i
+        mm = nrrd_mm_per_unit(header.get("space units"), 3, name)  # per world axis: columns and origin
+        vectors = sd * flip * mm  # row i: LPS step of spatial axis i, in mm
         spacing = np.linalg.norm(vectors, axis=1)  # zero, singular or sheared: volume.check_grid refuses
         direction = (vectors / np.where(spacing > 0, spacing, 1.0)[:, None]).T
         origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).reshape(-1)
@@ -82,7 +100,7 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
             warnings.warn(f"{name} has a damaged space origin ({header.get('space origin')}); taken as "
                           "0, 0, 0 (it only places the image in space)", UserWarning, stacklevel=3)
             origin = np.zeros(3)
-        origin = origin * flip
+        origin = origin * flip * mm
     else:
         # no 'spacings' field: 1 mm; a given NaN, inf, zero or negative spacing is refused by check_grid
         if "spacings" not in header:
@@ -91,9 +109,11 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
                           "wrong unless it is: re-export the image with its spacing", UserWarning,
                           stacklevel=3)
         spacings = np.asarray(header.get("spacings", [1.0] * int(header["dimension"])), dtype=float)
-        spacing = spacings[axes]
+        units = header.get("units")  # per axis, as spacings and axis mins
+        mm = nrrd_mm_per_unit(None if units is None else [units[a] for a in axes], len(axes), name)
+        spacing = spacings[axes] * mm
         nan_list = [np.nan] * int(header["dimension"])
-        mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)[axes]
+        mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)[axes] * mm
         # a min is the edge of the first voxel's cell unless the axis is node-centred (NRRD's default
         # centring is cell, as Teem, ITK and 3D Slicer read it): the first voxel's centre is half a step in
         centerings = list(header.get("centerings", header.get("centers", [])) or [])
@@ -110,6 +130,7 @@ def nrrd_geometry_fields(volume: Volume) -> dict:
         "space": "left-posterior-superior",
         "space directions": steps.T.copy(),
         "space origin": np.asarray(volume.origin, dtype=float),
+        "space units": ["mm", "mm", "mm"],
         "kinds": ["domain", "domain", "domain"],
     }
 
