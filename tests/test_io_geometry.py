@@ -204,3 +204,15 @@ def test_one_grid_check_names_what_differs_and_the_fix(oblique_ct):
     expected = "prediction and the ground truth are on different grids .origin.*resample the prediction"
     with pytest.raises(LNQError, match=expected):
         dice(shifted, oblique_ct)
+
+
+def test_a_volume_built_on_lists_holds_their_array_and_refuses_what_is_not_one():
+    """``Volume(list_of_lists)`` kept the list: api.find_nodes crashed with AttributeError (no .shape)."""
+    values = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    volume = Volume(values.tolist(), spacing=(0.5, 0.5, 2.0))
+    assert isinstance(volume.array, np.ndarray) and volume.shape == (2, 3, 4)
+    np.testing.assert_array_equal(volume.array, values)
+    with pytest.raises(LNQError, match="a Volume's array is a list of unequal lengths; pass a numpy array"):
+        Volume([[[1, 2], [3]]])
+    with pytest.raises(LNQError, match="a Volume's array is a list of <U1, not numbers"):
+        Volume([[["a"]]])

@@ -16,6 +16,18 @@ SPACING_RANGE = (1e-4, 1e4)  # mm: a voxel outside 0.1 micrometre .. 10 m is a d
 ORIGIN_LIMIT = 1e7  # mm (10 km)
 
 
+def _as_array(values) -> np.ndarray:
+    """``values`` (nested lists of numbers) as a numpy array; LNQError when they are not one."""
+    fix = "pass a numpy array (z, y, x), or nested lists of numbers of equal lengths"
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged lists
+        raise LNQError(f"a Volume's array is a {type(values).__name__} of unequal lengths; {fix}") from None
+    if array.dtype.kind not in "biuf":
+        raise LNQError(f"a Volume's array is a {type(values).__name__} of {array.dtype}, not numbers; {fix}")
+    return array
+
+
 @dataclass
 class Volume:
     """A 3D image and its grid.
@@ -33,6 +45,8 @@ class Volume:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not (hasattr(self.array, "shape") and hasattr(self.array, "dtype")):  # a list: its numpy array
+            self.array = _as_array(self.array)
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = tuple(float(d) for d in np.asarray(self.direction, dtype=float).ravel())
