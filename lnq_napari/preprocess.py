@@ -45,6 +45,20 @@ class Prepared:
 
 NOT_HU = ("the CT is not in Hounsfield units (no air near -1000 HU: values as a scanner stores them): apply "
           "the rescale intercept (usually -1024) before using it")
+WINDOWED = ("the CT is not in Hounsfield units: its values lie within 0..255, an 8-bit windowed export (like "
+            "a screenshot: the HU are lost, no intercept brings them back); use the original CT in HU (its "
+            "DICOM series, or an NRRD/NIfTI export of it)")
+
+
+def _sample(hu: np.ndarray) -> np.ndarray:
+    """Every other slice and every fourth row and column of a CT: enough to judge its values."""
+    return np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
+
+
+def not_hu_reason(hu: np.ndarray) -> str:
+    """Why a CT that :func:`stored_values` flags is not in HU: 8-bit windowed values, or stored values."""
+    sample = _sample(hu)
+    return WINDOWED if sample.size and sample.max() <= 255 else NOT_HU
 
 
 def stored_values(hu: np.ndarray) -> bool:
@@ -54,7 +68,7 @@ def stored_values(hu: np.ndarray) -> bool:
     always holds air (lungs, about -1000)."""
     if not hu.size:
         return False
-    sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
+    sample = _sample(hu)
     if sample.min() >= 0:
         return True
     air = np.count_nonzero((sample > -1100) & (sample < -850))
@@ -65,7 +79,7 @@ def stored_values(hu: np.ndarray) -> bool:
 def warn_if_not_hu(hu: np.ndarray) -> None:
     """Warn when a CT holds stored values, not HU (:func:`stored_values`): its mean HU read 1024 high."""
     if stored_values(hu):
-        warnings.warn(NOT_HU, UserWarning, stacklevel=3)
+        warnings.warn(not_hu_reason(hu), UserWarning, stacklevel=3)
 
 
 def check_ct_values(hu: np.ndarray) -> None:
@@ -80,7 +94,7 @@ def check_ct_values(hu: np.ndarray) -> None:
         if bad:
             raise LNQError(f"the CT holds {bad} NaN or infinite voxel(s); fill them (e.g. with -1024, air) "
                            "or re-export the CT from its DICOM series")
-    sample = np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
+    sample = _sample(hu)
     if sample.size and sample.min() >= 0 and sample.max() <= 255:  # HU or stored values need no sort
         values = np.unique(sample)
         if 2 <= values.size <= LABEL_MAP_VALUES and np.all(values == np.round(values)):
@@ -88,7 +102,7 @@ def check_ct_values(hu: np.ndarray) -> None:
             raise LNQError(f"the CT holds only {values.size} distinct value(s) ({shown}): it looks like a "
                            "label map, not a CT; pass the CT volume (Hounsfield units)")
     if stored_values(hu):
-        raise LNQError(NOT_HU)
+        raise LNQError(not_hu_reason(hu))
 
 
 #: A "CT" with at most this many distinct values (in a sample of its voxels) is a label map.

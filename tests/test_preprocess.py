@@ -73,6 +73,19 @@ def test_a_ct_of_stored_values_not_hu_is_refused_before_the_model_runs(small_che
         prepare(Volume(hu, (1.5, 1.5, 3.0)))
 
 
+def test_an_8_bit_windowed_ct_is_called_a_windowed_export_not_told_to_apply_an_intercept(small_chest):
+    """A CT windowed to 0..255 (uint8) was told to apply the rescale intercept, which cannot bring its HU
+    back: it is an 8-bit export, and the original CT in HU is needed."""
+    from lnq_napari.errors import LNQError
+
+    hu = small_chest()
+    hu = hu + np.random.default_rng(0).normal(0, 20, hu.shape)  # a scan's noise: hundreds of values
+    windowed = np.clip((hu + 160.0) / 400.0 * 255.0, 0, 255).astype(np.uint8)  # level 40, width 400
+    with pytest.raises(LNQError, match="8-bit windowed export .* use the original CT in HU") as err:
+        prepare(Volume(windowed, (1.5, 1.5, 3.0)))
+    assert "intercept (usually" not in str(err.value)
+
+
 def test_stored_values_with_a_negative_padding_are_refused_too(small_chest):
     """Stored values with the scanner's padding (-2000 around the scan circle) hold values below 0, so
     the first test passed them silently (0 nodes and a 'no lungs' warning that blamed the CT's content);
