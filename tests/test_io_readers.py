@@ -346,6 +346,18 @@ def test_a_4d_ct_with_one_component_is_its_3d_volume(tmp_path):
     np.testing.assert_array_equal(read_volume(tmp_path / "one.mha").array, hu)
 
 
+@pytest.mark.parametrize(("kind", "components"), [("RGB-color", 3), ("RGBA-color", 4)])
+def test_a_colour_nrrd_is_called_a_colour_image(tmp_path, kind, components):
+    """An RGB NRRD was refused as '4D ... (a 3D Slicer segmentation with layers is a label file ...)'."""
+    header = {"space": "left-posterior-superior", "kinds": [kind, "domain", "domain", "domain"],
+              "space directions": np.array([[np.nan] * 3, [1.5, 0, 0], [0, 1.5, 0], [0, 0, 3.0]])}
+    path = tmp_path / "colour.nrrd"
+    _write_header_variant(path, header, np.zeros((5, 4, 3, components), np.uint8))
+    with pytest.raises(LNQError, match=f"has {components} values per voxel .a colour image") as err:
+        read_volume(path)
+    assert "segmentation" not in str(err.value)
+
+
 def test_4d_nrrd_with_list_axis_is_refused_for_ct_but_read_as_layers_for_labels(tmp_path):
     layers = np.zeros((2, 3, 4, 5), dtype=np.uint8)  # (layer, z, y, x)
     layers[0, 1, 1, 1] = 1

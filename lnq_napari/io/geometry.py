@@ -25,6 +25,7 @@ _SPACE_TO_LPS = {
     "3d-left-handed": (1.0, 1.0, 1.0),
 }
 
+COLOUR_KINDS = {"3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color"}  # NRRD kinds
 NON_SPATIAL_KINDS = {
     "list", "point", "vector", "covariant-vector", "normal", "stub", "scalar", "complex", "2-vector",
     "3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color", "3-vector", "3-gradient",

@@ -37,6 +37,12 @@ def native(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(native_order(array))
 
 
+def not_scalar(name: str, components: int, what: str = "a colour or vector image") -> LNQError:
+    """The error for an image of ``components`` values per voxel (RGB, a vector field), not a CT."""
+    return LNQError(f"{name} has {components} values per voxel ({what}); a CT volume must be scalar: "
+                    "use the CT itself, not a colour rendering or export of it")
+
+
 def from_sitk_image(image, name: str) -> RawImage:
     """A 3D scalar SimpleITK image (4D of one time point: its volume) as stored; LNQError for another."""
     import SimpleITK as sitk
@@ -48,8 +54,7 @@ def from_sitk_image(image, name: str) -> RawImage:
     if dim != 3:
         raise LNQError(f"{name} is {dim}D; a CT or label volume must be 3D")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise LNQError(f"{name} has {image.GetNumberOfComponentsPerPixel()} values per voxel (a colour or "
-                       "vector image); a CT volume must be scalar")
+        raise not_scalar(name, image.GetNumberOfComponentsPerPixel())
     return RawImage(native(sitk.GetArrayFromImage(image)), image.GetSpacing(), image.GetOrigin(),
                     image.GetDirection(), {})
 

@@ -28,10 +28,16 @@ from lnq_napari.io.file_checks import (
     nifti_version,
     unreadable,
 )
-from lnq_napari.io.geometry import align_to, nrrd_geometry, nrrd_geometry_fields, nrrd_spatial_axes
+from lnq_napari.io.geometry import (
+    COLOUR_KINDS,
+    align_to,
+    nrrd_geometry,
+    nrrd_geometry_fields,
+    nrrd_spatial_axes,
+)
 from lnq_napari.io.labels import label_mask
 from lnq_napari.io.nrrd_header import custom_fields
-from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet, native
+from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet, native, not_scalar
 from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
 from lnq_napari.io.volume import Volume, check_grid
 
@@ -102,6 +108,9 @@ def _read_nrrd(path: Path) -> RawImage:
     dim = int(header["dimension"])
     if dim < 3:
         raise LNQError(f"{path.name} is {dim}D; a CT or label volume must be 3D")
+    colour = [a for a, k in enumerate(header.get("kinds") or []) if str(k).lower() in COLOUR_KINDS]
+    if colour:  # an RGB(A) image, not layers of a segmentation
+        raise not_scalar(path.name, int(header["sizes"][colour[0]]), "a colour image")
     spacing, origin, direction = nrrd_geometry(header, path.name)
     spatial = nrrd_spatial_axes(header)
     c_spatial = [dim - 1 - a for a in spatial]  # pynrrd C order reverses the header's axes
