@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.heard import show_one_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
@@ -49,12 +50,6 @@ def _progress_bar(desc: str) -> Iterator[Callable[[float, str], None]]:
     finally:
         for bar in bars:
             bar.close()
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as one line of its own, printed above a running progress bar (written plainly, a bar's
-    redraw overwrote its text and left only the source line)."""
-    tqdm.write(f"lnq-napari: warning: {message}", file=sys.stderr)
 
 
 DATA_HELP = ("folder of cases: <case>-ct.nrrd with <case>-seg.nrrd (LNQ layout; .nii.gz, .mha too), plainly "
@@ -486,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():  # restores the hook after the command, as in a test or notebook
-            warnings.showwarning = _show_warning
+            warnings.showwarning = show_one_line
             args.func(args)
     except LNQError as exc:
         print(f"lnq-napari: error: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ other libraries' warnings pass Python's filters as usual (by default, once per p
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -95,3 +96,12 @@ def collected_warnings() -> Iterator[list[warnings.WarningMessage]]:
 def texts(heard: list[warnings.WarningMessage]) -> list[str]:
     """The collected warnings' messages, each once, in the order first heard."""
     return list(dict.fromkeys(str(w.message) for w in heard))
+
+
+def show_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line of its own, printed above a running progress bar (written plainly, a bar's
+    redraw overwrote its text and left only the source line): the CLI's ``warnings.showwarning``, and its
+    worker processes' (:func:`lnq_napari.processes.process_pool`)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"lnq-napari: warning: {message}", file=sys.stderr)

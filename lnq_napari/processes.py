@@ -9,8 +9,11 @@ import os
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from lnq_napari.heard import show_one_line
 
 #: Seconds between a worker's checks that the program that started it is still there.
 PARENT_CHECK_S = 1.0
@@ -25,11 +28,20 @@ def usable_workers(workers: int) -> int:
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes that exit when this process is gone."""
+    """A pool of ``workers`` spawned processes that exit when this process is gone and show warnings as
+    it does when it shows them in one line (the CLI: a case's resampled labels, not Python's raw format)."""
     import multiprocessing
 
+    one_line = warnings.showwarning is show_one_line
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=end_with_parent, initargs=(os.getpid(),))
+                               initializer=_start_worker, initargs=(os.getpid(), one_line))
+
+
+def _start_worker(parent: int, one_line: bool) -> None:
+    """A worker's start: it ends with ``parent``, and shows warnings in one line if ``one_line``."""
+    end_with_parent(parent)
+    if one_line:
+        warnings.showwarning = show_one_line
 
 
 def end_with_parent(parent: int) -> None:

@@ -106,3 +106,20 @@ def test_a_program_read_from_stdin_loads_its_cases_in_one_process(tmp_path):
     run = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300,
                          cwd=tmp_path)
     assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr[-500:]
+
+
+def test_workers_show_warnings_in_one_line_as_the_cli_does(capfd):
+    """`train` read its cases in worker processes that printed a resampled label file's warning in
+    Python's raw format (file, line number and source line): they lacked the CLI's hook."""
+    import warnings
+
+    from lnq_napari.heard import show_one_line
+    from lnq_napari.processes import process_pool
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_one_line  # as the CLI sets it
+        with process_pool(1) as pool:
+            pool.submit(warnings.warn, "case7: labels resampled onto the CT's grid", UserWarning).result()
+    err = capfd.readouterr().err
+    assert "lnq-napari: warning: case7: labels resampled onto the CT's grid" in err
+    assert "UserWarning" not in err and ".py:" not in err
