@@ -50,7 +50,14 @@ from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case, label_name
-from lnq_napari.io.outputs import EXPORT, PREDICTIONS, check_not_users, check_table_path, created_by
+from lnq_napari.io.outputs import (
+    EXPORT,
+    PREDICTIONS,
+    check_not_shadowed,
+    check_not_users,
+    check_table_path,
+    created_by,
+)
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig
@@ -602,6 +609,7 @@ def predict(
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
     suffix = "-seg.dcm" if format == "dicom-seg" else "-seg.nrrd"
     check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output", PREDICTIONS)
+    check_not_shadowed({case_id: out / f"{case_id}{suffix}" for case_id, _ in items}, "--output", PREDICTIONS)
     predictor = load_predictor(model, device=device)
     written: list[Path] = []
     failed: list[str] = []

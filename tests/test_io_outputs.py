@@ -124,6 +124,24 @@ def test_predict_into_the_data_folder_keeps_the_users_labels(tmp_path, monkeypat
         assert written_by_us(written) and not read_labels(written).array.any()
 
 
+def test_predict_into_the_data_folder_does_not_shadow_slicer_named_labels(tmp_path, monkeypatch, capsys):
+    """`predict DATA -o DATA` beside ``patient1.seg.nrrd`` (3D Slicer's name for the user's labels) wrote
+    ``patient1-seg.nrrd``, which the folder's label lookup then took first: the user's labels ignored."""
+    from lnq_napari.io.layout import scan_cases
+
+    data = tmp_path / "data"
+    write_volume(data / "patient1.nrrd", _labels().with_array(np.full(SHAPE, 40, np.int16)))
+    seg = write_seg_nrrd(data / "patient1.seg.nrrd", _labels())  # the user's labels, as Slicer names them
+    predicted = _labels().with_array(np.zeros(SHAPE, np.uint8))
+    monkeypatch.setattr(api, "_predicted", lambda volume, predictor, *a, **kw: (
+        None, Prediction(predicted, predicted, "m001")))
+    assert main(["predict", str(data), "-o", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds patient1.seg.nrrd, labels lnq-napari predict did not write" in err[0]
+    assert "patient1-seg.nrrd would be read as that case's labels" in err[0]
+    assert not (data / "patient1-seg.nrrd").exists() and scan_cases(data)[0].seg == seg.resolve()
+
+
 def test_a_damaged_ct_in_a_batch_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
     """A folder of three CTs, the second truncated: the first and third are predicted, then one line says
     so and names the second (the batch stopped at it, leaving the third unpredicted)."""

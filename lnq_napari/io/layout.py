@@ -137,15 +137,16 @@ def looks_like_label_name(path: str | Path) -> bool:
     return split_name(path).role in LABEL_ROLES
 
 
+def sibling_names(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> list[Path]:
+    """The names :func:`sibling` looks for, in its order: ``<folder>/<case>-<role><suffix>`` per suffix; a
+    case's labels (``role="seg"``) also as 3D Slicer names a volume's segmentation, ``<case>.seg.nrrd``."""
+    names = [folder / f"{case}-{role}{suffix}" for suffix in suffixes]
+    return names + [folder / f"{case}{SLICER_SEG_SUFFIX}"] if role == "seg" else names
+
+
 def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> Path | None:
-    """``<folder>/<case>-<role><suffix>`` for the first suffix that exists, else None; a case's labels
-    (``role="seg"``) also as 3D Slicer names a volume's segmentation, ``<case>.seg.nrrd``."""
-    for suffix in suffixes:
-        path = folder / f"{case}-{role}{suffix}"
-        if path.is_file():
-            return path
-    slicer = folder / f"{case}{SLICER_SEG_SUFFIX}"
-    return slicer if role == "seg" and slicer.is_file() else None
+    """The first of :func:`sibling_names` that exists, else None."""
+    return next((path for path in sibling_names(folder, case, role, suffixes) if path.is_file()), None)
 
 
 def sibling_ct(label_path: str | Path) -> Path | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import file_above
 from lnq_napari.io.dicom_seg import ALGORITHM_NAME, PREDICTION_CONTENT, SegFile
-from lnq_napari.io.layout import is_image_file
+from lnq_napari.io.layout import LABEL_SUFFIXES, is_image_file, sibling_names
 
 #: The NRRD header field that marks a file an lnq-napari command wrote (its value names the command).
 CREATED_BY = "lnq_created_by"
@@ -96,6 +96,19 @@ def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...])
                  "labels, or a prediction written before predictions were marked)")
         raise LNQError(f"{flag} {path.parent} already holds {path.name}, {whose}; it is left as it is: give "
                        "another output folder, or move that file away")
+
+
+def check_not_shadowed(targets: dict[str, Path], flag: str, commands: tuple[str, ...]) -> None:
+    """LNQError in one line when a case's prediction (``targets``: case id -> the file to write) would lie
+    beside other labels of that case that none of ``lnq-napari COMMANDS`` wrote (``patient1.seg.nrrd`` of
+    3D Slicer's): read from that folder, the prediction would then be taken for the case's labels and the
+    user's left out. Checked before anything is computed or written."""
+    for case, target in targets.items():
+        for other in sibling_names(target.parent, case, "seg", LABEL_SUFFIXES):
+            if other != target and other.is_file() and _writer(other) not in commands:
+                raise LNQError(f"{flag} {target.parent} holds {other.name}, labels lnq-napari {commands[0]} "
+                               f"did not write (yours, or a data set's?); the prediction {target.name} would "
+                               "be read as that case's labels in their place: give another output folder")
 
 
 def check_table_path(path: str | Path | None, flag: str, example: str,
