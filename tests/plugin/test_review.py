@@ -836,6 +836,27 @@ def test_rank_with_every_uncorrected_ct_damaged_says_why(make_napari_viewer, qtb
     assert "no case ranked" in text and "left out of the ranking" in text
 
 
+def test_rank_leaves_out_a_ct_not_in_hu_by_name_and_ranks_the_rest(make_napari_viewer, qtbot, workspace,
+                                                                    tmp_path):
+    """One CT of stored values (HU + 1024) stopped the whole ranking with an error naming no case."""
+    import shutil
+
+    from lnq_napari.io.readers import read_volume, write_volume
+    from lnq_napari.workspace import Workspace
+
+    data = Path(shutil.copytree(workspace.root.parent / "data", tmp_path / "data"))  # the shared one stays
+    ws = Workspace.init(tmp_path / "ws", data)
+    ws.activate(ws.adopt_model(workspace.active_model()["path"]))  # the tiny model: fast
+    bad, *rest = ws.case_ids()
+    ct = read_volume(ws.ct_path(bad))
+    write_volume(ws.ct_path(bad), ct.with_array((np.asarray(ct.array, np.int32) + 1024).astype(np.int16)))
+    review = ReviewWidget(make_napari_viewer(), workspace=ws)
+    assert review.rank() is not None
+    _wait(qtbot, review)
+    assert sorted(r.case for r in review.rows) == sorted(rest)
+    assert f"{bad} left out of the ranking" in review.status.text()
+
+
 def test_a_saved_mark_survives_opening_another_case_and_coming_back(make_napari_viewer, qtbot, workspace,
                                                                     autosave_dir, save_and_wait):
     """Opening the next case removed the marks layer, which the closing case took for the user deleting its
