@@ -281,7 +281,8 @@ def test_nrrd_with_spacings_only(tmp_path):
     assert_same_geometry(volume, sitk_volume(path))
 
 
-@pytest.mark.parametrize(("unit", "mm"), [("cm", 10.0), ("m", 1000.0), ("um", 1e-3), ("mm", 1.0)])
+@pytest.mark.parametrize(("unit", "mm"), [("cm", 10.0), ("m", 1000.0), ("um", 1e-3), ("mm", 1.0),
+                                          ("???", 1.0)])  # Teem's unknown unit: mm, as every reader takes it
 def test_nrrd_space_units_are_converted_to_mm_and_kept_by_a_round_trip(tmp_path, unit, mm):
     """'space units' other than mm were ignored: a CT in cm read 10x too small (spacing and origin)."""
     array = np.arange(24, dtype=np.int16).reshape(2, 3, 4)

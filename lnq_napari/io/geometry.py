@@ -54,8 +54,9 @@ def nrrd_space_flip(header: dict, name: str = "file") -> np.ndarray:
     return np.asarray(_SPACE_TO_LPS[key])
 
 
-#: Millimetres per length unit an NRRD header may name ('space units', 'units'); "" and none: mm.
-_MM_PER_UNIT = {"": 1.0, "mm": 1.0, "millimeter": 1.0, "millimeters": 1.0, "millimetre": 1.0,
+#: Millimetres per length unit an NRRD header may name ('space units', 'units'); a unit not given ("", none,
+#: or Teem's "???" for unknown): mm, as every reader takes it.
+_MM_PER_UNIT = {"": 1.0, "???": 1.0, "mm": 1.0, "millimeter": 1.0, "millimeters": 1.0, "millimetre": 1.0,
                 "millimetres": 1.0, "cm": 10.0, "m": 1000.0, "um": 1e-3, "\u00b5m": 1e-3, "\u03bcm": 1e-3,
                 "micron": 1e-3, "microns": 1e-3}
 
