@@ -3,6 +3,8 @@
 import warnings
 from pathlib import Path
 
+import nrrd
+import numpy as np
 import pytest
 
 from lnq_napari.errors import LNQError
@@ -146,3 +148,21 @@ def test_images_named_without_a_role_beside_ct_files_are_left_out_with_a_warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert [c for c, _ in ct_inputs(tmp_path)] == ["b"]
+
+
+def test_a_slicer_segmentation_of_other_structures_is_not_taken_for_node_labels(tmp_path):
+    """3D Slicer names any segmentation ``<case>.seg.nrrd``: one of the lungs alone was taken as the case's
+    node labels without a word (a review); it is left out, named in a warning, as one of nodes is taken."""
+    from lnq_napari.io.segfile import write_seg_nrrd
+    from lnq_napari.io.volume import Volume
+
+    mask = Volume(np.pad(np.ones((2, 3, 3), np.uint8), 2), (1.0, 1.0, 1.0))
+    _touch(tmp_path, "p1.nrrd", "p2.nrrd")
+    for case, name in (("p1", "Lung"), ("p2", "LN 4R")):  # as Slicer saves them: no terminology code
+        path = write_seg_nrrd(tmp_path / f"{case}.seg.nrrd", mask, name=name)
+        array, header = nrrd.read(str(path))
+        nrrd.write(str(path), array, {k: v for k, v in header.items() if k != "Segment0_Tags"})
+    with pytest.warns(UserWarning, match=r"p1.seg.nrrd is not taken as p1's labels: none of its segments "
+                                         r"\('Lung'\) is named or coded like a lymph node"):
+        cases = scan_cases(tmp_path)
+    assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [("p1", None), ("p2", "p2.seg.nrrd")]

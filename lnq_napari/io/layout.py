@@ -145,8 +145,28 @@ def sibling_names(folder: Path, case: str, role: str, suffixes: tuple[str, ...] 
 
 
 def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> Path | None:
-    """The first of :func:`sibling_names` that exists, else None."""
-    return next((path for path in sibling_names(folder, case, role, suffixes) if path.is_file()), None)
+    """The first of :func:`sibling_names` that exists, else None. 3D Slicer names any segmentation of
+    ``<case>.nrrd`` ``<case>.seg.nrrd`` (lungs, organs): it is the case's labels only when one of its
+    segments is named or coded like a lymph node; else it is named in a warning and left out."""
+    for path in sibling_names(folder, case, role, suffixes):
+        if path.is_file() and (path.name != f"{case}{SLICER_SEG_SUFFIX}" or _holds_nodes(path, case)):
+            return path
+    return None
+
+
+def _holds_nodes(path: Path, case: str) -> bool:
+    """Whether Slicer's ``<case>.seg.nrrd`` segments nodes; warns naming its segments when it does not."""
+    from lnq_napari.io.segfile import node_segment_names
+
+    try:
+        nodes, names = node_segment_names(path)
+    except Exception:  # unreadable here: the reader says what is wrong with it when it is read
+        return True
+    if not nodes:
+        warnings.warn(f"{path.name} is not taken as {case}'s labels: none of its segments ("
+                      f"{', '.join(repr(n) for n in names)}) is named or coded like a lymph node; name the "
+                      "node segments 'lymph node' in 3D Slicer", UserWarning, stacklevel=3)
+    return nodes
 
 
 def sibling_ct(label_path: str | Path) -> Path | None:

@@ -50,6 +50,18 @@ def is_slicer_segmentation(meta: dict) -> bool:
         k in meta for k in ("Segmentation_MasterRepresentation", "Segmentation_SourceRepresentation"))
 
 
+def node_segment_names(path: str | Path) -> tuple[bool, list[str]]:
+    """Whether a Slicer segmentation file names or codes a segment like a lymph node, and its segments'
+    names (from the header alone); ``(True, [])`` for a plain label map, whose every label is a node."""
+    import nrrd
+
+    meta = nrrd.read_header(str(path))
+    if not is_slicer_segmentation(meta):
+        return True, []
+    segments = read_segments(path, meta)
+    return any(s["coded"] or named_like_node(s["name"]) for s in segments), [s["name"] for s in segments]
+
+
 def _segments_from_meta(meta: dict) -> list[dict]:
     fields: dict[int, dict] = {}
     for key, value in meta.items():
