@@ -78,6 +78,11 @@ def test_a_ct_s_labels_named_as_3d_slicer_saves_them_are_its_labels(tmp_path):
     named.mkdir()
     _touch(named, "a-ct.nrrd", "a.seg.nrrd")
     assert [(c.case_id, c.seg.name) for c in scan_cases(named, require="seg")] == [("a", "a.seg.nrrd")]
+    after_volume = tmp_path / "after_volume"  # Slicer names the segmentation after the volume "b-ct"
+    after_volume.mkdir()
+    _touch(after_volume, "b-ct.nrrd", "b-ct.seg.nrrd")  # was "holds two CTs of case b: keep one of them"
+    assert [(c.case_id, c.ct.name, c.seg.name) for c in scan_cases(after_volume)] == [
+        ("b", "b-ct.nrrd", "b-ct.seg.nrrd")]
 
 
 def test_scan_cases_errors_name_the_problem(tmp_path):

@@ -86,10 +86,12 @@ def split_name(path: str | Path) -> NameParts:
     stem = _VERSION_TAIL.sub("", name[: len(name) - len(suffix)])
     if _BARE_VERSION.match(stem) and Path(path).parent.name:
         return NameParts(Path(path).parent.name, "seg", suffix)
+    segmentation = suffix in (".seg.nrrd", ".autosave.seg.nrrd")
     match = _ROLE_TAIL.search(stem)
-    if match and match.start() > 0:
-        return NameParts(stem[: match.start()], match.group(1).lower(), suffix)
-    if suffix == ".seg.nrrd" or suffix == ".autosave.seg.nrrd":
+    if match and match.start() > 0:  # 3D Slicer names a segmentation of the volume "p1-ct" p1-ct.seg.nrrd
+        role = match.group(1).lower()
+        return NameParts(stem[: match.start()], "seg" if segmentation and role == "ct" else role, suffix)
+    if segmentation:
         return NameParts(stem, "seg", suffix)
     return NameParts(stem, "", suffix)
 
@@ -139,17 +141,25 @@ def looks_like_label_name(path: str | Path) -> bool:
 
 def sibling_names(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> list[Path]:
     """The names :func:`sibling` looks for, in its order: ``<folder>/<case>-<role><suffix>`` per suffix; a
-    case's labels (``role="seg"``) also as 3D Slicer names a volume's segmentation, ``<case>.seg.nrrd``."""
+    case's labels (``role="seg"``) also as 3D Slicer names a volume's segmentation
+    (:func:`slicer_seg_names`)."""
     names = [folder / f"{case}-{role}{suffix}" for suffix in suffixes]
-    return names + [folder / f"{case}{SLICER_SEG_SUFFIX}"] if role == "seg" else names
+    return names + [folder / n for n in slicer_seg_names(case)] if role == "seg" else names
+
+
+def slicer_seg_names(case: str) -> tuple[str, ...]:
+    """The names 3D Slicer gives a segmentation of the case's CT (named after its volume: ``<case>.nrrd`` or
+    ``<case>-ct.nrrd``)."""
+    return f"{case}{SLICER_SEG_SUFFIX}", f"{case}-ct{SLICER_SEG_SUFFIX}"
 
 
 def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> Path | None:
     """The first of :func:`sibling_names` that exists, else None. 3D Slicer names any segmentation of
-    ``<case>.nrrd`` ``<case>.seg.nrrd`` (lungs, organs): it is the case's labels only when one of its
-    segments is named or coded like a lymph node; else it is named in a warning and left out."""
+    ``<case>.nrrd`` ``<case>.seg.nrrd`` (lungs, organs; :func:`slicer_seg_names`): it is the case's labels
+    only when one of its segments is named or coded like a lymph node; else it is named in a warning and left
+    out."""
     for path in sibling_names(folder, case, role, suffixes):
-        if path.is_file() and (path.name != f"{case}{SLICER_SEG_SUFFIX}" or _holds_nodes(path, case)):
+        if path.is_file() and (path.name not in slicer_seg_names(case) or _holds_nodes(path, case)):
             return path
     return None
 
