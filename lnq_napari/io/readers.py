@@ -197,6 +197,31 @@ def _read_any(path: str | Path, series_uid: str | None = None) -> RawImage:
                        "NIfTI (.nii, .nii.gz), MHA/MHD or a DICOM folder") from exc
 
 
+def read_grid(path: str | Path) -> Volume | None:
+    """The grid of an image file from its header alone: a Volume of zeros with the spacing, origin and
+    direction :func:`read_volume` gives it (an NRRD's units in mm: SimpleITK ignores them); None when the
+    header cannot be read or holds no 3D image."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    try:
+        if file_format(path) == "nrrd":
+            import nrrd
+
+            header = nrrd.read_header(str(path))
+            size = [int(header["sizes"][a]) for a in nrrd_spatial_axes(header)]
+            geometry = nrrd_geometry(header, path.name)
+        else:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            size = list(reader.GetSize())
+            geometry = (reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    except Exception:  # unreadable here: the reader says what is wrong when the file is read
+        return None
+    return Volume(np.zeros(size[::-1], np.uint8), *geometry) if len(size) == 3 else None
+
+
 def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     """Read a 3D image (CT) with its grid: NRRD (.nrrd, .nhdr), NIfTI, MHA/MHD or a DICOM series folder.
 

@@ -21,7 +21,7 @@ from lnq_napari.io.layout import (
     looks_like_label_name,
     sibling_ct,
 )
-from lnq_napari.io.readers import read_ct_of, read_volume
+from lnq_napari.io.readers import read_ct_of, read_grid, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
 from lnq_napari.quantify import read_node_ids
@@ -116,25 +116,12 @@ def saved_on_ct(path: Path) -> Volume | None:
 def sibling_ct_grid(path: Path) -> Volume | None:
     """The grid of the case's CT beside a label file (``<case>-ct.nrrd`` next to ``<case>-seg.nrrd``).
 
-    Returned as a Volume of zeros (header read only), so labels can be put on the CT grid when the
-    two files disagree (a known LNQ2023 quirk). None when there is no such CT.
+    Returned as a Volume of zeros (header read only, :func:`~lnq_napari.io.readers.read_grid`), so labels
+    can be put on the CT grid when the two files disagree (a known LNQ2023 quirk). None when there is no
+    such CT.
     """
-    import SimpleITK as sitk
-
     ct = sibling_ct(path)
-    if ct is None:
-        return None
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(ct))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return None
-    size = reader.GetSize()
-    if len(size) != 3:
-        return None
-    grid = np.zeros(size[::-1], np.uint8)
-    return Volume(grid, reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+    return None if ct is None else read_grid(ct)
 
 
 def ct_layer_data(volume: Volume, name: str = "CT", source=None) -> tuple:

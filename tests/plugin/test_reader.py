@@ -75,6 +75,22 @@ def test_seg_on_a_shifted_grid_is_put_on_the_sibling_ct_grid(tmp_path):
     assert np.array_equal(np.argwhere(data > 0)[:, 0], np.argwhere(seg_array > 0)[:, 0] + 2)
 
 
+def test_a_seg_beside_a_ct_in_cm_opens_on_the_ct_s_grid(tmp_path):
+    """NRRD headers in cm are read in mm; the sibling CT's grid was read by SimpleITK, which ignores the
+    unit, and the labels (in mm) were refused as not overlapping it (a review)."""
+    import nrrd
+
+    array = np.zeros((4, 8, 8), np.uint8)
+    array[1:3, 2:6, 2:6] = 1
+    header = {"space": "left-posterior-superior", "space directions": np.diag([0.07, 0.07, 0.25]),
+              "space origin": np.array([1.0, 2.0, 3.0]), "space units": ["cm"] * 3}
+    nrrd.write(str(tmp_path / "c1-ct.nrrd"), (array.astype(np.int16) * 50 - 20).transpose(2, 1, 0), header)
+    nrrd.write(str(tmp_path / "c1-seg.nrrd"), array.transpose(2, 1, 0), header)
+    ((data, kwargs, kind),) = _read(tmp_path / "c1-seg.nrrd")
+    assert kind == "labels" and np.array_equal(np.asarray(data) > 0, array > 0)
+    assert kwargs["scale"] == pytest.approx((2.5, 0.7, 0.7))
+
+
 def _dicom_study(tmp_path) -> Path:
     """The dcmqi CT series and the SEG dcmqi wrote from it, laid out as a TCIA study folder."""
     import shutil
