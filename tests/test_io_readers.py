@@ -300,6 +300,20 @@ def test_nrrd_space_units_are_converted_to_mm_and_kept_by_a_round_trip(tmp_path,
     np.testing.assert_allclose(read_volume(spacings).spacing, steps)
 
 
+def test_nrrd_units_named_fewer_times_than_axes_hold_for_every_axis(tmp_path):
+    """A 'units' or 'space units' field with one entry (or an empty one) raised IndexError or was refused
+    as no length (a review); one unit named fewer times than the axes holds for all of them."""
+    array = np.zeros((2, 3, 4), np.int16)
+    for name, header in (("one.nrrd", {"spacings": [0.1, 0.1, 0.3], "units": ["cm"]}),
+                         ("space.nrrd", {"space": "left-posterior-superior", "space units": ["cm"],
+                                         "space directions": np.diag([0.1, 0.1, 0.3])})):
+        nrrd.write(str(tmp_path / name), array, header)
+        np.testing.assert_allclose(read_volume(tmp_path / name).spacing, (1.0, 1.0, 3.0))
+    nrrd.write(str(tmp_path / "mixed.nrrd"), array, {"spacings": [0.1, 0.1, 0.3], "units": ["cm", "mm"]})
+    with pytest.raises(LNQError, match="mixed.nrrd gives 2 units .* for 3 axes"):
+        read_volume(tmp_path / "mixed.nrrd")
+
+
 def test_nrrd_in_an_unknown_unit_is_refused(tmp_path):
     path = tmp_path / "furlong.nrrd"
     nrrd.write(str(path), np.zeros((2, 3, 4), np.int16), {"space": "left-posterior-superior",

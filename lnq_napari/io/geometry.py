@@ -66,9 +66,14 @@ def nrrd_mm_per_unit(units, count: int, name: str = "file") -> np.ndarray:
     that is not a length this reader knows (mm, cm, m, um)."""
     names = [""] * count if units is None else [str(u).strip().lower() for u in units]
     unknown = sorted({u for u in names if u not in _MM_PER_UNIT})
-    if unknown or len(names) != count:
-        raise LNQError(f"{name} gives its geometry in unit(s) {', '.join(unknown) or names} that are not a "
-                       "length in mm, cm, m or um; re-save it in mm (e.g. from 3D Slicer)")
+    if unknown:
+        raise LNQError(f"{name} gives its geometry in unit(s) {', '.join(unknown)} that are not a length in "
+                       "mm, cm, m or um; re-save it in mm (e.g. from 3D Slicer)")
+    if len(names) != count and len({_MM_PER_UNIT[u] for u in names}) > 1:
+        raise LNQError(f"{name} gives {len(names)} units ({', '.join(names)}) for {count} axes; re-save it "
+                       "with one unit per axis (e.g. from 3D Slicer)")
+    if len(names) != count:  # one unit named fewer or more times than there are axes: it holds for all
+        names = [names[0] if names else ""] * count
     return np.asarray([_MM_PER_UNIT[u] for u in names])
 
 
@@ -112,7 +117,8 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
                           stacklevel=3)
         spacings = np.asarray(header.get("spacings", [1.0] * int(header["dimension"])), dtype=float)
         units = header.get("units")  # per axis, as spacings and axis mins
-        mm = nrrd_mm_per_unit(None if units is None else [units[a] for a in axes], len(axes), name)
+        per_axis = units is not None and len(units) == int(header["dimension"])
+        mm = nrrd_mm_per_unit([units[a] for a in axes] if per_axis else units, len(axes), name)
         spacing = spacings[axes] * mm
         nan_list = [np.nan] * int(header["dimension"])
         mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)[axes] * mm
