@@ -162,12 +162,13 @@ def test_a_slicer_segmentation_of_other_structures_is_not_taken_for_node_labels(
     from lnq_napari.io.volume import Volume
 
     mask = Volume(np.pad(np.ones((2, 3, 3), np.uint8), 2), (1.0, 1.0, 1.0))
-    _touch(tmp_path, "p1.nrrd", "p2.nrrd")
-    for case, name in (("p1", "Lung"), ("p2", "LN 4R")):  # as Slicer saves them: no terminology code
+    _touch(tmp_path, "p1.nrrd", "p2.nrrd", "p3.nrrd")
+    for case, name in (("p1", "Lung"), ("p2", "LN 4R"), ("p3", "Segment_1")):  # no terminology code
         path = write_seg_nrrd(tmp_path / f"{case}.seg.nrrd", mask, name=name)
         array, header = nrrd.read(str(path))
         nrrd.write(str(path), array, {k: v for k, v in header.items() if k != "Segment0_Tags"})
     with pytest.warns(UserWarning, match=r"p1.seg.nrrd is not taken as p1's labels: none of its segments "
                                          r"\('Lung'\) is named or coded like a lymph node"):
         cases = scan_cases(tmp_path)
-    assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [("p1", None), ("p2", "p2.seg.nrrd")]
+    assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [  # Slicer's default name: what it was
+        ("p1", None), ("p2", "p2.seg.nrrd"), ("p3", "p3.seg.nrrd")]

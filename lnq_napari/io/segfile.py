@@ -50,16 +50,24 @@ def is_slicer_segmentation(meta: dict) -> bool:
         k in meta for k in ("Segmentation_MasterRepresentation", "Segmentation_SourceRepresentation"))
 
 
+#: The names 3D Slicer gives a segment the user did not name (``Segment_1``; older versions ``Segment 1``).
+_DEFAULT_SEGMENT_NAME = re.compile(r"^segment[_ ]?\d+$", re.IGNORECASE)
+
+
 def node_segment_names(path: str | Path) -> tuple[bool, list[str]]:
-    """Whether a Slicer segmentation file names or codes a segment like a lymph node, and its segments'
-    names (from the header alone); ``(True, [])`` for a plain label map, whose every label is a node."""
+    """Whether a Slicer segmentation file may hold nodes: a segment named or coded like a lymph node, or one
+    the user did not name (``Segment_1``: what it holds cannot be told, so it is read as before, with the
+    reader's warning); and its segments' names, from the header alone. ``(True, [])`` for a plain label map,
+    whose every label is a node. False only when every segment is named after something else (Lung)."""
     import nrrd
 
     meta = nrrd.read_header(str(path))
     if not is_slicer_segmentation(meta):
         return True, []
     segments = read_segments(path, meta)
-    return any(s["coded"] or named_like_node(s["name"]) for s in segments), [s["name"] for s in segments]
+    nodes = any(s["coded"] or named_like_node(s["name"]) or _DEFAULT_SEGMENT_NAME.match(s["name"].strip())
+                for s in segments)
+    return nodes, [s["name"] for s in segments]
 
 
 def _segments_from_meta(meta: dict) -> list[dict]:
