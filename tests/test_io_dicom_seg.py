@@ -25,7 +25,8 @@ from lnq_napari.cli import main
 from lnq_napari.errors import LNQError
 from lnq_napari.inference import Prediction
 from lnq_napari.io import GridWarning, Volume, read_labels, read_volume, write_volume
-from lnq_napari.io.dicom_seg import named_like_node, short_version, write_dicom_seg
+from lnq_napari.io.dicom_seg import short_version, write_dicom_seg
+from lnq_napari.io.node_names import named_like_node
 from lnq_napari.io.readers import read_raw
 
 DATA = Path(__file__).parent / "data" / "dcmqi"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,15 +37,9 @@ from lnq_napari.io.dicom_tree import (
 )
 from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, is_image_file
+from lnq_napari.io.node_names import LYMPH_NODE_CODES, named_like_node
 from lnq_napari.io.volume import Volume
 
-LYMPH_NODE_CODE = ("59441001", "SCT")  # SNOMED CT "Lymph node structure" (what we write)
-#: The codes a segment typed as a lymph node carries: SNOMED CT, and SNOMED RT in older files (3D Slicer
-#: before 4.11, dcmqi examples) as (code value, coding scheme).
-LYMPH_NODE_CODES = (LYMPH_NODE_CODE, ("T-C4000", "SRT"))
-NODE_WORDS = ("lymph", "node")  # a segment named with one is a node, here and in io.segfile (.seg.nrrd)
-#: "LN", radiologists' abbreviation of lymph node, as a word of a segment's name ("LN 4R", "LN7", "LNs").
-_NODE_ABBREVIATION = re.compile(r"(?<![a-z])lns?(?![a-z])")
 MAX_PIXELS = 2**31  # frames x rows x columns: as file_checks.MAX_VOXELS, anything above is not one CT's SEG
 POSITION_TOL = 0.01  # voxel fraction: a frame this close to a CT slice lies on it
 SERIES_NUMBER = 9100
@@ -170,13 +163,6 @@ def _floats(value, count: int, what: str, name: str) -> np.ndarray:
     if array.size != count or not np.all(np.isfinite(array)):
         raise LNQError(f"{name}: {what} is not {count} finite numbers; the SEG is damaged: re-export it")
     return array
-
-
-def named_like_node(name: str) -> bool:
-    """Whether a segment's name says it is a lymph node: a word of :data:`NODE_WORDS` in it, or "LN"
-    ("LN 4R", "LN7", "Mediastinal LNs"; "LNQ" or "kiln" not)."""
-    lower = name.lower()
-    return any(w in lower for w in NODE_WORDS) or _NODE_ABBREVIATION.search(lower) is not None
 
 
 def _segments(ds, name: str) -> list[SegSegment]:

@@ -10,9 +10,9 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
-from lnq_napari.io.dicom_seg import LYMPH_NODE_CODES, named_like_node
 from lnq_napari.io.geometry import nrrd_geometry_fields
 from lnq_napari.io.labels import check_label_values, label_mask
+from lnq_napari.io.node_names import LYMPH_NODE_CODES, named_like_node
 from lnq_napari.io.nrrd_header import NRRD_STANDARD_FIELDS
 from lnq_napari.io.volume import Volume
 
