@@ -75,18 +75,25 @@ def test_overlapping_layers():
         read_volume(OVERLAPPING)
 
 
-def test_segments_named_like_nodes_are_chosen(tmp_path, ct):
+def _random_segments(path, ct, names: list[str], seed: int) -> tuple:
+    """A 3D Slicer segmentation on ``ct``'s grid with one random segment (1 % of voxels) per name, written to
+    ``path``; the path and the masks by name (i j k)."""
     shape_ijk = ct.shape[::-1]
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, :3] = ct.direction_matrix * np.asarray(ct.spacing)[None, :]
     ijk_to_lps[:3, 3] = ct.origin
     segmentation = slicerio.create_segmentation(shape_ijk, ijk_to_lps)
-    rng = np.random.default_rng(0)
-    masks = {name: rng.random(shape_ijk) < 0.01 for name in ["Trachea", "Mediastinal Lymph Nodes", "aorta"]}
+    rng = np.random.default_rng(seed)
+    masks = {name: rng.random(shape_ijk) < 0.01 for name in names}
     for name, mask in masks.items():
         slicerio.add_segment(segmentation, mask, {"name": name})
-    path = tmp_path / "three.seg.nrrd"
     slicerio.write_segmentation(str(path), segmentation)
+    return path, masks
+
+
+def test_segments_named_like_nodes_are_chosen(tmp_path, ct):
+    names = ["Trachea", "Mediastinal Lymph Nodes", "aorta"]
+    path, masks = _random_segments(tmp_path / "three.seg.nrrd", ct, names, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         labels = read_labels(path, reference=ct)
@@ -97,17 +104,8 @@ def test_segments_named_like_nodes_are_chosen(tmp_path, ct):
 def test_segments_named_ln_are_nodes(tmp_path, ct):
     """"LN 4R", "LN7": radiologists' abbreviation; the aorta beside them was counted as a node (every segment
     used, with a warning, and a workspace took it into the case's labels)."""
-    shape_ijk = ct.shape[::-1]
-    ijk_to_lps = np.eye(4)
-    ijk_to_lps[:3, :3] = ct.direction_matrix * np.asarray(ct.spacing)[None, :]
-    ijk_to_lps[:3, 3] = ct.origin
-    segmentation = slicerio.create_segmentation(shape_ijk, ijk_to_lps)
-    rng = np.random.default_rng(1)
-    masks = {name: rng.random(shape_ijk) < 0.01 for name in ["LN 4R", "aorta", "LN7", "LNQ scratch"]}
-    for name, mask in masks.items():
-        slicerio.add_segment(segmentation, mask, {"name": name})
-    path = tmp_path / "stations.seg.nrrd"
-    slicerio.write_segmentation(str(path), segmentation)
+    names = ["LN 4R", "aorta", "LN7", "LNQ scratch"]
+    path, masks = _random_segments(tmp_path / "stations.seg.nrrd", ct, names, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         labels = read_labels(path, reference=ct)
