@@ -658,7 +658,10 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
 
     With no ``ct`` a built-in phantom case is made and scored against its complete truth. Results go to
     ``out``: the CT (phantom only), ``<case>-seg.nrrd``, ``<case>-nodes.csv``, ``<case>-overlay.png`` and
-    ``report.json``. It opens no window (``lnq-napari demo`` then opens napari on the case).
+    ``report.json``. It opens no window (``lnq-napari demo`` then opens napari on the case). Labels of the
+    user's in ``out`` that the prediction would write over or be read in place of (3D Slicer's
+    ``<case>.seg.nrrd``) are an LNQError, before anything is computed or written; its own earlier results
+    are written over.
     """
     out = check_output_folder(out, "--out", "the results")
     step = progress or (lambda fraction, message="": None)
@@ -669,7 +672,8 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
-    check_not_users([out / f"{name}-seg.nrrd"], "--out", PREDICTIONS[::-1])
+    check_not_users([out / f"{name}-seg.nrrd"], "--out", PREDICTIONS[::-1])  # its own: written over
+    check_not_shadowed({name: out / f"{name}-seg.nrrd"}, "--out", PREDICTIONS[::-1])  # as predict checks
     predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
     ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)

@@ -154,6 +154,26 @@ def test_evaluate_unpaired_cases_are_named(case, capsys):
     assert not out.exists()
 
 
+def test_evaluate_does_not_take_a_slicer_segmentation_of_other_structures_as_truth(case, capsys):
+    """A ground-truth folder's ``p1.seg.nrrd`` holding a lung alone (3D Slicer names any segmentation so)
+    was scored as p1's truth; a data folder's case lookup already left it out."""
+    import nrrd
+
+    from lnq_napari.io.segfile import write_seg_nrrd
+
+    gts, preds = case["dir"] / "gts", case["dir"] / "preds"
+    lung = write_seg_nrrd(gts / "p1.seg.nrrd", Volume(node_mask(), SPACING), name="Lung")
+    array, header = nrrd.read(str(lung))  # named, not coded, as a Slicer user's lung segment is
+    nrrd.write(str(lung), array, {k: v for k, v in header.items() if k != "Segment0_Tags"})
+    write(preds / "p1-pred.nrrd", node_mask())
+    out = case["dir"] / "scores.json"
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(preds), "--gt", str(gts), "--json", str(out)])
+    warning, error = err.strip().splitlines()
+    assert "p1.seg.nrrd is not taken as p1's labels: none of its segments ('Lung')" in warning
+    assert_one_line_error(code, error, "unpaired cases: no ground truth for p1")
+    assert not out.exists()
+
+
 def test_output_path_that_is_a_folder(case, capsys):
     code, _, err = run_cli(capsys, ["evaluate", "--pred", str(case["pred"]), "--gt", str(case["gt"]),
                                     "--json", str(case["dir"])])

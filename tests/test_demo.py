@@ -53,3 +53,30 @@ def test_the_node_table_keeps_its_columns_when_no_node_is_found(tmp_path):
     report = api.demo(path, out=tmp_path / "out")
     header = (tmp_path / "out" / "fat-nodes.csv").read_text().splitlines()
     assert report["nodes"] == 0 and len(header) == 1 and "mean_hu" in header[0].split(",")
+
+
+@pytest.mark.parametrize("slicer_name", ["fat.seg.nrrd", "fat-ct.seg.nrrd"])
+def test_demo_does_not_shadow_the_users_labels_and_reruns_over_its_own(tmp_path, capsys, slicer_name):
+    """`demo CT --out DIR` beside ``fat.seg.nrrd`` (3D Slicer's name for the user's labels) wrote
+    ``fat-seg.nrrd``, which the folder's label lookup then took in their place (predict refused it)."""
+    import hashlib
+
+    from lnq_napari.io.segfile import write_seg_nrrd
+    from lnq_napari.io.volume import Volume
+
+    hu = np.random.default_rng(0).normal(-100.0, 10.0, (12, 48, 48)).astype(np.int16)
+    data = tmp_path / "data"
+    ct = write_volume(data / "fat-ct.nrrd", Volume(hu, spacing=(1.5, 1.5, 5.0)))
+    labels = write_seg_nrrd(data / slicer_name, Volume(np.ones(hu.shape, np.uint8), (1.5, 1.5, 5.0)))
+    before = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in data.iterdir()}
+    assert main(["demo", str(ct), "--out", str(data), "--headless"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lnq-napari: error: --out ")
+    assert f"holds {labels.name}, labels lnq-napari demo did not write" in err[0]
+    assert {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in data.iterdir()} == before
+    out = tmp_path / "out"
+    out.mkdir()  # an empty folder, then the demo's own results: written over
+    for _ in range(2):
+        assert main(["demo", str(ct), "--out", str(out), "--headless"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "fat-nodes.csv", "fat-overlay.png", "fat-seg.nrrd", "report.json"]

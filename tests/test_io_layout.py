@@ -72,7 +72,9 @@ def test_a_ct_s_labels_named_as_3d_slicer_saves_them_are_its_labels(tmp_path):
     export-nnunet took the case as unlabelled, the user's segmentation left out without a word."""
     _touch(tmp_path, "patient1.nrrd", "patient1.seg.nrrd", "patient2.nrrd", "patient2-seg.nrrd",
            "patient2.seg.nrrd", "patient3.nrrd", "patient3.autosave.seg.nrrd")
-    assert [(c.case_id, c.seg and c.seg.name) for c in scan_cases(tmp_path)] == [
+    with pytest.warns(UserWarning, match="patient2-seg.nrrd is taken as patient2's labels, patient2.seg"):
+        cases = scan_cases(tmp_path)
+    assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [
         ("patient1", "patient1.seg.nrrd"), ("patient2", "patient2-seg.nrrd"), ("patient3", None)]
     named = tmp_path / "named"  # LNQ names: a-ct.nrrd with a.seg.nrrd
     named.mkdir()
@@ -172,3 +174,46 @@ def test_a_slicer_segmentation_of_other_structures_is_not_taken_for_node_labels(
         cases = scan_cases(tmp_path)
     assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [  # Slicer's default name: what it was
         ("p1", None), ("p2", "p2.seg.nrrd"), ("p3", "p3.seg.nrrd")]
+
+
+def _slicer_seg(path: Path, name: str) -> Path:
+    """A one-segment 3D Slicer segmentation named ``name``, without a terminology code."""
+    from lnq_napari.io.segfile import write_seg_nrrd
+    from lnq_napari.io.volume import Volume
+
+    write_seg_nrrd(path, Volume(np.pad(np.ones((2, 3, 3), np.uint8), 2), (1.0, 1.0, 1.0)), name=name)
+    array, header = nrrd.read(str(path))
+    nrrd.write(str(path), array, {k: v for k, v in header.items() if k != "Segment0_Tags"})
+    return path
+
+
+def test_a_ground_truth_folder_takes_slicer_segmentations_as_a_data_folder_does(tmp_path):
+    """`evaluate --gt FOLDER` took ``p1.seg.nrrd`` holding a lung alone as p1's truth: the node-name check
+    covered only a data folder's cases."""
+    _slicer_seg(tmp_path / "p1.seg.nrrd", "Lung")
+    p2 = _slicer_seg(tmp_path / "p2-ct.seg.nrrd", "LN 4R")
+    _slicer_seg(tmp_path / "p3-ct.seg.nrrd", "Lung")
+    _touch(tmp_path, "p3-full.nrrd")  # complete truth wins: the lung is not read, nor named
+    with pytest.warns(UserWarning) as record:
+        assert label_files_by_case(tmp_path, "gt") == {"p2": p2, "p3": tmp_path / "p3-full.nrrd"}
+    assert [str(w.message).split(":")[0] for w in record] == ["p1.seg.nrrd is not taken as p1's labels"]
+    assert label_files_by_case(tmp_path / "p1.seg.nrrd", "gt") == {"p1": tmp_path / "p1.seg.nrrd"}  # named
+
+
+def test_a_seg_file_beside_a_slicer_named_one_wins_with_a_warning_naming_both(tmp_path):
+    """``p1-seg.nrrd`` beside ``p1.seg.nrrd`` (or ``p1-ct.seg.nrrd``) was taken without a word; a ground-truth
+    folder took ``p1-ct.seg.nrrd`` instead (it sorts first)."""
+    _touch(tmp_path, "a-ct.nrrd", "a-seg.nrrd", "a.seg.nrrd", "b-ct.nrrd", "b-seg.nrrd", "b-ct.seg.nrrd",
+           "c-ct.nrrd", "c.seg.nrrd", "d-ct.nrrd", "d-seg.nrrd")
+    expected = {"a": tmp_path / "a-seg.nrrd", "b": tmp_path / "b-seg.nrrd", "c": tmp_path / "c.seg.nrrd",
+                "d": tmp_path / "d-seg.nrrd"}
+    for found in (lambda: {c.case_id: c.seg for c in scan_cases(tmp_path.resolve())},
+                  lambda: label_files_by_case(tmp_path.resolve(), "gt")):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            assert found() == {k: v.resolve() for k, v in expected.items()}
+        assert sorted(str(w.message) for w in record) == [  # one line each, once a case
+            f"{tmp_path.resolve()}: a-seg.nrrd is taken as a's labels, a.seg.nrrd beside it left out; move "
+            "the one that is not the case's node labels out of the folder",
+            f"{tmp_path.resolve()}: b-seg.nrrd is taken as b's labels, b-ct.seg.nrrd beside it left out; "
+            "move the one that is not the case's node labels out of the folder"]

@@ -154,14 +154,34 @@ def slicer_seg_names(case: str) -> tuple[str, ...]:
 
 
 def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> Path | None:
-    """The first of :func:`sibling_names` that exists, else None. 3D Slicer names any segmentation of
-    ``<case>.nrrd`` ``<case>.seg.nrrd`` (lungs, organs; :func:`slicer_seg_names`): it is the case's labels
-    only when one of its segments is named or coded like a lymph node; else it is named in a warning and left
-    out."""
+    """The first of :func:`sibling_names` that exists and :func:`takes_as_labels`, else None; a ``-seg`` file
+    taken before Slicer-named segmentations beside it names them in a warning (:func:`warn_slicer_beside`)."""
     for path in sibling_names(folder, case, role, suffixes):
-        if path.is_file() and (path.name not in slicer_seg_names(case) or _holds_nodes(path, case)):
+        if path.is_file() and takes_as_labels(path, case):
+            if role == "seg":
+                warn_slicer_beside(path, case)
             return path
     return None
+
+
+def takes_as_labels(path: Path, case: str) -> bool:
+    """Whether the label file ``path`` counts as ``case``'s labels. 3D Slicer names any segmentation of
+    ``<case>.nrrd`` ``<case>.seg.nrrd`` (lungs, organs; :func:`slicer_seg_names`): such a file counts only
+    when one of its segments is named or coded like a lymph node, else it is named in a warning and left out;
+    any other label file counts."""
+    return path.name not in slicer_seg_names(case) or _holds_nodes(path, case)
+
+
+def warn_slicer_beside(taken: Path, case: str) -> None:
+    """A one-line warning naming the Slicer-named segmentations of ``case`` beside ``taken``, a label file
+    named otherwise (``p1-seg.nrrd``) that is taken before them: they were left out without a word."""
+    if taken.name in slicer_seg_names(case):
+        return
+    beside = [n for n in slicer_seg_names(case) if (taken.parent / n).is_file()]
+    if beside:
+        warnings.warn(f"{taken.parent}: {taken.name} is taken as {case}'s labels, {' and '.join(beside)} "
+                      "beside it left out; move the one that is not the case's node labels out of the folder",
+                      UserWarning, stacklevel=3)
 
 
 def _holds_nodes(path: Path, case: str) -> bool:
@@ -285,22 +305,30 @@ def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
     """Case id -> the preferred label file of each case in a folder (or the single file).
 
     ``role`` is "pred" (``-pred`` wins over a bare name over ``-seg``) or "gt" (``-full``, complete
-    truth, wins over ``-seg``).
+    truth, wins over ``-seg``). A file in a folder counts as its case's as :func:`takes_as_labels` says (a
+    Slicer-named segmentation of lungs alone does not), and ``-seg`` wins over a Slicer name, as for a data
+    folder's cases (:func:`sibling`).
     """
     path = Path(path)
     if not path.exists():
         raise LNQError(f"--{role} {path} does not exist; give a label file or a folder of them")
     if path.is_file():
         return {label_name(path).case: path}
-    ranked: dict[str, tuple[int, Path]] = {}
+    ranked: dict[str, list[tuple[int, bool, Path]]] = {}
     for file in sorted(path.iterdir()):
         parts = label_name(file)
         if not parts.suffix or not file.is_file() or parts.role not in _PREFERENCE[role]:
             continue
         rank = _PREFERENCE[role].index(parts.role)
-        if parts.case not in ranked or rank < ranked[parts.case][0]:
-            ranked[parts.case] = (rank, file)
+        ranked.setdefault(parts.case, []).append((rank, file.name in slicer_seg_names(parts.case), file))
     if not ranked:
         raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha, DICOM SEG .dcm); "
                        "check the path")
-    return {case: file for case, (_, file) in ranked.items()}
+    chosen: dict[str, Path] = {}
+    for case, files in ranked.items():
+        taken = next((file for *_, file in sorted(files) if takes_as_labels(file, case)), None)
+        if taken is not None:
+            chosen[case] = taken
+            if label_name(taken).role == "seg":
+                warn_slicer_beside(taken, case)
+    return chosen
