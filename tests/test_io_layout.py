@@ -187,6 +187,19 @@ def _slicer_seg(path: Path, name: str) -> Path:
     return path
 
 
+@pytest.mark.parametrize("name", ["1", "label_1", "Label 1", "mask", "prediction", "nnUNet", "Segment_1",
+                                  "seg 2"])
+def test_a_slicer_segmentation_with_a_generic_segment_name_is_taken(tmp_path, name):
+    """Only ``Segment_1`` of the generic names was taken: one called ``1``, ``mask`` or ``nnUNet`` (a label
+    map or a model's output loaded in Slicer) was left out as named after something else."""
+    seg = _slicer_seg(tmp_path / "p1.seg.nrrd", name)
+    _touch(tmp_path, "p1.nrrd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [c.seg for c in scan_cases(tmp_path)] == [seg.resolve()]
+        assert label_files_by_case(tmp_path, "gt") == {"p1": seg}
+
+
 def test_a_ground_truth_folder_takes_slicer_segmentations_as_a_data_folder_does(tmp_path):
     """`evaluate --gt FOLDER` took ``p1.seg.nrrd`` holding a lung alone as p1's truth: the node-name check
     covered only a data folder's cases."""

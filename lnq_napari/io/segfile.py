@@ -12,7 +12,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.geometry import nrrd_geometry_fields
 from lnq_napari.io.labels import check_label_values, label_mask
-from lnq_napari.io.node_names import LYMPH_NODE_CODES, named_like_node
+from lnq_napari.io.node_names import LYMPH_NODE_CODES, generic_segment_name, named_like_node
 from lnq_napari.io.nrrd_header import NRRD_STANDARD_FIELDS
 from lnq_napari.io.volume import Volume
 
@@ -50,14 +50,11 @@ def is_slicer_segmentation(meta: dict) -> bool:
         k in meta for k in ("Segmentation_MasterRepresentation", "Segmentation_SourceRepresentation"))
 
 
-#: The names 3D Slicer gives a segment the user did not name (``Segment_1``; older versions ``Segment 1``).
-_DEFAULT_SEGMENT_NAME = re.compile(r"^segment[_ ]?\d+$", re.IGNORECASE)
-
-
 def node_segment_names(path: str | Path) -> tuple[bool, list[str]]:
     """Whether a Slicer segmentation file may hold nodes: a segment named or coded like a lymph node, or one
-    the user did not name (``Segment_1``: what it holds cannot be told, so it is read as before, with the
-    reader's warning); and its segments' names, from the header alone. ``(True, [])`` for a plain label map,
+    with a generic name (``Segment_1``, ``1``, ``mask``: :func:`~.node_names.generic_segment_name`;
+    what it holds cannot be told, so it is read as before, with the reader's warning); and its segments'
+    names, from the header alone. ``(True, [])`` for a plain label map,
     whose every label is a node. False only when every segment is named after something else (Lung)."""
     import nrrd
 
@@ -65,8 +62,7 @@ def node_segment_names(path: str | Path) -> tuple[bool, list[str]]:
     if not is_slicer_segmentation(meta):
         return True, []
     segments = read_segments(path, meta)
-    nodes = any(s["coded"] or named_like_node(s["name"]) or _DEFAULT_SEGMENT_NAME.match(s["name"].strip())
-                for s in segments)
+    nodes = any(s["coded"] or named_like_node(s["name"]) or generic_segment_name(s["name"]) for s in segments)
     return nodes, [s["name"] for s in segments]
 
 
