@@ -181,7 +181,7 @@ def _pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """``(case, prediction file, ground-truth file)`` of two files, or of folders paired by case id."""
     preds, gts = label_files_by_case(pred, "pred"), label_files_by_case(gt, "gt")
     if pred.is_file() and gt.is_file():
-        return [(label_name(gt).case, pred, gt)]
+        return [(label_name(gt).case, pred, gt)]  # named: scoring a file against itself is a check
     if pred.is_file() or gt.is_file():  # one file against a folder: only that case
         only = next(iter(preds if pred.is_file() else gts))
         preds = {k: v for k, v in preds.items() if k == only}
@@ -194,7 +194,17 @@ def _pairs(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     if unpaired:
         raise LNQError(f"unpaired cases: {'; '.join(unpaired)}; name files <case>-pred.nrrd and "
                        "<case>-full.nrrd or <case>-seg.nrrd, or point at matching files")
-    return [(case, preds[case], gts[case]) for case in sorted(gts)]
+    return _distinct([(case, preds[case], gts[case]) for case in sorted(gts)])
+
+
+def _distinct(pairs: list[tuple[str, Path, Path]]) -> list[tuple[str, Path, Path]]:
+    """``pairs`` of a folder; LNQError in one line when a case's prediction and ground truth are one file
+    (``--pred D --gt D`` where a case's only label file is taken as both): it would score a perfect Dice."""
+    for case, pred, gt in pairs:
+        if pred.resolve() == gt.resolve():
+            raise LNQError(f"{case}: the prediction and the ground truth are the same file {gt}; give the "
+                           "predictions and the labels as separate files or folders")
+    return pairs
 
 
 def _one_case(value, what: str) -> Path | Volume:

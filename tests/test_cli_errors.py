@@ -174,6 +174,47 @@ def test_evaluate_does_not_take_a_slicer_segmentation_of_other_structures_as_tru
     assert not out.exists()
 
 
+def test_evaluate_of_one_folder_never_scores_a_prediction_against_itself(case, capsys):
+    """``--pred D --gt D`` with ``p1-ct.nrrd``, ``p1-pred.nrrd`` and ``p1-ct.seg.nrrd`` of the lungs alone:
+    the lung file left out, the ground-truth lookup fell through to ``p1-pred.nrrd`` and scored it against
+    itself (Dice 1.0); with a bare ``p1.nrrd`` (the CT) beside a lung file, the CT was taken for truth."""
+    import nrrd
+
+    from lnq_napari.io.segfile import write_seg_nrrd
+
+    folder = case["dir"] / "both"
+    write(folder / "p1-ct.nrrd", np.full(SHAPE, -100, np.int16))
+    write(folder / "p1-pred.nrrd", node_mask(shift=2))
+    lung = write_seg_nrrd(folder / "p1-ct.seg.nrrd", Volume(node_mask(), SPACING), name="Lung")
+    array, header = nrrd.read(str(lung))
+    nrrd.write(str(lung), array, {k: v for k, v in header.items() if k != "Segment0_Tags"})
+    out = case["dir"] / "scores.json"
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(folder), "--gt", str(folder),
+                                    "--json", str(out)])
+    warning, error = err.strip().splitlines()
+    assert "p1-ct.seg.nrrd is not taken as p1's labels" in warning
+    assert_one_line_error(code, error, "unpaired cases: no ground truth for p1")
+    lung.rename(folder / "p1.seg.nrrd")
+    (folder / "p1-ct.nrrd").rename(folder / "p1.nrrd")  # the CT named as Slicer names volumes
+    (folder / "p1-pred.nrrd").rename(case["dir"] / "p1-pred.nrrd")
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(case["dir"] / "p1-pred.nrrd"),
+                                    "--gt", str(folder), "--json", str(out)])
+    assert_one_line_error(code, err.strip().splitlines()[-1], "no ground truth for p1")
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_case_whose_prediction_and_truth_are_one_file(case, capsys):
+    """A folder holding ``p1-seg.nrrd`` alone given as both ``--pred`` and ``--gt``: each lookup took it, and
+    the case scored Dice 1.0 against itself."""
+    folder = case["dir"] / "one"
+    write(folder / "p1-seg.nrrd", node_mask())
+    out = case["dir"] / "scores.json"
+    code, _, err = run_cli(capsys, ["evaluate", "--pred", str(folder), "--gt", str(folder),
+                                    "--json", str(out)])
+    assert_one_line_error(code, err, "p1: the prediction and the ground truth are the same file")
+    assert not out.exists()
+
+
 def test_output_path_that_is_a_folder(case, capsys):
     code, _, err = run_cli(capsys, ["evaluate", "--pred", str(case["pred"]), "--gt", str(case["gt"]),
                                     "--json", str(case["dir"])])

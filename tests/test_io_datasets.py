@@ -101,6 +101,34 @@ def test_a_prediction_written_into_the_data_folder_is_not_a_case_s_labels(tmp_pa
             find_cases(folder, require="seg")
 
 
+def test_the_user_s_slicer_labels_win_over_a_prediction_written_into_the_data_folder(tmp_path):
+    """``predict DATA -o DATA`` wrote ``p1-seg.nrrd``; the user's reviewed labels saved by 3D Slicer after it
+    (``p1-ct.seg.nrrd``, or ``p1-seg.seg.nrrd``: the prediction loaded and saved) were left out behind the
+    prediction, the case had no labels, and two warnings contradicted each other."""
+    import nrrd
+
+    from lnq_napari.io.outputs import created_by
+    from lnq_napari.io.segfile import write_seg_nrrd
+
+    ct = read_volume(SERIES)
+    mask = ct.with_array(np.zeros(ct.shape, np.uint8))
+    mask.array[1, 40:60, 40:60] = 1
+    write_volume(tmp_path / "p1-ct.nrrd", ct)
+    write_volume(tmp_path / "p2-ct.nrrd", ct)
+    for case in ("p1", "p2"):
+        write_seg_nrrd(tmp_path / f"{case}-seg.nrrd", mask, extra=created_by("predict"))
+    for path, name in ((tmp_path / "p1-ct.seg.nrrd", "LN 4R"), (tmp_path / "p2-seg.seg.nrrd", "lymph node")):
+        write_seg_nrrd(path, mask, name=name)
+        array, header = nrrd.read(str(path))  # as Slicer saves it: no mark of lnq-napari's
+        nrrd.write(str(path), array, {k: v for k, v in header.items() if k not in ("Segment0_Tags",
+                                                                                  "lnq_created_by")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cases = find_cases(tmp_path)
+    assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [("p1", "p1-ct.seg.nrrd"),
+                                                                   ("p2", "p2-seg.seg.nrrd")]
+
+
 def test_the_cts_of_a_path_file_folder_or_dicom_tree(tmp_path):
     from lnq_napari.io.datasets import find_cts
 

@@ -72,7 +72,8 @@ def test_a_ct_s_labels_named_as_3d_slicer_saves_them_are_its_labels(tmp_path):
     export-nnunet took the case as unlabelled, the user's segmentation left out without a word."""
     _touch(tmp_path, "patient1.nrrd", "patient1.seg.nrrd", "patient2.nrrd", "patient2-seg.nrrd",
            "patient2.seg.nrrd", "patient3.nrrd", "patient3.autosave.seg.nrrd")
-    with pytest.warns(UserWarning, match="patient2-seg.nrrd is taken as patient2's labels, patient2.seg"):
+    with pytest.warns(UserWarning, match=r"1 case\(s\) have 3D Slicer segmentations left out beside the "
+                                         r"label file taken \(patient2.seg.nrrd beside patient2-seg.nrrd\)"):
         cases = scan_cases(tmp_path)
     assert [(c.case_id, c.seg and c.seg.name) for c in cases] == [
         ("patient1", "patient1.seg.nrrd"), ("patient2", "patient2-seg.nrrd"), ("patient3", None)]
@@ -225,8 +226,58 @@ def test_a_seg_file_beside_a_slicer_named_one_wins_with_a_warning_naming_both(tm
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
             assert found() == {k: v.resolve() for k, v in expected.items()}
-        assert sorted(str(w.message) for w in record) == [  # one line each, once a case
-            f"{tmp_path.resolve()}: a-seg.nrrd is taken as a's labels, a.seg.nrrd beside it left out; move "
-            "the one that is not the case's node labels out of the folder",
-            f"{tmp_path.resolve()}: b-seg.nrrd is taken as b's labels, b-ct.seg.nrrd beside it left out; "
-            "move the one that is not the case's node labels out of the folder"]
+        assert [str(w.message) for w in record] == [  # one line for the folder
+            f"{tmp_path.resolve()}: 2 case(s) have 3D Slicer segmentations left out beside the label file "
+            "taken (a.seg.nrrd beside a-seg.nrrd; b-ct.seg.nrrd beside b-seg.nrrd); move the file that is "
+            "not the case's node labels out of the folder"]
+
+
+def test_a_ground_truth_folder_s_slicer_file_left_out_lets_no_lower_ranked_file_in(tmp_path):
+    """A lung-only Slicer segmentation left out, the lookup fell through to the bare name (the CT) or to
+    ``-pred``; the other Slicer name of the case still counts."""
+    _touch(tmp_path, "p1-ct.nrrd", "p1-pred.nrrd", "p2.nrrd")
+    _slicer_seg(tmp_path / "p1-ct.seg.nrrd", "Lung")
+    _slicer_seg(tmp_path / "p2.seg.nrrd", "Lung")
+    _slicer_seg(tmp_path / "p3.seg.nrrd", "Lung")
+    p3 = _slicer_seg(tmp_path / "p3-ct.seg.nrrd", "LN 7")
+    with pytest.warns(UserWarning, match="is not taken as"):
+        assert label_files_by_case(tmp_path, "gt") == {"p3": p3}
+
+
+def test_slicer_files_beside_the_labels_taken_are_named_in_one_line_for_the_folder(tmp_path):
+    """Each case warned on its own line (30 lines for 30 cases), a lung-only Slicer file too, which is not a
+    case's labels and was never a candidate."""
+    for i in range(30):
+        _touch(tmp_path, f"c{i:02d}-ct.nrrd", f"c{i:02d}-seg.nrrd", f"c{i:02d}.seg.nrrd")
+    _touch(tmp_path, "lung-ct.nrrd", "lung-seg.nrrd")
+    _slicer_seg(tmp_path / "lung.seg.nrrd", "Lung")
+    for found in (lambda: scan_cases(tmp_path), lambda: label_files_by_case(tmp_path, "gt")):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            assert len(found()) == 31
+        assert [str(w.message) for w in record] == [
+            f"{tmp_path}: 30 case(s) have 3D Slicer segmentations left out beside the label file taken "
+            "(c00.seg.nrrd beside c00-seg.nrrd; c01.seg.nrrd beside c01-seg.nrrd ...); move the file that is "
+            "not the case's node labels out of the folder"]
+
+
+def test_slicer_s_save_of_the_labels_file_beside_it_is_named_newer_when_it_is(tmp_path):
+    """3D Slicer saves a segmentation loaded from ``p1-seg.nrrd`` as ``p1-seg.seg.nrrd``: the user's
+    corrections were left out without a word. ``p1-seg.nrrd`` stays the labels; the warning says the other
+    is newer."""
+    import os
+
+    _touch(tmp_path, "p1-ct.nrrd", "p1-seg.nrrd", "p2-ct.nrrd", "p2-seg.nrrd", "p2-seg.seg.nrrd")
+    corrected = _slicer_seg(tmp_path / "p1-seg.seg.nrrd", "Segment_1")
+    os.utime(tmp_path / "p1-seg.nrrd", (1_700_000_000, 1_700_000_000))
+    os.utime(corrected, (1_700_000_600, 1_700_000_600))
+    for found in (lambda: {c.case_id: c.seg.name for c in scan_cases(tmp_path)},
+                  lambda: {k: v.name for k, v in label_files_by_case(tmp_path, "gt").items()}):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            assert found() == {"p1": "p1-seg.nrrd", "p2": "p2-seg.nrrd"}
+        assert [str(w.message) for w in record] == [
+            f"{tmp_path}: 2 case(s) have 3D Slicer segmentations left out beside the label file taken "
+            "(p1-seg.seg.nrrd (newer) beside p1-seg.nrrd; p2-seg.seg.nrrd beside p2-seg.nrrd); in 1 "
+            "case(s) the Slicer file is newer than the file taken (labels corrected in Slicer?) and is not "
+            "used; move the file that is not the case's node labels out of the folder"]

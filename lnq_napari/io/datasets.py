@@ -16,12 +16,14 @@ from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_sca
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
+    LeftBeside,
     case_name,
     cd_root,
     ct_files,
     ct_inputs,
     scan_cases,
     sibling,
+    warn_left_beside,
 )
 from lnq_napari.io.outputs import PREDICTIONS, label_rank, written_by_us
 
@@ -42,7 +44,9 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
         found = predictions.without(scan_cases(path, require, what))
         _warn_series_beside(path)
     else:
-        found = predictions.without([_named_labels(path, c) for c in dicom])
+        beside: list[LeftBeside] = []
+        found = predictions.without([_named_labels(path, c, beside) for c in dicom])
+        warn_left_beside(path, beside)
     predictions.warn(path)
     found = [c for c in found if require is None or getattr(c, require) is not None]
     if not found and dicom and not predictions.left_out:
@@ -87,16 +91,17 @@ class _Predictions:
                       stacklevel=1)  # one place: shown once however often the folder is read
 
 
-def _named_labels(folder: Path, case: CaseFiles) -> CaseFiles:
+def _named_labels(folder: Path, case: CaseFiles, beside: list[LeftBeside]) -> CaseFiles:
     """``case`` (a DICOM CT series) with the label files named after it where it has no SEG
     (:func:`~lnq_napari.io.layout.sibling`, as a plainly named CT takes them): ``<series folder>-seg.*``
     beside its series folder (``P1/2-CT-seg.nrrd``), else ``<case>-seg.*`` in ``folder``
-    (``P1_2-CT-seg.nrrd``); ``-full`` alike."""
+    (``P1_2-CT-seg.nrrd``); ``-full`` alike. 3D Slicer saves left out beside the labels go to ``beside``."""
     series = Path(case.ct)
 
     def named(role: str) -> Path | None:
-        return (sibling(series.parent, series.name, role, LABEL_SUFFIXES) if series.is_dir() else None) \
-            or sibling(folder, case.case_id, role, LABEL_SUFFIXES)
+        beside_series = sibling(series.parent, series.name, role, LABEL_SUFFIXES, beside) \
+            if series.is_dir() else None
+        return beside_series or sibling(folder, case.case_id, role, LABEL_SUFFIXES, beside)
 
     seg, full = case.seg or named("seg"), case.full or named("full")
     return replace(case, seg=seg and seg.resolve(), full=full and full.resolve())

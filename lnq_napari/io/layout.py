@@ -153,46 +153,116 @@ def slicer_seg_names(case: str) -> tuple[str, ...]:
     return f"{case}{SLICER_SEG_SUFFIX}", f"{case}-ct{SLICER_SEG_SUFFIX}"
 
 
-def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",)) -> Path | None:
-    """The first of :func:`sibling_names` that exists and :func:`takes_as_labels`, else None; a ``-seg`` file
-    taken before Slicer-named segmentations beside it names them in a warning (:func:`warn_slicer_beside`)."""
+def sibling(folder: Path, case: str, role: str, suffixes: tuple[str, ...] = (".nrrd",),
+            beside: list[LeftBeside] | None = None) -> Path | None:
+    """The first of :func:`sibling_names` that exists and :func:`takes_as_labels`, else None. Labels
+    (``role="seg"``) taken before 3D Slicer saves of them beside (:func:`slicer_saves`) are noted in
+    ``beside`` with them (:func:`warn_left_beside`), unless ``predict`` or ``demo`` wrote the file taken: the
+    Slicer save is then the labels (:func:`_over_slicer_saves`)."""
     for path in sibling_names(folder, case, role, suffixes):
         if path.is_file() and takes_as_labels(path, case):
-            if role == "seg":
-                warn_slicer_beside(path, case)
-            return path
+            return _over_slicer_saves(path, case, beside, True) if role == "seg" else path
     return None
 
 
-def takes_as_labels(path: Path, case: str) -> bool:
+def takes_as_labels(path: Path, case: str, quiet: bool = False) -> bool:
     """Whether the label file ``path`` counts as ``case``'s labels. 3D Slicer names any segmentation of
     ``<case>.nrrd`` ``<case>.seg.nrrd`` (lungs, organs; :func:`slicer_seg_names`): such a file counts only
-    when one of its segments is named or coded like a lymph node, else it is named in a warning and left out;
-    any other label file counts."""
-    return path.name not in slicer_seg_names(case) or _holds_nodes(path, case)
+    when one of its segments is named or coded like a lymph node, or named generically (``Segment_1``), else
+    it is named in a warning (none when ``quiet``) and left out; any other label file counts."""
+    return path.name not in slicer_seg_names(case) or _holds_nodes(path, case, quiet)
 
 
-def warn_slicer_beside(taken: Path, case: str) -> None:
-    """A one-line warning naming the Slicer-named segmentations of ``case`` beside ``taken``, a label file
-    named otherwise (``p1-seg.nrrd``) that is taken before them: they were left out without a word."""
+#: How much later (seconds) a file must have been written to be named newer than another (files copied or
+#: written together differ by less).
+NEWER_BY_S = 1.0
+
+
+@dataclass(frozen=True)
+class LeftBeside:
+    """A case's label file taken (``p1-seg.nrrd``) and the 3D Slicer saves of its labels left out beside it
+    (:func:`slicer_saves`)."""
+
+    taken: Path
+    left: tuple[Path, ...]
+
+    def newer(self) -> tuple[Path, ...]:
+        """The files left out that were written after the one taken (:data:`NEWER_BY_S` or more)."""
+        return tuple(p for p in self.left if _mtime(p) >= _mtime(self.taken) + NEWER_BY_S)
+
+
+def slicer_saves(case: str, taken: Path) -> tuple[str, ...]:
+    """The names 3D Slicer may have saved ``case``'s labels under beside ``taken``, a label file named
+    otherwise: a segmentation of the CT (:func:`slicer_seg_names`), and ``taken`` itself loaded into Slicer
+    and saved (``p1-seg.nrrd`` -> ``p1-seg.seg.nrrd``). None beside a Slicer-named segmentation of the CT."""
     if taken.name in slicer_seg_names(case):
+        return ()
+    suffix = image_suffix(taken.name)
+    if not suffix or suffix.endswith(SLICER_SEG_SUFFIX):  # a segmentation already (an autosave, a version)
+        return slicer_seg_names(case)
+    return (*slicer_seg_names(case), taken.name[: len(taken.name) - len(suffix)] + SLICER_SEG_SUFFIX)
+
+
+def _over_slicer_saves(taken: Path, case: str, beside: list[LeftBeside] | None,
+                       yield_prediction: bool) -> Path:
+    """``taken``, the file chosen as ``case``'s labels, or a 3D Slicer save of its labels beside it
+    (:func:`slicer_saves`) that :func:`takes_as_labels`: that one when ``yield_prediction`` and ``predict``
+    or ``demo`` wrote ``taken`` (the user reviewed the prediction in Slicer), else they are noted in
+    ``beside``. A header is read only where both files exist."""
+    saves = tuple(p for n in slicer_saves(case, taken) if (p := taken.with_name(n)) != taken and p.is_file()
+                  and takes_as_labels(p, case, quiet=True))
+    if not saves:
+        return taken
+    if yield_prediction and _predicted(taken):
+        return saves[0]
+    if beside is not None:
+        beside.append(LeftBeside(taken, saves))
+    return taken
+
+
+def _predicted(path: Path) -> bool:
+    """Whether ``lnq-napari predict`` (or ``demo``) wrote the label file ``path``."""
+    from lnq_napari.io.outputs import PREDICTIONS, written_by_us
+
+    return written_by_us(path, PREDICTIONS)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def warn_left_beside(folder: Path, beside: list[LeftBeside]) -> None:
+    """One warning line for ``folder`` naming the 3D Slicer saves of labels left out beside the label files
+    taken (a case's ``p1.seg.nrrd`` beside ``p1-seg.nrrd``): their count, two examples (newer ones first),
+    and how many are newer than the file taken (corrected labels saved in Slicer, not used)."""
+    if not beside:
         return
-    beside = [n for n in slicer_seg_names(case) if (taken.parent / n).is_file()]
-    if beside:
-        warnings.warn(f"{taken.parent}: {taken.name} is taken as {case}'s labels, {' and '.join(beside)} "
-                      "beside it left out; move the one that is not the case's node labels out of the folder",
-                      UserWarning, stacklevel=3)
+    newer = [b for b in beside if b.newer()]
+    shown = (newer + [b for b in beside if not b.newer()])[:2]
+    named = "; ".join(", ".join(p.name + (" (newer)" if p in b.newer() else "") for p in b.left)
+                      + f" beside {b.taken.name}" for b in shown) + (" ..." if len(beside) > 2 else "")
+    said = f"{folder}: {len(beside)} case(s) have 3D Slicer segmentations left out beside the label file " \
+           f"taken ({named})"
+    if newer:
+        said += f"; in {len(newer)} case(s) the Slicer file is newer than the file taken (labels corrected " \
+                "in Slicer?) and is not used"
+    warnings.warn(said + "; move the file that is not the case's node labels out of the folder", UserWarning,
+                  stacklevel=2)
 
 
-def _holds_nodes(path: Path, case: str) -> bool:
-    """Whether Slicer's ``<case>.seg.nrrd`` segments nodes; warns naming its segments when it does not."""
+def _holds_nodes(path: Path, case: str, quiet: bool = False) -> bool:
+    """Whether Slicer's ``<case>.seg.nrrd`` segments nodes; warns naming its segments when it does not (and
+    not ``quiet``)."""
     from lnq_napari.io.segfile import node_segment_names
 
     try:
         nodes, names = node_segment_names(path)
     except Exception:  # unreadable here: the reader says what is wrong with it when it is read
         return True
-    if not nodes:
+    if not nodes and not quiet:
         warnings.warn(f"{path.name} is not taken as {case}'s labels: none of its segments ("
                       f"{', '.join(repr(n) for n in names)}) is named or coded like a lymph node; name the "
                       "node segments 'lymph node' in 3D Slicer", UserWarning, stacklevel=3)
@@ -224,15 +294,17 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
         state = "is a file, not a folder" if folder.exists() else "does not exist"
         raise LNQError(f"{what} folder {folder} {state}; give a folder of lnq2023-*-ct.nrrd files")
     cases: dict[str, CaseFiles] = {}
+    beside: list[LeftBeside] = []
     for path in folder_cts(folder):
         parts = split_name(path)
         case = parts.case
         cases[case] = CaseFiles(
             case_id=case, ct=path.resolve(),
-            seg=_resolved(sibling(folder, case, "seg", (parts.suffix, *LABEL_SUFFIXES))),
+            seg=_resolved(sibling(folder, case, "seg", (parts.suffix, *LABEL_SUFFIXES), beside)),
             full=_resolved(sibling(folder, case, "full", (parts.suffix, *LABEL_SUFFIXES))),
             nodes=_resolved(sibling(folder, case, "nodes", (".json",))),
         )
+    warn_left_beside(folder, beside)
     found = [c for c in cases.values() if require is None or getattr(c, require) is not None]
     if not found:
         needs = f" with a matching *-{require} file" if require else ""
@@ -306,8 +378,9 @@ def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
 
     ``role`` is "pred" (``-pred`` wins over a bare name over ``-seg``) or "gt" (``-full``, complete
     truth, wins over ``-seg``). A file in a folder counts as its case's as :func:`takes_as_labels` says (a
-    Slicer-named segmentation of lungs alone does not), and ``-seg`` wins over a Slicer name, as for a data
-    folder's cases (:func:`sibling`).
+    Slicer-named segmentation of lungs alone does not, and then no file of a lower rank does either: the
+    case has none), and ``-seg`` wins over a Slicer save, as for a data folder's cases (:func:`sibling`;
+    for "gt" a ``-seg`` prediction gives way to it).
     """
     path = Path(path)
     if not path.exists():
@@ -325,10 +398,24 @@ def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
         raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha, DICOM SEG .dcm); "
                        "check the path")
     chosen: dict[str, Path] = {}
+    beside: list[LeftBeside] = []
     for case, files in ranked.items():
-        taken = next((file for *_, file in sorted(files) if takes_as_labels(file, case)), None)
+        taken = _first_taken(case, [file for *_, file in sorted(files)])
         if taken is not None:
-            chosen[case] = taken
-            if label_name(taken).role == "seg":
-                warn_slicer_beside(taken, case)
+            chosen[case] = _over_slicer_saves(taken, case, beside, role == "gt") \
+                if label_name(taken).role == "seg" else taken
+    warn_left_beside(path, beside)
     return chosen
+
+
+def _first_taken(case: str, files: list[Path]) -> Path | None:
+    """The first of ``files`` (best first) that :func:`takes_as_labels`. A Slicer-named segmentation left out
+    lets no file of a lower rank in, only the other Slicer name: ``p1.nrrd`` (the CT, as often as not) or
+    ``p1-pred.nrrd`` would be taken for the truth in its place."""
+    rejected = False
+    for file in files:
+        slicer = file.name in slicer_seg_names(case)
+        if (slicer or not rejected) and takes_as_labels(file, case):
+            return file
+        rejected = rejected or slicer
+    return None
