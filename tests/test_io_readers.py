@@ -557,6 +557,32 @@ def test_a_nifti_whose_sform_and_pixdim_disagree_is_read_by_its_sform(tmp_path, 
         np.testing.assert_array_equal(a.array, volume.array)
 
 
+@pytest.mark.parametrize("code, mm", [(1, 1000.0), (3, 1e-3)])  # metres, micrometres
+def test_a_nifti_in_metres_or_micrometres_is_read_in_mm(tmp_path, code, mm):
+    """A NIfTI whose xyzt_units are metres or micrometres: SimpleITK reads its qform in mm, but the sform
+    check took the sform's numbers as mm (a 0.9 mm voxel read as 0.0009 mm, or 900 mm) and warned the two
+    disagree. Both read in mm now, with no warning."""
+    import struct
+
+    voxels = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    volume = Volume(voxels, (0.9, 0.8, 3.0), (-10.0, 20.0, 30.0), (-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    data = bytearray(write_volume(tmp_path / "mm.nii", volume).read_bytes())
+    assert struct.unpack_from("<2h", data, 252) != (0, 0) and struct.unpack_from("<h", data, 254)[0] > 0
+    for offset, count in ((80, 3), (268, 3), (280, 12)):  # pixdim[1:4], qoffset, srow: in the new unit
+        values = struct.unpack_from(f"<{count}f", data, offset)
+        struct.pack_into(f"<{count}f", data, offset, *(v / mm for v in values))
+    data[123] = (data[123] & ~0x07) | code  # xyzt_units: the space unit
+    path = tmp_path / "scaled.nii"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read = read_volume(path)
+    np.testing.assert_allclose(read.spacing, volume.spacing, rtol=1e-5)
+    np.testing.assert_allclose(read.origin, volume.origin, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(read.direction, volume.direction, atol=1e-6)
+    np.testing.assert_array_equal(read.array, volume.array)
+
+
 def test_two_series_in_one_folder_are_named_by_description_and_kernel(tmp_path):
     """Two reconstructions of one scan in one folder: the warning said only the UID of the one read;
     it names both (description and kernel) and how to read the other."""

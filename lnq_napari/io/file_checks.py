@@ -123,10 +123,15 @@ def _check_nifti_geometry(header: bytes, name: str) -> None:
 
 #: Where a NIfTI-1 / NIfTI-2 header keeps its sform code.
 _NIFTI_SFORM_CODE = {348: (254, "h"), 540: (348, "i")}
+#: Where a NIfTI-1 / NIfTI-2 header keeps its xyzt_units, and mm per unit of its space code (its low 3
+#: bits: 1 metre, 2 mm, 3 micrometre; 0, unknown: mm, as ITK, nibabel and every viewer take it).
+_NIFTI_UNITS = {348: (123, "B"), 540: (500, "i")}
+_NIFTI_MM_PER_UNIT = {1: 1000.0, 3: 1e-3}
 
 
 def nifti_sform(header: bytes) -> tuple[tuple, tuple, tuple] | None:
-    """(spacing, origin, direction) in LPS of a NIfTI header's sform when its code is set, else None."""
+    """(spacing, origin, direction) in LPS and mm (its xyzt_units in metres or micrometres converted, as
+    SimpleITK converts the qform) of a NIfTI header's sform when its code is set, else None."""
     try:
         for endian in "<>":
             size = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
@@ -136,6 +141,8 @@ def nifti_sform(header: bytes) -> tuple[tuple, tuple, tuple] | None:
                     return None
                 at, rows = _NIFTI_GEOMETRY[size][2]
                 affine = np.asarray(struct.unpack_from(endian + rows, header, at), dtype=float).reshape(3, 4)
+                at, fmt = _NIFTI_UNITS[size]
+                affine *= _NIFTI_MM_PER_UNIT.get(struct.unpack_from(endian + fmt, header, at)[0] & 0x07, 1.0)
                 break
         else:
             return None
