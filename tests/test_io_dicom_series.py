@@ -307,6 +307,24 @@ def test_a_later_slice_with_a_fractional_rescale_keeps_its_fractional_hu(tmp_pat
     _assert_read_as_float32(tmp_path, ct, 3, -0.25)
 
 
+def test_a_first_slice_read_unsigned_does_not_wrap_the_negative_hu_of_the_others(tmp_path):
+    """Unsigned pixels with intercept 0 on the first slice (its HU all >= 0) and -1024 on the others:
+    SimpleITK read the series as uint16, the others' air (-1000 HU) as +64536, without a word. Slices whose
+    rescales differ read in float, whole HU then as int16."""
+    ct = hu()
+    stored = (ct.astype(np.int32) + 1024).astype(np.uint16)
+    stored[0] = np.clip(ct[0], 0, None)
+    series(tmp_path, ct, stored=stored, PixelRepresentation=0)
+    ds = pydicom.dcmread(tmp_path / "ct-000.dcm")
+    ds.RescaleIntercept = 0
+    ds.save_as(tmp_path / "ct-000.dcm")
+    expected = ct.copy()
+    expected[0] = np.clip(ct[0], 0, None)
+    got = read_volume(tmp_path)
+    assert got.array.dtype == np.int16
+    assert_is_the_ct(got, expected)
+
+
 def _rescale_slice(file: Path, plane: np.ndarray, slope: float, intercept: float) -> None:
     """Rewrite the slice ``file`` with ``slope`` and ``intercept``, storing (``plane`` + 1024) / ``slope``: it
     reads back as the HU ``plane`` shifted by ``intercept`` + 1024."""

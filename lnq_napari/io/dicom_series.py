@@ -131,7 +131,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     else:
         reader.SetFileNames(files)
         reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
-        if _fractional_rescale(headers):  # else ITK rounds a later slice's HU to the first slice's type
+        if _rescale_beyond_first(headers):  # else ITK reads every slice in the first slice's type
             reader.SetOutputPixelType(sitk.sitkFloat32)
         image = _execute_series(reader, folder)
         _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
@@ -323,19 +323,21 @@ def _series_slices(files: list[str]) -> tuple[list[str], list]:
     return [file for file, _ in kept], [header for _, header in kept]
 
 
-def _fractional_rescale(headers: list) -> bool:
-    """Whether a slice's rescale slope or intercept (:func:`_series_slices`' headers) is fractional: ITK
-    reads a series in the type the first slice's rescale gives, so a later slice's fractional HU were
-    rounded (up to 1 HU off) unless the series is read as float."""
+def _rescale_beyond_first(headers: list) -> bool:
+    """Whether a slice's rescale slope or intercept (:func:`_series_slices`' headers) is fractional, or not
+    that of every other slice: ITK reads a series in the type the first slice's rescale gives, so a later
+    slice's fractional HU were rounded (up to 1 HU off), and a later slice's negative HU wrapped round to
+    +65535 when the first slice's rescale gave unsigned values (intercept 0), unless the series is read as
+    float."""
+    seen = set()
     for header in (h for h in headers if h is not None):
-        for keyword in ("RescaleSlope", "RescaleIntercept"):
-            try:
-                value = float(header.get(keyword) or 0)
-            except (TypeError, ValueError):  # not a number: the series reader says what is wrong
-                continue
-            if not value.is_integer():
-                return True
-    return False
+        rescale = _rescale(header)
+        if rescale is None:  # not numbers: the series reader says what is wrong
+            continue
+        if not all(value.is_integer() for value in rescale):
+            return True
+        seen.add(rescale)
+    return len(seen) > 1
 
 
 def _enhanced(sop_class: str, frames: int) -> bool:
