@@ -583,6 +583,26 @@ def test_a_nifti_in_metres_or_micrometres_is_read_in_mm(tmp_path, code, mm):
     np.testing.assert_array_equal(read.array, volume.array)
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_nan_and_infinite_voxels_of_a_float_nifti_read_as_stored(tmp_path, suffix):
+    """SimpleITK's NIfTI reader sets NaN and infinite voxels to 0 without a word: a NaN border around a
+    resampled CT read as water, where the same CT as NRRD or MHA kept its NaN and was refused by the CT's
+    value check. A float NIfTI now reads its non-finite voxels as stored, as NRRD and MHA do."""
+    from lnq_napari.preprocess import check_ct_values
+
+    array = np.random.default_rng(0).uniform(-1000, 1000, (6, 7, 8)).astype(np.float32)
+    array[1, 2, 3], array[5, 6, 7], array[0, 0, 0] = np.nan, -np.inf, np.inf
+    volume = Volume(array, (0.8, 0.7, 2.5), (-10.0, 20.0, 30.0))
+    for name in ("ct" + suffix, "ct.nrrd"):
+        read = read_volume(write_volume(tmp_path / name, volume))
+        np.testing.assert_array_equal(read.array, array)  # NaN where NaN
+        with pytest.raises(LNQError, match="3 NaN or infinite"):
+            check_ct_values(read.array)
+    filled = volume.with_array(np.nan_to_num(array))
+    finite = read_volume(write_volume(tmp_path / ("finite" + suffix), filled))
+    np.testing.assert_array_equal(finite.array, filled.array)
+
+
 def test_two_series_in_one_folder_are_named_by_description_and_kernel(tmp_path):
     """Two reconstructions of one scan in one folder: the warning said only the UID of the one read;
     it names both (description and kernel) and how to read the other."""

@@ -164,12 +164,13 @@ def nifti_unplaced(header: bytes) -> bool:
     return False
 
 
-def _nifti_data_end(header: bytes) -> int | None:
-    """Byte offset where a NIfTI-1/2 single file's voxel data ends, from its header; None if unknown."""
+def _nifti_payload(header: bytes) -> tuple[str, int, int, int, int] | None:
+    """(byte order, offset, voxel count, bits per voxel, datatype code) of a NIfTI-1/2 single file's voxel
+    data, from its header; None if unknown."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
             offset = struct.unpack(endian + "f", header[108:112])[0]
             if not np.isfinite(offset):
                 return None  # SimpleITK then refuses the header itself
@@ -177,14 +178,57 @@ def _nifti_data_end(header: bytes) -> int | None:
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             dims = struct.unpack(endian + "8q", header[16:80])
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             offset = struct.unpack(endian + "q", header[168:176])[0]
             break
     else:
         return None
     if not 1 <= dims[0] <= 7 or offset <= 0:
         return None
-    return offset + int(np.prod([max(d, 1) for d in dims[1:1 + dims[0]]], dtype=np.int64)) * bitpix // 8
+    return endian, offset, int(np.prod([max(d, 1) for d in dims[1:1 + dims[0]]], dtype=np.int64)), bitpix, \
+        datatype
+
+
+def _nifti_data_end(header: bytes) -> int | None:
+    """Byte offset where a NIfTI-1/2 single file's voxel data ends, from its header; None if unknown."""
+    payload = _nifti_payload(header)
+    if payload is None:
+        return None
+    _, offset, count, bitpix, _ = payload
+    return offset + count * bitpix // 8
+
+
+#: NIfTI datatype codes of float voxels SimpleITK reads: float32, float64.
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+_CHUNK_VOXELS = 1 << 22
+
+
+def nifti_nonfinite(path: Path, header: bytes | None) -> tuple[np.ndarray, np.ndarray]:
+    """(flat indices, values) of the NaN or infinite voxels a float NIfTI-1 single file stores, in its
+    storage order (x fastest: a SimpleITK array's C order); empty for any other file. SimpleITK's NIfTI
+    reader sets them to 0 without a word (a NaN outside a resampled CT read as water); read in chunks."""
+    import gzip
+
+    payload = _nifti_payload(header) if header is not None else None
+    none = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    if payload is None or payload[4] not in _NIFTI_FLOATS:
+        return none
+    endian, offset, count, _, datatype = payload
+    dtype = np.dtype(endian + _NIFTI_FLOATS[datatype])
+    found, values, done = [], [], 0
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        handle.seek(offset)
+        while done < count:
+            chunk = np.frombuffer(handle.read(min(_CHUNK_VOXELS, count - done) * dtype.itemsize), dtype)
+            if not chunk.size:
+                break
+            bad = np.flatnonzero(~np.isfinite(chunk))
+            if bad.size:
+                found.append(bad + done)
+                values.append(chunk[bad].astype(np.float64))
+            done += chunk.size
+    return (np.concatenate(found), np.concatenate(values)) if found else none
 
 
 def _gzip_length(path: Path) -> int:

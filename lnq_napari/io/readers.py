@@ -23,6 +23,7 @@ from lnq_napari.io.file_checks import (
     check_nifti_complete,
     check_nrrd_payload,
     check_sitk_payload,
+    nifti_nonfinite,
     nifti_sform,
     nifti_unplaced,
     nifti_version,
@@ -147,6 +148,9 @@ def _read_sitk_file(path: Path) -> RawImage:
                                "NIfTI-1 (.nii.gz) or NRRD, e.g. with nibabel or 3D Slicer") from None
             raise
     raw = from_sitk_image(image, path.name)
+    bad, values = nifti_nonfinite(path, header) if raw.array.dtype.kind == "f" else ((), ())
+    if len(bad) and bad.max() < raw.array.size:  # SimpleITK read them as 0 (water, in a CT)
+        raw.array.reshape(-1)[bad] = values  # as NRRD and MHA read them: the CT's value check refuses them
     sform = nifti_sform(header) if nifti else None
     differ = _sform_differences(raw, sform) if sform is not None else []
     if differ:
