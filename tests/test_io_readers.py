@@ -20,6 +20,7 @@ from scipy.spatial.transform import Rotation
 from lnq_napari.errors import LNQError
 from lnq_napari.io import Volume, read_labels, read_volume, write_volume
 from lnq_napari.io.layout import ct_inputs
+from lnq_napari.io.readers import read_grid
 
 DATA = Path(__file__).parent / "data"
 PYNRRD = DATA / "pynrrd"
@@ -531,7 +532,8 @@ def test_axis_mins_place_the_first_voxel_as_itk_and_slicer_do(tmp_path, centerin
 def test_a_nifti_whose_sform_and_pixdim_disagree_is_read_by_its_sform(tmp_path, capfd):
     """sform set (0.9 x 0.9 x 3 mm), qform off and pixdim left at 1: ITK read 1 x 1 x 1 mm with its own
     multi-line warning; the sform gives the grid, as the NIfTI standard and nibabel read it, with one
-    warning line. A consistent file reads the same, without a warning."""
+    warning line; its grid alone (read_grid: a label file's CT in napari) was ITK's 1 mm grid, and is now the
+    same grid. A consistent file reads the same, without a warning."""
     import struct
 
     voxels = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
@@ -550,6 +552,9 @@ def test_a_nifti_whose_sform_and_pixdim_disagree_is_read_by_its_sform(tmp_path, 
     with pytest.warns(UserWarning, match=differs):
         again = read_volume(bad)
     assert "WARNING" not in capfd.readouterr().err  # no ITK lines
+    grid = read_grid(bad)  # a label file's CT in napari: placed on the grid read_volume gives
+    assert grid is not None and grid.same_grid(again), (grid, again)
+    assert "WARNING" not in capfd.readouterr().err
     for a in (read, again):
         np.testing.assert_allclose(a.spacing, volume.spacing, rtol=1e-6)
         np.testing.assert_allclose(a.origin, volume.origin, atol=1e-4)

@@ -122,11 +122,12 @@ def _read_nrrd(path: Path) -> RawImage:
     return RawImage(native(array), spacing, origin, direction, custom_fields(header))
 
 
-def _sform_differences(raw: RawImage, sform: tuple[tuple, tuple, tuple]) -> list[str]:
-    """What the pixdim / qform grid ``raw`` and the sform give differently: spacing, origin, direction."""
+def _sform_differences(geometry: tuple, sform: tuple[tuple, tuple, tuple]) -> list[str]:
+    """What the pixdim / qform grid ``geometry`` (spacing, origin, direction: as SimpleITK reads a NIfTI) and
+    the sform give differently: spacing, origin, direction."""
     spacing, origin, direction = (np.asarray(v, dtype=float) for v in sform)
-    same = (np.allclose(raw.spacing, spacing, rtol=1e-3), np.allclose(raw.origin, origin, atol=1e-2),
-            np.allclose(raw.direction, direction, atol=1e-3))
+    same = (np.allclose(geometry[0], spacing, rtol=1e-3), np.allclose(geometry[1], origin, atol=1e-2),
+            np.allclose(geometry[2], direction, atol=1e-3))
     return [what for what, ok in zip(("spacing", "origin", "direction"), same) if not ok]
 
 
@@ -152,7 +153,7 @@ def _read_sitk_file(path: Path) -> RawImage:
     if len(bad) and bad.max() < raw.array.size:  # SimpleITK read them as 0 (water, in a CT)
         raw.array.reshape(-1)[bad] = values  # as NRRD and MHA read them: the CT's value check refuses them
     sform = nifti_sform(header) if nifti else None
-    differ = _sform_differences(raw, sform) if sform is not None else []
+    differ = _sform_differences((raw.spacing, raw.origin, raw.direction), sform) if sform else []
     if differ:
         said = {"spacing": f"spacing {', '.join(f'{v:.4g}' for v in sform[0])} mm",
                 "origin": f"origin {', '.join(f'{v:.4g}' for v in sform[1])} mm",
@@ -218,9 +219,13 @@ def read_grid(path: str | Path) -> Volume | None:
         else:
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
-            reader.ReadImageInformation()
+            with itk_quiet():
+                reader.ReadImageInformation()
             size = list(reader.GetSize())
             geometry = (reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+            sform = nifti_sform(check_nifti_complete(path) or b"")
+            if sform and _sform_differences(geometry, sform):  # read by its sform, as read_volume reads it
+                geometry = sform
     except Exception:  # unreadable here: the reader says what is wrong when the file is read
         return None
     return Volume(np.zeros(size[::-1], np.uint8), *geometry) if len(size) == 3 else None
