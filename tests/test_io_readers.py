@@ -608,6 +608,33 @@ def test_nan_and_infinite_voxels_of_a_float_nifti_read_as_stored(tmp_path, suffi
     np.testing.assert_array_equal(finite.array, filled.array)
 
 
+def test_a_file_named_as_another_format_says_what_it_holds(tmp_path):
+    """A NIfTI named .nrrd or .nii (gzip-compressed), an NRRD named .nii.gz or .mha or without a suffix, a
+    zip archive: each was called truncated or damaged ("re-download it"), or not a supported image; now the
+    error says what the file holds and the name to give it. An uncompressed NIfTI named .nii.gz, which
+    SimpleITK reads, was refused as damaged (not gzip): it reads."""
+    import zipfile
+
+    volume = Volume(np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8), (0.8, 0.7, 2.5), (1.0, 2.0, 3.0))
+    names = ("a.nii", "b.nii.gz", "c.nrrd")
+    nii, niigz, nrrd_file = (write_volume(tmp_path / name, volume) for name in names)
+    (tmp_path / "plain.nii.gz").write_bytes(nii.read_bytes())
+    np.testing.assert_array_equal(read_volume(tmp_path / "plain.nii.gz").array, volume.array)
+    for source, name, says in ((niigz, "x.nrrd", "a gzip-compressed NIfTI image.*end in .nii.gz"),
+                               (niigz, "x.nii", "a gzip-compressed NIfTI image.*end in .nii.gz"),
+                               (nii, "y.mha", "an uncompressed NIfTI image.*end in .nii"),
+                               (nrrd_file, "z.nii.gz", "an NRRD image.*end in .nrrd"),
+                               (nrrd_file, "z.mha", "an NRRD image.*end in .nrrd"),
+                               (nrrd_file, "noext", "an NRRD image.*end in .nrrd")):
+        (tmp_path / name).write_bytes(source.read_bytes())
+        with pytest.raises(LNQError, match=f"{name} holds {says}"):
+            read_volume(tmp_path / name)
+    with zipfile.ZipFile(tmp_path / "ct.zip", "w") as archive:
+        archive.write(nrrd_file, "c.nrrd")
+    with pytest.raises(LNQError, match="ct.zip is a zip archive; unzip it"):
+        read_volume(tmp_path / "ct.zip")
+
+
 def test_two_series_in_one_folder_are_named_by_description_and_kernel(tmp_path):
     """Two reconstructions of one scan in one folder: the warning said only the UID of the one read;
     it names both (description and kernel) and how to read the other."""

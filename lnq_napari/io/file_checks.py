@@ -216,7 +216,7 @@ def nifti_nonfinite(path: Path, header: bytes | None) -> tuple[np.ndarray, np.nd
     endian, offset, count, _, datatype = payload
     dtype = np.dtype(endian + _NIFTI_FLOATS[datatype])
     found, values, done = [], [], 0
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    opener = gzip.open if _gzipped(path) else open
     with opener(path, "rb") as handle:
         handle.seek(offset)
         while done < count:
@@ -251,7 +251,7 @@ def check_nifti_complete(path: Path) -> bytes | None:
     if not name.endswith((".nii", ".nii.gz")):
         return None
     try:
-        if name.endswith(".gz"):
+        if _gzipped(path):  # by its bytes: SimpleITK reads a .nii.gz stored uncompressed as it is
             with gzip.open(path, "rb") as handle:
                 header = handle.read(540)
             with open(path, "rb") as handle:
@@ -275,6 +275,77 @@ def check_nifti_complete(path: Path) -> bytes | None:
         raise LNQError(f"cannot read {path.name} (it holds less data than its header announces); the file is "
                        "truncated: re-export or re-download it")
     return header
+
+
+def _first_bytes(path: Path, count: int = 348) -> bytes:
+    """The first ``count`` bytes of a file (b"" when it cannot be read: its reader says why)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(count)
+    except OSError:
+        return b""
+
+
+def _gzipped(path: Path) -> bool:
+    """Whether a file is gzip-compressed, by its first bytes (not its name)."""
+    return _first_bytes(path, 2) == b"\x1f\x8b"
+
+
+def content_format(path: Path) -> str | None:
+    """What image format a file holds by its first bytes: "nrrd", "nifti", "nifti-gz", "gzip" (another
+    gzip stream, or one cut short), "dicom", "zip"; None when they name none of these."""
+    import gzip
+
+    start = _first_bytes(path, 348)
+    if start.startswith(b"NRRD0"):
+        return "nrrd"
+    if start.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(start) >= 132 and start[128:132] == b"DICM":
+        return "dicom"
+    if nifti_version(start) is not None:
+        return "nifti"
+    if start.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(path, "rb") as handle:
+                inner = handle.read(4)
+        except (OSError, EOFError):
+            return "gzip"
+        return "nifti-gz" if nifti_version(inner) is not None else "gzip"
+    return None
+
+
+#: The formats a file's name promises (its suffix, lower case) that its bytes may hold
+#: (:func:`content_format`; None: none it knows, as MetaImage text or a DICOM without its preamble).
+_HELD_BY_NAME = {".nrrd": {"nrrd"}, ".nhdr": {"nrrd"}, ".nii": {"nifti"},
+                 ".nii.gz": {"nifti", "nifti-gz", "gzip"}, ".mha": {None}, ".mhd": {None},
+                 ".dcm": {"dicom", None}, ".ima": {"dicom", None}}
+#: Analyze / NIfTI pairs (a header and its data file): not checked.
+_PAIR_SUFFIXES = (".hdr", ".img", ".img.gz", ".nia")
+_SUFFIX_FOR = {"nrrd": ".nrrd", "nifti": ".nii", "nifti-gz": ".nii.gz", "dicom": ".dcm"}
+
+
+def check_named_as_held(path: Path) -> None:
+    """LNQError when a file's bytes hold another image format than its name says (a NIfTI named .nrrd, a
+    gzip-compressed NIfTI named .nii, an NRRD without a suffix) or a zip archive: the reader its name picks
+    would call it damaged. Files whose bytes name no format are left to their reader."""
+    held = content_format(path)
+    if held is None:
+        return
+    if held == "zip":
+        raise LNQError(f"{path.name} is a zip archive; unzip it and give the CT file or DICOM folder inside")
+    name = path.name.lower()
+    if name.endswith(_PAIR_SUFFIXES):
+        return
+    suffix = next((s for s in sorted(_HELD_BY_NAME, key=len, reverse=True) if name.endswith(s)), None)
+    if suffix is None and held == "dicom" or suffix is not None and held in _HELD_BY_NAME[suffix]:
+        return
+    if held == "gzip":
+        return  # a gzip stream of unknown content: its reader says what is wrong
+    what = {"nrrd": "an NRRD image", "nifti": "an uncompressed NIfTI image",
+            "nifti-gz": "a gzip-compressed NIfTI image", "dicom": "a DICOM file"}[held]
+    raise LNQError(f"{path.name} holds {what} (by its first bytes), not what its name says; rename it to "
+                   f"end in {_SUFFIX_FOR[held]} and open it again")
 
 
 def nifti_version(header: bytes) -> int | None:

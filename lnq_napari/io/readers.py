@@ -20,6 +20,7 @@ from lnq_napari.io import dicom_seg, dicom_tree, segfile
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.dicom_series import dicom_grid, read_dicom
 from lnq_napari.io.file_checks import (
+    check_named_as_held,
     check_nifti_complete,
     check_nrrd_payload,
     check_sitk_payload,
@@ -191,6 +192,7 @@ def _read_any(path: str | Path, series_uid: str | None = None) -> RawImage:
         return read_dicom(path, series_uid)
     if path.is_dir():
         raise LNQError(f"{path} is a folder; point to an image file")
+    check_named_as_held(path)
     if kind == "nrrd":
         return _read_nrrd(path)
     if kind == "sitk":
