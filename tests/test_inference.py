@@ -163,6 +163,20 @@ def test_a_thin_slab_is_predicted_with_a_warning(tiny_model, small_ct):
         api.find_nodes(small_ct, predictor)
 
 
+def test_a_ct_spanning_metres_is_refused_before_the_model_loads(small_ct, monkeypatch):
+    """Slices 100 mm apart (a spacing in the wrong unit) made a 34-slice chest CT 3.4 m long: it was
+    resampled to 1100 slices, predicted for 3 minutes and a node found; 1000 mm slices ran out of memory
+    ("close other programs"). Refused in one line naming the axis and its spacing, before the model loads."""
+    from lnq_napari import api
+
+    monkeypatch.setattr(api, "load_predictor", lambda *a, **k: pytest.fail("the model was loaded"))
+    spacing = (small_ct.spacing[0], small_ct.spacing[1], 200.0)  # 20 slices: 4 m
+    long = Volume(small_ct.array, spacing, small_ct.origin, small_ct.direction)
+    said = r"spans \d+ mm along its z axis \(\d+ voxels of 200 mm\), more than any body: its voxel spacing"
+    with pytest.raises(LNQError, match=said):
+        api.find_nodes(long)
+
+
 def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
     pred = Predictor(tiny_model, device="cpu").predict(small_ct)
     for vol in (pred.probabilities, pred.mask):
