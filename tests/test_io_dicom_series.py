@@ -156,6 +156,26 @@ def test_the_series_uid_asked_for_is_read_even_when_it_is_not_a_ct(tmp_path):
     assert read_volume(tmp_path, uid).shape == (3, 16, 16)
 
 
+def test_slices_each_of_their_own_series_are_refused_not_read_as_one_slice(tmp_path):
+    """An anonymiser that gave each file a Series Instance UID of its own: the folder read as its "largest"
+    series, one slice, with a warning listing seven others (napari showed one slice; find-nodes then said
+    "give the whole series"). Refused in one line saying why; a folder of one CT and a few one-image series
+    beside it reads the CT."""
+    series(tmp_path / "split", hu())
+    for file in (tmp_path / "split").glob("*.dcm"):
+        ds = pydicom.dcmread(file)
+        ds.SeriesInstanceUID = generate_uid()
+        ds.save_as(file)
+    with pytest.raises(LNQError, match=r"holds 8 DICOM CT series of one slice each .* keeping one Series "):
+        read_volume(tmp_path / "split")
+    ct = hu(seed=1)
+    series(tmp_path / "ct", ct)
+    for k in range(3):
+        series(tmp_path / "ct", hu(1, seed=k), name=f"extra{k}")
+    with pytest.warns(UserWarning, match="holds 4 DICOM CT series; reading the largest"):
+        assert_is_the_ct(read_volume(tmp_path / "ct"), ct)
+
+
 @pytest.mark.parametrize("size", [(30, 16), (24, 20)])
 def test_a_scout_filed_in_the_ct_series_is_left_out(tmp_path, size):
     """A localizer sharing the CT's Series Instance UID (sorted first or last among the slices) was refused:

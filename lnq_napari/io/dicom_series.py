@@ -17,6 +17,7 @@ from lnq_napari.io.dicom_headers import (
     ENHANCED_CT_SOP_CLASSES,
     SEG_SOP_CLASSES,
     SLICE_TAGS,
+    VOLUME_SLICES,
     VOLUME_TAGS,
     is_ct_image,
     is_ct_modality,
@@ -99,6 +100,12 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]}
         images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
         sid = max(pool, key=images.get)
+        single = sum(1 for o in pool if images[o] == 1 and volume[o])
+        if images[sid] == 1 and single >= VOLUME_SLICES:  # no series a volume: one read would be one slice
+            raise LNQError(f"{folder} holds {single} DICOM CT series of one slice each (each file has its "
+                           "own Series Instance UID, as some anonymisers and exports write), so no series is "
+                           "a volume; re-export or re-anonymise the CT keeping one Series Instance UID for "
+                           "all its slices")
         others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
                            for o in pool if o != sid)
         if others:  # another CT (a lung-kernel reconstruction): which one is read is said
