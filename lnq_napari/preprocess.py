@@ -76,10 +76,30 @@ def stored_values(hu: np.ndarray) -> bool:
     return air < STORED_AIR_SHARE * sample.size and tissue > STORED_TISSUE_SHARE * sample.size
 
 
+SHIFTED_DOWN = ("the CT's values lie about 1024 below Hounsfield units (air near -2000, no soft tissue near "
+                "0 HU): the rescale intercept was applied twice; add 1024 to it, or re-export the CT from "
+                "its DICOM series")
+
+
+def shifted_down(hu: np.ndarray) -> bool:
+    """Whether a CT's HU were shifted down by the rescale intercept applied a second time (-1024 again): much
+    of it near -2000 (its air) and next to none from -200 to 200 HU (soft tissue, a quarter of a chest CT in
+    HU). A padding of -2000 around the scan circle leaves the soft tissue where it is."""
+    sample = _sample(hu)
+    if not sample.size:
+        return False
+    low = np.count_nonzero((sample > -2150) & (sample < -1850))
+    tissue = np.count_nonzero((sample > -200) & (sample < 200))
+    return low > SHIFTED_AIR_SHARE * sample.size and tissue < SHIFTED_TISSUE_SHARE * sample.size
+
+
 def warn_if_not_hu(hu: np.ndarray) -> None:
-    """Warn when a CT holds stored values, not HU (:func:`stored_values`): its mean HU read 1024 high."""
+    """Warn when a CT holds stored values, not HU (:func:`stored_values`): its mean HU read 1024 high; or
+    HU shifted down by a second intercept (:func:`shifted_down`): 1024 low."""
     if stored_values(hu):
         warnings.warn(not_hu_reason(hu), UserWarning, stacklevel=3)
+    elif shifted_down(hu):
+        warnings.warn(SHIFTED_DOWN, UserWarning, stacklevel=3)
 
 
 def check_ct_values(hu: np.ndarray) -> None:
@@ -88,7 +108,7 @@ def check_ct_values(hu: np.ndarray) -> None:
     handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a label map given as the CT, where
     the model would find nothing and say little (a CT holds hundreds of values), or when it holds a
     scanner's stored values (:func:`stored_values`: the network saw bone and metal, and found nothing or
-    nodes in the wrong places)."""
+    nodes in the wrong places), or HU 1024 low (:func:`shifted_down`: no soft tissue, nothing found)."""
     if np.asarray(hu).dtype.kind == "f":
         bad = int(np.size(hu) - np.count_nonzero(np.isfinite(hu)))
         if bad:
@@ -103,6 +123,8 @@ def check_ct_values(hu: np.ndarray) -> None:
                            "label map, not a CT; pass the CT volume (Hounsfield units)")
     if stored_values(hu):
         raise LNQError(not_hu_reason(hu))
+    if shifted_down(hu):  # the network saw no soft tissue: nothing found, "no lungs found" said
+        raise LNQError(SHIFTED_DOWN)
 
 
 #: A "CT" with at most this many distinct values (in a sample of its voxels) is a label map.
@@ -112,6 +134,10 @@ LABEL_MAP_VALUES = 32
 #: values: in HU a chest CT's air (outside the body, lungs) is 20-50 % of it, dense bone a few per cent.
 STORED_AIR_SHARE = 0.001
 STORED_TISSUE_SHARE = 0.10
+#: A CT with more than this share of voxels near -2000 and less than the next from -200 to 200 HU is 1024 HU
+#: low (a chest CT in HU: 28 % soft tissue, 0.2 % near -2000; 1024 low: 0.04 % and 41 %).
+SHIFTED_AIR_SHARE = 0.10
+SHIFTED_TISSUE_SHARE = 0.002
 
 
 def normalize(hu: np.ndarray, prep: PreprocessingConfig) -> np.ndarray:

@@ -101,6 +101,29 @@ def test_stored_values_with_a_negative_padding_are_refused_too(small_chest):
         prepare(Volume(np.where(corner, -3024, hu).astype(np.int16), (1.5, 1.5, 3.0)))
 
 
+def test_a_ct_1024_below_hu_is_refused_before_the_model_runs(small_chest):
+    """HU with the rescale intercept applied a second time (air near -2000, soft tissue near -1000): the
+    network saw no soft tissue and found nothing, and the only word was 'no lungs found' (the chest CT of
+    slicerio: 0 nodes in 4 s). Refused saying so; measure warns. HU with a -2000 padding around the scan
+    circle (as many voxels near -2000) passes."""
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+
+    hu = small_chest().astype(np.int32)
+    low = Volume((hu - 1024).astype(np.int16), (1.5, 1.5, 3.0))
+    with pytest.raises(LNQError, match="1024 below Hounsfield units .* applied twice; add 1024"):
+        prepare(low)
+    with pytest.raises(LNQError, match="applied twice"):
+        api.find_nodes(low, model="/nonexistent")  # refused before the model is looked for
+    with pytest.warns(UserWarning, match="applied twice"):
+        api.measure(low.with_array(np.zeros(low.shape, np.uint8)), low)
+    circle = np.zeros(hu.shape, bool)
+    circle[:, : hu.shape[1] // 3, :] = True  # a third of the CT outside the scan circle
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(Volume(np.where(circle, -2000, hu).astype(np.int16), (1.5, 1.5, 3.0)))
+
+
 def test_a_label_map_given_as_the_ct_is_refused_before_any_work(small_chest):
     """A 0/1 node mask passed as the CT ran the model (12 s on a phantom) and found no node, with only the
     stored-values warning; a label map holds a handful of values, a CT hundreds."""
