@@ -9,7 +9,7 @@ from lnq_napari.io.labels import check_label_values, label_mask
 
 @pytest.mark.parametrize(("array", "message"), [
     (np.array([0.0, 0.4, 1.0]), "non-integer values"),
-    (np.array([0.0, np.nan]), "NaN or infinite"),
+    (np.array([0.0, np.nan]), "NaN or infinite values.*set those voxels to 0"),
     (np.array([0, -1], dtype=np.int16), r"negative values \(min -1\); a label map"),
     (np.array([40, -1024], dtype=np.int16), "it looks like a CT .* not a label map"),  # a CT given as labels
     (np.array(["a", "b"]), "voxel type"),

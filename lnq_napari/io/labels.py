@@ -19,7 +19,7 @@ def check_label_values(array: np.ndarray, name: str = "labels") -> None:
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise LNQError(f"{name} holds NaN or infinite values; a label map must hold 0 (background) and "
-                           "1 (node)")
+                           "1 (node): set those voxels to 0 and save it as uint8")
         if np.any(array != np.round(array)):
             example = float(array[array != np.round(array)].flat[0])
             raise LNQError(f"{name} holds non-integer values (e.g. {example:.3g}): it looks like a "
