@@ -26,8 +26,8 @@ def hu(slices: int = 8, rows: int = 24, columns: int = 20, seed: int = 0) -> np.
 
 
 def series(folder: Path, values: np.ndarray, name: str = "ct", stored: np.ndarray | None = None,
-           **tags) -> str:
-    """``values`` (HU, z y x) written as a classic CT series of axial slices ``GAP`` mm apart from
+           gap: float = GAP, **tags) -> str:
+    """``values`` (HU, z y x) written as a classic CT series of axial slices ``gap`` mm apart from
     ``ORIGIN`` (files ``<name>-<k>.dcm``), ``tags`` set on every slice; its Series Instance UID.
     ``stored``: the pixels as stored instead (their dtype's bytes, ``values`` giving the shape)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,9 +40,9 @@ def series(folder: Path, values: np.ndarray, name: str = "ct", stored: np.ndarra
         ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "P1", STUDY, uid
         ds.FrameOfReferenceUID, ds.Modality, ds.InstanceNumber = FRAME, "CT", k + 1
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + GAP * k]
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + gap * k]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing, ds.SliceThickness = list(SPACING), GAP
+        ds.PixelSpacing, ds.SliceThickness = list(SPACING), gap
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.Rows, ds.Columns = plane.shape
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
@@ -99,7 +99,8 @@ def test_a_scout_or_a_dose_screen_beside_the_ct_is_no_other_ct_to_warn_about(tmp
         warnings.simplefilter("error")
         assert_is_the_ct(read_volume(tmp_path), ct)
     series(tmp_path, hu(5), "lung", SeriesDescription="lung")  # another CT: which one is read is said
-    with pytest.warns(UserWarning, match=r"reading the largest, series \(8 slices.*not 'lung' \(5\): to"):
+    with pytest.warns(UserWarning, match=r"reading the soft-tissue reconstruction series \(8 slices.*not the "
+                      r"sharp \(lung or bone kernel\) reconstruction 'lung' \(5\): to"):
         assert_is_the_ct(read_volume(tmp_path), ct)
 
 
@@ -143,9 +144,130 @@ def test_the_warning_naming_the_ct_series_read_counts_its_slices_as_read(tmp_pat
     shutil.copy(tmp_path / "ct-003.dcm", tmp_path / "ct-003 (1).dcm")
     series(tmp_path, hu(1, seed=3), "dose", SOPClassUID="1.2.840.10008.5.1.4.1.1.7", SeriesDescription="Dose")
     series(tmp_path, hu(5), "lung", SeriesDescription="lung")
-    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading the largest, series \(8 slices, "
-                      r"series [0-9.]+\), not 'lung' \(5\): to"):
+    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading the soft-tissue reconstruction "
+                      r"series \(8 slices, series [0-9.]+\), not the sharp \(lung or bone kernel\) "
+                      r"reconstruction 'lung' \(5\): to"):
         assert_is_the_ct(read_volume(tmp_path), ct)
+
+
+@pytest.mark.parametrize("lung_first", [True, False])
+def test_a_soft_tissue_reconstruction_of_equal_size_is_read_rather_than_the_lung_one(tmp_path, lung_first):
+    """A lung (sharp) and a soft-tissue reconstruction of one scan, of equal slice count, in one folder: which
+    one was read fell to the series' order, and the model, trained on soft-tissue images, read the noisy
+    lung one as often as not. The soft-tissue one is read, whatever the Series Instance UIDs."""
+    ct, lung = hu(10), hu(10, seed=5)
+    uids = ("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2")
+    lung_uid, soft_uid = uids if lung_first else uids[::-1]
+    series(tmp_path, lung, "lung", SeriesInstanceUID=lung_uid, SeriesDescription="Thorax 1.25",
+           ConvolutionKernel="LUNG")
+    series(tmp_path, ct, "soft", SeriesInstanceUID=soft_uid, SeriesDescription="Thorax 1.25",
+           ConvolutionKernel="STANDARD")
+    with pytest.warns(UserWarning, match=r"reading the soft-tissue reconstruction 'Thorax 1.25 STANDARD' "
+                      r"\(10 slices, series [0-9.]+\), not the sharp \(lung or bone kernel\) reconstruction "
+                      r"'Thorax 1.25 LUNG' \(10\): to read another"):
+        got = read_volume(tmp_path)
+    assert_is_the_ct(got, ct)
+    assert got.meta["dicom_series_uid"] == soft_uid
+
+
+def test_a_thin_lung_kernel_series_is_passed_over_for_a_thicker_soft_tissue_one(tmp_path):
+    """The common export: a 1 mm lung-kernel series (B70f) and a 3 mm soft-tissue one (B30f) of one scan.
+    The largest, the 1 mm lung one, was read (a warning naming the other), and the model found fewer nodes
+    in its noise. The soft-tissue one is read, and the warning says why."""
+    ct = hu(8)
+    series(tmp_path, hu(24, seed=5), "lung", gap=1.0, SeriesDescription="Thorax 1.0",
+           ConvolutionKernel="B70f")
+    series(tmp_path, ct, "soft", gap=3.0, SeriesDescription="Thorax 3.0", ConvolutionKernel="B30f")
+    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading the soft-tissue reconstruction "
+                      r"'Thorax 3.0 B30f' \(8 slices, .*not the sharp \(lung or bone kernel\) reconstruction "
+                      r"'Thorax 1.0 B70f' \(24\)"):
+        got = read_volume(tmp_path)
+    np.testing.assert_array_equal(got.array, ct)
+    assert got.spacing[2] == pytest.approx(3.0)
+    described = tmp_path / "described"  # no kernel given: the description says lung (Lunge, poumon ...)
+    series(described, hu(24, seed=5), "lung", gap=1.0, SeriesDescription="Lunge 1.0")
+    series(described, ct, "soft", gap=3.0, SeriesDescription="Weichteil 3.0")
+    with pytest.warns(UserWarning, match=r"reading the soft-tissue reconstruction 'Weichteil 3.0'"):
+        np.testing.assert_array_equal(read_volume(described).array, ct)
+
+
+def test_of_sharp_reconstructions_only_the_largest_is_read_and_said_to_be_sharp(tmp_path):
+    """Every series a sharp one (a lung and a bone kernel): the largest is read, as before, and the warning
+    says that the model reads it poorly. A soft-tissue series of a few images (no volume) beside a lung one
+    is not read instead of the CT."""
+    ct = hu(12)
+    series(tmp_path, ct, "lung", SeriesDescription="Lung", ConvolutionKernel="Bl57d")
+    series(tmp_path, hu(9, seed=5), "bone", SeriesDescription="Bone", ConvolutionKernel="Br64d")
+    with pytest.warns(UserWarning, match=r"reading the largest, every one a sharp \(lung or bone kernel\) "
+                      r"reconstruction, which the model reads poorly .*'Lung Bl57d' \(12 slices, .*not 'Bone "
+                      r"Br64d' \(9\)"):
+        assert_is_the_ct(read_volume(tmp_path), ct)
+    few = tmp_path / "few"
+    series(few, ct, "lung", ConvolutionKernel="B60f")
+    series(few, hu(3, seed=5), "key", ConvolutionKernel="B30f")
+    with pytest.warns(UserWarning, match=r"reading the largest, a sharp .*\(no soft-tissue series of 8 or "
+                      r"more slices in its orientation\)"):
+        assert_is_the_ct(read_volume(few), ct)
+    coronal = tmp_path / "coronal"  # a soft-tissue coronal reformat is no stand-in for the axial CT
+    series(coronal, ct, "lung", ConvolutionKernel="B60f")
+    series(coronal, hu(9, seed=5), "cor", ConvolutionKernel="B30f", SeriesDescription="Cor 3.0",
+           ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 0.0, -1.0])
+    for k, file in enumerate(sorted(coronal.glob("cor-*.dcm"))):
+        ds = pydicom.dcmread(file)
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1] + 3.0 * k, ORIGIN[2] + 30]
+        ds.save_as(file)
+    with pytest.warns(UserWarning, match=r"reading the largest, a sharp .*not 'Cor 3.0 B30f' \(9\)"):
+        assert_is_the_ct(read_volume(coronal), ct)
+
+
+def test_series_of_unknown_kernels_read_the_largest_and_a_tie_goes_by_series_uid(tmp_path):
+    """Kernels not known here (and none given) count as soft: the largest is read, as before. Of two of
+    equal size, the one read fell to the series' order without a word; it is the first by Series Instance
+    UID, and the warning says so."""
+    ct = hu(10)
+    series(tmp_path, ct, "a", ConvolutionKernel="XY42")
+    series(tmp_path, hu(8, seed=5), "b", ConvolutionKernel="FC30")
+    with pytest.warns(UserWarning, match=r"reading the largest, 'XY42' \(10 slices, .*not 'FC30' \(8\)"):
+        assert_is_the_ct(read_volume(tmp_path), ct)
+    for first in (True, False):
+        tie = tmp_path / f"tie{first}"
+        uids = ("1.2.826.0.1.3680043.8.498.7", "1.2.826.0.1.3680043.8.498.8")
+        series(tie, ct, "a", SeriesInstanceUID=uids[0 if first else 1])
+        series(tie, hu(10, seed=5), "b", SeriesInstanceUID=uids[1 if first else 0])
+        with pytest.warns(UserWarning, match=r"reading the largest \(of those of equal size, the first by "
+                          r"Series Instance UID\), series \(10 slices, series 1.2.826.0.1.3680043.8.498.7\)"):
+            got = read_volume(tie)
+        assert got.meta["dicom_series_uid"] == uids[0]
+
+
+@pytest.mark.parametrize(("kernel", "description", "sharp"), [
+    ("B70f", "", True), ("B50f", "", True), ("Br64d", "", True), ("Bl57d", "", True), ("Hr68", "", True),
+    ("I50f/3", "", True), ("Qr59/2", "", True), ("LUNG", "", True), ("BONEPLUS", "", True),
+    ("EDGE", "", True), ("DETAIL", "", True), ("L", "", True), ("D", "", True), ("FC52", "", True),
+    ("FC86", "", True), ("B_SHARP_C", "", True), ("", "Lungenfenster 1mm", True), ("", "POUMON", True),
+    ("", "Knochen", True), ("", "bone 1.25", True),
+    ("B30f", "", False), ("B45f", "", False), ("Br40d/3", "", False), ("I30f", "", False),
+    ("Qr40", "", False), ("STANDARD", "", False), ("SOFT", "", False), ("B", "", False), ("C", "", False),
+    ("FC08", "", False), ("FC18", "", False), ("", "", False), ("XY42", "", False), ("", "CHEST 3mm", False),
+    ("B30f", "Lung staging", False), ("FC30", "Mediastinum", False)])
+def test_sharp_reconstructions_are_told_by_kernel_then_description(kernel, description, sharp):
+    """One rule for a sharp (lung or bone kernel) reconstruction: a known kernel decides, else the
+    description; neither known counts as soft."""
+    from lnq_napari.io.dicom_headers import is_sharp_reconstruction
+
+    assert is_sharp_reconstruction(kernel, description) is sharp
+
+
+def test_an_enhanced_cts_kernel_is_read_from_its_functional_groups():
+    """An enhanced CT gives its kernel in the CT Reconstruction functional group, not at the top."""
+    from lnq_napari.io.dicom_headers import convolution_kernel
+
+    reconstruction, shared, ds = Dataset(), Dataset(), Dataset()
+    reconstruction.ConvolutionKernel = ["Br64", "3"]
+    shared.CTReconstructionSequence = [reconstruction]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    assert convolution_kernel(ds) == "Br64/3"
+    assert convolution_kernel(Dataset()) == ""
 
 
 def test_the_series_uid_asked_for_is_read_even_when_it_is_not_a_ct(tmp_path):

@@ -1,9 +1,10 @@
-"""What a DICOM header says of its file: a CT image, a localizer, one of its series' slices. One rule for
-:mod:`.dicom_series` (reading a series), :mod:`.dicom_tree` (finding files) and :mod:`.dicom_seg`
-(writing a SEG for a series)."""
+"""What a DICOM header says of its file: a CT image, a localizer, one of its series' slices, a sharp (lung
+or bone kernel) reconstruction. One rule for :mod:`.dicom_series` (reading a series), :mod:`.dicom_tree`
+(finding files) and :mod:`.dicom_seg` (writing a SEG for a series)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -129,3 +130,67 @@ def series_slices(items: Sequence[Item], headers: Sequence) -> list[Item]:
         seen.add(copy)
         (localizers if is_localizer(header) else kept).append(item)
     return kept if kept else localizers
+
+
+#: Kernel names (ConvolutionKernel, upper case, split at anything but letters and digits) of a sharp
+#: reconstruction: GE's LUNG, BONE, BONEPLUS, EDGE, DETAIL; SHARP in Canon's and United Imaging's names.
+SHARP_KERNEL_WORDS = frozenset({"LUNG", "BONE", "BONEPLUS", "EDGE", "SHARP", "DETAIL"})
+#: Kernel names of a soft-tissue reconstruction: GE's STANDARD and SOFT.
+SOFT_KERNEL_WORDS = frozenset({"STANDARD", "SOFT"})
+#: Philips' one-letter kernels: L (lung), D and E (sharp, bone); A, B and C (smooth to standard) are soft.
+PHILIPS_SHARP, PHILIPS_SOFT = frozenset("LDE"), frozenset("ABC")
+#: Siemens kernels are a letter or two (B, Br, Bl, Hr, I, Qr ...), a sharpness and a suffix (B30f, Br64d):
+#: 50 and above are sharp (B50f to B80f, Bl57, Br59, Hr60), below soft.
+SIEMENS_SHARP_FROM = 50
+#: Words (lower case, as they begin) of a series description naming a sharp reconstruction: lung, lunge,
+#: Lungenfenster, poumon, bone, Knochen, sharp.
+SHARP_DESCRIPTION_WORDS = ("lung", "poumon", "bone", "knochen", "sharp")
+
+
+def convolution_kernel(header) -> str:
+    """A DICOM header's Convolution Kernel, its values joined by "/" ("" when it gives none): a classic
+    slice's own, an enhanced CT's from its shared CT Reconstruction functional group."""
+    kernel = header.get("ConvolutionKernel")
+    if kernel is None:
+        try:
+            kernel = header.SharedFunctionalGroupsSequence[0].CTReconstructionSequence[0].get(
+                "ConvolutionKernel")
+        except (AttributeError, IndexError, KeyError, TypeError):
+            kernel = None
+    if kernel is None:
+        return ""
+    values = [kernel] if isinstance(kernel, str) else list(kernel)
+    return "/".join(str(v).strip() for v in values if str(v).strip())
+
+
+def is_sharp_reconstruction(kernel: str, description: str = "") -> bool:
+    """Whether a CT series is a sharp (lung or bone kernel) reconstruction, which the model reads poorly,
+    by its Convolution Kernel (:func:`convolution_kernel`) and, where that names no kernel known here, its
+    Series Description (lung, bone, sharp ...). A known soft kernel decides against the description (a
+    "Lung staging" protocol's B30f is soft); a series saying neither counts as soft."""
+    for value in kernel.split("/"):
+        verdict = _kernel_sharpness(value.strip())
+        if verdict is not None:
+            return verdict
+    words = re.split(r"[^a-zà-ÿ]+", description.lower())
+    return any(word.startswith(SHARP_DESCRIPTION_WORDS) for word in words if word)
+
+
+def _kernel_sharpness(kernel: str) -> bool | None:
+    """One kernel name's verdict: True sharp, False soft, None not known here."""
+    siemens = re.fullmatch(r"[A-Z][a-z]?(\d{2})[a-z]?", kernel)
+    if siemens:
+        return int(siemens.group(1)) >= SIEMENS_SHARP_FROM
+    canon = re.fullmatch(r"FC(\d)\d(?:[^0-9].*)?", kernel.upper())  # Canon / Toshiba FC01 .. FC86
+    if canon:
+        digit = int(canon.group(1))
+        return True if 5 <= digit <= 8 else False if digit <= 1 else None
+    upper = kernel.upper()
+    if upper in PHILIPS_SHARP or upper in PHILIPS_SOFT:
+        return upper in PHILIPS_SHARP
+    words = set(re.split(r"[^A-Z0-9]+", upper))
+    if words & SHARP_KERNEL_WORDS:
+        return True
+    if words & SOFT_KERNEL_WORDS:
+        return False
+    return None

@@ -19,10 +19,12 @@ from lnq_napari.io.dicom_headers import (
     SLICE_TAGS,
     VOLUME_SLICES,
     VOLUME_TAGS,
+    convolution_kernel,
     is_ct_image,
     is_ct_modality,
     is_localizer,
     is_localizer_volume,
+    is_sharp_reconstruction,
     padding_values,
     series_slices,
 )
@@ -33,10 +35,11 @@ from lnq_napari.io.volume import Volume, check_grid
 
 def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
-    or the largest CT series (without one, a CT whose slices all say LOCALIZER that forms a volume; a PET,
-    scout or dose screen only when there is no CT, a PET or MR with a warning); its Series and Frame of
-    Reference UIDs go into ``meta``; a slice's declared pixel padding reads below air
-    (:func:`_padding_below_air`)."""
+    or the largest CT series, a soft-tissue one rather than a sharp (lung or bone kernel) one
+    (:func:`.dicom_headers.is_sharp_reconstruction`) of the same orientation (without one, a CT whose
+    slices all say LOCALIZER that forms a volume; a PET, scout or dose screen only when there is no CT, a
+    PET or MR with a warning); its Series and Frame of Reference UIDs go into ``meta``; a slice's declared
+    pixel padding reads below air (:func:`_padding_below_air`)."""
     import SimpleITK as sitk
 
     path = cd_root(path)  # a CD's index: the folder it indexes
@@ -84,7 +87,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if not chosen:  # an RT structure set, a dose report ...: not the CT beside it
             raise LNQError(_no_ct_image(path))
         sid = chosen[0]
-    else:  # the largest CT series (else the largest), of several counted as read: scouts, copies left out
+    else:  # the largest soft-tissue CT series (else the largest), counted as read (no scouts, copies)
         patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
         if len(patients) > 1:  # which one is meant cannot be told, and the case is named by the folder
             named = ", ".join(patients[:4]) + (" ..." if len(patients) > 4 else "")
@@ -99,21 +102,22 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if len(pool) > 1 and not slices:
             slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]}
         images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
-        sid = max(pool, key=images.get)
+        sharp = _sharp_series(pool, files_by_series, images, volume)
+        largest = max(sorted(pool), key=images.get)
+        soft = [o for o in pool if o not in sharp and images[o] >= VOLUME_SLICES
+                and _same_orientation(slices.get(o), slices.get(largest))]  # no coronal reformat
+        sid = max(sorted(soft or pool), key=images.get)  # ties: the first by Series Instance UID
         single = sum(1 for o in pool if images[o] == 1 and volume[o])
         if images[sid] == 1 and single >= VOLUME_SLICES:  # no series a volume: one read would be one slice
             raise LNQError(f"{folder} holds {single} DICOM CT series of one slice each (each file has its "
                            "own Series Instance UID, as some anonymisers and exports write), so no series is "
                            "a volume; re-export or re-anonymise the CT keeping one Series Instance UID for "
                            "all its slices")
-        others = "; ".join(f"{_series_description(files_by_series[o][0])} ({images[o]})"
-                           for o in pool if o != sid)
-        if others:  # another CT (a lung-kernel reconstruction): which one is read is said
+        if len(pool) > 1:  # another CT (a lung-kernel reconstruction): which one is read, and why, is said
             kind = "CT series" if volume[sid] else "series"
-            warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; reading the largest, "
-                          f"{_series_description(files_by_series[sid][0])} ({images[sid]} "
-                          f"slices, series {sid}), not {others}: to read another, give a folder holding "
-                          "only its slices", UserWarning, stacklevel=3)
+            warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; "
+                          f"{_choice(sid, pool, soft, sharp, images, files_by_series)}: to read another, "
+                          "give a folder holding only its slices", UserWarning, stacklevel=3)
         if sid in marked:
             warnings.warn(f"{folder} holds no DICOM CT series but "
                           f"{_series_description(files_by_series[sid][0])} ({images[sid]} slices), whose "
@@ -253,10 +257,72 @@ def _series_description(file: str) -> str:
         header = pydicom.dcmread(file, stop_before_pixels=True)
     except Exception:  # the series is read next, and refused there when damaged
         return "series"
-    kernel = header.get("ConvolutionKernel", "")
-    kernel = "/".join(kernel) if isinstance(kernel, (list, pydicom.multival.MultiValue)) else str(kernel)
+    kernel = convolution_kernel(header)
     text = " ".join(t for t in (str(header.get("SeriesDescription", "")).strip(), kernel.strip()) if t)
     return f"'{text}'" if text else "series"
+
+
+#: How :func:`read_dicom`'s warning names a sharp reconstruction.
+SHARP_NAME = "sharp (lung or bone kernel) reconstruction"
+
+
+def _sharp_series(pool: list[str], files_by_series: dict[str, list[str]], images: dict,
+                  volume: dict) -> set[str]:
+    """Of several CT volume series, those that are sharp reconstructions
+    (:func:`.dicom_headers.is_sharp_reconstruction`, from each one's first file); none of a lone series or
+    of series that are no CT."""
+    if len(pool) < 2 or not all(volume[o] for o in pool):
+        return set()
+    return {o for o in pool if images[o] and _is_sharp(files_by_series[o][0])}
+
+
+def _same_orientation(one: tuple[list[str], list] | None, other: tuple[list[str], list] | None) -> bool:
+    """Whether two series' slices (:func:`_series_slices`) share their orientation: a soft-tissue coronal
+    reformat is no stand-in for an axial lung-kernel series. True where either does not say (an enhanced
+    CT gives it in its functional groups)."""
+    def orientation(slices: tuple[list[str], list] | None) -> np.ndarray | None:
+        header = next((h for h in slices[1] if h is not None), None) if slices else None
+        try:
+            values = np.asarray([float(v) for v in header.get("ImageOrientationPatient") or ()])
+        except (AttributeError, TypeError, ValueError):
+            return None
+        return values if values.size == 6 else None
+
+    a, b = orientation(one), orientation(other)
+    return a is None or b is None or bool(np.allclose(a, b, atol=1e-3))
+
+
+def _is_sharp(file: str) -> bool:
+    """Whether a series' file says it is a sharp reconstruction (False when it cannot be read)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
+            "ConvolutionKernel", "SeriesDescription", "SharedFunctionalGroupsSequence"])
+    except Exception:  # the series is read next, and refused there when damaged
+        return False
+    return is_sharp_reconstruction(convolution_kernel(header), str(header.get("SeriesDescription", "")))
+
+
+def _choice(sid: str, pool: list[str], soft: list[str], sharp: set[str], images: dict,
+            files_by_series: dict[str, list[str]]) -> str:
+    """What :func:`read_dicom`'s warning says of the series read of several: which, why, and the others."""
+    def name(o: str) -> str:
+        return _series_description(files_by_series[o][0])
+
+    if sid in sharp:  # no soft-tissue volume beside it
+        which = f"every one a {SHARP_NAME}" if len(sharp) == len(pool) else \
+            f"a {SHARP_NAME} (no soft-tissue series of {VOLUME_SLICES} or more slices in its orientation)"
+        why = f"the largest, {which}, which the model reads poorly (it expects soft-tissue images),"
+    elif sharp:
+        why = "the largest soft-tissue reconstruction," if len(soft) > 1 else "the soft-tissue reconstruction"
+    else:
+        why = "the largest,"
+    if sum(images[o] == images[sid] for o in (soft or pool)) > 1:
+        why = why.rstrip(",") + " (of those of equal size, the first by Series Instance UID),"
+    others = "; ".join(f"{'the ' + SHARP_NAME + ' ' if o in sharp and sid not in sharp else ''}"
+                       f"{name(o)} ({images[o]})" for o in pool if o != sid)
+    return f"reading {why} {name(sid)} ({images[sid]} slices, series {sid}), not {others}"
 
 
 def _localizer_volumes(files_by_series: dict[str, list[str]], first: dict, images: dict) -> dict:
