@@ -50,14 +50,8 @@ from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case, label_name
-from lnq_napari.io.outputs import (
-    EXPORT,
-    PREDICTIONS,
-    check_not_shadowed,
-    check_not_users,
-    check_table_path,
-    created_by,
-)
+from lnq_napari.io.outputs import check_not_shadowed, check_not_users, check_table_path
+from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig

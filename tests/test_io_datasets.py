@@ -79,7 +79,7 @@ def test_dicom_series_folders_take_the_label_files_named_after_them(tmp_path):
 def test_a_prediction_written_into_the_data_folder_is_not_a_case_s_labels(tmp_path):
     """``predict DIR --out DIR`` writes ``<case>-seg.nrrd`` beside each CT: the scan took those predictions
     for labels (a workspace kept them as the original, training learned from them as truth)."""
-    from lnq_napari.io.outputs import created_by
+    from lnq_napari.io.provenance import created_by
 
     ct = read_volume(SERIES)
     mask = ct.with_array(np.zeros(ct.shape, np.uint8))
@@ -107,7 +107,7 @@ def test_the_user_s_slicer_labels_win_over_a_prediction_written_into_the_data_fo
     prediction, the case had no labels, and two warnings contradicted each other."""
     import nrrd
 
-    from lnq_napari.io.outputs import created_by
+    from lnq_napari.io.provenance import created_by
     from lnq_napari.io.segfile import write_seg_nrrd
 
     ct = read_volume(SERIES)

@@ -13,8 +13,8 @@ from pydicom.dataset import FileMetaDataset
 from lnq_napari import api
 from lnq_napari.cli import main
 from lnq_napari.inference import Prediction
-from lnq_napari.io.dicom_seg import ALGORITHM_NAME
-from lnq_napari.io.outputs import PREDICTIONS, check_not_users, created_by, written_by_us
+from lnq_napari.io.outputs import check_not_users
+from lnq_napari.io.provenance import ALGORITHM_NAME, PREDICTIONS, created_by, written_by_us
 from lnq_napari.io.readers import read_labels, read_volume, write_volume
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume

@@ -25,7 +25,8 @@ from lnq_napari.io.layout import (
     sibling,
     warn_left_beside,
 )
-from lnq_napari.io.outputs import PREDICTIONS, label_rank, written_by_us
+from lnq_napari.io.outputs import label_rank
+from lnq_napari.io.provenance import PREDICTIONS, written_by_us
 
 
 @one_scan()
@@ -63,7 +64,7 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
 class _Predictions:
     """The label files of a data folder that ``lnq-napari predict`` (or ``demo``) wrote, left out as they
     are met: a prediction written into the data folder (``predict DIR --out DIR``: an NRRD, or a DICOM SEG
-    whose Content Label marks it, :func:`~lnq_napari.io.outputs.written_by_us`) is not a case's labels
+    whose Content Label marks it, :func:`~lnq_napari.io.provenance.written_by_us`) is not a case's labels
     (it was trained on and judged against as truth, and a workspace kept it as the original)."""
 
     def __init__(self) -> None:

@@ -38,18 +38,13 @@ from lnq_napari.io.dicom_tree import (
 from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.layout import CaseFiles, cd_root, folder_case, is_image_file
 from lnq_napari.io.node_names import LYMPH_NODE_CODES, named_like_node
+from lnq_napari.io.provenance import ALGORITHM_NAME, PREDICTION_CONTENT
 from lnq_napari.io.volume import Volume
 
 MAX_PIXELS = 2**31  # frames x rows x columns: as file_checks.MAX_VOXELS, anything above is not one CT's SEG
 POSITION_TOL = 0.01  # voxel fraction: a frame this close to a CT slice lies on it
 SERIES_NUMBER = 9100
-ALGORITHM_NAME = "lnq-napari"
 LABELS_CONTENT = "LYMPH_NODES"  # the Content Label of a SEG of labels (a reviewed Save, workspace export)
-#: The Content Label (0070,0080) that marks a SEG an lnq-napari command wrote as a model's prediction, not
-#: labels (read back by :func:`lnq_napari.io.outputs.written_by_us`): a Type 1 code string of the SEG
-#: instance, which a PACS keeps as it is and a viewer does not offer to rename, unlike the Series
-#: Description (free text, renamed in a PACS, removed by de-identification's basic profile).
-PREDICTION_CONTENT = {"predict": "LNQ_PREDICT"}
 LO_MAX = 64  # characters of a DICOM LO value (Algorithm Version, Series Description)
 
 

@@ -222,7 +222,7 @@ def _over_slicer_saves(taken: Path, case: str, beside: list[LeftBeside] | None,
 
 def _predicted(path: Path) -> bool:
     """Whether ``lnq-napari predict`` (or ``demo``) wrote the label file ``path``."""
-    from lnq_napari.io.outputs import PREDICTIONS, written_by_us
+    from lnq_napari.io.provenance import PREDICTIONS, written_by_us
 
     return written_by_us(path, PREDICTIONS)
 

@@ -9,60 +9,9 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import file_above
-from lnq_napari.io.dicom_seg import ALGORITHM_NAME, PREDICTION_CONTENT, SegFile
+from lnq_napari.io.dicom_seg import SegFile
 from lnq_napari.io.layout import LABEL_SUFFIXES, is_image_file, sibling_names
-
-#: The NRRD header field that marks a file an lnq-napari command wrote (its value names the command).
-CREATED_BY = "lnq_created_by"
-#: The commands whose label files are a model's prediction: each may write over the other's.
-PREDICTIONS = ("predict", "demo")
-#: The command a DICOM SEG of lnq-napari's without a command's mark was written by: the export of labels
-#: (napari's Save, ``workspace export``), a reviewed result; so too a prediction SEG written before
-#: predictions were marked (which cannot be told from one).
-EXPORT = "workspace export"
-
-
-def created_by(command: str) -> dict[str, str]:
-    """The header field that marks a file as written by ``lnq-napari COMMAND``."""
-    return {CREATED_BY: f"lnq-napari {command}"}
-
-
-def written_by_us(path: Path, commands: Iterable[str] = ()) -> bool:
-    """Whether the existing file ``path`` is one an lnq-napari command wrote (``commands``: one of those):
-    an NRRD whose header holds :data:`CREATED_BY`, or a DICOM SEG (any name: DICOM files often have no
-    extension) whose manufacturer is lnq-napari's ``ALGORITHM_NAME`` (:func:`_writer`)."""
-    commands = tuple(commands)
-    command = _writer(path)
-    return command is not None and (not commands or command in commands)
-
-
-def _writer(path: Path) -> str | None:
-    """The lnq-napari command that wrote the file ``path``: an NRRD's :data:`CREATED_BY`; a DICOM SEG's
-    Content Label (:data:`~lnq_napari.io.dicom_seg.PREDICTION_CONTENT`), else :data:`EXPORT`. None when
-    none did, or the file cannot be read as NRRD or DICOM."""
-    try:
-        if path.name.lower().endswith((".nrrd", ".nhdr")):
-            import nrrd
-
-            said = str(nrrd.read_header(str(path)).get(CREATED_BY, ""))
-            return said.removeprefix("lnq-napari ") if said.startswith("lnq-napari ") else None
-        import pydicom
-
-        header = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["Manufacturer", "ContentLabel"])
-    except Exception:  # unreadable, not NRRD or DICOM: not a file we wrote
-        return None
-    return _seg_writer(header)
-
-
-def _seg_writer(header) -> str | None:
-    """The lnq-napari command that wrote a DICOM file whose header (pydicom) is ``header``: by its Content
-    Label, else :data:`EXPORT`; None when lnq-napari did not write it."""
-    if str(header.get("Manufacturer", "")) != ALGORITHM_NAME:
-        return None
-    label = str(header.get("ContentLabel", ""))
-    return next((command for command, mark in PREDICTION_CONTENT.items() if mark == label), EXPORT)
-
+from lnq_napari.io.provenance import EXPORT, seg_writer, writer
 
 #: What comes first among several DICOM SEGs of one case (:func:`label_rank`'s order).
 LABEL_RANKS = ("reviewed labels napari's Save or workspace export wrote", "a SEG lnq-napari did not write",
@@ -76,7 +25,7 @@ def label_rank(seg: SegFile) -> tuple[int, str]:
     an unmarked lnq-napari SEG whose segments are all the model's unedited output: what ``predict`` wrote
     before predictions were marked, or the export of a prediction confirmed unedited, which cannot be told
     apart."""
-    if _seg_writer(seg.dataset) != EXPORT:
+    if seg_writer(seg.dataset) != EXPORT:
         return 1, LABEL_RANKS[1]
     unedited = all(s.model_version is not None and not s.edited for s in seg.segments)
     return (2, LABEL_RANKS[2]) if unedited else (0, LABEL_RANKS[0])
@@ -88,11 +37,11 @@ def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...])
     reviewed labels is named as such): checked before anything is computed or written, so nothing is lost
     or half-written."""
     for path in paths:
-        writer = _writer(path) if path.is_file() else None
-        if not path.exists() or writer in commands:
+        wrote = writer(path) if path.is_file() else None
+        if not path.exists() or wrote in commands:
             continue
         whose = (f"which lnq-napari {commands[0]} did not write (labels of yours, or a data set's?)"
-                 if writer != EXPORT else "a DICOM SEG napari's Save or workspace export wrote (reviewed "
+                 if wrote != EXPORT else "a DICOM SEG napari's Save or workspace export wrote (reviewed "
                  "labels, or a prediction written before predictions were marked)")
         raise LNQError(f"{flag} {path.parent} already holds {path.name}, {whose}; it is left as it is: give "
                        "another output folder, or move that file away")
@@ -105,7 +54,7 @@ def check_not_shadowed(targets: dict[str, Path], flag: str, commands: tuple[str,
     user's left out. Checked before anything is computed or written."""
     for case, target in targets.items():
         for other in sibling_names(target.parent, case, "seg", LABEL_SUFFIXES):
-            if other != target and other.is_file() and _writer(other) not in commands:
+            if other != target and other.is_file() and writer(other) not in commands:
                 raise LNQError(f"{flag} {target.parent} holds {other.name}, labels lnq-napari {commands[0]} "
                                f"did not write (yours, or a data set's?); the prediction {target.name} would "
                                "be read as that case's labels in their place: give another output folder")

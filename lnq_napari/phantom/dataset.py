@@ -10,7 +10,8 @@ import numpy as np
 
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text, check_output_folder
-from lnq_napari.io.outputs import check_not_users, created_by
+from lnq_napari.io.outputs import check_not_users
+from lnq_napari.io.provenance import created_by
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.case import check_shape, check_spacing, make_case
 from lnq_napari.phantom.sites import get_site
