@@ -14,6 +14,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io import read_labels, read_volume
+from lnq_napari.io.dicom_headers import VOLUME_SLICES
 from lnq_napari.io.dicom_seg import write_dicom_seg
 
 STUDY, FRAME = generate_uid(), generate_uid()
@@ -99,8 +100,7 @@ def test_a_scout_or_a_dose_screen_beside_the_ct_is_no_other_ct_to_warn_about(tmp
         warnings.simplefilter("error")
         assert_is_the_ct(read_volume(tmp_path), ct)
     series(tmp_path, hu(5), "lung", SeriesDescription="lung")  # another CT: which one is read is said
-    with pytest.warns(UserWarning, match=r"reading the soft-tissue reconstruction series \(8 slices.*not the "
-                      r"sharp \(lung or bone kernel\) reconstruction 'lung' \(5\): to"):
+    with pytest.warns(UserWarning, match=r"reading the largest, series \(8 slices.*not 'lung' \(5\): to"):
         assert_is_the_ct(read_volume(tmp_path), ct)
 
 
@@ -144,9 +144,8 @@ def test_the_warning_naming_the_ct_series_read_counts_its_slices_as_read(tmp_pat
     shutil.copy(tmp_path / "ct-003.dcm", tmp_path / "ct-003 (1).dcm")
     series(tmp_path, hu(1, seed=3), "dose", SOPClassUID="1.2.840.10008.5.1.4.1.1.7", SeriesDescription="Dose")
     series(tmp_path, hu(5), "lung", SeriesDescription="lung")
-    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading the soft-tissue reconstruction "
-                      r"series \(8 slices, series [0-9.]+\), not the sharp \(lung or bone kernel\) "
-                      r"reconstruction 'lung' \(5\): to"):
+    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading the largest, series \(8 slices, "
+                      r"series [0-9.]+\), not 'lung' \(5\): to"):
         assert_is_the_ct(read_volume(tmp_path), ct)
 
 
@@ -162,9 +161,10 @@ def test_a_soft_tissue_reconstruction_of_equal_size_is_read_rather_than_the_lung
            ConvolutionKernel="LUNG")
     series(tmp_path, ct, "soft", SeriesInstanceUID=soft_uid, SeriesDescription="Thorax 1.25",
            ConvolutionKernel="STANDARD")
-    with pytest.warns(UserWarning, match=r"reading the soft-tissue reconstruction 'Thorax 1.25 STANDARD' "
-                      r"\(10 slices, series [0-9.]+\), not the sharp \(lung or bone kernel\) reconstruction "
-                      r"'Thorax 1.25 LUNG' \(10\): to read another"):
+    with pytest.warns(UserWarning, match=r"reading (the largest \(of equal size, the first by Series "
+                      r"Instance UID\), )?'Thorax 1.25 STANDARD' \(10 slices, series [0-9.]+(; not a lung or "
+                      r"bone kernel\) rather than 'Thorax 1.25 LUNG' \(10\), a sharp|\), not 'Thorax 1.25 "
+                      r"LUNG' \(10\): to)"):
         got = read_volume(tmp_path)
     assert_is_the_ct(got, ct)
     assert got.meta["dicom_series_uid"] == soft_uid
@@ -178,16 +178,17 @@ def test_a_thin_lung_kernel_series_is_passed_over_for_a_thicker_soft_tissue_one(
     series(tmp_path, hu(24, seed=5), "lung", gap=1.0, SeriesDescription="Thorax 1.0",
            ConvolutionKernel="B70f")
     series(tmp_path, ct, "soft", gap=3.0, SeriesDescription="Thorax 3.0", ConvolutionKernel="B30f")
-    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading the soft-tissue reconstruction "
-                      r"'Thorax 3.0 B30f' \(8 slices, .*not the sharp \(lung or bone kernel\) reconstruction "
-                      r"'Thorax 1.0 B70f' \(24\)"):
+    with pytest.warns(UserWarning, match=r"holds 2 DICOM CT series; reading 'Thorax 3.0 B30f' \(8 slices, "
+                      r".*; not a lung or bone kernel\) rather than the largest, 'Thorax 1.0 B70f' \(24\), a "
+                      r"sharp \(lung or bone kernel\) reconstruction, which the model reads poorly: to"):
         got = read_volume(tmp_path)
     np.testing.assert_array_equal(got.array, ct)
     assert got.spacing[2] == pytest.approx(3.0)
     described = tmp_path / "described"  # no kernel given: the description says lung (Lunge, poumon ...)
     series(described, hu(24, seed=5), "lung", gap=1.0, SeriesDescription="Lunge 1.0")
     series(described, ct, "soft", gap=3.0, SeriesDescription="Weichteil 3.0")
-    with pytest.warns(UserWarning, match=r"reading the soft-tissue reconstruction 'Weichteil 3.0'"):
+    with pytest.warns(UserWarning, match=r"reading 'Weichteil 3.0' \(8 slices, .*; kernel unknown\) rather "
+                      r"than the largest, 'Lunge 1.0' \(24\), a sharp"):
         np.testing.assert_array_equal(read_volume(described).array, ct)
 
 
@@ -198,15 +199,16 @@ def test_of_sharp_reconstructions_only_the_largest_is_read_and_said_to_be_sharp(
     ct = hu(12)
     series(tmp_path, ct, "lung", SeriesDescription="Lung", ConvolutionKernel="Bl57d")
     series(tmp_path, hu(9, seed=5), "bone", SeriesDescription="Bone", ConvolutionKernel="Br64d")
-    with pytest.warns(UserWarning, match=r"reading the largest, every one a sharp \(lung or bone kernel\) "
-                      r"reconstruction, which the model reads poorly .*'Lung Bl57d' \(12 slices, .*not 'Bone "
-                      r"Br64d' \(9\)"):
+    with pytest.warns(UserWarning, match=r"reading the largest, 'Lung Bl57d' \(12 slices, series [0-9.]+; "
+                      r"every series a sharp \(lung or bone kernel\) reconstruction, which the model reads "
+                      r"poorly\), not 'Bone Br64d' \(9\): to"):
         assert_is_the_ct(read_volume(tmp_path), ct)
     few = tmp_path / "few"
     series(few, ct, "lung", ConvolutionKernel="B60f")
     series(few, hu(3, seed=5), "key", ConvolutionKernel="B30f")
-    with pytest.warns(UserWarning, match=r"reading the largest, a sharp .*\(no soft-tissue series of 8 or "
-                      r"more slices in its orientation\)"):
+    with pytest.warns(UserWarning, match=r"reading the largest, 'B60f' .*; a sharp \(lung or bone kernel\) "
+                      r"reconstruction, which the model reads poorly, no soft series of the same scan beside "
+                      r"it\), not 'B30f' \(3\)"):
         assert_is_the_ct(read_volume(few), ct)
     coronal = tmp_path / "coronal"  # a soft-tissue coronal reformat is no stand-in for the axial CT
     series(coronal, ct, "lung", ConvolutionKernel="B60f")
@@ -216,12 +218,13 @@ def test_of_sharp_reconstructions_only_the_largest_is_read_and_said_to_be_sharp(
         ds = pydicom.dcmread(file)
         ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1] + 3.0 * k, ORIGIN[2] + 30]
         ds.save_as(file)
-    with pytest.warns(UserWarning, match=r"reading the largest, a sharp .*not 'Cor 3.0 B30f' \(9\)"):
+    with pytest.warns(UserWarning, match=r"reading the largest, 'B60f' .*; a sharp .*not 'Cor 3.0 B30f' "
+                      r"\(9\)"):
         assert_is_the_ct(read_volume(coronal), ct)
 
 
 def test_series_of_unknown_kernels_read_the_largest_and_a_tie_goes_by_series_uid(tmp_path):
-    """Kernels not known here (and none given) count as soft: the largest is read, as before. Of two of
+    """Kernels not known here (and none given) are not called soft: the largest is read, as before. Of two of
     equal size, the one read fell to the series' order without a word; it is the first by Series Instance
     UID, and the warning says so."""
     ct = hu(10)
@@ -234,8 +237,8 @@ def test_series_of_unknown_kernels_read_the_largest_and_a_tie_goes_by_series_uid
         uids = ("1.2.826.0.1.3680043.8.498.7", "1.2.826.0.1.3680043.8.498.8")
         series(tie, ct, "a", SeriesInstanceUID=uids[0 if first else 1])
         series(tie, hu(10, seed=5), "b", SeriesInstanceUID=uids[1 if first else 0])
-        with pytest.warns(UserWarning, match=r"reading the largest \(of those of equal size, the first by "
-                          r"Series Instance UID\), series \(10 slices, series 1.2.826.0.1.3680043.8.498.7\)"):
+        with pytest.warns(UserWarning, match=r"reading the largest \(of equal size, the first by Series "
+                          r"Instance UID\), series \(10 slices, series 1.2.826.0.1.3680043.8.498.7\)"):
             got = read_volume(tie)
         assert got.meta["dicom_series_uid"] == uids[0]
 
@@ -249,13 +252,135 @@ def test_series_of_unknown_kernels_read_the_largest_and_a_tie_goes_by_series_uid
     ("B30f", "", False), ("B45f", "", False), ("Br40d/3", "", False), ("I30f", "", False),
     ("Qr40", "", False), ("STANDARD", "", False), ("SOFT", "", False), ("B", "", False), ("C", "", False),
     ("FC08", "", False), ("FC18", "", False), ("", "", False), ("XY42", "", False), ("", "CHEST 3mm", False),
-    ("B30f", "Lung staging", False), ("FC30", "Mediastinum", False)])
+    ("B30f", "Lung staging", False), ("FC30", "Mediastinum", False),
+    ("B70F", "", True), ("BL57D", "", True), ("I70f\\3", "", True), ("", "Lungs 1mm", True),
+    ("", "CTA Lungenembolie", False), ("", "LungCARE 1mm", False), ("", "Boneremoval", False),
+    ("YB", "Lung screening", False), ("CB", "CTA Lungenembolie", False)])
 def test_sharp_reconstructions_are_told_by_kernel_then_description(kernel, description, sharp):
     """One rule for a sharp (lung or bone kernel) reconstruction: a known kernel decides, else the
     description; neither known counts as soft."""
     from lnq_napari.io.dicom_headers import is_sharp_reconstruction
 
     assert is_sharp_reconstruction(kernel, description) is sharp
+
+
+def _lung_and(folder: Path, **soft) -> np.ndarray:
+    """A 60-slice 1 mm lung-kernel (B70f) chest series in ``folder`` beside a soft-tissue (B30f) one of
+    ``soft`` (``slices``, ``gap`` and tags; 20 slices 3 mm apart by default); the lung one's HU."""
+    lung = hu(60, seed=1)
+    series(folder, lung, "lung", gap=1.0, SeriesDescription="Thorax 1.0", ConvolutionKernel="B70f")
+    tags = {"SeriesDescription": "Thorax 3.0", "ConvolutionKernel": "B30f", **soft}
+    slices, gap = tags.pop("slices", 20), tags.pop("gap", 3.0)
+    series(folder, hu(slices, seed=2), "soft", gap=gap, **tags)
+    return lung
+
+
+def _read_quietly(folder: Path):
+    """read_volume of a folder of several series, its warning (which one is read) caught and returned."""
+    with pytest.warns(UserWarning, match="holds [0-9]+ DICOM CT series") as caught:
+        return read_volume(folder), str(caught[0].message)
+
+
+def test_a_bolus_tracking_series_at_one_height_does_not_stand_in_for_the_lung_series(tmp_path):
+    """A monitoring series (12 images of one slice position, B30f) beside a lung-kernel chest was taken for
+    the soft-tissue reconstruction, and the folder failed to open (two slices at one position). A soft
+    series stands in only when its slices form a volume."""
+    lung = _lung_and(tmp_path, slices=12, gap=0.0, SeriesDescription="PreMonitoring")
+    got, said = _read_quietly(tmp_path)
+    np.testing.assert_array_equal(got.array, lung)
+    assert "reading the largest, 'Thorax 1.0 B70f'" in said and "'PreMonitoring B30f' (12)" in said
+
+
+@pytest.mark.parametrize(("slices", "start", "read_soft"), [(8, 0, False), (18, 9, False), (20, 0, True)])
+def test_a_soft_series_covering_part_of_the_scan_does_not_stand_in_for_it(tmp_path, slices, start, read_soft):
+    """A soft-tissue series of 8 slices 1 mm apart (a partial "Mediastinum" reformat) was read rather than
+    the 60 mm lung-kernel chest. A soft series stands in only covering 90 % of the largest one's extent."""
+    lung = _lung_and(tmp_path, slices=slices, gap=3.0 if slices != 8 else 1.0,
+                     SeriesDescription="Mediastinum")
+    if start:  # every slice moved up by ``start`` mm: of the lung one's 60 mm, the series covers 52
+        for k, file in enumerate(sorted(tmp_path.glob("soft-*.dcm"))):
+            ds = pydicom.dcmread(file)
+            ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], ORIGIN[2] + start + 3.0 * k]
+            ds.save_as(file)
+    got, _ = _read_quietly(tmp_path)
+    assert got.shape[0] == (slices if read_soft else 60)
+    if not read_soft:
+        np.testing.assert_array_equal(got.array, lung)
+
+
+@pytest.mark.parametrize("tags", [
+    {"ImageType": ["DERIVED", "SECONDARY", "MIP"]},
+    {"ImageType": ["DERIVED", "SECONDARY", "AXIAL", "MAXIMUM"]},
+    {"SeriesDescription": "Thorax MinIP 3mm"}, {"SeriesDescription": "Thorax Min IP"},
+    {"SeriesDescription": "AVG 3.0"}, {"SeriesDescription": "Thorax thick slab"}])
+def test_a_soft_projection_does_not_stand_in_for_the_lung_series(tmp_path, tags):
+    """A soft-kernel MIP (or MinIP, average, thick slab) beside a lung-kernel chest was read as its
+    soft-tissue reconstruction: no slice of the scan. A derived reformat still stands in."""
+    lung = _lung_and(tmp_path, **tags)
+    got, said = _read_quietly(tmp_path)
+    np.testing.assert_array_equal(got.array, lung)
+    assert "reading the largest" in said
+    reformat = tmp_path / "reformat"
+    _lung_and(reformat, ImageType=["DERIVED", "SECONDARY", "AXIAL"])
+    assert _read_quietly(reformat)[0].shape[0] == 20
+
+
+@pytest.mark.parametrize(("gap", "lung_gap", "read_soft"), [(10.0, 1.0, False), (4.0, 1.0, False),
+                                                            (6.0, 2.5, False), (3.0, 1.0, True)])
+def test_a_thick_soft_series_does_not_stand_in_for_a_thin_lung_one(tmp_path, gap, lung_gap, read_soft):
+    """A 10 mm soft-tissue series was read rather than the 1 mm lung-kernel one: no small node survives such
+    slices. A soft series stands in only at most 5 mm and 3 times the largest one's spacing apart."""
+    lung = hu(60, seed=1)
+    series(tmp_path, lung, "lung", gap=lung_gap, ConvolutionKernel="B70f")
+    slices = max(VOLUME_SLICES, int(round(59 * lung_gap / gap)) + 1)
+    series(tmp_path, hu(slices, seed=2), "soft", gap=gap, ConvolutionKernel="B30f")
+    got, _ = _read_quietly(tmp_path)
+    assert got.shape[0] == (slices if read_soft else 60)
+
+
+def test_a_description_counts_only_for_a_series_without_a_kernel_and_unknown_is_not_called_soft(tmp_path):
+    """A CT pulmonary angiogram (Philips CB, "CTA Lungenembolie") was taken for a lung reconstruction by its
+    description, and a smaller series of an unknown kernel read instead, called soft-tissue. A kernel given
+    keeps the description out; unknown kernels read the largest, not called soft."""
+    cta = hu(40, seed=1)
+    series(tmp_path, cta, "cta", gap=1.0, SeriesDescription="CTA Lungenembolie 1mm", ConvolutionKernel="CB")
+    series(tmp_path, hu(10, seed=2), "thx", gap=4.0, SeriesDescription="Thorax 4mm", ConvolutionKernel="YD")
+    got, said = _read_quietly(tmp_path)
+    np.testing.assert_array_equal(got.array, cta)
+    assert "reading the largest, 'CTA Lungenembolie 1mm CB'" in said and "soft" not in said
+
+
+def test_a_scout_filed_first_in_the_soft_series_does_not_make_it_sharp(tmp_path):
+    """A scout (kernel T80f) listed first in the soft-tissue series made that series sharp, and a soft MIP
+    beside them was read. The series' own first slice tells its kernel and its name."""
+    _lung_and(tmp_path)
+    uid = pydicom.dcmread(tmp_path / "soft-000.dcm").SeriesInstanceUID
+    series(tmp_path, hu(1, 30, 16, seed=3), "a-scout", SeriesInstanceUID=uid,
+           ImagePositionPatient=[-200, 0, -300], SeriesDescription="Topogram", ConvolutionKernel="T80f",
+           **SCOUT)
+    got, said = _read_quietly(tmp_path)
+    assert got.meta["dicom_series_uid"] == uid
+    assert "reading 'Thorax 3.0 B30f' (20 slices" in said and "Topogram" not in said
+
+
+def test_kernels_in_upper_case_are_told(tmp_path):
+    """An export writing kernels in upper case (B70F, B30F) read the lung one, its kernel not known."""
+    _lung_and(tmp_path, ConvolutionKernel="B30F")
+    for file in tmp_path.glob("lung-*.dcm"):
+        ds = pydicom.dcmread(file)
+        ds.ConvolutionKernel = "B70F"
+        ds.save_as(file)
+    got, said = _read_quietly(tmp_path)
+    assert got.shape[0] == 20 and "not a lung or bone kernel" in said
+
+
+@pytest.mark.parametrize("tilt", [2e-3, 1e-2])
+def test_a_soft_series_tilted_by_a_fraction_of_a_degree_stands_in(tmp_path, tilt):
+    """Slice cosines rounded otherwise (0.002, half a degree apart) made a soft series another orientation,
+    and the lung one was read. Orientations within a degree are one."""
+    c = float(np.sqrt(1 - tilt**2))
+    _lung_and(tmp_path, ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, c, -tilt])
+    assert _read_quietly(tmp_path)[0].shape[0] == 20
 
 
 def test_an_enhanced_cts_kernel_is_read_from_its_functional_groups():

@@ -649,8 +649,7 @@ def test_two_series_in_one_folder_are_named_by_description_and_kernel(tmp_path):
     _stack(tmp_path / "lung", STRAIGHT[:4], lung)
     for file in (tmp_path / "lung").iterdir():
         file.rename(folder / f"lung-{file.name}")
-    with pytest.warns(UserWarning, match="reading the soft-tissue reconstruction 'soft tissue B30f' .*not "
-                                         r"the sharp \(lung or bone kernel\) reconstruction 'lung B70f' "
+    with pytest.warns(UserWarning, match="reading the largest, 'soft tissue B30f' .*not 'lung B70f' "
                                          r"\(4\): to read another"):
         assert read_volume(folder).shape[0] == 6
 

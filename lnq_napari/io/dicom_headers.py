@@ -138,13 +138,21 @@ SHARP_KERNEL_WORDS = frozenset({"LUNG", "BONE", "BONEPLUS", "EDGE", "SHARP", "DE
 #: Kernel names of a soft-tissue reconstruction: GE's STANDARD and SOFT.
 SOFT_KERNEL_WORDS = frozenset({"STANDARD", "SOFT"})
 #: Philips' one-letter kernels: L (lung), D and E (sharp, bone); A, B and C (smooth to standard) are soft.
+#: Their two-letter ones (YA to YD, CB, UB ...) are not told apart here: unknown.
 PHILIPS_SHARP, PHILIPS_SOFT = frozenset("LDE"), frozenset("ABC")
-#: Siemens kernels are a letter or two (B, Br, Bl, Hr, I, Qr ...), a sharpness and a suffix (B30f, Br64d):
-#: 50 and above are sharp (B50f to B80f, Bl57, Br59, Hr60), below soft.
+#: Siemens kernels are a letter or two (B, Br, Bl, Hr, I, Qr ...), a sharpness and a suffix (B30f, Br64d;
+#: any case): 50 and above are sharp (B50f to B80f, Bl57, Br59, Hr60), below soft.
 SIEMENS_SHARP_FROM = 50
-#: Words (lower case, as they begin) of a series description naming a sharp reconstruction: lung, lunge,
-#: Lungenfenster, poumon, bone, Knochen, sharp.
-SHARP_DESCRIPTION_WORDS = ("lung", "poumon", "bone", "knochen", "sharp")
+#: Whole words (lower case) of a series description naming a sharp reconstruction, read only for a series
+#: that gives no kernel: lung, Lunge, Lungenfenster, poumon, bone, Knochen, sharp (not "Lungenembolie",
+#: "LungCARE" or "Boneremoval", which name a protocol or a processing).
+SHARP_DESCRIPTION_WORDS = frozenset({"lung", "lungs", "lunge", "lungen", "lungenfenster", "poumon", "poumons",
+                                     "bone", "bones", "knochen", "knochenfenster", "sharp"})
+#: Words (upper case) of an Image Type or series description naming a projection or rendering, no slice of
+#: the scan: maximum, minimum or average intensity projections (MIP, MinIP, AVG; DICOM's MAXIMUM, MINIMUM,
+#: MEAN pixel contrast), a thick slab, a volume rendering (VRT).
+PROJECTION_WORDS = frozenset({"MIP", "MIPS", "MINIP", "MAXIP", "AVG", "AVERAGE", "MEAN", "MAXIMUM", "MINIMUM",
+                              "PROJECTION", "SLAB", "VRT"})
 
 
 def convolution_kernel(header) -> str:
@@ -159,33 +167,53 @@ def convolution_kernel(header) -> str:
             kernel = None
     if kernel is None:
         return ""
-    values = [kernel] if isinstance(kernel, str) else list(kernel)
+    values = str(kernel).split("\\") if isinstance(kernel, str) else list(kernel)
     return "/".join(str(v).strip() for v in values if str(v).strip())
 
 
-def is_sharp_reconstruction(kernel: str, description: str = "") -> bool:
-    """Whether a CT series is a sharp (lung or bone kernel) reconstruction, which the model reads poorly,
-    by its Convolution Kernel (:func:`convolution_kernel`) and, where that names no kernel known here, its
-    Series Description (lung, bone, sharp ...). A known soft kernel decides against the description (a
-    "Lung staging" protocol's B30f is soft); a series saying neither counts as soft."""
-    for value in kernel.split("/"):
-        verdict = _kernel_sharpness(value.strip())
+def reconstruction_sharpness(kernel: str, description: str = "") -> bool | None:
+    """Whether a CT series is a sharp (lung or bone kernel) reconstruction, which the model reads poorly:
+    True sharp, False soft, None not known. Its Convolution Kernel (:func:`convolution_kernel`) decides
+    where known here; a series giving no kernel at all is sharp when its Series Description names lung, bone
+    or sharp as a whole word (:data:`SHARP_DESCRIPTION_WORDS`), else unknown, as is an unknown kernel."""
+    values = [v.strip() for v in re.split(r"[/\\]", kernel) if v.strip()]
+    for value in values:
+        verdict = _kernel_sharpness(value)
         if verdict is not None:
             return verdict
-    words = re.split(r"[^a-zà-ÿ]+", description.lower())
-    return any(word.startswith(SHARP_DESCRIPTION_WORDS) for word in words if word)
+    if values:
+        return None
+    words = set(re.split(r"[^a-zà-ÿ]+", description.lower()))
+    return True if words & SHARP_DESCRIPTION_WORDS else None
+
+
+def is_sharp_reconstruction(kernel: str, description: str = "") -> bool:
+    """Whether :func:`reconstruction_sharpness` says sharp."""
+    return reconstruction_sharpness(kernel, description) is True
+
+
+def is_projection(header) -> bool:
+    """Whether a series' slice header says it is a projection or rendering (MIP, MinIP, average, thick slab,
+    VRT: :data:`PROJECTION_WORDS`) by its Image Type or Series Description; DERIVED alone is none (a
+    reformat or a resampled series is still the scan)."""
+    kinds = header.get("ImageType") or []
+    kinds = str(kinds).split("\\") if isinstance(kinds, str) else [str(k) for k in kinds]
+    text = " ".join([*kinds, str(header.get("SeriesDescription", "") or "")]).upper()
+    words = [w for w in re.split(r"[^A-Z0-9]+", text) if w]
+    pairs = {" ".join(words[i:i + 2]) for i in range(len(words) - 1)}
+    return bool(set(words) & PROJECTION_WORDS or pairs & {"MIN IP", "MAX IP"})
 
 
 def _kernel_sharpness(kernel: str) -> bool | None:
     """One kernel name's verdict: True sharp, False soft, None not known here."""
-    siemens = re.fullmatch(r"[A-Z][a-z]?(\d{2})[a-z]?", kernel)
-    if siemens:
-        return int(siemens.group(1)) >= SIEMENS_SHARP_FROM
-    canon = re.fullmatch(r"FC(\d)\d(?:[^0-9].*)?", kernel.upper())  # Canon / Toshiba FC01 .. FC86
+    upper = kernel.upper()
+    canon = re.fullmatch(r"FC(\d)\d(?:[^0-9].*)?", upper)  # Canon / Toshiba FC01 .. FC86
     if canon:
         digit = int(canon.group(1))
         return True if 5 <= digit <= 8 else False if digit <= 1 else None
-    upper = kernel.upper()
+    siemens = re.fullmatch(r"[A-Z]{1,2}(\d{2})[A-Z]?", upper)
+    if siemens:
+        return int(siemens.group(1)) >= SIEMENS_SHARP_FROM
     if upper in PHILIPS_SHARP or upper in PHILIPS_SOFT:
         return upper in PHILIPS_SHARP
     words = set(re.split(r"[^A-Z0-9]+", upper))

@@ -13,18 +13,17 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io import dicom_tree
+from lnq_napari.io.dicom_choice import choice_text, series_look, soft_stand_in
 from lnq_napari.io.dicom_headers import (
     ENHANCED_CT_SOP_CLASSES,
     SEG_SOP_CLASSES,
     SLICE_TAGS,
     VOLUME_SLICES,
     VOLUME_TAGS,
-    convolution_kernel,
     is_ct_image,
     is_ct_modality,
     is_localizer,
     is_localizer_volume,
-    is_sharp_reconstruction,
     padding_values,
     series_slices,
 )
@@ -35,8 +34,8 @@ from lnq_napari.io.volume import Volume, check_grid
 
 def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
-    or the largest CT series, a soft-tissue one rather than a sharp (lung or bone kernel) one
-    (:func:`.dicom_headers.is_sharp_reconstruction`) of the same orientation (without one, a CT whose
+    or the largest CT series, unless that is a sharp (lung or bone kernel) reconstruction and another is
+    clearly its scan reconstructed otherwise (:func:`.dicom_choice.soft_stand_in`) (without one, a CT whose
     slices all say LOCALIZER that forms a volume; a PET, scout or dose screen only when there is no CT, a
     PET or MR with a warning); its Series and Frame of Reference UIDs go into ``meta``; a slice's declared
     pixel padding reads below air (:func:`_padding_below_air`)."""
@@ -102,11 +101,11 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if len(pool) > 1 and not slices:
             slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]}
         images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
-        sharp = _sharp_series(pool, files_by_series, images, volume)
-        largest = max(sorted(pool), key=images.get)
-        soft = [o for o in pool if o not in sharp and images[o] >= VOLUME_SLICES
-                and _same_orientation(slices.get(o), slices.get(largest))]  # no coronal reformat
-        sid = max(sorted(soft or pool), key=images.get)  # ties: the first by Series Instance UID
+        kept = {o: (slices[o][0] or files_by_series[o]) if o in slices else files_by_series[o] for o in pool}
+        looks = {o: series_look(kept[o][0]) for o in pool} if len(pool) > 1 else {}  # no scout's header
+        largest = max(sorted(pool), key=images.get)  # ties: the first by Series Instance UID
+        soft = soft_stand_in(largest, pool, slices, looks, images) if all(volume[o] for o in pool) else None
+        sid = soft or largest
         single = sum(1 for o in pool if images[o] == 1 and volume[o])
         if images[sid] == 1 and single >= VOLUME_SLICES:  # no series a volume: one read would be one slice
             raise LNQError(f"{folder} holds {single} DICOM CT series of one slice each (each file has its "
@@ -116,18 +115,18 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if len(pool) > 1:  # another CT (a lung-kernel reconstruction): which one is read, and why, is said
             kind = "CT series" if volume[sid] else "series"
             warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; "
-                          f"{_choice(sid, pool, soft, sharp, images, files_by_series)}: to read another, "
-                          "give a folder holding only its slices", UserWarning, stacklevel=3)
+                          f"{choice_text(sid, largest, pool, looks, images)}: to read another, give a folder "
+                          "holding only its slices", UserWarning, stacklevel=3)
         if sid in marked:
             warnings.warn(f"{folder} holds no DICOM CT series but "
-                          f"{_series_description(files_by_series[sid][0])} ({images[sid]} slices), whose "
+                          f"{series_look(kept[sid][0]).name} ({images[sid]} slices), whose "
                           "slices are all marked LOCALIZER: read as the CT (a stack of parallel slices, no "
                           "scout)", UserWarning, stacklevel=3)
         if not first[sid].ct_modality and first[sid].modality.upper() != "CT":
             # a PET or MR alone: read, but not taken for a CT without a word (a Secondary Capture of
             # modality CT, as ITK writes a series, reads as before)
             warnings.warn(f"{folder} holds no DICOM CT series; reading "
-                          f"{_series_description(files_by_series[sid][0])} (modality "
+                          f"{series_look(kept[sid][0]).name} (modality "
                           f"{first[sid].modality or 'unknown'}) as if it were a CT, which it is not: point "
                           "to the folder of the patient's CT", UserWarning, stacklevel=3)
     files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
@@ -247,82 +246,6 @@ def _patient_id(file: str) -> str:
         return str(header.get("PatientID", ""))
     except Exception:  # the series is read next, and refused there when damaged
         return ""
-
-
-def _series_description(file: str) -> str:
-    """A series' description and kernel from one of its files ("series" when it gives neither)."""
-    import pydicom
-
-    try:
-        header = pydicom.dcmread(file, stop_before_pixels=True)
-    except Exception:  # the series is read next, and refused there when damaged
-        return "series"
-    kernel = convolution_kernel(header)
-    text = " ".join(t for t in (str(header.get("SeriesDescription", "")).strip(), kernel.strip()) if t)
-    return f"'{text}'" if text else "series"
-
-
-#: How :func:`read_dicom`'s warning names a sharp reconstruction.
-SHARP_NAME = "sharp (lung or bone kernel) reconstruction"
-
-
-def _sharp_series(pool: list[str], files_by_series: dict[str, list[str]], images: dict,
-                  volume: dict) -> set[str]:
-    """Of several CT volume series, those that are sharp reconstructions
-    (:func:`.dicom_headers.is_sharp_reconstruction`, from each one's first file); none of a lone series or
-    of series that are no CT."""
-    if len(pool) < 2 or not all(volume[o] for o in pool):
-        return set()
-    return {o for o in pool if images[o] and _is_sharp(files_by_series[o][0])}
-
-
-def _same_orientation(one: tuple[list[str], list] | None, other: tuple[list[str], list] | None) -> bool:
-    """Whether two series' slices (:func:`_series_slices`) share their orientation: a soft-tissue coronal
-    reformat is no stand-in for an axial lung-kernel series. True where either does not say (an enhanced
-    CT gives it in its functional groups)."""
-    def orientation(slices: tuple[list[str], list] | None) -> np.ndarray | None:
-        header = next((h for h in slices[1] if h is not None), None) if slices else None
-        try:
-            values = np.asarray([float(v) for v in header.get("ImageOrientationPatient") or ()])
-        except (AttributeError, TypeError, ValueError):
-            return None
-        return values if values.size == 6 else None
-
-    a, b = orientation(one), orientation(other)
-    return a is None or b is None or bool(np.allclose(a, b, atol=1e-3))
-
-
-def _is_sharp(file: str) -> bool:
-    """Whether a series' file says it is a sharp reconstruction (False when it cannot be read)."""
-    import pydicom
-
-    try:
-        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
-            "ConvolutionKernel", "SeriesDescription", "SharedFunctionalGroupsSequence"])
-    except Exception:  # the series is read next, and refused there when damaged
-        return False
-    return is_sharp_reconstruction(convolution_kernel(header), str(header.get("SeriesDescription", "")))
-
-
-def _choice(sid: str, pool: list[str], soft: list[str], sharp: set[str], images: dict,
-            files_by_series: dict[str, list[str]]) -> str:
-    """What :func:`read_dicom`'s warning says of the series read of several: which, why, and the others."""
-    def name(o: str) -> str:
-        return _series_description(files_by_series[o][0])
-
-    if sid in sharp:  # no soft-tissue volume beside it
-        which = f"every one a {SHARP_NAME}" if len(sharp) == len(pool) else \
-            f"a {SHARP_NAME} (no soft-tissue series of {VOLUME_SLICES} or more slices in its orientation)"
-        why = f"the largest, {which}, which the model reads poorly (it expects soft-tissue images),"
-    elif sharp:
-        why = "the largest soft-tissue reconstruction," if len(soft) > 1 else "the soft-tissue reconstruction"
-    else:
-        why = "the largest,"
-    if sum(images[o] == images[sid] for o in (soft or pool)) > 1:
-        why = why.rstrip(",") + " (of those of equal size, the first by Series Instance UID),"
-    others = "; ".join(f"{'the ' + SHARP_NAME + ' ' if o in sharp and sid not in sharp else ''}"
-                       f"{name(o)} ({images[o]})" for o in pool if o != sid)
-    return f"reading {why} {name(sid)} ({images[sid]} slices, series {sid}), not {others}"
 
 
 def _localizer_volumes(files_by_series: dict[str, list[str]], first: dict, images: dict) -> dict:

@@ -1,0 +1,125 @@
+"""Which of several CT series in a folder :func:`.dicom_series.read_dicom` reads, and the warning saying so:
+the largest, unless it is a sharp (lung or bone kernel) reconstruction and a series that is not stands in
+for it as clearly the same scan, reconstructed differently (:func:`soft_stand_in`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lnq_napari.io.dicom_headers import (
+    convolution_kernel,
+    forms_volume,
+    is_projection,
+    reconstruction_sharpness,
+)
+
+#: How :func:`choice_text` names a sharp reconstruction.
+SHARP_NAME = "sharp (lung or bone kernel) reconstruction"
+#: A stand-in covers at least this share of the largest series' extent along the slice normal.
+MIN_COVERAGE = 0.9
+#: A stand-in's slice normal lies within this many degrees of the largest series' one.
+MAX_TILT_DEGREES = 1.0
+#: A stand-in's slices are at most this far apart (mm), and at most :data:`MAX_SPACING_RATIO` times the
+#: largest series' spacing.
+MAX_SPACING_MM, MAX_SPACING_RATIO = 5.0, 3.0
+
+
+@dataclass(frozen=True)
+class SeriesLook:
+    """What a series' first slice (no scout) says of it: its name in a warning (description and kernel,
+    quoted, or "series"), its sharpness (True sharp, False a soft kernel, None not known:
+    :func:`.dicom_headers.reconstruction_sharpness`) and whether it is a projection (MIP, average ...)."""
+
+    name: str = "series"
+    sharpness: bool | None = None
+    projection: bool = False
+
+
+def series_look(file: str) -> SeriesLook:
+    """The :class:`SeriesLook` of a series from one of its slice files (the defaults when unreadable)."""
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
+            "ConvolutionKernel", "SeriesDescription", "ImageType", "SharedFunctionalGroupsSequence"])
+    except Exception:  # the series is read next, and refused there when damaged
+        return SeriesLook()
+    kernel, description = convolution_kernel(header), str(header.get("SeriesDescription", "") or "").strip()
+    text = " ".join(t for t in (description, kernel) if t)
+    return SeriesLook(f"'{text}'" if text else "series", reconstruction_sharpness(kernel, description),
+                      is_projection(header))
+
+
+def _stack(headers: Sequence) -> tuple[np.ndarray, np.ndarray] | None:
+    """A series' slice normal (unit) and slice positions (its slice headers, :func:`.dicom_headers.
+    forms_volume`); None when they form no volume."""
+    if not forms_volume(headers):
+        return None
+    orientation = np.array([float(v) for v in headers[0].get("ImageOrientationPatient")])
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.array([[float(v) for v in h.get("ImagePositionPatient")] for h in headers])
+    return normal / np.linalg.norm(normal), positions
+
+
+def _span(along: np.ndarray) -> tuple[float, float, float]:
+    """Of slice positions along a normal: the extent they cover (half a gap beyond each end) and the gap."""
+    along = np.sort(along)
+    gap = float(np.median(np.diff(along)))
+    return float(along[0] - gap / 2), float(along[-1] + gap / 2), gap
+
+
+def stands_in(headers: Sequence, largest: Sequence, look: SeriesLook) -> bool:
+    """Whether a series (its slice headers, :class:`SeriesLook`) is clearly the largest series' scan
+    reconstructed otherwise: not sharp, no projection, a volume whose normal lies within
+    :data:`MAX_TILT_DEGREES`, covering :data:`MIN_COVERAGE` of the largest one's extent, at most
+    :data:`MAX_SPACING_MM` and :data:`MAX_SPACING_RATIO` times its spacing."""
+    ours, theirs = _stack(headers), _stack(largest)
+    if look.sharpness or look.projection or ours is None or theirs is None:
+        return False
+    cosine = abs(float(np.dot(ours[0], theirs[0])))
+    if np.degrees(np.arccos(min(cosine, 1.0))) > MAX_TILT_DEGREES:
+        return False
+    low, high, gap = _span(ours[1] @ ours[0])
+    their_low, their_high, their_gap = _span(theirs[1] @ theirs[0])
+    if gap > MAX_SPACING_MM or gap > MAX_SPACING_RATIO * their_gap:
+        return False
+    overlap = min(high, their_high) - max(low, their_low)
+    return overlap >= MIN_COVERAGE * (their_high - their_low)
+
+
+def soft_stand_in(largest: str, pool: list[str], slices: dict, looks: dict[str, SeriesLook],
+                  images: dict) -> str | None:
+    """Of a folder's CT series (``pool``; each one's :func:`.dicom_series._series_slices` in ``slices``),
+    the largest (ties: the first by Series Instance UID) that :func:`stands_in` for the largest series when
+    that one is sharp; None when it is not, or none does."""
+    if largest not in looks or not looks[largest].sharpness or largest not in slices:
+        return None
+    found = [o for o in pool if o != largest and o in slices
+             and stands_in(slices[o][1], slices[largest][1], looks[o])]
+    return max(sorted(found), key=images.get) if found else None
+
+
+def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, SeriesLook], images: dict) -> str:
+    """What :func:`.dicom_series.read_dicom`'s warning says of the series read of several: which and why,
+    then the others by name and slice count."""
+    read = f"{looks[sid].name} ({images[sid]} slices, series {sid}"
+    if sid != largest:
+        kernel = "not a lung or bone kernel" if looks[sid].sharpness is False else "kernel unknown"
+        what = "the largest, " if images[largest] > images[sid] else ""
+        text = (f"reading {read}; {kernel}) rather than {what}{looks[largest].name} "
+                f"({images[largest]}), a {SHARP_NAME}, which the model reads poorly")
+        rest = [o for o in pool if o not in (sid, largest)]
+        return text + ("; not " + "; ".join(f"{looks[o].name} ({images[o]})" for o in rest) if rest else "")
+    tie = " (of equal size, the first by Series Instance UID)" \
+        if sum(images[o] == images[sid] for o in pool) > 1 else ""
+    if all(looks[o].sharpness for o in pool):
+        why = f"; every series a {SHARP_NAME}, which the model reads poorly"
+    elif looks[sid].sharpness:
+        why = f"; a {SHARP_NAME}, which the model reads poorly, no soft series of the same scan beside it"
+    else:
+        why = ""
+    others = "; ".join(f"{looks[o].name} ({images[o]})" for o in pool if o != sid)
+    return f"reading the largest{tie}, {read}{why}), not {others}"
