@@ -207,8 +207,8 @@ def test_of_sharp_reconstructions_only_the_largest_is_read_and_said_to_be_sharp(
     series(few, ct, "lung", ConvolutionKernel="B60f")
     series(few, hu(3, seed=5), "key", ConvolutionKernel="B30f")
     with pytest.warns(UserWarning, match=r"reading the largest, 'B60f' .*; a sharp \(lung or bone kernel\) "
-                      r"reconstruction, which the model reads poorly, no soft series of the same scan beside "
-                      r"it\), not 'B30f' \(3\)"):
+                      r"reconstruction, which the model reads poorly, no soft volume beside it covers the "
+                      r"same scan at 5 mm or finer\), not 'B30f' \(3\)"):
         assert_is_the_ct(read_volume(few), ct)
     coronal = tmp_path / "coronal"  # a soft-tissue coronal reformat is no stand-in for the axial CT
     series(coronal, ct, "lung", ConvolutionKernel="B60f")

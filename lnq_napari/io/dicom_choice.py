@@ -118,7 +118,8 @@ def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, Series
     if all(looks[o].sharpness for o in pool):
         why = f"; every series a {SHARP_NAME}, which the model reads poorly"
     elif looks[sid].sharpness:
-        why = f"; a {SHARP_NAME}, which the model reads poorly, no soft series of the same scan beside it"
+        why = (f"; a {SHARP_NAME}, which the model reads poorly, no soft volume beside it covers the same "
+               "scan at 5 mm or finer")
     else:
         why = ""
     others = "; ".join(f"{looks[o].name} ({images[o]})" for o in pool if o != sid)
