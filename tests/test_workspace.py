@@ -85,6 +85,24 @@ def test_bad_inputs_raise(tmp_path, data, ws):
     assert not (tmp_path / "w2").exists()
 
 
+def test_init_through_a_symlink_makes_the_workspace_where_it_points(tmp_path, data):
+    """A symlink to an empty folder (on a bigger disk), or a path through a dangling symlink, was refused
+    ("cannot write ... (Not a directory)") or crashed with a traceback (FileExistsError)."""
+    empty = tmp_path / "big" / "empty"
+    empty.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(empty)
+    ws = Workspace.init(tmp_path / "link", data)
+    assert (empty / "workspace.json").is_file() and (tmp_path / "link").is_symlink()
+    assert ws.versions("lnq2023-train-0000") and Workspace.open(empty).case_ids() == ws.case_ids()
+    (tmp_path / "later").symlink_to(tmp_path / "big" / "later")  # dangling: its folder is made
+    Workspace.init(tmp_path / "later" / "ws", data)
+    assert Workspace.open(tmp_path / "big" / "later" / "ws").case_ids() == ws.case_ids()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(LNQError):
+        Workspace.init(tmp_path / "loop" / "ws", data)
+    assert not list(tmp_path.glob("**/.*.init-*"))
+
+
 def test_label_versions_round_trip_with_provenance(ws):
     case = "lnq2023-train-0001"
     ct, seg = _case(1)

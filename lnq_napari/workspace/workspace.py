@@ -89,14 +89,15 @@ class Workspace:
         """
         root = Path(path)
         _check_new_root(root)
+        target = _real_root(root)  # a symlink (to an empty folder, or one to make): made where it points
         meta = new_meta(data, root)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=target.parent))
         try:
             cls._build(staging, meta, progress)
-            if root.exists():
-                root.rmdir()
-            os.replace(staging, root)
+            if target.exists():
+                target.rmdir()
+            os.replace(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -402,6 +403,16 @@ class Workspace:
     def update_cache(self, name: str, entries: dict) -> dict:
         """Merge ``entries`` into cache file ``name`` under the workspace lock (safe across processes)."""
         return self.cache.update(name, entries)
+
+
+def _real_root(root: Path) -> Path:
+    """``root`` with its symlinks resolved (the folder a new workspace is renamed into: renaming onto a
+    symlink failed, and a dangling one in its path made ``mkdir`` fail); LNQError for a symlink loop."""
+    try:
+        return root.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise LNQError(f"{root} cannot be followed to a folder ({exc}); give a folder path without a "
+                       "symlink loop") from exc
 
 
 def _check_new_root(root: Path) -> None:
