@@ -136,3 +136,22 @@ def test_an_autosave_of_another_workspace_is_not_offered(ws, tmp_path):
     write_autosave(_edited(ws, original), path.parent, CASE, extra)
     _date(path, ws.label_path(CASE, original), 10**9)
     assert _open(ws, ws.version_info(CASE, original)) is None
+
+
+@pytest.mark.parametrize("how", ["moved", "relative"])
+def test_an_autosave_in_the_workspace_s_own_folder_is_offered_after_a_move(ws, tmp_path, monkeypatch, how):
+    """A workspace renamed (or once opened by a relative path, now from another folder) took the edits its
+    own autosave folder held for another workspace's, and the first edit overwrote them."""
+    monkeypatch.delenv(AUTOSAVE_ENV)
+    original = ws.latest_version(CASE)["version"]
+    path = write_autosave(_edited(ws, original), autosave_dir(ws.ct_path(CASE), ws.root), CASE,
+                          {"lnq_workspace": str(ws.root) if how == "moved" else "ws", "lnq_parent": original})
+    _date(path, ws.label_path(CASE, original), 10**9)
+    if how == "moved":
+        ws.root.rename(tmp_path / "renamed")
+        ws = Workspace.open(tmp_path / "renamed")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")
+    found = _open(ws, ws.version_info(CASE, original))
+    assert found is not None and found.base["version"] == original

@@ -4,6 +4,7 @@ file and its folder are :mod:`lnq_napari.workspace.autosave`'s."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -66,7 +67,8 @@ class Autosaver:
 
     def _extra(self) -> dict:
         return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or "",
-                "lnq_workspace": str(self.session.workspace or ""),  # $LNQ_NAPARI_AUTOSAVE_DIR is shared
+                # $LNQ_NAPARI_AUTOSAVE_DIR is shared; absolute, so that another folder reads the same path
+                "lnq_workspace": os.path.abspath(self.session.workspace) if self.session.workspace else "",
                 "lnq_parent": self.session.parent_version or "",  # the version these edits are made on
                 **review_fields(self.session.marks(), self.session.rejections())}
 

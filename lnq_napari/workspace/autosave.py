@@ -95,7 +95,11 @@ def autosave_parent(path: str | Path) -> str | None:
 
 def autosave_of_another_workspace(path: str | Path, workspace: str | Path) -> bool:
     """Whether an autosave was written for a case of another workspace (one $LNQ_NAPARI_AUTOSAVE_DIR
-    serves them all; its case names repeat across workspaces)."""
+    serves them all; its case names repeat across workspaces). One in the workspace's own autosave folder
+    is its own, wherever the workspace was when it was written (moved, renamed, opened by a relative
+    path from another folder: its edits were taken for another workspace's and overwritten)."""
+    if Path(path).resolve().is_relative_to((Path(workspace) / WORKSPACE_AUTOSAVE).resolve()):
+        return False
     theirs = autosave_fields(path).get("lnq_workspace")
     return bool(theirs) and Path(theirs).resolve() != Path(workspace).resolve()
 

@@ -1001,3 +1001,19 @@ def test_the_review_time_journaled_ends_when_save_is_pressed(make_napari_viewer,
         qtbot.wait(2000)  # the save held (as by another process's lock)
         held.release.set()
     assert workspace.journal("review")[-1]["seconds"] < at_press + 1.0
+
+
+def test_the_viewer_s_autosave_names_its_workspace_by_an_absolute_path(tmp_path, monkeypatch):
+    """A workspace opened by a relative path was recorded so: read from another folder (one shared
+    $LNQ_NAPARI_AUTOSAVE_DIR), the autosave was taken for another workspace's and its edits not offered."""
+    from types import SimpleNamespace
+
+    from lnq_napari.plugin._autosave import Autosaver
+
+    monkeypatch.chdir(tmp_path)
+    saver = object.__new__(Autosaver)
+    saver.session = SimpleNamespace(edits=1, model_version=None, workspace="ws", parent_version="v001",
+                                    marks=list, rejections=list)
+    assert saver._extra()["lnq_workspace"] == str(tmp_path / "ws")
+    saver.session.workspace = None
+    assert saver._extra()["lnq_workspace"] == ""
