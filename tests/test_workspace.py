@@ -103,6 +103,27 @@ def test_init_through_a_symlink_makes_the_workspace_where_it_points(tmp_path, da
     assert not list(tmp_path.glob("**/.*.init-*"))
 
 
+@pytest.mark.parametrize("made", [False, True])
+def test_init_racing_another_init_of_the_same_folder_is_a_one_line_error(tmp_path, data, monkeypatch, made):
+    """Two `workspace init` of one folder at once: the second crashed with OSError (Directory not empty).
+    Whatever the other one made stays; no staging copy is left."""
+    root = tmp_path / "ws"
+    if made:
+        root.mkdir()  # the user made the (empty) folder first
+    build = Workspace._build.__func__
+
+    def racing(cls, folder, meta, progress):
+        build(cls, folder, meta, progress)
+        root.mkdir(exist_ok=True)
+        (root / "theirs.txt").write_text("the other init's")
+
+    monkeypatch.setattr(Workspace, "_build", classmethod(racing))
+    with pytest.raises(LNQError, match="filled by another program"):
+        Workspace.init(root, data)
+    assert [p.name for p in root.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ws"]
+
+
 def test_label_versions_round_trip_with_provenance(ws):
     case = "lnq2023-train-0001"
     ct, seg = _case(1)

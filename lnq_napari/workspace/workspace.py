@@ -25,6 +25,7 @@ delegates.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -95,9 +96,16 @@ class Workspace:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=target.parent))
         try:
             cls._build(staging, meta, progress)
-            if target.exists():
-                target.rmdir()
-            os.replace(staging, target)
+            try:
+                if target.exists():
+                    target.rmdir()
+                os.replace(staging, target)
+            except OSError as exc:  # another program (a second `workspace init`) filled it meanwhile
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise LNQError(f"{root} was filled by another program while the workspace was made (a "
+                               "second `workspace init`?); open the workspace there, or choose a new "
+                               "folder") from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
