@@ -124,6 +124,21 @@ def test_init_racing_another_init_of_the_same_folder_is_a_one_line_error(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ws"]
 
 
+def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_shell(ws, tmp_path):
+    """The Review widget keeps its workspace open: renamed meanwhile, a save made labels/, the journal
+    and the lock at the old path again, said v001 was saved, and the renamed workspace lacked it."""
+    case = "lnq2023-train-0001"
+    labels = ws.read_labels(case, "v001")
+    old = ws.root
+    old.rename(tmp_path / "renamed")
+    with pytest.raises(LNQError, match="is gone from there .* open it where it is now"):
+        ws.add_label_version(case, labels, "correction")
+    with pytest.raises(LNQError, match="is gone from there"):
+        ws.log("review", case=case)
+    assert not old.exists()
+    assert [v["version"] for v in Workspace.open(tmp_path / "renamed").versions(case)] == ["v001"]
+
+
 def test_label_versions_round_trip_with_provenance(ws):
     case = "lnq2023-train-0001"
     ct, seg = _case(1)

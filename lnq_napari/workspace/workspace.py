@@ -217,6 +217,7 @@ class Workspace:
         latest committed version. Extra keyword fields are kept in the provenance.
         """
         check_source(source)
+        self._check_present()
         store = self.label_store(case)
         check_same_grid(self.ct_grid(case), labels, what=f"the labels to save for {case} and its CT",
                         fix="save labels drawn on this case's CT, or resample them onto it (io.align_to)")
@@ -280,7 +281,16 @@ class Workspace:
 
     def log(self, action: str, **fields) -> dict:
         """Append one action to the journal (flushed and fsynced); returns the entry."""
+        self._check_present()
         return self._journal.append(action, **fields)
+
+    def _check_present(self) -> None:
+        """LNQError when the workspace's folder is no longer where it was opened (moved, renamed or
+        deleted meanwhile): a write made the folders again there, and a label saved into that empty shell
+        was missing from the workspace wherever it went."""
+        if not (self.root / META_FILE).is_file():
+            raise LNQError(f"the workspace {self.root} is gone from there (moved, renamed or deleted while "
+                           "open?); nothing was saved: open it where it is now and save again")
 
     def journal(self, action: str | None = None) -> list[dict]:
         """Journal entries, oldest first (optionally of one action). Torn lines are skipped; a save killed
