@@ -139,6 +139,18 @@ def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_sh
     assert [v["version"] for v in Workspace.open(tmp_path / "renamed").versions(case)] == ["v001"]
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_a_new_workspace_has_the_mode_a_plain_folder_gets_so_other_reviewers_can_open_it(tmp_path, data):
+    """Built in a ``tempfile.mkdtemp`` folder (0700) and renamed into place, a workspace kept every other
+    user out, whatever the umask (a second reviewer in the same group could not open it)."""
+    old = os.umask(0o002)
+    try:
+        ws = Workspace.init(tmp_path / "ws", data)
+    finally:
+        os.umask(old)
+    assert ws.root.stat().st_mode & 0o777 == 0o775
+
+
 def test_label_versions_round_trip_with_provenance(ws):
     case = "lnq2023-train-0001"
     ct, seg = _case(1)

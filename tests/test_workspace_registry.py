@@ -5,6 +5,7 @@ lines saying who decided, roll-back to the bundled model, and bad versions refus
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,19 @@ def test_register_copies_and_activation_is_exclusive(registry, tmp_path):
     registry.activate("m001")
     assert [e["active"] for e in registry.entries()] == [True, False]
     assert not [p for p in registry.folder.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_a_registered_copy_has_the_mode_a_plain_folder_gets(registry, tmp_path):
+    """A model copied in (adopted, registered) stayed 0700 as ``tempfile.mkdtemp`` made its staging folder:
+    no other reviewer could predict with it."""
+    model = _model(tmp_path / "model")
+    old = os.umask(0o002)
+    try:
+        entry = registry.register(model)
+    finally:
+        os.umask(old)
+    assert registry.path(entry["id"]).stat().st_mode & 0o777 == 0o775
 
 
 def test_copies_left_by_a_killed_registration_are_removed_once_stale(registry, tmp_path):

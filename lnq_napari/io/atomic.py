@@ -56,6 +56,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def staging_folder(parent: str | Path, prefix: str) -> Path:
+    """A new folder in ``parent`` named ``<prefix><8 random characters>``, with the mode a plain ``mkdir``
+    gives (``tempfile.mkdtemp`` makes 0700: renamed into place as a workspace or a model version, it kept
+    every other user out, a second reviewer too)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, 0o777 & ~_umask())
+    return folder
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -25,14 +25,13 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps
+from lnq_napari.io.atomic import atomic_write_text, remove_stale_temps, staging_folder
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model import bundled_model_path, resolve_model
@@ -366,7 +365,7 @@ class ModelRegistry:
         kind, options = _registrable(src, options)
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.folder, pattern=_STAGING)  # copies a killed registration left
-        staging = Path(tempfile.mkdtemp(prefix=".registering.", dir=self.folder))
+        staging = staging_folder(self.folder, ".registering.")
         copy = staging / src.name if kind == NNUNET else staging
         try:
             for name in _model_files(src, kind, options.checkpoint_file):

@@ -28,12 +28,12 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import staging_folder
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import read_labels, read_volume
@@ -93,7 +93,7 @@ class Workspace:
         target = _real_root(root)  # a symlink (to an empty folder, or one to make): made where it points
         meta = new_meta(data, root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=target.parent))
+        staging = staging_folder(target.parent, f".{target.name}.init-")
         try:
             cls._build(staging, meta, progress)
             try:
