@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +125,25 @@ def test_init_racing_another_init_of_the_same_folder_is_a_one_line_error(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ws"]
 
 
+def test_init_whose_empty_folder_another_init_removed_meanwhile_still_lands(tmp_path, data, monkeypatch):
+    """The other init removed the empty folder just before this one's ``rmdir``: FileNotFoundError escaped
+    as a traceback; the folder is free, so the workspace lands there."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    rmdir = Path.rmdir
+
+    def beaten(self):
+        if self == root:  # the other init's rmdir came first
+            rmdir(self)
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        rmdir(self)
+
+    monkeypatch.setattr(Path, "rmdir", beaten)
+    ws = Workspace.init(root, data)
+    assert (ws.root / "workspace.json").is_file()
+    assert not list(tmp_path.glob(".*.init-*"))
+
+
 def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_shell(ws, tmp_path):
     """The Review widget keeps its workspace open: renamed meanwhile, a save made labels/, the journal
     and the lock at the old path again, said v001 was saved, and the renamed workspace lacked it."""
@@ -135,6 +155,10 @@ def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_sh
         ws.add_label_version(case, labels, "correction")
     with pytest.raises(LNQError, match="is gone from there"):
         ws.log("review", case=case)
+    with pytest.raises(LNQError, match="is gone from there"):
+        ws.update_cache("scores", {"x": 1})
+    with pytest.raises(LNQError, match="is gone from there"):
+        ws.register_model(tmp_path / "nowhere")
     assert not old.exists()
     assert [v["version"] for v in Workspace.open(tmp_path / "renamed").versions(case)] == ["v001"]
 
@@ -149,6 +173,19 @@ def test_a_new_workspace_has_the_mode_a_plain_folder_gets_so_other_reviewers_can
     finally:
         os.umask(old)
     assert ws.root.stat().st_mode & 0o777 == 0o775
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_a_new_workspace_in_a_setgid_folder_keeps_the_bit_so_its_files_get_the_shared_group(tmp_path, data):
+    """A shared project folder (``chmod 2775``): a plain mkdir keeps the setgid bit, so files made below
+    belong to the project's group; the staging folder's chmod had cleared it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o2775)
+    if not shared.stat().st_mode & 0o2000:
+        pytest.skip("this file system drops the setgid bit")
+    ws = Workspace.init(shared / "ws", data)
+    assert ws.root.stat().st_mode & 0o2000
 
 
 def test_label_versions_round_trip_with_provenance(ws):

@@ -61,7 +61,8 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
     gives (``tempfile.mkdtemp`` makes 0700: renamed into place as a workspace or a model version, it kept
     every other user out, a second reviewer too)."""
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    os.chmod(folder, 0o777 & ~_umask())
+    setgid = os.stat(folder).st_mode & 0o7000  # a shared group folder's setgid bit, as mkdir keeps it
+    os.chmod(folder, (0o777 & ~_umask()) | setgid)
     return folder
 
 

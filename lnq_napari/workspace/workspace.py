@@ -97,7 +97,7 @@ class Workspace:
         try:
             cls._build(staging, meta, progress)
             try:
-                if target.exists():
+                with contextlib.suppress(FileNotFoundError):  # a second init took it away meanwhile
                     target.rmdir()
                 os.replace(staging, target)
             except OSError as exc:  # another program (a second `workspace init`) filled it meanwhile
@@ -325,6 +325,7 @@ class Workspace:
         The new version is not active; call :meth:`activate`. Returns the version id. The copy is made
         without the lock (:meth:`ModelRegistry.register`), so no save waits for it.
         """
+        self._check_present()
         entry = self.registry.register(path, parent=parent, training_cases=training_cases,
                                        metrics=metrics, version=version, copy=copy, **fields)
         self.log("register_model", version=entry["id"], parent=parent,
@@ -420,6 +421,7 @@ class Workspace:
 
     def update_cache(self, name: str, entries: dict) -> dict:
         """Merge ``entries`` into cache file ``name`` under the workspace lock (safe across processes)."""
+        self._check_present()
         return self.cache.update(name, entries)
 
 
@@ -427,7 +429,10 @@ def _real_root(root: Path) -> Path:
     """``root`` with its symlinks resolved (the folder a new workspace is renamed into: renaming onto a
     symlink failed, and a dangling one in its path made ``mkdir`` fail); LNQError for a symlink loop."""
     try:
-        return root.resolve()
+        real = root.resolve()
+        with contextlib.suppress(FileNotFoundError):  # a parent still to make
+            os.stat(real.parent)  # Python 3.13 resolves a loop without a word: stat says ELOOP
+        return real
     except (OSError, RuntimeError) as exc:
         raise LNQError(f"{root} cannot be followed to a folder ({exc}); give a folder path without a "
                        "symlink loop") from exc
