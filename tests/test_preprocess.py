@@ -57,17 +57,9 @@ def test_a_ct_of_stored_values_not_hu_is_refused_before_the_model_runs(small_che
     """HU + 1024 (a DICOM's stored values with the rescale intercept left out) has no value below 0: the
     network saw a CT of bone and metal (a warning, then garbage nodes and exit 0 after 85 s); the error
     says what to do. A CT in HU passes; measure only warns (its mean HU reads 1024 high)."""
-    from lnq_napari import api
-    from lnq_napari.errors import LNQError
-
     hu = small_chest()
     stored = Volume((hu.astype(np.int32) + 1024).astype(np.uint16), (1.5, 1.5, 3.0))
-    with pytest.raises(LNQError, match="not in Hounsfield units .* rescale intercept"):
-        prepare(stored)
-    with pytest.raises(LNQError, match="not in Hounsfield units"):
-        api.find_nodes(stored, model="/nonexistent")  # refused before the model is looked for
-    with pytest.warns(UserWarning, match="not in Hounsfield units"):
-        api.measure(stored.with_array(np.zeros(stored.shape, np.uint8)), stored)
+    _refused_before_the_model_measure_warns(stored, "not in Hounsfield units .* rescale intercept")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepare(Volume(hu, (1.5, 1.5, 3.0)))
@@ -106,17 +98,9 @@ def test_a_ct_1024_below_hu_is_refused_before_the_model_runs(small_chest):
     network saw no soft tissue and found nothing, and the only word was 'no lungs found' (the chest CT of
     slicerio: 0 nodes in 4 s). Refused saying so; measure warns. HU with a -2000 padding around the scan
     circle (as many voxels near -2000) passes."""
-    from lnq_napari import api
-    from lnq_napari.errors import LNQError
-
     hu = small_chest().astype(np.int32)
     low = Volume((hu - 1024).astype(np.int16), (1.5, 1.5, 3.0))
-    with pytest.raises(LNQError, match="1024 below Hounsfield units .* applied twice; add 1024"):
-        prepare(low)
-    with pytest.raises(LNQError, match="applied twice"):
-        api.find_nodes(low, model="/nonexistent")  # refused before the model is looked for
-    with pytest.warns(UserWarning, match="applied twice"):
-        api.measure(low.with_array(np.zeros(low.shape, np.uint8)), low)
+    _refused_before_the_model_measure_warns(low, "1024 below Hounsfield units .* applied twice; add 1024")
     circle = np.zeros(hu.shape, bool)
     circle[:, : hu.shape[1] // 3, :] = True  # a third of the CT outside the scan circle
     with warnings.catch_warnings():
@@ -153,3 +137,17 @@ def test_a_ct_with_nan_voxels_is_refused_in_one_line(small_chest):
     hu[11, 30, 40] = np.inf
     with pytest.raises(LNQError, match=r"the CT holds 4 NaN or infinite voxel\(s\); fill them"):
         prepare(Volume(hu, (0.8, 0.8, 3.0)))
+
+
+def _refused_before_the_model_measure_warns(ct: Volume, match: str) -> None:
+    """``ct`` is refused by ``prepare`` and ``find_nodes`` (before the model is looked for) with a message
+    matching ``match``; ``measure`` only warns with it."""
+    from lnq_napari import api
+    from lnq_napari.errors import LNQError
+
+    with pytest.raises(LNQError, match=match):
+        prepare(ct)
+    with pytest.raises(LNQError, match=match):
+        api.find_nodes(ct, model="/nonexistent")
+    with pytest.warns(UserWarning, match=match):
+        api.measure(ct.with_array(np.zeros(ct.shape, np.uint8)), ct)
