@@ -378,3 +378,23 @@ def test_labels_a_label_map_cannot_hold_are_refused_before_a_version_number_is_t
     assert not list(ws.label_store(case).folder.glob("v*"))
     version = ws.add_label_version(case, seg.with_array(seg.array * 3), "correction")  # values 0 and 3
     assert ws.read_labels(case, version).array.max() == 1
+
+
+def test_init_removes_the_stale_staging_folder_of_a_killed_init_but_not_a_running_one(tmp_path, data):
+    """`workspace init` killed mid-way left its hidden ``.NAME.init-XXXXXXXX`` folder beside the workspace
+    for ever; a later init removes it once stale, never one another init may still be building."""
+    from lnq_napari.io.atomic import STALE_SECONDS
+
+    old, fresh = tmp_path / ".ws.init-abcd1234", tmp_path / ".other.init-efgh5678"
+    mine = tmp_path / ".notes.init-old"  # not a staging name: the user's
+    for folder in (old, fresh, mine):
+        (folder / "labels").mkdir(parents=True)
+        (folder / "workspace.json").write_text("{}")
+    past = os.stat(old).st_mtime - STALE_SECONDS - 60
+    for folder in (old, mine):
+        os.utime(folder, (past, past))
+    Workspace.init(tmp_path / "ws", data)
+    assert not old.exists()
+    assert fresh.is_dir() and mine.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.init-old", ".other.init-efgh5678", "data",
+                                                          "ws"]

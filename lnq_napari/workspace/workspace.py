@@ -27,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import staging_folder
+from lnq_napari.io.atomic import remove_stale_temps, staging_folder
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import read_labels, read_volume
@@ -55,6 +56,9 @@ from lnq_napari.workspace.registry import (
 from lnq_napari.workspace.save_lines import SaveLines
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
+#: The staging folders :meth:`Workspace.init` builds in (``.<name>.init-<8 random characters>``); one left
+#: by a killed init is removed by a later init in the same folder once it is stale.
+STAGING_NAME = re.compile(r"^\..+\.init-[a-z0-9_]{8}$")
 
 
 class Workspace:
@@ -86,13 +90,16 @@ class Workspace:
     ) -> Workspace:
         """Create a workspace over ``data``; original partial labels become version v001 of each case.
 
-        Built in a hidden sibling folder and renamed into place, so a crash leaves nothing half made.
+        Built in a hidden sibling folder and renamed into place, so a crash leaves nothing half made;
+        such a folder a killed init left is removed here once stale (unchanged for ``STALE_SECONDS``; a
+        build touches its folder at every case, so another init still running is never taken for one).
         """
         root = Path(path)
         _check_new_root(root)
         target = _real_root(root)  # a symlink (to an empty folder, or one to make): made where it points
         meta = new_meta(data, root)
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(target.parent, pattern=STAGING_NAME)
         staging = staging_folder(target.parent, f".{target.name}.init-")
         try:
             cls._build(staging, meta, progress)
@@ -123,6 +130,7 @@ class Workspace:
             if progress:
                 progress(i / len(with_seg), f"importing labels of {case}")
             ws._import_original(case)
+            os.utime(folder)  # still being built: never stale to another init in the same folder
         ws.log("init", data=meta["data"], cases=len(meta["cases"]), with_labels=len(with_seg))
 
     def _import_original(self, case: str) -> str:
