@@ -227,10 +227,12 @@ def test_output_path_that_is_a_folder(case, capsys):
     ["predict", "{ct}", "--output", "{file}"], ["demo", "--out", "{file}", "--headless"],
     ["train", "--data", "{dir}", "--out", "{file}", "--iterations", "1"],
     ["phantom", "{file}", "--cases", "1"],
-    ["export-nnunet", "--out", "{file}", "--dataset-id", "7", "--data", "{dir}"]])
+    ["export-nnunet", "--out", "{file}", "--dataset-id", "7", "--data", "{dir}"],
+    ["workspace", "init", "{file}", "--data", "{dir}"]])
 def test_output_folder_that_is_a_file(case, capsys, argv):
     """An output folder given as an existing file: one line naming it, before anything is computed (it
-    was a traceback from ``mkdir`` for predict and train); the file is left as it was."""
+    was a traceback from ``mkdir`` for predict and train; `workspace init` said "exists and is not empty");
+    the file is left as it was."""
     blocker = case["dir"] / "results"
     blocker.write_text("mine")
     fill = {"ct": str(case["ct"]), "file": str(blocker), "dir": str(case["dir"])}
@@ -240,12 +242,13 @@ def test_output_folder_that_is_a_file(case, capsys, argv):
 
 
 @pytest.mark.parametrize("argv", [["predict", "{ct}", "--output", ""], ["demo", "--out", "", "--headless"],
-                                  ["phantom", "", "--cases", "1"]])
+                                  ["phantom", "", "--cases", "1"],
+                                  ["workspace", "init", "", "--data", "{dir}"]])
 def test_an_empty_output_folder_is_refused(case, capsys, argv, monkeypatch):
     """`predict CT -o ""` wrote into the current folder."""
     monkeypatch.chdir(case["dir"])
     before = sorted(p.name for p in case["dir"].iterdir())
-    code, _, err = run_cli(capsys, [a.format(ct=case["ct"]) for a in argv])
+    code, _, err = run_cli(capsys, [a.format(ct=case["ct"], dir=case["dir"]) for a in argv])
     assert_one_line_error(code, err, "is empty; give a folder for")
     assert sorted(p.name for p in case["dir"].iterdir()) == before
 
@@ -255,6 +258,7 @@ def test_an_empty_output_folder_is_refused(case, capsys, argv, monkeypatch):
     ["train", "--data", "{dir}", "--out", "{under}", "--iterations", "1"],
     ["phantom", "{under}", "--cases", "1"],
     ["export-nnunet", "--out", "{under}", "--dataset-id", "7", "--data", "{dir}"],
+    ["workspace", "init", "{under}", "--data", "{dir}"],
     ["measure", "{gt}", "--csv", "{under}"],
     ["evaluate", "--pred", "{pred}", "--gt", "{gt}", "--json", "{under}"]])
 def test_output_under_a_file(case, capsys, argv):

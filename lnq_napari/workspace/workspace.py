@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import remove_stale_temps, staging_folder
+from lnq_napari.io.atomic import check_output_folder, remove_stale_temps, staging_folder
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import read_labels, read_volume
@@ -94,6 +94,7 @@ class Workspace:
         such a folder a killed init left is removed here once stale (unchanged for ``STALE_SECONDS``; a
         build touches its folder at every case, so another init still running is never taken for one).
         """
+        check_output_folder(path, "the workspace path", "the workspace")  # a file there or above, or ""
         root = Path(path)
         _check_new_root(root)
         target = _real_root(root)  # a symlink (to an empty folder, or one to make): made where it points
@@ -450,5 +451,5 @@ def _check_new_root(root: Path) -> None:
     """LNQError unless ``root`` is free for a new workspace (missing, or an empty folder)."""
     if (root / META_FILE).exists():
         raise LNQError(f"workspace {root} already exists; open it, or choose a new folder")
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+    if root.exists() and any(root.iterdir()):
         raise LNQError(f"{root} exists and is not empty; choose a new folder for the workspace")
