@@ -846,7 +846,7 @@ def activate_model(
     registered with.
     """
     ws = _open(workspace)
-    chosen = ws.version_or_adopted(str(version))
+    chosen = ws.version_or_adopted(str(version).strip())  # " m002" as copy-paste gives it
     ws.activate(chosen, reason=reason, decided_by=decided_by)
     return next(m for m in ws.model_summaries() if m.version == chosen)
 

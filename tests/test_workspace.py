@@ -398,3 +398,20 @@ def test_init_removes_the_stale_staging_folder_of_a_killed_init_but_not_a_runnin
     assert fresh.is_dir() and mine.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.init-old", ".other.init-efgh5678", "data",
                                                           "ws"]
+
+
+def test_activate_takes_a_version_pasted_with_spaces_around_it(ws, tmp_path, capsys):
+    """`workspace activate W "m001 "` (copied from the models table) was an unknown version."""
+    from lnq_napari.cli import main
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (model / "weights.safetensors").write_bytes(b"w")
+    ws.register_model(model, parent=None, training_cases=["a"], metrics={})
+    assert main(["workspace", "activate", str(ws.root), " m001 "]) == 0
+    assert Workspace.open(ws.root).active_model()["id"] == "m001"
+    assert main(["workspace", "activate", str(ws.root), "\tbundled\n"]) == 0
+    assert Workspace.open(ws.root).active_model() is None
+    assert [e["version"] for e in ws.journal("activate")] == ["m001", "bundled"]
+    assert "active model: bundled (was m001)" in capsys.readouterr().out
