@@ -253,6 +253,18 @@ def test_an_empty_output_folder_is_refused(case, capsys, argv, monkeypatch):
     assert sorted(p.name for p in case["dir"].iterdir()) == before
 
 
+@pytest.mark.parametrize("argv", [["workspace", "init", "{out}", "--data", ""],
+                                  ["export-nnunet", "--out", "{out}", "--dataset-id", "7", "--data", ""],
+                                  ["train", "--data", "", "--out", "{out}", "--iterations", "1"]])
+def test_an_empty_data_folder_is_refused(case, capsys, argv, monkeypatch):
+    """`workspace init W --data ""` made a workspace over the current folder."""
+    monkeypatch.chdir(case["dir"])  # a folder of cases: read as --data, it would have been taken
+    before = sorted(p.name for p in case["dir"].iterdir())
+    code, _, err = run_cli(capsys, [a.format(out=case["dir"] / "out") for a in argv])
+    assert_one_line_error(code, err, "is an empty path; give the folder of cases")
+    assert sorted(p.name for p in case["dir"].iterdir()) == before
+
+
 @pytest.mark.parametrize("argv", [
     ["predict", "{ct}", "--output", "{under}"], ["demo", "--out", "{under}", "--headless"],
     ["train", "--data", "{dir}", "--out", "{under}", "--iterations", "1"],

@@ -36,7 +36,10 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     A DICOM case without a SEG takes the label files named after it in ``folder``, as a plainly named CT
     does (``patient1-seg.nrrd`` beside the series folder ``patient1``, drawn in 3D Slicer, say).
     ``require="seg"`` keeps the cases with labels; LNQError when none is left, or when a DICOM series
-    folder has CT series folders below it (which are cases cannot be told)."""
+    folder has CT series folders below it (which are cases cannot be told), or when ``folder`` is an empty
+    path (it read as the current folder)."""
+    if not str(folder).strip():
+        raise LNQError(f"{what} is an empty path; give the folder of cases")
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     predictions = _Predictions()
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") \
