@@ -764,6 +764,7 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
         raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
     ws = _open(workspace)
     chosen = active.get_strategy(strategy)
+    ws.check_writable("ranking stores each case's prediction (the version a reviewer corrects) there")
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []
     predictor = active.LazyPredictor(lambda: load_predictor(model_path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +283,35 @@ def test_next_ranks_the_cases_it_can_predict_and_names_the_others(tmp_path, caps
     assert main(["next", "--workspace", str(ws_one.root)]) != 0
     err = capsys.readouterr().err
     assert "lnq2023-train-0001 left out of the ranking" in err and "no case ranked" in err
+
+
+def test_next_on_a_workspace_it_cannot_write_says_so_before_predicting(tmp_path, capsys, monkeypatch):
+    """`next` on a read-only workspace predicted every case, then failed at the first write ("cannot write
+    ..."): it stores each case's prediction there, so it checks first and says what to do."""
+    import errno
+    import tempfile
+
+    from lnq_napari import api
+    from lnq_napari.cli import main
+
+    peaks = {0: 0.95, 1: 0.5}
+    ws, _ = _workspace(tmp_path, peaks)
+    predictor = _FakePredictor(peaks)
+    monkeypatch.setattr(api, "load_predictor", lambda path: predictor)
+    make = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):  # as a read-only mount (chmod does not stop root)
+        if dir is not None and Path(dir).resolve().is_relative_to(ws.root.resolve()):
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+        return make(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    before = {c: ws.versions(c) for c in ws.case_ids()}
+    assert main(["next", "--workspace", str(ws.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"the workspace {ws.root} is read-only (Read-only file system)" in err
+    assert "make it writable" in err
+    assert predictor.calls == 0 and {c: ws.versions(c) for c in ws.case_ids()} == before
+    monkeypatch.setattr(tempfile, "mkstemp", make)  # writable again: it ranks
+    assert main(["next", "--workspace", str(ws.root)]) == 0 and predictor.calls == 2

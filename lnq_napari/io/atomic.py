@@ -66,6 +66,18 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
     return folder
 
 
+def write_error(folder: str | Path) -> OSError | None:
+    """Why nothing can be written in ``folder`` (read-only, no permission, full), found by making and
+    removing a temp file there (a killed check leaves one :func:`remove_stale_temps` takes), or None."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

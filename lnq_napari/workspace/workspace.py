@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import check_output_folder, remove_stale_temps, staging_folder
+from lnq_napari.io.atomic import check_output_folder, remove_stale_temps, staging_folder, write_error
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import read_labels, read_volume
@@ -300,6 +300,18 @@ class Workspace:
         if not (self.root / META_FILE).is_file():
             raise LNQError(f"the workspace {self.root} is gone from there (moved, renamed or deleted while "
                            "open?); nothing was saved: open it where it is now and save again")
+
+    def check_writable(self, why: str) -> None:
+        """LNQError in one line, before any work, when the workspace cannot be written (read-only, no
+        permission, full disk): ``why`` says what the command stores there."""
+        folders = [self.root] + [f for f in (self.root / LABELS_DIR, self.cache.folder) if f.is_dir()]
+        exc = next((e for f in folders if (e := write_error(f)) is not None), None)
+        if exc is None:
+            return
+        state = "is read-only" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else \
+            "cannot be written to"
+        raise LNQError(f"the workspace {self.root} {state} ({exc.strerror}) and {why}; make it writable, or "
+                       "copy it to a folder you can write to and run the command there")
 
     def journal(self, action: str | None = None) -> list[dict]:
         """Journal entries, oldest first (optionally of one action). Torn lines are skipped; a save killed
