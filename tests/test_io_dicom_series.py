@@ -259,9 +259,9 @@ def test_series_of_unknown_kernels_read_the_largest_and_a_tie_goes_by_series_uid
 def test_sharp_reconstructions_are_told_by_kernel_then_description(kernel, description, sharp):
     """One rule for a sharp (lung or bone kernel) reconstruction: a known kernel decides, else the
     description; neither known counts as soft."""
-    from lnq_napari.io.dicom_headers import is_sharp_reconstruction
+    from lnq_napari.io.dicom_headers import reconstruction_sharpness
 
-    assert is_sharp_reconstruction(kernel, description) is sharp
+    assert (reconstruction_sharpness(kernel, description) is True) is sharp
 
 
 def _lung_and(folder: Path, **soft) -> np.ndarray:

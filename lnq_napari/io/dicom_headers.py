@@ -187,11 +187,6 @@ def reconstruction_sharpness(kernel: str, description: str = "") -> bool | None:
     return True if words & SHARP_DESCRIPTION_WORDS else None
 
 
-def is_sharp_reconstruction(kernel: str, description: str = "") -> bool:
-    """Whether :func:`reconstruction_sharpness` says sharp."""
-    return reconstruction_sharpness(kernel, description) is True
-
-
 def is_projection(header) -> bool:
     """Whether a series' slice header says it is a projection or rendering (MIP, MinIP, average, thick slab,
     VRT: :data:`PROJECTION_WORDS`) by its Image Type or Series Description; DERIVED alone is none (a
