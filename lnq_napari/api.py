@@ -60,7 +60,7 @@ from lnq_napari.model.nnunet_folder import model_spec
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
-from lnq_napari.preprocess import check_ct_values, warn_if_not_hu
+from lnq_napari.preprocess import check_ct_extent, check_ct_values, warn_if_not_hu
 from lnq_napari.quantify import (
     CSV_COLUMNS,
     MAX_IDS,
@@ -525,13 +525,8 @@ def _predicted(ct: Volume, model, device: str, progress: Progress, cancel: Cance
         raise LNQError(f"the CT is {' x '.join(map(str, ct.shape))} voxels (z, y, x): lnq-napari finds nodes "
                        "in chest CT volumes, not in a single slice; give the whole series")
     check_ct_values(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
-    extents = [n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx)]
-    if max(extents) > MAX_EXTENT_MM:  # its spacing in another unit: resampled, metres of voxels
-        axis = int(np.argmax(extents))
-        raise LNQError(f"the CT spans {max(extents):.0f} mm along its {'zyx'[axis]} axis ({ct.shape[axis]} "
-                       f"voxels of {ct.spacing_zyx[axis]:g} mm), more than any body: its voxel spacing is "
-                       "wrong; fix the file's header (e.g. re-export it from the DICOM series)")
-    extent = min(extents)
+    check_ct_extent(ct)  # before the model loads
+    extent = min(n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx))
     if extent < THIN_SLAB_MM:
         warnings.warn(f"the CT spans only {extent:.0f} mm along one axis: the model judges nodes in their 3D "
                       "context and finds few or none in a slab this thin; give the whole series",
@@ -545,10 +540,6 @@ def _predicted(ct: Volume, model, device: str, progress: Progress, cancel: Cance
     return predictor, prediction
 
 
-#: A CT longer than this (mm) along an axis has a wrong spacing (a whole-body CT spans 2 m): predicting it
-#: resampled a 34-slice CT of 100 mm slices to 1100 slices for 3 minutes and found a node, and 1000 mm
-#: slices ran out of memory.
-MAX_EXTENT_MM = 3000.0
 #: A CT thinner than this (mm) along an axis is a slab: predicted, with a warning (a 9 mm slab through
 #: two large phantom nodes gave a peak probability of 1e-5).
 THIN_SLAB_MM = 30.0

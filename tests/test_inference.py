@@ -175,6 +175,10 @@ def test_a_ct_spanning_metres_is_refused_before_the_model_loads(small_ct, monkey
     said = r"spans \d+ mm along its z axis \(\d+ voxels of 200 mm\), more than any body: its voxel spacing"
     with pytest.raises(LNQError, match=said):
         api.find_nodes(long)
+    from lnq_napari.preprocess import prepare
+
+    with pytest.raises(LNQError, match=said):  # training, ranking and fine-tuning prepare CTs too
+        prepare(long)
 
 
 def test_predict_on_exact_grid_with_flipped_direction(tiny_model, small_ct):
