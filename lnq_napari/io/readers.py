@@ -150,7 +150,9 @@ def _read_sitk_file(path: Path) -> RawImage:
                                "NIfTI-1 (.nii.gz) or NRRD, e.g. with nibabel or 3D Slicer") from None
             raise
     raw = from_sitk_image(image, path.name)
-    bad, values = nifti_nonfinite(path, header) if raw.array.dtype.kind == "f" else ((), ())
+    # SimpleITK read non-finite voxels as 0: only a float array holding a 0 is read again to find them
+    refind = raw.array.dtype.kind == "f" and not raw.array.all()
+    bad, values = nifti_nonfinite(path, header) if refind else ((), ())
     if len(bad) and bad.max() < raw.array.size:  # SimpleITK read them as 0 (water, in a CT)
         raw.array.reshape(-1)[bad] = values  # as NRRD and MHA read them: the CT's value check refuses them
     sform = nifti_sform(header) if nifti else None
