@@ -50,7 +50,7 @@ from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case, label_name
-from lnq_napari.io.outputs import check_not_shadowed, check_not_users, check_table_path
+from lnq_napari.io.outputs import check_not_users, check_prediction_targets, check_table_path
 from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
@@ -613,8 +613,8 @@ def predict(
         raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
                        f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
     suffix = "-seg.dcm" if format == "dicom-seg" else "-seg.nrrd"
-    check_not_users([out / f"{case_id}{suffix}" for case_id, _ in items], "--output", PREDICTIONS)
-    check_not_shadowed({case_id: out / f"{case_id}{suffix}" for case_id, _ in items}, "--output", PREDICTIONS)
+    targets = {case_id: out / f"{case_id}{suffix}" for case_id, _ in items}
+    check_prediction_targets(targets, "--output", PREDICTIONS)
     predictor = load_predictor(model, device=device)
     written: list[Path] = []
     failed: list[str] = []
@@ -642,12 +642,12 @@ def predict(
                 prefix = f"{case_id}: " if len(items) > 1 else ""
                 warnings.warn(f"{prefix}{said.message}", said.category, stacklevel=2)
         if format == "dicom-seg":
-            written.append(dicom_seg.write_dicom_seg(out / f"{case_id}{suffix}", mask, path,
+            written.append(dicom_seg.write_dicom_seg(targets[case_id], mask, path,
                                                      model_version=version, series_uid=series_uid,
                                                      command="predict"))
         else:
             extra = {"lnq_model_version": version, "lnq_source": Path(path).name, **created_by("predict")}
-            written.append(segfile.write_seg_nrrd(out / f"{case_id}{suffix}", mask, extra=extra))
+            written.append(segfile.write_seg_nrrd(targets[case_id], mask, extra=extra))
         if kept is not None:
             written.append(write_volume(out / f"{case_id}-prob.nrrd", kept))
         step(1.0, "written")
@@ -677,8 +677,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
-    check_not_users([out / f"{name}-seg.nrrd"], "--out", PREDICTIONS[::-1])  # its own: written over
-    check_not_shadowed({name: out / f"{name}-seg.nrrd"}, "--out", PREDICTIONS[::-1])  # as predict checks
+    check_prediction_targets({name: out / f"{name}-seg.nrrd"}, "--out", PREDICTIONS[::-1])  # its own first
     predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
     ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)

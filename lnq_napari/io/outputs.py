@@ -47,7 +47,16 @@ def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...])
                        "another output folder, or move that file away")
 
 
-def check_not_shadowed(targets: dict[str, Path], flag: str, commands: tuple[str, ...]) -> None:
+def check_prediction_targets(targets: dict[str, Path], flag: str, commands: tuple[str, ...]) -> None:
+    """LNQError in one line, before anything is computed or written, when a case's prediction
+    (``targets``: case id -> the file to write) would replace a file none of ``lnq-napari COMMANDS`` wrote
+    (:func:`check_not_users`) or be read in place of the case's labels beside it
+    (:func:`_check_not_shadowed`)."""
+    check_not_users(targets.values(), flag, commands)
+    _check_not_shadowed(targets, flag, commands)
+
+
+def _check_not_shadowed(targets: dict[str, Path], flag: str, commands: tuple[str, ...]) -> None:
     """LNQError in one line when a case's prediction (``targets``: case id -> the file to write) would lie
     beside other labels of that case that none of ``lnq-napari COMMANDS`` wrote (``patient1.seg.nrrd`` of
     3D Slicer's): read from that folder, the prediction would then be taken for the case's labels and the
