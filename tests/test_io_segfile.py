@@ -91,26 +91,19 @@ def _random_segments(path, ct, names: list[str], seed: int) -> tuple:
     return path, masks
 
 
-def test_segments_named_like_nodes_are_chosen(tmp_path, ct):
-    names = ["Trachea", "Mediastinal Lymph Nodes", "aorta"]
-    path, masks = _random_segments(tmp_path / "three.seg.nrrd", ct, names, seed=0)
+@pytest.mark.parametrize("names, nodes", [
+    (["Trachea", "Mediastinal Lymph Nodes", "aorta"], ["Mediastinal Lymph Nodes"]),
+    # radiologists' abbreviation; the aorta beside them was counted as a node (every segment used, with a
+    # warning, and a workspace took it into the case's labels)
+    (["LN 4R", "aorta", "LN7", "LNQ scratch"], ["LN 4R", "LN7"]),
+])
+def test_segments_named_like_nodes_are_chosen(tmp_path, ct, names, nodes):
+    path, masks = _random_segments(tmp_path / "named.seg.nrrd", ct, names, seed=len(names))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         labels = read_labels(path, reference=ct)
-    assert labels.meta["selected_segments"] == ["Mediastinal Lymph Nodes"]
-    np.testing.assert_array_equal(labels.array, masks["Mediastinal Lymph Nodes"].transpose(2, 1, 0))
-
-
-def test_segments_named_ln_are_nodes(tmp_path, ct):
-    """"LN 4R", "LN7": radiologists' abbreviation; the aorta beside them was counted as a node (every segment
-    used, with a warning, and a workspace took it into the case's labels)."""
-    names = ["LN 4R", "aorta", "LN7", "LNQ scratch"]
-    path, masks = _random_segments(tmp_path / "stations.seg.nrrd", ct, names, seed=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        labels = read_labels(path, reference=ct)
-    assert labels.meta["selected_segments"] == ["LN 4R", "LN7"]
-    expected = (masks["LN 4R"] | masks["LN7"]).transpose(2, 1, 0)
+    assert labels.meta["selected_segments"] == nodes
+    expected = np.logical_or.reduce([masks[name] for name in nodes]).transpose(2, 1, 0)
     np.testing.assert_array_equal(labels.array, expected.astype(np.uint8))
 
 
