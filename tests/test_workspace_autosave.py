@@ -71,3 +71,19 @@ def test_an_autosave_counts_as_unsaved_edits_only_when_newer_than_the_labels(tmp
     assert newer_autosave("case", None, tmp_path, None) == path  # no labels to compare with
     os.utime(version, ns=(path.stat().st_mtime_ns + 10**9,) * 2)  # saved after the autosave
     assert newer_autosave("case", None, tmp_path, version) is None
+
+
+def test_a_workspace_gone_from_its_path_autosaves_where_a_case_without_one_does(tmp_path, monkeypatch):
+    from lnq_napari.workspace.autosave import autosave_folder, workspace_moved
+    from lnq_napari.workspace.cases import META_FILE
+
+    monkeypatch.delenv(AUTOSAVE_ENV, raising=False)
+    monkeypatch.setattr("getpass.getuser", lambda: "ann")
+    source, ws = tmp_path / "c1-ct.nrrd", tmp_path / "ws"
+    ws.mkdir()
+    (ws / META_FILE).write_text("{}")
+    assert not workspace_moved(ws) and not workspace_moved(None)
+    assert autosave_folder(source, ws) == ws / "autosave" / "ann"
+    ws.rename(tmp_path / "renamed")
+    assert workspace_moved(ws) and autosave_folder(source, ws) == autosave_dir(source) == \
+        tmp_path / "lnq-autosave" / "ann"

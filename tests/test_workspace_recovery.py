@@ -155,3 +155,28 @@ def test_an_autosave_in_the_workspace_s_own_folder_is_offered_after_a_move(ws, t
         monkeypatch.chdir(tmp_path / "elsewhere")
     found = _open(ws, ws.version_info(CASE, original))
     assert found is not None and found.base["version"] == original
+
+
+def test_edits_autosaved_after_the_workspace_moved_make_no_shell_there_and_come_back_from_its_new_place(
+        ws, tmp_path, monkeypatch):
+    """Renamed while a case was open, the workspace got its autosave at the old path: the folders made
+    again there, an empty shell, and the edits missing from the workspace wherever it went."""
+    from lnq_napari.workspace.autosave import MOVED_FIELD, autosave_folder, workspace_moved
+
+    monkeypatch.delenv(AUTOSAVE_ENV)
+    monkeypatch.setattr("getpass.getuser", lambda: "ann")
+    original = ws.latest_version(CASE)["version"]
+    edited, old = _edited(ws, original), ws.root
+    old.rename(tmp_path / "renamed")
+    assert workspace_moved(old)
+    folder = autosave_folder(ws.ct_path(CASE), old)
+    assert folder == tmp_path / "data" / "lnq-autosave" / "ann"  # where a case without a workspace goes
+    path = write_autosave(edited, folder, CASE,
+                          {"lnq_workspace": str(old), "lnq_parent": original, MOVED_FIELD: "1"})
+    assert not old.exists()
+    moved = Workspace.open(tmp_path / "renamed")
+    _date(path, moved.label_path(CASE, original), 10**9)
+    found = _open(moved, moved.version_info(CASE, original))
+    assert found is not None and found.path == path and found.base["version"] == original
+    Workspace.init(old, tmp_path / "data")  # another workspace at the old path: not its edits
+    assert _open(Workspace.open(old), None) is None

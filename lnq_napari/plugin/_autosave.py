@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QCoreApplication, QTimer
 
-from lnq_napari.workspace.autosave import autosave_dir, autosave_path, review_fields, write_autosave
+from lnq_napari.workspace.autosave import (
+    MOVED_FIELD,
+    autosave_folder,
+    autosave_path,
+    moved_note,
+    review_fields,
+    workspace_moved,
+    write_autosave,
+)
 
 
 class Autosaver:
@@ -25,6 +33,7 @@ class Autosaver:
         self._worker = None
         self._pending = False
         self._stopped = False
+        self._told_moved = False  # the user was told the workspace is gone and where the edits go instead
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
@@ -33,7 +42,18 @@ class Autosaver:
 
     @property
     def path(self) -> Path:
-        return autosave_path(autosave_dir(self.session.source, self.session.workspace), self.session.case)
+        return autosave_path(autosave_folder(self.session.source, self.session.workspace), self.session.case)
+
+    def _target(self) -> Path:
+        """:attr:`path`, telling the user once when the workspace is gone from where it was opened (the
+        edits then go to the folder a case without one autosaves to)."""
+        path = self.path
+        if not self._told_moved and workspace_moved(self.session.workspace):
+            from napari.utils.notifications import show_warning
+
+            self._told_moved = True
+            show_warning(moved_note(self.session.workspace, self.session.case, path.parent))
+        return path
 
     def stop(self) -> None:
         """No more writes: the case closes with nothing unsaved (a write still pending would be taken,
@@ -70,6 +90,7 @@ class Autosaver:
                 # $LNQ_NAPARI_AUTOSAVE_DIR is shared; absolute, so that another folder reads the same path
                 "lnq_workspace": os.path.abspath(self.session.workspace) if self.session.workspace else "",
                 "lnq_parent": self.session.parent_version or "",  # the version these edits are made on
+                MOVED_FIELD: "1" if workspace_moved(self.session.workspace) else "",
                 **review_fields(self.session.marks(), self.session.rejections())}
 
     def _save_in_background(self) -> None:
@@ -77,7 +98,7 @@ class Autosaver:
 
         if self._worker is not None:  # a write is running: the next timeout retries
             return
-        labels, extra, path = self._snapshot(), self._extra(), self.path
+        labels, extra, path = self._snapshot(), self._extra(), self._target()
         self._pending = False
         connect = {"returned": self._written, "errored": self._failed, "finished": self._done}
         worker = create_worker(
@@ -116,7 +137,7 @@ class Autosaver:
             QCoreApplication.processEvents()
             time.sleep(0.005)
         self._timer.stop()
-        path = self.path
+        path = self._target()
         self._written(write_autosave(self._snapshot(), path.parent, self.session.case, self._extra()))
         self._pending = False
         return self.last_path

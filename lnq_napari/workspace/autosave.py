@@ -2,7 +2,10 @@
 
 One rolling file per case, rewritten after edits (the plugin's timers decide when); it is not a label
 version. The folder: $LNQ_NAPARI_AUTOSAVE_DIR, else ``<workspace>/autosave``, else ``lnq-autosave/``
-beside the source file when writable, else ``~/.cache/lnq-napari/autosave``.
+beside the source file when writable, else ``~/.cache/lnq-napari/autosave``. A workspace moved, renamed or
+deleted while a case is open gets no autosave at its old path (that made its folders again there, an empty
+shell): the edits go where a case opened without one keeps them, marked so that the case opened from the
+workspace's new place offers them again.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from pathlib import Path
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
+from lnq_napari.workspace.cases import is_workspace
 from lnq_napari.workspace.files import now
 
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
 AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"
 WORKSPACE_AUTOSAVE = "autosave"  # the autosave folder inside a workspace
 REVIEW_FIELDS = ("marked", "rejected")  # provenance lists an autosave keeps as JSON in lnq_<name> fields
+MOVED_FIELD = "lnq_workspace_moved"  # "1": written outside the workspace, gone from its path meanwhile
 
 
 def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
@@ -34,6 +39,13 @@ def autosave_dir(source: str | Path | None = None, workspace: str | Path | None 
     return shared / user_folder() if shared else Path.home() / ".cache" / "lnq-napari" / "autosave"
 
 
+def autosave_folder(source: str | Path | None, workspace: str | Path | None) -> Path:
+    """The folder the autosave of a case open from ``workspace`` goes to now: :func:`autosave_dir`'s, or,
+    once the workspace is gone from that path (:func:`workspace_moved`), that of a case opened without
+    one (never the old path: writing there made the workspace's folders again, an empty shell)."""
+    return autosave_dir(source, None if workspace_moved(workspace) else workspace)
+
+
 def _shared_dir(source: str | Path | None, workspace: str | Path | None) -> Path | None:
     """The autosave folder several users may share (a workspace's, else one beside a writable source),
     None when there is none (no $LNQ_NAPARI_AUTOSAVE_DIR checked here)."""
@@ -42,6 +54,20 @@ def _shared_dir(source: str | Path | None, workspace: str | Path | None) -> Path
     if source and Path(source).parent.is_dir() and os.access(Path(source).parent, os.W_OK):
         return Path(source).parent / "lnq-autosave"
     return None
+
+
+def workspace_moved(workspace: str | Path | None) -> bool:
+    """Whether a case's workspace is gone from the path it was opened from (moved, renamed or deleted
+    while the case is open); False for a case opened without one."""
+    return bool(workspace) and not is_workspace(workspace)
+
+
+def moved_note(workspace: str | Path, case: str, folder: str | Path) -> str:
+    """The one line that tells where the unsaved edits of ``case`` are autosaved, and why, once its
+    workspace is gone from where it was opened."""
+    return (f"the workspace {workspace} is gone from there (moved, renamed or deleted while open?): the "
+            f"unsaved edits of {case} are autosaved in {folder} instead; open the workspace where it is "
+            "now and open the case again to get them back")
 
 
 def user_folder() -> str:
@@ -69,11 +95,29 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
     shared = None if os.environ.get(AUTOSAVE_ENV) else _shared_dir(source, workspace)
     if not path.exists() and shared is not None:  # written before autosaves were per user
         path = autosave_path(shared, case)
+    found = [p for p in [path, *_kept_aside(case, source, workspace)] if p.is_file()]
     try:
+        path = max(found, key=lambda p: p.stat().st_mtime_ns)
         written = path.stat().st_mtime_ns
         return path if than is None or written > Path(than).stat().st_mtime_ns else None
-    except OSError:
+    except (OSError, ValueError):
         return None
+
+
+def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | None) -> list[Path]:
+    """The autosaves of ``case`` a workspace wrote outside itself once it was gone from its old path
+    (:func:`workspace_moved`), where the case opened from ``workspace`` may find them."""
+    if not workspace:
+        return []
+    folders = {autosave_dir(source, None), Path.home() / ".cache" / "lnq-napari" / "autosave"}
+    return [p for f in folders if (p := autosave_path(f, case)).is_file() and _moved_away(autosave_fields(p))]
+
+
+def _moved_away(fields: Mapping[str, str]) -> bool:
+    """Whether an autosave's header says it was written outside its workspace, which is still not at
+    the path it names (a workspace there now is another one)."""
+    theirs = fields.get("lnq_workspace")
+    return fields.get(MOVED_FIELD) == "1" and bool(theirs) and workspace_moved(theirs)
 
 
 def autosave_fields(path: str | Path) -> dict[str, str]:
@@ -97,11 +141,13 @@ def autosave_of_another_workspace(path: str | Path, workspace: str | Path) -> bo
     """Whether an autosave was written for a case of another workspace (one $LNQ_NAPARI_AUTOSAVE_DIR
     serves them all; its case names repeat across workspaces). One in the workspace's own autosave folder
     is its own, wherever the workspace was when it was written (moved, renamed, opened by a relative
-    path from another folder: its edits were taken for another workspace's and overwritten)."""
+    path from another folder: its edits were taken for another workspace's and overwritten), and so is one
+kept aside for a workspace gone from its path (:func:`workspace_moved`) while the case was open."""
     if Path(path).resolve().is_relative_to((Path(workspace) / WORKSPACE_AUTOSAVE).resolve()):
         return False
-    theirs = autosave_fields(path).get("lnq_workspace")
-    return bool(theirs) and Path(theirs).resolve() != Path(workspace).resolve()
+    fields = autosave_fields(path)
+    theirs = fields.get("lnq_workspace")
+    return bool(theirs) and Path(theirs).resolve() != Path(workspace).resolve() and not _moved_away(fields)
 
 
 def review_fields(marked: list[dict], rejected: list[dict]) -> dict[str, str]:

@@ -38,10 +38,16 @@ def _entry(case: CaseFiles) -> dict[str, str | None]:
             for role in ("ct", "seg", "full", "nodes")}
 
 
+def is_workspace(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a workspace (its ``workspace.json``): the one test of where a workspace
+    is, for opening, making one and writing to one opened before (moved or deleted meanwhile)."""
+    return (Path(folder) / META_FILE).is_file()
+
+
 def read_meta(root: str | Path) -> dict:
     """The ``workspace.json`` of ``root``; LNQError when ``root`` is not a workspace."""
     path = Path(root) / META_FILE
-    if not path.is_file():
+    if not is_workspace(root):
         raise LNQError(f"{root} is not a lnq-napari workspace (no {META_FILE}); "
                        "create one with `lnq-napari workspace init PATH --data DIR`")
     try:

@@ -42,7 +42,15 @@ from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
 from lnq_napari.model.nnunet_folder import NnunetModelSpec, model_spec
 from lnq_napari.workspace.cache import Cache
-from lnq_napari.workspace.cases import META_FILE, CaseTable, TimePoint, new_meta, read_meta, write_meta
+from lnq_napari.workspace.cases import (
+    META_FILE,
+    CaseTable,
+    TimePoint,
+    is_workspace,
+    new_meta,
+    read_meta,
+    write_meta,
+)
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import LabelStore, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock
@@ -297,7 +305,7 @@ class Workspace:
         """LNQError when the workspace's folder is no longer where it was opened (moved, renamed or
         deleted meanwhile): a write made the folders again there, and a label saved into that empty shell
         was missing from the workspace wherever it went."""
-        if not (self.root / META_FILE).is_file():
+        if not is_workspace(self.root):
             raise LNQError(f"the workspace {self.root} is gone from there (moved, renamed or deleted while "
                            "open?); nothing was saved: open it where it is now and save again")
 

@@ -709,6 +709,48 @@ def test_edits_autosaved_before_a_crash_come_back_when_the_case_opens_again(make
     assert again.layers["nodes"] is restored
 
 
+def test_edits_autosaved_after_the_workspace_moved_go_beside_the_data_and_come_back_from_its_new_place(
+        make_napari_viewer, workspace, tmp_path, monkeypatch):
+    """Renamed while a case was open, the workspace got its autosave at the old path (its folders made
+    again there, an empty shell), and the edits were missing wherever it went."""
+    import shutil
+
+    import napari.utils.notifications
+
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    monkeypatch.delenv("LNQ_NAPARI_AUTOSAVE_DIR", raising=False)
+    told = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", told.append)
+    data = shutil.copytree(workspace.root.parent / "data", tmp_path / "data")  # the edits go in there
+    ws = Workspace.init(tmp_path / "ws", data)
+    case = ws.case_ids()[0]
+    viewer = make_napari_viewer()
+    review = dock_widgets(viewer, workspace=ws)["Review"]
+    assert review.open_case(case) is not None
+    ws.root.rename(tmp_path / "moved")
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    edited = nodes.data.copy()
+    session = nodes.metadata["lnq_session"]
+    path = session.autosaver.flush()
+    assert not (tmp_path / "ws").exists() and path.is_relative_to(data)
+    nodes.data_setitem((np.array([8]), np.array([22]), np.array([22])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    edited = nodes.data.copy()
+    assert session.autosaver.flush() == path
+    assert len(told) == 1 and "is gone from there" in told[0] and str(path.parent) in told[0]  # told once
+    viewer.layers.clear()
+
+    again = make_napari_viewer()
+    review = dock_widgets(again, workspace=Workspace.open(tmp_path / "moved"))["Review"]
+    assert review.open_case(case) is not None
+    assert "with the unsaved edits autosaved in" in review.status.text()
+    assert np.array_equal(again.layers["nodes"].data > 0, edited > 0)
+
+
 def test_another_workspace_drops_the_queue_ranked_in_the_last(make_napari_viewer, qtbot, workspace, tmp_path):
     from lnq_napari.workspace import Workspace
 
