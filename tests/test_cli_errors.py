@@ -593,3 +593,12 @@ def test_an_interrupted_finetune_says_how_to_continue(tmp_path, capsys, monkeypa
     monkeypatch.setattr(api, "list_models", interrupted)
     assert main(["workspace", "models", str(tmp_path)]) == 130
     assert capsys.readouterr().err.strip() == "lnq-napari: interrupted"
+
+
+def test_workspace_init_inside_a_workspace_is_one_line_and_makes_nothing(case, capsys):
+    outer = case["dir"] / "ws"
+    assert run_cli(capsys, ["workspace", "init", str(outer), "--data", str(case["dir"])])[0] == 0
+    before = sorted(outer.rglob("*"))
+    code, _, err = run_cli(capsys, ["workspace", "init", str(outer / "sub"), "--data", str(case["dir"])])
+    assert_one_line_error(code, err, "is inside the workspace", "choose a folder outside it")
+    assert sorted(outer.rglob("*")) == before

@@ -144,6 +144,19 @@ def test_init_whose_empty_folder_another_init_removed_meanwhile_still_lands(tmp_
     assert not list(tmp_path.glob(".*.init-*"))
 
 
+@pytest.mark.parametrize("inner", ["ws/sub", "ws/labels/new", "link/sub"])
+def test_init_inside_a_workspace_is_refused_and_makes_nothing(ws, tmp_path, data, inner):
+    """`workspace init W/sub` with W a workspace made one inside the other (W's files taken for its own)."""
+    (tmp_path / "link").symlink_to(ws.root)  # a path into W through a symlink
+    before = sorted(p.relative_to(ws.root) for p in ws.root.rglob("*"))
+    with pytest.raises(LNQError, match=f"is inside the workspace {ws.root.resolve()}, .*choose a folder "
+                                       "outside it"):
+        Workspace.init(tmp_path / inner, data)
+    assert sorted(p.relative_to(ws.root) for p in ws.root.rglob("*")) == before
+    with pytest.raises(LNQError, match="exists and is not empty"):  # the folder holding W: refused too
+        Workspace.init(tmp_path, data)
+
+
 def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_shell(ws, tmp_path):
     """The Review widget keeps its workspace open: renamed meanwhile, a save made labels/, the journal
     and the lock at the old path again, said v001 was saved, and the renamed workspace lacked it."""

@@ -106,6 +106,7 @@ class Workspace:
         root = Path(path)
         _check_new_root(root)
         target = _real_root(root)  # a symlink (to an empty folder, or one to make): made where it points
+        _check_not_inside_workspace(root, target)
         meta = new_meta(data, root)
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(target.parent, pattern=STAGING_NAME)
@@ -465,6 +466,15 @@ def _real_root(root: Path) -> Path:
     except (OSError, RuntimeError) as exc:
         raise LNQError(f"{root} cannot be followed to a folder ({exc}); give a folder path without a "
                        "symlink loop") from exc
+
+
+def _check_not_inside_workspace(root: Path, target: Path) -> None:
+    """LNQError when the folder ``root`` (``target``, its symlinks resolved) lies inside a workspace: its
+    files would be taken for the outer one's (cases, labels, a moved workspace's autosaves)."""
+    outer = next((p for p in target.parents if is_workspace(p)), None)
+    if outer is not None:
+        raise LNQError(f"{root} is inside the workspace {outer}, and a workspace cannot hold another; "
+                       "choose a folder outside it")
 
 
 def _check_new_root(root: Path) -> None:
