@@ -27,6 +27,8 @@ from lnq_napari.components import label_nodes, touching_ids
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
+from lnq_napari.finetuning.plan import InterruptedFinetune
+from lnq_napari.finetuning.plan import interrupted_finetune as plan_of_interrupted
 from lnq_napari.followup import CompareResult, compare_nodes
 from lnq_napari.followup import write_csv as write_changes_csv
 from lnq_napari.followup.compare import seg_on_ct
@@ -812,6 +814,12 @@ def list_models(workspace: str | Path | Workspace) -> list[ModelSummary]:
     parent, whether it is active, its training cases and the activation rule's verdict and figures."""
     ws = _open(workspace)
     return ws.model_summaries()
+
+
+def interrupted_finetune(workspace: str | Path | Workspace) -> InterruptedFinetune | None:
+    """The workspace's fine-tune that stopped before its end (``finetune --resume`` continues it; a plain
+    run discards it), None when there is none or one runs now."""
+    return plan_of_interrupted(_open(workspace))
 
 
 def registry_file(workspace: str | Path | Workspace) -> Path | None:

@@ -238,6 +238,8 @@ def _cmd_models(args: argparse.Namespace) -> None:
     for m in models[1:]:
         if m.reason:
             print(f"{m.version}: {m.reason}")
+    if (interrupted := api.interrupted_finetune(args.path)) is not None:
+        print(interrupted.note())
 
 
 def _cmd_activate(args: argparse.Namespace) -> None:
@@ -257,9 +259,11 @@ def _cmd_next(args: argparse.Namespace) -> None:
         ranked = api.next_cases(args.workspace, n=args.n, strategy=args.strategy, progress=progress)
     if not ranked:
         print("nothing left to review: every case of the workspace has a correction")
-        return
-    _print_table([r.to_dict() for r in ranked],
-                 ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
+    else:
+        _print_table([r.to_dict() for r in ranked],
+                     ["rank", "case", "score", "uncertain_nodes", "incomplete_nodes"])
+    if (interrupted := api.interrupted_finetune(args.workspace)) is not None:
+        print(interrupted.note())
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:

@@ -1134,6 +1134,39 @@ def test_a_new_run_refused_for_its_settings_leaves_the_interrupted_one_to_resume
     assert again.version == interrupted.version and again.config.iterations == 6
 
 
+def test_models_and_next_say_an_interrupted_fine_tune_can_be_resumed_and_finetune_warns_as_it_discards(
+        tmp_path, dataset, parent_model, capsys, monkeypatch):
+    """An interrupted fine-tune went unmentioned by `workspace models` and `next`: a plain `finetune`,
+    the obvious next command, discarded it."""
+    import lnq_napari.finetuning.workflow as workflow
+    from lnq_napari import api
+    from lnq_napari.cli import main
+    from lnq_napari.finetuning.plan import start_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    assert api.interrupted_finetune(ws) is None
+    assert main(["workspace", "models", str(ws.root)]) == 0 and "--resume" not in capsys.readouterr().out
+    plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")  # a run killed after it started
+    with ws.running_finetune():  # still running: its plan is no interrupted one
+        assert api.interrupted_finetune(ws) is None
+    assert api.interrupted_finetune(ws).version == plan.version
+    for argv in (["workspace", "models", str(ws.root)], ["next", "--workspace", str(ws.root), "-n", "1"]):
+        assert main(argv) == 0
+        said = [line for line in capsys.readouterr().out.splitlines() if "interrupted fine-tune" in line]
+        assert len(said) == 1 and f"({plan.version}, started " in said[0]
+        assert f"lnq-napari finetune --workspace {ws.root} --resume" in said[0]
+
+    heard_before_the_run = []
+
+    def baseline(*args, **kwargs):
+        heard_before_the_run.append(capsys.readouterr().err)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "_baseline", baseline)
+    assert main(["finetune", "--workspace", str(ws.root)]) == 130
+    assert "warning: an interrupted fine-tune was discarded" in heard_before_the_run[0]  # not at the end
+
+
 def test_resume_with_other_settings_is_refused_not_silently_ignored(tmp_path, dataset, parent_model, capsys):
     from lnq_napari.cli import main
     from lnq_napari.finetuning.plan import start_plan

@@ -180,6 +180,39 @@ def _read_pending(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+@dataclass(frozen=True)
+class InterruptedFinetune:
+    """A fine-tune that stopped before its end and left its plan in ``models/pending.json``."""
+
+    workspace: str  # the workspace folder
+    version: str | None  # the version it was to register (None: a damaged plan)
+    started: float | None  # when it started (time.time()), None when unknown
+
+    def note(self) -> str:
+        """One line: what can continue it, and what a plain run does to it."""
+        import shlex
+
+        when = f", started {time.strftime('%Y-%m-%d %H:%M', time.localtime(self.started))}" \
+            if self.started else ""
+        what = f" ({self.version}{when})" if self.version else ""
+        return (f"an interrupted fine-tune{what} can be continued with `lnq-napari finetune --workspace "
+                f"{shlex.quote(self.workspace)} --resume` (a plain finetune discards it and starts afresh)")
+
+
+def interrupted_finetune(ws) -> InterruptedFinetune | None:
+    """The fine-tune that stopped before its end and left its plan (an interruption, a crash, a Cancel);
+    None when there is none, or while a fine-tune runs in the workspace (its plan is in use)."""
+    from lnq_napari.workspace.lock import finetune_running
+
+    pending_path = ws.models_dir / PENDING
+    if not pending_path.is_file() or finetune_running(ws.root):
+        return None
+    data = _read_pending(pending_path) or {}
+    version, started = data.get("version"), data.get("started")
+    return InterruptedFinetune(str(ws.root), version if isinstance(version, str) else None,
+                               float(started) if isinstance(started, (int, float)) and started > 0 else None)
+
+
 def discard_pending(ws, reason: str) -> bool:
     """Remove the pending plan, if any, with its scratch folders (training, candidate, folds), and say why
     in the journal; whether there was one."""

@@ -105,6 +105,25 @@ class RunLock:
             self._lock = None
 
 
+def finetune_running(folder: str | Path) -> bool:
+    """Whether a fine-tune (of any program) holds the run lock of ``folder`` now; False when none does or
+    it cannot be told (no lock file, a folder one cannot write to). Takes nothing it keeps."""
+    from filelock import Timeout
+
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        return False
+    lock = FileLock(str(path), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
 def _holder(folder: Path) -> str:
     """Who holds the run lock, in words, as far as its note says."""
     try:
