@@ -42,9 +42,9 @@ def _active_model_of_workspace(model):
     an nnU-Net version's :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`)."""
     if model is None or not isinstance(model, (str, Path)):
         return model
-    from lnq_napari.workspace.cases import META_FILE
+    from lnq_napari.workspace.cases import is_workspace
 
-    if not (Path(model).expanduser() / META_FILE).is_file():
+    if not is_workspace(Path(model).expanduser()):
         return model
     from lnq_napari.workspace import Workspace
 

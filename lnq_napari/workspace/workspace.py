@@ -43,7 +43,6 @@ from lnq_napari.model import bundled_model_path
 from lnq_napari.model.nnunet_folder import NnunetModelSpec, model_spec
 from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import (
-    META_FILE,
     CaseTable,
     TimePoint,
     is_workspace,
@@ -479,7 +478,7 @@ def _check_not_inside_workspace(root: Path, target: Path) -> None:
 
 def _check_new_root(root: Path) -> None:
     """LNQError unless ``root`` is free for a new workspace (missing, or an empty folder)."""
-    if (root / META_FILE).exists():
+    if is_workspace(root):
         raise LNQError(f"workspace {root} already exists; open it, or choose a new folder")
     if root.exists() and any(root.iterdir()):
         raise LNQError(f"{root} exists and is not empty; choose a new folder for the workspace")
