@@ -787,3 +787,21 @@ def test_a_pet_alone_is_read_with_a_warning_that_it_is_no_ct(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_volume(tmp_path / "scout").shape == (1, 16, 16)
+
+
+def test_slices_of_float_pixel_data_are_named_so_not_called_no_series(tmp_path):
+    """Float Pixel Data (7FE0,0008) slices, which GDCM does not list: the folder was said to hold no DICOM
+    series, a slice to be "no image of a CT series (modality CT)"."""
+    values = hu()
+    series(tmp_path / "ct", values)
+    for k, file in enumerate(sorted((tmp_path / "ct").glob("*.dcm"))):
+        ds = pydicom.dcmread(file)
+        for keyword in ("PixelData", "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept",
+                        "RescaleSlope"):
+            delattr(ds, keyword)
+        ds.BitsAllocated, ds.FloatPixelData = 32, values[k].astype("<f4").tobytes()
+        ds.save_as(file, enforce_file_format=True)
+    for given in (tmp_path / "ct", sorted((tmp_path / "ct").glob("*.dcm"))[3]):
+        with pytest.raises(LNQError, match=r"^ct-00\d\.dcm holds Float Pixel Data .* cannot read; re-export "
+                                           r"the CT with integer pixels .* or convert it to NRRD or NIfTI$"):
+            read_volume(given)

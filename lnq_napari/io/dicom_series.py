@@ -65,8 +65,11 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                            "point to one series folder, or give the folder to lnq-napari predict, which "
                            "reads every series")
     if not series and path.is_file():
-        raise LNQError(_no_ct_image(path))
+        raise LNQError(_float_pixels([path]) or _no_ct_image(path))
     if not series:
+        files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".")]
+        if reason := _float_pixels(files[:4]):
+            raise LNQError(reason)
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
     if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
@@ -209,6 +212,24 @@ def _compact_hu(array: np.ndarray) -> np.ndarray:
     if fits and whole:
         return array.astype(np.int16)
     return array.astype(np.float32) if array.dtype.kind == "f" and array.dtype.itemsize > 4 else array
+
+
+def _float_pixels(files: list[Path]) -> str | None:
+    """The error for DICOM slices holding Float or Double Float Pixel Data (7FE0,0008 / 0009), which GDCM
+    (SimpleITK's DICOM reader) does not list as images (the folder read as holding no series); None when
+    none of ``files`` holds them."""
+    import pydicom
+
+    for file in files:
+        try:
+            ds = pydicom.dcmread(file, defer_size="1 KB")  # the pixel element's presence, not its values
+        except Exception:  # not DICOM: the caller's error stands
+            continue
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            return (f"{file.name} holds Float Pixel Data (floating-point DICOM pixels), which lnq-napari's "
+                    "DICOM reader (GDCM) cannot read; re-export the CT with integer pixels and a rescale "
+                    "(the scanner's usual export), or convert it to NRRD or NIfTI")
+    return None
 
 
 def _no_ct_image(path: Path) -> str:
