@@ -805,3 +805,23 @@ def test_slices_of_float_pixel_data_are_named_so_not_called_no_series(tmp_path):
         with pytest.raises(LNQError, match=r"^ct-00\d\.dcm holds Float Pixel Data .* cannot read; re-export "
                                            r"the CT with integer pixels .* or convert it to NRRD or NIfTI$"):
             read_volume(given)
+
+
+def test_a_series_split_over_two_folders_is_refused_not_read_as_two_cts(tmp_path):
+    """An export that put every other slice (or each half) of one series in a folder of its own: predict
+    read each folder as a CT (twice the slice gap, half the nodes each) and wrote two predictions; opening
+    the folder said it held 2 CT series."""
+    from lnq_napari.io.datasets import find_cts
+
+    series(tmp_path / "scan" / "a", hu(16))
+    (tmp_path / "scan" / "b").mkdir()
+    for file in sorted((tmp_path / "scan" / "a").glob("*.dcm"))[1::2]:
+        file.rename(tmp_path / "scan" / "b" / file.name)
+    message = r"^the folders .*a and .*b hold slices of one DICOM series .* move its slices into one folder"
+    with pytest.raises(LNQError, match=message):
+        read_volume(tmp_path / "scan")
+    with pytest.raises(LNQError, match=message):
+        find_cts(tmp_path / "scan")
+    shutil.copytree(tmp_path / "scan" / "b", tmp_path / "scan" / "a", dirs_exist_ok=True)
+    shutil.rmtree(tmp_path / "scan" / "b")
+    assert find_cts(tmp_path / "scan") == [("a", tmp_path / "scan" / "a")]

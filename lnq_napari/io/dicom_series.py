@@ -58,6 +58,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             below = []
         if len(below) == 1:
             return read_dicom(below[0], series_uid)
+        dicom_tree.refuse_split_series(below)
         if below:
             named = ", ".join(str(f.relative_to(folder)) for f in below[:3]) + \
                 (" ..." if len(below) > 3 else "")

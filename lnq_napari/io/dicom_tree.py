@@ -177,6 +177,37 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def refuse_split_series(folders: list[Path]) -> None:
+    """LNQError when two of the series ``folders`` hold other slices of one series (one Series Instance
+    UID, other SOP Instance UIDs, in the first files of each): an export that split a series over folders,
+    each part of which was read as a CT of its own (every other slice, or half the scan). A copy of one
+    series' files in two folders reads as the same CT twice, as before."""
+    seen: dict[str, tuple[Path, set]] = {}
+    for folder in folders if len(folders) > 1 else []:
+        for uid, instances in _sampled_series(folder).items():
+            if uid in seen and not instances & seen[uid][1]:
+                raise LNQError(f"the folders {seen[uid][0]} and {folder} hold slices of one DICOM series "
+                               f"(Series Instance UID {uid}): an export split it over folders; move its "
+                               "slices into one folder")
+            seen.setdefault(uid, (folder, instances))
+
+
+def _sampled_series(folder: Path) -> dict[str, set]:
+    """Series Instance UID -> the SOP Instance UIDs of the first :data:`SAMPLED_FILES` files of ``folder``
+    (files that are not DICOM left out)."""
+    import pydicom
+
+    found: dict[str, set] = {}
+    for child in itertools.islice((f for f in _files(folder)), SAMPLED_FILES):
+        try:
+            ds = pydicom.dcmread(child, stop_before_pixels=True,
+                                 specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
+            found.setdefault(str(ds.SeriesInstanceUID), set()).add(str(ds.get("SOPInstanceUID", "")))
+        except Exception:  # not DICOM, no series UID
+            continue
+    return found
+
+
 #: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
 SERIES_DEPTH = 4
 
