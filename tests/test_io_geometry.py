@@ -216,3 +216,24 @@ def test_a_volume_built_on_lists_holds_their_array_and_refuses_what_is_not_one()
         Volume([[[1, 2], [3]]])
     with pytest.raises(LNQError, match="a Volume's array is a list of <U1, not numbers"):
         Volume([[["a"]]])
+
+
+def test_itk_nrrd_of_a_4d_image_of_one_time_point_reads_as_its_mha_does(oblique_ct, tmp_path):
+    """SimpleITK writes a 4D image of one time point as an NRRD in a 4D space (``space dimension: 4``):
+    it was refused ("lives in a 4D space") where its MHA and NIfTI read as the 3D volume. Two time points
+    stay refused."""
+    import SimpleITK as sitk
+
+    from lnq_napari.io import read_volume
+
+    image = sitk.JoinSeries(oblique_ct.to_sitk())
+    for suffix in (".nrrd", ".mha"):
+        sitk.WriteImage(image, str(tmp_path / f"ct{suffix}"))
+    assert "space dimension: 4" in (tmp_path / "ct.nrrd").read_bytes().decode("latin-1")
+    for suffix in (".nrrd", ".mha"):
+        volume = read_volume(tmp_path / f"ct{suffix}")
+        np.testing.assert_array_equal(volume.array, oblique_ct.array)
+        assert volume.same_grid(oblique_ct, tol=1e-6)
+    sitk.WriteImage(sitk.JoinSeries([oblique_ct.to_sitk()] * 2), str(tmp_path / "two.nrrd"))
+    with pytest.raises(LNQError, match="must be 3D"):
+        read_volume(tmp_path / "two.nrrd")

@@ -77,8 +77,30 @@ def nrrd_mm_per_unit(units, count: int, name: str = "file") -> np.ndarray:
     return np.asarray([_MM_PER_UNIT[u] for u in names])
 
 
+def _in_3d_space(header: dict) -> dict:
+    """``header``, or, for ITK's NRRD of a 4D image of one time point (``space dimension: 4``, no named
+    space, the size-1 axis stepping along the 4th world axis alone, the others in the first three), the
+    header of its 3D volume: that axis a list axis, the space 3D (the file's MHA and NIfTI read so)."""
+    if header.get("space") is not None or int(header.get("space dimension") or 3) != 4 \
+            or "space directions" not in header or int(header["dimension"]) != 4:
+        return header
+    sd = np.asarray(header["space directions"], dtype=float).reshape(4, -1)
+    single = [a for a in range(4) if int(header["sizes"][a]) == 1]
+    if sd.shape[1] != 4 or len(single) != 1:
+        return header
+    time, others = single[0], [a for a in range(4) if a != single[0]]
+    if np.any(sd[time, :3] != 0) or not np.all(np.isfinite(sd[others])) or np.any(sd[others, 3] != 0):
+        return header
+    three = dict(header, **{"space dimension": 3})
+    three["space directions"] = np.where(np.arange(4)[:, None] == time, np.nan, sd[:, :3])
+    if "space origin" in header:
+        three["space origin"] = np.asarray(header["space origin"], dtype=float).reshape(-1)[:3]
+    return three
+
+
 def nrrd_spatial_axes(header: dict) -> list[int]:
     """Header-order indices of the spatial (domain) axes."""
+    header = _in_3d_space(header)
     dim = int(header["dimension"])
     if "space directions" in header:
         sd = np.asarray(header["space directions"], dtype=float).reshape(dim, -1)
@@ -89,6 +111,7 @@ def nrrd_spatial_axes(header: dict) -> list[int]:
 
 def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple]:
     """(spacing, origin, direction) in LPS of the three spatial axes of a pynrrd header."""
+    header = _in_3d_space(header)
     flip = nrrd_space_flip(header, name)
     axes = nrrd_spatial_axes(header)
     if len(axes) != 3:
