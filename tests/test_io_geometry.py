@@ -237,3 +237,17 @@ def test_itk_nrrd_of_a_4d_image_of_one_time_point_reads_as_its_mha_does(oblique_
     sitk.WriteImage(sitk.JoinSeries([oblique_ct.to_sitk()] * 2), str(tmp_path / "two.nrrd"))
     with pytest.raises(LNQError, match="must be 3D"):
         read_volume(tmp_path / "two.nrrd")
+
+
+def test_an_nrrd_with_a_time_axis_of_one_point_and_spacings_only_reads_as_its_volume(tmp_path):
+    """``kinds: space space space time`` with ``spacings`` (no space directions): the time axis was taken
+    for a fourth axis in space ("has 4 spatial axes")."""
+    from lnq_napari.io import read_volume
+
+    array = (np.arange(60).reshape(3, 4, 5) - 30).astype("<i2")
+    header = (b"NRRD0004\ntype: short\ndimension: 4\nsizes: 5 4 3 1\nspacings: 0.7 0.8 2.5 1\n"
+              b"kinds: space space space time\nendian: little\nencoding: raw\n\n")
+    (tmp_path / "ct.nrrd").write_bytes(header + array.tobytes())
+    volume = read_volume(tmp_path / "ct.nrrd")
+    np.testing.assert_array_equal(volume.array, array)
+    assert volume.spacing == (0.7, 0.8, 2.5)

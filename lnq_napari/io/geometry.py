@@ -26,8 +26,8 @@ _SPACE_TO_LPS = {
 }
 
 COLOUR_KINDS = {"3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color"}  # NRRD kinds
-NON_SPATIAL_KINDS = {
-    "list", "point", "vector", "covariant-vector", "normal", "stub", "scalar", "complex", "2-vector",
+NON_SPATIAL_KINDS = {  # a time axis is a domain, yet none of a volume's three axes in space
+    "time", "list", "point", "vector", "covariant-vector", "normal", "stub", "scalar", "complex", "2-vector",
     "3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color", "3-vector", "3-gradient",
     "3-normal", "4-vector", "quaternion", "2d-symmetric-matrix", "2d-masked-symmetric-matrix",
     "2d-matrix", "2d-masked-matrix", "3d-symmetric-matrix", "3d-masked-symmetric-matrix", "3d-matrix",
