@@ -926,3 +926,13 @@ def test_an_mhd_with_a_file_per_slice_is_refused_saying_so(tmp_path, data_file):
     with pytest.raises(LNQError, match=r"^ct\.mhd spreads its data over several files .*re-save the image "
                                        r"as a single \.mha or \.nrrd"):
         read_volume(tmp_path / "ct.mhd")
+
+
+def test_an_nrrd_in_an_encoding_pynrrd_does_not_read_is_named_not_called_damaged(tmp_path):
+    """Teem's ``encoding: hex`` (and ``zrl``): the file was called truncated or damaged."""
+    array = (np.arange(60).reshape(3, 4, 5) - 30).astype("<i2")
+    (tmp_path / "ct.nrrd").write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 5 4 3\nendian: little\n"
+                                       b"encoding: hex\n\n" + array.tobytes().hex().encode())
+    with pytest.raises(LNQError, match=r"^ct\.nrrd stores its voxels in NRRD encoding 'hex', which "
+                                       r"lnq-napari cannot read; re-save it raw or gzip-compressed"):
+        read_volume(tmp_path / "ct.nrrd")

@@ -73,6 +73,10 @@ def _nrrd_multi_file(value: str) -> bool:
     return tokens[0].upper() == "LIST" or ("%" in tokens[0] and len(tokens) >= 4 and numbers)
 
 
+#: The NRRD encodings pynrrd reads (Teem's hex and zrl are not among them).
+NRRD_ENCODINGS = ("raw", "gzip", "gz", "bzip2", "bz2", "ascii", "text", "txt")
+
+
 def check_nrrd_payload(path: Path, header: dict, data_start: int) -> None:
     """Sizes, type and encoding of a NRRD header against the bytes its data file holds (before reading)."""
     from nrrd.reader import _determine_datatype  # pynrrd's own NRRD type -> numpy dtype table
@@ -86,6 +90,9 @@ def check_nrrd_payload(path: Path, header: dict, data_start: int) -> None:
     if len(header.get("sizes", ())) != int(header.get("dimension", -1)):
         raise LNQError(f"{path.name} lists {len(header.get('sizes', ()))} sizes for dimension "
                        f"{header.get('dimension')}; the header is damaged: re-export or re-download the file")
+    if encoding not in NRRD_ENCODINGS:  # pynrrd said "Unsupported encoding", read as a damaged file
+        raise LNQError(f"{path.name} stores its voxels in NRRD encoding '{encoding}', which lnq-napari "
+                       "cannot read; re-save it raw or gzip-compressed (e.g. from 3D Slicer)")
     if encoding in ("bzip2", "bz2"):  # bzip2 compresses zeros a million-fold: count the stream instead
         total = 0
         with open(source, "rb") as handle:
