@@ -132,6 +132,15 @@ def _sform_differences(geometry: tuple, sform: tuple[tuple, tuple, tuple]) -> li
     return [what for what, ok in zip(("spacing", "origin", "direction"), same) if not ok]
 
 
+def _nifti_grid(geometry: tuple, header: bytes | None) -> tuple[tuple, list[str]]:
+    """The grid :func:`read_volume` gives an image SimpleITK read as ``geometry``, ``header`` its NIfTI
+    header (None: not a NIfTI): the sform's when it and the pixdim / qform differ, as the NIfTI standard
+    and nibabel read it; with what they give differently (empty: ``geometry`` kept)."""
+    sform = nifti_sform(header) if header else None
+    differ = _sform_differences(geometry, sform) if sform else []
+    return (sform if differ else geometry), differ
+
+
 def _read_sitk_file(path: Path) -> RawImage:
     import SimpleITK as sitk
 
@@ -155,8 +164,7 @@ def _read_sitk_file(path: Path) -> RawImage:
     bad, values = nifti_nonfinite(path, header) if refind else ((), ())
     if len(bad) and bad.max() < raw.array.size:  # SimpleITK read them as 0 (water, in a CT)
         raw.array.reshape(-1)[bad] = values  # as NRRD and MHA read them: the CT's value check refuses them
-    sform = nifti_sform(header) if nifti else None
-    differ = _sform_differences((raw.spacing, raw.origin, raw.direction), sform) if sform else []
+    sform, differ = _nifti_grid((raw.spacing, raw.origin, raw.direction), header)
     if differ:
         said = {"spacing": f"spacing {', '.join(f'{v:.4g}' for v in sform[0])} mm",
                 "origin": f"origin {', '.join(f'{v:.4g}' for v in sform[1])} mm",
@@ -226,10 +234,8 @@ def read_grid(path: str | Path) -> Volume | None:
             with itk_quiet():
                 reader.ReadImageInformation()
             size = list(reader.GetSize())
-            geometry = (reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
-            sform = nifti_sform(check_nifti_complete(path) or b"")
-            if sform and _sform_differences(geometry, sform):  # read by its sform, as read_volume reads it
-                geometry = sform
+            geometry, _ = _nifti_grid((reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()),
+                                      check_nifti_complete(path))
     except Exception:  # unreadable here: the reader says what is wrong when the file is read
         return None
     return Volume(np.zeros(size[::-1], np.uint8), *geometry) if len(size) == 3 else None
