@@ -825,3 +825,55 @@ def test_a_series_split_over_two_folders_is_refused_not_read_as_two_cts(tmp_path
     shutil.copytree(tmp_path / "scan" / "b", tmp_path / "scan" / "a", dirs_exist_ok=True)
     shutil.rmtree(tmp_path / "scan" / "b")
     assert find_cts(tmp_path / "scan") == [("a", tmp_path / "scan" / "a")]
+
+
+def _copied_reversed(folder: Path, to: Path) -> None:
+    """``folder``'s files copied into ``to`` under other names, in reversed order (IM0006 ... IM0001)."""
+    to.mkdir(parents=True)
+    files = sorted(folder.iterdir())
+    for k, file in enumerate(files):
+        shutil.copy(file, to / f"IM{len(files) - k:04d}")
+
+
+@pytest.mark.parametrize("layout", ["copy", "empty uid", "fixed uid", "acquisitions"])
+def test_series_of_one_uid_in_two_folders_are_no_split_unless_their_slices_interleave(tmp_path, layout):
+    """Two folders of one Series Instance UID were refused as a split series: a copy under other file names,
+    an empty UID (two patients), one fixed UID a converter wrote (two patients), two acquisitions of the
+    series sorted into folders (same slice positions). Each is two CTs, as before the split check."""
+    root = tmp_path / "root"
+    if layout == "copy":
+        series(root / "a", hu(6))
+        _copied_reversed(root / "a", root / "b")
+    elif layout in ("empty uid", "fixed uid"):
+        uid = "" if layout == "empty uid" else "1.2.3.4"
+        series(root / "a", hu(6), SeriesInstanceUID=uid, PatientID="A")
+        series(root / "b", hu(6, seed=1), SeriesInstanceUID=uid, PatientID="B")
+    else:
+        uid = series(root / "a", hu(6), AcquisitionNumber=1)
+        series(root / "b", hu(6, seed=1), SeriesInstanceUID=uid, AcquisitionNumber=2)
+    with pytest.raises(LNQError, match=r"holds 2 DICOM CT series in the folders below it \(a, b\)"):
+        read_volume(root)
+    from lnq_napari.io.dicom_tree import split_series
+
+    assert split_series([root / "a", root / "b"]) == {}
+
+
+def test_a_series_an_export_split_into_subfolders_of_n_files_is_refused_in_one_line(tmp_path):
+    """A CD export's subfolders of N files of one large series (each a slab of the scan): still refused,
+    every part named; a folder beside them of another series is no part."""
+    series(tmp_path / "scan" / "a", hu(12))
+    files = sorted((tmp_path / "scan" / "a").glob("*.dcm"))
+    for name, slab in (("b", slice(4, 8)), ("c", slice(8, 12))):
+        (tmp_path / "scan" / name).mkdir()
+        for file in files[slab]:
+            file.rename(tmp_path / "scan" / name / file.name)
+    series(tmp_path / "scan" / "d", hu(6))
+    with pytest.raises(LNQError, match=r"^the folders \S+a, \S+b and \S+c hold slices of one DICOM series "
+                                       r"\(Series Instance UID [\d.]+\): an export split it over folders; "
+                                       r"move its slices into one folder$"):
+        read_volume(tmp_path / "scan")
+    from lnq_napari.io.dicom_tree import split_series
+
+    parts = [tmp_path / "scan" / name for name in "abcd"]
+    found = split_series(parts)
+    assert sorted(found) == parts[:3] and len(set(found.values())) == 1

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
+from typing import NamedTuple
 
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
@@ -178,34 +179,90 @@ def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
 
 
 def refuse_split_series(folders: list[Path]) -> None:
-    """LNQError when two of the series ``folders`` hold other slices of one series (one Series Instance
-    UID, other SOP Instance UIDs, in the first files of each): an export that split a series over folders,
-    each part of which was read as a CT of its own (every other slice, or half the scan). A copy of one
-    series' files in two folders reads as the same CT twice, as before."""
-    seen: dict[str, tuple[Path, set]] = {}
+    """LNQError naming the first DICOM series of ``folders`` split over folders (:func:`split_series`)."""
+    for message in split_series(folders).values():
+        raise LNQError(message)
+
+
+def split_series(folders: list[Path]) -> dict[Path, str]:
+    """Each of the series ``folders`` that holds part of a DICOM series an export split over folders (a CD
+    or PACS export's subfolders of N files, every other slice, half the scan), each part of which would be
+    read as a CT of its own -> the one-line message naming the parts. Candidates share a Series Instance
+    UID (none: no candidate), Patient ID, Study and Frame of Reference UID in the first files of each folder
+    (:func:`_sampled_series`: cheap on a tree of hundreds of folders); a pair of them is a split only when
+    all their files hold no SOP Instance UID and no slice position in common (:func:`_split_pair`): a copy
+    under other file names, or two acquisitions of one series at the same positions, are none."""
+    groups: dict[tuple[str, ...], list[Path]] = {}
     for folder in folders if len(folders) > 1 else []:
-        for uid, instances in _sampled_series(folder).items():
-            if uid in seen and not instances & seen[uid][1]:
-                raise LNQError(f"the folders {seen[uid][0]} and {folder} hold slices of one DICOM series "
-                               f"(Series Instance UID {uid}): an export split it over folders; move its "
-                               "slices into one folder")
-            seen.setdefault(uid, (folder, instances))
+        for key in _sampled_series(folder):
+            groups.setdefault(key, []).append(folder)
+    found: dict[Path, str] = {}
+    for key, group in groups.items():
+        if len(group) < 2:
+            continue
+        parts = {folder: _series_part(folder, key) for folder in group}
+        split = [f for f in group if any(_split_pair(parts[f], parts[g]) for g in group if g != f)]
+        if split:
+            named = ", ".join(str(f) for f in split[:-1]) + f" and {split[-1]}"
+            message = (f"the folders {named} hold slices of one DICOM series (Series Instance UID {key[0]}): "
+                       "an export split it over folders; move its slices into one folder")
+            found.update(dict.fromkeys(split, message))
+    return found
 
 
-def _sampled_series(folder: Path) -> dict[str, set]:
-    """Series Instance UID -> the SOP Instance UIDs of the first :data:`SAMPLED_FILES` files of ``folder``
-    (files that are not DICOM left out)."""
+#: The header elements that place a file in a series: its key in :func:`_sampled_series`.
+_SERIES_KEY = ["SeriesInstanceUID", "PatientID", "StudyInstanceUID", "FrameOfReferenceUID"]
+
+
+def _sampled_series(folder: Path) -> set[tuple[str, ...]]:
+    """The (Series Instance UID, Patient ID, Study and Frame of Reference UID) of the first
+    :data:`SAMPLED_FILES` files of ``folder`` (files that are not DICOM, or of an empty Series Instance UID,
+    left out)."""
     import pydicom
 
-    found: dict[str, set] = {}
+    found = set()
     for child in itertools.islice((f for f in _files(folder)), SAMPLED_FILES):
         try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True,
-                                 specific_tags=["SeriesInstanceUID", "SOPInstanceUID"])
-            found.setdefault(str(ds.SeriesInstanceUID), set()).add(str(ds.get("SOPInstanceUID", "")))
-        except Exception:  # not DICOM, no series UID
+            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=_SERIES_KEY)
+        except Exception:  # not DICOM
             continue
+        key = tuple(str(ds.get(tag, "") or "").strip() for tag in _SERIES_KEY)
+        if key[0]:
+            found.add(key)
     return found
+
+
+class _Part(NamedTuple):
+    """A folder's files of one series (:func:`_series_part`)."""
+
+    sops: set[str]  # their SOP Instance UIDs
+    positions: set[tuple[float, ...]]  # their Image Position (Patient), to 0.01 mm
+
+
+def _series_part(folder: Path, key: tuple[str, ...]) -> _Part:
+    """The SOP Instance UIDs and slice positions (Image Position (Patient), to 0.01 mm) of the files of
+    ``folder`` in the series ``key`` (:func:`_sampled_series`), read from every file's header."""
+    import pydicom
+
+    sops, positions = set(), set()
+    for child in _files(folder):
+        try:
+            ds = pydicom.dcmread(child, stop_before_pixels=True,
+                                 specific_tags=[*_SERIES_KEY, "SOPInstanceUID", "ImagePositionPatient"])
+        except Exception:  # not DICOM
+            continue
+        if tuple(str(ds.get(tag, "") or "").strip() for tag in _SERIES_KEY) != key:
+            continue
+        sops.add(str(ds.get("SOPInstanceUID", "") or ""))
+        with contextlib.suppress(TypeError, ValueError):
+            positions.add(tuple(round(float(v), 2) for v in ds.ImagePositionPatient))
+    return _Part(sops, positions)
+
+
+def _split_pair(a: _Part, b: _Part) -> bool:
+    """Whether two folders' parts of one series (:func:`_series_part`) are slices of one volume split apart:
+    both have slice positions, and no SOP Instance UID (a copy) and no position (two volumes) is shared."""
+    return bool(a.positions and b.positions) and not a.sops & b.sops and not a.positions & b.positions
 
 
 #: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
