@@ -600,7 +600,8 @@ def predict(
     only: :func:`export_dicom_seg`), marked a prediction in its Content Label; with ``probabilities``
     also ``<case>-prob.nrrd`` (float32). A CT of a batch that cannot be read or predicted does not stop
     the others: every other CT is predicted, then LNQError says how many were and names the first that
-    was not.
+    was not (the parts of a DICOM series an export split over folders each fail so:
+    :func:`.io.dicom_tree.split_series`).
     """
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
@@ -618,6 +619,7 @@ def predict(
     targets = {case_id: out / f"{case_id}{suffix}" for case_id, _ in items}
     check_prediction_targets(targets, "--output", PREDICTIONS)
     predictor = load_predictor(model, device=device)
+    split = dicom_tree.split_series([p for _, p in items if p.is_dir()])
     written: list[Path] = []
     failed: list[str] = []
     for k, (case_id, path) in enumerate(items):
@@ -627,6 +629,8 @@ def predict(
 
         try:
             with collected_warnings() as heard:  # in a batch, each said with its case
+                if path in split:  # a part of a series: read alone, it is a CT of half the slices
+                    raise LNQError(split[path])
                 ct = read_volume(path)
                 series_uid = ct.meta.get("dicom_series_uid")
                 _, result = _predicted(ct, predictor, device, step, cancel)

@@ -807,24 +807,31 @@ def test_slices_of_float_pixel_data_are_named_so_not_called_no_series(tmp_path):
             read_volume(given)
 
 
-def test_a_series_split_over_two_folders_is_refused_not_read_as_two_cts(tmp_path):
+def test_a_series_split_over_two_folders_is_refused_not_read_as_two_cts(tmp_path, fixed_prediction):
     """An export that put every other slice (or each half) of one series in a folder of its own: predict
     read each folder as a CT (twice the slice gap, half the nodes each) and wrote two predictions; opening
-    the folder said it held 2 CT series."""
+    the folder said it held 2 CT series. In a predict batch each part fails as an unreadable CT does, and
+    the other CTs are predicted (the refusal stopped the batch before its first CT)."""
+    from lnq_napari import api
     from lnq_napari.io.datasets import find_cts
 
     series(tmp_path / "scan" / "a", hu(16))
     (tmp_path / "scan" / "b").mkdir()
     for file in sorted((tmp_path / "scan" / "a").glob("*.dcm"))[1::2]:
         file.rename(tmp_path / "scan" / "b" / file.name)
-    message = r"^the folders .*a and .*b hold slices of one DICOM series .* move its slices into one folder"
-    with pytest.raises(LNQError, match=message):
+    message = r"the folders .*a and .*b hold slices of one DICOM series .* move its slices into one folder"
+    with pytest.raises(LNQError, match=f"^{message}$"):
         read_volume(tmp_path / "scan")
-    with pytest.raises(LNQError, match=message):
-        find_cts(tmp_path / "scan")
+    series(tmp_path / "scan" / "c", hu(8, seed=1))
+    other = read_volume(tmp_path / "scan" / "c")
+    out, model = tmp_path / "out", fixed_prediction(other.with_array(np.zeros(other.shape, np.uint8)))
+    with pytest.raises(LNQError, match=f"^predicted 1 of 3 CTs into .*; not a: {message} \\(and 1 more\\)$"):
+        api.predict(tmp_path / "scan", out, model=model)
+    assert sorted(p.name for p in out.iterdir()) == ["c-seg.nrrd"]
     shutil.copytree(tmp_path / "scan" / "b", tmp_path / "scan" / "a", dirs_exist_ok=True)
     shutil.rmtree(tmp_path / "scan" / "b")
-    assert find_cts(tmp_path / "scan") == [("a", tmp_path / "scan" / "a")]
+    assert api.predict(tmp_path / "scan", out, model=model) == [out / "a-seg.nrrd", out / "c-seg.nrrd"]
+    assert find_cts(tmp_path / "scan") == [("a", tmp_path / "scan" / "a"), ("c", tmp_path / "scan" / "c")]
 
 
 def _copied_reversed(folder: Path, to: Path) -> None:

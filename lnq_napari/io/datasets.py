@@ -12,7 +12,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import dicom_cases
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan, refuse_split_series
+from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -116,9 +116,10 @@ def find_cts(inputs: str | Path) -> list[tuple[str, Path]]:
     """``(case_id, path)`` of each CT ``inputs`` names: a CT file, a DICOM series folder, a folder of CT
     files (:func:`~lnq_napari.io.layout.ct_inputs`), or a folder of DICOM series folders
     (:func:`~lnq_napari.io.dicom_tree.ct_series_inputs`: each CT series below it). One slice of a classic
-    series names its series' folder, as napari does: its case is the series'."""
+    series names its series' folder, as napari does: its case is the series'. A series split over folders
+    is not refused here: predict fails each part (:func:`~lnq_napari.io.dicom_tree.split_series`) and
+    reads the other CTs."""
     found = [item for case, path in ct_inputs(inputs) for item in ct_series_inputs(case, path)]
-    refuse_split_series([path for _, path in found if path.is_dir()])
     folder = cd_root(Path(inputs).expanduser())
     if folder.is_dir() and all(path.is_file() for _, path in found):  # CT files of a folder: any series?
         _warn_series_beside(folder)
