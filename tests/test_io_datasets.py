@@ -686,3 +686,20 @@ def test_a_damaged_file_beside_loose_segs_is_named_once_per_read(tmp_path):
             warnings.simplefilter("always")
             assert read(), what
         assert [str(w.message) for w in heard] == [named], what
+
+
+def test_a_series_split_over_folders_is_refused_as_data_not_read_as_two_cases(tmp_path):
+    """A training / evaluation data folder whose one series an export split over two folders read as two
+    cases (each every other slice, the labels of neither); predict and read refused it already."""
+    from test_io_dicom_series import hu, series
+
+    series(tmp_path / "data" / "a", hu(8))
+    (tmp_path / "data" / "b").mkdir()
+    for file in sorted((tmp_path / "data" / "a").glob("*.dcm"))[1::2]:
+        file.rename(tmp_path / "data" / "b" / file.name)
+    with pytest.raises(LNQError, match=r"^the folders \S+a and \S+b hold slices of one DICOM series .* move "
+                                       r"its slices into one folder$"):
+        find_cases(tmp_path / "data")
+    shutil.copytree(tmp_path / "data" / "b", tmp_path / "data" / "a", dirs_exist_ok=True)
+    shutil.rmtree(tmp_path / "data" / "b")
+    assert [c.case_id for c in find_cases(tmp_path / "data")] == ["a"]

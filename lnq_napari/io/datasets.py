@@ -12,7 +12,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import dicom_cases
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan
+from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan, refuse_split_series
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -36,14 +36,16 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     A DICOM case without a SEG takes the label files named after it in ``folder``, as a plainly named CT
     does (``patient1-seg.nrrd`` beside the series folder ``patient1``, drawn in 3D Slicer, say).
     ``require="seg"`` keeps the cases with labels; LNQError when none is left, or when a DICOM series
-    folder has CT series folders below it (which are cases cannot be told), or when ``folder`` is an empty
-    path (it read as the current folder)."""
+    folder has CT series folders below it (which are cases cannot be told), or a DICOM series is split over
+    folders (:func:`~lnq_napari.io.dicom_tree.split_series`: each part was a case), or when ``folder`` is an
+    empty path (it read as the current folder)."""
     if not str(folder).strip():
         raise LNQError(f"{what} is an empty path; give the folder of cases")
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     predictions = _Predictions()
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") \
         else dicom_cases(path, labels=lambda seg: predictions.labels(seg) is not None, rank=label_rank)
+    refuse_split_series([case.ct for case in dicom if case.ct.is_dir()])  # parts read as cases of their own
     if not dicom:
         found = predictions.without(scan_cases(path, require, what))
         _warn_series_beside(path)
