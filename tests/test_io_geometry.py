@@ -251,3 +251,29 @@ def test_an_nrrd_with_a_time_axis_of_one_point_and_spacings_only_reads_as_its_vo
     volume = read_volume(tmp_path / "ct.nrrd")
     np.testing.assert_array_equal(volume.array, array)
     assert volume.spacing == (0.7, 0.8, 2.5)
+
+
+@pytest.mark.parametrize("kinds", ["space space space time", "domain domain domain time"])
+def test_an_nrrd_of_two_time_points_is_refused_as_a_time_series_not_read_as_layers(tmp_path, kinds):
+    """A time axis counted as no axis in space for any length: two time points read as a CT were called
+    "4D (2 layers/components)" with advice for 3D Slicer segmentations, and as labels silently merged into
+    one label map. Only a time axis of one point is dropped; ITK's 4D NRRD of two points says so too."""
+    import SimpleITK as sitk
+
+    from lnq_napari.io import read_volume
+
+    first = np.zeros((3, 4, 5), np.uint8)
+    first[0, 0, 0] = 1
+    second = np.zeros_like(first)
+    second[2, 3, 4] = 1
+    header = (f"NRRD0004\ntype: unsigned char\ndimension: 4\nsizes: 5 4 3 2\nspacings: 0.7 0.8 2.5 1\n"
+              f"kinds: {kinds}\nencoding: raw\n\n").encode()
+    (tmp_path / "case-seg.nrrd").write_bytes(header + np.stack([first, second]).tobytes())
+    message = r"^case-seg\.nrrd holds 2 time points \(a 4D time series\); a CT or label volume must be 3D"
+    for read in (read_volume, read_labels):
+        with pytest.raises(LNQError, match=message):
+            read(tmp_path / "case-seg.nrrd")
+    image = sitk.GetImageFromArray(first)
+    sitk.WriteImage(sitk.JoinSeries([image] * 2), str(tmp_path / "two.nrrd"))
+    with pytest.raises(LNQError, match=r"^two\.nrrd holds 2 time points"):
+        read_volume(tmp_path / "two.nrrd")

@@ -26,7 +26,7 @@ _SPACE_TO_LPS = {
 }
 
 COLOUR_KINDS = {"3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color"}  # NRRD kinds
-NON_SPATIAL_KINDS = {  # a time axis is a domain, yet none of a volume's three axes in space
+NON_SPATIAL_KINDS = {  # a time axis (of one point: nrrd_geometry refuses more) is none of the three in space
     "time", "list", "point", "vector", "covariant-vector", "normal", "stub", "scalar", "complex", "2-vector",
     "3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color", "3-vector", "3-gradient",
     "3-normal", "4-vector", "quaternion", "2d-symmetric-matrix", "2d-masked-symmetric-matrix",
@@ -77,20 +77,39 @@ def nrrd_mm_per_unit(units, count: int, name: str = "file") -> np.ndarray:
     return np.asarray([_MM_PER_UNIT[u] for u in names])
 
 
-def _in_3d_space(header: dict) -> dict:
-    """``header``, or, for ITK's NRRD of a 4D image of one time point (``space dimension: 4``, no named
-    space, the size-1 axis stepping along the 4th world axis alone, the others in the first three), the
-    header of its 3D volume: that axis a list axis, the space 3D (the file's MHA and NIfTI read so)."""
+def _itk_time_axis(header: dict) -> int | None:
+    """The time axis of ITK's NRRD of a 4D image (``space dimension: 4``, no named space): the one axis
+    stepping along the 4th world axis alone, the others in the first three; None for any other header."""
     if header.get("space") is not None or int(header.get("space dimension") or 3) != 4 \
             or "space directions" not in header or int(header["dimension"]) != 4:
+        return None
+    sd = np.asarray(header["space directions"], dtype=float).reshape(4, -1)
+    if sd.shape[1] != 4 or not np.all(np.isfinite(sd)):
+        return None
+    time = [a for a in range(4) if not np.any(sd[a, :3])]
+    if len(time) != 1 or np.any(sd[[a for a in range(4) if a != time[0]], 3]):
+        return None
+    return time[0]
+
+
+def _time_points(header: dict) -> int:
+    """How many time points an NRRD holds: the size of its time axis (``kinds: ... time``, or ITK's 4th
+    world axis: :func:`_itk_time_axis`); 1 without one."""
+    sizes = [int(size) for size in header.get("sizes", [])]
+    kinds = [str(kind).lower() for kind in header.get("kinds") or []]
+    counts = [size for size, kind in zip(sizes, kinds, strict=False) if kind == "time"]
+    if (axis := _itk_time_axis(header)) is not None and axis < len(sizes):
+        counts.append(sizes[axis])
+    return max(counts, default=1)
+
+
+def _in_3d_space(header: dict) -> dict:
+    """``header``, or, for ITK's NRRD of a 4D image of one time point (:func:`_itk_time_axis` of size 1),
+    the header of its 3D volume: that axis a list axis, the space 3D (the file's MHA and NIfTI read so)."""
+    time = _itk_time_axis(header)
+    if time is None or int(header["sizes"][time]) != 1:
         return header
     sd = np.asarray(header["space directions"], dtype=float).reshape(4, -1)
-    single = [a for a in range(4) if int(header["sizes"][a]) == 1]
-    if sd.shape[1] != 4 or len(single) != 1:
-        return header
-    time, others = single[0], [a for a in range(4) if a != single[0]]
-    if np.any(sd[time, :3] != 0) or not np.all(np.isfinite(sd[others])) or np.any(sd[others, 3] != 0):
-        return header
     three = dict(header, **{"space dimension": 3})
     three["space directions"] = np.where(np.arange(4)[:, None] == time, np.nan, sd[:, :3])
     if "space origin" in header:
@@ -110,7 +129,11 @@ def nrrd_spatial_axes(header: dict) -> list[int]:
 
 
 def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple]:
-    """(spacing, origin, direction) in LPS of the three spatial axes of a pynrrd header."""
+    """(spacing, origin, direction) in LPS of the three spatial axes of a pynrrd header; LNQError for a
+    time series (a time axis of more than one point: a size-1 one is dropped)."""
+    if (points := _time_points(header)) > 1:
+        raise LNQError(f"{name} holds {points} time points (a 4D time series); a CT or label volume must be "
+                       "3D: save one time point of it (e.g. in 3D Slicer)")
     header = _in_3d_space(header)
     flip = nrrd_space_flip(header, name)
     axes = nrrd_spatial_axes(header)
