@@ -277,3 +277,20 @@ def test_an_nrrd_of_two_time_points_is_refused_as_a_time_series_not_read_as_laye
     sitk.WriteImage(sitk.JoinSeries([image] * 2), str(tmp_path / "two.nrrd"))
     with pytest.raises(LNQError, match=r"^two\.nrrd holds 2 time points"):
         read_volume(tmp_path / "two.nrrd")
+
+
+def test_a_4d_nrrd_of_one_time_point_with_a_time_unit_reads_in_its_space_units(tmp_path):
+    """ITK's 4D NRRD of one time point naming its units (``space units: "cm" "cm" "cm" "s"``): the 4th
+    unit, of time, was refused as no length; the three of space scale the grid."""
+    from lnq_napari.io import read_volume
+
+    array = (np.arange(60).reshape(3, 4, 5) - 30).astype("<i2")
+    header = (b"NRRD0004\ntype: short\ndimension: 4\nspace dimension: 4\nsizes: 5 4 3 1\n"
+              b"space directions: (0.07,0,0,0) (0,0.08,0,0) (0,0,0.25,0) (0,0,0,1)\n"
+              b"space units: \"cm\" \"cm\" \"cm\" \"s\"\nspace origin: (1,2,3,0)\n"
+              b"endian: little\nencoding: raw\n\n")
+    (tmp_path / "ct.nrrd").write_bytes(header + array.tobytes())
+    volume = read_volume(tmp_path / "ct.nrrd")
+    np.testing.assert_array_equal(volume.array, array)
+    np.testing.assert_allclose(volume.spacing, (0.7, 0.8, 2.5))
+    np.testing.assert_allclose(volume.origin, (10.0, 20.0, 30.0))

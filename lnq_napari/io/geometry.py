@@ -105,7 +105,8 @@ def _time_points(header: dict) -> int:
 
 def _in_3d_space(header: dict) -> dict:
     """``header``, or, for ITK's NRRD of a 4D image of one time point (:func:`_itk_time_axis` of size 1),
-    the header of its 3D volume: that axis a list axis, the space 3D (the file's MHA and NIfTI read so)."""
+    the header of its 3D volume: that axis a list axis, the space, its origin and units 3D (the file's MHA
+    and NIfTI read so)."""
     time = _itk_time_axis(header)
     if time is None or int(header["sizes"][time]) != 1:
         return header
@@ -114,6 +115,8 @@ def _in_3d_space(header: dict) -> dict:
     three["space directions"] = np.where(np.arange(4)[:, None] == time, np.nan, sd[:, :3])
     if "space origin" in header:
         three["space origin"] = np.asarray(header["space origin"], dtype=float).reshape(-1)[:3]
+    if header.get("space units") is not None:  # ITK writes the time axis's unit 4th ("s")
+        three["space units"] = list(header["space units"])[:3]
     return three
 
 
