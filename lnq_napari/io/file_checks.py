@@ -33,7 +33,7 @@ def check_payload(name: str, sizes, itemsize: int, encoding: str, stored: int) -
     needed = voxels * itemsize
     bound = {"raw": stored, "gzip": stored * GZIP_MAX_RATIO + 64, "gz": stored * GZIP_MAX_RATIO + 64,
              "ascii": (stored + 1) // 2 * itemsize, "text": (stored + 1) // 2 * itemsize,
-             "txt": (stored + 1) // 2 * itemsize, "hex": stored // 2}.get(encoding)
+             "txt": (stored + 1) // 2 * itemsize}.get(encoding)
     if bound is not None and needed > bound:
         raise LNQError(f"{name} claims {needed} bytes of voxels (sizes {sizes}) but holds only {stored} "
                        f"bytes of {encoding} data; the file is truncated or its header is wrong: re-export "
