@@ -792,19 +792,32 @@ def test_a_pet_alone_is_read_with_a_warning_that_it_is_no_ct(tmp_path):
 def test_slices_of_float_pixel_data_are_named_so_not_called_no_series(tmp_path):
     """Float Pixel Data (7FE0,0008) slices, which GDCM does not list: the folder was said to hold no DICOM
     series, a slice to be "no image of a CT series (modality CT)"."""
-    values = hu()
-    series(tmp_path / "ct", values)
-    for k, file in enumerate(sorted((tmp_path / "ct").glob("*.dcm"))):
+    _float_series(tmp_path / "ct", hu())
+    for given in (tmp_path / "ct", sorted((tmp_path / "ct").glob("*.dcm"))[3]):
+        with pytest.raises(LNQError, match=r"^ct-00\d\.dcm holds Float Pixel Data .* cannot read; re-export "
+                                           r"the CT with integer pixels .* or convert it to NRRD or NIfTI$"):
+            read_volume(given)
+
+
+def _float_series(folder: Path, values: np.ndarray) -> None:
+    """``values`` written as a CT series (:func:`series`) of Float Pixel Data, which GDCM does not list."""
+    series(folder, values)
+    for k, file in enumerate(sorted(folder.glob("ct-*.dcm"))):
         ds = pydicom.dcmread(file)
         for keyword in ("PixelData", "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept",
                         "RescaleSlope"):
             delattr(ds, keyword)
         ds.BitsAllocated, ds.FloatPixelData = 32, values[k].astype("<f4").tobytes()
         ds.save_as(file, enforce_file_format=True)
-    for given in (tmp_path / "ct", sorted((tmp_path / "ct").glob("*.dcm"))[3]):
-        with pytest.raises(LNQError, match=r"^ct-00\d\.dcm holds Float Pixel Data .* cannot read; re-export "
-                                           r"the CT with integer pixels .* or convert it to NRRD or NIfTI$"):
-            read_volume(given)
+
+
+def test_a_scout_beside_float_pixel_data_slices_is_not_read_as_the_ct(tmp_path):
+    """Float Pixel Data CT slices and one ordinary scout in a folder: the scout, the one series GDCM
+    lists, was read as the CT (one slice) without a word; the Float Pixel Data slices are named instead."""
+    _float_series(tmp_path / "ct", hu())
+    series(tmp_path / "ct", hu(1), name="scout", **SCOUT)
+    with pytest.raises(LNQError, match=r"^ct-00\d\.dcm holds Float Pixel Data .* cannot read; re-export "):
+        read_volume(tmp_path / "ct")
 
 
 def test_a_series_split_over_two_folders_is_refused_not_read_as_two_cts(tmp_path, fixed_prediction):

@@ -133,6 +133,8 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                           f"{series_look(kept[sid][0]).name} (modality "
                           f"{first[sid].modality or 'unknown'}) as if it were a CT, which it is not: point "
                           "to the folder of the patient's CT", UserWarning, stacklevel=3)
+    if path.is_dir() and sid != series_uid and (images[sid] <= 1 or not volume[sid]):
+        _refuse_float_beside(folder, files_by_series)  # a scout read as the CT of Float Pixel Data slices
     files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
     head = first[sid]
     if _enhanced(head.sop_class, head.frames):
@@ -231,6 +233,16 @@ def _float_pixels(files: list[Path]) -> str | None:
                     "DICOM reader (GDCM) cannot read; re-export the CT with integer pixels and a rescale "
                     "(the scanner's usual export), or convert it to NRRD or NIfTI")
     return None
+
+
+def _refuse_float_beside(folder: Path, files_by_series: dict[str, tuple[str, ...]]) -> None:
+    """LNQError (:func:`_float_pixels`) when the first few files of ``folder`` that GDCM lists in no series
+    hold Float Pixel Data: a scout or single slice beside them is the only series listed, not the CT."""
+    listed = {Path(f).name for files in files_by_series.values() for f in files}
+    unlisted = [f for f in sorted(folder.iterdir())
+                if f.is_file() and not f.name.startswith(".") and f.name not in listed]
+    if reason := _float_pixels(unlisted[:4]):
+        raise LNQError(reason)
 
 
 def _no_ct_image(path: Path) -> str:
