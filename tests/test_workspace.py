@@ -176,6 +176,20 @@ def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_sh
     assert [v["version"] for v in Workspace.open(tmp_path / "renamed").versions(case)] == ["v001"]
 
 
+def test_a_save_after_another_workspace_was_made_at_the_path_is_refused(ws, tmp_path, data):
+    """Renamed and a new workspace made at its old path: a save of the workspace opened before went into
+    the new one (only "is there a workspace.json" was asked)."""
+    case = "lnq2023-train-0001"
+    labels = ws.read_labels(case, "v001")
+    old = ws.root
+    old.rename(tmp_path / "renamed")
+    Workspace.init(old, data)
+    with pytest.raises(LNQError, match="is gone from there .*another workspace is there now"):
+        ws.add_label_version(case, labels, "correction")
+    assert [v["version"] for v in Workspace.open(old).versions(case)] == ["v001"]
+    assert Workspace.open(tmp_path / "renamed").add_label_version(case, labels, "correction") == "v002"
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
 def test_a_new_workspace_has_the_mode_a_plain_folder_gets_so_other_reviewers_can_open_it(tmp_path, data):
     """Built in a ``tempfile.mkdtemp`` folder (0700) and renamed into place, a workspace kept every other

@@ -18,6 +18,11 @@ def _touch(path: Path) -> Path:
     return path
 
 
+def _data(tmp_path: Path) -> Path:
+    _touch(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd")
+    return tmp_path / "data"
+
+
 def test_new_meta_lists_each_ct_with_its_siblings(tmp_path):
     data = tmp_path / "data"
     ct = _touch(data / "lnq2023-train-0000-ct.nrrd")
@@ -48,6 +53,49 @@ def test_a_version_1_workspace_json_still_reads(tmp_path):
     assert table.seg_path("c1") == Path("/data/c1-seg.nrrd") and table.full_path("c1") is None
     with pytest.raises(LNQError, match="not in workspace"):
         table.entry("c2")
+
+
+def test_a_workspace_is_known_by_its_identity_wherever_it_is_and_one_without_the_field_by_its_stamp(tmp_path):
+    """Gone from its path was only "no workspace.json there": a new workspace made at the old path was taken
+    for the one opened from it."""
+    from lnq_napari.workspace.cases import id_at, workspace_gone, workspace_id
+
+    one, two = new_meta(_data(tmp_path), tmp_path / "ws"), new_meta(_data(tmp_path), tmp_path / "ws")
+    assert workspace_id(one) != workspace_id(two)  # made in one folder within one second: still two
+    write_meta(tmp_path / "ws", one)
+    assert id_at(tmp_path / "ws") == workspace_id(one)
+    assert not workspace_gone(tmp_path / "ws", workspace_id(one))
+    (tmp_path / "ws").rename(tmp_path / "moved")
+    assert workspace_gone(tmp_path / "ws", workspace_id(one)) and id_at(tmp_path / "ws") is None
+    write_meta(tmp_path / "ws", two)  # another workspace at the old path
+    assert workspace_gone(tmp_path / "ws", workspace_id(one))
+    assert not workspace_gone(tmp_path / "ws", None) and not workspace_gone(None, "x")  # unknown: a workspace
+    old = {"format": FORMAT, "format_version": 1, "created": "2024-05-01T10:00:00+00:00", "root": "/p/ws",
+           "data": "/data", "cases": {}}  # made before the id field
+    write_meta(tmp_path / "old", old)
+    assert id_at(tmp_path / "old") == workspace_id(old) == workspace_id({**old, "cases": {"c": {}}})
+    assert workspace_id(old) != workspace_id({**old, "root": "/p/other"})
+
+
+def test_a_workspace_that_cannot_be_read_now_is_not_taken_for_gone(tmp_path, monkeypatch):
+    """A stale network share (ESTALE) or no permission (EACCES): the test of a moved workspace raised, in
+    the viewer's autosave timer at every edit."""
+    import errno
+    import os
+
+    from lnq_napari.workspace.cases import is_workspace, workspace_gone
+
+    write_meta(tmp_path / "ws", new_meta(_data(tmp_path), tmp_path / "ws"))
+    real = os.stat
+
+    def stale(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path / "ws")):
+            raise OSError(errno.ESTALE, "Stale file handle", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stale)
+    assert not workspace_gone(tmp_path / "ws", "some id") and not workspace_gone(tmp_path / "ws", None)
+    assert not is_workspace(tmp_path / "ws")  # os.path.isfile: cannot be told, no error
 
 
 def test_a_workspace_moved_with_its_data_finds_the_files_where_they_went(tmp_path):

@@ -157,22 +157,29 @@ def test_an_autosave_in_the_workspace_s_own_folder_is_offered_after_a_move(ws, t
     assert found is not None and found.base["version"] == original
 
 
+def _autosave_while_open(opened: Workspace, where, labels: Volume, parent: str, after=None):
+    """Write the case's autosave as the viewer does for a case opened from ``opened``, which was at the
+    path ``where`` then (its folder and header from one autosave_target)."""
+    from lnq_napari.workspace.autosave import autosave_target
+
+    target = autosave_target(opened.ct_path(CASE), where, opened.id)
+    path = write_autosave(labels, target.folder, CASE, {**target.fields(), "lnq_parent": parent})
+    if after is not None:
+        _date(path, after, 10**9)
+    return path
+
+
 def test_edits_autosaved_after_the_workspace_moved_make_no_shell_there_and_come_back_from_its_new_place(
         ws, tmp_path, monkeypatch):
     """Renamed while a case was open, the workspace got its autosave at the old path: the folders made
     again there, an empty shell, and the edits missing from the workspace wherever it went."""
-    from lnq_napari.workspace.autosave import MOVED_FIELD, autosave_folder, workspace_moved
-
     monkeypatch.delenv(AUTOSAVE_ENV)
     monkeypatch.setattr("getpass.getuser", lambda: "ann")
     original = ws.latest_version(CASE)["version"]
     edited, old = _edited(ws, original), ws.root
     old.rename(tmp_path / "renamed")
-    assert workspace_moved(old)
-    folder = autosave_folder(ws.ct_path(CASE), old)
-    assert folder == tmp_path / "data" / "lnq-autosave" / "ann"  # where a case without a workspace goes
-    path = write_autosave(edited, folder, CASE,
-                          {"lnq_workspace": str(old), "lnq_parent": original, MOVED_FIELD: "1"})
+    path = _autosave_while_open(ws, old, edited, original)
+    assert path.parent == tmp_path / "data" / "lnq-autosave" / "ann"  # where a case without a workspace goes
     assert not old.exists()
     moved = Workspace.open(tmp_path / "renamed")
     _date(path, moved.label_path(CASE, original), 10**9)
@@ -180,3 +187,67 @@ def test_edits_autosaved_after_the_workspace_moved_make_no_shell_there_and_come_
     assert found is not None and found.path == path and found.base["version"] == original
     Workspace.init(old, tmp_path / "data")  # another workspace at the old path: not its edits
     assert _open(Workspace.open(old), None) is None
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["beside the data", "LNQ_NAPARI_AUTOSAVE_DIR"])
+def test_edits_a_moved_workspace_kept_aside_are_not_offered_to_another_workspace_of_the_case(
+        ws, tmp_path, monkeypatch, shared):
+    """Workspace A moved while its case was open: its edits were offered to workspace B over the same
+    data when B opened that case (A's old path was empty, and that was all that was asked)."""
+    if not shared:
+        monkeypatch.delenv(AUTOSAVE_ENV)
+    other = Workspace.init(tmp_path / "other", tmp_path / "data")
+    original = ws.latest_version(CASE)["version"]
+    edited, old = _edited(ws, original), ws.root
+    old.rename(tmp_path / "renamed")
+    _autosave_while_open(ws, old, edited, original, after=other.label_path(CASE, original))
+    assert _open(other, other.version_info(CASE, original)) is None
+    moved = Workspace.open(tmp_path / "renamed")
+    assert _open(moved, moved.version_info(CASE, original)) is not None
+
+
+def test_edits_kept_aside_come_back_after_the_workspace_is_moved_back(ws, tmp_path, monkeypatch):
+    """Renamed while its case was open and renamed back, the workspace never offered the edits autosaved
+    meanwhile (its old path held a workspace again: the kept-aside file was taken for another's)."""
+    monkeypatch.delenv(AUTOSAVE_ENV)
+    original = ws.latest_version(CASE)["version"]
+    edited, old = _edited(ws, original), ws.root
+    old.rename(tmp_path / "renamed")
+    path = _autosave_while_open(ws, old, edited, original,
+                                after=tmp_path / "renamed" / "workspace.json")
+    (tmp_path / "renamed").rename(old)
+    back = Workspace.open(old)
+    found = _open(back, back.version_info(CASE, original))
+    assert found is not None and found.path == path
+
+
+def test_a_new_workspace_made_at_the_old_path_gets_none_of_the_edits_of_the_case_open_from_the_old_one(
+        ws, tmp_path, monkeypatch):
+    """Renamed while its case was open and a new workspace made at its old path: the case's autosaves went
+    into the new workspace, which offered them as its own, and the renamed one never did."""
+    monkeypatch.delenv(AUTOSAVE_ENV)
+    original = ws.latest_version(CASE)["version"]
+    edited, old = _edited(ws, original), ws.root
+    old.rename(tmp_path / "renamed")
+    new = Workspace.init(old, tmp_path / "data")
+    path = _autosave_while_open(ws, old, edited, original,
+                                after=new.label_path(CASE, original))
+    assert not path.is_relative_to(old)
+    assert _open(new, new.version_info(CASE, original)) is None
+    renamed = Workspace.open(tmp_path / "renamed")
+    assert _open(renamed, renamed.version_info(CASE, original)) is not None
+
+
+def test_edits_kept_aside_before_the_workspace_identity_field_still_come_back(ws, tmp_path, monkeypatch):
+    """An autosave kept aside by the version before the identity field names its workspace by path only:
+    still offered where the workspace is now while the old path stays empty."""
+    monkeypatch.delenv(AUTOSAVE_ENV)
+    monkeypatch.setattr("getpass.getuser", lambda: "ann")
+    original = ws.latest_version(CASE)["version"]
+    edited, old = _edited(ws, original), ws.root
+    old.rename(tmp_path / "renamed")
+    path = write_autosave(edited, autosave_dir(ws.ct_path(CASE)), CASE,
+                          {"lnq_workspace": str(old), "lnq_parent": original, "lnq_workspace_moved": "1"})
+    moved = Workspace.open(tmp_path / "renamed")
+    _date(path, moved.label_path(CASE, original), 10**9)
+    assert _open(moved, moved.version_info(CASE, original)) is not None

@@ -4,7 +4,6 @@ file and its folder are :mod:`lnq_napari.workspace.autosave`'s."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -12,12 +11,11 @@ import numpy as np
 from qtpy.QtCore import QCoreApplication, QTimer
 
 from lnq_napari.workspace.autosave import (
-    MOVED_FIELD,
-    autosave_folder,
+    AutosaveTarget,
     autosave_path,
+    autosave_target,
     moved_note,
     review_fields,
-    workspace_moved,
     write_autosave,
 )
 
@@ -42,18 +40,20 @@ class Autosaver:
 
     @property
     def path(self) -> Path:
-        return autosave_path(autosave_folder(self.session.source, self.session.workspace), self.session.case)
+        return autosave_path(self._where().folder, self.session.case)
 
-    def _target(self) -> Path:
-        """:attr:`path`, telling the user once when the workspace is gone from where it was opened (the
-        edits then go to the folder a case without one autosaves to)."""
-        path = self.path
-        if not self._told_moved and workspace_moved(self.session.workspace):
+    def _where(self) -> AutosaveTarget:
+        """Where the next write goes (:func:`autosave_target`, decided once per write: its folder and its
+        header's fields agree), telling the user once each time the workspace goes from where it was
+        opened (the edits then go to the folder a case without one autosaves to)."""
+        where = autosave_target(self.session.source, self.session.workspace,
+                                getattr(self.session, "workspace_id", None))
+        if where.moved and not self._told_moved:
             from napari.utils.notifications import show_warning
 
-            self._told_moved = True
-            show_warning(moved_note(self.session.workspace, self.session.case, path.parent))
-        return path
+            show_warning(moved_note(self.session.workspace, self.session.case, where.folder))
+        self._told_moved = where.moved
+        return where
 
     def stop(self) -> None:
         """No more writes: the case closes with nothing unsaved (a write still pending would be taken,
@@ -79,18 +79,19 @@ class Autosaver:
         if self._pending and not self.session.unsaved:  # nothing to keep: suggestions shown, all undone
             self._pending = False  # (an autosave of the opened labels was offered later as unsaved edits)
         if self._pending:
-            self._save_in_background()
+            try:  # a Qt slot: an error here is said, never a traceback; the next edit tries again
+                self._save_in_background()
+            except Exception as exc:
+                self._failed(exc)
             self._timer.start()
 
     def _snapshot(self):
         return self.session.labels_volume().with_array(np.array(self.session.nodes.data, copy=True))
 
-    def _extra(self) -> dict:
+    def _extra(self, where: AutosaveTarget) -> dict:
         return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or "",
-                # $LNQ_NAPARI_AUTOSAVE_DIR is shared; absolute, so that another folder reads the same path
-                "lnq_workspace": os.path.abspath(self.session.workspace) if self.session.workspace else "",
+                **where.fields(),  # the workspace, by path and identity, and whether it is gone from there
                 "lnq_parent": self.session.parent_version or "",  # the version these edits are made on
-                MOVED_FIELD: "1" if workspace_moved(self.session.workspace) else "",
                 **review_fields(self.session.marks(), self.session.rejections())}
 
     def _save_in_background(self) -> None:
@@ -98,13 +99,14 @@ class Autosaver:
 
         if self._worker is not None:  # a write is running: the next timeout retries
             return
-        labels, extra, path = self._snapshot(), self._extra(), self._target()
+        where = self._where()
+        labels, extra = self._snapshot(), self._extra(where)
         self._pending = False
         connect = {"returned": self._written, "errored": self._failed, "finished": self._done}
         worker = create_worker(
             write_autosave,
             labels,
-            path.parent,
+            where.folder,
             self.session.case,
             extra,
             _connect=connect,
@@ -137,7 +139,7 @@ class Autosaver:
             QCoreApplication.processEvents()
             time.sleep(0.005)
         self._timer.stop()
-        path = self._target()
-        self._written(write_autosave(self._snapshot(), path.parent, self.session.case, self._extra()))
+        where = self._where()
+        self._written(write_autosave(self._snapshot(), where.folder, self.session.case, self._extra(where)))
         self._pending = False
         return self.last_path

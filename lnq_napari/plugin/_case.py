@@ -18,6 +18,7 @@ from lnq_napari.plugin._session import (
     NODES_NAME,
     OPENED_KEY,
     REJECTED_KEY,
+    WORKSPACE_ID_KEY,
     WORKSPACE_KEY,
     session_for,
     show_marks,
@@ -74,6 +75,7 @@ def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict |
         ct_layer.metadata[OPENED_KEY] = time.monotonic()  # the review clock of this case starts now
         if workspace is not None:
             ct_layer.metadata[WORKSPACE_KEY] = str(workspace.root)
+            ct_layer.metadata[WORKSPACE_ID_KEY] = workspace.id
             source = ct_layer.metadata.get(SOURCE_KEY)
             case = case or (workspace.case_of(source) if source else None)
             if case:
@@ -83,7 +85,7 @@ def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict |
         session = session_for(viewer, nodes)  # the one widgets made when the layer appeared, if they did
         session.ct_layer = ct_layer
         if workspace is not None:
-            session.workspace = str(workspace.root)
+            session.workspace, session.workspace_id = str(workspace.root), workspace.id
         if opened is not None:
             _resume(viewer, session, opened)
     return ct_layer, nodes

@@ -47,6 +47,7 @@ NODES_NAME = "nodes"
 SUGGESTIONS_NAME = "suggestions"
 MARKS_NAME = "marked nodes"
 WORKSPACE_KEY = "lnq_workspace"
+WORKSPACE_ID_KEY = "lnq_workspace_id"  # the identity of that workspace (workspace.cases.workspace_id)
 REJECTED_KEY = "lnq_rejected"  # the node layer's rejected suggestions (Rejection dicts)
 MARKS_OWNER_KEY = "lnq_marks_session"  # the session whose edits the marks layer's own changes are
 NO_CT = "no CT layer for this node layer; open the CT first (File > Open)"
@@ -69,6 +70,8 @@ class NodeSession:
         self.nodes = nodes
         self.ct_layer = ct
         self.workspace = workspace or (ct.metadata.get(WORKSPACE_KEY) if ct is not None else None)
+        self.workspace_id = None if workspace or ct is None else ct.metadata.get(WORKSPACE_ID_KEY)  # None:
+        # unknown (only whether a workspace is at that path tells whether it is gone)
         self.suggestions = None
         self.marks_layer = None  # the "marked nodes" Points layer, made by the first mark
         self._setting_marks = False  # the session itself changes the marks layer's points
@@ -518,6 +521,7 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
         session.missing_ct = missing_ct_reason(viewer, layer)
         if session.ct_layer is not None and session.workspace is None:
             session.workspace = session.ct_layer.metadata.get(WORKSPACE_KEY)
+            session.workspace_id = session.ct_layer.metadata.get(WORKSPACE_ID_KEY)
     return session
 
 

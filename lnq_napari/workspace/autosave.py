@@ -4,8 +4,9 @@ One rolling file per case, rewritten after edits (the plugin's timers decide whe
 version. The folder: $LNQ_NAPARI_AUTOSAVE_DIR, else ``<workspace>/autosave``, else ``lnq-autosave/``
 beside the source file when writable, else ``~/.cache/lnq-napari/autosave``. A workspace moved, renamed or
 deleted while a case is open gets no autosave at its old path (that made its folders again there, an empty
-shell): the edits go where a case opened without one keeps them, marked so that the case opened from the
-workspace's new place offers them again.
+shell): the edits go where a case opened without one keeps them, marked with the workspace's identity
+(:func:`lnq_napari.workspace.cases.workspace_id`) so that the case opened from that workspace, wherever
+it is then, offers them again, and no other workspace does.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
-from lnq_napari.workspace.cases import is_workspace
+from lnq_napari.workspace.cases import is_workspace, workspace_gone
 from lnq_napari.workspace.files import now
 
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
@@ -27,6 +29,7 @@ AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"
 WORKSPACE_AUTOSAVE = "autosave"  # the autosave folder inside a workspace
 REVIEW_FIELDS = ("marked", "rejected")  # provenance lists an autosave keeps as JSON in lnq_<name> fields
 MOVED_FIELD = "lnq_workspace_moved"  # "1": written outside the workspace, gone from its path meanwhile
+ID_FIELD = "lnq_workspace_id"  # the identity of the workspace the case was opened from (cases.workspace_id)
 
 
 def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
@@ -39,11 +42,37 @@ def autosave_dir(source: str | Path | None = None, workspace: str | Path | None 
     return shared / user_folder() if shared else Path.home() / ".cache" / "lnq-napari" / "autosave"
 
 
-def autosave_folder(source: str | Path | None, workspace: str | Path | None) -> Path:
-    """The folder the autosave of a case open from ``workspace`` goes to now: :func:`autosave_dir`'s, or,
-    once the workspace is gone from that path (:func:`workspace_moved`), that of a case opened without
-    one (never the old path: writing there made the workspace's folders again, an empty shell)."""
-    return autosave_dir(source, None if workspace_moved(workspace) else workspace)
+@dataclass(frozen=True)
+class AutosaveTarget:
+    """Where the autosave of a case open from a workspace goes now, decided once per write."""
+
+    folder: Path
+    workspace: str  # the workspace's absolute path when opened ("" without one)
+    workspace_id: str  # its identity ("" when unknown)
+    moved: bool  # gone from that path (cases.workspace_gone): ``folder`` is outside it
+
+    def fields(self) -> dict[str, str]:
+        """The header fields that name the workspace (one $LNQ_NAPARI_AUTOSAVE_DIR serves them all)."""
+        return {"lnq_workspace": self.workspace, ID_FIELD: self.workspace_id, MOVED_FIELD: "1" if self.moved
+                else ""}
+
+
+def autosave_target(source: str | Path | None, workspace: str | Path | None,
+                    workspace_id: str | None = None) -> AutosaveTarget:
+    """Where the autosave of a case read from ``source`` and open from ``workspace`` (identity
+    ``workspace_id``) goes now: :func:`autosave_dir`'s folder, or, once the workspace is gone from that
+    path (:func:`~lnq_napari.workspace.cases.workspace_gone`), that of a case opened without one (never
+    the old path: writing there made the workspace's folders again, an empty shell, or wrote into another
+    workspace made there)."""
+    moved = workspace_gone(workspace, workspace_id)
+    return AutosaveTarget(autosave_dir(source, None if moved else workspace),
+                          os.path.abspath(workspace) if workspace else "", workspace_id or "", moved)
+
+
+def autosave_folder(source: str | Path | None, workspace: str | Path | None,
+                    workspace_id: str | None = None) -> Path:
+    """:func:`autosave_target`'s folder."""
+    return autosave_target(source, workspace, workspace_id).folder
 
 
 def _shared_dir(source: str | Path | None, workspace: str | Path | None) -> Path | None:
@@ -54,12 +83,6 @@ def _shared_dir(source: str | Path | None, workspace: str | Path | None) -> Path
     if source and Path(source).parent.is_dir() and os.access(Path(source).parent, os.W_OK):
         return Path(source).parent / "lnq-autosave"
     return None
-
-
-def workspace_moved(workspace: str | Path | None) -> bool:
-    """Whether a case's workspace is gone from the path it was opened from (moved, renamed or deleted
-    while the case is open); False for a case opened without one."""
-    return bool(workspace) and not is_workspace(workspace)
 
 
 def moved_note(workspace: str | Path, case: str, folder: str | Path) -> str:
@@ -87,15 +110,15 @@ def autosave_path(folder: str | Path, case: str) -> Path:
 
 
 def newer_autosave(case: str, source: str | Path | None, workspace: str | Path | None,
-                   than: str | Path | None) -> Path | None:
-    """The autosave file of ``case`` (read from ``source``, opened from ``workspace``) when it was written
-    after the label file ``than`` (any autosave when ``than`` is None): unsaved edits a crash or a closed
-    window left behind. None when there is none or it is older."""
+                   than: str | Path | None, workspace_id: str | None = None) -> Path | None:
+    """The autosave file of ``case`` (read from ``source``, opened from ``workspace`` of identity
+    ``workspace_id``) when it was written after the label file ``than`` (any autosave when ``than`` is
+    None): unsaved edits a crash or a closed window left behind. None when there is none or it is older."""
     path = autosave_path(autosave_dir(source, workspace), case)
     shared = None if os.environ.get(AUTOSAVE_ENV) else _shared_dir(source, workspace)
     if not path.exists() and shared is not None:  # written before autosaves were per user
         path = autosave_path(shared, case)
-    found = [p for p in [path, *_kept_aside(case, source, workspace)] if p.is_file()]
+    found = [p for p in [path, *_kept_aside(case, source, workspace, workspace_id)] if p.is_file()]
     try:
         path = max(found, key=lambda p: p.stat().st_mtime_ns)
         written = path.stat().st_mtime_ns
@@ -104,20 +127,30 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
         return None
 
 
-def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | None) -> list[Path]:
-    """The autosaves of ``case`` a workspace wrote outside itself once it was gone from its old path
-    (:func:`workspace_moved`), where the case opened from ``workspace`` may find them."""
+def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | None,
+                workspace_id: str | None) -> list[Path]:
+    """The autosaves of ``case`` the workspace (``workspace``, identity ``workspace_id``) wrote outside
+    itself while it was gone from the path it was opened from (:class:`AutosaveTarget`)."""
     if not workspace:
         return []
     folders = {autosave_dir(source, None), Path.home() / ".cache" / "lnq-napari" / "autosave"}
-    return [p for f in folders if (p := autosave_path(f, case)).is_file() and _moved_away(autosave_fields(p))]
+    return [p for f in folders if (p := autosave_path(f, case)).is_file()
+            and (fields := autosave_fields(p)).get(MOVED_FIELD) == "1"
+            and _written_for(fields, workspace, workspace_id)]
 
 
-def _moved_away(fields: Mapping[str, str]) -> bool:
-    """Whether an autosave's header says it was written outside its workspace, which is still not at
-    the path it names (a workspace there now is another one)."""
-    theirs = fields.get("lnq_workspace")
-    return fields.get(MOVED_FIELD) == "1" and bool(theirs) and workspace_moved(theirs)
+def _written_for(fields: Mapping[str, str], workspace: str | Path, workspace_id: str | None) -> bool:
+    """Whether an autosave's header names the workspace at ``workspace`` (identity ``workspace_id``), or
+    none: by identity where it has one (wherever either was); one written before the identity field by
+    the path, or, kept aside, when that path still holds no workspace (as it was then decided)."""
+    theirs, theirs_id = fields.get("lnq_workspace"), fields.get(ID_FIELD)
+    if theirs_id and workspace_id:
+        return theirs_id == workspace_id
+    if not theirs:
+        return True
+    if Path(theirs).resolve() == Path(workspace).resolve():
+        return True
+    return fields.get(MOVED_FIELD) == "1" and not theirs_id and not is_workspace(theirs)
 
 
 def autosave_fields(path: str | Path) -> dict[str, str]:
@@ -137,17 +170,17 @@ def autosave_parent(path: str | Path) -> str | None:
     return autosave_fields(path).get("lnq_parent") or None
 
 
-def autosave_of_another_workspace(path: str | Path, workspace: str | Path) -> bool:
-    """Whether an autosave was written for a case of another workspace (one $LNQ_NAPARI_AUTOSAVE_DIR
-    serves them all; its case names repeat across workspaces). One in the workspace's own autosave folder
-    is its own, wherever the workspace was when it was written (moved, renamed, opened by a relative
-    path from another folder: its edits were taken for another workspace's and overwritten), and so is one
-kept aside for a workspace gone from its path (:func:`workspace_moved`) while the case was open."""
+def autosave_of_another_workspace(path: str | Path, workspace: str | Path,
+                                  workspace_id: str | None = None) -> bool:
+    """Whether an autosave was written for a case of another workspace than the one at ``workspace``
+    (identity ``workspace_id``): one $LNQ_NAPARI_AUTOSAVE_DIR serves them all and case names repeat across
+    workspaces. One in the workspace's own autosave folder is its own, wherever the workspace was when it
+    was written (moved, renamed, opened by a relative path from another folder: its edits were taken for
+    another workspace's and overwritten); one elsewhere is when its header names this workspace
+    (:func:`_written_for`)."""
     if Path(path).resolve().is_relative_to((Path(workspace) / WORKSPACE_AUTOSAVE).resolve()):
         return False
-    fields = autosave_fields(path)
-    theirs = fields.get("lnq_workspace")
-    return bool(theirs) and Path(theirs).resolve() != Path(workspace).resolve() and not _moved_away(fields)
+    return not _written_for(autosave_fields(path), workspace, workspace_id)
 
 
 def review_fields(marked: list[dict], rejected: list[dict]) -> dict[str, str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,7 +31,7 @@ def new_meta(data: str | Path, root: str | Path) -> dict:
     """The ``workspace.json`` content of a new workspace at ``root`` over the data folder ``data``
     (``root`` is kept: moved together with its data, the workspace finds the files where they went)."""
     cases = {c.case_id: _entry(c) for c in find_cases(data)}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "created": now(),
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "id": uuid.uuid4().hex, "created": now(),
             "data": str(Path(data).resolve()), "root": str(Path(root).resolve()), "cases": cases}
 
 
@@ -38,16 +40,72 @@ def _entry(case: CaseFiles) -> dict[str, str | None]:
             for role in ("ct", "seg", "full", "nodes")}
 
 
+def workspace_id(meta: dict) -> str:
+    """The identity of the workspace whose ``workspace.json`` holds ``meta``: its ``id`` (random, made at
+    init; a copy of the folder shares it). A workspace made before the field is known by its ``created``
+    stamp and the folder it was made in (``root``), which it keeps wherever it moves and which two
+    workspaces share only when made in one folder within one second."""
+    found = meta.get("id")
+    return found if isinstance(found, str) and found else f"{meta.get('created', '')}@{meta.get('root', '')}"
+
+
+_SEEN: dict[str, tuple[tuple, str | None]] = {}  # META_FILE path -> (its stat, the id it held)
+
+
+def id_at(folder: str | Path) -> str | None:
+    """The identity (:func:`workspace_id`) of the lnq-napari workspace at ``folder`` now; None when there is
+    none (no ``workspace.json``, or one of another program). OSError when it cannot be read (no
+    permission, a stale network share), ValueError when it is damaged. Read again only once changed."""
+    path = os.path.join(folder, META_FILE)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        if (seen := _SEEN.get(path)) is not None and seen[0] == key:
+            return seen[1]
+        with open(path, "rb") as f:
+            meta = json.loads(f.read())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    found = workspace_id(meta) if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+    _SEEN[path] = (key, found)
+    return found
+
+
 def is_workspace(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a workspace (its ``workspace.json``): the one test of where a workspace
-    is, for opening, making one and writing to one opened before (moved or deleted meanwhile)."""
-    return (Path(folder) / META_FILE).is_file()
+    """Whether ``folder`` holds a workspace (its ``workspace.json``), for opening and for making one."""
+    return os.path.isfile(os.path.join(folder, META_FILE))
+
+
+def workspace_gone(folder: str | Path | None, wid: str | None) -> bool:
+    """Whether the workspace opened from ``folder`` (identity ``wid``) is no longer there: moved, renamed or
+    deleted, or another workspace made or moved in its place: the one test of it for Save, autosave and
+    recovery. False for no ``folder``, and when it cannot be told (its ``workspace.json`` cannot be read
+    now, or is damaged): writes there then fail and say why. Without ``wid`` (unknown), only whether a
+    workspace is there."""
+    if not folder:
+        return False
+    try:
+        found = id_at(folder)
+    except (OSError, ValueError):
+        return False
+    return found is None or (wid is not None and found != wid)
+
+
+def check_still_there(folder: str | Path, wid: str | None) -> None:
+    """LNQError when :func:`workspace_gone`: a write made the folders again at the old path (an empty
+    shell, or another workspace's), and what was saved there was missing from the workspace."""
+    if workspace_gone(folder, wid):
+        raise LNQError(f"the workspace {folder} is gone from there (moved, renamed or deleted while open, or "
+                       "another workspace is there now); nothing was saved: open it where it is now and save "
+                       "again")
 
 
 def read_meta(root: str | Path) -> dict:
     """The ``workspace.json`` of ``root``; LNQError when ``root`` is not a workspace."""
     path = Path(root) / META_FILE
-    if not is_workspace(root):
+    if not path.is_file():
         raise LNQError(f"{root} is not a lnq-napari workspace (no {META_FILE}); "
                        "create one with `lnq-napari workspace init PATH --data DIR`")
     try:

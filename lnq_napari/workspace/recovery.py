@@ -55,8 +55,8 @@ def unsaved_edits(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray 
     than the version it was made on and no correction saved from that version holds it. Raises LNQError
     when a label file cannot be read.
     """
-    path = newer_autosave(case, ws.ct_path(case), ws.root, None)
-    if path is None or autosave_of_another_workspace(path, ws.root):
+    path = newer_autosave(case, ws.ct_path(case), ws.root, None, ws.id)
+    if path is None or autosave_of_another_workspace(path, ws.root, ws.id):
         return None
     based = autosave_parent(path)
     try:

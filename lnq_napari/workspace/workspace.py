@@ -45,9 +45,11 @@ from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import (
     CaseTable,
     TimePoint,
+    check_still_there,
     is_workspace,
     new_meta,
     read_meta,
+    workspace_id,
     write_meta,
 )
 from lnq_napari.workspace.journal import Journal
@@ -74,6 +76,7 @@ class Workspace:
     def __init__(self, root: Path, meta: dict) -> None:
         self.root = Path(root)
         self.meta = meta
+        self.id = workspace_id(meta)  # which workspace this is, wherever it moves (cases.workspace_id)
         self.cases = CaseTable(meta["cases"], self.root, meta.get("root"))
         self.registry = ModelRegistry(self.root / MODELS_DIR, self.root)
         self.cache = Cache(self.root / CACHE_DIR)
@@ -302,12 +305,8 @@ class Workspace:
         return self._journal.append(action, **fields)
 
     def _check_present(self) -> None:
-        """LNQError when the workspace's folder is no longer where it was opened (moved, renamed or
-        deleted meanwhile): a write made the folders again there, and a label saved into that empty shell
-        was missing from the workspace wherever it went."""
-        if not is_workspace(self.root):
-            raise LNQError(f"the workspace {self.root} is gone from there (moved, renamed or deleted while "
-                           "open?); nothing was saved: open it where it is now and save again")
+        """LNQError when the workspace is no longer where it was opened (:func:`check_still_there`)."""
+        check_still_there(self.root, self.id)
 
     def check_writable(self, why: str) -> None:
         """LNQError in one line, before any work, when the workspace cannot be written (read-only, no

@@ -1048,14 +1048,150 @@ def test_the_review_time_journaled_ends_when_save_is_pressed(make_napari_viewer,
 def test_the_viewer_s_autosave_names_its_workspace_by_an_absolute_path(tmp_path, monkeypatch):
     """A workspace opened by a relative path was recorded so: read from another folder (one shared
     $LNQ_NAPARI_AUTOSAVE_DIR), the autosave was taken for another workspace's and its edits not offered."""
-    from types import SimpleNamespace
-
-    from lnq_napari.plugin._autosave import Autosaver
+    from lnq_napari.workspace.autosave import autosave_target
 
     monkeypatch.chdir(tmp_path)
-    saver = object.__new__(Autosaver)
-    saver.session = SimpleNamespace(edits=1, model_version=None, workspace="ws", parent_version="v001",
-                                    marks=list, rejections=list)
-    assert saver._extra()["lnq_workspace"] == str(tmp_path / "ws")
-    saver.session.workspace = None
-    assert saver._extra()["lnq_workspace"] == ""
+    assert autosave_target(None, "ws", None).fields()["lnq_workspace"] == str(tmp_path / "ws")
+    assert autosave_target(None, None).fields()["lnq_workspace"] == ""
+
+
+def _open_and_paint(make_napari_viewer, ws, case, move):
+    """Open ``case`` from ``ws`` in a viewer, ``move()`` the workspace, paint one voxel; the session."""
+    from lnq_napari.plugin.app import dock_widgets
+
+    viewer = make_napari_viewer()
+    review = dock_widgets(viewer, workspace=ws)["Review"]
+    assert review.open_case(case) is not None
+    move()
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    return viewer, nodes.metadata["lnq_session"]
+
+
+def _offered(make_napari_viewer, ws, case) -> bool:
+    """Whether opening ``case`` from ``ws`` in a new viewer offers unsaved edits."""
+    from lnq_napari.plugin.app import dock_widgets
+
+    review = dock_widgets(make_napari_viewer(), workspace=ws)["Review"]
+    assert review.open_case(case) is not None
+    return "with the unsaved edits autosaved in" in review.status.text()
+
+
+@pytest.fixture
+def own_data(workspace, tmp_path, monkeypatch):
+    """A copy of the data (autosaves of a workspace gone from its path go in there), no shared autosave."""
+    import shutil
+
+    monkeypatch.delenv("LNQ_NAPARI_AUTOSAVE_DIR", raising=False)
+    return shutil.copytree(workspace.root.parent / "data", tmp_path / "data")
+
+
+def test_edits_autosaved_after_the_workspace_moved_are_not_offered_to_another_workspace_of_the_case(
+        make_napari_viewer, own_data, tmp_path):
+    """Workspace A renamed while its case was open: another workspace over the same data opening that case
+    was offered A's edits (A's old path was empty, and that was all that was asked)."""
+    from lnq_napari.workspace import Workspace
+
+    ws, other = Workspace.init(tmp_path / "ws", own_data), Workspace.init(tmp_path / "other", own_data)
+    case = ws.case_ids()[0]
+    viewer, session = _open_and_paint(make_napari_viewer, ws, case,
+                                      lambda: ws.root.rename(tmp_path / "moved"))
+    assert session.autosaver.flush().is_relative_to(own_data)
+    viewer.layers.clear()
+    assert not _offered(make_napari_viewer, other, case)
+    assert _offered(make_napari_viewer, Workspace.open(tmp_path / "moved"), case)
+
+
+def test_edits_autosaved_after_the_workspace_moved_come_back_once_it_is_moved_back(
+        make_napari_viewer, own_data, tmp_path):
+    """Renamed while its case was open and renamed back: the edits autosaved meanwhile were never offered
+    (the old path held a workspace again: they were taken for another's)."""
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    case = ws.case_ids()[0]
+    viewer, session = _open_and_paint(make_napari_viewer, ws, case,
+                                      lambda: ws.root.rename(tmp_path / "moved"))
+    session.autosaver.flush()
+    (tmp_path / "moved").rename(ws.root)
+    viewer.layers.clear()
+    assert _offered(make_napari_viewer, Workspace.open(ws.root), case)
+
+
+def test_a_workspace_moved_back_and_moved_again_while_its_case_is_open_is_told_again(
+        make_napari_viewer, own_data, tmp_path, monkeypatch):
+    """The user was told once per case that the edits go elsewhere: moved back, they went into the
+    workspace again, and moved once more, nothing was said."""
+    import napari.utils.notifications
+
+    from lnq_napari.workspace import Workspace
+
+    told = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", told.append)
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0],
+                                      lambda: ws.root.rename(tmp_path / "moved"))
+    session.autosaver.flush()
+    (tmp_path / "moved").rename(ws.root)
+    session.autosaver.schedule()
+    assert session.autosaver.flush().is_relative_to(ws.root)  # back: into the workspace again
+    ws.root.rename(tmp_path / "moved")
+    session.autosaver.schedule()
+    assert not session.autosaver.flush().is_relative_to(ws.root)
+    assert len(told) == 2 and all("is gone from there" in t for t in told)
+
+
+def test_a_case_open_when_its_workspace_moved_and_another_was_made_there_autosaves_and_saves_not_into_it(
+        make_napari_viewer, own_data, tmp_path, save_and_wait):
+    """Renamed while its case was open and a new workspace made at its old path: the case's autosaves and
+    its Save went into the new workspace."""
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    case = ws.case_ids()[0]
+
+    def replace():
+        ws.root.rename(tmp_path / "moved")
+        Workspace.init(ws.root, own_data)
+
+    viewer, session = _open_and_paint(make_napari_viewer, ws, case, replace)
+    assert not session.autosaver.flush().is_relative_to(ws.root)
+    save = dock_widgets(viewer, workspace=ws)["Save"]
+    assert save_and_wait(save) is None and "is gone from there" in save.status.text()
+    assert [v["version"] for v in Workspace.open(ws.root).versions(case)] == ["v001"]
+    viewer.layers.clear()
+    assert not _offered(make_napari_viewer, Workspace.open(ws.root), case)
+    assert _offered(make_napari_viewer, Workspace.open(tmp_path / "moved"), case)
+
+
+def test_an_autosave_when_the_workspace_cannot_be_read_is_said_without_a_traceback(
+        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
+    """A stale network share (ESTALE) under the workspace: the autosave timer raised at every edit. It is
+    taken for still there: the write goes to its autosave folder (a failure there is said in one line)."""
+    import errno
+    import os
+
+    import napari.utils.notifications
+
+    from lnq_napari.workspace import Workspace
+
+    told = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", told.append)
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    real = os.stat
+
+    def stale(path, *args, **kwargs):
+        if str(path).startswith(str(ws.root)):
+            raise OSError(errno.ESTALE, "Stale file handle", str(path))
+        return real(path, *args, **kwargs)
+
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    session.autosaver._pending = True
+    with monkeypatch.context() as share:  # stale while the timer's slot runs (other panels read it too)
+        share.setattr(os, "stat", stale)
+        session.autosaver._on_timeout()  # what the Qt timer calls
+    qtbot.waitUntil(lambda: session.autosaver._worker is None, timeout=20000)
+    assert session.autosaver.last_error is None and session.autosaver.last_path.is_relative_to(ws.root)
+    assert not told

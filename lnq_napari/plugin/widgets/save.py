@@ -28,6 +28,7 @@ from lnq_napari.plugin.widgets._common import (
     wait_for_jobs_at_exit,
 )
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
+from lnq_napari.workspace.cases import check_still_there
 from lnq_napari.workspace.review_stats import CaseStats, log_review
 
 
@@ -43,12 +44,15 @@ class SaveRequest:
     ct_source: str | None = None  # the CT's file or DICOM series (a DICOM SEG is written beside a version)
     stats: CaseStats | None = None  # the case's review figures for the journal (with a workspace)
     pressed: float = dataclasses.field(default_factory=time.monotonic)  # the review's time ends here
+    workspace_id: str | None = None  # which workspace that was when the case opened (None: not known)
 
 
 def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
     """The Save's work, off the GUI thread: the new version (its nodes counted as the Nodes table counts
     them), a DICOM SEG beside it when the CT is a DICOM series, the review's journal line. Returns the
     version and the status line. LNQError (and any other error) when the version was not saved."""
+    if request.workspace is not None:  # moved away, another workspace at its path now: not into that
+        check_still_there(request.workspace, request.workspace_id)
     with collected_warnings() as heard:  # shown in the status line, not a popup
         saved = api.save_labels(request.labels, request.case, workspace=request.workspace,
                                 folder=request.folder, nodes=int(node_numbers(request.labels.array)[1].size),
@@ -152,6 +156,7 @@ class SaveWidget(QWidget):
              **({"marked": marked} if (marked := session.marks()) else {}), **parent},
             ct_source=session.ct_layer.metadata.get(SOURCE_KEY) if session.ct_layer is not None else None,
             stats=dataclasses.replace(session.stats) if root is not None else None,
+            workspace_id=session.workspace_id if session.workspace is not None else None,
         )
 
     def save(self):
