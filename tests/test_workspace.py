@@ -157,6 +157,18 @@ def test_init_inside_a_workspace_is_refused_and_makes_nothing(ws, tmp_path, data
         Workspace.init(tmp_path, data)
 
 
+def test_init_under_a_folder_with_another_program_s_workspace_json_is_not_refused(tmp_path, data):
+    """An Nx monorepo's (or a home folder's) own workspace.json was taken for a lnq-napari workspace:
+    `workspace init` refused every folder below it."""
+    project = tmp_path / "nx-monorepo"
+    project.mkdir()
+    (project / "workspace.json").write_text(json.dumps({"version": 2, "projects": {}}))
+    ws = Workspace.init(project / "studies" / "ws1", data)
+    assert Workspace.open(ws.root).case_ids() == ws.case_ids()
+    with pytest.raises(LNQError, match="is not a lnq-napari workspace file"):
+        Workspace.open(project)
+
+
 def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_shell(ws, tmp_path):
     """The Review widget keeps its workspace open: renamed meanwhile, a save made labels/, the journal
     and the lock at the old path again, said v001 was saved, and the renamed workspace lacked it."""

@@ -98,6 +98,19 @@ def test_a_workspace_that_cannot_be_read_now_is_not_taken_for_gone(tmp_path, mon
     assert not is_workspace(tmp_path / "ws")  # os.path.isfile: cannot be told, no error
 
 
+def test_only_a_workspace_json_of_lnq_napari_makes_a_workspace(tmp_path):
+    """An Nx monorepo's or a home folder's own workspace.json made every folder below it "inside a
+    workspace" (`workspace init` refused there)."""
+    from lnq_napari.workspace.cases import is_workspace
+
+    (tmp_path / "workspace.json").write_text(json.dumps({"version": 2, "projects": {}}))
+    assert not is_workspace(tmp_path)
+    (tmp_path / "workspace.json").write_text("{damaged")
+    assert is_workspace(tmp_path)  # ours damaged, maybe: opening it says what is wrong
+    write_meta(tmp_path, new_meta(_data(tmp_path), tmp_path))
+    assert is_workspace(tmp_path)
+
+
 def test_a_workspace_moved_with_its_data_finds_the_files_where_they_went(tmp_path):
     """``init W --data data`` in a project folder, then the folder moved: the recorded absolute paths are
     gone, the files lie at the same place relative to the workspace."""

@@ -74,8 +74,12 @@ def id_at(folder: str | Path) -> str | None:
 
 
 def is_workspace(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a workspace (its ``workspace.json``), for opening and for making one."""
-    return os.path.isfile(os.path.join(folder, META_FILE))
+    """Whether ``folder`` holds a lnq-napari workspace (a ``workspace.json`` of its format; one that cannot
+    be read or is damaged counts: opening it says what is wrong), for opening and for making one."""
+    try:
+        return id_at(folder) is not None
+    except (OSError, ValueError):
+        return os.path.isfile(os.path.join(folder, META_FILE))
 
 
 def workspace_gone(folder: str | Path | None, wid: str | None) -> bool:
