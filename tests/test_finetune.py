@@ -1199,6 +1199,33 @@ def test_resume_after_a_crash_between_registering_and_activating_says_how_to_fin
     assert len(ws.journal("finetune")) == 1
 
 
+def test_the_interrupted_line_offers_resume_only_for_a_plan_resume_continues(tmp_path, dataset, parent_model):
+    """`workspace models` and `next` offered `--resume` for plans it refuses (damaged, a JSON list, an older
+    one's, a finished one's, whose plan resume then deleted), and a start time no calendar holds raised
+    OverflowError; a partial plan made --resume raise TypeError."""
+    from lnq_napari import api
+    from lnq_napari.finetuning.plan import resume_plan, start_plan
+
+    ws, _ = _workspace(tmp_path, dataset, parent_model)
+    pending = ws.models_dir / "pending.json"
+    plan = start_plan(ws, FinetuneConfig(iterations=5), "cpu")
+    good = json.loads(pending.read_text())
+    for text in ("{not json", "[]", json.dumps({"version": "m007", "started": 1.7e9}), '{"config": {}}',
+                 json.dumps({**good, "train_cases": None, "staging": None})):
+        pending.write_text(text)
+        note = api.interrupted_finetune(ws).note()
+        assert "cannot be resumed" in note and "--resume" not in note and "replaces it" in note, text
+        with pytest.raises(LNQError, match="cannot be resumed"):
+            resume_plan(ws)
+    for started in (1e20, float("inf")):
+        pending.write_text(json.dumps({**good, "started": started}, allow_nan=True))
+        note = api.interrupted_finetune(ws).note()
+        assert f"({plan.version}) can be continued with" in note and "--resume" in note
+    pending.write_text(json.dumps(good))
+    ws.register_model(parent_model, parent=plan.parent, version=plan.version)
+    assert api.interrupted_finetune(ws) is None and pending.is_file()  # finished: said by nothing, kept
+
+
 def test_an_interrupted_fine_tune_resumes_in_its_moved_workspace_on_the_device_asked_now(
         tmp_path, dataset, parent_model):
     """The plan keeps absolute paths and its device: a moved workspace's resume trained afresh at the old

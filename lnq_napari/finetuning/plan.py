@@ -181,36 +181,76 @@ def _read_pending(path: Path) -> dict | None:
 
 
 @dataclass(frozen=True)
+class PendingPlan:
+    """What ``models/pending.json`` holds, read without changing anything (:func:`pending_plan`)."""
+
+    data: dict  # as read ({} when damaged)
+    plan: FinetunePlan | None  # None when it cannot be resumed (``unresumable`` says why)
+    unresumable: str | None  # "damaged", "older" (an older lnq-napari's), or None
+    finished: bool  # its version is registered already: the run stopped after registering it
+
+
+def pending_plan(ws) -> PendingPlan | None:
+    """The plan an interrupted fine-tune left, as far as it can be resumed (None when there is none): the
+    one reading of it for ``--resume`` and for the line that offers it."""
+    pending_path = ws.models_dir / PENDING
+    if not pending_path.is_file():
+        return None
+    data = _read_pending(pending_path)
+    if data is None:
+        return PendingPlan({}, None, "damaged", False)
+    if "config" not in data:
+        return PendingPlan(data, None, "older", False)
+    try:  # a partial or hand-edited plan: fields missing, of the wrong type
+        plan = _moved_with(ws, FinetunePlan.from_dict(data))
+    except (TypeError, ValueError, KeyError, AttributeError, LNQError):
+        return PendingPlan(data, None, "damaged", False)
+    return PendingPlan(data, plan, None, any(v["id"] == plan.version for v in ws.models()))
+
+
+@dataclass(frozen=True)
 class InterruptedFinetune:
     """A fine-tune that stopped before its end and left its plan in ``models/pending.json``."""
 
     workspace: str  # the workspace folder
     version: str | None  # the version it was to register (None: a damaged plan)
     started: float | None  # when it started (time.time()), None when unknown
+    unresumable: str | None = None  # why ``--resume`` refuses it ("damaged", "older"); None: it resumes
 
     def note(self) -> str:
         """One line: what can continue it, and what a plain run does to it."""
         import shlex
 
-        when = f", started {time.strftime('%Y-%m-%d %H:%M', time.localtime(self.started))}" \
-            if self.started else ""
+        command = f"lnq-napari finetune --workspace {shlex.quote(self.workspace)}"
+        if self.unresumable:
+            why = "is damaged" if self.unresumable == "damaged" else "was made by an older lnq-napari"
+            return (f"an interrupted fine-tune left a plan that {why} and cannot be resumed; a plain "
+                    f"`{command}` replaces it")
+        try:
+            when = f", started {time.strftime('%Y-%m-%d %H:%M', time.localtime(self.started))}" \
+                if self.started else ""
+        except (OverflowError, OSError, ValueError):  # a time no calendar holds: not said
+            when = ""
         what = f" ({self.version}{when})" if self.version else ""
-        return (f"an interrupted fine-tune{what} can be continued with `lnq-napari finetune --workspace "
-                f"{shlex.quote(self.workspace)} --resume` (a plain finetune discards it and starts afresh)")
+        return (f"an interrupted fine-tune{what} can be continued with `{command} --resume` (a plain "
+                "finetune discards it and starts afresh)")
 
 
 def interrupted_finetune(ws) -> InterruptedFinetune | None:
     """The fine-tune that stopped before its end and left its plan (an interruption, a crash, a Cancel);
-    None when there is none, or while a fine-tune runs in the workspace (its plan is in use)."""
+    None when there is none, when it had finished (registered its version), or while a fine-tune runs in
+    the workspace (its plan is in use)."""
     from lnq_napari.workspace.lock import finetune_running
 
-    pending_path = ws.models_dir / PENDING
-    if not pending_path.is_file() or finetune_running(ws.root):
+    if not (ws.models_dir / PENDING).is_file() or finetune_running(ws.root):
         return None
-    data = _read_pending(pending_path) or {}
-    version, started = data.get("version"), data.get("started")
+    pending = pending_plan(ws)
+    if pending is None or pending.finished:
+        return None
+    version, started = pending.data.get("version"), pending.data.get("started")
     return InterruptedFinetune(str(ws.root), version if isinstance(version, str) else None,
-                               float(started) if isinstance(started, (int, float)) and started > 0 else None)
+                               float(started) if isinstance(started, (int, float)) and started > 0 else None,
+                               pending.unresumable)
 
 
 def discard_pending(ws, reason: str) -> bool:
@@ -261,19 +301,20 @@ def _moved_with(ws, plan: FinetunePlan) -> FinetunePlan:
 
 
 def resume_plan(ws) -> FinetunePlan:
-    """The pending plan of an interrupted run (LNQError when there is none or it had finished)."""
+    """The pending plan of an interrupted run (LNQError when there is none, it cannot be resumed
+    (:func:`pending_plan`) or it had finished)."""
     pending_path = ws.models_dir / PENDING
-    if not pending_path.is_file():
+    pending = pending_plan(ws)
+    if pending is None:
         raise LNQError("no interrupted fine-tune to resume in this workspace; run finetune without --resume")
-    data = _read_pending(pending_path)
-    if data is None:
+    if pending.unresumable == "damaged":
         raise LNQError(f"the interrupted fine-tune's plan {pending_path} is damaged, so it cannot be "
                        "resumed; run finetune without --resume (a new run replaces it)")
-    if "config" not in data:
+    if pending.unresumable == "older" or pending.plan is None:
         raise LNQError("the interrupted fine-tune was started by an older lnq-napari and cannot be resumed; "
                        "run finetune without --resume")
-    plan = _moved_with(ws, FinetunePlan.from_dict(data))
-    if any(v["id"] == plan.version for v in ws.models()):  # killed after registering
+    plan = pending.plan
+    if pending.finished:  # killed after registering
         info = ws.model_info(plan.version)
         if not any(e.get("new_version") == plan.version for e in ws.journal("finetune")):
             metrics = info.get("metrics") or {}  # killed before its journal line: written from the registry
