@@ -156,3 +156,58 @@ def test_a_second_finetune_is_refused_while_one_runs_and_the_lock_dies_with_its_
         holder.join(30)
     with workspace.running_finetune():  # free again
         pass
+
+
+def _probe(folder: str, seconds: float) -> None:
+    import time
+
+    from lnq_napari.workspace.lock import finetune_running
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        finetune_running(folder)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the flock probe")
+def test_asking_whether_a_finetune_runs_never_refuses_one_that_starts(tmp_path):
+    """`workspace models` or `next` asking at the moment a fine-tune started took the free run lock for an
+    instant: the fine-tune was refused as "already running"."""
+    import time
+
+    from lnq_napari.workspace.lock import RunLock
+
+    with RunLock(tmp_path):
+        pass  # the lock file exists, free
+    ctx = multiprocessing.get_context("spawn")
+    prober = ctx.Process(target=_probe, args=(str(tmp_path), 4.0))
+    prober.start()
+    try:
+        time.sleep(1.0)  # the prober started
+        for _ in range(300):
+            with RunLock(tmp_path):
+                pass
+    finally:
+        prober.join(30)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the flock probe")
+def test_a_finetune_running_is_told_from_a_read_only_view_of_its_workspace(tmp_path, monkeypatch):
+    """A read-only mount of a workspace a fine-tune runs in (through a writable path): the probe opened the
+    lock file for writing, failed (EROFS) and said none runs, offering --resume for the running plan."""
+    import errno
+
+    from lnq_napari.workspace.lock import RUN_FILE, RunLock, finetune_running
+
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(path).endswith(RUN_FILE) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    with RunLock(tmp_path):
+        monkeypatch.setattr(os, "open", read_only)
+        assert finetune_running(tmp_path) is True
+        monkeypatch.setattr(os, "open", real_open)
+    monkeypatch.setattr(os, "open", read_only)
+    assert finetune_running(tmp_path) is False

@@ -239,11 +239,11 @@ class InterruptedFinetune:
 def interrupted_finetune(ws) -> InterruptedFinetune | None:
     """The fine-tune that stopped before its end and left its plan (an interruption, a crash, a Cancel);
     None when there is none, when it had finished (registered its version), or while a fine-tune runs in
-    the workspace (its plan is in use)."""
+    the workspace (its plan is in use) or that cannot be told."""
     from lnq_napari.workspace.lock import finetune_running
 
-    if not (ws.models_dir / PENDING).is_file() or finetune_running(ws.root):
-        return None
+    if not (ws.models_dir / PENDING).is_file() or finetune_running(ws.root) is not False:
+        return None  # running, or it cannot be told: then it is not offered
     pending = pending_plan(ws)
     if pending is None or pending.finished:
         return None

@@ -9,6 +9,7 @@ the operating system when a process dies).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -68,13 +69,14 @@ class WorkspaceLock:
 
 
 RUN_FILE = ".finetune.lock"  # beside LOCK_FILE: held for as long as a fine-tune runs
+RUN_WAIT_S = 2.0  # a fine-tune starting waits this long for the run lock (a probe may hold it a moment)
 
 
 class RunLock:
     """Held for the whole of one fine-tune in a workspace (ours or nnU-Net's): a second one, from any
-    program or thread, is refused at once instead of discarding the first's plan and its scratch folders
-    (two at once deleted the version the first had just registered and activated). Released by the
-    operating system when the process dies, so an interrupted run can be resumed."""
+    program or thread, is refused (after ``RUN_WAIT_S``) instead of discarding the first's plan and its
+    scratch folders (two at once deleted the version the first had just registered and activated).
+    Released by the operating system when the process dies, so an interrupted run can be resumed."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -84,7 +86,7 @@ class RunLock:
         from filelock import Timeout
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.folder / RUN_FILE), timeout=0, thread_local=False)
+        lock = FileLock(str(self.folder / RUN_FILE), timeout=RUN_WAIT_S, thread_local=False)
         try:
             lock.acquire()
         except Timeout as exc:
@@ -105,21 +107,44 @@ class RunLock:
             self._lock = None
 
 
-def finetune_running(folder: str | Path) -> bool:
-    """Whether a fine-tune (of any program) holds the run lock of ``folder`` now; False when none does or
-    it cannot be told (no lock file, a folder one cannot write to). Takes nothing it keeps."""
+def finetune_running(folder: str | Path) -> bool | None:
+    """Whether a fine-tune (of any program) holds the run lock of ``folder`` now: False when none does,
+    None when it cannot be told (a lock file that cannot be opened, a file system without locks).
+
+    filelock locks with ``fcntl.flock(LOCK_EX)`` on Unix: this asks for a shared lock on a read-only
+    descriptor (so a read-only mount of a workspace a fine-tune writes elsewhere still tells), never
+    waits, and holds it no longer than the call (a fine-tune starting meanwhile waits ``RUN_WAIT_S``)."""
+    path = os.path.join(folder, RUN_FILE)
+    if not os.path.isfile(path):
+        return False
+    if os.name == "nt":
+        return _running_windows(path)
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+    finally:
+        os.close(fd)  # the shared lock goes with it
+    return False
+
+
+def _running_windows(path: str) -> bool | None:
+    """:func:`finetune_running` on Windows (msvcrt locks): the lock taken and given back at once."""
     from filelock import Timeout
 
-    path = Path(folder) / RUN_FILE
-    if not path.is_file():
-        return False
-    lock = FileLock(str(path), timeout=0, thread_local=False)
+    lock = FileLock(path, timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
         return True
     except OSError:
-        return False
+        return None
     lock.release()
     return False
 

@@ -415,8 +415,8 @@ class Workspace:
                             reason=reason)
 
     def running_finetune(self) -> RunLock:
-        """``with ws.running_finetune(): ...`` for the whole of a fine-tune: LNQError at once when another
-        one runs in this workspace (:class:`~lnq_napari.workspace.lock.RunLock`)."""
+        """``with ws.running_finetune(): ...`` for the whole of a fine-tune: LNQError (within a moment) when
+        another one runs in this workspace (:class:`~lnq_napari.workspace.lock.RunLock`)."""
         return RunLock(self.root)
 
     def locked(self) -> WorkspaceLock:
