@@ -202,6 +202,19 @@ def test_a_save_after_another_workspace_was_made_at_the_path_is_refused(ws, tmp_
     assert Workspace.open(tmp_path / "renamed").add_label_version(case, labels, "correction") == "v002"
 
 
+def test_grouping_after_another_workspace_was_made_at_the_path_is_refused(ws, tmp_path, data):
+    """Renamed and a new workspace made at its old path: grouping cases from the workspace opened before
+    wrote the new one's workspace.json (and only then was refused)."""
+    from lnq_napari.workspace import TimePoint
+
+    old = ws.root
+    old.rename(tmp_path / "renamed")
+    Workspace.init(old, data)
+    with pytest.raises(LNQError, match="is gone from there"):
+        ws.group_cases([TimePoint("lnq2023-train-0001", "P1", "t0")])
+    assert Workspace.open(old).time_points() == []
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
 def test_a_new_workspace_has_the_mode_a_plain_folder_gets_so_other_reviewers_can_open_it(tmp_path, data):
     """Built in a ``tempfile.mkdtemp`` folder (0700) and renamed into place, a workspace kept every other

@@ -46,8 +46,7 @@ class Autosaver:
         """Where the next write goes (:func:`autosave_target`, decided once per write: its folder and its
         header's fields agree), telling the user once each time the workspace goes from where it was
         opened (the edits then go to the folder a case without one autosaves to)."""
-        where = autosave_target(self.session.source, self.session.workspace,
-                                getattr(self.session, "workspace_id", None))
+        where = autosave_target(self.session.source, self.session.workspace, self.session.workspace_id)
         if where.moved and not self._told_moved:
             from napari.utils.notifications import show_warning
 

@@ -1,6 +1,7 @@
-"""The case table of a workspace: ``workspace.json`` (format, data folder, case id -> its files).
+"""The case table of a workspace: ``workspace.json`` (format, identity, data folder, case id -> its files).
 
-The on-disk format is unchanged since format version 1: ``cases`` maps a case id to
+The on-disk format is unchanged since format version 1 (``id`` was added; a file without it still
+reads, :func:`workspace_id`): ``cases`` maps a case id to
 ``{"ct", "seg", "full", "nodes"}`` absolute paths (None where a file is missing), plus ``patient`` and
 ``timepoint`` once the case is grouped (:meth:`CaseTable.set_time_point`).
 """
@@ -43,8 +44,8 @@ def _entry(case: CaseFiles) -> dict[str, str | None]:
 def workspace_id(meta: dict) -> str:
     """The identity of the workspace whose ``workspace.json`` holds ``meta``: its ``id`` (random, made at
     init; a copy of the folder shares it). A workspace made before the field is known by its ``created``
-    stamp and the folder it was made in (``root``), which it keeps wherever it moves and which two
-    workspaces share only when made in one folder within one second."""
+    stamp and the folder it was made in (``root``, where recorded), which it keeps wherever it moves and
+    which two workspaces share only when made in one folder within one second."""
     found = meta.get("id")
     return found if isinstance(found, str) and found else f"{meta.get('created', '')}@{meta.get('root', '')}"
 

@@ -177,6 +177,7 @@ class Workspace:
     def group_cases(self, points: list[TimePoint]) -> None:
         """Record which patient and time point each case is (``workspace.json``, atomically, under the
         lock; every case checked before anything is written); journaled as ``group``."""
+        self._check_present()  # not into another workspace made at its path since
         with self._lock:
             meta = read_meta(self.root)  # another process may have changed it
             table = CaseTable(meta["cases"], self.root, meta.get("root"))

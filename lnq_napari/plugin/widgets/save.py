@@ -156,7 +156,8 @@ class SaveWidget(QWidget):
              **({"marked": marked} if (marked := session.marks()) else {}), **parent},
             ct_source=session.ct_layer.metadata.get(SOURCE_KEY) if session.ct_layer is not None else None,
             stats=dataclasses.replace(session.stats) if root is not None else None,
-            workspace_id=session.workspace_id if session.workspace is not None else None,
+            workspace_id=session.workspace_id if session.workspace is not None else
+            getattr(self.workspace, "id", None),
         )
 
     def save(self):
