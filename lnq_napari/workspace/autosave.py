@@ -88,9 +88,9 @@ def _shared_dir(source: str | Path | None, workspace: str | Path | None) -> Path
 def moved_note(workspace: str | Path, case: str, folder: str | Path) -> str:
     """The one line that tells where the unsaved edits of ``case`` are autosaved, and why, once its
     workspace is gone from where it was opened."""
-    return (f"the workspace {workspace} is gone from there (moved, renamed or deleted while open?): the "
-            f"unsaved edits of {case} are autosaved in {folder} instead; open the workspace where it is "
-            "now and open the case again to get them back")
+    return (f"the workspace {workspace} is gone from there (moved, renamed or deleted while open, or another "
+            f"workspace made there?): the unsaved edits of {case} are autosaved in {folder} instead; open "
+            "the workspace where it is now and open the case again to get them back")
 
 
 def user_folder() -> str:
