@@ -154,15 +154,24 @@ def _disconnect(emitter, callback: Callable | None) -> None:
 
 def layer_choice(viewer, layer_type, prefer_role: str | None = None, **kwargs) -> ComboBox:
     """A magicgui ComboBox of the viewer's layers of one type (``prefer_role`` first), kept in sync
-    with the layer list; its value is the chosen layer (None when there is none)."""
+    with the layer list; its value is the chosen layer (None when there is none). A layer of
+    ``prefer_role`` opened later becomes the choice: the case just opened (File > Open of a second CT kept
+    the first chosen, and Find nodes ran on the case no longer looked at)."""
     def choices(widget=None) -> list[tuple[str, object]]:
         layers = [ly for ly in viewer.layers if isinstance(ly, layer_type)]
         layers.sort(key=lambda ly: ly.metadata.get(ROLE_KEY) != prefer_role)
         return [(ly.name, ly) for ly in layers]
 
     combo = ComboBox(choices=choices, **kwargs)
-    for emitter in (viewer.layers.events.inserted, viewer.layers.events.removed,
-                    viewer.layers.events.reordered):
+
+    def inserted(event=None) -> None:
+        combo.reset_choices()
+        layer = getattr(event, "value", None)
+        if isinstance(layer, layer_type) and prefer_role and layer.metadata.get(ROLE_KEY) == prefer_role:
+            combo.value = layer
+
+    while_alive(combo.native, viewer.layers.events.inserted, inserted)
+    for emitter in (viewer.layers.events.removed, viewer.layers.events.reordered):
         while_alive(combo.native, emitter, lambda event=None: combo.reset_choices())
     return combo
 

@@ -1,0 +1,25 @@
+"""What a first-time user trips over in napari: the CT a second File > Open brings is the one Find nodes
+runs on, the CT's contrast slider reaches a lung window, no warnings from the panel docked by the
+Plugins menu."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from lnq_napari.plugin.app import dock_widgets
+
+pytestmark = pytest.mark.gui
+
+
+def test_find_nodes_runs_on_the_ct_opened_last(make_napari_viewer, phantom_files, tmp_path):
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    first = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    assert segment.form.ct.value is first
+    other = shutil.copy(phantom_files.ct, tmp_path / "patient2-ct.nrrd")
+    second = viewer.open(str(other), plugin="lnq-napari")[0]
+    assert segment.form.ct.value is second  # the case just opened, not the one opened before
+    viewer.layers.remove(second)
+    assert segment.form.ct.value is first
