@@ -10,7 +10,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import NodeMark
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._layers import SOURCE_KEY, volume_from
+from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, volume_from, widen_contrast_range
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
 from lnq_napari.plugin._session import (
     CASE_KEY,
@@ -27,8 +27,13 @@ from lnq_napari.quantify import read_node_ids
 
 
 def add_layers(viewer, layer_data: list[tuple]) -> list:
-    """Add reader-style ``(data, kwargs, type)`` tuples to ``viewer``; returns the layers."""
-    return [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layer_data]
+    """Add reader-style ``(data, kwargs, type)`` tuples to ``viewer``; returns the layers (a CT's contrast
+    slider spans its HU)."""
+    layers = [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layer_data]
+    for layer in layers:
+        if layer.metadata.get(ROLE_KEY) == "ct":
+            widen_contrast_range(layer)
+    return layers
 
 
 def read_case(ct=None, seg=None) -> tuple:

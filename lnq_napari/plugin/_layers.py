@@ -79,6 +79,20 @@ def layer_volume(layer) -> Volume:
     return volume_from(layer.data, layer.metadata, layer.scale, layer.translate)
 
 
+def widen_contrast_range(layer) -> None:
+    """Let a CT layer's contrast slider reach every HU of its data (a lung or bone window too); the
+    limits stay as they are (the mediastinal window). napari caps the slider at the limits an image
+    opens with, so a CT opened in the mediastinal window could never be dragged to -1000 HU."""
+    data = np.asarray(layer.data)
+    if getattr(layer, "rgb", False) or data.size == 0 or not np.issubdtype(data.dtype, np.number):
+        return
+    low, high = layer.contrast_limits
+    lowest, highest = float(np.nanmin(data)), float(np.nanmax(data))
+    limits = (low, high)
+    layer.contrast_limits_range = (min(low, lowest), max(high, highest))
+    layer.contrast_limits = limits
+
+
 def unplaced_note(layer) -> str:
     """A line warning that ``layer`` carries no grid of its own ("" when it does): no lnq-napari geometry
     and napari's default placement (1 mm voxels at the origin), as when napari's built-in reader opened

@@ -33,7 +33,14 @@ from qtpy.QtWidgets import (
 from lnq_napari import api
 from lnq_napari.followup import CompareResult, write_csv
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._layers import COMPARE_ROLE, CT_CONTRAST, ROLE_KEY, layer_kwargs, layer_volume
+from lnq_napari.plugin._layers import (
+    COMPARE_ROLE,
+    CT_CONTRAST,
+    ROLE_KEY,
+    layer_kwargs,
+    layer_volume,
+    widen_contrast_range,
+)
 from lnq_napari.plugin._session import NodeSession, session_for
 from lnq_napari.plugin.widgets._common import closing_flag, export_table, while_alive
 
@@ -251,8 +258,10 @@ class CompareWidget(QWidget):
 
     def _put_image(self, name: str, volume: Volume) -> None:
         visible = self._replaced(name, False)
-        self.viewer.add_image(volume.array, contrast_limits=CT_CONTRAST, colormap="gray", blending="additive",
-                              visible=visible, **layer_kwargs(volume, name, ROLE))
+        kwargs = layer_kwargs(volume, name, ROLE)
+        layer = self.viewer.add_image(volume.array, contrast_limits=CT_CONTRAST, colormap="gray",
+                                      blending="additive", visible=visible, **kwargs)
+        widen_contrast_range(layer)
 
     def _put_labels(self, name: str, volume: Volume) -> None:
         visible = self._replaced(name, True)

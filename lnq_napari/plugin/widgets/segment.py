@@ -22,7 +22,13 @@ from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.model.names import short_model_name
-from lnq_napari.plugin._layers import layer_kwargs, layer_volume, unplaced_note
+from lnq_napari.plugin._layers import (
+    ROLE_KEY,
+    layer_kwargs,
+    layer_volume,
+    unplaced_note,
+    widen_contrast_range,
+)
 from lnq_napari.plugin._session import show_prediction
 from lnq_napari.plugin.widgets._common import (
     WorkerWidget,
@@ -93,6 +99,7 @@ class SegmentWidget(WorkerWidget):
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
         self._shown = None  # the CT layer the status line speaks of
         while_alive(self, napari_viewer.layers.events.removed, self._forget_removed)
+        while_alive(self, napari_viewer.layers.events.inserted, _widen_ct)  # File > Open, Open Sample
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
         atexit.register(self.warm_up.join, WARM_UP_EXIT_WAIT_S)
@@ -207,6 +214,13 @@ class SegmentWidget(WorkerWidget):
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+
+
+def _widen_ct(event) -> None:
+    """A CT layer opened (File > Open, Open Sample): its contrast slider reaches all its HU."""
+    layer = getattr(event, "value", None)
+    if layer is not None and layer.metadata.get(ROLE_KEY) == "ct" and hasattr(layer, "contrast_limits"):
+        widen_contrast_range(layer)
 
 
 def show_region(viewer, region: Volume, like=None):
