@@ -87,7 +87,7 @@ class NodeSession:
         self.missing_ct = NO_CT  # why ct_layer is None, when it is
         nodes.metadata[SESSION_KEY] = self
         self.stats = CaseStats()  # time, accepted / rejected, clicks and keys since the case opened
-        self.history = EditHistory(limit=getattr(nodes, "_history_limit", 100))  # no deeper than napari's
+        self.history = EditHistory(limit=_napari_private(nodes, "_history_limit", 100))  # as deep as napari
         self._adopt_labels_history()
         nodes.events.paint.connect(self._on_paint)
         nodes.events.data.connect(self._on_data)
@@ -196,8 +196,8 @@ class NodeSession:
         def step() -> Step:
             return Step(self.nodes.undo, self.nodes.redo)
 
-        self.history.adopt([step() for _ in getattr(self.nodes, "_undo_history", ())],
-                           [step() for _ in getattr(self.nodes, "_redo_history", ())])
+        self.history.adopt([step() for _ in _napari_private(self.nodes, "_undo_history", ())],
+                           [step() for _ in _napari_private(self.nodes, "_redo_history", ())])
 
     def _on_paint(self, event=None) -> None:
         self.history.push(Step(self.nodes.undo, self.nodes.redo))  # napari's labels history holds it
@@ -523,6 +523,13 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
             session.workspace = session.ct_layer.metadata.get(WORKSPACE_KEY)
             session.workspace_id = session.ct_layer.metadata.get(WORKSPACE_ID_KEY)
     return session
+
+
+def _napari_private(layer, name: str, default):
+    """napari's private attribute ``name`` of ``layer`` (``default`` when it has none), read on the layer
+    itself: through the proxy napari hands the widgets of its Plugins menu each read warned (a
+    FutureWarning toast in the viewer, three at a case's first node layer)."""
+    return getattr(getattr(layer, "__wrapped__", layer), name, default)
 
 
 def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:

@@ -44,3 +44,32 @@ def test_the_ct_opens_in_the_mediastinal_window_and_its_slider_reaches_a_lung_wi
         assert low <= data.min() < -900 and high >= data.max()
         layer.contrast_limits = (-1350, 150)  # a lung window, as the slider is dragged
         assert tuple(layer.contrast_limits) == (-1350, 150)
+
+
+def test_the_panel_from_the_plugins_menu_reviews_without_warnings(make_napari_viewer, qtbot, phantom_files,
+                                                                  stand_in, autosave_dir, save_and_wait):
+    """napari hands a Plugins-menu widget a proxy of the viewer that warns on private reads: each became
+    a FutureWarning toast in the viewer (three at a case's first node layer)."""
+    import warnings
+
+    import numpy as np
+
+    viewer = make_napari_viewer()
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+        viewer.open(str(phantom_files.ct), plugin="lnq-napari")
+        viewer.open(str(phantom_files.seg), plugin="lnq-napari")  # the case's labels: a node layer
+        segment = panel.widgets["Segment"]
+        segment.predictor_factory = lambda model, device: stand_in
+        segment.run()
+        qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+        nodes = viewer.layers["nodes"]
+        instances = np.asarray(phantom_files.case.instances.array)
+        missed = np.argwhere(instances == stand_in.missed).mean(0).round()
+        world = nodes.data_to_world(missed)
+        viewer.dims.set_point(0, world[0])
+        assert panel.widgets["Correct"].tool.click(world, "add").startswith("added node")
+        assert save_and_wait(panel.widgets["Save"]) is not None
+    private = [str(w.message) for w in heard if "Private attribute access" in str(w.message)]
+    assert private == []
