@@ -44,6 +44,7 @@ SESSION_KEY = "lnq_session"
 PROB_KEY = "lnq_probabilities"
 MODEL_KEY = "lnq_model_version"
 NODES_NAME = "nodes"
+PREVIOUS_NAME = f"{NODES_NAME} (previous)"  # the node layer a new Find nodes replaced
 SUGGESTIONS_NAME = "suggestions"
 MARKS_NAME = "marked nodes"
 WORKSPACE_KEY = "lnq_workspace"
@@ -532,6 +533,15 @@ def _napari_private(layer, name: str, default):
     return getattr(getattr(layer, "__wrapped__", layer), name, default)
 
 
+def drop_unedited(viewer, name: str) -> None:
+    """Remove the layers named ``name`` (napari's "name [1]" too) but those holding edits not saved
+    (nothing of the user's is lost)."""
+    for layer in [ly for ly in viewer.layers if ly.name == name or ly.name.startswith(f"{name} [")]:
+        session = layer.metadata.get(SESSION_KEY)
+        if session is None or not session.unsaved:
+            viewer.layers.remove(layer)
+
+
 def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     """Put :func:`lnq_napari.api.find_nodes`' result on screen: a "nodes" Labels layer (one id per node)
     and the "suggestions" Points layer."""
@@ -541,8 +551,9 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     kwargs = layer_kwargs(ct, NODES_NAME, role="labels", like=ct_layer, **meta)
     stats = None
     if NODES_NAME in viewer.layers:  # keep the earlier node layer (and its edits), hidden and renamed
+        drop_unedited(viewer, PREVIOUS_NAME)  # one kept, not one more per run (each held its probabilities)
         previous = viewer.layers[NODES_NAME]
-        previous.name, previous.visible = f"{NODES_NAME} (previous)", False
+        previous.name, previous.visible = PREVIOUS_NAME, False
         stats = getattr(previous.metadata.get(SESSION_KEY), "stats", None)  # the case's clock runs on
     nodes = viewer.add_labels(np.asarray(result.mask.array), opacity=0.5, **kwargs)
     nodes.metadata[SOURCE_KEY] = ct_layer.metadata.get(SOURCE_KEY)

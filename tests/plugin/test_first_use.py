@@ -73,3 +73,33 @@ def test_the_panel_from_the_plugins_menu_reviews_without_warnings(make_napari_vi
         assert save_and_wait(panel.widgets["Save"]) is not None
     private = [str(w.message) for w in heard if "Private attribute access" in str(w.message)]
     assert private == []
+
+
+def test_find_nodes_again_keeps_one_earlier_node_layer_unless_it_holds_unsaved_edits(
+    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir
+):
+    """Each Find nodes kept the one before as another hidden "nodes (previous) [n]" layer, each with the
+    CT's probabilities: re-running piled up layers and memory."""
+    import numpy as np
+
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    viewer.open(str(phantom_files.ct), plugin="lnq-napari")
+
+    def find() -> list[str]:
+        segment.run()
+        qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+        return [ly.name for ly in viewer.layers if ly.name.startswith("nodes")]
+
+    find()
+    assert find() == ["nodes (previous)", "nodes"]
+    assert find() == ["nodes (previous)", "nodes"]
+    nodes = viewer.layers["nodes"]
+    nodes.paint(np.array(nodes.data.shape) // 2, int(nodes.data.max()) + 1)  # an edit not saved
+    assert nodes.metadata["lnq_session"].unsaved
+    assert find() == ["nodes (previous)", "nodes"]  # the unedited one went, the edited one stays
+    edited = viewer.layers["nodes (previous)"]
+    assert edited is nodes and not edited.visible
+    assert find() == ["nodes (previous)", "nodes (previous) [1]", "nodes"]  # edits are never dropped
+    assert find() == ["nodes (previous)", "nodes (previous) [1]", "nodes"]
