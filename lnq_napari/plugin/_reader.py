@@ -73,11 +73,31 @@ def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool
 
 
 def napari_get_reader(path):
-    """npe2 ``get_reader``: the reader function for a supported path (or list of paths), else None."""
+    """npe2 ``get_reader``: the reader function for a supported path (or list of paths), else None; for a
+    folder of CT files (``lnq-napari phantom OUT``, an LNQ download) one that says what to open instead
+    (napari's own message, "refused the file", said nothing)."""
     paths = [path] if isinstance(path, str | Path) else list(path)
+    if len(paths) == 1 and _case_folder_note(Path(paths[0])):
+        return _refuse_case_folder
     if not paths or not all(is_supported(p) for p in paths):
         return None
     return read_layers
+
+
+def _case_folder_note(folder: Path) -> str:
+    """What to do with ``folder`` when it holds CT files but is no DICOM series ("" otherwise)."""
+    if not folder.is_dir() or is_supported(folder):
+        return ""
+    names = sorted(p.name for p in folder.iterdir() if is_image_file(p) and not looks_like_label_name(p))
+    if not names:
+        return ""
+    return (f"{folder.name} is a folder of {len(names)} CT file{'s' if len(names) != 1 else ''} "
+            f"({names[0]}{', ...' if len(names) > 1 else ''}): open one CT file with File > Open, or review "
+            f"them all: lnq-napari workspace init W --data {folder}, then lnq-napari view --workspace W")
+
+
+def _refuse_case_folder(path) -> list[tuple]:
+    raise LNQError(_case_folder_note(Path(path if isinstance(path, str | Path) else path[0])))
 
 
 def read_layers(path) -> list[tuple]:

@@ -103,3 +103,21 @@ def test_find_nodes_again_keeps_one_earlier_node_layer_unless_it_holds_unsaved_e
     assert edited is nodes and not edited.visible
     assert find() == ["nodes (previous)", "nodes (previous) [1]", "nodes"]  # edits are never dropped
     assert find() == ["nodes (previous)", "nodes (previous) [1]", "nodes"]
+
+
+def test_opening_a_folder_of_cases_says_what_to_open_instead(make_napari_viewer, phantom_files, tmp_path):
+    """File > Open of the folder ``lnq-napari phantom OUT`` writes: napari said only that the reader
+    "refused the file"."""
+    from lnq_napari.errors import LNQError
+    from lnq_napari.plugin._reader import napari_get_reader
+
+    viewer = make_napari_viewer()
+    folder = phantom_files.ct.parent
+    with pytest.raises(LNQError, match=r"folder of 1 CT file .*-ct\.nrrd.*workspace init W --data"):
+        viewer.open(str(folder), plugin="lnq-napari")
+    assert len(viewer.layers) == 0
+    assert napari_get_reader(str(tmp_path)) is None  # an empty folder: not ours to speak of
+    labels_only = tmp_path / "labels"
+    labels_only.mkdir()
+    shutil.copy(phantom_files.seg, labels_only)
+    assert napari_get_reader(str(labels_only)) is None
