@@ -121,3 +121,25 @@ def test_opening_a_folder_of_cases_says_what_to_open_instead(make_napari_viewer,
     labels_only.mkdir()
     shutil.copy(phantom_files.seg, labels_only)
     assert napari_get_reader(str(labels_only)) is None
+
+
+def test_compare_tells_apart_two_scans_whose_names_differ_at_the_end(make_napari_viewer, qtbot,
+                                                                     phantom_files):
+    """In the narrow dock both CT choosers showed "phantom-followup-000" of ...-t0-ct and ...-t1-ct."""
+    from lnq_napari.plugin.widgets import CompareWidget
+
+    viewer = make_napari_viewer()
+    data = phantom_files.case.ct.array
+    for tag in ("t0", "t1"):
+        viewer.add_image(data, name=f"phantom-followup-0001-{tag}-ct")
+    widget = CompareWidget(viewer)
+    base, follow = widget.combos["baseline_ct"], widget.combos["followup_ct"]
+    for combo in (base, follow):
+        combo.setFixedWidth(150)
+        combo.show()
+    qtbot.waitExposed(follow)
+    assert (base.currentText(), follow.currentText()) == ("phantom-followup-0001-t0-ct",
+                                                          "phantom-followup-0001-t1-ct")
+    assert follow.toolTip() == "phantom-followup-0001-t1-ct"  # the whole name
+    shown = [combo.grab().toImage() for combo in (base, follow)]
+    assert shown[0] != shown[1]  # what is drawn differs too: the end of the names is kept

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from magicgui.widgets import ComboBox
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -19,6 +20,9 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QWidget,
 )
 
@@ -150,6 +154,27 @@ def while_alive(widget: QObject, emitter, callback: Callable) -> None:
 def _disconnect(emitter, callback: Callable | None) -> None:
     if callback is not None:
         emitter.disconnect(callback)
+
+
+class MiddleElidedCombo(QComboBox):
+    """A combo box that cuts a long current text in the middle, not at its end: layer names that differ
+    only at the end (``...-t0-ct``, ``...-t1-ct``) stay told apart in a narrow dock; the full text is the
+    tooltip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.currentTextChanged.connect(self.setToolTip)
+
+    def paintEvent(self, event) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        option.currentText = self.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideMiddle,
+                                                            field.width())
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 def layer_choice(viewer, layer_type, prefer_role: str | None = None, **kwargs) -> ComboBox:

@@ -19,7 +19,6 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -42,7 +41,7 @@ from lnq_napari.plugin._layers import (
     widen_contrast_range,
 )
 from lnq_napari.plugin._session import NodeSession, session_for
-from lnq_napari.plugin.widgets._common import closing_flag, export_table, while_alive
+from lnq_napari.plugin.widgets._common import MiddleElidedCombo, closing_flag, export_table, while_alive
 
 ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
@@ -88,8 +87,8 @@ class CompareWidget(QWidget):
         self.destroyed.connect(lambda *_: _stop_hearing(watched, heard))  # its Qt part gone first
         self._closed = closing_flag(self)  # a comparison running when the viewer closes stops
         self._again = False
-        self.combos = {key: QComboBox() for key in ("baseline_ct", "baseline_nodes", "followup_ct",
-                                                     "followup_nodes")}
+        self.combos = {key: MiddleElidedCombo() for key in ("baseline_ct", "baseline_nodes", "followup_ct",
+                                                            "followup_nodes")}
         form = QFormLayout()
         for key, label in (("baseline_ct", "baseline CT"), ("baseline_nodes", "baseline nodes"),
                            ("followup_ct", "follow-up CT"), ("followup_nodes", "follow-up nodes")):
