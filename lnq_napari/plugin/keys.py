@@ -32,7 +32,14 @@ class ReviewKey:
 
 
 def _report(viewer, message: str) -> str:
+    """Say ``message`` in the status bar and in the Correct tab's status line: a key that moves the slice
+    (N, J, K) has napari put the cursor's coordinates in the status bar a moment later, over the message."""
+    from lnq_napari.plugin.widgets.correct import CorrectWidget
+
     viewer.status = message
+    correct = find_widget(viewer, CorrectWidget)
+    if correct is not None:
+        correct.status.setText(message)
     return message
 
 
