@@ -168,3 +168,19 @@ def test_what_a_review_key_did_stays_in_view_after_the_slice_moved(make_napari_v
     qtbot.keyClick(viewer.window._qt_viewer, Qt.Key.Key_J)
     qtbot.wait(500)  # napari's status update for the moved slice comes from a thread
     assert panel.widgets["Correct"].status.text() == f"node {ids[0]} (1 of {len(ids)})"
+
+
+def test_the_segment_status_of_one_ct_goes_when_another_is_opened(make_napari_viewer, qtbot, phantom_files,
+                                                                   stand_in, autosave_dir, tmp_path):
+    """After File > Open of a second CT, "n nodes, m suggestions" of the first stayed under Find nodes."""
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    first = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    assert " nodes, " in segment.status.text() and segment.progress.value() == 100
+    segment.form.ct.value = first  # the same CT chosen again: its result still stands
+    assert " nodes, " in segment.status.text()
+    viewer.open(str(shutil.copy(phantom_files.ct, tmp_path / "patient2-ct.nrrd")), plugin="lnq-napari")
+    assert segment.status.text() == "" and segment.progress.value() == 0

@@ -99,6 +99,7 @@ class SegmentWidget(WorkerWidget):
         self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())  # room for errors
         self._shown = None  # the CT layer the status line speaks of
         while_alive(self, napari_viewer.layers.events.removed, self._forget_removed)
+        self.form.ct.changed.connect(self._ct_chosen)
         while_alive(self, napari_viewer.layers.events.inserted, _widen_ct)  # File > Open, Open Sample
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
@@ -192,10 +193,19 @@ class SegmentWidget(WorkerWidget):
     def _forget_removed(self, event) -> None:
         """The status line and progress of a CT layer closed (another case opened) go with it."""
         if self._shown is not None and event.value is self._shown:
-            self._shown = None
-            self.status.setText("")
-            self.status.setToolTip("")
-            self.progress.setValue(0)
+            self._forget()
+
+    def _ct_chosen(self, layer=None) -> None:
+        """Another CT chosen (or opened, File > Open): the status line of the last one's nodes goes (it
+        read "8 nodes" under Find nodes for a CT not yet looked at)."""
+        if self._shown is not None and layer is not self._shown:
+            self._forget()
+
+    def _forget(self) -> None:
+        self._shown = None
+        self.status.setText("")
+        self.status.setToolTip("")
+        self.progress.setValue(0)
 
     def _region_text(self, result: api.NodeResult) -> str:
         if result.region is not None and np.asarray(result.region.array).all():
