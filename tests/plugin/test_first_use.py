@@ -47,19 +47,22 @@ def test_the_ct_opens_in_the_mediastinal_window_and_its_slider_reaches_a_lung_wi
 
 
 def test_the_panel_from_the_plugins_menu_reviews_without_warnings(make_napari_viewer, qtbot, phantom_files,
-                                                                  stand_in, autosave_dir, save_and_wait):
+                                                                  stand_in, autosave_dir, save_and_wait,
+                                                                  tmp_path):
     """napari hands a Plugins-menu widget a proxy of the viewer that warns on private reads: each became
     a FutureWarning toast in the viewer (three at a case's first node layer)."""
     import warnings
 
     import numpy as np
 
+    # copies: Save writes lnq-labels/ beside the CT (the shared case's folder must keep no versions)
+    ct, seg = (shutil.copy(path, tmp_path) for path in (phantom_files.ct, phantom_files.seg))
     viewer = make_napari_viewer()
     with warnings.catch_warnings(record=True) as heard:
         warnings.simplefilter("always")
         _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
-        viewer.open(str(phantom_files.ct), plugin="lnq-napari")
-        viewer.open(str(phantom_files.seg), plugin="lnq-napari")  # the case's labels: a node layer
+        viewer.open(str(ct), plugin="lnq-napari")
+        viewer.open(str(seg), plugin="lnq-napari")  # the case's labels: a node layer
         segment = panel.widgets["Segment"]
         segment.predictor_factory = lambda model, device: stand_in
         segment.run()
