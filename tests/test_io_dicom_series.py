@@ -897,3 +897,20 @@ def test_a_series_an_export_split_into_subfolders_of_n_files_is_refused_in_one_l
     parts = [tmp_path / "scan" / name for name in "abcd"]
     found = split_series(parts)
     assert sorted(found) == parts[:3] and len(set(found.values())) == 1
+
+
+def test_a_copy_of_an_enhanced_ct_in_two_folders_is_two_cts_not_a_traceback(tmp_path, enhanced_ct):
+    """Files of one series without Image Position (Patient) in two folders (an enhanced CT keeps it per
+    frame): the split check asked each file for it and raised AttributeError (a traceback from predict,
+    find_cases and read_volume of the parent). A folder without slice positions is never a split."""
+    from lnq_napari.io.datasets import find_cases
+    from lnq_napari.io.dicom_tree import split_series
+
+    enhanced_ct(tmp_path / "e" / "a", [0, 1, 2])
+    shutil.copytree(tmp_path / "e" / "a", tmp_path / "e" / "b")
+    assert split_series([tmp_path / "e" / "a", tmp_path / "e" / "b"]) == {}
+    with pytest.raises(LNQError, match=r"holds 2 DICOM CT series in the folders below it \(a, b\)"):
+        read_volume(tmp_path / "e")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [c.case_id for c in find_cases(tmp_path / "e")] == ["a", "b"]

@@ -254,8 +254,9 @@ def _series_part(folder: Path, key: tuple[str, ...]) -> _Part:
         if tuple(str(ds.get(tag, "") or "").strip() for tag in _SERIES_KEY) != key:
             continue
         sops.add(str(ds.get("SOPInstanceUID", "") or ""))
-        with contextlib.suppress(TypeError, ValueError):
-            positions.add(tuple(round(float(v), 2) for v in ds.ImagePositionPatient))
+        with contextlib.suppress(TypeError, ValueError):  # none: an enhanced CT (per frame), a capture
+            if position := tuple(round(float(v), 2) for v in ds.get("ImagePositionPatient") or ()):
+                positions.add(position)
     return _Part(sops, positions)
 
 
