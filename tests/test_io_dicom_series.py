@@ -914,3 +914,22 @@ def test_a_copy_of_an_enhanced_ct_in_two_folders_is_two_cts_not_a_traceback(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert [c.case_id for c in find_cases(tmp_path / "e")] == ["a", "b"]
+
+
+@pytest.mark.parametrize("second", ["thick", "coronal"])
+def test_two_reconstructions_of_one_series_uid_are_two_cts_not_a_split(tmp_path, second):
+    """One Series Instance UID a scanner gave a 1 mm and a 5 mm reconstruction (slices 0.3 mm apart), or
+    an axial and a coronal one, each in a folder of its own: no slice position and no SOP Instance UID
+    shared, so they were refused as one series split over folders. Other geometry is another volume."""
+    from lnq_napari.io.dicom_tree import split_series
+
+    uid = series(tmp_path / "r" / "a", hu(10), gap=1.0)
+    tags = {"gap": 5.0} if second == "thick" else {"ImageOrientationPatient": [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]}
+    series(tmp_path / "r" / "b", hu(3, seed=1), SeriesInstanceUID=uid, **tags)
+    for file in (tmp_path / "r" / "b").iterdir():
+        ds = pydicom.dcmread(file)
+        ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], ds.ImagePositionPatient[2] + 0.3]
+        ds.save_as(file)
+    assert split_series([tmp_path / "r" / "a", tmp_path / "r" / "b"]) == {}
+    with pytest.raises(LNQError, match=r"holds 2 DICOM CT series in the folders below it \(a, b\)"):
+        read_volume(tmp_path / "r")

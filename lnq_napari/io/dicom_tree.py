@@ -188,7 +188,8 @@ def split_series(folders: list[Path]) -> dict[Path, str]:
     """Each of the series ``folders`` that holds part of a DICOM series an export split over folders (a CD
     or PACS export's subfolders of N files, every other slice, half the scan), each part of which would be
     read as a CT of its own -> the one-line message naming the parts. Candidates share a Series Instance
-    UID (none: no candidate), Patient ID, Study and Frame of Reference UID in the first files of each folder
+    UID (none: no candidate), Patient ID, Study and Frame of Reference UID and the slice geometry
+    (orientation, pixel spacing, rows and columns, slice thickness) in the first files of each folder
     (:func:`_sampled_series`: cheap on a tree of hundreds of folders); a pair of them is a split only when
     all their files hold no SOP Instance UID and no slice position in common (:func:`_split_pair`): a copy
     under other file names, or two acquisitions of one series at the same positions, are none."""
@@ -212,24 +213,43 @@ def split_series(folders: list[Path]) -> dict[Path, str]:
 
 #: The header elements that place a file in a series: its key in :func:`_sampled_series`.
 _SERIES_KEY = ["SeriesInstanceUID", "PatientID", "StudyInstanceUID", "FrameOfReferenceUID"]
+#: The header elements of a slice's geometry, also in that key: one Series Instance UID a scanner gave a
+#: thin and a thick reconstruction, or an axial and a coronal one, is two volumes, not one split.
+_GEOMETRY = ["ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "SliceThickness"]
 
 
 def _sampled_series(folder: Path) -> set[tuple[str, ...]]:
-    """The (Series Instance UID, Patient ID, Study and Frame of Reference UID) of the first
-    :data:`SAMPLED_FILES` files of ``folder`` (files that are not DICOM, or of an empty Series Instance UID,
-    left out)."""
+    """The series keys (Series Instance UID, Patient ID, Study and Frame of Reference UID, geometry:
+    :func:`_series_key`) of the first :data:`SAMPLED_FILES` files of ``folder`` (files that are not DICOM,
+    or of an empty Series Instance UID, left out)."""
     import pydicom
 
     found = set()
     for child in itertools.islice((f for f in _files(folder)), SAMPLED_FILES):
         try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=_SERIES_KEY)
+            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=[*_SERIES_KEY, *_GEOMETRY])
         except Exception:  # not DICOM
             continue
-        key = tuple(str(ds.get(tag, "") or "").strip() for tag in _SERIES_KEY)
+        key = _series_key(ds)
         if key[0]:
             found.add(key)
     return found
+
+
+def _series_key(ds: object) -> tuple[str, ...]:
+    """A header's series key: :data:`_SERIES_KEY`, then :data:`_GEOMETRY` (numbers to 0.001, so that
+    values written with other digits compare equal)."""
+    from pydicom.multival import MultiValue
+
+    key = [str(ds.get(tag, "") or "").strip() for tag in _SERIES_KEY]
+    for tag in _GEOMETRY:
+        value = ds.get(tag, "")
+        values = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+        try:
+            key.append(" ".join(f"{float(v):.3f}" for v in values if str(v).strip()))
+        except (TypeError, ValueError):
+            key.append(str(value).strip())
+    return tuple(key)
 
 
 class _Part(NamedTuple):
@@ -248,10 +268,11 @@ def _series_part(folder: Path, key: tuple[str, ...]) -> _Part:
     for child in _files(folder):
         try:
             ds = pydicom.dcmread(child, stop_before_pixels=True,
-                                 specific_tags=[*_SERIES_KEY, "SOPInstanceUID", "ImagePositionPatient"])
+                                 specific_tags=[*_SERIES_KEY, *_GEOMETRY, "SOPInstanceUID",
+                                                "ImagePositionPatient"])
         except Exception:  # not DICOM
             continue
-        if tuple(str(ds.get(tag, "") or "").strip() for tag in _SERIES_KEY) != key:
+        if _series_key(ds) != key:
             continue
         sops.add(str(ds.get("SOPInstanceUID", "") or ""))
         with contextlib.suppress(TypeError, ValueError):  # none: an enhanced CT (per frame), a capture
