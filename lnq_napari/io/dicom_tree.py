@@ -191,18 +191,18 @@ def split_series(folders: list[Path]) -> dict[Path, str]:
     UID (none: no candidate), Patient ID, Study and Frame of Reference UID and the slice geometry
     (orientation, pixel spacing, rows and columns, slice thickness) in the first files of each folder
     (:func:`_sampled_series`: cheap on a tree of hundreds of folders); a pair of them is a split only when
-    all their files hold no SOP Instance UID and no slice position in common (:func:`_split_pair`): a copy
+    their files hold no SOP Instance UID and no slice position in common (:func:`_split_pair`): a copy
     under other file names, or two acquisitions of one series at the same positions, are none."""
-    groups: dict[tuple[str, ...], list[Path]] = {}
+    groups: dict[tuple[str, ...], dict[Path, _Part]] = {}
     for folder in folders if len(folders) > 1 else []:
-        for key in _sampled_series(folder):
-            groups.setdefault(key, []).append(folder)
+        for key, sampled in _sampled_series(folder).items():
+            groups.setdefault(key, {})[folder] = sampled
     found: dict[Path, str] = {}
-    for key, group in groups.items():
-        if len(group) < 2:
-            continue
-        parts = {folder: _series_part(folder, key) for folder in group}
-        split = [f for f in group if any(_split_pair(parts[f], parts[g]) for g in group if g != f)]
+    for key, sampled in groups.items():
+        group, read = list(sampled), {}
+        pairs = [(f, g) for k, f in enumerate(group) for g in group[k + 1:]]
+        parted = {f for a, b in pairs if _split_pair(a, b, key, sampled, read) for f in (a, b)}
+        split = [f for f in group if f in parted]
         if split:
             named = ", ".join(str(f) for f in split[:-1]) + f" and {split[-1]}"
             message = (f"the folders {named} hold slices of one DICOM series (Series Instance UID {key[0]}): "
@@ -216,24 +216,48 @@ _SERIES_KEY = ["SeriesInstanceUID", "PatientID", "StudyInstanceUID", "FrameOfRef
 #: The header elements of a slice's geometry, also in that key: one Series Instance UID a scanner gave a
 #: thin and a thick reconstruction, or an axial and a coronal one, is two volumes, not one split.
 _GEOMETRY = ["ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "SliceThickness"]
+#: What :func:`_part_files` reads of each file.
+_PART_TAGS = [*_SERIES_KEY, *_GEOMETRY, "SOPInstanceUID", "ImagePositionPatient"]
 
 
-def _sampled_series(folder: Path) -> set[tuple[str, ...]]:
+class _Part(NamedTuple):
+    """A folder's files of one series (:func:`_part_files`), or the first few of them."""
+
+    sops: set[str]  # their SOP Instance UIDs
+    positions: set[tuple[float, ...]]  # their Image Position (Patient), to 0.01 mm
+
+
+def _sampled_series(folder: Path) -> dict[tuple[str, ...], _Part]:
     """The series keys (Series Instance UID, Patient ID, Study and Frame of Reference UID, geometry:
     :func:`_series_key`) of the first :data:`SAMPLED_FILES` files of ``folder`` (files that are not DICOM,
-    or of an empty Series Instance UID, left out)."""
+    or of an empty Series Instance UID, left out), each with the part of it those files hold."""
+    found: dict[tuple[str, ...], _Part] = {}
+    for key, sop, position in _file_entries(itertools.islice(_files(folder), SAMPLED_FILES)):
+        part = found.setdefault(key, _Part(set(), set()))
+        part.sops.add(sop)
+        if position:
+            part.positions.add(position)
+    return found
+
+
+def _file_entries(files: Iterator[Path] | list[Path]) -> Iterator[tuple[tuple[str, ...], str, tuple]]:
+    """``(series key, SOP Instance UID, slice position or ())`` of each DICOM file of ``files`` with a
+    Series Instance UID, read from its header as it is asked for. A file without Image Position (Patient)
+    (an enhanced CT keeps it per frame, a secondary capture has none) has no position."""
     import pydicom
 
-    found = set()
-    for child in itertools.islice((f for f in _files(folder)), SAMPLED_FILES):
+    for child in files:
         try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=[*_SERIES_KEY, *_GEOMETRY])
+            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=_PART_TAGS)
         except Exception:  # not DICOM
             continue
         key = _series_key(ds)
-        if key[0]:
-            found.add(key)
-    return found
+        if not key[0]:
+            continue
+        position: tuple = ()
+        with contextlib.suppress(TypeError, ValueError):
+            position = tuple(round(float(v), 2) for v in ds.get("ImagePositionPatient") or ())
+        yield key, str(ds.get("SOPInstanceUID", "") or ""), position
 
 
 def _series_key(ds: object) -> tuple[str, ...]:
@@ -252,39 +276,36 @@ def _series_key(ds: object) -> tuple[str, ...]:
     return tuple(key)
 
 
-class _Part(NamedTuple):
-    """A folder's files of one series (:func:`_series_part`)."""
-
-    sops: set[str]  # their SOP Instance UIDs
-    positions: set[tuple[float, ...]]  # their Image Position (Patient), to 0.01 mm
-
-
-def _series_part(folder: Path, key: tuple[str, ...]) -> _Part:
-    """The SOP Instance UIDs and slice positions (Image Position (Patient), to 0.01 mm) of the files of
-    ``folder`` in the series ``key`` (:func:`_sampled_series`), read from every file's header."""
-    import pydicom
-
-    sops, positions = set(), set()
-    for child in _files(folder):
-        try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True,
-                                 specific_tags=[*_SERIES_KEY, *_GEOMETRY, "SOPInstanceUID",
-                                                "ImagePositionPatient"])
-        except Exception:  # not DICOM
-            continue
-        if _series_key(ds) != key:
-            continue
-        sops.add(str(ds.get("SOPInstanceUID", "") or ""))
-        with contextlib.suppress(TypeError, ValueError):  # none: an enhanced CT (per frame), a capture
-            if position := tuple(round(float(v), 2) for v in ds.get("ImagePositionPatient") or ()):
-                positions.add(position)
-    return _Part(sops, positions)
+def _part_files(folder: Path, key: tuple[str, ...]) -> Iterator[tuple[str, tuple]]:
+    """``(SOP Instance UID, slice position or ())`` of each file of ``folder`` in the series ``key``
+    (:func:`_sampled_series`), read as they are asked for."""
+    return ((sop, position) for found, sop, position in _file_entries(_files(folder)) if found == key)
 
 
-def _split_pair(a: _Part, b: _Part) -> bool:
-    """Whether two folders' parts of one series (:func:`_series_part`) are slices of one volume split apart:
-    both have slice positions, and no SOP Instance UID (a copy) and no position (two volumes) is shared."""
-    return bool(a.positions and b.positions) and not a.sops & b.sops and not a.positions & b.positions
+def _split_pair(a: Path, b: Path, key: tuple[str, ...], sampled: dict[Path, _Part],
+                read: dict[Path, _Part]) -> bool:
+    """Whether two folders' parts of the series ``key`` are slices of one volume split apart: both have
+    slice positions, and no SOP Instance UID (a copy) and no position (two volumes) is shared. Their first
+    files (``sampled``) are looked at first (a copy under the same names: no more is read); then every
+    file of ``a`` (kept in ``read``) and those of ``b`` until one is shared."""
+    first_a, first_b = sampled[a], sampled[b]
+    if first_a.sops & first_b.sops or first_a.positions & first_b.positions:
+        return False
+    if a not in read:
+        read[a] = _Part(set(), set())
+        for sop, position in _part_files(a, key):
+            read[a].sops.add(sop)
+            if position:
+                read[a].positions.add(position)
+    whole = read[a]
+    if not whole.positions:  # no slice positions (an enhanced CT): never a split
+        return False
+    placed = False
+    for sop, position in _part_files(b, key):
+        if sop in whole.sops or position in whole.positions:
+            return False
+        placed = placed or bool(position)
+    return placed
 
 
 #: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
