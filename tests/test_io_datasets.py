@@ -703,3 +703,32 @@ def test_a_series_split_over_folders_is_refused_as_data_not_read_as_two_cases(tm
     shutil.copytree(tmp_path / "data" / "b", tmp_path / "data" / "a", dirs_exist_ok=True)
     shutil.rmtree(tmp_path / "data" / "b")
     assert [c.case_id for c in find_cases(tmp_path / "data")] == ["a"]
+
+
+def test_the_parts_of_a_split_series_are_left_out_of_the_cases_unless_they_have_labels(tmp_path):
+    """A data folder of labelled cases beside one series an export split over two folders (no labels): the
+    whole data set was refused (train, workspace init, export), though the parts would not be used. They
+    are left out with one warning naming them, as other unusable cases are; a part with labels (drawn on
+    half a CT, or on the whole one and read with half) is still refused."""
+    from test_io_dicom_series import hu, series
+
+    root = tmp_path / "data"
+    series(root / "a", hu(8))
+    (root / "b").mkdir()
+    for file in sorted((root / "a").glob("*.dcm"))[1::2]:
+        file.rename(root / "b" / file.name)
+    series(root / "c", hu(6, seed=1))
+    ct = read_volume(root / "c")
+    write_volume(root / "c-seg.nrrd", ct.with_array(np.zeros(ct.shape, np.uint8)))
+    for require in (None, "seg"):
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
+            assert [c.case_id for c in find_cases(root, require=require)] == ["c"]
+        assert [str(w.message) for w in heard] == [
+            f"{root}: 2 DICOM series folder(s) left out as parts of a series an export split over folders "
+            "(a, b); move each series' slices into one folder"]
+    write_volume(root / "b-seg.nrrd", ct.with_array(np.zeros(ct.shape, np.uint8)))
+    with pytest.raises(LNQError, match=r"^b-seg.nrrd labels part of a DICOM series split over folders: the "
+                                       r"folders \S+a and \S+b hold slices of one DICOM series .* move its "
+                                       r"slices into one folder$"):
+        find_cases(root)

@@ -12,7 +12,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import dicom_cases
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan, refuse_split_series
+from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan, split_series
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -35,17 +35,17 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
     image files but with DICOM at or below it: :func:`~lnq_napari.io.dicom_seg.dicom_cases`).
     A DICOM case without a SEG takes the label files named after it in ``folder``, as a plainly named CT
     does (``patient1-seg.nrrd`` beside the series folder ``patient1``, drawn in 3D Slicer, say).
-    ``require="seg"`` keeps the cases with labels; LNQError when none is left, or when a DICOM series
-    folder has CT series folders below it (which are cases cannot be told), or a DICOM series is split over
-    folders (:func:`~lnq_napari.io.dicom_tree.split_series`: each part was a case), or when ``folder`` is an
-    empty path (it read as the current folder)."""
+    ``require="seg"`` keeps the cases with labels. The parts of a DICOM series an export split over folders
+    (:func:`~lnq_napari.io.dicom_tree.split_series`: each part read as a CT of its own) are left out with a
+    warning (:func:`_without_split_parts`). LNQError when no case is left, when a split part has labels, or
+    when a DICOM series folder has CT series folders below it (which are cases cannot be told), or when
+    ``folder`` is an empty path (it read as the current folder)."""
     if not str(folder).strip():
         raise LNQError(f"{what} is an empty path; give the folder of cases")
     path = cd_root(Path(folder).expanduser())  # a CD's DICOMDIR: the CD
     predictions = _Predictions()
     dicom = [] if not path.is_dir() or ct_files(path) or ct_files(path, role="") \
         else dicom_cases(path, labels=lambda seg: predictions.labels(seg) is not None, rank=label_rank)
-    refuse_split_series([case.ct for case in dicom if case.ct.is_dir()])  # parts read as cases of their own
     if not dicom:
         found = predictions.without(scan_cases(path, require, what))
         _warn_series_beside(path)
@@ -53,6 +53,7 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
         beside: list[LeftBeside] = []
         found = predictions.without([_named_labels(path, c, beside) for c in dicom])
         warn_left_beside(path, beside)
+        found = _without_split_parts(path, found)
     predictions.warn(path)
     found = [c for c in found if require is None or getattr(c, require) is not None]
     if not found and dicom and not predictions.left_out:
@@ -64,6 +65,37 @@ def find_cases(folder: str | Path, require: str | None = None, what: str = "--da
         raise LNQError(f"the only {files} in {path} are lnq-napari predictions, not labels; {what} needs "
                        "labelled cases: move the predictions out of the folder")
     return found
+
+
+def _without_split_parts(folder: Path, cases: list[CaseFiles]) -> list[CaseFiles]:
+    """``cases`` (DICOM) without the parts of a series an export split over folders
+    (:func:`~lnq_napari.io.dicom_tree.split_series`), named in one warning, as a case that cannot be used is
+    left out. LNQError when a part has labels (they were drawn on the whole CT, or on half of it: either
+    way not that part's) or when no other case is left."""
+    split = split_series([case.ct for case in cases if case.ct.is_dir()])
+    if not split:
+        return cases
+    for case in cases:
+        if case.ct in split and (labels := case.seg or case.full):
+            raise LNQError(f"{Path(labels).name} labels part of a DICOM series split over folders: "
+                           f"{split[case.ct]}")
+    kept = [case for case in cases if case.ct not in split]
+    if not kept:
+        raise LNQError(next(iter(split.values())))
+    parts = [_below(folder, case.ct) for case in cases if case.ct in split]
+    named = ", ".join(parts[:3]) + (" ..." if len(parts) > 3 else "")
+    warnings.warn(f"{folder}: {len(parts)} DICOM series folder(s) left out as parts of a series an export "
+                  f"split over folders ({named}); move each series' slices into one folder", UserWarning,
+                  stacklevel=1)  # one place: shown once however often the folder is read
+    return kept
+
+
+def _below(folder: Path, path: Path) -> str:
+    """``path`` as named below ``folder`` (whole when it is not below it)."""
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return str(path)
 
 
 class _Predictions:
