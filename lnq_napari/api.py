@@ -600,8 +600,8 @@ def predict(
     only: :func:`export_dicom_seg`), marked a prediction in its Content Label; with ``probabilities``
     also ``<case>-prob.nrrd`` (float32). A CT of a batch that cannot be read or predicted does not stop
     the others: every other CT is predicted, then LNQError says how many were and names the first that
-    was not (the parts of a DICOM series an export split over folders each fail so:
-    :func:`.io.dicom_tree.split_series`).
+    was not, with the others that failed for the same reason (the parts of a DICOM series an export split
+    over folders each fail so, named together: :func:`.io.dicom_tree.split_series`).
     """
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
@@ -621,7 +621,7 @@ def predict(
     predictor = load_predictor(model, device=device)
     split = dicom_tree.split_series([p for _, p in items if p.is_dir()])
     written: list[Path] = []
-    failed: list[str] = []
+    failed: dict[str, list[str]] = {}  # why -> the CTs it stopped (a split series' parts: one reason)
     for k, (case_id, path) in enumerate(items):
         def step(fraction: float, message: str, k: int = k, case_id: str = case_id) -> None:
             if progress:
@@ -641,7 +641,7 @@ def predict(
         except LNQError as exc:  # a damaged CT in a batch: the others are still predicted
             if len(items) == 1:
                 raise
-            failed.append(f"{case_id}: {exc}")
+            failed.setdefault(str(exc), []).append(case_id)
             continue
         finally:
             for said in heard:
@@ -658,9 +658,11 @@ def predict(
             written.append(write_volume(out / f"{case_id}-prob.nrrd", kept))
         step(1.0, "written")
     if failed:
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise LNQError(f"predicted {len(items) - len(failed)} of {len(items)} CTs into {out}; not "
-                       f"{failed[0]}{more}")
+        (why, cases), left = next(iter(failed.items())), sum(len(c) for c in failed.values())
+        named = ", ".join(cases[:-1]) + f" and {cases[-1]}" if len(cases) > 1 else cases[0]
+        more = f" (and {left - len(cases)} more)" if left > len(cases) else ""
+        raise LNQError(f"predicted {len(items) - left} of {len(items)} CTs into {out}; not {named}: "
+                       f"{why}{more}")
     return written
 
 
