@@ -294,3 +294,25 @@ def test_a_4d_nrrd_of_one_time_point_with_a_time_unit_reads_in_its_space_units(t
     np.testing.assert_array_equal(volume.array, array)
     np.testing.assert_allclose(volume.spacing, (0.7, 0.8, 2.5))
     np.testing.assert_allclose(volume.origin, (10.0, 20.0, 30.0))
+
+
+@pytest.mark.parametrize("points", [1, 2])
+def test_a_slicer_volume_sequence_of_two_time_points_is_a_time_series_not_layers(tmp_path, points):
+    """3D Slicer's volume sequence (``.seq.nrrd``) keeps its time points on a ``list`` axis labelled
+    ``time``: two were silently merged as layers when read as labels, and as a CT called "a 3D Slicer
+    segmentation with layers". An axis labelled time is a time axis, dropped only at one point."""
+    from lnq_napari.io import read_volume
+
+    array = np.zeros((points, 3, 4, 5), np.uint8)  # t z y x
+    array[0, 0, 0, 0] = array[-1, 2, 3, 4] = 1
+    header = (f"NRRD0004\ntype: unsigned char\ndimension: 4\nspace: left-posterior-superior\n"
+              f"sizes: 5 4 3 {points}\nspace directions: (0.7,0,0) (0,0.8,0) (0,0,2.5) none\n"
+              f'kinds: domain domain domain list\nlabels: "" "" "" "time"\nencoding: raw\n'
+              f"space origin: (0,0,0)\nDataNodeClassName:=vtkMRMLScalarVolumeNode\n\n").encode()
+    (tmp_path / "c-seg.seq.nrrd").write_bytes(header + array.tobytes())
+    for read in (read_volume, read_labels):
+        if points == 1:
+            assert read(tmp_path / "c-seg.seq.nrrd").shape == (3, 4, 5)
+            continue
+        with pytest.raises(LNQError, match=r"^c-seg\.seq\.nrrd holds 2 time points \(a 4D time series\)"):
+            read(tmp_path / "c-seg.seq.nrrd")

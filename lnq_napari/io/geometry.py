@@ -93,11 +93,14 @@ def _itk_time_axis(header: dict) -> int | None:
 
 
 def _time_points(header: dict) -> int:
-    """How many time points an NRRD holds: the size of its time axis (``kinds: ... time``, or ITK's 4th
-    world axis: :func:`_itk_time_axis`); 1 without one."""
+    """How many time points an NRRD holds: the size of its time axis (``kinds: ... time``, an axis
+    labelled ``time``: 3D Slicer's volume sequence ``.seq.nrrd`` keeps its time points on a ``list`` axis
+    so, or ITK's 4th world axis: :func:`_itk_time_axis`); 1 without one."""
     sizes = [int(size) for size in header.get("sizes", [])]
     kinds = [str(kind).lower() for kind in header.get("kinds") or []]
-    counts = [size for size, kind in zip(sizes, kinds, strict=False) if kind == "time"]
+    labels = [str(label).strip().lower() for label in header.get("labels") or []]
+    timed = [kinds[a:a + 1] == ["time"] or labels[a:a + 1] == ["time"] for a in range(len(sizes))]
+    counts = [size for size, time in zip(sizes, timed, strict=True) if time]
     if (axis := _itk_time_axis(header)) is not None and axis < len(sizes):
         counts.append(sizes[axis])
     return max(counts, default=1)
