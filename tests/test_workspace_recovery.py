@@ -251,3 +251,20 @@ def test_edits_kept_aside_before_the_workspace_identity_field_still_come_back(ws
     moved = Workspace.open(tmp_path / "renamed")
     _date(path, moved.label_path(CASE, original), 10**9)
     assert _open(moved, moved.version_info(CASE, original)) is not None
+
+
+def test_a_copy_of_the_workspace_is_not_offered_the_unsaved_edits_of_its_original(ws, tmp_path):
+    """A copy (cp -r) shares the workspace's identity: with one $LNQ_NAPARI_AUTOSAVE_DIR the copy was
+    offered the unsaved edits of the same case open from the original, which is still where it was."""
+    import shutil
+
+    original = ws.latest_version(CASE)["version"]
+    copy = Workspace.open(shutil.copytree(ws.root, tmp_path / "copy"))
+    path = _autosave_while_open(ws, ws.root, _edited(ws, original), original,
+                                after=copy.label_path(CASE, original))
+    assert _open(copy, copy.version_info(CASE, original)) is None
+    found = _open(ws, ws.version_info(CASE, original))
+    assert found is not None and found.path == path
+    ws.root.rename(tmp_path / "renamed")  # the original moved: its edits go with it (the copy cannot tell)
+    moved = Workspace.open(tmp_path / "renamed")
+    assert _open(moved, moved.version_info(CASE, original)) is not None

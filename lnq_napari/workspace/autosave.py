@@ -21,7 +21,7 @@ from pathlib import Path
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
-from lnq_napari.workspace.cases import is_workspace, workspace_gone
+from lnq_napari.workspace.cases import is_workspace, workspace_gone, written_for
 from lnq_napari.workspace.files import now
 
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
@@ -141,11 +141,12 @@ def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | No
 
 def _written_for(fields: Mapping[str, str], workspace: str | Path, workspace_id: str | None) -> bool:
     """Whether an autosave's header names the workspace at ``workspace`` (identity ``workspace_id``), or
-    none: by identity where it has one (wherever either was); one written before the identity field by
-    the path, or, kept aside, when that path still holds no workspace (as it was then decided)."""
+    none: by identity where it has one (:func:`~lnq_napari.workspace.cases.written_for`: not a copy's
+    whose original is still where it was); one written before the identity field by the path, or, kept
+    aside, when that path still holds no workspace (as it was then decided)."""
     theirs, theirs_id = fields.get("lnq_workspace"), fields.get(ID_FIELD)
     if theirs_id and workspace_id:
-        return theirs_id == workspace_id
+        return written_for(theirs, theirs_id, workspace, workspace_id)
     if not theirs:
         return True
     if Path(theirs).resolve() == Path(workspace).resolve():

@@ -98,6 +98,18 @@ def workspace_gone(folder: str | Path | None, wid: str | None) -> bool:
     return found is None or (wid is not None and found != wid)
 
 
+def written_for(recorded: str | Path | None, recorded_id: str, folder: str | Path, wid: str) -> bool:
+    """Whether what was written for the workspace at ``recorded`` (identity ``recorded_id``) belongs to the
+    workspace at ``folder`` (identity ``wid``): one identity, and the same folder or one that workspace has
+    left (moved, renamed; or another workspace made there since). A copy of the folder shares the
+    identity: what was written for its original, still where it was, is not the copy's."""
+    if recorded_id != wid:
+        return False
+    if not recorded or Path(recorded).resolve() == Path(folder).resolve():
+        return True
+    return workspace_gone(recorded, recorded_id)
+
+
 def check_still_there(folder: str | Path, wid: str | None) -> None:
     """LNQError when :func:`workspace_gone`: a write made the folders again at the old path (an empty
     shell, or another workspace's), and what was saved there was missing from the workspace."""
