@@ -32,6 +32,7 @@ class Autosaver:
         self._pending = False
         self._stopped = False
         self._told_moved = False  # the user was told the workspace is gone and where the edits go instead
+        self._told_error = ""  # the failure last said (said again only once it changes or a write works)
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
@@ -78,10 +79,10 @@ class Autosaver:
         if self._pending and not self.session.unsaved:  # nothing to keep: suggestions shown, all undone
             self._pending = False  # (an autosave of the opened labels was offered later as unsaved edits)
         if self._pending:
-            try:  # a Qt slot: an error here is said, never a traceback; the next edit tries again
+            try:  # a Qt slot: an error here is said once, never a traceback; the edits stay pending and
                 self._save_in_background()
             except Exception as exc:
-                self._failed(exc)
+                self._failed(exc)  # are tried again at each timeout (a share back, space freed)
             self._timer.start()
 
     def _snapshot(self):
@@ -117,12 +118,16 @@ class Autosaver:
     def _written(self, path: Path) -> None:
         self.last_path = Path(path)
         self.writes += 1
+        self._told_error = ""
 
     def _failed(self, exc: Exception) -> None:
         from napari.utils.notifications import show_warning
 
         self.last_error = exc
-        show_warning(f"lnq-napari autosave failed: {exc}")
+        message = f"lnq-napari autosave failed: {exc}"
+        if message != self._told_error:  # one failure retried at every timeout: said once, not every 2 s
+            show_warning(message)
+        self._told_error = message
 
     def _done(self) -> None:
         self._worker = None

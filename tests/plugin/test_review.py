@@ -1195,3 +1195,35 @@ def test_an_autosave_when_the_workspace_cannot_be_read_is_said_without_a_traceba
     qtbot.waitUntil(lambda: session.autosaver._worker is None, timeout=20000)
     assert session.autosaver.last_error is None and session.autosaver.last_path.is_relative_to(ws.root)
     assert not told
+
+
+def test_an_autosave_that_keeps_failing_is_said_once_and_the_edits_are_written_once_it_works(
+        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
+    """One failing autosave (a share gone, no permission) repeated its warning at every timeout, every 2 s,
+    after a single edit."""
+    import napari.utils.notifications
+
+    import lnq_napari.plugin._autosave as autosaver
+    from lnq_napari.workspace import Workspace
+
+    told = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", told.append)
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    saver = session.autosaver
+    qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
+    saver._timer.setInterval(50)
+    real = autosaver.autosave_target
+
+    def failing(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/somewhere")
+
+    monkeypatch.setattr(autosaver, "autosave_target", failing)
+    nodes, writes = viewer.layers["nodes"], session.autosaver.writes
+    nodes.data_setitem((np.array([9]), np.array([21]), np.array([21])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    qtbot.wait(600)  # a dozen timeouts, each trying again
+    assert [t for t in told if "autosave failed" in t] == \
+        ["lnq-napari autosave failed: [Errno 13] Permission denied: '/somewhere'"]
+    monkeypatch.setattr(autosaver, "autosave_target", real)  # the share is back: the edit is kept
+    qtbot.waitUntil(lambda: session.autosaver.writes > writes, timeout=5000)
