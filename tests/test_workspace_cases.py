@@ -141,3 +141,20 @@ def test_not_a_workspace_raises(tmp_path):
         read_meta(tmp_path)
     with pytest.raises(LNQError, match="ct.nrrd"):
         new_meta(tmp_path, tmp_path / "ws")
+
+
+def test_a_workspace_whose_file_lost_its_id_is_still_the_one_opened(tmp_path):
+    """workspace.json rewritten without its ``id`` (a hand edit, a tool dropping keys): every open case saw
+    its workspace gone (Save refused, edits kept aside under the old id, never offered again)."""
+    from lnq_napari.workspace.cases import id_at, same_id, workspace_gone, workspace_id, written_for
+
+    meta = new_meta(_data(tmp_path), tmp_path / "ws")
+    write_meta(tmp_path / "ws", meta)
+    opened = id_at(tmp_path / "ws")
+    write_meta(tmp_path / "ws", {k: v for k, v in meta.items() if k != "id"})
+    assert not workspace_gone(tmp_path / "ws", opened)
+    now = id_at(tmp_path / "ws")
+    assert same_id(now, opened) and written_for(tmp_path / "ws", opened, tmp_path / "ws", now)
+    other = new_meta(_data(tmp_path), tmp_path / "ws")  # made in the same folder within the second
+    assert not same_id(workspace_id(other), opened)  # by the id where both have one
+    assert same_id(meta["id"], opened)  # an autosave header written with the id alone

@@ -268,3 +268,19 @@ def test_a_copy_of_the_workspace_is_not_offered_the_unsaved_edits_of_its_origina
     ws.root.rename(tmp_path / "renamed")  # the original moved: its edits go with it (the copy cannot tell)
     moved = Workspace.open(tmp_path / "renamed")
     assert _open(moved, moved.version_info(CASE, original)) is not None
+
+
+def test_edits_autosaved_before_the_workspace_file_lost_its_id_are_offered_again(ws, tmp_path):
+    """workspace.json rewritten without its ``id``: the reopened workspace (known by its stamp then) never
+    offered the edits autosaved under the id."""
+    import json
+
+    original = ws.latest_version(CASE)["version"]
+    path = _autosave_while_open(ws, ws.root, _edited(ws, original), original,
+                                after=ws.label_path(CASE, original))
+    meta = json.loads((ws.root / "workspace.json").read_text())
+    del meta["id"]
+    (ws.root / "workspace.json").write_text(json.dumps(meta))
+    again = Workspace.open(ws.root)
+    found = _open(again, again.version_info(CASE, original))
+    assert found is not None and found.path == path

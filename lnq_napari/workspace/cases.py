@@ -43,11 +43,31 @@ def _entry(case: CaseFiles) -> dict[str, str | None]:
 
 def workspace_id(meta: dict) -> str:
     """The identity of the workspace whose ``workspace.json`` holds ``meta``: its ``id`` (random, made at
-    init; a copy of the folder shares it). A workspace made before the field is known by its ``created``
-    stamp and the folder it was made in (``root``, where recorded), which it keeps wherever it moves and
-    which two workspaces share only when made in one folder within one second."""
+    init; a copy of the folder shares it) and its stamp, ``<created>@<root>`` (the time and the folder it
+    was made in, which it keeps wherever it moves and which two workspaces share only when made in one
+    folder within one second), as ``<id>|<stamp>``; the stamp alone for a workspace made before the id
+    field or whose file lost it (a hand edit, a tool dropping keys). Compare with :func:`same_id`."""
+    stamp = f"{meta.get('created', '')}@{meta.get('root', '')}"
     found = meta.get("id")
-    return found if isinstance(found, str) and found else f"{meta.get('created', '')}@{meta.get('root', '')}"
+    return f"{found}|{stamp}" if isinstance(found, str) and found else stamp
+
+
+def _id_parts(identity: str) -> tuple[str, str]:
+    """``(id, stamp)`` of a :func:`workspace_id` (either "" when it holds none; an autosave header written
+    before the stamp was added holds the id alone)."""
+    head, sep, tail = identity.partition("|")
+    if sep and "@" not in head:
+        return head, tail
+    return ("", identity) if "@" in identity else (identity, "")
+
+
+def same_id(one: str, other: str) -> bool:
+    """Whether two identities (:func:`workspace_id`) are one workspace's: by the id where both have one,
+    else by the stamp (a workspace whose file lost its id is still the one opened)."""
+    (one_id, one_stamp), (other_id, other_stamp) = _id_parts(one), _id_parts(other)
+    if one_id and other_id:
+        return one_id == other_id
+    return bool(one_stamp) and one_stamp == other_stamp
 
 
 _SEEN: dict[str, tuple[tuple, str | None]] = {}  # META_FILE path -> (its stat, the id it held)
@@ -95,7 +115,7 @@ def workspace_gone(folder: str | Path | None, wid: str | None) -> bool:
         found = id_at(folder)
     except (OSError, ValueError):
         return False
-    return found is None or (wid is not None and found != wid)
+    return found is None or (wid is not None and not same_id(found, wid))
 
 
 def written_for(recorded: str | Path | None, recorded_id: str, folder: str | Path, wid: str) -> bool:
@@ -103,7 +123,7 @@ def written_for(recorded: str | Path | None, recorded_id: str, folder: str | Pat
     workspace at ``folder`` (identity ``wid``): one identity, and the same folder or one that workspace has
     left (moved, renamed; or another workspace made there since). A copy of the folder shares the
     identity: what was written for its original, still where it was, is not the copy's."""
-    if recorded_id != wid:
+    if not same_id(recorded_id, wid):
         return False
     if not recorded or Path(recorded).resolve() == Path(folder).resolve():
         return True
