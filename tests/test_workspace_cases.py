@@ -105,8 +105,8 @@ def test_only_a_workspace_json_of_lnq_napari_makes_a_workspace(tmp_path):
 
     (tmp_path / "workspace.json").write_text(json.dumps({"version": 2, "projects": {}}))
     assert not is_workspace(tmp_path)
-    (tmp_path / "workspace.json").write_text("{damaged")
-    assert is_workspace(tmp_path)  # ours damaged, maybe: opening it says what is wrong
+    (tmp_path / "workspace.json").write_text(json.dumps({"format": FORMAT, "cases": {}})[:-2])
+    assert is_workspace(tmp_path)  # ours damaged: opening it says what is wrong
     write_meta(tmp_path, new_meta(_data(tmp_path), tmp_path))
     assert is_workspace(tmp_path)
 
@@ -158,3 +158,16 @@ def test_a_workspace_whose_file_lost_its_id_is_still_the_one_opened(tmp_path):
     other = new_meta(_data(tmp_path), tmp_path / "ws")  # made in the same folder within the second
     assert not same_id(workspace_id(other), opened)  # by the id where both have one
     assert same_id(meta["id"], opened)  # an autosave header written with the id alone
+
+
+def test_init_under_another_program_s_workspace_json_that_is_no_plain_json_is_not_refused(tmp_path):
+    """An Nx monorepo's workspace.json with comments (or any JSON that does not parse) counted as a
+    damaged workspace: `workspace init` anywhere below it was refused as "inside a workspace"."""
+    from lnq_napari.workspace import Workspace
+    from lnq_napari.workspace.cases import is_workspace
+
+    (tmp_path / "mono").mkdir()
+    (tmp_path / "mono" / "workspace.json").write_text('// Nx workspace\n{"version": 2, "projects": {}}\n')
+    assert not is_workspace(tmp_path / "mono")
+    data = _data(tmp_path)
+    assert Workspace.init(tmp_path / "mono" / "studies" / "ws", data).case_ids()

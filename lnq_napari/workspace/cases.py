@@ -95,12 +95,21 @@ def id_at(folder: str | Path) -> str | None:
 
 
 def is_workspace(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a lnq-napari workspace (a ``workspace.json`` of its format; one that cannot
-    be read or is damaged counts: opening it says what is wrong), for opening and for making one."""
+    """Whether ``folder`` holds a lnq-napari workspace (a ``workspace.json`` of its format), for opening
+    and for making one. One that cannot be read now counts (opening it says what is wrong); a damaged one
+    only when its text names lnq-napari's format (another program's, such as JSON with comments, does
+    not make every folder below it "inside a workspace")."""
+    path = os.path.join(folder, META_FILE)
     try:
         return id_at(folder) is not None
-    except (OSError, ValueError):
-        return os.path.isfile(os.path.join(folder, META_FILE))
+    except ValueError:
+        try:
+            with open(path, "rb") as f:
+                return FORMAT.encode() in f.read()
+        except OSError:
+            return True
+    except OSError:
+        return os.path.isfile(path)
 
 
 def workspace_gone(folder: str | Path | None, wid: str | None) -> bool:
