@@ -309,6 +309,27 @@ def test_journal_survives_a_torn_line(ws):
     assert [e["action"] for e in ws.journal()] == ["init", "predict"]
 
 
+def test_grouping_while_another_workspace_is_made_at_the_path_after_the_check_is_refused(
+        ws, tmp_path, data, monkeypatch):
+    """The still-there check ran before the lock and workspace.json was read again under it without
+    comparing identities: another workspace made at the path in between got the grouping written in."""
+    import lnq_napari.workspace.workspace as module
+    from lnq_napari.workspace import TimePoint
+
+    old, real = ws.root, module.read_meta
+
+    def replaced_first(root):  # renamed and another made at the path between the check and the lock
+        old.rename(tmp_path / "renamed")
+        Workspace.init(old, data)
+        monkeypatch.setattr(module, "read_meta", real)
+        return real(root)
+
+    monkeypatch.setattr(module, "read_meta", replaced_first)
+    with pytest.raises(LNQError, match="is gone from there"):
+        ws.group_cases([TimePoint("lnq2023-train-0001", "P1", "t0")])
+    assert Workspace.open(old).time_points() == []
+
+
 def test_model_registry_and_activation(ws, tmp_path):
     model = tmp_path / "model"
     model.mkdir()

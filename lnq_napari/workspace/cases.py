@@ -143,9 +143,20 @@ def check_still_there(folder: str | Path, wid: str | None) -> None:
     """LNQError when :func:`workspace_gone`: a write made the folders again at the old path (an empty
     shell, or another workspace's), and what was saved there was missing from the workspace."""
     if workspace_gone(folder, wid):
-        raise LNQError(f"the workspace {folder} is gone from there (moved, renamed or deleted while open, or "
-                       "another workspace is there now); nothing was saved: open it where it is now and save "
-                       "again")
+        raise _gone(folder)
+
+
+def check_same(folder: str | Path, meta: dict, wid: str | None) -> None:
+    """:func:`check_still_there` on the ``workspace.json`` just read from ``folder`` (``meta``, under the
+    workspace's lock, before writing it back): LNQError when it is another workspace's."""
+    if wid is not None and not same_id(workspace_id(meta), wid):
+        raise _gone(folder)
+
+
+def _gone(folder: str | Path) -> LNQError:
+    return LNQError(f"the workspace {folder} is gone from there (moved, renamed or deleted while open, or "
+                    "another workspace is there now); nothing was saved: open it where it is now and save "
+                    "again")
 
 
 def read_meta(root: str | Path) -> dict:

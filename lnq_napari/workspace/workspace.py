@@ -45,6 +45,7 @@ from lnq_napari.workspace.cache import Cache
 from lnq_napari.workspace.cases import (
     CaseTable,
     TimePoint,
+    check_same,
     check_still_there,
     is_workspace,
     new_meta,
@@ -180,6 +181,7 @@ class Workspace:
         self._check_present()  # not into another workspace made at its path since
         with self._lock:
             meta = read_meta(self.root)  # another process may have changed it
+            check_same(self.root, meta, self.id)  # or made another workspace there since the check above
             table = CaseTable(meta["cases"], self.root, meta.get("root"))
             twice = sorted(case for case, n in Counter(p.case for p in points).items() if n > 1)
             if twice:
