@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lnq_napari.errors import LNQError
-from lnq_napari.workspace.cases import FORMAT, CaseTable, new_meta, read_meta, write_meta
+from lnq_napari.workspace.cases import FORMAT, CaseTable, new_meta, read_meta, workspace_id, write_meta
 
 
 def _touch(path: Path) -> Path:
@@ -171,3 +171,22 @@ def test_init_under_another_program_s_workspace_json_that_is_no_plain_json_is_no
     assert not is_workspace(tmp_path / "mono")
     data = _data(tmp_path)
     assert Workspace.init(tmp_path / "mono" / "studies" / "ws", data).case_ids()
+
+
+def test_a_workspace_json_rewritten_within_the_second_it_was_read_is_read_again(tmp_path):
+    """File systems that keep whole seconds (ext3, FAT, some NFS): a rewrite in the second the identity was
+    read kept inode, size and mtime, and the memo gave the old workspace's identity."""
+    import os
+    import time
+
+    from lnq_napari.workspace.cases import id_at
+
+    folder, second = tmp_path / "ws", time.time_ns() // 10**9 * 10**9
+    one, two = (new_meta(_data(tmp_path), folder) for _ in range(2))
+    write_meta(folder, one)
+    os.utime(folder / "workspace.json", ns=(second, second))
+    assert id_at(folder) == workspace_id(one)
+    with open(folder / "workspace.json", "r+") as f:  # in place: the same inode and size
+        f.write(json.dumps({**two, "created": one["created"]}, indent=1))
+    os.utime(folder / "workspace.json", ns=(second, second))
+    assert id_at(folder) == workspace_id({**two, "created": one["created"]})

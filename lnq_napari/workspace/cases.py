@@ -12,6 +12,7 @@ import json
 import os
 import re
 import stat
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -71,12 +72,15 @@ def same_id(one: str, other: str) -> bool:
 
 
 _SEEN: dict[str, tuple[tuple, str | None]] = {}  # META_FILE path -> (its stat, the id it held)
+RACY_NS = 2 * 10**9  # a file changed this close to its reading may change again with the same stat
 
 
 def id_at(folder: str | Path) -> str | None:
     """The identity (:func:`workspace_id`) of the lnq-napari workspace at ``folder`` now; None when there is
     none (no ``workspace.json``, or one of another program). OSError when it cannot be read (no
-    permission, a stale network share), ValueError when it is damaged. Read again only once changed."""
+    permission, a stale network share), ValueError when it is damaged. Read again only once changed
+    (git's racy rule: a file read within 2 s of its last change is read again, a file system that keeps
+    whole seconds gives a rewrite in that second the same stat)."""
     path = os.path.join(folder, META_FILE)
     try:
         st = os.stat(path)
@@ -90,7 +94,8 @@ def id_at(folder: str | Path) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     found = workspace_id(meta) if isinstance(meta, dict) and meta.get("format") == FORMAT else None
-    _SEEN[path] = (key, found)
+    if time.time_ns() - st.st_mtime_ns > RACY_NS:
+        _SEEN[path] = (key, found)
     return found
 
 
