@@ -353,6 +353,24 @@ def test_model_registry_and_activation(ws, tmp_path):
         ws.register_model(tmp_path)
 
 
+def test_activating_after_another_workspace_was_made_at_the_path_is_refused_and_changes_nothing(
+        ws, tmp_path, data):
+    """Renamed and a new workspace made at its old path: activating a version from the workspace opened
+    before made it active in the new one's registry (only the journal line after it was refused)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (model / "weights.safetensors").write_bytes(b"w")
+    ws.register_model(model)
+    old = ws.root
+    old.rename(tmp_path / "renamed")
+    Workspace.init(old, data).register_model(model)
+    with pytest.raises(LNQError, match="is gone from there"):
+        ws.activate("m001")
+    assert Workspace.open(old).active_model() is None
+    assert Workspace.open(tmp_path / "renamed").active_model() is None
+
+
 def test_the_case_opens_with_the_active_model_s_prediction_after_a_roll_back(ws, tmp_path):
     """After rolling back from m001 to the bundled model, Open case showed m001's prediction (the newest):
     the reviewer corrected, and the next fine-tune learnt from, the model they had just set aside."""

@@ -408,11 +408,13 @@ class Workspace:
         """Make ``version`` the active model (the one predictions and fine-tuning start from);
         ``"bundled"`` rolls back to the bundled model. Returns the journal entry.
 
-        The model folder is checked first (:meth:`ModelRegistry.check`); on an LNQError nothing changes.
+        The model folder is checked first (:meth:`ModelRegistry.check`), and that the workspace is still
+        the one opened at its path (as a Save checks); on an LNQError nothing changes.
         The journal line says who decided (``decided_by``: "rule" or "user"), why, and which version was
         active before, so that every roll-back is visible.
         """
         with self._lock:
+            self._check_present()  # not into another workspace made at its path since it was opened
             previous = self.registry.activate(version)
             return self.log("activate", version=version, previous=previous, decided_by=decided_by,
                             reason=reason)
