@@ -284,3 +284,26 @@ def test_edits_autosaved_before_the_workspace_file_lost_its_id_are_offered_again
     again = Workspace.open(ws.root)
     found = _open(again, again.version_info(CASE, original))
     assert found is not None and found.path == path
+
+
+def test_edits_of_a_case_open_from_a_read_only_workspace_are_autosaved_beside_the_data_and_offered_again(
+        ws, tmp_path, monkeypatch):
+    """A workspace on a read-only mount: every autosave failed (into its own folder), and the edits were
+    kept nowhere."""
+    import os
+
+    from lnq_napari.workspace.autosave import autosave_target
+
+    monkeypatch.delenv(AUTOSAVE_ENV)
+    monkeypatch.setattr("getpass.getuser", lambda: "ann")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if mode == os.W_OK and str(path).startswith(str(ws.root)) else real(path, mode, **kw)))
+    original = ws.latest_version(CASE)["version"]
+    target = autosave_target(ws.ct_path(CASE), ws.root, ws.id)
+    assert target.folder == tmp_path / "data" / "lnq-autosave" / "ann" and not target.moved
+    path = _autosave_while_open(ws, ws.root, _edited(ws, original), original,
+                                after=ws.label_path(CASE, original))
+    again = Workspace.open(ws.root)
+    found = _open(again, again.version_info(CASE, original))
+    assert found is not None and found.path == path

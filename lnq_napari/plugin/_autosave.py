@@ -15,6 +15,7 @@ from lnq_napari.workspace.autosave import (
     autosave_path,
     autosave_target,
     moved_note,
+    read_only_note,
     review_fields,
     write_autosave,
 )
@@ -46,13 +47,15 @@ class Autosaver:
     def _where(self) -> AutosaveTarget:
         """Where the next write goes (:func:`autosave_target`, decided once per write: its folder and its
         header's fields agree), telling the user once each time the workspace goes from where it was
-        opened (the edits then go to the folder a case without one autosaves to)."""
+        opened, or cannot be written (the edits then go to the folder a case without one autosaves to)."""
         where = autosave_target(self.session.source, self.session.workspace, self.session.workspace_id)
-        if where.moved and not self._told_moved:
+        aside = where.moved or where.read_only
+        if aside and not self._told_moved:
             from napari.utils.notifications import show_warning
 
-            show_warning(moved_note(self.session.workspace, self.session.case, where.folder))
-        self._told_moved = where.moved
+            note = moved_note if where.moved else read_only_note
+            show_warning(note(self.session.workspace, self.session.case, where.folder))
+        self._told_moved = aside
         return where
 
     def stop(self) -> None:

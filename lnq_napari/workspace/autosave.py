@@ -28,7 +28,7 @@ AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
 AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"
 WORKSPACE_AUTOSAVE = "autosave"  # the autosave folder inside a workspace
 REVIEW_FIELDS = ("marked", "rejected")  # provenance lists an autosave keeps as JSON in lnq_<name> fields
-MOVED_FIELD = "lnq_workspace_moved"  # "1": written outside the workspace, gone from its path meanwhile
+MOVED_FIELD = "lnq_workspace_moved"  # "1": written outside the workspace (gone from its path, or read-only)
 ID_FIELD = "lnq_workspace_id"  # the identity of the workspace the case was opened from (cases.workspace_id)
 
 
@@ -50,11 +50,12 @@ class AutosaveTarget:
     workspace: str  # the workspace's absolute path when opened ("" without one)
     workspace_id: str  # its identity ("" when unknown)
     moved: bool  # gone from that path (cases.workspace_gone): ``folder`` is outside it
+    read_only: bool = False  # its autosave folder cannot be written (read-only mount): ``folder`` is outside
 
     def fields(self) -> dict[str, str]:
         """The header fields that name the workspace (one $LNQ_NAPARI_AUTOSAVE_DIR serves them all)."""
-        return {"lnq_workspace": self.workspace, ID_FIELD: self.workspace_id, MOVED_FIELD: "1" if self.moved
-                else ""}
+        aside = "1" if self.moved or self.read_only else ""
+        return {"lnq_workspace": self.workspace, ID_FIELD: self.workspace_id, MOVED_FIELD: aside}
 
 
 def autosave_target(source: str | Path | None, workspace: str | Path | None,
@@ -63,10 +64,21 @@ def autosave_target(source: str | Path | None, workspace: str | Path | None,
     ``workspace_id``) goes now: :func:`autosave_dir`'s folder, or, once the workspace is gone from that
     path (:func:`~lnq_napari.workspace.cases.workspace_gone`), that of a case opened without one (never
     the old path: writing there made the workspace's folders again, an empty shell, or wrote into another
-    workspace made there)."""
+    workspace made there). A workspace whose autosave folder cannot be written (a read-only mount) has its
+    autosaves there too: they failed at every edit."""
     moved = workspace_gone(workspace, workspace_id)
-    return AutosaveTarget(autosave_dir(source, None if moved else workspace),
-                          os.path.abspath(workspace) if workspace else "", workspace_id or "", moved)
+    folder = autosave_dir(source, None if moved else workspace)
+    read_only = bool(workspace) and not moved and not os.environ.get(AUTOSAVE_ENV) and not _writable(
+        [folder, folder.parent, Path(workspace)])
+    return AutosaveTarget(autosave_dir(source, None) if read_only else folder, os.path.abspath(workspace)
+                          if workspace else "", workspace_id or "", moved, read_only)
+
+
+def _writable(folders: list[Path]) -> bool:
+    """Whether the first of ``folders`` that exists can be written (True when none can be told: a write
+    there then fails and says why)."""
+    found = next((f for f in folders if os.path.isdir(f)), None)
+    return found is None or os.access(found, os.W_OK)
 
 
 def autosave_folder(source: str | Path | None, workspace: str | Path | None,
@@ -91,6 +103,13 @@ def moved_note(workspace: str | Path, case: str, folder: str | Path) -> str:
     return (f"the workspace {workspace} is gone from there (moved, renamed or deleted while open, or another "
             f"workspace made there?): the unsaved edits of {case} are autosaved in {folder} instead; open "
             "the workspace where it is now and open the case again to get them back")
+
+
+def read_only_note(workspace: str | Path, case: str, folder: str | Path) -> str:
+    """The one line that tells where the unsaved edits of ``case`` are autosaved when its workspace cannot
+    be written."""
+    return (f"the workspace {workspace} cannot be written (read-only?): the unsaved edits of {case} are "
+            f"autosaved in {folder} instead, and offered again when the case opens from it")
 
 
 def user_folder() -> str:
