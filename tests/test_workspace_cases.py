@@ -190,3 +190,22 @@ def test_a_workspace_json_rewritten_within_the_second_it_was_read_is_read_again(
         f.write(json.dumps({**two, "created": one["created"]}, indent=1))
     os.utime(folder / "workspace.json", ns=(second, second))
     assert id_at(folder) == workspace_id({**two, "created": one["created"]})
+
+
+def test_a_workspace_json_replaced_by_one_of_the_same_size_and_times_is_read_again(tmp_path):
+    """A workspace.json replaced in place by one of the same size with its times kept (cp -p, rsync -t,
+    a restore): inode, size and mtime were all the memo compared, and it gave the old identity."""
+    import os
+
+    from lnq_napari.workspace.cases import id_at
+
+    folder = tmp_path / "ws"
+    one, two = (new_meta(_data(tmp_path), folder) for _ in range(2))
+    two["created"] = one["created"]
+    write_meta(folder, one)
+    os.utime(folder / "workspace.json", (1000, 1000))
+    assert id_at(folder) == workspace_id(one)
+    with open(folder / "workspace.json", "r+") as f:  # the same inode and size
+        f.write(json.dumps(two, indent=1))
+    os.utime(folder / "workspace.json", (1000, 1000))
+    assert id_at(folder) == workspace_id(two)

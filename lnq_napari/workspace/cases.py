@@ -79,14 +79,15 @@ def id_at(folder: str | Path) -> str | None:
     """The identity (:func:`workspace_id`) of the lnq-napari workspace at ``folder`` now; None when there is
     none (no ``workspace.json``, or one of another program). OSError when it cannot be read (no
     permission, a stale network share), ValueError when it is damaged. Read again only once changed
-    (git's racy rule: a file read within 2 s of its last change is read again, a file system that keeps
-    whole seconds gives a rewrite in that second the same stat)."""
+    (its stat, the change time included, which a copy keeping times cannot set; git's racy rule: a file
+    read within 2 s of its last change is read again, a file system that keeps whole seconds gives a
+    rewrite in that second the same stat)."""
     path = os.path.join(folder, META_FILE)
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
             return None
-        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)  # ctime: utime cannot set it
         if (seen := _SEEN.get(path)) is not None and seen[0] == key:
             return seen[1]
         with open(path, "rb") as f:
@@ -94,7 +95,7 @@ def id_at(folder: str | Path) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     found = workspace_id(meta) if isinstance(meta, dict) and meta.get("format") == FORMAT else None
-    if time.time_ns() - st.st_mtime_ns > RACY_NS:
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
         _SEEN[path] = (key, found)
     return found
 
