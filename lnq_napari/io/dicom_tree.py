@@ -287,25 +287,37 @@ def _split_pair(a: Path, b: Path, key: tuple[str, ...], sampled: dict[Path, _Par
     """Whether two folders' parts of the series ``key`` are slices of one volume split apart: both have
     slice positions, and no SOP Instance UID (a copy) and no position (two volumes) is shared. Their first
     files (``sampled``) are looked at first (a copy under the same names: no more is read); then every
-    file of ``a`` (kept in ``read``) and those of ``b`` until one is shared."""
+    file of ``a`` and those of ``b`` until one is shared. A folder read to its end is kept in ``read``:
+    each part of a series split over many folders is read once, not once per pair."""
     first_a, first_b = sampled[a], sampled[b]
     if first_a.sops & first_b.sops or first_a.positions & first_b.positions:
         return False
-    if a not in read:
-        read[a] = _Part(set(), set())
-        for sop, position in _part_files(a, key):
-            read[a].sops.add(sop)
-            if position:
-                read[a].positions.add(position)
-    whole = read[a]
+    whole = _whole_part(a, key, read)
     if not whole.positions:  # no slice positions (an enhanced CT): never a split
         return False
-    placed = False
+    if b in read:
+        other = read[b]
+        return bool(other.positions) and not (whole.sops & other.sops or whole.positions & other.positions)
+    other = _Part(set(), set())
     for sop, position in _part_files(b, key):
         if sop in whole.sops or position in whole.positions:
             return False
-        placed = placed or bool(position)
-    return placed
+        other.sops.add(sop)
+        if position:
+            other.positions.add(position)
+    read[b] = other
+    return bool(other.positions)
+
+
+def _whole_part(folder: Path, key: tuple[str, ...], read: dict[Path, _Part]) -> _Part:
+    """Every file of ``folder`` in the series ``key`` (:func:`_part_files`), read once into ``read``."""
+    if folder not in read:
+        part = read[folder] = _Part(set(), set())
+        for sop, position in _part_files(folder, key):
+            part.sops.add(sop)
+            if position:
+                part.positions.add(position)
+    return read[folder]
 
 
 #: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
