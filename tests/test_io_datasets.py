@@ -732,3 +732,19 @@ def test_the_parts_of_a_split_series_are_left_out_of_the_cases_unless_they_have_
                                        r"folders \S+a and \S+b hold slices of one DICOM series .* move its "
                                        r"slices into one folder$"):
         find_cases(root)
+
+
+def test_a_data_folder_of_split_series_alone_names_every_one_of_them(tmp_path):
+    """Every case a part of one of two split series: the refusal named the first series only, the
+    second was found on the next run."""
+    from test_io_dicom_series import hu, series
+
+    root = tmp_path / "data"
+    for first, second, seed in (("a", "b", 0), ("c", "d", 1)):
+        series(root / first, hu(6, seed=seed))
+        (root / second).mkdir()
+        for file in sorted((root / first).glob("*.dcm"))[1::2]:
+            file.rename(root / second / file.name)
+    with pytest.raises(LNQError, match=r"^the folders \S+a and \S+b hold slices of one DICOM series .* move "
+                                       r"its slices into one folder \(and 1 more series split so\)$"):
+        find_cases(root)

@@ -81,7 +81,9 @@ def _without_split_parts(folder: Path, cases: list[CaseFiles]) -> list[CaseFiles
                            f"{split[case.ct]}")
     kept = [case for case in cases if case.ct not in split]
     if not kept:
-        raise LNQError(next(iter(split.values())))
+        messages = list(dict.fromkeys(split.values()))  # one per split series
+        more = f" (and {len(messages) - 1} more series split so)" if len(messages) > 1 else ""
+        raise LNQError(f"{messages[0]}{more}")
     parts = [_below(folder, case.ct) for case in cases if case.ct in split]
     named = ", ".join(parts[:3]) + (" ..." if len(parts) > 3 else "")
     warnings.warn(f"{folder}: {len(parts)} DICOM series folder(s) left out as parts of a series an export "
