@@ -5,6 +5,7 @@ file and its folder are :mod:`lnq_napari.workspace.autosave`'s."""
 from __future__ import annotations
 
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ class Autosaver:
         self._stopped = False
         self._told_moved = False  # the user was told the workspace is gone and where the edits go instead
         self._told_error = ""  # the failure last said (said again only once it changes or a write works)
+        self._watchers: list[weakref.WeakMethod] = []  # told after each write or failure (held weakly)
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
@@ -57,6 +59,26 @@ class Autosaver:
             show_warning(note(self.session.workspace, self.session.case, where.folder))
         self._told_moved = aside
         return where
+
+    def watch(self, callback, owner) -> None:
+        """Call the bound method ``callback`` after each write or failure until the QObject ``owner``
+        (its widget) is destroyed (its labels are gone before its Python object)."""
+        if any(w() == callback for w in self._watchers):
+            return
+        watcher, me = weakref.WeakMethod(callback), weakref.ref(self)
+        self._watchers.append(watcher)
+        owner.destroyed.connect(lambda *_: me() is not None and me()._unwatch(watcher))
+
+    def _unwatch(self, watcher: weakref.WeakMethod) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+
+    def _tell(self) -> None:
+        self._watchers = [w for w in self._watchers if w() is not None]
+        for watcher in list(self._watchers):
+            callback = watcher()
+            if callback is not None:
+                callback()
 
     def stop(self) -> None:
         """No more writes: the case closes with nothing unsaved (a write still pending would be taken,
@@ -121,32 +143,45 @@ class Autosaver:
     def _written(self, path: Path) -> None:
         self.last_path = Path(path)
         self.writes += 1
+        self.last_error = None
         self._told_error = ""
+        self._tell()
 
     def _failed(self, exc: Exception) -> None:
         from napari.utils.notifications import show_warning
 
         self.last_error = exc
+        self._pending = not self._stopped  # the edits are not written: tried again at the next timeout
         message = f"lnq-napari autosave failed: {exc}"
         if message != self._told_error:  # one failure retried at every timeout: said once, not every 2 s
             show_warning(message)
         self._told_error = message
+        self._tell()
 
     def _done(self) -> None:
         self._worker = None
         if self._pending and not self._timer.isActive():
-            self._on_timeout()
+            if self.last_error is not None:  # failed: tried again after the interval, not at once (a loop)
+                self._timer.start()
+            else:
+                self._on_timeout()
 
     def flush(self) -> Path | None:
-        """Write now, in this thread, if there are unsaved edits; returns the autosave path."""
-        if not self._pending and self.last_path is not None:
-            return self.last_path
+        """Write now, in this thread, unless the last write holds the edits; returns the autosave path
+        (a failed write raises: never the path of an older autosave)."""
         deadline = time.monotonic() + 60.0
         while self._worker is not None and time.monotonic() < deadline:  # let a running write finish first
-            QCoreApplication.processEvents()
+            QCoreApplication.processEvents()  # (it may fail: then the edits are pending again)
             time.sleep(0.005)
+        if not self._pending and self.last_error is None and self.last_path is not None:
+            return self.last_path
         self._timer.stop()
-        where = self._where()
-        self._written(write_autosave(self._snapshot(), where.folder, self.session.case, self._extra(where)))
+        try:
+            where = self._where()
+            path = write_autosave(self._snapshot(), where.folder, self.session.case, self._extra(where))
+        except Exception as exc:
+            self.last_error, self._pending = exc, not self._stopped
+            raise
+        self._written(path)
         self._pending = False
         return self.last_path

@@ -1227,3 +1227,43 @@ def test_an_autosave_that_keeps_failing_is_said_once_and_the_edits_are_written_o
         ["lnq-napari autosave failed: [Errno 13] Permission denied: '/somewhere'"]
     monkeypatch.setattr(autosaver, "autosave_target", real)  # the share is back: the edit is kept
     qtbot.waitUntil(lambda: session.autosaver.writes > writes, timeout=5000)
+
+
+def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_as_written(
+        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
+    """A write that failed in the worker (disk full) was not tried again until the next edit: the Save panel
+    said "autosaved to" the older file and flush() returned that file without writing the edit."""
+    import napari.utils.notifications
+
+    import lnq_napari.plugin._autosave as autosaver
+    from lnq_napari.plugin.widgets.save import SaveWidget
+    from lnq_napari.workspace import Workspace
+    from lnq_napari.workspace.autosave import autosave_fields
+
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", lambda *a: None)
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    saver = session.autosaver
+    qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
+    saver._timer.setInterval(100)
+    real, calls = autosaver.write_autosave, []
+
+    def full(*args, **kwargs):
+        calls.append(1)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(autosaver, "write_autosave", full)
+    save = SaveWidget(viewer)
+    nodes, writes = viewer.layers["nodes"], saver.writes
+    nodes.data_setitem((np.array([9]), np.array([21]), np.array([21])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    qtbot.waitUntil(lambda: len(calls) >= 3, timeout=5000)  # tried again, no new edit needed
+    assert len(calls) < 20  # at the interval, not in a loop
+    assert saver._pending and "autosaved to" not in save.status.text()
+    assert "autosave failed" in save.status.text()
+    with pytest.raises(OSError):  # not the older autosave's path
+        saver.flush()
+    monkeypatch.setattr(autosaver, "write_autosave", real)  # space freed: the edit is written unasked
+    qtbot.waitUntil(lambda: saver.writes > writes, timeout=5000)
+    assert saver.last_error is None and not saver._pending
+    assert autosave_fields(saver.flush())["lnq_edits"] == str(session.edits)

@@ -132,10 +132,15 @@ class SaveWidget(QWidget):
 
     def _show_state(self) -> None:
         session = self.tracker.session
+        if session is not None and session.autosaver is not None:
+            session.autosaver.watch(self._show_state, self)  # its writes and failures end after the edit
         if self.worker is not None:  # "saving ..." until it ends
             return
         if session is None:
             self.status.setText("no node layer")
+        elif session.autosaver is not None and session.autosaver.last_error is not None:  # not "autosaved"
+            self.status.setText(f"{session.edits} edits; autosave failed ({session.autosaver.last_error}): "
+                                "tried again every few seconds; Save to keep them")
         elif session.autosaver is not None and session.autosaver.last_path is not None:
             self.status.setText(f"{session.edits} edits; autosaved to {session.autosaver.last_path}")
         else:
