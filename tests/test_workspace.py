@@ -188,6 +188,20 @@ def test_a_save_after_the_workspace_was_renamed_is_refused_and_makes_no_empty_sh
     assert [v["version"] for v in Workspace.open(tmp_path / "renamed").versions(case)] == ["v001"]
 
 
+def test_nothing_done_on_a_workspace_opened_before_it_moved_makes_its_folder_again(ws, tmp_path):
+    """Activating a version made the old folder again with its lock file (the lock was taken before the
+    check): a later ``mv renamed ws`` then moved the workspace into that folder."""
+    old = ws.root
+    old.rename(tmp_path / "renamed")
+    for step in (lambda: ws.activate("bundled"), lambda: ws.cache.write("scores", {}), ws.locked().__enter__,
+                 ws.running_finetune().__enter__, ws.registry.create):
+        with pytest.raises(LNQError, match="is gone from there"):
+            step()
+        assert not old.exists()
+    assert ws.journal() == [] and not old.exists()  # reading it neither (nor the save-line recovery)
+    assert Workspace.open(tmp_path / "renamed").active_model() is None
+
+
 def test_a_save_after_another_workspace_was_made_at_the_path_is_refused(ws, tmp_path, data):
     """Renamed and a new workspace made at its old path: a save of the workspace opened before went into
     the new one (only "is there a workspace.json" was asked)."""

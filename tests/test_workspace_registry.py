@@ -41,6 +41,7 @@ def _trained_elsewhere(folder):
 
 @pytest.fixture
 def registry(tmp_path):
+    (tmp_path / "ws").mkdir()  # the workspace's folder (its lock never makes it)
     reg = ModelRegistry(tmp_path / "ws" / "models", tmp_path / "ws")
     reg.create()
     return reg

@@ -149,17 +149,18 @@ def check_still_there(folder: str | Path, wid: str | None) -> None:
     """LNQError when :func:`workspace_gone`: a write made the folders again at the old path (an empty
     shell, or another workspace's), and what was saved there was missing from the workspace."""
     if workspace_gone(folder, wid):
-        raise _gone(folder)
+        raise gone_error(folder)
 
 
 def check_same(folder: str | Path, meta: dict, wid: str | None) -> None:
     """:func:`check_still_there` on the ``workspace.json`` just read from ``folder`` (``meta``, under the
     workspace's lock, before writing it back): LNQError when it is another workspace's."""
     if wid is not None and not same_id(workspace_id(meta), wid):
-        raise _gone(folder)
+        raise gone_error(folder)
 
 
-def _gone(folder: str | Path) -> LNQError:
+def gone_error(folder: str | Path) -> LNQError:
+    """The one-line error for a write to the workspace opened from ``folder`` once it is gone from there."""
     return LNQError(f"the workspace {folder} is gone from there (moved, renamed or deleted while open, or "
                     "another workspace is there now); nothing was saved: open it where it is now and save "
                     "again")

@@ -20,6 +20,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from lnq_napari.errors import LNQError
+from lnq_napari.workspace.cases import gone_error
 
 LOCK_FILE = ".lnq.lock"
 TIMEOUT_S = 120.0  # a writer holds the lock for milliseconds; this long a wait means something is stuck
@@ -41,7 +42,7 @@ class WorkspaceLock:
             return _LOCKS.setdefault(self._key, FileLock(self._key, timeout=TIMEOUT_S))
 
     def __enter__(self) -> WorkspaceLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        _check_folder(self.folder)  # filelock makes the folders of its file: never a moved workspace's
         try:
             self._lock().acquire()
         except TimeoutError as exc:
@@ -55,7 +56,11 @@ class WorkspaceLock:
     @contextlib.contextmanager
     def if_free(self) -> Iterator[bool]:
         """``with lock.if_free() as held:``: the lock taken when no other program or thread holds it
-        (reentrant, as ``with lock``), never waited for; ``held`` says whether it was taken."""
+        (reentrant, as ``with lock``), never waited for; ``held`` says whether it was taken (never when
+        the folder is gone)."""
+        if not self.folder.is_dir():
+            yield False
+            return
         lock = self._lock()
         try:
             lock.acquire(timeout=0)
@@ -66,6 +71,13 @@ class WorkspaceLock:
             yield True
         finally:
             lock.release()
+
+
+def _check_folder(folder: Path) -> None:
+    """LNQError when the workspace ``folder`` is not there (moved, renamed or deleted while open): taking
+    its lock made the folder again at the old path, an empty shell a later move went into."""
+    if not folder.is_dir():
+        raise gone_error(folder)
 
 
 RUN_FILE = ".finetune.lock"  # beside LOCK_FILE: held for as long as a fine-tune runs
@@ -85,7 +97,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         from filelock import Timeout
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        _check_folder(self.folder)
         lock = FileLock(str(self.folder / RUN_FILE), timeout=RUN_WAIT_S, thread_local=False)
         try:
             lock.acquire()
