@@ -34,6 +34,7 @@ class Autosaver:
         self._pending = False
         self._stopped = False
         self._told_moved = False  # the user was told the workspace is gone and where the edits go instead
+        self._told_read_only = False  # ... that it cannot be written, and where the edits go instead
         self._told_error = ""  # the failure last said (said again only once it changes or a write works)
         self._watchers: list[weakref.WeakMethod] = []  # told after each write or failure (held weakly)
         self._timer = QTimer()
@@ -51,13 +52,13 @@ class Autosaver:
         header's fields agree), telling the user once each time the workspace goes from where it was
         opened, or cannot be written (the edits then go to the folder a case without one autosaves to)."""
         where = autosave_target(self.session.source, self.session.workspace, self.session.workspace_id)
-        aside = where.moved or where.read_only
-        if aside and not self._told_moved:
+        told = (where.moved and not self._told_moved) or (where.read_only and not self._told_read_only)
+        if told:  # each said once: a workspace read-only first, then moved, is told it moved too
             from napari.utils.notifications import show_warning
 
             note = moved_note if where.moved else read_only_note
             show_warning(note(self.session.workspace, self.session.case, where.folder))
-        self._told_moved = aside
+        self._told_moved, self._told_read_only = where.moved, where.read_only
         return where
 
     def watch(self, callback, owner) -> None:

@@ -1267,3 +1267,29 @@ def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_a
     qtbot.waitUntil(lambda: saver.writes > writes, timeout=5000)
     assert saver.last_error is None and not saver._pending
     assert autosave_fields(saver.flush())["lnq_edits"] == str(session.edits)
+
+
+def test_a_read_only_workspace_that_then_moves_is_told_both(make_napari_viewer, own_data, tmp_path,
+                                                            monkeypatch):
+    """One "told once" flag for read-only and moved: a workspace first read-only, then moved, never got
+    the warning that it is gone (and where its edits go now)."""
+    import napari.utils.notifications
+
+    import lnq_napari.workspace.autosave as autosave
+    from lnq_napari.workspace import Workspace
+
+    told = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", told.append)
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    monkeypatch.setattr(autosave, "_writable", lambda folders: False)  # a read-only mount
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    session.autosaver.flush()
+    session.autosaver.flush()
+    assert [t for t in told if "cannot be written" in t] and not [t for t in told if "is gone" in t]
+    ws.root.rename(tmp_path / "moved")
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([9]), np.array([21]), np.array([21])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    session.autosaver.flush()
+    assert len([t for t in told if "is gone from there" in t]) == 1
+    assert len([t for t in told if "cannot be written" in t]) == 1
