@@ -115,3 +115,12 @@ def test_a_workspace_folder_that_cannot_be_read_now_gets_its_autosave_there_with
 
     monkeypatch.setattr(os, "stat", stale)
     assert autosave_folder(tmp_path / "c1-ct.nrrd", ws) == ws / "autosave" / "ann"
+
+
+def test_the_read_only_note_says_only_this_workspace_gets_the_edits_back():
+    """Edits kept aside for a read-only workspace come back only when the case opens from it: the note let
+    a user copying the share somewhere writable expect them there."""
+    from lnq_napari.workspace.autosave import read_only_note
+
+    note = read_only_note("/share/ws", "case1", "/data/lnq-autosave/ann")
+    assert "/data/lnq-autosave/ann" in note and "not from a copy of it" in note and "\n" not in note

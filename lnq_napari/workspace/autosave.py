@@ -107,9 +107,11 @@ def moved_note(workspace: str | Path, case: str, folder: str | Path) -> str:
 
 def read_only_note(workspace: str | Path, case: str, folder: str | Path) -> str:
     """The one line that tells where the unsaved edits of ``case`` are autosaved when its workspace cannot
-    be written."""
+    be written, and that only that workspace gets them back (a copy of it does not while it is there:
+    :func:`~lnq_napari.workspace.cases.written_for`)."""
     return (f"the workspace {workspace} cannot be written (read-only?): the unsaved edits of {case} are "
-            f"autosaved in {folder} instead, and offered again when the case opens from it")
+            f"autosaved in {folder} instead, and offered again when the case opens from this workspace "
+            "(not from a copy of it: open the case here to get them back)")
 
 
 def user_folder() -> str:
