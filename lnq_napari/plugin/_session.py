@@ -533,12 +533,20 @@ def _napari_private(layer, name: str, default):
     return getattr(getattr(layer, "__wrapped__", layer), name, default)
 
 
+def holds_edits(layer) -> bool:
+    """True when ``layer`` holds edits not saved: its session's, or, with no session (a layer painted with
+    the Segment tab docked alone), any step in napari's undo history."""
+    session = layer.metadata.get(SESSION_KEY)
+    if session is not None:
+        return session.unsaved
+    return bool(_napari_private(layer, "_undo_history", ()))
+
+
 def drop_unedited(viewer, name: str) -> None:
     """Remove the layers named ``name`` (napari's "name [1]" too) but those holding edits not saved
     (nothing of the user's is lost)."""
     for layer in [ly for ly in viewer.layers if ly.name == name or ly.name.startswith(f"{name} [")]:
-        session = layer.metadata.get(SESSION_KEY)
-        if session is None or not session.unsaved:
+        if not holds_edits(layer):
             viewer.layers.remove(layer)
 
 

@@ -187,3 +187,31 @@ def test_the_segment_status_of_one_ct_goes_when_another_is_opened(make_napari_vi
     assert " nodes, " in segment.status.text()
     viewer.open(str(shutil.copy(phantom_files.ct, tmp_path / "patient2-ct.nrrd")), plugin="lnq-napari")
     assert segment.status.text() == "" and segment.progress.value() == 0
+
+
+def _find(segment, qtbot, viewer) -> list[str]:
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    return [ly.name for ly in viewer.layers if ly.name.startswith("nodes")]
+
+
+def test_find_nodes_keeps_a_node_layer_painted_by_hand_with_the_segment_tab_alone(
+    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir
+):
+    """With Segment docked alone (Plugins menu) a "nodes" layer painted by hand has no session: the second
+    Find nodes took it for unedited and removed it."""
+    import numpy as np
+
+    from lnq_napari.plugin.widgets.segment import SegmentWidget
+
+    viewer = make_napari_viewer()
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment)
+    segment.predictor_factory = lambda model, device: stand_in
+    ct = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    mine = viewer.add_labels(np.zeros(ct.data.shape, np.uint8), name="nodes", scale=ct.scale,
+                             translate=ct.translate)
+    mine.paint((10, 50, 50), 7)
+    _find(segment, qtbot, viewer)
+    _find(segment, qtbot, viewer)
+    assert mine in viewer.layers and int(mine.data[10, 50, 50]) == 7
