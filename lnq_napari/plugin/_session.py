@@ -43,6 +43,7 @@ from lnq_napari.workspace.review_stats import CaseStats
 SESSION_KEY = "lnq_session"
 PROB_KEY = "lnq_probabilities"
 MODEL_KEY = "lnq_model_version"
+FOUND_KEY = "lnq_found"  # a node layer Find nodes made (show_prediction): the only kind it may remove
 NODES_NAME = "nodes"
 PREVIOUS_NAME = f"{NODES_NAME} (previous)"  # the node layer a new Find nodes replaced
 SUGGESTIONS_NAME = "suggestions"
@@ -542,11 +543,18 @@ def holds_edits(layer) -> bool:
     return bool(_napari_private(layer, "_undo_history", ()))
 
 
+def droppable(viewer, layer) -> bool:
+    """The one rule for what Find nodes may remove: a node layer it made itself (:data:`FOUND_KEY`; never
+    labels opened from a file or a workspace version, nor one painted by hand) that holds no edits not
+    saved."""
+    return bool(layer.metadata.get(FOUND_KEY)) and not holds_edits(layer)
+
+
 def drop_unedited(viewer, name: str) -> None:
-    """Remove the layers named ``name`` (napari's "name [1]" too) but those holding edits not saved
-    (nothing of the user's is lost)."""
+    """Remove the layers named ``name`` (napari's "name [1]" too) that :func:`droppable` allows (nothing
+    of the user's is lost)."""
     for layer in [ly for ly in viewer.layers if ly.name == name or ly.name.startswith(f"{name} [")]:
-        if not holds_edits(layer):
+        if droppable(viewer, layer):
             viewer.layers.remove(layer)
 
 
@@ -555,7 +563,7 @@ def show_prediction(viewer, ct_layer, result: NodeResult) -> NodeSession:
     and the "suggestions" Points layer."""
     ct = layer_volume(ct_layer)
     prob = np.asarray(result.probabilities.array, dtype=np.float32)
-    meta = {PROB_KEY: prob, MODEL_KEY: result.model_version}
+    meta = {PROB_KEY: prob, MODEL_KEY: result.model_version, FOUND_KEY: True}
     kwargs = layer_kwargs(ct, NODES_NAME, role="labels", like=ct_layer, **meta)
     stats = None
     if NODES_NAME in viewer.layers:  # keep the earlier node layer (and its edits), hidden and renamed

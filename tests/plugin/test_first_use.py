@@ -215,3 +215,20 @@ def test_find_nodes_keeps_a_node_layer_painted_by_hand_with_the_segment_tab_alon
     _find(segment, qtbot, viewer)
     _find(segment, qtbot, viewer)
     assert mine in viewer.layers and int(mine.data[10, 50, 50]) == 7
+
+
+def test_find_nodes_never_removes_labels_opened_from_a_file(make_napari_viewer, qtbot, phantom_files,
+                                                            stand_in, autosave_dir):
+    """``lnq-napari view CT --seg LABELS`` (or a workspace version) opens the labels as "nodes": two Find
+    nodes later they had left the viewer without a word."""
+    from lnq_napari.plugin.app import open_viewer
+
+    viewer = open_viewer(ct=phantom_files.ct, seg=phantom_files.seg, viewer=make_napari_viewer())
+    segment = viewer.window.dock_widgets["lnq-napari"].widgets["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    opened = viewer.layers["nodes"]
+    assert not opened.metadata["lnq_session"].unsaved
+    _find(segment, qtbot, viewer)
+    assert _find(segment, qtbot, viewer) == ["nodes (previous)", "nodes (previous) [1]", "nodes"]
+    assert _find(segment, qtbot, viewer) == ["nodes (previous)", "nodes (previous) [1]", "nodes"]
+    assert viewer.layers["nodes (previous)"] is opened
