@@ -546,8 +546,18 @@ def holds_edits(layer) -> bool:
 def droppable(viewer, layer) -> bool:
     """The one rule for what Find nodes may remove: a node layer it made itself (:data:`FOUND_KEY`; never
     labels opened from a file or a workspace version, nor one painted by hand) that holds no edits not
-    saved."""
-    return bool(layer.metadata.get(FOUND_KEY)) and not holds_edits(layer)
+    saved, is not the active layer and is not mid-stroke (napari tells of a brush stroke's paint only when
+    the mouse is released)."""
+    active = viewer.layers.selection.active
+    mid_stroke = (_napari_private(layer, "_block_history", False)
+                  or bool(_napari_private(layer, "_staged_history", ())))
+    return (bool(layer.metadata.get(FOUND_KEY)) and not holds_edits(layer) and not mid_stroke
+            and _unwrapped(active) is not _unwrapped(layer))
+
+
+def _unwrapped(layer):
+    """``layer`` itself, not the proxy napari hands a Plugins-menu widget (each read makes a new one)."""
+    return getattr(layer, "__wrapped__", layer)
 
 
 def drop_unedited(viewer, name: str) -> None:

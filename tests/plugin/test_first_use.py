@@ -232,3 +232,31 @@ def test_find_nodes_never_removes_labels_opened_from_a_file(make_napari_viewer, 
     assert _find(segment, qtbot, viewer) == ["nodes (previous)", "nodes (previous) [1]", "nodes"]
     assert _find(segment, qtbot, viewer) == ["nodes (previous)", "nodes (previous) [1]", "nodes"]
     assert viewer.layers["nodes (previous)"] is opened
+
+
+def test_find_nodes_keeps_the_earlier_node_layer_selected_or_mid_stroke(
+    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir
+):
+    """napari tells of a brush stroke's paint when the mouse is released: Find nodes (a key, or a result
+    arriving) mid-stroke removed the earlier node layer being painted; the layer selected went too."""
+    import numpy as np
+
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    viewer.open(str(phantom_files.ct), plugin="lnq-napari")
+    _find(segment, qtbot, viewer)
+    _find(segment, qtbot, viewer)
+    selected = viewer.layers["nodes (previous)"]
+    viewer.layers.selection.active = selected
+    assert _find(segment, qtbot, viewer) == ["nodes (previous)", "nodes (previous) [1]", "nodes"]
+    assert viewer.layers["nodes (previous)"] is selected
+    painting = viewer.layers["nodes (previous) [1]"]
+    painting._begin_stroke()  # the mouse pressed: the stroke's paint is staged, not yet told
+    painting.paint(np.array(painting.data.shape) // 2, 77)
+    assert not painting.metadata["lnq_session"].unsaved
+    _find(segment, qtbot, viewer)
+    assert painting in viewer.layers and selected not in viewer.layers  # selected no more: it may go
+    painting._commit_stroke()  # the mouse released
+    assert painting.metadata["lnq_session"].unsaved
+    assert int(painting.data[tuple(np.array(painting.data.shape) // 2)]) == 77
