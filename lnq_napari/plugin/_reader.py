@@ -20,6 +20,7 @@ from lnq_napari.io.layout import (
     is_image_file,
     looks_like_label_name,
     sibling_ct,
+    split_name,
 )
 from lnq_napari.io.readers import read_ct_of, read_grid, read_volume
 from lnq_napari.io.volume import Volume
@@ -116,6 +117,8 @@ def read_layer(path: str | Path) -> tuple:
     seg = _is_dicom_seg(path)
     if not looks_like_label_name(path) and not seg:
         volume = read_volume(path)  # a slice of a series: that series
+        if split_name(path).role == PROB_ROLE:  # a probability map (predict --probabilities): no CT
+            return prob_layer_data(volume, name=_layer_name(path), source=path)
         if not looks_like_labels(path, volume.array):
             source = dicom_source(path)  # a CD or a series, named and saved beside as its folder is
             return ct_layer_data(volume, name=_layer_name(source), source=source)
@@ -148,6 +151,18 @@ def ct_layer_data(volume: Volume, name: str = "CT", source=None) -> tuple:
     """An Image layer tuple showing a CT in the mediastinal window."""
     kwargs = layer_kwargs(volume, name, role="ct", source=source)
     kwargs.update(contrast_limits=CT_CONTRAST, colormap="gray", blending="translucent")
+    return np.asarray(volume.array), kwargs, "image"
+
+
+PROB_ROLE = "prob"  # a probability map's layer: never taken for the CT Find nodes runs on
+PROB_CONTRAST = (0.0, 1.0)
+
+
+def prob_layer_data(volume: Volume, name: str = "probabilities", source=None) -> tuple:
+    """An Image layer tuple showing a node probability map (``<case>-prob.nrrd``) over 0..1, added onto
+    the CT below it."""
+    kwargs = layer_kwargs(volume, name, role=PROB_ROLE, source=source)
+    kwargs.update(contrast_limits=PROB_CONTRAST, colormap="inferno", blending="additive", opacity=0.6)
     return np.asarray(volume.array), kwargs, "image"
 
 

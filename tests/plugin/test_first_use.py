@@ -260,3 +260,24 @@ def test_find_nodes_keeps_the_earlier_node_layer_selected_or_mid_stroke(
     painting._commit_stroke()  # the mouse released
     assert painting.metadata["lnq_session"].unsaved
     assert int(painting.data[tuple(np.array(painting.data.shape) // 2)]) == 77
+
+
+def test_a_probability_map_opened_after_the_ct_is_shown_over_0_to_1_and_never_taken_for_the_ct(
+    make_napari_viewer, phantom_files, tmp_path
+):
+    """``predict --probabilities`` writes ``<case>-prob.nrrd``: File > Open of it gave an Image of role
+    "ct" (the mediastinal window, -160..240, over values 0..1), and Segment switched to it as the CT."""
+    import numpy as np
+
+    from lnq_napari.io.readers import write_volume
+
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    ct = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    volume = phantom_files.case.ct
+    rng = np.random.default_rng(0)
+    prob = write_volume(tmp_path / "lnq2023-train-0003-prob.nrrd",
+                        volume.with_array(rng.random(volume.array.shape, dtype=np.float32)))
+    layer = viewer.open(str(prob), plugin="lnq-napari")[0]
+    assert segment.form.ct.value is ct
+    assert layer.metadata["lnq_role"] == "prob" and tuple(layer.contrast_limits) == (0.0, 1.0)
