@@ -13,6 +13,7 @@ SOURCE_KEY = "lnq_source"
 ROLE_KEY = "lnq_role"
 COMPARE_ROLE = "compare"  # the Compare widget's layers: a view of two scans, never a case's node layer
 CT_CONTRAST = WINDOW_HU  # CT layers open in the mediastinal window, as the demo's pictures show them
+HU_FLOOR = -1024.0  # the contrast slider's low end at the lowest: air, and below it padding
 
 
 def geometry(volume: Volume) -> dict:
@@ -79,6 +80,18 @@ def layer_volume(layer) -> Volume:
     return volume_from(layer.data, layer.metadata, layer.scale, layer.translate)
 
 
+def hu_span(data: np.ndarray) -> tuple[float, float] | None:
+    """The lowest and highest finite value of ``data``, the low end no lower than :data:`HU_FLOOR` (the
+    padding outside a scan's field of view, -32768 or -3024, is no tissue); None when none is finite."""
+    lowest, highest = float(data.min()), float(data.max())
+    if not (np.isfinite(lowest) and np.isfinite(highest)):  # inf or NaN in a float CT: the finite values
+        finite = data[np.isfinite(data)]
+        if finite.size == 0:
+            return None
+        lowest, highest = float(finite.min()), float(finite.max())
+    return max(lowest, min(HU_FLOOR, highest)), highest
+
+
 def widen_contrast_range(layer) -> None:
     """Let a CT layer's contrast slider reach every HU of its data (a lung or bone window too); the
     limits stay as they are (the mediastinal window). napari caps the slider at the limits an image
@@ -86,8 +99,11 @@ def widen_contrast_range(layer) -> None:
     data = np.asarray(layer.data)
     if getattr(layer, "rgb", False) or data.size == 0 or not np.issubdtype(data.dtype, np.number):
         return
+    span = hu_span(data)
+    if span is None:
+        return
     low, high = layer.contrast_limits
-    lowest, highest = float(np.nanmin(data)), float(np.nanmax(data))
+    lowest, highest = span
     limits = (low, high)
     layer.contrast_limits_range = (min(low, lowest), max(high, highest))
     layer.contrast_limits = limits

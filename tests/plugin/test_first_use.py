@@ -281,3 +281,26 @@ def test_a_probability_map_opened_after_the_ct_is_shown_over_0_to_1_and_never_ta
     layer = viewer.open(str(prob), plugin="lnq-napari")[0]
     assert segment.form.ct.value is ct
     assert layer.metadata["lnq_role"] == "prob" and tuple(layer.contrast_limits) == (0.0, 1.0)
+
+
+def test_the_ct_contrast_slider_spans_finite_hu_from_air_up(make_napari_viewer, qtbot, phantom_files):
+    """A float CT holding inf made the slider's range infinite (napari's contrast control raised
+    OverflowError in a shown viewer); int16 padding at -32768 made it 34000 HU wide, a window hard to
+    drag."""
+    import numpy as np
+
+    from lnq_napari.plugin._case import add_layers
+    from lnq_napari.plugin._reader import ct_layer_data
+
+    volume = phantom_files.case.ct
+    data = np.asarray(volume.array)
+    viewer = make_napari_viewer(show=True)
+    with_inf = data.astype(np.float32)
+    with_inf[0, 0, 0], with_inf[0, 0, 1], with_inf[0, 0, 2] = np.inf, -np.inf, np.nan
+    padded = data.astype(np.int16)
+    padded[0] = -32768
+    for array, lowest in ((with_inf, max(float(data.min()), -1024.0)), (padded, -1024.0)):
+        (layer,) = add_layers(viewer, [ct_layer_data(volume.with_array(array), name=str(array.dtype))])
+        qtbot.wait(50)  # the shown viewer's contrast control takes the range
+        assert tuple(layer.contrast_limits_range) == (lowest, float(data.max()))
+        assert lowest < -900
