@@ -122,6 +122,12 @@ def unplaced_note(layer) -> str:
             "for its real grid")
 
 
+def same_layer(a, b) -> bool:
+    """Whether ``a`` and ``b`` are one layer, either of them maybe the proxy napari hands a Plugins-menu
+    widget (each read makes a new one)."""
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
 def same_placement(a, b, tol_mm: float = 0.05) -> bool:
     """True when layers ``a`` and ``b`` hold arrays of one shape placed on one grid in the world (a CT
     and the labels drawn on it): their data-to-world maps agree at the origin and one step along each

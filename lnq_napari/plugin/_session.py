@@ -36,6 +36,7 @@ from lnq_napari.plugin._layers import (
     SOURCE_KEY,
     layer_kwargs,
     layer_volume,
+    same_layer,
     same_placement,
 )
 from lnq_napari.workspace.review_stats import CaseStats
@@ -552,12 +553,7 @@ def droppable(viewer, layer) -> bool:
     mid_stroke = (_napari_private(layer, "_block_history", False)
                   or bool(_napari_private(layer, "_staged_history", ())))
     return (bool(layer.metadata.get(FOUND_KEY)) and not holds_edits(layer) and not mid_stroke
-            and _unwrapped(active) is not _unwrapped(layer))
-
-
-def _unwrapped(layer):
-    """``layer`` itself, not the proxy napari hands a Plugins-menu widget (each read makes a new one)."""
-    return getattr(layer, "__wrapped__", layer)
+            and not same_layer(active, layer))
 
 
 def drop_unedited(viewer, name: str) -> None:

@@ -304,3 +304,25 @@ def test_the_ct_contrast_slider_spans_finite_hu_from_air_up(make_napari_viewer, 
         qtbot.wait(50)  # the shown viewer's contrast control takes the range
         assert tuple(layer.contrast_limits_range) == (lowest, float(data.max()))
         assert lowest < -900
+
+
+def test_nodes_found_for_a_ct_no_longer_chosen_say_which_ct_they_are_of(make_napari_viewer, qtbot,
+                                                                        phantom_files, stand_in,
+                                                                        autosave_dir, tmp_path):
+    """File > Open of a second CT while Find nodes ran on the first: the first's "n nodes, m suggestions"
+    arrived under Find nodes with the second chosen, as if they were its nodes."""
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    stand_in.delay = 1.0
+    segment.predictor_factory = lambda model, device: stand_in
+    first = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    segment.run()
+    other = shutil.copy(phantom_files.ct, tmp_path / "patient2-ct.nrrd")
+    second = viewer.open(str(other), plugin="lnq-napari")[0]
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    assert segment.form.ct.value is second
+    assert segment.status.text().startswith(f"{first.name}: ") and " nodes, " in segment.status.text()
+    segment.run()
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    assert not segment.status.text().startswith(f"{first.name}: ")
+    assert segment.status.text().split("\n")[0].endswith(" suggestions")

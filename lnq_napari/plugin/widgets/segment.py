@@ -26,6 +26,7 @@ from lnq_napari.plugin._layers import (
     ROLE_KEY,
     layer_kwargs,
     layer_volume,
+    same_layer,
     unplaced_note,
     widen_contrast_range,
 )
@@ -183,7 +184,10 @@ class SegmentWidget(WorkerWidget):
         show_prediction(self.viewer, ct_layer, result)
         self.progress.setValue(100)
         nodes, found = len(result.nodes), len(result.suggestions)
-        lines = [f"{nodes} node{'s' if nodes != 1 else ''}, {found} suggestion{'s' if found != 1 else ''}",
+        counts = f"{nodes} node{'s' if nodes != 1 else ''}, {found} suggestion{'s' if found != 1 else ''}"
+        if not same_layer(ct_layer, self.form.ct.value):  # another CT opened while these were found
+            counts = f"{ct_layer.name}: {counts}"
+        lines = [counts,
                  self._region_text(result), f"model {short_model_name(result.model_version)}",
                  unplaced_note(ct_layer), *(f"note: {note}" for note in notes)]
         self.status.setText("\n".join(line for line in lines if line))
