@@ -13,7 +13,7 @@ import numpy as np
 from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, is_dicom_path, seg_file
+from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, has_dicom_magic, is_dicom_path, seg_file
 from lnq_napari.io.layout import (
     image_suffix,
     is_dicomdir,
@@ -36,10 +36,17 @@ def _layer_name(path: Path) -> str:
 
 
 def _is_dicom_folder(path: Path) -> bool:
+    """A folder of DICOM files: ``.dcm`` / ``.ima`` files, or files without a suffix (hidden ones, such as
+    macOS's ``.DS_Store``, left out); beside CT files of ours (a README next to ``.nrrd`` files) such a file
+    counts only with the DICOM magic."""
     if not path.is_dir():
         return False
-    for child in list(path.iterdir())[:50]:
-        if child.suffix.lower() in DICOM_SUFFIXES or (child.is_file() and not child.suffix):
+    children = [child for child in list(path.iterdir())[:50] if not child.name.startswith(".")]
+    with_images = any(is_image_file(child) for child in children)
+    for child in children:
+        if child.suffix.lower() in DICOM_SUFFIXES:
+            return True
+        if child.is_file() and not child.suffix and (not with_images or has_dicom_magic(child)):
             return True
     return False
 

@@ -326,3 +326,20 @@ def test_nodes_found_for_a_ct_no_longer_chosen_say_which_ct_they_are_of(make_nap
     qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
     assert not segment.status.text().startswith(f"{first.name}: ")
     assert segment.status.text().split("\n")[0].endswith(" suggestions")
+
+
+def test_a_folder_of_ct_files_with_a_readme_and_ds_store_is_no_dicom_series(make_napari_viewer, phantom_files,
+                                                                            tmp_path):
+    """A suffixless file beside the CT files (macOS's .DS_Store, a README) made the folder a DICOM series:
+    File > Open said "no DICOM files" instead of what to open."""
+    from lnq_napari.errors import LNQError
+
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    shutil.copy(phantom_files.ct, folder)
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(100))
+    (folder / "README").write_text("LNQ cases\n")
+    viewer = make_napari_viewer()
+    with pytest.raises(LNQError, match=r"folder of 1 CT file .*workspace init W --data"):
+        viewer.open(str(folder), plugin="lnq-napari")
+    assert len(viewer.layers) == 0
