@@ -6,6 +6,7 @@ file); nodes are connected by :mod:`lnq_napari.components`.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,8 @@ def _case_folder_note(folder: Path) -> str:
         return ""
     return (f"{folder.name} is a folder of {len(names)} CT file{'s' if len(names) != 1 else ''} "
             f"({names[0]}{', ...' if len(names) > 1 else ''}): open one CT file with File > Open, or review "
-            f"them all: lnq-napari workspace init W --data {folder}, then lnq-napari view --workspace W")
+            f"them all: lnq-napari workspace init W --data {shlex.quote(str(folder))}, then "
+            "lnq-napari view --workspace W")
 
 
 def _refuse_case_folder(path) -> list[tuple]:

@@ -343,3 +343,17 @@ def test_a_folder_of_ct_files_with_a_readme_and_ds_store_is_no_dicom_series(make
     with pytest.raises(LNQError, match=r"folder of 1 CT file .*workspace init W --data"):
         viewer.open(str(folder), plugin="lnq-napari")
     assert len(viewer.layers) == 0
+
+
+def test_the_folder_named_in_the_command_to_run_is_quoted(make_napari_viewer, phantom_files, tmp_path):
+    """The message about a folder of CT files named it unquoted: "--data /data/LNQ cases" run as given
+    took "/data/LNQ" as the data folder."""
+    from lnq_napari.errors import LNQError
+
+    folder = tmp_path / "LNQ cases"
+    folder.mkdir()
+    shutil.copy(phantom_files.ct, folder)
+    viewer = make_napari_viewer()
+    with pytest.raises(LNQError) as raised:
+        viewer.open(str(folder), plugin="lnq-napari")
+    assert f"--data '{folder}', then" in str(raised.value)
