@@ -27,6 +27,7 @@ from lnq_napari.io.readers import read_ct_of, read_grid, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
 from lnq_napari.quantify import read_node_ids
+from lnq_napari.workspace.cases import is_workspace
 from lnq_napari.workspace.labels import version_provenance
 
 
@@ -94,8 +95,14 @@ def napari_get_reader(path):
 
 
 def _case_folder_note(folder: Path) -> str:
-    """What to do with ``folder`` when it holds CT files but is no DICOM series ("" otherwise)."""
-    if not folder.is_dir() or is_supported(folder):
+    """What to do with ``folder`` when it is a workspace, or holds CT files but is no DICOM series (""
+    otherwise)."""
+    if not folder.is_dir():
+        return ""
+    if is_workspace(folder):
+        return (f"{folder.name} is a lnq-napari workspace: review its cases with "
+                f"lnq-napari view --workspace {shlex.quote(str(folder))}")
+    if is_supported(folder):
         return ""
     names = sorted(p.name for p in folder.iterdir() if is_image_file(p) and not looks_like_label_name(p))
     if not names:

@@ -357,3 +357,22 @@ def test_the_folder_named_in_the_command_to_run_is_quoted(make_napari_viewer, ph
     with pytest.raises(LNQError) as raised:
         viewer.open(str(folder), plugin="lnq-napari")
     assert f"--data '{folder}', then" in str(raised.value)
+
+
+def test_opening_a_workspace_folder_says_how_to_review_it(make_napari_viewer, phantom_files, tmp_path):
+    """File > Open of a workspace folder gave napari's "no reader" message; it says how to review it."""
+    from lnq_napari.errors import LNQError
+    from lnq_napari.plugin._reader import napari_get_reader
+    from lnq_napari.workspace import Workspace
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(phantom_files.ct, data)
+    workspace = Workspace.init(tmp_path / "my ws", data)
+    assert napari_get_reader(str(workspace.root)) is not None
+    viewer = make_napari_viewer()
+    with pytest.raises(LNQError) as raised:
+        viewer.open(str(workspace.root), plugin="lnq-napari")
+    assert str(raised.value).endswith(
+        f"is a lnq-napari workspace: review its cases with lnq-napari view --workspace '{workspace.root}'")
+    assert len(viewer.layers) == 0
