@@ -95,7 +95,10 @@ def hu_span(data: np.ndarray) -> tuple[float, float] | None:
 def widen_contrast_range(layer) -> None:
     """Let a CT layer's contrast slider reach every HU of its data (a lung or bone window too); the
     limits stay as they are (the mediastinal window). napari caps the slider at the limits an image
-    opens with, so a CT opened in the mediastinal window could never be dragged to -1000 HU."""
+    opens with, so a CT opened in the mediastinal window could never be dragged to -1000 HU. A slider
+    no longer capped at the limits (widened already: every tab docked hears a layer opened) stays."""
+    if tuple(layer.contrast_limits_range) != tuple(layer.contrast_limits):
+        return
     data = np.asarray(layer.data)
     if getattr(layer, "rgb", False) or data.size == 0 or not np.issubdtype(data.dtype, np.number):
         return

@@ -376,3 +376,16 @@ def test_opening_a_workspace_folder_says_how_to_review_it(make_napari_viewer, ph
     assert str(raised.value).endswith(
         f"is a lnq-napari workspace: review its cases with lnq-napari view --workspace '{workspace.root}'")
     assert len(viewer.layers) == 0
+
+
+@pytest.mark.parametrize("name", ["CorrectWidget", "NodesWidget", "SaveWidget", "ReviewWidget",
+                                  "CompareWidget"])
+def test_the_ct_slider_reaches_a_lung_window_with_any_one_tab_docked(make_napari_viewer, phantom_files, name):
+    """Only the Segment tab (and ``lnq-napari view``) widened a CT's contrast slider: File > Open beside
+    the Correct or Save tab alone (Plugins menu) left it capped at the mediastinal window."""
+    from lnq_napari.plugin import widgets
+
+    viewer = make_napari_viewer()
+    viewer.window.add_dock_widget(getattr(widgets, name)(viewer))
+    layer = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    assert layer.contrast_limits_range[0] < -900

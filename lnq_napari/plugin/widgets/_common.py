@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from lnq_napari.plugin._layers import ROLE_KEY
+from lnq_napari.plugin._layers import ROLE_KEY, widen_contrast_range
 from lnq_napari.plugin._session import session_for
 from lnq_napari.workspace.lock import TIMEOUT_S as LOCK_TIMEOUT_S
 
@@ -154,6 +154,19 @@ def while_alive(widget: QObject, emitter, callback: Callable) -> None:
 def _disconnect(emitter, callback: Callable | None) -> None:
     if callback is not None:
         emitter.disconnect(callback)
+
+
+def widen_opened_cts(viewer, owner: QObject) -> None:
+    """While ``owner`` (any lnq-napari tab) lives, a CT layer opened in ``viewer`` (File > Open, Open
+    Sample) gets a contrast slider spanning its HU (:func:`~lnq_napari.plugin._layers.widen_contrast_range`;
+    napari's reader tuples cannot set the slider's range)."""
+    while_alive(owner, viewer.layers.events.inserted, _widen_ct)
+
+
+def _widen_ct(event) -> None:
+    layer = getattr(event, "value", None)
+    if layer is not None and layer.metadata.get(ROLE_KEY) == "ct" and hasattr(layer, "contrast_limits"):
+        widen_contrast_range(layer)
 
 
 class MiddleElidedCombo(QComboBox):

@@ -41,7 +41,13 @@ from lnq_napari.plugin._layers import (
     widen_contrast_range,
 )
 from lnq_napari.plugin._session import NodeSession, session_for
-from lnq_napari.plugin.widgets._common import MiddleElidedCombo, closing_flag, export_table, while_alive
+from lnq_napari.plugin.widgets._common import (
+    MiddleElidedCombo,
+    closing_flag,
+    export_table,
+    while_alive,
+    widen_opened_cts,
+)
 
 ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
@@ -69,6 +75,7 @@ class CompareWidget(QWidget):
     def __init__(self, napari_viewer, delay_ms: int = 500) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
         self.model = None  # a model folder or loaded predictor for scans without nodes (None: bundled)
         self.result: CompareResult | None = None
         self.worker = None

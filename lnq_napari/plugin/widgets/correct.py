@@ -17,7 +17,7 @@ from qtpy.QtWidgets import (
 )
 
 from lnq_napari.plugin._clicks import MODES, ClickTool
-from lnq_napari.plugin.widgets._common import SessionTracker, compact
+from lnq_napari.plugin.widgets._common import SessionTracker, compact, widen_opened_cts
 from lnq_napari.plugin.widgets.nodes import centre_on
 
 HELP = "\n".join(
@@ -37,6 +37,7 @@ class CorrectWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tool = ClickTool(napari_viewer, report=self.status.setText)

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from lnq_napari import api
-from lnq_napari.plugin.widgets._common import SessionTracker, export_table
+from lnq_napari.plugin.widgets._common import SessionTracker, export_table, widen_opened_cts
 from lnq_napari.quantify import NodeRow, summarize_nodes, write_csv
 
 COLUMNS = [  # (NodeRow field, header, format); short headers keep the table narrow, tooltips say more;
@@ -76,6 +76,7 @@ class NodesWidget(QWidget):
     def __init__(self, napari_viewer, delay_ms: int = 250) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
         self.rows: list[NodeRow] = []
         self._worker, self._pending = None, False
         self.table = QTableWidget(0, len(COLUMNS))

@@ -25,7 +25,7 @@ from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._case import add_case, ct_grid, nodes_layer_data, read_case
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
-from lnq_napari.plugin.widgets._common import WorkerWidget, compact
+from lnq_napari.plugin.widgets._common import WorkerWidget, compact, widen_opened_cts
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.recovery import unsaved_edits
@@ -46,6 +46,7 @@ class ReviewWidget(WorkerWidget):
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
         self.rows: list[RankedCase] = []
         self.suggesting = None  # the thread worker finding the opened case's suggestions
         self._predictor: tuple[str | Path, object] | None = None  # (model, loaded predictor)

@@ -26,6 +26,7 @@ from lnq_napari.plugin.widgets._common import (
     compact,
     folder_row,
     wait_for_jobs_at_exit,
+    widen_opened_cts,
 )
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
 from lnq_napari.workspace.cases import check_still_there
@@ -94,6 +95,7 @@ class SaveWidget(QWidget):
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
         self.workspace = workspace
         self.worker = None  # the save running, if any
         self._gone = threading.Event()  # the widget went (the viewer closed) while a save ran

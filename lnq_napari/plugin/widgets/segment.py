@@ -23,12 +23,10 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._layers import (
-    ROLE_KEY,
     layer_kwargs,
     layer_volume,
     same_layer,
     unplaced_note,
-    widen_contrast_range,
 )
 from lnq_napari.plugin._session import show_prediction
 from lnq_napari.plugin.widgets._common import (
@@ -36,6 +34,7 @@ from lnq_napari.plugin.widgets._common import (
     compact,
     layer_choice,
     while_alive,
+    widen_opened_cts,
 )
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -101,7 +100,7 @@ class SegmentWidget(WorkerWidget):
         self._shown = None  # the CT layer the status line speaks of
         while_alive(self, napari_viewer.layers.events.removed, self._forget_removed)
         self.form.ct.changed.connect(self._ct_chosen)
-        while_alive(self, napari_viewer.layers.events.inserted, _widen_ct)  # File > Open, Open Sample
+        widen_opened_cts(napari_viewer, self)  # File > Open, Open Sample
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
         atexit.register(self.warm_up.join, WARM_UP_EXIT_WAIT_S)
@@ -228,13 +227,6 @@ class SegmentWidget(WorkerWidget):
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-
-
-def _widen_ct(event) -> None:
-    """A CT layer opened (File > Open, Open Sample): its contrast slider reaches all its HU."""
-    layer = getattr(event, "value", None)
-    if layer is not None and layer.metadata.get(ROLE_KEY) == "ct" and hasattr(layer, "contrast_limits"):
-        widen_contrast_range(layer)
 
 
 def show_region(viewer, region: Volume, like=None):
