@@ -65,6 +65,18 @@ def test_register_copies_and_activation_is_exclusive(registry, tmp_path):
     assert not [p for p in registry.folder.iterdir() if p.name.startswith(".")]
 
 
+def test_registering_into_a_workspace_moved_meanwhile_makes_nothing_at_its_old_path(registry, tmp_path):
+    """The end of an nnU-Net fine-tune stages its model before the lock: a workspace moved meanwhile got
+    its models folder made again at the old path, the model copied into it, then the lock file: an empty
+    shell a later move went into."""
+    model = _model(tmp_path / "model")
+    registry.root.rename(tmp_path / "moved")
+    with pytest.raises(LNQError, match=r"is gone from there"):
+        with registry.staged(model):
+            pass
+    assert not registry.root.exists()
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
 def test_a_registered_copy_has_the_mode_a_plain_folder_gets(registry, tmp_path):
     """A model copied in (adopted, registered) stayed 0700 as ``tempfile.mkdtemp`` made its staging folder:

@@ -42,7 +42,7 @@ class WorkspaceLock:
             return _LOCKS.setdefault(self._key, FileLock(self._key, timeout=TIMEOUT_S))
 
     def __enter__(self) -> WorkspaceLock:
-        _check_folder(self.folder)  # filelock makes the folders of its file: never a moved workspace's
+        check_folder(self.folder)  # filelock makes the folders of its file: never a moved workspace's
         try:
             self._lock().acquire()
         except TimeoutError as exc:
@@ -73,7 +73,7 @@ class WorkspaceLock:
             lock.release()
 
 
-def _check_folder(folder: Path) -> None:
+def check_folder(folder: Path) -> None:
     """LNQError when the workspace ``folder`` is not there (moved, renamed or deleted while open): taking
     its lock made the folder again at the old path, an empty shell a later move went into."""
     if not folder.is_dir():
@@ -97,7 +97,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         from filelock import Timeout
 
-        _check_folder(self.folder)
+        check_folder(self.folder)
         lock = FileLock(str(self.folder / RUN_FILE), timeout=RUN_WAIT_S, thread_local=False)
         try:
             lock.acquire()

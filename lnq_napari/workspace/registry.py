@@ -50,7 +50,7 @@ from lnq_napari.model.nnunet_folder import (
     parse_options,
 )
 from lnq_napari.workspace.files import now
-from lnq_napari.workspace.lock import WorkspaceLock
+from lnq_napari.workspace.lock import WorkspaceLock, check_folder
 
 #: The staging folder of a model copy in progress (:meth:`ModelRegistry.staged`'s ``.registering.<8
 #: random characters>``; ``.mNNN.<8>`` of older releases), never a fine-tune's ``.mNNN.training``
@@ -363,7 +363,8 @@ class ModelRegistry:
         fine-tune's parent). The copy is removed on exit unless registered."""
         src = Path(path)
         kind, options = _registrable(src, options)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        check_folder(self.root)  # a workspace moved meanwhile: no shell made at the old path
+        self.folder.mkdir(exist_ok=True)
         remove_stale_temps(self.folder, pattern=_STAGING)  # copies a killed registration left
         staging = staging_folder(self.folder, ".registering.")
         copy = staging / src.name if kind == NNUNET else staging
