@@ -21,6 +21,8 @@ from lnq_napari.workspace.autosave import (
     write_autosave,
 )
 
+MAX_RETRY_MS = 30_000  # the longest wait between retries of a failing autosave
+
 
 class Autosaver:
     """Writes ``<autosave dir>/<case>.autosave.seg.nrrd`` atomically after edits (throttled)."""
@@ -40,6 +42,7 @@ class Autosaver:
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
+        self._interval_ms = interval_ms
         self._timer.timeout.connect(self._on_timeout)
         session.listeners.append(self.schedule)
 
@@ -104,6 +107,8 @@ class Autosaver:
     def _on_timeout(self) -> None:
         if self._pending and not self.session.unsaved:  # nothing to keep: suggestions shown, all undone
             self._pending = False  # (an autosave of the opened labels was offered later as unsaved edits)
+            if self.last_error is not None:  # saved meanwhile: no failure left to say, nor to back off
+                self._cleared()
         if self._pending:
             try:  # a Qt slot: an error here is said once, never a traceback; the edits stay pending and
                 self._save_in_background()
@@ -144,8 +149,13 @@ class Autosaver:
     def _written(self, path: Path) -> None:
         self.last_path = Path(path)
         self.writes += 1
+        self._cleared()
+
+    def _cleared(self) -> None:
+        """No failure stands: the next one is said, writes go at the interval again."""
         self.last_error = None
         self._told_error = ""
+        self._timer.setInterval(self._interval_ms)
         self._tell()
 
     def _failed(self, exc: Exception) -> None:
@@ -157,6 +167,8 @@ class Autosaver:
         if message != self._told_error:  # one failure retried at every timeout: said once, not every 2 s
             show_warning(message)
         self._told_error = message
+        # each failure in a row doubles the wait, to 30 s: a retry copies the labels on the GUI thread
+        self._timer.setInterval(min(2 * self._timer.interval(), max(self._interval_ms, MAX_RETRY_MS)))
         self._tell()
 
     def _done(self) -> None:
@@ -182,6 +194,8 @@ class Autosaver:
             path = write_autosave(self._snapshot(), where.folder, self.session.case, self._extra(where))
         except Exception as exc:
             self.last_error, self._pending = exc, not self._stopped
+            if self._pending:
+                self._timer.start()  # tried again at the next timeout, as a failure in the worker is
             raise
         self._written(path)
         self._pending = False

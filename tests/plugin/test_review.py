@@ -1269,6 +1269,42 @@ def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_a
     assert autosave_fields(saver.flush())["lnq_edits"] == str(session.edits)
 
 
+def test_a_failing_autosave_waits_longer_each_time_and_is_not_said_failed_once_the_edits_are_saved(
+        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch, save_and_wait):
+    """A failing autosave was tried every 2 s for as long as it failed (each try copies the labels on the
+    GUI thread), and after a Save the panel went on saying the autosave failed: a second Save invited."""
+    import napari.utils.notifications
+
+    import lnq_napari.plugin._autosave as autosaver
+    from lnq_napari.plugin.widgets.save import SaveWidget
+    from lnq_napari.workspace import Workspace
+
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", lambda *a: None)
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    saver = session.autosaver
+    qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
+    saver._timer.setInterval(100)
+    calls = []
+
+    def full(*args, **kwargs):
+        calls.append(saver._timer.interval())
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(autosaver, "write_autosave", full)
+    save = SaveWidget(viewer, workspace=ws)
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([9]), np.array([21]), np.array([21])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    qtbot.waitUntil(lambda: len(calls) >= 3, timeout=5000)
+    assert calls[2] > calls[1] > calls[0]  # each failure in a row waits longer
+    save_and_wait(save)
+    qtbot.waitUntil(lambda: saver.last_error is None, timeout=5000)  # the next timeout finds nothing unsaved
+    save._show_state()
+    assert "autosave failed" not in save.status.text() and not saver._pending
+    assert saver._timer.interval() == saver._interval_ms
+
+
 def test_a_read_only_workspace_that_then_moves_is_told_both(make_napari_viewer, own_data, tmp_path,
                                                             monkeypatch):
     """One "told once" flag for read-only and moved: a workspace first read-only, then moved, never got
