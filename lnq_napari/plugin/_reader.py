@@ -38,9 +38,10 @@ def _layer_name(path: Path) -> str:
 
 
 def _is_dicom_folder(path: Path) -> bool:
-    """A folder of DICOM files: ``.dcm`` / ``.ima`` files, or files without a suffix (hidden ones, such as
-    macOS's ``.DS_Store``, left out); beside CT files of ours (a README next to ``.nrrd`` files) such a file
-    counts only with the DICOM magic."""
+    """A folder of DICOM files: ``.dcm`` / ``.ima`` files, files with the DICOM magic whatever their names
+    (named by their UIDs: ``1.2.840...5``), or files without a suffix (hidden ones, such as macOS's
+    ``.DS_Store``, left out); beside CT files of ours (a README next to ``.nrrd`` files) a file without a
+    suffix counts only with the magic."""
     if not path.is_dir():
         return False
     children = [child for child in list(path.iterdir())[:50] if not child.name.startswith(".")]
@@ -48,8 +49,9 @@ def _is_dicom_folder(path: Path) -> bool:
     for child in children:
         if child.suffix.lower() in DICOM_SUFFIXES:
             return True
-        if child.is_file() and not child.suffix and (not with_images or has_dicom_magic(child)):
-            return True
+        if child.is_file() and not is_image_file(child):
+            if (not child.suffix and not with_images) or has_dicom_magic(child):
+                return True
     return False
 
 

@@ -28,6 +28,20 @@ def test_dicom_folder_opens_as_ct_image():
     assert kwargs["metadata"]["lnq_role"] == "ct"
 
 
+def test_a_dicom_folder_of_files_named_by_their_uids_opens(tmp_path):
+    """Files named by their SOP Instance UIDs (``1.2.840...5``: a suffix of digits, as many exports and
+    PACS name them) made no DICOM folder: napari's File > Open found no reader for it."""
+    import pydicom
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for file in sorted((DATA / "dcmqi" / "ct-3slice").glob("*.dcm")):
+        (folder / str(pydicom.dcmread(file, stop_before_pixels=True).SOPInstanceUID)).write_bytes(
+            file.read_bytes())
+    ((data, kwargs, kind),) = _read(folder)
+    assert kind == "image" and data.shape[0] == 3 and kwargs["metadata"]["lnq_role"] == "ct"
+
+
 def test_label_files_open_as_labels_by_name_or_content():
     ((heart, _, kind),) = _read(DATA / "dcmqi" / "heart_seg.nrrd")  # name says seg
     assert kind == "labels" and heart.max() >= 1
