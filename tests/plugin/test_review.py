@@ -1229,16 +1229,13 @@ def test_an_autosave_that_keeps_failing_is_said_once_and_the_edits_are_written_o
     qtbot.waitUntil(lambda: session.autosaver.writes > writes, timeout=5000)
 
 
-def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_as_written(
-        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
-    """A write that failed in the worker (disk full) was not tried again until the next edit: the Save panel
-    said "autosaved to" the older file and flush() returned that file without writing the edit."""
+def _failing_autosave(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
+    """A workspace case painted and autosaved, then its autosaves failing (disk full) at a 100 ms interval:
+    (viewer, session, the workspace, the interval each failed try waited)."""
     import napari.utils.notifications
 
     import lnq_napari.plugin._autosave as autosaver
-    from lnq_napari.plugin.widgets.save import SaveWidget
     from lnq_napari.workspace import Workspace
-    from lnq_napari.workspace.autosave import autosave_fields
 
     monkeypatch.setattr(napari.utils.notifications, "show_warning", lambda *a: None)
     ws = Workspace.init(tmp_path / "ws", own_data)
@@ -1246,17 +1243,35 @@ def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_a
     saver = session.autosaver
     qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
     saver._timer.setInterval(100)
-    real, calls = autosaver.write_autosave, []
+    calls = []
 
     def full(*args, **kwargs):
-        calls.append(1)
+        calls.append(saver._timer.interval())
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(autosaver, "write_autosave", full)
-    save = SaveWidget(viewer)
-    nodes, writes = viewer.layers["nodes"], saver.writes
+    return viewer, session, ws, calls
+
+
+def _paint_one_more(viewer) -> None:
+    nodes = viewer.layers["nodes"]
     nodes.data_setitem((np.array([9]), np.array([21]), np.array([21])), int(nodes.data.max()) + 1)
     nodes.events.paint()
+
+
+def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_as_written(
+        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
+    """A write that failed in the worker (disk full) was not tried again until the next edit: the Save panel
+    said "autosaved to" the older file and flush() returned that file without writing the edit."""
+    import lnq_napari.plugin._autosave as autosaver
+    from lnq_napari.plugin.widgets.save import SaveWidget
+    from lnq_napari.workspace.autosave import autosave_fields
+
+    real = autosaver.write_autosave
+    viewer, session, _, calls = _failing_autosave(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch)
+    saver, save = session.autosaver, SaveWidget(viewer)
+    writes = saver.writes
+    _paint_one_more(viewer)
     qtbot.waitUntil(lambda: len(calls) >= 3, timeout=5000)  # tried again, no new edit needed
     assert len(calls) < 20  # at the interval, not in a loop
     assert saver._pending and "autosaved to" not in save.status.text()
@@ -1273,29 +1288,11 @@ def test_a_failing_autosave_waits_longer_each_time_and_is_not_said_failed_once_t
         make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch, save_and_wait):
     """A failing autosave was tried every 2 s for as long as it failed (each try copies the labels on the
     GUI thread), and after a Save the panel went on saying the autosave failed: a second Save invited."""
-    import napari.utils.notifications
-
-    import lnq_napari.plugin._autosave as autosaver
     from lnq_napari.plugin.widgets.save import SaveWidget
-    from lnq_napari.workspace import Workspace
 
-    monkeypatch.setattr(napari.utils.notifications, "show_warning", lambda *a: None)
-    ws = Workspace.init(tmp_path / "ws", own_data)
-    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
-    saver = session.autosaver
-    qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
-    saver._timer.setInterval(100)
-    calls = []
-
-    def full(*args, **kwargs):
-        calls.append(saver._timer.interval())
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(autosaver, "write_autosave", full)
-    save = SaveWidget(viewer, workspace=ws)
-    nodes = viewer.layers["nodes"]
-    nodes.data_setitem((np.array([9]), np.array([21]), np.array([21])), int(nodes.data.max()) + 1)
-    nodes.events.paint()
+    viewer, session, ws, calls = _failing_autosave(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch)
+    saver, save = session.autosaver, SaveWidget(viewer, workspace=ws)
+    _paint_one_more(viewer)
     qtbot.waitUntil(lambda: len(calls) >= 3, timeout=5000)
     assert calls[2] > calls[1] > calls[0]  # each failure in a row waits longer
     save_and_wait(save)
