@@ -1250,6 +1250,7 @@ def _failing_autosave(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(autosaver, "write_autosave", full)
+    monkeypatch.setattr(autosaver, "MAX_RETRY_MS", 400)  # waits no longer than the base 2 s between tries
     return viewer, session, ws, calls
 
 
@@ -1279,7 +1280,7 @@ def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_a
     with pytest.raises(OSError):  # not the older autosave's path
         saver.flush()
     monkeypatch.setattr(autosaver, "write_autosave", real)  # space freed: the edit is written unasked
-    qtbot.waitUntil(lambda: saver.writes > writes, timeout=5000)
+    qtbot.waitUntil(lambda: saver.writes > writes, timeout=10000)
     assert saver.last_error is None and not saver._pending
     assert autosave_fields(saver.flush())["lnq_edits"] == str(session.edits)
 
@@ -1296,7 +1297,7 @@ def test_a_failing_autosave_waits_longer_each_time_and_is_not_said_failed_once_t
     qtbot.waitUntil(lambda: len(calls) >= 3, timeout=5000)
     assert calls[2] > calls[1] > calls[0]  # each failure in a row waits longer
     save_and_wait(save)
-    qtbot.waitUntil(lambda: saver.last_error is None, timeout=5000)  # the next timeout finds nothing unsaved
+    qtbot.waitUntil(lambda: saver.last_error is None, timeout=10000)  # the next timeout finds nothing unsaved
     save._show_state()
     assert "autosave failed" not in save.status.text() and not saver._pending
     assert saver._timer.interval() == saver._interval_ms
