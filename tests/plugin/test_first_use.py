@@ -389,3 +389,18 @@ def test_the_ct_slider_reaches_a_lung_window_with_any_one_tab_docked(make_napari
     viewer.window.add_dock_widget(getattr(widgets, name)(viewer))
     layer = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
     assert layer.contrast_limits_range[0] < -900
+
+
+def test_closing_one_tab_leaves_the_ct_slider_widened_for_the_others(make_napari_viewer, phantom_files,
+                                                                      qtbot):
+    """Each tab tied the one widening hook to its own life: napari keeps one connection of a callback
+    connected twice, so closing any tab ended the widening for every tab still docked."""
+    from lnq_napari.plugin import widgets
+
+    viewer = make_napari_viewer()
+    correct, save = widgets.CorrectWidget(viewer), widgets.SaveWidget(viewer)
+    viewer.window.add_dock_widget(save)
+    with qtbot.waitSignal(correct.destroyed, timeout=5000):
+        correct.deleteLater()
+    layer = viewer.open(str(phantom_files.ct), plugin="lnq-napari")[0]
+    assert layer.contrast_limits_range[0] < -900

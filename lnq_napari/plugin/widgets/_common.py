@@ -156,11 +156,13 @@ def _disconnect(emitter, callback: Callable | None) -> None:
         emitter.disconnect(callback)
 
 
-def widen_opened_cts(viewer, owner: QObject) -> None:
-    """While ``owner`` (any lnq-napari tab) lives, a CT layer opened in ``viewer`` (File > Open, Open
-    Sample) gets a contrast slider spanning its HU (:func:`~lnq_napari.plugin._layers.widen_contrast_range`;
-    napari's reader tuples cannot set the slider's range)."""
-    while_alive(owner, viewer.layers.events.inserted, _widen_ct)
+def widen_opened_cts(viewer) -> None:
+    """From now on, a CT layer opened in ``viewer`` (File > Open, Open Sample) gets a contrast slider
+    spanning its HU (:func:`~lnq_napari.plugin._layers.widen_contrast_range`; napari's reader tuples cannot
+    set the slider's range). One connection per viewer, whichever tabs call it (napari keeps one of a
+    callback connected twice), kept for the viewer's life: tied to a tab, closing that tab ended it for
+    every other one."""
+    viewer.layers.events.inserted.connect(_widen_ct)
 
 
 def _widen_ct(event) -> None:

@@ -75,7 +75,7 @@ class CompareWidget(QWidget):
     def __init__(self, napari_viewer, delay_ms: int = 500) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
+        widen_opened_cts(napari_viewer)  # File > Open of a CT beside this tab alone
         self.model = None  # a model folder or loaded predictor for scans without nodes (None: bundled)
         self.result: CompareResult | None = None
         self.worker = None

@@ -37,7 +37,7 @@ class CorrectWidget(QWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
+        widen_opened_cts(napari_viewer)  # File > Open of a CT beside this tab alone
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tool = ClickTool(napari_viewer, report=self.status.setText)

@@ -76,7 +76,7 @@ class NodesWidget(QWidget):
     def __init__(self, napari_viewer, delay_ms: int = 250) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
+        widen_opened_cts(napari_viewer)  # File > Open of a CT beside this tab alone
         self.rows: list[NodeRow] = []
         self._worker, self._pending = None, False
         self.table = QTableWidget(0, len(COLUMNS))

@@ -46,7 +46,7 @@ class ReviewWidget(WorkerWidget):
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
+        widen_opened_cts(napari_viewer)  # File > Open of a CT beside this tab alone
         self.rows: list[RankedCase] = []
         self.suggesting = None  # the thread worker finding the opened case's suggestions
         self._predictor: tuple[str | Path, object] | None = None  # (model, loaded predictor)

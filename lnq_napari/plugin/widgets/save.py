@@ -95,7 +95,7 @@ class SaveWidget(QWidget):
     def __init__(self, napari_viewer, workspace=None) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        widen_opened_cts(napari_viewer, self)  # File > Open of a CT beside this tab alone
+        widen_opened_cts(napari_viewer)  # File > Open of a CT beside this tab alone
         self.workspace = workspace
         self.worker = None  # the save running, if any
         self._gone = threading.Event()  # the widget went (the viewer closed) while a save ran

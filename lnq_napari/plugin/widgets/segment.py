@@ -100,7 +100,7 @@ class SegmentWidget(WorkerWidget):
         self._shown = None  # the CT layer the status line speaks of
         while_alive(self, napari_viewer.layers.events.removed, self._forget_removed)
         self.form.ct.changed.connect(self._ct_chosen)
-        widen_opened_cts(napari_viewer, self)  # File > Open, Open Sample
+        widen_opened_cts(napari_viewer)  # File > Open, Open Sample
         self.warm_up = threading.Thread(target=_import_inference, daemon=True)
         self.warm_up.start()  # imports take seconds; do them before the user asks for a prediction
         atexit.register(self.warm_up.join, WARM_UP_EXIT_WAIT_S)
