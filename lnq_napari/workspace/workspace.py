@@ -413,8 +413,7 @@ class Workspace:
         The journal line says who decided (``decided_by``: "rule" or "user"), why, and which version was
         active before, so that every roll-back is visible.
         """
-        self._check_present()  # before the lock too: taking it must not find the folder gone
-        with self._lock:
+        with self._lock:  # refused when the folder is gone (the lock never makes it)
             self._check_present()  # not into another workspace made at its path since it was opened
             previous = self.registry.activate(version)
             return self.log("activate", version=version, previous=previous, decided_by=decided_by,
