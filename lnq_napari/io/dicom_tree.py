@@ -9,10 +9,10 @@ import contextlib
 import itertools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
@@ -220,11 +220,27 @@ _GEOMETRY = ["ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "Slic
 _PART_TAGS = [*_SERIES_KEY, *_GEOMETRY, "SOPInstanceUID", "ImagePositionPatient"]
 
 
-class _Part(NamedTuple):
+@dataclass
+class _Part:
     """A folder's files of one series (:func:`_part_files`), or the first few of them."""
 
-    sops: set[str]  # their SOP Instance UIDs
-    positions: set[tuple[float, ...]]  # their Image Position (Patient), to 0.01 mm
+    sops: set[str] = field(default_factory=set)  # their SOP Instance UIDs
+    positions: set[tuple[float, ...]] = field(default_factory=set)  # their Image Position (Patient), 0.01 mm
+
+    def meets(self, other: _Part) -> bool:
+        """Whether the two parts share a SOP Instance UID or a slice position."""
+        return bool(self.sops & other.sops or self.positions & other.positions)
+
+    def add(self, entries: Iterable[tuple[str, tuple]], apart_from: _Part | None = None) -> bool:
+        """Adds ``(SOP Instance UID, slice position or ())`` entries, read as they are asked for; False at
+        the first one whose UID or position ``apart_from`` holds (no more is read)."""
+        for sop, position in entries:
+            if apart_from is not None and (sop in apart_from.sops or position in apart_from.positions):
+                return False
+            self.sops.add(sop)
+            if position:
+                self.positions.add(position)
+        return True
 
 
 def _sampled_series(folder: Path) -> dict[tuple[str, ...], _Part]:
@@ -233,10 +249,7 @@ def _sampled_series(folder: Path) -> dict[tuple[str, ...], _Part]:
     or of an empty Series Instance UID, left out), each with the part of it those files hold."""
     found: dict[tuple[str, ...], _Part] = {}
     for key, sop, position in _file_entries(itertools.islice(_files(folder), SAMPLED_FILES)):
-        part = found.setdefault(key, _Part(set(), set()))
-        part.sops.add(sop)
-        if position:
-            part.positions.add(position)
+        found.setdefault(key, _Part()).add([(sop, position)])
     return found
 
 
@@ -289,34 +302,24 @@ def _split_pair(a: Path, b: Path, key: tuple[str, ...], sampled: dict[Path, _Par
     files (``sampled``) are looked at first (a copy under the same names: no more is read); then every
     file of ``a`` and those of ``b`` until one is shared. A folder read to its end is kept in ``read``:
     each part of a series split over many folders is read once, not once per pair."""
-    first_a, first_b = sampled[a], sampled[b]
-    if first_a.sops & first_b.sops or first_a.positions & first_b.positions:
+    if sampled[a].meets(sampled[b]):
         return False
     whole = _whole_part(a, key, read)
     if not whole.positions:  # no slice positions (an enhanced CT): never a split
         return False
-    if b in read:
-        other = read[b]
-        return bool(other.positions) and not (whole.sops & other.sops or whole.positions & other.positions)
-    other = _Part(set(), set())
-    for sop, position in _part_files(b, key):
-        if sop in whole.sops or position in whole.positions:
+    if b not in read:
+        other = _Part()
+        if not other.add(_part_files(b, key), apart_from=whole):
             return False
-        other.sops.add(sop)
-        if position:
-            other.positions.add(position)
-    read[b] = other
-    return bool(other.positions)
+        read[b] = other
+    return bool(read[b].positions) and not whole.meets(read[b])
 
 
 def _whole_part(folder: Path, key: tuple[str, ...], read: dict[Path, _Part]) -> _Part:
     """Every file of ``folder`` in the series ``key`` (:func:`_part_files`), read once into ``read``."""
     if folder not in read:
-        part = read[folder] = _Part(set(), set())
-        for sop, position in _part_files(folder, key):
-            part.sops.add(sop)
-            if position:
-                part.positions.add(position)
+        read[folder] = _Part()
+        read[folder].add(_part_files(folder, key))
     return read[folder]
 
 
