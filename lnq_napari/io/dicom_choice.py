@@ -11,9 +11,9 @@ import numpy as np
 
 from lnq_napari.io.dicom_headers import (
     convolution_kernel,
-    forms_volume,
     is_projection,
     reconstruction_sharpness,
+    volume_stack,
 )
 
 #: How :func:`choice_text` names a sharp reconstruction.
@@ -53,17 +53,6 @@ def series_look(file: str) -> SeriesLook:
                       is_projection(header))
 
 
-def _stack(headers: Sequence) -> tuple[np.ndarray, np.ndarray] | None:
-    """A series' slice normal (unit) and slice positions (its slice headers, :func:`.dicom_headers.
-    forms_volume`); None when they form no volume."""
-    if not forms_volume(headers):
-        return None
-    orientation = np.array([float(v) for v in headers[0].get("ImageOrientationPatient")])
-    normal = np.cross(orientation[:3], orientation[3:])
-    positions = np.array([[float(v) for v in h.get("ImagePositionPatient")] for h in headers])
-    return normal / np.linalg.norm(normal), positions
-
-
 def _span(along: np.ndarray) -> tuple[float, float, float]:
     """Of slice positions along a normal: the extent they cover (half a gap beyond each end) and the gap."""
     along = np.sort(along)
@@ -76,7 +65,7 @@ def stands_in(headers: Sequence, largest: Sequence, look: SeriesLook) -> bool:
     reconstructed otherwise: not sharp, no projection, a volume whose normal lies within
     :data:`MAX_TILT_DEGREES`, covering :data:`MIN_COVERAGE` of the largest one's extent, at most
     :data:`MAX_SPACING_MM` and :data:`MAX_SPACING_RATIO` times its spacing."""
-    ours, theirs = _stack(headers), _stack(largest)
+    ours, theirs = volume_stack(headers), volume_stack(largest)
     if look.sharpness or look.projection or ours is None or theirs is None:
         return False
     cosine = abs(float(np.dot(ours[0], theirs[0])))

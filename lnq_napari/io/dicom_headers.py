@@ -66,18 +66,26 @@ def forms_volume(headers: Sequence) -> bool:
     :data:`VOLUME_SLICES` or more, one orientation, distinct positions along its normal (evenly spaced or
     not: a CT missing a slice is still the CT, the reader then says what is wrong). Of a CT whose
     every slice says LOCALIZER (some exports mark the whole CT so), a volume is the CT, a scout is not."""
+    return volume_stack(headers) is not None
+
+
+def volume_stack(headers: Sequence) -> tuple[np.ndarray, np.ndarray] | None:
+    """Of the headers of a series' slices that :func:`forms_volume`, the slice normal (unit length) and
+    each slice's position (n x 3, mm); None when they form no volume."""
     if len(headers) < VOLUME_SLICES or any(h is None for h in headers):
-        return False
+        return None
     try:
         orientations = np.array([[float(v) for v in h.get("ImageOrientationPatient") or ()] for h in headers])
         positions = np.array([[float(v) for v in h.get("ImagePositionPatient") or ()] for h in headers])
     except (TypeError, ValueError):  # missing in some, or not numbers
-        return False
+        return None
     if orientations.shape != (len(headers), 6) or positions.shape != (len(headers), 3) \
             or not np.allclose(orientations, orientations[0], atol=1e-3):
-        return False
-    gaps = np.diff(np.sort(positions @ np.cross(orientations[0, :3], orientations[0, 3:])))
-    return bool(gaps.min() >= 1e-3)
+        return None
+    normal = np.cross(orientations[0, :3], orientations[0, 3:])
+    if not np.diff(np.sort(positions @ normal)).min() >= 1e-3:  # two at one position, no normal, not numbers
+        return None
+    return normal / np.linalg.norm(normal), positions
 
 
 def is_localizer_volume(headers: Sequence) -> bool:
