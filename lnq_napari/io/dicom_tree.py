@@ -424,6 +424,14 @@ def refuse_series_below(folder: Path) -> None:
                    "into a folder of their own")
 
 
+def is_dicom_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of DICOM files (:func:`_holds_dicom`: named by their UIDs, or bare
+    datasets without the preamble, beside notes or CT files of ours) or a CD's root (it holds a
+    ``DICOMDIR``): what napari's File > Open reads as a DICOM CT."""
+    path = Path(path)
+    return path.is_dir() and (holds_dicomdir(path) or _holds_dicom(path))
+
+
 def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
     """Whether one of the first few files of ``folder`` is DICOM (a series folder may hold a note; a
     DICOMDIR is the index of a CD's folders below, not a series)."""

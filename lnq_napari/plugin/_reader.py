@@ -14,7 +14,7 @@ import numpy as np
 from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, has_dicom_magic, is_dicom_path, seg_file
+from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, is_dicom_folder, is_dicom_path, seg_file
 from lnq_napari.io.layout import (
     image_suffix,
     is_dicomdir,
@@ -37,24 +37,6 @@ def _layer_name(path: Path) -> str:
     return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 
 
-def _is_dicom_folder(path: Path) -> bool:
-    """A folder of DICOM files: ``.dcm`` / ``.ima`` files, files with the DICOM magic whatever their names
-    (named by their UIDs: ``1.2.840...5``), or files without a suffix (hidden ones, such as macOS's
-    ``.DS_Store``, left out); beside CT files of ours (a README next to ``.nrrd`` files) a file without a
-    suffix counts only with the magic."""
-    if not path.is_dir():
-        return False
-    children = [child for child in list(path.iterdir())[:50] if not child.name.startswith(".")]
-    with_images = any(is_image_file(child) for child in children)
-    for child in children:
-        if child.suffix.lower() in DICOM_SUFFIXES:
-            return True
-        if child.is_file() and not is_image_file(child):
-            if (not child.suffix and not with_images) or has_dicom_magic(child):
-                return True
-    return False
-
-
 def _is_dicom_seg(path: Path) -> bool:
     """A DICOM SEG file, or a folder holding SEG files only (several: read_labels says what to do)."""
     try:
@@ -67,7 +49,7 @@ def is_supported(path: str | Path) -> bool:
     """True for CT/label files this plugin reads: NRRD, NIfTI, MHA/MHD, a DICOM folder, a DICOM file (a
     slice of a series, an enhanced CT, a SEG) or a CD's DICOMDIR."""
     path = Path(path)
-    return is_image_file(path) or _is_dicom_folder(path) or is_dicomdir(path) or \
+    return is_image_file(path) or is_dicom_folder(path) or is_dicomdir(path) or \
         (path.is_file() and is_dicom_path(path)) or _is_dicom_seg(path)
 
 

@@ -42,6 +42,40 @@ def test_a_dicom_folder_of_files_named_by_their_uids_opens(tmp_path):
     assert kind == "image" and data.shape[0] == 3 and kwargs["metadata"]["lnq_role"] == "ct"
 
 
+def test_a_folder_is_a_dicom_folder_for_file_open_as_for_the_cli(tmp_path):
+    """The plugin had its own rule for a DICOM folder: slices written without the preamble and a suffix
+    (older exports) beside a CT file made none for File > Open (it said to open the CT file), while the CLI
+    took the folder for its series; a README alone made one. One rule now
+    (:func:`.dicom_tree.is_dicom_folder`): File > Open says what ``view --ct`` says."""
+    import shutil
+
+    import pydicom
+
+    from lnq_napari.errors import LNQError
+    from lnq_napari.io import read_volume
+
+    def outcome(read):  # the shape read, or the one line said
+        try:
+            return np.shape(read())
+        except LNQError as exc:
+            return str(exc)
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for k, file in enumerate(sorted((DATA / "dcmqi" / "ct-3slice").glob("*.dcm"))):
+        ds = pydicom.dcmread(file)
+        ds.preamble = None
+        del ds.file_meta
+        pydicom.dcmwrite(folder / f"{k + 1:05d}", ds, implicit_vr=True, little_endian=True,
+                         enforce_file_format=False)
+    shutil.copy(DATA / "pynrrd" / "BallBinary30x30x30.nrrd", folder / "scan.nrrd")
+    assert napari_get_reader(str(folder)) is read_layers
+    assert outcome(lambda: read_layers(str(folder))[0][0]) == outcome(lambda: read_volume(folder).array)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README").write_text("LNQ cases\n")
+    assert napari_get_reader(str(tmp_path / "notes")) is None  # no DICOM: not ours, as an empty folder
+
+
 def test_label_files_open_as_labels_by_name_or_content():
     ((heart, _, kind),) = _read(DATA / "dcmqi" / "heart_seg.nrrd")  # name says seg
     assert kind == "labels" and heart.max() >= 1
