@@ -76,6 +76,7 @@ from lnq_napari.quantify import (
 )
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
+from lnq_napari.workspace.cases import gone_error, same_id
 from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
 
 if TYPE_CHECKING:
@@ -856,9 +857,14 @@ def activate_model(
     return next(m for m in ws.model_summaries() if m.version == chosen)
 
 
-def _open(workspace: str | Path | Workspace) -> Workspace:
-    """``workspace`` as an open :class:`~lnq_napari.workspace.Workspace` (a path is opened)."""
-    return workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+def _open(workspace: str | Path | Workspace, expected_id: str | None = None) -> Workspace:
+    """``workspace`` as an open :class:`~lnq_napari.workspace.Workspace` (a path is opened); with
+    ``expected_id``, LNQError when it is not that workspace (:meth:`Workspace.open`)."""
+    if not isinstance(workspace, Workspace):
+        return Workspace.open(workspace, expected_id)
+    if expected_id is not None and not same_id(workspace.id, expected_id):
+        raise gone_error(workspace.root)
+    return workspace
 
 
 def _kind(value) -> str:
@@ -900,17 +906,20 @@ def _volume(value, what: str, read: bool = False) -> Volume:
 
 def save_labels(
     labels: Volume, case: str, *, workspace: str | Path | None = None, folder: str | Path | None = None,
-    source: str = "correction", model_version: str | None = None, edits: int = 0, **provenance,
+    source: str = "correction", model_version: str | None = None, edits: int = 0,
+    expected_id: str | None = None, **provenance,
 ) -> SavedLabels:
     """Store ``labels`` as a new version of ``case``; never overwrites anything.
 
     With ``workspace`` the version goes into it (with a journal line) and ``folder`` is not used;
     without, into the label store ``<folder>/<case>/`` (the same ``vNNN.seg.nrrd`` + ``vNNN.json``
-    layout). Extra keyword fields are kept in the provenance.
+    layout). ``expected_id``: the identity of the workspace the labels were opened from
+    (``Workspace.id``); when another workspace is at its path now, or none, nothing is saved (LNQError).
+    Extra keyword fields are kept in the provenance.
     """
     labels = _volume(labels, "the labels to save")
     if workspace is not None:
-        ws = _open(workspace)
+        ws = _open(workspace, expected_id)
         try:
             version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
                                            **provenance)

@@ -114,3 +114,25 @@ def test_volumes_made_in_python_are_checked_and_measured():
     bad = Volume(np.zeros((3, 8, 8), np.int16), spacing=(-0.7, 0.7, 2.5))
     with pytest.raises(LNQError, match=r"the CT has voxel spacing \(-0.7, 0.7, 2.5\) mm"):
         api.find_nodes(bad)
+
+
+def test_a_save_for_the_workspace_opened_is_refused_once_another_workspace_is_at_its_path(tmp_path):
+    """The Save widget checked the workspace's identity, then ``save_labels`` opened the path afresh and
+    compared the workspace found there with itself: another workspace made at the path in between took
+    the version. The identity given is checked where the save opens the workspace."""
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((3, 8, 8), np.int16)))
+    opened = Workspace.init(tmp_path / "ws", data).id
+    (tmp_path / "ws").rename(tmp_path / "moved")
+    with pytest.raises(LNQError, match="^the workspace .*ws is gone from there .*nothing was saved"):
+        api.save_labels(_labels(), "c1", workspace=tmp_path / "ws", expected_id=opened)
+    assert not (tmp_path / "ws").exists()  # nothing made at the old path
+    new = Workspace.init(tmp_path / "ws", data)
+    for where in (tmp_path / "ws", new):  # a path, or the workspace object found there
+        with pytest.raises(LNQError, match="is gone from there .*another workspace is there now"):
+            api.save_labels(_labels(), "c1", workspace=where, expected_id=opened)
+    assert new.versions("c1") == [] and not any((tmp_path / "ws").rglob("*.seg.nrrd"))
+    assert [e["action"] for e in new.journal()] == ["init"]
+    saved = api.save_labels(_labels(), "c1", workspace=tmp_path / "moved", expected_id=opened)
+    assert saved.version == "v001" and saved.path.is_relative_to(tmp_path / "moved")
+    assert api.save_labels(_labels(), "c1", workspace=tmp_path / "ws", expected_id=new.id).version == "v001"

@@ -520,3 +520,30 @@ def test_activate_takes_a_version_pasted_with_spaces_around_it(ws, tmp_path, cap
     assert Workspace.open(ws.root).active_model() is None
     assert [e["version"] for e in ws.journal("activate")] == ["m001", "bundled"]
     assert "active model: bundled (was m001)" in capsys.readouterr().out
+
+
+def test_a_save_while_another_workspace_is_made_at_the_path_during_its_write_commits_nothing_there(
+        ws, tmp_path, data, monkeypatch):
+    """The identity was checked before the label file was written (without the lock): the workspace
+    renamed and another made at its path meanwhile got the version committed and journaled in it."""
+    import lnq_napari.workspace.labels as module
+
+    case, real = "lnq2023-train-0001", module.write_seg_nrrd
+    labels, old = ws.read_labels(case, "v001"), ws.root
+
+    def replaced_first(*args, **kwargs):
+        monkeypatch.setattr(module, "write_seg_nrrd", real)
+        old.rename(tmp_path / "renamed")
+        Workspace.init(old, data)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "write_seg_nrrd", replaced_first)
+    with pytest.raises(LNQError, match="is gone from there .*another workspace is there now"):
+        ws.add_label_version(case, labels, "correction")
+    new = Workspace.open(old)
+    assert [v["version"] for v in new.versions(case)] == ["v001"]
+    assert sorted(p.name for p in (old / "labels" / case).iterdir()) == ["v001.json", "v001.seg.nrrd"]
+    assert [e["action"] for e in new.journal()] == ["init"]
+    renamed = Workspace.open(tmp_path / "renamed")  # its number reserved before the move stays unused
+    version = renamed.add_label_version(case, labels, "correction")
+    assert [v["version"] for v in renamed.versions(case)] == ["v001", version]

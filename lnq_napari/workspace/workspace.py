@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
@@ -47,9 +47,11 @@ from lnq_napari.workspace.cases import (
     TimePoint,
     check_same,
     check_still_there,
+    gone_error,
     is_workspace,
     new_meta,
     read_meta,
+    workspace_gone,
     workspace_id,
     write_meta,
 )
@@ -88,10 +90,21 @@ class Workspace:
 
     # ------------------------------------------------------------ create / open
     @classmethod
-    def open(cls, path: str | Path) -> Workspace:
+    def open(cls, path: str | Path, expected_id: str | None = None) -> Workspace:
         """Open an existing workspace (and write the journal line a killed save left missing, unless
-        another program holds the lock: then a later writer does); LNQError when ``path`` is not one."""
-        ws = cls(Path(path), read_meta(path))
+        another program holds the lock: then a later writer does); LNQError when ``path`` is not one.
+
+        ``expected_id``: the identity (:func:`~lnq_napari.workspace.cases.workspace_id`) of the workspace
+        opened from ``path`` before (a case open in the viewer); the one 'is gone from there' LNQError
+        when that workspace is no longer there (moved away, another workspace made at the path since)."""
+        try:
+            meta = read_meta(path)
+        except LNQError:
+            if expected_id is not None and workspace_gone(path, expected_id):
+                raise gone_error(path) from None
+            raise
+        check_same(path, meta, expected_id)
+        ws = cls(Path(path), meta)
         ws._recover_save_line()
         return ws
 
@@ -247,8 +260,18 @@ class Workspace:
         # the number is taken by exclusive create: no lock held while the label file is written; the
         # commit and its journal line are one step under the lock
         saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent,
-                          committing=self._saves.committing if log else None, **fields)
+                          committing=self._committing if log else None, **fields)
         return saved.version
+
+    @contextlib.contextmanager
+    def _committing(self, prov: dict) -> Iterator[None]:
+        """Around a label version's commit (:meth:`SaveLines.committing`), under the lock: first the check
+        that this is still the workspace opened (moved away, or another made at its path, while the label
+        file was written: refused, and the uncommitted version removed)."""
+        with self._lock:
+            self._check_present()
+            with self._saves.committing(prov):
+                yield
 
     def latest_version(self, case: str, source: str | tuple[str, ...] | None = None) -> dict | None:
         """Provenance of the newest version (optionally of a given source), or None."""

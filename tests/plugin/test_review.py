@@ -1166,6 +1166,35 @@ def test_a_case_open_when_its_workspace_moved_and_another_was_made_there_autosav
     assert _offered(make_napari_viewer, Workspace.open(tmp_path / "moved"), case)
 
 
+def test_a_save_while_another_workspace_is_made_at_the_path_after_save_is_pressed_saves_not_into_it(
+        make_napari_viewer, own_data, tmp_path, save_and_wait, monkeypatch):
+    """The Save widget checked the workspace's identity, then ``save_labels`` opened the path afresh: a
+    workspace renamed and another made at its path in between took the version."""
+    import lnq_napari.plugin.widgets.save as module
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    case, real = ws.case_ids()[0], module.node_numbers
+
+    def replaced_first(*args, **kwargs):  # counting the nodes to save: after any check in the widget
+        monkeypatch.setattr(module, "node_numbers", real)
+        ws.root.rename(tmp_path / "moved")
+        Workspace.init(ws.root, own_data)
+        return real(*args, **kwargs)
+
+    viewer, session = _open_and_paint(make_napari_viewer, ws, case, lambda: None)
+    monkeypatch.setattr(module, "node_numbers", replaced_first)
+    save = dock_widgets(viewer, workspace=ws)["Save"]
+    assert save_and_wait(save) is None and "is gone from there" in save.status.text()
+    assert [v["version"] for v in Workspace.open(ws.root).versions(case)] == ["v001"]
+    assert [e["action"] for e in Workspace.open(ws.root).journal()] == ["init"]
+    assert not session.autosaver.flush().is_relative_to(ws.root)  # the edits kept aside, for the moved one
+    viewer.layers.clear()
+    assert not _offered(make_napari_viewer, Workspace.open(ws.root), case)
+    assert _offered(make_napari_viewer, Workspace.open(tmp_path / "moved"), case)
+
+
 def test_an_autosave_when_the_workspace_cannot_be_read_is_said_without_a_traceback(
         make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
     """A stale network share (ESTALE) under the workspace: the autosave timer raised at every edit. It is

@@ -29,7 +29,6 @@ from lnq_napari.plugin.widgets._common import (
     widen_opened_cts,
 )
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
-from lnq_napari.workspace.cases import check_still_there
 from lnq_napari.workspace.review_stats import CaseStats, log_review
 
 
@@ -52,12 +51,12 @@ def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
     """The Save's work, off the GUI thread: the new version (its nodes counted as the Nodes table counts
     them), a DICOM SEG beside it when the CT is a DICOM series, the review's journal line. Returns the
     version and the status line. LNQError (and any other error) when the version was not saved."""
-    if request.workspace is not None:  # moved away, another workspace at its path now: not into that
-        check_still_there(request.workspace, request.workspace_id)
+    # the workspace moved away, or another made at its path: refused where the save opens it
     with collected_warnings() as heard:  # shown in the status line, not a popup
-        saved = api.save_labels(request.labels, request.case, workspace=request.workspace,
-                                folder=request.folder, nodes=int(node_numbers(request.labels.array)[1].size),
-                                **request.provenance)
+        saved = api.save_labels(
+            request.labels, request.case, workspace=request.workspace, folder=request.folder,
+            expected_id=request.workspace_id, nodes=int(node_numbers(request.labels.array)[1].size),
+            **request.provenance)
     message = f"saved {saved.version} to {saved.path}"  # saved: nothing after this decides otherwise
     if request.ct_source and is_dicom_path(request.ct_source):
         seg = Path(saved.path).with_name(Path(saved.path).name.split(".")[0] + ".seg.dcm")
@@ -70,8 +69,8 @@ def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
             message += f"; no DICOM SEG: {_why(exc)}"
     if request.workspace is not None and request.stats is not None:  # the time and the decisions this
         try:  # case took, for the Review panel (the version is saved: a failure here is only said)
-            log_review(Workspace.open(request.workspace), request.case, request.stats, saved.version,
-                       request.provenance.get("edits", 0), now=request.pressed)
+            log_review(Workspace.open(request.workspace, request.workspace_id), request.case, request.stats,
+                       saved.version, request.provenance.get("edits", 0), now=request.pressed)
         except Exception as exc:
             message += f"; the review was not journaled: {_why(exc)}"
     for warning in texts(heard):
