@@ -77,19 +77,21 @@ def test_an_autosave_counts_as_unsaved_edits_only_when_newer_than_the_labels(tmp
 
 def test_a_workspace_gone_from_its_path_autosaves_where_a_case_without_one_does(tmp_path, monkeypatch):
     from lnq_napari.workspace.autosave import autosave_folder, autosave_target
-    from lnq_napari.workspace.cases import FORMAT, META_FILE
+    from lnq_napari.workspace.cases import FORMAT, META_FILE, workspace_id
 
     monkeypatch.delenv(AUTOSAVE_ENV, raising=False)
     monkeypatch.setattr("getpass.getuser", lambda: "ann")
     source, ws = tmp_path / "c1-ct.nrrd", tmp_path / "ws"
     ws.mkdir()
-    (ws / META_FILE).write_text(json.dumps({"format": FORMAT, "id": "w1"}))
-    assert not autosave_target(source, ws, "w1").moved and not autosave_target(source, None).moved
-    assert autosave_folder(source, ws, "w1") == ws / "autosave" / "ann"
-    assert autosave_target(source, ws, "w1").fields() == {
-        "lnq_workspace": str(ws), "lnq_workspace_id": "w1", "lnq_workspace_moved": ""}
+    meta = {"format": FORMAT, "id": "w1", "created": "2026-01-01T00:00:00+00:00", "root": str(ws)}
+    (ws / META_FILE).write_text(json.dumps(meta))
+    wid = workspace_id(meta)
+    assert not autosave_target(source, ws, wid).moved and not autosave_target(source, None).moved
+    assert autosave_folder(source, ws, wid) == ws / "autosave" / "ann"
+    assert autosave_target(source, ws, wid).fields() == {
+        "lnq_workspace": str(ws), "lnq_workspace_id": wid, "lnq_workspace_moved": ""}
     ws.rename(tmp_path / "renamed")
-    gone = autosave_target(source, ws, "w1")
+    gone = autosave_target(source, ws, wid)
     assert gone.moved and gone.folder == autosave_dir(source) == tmp_path / "lnq-autosave" / "ann"
     assert gone.fields()["lnq_workspace_moved"] == "1"
 

@@ -157,7 +157,6 @@ def test_a_workspace_whose_file_lost_its_id_is_still_the_one_opened(tmp_path):
     assert same_id(now, opened) and written_for(tmp_path / "ws", opened, tmp_path / "ws", now)
     other = new_meta(_data(tmp_path), tmp_path / "ws")  # made in the same folder within the second
     assert not same_id(workspace_id(other), opened)  # by the id where both have one
-    assert same_id(meta["id"], opened)  # an autosave header written with the id alone
 
 
 def test_init_under_another_program_s_workspace_json_that_is_no_plain_json_is_not_refused(tmp_path):
@@ -209,3 +208,15 @@ def test_a_workspace_json_replaced_by_one_of_the_same_size_and_times_is_read_aga
         f.write(json.dumps(two, indent=1))
     os.utime(folder / "workspace.json", (1000, 1000))
     assert id_at(folder) == workspace_id(two)
+
+
+def test_a_workspace_made_before_the_id_field_is_one_workspace_by_its_stamp_even_with_a_bar_in_its_folder():
+    """An identity is ``<id>|<stamp>`` or, for a workspace made before the id field, its stamp alone; a
+    ``|`` in the stamp's folder is not read as an id."""
+    from lnq_napari.workspace.cases import same_id, workspace_id
+
+    old = {"format": FORMAT, "created": "2024-05-01T10:00:00+00:00", "root": "/p/a|b", "cases": {}}
+    assert same_id(workspace_id(old), workspace_id(dict(old)))
+    assert not same_id(workspace_id(old), workspace_id({**old, "root": "/p/a|c"}))
+    assert same_id(workspace_id({**old, "id": "f" * 32}), workspace_id(old))  # the file lost its id
+    assert not same_id(workspace_id({**old, "id": "f" * 32}), workspace_id({**old, "id": "e" * 32}))

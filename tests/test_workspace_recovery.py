@@ -238,21 +238,6 @@ def test_a_new_workspace_made_at_the_old_path_gets_none_of_the_edits_of_the_case
     assert _open(renamed, renamed.version_info(CASE, original)) is not None
 
 
-def test_edits_kept_aside_before_the_workspace_identity_field_still_come_back(ws, tmp_path, monkeypatch):
-    """An autosave kept aside by the version before the identity field names its workspace by path only:
-    still offered where the workspace is now while the old path stays empty."""
-    monkeypatch.delenv(AUTOSAVE_ENV)
-    monkeypatch.setattr("getpass.getuser", lambda: "ann")
-    original = ws.latest_version(CASE)["version"]
-    edited, old = _edited(ws, original), ws.root
-    old.rename(tmp_path / "renamed")
-    path = write_autosave(edited, autosave_dir(ws.ct_path(CASE)), CASE,
-                          {"lnq_workspace": str(old), "lnq_parent": original, "lnq_workspace_moved": "1"})
-    moved = Workspace.open(tmp_path / "renamed")
-    _date(path, moved.label_path(CASE, original), 10**9)
-    assert _open(moved, moved.version_info(CASE, original)) is not None
-
-
 def test_a_copy_of_the_workspace_is_not_offered_the_unsaved_edits_of_its_original(ws, tmp_path):
     """A copy (cp -r) shares the workspace's identity: with one $LNQ_NAPARI_AUTOSAVE_DIR the copy was
     offered the unsaved edits of the same case open from the original, which is still where it was."""

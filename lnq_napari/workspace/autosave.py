@@ -21,7 +21,7 @@ from pathlib import Path
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
-from lnq_napari.workspace.cases import is_workspace, workspace_gone, written_for
+from lnq_napari.workspace.cases import workspace_gone, written_for
 from lnq_napari.workspace.files import now
 
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
@@ -163,16 +163,11 @@ def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | No
 def _written_for(fields: Mapping[str, str], workspace: str | Path, workspace_id: str | None) -> bool:
     """Whether an autosave's header names the workspace at ``workspace`` (identity ``workspace_id``), or
     none: by identity where it has one (:func:`~lnq_napari.workspace.cases.written_for`: not a copy's
-    whose original is still where it was); one written before the identity field by the path, or, kept
-    aside, when that path still holds no workspace (as it was then decided)."""
+    whose original is still where it was); one written before the identity field by the path."""
     theirs, theirs_id = fields.get("lnq_workspace"), fields.get(ID_FIELD)
     if theirs_id and workspace_id:
         return written_for(theirs, theirs_id, workspace, workspace_id)
-    if not theirs:
-        return True
-    if Path(theirs).resolve() == Path(workspace).resolve():
-        return True
-    return fields.get(MOVED_FIELD) == "1" and not theirs_id and not is_workspace(theirs)
+    return not theirs or Path(theirs).resolve() == Path(workspace).resolve()
 
 
 def autosave_fields(path: str | Path) -> dict[str, str]:

@@ -54,12 +54,10 @@ def workspace_id(meta: dict) -> str:
 
 
 def _id_parts(identity: str) -> tuple[str, str]:
-    """``(id, stamp)`` of a :func:`workspace_id` (either "" when it holds none; an autosave header written
-    before the stamp was added holds the id alone)."""
+    """``(id, stamp)`` of a :func:`workspace_id`: ``<id>|<stamp>``, or the stamp alone (id "") for a
+    workspace without the id field (a ``|`` in its stamp's folder is no id: the id holds no ``@``)."""
     head, sep, tail = identity.partition("|")
-    if sep and "@" not in head:
-        return head, tail
-    return ("", identity) if "@" in identity else (identity, "")
+    return (head, tail) if sep and "@" not in head else ("", identity)
 
 
 def same_id(one: str, other: str) -> bool:
