@@ -76,7 +76,7 @@ def test_an_autosave_counts_as_unsaved_edits_only_when_newer_than_the_labels(tmp
 
 
 def test_a_workspace_gone_from_its_path_autosaves_where_a_case_without_one_does(tmp_path, monkeypatch):
-    from lnq_napari.workspace.autosave import autosave_folder, autosave_target
+    from lnq_napari.workspace.autosave import autosave_target
     from lnq_napari.workspace.cases import FORMAT, META_FILE, workspace_id
 
     monkeypatch.delenv(AUTOSAVE_ENV, raising=False)
@@ -87,7 +87,7 @@ def test_a_workspace_gone_from_its_path_autosaves_where_a_case_without_one_does(
     (ws / META_FILE).write_text(json.dumps(meta))
     wid = workspace_id(meta)
     assert not autosave_target(source, ws, wid).moved and not autosave_target(source, None).moved
-    assert autosave_folder(source, ws, wid) == ws / "autosave" / "ann"
+    assert autosave_target(source, ws, wid).folder == ws / "autosave" / "ann"
     assert autosave_target(source, ws, wid).fields() == {
         "lnq_workspace": str(ws), "lnq_workspace_id": wid, "lnq_workspace_moved": ""}
     ws.rename(tmp_path / "renamed")
@@ -103,7 +103,7 @@ def test_a_workspace_folder_that_cannot_be_read_now_gets_its_autosave_there_with
     import errno
     import os
 
-    from lnq_napari.workspace.autosave import autosave_folder
+    from lnq_napari.workspace.autosave import autosave_target
 
     monkeypatch.delenv(AUTOSAVE_ENV, raising=False)
     monkeypatch.setattr("getpass.getuser", lambda: "ann")
@@ -116,7 +116,7 @@ def test_a_workspace_folder_that_cannot_be_read_now_gets_its_autosave_there_with
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "stat", stale)
-    assert autosave_folder(tmp_path / "c1-ct.nrrd", ws) == ws / "autosave" / "ann"
+    assert autosave_target(tmp_path / "c1-ct.nrrd", ws).folder == ws / "autosave" / "ann"
 
 
 def test_the_read_only_note_says_only_this_workspace_gets_the_edits_back():

@@ -125,10 +125,15 @@ def unplaced_note(layer) -> str:
             "for its real grid")
 
 
+def unwrapped(layer):
+    """``layer`` itself, when it is the proxy napari hands a Plugins-menu widget (each read of a layer
+    through it makes a new one, and each read of a private attribute warns)."""
+    return getattr(layer, "__wrapped__", layer)
+
+
 def same_layer(a, b) -> bool:
-    """Whether ``a`` and ``b`` are one layer, either of them maybe the proxy napari hands a Plugins-menu
-    widget (each read makes a new one)."""
-    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+    """Whether ``a`` and ``b`` are one layer, either of them maybe a proxy (:func:`unwrapped`)."""
+    return unwrapped(a) is unwrapped(b)
 
 
 def same_placement(a, b, tol_mm: float = 0.05) -> bool:

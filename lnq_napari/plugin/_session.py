@@ -38,6 +38,7 @@ from lnq_napari.plugin._layers import (
     layer_volume,
     same_layer,
     same_placement,
+    unwrapped,
 )
 from lnq_napari.workspace.review_stats import CaseStats
 
@@ -532,7 +533,7 @@ def _napari_private(layer, name: str, default):
     """napari's private attribute ``name`` of ``layer`` (``default`` when it has none), read on the layer
     itself: through the proxy napari hands the widgets of its Plugins menu each read warned (a
     FutureWarning toast in the viewer, three at a case's first node layer)."""
-    return getattr(getattr(layer, "__wrapped__", layer), name, default)
+    return getattr(unwrapped(layer), name, default)
 
 
 def holds_edits(layer) -> bool:

@@ -81,12 +81,6 @@ def _writable(folders: list[Path]) -> bool:
     return found is None or os.access(found, os.W_OK)
 
 
-def autosave_folder(source: str | Path | None, workspace: str | Path | None,
-                    workspace_id: str | None = None) -> Path:
-    """:func:`autosave_target`'s folder."""
-    return autosave_target(source, workspace, workspace_id).folder
-
-
 def _shared_dir(source: str | Path | None, workspace: str | Path | None) -> Path | None:
     """The autosave folder several users may share (a workspace's, else one beside a writable source),
     None when there is none (no $LNQ_NAPARI_AUTOSAVE_DIR checked here)."""
