@@ -259,6 +259,31 @@ def test_a_series_written_without_the_dicom_preamble_is_found_in_a_tree(tmp_path
     assert find_cts(tmp_path / "tree") == [("P1_S1", series)]
 
 
+@pytest.mark.parametrize(("notes", "by_uid"), [
+    (["1_README.txt", "2_info.json", "3_meta.xml", "4_thumb.jpg", "5_report.pdf"], False),
+    (["0001.jpg", "0002.jpeg", "0003.png", "0004.jpg", "0005.jpg"], True),  # before slices named 1.2.840...
+])
+def test_a_series_folder_with_notes_or_thumbnails_sorted_first_is_found_in_a_tree(tmp_path, notes, by_uid):
+    """Whether a folder holds DICOM was told from its first 4 files: a series folder whose notes or
+    thumbnails sort before its slices gave no case in a tree ("holds no CT"), though ``view --ct`` read it.
+    Files named as no DICOM is are not counted."""
+    import pydicom
+
+    from lnq_napari.io.datasets import find_cts
+
+    series = tmp_path / "tree" / "P1" / "S1"
+    series.mkdir(parents=True)
+    for k, file in enumerate(sorted(SERIES.glob("*.dcm"))):
+        uid = str(pydicom.dcmread(file, stop_before_pixels=True).SOPInstanceUID)
+        (series / (uid if by_uid else f"IM{k + 1:04d}.dcm")).write_bytes(file.read_bytes())
+    assert sorted(p.name for p in series.iterdir())[0] > notes[-1]  # the notes sort first
+    for name in notes:
+        (series / name).write_bytes(b"\xff\xd8\xff\xe0 not DICOM")
+    assert find_cts(tmp_path / "tree") == [("P1_S1", series)]
+    assert find_cts(series) == [("S1", series)]
+    assert read_volume(series).shape[0] == 3
+
+
 def test_a_series_folder_with_ct_series_folders_below_it_is_refused(tmp_path, enhanced_ct, cd_export):
     """A data folder holding an enhanced CT (or a series' slices) beside CD exports was read as one series
     folder: the CDs were left out without a word. Refused in one line naming them; a series folder with

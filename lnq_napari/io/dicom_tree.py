@@ -24,9 +24,13 @@ from lnq_napari.io.dicom_headers import (
     is_localizer_volume,
     series_slices,
 )
-from lnq_napari.io.layout import holds_dicomdir, is_dicomdir
+from lnq_napari.io.layout import IMAGE_SUFFIXES, holds_dicomdir, is_dicomdir
 
 DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
+#: Names that say a file is no DICOM (notes, thumbnails, reports a series folder holds beside its slices,
+#: CT files of ours): not counted among the first files of a folder looked at (:func:`_holds_dicom`).
+NOT_DICOM_SUFFIXES = (".txt", ".json", ".xml", ".jpg", ".jpeg", ".png", ".pdf", ".html", ".htm", ".csv",
+                      ".md", ".ini", ".log", *IMAGE_SUFFIXES)
 MAX_FOLDER_FILES = 8  # a folder with at most this many files may be a SEG series folder (TCIA: one file)
 MAX_SEARCH_FOLDERS = 200  # folders looked at for the CT series beside a SEG
 SAMPLED_FILES = 3  # files of each folder beside the SEG whose series is read
@@ -425,18 +429,25 @@ def refuse_series_below(folder: Path) -> None:
 
 
 def is_dicom_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a folder of DICOM files (:func:`_holds_dicom`: named by their UIDs, or bare
-    datasets without the preamble, beside notes or CT files of ours) or a CD's root (it holds a
-    ``DICOMDIR``): what napari's File > Open reads as a DICOM CT."""
+    """Whether napari's File > Open reads ``path`` as a DICOM CT, as ``view --ct`` reads it: a folder of
+    DICOM files (:func:`_holds_dicom`: named by their UIDs, or bare datasets without the preamble, beside
+    notes, thumbnails or CT files of ours), a CD's root (it holds a ``DICOMDIR``), or a folder with CT
+    series folders below it (:func:`ct_folders_below`: a CD copied without its DICOMDIR, a TCIA download's
+    patient / study / series): the reader reads the one series below, or says in one line that there are
+    several (give the folder to ``predict``), as it does for a CD's root."""
     path = Path(path)
-    return path.is_dir() and (holds_dicomdir(path) or _holds_dicom(path))
+    return path.is_dir() and (holds_dicomdir(path) or _holds_dicom(path) or _dicom_below(path))
 
 
 def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
-    """Whether one of the first few files of ``folder`` is DICOM (a series folder may hold a note; a
-    DICOMDIR is the index of a CD's folders below, not a series)."""
+    """Whether one of the first few files of ``folder`` is DICOM: files named as no DICOM is
+    (:data:`NOT_DICOM_SUFFIXES`: a series folder may hold notes and thumbnails sorted before its slices),
+    hidden ones and a DICOMDIR (the index of a CD's folders below, not a series) are not counted. The one
+    rule for a series folder, of the walk of a tree (:func:`dicom_folders`) and of File > Open
+    (:func:`is_dicom_folder`)."""
     files = (f for f in _listing(folder)
-             if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f))
+             if not f.name.startswith(".") and not f.name.lower().endswith(NOT_DICOM_SUFFIXES)
+             and f.is_file() and not is_dicomdir(f))
     return any(_dicom_file(f) for f in itertools.islice(files, look_at))
 
 

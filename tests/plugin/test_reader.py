@@ -76,6 +76,52 @@ def test_a_folder_is_a_dicom_folder_for_file_open_as_for_the_cli(tmp_path):
     assert napari_get_reader(str(tmp_path / "notes")) is None  # no DICOM: not ours, as an empty folder
 
 
+@pytest.mark.parametrize(("notes", "by_uid"), [
+    (["1_README.txt", "2_info.json", "3_meta.xml", "4_thumb.jpg"], False),  # notes before IM0001.dcm ...
+    (["0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg", "0005.png"], True),  # thumbnails before 1.2.840...
+])
+def test_a_series_folder_with_notes_or_thumbnails_sorted_first_opens(tmp_path, notes, by_uid):
+    """The DICOM folder rule looked at the first 4 files only: a series folder whose notes or thumbnails
+    sort before its slices was no DICOM folder for File > Open (``view --ct`` read it), nor for the walk
+    of a tree (``predict`` found no CT). Files named as no DICOM is are not counted."""
+    import pydicom
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for k, file in enumerate(sorted((DATA / "dcmqi" / "ct-3slice").glob("*.dcm"))):
+        uid = str(pydicom.dcmread(file, stop_before_pixels=True).SOPInstanceUID)
+        (folder / (uid if by_uid else f"IM{k + 1:04d}.dcm")).write_bytes(file.read_bytes())
+    assert sorted(p.name for p in folder.iterdir())[0] > notes[-1]  # the notes sort first
+    for name in notes:
+        (folder / name).write_bytes(b"\xff\xd8\xff\xe0 not DICOM")
+    ((data, kwargs, kind),) = _read(folder)
+    assert kind == "image" and data.shape[0] == 3 and kwargs["metadata"]["lnq_role"] == "ct"
+
+
+def test_a_cd_copied_without_its_dicomdir_and_a_tcia_download_open_as_their_series(tmp_path):
+    """A folder holding no DICOM but a series folder below it (a CD copied without its DICOMDIR, beside
+    its README.TXT; a TCIA download's patient / study / series) was no DICOM folder for File > Open, while
+    ``view --ct`` read the series below, as both do for a CD's root. Several series below: one line
+    saying so."""
+    import shutil
+
+    from lnq_napari.errors import LNQError
+
+    cd = tmp_path / "CD"
+    shutil.copytree(DATA / "dcmqi" / "ct-3slice", cd / "DICOM" / "PT0" / "ST0" / "SE0")
+    (cd / "README.TXT").write_text("Viewer on this CD: run viewer.exe\n")
+    (cd / "VERSION.txt").write_text("1.0\n")
+    tcia = tmp_path / "download"
+    shutil.copytree(DATA / "dcmqi" / "ct-3slice", tcia / "LNQ-001" / "1-study" / "2-CT")
+    for root in (cd, tcia):
+        ((data, kwargs, kind),) = _read(root)
+        assert kind == "image" and data.shape[0] == 3 and kwargs["metadata"]["lnq_role"] == "ct"
+    shutil.copytree(DATA / "dcmqi" / "ct-3slice", tcia / "LNQ-002" / "1-study" / "2-CT")
+    with pytest.raises(LNQError, match=r"download holds 2 DICOM CT series in the folders below it .*point to "
+                                       r"one series folder, or give the folder to lnq-napari predict"):
+        _read(tcia)
+
+
 def test_label_files_open_as_labels_by_name_or_content():
     ((heart, _, kind),) = _read(DATA / "dcmqi" / "heart_seg.nrrd")  # name says seg
     assert kind == "labels" and heart.max() >= 1
