@@ -972,3 +972,26 @@ def test_the_split_check_reads_each_part_of_a_series_split_over_many_folders_onc
     monkeypatch.setattr(pydicom, "dcmread", counted)
     assert sorted(split_series(parts)) == parts
     assert len(read) <= 36 + len(parts) * SAMPLED_FILES
+
+
+def test_a_series_without_the_dicom_preamble_is_refused_saying_what_it_lacks(tmp_path):
+    """Slices saved without the 128-byte preamble and 'DICM' (older exports): GDCM lists them as a series
+    but SimpleITK's reader reads no such file. Reading the series, or placing a SEG on its grid, said "check
+    that the slices are complete images of one series" (they are), after a warning that it held no CT;
+    now one line naming the cause and what to do."""
+    from lnq_napari.io.dicom_series import dicom_grid
+
+    uid = series(tmp_path / "ct", hu(4))
+    for file in sorted((tmp_path / "ct").iterdir()):
+        ds = pydicom.dcmread(file)
+        ds.preamble = None
+        del ds.file_meta
+        pydicom.dcmwrite(file, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    said = (r"cannot read the DICOM series in .*ct: its files \(ct-00\d\.dcm \.\.\.\) have no preamble "
+            r"\('DICM' marker\), which SimpleITK's reader needs; re-save them with a DICOM tool, e\.g\. "
+            r"pydicom's save_as\(\.\.\., enforce_file_format=True\) or dcmtk's dcmconv$")
+    for read in (lambda: read_volume(tmp_path / "ct"), lambda: dicom_grid(tmp_path / "ct", uid)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no word of a series that is no CT
+            with pytest.raises(LNQError, match=said):
+                read()

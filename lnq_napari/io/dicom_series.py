@@ -27,7 +27,7 @@ from lnq_napari.io.dicom_headers import (
     padding_values,
     series_slices,
 )
-from lnq_napari.io.layout import cd_root
+from lnq_napari.io.layout import cd_root, is_image_file, looks_like_label_name
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
 
@@ -76,6 +76,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
         dicom_tree.refuse_series_below(folder)
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
+    _refuse_bare(folder, [files[0] for files in files_by_series.values() if files])  # no header to choose by
     first = {sid: _series_header(files) for sid, files in files_by_series.items()}
     images = {sid: 0 if first[sid].sop_class in SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
@@ -547,9 +548,25 @@ def _execute_series(reader, folder: Path):
         if "does not fully contain the requested region" in text:  # a slice of another size
             raise LNQError(f"the DICOM slices in {folder} differ in size (a localizer or another series "
                            "among them); keep only the slices of the one CT series") from exc
+        _refuse_bare(folder, list(reader.GetFileNames()[:1]))  # ITK found no reader for the first file
         reason = text.strip().splitlines()[-1][:160]
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
                        "complete images of one series") from exc
+
+
+def _refuse_bare(folder: Path, heads: list[str]) -> None:
+    """LNQError when none of ``heads`` (the first files of the series of ``folder`` GDCM lists) has the
+    preamble and 'DICM' marker (an older export's bare datasets): SimpleITK's reader reads no such file
+    (and pydicom no header of it), naming a CT file beside them (:func:`.layout.is_image_file`, no label
+    file) that may be the scan meant."""
+    if not heads or any(dicom_tree.has_dicom_magic(f) for f in heads):
+        return
+    bare = Path(heads[0])
+    cts = sorted(f.name for f in folder.iterdir() if is_image_file(f) and not looks_like_label_name(f))
+    beside = f", or open the CT file beside them ({cts[0]})" if cts else ""
+    raise LNQError(f"cannot read the DICOM series in {folder}: its files ({bare.name} ...) have no preamble "
+                   "('DICM' marker), which SimpleITK's reader needs; re-save them with a DICOM tool, e.g. "
+                   f"pydicom's save_as(..., enforce_file_format=True) or dcmtk's dcmconv{beside}")
 
 
 def dicom_grid(folder: Path, series_uid: str) -> Volume:
@@ -561,6 +578,7 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
 
     reader = sitk.ImageSeriesReader()
     files, headers = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    _refuse_bare(folder, files[:1])
     head = _first_file_header(files[0]) if files else FileHeader()
     if len(files) == 1 and _enhanced(head.sop_class, head.frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)

@@ -42,35 +42,43 @@ def test_a_dicom_folder_of_files_named_by_their_uids_opens(tmp_path):
     assert kind == "image" and data.shape[0] == 3 and kwargs["metadata"]["lnq_role"] == "ct"
 
 
-def test_a_folder_is_a_dicom_folder_for_file_open_as_for_the_cli(tmp_path):
-    """The plugin had its own rule for a DICOM folder: slices written without the preamble and a suffix
-    (older exports) beside a CT file made none for File > Open (it said to open the CT file), while the CLI
-    took the folder for its series; a README alone made one. One rule now
-    (:func:`.dicom_tree.is_dicom_folder`): File > Open says what ``view --ct`` says."""
-    import shutil
-
+def _bare_series(folder: Path) -> Path:
+    """The 3-slice series written as older exports write it: bare implicit-VR datasets, no 128-byte
+    preamble, no 'DICM', no suffix."""
     import pydicom
 
-    from lnq_napari.errors import LNQError
-    from lnq_napari.io import read_volume
-
-    def outcome(read):  # the shape read, or the one line said
-        try:
-            return np.shape(read())
-        except LNQError as exc:
-            return str(exc)
-
-    folder = tmp_path / "series"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for k, file in enumerate(sorted((DATA / "dcmqi" / "ct-3slice").glob("*.dcm"))):
         ds = pydicom.dcmread(file)
         ds.preamble = None
         del ds.file_meta
         pydicom.dcmwrite(folder / f"{k + 1:05d}", ds, implicit_vr=True, little_endian=True,
                          enforce_file_format=False)
+    return folder
+
+
+def test_a_folder_is_a_dicom_folder_for_file_open_as_for_the_cli(tmp_path):
+    """The plugin had its own rule for a DICOM folder: slices written without the preamble and a suffix
+    (older exports) beside a CT file made none for File > Open (it said to open the CT file), while the CLI
+    took the folder for its series; a README alone made one. One rule now
+    (:func:`.dicom_tree.is_dicom_folder`). SimpleITK reads no file without the preamble: File > Open and
+    ``view --ct`` say so in one line, what to do and which CT file lies beside (it said "check that the
+    slices are complete images", which they are)."""
+    import shutil
+
+    from lnq_napari.errors import LNQError
+    from lnq_napari.io import read_volume
+
+    folder = _bare_series(tmp_path / "series")
     shutil.copy(DATA / "pynrrd" / "BallBinary30x30x30.nrrd", folder / "scan.nrrd")
     assert napari_get_reader(str(folder)) is read_layers
-    assert outcome(lambda: read_layers(str(folder))[0][0]) == outcome(lambda: read_volume(folder).array)
+    said = (r"cannot read the DICOM series in .*series: its files \(0000\d \.\.\.\) have no preamble "
+            r"\('DICM' marker\), which SimpleITK's reader needs; re-save them with a DICOM tool, e\.g\. "
+            r"pydicom's save_as\(\.\.\., enforce_file_format=True\) or dcmtk's dcmconv, or open the CT file "
+            r"beside them \(scan\.nrrd\)$")
+    for read in (lambda: read_layers(str(folder)), lambda: read_volume(folder)):
+        with pytest.raises(LNQError, match=said):
+            read()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README").write_text("LNQ cases\n")
     assert napari_get_reader(str(tmp_path / "notes")) is None  # no DICOM: not ours, as an empty folder
