@@ -776,3 +776,20 @@ def test_a_data_folder_of_split_series_alone_names_every_one_of_them(tmp_path):
     with pytest.raises(LNQError, match=r"^the folders \S+a and \S+b hold slices of one DICOM series .* move "
                                        r"its slices into one folder \(and 1 more series split so\)$"):
         find_cases(root)
+
+
+def test_file_open_looks_for_a_series_below_only_in_the_first_folders(tmp_path):
+    """A folder with a CT series folder below it is a DICOM folder for File > Open (a CD copied without
+    its DICOMDIR), but napari asks of every folder it is given: a series found only past
+    :data:`LOOK_BELOW` folders (a home or project folder) is not walked to."""
+    from lnq_napari.io.dicom_tree import LOOK_BELOW, is_dicom_folder
+
+    near, far = tmp_path / "near", tmp_path / "far"
+    shutil.copytree(SERIES, near / "a" / "series")
+    for i in range(LOOK_BELOW):
+        (far / f"a{i:04d}").mkdir(parents=True)
+    shutil.copytree(SERIES, far / "z-series")  # the folder after the first LOOK_BELOW
+    assert is_dicom_folder(near)
+    assert not is_dicom_folder(far)
+    (far / "a0000").rmdir()  # now the last of them
+    assert is_dicom_folder(far)

@@ -329,6 +329,7 @@ def _whole_part(folder: Path, key: tuple[str, ...], read: dict[Path, _Part]) -> 
 
 #: How deep below a data folder series folders are looked for (TCIA: collection / patient / study / series).
 SERIES_DEPTH = 4
+LOOK_BELOW = 256  # folders File > Open looks into for a CT series below the one it is given
 
 
 def dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], list[Path]]:
@@ -384,18 +385,29 @@ def loose_segs(folder: Path, segs: list[Path] | None = None) -> list[Path]:
 
 
 def _dicom_below(folder: Path) -> bool:
-    """Whether a folder below ``folder`` holds a CT series (:func:`ct_folders_below`): a SEG series folder
-    holding an older SEG in ``prev/`` stays one."""
-    return next(ct_folders_below(folder), None) is not None
+    """Whether one of the first :data:`LOOK_BELOW` folders below ``folder`` holds a CT series (a CD or a
+    download of one patient: a few folders; a home or project folder is not walked to its end each time
+    napari asks whether it can open it): a SEG series folder holding an older SEG in ``prev/`` stays one."""
+    return any(_ct_series(f) for f in itertools.islice(_folders_below(folder), LOOK_BELOW))
 
 
 def ct_folders_below(folder: Path) -> Iterator[Path]:
     """The folders below ``folder`` (down to :data:`SERIES_DEPTH`, level by level, hidden ones and links
     left out) that hold DICOM with a CT image (:func:`_not_a_ct_image`), found as they are asked for."""
+    return (f for f in _folders_below(folder) if _ct_series(f))
+
+
+def _ct_series(folder: Path) -> bool:
+    return _holds_dicom(folder) and not _not_a_ct_image(folder)
+
+
+def _folders_below(folder: Path) -> Iterator[Path]:
+    """The folders below ``folder`` down to :data:`SERIES_DEPTH`, level by level, each level listed when
+    the one above has been given out."""
     level = [folder]
     for _ in range(SERIES_DEPTH):
         level = _subfolders(level)
-        yield from (f for f in level if _holds_dicom(f) and not _not_a_ct_image(f))
+        yield from level
 
 
 def _subfolders(folders: list[Path]) -> list[Path]:
