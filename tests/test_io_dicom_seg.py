@@ -872,3 +872,25 @@ def test_a_segment_label_says_node_by_word_or_the_ln_abbreviation(label, node):
     """A DICOM SEG segment labelled "LN 4R" (no code) was no node: with an aorta segment beside it, both
     were read as nodes."""
     assert named_like_node(label) is node
+
+
+def test_a_seg_finds_its_ct_series_whose_notes_sort_before_its_slices(tmp_path, liver):
+    """The files of a series folder looked at for its Series UID were its first three, notes included:
+    with notes sorted before the slices, a SEG beside it referenced "no CT series found here" and the
+    case lost its labels. Files named as notes are never looked at as DICOM, by any question."""
+    from lnq_napari.io.datasets import find_cases
+
+    root = tmp_path / "download"
+    series = root / "MED_001" / "study" / "2-CT"
+    shutil.copytree(SERIES, series)
+    for name in ("00a.txt", "00b.txt", "00c.json", "00d.xml"):
+        (series / name).write_text("not a slice")
+    assert sorted(p.name for p in series.iterdir())[3] == "00d.xml"  # the notes sort first
+    (root / "MED_001" / "study" / "3-Segmentation").mkdir()
+    write_dicom_seg(root / "MED_001" / "study" / "3-Segmentation" / "1-1.dcm", liver, SERIES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "left out" warning
+        (case,) = find_cases(root)
+    assert case.case_id == "MED_001_study_2-CT" and case.seg is not None
+    labels = read_labels(case.seg, reference=read_volume(series))
+    np.testing.assert_array_equal(labels.array, liver.array != 0)

@@ -28,7 +28,7 @@ from lnq_napari.io.layout import IMAGE_SUFFIXES, holds_dicomdir, is_dicomdir
 
 DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
 #: Names that say a file is no DICOM (notes, thumbnails, reports a series folder holds beside its slices,
-#: CT files of ours): not counted among the first files of a folder looked at (:func:`_holds_dicom`).
+#: CT files of ours): never looked at as DICOM (:func:`_maybe_dicom`).
 NOT_DICOM_SUFFIXES = (".txt", ".json", ".xml", ".jpg", ".jpeg", ".png", ".pdf", ".html", ".htm", ".csv",
                       ".md", ".ini", ".log", *IMAGE_SUFFIXES)
 MAX_FOLDER_FILES = 8  # a folder with at most this many files may be a SEG series folder (TCIA: one file)
@@ -159,9 +159,17 @@ def _scan_seg_files(folder: Path) -> list[Path]:
 
 
 def _files(folder: Path) -> list[Path]:
-    """The files of ``folder``, sorted, hidden ones (macOS's ``._`` files beside copied DICOM) and a
-    DICOMDIR left out."""
-    return [f for f in _listing(folder) if f.is_file() and not f.name.startswith(".") and not is_dicomdir(f)]
+    """:func:`_maybe_dicom`'s files of ``folder``, all of them."""
+    return list(_maybe_dicom(folder))
+
+
+def _maybe_dicom(folder: Path) -> Iterator[Path]:
+    """The files of ``folder`` that may be DICOM, sorted, as they are asked for: hidden ones (macOS's
+    ``._`` files beside copied DICOM), a DICOMDIR (the index of a CD's folders below, not a series) and
+    files named as no DICOM is (:data:`NOT_DICOM_SUFFIXES`: a series folder may hold notes and thumbnails
+    sorted before its slices) left out. The one rule for which files of a folder are looked at."""
+    return (f for f in _listing(folder) if not f.name.startswith(".")
+            and not f.name.lower().endswith(NOT_DICOM_SUFFIXES) and f.is_file() and not is_dicomdir(f))
 
 
 def ct_series_inputs(case_id: str, path: Path) -> list[tuple[str, Path]]:
@@ -252,7 +260,7 @@ def _sampled_series(folder: Path) -> dict[tuple[str, ...], _Part]:
     :func:`_series_key`) of the first :data:`SAMPLED_FILES` files of ``folder`` (files that are not DICOM,
     or of an empty Series Instance UID, left out), each with the part of it those files hold."""
     found: dict[tuple[str, ...], _Part] = {}
-    for key, sop, position in _file_entries(itertools.islice(_files(folder), SAMPLED_FILES)):
+    for key, sop, position in _file_entries(itertools.islice(_maybe_dicom(folder), SAMPLED_FILES)):
         found.setdefault(key, _Part()).add([(sop, position)])
     return found
 
@@ -452,15 +460,10 @@ def is_dicom_folder(path: str | Path) -> bool:
 
 
 def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
-    """Whether one of the first few files of ``folder`` is DICOM: files named as no DICOM is
-    (:data:`NOT_DICOM_SUFFIXES`: a series folder may hold notes and thumbnails sorted before its slices),
-    hidden ones and a DICOMDIR (the index of a CD's folders below, not a series) are not counted. The one
-    rule for a series folder, of the walk of a tree (:func:`dicom_folders`) and of File > Open
+    """Whether one of the first few files of ``folder`` that may be DICOM (:func:`_maybe_dicom`) is: the
+    one rule for a series folder, of the walk of a tree (:func:`dicom_folders`) and of File > Open
     (:func:`is_dicom_folder`)."""
-    files = (f for f in _listing(folder)
-             if not f.name.startswith(".") and not f.name.lower().endswith(NOT_DICOM_SUFFIXES)
-             and f.is_file() and not is_dicomdir(f))
-    return any(_dicom_file(f) for f in itertools.islice(files, look_at))
+    return any(_dicom_file(f) for f in itertools.islice(_maybe_dicom(folder), look_at))
 
 
 def _dicom_file(path: Path) -> bool:
@@ -525,8 +528,7 @@ def series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
         except RuntimeError:
             return ()
     found = []
-    files = (f for f in _listing(folder) if f.is_file() and not f.name.startswith("."))
-    for child in list(itertools.islice(files, SAMPLED_FILES)):
+    for child in list(itertools.islice(_maybe_dicom(folder), SAMPLED_FILES)):
         try:
             ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
             found.append(str(ds.SeriesInstanceUID))

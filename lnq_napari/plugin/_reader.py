@@ -87,7 +87,7 @@ def _case_folder_note(folder: Path) -> str:
         return (f"{folder.name} is a lnq-napari workspace: review its cases with "
                 f"lnq-napari view --workspace {shlex.quote(str(folder))}")
     names = sorted(p.name for p in folder.iterdir() if is_image_file(p) and not looks_like_label_name(p))
-    if not names or is_supported(folder):  # CT files beside DICOM slices: the series (asked last: it walks)
+    if not names:  # CT files beside DICOM: the CT files, as the command line takes them
         return ""
     return (f"{folder.name} is a folder of {len(names)} CT file{'s' if len(names) != 1 else ''} "
             f"({names[0]}{', ...' if len(names) > 1 else ''}): open one CT file with File > Open, or review "

@@ -59,29 +59,50 @@ def _bare_series(folder: Path) -> Path:
 
 def test_a_folder_is_a_dicom_folder_for_file_open_as_for_the_cli(tmp_path):
     """The plugin had its own rule for a DICOM folder: slices written without the preamble and a suffix
-    (older exports) beside a CT file made none for File > Open (it said to open the CT file), while the CLI
-    took the folder for its series; a README alone made one. One rule now
-    (:func:`.dicom_tree.is_dicom_folder`). SimpleITK reads no file without the preamble: File > Open and
-    ``view --ct`` say so in one line, what to do and which CT file lies beside (it said "check that the
-    slices are complete images", which they are)."""
+    (older exports) made none for File > Open, while the CLI took the folder for its series; a README
+    alone made one. One rule now (:func:`.dicom_tree.is_dicom_folder`). SimpleITK reads no file without
+    the preamble: File > Open and ``view --ct`` say so in one line and what to do (it said "check that the
+    slices are complete images", which they are). CT files beside DICOM are what the folder holds, for
+    File > Open as for the command line (it takes them and leaves the DICOM out)."""
     import shutil
 
     from lnq_napari.errors import LNQError
     from lnq_napari.io import read_volume
 
     folder = _bare_series(tmp_path / "series")
-    shutil.copy(DATA / "pynrrd" / "BallBinary30x30x30.nrrd", folder / "scan.nrrd")
     assert napari_get_reader(str(folder)) is read_layers
     said = (r"cannot read the DICOM series in .*series: its files \(0000\d \.\.\.\) have no preamble "
             r"\('DICM' marker\), which SimpleITK's reader needs; re-save them with a DICOM tool, e\.g\. "
-            r"pydicom's save_as\(\.\.\., enforce_file_format=True\) or dcmtk's dcmconv, or open the CT file "
-            r"beside them \(scan\.nrrd\)$")
+            r"pydicom's save_as\(\.\.\., enforce_file_format=True\) or dcmtk's dcmconv")
     for read in (lambda: read_layers(str(folder)), lambda: read_volume(folder)):
-        with pytest.raises(LNQError, match=said):
+        with pytest.raises(LNQError, match=said + "$"):
             read()
+    shutil.copy(DATA / "pynrrd" / "BallBinary30x30x30.nrrd", folder / "scan.nrrd")
+    with pytest.raises(LNQError, match=said + r", or open the CT file beside them \(scan\.nrrd\)$"):
+        read_volume(folder)
+    with pytest.raises(LNQError, match=r"series is a folder of 1 CT file \(scan\.nrrd\): open one CT file"):
+        napari_get_reader(str(folder))(str(folder))
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README").write_text("LNQ cases\n")
     assert napari_get_reader(str(tmp_path / "notes")) is None  # no DICOM: not ours, as an empty folder
+
+
+def test_a_folder_of_ct_files_beside_dicom_is_its_ct_files(tmp_path):
+    """A folder of LNQ cases with DICOM slices or a DICOM series folder beside them: the command line
+    takes the CT files and leaves the DICOM out, File > Open opened the DICOM (or said to give the folder
+    to predict, which would read the CT files): now it says what the folder holds, as without the DICOM."""
+    import shutil
+
+    from lnq_napari.errors import LNQError
+
+    for k in range(3):
+        shutil.copy(DATA / "pynrrd" / "BallBinary30x30x30.nrrd", tmp_path / f"lnq2023-train-000{k}-ct.nrrd")
+    shutil.copytree(DATA / "dcmqi" / "ct-3slice", tmp_path / "dicom" / "series")
+    for k, file in enumerate(sorted((DATA / "dcmqi" / "ct-3slice").glob("*.dcm"))):
+        shutil.copy(file, tmp_path / f"zz{k}.dcm")
+    with pytest.raises(LNQError, match=r"is a folder of 3 CT files \(lnq2023-train-0000-ct\.nrrd, \.\.\.\): "
+                                       r"open one CT file"):
+        napari_get_reader(str(tmp_path))(str(tmp_path))
 
 
 @pytest.mark.parametrize(("notes", "by_uid"), [
