@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file in the target folder, then ``os.replace``.
+"""Atomic file writes: a temp file in the target folder, then ``os.replace`` (or :func:`place_new`, which
+never replaces).
 
 A write killed before its rename leaves its temp file (``.<name>.<8 random characters>.tmp<suffix>``):
 hidden, never named like a real file, so never read as data. Each later write into the same folder
@@ -9,6 +10,7 @@ younger: its modification time moves with every write).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -34,11 +36,7 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode a plain open() would
-    tmp_path = Path(tmp)
+    tmp_path = temp_beside(path, suffix)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
@@ -48,6 +46,40 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
         raise
     remove_stale_temps(path.parent)
+
+
+def temp_beside(path: str | Path, suffix: str | None = None) -> Path:
+    """A new empty temp file in ``path``'s folder, named as :func:`atomic_write` names its own (so a
+    killed writer's is cleaned the same way), with the mode a plain ``open()`` gives. Makes no folder:
+    FileNotFoundError when the folder is not there (moved away: never an empty shell at the old path)."""
+    path = Path(path)
+    suffix = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode a plain open() would
+    return Path(tmp)
+
+
+def place_new(tmp: str | Path, path: str | Path) -> None:
+    """Move the written file ``tmp`` to ``path`` in the same folder, never replacing: FileExistsError when
+    ``path`` exists (``tmp`` then stays). A hard link, then ``tmp`` unlinked; where the file system has no
+    hard links, a rename (it refuses an existing target on Windows; elsewhere the target is checked
+    first)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if os.name != "nt" and os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from exc
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EACCES}
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -279,13 +279,29 @@ def write_seg_nrrd(path: str | Path, labels: Volume, name: str = "lymph node",
     import nrrd
 
     path = Path(path)
-    if not path.name.lower().endswith(".nrrd"):
-        raise LNQError(f"{path.name}: a segmentation is written as NRRD; name the file *.seg.nrrd")
-    array = np.asarray(labels.array)
-    if array.ndim != 3:
-        raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
-    mask = label_mask(array, f"the labels for {path.name}")  # refuses probabilities and negative values
-    header = seg_header(labels, mask, name, color, extra)
+    mask, header = _seg_content(labels, name, color, extra, path.name)  # refused before any file is made
     with atomic_write(path, suffix=".seg.nrrd") as tmp:
         nrrd.write(str(tmp), mask, header, index_order="C", compression_level=NRRD_COMPRESSION)
     return path
+
+
+def write_seg_nrrd_into(tmp: str | Path, labels: Volume, name: str = "lymph node", color=(0.85, 0.65, 0.13),
+                        extra: dict | None = None, named: str | None = None) -> None:
+    """:func:`write_seg_nrrd`'s content written into the file ``tmp`` itself (no temp file, no rename, no
+    folder made): for a caller that made its own temp file and puts it in place; ``named`` is the final
+    file's name (checked and named in errors; ``tmp``'s by default)."""
+    import nrrd
+
+    mask, header = _seg_content(labels, name, color, extra, named or Path(tmp).name)
+    nrrd.write(str(tmp), mask, header, index_order="C", compression_level=NRRD_COMPRESSION)
+
+
+def _seg_content(labels: Volume, name: str, color, extra: dict | None, named: str) -> tuple[np.ndarray, dict]:
+    """The 0/1 mask and header of a ``.seg.nrrd`` named ``named``; LNQError for labels it cannot hold."""
+    if not named.lower().endswith(".nrrd"):
+        raise LNQError(f"{named}: a segmentation is written as NRRD; name the file *.seg.nrrd")
+    array = np.asarray(labels.array)
+    if array.ndim != 3:
+        raise LNQError(f"labels are {array.ndim}D; a segmentation must be 3D")
+    mask = label_mask(array, f"the labels for {named}")  # refuses probabilities and negative values
+    return mask, seg_header(labels, mask, name, color, extra)
