@@ -278,25 +278,18 @@ def test_interrupted_label_write_keeps_previous_version(ws, monkeypatch):
     case = "lnq2023-train-0000"
     _, seg = _case(0)
     new = seg.with_array(np.ones(seg.shape, np.uint8))
-    real_replace = os.replace
-    calls = {"n": 0}
+    # killed placing the label file (a hard link of its temp file), writing the note of the save in flight
+    # (save_lines: a replace), writing its provenance into the number's placeholder
+    for name in ("link", "replace", "write"):
+        real = getattr(os, name)
 
-    def crash_on(k):
-        def replace(src, dst):
-            calls["n"] += 1
-            if calls["n"] == k:
-                raise KeyboardInterrupt("killed")
-            return real_replace(src, dst)
-        return replace
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt("killed")
 
-    # k=1: killed while renaming the label file; k=2: label written, killed writing the note of the save
-    # in flight (save_lines); k=3: killed writing its provenance
-    for k in (1, 2, 3):
-        calls["n"] = 0
-        monkeypatch.setattr(os, "replace", crash_on(k))
+        monkeypatch.setattr(os, name, killed)
         with pytest.raises(KeyboardInterrupt):
             ws.add_label_version(case, new, "correction")
-        monkeypatch.setattr(os, "replace", real_replace)
+        monkeypatch.setattr(os, name, real)
         reopened = Workspace.open(ws.root)
         assert [v["version"] for v in reopened.versions(case)] == ["v001"]
         np.testing.assert_array_equal(reopened.latest_labels(case).array, seg.array)
@@ -528,16 +521,16 @@ def test_a_save_while_another_workspace_is_made_at_the_path_during_its_write_com
     renamed and another made at its path meanwhile got the version committed and journaled in it."""
     import lnq_napari.workspace.labels as module
 
-    case, real = "lnq2023-train-0001", module.write_seg_nrrd
+    case, real = "lnq2023-train-0001", module.now  # called once the number is taken, before the write
     labels, old = ws.read_labels(case, "v001"), ws.root
 
     def replaced_first(*args, **kwargs):
-        monkeypatch.setattr(module, "write_seg_nrrd", real)
+        monkeypatch.setattr(module, "now", real)
         old.rename(tmp_path / "renamed")
         Workspace.init(old, data)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(module, "write_seg_nrrd", replaced_first)
+    monkeypatch.setattr(module, "now", replaced_first)
     with pytest.raises(LNQError, match="is gone from there .*another workspace is there now"):
         ws.add_label_version(case, labels, "correction")
     new = Workspace.open(old)

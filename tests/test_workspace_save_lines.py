@@ -97,11 +97,8 @@ def test_a_save_killed_after_its_line_is_not_journaled_twice(ws):
 
 
 def test_a_save_killed_before_its_commit_leaves_no_version_and_no_line(ws):
-    real = labels_module.atomic_write_text
-
     def writing_the_provenance(die):
-        labels_module.atomic_write_text = lambda path, text: die() if path.name.endswith(".json") else real(
-            path, text)
+        labels_module.LabelStore._commit = lambda *args: die()
 
     _killed_saving(ws, writing_the_provenance)
     reopened = Workspace.open(ws.root)
@@ -114,15 +111,15 @@ def test_a_live_save_between_its_commit_and_its_line_is_not_taken_for_a_killed_o
     """Another opening finds the lock the saver holds from its note to its line: it neither waits nor
     writes the line; one line, the saver's own."""
     committed, go = threading.Event(), threading.Event()
-    real = labels_module.atomic_write_text
+    real = labels_module.LabelStore._commit
 
-    def slow_commit(path, text):
-        real(path, text)
-        if path.name.endswith(".json"):
-            committed.set()
-            go.wait(10)
+    def slow_commit(*args):
+        placed = real(*args)
+        committed.set()
+        go.wait(10)
+        return placed
 
-    monkeypatch.setattr(labels_module, "atomic_write_text", slow_commit)
+    monkeypatch.setattr(labels_module.LabelStore, "_commit", slow_commit)
     saver = threading.Thread(target=ws.add_label_version, args=(CASE, _edit(ws), "correction"))
     saver.start()
     assert committed.wait(10)

@@ -1,9 +1,13 @@
 """Label versions of one case in one folder: ``vNNN.seg.nrrd`` with its ``vNNN.json`` provenance.
 
-A version is committed by its provenance file, written (atomically) after the label file: a label file
-without one, or whose size no longer matches it, is a crash leftover and is ignored. A number is
-allocated by creating the ``vNNN.json`` placeholder exclusively (``O_CREAT | O_EXCL``), so it is never
-handed out twice, not even to two processes saving at once; an empty placeholder is never a version.
+A version is committed by its provenance file, written after the label file: a label file without one,
+or whose size no longer matches it, is a crash leftover and is ignored. A number is allocated by
+creating the ``vNNN.json`` placeholder exclusively (``O_CREAT | O_EXCL``), so it is never handed out
+twice, not even to two processes saving at once; an empty (or torn) placeholder is never a version.
+A save never replaces or deletes a file it did not make: the label file is written under a temp name in
+the case folder and hard-linked into place (never over a file); the provenance is written into the
+placeholder's own inode, once it is checked to be still the one this save made (a folder moved away, or
+another put at its path meanwhile, refuses the save); a refused save removes only its own files.
 The same layout serves a workspace (``<workspace>/labels/<case>/``) and saves without one
 (``<folder>/<case>/``, by default ``lnq-labels/`` beside the case).
 """
@@ -21,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import atomic_write_text
+from lnq_napari.io.atomic import place_new, remove_stale_temps, temp_beside
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.readers import read_labels
-from lnq_napari.io.segfile import write_seg_nrrd
+from lnq_napari.io.segfile import write_seg_nrrd_into
 from lnq_napari.io.volume import Volume
 from lnq_napari.workspace.files import now
 
@@ -52,13 +56,14 @@ class SavedLabels:
 class LabelStore:
     """The label versions of ``case`` under ``<root>/<case>/``."""
 
-    def __init__(self, root: str | Path, case: str) -> None:
+    def __init__(self, root: str | Path, case: str, make_root: bool = True) -> None:
         name = str(case)
         if not name.strip() or name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")):
             raise LNQError(f"{name!r} cannot name a case: its labels live in a folder of that name under "
                            f"{root}; use the case id (such as lnq2023-train-0001), without / or \\")
         self.case = case
         self.folder = Path(root) / case
+        self._make_root = make_root  # False: root's folder must be there (a workspace's, never made again)
 
     def versions(self) -> list[dict]:
         """Provenance of each committed version, oldest first."""
@@ -139,22 +144,67 @@ class LabelStore:
                            "another name (e.g. note=..., reviewer=...)")
         if parent is None:
             parent = (self.latest() or {}).get("version")
-        version = self._reserve()
+        version, mark = self._reserve()
         path = self.folder / f"{version}{LABEL_SUFFIX}"
+        placeholder = self.folder / f"{version}.json"
         prov = {"version": version, "case": self.case, "source": source, "model_version": model_version,
                 "time": now(), "edits": int(edits), "parent": parent, "file": path.name, **fields}
+        tmp: Path | None = None
+        written: tuple[int, int] | None = None  # the label file's device and inode, under either name
         try:
-            write_seg_nrrd(path, labels, name="lymph node", extra=_header(prov))
-            prov["bytes"] = path.stat().st_size
-            prov["sha256"] = sha256_file(path)
+            try:  # in the case folder just made, never made again when it is gone
+                tmp = temp_beside(path, LABEL_SUFFIX)
+            except FileNotFoundError:
+                raise self._replaced(prov) from None
+            write_seg_nrrd_into(tmp, labels, name="lymph node", extra=_header(prov), named=path.name)
+            stat = _fsync(tmp)
+            written = (stat.st_dev, stat.st_ino)
+            prov["bytes"] = stat.st_size
+            prov["sha256"] = sha256_file(tmp)
             with committing(prov) if committing else contextlib.nullcontext():
-                atomic_write_text(self.folder / f"{version}.json", json.dumps(prov, indent=1, default=str))
-        except Exception:  # refused labels, a full disk: the number is given back (a kill keeps it, unused)
-            if self._committed(self.folder / f"{version}.json") is None:
-                path.unlink(missing_ok=True)
-                (self.folder / f"{version}.json").unlink(missing_ok=True)
+                self._commit(tmp, path, placeholder, mark, prov)
+        except BaseException as exc:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)  # the save's own temp file; a name no one else uses
+            if isinstance(exc, Exception) and self._committed(placeholder) is None:
+                # refused labels, a full disk, the folder replaced: the number is given back (a kill keeps
+                # it, unused); only files this save made go, by their inode
+                _unlink_if(path, written)
+                _unlink_if(placeholder, mark)
             raise
+        remove_stale_temps(self.folder)
         return SavedLabels(self.case, version, path)
+
+    def _commit(self, tmp: Path, path: Path, placeholder: Path, mark: tuple[int, int], prov: dict) -> None:
+        """Put the label file ``tmp`` in place as ``path`` and fill the placeholder with ``prov``, which
+        commits the version; only while the placeholder at its path is still the one this save made
+        (``mark``: device and inode), empty: else (the folder moved away, another put at its path) nothing
+        is written and FolderReplaced is raised. Nothing is replaced: a file at ``path`` refuses it too."""
+        try:
+            fd = os.open(placeholder, os.O_WRONLY | getattr(os, "O_BINARY", 0))  # bytes as they are
+        except FileNotFoundError:
+            raise self._replaced(prov) from None
+        try:
+            found = os.fstat(fd)
+            if (found.st_dev, found.st_ino) != mark or found.st_size:
+                raise self._replaced(prov)
+            try:
+                place_new(tmp, path)  # the temp's random name, looked up in the folder at the path now
+            except FileNotFoundError:
+                raise self._replaced(prov) from None
+            except FileExistsError:
+                raise LNQError(f"{path} appeared while {self.case} {prov['version']} was saved (written by "
+                               "another program?); nothing was saved: save again") from None
+            data = json.dumps(prov, indent=1, default=str).encode()
+            while data:  # into the placeholder's own inode, wherever its folder is now
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _replaced(self, prov: dict) -> FolderReplaced:
+        return FolderReplaced(f"the label folder {self.folder} was moved or replaced while {self.case} "
+                              f"{prov['version']} was saved; nothing was saved: save again where it is now")
 
     def _committed(self, path: Path) -> dict | None:
         try:
@@ -166,22 +216,56 @@ class LabelStore:
         label = self.folder / prov["file"]
         return prov if label.is_file() and label.stat().st_size == prov.get("bytes") else None
 
-    def _reserve(self) -> str:
-        """The next free version id, taken by creating its provenance placeholder exclusively."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def _reserve(self) -> tuple[str, tuple[int, int]]:
+        """The next free version id, taken by creating its provenance placeholder exclusively, and the
+        placeholder's device and inode (the commit checks it is still this one)."""
+        if self._make_root:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+        self.folder.parent.mkdir(exist_ok=True)  # below a root that is there: never one moved away
+        self.folder.mkdir(exist_ok=True)
         number = self._highest_number() + 1
         while True:
             version = f"v{number:03d}"
             try:
-                os.close(os.open(self.folder / f"{version}.json", _EXCLUSIVE, 0o666))
-                return version
+                fd = os.open(self.folder / f"{version}.json", _EXCLUSIVE, 0o666)
             except FileExistsError:
                 number += 1
+                continue
+            try:
+                made = os.fstat(fd)
+            finally:
+                os.close(fd)
+            return version, (made.st_dev, made.st_ino)
 
     def _highest_number(self) -> int:
         """The highest number any file of the folder carries (leftovers included), 0 when none."""
         numbers = (int(m.group(1)) for p in self.folder.iterdir() if (m := _NUMBERED.match(p.name)))
         return max(numbers, default=0)
+
+
+class FolderReplaced(LNQError):
+    """A save refused at its commit: its case folder is no longer at its path (moved away, or another put
+    there); nothing of the save was left there."""
+
+
+def _unlink_if(path: Path, mark: tuple[int, int] | None) -> None:
+    """Remove ``path`` when it is the file ``mark`` (device, inode) names: one this save made, never
+    another's put at the same path."""
+    if mark is None:
+        return
+    try:
+        found = os.stat(path)
+        if (found.st_dev, found.st_ino) == mark:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _fsync(path: Path) -> os.stat_result:
+    """Flush the written file ``path`` to disk; its status."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+        return os.fstat(handle.fileno())
 
 
 def version_provenance(label_file: str | Path) -> dict | None:

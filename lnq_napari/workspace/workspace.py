@@ -56,7 +56,7 @@ from lnq_napari.workspace.cases import (
     write_meta,
 )
 from lnq_napari.workspace.journal import Journal
-from lnq_napari.workspace.labels import LabelStore, check_source
+from lnq_napari.workspace.labels import FolderReplaced, LabelStore, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock
 from lnq_napari.workspace.registry import (
     REGISTRY_FILE,
@@ -234,7 +234,7 @@ class Workspace:
     def label_store(self, case: str) -> LabelStore:
         """The label versions of ``case``; LNQError when the case is not in the workspace."""
         self.cases.entry(case)
-        return LabelStore(self.root / LABELS_DIR, case)
+        return LabelStore(self.root / LABELS_DIR, case, make_root=False)  # never a moved one's again
 
     def versions(self, case: str) -> list[dict]:
         """Committed label versions of ``case`` (provenance dicts), oldest first.
@@ -259,8 +259,13 @@ class Workspace:
                         fix="save labels drawn on this case's CT, or resample them onto it (io.align_to)")
         # the number is taken by exclusive create: no lock held while the label file is written; the
         # commit and its journal line are one step under the lock
-        saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent,
-                          committing=self._committing if log else None, **fields)
+        try:
+            saved = store.add(labels, source, model_version=model_version, edits=edits, parent=parent,
+                              committing=self._committing if log else None, **fields)
+        except (FolderReplaced, FileNotFoundError) as exc:  # its folder moved away, or another put there
+            if isinstance(exc, FolderReplaced) or workspace_gone(self.root, self.id):
+                raise gone_error(self.root) from exc
+            raise
         return saved.version
 
     @contextlib.contextmanager
