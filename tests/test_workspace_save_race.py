@@ -179,3 +179,27 @@ def test_a_failed_save_removes_only_its_own_files(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert sorted(p.name for p in store.folder.iterdir()) == ["v001.json", "v001.seg.nrrd"]
     assert store.add(_labels(3), "correction").version == "v002"
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard link", "no hard links"])
+def test_place_new_never_replaces_a_file(tmp_path, monkeypatch, links):
+    import errno
+    import os
+
+    from lnq_napari.io.atomic import place_new, temp_beside
+
+    if not links:
+        def no_link(*args, **kwargs):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    target = tmp_path / "v001.seg.nrrd"
+    first = temp_beside(target)
+    first.write_bytes(b"first")
+    place_new(first, target)
+    assert target.read_bytes() == b"first" and not first.exists()
+    second = temp_beside(target)
+    second.write_bytes(b"second")
+    with pytest.raises(FileExistsError):
+        place_new(second, target)
+    assert target.read_bytes() == b"first" and second.read_bytes() == b"second"
