@@ -203,3 +203,44 @@ def test_place_new_never_replaces_a_file(tmp_path, monkeypatch, links):
     with pytest.raises(FileExistsError):
         place_new(second, target)
     assert target.read_bytes() == b"first" and second.read_bytes() == b"second"
+
+
+@pytest.mark.parametrize("error", [(1, 1), (22, 50), (1, None)], ids=["windows fat", "windows smb", "linux vfat"])
+def test_a_save_where_the_drive_has_no_hard_links_is_saved(tmp_path, monkeypatch, error):
+    """A FAT or exFAT drive or an SMB share makes no hard links, and says so with another error on each
+    system (Windows: "Incorrect function", which Python reads as EINVAL): the save is renamed into place."""
+    import os
+
+    number, winerror = error
+
+    def no_link(*args, **kwargs):
+        exc = OSError(number, "Incorrect function")
+        exc.winerror = winerror
+        raise exc
+
+    monkeypatch.setattr(os, "link", no_link)
+    store = module.LabelStore(tmp_path / "lnq-labels", CASE)
+    assert [store.add(_labels(k), "correction").version for k in (1, 2)] == ["v001", "v002"]
+    assert sorted(p.name for p in store.folder.iterdir()) == ["v001.json", "v001.seg.nrrd", "v002.json",
+                                                             "v002.seg.nrrd"]
+    np.testing.assert_array_equal(store.read("v002").array, _labels(2).array)
+
+
+def test_a_save_whose_temp_name_cannot_be_removed_once_in_place_is_saved(tmp_path, monkeypatch):
+    """On Windows a virus scanner may hold the new file open, and the temp name's removal fails once the
+    file is linked into place: the version is saved (the stale-temp sweep takes the name later)."""
+    import os
+
+    real = os.unlink
+
+    def held(path, *args, **kwargs):
+        if ".tmp" in os.fspath(path):
+            raise PermissionError(13, "The process cannot access the file")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", held)
+    store = module.LabelStore(tmp_path / "lnq-labels", CASE)
+    assert store.add(_labels(1), "correction").version == "v001"
+    monkeypatch.undo()
+    assert [v["version"] for v in store.versions()] == ["v001"]
+    np.testing.assert_array_equal(store.read("v001").array, _labels(1).array)

@@ -62,24 +62,47 @@ def temp_beside(path: str | Path, suffix: str | None = None) -> Path:
 
 def place_new(tmp: str | Path, path: str | Path) -> None:
     """Move the written file ``tmp`` to ``path`` in the same folder, never replacing: FileExistsError when
-    ``path`` exists (``tmp`` then stays). A hard link, then ``tmp`` unlinked; where the file system has no
-    hard links, a rename (it refuses an existing target on Windows; elsewhere the target is checked
-    first)."""
+    ``path`` exists (``tmp`` then stays), FileNotFoundError when ``tmp`` is not there. A hard link, then
+    ``tmp`` unlinked (a failure to unlink it is left to :func:`remove_stale_temps`: the file is in place);
+    where the file system has no hard links (FAT and exFAT drives, some network shares: each says so with
+    another error), a rename (it refuses an existing target on Windows; elsewhere the target is checked
+    first). The folder's entry is flushed to disk before it returns (POSIX)."""
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
+        if not _same_file(tmp, path):  # an NFS link retried by the client finds its own first try
             raise
+    except FileNotFoundError:
+        raise
+    except OSError:
         if os.name != "nt" and os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from exc
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
         os.rename(tmp, path)
+        _sync_folder(Path(path).parent)
         return
-    os.unlink(tmp)
+    with contextlib.suppress(OSError):  # a virus scanner holding it open, say
+        os.unlink(tmp)
+    _sync_folder(Path(path).parent)
 
 
-_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EACCES}
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk where the system can (a new name is durable before what points
+    at it is written); nothing on Windows, which opens no folder."""
+    if os.name == "nt":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

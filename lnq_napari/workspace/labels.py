@@ -164,13 +164,16 @@ class LabelStore:
             with committing(prov) if committing else contextlib.nullcontext():
                 self._commit(tmp, path, placeholder, mark, prov)
         except BaseException as exc:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)  # the save's own temp file; a name no one else uses
+            with contextlib.suppress(OSError):  # the save's own temp file; a name no one else uses
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
             if isinstance(exc, Exception) and self._committed(placeholder) is None:
                 # refused labels, a full disk, the folder replaced: the number is given back (a kill keeps
                 # it, unused); only files this save made go, by their inode
-                _unlink_if(path, written)
-                _unlink_if(placeholder, mark)
+                with contextlib.suppress(OSError):
+                    _unlink_if(path, written)
+                with contextlib.suppress(OSError):
+                    _unlink_if(placeholder, mark)
             raise
         remove_stale_temps(self.folder)
         return SavedLabels(self.case, version, path)
