@@ -96,6 +96,7 @@ def test_active_learning_notebook(tmp_path, monkeypatch):
         assert 0.0 <= float(dice) <= 1.0
         assert recall == "nan" or 0.0 <= float(recall) <= 1.0
     assert re.search(r"reviewed \d+ case", text), text
+    assert "forgetting check on 1 default-site phantom " in text, text  # the tests' CHECK_CASES
     assert count_images(nb) >= 1
     assert any(tmp_path.rglob("journal.jsonl"))
 
