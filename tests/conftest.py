@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def _digest(*folders: Path) -> dict[str, str]:
             for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _no_process_pool(*args, **kwargs):
+    raise AssertionError("a process pool was started (lnq_napari.nnunet.pools runs one-process pools here)")
+
+
 @pytest.fixture(scope="session")
 def nnunet_model(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
     """(data folder of 3 phantom cases, tiny nnU-Net model folder planned on them as Dataset601_LNQ),
@@ -47,7 +52,9 @@ def nnunet_model(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
     root = tmp_path_factory.mktemp("nnunet")
     write_dataset(root / "data", 3, seed=3, shape=NNUNET_SHAPE, spacing=NNUNET_SPACING)
     exported = export_dataset(root / "nnUNet_raw", 601, data=root / "data", workers=1)
-    folder = make_tiny_model(exported.folder, root)
+    with pytest.MonkeyPatch.context() as patch:  # planned in this process: no pool of nnU-Net's spawned
+        patch.setattr(multiprocessing, "get_context", _no_process_pool)
+        folder = make_tiny_model(exported.folder, root)
     before = _digest(root / "data", folder)
     yield root / "data", folder
     assert _digest(root / "data", folder) == before, "a test changed the shared nnU-Net model or data"

@@ -256,6 +256,32 @@ def test_nnunet_integrity_check_passes_on_the_export(exported):
     verify_dataset_integrity(str(exported.folder), num_processes=1)  # raises on any problem
 
 
+def test_a_one_process_nnunet_pool_runs_in_this_process(monkeypatch):
+    """nnU-Net's fingerprint extraction and preprocessing spawned a worker process even for one (it
+    imported torch and nnU-Net afresh, seconds): with one process their pool is a thread here (the
+    session's tiny nnU-Net model, ``conftest.nnunet_model``, is planned with process pools refused)."""
+    pytest.importorskip("nnunetv2")
+    import importlib
+    import multiprocessing
+    import os
+
+    from lnq_napari.nnunet.pools import POOL_MODULES, one_process_here
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a process pool was started")
+
+    monkeypatch.setattr(multiprocessing, "get_context", refused)
+    modules = [importlib.import_module(name) for name in POOL_MODULES]
+    with one_process_here(1):
+        for module in modules:  # used as nnU-Net uses it
+            with module.multiprocessing.get_context("spawn").Pool(1) as pool:
+                assert pool.starmap_async(os.getpid, [()]).get() == [os.getpid()]
+                assert all(worker.is_alive() for worker in pool._pool)
+    assert all(module.multiprocessing is multiprocessing for module in modules)  # put back
+    with one_process_here(2):  # more processes: nnU-Net's own pools
+        assert all(module.multiprocessing is multiprocessing for module in modules)
+
+
 def test_cli_finetune_nnunet_refuses_a_workspace_without_corrections(tmp_path, data, capsys):
     from lnq_napari.workspace import Workspace
 

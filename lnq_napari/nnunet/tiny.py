@@ -16,6 +16,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.model.nnunet_folder import CHECKPOINT
 from lnq_napari.nnunet.deps import require_nnunet
+from lnq_napari.nnunet.pools import one_process_here
 
 CONFIGURATION = "3d_fullres"
 TRAINER = "nnUNetTrainer"
@@ -48,7 +49,7 @@ def plan_dataset(dataset_folder: str | Path, preprocessed: str | Path, num_proce
     dataset_folder = Path(dataset_folder)
     dataset_id = int(dataset_folder.name[len("Dataset"):len("Dataset") + 3])
     with nnunet_paths(dataset_folder.parent, preprocessed, Path(preprocessed).parent / "nnUNet_results"), \
-            contextlib.redirect_stdout(io.StringIO()):  # the planner prints its plans
+            contextlib.redirect_stdout(io.StringIO()), one_process_here(num_processes):  # it prints its plans
         extract_fingerprints([dataset_id], num_processes=num_processes, check_dataset_integrity=False)
         plan_experiments([dataset_id])
     plans_file = Path(preprocessed) / dataset_folder.name / f"{PLANS}.json"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.nnunet.deps import require_nnunet
+from lnq_napari.nnunet.pools import one_process_here
 from lnq_napari.nnunet.tiny import CONFIGURATION, PLANS, TRAINER
 from lnq_napari.processes import end_with_parent
 
@@ -107,15 +108,16 @@ def _main(job: dict) -> None:
     dataset_json = json.loads((pre / "dataset.json").read_text()) if (pre / "dataset.json").is_file() \
         else json.loads((Path(os.environ["nnUNet_raw"]) / job["dataset"] / "dataset.json").read_text())
     dataset_id = int(job["dataset"][7:10])
-    if not (pre / "dataset_fingerprint.json").is_file():
-        # the data's own fingerprint, as nnU-Net's pretraining route extracts it before moving the plans
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints
+    with one_process_here(1):  # one worker each: a thread here, not a spawned process importing torch again
+        if not (pre / "dataset_fingerprint.json").is_file():
+            # the data's own fingerprint, as nnU-Net's pretraining route extracts it before moving the plans
+            from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints
 
-        extract_fingerprints([dataset_id], num_processes=1)
-    data_id = plans["configurations"][job["configuration"]].get("data_identifier")
-    if not data_id or not (pre / data_id).is_dir():
-        preprocess([dataset_id], job["plans"], [job["configuration"]], [1],
-                   show_progress_bar=False)
+            extract_fingerprints([dataset_id], num_processes=1)
+        data_id = plans["configurations"][job["configuration"]].get("data_identifier")
+        if not data_id or not (pre / data_id).is_dir():
+            preprocess([dataset_id], job["plans"], [job["configuration"]], [1],
+                       show_progress_bar=False)
     fold = job["fold"] if job["fold"] == "all" else int(job["fold"])
     plans["continue_training"] = False  # what nnUNetv2_train passes to the trainer inside the plans
     trainer = _short_trainer(job["iterations"], job["val_iterations"], job["epochs"])(
