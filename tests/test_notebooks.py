@@ -107,6 +107,7 @@ def test_train_notebook(tmp_path, monkeypatch):
     text = text_of(nb)
     assert list(tmp_path.rglob("weights.safetensors")), "no model was written"
     assert list(tmp_path.rglob("val-scores.json")), "lnq-napari evaluate wrote no scores"
+    assert re.search(r"model version: \S+ - 4 iterations", text), text  # the tests' ITERATIONS
     dice = numbers_after("Dice", text)
     assert dice and all(0.0 <= d <= 1.0 for d in dice), text
     assert "lnq-napari train --data" in "".join(c.source for c in nb.cells)
