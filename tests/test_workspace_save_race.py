@@ -205,7 +205,8 @@ def test_place_new_never_replaces_a_file(tmp_path, monkeypatch, links):
     assert target.read_bytes() == b"first" and second.read_bytes() == b"second"
 
 
-@pytest.mark.parametrize("error", [(1, 1), (22, 50), (1, None)], ids=["windows fat", "windows smb", "linux vfat"])
+@pytest.mark.parametrize("error", [(1, 1), (22, 50), (1, None)],
+                         ids=["windows fat", "windows smb", "linux vfat"])
 def test_a_save_where_the_drive_has_no_hard_links_is_saved(tmp_path, monkeypatch, error):
     """A FAT or exFAT drive or an SMB share makes no hard links, and says so with another error on each
     system (Windows: "Incorrect function", which Python reads as EINVAL): the save is renamed into place."""
