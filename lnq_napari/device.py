@@ -5,11 +5,12 @@ from __future__ import annotations
 from lnq_napari.errors import LNQError
 
 
-def resolve_device(device: str = "auto"):
-    """A torch device from "auto" | "cpu" | "cuda" | "cuda:N"; LNQError when CUDA is asked but absent."""
+def resolve_device(device=None):
+    """A torch device from "auto" | "cpu" | "cuda" | "cuda:N" or a ``torch.device`` (None: "auto"); LNQError
+    when CUDA is asked but absent."""
     import torch
 
-    device = (device or "auto").lower()
+    device = str(device or "auto").lower()
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):

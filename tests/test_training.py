@@ -236,6 +236,8 @@ def test_cuda_asked_but_absent():
     with pytest.raises(LNQError, match="no CUDA"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")  # a notebook's own torch device
+    assert resolve_device(None).type == "cpu"
 
 
 def test_focus_voxels_follow_the_states_onto_the_model_grid():
