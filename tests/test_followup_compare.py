@@ -342,3 +342,31 @@ def test_nodes_sharing_a_class_value_are_compared_as_separate_nodes(pair, result
 
     assert len(result.rows) > 2 and table(got) == table(result)
     assert got.recist.overall == result.recist.overall
+
+
+def test_a_followup_showing_only_the_upper_chest_is_registered_by_its_part_of_the_lungs():
+    """The follow-up cut to the upper 60 % of the lungs, the patient moved 40 mm along the table: the
+    search started from the lungs' centroids (off by the part left out) and from no shift, both ended
+    wrong, and every node was vanished or new. The lungs' area profiles place the part, and the lungs'
+    overlap is judged where both scans reach (the whole lungs against a part were 'poor')."""
+    motion = Motion(rotation_deg=(2.0, 3.0, 5.0), shift_mm=(30.0, -25.0, 40.0), breathing_mm=4.0)
+    moved = make_followup(11, shape=(48, 96, 96), spacing=(4.0, 4.0, 6.0), scenario="mixed", motion=motion)
+    before = truth_labels(moved.baseline)
+    ct, nodes = moved.followup.ct, truth_labels(moved.followup)
+    keep = 14  # of 48 slices, from the feet: the lungs' upper 60 %
+    grid = {"spacing": ct.spacing, "origin": tuple(ct.index_to_physical(np.array([[keep, 0.0, 0.0]]))[0]),
+            "direction": ct.direction}
+    upper = Volume(np.ascontiguousarray(ct.array[keep:]), **grid)
+    upper_nodes = Volume(np.ascontiguousarray(np.asarray(nodes.array)[keep:]), **grid)
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        whole = compare_nodes(moved.baseline.ct, before, ct, nodes)
+        part = compare_nodes(moved.baseline.ct, before, upper, upper_nodes)
+    said = " | ".join(str(w.message) for w in heard)
+    assert "no node matched" not in said and "registration looks poor" not in said
+    assert not part.quality.poor and part.quality.lung_dice > 0.9
+    pairs = {(r.baseline_id, r.followup_id) for r in part.rows if r.status == "matched"}
+    truth = {(r.baseline_id, r.followup_id) for r in whole.rows if r.status == "matched"}
+    in_view = {f for f in np.unique(upper_nodes.array).tolist() if f}
+    assert pairs == {(b, f) for b, f in truth if f in in_view} and pairs
+    assert {r.status for r in part.rows if r.baseline_id is None} <= {"new"}

@@ -31,8 +31,13 @@ LARGEST_SHARE = 0.2
 MIN_OVERLAP = 0.3
 #: ...and the two scans' lungs must overlap at least this well (Dice), else the scans do not overlap.
 MIN_LUNG_DICE = 0.4
-#: Under this lungs' Dice the search starts once more, from no shift.
+#: Under this lungs' Dice the search starts once more: from the lungs' area profiles, then from no shift.
 RETRY_LUNG_DICE = 0.7
+#: Step (mm) of the lungs' area profile along the body axis.
+PROFILE_STEP_MM = 2.0
+#: Two scans' lung-area profiles are laid over each other only where each scan has at least this share of
+#: the lungs the other shows in full (a stretch of lung tips alone places nothing).
+PROFILE_MIN_SHARE = 0.6
 
 
 @dataclass
@@ -152,8 +157,10 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
              seed: int = 7) -> Registration:
     """Register ``followup`` to ``baseline`` (rigid, then affine unless ``affine=False``).
 
-    The search starts from the lungs' shift; when it ends with the lungs apart it starts again from
-    no shift. LNQError when the scans do not overlap after registration (other body parts, a wrong file).
+    The search starts from the lungs' shift and, where the lungs' area profiles along the body axis lay
+    the scans elsewhere (one scan showing only part of the lungs: their centroids differ by the part left
+    out), from there too, the better fit kept; when it ends with the lungs apart it starts again from no
+    shift. LNQError when the scans do not overlap after registration (other body parts, a wrong file).
     """
     start = time.perf_counter()
     fixed, moving = chest_of(baseline), chest_of(followup)
@@ -163,12 +170,13 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
     centre = fixed.centroid(fixed.lungs if fixed.lungs.any() else fixed.chest)
     shift = moving.centroid(moving.lungs if moving.lungs.any() else moving.chest) - centre
     best = None
-    for initial in (shift, np.zeros(3)):
-        transform, stage = _search(fixed, moving, centre, initial, affine, iterations, seed)
-        dice, overlap = _fit(fixed, moving, transform)
-        if best is None or dice > best[2]:
-            best = (transform, stage, dice, overlap, initial)
-        if dice >= RETRY_LUNG_DICE:
+    for starts in _starts(fixed, moving, shift):
+        for initial in starts:
+            transform, stage = _search(fixed, moving, centre, initial, affine, iterations, seed)
+            dice, overlap = _fit(fixed, moving, transform)
+            if best is None or dice > best[2]:
+                best = (transform, stage, dice, overlap, initial)
+        if best[2] >= RETRY_LUNG_DICE:
             break
     transform, stage, dice, overlap, initial = best
     if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:  # a NaN Dice (no lungs at all) is not below
@@ -178,6 +186,68 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
                        "patient")
     return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
                         tuple(float(v) for v in initial))
+
+
+def _starts(fixed: Chest, moving: Chest, shift: np.ndarray):
+    """The shifts the search starts from, in rounds (the best fit of a round ends the search when its
+    lungs overlap well): the lungs' centroids, and their area profiles where these place the scans
+    elsewhere (one scan shows only part of the lungs: both are tried, since a wrong fit of a part can
+    overlap well too); then no shift."""
+    profiled = _profile_shift(fixed, moving)
+    if profiled is not None and np.linalg.norm(profiled - shift) > 10.0:
+        yield (shift, profiled)
+    else:
+        yield (shift,)
+    yield (np.zeros(3),)
+
+
+def _profile(chest: Chest) -> tuple[np.ndarray, np.ndarray] | None:
+    """(z mm, lungs' area mm² there) every :data:`PROFILE_STEP_MM` over the scan; None when the coarse
+    image is not in LPS axis order (an oblique scan) or shows no lungs."""
+    image = chest.image
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    if not chest.lungs.any() or not np.allclose(direction, np.eye(3), atol=1e-3):
+        return None
+    sx, sy, sz = image.GetSpacing()
+    z = image.GetOrigin()[2] + sz * np.arange(chest.lungs.shape[0])
+    area = chest.lungs.sum(axis=(1, 2)) * sx * sy
+    grid = np.arange(z[0] - sz / 2.0, z[-1] + sz / 2.0, PROFILE_STEP_MM)
+    return grid, np.interp(grid, z, area)
+
+
+def _profile_shift(fixed: Chest, moving: Chest) -> np.ndarray | None:
+    """The shift (x, y, z mm) that lays the follow-up's lung-area profile along the body axis over the
+    baseline's (least difference where both scans reach, each holding at least
+    :data:`PROFILE_MIN_SHARE` of the lungs the other shows there), with x and y from the lungs' centroids
+    over that stretch; None when no stretch qualifies."""
+    pb, pf = _profile(fixed), _profile(moving)
+    if pb is None or pf is None:
+        return None
+    (zb, ab), (zf, af) = pb, pf
+    best = None
+    for s in np.arange(zf[0] - zb[-1], zf[-1] - zb[0] + PROFILE_STEP_MM, PROFILE_STEP_MM):
+        window = (zb >= zf[0] - s) & (zb <= zf[-1] - s)
+        if not window.any():
+            continue
+        a, b = ab[window], np.interp(zb[window] + s, zf, af)
+        if a.sum() < PROFILE_MIN_SHARE * b.sum() or b.sum() < PROFILE_MIN_SHARE * a.sum() or \
+                min(a.sum(), b.sum()) < PROFILE_MIN_SHARE * min(ab.sum(), af.sum()):
+            continue
+        score = float(np.abs(a - b).sum() / (a + b).sum())
+        if best is None or score < best[0]:
+            best = (score, s, zb[window][0], zb[window][-1])
+    if best is None:
+        return None
+    _, s, lo, hi = best
+    return _slab_centroid(moving, lo + s, hi + s) - _slab_centroid(fixed, lo, hi)
+
+
+def _slab_centroid(chest: Chest, lo: float, hi: float) -> np.ndarray:
+    """The centroid (x, y, z mm) of the lungs between the heights ``lo`` and ``hi`` (mm)."""
+    image = chest.image
+    z = image.GetOrigin()[2] + image.GetSpacing()[2] * np.arange(chest.lungs.shape[0])
+    slab = chest.lungs & ((z >= lo) & (z <= hi))[:, None, None]
+    return chest.centroid(slab if slab.any() else chest.lungs)
 
 
 def _search(fixed: Chest, moving: Chest, centre: np.ndarray, shift: np.ndarray, affine: bool,
@@ -214,18 +284,21 @@ def _execute(method, fixed: Chest, moving: Chest) -> None:
 
 
 def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float]:
-    """(lung Dice, share of the baseline chest inside the follow-up) after registration; the Dice is NaN
-    when neither scan shows lungs (a crop of the mediastinum: the chest overlap decides alone)."""
+    """(lung Dice, share of the baseline chest inside the follow-up) after registration. The Dice counts
+    the lungs where both scans reach (a scan showing part of the lungs matches the other's same part, not
+    its whole); NaN when neither scan shows lungs there (a crop of the mediastinum: the chest overlap
+    decides alone)."""
     import SimpleITK as sitk
 
     nearest = sitk.sitkNearestNeighbor
-    lungs = sitk.Resample(moving.mask_image(moving.lungs), fixed.image, transform, nearest, 0)
-    warped = sitk.GetArrayViewFromImage(lungs) > 0
-    total = int(fixed.lungs.sum()) + int(warped.sum())
-    dice = 2.0 * float((warped & fixed.lungs).sum()) / total if total else math.nan  # no lungs in either
     ones = sitk.Image(moving.image.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving.image)
-    inside = sitk.GetArrayViewFromImage(sitk.Resample(ones, fixed.image, transform, nearest, 0))
+    inside = sitk.GetArrayViewFromImage(sitk.Resample(ones, fixed.image, transform, nearest, 0)) > 0
+    lungs = sitk.Resample(moving.mask_image(moving.lungs), fixed.image, transform, nearest, 0)
+    warped = sitk.GetArrayViewFromImage(lungs) > 0  # inside the follow-up's reach by construction
+    shared = fixed.lungs & inside
+    total = int(shared.sum()) + int(warped.sum())
+    dice = 2.0 * float((warped & shared).sum()) / total if total else math.nan  # no lungs in either
     chest = fixed.chest
-    overlap = float((inside[chest] > 0).mean()) if chest.any() else 0.0
+    overlap = float(inside[chest].mean()) if chest.any() else 0.0
     return dice, overlap
