@@ -143,7 +143,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     total = _pct(v.change_pct)
     print(f"volume: all nodes {v.baseline_total_cm3:.2f} -> {v.followup_total_cm3:.2f} cm3 ({total}); "
           f"{v.n_matched} matched ({v.n_grown} grew, {v.n_shrunk} shrank by >= 20 %), {v.n_new} new, "
-          f"{v.n_vanished} vanished; by volume {r.volume_response} (targets; any new node PD)")
+          f"{v.n_vanished} vanished{v.pieces()}; by volume {r.volume_response} (targets; any new node PD)")
     print(f"nodes: baseline {result.sources[0]}; follow-up {result.sources[1]}")
     mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
     lungs = "no lungs in view" if math.isnan(q.lung_dice) else f"lungs overlap {q.lung_dice:.0%}"

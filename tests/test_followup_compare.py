@@ -370,3 +370,37 @@ def test_a_followup_showing_only_the_upper_chest_is_registered_by_its_part_of_th
     in_view = {f for f in np.unique(upper_nodes.array).tolist() if f}
     assert pairs == {(b, f) for b, f in truth if f in in_view} and pairs
     assert {r.status for r in part.rows if r.baseline_id is None} <= {"new"}
+
+
+def test_two_nodes_that_coalesced_at_follow_up_stay_two_nodes_at_baseline(pair, result):
+    """Two separate baseline nodes coalesced into one follow-up node: the unmatched one was joined with
+    the other at baseline as 'pieces of one node', changing the baseline's own measurements (a node's
+    volume, the targets' sum) after the fact. Each keeps its baseline row; one is matched to the
+    coalesced node, the other is 'merged' into it (0 mm in RECIST, its coalesced node counted once)."""
+    after = np.asarray(truth_labels(pair.followup).array).copy()
+    f_rows = {r.followup_id: r for r in result.rows if r.status == "matched"}
+    dist, a, b = min((float(np.linalg.norm(np.subtract(f_rows[i].centroid_followup_mm,
+                                                       f_rows[j].centroid_followup_mm))), i, j)
+                     for i in f_rows for j in f_rows if i < j)
+    ct = pair.followup.ct
+    ca, cb = (np.asarray(f_rows[k].centroid_followup_mm) for k in (a, b))
+    box = np.argwhere(np.isin(after, (a, b)))
+    lo, hi = np.maximum(box.min(0) - 3, 0), np.minimum(box.max(0) + 4, after.shape)
+    index = np.indices(hi - lo).reshape(3, -1).T + lo
+    points = ct.index_to_physical(index.astype(float))
+    t = np.clip((points - ca) @ (cb - ca) / float((cb - ca) @ (cb - ca)), 0.0, 1.0)
+    bridge = index[np.linalg.norm(points - (ca + t[:, None] * (cb - ca)), axis=1) < 6.0]
+    after[tuple(bridge.T)] = a
+    after[after == b] = a  # one conglomerate
+    with pytest.warns(UserWarning, match="merged into follow-up node"):
+        merged = compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), ct, ct.with_array(after),
+                               registration=result.registration)
+    base = {(r.baseline_id, round(r.volume_baseline_cm3, 6)) for r in result.rows if r.baseline_id}
+    assert {(r.baseline_id, round(r.volume_baseline_cm3, 6)) for r in merged.rows if r.baseline_id} == base
+    assert merged.recist.baseline_sum_mm == pytest.approx(result.recist.baseline_sum_mm)
+    assert merged.recist.targets == result.recist.targets
+    pair_ids = {f_rows[a].baseline_id, f_rows[b].baseline_id}
+    rows = [r for r in merged.rows if r.baseline_id in pair_ids]
+    assert sorted(r.status for r in rows) == sorted(["matched", "merged"])
+    assert {r.followup_id for r in rows} == {a}
+    assert dist > 12.0  # two nodes apart, not pieces of one

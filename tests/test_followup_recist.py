@@ -69,3 +69,14 @@ def test_volumetric_category_uses_sphere_equivalent_thresholds():
     assert recist(base, [node(2, 19.0, volume=4.0)], {1: 2}).volume_response == "SD"  # -60 %
     assert recist(base, [node(2, 21.0, volume=17.5)], {1: 2}).volume_response == "PD"  # +75 %
     assert recist(base, [node(2, 21.0, volume=17.5)], {1: 2}).volume_change_pct == pytest.approx(75.0)
+
+
+def test_a_fragment_adds_its_short_axis_to_its_node_and_is_no_new_lesion():
+    """A node split into two nodes at follow-up: the piece without a partner was a new lesion (PD) and its
+    node read as shrunk. RECIST 1.1 adds the fragments' measures."""
+    base = [node(1, 20.0), node(2, 20.0)]
+    follow = [node(11, 14.0), node(12, 20.0), node(13, 12.0)]  # 13: a fragment of node 1
+    summary = recist(base, follow, {1: 11, 2: 12}, pieces={13: 1})
+    assert summary.new_lesions == () and summary.overall == "SD"
+    assert summary.followup_sum_mm == pytest.approx(46.0)
+    assert summary.volume_followup_cm3 == pytest.approx(sum(r.volume_cm3 for r in follow))

@@ -9,10 +9,11 @@ from collections.abc import Callable
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.followup import report
 from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
 from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
-from lnq_napari.followup.report import BEYOND, ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
+from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.volume import Volume
 from lnq_napari.quantify import measure_ids, node_ids
@@ -23,6 +24,11 @@ POOR_DISTANCE_MM = 8.0
 POOR_LUNG_DICE = 0.75
 #: A matched node "grew" or "shrank" when its volume changed by at least this much (%).
 GROWN_PCT = 20.0
+#: Pieces of one node that a segmentation split (a slice left out, a thin neck) lie within this many
+#: voxel steps (of the scan's largest spacing) or :data:`PIECE_GAP_MM`, whichever is more, of each other;
+#: farther apart they are two nodes (two that coalesced in the other scan, or one that split there).
+PIECE_GAP_STEPS = 2.0
+PIECE_GAP_MM = 5.0
 
 
 class RegistrationWarning(UserWarning):
@@ -89,13 +95,22 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     overlap = overlap_counts(before, after, registration)  # once: the matching and its pieces read it
     pairs = match_nodes(before, after, b_rows, f_rows, registration, overlap)
     join_b, join_f = fragments(overlap, pairs)
+    far_b = {b: w for b, w in join_b.items() if not _near(before, b, w)}  # coalesced at follow-up
+    far_f = {f: w for f, w in join_f.items() if not _near(after, f, w)}  # split at follow-up
+    join_b = {b: w for b, w in join_b.items() if b not in far_b}
+    join_f = {f: w for f, w in join_f.items() if f not in far_f}
     if join_b or join_f:  # a node split in two is one node: measured whole, matched once, never "new"
         before, after = _joined(before, join_b), _joined(after, join_f)
         b_rows, f_rows = measure_ids(before, baseline_ct), measure_ids(after, followup_ct)
         pairs = match_nodes(before, after, b_rows, f_rows, registration)
-    beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct)
+    partner_b = {p.baseline_id: p.followup_id for p in pairs}
+    partner_f = {p.followup_id: p.baseline_id for p in pairs}
+    merged = {b: partner_b[w] for b, w in far_b.items() if b not in partner_b and w in partner_b}
+    split = {f: partner_f[w] for f, w in far_f.items() if f not in partner_f and w in partner_f}
+    beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct,
+                                 set(merged), set(split))
     summary = recist([r for r in b_rows if r.id not in beyond_b], [r for r in f_rows if r.id not in beyond_f],
-                     {p.baseline_id: p.followup_id for p in pairs}, organ=organ)
+                     partner_b, organ=organ, pieces=split)
     by_base = {p.baseline_id: p for p in pairs}
     f_by_id = {r.id: r for r in f_rows}
     rows: list[ChangeRow] = []
@@ -103,13 +118,18 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         role = ("target" if row.id in summary.targets else
                 "non-target" if row.id in summary.non_targets else "normal")
         pair = by_base.get(row.id)
-        if pair is None:
+        if row.id in merged:  # RECIST: the coalesced node is measured once, with its matched partner
+            rows.append(dataclasses.replace(ChangeRow.of(row, None, role), status=report.MERGED,
+                                            followup_id=merged[row.id]))
+        elif pair is None:
             rows.append(_beyond_row(ChangeRow.of(row, None, role), row.id in beyond_b))
         else:
             rows.append(ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice))
-    matched = {p.followup_id for p in pairs}
     for row in f_rows:
-        if row.id not in matched:
+        if row.id in split:  # RECIST: a fragment adds to the node it split from, no new lesion
+            rows.append(dataclasses.replace(ChangeRow.of(None, row, "fragment"), status=report.SPLIT,
+                                            baseline_id=split[row.id]))
+        elif row.id not in partner_f:
             role = "new lesion" if row.id in summary.new_lesions else "new"
             rows.append(_beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f))
     quality = _quality(registration, pairs)
@@ -121,6 +141,16 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                     "measured as one node")
             warnings.warn(note, UserWarning, stacklevel=2)
             notes.append(note)
+    if merged or split:
+        said = [f"baseline node {b} merged into follow-up node {f} with baseline node {partner_f[f]}"
+                for b, f in sorted(merged.items())]
+        said += [f"follow-up node {f} split from baseline node {b} beside follow-up node {partner_b[b]}"
+                 for f, b in sorted(split.items())]
+        rules = ([] if not merged else ["counts a coalesced node once (its other nodes 0 mm)"]) + (
+            [] if not split else ["adds a fragment's short axis to its node's"])
+        note = "; ".join(said) + ": RECIST " + " and ".join(rules)
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
     if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response
         note = (f"{len(beyond_b)} baseline and {len(beyond_f)} follow-up node(s) lie beyond the other scan's "
                 "field of view: not evaluable, so not counted as vanished or new nor in RECIST")
@@ -141,7 +171,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                     "vanished or new: check that it is the right file before trusting the response")
             warnings.warn(note, UserWarning, stacklevel=2)
             notes.append(note)
-    step(1.0, f"{len(pairs)} matched, {len(rows) - len(b_rows)} new, {len(b_rows) - len(pairs)} vanished")
+    step(1.0, f"{len(pairs)} matched, {sum(r.status == 'new' for r in rows)} new, "
+              f"{sum(r.status == 'vanished' for r in rows)} vanished")
     return CompareResult(rows, summary, _volumes(rows), quality, b_rows, f_rows, before, after, registration,
                          notes)
 
@@ -157,6 +188,25 @@ def _joined(labels: Volume, join: dict[int, int]) -> Volume:
     return labels.with_array(lut[array])
 
 
+def _near(labels: Volume, piece: int, whole: int) -> bool:
+    """Whether node ``piece`` lies within :data:`PIECE_GAP_STEPS` voxel steps (or :data:`PIECE_GAP_MM`)
+    of node ``whole`` in ``labels``: pieces of one node a segmentation split, not two nodes."""
+    from scipy import ndimage
+
+    array = np.asarray(labels.array)
+    box = node_box(np.isin(array, (piece, whole)))
+    if box is None:
+        return False
+    gap = max(PIECE_GAP_STEPS * max(labels.spacing), PIECE_GAP_MM)
+    reach = [int(np.ceil(gap / s)) + 1 for s in labels.spacing_zyx]
+    box = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, array.shape))
+    part = array[box]
+    if not (part == whole).any() or not (part == piece).any():
+        return False
+    distance = ndimage.distance_transform_edt(part != whole, sampling=labels.spacing_zyx)
+    return bool(distance[part == piece].min() <= gap + 1e-6)
+
+
 def _inside(volume: Volume, xyz: np.ndarray) -> np.ndarray:
     """Whether each point (N, 3; LPS mm) lies within ``volume``'s grid."""
     index = volume.physical_to_index(xyz)
@@ -164,10 +214,13 @@ def _inside(volume: Volume, xyz: np.ndarray) -> np.ndarray:
 
 
 def _beyond(b_rows, f_rows, pairs, registration: Registration, baseline_ct: Volume,
-            followup_ct: Volume) -> tuple[set[int], set[int]]:
+            followup_ct: Volume, merged: set[int] = frozenset(), split: set[int] = frozenset()
+            ) -> tuple[set[int], set[int]]:
     """Ids of the unmatched baseline nodes whose centre lies outside the follow-up scan once carried
-    there, and of the unmatched follow-up nodes outside the baseline scan."""
-    matched_b, matched_f = {p.baseline_id for p in pairs}, {p.followup_id for p in pairs}
+    there, and of the unmatched follow-up nodes outside the baseline scan (``merged`` baseline and
+    ``split`` follow-up nodes have their partner)."""
+    matched_b = {p.baseline_id for p in pairs} | set(merged)
+    matched_f = {p.followup_id for p in pairs} | set(split)
     lone_b = [r for r in b_rows if r.id not in matched_b]
     lone_f = [r for r in f_rows if r.id not in matched_f]
     out_b = ~_inside(followup_ct, registration.to_followup([r.centroid_mm for r in lone_b])) if lone_b else []
@@ -176,7 +229,7 @@ def _beyond(b_rows, f_rows, pairs, registration: Registration, baseline_ct: Volu
 
 
 def _beyond_row(row: ChangeRow, beyond: bool) -> ChangeRow:
-    return dataclasses.replace(row, status=BEYOND, recist="not evaluable") if beyond else row
+    return dataclasses.replace(row, status=report.BEYOND, recist="not evaluable") if beyond else row
 
 
 def _quality(registration, pairs) -> RegistrationQuality:
@@ -204,4 +257,6 @@ def _volumes(rows: list[ChangeRow]) -> VolumeSummary:
         n_matched=sum(r.status == "matched" for r in rows), n_new=sum(r.status == "new" for r in rows),
         n_vanished=sum(r.status == "vanished" for r in rows),
         n_grown=sum(c >= GROWN_PCT for c in changes), n_shrunk=sum(c <= -GROWN_PCT for c in changes),
+        n_merged=sum(r.status == report.MERGED for r in rows),
+        n_split=sum(r.status == report.SPLIT for r in rows),
     )

@@ -106,22 +106,27 @@ def _change(base: float, follow: float) -> float | None:
 
 
 def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: dict[int, int],
-           organ: str = "nodes") -> RecistSummary:
-    """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids."""
+           organ: str = "nodes", pieces: dict[int, int] | None = None) -> RecistSummary:
+    """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids,
+    ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (a fragment's
+    short axis and volume add to its node's; it is no new lesion)."""
     after = {row.id: row for row in followup}
+    pieces = pieces or {}
     targets = select_targets(baseline, organ)
     target_ids = {row.id for row in targets}
     non_targets = [r for r in baseline if r.short_axis_mm >= PATHOLOGICAL_MM and r.id not in target_ids]
 
+    def parts(row: NodeRow) -> list[NodeRow]:
+        ids = [matches.get(row.id, -1)] + [f for f, b in pieces.items() if b == row.id]
+        return [after[i] for i in ids if i in after]
+
     def short(row: NodeRow) -> float:
-        match = after.get(matches.get(row.id, -1))
-        return match.short_axis_mm if match else 0.0
+        return float(sum(p.short_axis_mm for p in parts(row)))
 
     def volume(row: NodeRow) -> float:
-        match = after.get(matches.get(row.id, -1))
-        return match.volume_cm3 if match else 0.0
+        return float(sum(p.volume_cm3 for p in parts(row)))
 
-    matched = set(matches.values())
+    matched = set(matches.values()) | set(pieces)
     new = tuple(r.id for r in followup if r.id not in matched and r.short_axis_mm >= NEW_LESION_MM)
     base_sum = float(sum(r.short_axis_mm for r in targets))
     follow_sum = float(sum(short(r) for r in targets))

@@ -17,7 +17,13 @@ from lnq_napari.quantify import NodeRow
 #: "beyond the other scan": a node with no partner whose place lies outside the other scan's field of
 #: view, so whether it vanished or is new cannot be told (not evaluable; left out of RECIST).
 BEYOND = "beyond the other scan"
-STATUSES = ("matched", "new", "vanished", BEYOND)
+#: A baseline node that coalesced with another into one follow-up node (its ``followup_id``); RECIST
+#: measures the coalesced node once, with the other's row.
+MERGED = "merged"
+#: A follow-up node split off the baseline node ``baseline_id`` (matched to another follow-up node):
+#: RECIST adds its short axis to that node's.
+SPLIT = "split off"
+STATUSES = ("matched", "new", "vanished", BEYOND, MERGED, SPLIT)
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class ChangeRow:
 
     baseline_id: int | None
     followup_id: int | None
-    status: str  # matched, new, vanished or beyond the other scan
+    status: str  # matched, new, vanished, beyond the other scan, merged or split off
     volume_baseline_cm3: float | None
     volume_followup_cm3: float | None
     volume_change_pct: float | None
@@ -40,7 +46,7 @@ class ChangeRow:
     centroid_followup_mm: tuple[float, float, float] | None  # LPS, in the follow-up scan
     distance_mm: float | None  # matched: baseline centroid carried into the follow-up vs its centroid
     dice: float | None  # matched: overlap after registration
-    recist: str  # baseline role: target, non-target, normal; follow-up only: new lesion, new
+    recist: str  # baseline role: target, non-target, normal; follow-up only: new lesion, new, fragment
 
     @classmethod
     def of(cls, before: NodeRow | None, after: NodeRow | None, recist_role: str,
@@ -110,6 +116,13 @@ class VolumeSummary:
     n_vanished: int
     n_grown: int  # matched, volume up by GROWN_PCT or more
     n_shrunk: int  # matched, volume down by GROWN_PCT or more
+    n_merged: int = 0  # baseline nodes that coalesced with another
+    n_split: int = 0  # follow-up nodes split off a matched node
+
+    def pieces(self) -> str:
+        """", N merged, M split off" where nodes coalesced or split between the scans; else nothing."""
+        said = [f"{n} {what}" for n, what in ((self.n_merged, "merged"), (self.n_split, "split off")) if n]
+        return "".join(f", {s}" for s in said)
 
 
 @dataclass
@@ -145,9 +158,9 @@ class CompareResult:
         to_row_before = np.zeros(max([int(before.max(initial=0))] + [b for b, _ in ids]) + 1, dtype=np.int32)
         to_row_after = np.zeros(max([int(after.max(initial=0))] + [f for _, f in ids]) + 1, dtype=np.int32)
         for k, row in enumerate(self.rows, start=1):
-            if row.baseline_id is not None:
+            if row.baseline_id is not None and row.status != SPLIT:  # its baseline node has its own row
                 to_row_before[row.baseline_id] = k
-            if row.followup_id is not None:
+            if row.followup_id is not None and row.status != MERGED:  # as has its follow-up node
                 to_row_after[row.followup_id] = k
         return to_row_before[before], to_row_after[after]
 

@@ -293,7 +293,8 @@ class CompareWidget(QWidget):
         mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
         self.summary.setText(
             f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions); "
-            f"by volume {s.volume_response}. {v.n_matched} matched, {v.n_new} new, {v.n_vanished} vanished; "
+            f"by volume {s.volume_response}. {v.n_matched} matched, {v.n_new} new, "
+            f"{v.n_vanished} vanished{v.pieces()}; "
             f"all nodes {v.baseline_total_cm3:.1f} -> {v.followup_total_cm3:.1f} cm3{total}. "
             f"Matched nodes {mean} apart after registration.")
 
