@@ -339,6 +339,12 @@ def compare(
                 p[0] + f * (p[1] - p[0]), m))
             segs[k], origins[k] = found.mask, f"predicted by model {short_model_name(found.model_version)}"
     _check(cancel)
+    if (baseline_seg is None) != (followup_seg is None):  # a reader's selection against all the model finds
+        given = "baseline" if followup_seg is None else "follow-up"
+        notes.append(f"only the {given} scan has a SEG; the other's nodes are the model's: a node one of "
+                     "them leaves out (a SEG may hold only some nodes, the model reports nodes >= 10 mm) "
+                     "reads as new or vanished; give both scans a SEG, or neither, to compare like with like")
+        warnings.warn(notes[-1], UserWarning, stacklevel=2)
     result = compare_nodes(cts[0], segs[0], cts[1], segs[1], organ=organ,
                            progress=lambda f, m="": step(0.8 + 0.2 * f, m), registration=registration)
     result.warnings[:0] = notes
