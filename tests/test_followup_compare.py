@@ -147,6 +147,14 @@ def test_segs_with_no_node_in_common_are_named_before_the_response_is_trusted(pa
     assert "; RECIST PD; " in shown and len(shown) < 200
 
 
+def test_one_scan_given_as_both_is_said(pair):
+    """The baseline CT given twice (a slip of tab completion) compared silently: all matched, SD."""
+    labels = truth_labels(pair.baseline)
+    with pytest.warns(UserWarning, match="the baseline and follow-up CT are the same scan"):
+        same = compare_nodes(pair.baseline.ct, labels, pair.baseline.ct, labels)
+    assert any("same scan" in w for w in same.warnings)
+
+
 def test_scans_that_do_not_overlap_are_refused(pair):
     slab = pair.followup.ct.with_array(np.full(pair.followup.ct.shape, 40, np.int16))  # no chest at all
     with warnings.catch_warnings():

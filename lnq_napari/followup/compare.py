@@ -134,6 +134,11 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             rows.append(_beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f))
     quality = _quality(registration, pairs)
     notes = []
+    if baseline_ct.same_grid(followup_ct) and np.array_equal(baseline_ct.array, followup_ct.array):
+        note = ("the baseline and follow-up CT are the same scan (one grid, every voxel alike): every node "
+                "is unchanged by construction; check that the follow-up is the later scan")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
     for scan, joined in (("baseline", join_b), ("follow-up", join_f)):
         if joined:  # said, since the table's ids are no longer all the segmentation's
             pieces = ", ".join(f"{k} (into {v})" for k, v in sorted(joined.items()))
