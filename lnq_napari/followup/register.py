@@ -33,6 +33,8 @@ MIN_OVERLAP = 0.3
 MIN_LUNG_DICE = 0.4
 #: Under this lungs' Dice the search starts once more: from the lungs' area profiles, then from no shift.
 RETRY_LUNG_DICE = 0.7
+#: A fit from the lungs' centroids whose lungs overlap this well needs no start from their profiles.
+SURE_LUNG_DICE = 0.85
 #: Step (mm) of the lungs' area profile along the body axis.
 PROFILE_STEP_MM = 2.0
 #: Two scans' lung-area profiles are laid over each other only where each scan has at least this share of
@@ -157,10 +159,11 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
              seed: int = 7) -> Registration:
     """Register ``followup`` to ``baseline`` (rigid, then affine unless ``affine=False``).
 
-    The search starts from the lungs' shift and, where the lungs' area profiles along the body axis lay
-    the scans elsewhere (one scan showing only part of the lungs: their centroids differ by the part left
-    out), from there too, the better fit kept; when it ends with the lungs apart it starts again from no
-    shift. LNQError when the scans do not overlap after registration (other body parts, a wrong file).
+    The search starts from the lungs' shift and, unless its lungs then overlap surely, where the lungs'
+    area profiles along the body axis lay the scans elsewhere (one scan showing only part of the lungs:
+    their centroids differ by the part left out), the better fit kept; when it ends with the lungs apart
+    it starts again from no shift. LNQError when the scans do not overlap after registration (other body
+    parts, a wrong file).
     """
     start = time.perf_counter()
     fixed, moving = chest_of(baseline), chest_of(followup)
@@ -176,6 +179,8 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
             dice, overlap = _fit(fixed, moving, transform)
             if best is None or dice > best[2]:
                 best = (transform, stage, dice, overlap, initial)
+            if dice >= SURE_LUNG_DICE:
+                break
         if best[2] >= RETRY_LUNG_DICE:
             break
     transform, stage, dice, overlap, initial = best
@@ -191,8 +196,8 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
 def _starts(fixed: Chest, moving: Chest, shift: np.ndarray):
     """The shifts the search starts from, in rounds (the best fit of a round ends the search when its
     lungs overlap well): the lungs' centroids, and their area profiles where these place the scans
-    elsewhere (one scan shows only part of the lungs: both are tried, since a wrong fit of a part can
-    overlap well too); then no shift."""
+    elsewhere (one scan shows only part of the lungs: tried unless the first fit is sure, since a wrong
+    fit of a part can overlap fairly well too); then no shift."""
     profiled = _profile_shift(fixed, moving)
     if profiled is not None and np.linalg.norm(profiled - shift) > 10.0:
         yield (shift, profiled)
