@@ -80,3 +80,17 @@ def test_a_fragment_adds_its_short_axis_to_its_node_and_is_no_new_lesion():
     assert summary.new_lesions == () and summary.overall == "SD"
     assert summary.followup_sum_mm == pytest.approx(46.0)
     assert summary.volume_followup_cm3 == pytest.approx(sum(r.volume_cm3 for r in follow))
+
+
+def test_a_coalesced_node_is_measured_for_its_highest_ranked_baseline_node():
+    """Two nodes coalesced at follow-up, matched to the smaller (normal) one: the target read 0 mm and
+    CR while the disease grew. RECIST 1.1: the coalesced measure goes to one node of the group."""
+    base = [node(1, 21.0), node(2, 9.0)]
+    grown = recist(base, [node(11, 27.0)], {2: 11}, merged={1: 11})
+    assert (grown.targets, grown.followup_sum_mm) == ((1,), 27.0)
+    assert (grown.target_response, grown.overall) == ("PD", "PD")
+    assert grown.volume_response == "PD"
+    non_target = recist([node(1, 13.0), node(2, 9.0)], [node(11, 27.0)], {2: 11}, merged={1: 11})
+    assert (non_target.non_target_response, non_target.overall) == ("non-CR/non-PD", "non-CR/non-PD")
+    two_targets = recist([node(1, 21.0), node(2, 18.0)], [node(11, 27.0)], {2: 11}, merged={1: 11})
+    assert two_targets.followup_sum_mm == 27.0  # once, not once per node of the group

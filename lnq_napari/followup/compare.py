@@ -110,7 +110,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct,
                                  set(merged), set(split))
     summary = recist([r for r in b_rows if r.id not in beyond_b], [r for r in f_rows if r.id not in beyond_f],
-                     partner_b, organ=organ, pieces=split)
+                     partner_b, organ=organ, pieces=split, merged=merged)
     by_base = {p.baseline_id: p for p in pairs}
     f_by_id = {r.id: r for r in f_rows}
     rows: list[ChangeRow] = []
@@ -118,7 +118,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         role = ("target" if row.id in summary.targets else
                 "non-target" if row.id in summary.non_targets else "normal")
         pair = by_base.get(row.id)
-        if row.id in merged:  # RECIST: the coalesced node is measured once, with its matched partner
+        if row.id in merged:  # RECIST: the coalesced node is measured once, for one node of the group
             rows.append(dataclasses.replace(ChangeRow.of(row, None, role), status=report.MERGED,
                                             followup_id=merged[row.id]))
         elif pair is None:
@@ -151,7 +151,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                 for b, f in sorted(merged.items())]
         said += [f"follow-up node {f} split from baseline node {b} beside follow-up node {partner_b[b]}"
                  for f, b in sorted(split.items())]
-        rules = ([] if not merged else ["counts a coalesced node once (its other nodes 0 mm)"]) + (
+        rules = ([] if not merged else ["counts a coalesced node once, for its highest-ranked baseline node "
+                                        "(the others 0 mm)"]) + (
             [] if not split else ["adds a fragment's short axis to its node's"])
         note = "; ".join(said) + ": RECIST " + " and ".join(rules)
         warnings.warn(note, UserWarning, stacklevel=2)

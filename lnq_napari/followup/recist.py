@@ -9,7 +9,10 @@ Target response from the sum of the targets' short axes: CR when every target is
 the sum grows by >= 20 % and >= 5 mm (with two scans the baseline is the nadir); PR when it falls by
 >= 30 %; else SD. A new node of short axis >= 10 mm is a new lesion (PD). Non-targets are CR when all
 are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a reader's call, not made
-here). A node not found at follow-up counts 0 mm.
+here). A node not found at follow-up counts 0 mm. Nodes that coalesced into one follow-up node: the
+coalesced node's measurement goes to the highest-ranked baseline node of the group (target before
+non-target before normal, then the larger), the others count 0 mm; a fragment of a node that split adds to
+the node's measurement.
 
 Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % = volume -65.7 %,
 +20 % = +72.8 %), applied to the targets' total volume.
@@ -105,19 +108,39 @@ def _change(base: float, follow: float) -> float | None:
     return 100.0 * (follow - base) / base if base > 0 else None
 
 
+def _owners(baseline: Sequence[NodeRow], matches: dict[int, int], merged: dict[int, int],
+            rank: Callable[[NodeRow], tuple]) -> dict[int, int]:
+    """{follow-up id: the baseline id its measurement goes to}: of the baseline nodes matched or merged
+    into one follow-up node, the highest by ``rank``."""
+    by_id = {row.id: row for row in baseline}
+    groups: dict[int, list[NodeRow]] = {}
+    for b, f in [*matches.items(), *merged.items()]:
+        if b in by_id:
+            groups.setdefault(f, []).append(by_id[b])
+    return {f: max(group, key=rank).id for f, group in groups.items()}
+
+
 def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: dict[int, int],
-           organ: str = "nodes", pieces: dict[int, int] | None = None) -> RecistSummary:
+           organ: str = "nodes", pieces: dict[int, int] | None = None,
+           merged: dict[int, int] | None = None) -> RecistSummary:
     """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids,
     ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (a fragment's
-    short axis and volume add to its node's; it is no new lesion)."""
+    short axis and volume add to its node's; it is no new lesion), ``merged`` baseline ids of nodes that
+    coalesced to the follow-up id of the coalesced node (matched to another baseline node): its measure
+    goes to the highest-ranked node of the group, target before non-target before normal, then the
+    larger; the others count 0 mm."""
     after = {row.id: row for row in followup}
     pieces = pieces or {}
     targets = select_targets(baseline, organ)
     target_ids = {row.id for row in targets}
     non_targets = [r for r in baseline if r.short_axis_mm >= PATHOLOGICAL_MM and r.id not in target_ids]
+    non_target_ids = {row.id for row in non_targets}
+    owner = _owners(baseline, matches, merged or {}, lambda r: (
+        r.id in target_ids, r.id in non_target_ids, r.short_axis_mm, r.volume_cm3, -r.id))
+    piece_owner = {f: owner.get(matches.get(b, -1), b) for f, b in pieces.items()}
 
     def parts(row: NodeRow) -> list[NodeRow]:
-        ids = [matches.get(row.id, -1)] + [f for f, b in pieces.items() if b == row.id]
+        ids = [f for f, b in [*owner.items(), *piece_owner.items()] if b == row.id]
         return [after[i] for i in ids if i in after]
 
     def short(row: NodeRow) -> float:

@@ -18,7 +18,7 @@ from lnq_napari.quantify import NodeRow
 #: view, so whether it vanished or is new cannot be told (not evaluable; left out of RECIST).
 BEYOND = "beyond the other scan"
 #: A baseline node that coalesced with another into one follow-up node (its ``followup_id``); RECIST
-#: measures the coalesced node once, with the other's row.
+#: measures the coalesced node once, for the highest-ranked baseline node of the group (the others 0 mm).
 MERGED = "merged"
 #: A follow-up node split off the baseline node ``baseline_id`` (matched to another follow-up node):
 #: RECIST adds its short axis to that node's.
