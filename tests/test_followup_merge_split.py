@@ -50,10 +50,27 @@ def test_a_target_or_non_target_merged_into_a_normal_nodes_partner_is_not_a_resp
     base[ball((85, 60, 40), 4)] = 1
     result = compare(base, conglomerate())
     roles = sorted((r.status, r.recist) for r in result.rows)
-    assert roles == sorted([("merged", role), ("matched", "normal")])
+    assert roles == sorted([("merged", role), ("matched", "normal + merged")])
     summary = result.recist
     if role == "target":
         assert summary.followup_sum_mm > summary.baseline_sum_mm
         assert (summary.target_response, summary.overall, summary.volume_response) == ("PD", "PD", "PD")
     else:
         assert (summary.non_target_response, summary.overall) == ("non-CR/non-PD", "non-CR/non-PD")
+
+
+def test_a_node_split_in_two_is_no_poor_registration_and_did_not_shrink():
+    """A 25 mm node split into two 17 mm fragments: the pair's distance (node to one fragment) read as a
+    poor registration, and the pair counted as shrunk while RECIST adds the fragment back."""
+    base = np.zeros(SHAPE, np.uint8)
+    base[ball((70, 60, 40), 12)] = 1
+    follow = np.zeros(SHAPE, np.uint8)
+    follow[ball((58, 60, 40), 8)] = 1
+    follow[ball((84, 60, 40), 8)] = 1
+    result = compare(base, follow)
+    assert sorted(r.status for r in result.rows) == ["matched", "split off"]
+    assert not result.quality.poor and result.quality.mean_distance_mm is None
+    assert result.volume.n_shrunk == 0 and result.volume.n_split == 1
+    matched = next(r for r in result.rows if r.status == "matched")
+    assert matched.recist == "target + fragment"
+    assert result.recist.followup_sum_mm > result.recist.baseline_sum_mm

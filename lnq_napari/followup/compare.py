@@ -112,6 +112,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     summary = recist([r for r in b_rows if r.id not in beyond_b], [r for r in f_rows if r.id not in beyond_f],
                      partner_b, organ=organ, pieces=split, merged=merged)
     by_base = {p.baseline_id: p for p in pairs}
+    # pairs whose partner coalesced or split: one node measured against a conglomerate or a fragment
+    grouped = {p.baseline_id: " + merged" if p.followup_id in merged.values() else " + fragment"
+               for p in pairs if p.followup_id in merged.values() or p.baseline_id in split.values()}
     f_by_id = {r.id: r for r in f_rows}
     rows: list[ChangeRow] = []
     for row in b_rows:
@@ -124,7 +127,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         elif pair is None:
             rows.append(_beyond_row(ChangeRow.of(row, None, role), row.id in beyond_b))
         else:
-            rows.append(ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice))
+            rows.append(ChangeRow.of(row, f_by_id[pair.followup_id], role + grouped.get(row.id, ""),
+                                     pair.distance_mm, pair.dice))
     for row in f_rows:
         if row.id in split:  # RECIST: a fragment adds to the node it split from, no new lesion
             rows.append(dataclasses.replace(ChangeRow.of(None, row, "fragment"), status=report.SPLIT,
@@ -132,7 +136,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         elif row.id not in partner_f:
             role = "new lesion" if row.id in summary.new_lesions else "new"
             rows.append(_beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f))
-    quality = _quality(registration, pairs)
+    quality = _quality(registration, [p for p in pairs if p.baseline_id not in grouped])
     notes = []
     if baseline_ct.same_grid(followup_ct) and np.array_equal(baseline_ct.array, followup_ct.array):
         note = ("the baseline and follow-up CT are the same scan (one grid, every voxel alike): every node "
@@ -179,8 +183,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             notes.append(note)
     step(1.0, f"{len(pairs)} matched, {sum(r.status == 'new' for r in rows)} new, "
               f"{sum(r.status == 'vanished' for r in rows)} vanished")
-    return CompareResult(rows, summary, _volumes(rows), quality, b_rows, f_rows, before, after, registration,
-                         notes)
+    return CompareResult(rows, summary, _volumes(rows, set(grouped)), quality, b_rows, f_rows, before, after,
+                         registration, notes)
 
 
 def _joined(labels: Volume, join: dict[int, int]) -> Volume:
@@ -253,10 +257,13 @@ def _quality(registration, pairs) -> RegistrationQuality:
                                bool(problems), message)
 
 
-def _volumes(rows: list[ChangeRow]) -> VolumeSummary:
+def _volumes(rows: list[ChangeRow], grouped: set[int] = frozenset()) -> VolumeSummary:
+    """Totals and counts; a pair of ``grouped`` (baseline ids: a node that coalesced with another or split)
+    is matched but neither grew nor shrank on its own (its change leaves out the other node or fragment)."""
     base = float(sum(r.volume_baseline_cm3 or 0.0 for r in rows))
     follow = float(sum(r.volume_followup_cm3 or 0.0 for r in rows))
-    changes = [r.volume_change_pct for r in rows if r.volume_change_pct is not None]
+    changes = [r.volume_change_pct for r in rows
+               if r.volume_change_pct is not None and r.baseline_id not in grouped]
     return VolumeSummary(
         baseline_total_cm3=base, followup_total_cm3=follow,
         change_pct=100.0 * (follow - base) / base if base > 0 else None,

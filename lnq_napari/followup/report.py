@@ -46,7 +46,10 @@ class ChangeRow:
     centroid_followup_mm: tuple[float, float, float] | None  # LPS, in the follow-up scan
     distance_mm: float | None  # matched: baseline centroid carried into the follow-up vs its centroid
     dice: float | None  # matched: overlap after registration
-    recist: str  # baseline role: target, non-target, normal; follow-up only: new lesion, new, fragment
+    # baseline role: target, non-target, normal (+ " + merged" or " + fragment" when the partner is a
+    # coalesced node or a fragment split off: its change is not the node's own); follow-up only: new
+    # lesion, new, fragment
+    recist: str
 
     @classmethod
     def of(cls, before: NodeRow | None, after: NodeRow | None, recist_role: str,
@@ -99,7 +102,7 @@ class RegistrationQuality:
     stage: str
     seconds: float
     lung_dice: float
-    mean_distance_mm: float | None  # matched nodes, after registration; None without matches
+    mean_distance_mm: float | None  # matched nodes (not those merged or split), after registration; or None
     poor: bool
     message: str  # empty when not poor
 
@@ -114,8 +117,8 @@ class VolumeSummary:
     n_matched: int
     n_new: int
     n_vanished: int
-    n_grown: int  # matched, volume up by GROWN_PCT or more
-    n_shrunk: int  # matched, volume down by GROWN_PCT or more
+    n_grown: int  # matched (not merged or split), volume up by GROWN_PCT or more
+    n_shrunk: int  # matched (not merged or split), volume down by GROWN_PCT or more
     n_merged: int = 0  # baseline nodes that coalesced with another
     n_split: int = 0  # follow-up nodes split off a matched node
 
