@@ -292,7 +292,7 @@ def compare(
     baseline_seg: str | Path | Volume | None = None, followup_seg: str | Path | Volume | None = None,
     csv_path: str | Path | None = None, model: str | Path | Predictor | None = None, device: str = "auto",
     organ: str = "nodes", progress: Progress = None, cancel: Cancel = None,
-    registration: Registration | None = None,
+    registration: Registration | None = None, seg_by_model: tuple[bool, bool] = (False, False),
 ) -> CompareResult:
     """Which nodes grew, shrank, appeared or vanished between a baseline and a follow-up CT.
 
@@ -302,7 +302,8 @@ def compare(
     summaries follow (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically.
     Differing DICOM PatientIDs and a poor registration warn; scans that do not overlap raise LNQError.
     ``registration`` (an earlier result's, same CTs) is reused: after an edit only measuring and matching
-    run again.
+    run again. ``seg_by_model``: whether each given SEG is the model's stored prediction rather than a
+    reader's; one scan's nodes a reader's and the other's the model's warns.
     """
     check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg),
                      starts=",".join(CHANGE_COLUMNS[:3]))
@@ -339,11 +340,13 @@ def compare(
                 p[0] + f * (p[1] - p[0]), m))
             segs[k], origins[k] = found.mask, f"predicted by model {short_model_name(found.model_version)}"
     _check(cancel)
-    if (baseline_seg is None) != (followup_seg is None):  # a reader's selection against all the model finds
-        given = "baseline" if followup_seg is None else "follow-up"
-        notes.append(f"only the {given} scan has a SEG; the other's nodes are the model's: a node one of "
-                     "them leaves out (a SEG may hold only some nodes, the model reports nodes >= 10 mm) "
-                     "reads as new or vanished; give both scans a SEG, or neither, to compare like with like")
+    by_model = [seg is None or flag for seg, flag in zip((baseline_seg, followup_seg), seg_by_model)]
+    if by_model[0] != by_model[1]:  # a reader's selection against all the model finds
+        reader = "follow-up" if by_model[0] else "baseline"
+        notes.append(f"only the {reader} scan's nodes are a reader's; the other's nodes are the model's: a "
+                     "node one of them leaves out (a reader may mark only some nodes, the model reports "
+                     "nodes >= 10 mm) reads as new or vanished; give both scans a reader's nodes, or "
+                     "neither, to compare like with like")
         warnings.warn(notes[-1], UserWarning, stacklevel=2)
     result = compare_nodes(cts[0], segs[0], cts[1], segs[1], organ=organ,
                            progress=lambda f, m="": step(0.8 + 0.2 * f, m), registration=registration)
@@ -426,8 +429,9 @@ def compare_time_points(
     first, last = first_and_last_scans(ws, patient)
     shown = [ws.preferred_version(t.case, ("correction", "autosave", "prediction")) for t in (first, last)]
     segs = [None if p is None else ws.read_labels(t.case, p["version"]) for t, p in zip((first, last), shown)]
+    by_model = tuple(p is not None and p["source"] == "prediction" for p in shown)
     result = compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
-                     model=model, device=device, progress=progress, cancel=cancel)
+                     model=model, device=device, progress=progress, cancel=cancel, seg_by_model=by_model)
     result.sources = tuple(f"{t.case} {p['source']} {p['version']}" if p else f"{t.case} {said}"
                            for t, p, said in zip((first, last), shown, result.sources))
     return result

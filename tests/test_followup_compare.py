@@ -207,8 +207,9 @@ def test_api_compare_predicts_missing_segs_warns_on_other_patient_and_writes_csv
                              csv_path=out)
     assert predictor.calls == 1  # only the follow-up had no SEG
     assert any("different patients" in w for w in result.warnings)
-    assert any(w.startswith("only the baseline scan has a SEG; the other's nodes are the model's")
-               for w in result.warnings)  # the SEG's untouched nodes were new lesions (PD), unsaid
+    said = "only the baseline scan's nodes are a reader's; the other's nodes are the model's"
+    # the SEG's untouched nodes were new lesions (PD), unsaid
+    assert any(w.startswith(said) for w in result.warnings)
     with open(out) as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == len(result.rows)

@@ -136,3 +136,29 @@ def test_group_without_a_csv_reads_a_dicom_series_own_patient_and_study_date(tmp
     assert main(["workspace", "group", str(ws.root)]) == 0
     assert "1 cases grouped, 1 patient(s)" in capsys.readouterr().out
     assert [(t.case, t.timepoint) for t in ws.time_points("99000")] == [("P_2-CT", "20030417")]
+
+
+def test_the_one_reader_warning_follows_where_each_scans_nodes_came_from(grouped, tmp_path):
+    """A correction at one time point against the other's stored prediction compared silently; a stored
+    prediction against one predicted now warned that only one scan had a SEG, though both were the model's."""
+    import warnings
+
+    from test_followup_compare import TruthPredictor
+
+    ws0, cases, groups, _ = grouped
+    full = [read_labels(str(ws0.ct_path(c)).replace("-ct.nrrd", "-full.nrrd")) for c in cases]
+    said = "only the baseline scan's nodes are a reader's; the other's nodes are the model's"
+
+    def one_reader_warning(sources: dict[int, str], name: str) -> bool:
+        ws = Workspace.init(tmp_path / name, ws0.root.parent / "data")
+        for k, source in sources.items():
+            ws.add_label_version(cases[k], full[k], source)
+        api.group_cases(ws.root, groups)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = api.compare_time_points(ws, "P1", model=TruthPredictor([full[1]]))
+        return any(w.startswith(said) for w in result.warnings)
+
+    assert one_reader_warning({0: "correction", 1: "prediction"}, "reader-vs-stored")
+    assert not one_reader_warning({0: "prediction"}, "stored-vs-predicted-now")
+    assert not one_reader_warning({0: "correction", 1: "correction"}, "both-readers")
