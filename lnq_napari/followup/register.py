@@ -29,8 +29,11 @@ CHEST_GROW = 3
 LARGEST_SHARE = 0.2
 #: After registration at least this share of the baseline's chest must lie inside the follow-up scan...
 MIN_OVERLAP = 0.3
-#: ...and the two scans' lungs must overlap at least this well (Dice), else the scans do not overlap.
+#: ...and the two scans' lungs must overlap at least this well (Dice), else the scans do not overlap...
 MIN_LUNG_DICE = 0.4
+#: ...and at least this share of the lungs of the scan showing fewer must lie where both scans reach (the
+#: Dice counts only there: two scans slid far apart match their few shared slices well).
+MIN_LUNG_SHARE = 0.5
 #: Under this lungs' Dice the search starts once more: from the lungs' area profiles, then from no shift.
 RETRY_LUNG_DICE = 0.7
 #: A fit from the lungs' centroids whose lungs overlap this well needs no start from their profiles.
@@ -176,21 +179,36 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
     for starts in _starts(fixed, moving, shift):
         for initial in starts:
             transform, stage = _search(fixed, moving, centre, initial, affine, iterations, seed)
-            dice, overlap = _fit(fixed, moving, transform)
-            if best is None or dice > best[2]:
-                best = (transform, stage, dice, overlap, initial)
-            if dice >= SURE_LUNG_DICE:
+            dice, overlap, share = _fit(fixed, moving, transform)
+            key = (not share < MIN_LUNG_SHARE, dice, overlap)  # a NaN share (no lungs) is not below
+            if best is None or key > best[0]:
+                best = (key, transform, stage, dice, overlap, share, initial)
+            if dice >= SURE_LUNG_DICE and key[0]:
                 break
-        if best[2] >= RETRY_LUNG_DICE:
+        if best[3] >= RETRY_LUNG_DICE and best[0][0]:
             break
-    transform, stage, dice, overlap, initial = best
-    if overlap < MIN_OVERLAP or dice < MIN_LUNG_DICE:  # a NaN Dice (no lungs at all) is not below
-        lungs = "no lungs in either scan" if math.isnan(dice) else f"lungs overlap {dice:.0%}"
-        raise LNQError(f"the two scans do not overlap after registration ({lungs}, {overlap:.0%} of the "
-                       "baseline chest inside the follow-up): check that both CTs show the chest of the same "
-                       "patient")
+    _, transform, stage, dice, overlap, share, initial = best
+    check_fit(dice, overlap, share)
     return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
                         tuple(float(v) for v in initial))
+
+
+def check_fit(dice: float, overlap: float, share: float) -> None:
+    """LNQError naming what failed when a registration's fit (:func:`_fit`) is no overlap of two chests."""
+    if math.isnan(dice):  # no lungs in either scan: the chest overlap decides alone
+        lungs = "no lungs in either scan"
+    else:
+        lungs = f"the lungs overlap {dice:.0%} where both scans reach, {share:.0%} of the smaller lungs there"
+    failed = [what for what, bad in (
+        (f"only {overlap:.0%} of the baseline chest lies inside the follow-up", overlap < MIN_OVERLAP),
+        (f"the lungs overlap only {dice:.0%} where both scans reach", dice < MIN_LUNG_DICE),
+        (f"only {share:.0%} of the lungs of the scan showing fewer lie where both scans reach",
+         share < MIN_LUNG_SHARE)) if bad]  # a NaN is not below
+    if failed:
+        raise LNQError(f"the two scans do not overlap enough after registration ({'; '.join(failed)}; "
+                       f"{lungs}; needed: {MIN_OVERLAP:.0%} of the chest inside, a lungs' Dice of "
+                       f"{MIN_LUNG_DICE:.0%}, {MIN_LUNG_SHARE:.0%} of the smaller lungs where both reach): "
+                       "check that both CTs show the chest of the same patient")
 
 
 def _starts(fixed: Chest, moving: Chest, shift: np.ndarray):
@@ -288,11 +306,12 @@ def _execute(method, fixed: Chest, moving: Chest) -> None:
                        "CTs show the chest of the same patient") from None
 
 
-def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float]:
-    """(lung Dice, share of the baseline chest inside the follow-up) after registration. The Dice counts
-    the lungs where both scans reach (a scan showing part of the lungs matches the other's same part, not
-    its whole); NaN when neither scan shows lungs there (a crop of the mediastinum: the chest overlap
-    decides alone)."""
+def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float, float]:
+    """(lung Dice, share of the baseline chest inside the follow-up, share of the lungs of the scan
+    showing fewer that lie where both scans reach) after registration. The Dice counts the lungs where
+    both scans reach (a scan showing part of the lungs matches the other's same part, not its whole); NaN
+    when neither scan shows lungs there (a crop of the mediastinum: the chest overlap decides alone); the
+    share is NaN when one scan shows no lungs."""
     import SimpleITK as sitk
 
     nearest = sitk.sitkNearestNeighbor
@@ -306,4 +325,10 @@ def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float]:
     dice = 2.0 * float((warped & shared).sum()) / total if total else math.nan  # no lungs in either
     chest = fixed.chest
     overlap = float(inside[chest].mean()) if chest.any() else 0.0
-    return dice, overlap
+    to_fixed = float(np.prod(moving.image.GetSpacing())) / float(np.prod(fixed.image.GetSpacing()))
+    b_all, f_all = float(fixed.lungs.sum()), float(moving.lungs.sum()) * to_fixed  # baseline voxels
+    if min(b_all, f_all) <= 0:
+        share = math.nan
+    else:
+        share = float(shared.sum()) / b_all if b_all <= f_all else float(warped.sum()) / f_all
+    return dice, overlap, min(share, 1.0)

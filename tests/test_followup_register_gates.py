@@ -1,0 +1,46 @@
+"""The registration's gates: a fit is refused when the scans share too little of the chest or lungs."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import SimpleITK as sitk
+
+from lnq_napari.errors import LNQError
+from lnq_napari.followup import register as reg
+from lnq_napari.phantom.followup import Motion, make_followup
+
+
+@pytest.fixture(scope="module")
+def chest():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pair = make_followup(11, shape=(40, 128, 128), spacing=(2.6, 2.6, 6.0), scenario="mixed",
+                             motion=Motion())
+    return reg.chest_of(pair.baseline.ct)
+
+
+def fit(chest, slide_mm: float):
+    return reg._fit(chest, chest, sitk.TranslationTransform(3, (0.0, 0.0, float(slide_mm))))
+
+
+def test_one_chest_slid_far_along_itself_is_refused_though_its_shared_slices_match(chest):
+    """The same CT slid 160 mm: the lungs' Dice, counted where both scans reach, read 0.59 with a third
+    of the chest inside, and the fit passed both gates (min Dice 0.4, min overlap 0.3)."""
+    dice, overlap, share = fit(chest, 160.0)
+    assert dice > reg.MIN_LUNG_DICE and overlap > reg.MIN_OVERLAP  # the two old gates pass
+    assert share < reg.MIN_LUNG_SHARE
+    with pytest.raises(LNQError, match="lungs of the scan showing fewer lie where both scans reach"):
+        reg.check_fit(dice, overlap, share)
+    reg.check_fit(*fit(chest, 0.0))  # in place: kept
+
+
+def test_the_refusal_says_what_failed_and_nothing_it_contradicts():
+    """An upper-chest follow-up with its lungs 96 % alike was refused as 'do not overlap (lungs overlap
+    96%, 27% of the baseline chest inside ...)'."""
+    with pytest.raises(LNQError) as refused:
+        reg.check_fit(0.96, 0.27, 1.0)
+    message = str(refused.value)
+    assert "only 27% of the baseline chest lies inside the follow-up" in message
+    assert "overlap only" not in message and "lungs of the scan showing fewer" not in message
