@@ -74,3 +74,17 @@ def test_a_node_split_in_two_is_no_poor_registration_and_did_not_shrink():
     matched = next(r for r in result.rows if r.status == "matched")
     assert matched.recist == "target + fragment"
     assert result.recist.followup_sum_mm > result.recist.baseline_sum_mm
+
+
+def test_two_segs_on_one_ct_are_said_to_be_two_readings_not_unchanged_nodes():
+    """One CT as both scans with two readers' SEGs: the warning said every node was unchanged."""
+    first = np.zeros(SHAPE, np.uint8)
+    first[ball((70, 60, 40), 12)] = 1
+    second = np.zeros(SHAPE, np.uint8)
+    second[ball((70, 60, 40), 10)] = 1
+    with pytest.warns(UserWarning, match="the baseline and follow-up CT are the same scan") as heard:
+        compare_nodes(CT, CT.with_array(first), CT, CT.with_array(second), registration=IDENTITY)
+    said = " | ".join(str(w.message) for w in heard)
+    assert "two readings of one scan" in said and "unchanged by construction" not in said
+    with pytest.warns(UserWarning, match="unchanged by construction"):
+        compare_nodes(CT, CT.with_array(first), CT, CT.with_array(first), registration=IDENTITY)

@@ -139,8 +139,12 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     quality = _quality(registration, [p for p in pairs if p.baseline_id not in grouped])
     notes = []
     if baseline_ct.same_grid(followup_ct) and np.array_equal(baseline_ct.array, followup_ct.array):
-        note = ("the baseline and follow-up CT are the same scan (one grid, every voxel alike): every node "
-                "is unchanged by construction; check that the follow-up is the later scan")
+        if np.array_equal(np.asarray(baseline_seg.array) > 0, np.asarray(followup_seg.array) > 0):
+            said = "every node is unchanged by construction"
+        else:
+            said = "the changes are between the two SEGs (two readings of one scan), not over time"
+        note = ("the baseline and follow-up CT are the same scan (one grid, every voxel alike): "
+                f"{said}; check that the follow-up is the later scan")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     for scan, joined in (("baseline", join_b), ("follow-up", join_f)):
