@@ -132,7 +132,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
               f"({last.timepoint})")
     columns = ["baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3",
                "volume_change_pct", "short_axis_baseline_mm", "short_axis_followup_mm",
-               "short_axis_change_mm", "long_axis_change_mm", "recist"]
+               "short_axis_change_mm", "long_axis_change_mm", "recist", "relation",
+               "recist_followup_short_axis_mm"]
     table = [{k: ("" if v is None else v) for k, v in r.to_dict().items()} for r in result.rows]
     _print_table(table, columns)
     r, v, q = result.recist, result.volume, result.quality

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ import SimpleITK as sitk
 
 from lnq_napari.followup.compare import compare_nodes
 from lnq_napari.followup.register import Registration
+from lnq_napari.followup.report import write_csv
 from lnq_napari.io.volume import Volume
 
 SHAPE = (40, 120, 160)
@@ -49,8 +51,8 @@ def test_a_target_or_non_target_merged_into_a_normal_nodes_partner_is_not_a_resp
     base[ball((50, 60, 40), radius)] = 1
     base[ball((85, 60, 40), 4)] = 1
     result = compare(base, conglomerate())
-    roles = sorted((r.status, r.recist) for r in result.rows)
-    assert roles == sorted([("merged", role), ("matched", "normal + merged")])
+    roles = sorted((r.status, r.recist, r.relation) for r in result.rows)
+    assert roles == sorted([("merged", role, "coalesced"), ("matched", "normal", "coalesced")])
     summary = result.recist
     if role == "target":
         assert summary.followup_sum_mm > summary.baseline_sum_mm
@@ -59,21 +61,52 @@ def test_a_target_or_non_target_merged_into_a_normal_nodes_partner_is_not_a_resp
         assert (summary.non_target_response, summary.overall) == ("non-CR/non-PD", "non-CR/non-PD")
 
 
-def test_a_node_split_in_two_is_no_poor_registration_and_did_not_shrink():
-    """A 25 mm node split into two 17 mm fragments: the pair's distance (node to one fragment) read as a
-    poor registration, and the pair counted as shrunk while RECIST adds the fragment back."""
+def split_in_two() -> tuple[np.ndarray, np.ndarray]:
+    """A 25 mm node and, at follow-up, two 17 mm fragments of it 26 mm apart."""
     base = np.zeros(SHAPE, np.uint8)
     base[ball((70, 60, 40), 12)] = 1
     follow = np.zeros(SHAPE, np.uint8)
     follow[ball((58, 60, 40), 8)] = 1
     follow[ball((84, 60, 40), 8)] = 1
-    result = compare(base, follow)
+    return base, follow
+
+
+def test_a_node_split_in_two_is_no_poor_registration_and_did_not_shrink():
+    """A 25 mm node split into two 17 mm fragments: the pair's distance (node to one fragment) read as a
+    poor registration, and the pair counted as shrunk. RECIST credits the node its largest fragment (a
+    node is judged by its own short axis; fragments add for non-nodal lesions only): 25 -> 17 mm, PR,
+    while the volume adds both fragments."""
+    result = compare(*split_in_two())
     assert sorted(r.status for r in result.rows) == ["matched", "split off"]
     assert not result.quality.poor and result.quality.mean_distance_mm is None
     assert result.volume.n_shrunk == 0 and result.volume.n_split == 1
     matched = next(r for r in result.rows if r.status == "matched")
-    assert matched.recist == "target + fragment"
-    assert result.recist.followup_sum_mm > result.recist.baseline_sum_mm
+    assert (matched.recist, matched.relation) == ("target", "split")
+    fragments = [r.short_axis_followup_mm for r in result.rows]
+    assert result.recist.followup_sum_mm == pytest.approx(max(fragments))
+    assert result.recist.target_response == "PR"
+    assert result.recist.volume_followup_cm3 == pytest.approx(sum(r.volume_followup_cm3 for r in result.rows))
+
+
+@pytest.mark.parametrize("case", ["merge", "split"])
+def test_the_csv_target_rows_add_up_to_the_recist_follow_up_sum(case, tmp_path):
+    """The CSV's rows did not add up to RECIST: a merged target's row had no follow-up value and its
+    partner's role read "normal + merged". Each baseline node's row now carries the short axis RECIST
+    credits to it, and ``recist`` is the bare role."""
+    if case == "merge":
+        base = np.zeros(SHAPE, np.uint8)
+        base[ball((50, 60, 40), 10)] = 1
+        base[ball((85, 60, 40), 4)] = 1
+        result = compare(base, conglomerate())
+    else:
+        result = compare(*split_in_two())
+    path = write_csv(result.rows, tmp_path / "change.csv")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["recist"] for r in rows} <= {"target", "non-target", "normal", "fragment"}
+    targets = [float(r["recist_followup_short_axis_mm"]) for r in rows if r["recist"] == "target"]
+    assert targets and sum(targets) == pytest.approx(result.recist.followup_sum_mm)
+    assert result.recist.followup_sum_mm > 0
 
 
 def test_two_segs_on_one_ct_are_said_to_be_two_readings_not_unchanged_nodes():

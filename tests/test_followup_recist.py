@@ -71,15 +71,23 @@ def test_volumetric_category_uses_sphere_equivalent_thresholds():
     assert recist(base, [node(2, 21.0, volume=17.5)], {1: 2}).volume_change_pct == pytest.approx(75.0)
 
 
-def test_a_fragment_adds_its_short_axis_to_its_node_and_is_no_new_lesion():
-    """A node split into two nodes at follow-up: the piece without a partner was a new lesion (PD) and its
-    node read as shrunk. RECIST 1.1 adds the fragments' measures."""
+def test_a_split_node_is_credited_its_largest_fragment_and_no_fragment_is_a_new_lesion():
+    """A node split into two nodes at follow-up: the piece without a partner was a new lesion (PD). RECIST
+    1.1 sums fragments for non-nodal lesions only; a node is judged by its own short axis: the largest
+    fragment's. Volume adds the fragments (the tissue)."""
     base = [node(1, 20.0), node(2, 20.0)]
-    follow = [node(11, 14.0), node(12, 20.0), node(13, 12.0)]  # 13: a fragment of node 1
+    follow = [node(11, 14.0), node(12, 20.0), node(13, 16.0)]  # 13: a fragment of node 1, larger than 11
     summary = recist(base, follow, {1: 11, 2: 12}, pieces={13: 1})
     assert summary.new_lesions == () and summary.overall == "SD"
-    assert summary.followup_sum_mm == pytest.approx(46.0)
+    assert summary.followup_sum_mm == pytest.approx(36.0)  # 16 + 20, not 14 + 16 + 20
+    assert summary.credited_mm == {1: 16.0, 2: 20.0}
     assert summary.volume_followup_cm3 == pytest.approx(sum(r.volume_cm3 for r in follow))
+
+
+def test_a_target_split_into_fragments_under_10_mm_is_a_complete_response():
+    """A 20 mm target split into two 6 mm fragments: every target node under 10 mm is CR, not 12 mm PR."""
+    summary = recist([node(1, 20.0)], [node(11, 6.0), node(12, 6.0)], {1: 11}, pieces={12: 1})
+    assert (summary.followup_sum_mm, summary.target_response, summary.overall) == (6.0, "CR", "CR")
 
 
 def test_a_coalesced_node_is_measured_for_its_highest_ranked_baseline_node():

@@ -113,8 +113,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                      partner_b, organ=organ, pieces=split, merged=merged)
     by_base = {p.baseline_id: p for p in pairs}
     # pairs whose partner coalesced or split: one node measured against a conglomerate or a fragment
-    grouped = {p.baseline_id: " + merged" if p.followup_id in merged.values() else " + fragment"
+    grouped = {p.baseline_id: report.COALESCED if p.followup_id in merged.values() else report.SPLIT_NODE
                for p in pairs if p.followup_id in merged.values() or p.baseline_id in split.values()}
+    credit = summary.credited_mm
     f_by_id = {r.id: r for r in f_rows}
     rows: list[ChangeRow] = []
     for row in b_rows:
@@ -123,16 +124,20 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         pair = by_base.get(row.id)
         if row.id in merged:  # RECIST: the coalesced node is measured once, for one node of the group
             rows.append(dataclasses.replace(ChangeRow.of(row, None, role), status=report.MERGED,
-                                            followup_id=merged[row.id]))
+                                            followup_id=merged[row.id], relation=report.COALESCED,
+                                            recist_followup_short_axis_mm=credit.get(row.id)))
         elif pair is None:
-            rows.append(_beyond_row(ChangeRow.of(row, None, role), row.id in beyond_b))
+            rows.append(_beyond_row(dataclasses.replace(ChangeRow.of(row, None, role),
+                                                        recist_followup_short_axis_mm=credit.get(row.id)),
+                                    row.id in beyond_b))
         else:
-            rows.append(ChangeRow.of(row, f_by_id[pair.followup_id], role + grouped.get(row.id, ""),
-                                     pair.distance_mm, pair.dice))
+            rows.append(dataclasses.replace(
+                ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice),
+                relation=grouped.get(row.id, ""), recist_followup_short_axis_mm=credit.get(row.id)))
     for row in f_rows:
-        if row.id in split:  # RECIST: a fragment adds to the node it split from, no new lesion
+        if row.id in split:  # RECIST: its node is credited its largest fragment; no new lesion
             rows.append(dataclasses.replace(ChangeRow.of(None, row, "fragment"), status=report.SPLIT,
-                                            baseline_id=split[row.id]))
+                                            baseline_id=split[row.id], relation=report.SPLIT_NODE))
         elif row.id not in partner_f:
             role = "new lesion" if row.id in summary.new_lesions else "new"
             rows.append(_beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f))
@@ -161,7 +166,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                  for f, b in sorted(split.items())]
         rules = ([] if not merged else ["counts a coalesced node once, for its highest-ranked baseline node "
                                         "(the others 0 mm)"]) + (
-            [] if not split else ["adds a fragment's short axis to its node's"])
+            [] if not split else ["credits a split node its largest fragment's short axis (volume adds "
+                                  "the fragments)"])
         note = "; ".join(said) + ": RECIST " + " and ".join(rules)
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
@@ -243,7 +249,8 @@ def _beyond(b_rows, f_rows, pairs, registration: Registration, baseline_ct: Volu
 
 
 def _beyond_row(row: ChangeRow, beyond: bool) -> ChangeRow:
-    return dataclasses.replace(row, status=report.BEYOND, recist="not evaluable") if beyond else row
+    return dataclasses.replace(row, status=report.BEYOND, recist="not evaluable",
+                               recist_followup_short_axis_mm=None) if beyond else row
 
 
 def _quality(registration, pairs) -> RegistrationQuality:

@@ -11,8 +11,10 @@ the sum grows by >= 20 % and >= 5 mm (with two scans the baseline is the nadir);
 are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a reader's call, not made
 here). A node not found at follow-up counts 0 mm. Nodes that coalesced into one follow-up node: the
 coalesced node's measurement goes to the highest-ranked baseline node of the group (target before
-non-target before normal, then the larger), the others count 0 mm; a fragment of a node that split adds to
-the node's measurement.
+non-target before normal, then the larger), the others count 0 mm. A node that split is credited its
+largest fragment's short axis: the fragment summing of RECIST 1.1 is written for non-nodal lesions, and
+nodes are judged one by one by short axis (CR: every target node under 10 mm); the other fragments are no
+new lesions. Volume adds all fragments (the tissue).
 
 Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % = volume -65.7 %,
 +20 % = +72.8 %), applied to the targets' total volume.
@@ -21,7 +23,7 @@ Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % =
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lnq_napari.errors import LNQError
 from lnq_napari.quantify import NodeRow
@@ -60,6 +62,10 @@ class RecistSummary:
     volume_followup_cm3: float
     volume_change_pct: float | None
     volume_response: str  # CR, PR, SD, PD or NE, by the volumetric thresholds
+    #: {baseline node id: the follow-up short axis (mm) RECIST credits to it}: a coalesced node's on its
+    #: owner (0 on the others), a split node's largest fragment, 0 when not found; the targets' sum is
+    #: ``followup_sum_mm``
+    credited_mm: dict[int, float] = field(default_factory=dict)
 
 
 def check_organ(organ: str) -> None:
@@ -124,11 +130,11 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
            organ: str = "nodes", pieces: dict[int, int] | None = None,
            merged: dict[int, int] | None = None) -> RecistSummary:
     """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids,
-    ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (a fragment's
-    short axis and volume add to its node's; it is no new lesion), ``merged`` baseline ids of nodes that
-    coalesced to the follow-up id of the coalesced node (matched to another baseline node): its measure
-    goes to the highest-ranked node of the group, target before non-target before normal, then the
-    larger; the others count 0 mm."""
+    ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (the node is
+    credited its largest fragment's short axis and all fragments' volume; no fragment is a new lesion),
+    ``merged`` baseline ids of nodes that coalesced to the follow-up id of the coalesced node (matched
+    to another baseline node): its measure goes to the highest-ranked node of the group, target before
+    non-target before normal, then the larger; the others count 0 mm."""
     after = {row.id: row for row in followup}
     pieces = pieces or {}
     targets = select_targets(baseline, organ)
@@ -143,8 +149,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         ids = [f for f, b in [*owner.items(), *piece_owner.items()] if b == row.id]
         return [after[i] for i in ids if i in after]
 
-    def short(row: NodeRow) -> float:
-        return float(sum(p.short_axis_mm for p in parts(row)))
+    def short(row: NodeRow) -> float:  # a node is judged by short axis: its largest fragment
+        return float(max((p.short_axis_mm for p in parts(row)), default=0.0))
 
     def volume(row: NodeRow) -> float:
         return float(sum(p.volume_cm3 for p in parts(row)))
@@ -178,5 +184,5 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         target_response=target, non_target_response=non_target,
         overall=_overall(target, non_target, bool(new)),
         volume_baseline_cm3=base_vol, volume_followup_cm3=follow_vol, volume_change_pct=volume_change,
-        volume_response="PD" if new else by_volume,
+        volume_response="PD" if new else by_volume, credited_mm={r.id: short(r) for r in baseline},
     )

@@ -21,9 +21,13 @@ BEYOND = "beyond the other scan"
 #: measures the coalesced node once, for the highest-ranked baseline node of the group (the others 0 mm).
 MERGED = "merged"
 #: A follow-up node split off the baseline node ``baseline_id`` (matched to another follow-up node):
-#: RECIST adds its short axis to that node's.
+#: RECIST credits that node its largest fragment's short axis; volume adds the fragments.
 SPLIT = "split off"
 STATUSES = ("matched", "new", "vanished", BEYOND, MERGED, SPLIT)
+#: ``ChangeRow.relation`` of every row of a coalescence (the merged nodes and their partner's pair) and
+#: of a split (the fragments and their node's pair): the pair's change is not the node's own.
+COALESCED = "coalesced"
+SPLIT_NODE = "split"
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,13 @@ class ChangeRow:
     centroid_followup_mm: tuple[float, float, float] | None  # LPS, in the follow-up scan
     distance_mm: float | None  # matched: baseline centroid carried into the follow-up vs its centroid
     dice: float | None  # matched: overlap after registration
-    # baseline role: target, non-target, normal (+ " + merged" or " + fragment" when the partner is a
-    # coalesced node or a fragment split off: its change is not the node's own); follow-up only: new
-    # lesion, new, fragment
+    # baseline role: target, non-target, normal; follow-up only: new lesion, new, fragment; beyond the
+    # other scan: not evaluable
     recist: str
+    relation: str = ""  # COALESCED or SPLIT_NODE for the rows of a coalescence or a split; else ""
+    # the follow-up short axis RECIST credits to the baseline node (see RecistSummary.credited_mm): the
+    # target rows sum to the summary's follow-up sum; None on follow-up only and not evaluable rows
+    recist_followup_short_axis_mm: float | None = None
 
     @classmethod
     def of(cls, before: NodeRow | None, after: NodeRow | None, recist_role: str,
@@ -89,7 +96,8 @@ class ChangeRow:
 CSV_COLUMNS = [
     "baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3", "volume_change_pct",
     "short_axis_baseline_mm", "short_axis_followup_mm", "short_axis_change_mm", "long_axis_baseline_mm",
-    "long_axis_followup_mm", "long_axis_change_mm", "distance_mm", "dice", "recist",
+    "long_axis_followup_mm", "long_axis_change_mm", "distance_mm", "dice", "recist", "relation",
+    "recist_followup_short_axis_mm",
     "centroid_baseline_x", "centroid_baseline_y", "centroid_baseline_z",
     "centroid_followup_x", "centroid_followup_y", "centroid_followup_z",
 ]

@@ -66,6 +66,8 @@ COLUMNS = [
     ("short fu", "short_axis_followup_mm", "{:.1f}"),
     ("short mm", "short_axis_change_mm", "{:+.1f}"),
     ("RECIST", "recist", "{}"),
+    ("with", "relation", "{}"),  # coalesced or split: the pair's change is not the node's own
+    ("RECIST fu", "recist_followup_short_axis_mm", "{:.1f}"),  # what RECIST credits the baseline node
 ]
 
 
