@@ -28,11 +28,11 @@ def fit(chest, slide_mm: float):
 def test_one_chest_slid_far_along_itself_is_refused_though_its_shared_slices_match(chest):
     """The same CT slid 160 mm: the lungs' Dice, counted where both scans reach, read 0.59 with a third
     of the chest inside, and the fit passed both gates (min Dice 0.4, min overlap 0.3)."""
-    dice, overlap, share = fit(chest, 160.0)
+    dice, overlap, share, fewer = fit(chest, 160.0)
     assert dice > reg.MIN_LUNG_DICE and overlap > reg.MIN_OVERLAP  # the two old gates pass
     assert share < reg.MIN_LUNG_SHARE
-    with pytest.raises(LNQError, match="lungs of the scan showing fewer lie where both scans reach"):
-        reg.check_fit(dice, overlap, share)
+    with pytest.raises(LNQError, match="of the baseline's lungs lie inside the follow-up scan"):
+        reg.check_fit(dice, overlap, share, fewer)
     reg.check_fit(*fit(chest, 0.0))  # in place: kept
 
 
@@ -43,4 +43,14 @@ def test_the_refusal_says_what_failed_and_nothing_it_contradicts():
         reg.check_fit(0.96, 0.27, 1.0)
     message = str(refused.value)
     assert "only 27% of the baseline chest lies inside the follow-up" in message
-    assert "overlap only" not in message and "lungs of the scan showing fewer" not in message
+    assert "overlap only" not in message and "only 100%" not in message
+
+
+def test_a_lungs_share_refusal_names_the_scan_and_says_its_figure_once():
+    """The refusal said '43%' twice and spoke of 'the lungs of the scan showing fewer'."""
+    with pytest.raises(LNQError) as refused:
+        reg.check_fit(0.6, 0.35, 0.43, "follow-up")
+    message = str(refused.value)
+    assert "only 43% of the follow-up's lungs lie inside the baseline scan" in message
+    assert message.count("43%") == 1 and "showing fewer" not in message
+    assert "the lungs overlap 60% where both scans reach" in message

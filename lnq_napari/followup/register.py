@@ -31,8 +31,8 @@ LARGEST_SHARE = 0.2
 MIN_OVERLAP = 0.3
 #: ...and the two scans' lungs must overlap at least this well (Dice), else the scans do not overlap...
 MIN_LUNG_DICE = 0.4
-#: ...and at least this share of the lungs of the scan showing fewer must lie where both scans reach (the
-#: Dice counts only there: two scans slid far apart match their few shared slices well).
+#: ...and at least this share of the lungs of the scan with less lung must lie inside the other scan (the
+#: Dice counts only where both reach: two scans slid far apart match their few shared slices well).
 MIN_LUNG_SHARE = 0.5
 #: Under this lungs' Dice the search starts once more: from the lungs' area profiles, then from no shift.
 RETRY_LUNG_DICE = 0.7
@@ -179,36 +179,39 @@ def register(baseline: Volume, followup: Volume, affine: bool = True, iterations
     for starts in _starts(fixed, moving, shift):
         for initial in starts:
             transform, stage = _search(fixed, moving, centre, initial, affine, iterations, seed)
-            dice, overlap, share = _fit(fixed, moving, transform)
+            dice, overlap, share, fewer = _fit(fixed, moving, transform)
             key = (not share < MIN_LUNG_SHARE, dice, overlap)  # a NaN share (no lungs) is not below
             if best is None or key > best[0]:
-                best = (key, transform, stage, dice, overlap, share, initial)
+                best = (key, transform, stage, dice, overlap, share, fewer, initial)
             if dice >= SURE_LUNG_DICE and key[0]:
                 break
         if best[3] >= RETRY_LUNG_DICE and best[0][0]:
             break
-    _, transform, stage, dice, overlap, share, initial = best
-    check_fit(dice, overlap, share)
+    _, transform, stage, dice, overlap, share, fewer, initial = best
+    check_fit(dice, overlap, share, fewer)
     return Registration(transform, stage, time.perf_counter() - start, dice, overlap,
                         tuple(float(v) for v in initial))
 
 
-def check_fit(dice: float, overlap: float, share: float) -> None:
-    """LNQError naming what failed when a registration's fit (:func:`_fit`) is no overlap of two chests."""
+def check_fit(dice: float, overlap: float, share: float, fewer: str = "baseline") -> None:
+    """LNQError naming what failed when a registration's fit (:func:`_fit`) is no overlap of two chests;
+    ``fewer`` names the scan with less lung ("baseline" or "follow-up"), whose lungs ``share`` counts."""
+    other = "follow-up" if fewer == "baseline" else "baseline"
+    checks = (
+        (f"{overlap:.0%} of the baseline chest lies inside the follow-up", overlap, MIN_OVERLAP),
+        (f"the lungs overlap {dice:.0%} where both scans reach", dice, MIN_LUNG_DICE),
+        (f"{share:.0%} of the {fewer}'s lungs lie inside the {other} scan", share, MIN_LUNG_SHARE))
+    failed = [f"only {what}" for what, value, least in checks if value < least]  # a NaN is not below
+    if not failed:
+        return
+    # each figure once: the lungs' figures that passed after those that failed
+    said = [what for what, value, least in checks[1:] if not math.isnan(value) and value >= least]
     if math.isnan(dice):  # no lungs in either scan: the chest overlap decides alone
-        lungs = "no lungs in either scan"
-    else:
-        lungs = f"the lungs overlap {dice:.0%} where both scans reach, {share:.0%} of the smaller lungs there"
-    failed = [what for what, bad in (
-        (f"only {overlap:.0%} of the baseline chest lies inside the follow-up", overlap < MIN_OVERLAP),
-        (f"the lungs overlap only {dice:.0%} where both scans reach", dice < MIN_LUNG_DICE),
-        (f"only {share:.0%} of the lungs of the scan showing fewer lie where both scans reach",
-         share < MIN_LUNG_SHARE)) if bad]  # a NaN is not below
-    if failed:
-        raise LNQError(f"the two scans do not overlap enough after registration ({'; '.join(failed)}; "
-                       f"{lungs}; needed: {MIN_OVERLAP:.0%} of the chest inside, a lungs' Dice of "
-                       f"{MIN_LUNG_DICE:.0%}, {MIN_LUNG_SHARE:.0%} of the smaller lungs where both reach): "
-                       "check that both CTs show the chest of the same patient")
+        said = ["no lungs in either scan"]
+    raise LNQError(f"the two scans do not overlap enough after registration ({'; '.join(failed + said)}; "
+                   f"needed: {MIN_OVERLAP:.0%} of the chest inside, a lungs' Dice of {MIN_LUNG_DICE:.0%}, "
+                   f"{MIN_LUNG_SHARE:.0%} of the lungs of the scan with less lung inside the other): "
+                   "check that both CTs show the chest of the same patient")
 
 
 def _starts(fixed: Chest, moving: Chest, shift: np.ndarray):
@@ -306,9 +309,10 @@ def _execute(method, fixed: Chest, moving: Chest) -> None:
                        "CTs show the chest of the same patient") from None
 
 
-def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float, float]:
+def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float, float, str]:
     """(lung Dice, share of the baseline chest inside the follow-up, share of the lungs of the scan
-    showing fewer that lie where both scans reach) after registration. The Dice counts the lungs where
+    with less lung that lie inside the other scan, which scan that is: "baseline" or "follow-up") after
+    registration. The Dice counts the lungs where
     both scans reach (a scan showing part of the lungs matches the other's same part, not its whole); NaN
     when neither scan shows lungs there (a crop of the mediastinum: the chest overlap decides alone); the
     share is NaN when one scan shows no lungs."""
@@ -331,4 +335,4 @@ def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float, float]:
         share = math.nan
     else:
         share = float(shared.sum()) / b_all if b_all <= f_all else float(warped.sum()) / f_all
-    return dice, overlap, min(share, 1.0)
+    return dice, overlap, min(share, 1.0), "baseline" if b_all <= f_all else "follow-up"
