@@ -202,12 +202,14 @@ def test_api_compare_predicts_missing_segs_warns_on_other_patient_and_writes_csv
                     meta={"PatientID": "B"})
     predictor = TruthPredictor([pair.followup.full])
     out = tmp_path / "changes.csv"
-    with pytest.warns(UserWarning, match="different patients"):
+    with pytest.warns(UserWarning) as heard:  # every warning caught: none left to pytest's summary
         result = api.compare(base, follow, baseline_seg=truth_labels(pair.baseline), model=predictor,
                              csv_path=out)
     assert predictor.calls == 1  # only the follow-up had no SEG
     assert any("different patients" in w for w in result.warnings)
     said = "only the baseline scan's nodes are a reader's; the other's nodes are the model's"
+    assert any("different patients" in str(w.message) for w in heard)
+    assert any(str(w.message).startswith(said) for w in heard)
     # the SEG's untouched nodes were new lesions (PD), unsaid
     assert any(w.startswith(said) for w in result.warnings)
     with open(out) as handle:
