@@ -54,6 +54,8 @@ def test_a_target_or_non_target_merged_into_a_normal_nodes_partner_is_not_a_resp
     roles = sorted((r.status, r.recist, r.relation) for r in result.rows)
     assert roles == sorted([("merged", role, "coalesced"), ("matched", "normal", "coalesced")])
     summary = result.recist
+    said = next(w for w in result.warnings if "merged into follow-up node" in w)
+    assert "by volume" not in said  # short axis and volume agree: nothing more to say
     if role == "target":
         assert summary.followup_sum_mm > summary.baseline_sum_mm
         assert (summary.target_response, summary.overall, summary.volume_response) == ("PD", "PD", "PD")
@@ -84,7 +86,9 @@ def test_a_node_split_in_two_is_no_poor_registration_and_did_not_shrink():
     assert (matched.recist, matched.relation) == ("target", "split")
     fragments = [r.short_axis_followup_mm for r in result.rows]
     assert result.recist.followup_sum_mm == pytest.approx(max(fragments))
-    assert result.recist.target_response == "PR"
+    assert result.recist.target_response == "PR" and result.recist.volume_response == "SD"
+    said = next(w for w in result.warnings if "split from baseline node" in w)
+    assert "read PR by short axis but SD by volume" in said  # the categories disagree: said
     assert result.recist.volume_followup_cm3 == pytest.approx(sum(r.volume_followup_cm3 for r in result.rows))
 
 

@@ -169,6 +169,10 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             [] if not split else ["credits a split node its largest fragment's short axis (volume adds "
                                   "the fragments)"])
         note = "; ".join(said) + ": RECIST " + " and ".join(rules)
+        by_diameter = "PD" if summary.new_lesions else summary.target_response
+        if summary.targets and by_diameter != summary.volume_response:  # which one the merge/split moved
+            note += (f"; the targets read {by_diameter} by short axis but {summary.volume_response} by "
+                     "volume, which counts all the tissue: look at the nodes before trusting either")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response
