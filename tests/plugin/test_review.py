@@ -1302,7 +1302,8 @@ def test_a_failed_background_autosave_is_tried_again_and_never_said_or_flushed_a
     saver, save = session.autosaver, SaveWidget(viewer)
     writes = saver.writes
     _paint_one_more(viewer)
-    qtbot.waitUntil(lambda: len(calls) >= 3, timeout=5000)  # tried again, no new edit needed
+    # tried again, no new edit needed (read between tries: while one runs, the edit is the worker's)
+    qtbot.waitUntil(lambda: len(calls) >= 3 and saver._worker is None, timeout=5000)
     assert len(calls) < 20  # at the interval, not in a loop
     assert saver._pending and "autosaved to" not in save.status.text()
     assert "autosave failed" in save.status.text()
