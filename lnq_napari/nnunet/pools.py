@@ -28,7 +28,12 @@ def one_process_here(num_processes: int = 1) -> Iterator[None]:
         yield
         return
     here = SimpleNamespace(get_context=lambda method=None: SimpleNamespace(Pool=ThreadPool))
-    modules = [importlib.import_module(name) for name in POOL_MODULES]
+    modules = []
+    for name in POOL_MODULES:  # another nnU-Net than the pinned one may lay them out otherwise: its own pools
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(name)
+            if hasattr(getattr(module, "multiprocessing", None), "get_context"):
+                modules.append(module)
     saved = [module.multiprocessing for module in modules]
     for module in modules:
         module.multiprocessing = here
