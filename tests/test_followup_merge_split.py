@@ -92,6 +92,25 @@ def test_a_node_split_in_two_is_no_poor_registration_and_did_not_shrink():
     assert result.recist.volume_followup_cm3 == pytest.approx(sum(r.volume_followup_cm3 for r in result.rows))
 
 
+def test_a_split_beside_a_target_is_not_blamed_for_the_targets_categories():
+    """The clause that the targets read one category by short axis and another by volume named a merge or
+    split that touched no target: here the target only grew along one axis (short axis the same, volume
+    doubled) while a small normal node beside it split."""
+    base, follow = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    base[ball((40, 40, 40), 10)] = 1  # a 20 mm target
+    base[ball((115, 90, 40), 4.5)] = 1  # a normal node, which splits in two
+    target = (((XX * SPACING[0] - 40) / 20) ** 2 + ((YY * SPACING[1] - 40) / 10) ** 2
+              + ((ZZ * SPACING[2] - 40) / 10) ** 2) <= 1
+    follow[target] = 1
+    follow[ball((108, 90, 40), 3)] = 1
+    follow[ball((122, 90, 40), 3)] = 1
+    result = compare(base, follow)
+    assert "split off" in [r.status for r in result.rows]
+    assert result.recist.target_response != result.recist.volume_response
+    said = next(w for w in result.warnings if "split from baseline node" in w)
+    assert "by short axis but" not in said
+
+
 @pytest.mark.parametrize("case", ["merge", "split"])
 def test_the_csv_target_rows_add_up_to_the_recist_follow_up_sum(case, tmp_path):
     """The CSV's rows did not add up to RECIST: a merged target's row had no follow-up value and its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -54,3 +55,10 @@ def test_a_lungs_share_refusal_names_the_scan_and_says_its_figure_once():
     assert "only 43% of the follow-up's lungs lie inside the baseline scan" in message
     assert message.count("43%") == 1 and "showing fewer" not in message
     assert "the lungs overlap 60% where both scans reach" in message
+
+
+def test_a_refusal_where_one_scan_shows_no_lungs_names_that_scan():
+    """With no lungs in one scan the share is not defined: the refusal said only that the lungs overlap 0 %,
+    not which scan showed none."""
+    with pytest.raises(LNQError, match=r"the follow-up scan shows no lungs"):
+        reg.check_fit(0.0, 0.9, math.nan, "follow-up")

@@ -208,6 +208,8 @@ def check_fit(dice: float, overlap: float, share: float, fewer: str = "baseline"
     said = [what for what, value, least in checks[1:] if not math.isnan(value) and value >= least]
     if math.isnan(dice):  # no lungs in either scan: the chest overlap decides alone
         said = ["no lungs in either scan"]
+    elif math.isnan(share):  # no lungs in one scan
+        said = [f"the {fewer} scan shows no lungs"] + said
     raise LNQError(f"the two scans do not overlap enough after registration ({'; '.join(failed + said)}; "
                    f"needed: {MIN_OVERLAP:.0%} of the chest inside, a lungs' Dice of {MIN_LUNG_DICE:.0%}, "
                    f"{MIN_LUNG_SHARE:.0%} of the lungs of the scan with less lung inside the other): "
