@@ -49,6 +49,16 @@ def _once_after_reserving(monkeypatch, action) -> None:
     monkeypatch.setattr(module, "now", hook)
 
 
+def _replaced_after_reserving(monkeypatch, path, moved_to, replacement) -> None:
+    """The workspace at ``path`` moved to ``moved_to`` and ``replacement`` moved to ``path`` once the save
+    took its number."""
+    def swap():
+        path.rename(moved_to)
+        replacement.rename(path)
+
+    _once_after_reserving(monkeypatch, swap)
+
+
 def test_a_refused_save_leaves_another_workspace_s_committed_version_moved_to_the_path_alone(
         tmp_path, data, monkeypatch):
     """W1 moved away and W2, which holds a committed v001, moved to its path while a save into W1 wrote
@@ -59,11 +69,7 @@ def test_a_refused_save_leaves_another_workspace_s_committed_version_moved_to_th
     assert w2.add_label_version(CASE, _labels(1), "correction") == "v001"
     before = (tmp_path / "other" / "labels" / CASE / "v001.seg.nrrd").read_bytes()
 
-    def swap():
-        path.rename(tmp_path / "w1_moved")
-        (tmp_path / "other").rename(path)
-
-    _once_after_reserving(monkeypatch, swap)
+    _replaced_after_reserving(monkeypatch, path, tmp_path / "w1_moved", tmp_path / "other")
     with pytest.raises(LNQError, match="is gone from there"):
         w1.add_label_version(CASE, _labels(3), "correction")
     now = Workspace.open(path)
@@ -153,11 +159,7 @@ def test_a_copy_with_the_same_identity_put_at_the_path_during_a_save_gets_nothin
     w1 = Workspace.init(path, data)
     shutil.copytree(path, tmp_path / "copy")
 
-    def swap():
-        path.rename(tmp_path / "original")
-        (tmp_path / "copy").rename(path)
-
-    _once_after_reserving(monkeypatch, swap)
+    _replaced_after_reserving(monkeypatch, path, tmp_path / "original", tmp_path / "copy")
     with pytest.raises(LNQError, match="is gone from there"):
         w1.add_label_version(CASE, _labels(1), "correction")
     assert _files(path) == [] and Workspace.open(path).journal("correction") == []
