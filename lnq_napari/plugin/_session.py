@@ -545,6 +545,17 @@ def holds_edits(layer) -> bool:
     return bool(_napari_private(layer, "_undo_history", ()))
 
 
+def model_nodes(layer) -> bool:
+    """Whether ``layer`` holds the model's nodes as it found them: a node layer Find nodes made
+    (:data:`FOUND_KEY`) no one has edited since (a reader's once edited, saved or not)."""
+    if not layer.metadata.get(FOUND_KEY):
+        return False
+    session = layer.metadata.get(SESSION_KEY)
+    if session is not None:
+        return session.edits == 0
+    return not _napari_private(layer, "_undo_history", ())
+
+
 def droppable(viewer, layer) -> bool:
     """The one rule for what Find nodes may remove: a node layer it made itself (:data:`FOUND_KEY`; never
     labels opened from a file or a workspace version, nor one painted by hand) that holds no edits not

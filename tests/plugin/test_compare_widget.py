@@ -228,6 +228,19 @@ def test_a_failed_comparison_leaves_no_table_of_the_last_one(compared, qtbot):
     assert widget.result is None and widget.table.rowCount() == 0 and widget.summary.text() == ""
 
 
+def test_a_find_nodes_layer_is_the_model_s_nodes_for_the_one_reader_warning(compared, qtbot):
+    """The Compare panel passed every chosen layer as a reader's nodes: a Find nodes layer beside a reader's
+    compared silently (and beside the model's own prediction of the other scan, it warned of a reader)."""
+    from lnq_napari.plugin._session import FOUND_KEY
+
+    viewer, widget = compared
+    assert not any("a reader's" in w for w in widget.result.warnings)  # two readers' layers: like with like
+    viewer.layers["baseline nodes"].metadata[FOUND_KEY] = True  # as Find nodes made it, not edited
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    assert any(w.startswith("only the follow-up scan's nodes are a reader's") for w in widget.result.warnings)
+
+
 def test_a_comparison_running_when_the_widget_goes_is_cancelled(make_napari_viewer, qtbot, pair, autosave_dir,
                                                                 monkeypatch):
     """The comparison (a registration and up to two predictions: minutes on a CPU) had no cancel: closing

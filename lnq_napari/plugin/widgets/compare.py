@@ -40,7 +40,7 @@ from lnq_napari.plugin._layers import (
     layer_volume,
     widen_contrast_range,
 )
-from lnq_napari.plugin._session import NodeSession, session_for
+from lnq_napari.plugin._session import NodeSession, model_nodes, session_for
 from lnq_napari.plugin.widgets._common import (
     MiddleElidedCombo,
     closing_flag,
@@ -203,6 +203,7 @@ class CompareWidget(QWidget):
         self.worker = create_worker(
             api.compare, volumes[0], volumes[1], segs[0], segs[1], model=self.model,
             registration=registration, cancel=self._closed.is_set,
+            seg_by_model=tuple(ly is not None and model_nodes(ly) for ly in nodes),
             _connect={"returned": self._show, "errored": self._failed, "finished": self._done},
             _start_thread=False)
         self.worker.start()
