@@ -170,8 +170,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                                   "the fragments)"])
         note = "; ".join(said) + ": RECIST " + " and ".join(rules)
         by_diameter = "PD" if summary.new_lesions else summary.target_response
-        grouped = {*merged, *split.values(), *(partner_f[f] for f in merged.values())}  # a target's credit
-        if set(summary.targets) & grouped and by_diameter != summary.volume_response:  # moved with them
+        credited = {*merged, *split.values(), *(partner_f[f] for f in merged.values())}  # a target's credit
+        if set(summary.targets) & credited and by_diameter != summary.volume_response:  # moved with them
             note += (f"; the targets read {by_diameter} by short axis but {summary.volume_response} by "
                      "volume, which counts all the tissue: look at the nodes before trusting either")
         warnings.warn(note, UserWarning, stacklevel=2)

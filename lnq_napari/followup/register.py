@@ -237,10 +237,16 @@ def _profile(chest: Chest) -> tuple[np.ndarray, np.ndarray] | None:
     if not chest.lungs.any() or not np.allclose(direction, np.eye(3), atol=1e-3):
         return None
     sx, sy, sz = image.GetSpacing()
-    z = image.GetOrigin()[2] + sz * np.arange(chest.lungs.shape[0])
+    z = _heights(chest)
     area = chest.lungs.sum(axis=(1, 2)) * sx * sy
     grid = np.arange(z[0] - sz / 2.0, z[-1] + sz / 2.0, PROFILE_STEP_MM)
     return grid, np.interp(grid, z, area)
+
+
+def _heights(chest: Chest) -> np.ndarray:
+    """The height (z mm) of each slice of ``chest``'s coarse image (LPS axis order)."""
+    image = chest.image
+    return image.GetOrigin()[2] + image.GetSpacing()[2] * np.arange(chest.lungs.shape[0])
 
 
 def _profile_shift(fixed: Chest, moving: Chest) -> np.ndarray | None:
@@ -272,8 +278,7 @@ def _profile_shift(fixed: Chest, moving: Chest) -> np.ndarray | None:
 
 def _slab_centroid(chest: Chest, lo: float, hi: float) -> np.ndarray:
     """The centroid (x, y, z mm) of the lungs between the heights ``lo`` and ``hi`` (mm)."""
-    image = chest.image
-    z = image.GetOrigin()[2] + image.GetSpacing()[2] * np.arange(chest.lungs.shape[0])
+    z = _heights(chest)
     slab = chest.lungs & ((z >= lo) & (z <= hi))[:, None, None]
     return chest.centroid(slab if slab.any() else chest.lungs)
 

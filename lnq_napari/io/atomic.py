@@ -39,13 +39,19 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = temp_beside(path, suffix)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
+        flushed(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     remove_stale_temps(path.parent)
+
+
+def flushed(path: str | Path) -> os.stat_result:
+    """Flush the written file ``path`` to disk; its status."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+        return os.fstat(handle.fileno())
 
 
 def temp_beside(path: str | Path, suffix: str | None = None) -> Path:

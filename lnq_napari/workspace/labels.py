@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import place_new, remove_stale_temps, temp_beside
+from lnq_napari.io.atomic import flushed, place_new, remove_stale_temps, temp_beside
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.readers import read_labels
@@ -157,7 +157,7 @@ class LabelStore:
             except FileNotFoundError:
                 raise self._replaced(prov) from None
             write_seg_nrrd_into(tmp, labels, name="lymph node", extra=_header(prov), named=path.name)
-            stat = _fsync(tmp)
+            stat = flushed(tmp)
             written = (stat.st_dev, stat.st_ino)
             prov["bytes"] = stat.st_size
             prov["sha256"] = sha256_file(tmp)
@@ -262,13 +262,6 @@ def _unlink_if(path: Path, mark: tuple[int, int] | None) -> None:
             path.unlink()
     except FileNotFoundError:
         pass
-
-
-def _fsync(path: Path) -> os.stat_result:
-    """Flush the written file ``path`` to disk; its status."""
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-        return os.fstat(handle.fileno())
 
 
 def version_provenance(label_file: str | Path) -> dict | None:
