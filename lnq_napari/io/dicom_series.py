@@ -27,7 +27,7 @@ from lnq_napari.io.dicom_headers import (
     padding_values,
     series_slices,
 )
-from lnq_napari.io.layout import cd_root, is_image_file, looks_like_label_name
+from lnq_napari.io.layout import cd_root, image_names
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
 
@@ -557,12 +557,12 @@ def _execute_series(reader, folder: Path):
 def _refuse_bare(folder: Path, heads: list[str]) -> None:
     """LNQError when none of ``heads`` (the first files of the series of ``folder`` GDCM lists) has the
     preamble and 'DICM' marker (an older export's bare datasets): SimpleITK's reader reads no such file
-    (and pydicom no header of it), naming a CT file beside them (:func:`.layout.is_image_file`, no label
-    file) that may be the scan meant."""
+    (and pydicom no header of it), naming a CT file beside them (:func:`.layout.image_names`) that may
+    be the scan meant."""
     if not heads or any(dicom_tree.has_dicom_magic(f) for f in heads):
         return
     bare = Path(heads[0])
-    cts = sorted(f.name for f in folder.iterdir() if is_image_file(f) and not looks_like_label_name(f))
+    cts = image_names(folder)
     beside = f", or open the CT file beside them ({cts[0]})" if cts else ""
     raise LNQError(f"cannot read the DICOM series in {folder}: its files ({bare.name} ...) have no preamble "
                    "('DICM' marker), which SimpleITK's reader needs; re-save them with a DICOM tool, e.g. "

@@ -333,6 +333,12 @@ def _role_images(folder: Path, role: str) -> list[Path]:
             if (parts := split_name(path)).role == role and parts.suffix and path.is_file()]
 
 
+def image_names(folder: Path) -> list[str]:
+    """The names of ``folder``'s image files not named as labels (:func:`is_image_file`,
+    :func:`looks_like_label_name`), sorted: the CT files a person sees there, whatever their role."""
+    return sorted(p.name for p in folder.iterdir() if is_image_file(p) and not looks_like_label_name(p))
+
+
 def ct_files(folder: Path, role: str = "ct") -> list[Path]:
     """The ``<case>-ct.*`` files of a folder (``role=""``: images named without a role, ``patient1.nii.gz``),
     sorted; LNQError when two hold one case (``a-ct.nrrd`` and ``a-ct.mha``: which one is meant cannot be

@@ -16,6 +16,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, is_dicom_folder, is_dicom_path, seg_file
 from lnq_napari.io.layout import (
+    image_names,
     image_suffix,
     is_dicomdir,
     is_image_file,
@@ -86,7 +87,7 @@ def _case_folder_note(folder: Path) -> str:
     if is_workspace(folder):
         return (f"{folder.name} is a lnq-napari workspace: review its cases with "
                 f"lnq-napari view --workspace {shlex.quote(str(folder))}")
-    names = sorted(p.name for p in folder.iterdir() if is_image_file(p) and not looks_like_label_name(p))
+    names = image_names(folder)
     if not names:  # CT files beside DICOM: the CT files, as the command line takes them
         return ""
     return (f"{folder.name} is a folder of {len(names)} CT file{'s' if len(names) != 1 else ''} "
