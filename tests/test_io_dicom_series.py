@@ -974,24 +974,57 @@ def test_the_split_check_reads_each_part_of_a_series_split_over_many_folders_onc
     assert len(read) <= 36 + len(parts) * SAMPLED_FILES
 
 
-def test_a_series_without_the_dicom_preamble_is_refused_saying_what_it_lacks(tmp_path):
-    """Slices saved without the 128-byte preamble and 'DICM' (older exports): GDCM lists them as a series
-    but SimpleITK's reader reads no such file. Reading the series, or placing a SEG on its grid, said "check
-    that the slices are complete images of one series" (they are), after a warning that it held no CT;
-    now one line naming the cause and what to do."""
+def _bare(file: Path, out: Path, implicit: bool = True, meta: bool = False) -> None:
+    """``file`` re-saved as ``out`` without the 128-byte preamble and 'DICM' (older exports, some PACS): a
+    bare dataset (implicit or explicit VR) from group 0008, or its file meta kept (``meta``) from 0002."""
+    ds = pydicom.dcmread(file)
+    ds.preamble = None
+    if meta:
+        out.write_bytes(file.read_bytes()[132:])
+    else:
+        del ds.file_meta
+        pydicom.dcmwrite(out, ds, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    if out != file:
+        file.unlink()
+
+
+@pytest.mark.parametrize(("implicit", "meta", "named"), [(True, False, False), (False, False, True),
+                                                         (False, True, False)])
+def test_a_series_without_the_dicom_preamble_reads_as_the_ct(tmp_path, implicit, meta, named):
+    """Slices saved without the 128-byte preamble and 'DICM' (older exports: bare datasets, no extension;
+    some PACS keep the file meta): GDCM reads them, but they were refused ("SimpleITK's reader needs" the
+    preamble, which only ITK's choice of reader did; pydicom read no header of them). Now the CT, every
+    HU and its grid; a SEG is placed on its grid and written for it, and one slice given alone is DICOM."""
     from lnq_napari.io.dicom_series import dicom_grid
 
-    uid = series(tmp_path / "ct", hu(4))
-    for file in sorted((tmp_path / "ct").iterdir()):
-        ds = pydicom.dcmread(file)
-        ds.preamble = None
-        del ds.file_meta
-        pydicom.dcmwrite(file, ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
-    said = (r"cannot read the DICOM series in .*ct: its files \(ct-00\d\.dcm \.\.\.\) have no preamble "
-            r"\('DICM' marker\), which SimpleITK's reader needs; re-save them with a DICOM tool, e\.g\. "
-            r"pydicom's save_as\(\.\.\., enforce_file_format=True\) or dcmtk's dcmconv$")
-    for read in (lambda: read_volume(tmp_path / "ct"), lambda: dicom_grid(tmp_path / "ct", uid)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # no word of a series that is no CT
-            with pytest.raises(LNQError, match=said):
-                read()
+    values = hu(VOLUME_SLICES)
+    uid = series(tmp_path / "ct", values, RescaleSlope=1)
+    for k, file in enumerate(sorted((tmp_path / "ct").iterdir())):
+        _bare(file, tmp_path / "ct" / (f"ct-{k:03d}.dcm" if named else f"{k + 1:05d}"), implicit, meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no word of a series that is no CT
+        volume = read_volume(tmp_path / "ct")
+        assert_is_the_ct(volume, values)
+        assert volume.meta["dicom_series_uid"] == uid
+        grid = dicom_grid(tmp_path / "ct", uid)
+        assert (grid.spacing, grid.origin, grid.direction) == \
+            (volume.spacing, volume.origin, volume.direction)
+        first = sorted((tmp_path / "ct").iterdir())[0]
+        assert_is_the_ct(read_volume(first), values)  # a slice stands for its series
+    mask = np.zeros(values.shape, np.uint8)
+    mask[2:5, 4:9, 3:8] = 1
+    seg = write_dicom_seg(tmp_path / "out" / "seg.dcm", volume.with_array(mask), tmp_path / "ct")
+    np.testing.assert_array_equal(read_labels(seg).array, mask)
+
+
+def test_a_scout_without_the_preamble_filed_in_the_series_is_left_out(tmp_path):
+    """A scout saved without the preamble among the series' own slices (same Series Instance UID): its
+    header was not read (pydicom needs the preamble unless forced), so it was not left out and the read
+    failed on ITK's size mismatch."""
+    values = hu(VOLUME_SLICES)
+    uid = series(tmp_path / "ct", values)
+    series(tmp_path / "scout", np.zeros((1, 30, 40), np.int16), SeriesInstanceUID=uid, **SCOUT)
+    _bare(tmp_path / "scout" / "ct-000.dcm", tmp_path / "ct" / "aa-scout")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_is_the_ct(read_volume(tmp_path / "ct"), values)

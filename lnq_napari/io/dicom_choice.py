@@ -12,6 +12,7 @@ import numpy as np
 from lnq_napari.io.dicom_headers import (
     convolution_kernel,
     is_projection,
+    read_header,
     reconstruction_sharpness,
     volume_stack,
 )
@@ -40,10 +41,8 @@ class SeriesLook:
 
 def series_look(file: str) -> SeriesLook:
     """The :class:`SeriesLook` of a series from one of its slice files (the defaults when unreadable)."""
-    import pydicom
-
     try:
-        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
+        header = read_header(file, stop_before_pixels=True, specific_tags=[
             "ConvolutionKernel", "SeriesDescription", "ImageType", "SharedFunctionalGroupsSequence"])
     except Exception:  # the series is read next, and refused there when damaged
         return SeriesLook()

@@ -24,6 +24,30 @@ VOLUME_TAGS = ["ImageOrientationPatient", "PixelPaddingValue", "PixelPaddingRang
 
 Item = TypeVar("Item")
 
+#: How a DICOM dataset written without the 128-byte preamble and 'DICM' marker begins (older exports, some
+#: PACS): its first element's group, 0002 (file meta) or 0008, little endian.
+BARE_STARTS = (b"\x02\x00", b"\x08\x00")
+
+
+def bare_dataset(path) -> bool:
+    """Whether the file ``path`` begins as a DICOM dataset written without the preamble and 'DICM'
+    (:data:`BARE_STARTS`); SimpleITK's GDCM reads such a file, pydicom only when forced."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] != b"DICM" and head[:2] in BARE_STARTS
+
+
+def read_header(path, **options):
+    """The pydicom dataset of a DICOM file, with its preamble or without (:func:`bare_dataset`, read by
+    force): the one reader of the headers of a CT series' files. ``options`` go to ``pydicom.dcmread``
+    (``stop_before_pixels``, ``specific_tags`` ...); raises what it raises for a file that is no DICOM."""
+    import pydicom
+
+    return pydicom.dcmread(path, force=bare_dataset(path), **options)
+
 
 def is_localizer(header) -> bool:
     """Whether a DICOM header's Image Type says it is a localizer (a scout, topogram or survey)."""

@@ -26,6 +26,7 @@ from lnq_napari.io.dicom_headers import (
     SEG_SOP_CLASSES,
     is_ct_image,
     is_localizer_volume,
+    read_header,
     series_slices,
 )
 from lnq_napari.io.dicom_tree import (
@@ -453,8 +454,6 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     series, else the largest CT series (:func:`.dicom_headers.is_ct_image`, as the reader chooses; a larger
     PET beside it is no CT; without one, a CT of slices all marked LOCALIZER that forms a volume:
     :func:`.dicom_headers.is_localizer_volume`)."""
-    import pydicom
-
     ct = cd_root(ct)
     folder = ct if ct.is_dir() else ct.parent
     by_series = _series_headers(folder)
@@ -475,7 +474,7 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
         raise LNQError(f"{folder} holds {len(by_series)} DICOM CT series in the folders below it, and the "
                        "labels do not say which they were drawn on; point to that series' folder")
     if ct.is_file():
-        own = str(pydicom.dcmread(ct, stop_before_pixels=True).get("SeriesInstanceUID", ""))
+        own = str(read_header(ct, stop_before_pixels=True).get("SeriesInstanceUID", ""))
         if own in by_series:
             return by_series[own]
     return max(by_series.values(), key=lambda datasets: (  # the largest CT series, as the reader takes
@@ -487,14 +486,13 @@ def _series_headers(folder: Path) -> dict[str, list]:
     """Series UID -> headers (no pixels) of the placed images (classic slices, enhanced CTs; no SEG) among
     ``folder``'s files, each series' slices as a read takes them (:func:`.dicom_headers.series_slices`: a
     scout filed in the series and a file copied twice left out)."""
-    import pydicom
 
     by_series: dict[str, list] = {}
     for child in sorted(folder.iterdir()):
         if not child.is_file() or child.name.startswith("."):
             continue
         try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True)
+            ds = read_header(child, stop_before_pixels=True)
         except Exception:
             continue  # not DICOM (a DICOMDIR's neighbours, notes ...)
         placed = "ImagePositionPatient" in ds or "PerFrameFunctionalGroupsSequence" in ds  # classic, enhanced

@@ -25,9 +25,10 @@ from lnq_napari.io.dicom_headers import (
     is_localizer,
     is_localizer_volume,
     padding_values,
+    read_header,
     series_slices,
 )
-from lnq_napari.io.layout import cd_root, image_names
+from lnq_napari.io.layout import cd_root
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
 
@@ -76,7 +77,6 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
         dicom_tree.refuse_series_below(folder)
     files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
-    _refuse_bare(folder, [files[0] for files in files_by_series.values() if files])  # no header to choose by
     first = {sid: _series_header(files) for sid, files in files_by_series.items()}
     images = {sid: 0 if first[sid].sop_class in SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
@@ -147,6 +147,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         raw = _read_enhanced(Path(files[0]), folder.name)
     else:
         reader.SetFileNames(files)
+        reader.SetImageIO("GDCMImageIO")  # ITK's own choice finds none for a file without the preamble
         reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
         if _rescale_beyond_first(headers):  # else ITK reads every slice in the first slice's type
             reader.SetOutputPixelType(sitk.sitkFloat32)
@@ -222,11 +223,9 @@ def _float_pixels(files: list[Path]) -> str | None:
     """The error for DICOM slices holding Float or Double Float Pixel Data (7FE0,0008 / 0009), which GDCM
     (SimpleITK's DICOM reader) does not list as images (the folder read as holding no series); None when
     none of ``files`` holds them."""
-    import pydicom
-
     for file in files:
         try:
-            ds = pydicom.dcmread(file, defer_size="1 KB")  # the pixel element's presence, not its values
+            ds = read_header(file, defer_size="1 KB")  # the pixel element's presence, not its values
         except Exception:  # not DICOM: the caller's error stands
             continue
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
@@ -248,10 +247,8 @@ def _refuse_float_beside(folder: Path, files_by_series: dict[str, tuple[str, ...
 
 def _no_ct_image(path: Path) -> str:
     """The error for a DICOM file that is no image of a series (an RT structure set, a report)."""
-    import pydicom
-
     try:
-        modality = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+        modality = str(read_header(path, stop_before_pixels=True, specific_tags=["Modality"])
                        .get("Modality", "")) or "unknown"
     except Exception:  # not DICOM at all
         modality = "not DICOM"
@@ -274,10 +271,8 @@ def dicom_source(path: str | Path) -> Path:
 
 def _patient_id(file: str) -> str:
     """The Patient ID in a DICOM file's header ("" when it has none or cannot be read)."""
-    import pydicom
-
     try:
-        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["PatientID"])
+        header = read_header(file, stop_before_pixels=True, specific_tags=["PatientID"])
         return str(header.get("PatientID", ""))
     except Exception:  # the series is read next, and refused there when damaged
         return ""
@@ -320,10 +315,8 @@ def _series_header(files: list[str]) -> FileHeader:
 
 def _first_file_header(file: str) -> FileHeader:
     """The :class:`FileHeader` of one DICOM file, read without its pixels."""
-    import pydicom
-
     try:
-        header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=[
+        header = read_header(file, stop_before_pixels=True, specific_tags=[
             "SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID", "ImageType", "Modality"])
         frames = int(header.get("NumberOfFrames", 1) or 1)
         sop_class = str(header.get("SOPClassUID", ""))
@@ -342,12 +335,10 @@ _SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleInterce
 def _series_slices(files: list[str]) -> tuple[list[str], list]:
     """The files of a series that are its slices, in order (:func:`.dicom_headers.series_slices`), and
     each one's header (:data:`_SLICE_HEADER_TAGS`, no pixels; None: unreadable)."""
-    import pydicom
-
     headers = []
     for file in files:
         try:
-            headers.append(pydicom.dcmread(file, stop_before_pixels=True, specific_tags=_SLICE_HEADER_TAGS))
+            headers.append(read_header(file, stop_before_pixels=True, specific_tags=_SLICE_HEADER_TAGS))
         except Exception:  # the series reader says what is wrong with it
             headers.append(None)
     kept = series_slices(list(zip(files, headers, strict=True)), headers)
@@ -548,25 +539,9 @@ def _execute_series(reader, folder: Path):
         if "does not fully contain the requested region" in text:  # a slice of another size
             raise LNQError(f"the DICOM slices in {folder} differ in size (a localizer or another series "
                            "among them); keep only the slices of the one CT series") from exc
-        _refuse_bare(folder, list(reader.GetFileNames()[:1]))  # ITK found no reader for the first file
         reason = text.strip().splitlines()[-1][:160]
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
                        "complete images of one series") from exc
-
-
-def _refuse_bare(folder: Path, heads: list[str]) -> None:
-    """LNQError when none of ``heads`` (the first files of the series of ``folder`` GDCM lists) has the
-    preamble and 'DICM' marker (an older export's bare datasets): SimpleITK's reader reads no such file
-    (and pydicom no header of it), naming a CT file beside them (:func:`.layout.image_names`) that may
-    be the scan meant."""
-    if not heads or any(dicom_tree.has_dicom_magic(f) for f in heads):
-        return
-    bare = Path(heads[0])
-    cts = image_names(folder)
-    beside = f", or open the CT file beside them ({cts[0]})" if cts else ""
-    raise LNQError(f"cannot read the DICOM series in {folder}: its files ({bare.name} ...) have no preamble "
-                   "('DICM' marker), which SimpleITK's reader needs; re-save them with a DICOM tool, e.g. "
-                   f"pydicom's save_as(..., enforce_file_format=True) or dcmtk's dcmconv{beside}")
 
 
 def dicom_grid(folder: Path, series_uid: str) -> Volume:
@@ -578,7 +553,6 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
 
     reader = sitk.ImageSeriesReader()
     files, headers = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
-    _refuse_bare(folder, files[:1])
     head = _first_file_header(files[0]) if files else FileHeader()
     if len(files) == 1 and _enhanced(head.sop_class, head.frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
@@ -587,6 +561,7 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
         return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
     _check_dicom_slices(_header_slice_tags(files, headers), folder.name)  # the stack the ends stand for
     reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
+    reader.SetImageIO("GDCMImageIO")  # as :func:`read_dicom` reads the series
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)
     spacing = list(image.GetSpacing())

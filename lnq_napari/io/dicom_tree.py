@@ -19,9 +19,11 @@ from lnq_napari.heard import collected_warnings
 from lnq_napari.io.dicom_headers import (
     SEG_SOP_CLASSES,
     SLICE_TAGS,
+    bare_dataset,
     is_ct_image,
     is_ct_modality,
     is_localizer_volume,
+    read_header,
     series_slices,
 )
 from lnq_napari.io.layout import IMAGE_SUFFIXES, holds_dicomdir, is_dicomdir
@@ -37,11 +39,10 @@ SAMPLED_FILES = 3  # files of each folder beside the SEG whose series is read
 
 
 def is_dicom_path(path: str | Path) -> bool:
-    """True for a folder (a DICOM series is one), a .dcm/.ima file or a file with the DICOM magic."""
+    """True for a folder (a DICOM series is one) or a DICOM file (:func:`_dicom_file`: a .dcm/.ima file, one
+    with the DICOM magic, or a dataset written without the preamble)."""
     path = Path(path)
-    if path.is_dir():
-        return True
-    return path.name.lower().endswith(DICOM_SUFFIXES) or has_dicom_magic(path)
+    return path.is_dir() or _dicom_file(path)
 
 
 def has_dicom_magic(path: str | Path) -> bool:
@@ -269,11 +270,9 @@ def _file_entries(files: Iterator[Path] | list[Path]) -> Iterator[tuple[tuple[st
     """``(series key, SOP Instance UID, slice position or ())`` of each DICOM file of ``files`` with a
     Series Instance UID, read from its header as it is asked for. A file without Image Position (Patient)
     (an enhanced CT keeps it per frame, a secondary capture has none) has no position."""
-    import pydicom
-
     for child in files:
         try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=_PART_TAGS)
+            ds = read_header(child, stop_before_pixels=True, specific_tags=_PART_TAGS)
         except Exception:  # not DICOM
             continue
         key = _series_key(ds)
@@ -467,22 +466,16 @@ def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
 
 
 def _dicom_file(path: Path) -> bool:
-    """Whether ``path`` is a DICOM file: by name or magic (:func:`is_dicom_path`), else a dataset written
-    without the 128-byte preamble (older exports: a bare implicit-VR dataset with no extension)."""
-    if is_dicom_path(path):
+    """Whether ``path`` is a DICOM file: by name or magic, else a dataset written without the 128-byte
+    preamble (:func:`.dicom_headers.bare_dataset`: older exports, a bare implicit-VR dataset with no
+    extension) that has a SOP Class UID."""
+    if Path(path).name.lower().endswith(DICOM_SUFFIXES) or has_dicom_magic(path):
         return True
-    try:
-        with open(path, "rb") as handle:
-            start = handle.read(2)
-    except OSError:
+    if not bare_dataset(path):
         return False
-    if start not in (b"\x02\x00", b"\x08\x00"):  # a bare dataset begins with group 0002 or 0008
-        return False
-    import pydicom
-
     try:
         with collected_warnings():  # dropped: pydicom's notes on a file that is no DICOM
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["SOPClassUID"])
+            ds = read_header(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
     except Exception:  # not DICOM at all
         return False
     return bool(str(ds.get("SOPClassUID", "")).strip())
@@ -519,7 +512,6 @@ def _listing(folder: Path) -> list[Path]:
 def series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
     """The DICOM series UIDs in ``folder``: of every file (GDCM, header only), or of its first few files
     (a series folder holds one series; reading them all in every folder beside a SEG would be slow)."""
-    import pydicom
     import SimpleITK as sitk
 
     if every_file:
@@ -530,7 +522,7 @@ def series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
     found = []
     for child in list(itertools.islice(_maybe_dicom(folder), SAMPLED_FILES)):
         try:
-            ds = pydicom.dcmread(child, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+            ds = read_header(child, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
             found.append(str(ds.SeriesInstanceUID))
         except Exception:  # not DICOM, no series UID
             continue

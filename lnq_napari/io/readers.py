@@ -55,7 +55,8 @@ def _existing(path: str | Path) -> Path:
 
 
 def file_format(path: Path) -> str:
-    """'nrrd', 'sitk', 'dicom' (a folder or a .dcm file) or 'other' from the name."""
+    """'nrrd', 'sitk', 'dicom' (a folder or a DICOM file: :func:`.dicom_tree.is_dicom_path`) or 'other',
+    from the name (a DICOM file also by its start)."""
     if path.is_dir():
         return "dicom"
     name = path.name.lower()
@@ -63,7 +64,7 @@ def file_format(path: Path) -> str:
         return "nrrd"
     if name.endswith(SITK_SUFFIXES):
         return "sitk"
-    if name.endswith(dicom_tree.DICOM_SUFFIXES) or dicom_tree.has_dicom_magic(path):
+    if dicom_tree.is_dicom_path(path):  # by name, magic, or a dataset without the preamble
         return "dicom"
     return "other"
 
