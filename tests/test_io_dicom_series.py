@@ -1028,3 +1028,20 @@ def test_a_scout_without_the_preamble_filed_in_the_series_is_left_out(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_is_the_ct(read_volume(tmp_path / "ct"), values)
+
+
+def test_an_enhanced_ct_without_the_preamble_reads_as_its_slices(tmp_path, enhanced_ct):
+    """An enhanced (multi-frame) CT saved without the preamble: highdicom's imread reads no such file, so
+    its header "could not be read"; read now (by force, its transfer syntax the encoding read), frames in
+    HU on the grid of its slices, and its grid alone as a SEG places it."""
+    from lnq_napari.io.dicom_series import dicom_grid
+
+    folder = enhanced_ct(tmp_path / "ct", order=[2, 0, 1])
+    file = folder / "IM0000.dcm"
+    uid = str(pydicom.dcmread(file).SeriesInstanceUID)
+    _bare(file, folder / "00000001", implicit=False)
+    volume, classic = read_volume(folder), read_volume(Path(__file__).parent / "data" / "dcmqi" / "ct-3slice")
+    np.testing.assert_array_equal(volume.array, classic.array)
+    np.testing.assert_allclose(volume.spacing + volume.origin, classic.spacing + classic.origin, atol=1e-4)
+    grid = dicom_grid(folder, uid)
+    np.testing.assert_allclose(grid.spacing + grid.origin, classic.spacing + classic.origin, atol=1e-4)

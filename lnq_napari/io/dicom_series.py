@@ -20,6 +20,7 @@ from lnq_napari.io.dicom_headers import (
     SLICE_TAGS,
     VOLUME_SLICES,
     VOLUME_TAGS,
+    bare_dataset,
     is_ct_image,
     is_ct_modality,
     is_localizer,
@@ -377,7 +378,8 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
 
     fix = "convert it, e.g. with dcm2niix to NIfTI, or re-export the series"
     try:
-        image = highdicom.imread(file, lazy_frame_retrieval=True)
+        image = highdicom.Image.from_dataset(read_header(file), copy=False) if bare_dataset(file) \
+            else highdicom.imread(file, lazy_frame_retrieval=True)  # imread reads none without the preamble
         geometry = image.get_volume_geometry()
     except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError for such headers
         raise LNQError(f"{name}: the header of its enhanced (multi-frame) DICOM CT cannot be read "
