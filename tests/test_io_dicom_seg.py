@@ -81,6 +81,26 @@ def test_round_trip_exact_and_highdicom_agrees(tmp_path, ct, liver):
     np.testing.assert_array_equal(raw.array, expected)
 
 
+def test_a_seg_saved_without_the_preamble_reads_as_written(tmp_path, ct, liver):
+    """A SEG re-saved without the 128-byte preamble (an older archive's export): the tree took it for a SEG
+    (its kind is read by force) but reading it said it was damaged; read now as written, with the command
+    that wrote it."""
+    from lnq_napari.io.provenance import writer
+
+    root = study(tmp_path)
+    out = write_dicom_seg(root / "2-SEG" / "1-1.dcm", liver, root / "1-CT", command="predict")
+    ds = pydicom.dcmread(out)
+    del ds.file_meta
+    ds.preamble = None
+    bare = root / "2-SEG" / "00000001"
+    pydicom.dcmwrite(bare, ds, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    out.unlink()
+    expected = (liver.array != 0).astype(np.uint8)
+    np.testing.assert_array_equal(read_labels(root / "2-SEG").array, expected)
+    np.testing.assert_array_equal(read_labels(bare, reference=ct).array, expected)
+    assert writer(bare) == "predict"
+
+
 def test_a_seg_of_an_enhanced_ct_lands_on_its_frames(tmp_path, ct, liver, enhanced_ct):
     """An Enhanced CT (one multi-frame file, frames stored out of order): its SEG (it was refused as "no
     DICOM CT slices") references its frames and reads back onto the CT's grid as written."""

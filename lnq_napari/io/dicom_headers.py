@@ -42,17 +42,17 @@ def bare_dataset(path) -> bool:
 
 def read_header(path, **options):
     """The pydicom dataset of a DICOM file, with its preamble or without (:func:`bare_dataset`, read by
-    force, its transfer syntax the encoding it was read in when it has no file meta, so that its pixels
+    force), its transfer syntax the encoding it was read in when it has no file meta (so that its pixels
     decode): the one reader of the headers of a CT's files. ``options`` go to ``pydicom.dcmread``
     (``stop_before_pixels``, ``specific_tags`` ...); raises what it raises for a file that is no DICOM."""
     import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    bare = bare_dataset(path)
-    dataset = pydicom.dcmread(path, force=bare, **options)
-    if bare and "TransferSyntaxUID" not in dataset.file_meta:
-        implicit, _ = dataset.original_encoding
-        dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    dataset = pydicom.dcmread(path, force=bare_dataset(path), **options)
+    if "TransferSyntaxUID" not in dataset.file_meta:  # no file meta (bare, or a preamble without it)
+        implicit, little = dataset.original_encoding
+        dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else \
+            ExplicitVRLittleEndian if little else ExplicitVRBigEndian
     return dataset
 
 

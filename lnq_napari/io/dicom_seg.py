@@ -180,12 +180,10 @@ def _segments(ds, name: str) -> list[SegSegment]:
 def read_seg(path: str | Path) -> SegFile:
     """Parse a DICOM SEG (header and frame geometry; pixels stay encoded). LNQError when it is not a
     SEG of a CT in patient coordinates or is damaged."""
-    import pydicom
-
     path = Path(path)
     name = path.name
     try:
-        ds = pydicom.dcmread(path)
+        ds = read_header(path)  # with its pixels; a SEG saved without the preamble too
         if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
             raise LNQError(f"{name} is not a DICOM SEG (SOP class {ds.get('SOPClassUID', 'missing')})")
         return _parse(path, ds)
@@ -266,10 +264,8 @@ def _referenced(ds) -> tuple[str, ...]:
 
 def referenced_series(path: str | Path) -> tuple[str, ...]:
     """The CT series a DICOM SEG file references, from its header alone (its frames are not read)."""
-    import pydicom
-
     try:
-        return _referenced(pydicom.dcmread(path, stop_before_pixels=True))
+        return _referenced(read_header(path, stop_before_pixels=True))
     except Exception:  # read in full later, and refused there in one line when damaged
         return ()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from lnq_napari.io.dicom_headers import read_header
+
 #: The Manufacturer (and algorithm name) of the DICOM SEGs lnq-napari writes.
 ALGORITHM_NAME = "lnq-napari"
 #: The Content Label (0070,0080) that marks a SEG an lnq-napari command wrote as a model's prediction, not
@@ -47,10 +49,7 @@ def writer(path: Path) -> str | None:
 
             said = str(nrrd.read_header(str(path)).get(CREATED_BY, ""))
             return said.removeprefix("lnq-napari ") if said.startswith("lnq-napari ") else None
-        import pydicom
-
-        header = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["Manufacturer", "ContentLabel"])
+        header = read_header(path, stop_before_pixels=True, specific_tags=["Manufacturer", "ContentLabel"])
     except Exception:  # unreadable, not NRRD or DICOM: not a file we wrote
         return None
     return seg_writer(header)
