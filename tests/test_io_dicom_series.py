@@ -1045,3 +1045,18 @@ def test_an_enhanced_ct_without_the_preamble_reads_as_its_slices(tmp_path, enhan
     np.testing.assert_allclose(volume.spacing + volume.origin, classic.spacing + classic.origin, atol=1e-4)
     grid = dicom_grid(folder, uid)
     np.testing.assert_allclose(grid.spacing + grid.origin, classic.spacing + classic.origin, atol=1e-4)
+
+
+@pytest.mark.parametrize("cut", [0, 4, VOLUME_SLICES - 1])
+def test_a_slice_cut_short_by_an_interrupted_copy_is_named(tmp_path, cut):
+    """A slice file cut short (an interrupted copy or download; its header whole, its pixels not): GDCM
+    leaves it out of the series, so a first or last slice cut short read silently as a CT one slice
+    shorter, and one in the middle was refused as "a slice is missing". Now the file is named."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    file = tmp_path / "ct" / f"ct-{cut:03d}.dcm"
+    file.write_bytes(file.read_bytes()[:-300])
+    said = (rf"^1 file of the DICOM series in ct \(ct-{cut:03d}\.dcm\) cannot be read: cut short or damaged "
+            r"\(an interrupted copy or download\), so the CT would lack that slice; copy or download the "
+            r"series again$")
+    with pytest.raises(LNQError, match=said):
+        read_volume(tmp_path / "ct")

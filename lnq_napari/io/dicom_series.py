@@ -139,6 +139,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         _refuse_float_beside(folder, files_by_series)  # a scout read as the CT of Float Pixel Data slices
     files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
     head = first[sid]
+    _refuse_cut_short(folder, sid, [f for listed in files_by_series.values() for f in listed])
     if _enhanced(head.sop_class, head.frames):
         if len(files) > 1:
             raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
@@ -239,11 +240,30 @@ def _float_pixels(files: list[Path]) -> str | None:
 def _refuse_float_beside(folder: Path, files_by_series: dict[str, tuple[str, ...]]) -> None:
     """LNQError (:func:`_float_pixels`) when the first few files of ``folder`` that GDCM lists in no series
     hold Float Pixel Data: a scout or single slice beside them is the only series listed, not the CT."""
-    listed = {Path(f).name for files in files_by_series.values() for f in files}
-    unlisted = [f for f in sorted(folder.iterdir())
-                if f.is_file() and not f.name.startswith(".") and f.name not in listed]
+    unlisted = dicom_tree.unlisted_files(folder, [f for files in files_by_series.values() for f in files])
     if reason := _float_pixels(unlisted[:4]):
         raise LNQError(reason)
+
+
+def _refuse_cut_short(folder: Path, series_uid: str, listed: list[str]) -> None:
+    """LNQError naming the files of ``folder`` whose header says they are images of the series
+    ``series_uid`` but which GDCM could not parse (none of ``listed``, the files it found in a series): cut
+    short or damaged by an interrupted copy or download. Read without them, the CT lacked those slices: a
+    gap refused as "a slice is missing", or at either end silently a shorter CT."""
+    damaged = []
+    for file in dicom_tree.unlisted_files(folder, listed):
+        try:
+            header = read_header(file, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "Rows"])
+        except Exception:  # no header to tell its series by
+            continue
+        if "Rows" in header and str(header.get("SeriesInstanceUID", "")).strip() == series_uid:
+            damaged.append(file.name)
+    if damaged:
+        named = ", ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else "")
+        those = "those slices" if len(damaged) > 1 else "that slice"
+        raise LNQError(f"{len(damaged)} file{'s' if len(damaged) > 1 else ''} of the DICOM series in "
+                       f"{folder.name} ({named}) cannot be read: cut short or damaged (an interrupted copy "
+                       f"or download), so the CT would lack {those}; copy or download the series again")
 
 
 def _no_ct_image(path: Path) -> str:

@@ -164,6 +164,13 @@ def _files(folder: Path) -> list[Path]:
     return list(_maybe_dicom(folder))
 
 
+def unlisted_files(folder: Path, listed: Iterable[str]) -> list[Path]:
+    """The files of ``folder`` that may be DICOM (:func:`_maybe_dicom`) and are none of ``listed`` (paths:
+    the files GDCM put in a series): slices it could not parse (cut short, damaged, Float Pixel Data)."""
+    names = {Path(f).name for f in listed}
+    return [f for f in _maybe_dicom(folder) if f.name not in names]
+
+
 def _maybe_dicom(folder: Path) -> Iterator[Path]:
     """The files of ``folder`` that may be DICOM, sorted, as they are asked for: hidden ones (macOS's
     ``._`` files beside copied DICOM), a DICOMDIR (the index of a CD's folders below, not a series) and
