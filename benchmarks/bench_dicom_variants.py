@@ -2,8 +2,9 @@
 CTChest4, 128 x 128 x 34, 3 x 3 x 10 mm, LPS with x and y flipped) written with pydicom as a classic
 series, compressed (RLE and JPEG-LS by pydicom, JPEG 2000 and JPEG lossless by GDCM), deflated, without the
 128-byte preamble, as an enhanced (multi-frame) CT, with per-slice and fractional rescales, unsigned or
-padded pixels, shuffled or missing Instance Numbers, a slice missing, cut short or doubled, gantry tilt, a scout among
-the slices, and other series (a lung kernel, an MR, a PET, a dose report, an RT structure set) beside it.
+padded pixels, shuffled or missing Instance Numbers, a slice missing, cut short or doubled, gantry tilt, a
+scout among the slices, and other series (a lung kernel, an MR, a PET, a dose report, an RT structure set)
+beside it.
 Each variant must either read as the source (every HU, spacing, origin and direction) or be refused in one
 LNQError line; the table says which, and the exit status is 1 when a variant does otherwise.
 
