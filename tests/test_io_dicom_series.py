@@ -1055,8 +1055,22 @@ def test_a_slice_cut_short_by_an_interrupted_copy_is_named(tmp_path, cut):
     series(tmp_path / "ct", hu(VOLUME_SLICES))
     file = tmp_path / "ct" / f"ct-{cut:03d}.dcm"
     file.write_bytes(file.read_bytes()[:-300])
-    said = (rf"^1 file of the DICOM series in ct \(ct-{cut:03d}\.dcm\) cannot be read: cut short or damaged "
-            r"\(an interrupted copy or download\), so the CT would lack that slice; copy or download the "
-            r"series again$")
+    said = (rf"^1 DICOM image file in ct \(ct-{cut:03d}\.dcm\) cannot be read: cut short or damaged \(an "
+            r"interrupted copy or download\), so the CT would lack that slice; copy or download the series "
+            r"again$")
     with pytest.raises(LNQError, match=said):
         read_volume(tmp_path / "ct")
+
+
+def test_a_folder_or_file_of_dicom_images_all_cut_short_says_so(tmp_path):
+    """Every slice cut short (or an enhanced CT's one file): GDCM lists no series, and the folder was
+    "a folder without a DICOM series", the file "no image of a CT series (modality CT)"."""
+    series(tmp_path / "ct", hu(4))
+    for file in (tmp_path / "ct").iterdir():
+        file.write_bytes(file.read_bytes()[:-300])
+    said = (r"^4 DICOM image files in ct \(ct-000\.dcm, ct-001\.dcm, ct-002\.dcm \.\.\.\) cannot be read: "
+            r"cut short or damaged \(an interrupted copy or download\); copy or download the series again$")
+    with pytest.raises(LNQError, match=said):
+        read_volume(tmp_path / "ct")
+    with pytest.raises(LNQError, match=r"^1 DICOM image file in ct \(ct-002\.dcm\) cannot be read: cut "):
+        read_volume(tmp_path / "ct" / "ct-002.dcm")

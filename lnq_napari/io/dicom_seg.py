@@ -482,7 +482,6 @@ def _series_headers(folder: Path) -> dict[str, list]:
     """Series UID -> headers (no pixels) of the placed images (classic slices, enhanced CTs; no SEG) among
     ``folder``'s files, each series' slices as a read takes them (:func:`.dicom_headers.series_slices`: a
     scout filed in the series and a file copied twice left out)."""
-
     by_series: dict[str, list] = {}
     for child in sorted(folder.iterdir()):
         if not child.is_file() or child.name.startswith("."):

@@ -68,10 +68,9 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                            "point to one series folder, or give the folder to lnq-napari predict, which "
                            "reads every series")
     if not series and path.is_file():
-        raise LNQError(_float_pixels([path]) or _no_ct_image(path))
+        raise LNQError(_cut_short(folder.name, [path]) or _no_ct_image(path))
     if not series:
-        files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".")]
-        if reason := _float_pixels(files[:4]):
+        if reason := _cut_short(folder.name, dicom_tree.unlisted_files(folder, [])):
             raise LNQError(reason)
         raise LNQError(f"{folder} is a folder without a DICOM series; point to a CT file "
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
@@ -90,7 +89,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         chosen = [sid for sid, files in files_by_series.items()
                   if any(Path(f).resolve() == path.resolve() for f in files)]
         if not chosen:  # an RT structure set, a dose report ...: not the CT beside it
-            raise LNQError(_no_ct_image(path))
+            raise LNQError(_cut_short(folder.name, [path]) or _no_ct_image(path))
         sid = chosen[0]
     else:  # the largest soft-tissue CT series (else the largest), counted as read (no scouts, copies)
         patients = sorted({_patient_id(files[0]) for files in files_by_series.values()} - {""})
@@ -139,7 +138,9 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         _refuse_float_beside(folder, files_by_series)  # a scout read as the CT of Float Pixel Data slices
     files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
     head = first[sid]
-    _refuse_cut_short(folder, sid, [f for listed in files_by_series.values() for f in listed])
+    listed = [f for files in files_by_series.values() for f in files]
+    if reason := _cut_short(folder.name, dicom_tree.unlisted_files(folder, listed), sid):
+        raise LNQError(reason)
     if _enhanced(head.sop_class, head.frames):
         if len(files) > 1:
             raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
@@ -245,25 +246,30 @@ def _refuse_float_beside(folder: Path, files_by_series: dict[str, tuple[str, ...
         raise LNQError(reason)
 
 
-def _refuse_cut_short(folder: Path, series_uid: str, listed: list[str]) -> None:
-    """LNQError naming the files of ``folder`` whose header says they are images of the series
-    ``series_uid`` but which GDCM could not parse (none of ``listed``, the files it found in a series): cut
-    short or damaged by an interrupted copy or download. Read without them, the CT lacked those slices: a
-    gap refused as "a slice is missing", or at either end silently a shorter CT."""
-    damaged = []
-    for file in dicom_tree.unlisted_files(folder, listed):
+def _cut_short(name: str, files: list[Path], series_uid: str | None = None) -> str | None:
+    """The error for ``files`` (of the folder ``name``) that GDCM put in no series although their header
+    says they are images (of the series ``series_uid`` when given): cut short or damaged by an interrupted
+    copy or download (read without them, a CT lacked those slices: a gap refused as "a slice is missing",
+    or at either end silently a shorter CT; a folder of them "held no DICOM series"), or holding Float Pixel
+    Data (:func:`_float_pixels`); None when none is."""
+    images = []
+    for file in files:
         try:
             header = read_header(file, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "Rows"])
-        except Exception:  # no header to tell its series by
+        except Exception:  # no header to tell it by
             continue
-        if "Rows" in header and str(header.get("SeriesInstanceUID", "")).strip() == series_uid:
-            damaged.append(file.name)
-    if damaged:
-        named = ", ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else "")
-        those = "those slices" if len(damaged) > 1 else "that slice"
-        raise LNQError(f"{len(damaged)} file{'s' if len(damaged) > 1 else ''} of the DICOM series in "
-                       f"{folder.name} ({named}) cannot be read: cut short or damaged (an interrupted copy "
-                       f"or download), so the CT would lack {those}; copy or download the series again")
+        if "Rows" in header and series_uid in (None, str(header.get("SeriesInstanceUID", "")).strip()):
+            images.append(file)
+    if not images:
+        return None
+    if reason := _float_pixels(images[:4]):
+        return reason
+    named = ", ".join(f.name for f in images[:3]) + (" ..." if len(images) > 3 else "")
+    lack = ("" if series_uid is None else
+            f", so the CT would lack {'those slices' if len(images) > 1 else 'that slice'}")
+    return (f"{len(images)} DICOM image file{'s' if len(images) > 1 else ''} in {name} ({named}) cannot be "
+            f"read: cut short or damaged (an interrupted copy or download){lack}; copy or download the "
+            "series again")
 
 
 def _no_ct_image(path: Path) -> str:
