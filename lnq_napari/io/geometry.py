@@ -176,7 +176,9 @@ def nrrd_geometry(header: dict, name: str = "file") -> tuple[tuple, tuple, tuple
         mins = np.asarray(header.get("axis mins", header.get("axismins", nan_list)), dtype=float)[axes] * mm
         # a min is the edge of the first voxel's cell unless the axis is node-centred (NRRD's default
         # centring is cell, as Teem, ITK and 3D Slicer read it): the first voxel's centre is half a step in
-        centerings = list(header.get("centerings", header.get("centers", [])) or [])
+        centerings = header.get("centerings", header.get("centers")) or []
+        if isinstance(centerings, str):  # pynrrd lists 'centerings' but leaves 'centers' a string
+            centerings = centerings.split()
         node = np.array([len(centerings) > a and str(centerings[a]).lower() == "node" for a in axes])
         origin = np.where(np.isfinite(mins), mins + np.where(node, 0.0, spacing / 2.0), 0.0)
         direction = np.eye(3)
