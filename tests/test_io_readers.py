@@ -940,3 +940,16 @@ def test_an_nrrd_in_an_encoding_pynrrd_does_not_read_is_named_not_called_damaged
     with pytest.raises(LNQError, match=r"^ct\.nrrd stores its voxels in NRRD encoding 'hex', which "
                                        r"lnq-napari cannot read; re-save it raw or gzip-compressed"):
         read_volume(tmp_path / "ct.nrrd")
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd", ".nii.gz"])
+def test_the_grid_of_a_4d_file_of_one_time_point_is_its_volumes(tmp_path, suffix):
+    """A 4D file of one time point reads as its 3D volume; its grid alone (read_grid: a label file's CT in
+    napari) was None for an MHA, so labels beside it were not put on the CT's grid."""
+    volume = Volume(np.arange(60, dtype=np.int16).reshape(3, 4, 5), (0.7, 0.8, 2.5), (-10.0, 20.0, -300.0),
+                    (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    path = tmp_path / f"t4{suffix}"
+    sitk.WriteImage(sitk.JoinSeries(volume.to_sitk()), str(path))
+    grid = read_grid(path)
+    assert grid is not None and grid.same_grid(read_volume(path), tol=1e-9)
+    assert grid.same_grid(volume)

@@ -234,9 +234,11 @@ def read_grid(path: str | Path) -> Volume | None:
             reader.SetFileName(str(path))
             with itk_quiet():
                 reader.ReadImageInformation()
-            size = list(reader.GetSize())
-            geometry, _ = _nifti_grid((reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()),
-                                      check_nifti_complete(path))
+            size, spacing, origin = list(reader.GetSize()), reader.GetSpacing(), reader.GetOrigin()
+            direction = np.asarray(reader.GetDirection()).reshape(len(size), len(size))
+            if len(size) == 4 and size[3] == 1:  # one time point: its volume, as read_volume reads it
+                size, spacing, origin, direction = size[:3], spacing[:3], origin[:3], direction[:3, :3]
+            geometry, _ = _nifti_grid((spacing, origin, tuple(direction.ravel())), check_nifti_complete(path))
     except Exception:  # unreadable here: the reader says what is wrong when the file is read
         return None
     return Volume(np.zeros(size[::-1], np.uint8), *geometry) if len(size) == 3 else None
