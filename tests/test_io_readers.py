@@ -903,10 +903,12 @@ def test_a_detached_header_whose_data_file_name_has_a_space_is_read(tmp_path, su
     assert (volume.spacing, volume.origin) == ((0.7, 0.8, 2.5), (1.0, 2.0, 3.0))
 
 
-@pytest.mark.parametrize("data_file", ["LIST", "slice%d.raw 0 2 1", "slice%d.raw 0 2 1 2"])
+@pytest.mark.parametrize("data_file", ["LIST", "LIST\nslice0.raw\nslice1.raw\nslice2.raw",
+                                       "slice%d.raw 0 2 1", "slice%d.raw 0 2 1 2"])
 def test_a_nhdr_with_a_file_per_slice_is_refused_saying_so(tmp_path, data_file):
     """Teem's two forms of a NRRD spread over several files: ``LIST`` and a ``%`` pattern with min, max,
-    step (and the sub-dimension)."""
+    step (and the sub-dimension). A LIST names its files on the lines after it, where pynrrd failed: it
+    was refused as a damaged file."""
     for k in range(3):
         np.zeros((4, 5), "<i2").tofile(tmp_path / f"slice{k}.raw")
     (tmp_path / "ct.nhdr").write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 5 4 3\nendian: little\n"

@@ -61,6 +61,18 @@ def _nrrd_data_file(path: Path, header: dict) -> Path | None:
     return target
 
 
+def check_nrrd_list(path: Path) -> None:
+    """LNQError when a NRRD header keeps its data in a list of files (``data file: LIST``, the files' names
+    on the lines after it, which pynrrd cannot parse: it said the file was damaged)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    for line in head.split(b"\n\n", 1)[0].splitlines():
+        key, _, value = line.decode("latin-1").partition(":")
+        if key.strip().lower() in ("data file", "datafile") and value.split()[:1] == ["LIST"]:
+            raise LNQError(f"{path.name} spreads its data over several files ('LIST'); lnq-napari reads one "
+                           "data file: re-save the image as a single .nrrd")
+
+
 def _nrrd_multi_file(value: str) -> bool:
     """Whether a NRRD ``data file`` value names several files, as Teem reads it: ``LIST [<subdim>]`` or
     ``<format> <min> <max> <step> [<subdim>]`` (a ``%`` pattern and three whole numbers); anything else is

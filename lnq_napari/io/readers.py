@@ -22,6 +22,7 @@ from lnq_napari.io.dicom_series import dicom_grid, read_dicom
 from lnq_napari.io.file_checks import (
     check_named_as_held,
     check_nifti_complete,
+    check_nrrd_list,
     check_nrrd_payload,
     check_sitk_payload,
     nifti_nonfinite,
@@ -105,6 +106,7 @@ def _read_nrrd(path: Path) -> RawImage:
         raise LNQError(f"{path.name}: data file {exc.filename} not found; keep the .nhdr next to its data "
                        "file") from exc
     except Exception as exc:  # NRRDError, zlib/bz2 errors, UnicodeDecodeError, ValueError ...
+        check_nrrd_list(path)  # a list of data files after the header: pynrrd fails on their names
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise LNQError(f"cannot read {path.name} as NRRD ({reason}); the file is truncated, damaged or not "
                        "an NRRD image: re-export or re-download it") from exc
