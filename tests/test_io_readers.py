@@ -21,6 +21,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io import Volume, read_labels, read_volume, write_volume
 from lnq_napari.io.layout import ct_inputs
 from lnq_napari.io.readers import read_grid
+from lnq_napari.io.volume import check_grid
 
 DATA = Path(__file__).parent / "data"
 PYNRRD = DATA / "pynrrd"
@@ -955,3 +956,26 @@ def test_the_grid_of_a_4d_file_of_one_time_point_is_its_volumes(tmp_path, suffix
     grid = read_grid(path)
     assert grid is not None and grid.same_grid(read_volume(path), tol=1e-9)
     assert grid.same_grid(volume)
+
+
+def test_an_mha_whose_direction_holds_the_voxel_size_reads_where_itk_places_it(tmp_path):
+    """An MHA whose TransformMatrix holds the voxel size (0.8, 0.8, 2.5 with spacing 1) was refused as a
+    sheared grid; its voxels lie where ITK and 3D Slicer place them, so it reads with that size as its
+    spacing and unit axes. A Volume given so is refused saying what the lengths are."""
+    array = np.zeros((4, 5, 6), np.uint8)
+    array[1:3, 2:4, 1:5] = 1
+    (tmp_path / "ct.raw").write_bytes(array.tobytes())
+    (tmp_path / "ct.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 6 5 4\n"
+                                     "ElementType = MET_UCHAR\nElementSpacing = 1 1 1\n"
+                                     "TransformMatrix = 0 0.8 0 -0.8 0 0 0 0 2.5\n"
+                                     "Offset = 1 2 3\nElementDataFile = ct.raw\n")
+    volume = read_volume(tmp_path / "ct.mhd")
+    np.testing.assert_allclose(volume.spacing, (0.8, 0.8, 2.5))
+    np.testing.assert_allclose(volume.direction, (0, -1, 0, 1, 0, 0, 0, 0, 1), atol=1e-12)  # MetaIO: columns
+    image = sitk.ReadImage(str(tmp_path / "ct.mhd"))
+    corner = (5, 4, 3)
+    np.testing.assert_allclose(volume.index_to_physical(np.array(corner[::-1]))[0],
+                               image.TransformIndexToPhysicalPoint(corner), atol=1e-9)
+    assert read_grid(tmp_path / "ct.mhd").same_grid(volume, tol=1e-9)
+    with pytest.raises(LNQError, match=r"direction vectors of length 0\.8, 0\.8, 2\.5, not 1: give the"):
+        check_grid((1, 1, 1), (0, 0, 0), (0.8, 0, 0, 0, 0.8, 0, 0, 0, 2.5), "the labels")

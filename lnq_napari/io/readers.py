@@ -42,7 +42,7 @@ from lnq_napari.io.labels import label_mask
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet, native, not_scalar
 from lnq_napari.io.segfile import check_extra_fields, compression_level, write_seg_nrrd
-from lnq_napari.io.volume import Volume, check_grid
+from lnq_napari.io.volume import Volume, check_grid, unit_steps
 
 NRRD_SUFFIXES = (".nrrd", ".nhdr")
 SITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nia", ".hdr", ".img", ".img.gz")
@@ -190,6 +190,7 @@ def read_raw(path: str | Path, series_uid: str | None = None) -> RawImage:
     ``series_uid``: of a DICOM folder holding several series, the one to read (else the largest CT
     series)."""
     raw = _read_any(path, series_uid)
+    raw.spacing, raw.direction = unit_steps(raw.spacing, raw.direction)  # ITK keeps an MHA's lengths there
     check_grid(raw.spacing, raw.origin, raw.direction, Path(path).name)
     return raw
 
@@ -240,7 +241,8 @@ def read_grid(path: str | Path) -> Volume | None:
             direction = np.asarray(reader.GetDirection()).reshape(len(size), len(size))
             if len(size) == 4 and size[3] == 1:  # one time point: its volume, as read_volume reads it
                 size, spacing, origin, direction = size[:3], spacing[:3], origin[:3], direction[:3, :3]
-            geometry, _ = _nifti_grid((spacing, origin, tuple(direction.ravel())), check_nifti_complete(path))
+            spacing, direction = unit_steps(spacing, direction)
+            geometry, _ = _nifti_grid((spacing, origin, direction), check_nifti_complete(path))
     except Exception:  # unreadable here: the reader says what is wrong when the file is read
         return None
     return Volume(np.zeros(size[::-1], np.uint8), *geometry) if len(size) == 3 else None

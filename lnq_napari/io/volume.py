@@ -163,6 +163,22 @@ def volumes_digest(*volumes: Volume) -> str:
     return digest.hexdigest()
 
 
+def unit_steps(spacing, direction) -> tuple[tuple, tuple]:
+    """``(spacing, direction)`` with any length of the direction's columns moved into the spacing: a file
+    whose direction holds the voxel size (an MHA ``TransformMatrix`` of 0.8, 0.8, 2.5 with spacing 1) places
+    its voxels where ITK and 3D Slicer do (origin + direction @ (spacing * index)) with unit axes; as
+    given when the columns are not finite and non-zero."""
+    spacing = np.asarray(spacing, dtype=float).ravel()
+    direction = np.asarray(direction, dtype=float).ravel()
+    if spacing.size != 3 or direction.size != 9 or not np.all(np.isfinite(direction)):
+        return tuple(spacing), tuple(direction)
+    matrix = direction.reshape(3, 3)
+    norms = np.linalg.norm(matrix, axis=0)
+    if np.all(norms > 0) and np.abs(norms - 1.0).max() > GRID_TOL:
+        return tuple(spacing * norms), tuple((matrix / norms[None, :]).ravel())
+    return tuple(spacing), tuple(direction)
+
+
 def check_grid(spacing, origin, direction, name: str = "image") -> None:
     """LNQError unless a grid read from a file is usable: three finite spacings in :data:`SPACING_RANGE`,
     a finite origin and a finite orthonormal 3x3 direction. Every reader's common path calls it (NRRD,
@@ -184,6 +200,12 @@ def check_grid(spacing, origin, direction, name: str = "image") -> None:
     matrix = direction.reshape(3, 3)
     if abs(np.linalg.det(matrix)) < 1e-6:
         raise LNQError(f"{name} has a singular direction matrix (its axes are not independent); {fix}")
+    norms = np.linalg.norm(matrix, axis=0)
+    unit = matrix / np.where(norms > 0, norms, 1.0)[None, :]
+    if np.abs(norms - 1.0).max() > ORTHO_TOL and np.abs(unit.T @ unit - np.eye(3)).max() <= ORTHO_TOL:
+        lengths = ", ".join(f"{n:g}" for n in norms)
+        raise LNQError(f"{name} has direction vectors of length {lengths}, not 1: give the voxel size as the "
+                       "spacing and unit vectors as the direction (io.volume.unit_steps moves it there)")
     if np.abs(matrix.T @ matrix - np.eye(3)).max() > ORTHO_TOL:
         raise LNQError(f"{name} has a non-orthogonal (sheared) direction matrix, which lnq-napari does not "
                        f"support; resample the image onto an orthogonal grid, or {fix}")
