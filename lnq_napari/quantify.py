@@ -168,8 +168,9 @@ def midline_x(ct: Volume) -> float | None:
     import SimpleITK as sitk
 
     from lnq_napari.anatomy import body_of
-    from lnq_napari.io.orientation import to_lps
+    from lnq_napari.io.orientation import lps_view, to_lps
 
+    ct = lps_view(ct)  # subsampled in LPS order: the same voxels whichever way the file stores them
     hu = np.asarray(ct.array)
     step = tuple(max(1, n // 64) for n in hu.shape)
     coarse = Volume(np.ascontiguousarray(hu[:: step[0], :: step[1], :: step[2]]),

@@ -56,3 +56,30 @@ def radiological(volume):
 
     code, oriented = to_lps(volume.to_sitk())
     return volume if code is None else Volume.from_sitk(oriented)
+
+
+def lps_view(volume):
+    """``volume`` in LPS axis order as a numpy view of its voxels (no copy): its axes permuted and flipped
+    so that array index (z, y, x) runs foot to head, anterior to posterior, right to left, each axis the one
+    whose direction is nearest that LPS axis (as :func:`to_lps` orients, an oblique grid included). The
+    same points stored in any axis order or direction give the same array and grid, so work that
+    subsamples or breaks ties by index (a coarse copy, the first of equal maxima) gives the same answer
+    whichever way the file stored them."""
+    from lnq_napari.io.volume import Volume
+
+    matrix = volume.direction_matrix
+    order = [int(np.argmax(np.abs(matrix[:, j]))) for j in range(3)]  # the LPS axis each file axis runs along
+    if sorted(order) != [0, 1, 2]:  # no one-to-one axis match (a grid near 45 degrees): kept as stored
+        return volume
+    axis_of = [order.index(a) for a in range(3)]  # the file axis along LPS x, y, z
+    signs = [1.0 if matrix[a, j] >= 0 else -1.0 for a, j in enumerate(axis_of)]
+    ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(axis_of)
+    ijk = ijk[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in signs)]
+    first = np.zeros(3)
+    for j, s in zip(axis_of, signs):
+        first[j] = 0 if s > 0 else volume.size_xyz[j] - 1
+    origin = volume.index_to_physical(first[::-1])[0]
+    direction = matrix[:, axis_of] * np.asarray(signs)[None, :]
+    spacing = np.asarray(volume.spacing)[axis_of]
+    return Volume(ijk.transpose(2, 1, 0), tuple(spacing), tuple(origin), tuple(direction.ravel()),
+                  dict(volume.meta))
