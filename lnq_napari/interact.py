@@ -187,12 +187,16 @@ def _distance_mm(shape: Sequence[int], centre: Sequence[int], spacing: np.ndarra
 
 
 def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
-    """The voxel of ``mask`` deepest inside it (largest distance to its border): a node's centre."""
+    """The voxel of ``mask`` deepest inside it (largest distance to its border): a node's centre. Of several
+    equally deep, the one nearest their mean: the same voxel whichever order and direction the array's axes
+    are stored in (the first in raster order was another voxel of a flipped copy, so a suggestion's click
+    and the node grown from it differed with the file's axis order)."""
     coords = np.argwhere(mask)
     lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     edt = ndimage.distance_transform_edt(np.pad(mask[box], 1))[1:-1, 1:-1, 1:-1]
-    local = np.unravel_index(int(np.argmax(edt)), edt.shape)
+    deepest = np.argwhere(edt == edt.max())
+    local = deepest[int(np.argmin(np.square(deepest - deepest.mean(axis=0)).sum(axis=1)))]
     return tuple(int(a + b) for a, b in zip(local, lo))
 
 

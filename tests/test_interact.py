@@ -288,3 +288,20 @@ def test_a_click_on_a_calcified_node_grows_the_node_with_its_calcium_not_the_ves
     beside = node_from_click(ct, (12, 30, 24))  # on its soft tissue: the same node
     assert beside[calcium].all() and 2 * (beside & node).sum() / (beside.sum() + node.sum()) > 0.9
     assert not node_from_click(ct, (12, 30, 48)).any()  # on the vessel: no node
+
+
+def test_the_deepest_voxel_is_the_same_whichever_way_the_axes_are_stored():
+    """A bar 5 x 5 x 9 voxels has a line of equally deep voxels: the first in raster order was taken, another
+    voxel of a flipped or transposed copy (an outline suggestion's click moved with the file's axis order).
+    Now the one nearest their mean, the same voxel in each copy."""
+    from lnq_napari.interact import interior_point
+
+    mask = np.zeros((8, 9, 13), bool)
+    mask[2:7, 2:7, 2:11] = True
+    point = np.array(interior_point(mask))
+    for axes in ((0,), (2,), (0, 1, 2)):
+        flipped = np.array(interior_point(np.flip(mask, axes)))
+        for a in axes:
+            flipped[a] = mask.shape[a] - 1 - flipped[a]
+        assert tuple(flipped) == tuple(point)
+    assert tuple(np.array(interior_point(mask.transpose(2, 0, 1)))[[1, 2, 0]]) == tuple(point)
