@@ -314,3 +314,22 @@ def test_the_midline_is_the_same_whichever_way_the_ct_is_stored(stored):
     assert midline_x(other) == pytest.approx(midline_x(ct), abs=1e-9)
     back = lps_view(other)  # a view of the voxels in LPS order: the CT as first stored
     assert back.same_grid(ct, tol=1e-9) and np.array_equal(back.array, ct.array)
+
+
+@pytest.mark.parametrize("stored", ["RAS", "LPI", "SRA", "ILP"])
+def test_a_node_has_the_same_id_whichever_way_the_file_stores_the_voxels(stored):
+    """Nodes were numbered in the raster order of the stored array: the same CT stored feet first or right
+    to left numbered its nodes otherwise (node 1 the top one instead of the lowest). Numbered in LPS order,
+    each node keeps its id, and each id its row."""
+    import SimpleITK as sitk
+
+    mask = np.zeros((12, 40, 40), np.uint8)
+    for z, y, x in ((2, 10, 30), (2, 30, 8), (8, 20, 20), (9, 5, 5)):
+        mask[z:z + 2, y:y + 4, x:x + 3] = 1
+    labels = Volume(mask, (0.7, 0.8, 2.5), (-10.0, 20.0, -300.0))
+    other = Volume.from_sitk(sitk.DICOMOrient(labels.to_sitk(), stored))
+    rows = {r.id: r.centroid_mm for r in measure_nodes(labels)}
+    again = {r.id: r.centroid_mm for r in measure_nodes(other)}
+    assert sorted(again) == sorted(rows) == [1, 2, 3, 4]
+    for node, centroid in rows.items():
+        np.testing.assert_allclose(again[node], centroid, atol=1e-9)

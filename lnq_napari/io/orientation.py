@@ -58,28 +58,58 @@ def radiological(volume):
     return volume if code is None else Volume.from_sitk(oriented)
 
 
+def _lps_axes(volume) -> tuple[list[int], list[float]] | None:
+    """(the stored axis (i, j, k) along LPS x, y, z, its sign) of ``volume``'s grid; None when no axis
+    permutation matches it (a grid near 45 degrees)."""
+    matrix = volume.direction_matrix
+    order = [int(np.argmax(np.abs(matrix[:, j]))) for j in range(3)]  # the LPS axis each file axis runs along
+    if sorted(order) != [0, 1, 2]:
+        return None
+    axis_of = [order.index(a) for a in range(3)]
+    return axis_of, [1.0 if matrix[a, j] >= 0 else -1.0 for a, j in enumerate(axis_of)]
+
+
 def lps_view(volume):
     """``volume`` in LPS axis order as a numpy view of its voxels (no copy): its axes permuted and flipped
     so that array index (z, y, x) runs foot to head, anterior to posterior, right to left, each axis the one
     whose direction is nearest that LPS axis (as :func:`to_lps` orients, an oblique grid included). The
     same points stored in any axis order or direction give the same array and grid, so work that
-    subsamples or breaks ties by index (a coarse copy, the first of equal maxima) gives the same answer
-    whichever way the file stored them."""
+    subsamples or numbers by index (a coarse copy, blobs in raster order) gives the same answer
+    whichever way the file stored them. :func:`stored_order` maps an array computed on it back."""
     from lnq_napari.io.volume import Volume
 
-    matrix = volume.direction_matrix
-    order = [int(np.argmax(np.abs(matrix[:, j]))) for j in range(3)]  # the LPS axis each file axis runs along
-    if sorted(order) != [0, 1, 2]:  # no one-to-one axis match (a grid near 45 degrees): kept as stored
+    axes = _lps_axes(volume)
+    if axes is None:  # no one-to-one axis match: kept as stored
         return volume
-    axis_of = [order.index(a) for a in range(3)]  # the file axis along LPS x, y, z
-    signs = [1.0 if matrix[a, j] >= 0 else -1.0 for a, j in enumerate(axis_of)]
+    axis_of, signs = axes
     ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(axis_of)
     ijk = ijk[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in signs)]
     first = np.zeros(3)
     for j, s in zip(axis_of, signs):
         first[j] = 0 if s > 0 else volume.size_xyz[j] - 1
     origin = volume.index_to_physical(first[::-1])[0]
-    direction = matrix[:, axis_of] * np.asarray(signs)[None, :]
+    direction = volume.direction_matrix[:, axis_of] * np.asarray(signs)[None, :]
     spacing = np.asarray(volume.spacing)[axis_of]
     return Volume(ijk.transpose(2, 1, 0), tuple(spacing), tuple(origin), tuple(direction.ravel()),
                   dict(volume.meta))
+
+
+def stored_order(array: np.ndarray, volume) -> np.ndarray:
+    """``array`` computed on :func:`lps_view` of ``volume`` (LPS order) in ``volume``'s stored axis order
+    and direction, as a view (no copy)."""
+    axes = _lps_axes(volume)
+    if axes is None:
+        return array
+    axis_of, signs = axes
+    ijk = np.asarray(array).transpose(2, 1, 0)
+    ijk = ijk[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in signs)]
+    return ijk.transpose(np.argsort(axis_of)).transpose(2, 1, 0)
+
+
+def numbered_in_lps_order(volume, number):
+    """``number(array)`` (a function numbering blobs in raster order, returning (map, ...)) run on the
+    voxels in LPS order, its map put back in ``volume``'s stored order: a node gets the same number
+    whichever way the file stores the voxels (node 1 the lowest, foot to head, then front to back, right to
+    left), not one that depends on the axis order and direction of the file."""
+    numbers, *rest = number(np.asarray(lps_view(volume).array))
+    return (stored_order(numbers, volume), *rest)

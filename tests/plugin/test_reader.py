@@ -317,3 +317,24 @@ def test_the_slices_of_a_series_open_as_one_ct_named_by_its_folder():
     assert layers[0][1]["name"] == "ct-3slice" and Path(layers[0][1]["metadata"]["lnq_source"]) == series
     ((one, kwargs, _),) = _read(files[1])
     assert np.array_equal(one, layers[0][0]) and kwargs["name"] == "ct-3slice"
+
+
+def test_a_labels_layer_numbers_nodes_as_the_table_does_whichever_way_the_file_stores_them():
+    """A Labels layer's ids are the node table's: numbered in LPS order, so the same mask stored right to
+    left gives each node the same id; the layer's array is its own (C-ordered, not the volume's)."""
+    import SimpleITK as sitk
+
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.plugin._reader import labels_layer_data
+
+    mask = np.zeros((6, 20, 20), np.int32)
+    mask[1:3, 2:5, 14:18] = 1
+    mask[3:5, 12:16, 2:5] = 1
+    mask[2:4, 8:10, 8:10] = 1
+    volume = Volume(mask, (0.7, 0.8, 2.5), (-10.0, 20.0, -300.0))
+    stored = Volume.from_sitk(sitk.DICOMOrient(volume.to_sitk(), "RAI"))
+    ids, _, _ = labels_layer_data(volume)
+    again, _, _ = labels_layer_data(stored)
+    back = Volume.from_sitk(sitk.DICOMOrient(stored.with_array(again).to_sitk(), "LPS"))
+    np.testing.assert_array_equal(back.array, ids)
+    assert again.flags.c_contiguous and not np.shares_memory(again, stored.array)
