@@ -264,7 +264,8 @@ def measure(
 ) -> tuple[list[NodeRow], NodeSummary]:
     """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
 
-    A node is a connected blob of one value: each value is the id of its first blob (raster order), and
+    A node is a connected blob of one value: each value is the id of its first blob (raster order, in LPS
+    axis order whatever the file's), and
     each further blob of a value (a 0/1 mask's, a class map's 1 and 2, a brush colour painted on several
     nodes) gets a new id above the largest; a 3D Slicer
     ``.seg.nrrd`` or DICOM SEG gives
