@@ -86,6 +86,28 @@ def test_seg_with_fewer_slices_is_pasted_in_place_without_a_warning(oblique_ct, 
         assert int(align_to(oblique_ct, beyond).array.sum()) == 32
 
 
+def test_a_cropped_seg_stored_in_another_axis_order_is_pasted_without_a_warning(oblique_ct):
+    """A box of the CT's grid stored flipped and transposed (the same lattice points) was resampled with a
+    warning that it had been; it is pasted in place, exact, without one."""
+    full = node_mask(oblique_ct.shape)
+    box = (slice(2, -4), slice(3, None), slice(None, -5))
+    part = full[box]
+    ijk = part.transpose(2, 1, 0)[::-1, :, ::-1].transpose(1, 0, 2)  # file axes: y, -x, -z
+    d, s = oblique_ct.direction_matrix, np.asarray(oblique_ct.spacing)
+    steps = np.stack([d[:, 1] * s[1], -d[:, 0] * s[0], -d[:, 2] * s[2]], axis=1)
+    last = [2 + part.shape[0] - 1, 3, part.shape[2] - 1]  # z, y, x index of the stored first voxel
+    stored = Volume(np.ascontiguousarray(ijk.transpose(2, 1, 0)), tuple(np.linalg.norm(steps, axis=0)),
+                    tuple(oblique_ct.index_to_physical(np.array([last]))[0]),
+                    tuple((steps / np.linalg.norm(steps, axis=0)).ravel()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aligned = align_to(oblique_ct, stored)
+    expected = np.zeros_like(full)
+    expected[box] = part
+    np.testing.assert_array_equal(aligned.array, expected)
+    assert aligned.same_grid(oblique_ct, tol=1e-12)
+
+
 def test_labels_saved_without_geometry_take_the_ct_s_grid_with_a_warning(oblique_ct):
     """Labels exported as a bare array (1 mm at origin 0) with the CT's size were resampled by their
     meaningless place: nodes landed in air."""

@@ -265,10 +265,11 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
 
     Same grid: returned unchanged (with the reference's exact geometry when they differ by float
     noise only). The same points stored in another axis order or direction: transposed and flipped
-    onto it (:func:`reordered_onto`, exact, no warning). A box of its grid (a segmentation saved cropped):
-    pasted in place, exact, no warning. The CT's size without any geometry of their own (1 mm at origin
-    0): given the CT's grid with a :class:`GridWarning`. Overlapping but different grid: resampled by
-    nearest neighbour with a :class:`GridWarning`. No overlap at all: LNQError.
+    onto it (:func:`reordered_onto`, exact, no warning). A box of its grid (a segmentation saved cropped),
+    stored in its axis order or another: pasted in place, exact, no warning. The CT's size without any
+    geometry of their own (1 mm at origin 0): given the CT's grid with a :class:`GridWarning`. Overlapping
+    but different grid: resampled by nearest neighbour with a :class:`GridWarning`. No overlap at all:
+    LNQError.
     """
     if labels.same_grid(reference, tol=GRID_TOL):
         if (labels.spacing, labels.origin, labels.direction) == (reference.spacing, reference.origin,
@@ -286,6 +287,8 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
         return Volume(labels.array, reference.spacing, reference.origin, reference.direction,
                       dict(labels.meta))
     pasted = _pasted_onto(reference, labels, what)
+    if pasted is None and (like := _axes_like(reference, labels)) is not None:  # a crop stored otherwise
+        pasted = _pasted_onto(reference, like, what)
     if pasted is not None:
         return pasted
     if overlap_fraction(reference, labels) <= 0.0:
@@ -305,6 +308,30 @@ def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
         message += f"; {lost} labelled voxels lie outside the CT and were dropped"
     warnings.warn(message, GridWarning, stacklevel=2)
     return Volume(array, reference.spacing, reference.origin, reference.direction, dict(labels.meta))
+
+
+def _axes_like(reference: Volume, volume: Volume, tol: float = GRID_TOL) -> Volume | None:
+    """``volume``'s voxels stored in ``reference``'s axis order and direction (transposed and flipped, its
+    origin the new first voxel's place: nothing resampled) when its steps are ``reference``'s, permuted
+    and signed; None otherwise or when it already is."""
+    steps = volume.direction_matrix * np.asarray(volume.spacing)[None, :]
+    wanted = reference.direction_matrix * np.asarray(reference.spacing)[None, :]
+    order, signs = [], []
+    for c in range(3):
+        match = [(a, sign) for a in range(3) for sign in (1, -1)
+                 if np.allclose(sign * steps[:, a], wanted[:, c], atol=tol)]
+        if len(match) != 1 or match[0][0] in order:
+            return None
+        order.append(match[0][0])
+        signs.append(match[0][1])
+    if order == [0, 1, 2] and signs == [1, 1, 1]:
+        return None
+    corner = np.zeros(3)
+    corner[order] = [0 if sign > 0 else volume.size_xyz[a] - 1 for a, sign in zip(order, signs)]
+    ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(order)
+    ijk = ijk[tuple(slice(None, None, sign) for sign in signs)]
+    return Volume(np.ascontiguousarray(ijk.transpose(2, 1, 0)), reference.spacing,
+                  tuple(volume.index_to_physical(corner[::-1])[0]), reference.direction, dict(volume.meta))
 
 
 def _no_geometry(volume: Volume) -> bool:
