@@ -33,3 +33,17 @@ def test_source_fields_of_a_dicom_series_and_of_an_nrrd_header(tmp_path):
                                                        meta={"DICOM.StudyDate": "20240301"}))
     assert source_fields(path)["DICOM.StudyDate"] == "20240301"
     assert source_fields(tmp_path / "notes.txt") == {}
+
+
+def test_source_fields_of_a_dicom_series_saved_without_the_preamble(tmp_path):
+    """Slices that keep their file meta but lack the 128-byte preamble (some PACS) read as the CT, but their
+    PatientID was read through ITK's own choice of reader, which finds none for them: no word that two
+    time points belong to different patients."""
+    from lnq_napari.followup.identity import source_fields
+
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    for file in sorted(SERIES.iterdir()):
+        (folder / file.stem).write_bytes(file.read_bytes()[132:])  # no preamble, no 'DICM'; meta kept
+    assert (folder / "01").read_bytes()[:2] == b"\x02\x00"
+    assert source_fields(folder) == {"0010|0020": "99000", "0008|0020": "20030417"}

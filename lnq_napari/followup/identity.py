@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lnq_napari.io.dicom_headers import read_header
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.volume import Volume
 
@@ -51,15 +52,13 @@ def source_fields(source: str | Path) -> dict[str, str]:
 
 
 def _dicom_fields(path: Path) -> dict[str, str]:
-    import SimpleITK as sitk
-
+    """The PatientID and StudyDate of a DICOM file's header (:func:`.dicom_headers.read_header`: with its
+    preamble or without), as ITK keys; empty when it is no DICOM or gives neither."""
     if path.suffix.lower() not in ("", ".dcm", ".ima", ".dicom"):
         return {}
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
-    except RuntimeError:
+        header = read_header(path, stop_before_pixels=True, specific_tags=["PatientID", "StudyDate"])
+    except Exception:  # not DICOM
         return {}
-    return {tag: reader.GetMetaData(tag).strip() for tag in (PATIENT_KEYS[0], STUDY_DATE_KEYS[0])
-            if reader.HasMetaDataKey(tag)}
+    found = {PATIENT_KEYS[0]: header.get("PatientID"), STUDY_DATE_KEYS[0]: header.get("StudyDate")}
+    return {tag: str(value).strip() for tag, value in found.items() if value is not None}
