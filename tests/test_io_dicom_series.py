@@ -499,7 +499,7 @@ def test_placing_a_seg_on_the_ct_beside_it_reads_each_slice_position_once(tmp_pa
 
     def counted_dcmread(file, *args, **kwargs):
         if "ImagePositionPatient" in (kwargs.get("specific_tags") or ["ImagePositionPatient"]):
-            reads.append(Path(file).name)
+            reads.append(Path(getattr(file, "name", file)).name)  # a path, or the file read_header opened
         return dcmread(file, *args, **kwargs)
 
     def counted_information(self):
@@ -1055,7 +1055,7 @@ def test_a_slice_cut_short_by_an_interrupted_copy_is_named(tmp_path, cut):
     series(tmp_path / "ct", hu(VOLUME_SLICES))
     file = tmp_path / "ct" / f"ct-{cut:03d}.dcm"
     file.write_bytes(file.read_bytes()[:-300])
-    said = (rf"^1 DICOM image file in ct \(ct-{cut:03d}\.dcm\) cannot be read: cut short or damaged \(an "
+    said = (rf"^1 DICOM image file in ct \(ct-{cut:03d}\.dcm\) cannot be read: cut short \(an "
             r"interrupted copy or download\), so the CT would lack that slice; copy or download the series "
             r"again$")
     with pytest.raises(LNQError, match=said):
@@ -1069,8 +1069,152 @@ def test_a_folder_or_file_of_dicom_images_all_cut_short_says_so(tmp_path):
     for file in (tmp_path / "ct").iterdir():
         file.write_bytes(file.read_bytes()[:-300])
     said = (r"^4 DICOM image files in ct \(ct-000\.dcm, ct-001\.dcm, ct-002\.dcm \.\.\.\) cannot be read: "
-            r"cut short or damaged \(an interrupted copy or download\); copy or download the series again$")
+            r"cut short \(an interrupted copy or download\); copy or download the series again$")
     with pytest.raises(LNQError, match=said):
         read_volume(tmp_path / "ct")
     with pytest.raises(LNQError, match=r"^1 DICOM image file in ct \(ct-002\.dcm\) cannot be read: cut "):
         read_volume(tmp_path / "ct" / "ct-002.dcm")
+
+
+def _big_endian(file: Path, out: Path) -> None:
+    """``file`` re-saved as ``out``: a bare explicit-VR big-endian dataset (no preamble, no file meta), its
+    first bytes ``00 08``; pydicom read no header of it unless forced."""
+    import io
+
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(file)
+    kind = "u2" if ds.PixelRepresentation == 0 else "i2"
+    ds.PixelData = np.frombuffer(ds.PixelData, "<" + kind).astype(">" + kind).tobytes()
+    buffer = io.BytesIO()
+    handle = DicomFileLike(buffer)
+    handle.is_implicit_VR, handle.is_little_endian = False, False
+    write_dataset(handle, Dataset(ds))
+    out.write_bytes(buffer.getvalue())
+    file.unlink()
+
+
+def test_a_big_endian_series_without_the_preamble_reads_its_hu_with_every_check(tmp_path):
+    """A series saved as bare explicit-VR big-endian datasets (first bytes 00 08): GDCM read it, pydicom
+    read no header, so every header check was skipped without a word; slices whose rescale differed from the
+    first one's (intercept 0, unsigned, then -1024) read their negative HU wrapped by 65536."""
+    values = hu(VOLUME_SLICES)
+    series(tmp_path / "ct", values)
+    truth = values.astype(np.int32)
+    for k, file in enumerate(sorted((tmp_path / "ct").iterdir())):
+        if k < 3:  # stored as unsigned HU + 1024 with intercept 0: they read as HU + 1024
+            ds = pydicom.dcmread(file)
+            ds.PixelRepresentation, ds.RescaleIntercept = 0, 0
+            ds.PixelData = (values[k].astype(np.int32) + 1024).astype("<u2").tobytes()
+            ds.save_as(file, enforce_file_format=True)
+            truth[k] += 1024
+        _big_endian(file, tmp_path / "ct" / f"{k + 1:05d}")
+    assert (tmp_path / "ct" / "00001").read_bytes()[:2] == b"\x00\x08"
+    np.testing.assert_array_equal(read_volume(tmp_path / "ct").array, truth)
+
+
+def test_a_listed_slice_whose_header_cannot_be_read_is_refused_not_read_unchecked(tmp_path, monkeypatch):
+    """A slice GDCM lists whose header pydicom cannot read (an encoding it does not know, damage GDCM
+    passes over) was read without the checks of the series' headers (scouts, copies, rescales read in
+    float, padding): now it is named in one line."""
+    from lnq_napari.io import dicom_series
+
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    read_header = dicom_series.read_header
+
+    def unreadable(path, *args, **kwargs):
+        if Path(path).name == "ct-003.dcm" and "ImagePositionPatient" in (kwargs.get("specific_tags") or []):
+            raise pydicom.errors.InvalidDicomError("no header")
+        return read_header(path, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_series, "read_header", unreadable)
+    with pytest.raises(LNQError, match=r"^the header of ct-003\.dcm in ct cannot be read, although it is "
+                                       r"listed as a slice of the DICOM series .*; re-export the series"):
+        read_volume(tmp_path / "ct")
+
+
+def _cut_at(file: Path, keep: int | str) -> None:
+    """``file`` cut to ``keep`` bytes, or just before the element ``keep`` names ("Rows"; "SeriesUID")."""
+    data = file.read_bytes()
+    marks = {"Rows": b"\x28\x00\x10\x00", "SeriesUID": b"\x20\x00\x0e\x00"}
+    file.write_bytes(data[:data.find(marks[keep]) if isinstance(keep, str) else keep])
+
+
+@pytest.mark.parametrize("cut", [0, VOLUME_SLICES - 1])
+@pytest.mark.parametrize("keep", [0, 200, "SeriesUID", "Rows"])
+def test_an_end_slice_empty_or_cut_within_its_header_is_named(tmp_path, cut, keep):
+    """The first or last slice empty (an interrupted copy made the file, no byte came) or cut short within
+    its header (before its series or its Rows): only a file whose header was whole was named, so the CT
+    read silently one slice shorter."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    _cut_at(tmp_path / "ct" / f"ct-{cut:03d}.dcm", keep)
+    what, said = ("file", "empty") if keep == 0 else ("DICOM image file", "cut short")
+    with pytest.raises(LNQError, match=rf"^1 {what} in ct \(ct-{cut:03d}\.dcm\) cannot be read: {said} \(an "
+                                       r"interrupted copy or download\), so the CT would lack that slice"):
+        read_volume(tmp_path / "ct")
+
+
+def test_the_grid_of_a_series_with_a_slice_cut_short_is_refused_as_its_read_is(tmp_path):
+    """The grid alone (a SEG placed without its CT) was built from GDCM's list, so a folder whose last
+    slice was cut short gave a grid one slice shorter where reading the CT refused it."""
+    from lnq_napari.io.dicom_series import dicom_grid
+
+    uid = series(tmp_path / "ct", hu(VOLUME_SLICES))
+    _cut_at(tmp_path / "ct" / f"ct-{VOLUME_SLICES - 1:03d}.dcm", -300)
+    said = rf"^1 DICOM image file in ct \(ct-{VOLUME_SLICES - 1:03d}\.dcm\) cannot be read: cut short"
+    with pytest.raises(LNQError, match=said):
+        read_volume(tmp_path / "ct")
+    with pytest.raises(LNQError, match=said):
+        dicom_grid(tmp_path / "ct", uid)
+
+
+def test_an_image_file_without_pixel_data_beside_the_series_is_not_called_cut_short(tmp_path):
+    """A whole file of the series with Rows but no Pixel Data (a header-only or pixel-stripped copy): GDCM
+    leaves it out, and it was called "cut short or damaged (an interrupted copy)", the CT refused. It is
+    whole: the CT reads as before."""
+    values = hu(VOLUME_SLICES)
+    series(tmp_path / "ct", values)
+    ds = pydicom.dcmread(tmp_path / "ct" / "ct-002.dcm")
+    del ds.PixelData
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "ct" / "zz-header-only.dcm", enforce_file_format=True)
+    assert_is_the_ct(read_volume(tmp_path / "ct"), values)
+
+
+def test_a_slice_file_name_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    """A Latin-1 file name (an old CD, a Windows share) in a series folder: SimpleITK's series reader
+    raised a TypeError traceback."""
+    import os
+
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    os.rename(tmp_path / "ct" / "ct-003.dcm", os.fsencode(tmp_path / "ct") + b"/ct-\xe9003.dcm")
+    said = r"^the file name 'ct-\\xe9003\.dcm' in ct is not UTF-8 text, which the DICOM reader"
+    with pytest.raises(LNQError, match=said):
+        read_volume(tmp_path / "ct")
+
+
+def test_a_large_file_starting_like_a_bare_dataset_is_not_parsed_whole(tmp_path, monkeypatch):
+    """A raw volume whose first value is 8 (or 2), or a 512-wide GIPL (02 00 02 00), starts as a bare DICOM
+    dataset does: it was parsed by force to its end to look for a SOP Class UID (about 0.2 s per MB) each
+    time its format was asked. Its first element is checked, then only its first bytes are parsed."""
+    import io
+
+    from lnq_napari.io.dicom_tree import is_dicom_path
+    from lnq_napari.io.readers import file_format
+
+    files = {"zeros.raw": b"\x08\x00" + bytes(3_000_000),
+             "ct.gipl": b"\x02\x00\x02\x00\x00\x14\x00\x01" + bytes(3_000_000)}
+    parsed: list[int] = []
+    dcmread = pydicom.dcmread
+
+    def counted(source, *args, **kwargs):
+        parsed.append(len(source.getbuffer()) if isinstance(source, io.BytesIO) else
+                      Path(source if isinstance(source, (str, Path)) else source.name).stat().st_size)
+        return dcmread(source, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counted)
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert file_format(tmp_path / name) == "other" and not is_dicom_path(tmp_path / name)
+    assert parsed and max(parsed) <= 65536, parsed  # the first bytes at most, not the 3 MB

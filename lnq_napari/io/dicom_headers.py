@@ -10,6 +10,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from lnq_napari.heard import collected_warnings
+
 #: Enhanced CT and Legacy Converted Enhanced CT: positions and rescale in functional groups, not per file.
 ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
 #: CT Image Storage and the enhanced ones: the images of a CT (a PET, a dose screen, a SEG are none).
@@ -25,30 +27,84 @@ VOLUME_TAGS = ["ImageOrientationPatient", "PixelPaddingValue", "PixelPaddingRang
 Item = TypeVar("Item")
 
 #: How a DICOM dataset written without the 128-byte preamble and 'DICM' marker begins (older exports, some
-#: PACS): its first element's group, 0002 (file meta) or 0008, little endian.
+#: PACS): its first element's group, 0002 (file meta) or 0008, little endian; or 0008 big endian (explicit VR
+#: big endian without file meta).
 BARE_STARTS = (b"\x02\x00", b"\x08\x00")
+BIG_ENDIAN_START = b"\x00\x08"
+#: The two-letter value representations an explicit-VR element may name.
+VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
+                b"UR US UT UV".split())
+#: The longest first element of a bare implicit-VR dataset looked at as DICOM: a group length (4 bytes), the
+#: character set, image type or SOP class (tens of bytes). A GIPL or raw volume starting 02 00 or 08 00 reads
+#: a length of millions here, or of 0 (zeros, then checked by :data:`PREFIX_BYTES`).
+MAX_FIRST_LENGTH = 1024
+#: What of a bare file is parsed to find its SOP Class UID (:func:`bare_sop_class`): (0002,0002) or
+#: (0008,0016) lie in its first few hundred bytes; a large file that only starts like one is not walked.
+PREFIX_BYTES = 65536
+HEAD_BYTES = 132  # the preamble and 'DICM', or a bare dataset's first elements
+
+
+def bare_start(head: bytes) -> bool:
+    """Whether a file's first bytes ``head`` (:data:`HEAD_BYTES`) begin a DICOM dataset written without the
+    preamble and 'DICM': a first element of group 0002 or 0008 (:data:`BARE_STARTS`, or
+    :data:`BIG_ENDIAN_START`) with an explicit VR (:data:`VRS`), or an implicit-VR length below
+    :data:`MAX_FIRST_LENGTH` (a file meta element a sane element number)."""
+    if len(head) < 8 or head[128:132] == b"DICM":
+        return False
+    if head[:2] == BIG_ENDIAN_START:
+        return head[4:6] in VRS
+    if head[:2] not in BARE_STARTS:
+        return False
+    if head[:2] == b"\x02\x00" and int.from_bytes(head[2:4], "little") > 0x0102:  # no file meta element
+        return False
+    return head[4:6] in VRS or int.from_bytes(head[4:8], "little") < MAX_FIRST_LENGTH
 
 
 def bare_dataset(path) -> bool:
     """Whether the file ``path`` begins as a DICOM dataset written without the preamble and 'DICM'
-    (:data:`BARE_STARTS`); SimpleITK's GDCM reads such a file, pydicom only when forced."""
+    (:func:`bare_start`); SimpleITK's GDCM reads such a file, pydicom only when forced."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(132)
+            return bare_start(handle.read(HEAD_BYTES))
     except OSError:
         return False
-    return head[128:132] != b"DICM" and head[:2] in BARE_STARTS
 
 
-def read_header(path, **options):
-    """The pydicom dataset of a DICOM file, with its preamble or without (:func:`bare_dataset`, read by
-    force), its transfer syntax the encoding it was read in when it has no file meta (so that its pixels
-    decode): the one reader of the headers of a CT's files. ``options`` go to ``pydicom.dcmread``
-    (``stop_before_pixels``, ``specific_tags`` ...); raises what it raises for a file that is no DICOM."""
+def bare_sop_class(head: bytes, handle) -> str:
+    """The SOP Class UID of a file that begins as a bare dataset (:func:`bare_start` of its first bytes
+    ``head``, read from ``handle``), from its first :data:`PREFIX_BYTES` only; "" when it has none there
+    or does not begin so."""
+    import io
+
+    import pydicom
+
+    if not bare_start(head):
+        return ""
+    prefix = head + handle.read(PREFIX_BYTES - len(head))
+    try:
+        with collected_warnings():  # dropped: pydicom's notes on a file that is no DICOM
+            ds = pydicom.dcmread(io.BytesIO(prefix), force=True, specific_tags=["SOPClassUID",
+                                                                                "MediaStorageSOPClassUID"])
+    except Exception:  # not DICOM at all
+        return ""
+    meta = getattr(ds, "file_meta", None)
+    found = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    return str(found or "").strip()
+
+
+def read_header(path, force: bool = False, **options):
+    """The pydicom dataset of a DICOM file, with its preamble or without (:func:`bare_start`, read by
+    force; ``force``: whatever it starts with), its transfer syntax the encoding it was read in when it has
+    no file meta (so that its pixels decode), the file opened once: the one reader of the headers of a
+    CT's files. ``options`` go to ``pydicom.dcmread`` (``stop_before_pixels``, ``specific_tags`` ...);
+    raises what it raises for a file that is no DICOM."""
     import pydicom
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    dataset = pydicom.dcmread(path, force=bare_dataset(path), **options)
+    with open(path, "rb") as handle:
+        head = handle.read(HEAD_BYTES)
+        handle.seek(0)
+        dataset = pydicom.dcmread(handle, force=force or bare_start(head), **options)
     if "TransferSyntaxUID" not in dataset.file_meta:  # no file meta (bare, or a preamble without it)
         implicit, little = dataset.original_encoding
         dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else \

@@ -138,9 +138,8 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         _refuse_float_beside(folder, files_by_series)  # a scout read as the CT of Float Pixel Data slices
     files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
     head = first[sid]
-    listed = [f for files in files_by_series.values() for f in files]
-    if reason := _cut_short(folder.name, dicom_tree.unlisted_files(folder, listed), sid):
-        raise LNQError(reason)
+    _refuse_cut_short(folder, [f for files in files_by_series.values() for f in files], sid)
+    _refuse_headerless(files, headers, folder.name)
     if _enhanced(head.sop_class, head.frames):
         if len(files) > 1:
             raise LNQError(f"{folder.name} holds an enhanced (multi-frame) DICOM CT split over "
@@ -149,7 +148,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                            "export the series as one enhanced file or as single frames from the PACS")
         raw = _read_enhanced(Path(files[0]), folder.name)
     else:
-        reader.SetFileNames(files)
+        _set_file_names(reader, files, folder)
         reader.SetImageIO("GDCMImageIO")  # ITK's own choice finds none for a file without the preamble
         reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
         if _rescale_beyond_first(headers):  # else ITK reads every slice in the first slice's type
@@ -247,29 +246,93 @@ def _refuse_float_beside(folder: Path, files_by_series: dict[str, tuple[str, ...
 
 
 def _cut_short(name: str, files: list[Path], series_uid: str | None = None) -> str | None:
-    """The error for ``files`` (of the folder ``name``) that GDCM put in no series although their header
-    says they are images (of the series ``series_uid`` when given): cut short or damaged by an interrupted
-    copy or download (read without them, a CT lacked those slices: a gap refused as "a slice is missing",
-    or at either end silently a shorter CT; a folder of them "held no DICOM series"), or holding Float Pixel
-    Data (:func:`_float_pixels`); None when none is."""
-    images = []
+    """The error for ``files`` (of the folder ``name``) that GDCM put in no series although they are DICOM
+    images (:func:`.dicom_tree._kind_and_header`: "ct" or "image", or "unreadable": a header cut short), of
+    the series ``series_uid`` when given (a file whose header gives no series counts), or, beside a series,
+    empty (an interrupted copy made the file, no byte came): read without them, a CT lacked those slices (a
+    gap refused as "a slice is missing", or at either end silently a shorter CT; a folder of them "held no
+    DICOM series"). Each is named by what it is (:func:`_pixel_state`): empty, cut short (it ends before its
+    header or pixel data do), damaged (whole, yet GDCM cannot parse it); Float Pixel Data is named as such
+    (:func:`_float_pixels`), and an image file without pixel data is left out. None when none is."""
+    found: dict[Path, str] = {}
     for file in files:
-        try:
-            header = read_header(file, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "Rows"])
-        except Exception:  # no header to tell it by
+        if series_uid is not None and _empty(file):
+            found[file] = "empty"
             continue
-        if "Rows" in header and series_uid in (None, str(header.get("SeriesInstanceUID", "")).strip()):
-            images.append(file)
-    if not images:
+        kind, header = dicom_tree._kind_and_header(file)
+        if kind not in ("ct", "image", "unreadable"):
+            continue
+        uid = str(header.get("SeriesInstanceUID", "") or "").strip() if header is not None else ""
+        if series_uid is not None and uid and uid != series_uid:  # another series' file
+            continue
+        state = "cut short" if kind == "unreadable" else _pixel_state(file)
+        if state == "float":
+            return _float_pixels([file])
+        if state != "none":
+            found[file] = state
+    if not found:
         return None
-    if reason := _float_pixels(images[:4]):
-        return reason
+    images = list(found)
     named = ", ".join(f.name for f in images[:3]) + (" ..." if len(images) > 3 else "")
+    said = " or ".join(state for state in ("empty", "cut short", "damaged") if state in found.values())
+    what = "file" if "empty" in found.values() else "DICOM image file"
     lack = ("" if series_uid is None else
             f", so the CT would lack {'those slices' if len(images) > 1 else 'that slice'}")
-    return (f"{len(images)} DICOM image file{'s' if len(images) > 1 else ''} in {name} ({named}) cannot be "
-            f"read: cut short or damaged (an interrupted copy or download){lack}; copy or download the "
-            "series again")
+    cause = "an interrupted copy or download" if said != "damaged" else "GDCM cannot parse it"
+    return (f"{len(images)} {what}{'s' if len(images) > 1 else ''} in {name} ({named}) cannot be read: "
+            f"{said} ({cause}){lack}; copy or download the series again")
+
+
+def _empty(file: Path) -> bool:
+    """Whether ``file`` holds no byte (an interrupted copy made it, and nothing arrived)."""
+    try:
+        return file.stat().st_size == 0
+    except OSError:
+        return False
+
+
+#: A pixel element's length that says "up to its delimiter" (encapsulated, compressed frames).
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def _pixel_state(file: Path) -> str:
+    """What a DICOM image file GDCM left out holds: "float" (Float Pixel Data), "none" (no pixel data, the
+    file whole: no slice to miss), "cut short" (its header or its pixel data runs past the file's end: an
+    interrupted copy) or "damaged" (whole, yet unparseable)."""
+    try:
+        ds = read_header(file, defer_size="1 KB")  # the pixel element's place and length, not its values
+        size = file.stat().st_size
+    except Exception:  # an element runs past the end, or the rest is garbage
+        return "cut short"
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        return "float"
+    if "PixelData" not in ds:
+        return "none"
+    raw = ds.get_item("PixelData", keep_deferred=True)  # its place and length, not read
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", 0)
+    if tell is not None and length != UNDEFINED_LENGTH and tell + length > size:
+        return "cut short"
+    return "damaged"
+
+
+def _refuse_cut_short(folder: Path, listed: list[str], series_uid: str) -> None:
+    """LNQError (:func:`_cut_short`) for the files of ``folder`` GDCM did not list (``listed``: the files
+    of its series) that belong to the series ``series_uid``: the one check of :func:`read_dicom` and
+    :func:`dicom_grid`."""
+    if reason := _cut_short(folder.name, dicom_tree.unlisted_files(folder, listed), series_uid):
+        raise LNQError(reason)
+
+
+def _refuse_headerless(files: list[str], headers: list, name: str) -> None:
+    """LNQError for a slice GDCM lists whose header cannot be read (:func:`_series_slices`' None): read
+    without it, the checks of the series' headers (scouts, copies, rescales read in float, padding) would be
+    skipped without a word, and HU of later slices could wrap."""
+    for file, header in zip(files, headers, strict=True):
+        if header is None:
+            raise LNQError(f"the header of {Path(file).name} in {name} cannot be read, although it is "
+                           "listed as a slice of the DICOM series (damaged, or an encoding lnq-napari does "
+                           "not read); re-export the series from the PACS or scanner, or convert it to NRRD "
+                           "or NIfTI")
 
 
 def _no_ct_image(path: Path) -> str:
@@ -556,6 +619,19 @@ def _check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str) -> N
                        "gantry tilt)")
 
 
+def _set_file_names(reader, files: list[str], folder: Path) -> None:
+    """``reader.SetFileNames(files)``; LNQError naming a file whose name is no UTF-8 text (a Latin-1 name
+    from an old CD or a Windows share), which SimpleITK cannot pass to GDCM (a TypeError traceback)."""
+    for file in files:
+        try:
+            file.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = Path(file).name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise LNQError(f"the file name '{shown}' in {folder.name} is not UTF-8 text, which the DICOM "
+                           "reader (GDCM) cannot open; rename the file (letters and digits only)") from None
+    reader.SetFileNames(files)
+
+
 def _execute_series(reader, folder: Path):
     """``reader.Execute()`` of a SimpleITK series reader, ITK's own warnings silenced (the slice check
     that follows says what is wrong, in one line); a failure is a one-line LNQError."""
@@ -580,7 +656,9 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
-    files, headers = _series_slices(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    listed = list(reader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    _refuse_cut_short(folder, listed, series_uid)  # as :func:`read_dicom` refuses it
+    files, headers = _series_slices(listed)
     head = _first_file_header(files[0]) if files else FileHeader()
     if len(files) == 1 and _enhanced(head.sop_class, head.frames):  # its frames place it
         raw = _read_enhanced(Path(files[0]), folder.name, pixels=False)
@@ -588,7 +666,7 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
         zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
         return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
     _check_dicom_slices(_header_slice_tags(files, headers), folder.name)  # the stack the ends stand for
-    reader.SetFileNames([files[0], files[-1]] if len(files) > 2 else files)
+    _set_file_names(reader, [files[0], files[-1]] if len(files) > 2 else files, folder)
     reader.SetImageIO("GDCMImageIO")  # as :func:`read_dicom` reads the series
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)

@@ -17,9 +17,10 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io.dicom_headers import (
+    HEAD_BYTES,
     SEG_SOP_CLASSES,
     SLICE_TAGS,
-    bare_dataset,
+    bare_sop_class,
     is_ct_image,
     is_ct_modality,
     is_localizer_volume,
@@ -77,7 +78,7 @@ def _kind_and_header(path: Path) -> tuple[str | None, object]:
         return None, None
     try:
         with collected_warnings():  # dropped: pydicom's notes on garbage ("Expected implicit VR ...")
-            header = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=KIND_TAGS)
+            header = read_header(path, force=True, stop_before_pixels=True, specific_tags=KIND_TAGS)
     except Exception:  # garbage after a DICOM name or preamble
         return "unreadable", None
     sop_class = str(header.get("SOPClassUID", "") or "")
@@ -474,18 +475,17 @@ def _holds_dicom(folder: Path, look_at: int = 4) -> bool:
 
 def _dicom_file(path: Path) -> bool:
     """Whether ``path`` is a DICOM file: by name or magic, else a dataset written without the 128-byte
-    preamble (:func:`.dicom_headers.bare_dataset`: older exports, a bare implicit-VR dataset with no
-    extension) that has a SOP Class UID."""
-    if Path(path).name.lower().endswith(DICOM_SUFFIXES) or has_dicom_magic(path):
+    preamble (:func:`.dicom_headers.bare_start`: older exports, a bare implicit-VR dataset with no
+    extension) that has a SOP Class UID in its first bytes (:func:`.dicom_headers.bare_sop_class`: a large
+    GIPL or raw volume that only starts like one is not walked to its end). The file is opened once."""
+    if Path(path).name.lower().endswith(DICOM_SUFFIXES):
         return True
-    if not bare_dataset(path):
-        return False
     try:
-        with collected_warnings():  # dropped: pydicom's notes on a file that is no DICOM
-            ds = read_header(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-    except Exception:  # not DICOM at all
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+            return head[128:132] == b"DICM" or bool(bare_sop_class(head, handle))
+    except OSError:
         return False
-    return bool(str(ds.get("SOPClassUID", "")).strip())
 
 
 def _not_a_ct_image(folder: Path) -> bool:
