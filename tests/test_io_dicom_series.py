@@ -1047,6 +1047,30 @@ def test_an_enhanced_ct_without_the_preamble_reads_as_its_slices(tmp_path, enhan
     np.testing.assert_allclose(grid.spacing + grid.origin, classic.spacing + classic.origin, atol=1e-4)
 
 
+def test_the_grid_of_an_enhanced_ct_without_the_preamble_reads_no_pixel(tmp_path, enhanced_ct, monkeypatch):
+    """The grid alone of an enhanced CT saved without the preamble (a SEG placed on it) read the whole file,
+    every frame's pixels (hundreds of MB for a chest CT), for its geometry."""
+    from lnq_napari.io import dicom_series
+
+    folder = enhanced_ct(tmp_path / "ct", order=[2, 0, 1])
+    uid = str(pydicom.dcmread(folder / "IM0000.dcm").SeriesInstanceUID)
+    _bare(folder / "IM0000.dcm", folder / "00000001", implicit=False)
+    whole: list[str] = []
+    read_header = dicom_series.read_header
+
+    def counted(path, *args, **kwargs):
+        if not kwargs.get("stop_before_pixels"):
+            whole.append(Path(path).name)
+        return read_header(path, *args, **kwargs)
+
+    monkeypatch.setattr(dicom_series, "read_header", counted)
+    grid = dicom_series.dicom_grid(folder, uid)
+    assert grid.shape == read_volume(folder).shape
+    whole.clear()
+    dicom_series.dicom_grid(folder, uid)
+    assert whole == []
+
+
 @pytest.mark.parametrize("cut", [0, 4, VOLUME_SLICES - 1])
 def test_a_slice_cut_short_by_an_interrupted_copy_is_named(tmp_path, cut):
     """A slice file cut short (an interrupted copy or download; its header whole, its pixels not): GDCM

@@ -93,18 +93,20 @@ def bare_sop_class(head: bytes, handle) -> str:
 
 
 def read_header(path, force: bool = False, **options):
-    """The pydicom dataset of a DICOM file, with its preamble or without (:func:`bare_start`, read by
-    force; ``force``: whatever it starts with), its transfer syntax the encoding it was read in when it has
-    no file meta (so that its pixels decode), the file opened once: the one reader of the headers of a
-    CT's files. ``options`` go to ``pydicom.dcmread`` (``stop_before_pixels``, ``specific_tags`` ...);
-    raises what it raises for a file that is no DICOM."""
+    """The pydicom dataset of a DICOM file, with its preamble or without (a :func:`bare_start` with a SOP
+    class in its first bytes, :func:`bare_sop_class`, read by force; ``force``: whatever it starts with),
+    its transfer syntax the encoding it was read in when it has no file meta (so that its pixels decode),
+    the file opened once: the one reader of the headers of a CT's files. ``options`` go to
+    ``pydicom.dcmread`` (``stop_before_pixels``, ``specific_tags`` ...); raises what it raises for a file
+    that is no DICOM."""
     import pydicom
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     with open(path, "rb") as handle:
         head = handle.read(HEAD_BYTES)
+        force = force or bool(bare_sop_class(head, handle))  # a large file only starting so: not walked
         handle.seek(0)
-        dataset = pydicom.dcmread(handle, force=force or bare_start(head), **options)
+        dataset = pydicom.dcmread(handle, force=force, **options)
     if "TransferSyntaxUID" not in dataset.file_meta:  # no file meta (bare, or a preamble without it)
         implicit, little = dataset.original_encoding
         dataset.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else \

@@ -467,8 +467,10 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
 
     fix = "convert it, e.g. with dcm2niix to NIfTI, or re-export the series"
     try:
-        image = highdicom.Image.from_dataset(read_header(file), copy=False) if bare_dataset(file) \
-            else highdicom.imread(file, lazy_frame_retrieval=True)  # imread reads none without the preamble
+        if bare_dataset(file):  # highdicom's imread reads none without the preamble; its pixels if asked
+            image = highdicom.Image.from_dataset(read_header(file, stop_before_pixels=not pixels), copy=False)
+        else:
+            image = highdicom.imread(file, lazy_frame_retrieval=True)
         geometry = image.get_volume_geometry()
     except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError for such headers
         raise LNQError(f"{name}: the header of its enhanced (multi-frame) DICOM CT cannot be read "
