@@ -134,6 +134,70 @@ def test_a_model_of_two_channels_or_an_empty_checkpoint_is_one_line(nnunet_model
             NnUNetPredictor(bad, device="cpu")
 
 
+def _relabelled(model: Path, root: Path, labels: dict, configuration: str | None = None, **extra) -> Path:
+    """A tiny model folder like ``model`` whose dataset.json has ``labels`` (and ``extra``), its network
+    built for them by nnU-Net's own builder (as many outputs as the labels make)."""
+    import json
+
+    from lnq_napari.nnunet import tiny
+
+    plans = json.loads((model / "plans.json").read_text())
+    if configuration is not None:  # a cascade's second stage after a first one
+        base = plans["configurations"]["3d_fullres"]
+        plans["configurations"]["3d_lowres"] = dict(base, next_stage=configuration)
+        plans["configurations"][configuration] = {"inherits_from": "3d_fullres",
+                                                  "previous_stage": "3d_lowres"}
+    dataset = json.loads((model / "dataset.json").read_text()) | {"labels": labels, **extra}
+    root.mkdir()
+    (root / "plans.json").write_text(json.dumps(plans))
+    (root / "dataset.json").write_text(json.dumps(dataset))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tiny, "CONFIGURATION", configuration or tiny.CONFIGURATION)
+        return tiny.write_model_folder(root / "plans.json", root / "dataset.json", root / "results")
+
+
+@pytest.mark.parametrize("labels, extra, channel", [
+    ({"background": 0, "vessel": 1, "lymph_node": 2}, {}, 2),
+    ({"background": 0, "LN": 1, "ignore": 2}, {}, 1),
+    ({"background": 0, "lymph_node": 1, "nodes_and_vessels": [1, 2]}, {"regions_class_order": [1, 2]}, 0),
+])
+def test_the_node_probability_is_the_channel_dataset_json_names(nnunet_model, odd_grid_ct, tmp_path, labels,
+                                                                extra, channel):
+    """A researcher's own labels: the node label at 2 beside a vessel label, named "LN", or region-based
+    (sigmoid outputs, one per region, no background channel): the probability is nnU-Net's own output of
+    the node label (channel 1 was taken regardless: a vessel or another region's map as the nodes)."""
+    folder = _relabelled(nnunet_model[1], tmp_path / "m", labels, **extra)
+    predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
+    ct = odd_grid_ct
+    _, own = predictor._nnunet.predict_single_npy_array(
+        np.asarray(ct.array, dtype=np.float32)[None], {"spacing": list(ct.spacing_zyx)}, None, None, True)
+    assert own.shape[0] == (2 if extra else len(labels) - ("ignore" in labels))
+    np.testing.assert_allclose(predictor.predict(ct).probabilities.array, own[channel], atol=1e-6)
+
+
+@pytest.mark.parametrize("labels, message", [
+    ({"background": 0, "vessel": 1}, r"no label named lymph_node .*rename the lymph-node label"),
+    ({"background": 0, "node": 1, "LN": 2}, r"several labels that could be the lymph nodes \(node, LN\)"),
+])
+def test_labels_naming_no_single_node_label_are_one_line(nnunet_model, tmp_path, capsys, labels, message):
+    folder = _relabelled(nnunet_model[1], tmp_path / "m", labels)
+    with pytest.raises(LNQError, match=message):
+        NnUNetPredictor(folder, device="cpu")
+    ct = sorted(nnunet_model[0].glob("*-ct.nrrd"))[0]
+    assert main(["predict", str(ct), "-o", str(tmp_path / "out"), "--model", f"nnunet:{folder}"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_cascade_second_stage_is_refused_in_one_line(nnunet_model, tmp_path):
+    """Its network takes the first stage's segmentation besides the CT: it failed on the first tile with
+    a traceback from inside the network."""
+    folder = _relabelled(nnunet_model[1], tmp_path / "m", {"background": 0, "lymph_node": 1, "ignore": 2},
+                         configuration="3d_cascade_fullres")
+    with pytest.raises(LNQError, match="second stage of a cascade .*give the 3d_lowres model folder"):
+        NnUNetPredictor(folder, device="cpu")
+
+
 def test_find_nodes_and_cli_predict_with_an_nnunet_model(nnunet_model, tmp_path, capsys):
     data, folder = nnunet_model
     ct_path = sorted(data.glob("*-ct.nrrd"))[0]

@@ -2,8 +2,9 @@
 
 nnU-Net's own ``nnUNetPredictor`` does the preprocessing (its plans' spacing and CT normalisation),
 the sliding window (tile step, Gaussian blending, mirroring, fold ensemble) and the way back to the CT
-grid; the lymph-node probability (softmax of label 1) then goes through our post-processing, so
-suggestions, the node table and workspace ranking work unchanged. The CT array is given in the order
+grid; the lymph-node probability (the output channel dataset.json's labels give it: :mod:`~lnq_napari.
+nnunet.labels`) then goes through our post-processing, so suggestions, the node table and workspace
+ranking work unchanged. The CT array is given in the order
 the reader returns it, which is the order nnU-Net's SimpleITKIO reads from an exported dataset.
 """
 
@@ -25,6 +26,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
 from lnq_napari.nnunet.deps import require_nnunet
+from lnq_napari.nnunet.labels import node_channel
 from lnq_napari.per_ct import region_of
 
 
@@ -78,6 +80,8 @@ class NnUNetPredictor:
         self.device = resolve_device(device)
         self.config = ModelConfig(inference=inf, version=self.version)
         _check_one_channel(self.path)  # before loading: a CT + PET network fails deep inside otherwise
+        # the lymph node's output channel, as nnU-Net's label manager lays the outputs out
+        self.channel = node_channel(json.loads((self.path / "dataset.json").read_text()), self.path)
         cls = _tracked_predictor_class()
         cuda = self.device.type == "cuda"
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints that CPU runs keep data on the CPU
@@ -98,10 +102,7 @@ class NnUNetPredictor:
             raise LNQError(f"cannot load the nnU-Net model {self.path} ({type(exc).__name__}: {why}); check "
                            "the folder was written by nnUNetv2_train with this nnunetv2 (an empty or damaged "
                            "checkpoint: copy it again)") from exc
-        labels = self._nnunet.dataset_json.get("labels", {})
-        if labels.get("lymph_node", labels.get("lymphnode")) != 1:
-            raise LNQError(f"the nnU-Net model {self.path} has no label 1 'lymph_node' in its dataset.json "
-                           f"(labels {labels}); train it on a dataset from `lnq-napari export-nnunet`")
+        _check_one_stage(self.path, self._nnunet.configuration_manager)
 
     def predict(self, ct: Volume, progress: Callable[[float, str], None] | None = None,
                 cancel: Callable[[], bool] | None = None, region: bool = True) -> Prediction:
@@ -128,7 +129,7 @@ class NnUNetPredictor:
         finally:
             self._nnunet.tick = None
         step(0.9, "post-processing")
-        prob = np.clip(np.asarray(probabilities[1], dtype=np.float32), 0.0, 1.0)
+        prob = np.clip(np.asarray(probabilities[self.channel], dtype=np.float32), 0.0, 1.0)
         if prob.shape != ct.shape:
             raise LNQError(f"nnU-Net returned shape {prob.shape} for a CT of shape {ct.shape}; check the "
                            "model's plans (transpose) match how it was trained")
@@ -152,3 +153,13 @@ def _check_one_channel(folder: Path) -> None:
         raise LNQError(f"the nnU-Net model {folder} takes {len(channels)} input channels "
                        f"({', '.join(map(str, channels.values()))}); lnq-napari gives it the CT alone: "
                        "use a model trained on CT only (`lnq-napari export-nnunet`)")
+
+
+def _check_one_stage(folder: Path, configuration) -> None:
+    """LNQError when the model is a cascade's second stage (it takes the first stage's segmentation as
+    input besides the CT; without it the network fails on its first tile)."""
+    previous = getattr(configuration, "previous_stage_name", None)
+    if previous:
+        raise LNQError(f"the nnU-Net model {folder} is the second stage of a cascade (it needs the "
+                       f"{previous} model's segmentation as input); give the {previous} model folder, or a "
+                       "3d_fullres one")

@@ -1,0 +1,84 @@
+"""Which output channel of an nnU-Net model is the lymph node, read from its ``dataset.json`` labels the
+way nnU-Net's ``LabelManager`` lays out its outputs. Needs no nnunetv2.
+
+A model trained on ``lnq-napari export-nnunet`` has ``{"background": 0, "lymph_node": 1, "ignore": 2}``;
+a researcher's own may name the label otherwise ("LN", "lymph node", "node"), give it another value
+(``{"background": 0, "vessel": 1, "lymph_node": 2}``) or be region-based (sigmoid outputs, one per
+region, in the order of ``labels``, no background channel). Taking channel 1 regardless gave another
+structure's (or region's) probability as the nodes without a word.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lnq_napari.errors import LNQError
+
+NODE = "lymph_node"  # the name lnq-napari's export gives the label
+#: Names (lower case, runs of spaces, '-' and '_' as one '_') taken as the lymph-node label.
+NODE_NAMES = ("lymph_node", "lymph_nodes", "lymphnode", "lymphnodes", "ln", "lns", "node", "nodes",
+              "mediastinal_lymph_node", "mediastinal_lymph_nodes")
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[\s_-]+", "_", str(name).strip().lower())
+
+
+def has_regions(labels: dict) -> bool:
+    """True when the labels are region-based (nnU-Net: a value that is a list of more than one label)."""
+    return any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
+
+
+def node_label(labels: dict, folder: str | Path) -> str:
+    """The name of the lymph-node label among ``labels`` (``dataset.json`` of the model ``folder``):
+    ``lymph_node``, else the one label named like it (:data:`NODE_NAMES`); LNQError when none or several."""
+    if NODE in labels:
+        return NODE
+    found = [k for k in labels if k != "ignore" and _normal(k) in NODE_NAMES]
+    if len(found) == 1:
+        return found[0]
+    what = f"several labels that could be the lymph nodes ({', '.join(found)})" if found else \
+        "no label named lymph_node"
+    raise LNQError(f"the nnU-Net model {folder} has {what} in its dataset.json (labels {labels}); rename "
+                   f"the lymph-node label to \"{NODE}\" in {Path(folder) / 'dataset.json'} (nnU-Net reads "
+                   "no other meaning from the names)")
+
+
+def node_channel(dataset: dict, folder: str | Path) -> int:
+    """The index of the lymph-node probability among the model's outputs (nnU-Net's ``LabelManager``
+    order: a softmax channel per label value, or a sigmoid channel per region in the order of ``labels``
+    without background and ``ignore``); LNQError when the labels name no lymph node or it is background."""
+    labels = dataset.get("labels") if isinstance(dataset, dict) else None
+    if not isinstance(labels, dict) or not labels:
+        raise LNQError(f"the nnU-Net model {folder} has no labels in its dataset.json; copy dataset.json "
+                       "again from the folder nnUNetv2_train wrote")
+    name = node_label(labels, folder)
+    value = labels[name]
+    if has_regions(labels) and not _is_background(value):
+        return [k for k, v in labels.items() if k != "ignore" and not _is_background(v)].index(name)
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if not has_regions(labels) and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise LNQError(f"the nnU-Net model {folder} gives the lymph-node label '{name}' the value {value!r} in "
+                   "its dataset.json (background or not a label); give it its own label value")
+
+
+def _is_background(value) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return all(v == 0 for v in values)
+
+
+def same_as_export(dataset: dict) -> bool:
+    """True when the model's outputs are laid out as those of a model trained on ``export-nnunet``'s labels
+    (background, lymph node at 1, an optional ``ignore``): a fine-tune may keep its output layer."""
+    labels = dataset.get("labels") if isinstance(dataset, dict) else None
+    if not isinstance(labels, dict) or has_regions(labels):
+        return False
+    try:
+        name = node_label(labels, "")
+    except LNQError:
+        return False
+    rest = {k: v for k, v in labels.items() if k not in ("ignore", name)}
+    return labels[name] in (1, [1]) and rest == {"background": 0}
