@@ -4,8 +4,9 @@ The corrected cases are split as our fine-tune splits them (:func:`~lnq_napari.f
 split_cases`: a fixed share held out by hashed case id; with fewer than two corrected cases the training
 corrections double as validation). The training corrections (by the correction rules) and the other
 cases as replay (their original labels) are exported without the held-out cases, the parent's plans
-reused, and one fold trained through nnU-Net's own trainer with the parent's weights as pretrained
-weights (:func:`~lnq_napari.nnunet.train.train_fold`, a subprocess with progress and Cancel).
+reused, and one fold trained through nnU-Net's own trainer from the parent's weights, its output layer
+too when its labels are the export's (nnU-Net's pretraining route starts that layer afresh)
+(:func:`~lnq_napari.nnunet.train.train_fold`, a subprocess with progress and Cancel).
 
 The candidate, its parent and the lineage's original model are then judged on the held-out corrections
 (:func:`~lnq_napari.finetuning.validation.version_figures`: the parent's stored predictions reused, and
@@ -86,6 +87,7 @@ from lnq_napari.nnunet.export import (
     free_dataset_id,
     used_dataset_ids,
 )
+from lnq_napari.nnunet.labels import same_as_export
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.per_ct import kept_per_ct
@@ -239,6 +241,7 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
     trained = train_fold(exported.folder, work / "nnUNet_preprocessed", work / "nnUNet_results", fold=FOLD,
                          iterations=iterations, epochs=epochs,
                          pretrained=model.checkpoint_path(model.folds[0]), device=device, plans=plans_name,
+                         keep_output=same_as_export(json.loads((model.path / "dataset.json").read_text())),
                          configuration=configuration, progress=_stage(progress, 0.2, 1.0), cancel=cancel)
     return exported, trained
 

@@ -30,12 +30,14 @@ _EPOCH = re.compile(r"Epoch (\d+)\s*$")  # nnU-Net's log line "<time>: Epoch N"
 def train_fold(
     dataset_folder: str | Path, preprocessed: str | Path, results: str | Path, fold: str = "all",
     iterations: int = 250, epochs: int = 1, val_iterations: int = 1, pretrained: str | Path | None = None,
-    device: str = "cpu", plans: str = PLANS, configuration: str = CONFIGURATION,
+    keep_output: bool = False, device: str = "cpu", plans: str = PLANS, configuration: str = CONFIGURATION,
     progress: Callable[[float, str], None] | None = None, cancel: Callable[[], bool] | None = None,
 ) -> Path:
     """Preprocess (once) and train one fold of a planned dataset; returns the model folder.
 
-    The dataset must be planned (``<plans>.json`` in ``<preprocessed>/<dataset>``). Runs in a
+    The dataset must be planned (``<plans>.json`` in ``<preprocessed>/<dataset>``). ``pretrained``: a
+    checkpoint to start from, without its output layers (nnU-Net's pretraining route, for another label
+    set) unless ``keep_output`` (the same labels: a fine-tune starts from the very model). Runs in a
     subprocess; ``cancel`` stops it (Cancelled), a failure is an LNQError with nnU-Net's last line.
     """
     require_nnunet("training an nnU-Net model")
@@ -43,7 +45,8 @@ def train_fold(
     job = {"parent": os.getpid(), "dataset": dataset_folder.name, "fold": str(fold),
            "iterations": int(iterations), "epochs": int(epochs), "val_iterations": int(val_iterations),
            "device": device, "plans": plans, "configuration": configuration,
-           "pretrained": None if pretrained is None else str(Path(pretrained).resolve())}
+           "pretrained": None if pretrained is None else str(Path(pretrained).resolve()),
+           "keep_output": bool(keep_output)}
     env = {**os.environ, "nnUNet_raw": str(dataset_folder.parent),
            "nnUNet_preprocessed": str(Path(preprocessed).resolve()),
            "nnUNet_results": str(Path(results).resolve()), "nnUNet_n_proc_DA": "0",
@@ -125,7 +128,23 @@ def _main(job: dict) -> None:
     if job["pretrained"]:
         trainer.initialize()
         load_pretrained_weights(trainer.network, job["pretrained"], verbose=False)
+        if job.get("keep_output"):
+            _load_output_layers(trainer.network, job["pretrained"])
     trainer.run_training()
+
+
+def _load_output_layers(network, checkpoint: str) -> None:
+    """Copy the checkpoint's output layers (nnU-Net's ``seg_layers``, which its pretraining route leaves
+    freshly initialised) into ``network`` where their shapes match: the fine-tune starts from the parent
+    itself, not from its features under a random output layer."""
+    import torch
+
+    module = getattr(network, "module", network)  # DDP
+    module = getattr(module, "_orig_mod", module)  # torch.compile
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    own = module.state_dict()
+    heads = {k: v for k, v in saved.items() if ".seg_layers." in k and k in own and own[k].shape == v.shape}
+    module.load_state_dict({**own, **heads})
 
 
 if __name__ == "__main__":
