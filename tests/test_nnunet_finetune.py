@@ -546,3 +546,48 @@ def test_a_save_does_not_wait_for_the_candidate_being_copied_in(finetuned, monke
         registering.join(30)
     assert ws.journal("correction")[-1]["version"] == saved
     assert ws.registry.check(done[0].new_version)
+
+
+def _unusable(folder: Path, root: Path, what: str) -> Path:
+    """A copy of the tiny model that lnq-napari cannot predict with: a CT + PET input, no node label, or
+    (renamed and re-planned) a cascade's second stage."""
+    import shutil
+
+    name = NAME.replace("3d_fullres", "3d_cascade_fullres") if what == "cascade" else NAME
+    copy = Path(shutil.copytree(folder, root / what / name))
+    dataset, plans = (json.loads((copy / f).read_text()) for f in ("dataset.json", "plans.json"))
+    if what == "two channels":
+        dataset["channel_names"] = {"0": "CT", "1": "PET"}
+    elif what == "no node label":
+        dataset["labels"] = {"background": 0, "vessel": 1, "ignore": 2}
+    else:
+        plans["configurations"]["3d_cascade_fullres"] = {"inherits_from": "3d_fullres",
+                                                         "previous_stage": "3d_lowres"}
+    (copy / "dataset.json").write_text(json.dumps(dataset))
+    (copy / "plans.json").write_text(json.dumps(plans))
+    return copy
+
+
+@pytest.mark.parametrize("what, message", [("two channels", "takes 2 input channels"),
+                                           ("no node label", "no label named lymph_node"),
+                                           ("cascade", "second stage of a cascade")])
+def test_a_model_lnq_napari_cannot_predict_with_is_not_registered(nnunet_model, tmp_path, capsys, what,
+                                                                   message):
+    """It was copied in and registered (a version, m001) by finetune-nnunet, ``workspace init --model`` and
+    ``workspace activate``, then refused at its first prediction; the message named the workspace's copy
+    and told the user to edit its dataset.json (which its recorded sha256 then refused)."""
+    data, folder = nnunet_model
+    bad = _unusable(folder, tmp_path, what)
+    ws = Workspace.init(tmp_path / "ws", data)
+    _correct(ws, ws.case_ids()[1])
+    before = ws.registry.file.read_bytes() if ws.registry.file.exists() else None
+    for argv in (["finetune-nnunet", "--workspace", str(ws.root), "--model", f"nnunet:{bad}"],
+                 ["workspace", "activate", str(ws.root), f"nnunet:{bad}"],
+                 ["workspace", "init", str(tmp_path / "new"), "--data", str(data),
+                  "--model", f"nnunet:{bad}"]):
+        assert main(argv) != 0, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and str(bad) in err and "\n" not in err and "Traceback" not in err, argv
+    assert ws.models() == [] and not any((ws.root / "models").glob("m*"))
+    assert (ws.registry.file.read_bytes() if ws.registry.file.exists() else None) == before
+    assert not (tmp_path / "new").exists()

@@ -314,7 +314,8 @@ def _nnunet_model(folder, folds=("0", "1")):
     """A stand-in nnU-Net trained model folder: plans.json, dataset.json, fold checkpoints, a training log."""
     folder.mkdir(parents=True)
     (folder / "plans.json").write_text(json.dumps({"plans_name": "nnUNetPlans"}))
-    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0}}))
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"},
+                                                     "labels": {"background": 0, "lymph_node": 1}}))
     for fold in folds:
         (folder / f"fold_{fold}").mkdir()
         (folder / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(f"weights {fold}".encode())

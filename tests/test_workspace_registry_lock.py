@@ -33,7 +33,8 @@ def ws(tmp_path, monkeypatch):
 def _nnunet_model(folder, tag: str):
     folder.mkdir(parents=True)
     (folder / "plans.json").write_text(json.dumps({"plans_name": "nnUNetPlans"}))
-    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0}}))
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"},
+                                                     "labels": {"background": 0, "lymph_node": 1}}))
     for fold in ("0", "1"):
         (folder / f"fold_{fold}").mkdir()
         (folder / f"fold_{fold}" / "checkpoint_final.pth").write_bytes(f"{tag} weights {fold}".encode())

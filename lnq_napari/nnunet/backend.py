@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
 from lnq_napari.nnunet.deps import require_nnunet
-from lnq_napari.nnunet.labels import node_channel
+from lnq_napari.nnunet.labels import check_usable
 from lnq_napari.per_ct import region_of
 
 
@@ -79,9 +78,9 @@ class NnUNetPredictor:
         self.version: str = self.model.version
         self.device = resolve_device(device)
         self.config = ModelConfig(inference=inf, version=self.version)
-        _check_one_channel(self.path)  # before loading: a CT + PET network fails deep inside otherwise
-        # the lymph node's output channel, as nnU-Net's label manager lays the outputs out
-        self.channel = node_channel(json.loads((self.path / "dataset.json").read_text()), self.path)
+        # before loading: a CT + PET network or a cascade's second stage fails deep inside otherwise; the
+        # lymph node's output channel, as nnU-Net's label manager lays the outputs out
+        self.channel = check_usable(self.path)
         cls = _tracked_predictor_class()
         cuda = self.device.type == "cuda"
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints that CPU runs keep data on the CPU
@@ -143,21 +142,10 @@ class NnUNetPredictor:
         return Prediction(ct.with_array(prob, **meta), ct.with_array(mask, **meta), self.version, region_mask)
 
 
-def _check_one_channel(folder: Path) -> None:
-    """LNQError when the model in ``folder`` takes more (or fewer) inputs than the CT alone."""
-    try:
-        channels = json.loads((folder / "dataset.json").read_text()).get("channel_names", {})
-    except (OSError, ValueError, AttributeError):
-        return  # nnU-Net's loader names what is wrong with the file
-    if len(channels) != 1:
-        raise LNQError(f"the nnU-Net model {folder} takes {len(channels)} input channels "
-                       f"({', '.join(map(str, channels.values()))}); lnq-napari gives it the CT alone: "
-                       "use a model trained on CT only (`lnq-napari export-nnunet`)")
-
-
 def _check_one_stage(folder: Path, configuration) -> None:
     """LNQError when the model is a cascade's second stage (it takes the first stage's segmentation as
-    input besides the CT; without it the network fails on its first tile)."""
+    input besides the CT; without it the network fails on its first tile): the configuration its
+    checkpoint names, whatever its folder is called."""
     previous = getattr(configuration, "previous_stage_name", None)
     if previous:
         raise LNQError(f"the nnU-Net model {folder} is the second stage of a cascade (it needs the "

@@ -1,5 +1,6 @@
-"""Which output channel of an nnU-Net model is the lymph node, read from its ``dataset.json`` labels the
-way nnU-Net's ``LabelManager`` lays out its outputs. Needs no nnunetv2.
+"""What lnq-napari can use of an nnU-Net model folder, from its ``dataset.json`` and ``plans.json``: which
+output channel is the lymph node (the way nnU-Net's ``LabelManager`` lays out its outputs), and whether
+the CT alone is its input. Needs no nnunetv2.
 
 A model trained on ``lnq-napari export-nnunet`` has ``{"background": 0, "lymph_node": 1, "ignore": 2}``;
 a researcher's own may name the label otherwise ("LN", "lymph node", "node"), give it another value
@@ -10,6 +11,7 @@ structure's (or region's) probability as the nodes without a word.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -82,3 +84,42 @@ def same_as_export(dataset: dict) -> bool:
         return False
     rest = {k: v for k, v in labels.items() if k not in ("ignore", name)}
     return labels[name] in (1, [1]) and rest == {"background": 0}
+
+
+def check_usable(folder: str | Path) -> int:
+    """The lymph-node output channel of the nnU-Net model ``folder`` (:func:`node_channel`); LNQError when
+    lnq-napari cannot predict with it: more input channels than the CT, no single node label, or a
+    cascade's second stage (its input holds the first stage's segmentation too). Checked before a model is
+    loaded or adopted into a workspace (it was registered, then refused at its first prediction)."""
+    folder = Path(folder)
+    try:
+        dataset = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        plans = json.loads((folder / "plans.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LNQError(f"{folder} holds no readable dataset.json and plans.json ({exc}); copy them again "
+                       "from the folder nnUNetv2_train wrote") from exc
+    channels = dataset.get("channel_names", {}) if isinstance(dataset, dict) else {}
+    if len(channels) != 1:
+        raise LNQError(f"the nnU-Net model {folder} takes {len(channels)} input channels "
+                       f"({', '.join(map(str, channels.values()))}); lnq-napari gives it the CT alone: "
+                       "use a model trained on CT only (`lnq-napari export-nnunet`)")
+    previous = previous_stage(plans, folder.name.split("__")[-1])
+    if previous:
+        raise LNQError(f"the nnU-Net model {folder} is the second stage of a cascade (it needs the "
+                       f"{previous} model's segmentation as input); give the {previous} model folder, or a "
+                       "3d_fullres one")
+    return node_channel(dataset, folder)
+
+
+def previous_stage(plans: dict, configuration: str) -> str | None:
+    """The configuration whose segmentation ``configuration`` of ``plans`` takes as input (a cascade's
+    second stage, ``previous_stage`` here or in what it inherits from), else None."""
+    configurations = plans.get("configurations", {}) if isinstance(plans, dict) else {}
+    seen: set[str] = set()
+    while isinstance(configurations.get(configuration), dict) and configuration not in seen:
+        seen.add(configuration)
+        config = configurations[configuration]
+        if config.get("previous_stage"):
+            return str(config["previous_stage"])
+        configuration = config.get("inherits_from")
+    return None
