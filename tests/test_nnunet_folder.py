@@ -3,6 +3,7 @@ place that takes a model; no nnunetv2 needed."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from lnq_napari.model.nnunet_folder import (
     NnunetModelSpec,
     NnunetOptions,
     model_spec,
+    open_model,
     parse_model_string,
     parse_options,
 )
@@ -132,3 +134,23 @@ def test_options_are_compared_as_they_take_effect(tmp_path):
     assert effective_options(tmp_path / "nowhere", NO_OPTIONS) == NO_OPTIONS
     with pytest.raises(LNQError, match=r"lacks fold\(s\) 1 \(checkpoint_best.pth\)"):
         effective("checkpoint=checkpoint_best.pth&folds=1")
+
+
+def test_a_folder_above_or_below_a_model_folder_names_the_model_folder(tmp_path):
+    """The dataset folder, nnUNet_results or a fold_<k> folder given for the model folder: the error names
+    the folder to give (it said only nnU-Net's layout)."""
+    import json
+
+    model = tmp_path / "nnUNet_results" / "Dataset501_LNQ" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (model / "fold_2").mkdir(parents=True)
+    (model / "fold_2" / "checkpoint_final.pth").write_bytes(b"w")
+    for name in ("plans.json", "dataset.json"):
+        (model / name).write_text(json.dumps({}))
+    for given in (model.parent, model.parent.parent):
+        with pytest.raises(LNQError, match=f"give a model folder below it: {re.escape(str(model))}$"):
+            open_model(f"nnunet:{given}")
+    with pytest.raises(LNQError, match=rf"it is a fold of the model folder {re.escape(str(model))}: give "
+                                       r"that folder \(add \?folds=2 for this fold alone\)"):
+        open_model(model / "fold_2")
+    with pytest.raises(LNQError, match="give nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<config"):
+        open_model(tmp_path)

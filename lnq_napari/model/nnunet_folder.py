@@ -235,7 +235,7 @@ def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> N
                        "(nnUNet_results/DatasetNNN_X/nnUNetTrainer__nnUNetPlans__3d_fullres)")
     if not is_nnunet_folder(path):
         raise LNQError(f"{path} is not an nnU-Net trained model folder (no plans.json and dataset.json); "
-                       "give nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>")
+                       + _where_the_model_is(path))
     for name in ("plans.json", "dataset.json"):  # else nnU-Net's loader fails and the checkpoint is blamed
         try:
             if not isinstance(json.loads((path / name).read_text(encoding="utf-8")), dict):
@@ -245,6 +245,22 @@ def open_model(model: str | Path, folds=None, checkpoint: str = CHECKPOINT) -> N
                            "nnUNetv2_train wrote") from exc
     chosen = chosen_folds(path, folds, checkpoint)
     return NnUNetModel(path, chosen, checkpoint, content_digest(path, chosen, checkpoint))
+
+
+def _where_the_model_is(path: Path) -> str:
+    """What to give instead of ``path``, a folder near a model folder: a fold folder's parent with that
+    fold, the model folders below a dataset or results folder, else nnU-Net's layout."""
+    fold = path.name[len("fold_"):] if path.name.startswith("fold_") else None
+    if fold and is_nnunet_folder(path.parent):
+        return f"it is a fold of the model folder {path.parent}: give that folder (add ?folds={fold} for " \
+               "this fold alone)"
+    below = sorted(p.parent for pattern in ("*/plans.json", "*/*/plans.json") for p in path.glob(pattern)
+                   if is_nnunet_folder(p.parent))
+    if below:
+        more = f" and {len(below) - 3} more" if len(below) > 3 else ""
+        names = ", ".join(str(p) for p in below[:3]) + more
+        return f"give a model folder below it: {names}"
+    return "give nnUNet_results/DatasetNNN_X/<trainer>__<plans>__<configuration>"
 
 
 def chosen_folds(path: Path, folds=None, checkpoint: str = CHECKPOINT) -> tuple[str, ...]:
