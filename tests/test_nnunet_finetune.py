@@ -392,6 +392,14 @@ def test_a_step_holds_the_parent_and_fine_tuned_weights_mixed(finetuned, tmp_pat
     saved["network_weights"].pop(moved[0])
     torch.save(saved, other / f"fold_{parent.folds[0]}" / "checkpoint_final.pth")
     assert _stepping(trained, open_model(other)) is None
+    # a region-based parent with as many outputs (sigmoid per region, no background): its output layer
+    # means something else, so mixing it with the fine-tuned softmax layer mixes nothing meaningful
+    regions = Path(shutil.copytree(parent.path, tmp_path / "regions"))
+    meta = json.loads((regions / "dataset.json").read_text())
+    meta.update(labels={"background": 0, "lymph_node": 1, "nodes_and_more": [1, 2]},
+                regions_class_order=[1, 2])
+    (regions / "dataset.json").write_text(json.dumps(meta))
+    assert _stepping(trained, open_model(regions)) is None
 
 
 def test_a_refused_nnunet_version_is_stepped_back_until_the_check_passes(nnunet_model, tmp_path, monkeypatch):

@@ -334,7 +334,7 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
             writer = _stepping(trained, parent_model)
             if writer is None:
                 verdict = dataclasses.replace(verdict, reason=f"{verdict.reason}; no step back (the parent's "
-                                              "network differs from the fine-tuned one)")
+                                              "network or labels differ from the fine-tuned one's)")
         if writer is not None:
             check = step_checker(load_predictor, *root, device, config, rule, ws, cancel, checks)
             if progress is not None:
@@ -373,9 +373,13 @@ def _stepping(trained: Path, parent: NnUNetModel) -> StepWriter | None:
     """Steps between the parent's checkpoint (the one training started from) and the fine-tuned fold's
     (both read once): ``write(alpha, folder)`` writes the step's ``network_weights`` into ``folder``'s
     fold checkpoint, ``folder`` a model folder of its own unless it is ``trained``. None when the two
-    networks' weights do not match name for name and shape for shape (nothing to mix)."""
+    networks' weights do not match name for name and shape for shape (nothing to mix), or the parent's
+    outputs are not laid out as the fine-tuned one's (its labels not the export's: a region-based
+    parent's sigmoid layer mixed with a softmax one)."""
     import torch
 
+    if not same_as_export(json.loads((parent.path / "dataset.json").read_text())):
+        return None
     name = f"fold_{FOLD}"
     saved = torch.load(trained / name / CHECKPOINT, map_location="cpu", weights_only=False)
     base = torch.load(parent.checkpoint_path(parent.folds[0]), map_location="cpu",
