@@ -189,6 +189,20 @@ def test_labels_naming_no_single_node_label_are_one_line(nnunet_model, tmp_path,
     assert "Traceback" not in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("labels", [{"background": 0, "ignore": 1, "lymph_node": 2},
+                                    {"background": 0, "lymph_node": 1, "nodes_and_more": [1, 2]}])
+def test_labels_nnunet_asserts_on_are_one_line(nnunet_model, tmp_path, labels):
+    """An ignore label below another, regions without regions_class_order: nnU-Net's loader asserts, which
+    came out as a traceback."""
+    import json
+
+    folder = _copy(nnunet_model[1], tmp_path)
+    meta = json.loads((folder / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps(meta | {"labels": labels}))
+    with pytest.raises(LNQError, match=r"cannot load the nnU-Net model .*\(AssertionError: .*\)"):
+        NnUNetPredictor(folder, device="cpu")
+
+
 def test_a_cascade_second_stage_is_refused_in_one_line(nnunet_model, tmp_path):
     """Its network takes the first stage's segmentation besides the CT: it failed on the first tile with
     a traceback from inside the network."""

@@ -92,12 +92,17 @@ class NnUNetPredictor:
             self._nnunet.initialize_from_trained_model_folder(
                 str(self.path), use_folds=[f if f == "all" else int(f) for f in self.model.folds],
                 checkpoint_name=self.model.checkpoint)
-        except (KeyError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        # nnU-Net checks dataset.json with assert (an ignore label below another, regions without order)
+        except (KeyError, RuntimeError, ValueError, EOFError, AssertionError, pickle.UnpicklingError) as exc:
             why = str(exc).splitlines()[0][:160] if str(exc) else ""
             if "torchvision" in why:  # nnU-Net looked for a trainer class among modules that need it
                 raise LNQError(f"cannot load the nnU-Net model {self.path}: nnU-Net imports torchvision to "
                                "find its trainer class, and torchvision does not load beside this torch "
                                f"({why}); install the torchvision build made for your torch") from exc
+            if isinstance(exc, AssertionError):
+                raise LNQError(f"cannot load the nnU-Net model {self.path} (AssertionError: {why}); its "
+                               "dataset.json labels are not as nnU-Net takes them: copy dataset.json again "
+                               "from the folder nnUNetv2_train wrote") from exc
             raise LNQError(f"cannot load the nnU-Net model {self.path} ({type(exc).__name__}: {why}); check "
                            "the folder was written by nnUNetv2_train with this nnunetv2 (an empty or damaged "
                            "checkpoint: copy it again)") from exc
