@@ -55,6 +55,7 @@ def node_channel(dataset: dict, folder: str | Path) -> int:
     if not isinstance(labels, dict) or not labels:
         raise LNQError(f"the nnU-Net model {folder} has no labels in its dataset.json; copy dataset.json "
                        "again from the folder nnUNetv2_train wrote")
+    _check_layout(dataset, labels, folder)
     name = node_label(labels, folder)
     value = labels[name]
     if has_regions(labels) and not _is_background(value):
@@ -65,6 +66,29 @@ def node_channel(dataset: dict, folder: str | Path) -> int:
         return value
     raise LNQError(f"the nnU-Net model {folder} gives the lymph-node label '{name}' the value {value!r} in "
                    "its dataset.json (background or not a label); give it its own label value")
+
+
+def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
+    """LNQError where nnU-Net's label manager would assert: background not 0, an ignore label that is not
+    the highest value, regions without a ``regions_class_order`` of one entry each."""
+    def ints(value) -> list:
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
+    fix = f"fix {Path(folder) / 'dataset.json'} or copy it again from the folder nnUNetv2_train wrote"
+    if labels.get("background") != 0:
+        raise LNQError(f"the nnU-Net model {folder} has no background label 0 in its dataset.json (labels "
+                       f"{labels}); {fix}")
+    values = [v for k, value in labels.items() if k != "ignore" for v in ints(value)]
+    if "ignore" in labels and (not isinstance(labels["ignore"], int) or not all(
+            isinstance(v, int) for v in values) or labels["ignore"] != max(values) + 1):
+        raise LNQError(f"the nnU-Net model {folder} has an ignore label that is not the highest label value "
+                       f"(labels {labels}), which nnU-Net refuses; {fix}")
+    if has_regions(labels):
+        regions = [k for k, v in labels.items() if k != "ignore" and not _is_background(v)]
+        order = dataset.get("regions_class_order")
+        if not isinstance(order, list) or len(order) != len(regions):
+            raise LNQError(f"the nnU-Net model {folder} is region-based but its dataset.json has no "
+                           f"regions_class_order of {len(regions)} entries (one per region); {fix}")
 
 
 def _is_background(value) -> bool:
