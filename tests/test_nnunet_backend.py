@@ -126,6 +126,14 @@ def test_a_model_of_two_channels_or_an_empty_checkpoint_is_one_line(nnunet_model
     (two / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(LNQError, match=r"takes 2 input channels \(CT, PET\); lnq-napari gives it the CT"):
         NnUNetPredictor(two, device="cpu")
+    meta["modality"] = meta.pop("channel_names")  # a dataset converted from nnU-Net v1 names them so
+    (two / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(LNQError, match=r"takes 2 input channels \(CT, PET\)"):
+        NnUNetPredictor(two, device="cpu")
+    one = _copy(nnunet_model[1], tmp_path / "v1")
+    meta = json.loads((one / "dataset.json").read_text())
+    (one / "dataset.json").write_text(json.dumps(meta | {"modality": meta.pop("channel_names")}))
+    assert NnUNetPredictor(one, device="cpu").channel == 1  # one input: no refusal for its name
     for content in (b"", b"not a checkpoint"):
         bad = _copy(nnunet_model[1], tmp_path / f"bad{len(content)}")
         for checkpoint in bad.glob("fold_*/checkpoint_final.pth"):

@@ -122,7 +122,9 @@ def check_usable(folder: str | Path) -> int:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise LNQError(f"{folder} holds no readable dataset.json and plans.json ({exc}); copy them again "
                        "from the folder nnUNetv2_train wrote") from exc
-    channels = dataset.get("channel_names", {}) if isinstance(dataset, dict) else {}
+    # nnU-Net takes the inputs from "modality" before "channel_names" (datasets converted from nnU-Net v1)
+    channels = (dataset.get("modality") or dataset.get("channel_names") or {}) if isinstance(dataset, dict) \
+        else {}
     if len(channels) != 1:
         raise LNQError(f"the nnU-Net model {folder} takes {len(channels)} input channels "
                        f"({', '.join(map(str, channels.values()))}); lnq-napari gives it the CT alone: "
