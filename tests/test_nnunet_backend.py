@@ -177,10 +177,19 @@ def test_the_node_probability_is_the_channel_dataset_json_names(nnunet_model, od
     folder = _relabelled(nnunet_model[1], tmp_path / "m", labels, **extra)
     predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
     ct = odd_grid_ct
-    _, own = predictor._nnunet.predict_single_npy_array(
+    seg, own = predictor._nnunet.predict_single_npy_array(
         np.asarray(ct.array, dtype=np.float32)[None], {"spacing": list(ct.spacing_zyx)}, None, None, True)
     assert own.shape[0] == (2 if extra else len(labels) - ("ignore" in labels))
-    np.testing.assert_allclose(predictor.predict(ct).probabilities.array, own[channel], atol=1e-6)
+    pred = predictor.predict(ct)
+    np.testing.assert_allclose(pred.probabilities.array, own[channel], atol=1e-6)
+    # the mask is nnU-Net's own: the node's argmax over all labels (not its probability above 0.5 when
+    # there are more than two), the node region's sigmoid above 0.5
+    node = next(k for k in labels if k in ("lymph_node", "LN"))
+    nnunet_mask = own[channel] > 0.5 if extra else seg == labels[node]
+    differ = pred.mask.array.astype(bool) != nnunet_mask
+    assert np.all(np.abs(own[channel][differ] - 0.5) < 1e-3)  # ties at 0.5 only
+    if len(own) > 2:
+        assert (seg == labels["lymph_node"]).any() and not differ.any()
 
 
 @pytest.mark.parametrize("labels, message", [
