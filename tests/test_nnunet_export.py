@@ -168,6 +168,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, monkeypatch):
             export_dataset(raw, data=data, **{"name": "LNQ", **kwargs})
     with pytest.raises(LNQError, match="exactly one"):
         export_dataset(raw, 504)
+    with pytest.raises(LNQError, match="is an nnU-Net dataset itself; give the folder that holds"):
+        export_dataset(raw / "Dataset501_Other", 506, data=data)  # it was nested inside that dataset
     results = tmp_path / "results"
     (results / "Dataset505_Trained").mkdir(parents=True)
     monkeypatch.setenv("nnUNet_results", str(results))

@@ -109,6 +109,9 @@ def check_target(raw: Path, dataset_id: int, name: str) -> Path:
     """
     folder = dataset_folder_name(dataset_id, name)
     raw = check_output_folder(raw, "--out", "nnU-Net's raw datasets (nnUNet_raw)")
+    if _DATASET.match(raw.name) or (raw / "dataset.json").is_file():  # a dataset inside another one
+        raise LNQError(f"--out {raw} is an nnU-Net dataset itself; give the folder that holds the datasets "
+                       f"(nnUNet_raw, e.g. {raw.parent})")
     target = raw / folder
     if target.is_dir() and any(target.iterdir()):
         raise LNQError(f"export folder {target} is not empty; remove it or choose another --dataset-id")
