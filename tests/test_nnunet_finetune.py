@@ -599,3 +599,22 @@ def test_a_model_lnq_napari_cannot_predict_with_is_not_registered(nnunet_model, 
     assert ws.models() == [] and not any((ws.root / "models").glob("m*"))
     assert (ws.registry.file.read_bytes() if ws.registry.file.exists() else None) == before
     assert not (tmp_path / "new").exists()
+
+
+def test_a_renamed_copy_of_a_model_fine_tunes(nnunet_model, tmp_path):
+    """A model folder copied under another plans name than its plans.json's (nnU-Net names the trained
+    folder by the latter): the fine-tune looked for the trained folder under the copy's name and failed
+    with a traceback after training; a configuration its plans lack is refused before anything."""
+    import shutil
+
+    data, folder = nnunet_model
+    ws = Workspace.init(tmp_path / "ws", data)
+    _correct(ws, ws.case_ids()[1])
+    results = tmp_path / "Dataset601_LNQ"
+    renamed = Path(shutil.copytree(folder, results / "nnUNetTrainer__myPlans__3d_fullres"))
+    lowres = Path(shutil.copytree(folder, results / "nnUNetTrainer__nnUNetPlans__3d_lowres"))
+    with pytest.raises(LNQError, match="named for the configuration 3d_lowres, which its plans.json lacks"):
+        api.finetune_nnunet(ws.root, f"nnunet:{lowres}", iterations=1, device="cpu")
+    assert ws.models() == []
+    result = api.finetune_nnunet(ws.root, f"nnunet:{renamed}?mirroring=off", iterations=1, device="cpu")
+    assert result.model.name == "nnUNetTrainer__myPlans__3d_fullres" and result.new_version == "m002"

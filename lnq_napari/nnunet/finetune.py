@@ -183,11 +183,17 @@ def _check_config(config: FinetuneConfig) -> FinetuneConfig:
 
 
 def _plans(folder: Path) -> tuple[str, str]:
-    """``(plans name, configuration)`` from nnU-Net's model folder name."""
+    """``(plans name, configuration)`` from nnU-Net's model folder name; LNQError when the name is not
+    nnU-Net's or its plans.json has no such configuration."""
     parts = folder.name.split("__")
     if len(parts) != 3:
         raise LNQError(f"{folder.name} is not named <trainer>__<plans>__<configuration> as nnU-Net names "
                        "its model folders; give the folder nnUNetv2_train wrote")
+    configurations = json.loads((folder / "plans.json").read_text()).get("configurations", {})
+    if parts[2] not in configurations:
+        raise LNQError(f"{folder} is named for the configuration {parts[2]}, which its plans.json lacks "
+                       f"(it has {', '.join(configurations) or 'none'}); give it its name as nnUNetv2_train "
+                       "wrote it")
     return parts[1], parts[2]
 
 
@@ -235,6 +241,7 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
     plans = json.loads((model.path / "plans.json").read_text())
     plans["dataset_name"] = exported.folder.name  # the parent's plans for the new data (as nnU-Net's
     pre = work / "nnUNet_preprocessed" / exported.folder.name  # nnUNetv2_move_plans_between_datasets)
+    plans["plans_name"] = plans_name  # nnU-Net names the trained folder by it (a renamed copy's differs)
     pre.mkdir(parents=True, exist_ok=True)
     (pre / f"{plans_name}.json").write_text(json.dumps(plans, indent=2))
     shutil.copy(exported.dataset_json, pre / "dataset.json")  # as nnU-Net's planner leaves it
