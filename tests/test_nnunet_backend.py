@@ -220,6 +220,36 @@ def test_labels_nnunet_asserts_on_are_one_line(nnunet_model, tmp_path, labels):
         NnUNetPredictor(folder, device="cpu")
 
 
+def test_a_model_trained_on_images_turned_to_ras_is_given_the_ct_turned(nnunet_model, odd_grid_ct, tmp_path):
+    """A dataset.json naming nnU-Net's NibabelIOWithReorient reader: the model saw every image turned to
+    RAS, so it is given the CT turned so (it was given the CT's own voxel order: flipped anatomy) and its
+    output is turned back: nnU-Net's own reader and predictor on the same file agree, turned alike."""
+    import json
+
+    from nnunetv2.imageio.nibabel_reader_writer import NibabelIOWithReorient
+
+    from lnq_napari.io.readers import write_volume
+
+    folder = _copy(nnunet_model[1], tmp_path)
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta.update(overwrite_image_reader_writer="NibabelIOWithReorient", file_ending=".nii.gz")
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
+    from lnq_napari.io.volume import Volume
+
+    odd = odd_grid_ct  # its x axis is flipped: RAS turns its y axis; swapped: x and z swapped besides
+    swapped = Volume(odd.array, odd.spacing, odd.origin, (0.0, 0.0, 1.0, 0.0, -1.0, 0.0, 1.0, 0.0, 0.0))
+    for ct in (odd, swapped):
+        data, props = NibabelIOWithReorient().read_images([str(write_volume(tmp_path / "ct_0000.nii.gz",
+                                                                            ct))])
+        _, own = predictor._nnunet.predict_single_npy_array(data, props, None, None, True)
+        pred = predictor.predict(ct)
+        assert pred.probabilities.same_grid(ct)
+        ours, _ = NibabelIOWithReorient().read_images(
+            [str(write_volume(tmp_path / "prob_0000.nii.gz", pred.probabilities))])
+        np.testing.assert_allclose(ours[0], own[1], atol=1e-5)
+
+
 def test_a_cascade_second_stage_is_refused_in_one_line(nnunet_model, tmp_path):
     """Its network takes the first stage's segmentation besides the CT: it failed on the first tile with
     a traceback from inside the network."""

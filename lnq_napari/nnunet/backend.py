@@ -5,13 +5,15 @@ the sliding window (tile step, Gaussian blending, mirroring, fold ensemble) and 
 grid; the lymph-node probability (the output channel dataset.json's labels give it: :mod:`~lnq_napari.
 nnunet.labels`) then goes through our post-processing, so suggestions, the node table and workspace
 ranking work unchanged. The CT array is given in the order
-the reader returns it, which is the order nnU-Net's SimpleITKIO reads from an exported dataset.
+the reader returns it, which is the order nnU-Net's SimpleITKIO (and NibabelIO) reads from an exported
+dataset; a model trained with NibabelIOWithReorient gets it turned to RAS (:mod:`~lnq_napari.nnunet.orient`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,7 @@ from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
 from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.nnunet.labels import check_usable
+from lnq_napari.nnunet.orient import Reorientation, reorients
 from lnq_napari.per_ct import region_of
 
 
@@ -82,6 +85,7 @@ class NnUNetPredictor:
         # before loading: a CT + PET network or a cascade's second stage fails deep inside otherwise; the
         # lymph node's output channel, as nnU-Net's label manager lays the outputs out
         self.channel = check_usable(self.path)
+        self._reorients = reorients(json.loads((self.path / "dataset.json").read_text(encoding="utf-8")))
         cls = _tracked_predictor_class()
         cuda = self.device.type == "cuda"
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints that CPU runs keep data on the CPU
@@ -126,14 +130,19 @@ class NnUNetPredictor:
         if cancel is not None and cancel():
             raise Cancelled("prediction cancelled")
         step(0.0, "nnU-Net preprocessing")
-        image = np.asarray(ct.array, dtype=np.float32)[None]
+        image, spacing = np.asarray(ct.array, dtype=np.float32), list(ct.spacing_zyx)
+        turn = Reorientation.of(ct) if self._reorients else None  # trained on images turned to RAS
+        if turn is not None:
+            image, spacing = turn.forward(image, spacing)
         self._nnunet.tick = tick
         try:
             _, probabilities = self._nnunet.predict_single_npy_array(
-                image, {"spacing": list(ct.spacing_zyx)}, None, None, True)
+                image[None], {"spacing": spacing}, None, None, True)
         finally:
             self._nnunet.tick = None
         step(0.9, "post-processing")
+        if turn is not None:
+            probabilities = np.stack([turn.back(p) for p in np.asarray(probabilities)])
         prob = np.clip(np.asarray(probabilities[self.channel], dtype=np.float32), 0.0, 1.0)
         if prob.shape != ct.shape:
             raise LNQError(f"nnU-Net returned shape {prob.shape} for a CT of shape {ct.shape}; check the "
