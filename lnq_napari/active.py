@@ -181,13 +181,13 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
         if sl is None:
             continue
         node = components[sl] == i
-        centre = tuple(int(c + s.start) for c, s in zip(interior_point(node), sl, strict=True))
+        centre = tuple(int(c + s.start) for c, s in zip(interior_point(node, mask), sl, strict=True))
         box, grown = node_region_from_click(ct, centre)
         missing = grown & (array[box] <= 0)
         outside = int(missing.sum())
         size = int(node.sum())
         if outside >= ratio * size:
-            click = [float(c + b.start) for c, b in zip(interior_point(missing), box, strict=True)]
+            click = [float(c + b.start) for c, b in zip(interior_point(missing, ct), box, strict=True)]
             rows.append({"id": int(ids[i - 1]), "centre_zyx": [float(c) for c in centre], "click_zyx": click,
                          "volume_mm3": size * voxel_mm3, "outside_mm3": outside * voxel_mm3,
                          "ratio": outside / size, "incomplete": True})

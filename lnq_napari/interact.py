@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from lnq_napari.components import CALCIUM_HU, bounding_box, grown_by_one, label_components, too_bright
+from lnq_napari.io.orientation import lps_index
 from lnq_napari.io.volume import Volume
 
 #: Soft-tissue HU band a lymph node can take (LNQ2023 nodes: 0.5-99.5 % range -36..157 HU).
@@ -186,18 +187,24 @@ def _distance_mm(shape: Sequence[int], centre: Sequence[int], spacing: np.ndarra
     return np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing, strict=True)))
 
 
-def interior_point(mask: np.ndarray) -> tuple[int, int, int]:
+def interior_point(mask: np.ndarray, grid: Volume | None = None) -> tuple[int, int, int]:
     """The voxel of ``mask`` deepest inside it (largest distance to its border): a node's centre. Of several
-    equally deep, the one nearest their mean: the same voxel whichever order and direction the array's axes
-    are stored in (the first in raster order was another voxel of a flipped copy, so a suggestion's click
-    and the node grown from it differed with the file's axis order)."""
+    equally deep, the one nearest their mean, and of those equally near (a node an even number of voxels
+    across) the first in LPS raster order of ``grid`` (the Volume ``mask``, or the crop ``mask`` is, lies
+    on; stored raster order without it): the same voxel whichever order and direction the file stores
+    the axes in (the first in stored raster order was another voxel of a flipped copy, so a suggestion's
+    click and the node grown from it differed with the file's axis order)."""
     coords = np.argwhere(mask)
     lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     edt = ndimage.distance_transform_edt(np.pad(mask[box], 1))[1:-1, 1:-1, 1:-1]
-    deepest = np.argwhere(edt == edt.max())
-    local = deepest[int(np.argmin(np.square(deepest - deepest.mean(axis=0)).sum(axis=1)))]
-    return tuple(int(a + b) for a, b in zip(local, lo))
+    deepest = np.argwhere(edt == edt.max()) + lo
+    gap = np.square(deepest - deepest.mean(axis=0)).sum(axis=1)
+    nearest = deepest[gap <= gap.min() + 1e-9]  # equally near up to rounding (a mirrored mean)
+    if grid is not None and len(nearest) > 1:
+        key = lps_index(grid, nearest)
+        nearest = nearest[np.lexsort(key.T[::-1])]
+    return tuple(int(a) for a in nearest[0])
 
 
 def node_region_from_click(

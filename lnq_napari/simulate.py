@@ -84,7 +84,7 @@ def simulate_review(
         stats["false" if not on_truth.any() else "leaky"] += 1
         if stats["edits"] >= max_clicks:
             continue
-        labels, removed = remove_node_at(labels, interior_point(pred_comp == i))  # the whole node goes
+        labels, removed = remove_node_at(labels, interior_point(pred_comp == i, ct))  # the whole node goes
         stats["edits"] += 1
         stats["removed"] += int(bool(removed))
 
@@ -93,7 +93,7 @@ def simulate_review(
         if sl is None or (labels[sl][gt_comp[sl] == i] > 0).any() or stats["edits"] >= max_clicks:
             continue
         stats["missed"] += 1
-        point = interior_point(gt_comp == i)
+        point = interior_point(gt_comp == i, ct)
         node = node_from_click(ct, point, probabilities=prob, labels=labels)
         stats["edits"] += 1
         if not _leaks(node, gt, undo_below, stats) and node.any():
@@ -116,7 +116,7 @@ def simulate_review(
             if (labels[sl][truth_node] > 0).mean() >= min_coverage or not uncovered.any() \
                     or stats["edits"] >= max_clicks:
                 break
-            point = tuple(int(p + s.start) for p, s in zip(interior_point(uncovered), sl))
+            point = tuple(int(p + s.start) for p, s in zip(interior_point(uncovered, ct), sl))
             node = node_from_click(ct, point, probabilities=prob, labels=labels)
             stats["edits"] += 1
             if not node.any() or _leaks(node, gt, undo_below, stats):

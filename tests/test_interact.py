@@ -305,3 +305,24 @@ def test_the_deepest_voxel_is_the_same_whichever_way_the_axes_are_stored():
             flipped[a] = mask.shape[a] - 1 - flipped[a]
         assert tuple(flipped) == tuple(point)
     assert tuple(np.array(interior_point(mask.transpose(2, 0, 1)))[[1, 2, 0]]) == tuple(point)
+
+
+def test_the_deepest_voxel_of_an_even_sized_node_is_the_same_in_a_flipped_file():
+    """A node 4 voxels across has equally deep voxels equally near their mean: the first in stored raster
+    order was another voxel of a feet-first or RAS copy. Ties go by LPS order of the grid: the same voxel."""
+    from lnq_napari.interact import interior_point
+
+    mask = np.zeros((8, 13, 13), bool)
+    mask[2:6, 2:11, 2:11] = True
+    lps = Volume(mask, (0.7, 0.7, 2.5), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    point = np.array(interior_point(mask, lps))
+    for axes, direction in (((0,), (1, 0, 0, 0, 1, 0, 0, 0, -1)), ((1, 2), (-1, 0, 0, 0, -1, 0, 0, 0, 1)),
+                            ((0, 1, 2), (-1, 0, 0, 0, -1, 0, 0, 0, -1))):
+        flipped_mask = np.flip(mask, axes)
+        grid = Volume(flipped_mask, (0.7, 0.7, 2.5), (0.0, 0.0, 0.0), direction)
+        flipped = np.array(interior_point(flipped_mask, grid))
+        for a in axes:
+            flipped[a] = mask.shape[a] - 1 - flipped[a]
+        assert tuple(flipped) == tuple(point), axes
+    sagittal = Volume(mask.transpose(2, 0, 1), (0.7, 2.5, 0.7), (0.0, 0.0, 0.0), (0, 0, 1, 1, 0, 0, 0, 1, 0))
+    assert tuple(np.array(interior_point(sagittal.array, sagittal))[[1, 2, 0]]) == tuple(point)

@@ -106,6 +106,20 @@ def stored_order(array: np.ndarray, volume) -> np.ndarray:
     return ijk.transpose(np.argsort(axis_of)).transpose(2, 1, 0)
 
 
+def lps_index(volume, zyx: np.ndarray) -> np.ndarray:
+    """(n, 3) int: the (z, y, x) index in :func:`lps_view` of ``volume`` of the stored voxels ``zyx`` (n, 3);
+    stored indices as they are when no axis permutation matches the grid. Sorting by it (z, then y,
+    then x) is raster order in LPS, the same whichever way the file stores the voxels."""
+    zyx = np.asarray(zyx, dtype=np.int64).reshape(-1, 3)
+    axes = _lps_axes(volume)
+    if axes is None:
+        return zyx
+    axis_of, signs = axes
+    ijk, size = zyx[:, ::-1], volume.size_xyz
+    out = np.stack([ijk[:, a] if s > 0 else size[a] - 1 - ijk[:, a] for a, s in zip(axis_of, signs)], axis=1)
+    return out[:, ::-1]
+
+
 def numbered_in_lps_order(volume, number):
     """``number(array)`` (a function numbering blobs in raster order, returning (map, ...)) run on the
     voxels in LPS order, its map put back in ``volume``'s stored order: a node gets the same number
