@@ -30,7 +30,6 @@ from scipy import ndimage
 from lnq_napari.components import label_components, node_numbers
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.interact import Suggestion, equivalent_diameter, interior_point, node_region_from_click
-from lnq_napari.io.orientation import numbered_in_lps_order
 from lnq_napari.io.volume import Volume
 from lnq_napari.per_ct import kept_per_ct
 
@@ -174,7 +173,7 @@ def incomplete_outlines(ct: Volume, mask: Volume, ratio: float = OUTLINE_RATIO) 
     it is), each row with its node's id.
     """
     array = np.asarray(mask.array)
-    components, ids = numbered_in_lps_order(mask, node_numbers)
+    components, ids = node_numbers(array, grid=mask)
     voxel_mm3 = float(np.prod(ct.spacing))
     rows = []
     for i, sl in enumerate(ndimage.find_objects(components), start=1):

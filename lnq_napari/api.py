@@ -52,7 +52,6 @@ from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case, label_name
-from lnq_napari.io.orientation import numbered_in_lps_order
 from lnq_napari.io.outputs import check_not_users, check_prediction_targets, check_table_path
 from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
@@ -571,7 +570,7 @@ def nodes_of_prediction(
     step(0.9, "suggestions")
     mask, prob = prediction.mask, prediction.probabilities
     # one id per node, shared by outlines and the table, numbered in LPS order (whatever the file's)
-    labels = mask.with_array(numbered_in_lps_order(mask, lambda array: (label_nodes(array),))[0])
+    labels = mask.with_array(label_nodes(np.asarray(mask.array), grid=mask))
     n_nodes = int(np.asarray(labels.array).max(initial=0))
     if n_nodes > MAX_IDS:
         raise LNQError(f"the model predicted {n_nodes} separate nodes in {prediction.model_version}'s mask: "

@@ -57,15 +57,71 @@ def bounding_box(binary: np.ndarray) -> tuple[slice, ...] | None:
 FIND_OBJECTS_MAX = 1 << 16
 
 
-def node_numbers(labels: np.ndarray, max_nodes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def node_numbers(
+    labels: np.ndarray, max_nodes: int | None = None, grid=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(int32 map numbering the nodes 1..n, the id of each node as int64, ascending) of a label map.
 
     A node is a connected blob of one value; values that touch stay apart (:func:`touching_ids`). Each
     value is the id of its first blob (raster order) and each further blob of a value gets a new id above
     the largest (by value, then raster order): a 0/1 mask's blobs are 1..n, and a napari layer's ids are
-    the table's whatever ids it still holds. The map is ``labels`` itself when it is int32
-    holding 1..k and no value splits. LNQError when a map of several values holds more than ``max_nodes``
-    values or nodes (an image, not a label map), found before the whole map is labelled."""
+    the table's whatever ids it still holds. Raster order is that of the voxels in LPS order when
+    ``grid`` (the :class:`~lnq_napari.io.volume.Volume` ``labels`` lies on) is given, so a node's number
+    does not depend on the file's axis order and direction (:func:`_in_lps_order`); stored order without.
+    The map is ``labels`` itself when it is int32 holding 1..k and no value splits. LNQError when a map
+    of several values holds more than ``max_nodes`` values or nodes (an image, not a label map), found
+    before the whole map is labelled."""
+    array = np.asarray(labels)
+    numbers, ids = _stored_numbers(array, max_nodes)
+    if grid is None or ids.size < 2 or numbers is array:  # the map itself: one blob per value, kept
+        return numbers, ids
+    return _in_lps_order(numbers, array, grid), ids
+
+
+def _in_lps_order(numbers: np.ndarray, labels: np.ndarray, grid) -> np.ndarray:
+    """``numbers`` (blobs numbered in stored raster order by :func:`_stored_numbers`) renumbered as in LPS
+    raster order: each blob ranked by its first voxel in LPS order (on the edge plane of its box that
+    comes first in LPS z), each value's LPS-first blob keeping the value's number and its further blobs
+    numbered above in (value, LPS order); written in place, in the boxes of the blobs whose number
+    changes (no copy of the map in another axis order). ``numbers`` itself when nothing changes."""
+    from scipy import ndimage
+
+    from lnq_napari.io.orientation import lps_axes, lps_index
+
+    axes = lps_axes(grid)
+    if axes is None or (axes[0] == [0, 1, 2] and min(axes[1]) > 0):  # stored in LPS order, or oblique
+        return numbers
+    axis = 2 - axes[0][2]  # the array axis along LPS z
+    keys, values = [], []
+    boxes = ndimage.find_objects(numbers)
+    for k, box in enumerate(boxes, start=1):
+        edge = box[axis].start if axes[1][2] > 0 else box[axis].stop - 1
+        plane = list(box)
+        plane[axis] = slice(edge, edge + 1)
+        zyx = np.argwhere(numbers[tuple(plane)] == k) + np.array([b.start for b in plane])
+        lps = lps_index(grid, zyx)
+        first = np.lexsort(lps.T[::-1])[0]
+        keys.append(lps[first])
+        values.append(labels[tuple(zyx[first])])
+    keys, values = np.array(keys), np.array(values)
+    order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0], values))
+    primary = np.ones(order.size, bool)
+    primary[1:] = values[order][1:] != values[order][:-1]
+    lut = np.zeros(order.size + 1, np.int32)
+    lut[order[primary] + 1] = np.arange(1, primary.sum() + 1)
+    lut[order[~primary] + 1] = np.arange(primary.sum() + 1, order.size + 1)
+    moved = np.flatnonzero(lut != np.arange(lut.size))
+    for k in moved:  # inside each moved blob's box only; negative until all are done (boxes overlap)
+        in_box = numbers[boxes[k - 1]]  # a view: written through
+        in_box[in_box == k] = -lut[k]
+    for k in moved:
+        in_box = numbers[boxes[k - 1]]
+        np.negative(in_box, out=in_box, where=in_box < 0)
+    return numbers
+
+
+def _stored_numbers(labels: np.ndarray, max_nodes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`node_numbers` in stored raster order."""
     from scipy import ndimage
 
     array = given = np.asarray(labels)
@@ -120,10 +176,10 @@ def _image(what: str) -> LNQError:
                     "segmentation file")
 
 
-def label_nodes(labels: np.ndarray) -> np.ndarray:
-    """The map of node ids (:func:`node_numbers`, each node's id in place of its number): int32, or int64
-    where an id does not fit."""
-    numbers, ids = node_numbers(labels)
+def label_nodes(labels: np.ndarray, grid=None) -> np.ndarray:
+    """The map of node ids (:func:`node_numbers`, in LPS order with ``grid``; each node's id in place of its
+    number): int32, or int64 where an id does not fit."""
+    numbers, ids = node_numbers(labels, grid=grid)
     if np.array_equal(ids, np.arange(1, ids.size + 1)):
         return numbers
     lut = np.concatenate([[0], ids])

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.components import label_components, node_numbers, number_values
+from lnq_napari.components import node_numbers, number_values
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.labels import check_label_values
-from lnq_napari.io.orientation import numbered_in_lps_order, radiological
+from lnq_napari.io.orientation import radiological
 from lnq_napari.io.readers import read_labels, read_segment_masks
 from lnq_napari.io.volume import Volume
 
@@ -78,11 +78,11 @@ def node_ids(labels: Volume) -> tuple[np.ndarray, np.ndarray]:
     """(int32 map numbering the nodes 1..n, the id of each node) of a label map:
     :func:`~lnq_napari.components.node_numbers` (each value the id of its first blob in raster order, each
     further blob of a value a new id above the largest: a 0/1 mask's blobs are 1..n), the raster order
-    of the voxels in LPS order, so a node's id does not depend on the file's axis order
-    (:func:`~lnq_napari.io.orientation.numbered_in_lps_order`). LNQError for an image: more than MAX_IDS
-    values or nodes."""
-    check_label_values(np.asarray(labels.array))
-    return numbered_in_lps_order(labels, lambda array: node_numbers(array, MAX_IDS))
+    of the voxels in LPS order, so a node's id does not depend on the file's axis order. LNQError for an
+    image: more than MAX_IDS values or nodes."""
+    array = np.asarray(labels.array)
+    check_label_values(array)
+    return node_numbers(array, MAX_IDS, grid=labels)
 
 
 def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +104,8 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
     ids = np.zeros(volume.shape, dtype=np.int32)
     count = 0
     for mask in read_segment_masks(path, keys, reference):
-        parts, n = numbered_in_lps_order(volume.with_array(mask), label_components)
+        parts, found = node_numbers(np.asarray(mask) > 0, grid=volume)  # in LPS order, as node_ids numbers
+        n = found.size
         inside = parts > 0
         ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
         count += n

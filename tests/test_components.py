@@ -4,6 +4,7 @@ distance in mm around a mask, computed in its box, is the whole grid's."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from lnq_napari.components import (
@@ -11,6 +12,7 @@ from lnq_napari.components import (
     grown_by_one,
     label_components,
     label_nodes,
+    node_numbers,
     touching_ids,
     within_mm,
 )
@@ -107,3 +109,25 @@ def test_node_ids_that_do_not_fit_int32_are_kept():
     top[1:3, 1:3, 0:2], top[1:3, 1:3, 4:6], top[1:3, 1:3, 8:10] = 5, 2**31 - 1, 5
     assert np.unique(label_nodes(top)).tolist() == [0, 5, 2**31 - 1, 2**31]
     assert label_nodes(top)[1, 1, 8] == 2**31
+
+
+@pytest.mark.parametrize("axes", [(0,), (1, 2), (0, 1, 2)])
+def test_node_numbers_on_a_grid_follow_lps_order_without_a_reordered_copy(axes):
+    """With the grid, blobs are numbered in LPS raster order (a value split in two: its LPS-first blob keeps
+    the value, the other the id above the largest) though labelled in stored order: a flipped file's map
+    is the LPS one flipped, C-ordered, and each node keeps its id."""
+    from lnq_napari.io.volume import Volume
+
+    lps = np.zeros((6, 7, 8), np.uint8)
+    lps[0:2, 0:2, 0:2] = 3  # value 3's LPS-first blob
+    lps[4:6, 5:7, 6:8] = 3  # its second blob: id 4
+    lps[3, 3, 3] = 1
+    lps[0, 6, 7] = 1
+    expected, ids = node_numbers(lps)
+    signs = [-1 if 2 - j in axes else 1 for j in range(3)]  # LPS x, y, z flipped with array axes 2, 1, 0
+    grid = Volume(np.flip(lps, axes).copy(), (1, 1, 1), (0, 0, 0), tuple(np.diag(signs).ravel()))
+    numbers, again = node_numbers(grid.array, grid=grid)
+    np.testing.assert_array_equal(again, ids)
+    np.testing.assert_array_equal(np.flip(numbers, axes), expected)
+    assert numbers.flags.c_contiguous
+    np.testing.assert_array_equal(np.flip(label_nodes(grid.array, grid=grid), axes), label_nodes(lps))

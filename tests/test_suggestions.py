@@ -192,9 +192,9 @@ def test_find_nodes_numbers_the_predicted_nodes_once(fake_ct, monkeypatch):
 
     calls = []
 
-    def counted(labels, max_nodes=None, real=components.node_numbers):
+    def counted(labels, max_nodes=None, grid=None, real=components.node_numbers):
         calls.append(max_nodes)
-        return real(labels, max_nodes)
+        return real(labels, max_nodes, grid)
 
     monkeypatch.setattr(components, "node_numbers", counted)
     monkeypatch.setattr(quantify, "node_numbers", counted)

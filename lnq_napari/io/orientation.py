@@ -58,7 +58,7 @@ def radiological(volume):
     return volume if code is None else Volume.from_sitk(oriented)
 
 
-def _lps_axes(volume) -> tuple[list[int], list[float]] | None:
+def lps_axes(volume) -> tuple[list[int], list[float]] | None:
     """(the stored axis (i, j, k) along LPS x, y, z, its sign) of ``volume``'s grid; None when no axis
     permutation matches it (a grid near 45 degrees)."""
     matrix = volume.direction_matrix
@@ -75,10 +75,10 @@ def lps_view(volume):
     whose direction is nearest that LPS axis (as :func:`to_lps` orients, an oblique grid included). The
     same points stored in any axis order or direction give the same array and grid, so work that
     subsamples or numbers by index (a coarse copy, blobs in raster order) gives the same answer
-    whichever way the file stored them. :func:`stored_order` maps an array computed on it back."""
+    whichever way the file stored them."""
     from lnq_napari.io.volume import Volume
 
-    axes = _lps_axes(volume)
+    axes = lps_axes(volume)
     if axes is None:  # no one-to-one axis match: kept as stored
         return volume
     axis_of, signs = axes
@@ -94,36 +94,15 @@ def lps_view(volume):
                   dict(volume.meta))
 
 
-def stored_order(array: np.ndarray, volume) -> np.ndarray:
-    """``array`` computed on :func:`lps_view` of ``volume`` (LPS order) in ``volume``'s stored axis order
-    and direction, as a view (no copy)."""
-    axes = _lps_axes(volume)
-    if axes is None:
-        return array
-    axis_of, signs = axes
-    ijk = np.asarray(array).transpose(2, 1, 0)
-    ijk = ijk[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in signs)]
-    return ijk.transpose(np.argsort(axis_of)).transpose(2, 1, 0)
-
-
 def lps_index(volume, zyx: np.ndarray) -> np.ndarray:
     """(n, 3) int: the (z, y, x) index in :func:`lps_view` of ``volume`` of the stored voxels ``zyx`` (n, 3);
     stored indices as they are when no axis permutation matches the grid. Sorting by it (z, then y,
     then x) is raster order in LPS, the same whichever way the file stores the voxels."""
     zyx = np.asarray(zyx, dtype=np.int64).reshape(-1, 3)
-    axes = _lps_axes(volume)
+    axes = lps_axes(volume)
     if axes is None:
         return zyx
     axis_of, signs = axes
     ijk, size = zyx[:, ::-1], volume.size_xyz
     out = np.stack([ijk[:, a] if s > 0 else size[a] - 1 - ijk[:, a] for a, s in zip(axis_of, signs)], axis=1)
     return out[:, ::-1]
-
-
-def numbered_in_lps_order(volume, number):
-    """``number(array)`` (a function numbering blobs in raster order, returning (map, ...)) run on the
-    voxels in LPS order, its map put back in ``volume``'s stored order: a node gets the same number
-    whichever way the file stores the voxels (node 1 the lowest, foot to head, then front to back, right to
-    left), not one that depends on the axis order and direction of the file."""
-    numbers, *rest = number(np.asarray(lps_view(volume).array))
-    return (stored_order(numbers, volume), *rest)

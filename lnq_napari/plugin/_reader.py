@@ -24,7 +24,6 @@ from lnq_napari.io.layout import (
     sibling_ct,
     split_name,
 )
-from lnq_napari.io.orientation import numbered_in_lps_order
 from lnq_napari.io.readers import read_ct_of, read_grid, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
@@ -173,9 +172,8 @@ def labels_layer_data(volume: Volume, name: str = "nodes", source=None, **metada
     """A Labels layer tuple with one id per node, the ids the node table gives (:func:`label_nodes`: a
     mask's nodes 1..n, a value on several blobs one id per blob)."""
     array = np.asarray(volume.array)
-    labels = numbered_in_lps_order(volume, lambda a: (label_nodes(a),))[0]  # the ids the node table gives
-    # the layer's own, C-ordered: its edits stay out of ``volume``
-    labels = np.array(labels, order="C") if np.shares_memory(labels, array) else np.ascontiguousarray(labels)
+    labels = label_nodes(array, grid=volume)  # the ids the node table gives, in stored order (C-ordered)
+    labels = labels.copy() if np.shares_memory(labels, array) else labels  # the layer's own: edits stay out
     header = {k: v for k, v in volume.meta.items() if isinstance(v, str)}
     kwargs = layer_kwargs(volume, name, role="labels", source=source, **{HEADER_KEY: header}, **metadata)
     kwargs.update(opacity=0.5)
