@@ -238,26 +238,42 @@ def reordered_onto(reference: Volume, volume: Volume, tol: float = GRID_TOL,
     first voxel's place."""
     if sorted(volume.shape) != sorted(reference.shape):
         return None
+    match = _axis_match(reference, volume, tol)
+    if match is None or any(volume.size_xyz[a] != reference.size_xyz[c] for c, a in enumerate(match[0])):
+        return None
+    origin_tol = tol * 10 if origin_tol is None else origin_tol
+    if not np.allclose(volume.index_to_physical(match[2][::-1])[0], reference.origin, atol=origin_tol):
+        return None
+    return Volume(_transposed(volume, *match[:2]), reference.spacing, reference.origin,
+                  reference.direction, dict(volume.meta))
+
+
+def _axis_match(
+    reference: Volume, volume: Volume, tol: float,
+) -> tuple[list[int], list[int], np.ndarray] | None:
+    """(for each of ``reference``'s axes (i, j, k), ``volume``'s axis with the same step, its sign, and
+    ``volume``'s (i, j, k) index of the voxel that comes first in ``reference``'s order) when ``volume``'s
+    steps are ``reference``'s, permuted and signed; None otherwise."""
     steps = volume.direction_matrix * np.asarray(volume.spacing)[None, :]  # column c: axis c's step (x, y, z)
     wanted = reference.direction_matrix * np.asarray(reference.spacing)[None, :]
     order, signs = [], []
     for c in range(3):
         match = [(a, sign) for a in range(3) for sign in (1, -1)
                  if np.allclose(sign * steps[:, a], wanted[:, c], atol=tol)]
-        if len(match) != 1 or match[0][0] in order or volume.size_xyz[match[0][0]] != reference.size_xyz[c]:
+        if len(match) != 1 or match[0][0] in order:
             return None
         order.append(match[0][0])
         signs.append(match[0][1])
-    first = [0 if sign > 0 else volume.size_xyz[a] - 1 for a, sign in zip(order, signs)]
     corner = np.zeros(3)
-    corner[order] = first  # the volume's (i, j, k) index of the reference's first voxel
-    origin_tol = tol * 10 if origin_tol is None else origin_tol
-    if not np.allclose(volume.index_to_physical(corner[::-1])[0], reference.origin, atol=origin_tol):
-        return None
+    corner[order] = [0 if sign > 0 else volume.size_xyz[a] - 1 for a, sign in zip(order, signs)]
+    return order, signs, corner
+
+
+def _transposed(volume: Volume, order: list[int], signs: list[int]) -> np.ndarray:
+    """``volume``'s voxels in the axis order and direction :func:`_axis_match` found, C-ordered."""
     ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(order)
     ijk = ijk[tuple(slice(None, None, sign) for sign in signs)]
-    return Volume(np.ascontiguousarray(ijk.transpose(2, 1, 0)), reference.spacing, reference.origin,
-                  reference.direction, dict(volume.meta))
+    return np.ascontiguousarray(ijk.transpose(2, 1, 0))
 
 
 def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:
@@ -314,24 +330,11 @@ def _axes_like(reference: Volume, volume: Volume, tol: float = GRID_TOL) -> Volu
     """``volume``'s voxels stored in ``reference``'s axis order and direction (transposed and flipped, its
     origin the new first voxel's place: nothing resampled) when its steps are ``reference``'s, permuted
     and signed; None otherwise or when it already is."""
-    steps = volume.direction_matrix * np.asarray(volume.spacing)[None, :]
-    wanted = reference.direction_matrix * np.asarray(reference.spacing)[None, :]
-    order, signs = [], []
-    for c in range(3):
-        match = [(a, sign) for a in range(3) for sign in (1, -1)
-                 if np.allclose(sign * steps[:, a], wanted[:, c], atol=tol)]
-        if len(match) != 1 or match[0][0] in order:
-            return None
-        order.append(match[0][0])
-        signs.append(match[0][1])
-    if order == [0, 1, 2] and signs == [1, 1, 1]:
+    match = _axis_match(reference, volume, tol)
+    if match is None or (match[0] == [0, 1, 2] and match[1] == [1, 1, 1]):
         return None
-    corner = np.zeros(3)
-    corner[order] = [0 if sign > 0 else volume.size_xyz[a] - 1 for a, sign in zip(order, signs)]
-    ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(order)
-    ijk = ijk[tuple(slice(None, None, sign) for sign in signs)]
-    return Volume(np.ascontiguousarray(ijk.transpose(2, 1, 0)), reference.spacing,
-                  tuple(volume.index_to_physical(corner[::-1])[0]), reference.direction, dict(volume.meta))
+    return Volume(_transposed(volume, *match[:2]), reference.spacing,
+                  tuple(volume.index_to_physical(match[2][::-1])[0]), reference.direction, dict(volume.meta))
 
 
 def _no_geometry(volume: Volume) -> bool:
