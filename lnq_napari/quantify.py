@@ -167,26 +167,22 @@ def midline_x(ct: Volume) -> float | None:
     the patient lies on, part of the body where they touch and centred on the scanner, holds few rows:
     the body's mean x leant towards it (a node 10 mm right of a phantom's midline, 65 mm off the
     table's centre, read "midline"). None when the CT shows no body."""
-    import SimpleITK as sitk
-
     from lnq_napari.anatomy import body_of
-    from lnq_napari.io.orientation import lps_view, to_lps
+    from lnq_napari.io.orientation import lps_view
 
     ct = lps_view(ct)  # subsampled in LPS order: the same voxels whichever way the file stores them
     hu = np.asarray(ct.array)
     step = tuple(max(1, n // 64) for n in hu.shape)
     coarse = Volume(np.ascontiguousarray(hu[:: step[0], :: step[1], :: step[2]]),
                     tuple(float(s) * k for s, k in zip(ct.spacing, step[::-1])), ct.origin, ct.direction)
-    _, oriented = to_lps(coarse.to_sitk())
-    body = body_of(sitk.GetArrayViewFromImage(oriented))
+    body = body_of(coarse.array)
     rows = body.any(axis=2)
     if not rows.any():
         return None
     width = body.shape[2]
     middles = (np.argmax(body, axis=2) + (width - 1 - np.argmax(body[:, :, ::-1], axis=2))) / 2.0
     z, y = (float(v) for v in np.argwhere(rows).mean(axis=0))
-    point = oriented.TransformContinuousIndexToPhysicalPoint((float(np.median(middles[rows])), y, z))
-    return float(point[0])
+    return float(coarse.index_to_physical(np.array([z, y, float(np.median(middles[rows]))]))[0, 0])
 
 
 def _side(x: float, centre_x: float) -> str:

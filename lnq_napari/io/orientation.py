@@ -21,7 +21,9 @@ def reorient(image, orientation: str = "LPS"):
 
 
 def to_lps(image) -> tuple[str | None, object]:
-    """``(code, image in LPS axis order)``; :func:`from_lps` with ``code`` maps results back.
+    """``(code, image in LPS axis order)``; :func:`from_lps` with ``code`` maps results back. For a
+    SimpleITK pipeline; a :class:`~lnq_napari.io.volume.Volume` is put in the same order, without a copy,
+    by :func:`lps_view`.
 
     An oblique direction keeps its grid: ``(None, image)``.
     """
@@ -48,14 +50,11 @@ def from_lps(array: np.ndarray, oriented, code: str | None) -> np.ndarray:
 
 
 def radiological(volume):
-    """``volume`` (a :class:`~lnq_napari.io.volume.Volume`) in LPS axis order, axes permuted and flipped
-    only, no resampling (an oblique grid is kept as it is): ``array[z]`` is then an axial slice as
-    radiologists read it, anterior at the top and the patient's right on the left, whatever order the
-    file stored its voxels in."""
-    from lnq_napari.io.volume import Volume
-
-    code, oriented = to_lps(volume.to_sitk())
-    return volume if code is None else Volume.from_sitk(oriented)
+    """``volume`` (a :class:`~lnq_napari.io.volume.Volume`) in LPS axis order (:func:`lps_view`: axes
+    permuted and flipped, no resampling, no copy): ``array[z]`` is then an axial slice as radiologists read
+    it, anterior at the top and the patient's right on the left, whatever order the file stored its
+    voxels in."""
+    return lps_view(volume)
 
 
 def lps_axes(volume) -> tuple[list[int], list[float]] | None:
