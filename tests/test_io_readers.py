@@ -905,6 +905,7 @@ def test_a_detached_header_whose_data_file_name_has_a_space_is_read(tmp_path, su
 
 
 @pytest.mark.parametrize("data_file", ["LIST", "LIST\nslice0.raw\nslice1.raw\nslice2.raw",
+                                       "list 2\nslice0.raw\nslice1.raw\nslice2.raw",
                                        "slice%d.raw 0 2 1", "slice%d.raw 0 2 1 2"])
 def test_a_nhdr_with_a_file_per_slice_is_refused_saying_so(tmp_path, data_file):
     """Teem's two forms of a NRRD spread over several files: ``LIST`` and a ``%`` pattern with min, max,

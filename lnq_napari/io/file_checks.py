@@ -48,8 +48,7 @@ def _nrrd_data_file(path: Path, header: dict) -> Path | None:
         return None
     value = str(value).strip()
     if _nrrd_multi_file(value):
-        raise LNQError(f"{path.name} spreads its data over several files ({value[:60]!r}); lnq-napari reads "
-                       "one data file: re-save the image as a single .nrrd")
+        raise _several_files(path, value)
     folder = path.resolve().parent
     target = (folder / value).resolve()
     if not target.is_relative_to(folder):
@@ -62,15 +61,20 @@ def _nrrd_data_file(path: Path, header: dict) -> Path | None:
 
 
 def check_nrrd_list(path: Path) -> None:
-    """LNQError when a NRRD header keeps its data in a list of files (``data file: LIST``, the files' names
-    on the lines after it, which pynrrd cannot parse: it said the file was damaged)."""
+    """LNQError when a NRRD header keeps its data in several files (``data file: LIST``, the files' names
+    on the lines after it, which pynrrd cannot parse: it said the file was damaged; or a numbered
+    pattern), as :func:`_nrrd_multi_file` reads the value."""
     with open(path, "rb") as handle:
         head = handle.read(1 << 16)
     for line in head.split(b"\n\n", 1)[0].splitlines():
         key, _, value = line.decode("latin-1").partition(":")
-        if key.strip().lower() in ("data file", "datafile") and value.split()[:1] == ["LIST"]:
-            raise LNQError(f"{path.name} spreads its data over several files ('LIST'); lnq-napari reads one "
-                           "data file: re-save the image as a single .nrrd")
+        if key.strip().lower() in ("data file", "datafile") and _nrrd_multi_file(value):
+            raise _several_files(path, value.strip())
+
+
+def _several_files(path: Path, value: str) -> LNQError:
+    return LNQError(f"{path.name} spreads its data over several files ({value[:60]!r}); lnq-napari reads one "
+                    "data file: re-save the image as a single .nrrd")
 
 
 def _nrrd_multi_file(value: str) -> bool:

@@ -163,6 +163,11 @@ def volumes_digest(*volumes: Volume) -> str:
     return digest.hexdigest()
 
 
+def _lengths(matrix: np.ndarray) -> np.ndarray:
+    """The length of each column (each axis's direction vector) of a 3x3 direction matrix."""
+    return np.linalg.norm(matrix, axis=0)
+
+
 def unit_steps(spacing, direction) -> tuple[tuple, tuple]:
     """``(spacing, direction)`` with any length of the direction's columns moved into the spacing: a file
     whose direction holds the voxel size (an MHA ``TransformMatrix`` of 0.8, 0.8, 2.5 with spacing 1) places
@@ -173,7 +178,7 @@ def unit_steps(spacing, direction) -> tuple[tuple, tuple]:
     if spacing.size != 3 or direction.size != 9 or not np.all(np.isfinite(direction)):
         return tuple(spacing), tuple(direction)
     matrix = direction.reshape(3, 3)
-    norms = np.linalg.norm(matrix, axis=0)
+    norms = _lengths(matrix)
     if np.all(norms > 0) and np.abs(norms - 1.0).max() > GRID_TOL:
         return tuple(spacing * norms), tuple((matrix / norms[None, :]).ravel())
     return tuple(spacing), tuple(direction)
@@ -200,12 +205,12 @@ def check_grid(spacing, origin, direction, name: str = "image") -> None:
     matrix = direction.reshape(3, 3)
     if abs(np.linalg.det(matrix)) < 1e-6:
         raise LNQError(f"{name} has a singular direction matrix (its axes are not independent); {fix}")
-    norms = np.linalg.norm(matrix, axis=0)
+    norms = _lengths(matrix)
     unit = matrix / np.where(norms > 0, norms, 1.0)[None, :]
     if np.abs(norms - 1.0).max() > ORTHO_TOL and np.abs(unit.T @ unit - np.eye(3)).max() <= ORTHO_TOL:
         lengths = ", ".join(f"{n:g}" for n in norms)
-        raise LNQError(f"{name} has direction vectors of length {lengths}, not 1: give the voxel size as the "
-                       "spacing and unit vectors as the direction (io.volume.unit_steps moves it there)")
+        raise LNQError(f"{name} has direction vectors of length {lengths}, not 1: divide each direction "
+                       "column by its length and multiply that axis's spacing by it")
     if np.abs(matrix.T @ matrix - np.eye(3)).max() > ORTHO_TOL:
         raise LNQError(f"{name} has a non-orthogonal (sheared) direction matrix, which lnq-napari does not "
                        f"support; resample the image onto an orthogonal grid, or {fix}")
