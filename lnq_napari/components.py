@@ -17,20 +17,25 @@ STRUCTURE = np.ones((3, 3, 3), dtype=bool)  # the 26-neighbourhood as a scipy.nd
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """``(labels int32, count)``: one id per 26-connected component of the non-zero voxels."""
+    return _components_in_box(mask)[:2]
+
+
+def _components_in_box(mask: np.ndarray) -> tuple[np.ndarray, int, tuple[slice, ...] | None]:
+    """:func:`label_components` and the box holding every component (None: none)."""
     from scipy import ndimage
 
     binary = np.asarray(mask)
     binary = binary if binary.dtype == bool else binary > 0  # a bool mask as it is: no copy
     box = bounding_box(binary)
     if box is None:
-        return np.zeros(binary.shape, np.int32), 0
+        return np.zeros(binary.shape, np.int32), 0, None
     if all(b.stop - b.start == n for b, n in zip(box, binary.shape)):
         labels, count = ndimage.label(binary, structure=STRUCTURE)
-        return labels.astype(np.int32, copy=False), int(count)
+        return labels.astype(np.int32, copy=False), int(count), box
     # labelled inside the box only: the same ids (raster order is kept), a fraction of the time
     labels = np.zeros(binary.shape, np.int32)
     count = ndimage.label(binary[box], structure=STRUCTURE, output=labels[box])
-    return labels, int(count)
+    return labels, int(count), box
 
 
 def grown_by_one(mask: np.ndarray) -> np.ndarray:
@@ -72,18 +77,19 @@ def node_numbers(
     of several values holds more than ``max_nodes`` values or nodes (an image, not a label map), found
     before the whole map is labelled."""
     array = np.asarray(labels)
-    numbers, ids = _stored_numbers(array, max_nodes)
+    numbers, ids, box = _stored_numbers(array, max_nodes)
     if grid is None or ids.size < 2 or numbers is array:  # the map itself: one blob per value, kept
         return numbers, ids
-    return _in_lps_order(numbers, array, grid), ids
+    return _in_lps_order(numbers, array, grid, box), ids
 
 
-def _in_lps_order(numbers: np.ndarray, labels: np.ndarray, grid) -> np.ndarray:
+def _in_lps_order(numbers: np.ndarray, labels: np.ndarray, grid, box: tuple[slice, ...]) -> np.ndarray:
     """``numbers`` (blobs numbered in stored raster order by :func:`_stored_numbers`) renumbered as in LPS
     raster order: each blob ranked by its first voxel in LPS order (on the edge plane of its box that
     comes first in LPS z), each value's LPS-first blob keeping the value's number and its further blobs
     numbered above in (value, LPS order); written in place, in the boxes of the blobs whose number
-    changes (no copy of the map in another axis order). ``numbers`` itself when nothing changes."""
+    changes (no copy of the map in another axis order); ``box`` holds every blob. ``numbers`` itself when
+    nothing changes."""
     from scipy import ndimage
 
     from lnq_napari.io.orientation import lps_axes, lps_index
@@ -93,7 +99,9 @@ def _in_lps_order(numbers: np.ndarray, labels: np.ndarray, grid) -> np.ndarray:
         return numbers
     axis = 2 - axes[0][2]  # the array axis along LPS z
     keys, values = [], []
-    boxes = ndimage.find_objects(numbers)
+    shift = [b.start for b in box]
+    boxes = [tuple(slice(b.start + o, b.stop + o) for b, o in zip(found, shift))
+             for found in ndimage.find_objects(numbers[box])]
     for k, box in enumerate(boxes, start=1):
         edge = box[axis].start if axes[1][2] > 0 else box[axis].stop - 1
         plane = list(box)
@@ -120,8 +128,10 @@ def _in_lps_order(numbers: np.ndarray, labels: np.ndarray, grid) -> np.ndarray:
     return numbers
 
 
-def _stored_numbers(labels: np.ndarray, max_nodes: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`node_numbers` in stored raster order."""
+def _stored_numbers(
+    labels: np.ndarray, max_nodes: int | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[slice, ...] | None]:
+    """:func:`node_numbers` in stored raster order, and a box holding every node (None: none)."""
     from scipy import ndimage
 
     array = given = np.asarray(labels)
@@ -134,9 +144,9 @@ def _stored_numbers(labels: np.ndarray, max_nodes: int | None) -> tuple[np.ndarr
     elif top > 1:
         values = np.unique(array[array != 0])
     if values is None or values.size == 1:  # one value v (or none): its blobs are v, v + 1, ...
-        numbers, n = label_components(array)
+        numbers, n, box = _components_in_box(array)
         first = 1 if values is None else int(values[0])
-        return numbers, np.arange(first, first + n, dtype=np.int64)
+        return numbers, np.arange(first, first + n, dtype=np.int64), box
     if max_nodes is not None and values.size > max_nodes:
         raise _image(f"{values.size} distinct values")
     if boxes is None:  # the values numbered 1..k, then their boxes
@@ -158,7 +168,9 @@ def _stored_numbers(labels: np.ndarray, max_nodes: int | None) -> tuple[np.ndarr
         if max_nodes is not None and n > max_nodes:
             raise _image(f"more than {max_nodes} nodes (blobs of one value)")
     ids = values.astype(np.int64)
-    return numbers, np.concatenate([ids, ids[-1] + np.arange(1, n - ids.size + 1)])
+    union = tuple(slice(min(b[a].start for _, b in boxes), max(b[a].stop for _, b in boxes))
+                  for a in range(array.ndim))
+    return numbers, np.concatenate([ids, ids[-1] + np.arange(1, n - ids.size + 1)]), union
 
 
 def number_values(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
