@@ -91,9 +91,11 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 
 
 def node_scores(probabilities: Volume, low: float = LOW, high: float = HIGH) -> list[dict]:
-    """Connected components of ``p >= low`` with peak, mean probability, size and centre (z, y, x)."""
+    """Connected components of ``p >= low`` with peak, mean probability, size and centre (z, y, x); ids
+    1..n in LPS raster order, as node ids are numbered (:func:`~lnq_napari.components.node_numbers`)."""
     p = np.asarray(probabilities.array, dtype=np.float32)
-    components, n = label_components(p >= low)
+    components, found = node_numbers(p >= low, grid=probabilities)
+    n = found.size
     if n == 0:
         return []
     # per-component figures from the component voxels alone (scipy's per-label reductions sort the whole

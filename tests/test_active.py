@@ -315,3 +315,18 @@ def test_next_on_a_workspace_it_cannot_write_says_so_before_predicting(tmp_path,
     assert predictor.calls == 0 and {c: ws.versions(c) for c in ws.case_ids()} == before
     monkeypatch.setattr(tempfile, "mkstemp", make)  # writable again: it ranks
     assert main(["next", "--workspace", str(ws.root)]) == 0 and predictor.calls == 2
+
+
+def test_probability_blobs_are_numbered_in_lps_order_as_node_ids_are():
+    """node_scores numbered its blobs in stored raster order: a feet-first copy of one map gave each blob
+    another id. Numbered as node ids are (LPS order), each blob keeps its id."""
+    from lnq_napari.active import node_scores
+
+    p = np.zeros((10, 12, 12), np.float32)
+    p[1:3, 8:10, 2:4] = 0.9  # lowest slice: id 1 in LPS order
+    p[6:8, 2:4, 8:10] = 0.4
+    lps = Volume(p, (0.7, 0.7, 2.5), (0.0, 0.0, 0.0))
+    feet_first = Volume(p[::-1].copy(), (0.7, 0.7, 2.5), (0.0, 0.0, 22.5), (1, 0, 0, 0, 1, 0, 0, 0, -1))
+    ids = {row["id"]: row["peak"] for row in node_scores(lps)}
+    assert ids == {row["id"]: row["peak"] for row in node_scores(feet_first)}
+    assert ids[1] == pytest.approx(0.9)
