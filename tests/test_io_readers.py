@@ -978,5 +978,5 @@ def test_an_mha_whose_direction_holds_the_voxel_size_reads_where_itk_places_it(t
     np.testing.assert_allclose(volume.index_to_physical(np.array(corner[::-1]))[0],
                                image.TransformIndexToPhysicalPoint(corner), atol=1e-9)
     assert read_grid(tmp_path / "ct.mhd").same_grid(volume, tol=1e-9)
-    with pytest.raises(LNQError, match=r"direction vectors of length 0\.8, 0\.8, 2\.5, not 1: give the"):
+    with pytest.raises(LNQError, match=r"direction vectors of length 0\.8, 0\.8, 2\.5, not 1: divide each"):
         check_grid((1, 1, 1), (0, 0, 0), (0.8, 0, 0, 0, 0.8, 0, 0, 0, 2.5), "the labels")
