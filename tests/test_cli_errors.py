@@ -602,3 +602,25 @@ def test_workspace_init_inside_a_workspace_is_one_line_and_makes_nothing(case, c
     code, _, err = run_cli(capsys, ["workspace", "init", str(outer / "sub"), "--data", str(case["dir"])])
     assert_one_line_error(code, err, "is inside the workspace", "choose a folder outside it")
     assert sorted(outer.rglob("*")) == before
+
+
+@pytest.mark.parametrize("argv", [["workspace", "models", "{ws}"],
+                                  ["workspace", "activate", "{ws}", "bundled"],
+                                  ["next", "--workspace", "{ws}", "-n", "1"],
+                                  ["finetune", "--workspace", "{ws}", "--iterations", "1"]])
+def test_a_workspace_of_a_newer_format_is_refused_and_left_as_it_is(case, capsys, argv):
+    """workspace.json of format version 99 was read as version 1: listed, ranked, activated into (a newer
+    version's files rewritten by an older lnq-napari). A missing workspace path said "no workspace.json"."""
+    from lnq_napari.workspace.cases import META_FILE, new_meta, write_meta
+
+    ws = case["dir"] / "ws"
+    ws.mkdir()
+    write_meta(ws, {**new_meta(case["dir"], ws), "format_version": 99})
+    before = sorted((p.name, p.read_bytes()) for p in ws.rglob("*") if p.is_file())
+    code, _, err = run_cli(capsys, [a.format(ws=ws) for a in argv])
+    assert_one_line_error(code, err, "written by a newer lnq-napari (workspace format 99", "upgrade")
+    assert sorted((p.name, p.read_bytes()) for p in ws.rglob("*") if p.is_file()) == before
+    assert (ws / META_FILE).exists()
+    code, _, err = run_cli(capsys, [a.format(ws=case["dir"] / "nowhere") for a in argv])
+    assert_one_line_error(code, err, "nowhere does not exist; check the path")
+    assert not (case["dir"] / "nowhere").exists()

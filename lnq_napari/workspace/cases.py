@@ -167,6 +167,9 @@ def gone_error(folder: str | Path) -> LNQError:
 def read_meta(root: str | Path) -> dict:
     """The ``workspace.json`` of ``root``; LNQError when ``root`` is not a workspace."""
     path = Path(root) / META_FILE
+    if not Path(root).exists():
+        raise LNQError(f"the workspace {root} does not exist; check the path, or create one with "
+                       "`lnq-napari workspace init PATH --data DIR`")
     if not path.is_file():
         raise LNQError(f"{root} is not a lnq-napari workspace (no {META_FILE}); "
                        "create one with `lnq-napari workspace init PATH --data DIR`")
@@ -176,6 +179,11 @@ def read_meta(root: str | Path) -> dict:
         raise LNQError(f"{path} is unreadable ({exc}); restore it from a backup") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LNQError(f"{path} is not a lnq-napari workspace file; choose another folder")
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise LNQError(f"{root} was written by a newer lnq-napari (workspace format {version!r}; this one "
+                       f"reads up to {FORMAT_VERSION}); upgrade lnq-napari (pip install -U lnq-napari) to "
+                       "open it, so that nothing in it is changed by an older version")
     return meta
 
 
