@@ -455,6 +455,10 @@ def _read_seg(seg: str | Path, ct: Volume | None = None, scored: bool = False) -
     return raw.volume()
 
 
+#: How often ``train`` writes its checkpoint (``--resume`` continues from the last one).
+TRAIN_CHECKPOINT_EVERY = 100
+
+
 def train(
     data: str | Path, out: str | Path, iterations: int = 2000, device: str = "auto", seed: int = 0,
     resume: bool = False, naive: bool = False, progress: Progress = None, cancel: Cancel = None,
@@ -469,7 +473,8 @@ def train(
     cases = load_training_cases(data, naive=naive)
     config = {"naive": bool(naive), "inference": {"mediastinum_margin_mm": REGION_MARGIN_MM}}  # as bundled
     return train_model(cases, out, iterations, device=device, seed=seed, config=config,
-                       resume=resume, progress=progress, cancel=cancel, checkpoint_every=100)
+                       resume=resume, progress=progress, cancel=cancel,
+                       checkpoint_every=TRAIN_CHECKPOINT_EVERY)
 
 
 def export_nnunet(

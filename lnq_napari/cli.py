@@ -11,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -20,6 +21,7 @@ from lnq_napari.heard import show_one_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
+from lnq_napari.training.trainer import STATE_DIR
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
 # one job, so a rate ("it/s") would mean nothing.
@@ -473,6 +475,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What a Ctrl-C leaves for the command to continue from, as the end of its one line."""
+    if args.func is _cmd_finetune:
+        return "; run it again with --resume to continue where it stopped"
+    every = f"one every {api.TRAIN_CHECKPOINT_EVERY} iterations"
+    if args.func is _cmd_train and (Path(args.out) / STATE_DIR / "state.pt").is_file():
+        return f"; run it again with --resume to continue from its last checkpoint in {args.out} ({every})"
+    if args.func is _cmd_train:
+        return f"; it stopped before its first checkpoint ({every}): nothing to resume, run it again"
+    if args.func is _cmd_predict:
+        return (f"; the cases written to {args.output} before it are whole, the others missing: run it "
+                "again to predict every case")
+    return ""
+
+
 #: The errors of a place one cannot write to (permissions, a read-only file system, a full disk, a file
 #: where a folder must be, a name longer than the file system allows, a file larger than it or a limit
 #: allows).
@@ -499,9 +516,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resume = "; run it again with --resume to continue where it stopped" if args.func is _cmd_finetune \
-            else ""
-        print(f"lnq-napari: interrupted{resume}", file=sys.stderr)
+        print(f"lnq-napari: interrupted{_after_interrupt(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of our output stopped early (| head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

@@ -624,3 +624,29 @@ def test_a_workspace_of_a_newer_format_is_refused_and_left_as_it_is(case, capsys
     code, _, err = run_cli(capsys, [a.format(ws=case["dir"] / "nowhere") for a in argv])
     assert_one_line_error(code, err, "nowhere does not exist; check the path")
     assert not (case["dir"] / "nowhere").exists()
+
+
+def test_an_interrupted_train_or_predict_says_what_is_left(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during train printed only "interrupted", though `train --resume` continues from a checkpoint
+    when one was written (and there is nothing to resume before the first); predict said nothing of the
+    cases it had written."""
+    from lnq_napari import api
+    from lnq_napari.training.trainer import STATE_DIR
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "train", interrupted)
+    monkeypatch.setattr(api, "predict", interrupted)
+    out = tmp_path / "model"
+    argv = ["train", "--data", str(tmp_path), "--out", str(out)]
+    assert main(argv) == 130
+    assert "nothing to resume, run it again" in capsys.readouterr().err
+    (out / STATE_DIR).mkdir(parents=True)
+    (out / STATE_DIR / "state.pt").write_bytes(b"x")
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("lnq-napari: interrupted; run it again with --resume")
+    assert len(err.splitlines()) == 1
+    assert main(["predict", str(tmp_path), "-o", str(tmp_path / "p")]) == 130
+    assert "before it are whole, the others missing: run it again" in capsys.readouterr().err
