@@ -537,14 +537,7 @@ def _predicted(ct: Volume, model, device: str, progress: Progress, cancel: Cance
                region: bool = True) -> tuple[Predictor, Prediction]:
     """``ct`` checked and predicted (post-processed mask and probabilities): :func:`find_nodes` without
     the node ids, suggestions and table, which `predict` does not write."""
-    if np.asarray(ct.array).dtype == bool:
-        raise LNQError("the CT holds True/False values (a mask?); a CT holds numbers in Hounsfield units: "
-                       "pass the CT volume")
-    if min(ct.shape) < 2:
-        raise LNQError(f"the CT is {' x '.join(map(str, ct.shape))} voxels (z, y, x): lnq-napari finds nodes "
-                       "in chest CT volumes, not in a single slice; give the whole series")
-    check_ct_values(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
-    check_ct_extent(ct)  # before the model loads
+    _check_ct(ct)
     extent = min(n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx))
     if extent < THIN_SLAB_MM:
         warnings.warn(f"the CT spans only {extent:.0f} mm along one axis: the model judges nodes in their 3D "
@@ -557,6 +550,18 @@ def _predicted(ct: Volume, model, device: str, progress: Progress, cancel: Cance
     prediction = predictor.predict(ct, progress=lambda f, m="": step(0.9 * f, m), cancel=cancel, **off)
     _check(cancel)
     return predictor, prediction
+
+
+def _check_ct(ct: Volume) -> None:
+    """LNQError when ``ct`` is no CT to find nodes in (a mask, a single slice, label values, no body)."""
+    if np.asarray(ct.array).dtype == bool:
+        raise LNQError("the CT holds True/False values (a mask?); a CT holds numbers in Hounsfield units: "
+                       "pass the CT volume")
+    if min(ct.shape) < 2:
+        raise LNQError(f"the CT is {' x '.join(map(str, ct.shape))} voxels (z, y, x): lnq-napari finds nodes "
+                       "in chest CT volumes, not in a single slice; give the whole series")
+    check_ct_values(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
+    check_ct_extent(ct)  # before the model loads
 
 
 #: A CT thinner than this (mm) along an axis is a slab: predicted, with a warning (a 9 mm slab through
@@ -703,6 +708,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
+        _check_ct(volume)  # before the results folder is made: a refused CT leaves nothing behind
     check_prediction_targets({name: out / f"{name}-seg.nrrd"}, "--out", PREDICTIONS[::-1])  # its own first
     predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)

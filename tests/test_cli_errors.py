@@ -650,3 +650,11 @@ def test_an_interrupted_train_or_predict_says_what_is_left(tmp_path, capsys, mon
     assert len(err.splitlines()) == 1
     assert main(["predict", str(tmp_path), "-o", str(tmp_path / "p")]) == 130
     assert "before it are whole, the others missing: run it again" in capsys.readouterr().err
+
+
+def test_demo_of_a_label_file_given_as_the_ct_leaves_no_results_folder(case, capsys):
+    """`demo seg.nrrd --out D` refused the labels as a CT after making D: an empty results folder was left."""
+    out = case["dir"] / "results"
+    code, _, err = run_cli(capsys, ["demo", str(case["gt"]), "--out", str(out), "--headless"])
+    assert_one_line_error(code, err, "looks like a label map, not a CT")
+    assert not out.exists()
