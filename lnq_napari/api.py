@@ -385,7 +385,8 @@ def group_cases(workspace: str | Path | Workspace, csv_path: str | Path | None =
     if not rows or missing:
         raise LNQError(f"{csv_path} needs a header row case,patient,timepoint and one row per case"
                        + (f" (missing: {', '.join(sorted(missing))})" if rows else ""))
-    points = [TimePoint((r["case"] or "").strip(), r["patient"] or "", r["timepoint"] or "") for r in rows]
+    points = [TimePoint(*((r[k] or "").strip() for k in ("case", "patient", "timepoint")))  # " P1 " too
+              for r in rows]
     ws.group_cases(points)
     return points
 

@@ -41,6 +41,18 @@ def test_group_records_patient_and_time_point_in_the_workspace(grouped):
     assert again.journal("group")[-1]["patients"] == 1
 
 
+def test_spaces_around_a_csv_cell_are_not_part_of_the_patient_or_time_point(grouped, tmp_path):
+    """"case, patient, timepoint" rows as a spreadsheet pads them: the case was stripped, the patient and
+    time point were not, so " P1" and "P1" were two patients (and " 2024-01-01" no date)."""
+    ws, cases, _, _ = grouped
+    padded = tmp_path / "padded.csv"
+    padded.write_text(f"case, patient, timepoint\n{cases[0]}, P1 , t0\n {cases[1]} ,P1, t1 \n")
+    points = api.group_cases(ws.root, padded)
+    assert {p.patient for p in points} == {"P1"} and {p.timepoint for p in points} == {"t0", "t1"}
+    assert Workspace.open(ws.root).time_points("P1") == [TimePoint(cases[0], "P1", "t0"),
+                                                         TimePoint(cases[1], "P1", "t1")]
+
+
 def test_compare_by_patient_uses_the_reviewed_labels_first_to_last(grouped, tmp_path, capsys):
     ws, cases, groups, truth = grouped
     api.group_cases(ws.root, groups)
