@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,6 +167,8 @@ def _other_workspace(ws):
     (lambda ws: "m007", "'m007' is not registered"),
     (lambda ws: _half_written(ws) or "m002", "does not match the sha256"),
     (_other_workspace, "from another workspace"),
+    (lambda ws: str(Path(ws.root).parent / "data"), "is not a model folder (no config.json"),
+    (lambda ws: f"nnunet:{Path(ws.root).parent / 'none'}", "none does not exist"),
 ])
 def test_workspace_activate_errors_are_one_line_and_change_nothing(ws, capsys, breaks, message):
     version = breaks(ws)

@@ -416,9 +416,15 @@ class Workspace:
         bundled = folder.is_dir() and folder.resolve() == bundled_model_path().resolve()  # its row, no copy
         outside = folder.is_dir() and not folder.resolve().is_relative_to(self.root.resolve())
         in_a_workspace = any((p / REGISTRY_FILE).is_file() for p in folder.resolve().parents[:3])
-        if outside and not (bundled or in_a_workspace) and name not in self.registry.known() and \
-                model_kind(folder):
-            return self.adopt_model(name)
+        known = self.registry.known()
+        if outside and name.strip() and not (bundled or in_a_workspace) and name not in known:
+            if model_kind(folder):
+                return self.adopt_model(name)
+            raise LNQError(f"{folder} is not a model folder (no config.json, nor nnU-Net's plans.json and "
+                           f"dataset.json); activate one of {', '.join(known)}, or a trained model folder")
+        if name not in known and not folder.exists() and (name.startswith("nnunet:") or os.sep in name):
+            raise LNQError(f"model folder {folder} does not exist; activate one of {', '.join(known)}, or a "
+                           "trained model folder")
         return self.registry.version_of(name)
 
     def model_info(self, version: str) -> dict:
