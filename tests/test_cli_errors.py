@@ -658,3 +658,13 @@ def test_demo_of_a_label_file_given_as_the_ct_leaves_no_results_folder(case, cap
     code, _, err = run_cli(capsys, ["demo", str(case["gt"]), "--out", str(out), "--headless"])
     assert_one_line_error(code, err, "looks like a label map, not a CT")
     assert not out.exists()
+
+
+def test_a_damaged_picture_is_one_line_without_libpng_s_own(tmp_path):
+    """A .png given as the CT: ITK's PNG reader printed libpng's line ("invalid chunk type") above ours."""
+    picture = tmp_path / "scan.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    proc = subprocess.run([sys.executable, "-m", "lnq_napari.cli", "measure", str(picture)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert "scan.png is a picture, not a supported image" in proc.stderr

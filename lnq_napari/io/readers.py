@@ -195,6 +195,10 @@ def read_raw(path: str | Path, series_uid: str | None = None) -> RawImage:
     return raw
 
 
+#: 2D picture formats: no CT or label volume is stored so.
+PICTURES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
 def _read_any(path: str | Path, series_uid: str | None = None) -> RawImage:
     path = _existing(path)
     kind = file_format(path)
@@ -211,6 +215,9 @@ def _read_any(path: str | Path, series_uid: str | None = None) -> RawImage:
         return _read_nrrd(path)
     if kind == "sitk":
         return _read_sitk_file(path)
+    if path.suffix.lower() in PICTURES:  # never a volume; ITK's PNG reader would print libpng's own lines
+        raise LNQError(f"{path.name} is a picture, not a supported image; use NRRD (.nrrd/.nhdr), "
+                       "NIfTI (.nii, .nii.gz), MHA/MHD or a DICOM folder")
     try:
         return _read_sitk_file(path)
     except LNQError as exc:
