@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +32,29 @@ def pick_slices(mask: np.ndarray, n: int = 3) -> list[int]:
     return sorted({int(round(c[0])) for c in centres})
 
 
+def _matplotlib_home() -> None:
+    """Before matplotlib's first import: where HOME cannot be written (a container, a read-only home),
+    its settings go to a temporary folder of ours, so that matplotlib does not print its lines on it."""
+    if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR"):
+        return
+    folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="lnq-matplotlib-")
+        atexit.register(shutil.rmtree, os.environ["MPLCONFIGDIR"], ignore_errors=True)
+
+
 def overlay_figure(
     ct: Volume, mask: Volume, path: str | Path, truth: Volume | None = None, slices: list[int] | None = None,
     title: str = "",
 ) -> Path:
     """Save a PNG of axial CT slices with predicted nodes (and truth outlines when given), shown as
     :func:`~lnq_napari.io.orientation.radiological` orients them (``slices`` index that orientation)."""
+    _matplotlib_home()
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -45,3 +45,24 @@ def test_the_overlay_of_a_flipped_file_is_the_same_picture(tmp_path):
     want = overlay_figure(ct, ct.with_array(mask), tmp_path / "lps.png", slices=[3])
     got = overlay_figure(stored, stored_mask, tmp_path / "flipped.png", slices=[3])
     np.testing.assert_array_equal(matplotlib.image.imread(got), matplotlib.image.imread(want))
+
+
+def test_a_home_that_cannot_be_written_prints_nothing_of_matplotlib_s(tmp_path):
+    """`demo` where HOME is read-only: matplotlib printed three lines of its own about its config folder."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.write_text("not a folder")  # ~/.config cannot be made (as a read-only HOME, even for root)
+    own = ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in own}
+    script = ("import numpy as np\nfrom lnq_napari.figures import overlay_figure\n"
+              "from lnq_napari.io.volume import Volume\n"
+              "v = Volume(np.zeros((4, 8, 8), np.int16), (1.0, 1.0, 1.0))\n"
+              "m = v.with_array(np.zeros((4, 8, 8), np.uint8))\n"
+              f"overlay_figure(v, m, {str(tmp_path / 'o.png')!r})\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**env, "HOME": str(home)})
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert (tmp_path / "o.png").is_file()
