@@ -709,8 +709,9 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
-        _check_ct(volume)  # before the results folder is made: a refused CT leaves nothing behind
     check_prediction_targets({name: out / f"{name}-seg.nrrd"}, "--out", PREDICTIONS[::-1])  # its own first
+    if truth is None:
+        _check_ct(volume)  # before the results folder is made: a refused CT leaves nothing behind
     predictor = load_predictor(model, device="auto")
     out.mkdir(parents=True, exist_ok=True)
     ct_path = Path(ct) if truth is None else write_volume(out / f"{name}-ct.nrrd", volume)
