@@ -668,3 +668,33 @@ def test_a_damaged_picture_is_one_line_without_libpng_s_own(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
     assert "scan.png is a picture, not a supported image" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "{ct}", "--output", "{out}"], ["demo", "{ct}", "--out", "{out}", "--headless"],
+    ["train", "--data", "{dir}", "--out", "{out}", "--iterations", "1"], ["phantom", "{out}", "--cases", "1"],
+    ["export-nnunet", "--out", "{out}", "--dataset-id", "7", "--data", "{dir}"],
+    ["workspace", "init", "{out}", "--data", "{dir}"]])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(case, capsys, monkeypatch, argv):
+    """An output folder on a read-only disk: predict read and predicted the CT (for a folder of cases, the
+    first case), then failed at its first write with a temp file's name."""
+    import errno
+    import tempfile
+
+    from lnq_napari import api
+
+    read_only = case["dir"] / "mounted"
+    read_only.mkdir()
+    mkstemp = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve().is_relative_to(read_only.resolve()):
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+        return mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(api, "load_predictor", lambda *a, **k: pytest.fail("a model was loaded"))
+    fill = {"ct": str(case["ct"]), "dir": str(case["dir"]), "out": str(read_only / "out")}
+    code, _, err = run_cli(capsys, [a.format(**fill) for a in argv])
+    assert_one_line_error(code, err, f"nothing can be written in {read_only} (Read-only file system)")
+    assert list(read_only.iterdir()) == []

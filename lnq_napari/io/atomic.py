@@ -181,8 +181,8 @@ def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS,
 
 def check_output_folder(path: str | Path, flag: str, what: str) -> Path:
     """``path`` as a folder outputs go to (made later, by the writers); LNQError in one line when a file
-    is in the way or the path is empty (it read as the current folder), before anything is computed or
-    written."""
+    is in the way, the path is empty (it read as the current folder) or the folder (or the nearest one
+    above it that exists) cannot be written, before anything is computed or written."""
     if not str(path).strip():
         raise LNQError(f"{flag} is empty; give a folder for {what}")
     path = Path(path).expanduser()
@@ -191,6 +191,11 @@ def check_output_folder(path: str | Path, flag: str, what: str) -> Path:
     blocker = file_above(path)
     if blocker is not None:
         raise LNQError(f"{flag} {path} lies under {blocker}, which is a file; give a folder for {what}")
+    where = next((p for p in (path, *path.parents) if p.is_dir()), None)  # where the first write goes
+    why = None if where is None else write_error(where)
+    if why is not None:  # before a long run that would end at its first write
+        raise LNQError(f"{flag} {path}: nothing can be written in {where} ({why.strerror or why}); give a "
+                       f"writable folder for {what}")
     return path
 
 
