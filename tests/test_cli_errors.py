@@ -674,10 +674,13 @@ def test_a_damaged_picture_is_one_line_without_libpng_s_own(tmp_path):
     ["predict", "{ct}", "--output", "{out}"], ["demo", "{ct}", "--out", "{out}", "--headless"],
     ["train", "--data", "{dir}", "--out", "{out}", "--iterations", "1"], ["phantom", "{out}", "--cases", "1"],
     ["export-nnunet", "--out", "{out}", "--dataset-id", "7", "--data", "{dir}"],
-    ["workspace", "init", "{out}", "--data", "{dir}"]])
+    ["workspace", "init", "{out}", "--data", "{dir}"], ["measure", "{gt}", "--csv", "{out}/nodes.csv"],
+    ["evaluate", "--pred", "{pred}", "--gt", "{gt}", "--json", "{out}.json"],
+    ["compare", "--baseline", "{ct}", "{gt}", "--followup", "{ct}", "{pred}", "--csv", "{out}.csv"]])
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(case, capsys, monkeypatch, argv):
     """An output folder on a read-only disk: predict read and predicted the CT (for a folder of cases, the
-    first case), then failed at its first write with a temp file's name."""
+    first case), then failed at its first write with a temp file's name; compare registered the scans before
+    its table failed."""
     import errno
     import tempfile
 
@@ -694,7 +697,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(case
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     monkeypatch.setattr(api, "load_predictor", lambda *a, **k: pytest.fail("a model was loaded"))
-    fill = {"ct": str(case["ct"]), "dir": str(case["dir"]), "out": str(read_only / "out")}
+    fill = {**{k: str(v) for k, v in case.items()}, "out": str(read_only / "out")}
     code, _, err = run_cli(capsys, [a.format(**fill) for a in argv])
     assert_one_line_error(code, err, f"nothing can be written in {read_only} (Read-only file system)")
     assert list(read_only.iterdir()) == []

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import file_above
+from lnq_napari.io.atomic import file_above, write_error
 from lnq_napari.io.dicom_seg import SegFile
 from lnq_napari.io.layout import LABEL_SUFFIXES, is_image_file, sibling_names
 from lnq_napari.io.provenance import EXPORT, seg_writer, writer
@@ -75,8 +75,8 @@ def check_table_path(path: str | Path | None, flag: str, example: str,
     computed, when it is a folder, names an image or label file (a table is never written over one),
     is one of the command's ``inputs`` (paths; anything else, a Volume say, is passed over), lies under a
     file, or is an existing file that does not begin with ``starts`` (what the command's table begins
-    with: one it wrote before is written over, a workspace's or the user's file is not). None stays
-    None."""
+    with: one it wrote before is written over, a workspace's or the user's file is not), or its folder
+    cannot be written. None stays None."""
     if path is None:
         return None
     path = Path(path).expanduser()
@@ -95,6 +95,11 @@ def check_table_path(path: str | Path | None, flag: str, example: str,
         raise LNQError(f"{flag} {path} already exists and is not a table this command wrote (a file of "
                        f"yours or of a workspace?); it is left as it is: give another file name such as "
                        f"{example}")
+    where = next((p for p in path.parents if p.is_dir()), None)  # where the table's temp file goes
+    why = None if where is None else write_error(where)
+    if why is not None:  # before the work (compare registers the scans first)
+        raise LNQError(f"{flag} {path}: nothing can be written in {where} ({why.strerror or why}); give a "
+                       f"file in a folder you can write to (e.g. {example})")
     return path
 
 
