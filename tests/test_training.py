@@ -155,6 +155,25 @@ def test_stop_at_pauses_with_a_checkpoint_and_resume_finishes_the_schedule(tmp_p
     assert [it for it, _ in _losses(out)][-1] == 8
 
 
+@pytest.mark.parametrize("damage", [lambda b: b[:3000], lambda b: b"", lambda b: bytes(range(256)) * 8,
+                                    lambda b: None])
+def test_a_damaged_checkpoint_is_one_line_and_changes_nothing(tmp_path, phantom_case, damage):
+    """`train --resume` over a state.pt cut short, empty, of other bytes or of another dict: torch's
+    traceback (zip reader, EOFError, unpickler, KeyError)."""
+    out = tmp_path / "m"
+    train_model([phantom_case], out, iterations=2, device="cpu", config=TINY_CONFIG)
+    state = out / "train_state" / "state.pt"
+    damaged = damage(state.read_bytes())
+    if damaged is None:
+        torch.save({"weights": 1}, state)
+    else:
+        state.write_bytes(damaged)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(LNQError, match="state.pt is damaged .* train again without --resume into a new"):
+        train_model([phantom_case], out, iterations=4, device="cpu", resume=True)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_init_from_records_parent(tmp_path, phantom_case):
     parent = train_model([phantom_case], tmp_path / "p", iterations=2, device="cpu", config=TINY_CONFIG)
     child = train_model([phantom_case], tmp_path / "c", iterations=2, device="cpu", init_from=parent)

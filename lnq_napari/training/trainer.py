@@ -300,7 +300,7 @@ def start_run(cases: Sequence[TrainingCase], out_dir: Path, iterations: int, dev
     terms = AnchorTerms(anchor, net, device_t) if anchor else None
     run = TrainRun(cfg, out_dir, net, net, opt, device_t, rank, world, 0, int(iterations), terms)
     if resume:
-        saved = torch.load(run.state_dir / "state.pt", map_location=device_t, weights_only=True)
+        saved = _load_resume_state(run.state_dir / "state.pt", device_t)
         opt.load_state_dict(saved["optimizer"])
         run.start = int(saved["iteration"])
         run.iterations = int(cfg.training.iterations)
@@ -310,6 +310,22 @@ def start_run(cases: Sequence[TrainingCase], out_dir: Path, iterations: int, dev
         ids = [device_t.index] if device_t.type == "cuda" else None
         run.model = DistributedDataParallel(net, device_ids=ids)
     return run
+
+
+def _load_resume_state(path: Path, device) -> dict:
+    """The optimizer state and iteration a checkpoint saved; LNQError in one line when the file is damaged
+    (a copy cut short, a disk error): the run cannot be continued."""
+    import torch
+
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception:  # torch's zip reader, the unpickler: each its own long error for a damaged file
+        saved = None
+    if not (isinstance(saved, dict) and isinstance(saved.get("optimizer"), dict)
+            and isinstance(saved.get("iteration"), int)):
+        raise LNQError(f"{path} is damaged (cut short, or not a checkpoint of lnq-napari train); this "
+                       "training cannot be continued: train again without --resume into a new --out folder")
+    return saved
 
 
 def _prepare_sources(cases, prep, rng, progress):
