@@ -566,6 +566,30 @@ def test_interrupted_finetune_resumes(tmp_path, dataset, parent_model):
         finetune_workspace(ws, device="cpu", resume=True, predictor_factory=factory)
 
 
+def test_a_resume_that_fails_says_the_interrupted_run_is_discarded(tmp_path, dataset, parent_model):
+    """`finetune --resume` over a staging folder whose weights were cut short said only "re-copy the model
+    folder", though the failure discards the interrupted run: a plain finetune is what is left to do."""
+    ws, truth = _workspace(tmp_path, dataset, parent_model, n_corrected=2)
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 4
+
+    def factory(path, device):
+        return _TruthPredictor(truth)
+
+    with pytest.raises(Cancelled):
+        finetune_workspace(ws, FinetuneConfig(iterations=6), device="cpu", cancel=cancel,
+                           predictor_factory=factory)
+    staging = Path(json.loads((ws.models_dir / "pending.json").read_text())["staging"])
+    weights = staging / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(LNQError, match="interrupted fine-tune is discarded: run finetune without --resume"):
+        finetune_workspace(ws, device="cpu", resume=True, predictor_factory=factory)
+    assert not (ws.models_dir / "pending.json").exists()
+
+
 def test_no_corrections_is_a_user_error(tmp_path, dataset, parent_model):
     from lnq_napari.workspace import Workspace
 

@@ -471,6 +471,9 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
                             "continues it")
     except LNQError as exc:  # a failure, not an interruption: --resume would only fail again
         discard_pending(ws, f"failed: {exc}")
+        if resume:  # its advice (re-copy a folder, ...) is about the run discarded now
+            raise LNQError(f"{exc}; the interrupted fine-tune is discarded: run finetune without --resume") \
+                from exc
         raise
     with ws.locked():  # a user's activation cannot come between the check and the rule's activation
         activate, reason = unless_active_changed(ws, plan.parent, verdict.activate, verdict.reason)
