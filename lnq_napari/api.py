@@ -789,6 +789,7 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
     ws = _open(workspace)
     chosen = active.get_strategy(strategy)
     ws.check_writable("ranking stores each case's prediction (the version a reviewer corrects) there")
+    ws.warn_lost_corrections("ranked")
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []
     predictor = active.LazyPredictor(lambda: load_predictor(model_path))

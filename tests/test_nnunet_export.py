@@ -316,3 +316,20 @@ def test_cases_left_out_of_an_export_are_named_and_no_foreground_warns(tmp_path,
     assert f"left out (no labels, or labels without their CT): {first}, lnq2023-train-0099-seg.nrrd (no CT)" \
         in captured.out
     assert "no lymph-node voxel" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_correction_whose_file_is_damaged_is_warned_of_not_exported_silently(tmp_path, data):
+    """A correction's label file cut short by hand: fine-tune warned, export-nnunet (and next) took the
+    case by its original labels without a word."""
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", data)
+    case = ws.case_ids()[0]
+    saved = ws.add_label_version(case, read_labels(ws.full_path(case), reference=ws.read_ct(case)),
+                                 "correction")
+    path = ws.label_path(case, saved)
+    path.write_bytes(path.read_bytes()[:500])
+    lost = f"case {case}: the file of correction {saved} .* is gone or damaged; exported without it"
+    with pytest.warns(UserWarning, match=lost):
+        result = export_dataset(tmp_path / "raw", 13, workspace=ws.root, workers=1)
+    assert {c.case_id: c.kind for c in result.cases}[case] == "original"

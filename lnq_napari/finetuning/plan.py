@@ -130,12 +130,7 @@ def _replay_cases(ws, config: FinetuneConfig, corrected: Sequence[str], n: int) 
 
 def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
     """Split the corrected cases, pick replay cases, name the new version (LNQError: nothing corrected)."""
-    for case in ws.case_ids():
-        for prov in ws.label_store(case).lost():
-            if prov.get("source") == "correction":
-                warnings.warn(f"case {case}: the file of correction {prov.get('version')} ({prov['file']}) "
-                              "is gone or damaged; fine-tuned without it (restore the file to use it)",
-                              UserWarning, stacklevel=2)
+    ws.warn_lost_corrections("fine-tuned")
     corrected = ws.corrected_cases()
     if not corrected:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")

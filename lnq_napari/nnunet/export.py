@@ -190,6 +190,7 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     dense = FinetuneConfig().dense_truth if dense is None else bool(dense)
+    ws.warn_lost_corrections("exported")
     jobs, skipped = [], []
     for case in ws.case_ids():
         if case in exclude:

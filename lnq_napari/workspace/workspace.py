@@ -29,6 +29,7 @@ import errno
 import os
 import re
 import shutil
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -324,6 +325,16 @@ class Workspace:
     def corrected_cases(self) -> list[str]:
         """Cases with at least one correction."""
         return [c for c in self.case_ids() if self.latest_version(c, "correction") is not None]
+
+    def warn_lost_corrections(self, done: str) -> None:
+        """A warning for each correction whose label file is gone or damaged (deleted or changed by hand:
+        :meth:`LabelStore.lost`), which the work ``done`` ("fine-tuned") goes on without."""
+        for case in self.case_ids():
+            for prov in self.label_store(case).lost():
+                if prov.get("source") == "correction":
+                    warnings.warn(f"case {case}: the file of correction {prov.get('version')} "
+                                  f"({prov['file']}) is gone or damaged; {done} without it (restore the file "
+                                  "to use it)", UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------ journal
     @property
