@@ -98,7 +98,8 @@ class NnUNetPredictor:
                 str(self.path), use_folds=[f if f == "all" else int(f) for f in self.model.folds],
                 checkpoint_name=self.model.checkpoint)
         # nnU-Net checks dataset.json with assert (an ignore label below another, regions without order)
-        except (KeyError, RuntimeError, ValueError, EOFError, AssertionError, pickle.UnpicklingError) as exc:
+        except (KeyError, RuntimeError, ValueError, EOFError, OSError, AssertionError,
+                pickle.UnpicklingError) as exc:
             why = str(exc).splitlines()[0][:160] if str(exc) else ""
             if "torchvision" in why:  # nnU-Net looked for a trainer class among modules that need it
                 raise LNQError(f"cannot load the nnU-Net model {self.path}: nnU-Net imports torchvision to "
