@@ -220,34 +220,50 @@ def test_labels_nnunet_asserts_on_are_one_line(nnunet_model, tmp_path, labels):
         NnUNetPredictor(folder, device="cpu")
 
 
-def test_a_model_trained_on_images_turned_to_ras_is_given_the_ct_turned(nnunet_model, odd_grid_ct, tmp_path):
-    """A dataset.json naming nnU-Net's NibabelIOWithReorient reader: the model saw every image turned to
+@pytest.mark.parametrize("reader, ending", [("NibabelIOWithReorient", ".nii.gz"),
+                                            ("SimpleITKIOWithReorient", ".nrrd")])
+def test_a_model_trained_on_images_turned_to_ras_is_given_the_ct_turned(nnunet_model, odd_grid_ct, tmp_path,
+                                                                       reader, ending):
+    """A dataset.json naming one of nnU-Net's reorienting readers: the model saw every image turned to
     RAS, so it is given the CT turned so (it was given the CT's own voxel order: flipped anatomy) and its
-    output is turned back: nnU-Net's own reader and predictor on the same file agree, turned alike."""
+    output is turned back: nnU-Net's own reader and predictor on the same file agree, turned alike, also on
+    a grid turned 45 degrees where nibabel's and SimpleITK's turns differ (each reader's own is followed)."""
     import json
 
-    from nnunetv2.imageio.nibabel_reader_writer import NibabelIOWithReorient
+    from nibabel.orientations import axcodes2ornt, io_orientation
+    from nnunetv2.imageio.reader_writer_registry import recursive_find_reader_writer_by_name
 
     from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
 
+    io_class = recursive_find_reader_writer_by_name(reader)
     folder = _copy(nnunet_model[1], tmp_path)
     meta = json.loads((folder / "dataset.json").read_text())
-    meta.update(overwrite_image_reader_writer="NibabelIOWithReorient", file_ending=".nii.gz")
+    meta.update(overwrite_image_reader_writer=reader, file_ending=ending)
     (folder / "dataset.json").write_text(json.dumps(meta))
     predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
-    from lnq_napari.io.volume import Volume
 
     odd = odd_grid_ct  # its x axis is flipped: RAS turns its y axis; swapped: x and z swapped besides
     swapped = Volume(odd.array, odd.spacing, odd.origin, (0.0, 0.0, 1.0, 0.0, -1.0, 0.0, 1.0, 0.0, 0.0))
-    for ct in (odd, swapped):
-        data, props = NibabelIOWithReorient().read_images([str(write_volume(tmp_path / "ct_0000.nii.gz",
-                                                                            ct))])
+    r = float(np.sqrt(0.5))  # 45 degrees, x and z swapped: a tie nibabel and SimpleITK break differently
+    tilted = Volume(odd.array, odd.spacing, odd.origin, (0.0, r, -r, 0.0, r, r, 1.0, 0.0, 0.0))
+    for ct in (odd, swapped, tilted):
+        path = write_volume(tmp_path / f"ct_0000{ending}", ct)
+        data, props = io_class().read_images([str(path)])
         _, own = predictor._nnunet.predict_single_npy_array(data, props, None, None, True)
+        ct = read_volume(path)
         pred = predictor.predict(ct)
         assert pred.probabilities.same_grid(ct)
-        ours, _ = NibabelIOWithReorient().read_images(
-            [str(write_volume(tmp_path / "prob_0000.nii.gz", pred.probabilities))])
+        ours, _ = io_class().read_images([str(write_volume(tmp_path / f"prob_0000{ending}",
+                                                           pred.probabilities))])
+        assert ours[0].shape == own[1].shape
         np.testing.assert_allclose(ours[0], own[1], atol=1e-5)
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ ct.direction_matrix
+    import SimpleITK as sitk
+
+    code = sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(ct.direction)
+    assert not np.array_equal(io_orientation(affine), axcodes2ornt(tuple(code)))  # the tie is exercised
 
 
 def test_a_cascade_second_stage_is_refused_in_one_line(nnunet_model, tmp_path):

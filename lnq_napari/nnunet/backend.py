@@ -6,7 +6,8 @@ grid; the lymph-node probability (the output channel dataset.json's labels give 
 nnunet.labels`) then goes through our post-processing, so suggestions, the node table and workspace
 ranking work unchanged. The CT array is given in the order
 the reader returns it, which is the order nnU-Net's SimpleITKIO (and NibabelIO) reads from an exported
-dataset; a model trained with NibabelIOWithReorient gets it turned to RAS (:mod:`~lnq_napari.nnunet.orient`).
+dataset; a model trained with a reorienting reader (NibabelIOWithReorient, SimpleITKIOWithReorient)
+gets it turned to RAS as that reader turns it (:mod:`~lnq_napari.nnunet.orient`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
 from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.nnunet.labels import check_usable
-from lnq_napari.nnunet.orient import Reorientation, reorients
+from lnq_napari.nnunet.orient import Reorientation, reorienting_reader
 from lnq_napari.per_ct import region_of
 
 
@@ -85,7 +86,8 @@ class NnUNetPredictor:
         # before loading: a CT + PET network or a cascade's second stage fails deep inside otherwise; the
         # lymph node's output channel, as nnU-Net's label manager lays the outputs out
         self.channel = check_usable(self.path)
-        self._reorients = reorients(json.loads((self.path / "dataset.json").read_text(encoding="utf-8")))
+        dataset = json.loads((self.path / "dataset.json").read_text(encoding="utf-8"))
+        self._reader = reorienting_reader(dataset)  # None: the model reads the CT's own voxel order
         cls = _tracked_predictor_class()
         cuda = self.device.type == "cuda"
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints that CPU runs keep data on the CPU
@@ -132,7 +134,7 @@ class NnUNetPredictor:
             raise Cancelled("prediction cancelled")
         step(0.0, "nnU-Net preprocessing")
         image, spacing = np.asarray(ct.array, dtype=np.float32), list(ct.spacing_zyx)
-        turn = Reorientation.of(ct) if self._reorients else None  # trained on images turned to RAS
+        turn = Reorientation.of(ct, self._reader) if self._reader else None  # trained on images turned to RAS
         if turn is not None:
             image, spacing = turn.forward(image, spacing)
         self._nnunet.tick = tick

@@ -1,8 +1,10 @@
 """The voxel order an nnU-Net model was trained in, when it is not the CT's own: a model whose dataset.json
-names nnU-Net's ``NibabelIOWithReorient`` reader saw every image turned to RAS (nibabel's
-``as_closest_canonical``) before training, so it is given the CT turned the same way and its outputs are
-turned back. Other readers (SimpleITKIO, NibabelIO) give the CT's own voxel order, as lnq-napari's reader.
-Needs nibabel (a dependency of nnunetv2).
+names one of nnU-Net's reorienting readers saw every image turned to RAS before training, so it is given
+the CT turned the same way and its outputs are turned back. ``NibabelIOWithReorient`` turns with nibabel's
+``as_closest_canonical``, ``SimpleITKIOWithReorient`` with ``sitk.DICOMOrient(image, "RAS")``; they agree
+except on grids turned exactly 45 degrees, where each reader's own choice is followed. Other readers
+(SimpleITKIO, NibabelIO) give the CT's own voxel order, as lnq-napari's reader. Needs nibabel (a dependency
+of nnunetv2).
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ import numpy as np
 
 from lnq_napari.io.volume import Volume
 
-REORIENTING = "NibabelIOWithReorient"  # nnU-Net's reader that turns images to RAS
+NIBABEL_REORIENT = "NibabelIOWithReorient"  # nnU-Net's readers that turn images to RAS
+SITK_REORIENT = "SimpleITKIOWithReorient"
+REORIENTING = (NIBABEL_REORIENT, SITK_REORIENT)
+
+
+def reorienting_reader(dataset: dict) -> str | None:
+    """The reorienting reader dataset.json names (the model saw images turned to RAS), else None."""
+    reader = dataset.get("overwrite_image_reader_writer") if isinstance(dataset, dict) else None
+    return reader if reader in REORIENTING else None
 
 
 def reorients(dataset: dict) -> bool:
     """True when the model of ``dataset`` (its dataset.json) was trained on images turned to RAS."""
-    return isinstance(dataset, dict) and dataset.get("overwrite_image_reader_writer") == REORIENTING
+    return reorienting_reader(dataset) is not None
 
 
 @dataclass(frozen=True)
@@ -29,10 +39,17 @@ class Reorientation:
     ornt: np.ndarray
 
     @classmethod
-    def of(cls, ct: Volume) -> Reorientation:
-        """The turn of ``ct``'s grid (LPS direction and spacing as nibabel's RAS affine sees them)."""
-        from nibabel.orientations import io_orientation
+    def of(cls, ct: Volume, reader: str = NIBABEL_REORIENT) -> Reorientation:
+        """The turn of ``ct``'s grid as ``reader`` turns it: SimpleITK's DICOM orientation code of the
+        direction for SimpleITKIOWithReorient, nibabel's of the RAS affine for NibabelIOWithReorient."""
+        from nibabel.orientations import axcodes2ornt, io_orientation
 
+        if reader == SITK_REORIENT:
+            import SimpleITK as sitk
+
+            direction = tuple(float(v) for v in np.asarray(ct.direction_matrix, dtype=float).ravel())
+            code = sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(direction)
+            return cls(axcodes2ornt(tuple(code)))  # DICOM's letters: where each axis points, as nibabel's
         affine = np.eye(4)
         affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ ct.direction_matrix @ np.diag(ct.spacing)
         return cls(io_orientation(affine))
