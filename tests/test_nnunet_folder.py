@@ -98,6 +98,32 @@ def test_figures_are_kept_under_the_weights_and_settings_a_model_string_chooses(
     assert figures_key(f"nnunet:{folder}?folds=4") is None  # a fold it lacks: nothing to key
 
 
+def test_argmax_and_an_explicit_threshold_are_kept_apart_where_they_differ(tmp_path):
+    """A model of more than two labels: nnU-Net's argmax (no threshold) and ``?threshold=0.5`` give other
+    masks, so their figures are kept under other keys (they shared one); a two-label model's keys are
+    unchanged (its argmax is the node probability at 0.5)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from lnq_napari.model.checkpoint import figures_key
+    from lnq_napari.model.nnunet_folder import NNUNET_INFERENCE
+
+    folder = tmp_path / "m"
+    (folder / "fold_0").mkdir(parents=True)
+    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights")
+    (folder / "plans.json").write_text(json.dumps({}))
+    for labels, apart in (({"background": 0, "lymph_node": 1, "ignore": 2}, False),
+                          ({"background": 0, "vessel": 1, "lymph_node": 2}, True),
+                          ({"background": 0, "lymph_node": 1, "nodes_and_more": [1, 2]}, False)):
+        (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+        plain, thresholded = figures_key(folder), figures_key(f"nnunet:{folder}?threshold=0.5")
+        assert (plain != thresholded) is apart, labels
+        settings = json.dumps([0.5, True, dataclasses.asdict(NNUNET_INFERENCE)], sort_keys=True)
+        before = hashlib.sha256(f"{model_spec(folder).open().content}|{settings}".encode()).hexdigest()[:16]
+        assert thresholded == before and (plain == before) is not apart  # keys kept where nothing changed
+
+
 def test_a_folder_with_a_question_mark_reads_back_from_its_model_string():
     """Options follow the last '?'; one followed by a '/' lies in the folder (a workspace under
     ``review?2/``), and a folder whose own name holds one is written with a '?' after it."""
@@ -126,8 +152,10 @@ def test_options_are_compared_as_they_take_effect(tmp_path):
         return effective_options(folder, parse_options(query)).query()
 
     for query in ("", "folds=", "folds=1,0", "folds=0,1,1", "mirroring=on", "tile_step=0.5",
-                  "checkpoint=checkpoint_final.pth", "threshold=0.5&max_mean_hu=none&min_peak=0"):
+                  "checkpoint=checkpoint_final.pth", "max_mean_hu=none&min_peak=0"):
         assert effective(query) == "", query
+    # a threshold replaces nnU-Net's argmax even at 0.5 (a workspace adopting ?threshold=0.5 got argmax)
+    assert effective("threshold=0.5&max_mean_hu=none&min_peak=0") == "threshold=0.5"
     assert effective("folds=1,all,0") == "folds=0,1,all" and effective("folds=all") == "folds=all"
     assert effective("folds=1&mirroring=off&threshold=0.7") == "folds=1&mirroring=off&threshold=0.7"
     assert effective("checkpoint=checkpoint_best.pth&folds=0") == "checkpoint=checkpoint_best.pth"

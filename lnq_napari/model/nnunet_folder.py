@@ -21,7 +21,9 @@ FOLDER_FILES = ("plans.json", "dataset.json")  # what makes a folder a trained n
 FINGERPRINT = "dataset_fingerprint.json"  # kept beside them when present (a copy of the model takes it)
 TILE_STEP = 0.5  # nnU-Net's own default tile step
 MIRRORING = True  # nnU-Net's own default: test-time mirroring on
-# nnU-Net's argmax, without our bundled model's size, peak and HU filters (nnU-Net learned what a node is)
+# nnU-Net's argmax, without our bundled model's size, peak and HU filters (nnU-Net learned what a node is);
+# its threshold is where the node probability is cut when a threshold is asked (``?threshold=``, even 0.5):
+# without one, a model of more than two labels keeps nnU-Net's argmax over all of them (NnunetOptions.argmax)
 NNUNET_INFERENCE = InferenceConfig(threshold=0.5, min_component_mm3=0.0, max_mean_hu=None,
                                    mediastinum_margin_mm=None, min_peak=0.0)
 # post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300
@@ -56,6 +58,12 @@ class NnunetOptions:
         pairs += [] if self.mirroring is None else [("mirroring", "on" if self.mirroring else "off")]
         pairs += [(k, "none" if v is None else repr(v)) for k, v in sorted(self.inference.items())]
         return urlencode(pairs, safe=",")
+
+    @property
+    def argmax(self) -> bool:
+        """True when no threshold is set: nnU-Net's argmax decides (a model of more than two labels), not
+        the node probability against a threshold (an explicit ``threshold=0.5`` too)."""
+        return "threshold" not in self.inference
 
     @property
     def checkpoint_file(self) -> str:
@@ -283,9 +291,10 @@ def chosen_folds(path: Path, folds=None, checkpoint: str = CHECKPOINT) -> tuple[
 
 
 def effective_options(folder: Path, options: NnunetOptions) -> NnunetOptions:
-    """``options`` as they take effect on the model folder ``folder``: nnU-Net's defaults left out, the
-    folds in the folder's order and left out when they are every fold (what no ``folds`` chooses), so two
-    spellings of one model compare (and are kept) alike. LNQError when the folder lacks what they choose."""
+    """``options`` as they take effect on the model folder ``folder``: nnU-Net's defaults left out (but a
+    threshold, which replaces argmax even at 0.5), the folds in the folder's order and left out when they
+    are every fold (what no ``folds`` chooses), so two spellings of one model compare (and are kept) alike.
+    LNQError when the folder lacks what they choose."""
     if options == NO_OPTIONS:
         return options
     checkpoint = options.checkpoint_file
@@ -295,14 +304,30 @@ def effective_options(folder: Path, options: NnunetOptions) -> NnunetOptions:
         checkpoint=None if checkpoint == CHECKPOINT else checkpoint,
         tile_step=None if options.tile_step == TILE_STEP else options.tile_step,
         mirroring=None if options.mirroring == MIRRORING else options.mirroring,
-        inference={k: v for k, v in options.inference.items() if getattr(NNUNET_INFERENCE, k) != v})
+        inference={k: v for k, v in options.inference.items()
+                   if k == "threshold" or getattr(NNUNET_INFERENCE, k) != v})
 
 
 def prediction_key(spec: NnunetModelSpec) -> str:
     """What the figures of the masks ``spec`` predicts are kept under: the content of the weights its
     options choose (wherever the folder lies: a candidate and its registered copy share it) and the
     settings it predicts with (:data:`TILE_STEP`, :data:`MIRRORING`, :data:`NNUNET_INFERENCE` unless its
-    options set them). LNQError when the folder lacks what the options choose."""
+    options set them), and argmax where it decides (no threshold set, more than two softmax labels; those
+    keys alone differ from a threshold's). LNQError when the folder lacks what the options choose."""
     tile_step, mirroring, inference = spec.options.predicting()
-    settings = json.dumps([tile_step, mirroring, dataclasses.asdict(inference)], sort_keys=True)
+    decides = [["argmax"]] if spec.options.argmax and _argmax_decides(spec.folder) else []
+    settings = json.dumps([tile_step, mirroring, dataclasses.asdict(inference), *decides], sort_keys=True)
     return hashlib.sha256(f"{spec.open().content}|{settings}".encode()).hexdigest()[:16]
+
+
+def _argmax_decides(folder: Path) -> bool:
+    """True when the model's labels give nnU-Net's argmax something a threshold of the node probability
+    would not: more than two softmax outputs (not region-based; ``ignore`` adds none)."""
+    try:
+        labels = json.loads((Path(folder) / "dataset.json").read_text(encoding="utf-8")).get("labels")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+    from lnq_napari.nnunet.labels import has_regions  # needs no nnunetv2
+
+    outputs = [k for k in labels if k != "ignore"] if isinstance(labels, dict) else []
+    return len(outputs) > 2 and not has_regions(labels)

@@ -77,7 +77,7 @@ class NnUNetPredictor:
         if not 0.0 < float(tile_step) <= 1.0:
             raise LNQError(f"tile step {tile_step} must be in (0, 1]; nnU-Net's default is 0.5")
         self.model = open_model(model, folds, options.checkpoint_file)
-        self._argmax = "threshold" not in options.inference  # no threshold asked: nnU-Net's argmax decides
+        self._argmax = options.argmax  # no threshold asked (not even 0.5): nnU-Net's argmax decides
         require_nnunet("an nnU-Net model")
         self.path = self.model.path
         self.version: str = self.model.version
