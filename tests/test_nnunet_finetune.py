@@ -618,3 +618,23 @@ def test_a_renamed_copy_of_a_model_fine_tunes(nnunet_model, tmp_path):
     assert ws.models() == []
     result = api.finetune_nnunet(ws.root, f"nnunet:{renamed}?mirroring=off", iterations=1, device="cpu")
     assert result.model.name == "nnUNetTrainer__myPlans__3d_fullres" and result.new_version == "m002"
+
+
+def test_a_reorienting_parent_fine_tunes_on_images_turned_as_it_learned(nnunet_model, tmp_path):
+    """A parent whose dataset.json names NibabelIOWithReorient learned on images turned to RAS; its
+    fine-tune was exported and trained in the CT's own voxel order (SimpleITKIO) from those layers, and
+    the candidate predicted unturned. The export names SimpleITKIOWithReorient (it reads NRRD): the
+    candidate trains and predicts turned, as its parent."""
+    import shutil
+
+    data, folder = nnunet_model
+    parent = Path(shutil.copytree(folder, tmp_path / "Dataset601_LNQ" / NAME))
+    meta = json.loads((parent / "dataset.json").read_text())
+    (parent / "dataset.json").write_text(json.dumps(meta | {"overwrite_image_reader_writer":
+                                                            "NibabelIOWithReorient"}))
+    ws = Workspace.init(tmp_path / "ws", data)
+    _correct(ws, ws.case_ids()[1])
+    result = api.finetune_nnunet(ws.root, f"nnunet:{parent}?mirroring=off", iterations=1, device="cpu")
+    trained = json.loads((result.model / "dataset.json").read_text())
+    assert trained["overwrite_image_reader_writer"] == "SimpleITKIOWithReorient"
+    assert NnUNetPredictor(result.model, device="cpu")._reader == "SimpleITKIOWithReorient"

@@ -88,6 +88,7 @@ from lnq_napari.nnunet.export import (
     used_dataset_ids,
 )
 from lnq_napari.nnunet.labels import same_as_export
+from lnq_napari.nnunet.orient import SITK_REORIENT, reorienting_reader
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.per_ct import kept_per_ct
@@ -235,9 +236,12 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
     """Export (without ``exclude``), reuse the parent's plans, train one fold from its weights; returns
     the export and the trained model folder."""
     plans_name, configuration = _plans(model.path)
+    parent_json = json.loads((model.path / "dataset.json").read_text())
     exported = export_dataset(work / "nnUNet_raw", dataset_id, workspace=ws, name=NAME,
                               dense=dense, exclude=exclude, progress=_stage(progress, 0.0, 0.2),
                               cancel=cancel)
+    if reorienting_reader(parent_json):  # the parent learned on images turned to RAS: the candidate too
+        _read_turned(exported.dataset_json)
     plans = json.loads((model.path / "plans.json").read_text())
     plans["dataset_name"] = exported.folder.name  # the parent's plans for the new data (as nnU-Net's
     pre = work / "nnUNet_preprocessed" / exported.folder.name  # nnUNetv2_move_plans_between_datasets)
@@ -248,9 +252,19 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
     trained = train_fold(exported.folder, work / "nnUNet_preprocessed", work / "nnUNet_results", fold=FOLD,
                          iterations=iterations, epochs=epochs,
                          pretrained=model.checkpoint_path(model.folds[0]), device=device, plans=plans_name,
-                         keep_output=same_as_export(json.loads((model.path / "dataset.json").read_text())),
+                         keep_output=same_as_export(parent_json),
                          configuration=configuration, progress=_stage(progress, 0.2, 1.0), cancel=cancel)
     return exported, trained
+
+
+def _read_turned(dataset_json: Path) -> None:
+    """Name nnU-Net's SimpleITKIOWithReorient (it reads the export's NRRD files) as the reader of the
+    exported ``dataset_json``: the candidate trains on the images turned to RAS, as its reorienting parent
+    did (it was trained in the CT's own voxel order from the parent's RAS-trained layers), and its
+    dataset.json, copied from there, has it predict turned so."""
+    dataset = json.loads(dataset_json.read_text())
+    dataset["overwrite_image_reader_writer"] = SITK_REORIENT
+    dataset_json.write_text(json.dumps(dataset, indent=2) + "\n")
 
 
 def finetune_nnunet(
