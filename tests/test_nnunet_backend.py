@@ -192,6 +192,32 @@ def test_the_node_probability_is_the_channel_dataset_json_names(nnunet_model, od
         assert (seg == labels["lymph_node"]).any() and not differ.any()
 
 
+@pytest.mark.parametrize("labels, channel", [
+    ({"background": 0, "lymph_node": 1.0}, 1),
+    ({"background": "0", "lymph_node": "1"}, 1),
+    ({"background": 0.0, "lymph_node": 1.0, "ignore": 2}, 1),
+    ({"background": 0, "vessel": "1", "lymph_node": 2.0}, 2),
+    ({"background": 0, "ignore": 2.0, "lymph_node": 1}, None),
+])
+def test_label_values_are_read_as_nnunet_reads_them(labels, channel):
+    """nnU-Net's label manager reads label values with int(): 1.0 and "1" are labels (1.0 passed before
+    and was then refused as "not a label"; with an ignore label "not the highest"); its ignore label must
+    be an int (it asserts), which the one-line error says."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    from lnq_napari.nnunet.labels import node_channel, same_as_export
+
+    if channel is None:
+        with pytest.raises(AssertionError):
+            LabelManager(labels, None)
+        with pytest.raises(LNQError, match=r"the ignore label 2\.0, not an integer .*whole number without "):
+            node_channel({"labels": labels}, "F")
+        return
+    assert LabelManager(labels, None).num_segmentation_heads > channel
+    assert node_channel({"labels": labels}, "F") == channel
+    assert same_as_export({"labels": labels}) is (channel == 1)
+
+
 @pytest.mark.parametrize("labels, message", [
     ({"background": 0, "vessel": 1}, r"no label named lymph_node .*rename the lymph-node label"),
     ({"background": 0, "node": 1, "LN": 2}, r"several labels that could be the lymph nodes \(node, LN\)"),

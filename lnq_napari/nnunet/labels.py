@@ -27,6 +27,26 @@ def _normal(name: str) -> str:
     return re.sub(r"[\s_-]+", "_", str(name).strip().lower())
 
 
+def _whole(value):
+    """``value`` as nnU-Net's label manager reads it (``int(value)``) where it is a whole number given as
+    a float or text (``1.0``, ``"1"``); anything else as it is."""
+    if isinstance(value, (float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if number.is_integer():
+            return int(number)
+    return value
+
+
+def normal_labels(labels: dict) -> dict:
+    """``labels`` with whole-number values (and region members) as ints, as nnU-Net takes them; ``ignore``
+    as it is (nnU-Net asserts it is an int)."""
+    return {k: v if k == "ignore" else [_whole(x) for x in v] if isinstance(v, (list, tuple)) else _whole(v)
+            for k, v in labels.items()}
+
+
 def has_regions(labels: dict) -> bool:
     """True when the labels are region-based (nnU-Net: a value that is a list of more than one label)."""
     return any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
@@ -55,6 +75,7 @@ def node_channel(dataset: dict, folder: str | Path) -> int:
     if not isinstance(labels, dict) or not labels:
         raise LNQError(f"the nnU-Net model {folder} has no labels in its dataset.json; copy dataset.json "
                        "again from the folder nnUNetv2_train wrote")
+    labels = normal_labels(labels)
     _check_layout(dataset, labels, folder)
     name = node_label(labels, folder)
     value = labels[name]
@@ -79,8 +100,15 @@ def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
         raise LNQError(f"the nnU-Net model {folder} has no background label 0 in its dataset.json (labels "
                        f"{labels}); {fix}")
     values = [v for k, value in labels.items() if k != "ignore" for v in ints(value)]
-    if "ignore" in labels and (not isinstance(labels["ignore"], int) or not all(
-            isinstance(v, int) for v in values) or labels["ignore"] != max(values) + 1):
+    wrong = [v for v in values if not isinstance(v, int) or isinstance(v, bool)]
+    if wrong:
+        raise LNQError(f"the nnU-Net model {folder} has label values that are not whole numbers "
+                       f"({', '.join(map(repr, wrong))}; labels {labels}), which nnU-Net refuses; {fix}")
+    ignore = labels.get("ignore")
+    if "ignore" in labels and (not isinstance(ignore, int) or isinstance(ignore, bool)):
+        raise LNQError(f"the nnU-Net model {folder} has the ignore label {ignore!r}, not an integer (nnU-Net "
+                       "asserts one: write it as a whole number without quotes or decimals); {fix}")
+    if "ignore" in labels and ignore != max(values) + 1:
         raise LNQError(f"the nnU-Net model {folder} has an ignore label that is not the highest label value "
                        f"(labels {labels}), which nnU-Net refuses; {fix}")
     if has_regions(labels):
@@ -102,6 +130,7 @@ def same_as_export(dataset: dict) -> bool:
     labels = dataset.get("labels") if isinstance(dataset, dict) else None
     if not isinstance(labels, dict) or has_regions(labels):
         return False
+    labels = normal_labels(labels)
     try:
         name = node_label(labels, "")
     except LNQError:
