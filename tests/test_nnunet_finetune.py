@@ -638,3 +638,45 @@ def test_a_reorienting_parent_fine_tunes_on_images_turned_as_it_learned(nnunet_m
     trained = json.loads((result.model / "dataset.json").read_text())
     assert trained["overwrite_image_reader_writer"] == "SimpleITKIOWithReorient"
     assert NnUNetPredictor(result.model, device="cpu")._reader == "SimpleITKIOWithReorient"
+
+
+def test_a_gpu_trained_parent_loads_on_a_machine_without_a_gpu(tmp_path, monkeypatch):
+    """nnU-Net's load_pretrained_weights reads the parent's checkpoint without map_location: its CUDA
+    tensors fail to load on a CPU-only machine. The fine-tune reads it onto the CPU (a torch.load that
+    fails unless mapped so stands for the CUDA checkpoint here), all but the output layers unless kept."""
+    import torch
+
+    from lnq_napari.nnunet.train import load_pretrained
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Conv3d(1, 2, 1)
+            self.decoder = torch.nn.Module()
+            self.decoder.seg_layers = torch.nn.ModuleList([torch.nn.Conv3d(2, 3, 1)])
+
+    torch.manual_seed(0)
+    parent, checkpoint = Net(), tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": parent.state_dict()}, checkpoint)
+    real, maps = torch.load, []
+
+    def cuda_checkpoint(*args, map_location=None, **kwargs):
+        maps.append(map_location)
+        if str(map_location) != "cpu":
+            raise RuntimeError("Attempting to deserialize object on a CUDA device but "
+                               "torch.cuda.is_available() is False")
+        return real(*args, map_location=map_location, **kwargs)
+
+    monkeypatch.setattr(torch, "load", cuda_checkpoint)
+    for keep in (False, True):
+        net = Net()
+        fresh = net.decoder.seg_layers[0].weight.detach().clone()
+        load_pretrained(net, checkpoint, keep_output=keep)
+        assert torch.equal(net.encoder.weight, parent.encoder.weight)
+        head = parent.decoder.seg_layers[0].weight if keep else fresh
+        assert torch.equal(net.decoder.seg_layers[0].weight, head)
+    assert maps and all(str(m) == "cpu" for m in maps)
+    net = Net()
+    net.encoder = torch.nn.Conv3d(1, 4, 1)
+    with pytest.raises(RuntimeError, match=r"do not fit the network \(layer encoder.weight"):
+        load_pretrained(net, checkpoint)

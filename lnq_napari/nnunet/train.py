@@ -104,7 +104,6 @@ def _main(job: dict) -> None:
     end_with_parent(job["parent"])
     import torch
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess
-    from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 
     pre = Path(os.environ["nnUNet_preprocessed"]) / job["dataset"]
     plans = json.loads((pre / f"{job['plans']}.json").read_text())
@@ -127,24 +126,31 @@ def _main(job: dict) -> None:
         plans, job["configuration"], fold, dataset_json, torch.device(job["device"]))
     if job["pretrained"]:
         trainer.initialize()
-        load_pretrained_weights(trainer.network, job["pretrained"], verbose=False)
-        if job.get("keep_output"):
-            _load_output_layers(trainer.network, job["pretrained"])
+        load_pretrained(trainer.network, job["pretrained"], keep_output=bool(job.get("keep_output")))
     trainer.run_training()
 
 
-def _load_output_layers(network, checkpoint: str) -> None:
-    """Copy the checkpoint's output layers (nnU-Net's ``seg_layers``, which its pretraining route leaves
-    freshly initialised) into ``network`` where their shapes match: the fine-tune starts from the parent
-    itself, not from its features under a random output layer."""
+def load_pretrained(network, checkpoint: str | Path, keep_output: bool = False) -> None:
+    """nnU-Net's ``load_pretrained_weights``, the checkpoint read onto the CPU: every layer of ``network``
+    but the output layers (``seg_layers``) from ``checkpoint``, which must hold them in the same shapes
+    (RuntimeError naming the first that differs); the output layers too where their shapes match when
+    ``keep_output`` (nnU-Net's route leaves them freshly drawn: the fine-tune starts from the parent
+    itself). nnU-Net's own loads without ``map_location``: a checkpoint saved on a GPU failed to load on a
+    machine without one."""
     import torch
 
     module = getattr(network, "module", network)  # DDP
     module = getattr(module, "_orig_mod", module)  # torch.compile
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    saved = torch.load(str(checkpoint), map_location="cpu", weights_only=False)["network_weights"]
     own = module.state_dict()
-    heads = {k: v for k, v in saved.items() if ".seg_layers." in k and k in own and own[k].shape == v.shape}
-    module.load_state_dict({**own, **heads})
+    for key, value in own.items():
+        if ".seg_layers." not in key and (key not in saved or saved[key].shape != value.shape):
+            raise RuntimeError(f"the pretrained weights {checkpoint} do not fit the network (layer {key}: "
+                               f"{tuple(saved[key].shape) if key in saved else 'missing'}, network "
+                               f"{tuple(value.shape)})")
+    taken = {k: v for k, v in saved.items() if k in own and (
+        ".seg_layers." not in k or (keep_output and own[k].shape == v.shape))}
+    module.load_state_dict({**own, **taken})
 
 
 if __name__ == "__main__":
