@@ -178,6 +178,7 @@ def _read_sitk_file(path: Path) -> RawImage:
                       "do: check the file's header", UserWarning, stacklevel=3)
         raw = RawImage(raw.array, *sform, raw.meta)
     elif nifti and nifti_unplaced(header):
+        raw.meta["nifti_unplaced"] = True  # not a str: never written into an NRRD header
         warnings.warn(f"{path.name} sets neither a qform nor an sform: its place in space is unknown (read "
                       "at origin 0, axes as stored); labels from other files may not line up with it",
                       UserWarning, stacklevel=3)

@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import pickle
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
 from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.nnunet.labels import check_usable
-from lnq_napari.nnunet.orient import Reorientation, reorienting_reader
+from lnq_napari.nnunet.orient import NIBABEL_REORIENT, Reorientation, reorienting_reader
 from lnq_napari.per_ct import region_of
 
 
@@ -137,6 +138,12 @@ class NnUNetPredictor:
         turn = Reorientation.of(ct, self._reader) if self._reader else None  # trained on images turned to RAS
         if turn is not None:
             image, spacing = turn.forward(image, spacing)
+        if self._reader == NIBABEL_REORIENT and ct.meta.get("nifti_unplaced"):
+            warnings.warn("the CT's NIfTI file sets neither a qform nor an sform: lnq-napari reads its axes "
+                          "as stored, nibabel (this model's NibabelIOWithReorient reader) mirrored in x, so "
+                          "the model may see it mirrored against nnUNetv2_predict; set the file's qform or "
+                          "sform",
+                          UserWarning, stacklevel=2)
         self._nnunet.tick = tick
         try:
             _, probabilities = self._nnunet.predict_single_npy_array(
