@@ -182,8 +182,9 @@ def test_the_node_probability_is_the_channel_dataset_json_names(nnunet_model, od
     assert own.shape[0] == (2 if extra else len(labels) - ("ignore" in labels))
     pred = predictor.predict(ct)
     np.testing.assert_allclose(pred.probabilities.array, own[channel], atol=1e-6)
-    # the mask is nnU-Net's own: the node's argmax over all labels (not its probability above 0.5 when
-    # there are more than two), the node region's sigmoid above 0.5
+    # softmax: the mask is nnU-Net's own segmentation of the node label (its argmax over all labels, not
+    # its probability above 0.5 when there are more than two); region-based: the node region's sigmoid
+    # above 0.5, not nnU-Net's label map (there a later region in regions_class_order overwrites it)
     node = next(k for k in labels if k in ("lymph_node", "LN"))
     nnunet_mask = own[channel] > 0.5 if extra else seg == labels[node]
     differ = pred.mask.array.astype(bool) != nnunet_mask
