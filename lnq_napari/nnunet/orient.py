@@ -26,11 +26,6 @@ def reorienting_reader(dataset: dict) -> str | None:
     return reader if reader in REORIENTING else None
 
 
-def reorients(dataset: dict) -> bool:
-    """True when the model of ``dataset`` (its dataset.json) was trained on images turned to RAS."""
-    return reorienting_reader(dataset) is not None
-
-
 @dataclass(frozen=True)
 class Reorientation:
     """How a CT's voxel axes (x, y, z) turn to RAS: nibabel's orientation, one row ``(axis, flip)`` per
