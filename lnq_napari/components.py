@@ -122,9 +122,10 @@ def _in_lps_order(numbers: np.ndarray, labels: np.ndarray, grid, box: tuple[slic
     for k in moved:  # inside each moved blob's box only; negative until all are done (boxes overlap)
         in_box = numbers[boxes[k - 1]]  # a view: written through
         in_box[in_box == k] = -lut[k]
-    for k in moved:
-        in_box = numbers[boxes[k - 1]]
-        np.negative(in_box, out=in_box, where=in_box < 0)
+    for k in moved:  # by a mask, not np.negative(out=, where=): in place on some strided views, some numpy
+        in_box = numbers[boxes[k - 1]]  # builds negate wrongly (a voxel of a node read 0 or another's -id)
+        negative = in_box < 0
+        in_box[negative] = -in_box[negative]
     return numbers
 
 
