@@ -206,7 +206,7 @@ def test_label_values_are_read_as_nnunet_reads_them(labels, channel):
     be an int (it asserts), which the one-line error says."""
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-    from lnq_napari.nnunet.labels import node_channel, same_as_export
+    from lnq_napari.model.nnunet_labels import node_channel, same_as_export
 
     if channel is None:
         with pytest.raises(AssertionError):

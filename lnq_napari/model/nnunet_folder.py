@@ -327,7 +327,7 @@ def _argmax_decides(folder: Path) -> bool:
         labels = json.loads((Path(folder) / "dataset.json").read_text(encoding="utf-8")).get("labels")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
-    from lnq_napari.nnunet.labels import has_regions  # needs no nnunetv2
+    from lnq_napari.model.nnunet_labels import has_regions  # needs no nnunetv2
 
     outputs = [k for k in labels if k != "ignore"] if isinstance(labels, dict) else []
     return len(outputs) > 2 and not has_regions(labels)

@@ -3,7 +3,7 @@
 nnU-Net's own ``nnUNetPredictor`` does the preprocessing (its plans' spacing and CT normalisation),
 the sliding window (tile step, Gaussian blending, mirroring, fold ensemble) and the way back to the CT
 grid; the lymph-node probability (the output channel dataset.json's labels give it: :mod:`~lnq_napari.
-nnunet.labels`) then goes through our post-processing, so suggestions, the node table and workspace
+model.nnunet_labels`) then goes through our post-processing, so suggestions, the node table and workspace
 ranking work unchanged. The CT array is given in the order
 the reader returns it, which is the order nnU-Net's SimpleITKIO (and NibabelIO) reads from an exported
 dataset; a model trained with a reorienting reader (NibabelIOWithReorient, SimpleITKIOWithReorient)
@@ -28,8 +28,8 @@ from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
+from lnq_napari.model.nnunet_labels import check_usable
 from lnq_napari.nnunet.deps import require_nnunet
-from lnq_napari.nnunet.labels import check_usable
 from lnq_napari.nnunet.orient import NIBABEL_REORIENT, Reorientation, reorienting_reader
 from lnq_napari.per_ct import region_of
 

@@ -79,6 +79,7 @@ from lnq_napari.model.nnunet_folder import (
     model_spec,
     open_model,
 )
+from lnq_napari.model.nnunet_labels import same_as_export
 from lnq_napari.nnunet.export import (
     ExportResult,
     check_target,
@@ -87,7 +88,6 @@ from lnq_napari.nnunet.export import (
     free_dataset_id,
     used_dataset_ids,
 )
-from lnq_napari.nnunet.labels import same_as_export
 from lnq_napari.nnunet.orient import SITK_REORIENT, reorienting_reader
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold

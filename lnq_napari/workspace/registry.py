@@ -511,7 +511,7 @@ def scratch_name(version: str, kind: str) -> str:
 def check_outside_model(path: Path, what: str, options: NnunetOptions = NO_OPTIONS) -> None:
     """LNQError unless ``path``, a model folder from outside any workspace, may be adopted with
     ``options``: an nnU-Net folder's files (:func:`check_model_files`), the folds the options choose and
-    what lnq-napari can predict with (:func:`~lnq_napari.nnunet.labels.check_usable`);
+    what lnq-napari can predict with (:func:`~lnq_napari.model.nnunet_labels.check_usable`);
     for ours, no options and the network its config describes, built with its weights loaded (which
     checks the files too; a config of another kind or another architecture was adopted and activated,
     and every prediction failed)."""
@@ -519,7 +519,7 @@ def check_outside_model(path: Path, what: str, options: NnunetOptions = NO_OPTIO
     options = _effective(path, kind, options)
     if kind == NNUNET:
         check_model_files(path, what, fix=COMPLETE_MODEL, checkpoint=options.checkpoint_file)
-        from lnq_napari.nnunet.labels import check_usable
+        from lnq_napari.model.nnunet_labels import check_usable
 
         check_usable(path)  # the CT alone as input, one node label: else refused at its first prediction
     else:
