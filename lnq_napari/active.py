@@ -92,7 +92,8 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
 
 def node_scores(probabilities: Volume, low: float = LOW, high: float = HIGH) -> list[dict]:
     """Connected components of ``p >= low`` with peak, mean probability, size and centre (z, y, x); ids
-    1..n in LPS raster order, as node ids are numbered (:func:`~lnq_napari.components.node_numbers`)."""
+    1..n in LPS raster order by the rule node ids follow (:func:`~lnq_napari.components.node_numbers`),
+    but of these probability blobs, not the node table's ids (a blob may hold several nodes or none)."""
     p = np.asarray(probabilities.array, dtype=np.float32)
     components, found = node_numbers(p >= low, grid=probabilities)
     n = found.size
