@@ -37,11 +37,11 @@ def _matplotlib_home() -> None:
     its settings go to a temporary folder of ours, so that matplotlib does not print its lines on it."""
     if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR"):
         return
-    folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
-    try:
+    try:  # Path.home() raises RuntimeError where HOME is unset and the uid has no passwd entry
+        folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
         folder.mkdir(parents=True, exist_ok=True)
         writable = os.access(folder, os.W_OK)
-    except OSError:
+    except (OSError, RuntimeError):
         writable = False
     if not writable:
         os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="lnq-matplotlib-")

@@ -66,3 +66,24 @@ def test_a_home_that_cannot_be_written_prints_nothing_of_matplotlib_s(tmp_path):
                          env={**env, "HOME": str(home)})
     assert run.returncode == 0 and run.stderr == "", run.stderr
     assert (tmp_path / "o.png").is_file()
+
+
+def test_no_home_folder_at_all_gives_matplotlib_a_temporary_one(monkeypatch):
+    """HOME unset and a uid without a passwd entry (`env -i`, a container's arbitrary uid): Path.home()
+    raised RuntimeError, and `demo` stopped with a traceback after predicting."""
+    import os
+    import pwd
+    import sys
+
+    from lnq_napari.figures import _matplotlib_home
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)  # as before matplotlib's first import
+    _matplotlib_home()
+    folder = os.environ["MPLCONFIGDIR"]
+    assert os.path.isdir(folder) and os.access(folder, os.W_OK)
