@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,50 @@ def test_init_through_a_symlink_makes_the_workspace_where_it_points(tmp_path, da
     with pytest.raises(LNQError):
         Workspace.init(tmp_path / "loop" / "ws", data)
     assert not list(tmp_path.glob("**/.*.init-*"))
+
+
+def _read_only(monkeypatch, *folders: Path) -> None:
+    """Nothing can be made directly in ``folders`` (a read-only mount; chmod does not stop root)."""
+    import errno
+    import tempfile
+
+    mkstemp, mkdtemp = tempfile.mkstemp, tempfile.mkdtemp
+    refused = {f.resolve() for f in folders}
+
+    def check(dir):
+        if dir is not None and Path(dir).resolve() in refused:
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+
+    for name, make in (("mkstemp", mkstemp), ("mkdtemp", mkdtemp)):
+        def refused_there(*a, dir=None, make=make, **k):
+            return check(dir) or make(*a, dir=dir, **k)
+        monkeypatch.setattr(tempfile, name, refused_there)
+
+
+def test_init_through_a_dangling_symlink_in_a_read_only_folder_is_made_where_it_points(
+        tmp_path, data, monkeypatch):
+    """ro/ws -> w/ws with ro read-only: the write check tested ro (the link's folder) and refused, though
+    the workspace is made in w."""
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "w").mkdir()
+    (tmp_path / "ro" / "ws").symlink_to(tmp_path / "w" / "ws")
+    _read_only(monkeypatch, tmp_path / "ro")
+    Workspace.init(tmp_path / "ro" / "ws", data)
+    assert (tmp_path / "w" / "ws" / "workspace.json").is_file()
+
+
+def test_init_of_an_empty_folder_in_a_read_only_folder_is_refused_before_any_work(
+        tmp_path, data, monkeypatch):
+    """The workspace is built next to its folder and renamed into place: an empty writable folder whose
+    parent is read-only passed the check (it tested the folder), then failed at the staging folder."""
+    (tmp_path / "ro" / "empty").mkdir(parents=True)
+    _read_only(monkeypatch, tmp_path / "ro")
+    monkeypatch.setattr(Workspace, "_build", classmethod(lambda *a: pytest.fail("the workspace was built")))
+    said = (f"the workspace path {tmp_path / 'ro' / 'empty'}: nothing can be written in "
+            f"{(tmp_path / 'ro').resolve()} (Read-only file system)")
+    with pytest.raises(LNQError, match=re.escape(said)):
+        Workspace.init(tmp_path / "ro" / "empty", data)
+    assert list((tmp_path / "ro").iterdir()) == [tmp_path / "ro" / "empty"]
 
 
 @pytest.mark.parametrize("made", [False, True])

@@ -179,10 +179,10 @@ def remove_stale_temps(folder: str | Path, older_than: float = STALE_SECONDS,
     return removed
 
 
-def check_output_folder(path: str | Path, flag: str, what: str) -> Path:
+def check_output_folder(path: str | Path, flag: str, what: str, probe: bool = True) -> Path:
     """``path`` as a folder outputs go to (made later, by the writers); LNQError in one line when a file
-    is in the way, the path is empty (it read as the current folder) or the folder (or the nearest one
-    above it that exists) cannot be written, before anything is computed or written."""
+    is in the way, the path is empty (it read as the current folder) or, with ``probe``, the folder (or
+    the nearest one above it that exists) cannot be written, before anything is computed or written."""
     if not str(path).strip():
         raise LNQError(f"{flag} is empty; give a folder for {what}")
     path = Path(path).expanduser()
@@ -191,12 +191,20 @@ def check_output_folder(path: str | Path, flag: str, what: str) -> Path:
     blocker = file_above(path)
     if blocker is not None:
         raise LNQError(f"{flag} {path} lies under {blocker}, which is a file; give a folder for {what}")
-    where = next((p for p in (path, *path.parents) if p.is_dir()), None)  # where the first write goes
+    if probe:
+        check_writable(path, flag, what)
+    return path
+
+
+def check_writable(folder: Path, flag: str, what: str, shown: Path | None = None) -> None:
+    """LNQError in one line when nothing can be written in ``folder`` or, where it is still to make, the
+    nearest existing folder above it (where the first write goes); ``shown`` is the path the user gave."""
+    where = next((p for p in (folder, *folder.parents) if p.is_dir()), None)
     why = None if where is None else write_error(where)
     if why is not None:  # before a long run that would end at its first write
-        raise LNQError(f"{flag} {path}: nothing can be written in {where} ({why.strerror or why}); give a "
+        reason = why.strerror or why
+        raise LNQError(f"{flag} {shown or folder}: nothing can be written in {where} ({reason}); give a "
                        f"writable folder for {what}")
-    return path
 
 
 def file_above(path: str | Path) -> Path | None:

@@ -35,7 +35,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import check_output_folder, remove_stale_temps, staging_folder, write_error
+from lnq_napari.io.atomic import (
+    check_output_folder,
+    check_writable,
+    remove_stale_temps,
+    staging_folder,
+    write_error,
+)
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.readers import read_labels, read_volume
@@ -119,11 +125,12 @@ class Workspace:
         such a folder a killed init left is removed here once stale (unchanged for ``STALE_SECONDS``; a
         build touches its folder at every case, so another init still running is never taken for one).
         """
-        check_output_folder(path, "the workspace path", "the workspace")  # a file there or above, or ""
+        check_output_folder(path, "the workspace path", "the workspace", probe=False)  # a file in the way, ""
         root = Path(path)
         _check_new_root(root)
         target = _real_root(root)  # a symlink (to an empty folder, or one to make): made where it points
         _check_not_inside_workspace(root, target)
+        check_writable(target.parent, "the workspace path", "the workspace", shown=root)  # staged there
         meta = new_meta(data, root)
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(target.parent, pattern=STAGING_NAME)
