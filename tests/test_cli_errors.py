@@ -701,3 +701,27 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(case
     code, _, err = run_cli(capsys, [a.format(**fill) for a in argv])
     assert_one_line_error(code, err, f"nothing can be written in {read_only} (Read-only file system)")
     assert list(read_only.iterdir()) == []
+
+
+def test_a_write_check_file_that_cannot_be_removed_at_once_does_not_refuse_the_folder(
+        case, capsys, monkeypatch):
+    """On Windows a virus scanner holds a new file open a moment, so removing the write check's file
+    failed: `measure --csv` was refused as "cannot write .../.write-check.xxxxxxxx.tmp"."""
+    import os
+
+    from lnq_napari.io.atomic import is_temp
+
+    unlink = os.unlink
+
+    def held_open(path, *args, **kwargs):
+        if Path(path).name.startswith(".write-check."):
+            raise PermissionError(13, "The process cannot access the file", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", held_open)
+    out = case["dir"] / "tables"
+    out.mkdir()
+    code, _, err = run_cli(capsys, ["measure", str(case["gt"]), "--csv", str(out / "nodes.csv")])
+    assert code == 0, err
+    assert (out / "nodes.csv").is_file()
+    assert all(is_temp(p) for p in out.iterdir() if p.name != "nodes.csv")  # swept by remove_stale_temps

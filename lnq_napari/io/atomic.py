@@ -129,13 +129,15 @@ def staging_folder(parent: str | Path, prefix: str) -> Path:
 
 def write_error(folder: str | Path) -> OSError | None:
     """Why nothing can be written in ``folder`` (read-only, no permission, full), found by making and
-    removing a temp file there (a killed check leaves one :func:`remove_stale_temps` takes), or None."""
+    removing a temp file there (a killed check, or one that could not remove its file, leaves one
+    :func:`remove_stale_temps` takes), or None."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
     except OSError as exc:
         return exc
     os.close(fd)
-    os.unlink(tmp)
+    with contextlib.suppress(OSError):  # held open a moment (a Windows virus scanner): swept as a temp later
+        os.unlink(tmp)
     return None
 
 
