@@ -585,3 +585,25 @@ def test_a_save_while_another_workspace_is_made_at_the_path_during_its_write_com
     renamed = Workspace.open(tmp_path / "renamed")  # its number reserved before the move stays unused
     version = renamed.add_label_version(case, labels, "correction")
     assert [v["version"] for v in renamed.versions(case)] == ["v001", version]
+
+
+def test_only_a_lost_correction_newer_than_the_one_used_is_warned_of(ws):
+    """v002 (a correction, its file deleted) and v003 (a later intact correction, the one export-nnunet,
+    next and finetune take): v002 was warned of, though restoring it would change nothing."""
+    import warnings
+
+    case = "lnq2023-train-0000"
+    labels = _case(0)[1]
+    older = ws.add_label_version(case, labels, "correction")
+    newer = ws.add_label_version(case, labels, "correction")
+    ws.label_path(case, older).unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ws.warn_lost_corrections("exported")
+    assert [str(w.message) for w in caught] == []
+    ws.label_path(case, newer).unlink()  # no correction left: the work takes the original labels
+    with pytest.warns(UserWarning, match="gone or damaged") as caught:
+        ws.warn_lost_corrections("exported")
+    said = [str(w.message) for w in caught if "gone or damaged" in str(w.message)]
+    assert [m.split(" (")[0] for m in said] == [f"case {case}: the file of correction {v}"
+                                                for v in (older, newer)]

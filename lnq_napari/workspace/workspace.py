@@ -29,6 +29,7 @@ import errno
 import os
 import re
 import shutil
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -335,10 +336,14 @@ class Workspace:
 
     def warn_lost_corrections(self, done: str) -> None:
         """A warning for each correction whose label file is gone or damaged (deleted or changed by hand:
-        :meth:`LabelStore.lost`), which the work ``done`` ("fine-tuned") goes on without."""
+        :meth:`LabelStore.lost`), which the work ``done`` ("fine-tuned") goes on without: only one newer
+        than the correction the work takes (a later intact correction replaces an older lost one)."""
         for case in self.case_ids():
-            for prov in self.label_store(case).lost():
-                if prov.get("source") == "correction":
+            store = self.label_store(case)
+            lost = [prov for prov in store.lost() if prov.get("source") == "correction"]
+            used = _version_number(store.latest("correction")) if lost else -1
+            for prov in lost:
+                if _version_number(prov) > used:
                     warnings.warn(f"case {case}: the file of correction {prov.get('version')} "
                                   f"({prov['file']}) is gone or damaged; {done} without it (restore the file "
                                   "to use it)", UserWarning, stacklevel=3)
@@ -508,6 +513,15 @@ class Workspace:
         """Merge ``entries`` into cache file ``name`` under the workspace lock (safe across processes)."""
         self._check_present()
         return self.cache.update(name, entries)
+
+
+def _version_number(prov: dict | None) -> int:
+    """The number of a label version's provenance (``"v002"`` -> 2); -1 for none, a huge number for one
+    edited by hand beyond reading (never taken for an older one)."""
+    if prov is None:
+        return -1
+    match = re.fullmatch(r"v(\d+)", str(prov.get("version")))
+    return int(match.group(1)) if match else sys.maxsize
 
 
 def _real_root(root: Path) -> Path:
