@@ -33,19 +33,35 @@ def pick_slices(mask: np.ndarray, n: int = 3) -> list[int]:
 
 
 def _matplotlib_home() -> None:
-    """Before matplotlib's first import: where HOME cannot be written (a container, a read-only home),
-    its settings go to a temporary folder of ours, so that matplotlib does not print its lines on it."""
+    """Before matplotlib's first import: where its settings or cache folder cannot be written (a
+    container, a read-only home, no home at all), both go to a temporary folder of ours, so that
+    matplotlib does not print its lines on it. Linux and FreeBSD only: elsewhere its folders differ
+    between versions (``~/.matplotlib``, ``%LOCALAPPDATA%``), so matplotlib is left to choose."""
     if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR"):
         return
+    if not sys.platform.startswith(("linux", "freebsd")):
+        return
     try:  # Path.home() raises RuntimeError where HOME is unset and the uid has no passwd entry
-        folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
-        folder.mkdir(parents=True, exist_ok=True)
-        writable = os.access(folder, os.W_OK)
+        writable = all(_can_write(folder) for folder in _matplotlib_folders())
     except (OSError, RuntimeError):
         writable = False
     if not writable:
         os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="lnq-matplotlib-")
         atexit.register(shutil.rmtree, os.environ["MPLCONFIGDIR"], ignore_errors=True)
+
+
+def _matplotlib_folders() -> list[Path]:
+    """matplotlib's settings and cache folders on Linux (XDG, as matplotlib finds them)."""
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return [Path(config) / "matplotlib", Path(cache) / "matplotlib"]
+
+
+def _can_write(folder: Path) -> bool:
+    """True when ``folder`` is, or can be made, a folder we may write in (matplotlib's own test)."""
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return os.access(folder, os.W_OK) and folder.is_dir()
 
 
 def overlay_figure(

@@ -87,3 +87,45 @@ def test_no_home_folder_at_all_gives_matplotlib_a_temporary_one(monkeypatch):
     _matplotlib_home()
     folder = os.environ["MPLCONFIGDIR"]
     assert os.path.isdir(folder) and os.access(folder, os.W_OK)
+
+
+def _before_matplotlib(monkeypatch, **env):
+    """As before matplotlib's first import, with only ``env`` of the variables that choose its folders."""
+    import os
+    import sys
+
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.delitem(sys.modules, "matplotlib", raising=False)
+    return os.environ
+
+
+def test_a_cache_folder_that_cannot_be_written_gives_matplotlib_a_temporary_one(tmp_path, monkeypatch):
+    """~/.config writable but ~/.cache not: only the settings folder was checked, and matplotlib still
+    printed its lines about its cache folder."""
+    from lnq_napari.figures import _matplotlib_home
+
+    (tmp_path / "cache").write_text("not a folder")
+    env = _before_matplotlib(monkeypatch, HOME=tmp_path, XDG_CACHE_HOME=tmp_path / "cache")
+    _matplotlib_home()
+    assert "MPLCONFIGDIR" in env
+
+
+def test_on_other_systems_matplotlib_chooses_its_folders_itself(tmp_path, monkeypatch):
+    """On macOS (``~/.matplotlib``) and Windows (``%LOCALAPPDATA%``) the Linux folder was made in the
+    user's home (a stray ~/.config/matplotlib) and checked in place of matplotlib's own."""
+    import sys
+
+    from lnq_napari.figures import _matplotlib_home
+
+    env = _before_matplotlib(monkeypatch, HOME=tmp_path / "file")
+    (tmp_path / "file").write_text("a home that cannot be written")
+    for system in ("darwin", "win32"):
+        monkeypatch.setattr(sys, "platform", system)
+        _matplotlib_home()
+        assert "MPLCONFIGDIR" not in env
+    monkeypatch.setattr(sys, "platform", "linux")
+    _matplotlib_home()
+    assert "MPLCONFIGDIR" in env
