@@ -194,11 +194,11 @@ def check_output_folder(path: str | Path, flag: str, what: str, probe: bool = Tr
     if blocker is not None:
         raise LNQError(f"{flag} {path} lies under {blocker}, which is a file; give a folder for {what}")
     if probe:
-        check_writable(path, flag, what)
+        check_folder_writable(path, flag, what)
     return path
 
 
-def check_writable(folder: Path, flag: str, what: str, shown: Path | None = None) -> None:
+def check_folder_writable(folder: Path, flag: str, what: str, shown: Path | None = None) -> None:
     """LNQError in one line when nothing can be written in ``folder`` or, where it is still to make, the
     nearest existing folder above it (where the first write goes); ``shown`` is the path the user gave."""
     where = next((p for p in (folder, *folder.parents) if p.is_dir()), None)

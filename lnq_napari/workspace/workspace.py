@@ -37,8 +37,8 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import (
+    check_folder_writable,
     check_output_folder,
-    check_writable,
     remove_stale_temps,
     staging_folder,
     write_error,
@@ -131,7 +131,7 @@ class Workspace:
         _check_new_root(root)
         target = _real_root(root)  # a symlink (to an empty folder, or one to make): made where it points
         _check_not_inside_workspace(root, target)
-        check_writable(target.parent, "the workspace path", "the workspace", shown=root)  # staged there
+        check_folder_writable(target.parent, "the workspace path", "the workspace", shown=root)  # staging
         meta = new_meta(data, root)
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(target.parent, pattern=STAGING_NAME)
