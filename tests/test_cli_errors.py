@@ -626,6 +626,20 @@ def test_a_workspace_of_a_newer_format_is_refused_and_left_as_it_is(case, capsys
     assert not (case["dir"] / "nowhere").exists()
 
 
+@pytest.mark.parametrize("version", ["1", 1.0, None, 0])
+def test_a_workspace_format_version_edited_by_hand_is_not_called_newer(case, capsys, version):
+    """format_version "1", 1.0 or null (edited by hand) was refused as "written by a newer lnq-napari"."""
+    from lnq_napari.workspace.cases import new_meta, write_meta
+
+    ws = case["dir"] / "ws"
+    ws.mkdir()
+    write_meta(ws, {**new_meta(case["dir"], ws), "format_version": version})
+    code, _, err = run_cli(capsys, ["workspace", "models", str(ws)])
+    assert_one_line_error(code, err, f"has format_version {json.dumps(version)}, which is not a valid "
+                                     "workspace format version", "restore the file from a backup")
+    assert "newer" not in err
+
+
 def test_an_interrupted_train_or_predict_says_what_is_left(tmp_path, capsys, monkeypatch):
     """Ctrl-C during train printed only "interrupted", though `train --resume` continues from a checkpoint
     when one was written (and there is nothing to resume before the first); predict said nothing of the

@@ -180,7 +180,11 @@ def read_meta(root: str | Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LNQError(f"{path} is not a lnq-napari workspace file; choose another folder")
     version = meta.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:  # edited by hand
+        raise LNQError(f"{path} has format_version {json.dumps(version)}, which is not a valid workspace "
+                       f"format version (a whole number, {FORMAT_VERSION} for this lnq-napari); restore the "
+                       "file from a backup, or correct the value")
+    if version > FORMAT_VERSION:
         raise LNQError(f"{root} was written by a newer lnq-napari (workspace format {version!r}; this one "
                        f"reads up to {FORMAT_VERSION}); upgrade lnq-napari (pip install -U lnq-napari) to "
                        "open it, so that nothing in it is changed by an older version")
