@@ -100,8 +100,9 @@ def test_figures_are_kept_under_the_weights_and_settings_a_model_string_chooses(
 
 def test_argmax_and_an_explicit_threshold_are_kept_apart_where_they_differ(tmp_path):
     """A model of more than two labels: nnU-Net's argmax (no threshold) and ``?threshold=0.5`` give other
-    masks, so their figures are kept under other keys (they shared one); a two-label model's keys are
-    unchanged (its argmax is the node probability at 0.5)."""
+    masks, so their figures are kept under other keys (they shared one): argmax keeps the key its figures
+    were cached under, the threshold gets a fresh one; a two-label or region model's keys are unchanged
+    (its argmax is the node probability at 0.5)."""
     import dataclasses
     import hashlib
     import json
@@ -121,7 +122,7 @@ def test_argmax_and_an_explicit_threshold_are_kept_apart_where_they_differ(tmp_p
         assert (plain != thresholded) is apart, labels
         settings = json.dumps([0.5, True, dataclasses.asdict(NNUNET_INFERENCE)], sort_keys=True)
         before = hashlib.sha256(f"{model_spec(folder).open().content}|{settings}".encode()).hexdigest()[:16]
-        assert thresholded == before and (plain == before) is not apart  # keys kept where nothing changed
+        assert plain == before and (thresholded == before) is not apart  # argmax caches keep their key
 
 
 def test_a_folder_with_a_question_mark_reads_back_from_its_model_string():
