@@ -211,7 +211,8 @@ def test_label_values_are_read_as_nnunet_reads_them(labels, channel):
     if channel is None:
         with pytest.raises(AssertionError):
             LabelManager(labels, None)
-        with pytest.raises(LNQError, match=r"the ignore label 2\.0, not an integer .*whole number without "):
+        with pytest.raises(LNQError, match=r"the ignore label 2\.0, not an integer .*whole number without "
+                           r".*decimals\); fix F.dataset\.json or copy it again .*nnUNetv2_train wrote$"):
             node_channel({"labels": labels}, "F")
         return
     assert LabelManager(labels, None).num_segmentation_heads > channel

@@ -107,7 +107,7 @@ def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
     ignore = labels.get("ignore")
     if "ignore" in labels and (not isinstance(ignore, int) or isinstance(ignore, bool)):
         raise LNQError(f"the nnU-Net model {folder} has the ignore label {ignore!r}, not an integer (nnU-Net "
-                       "asserts one: write it as a whole number without quotes or decimals); {fix}")
+                       f"asserts one: write it as a whole number without quotes or decimals); {fix}")
     if "ignore" in labels and ignore != max(values) + 1:
         raise LNQError(f"the nnU-Net model {folder} has an ignore label that is not the highest label value "
                        f"(labels {labels}), which nnU-Net refuses; {fix}")
