@@ -140,6 +140,8 @@ def test_a_folder_with_a_question_mark_reads_back_from_its_model_string():
 def test_options_are_compared_as_they_take_effect(tmp_path):
     """:func:`effective_options`: nnU-Net's defaults left out, folds in the folder's order and none when
     they are every fold; the checkpoint's folds decide which are every fold."""
+    import json
+
     from lnq_napari.model.nnunet_folder import NO_OPTIONS, effective_options
 
     folder = tmp_path / "m"
@@ -155,7 +157,13 @@ def test_options_are_compared_as_they_take_effect(tmp_path):
     for query in ("", "folds=", "folds=1,0", "folds=0,1,1", "mirroring=on", "tile_step=0.5",
                   "checkpoint=checkpoint_final.pth", "max_mean_hu=none&min_peak=0"):
         assert effective(query) == "", query
-    # a threshold replaces nnU-Net's argmax even at 0.5 (a workspace adopting ?threshold=0.5 got argmax)
+    # two labels (or regions): a threshold of 0.5 is the argmax, one model however it is spelled
+    assert effective("threshold=0.5&max_mean_hu=none&min_peak=0") == ""
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "lymph_node": 1}}))
+    assert effective("threshold=0.5") == ""
+    # more labels: a threshold replaces nnU-Net's argmax even at 0.5 (a workspace adopting it got argmax)
+    three = {"background": 0, "vessel": 1, "lymph_node": 2}
+    (folder / "dataset.json").write_text(json.dumps({"labels": three}))
     assert effective("threshold=0.5&max_mean_hu=none&min_peak=0") == "threshold=0.5"
     assert effective("folds=1,all,0") == "folds=0,1,all" and effective("folds=all") == "folds=all"
     assert effective("folds=1&mirroring=off&threshold=0.7") == "folds=1&mirroring=off&threshold=0.7"

@@ -715,18 +715,17 @@ def test_options_that_spell_out_the_defaults_are_one_version_and_one_cache_key(w
     mine = _complete_nnunet_model(tmp_path / "runs" / "Dataset601_LNQ" / NNUNET_NAME, folds=("0", "1", "2"))
     plain = api.activate_model(ws, f"nnunet:{mine}").version
     for query in ("mirroring=on", "checkpoint=checkpoint_final.pth", "folds=", "folds=2,0,1",
-                  "tile_step=0.5&max_mean_hu=none"):
+                  "tile_step=0.5&max_mean_hu=none", "threshold=0.5"):  # two labels: 0.5 is the argmax
         assert api.activate_model(ws, f"nnunet:{mine}?{query}").version == plain, query
-    # a threshold, even nnU-Net's 0.5, replaces its argmax: a version of its own (it was adopted as argmax)
-    cut = api.activate_model(ws, f"nnunet:{mine}?threshold=0.5&max_mean_hu=none").version
-    assert cut != plain and ws.model_info(cut)["options"] == "threshold=0.5"
+    cut = api.activate_model(ws, f"nnunet:{mine}?threshold=0.4&max_mean_hu=none").version
+    assert cut != plain and ws.model_info(cut)["options"] == "threshold=0.4"
     some = api.activate_model(ws, f"nnunet:{mine}?folds=2,0&mirroring=off&mirroring=off").version
     assert api.activate_model(ws, f"nnunet:{mine}?mirroring=off&folds=0,2,0&tile_step=0.5").version == some
     assert [e["id"] for e in ws.models()][-3:] == [plain, cut, some] and "options" not in ws.model_info(plain)
     assert ws.model_info(some)["options"] == "folds=0,2&mirroring=off"
     assert figures_key(f"nnunet:{mine}?folds=2,0") == figures_key(f"nnunet:{mine}?folds=0,2") != \
         figures_key(mine) == figures_key(ws.model(plain)) == figures_key(f"nnunet:{mine}?folds=1,2,0")
-    assert [e.get("options") for e in ws.journal("register_model")][-3:] == [None, "threshold=0.5",
+    assert [e.get("options") for e in ws.journal("register_model")][-3:] == [None, "threshold=0.4",
                                                                           "folds=0,2&mirroring=off"]
     by_id = {m.version: m for m in api.list_models(ws)}  # what the Models panel hands the Segment tab
     assert by_id[plain].model == str(ws.model_path(plain))

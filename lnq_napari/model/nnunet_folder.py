@@ -292,9 +292,9 @@ def chosen_folds(path: Path, folds=None, checkpoint: str = CHECKPOINT) -> tuple[
 
 def effective_options(folder: Path, options: NnunetOptions) -> NnunetOptions:
     """``options`` as they take effect on the model folder ``folder``: nnU-Net's defaults left out (but a
-    threshold, which replaces argmax even at 0.5), the folds in the folder's order and left out when they
-    are every fold (what no ``folds`` chooses), so two spellings of one model compare (and are kept) alike.
-    LNQError when the folder lacks what they choose."""
+    threshold of 0.5 where it replaces argmax: a model of more than two softmax labels), the folds in the
+    folder's order and left out when they are every fold (what no ``folds`` chooses), so two spellings of
+    one model compare (and are kept) alike. LNQError when the folder lacks what they choose."""
     if options == NO_OPTIONS:
         return options
     checkpoint = options.checkpoint_file
@@ -305,7 +305,7 @@ def effective_options(folder: Path, options: NnunetOptions) -> NnunetOptions:
         tile_step=None if options.tile_step == TILE_STEP else options.tile_step,
         mirroring=None if options.mirroring == MIRRORING else options.mirroring,
         inference={k: v for k, v in options.inference.items()
-                   if k == "threshold" or getattr(NNUNET_INFERENCE, k) != v})
+                   if getattr(NNUNET_INFERENCE, k) != v or (k == "threshold" and _argmax_decides(folder))})
 
 
 def prediction_key(spec: NnunetModelSpec) -> str:
