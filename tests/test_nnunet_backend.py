@@ -220,6 +220,35 @@ def test_label_values_are_read_as_nnunet_reads_them(labels, channel):
     assert same_as_export({"labels": labels}) is (channel == 1)
 
 
+@pytest.mark.parametrize("labels, nnunet_reads", [
+    ({"background": 0, "lymph_node": "1.0"}, False),
+    ({"background": "0.0", "lymph_node": 1}, False),
+    ({"background": 0, "lymph_node": "1e0", "ignore": 2}, False),
+    ({"background": 0, "lymph_node": True}, True),
+    ({"background": 0, "vessel": 1.5, "lymph_node": 2}, True),
+])
+def test_label_values_nnunet_cannot_read_or_lnq_cannot_use_are_refused_in_one_line(labels, nnunet_reads):
+    """Text is read with int() as nnU-Net reads it ("1.0" passed lnq's checks, then nnU-Net's loader
+    failed with a misleading 'damaged checkpoint'); True and 1.5, which nnU-Net reads as 1, are refused
+    without claiming nnU-Net refuses them."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    from lnq_napari.model.nnunet_labels import node_channel, same_as_export
+
+    if nnunet_reads:
+        LabelManager(labels, None)
+    else:
+        with pytest.raises(ValueError, match="invalid literal for int"):
+            LabelManager(labels, None)
+    with pytest.raises(LNQError) as caught:
+        node_channel({"labels": labels}, "F")
+    message = str(caught.value)
+    assert "lnq-napari needs whole-number label values" in message and "nnU-Net refuses" not in message
+    assert ("nnU-Net reads label values with int()" in message) is not nnunet_reads
+    assert message.endswith("nnUNetv2_train wrote") and "\n" not in message
+    assert nnunet_reads or not same_as_export({"labels": labels})
+
+
 @pytest.mark.parametrize("labels, message", [
     ({"background": 0, "vessel": 1}, r"no label named lymph_node .*rename the lymph-node label"),
     ({"background": 0, "node": 1, "LN": 2}, r"several labels that could be the lymph nodes \(node, LN\)"),

@@ -28,15 +28,16 @@ def _normal(name: str) -> str:
 
 
 def _whole(value):
-    """``value`` as nnU-Net's label manager reads it (``int(value)``) where it is a whole number given as
-    a float or text (``1.0``, ``"1"``); anything else as it is."""
-    if isinstance(value, (float, str)) and not isinstance(value, bool):
+    """``value`` as nnU-Net's label manager reads it (``int(value)``): text as int() reads it (``"1"``,
+    ``" 01 "``; not ``"1.0"``, which nnU-Net refuses), a float that is a whole number (``1.0``) as an int;
+    anything else as it is."""
+    if isinstance(value, str):
         try:
-            number = float(value)
+            return int(value)
         except ValueError:
             return value
-        if number.is_integer():
-            return int(number)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -96,14 +97,17 @@ def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
         return list(value) if isinstance(value, (list, tuple)) else [value]
 
     fix = f"fix {Path(folder) / 'dataset.json'} or copy it again from the folder nnUNetv2_train wrote"
-    if labels.get("background") != 0:
-        raise LNQError(f"the nnU-Net model {folder} has no background label 0 in its dataset.json (labels "
-                       f"{labels}); {fix}")
     values = [v for k, value in labels.items() if k != "ignore" for v in ints(value)]
     wrong = [v for v in values if not isinstance(v, int) or isinstance(v, bool)]
     if wrong:
+        text = any(isinstance(v, str) for v in wrong)
         raise LNQError(f"the nnU-Net model {folder} has label values that are not whole numbers "
-                       f"({', '.join(map(repr, wrong))}; labels {labels}), which nnU-Net refuses; {fix}")
+                       f"({', '.join(map(repr, wrong))}; labels {labels}): lnq-napari needs whole-number "
+                       "label values" + (" (nnU-Net reads label values with int(), which refuses text such "
+                                         "as '1.0')" if text else "") + f"; {fix}")
+    if labels.get("background") != 0:
+        raise LNQError(f"the nnU-Net model {folder} has no background label 0 in its dataset.json (labels "
+                       f"{labels}); {fix}")
     ignore = labels.get("ignore")
     if "ignore" in labels and (not isinstance(ignore, int) or isinstance(ignore, bool)):
         raise LNQError(f"the nnU-Net model {folder} has the ignore label {ignore!r}, not an integer (nnU-Net "
