@@ -53,6 +53,28 @@ def test_bad_model_strings_are_refused(text, message):
         parse_model_string(text)
 
 
+def test_none_turns_each_post_processing_setting_off():
+    """``none`` (``off``, nothing) turns a setting off, as the README says: ``threshold=none`` is nnU-Net's
+    argmax (no threshold), the size and peak floors 0, the HU and margin limits None. threshold,
+    min_component_mm3 and min_peak were kept as None, which post-processing took to float() (TypeError)."""
+    import numpy as np
+
+    from lnq_napari.inference import postprocess_as
+    from lnq_napari.io.volume import Volume
+
+    for value in ("none", "off", ""):
+        options = parse_options(f"threshold=0.4&threshold={value}&min_component_mm3={value}"
+                                f"&min_peak={value}&max_mean_hu={value}&mediastinum_margin_mm={value}")
+        assert options.argmax and options.inference == {"min_component_mm3": 0.0, "min_peak": 0.0,
+                                                        "max_mean_hu": None, "mediastinum_margin_mm": None}
+        _, _, inference = options.predicting()
+        prob = np.zeros((4, 5, 6), np.float32)
+        prob[1:3, 1:3, 1:3] = 0.9
+        mask = postprocess_as(inference, prob, Volume(np.zeros((4, 5, 6), np.int16)))
+        assert np.array_equal(np.asarray(mask, bool), prob >= 0.5)
+    assert parse_options("threshold=none") == parse_options("")
+
+
 def test_on_and_off_read_alike_in_model_strings_and_finetune_settings():
     for text, value in (("on", True), ("YES", True), ("1", True), ("off", False), ("no", False),
                         ("False", False), ("maybe", None)):

@@ -28,6 +28,9 @@ NNUNET_INFERENCE = InferenceConfig(threshold=0.5, min_component_mm3=0.0, max_mea
                                    mediastinum_margin_mm=None, min_peak=0.0)
 # post-processing settings (InferenceConfig fields) a model string may set, e.g. ?min_component_mm3=300
 POSTPROCESSING = ("threshold", "min_component_mm3", "min_peak", "max_mean_hu", "mediastinum_margin_mm")
+#: What ``none`` (or ``off``, or nothing) sets a setting to: off (no size filter, no peak floor); a
+#: ``threshold=none`` sets none, leaving nnU-Net's argmax (a None reached post-processing as a TypeError).
+_OFF = {"min_component_mm3": 0.0, "min_peak": 0.0}
 #: The values those settings may take (a threshold of 2 gave an empty mask without a word).
 _RANGES = {"threshold": (0.0, 1.0), "min_peak": (0.0, 1.0), "min_component_mm3": (0.0, float("inf")),
            "mediastinum_margin_mm": (0.0, float("inf"))}
@@ -169,7 +172,10 @@ def parse_options(query: str, text: str | None = None) -> NnunetOptions:
             low, high = _RANGES.get(key, (float("-inf"), float("inf")))
             if number is not None and not low <= number <= high:
                 raise LNQError(f"{key}={value} in {text} lies outside {low:g} to {high:g}")
-            options.setdefault("inference", {})[key] = number
+            if number is None and key == "threshold":  # no threshold: nnU-Net's argmax, as leaving it out
+                options.get("inference", {}).pop(key, None)
+                continue
+            options.setdefault("inference", {})[key] = _OFF.get(key) if number is None else number
         else:
             raise LNQError(f"unknown nnU-Net model option {key!r} in {text}; use folds, tile_step, "
                            f"mirroring, checkpoint or {', '.join(POSTPROCESSING)}")
