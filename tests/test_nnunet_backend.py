@@ -277,6 +277,21 @@ def test_labels_nnunet_asserts_on_are_one_line(nnunet_model, tmp_path, labels):
         NnUNetPredictor(folder, device="cpu")
 
 
+@pytest.mark.parametrize("labels", [{"background": 0, "lymph_node": 5},
+                                    {"background": 0, "vessel": 2, "lymph_node": 3, "ignore": 4}])
+def test_label_values_with_gaps_are_one_line(nnunet_model, tmp_path, labels):
+    """Label values with a gap (a hand-edited dataset.json): the node's value is no output of the model,
+    which passed the checks and failed at prediction with an IndexError traceback; refused before loading."""
+    import json
+
+    folder = _copy(nnunet_model[1], tmp_path)
+    meta = json.loads((folder / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps(meta | {"labels": labels}))
+    with pytest.raises(LNQError, match=r"label values \[0(, \d)+\] that are not 0, 1, 2, ... without gaps "
+                                       r".*nnUNetv2_train wrote$"):
+        NnUNetPredictor(folder, device="cpu")
+
+
 @pytest.mark.parametrize("reader, ending", [("NibabelIOWithReorient", ".nii.gz"),
                                             ("SimpleITKIOWithReorient", ".nrrd")])
 def test_a_model_trained_on_images_turned_to_ras_is_given_the_ct_turned(nnunet_model, odd_grid_ct, tmp_path,

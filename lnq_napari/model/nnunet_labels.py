@@ -91,8 +91,9 @@ def node_channel(dataset: dict, folder: str | Path) -> int:
 
 
 def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
-    """LNQError where nnU-Net's label manager would assert: background not 0, an ignore label that is not
-    the highest value, regions without a ``regions_class_order`` of one entry each."""
+    """LNQError where nnU-Net's label manager would assert (or predict other outputs than the values name):
+    background not 0, an ignore label that is not the highest value, values with gaps, regions without a
+    ``regions_class_order`` of one entry each."""
     def ints(value) -> list:
         return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -115,6 +116,10 @@ def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
     if "ignore" in labels and ignore != max(values) + 1:
         raise LNQError(f"the nnU-Net model {folder} has an ignore label that is not the highest label value "
                        f"(labels {labels}), which nnU-Net refuses; {fix}")
+    used = sorted(set(values))
+    if used != list(range(len(used))):
+        raise LNQError(f"the nnU-Net model {folder} has label values {used} that are not 0, 1, 2, ... "
+                       f"without gaps (labels {labels}; nnU-Net gives one output per value, in order); {fix}")
     if has_regions(labels):
         regions = [k for k, v in labels.items() if k != "ignore" and not _is_background(v)]
         order = dataset.get("regions_class_order")
