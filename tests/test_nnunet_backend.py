@@ -369,6 +369,38 @@ def test_a_nifti_without_qform_or_sform_warns_for_a_nibabel_reorienting_model(nn
         assert len(lines) == int(said) and all("\n" not in line for line in lines), codes
 
 
+def test_a_nifti_whose_sform_turns_otherwise_than_its_qform_warns_for_a_simpleitk_reorienting_model(
+        nnunet_model, odd_grid_ct, tmp_path):
+    """sform_code 2 with a qform of other axes: lnq-napari reads the sform, ITK (SimpleITKIOWithReorient)
+    the qform, so the model's turn differs from nnUNetv2_predict's; said in one warning (was silent). With
+    sform_code 1 ITK takes the sform too: no warning."""
+    import json
+    import warnings
+
+    import nibabel as nib
+
+    folder = _copy(nnunet_model[1], tmp_path)
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta.update(overwrite_image_reader_writer="SimpleITKIOWithReorient", file_ending=".nii.gz")
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
+    array = np.asarray(odd_grid_ct.array).transpose(2, 1, 0)
+    swapped = np.array([[0, 1.5, 0, 0], [1.5, 0, 0, 0], [0, 0, 2.5, 0], [0, 0, 0, 1.0]])
+    for code, said in ((2, True), (1, False)):
+        image = nib.Nifti1Image(array, swapped)
+        image.set_qform(np.diag([1.5, 1.5, 2.5, 1.0]), code=1)
+        image.set_sform(swapped, code=code)
+        nib.save(image, tmp_path / "ct.nii.gz")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ct = read_volume(tmp_path / "ct.nii.gz")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor.predict(ct)
+        lines = [str(w.message) for w in caught if "an sform and a qform of other axes" in str(w.message)]
+        assert len(lines) == int(said) and all("\n" not in line for line in lines), code
+
+
 def test_a_cascade_second_stage_is_refused_in_one_line(nnunet_model, tmp_path):
     """Its network takes the first stage's segmentation besides the CT: it failed on the first tile with
     a traceback from inside the network."""

@@ -177,6 +177,8 @@ def _read_sitk_file(path: Path) -> RawImage:
                       f"({', '.join(differ)}); read by the sform ({read}), as the NIfTI standard and nibabel "
                       "do: check the file's header", UserWarning, stacklevel=3)
         raw = RawImage(raw.array, *sform, raw.meta)
+        if "direction" in differ:  # ITK (SimpleITKIOWithReorient's reader) took the qform's axes
+            raw.meta["nifti_sform_over_qform"] = True  # not a str: never written into an NRRD header
     elif nifti and nifti_unplaced(header):
         raw.meta["nifti_unplaced"] = True  # not a str: never written into an NRRD header
         warnings.warn(f"{path.name} sets neither a qform nor an sform: its place in space is unknown (read "

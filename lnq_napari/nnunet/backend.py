@@ -30,7 +30,7 @@ from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
 from lnq_napari.model.nnunet_labels import check_usable
 from lnq_napari.nnunet.deps import require_nnunet
-from lnq_napari.nnunet.orient import NIBABEL_REORIENT, Reorientation, reorienting_reader
+from lnq_napari.nnunet.orient import NIBABEL_REORIENT, SITK_REORIENT, Reorientation, reorienting_reader
 from lnq_napari.per_ct import region_of
 
 
@@ -143,6 +143,12 @@ class NnUNetPredictor:
                           "as stored, nibabel (this model's NibabelIOWithReorient reader) mirrored in x, so "
                           "the model may see it mirrored against nnUNetv2_predict; set the file's qform or "
                           "sform",
+                          UserWarning, stacklevel=2)
+        if self._reader == SITK_REORIENT and ct.meta.get("nifti_sform_over_qform"):
+            warnings.warn("the CT's NIfTI file has an sform and a qform of other axes: lnq-napari reads it "
+                          "by the sform, SimpleITK (this model's SimpleITKIOWithReorient reader) by the "
+                          "qform, so the model may see it turned otherwise than nnUNetv2_predict; make the "
+                          "file's qform and sform agree",
                           UserWarning, stacklevel=2)
         self._nnunet.tick = tick
         try:
