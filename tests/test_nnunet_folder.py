@@ -123,8 +123,8 @@ def test_figures_are_kept_under_the_weights_and_settings_a_model_string_chooses(
 def test_argmax_and_an_explicit_threshold_are_kept_apart_where_they_differ(tmp_path):
     """A model of more than two labels: nnU-Net's argmax (no threshold) and ``?threshold=0.5`` give other
     masks, so their figures are kept under other keys (they shared one): argmax keeps the key its figures
-    were cached under, the threshold gets a fresh one; a two-label or region model's keys are unchanged
-    (its argmax is the node probability at 0.5)."""
+    were cached under, the 0.5 threshold gets a fresh one (other thresholds keep theirs); a two-label or
+    region model's keys are unchanged (its argmax is the node probability at 0.5)."""
     import dataclasses
     import hashlib
     import json
@@ -145,6 +145,10 @@ def test_argmax_and_an_explicit_threshold_are_kept_apart_where_they_differ(tmp_p
         settings = json.dumps([0.5, True, dataclasses.asdict(NNUNET_INFERENCE)], sort_keys=True)
         before = hashlib.sha256(f"{model_spec(folder).open().content}|{settings}".encode()).hexdigest()[:16]
         assert plain == before and (thresholded == before) is not apart  # argmax caches keep their key
+        other = json.dumps([0.5, True, dataclasses.asdict(NNUNET_INFERENCE) | {"threshold": 0.4}],
+                           sort_keys=True)
+        other = hashlib.sha256(f"{model_spec(folder).open().content}|{other}".encode()).hexdigest()[:16]
+        assert figures_key(f"nnunet:{folder}?threshold=0.4") == other  # and so do other thresholds
 
 
 def test_a_folder_with_a_question_mark_reads_back_from_its_model_string():

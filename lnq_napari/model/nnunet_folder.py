@@ -318,11 +318,12 @@ def prediction_key(spec: NnunetModelSpec) -> str:
     """What the figures of the masks ``spec`` predicts are kept under: the content of the weights its
     options choose (wherever the folder lies: a candidate and its registered copy share it) and the
     settings it predicts with (:data:`TILE_STEP`, :data:`MIRRORING`, :data:`NNUNET_INFERENCE` unless its
-    options set them), and a threshold where it replaces argmax (a threshold set on a model of more than two
-    softmax labels: those keys alone differ from argmax's, which keep the key they had). LNQError when the
-    folder lacks what the options choose."""
+    options set them), and a threshold of 0.5 where it replaces argmax (set on a model of more than two
+    softmax labels: those keys alone would equal argmax's, which keep the key they had, as do other
+    thresholds). LNQError when the folder lacks what the options choose."""
     tile_step, mirroring, inference = spec.options.predicting()
-    decides = [["threshold"]] if not spec.options.argmax and _argmax_decides(spec.folder) else []
+    explicit = spec.options.inference.get("threshold") == NNUNET_INFERENCE.threshold
+    decides = [["threshold"]] if explicit and _argmax_decides(spec.folder) else []
     settings = json.dumps([tile_step, mirroring, dataclasses.asdict(inference), *decides], sort_keys=True)
     return hashlib.sha256(f"{spec.open().content}|{settings}".encode()).hexdigest()[:16]
 
