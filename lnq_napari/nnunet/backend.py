@@ -55,6 +55,20 @@ def _tracked_predictor_class():
     return TrackedPredictor
 
 
+#: A NIfTI this model's reorienting reader places otherwise than lnq-napari reads it (``Volume.meta`` key
+#: the reader sets), and the warning given when such a CT reaches such a model.
+NIFTI_PLACED_OTHERWISE = {
+    (NIBABEL_REORIENT, "nifti_unplaced"):
+        "the CT's NIfTI file sets neither a qform nor an sform: lnq-napari reads its axes as stored, nibabel "
+        "(this model's NibabelIOWithReorient reader) mirrored in x, so the model may see it mirrored against "
+        "nnUNetv2_predict; set the file's qform or sform",
+    (SITK_REORIENT, "nifti_sform_over_qform"):
+        "the CT's NIfTI file has an sform and a qform of other axes: lnq-napari reads it by the sform, "
+        "SimpleITK (this model's SimpleITKIOWithReorient reader) by the qform, so the model may see it "
+        "turned otherwise than nnUNetv2_predict; make the file's qform and sform agree",
+}
+
+
 class NnUNetPredictor:
     """A loaded nnU-Net model folder; reuse it for many CTs (the interface of ``inference.Predictor``).
 
@@ -138,18 +152,9 @@ class NnUNetPredictor:
         turn = Reorientation.of(ct, self._reader) if self._reader else None  # trained on images turned to RAS
         if turn is not None:
             image, spacing = turn.forward(image, spacing)
-        if self._reader == NIBABEL_REORIENT and ct.meta.get("nifti_unplaced"):
-            warnings.warn("the CT's NIfTI file sets neither a qform nor an sform: lnq-napari reads its axes "
-                          "as stored, nibabel (this model's NibabelIOWithReorient reader) mirrored in x, so "
-                          "the model may see it mirrored against nnUNetv2_predict; set the file's qform or "
-                          "sform",
-                          UserWarning, stacklevel=2)
-        if self._reader == SITK_REORIENT and ct.meta.get("nifti_sform_over_qform"):
-            warnings.warn("the CT's NIfTI file has an sform and a qform of other axes: lnq-napari reads it "
-                          "by the sform, SimpleITK (this model's SimpleITKIOWithReorient reader) by the "
-                          "qform, so the model may see it turned otherwise than nnUNetv2_predict; make the "
-                          "file's qform and sform agree",
-                          UserWarning, stacklevel=2)
+        for (reader, key), why in NIFTI_PLACED_OTHERWISE.items():
+            if self._reader == reader and ct.meta.get(key):
+                warnings.warn(why, UserWarning, stacklevel=2)
         self._nnunet.tick = tick
         try:
             _, probabilities = self._nnunet.predict_single_npy_array(
