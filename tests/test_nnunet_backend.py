@@ -338,13 +338,28 @@ def test_a_model_trained_on_images_turned_to_ras_is_given_the_ct_turned(nnunet_m
     assert not np.array_equal(io_orientation(affine), axcodes2ornt(tuple(code)))  # the tie is exercised
 
 
+def _warned_predicting(predictor, image, folder: Path) -> list[str]:
+    """The warnings ``predictor`` gives on the NIfTI ``image`` saved in ``folder`` (its reading's aside)."""
+    import warnings
+
+    import nibabel as nib
+
+    nib.save(image, folder / "ct.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = read_volume(folder / "ct.nii.gz")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor.predict(ct)
+    return [str(w.message) for w in caught]
+
+
 def test_a_nifti_without_qform_or_sform_warns_for_a_nibabel_reorienting_model(nnunet_model, odd_grid_ct,
                                                                              tmp_path):
     """NIfTI with qform_code = sform_code = 0: ITK (lnq-napari's reader) takes its axes as stored, nibabel
     (NibabelIOWithReorient) mirrors x, so such a model's turn differs from nnUNetv2_predict's by an x
     flip; it is said in one warning (was silent). A file with a qform predicts without it."""
     import json
-    import warnings
 
     import nibabel as nib
 
@@ -358,14 +373,8 @@ def test_a_nifti_without_qform_or_sform_warns_for_a_nibabel_reorienting_model(nn
         image = nib.Nifti1Image(array, np.diag([1.5, 1.5, 2.5, 1.0]))
         image.set_qform(image.affine, code=codes[0])
         image.set_sform(image.affine, code=codes[1])
-        nib.save(image, tmp_path / "ct.nii.gz")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ct = read_volume(tmp_path / "ct.nii.gz")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            predictor.predict(ct)
-        lines = [str(w.message) for w in caught if "neither a qform nor an sform" in str(w.message)]
+        said_now = _warned_predicting(predictor, image, tmp_path)
+        lines = [w for w in said_now if "neither a qform nor an sform" in w]
         assert len(lines) == int(said) and all("\n" not in line for line in lines), codes
 
 
@@ -375,7 +384,6 @@ def test_a_nifti_whose_sform_turns_otherwise_than_its_qform_warns_for_a_simpleit
     the qform, so the model's turn differs from nnUNetv2_predict's; said in one warning (was silent). With
     sform_code 1 ITK takes the sform too: no warning."""
     import json
-    import warnings
 
     import nibabel as nib
 
@@ -390,14 +398,8 @@ def test_a_nifti_whose_sform_turns_otherwise_than_its_qform_warns_for_a_simpleit
         image = nib.Nifti1Image(array, swapped)
         image.set_qform(np.diag([1.5, 1.5, 2.5, 1.0]), code=1)
         image.set_sform(swapped, code=code)
-        nib.save(image, tmp_path / "ct.nii.gz")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ct = read_volume(tmp_path / "ct.nii.gz")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            predictor.predict(ct)
-        lines = [str(w.message) for w in caught if "an sform and a qform of other axes" in str(w.message)]
+        said_now = _warned_predicting(predictor, image, tmp_path)
+        lines = [w for w in said_now if "sform and a qform of other axes" in w]
         assert len(lines) == int(said) and all("\n" not in line for line in lines), code
 
 
