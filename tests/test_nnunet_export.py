@@ -178,6 +178,18 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, monkeypatch):
     assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before
 
 
+def test_a_workspace_given_as_data_is_named(tmp_path, data):
+    """A review workspace given to --data: it said "no *-ct.nrrd files with a matching *-seg file in ws"
+    (the user's CTs are in it); now that it is a workspace and to give it as --workspace."""
+    from lnq_napari.workspace import Workspace
+
+    Workspace.init(tmp_path / "ws", data)
+    said = r"ws is a review workspace, not a data folder; give it as --workspace "
+    with pytest.raises(LNQError, match=said):
+        export_dataset(tmp_path / "raw", 7, data=tmp_path / "ws")
+    assert not (tmp_path / "raw").exists()
+
+
 def test_a_workspace_case_whose_ct_is_gone_is_named(tmp_path, data):
     """It said only '<path> does not exist; check the path' (which case, what to do?)."""
     from lnq_napari.workspace import Workspace

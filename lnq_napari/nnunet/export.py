@@ -156,7 +156,11 @@ def jobs_from_data(data: str | Path) -> tuple[list[ExportJob], list[str]]:
     """One job per case of a data folder (:func:`~lnq_napari.io.datasets.find_cases`) with labels, and
     what is left out: the cases without labels and the label files without a CT ("<file> (no CT)")."""
     from lnq_napari.io.datasets import find_cases
+    from lnq_napari.workspace.cases import is_workspace
 
+    if is_workspace(Path(data).expanduser()):  # said "no *-ct.nrrd files ... in ws"
+        raise LNQError(f"{data} is a review workspace, not a data folder; give it as --workspace {data} (its "
+                       "cases with their corrections)")
     cases = find_cases(data, require="seg")
     everything = find_cases(data)
     skipped = [c.case_id for c in everything if c.seg is None]
