@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -62,3 +63,23 @@ def test_a_refusal_where_one_scan_shows_no_lungs_names_that_scan():
     not which scan showed none."""
     with pytest.raises(LNQError, match=r"the follow-up scan shows no lungs"):
         reg.check_fit(0.0, 0.9, math.nan, "follow-up")
+
+
+def test_itks_reason_for_a_failed_registration_is_its_first_sentence_whole():
+    """Two scans that do not overlap: the error quoted ITK's last line cut at 120 characters, mid-word
+    ("... They need to be initialized to have more overlap before this metric will work. For instance,
+    you can align the image centers by translation" cut after "The"), with its class and address."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    fixed = sitk.GetImageFromArray(rng.random((10, 10, 10)).astype(np.float32))
+    moving = sitk.GetImageFromArray(rng.random((10, 10, 10)).astype(np.float32))
+    moving.SetOrigin((1000.0, 1000.0, 1000.0))
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation()
+    method.SetOptimizerAsGradientDescent(1.0, 5)
+    method.SetInitialTransform(sitk.TranslationTransform(3))
+    said = (r"^the two scans do not overlap enough to be registered \(All samples map outside moving image "
+            r"buffer\): check that both CTs show the chest of the same patient$")
+    with pytest.raises(LNQError, match=said):
+        reg._execute(method, SimpleNamespace(image=fixed), SimpleNamespace(image=moving))

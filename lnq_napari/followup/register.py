@@ -10,6 +10,7 @@ resampling wants it.
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -311,9 +312,18 @@ def _execute(method, fixed: Chest, moving: Chest) -> None:
     try:
         method.Execute(fixed.image, moving.image)
     except RuntimeError as exc:  # e.g. a featureless image: the metric has nothing to work on
-        reason = str(exc).strip().splitlines()[-1][:120]
+        reason = _itk_reason(str(exc))
         raise LNQError(f"the two scans do not overlap enough to be registered ({reason}): check that both "
                        "CTs show the chest of the same patient") from None
+
+
+def _itk_reason(text: str) -> str:
+    """ITK's reason in an exception's text: its last line without the "Description:" and
+    "ITK ERROR: Class(0x...):" prefixes, its first sentence (it was cut at 120 characters, mid-word)."""
+    line = text.strip().splitlines()[-1] if text.strip() else "no reason given"
+    line = line.removeprefix("Description:").strip()
+    line = re.sub(r"^.*?(?:itk::ERROR|ITK ERROR):\s*[^:]*\):\s*", "", line)
+    return line.split(". ")[0].rstrip(". ")
 
 
 def _fit(fixed: Chest, moving: Chest, transform) -> tuple[float, float, float, str]:
