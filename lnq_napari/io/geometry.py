@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.orientation import first_voxel, permuted_view
 from lnq_napari.io.volume import GRID_TOL, Volume
 
 # Sign flips taking each NRRD 'space' into LPS. Spaces ITK treats as LPS-like map to no flip.
@@ -264,16 +265,12 @@ def _axis_match(
             return None
         order.append(match[0][0])
         signs.append(match[0][1])
-    corner = np.zeros(3)
-    corner[order] = [0 if sign > 0 else volume.size_xyz[a] - 1 for a, sign in zip(order, signs)]
-    return order, signs, corner
+    return order, signs, first_voxel(volume, order, signs)
 
 
 def _transposed(volume: Volume, order: list[int], signs: list[int]) -> np.ndarray:
     """``volume``'s voxels in the axis order and direction :func:`_axis_match` found, C-ordered."""
-    ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(order)
-    ijk = ijk[tuple(slice(None, None, sign) for sign in signs)]
-    return np.ascontiguousarray(ijk.transpose(2, 1, 0))
+    return np.ascontiguousarray(permuted_view(volume, order, signs))
 
 
 def align_to(reference: Volume, labels: Volume, what: str = "labels") -> Volume:

@@ -81,16 +81,27 @@ def lps_view(volume):
     if axes is None:  # no one-to-one axis match: kept as stored
         return volume
     axis_of, signs = axes
-    ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(axis_of)
-    ijk = ijk[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in signs)]
-    first = np.zeros(3)
-    for j, s in zip(axis_of, signs):
-        first[j] = 0 if s > 0 else volume.size_xyz[j] - 1
-    origin = volume.index_to_physical(first[::-1])[0]
+    origin = volume.index_to_physical(first_voxel(volume, axis_of, signs)[::-1])[0]
     direction = volume.direction_matrix[:, axis_of] * np.asarray(signs)[None, :]
     spacing = np.asarray(volume.spacing)[axis_of]
-    return Volume(ijk.transpose(2, 1, 0), tuple(spacing), tuple(origin), tuple(direction.ravel()),
-                  dict(volume.meta))
+    return Volume(permuted_view(volume, axis_of, signs), tuple(spacing), tuple(origin),
+                  tuple(direction.ravel()), dict(volume.meta))
+
+
+def permuted_view(volume, order, signs) -> np.ndarray:
+    """``volume``'s voxels (z, y, x) with its (i, j, k) axes taken in ``order`` and each flipped where its
+    sign in ``signs`` is negative: a numpy view, no copy."""
+    ijk = np.asarray(volume.array).transpose(2, 1, 0).transpose(order)
+    ijk = ijk[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in signs)]
+    return ijk.transpose(2, 1, 0)
+
+
+def first_voxel(volume, order, signs) -> np.ndarray:
+    """The (i, j, k) index in ``volume`` of the voxel that comes first in :func:`permuted_view`'s order."""
+    first = np.zeros(3)
+    for a, s in zip(order, signs):
+        first[a] = 0 if s > 0 else volume.size_xyz[a] - 1
+    return first
 
 
 def lps_index(volume, zyx: np.ndarray) -> np.ndarray:
