@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 from lnq_napari.errors import LNQError
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model.config import InferenceConfig, parse_switch
+from lnq_napari.model.nnunet_labels import argmax_decides
 
 PREFIX = "nnunet:"
 CHECKPOINT = "checkpoint_final.pth"
@@ -329,13 +330,9 @@ def prediction_key(spec: NnunetModelSpec) -> str:
 
 
 def _argmax_decides(folder: Path) -> bool:
-    """True when the model's labels give nnU-Net's argmax something a threshold of the node probability
-    would not: more than two softmax outputs (not region-based; ``ignore`` adds none)."""
+    """:func:`~lnq_napari.model.nnunet_labels.argmax_decides` of the model folder's ``dataset.json``."""
     try:
         labels = json.loads((Path(folder) / "dataset.json").read_text(encoding="utf-8")).get("labels")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
-    from lnq_napari.model.nnunet_labels import has_regions  # needs no nnunetv2
-
-    outputs = [k for k in labels if k != "ignore"] if isinstance(labels, dict) else []
-    return len(outputs) > 2 and not has_regions(labels)
+    return argmax_decides(labels)

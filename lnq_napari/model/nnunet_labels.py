@@ -53,6 +53,15 @@ def has_regions(labels: dict) -> bool:
     return any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
 
 
+def argmax_decides(labels) -> bool:
+    """True when nnU-Net's argmax over a model's outputs (its ``dataset.json`` ``labels``) can give other
+    nodes than the node probability cut at 0.5: more than two softmax outputs (not region-based; ``ignore``
+    adds none)."""
+    if not isinstance(labels, dict):
+        return False
+    return len([k for k in labels if k != "ignore"]) > 2 and not has_regions(labels)
+
+
 def node_label(labels: dict, folder: str | Path) -> str:
     """The name of the lymph-node label among ``labels`` (``dataset.json`` of the model ``folder``):
     ``lymph_node``, else the one label named like it (:data:`NODE_NAMES`); LNQError when none or several."""

@@ -28,7 +28,7 @@ from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
-from lnq_napari.model.nnunet_labels import check_usable
+from lnq_napari.model.nnunet_labels import argmax_decides, check_usable
 from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.nnunet.orient import NIBABEL_REORIENT, SITK_REORIENT, Reorientation, reorienting_reader
 from lnq_napari.per_ct import region_of
@@ -92,7 +92,6 @@ class NnUNetPredictor:
         if not 0.0 < float(tile_step) <= 1.0:
             raise LNQError(f"tile step {tile_step} must be in (0, 1]; nnU-Net's default is 0.5")
         self.model = open_model(model, folds, options.checkpoint_file)
-        self._argmax = options.argmax  # no threshold asked (not even 0.5): nnU-Net's argmax decides
         require_nnunet("an nnU-Net model")
         self.path = self.model.path
         self.version: str = self.model.version
@@ -103,6 +102,7 @@ class NnUNetPredictor:
         self.channel = check_usable(self.path)
         dataset = json.loads((self.path / "dataset.json").read_text(encoding="utf-8"))
         self._reader = reorienting_reader(dataset)  # None: the model reads the CT's own voxel order
+        self._argmax = options.argmax and argmax_decides(dataset.get("labels"))
         cls = _tracked_predictor_class()
         cuda = self.device.type == "cuda"
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints that CPU runs keep data on the CPU
@@ -173,7 +173,7 @@ class NnUNetPredictor:
         if region and inf.mediastinum_margin_mm is not None:
             region_mask = region_of(ct, float(inf.mediastinum_margin_mm))
         decision = prob
-        if self._argmax and len(probabilities) > 2 and not self._nnunet.label_manager.has_regions:
+        if self._argmax:  # no threshold asked (not even 0.5), and argmax gives other nodes than one
             decision = _argmax_decision(np.asarray(probabilities), self.channel, prob, float(inf.threshold))
         mask = postprocess_as(inf, decision, ct, region_mask)
         step(1.0, "done")
