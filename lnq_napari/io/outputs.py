@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import file_above, write_error
+from lnq_napari.io.atomic import check_folder_writable, file_above
 from lnq_napari.io.dicom_seg import SegFile
 from lnq_napari.io.layout import LABEL_SUFFIXES, is_image_file, sibling_names
 from lnq_napari.io.provenance import EXPORT, seg_writer, writer
@@ -95,11 +95,8 @@ def check_table_path(path: str | Path | None, flag: str, example: str,
         raise LNQError(f"{flag} {path} already exists and is not a table this command wrote (a file of "
                        f"yours or of a workspace?); it is left as it is: give another file name such as "
                        f"{example}")
-    where = next((p for p in path.parents if p.is_dir()), None)  # where the table's temp file goes
-    why = None if where is None else write_error(where)
-    if why is not None:  # before the work (compare registers the scans first)
-        raise LNQError(f"{flag} {path}: nothing can be written in {where} ({why.strerror or why}); give a "
-                       f"file in a folder you can write to (e.g. {example})")
+    # where the table's temp file goes, before the work (compare registers the scans first)
+    check_folder_writable(path.parent, flag, f"the table (e.g. {example})", shown=path)
     return path
 
 
