@@ -49,6 +49,7 @@ from lnq_napari.model.nnunet_folder import (
     model_spec,
     parse_options,
 )
+from lnq_napari.model.nnunet_labels import check_usable
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import WorkspaceLock, check_folder
 
@@ -519,8 +520,6 @@ def check_outside_model(path: Path, what: str, options: NnunetOptions = NO_OPTIO
     options = _effective(path, kind, options)
     if kind == NNUNET:
         check_model_files(path, what, fix=COMPLETE_MODEL, checkpoint=options.checkpoint_file)
-        from lnq_napari.model.nnunet_labels import check_usable
-
         check_usable(path)  # the CT alone as input, one node label: else refused at its first prediction
     else:
         load_checkpoint(path)
