@@ -178,10 +178,14 @@ def check_usable(folder: str | Path) -> int:
                        "use a model trained on CT only (`lnq-napari export-nnunet`)")
     previous = previous_stage(plans, folder.name.split("__")[-1])
     if previous:
-        raise LNQError(f"the nnU-Net model {folder} is the second stage of a cascade (it needs the "
-                       f"{previous} model's segmentation as input); give the {previous} model folder, or a "
-                       "3d_fullres one")
+        raise cascade_error(folder, previous)
     return node_channel(dataset, folder)
+
+
+def cascade_error(folder: str | Path, previous: str) -> LNQError:
+    """The refusal of a cascade's second stage, whose input holds the ``previous`` stage's segmentation."""
+    return LNQError(f"the nnU-Net model {folder} is the second stage of a cascade (it needs the {previous} "
+                    f"model's segmentation as input); give the {previous} model folder, or a 3d_fullres one")
 
 
 def previous_stage(plans: dict, configuration: str) -> str | None:

@@ -28,7 +28,7 @@ from lnq_napari.inference import Prediction, postprocess_as
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetOptions, open_model
-from lnq_napari.model.nnunet_labels import argmax_decides, check_usable
+from lnq_napari.model.nnunet_labels import argmax_decides, cascade_error, check_usable
 from lnq_napari.nnunet.deps import require_nnunet
 from lnq_napari.nnunet.orient import NIBABEL_REORIENT, SITK_REORIENT, Reorientation, reorienting_reader
 from lnq_napari.per_ct import region_of
@@ -197,6 +197,4 @@ def _check_one_stage(folder: Path, configuration) -> None:
     checkpoint names, whatever its folder is called."""
     previous = getattr(configuration, "previous_stage_name", None)
     if previous:
-        raise LNQError(f"the nnU-Net model {folder} is the second stage of a cascade (it needs the "
-                       f"{previous} model's segmentation as input); give the {previous} model folder, or a "
-                       "3d_fullres one")
+        raise cascade_error(folder, previous)
