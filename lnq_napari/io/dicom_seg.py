@@ -30,6 +30,7 @@ from lnq_napari.io.dicom_headers import (
     series_slices,
 )
 from lnq_napari.io.dicom_tree import (
+    candidate_files,
     candidate_folders,
     ct_folders_below,
     dicom_folders,
@@ -483,9 +484,7 @@ def _series_headers(folder: Path) -> dict[str, list]:
     ``folder``'s files, each series' slices as a read takes them (:func:`.dicom_headers.series_slices`: a
     scout filed in the series and a file copied twice left out)."""
     by_series: dict[str, list] = {}
-    for child in sorted(folder.iterdir()):
-        if not child.is_file() or child.name.startswith("."):
-            continue
+    for child in candidate_files(folder):  # the one rule for which files may be DICOM
         try:
             ds = read_header(child, stop_before_pixels=True)
         except Exception:

@@ -98,7 +98,7 @@ def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:
     path = Path(path)
     if path.is_file():
         return path if _dicom_kind(path) == "seg" else None
-    if len(_files(path)) > MAX_FOLDER_FILES:
+    if len(candidate_files(path)) > MAX_FOLDER_FILES:
         return None  # a CT series folder
     segs = _seg_files(path) if segs is None else segs
     if loose_segs(path, segs):
@@ -146,7 +146,7 @@ def _seg_files(folder: Path) -> list[Path]:
 def _scan_seg_files(folder: Path) -> list[Path]:
     """:func:`_seg_files` read from the folder."""
     segs, unreadable = [], []
-    for f in _files(folder):
+    for f in candidate_files(folder):
         kind = _dicom_kind(f)
         if kind == "seg":
             segs.append(f)
@@ -160,8 +160,8 @@ def _scan_seg_files(folder: Path) -> list[Path]:
     return segs
 
 
-def _files(folder: Path) -> list[Path]:
-    """:func:`_maybe_dicom`'s files of ``folder``, all of them."""
+def candidate_files(folder: Path) -> list[Path]:
+    """:func:`_maybe_dicom`'s files of ``folder``, all of them: those that may be DICOM."""
     return list(_maybe_dicom(folder))
 
 
@@ -311,7 +311,8 @@ def _series_key(ds: object) -> tuple[str, ...]:
 def _part_files(folder: Path, key: tuple[str, ...]) -> Iterator[tuple[str, tuple]]:
     """``(SOP Instance UID, slice position or ())`` of each file of ``folder`` in the series ``key``
     (:func:`_sampled_series`), read as they are asked for."""
-    return ((sop, position) for found, sop, position in _file_entries(_files(folder)) if found == key)
+    entries = _file_entries(candidate_files(folder))
+    return ((sop, position) for found, sop, position in entries if found == key)
 
 
 def _split_pair(a: Path, b: Path, key: tuple[str, ...], sampled: dict[Path, _Part],
@@ -447,7 +448,7 @@ def refuse_series_below(folder: Path) -> None:
     below = list(ct_folders_below(folder))
     if not below or _not_a_ct_image(folder):
         return
-    own = sum(1 for f in _files(folder) if _dicom_file(f))
+    own = sum(1 for f in candidate_files(folder) if _dicom_file(f))
     tops = sorted({f.relative_to(folder).parts[0] for f in below})
     named = ", ".join(tops[:3]) + (" ..." if len(tops) > 3 else "")
     raise LNQError(f"{folder} holds a DICOM CT of its own ({own} file{'s' if own != 1 else ''}) and DICOM CT "
@@ -496,7 +497,7 @@ def _not_a_ct_image(folder: Path) -> bool:
     reader says what is wrong). Files are read until a CT image turns up, so a scout or a SEG sorted before
     a study's slices (a flat export, a prediction saved into the series folder) does not hide them."""
     kinds, localizers = set(), {}
-    for path in _files(folder):
+    for path in candidate_files(folder):
         kind, header = _kind_and_header(path)
         if kind == "ct":
             return False
