@@ -587,6 +587,33 @@ def test_a_save_while_another_workspace_is_made_at_the_path_during_its_write_com
     assert [v["version"] for v in renamed.versions(case)] == ["v001", version]
 
 
+def test_a_correction_whose_provenance_is_gone_is_warned_of_with_the_fix(ws):
+    """A correction's label file whose v00N.json was deleted was left out of export, next and finetune
+    without a word; now a warning names the file, what is wrong and how to save it again. One a later
+    intact correction replaces, and a prediction's (its header says so), are not warned of."""
+    import warnings
+
+    case = "lnq2023-train-0000"
+    labels = _case(0)[1]
+    older = ws.add_label_version(case, labels, "correction")
+    prediction = ws.add_label_version(case, labels, "prediction")
+    for version in (older, prediction):
+        (ws.root / "labels" / case / f"{version}.json").unlink()
+    with pytest.warns(UserWarning, match="provenance") as caught:
+        ws.warn_lost_corrections("fine-tuned")
+    said = [str(w.message) for w in caught]
+    path = ws.root / "labels" / case / f"{older}.seg.nrrd"
+    assert said == [f"case {case}: the correction {path} is no label version, since its provenance "
+                    f"{older}.json is missing; fine-tuned without it (restore {older}.json from a backup, or "
+                    f"save the labels again: lnq-napari view {ws.ct_path(case)} --seg {path} --workspace "
+                    f"{ws.root}, then Save)"]
+    ws.add_label_version(case, labels, "correction")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ws.warn_lost_corrections("fine-tuned")
+    assert [str(w.message) for w in caught] == []
+
+
 def test_only_a_lost_correction_newer_than_the_one_used_is_warned_of(ws):
     """v002 (a correction, its file deleted) and v003 (a later intact correction, the one export-nnunet,
     next and finetune take): v002 was warned of, though restoring it would change nothing."""

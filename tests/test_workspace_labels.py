@@ -151,3 +151,61 @@ def test_version_provenance_of_a_store_file_and_of_names_that_only_look_like_one
     assert version_provenance(saved.path.name)["origin"] == "/data/ct"  # relative, resolved
     for name in ("../v001.nrrd", "/v001.dcm", "notes.txt"):
         assert version_provenance(name) is None
+
+
+def _aged(*paths, seconds: float = 2 * 3600) -> None:
+    """Set the modification time of ``paths`` ``seconds`` back (a crash or an edit long ago)."""
+    for path in paths:
+        stamp = path.stat().st_mtime - seconds
+        os.utime(path, (stamp, stamp))
+
+
+DAMAGED = {  # what was done to a correction's vNNN.json -> what unrecorded() says of it
+    "deleted": (lambda p, prov: p.unlink(), "is missing"),
+    "emptied": (lambda p, prov: p.write_text(""), "is empty"),
+    "torn": (lambda p, prov: p.write_text(json.dumps(prov)[:40]), "is not valid JSON"),
+    "bytes as text": (lambda p, prov: p.write_text(json.dumps({**prov, "bytes": str(prov["bytes"])})),
+                      "is not the provenance of v002"),
+    "file a number": (lambda p, prov: p.write_text(json.dumps({**prov, "file": 5})),
+                      "is not the provenance of v002"),
+    "no source": (lambda p, prov: p.write_text(json.dumps({k: v for k, v in prov.items() if k != "source"})),
+                  "is not the provenance of v002"),
+    "a list": (lambda p, prov: p.write_text(json.dumps([prov])), "is not the provenance of v002"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_a_label_file_whose_provenance_is_damaged_is_named_not_silently_dropped(tmp_path, damage):
+    """A correction's label file, whole, whose vNNN.json was deleted, emptied, torn or edited to wrong
+    kinds was ignored without a word (or, for a file that is a number or no source, raised TypeError and
+    KeyError): the fine-tune loop lost the reviewer's labels silently."""
+    store = LabelStore(tmp_path, "c1")
+    store.add(_labels(), "original")
+    saved = store.add(_labels(1), "correction", edits=2)
+    side = store.folder / "v002.json"
+    act, why = DAMAGED[damage]
+    act(side, json.loads(side.read_text()))
+    if side.exists():
+        _aged(side, saved.path)
+    assert [v["version"] for v in store.versions()] == ["v001"] and store.lost() == []
+    assert store.latest("correction") is None
+    (found,) = store.unrecorded()
+    assert (found.path, found.side, found.source) == (saved.path, side, "correction")
+    assert found.why.startswith(why)
+    assert store.add(_labels(), "correction").version == "v003"  # its number stays taken
+
+
+def test_a_save_in_flight_is_not_taken_for_a_damaged_provenance(tmp_path):
+    """An empty or half-filled placeholder beside a fresh label file is a save between placing its label
+    file and filling its provenance (or one killed there a moment ago): never named, until an hour old."""
+    store = LabelStore(tmp_path, "c1")
+    saved = store.add(_labels(), "correction")
+    side = store.folder / "v001.json"
+    whole = side.read_text()
+    for placeholder in ("", whole[:30]):
+        side.write_text(placeholder)
+        assert store.unrecorded() == [] and store.versions() == []
+    _aged(side, saved.path)
+    assert [u.why.split(" (")[0] for u in store.unrecorded()] == ["is not valid JSON"]
+    side.write_text(whole)  # restored from a backup: the version again
+    assert [v["version"] for v in store.versions()] == ["v001"] and store.unrecorded() == []

@@ -3,7 +3,9 @@
 A version is committed by its provenance file, written after the label file: a label file without one,
 or whose size no longer matches it, is a crash leftover and is ignored. A number is allocated by
 creating the ``vNNN.json`` placeholder exclusively (``O_CREAT | O_EXCL``), so it is never handed out
-twice, not even to two processes saving at once; an empty (or torn) placeholder is never a version.
+twice, not even to two processes saving at once; an empty (or torn) placeholder is never a version. A
+label file whose provenance is missing, torn or edited beyond use (:meth:`LabelStore.unrecorded`) is no
+version either, but is named to the user (never a save still in flight: :data:`STALE_SECONDS`).
 A save never replaces or deletes a file it did not make: the label file is written under a temp name in
 the case folder and hard-linked into place (never over a file); the provenance is written into the
 placeholder's own inode, once it is checked to be still the one this save made (a folder moved away, or
@@ -18,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import flushed, place_new, remove_stale_temps, temp_beside
+from lnq_napari.io.atomic import STALE_SECONDS, flushed, place_new, remove_stale_temps, temp_beside
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.readers import read_labels
@@ -38,6 +41,7 @@ LABEL_SUFFIX = ".seg.nrrd"
 LABELS_FOLDER = "lnq-labels"  # the label store beside a case saved without a workspace
 _PROVENANCE = re.compile(r"^v(\d{3,})\.json$")
 _NUMBERED = re.compile(r"^v(\d{3,})\.")
+_LABEL_FILE = re.compile(r"^v(\d{3,})\.seg\.nrrd$")
 _NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected", "marked")  # lists: in the JSON only
 #: Provenance fields the store sets itself (source, model_version, edits, parent are arguments).
 _SET_BY_STORE = frozenset({"version", "case", "time", "file", "bytes", "sha256"})
@@ -51,6 +55,18 @@ class SavedLabels:
     case: str
     version: str
     path: Path
+
+
+@dataclass(frozen=True)
+class Unrecorded:
+    """A label file of the store without a provenance to go with it: ``why`` says what is wrong with its
+    ``vNNN.json`` (``side``); ``source`` is what the label file's header says it is (None: it cannot
+    tell)."""
+
+    path: Path
+    side: Path
+    why: str
+    source: str | None
 
 
 class LabelStore:
@@ -84,14 +100,27 @@ class LabelStore:
             return []
         out = []
         for path in sorted(self.folder.iterdir()):
-            if not _PROVENANCE.match(path.name):
-                continue
-            try:
-                prov = json.loads(path.read_text())
-            except (OSError, ValueError):  # a torn write or a placeholder: never committed
-                continue
-            if isinstance(prov, dict) and prov.get("file") and self._committed(path) is None:
+            prov = _provenance(path)[0] if _PROVENANCE.match(path.name) else None
+            if prov is not None and self._committed(path) is None:  # a torn or empty one: never committed
                 out.append(prov)
+        return out
+
+    def unrecorded(self, older_than: float = STALE_SECONDS) -> list[Unrecorded]:
+        """Label files (``vNNN.seg.nrrd``) whose ``vNNN.json`` is missing or holds no provenance of that
+        version (deleted, torn or emptied by a crash, edited by hand): :meth:`versions` and :meth:`lost`
+        leave them out. A save in flight is not one: its placeholder, empty or being filled, and its
+        label file changed less than ``older_than`` seconds ago."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for path in sorted(self.folder.iterdir()):
+            match = _LABEL_FILE.match(path.name)
+            if match is None or not path.is_file():
+                continue
+            side = path.with_name(f"v{match.group(1)}.json")
+            prov, why = _provenance(side)
+            if prov is None and not _may_be_saving(side, path, why, older_than):
+                out.append(Unrecorded(path, side, why, _header_source(path)))
         return out
 
     def latest(self, source: str | tuple[str, ...] | None = None) -> dict | None:
@@ -210,11 +239,8 @@ class LabelStore:
                               f"{prov['version']} was saved; nothing was saved: save again where it is now")
 
     def _committed(self, path: Path) -> dict | None:
-        try:
-            prov = json.loads(path.read_text())
-        except (OSError, ValueError):  # unreadable, torn or an empty placeholder
-            return None
-        if not isinstance(prov, dict) or not prov.get("file"):
+        prov = _provenance(path)[0]  # None: unreadable, torn, an empty placeholder, edited beyond use
+        if prov is None:
             return None
         label = self.folder / prov["file"]
         return prov if label.is_file() and label.stat().st_size == prov.get("bytes") else None
@@ -262,6 +288,56 @@ def _unlink_if(path: Path, mark: tuple[int, int] | None) -> None:
             path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _provenance(path: Path) -> tuple[dict | None, str]:
+    """The provenance ``vNNN.json`` holds, or None with what is wrong: missing, unreadable, empty (a
+    save's placeholder), not JSON (torn), or not the provenance of version ``vNNN`` (edited by hand: its
+    version, source, file or size missing or of the wrong kind)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, "is missing"
+    except (OSError, ValueError) as exc:
+        return None, f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    if not text.strip():
+        return None, "is empty"
+    try:
+        prov = json.loads(text)
+    except ValueError:
+        return None, "is not valid JSON (torn?)"
+    file = prov.get("file") if isinstance(prov, dict) else None
+    if not (isinstance(prov, dict) and prov.get("version") == path.name[:-len(".json")]
+            and isinstance(prov.get("source"), str) and prov["source"] in SOURCES
+            and isinstance(file, str) and file and Path(file).name == file and file not in (".", "..")
+            and type(prov.get("bytes")) is int):
+        return None, f"is not the provenance of {path.name[:-len('.json')]} (edited by hand?)"
+    return prov, ""
+
+
+def _may_be_saving(side: Path, label: Path, why: str, older_than: float) -> bool:
+    """Whether ``label`` with the provenance ``side`` holding none (``why``) may be a save in flight: its
+    placeholder is there, empty or being filled, and it or the label file changed within ``older_than``
+    seconds (a save takes its number by creating the placeholder first and fills it last; a provenance
+    missing or whole but wrong is never one in flight)."""
+    if not why.startswith(("is empty", "is not valid JSON")):
+        return False
+    limit = time.time() - older_than
+    try:
+        return max(side.stat().st_mtime, label.stat().st_mtime) > limit
+    except OSError:  # gone meanwhile: the save was refused, or finished
+        return True
+
+
+def _header_source(label: Path) -> str | None:
+    """The source a label file's header names (``lnq_source``), None when it names none or is unreadable."""
+    import nrrd
+
+    try:
+        source = nrrd.read_header(str(label)).get("lnq_source")
+    except Exception:  # noqa: BLE001 - a damaged header tells nothing
+        return None
+    return source if source in SOURCES else None
 
 
 def version_provenance(label_file: str | Path) -> dict | None:

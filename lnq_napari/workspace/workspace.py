@@ -336,17 +336,28 @@ class Workspace:
 
     def warn_lost_corrections(self, done: str) -> None:
         """A warning for each correction whose label file is gone or damaged (deleted or changed by hand:
-        :meth:`LabelStore.lost`), which the work ``done`` ("fine-tuned") goes on without: only one newer
-        than the correction the work takes (a later intact correction replaces an older lost one)."""
+        :meth:`LabelStore.lost`), or whose provenance is (:meth:`LabelStore.unrecorded`: a label file
+        whose header does not say it is another source), which the work ``done`` ("fine-tuned") goes on
+        without: only one newer than the correction the work takes (a later intact correction replaces
+        an older lost one)."""
         for case in self.case_ids():
             store = self.label_store(case)
             lost = [prov for prov in store.lost() if prov.get("source") == "correction"]
-            used = _version_number(store.latest("correction")) if lost else -1
+            unrecorded = [u for u in store.unrecorded() if u.source in (None, "correction")]
+            used = _version_number(store.latest("correction")) if lost or unrecorded else -1
             for prov in lost:
                 if _version_number(prov) > used:
                     warnings.warn(f"case {case}: the file of correction {prov.get('version')} "
                                   f"({prov['file']}) is gone or damaged; {done} without it (restore the file "
                                   "to use it)", UserWarning, stacklevel=3)
+            for found in unrecorded:
+                if _version_number({"version": found.side.stem}) > used:
+                    what, side = "correction" if found.source else "label file", found.side.name
+                    again = f"lnq-napari view {self.ct_path(case)} --seg {found.path} --workspace {self.root}"
+                    warnings.warn(f"case {case}: the {what} {found.path} is no label version, since its "
+                                  f"provenance {side} {found.why}; {done} without it (restore {side} from a "
+                                  f"backup, or save the labels again: {again}, then Save)",
+                                  UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------ journal
     @property
