@@ -23,6 +23,8 @@ from lnq_napari.errors import LNQError
 from lnq_napari.workspace.cases import gone_error
 
 LOCK_FILE = ".lnq.lock"
+#: The errors of a workspace that cannot be written: read-only (a mount, permissions) or full.
+CANNOT_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 TIMEOUT_S = 120.0  # a writer holds the lock for milliseconds; this long a wait means something is stuck
 _LOCKS: dict[str, FileLock] = {}  # one FileLock per lock file in this process: nested use is reentrant
 _GUARD = threading.Lock()
@@ -48,6 +50,10 @@ class WorkspaceLock:
         except TimeoutError as exc:
             raise LNQError(f"the workspace {self.folder} stayed locked for {TIMEOUT_S:.0f} s by another "
                            "program; close the other lnq-napari session, or wait and retry") from exc
+        except OSError as exc:
+            if exc.errno not in CANNOT_WRITE:
+                raise
+            raise not_writable(self.folder, exc, "this command writes there") from exc
         return self
 
     def __exit__(self, *exc) -> None:
@@ -57,20 +63,29 @@ class WorkspaceLock:
     def if_free(self) -> Iterator[bool]:
         """``with lock.if_free() as held:``: the lock taken when no other program or thread holds it
         (reentrant, as ``with lock``), never waited for; ``held`` says whether it was taken (never when
-        the folder is gone)."""
+        the folder is gone or cannot be written)."""
         if not self.folder.is_dir():
             yield False
             return
         lock = self._lock()
         try:
             lock.acquire(timeout=0)
-        except TimeoutError:
+        except (TimeoutError, OSError):  # held by another, or a workspace that cannot be written
             yield False
             return
         try:
             yield True
         finally:
             lock.release()
+
+
+def not_writable(folder: Path, exc: OSError, why: str) -> LNQError:
+    """The one error of a command that must write in the workspace ``folder`` when it cannot (``exc``):
+    read-only, no permission, full disk; ``why`` says what the command stores there."""
+    read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+    state = "is read-only" if read_only else "cannot be written to"
+    return LNQError(f"the workspace {folder} {state} ({exc.strerror}) and {why}; make it writable, or copy "
+                    "it to a folder you can write to and run the command there")
 
 
 def check_folder(folder: Path) -> None:
@@ -104,6 +119,10 @@ class RunLock:
         except Timeout as exc:
             raise LNQError(f"a fine-tune is already running in this workspace ({_holder(self.folder)}); wait "
                            "for it to finish or cancel it, then try again") from exc
+        except OSError as exc:
+            if exc.errno not in CANNOT_WRITE:
+                raise
+            raise not_writable(self.folder, exc, "a fine-tune registers its model there") from exc
         self._lock = lock
         try:  # who runs, for the refusal of a second one; the lock holds without it
             (self.folder / (RUN_FILE + ".json")).write_text(

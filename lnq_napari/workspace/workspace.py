@@ -65,7 +65,7 @@ from lnq_napari.workspace.cases import (
 )
 from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import FolderReplaced, LabelStore, check_source
-from lnq_napari.workspace.lock import RunLock, WorkspaceLock
+from lnq_napari.workspace.lock import RunLock, WorkspaceLock, not_writable
 from lnq_napari.workspace.registry import (
     REGISTRY_FILE,
     ModelRegistry,
@@ -378,12 +378,8 @@ class Workspace:
         permission, full disk): ``why`` says what the command stores there."""
         folders = [self.root] + [f for f in (self.root / LABELS_DIR, self.cache.folder) if f.is_dir()]
         exc = next((e for f in folders if (e := write_error(f)) is not None), None)
-        if exc is None:
-            return
-        state = "is read-only" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else \
-            "cannot be written to"
-        raise LNQError(f"the workspace {self.root} {state} ({exc.strerror}) and {why}; make it writable, or "
-                       "copy it to a folder you can write to and run the command there")
+        if exc is not None:
+            raise not_writable(self.root, exc, why)
 
     def journal(self, action: str | None = None) -> list[dict]:
         """Journal entries, oldest first (optionally of one action). Torn lines are skipped; a save killed

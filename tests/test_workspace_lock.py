@@ -1,0 +1,93 @@
+"""The workspace's locks on a workspace that cannot be written: every command that must write there says
+so in the one line `next` says it in (lock.not_writable); commands that only read still work."""
+
+from __future__ import annotations
+
+import errno
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnq_napari.cli import main
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+from lnq_napari.workspace import Workspace
+from lnq_napari.workspace import lock as lock_module
+
+CASE = "lnq2023-train-0000"
+
+
+@pytest.fixture
+def read_only_ws(tmp_path, monkeypatch) -> Workspace:
+    """A workspace of one case on what acts as a read-only mount (chmod does not stop root): no file can
+    be made in it, and its lock files cannot be opened for writing."""
+    ct = np.random.default_rng(0).integers(-1000, 400, (4, 6, 6)).astype(np.int16)
+    seg = np.zeros(ct.shape, np.uint8)
+    seg[1:3, 2:4, 2:4] = 1
+    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", Volume(ct))
+    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", Volume(seg))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    root = ws.root.resolve()
+
+    def refused(path) -> bool:
+        return path is not None and Path(path).resolve().is_relative_to(root)
+
+    class ReadOnlyLock:
+        def __init__(self, path, **kwargs) -> None:
+            self.path = path
+
+        def acquire(self, *args, **kwargs) -> None:
+            raise OSError(errno.EROFS, "Read-only file system", str(self.path))
+
+    real_lock, mkstemp = lock_module.FileLock, tempfile.mkstemp
+    monkeypatch.setattr(lock_module, "_LOCKS", {})
+    monkeypatch.setattr(lock_module, "FileLock",
+                        lambda path, **k: ReadOnlyLock(path) if refused(path) else real_lock(path, **k))
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: (
+        (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system", str(dir))) if refused(dir)
+        else mkstemp(*a, dir=dir, **k)))
+    return ws
+
+
+def _files(ws: Workspace) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(ws.root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", [
+    ["workspace", "activate", "{ws}", "bundled"],
+    ["workspace", "group", "{ws}", "{csv}"],
+    ["finetune", "--workspace", "{ws}", "--iterations", "1"],
+    ["next", "--workspace", "{ws}"],
+])
+def test_a_command_that_writes_a_read_only_workspace_says_so_in_one_line(read_only_ws, tmp_path, capsys,
+                                                                          command):
+    """activate, group and finetune said "cannot write <ws>/.lnq.lock (...); give a writable folder (a short
+    name, no file in its path) or free some space" while next said the workspace is read-only and what to
+    do: each says the latter now, and nothing in the workspace changes."""
+    csv = tmp_path / "group.csv"
+    csv.write_text(f"case,patient,timepoint\n{CASE},p1,t0\n")
+    before = _files(read_only_ws)
+    argv = [a.format(ws=read_only_ws.root, csv=csv) for a in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    said = f"lnq-napari: error: the workspace {read_only_ws.root} is read-only (Read-only file system) and "
+    assert err.startswith(said), err
+    assert err.endswith("; make it writable, or copy it to a folder you can write to and run the command "
+                        "there"), err
+    assert _files(read_only_ws) == before
+
+
+def test_commands_that_only_read_work_on_a_read_only_workspace(read_only_ws, tmp_path, capsys):
+    """workspace models and export-nnunet read the workspace and write elsewhere (or nothing)."""
+    before = _files(read_only_ws)
+    assert main(["workspace", "models", str(read_only_ws.root)]) == 0
+    assert "bundled" in capsys.readouterr().out
+    out = tmp_path / "raw"
+    assert main(["export-nnunet", "--workspace", str(read_only_ws.root), "--out", str(out),
+                 "--dataset-id", "501"]) == 0
+    assert json.loads((out / "Dataset501_LNQ" / "dataset.json").read_text())["numTraining"] == 1
+    assert _files(read_only_ws) == before
