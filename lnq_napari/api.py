@@ -77,6 +77,7 @@ from lnq_napari.quantify import (
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
 from lnq_napari.workspace.cases import gone_error, same_id
+from lnq_napari.workspace.lock import CANNOT_WRITE, NotWritable
 from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
 
 if TYPE_CHECKING:
@@ -1019,6 +1020,12 @@ def export_dicom_seg(
     path = dicom_seg.write_dicom_seg(out, ws.read_labels(case, info["version"]), ct or ws.ct_path(case),
                                      model_version=info.get("model_version"), edits=int(info.get("edits", 0)),
                                      series_uid=series)
-    ws.log("export", case=case, version=info["version"], file=str(path), format="dicom-seg",
-           series=series)
+    try:  # the SEG is whole: a workspace that cannot be written (a read-only copy) only misses the line
+        ws.log("export", case=case, version=info["version"], file=str(path), format="dicom-seg",
+               series=series)
+    except (NotWritable, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in CANNOT_WRITE:
+            raise
+        warnings.warn(f"{path} is written, but the export is not in the journal of {ws.root}: it cannot be "
+                      f"written ({exc.strerror})", UserWarning, stacklevel=2)
     return path

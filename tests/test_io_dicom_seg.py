@@ -673,6 +673,41 @@ def test_workspace_export_of_a_case_converted_from_dicom(tmp_path, ct, liver, ca
     assert not (tmp_path / "y.dcm").exists() and len(ws.journal("export")) == 1
 
 
+def test_workspace_export_from_a_read_only_workspace_writes_the_seg_and_says_it_is_not_journaled(
+        tmp_path, ct, liver, capsys, monkeypatch):
+    """`workspace export` only reads the workspace, but journals the export: on a read-only copy it wrote
+    the SEG, then failed (exit 2, "cannot write <ws>/.lnq.lock") with the SEG left there. Now the SEG is
+    written, exit 0, and a warning says the journal misses the line."""
+    import errno
+
+    from lnq_napari.workspace import lock as lock_module
+
+    case = "lnq2023-train-0001"
+    write_volume(tmp_path / "data" / f"{case}-ct.nrrd", ct)
+    partial = liver.with_array((liver.array == 2).astype(np.uint8))
+    write_volume(tmp_path / "data" / f"{case}-seg.nrrd", partial)
+    ws = api.init_workspace(tmp_path / "ws", data=tmp_path / "data")
+    journal = ws.journal_path.read_bytes()
+
+    class ReadOnlyLock:  # a read-only mount: the lock file cannot be opened for writing
+        def __init__(self, path, **kwargs) -> None:
+            self.path = path
+
+        def acquire(self, *args, **kwargs) -> None:
+            raise OSError(errno.EROFS, "Read-only file system", self.path)
+
+    monkeypatch.setattr(lock_module, "_LOCKS", {})
+    monkeypatch.setattr(lock_module, "FileLock", ReadOnlyLock)
+    out = tmp_path / "out" / "case-seg.dcm"
+    assert main(["workspace", "export", str(ws.root), case, "-o", str(out), "--ct", str(SERIES)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out) and "Traceback" not in captured.err
+    assert captured.err.strip() == (f"lnq-napari: warning: {out} is written, but the export is not in the "
+                                    f"journal of {ws.root}: it cannot be written (Read-only file system)")
+    np.testing.assert_array_equal(read_labels(out, reference=ct).array, liver.array == 2)
+    assert ws.journal_path.read_bytes() == journal
+
+
 def test_a_workspace_over_a_tcia_download_reads_its_series_and_segs(tmp_path, ct, liver, capsys):
     """``workspace init --data`` on patient / study / series folders: each CT series is a case, read in
     place; the SEG that references it becomes its v001; a SEG of no series here is left out with a warning;

@@ -79,13 +79,22 @@ class WorkspaceLock:
             lock.release()
 
 
-def not_writable(folder: Path, exc: OSError, why: str) -> LNQError:
+class NotWritable(LNQError):
+    """A command that must write in a workspace that cannot be written (:func:`not_writable`); ``strerror``
+    says why, as the operating system does."""
+
+    def __init__(self, message: str, strerror: str | None = None) -> None:
+        super().__init__(message)
+        self.strerror = strerror
+
+
+def not_writable(folder: Path, exc: OSError, why: str) -> NotWritable:
     """The one error of a command that must write in the workspace ``folder`` when it cannot (``exc``):
     read-only, no permission, full disk; ``why`` says what the command stores there."""
     read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
     state = "is read-only" if read_only else "cannot be written to"
-    return LNQError(f"the workspace {folder} {state} ({exc.strerror}) and {why}; make it writable, or copy "
-                    "it to a folder you can write to and run the command there")
+    return NotWritable(f"the workspace {folder} {state} ({exc.strerror}) and {why}; make it writable, or "
+                       "copy it to a folder you can write to and run the command there", exc.strerror)
 
 
 def check_folder(folder: Path) -> None:
