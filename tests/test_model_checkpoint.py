@@ -104,6 +104,26 @@ def test_a_format_version_or_preprocessing_of_the_wrong_kind_is_one_line(model, 
         load_checkpoint(model)
 
 
+@pytest.mark.parametrize("version", [0, -3, "1", 1.0, True])
+def test_a_format_version_below_one_or_not_a_whole_number_is_refused_as_a_workspace_s_is(model, version):
+    """format_version 0 or -3 (edited by hand) loaded as a model's; the rule is now the workspace's (a
+    whole number from 1 up: io.format_version), with the same one line."""
+    _edit_config(model, format_version=version)
+    said = (f"{model / CONFIG} has format_version {json.dumps(version)}, which is not a valid model format "
+            "version (a whole number, 1 for this lnq-napari); re-copy or re-export the model, or correct the "
+            "value")
+    with pytest.raises(LNQError) as caught:
+        load_checkpoint(model)
+    assert str(caught.value) == said
+
+
+def test_a_config_without_a_format_version_still_loads(model):
+    config = json.loads((model / CONFIG).read_text())
+    del config["format_version"]
+    (model / CONFIG).write_text(json.dumps(config))
+    load_checkpoint(model)
+
+
 _FULL_DISK = """
 import resource, signal, sys
 from pathlib import Path

@@ -18,6 +18,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write, atomic_write_text
 from lnq_napari.io.checksum import sha256_file
+from lnq_napari.io.format_version import check_format_version
 from lnq_napari.model.config import ModelConfig
 from lnq_napari.model.nnunet_folder import NnunetModelSpec, is_nnunet_folder, model_spec, prediction_key
 
@@ -90,9 +91,8 @@ def read_config(folder: str | Path) -> ModelConfig:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise LNQError(f"{cfg_path} is not an lnq-napari model config (format is not {FORMAT!r}); "
                        "use a model folder written by lnq-napari")
-    version = config.get("format_version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise LNQError(f"{cfg_path} has format version {version!r}, not a whole number; re-export the model")
+    version = check_format_version(config.get("format_version", 1), cfg_path, "model", FORMAT_VERSION,
+                                   "re-copy or re-export the model, or correct the value")  # none: the first
     if version > FORMAT_VERSION:
         raise LNQError(f"{cfg_path} has format version {config.get('format_version')}, newer than this "
                        f"lnq-napari reads ({FORMAT_VERSION}); upgrade lnq-napari")

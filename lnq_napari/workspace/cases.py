@@ -21,6 +21,7 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
+from lnq_napari.io.format_version import check_format_version
 from lnq_napari.io.layout import CaseFiles
 from lnq_napari.workspace.files import now
 
@@ -179,11 +180,8 @@ def read_meta(root: str | Path) -> dict:
         raise LNQError(f"{path} is unreadable ({exc}); restore it from a backup") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LNQError(f"{path} is not a lnq-napari workspace file; choose another folder")
-    version = meta.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:  # edited by hand
-        raise LNQError(f"{path} has format_version {json.dumps(version)}, which is not a valid workspace "
-                       f"format version (a whole number, {FORMAT_VERSION} for this lnq-napari); restore the "
-                       "file from a backup, or correct the value")
+    version = check_format_version(meta.get("format_version", 1), path, "workspace", FORMAT_VERSION,
+                                   "restore the file from a backup, or correct the value")
     if version > FORMAT_VERSION:
         raise LNQError(f"{root} was written by a newer lnq-napari (workspace format {version!r}; this one "
                        f"reads up to {FORMAT_VERSION}); upgrade lnq-napari (pip install -U lnq-napari) to "
