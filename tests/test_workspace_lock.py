@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from lnq_napari.cli import main
 from lnq_napari.io.readers import write_volume
 from lnq_napari.io.volume import Volume
+from lnq_napari.model import bundled_model_path
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace import lock as lock_module
 
@@ -58,6 +60,7 @@ def _files(ws: Workspace) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("command", [
     ["workspace", "activate", "{ws}", "bundled"],
+    ["workspace", "activate", "{ws}", "{model}"],  # a model folder from elsewhere: copied in first
     ["workspace", "group", "{ws}", "{csv}"],
     ["finetune", "--workspace", "{ws}", "--iterations", "1"],
     ["next", "--workspace", "{ws}"],
@@ -65,12 +68,15 @@ def _files(ws: Workspace) -> dict[str, bytes]:
 def test_a_command_that_writes_a_read_only_workspace_says_so_in_one_line(read_only_ws, tmp_path, capsys,
                                                                           command):
     """activate, group and finetune said "cannot write <ws>/.lnq.lock (...); give a writable folder (a short
-    name, no file in its path) or free some space" while next said the workspace is read-only and what to
-    do: each says the latter now, and nothing in the workspace changes."""
+    name, no file in its path) or free some space" (activating a model folder from elsewhere: "cannot write
+    <ws>/models/.registering.x"), while next said the workspace is read-only and what to do: each says the
+    latter now, and nothing in the workspace changes."""
     csv = tmp_path / "group.csv"
     csv.write_text(f"case,patient,timepoint\n{CASE},p1,t0\n")
+    model = tmp_path / "trained"
+    shutil.copytree(bundled_model_path(), model)
     before = _files(read_only_ws)
-    argv = [a.format(ws=read_only_ws.root, csv=csv) for a in command]
+    argv = [a.format(ws=read_only_ws.root, csv=csv, model=model) for a in command]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err

@@ -376,7 +376,8 @@ class Workspace:
     def check_writable(self, why: str) -> None:
         """LNQError in one line, before any work, when the workspace cannot be written (read-only, no
         permission, full disk): ``why`` says what the command stores there."""
-        folders = [self.root] + [f for f in (self.root / LABELS_DIR, self.cache.folder) if f.is_dir()]
+        folders = [self.root] + [f for f in (self.root / LABELS_DIR, self.cache.folder, self.models_dir)
+                                 if f.is_dir()]
         exc = next((e for f in folders if (e := write_error(f)) is not None), None)
         if exc is not None:
             raise not_writable(self.root, exc, why)
@@ -415,6 +416,8 @@ class Workspace:
         without the lock (:meth:`ModelRegistry.register`), so no save waits for it.
         """
         self._check_present()
+        if copy:  # before a copy of up to GBs that would fail at its first file
+            self.check_writable("registering a model copies its folder there")
         entry = self.registry.register(path, parent=parent, training_cases=training_cases,
                                        metrics=metrics, version=version, copy=copy, **fields)
         self.log("register_model", version=entry["id"], parent=parent,
