@@ -317,6 +317,60 @@ def unsigned_with_padding(d):
     return source(hu)
 
 
+HIGH_BITS = np.random.default_rng(2).integers(0, 16, HU.shape).astype(np.uint16) << 12  # an overlay, garbage
+PADDED = -3024  # what a declared padding reads as (lnq_napari.io.dicom_series.PADDING_HU)
+
+
+def twelve_bit(k: int, plane: np.ndarray, uid: str, high_bits: bool = False,
+               padding: bool = False) -> Dataset:
+    """Slice ``k`` stored unsigned in 12 of 16 bits, intercept -1024 (``plane`` within -1024 to 3071 HU),
+    with bits set above Bits Stored (``high_bits``; the standard says to ignore them) and its 4 x 4 corner
+    padded with 63536 (-2000 as 16 bits, beyond 12 bits), declared (``padding``)."""
+    ds = slice_ds(k, plane, uid)
+    ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 0, 12, 11
+    stored = (plane.astype(int) + 1024).astype(np.uint16) | (HIGH_BITS[k] if high_bits else 0)
+    if padding:
+        stored[:4, :4] = 63536
+        ds.PixelPaddingValue = 63536
+        ds["PixelPaddingValue"].VR = "US"
+    ds.PixelData = stored.tobytes()
+    return ds
+
+
+def twelve_bit_series(d: Path, **kw) -> np.ndarray:
+    """:func:`twelve_bit` slices of the source in ``d``; the HU they must read as."""
+    uid, hu = generate_uid(), np.clip(HU, -1024, 3071)
+    if kw.get("padding"):
+        hu[:, :4, :4] = PADDED
+    d.mkdir(parents=True, exist_ok=True)
+    for k, plane in enumerate(np.clip(HU, -1024, 3071)):
+        twelve_bit(k, plane, uid, **kw).save_as(d / f"ct{k:03d}.dcm", enforce_file_format=True)
+    return hu
+
+
+@variant
+def unsigned_12_bit_high_bits_set(d):
+    return source(twelve_bit_series(d, high_bits=True))
+
+
+@variant
+def padding_beyond_12_bits(d):
+    return source(twelve_bit_series(d, padding=True))
+
+
+@variant
+def enhanced_12_bit_high_bits_padded(d):
+    scratch = d.parent / f"{d.name}-slices"
+    hu = twelve_bit_series(scratch, high_bits=True, padding=True)
+    slices = [pydicom.dcmread(f) for f in sorted(scratch.iterdir())]
+    shutil.rmtree(scratch)
+    d.mkdir(parents=True)
+    hd.legacy.LegacyConvertedEnhancedCTImage(
+        slices, series_instance_uid=generate_uid(), series_number=9, sop_instance_uid=generate_uid(),
+        instance_number=1).save_as(d / "enhanced.dcm")
+    return source(hu)
+
+
 @variant
 def instance_numbers_shuffled(d):
     order = np.random.default_rng(1).permutation(len(HU))

@@ -660,6 +660,50 @@ def test_pixel_padding_of_an_enhanced_ct_reads_below_any_measured_hu(tmp_path):
     assert (got[~inside] == -3024).all()
 
 
+def _twelve_bit(ct: np.ndarray, padding: int | None, high_bits: bool) -> np.ndarray:
+    """``ct`` (HU) stored unsigned in 12 of 16 bits with intercept -1024, ``padding`` outside the scan circle,
+    with random bits set above Bits Stored on every voxel inside it when ``high_bits``."""
+    stored = _padded(np.clip(ct, -1024, 3071), 0 if padding is None else padding, np.uint16)
+    if high_bits:
+        noise = np.random.default_rng(3).integers(0, 16, ct.shape).astype(np.uint16) << 12
+        stored = np.where(_scan_circle(ct.shape), stored | noise, stored).astype(np.uint16)
+    return stored
+
+
+def _twelve_bit_series(folder: Path, ct: np.ndarray, padding: int | None, high_bits: bool) -> None:
+    tags = {} if padding is None else {"PixelPaddingValue": padding}
+    series(folder, ct, stored=_twelve_bit(ct, padding, high_bits), PixelRepresentation=0, BitsStored=12,
+           HighBit=11, **tags)
+
+
+def test_a_padding_beyond_bits_stored_reads_below_air_not_as_bone(tmp_path):
+    """A 12-bit CT padded with 63536 (-2000 as 16 bits, beyond its Bits Stored): GDCM clears the unused high
+    bits, as the standard says, so the padding read as 2096, +1072 HU: a ring of bone around the body. It is
+    now found in the slices' pixels as written and reads as -3024 HU; the HU in view as they are."""
+    ct, inside = hu(), _scan_circle(hu().shape)
+    _twelve_bit_series(tmp_path, ct, 63536, high_bits=False)
+    got = read_volume(tmp_path).array
+    np.testing.assert_array_equal(got[inside], ct[inside])
+    assert (got[~inside] == -3024).all()
+
+
+def test_bits_set_above_bits_stored_of_an_enhanced_ct_are_ignored(tmp_path):
+    """An enhanced CT of 12-bit pixels with bits set above Bits Stored (an overlay, garbage): the standard
+    says to ignore them, and a classic series reads so (GDCM), but highdicom read every allocated bit:
+    thousands of HU off. Its declared padding beyond Bits Stored still reads as -3024 HU."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    ct, inside = hu(), _scan_circle(hu().shape)
+    _twelve_bit_series(tmp_path / "classic", ct, 63536, high_bits=True)
+    np.testing.assert_array_equal(read_volume(tmp_path / "classic").array, np.where(inside, ct, -3024))
+    slices = [pydicom.dcmread(f) for f in sorted((tmp_path / "classic").iterdir())]
+    enhanced = LegacyConvertedEnhancedCTImage(slices, series_instance_uid=generate_uid(), series_number=2,
+                                              sop_instance_uid=generate_uid(), instance_number=1)
+    (tmp_path / "enhanced").mkdir()
+    enhanced.save_as(tmp_path / "enhanced" / "ct.dcm")
+    np.testing.assert_array_equal(read_volume(tmp_path / "enhanced").array, np.where(inside, ct, -3024))
+
+
 def test_pixel_padding_given_on_some_slices_marks_those_slices_only(tmp_path):
     """A slice without Pixel Padding Value keeps its values (the tag speaks of its own image), one with a
     rescale of its own has its padding found from its own stored values."""

@@ -22,7 +22,7 @@ SEG_SOP_CLASSES = (SEG_SOP_CLASS, "1.2.840.10008.5.1.4.1.1.66.7")  # and Label M
 SLICE_TAGS = ["SOPInstanceUID", "ImageType", "ImagePositionPatient"]
 #: The header elements :func:`forms_volume` and :func:`padding_values` read, beside :data:`SLICE_TAGS`.
 VOLUME_TAGS = ["ImageOrientationPatient", "PixelPaddingValue", "PixelPaddingRangeLimit",
-               "PixelRepresentation", "BitsAllocated"]
+               "PixelRepresentation", "BitsAllocated", "BitsStored"]
 
 Item = TypeVar("Item")
 
@@ -199,6 +199,18 @@ def padding_values(header) -> tuple[int, int] | None:
     except (TypeError, ValueError):  # several values, or not a number: no padding read from it
         return None
     return min(stored), max(stored)
+
+
+def stored_range(header) -> tuple[int, int]:
+    """The lowest and highest stored pixel a header's Bits Stored and Pixel Representation allow (its
+    Bits Allocated's where it gives no Bits Stored): what a pixel reads as once the unused high bits are
+    cleared, as the standard reads them (GDCM and pydicom do; a value beyond it is read as another)."""
+    try:
+        bits = int(header.get("BitsStored") or header.get("BitsAllocated") or 16)
+        signed = bool(int(header.get("PixelRepresentation") or 0))
+    except (TypeError, ValueError):
+        bits, signed = 16, False
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def _stored(value, bits: int, signed: bool) -> int:

@@ -28,6 +28,7 @@ from lnq_napari.io.dicom_headers import (
     padding_values,
     read_header,
     series_slices,
+    stored_range,
 )
 from lnq_napari.io.layout import cd_root
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
@@ -157,7 +158,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         raw = from_sitk_image(image, folder.name)
-        raw.array = _padding_below_air(raw.array, headers)
+        raw.array = _padding_below_air(raw.array, headers, files)
     raw.meta["dicom_series_uid"] = sid
     if head.frame_of_reference:
         raw.meta["dicom_frame_of_reference"] = head.frame_of_reference
@@ -176,12 +177,14 @@ PADDING_HU = -3024
 CT_TOP_HU = 3071.0
 
 
-def _padding_below_air(array: np.ndarray, headers: list) -> np.ndarray:
-    """A classic series' HU (z y x, slice k read from ``headers[k]``'s file) with the voxels each slice
-    declares padding (:func:`.dicom_headers.padding_values`, through that slice's rescale) at
+def _padding_below_air(array: np.ndarray, headers: list, files: list[str]) -> np.ndarray:
+    """A classic series' HU (z y x, slice k read from ``headers[k]``'s file ``files[k]``) with the voxels
+    each slice declares padding (:func:`.dicom_headers.padding_values`, through that slice's rescale) at
     :data:`PADDING_HU` when the whole padding reads above :data:`CT_TOP_HU`: unsigned pixels padded with
-    63536 (-2000 as 16 bits) read as +62512 HU with intercept -1024, a bright ring around the body. A slice
-    without the tag keeps its values (it speaks of its own image)."""
+    63536 (-2000 as 16 bits) read as +62512 HU with intercept -1024, a bright ring around the body. A
+    padding beyond the slice's Bits Stored (63536 in a 12-bit slice) is found in the file's pixels as
+    written (:func:`_written_pixels`): GDCM reads it with its high bits cleared (+1072 HU, bone), where
+    tissue may read so too. A slice without the tag keeps its values (it speaks of its own image)."""
     for k, header in enumerate(headers):
         stored = padding_values(header) if header is not None else None
         rescale = _rescale(header) if stored is not None else None
@@ -191,13 +194,31 @@ def _padding_below_air(array: np.ndarray, headers: list) -> np.ndarray:
         low, high = sorted(v * slope + intercept for v in stored)
         if low <= CT_TOP_HU:
             continue
-        half = abs(slope) / 2  # ITK rescales in the output type: a stored value lies within half a step
-        padded = (array[k] > low - half) & (array[k] < high + half)
+        bottom, top = stored_range(header)
+        if bottom <= stored[0] and stored[1] <= top:
+            half = abs(slope) / 2  # ITK rescales in the output type: a stored value lies within half a step
+            padded = (array[k] > low - half) & (array[k] < high + half)
+        else:
+            written = _written_pixels(files[k], array[k].shape)
+            padded = np.zeros(array[k].shape, bool) if written is None else \
+                (written >= stored[0]) & (written <= stored[1])
         if padded.any():
             if array.dtype.kind == "u" or array.dtype.itemsize < 2:  # unsigned or int8: -3024 must fit
                 array = array.astype(np.int32)
             array[k][padded] = PADDING_HU
     return array
+
+
+def _written_pixels(file: str, shape: tuple) -> np.ndarray | None:
+    """A slice's stored pixels as written, their unused high bits kept (pydicom; GDCM clears them); None
+    when they cannot be decoded or are not one plane of ``shape``."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        written = pixel_array(read_header(file), correct_unused_bits=False)
+    except Exception:  # undecodable here: the padding is left as GDCM read it
+        return None
+    return written if written.shape == shape else None
 
 
 def _rescale(header) -> tuple[float, float] | None:
@@ -481,11 +502,18 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
     if pixels:
         try:
             array = image.get_volume(dtype=np.float32, apply_modality_transform=True).array
-            declared = padding_values(image)
-            if declared is not None:  # the padding by stored value, read as HU above the CT's range
+            declared, (bottom, top) = padding_values(image), stored_range(image)
+            narrow = int(image.get("BitsStored") or image.BitsAllocated) < int(image.BitsAllocated)
+            if declared is not None or narrow:  # highdicom reads every allocated bit
                 stored = image.get_volume(dtype=np.float64, apply_modality_transform=False).array
-                padded = (stored >= declared[0]) & (stored <= declared[1]) & (array > CT_TOP_HU)
-                array[padded] = PADDING_HU
+                padded = None if declared is None else \
+                    (stored >= declared[0]) & (stored <= declared[1]) & (array > CT_TOP_HU)
+                if stored.min() < bottom or stored.max() > top:  # high bits set beyond Bits Stored
+                    del stored
+                    array = _bits_stored_image(file).get_volume(dtype=np.float32,
+                                                                apply_modality_transform=True).array
+                if padded is not None:  # the padding by stored value, read as HU above the CT's range
+                    array[padded] = PADDING_HU
         except Exception as exc:  # truncated or undecodable pixel data
             raise LNQError(f"{name}: the pixel data of its enhanced (multi-frame) DICOM CT cannot be decoded "
                            f"({_first_line(exc)}); {fix}") from None
@@ -499,6 +527,23 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
     direction = np.stack([column / spacing[0], row / spacing[1], frame / spacing[2]], axis=1)
     return RawImage(array if not pixels else np.ascontiguousarray(_compact_hu(array)), spacing,
                     tuple(float(v) for v in position), tuple(float(v) for v in direction.ravel()), {})
+
+
+def _bits_stored_image(file: Path):
+    """An enhanced CT file as highdicom reads it, its pixels' unused high bits cleared first (pydicom's
+    decode, as the standard reads them and GDCM reads a classic slice): highdicom 0.28 reads every
+    allocated bit, so a 12-bit CT with bits set above its Bits Stored (an overlay, garbage) read
+    thousands of HU off."""
+    import highdicom
+    from pydicom.pixels import pixel_array
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    dataset = read_header(file)
+    frames = pixel_array(dataset)  # high bits cleared (signed: extended from the high bit)
+    dataset.PixelData = frames.astype(frames.dtype.newbyteorder("<")).tobytes()
+    dataset["PixelData"].VR = "OW"
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return highdicom.Image.from_dataset(dataset, copy=False)
 
 
 def _first_line(exc: Exception) -> str:
