@@ -391,6 +391,12 @@ def feet_first(d):
 
 
 @variant
+def one_slice(d):  # its Slice Thickness gives z (ITK: 1 mm)
+    series(d, hu=HU[10:11], per=lambda k: {"pos": list(ORIGIN + [0, 0, GAP * 10])})
+    return source(HU[10:11], ORIGIN + [0, 0, GAP * 10])
+
+
+@variant
 def slice_missing(d):
     series(d)
     (d / "ct017.dcm").unlink()

@@ -403,6 +403,24 @@ def test_the_series_uid_asked_for_is_read_even_when_it_is_not_a_ct(tmp_path):
     assert read_volume(tmp_path, uid).shape == (3, 16, 16)
 
 
+@pytest.mark.parametrize(("tags", "depth"), [({"SliceThickness": 5.0}, 5.0),
+                                             ({"SliceThickness": 5.0, "SpacingBetweenSlices": 4.0}, 4.0),
+                                             ({"SliceThickness": None}, 1.0)])
+def test_a_series_of_one_slice_is_as_thick_as_its_slice(tmp_path, tags, depth):
+    """ITK gives a series of one slice without Spacing Between Slices 1 mm along z: a 5 mm slice was placed,
+    measured and saved five times too thin. Its Slice Thickness now gives z then, for its read and for the
+    grid a DICOM SEG is placed on; a slice giving neither stays 1 mm."""
+    from lnq_napari.io.dicom_series import dicom_grid
+
+    uid = series(tmp_path, hu(1), **{k: v for k, v in tags.items() if v is not None})
+    if tags.get("SliceThickness", 0) is None:
+        ds = pydicom.dcmread(tmp_path / "ct-000.dcm")
+        del ds.SliceThickness
+        ds.save_as(tmp_path / "ct-000.dcm")
+    assert read_volume(tmp_path).spacing[2] == pytest.approx(depth)
+    assert dicom_grid(tmp_path, uid).spacing[2] == pytest.approx(depth)
+
+
 def test_slices_each_of_their_own_series_are_refused_not_read_as_one_slice(tmp_path):
     """An anonymiser that gave each file a Series Instance UID of its own: the folder read as its "largest"
     series, one slice, with a warning listing seven others (napari showed one slice; find-nodes then said

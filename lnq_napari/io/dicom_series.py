@@ -158,6 +158,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         raw = from_sitk_image(image, folder.name)
+        raw.spacing = _one_slice_spacing(raw.spacing, headers)
         raw.array = _padding_below_air(raw.array, headers, files)
     raw.meta["dicom_series_uid"] = sid
     if head.frame_of_reference:
@@ -219,6 +220,23 @@ def _written_pixels(file: str, shape: tuple) -> np.ndarray | None:
     except Exception:  # undecodable here: the padding is left as GDCM read it
         return None
     return written if written.shape == shape else None
+
+
+def _one_slice_spacing(spacing, headers: list) -> tuple:
+    """``spacing`` (x y z, as ITK read the series) with, for a series of one slice, its z the slice's Spacing
+    Between Slices (as GDCM reads it), else its Slice Thickness, where that is a positive number: without
+    the first ITK gives one slice 1 mm, and a 5 mm slice read so was placed, measured and saved 5 times too
+    thin. More slices: as read (their positions give z)."""
+    if len(headers) != 1 or headers[0] is None:
+        return tuple(spacing)
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            value = float(headers[0].get(keyword) or 0)
+        except (TypeError, ValueError):  # several values, or not a number
+            continue
+        if np.isfinite(value) and value > 0:
+            return (*tuple(spacing)[:2], value)
+    return tuple(spacing)
 
 
 def _rescale(header) -> tuple[float, float] | None:
@@ -440,7 +458,8 @@ def _first_file_header(file: str) -> FileHeader:
 
 #: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack and
 #: padding (:data:`.dicom_headers.VOLUME_TAGS`), their rescale to HU.
-_SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleIntercept"]
+_SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleIntercept", "SliceThickness",
+                      "SpacingBetweenSlices"]
 
 
 def _series_slices(files: list[str]) -> tuple[list[str], list]:
@@ -717,7 +736,7 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
     reader.SetImageIO("GDCMImageIO")  # as :func:`read_dicom` reads the series
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)
-    spacing = list(image.GetSpacing())
+    spacing = list(_one_slice_spacing(image.GetSpacing(), headers))
     if len(files) > 2:
         spacing[2] /= len(files) - 1
     check_grid(spacing, image.GetOrigin(), image.GetDirection(), folder.name)
