@@ -412,6 +412,24 @@ def last_slice_cut_short(d):
 
 
 @variant
+def no_preamble_cut_in_its_sop_class(d):  # the last slice of a bare series, cut 2 bytes into its SOP class
+    no_preamble(d)
+    last = d / f"{len(HU) - 1:05d}"
+    data = last.read_bytes()
+    last.write_bytes(data[:data.find(b"\x08\x00\x16\x00") + 10])
+    return REFUSED
+
+
+@variant
+def last_slice_cut_in_its_preamble(d):  # named by number: 100 bytes of zeros
+    series(d)
+    for file in sorted(d.iterdir()):
+        file.rename(d / file.stem[2:])
+    (d / f"{len(HU) - 1:03d}").write_bytes(bytes(100))
+    return REFUSED
+
+
+@variant
 def slice_copied_twice(d):
     series(d)
     shutil.copy(d / "ct010.dcm", d / "ct010 (copy).dcm")

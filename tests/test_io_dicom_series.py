@@ -1241,6 +1241,44 @@ def test_an_end_slice_empty_or_cut_within_its_header_is_named(tmp_path, cut, kee
         read_volume(tmp_path / "ct")
 
 
+@pytest.mark.parametrize(("element", "within"), [(b"\x08\x00\x16\x00", 2), (b"\x08\x00\x16\x00", 12),
+                                               (b"\x20\x00\x0e\x00", 10)])
+def test_a_slice_without_the_preamble_cut_before_it_names_its_series_is_named(tmp_path, element, within):
+    """The last slice of a series without the preamble (files named by number) cut within its SOP Class UID
+    ("1." or a longer start of it) or its Series Instance UID: it was taken for no DICOM (no SOP class
+    found), for an object without pixels (a SOP class "1."), or for a file of another series (its UID cut),
+    and the CT read silently one slice shorter. It is named cut short."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    for k, file in enumerate(sorted((tmp_path / "ct").iterdir())):
+        _bare(file, tmp_path / "ct" / f"{k:05d}")
+    last = tmp_path / "ct" / f"{VOLUME_SLICES - 1:05d}"
+    data = last.read_bytes()
+    last.write_bytes(data[:data.find(element) + 8 + within])  # implicit VR: 8 bytes before the value
+    with pytest.raises(LNQError, match=rf"^1 DICOM image file in ct \({last.name}\) cannot be read: cut "
+                                       r"short \(an interrupted copy or download\), so the CT would lack"):
+        read_volume(tmp_path / "ct")
+
+
+def test_empty_slices_named_without_an_extension_or_cut_within_the_preamble_are_named_empty(tmp_path):
+    """A slice named by number cut within its 128-byte preamble (zeros; some copies also allocate a file
+    of zeros first) read as no DICOM: the CT one slice shorter. A folder of empty files named by number was
+    "a folder without a DICOM series" (one named .dcm said "cut short"). Both are named empty."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    for k, file in enumerate(sorted((tmp_path / "ct").iterdir())):
+        file.rename(tmp_path / "ct" / f"{k:05d}")
+    (tmp_path / "ct" / "00000").write_bytes(bytes(100))
+    with pytest.raises(LNQError, match=r"^1 file in ct \(00000\) cannot be read: empty \(an interrupted copy "
+                                       r"or download\), so the CT would lack that slice"):
+        read_volume(tmp_path / "ct")
+    (tmp_path / "empty").mkdir()
+    for name in ("00001", "00002", "IM3.dcm"):
+        (tmp_path / "empty" / name).write_bytes(b"")
+    with pytest.raises(LNQError, match=r"^3 files in empty \(00001, 00002, IM3\.dcm\) cannot be read: "
+                                       r"empty \(an interrupted copy or download\); copy or download the "
+                                       r"series again$"):
+        read_volume(tmp_path / "empty")
+
+
 def test_the_grid_of_a_series_with_a_slice_cut_short_is_refused_as_its_read_is(tmp_path):
     """The grid alone (a SEG placed without its CT) was built from GDCM's list, so a folder whose last
     slice was cut short gave a grid one slice shorter where reading the CT refused it."""

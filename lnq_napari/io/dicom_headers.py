@@ -82,14 +82,29 @@ def bare_sop_class(head: bytes, handle) -> str:
         return ""
     prefix = head + handle.read(PREFIX_BYTES - len(head))
     try:
-        with collected_warnings():  # dropped: pydicom's notes on a file that is no DICOM
+        with collected_warnings():  # dropped: pydicom's notes on a file that is no DICOM, or one cut short
             ds = pydicom.dcmread(io.BytesIO(prefix), force=True, specific_tags=["SOPClassUID",
                                                                                 "MediaStorageSOPClassUID"])
+            meta = getattr(ds, "file_meta", None)  # values are converted (and warned of) when asked for
+            found = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None
+                                              else None)
     except Exception:  # not DICOM at all
         return ""
-    meta = getattr(ds, "file_meta", None)
-    found = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
     return str(found or "").strip()
+
+
+def bare_cut_short(path) -> bool:
+    """Whether the file ``path`` begins as a bare dataset (:func:`bare_start`) yet ends within
+    :data:`PREFIX_BYTES` before naming its SOP class (:func:`bare_sop_class` finds none): a slice written
+    without the preamble whose copy was interrupted in its first elements."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+            if not bare_start(head) or bare_sop_class(head, handle):
+                return False
+            return handle.seek(0, 2) < PREFIX_BYTES
+    except OSError:
+        return False
 
 
 def read_header(path, force: bool = False, **options):

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.heard import collected_warnings
 from lnq_napari.io import dicom_tree
 from lnq_napari.io.dicom_choice import choice_text, series_look, soft_stand_in
 from lnq_napari.io.dicom_headers import (
@@ -286,29 +287,33 @@ def _refuse_float_beside(folder: Path, files_by_series: dict[str, tuple[str, ...
 
 def _cut_short(name: str, files: list[Path], series_uid: str | None = None) -> str | None:
     """The error for ``files`` (of the folder ``name``) that GDCM put in no series although they are DICOM
-    images (:func:`.dicom_tree._kind_and_header`: "ct" or "image", or "unreadable": a header cut short), of
-    the series ``series_uid`` when given (a file whose header gives no series counts), or, beside a series,
-    empty (an interrupted copy made the file, no byte came): read without them, a CT lacked those slices (a
-    gap refused as "a slice is missing", or at either end silently a shorter CT; a folder of them "held no
-    DICOM series"). Each is named by what it is (:func:`_pixel_state`): empty, cut short (it ends before its
-    header or pixel data do), damaged (whole, yet GDCM cannot parse it); Float Pixel Data is named as such
-    (:func:`_float_pixels`), and an image file without pixel data is left out. None when none is."""
+    images (:func:`.dicom_tree._kind_and_header`: "ct" or "image", or "unreadable": a header cut short, a
+    bare dataset cut before its SOP class), of the series ``series_uid`` when given (a file whose header
+    gives no series counts), or empty (:func:`_empty`: an interrupted copy made the file, no byte of it
+    came) beside such a series, beside other files named here, or all of ``files``: read without them, a CT
+    lacked those slices (a gap refused as "a slice is missing", or at either end silently a shorter CT; a
+    folder of them "held no DICOM series"). Each is named by what it is (:func:`_pixel_state`): empty, cut
+    short (it ends before its header or pixel data do), damaged (whole, yet GDCM cannot parse it); Float
+    Pixel Data is named as such (:func:`_float_pixels`), and an image file without pixel data is left out.
+    None when none is."""
     found: dict[Path, str] = {}
-    for file in files:
-        if series_uid is not None and _empty(file):
-            found[file] = "empty"
-            continue
+    empty = [file for file in files if _empty(file)]
+    for file in (f for f in files if f not in empty):
         kind, header = dicom_tree._kind_and_header(file)
         if kind not in ("ct", "image", "unreadable"):
             continue
-        uid = str(header.get("SeriesInstanceUID", "") or "").strip() if header is not None else ""
-        if series_uid is not None and uid and uid != series_uid:  # another series' file
+        with collected_warnings():  # dropped: pydicom's note on a UID cut short
+            uid = str(header.get("SeriesInstanceUID", "") or "").strip() if header is not None else ""
+        if series_uid is not None and uid and uid != series_uid and \
+                not (kind == "unreadable" and series_uid.startswith(uid)):  # another series' (cut: its start)
             continue
         state = "cut short" if kind == "unreadable" else _pixel_state(file)
         if state == "float":
             return _float_pixels([file])
         if state != "none":
             found[file] = state
+    if empty and (series_uid is not None or found or len(empty) == len(files)):
+        found = {**dict.fromkeys(empty, "empty"), **found}
     if not found:
         return None
     images = list(found)
@@ -322,10 +327,20 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None) -> s
             f"{said} ({cause}){lack}; copy or download the series again")
 
 
+#: How much of a file :func:`_empty` reads at a time.
+_ZERO_CHUNK = 1 << 20
+
+
 def _empty(file: Path) -> bool:
-    """Whether ``file`` holds no byte (an interrupted copy made it, and nothing arrived)."""
+    """Whether ``file`` holds no byte, or only zero bytes (an interrupted copy made it, and nothing arrived;
+    some copies allocate the file first, and a slice cut within its 128-byte preamble is zeros): read until
+    a byte that is not zero."""
     try:
-        return file.stat().st_size == 0
+        with open(file, "rb") as handle:
+            while chunk := handle.read(_ZERO_CHUNK):
+                if chunk.count(0) != len(chunk):
+                    return False
+        return True
     except OSError:
         return False
 

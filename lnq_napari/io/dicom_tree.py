@@ -20,6 +20,7 @@ from lnq_napari.io.dicom_headers import (
     HEAD_BYTES,
     SEG_SOP_CLASSES,
     SLICE_TAGS,
+    bare_cut_short,
     bare_sop_class,
     is_ct_image,
     is_ct_modality,
@@ -70,24 +71,37 @@ def _kind_and_header(path: Path) -> tuple[str | None, object]:
     """What the file ``path`` is, from its header (:data:`KIND_TAGS`, None where it has none): "seg" (a
     DICOM SEG), "ct" (a CT image: :func:`.dicom_headers.is_ct_image`), "image" (another image: a scout, a
     dose screen, an MR or PET slice), "other" (an object without pixels: a structured report, key objects, a
-    presentation state, a PDF), "unreadable" (DICOM by its name or mark, its header unreadable or cut short)
-    or None (no DICOM: a note)."""
+    presentation state, a PDF), "unreadable" (DICOM by its name or mark, its header unreadable or cut short;
+    or a bare dataset cut short before its SOP class: :func:`.dicom_headers.bare_cut_short`) or None (no
+    DICOM: a note)."""
     import pydicom
 
     if not _dicom_file(path):
-        return None, None
+        return ("unreadable" if bare_cut_short(path) else None), None
     try:
         with collected_warnings():  # dropped: pydicom's notes on garbage ("Expected implicit VR ...")
             header = read_header(path, force=True, stop_before_pixels=True, specific_tags=KIND_TAGS)
+            sop_class = str(header.get("SOPClassUID", "") or "")  # converted (and warned of) when asked for
     except Exception:  # garbage after a DICOM name or preamble
         return "unreadable", None
-    sop_class = str(header.get("SOPClassUID", "") or "")
     if sop_class in SEG_SOP_CLASSES:
         return "seg", header
     if "Rows" not in header:  # no pixels, or a header cut short: the standard names each image "... Image"
-        pixelless = sop_class and "Image" not in pydicom.uid.UID(sop_class).name
+        name = pydicom.uid.UID_dictionary.get(sop_class, (sop_class,))[0]  # UID("1.") would warn
+        pixelless = sop_class and "Image" not in name and not _cut_image_class(sop_class)
         return ("other" if pixelless else "unreadable"), header
     return ("ct" if is_ct_image(header) else "image"), header
+
+
+def _cut_image_class(sop_class: str) -> bool:
+    """Whether a SOP Class UID no standard class is, is the start of a standard image class's UID ("1.",
+    "1.2.840.10008.5.1.4.1.1"): the file was cut within it, not an object without pixels of a class of its
+    own (a vendor's private class is no such start)."""
+    from pydicom.uid import UID_dictionary
+
+    if sop_class in UID_dictionary:
+        return False
+    return any(uid.startswith(sop_class) and "Image" in entry[0] for uid, entry in UID_dictionary.items())
 
 
 def seg_file(path: str | Path, segs: list[Path] | None = None) -> Path | None:
