@@ -6,7 +6,8 @@ padded pixels, shuffled or missing Instance Numbers, a slice missing, cut short 
 scout among the slices, and other series (a lung kernel, an MR, a PET, a dose report, an RT structure set)
 beside it.
 Each variant must either read as the source (every HU, spacing, origin and direction) or be refused in one
-LNQError line; the table says which, and the exit status is 1 when a variant does otherwise.
+LNQError line, nothing printed on stderr besides (a codec's own lines); the table says which, and the exit
+status is 1 when a variant does otherwise.
 
     python benchmarks/bench_dicom_variants.py            # every variant
     python benchmarks/bench_dicom_variants.py rle gap    # variants whose name holds a word given
@@ -14,13 +15,15 @@ LNQError line; the table says which, and the exit status is 1 when a variant doe
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import shutil
 import sys
 import tempfile
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import highdicom as hd
@@ -253,6 +256,29 @@ def enhanced_frame_missing(d):
     frames = np.frombuffer(image.PixelData, np.int16).reshape(20, *HU.shape[1:])
     image.PixelData = np.delete(frames, 10, axis=0).tobytes()
     image.save_as(d / "enhanced.dcm")
+    return REFUSED
+
+
+def damaged(d: Path, syntax: str) -> None:
+    """A series compressed by GDCM, bytes 40 to 60 of slice 17's codestream overwritten (its Huffman table,
+    its JPEG 2000 SIZ marker): the codec printed its own lines on stderr, five times."""
+    series(d, syntax=syntax)
+    ds = pydicom.dcmread(d / "ct017.dcm")
+    data = bytearray(ds.PixelData)
+    data[40:60] = b"\xff" * 20
+    ds.PixelData = bytes(data)
+    ds.save_as(d / "ct017.dcm")
+
+
+@variant
+def jpeg_slice_damaged(d):
+    damaged(d, "JPEG")
+    return REFUSED
+
+
+@variant
+def jpeg_2000_slice_damaged(d):
+    damaged(d, "JPEG2000")
     return REFUSED
 
 
@@ -525,20 +551,44 @@ def dose_reports_beside(d):
     return EXACT
 
 
+@contextlib.contextmanager
+def native_stderr() -> Iterator[list[str]]:
+    """The lines written to file descriptor 2 in this block (GDCM's codecs print there), kept from the
+    table and given back once the block ends."""
+    sys.stderr.flush()
+    saved, lines = os.dup(2), []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip())
+
+
 def run(name: str, root: Path) -> tuple[str, str, bool]:
     """``(expected, result, as expected)`` of one variant."""
     folder = root / name
     check = VARIANTS[name](folder)
     expected = "refused" if check is None else "read"
-    with warnings.catch_warnings(record=True) as said:
+    with warnings.catch_warnings(record=True) as said, native_stderr() as printed:
         warnings.simplefilter("always")
         try:
             volume = read_volume(folder)
         except LNQError as exc:
-            text = str(exc)
-            return expected, f"refused: {text}", check is None and "\n" not in text
+            volume = exc
         except Exception as exc:  # noqa: BLE001 - a traceback is what the table reports
-            return expected, "CRASH " + traceback.format_exception_only(exc)[-1].strip(), False
+            volume = exc
+    if printed:  # a codec's or ITK's own lines on stderr: not one line of ours
+        return expected, f"PRINTED {printed[0][:80]!r} ({len(printed)} lines)", False
+    if isinstance(volume, LNQError):
+        text = str(volume)
+        return expected, f"refused: {text}", check is None and "\n" not in text
+    if isinstance(volume, Exception):
+        return expected, "CRASH " + traceback.format_exception_only(volume)[-1].strip(), False
     ours = [str(w.message) for w in said if "site-packages" not in str(w.filename)]
     if check is None:
         return expected, f"READ {volume.array.shape}", False

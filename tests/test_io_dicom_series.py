@@ -1279,6 +1279,52 @@ def test_empty_slices_named_without_an_extension_or_cut_within_the_preamble_are_
         read_volume(tmp_path / "empty")
 
 
+def _jpeg_slice(file: Path, damage: slice, fill: bytes) -> None:
+    """``file`` re-saved JPEG lossless (GDCM's encoder), the bytes ``damage`` of its codestream ``fill``."""
+    import SimpleITK as sitk
+
+    ds = pydicom.dcmread(file)
+    scratch = file.with_suffix(".gdcm")
+    writer = sitk.ImageFileWriter()
+    writer.SetFileName(str(scratch))
+    writer.SetImageIO("GDCMImageIO")
+    writer.SetUseCompression(True)
+    writer.SetCompressor("JPEG")
+    writer.Execute(sitk.GetImageFromArray(ds.pixel_array[None].astype(np.int16)))
+    encoded = pydicom.dcmread(scratch)
+    scratch.unlink()
+    frame = bytearray(encoded.PixelData)
+    frame[damage] = fill * len(frame[damage])
+    ds.PixelData, ds.file_meta.TransferSyntaxUID = bytes(frame), encoded.file_meta.TransferSyntaxUID
+    ds["PixelData"].VR = "OB"
+    ds.save_as(file, enforce_file_format=True)
+
+
+def test_a_damaged_jpeg_slice_is_said_in_our_line_not_in_the_codecs_own(tmp_path, capfd):
+    """A JPEG slice whose Huffman table is damaged: libjpeg (within GDCM) printed "Bogus Huffman table
+    definition" five times on stderr, then the error quoted ITK ("Failed to change to Implicit Transfer
+    Syntax"). The codec's line is now quoted in the one-line error, and nothing else is printed."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    _jpeg_slice(tmp_path / "ct" / "ct-003.dcm", slice(40, 60), b"\xff")
+    capfd.readouterr()
+    with pytest.raises(LNQError, match=r"^cannot read the DICOM series in .*ct \(Bogus Huffman table "
+                                       r"definition\); check that the slices"):
+        read_volume(tmp_path / "ct")
+    assert capfd.readouterr().err == ""
+
+
+def test_a_jpeg_slice_the_codec_complains_of_reads_with_one_warning(tmp_path, capfd):
+    """A JPEG slice with bytes zeroed within its codestream decodes, libjpeg printing "Corrupt JPEG data" on
+    stderr past any warning of ours: now said in one warning, nothing else printed."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    _jpeg_slice(tmp_path / "ct" / "ct-003.dcm", slice(-120, -20), b"\x00")
+    capfd.readouterr()
+    with pytest.warns(UserWarning, match=r"^the DICOM decoder said 'Corrupt JPEG data.* while reading ct: a "
+                                         r"compressed slice may be damaged"):
+        assert read_volume(tmp_path / "ct").shape == (VOLUME_SLICES, 24, 20)
+    assert capfd.readouterr().err == ""
+
+
 def test_the_grid_of_a_series_with_a_slice_cut_short_is_refused_as_its_read_is(tmp_path):
     """The grid alone (a SEG placed without its CT) was built from GDCM's list, so a folder whose last
     slice was cut short gave a grid one slice shorter where reading the CT refused it."""
