@@ -484,6 +484,39 @@ def gantry_tilt_in_positions(d):
     return REFUSED
 
 
+def oblique(d: Path, position_decimals: int, orientation_decimals: int) -> Check:
+    """The source written as an oblique stack (its rows and columns turned 17 degrees about x, the slices
+    stacked along their normal, untilted), positions and orientation written with so many decimals, as some
+    exports round them; the check that it reads as the source on that grid."""
+    turn = np.radians(17)
+    row, column = np.array([-1.0, 0.0, 0.0]), np.array([0.0, -np.cos(turn), np.sin(turn)])
+    normal = np.cross(row, column)
+    written = lambda values, decimals: [f"{v:.{decimals}f}" for v in values]  # noqa: E731
+    series(d, iop=written([*row, *column], orientation_decimals),
+           per=lambda k: {"pos": written(ORIGIN + GAP * k * normal, position_decimals)})
+
+    def check(volume) -> str:
+        wrong = [] if np.array_equal(volume.array, HU) else ["HU or shape differ"]
+        if not np.allclose(volume.spacing, (PIXEL, PIXEL, GAP), atol=0.02):
+            wrong.append(f"spacing {volume.spacing}")
+        if not np.allclose(volume.direction, np.stack([row, column, normal], axis=1).ravel(), atol=0.01):
+            wrong.append(f"direction {volume.direction}")
+        if not np.allclose(volume.origin, ORIGIN, atol=0.1):
+            wrong.append(f"origin {volume.origin}")
+        return "; ".join(wrong)
+    return check
+
+
+@variant
+def oblique_positions_to_0_1_mm(d):  # gaps alternate by up to 0.13 mm along the oblique normal
+    return oblique(d, 1, 6)
+
+
+@variant
+def oblique_orientation_to_2_decimals(d):  # its normal turned up to 0.4 degrees: 1.3 mm over 330 mm
+    return oblique(d, 2, 2)
+
+
 @variant
 def scout_in_the_series(d):
     uid = series(d)

@@ -31,6 +31,7 @@ from lnq_napari.io.dicom_headers import (
     series_slices,
     stored_range,
 )
+from lnq_napari.io.dicom_stack import check_stack, header_slice_tags, slice_tags
 from lnq_napari.io.layout import cd_root
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet, native_stderr
 from lnq_napari.io.volume import Volume, check_grid
@@ -157,7 +158,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if _rescale_beyond_first(headers):  # else ITK reads every slice in the first slice's type
             reader.SetOutputPixelType(sitk.sitkFloat32)
         image = _execute_series(reader, folder)
-        _check_dicom_slices(_slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
+        check_stack(slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         raw = from_sitk_image(image, folder.name)
         raw.spacing = _one_slice_spacing(raw.spacing, headers)
@@ -586,69 +587,6 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(".")
 
 
-def _slice_tags(has, get, count: int) -> tuple[list, list]:
-    """Each slice's Image Position and Image Orientation (Patient) as float arrays (None where missing or
-    unreadable), from ``has(index, tag)`` / ``get(index, tag)`` over ``count`` slices."""
-    def numbers(index: int, tag: str) -> np.ndarray | None:
-        if not has(index, tag):
-            return None
-        try:
-            return np.asarray([float(v) for v in get(index, tag).split("\\")], dtype=float)
-        except ValueError:
-            return None
-
-    return [numbers(i, "0020|0032") for i in range(count)], [numbers(i, "0020|0037") for i in range(count)]
-
-
-def _header_slice_tags(files: list[str], headers: list) -> tuple[list, list]:
-    """:func:`_slice_tags` of a series' files from their headers (:func:`_series_slices`, read once for
-    both); LNQError for a file whose header cannot be read."""
-    def numbers(header, keyword: str) -> np.ndarray | None:
-        try:
-            values = header.get(keyword)
-            return None if values is None else np.asarray([float(v) for v in values], dtype=float)
-        except (TypeError, ValueError):  # one number, or not numbers
-            return None
-
-    for file, header in zip(files, headers, strict=True):
-        if header is None:
-            raise LNQError(f"cannot read {Path(file).name} as DICOM; the file is truncated or damaged: "
-                           "re-export or re-download the series")
-    return ([numbers(h, "ImagePositionPatient") for h in headers],
-            [numbers(h, "ImageOrientationPatient") for h in headers])
-
-
-def _check_dicom_slices(tags: tuple[list, list], name: str) -> None:
-    """LNQError when the slices of a series (their positions and orientations, :func:`_slice_tags`) are
-    not one evenly spaced stack: a slice missing, two at one position, or orientations that differ
-    (SimpleITK would silently average the spacing)."""
-    positions, orientations = tags
-    fix = "re-export the complete series (one acquisition, every slice) from the PACS or scanner"
-    placeless = sum(p is None or p.size != 3 for p in positions)
-    if len(positions) >= 2 and placeless:
-        raise LNQError(f"{placeless} of the {len(positions)} DICOM slices in {name} lack their position "
-                       f"(Image Position (Patient)), so the slices cannot be placed; {fix}")
-    unoriented = sum(o is None or o.size != 6 for o in orientations)
-    if 0 < unoriented < len(orientations):
-        raise LNQError(f"{unoriented} of the {len(orientations)} DICOM slices in {name} lack their "
-                       f"orientation (Image Orientation (Patient)), so they cannot be checked as one "
-                       f"stack; {fix}")
-    if len(positions) < 3 or unoriented:
-        return  # nothing to compare (the grid check still applies)
-    if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
-        raise LNQError(f"the DICOM slices in {name} do not share one orientation (mixed series); {fix}")
-    normal = np.cross(orientations[0][:3], orientations[0][3:])
-    _check_not_tilted(np.asarray(positions), normal, name)
-    gaps = np.diff(np.sort(np.asarray(positions) @ normal))
-    if gaps.min() < 1e-3:
-        raise LNQError(f"the DICOM series in {name} has two slices at one position (duplicated or mixed "
-                       f"slices); {fix}")
-    # 1 % of the spacing, or 0.1 mm: positions stored to 0.1 mm (some exports round them) alternate by that
-    if gaps.max() - gaps.min() > max(0.1 + 1e-6, 0.01 * float(np.median(gaps))):
-        raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
-                       f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
-
-
 def _check_dicom_pixels(has, get, count: int, name: str) -> None:
     """LNQError when a series' slices would not read as HU on one grid: MONOCHROME1 (read inverted), a
     rescale slope or intercept on some slices only (the others read unrescaled), pixel spacings that
@@ -679,26 +617,6 @@ def _check_dicom_pixels(has, get, count: int, name: str) -> None:
     if any(n is None or len(n) != len(first) or not np.allclose(n, first, atol=1e-4) for n in numbers):
         raise LNQError(f"the DICOM slices in {name} do not share one pixel spacing (mixed series or "
                        f"reconstructions); {fix}")
-
-
-#: How far (mm) a slice may lie beside the line through the first slice along the slices' normal: more is a
-#: tilted stack (gantry tilt), which a volume of orthogonal axes would misplace.
-MAX_SLICE_DRIFT_MM = 1.0
-
-
-def _check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str) -> None:
-    """LNQError when the slice positions drift sideways along the stack (a gantry-tilted acquisition):
-    read as a volume, its far slices would lie that far from where the scanner put them."""
-    offsets = positions - positions[0]
-    sideways = offsets - np.outer(offsets @ normal, normal)
-    drift = float(np.linalg.norm(sideways, axis=1).max())
-    if drift > MAX_SLICE_DRIFT_MM:
-        along = float(np.ptp(offsets @ normal))
-        angle = float(np.degrees(np.arctan2(drift, along))) if along > 0 else 90.0
-        raise LNQError(f"the DICOM series in {name} is tilted (gantry tilt about {angle:.1f} degrees: its "
-                       f"slices drift {drift:.1f} mm sideways along the stack), which a volume would "
-                       "misplace; resample it to an untilted stack first (dcm2niix or 3D Slicer correct "
-                       "gantry tilt)")
 
 
 def _set_file_names(reader, files: list[str], folder: Path) -> None:
@@ -756,7 +674,7 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
         meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": head.frame_of_reference}
         zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
         return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
-    _check_dicom_slices(_header_slice_tags(files, headers), folder.name)  # the stack the ends stand for
+    check_stack(header_slice_tags(files, headers), folder.name)  # the stack the ends stand for
     _set_file_names(reader, [files[0], files[-1]] if len(files) > 2 else files, folder)
     reader.SetImageIO("GDCMImageIO")  # as :func:`read_dicom` reads the series
     reader.MetaDataDictionaryArrayUpdateOn()

@@ -1,0 +1,58 @@
+"""Whether a DICOM series' slices form one evenly spaced, untilted stack, its positions and orientation
+written with the decimals scanners and exports use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.dicom_stack import SliceTags, check_stack, written_step
+
+
+def _stack(count: int, gap: float, turn: float = 0.0, shear: float = 0.0, position_decimals: int = 2,
+           orientation_decimals: int = 6, missing: int | None = None) -> SliceTags:
+    """``count`` slices ``gap`` mm apart along their normal (rows and columns turned ``turn`` degrees about
+    x: an oblique stack), each ``shear`` mm further along its columns than the one before (a tilt), values
+    written with so many decimals, the slice ``missing`` left out."""
+    t = np.radians(turn)
+    row, column = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(t), np.sin(t)])
+    normal = np.cross(row, column)
+    origin = np.array([-249.51234, -180.2468, -1234.5678])
+    steps = np.arange(count)
+    positions = origin + np.outer(steps * gap, normal) + np.outer(steps * shear, column)
+    written = [[f"{v:.{position_decimals}f}" for v in p] for k, p in enumerate(positions) if k != missing]
+    orientation = [f"{v:.{orientation_decimals}f}" for v in (*row, *column)]
+    return SliceTags([np.array([float(v) for v in p]) for p in written],
+                     [np.array([float(v) for v in orientation])] * len(written),
+                     tuple(written_step([p[i] for p in written], 1.0) for i in range(3)),
+                     written_step(orientation, 0.0))
+
+
+def test_the_step_a_coordinate_is_written_to_is_its_finest_decimal():
+    assert written_step(["-123.45", "-250.0", "7"], 1.0) == pytest.approx(0.01)
+    assert written_step(["-250", "12"], 1.0) == 1.0 and written_step(["1", "0"], 0.0) == 0.0
+    assert written_step(["1e-3", "0.5"], 1.0) == 0.0 and written_step([], 1.0) == 0.0
+
+
+@pytest.mark.parametrize("turn", [17, 30])
+def test_an_oblique_stack_with_positions_to_a_tenth_of_a_millimetre_is_one_stack(turn):
+    """Positions rounded to 0.1 mm (some exports) along an oblique normal make gaps alternate by up to
+    0.1 mm per coordinate the normal crosses (0.14 mm at 30 degrees): refused as "unevenly spaced" (the
+    tolerance was 0.1 mm). A slice missing is still refused."""
+    check_stack(_stack(1000, 0.5, turn=turn, position_decimals=1), "ct")
+    with pytest.raises(LNQError, match=r"unevenly spaced \(gaps 0\.4\d* to 1\.\d* mm\): a slice is missing"):
+        check_stack(_stack(1000, 0.5, turn=turn, position_decimals=1, missing=500), "ct")
+
+
+def test_an_orientation_written_to_two_decimals_is_no_tilt_but_a_real_tilt_is_refused():
+    """An oblique stack's orientation written to 2 decimals turns its normal by up to 0.4 degrees: 1000
+    slices drift 3 mm beside it, refused as gantry tilt. Rounding the positions to 0.01 mm never drifts
+    more than 0.02 mm, however long the series; a real tilt (a drift growing along the stack) of 0.2 degrees
+    over 330 mm is still refused, as is 1 degree over 1000 slices."""
+    check_stack(_stack(1000, 0.5, turn=17, orientation_decimals=2), "ct")
+    check_stack(_stack(1000, 0.625, turn=17), "ct")
+    for count, gap, degrees in ((330, 1.0, 0.2), (1000, 0.625, 1.0)):
+        shear = gap * np.tan(np.radians(degrees))
+        with pytest.raises(LNQError, match=rf"is tilted \(gantry tilt about {degrees:.1f} degrees"):
+            check_stack(_stack(count, gap, shear=shear), "ct")
