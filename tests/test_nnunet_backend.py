@@ -133,7 +133,7 @@ def test_a_model_of_two_channels_or_an_empty_checkpoint_is_one_line(nnunet_model
     one = _copy(nnunet_model[1], tmp_path / "v1")
     meta = json.loads((one / "dataset.json").read_text())
     (one / "dataset.json").write_text(json.dumps(meta | {"modality": meta.pop("channel_names")}))
-    assert NnUNetPredictor(one, device="cpu").channel == 1  # one input: no refusal for its name
+    assert NnUNetPredictor(one, device="cpu").outputs.channels == (1,)  # one input: no refusal for its name
     for n, cut in enumerate((lambda b: b"", lambda b: b"not a checkpoint", lambda b: b[:5000])):
         bad = _copy(nnunet_model[1], tmp_path / f"bad{n}")  # the last: cut short (OSError's traceback)
         for checkpoint in bad.glob("fold_*/checkpoint_final.pth"):
@@ -206,17 +206,17 @@ def test_label_values_are_read_as_nnunet_reads_them(labels, channel):
     be an int (it asserts), which the one-line error says."""
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-    from lnq_napari.model.nnunet_labels import node_channel, same_as_export
+    from lnq_napari.model.nnunet_labels import node_outputs, same_as_export
 
     if channel is None:
         with pytest.raises(AssertionError):
             LabelManager(labels, None)
         with pytest.raises(LNQError, match=r"the ignore label 2\.0, not an integer .*whole number without "
                            r".*decimals\); fix F.dataset\.json or copy it again .*nnUNetv2_train wrote$"):
-            node_channel({"labels": labels}, "F")
+            node_outputs({"labels": labels}, "F")
         return
     assert LabelManager(labels, None).num_segmentation_heads > channel
-    assert node_channel({"labels": labels}, "F") == channel
+    assert node_outputs({"labels": labels}, "F").channels == (channel,)
     assert same_as_export({"labels": labels}) is (channel == 1)
 
 
@@ -233,7 +233,7 @@ def test_label_values_nnunet_cannot_read_or_lnq_cannot_use_are_refused_in_one_li
     without claiming nnU-Net refuses them."""
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-    from lnq_napari.model.nnunet_labels import node_channel, same_as_export
+    from lnq_napari.model.nnunet_labels import node_outputs, same_as_export
 
     if nnunet_reads:
         LabelManager(labels, None)
@@ -241,7 +241,7 @@ def test_label_values_nnunet_cannot_read_or_lnq_cannot_use_are_refused_in_one_li
         with pytest.raises(ValueError, match="invalid literal for int"):
             LabelManager(labels, None)
     with pytest.raises(LNQError) as caught:
-        node_channel({"labels": labels}, "F")
+        node_outputs({"labels": labels}, "F")
     message = str(caught.value)
     assert "lnq-napari needs whole-number label values" in message and "nnU-Net refuses" not in message
     assert ("nnU-Net reads label values with int()" in message) is not nnunet_reads
@@ -250,10 +250,12 @@ def test_label_values_nnunet_cannot_read_or_lnq_cannot_use_are_refused_in_one_li
 
 
 @pytest.mark.parametrize("labels, message", [
-    ({"background": 0, "vessel": 1}, r"no label named lymph_node .*rename the lymph-node label"),
-    ({"background": 0, "node": 1, "LN": 2}, r"several labels that could be the lymph nodes \(node, LN\)"),
+    ({"background": 0, "vessel": 1}, r"no lymph-node label .*\(labels \{'background': 0, 'vessel': 1\}\); "
+                                     r"name the node label \"lymph_node\" \(or the station labels"),
+    ({"background": 0, "nodule": 1, "station_4R": 2},  # a lung nodule; a station atlas's region
+     r"no lymph-node label .*\(labels \{'background': 0, 'nodule': 1, 'station_4R': 2\}\)"),
 ])
-def test_labels_naming_no_single_node_label_are_one_line(nnunet_model, tmp_path, capsys, labels, message):
+def test_labels_naming_no_node_label_are_one_line(nnunet_model, tmp_path, capsys, labels, message):
     folder = _relabelled(nnunet_model[1], tmp_path / "m", labels)
     with pytest.raises(LNQError, match=message):
         NnUNetPredictor(folder, device="cpu")
@@ -261,6 +263,71 @@ def test_labels_naming_no_single_node_label_are_one_line(nnunet_model, tmp_path,
     assert main(["predict", str(ct), "-o", str(tmp_path / "out"), "--model", f"nnunet:{folder}"]) != 0
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+STATIONS = {"background": 0, "lymph_node_4R": 1, "aorta": 2, "lymph_node_7": 3}
+
+
+@pytest.mark.parametrize("labels, extra, channels", [
+    (STATIONS, {}, (1, 3)),
+    ({"background": 0, "LN_station_2R": 1, "LN station 4L": 2, "ignore": 3}, {}, (1, 2)),
+    ({"background": 0, "node_1": 1, "nodule": 2, "node_2": 3}, {}, (1, 3)),
+    ({"background": 0, "lymph_node": 1, "lymph_node_4R": 2}, {}, (1, 2)),
+    ({"background": 0, "node": 1, "LN": 2}, {}, (1, 2)),
+    ({"background": 0, "lymph_node_4R": [1], "mediastinum": [1, 2, 3], "lymph_node_7": [3]},
+     {"regions_class_order": [1, 2, 3]}, (0, 2)),
+])
+def test_nodes_split_by_station_are_the_union_of_the_node_labels(labels, extra, channels):
+    """Nodes labelled by station (``lymph_node_4R``, ``LN_station_2R``) or number (``node_1``), with the
+    nodes of no station (``lymph_node``) or beside other organs, were refused as having no (or several)
+    node labels, and ``lymph_node`` beside ``lymph_node_4R`` took the former alone (the 4R nodes as not
+    nodes): every label named as nodes is one, never ``nodule`` (a lung nodule); regions by their sigmoid
+    channel. None keeps its output layer in a fine-tune (its labels are not the export's)."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    from lnq_napari.model.nnunet_labels import node_outputs, same_as_export
+
+    outputs = node_outputs({"labels": labels, **extra}, "F")
+    assert outputs.channels == channels and outputs.regions is bool(extra)
+    manager = LabelManager(labels, extra.get("regions_class_order"))
+    assert manager.num_segmentation_heads > max(channels) and not same_as_export({"labels": labels, **extra})
+
+
+def _mask_differs_at_ties(pred, expected: np.ndarray, prob: np.ndarray) -> None:
+    differ = pred.mask.array.astype(bool) != expected
+    assert np.all(np.abs(prob[differ] - 0.5) < 1e-3)
+
+
+@pytest.mark.parametrize("labels, extra", [
+    (STATIONS, {}),
+    ({"background": 0, "lymph_node_4R": [1], "mediastinum": [1, 2, 3], "lymph_node_7": [3]},
+     {"regions_class_order": [1, 2, 3]}),
+])
+def test_a_model_of_nodes_by_station_predicts_their_union(nnunet_model, odd_grid_ct, tmp_path, labels, extra):
+    """Softmax: the node probability is the node labels' summed (any node), the mask nnU-Net's own
+    segmentation with the node labels merged, or that sum cut at a threshold when one is asked (which then
+    keys the figures apart from argmax's); regions: the largest node region's sigmoid (their union)."""
+    from lnq_napari.model.checkpoint import figures_key
+
+    folder = _relabelled(nnunet_model[1], tmp_path / "m", labels, **extra)
+    predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
+    ct = odd_grid_ct
+    seg, own = predictor._nnunet.predict_single_npy_array(
+        np.asarray(ct.array, dtype=np.float32)[None], {"spacing": list(ct.spacing_zyx)}, None, None, True)
+    pred = predictor.predict(ct)
+    if extra:  # sigmoids of the regions lymph_node_4R, mediastinum, lymph_node_7
+        union = np.maximum(own[0], own[2])
+        np.testing.assert_allclose(pred.probabilities.array, union, atol=1e-6)
+        _mask_differs_at_ties(pred, union > 0.5, union)
+        return
+    union = own[1] + own[3]
+    np.testing.assert_allclose(pred.probabilities.array, np.clip(union, 0, 1), atol=1e-6)
+    merged = np.isin(seg, (1, 3))
+    assert merged.any() and np.array_equal(pred.mask.array.astype(bool), merged)
+    cut = NnUNetPredictor(folder, device="cpu", mirroring=False, inference={"threshold": 0.5}).predict(ct)
+    _mask_differs_at_ties(cut, union > 0.5, union)
+    assert figures_key(f"nnunet:{folder}?mirroring=off&threshold=0.5") != \
+        figures_key(f"nnunet:{folder}?mirroring=off")
 
 
 @pytest.mark.parametrize("labels", [{"background": 0, "ignore": 1, "lymph_node": 2},

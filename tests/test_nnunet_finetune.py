@@ -577,7 +577,7 @@ def _unusable(folder: Path, root: Path, what: str) -> Path:
 
 
 @pytest.mark.parametrize("what, message", [("two channels", "takes 2 input channels"),
-                                           ("no node label", "no label named lymph_node"),
+                                           ("no node label", "no lymph-node label"),
                                            ("cascade", "second stage of a cascade")])
 def test_a_model_lnq_napari_cannot_predict_with_is_not_registered(nnunet_model, tmp_path, capsys, what,
                                                                    message):
@@ -618,6 +618,36 @@ def test_a_renamed_copy_of_a_model_fine_tunes(nnunet_model, tmp_path):
     assert ws.models() == []
     result = api.finetune_nnunet(ws.root, f"nnunet:{renamed}?mirroring=off", iterations=1, device="cpu")
     assert result.model.name == "nnUNetTrainer__myPlans__3d_fullres" and result.new_version == "m002"
+
+
+def test_a_parent_of_nodes_by_station_fine_tunes_with_a_fresh_output_layer_and_says_so(nnunet_model, tmp_path,
+                                                                                      capsys):
+    """A parent whose dataset.json splits the nodes by station beside an organ was refused as having no
+    node label. Its outputs cannot keep their meaning on the export's labels (background, lymph_node,
+    ignore): it trains from a fresh output layer, one warning line says so, and the new version segments
+    the nodes as one label."""
+    from lnq_napari.nnunet import tiny
+
+    data, folder = nnunet_model
+    labels = {"background": 0, "lymph_node_4R": 1, "aorta": 2, "lymph_node_7": 3}
+    (tmp_path / "p").mkdir()
+    dataset = json.loads((folder / "dataset.json").read_text()) | {"labels": labels}
+    (tmp_path / "p" / "dataset.json").write_text(json.dumps(dataset))
+    parent = tiny.write_model_folder(folder / "plans.json", tmp_path / "p" / "dataset.json",
+                                     tmp_path / "results")
+    ws = Workspace.init(tmp_path / "ws", data)
+    _correct(ws, ws.case_ids()[1])
+    assert main(["finetune-nnunet", "--workspace", str(ws.root), "--model", f"nnunet:{parent}?mirroring=off",
+                 "--iterations", "1", "--device", "cpu"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning: the parent's labels" in line]
+    assert len(warned) == 1 and "(background, lymph_node_4R, aorta, lymph_node_7)" in warned[0]
+    assert "fresh output layer" in warned[0]
+    parent_entry, new = ws.models()
+    assert parent_entry["kind"] == new["kind"] == "nnunet" and new["parent"] == parent_entry["id"]
+    trained = ws.registry.check(new["id"])
+    assert json.loads((trained / "dataset.json").read_text())["labels"] == {"background": 0, "lymph_node": 1,
+                                                                         "ignore": 2}
+    assert _network(trained, "all")["decoder.seg_layers.0.weight"].shape[0] == 2  # background and nodes
 
 
 def test_a_reorienting_parent_fine_tunes_on_images_turned_as_it_learned(nnunet_model, tmp_path):

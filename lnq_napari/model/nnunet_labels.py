@@ -6,14 +6,18 @@ A model trained on ``lnq-napari export-nnunet`` has ``{"background": 0, "lymph_n
 a researcher's own may name the label otherwise ("LN", "lymph node", "node"), give it another value
 (``{"background": 0, "vessel": 1, "lymph_node": 2}``) or be region-based (sigmoid outputs, one per
 region, in the order of ``labels``, no background channel). Taking channel 1 regardless gave another
-structure's (or region's) probability as the nodes without a word.
+structure's (or region's) probability as the nodes without a word. Nodes split by station or number
+(``lymph_node_4R``, ``LN_station_2R``, ``node_1``) are several node labels: the nodes are their union.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from lnq_napari.errors import LNQError
 
@@ -62,41 +66,80 @@ def argmax_decides(labels) -> bool:
     return len([k for k in labels if k != "ignore"]) > 2 and not has_regions(labels)
 
 
-def node_label(labels: dict, folder: str | Path) -> str:
-    """The name of the lymph-node label among ``labels`` (``dataset.json`` of the model ``folder``):
-    ``lymph_node``, else the one label named like it (:data:`NODE_NAMES`); LNQError when none or several."""
-    if NODE in labels:
-        return NODE
-    found = [k for k in labels if k != "ignore" and _normal(k) in NODE_NAMES]
-    if len(found) == 1:
-        return found[0]
-    what = f"several labels that could be the lymph nodes ({', '.join(found)})" if found else \
-        "no label named lymph_node"
-    raise LNQError(f"the nnU-Net model {folder} has {what} in its dataset.json (labels {labels}); rename "
-                   f"the lymph-node label to \"{NODE}\" in {Path(folder) / 'dataset.json'} (nnU-Net reads "
-                   "no other meaning from the names)")
+#: What may follow a node name in a node label split by station, side or number (``_4R``, ``_station_2R``,
+#: ``_10_left``, ``_R``, ``7``), in lower case.
+STATION = re.compile(r"(?:_?(?:station|st|level|left|right|\d{1,2}[a-z]{0,2})|_[lr])+")
 
 
-def node_channel(dataset: dict, folder: str | Path) -> int:
-    """The index of the lymph-node probability among the model's outputs (nnU-Net's ``LabelManager``
-    order: a softmax channel per label value, or a sigmoid channel per region in the order of ``labels``
-    without background and ``ignore``); LNQError when the labels name no lymph node or it is background."""
+def is_node_name(name: str) -> bool:
+    """True for a label named as lymph nodes: a name of :data:`NODE_NAMES`, alone or followed by a station,
+    side or number (:data:`STATION`: ``lymph_node_4R``, ``LN_station_2R``, ``node_1``, ``LN7``); not
+    ``nodule`` (a lung nodule), a region of nodes and more (``nodes_and_vessels``) nor a station without a
+    node word (``station_4R``: an atlas model's region)."""
+    name = _normal(name)
+    return any(name == base or name.startswith(base) and STATION.fullmatch(name[len(base):])
+               for base in NODE_NAMES)
+
+
+def node_labels(labels: dict, folder: str | Path) -> tuple[str, ...]:
+    """The names of the lymph-node labels among ``labels`` (``dataset.json`` of the model ``folder``), in
+    their order: every label named as nodes (:func:`is_node_name`; ``lymph_node`` beside ``lymph_node_4R``
+    is the nodes of no station), the nodes being their union; LNQError listing the labels when none is."""
+    found = tuple(k for k in labels if k != "ignore" and is_node_name(k))
+    if found:
+        return found
+    raise LNQError(f"the nnU-Net model {folder} has no lymph-node label in its dataset.json (labels "
+                   f"{labels}); name the node label \"{NODE}\" (or the station labels {NODE}_<station>) in "
+                   f"{Path(folder) / 'dataset.json'} (nnU-Net reads no other meaning from the names)")
+
+
+@dataclass(frozen=True)
+class NodeOutputs:
+    """The model outputs that are lymph nodes (``channels``, in nnU-Net's ``LabelManager`` order) and
+    whether they are sigmoid regions (``regions``) rather than softmax labels."""
+
+    channels: tuple[int, ...]
+    regions: bool = False
+
+    def probability(self, outputs: np.ndarray) -> np.ndarray:
+        """The node probability from the model's ``outputs`` (channel first): the node labels' softmax
+        summed (the probability of any node), or the largest node region's sigmoid (their union at any
+        threshold)."""
+        picked = np.asarray(outputs, dtype=np.float32)[list(self.channels)]
+        return picked.max(axis=0) if self.regions else picked.sum(axis=0)
+
+    def argmax_wins(self, outputs: np.ndarray) -> np.ndarray:
+        """Where nnU-Net's argmax over all softmax ``outputs`` is a node label (its segmentation, the node
+        labels merged)."""
+        return np.isin(np.argmax(np.asarray(outputs), axis=0), self.channels)
+
+
+def node_outputs(dataset: dict, folder: str | Path) -> NodeOutputs:
+    """The lymph-node outputs of the model (nnU-Net's ``LabelManager`` order: a softmax channel per label
+    value, or a sigmoid channel per region in the order of ``labels`` without background and ``ignore``);
+    LNQError when the labels name no lymph node or one is background."""
     labels = dataset.get("labels") if isinstance(dataset, dict) else None
     if not isinstance(labels, dict) or not labels:
         raise LNQError(f"the nnU-Net model {folder} has no labels in its dataset.json; copy dataset.json "
                        "again from the folder nnUNetv2_train wrote")
     labels = normal_labels(labels)
     _check_layout(dataset, labels, folder)
-    name = node_label(labels, folder)
-    value = labels[name]
-    if has_regions(labels) and not _is_background(value):
-        return [k for k, v in labels.items() if k != "ignore" and not _is_background(v)].index(name)
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = value[0]
-    if not has_regions(labels) and isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    raise LNQError(f"the nnU-Net model {folder} gives the lymph-node label '{name}' the value {value!r} in "
-                   "its dataset.json (background or not a label); give it its own label value")
+    regions = has_regions(labels)
+    outputs = [k for k, v in labels.items() if k != "ignore" and not _is_background(v)] if regions else []
+    channels = []
+    for name in node_labels(labels, folder):
+        value = labels[name]
+        if regions and not _is_background(value):
+            channels.append(outputs.index(name))
+            continue
+        if isinstance(value, (list, tuple)) and len(value) == 1:
+            value = value[0]
+        if regions or not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise LNQError(f"the nnU-Net model {folder} gives the lymph-node label '{name}' the value "
+                           f"{value!r} in its dataset.json (background or not a label); give it its own "
+                           "label value")
+        channels.append(value)
+    return NodeOutputs(tuple(channels), regions)
 
 
 def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
@@ -150,16 +193,16 @@ def same_as_export(dataset: dict) -> bool:
         return False
     labels = normal_labels(labels)
     try:
-        name = node_label(labels, "")
+        names = node_labels(labels, "")
     except LNQError:
         return False
-    rest = {k: v for k, v in labels.items() if k not in ("ignore", name)}
-    return labels[name] in (1, [1]) and rest == {"background": 0}
+    rest = {k: v for k, v in labels.items() if k not in ("ignore", *names)}
+    return len(names) == 1 and labels[names[0]] in (1, [1]) and rest == {"background": 0}
 
 
-def check_usable(folder: str | Path) -> int:
-    """The lymph-node output channel of the nnU-Net model ``folder`` (:func:`node_channel`); LNQError when
-    lnq-napari cannot predict with it: more input channels than the CT, no single node label, or a
+def check_usable(folder: str | Path) -> NodeOutputs:
+    """The lymph-node outputs of the nnU-Net model ``folder`` (:func:`node_outputs`); LNQError when
+    lnq-napari cannot predict with it: more input channels than the CT, no node label, or a
     cascade's second stage (its input holds the first stage's segmentation too). Checked before a model is
     loaded or adopted into a workspace (it was registered, then refused at its first prediction)."""
     folder = Path(folder)
@@ -179,7 +222,7 @@ def check_usable(folder: str | Path) -> int:
     previous = previous_stage(plans, folder.name.split("__")[-1])
     if previous:
         raise cascade_error(folder, previous)
-    return node_channel(dataset, folder)
+    return node_outputs(dataset, folder)
 
 
 def cascade_error(folder: str | Path, previous: str) -> LNQError:

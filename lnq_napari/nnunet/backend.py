@@ -2,9 +2,9 @@
 
 nnU-Net's own ``nnUNetPredictor`` does the preprocessing (its plans' spacing and CT normalisation),
 the sliding window (tile step, Gaussian blending, mirroring, fold ensemble) and the way back to the CT
-grid; the lymph-node probability (the output channel dataset.json's labels give it: :mod:`~lnq_napari.
-model.nnunet_labels`) then goes through our post-processing, so suggestions, the node table and workspace
-ranking work unchanged. The CT array is given in the order
+grid; the lymph-node probability (the outputs dataset.json's labels name, summed where nodes are split
+by station: :mod:`~lnq_napari.model.nnunet_labels`) then goes through our post-processing, so
+suggestions, the node table and workspace ranking work unchanged. The CT array is given in the order
 the reader returns it, which is the order nnU-Net's SimpleITKIO (and NibabelIO) reads from an exported
 dataset; a model trained with a reorienting reader (NibabelIOWithReorient, SimpleITKIOWithReorient)
 gets it turned to RAS as that reader turns it (:mod:`~lnq_napari.nnunet.orient`).
@@ -98,8 +98,8 @@ class NnUNetPredictor:
         self.device = resolve_device(device)
         self.config = ModelConfig(inference=inf, version=self.version)
         # before loading: a CT + PET network or a cascade's second stage fails deep inside otherwise; the
-        # lymph node's output channel, as nnU-Net's label manager lays the outputs out
-        self.channel = check_usable(self.path)
+        # lymph node's output channels (several: a node label per station), as nnU-Net lays the outputs out
+        self.outputs = check_usable(self.path)
         dataset = json.loads((self.path / "dataset.json").read_text(encoding="utf-8"))
         self._reader = reorienting_reader(dataset)  # None: the model reads the CT's own voxel order
         self._argmax = options.argmax and argmax_decides(dataset.get("labels"))
@@ -164,7 +164,7 @@ class NnUNetPredictor:
         step(0.9, "post-processing")
         if turn is not None:
             probabilities = np.stack([turn.back(p) for p in np.asarray(probabilities)])
-        prob = np.clip(np.asarray(probabilities[self.channel], dtype=np.float32), 0.0, 1.0)
+        prob = np.clip(self.outputs.probability(probabilities), 0.0, 1.0)
         if prob.shape != ct.shape:
             raise LNQError(f"nnU-Net returned shape {prob.shape} for a CT of shape {ct.shape}; check the "
                            "model's plans (transpose) match how it was trained")
@@ -174,19 +174,17 @@ class NnUNetPredictor:
             region_mask = region_of(ct, float(inf.mediastinum_margin_mm))
         decision = prob
         if self._argmax:  # no threshold asked (not even 0.5), and argmax gives other nodes than one
-            decision = _argmax_decision(np.asarray(probabilities), self.channel, prob, float(inf.threshold))
+            decision = _argmax_decision(self.outputs.argmax_wins(probabilities), prob, float(inf.threshold))
         mask = postprocess_as(inf, decision, ct, region_mask)
         step(1.0, "done")
         meta = {"model_version": self.version}
         return Prediction(ct.with_array(prob, **meta), ct.with_array(mask, **meta), self.version, region_mask)
 
 
-def _argmax_decision(probabilities: np.ndarray, channel: int, prob: np.ndarray,
-                     threshold: float) -> np.ndarray:
-    """The node probability ``prob`` raised to ``threshold`` where the node wins nnU-Net's argmax over all
-    ``probabilities`` and held below it elsewhere: thresholded, nnU-Net's own segmentation of a model of
+def _argmax_decision(wins: np.ndarray, prob: np.ndarray, threshold: float) -> np.ndarray:
+    """The node probability ``prob`` raised to ``threshold`` where a node label ``wins`` nnU-Net's argmax
+    over all outputs and held below it elsewhere: thresholded, nnU-Net's own segmentation of a model of
     more than two labels (a node at 0.45 beside background 0.40 and a vessel 0.15 is nnU-Net's node)."""
-    wins = np.argmax(probabilities, axis=0) == channel
     below = np.nextafter(np.float32(threshold), np.float32(0.0))
     return np.where(wins, np.maximum(prob, np.float32(threshold)), np.minimum(prob, below)).astype(np.float32)
 

@@ -5,7 +5,8 @@ split_cases`: a fixed share held out by hashed case id; with fewer than two corr
 corrections double as validation). The training corrections (by the correction rules) and the other
 cases as replay (their original labels) are exported without the held-out cases, the parent's plans
 reused, and one fold trained through nnU-Net's own trainer from the parent's weights, its output layer
-too when its labels are the export's (nnU-Net's pretraining route starts that layer afresh)
+too when its labels are the export's (nnU-Net's pretraining route starts that layer afresh, as it does,
+with a one-line warning, for a parent of other labels: nodes by station, another structure, regions)
 (:func:`~lnq_napari.nnunet.train.train_fold`, a subprocess with progress and Cancel).
 
 The candidate, its parent and the lineage's original model are then judged on the held-out corrections
@@ -43,6 +44,7 @@ import json
 import numbers
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -257,6 +259,17 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
     return exported, trained
 
 
+def _warn_fresh_output(parent: Path) -> None:
+    """A one-line warning when the ``parent`` folder's labels are not the export's (nodes by station,
+    another structure, regions): its output layer cannot keep its meaning, so training starts it afresh."""
+    dataset = json.loads((parent / "dataset.json").read_text())
+    if not same_as_export(dataset):
+        labels = ", ".join(map(str, dataset.get("labels") or {}))
+        warnings.warn(f"the parent's labels ({labels}) are not the export's (background, lymph_node, "
+                      "ignore): the new version starts from a fresh output layer and segments the lymph "
+                      "nodes as one label", UserWarning, stacklevel=3)
+
+
 def _read_turned(dataset_json: Path) -> None:
     """Name nnU-Net's SimpleITKIOWithReorient (it reads the export's NRRD files) as the reader of the
     exported ``dataset_json``: the candidate trains on the images turned to RAS, as its reorienting parent
@@ -320,6 +333,7 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
     active_at_start = ws.prediction_model()[1]
     parent_id, parent_spec = _parent(ws, parent)
     parent_model = parent_spec.open()  # the registered copy with the folds and checkpoint it predicts with
+    _warn_fresh_output(parent_model.path)
     settings = parent_spec.options.settings()  # what the new version keeps (see the module's docstring)
 
     def as_candidate(folder: Path) -> NnunetModelSpec:

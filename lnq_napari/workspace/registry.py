@@ -520,7 +520,7 @@ def check_outside_model(path: Path, what: str, options: NnunetOptions = NO_OPTIO
     options = _effective(path, kind, options)
     if kind == NNUNET:
         check_model_files(path, what, fix=COMPLETE_MODEL, checkpoint=options.checkpoint_file)
-        check_usable(path)  # the CT alone as input, one node label: else refused at its first prediction
+        check_usable(path)  # the CT alone as input, a node label: else refused at its first prediction
     else:
         load_checkpoint(path)
 
