@@ -239,6 +239,9 @@ def _cmd_models(args: argparse.Namespace) -> None:
     sometimes = ("options", "judged")  # columns only where some version has them
     _print_table(rows, [c for c in rows[0] if c not in sometimes or any(r[c] for r in rows)])
     for m in models[1:]:
+        if m.missing():
+            print(m.missing())
+    for m in models[1:]:
         if m.reason:
             print(f"{m.version}: {m.reason}")
     if (interrupted := api.interrupted_finetune(args.path)) is not None:

@@ -27,6 +27,7 @@ from lnq_napari.model.nnunet_folder import CHECKPOINT, NnunetOptions  # noqa: E4
 from lnq_napari.nnunet.backend import NnUNetPredictor  # noqa: E402
 from lnq_napari.nnunet.export import free_dataset_id  # noqa: E402
 from lnq_napari.nnunet.finetune import NnUNetFinetune, _register  # noqa: E402
+from lnq_napari.nnunet.select import load_predictor  # noqa: E402
 from lnq_napari.workspace import Workspace  # noqa: E402
 
 NAME = "nnUNetTrainer__nnUNetPlans__3d_fullres"
@@ -102,6 +103,31 @@ def test_a_versions_held_out_figures_are_read_when_it_is_the_parent(finetuned):
     read = version_figures(_never, "m002", ws.model_path("m002"), "cpu", ws, result.val_cases)
     assert repr(ValidationMetrics.from_figures(read)) == repr(result.metrics_after)
     assert None is not figures_key(ws.model_path("m002")) != figures_key(ws.model_path("m001"))
+
+
+def test_a_version_whose_folder_is_missing_is_named_and_the_others_carry_on(finetuned, tmp_path, capsys):
+    """The lineage's original moved or deleted: the next fine-tune failed with a TypeError traceback where it
+    keyed the original's figures. It is listed with the others and named in one line (``workspace models``;
+    activating it is refused so), and the next round judges against its stored predictions."""
+    import shutil
+
+    ws, result, _ = finetuned
+    copy = Workspace.open(shutil.copytree(ws.root, tmp_path / "ws"))
+    copy.activate("m002", decided_by="user")
+    gone = copy.model_path("m001")
+    shutil.rmtree(gone)
+    assert main(["workspace", "models", str(copy.root)]) == 0
+    out = capsys.readouterr().out
+    note = f"m001: its model folder {gone} is missing (moved or deleted)"
+    assert "m002" in out and sum(line.startswith(note) for line in out.splitlines()) == 1
+    assert main(["workspace", "activate", str(copy.root), "m001"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert f"model m001's folder {gone} is missing (moved or deleted)" in err and "\n" not in err
+    with pytest.raises(LNQError, match=f"nnU-Net model folder {gone} does not exist"):  # nothing stored
+        version_figures(load_predictor, None, copy.model("m001"), "cpu", copy, result.val_cases)
+    third = api.finetune(copy.root, iterations=1, device="cpu")
+    assert (third.new_version, third.parent, third.original) == ("m003", "m002", "m001")
+    assert "vs original" in third.reason and copy.registry.check("m003")
 
 
 def test_the_nnunet_version_predicts_on_the_ct_grid_and_its_weights_moved(finetuned, odd_grid_ct):

@@ -118,6 +118,13 @@ def test_figures_are_kept_under_the_weights_and_settings_a_model_string_chooses(
                                                              "min_component_mm3=300")]
     assert None not in others and len({plain, *others}) == 5
     assert figures_key(f"nnunet:{folder}?folds=4") is None  # a fold it lacks: nothing to key
+    # a folder moved or deleted, given as a spec (a registered nnU-Net version) or a model string: no key
+    # (a TypeError traceback in the fine-tune that judged against it)
+    from lnq_napari.model.nnunet_folder import NnunetModelSpec, parse_options
+
+    gone = tmp_path / "gone"
+    assert figures_key(NnunetModelSpec(gone, parse_options("mirroring=off"))) is None
+    assert figures_key(NnunetModelSpec(gone)) is None and figures_key(f"nnunet:{gone}?mirroring=off") is None
 
 
 def test_argmax_and_an_explicit_threshold_are_kept_apart_where_they_differ(tmp_path):

@@ -20,7 +20,13 @@ from lnq_napari.io.atomic import atomic_write, atomic_write_text
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.format_version import check_format_version
 from lnq_napari.model.config import ModelConfig
-from lnq_napari.model.nnunet_folder import NnunetModelSpec, is_nnunet_folder, model_spec, prediction_key
+from lnq_napari.model.nnunet_folder import (
+    PREFIX,
+    NnunetModelSpec,
+    is_nnunet_folder,
+    model_spec,
+    prediction_key,
+)
 
 FORMAT = "lnq-napari-model"
 FORMAT_VERSION = 1
@@ -60,10 +66,10 @@ def figures_key(folder: str | Path | NnunetModelSpec) -> str | None:
     """What figures of a model's masks are kept under: its weights and inference settings, hashed (an
     nnU-Net model folder, ``nnunet:<folder>?<options>`` or its spec: the content of the checkpoints used
     and the prediction settings, :func:`~lnq_napari.model.nnunet_folder.prediction_key`); None for
-    anything else."""
-    if is_nnunet_folder(folder):
+    anything else (a folder that is not there, moved or deleted, among them)."""
+    if isinstance(folder, NnunetModelSpec) or str(folder).startswith(PREFIX) or is_nnunet_folder(folder):
         try:
-            return prediction_key(model_spec(folder))
+            return prediction_key(model_spec(folder)) if is_nnunet_folder(folder) else None
         except LNQError:
             return None
     try:

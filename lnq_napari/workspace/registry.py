@@ -125,6 +125,13 @@ class ModelSummary:
                 parts.append(f"{label} {parent:.{digits}f} -> {own:.{digits}f}")
         return f"{', '.join(parts)} ({self.parent} -> {self.version})" if parts else ""
 
+    def missing(self) -> str:
+        """One line naming the version's model folder when it is not there (moved or deleted), else ""."""
+        if self.version == BUNDLED or Path(self.path).is_dir():
+            return ""
+        return (f"{self.version}: its model folder {self.path} is missing (moved or deleted); put it back "
+                "there to predict with it")
+
     @classmethod
     def from_entry(cls, entry: dict, path: Path) -> ModelSummary:
         """From a registry entry: the activation rule's ``figures``, else the validation metrics before
@@ -312,6 +319,9 @@ class ModelRegistry:
         if not inside and path.resolve() != bundled_model_path().resolve():
             raise LNQError(f"model {version} is at {path}, outside {self.folder} (from another workspace); "
                            "fine-tune in this workspace, or activate one of its own versions")
+        if not path.is_dir():
+            raise LNQError(f"model {version}'s folder {path} is missing (moved or deleted); put it back "
+                           "there, or activate another version")
         check_model_files(path, f"model {version}", entry.get("sha256") or {}, is_nnunet_version(entry))
         return path
 

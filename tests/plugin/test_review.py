@@ -3,6 +3,7 @@ workspace, fine-tune with progress, cancel; the models section: verdicts, Activa
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,16 @@ def test_models_section_activates_for_the_user_and_rolls_back(make_napari_viewer
     registry = workspace.registry.file.read_bytes()
     assert panel.activate_selected() is None and "half-written" in panel.details.text()
     assert workspace.registry.file.read_bytes() == registry
+
+    # a version whose folder was moved or deleted: listed with the others, its folder named in one line
+    moved = workspace.register_model(workspace.model_path(first), parent=first)
+    shutil.rmtree(workspace.model_path(moved))
+    panel.refresh(select=moved)
+    listed = [panel.table.item(i, 0).text() for i in range(panel.table.rowCount())]
+    assert listed[-3:] == [refused, broken, moved]
+    assert f"{moved}: its model folder {workspace.model_path(moved)} is missing (moved or deleted)" in \
+        panel.details.text()
+    assert panel.activate_selected() is None and "missing (moved or deleted)" in panel.details.text()
 
     # back to the bundled model, then to the version that was active before this test
     panel.refresh(select="bundled")

@@ -156,7 +156,7 @@ class ModelsPanel(QWidget):
     def _show_selected(self) -> None:
         m = self.selected()
         if m is not None:
-            self.details.setText("  ".join(t for t in (m.before_after(), m.reason) if t))
+            self.details.setText("  ".join(t for t in (m.missing(), m.before_after(), m.reason) if t))
 
 
 class RoundsPlot(QWidget):
