@@ -156,6 +156,13 @@ def test_argmax_and_an_explicit_threshold_are_kept_apart_where_they_differ(tmp_p
                            sort_keys=True)
         other = hashlib.sha256(f"{model_spec(folder).open().content}|{other}".encode()).hexdigest()[:16]
         assert figures_key(f"nnunet:{folder}?threshold=0.4") == other  # and so do other thresholds
+    # several node labels (``lymph_node`` beside ``lymph_node_4R`` predicted ``lymph_node`` alone, now their
+    # union): figures cached for the one label are not read for the union
+    (folder / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "lymph_node": 1,
+                                                                "lymph_node_4R": 2}}))
+    settings = json.dumps([0.5, True, dataclasses.asdict(NNUNET_INFERENCE)], sort_keys=True)
+    before = hashlib.sha256(f"{model_spec(folder).open().content}|{settings}".encode()).hexdigest()[:16]
+    assert figures_key(folder) not in (None, before)
 
 
 def test_a_folder_with_a_question_mark_reads_back_from_its_model_string():

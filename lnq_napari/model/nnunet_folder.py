@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 from lnq_napari.errors import LNQError
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.model.config import InferenceConfig, parse_switch
-from lnq_napari.model.nnunet_labels import argmax_decides
+from lnq_napari.model.nnunet_labels import argmax_decides, node_outputs
 
 PREFIX = "nnunet:"
 CHECKPOINT = "checkpoint_final.pth"
@@ -321,18 +321,37 @@ def prediction_key(spec: NnunetModelSpec) -> str:
     settings it predicts with (:data:`TILE_STEP`, :data:`MIRRORING`, :data:`NNUNET_INFERENCE` unless its
     options set them), and a threshold of 0.5 where it replaces argmax (set on a model of more than two
     softmax labels: those keys alone would equal argmax's, which keep the key they had, as do other
-    thresholds). LNQError when the folder lacks what the options choose."""
+    thresholds), and the node outputs where several labels are the nodes (their union: ``lymph_node``
+    beside ``lymph_node_4R`` was ``lymph_node`` alone). LNQError when the folder lacks what the options
+    choose."""
     tile_step, mirroring, inference = spec.options.predicting()
     explicit = spec.options.inference.get("threshold") == NNUNET_INFERENCE.threshold
     decides = [["threshold"]] if explicit and _argmax_decides(spec.folder) else []
-    settings = json.dumps([tile_step, mirroring, dataclasses.asdict(inference), *decides], sort_keys=True)
+    channels = _node_channels(spec.folder)
+    union = [["nodes", *channels]] if len(channels) > 1 else []
+    settings = json.dumps([tile_step, mirroring, dataclasses.asdict(inference), *decides, *union],
+                          sort_keys=True)
     return hashlib.sha256(f"{spec.open().content}|{settings}".encode()).hexdigest()[:16]
+
+
+def _dataset(folder: Path) -> dict:
+    """The model folder's ``dataset.json`` ({} when unreadable)."""
+    try:
+        dataset = json.loads((Path(folder) / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return dataset if isinstance(dataset, dict) else {}
 
 
 def _argmax_decides(folder: Path) -> bool:
     """:func:`~lnq_napari.model.nnunet_labels.argmax_decides` of the model folder's ``dataset.json``."""
+    return argmax_decides(_dataset(folder).get("labels"))
+
+
+def _node_channels(folder: Path) -> tuple[int, ...]:
+    """The node outputs of the model folder (:func:`~lnq_napari.model.nnunet_labels.node_outputs`; none
+    where its labels name no usable node label)."""
     try:
-        labels = json.loads((Path(folder) / "dataset.json").read_text(encoding="utf-8")).get("labels")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return False
-    return argmax_decides(labels)
+        return node_outputs(_dataset(folder), folder).channels
+    except LNQError:
+        return ()
