@@ -139,7 +139,7 @@ def node_outputs(dataset: dict, folder: str | Path) -> NodeOutputs:
                            f"{value!r} in its dataset.json (background or not a label); give it its own "
                            "label value")
         channels.append(value)
-    return NodeOutputs(tuple(channels), regions)
+    return NodeOutputs(tuple(dict.fromkeys(channels)), regions)  # two names of one value: one output
 
 
 def _check_layout(dataset: dict, labels: dict, folder: str | Path) -> None:
