@@ -251,9 +251,12 @@ def test_label_values_nnunet_cannot_read_or_lnq_cannot_use_are_refused_in_one_li
 
 @pytest.mark.parametrize("labels, message", [
     ({"background": 0, "vessel": 1}, r"no lymph-node label .*\(labels \{'background': 0, 'vessel': 1\}\); "
-                                     r"name the node label \"lymph_node\" \(or the station labels"),
+                                     r"name each node label lymph_node_<station or number> \(e\.g\. "),
     ({"background": 0, "nodule": 1, "station_4R": 2},  # a lung nodule; a station atlas's region
      r"no lymph-node label .*\(labels \{'background': 0, 'nodule': 1, 'station_4R': 2\}\)"),
+    ({"background": 0, "lymph_node": 1, "LN_metastatic": 2},  # was lymph_node alone, without a word
+     r"labels naming lymph nodes that lnq-napari cannot read as nodes or not: LN_metastatic \(beside the "
+     r"node labels lymph_node, whose union"),
 ])
 def test_labels_naming_no_node_label_are_one_line(nnunet_model, tmp_path, capsys, labels, message):
     folder = _relabelled(nnunet_model[1], tmp_path / "m", labels)
@@ -266,6 +269,8 @@ def test_labels_naming_no_node_label_are_one_line(nnunet_model, tmp_path, capsys
 
 
 STATIONS = {"background": 0, "lymph_node_4R": 1, "aorta": 2, "lymph_node_7": 3}
+#: Regions as nnU-Net lays them out, big to small (the mediastinum's label 2 written first, then the nodes')
+REGIONS = {"background": 0, "mediastinum": [1, 2, 3], "lymph_node_4R": [1], "lymph_node_7": [3]}
 
 
 @pytest.mark.parametrize("labels, extra, channels", [
@@ -274,8 +279,7 @@ STATIONS = {"background": 0, "lymph_node_4R": 1, "aorta": 2, "lymph_node_7": 3}
     ({"background": 0, "node_1": 1, "nodule": 2, "node_2": 3}, {}, (1, 3)),
     ({"background": 0, "lymph_node": 1, "lymph_node_4R": 2}, {}, (1, 2)),
     ({"background": 0, "node": 1, "LN": 2}, {}, (1, 2)),
-    ({"background": 0, "lymph_node_4R": [1], "mediastinum": [1, 2, 3], "lymph_node_7": [3]},
-     {"regions_class_order": [1, 2, 3]}, (0, 2)),
+    (REGIONS, {"regions_class_order": [2, 1, 3]}, (1, 2)),
 ])
 def test_nodes_split_by_station_are_the_union_of_the_node_labels(labels, extra, channels):
     """Nodes labelled by station (``lymph_node_4R``, ``LN_station_2R``) or number (``node_1``), with the
@@ -300,13 +304,13 @@ def _mask_differs_at_ties(pred, expected: np.ndarray, prob: np.ndarray) -> None:
 
 @pytest.mark.parametrize("labels, extra", [
     (STATIONS, {}),
-    ({"background": 0, "lymph_node_4R": [1], "mediastinum": [1, 2, 3], "lymph_node_7": [3]},
-     {"regions_class_order": [1, 2, 3]}),
+    (REGIONS, {"regions_class_order": [2, 1, 3]}),
 ])
 def test_a_model_of_nodes_by_station_predicts_their_union(nnunet_model, odd_grid_ct, tmp_path, labels, extra):
     """Softmax: the node probability is the node labels' summed (any node), the mask nnU-Net's own
     segmentation with the node labels merged, or that sum cut at a threshold when one is asked (which then
-    keys the figures apart from argmax's); regions: the largest node region's sigmoid (their union)."""
+    keys the figures apart from argmax's); regions: the voxel-wise maximum of the node regions' sigmoids
+    (their union), where nnU-Net's own segmentation has a node label."""
     from lnq_napari.model.checkpoint import figures_key
 
     folder = _relabelled(nnunet_model[1], tmp_path / "m", labels, **extra)
@@ -315,10 +319,10 @@ def test_a_model_of_nodes_by_station_predicts_their_union(nnunet_model, odd_grid
     seg, own = predictor._nnunet.predict_single_npy_array(
         np.asarray(ct.array, dtype=np.float32)[None], {"spacing": list(ct.spacing_zyx)}, None, None, True)
     pred = predictor.predict(ct)
-    if extra:  # sigmoids of the regions lymph_node_4R, mediastinum, lymph_node_7
-        union = np.maximum(own[0], own[2])
+    if extra:  # sigmoids of the regions mediastinum, lymph_node_4R, lymph_node_7
+        union = np.maximum(own[1], own[2])
         np.testing.assert_allclose(pred.probabilities.array, union, atol=1e-6)
-        _mask_differs_at_ties(pred, union > 0.5, union)
+        _mask_differs_at_ties(pred, np.isin(seg, (1, 3)), union)
         return
     union = own[1] + own[3]
     np.testing.assert_allclose(pred.probabilities.array, np.clip(union, 0, 1), atol=1e-6)

@@ -8,27 +8,22 @@ a researcher's own may name the label otherwise ("LN", "lymph node", "node"), gi
 region, in the order of ``labels``, no background channel). Taking channel 1 regardless gave another
 structure's (or region's) probability as the nodes without a word. Nodes split by station or number
 (``lymph_node_4R``, ``LN_station_2R``, ``node_1``) are several node labels: the nodes are their union.
+Which names are node labels is :mod:`lnq_napari.model.node_names`' rule; a label naming nodes otherwise
+(``LN_metastatic``) is refused rather than left out of the union.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.model.node_names import is_node_name, names_a_node
 
 NODE = "lymph_node"  # the name lnq-napari's export gives the label
-#: Names (lower case, runs of spaces, '-' and '_' as one '_') taken as the lymph-node label.
-NODE_NAMES = ("lymph_node", "lymph_nodes", "lymphnode", "lymphnodes", "ln", "lns", "node", "nodes",
-              "mediastinal_lymph_node", "mediastinal_lymph_nodes")
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[\s_-]+", "_", str(name).strip().lower())
 
 
 def _whole(value):
@@ -60,37 +55,36 @@ def has_regions(labels: dict) -> bool:
 def argmax_decides(labels) -> bool:
     """True when nnU-Net's argmax over a model's outputs (its ``dataset.json`` ``labels``) can give other
     nodes than the node probability cut at 0.5: more than two softmax outputs (not region-based; ``ignore``
-    adds none)."""
-    if not isinstance(labels, dict):
+    adds none; two names of one value are one output)."""
+    if not isinstance(labels, dict) or has_regions(labels):
         return False
-    return len([k for k in labels if k != "ignore"]) > 2 and not has_regions(labels)
-
-
-#: What may follow a node name in a node label split by station, side or number (``_4R``, ``_station_2R``,
-#: ``_10_left``, ``_R``, ``7``), in lower case.
-STATION = re.compile(r"(?:_?(?:station|st|level|left|right|\d{1,2}[a-z]{0,2})|_[lr])+")
-
-
-def is_node_name(name: str) -> bool:
-    """True for a label named as lymph nodes: a name of :data:`NODE_NAMES`, alone or followed by a station,
-    side or number (:data:`STATION`: ``lymph_node_4R``, ``LN_station_2R``, ``node_1``, ``LN7``); not
-    ``nodule`` (a lung nodule), a region of nodes and more (``nodes_and_vessels``) nor a station without a
-    node word (``station_4R``: an atlas model's region)."""
-    name = _normal(name)
-    return any(name == base or name.startswith(base) and STATION.fullmatch(name[len(base):])
-               for base in NODE_NAMES)
+    values = {repr(v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v)
+              for k, v in normal_labels(labels).items() if k != "ignore"}
+    return len(values) > 2
 
 
 def node_labels(labels: dict, folder: str | Path) -> tuple[str, ...]:
     """The names of the lymph-node labels among ``labels`` (``dataset.json`` of the model ``folder``), in
-    their order: every label named as nodes (:func:`is_node_name`; ``lymph_node`` beside ``lymph_node_4R``
-    is the nodes of no station), the nodes being their union; LNQError listing the labels when none is."""
-    found = tuple(k for k in labels if k != "ignore" and is_node_name(k))
+    their order: every label named as nodes (:func:`~lnq_napari.model.node_names.is_node_name`;
+    ``lymph_node`` beside ``lymph_node_4R`` is the nodes of no station), the nodes being their union.
+    LNQError listing the labels when none is, or when a label names nodes in a way the rule cannot read
+    (``LN_metastatic`` beside ``lymph_node``: left out, its nodes were lost without a word)."""
+    names = [k for k in labels if k != "ignore"]
+    found = tuple(k for k in names if is_node_name(k))
+    unread = [k for k in names if names_a_node(k)]
+    where = Path(folder) / "dataset.json"
+    rename = (f"name each node label {NODE}_<station or number> (e.g. {NODE}_4R, {NODE}_1; {NODE} for "
+              "one label of all nodes)")
+    if unread and found:
+        raise LNQError(f"the nnU-Net model {folder} has labels naming lymph nodes that lnq-napari cannot "
+                       f"read as nodes or not: {', '.join(unread)} (beside the node labels "
+                       f"{', '.join(found)}, whose union would be the nodes); {rename} and the others so "
+                       f"they name no node, in {where} (nnU-Net reads no meaning from the names)")
     if found:
         return found
+    unread_note = f"; labels naming nodes it cannot read: {', '.join(unread)}" if unread else ""
     raise LNQError(f"the nnU-Net model {folder} has no lymph-node label in its dataset.json (labels "
-                   f"{labels}); name the node label \"{NODE}\" (or the station labels {NODE}_<station>) in "
-                   f"{Path(folder) / 'dataset.json'} (nnU-Net reads no other meaning from the names)")
+                   f"{labels}{unread_note}); {rename} in {where} (nnU-Net reads no meaning from the names)")
 
 
 @dataclass(frozen=True)
@@ -103,8 +97,8 @@ class NodeOutputs:
 
     def probability(self, outputs: np.ndarray) -> np.ndarray:
         """The node probability from the model's ``outputs`` (channel first): the node labels' softmax
-        summed (the probability of any node), or the largest node region's sigmoid (their union at any
-        threshold)."""
+        summed (the probability of any node), or the voxel-wise maximum of the node regions' sigmoids
+        (their union at any threshold)."""
         picked = np.asarray(outputs, dtype=np.float32)[list(self.channels)]
         return picked.max(axis=0) if self.regions else picked.sum(axis=0)
 
