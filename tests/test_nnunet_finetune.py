@@ -128,6 +128,36 @@ def test_a_version_whose_folder_is_missing_is_named_and_the_others_carry_on(fine
     third = api.finetune(copy.root, iterations=1, device="cpu")
     assert (third.new_version, third.parent, third.original) == ("m003", "m002", "m001")
     assert "vs original" in third.reason and copy.registry.check("m003")
+    # a held-out case the original never predicted (m002 did): it must predict it, and says what to do
+    case = copy.case_ids()[0]
+    copy.add_label_version(case, copy.latest_labels(case, "original"), "prediction", model_version="m002")
+    copy.add_label_version(case, copy.latest_labels(case, "original"), "correction", model_version="m002",
+                           edits=1)
+    with pytest.raises(LNQError) as caught:
+        version_figures(_never, "m001", copy.model("m001"), "cpu", copy, [case, *result.val_cases],
+                        role="the lineage's original")
+    assert str(caught.value) == (
+        f"the lineage's original m001 is needed to judge the new version on held-out case {case}, which it "
+        f"never predicted, but its model folder {gone} is missing (moved or deleted); put it back there, "
+        "then fine-tune again")
+
+
+def test_the_parents_dataset_json_is_read_as_utf_8_whatever_the_locale(tmp_path, monkeypatch):
+    """A parent's label named in another script (``lymph_node_站7``): the fresh-output warning read
+    dataset.json in the locale's encoding, a traceback on a non-UTF-8 locale after the labels had
+    passed the check (which reads UTF-8)."""
+    import pathlib
+
+    from lnq_napari.nnunet.finetune import _warn_fresh_output
+
+    labels = {"background": 0, "lymph_node_站7": 1, "aorta": 2}
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": labels}, ensure_ascii=False),
+                                           encoding="utf-8")
+    read = pathlib.Path.read_text
+    monkeypatch.setattr(pathlib.Path, "read_text",  # an ASCII locale's default
+                        lambda self, encoding=None, errors=None: read(self, encoding or "ascii", errors))
+    with pytest.warns(UserWarning, match="the parent's labels \\(background, lymph_node_站7, aorta\\)"):
+        _warn_fresh_output(tmp_path)
 
 
 def test_the_nnunet_version_predicts_on_the_ct_grid_and_its_weights_moved(finetuned, odd_grid_ct):

@@ -24,13 +24,14 @@ from lnq_napari.activation import (
 )
 from lnq_napari.active import LazyPredictor
 from lnq_napari.components import bounding_box
+from lnq_napari.errors import LNQError
 from lnq_napari.finetuning.reviewed import marks_of, prediction_parent
 from lnq_napari.interact import spot_mask
 from lnq_napari.io.volume import Volume
 from lnq_napari.metrics import evaluate_case
 from lnq_napari.model import resolve_model
 from lnq_napari.model.checkpoint import figures_key
-from lnq_napari.model.nnunet_folder import NnunetModelSpec, typed_model
+from lnq_napari.model.nnunet_folder import NnunetModelSpec, model_spec, typed_model
 from lnq_napari.training.corrections import GROWN_LENIENCE_MM, grown_nodes
 
 Progress = Callable[[float, str], None] | None
@@ -154,16 +155,18 @@ HELD_OUT_CACHE = "held_out.json"  # in the workspace cache: figures by model, ca
 
 def version_figures(make_predictor, version: str | None, path: str | Path | NnunetModelSpec, device: str, ws,
                     cases: Sequence[str], corrections: dict[str, str] | None = None,
-                    progress: Progress = None, cancel=None) -> list[CaseFigures]:
+                    progress: Progress = None, cancel=None, role: str = "version") -> list[CaseFigures]:
     """:func:`case_figures` of the model folder ``path`` (registered as ``version``, or None): figures the
     workspace keeps for the same weights, inference settings and correction are read, ``version``'s stored
     predictions reused, the model loaded (``make_predictor(path, device)``) only when a case needs
     predicting; new figures are kept (so a version's held-out figures, judged when it was a candidate,
-    are not predicted again when it is the parent)."""
+    are not predicted again when it is the parent). LNQError naming ``version`` as the ``role`` it is
+    judged for (``the lineage's original``) when a case needs predicting and its folder is missing."""
     model = figures_key(path)
     keys = {case: _held_out_key(ws, model, case, (corrections or {}).get(case)) for case in cases}
     kept = ws.read_cache(HELD_OUT_CACHE) if model else {}
     todo = [case for case in cases if keys[case] not in kept]
+    _check_there(ws, version, path, todo, role)
     predictor = LazyPredictor(lambda: make_predictor(typed_model(path), device))
     fresh = dict(zip(todo, case_figures(predictor, ws, todo, corrections, progress, cancel,
                                         stored_from=version)))
@@ -171,6 +174,20 @@ def version_figures(make_predictor, version: str | None, path: str | Path | Nnun
     if new:
         ws.update_cache(HELD_OUT_CACHE, new)  # an undefined figure as null
     return [fresh[case] if case in fresh else CaseFigures.from_dict(kept[keys[case]]) for case in cases]
+
+
+def _check_there(ws, version: str | None, path, cases: Sequence[str], role: str) -> None:
+    """LNQError when the registered ``version``'s model folder is missing and one of ``cases`` has no stored
+    prediction of it (it must predict that case)."""
+    folder = model_spec(path).folder
+    if version is None or folder.exists():
+        return
+    need = [case for case in cases if stored_prediction(ws, case, version) is None]
+    if need:
+        more = f" (and {len(need) - 1} more)" if len(need) > 1 else ""
+        raise LNQError(f"{role} {version} is needed to judge the new version on held-out case "
+                       f"{need[0]}{more}, which it never predicted, but its model folder {folder} is "
+                       "missing (moved or deleted); put it back there, then fine-tune again")
 
 
 def _held_out_key(ws, model: str | None, case: str, version: str | None) -> str | None:

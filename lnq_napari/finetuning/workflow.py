@@ -289,7 +289,8 @@ def _baseline(ws, plan: FinetunePlan, make_predictor: PredictorFactory, progress
     if plan.original is not None and plan.original_figures is None:
         plan.original_figures = version_figures(make_predictor, plan.original, plan.original_path,
                                                 plan.device, ws, plan.val_cases, plan.corrections,
-                                                _stage(progress, 0.5, 1.0), cancel)
+                                                _stage(progress, 0.5, 1.0), cancel,
+                                                role="the lineage's original")
         save_plan(ws, plan)
 
 

@@ -192,7 +192,7 @@ def _plans(folder: Path) -> tuple[str, str]:
     if len(parts) != 3:
         raise LNQError(f"{folder.name} is not named <trainer>__<plans>__<configuration> as nnU-Net names "
                        "its model folders; give the folder nnUNetv2_train wrote")
-    configurations = json.loads((folder / "plans.json").read_text()).get("configurations", {})
+    configurations = json.loads((folder / "plans.json").read_text(encoding="utf-8")).get("configurations", {})
     if parts[2] not in configurations:
         raise LNQError(f"{folder} is named for the configuration {parts[2]}, which its plans.json lacks "
                        f"(it has {', '.join(configurations) or 'none'}); give it its name as nnUNetv2_train "
@@ -238,13 +238,13 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
     """Export (without ``exclude``), reuse the parent's plans, train one fold from its weights; returns
     the export and the trained model folder."""
     plans_name, configuration = _plans(model.path)
-    parent_json = json.loads((model.path / "dataset.json").read_text())
+    parent_json = json.loads((model.path / "dataset.json").read_text(encoding="utf-8"))
     exported = export_dataset(work / "nnUNet_raw", dataset_id, workspace=ws, name=NAME,
                               dense=dense, exclude=exclude, progress=_stage(progress, 0.0, 0.2),
                               cancel=cancel)
     if reorienting_reader(parent_json):  # the parent learned on images turned to RAS: the candidate too
         _read_turned(exported.dataset_json)
-    plans = json.loads((model.path / "plans.json").read_text())
+    plans = json.loads((model.path / "plans.json").read_text(encoding="utf-8"))
     plans["dataset_name"] = exported.folder.name  # the parent's plans for the new data (as nnU-Net's
     pre = work / "nnUNet_preprocessed" / exported.folder.name  # nnUNetv2_move_plans_between_datasets)
     plans["plans_name"] = plans_name  # nnU-Net names the trained folder by it (a renamed copy's differs)
@@ -262,7 +262,7 @@ def _train(ws, model: NnUNetModel, work: Path, dataset_id: int, exclude: list[st
 def _warn_fresh_output(parent: Path) -> None:
     """A one-line warning when the ``parent`` folder's labels are not the export's (nodes by station,
     another structure, regions): its output layer cannot keep its meaning, so training starts it afresh."""
-    dataset = json.loads((parent / "dataset.json").read_text())
+    dataset = json.loads((parent / "dataset.json").read_text(encoding="utf-8"))
     if not same_as_export(dataset):
         labels = ", ".join(map(str, dataset.get("labels") or {}))
         warnings.warn(f"the parent's labels ({labels}) are not the export's (background, lymph_node, "
@@ -275,7 +275,7 @@ def _read_turned(dataset_json: Path) -> None:
     exported ``dataset_json``: the candidate trains on the images turned to RAS, as its reorienting parent
     did (it was trained in the CT's own voxel order from the parent's RAS-trained layers), and its
     dataset.json, copied from there, has it predict turned so."""
-    dataset = json.loads(dataset_json.read_text())
+    dataset = json.loads(dataset_json.read_text(encoding="utf-8"))
     dataset["overwrite_image_reader_writer"] = SITK_REORIENT
     dataset_json.write_text(json.dumps(dataset, indent=2) + "\n")
 
@@ -347,7 +347,8 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
     parent_figures = version_figures(load_predictor, parent_id, parent_spec, device, ws, val,
                                      progress=_stage(progress, 0.0, 0.05), cancel=cancel)
     original_figures = None if original is None else version_figures(
-        load_predictor, *original, device, ws, val, progress=_stage(progress, 0.05, 0.1), cancel=cancel)
+        load_predictor, *original, device, ws, val, progress=_stage(progress, 0.05, 0.1), cancel=cancel,
+        role="the lineage's original")
     raw, pre, results = _folders(work, dataset_id)
     try:
         t_train = time.time()
@@ -413,7 +414,7 @@ def _stepping(trained: Path, parent: NnUNetModel) -> StepWriter | None:
     parent's sigmoid layer mixed with a softmax one)."""
     import torch
 
-    if not same_as_export(json.loads((parent.path / "dataset.json").read_text())):
+    if not same_as_export(json.loads((parent.path / "dataset.json").read_text(encoding="utf-8"))):
         return None
     name = f"fold_{FOLD}"
     saved = torch.load(trained / name / CHECKPOINT, map_location="cpu", weights_only=False)

@@ -53,7 +53,7 @@ def plan_dataset(dataset_folder: str | Path, preprocessed: str | Path, num_proce
         extract_fingerprints([dataset_id], num_processes=num_processes, check_dataset_integrity=False)
         plan_experiments([dataset_id])
     plans_file = Path(preprocessed) / dataset_folder.name / f"{PLANS}.json"
-    plans = json.loads(plans_file.read_text())
+    plans = json.loads(plans_file.read_text(encoding="utf-8"))
     arch = plans["configurations"][CONFIGURATION]["architecture"]["arch_kwargs"]
     arch["features_per_stage"] = [max(4, int(f) // feature_divisor) for f in arch["features_per_stage"]]
     plans_file.write_text(json.dumps(plans, indent=2))
@@ -71,8 +71,8 @@ def write_model_folder(plans_file: str | Path, dataset_json: str | Path, results
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    plans = json.loads(Path(plans_file).read_text())
-    dataset = json.loads(Path(dataset_json).read_text())
+    plans = json.loads(Path(plans_file).read_text(encoding="utf-8"))
+    dataset = json.loads(Path(dataset_json).read_text(encoding="utf-8"))
     manager = PlansManager(plans)
     if CONFIGURATION not in plans.get("configurations", {}):
         raise LNQError(f"{plans_file} has no {CONFIGURATION} configuration; plan the dataset again")

@@ -106,9 +106,10 @@ def _main(job: dict) -> None:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess
 
     pre = Path(os.environ["nnUNet_preprocessed"]) / job["dataset"]
-    plans = json.loads((pre / f"{job['plans']}.json").read_text())
-    dataset_json = json.loads((pre / "dataset.json").read_text()) if (pre / "dataset.json").is_file() \
-        else json.loads((Path(os.environ["nnUNet_raw"]) / job["dataset"] / "dataset.json").read_text())
+    plans = json.loads((pre / f"{job['plans']}.json").read_text(encoding="utf-8"))
+    dataset_file = pre / "dataset.json" if (pre / "dataset.json").is_file() \
+        else Path(os.environ["nnUNet_raw"]) / job["dataset"] / "dataset.json"
+    dataset_json = json.loads(dataset_file.read_text(encoding="utf-8"))
     dataset_id = int(job["dataset"][7:10])
     with one_process_here(1):  # one worker each: a thread here, not a spawned process importing torch again
         if not (pre / "dataset_fingerprint.json").is_file():
