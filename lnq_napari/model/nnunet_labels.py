@@ -8,8 +8,8 @@ a researcher's own may name the label otherwise ("LN", "lymph node", "node"), gi
 region, in the order of ``labels``, no background channel). Taking channel 1 regardless gave another
 structure's (or region's) probability as the nodes without a word. Nodes split by station or number
 (``lymph_node_4R``, ``LN_station_2R``, ``node_1``) are several node labels: the nodes are their union.
-Which names are node labels is :mod:`lnq_napari.model.node_names`' rule; a label naming nodes otherwise
-(``LN_metastatic``) is refused rather than left out of the union.
+Which names are node labels is :mod:`lnq_napari.io.node_names`' rule for model labels; a label naming
+nodes otherwise (``LN_metastatic``) is refused rather than left out of the union.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.model.node_names import is_node_name, names_a_node
+from lnq_napari.io.node_names import is_node_label, unreadable_node_label
 
 NODE = "lymph_node"  # the name lnq-napari's export gives the label
 
@@ -65,13 +65,13 @@ def argmax_decides(labels) -> bool:
 
 def node_labels(labels: dict, folder: str | Path) -> tuple[str, ...]:
     """The names of the lymph-node labels among ``labels`` (``dataset.json`` of the model ``folder``), in
-    their order: every label named as nodes (:func:`~lnq_napari.model.node_names.is_node_name`;
+    their order: every label named as nodes (:func:`~lnq_napari.io.node_names.is_node_label`;
     ``lymph_node`` beside ``lymph_node_4R`` is the nodes of no station), the nodes being their union.
     LNQError listing the labels when none is, or when a label names nodes in a way the rule cannot read
     (``LN_metastatic`` beside ``lymph_node``: left out, its nodes were lost without a word)."""
     names = [k for k in labels if k != "ignore"]
-    found = tuple(k for k in names if is_node_name(k))
-    unread = [k for k in names if names_a_node(k)]
+    found = tuple(k for k in names if is_node_label(k))
+    unread = [k for k in names if unreadable_node_label(k)]
     where = Path(folder) / "dataset.json"
     rename = (f"name each node label {NODE}_<station or number> (e.g. {NODE}_4R, {NODE}_1; {NODE} for "
               "one label of all nodes)")
