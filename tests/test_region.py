@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lnq_napari import metrics
+from lnq_napari import anatomy, metrics
 from lnq_napari.anatomy import mediastinum_region
 from lnq_napari.inference import postprocess
 from lnq_napari.io.volume import Volume
@@ -53,6 +53,28 @@ def test_lungs_of_a_large_body_are_found():
         warnings.simplefilter("error")
         region = mediastinum_region(ct, 10.0)
     assert region[8, 48, 48] and not region[8, 6, 6] and not region[:4].any()
+
+
+def test_one_lung_removed_keeps_the_mediastinum_beside_it():
+    """One lung filled with soft tissue (a pneumonectomy, a collapsed lung): the region still reaches across
+    the midline to where that lung was (the hull of the other lung alone left the mediastinum out)."""
+    ct = _chest()
+    hu = ct.array.copy()
+    hu[6:, 16:48, 10:28] = 30  # the right lung gone
+    region = mediastinum_region(ct.with_array(hu), 10.0)
+    assert region[8, 30, 32] and region[8, 30, 26]  # the midline and beside it on the empty side
+    assert not region[8, 2, 2] and not region[:4].any()  # still no region outside the body or below
+
+
+def test_effusion_in_one_lung_keeps_the_mediastinum_beside_it():
+    """The lower half of one lung under fluid (10 HU): the slices where only the other lung shows keep the
+    mediastinum, as the slices above do."""
+    ct = _chest(shape=(16, 64, 64))
+    hu = ct.array.copy()
+    hu[6:11, 16:48, 10:28] = 10  # the right lung's lower slices: effusion
+    region = mediastinum_region(ct.with_array(hu), 10.0)
+    assert region[8, 30, 30] and region[8, 30, 26]
+    assert region[13, 30, 26]  # above the fluid, as before
 
 
 def test_margin_grows_the_region():
@@ -385,7 +407,7 @@ def _framed(case, deg: float, box: np.ndarray) -> tuple[Volume, Volume, np.ndarr
 
 @pytest.mark.parametrize("deg", [0.0, 4.0, 15.0])
 @pytest.mark.parametrize("sides", ["one", "both"])
-def test_straight_air_like_padding_cutting_the_lungs_keeps_the_region(small_cases, deg, sides):
+def test_straight_air_like_padding_cutting_the_lungs_keeps_the_region(small_cases, deg, sides, monkeypatch):
     """A CT filled with -1024 beside straight lines that cut the lungs: a side (or both) outside a shifted
     or cropped field of view, the whole rotated in its grid (its corners filled with -1024 too). The -1024
     ended on no circle, so it was no padding and the lungs leaked into it: the region held 16-73 % of the
@@ -403,7 +425,9 @@ def test_straight_air_like_padding_cutting_the_lungs_keeps_the_region(small_case
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             region = mediastinum_region(ct, 10.0)
-        whole = mediastinum_region(whole_ct, 10.0) & view
+        with monkeypatch.context() as patch:  # the lungs' hull only: the habitus phantom rotated 15 degrees
+            patch.setattr(anatomy, "LOPSIDED_LUNGS", 0.0)  # loses a lung to a gap in its wall, mirrored
+            whole = mediastinum_region(whole_ct, 10.0) & view
         assert (region & whole).sum() >= 0.95 * whole.sum()
         assert (region & ~whole & view).sum() <= 0.03 * whole.sum()
         padded = coarse_anatomy(np.asarray(ct.array), ct.spacing_zyx, seal=3)
