@@ -77,6 +77,22 @@ def test_effusion_in_one_lung_keeps_the_mediastinum_beside_it():
     assert region[13, 30, 26]  # above the fluid, as before
 
 
+def test_lungs_of_a_very_obese_body_are_found():
+    """Each lung under a tenth of the body's section (100 mm of fat round a phantom's chest: 8.7 %): no
+    lungs were found and the region said "no lungs found ... check that the CT shows the chest". Lungs as
+    large and dense as these (0.6 l each, -850 HU) are lungs: the region is restricted, no warning."""
+    hu = np.full((16, 128, 128), -1000, np.int16)
+    hu[:, 4:124, 4:124] = -100  # body (fat): 14400 voxels per slice
+    hu[4:, 44:80, 24:54] = -850  # lungs: 1080 voxels each, 7.5 % of the section, 583 ml
+    hu[4:, 44:80, 74:104] = -850
+    hu[1:3, 60:64, 60:64] = -1000  # a little gas below (-1000: not lung)
+    ct = Volume(hu, (3.0, 3.0, 5.0), (0.0, 0.0, 0.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        region = mediastinum_region(ct, 10.0)
+    assert region[8, 62, 64] and not region[8, 8, 8] and not region[:2].any()
+
+
 def test_margin_grows_the_region():
     ct = _chest()
     sizes = [int(mediastinum_region(ct, m).sum()) for m in (0.0, 5.0, 15.0)]
