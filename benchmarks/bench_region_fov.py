@@ -1,7 +1,7 @@
 """The mediastinum region on a field of view that cuts through the lungs (a reconstruction narrower than
 the chest, a crop): how much of the whole CT's region a crop keeps, and how much of the crop it covers.
 
-    python benchmarks/bench_region_fov.py [--cases 3]
+    python benchmarks/bench_region_fov.py [--cases 3] [--rows all|variants]
 
 CTChest4 (slicerio's real chest CT) and ``--cases`` full-size phantom cases (seeds 33, 34, ...), each cut
 three ways inside its lungs' extent: laterally (both lungs cut), anteriorly (the front chest wall and the
@@ -23,15 +23,22 @@ high (a circle in mm, an ellipse in indices). ``kept`` as for the circles.
 ``sliver`` rows cut one lung (the one at low x) to 50, 25 or 15 % of its width: by the image edge (a crop)
 or by -1024 padding (a narrow field of view); ``kept`` within the view. For phantoms every row also gives
 ``voxels_out``, the true node voxels (in view) outside the region.
+
+``variant`` rows change the CT as chests unlike the phantoms look (benchmarks/_chest_variants.py: one lung
+removed, an effusion, emphysema, a child, obese, arms down, metal, no table, the mediastinum only, neck to
+pelvis, prone, an HU offset, one lung cut to a 10 or 5 % sliver); ``kept`` is the share of the whole CT's
+region, moved as the CT was, that the variant's region covers, and ``warned`` whether it warned.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 import warnings
 from dataclasses import replace
 
 import numpy as np
+from _chest_variants import VARIANTS
 
 from lnq_napari.anatomy import coarse_anatomy, mediastinum_region
 from lnq_napari.components import label_components
@@ -111,13 +118,31 @@ def _row(name: str, cut: str, region: np.ndarray, whole: np.ndarray, truth: np.n
     return row
 
 
-def rows_of(name: str, ct: Volume, truth: np.ndarray | None) -> list[dict]:
+def variant_rows(name: str, ct: Volume, truth: np.ndarray | None, whole: np.ndarray) -> list[dict]:
+    """A row per chest variant (:data:`_chest_variants.VARIANTS`): ``kept`` of the whole CT's region moved
+    as the CT was, whether it warned, and the seconds the region took."""
+    rows = []
+    for variant, make in VARIANTS.items():
+        hu, moved = make(np.asarray(ct.array), [whole] + ([] if truth is None else [truth]), ct.spacing_zyx)
+        changed = replace(ct, array=np.clip(np.round(hu), -32768, 32767).astype(np.int16))
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            region = mediastinum_region(changed, 10.0)
+        row = _row(name, f"variant {variant}", region, moved[0], None if truth is None else moved[1])
+        rows.append(row | {"warned": bool(said), "seconds": time.perf_counter() - start})
+    return rows
+
+
+def rows_of(name: str, ct: Volume, truth: np.ndarray | None, only_variants: bool = False) -> list[dict]:
     from scipy import ndimage
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         whole = mediastinum_region(ct, 10.0)
-        rows = []
+        rows = variant_rows(name, ct, truth, whole)
+        if only_variants:
+            return rows
         for cut, box in crops(ct).items():
             region = mediastinum_region(sub_volume(ct, box), 10.0)
             rows.append(_row(name, cut, region, whole[box], None if truth is None else truth[box]))
@@ -153,18 +178,23 @@ def rows_of(name: str, ct: Volume, truth: np.ndarray | None) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=3, help="full-size phantom cases (default 3)")
+    parser.add_argument("--rows", choices=("all", "variants"), default="all",
+                        help="all rows, or the chest variants' only")
     args = parser.parse_args(argv)
     import slicerio
 
-    rows = rows_of("CTChest4", read_volume(slicerio.get_testdata_file("CTChest4.nrrd")), None)
+    only = args.rows == "variants"
+    rows = rows_of("CTChest4", read_volume(slicerio.get_testdata_file("CTChest4.nrrd")), None, only)
     for k in range(args.cases):
         case = make_case(33 + k)
-        rows += rows_of(case.case_id, case.ct, np.asarray(case.full.array) > 0)
+        rows += rows_of(case.case_id, case.ct, np.asarray(case.full.array) > 0, only)
     for row in rows:
         nodes = (f", true nodes outside {row['nodes_out']} of {row['nodes']} ({row['voxels_out']} of "
                  f"{row['voxels']} voxels)" if "nodes" in row else "")
-        print(f"{row['ct']:>22} {row['crop']:>17}: kept {row['kept']:.3f} of the whole CT's region, "
-              f"covers {row['covers']:.3f} of the crop{nodes}")
+        said = (f", {'warned' if row['warned'] else 'no warning'}, {row['seconds']:.1f} s"
+                if "warned" in row else "")
+        print(f"{row['ct']:>22} {row['crop']:>26}: kept {row['kept']:.3f} of the whole CT's region, "
+              f"covers {row['covers']:.3f} of the crop{nodes}{said}")
     return 0
 
 
