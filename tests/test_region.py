@@ -66,6 +66,18 @@ def test_one_lung_removed_keeps_the_mediastinum_beside_it():
     assert not region[8, 2, 2] and not region[:4].any()  # still no region outside the body or below
 
 
+def test_one_lung_removed_keeps_the_mediastinum_where_the_other_narrows():
+    """One lung gone and the other narrow on its middle slices (the hilum, the heart: under half its
+    widest section): those slices keep the mediastinum too (on a full-size phantom they left 316 node
+    voxels out)."""
+    ct = _chest(shape=(16, 64, 64))
+    hu = ct.array.copy()
+    hu[6:, 16:48, 10:28] = 30  # the right lung gone
+    hu[7:14, 16:48, 36:46] = 30  # the left lung 8 columns wide of 18 on its middle slices
+    region = mediastinum_region(ct.with_array(hu), 10.0)
+    assert region[10, 30, 30] and region[10, 30, 26]  # 3 slices (15 mm) from a wide one
+
+
 def test_effusion_in_one_lung_keeps_the_mediastinum_beside_it():
     """The lower half of one lung under fluid (10 HU): the slices where only the other lung shows keep the
     mediastinum, as the slices above do."""
