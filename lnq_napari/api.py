@@ -46,7 +46,7 @@ from lnq_napari.heard import collected_warnings
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, dicom_tree, segfile
-from lnq_napari.io.atomic import atomic_write_text, check_output_folder
+from lnq_napari.io.atomic import CANNOT_WRITE, atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
@@ -77,7 +77,7 @@ from lnq_napari.quantify import (
 from lnq_napari.training.trainer import load_training_cases, train_model
 from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
 from lnq_napari.workspace.cases import gone_error, same_id
-from lnq_napari.workspace.lock import CANNOT_WRITE, NotWritable
+from lnq_napari.workspace.lock import NotWritable
 from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
 
 if TYPE_CHECKING:

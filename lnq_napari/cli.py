@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
 import shlex
@@ -18,6 +17,7 @@ from tqdm import tqdm
 from lnq_napari import api
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import show_one_line
+from lnq_napari.io.atomic import CANNOT_WRITE
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
@@ -491,13 +491,6 @@ def _after_interrupt(args: argparse.Namespace) -> str:
         return (f"; the cases written to {args.output} before it are whole, the others missing: run it "
                 "again to predict every case")
     return ""
-
-
-#: The errors of a place one cannot write to (permissions, a read-only file system, a full disk, a file
-#: where a folder must be, a name longer than the file system allows, a file larger than it or a limit
-#: allows).
-CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
-                errno.ENAMETOOLONG, errno.EFBIG}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -708,6 +708,36 @@ def test_workspace_export_from_a_read_only_workspace_writes_the_seg_and_says_it_
     assert ws.journal_path.read_bytes() == journal
 
 
+@pytest.mark.parametrize("code", ["EFBIG", "ENAMETOOLONG"])
+def test_a_journal_line_that_cannot_be_written_after_the_seg_is_only_a_warning(tmp_path, ct, liver, capsys,
+                                                                                monkeypatch, code):
+    """The export's journal catch judged errors by the lock's five errnos, the command line by eight: a
+    journal over the file size limit (EFBIG) or a name too long turned a written SEG into exit 2."""
+    import errno
+    import os
+
+    from lnq_napari.workspace import Workspace
+
+    case = "lnq2023-train-0001"
+    write_volume(tmp_path / "data" / f"{case}-ct.nrrd", ct)
+    partial = liver.with_array((liver.array == 2).astype(np.uint8))
+    write_volume(tmp_path / "data" / f"{case}-seg.nrrd", partial)
+    ws = api.init_workspace(tmp_path / "ws", data=tmp_path / "data")
+    number = getattr(errno, code)
+
+    def log(self, action, **fields):
+        raise OSError(number, os.strerror(number), str(self.journal_path))
+
+    monkeypatch.setattr(Workspace, "log", log)
+    out = tmp_path / "out" / "case-seg.dcm"
+    assert main(["workspace", "export", str(ws.root), case, "-o", str(out), "--ct", str(SERIES)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    assert captured.err.strip() == (f"lnq-napari: warning: {out} is written, but the export is not in the "
+                                    f"journal of {ws.root}: it cannot be written ({os.strerror(number)})")
+    np.testing.assert_array_equal(read_labels(out, reference=ct).array, liver.array == 2)
+
+
 def test_a_workspace_over_a_tcia_download_reads_its_series_and_segs(tmp_path, ct, liver, capsys):
     """``workspace init --data`` on patient / study / series folders: each CT series is a case, read in
     place; the SEG that references it becomes its v001; a SEG of no series here is left out with a warning;

@@ -117,6 +117,15 @@ def test_a_format_version_below_one_or_not_a_whole_number_is_refused_as_a_worksp
     assert str(caught.value) == said
 
 
+def test_a_newer_format_version_is_named_as_the_invalid_one_is(model):
+    """The config said "format_version" of a bad value but "format version" of a newer one: one wording."""
+    _edit_config(model, format_version=2)
+    with pytest.raises(LNQError) as caught:
+        load_checkpoint(model)
+    assert str(caught.value) == (f"{model / CONFIG} has format_version 2, newer than this lnq-napari reads "
+                                 "(1); upgrade lnq-napari (pip install -U lnq-napari)")
+
+
 def test_a_config_without_a_format_version_still_loads(model):
     config = json.loads((model / CONFIG).read_text())
     del config["format_version"]

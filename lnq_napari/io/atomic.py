@@ -23,6 +23,11 @@ from lnq_napari.errors import LNQError
 
 #: A temp file of an interrupted write this old (seconds since its last change) is removed.
 STALE_SECONDS = 3600.0
+#: The errors of a place one cannot write to (permissions, a read-only file system, a full disk or quota, a
+#: file where a folder must be, a name longer than the file system allows, a file larger than it or a limit
+#: allows): the one set the command line and the workspace's locks judge an OSError by.
+CANNOT_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                          errno.ENAMETOOLONG, errno.EFBIG})
 #: The names :func:`atomic_write` gives its temp files (``tempfile.mkstemp``'s 8 random characters).
 TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp")
 

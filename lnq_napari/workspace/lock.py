@@ -20,11 +20,10 @@ from pathlib import Path
 from filelock import FileLock
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.atomic import CANNOT_WRITE
 from lnq_napari.workspace.cases import gone_error
 
 LOCK_FILE = ".lnq.lock"
-#: The errors of a workspace that cannot be written: read-only (a mount, permissions) or full.
-CANNOT_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 TIMEOUT_S = 120.0  # a writer holds the lock for milliseconds; this long a wait means something is stuck
 _LOCKS: dict[str, FileLock] = {}  # one FileLock per lock file in this process: nested use is reentrant
 _GUARD = threading.Lock()
