@@ -789,7 +789,8 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
         raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
     ws = _open(workspace)
     chosen = active.get_strategy(strategy)
-    ws.check_writable("ranking stores each case's prediction (the version a reviewer corrects) there")
+    ws.check_writable("ranking stores its scores and each case's prediction (the version a reviewer "
+                      "corrects) there", ws.labels_dir, ws.cache.folder)  # never models/: it registers none
     ws.warn_lost_corrections("ranked")
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []

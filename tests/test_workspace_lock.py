@@ -97,3 +97,80 @@ def test_commands_that_only_read_work_on_a_read_only_workspace(read_only_ws, tmp
                  "--dataset-id", "501"]) == 0
     assert json.loads((out / "Dataset501_LNQ" / "dataset.json").read_text())["numTraining"] == 1
     assert _files(read_only_ws) == before
+
+
+def _read_only_folder(monkeypatch, folder: Path) -> None:
+    """``folder`` (one of a workspace's) acts as a read-only mount of its own: nothing can be made in it."""
+    folder = folder.resolve()
+    mkstemp, mkdtemp = tempfile.mkstemp, tempfile.mkdtemp
+
+    def refused(where) -> bool:
+        return where is not None and Path(where).resolve().is_relative_to(folder)
+
+    def fail(where):
+        raise OSError(errno.EROFS, "Read-only file system", str(where))
+
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: fail(dir) if refused(dir)
+                        else mkstemp(*a, dir=dir, **k))
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, dir=None, **k: fail(dir) if refused(dir)
+                        else mkdtemp(*a, dir=dir, **k))
+
+
+@pytest.fixture
+def corrected_ws(tmp_path) -> Workspace:
+    """A workspace of one case, corrected (nothing left to rank), with models/, labels/ and cache/ made."""
+    ct = np.random.default_rng(0).integers(-1000, 400, (4, 6, 6)).astype(np.int16)
+    seg = np.zeros(ct.shape, np.uint8)
+    seg[1:3, 2:4, 2:4] = 1
+    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", Volume(ct))
+    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", Volume(seg))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    ws.add_label_version(CASE, Volume(seg), "correction", edits=1)
+    for folder in (ws.models_dir, ws.cache.folder, ws.root / "labels"):
+        folder.mkdir(exist_ok=True)
+    return ws
+
+
+def _kept(ws: Workspace) -> dict[str, bytes]:
+    """The workspace's files but its lock files (made where the root can be written)."""
+    return {k: v for k, v in _files(ws).items() if ".lock" not in Path(k).name}
+
+
+def test_next_works_when_only_models_is_read_only(corrected_ws, monkeypatch, capsys):
+    """`next` never writes models/, but was refused ("the workspace ... is read-only") when only models/
+    was (an admin keeping reviewers from registering models)."""
+    _read_only_folder(monkeypatch, corrected_ws.models_dir)
+    assert main(["next", "--workspace", str(corrected_ws.root), "-n", "1"]) == 0
+    assert "nothing left to review" in capsys.readouterr().out
+
+
+def test_registering_a_model_works_when_only_labels_is_read_only(corrected_ws, monkeypatch, tmp_path, capsys):
+    """Activating a model folder from elsewhere copies it into models/; a read-only labels/ refused it."""
+    model = tmp_path / "trained"
+    shutil.copytree(bundled_model_path(), model)
+    _read_only_folder(monkeypatch, corrected_ws.root / "labels")
+    assert main(["workspace", "activate", str(corrected_ws.root), str(model)]) == 0
+    assert "active model: m001" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [
+    ["finetune", "--workspace", "{ws}", "--iterations", "1"],
+    ["workspace", "activate", "{ws}", "bundled"],
+])
+def test_a_command_that_writes_models_names_that_folder_when_only_it_is_read_only(corrected_ws, monkeypatch,
+                                                                                  capsys, command):
+    """finetune said "cannot write <ws>/models/.pending.json.x.tmp.json (...); give a writable folder (a short
+    name, no file in its path) or free some space" (activate: the registry's temp file); now the one message,
+    naming models/, before any training, and nothing in the workspace changes."""
+    before = _kept(corrected_ws)
+    _read_only_folder(monkeypatch, corrected_ws.models_dir)
+    assert main([a.format(ws=corrected_ws.root) for a in command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    ws = corrected_ws
+    said = (f"lnq-napari: error: the folder {ws.models_dir} of the workspace {ws.root} is read-only "
+            "(Read-only file system) and ")
+    assert err.startswith(said), err
+    assert err.endswith("; make it writable, or copy the workspace to a folder you can write to and run the "
+                        "command there"), err
+    assert _kept(corrected_ws) == before

@@ -60,6 +60,7 @@ from lnq_napari.training.corrections import edited_voxels, unconfirmed_component
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
 from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.lock import FINETUNE_WRITES
 from lnq_napari.workspace.registry import PENDING, bundled_key, rule_verdict
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
@@ -448,6 +449,7 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
               cancel, make_predictor: PredictorFactory, rule: ActivationRule) -> FinetuneResult:
     """:func:`finetune_workspace` while it holds the workspace's fine-tune lock."""
     t0 = time.time()
+    ws.check_writable(FINETUNE_WRITES, ws.models_dir, ws.cache.folder)  # not after its training
     resolve_device(device)  # a device refused before any plan is made or discarded
     if resume:  # on the device asked now: the one it started on may be gone (a GPU session ended)
         plan = dataclasses.replace(resume_plan(ws), device=device)

@@ -94,6 +94,7 @@ from lnq_napari.nnunet.orient import SITK_REORIENT, reorienting_reader
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.nnunet.train import train_fold
 from lnq_napari.per_ct import kept_per_ct
+from lnq_napari.workspace.lock import FINETUNE_WRITES
 from lnq_napari.workspace.registry import entry_options, is_nnunet_version, rule_verdict
 
 WORK = "nnunet"  # the default work folder inside the workspace
@@ -315,6 +316,7 @@ def _finetune(ws, parent, work, dataset_id, iterations, epochs, device, progress
               config: FinetuneConfig, rule: ActivationRule) -> NnUNetFinetune:
     """:func:`finetune_nnunet` while it holds the workspace's fine-tune lock."""
     t0 = time.time()
+    ws.check_writable(FINETUNE_WRITES, ws.models_dir, ws.cache.folder)  # not after its training
     corrected = ws.corrected_cases()
     if not corrected:
         raise LNQError("the workspace has no corrected cases; correct some cases (Save in napari) first")

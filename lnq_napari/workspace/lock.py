@@ -87,13 +87,16 @@ class NotWritable(LNQError):
         self.strerror = strerror
 
 
-def not_writable(folder: Path, exc: OSError, why: str) -> NotWritable:
+def not_writable(folder: Path, exc: OSError, why: str, part: Path | None = None) -> NotWritable:
     """The one error of a command that must write in the workspace ``folder`` when it cannot (``exc``):
-    read-only, no permission, full disk; ``why`` says what the command stores there."""
+    read-only, no permission, full disk; ``why`` says what the command stores there; ``part``: the folder of
+    the workspace that cannot be written, when it is not the workspace's own."""
     read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
     state = "is read-only" if read_only else "cannot be written to"
-    return NotWritable(f"the workspace {folder} {state} ({exc.strerror}) and {why}; make it writable, or "
-                       "copy it to a folder you can write to and run the command there", exc.strerror)
+    where, it = (f"the workspace {folder}", "it") if part is None else (
+        f"the folder {part} of the workspace {folder}", "the workspace")
+    return NotWritable(f"{where} {state} ({exc.strerror}) and {why}; make it writable, or copy {it} to a "
+                       "folder you can write to and run the command there", exc.strerror)
 
 
 def check_folder(folder: Path) -> None:
@@ -104,6 +107,8 @@ def check_folder(folder: Path) -> None:
 
 
 RUN_FILE = ".finetune.lock"  # beside LOCK_FILE: held for as long as a fine-tune runs
+#: What a fine-tune writes in its workspace, as the read-only message says it.
+FINETUNE_WRITES = "a fine-tune keeps its plan and figures and registers its model there"
 RUN_WAIT_S = 2.0  # a fine-tune starting waits this long for the run lock (a probe may hold it a moment)
 
 
@@ -130,7 +135,7 @@ class RunLock:
         except OSError as exc:
             if exc.errno not in CANNOT_WRITE:
                 raise
-            raise not_writable(self.folder, exc, "a fine-tune registers its model there") from exc
+            raise not_writable(self.folder, exc, FINETUNE_WRITES) from exc
         self._lock = lock
         try:  # who runs, for the refusal of a second one; the lock holds without it
             (self.folder / (RUN_FILE + ".json")).write_text(

@@ -373,14 +373,20 @@ class Workspace:
         """LNQError when the workspace is no longer where it was opened (:func:`check_still_there`)."""
         check_still_there(self.root, self.id)
 
-    def check_writable(self, why: str) -> None:
+    def check_writable(self, why: str, *folders: Path) -> None:
         """LNQError in one line, before any work, when the workspace cannot be written (read-only, no
-        permission, full disk): ``why`` says what the command stores there."""
-        folders = [self.root] + [f for f in (self.root / LABELS_DIR, self.cache.folder, self.models_dir)
-                                 if f.is_dir()]
-        exc = next((e for f in folders if (e := write_error(f)) is not None), None)
-        if exc is not None:
-            raise not_writable(self.root, exc, why)
+        permission, full disk): its root (lock, journal) and the ``folders`` of it the command writes (those
+        that are there; one still to make is made in the root). ``why`` says what the command stores there;
+        the message names a folder that fails when it is not the root. One gone from its path says so."""
+        self._check_present()
+        for folder in (self.root, *(f for f in folders if f.is_dir())):
+            exc = write_error(folder)
+            if exc is not None:
+                raise not_writable(self.root, exc, why, part=None if folder == self.root else folder)
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.root / LABELS_DIR
 
     def journal(self, action: str | None = None) -> list[dict]:
         """Journal entries, oldest first (optionally of one action). Torn lines are skipped; a save killed
@@ -417,7 +423,7 @@ class Workspace:
         """
         self._check_present()
         if copy:  # before a copy of up to GBs that would fail at its first file
-            self.check_writable("registering a model copies its folder there")
+            self.check_writable("registering a model copies its folder there", self.models_dir)
         entry = self.registry.register(path, parent=parent, training_cases=training_cases,
                                        metrics=metrics, version=version, copy=copy, **fields)
         self.log("register_model", version=entry["id"], parent=parent,
@@ -480,6 +486,7 @@ class Workspace:
         The journal line says who decided (``decided_by``: "rule" or "user"), why, and which version was
         active before, so that every roll-back is visible.
         """
+        self.check_writable("activating a model records it in the registry there", self.models_dir)
         with self._lock:  # refused when the folder is gone (the lock never makes it)
             self._check_present()  # not into another workspace made at its path since it was opened
             previous = self.registry.activate(version)
