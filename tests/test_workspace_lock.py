@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -174,3 +175,59 @@ def test_a_command_that_writes_models_names_that_folder_when_only_it_is_read_onl
     assert err.endswith("; make it writable, or copy the workspace to a folder you can write to and run the "
                         "command there"), err
     assert _kept(corrected_ws) == before
+
+
+def _group_csv(tmp_path) -> Path:
+    csv = tmp_path / "group.csv"
+    csv.write_text(f"case,patient,timepoint\n{CASE},p1,t0\n")
+    return csv
+
+
+def test_an_immutable_lock_file_is_named_not_called_a_read_only_workspace(corrected_ws, tmp_path, capsys):
+    """A lock file that cannot be opened for writing in a workspace that can be written was reported as
+    "the workspace ... is read-only (Operation not permitted)"."""
+    import subprocess
+
+    lock = corrected_ws.root / lock_module.LOCK_FILE
+    lock.touch()
+    if subprocess.run(["chattr", "+i", str(lock)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i needs root and a file system with attributes")
+    try:
+        assert main(["workspace", "group", str(corrected_ws.root), str(_group_csv(tmp_path))]) == 2
+    finally:
+        subprocess.run(["chattr", "-i", str(lock)], check=True)
+    err = capsys.readouterr().err.strip()
+    assert err == (f"lnq-napari: error: the lock file {lock} of the workspace {corrected_ws.root} cannot be "
+                   "opened for writing (Operation not permitted), though the workspace can be written; make "
+                   f"it writable (chmod u+w {lock}; if it is immutable, chattr -i {lock}), or delete it "
+                   "while no lnq-napari uses the workspace, then run the command again")
+
+
+def test_another_account_s_lock_file_names_its_owner(corrected_ws, tmp_path, capsys, monkeypatch):
+    """filelock makes the lock file 0644: a second account of a group-writable workspace cannot open it."""
+    import pwd
+
+    lock = corrected_ws.root / lock_module.LOCK_FILE
+    for name in (lock_module.LOCK_FILE, lock_module.RUN_FILE):
+        (corrected_ws.root / name).touch()
+        os.chown(corrected_ws.root / name, 65534, 65534)
+    owner = next((p.pw_name for p in pwd.getpwall() if p.pw_uid == 65534), "uid 65534")
+
+    class ForeignLock:  # what os.open(lock, O_RDWR) says to an account that is not its owner
+        def __init__(self, path, **kwargs) -> None:
+            self.path = path
+
+        def acquire(self, *args, **kwargs) -> None:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(lock_module, "_LOCKS", {})
+    monkeypatch.setattr(lock_module, "FileLock", ForeignLock)
+    assert main(["workspace", "group", str(corrected_ws.root), str(_group_csv(tmp_path))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"lnq-napari: error: the lock file {lock} of the workspace {corrected_ws.root} cannot be "
+                   "opened for writing (Permission denied), though the workspace can be written: it belongs "
+                   f"to {owner}; ask {owner}, whose lnq-napari made it, to run chmod a+w {lock}, or delete "
+                   "it while no lnq-napari uses the workspace, then run the command again")
+    assert main(["finetune", "--workspace", str(corrected_ws.root), "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"the lock file {corrected_ws.root / lock_module.RUN_FILE} " in err and "read-only" not in err

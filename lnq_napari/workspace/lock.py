@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import CANNOT_WRITE
+from lnq_napari.io.atomic import CANNOT_WRITE, write_error
 from lnq_napari.workspace.cases import gone_error
 
 LOCK_FILE = ".lnq.lock"
@@ -52,7 +53,7 @@ class WorkspaceLock:
         except OSError as exc:
             if exc.errno not in CANNOT_WRITE:
                 raise
-            raise not_writable(self.folder, exc, "this command writes there") from exc
+            raise lock_refused(self.folder, exc, "this command writes there") from exc
         return self
 
     def __exit__(self, *exc) -> None:
@@ -99,6 +100,45 @@ def not_writable(folder: Path, exc: OSError, why: str, part: Path | None = None)
                        "folder you can write to and run the command there", exc.strerror)
 
 
+def lock_refused(folder: Path, exc: OSError, why: str) -> NotWritable:
+    """:func:`not_writable` for a lock of ``folder`` that could not be taken (``exc``), unless the folder
+    can be written and only its lock file (``exc.filename``) cannot be opened for writing: one another
+    account made (filelock makes it 0644 under a usual umask) or made immutable; then that, whose it is and
+    what to do."""
+    lock = exc.filename
+    if (exc.errno not in (errno.EACCES, errno.EPERM) or not lock or not os.path.isfile(lock)
+            or write_error(folder) is not None):
+        return not_writable(folder, exc, why)
+    quoted, owner = shlex.quote(str(lock)), _owner(lock)
+    if owner is None or owner == _name(os.geteuid()):  # one's own: a chmod, or an immutable attribute
+        whose, fix = "", f"make it writable (chmod u+w {quoted}; if it is immutable, chattr -i {quoted})"
+    else:
+        whose = f": it belongs to {owner}"
+        fix = f"ask {owner}, whose lnq-napari made it, to run chmod a+w {quoted}"
+    return NotWritable(f"the lock file {lock} of the workspace {folder} cannot be opened for writing "
+                       f"({exc.strerror}), though the workspace can be written{whose}; {fix}, or delete it "
+                       "while no lnq-napari uses the workspace, then run the command again", exc.strerror)
+
+
+def _owner(path: str | Path) -> str | None:
+    """The account that owns ``path`` (its name, else its uid), None where it cannot be told (Windows)."""
+    if os.name == "nt":
+        return None
+    try:
+        return _name(os.stat(path).st_uid)
+    except OSError:
+        return None
+
+
+def _name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 def check_folder(folder: Path) -> None:
     """LNQError when the workspace ``folder`` is not there (moved, renamed or deleted while open): taking
     its lock made the folder again at the old path, an empty shell a later move went into."""
@@ -135,7 +175,7 @@ class RunLock:
         except OSError as exc:
             if exc.errno not in CANNOT_WRITE:
                 raise
-            raise not_writable(self.folder, exc, FINETUNE_WRITES) from exc
+            raise lock_refused(self.folder, exc, FINETUNE_WRITES) from exc
         self._lock = lock
         try:  # who runs, for the refusal of a second one; the lock holds without it
             (self.folder / (RUN_FILE + ".json")).write_text(
