@@ -75,7 +75,7 @@ from lnq_napari.quantify import (
     write_csv,
 )
 from lnq_napari.training.trainer import load_training_cases, train_model
-from lnq_napari.workspace import LabelStore, SavedLabels, TimePoint, Workspace
+from lnq_napari.workspace import LabelStore, Repair, SavedLabels, TimePoint, Workspace
 from lnq_napari.workspace.cases import gone_error, same_id
 from lnq_napari.workspace.lock import NotWritable
 from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
@@ -883,6 +883,16 @@ def activate_model(
     chosen = ws.version_or_adopted(str(version).strip())  # " m002" as copy-paste gives it
     ws.activate(chosen, reason=reason, decided_by=decided_by)
     return next(m for m in ws.model_summaries() if m.version == chosen)
+
+
+def repair_workspace(workspace: str | Path | Workspace) -> list[Repair]:
+    """Rebuild the provenance (``vNNN.json``) of each label file of ``workspace`` whose own is missing or
+    damaged from the file's header, keeping its number, parent, edits, model version and time; one
+    :class:`~lnq_napari.workspace.repair.Repair` per such file, whose ``line()`` says what could not be
+    recovered (a reviewer's marks and rejections are kept only in the JSON) or why it was left alone (a
+    save may still be writing it; the JSON cannot be read, a permission problem; the label file is torn:
+    delete it if it is not wanted, repair never does). LNQError, nothing done, on a read-only workspace."""
+    return _open(workspace).repair_labels()
 
 
 def _open(workspace: str | Path | Workspace, expected_id: str | None = None) -> Workspace:

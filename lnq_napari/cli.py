@@ -254,6 +254,14 @@ def _cmd_activate(args: argparse.Namespace) -> None:
     print(f"active model: {chosen.version} (was {before})")
 
 
+def _cmd_repair(args: argparse.Namespace) -> None:
+    done = api.repair_workspace(args.path)
+    for repair in done:
+        print(repair.line())
+    if not done:
+        print(f"nothing to repair: every label file of {args.path} has its provenance")
+
+
 def _cmd_export(args: argparse.Namespace) -> None:
     path = api.export_dicom_seg(args.output, workspace=args.path, case=args.case, version=args.version,
                                 ct=args.ct)
@@ -458,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(registered, then activated)")
     p.add_argument("--reason", default="", help="why, for the journal (default: none)")
     p.set_defaults(func=_cmd_activate)
+    p = ws_sub.add_parser("repair", help="rebuild a label version's missing or damaged provenance "
+                                         "(vNNN.json) from its label file's header")
+    p.add_argument("path", help="workspace folder")
+    p.set_defaults(func=_cmd_repair)
 
     p = sub.add_parser("next", help="rank the cases worth reviewing next")
     p.add_argument("--workspace", required=True, help="workspace folder (made by `workspace init`)")

@@ -589,7 +589,8 @@ def test_a_save_while_another_workspace_is_made_at_the_path_during_its_write_com
 
 def test_a_correction_whose_provenance_is_gone_is_warned_of_with_the_fix(ws):
     """A correction's label file whose v00N.json was deleted was left out of export, next and finetune
-    without a word; now a warning names the file, what is wrong and how to save it again. One a later
+    without a word; now a warning names the file, what is wrong and how to get it back (the fix it gave, a
+    Save in napari, lost the marks, edits and model version and took the wrong parent). One a later
     intact correction replaces, and a prediction's (its header says so), are not warned of."""
     import warnings
 
@@ -603,10 +604,9 @@ def test_a_correction_whose_provenance_is_gone_is_warned_of_with_the_fix(ws):
         ws.warn_lost_corrections("fine-tuned")
     said = [str(w.message) for w in caught]
     path = ws.root / "labels" / case / f"{older}.seg.nrrd"
-    assert said == [f"case {case}: the correction {path} is no label version, since its provenance "
+    assert said == [f"case {case}: the correction {path} is not a saved version, since its provenance "
                     f"{older}.json is missing; fine-tuned without it (restore {older}.json from a backup, or "
-                    f"save the labels again: lnq-napari view {ws.ct_path(case)} --seg {path} --workspace "
-                    f"{ws.root}, then Save)"]
+                    f"run lnq-napari workspace repair {ws.root} to rebuild it from the file's header)"]
     ws.add_label_version(case, labels, "correction")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

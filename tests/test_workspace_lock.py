@@ -65,6 +65,7 @@ def _files(ws: Workspace) -> dict[str, bytes]:
     ["workspace", "group", "{ws}", "{csv}"],
     ["finetune", "--workspace", "{ws}", "--iterations", "1"],
     ["next", "--workspace", "{ws}"],
+    ["workspace", "repair", "{ws}"],
 ])
 def test_a_command_that_writes_a_read_only_workspace_says_so_in_one_line(read_only_ws, tmp_path, capsys,
                                                                           command):

@@ -5,7 +5,8 @@ or whose size no longer matches it, is a crash leftover and is ignored. A number
 creating the ``vNNN.json`` placeholder exclusively (``O_CREAT | O_EXCL``), so it is never handed out
 twice, not even to two processes saving at once; an empty (or torn) placeholder is never a version. A
 label file whose provenance is missing, torn or edited beyond use (:meth:`LabelStore.unrecorded`) is no
-version either, but is named to the user (never a save still in flight: :data:`STALE_SECONDS`).
+version either, but is named to the user (never a save still in flight: :data:`STALE_SECONDS`); its
+provenance can be rebuilt from its header (:mod:`lnq_napari.workspace.repair`).
 A save never replaces or deletes a file it did not make: the label file is written under a temp name in
 the case folder and hard-linked into place (never over a file); the provenance is written into the
 placeholder's own inode, once it is checked to be still the one this save made (a folder moved away, or
@@ -319,8 +320,9 @@ def _may_be_saving(side: Path, label: Path, why: str, older_than: float) -> bool
     """Whether ``label`` with the provenance ``side`` holding none (``why``) may be a save in flight: its
     placeholder is there, empty or being filled, and it or the label file changed within ``older_than``
     seconds (a save takes its number by creating the placeholder first and fills it last; a provenance
-    missing or whole but wrong is never one in flight)."""
-    if not why.startswith(("is empty", "is not valid JSON")):
+    missing or whole but wrong is never one in flight; one that cannot be read may be another account's
+    save, its placeholder made under a umask that keeps others out)."""
+    if not why.startswith(("is empty", "is not valid JSON", "cannot be read")):
         return False
     limit = time.time() - older_than
     try:

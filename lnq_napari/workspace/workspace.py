@@ -28,6 +28,7 @@ import contextlib
 import errno
 import os
 import re
+import shlex
 import shutil
 import sys
 import warnings
@@ -64,7 +65,7 @@ from lnq_napari.workspace.cases import (
     write_meta,
 )
 from lnq_napari.workspace.journal import Journal
-from lnq_napari.workspace.labels import FolderReplaced, LabelStore, check_source
+from lnq_napari.workspace.labels import FolderReplaced, LabelStore, Unrecorded, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock, not_writable
 from lnq_napari.workspace.registry import (
     REGISTRY_FILE,
@@ -73,6 +74,7 @@ from lnq_napari.workspace.registry import (
     check_outside_model,
     model_kind,
 )
+from lnq_napari.workspace.repair import Repair, repair_store
 from lnq_napari.workspace.save_lines import SaveLines
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
@@ -352,12 +354,34 @@ class Workspace:
                                   "to use it)", UserWarning, stacklevel=3)
             for found in unrecorded:
                 if _version_number({"version": found.side.stem}) > used:
-                    what, side = "correction" if found.source else "label file", found.side.name
-                    again = f"lnq-napari view {self.ct_path(case)} --seg {found.path} --workspace {self.root}"
-                    warnings.warn(f"case {case}: the {what} {found.path} is no label version, since its "
-                                  f"provenance {side} {found.why}; {done} without it (restore {side} from a "
-                                  f"backup, or save the labels again: {again}, then Save)",
-                                  UserWarning, stacklevel=3)
+                    warnings.warn(self._unrecorded_line(case, found, done), UserWarning, stacklevel=3)
+
+    def _unrecorded_line(self, case: str, found: Unrecorded, done: str) -> str:
+        """The warning of a label file that is no version (:meth:`LabelStore.unrecorded`) and its fix."""
+        what, side = "correction" if found.source else "label file", found.side.name
+        said = (f"case {case}: the {what} {found.path} is not a saved version, since its provenance {side} "
+                f"{found.why}; {done} without it")
+        if found.why.startswith("cannot be read"):  # another account's file: not damage
+            return (f"{said} ({side} is a permission problem, not damage: have its owner make it readable, "
+                    f"e.g. chmod a+r {shlex.quote(str(found.side))})")
+        repair = f"lnq-napari workspace repair {shlex.quote(str(self.root))}"
+        unwanted = "" if found.source else f"; delete {shlex.quote(str(found.path))} if it is not wanted"
+        return (f"{said} (restore {side} from a backup, or run {repair} to rebuild it from the file's "
+                f"header{unwanted})")
+
+    def repair_labels(self) -> list[Repair]:
+        """Rebuild the ``vNNN.json`` of each label file whose own is missing or damaged from the file's
+        header (:func:`~lnq_napari.workspace.repair.repair_store`), under the workspace's lock, journaled;
+        one :class:`~lnq_napari.workspace.repair.Repair` per such file (those left alone say why).
+        LNQError in one line, nothing done, when the workspace cannot be written."""
+        self.check_writable("repair writes the label versions' provenance there", self.labels_dir)
+        with self._lock:
+            self._check_present()
+            done = [r for case in self.case_ids() for r in repair_store(self.label_store(case))]
+            fixed = [f"{r.case}/{r.version}" for r in done if r.repaired]
+            if fixed:
+                self.log("repair", versions=fixed)
+        return done
 
     # ------------------------------------------------------------ journal
     @property
