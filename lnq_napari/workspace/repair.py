@@ -74,8 +74,8 @@ def _repair(store: LabelStore, found: Unrecorded) -> Repair:
 
     if found.why.startswith("cannot be read"):  # whole, perhaps, but not ours to read or replace
         return refused(f"{side.name} {found.why}: a permission problem (saved by another account?), not "
-                       f"damage; have its owner make it readable (chmod a+r {shlex.quote(str(side))}), not "
-                       "restored from a backup")
+                       f"damage; left alone: have its owner make it readable (chmod a+r "
+                       f"{shlex.quote(str(side))})")
     try:
         header = _header(path)
     except Exception as exc:  # noqa: BLE001 - a torn header says nothing: named, never deleted
