@@ -33,7 +33,7 @@ from lnq_napari.io.dicom_headers import (
 )
 from lnq_napari.io.dicom_stack import check_stack, header_slice_tags, slice_tags
 from lnq_napari.io.layout import cd_root
-from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet, native_stderr
+from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
 
 
@@ -50,7 +50,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     folder = path if path.is_dir() else path.parent
     reader = sitk.ImageSeriesReader()
     try:
-        with itk_quiet(), native_stderr():  # ITK's warning lines (no DICOM), a codec's (the read says it)
+        with itk_quiet():  # a folder without DICOM: ITK's own warning lines, then ours
             series = reader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError:
         series = ()
@@ -79,8 +79,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
                        "(.nrrd, .nii.gz, .mha) or to a folder holding the DICOM slices of one series")
     if path.is_dir():  # opened as one CT (napari, view, measure --ct): refused as predict refuses it
         dicom_tree.refuse_series_below(folder)
-    with native_stderr():  # a damaged compressed slice's codec lines: the read says what is wrong
-        files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
+    files_by_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series}
     first = {sid: _series_header(files) for sid, files in files_by_series.items()}
     images = {sid: 0 if first[sid].sop_class in SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
@@ -634,27 +633,19 @@ def _set_file_names(reader, files: list[str], folder: Path) -> None:
 
 def _execute_series(reader, folder: Path):
     """``reader.Execute()`` of a SimpleITK series reader, ITK's own warnings silenced (the slice check
-    that follows says what is wrong, in one line) and its codecs' lines caught (:func:`.raw_image.
-    native_stderr`: a damaged JPEG or JPEG 2000 slice printed lines of their own): a failure is a one-line
-    LNQError quoting the decoder's first line, a read the decoder complained of a one-line warning."""
-    said: list[str] = []
+    that follows says what is wrong, in one line); a failure is a one-line LNQError (ITK's last line: a
+    damaged compressed slice's codec prints its own lines on stderr before it, which are left there)."""
     try:
-        with itk_quiet(), native_stderr() as said:
-            image = reader.Execute()
+        with itk_quiet():
+            return reader.Execute()
     except RuntimeError as exc:
         text = str(exc)
         if "does not fully contain the requested region" in text:  # a slice of another size
             raise LNQError(f"the DICOM slices in {folder} differ in size (a localizer or another series "
                            "among them); keep only the slices of the one CT series") from exc
-        reason = (said[0] if said else text.strip().splitlines()[-1])[:160]
+        reason = text.strip().splitlines()[-1][:160]
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
                        "complete images of one series") from exc
-    if said:
-        more = f" (and {len(said) - 1} more lines)" if len(said) > 1 else ""
-        warnings.warn(f"the DICOM decoder said {said[0][:120]!r}{more} while reading {folder.name}: a "
-                      "compressed slice may be damaged; look through the CT, or copy or export the series "
-                      "again", UserWarning, stacklevel=3)
-    return image
 
 
 def dicom_grid(folder: Path, series_uid: str) -> Volume:

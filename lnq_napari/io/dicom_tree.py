@@ -29,7 +29,6 @@ from lnq_napari.io.dicom_headers import (
     series_slices,
 )
 from lnq_napari.io.layout import IMAGE_SUFFIXES, holds_dicomdir, is_dicomdir
-from lnq_napari.io.raw_image import native_stderr
 
 DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
 #: Names that say a file is no DICOM (notes, thumbnails, reports a series folder holds beside its slices,
@@ -539,8 +538,7 @@ def series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
 
     if every_file:
         try:
-            with native_stderr():  # a damaged compressed slice's codec lines: its read says what is wrong
-                return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+            return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
         except RuntimeError:
             return ()
     found = []

@@ -1,12 +1,9 @@
 """An image as stored (:class:`RawImage`: its array, a list axis kept, its grid and header fields), and a
-SimpleITK image read into one with ITK's own warning lines silenced, and its codecs' lines caught."""
+SimpleITK image read into one with ITK's own warning lines silenced."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -74,29 +71,3 @@ def itk_quiet() -> Iterator[None]:
         yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-
-
-@contextlib.contextmanager
-def native_stderr() -> Iterator[list[str]]:
-    """What native code writes to the process's stderr in this block (GDCM's codecs print there: OpenJPEG's
-    "Error with SIZ marker", libjpeg's "Corrupt JPEG data", which SimpleITK cannot silence), kept from the
-    terminal and given back, each line once in order, in the list yielded once the block ends, so that the
-    caller says what is wrong in one line of its own. File descriptor 2 is the whole process's: another
-    thread's writes meanwhile are caught too (keep the block to the read). No stderr: nothing is caught."""
-    lines: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, AttributeError, ValueError):  # no stderr (a windowed app), or none to flush
-        yield lines
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", "replace")
-            lines.extend(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
