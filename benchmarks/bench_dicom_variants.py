@@ -484,6 +484,12 @@ def gantry_tilt_in_positions(d):
     return REFUSED
 
 
+@variant
+def gantry_tilt_2_degrees_in_positions(d):  # its orientation as pydicom writes floats: '-1.0\0.0\0.0...'
+    series(d, per=lambda k: {"pos": list(ORIGIN + [0, GAP * k * np.tan(np.radians(2)), GAP * k])})
+    return REFUSED
+
+
 def oblique(d: Path, position_decimals: int, orientation_decimals: int) -> Check:
     """The source written as an oblique stack (its rows and columns turned 17 degrees about x, the slices
     stacked along their normal, untilted), positions and orientation written with so many decimals, as some

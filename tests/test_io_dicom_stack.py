@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_stack import SliceTags, check_stack, written_step
+from lnq_napari.io.dicom_stack import SliceTags, check_stack, slice_tags, written_step
 
 
 def _stack(count: int, gap: float, turn: float = 0.0, shear: float = 0.0, position_decimals: int = 2,
@@ -23,10 +23,9 @@ def _stack(count: int, gap: float, turn: float = 0.0, shear: float = 0.0, positi
     positions = origin + np.outer(steps * gap, normal) + np.outer(steps * shear, column)
     written = [[f"{v:.{position_decimals}f}" for v in p] for k, p in enumerate(positions) if k != missing]
     orientation = [f"{v:.{orientation_decimals}f}" for v in (*row, *column)]
-    return SliceTags([np.array([float(v) for v in p]) for p in written],
-                     [np.array([float(v) for v in orientation])] * len(written),
-                     tuple(written_step([p[i] for p in written], 1.0) for i in range(3)),
-                     written_step(orientation, 0.0))
+    values = {"0020|0032": ["\\".join(p) for p in written],
+              "0020|0037": ["\\".join(orientation)] * len(written)}
+    return slice_tags(lambda k, tag: True, lambda k, tag: values[tag][k], len(written))
 
 
 def test_the_step_a_coordinate_is_written_to_is_its_finest_decimal():
@@ -56,3 +55,40 @@ def test_an_orientation_written_to_two_decimals_is_no_tilt_but_a_real_tilt_is_re
         shear = gap * np.tan(np.radians(degrees))
         with pytest.raises(LNQError, match=rf"is tilted \(gantry tilt about {degrees:.1f} degrees"):
             check_stack(_stack(count, gap, shear=shear), "ct")
+
+
+def test_exact_components_written_with_one_decimal_do_not_make_the_orientation_coarse():
+    """pydicom writes an exact axial orientation as '1.0\\0.0\\0.0\\0.0\\1.0\\0.0': its 0 and 1 say nothing
+    of rounding, so the orientation counts as exact (it counted as rounded to 0.1: tilts up to 9.8 degrees
+    over 330 mm read)."""
+    tags = _stack(3, 1.0, orientation_decimals=1)
+    assert tags.orientation_step == 0.0
+    assert _stack(3, 1.0, turn=17, orientation_decimals=2).orientation_step == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("decimals", [1, 2])
+@pytest.mark.parametrize("degrees", [0.5, 1, 2, 5, 9])
+def test_a_real_tilt_is_refused_however_coarsely_an_axial_orientation_is_written(degrees, decimals):
+    """An axial stack of 330 slices 1 mm apart drifting sideways by a real tilt, its orientation written as
+    pydicom writes floats ('-1.0', '0.00'): refused as tilted, as with 6 decimals."""
+    shear = np.tan(np.radians(degrees))
+    with pytest.raises(LNQError, match=rf"is tilted \(gantry tilt about {degrees:.1f} degrees"):
+        check_stack(_stack(330, 1.0, shear=shear, orientation_decimals=decimals), "ct")
+
+
+@pytest.mark.parametrize("degrees", [1, 2, 5, 9])
+def test_a_real_tilt_of_an_oblique_stack_with_a_coarse_orientation_is_refused(degrees):
+    """An oblique stack whose orientation is written to 1 or 2 decimals may put its normal's turn down to
+    rounding only up to 0.4 degrees (the rounding itself allowed up to 1 or 10 degrees)."""
+    shear = np.tan(np.radians(degrees))
+    for decimals in (1, 2):
+        with pytest.raises(LNQError, match=r"is tilted \(gantry tilt about"):
+            check_stack(_stack(330, 1.0, turn=17, shear=shear, orientation_decimals=decimals), "ct")
+
+
+def test_rounding_alone_still_reads_within_the_cap():
+    """Untilted stacks whose orientation and positions are only rounded read: 2 decimals of a 17 and a 30
+    degree oblique over 500 mm, 3 decimals over 1000 mm."""
+    for turn in (17, 30):
+        check_stack(_stack(1000, 0.5, turn=turn, orientation_decimals=2), "ct")
+        check_stack(_stack(1000, 1.0, turn=turn, orientation_decimals=3, position_decimals=1), "ct")

@@ -50,10 +50,20 @@ def _numbers(texts: list[str] | None) -> np.ndarray | None:
         return None
 
 
+def _rounded(text: str) -> bool:
+    """Whether an orientation component as written may be rounded: not exactly 0 or +-1 ('-1.0', '0.0'
+    are how pydicom writes an exact axial orientation, and say nothing of the others' decimals)."""
+    try:
+        return abs(float(text)) not in (0.0, 1.0)
+    except ValueError:
+        return True
+
+
 def _tags(positions: list[list[str] | None], orientations: list[list[str] | None]) -> SliceTags:
-    """:class:`SliceTags` of each slice's position and orientation values as written (None: missing)."""
+    """:class:`SliceTags` of each slice's position and orientation values as written (None: missing); the
+    orientation's step from its components that may be rounded (:func:`_rounded`)."""
     coordinates = [[p[i] for p in positions if p is not None and len(p) == 3] for i in range(3)]
-    components = [v for o in orientations if o is not None for v in o]
+    components = [v for o in orientations if o is not None for v in o if _rounded(v)]
     steps = tuple(written_step(c, whole=1.0) for c in coordinates)
     return SliceTags([_numbers(p) for p in positions], [_numbers(o) for o in orientations], steps,
                      written_step(components, whole=0.0))
@@ -90,6 +100,10 @@ def header_slice_tags(files: list[str], headers: list) -> SliceTags:
 #: How far (radians) a slice normal computed from an orientation rounded to a step of 1 can turn: each of
 #: the six components off by at most half a step.
 NORMAL_TURN_PER_STEP = float(np.sqrt(3.0))
+#: The most (radians, tan of 0.4 degrees) an orientation's rounding may turn the normal by in the tilt
+#: check, however coarsely it is written: rounding two components to 2 decimals turns it up to 0.4 degrees
+#: (sqrt(2) * 0.005), so a real tilt of 0.5 degrees or more is refused once it drifts past 1 mm.
+MAX_ROUNDED_TURN = float(np.tan(np.radians(0.4)))
 #: At most this share of the slice spacing is put down to rounding: a missing slice doubles a gap.
 MAX_ROUNDED_GAP_SHARE = 0.3
 
@@ -100,7 +114,7 @@ def check_stack(tags: SliceTags, name: str) -> None:
     or a tilted stack (:func:`check_not_tilted`). Gaps may differ by 1 % of the spacing, 0.1 mm, or what
     rounding the positions to their written decimals makes them alternate by (0.1 mm steps along an oblique
     normal: up to 0.14 mm); the drift beside the stack by what rounding positions and orientation can shift
-    a slice (an orientation written to 2 decimals turns the normal up to 1 degree: 9 mm over 500 mm)."""
+    a slice, the orientation's share at most :data:`MAX_ROUNDED_TURN` (0.4 degrees: 3.5 mm over 500 mm)."""
     positions, orientations = tags.positions, tags.orientations
     fix = "re-export the complete series (one acquisition, every slice) from the PACS or scanner"
     placeless = sum(p is None or p.size != 3 for p in positions)
@@ -117,9 +131,11 @@ def check_stack(tags: SliceTags, name: str) -> None:
     if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
         raise LNQError(f"the DICOM slices in {name} do not share one orientation (mixed series); {fix}")
     normal = np.cross(orientations[0][:3], orientations[0][3:])
+    normal = normal / (np.linalg.norm(normal) or 1.0)  # rounded rows and columns: not quite unit length
     stack, step = np.asarray(positions), np.asarray(tags.position_step, dtype=float)
     extent = float(np.ptp(stack @ normal))
-    rounding = float(np.linalg.norm(step)) + NORMAL_TURN_PER_STEP * tags.orientation_step * extent
+    turn = min(NORMAL_TURN_PER_STEP * tags.orientation_step, MAX_ROUNDED_TURN)
+    rounding = float(np.linalg.norm(step)) + turn * extent
     check_not_tilted(stack, normal, name, max(MAX_SLICE_DRIFT_MM, rounding))
     gaps = np.diff(np.sort(stack @ normal))
     if gaps.min() < 1e-3:
