@@ -397,6 +397,40 @@ def enhanced_12_bit_high_bits_padded(d):
     return source(hu)
 
 
+def signed_twelve_bit_series(d: Path) -> np.ndarray:
+    """The source stored signed in 12 of 16 bits (intercept 0), its 4 x 4 corners padded with -3024 (beyond
+    12 bits: GDCM reads it with the high bits cleared, +1072 HU), declared; the HU it must read as."""
+    uid, hu = generate_uid(), np.clip(HU, -2048, 2047)
+    hu[:, :4, :4] = PADDED
+    d.mkdir(parents=True, exist_ok=True)
+    for k, plane in enumerate(hu):
+        ds = slice_ds(k, plane, uid, intercept=0.0)
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 12, 11
+        ds.PixelPaddingValue = PADDED
+        ds["PixelPaddingValue"].VR = "SS"
+        ds.PixelData = plane.astype(np.int16).tobytes()
+        ds.save_as(d / f"ct{k:03d}.dcm", enforce_file_format=True)
+    return hu
+
+
+@variant
+def signed_padding_beyond_12_bits(d):
+    return source(signed_twelve_bit_series(d))
+
+
+@variant
+def enhanced_signed_padding_beyond_12_bits(d):
+    scratch = d.parent / f"{d.name}-slices"
+    hu = signed_twelve_bit_series(scratch)
+    slices = [pydicom.dcmread(f) for f in sorted(scratch.iterdir())]
+    shutil.rmtree(scratch)
+    d.mkdir(parents=True)
+    hd.legacy.LegacyConvertedEnhancedCTImage(
+        slices, series_instance_uid=generate_uid(), series_number=9, sop_instance_uid=generate_uid(),
+        instance_number=1).save_as(d / "enhanced.dcm")
+    return source(hu)
+
+
 @variant
 def instance_numbers_shuffled(d):
     order = np.random.default_rng(1).permutation(len(HU))

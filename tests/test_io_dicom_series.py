@@ -741,6 +741,50 @@ def test_bits_set_above_bits_stored_of_an_enhanced_ct_are_ignored(tmp_path):
     np.testing.assert_array_equal(read_volume(tmp_path / "enhanced").array, np.where(inside, ct, -3024))
 
 
+def _enhanced_of(folder: Path, target: Path) -> None:
+    """The classic series in ``folder`` converted to one enhanced CT file in ``target``."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    slices = [pydicom.dcmread(f) for f in sorted(folder.iterdir())]
+    target.mkdir()
+    enhanced = LegacyConvertedEnhancedCTImage(slices, series_instance_uid=generate_uid(), series_number=2,
+                                              sop_instance_uid=generate_uid(), instance_number=1)
+    enhanced.save_as(target / "ct.dcm")
+
+
+def test_a_signed_padding_beyond_bits_stored_reads_as_its_own_hu(tmp_path):
+    """A signed 12-bit CT (intercept 0) padded with -3024, beyond 12 bits: with the high bits cleared it read
+    +1072 HU (a ring of bone), classic (GDCM) and enhanced alike; it now reads as the -3024 HU it declares."""
+    ct, inside = np.clip(hu(), -2048, 2047), _scan_circle(hu().shape)
+    stored = np.where(inside, ct, -3024).astype(np.int16)
+    series(tmp_path / "classic", ct, stored=stored, PixelRepresentation=1, BitsStored=12, HighBit=11,
+           RescaleIntercept=0, PixelPaddingValue=-3024)
+    _enhanced_of(tmp_path / "classic", tmp_path / "enhanced")
+    for folder in ("classic", "enhanced"):
+        np.testing.assert_array_equal(read_volume(tmp_path / folder).array, np.where(inside, ct, -3024))
+
+
+def test_an_enhanced_12_bit_ct_without_high_bits_is_decoded_once(tmp_path, monkeypatch):
+    """An enhanced CT of 12-bit pixels with nothing beyond Bits Stored was decoded a second time (as float64:
+    3 times the time, 8 more bytes a voxel) to look for high bits; its HU already say there are none."""
+    import highdicom
+
+    ct = np.clip(hu(), -1024, 3071)
+    _twelve_bit_series(tmp_path / "classic", ct, None, high_bits=False)
+    _enhanced_of(tmp_path / "classic", tmp_path / "enhanced")
+    calls = []
+    get_volume = highdicom.Image.get_volume
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("dtype"))
+        return get_volume(self, *args, **kwargs)
+
+    monkeypatch.setattr(highdicom.Image, "get_volume", counted)
+    np.testing.assert_array_equal(read_volume(tmp_path / "enhanced").array,
+                                  np.where(_scan_circle(ct.shape), ct, -1024))
+    assert len(calls) == 1
+
+
 def test_pixel_padding_given_on_some_slices_marks_those_slices_only(tmp_path):
     """A slice without Pixel Padding Value keeps its values (the tag speaks of its own image), one with a
     rescale of its own has its padding found from its own stored values."""

@@ -185,9 +185,10 @@ def _padding_below_air(array: np.ndarray, headers: list, files: list[str]) -> np
     each slice declares padding (:func:`.dicom_headers.padding_values`, through that slice's rescale) at
     :data:`PADDING_HU` when the whole padding reads above :data:`CT_TOP_HU`: unsigned pixels padded with
     63536 (-2000 as 16 bits) read as +62512 HU with intercept -1024, a bright ring around the body. A
-    padding beyond the slice's Bits Stored (63536 in a 12-bit slice) is found in the file's pixels as
-    written (:func:`_written_pixels`): GDCM reads it with its high bits cleared (+1072 HU, bone), where
-    tissue may read so too. A slice without the tag keeps its values (it speaks of its own image)."""
+    padding beyond the slice's Bits Stored (63536 in a 12-bit slice, -3024 in a signed one) is found in the
+    file's pixels as written (:func:`_written_pixels`): GDCM reads it with its high bits cleared (+1072 HU,
+    bone), where tissue may read so too; it reads as its own HU where they are at most :data:`CT_TOP_HU`,
+    else as :data:`PADDING_HU`. A slice without the tag keeps its values (it speaks of its own image)."""
     for k, header in enumerate(headers):
         stored = padding_values(header) if header is not None else None
         rescale = _rescale(header) if stored is not None else None
@@ -195,20 +196,36 @@ def _padding_below_air(array: np.ndarray, headers: list, files: list[str]) -> np
             continue
         slope, intercept = rescale
         low, high = sorted(v * slope + intercept for v in stored)
-        if low <= CT_TOP_HU:
-            continue
         bottom, top = stored_range(header)
         if bottom <= stored[0] and stored[1] <= top:
+            if low <= CT_TOP_HU:
+                continue
             half = abs(slope) / 2  # ITK rescales in the output type: a stored value lies within half a step
             padded = (array[k] > low - half) & (array[k] < high + half)
+            values = np.full(int(padded.sum()), PADDING_HU)
         else:
             written = _written_pixels(files[k], array[k].shape)
-            padded = np.zeros(array[k].shape, bool) if written is None else \
-                (written >= stored[0]) & (written <= stored[1])
+            if written is None:
+                continue
+            padded = (written >= stored[0]) & (written <= stored[1])
+            values = written[padded] * slope + intercept
+            values[values > CT_TOP_HU] = PADDING_HU
         if padded.any():
-            if array.dtype.kind == "u" or array.dtype.itemsize < 2:  # unsigned or int8: -3024 must fit
-                array = array.astype(np.int32)
-            array[k][padded] = PADDING_HU
+            array = _fitting(array, values)
+            array[k][padded] = values
+    return array
+
+
+def _fitting(array: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``array``, as int32 where it is unsigned or narrower than ``values`` need (-3024 in uint16),
+    as float32 where ``values`` are fractional and it holds integers."""
+    if array.dtype.kind == "f":
+        return array
+    if not np.array_equal(values, np.round(values)):
+        return array.astype(np.float32)
+    info = np.iinfo(array.dtype)
+    if array.dtype.kind == "u" or values.min() < info.min or values.max() > info.max:
+        return array.astype(np.int32)
     return array
 
 
@@ -536,19 +553,7 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
                        f"spaced volume (a frame missing, doubled or tilted); {fix}")
     if pixels:
         try:
-            array = image.get_volume(dtype=np.float32, apply_modality_transform=True).array
-            declared, (bottom, top) = padding_values(image), stored_range(image)
-            narrow = int(image.get("BitsStored") or image.BitsAllocated) < int(image.BitsAllocated)
-            if declared is not None or narrow:  # highdicom reads every allocated bit
-                stored = image.get_volume(dtype=np.float64, apply_modality_transform=False).array
-                padded = None if declared is None else \
-                    (stored >= declared[0]) & (stored <= declared[1]) & (array > CT_TOP_HU)
-                if stored.min() < bottom or stored.max() > top:  # high bits set beyond Bits Stored
-                    del stored
-                    array = _bits_stored_image(file).get_volume(dtype=np.float32,
-                                                                apply_modality_transform=True).array
-                if padded is not None:  # the padding by stored value, read as HU above the CT's range
-                    array[padded] = PADDING_HU
+            array = _enhanced_hu(image, file)
         except Exception as exc:  # truncated or undecodable pixel data
             raise LNQError(f"{name}: the pixel data of its enhanced (multi-frame) DICOM CT cannot be decoded "
                            f"({_first_line(exc)}); {fix}") from None
@@ -562,6 +567,58 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
     direction = np.stack([column / spacing[0], row / spacing[1], frame / spacing[2]], axis=1)
     return RawImage(array if not pixels else np.ascontiguousarray(_compact_hu(array)), spacing,
                     tuple(float(v) for v in position), tuple(float(v) for v in direction.ravel()), {})
+
+
+def _enhanced_hu(image, file: Path) -> np.ndarray:
+    """An enhanced CT's HU (highdicom's volume, float32), its pixels' bits beyond Bits Stored cleared
+    (:func:`_bits_stored_image`: highdicom reads every allocated bit) and its declared padding read as in a
+    classic series (:func:`_padding_below_air`): its own HU where they are at most :data:`CT_TOP_HU`, else
+    :data:`PADDING_HU`. Its stored values are decoded a second time (in their own integer type) only where
+    the HU may hold a value beyond Bits Stored, or a padding above the CT's range, and the frames' one
+    rescale cannot say which voxels."""
+    array = image.get_volume(dtype=np.float32, apply_modality_transform=True).array
+    declared, (bottom, top) = padding_values(image), stored_range(image)
+    rescales = _frame_rescales(image)
+    if len(rescales) == 1:  # HU bounds of what Bits Stored allows: the HU read tell whether any lies beyond
+        slope, intercept = next(iter(rescales))
+        low, high = sorted((bottom * slope + intercept, top * slope + intercept))
+        half = abs(slope) / 2
+        if array.size and low - half <= array.min() and array.max() <= high + half:
+            if declared is not None:  # within Bits Stored: found by its HU, as a classic series' padding
+                pad_low, pad_high = sorted(v * slope + intercept for v in declared)
+                if pad_low > CT_TOP_HU:
+                    array[(array > pad_low - half) & (array < pad_high + half)] = PADDING_HU
+            return array
+    elif declared is None and int(image.get("BitsStored") or image.BitsAllocated) >= int(image.BitsAllocated):
+        return array  # every allocated bit stored, no padding: nothing to look for
+    bits, signed = int(image.BitsAllocated), bool(int(image.get("PixelRepresentation") or 0))
+    stored = image.get_volume(dtype=np.dtype(f"{'i' if signed else 'u'}{max(bits // 8, 1)}"),
+                              apply_modality_transform=False).array
+    padded = None if declared is None else (stored >= declared[0]) & (stored <= declared[1])
+    written = None if padded is None else array[padded]  # the padding's HU as written, every bit read
+    if stored.min() < bottom or stored.max() > top:  # high bits set beyond Bits Stored
+        del stored
+        array = _bits_stored_image(file).get_volume(dtype=np.float32, apply_modality_transform=True).array
+    if padded is not None:
+        written[written > CT_TOP_HU] = PADDING_HU
+        array[padded] = written
+    return array
+
+
+def _frame_rescales(image) -> set[tuple[float, float]]:
+    """The (slope, intercept) pairs an enhanced CT's frames are rescaled by (its shared and per-frame Pixel
+    Value Transformation, and any given at its top level); (1, 0) when none is given; empty when one cannot
+    be read."""
+    found = set()
+    groups = [group for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+              for group in image.get(keyword) or []]
+    items = [item for group in groups for item in group.get("PixelValueTransformationSequence") or []]
+    for item in [*items, *([image] if "RescaleSlope" in image or "RescaleIntercept" in image else [])]:
+        rescale = _rescale(item)
+        if rescale is None:
+            return set()
+        found.add(rescale)
+    return found or {(1.0, 0.0)}
 
 
 def _bits_stored_image(file: Path):
