@@ -1342,6 +1342,40 @@ def test_empty_slices_named_without_an_extension_or_cut_within_the_preamble_are_
         read_volume(tmp_path / "empty")
 
 
+@pytest.mark.parametrize(("name", "size"), [("mask.raw", 4096), ("VERSION", 4096), ("Thumbs.db", 0),
+                                            ("_SUCCESS", 0), ("00000", 200)])
+def test_a_file_of_zeros_that_cannot_be_a_slice_is_left_alone(tmp_path, name, size):
+    """Any file of zeros (an empty mask's .raw beside its .mhd, a 4 KiB file of zeros) was named an empty
+    slice, and the CT refused: only a file named as the slices are, empty or zeros shorter than the preamble
+    and 'DICM' (cut within it), may be a slice no byte of which came."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    (tmp_path / "ct" / "mask.mhd").write_text("ObjectType = Image\nNDims = 3\nElementDataFile = mask.raw\n")
+    (tmp_path / "ct" / name).write_bytes(bytes(size))
+    assert read_volume(tmp_path / "ct").shape == (VOLUME_SLICES, 24, 20)
+
+
+def test_a_cut_file_of_a_series_whose_uid_starts_this_ones_is_no_slice_of_it(tmp_path):
+    """A file of the series <root>.1 cut after its (whole) Series Instance UID beside the CT <root>.12 was
+    taken for a slice of the CT cut within its UID, and the CT refused; a slice of the CT cut within its UID
+    (explicit VR, after the preamble) still is."""
+    root = generate_uid()[:50]
+    series(tmp_path / "ct", hu(VOLUME_SLICES), SeriesInstanceUID=f"{root}.12")
+    series(tmp_path / "ct", hu(5), name="lung", SeriesInstanceUID=f"{root}.1")
+    cut = tmp_path / "ct" / "lung-004.dcm"
+    data = cut.read_bytes()
+    start = data.find(b"\x20\x00\x0e\x00")
+    cut.write_bytes(data[:start + 8 + int.from_bytes(data[start + 6:start + 8], "little")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the series read and the one beside it
+        assert read_volume(tmp_path / "ct").shape == (VOLUME_SLICES, 24, 20)
+    last = tmp_path / "ct" / f"ct-{VOLUME_SLICES - 1:03d}.dcm"
+    data = last.read_bytes()
+    last.write_bytes(data[:data.find(b"\x20\x00\x0e\x00") + 8 + len(root) + 2])  # '<root>.1' of '<root>.12'
+    with pytest.raises(LNQError, match=rf"^1 DICOM image file in ct \({last.name}\) cannot be read: cut "
+                                       r"short \(an interrupted copy or download\), so the CT would lack"):
+        read_volume(tmp_path / "ct")
+
+
 def _jpeg_slice(file: Path, damage: slice, fill: bytes) -> None:
     """``file`` re-saved JPEG lossless (GDCM's encoder), the bytes ``damage`` of its codestream ``fill``."""
     import SimpleITK as sitk

@@ -303,28 +303,31 @@ def _refuse_float_beside(folder: Path, files_by_series: dict[str, tuple[str, ...
         raise LNQError(reason)
 
 
-def _cut_short(name: str, files: list[Path], series_uid: str | None = None) -> str | None:
+def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
+               listed: list[str] | None = None) -> str | None:
     """The error for ``files`` (of the folder ``name``) that GDCM put in no series although they are DICOM
     images (:func:`.dicom_tree._kind_and_header`: "ct" or "image", or "unreadable": a header cut short, a
     bare dataset cut before its SOP class), of the series ``series_uid`` when given (a file whose header
-    gives no series counts), or empty (:func:`_empty`: an interrupted copy made the file, no byte of it
-    came) beside such a series, beside other files named here, or all of ``files``: read without them, a CT
-    lacked those slices (a gap refused as "a slice is missing", or at either end silently a shorter CT; a
-    folder of them "held no DICOM series"). Each is named by what it is (:func:`_pixel_state`): empty, cut
-    short (it ends before its header or pixel data do), damaged (whole, yet GDCM cannot parse it); Float
-    Pixel Data is named as such (:func:`_float_pixels`), and an image file without pixel data is left out.
-    None when none is."""
+    gives no series counts; one cut within its Series Instance UID counts when that is the start of
+    ``series_uid``: :func:`_value_cut`), or empty (:func:`_empty`: an interrupted copy made the file, no
+    byte of it came; named as the slices ``listed`` are) beside such a series, beside other files named
+    here, or all of ``files``: read without them, a CT lacked those slices (a gap refused as "a slice is
+    missing", or at either end silently a shorter CT; a folder of them "held no DICOM series"). Each is
+    named by what it is (:func:`_pixel_state`): empty, cut short (it ends before its header or pixel data
+    do), damaged (whole, yet GDCM cannot parse it); Float Pixel Data is named as such
+    (:func:`_float_pixels`), and an image file without pixel data is left out. None when none is."""
     found: dict[Path, str] = {}
-    empty = [file for file in files if _empty(file)]
+    suffixes = {_slice_suffix(f) for f in listed} if listed else set(SLICE_SUFFIXES)
+    empty = [file for file in files if _empty(file, suffixes)]
     for file in (f for f in files if f not in empty):
         kind, header = dicom_tree._kind_and_header(file)
         if kind not in ("ct", "image", "unreadable"):
             continue
         with collected_warnings():  # dropped: pydicom's note on a UID cut short
             uid = str(header.get("SeriesInstanceUID", "") or "").strip() if header is not None else ""
-        if series_uid is not None and uid and uid != series_uid and \
-                not (kind == "unreadable" and series_uid.startswith(uid)):  # another series' (cut: its start)
-            continue
+        if series_uid is not None and uid and uid != series_uid and not (
+                kind == "unreadable" and series_uid.startswith(uid) and _value_cut(file, uid)):
+            continue  # another series' (cut within its UID: the start of this series')
         state = "cut short" if kind == "unreadable" else _pixel_state(file)
         if state == "float":
             return _float_pixels([file])
@@ -345,22 +348,54 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None) -> s
             f"{said} ({cause}){lack}; copy or download the series again")
 
 
-#: How much of a file :func:`_empty` reads at a time.
-_ZERO_CHUNK = 1 << 20
+#: What a file's name ends with where it may be a slice cut short (:func:`_slice_suffix`): nothing (a
+#: number, a UID), .dcm or .ima.
+SLICE_SUFFIXES = ("", ".dcm", ".ima")
+#: A DICOM file's preamble and its 'DICM': a file of zeros shorter than this may be a slice cut within it.
+PREAMBLE_BYTES = 132
 
 
-def _empty(file: Path) -> bool:
-    """Whether ``file`` holds no byte, or only zero bytes (an interrupted copy made it, and nothing arrived;
-    some copies allocate the file first, and a slice cut within its 128-byte preamble is zeros): read until
-    a byte that is not zero."""
+def _slice_suffix(name: str | Path) -> str:
+    """A file name's suffix as slices are named: "" for none or a number ('1.2.840.1.5', 'IM.0001'), else
+    in lower case ('.dcm', '.raw')."""
+    suffix = Path(name).suffix.lower()
+    return "" if suffix[1:].isdigit() else suffix
+
+
+def _empty(file: Path, suffixes: set[str]) -> bool:
+    """Whether ``file`` is a slice no byte of which arrived: named as slices are (its :func:`_slice_suffix`
+    one of ``suffixes`` and of :data:`SLICE_SUFFIXES`), and holding no byte, or only zeros and shorter than
+    :data:`PREAMBLE_BYTES` (cut within its preamble). An empty mask's .raw, a 4 KiB file of zeros, a
+    Thumbs.db are no slices."""
+    if _slice_suffix(file.name) not in suffixes or _slice_suffix(file.name) not in SLICE_SUFFIXES:
+        return False
     try:
         with open(file, "rb") as handle:
-            while chunk := handle.read(_ZERO_CHUNK):
-                if chunk.count(0) != len(chunk):
-                    return False
-        return True
+            head = handle.read(PREAMBLE_BYTES)
     except OSError:
         return False
+    return len(head) < PREAMBLE_BYTES and head.count(0) == len(head)
+
+
+def _value_cut(file: Path, value: str) -> bool:
+    """Whether ``file`` ends within its Series Instance UID, read as ``value``: its last bytes are ``value``
+    and the element's declared length (explicit or implicit VR, little endian) is longer. A whole UID of
+    another series may be the start of this one's (...1 beside ...12)."""
+    data = value.encode("ascii", "replace")
+    try:
+        with open(file, "rb") as handle:
+            start = handle.seek(0, 2) - len(data) - 8
+            if start < 0:
+                return False
+            handle.seek(start)
+            tail = handle.read()
+    except OSError:
+        return False
+    head = tail[:8]
+    if tail[8:] != data or head[:4] != b"\x20\x00\x0e\x00":
+        return False
+    length = int.from_bytes(head[6:8] if head[4:6] == b"UI" else head[4:8], "little")
+    return length > len(data)
 
 
 #: A pixel element's length that says "up to its delimiter" (encapsulated, compressed frames).
@@ -391,7 +426,7 @@ def _refuse_cut_short(folder: Path, listed: list[str], series_uid: str) -> None:
     """LNQError (:func:`_cut_short`) for the files of ``folder`` GDCM did not list (``listed``: the files
     of its series) that belong to the series ``series_uid``: the one check of :func:`read_dicom` and
     :func:`dicom_grid`."""
-    if reason := _cut_short(folder.name, dicom_tree.unlisted_files(folder, listed), series_uid):
+    if reason := _cut_short(folder.name, dicom_tree.unlisted_files(folder, listed), series_uid, listed):
         raise LNQError(reason)
 
 
