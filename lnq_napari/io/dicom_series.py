@@ -160,7 +160,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         check_stack(slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         raw = from_sitk_image(image, folder.name)
-        raw.spacing = _one_slice_spacing(raw.spacing, headers)
+        raw.spacing = _one_slice_spacing(raw.spacing, headers, folder.name)
         raw.array = _padding_below_air(raw.array, headers, files)
     raw.meta["dicom_series_uid"] = sid
     if head.frame_of_reference:
@@ -241,11 +241,11 @@ def _written_pixels(file: str, shape: tuple) -> np.ndarray | None:
     return written if written.shape == shape else None
 
 
-def _one_slice_spacing(spacing, headers: list) -> tuple:
+def _one_slice_spacing(spacing, headers: list, name: str) -> tuple:
     """``spacing`` (x y z, as ITK read the series) with, for a series of one slice, its z the slice's Spacing
     Between Slices (as GDCM reads it), else its Slice Thickness, where that is a positive number: without
     the first ITK gives one slice 1 mm, and a 5 mm slice read so was placed, measured and saved 5 times too
-    thin. More slices: as read (their positions give z)."""
+    thin; with neither, 1 mm and a warning. More slices: as read (their positions give z)."""
     if len(headers) != 1 or headers[0] is None:
         return tuple(spacing)
     for keyword in ("SpacingBetweenSlices", "SliceThickness"):
@@ -255,6 +255,10 @@ def _one_slice_spacing(spacing, headers: list) -> tuple:
             continue
         if np.isfinite(value) and value > 0:
             return (*tuple(spacing)[:2], value)
+    depth = float(tuple(spacing)[2])
+    warnings.warn(f"the one DICOM slice in {name} gives no slice thickness (Slice Thickness, Spacing Between "
+                  f"Slices); taken as {depth:g} mm, so its volume along z is wrong unless it is: re-export "
+                  "with it", UserWarning, stacklevel=4)
     return tuple(spacing)
 
 
@@ -762,7 +766,7 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
     reader.SetImageIO("GDCMImageIO")  # as :func:`read_dicom` reads the series
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)
-    spacing = list(_one_slice_spacing(image.GetSpacing(), headers))
+    spacing = list(_one_slice_spacing(image.GetSpacing(), headers, folder.name))
     if len(files) > 2:
         spacing[2] /= len(files) - 1
     check_grid(spacing, image.GetOrigin(), image.GetDirection(), folder.name)
