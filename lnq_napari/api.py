@@ -789,15 +789,16 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
         raise LNQError(f"the number of cases to rank must be a positive integer, got {n!r}; use e.g. -n 5")
     ws = _open(workspace)
     chosen = active.get_strategy(strategy)
+    corrected = set(ws.corrected_cases())
+    folders = [ws.labels_dir / c for c in ws.case_ids() if c not in corrected]  # where predictions go
     ws.check_writable("ranking stores its scores and each case's prediction (the version a reviewer "
-                      "corrects) there", ws.labels_dir, ws.cache.folder)  # never models/: it registers none
+                      "corrects) there", ws.labels_dir, ws.cache.folder, *folders)  # never models/
     ws.warn_lost_corrections("ranked")
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []
     predictor = active.LazyPredictor(lambda: load_predictor(model_path))
     cases = None
     if strategy == "random":  # needs no scores: predict only the drawn cases
-        corrected = set(ws.corrected_cases())
         pool = {c: active.CaseScore(c, 0.0) for c in ws.case_ids() if c not in corrected}
         cases = chosen.rank(pool, n)
     scores = active.score_workspace(ws, predictor, key, cases=cases, flips=flips, progress=progress)
@@ -885,14 +886,18 @@ def activate_model(
     return next(m for m in ws.model_summaries() if m.version == chosen)
 
 
-def repair_workspace(workspace: str | Path | Workspace) -> list[Repair]:
-    """Rebuild the provenance (``vNNN.json``) of each label file of ``workspace`` whose own is missing or
-    damaged from the file's header, keeping its number, parent, edits, model version and time; one
-    :class:`~lnq_napari.workspace.repair.Repair` per such file, whose ``line()`` says what could not be
-    recovered (a reviewer's marks and rejections are kept only in the JSON) or why it was left alone (a
-    save may still be writing it; the JSON cannot be read, a permission problem; the label file is torn:
-    delete it if it is not wanted, repair never does). LNQError, nothing done, on a read-only workspace."""
-    return _open(workspace).repair_labels()
+def repair_workspace(workspace: str | Path | Workspace, case: str | None = None,
+                     dry_run: bool = False) -> list[Repair]:
+    """Rebuild the provenance (``vNNN.json``) of each label file of ``workspace`` (of ``case``, or of every
+    case) whose own is missing or damaged from the file's header, keeping its number, parent, edits, model
+    version and time; one :class:`~lnq_napari.workspace.repair.Repair` per such file, whose ``line()`` says
+    what could not be recovered (a reviewer's marks and rejections are kept only in the JSON: recorded as
+    lost) or why it was left alone (a save may still be writing it; the JSON cannot be read, a permission
+    problem; the label file is torn: delete it if it is not wanted, repair never does; its header names
+    another case or version, or its grid is not the case's CT's: copied there; its case folder cannot be
+    written). ``dry_run``: what would be done, nothing written. LNQError, nothing done, when there is
+    something to repair and the workspace cannot be written."""
+    return _open(workspace).repair_labels(case, dry_run=dry_run)
 
 
 def _open(workspace: str | Path | Workspace, expected_id: str | None = None) -> Workspace:

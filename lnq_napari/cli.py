@@ -254,12 +254,14 @@ def _cmd_activate(args: argparse.Namespace) -> None:
     print(f"active model: {chosen.version} (was {before})")
 
 
-def _cmd_repair(args: argparse.Namespace) -> None:
-    done = api.repair_workspace(args.path)
+def _cmd_repair(args: argparse.Namespace) -> int:
+    done = api.repair_workspace(args.path, case=args.case, dry_run=args.dry_run)
     for repair in done:
         print(repair.line())
     if not done:
-        print(f"nothing to repair: every label file of {args.path} has its provenance")
+        of = f"case {args.case} of {args.path}" if args.case else args.path
+        print(f"nothing to repair: every label file of {of} has its provenance")
+    return 1 if any(not r.repaired for r in done) else 0  # 1: files left alone, they need the user
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -467,8 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="why, for the journal (default: none)")
     p.set_defaults(func=_cmd_activate)
     p = ws_sub.add_parser("repair", help="rebuild a label version's missing or damaged provenance "
-                                         "(vNNN.json) from its label file's header")
+                                         "(vNNN.json) from its label file's header",
+                          description="Rebuild the provenance (vNNN.json) of each label file whose own is "
+                                      "missing or damaged from the file's header; one line per file. Exit "
+                                      "status: 0 when every such file was repaired (or there was none), 1 "
+                                      "when some were left alone (each line says why and what to do), 2 on "
+                                      "an error.")
     p.add_argument("path", help="workspace folder")
+    p.add_argument("case", nargs="?", help="repair only this case (default: every case)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be repaired or left alone, write nothing (also on a read-only "
+                        "workspace)")
     p.set_defaults(func=_cmd_repair)
 
     p = sub.add_parser("next", help="rank the cases worth reviewing next")
@@ -512,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores the hook after the command, as in a test or notebook
             warnings.showwarning = show_one_line
-            args.func(args)
+            status = args.func(args)
     except LNQError as exc:
         print(f"lnq-napari: error: {exc}", file=sys.stderr)
         return 2
@@ -536,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
               "folder (a short name, no file in its path) or free some space, then run the command again",
               file=sys.stderr)
         return 2
-    return 0
+    return status if isinstance(status, int) else 0  # a command's own status (repair: 1, files left alone)
 
 
 if __name__ == "__main__":

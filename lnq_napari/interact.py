@@ -8,6 +8,7 @@ from a click steps to face neighbours only, so it does not leak through voxel co
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -94,11 +95,30 @@ class Spot:
 
     @classmethod
     def from_dict(cls, data: dict):
-        return cls(tuple(int(c) for c in data["centre_zyx"]), float(data["radius_mm"]))
+        """The spot ``to_dict`` wrote; ValueError when ``data`` is none (an entry edited by hand)."""
+        try:
+            centre, radius = tuple(int(c) for c in data["centre_zyx"]), float(data["radius_mm"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{data!r} is not a spot (centre_zyx [z, y, x] and radius_mm)") from exc
+        if len(centre) != 3 or not math.isfinite(radius) or radius < 0:
+            raise ValueError(f"{data!r} is not a spot (centre_zyx [z, y, x] and radius_mm >= 0)")
+        return cls(centre, radius)
 
     def ball(self, shape: Sequence[int], spacing_zyx: Sequence[float]) -> tuple[Slices, np.ndarray] | None:
         """``(box, local bool mask)`` of the ball on a ``shape`` grid; None when it lies outside."""
         return _ball(self.centre_zyx, self.radius_mm, shape, spacing_zyx)
+
+
+def read_spots(kind: type[Spot], items: object) -> tuple[list, int]:
+    """The spots of ``kind`` in ``items`` (a list of ``to_dict`` entries, as a provenance keeps them) that
+    read, and how many did not (an entry edited by hand; the whole when ``items`` is no list)."""
+    if not isinstance(items, list):
+        return [], 1
+    kept = []
+    for item in items:
+        with contextlib.suppress(ValueError):
+            kept.append(kind.from_dict(item))
+    return kept, len(items) - len(kept)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from lnq_napari.workspace import Workspace
 from lnq_napari.workspace import lock as lock_module
 
 CASE = "lnq2023-train-0000"
+OTHER = "lnq2023-train-0001"
 
 
 @pytest.fixture
@@ -77,6 +78,8 @@ def test_a_command_that_writes_a_read_only_workspace_says_so_in_one_line(read_on
     csv.write_text(f"case,patient,timepoint\n{CASE},p1,t0\n")
     model = tmp_path / "trained"
     shutil.copytree(bundled_model_path(), model)
+    if command[:2] == ["workspace", "repair"]:  # something to repair (with nothing, it writes nothing)
+        (read_only_ws.root / "labels" / CASE / "v001.json").unlink()
     before = _files(read_only_ws)
     argv = [a.format(ws=read_only_ws.root, csv=csv, model=model) for a in command]
     assert main(argv) == 2
@@ -98,6 +101,19 @@ def test_commands_that_only_read_work_on_a_read_only_workspace(read_only_ws, tmp
     assert main(["export-nnunet", "--workspace", str(read_only_ws.root), "--out", str(out),
                  "--dataset-id", "501"]) == 0
     assert json.loads((out / "Dataset501_LNQ" / "dataset.json").read_text())["numTraining"] == 1
+    assert _files(read_only_ws) == before
+
+
+def test_repair_with_nothing_to_do_or_a_dry_run_works_on_a_read_only_workspace(read_only_ws, capsys):
+    """Repair refused to look at a read-only workspace ("... is read-only and repair writes ..."), with
+    nothing to repair too."""
+    before = _files(read_only_ws)
+    assert main(["workspace", "repair", str(read_only_ws.root)]) == 0
+    assert capsys.readouterr().out.startswith("nothing to repair: every label file of ")
+    (read_only_ws.root / "labels" / CASE / "v001.json").unlink()
+    before = _files(read_only_ws)
+    assert main(["workspace", "repair", str(read_only_ws.root), "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith(f"{CASE} v001: v001.json would be rebuilt from the header")
     assert _files(read_only_ws) == before
 
 
@@ -232,3 +248,54 @@ def test_another_account_s_lock_file_names_its_owner(corrected_ws, tmp_path, cap
     assert main(["finetune", "--workspace", str(corrected_ws.root), "--iterations", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert f"the lock file {corrected_ws.root / lock_module.RUN_FILE} " in err and "read-only" not in err
+
+
+def _two_cases(tmp_path: Path) -> Workspace:
+    """A workspace of two cases, neither corrected."""
+    ct = np.random.default_rng(0).integers(-1000, 400, (4, 6, 6)).astype(np.int16)
+    seg = np.zeros(ct.shape, np.uint8)
+    seg[1:3, 2:4, 2:4] = 1
+    for case in (CASE, OTHER):
+        write_volume(tmp_path / "data" / f"{case}-ct.nrrd", Volume(ct))
+        write_volume(tmp_path / "data" / f"{case}-seg.nrrd", Volume(seg))
+    return Workspace.init(tmp_path / "ws", tmp_path / "data")
+
+
+
+def test_repair_leaves_a_case_folder_it_cannot_write_alone_and_goes_on(tmp_path, monkeypatch, capsys):
+    """The first case folder that could not be written stopped repair ("cannot write .../.v001.json.damaged.
+    x.tmp.json.damaged ..."), after other cases' versions were rebuilt but never journaled."""
+    ws = _two_cases(tmp_path)
+    for case in (CASE, OTHER):
+        (ws.root / "labels" / case / "v001.json").write_text("{torn")
+        stamp = os.path.getmtime(ws.root / "labels" / case / "v001.json") - 7200
+        for name in ("v001.json", "v001.seg.nrrd"):
+            os.utime(ws.root / "labels" / case / name, (stamp, stamp))
+    stuck = ws.root / "labels" / CASE
+    _read_only_folder(monkeypatch, stuck)
+    before = {p.name: p.read_bytes() for p in stuck.iterdir()}
+    assert main(["workspace", "repair", str(ws.root)]) == 1
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert out.out.splitlines() == [
+        f"{CASE}: its folder {stuck} cannot be written (Read-only file system); v001 left alone: make the "
+        "folder writable and run repair again",
+        f"{OTHER} v001: v001.json rebuilt from the header of v001.seg.nrrd (original, parent none, edits 0, "
+        "model none); nothing lost"]
+    assert {p.name: p.read_bytes() for p in stuck.iterdir()} == before
+    assert ws.journal("repair")[-1]["versions"] == [f"{OTHER}/v001"]
+
+
+def test_next_checks_the_case_folders_it_stores_predictions_in_before_predicting(tmp_path, monkeypatch,
+                                                                                 capsys):
+    """A read-only case folder stopped `next` with "cannot write .../v003.json (...); give a writable
+    folder ..." after other cases' predictions were stored."""
+    ws = _two_cases(tmp_path)
+    stuck = ws.root / "labels" / OTHER
+    _read_only_folder(monkeypatch, stuck)
+    before = _kept(ws)
+    assert main(["next", "--workspace", str(ws.root), "-n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lnq-napari: error: the folder {stuck} of the workspace {ws.root} is read-only "
+                          "(Read-only file system) and ranking stores"), err
+    assert len(err.splitlines()) == 1 and _kept(ws) == before

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shlex
 import warnings
 
 import numpy as np
@@ -66,9 +67,11 @@ def test_a_deleted_provenance_is_rebuilt_from_the_header_keeping_number_and_pare
     out = capsys.readouterr().out.strip()
     assert out == (f"{CASE} v003: v003.json rebuilt from the header of v003.seg.nrrd (correction, parent "
                    "v002, edits 5, model bundled); not recoverable: its marked nodes and rejected "
-                   "suggestions, if it had any (kept only in v003.json)")
+                   "suggestions, if it had any (kept only in v003.json): recorded as lost, so a fine-tune "
+                   "takes nothing it removed as background")
     after = ws.version_info(CASE, "v003")
-    assert {k: v for k, v in after.items() if k != "repaired"} == {
+    assert after["marks_lost"] is True and after["rejections_lost"] is True
+    assert {k: v for k, v in after.items() if k not in ("repaired", "marks_lost", "rejections_lost")} == {
         k: v for k, v in before.items() if k not in ("marked", "rejected")}
     assert ws.latest_version(CASE, "correction")["version"] == "v003"
     assert ws.journal("repair")[-1]["versions"] == [f"{CASE}/v003"]
@@ -89,6 +92,7 @@ def test_a_provenance_edited_beyond_use_keeps_its_marks_and_is_kept_aside(ws):
     assert repair.repaired and repair.note.endswith("; nothing lost"), repair.note
     info = ws.version_info(CASE, "v003")
     assert info["marked"] == [MARK] and info["rejected"] == [REJECTED] and info["edits"] == 5
+    assert "marks_lost" not in info and "rejections_lost" not in info
     assert (_folder(ws) / "v003.json.damaged").read_bytes() == damaged
 
 
@@ -137,3 +141,158 @@ def test_a_torn_label_file_is_named_with_the_way_out_and_never_deleted(ws):
     assert "though its header says correction: a torn leftover; delete" in repair.note, repair.note
     assert "(repair never deletes)" in repair.note
     assert _files(ws) == before
+
+
+def test_a_torn_correction_s_warning_and_exit_status_say_delete_or_restore_not_repair(ws, capsys):
+    """The warning said "run lnq-napari workspace repair ... to rebuild it", which then left the file alone
+    (and exited 0, as when all was rebuilt)."""
+    folder = _folder(ws)
+    whole = (folder / "v003.seg.nrrd").read_bytes()
+    (folder / "v004.seg.nrrd").write_bytes(whole[:len(whole) - 40])
+    _aged(folder / "v004.seg.nrrd")
+    with pytest.warns(UserWarning) as caught:
+        ws.warn_lost_corrections("ranked")
+    (said,) = [str(w.message) for w in caught]
+    assert "workspace repair" not in said and "a torn leftover" in said, said
+    assert f"delete {shlex.quote(str(folder / 'v004.seg.nrrd'))}" in said and "from a backup" in said, said
+    assert main(["workspace", "repair", str(ws.root)]) == 1
+    assert "v004: v004.seg.nrrd cannot be read" in capsys.readouterr().out
+
+
+def _other_workspace(tmp_path: pathlib.Path, shape: tuple[int, int, int]) -> Workspace:
+    """A workspace of the same case id on a CT of ``shape`` (another patient's, or another time point)."""
+    ct = np.random.default_rng(1).integers(-1000, 400, shape).astype(np.int16)
+    seg = np.zeros(shape, np.uint8)
+    seg[1:3, 1:3, 1:3] = 1
+    write_volume(tmp_path / "other" / f"{CASE}-ct.nrrd", Volume(ct))
+    write_volume(tmp_path / "other" / f"{CASE}-seg.nrrd", Volume(seg))
+    return Workspace.init(tmp_path / "other ws", tmp_path / "other")
+
+
+@pytest.mark.parametrize("copied", ["another version", "another grid"])
+def test_a_label_file_copied_in_is_left_alone_never_made_this_case_s_correction(ws, tmp_path, capsys, copied):
+    """Repair made a label file copied from another case (or version) the case's newest correction, with
+    the other one's parent; on another grid every fine-tune then stopped ("the CT file was replaced")."""
+    folder = _folder(ws)
+    if copied == "another version":  # v003 copied as v009: its header names v003
+        (folder / "v009.seg.nrrd").write_bytes((folder / "v003.seg.nrrd").read_bytes())
+        want = f"its header names {CASE} v003: copied here from there?; "
+    else:  # another workspace's v009 of a case of the same id, on another grid: its header names v009
+        other = _other_workspace(tmp_path, (5, 6, 7))
+        while other.add_label_version(CASE, other.read_labels(CASE, "v001"), "correction") != "v009":
+            pass
+        (folder / "v009.seg.nrrd").write_bytes((other.root / "labels" / CASE / "v009.seg.nrrd").read_bytes())
+        want = f"v009.seg.nrrd and the CT of {CASE} are on different grids"
+    _aged(folder / "v009.seg.nrrd")
+    before = _files(ws)
+    with pytest.warns(UserWarning) as caught:
+        ws.warn_lost_corrections("ranked")
+    (said,) = [str(w.message) for w in caught]
+    assert want in said and "workspace repair" not in said, said
+    assert main(["workspace", "repair", str(ws.root)]) == 1
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"{CASE} v009: ") and want in out and len(out.splitlines()) == 1, out
+    assert _files(ws) == before and ws.latest_version(CASE, "correction")["version"] == "v003"
+    assert ws.journal("repair") == []
+
+
+def _removed_and_marked(tmp_path: pathlib.Path) -> tuple[Workspace, tuple[slice, ...]]:
+    """v002 a prediction of two nodes; v003 the correction that keeps one, removes the other and marks it
+    "node here, outline unknown" (the growth leaked)."""
+    shape = (8, 16, 16)
+    ct = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
+    kept, removed = (slice(2, 5), slice(2, 6), slice(2, 6)), (slice(2, 5), slice(9, 13), slice(9, 13))
+    predicted = np.zeros(shape, np.uint8)
+    predicted[kept] = predicted[removed] = 1
+    corrected = np.zeros(shape, np.uint8)
+    corrected[kept] = 1
+    write_volume(tmp_path / "data2" / f"{CASE}-ct.nrrd", Volume(ct))
+    write_volume(tmp_path / "data2" / f"{CASE}-seg.nrrd", Volume(corrected))
+    ws = Workspace.init(tmp_path / "ws2", tmp_path / "data2")
+    ws.add_label_version(CASE, Volume(predicted), "prediction", model_version="bundled")
+    ws.add_label_version(CASE, Volume(corrected), "correction", model_version="bundled", edits=2,
+                         parent="v002", marked=[{"centre_zyx": [3, 11, 11], "radius_mm": 6.0}])
+    return ws, removed
+
+
+def test_a_repaired_correction_whose_marks_are_lost_teaches_nothing_it_removed_as_background(tmp_path):
+    """Lost marks read as no marks: the fine-tune took the removed, marked node for one removed as false
+    and taught it as background."""
+    from lnq_napari.finetuning.reviewed import read_reviewed
+    from lnq_napari.training.labels import BACKGROUND
+
+    ws, removed = _removed_and_marked(tmp_path)
+    quiet = np.zeros((8, 16, 16), bool)  # no known background from the CT itself
+    marked = read_reviewed(ws, CASE, "v003").states(quiet)
+    assert not (marked[removed] == BACKGROUND).any()  # the mark keeps it unknown, its core a node
+    side = ws.root / "labels" / CASE / "v003.json"
+    side.unlink()
+    (repair,) = api.repair_workspace(ws.root)
+    reviewed = read_reviewed(ws, CASE, "v003")
+    assert reviewed.marks == () and not (reviewed.states(quiet)[removed] == BACKGROUND).any()
+    assert repair.repaired and "recorded as lost" in repair.note and reviewed.marks_lost
+
+
+def test_an_unreadable_mark_in_a_damaged_provenance_is_dropped_and_counted_as_lost(ws):
+    """Repair kept a hand-edited list as it was and said "nothing lost"; the fine-tune then ended in a
+    KeyError traceback (centre_zyx)."""
+    from lnq_napari.finetuning.reviewed import read_reviewed
+
+    side = _folder(ws) / "v003.json"
+    old = json.loads(side.read_text())
+    side.write_text(json.dumps({**old, "source": None, "marked": [MARK, {"x": 1}]}))
+    _aged(side)
+    (repair,) = api.repair_workspace(ws.root)
+    assert repair.repaired and "not recoverable: 1 of its marked entries" in repair.note, repair.note
+    info = ws.version_info(CASE, "v003")
+    assert info["marked"] == [MARK] and info["rejected"] == [REJECTED] and info["marks_lost"] is True
+    assert "rejections_lost" not in info
+    assert read_reviewed(ws, CASE, "v003").marks_lost
+
+
+def test_another_version_s_damaged_provenance_lends_no_marks(ws):
+    side = _folder(ws) / "v003.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), "version": "v002"}))
+    _aged(side)
+    (repair,) = api.repair_workspace(ws.root)
+    assert repair.repaired and "its damaged v003.json is v002's" in repair.note, repair.note
+    info = ws.version_info(CASE, "v003")
+    assert "marked" not in info and info["marks_lost"] is True
+
+
+def test_a_mark_edited_by_hand_stops_the_fine_tune_in_one_line_not_a_key_error(ws):
+    from lnq_napari.errors import LNQError
+    from lnq_napari.finetuning.reviewed import read_reviewed
+
+    side = _folder(ws) / "v003.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), "marked": [{"centre": [1, 2, 3]}]}))
+    with pytest.raises(LNQError, match=r"v003.json of case .* holds 1 marked entry that cannot be read"):
+        read_reviewed(ws, CASE, "v003")
+
+
+def test_a_dry_run_lists_what_would_be_done_and_writes_nothing(ws, capsys):
+    (_folder(ws) / "v003.json").unlink()
+    before, journal = _files(ws), ws.journal_path.read_bytes()
+    assert main(["workspace", "repair", str(ws.root), "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"{CASE} v003: v003.json would be rebuilt from the header of v003.seg.nrrd "
+                          "(correction, parent v002, edits 5, model bundled); not recoverable"), out
+    assert _files(ws) == before and ws.journal_path.read_bytes() == journal
+    with pytest.raises(SystemExit):
+        main(["workspace", "repair", "--help"])
+    assert "1 when some were left alone" in " ".join(capsys.readouterr().out.split())
+
+
+def test_repair_of_one_case_leaves_the_others_as_they_are(ws, tmp_path, capsys):
+    other = "lnq2023-train-0001"
+    table = json.loads((ws.root / "workspace.json").read_text())
+    table["cases"][other] = dict(table["cases"][CASE])
+    (ws.root / "workspace.json").write_text(json.dumps(table))
+    ws = Workspace.open(ws.root)
+    ws.add_label_version(other, ws.read_labels(CASE, "v001"), "correction", edits=1)
+    (ws.root / "labels" / other / "v001.json").unlink()
+    (_folder(ws) / "v003.json").unlink()
+    assert main(["workspace", "repair", str(ws.root), other]) == 0
+    assert capsys.readouterr().out.startswith(f"{other} v001: v001.json rebuilt")
+    assert not (_folder(ws) / "v003.json").exists()
+    assert ws.journal("repair")[-1]["versions"] == [f"{other}/v001"]

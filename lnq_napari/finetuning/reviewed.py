@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lnq_napari.interact import NodeMark, Rejection, spot_mask
+from lnq_napari.errors import LNQError
+from lnq_napari.interact import NodeMark, Rejection, read_spots, spot_mask
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.model.config import StatesConfig
@@ -64,7 +65,8 @@ def _number(version: str) -> int:
 @dataclass
 class ReviewedCase:
     """One corrected case: CT, correction, the prediction it corrected (None if unknown) and the balls of
-    the rejected suggestions (None if none), and the reviewer's "node here, outline unknown" marks."""
+    the rejected suggestions (None if none), and the reviewer's "node here, outline unknown" marks (or
+    whether they were lost: :func:`marks_lost`)."""
 
     case_id: str
     ct: Volume
@@ -72,23 +74,47 @@ class ReviewedCase:
     prediction: Volume | None
     rejected: np.ndarray | None
     marks: tuple[NodeMark, ...] = ()
+    marks_lost: bool = False
 
     def states(self, background: np.ndarray | None = None) -> np.ndarray:
         """int8 label states: the correction's nodes 1, removed components, rejected balls and what the
         CT rules out 0 (``background``: :func:`known_background`, computed when None), marked nodes
-        unknown around a core of 1, the rest unknown (-1)."""
+        unknown around a core of 1, the rest unknown (-1); with the marks lost (``marks_lost``) what was
+        removed stays unknown."""
         return correction_states(self.ct, self.correction, self.prediction, rejected=self.rejected,
-                                 background=background, marks=self.marks)
+                                 background=background, marks=self.marks, marks_lost=self.marks_lost)
 
 
 def rejections_of(info: dict) -> tuple[Rejection, ...]:
     """The suggestions rejected with a correction (provenance ``rejected``)."""
-    return tuple(Rejection.from_dict(r) for r in info.get("rejected") or [])
+    return _spots(info, "rejected", Rejection)
 
 
 def marks_of(info: dict) -> tuple[NodeMark, ...]:
     """The "node here, outline unknown" marks kept with a correction (provenance ``marked``)."""
-    return tuple(NodeMark.from_dict(m) for m in info.get("marked") or [])
+    return _spots(info, "marked", NodeMark)
+
+
+def marks_lost(info: dict) -> bool:
+    """Whether a correction's marks are lost (``marks_lost``: its provenance was rebuilt by ``workspace
+    repair`` without them): no marks then is not "no node marked", so what the reviewer took away from the
+    prediction is not known background (:func:`~lnq_napari.training.corrections.correction_states`)."""
+    return bool(info.get("marks_lost"))
+
+
+def _spots(info: dict, key: str, kind: type) -> tuple:
+    """The entries of list ``key`` of a provenance as ``kind``; LNQError naming the version when one does
+    not read (edited by hand)."""
+    items = info.get(key)
+    if items is None:
+        return ()
+    kept, bad = read_spots(kind, items)
+    if bad:
+        raise LNQError(f"the provenance {info.get('version')}.json of case {info.get('case')} holds {bad} "
+                       f"{key} entr{'ies' if bad > 1 else 'y'} that cannot be read (each needs centre_zyx "
+                       "[z, y, x] and radius_mm); fix or remove them in that file, then run the command "
+                       "again")
+    return tuple(kept)
 
 
 def labels_on_ct(ws, case: str, version: str, ct: Volume) -> Volume:
@@ -112,4 +138,5 @@ def read_reviewed(ws, case: str, version: str, prediction: str | None = None) ->
     return ReviewedCase(
         case, ct, labels_on_ct(ws, case, version, ct),
         None if prediction is None else ws.read_labels(case, prediction),
-        spot_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None, marks_of(info))
+        spot_mask(rejections, ct.shape, ct.spacing_zyx) if rejections else None, marks_of(info),
+        marks_lost(info))

@@ -39,7 +39,13 @@ from lnq_napari.finetuning.posttrain import (
     step_back,
     stepped_back_verdict,
 )
-from lnq_napari.finetuning.reviewed import known_background, labels_on_ct, marks_of, read_reviewed
+from lnq_napari.finetuning.reviewed import (
+    known_background,
+    labels_on_ct,
+    marks_lost,
+    marks_of,
+    read_reviewed,
+)
 from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
@@ -188,8 +194,8 @@ def _original_weights(plan: FinetunePlan) -> str | None:
 def _mined_negatives(ws, plan: FinetunePlan, folder: Path, cases: list[TrainingCase],
                      make_predictor: PredictorFactory, cancel) -> dict[str, np.ndarray]:
     """Per corrected training case, the components the half-trained model (in ``folder``) predicts
-    on none of the reviewer's nodes and marked nodes; saved with the train state, read back when a
-    fine-tune resumes."""
+    on none of the reviewer's nodes and marked nodes (none for a correction whose marks are lost); saved
+    with the train state, read back when a fine-tune resumes."""
     path = folder / STATE_DIR / MINED
     if path.is_file():
         with np.load(path) as saved:
@@ -197,10 +203,11 @@ def _mined_negatives(ws, plan: FinetunePlan, folder: Path, cases: list[TrainingC
     predictor = make_predictor(folder, plan.device)
     mined = {}
     for case in cases:
-        if not case.replay:
+        info = None if case.replay else ws.version_info(case.case_id, plan.corrections[case.case_id])
+        if info is not None and not marks_lost(info):  # a lost mark may sit on any mined component
             prediction = predictor.predict(case.ct, cancel=cancel, prepared=case.prepared)
             predicted = np.asarray(prediction.mask.array) > 0
-            marks = marks_of(ws.version_info(case.case_id, plan.corrections[case.case_id]))
+            marks = marks_of(info)
             nodes = case.states == NODE
             if marks:
                 nodes |= spot_mask(marks, nodes.shape, case.ct.spacing_zyx)

@@ -188,7 +188,7 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
     ``dense`` None: the fine-tune default (:class:`~lnq_napari.model.config.FinetuneConfig`).
     ``exclude``: cases left out altogether (a fine-tune's held-out validation cases).
     """
-    from lnq_napari.finetuning.reviewed import marks_of, prediction_parent, rejections_of
+    from lnq_napari.finetuning.reviewed import marks_lost, marks_of, prediction_parent, rejections_of
     from lnq_napari.model.config import FinetuneConfig
     from lnq_napari.workspace import Workspace
 
@@ -202,7 +202,8 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
         ct = str(ws.existing_ct_path(case))  # before anything is exported
         correction = ws.latest_version(case, "correction")
         if correction is not None:
-            pred = prediction_parent(ws, case, correction)
+            pred = None if marks_lost(correction) else prediction_parent(ws, case, correction)  # nothing
+            # removed is known background when the marks that may have kept a node there are lost
             jobs.append(ExportJob(case, ct, str(ws.label_path(case, correction["version"])), "correction",
                                   None if pred is None else str(ws.label_path(case, pred["version"])), dense,
                                   rejections_of(correction), marks_of(correction)))

@@ -32,7 +32,7 @@ GROWN_LENIENCE_MM = 5.0
 def correction_states(
     ct: Volume, correction: Volume, prediction: Volume | None = None, options: StatesConfig | None = None,
     rejected: np.ndarray | None = None, background: np.ndarray | None = None,
-    marks: Sequence[NodeMark] = (),
+    marks: Sequence[NodeMark] = (), marks_lost: bool = False,
 ) -> np.ndarray:
     """int8 states of a corrected case: label_states of the correction, plus what the reviewer took away
     from ``prediction`` and ``rejected`` (bool, the balls of the rejected suggestions:
@@ -49,10 +49,14 @@ def correction_states(
     Unlike an original annotation, a correction gets no ring of known background around its nodes: the
     outline of a node the reviewer kept is the model's own, and where the model stopped short the ring
     would mark node tissue as background (teaching it to stop short again).
+
+    ``marks_lost``: the reviewer's marks are lost (a provenance rebuilt without them): a predicted node
+    removed and marked "node here, outline unknown" cannot be told from one removed as false, so nothing
+    taken away from ``prediction`` is taught as background (it stays unknown).
     """
     states = label_states(ct, correction, ring_mm=0.0, options=options, background=background)
     corrected = np.asarray(correction.array) > 0
-    if prediction is not None:
+    if prediction is not None and not marks_lost:
         predicted = np.asarray(prediction.array) > 0
         if predicted.shape != corrected.shape:
             raise LNQError(f"prediction {predicted.shape} and correction {corrected.shape} differ in grid; "

@@ -3,12 +3,15 @@ file's header (:meth:`LabelStore.unrecorded`).
 
 A version's header holds its provenance, one ``lnq_<field>`` line each (source, parent, edits, model
 version, time, case, version and the caller's own fields), but not the lists kept only in the JSON (the
-reviewer's ``marked`` nodes and ``rejected`` suggestions): those are taken from a damaged ``vNNN.json`` that
-still reads as JSON, else said to be lost. The number is kept; a damaged ``vNNN.json`` is kept aside as
-``vNNN.json.damaged`` before it is replaced (atomically), a missing one is made without replacing anything.
-A file a save may still be writing (:data:`~lnq_napari.io.atomic.STALE_SECONDS`), one whose provenance
-cannot be read (a permission problem), and one whose header or labels cannot be read (a torn leftover) are
-left alone with a line saying why; nothing is deleted.
+reviewer's ``marked`` nodes and ``rejected`` suggestions): those are taken, entry by entry as they read,
+from a damaged ``vNNN.json`` of this version that still reads as JSON, else recorded as lost
+(``marks_lost``, ``rejections_lost``: a fine-tune then takes nothing the reviewer removed as background).
+The number is kept; a damaged ``vNNN.json`` is kept aside as ``vNNN.json.damaged`` before it is replaced
+(atomically), a missing one is made without replacing anything. A file a save may still be writing
+(:data:`~lnq_napari.io.atomic.STALE_SECONDS`), one whose provenance cannot be read (a permission problem),
+one whose header or labels cannot be read (a torn leftover), one whose header names another case or version
+or that lies on another grid than the case's CT (copied here), and those of a case folder that cannot be
+written are left alone with a line saying why; nothing is deleted.
 """
 
 from __future__ import annotations
@@ -18,29 +21,45 @@ import errno
 import json
 import os
 import shlex
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from lnq_napari.io.atomic import STALE_SECONDS, atomic_write, flushed, place_new, temp_beside
+from lnq_napari.errors import LNQError
+from lnq_napari.interact import NodeMark, Rejection, read_spots
+from lnq_napari.io.atomic import (
+    CANNOT_WRITE,
+    STALE_SECONDS,
+    atomic_write,
+    flushed,
+    place_new,
+    temp_beside,
+    write_error,
+)
 from lnq_napari.io.checksum import sha256_file
+from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.readers import read_labels
 from lnq_napari.io.segfile import ascii_text
+from lnq_napari.io.volume import Volume
 from lnq_napari.workspace.files import now
 from lnq_napari.workspace.labels import SOURCES, LabelStore, Unrecorded
 
 _LISTS = ("marked", "rejected")  # kept only in the JSON
 _FROM_HEADER = ("version", "case", "source", "model_version", "time", "edits", "parent")
-_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, "file", "bytes", "sha256", "repaired"})
+_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, "file", "bytes", "sha256", "repaired", "marks_lost",
+                        "rejections_lost"})
 DAMAGED_SUFFIX = ".damaged"
 
 
 @dataclass(frozen=True)
 class Repair:
-    """What repair did with one label file: ``repaired`` (its ``vNNN.json`` written) or not, and ``note``,
-    one line: what could not be recovered, or why it was left alone and what to do."""
+    """What repair did (or, in a dry run, would do) with one label file: ``repaired`` (its ``vNNN.json``
+    written) or not, and ``note``, one line: what could not be recovered, or why it was left alone and what
+    to do. ``version`` is empty for a case folder that cannot be written (``path``; the note names its
+    versions left alone)."""
 
     case: str
     version: str
@@ -49,28 +68,57 @@ class Repair:
     note: str
 
     def line(self) -> str:
-        return f"{self.case} {self.version}: {self.note}"
+        return f"{self.case} {self.version}: {self.note}" if self.version else f"{self.case}: {self.note}"
 
 
-def repair_store(store: LabelStore, older_than: float = STALE_SECONDS) -> list[Repair]:
+def repair_store(store: LabelStore, older_than: float = STALE_SECONDS,
+                 ct_grid: Callable[[], Volume] | None = None, dry_run: bool = False) -> list[Repair]:
     """Rebuild the ``vNNN.json`` of each label file of ``store`` whose own is missing or damaged (changed
     ``older_than`` seconds ago or earlier); one :class:`Repair` per such file, those a save may still be
-    writing included (left alone). The caller holds the workspace's lock, so no save commits meanwhile."""
+    writing included (left alone). ``ct_grid``: the grid of the case's CT (a label file on another grid
+    is left alone). ``dry_run``: what would be done, nothing written. A case folder that cannot be written
+    gives one :class:`Repair` (``version`` empty) naming the versions left alone. The caller holds the
+    workspace's lock (unless ``dry_run``), so no save commits meanwhile."""
     found = store.unrecorded(older_than)
     stale = {u.path for u in found}
     out = [Repair(store.case, u.side.stem, u.path, False, "a save may still be writing it (changed within "
                   f"{older_than / 60:.0f} minutes); left alone: run repair again later")
            for u in store.unrecorded(older_than=0) if u.path not in stale]
-    out += [_repair(store, u) for u in found]
+    planned = [plan_repair(store, u, ct_grid) for u in found]
+    out += [p.repair for p in planned if p.prov is None]
+    todo = [p for p in planned if p.prov is not None]
+    if dry_run:
+        return sorted(out + [replace(p.repair, note=p.would) for p in todo], key=lambda r: r.version)
+    exc = write_error(store.folder) if todo else None
+    if exc is not None:
+        names = ", ".join(p.repair.version for p in todo)
+        out.append(Repair(store.case, "", store.folder, False,
+                          f"its folder {store.folder} cannot be written ({exc.strerror}); {names} left "
+                          "alone: make the folder writable and run repair again"))
+        todo = []
+    out += [_commit(p) for p in todo]
     return sorted(out, key=lambda r: r.version)
 
 
-def _repair(store: LabelStore, found: Unrecorded) -> Repair:
+@dataclass(frozen=True)
+class _Plan:
+    """What repair would do with one label file: ``prov`` to write into ``side`` (None: left alone), the
+    :class:`Repair` once done (or left alone) and, for one to rebuild, the line of a dry run (``would``)."""
+
+    repair: Repair
+    side: Path
+    prov: dict | None = None
+    would: str = ""
+
+
+def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volume] | None = None) -> _Plan:
+    """What repair would do with the unrecorded label file ``found`` (nothing written): the provenance to
+    write, or why it is left alone and what to do."""
     version, path, side = found.side.stem, found.path, found.side
     quoted = shlex.quote(str(path))
 
-    def refused(note: str) -> Repair:
-        return Repair(store.case, version, path, False, note)
+    def refused(note: str) -> _Plan:
+        return _Plan(Repair(store.case, version, path, False, note), side)
 
     if found.why.startswith("cannot be read"):  # whole, perhaps, but not ours to read or replace
         return refused(f"{side.name} {found.why}: a permission problem (saved by another account?), not "
@@ -83,7 +131,8 @@ def _repair(store: LabelStore, found: Unrecorded) -> Repair:
                        f"rebuild from; delete {quoted} if it is not wanted (repair never deletes)")
     source = header.get("lnq_source")
     try:
-        check_label_values(np.asarray(read_labels(path).array), str(path))
+        labels = read_labels(path)
+        check_label_values(np.asarray(labels.array), str(path))
     except Exception as exc:  # noqa: BLE001 - labels cut short (an old version's killed save), say
         says = f", though its header says {source}" if source in SOURCES else ""
         return refused(f"{path.name} cannot be read ({_short(exc)}){says}: a torn leftover; delete {quoted} "
@@ -91,18 +140,47 @@ def _repair(store: LabelStore, found: Unrecorded) -> Repair:
     if source not in SOURCES:
         return refused(f"{path.name}'s header names no label source (lnq_source): not a file lnq-napari "
                        f"saved; move {quoted} out of {store.folder} or delete it if it is not wanted")
-    prov, lost = _provenance(store, path, version, header, _damaged(side))
-    if not _write(side, prov):
-        return refused(f"{side.name} appeared while it was repaired (written by another program?); left "
-                       "alone: run repair again")
     here = (ascii_text(store.case), version)  # the header's text is ASCII
     named = (header.get("lnq_case", here[0]), header.get("lnq_version", version))
-    copied = f"; its header names {named[0]} {named[1]} (copied here?)" if named != here else ""
+    if named != here:
+        return refused(f"its header names {named[0]} {named[1]}: copied here from there?; left alone: move "
+                       f"{quoted} out of {store.folder}, or open it in napari on this case's CT and Save to "
+                       "import it as a new version")
+    if ct_grid is not None:
+        try:
+            check_same_grid(ct_grid(), labels, what=f"{path.name} and the CT of {store.case}",
+                            fix="not labels of this CT (copied from another case?)")
+        except LNQError as exc:
+            return refused(f"{exc}; left alone: move {quoted} out of {store.folder}, or delete it if it is "
+                           "not wanted")
+    prov, lost = _provenance(store, path, version, header, _damaged(side))
     lost_text = "; not recoverable: " + ", ".join(lost) if lost else "; nothing lost"
     model = prov["model_version"] or "none"
-    return Repair(store.case, version, path, True,
-                  f"{version}.json rebuilt from the header of {path.name} ({source}, parent "
-                  f"{prov['parent'] or 'none'}, edits {prov['edits']}, model {model}){copied}{lost_text}")
+    text = (f"from the header of {path.name} ({source}, parent {prov['parent'] or 'none'}, edits "
+            f"{prov['edits']}, model {model}){lost_text}")
+    return _Plan(Repair(store.case, version, path, True, f"{version}.json rebuilt {text}"), side, prov,
+                 f"{version}.json would be rebuilt {text}")
+
+
+def _commit(plan: _Plan) -> Repair:
+    """``plan`` carried out: its provenance written, with the label file's bytes and sha256 as they are now
+    (a folder or file that cannot be written: left alone, said)."""
+    repair = plan.repair
+    try:
+        stat = repair.path.stat()
+        prov = {**plan.prov, "bytes": stat.st_size, "sha256": sha256_file(repair.path), "repaired": now()}
+        written = _write(plan.side, prov)
+    except OSError as exc:
+        if exc.errno not in CANNOT_WRITE:
+            raise
+        return replace(repair, repaired=False,
+                       note=f"{plan.side.name} cannot be written ({exc.strerror}); left alone: make "
+                            f"{repair.path.parent} writable (or free some space) and run repair again")
+    if not written:
+        return replace(repair, repaired=False,
+                       note=f"{plan.side.name} appeared while it was repaired (written by another program?); "
+                            "left alone: run repair again")
+    return repair
 
 
 def _header(path: Path) -> dict[str, str]:
@@ -147,13 +225,35 @@ def _provenance(store: LabelStore, path: Path, version: str, header: dict[str, s
             "parent": field.get("parent"), "file": path.name}
     prov.update({key[4:]: value for key, value in header.items()
                  if key.startswith("lnq_") and key[4:] not in _NOT_EXTRA})
-    kept = {key: old[key] for key in _LISTS if isinstance(old.get(key), list)}
-    prov.update(kept)
-    if not old and prov["source"] in ("correction", "autosave"):  # a JSON that still reads holds them
-        lost.append(f"its marked nodes and rejected suggestions, if it had any (kept only in {version}.json)")
-    stat = path.stat()
-    prov.update(bytes=stat.st_size, sha256=sha256_file(path), repaired=now())
+    if prov["source"] in ("correction", "autosave"):  # the lists a reviewer's save keeps in the JSON only
+        lost += _lists(prov, old, version)
     return prov, lost
+
+
+def _lists(prov: dict, old: dict, version: str) -> list[str]:
+    """The reviewer's lists (``marked``, ``rejected``) the damaged JSON ``old`` still holds, checked entry by
+    entry, into ``prov``; a list that is lost (no JSON left, another version's JSON, an entry that does not
+    read) is recorded as lost (``marks_lost``, ``rejections_lost``: a fine-tune then does not take what
+    the reviewer removed as background, since a lost mark may have kept a node there). What was lost, in
+    words."""
+    lost = []
+    if not old or old.get("version", version) != version:
+        whose = "" if not old else f" (its damaged {version}.json is {old.get('version')}'s)"
+        prov.update(marks_lost=True, rejections_lost=True)
+        return [f"its marked nodes and rejected suggestions, if it had any (kept only in {version}.json)"
+                f"{whose}: recorded as lost, so a fine-tune takes nothing it removed as background"]
+    for key, kind, flag in (("marked", NodeMark, "marks_lost"), ("rejected", Rejection, "rejections_lost")):
+        items = old.get(key)
+        if items is None:
+            continue
+        kept, bad = read_spots(kind, items)
+        if kept:
+            prov[key] = [spot.to_dict() for spot in kept]
+        if bad:
+            prov[flag] = True
+            lost.append(f"{bad} of its {key} entries (they do not read as centre_zyx and radius_mm)"
+                        + (": recorded as lost marks" if key == "marked" else ""))
+    return lost
 
 
 def _write(side: Path, prov: dict) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import shlex
@@ -74,7 +75,7 @@ from lnq_napari.workspace.registry import (
     check_outside_model,
     model_kind,
 )
-from lnq_napari.workspace.repair import Repair, repair_store
+from lnq_napari.workspace.repair import Repair, plan_repair, repair_store
 from lnq_napari.workspace.save_lines import SaveLines
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
@@ -357,30 +358,49 @@ class Workspace:
                     warnings.warn(self._unrecorded_line(case, found, done), UserWarning, stacklevel=3)
 
     def _unrecorded_line(self, case: str, found: Unrecorded, done: str) -> str:
-        """The warning of a label file that is no version (:meth:`LabelStore.unrecorded`) and its fix."""
+        """The warning of a label file that is no version (:meth:`LabelStore.unrecorded`) and its fix: repair
+        when it can rebuild the provenance (:func:`~lnq_napari.workspace.repair.plan_repair`, nothing
+        written), else why not and what to do."""
         what, side = "correction" if found.source else "label file", found.side.name
         said = (f"case {case}: the {what} {found.path} is not a saved version, since its provenance {side} "
                 f"{found.why}; {done} without it")
         if found.why.startswith("cannot be read"):  # another account's file: not damage
             return (f"{said} ({side} is a permission problem, not damage: have its owner make it readable, "
                     f"e.g. chmod a+r {shlex.quote(str(found.side))})")
+        plan = plan_repair(self.label_store(case), found, lambda: self.ct_grid(case))
+        if not plan.repair.repaired:  # torn, another case's: repair would leave it alone
+            note = plan.repair.note.replace("; left alone: ", "; ")
+            return f"{said} ({note}; or restore it and {side} from a backup)"
         repair = f"lnq-napari workspace repair {shlex.quote(str(self.root))}"
-        unwanted = "" if found.source else f"; delete {shlex.quote(str(found.path))} if it is not wanted"
+        unwanted = f"; delete {shlex.quote(str(found.path))} if it is not wanted"
         return (f"{said} (restore {side} from a backup, or run {repair} to rebuild it from the file's "
                 f"header{unwanted})")
 
-    def repair_labels(self) -> list[Repair]:
-        """Rebuild the ``vNNN.json`` of each label file whose own is missing or damaged from the file's
-        header (:func:`~lnq_napari.workspace.repair.repair_store`), under the workspace's lock, journaled;
-        one :class:`~lnq_napari.workspace.repair.Repair` per such file (those left alone say why).
-        LNQError in one line, nothing done, when the workspace cannot be written."""
-        self.check_writable("repair writes the label versions' provenance there", self.labels_dir)
-        with self._lock:
-            self._check_present()
-            done = [r for case in self.case_ids() for r in repair_store(self.label_store(case))]
-            fixed = [f"{r.case}/{r.version}" for r in done if r.repaired]
-            if fixed:
-                self.log("repair", versions=fixed)
+    def repair_labels(self, case: str | None = None, dry_run: bool = False) -> list[Repair]:
+        """Rebuild the ``vNNN.json`` of each label file (of ``case``, or of every case) whose own is missing
+        or damaged from the file's header (:func:`~lnq_napari.workspace.repair.repair_store`), case by case
+        under the workspace's lock, each case journaled as it is done; one
+        :class:`~lnq_napari.workspace.repair.Repair` per such file (those left alone say why; a case folder
+        that cannot be written is one, left alone). ``dry_run``: what would be done, nothing written (a
+        read-only workspace too). Nothing to repair writes nothing; else LNQError in one line, nothing
+        done, when the workspace's own folder (lock, journal) cannot be written."""
+        stores = [self.label_store(c) for c in ([case] if case is not None else self.case_ids())]
+        todo = [s for s in stores if s.unrecorded(older_than=0)]
+        if todo and not dry_run:
+            self.check_writable("repair writes the label versions' provenance there")  # lock, journal
+        done: list[Repair] = []
+        for store in todo:
+            grid = functools.partial(self.ct_grid, store.case)
+            if dry_run:
+                done += repair_store(store, ct_grid=grid, dry_run=True)
+                continue
+            with self._lock:  # one case at a time: a save waits for one case's files at most
+                self._check_present()
+                found = repair_store(store, ct_grid=grid)
+                fixed = [f"{r.case}/{r.version}" for r in found if r.repaired]
+                if fixed:
+                    self.log("repair", versions=fixed)
+            done += found
         return done
 
     # ------------------------------------------------------------ journal
