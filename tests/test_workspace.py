@@ -606,7 +606,8 @@ def test_a_correction_whose_provenance_is_gone_is_warned_of_with_the_fix(ws):
     path = ws.root / "labels" / case / f"{older}.seg.nrrd"
     assert said == [f"case {case}: the correction {path} is not a saved version, since its provenance "
                     f"{older}.json is missing; fine-tuned without it (restore {older}.json from a backup, or "
-                    f"run lnq-napari workspace repair {ws.root} to rebuild it from the file's header)"]
+                    f"run lnq-napari workspace repair {ws.root} to rebuild it from the file's header; "
+                    f"delete {path} if it is not wanted)"]
     ws.add_label_version(case, labels, "correction")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -296,3 +296,37 @@ def test_repair_of_one_case_leaves_the_others_as_they_are(ws, tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"{other} v001: v001.json rebuilt")
     assert not (_folder(ws) / "v003.json").exists()
     assert ws.journal("repair")[-1]["versions"] == [f"{other}/v001"]
+
+
+def test_a_correction_whose_marks_are_lost_gets_no_mined_negatives_nor_removed_background_in_export(
+        tmp_path):
+    """Mining took a predicted component on no corrected node and no mark as known background: the
+    removed, marked node too, once repair had lost the mark; export-nnunet likewise took it as removed."""
+    from types import SimpleNamespace
+
+    from lnq_napari.finetuning.reviewed import read_reviewed
+    from lnq_napari.finetuning.workflow import _mined_negatives
+    from lnq_napari.nnunet.export import jobs_from_workspace
+    from lnq_napari.training.trainer import STATE_DIR, TrainingCase
+
+    ws, removed = _removed_and_marked(tmp_path)
+    (ws.root / "labels" / CASE / "v003.json").unlink()
+    api.repair_workspace(ws.root)
+    reviewed = read_reviewed(ws, CASE, "v003")
+    predicted = np.zeros((8, 16, 16), np.uint8)
+    predicted[removed] = 1  # the half-trained model finds the marked node again
+
+    class Predictor:
+        def predict(self, ct, cancel=None, prepared=None):
+            return SimpleNamespace(mask=Volume(predicted))
+
+    folder = tmp_path / "staging"
+    (folder / STATE_DIR).mkdir(parents=True)
+    plan = SimpleNamespace(corrections={CASE: "v003"}, device="cpu")
+    case = TrainingCase(CASE, reviewed.ct, reviewed.states(np.zeros((8, 16, 16), bool)))
+    mined = _mined_negatives(ws, plan, folder, [case], lambda path, device: Predictor(), None)
+    assert not mined.get(CASE, np.zeros(1, bool)).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (job,) = jobs_from_workspace(ws)[0]
+    assert job.kind == "correction" and job.prediction is None and job.marks == ()
