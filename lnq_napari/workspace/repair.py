@@ -142,17 +142,18 @@ def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volu
                        f"saved; move {quoted} out of {store.folder} or delete it if it is not wanted")
     here = (ascii_text(store.case), version)  # the header's text is ASCII
     named = (header.get("lnq_case", here[0]), header.get("lnq_version", version))
-    if named != here:
-        return refused(f"its header names {named[0]} {named[1]}: copied here from there?; left alone: move "
-                       f"{quoted} out of {store.folder}, or open it in napari on this case's CT and Save to "
-                       "import it as a new version")
+    copied = "copied from another case?" if named == here else f"its header names {named[0]} {named[1]}"
     if ct_grid is not None:
         try:
             check_same_grid(ct_grid(), labels, what=f"{path.name} and the CT of {store.case}",
-                            fix="not labels of this CT (copied from another case?)")
+                            fix=f"not labels of this CT ({copied})")
         except LNQError as exc:
             return refused(f"{exc}; left alone: move {quoted} out of {store.folder}, or delete it if it is "
                            "not wanted")
+    if named != here:  # the same grid: another time point's labels, or another version of this case
+        return refused(f"its header names {named[0]} {named[1]}: copied here from there?; left alone: move "
+                       f"{quoted} out of {store.folder}, or open it in napari on this case's CT and Save to "
+                       "import it as a new version")
     prov, lost = _provenance(store, path, version, header, _damaged(side))
     lost_text = "; not recoverable: " + ", ".join(lost) if lost else "; nothing lost"
     model = prov["model_version"] or "none"
