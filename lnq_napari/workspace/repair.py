@@ -101,7 +101,7 @@ def repair_store(store: LabelStore, older_than: float = STALE_SECONDS,
 
 
 @dataclass(frozen=True)
-class _Plan:
+class RepairPlan:
     """What repair would do with one label file: ``prov`` to write into ``side`` (None: left alone), the
     :class:`Repair` once done (or left alone) and, for one to rebuild, the line of a dry run (``would``)."""
 
@@ -111,14 +111,15 @@ class _Plan:
     would: str = ""
 
 
-def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volume] | None = None) -> _Plan:
+def plan_repair(store: LabelStore, found: Unrecorded,
+                ct_grid: Callable[[], Volume] | None = None) -> RepairPlan:
     """What repair would do with the unrecorded label file ``found`` (nothing written): the provenance to
     write, or why it is left alone and what to do."""
     version, path, side = found.side.stem, found.path, found.side
     quoted = shlex.quote(str(path))
 
-    def refused(note: str) -> _Plan:
-        return _Plan(Repair(store.case, version, path, False, note), side)
+    def refused(note: str) -> RepairPlan:
+        return RepairPlan(Repair(store.case, version, path, False, note), side)
 
     if found.why.startswith("cannot be read"):  # whole, perhaps, but not ours to read or replace
         return refused(f"{side.name} {found.why}: a permission problem (saved by another account?), not "
@@ -159,11 +160,11 @@ def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volu
     model = prov["model_version"] or "none"
     text = (f"from the header of {path.name} ({source}, parent {prov['parent'] or 'none'}, edits "
             f"{prov['edits']}, model {model}){lost_text}")
-    return _Plan(Repair(store.case, version, path, True, f"{version}.json rebuilt {text}"), side, prov,
-                 f"{version}.json would be rebuilt {text}")
+    return RepairPlan(Repair(store.case, version, path, True, f"{version}.json rebuilt {text}"), side, prov,
+                      f"{version}.json would be rebuilt {text}")
 
 
-def _commit(plan: _Plan) -> Repair:
+def _commit(plan: RepairPlan) -> Repair:
     """``plan`` carried out: its provenance written, with the label file's bytes and sha256 as they are now
     (a folder or file that cannot be written: left alone, said)."""
     repair = plan.repair
