@@ -217,9 +217,11 @@ def no_preamble_file_meta_kept(d):
     return EXACT
 
 
-def _enhanced(d: Path, **kw) -> hd.legacy.LegacyConvertedEnhancedCTImage:
+def _enhanced(d: Path, write=None, **kw) -> hd.legacy.LegacyConvertedEnhancedCTImage:
+    """The slices ``write`` (default :func:`series`, with ``kw``) makes in a scratch folder, converted to one
+    enhanced CT object (highdicom's legacy conversion) for ``d``."""
     scratch = d.parent / f"{d.name}-slices"
-    series(scratch, **kw)
+    (write or series)(scratch, **kw)
     slices = [pydicom.dcmread(f) for f in sorted(scratch.iterdir())]
     shutil.rmtree(scratch)
     d.mkdir(parents=True)
@@ -386,15 +388,10 @@ def padding_beyond_12_bits(d):
 
 @variant
 def enhanced_12_bit_high_bits_padded(d):
-    scratch = d.parent / f"{d.name}-slices"
-    hu = twelve_bit_series(scratch, high_bits=True, padding=True)
-    slices = [pydicom.dcmread(f) for f in sorted(scratch.iterdir())]
-    shutil.rmtree(scratch)
-    d.mkdir(parents=True)
-    hd.legacy.LegacyConvertedEnhancedCTImage(
-        slices, series_instance_uid=generate_uid(), series_number=9, sop_instance_uid=generate_uid(),
-        instance_number=1).save_as(d / "enhanced.dcm")
-    return source(hu)
+    hu = []
+    _enhanced(d, lambda scratch: hu.append(twelve_bit_series(scratch, high_bits=True, padding=True))
+              ).save_as(d / "enhanced.dcm")
+    return source(hu[0])
 
 
 def signed_twelve_bit_series(d: Path) -> np.ndarray:
@@ -420,15 +417,9 @@ def signed_padding_beyond_12_bits(d):
 
 @variant
 def enhanced_signed_padding_beyond_12_bits(d):
-    scratch = d.parent / f"{d.name}-slices"
-    hu = signed_twelve_bit_series(scratch)
-    slices = [pydicom.dcmread(f) for f in sorted(scratch.iterdir())]
-    shutil.rmtree(scratch)
-    d.mkdir(parents=True)
-    hd.legacy.LegacyConvertedEnhancedCTImage(
-        slices, series_instance_uid=generate_uid(), series_number=9, sop_instance_uid=generate_uid(),
-        instance_number=1).save_as(d / "enhanced.dcm")
-    return source(hu)
+    hu = []
+    _enhanced(d, lambda scratch: hu.append(signed_twelve_bit_series(scratch))).save_as(d / "enhanced.dcm")
+    return source(hu[0])
 
 
 @variant

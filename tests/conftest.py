@@ -198,3 +198,20 @@ def small_chest():
     """A builder of a small synthetic chest in HU (:func:`_small_chest`), for the preprocessing and anatomy
     tests."""
     return _small_chest
+
+
+def one_case_workspace(root: Path, shape: tuple[int, int, int] = (4, 6, 6), node_end: int = 4,
+                       case: str = "lnq2023-train-0000"):
+    """A workspace at ``root`` over one case written in ``data/`` beside it: a random CT of ``shape`` and a
+    partial label of one box node (``[1:3, 2:node_end, 2:node_end]``)."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.workspace import Workspace
+
+    ct = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
+    seg = np.zeros(shape, np.uint8)
+    seg[1:3, 2:node_end, 2:node_end] = 1
+    data = root.parent / "data"
+    write_volume(data / f"{case}-ct.nrrd", Volume(ct))
+    write_volume(data / f"{case}-seg.nrrd", Volume(seg))
+    return Workspace.init(root, data)

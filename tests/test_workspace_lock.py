@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_case_workspace
 
 from lnq_napari.cli import main
 from lnq_napari.io.readers import write_volume
@@ -28,12 +29,7 @@ OTHER = "lnq2023-train-0001"
 def read_only_ws(tmp_path, monkeypatch) -> Workspace:
     """A workspace of one case on what acts as a read-only mount (chmod does not stop root): no file can
     be made in it, and its lock files cannot be opened for writing."""
-    ct = np.random.default_rng(0).integers(-1000, 400, (4, 6, 6)).astype(np.int16)
-    seg = np.zeros(ct.shape, np.uint8)
-    seg[1:3, 2:4, 2:4] = 1
-    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", Volume(ct))
-    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", Volume(seg))
-    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    ws = one_case_workspace(tmp_path / "ws")
     root = ws.root.resolve()
 
     def refused(path) -> bool:
@@ -137,13 +133,8 @@ def _read_only_folder(monkeypatch, folder: Path) -> None:
 @pytest.fixture
 def corrected_ws(tmp_path) -> Workspace:
     """A workspace of one case, corrected (nothing left to rank), with models/, labels/ and cache/ made."""
-    ct = np.random.default_rng(0).integers(-1000, 400, (4, 6, 6)).astype(np.int16)
-    seg = np.zeros(ct.shape, np.uint8)
-    seg[1:3, 2:4, 2:4] = 1
-    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", Volume(ct))
-    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", Volume(seg))
-    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
-    ws.add_label_version(CASE, Volume(seg), "correction", edits=1)
+    ws = one_case_workspace(tmp_path / "ws")
+    ws.add_label_version(CASE, ws.read_labels(CASE, "v001"), "correction", edits=1)
     for folder in (ws.models_dir, ws.cache.folder, ws.root / "labels"):
         folder.mkdir(exist_ok=True)
     return ws

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import one_case_workspace
 
 from lnq_napari import api
 from lnq_napari.cli import main
@@ -27,12 +28,7 @@ REJECTED = {"centre_zyx": [1, 1, 1], "radius_mm": 4.0}
 @pytest.fixture
 def ws(tmp_path) -> Workspace:
     """v001 original, v002 prediction, v003 the reviewer's correction of v002 (marks and a rejection)."""
-    ct = np.random.default_rng(0).integers(-1000, 400, (4, 8, 8)).astype(np.int16)
-    seg = np.zeros(ct.shape, np.uint8)
-    seg[1:3, 2:5, 2:5] = 1
-    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", Volume(ct))
-    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", Volume(seg))
-    ws = Workspace.init(tmp_path / "my ws", tmp_path / "data")
+    ws = one_case_workspace(tmp_path / "my ws", (4, 8, 8), node_end=5)
     labels = ws.read_labels(CASE, "v001")
     ws.add_label_version(CASE, labels, "prediction", model_version="bundled")
     ws.add_label_version(CASE, labels, "correction", model_version="bundled", edits=5, parent="v002",
