@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -1352,11 +1353,88 @@ def test_empty_slices_named_without_an_extension_or_cut_within_the_preamble_are_
                                             ("_SUCCESS", 0), ("00000", 200)])
 def test_a_file_of_zeros_that_cannot_be_a_slice_is_left_alone(tmp_path, name, size):
     """Any file of zeros (an empty mask's .raw beside its .mhd, a 4 KiB file of zeros) was named an empty
-    slice, and the CT refused: only a file named as the slices are, empty or zeros shorter than the preamble
-    and 'DICM' (cut within it), may be a slice no byte of which came."""
+    slice, and the CT refused: only a file named as the slices are (ct-#.dcm here), empty or zeros, may be a
+    slice no byte of which came."""
     series(tmp_path / "ct", hu(VOLUME_SLICES))
     (tmp_path / "ct" / "mask.mhd").write_text("ObjectType = Image\nNDims = 3\nElementDataFile = mask.raw\n")
     (tmp_path / "ct" / name).write_bytes(bytes(size))
+    assert read_volume(tmp_path / "ct").shape == (VOLUME_SLICES, 24, 20)
+
+
+def _reoriented(folder: Path, orientation: list[str]) -> None:
+    """The slices of ``folder`` (:func:`series`) given ``orientation`` as written, each placed ``GAP`` mm
+    further along its normal (positions to 2 decimals): one stack of that orientation."""
+    row, column = np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+    normal = np.cross(row, column) / np.linalg.norm(np.cross(row, column))
+    for k, file in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(file)
+        ds.ImageOrientationPatient = orientation
+        ds.ImagePositionPatient = [f"{v:.2f}" for v in np.asarray(ORIGIN) + GAP * k * normal]
+        ds.save_as(file)
+
+
+@pytest.mark.parametrize(("orientation", "read"), [
+    (["0.87", "0.00", "-0.50", "0.25", "0.87", "0.43"], False),  # double oblique to 2 decimals: 0.0025 off
+    (["1", "0", "0", "0.0009", "1", "0"], True),  # 0.0009 off: ITK turns them perpendicular
+    (["0.866025", "0", "-0.5", "0.25", "0.866025", "0.433013"], True)])  # the same orientation, 6 decimals
+def test_an_orientation_whose_rows_and_columns_are_not_perpendicular_is_refused(tmp_path, orientation, read):
+    """Rows and columns more than about 1e-3 off perpendicular (a double-oblique orientation written to 2
+    decimals): GDCM read the series with the axial axes instead, with no word, its far slice 230 mm from
+    where the scanner put it; read and its grid taken (the SEG's), it is refused in one line."""
+    from lnq_napari.io.dicom_series import dicom_grid
+
+    uid = series(tmp_path / "ct", hu(VOLUME_SLICES))
+    _reoriented(tmp_path / "ct", orientation)
+    if read:
+        volume = read_volume(tmp_path / "ct")
+        unit = np.asarray(orientation[:3], float) / np.linalg.norm(np.asarray(orientation[:3], float))
+        np.testing.assert_allclose(np.asarray(volume.direction).reshape(3, 3)[:, 0], unit, atol=1e-3)
+        return
+    for read_it in (lambda: read_volume(tmp_path / "ct"), lambda: dicom_grid(tmp_path / "ct", uid)):
+        with pytest.raises(LNQError, match=r"^the orientation of the DICOM slices in ct \(Image Orientation "
+                                           r"\(Patient\)\) has rows and columns that are not perpendicular "
+                                           r"\(cosine 0\.0025: .*; re-export the series with its "
+                                           r"orientation in full precision$"):
+            read_it()
+
+
+def _renamed(folder: Path, naming: str) -> Path:
+    """The slices of ``folder`` (written by :func:`series`) renamed as exports name them: "uid" (each its
+    SOP Instance UID, no suffix), "im" (IM000001 ..., as a DICOMDIR's IMAGES folder) or a suffix (".dicom");
+    the file of the top slice."""
+    files = sorted(folder.iterdir())
+    for k, file in enumerate(files):
+        name = {"uid": str(pydicom.dcmread(file, stop_before_pixels=True).SOPInstanceUID),
+                "im": f"IM{k + 1:06d}"}.get(naming, file.stem + naming)
+        files[k] = file.rename(folder / name)
+    return files[-1]
+
+
+@pytest.mark.parametrize(("naming", "size"), [("uid", None), ("im", 4096), (".dicom", 0), (".dc3", 0),
+                                              (".dcm", None)])
+def test_an_end_slice_of_zeros_named_as_the_slices_are_is_a_lost_slice(tmp_path, naming, size):
+    """The top slice arrived as zeros (a copy that preallocated it, a crash; ``size`` None: of its own size)
+    or empty, named as its series' slices are (by UID, IM000012, .dicom, .dc3): a file of zeros over 131
+    bytes, or of a suffix other than none, .dcm or .ima, was taken for no slice, and the CT read silently
+    one slice short."""
+    folder = tmp_path / "IMAGES"
+    series(folder, hu(VOLUME_SLICES))
+    top = _renamed(folder, naming)
+    top.write_bytes(bytes(top.stat().st_size if size is None else size))
+    with pytest.raises(LNQError, match=rf"^1 file in IMAGES \({re.escape(top.name)}\) cannot be read: "
+                                       r"empty \(an interrupted copy or download\), so the CT would lack"):
+        read_volume(folder)
+
+
+@pytest.mark.parametrize("naming", ["uid", "im"])
+@pytest.mark.parametrize("name", ["LOCK", "_SUCCESS", "VERSION", "Thumbs.db", "LOCKFILE"])
+def test_a_zero_byte_file_named_otherwise_beside_slices_without_a_suffix_is_left_alone(tmp_path, naming,
+                                                                                         name):
+    """A zero-byte LOCK, _SUCCESS or VERSION beside slices named by UID or IM000001 (no suffix, as theirs)
+    was named an empty slice and the CT refused: it is not named as the slices are."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    _renamed(tmp_path / "ct", naming)
+    (tmp_path / "ct" / name).write_bytes(b"")
     assert read_volume(tmp_path / "ct").shape == (VOLUME_SLICES, 24, 20)
 
 

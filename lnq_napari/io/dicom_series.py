@@ -5,6 +5,7 @@ SEG is placed). Everything broken ends in a one-line LNQError."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -31,7 +32,7 @@ from lnq_napari.io.dicom_headers import (
     series_slices,
     stored_range,
 )
-from lnq_napari.io.dicom_stack import check_stack, header_slice_tags, slice_tags
+from lnq_napari.io.dicom_stack import check_direction, check_stack, header_slice_tags, slice_tags
 from lnq_napari.io.layout import cd_root
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
@@ -157,7 +158,9 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         if _rescale_beyond_first(headers):  # else ITK reads every slice in the first slice's type
             reader.SetOutputPixelType(sitk.sitkFloat32)
         image = _execute_series(reader, folder)
-        check_stack(slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files)), folder.name)
+        tags = slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files))
+        check_stack(tags, folder.name)
+        check_direction(image.GetDirection(), tags.orientations, folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         raw = from_sitk_image(image, folder.name)
         raw.spacing = _one_slice_spacing(raw.spacing, headers, folder.name)
@@ -313,17 +316,18 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
     images (:func:`.dicom_tree._kind_and_header`: "ct" or "image", or "unreadable": a header cut short, a
     bare dataset cut before its SOP class), of the series ``series_uid`` when given (a file whose header
     gives no series counts; one cut within its Series Instance UID counts when that is the start of
-    ``series_uid``: :func:`_value_cut`), or empty (:func:`_empty`: an interrupted copy made the file, no
-    byte of it came; named as the slices ``listed`` are) beside such a series, beside other files named
-    here, or all of ``files``: read without them, a CT lacked those slices (a gap refused as "a slice is
-    missing", or at either end silently a shorter CT; a folder of them "held no DICOM series"). Each is
+    ``series_uid``: :func:`_value_cut`), or empty (:func:`_zeros`, at any size: an interrupted copy made
+    or preallocated the file, no byte of it came; named as the slices ``listed`` are, :func:`_name_shape`,
+    else as the other files named here: a zero-byte LOCK or _SUCCESS beside slices named by UID is no
+    slice) beside such a series, beside other files named here, or all of ``files``: read without them, a
+    CT lacked those slices (a gap refused as "a slice is missing", or at either end silently a shorter CT;
+    a folder of them "held no DICOM series"). Each is
     named by what it is (:func:`_pixel_state`): empty, cut short (it ends before its header or pixel data
     do), damaged (whole, yet GDCM cannot parse it); Float Pixel Data is named as such
     (:func:`_float_pixels`), and an image file without pixel data is left out. None when none is."""
     found: dict[Path, str] = {}
-    suffixes = {_slice_suffix(f) for f in listed} if listed else set(SLICE_SUFFIXES)
-    empty = [file for file in files if _empty(file, suffixes)]
-    for file in (f for f in files if f not in empty):
+    zeros = [file for file in files if _zeros(file)]
+    for file in (f for f in files if f not in zeros):
         kind, header = dicom_tree._kind_and_header(file)
         if kind not in ("ct", "image", "unreadable"):
             continue
@@ -337,6 +341,8 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
             return _float_pixels([file])
         if state != "none":
             found[file] = state
+    shapes = {_name_shape(f) for f in (listed or list(found) or files)}
+    empty = [file for file in zeros if _name_shape(file) in shapes]
     if empty and (series_uid is not None or found or len(empty) == len(files)):
         found = {**dict.fromkeys(empty, "empty"), **found}
     if not found:
@@ -352,33 +358,38 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
             f"{said} ({cause}){lack}; copy or download the series again")
 
 
-#: What a file's name ends with where it may be a slice cut short (:func:`_slice_suffix`): nothing (a
-#: number, a UID), .dcm or .ima.
-SLICE_SUFFIXES = ("", ".dcm", ".ima")
-#: A DICOM file's preamble and its 'DICM': a file of zeros shorter than this may be a slice cut within it.
-PREAMBLE_BYTES = 132
+#: A run of digits, or of numbers joined by dots (a UID): one mark in a name's shape (:func:`_name_shape`).
+_NUMBERS = re.compile(r"\d+(?:\.\d+)*")
+#: A name that is a hash or UUID (hexadecimal digits, dashes; its suffix apart): one shape, whatever they are.
+_HEX_NAME = re.compile(r"(?=[^.]*\d)[0-9a-f-]{8,}(\.[a-z]+)?")
 
 
-def _slice_suffix(name: str | Path) -> str:
-    """A file name's suffix as slices are named: "" for none or a number ('1.2.840.1.5', 'IM.0001'), else
-    in lower case ('.dcm', '.raw')."""
-    suffix = Path(name).suffix.lower()
-    return "" if suffix[1:].isdigit() else suffix
+def _name_shape(name: str | Path) -> str:
+    """How a file is named, its numbers apart, in lower case: 'ct-#.dcm' for ct-012.dcm, 'im#' for IM000012,
+    '#' for a UID ('1.2.840.113619.2.55.3.2831'), 'im.#' for IM.0001, '<hex>.dcm' for a hash or UUID name.
+    A file named so beside a series' slices may be one of them."""
+    name = Path(name).name.lower()
+    if hexed := _HEX_NAME.fullmatch(name):
+        return "<hex>" + (hexed.group(1) or "")
+    return _NUMBERS.sub("#", name)
 
 
-def _empty(file: Path, suffixes: set[str]) -> bool:
-    """Whether ``file`` is a slice no byte of which arrived: named as slices are (its :func:`_slice_suffix`
-    one of ``suffixes`` and of :data:`SLICE_SUFFIXES`), and holding no byte, or only zeros and shorter than
-    :data:`PREAMBLE_BYTES` (cut within its preamble). An empty mask's .raw, a 4 KiB file of zeros, a
-    Thumbs.db are no slices."""
-    if _slice_suffix(file.name) not in suffixes or _slice_suffix(file.name) not in SLICE_SUFFIXES:
-        return False
+#: How much of a file is read at once to tell whether it holds only zeros (:func:`_zeros`).
+_CHUNK_BYTES = 1 << 20
+
+
+def _zeros(file: Path) -> bool:
+    """Whether ``file`` holds no byte, or only zeros (a copy that made or preallocated the file, a crash
+    that left it zero-filled): read until its first byte that is not zero (a DICOM file's preamble ends
+    in 'DICM', a dataset without it starts with a tag)."""
     try:
         with open(file, "rb") as handle:
-            head = handle.read(PREAMBLE_BYTES)
+            while chunk := handle.read(_CHUNK_BYTES):
+                if chunk.count(0) != len(chunk):
+                    return False
     except OSError:
         return False
-    return len(head) < PREAMBLE_BYTES and head.count(0) == len(head)
+    return True
 
 
 def _value_cut(file: Path, value: str) -> bool:
@@ -761,11 +772,13 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
         meta = {"dicom_series_uid": series_uid, "dicom_frame_of_reference": head.frame_of_reference}
         zeros = np.broadcast_to(np.uint8(0), raw.array.shape)
         return Volume(zeros, raw.spacing, raw.origin, raw.direction, {k: v for k, v in meta.items() if v})
-    check_stack(header_slice_tags(files, headers), folder.name)  # the stack the ends stand for
+    tags = header_slice_tags(files, headers)
+    check_stack(tags, folder.name)  # the stack the ends stand for
     _set_file_names(reader, [files[0], files[-1]] if len(files) > 2 else files, folder)
     reader.SetImageIO("GDCMImageIO")  # as :func:`read_dicom` reads the series
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)
+    check_direction(image.GetDirection(), tags.orientations, folder.name)
     spacing = list(_one_slice_spacing(image.GetSpacing(), headers, folder.name))
     if len(files) > 2:
         spacing[2] /= len(files) - 1

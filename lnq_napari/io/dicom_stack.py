@@ -163,3 +163,32 @@ def check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str,
                        f"slices drift {drift:.1f} mm sideways along the stack), which a volume would "
                        "misplace; resample it to an untilted stack first (dcm2niix or 3D Slicer correct "
                        "gantry tilt)")
+
+
+#: How far (per unit length, about radians) the direction a series was read with may lie from its written
+#: orientation's rows and columns (each normalised): ITK turns rows and columns at most 1e-3 off
+#: perpendicular into perpendicular axes (moving each by up to that); 2e-3 misplaces a point 500 mm away by
+#: 1 mm. Beyond it, GDCM gave up on the orientation (rows and columns further off perpendicular: written to
+#: 2 decimals, a double-oblique one is) and read the series with the axial axes instead.
+MAX_DIRECTION_CHANGE = 2e-3
+
+
+def check_direction(direction, orientations: list, name: str) -> None:
+    """LNQError when the direction a series was read with (ITK's, row-major 3 x 3) is not its first slice's
+    orientation (:class:`SliceTags`' orientations; none: nothing to compare): GDCM reads an orientation
+    whose rows and columns are more than about 1e-3 off perpendicular with the axial axes, with no word, a
+    double-oblique CT's far slices then hundreds of mm from where the scanner put them."""
+    written = orientations[0] if orientations else None
+    if written is None or written.size != 6:
+        return
+    axes = np.asarray(direction, dtype=float).reshape(3, 3)[:, :2].T
+    row, column = written[:3], written[3:]
+    if not np.linalg.norm(row) or not np.linalg.norm(column):
+        return  # no orientation: the grid check names it
+    unit = np.stack([row / np.linalg.norm(row), column / np.linalg.norm(column)])
+    if float(np.linalg.norm(axes - unit, axis=1).max()) > MAX_DIRECTION_CHANGE:
+        raise LNQError(f"the orientation of the DICOM slices in {name} (Image Orientation (Patient)) has "
+                       f"rows and columns that are not perpendicular (cosine {abs(unit[0] @ unit[1]):.4f}: "
+                       "written with too few decimals), which the DICOM reader (GDCM) replaces with the "
+                       "axial axes, misplacing the CT; re-export the series with its orientation in full "
+                       "precision")
