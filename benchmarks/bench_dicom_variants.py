@@ -480,6 +480,42 @@ def last_slice_cut_in_its_preamble(d):  # named by number: 100 bytes of zeros
     return REFUSED
 
 
+def renamed(d: Path, naming: Callable[[int, Path], str]) -> list[Path]:
+    """The slices of ``d`` renamed ``naming(k, file)`` (k-th in name order, the top slice last)."""
+    return [file.rename(d / naming(k, file)) for k, file in enumerate(sorted(d.iterdir()))]
+
+
+@variant
+def uid_named_top_slice_of_zeros(d):  # named by SOP Instance UID, the top slice zero-filled at full size
+    series(d)
+    top = renamed(d, lambda k, f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID))[-1]
+    top.write_bytes(bytes(top.stat().st_size))
+    return REFUSED
+
+
+@variant
+def cd_images_top_slice_of_4_kib_zeros(d):  # a CD's IMAGES/IM000001 ..., the top slice 4 KiB of zeros
+    series(d)
+    renamed(d, lambda k, f: f"IM{k + 1:06d}")[-1].write_bytes(bytes(4096))
+    return REFUSED
+
+
+@variant
+def dicom_suffix_top_slice_empty(d):  # ct000.dicom ..., the top slice 0 bytes
+    series(d)
+    renamed(d, lambda k, f: f"{f.stem}.dicom")[-1].write_bytes(b"")
+    return REFUSED
+
+
+@variant
+def uid_named_with_zero_byte_lock_files(d):  # LOCK, _SUCCESS, VERSION: no slices
+    series(d)
+    renamed(d, lambda k, f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID))
+    for name in ("LOCK", "_SUCCESS", "VERSION"):
+        (d / name).write_bytes(b"")
+    return EXACT
+
+
 @variant
 def slice_copied_twice(d):
     series(d)
@@ -515,12 +551,14 @@ def gantry_tilt_2_degrees_in_positions(d):  # its orientation as pydicom writes 
     return REFUSED
 
 
-def oblique(d: Path, position_decimals: int, orientation_decimals: int) -> Check:
-    """The source written as an oblique stack (its rows and columns turned 17 degrees about x, the slices
-    stacked along their normal, untilted), positions and orientation written with so many decimals, as some
-    exports round them; the check that it reads as the source on that grid."""
-    turn = np.radians(17)
-    row, column = np.array([-1.0, 0.0, 0.0]), np.array([0.0, -np.cos(turn), np.sin(turn)])
+def oblique(d: Path, position_decimals: int, orientation_decimals: int, turn_y: float = 0.0) -> Check:
+    """The source written as an oblique stack (its rows and columns turned 17 degrees about x, then
+    ``turn_y`` degrees about y: double oblique, the slices stacked along their normal, untilted), positions
+    and orientation written with so many decimals, as some exports round them; the check that it reads as
+    the source on that grid."""
+    turn, y = np.radians(17), np.radians(turn_y)
+    about_y = np.array([[np.cos(y), 0.0, np.sin(y)], [0.0, 1.0, 0.0], [-np.sin(y), 0.0, np.cos(y)]])
+    row, column = about_y @ [-1.0, 0.0, 0.0], about_y @ [0.0, -np.cos(turn), np.sin(turn)]
     normal = np.cross(row, column)
     written = lambda values, decimals: [f"{v:.{decimals}f}" for v in values]  # noqa: E731
     series(d, iop=written([*row, *column], orientation_decimals),
@@ -544,8 +582,19 @@ def oblique_positions_to_0_1_mm(d):  # gaps alternate by up to 0.13 mm along the
 
 
 @variant
-def oblique_orientation_to_2_decimals(d):  # its normal turned up to 0.4 degrees: 1.3 mm over 330 mm
+def oblique_orientation_to_2_decimals(d):  # its normal turned up to 0.5 degrees: 1.3 mm over 330 mm
     return oblique(d, 2, 2)
+
+
+@variant
+def double_oblique_orientation_to_3_decimals(d):  # 30 degrees about y too: 6e-5 off perpendicular
+    return oblique(d, 2, 3, turn_y=30)
+
+
+@variant
+def double_oblique_orientation_to_2_decimals(d):  # rows, columns 0.005 off perpendicular: GDCM reads axial
+    oblique(d, 2, 2, turn_y=30)
+    return REFUSED
 
 
 @variant

@@ -11,12 +11,14 @@ from lnq_napari.io.dicom_stack import SliceTags, check_stack, slice_tags, writte
 
 
 def _stack(count: int, gap: float, turn: float = 0.0, shear: float = 0.0, position_decimals: int = 2,
-           orientation_decimals: int = 6, missing: int | None = None) -> SliceTags:
+           orientation_decimals: int = 6, missing: int | None = None, turn_y: float = 0.0) -> SliceTags:
     """``count`` slices ``gap`` mm apart along their normal (rows and columns turned ``turn`` degrees about
-    x: an oblique stack), each ``shear`` mm further along its columns than the one before (a tilt), values
-    written with so many decimals, the slice ``missing`` left out."""
-    t = np.radians(turn)
-    row, column = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(t), np.sin(t)])
+    x, then ``turn_y`` about y: an oblique or double-oblique stack), each ``shear`` mm further along its
+    columns than the one before (a tilt), values written with so many decimals, the slice ``missing`` left
+    out."""
+    t, u = np.radians(turn), np.radians(turn_y)
+    about_y = np.array([[np.cos(u), 0.0, np.sin(u)], [0.0, 1.0, 0.0], [-np.sin(u), 0.0, np.cos(u)]])
+    row, column = about_y @ [1.0, 0.0, 0.0], about_y @ [0.0, np.cos(t), np.sin(t)]
     normal = np.cross(row, column)
     origin = np.array([-249.51234, -180.2468, -1234.5678])
     steps = np.arange(count)
@@ -76,14 +78,15 @@ def test_a_real_tilt_is_refused_however_coarsely_an_axial_orientation_is_written
         check_stack(_stack(330, 1.0, shear=shear, orientation_decimals=decimals), "ct")
 
 
-@pytest.mark.parametrize("degrees", [1, 2, 5, 9])
-def test_a_real_tilt_of_an_oblique_stack_with_a_coarse_orientation_is_refused(degrees):
+@pytest.mark.parametrize(("degrees", "decimals"), [(1, 2), (2, 2), (5, 2), (9, 2), (2, 1), (5, 1), (9, 1)])
+def test_a_real_tilt_of_an_oblique_stack_with_a_coarse_orientation_is_refused(degrees, decimals):
     """An oblique stack whose orientation is written to 1 or 2 decimals may put its normal's turn down to
-    rounding only up to 0.4 degrees (the rounding itself allowed up to 1 or 10 degrees)."""
+    rounding only as far as 2 decimals can turn it (0.5 degrees at 17 degrees), at most 0.7 degrees (the
+    rounding itself allowed up to 1 or 10 degrees). At 1 decimal the orientation itself is 0.3 degrees off,
+    so a 1 degree tilt may be hidden."""
     shear = np.tan(np.radians(degrees))
-    for decimals in (1, 2):
-        with pytest.raises(LNQError, match=r"is tilted \(gantry tilt about"):
-            check_stack(_stack(330, 1.0, turn=17, shear=shear, orientation_decimals=decimals), "ct")
+    with pytest.raises(LNQError, match=r"is tilted \(gantry tilt about"):
+        check_stack(_stack(330, 1.0, turn=17, shear=shear, orientation_decimals=decimals), "ct")
 
 
 def test_rounding_alone_still_reads_within_the_cap():
@@ -92,3 +95,26 @@ def test_rounding_alone_still_reads_within_the_cap():
     for turn in (17, 30):
         check_stack(_stack(1000, 0.5, turn=turn, orientation_decimals=2), "ct")
         check_stack(_stack(1000, 1.0, turn=turn, orientation_decimals=3, position_decimals=1), "ct")
+
+
+@pytest.mark.parametrize("turn", [0.15, 0.2, 0.25])
+def test_an_orientation_padded_with_zeros_is_rounded_to_its_decimals(turn):
+    """A stack turned 0.15-0.25 degrees, its orientation written '1.00\\0.00\\0.00\\0.00\\1.00\\0.00' (a
+    writer of 2 fixed decimals: 0.00 stands for up to 0.005), was refused as tilted over 500 mm ('1.00' and
+    '0.00' counted as exact), while 0.3 degrees ('-0.01') read. The same drift with 6 decimals is refused."""
+    assert _stack(3, 1.0, turn=turn, orientation_decimals=2).orientation_step == pytest.approx(0.01)
+    check_stack(_stack(500, 1.0, turn=turn, orientation_decimals=2), "ct")
+    with pytest.raises(LNQError, match=r"is tilted"):
+        check_stack(_stack(500, 1.0, shear=np.tan(np.radians(turn)), orientation_decimals=6), "ct")
+
+
+@pytest.mark.parametrize(("turn", "turn_y"), [(5.0, 41.0), (9.0, 37.0), (12.0, 33.0), (15.55, 7.775)])
+def test_a_double_oblique_orientation_to_two_decimals_is_no_tilt(turn, turn_y):
+    """Rounding a double-oblique orientation to 2 decimals turns its normal by up to 0.7 degrees (its normal
+    along a cube diagonal), beyond the 0.4 degree cap: consistent stacks over 500 mm were refused as
+    tilted. A 2 degree tilt of them, and a 0.5 degree one written with 6 decimals, still are."""
+    check_stack(_stack(500, 1.0, turn=turn, turn_y=turn_y, orientation_decimals=2), "ct")
+    for degrees, decimals in ((2.0, 2), (0.5, 6)):
+        with pytest.raises(LNQError, match=r"is tilted"):
+            check_stack(_stack(500, 1.0, turn=turn, turn_y=turn_y, orientation_decimals=decimals,
+                               shear=np.tan(np.radians(degrees))), "ct")

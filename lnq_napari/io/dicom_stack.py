@@ -51,12 +51,15 @@ def _numbers(texts: list[str] | None) -> np.ndarray | None:
 
 
 def _rounded(text: str) -> bool:
-    """Whether an orientation component as written may be rounded: not exactly 0 or +-1 ('-1.0', '0.0'
-    are how pydicom writes an exact axial orientation, and say nothing of the others' decimals)."""
+    """Whether an orientation component as written may be rounded: not exactly 0 or +-1, or written with 2
+    or more decimals ('1.00', '-0.00': a writer of fixed decimals pads with zeros, which state its rounding;
+    '-1.0', '0.0', '1' are how pydicom writes an exact axial orientation, and say nothing of the others'
+    decimals)."""
     try:
-        return abs(float(text)) not in (0.0, 1.0)
+        exact = abs(float(text)) in (0.0, 1.0)
     except ValueError:
         return True
+    return not exact or len(text.strip().partition(".")[2]) >= 2
 
 
 def _tags(positions: list[list[str] | None], orientations: list[list[str] | None]) -> SliceTags:
@@ -97,15 +100,21 @@ def header_slice_tags(files: list[str], headers: list) -> SliceTags:
                  [texts(h, "ImageOrientationPatient") for h in headers])
 
 
-#: How far (radians) a slice normal computed from an orientation rounded to a step of 1 can turn: each of
-#: the six components off by at most half a step.
-NORMAL_TURN_PER_STEP = float(np.sqrt(3.0))
-#: The most (radians, tan of 0.4 degrees) an orientation's rounding may turn the normal by in the tilt
-#: check, however coarsely it is written: rounding two components to 2 decimals turns it up to 0.4 degrees
-#: (sqrt(2) * 0.005), so a real tilt of 0.5 degrees or more is refused once it drifts past 1 mm.
-MAX_ROUNDED_TURN = float(np.tan(np.radians(0.4)))
+#: The most (radians) an orientation's rounding may turn the normal by in the tilt check, however coarsely
+#: it is written: the worst case of 2 decimals (:func:`rounding_turn` of a step of 0.01 for a normal
+#: along a cube diagonal, 0.005 * sqrt(6): 0.70 degrees; an axial orientation 0.41 degrees). Written
+#: coarser (1 decimal), a consistent stack may be refused; a drift beyond 1 mm + that turn times the
+#: stack's extent always is.
+MAX_ROUNDED_TURN = 0.005 * float(np.sqrt(6.0))
 #: At most this share of the slice spacing is put down to rounding: a missing slice doubles a gap.
 MAX_ROUNDED_GAP_SHARE = 0.3
+
+
+def rounding_turn(normal: np.ndarray, step: float) -> float:
+    """How far (radians, to first order) rounding an orientation's rows r and columns c to ``step`` (each
+    component off by at most half of it) can turn the unit ``normal`` of their plane: r's error along the
+    normal tilts it about c, c's about r, each by up to step / 2 * |normal|_1; together sqrt(2) times."""
+    return step / 2 * float(np.abs(normal).sum()) * float(np.sqrt(2.0))
 
 
 def check_stack(tags: SliceTags, name: str) -> None:
@@ -114,7 +123,8 @@ def check_stack(tags: SliceTags, name: str) -> None:
     or a tilted stack (:func:`check_not_tilted`). Gaps may differ by 1 % of the spacing, 0.1 mm, or what
     rounding the positions to their written decimals makes them alternate by (0.1 mm steps along an oblique
     normal: up to 0.14 mm); the drift beside the stack by what rounding positions and orientation can shift
-    a slice, the orientation's share at most :data:`MAX_ROUNDED_TURN` (0.4 degrees: 3.5 mm over 500 mm)."""
+    a slice, the orientation's share (:func:`rounding_turn`) at most :data:`MAX_ROUNDED_TURN` (0.7 degrees:
+    6.1 mm over 500 mm)."""
     positions, orientations = tags.positions, tags.orientations
     fix = "re-export the complete series (one acquisition, every slice) from the PACS or scanner"
     placeless = sum(p is None or p.size != 3 for p in positions)
@@ -134,7 +144,7 @@ def check_stack(tags: SliceTags, name: str) -> None:
     normal = normal / (np.linalg.norm(normal) or 1.0)  # rounded rows and columns: not quite unit length
     stack, step = np.asarray(positions), np.asarray(tags.position_step, dtype=float)
     extent = float(np.ptp(stack @ normal))
-    turn = min(NORMAL_TURN_PER_STEP * tags.orientation_step, MAX_ROUNDED_TURN)
+    turn = min(rounding_turn(normal, tags.orientation_step), MAX_ROUNDED_TURN)
     rounding = float(np.linalg.norm(step)) + turn * extent
     check_not_tilted(stack, normal, name, max(MAX_SLICE_DRIFT_MM, rounding))
     gaps = np.diff(np.sort(stack @ normal))
