@@ -48,7 +48,7 @@ from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_
 from lnq_napari.io import dicom_seg, dicom_tree, segfile
 from lnq_napari.io.atomic import CANNOT_WRITE, atomic_write_text, check_output_folder
 from lnq_napari.io.datasets import find_cts
-from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
+from lnq_napari.io.geometry import GridWarning, SliceThicknessWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case, label_name
@@ -652,11 +652,13 @@ def predict(
             if progress:
                 progress((k + fraction) / len(items), f"{case_id}: {message}")
 
+        one_slice = False  # refused as one: its thickness taken as 1 mm is no news
         try:
             with collected_warnings() as heard:  # in a batch, each said with its case
                 if path in split:  # a part of a series: read alone, it is a CT of half the slices
                     raise LNQError(split[path])
                 ct = read_volume(path)
+                one_slice = min(ct.shape) < 2
                 series_uid = ct.meta.get("dicom_series_uid")
                 _, result = _predicted(ct, predictor, device, step, cancel)
                 # only these are written: the CT, its region and the probabilities not asked for go first
@@ -670,6 +672,8 @@ def predict(
             continue
         finally:
             for said in heard:
+                if one_slice and issubclass(said.category, SliceThicknessWarning):
+                    continue
                 prefix = f"{case_id}: " if len(items) > 1 else ""
                 warnings.warn(f"{prefix}{said.message}", said.category, stacklevel=2)
         if format == "dicom-seg":

@@ -460,6 +460,35 @@ def test_output_cut_short_by_its_reader_ends_quietly(tmp_path):
     assert run.stdout == "line 0\n" and "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
 
 
+def test_a_single_dicom_slice_without_a_thickness_is_refused_without_the_thickness_warning(case, capsys):
+    """predict refuses a DICOM series of one slice; the reader's warning that its thickness (not given) was
+    taken as 1 mm was printed just before, as noise. Read alone, it still warns."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from lnq_napari.io import read_volume
+    from lnq_napari.io.geometry import SliceThicknessWarning
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, generate_uid(), generate_uid()
+    ds.Modality, ds.ImageType = "CT", ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 0], [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing, ds.SamplesPerPixel, ds.PhotometricInterpretation = [0.8, 0.8], 1, "MONOCHROME2"
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 40, 40, 16, 16, 15
+    ds.PixelRepresentation, ds.RescaleIntercept, ds.RescaleSlope = 1, -1024, 1
+    ds.PixelData = np.full((40, 40), 1064, np.int16).tobytes()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = CTImageStorage, \
+        ds.SOPInstanceUID
+    (case["dir"] / "one").mkdir()
+    ds.save_as(case["dir"] / "one" / "slice.dcm", enforce_file_format=True)
+    code, _, err = run_cli(capsys, ["predict", str(case["dir"] / "one"), "-o", str(case["dir"] / "out")])
+    assert_one_line_error(code, err, "not in a single slice; give the whole series")
+    with pytest.warns(SliceThicknessWarning, match="gives no slice thickness"):
+        read_volume(case["dir"] / "one")
+
+
 def test_a_single_slice_is_refused_and_a_label_file_as_the_ct_warned_about(case, capsys):
     one = write(case["dir"] / "slice-ct.nrrd", np.full((1, 40, 40), 40, np.int16))
     out = case["dir"] / "predicted"

@@ -33,6 +33,7 @@ from lnq_napari.io.dicom_headers import (
     stored_range,
 )
 from lnq_napari.io.dicom_stack import check_direction, check_stack, header_slice_tags, slice_tags
+from lnq_napari.io.geometry import SliceThicknessWarning
 from lnq_napari.io.layout import cd_root
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
@@ -261,7 +262,7 @@ def _one_slice_spacing(spacing, headers: list, name: str) -> tuple:
     depth = float(tuple(spacing)[2])
     warnings.warn(f"the one DICOM slice in {name} gives no slice thickness (Slice Thickness, Spacing Between "
                   f"Slices); taken as {depth:g} mm, so its volume along z is wrong unless it is: re-export "
-                  "with it", UserWarning, stacklevel=4)
+                  "with it", SliceThicknessWarning, stacklevel=4)
     return tuple(spacing)
 
 

@@ -40,6 +40,11 @@ class GridWarning(UserWarning):
     """Labels were resampled onto another grid."""
 
 
+class SliceThicknessWarning(UserWarning):
+    """A CT of one slice that gives no thickness was read as 1 mm thick (noise where it is then refused as
+    a single slice)."""
+
+
 def nrrd_space_flip(header: dict, name: str = "file") -> np.ndarray:
     """Per-axis signs that take the header's 'space' into LPS (no named space: taken as LPS)."""
     space = header.get("space")
