@@ -689,16 +689,10 @@ def test_unsigned_pixel_padding_outside_the_scan_circle_reads_below_any_measured
 def test_pixel_padding_of_an_enhanced_ct_reads_below_any_measured_hu(tmp_path):
     """An enhanced (multi-frame) CT converted from such a series keeps its Pixel Padding Value: it read as
     +62512 HU outside the scan circle (review), now -3024 as the classic series does."""
-    from highdicom.legacy import LegacyConvertedEnhancedCTImage
-
     ct, inside = hu(), _scan_circle(hu().shape)
     series(tmp_path / "classic", ct, stored=_padded(ct, 63536, np.uint16), PixelRepresentation=0,
            PixelPaddingValue=63536)
-    slices = [pydicom.dcmread(f) for f in sorted((tmp_path / "classic").iterdir())]
-    enhanced = LegacyConvertedEnhancedCTImage(slices, series_instance_uid=generate_uid(), series_number=2,
-                                              sop_instance_uid=generate_uid(), instance_number=1)
-    (tmp_path / "enhanced").mkdir()
-    enhanced.save_as(tmp_path / "enhanced" / "ct.dcm")
+    _enhanced_of(tmp_path / "classic", tmp_path / "enhanced")
     got = read_volume(tmp_path / "enhanced").array
     np.testing.assert_array_equal(got[inside], ct[inside])
     assert (got[~inside] == -3024).all()
@@ -735,16 +729,10 @@ def test_bits_set_above_bits_stored_of_an_enhanced_ct_are_ignored(tmp_path):
     """An enhanced CT of 12-bit pixels with bits set above Bits Stored (an overlay, garbage): the standard
     says to ignore them, and a classic series reads so (GDCM), but highdicom read every allocated bit:
     thousands of HU off. Its declared padding beyond Bits Stored still reads as -3024 HU."""
-    from highdicom.legacy import LegacyConvertedEnhancedCTImage
-
     ct, inside = hu(), _scan_circle(hu().shape)
     _twelve_bit_series(tmp_path / "classic", ct, 63536, high_bits=True)
     np.testing.assert_array_equal(read_volume(tmp_path / "classic").array, np.where(inside, ct, -3024))
-    slices = [pydicom.dcmread(f) for f in sorted((tmp_path / "classic").iterdir())]
-    enhanced = LegacyConvertedEnhancedCTImage(slices, series_instance_uid=generate_uid(), series_number=2,
-                                              sop_instance_uid=generate_uid(), instance_number=1)
-    (tmp_path / "enhanced").mkdir()
-    enhanced.save_as(tmp_path / "enhanced" / "ct.dcm")
+    _enhanced_of(tmp_path / "classic", tmp_path / "enhanced")
     np.testing.assert_array_equal(read_volume(tmp_path / "enhanced").array, np.where(inside, ct, -3024))
 
 
