@@ -751,9 +751,31 @@ def _execute_series(reader, folder: Path):
         if "does not fully contain the requested region" in text:  # a slice of another size
             raise LNQError(f"the DICOM slices in {folder} differ in size (a localizer or another series "
                            "among them); keep only the slices of the one CT series") from exc
-        reason = text.strip().splitlines()[-1][:160]
+        reason = _ITK_PREFIX.sub("", text.strip().splitlines()[-1])[:160]
+        if name := _undecodable_slice(reader.GetFileNames()):
+            raise LNQError(f"cannot read the DICOM series in {folder}: its slice {name} cannot be decoded "
+                           f"({reason}); the file is damaged: copy or re-export the series again") from exc
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
                        "complete images of one series") from exc
+
+
+#: ITK's prefix to an error's line ('ITK ERROR: GDCMImageIO(0x55d9b66cc1c0): '), which says nothing to a user.
+_ITK_PREFIX = re.compile(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ")
+
+
+def _undecodable_slice(files) -> str | None:
+    """The name of the first of a series' ``files`` that SimpleITK (GDCM) cannot read alone, where a read of
+    the series failed (a damaged compressed slice: its codec's own lines go to stderr once more); None when
+    each reads."""
+    import SimpleITK as sitk
+
+    for file in files:
+        try:
+            with itk_quiet():
+                sitk.ReadImage(file, imageIO="GDCMImageIO")
+        except RuntimeError:
+            return Path(file).name
+    return None
 
 
 def dicom_grid(folder: Path, series_uid: str) -> Volume:
