@@ -327,7 +327,8 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
     do), damaged (whole, yet GDCM cannot parse it); Float Pixel Data is named as such
     (:func:`_float_pixels`), and an image file without pixel data is left out. None when none is."""
     found: dict[Path, str] = {}
-    zeros = [file for file in files if _zeros(file)]
+    shapes = {_name_shape(f) for f in listed} if listed else None  # else: of the files found, or all
+    zeros = [file for file in files if (shapes is None or _name_shape(file) in shapes) and _zeros(file)]
     for file in (f for f in files if f not in zeros):
         kind, header = dicom_tree._kind_and_header(file)
         if kind not in ("ct", "image", "unreadable"):
@@ -342,7 +343,7 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
             return _float_pixels([file])
         if state != "none":
             found[file] = state
-    shapes = {_name_shape(f) for f in (listed or list(found) or files)}
+    shapes = shapes or {_name_shape(f) for f in (list(found) or files)}
     empty = [file for file in zeros if _name_shape(file) in shapes]
     if empty and (series_uid is not None or found or len(empty) == len(files)):
         found = {**dict.fromkeys(empty, "empty"), **found}
