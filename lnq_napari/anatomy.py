@@ -42,8 +42,8 @@ ViewEdge = tuple[list[tuple[np.ndarray, np.ndarray, bool]], tuple[float, float]]
 class Anatomy:
     """Coarse (~3 mm) masks of a CT: ``body``, ``lungs`` and ``mediastinum`` (the per-slice convex hull
     of the lungs, where mediastinal nodes live), ``outside`` the field of view (the padding; None: none)
-    and ``view``, the view's edge per slice that has padding. ``step`` maps the coarse grid to the CT index
-    grid."""
+    and ``view``, the view's edge per slice that has padding; ``small``, the coarse copy of the CT they were
+    found on (None: not kept). ``step`` maps the coarse grid to the CT index grid."""
 
     step: tuple[int, int, int]
     shape: tuple[int, int, int]
@@ -51,6 +51,20 @@ class Anatomy:
     lungs: np.ndarray
     outside: np.ndarray | None = None
     view: dict[int, ViewEdge] = field(default_factory=dict)
+    small: np.ndarray | None = None
+
+    @cached_property
+    def near_edge(self) -> np.ndarray:
+        """bool (coarse z y x): the voxels within :data:`CUT_LUNG_REACH` of the view's edge (an image edge,
+        the padding ``outside``)."""
+        from scipy import ndimage
+
+        near = np.zeros(self.lungs.shape, dtype=bool)
+        near[:, :CUT_LUNG_REACH] = near[:, -CUT_LUNG_REACH:] = True
+        near[:, :, :CUT_LUNG_REACH] = near[:, :, -CUT_LUNG_REACH:] = True
+        if self.outside is not None:
+            near |= ndimage.binary_dilation(self.outside, _PLANE, iterations=CUT_LUNG_REACH)
+        return near
 
     @cached_property
     def mediastinum(self) -> np.ndarray:
@@ -94,7 +108,7 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
 
     roi = roi or RoiConfig()
     step = tuple(max(1, int(round(3.0 / s))) for s in spacing_zyx)
-    small = np.asarray(hu[:: step[0], :: step[1], :: step[2]])
+    small = np.array(hu[:: step[0], :: step[1], :: step[2]])  # a copy: the full CT is not kept alive
     body = body_of(small, roi.body_hu)
     if seal:  # the image edge grows no wall (over a lung it cuts: 3 voxels deep), nor wears it away
         grown = ndimage.binary_dilation(body, _PLANE, iterations=seal, border_value=0)
@@ -108,7 +122,7 @@ def coarse_anatomy(hu: np.ndarray, spacing_zyx: tuple[float, float, float],
         wall = _view_sealed(wall, body, outside, view)
     filled = _holes_filled(wall, _PLANE) & (body | ~wall)
     lungs = ndimage.binary_opening(filled & (small < roi.lung_hu), _PLANE, iterations=1)
-    return Anatomy(step, tuple(hu.shape), filled, lungs, outside if outside.any() else None, view)
+    return Anatomy(step, tuple(hu.shape), filled, lungs, outside if outside.any() else None, view, small)
 
 
 #: Values below this (HU) were never measured: the padding a scanner writes outside its circular field of
@@ -411,19 +425,27 @@ LUNG_BODY_FRACTION = 0.10
 SEAL_WALL = 3
 
 
-#: An air component this large (ml) whose median lies above :data:`CUT_LUNG_HU` (lung tissue, not gas) is
-#: lung however small its share of the body: a very obese patient's (100 mm of fat round a phantom's chest:
+#: Where no air component covers :data:`LUNG_BODY_FRACTION` of the body, one this large (ml) whose median
+#: lies above :data:`CUT_LUNG_HU` (lung tissue, not gas) is lung however small its share: a very obese
+#: patient's (100 mm of fat round a phantom's chest:
 #: each lung 8.7 % of the body's section, none found, "no lungs found"; 3.2 l each, median -848; the upper
 #: abdomen's gas of a real CT: 43 ml, median -965).
 LARGE_LUNG_ML = 300.0
 
 
+def _small(anatomy: Anatomy) -> np.ndarray:
+    """The coarse CT of ``anatomy`` (one made without it: an error saying so)."""
+    if anatomy.small is None:
+        raise ValueError("this anatomy keeps no coarse CT; make it with coarse_anatomy")
+    return anatomy.small
+
+
 def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
-                min_lung_ml: float = RoiConfig.min_lung_ml, hu: np.ndarray | None = None) -> np.ndarray:
+                min_lung_ml: float = RoiConfig.min_lung_ml) -> np.ndarray:
     """The lungs of a coarse anatomy without bowel or stomach gas: the 3D air components that hold
     ``min_lung_ml`` and, on one of their slices, cover a share of the body (:data:`LUNG_BODY_FRACTION`);
-    given ``hu`` (the CT the anatomy was found on), also those as large and dense as lungs
-    (:data:`LARGE_LUNG_ML`)."""
+    where none does, those as large and dense as lungs (:data:`LARGE_LUNG_ML`; a colon loop beside lungs
+    found stays out, whatever it reads)."""
     from scipy import ndimage
 
     lab, n = ndimage.label(anatomy.lungs)
@@ -437,11 +459,10 @@ def chest_lungs(anatomy: Anatomy, spacing_zyx: tuple[float, float, float],
         if sl is not None:
             area = (lab[sl] == k + 1).sum(axis=(1, 2))
             wide[k] = np.max(area / body_area[sl[0]]) >= LUNG_BODY_FRACTION
-    if hu is not None and not wide.all():
-        large = np.flatnonzero(~wide & (volume >= LARGE_LUNG_ML))
+    if not (wide & (volume >= min_lung_ml)).any():
+        large = np.flatnonzero(volume >= LARGE_LUNG_ML)
         if large.size:
-            small = np.asarray(hu[:: anatomy.step[0], :: anatomy.step[1], :: anatomy.step[2]])
-            wide[large] = np.asarray(ndimage.median(small, lab, large + 1)) > CUT_LUNG_HU
+            wide[large] = np.asarray(ndimage.median(_small(anatomy), lab, large + 1)) > CUT_LUNG_HU
     keep = np.concatenate([[False], wide & (volume >= min_lung_ml)])
     return keep[lab]
 
@@ -460,24 +481,10 @@ CUT_LUNG_HU = -950.0
 CUT_LUNG_ML = 10.0
 
 
-def _near_view_edge(anatomy: Anatomy) -> np.ndarray:
-    """bool (coarse z y x): the voxels within :data:`CUT_LUNG_REACH` of the view's edge (an image edge, the
-    padding ``anatomy.outside``)."""
-    from scipy import ndimage
-
-    near = np.zeros(anatomy.lungs.shape, dtype=bool)
-    near[:, :CUT_LUNG_REACH] = near[:, -CUT_LUNG_REACH:] = True
-    near[:, :, :CUT_LUNG_REACH] = near[:, :, -CUT_LUNG_REACH:] = True
-    if anatomy.outside is not None:
-        near |= ndimage.binary_dilation(anatomy.outside, _PLANE, iterations=CUT_LUNG_REACH)
-    return near
-
-
-def cut_lung(anatomy: Anatomy, hu: np.ndarray, lungs: np.ndarray,
-             spacing_zyx: tuple[float, float, float]) -> np.ndarray:
+def cut_lung(anatomy: Anatomy, lungs: np.ndarray, spacing_zyx: tuple[float, float, float]) -> np.ndarray:
     """bool (coarse z y x): the pieces of a lung the view's edge cuts deeply (a crop, a narrow field of
     view: a sliver of its width left, broken into pieces each too small beside the body for
-    :func:`chest_lungs`, which found ``lungs``; ``hu``: the CT the anatomy was found on). The air of
+    :func:`chest_lungs`, which found ``lungs``). The air of
     ``anatomy.lungs`` reaching the view's edge (:data:`CUT_LUNG_REACH`) at the depth of the lungs found
     (:data:`CUT_LUNG_BESIDE`, the rows run front to back) and as dense as lung (:data:`CUT_LUNG_HU`), taken
     when together it holds :data:`CUT_LUNG_ML`."""
@@ -492,12 +499,11 @@ def cut_lung(anatomy: Anatomy, hu: np.ndarray, lungs: np.ndarray,
     beside = np.bincount(ids, (first[z] <= y) & (y <= last[z]), minlength=n + 1)
     size = np.bincount(ids, minlength=n + 1)
     cut = np.zeros(n + 1, dtype=bool)
-    cut[np.unique(lab[_near_view_edge(anatomy)])] = True
+    cut[np.unique(lab[anatomy.near_edge])] = True
     cut &= beside >= CUT_LUNG_BESIDE * np.maximum(size, 1)
     cut[0] = False
     if cut.any():
-        small = np.asarray(hu[:: anatomy.step[0], :: anatomy.step[1], :: anatomy.step[2]])
-        cut[cut] = np.asarray(ndimage.median(small, lab, np.flatnonzero(cut))) > CUT_LUNG_HU
+        cut[cut] = np.asarray(ndimage.median(_small(anatomy), lab, np.flatnonzero(cut))) > CUT_LUNG_HU
     voxel_ml = float(np.prod([s * st for s, st in zip(spacing_zyx, anatomy.step)])) / 1000.0
     return cut[lab] if size[cut].sum() * voxel_ml >= CUT_LUNG_ML else np.zeros_like(lungs)
 
@@ -590,7 +596,7 @@ def _spread(cut: np.ndarray, lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray:
     if not span.size:
         return out
     out[span[0] : span[-1] + 1] |= cut.any(axis=0)
-    columns = np.nonzero((out & _near_view_edge(anatomy)).any(axis=(0, 1)))[0]
+    columns = np.nonzero((out & anatomy.near_edge).any(axis=(0, 1)))[0]
     first, last = _rows_of(lungs)
     for z in range(int(span[0]), int(span[-1]) + 1):
         if first[z] <= last[z]:
@@ -598,10 +604,10 @@ def _spread(cut: np.ndarray, lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray:
     return out if anatomy.outside is None else out & ~anatomy.outside
 
 
-#: A slice whose lungs on one side of the body's midline cover less than this share of those on the other
-#: side (one lung removed, collapsed or under an effusion) is drawn with the other lung mirrored too: the
-#: hull of one lung leaves out the mediastinum beside it (one lung filled with soft tissue: 64 % of a
-#: phantom's node voxels out of the region; the lower half of one lung: 13 %).
+#: A slice whose lungs on one side of the chest's midline (:func:`_midlines`) cover less than this share of
+#: those on the other side (one lung removed, collapsed or under an effusion) is drawn with the other lung
+#: mirrored too: the hull of one lung leaves out the mediastinum beside it (one lung filled with soft tissue:
+#: 64 % of a phantom's node voxels out of the region; the lower half of one lung: 13 %).
 LOPSIDED_LUNGS = 0.5
 
 
@@ -611,43 +617,81 @@ LOPSIDED_LUNGS = 0.5
 FULL_LUNG = 0.5
 
 
-def _mirrored(lungs: np.ndarray, body: np.ndarray, cut_off: np.ndarray) -> np.ndarray:
-    """bool (coarse z y x): on each slice of ``lungs`` where one side of the midline holds little lung
-    (:data:`LOPSIDED_LUNGS`, :data:`FULL_LUNG`), the lungs mirrored about the midline, within ``body``;
-    elsewhere nothing, nor where ``cut_off`` (the body at the view's edge) lies on the side with little lung:
-    its lung may lie beyond the view (:func:`cut_lung` and :func:`_spread` draw it).
-    The midline (one column for the CT): the middle between the lungs on the slices that hold both, or
-    where none does (one lung gone throughout), the middle of the body's columns."""
-    found = np.nonzero(lungs.any(axis=(1, 2)))[0]
+def _per_side(lungs: np.ndarray, mids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice of ``lungs`` (coarse z y x): the lung voxels on the low and on the high side of the column
+    ``mids`` (one per slice)."""
     cols = np.arange(lungs.shape[2])
-    middles, sides = [], []
-    for z in found:
-        xs = np.nonzero(body[z].any(axis=0))[0]
-        middle = (xs.min() + xs.max()) / 2 if xs.size else lungs.shape[2] / 2
-        per_col = lungs[z].sum(axis=0)
-        sides.append((per_col[cols < middle].sum(), per_col[cols > middle].sum()))
-        middles.append(middle)
-    both = [k for k, (low, high) in enumerate(sides) if min(low, high) >= LOPSIDED_LUNGS * max(low, high)]
-    if both:
-        between = [np.nonzero(lungs[found[k]].any(axis=0))[0] for k in both]
-        mid = float(np.median([(xs.min() + xs.max()) / 2 for xs in between]))
-    else:
-        mid = float(np.median(middles))
-    halves = (cols < mid, cols > mid)
-    per_side = np.stack([lungs[:, :, half].sum(axis=(1, 2)) for half in halves], 1)
-    lopsided = per_side.min(axis=1) < LOPSIDED_LUNGS * per_side.max(axis=1)
-    full = np.flatnonzero(lopsided & (per_side.max(axis=1) >= FULL_LUNG * per_side.max()))
+    per_col = lungs.sum(axis=1)
+    return (per_col * (cols < mids[:, None])).sum(axis=1), (per_col * (cols > mids[:, None])).sum(axis=1)
+
+
+def _midlines(lungs: np.ndarray, body: np.ndarray, near_edge: np.ndarray) -> np.ndarray:
+    """Per slice of ``lungs`` and ``body`` (coarse z y x): the column of the chest's midline. On slices that
+    hold both lungs (neither side of the body's middle under :data:`LOPSIDED_LUNGS` of the other) and whose
+    lungs keep off the view's edge (``near_edge``: a cut lung's outer column is the edge's) the middle of the
+    lungs' outer columns, between and beyond them interpolated over z (a patient off-centre, rotated, a
+    spine curved); with no such slice (one lung gone throughout) the body's middle column."""
+    nz, _, nx = lungs.shape
+    cols = np.arange(nx)
+
+    def middle(mask: np.ndarray) -> np.ndarray:
+        held = mask.any(axis=1)
+        first = np.where(held, cols, nx).min(axis=1)
+        last = np.where(held, cols, -1).max(axis=1)
+        return np.where(held.any(axis=1), (first + last) / 2, nx / 2)
+
+    low, high = _per_side(lungs, middle(body))
+    both = (np.minimum(low, high) >= LOPSIDED_LUNGS * np.maximum(low, high)) & (high > 0)
+    both = np.flatnonzero(both & ~(lungs & near_edge).any(axis=(1, 2)))
+    if not both.size:
+        return middle(body)
+    return np.interp(np.arange(nz), both, middle(lungs)[both])
+
+
+def _lopsided(lungs: np.ndarray, mids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice of ``lungs`` (coarse z y x; ``mids``: the midline per slice): whether one side holds little
+    lung beside a full lung (:data:`LOPSIDED_LUNGS`, :data:`FULL_LUNG`), and whether the full one is on
+    the high side."""
+    low, high = _per_side(lungs, mids)
+    lopsided = np.minimum(low, high) < LOPSIDED_LUNGS * np.maximum(low, high)
+    full = np.flatnonzero(lopsided & (np.maximum(low, high) >= FULL_LUNG * max(low.max(), high.max())))
+    span = np.zeros_like(lopsided)
+    if full.size:
+        span[full[0] : full[-1] + 1] = True
+    return lopsided & span, high > low
+
+
+def _mirror(lungs: np.ndarray, body: np.ndarray, mids: np.ndarray, slices: np.ndarray,
+            spacing_yx: tuple[float, float]) -> np.ndarray:
+    """bool (coarse z y x): on ``slices``, ``lungs`` mirrored about the midline ``mids`` (one column per
+    slice), kept inside the chest: in ``body`` at least as deep below its outline as the lungs lie (the
+    chest wall's thickness; a mirror tilted against a rotated chest leaves the rest in the ribs)."""
+    from scipy import ndimage
+
     out = np.zeros_like(lungs)
-    for z in found[(found >= full.min()) & (found <= full.max())] if full.size else ():
-        low, high = per_side[z]
-        if not lopsided[z] or cut_off[z][:, halves[int(low > high)]].any():
-            continue
+    for z in np.flatnonzero(slices):
         ys, xs = np.nonzero(lungs[z])
-        flipped = np.round(2 * mid - xs).astype(int)
+        flipped = np.round(2 * mids[z] - xs).astype(int)
         keep = (flipped >= 0) & (flipped < lungs.shape[2])
         out[z, ys[keep], flipped[keep]] = True
-        out[z] &= body[z]
+        depth = ndimage.distance_transform_edt(body[z], sampling=spacing_yx)
+        out[z] &= depth >= depth[ys, xs].min()
     return out
+
+
+def _mirrored(lungs: np.ndarray, anatomy: Anatomy, spacing_yx: tuple[float, float]) -> np.ndarray:
+    """bool (coarse z y x): on each slice of ``lungs`` where one side of the chest's midline holds little
+    lung beside a full one (:func:`_midlines`, :func:`_lopsided`), the lungs mirrored into the chest on the
+    other side (:func:`_mirror`); elsewhere nothing, nor where air of ``anatomy.lungs`` on the slice reaches
+    the view's edge on the side with little lung: a lung the view cuts runs on beyond it (:func:`cut_lung`
+    and :func:`_spread` draw it). A chest wall the view's edge cuts is no reason to skip (it was: one lung
+    gone, the image edge through that side's wall, 64 % of a phantom's node voxels out)."""
+    mids = _midlines(lungs, anatomy.body, anatomy.near_edge)
+    slices, high_full = _lopsided(lungs, mids)
+    cols = np.arange(lungs.shape[2])
+    empty_side = np.where(high_full[:, None], cols < mids[:, None], cols > mids[:, None])
+    slices &= ~((anatomy.lungs & anatomy.near_edge).any(axis=1) & empty_side).any(axis=1)
+    return _mirror(lungs, anatomy.body, mids, slices, spacing_yx)
 
 
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
@@ -668,8 +712,8 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     hu = sitk.GetArrayViewFromImage(oriented)
     spacing_zyx = tuple(oriented.GetSpacing()[::-1])
     anatomy = coarse_anatomy(hu, spacing_zyx, seal=SEAL_WALL)
-    lungs = chest_lungs(anatomy, spacing_zyx, hu=hu)
-    cut = cut_lung(anatomy, hu, lungs, spacing_zyx)
+    lungs = chest_lungs(anatomy, spacing_zyx)
+    cut = cut_lung(anatomy, lungs, spacing_zyx)
     lungs |= cut
     if not lungs.any():
         warnings.warn("no lungs found in this CT, so nodes are not restricted to the mediastinum; check "
@@ -687,7 +731,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
                       stacklevel=2)
         return np.ones(ct.shape, dtype=bool)
     lungs |= _spread(cut, lungs, anatomy)
-    lungs |= _mirrored(lungs, anatomy.body, anatomy.body & _near_view_edge(anatomy))
+    lungs |= _mirrored(lungs, anatomy, coarse[1:])
     hull = np.zeros_like(lungs)
     for z in found:
         ys, xs = np.nonzero(lungs[z])
