@@ -664,8 +664,9 @@ def _lopsided(lungs: np.ndarray, mids: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _mirror(lungs: np.ndarray, body: np.ndarray, mids: np.ndarray, slices: np.ndarray,
             spacing_yx: tuple[float, float]) -> np.ndarray:
     """bool (coarse z y x): on ``slices``, ``lungs`` mirrored about the midline ``mids`` (one column per
-    slice), kept inside the chest: in ``body`` at least as deep below its outline as the lungs lie (the
-    chest wall's thickness; a mirror tilted against a rotated chest leaves the rest in the ribs)."""
+    slice), kept inside the chest: in ``body`` at least as deep below its outline (holes filled) as the
+    lungs lie (the chest wall's thickness; a mirror tilted against a rotated chest leaves the rest in the
+    ribs)."""
     from scipy import ndimage
 
     out = np.zeros_like(lungs)
@@ -674,7 +675,7 @@ def _mirror(lungs: np.ndarray, body: np.ndarray, mids: np.ndarray, slices: np.nd
         flipped = np.round(2 * mids[z] - xs).astype(int)
         keep = (flipped >= 0) & (flipped < lungs.shape[2])
         out[z, ys[keep], flipped[keep]] = True
-        depth = ndimage.distance_transform_edt(body[z], sampling=spacing_yx)
+        depth = ndimage.distance_transform_edt(ndimage.binary_fill_holes(body[z]), sampling=spacing_yx)
         out[z] &= depth >= depth[ys, xs].min()
     return out
 

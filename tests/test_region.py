@@ -66,6 +66,19 @@ def test_one_lung_removed_keeps_the_mediastinum_beside_it():
     assert not region[8, 2, 2] and not region[:4].any()  # still no region outside the body or below
 
 
+def test_one_lung_removed_with_the_image_edge_through_its_chest_wall_is_mirrored():
+    """One lung gone and the image cut through that side's chest wall (a narrow reconstruction, a large
+    patient): no lung reaches the edge, so the other lung is still mirrored (any body at the edge on that
+    side turned the mirroring off: 64 % of a phantom's node voxels out of the region)."""
+    ct = _chest()
+    hu = ct.array.copy()
+    hu[6:, 16:48, 10:28] = 30  # the right lung gone
+    cropped = Volume(np.ascontiguousarray(hu[:, :, 8:]), (3.0, 3.0, 5.0), (0.0, 0.0, 0.0))
+    region = mediastinum_region(cropped, 10.0)
+    assert region[8, 30, 24] and region[8, 30, 18]  # beside the midline (column 24 here) on the empty side
+    assert not region[:4].any()
+
+
 def test_one_lung_removed_keeps_the_mediastinum_where_the_other_narrows():
     """One lung gone and the other narrow on its middle slices (the hilum, the heart: under half its
     widest section): those slices keep the mediastinum too (on a full-size phantom they left 316 node
@@ -103,6 +116,70 @@ def test_lungs_of_a_very_obese_body_are_found():
         warnings.simplefilter("error")
         region = mediastinum_region(ct, 10.0)
     assert region[8, 62, 64] and not region[8, 8, 8] and not region[:2].any()
+
+
+def test_a_tapering_apex_beside_a_shorter_lung_is_not_mirrored():
+    """One lung reaching 4 slices higher than the other, only its narrow apex there (14 % of its widest
+    section): those slices hold lung on one side only, but no lung is missing, so the region stays round
+    that apex (mirroring every lopsided slice drew it across the midline to the other side)."""
+    ct = _chest(shape=(16, 64, 64))
+    hu = ct.array.copy()
+    hu[12:, 16:48, 10:28] = -80  # the right lung ends 4 slices lower
+    hu[12:, 16:48, 36:54] = -80
+    hu[12:, 26:36, 42:50] = -850  # the left lung's apex: 80 voxels of 576
+    region = mediastinum_region(ct.with_array(hu), 10.0)
+    assert region[15, 30, 44] and region[8, 30, 20]
+    assert not region[15, 30, 24]  # across the midline from the apex
+
+
+def test_one_lung_removed_off_centre_is_mirrored_about_the_patient_not_the_image():
+    """The chest in the left half of a wide image (its centre 24 columns off the patient's midline), one
+    lung gone: the other lung is mirrored about the patient's midline, so the region reaches where the
+    missing lung was (about the image's centre column the mirror fell outside the body)."""
+    hu = np.random.default_rng(0).normal(-1000, 10, (12, 64, 112)).round().astype(np.int16)
+    hu[:, 8:56, 6:58] = -80  # body, centred on column 32 of 112
+    hu[6:, 16:48, 36:54] = -850  # the left lung; the right one (10:28) gone
+    region = mediastinum_region(Volume(hu, (3.0, 3.0, 5.0), (0.0, 0.0, 0.0)), 10.0)
+    assert region[8, 30, 26] and region[8, 30, 16]  # the empty side, deep to its lateral half
+    assert not region[8, 30, 64:].any() and not region[:4].any()
+
+
+def test_a_mirrored_lung_stays_inside_the_chest_wall():
+    """The right lung gone from the lower slices and that hemithorax shrunk (its wall 6 columns further
+    in): the left lung mirrored about the midline of the slices above would reach the skin; it is kept as
+    deep inside the body as the left lung lies (the chest wall's thickness), so the region stops short of
+    the skin (a rotated or scoliotic chest put the mirror in its ribs: ~100-180 ml of chest wall)."""
+    ct = _chest(shape=(16, 64, 64))
+    hu = ct.array.copy()
+    hu[6:11, 16:48, 10:28] = -80  # the right lung gone on the lower slices ...
+    hu[6:11, 8:56, 6:12] = hu[0, 0, :6].min()  # ... and its hemithorax shrunk: the body from column 12
+    region = mediastinum_region(ct.with_array(hu), 10.0)
+    assert region[8, 30, 26] and region[8, 30, 18]  # the mediastinum and the empty hemithorax
+    assert not region[8, 30, 12]  # the skin
+
+
+def test_large_gas_below_normal_lungs_is_no_lung():
+    """A colon loop of 344 ml below the lungs (9 % of the body's section) reading -940 HU (gas and stool,
+    beam hardening), liver between: both lungs are found, so it is no lung and the region stays round them
+    (it counted as lung by its size and density and the region ran to the bottom of the scan)."""
+    hu = np.random.default_rng(0).normal(-1000, 10, (60, 64, 64)).round().astype(np.int16)
+    hu[:, 8:56, 6:58] = -80  # body
+    hu[40:, 16:48, 10:28] = -850  # lungs
+    hu[40:, 16:48, 36:54] = -850
+    hu[2:36, 24:39, 24:39] = np.random.default_rng(1).normal(-940, 10, (34, 15, 15)).round()  # colon
+    region = mediastinum_region(Volume(hu, (3.0, 3.0, 5.0), (0.0, 0.0, 0.0)), 10.0)
+    assert region[45, 30, 32] and not region[:36].any()
+
+
+def test_large_pure_gas_is_no_lung_however_large():
+    """An abdomen (no lungs) with a 567 ml colon loop of pure gas (-1000 HU): no lung, so the region warns
+    and does not restrict (lung tissue, -950 HU and above, would count)."""
+    hu = np.full((16, 128, 128), -1000, np.int16)
+    hu[:, 4:124, 4:124] = -100  # body (fat)
+    hu[1:15, 50:80, 50:80] = np.random.default_rng(0).normal(-1000, 10, (14, 30, 30)).round()
+    with pytest.warns(UserWarning, match="no lungs found"):
+        region = mediastinum_region(Volume(hu, (3.0, 3.0, 5.0), (0.0, 0.0, 0.0)), 10.0)
+    assert region.all()
 
 
 def test_margin_grows_the_region():
