@@ -625,12 +625,28 @@ def _per_side(lungs: np.ndarray, mids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return (per_col * (cols < mids[:, None])).sum(axis=1), (per_col * (cols > mids[:, None])).sum(axis=1)
 
 
-def _midlines(lungs: np.ndarray, body: np.ndarray, near_edge: np.ndarray) -> np.ndarray:
-    """Per slice of ``lungs`` and ``body`` (coarse z y x): the column of the chest's midline. On slices that
-    hold both lungs (neither side of the body's middle under :data:`LOPSIDED_LUNGS` of the other) and whose
-    lungs keep off the view's edge (``near_edge``: a cut lung's outer column is the edge's) the middle of the
-    lungs' outer columns, between and beyond them interpolated over z (a patient off-centre, rotated, a
-    spine curved); with no such slice (one lung gone throughout) the body's middle column."""
+def _both_lungs(lungs: np.ndarray) -> np.ndarray:
+    """Per slice of ``lungs`` (coarse z y x): whether it holds two lungs, the columns they cover split by a
+    gap (the mediastinum), neither side under :data:`LOPSIDED_LUNGS` of the other (one lung, split about a
+    column within it, is none)."""
+    both = np.zeros(lungs.shape[0], dtype=bool)
+    per_col = lungs.sum(axis=1)
+    for z in np.flatnonzero(per_col.any(axis=1)):
+        cols = np.flatnonzero(per_col[z])
+        gap = int(np.argmax(np.diff(cols))) if cols.size > 1 else 0
+        if cols.size > 1 and cols[gap + 1] - cols[gap] > 1:
+            low, high = per_col[z, : cols[gap] + 1].sum(), per_col[z, cols[gap + 1] :].sum()
+            both[z] = min(low, high) >= LOPSIDED_LUNGS * max(low, high)
+    return both
+
+
+def _midlines(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray | None:
+    """Per slice of ``lungs`` (coarse z y x): the column of the chest's midline. On slices that hold both
+    lungs (:func:`_both_lungs`) clear of the view's edge (a cut lung's outer column is the edge's) the middle
+    of the lungs' outer columns, between and beyond them interpolated over z (a patient off-centre, rotated,
+    a spine curved); with no such slice (one lung gone throughout) the body's middle column, unless air of
+    ``anatomy.lungs`` reaches the view's edge (a lung runs on beyond it, and so does the chest: None, no
+    midline known)."""
     nz, _, nx = lungs.shape
     cols = np.arange(nx)
 
@@ -640,12 +656,12 @@ def _midlines(lungs: np.ndarray, body: np.ndarray, near_edge: np.ndarray) -> np.
         last = np.where(held, cols, -1).max(axis=1)
         return np.where(held.any(axis=1), (first + last) / 2, nx / 2)
 
-    low, high = _per_side(lungs, middle(body))
-    both = (np.minimum(low, high) >= LOPSIDED_LUNGS * np.maximum(low, high)) & (high > 0)
-    both = np.flatnonzero(both & ~(lungs & near_edge).any(axis=(1, 2)))
-    if not both.size:
-        return middle(body)
-    return np.interp(np.arange(nz), both, middle(lungs)[both])
+    both = np.flatnonzero(_both_lungs(lungs) & ~(lungs & anatomy.near_edge).any(axis=(1, 2)))
+    if both.size:
+        return np.interp(np.arange(nz), both, middle(lungs)[both])
+    if (anatomy.lungs & anatomy.near_edge).any():
+        return None
+    return middle(anatomy.body)
 
 
 def _lopsided(lungs: np.ndarray, mids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -687,7 +703,9 @@ def _mirrored(lungs: np.ndarray, anatomy: Anatomy, spacing_yx: tuple[float, floa
     the view's edge on the side with little lung: a lung the view cuts runs on beyond it (:func:`cut_lung`
     and :func:`_spread` draw it). A chest wall the view's edge cuts is no reason to skip (it was: one lung
     gone, the image edge through that side's wall, 64 % of a phantom's node voxels out)."""
-    mids = _midlines(lungs, anatomy.body, anatomy.near_edge)
+    mids = _midlines(lungs, anatomy)
+    if mids is None:
+        return np.zeros_like(lungs)
     slices, high_full = _lopsided(lungs, mids)
     cols = np.arange(lungs.shape[2])
     empty_side = np.where(high_full[:, None], cols < mids[:, None], cols > mids[:, None])
