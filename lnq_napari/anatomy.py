@@ -625,6 +625,11 @@ def _per_side(lungs: np.ndarray, mids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return (per_col * (cols < mids[:, None])).sum(axis=1), (per_col * (cols > mids[:, None])).sum(axis=1)
 
 
+#: The midline on a slice with both lungs is the median of the lungs' middles on this many such slices
+#: either side of it (a phantom with arms down lost the tip of a lung base: the midline moved 12 mm).
+MIDLINE_SLICES = 2
+
+
 def _both_lungs(lungs: np.ndarray) -> np.ndarray:
     """Per slice of ``lungs`` (coarse z y x): whether it holds two lungs, the columns they cover split by a
     gap (the mediastinum), neither side under :data:`LOPSIDED_LUNGS` of the other (one lung, split about a
@@ -643,7 +648,8 @@ def _both_lungs(lungs: np.ndarray) -> np.ndarray:
 def _midlines(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray | None:
     """Per slice of ``lungs`` (coarse z y x): the column of the chest's midline. On slices that hold both
     lungs (:func:`_both_lungs`) clear of the view's edge (a cut lung's outer column is the edge's) the middle
-    of the lungs' outer columns, between and beyond them interpolated over z (a patient off-centre, rotated,
+    of the lungs' outer columns (the median of :data:`MIDLINE_SLICES` such slices either side: a lung's
+    lateral tip at its base), between and beyond them interpolated over z (a patient off-centre, rotated,
     a spine curved); with no such slice (one lung gone throughout) the body's middle column, unless air of
     ``anatomy.lungs`` reaches the view's edge (a lung runs on beyond it, and so does the chest: None, no
     midline known)."""
@@ -658,7 +664,9 @@ def _midlines(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray | None:
 
     both = np.flatnonzero(_both_lungs(lungs) & ~(lungs & anatomy.near_edge).any(axis=(1, 2)))
     if both.size:
-        return np.interp(np.arange(nz), both, middle(lungs)[both])
+        held, n = middle(lungs)[both], MIDLINE_SLICES
+        steady = [np.median(held[max(k - n, 0) : k + n + 1]) for k in range(both.size)]
+        return np.interp(np.arange(nz), both, steady)
     if (anatomy.lungs & anatomy.near_edge).any():
         return None
     return middle(anatomy.body)
