@@ -144,6 +144,21 @@ def test_one_lung_removed_off_centre_is_mirrored_about_the_patient_not_the_image
     assert not region[8, 30, 64:].any() and not region[:4].any()
 
 
+def test_one_lung_removed_is_mirrored_about_each_slice_s_own_midline():
+    """One lung gone and the chest shifted 24 columns on its upper slices (a curved spine, a patient who
+    moved): each slice's lung is mirrored about that slice's midline, so the upper slices keep the
+    mediastinum beside it too (one midline for the CT mirrored them outside the body)."""
+    hu = np.random.default_rng(0).normal(-1000, 10, (12, 64, 96)).round().astype(np.int16)
+    for z in range(12):
+        shift = 24 if z >= 9 else 0
+        hu[z, 8:56, 6 + shift : 58 + shift] = -80  # body
+        if z >= 6:
+            hu[z, 16:48, 36 + shift : 54 + shift] = -850  # the left lung; the right one gone
+    region = mediastinum_region(Volume(hu, (3.0, 3.0, 5.0), (0.0, 0.0, 0.0)), 10.0)
+    assert region[6, 30, 26] and region[11, 30, 50]  # beside the midline, on the empty side, both parts
+    assert not region[6, 30, 70:].any() and not region[11, 30, :20].any()
+
+
 def test_a_mirrored_lung_stays_inside_the_chest_wall():
     """The right lung gone from the lower slices and that hemithorax shrunk (its wall 6 columns further
     in): the left lung mirrored about the midline of the slices above would reach the skin; it is kept as
