@@ -326,3 +326,29 @@ def test_a_correction_whose_marks_are_lost_gets_no_mined_negatives_nor_removed_b
         warnings.simplefilter("ignore")
         (job,) = jobs_from_workspace(ws)[0]
     assert job.kind == "correction" and job.prediction is None and job.marks == ()
+
+
+def test_a_correction_saved_on_one_whose_marks_are_lost_keeps_them_lost(tmp_path):
+    """The next Save of the repaired correction (napari opened it with no marks: ``marked=[]``) dropped
+    ``marks_lost``: the fine-tune took that child and taught the removed, marked node as background again."""
+    from lnq_napari.finetuning.reviewed import read_reviewed
+    from lnq_napari.training.labels import BACKGROUND
+
+    ws, removed = _removed_and_marked(tmp_path)
+    (ws.root / "labels" / CASE / "v003.json").unlink()
+    api.repair_workspace(ws.root)
+    labels = ws.read_labels(CASE, "v003")
+    child = api.save_labels(labels, CASE, workspace=ws.root, source="correction", parent="v003", edits=1,
+                            marked=[], rejected=[])
+    info = ws.version_info(CASE, child.version)
+    assert info["marks_lost"] is True and info["rejections_lost"] is True
+    quiet = np.zeros((8, 16, 16), bool)
+    reviewed = read_reviewed(ws, CASE, child.version)
+    assert reviewed.marks_lost and not (reviewed.states(quiet)[removed] == BACKGROUND).any()
+    mark = {"centre_zyx": [3, 4, 4], "radius_mm": 5.0}  # marked again: kept, the old ones still unknown
+    again = api.save_labels(labels, CASE, workspace=ws.root, source="correction", parent=child.version,
+                            marked=[mark])
+    info = ws.version_info(CASE, again.version)
+    assert info["marked"] == [mark] and info["marks_lost"] is True
+    fresh = api.save_labels(labels, CASE, workspace=ws.root, source="correction", parent="v002")
+    assert "marks_lost" not in ws.version_info(CASE, fresh.version)  # on the prediction: nothing lost

@@ -47,6 +47,10 @@ _NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected", "marked")  # lists: in 
 #: Provenance fields the store sets itself (source, model_version, edits, parent are arguments).
 _SET_BY_STORE = frozenset({"version", "case", "time", "file", "bytes", "sha256"})
 _EXCLUSIVE = os.O_CREAT | os.O_EXCL | os.O_WRONLY  # fails when the file exists: a number is taken once
+#: What a reviewer's save carries from its parent: the lists a repair could not recover (the old marks stay
+#: unknown, whatever marks the reviewer adds after).
+LOST_FLAGS = ("marks_lost", "rejections_lost")
+REVIEWER_SOURCES = ("correction", "autosave")
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,8 @@ class LabelStore:
         ``source`` is one of :data:`SOURCES`; ``parent`` defaults to the newest committed version.
         ``committing(provenance)``, when given, is entered around the commit (the provenance write): a
         workspace journals the version there (:class:`~lnq_napari.workspace.save_lines.SaveLines`).
-        Extra keyword fields are kept in the provenance (and, one line each, in the file's header).
+        Extra keyword fields are kept in the provenance (and, one line each, in the file's header). A
+        correction or autosave carries its parent's :data:`LOST_FLAGS` (unless ``fields`` sets them).
         """
         check_source(source)
         check_label_values(np.asarray(labels.array), f"the labels to save for {self.case}")  # before a number
@@ -174,6 +179,8 @@ class LabelStore:
                            "another name (e.g. note=..., reviewer=...)")
         if parent is None:
             parent = (self.latest() or {}).get("version")
+        if source in REVIEWER_SOURCES and parent is not None:
+            fields = {**self._lost_flags(parent), **fields}
         version, mark = self._reserve()
         path = self.folder / f"{version}{LABEL_SUFFIX}"
         placeholder = self.folder / f"{version}.json"
@@ -207,6 +214,12 @@ class LabelStore:
             raise
         remove_stale_temps(self.folder)
         return SavedLabels(self.case, version, path)
+
+    def _lost_flags(self, parent: str) -> dict[str, bool]:
+        """The :data:`LOST_FLAGS` the committed version ``parent`` holds (none when it is not one)."""
+        name = f"{parent}.json"
+        prov = self._committed(self.folder / name) if _PROVENANCE.match(name) else None
+        return {flag: True for flag in LOST_FLAGS if prov is not None and prov.get(flag)}
 
     def _commit(self, tmp: Path, path: Path, placeholder: Path, mark: tuple[int, int], prov: dict) -> None:
         """Put the label file ``tmp`` in place as ``path`` and fill the placeholder with ``prov``, which
