@@ -352,3 +352,25 @@ def test_a_correction_saved_on_one_whose_marks_are_lost_keeps_them_lost(tmp_path
     assert info["marked"] == [mark] and info["marks_lost"] is True
     fresh = api.save_labels(labels, CASE, workspace=ws.root, source="correction", parent="v002")
     assert "marks_lost" not in ws.version_info(CASE, fresh.version)  # on the prediction: nothing lost
+
+
+def test_a_ct_that_cannot_be_read_is_said_as_the_ct_s_problem_never_delete_the_correction(ws, capsys):
+    """With the CT gone (a data drive not mounted), repair said the correction was copied in from another
+    case: "move .../v003.seg.nrrd out of ..., or delete it if it is not wanted"; so did next's warning."""
+    side = _folder(ws) / "v003.json"
+    side.unlink()
+    _aged(_folder(ws) / "v003.seg.nrrd")
+    ct = ws.ct_path(CASE)
+    ct.rename(ct.with_name(ct.name + ".moved"))
+    before = _files(ws)
+    want = (f"the case's CT {ct} cannot be read (it is not there: a data drive not mounted, or the file "
+            "moved?), so v003.seg.nrrd cannot be checked against it")
+    assert main(["workspace", "repair", str(ws.root)]) == 1
+    out = capsys.readouterr().out.strip()
+    assert out == f"{CASE} v003: {want}; left alone: put it back and run repair again", out
+    fresh = Workspace.open(ws.root)  # no CT grid read before
+    with pytest.warns(UserWarning) as caught:
+        fresh.warn_lost_corrections("ranked")
+    (said,) = [str(w.message) for w in caught]
+    assert f"{want}; put it back and run repair again" in said and "delete" not in said, said
+    assert _files(ws) == before and not side.exists()

@@ -72,19 +72,21 @@ class Repair:
 
 
 def repair_store(store: LabelStore, older_than: float = STALE_SECONDS,
-                 ct_grid: Callable[[], Volume] | None = None, dry_run: bool = False) -> list[Repair]:
+                 ct_grid: Callable[[], Volume] | None = None, dry_run: bool = False,
+                 ct_path: Path | None = None) -> list[Repair]:
     """Rebuild the ``vNNN.json`` of each label file of ``store`` whose own is missing or damaged (changed
     ``older_than`` seconds ago or earlier); one :class:`Repair` per such file, those a save may still be
     writing included (left alone). ``ct_grid``: the grid of the case's CT (a label file on another grid
-    is left alone). ``dry_run``: what would be done, nothing written. A case folder that cannot be written
-    gives one :class:`Repair` (``version`` empty) naming the versions left alone. The caller holds the
-    workspace's lock (unless ``dry_run``), so no save commits meanwhile."""
+    is left alone; so are all when the CT, at ``ct_path``, cannot be read). ``dry_run``: what would be
+    done, nothing written. A case folder that cannot be written gives one :class:`Repair` (``version``
+    empty) naming the versions left alone. The caller holds the workspace's lock (unless ``dry_run``), so
+    no save commits meanwhile."""
     found = store.unrecorded(older_than)
     stale = {u.path for u in found}
     out = [Repair(store.case, u.side.stem, u.path, False, "a save may still be writing it (changed within "
                   f"{older_than / 60:.0f} minutes); left alone: run repair again later")
            for u in store.unrecorded(older_than=0) if u.path not in stale]
-    planned = [plan_repair(store, u, ct_grid) for u in found]
+    planned = [plan_repair(store, u, ct_grid, ct_path) for u in found]
     out += [p.repair for p in planned if p.prov is None]
     todo = [p for p in planned if p.prov is not None]
     if dry_run:
@@ -111,10 +113,11 @@ class RepairPlan:
     would: str = ""
 
 
-def plan_repair(store: LabelStore, found: Unrecorded,
-                ct_grid: Callable[[], Volume] | None = None) -> RepairPlan:
+def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volume] | None = None,
+                ct_path: Path | None = None) -> RepairPlan:
     """What repair would do with the unrecorded label file ``found`` (nothing written): the provenance to
-    write, or why it is left alone and what to do."""
+    write, or why it is left alone and what to do. ``ct_grid``: the grid of the case's CT, read from
+    ``ct_path`` (a CT that cannot be read leaves the file alone, said as the CT's problem)."""
     version, path, side = found.side.stem, found.path, found.side
     quoted = shlex.quote(str(path))
 
@@ -145,8 +148,16 @@ def plan_repair(store: LabelStore, found: Unrecorded,
     named = (header.get("lnq_case", here[0]), header.get("lnq_version", version))
     copied = "copied from another case?" if named == here else f"its header names {named[0]} {named[1]}"
     if ct_grid is not None:
+        try:  # the CT's own failure (a data drive not mounted) says nothing of the label file
+            grid = ct_grid()
+        except (LNQError, OSError) as exc:
+            gone = ct_path is not None and not os.path.exists(ct_path)
+            why = "it is not there: a data drive not mounted, or the file moved?" if gone else _short(exc)
+            return refused(f"the case's CT{f' {ct_path}' if ct_path is not None else ''} cannot be read "
+                           f"({why}), so {path.name} cannot be checked against it; left alone: put it back "
+                           "and run repair again")
         try:
-            check_same_grid(ct_grid(), labels, what=f"{path.name} and the CT of {store.case}",
+            check_same_grid(grid, labels, what=f"{path.name} and the CT of {store.case}",
                             fix=f"not labels of this CT ({copied})")
         except LNQError as exc:
             return refused(f"{exc}; left alone: move {quoted} out of {store.folder}, or delete it if it is "

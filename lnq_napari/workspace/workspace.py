@@ -367,7 +367,7 @@ class Workspace:
         if found.why.startswith("cannot be read"):  # another account's file: not damage
             return (f"{said} ({side} is a permission problem, not damage: have its owner make it readable, "
                     f"e.g. chmod a+r {shlex.quote(str(found.side))})")
-        plan = plan_repair(self.label_store(case), found, lambda: self.ct_grid(case))
+        plan = plan_repair(self.label_store(case), found, lambda: self.ct_grid(case), self.ct_path(case))
         if not plan.repair.repaired:  # torn, another case's: repair would leave it alone
             note = plan.repair.note.replace("; left alone: ", "; ")
             return f"{said} ({note}; or restore it and {side} from a backup)"
@@ -390,13 +390,13 @@ class Workspace:
             self.check_writable("repair writes the label versions' provenance there")  # lock, journal
         done: list[Repair] = []
         for store in todo:
-            grid = functools.partial(self.ct_grid, store.case)
+            grid, where = functools.partial(self.ct_grid, store.case), self.ct_path(store.case)
             if dry_run:
-                done += repair_store(store, ct_grid=grid, dry_run=True)
+                done += repair_store(store, ct_grid=grid, dry_run=True, ct_path=where)
                 continue
             with self._lock:  # one case at a time: a save waits for one case's files at most
                 self._check_present()
-                found = repair_store(store, ct_grid=grid)
+                found = repair_store(store, ct_grid=grid, ct_path=where)
                 fixed = [f"{r.case}/{r.version}" for r in found if r.repaired]
                 if fixed:
                     self.log("repair", versions=fixed)
