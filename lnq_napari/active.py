@@ -369,6 +369,10 @@ def _latest_correction(ws, case: str) -> str | None:
     return (ws.latest_version(case, "correction") or {}).get("version")
 
 
+RANKING_WRITES = ("ranking stores its scores and each case's prediction (the version a reviewer corrects) "
+                  "there")
+
+
 def score_workspace(
     ws, predictor, model_key: str, cases: Sequence[str] | None = None, flips: Sequence[Sequence[int]] = (),
     store_predictions: bool = True, progress: Callable[[float, str], None] | None = None,
@@ -378,7 +382,8 @@ def score_workspace(
 
     Each case's score is written to ``cache/scores-<model_key>.json`` as soon as it is known, so an
     interrupted ranking resumes where it stopped. With ``store_predictions`` the predicted mask becomes
-    a ``prediction`` label version (parent of the correction the reviewer will make).
+    a ``prediction`` label version (parent of the correction the reviewer will make); the case folders
+    it stores them in (of the cases not scored yet) are checked writable before the first prediction.
     """
     if cases is None:
         corrected = set(ws.corrected_cases())
@@ -393,6 +398,8 @@ def score_workspace(
             scores[case] = CaseScore.from_dict(cached)
         else:
             todo.append(case)
+    if store_predictions and todo:  # before the first prediction: none stored, then a refusal
+        ws.check_writable(RANKING_WRITES, *(ws.labels_dir / case for case in todo))
     corrections = {case: _latest_correction(ws, case) for case in todo}
     with kept_per_ct(ws.cache):  # each case's region read from the workspace once a model drew it
         for k, case in enumerate(todo):

@@ -794,9 +794,8 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
     ws = _open(workspace)
     chosen = active.get_strategy(strategy)
     corrected = set(ws.corrected_cases())
-    folders = [ws.labels_dir / c for c in ws.case_ids() if c not in corrected]  # where predictions go
-    ws.check_writable("ranking stores its scores and each case's prediction (the version a reviewer "
-                      "corrects) there", ws.labels_dir, ws.cache.folder, *folders)  # never models/
+    # never models/; the folders of the cases to predict: once they are known (score_workspace)
+    ws.check_writable(active.RANKING_WRITES, ws.labels_dir, ws.cache.folder)
     ws.warn_lost_corrections("ranked")
     model_path, key = ws.prediction_model()
     flips = [(2,)] if chosen.needs_flips else []

@@ -290,3 +290,18 @@ def test_next_checks_the_case_folders_it_stores_predictions_in_before_predicting
     assert err.startswith(f"lnq-napari: error: the folder {stuck} of the workspace {ws.root} is read-only "
                           "(Read-only file system) and ranking stores"), err
     assert len(err.splitlines()) == 1 and _kept(ws) == before
+
+
+def test_next_ranks_again_when_only_a_scored_case_s_folder_is_read_only(tmp_path, monkeypatch, capsys):
+    """`next` checked every uncorrected case's folder, those whose scores were cached too (nothing is
+    written there): one case folder of another account refused every ranking after."""
+    ws = _two_cases(tmp_path)
+    assert main(["next", "--workspace", str(ws.root), "-n", "2"]) == 0
+    first = capsys.readouterr().out
+    stuck = ws.root / "labels" / OTHER
+    _read_only_folder(monkeypatch, stuck)
+    before = {p.name: p.read_bytes() for p in stuck.iterdir()}
+    assert main(["next", "--workspace", str(ws.root), "-n", "2"]) == 0
+    out = capsys.readouterr()
+    assert out.out == first and OTHER in out.out, out
+    assert {p.name: p.read_bytes() for p in stuck.iterdir()} == before
