@@ -123,7 +123,8 @@ class Autosaver:
         return {"lnq_edits": self.session.edits, "lnq_model_version": self.session.model_version or "",
                 **where.fields(),  # the workspace, by path and identity, and whether it is gone from there
                 "lnq_parent": self.session.parent_version or "",  # the version these edits are made on
-                **review_fields(self.session.marks(), self.session.rejections())}
+                **review_fields(self.session.marks(), self.session.rejections()),
+                **{f"lnq_{flag}": "True" for flag in self.session.lost_flags}}  # lost: kept so on restore
 
     def _save_in_background(self) -> None:
         from napari.qt.threading import create_worker

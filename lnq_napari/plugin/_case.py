@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.interact import NodeMark
+from lnq_napari.interact import NodeMark, Rejection, read_spots
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, volume_from, widen_contrast_range
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
@@ -24,6 +26,9 @@ from lnq_napari.plugin._session import (
     show_marks,
 )
 from lnq_napari.quantify import read_node_ids
+from lnq_napari.workspace.labels import LOST_FLAGS
+
+LOST_MARKS_NOTE = "the marks of this correction were lost in a repair: mark the nodes again"
 
 
 def add_layers(viewer, layer_data: list[tuple]) -> list:
@@ -96,15 +101,62 @@ def add_case(viewer, ct_data=None, seg_data=None, workspace=None, opened: dict |
     return ct_layer, nodes
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """What a Save of a reopened label version keeps of its provenance (:func:`resumed`)."""
+
+    marks: list[NodeMark]  # its marked nodes that read
+    rejected: list[dict]  # its rejected suggestions that read, as they were kept
+    lost: dict[str, bool]  # the LOST_FLAGS its next Save records (carried, or entries dropped now)
+    note: str  # one line for the status: what was lost and what to do; "" when nothing
+
+
+def resumed(opened: dict) -> Resumed:
+    """The marks and rejections of the label version ``opened`` (its provenance) that read; an entry that
+    does not (edited by hand) is dropped and counted as lost, never an error."""
+    marks, bad_marks = read_spots(NodeMark, opened.get("marked") or [])
+    rejected, bad_rejected = _readable(Rejection, opened.get("rejected") or [])
+    lost = {flag: True for flag in LOST_FLAGS if opened.get(flag)}
+    notes = [LOST_MARKS_NOTE] if lost.get("marks_lost") else []
+    where = f"{opened['version']}.json" if opened.get("version") else "the autosave"
+    if bad_marks:
+        lost["marks_lost"] = True
+        notes.append(f"{_entries(bad_marks)} of marked nodes in {where} cannot be read (edited by hand?): "
+                     "dropped and recorded as lost marks; mark those nodes again")
+    if bad_rejected:
+        lost["rejections_lost"] = True
+        notes.append(f"{_entries(bad_rejected)} of rejected suggestions in {where} cannot be read (edited by "
+                     "hand?): dropped")
+    return Resumed(marks, rejected, lost, "; ".join(dict.fromkeys(notes)))
+
+
+def _readable(kind: type, items: object) -> tuple[list, int]:
+    """The entries of ``items`` that read as ``kind`` (kept as they are), and how many do not."""
+    if not isinstance(items, list):
+        return [], 1
+    kept = []
+    for item in items:
+        with contextlib.suppress(ValueError):
+            kind.from_dict(item)
+            kept.append(item)
+    return kept, len(items) - len(kept)
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'ies' if n != 1 else 'y'}"
+
+
 def _resume(viewer, session, opened: dict) -> None:
-    """Carry a label version's provenance onto the session that edits it (see :func:`add_case`)."""
-    session.parent_version = opened["version"]
+    """Carry a label version's provenance onto the session that edits it (see :func:`add_case`): the
+    entries that read (:func:`resumed`), and what was lost, which its next Save records."""
+    found = resumed(opened)
+    session.parent_version = opened.get("version")
+    session.lost_flags = dict(found.lost)
     session.nodes.metadata[MODEL_KEY] = opened.get("model_version")
-    session.nodes.metadata[REJECTED_KEY] = list(opened.get("rejected") or [])
-    marks = [NodeMark.from_dict(m).centre_zyx for m in opened.get("marked") or []]
-    if marks:
+    session.nodes.metadata[REJECTED_KEY] = list(found.rejected)
+    if found.marks:
         active = viewer.layers.selection.active
         layer = show_marks(viewer, session.labels_volume(), like=session.nodes)
-        layer.data = np.asarray(marks, dtype=float).reshape(-1, 3)
+        layer.data = np.asarray([m.centre_zyx for m in found.marks], dtype=float).reshape(-1, 3)
         session.watch_marks(viewer, layer)
         viewer.layers.selection.active = active

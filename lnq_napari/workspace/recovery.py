@@ -21,6 +21,7 @@ from lnq_napari.workspace.autosave import (
     newer_autosave,
     read_review_fields,
 )
+from lnq_napari.workspace.labels import LOST_FLAGS
 from lnq_napari.workspace.workspace import Workspace
 
 
@@ -33,10 +34,12 @@ class RecoveredEdits:
     marked: list[dict]  # the marked nodes autosaved with them (NodeMark dicts)
     rejected: list[dict]  # the rejected suggestions autosaved with them (Rejection dicts)
     base: dict | None  # provenance of the label version they were made on; None when unknown or gone
+    lost: tuple[str, ...] = ()  # the LOST_FLAGS the edited session held (marks it could not resume)
 
     def review_fields(self) -> dict[str, list]:
-        """``{"marked": [...], "rejected": [...]}``, as a version's provenance keeps them."""
-        return {"marked": self.marked, "rejected": self.rejected}
+        """``{"marked": [...], "rejected": [...]}``, as a version's provenance keeps them (and the lost
+        flags the session held, ``marks_lost``: True)."""
+        return {"marked": self.marked, "rejected": self.rejected, **dict.fromkeys(self.lost, True)}
 
     def opened(self, shown: dict | None) -> dict:
         """The provenance the restored edits go on from (the next Save's parent): the version they were
@@ -88,4 +91,5 @@ def unsaved_edits(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray 
             holds(read_node_ids(ws.label_path(case, v["version"]), reference=reference).array, v)
             for v in saved_from_base):
         return None
-    return RecoveredEdits(path, labels, fields["marked"], fields["rejected"], base)
+    lost = tuple(flag for flag in LOST_FLAGS if labels.meta.get(f"lnq_{flag}") == "True")
+    return RecoveredEdits(path, labels, fields["marked"], fields["rejected"], base, lost)

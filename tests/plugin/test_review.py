@@ -1368,3 +1368,68 @@ def test_a_read_only_workspace_that_then_moves_is_told_both(make_napari_viewer, 
     session.autosaver.flush()
     assert len([t for t in told if "is gone from there" in t]) == 1
     assert len([t for t in told if "cannot be written" in t]) == 1
+
+
+def test_a_correction_whose_marks_were_lost_in_a_repair_says_so_and_its_next_save_keeps_them_lost(
+        make_napari_viewer, workspace, tmp_path, autosave_dir, save_and_wait):
+    """Opened in napari, a repaired correction (``marks_lost``) said nothing and its next Save recorded no
+    loss: the fine-tune took what the reviewer had removed as background again."""
+    from lnq_napari.interact import NodeMark
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    case = ws.case_ids()[0]
+    base = ws.read_labels(case, ws.latest_version(case)["version"])
+    predicted = ws.add_label_version(case, base, "prediction", model_version="m001")
+    ws.add_label_version(case, base, "correction", model_version="m001", parent=predicted, marks_lost=True,
+                         rejections_lost=True)
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=ws)
+    assert widgets["Review"].open_case(case) == ws.ct_path(case)
+    assert "the marks of this correction were lost in a repair: mark the nodes again" in \
+        widgets["Review"].status.text()
+    session = viewer.layers["nodes"].metadata["lnq_session"]
+    assert session.mark_node_at(viewer, (8, 30, 30))  # marked again: kept, the old marks still unknown
+    assert save_and_wait(widgets["Save"]) is not None
+    info = ws.latest_version(case, "correction")
+    assert info["marked"] == [NodeMark.at((8, 30, 30)).to_dict()]
+    assert info["marks_lost"] is True and info["rejections_lost"] is True
+
+
+def test_a_hand_edited_mark_that_does_not_read_is_dropped_in_one_line_and_recorded_as_lost(
+        make_napari_viewer, workspace, tmp_path, autosave_dir, save_and_wait):
+    """A ``marked`` entry edited by hand raised a ValueError traceback after the old case's layers were
+    gone; the marks layer was never made and the next Save dropped the good marks too, recording nothing."""
+    from lnq_napari.interact import NodeMark
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", workspace.root.parent / "data")
+    case = ws.case_ids()[0]
+    base = ws.read_labels(case, ws.latest_version(case)["version"])
+    predicted = ws.add_label_version(case, base, "prediction", model_version="m001")
+    good = NodeMark.at((8, 30, 30)).to_dict()
+    bad = {"centre_zyx": [8, 30], "radius_mm": -1}
+    corrected = ws.add_label_version(case, base, "correction", model_version="m001", parent=predicted,
+                                     marked=[good, bad])
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=ws)
+    assert widgets["Review"].open_case(case) == ws.ct_path(case)
+    said = widgets["Review"].status.text()
+    assert f"1 entry of marked nodes in {corrected}.json cannot be read" in said and "\n" not in said, said
+    session = viewer.layers["nodes"].metadata["lnq_session"]
+    assert session.marks() == [good]
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    assert session.autosaver.flush() is not None
+    viewer.layers.clear()  # a crash: the edits come back from the autosave, the loss with them
+
+    again = make_napari_viewer()
+    widgets = dock_widgets(again, workspace=ws)
+    assert widgets["Review"].open_case(case) is not None
+    assert "with the unsaved edits autosaved in" in widgets["Review"].status.text()
+    assert save_and_wait(widgets["Save"]) is not None
+    info = ws.latest_version(case, "correction")
+    assert info["parent"] == corrected and info["marked"] == [good] and info["marks_lost"] is True

@@ -22,7 +22,7 @@ from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult
 from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.model.names import short_model_name
-from lnq_napari.plugin._case import add_case, ct_grid, nodes_layer_data, read_case
+from lnq_napari.plugin._case import add_case, ct_grid, nodes_layer_data, read_case, resumed
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
 from lnq_napari.plugin.widgets._common import WorkerWidget, compact, widen_opened_cts
@@ -273,6 +273,10 @@ class ReviewWidget(WorkerWidget):
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
             restored = unsaved_edits(ws, case, seg, None if seg_data is None else seg_data[0], prov,
                                      reference=ct_grid(ct_data))
+            opened = prov or ws.latest_version(case, "original")  # on screen: the next Save's parent
+            if restored:  # made on the version the autosave names, with the marks and rejections autosaved
+                opened = restored.opened(opened)
+            lost = resumed(opened).note if opened else ""  # what cannot be resumed, before layers go
         except LNQError as exc:
             self.status.setText(str(exc))
             return None
@@ -282,9 +286,6 @@ class ReviewWidget(WorkerWidget):
                 session.release()
         for layer in closing:
             self.viewer.layers.remove(layer)
-        opened = prov or ws.latest_version(case, "original")  # the version on screen: the next Save's parent
-        if restored:  # made on the version the autosave names, with the marks and rejections autosaved
-            opened = restored.opened(opened)
         shown = nodes_layer_data(restored.labels, source=restored.path) if restored else seg_data
         _, nodes = add_case(self.viewer, ct_data, shown, workspace=ws, opened=opened, case=case)
         cases = [r.case for r in self.rows]
@@ -300,6 +301,7 @@ class ReviewWidget(WorkerWidget):
             if base is not None and prov is not None and base["version"] != prov["version"]:
                 said += (f" (they were made on {base['version']}; {prov['source']} {prov['version']} "
                          "was saved since: Save puts them on top)")
+        said += f"; {lost}" if lost else ""
         self.status.setText(said)
         if nodes is not None:
             self._find_suggestions(ws, nodes, said)

@@ -159,7 +159,8 @@ class SaveWidget(QWidget):
              "origin": str(Path(session.source).resolve()) if session.source else session.nodes.name,
              "layer": session.nodes.name,
              **({"rejected": rejected} if (rejected := session.rejections()) else {}),
-             **({"marked": marked} if (marked := session.marks()) else {}), **parent},
+             **({"marked": marked} if (marked := session.marks()) else {}), **session.lost_flags,
+             **parent},
             ct_source=session.ct_layer.metadata.get(SOURCE_KEY) if session.ct_layer is not None else None,
             stats=dataclasses.replace(session.stats) if root is not None else None,
             workspace_id=session.workspace_id if session.workspace is not None else
