@@ -354,6 +354,28 @@ def test_a_correction_saved_on_one_whose_marks_are_lost_keeps_them_lost(tmp_path
     assert "marks_lost" not in ws.version_info(CASE, fresh.version)  # on the prediction: nothing lost
 
 
+@pytest.mark.parametrize("keeps_flag", [True, False])
+def test_a_loss_recorded_before_survives_a_repair_of_a_damaged_but_readable_provenance(ws, keeps_flag):
+    """A correction saved on a repaired one carries ``marks_lost`` (its JSON and its header); once its JSON
+    was damaged but still read, repair wrote it back without the flag, and the fine-tune then taught what
+    the reviewer removed as background again."""
+    from lnq_napari.finetuning.reviewed import read_reviewed
+
+    (_folder(ws) / "v003.json").unlink()
+    api.repair_workspace(ws.root)
+    child = api.save_labels(ws.read_labels(CASE, "v003"), CASE, workspace=ws.root, source="correction",
+                            parent="v003", edits=1, marked=[], rejected=[])
+    side = _folder(ws) / f"{child.version}.json"
+    old = {k: v for k, v in json.loads(side.read_text()).items() if keeps_flag or not k.endswith("_lost")}
+    side.write_text(json.dumps({**old, "bytes": "many"}))
+    _aged(side)
+    (repair,) = api.repair_workspace(ws.root)
+    assert repair.repaired, repair.note
+    info = ws.version_info(CASE, child.version)
+    assert info["marks_lost"] is True and info["rejections_lost"] is True
+    assert read_reviewed(ws, CASE, child.version).marks_lost
+
+
 def test_a_ct_that_cannot_be_read_is_said_as_the_ct_s_problem_never_delete_the_correction(ws, capsys):
     """With the CT gone (a data drive not mounted), repair said the correction was copied in from another
     case: "move .../v003.seg.nrrd out of ..., or delete it if it is not wanted"; so did next's warning."""

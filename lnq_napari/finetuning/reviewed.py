@@ -21,6 +21,7 @@ from lnq_napari.per_ct import region_code
 from lnq_napari.training import labels as training_labels
 from lnq_napari.training.corrections import correction_states
 from lnq_napari.training.labels import ct_background, states_options
+from lnq_napari.workspace.labels import lost_flags
 
 
 def known_background(ws, ct: Volume, options: StatesConfig | None = None) -> np.ndarray:
@@ -99,7 +100,7 @@ def marks_lost(info: dict) -> bool:
     """Whether a correction's marks are lost (``marks_lost``: its provenance was rebuilt by ``workspace
     repair`` without them): no marks then is not "no node marked", so what the reviewer took away from the
     prediction is not known background (:func:`~lnq_napari.training.corrections.correction_states`)."""
-    return bool(info.get("marks_lost"))
+    return lost_flags(info).get("marks_lost", False)
 
 
 def _spots(info: dict, key: str, kind: type) -> tuple:

@@ -26,7 +26,7 @@ from lnq_napari.plugin._session import (
     show_marks,
 )
 from lnq_napari.quantify import read_node_ids
-from lnq_napari.workspace.labels import LOST_FLAGS
+from lnq_napari.workspace.labels import lost_flags
 
 LOST_MARKS_NOTE = "the marks of this correction were lost in a repair: mark the nodes again"
 
@@ -116,7 +116,7 @@ def resumed(opened: dict) -> Resumed:
     does not (edited by hand) is dropped and counted as lost, never an error."""
     marks, bad_marks = read_spots(NodeMark, opened.get("marked") or [])
     rejected, bad_rejected = _readable(Rejection, opened.get("rejected") or [])
-    lost = {flag: True for flag in LOST_FLAGS if opened.get(flag)}
+    lost = lost_flags(opened)
     notes = [LOST_MARKS_NOTE] if lost.get("marks_lost") else []
     where = f"{opened['version']}.json" if opened.get("version") else "the autosave"
     if bad_marks:

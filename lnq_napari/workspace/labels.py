@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,15 @@ _EXCLUSIVE = os.O_CREAT | os.O_EXCL | os.O_WRONLY  # fails when the file exists:
 #: unknown, whatever marks the reviewer adds after).
 LOST_FLAGS = ("marks_lost", "rejections_lost")
 REVIEWER_SOURCES = ("correction", "autosave")
+
+
+def lost_flags(fields: Mapping[str, object]) -> dict[str, bool]:
+    """The :data:`LOST_FLAGS` set in ``fields``: a provenance (``marks_lost``: true) or a label file's header
+    (``lnq_marks_lost``: ``"True"``); only those set, each True."""
+    def set_(value: object) -> bool:
+        return value is True or value == "True"
+
+    return {flag: True for flag in LOST_FLAGS if set_(fields.get(flag)) or set_(fields.get(f"lnq_{flag}"))}
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,7 @@ class LabelStore:
         """The :data:`LOST_FLAGS` the committed version ``parent`` holds (none when it is not one)."""
         name = f"{parent}.json"
         prov = self._committed(self.folder / name) if _PROVENANCE.match(name) else None
-        return {flag: True for flag in LOST_FLAGS if prov is not None and prov.get(flag)}
+        return lost_flags(prov) if prov is not None else {}
 
     def _commit(self, tmp: Path, path: Path, placeholder: Path, mark: tuple[int, int], prov: dict) -> None:
         """Put the label file ``tmp`` in place as ``path`` and fill the placeholder with ``prov``, which

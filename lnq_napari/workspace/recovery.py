@@ -21,7 +21,7 @@ from lnq_napari.workspace.autosave import (
     newer_autosave,
     read_review_fields,
 )
-from lnq_napari.workspace.labels import LOST_FLAGS
+from lnq_napari.workspace.labels import lost_flags
 from lnq_napari.workspace.workspace import Workspace
 
 
@@ -91,5 +91,5 @@ def unsaved_edits(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray 
             holds(read_node_ids(ws.label_path(case, v["version"]), reference=reference).array, v)
             for v in saved_from_base):
         return None
-    lost = tuple(flag for flag in LOST_FLAGS if labels.meta.get(f"lnq_{flag}") == "True")
+    lost = tuple(lost_flags(labels.meta))
     return RecoveredEdits(path, labels, fields["marked"], fields["rejected"], base, lost)

@@ -45,12 +45,18 @@ from lnq_napari.io.readers import read_labels
 from lnq_napari.io.segfile import ascii_text
 from lnq_napari.io.volume import Volume
 from lnq_napari.workspace.files import now
-from lnq_napari.workspace.labels import SOURCES, LabelStore, Unrecorded
+from lnq_napari.workspace.labels import (
+    LOST_FLAGS,
+    REVIEWER_SOURCES,
+    SOURCES,
+    LabelStore,
+    Unrecorded,
+    lost_flags,
+)
 
 _LISTS = ("marked", "rejected")  # kept only in the JSON
 _FROM_HEADER = ("version", "case", "source", "model_version", "time", "edits", "parent")
-_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, "file", "bytes", "sha256", "repaired", "marks_lost",
-                        "rejections_lost"})
+_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, *LOST_FLAGS, "file", "bytes", "sha256", "repaired"})
 DAMAGED_SUFFIX = ".damaged"
 
 
@@ -238,7 +244,8 @@ def _provenance(store: LabelStore, path: Path, version: str, header: dict[str, s
             "parent": field.get("parent"), "file": path.name}
     prov.update({key[4:]: value for key, value in header.items()
                  if key.startswith("lnq_") and key[4:] not in _NOT_EXTRA})
-    if prov["source"] in ("correction", "autosave"):  # the lists a reviewer's save keeps in the JSON only
+    if prov["source"] in REVIEWER_SOURCES:  # the lists a reviewer's save keeps in the JSON only
+        prov.update(lost_flags(header), **lost_flags(old))  # a loss recorded before stays recorded
         lost += _lists(prov, old, version)
     return prov, lost
 
