@@ -279,6 +279,36 @@ def test_a_dry_run_lists_what_would_be_done_and_writes_nothing(ws, capsys):
     assert "1 when some were left alone" in " ".join(capsys.readouterr().out.split())
 
 
+def test_a_dry_run_on_a_folder_that_cannot_be_written_says_what_the_real_run_does(ws, capsys, monkeypatch):
+    """The dry run said "v003.json would be rebuilt" (exit 0) where the real run left it alone (exit 1)."""
+    import errno
+    import tempfile
+
+    folder = _folder(ws).resolve()
+    (folder / "v003.json").unlink()
+    access, mkstemp = os.access, tempfile.mkstemp
+
+    def no_write(path, mode, *a, **k):  # a read-only share (chmod does not stop root)
+        here = mode & os.W_OK and pathlib.Path(path).resolve() == folder
+        return False if here else access(path, mode, *a, **k)
+
+    def refused(*a, dir=None, **k):
+        if dir is not None and pathlib.Path(dir).resolve() == folder:
+            raise OSError(errno.EACCES, "Permission denied", str(dir))
+        return mkstemp(*a, dir=dir, **k)
+
+    monkeypatch.setattr(os, "access", no_write)
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    before = _files(ws)
+    assert main(["workspace", "repair", str(ws.root), "--dry-run"]) == 1
+    dry = capsys.readouterr().out.strip()
+    assert dry == (f"{CASE}: its folder {_folder(ws)} cannot be written (Permission denied); v003 left "
+                   "alone: make the folder writable and run repair again"), dry
+    assert _files(ws) == before
+    assert main(["workspace", "repair", str(ws.root)]) == 1
+    assert capsys.readouterr().out.strip() == dry and _files(ws) == before
+
+
 def test_repair_of_one_case_leaves_the_others_as_they_are(ws, tmp_path, capsys):
     other = "lnq2023-train-0001"
     table = json.loads((ws.root / "workspace.json").read_text())

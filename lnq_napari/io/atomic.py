@@ -146,6 +146,19 @@ def write_error(folder: str | Path) -> OSError | None:
     return None
 
 
+def access_error(folder: str | Path) -> OSError | None:
+    """Why nothing could be written in ``folder`` (a read-only file system, no write permission), asked of
+    the system without writing anything (a dry run's :func:`write_error`), or None."""
+    folder = str(folder)
+    if os.access(folder, os.W_OK):
+        return None
+    code = errno.EACCES
+    with contextlib.suppress(OSError, AttributeError):  # statvfs: not on Windows
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            code = errno.EROFS
+    return OSError(code, os.strerror(code), folder)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

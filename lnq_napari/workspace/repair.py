@@ -32,6 +32,7 @@ from lnq_napari.interact import NodeMark, Rejection, read_spots
 from lnq_napari.io.atomic import (
     CANNOT_WRITE,
     STALE_SECONDS,
+    access_error,
     atomic_write,
     flushed,
     place_new,
@@ -95,15 +96,16 @@ def repair_store(store: LabelStore, older_than: float = STALE_SECONDS,
     planned = [plan_repair(store, u, ct_grid, ct_path) for u in found]
     out += [p.repair for p in planned if p.prov is None]
     todo = [p for p in planned if p.prov is not None]
-    if dry_run:
-        return sorted(out + [replace(p.repair, note=p.would) for p in todo], key=lambda r: r.version)
-    exc = write_error(store.folder) if todo else None
+    check = access_error if dry_run else write_error  # a dry run writes nothing
+    exc = check(store.folder) if todo else None
     if exc is not None:
         names = ", ".join(p.repair.version for p in todo)
         out.append(Repair(store.case, "", store.folder, False,
                           f"its folder {store.folder} cannot be written ({exc.strerror}); {names} left "
                           "alone: make the folder writable and run repair again"))
         todo = []
+    if dry_run:
+        return sorted(out + [replace(p.repair, note=p.would) for p in todo], key=lambda r: r.version)
     out += [_commit(p) for p in todo]
     return sorted(out, key=lambda r: r.version)
 
