@@ -192,7 +192,25 @@ def test_a_label_file_whose_provenance_is_damaged_is_named_not_silently_dropped(
     (found,) = store.unrecorded()
     assert (found.path, found.side, found.source) == (saved.path, side, "correction")
     assert found.why.startswith(why)
+    kinds = {"deleted": "missing", "emptied": "empty", "torn": "torn"}
+    assert found.kind == kinds.get(damage, "not_provenance")
     assert store.add(_labels(), "correction").version == "v003"  # its number stays taken
+
+
+def test_what_is_wrong_with_a_provenance_is_decided_by_its_kind_not_its_wording(tmp_path, monkeypatch):
+    """Three places branched on the words of ``Unrecorded.why`` ("cannot be read ..."): reworded, a
+    permission problem would have been offered a rebuild over the other account's file."""
+    from lnq_napari.workspace import labels
+    from lnq_napari.workspace.repair import plan_repair
+
+    store = LabelStore(tmp_path, "c1")
+    saved = store.add(_labels(1), "correction", edits=2)
+    side = store.folder / "v001.json"
+    _aged(side, saved.path)
+    monkeypatch.setattr(labels, "_provenance", lambda path: (None, "unreadable", "is off limits"))
+    (found,) = store.unrecorded()
+    plan = plan_repair(store, found)
+    assert found.kind == "unreadable" and not plan.rebuildable and "chmod a+r" in plan.fix
 
 
 def test_a_save_in_flight_is_not_taken_for_a_damaged_provenance(tmp_path):

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -71,16 +72,22 @@ class SavedLabels:
     path: Path
 
 
+#: What is wrong with a label file's ``vNNN.json`` (:class:`Unrecorded`): missing, unreadable (a permission
+#: problem), empty (a save's placeholder), torn (not JSON), or JSON that is not that version's provenance.
+Problem = Literal["missing", "unreadable", "empty", "torn", "not_provenance"]
+
+
 @dataclass(frozen=True)
 class Unrecorded:
-    """A label file of the store without a provenance to go with it: ``why`` says what is wrong with its
-    ``vNNN.json`` (``side``); ``source`` is what the label file's header says it is (None: it cannot
-    tell)."""
+    """A label file of the store without a provenance to go with it: ``kind`` is what is wrong with its
+    ``vNNN.json`` (``side``) and ``why`` says so, for display only; ``source`` is what the label file's
+    header says it is (None: it cannot tell)."""
 
     path: Path
     side: Path
     why: str
     source: str | None
+    kind: Problem
 
 
 class LabelStore:
@@ -132,9 +139,9 @@ class LabelStore:
             if match is None or not path.is_file():
                 continue
             side = path.with_name(f"v{match.group(1)}.json")
-            prov, why = _provenance(side)
-            if prov is None and not _may_be_saving(side, path, why, older_than):
-                out.append(Unrecorded(path, side, why, _header_source(path)))
+            prov, kind, why = _provenance(side)
+            if kind is not None and not _may_be_saving(side, path, kind, older_than):
+                out.append(Unrecorded(path, side, why, _header_source(path), kind))
         return out
 
     def latest(self, source: str | tuple[str, ...] | None = None) -> dict | None:
@@ -313,38 +320,39 @@ def _unlink_if(path: Path, mark: tuple[int, int] | None) -> None:
         pass
 
 
-def _provenance(path: Path) -> tuple[dict | None, str]:
-    """The provenance ``vNNN.json`` holds, or None with what is wrong: missing, unreadable, empty (a
-    save's placeholder), not JSON (torn), or not the provenance of version ``vNNN`` (edited by hand: its
-    version, source, file or size missing or of the wrong kind)."""
+def _provenance(path: Path) -> tuple[dict | None, Problem | None, str]:
+    """The provenance ``vNNN.json`` holds, or None with what is wrong (its :data:`Problem` and in words):
+    missing, unreadable, empty (a save's placeholder), not JSON (torn), or not the provenance of version
+    ``vNNN`` (edited by hand: its version, source, file or size missing or of the wrong kind)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return None, "is missing"
+        return None, "missing", "is missing"
     except (OSError, ValueError) as exc:
-        return None, f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+        return None, "unreadable", f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
     if not text.strip():
-        return None, "is empty"
+        return None, "empty", "is empty"
     try:
         prov = json.loads(text)
     except ValueError:
-        return None, "is not valid JSON (torn?)"
+        return None, "torn", "is not valid JSON (torn?)"
     file = prov.get("file") if isinstance(prov, dict) else None
     if not (isinstance(prov, dict) and prov.get("version") == path.name[:-len(".json")]
             and isinstance(prov.get("source"), str) and prov["source"] in SOURCES
             and isinstance(file, str) and file and Path(file).name == file and file not in (".", "..")
             and type(prov.get("bytes")) is int):
-        return None, f"is not the provenance of {path.name[:-len('.json')]} (edited by hand?)"
-    return prov, ""
+        return None, "not_provenance", f"is not the provenance of {path.name[:-len('.json')]} (edited by " \
+            "hand?)"
+    return prov, None, ""
 
 
-def _may_be_saving(side: Path, label: Path, why: str, older_than: float) -> bool:
-    """Whether ``label`` with the provenance ``side`` holding none (``why``) may be a save in flight: its
+def _may_be_saving(side: Path, label: Path, kind: Problem, older_than: float) -> bool:
+    """Whether ``label`` with the provenance ``side`` holding none (``kind``) may be a save in flight: its
     placeholder is there, empty or being filled, and it or the label file changed within ``older_than``
     seconds (a save takes its number by creating the placeholder first and fills it last; a provenance
     missing or whole but wrong is never one in flight; one that cannot be read may be another account's
     save, its placeholder made under a umask that keeps others out)."""
-    if not why.startswith(("is empty", "is not valid JSON", "cannot be read")):
+    if kind not in ("empty", "torn", "unreadable"):
         return False
     limit = time.time() - older_than
     try:

@@ -59,6 +59,8 @@ _LISTS = ("marked", "rejected")  # kept only in the JSON
 _FROM_HEADER = ("version", "case", "source", "model_version", "time", "edits", "parent")
 _NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, *LOST_FLAGS, "file", "bytes", "sha256", "repaired"})
 DAMAGED_SUFFIX = ".damaged"
+#: Why a provenance that cannot be read is left alone: whole, perhaps, but not ours to read or replace.
+PERMISSION_PROBLEM = "a permission problem, not damage (saved by another account?)"
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,8 @@ def repair_store(store: LabelStore, older_than: float = STALE_SECONDS,
                   f"{older_than / 60:.0f} minutes); left alone: run repair again later")
            for u in store.unrecorded(older_than=0) if u.path not in stale]
     planned = [plan_repair(store, u, ct_grid, ct_path) for u in found]
-    out += [p.repair for p in planned if p.prov is None]
-    todo = [p for p in planned if p.prov is not None]
+    out += [p.repair for p in planned if not p.rebuildable]
+    todo = [p for p in planned if p.rebuildable]
     check = access_error if dry_run else write_error  # a dry run writes nothing
     exc = check(store.folder) if todo else None
     if exc is not None:
@@ -113,12 +115,20 @@ def repair_store(store: LabelStore, older_than: float = STALE_SECONDS,
 @dataclass(frozen=True)
 class RepairPlan:
     """What repair would do with one label file: ``prov`` to write into ``side`` (None: left alone), the
-    :class:`Repair` once done (or left alone) and, for one to rebuild, the line of a dry run (``would``)."""
+    :class:`Repair` once done (or left alone) and, for one to rebuild, the line of a dry run (``would``);
+    for one left alone, ``why`` and what to do (``fix``), which its note joins."""
 
     repair: Repair
     side: Path
     prov: dict | None = None
     would: str = ""
+    why: str = ""
+    fix: str = ""
+
+    @property
+    def rebuildable(self) -> bool:
+        """Whether repair would rebuild its provenance (else it is left alone)."""
+        return self.prov is not None
 
 
 def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volume] | None = None,
@@ -129,29 +139,29 @@ def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volu
     version, path, side = found.side.stem, found.path, found.side
     quoted = shlex.quote(str(path))
 
-    def refused(note: str) -> RepairPlan:
-        return RepairPlan(Repair(store.case, version, path, False, note), side)
+    def refused(why: str, fix: str, alone: str = "left alone: ") -> RepairPlan:
+        return RepairPlan(Repair(store.case, version, path, False, f"{why}; {alone}{fix}"), side, why=why,
+                          fix=fix)
 
-    if found.why.startswith("cannot be read"):  # whole, perhaps, but not ours to read or replace
-        return refused(f"{side.name} {found.why}: a permission problem (saved by another account?), not "
-                       f"damage; left alone: have its owner make it readable (chmod a+r "
-                       f"{shlex.quote(str(side))})")
+    if found.kind == "unreadable":  # whole, perhaps, but not ours to read or replace
+        return refused(f"{side.name} {found.why}: {PERMISSION_PROBLEM}",
+                       f"have its owner make it readable (chmod a+r {shlex.quote(str(side))})")
     try:
         header = _header(path)
     except Exception as exc:  # noqa: BLE001 - a torn header says nothing: named, never deleted
         return refused(f"{path.name}'s header cannot be read ({_short(exc)}): a torn leftover, nothing to "
-                       f"rebuild from; delete {quoted} if it is not wanted (repair never deletes)")
+                       "rebuild from", f"delete {quoted} if it is not wanted (repair never deletes)", "")
     source = header.get("lnq_source")
     try:
         labels = read_labels(path)
         check_label_values(np.asarray(labels.array), str(path))
     except Exception as exc:  # noqa: BLE001 - labels cut short (an old version's killed save), say
         says = f", though its header says {source}" if source in SOURCES else ""
-        return refused(f"{path.name} cannot be read ({_short(exc)}){says}: a torn leftover; delete {quoted} "
-                       "if it is not wanted (repair never deletes)")
+        return refused(f"{path.name} cannot be read ({_short(exc)}){says}: a torn leftover",
+                       f"delete {quoted} if it is not wanted (repair never deletes)", "")
     if source not in SOURCES:
         return refused(f"{path.name}'s header names no label source (lnq_source): not a file lnq-napari "
-                       f"saved; move {quoted} out of {store.folder} or delete it if it is not wanted")
+                       "saved", f"move {quoted} out of {store.folder} or delete it if it is not wanted", "")
     here = (ascii_text(store.case), version)  # the header's text is ASCII
     named = (header.get("lnq_case", here[0]), header.get("lnq_version", version))
     copied = "copied from another case?" if named == here else f"its header names {named[0]} {named[1]}"
@@ -162,18 +172,17 @@ def plan_repair(store: LabelStore, found: Unrecorded, ct_grid: Callable[[], Volu
             gone = ct_path is not None and not os.path.exists(ct_path)
             why = "it is not there: a data drive not mounted, or the file moved?" if gone else _short(exc)
             return refused(f"the case's CT{f' {ct_path}' if ct_path is not None else ''} cannot be read "
-                           f"({why}), so {path.name} cannot be checked against it; left alone: put it back "
-                           "and run repair again")
+                           f"({why}), so {path.name} cannot be checked against it",
+                           "put it back and run repair again")
         try:
             check_same_grid(grid, labels, what=f"{path.name} and the CT of {store.case}",
                             fix=f"not labels of this CT ({copied})")
         except LNQError as exc:
-            return refused(f"{exc}; left alone: move {quoted} out of {store.folder}, or delete it if it is "
-                           "not wanted")
+            return refused(str(exc), f"move {quoted} out of {store.folder}, or delete it if it is not wanted")
     if named != here:  # the same grid: another time point's labels, or another version of this case
-        return refused(f"its header names {named[0]} {named[1]}: copied here from there?; left alone: move "
-                       f"{quoted} out of {store.folder}, or open it in napari on this case's CT and Save to "
-                       "import it as a new version")
+        return refused(f"its header names {named[0]} {named[1]}: copied here from there?",
+                       f"move {quoted} out of {store.folder}, or open it in napari on this case's CT and "
+                       "Save to import it as a new version")
     prov, lost = _provenance(store, path, version, header, _damaged(side))
     lost_text = "; not recoverable: " + ", ".join(lost) if lost else "; nothing lost"
     model = prov["model_version"] or "none"

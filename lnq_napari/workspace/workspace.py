@@ -75,7 +75,7 @@ from lnq_napari.workspace.registry import (
     check_outside_model,
     model_kind,
 )
-from lnq_napari.workspace.repair import Repair, plan_repair, repair_store
+from lnq_napari.workspace.repair import PERMISSION_PROBLEM, Repair, plan_repair, repair_store
 from lnq_napari.workspace.save_lines import SaveLines
 
 LABELS_DIR, JOURNAL_FILE, MODELS_DIR, CACHE_DIR = "labels", "journal.jsonl", "models", "cache"
@@ -364,13 +364,11 @@ class Workspace:
         what, side = "correction" if found.source else "label file", found.side.name
         said = (f"case {case}: the {what} {found.path} is not a saved version, since its provenance {side} "
                 f"{found.why}; {done} without it")
-        if found.why.startswith("cannot be read"):  # another account's file: not damage
-            return (f"{said} ({side} is a permission problem, not damage: have its owner make it readable, "
-                    f"e.g. chmod a+r {shlex.quote(str(found.side))})")
         plan = plan_repair(self.label_store(case), found, lambda: self.ct_grid(case), self.ct_path(case))
-        if not plan.repair.repaired:  # torn, another case's: repair would leave it alone
-            note = plan.repair.note.replace("; left alone: ", "; ")
-            return f"{said} ({note}; or restore it and {side} from a backup)"
+        if found.kind == "unreadable":  # another account's file: not damage, nothing to restore
+            return f"{said} ({side} is {PERMISSION_PROBLEM}: {plan.fix})"
+        if not plan.rebuildable:  # torn, another case's: repair would leave it alone
+            return f"{said} ({plan.why}; {plan.fix}; or restore it and {side} from a backup)"
         repair = f"lnq-napari workspace repair {shlex.quote(str(self.root))}"
         unwanted = f"; delete {shlex.quote(str(found.path))} if it is not wanted"
         return (f"{said} (restore {side} from a backup, or run {repair} to rebuild it from the file's "
