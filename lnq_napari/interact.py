@@ -121,6 +121,12 @@ def read_spots(kind: type[Spot], items: object) -> tuple[list, int]:
     return kept, len(items) - len(kept)
 
 
+def unreadable_entries(bad: int, what: str, where: str) -> str:
+    """The words for ``bad`` entries of a provenance's list (``what``: "marked nodes", "rejected
+    suggestions") in ``where`` (a file) that :func:`read_spots` could not read."""
+    return f"{bad} entr{'ies' if bad != 1 else 'y'} of {what} in {where} cannot be read (edited by hand?)"
+
+
 @dataclass(frozen=True)
 class Rejection(Spot):
     """A suggestion the reviewer rejected: no node within ``radius_mm`` of ``centre_zyx`` (voxel index).

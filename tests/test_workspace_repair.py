@@ -256,14 +256,20 @@ def test_another_version_s_damaged_provenance_lends_no_marks(ws):
     assert "marked" not in info and info["marks_lost"] is True
 
 
-def test_a_mark_edited_by_hand_stops_the_fine_tune_in_one_line_not_a_key_error(ws):
-    from lnq_napari.errors import LNQError
+def test_a_mark_edited_by_hand_is_dropped_as_lost_by_the_fine_tune_as_napari_and_repair_drop_it(ws):
+    """The fine-tune refused with "fix or remove them in that file"; removing them lost the loss record, so
+    what the reviewer removed was then taught as background. napari and repair drop such an entry and
+    record the marks as lost: the fine-tune now does the same, in one warning line."""
     from lnq_napari.finetuning.reviewed import read_reviewed
 
     side = _folder(ws) / "v003.json"
-    side.write_text(json.dumps({**json.loads(side.read_text()), "marked": [{"centre": [1, 2, 3]}]}))
-    with pytest.raises(LNQError, match=r"v003.json of case .* holds 1 marked entry that cannot be read"):
-        read_reviewed(ws, CASE, "v003")
+    side.write_text(json.dumps({**json.loads(side.read_text()), "marked": [MARK, {"centre": [1, 2, 3]}]}))
+    with pytest.warns(UserWarning) as said:
+        reviewed = read_reviewed(ws, CASE, "v003")
+    (line,) = {str(w.message) for w in said}
+    assert line.startswith(f"case {CASE}: 1 entry of marked nodes in v003.json cannot be read (edited by "
+                           "hand?): dropped and taken as lost marks"), line
+    assert "\n" not in line and reviewed.marks_lost and [m.to_dict() for m in reviewed.marks] == [MARK]
 
 
 def test_a_dry_run_lists_what_would_be_done_and_writes_nothing(ws, capsys):

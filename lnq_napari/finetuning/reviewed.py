@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lnq_napari.errors import LNQError
-from lnq_napari.interact import NodeMark, Rejection, read_spots, spot_mask
+from lnq_napari.interact import NodeMark, Rejection, read_spots, spot_mask, unreadable_entries
 from lnq_napari.io.geometry import check_same_grid
 from lnq_napari.io.volume import Volume, volumes_digest
 from lnq_napari.model.config import StatesConfig
@@ -99,22 +99,23 @@ def marks_of(info: dict) -> tuple[NodeMark, ...]:
 def marks_lost(info: dict) -> bool:
     """Whether a correction's marks are lost (``marks_lost``: its provenance was rebuilt by ``workspace
     repair`` without them): no marks then is not "no node marked", so what the reviewer took away from the
-    prediction is not known background (:func:`~lnq_napari.training.corrections.correction_states`)."""
-    return lost_flags(info).get("marks_lost", False)
+    prediction is not known background (:func:`~lnq_napari.training.corrections.correction_states`); so
+    are marks that cannot be read (edited by hand), as napari and repair record them."""
+    return lost_flags(info).get("marks_lost", False) or read_spots(NodeMark, info.get("marked") or [])[1] > 0
 
 
 def _spots(info: dict, key: str, kind: type) -> tuple:
-    """The entries of list ``key`` of a provenance as ``kind``; LNQError naming the version when one does
-    not read (edited by hand)."""
-    items = info.get(key)
-    if items is None:
-        return ()
-    kept, bad = read_spots(kind, items)
+    """The entries of list ``key`` of a provenance that read as ``kind``; one that does not (edited by hand)
+    is dropped with a warning, as napari and repair drop it (a dropped mark makes the marks lost:
+    :func:`marks_lost`)."""
+    kept, bad = read_spots(kind, info.get(key) or [])
     if bad:
-        raise LNQError(f"the provenance {info.get('version')}.json of case {info.get('case')} holds {bad} "
-                       f"{key} entr{'ies' if bad > 1 else 'y'} that cannot be read (each needs centre_zyx "
-                       "[z, y, x] and radius_mm); fix or remove them in that file, then run the command "
-                       "again")
+        what, then = (("marked nodes", "dropped and taken as lost marks (nothing removed is taught as "
+                       "background); open the case in napari and mark those nodes again") if key == "marked"
+                      else ("rejected suggestions", "dropped"))
+        where = f"{info.get('version')}.json"
+        warnings.warn(f"case {info.get('case')}: {unreadable_entries(bad, what, where)}: {then}", UserWarning,
+                      stacklevel=3)
     return tuple(kept)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.interact import NodeMark, Rejection, read_spots
+from lnq_napari.interact import NodeMark, Rejection, read_spots, unreadable_entries
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, volume_from, widen_contrast_range
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
@@ -106,7 +105,7 @@ class Resumed:
     """What a Save of a reopened label version keeps of its provenance (:func:`resumed`)."""
 
     marks: list[NodeMark]  # its marked nodes that read
-    rejected: list[dict]  # its rejected suggestions that read, as they were kept
+    rejected: list[dict]  # its rejected suggestions that read, as a provenance keeps them
     lost: dict[str, bool]  # the LOST_FLAGS its next Save records (carried, or entries dropped now)
     note: str  # one line for the status: what was lost and what to do; "" when nothing
 
@@ -115,35 +114,19 @@ def resumed(opened: dict) -> Resumed:
     """The marks and rejections of the label version ``opened`` (its provenance) that read; an entry that
     does not (edited by hand) is dropped and counted as lost, never an error."""
     marks, bad_marks = read_spots(NodeMark, opened.get("marked") or [])
-    rejected, bad_rejected = _readable(Rejection, opened.get("rejected") or [])
+    rejections, bad_rejected = read_spots(Rejection, opened.get("rejected") or [])
+    rejected = [r.to_dict() for r in rejections]
     lost = lost_flags(opened)
     notes = [LOST_MARKS_NOTE] if lost.get("marks_lost") else []
     where = f"{opened['version']}.json" if opened.get("version") else "the autosave"
     if bad_marks:
         lost["marks_lost"] = True
-        notes.append(f"{_entries(bad_marks)} of marked nodes in {where} cannot be read (edited by hand?): "
-                     "dropped and recorded as lost marks; mark those nodes again")
+        notes.append(f"{unreadable_entries(bad_marks, 'marked nodes', where)}: dropped and recorded as lost "
+                     "marks; mark those nodes again")
     if bad_rejected:
         lost["rejections_lost"] = True
-        notes.append(f"{_entries(bad_rejected)} of rejected suggestions in {where} cannot be read (edited by "
-                     "hand?): dropped")
+        notes.append(f"{unreadable_entries(bad_rejected, 'rejected suggestions', where)}: dropped")
     return Resumed(marks, rejected, lost, "; ".join(dict.fromkeys(notes)))
-
-
-def _readable(kind: type, items: object) -> tuple[list, int]:
-    """The entries of ``items`` that read as ``kind`` (kept as they are), and how many do not."""
-    if not isinstance(items, list):
-        return [], 1
-    kept = []
-    for item in items:
-        with contextlib.suppress(ValueError):
-            kind.from_dict(item)
-            kept.append(item)
-    return kept, len(items) - len(kept)
-
-
-def _entries(n: int) -> str:
-    return f"{n} entr{'ies' if n != 1 else 'y'}"
 
 
 def _resume(viewer, session, opened: dict) -> None:
