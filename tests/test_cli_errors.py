@@ -647,7 +647,8 @@ def test_a_workspace_of_a_newer_format_is_refused_and_left_as_it_is(case, capsys
     write_meta(ws, {**new_meta(case["dir"], ws), "format_version": 99})
     before = sorted((p.name, p.read_bytes()) for p in ws.rglob("*") if p.is_file())
     code, _, err = run_cli(capsys, [a.format(ws=ws) for a in argv])
-    assert_one_line_error(code, err, "written by a newer lnq-napari (workspace format 99", "upgrade")
+    assert_one_line_error(code, err, "workspace.json has format_version 99, newer than this lnq-napari reads",
+                          "upgrade lnq-napari (pip install -U lnq-napari) to open the workspace")
     assert sorted((p.name, p.read_bytes()) for p in ws.rglob("*") if p.is_file()) == before
     assert (ws / META_FILE).exists()
     code, _, err = run_cli(capsys, [a.format(ws=case["dir"] / "nowhere") for a in argv])
@@ -657,7 +658,8 @@ def test_a_workspace_of_a_newer_format_is_refused_and_left_as_it_is(case, capsys
 
 @pytest.mark.parametrize("version", ["1", 1.0, None, 0])
 def test_a_workspace_format_version_edited_by_hand_is_not_called_newer(case, capsys, version):
-    """format_version "1", 1.0 or null (edited by hand) was refused as "written by a newer lnq-napari"."""
+    """format_version "1", 1.0 or null (edited by hand) was refused as "written by a newer lnq-napari" (the
+    newer-version refusal's old words)."""
     from lnq_napari.workspace.cases import new_meta, write_meta
 
     ws = case["dir"] / "ws"

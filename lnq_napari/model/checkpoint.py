@@ -97,11 +97,8 @@ def read_config(folder: str | Path) -> ModelConfig:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise LNQError(f"{cfg_path} is not an lnq-napari model config (format is not {FORMAT!r}); "
                        "use a model folder written by lnq-napari")
-    version = check_format_version(config.get("format_version", 1), cfg_path, "model", FORMAT_VERSION,
-                                   "re-copy or re-export the model, or correct the value")  # none: the first
-    if version > FORMAT_VERSION:
-        raise LNQError(f"{cfg_path} has format_version {version}, newer than this lnq-napari reads "
-                       f"({FORMAT_VERSION}); upgrade lnq-napari (pip install -U lnq-napari)")
+    check_format_version(config.get("format_version", 1), cfg_path, "model", FORMAT_VERSION,
+                         "re-copy or re-export the model, or correct the value")  # none: the first
     for key in ("architecture", "preprocessing", "weights_sha256"):
         if key not in config:
             raise LNQError(f"{cfg_path} lacks {key!r}; re-export the model")

@@ -180,12 +180,9 @@ def read_meta(root: str | Path) -> dict:
         raise LNQError(f"{path} is unreadable ({exc}); restore it from a backup") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LNQError(f"{path} is not a lnq-napari workspace file; choose another folder")
-    version = check_format_version(meta.get("format_version", 1), path, "workspace", FORMAT_VERSION,
-                                   "restore the file from a backup, or correct the value")
-    if version > FORMAT_VERSION:
-        raise LNQError(f"{root} was written by a newer lnq-napari (workspace format {version!r}; this one "
-                       f"reads up to {FORMAT_VERSION}); upgrade lnq-napari (pip install -U lnq-napari) to "
-                       "open it, so that nothing in it is changed by an older version")
+    check_format_version(meta.get("format_version", 1), path, "workspace", FORMAT_VERSION,
+                         "restore the file from a backup, or correct the value",
+                         " to open the workspace, so that nothing in it is changed by an older version")
     return meta
 
 
