@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from lnq_napari.heard import collected_warnings
+
+
+class Header(Protocol):
+    """A DICOM header as read (a pydicom dataset, a highdicom image): its attributes by keyword."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
 
 #: Enhanced CT and Legacy Converted Enhanced CT: positions and rescale in functional groups, not per file.
 ENHANCED_CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2")
@@ -93,7 +101,7 @@ def bare_sop_class(head: bytes, handle) -> str:
     return str(found or "").strip()
 
 
-def bare_cut_short(path) -> bool:
+def bare_cut_short(path: str | Path) -> bool:
     """Whether the file ``path`` begins as a bare dataset (:func:`bare_start`) yet ends within
     :data:`PREFIX_BYTES` before naming its SOP class (:func:`bare_sop_class` finds none): a slice written
     without the preamble whose copy was interrupted in its first elements."""
@@ -199,7 +207,7 @@ def is_localizer_volume(headers: Sequence) -> bool:
     return all(h is not None and is_ct_modality(h) for h in headers) and forms_volume(headers)
 
 
-def padding_values(header) -> tuple[int, int] | None:
+def padding_values(header: Header) -> tuple[int, int] | None:
     """The stored values (lowest, highest) a slice's header marks as padding outside its scan circle:
     Pixel Padding Value (0028,0120), to Pixel Padding Range Limit (0028,0121) where given; read as
     signed or unsigned by its Pixel Representation (a tag's VR, US or SS, may say otherwise); None when it
@@ -216,7 +224,7 @@ def padding_values(header) -> tuple[int, int] | None:
     return min(stored), max(stored)
 
 
-def stored_range(header) -> tuple[int, int]:
+def stored_range(header: Header) -> tuple[int, int]:
     """The lowest and highest stored pixel a header's Bits Stored and Pixel Representation allow (its
     Bits Allocated's where it gives no Bits Stored): what a pixel reads as once the unused high bits are
     cleared, as the standard reads them (GDCM and pydicom do; a value beyond it is read as another)."""

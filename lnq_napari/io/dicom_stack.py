@@ -4,7 +4,7 @@ orientations that differ, gantry tilt), from their positions and orientations as
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -72,7 +72,7 @@ def _tags(positions: list[list[str] | None], orientations: list[list[str] | None
                      written_step(components, whole=0.0))
 
 
-def slice_tags(has, get, count: int) -> SliceTags:
+def slice_tags(has: Callable[[int, str], bool], get: Callable[[int, str], str], count: int) -> SliceTags:
     """The :class:`SliceTags` of a series read by ITK, from ``has(index, tag)`` / ``get(index, tag)`` (its
     meta data dictionaries) over ``count`` slices."""
     def texts(index: int, tag: str) -> list[str] | None:
@@ -183,7 +183,7 @@ def check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str,
 MAX_DIRECTION_CHANGE = 2e-3
 
 
-def check_direction(direction, orientations: list, name: str) -> None:
+def check_direction(direction: Sequence[float], orientations: Sequence[np.ndarray | None], name: str) -> None:
     """LNQError when the direction a series was read with (ITK's, row-major 3 x 3) is not its first slice's
     orientation (:class:`SliceTags`' orientations; none: nothing to compare): GDCM reads an orientation
     whose rows and columns are more than about 1e-3 off perpendicular with the axial axes, with no word, a
