@@ -10,8 +10,9 @@ The number is kept; a damaged ``vNNN.json`` is kept aside as ``vNNN.json.damaged
 (atomically), a missing one is made without replacing anything. A file a save may still be writing
 (:data:`~lnq_napari.io.atomic.STALE_SECONDS`), one whose provenance cannot be read (a permission problem),
 one whose header or labels cannot be read (a torn leftover), one whose header names another case or version
-or that lies on another grid than the case's CT (copied here), and those of a case folder that cannot be
-written are left alone with a line saying why; nothing is deleted.
+or that lies on another grid than the case's CT (copied here), those of a case whose CT cannot be read (put
+it back) and those of a case folder that cannot be written are left alone with a line saying why; nothing
+is deleted.
 """
 
 from __future__ import annotations
