@@ -124,7 +124,6 @@ def resumed(opened: dict) -> Resumed:
         notes.append(f"{unreadable_entries(bad_marks, 'marked nodes', where)}: dropped and recorded as lost "
                      "marks; mark those nodes again")
     if bad_rejected:
-        lost["rejections_lost"] = True
         notes.append(f"{unreadable_entries(bad_rejected, 'rejected suggestions', where)}: dropped")
     return Resumed(marks, rejected, lost, "; ".join(dict.fromkeys(notes)))
 

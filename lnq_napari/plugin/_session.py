@@ -80,7 +80,7 @@ class NodeSession:
         self.marks_layer = None  # the "marked nodes" Points layer, made by the first mark
         self._setting_marks = False  # the session itself changes the marks layer's points
         self.parent_version: str | None = None  # the workspace label version these labels were opened from
-        self.lost_flags: dict[str, bool] = {}  # marks_lost / rejections_lost: what Save records as lost
+        self.lost_flags: dict[str, bool] = {}  # marks_lost: what Save records as lost
         self.edits = 0
         self._edited_outside_history = False  # marks moved with napari's tools: undo misses it
         self._outside_edits = 0  # times it was set: a Save's snapshot older than one leaves it set

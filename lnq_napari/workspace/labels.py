@@ -49,8 +49,9 @@ _NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected", "marked")  # lists: in 
 _SET_BY_STORE = frozenset({"version", "case", "time", "file", "bytes", "sha256"})
 _EXCLUSIVE = os.O_CREAT | os.O_EXCL | os.O_WRONLY  # fails when the file exists: a number is taken once
 #: What a reviewer's save carries from its parent: the lists a repair could not recover (the old marks stay
-#: unknown, whatever marks the reviewer adds after).
-LOST_FLAGS = ("marks_lost", "rejections_lost")
+#: unknown, whatever marks the reviewer adds after). Lost rejections are not recorded: a rejection only
+#: teaches its ball as known background, so without it the ball stays unknown, which is safe.
+LOST_FLAGS = ("marks_lost",)
 REVIEWER_SOURCES = ("correction", "autosave")
 
 

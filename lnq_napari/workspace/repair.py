@@ -4,8 +4,8 @@ file's header (:meth:`LabelStore.unrecorded`).
 A version's header holds its provenance, one ``lnq_<field>`` line each (source, parent, edits, model
 version, time, case, version and the caller's own fields), but not the lists kept only in the JSON (the
 reviewer's ``marked`` nodes and ``rejected`` suggestions): those are taken, entry by entry as they read,
-from a damaged ``vNNN.json`` of this version that still reads as JSON, else recorded as lost
-(``marks_lost``, ``rejections_lost``: a fine-tune then takes nothing the reviewer removed as background).
+from a damaged ``vNNN.json`` of this version that still reads as JSON, else the marks are recorded as
+lost (``marks_lost``: a fine-tune then takes nothing the reviewer removed as background).
 The number is kept; a damaged ``vNNN.json`` is kept aside as ``vNNN.json.damaged`` before it is replaced
 (atomically), a missing one is made without replacing anything. A file a save may still be writing
 (:data:`~lnq_napari.io.atomic.STALE_SECONDS`), one whose provenance cannot be read (a permission problem),
@@ -58,7 +58,9 @@ from lnq_napari.workspace.labels import (
 
 _LISTS = ("marked", "rejected")  # kept only in the JSON
 _FROM_HEADER = ("version", "case", "source", "model_version", "time", "edits", "parent")
-_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, *LOST_FLAGS, "file", "bytes", "sha256", "repaired"})
+_RETIRED = ("rejections_lost",)  # an older save's flag, read by nothing
+_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, *LOST_FLAGS, *_RETIRED, "file", "bytes", "sha256",
+                        "repaired"})
 DAMAGED_SUFFIX = ".damaged"
 #: Why a provenance that cannot be read is left alone: whole, perhaps, but not ours to read or replace.
 PERMISSION_PROBLEM = "a permission problem, not damage (saved by another account?)"
@@ -265,16 +267,16 @@ def _provenance(store: LabelStore, path: Path, version: str, header: dict[str, s
 def _lists(prov: dict, old: dict, version: str) -> list[str]:
     """The reviewer's lists (``marked``, ``rejected``) the damaged JSON ``old`` still holds, checked entry by
     entry, into ``prov``; a list that is lost (no JSON left, another version's JSON, an entry that does not
-    read) is recorded as lost (``marks_lost``, ``rejections_lost``: a fine-tune then does not take what
-    the reviewer removed as background, since a lost mark may have kept a node there). What was lost, in
+    read) is said; lost marks are recorded (``marks_lost``: a fine-tune then does not take what the
+    reviewer removed as background, since a lost mark may have kept a node there). What was lost, in
     words."""
     lost = []
     if not old or old.get("version", version) != version:
         whose = "" if not old else f" (its damaged {version}.json is {old.get('version')}'s)"
-        prov.update(marks_lost=True, rejections_lost=True)
+        prov.update(marks_lost=True)
         return [f"its marked nodes and rejected suggestions, if it had any (kept only in {version}.json)"
                 f"{whose}: recorded as lost, so a fine-tune takes nothing it removed as background"]
-    for key, kind, flag in (("marked", NodeMark, "marks_lost"), ("rejected", Rejection, "rejections_lost")):
+    for key, kind in (("marked", NodeMark), ("rejected", Rejection)):
         items = old.get(key)
         if items is None:
             continue
@@ -282,7 +284,8 @@ def _lists(prov: dict, old: dict, version: str) -> list[str]:
         if kept:
             prov[key] = [spot.to_dict() for spot in kept]
         if bad:
-            prov[flag] = True
+            if key == "marked":
+                prov["marks_lost"] = True
             lost.append(f"{bad} of its {key} entries (they do not read as centre_zyx and radius_mm)"
                         + (": recorded as lost marks" if key == "marked" else ""))
     return lost

@@ -1382,8 +1382,7 @@ def test_a_correction_whose_marks_were_lost_in_a_repair_says_so_and_its_next_sav
     case = ws.case_ids()[0]
     base = ws.read_labels(case, ws.latest_version(case)["version"])
     predicted = ws.add_label_version(case, base, "prediction", model_version="m001")
-    ws.add_label_version(case, base, "correction", model_version="m001", parent=predicted, marks_lost=True,
-                         rejections_lost=True)
+    ws.add_label_version(case, base, "correction", model_version="m001", parent=predicted, marks_lost=True)
     viewer = make_napari_viewer()
     widgets = dock_widgets(viewer, workspace=ws)
     assert widgets["Review"].open_case(case) == ws.ct_path(case)
@@ -1394,7 +1393,7 @@ def test_a_correction_whose_marks_were_lost_in_a_repair_says_so_and_its_next_sav
     assert save_and_wait(widgets["Save"]) is not None
     info = ws.latest_version(case, "correction")
     assert info["marked"] == [NodeMark.at((8, 30, 30)).to_dict()]
-    assert info["marks_lost"] is True and info["rejections_lost"] is True
+    assert info["marks_lost"] is True
 
 
 def test_a_hand_edited_mark_that_does_not_read_is_dropped_in_one_line_and_recorded_as_lost(
