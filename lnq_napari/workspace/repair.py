@@ -58,8 +58,7 @@ from lnq_napari.workspace.labels import (
 
 _LISTS = ("marked", "rejected")  # kept only in the JSON
 _FROM_HEADER = ("version", "case", "source", "model_version", "time", "edits", "parent")
-_RETIRED = ("rejections_lost",)  # an older save's flag, read by nothing
-_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, *LOST_FLAGS, *_RETIRED, "file", "bytes", "sha256",
+_NOT_EXTRA = frozenset({*_FROM_HEADER, *_LISTS, *LOST_FLAGS, "file", "bytes", "sha256",
                         "repaired"})
 DAMAGED_SUFFIX = ".damaged"
 #: Why a provenance that cannot be read is left alone: whole, perhaps, but not ours to read or replace.
