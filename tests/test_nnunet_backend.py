@@ -425,20 +425,25 @@ def _warned_predicting(predictor, image, folder: Path) -> list[str]:
     return [str(w.message) for w in caught]
 
 
+def _nifti_predictor(nnunet_model, tmp_path, reader: str) -> NnUNetPredictor:
+    """The tiny model's copy trained, as its dataset.json says, on NIfTI read by ``reader``."""
+    import json
+
+    folder = _copy(nnunet_model[1], tmp_path)
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta.update(overwrite_image_reader_writer=reader, file_ending=".nii.gz")
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    return NnUNetPredictor(folder, device="cpu", mirroring=False)
+
+
 def test_a_nifti_without_qform_or_sform_warns_for_a_nibabel_reorienting_model(nnunet_model, odd_grid_ct,
                                                                              tmp_path):
     """NIfTI with qform_code = sform_code = 0: ITK (lnq-napari's reader) takes its axes as stored, nibabel
     (NibabelIOWithReorient) mirrors x, so such a model's turn differs from nnUNetv2_predict's by an x
     flip; it is said in one warning (was silent). A file with a qform predicts without it."""
-    import json
-
     import nibabel as nib
 
-    folder = _copy(nnunet_model[1], tmp_path)
-    meta = json.loads((folder / "dataset.json").read_text())
-    meta.update(overwrite_image_reader_writer="NibabelIOWithReorient", file_ending=".nii.gz")
-    (folder / "dataset.json").write_text(json.dumps(meta))
-    predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
+    predictor = _nifti_predictor(nnunet_model, tmp_path, "NibabelIOWithReorient")
     array = np.asarray(odd_grid_ct.array).transpose(2, 1, 0)
     for codes, said in (((0, 0), True), ((1, 0), False)):
         image = nib.Nifti1Image(array, np.diag([1.5, 1.5, 2.5, 1.0]))
@@ -454,15 +459,9 @@ def test_a_nifti_whose_sform_turns_otherwise_than_its_qform_warns_for_a_simpleit
     """sform_code 2 with a qform of other axes: lnq-napari reads the sform, ITK (SimpleITKIOWithReorient)
     the qform, so the model's turn differs from nnUNetv2_predict's; said in one warning (was silent). With
     sform_code 1 ITK takes the sform too: no warning."""
-    import json
-
     import nibabel as nib
 
-    folder = _copy(nnunet_model[1], tmp_path)
-    meta = json.loads((folder / "dataset.json").read_text())
-    meta.update(overwrite_image_reader_writer="SimpleITKIOWithReorient", file_ending=".nii.gz")
-    (folder / "dataset.json").write_text(json.dumps(meta))
-    predictor = NnUNetPredictor(folder, device="cpu", mirroring=False)
+    predictor = _nifti_predictor(nnunet_model, tmp_path, "SimpleITKIOWithReorient")
     array = np.asarray(odd_grid_ct.array).transpose(2, 1, 0)
     swapped = np.array([[0, 1.5, 0, 0], [1.5, 0, 0, 0], [0, 0, 2.5, 0], [0, 0, 0, 1.0]])
     for code, said in ((2, True), (1, False)):
