@@ -21,7 +21,7 @@ from lnq_napari.per_ct import region_code
 from lnq_napari.training import labels as training_labels
 from lnq_napari.training.corrections import correction_states
 from lnq_napari.training.labels import ct_background, states_options
-from lnq_napari.workspace.labels import lost_flags
+from lnq_napari.workspace.labels import marks_lost
 
 
 def known_background(ws, ct: Volume, options: StatesConfig | None = None) -> np.ndarray:
@@ -94,14 +94,6 @@ def rejections_of(info: dict) -> tuple[Rejection, ...]:
 def marks_of(info: dict) -> tuple[NodeMark, ...]:
     """The "node here, outline unknown" marks kept with a correction (provenance ``marked``)."""
     return _spots(info, "marked", NodeMark)
-
-
-def marks_lost(info: dict) -> bool:
-    """Whether a correction's marks are lost (``marks_lost``: its provenance was rebuilt by ``workspace
-    repair`` without them): no marks then is not "no node marked", so what the reviewer took away from the
-    prediction is not known background (:func:`~lnq_napari.training.corrections.correction_states`); so
-    are marks that cannot be read (edited by hand), as napari and repair record them."""
-    return lost_flags(info).get("marks_lost", False) or read_spots(NodeMark, info.get("marked") or [])[1] > 0
 
 
 def _spots(info: dict, key: str, kind: type) -> tuple:

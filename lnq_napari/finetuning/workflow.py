@@ -42,7 +42,6 @@ from lnq_napari.finetuning.posttrain import (
 from lnq_napari.finetuning.reviewed import (
     known_background,
     labels_on_ct,
-    marks_lost,
     marks_of,
     read_reviewed,
 )
@@ -66,6 +65,7 @@ from lnq_napari.training.corrections import edited_voxels, unconfirmed_component
 from lnq_napari.training.labels import BACKGROUND, NODE, label_states, naive_states
 from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, train_model
 from lnq_napari.workspace import Workspace
+from lnq_napari.workspace.labels import marks_lost
 from lnq_napari.workspace.lock import FINETUNE_WRITES
 from lnq_napari.workspace.registry import PENDING, bundled_key, rule_verdict
 

@@ -188,9 +188,10 @@ def jobs_from_workspace(workspace, dense: bool | None = None,
     ``dense`` None: the fine-tune default (:class:`~lnq_napari.model.config.FinetuneConfig`).
     ``exclude``: cases left out altogether (a fine-tune's held-out validation cases).
     """
-    from lnq_napari.finetuning.reviewed import marks_lost, marks_of, prediction_parent, rejections_of
+    from lnq_napari.finetuning.reviewed import marks_of, prediction_parent, rejections_of
     from lnq_napari.model.config import FinetuneConfig
     from lnq_napari.workspace import Workspace
+    from lnq_napari.workspace.labels import marks_lost
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     dense = FinetuneConfig().dense_truth if dense is None else bool(dense)

@@ -25,7 +25,7 @@ from lnq_napari.plugin._session import (
     show_marks,
 )
 from lnq_napari.quantify import read_node_ids
-from lnq_napari.workspace.labels import lost_flags
+from lnq_napari.workspace.labels import lost_flags, marks_lost
 
 LOST_MARKS_NOTE = "the marks of this correction were lost in a repair: mark the nodes again"
 
@@ -116,11 +116,10 @@ def resumed(opened: dict) -> Resumed:
     marks, bad_marks = read_spots(NodeMark, opened.get("marked") or [])
     rejections, bad_rejected = read_spots(Rejection, opened.get("rejected") or [])
     rejected = [r.to_dict() for r in rejections]
-    lost = lost_flags(opened)
-    notes = [LOST_MARKS_NOTE] if lost.get("marks_lost") else []
+    lost = {"marks_lost": True} if marks_lost(opened) else {}
+    notes = [LOST_MARKS_NOTE] if lost_flags(opened) else []
     where = f"{opened['version']}.json" if opened.get("version") else "the autosave"
     if bad_marks:
-        lost["marks_lost"] = True
         notes.append(f"{unreadable_entries(bad_marks, 'marked nodes', where)}: dropped and recorded as lost "
                      "marks; mark those nodes again")
     if bad_rejected:

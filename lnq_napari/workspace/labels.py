@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.interact import NodeMark, read_spots
 from lnq_napari.io.atomic import STALE_SECONDS, flushed, place_new, remove_stale_temps, temp_beside
 from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.labels import check_label_values
@@ -63,6 +64,14 @@ def lost_flags(fields: Mapping[str, object]) -> dict[str, bool]:
 
     return {flag: True for flag in LOST_FLAGS if set_(fields.get(flag)) or set_(fields.get(f"lnq_{flag}"))}
 
+
+
+def marks_lost(provenance: Mapping[str, object]) -> bool:
+    """Whether a reviewer's version lost its marks: flagged so (:func:`lost_flags`: rebuilt by ``workspace
+    repair`` without them, or saved on top of one so) or an entry of its ``marked`` list does not read
+    (edited by hand; napari, repair and the fine-tune drop it). No marks then is not "no node marked"."""
+    return lost_flags(provenance).get("marks_lost", False) or read_spots(
+        NodeMark, provenance.get("marked") or [])[1] > 0
 
 @dataclass(frozen=True)
 class SavedLabels:
