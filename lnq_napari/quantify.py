@@ -9,8 +9,13 @@ Axial axes: on each axial slice (of the labels put in LPS axis order, whatever o
 stores: a coronal or sagittal series is measured on its axial planes) the node's outline is taken as
 the marching-squares boundary (points half a pixel from each boundary pixel's centre along x and y,
 scaled by the spacing); the *long axis* is the largest distance between two outline points over all
-slices; the *short axis* is the node's extent perpendicular to it on that slice (Feret width). Both
-are within about one pixel of the true diameters of a digitised ellipse.
+slices (the slice where the node is largest); the *short axis* is the longest line across the outline
+(its convex hull: a caliper's two ends on the node's edge, spanning a hollow it crosses) at right
+angles to the long axis on that slice, as RECIST 1.1 measures a node. Both are within about one pixel
+of the true diameters of a digitised ellipse (short axis within about 0.6 mm at 0.6-0.9 mm pixels).
+The outline's width across the long axis (the Feret width), measured before, read up to 0.75 mm long
+on a node lying along x or y (the longest chord runs corner to corner of its flat tips, tilted): a
+9.5 mm node read 10.25 mm, >= 10 mm.
 """
 
 from __future__ import annotations
@@ -116,6 +121,23 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
 TIE_MM = 1e-6
 
 
+def perpendicular_chord(hull: np.ndarray, u: np.ndarray) -> float:
+    """Length (mm) of the longest chord of the convex polygon ``hull`` (vertices in order, (n, 2) mm)
+    perpendicular to the unit vector ``u``: a caliper line drawn across the outline at right angles to the
+    long axis. The chord's length is concave along ``u``, so the longest is at a vertex's position."""
+    v = np.array([-u[1], u[0]])
+    along, across = hull @ u, hull @ v
+    a = along[None, :] - along[:, None]  # (line through vertex k, edge start m): signed offset
+    b = np.roll(a, -1, axis=1)  # the edge's end
+    crosses = (a * b <= 0) & (a != b)
+    w = np.divide(a, a - b, out=np.zeros_like(a), where=a != b)
+    at = across[None, :] + w * (np.roll(across, -1)[None, :] - across[None, :])
+    at = np.where(a == 0, across[None, :], at)  # a vertex on the line (an edge along it: both its ends)
+    on = crosses | (a == 0)
+    lengths = np.where(on, at, -np.inf).max(axis=1) - np.where(on, at, np.inf).min(axis=1)
+    return float(lengths.max())
+
+
 def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float, float]:
     """(long, short) axis in mm of a (z, y, x) node mask, RECIST style over its axial slices."""
     from scipy import ndimage
@@ -134,9 +156,7 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
         hull = points[ConvexHull(points).vertices]
         gaps = np.linalg.norm(hull[:, None] - hull[None], axis=-1)
         for i, j in np.argwhere(np.triu(gaps >= gaps.max() - TIE_MM, k=1)):
-            u = (hull[j] - hull[i]) / gaps[i, j]
-            across = hull @ np.array([-u[1], u[0]])
-            chords.append((float(gaps[i, j]), float(across.max() - across.min())))
+            chords.append((float(gaps[i, j]), perpendicular_chord(hull, (hull[j] - hull[i]) / gaps[i, j])))
     if not chords:
         return 0.0, 0.0
     # longest chords of equal length, on one slice or several (a grid's symmetry, up to rounding): the

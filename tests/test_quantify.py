@@ -85,6 +85,78 @@ def test_a_mirrored_node_has_the_same_recist_axes(stored):
     assert axial_axes(stored(mask), spacing) == pytest.approx(axial_axes(mask, spacing), abs=1e-9)
 
 
+def _section(semi_axes_mm, spacing, angle=0.0, shape=(64, 64), centre_mm=(0.0, 0.0)):
+    """(1, y, x) mask of one axial slice of an ellipse with semi-axes (a, b) rotated by ``angle``."""
+    y, x = np.indices(shape, dtype=float)
+    px = (x - shape[1] // 2) * spacing[0] - centre_mm[0]
+    py = (y - shape[0] // 2) * spacing[1] - centre_mm[1]
+    u = px * math.cos(angle) + py * math.sin(angle)
+    w = -px * math.sin(angle) + py * math.cos(angle)
+    return ((u / semi_axes_mm[0]) ** 2 + (w / semi_axes_mm[1]) ** 2 <= 1.0)[None].astype(np.uint8)
+
+
+@pytest.mark.parametrize("angle", [0.0, math.pi / 2])
+def test_a_node_under_10_mm_across_is_not_read_as_enlarged(angle):
+    """A 15 x 9.5 mm node on 0.7 mm pixels, lying along x or y: its short axis was the outline's width
+    across the longest chord, which runs corner to corner of the flat tips and so is tilted: 10.25 mm,
+    flagged >= 10 mm. A caliper drawn at right angles to the long axis measures 9.3 mm (the digitised
+    outline is 9.1-9.8 mm across)."""
+    spacing = (0.7, 0.7, 1.25)
+    (row,) = measure_nodes(Volume(_section((7.5, 4.75), spacing, angle), spacing))
+    assert row.long_axis_mm == pytest.approx(15.0, abs=0.5)
+    assert row.short_axis_mm == pytest.approx(9.5, abs=0.35)
+    assert row.ge_10mm is False
+
+
+def test_a_node_cut_by_the_image_edge_is_measured_across_what_is_shown():
+    """A disc of radius 8 mm whose centre is 2 pixels (1.2 mm) in from the image's edge: long axis the
+    chord along the edge (about 16 mm), short axis the caliper from the edge to the far side of the disc
+    (1.5 + 8 mm to the outline); the width of the outline across a long chord tilted by the cut's
+    corners read 10.8 mm."""
+    spacing = (0.6, 0.6, 5.0)
+    mask = _section((8.0, 8.0), spacing, shape=(40, 40), centre_mm=(-10.8, 0.0))  # centre at x index 2
+    assert mask[0, :, 0].any() and not mask[0, :, 2 + 14].any()
+    (row,) = measure_nodes(Volume(mask, spacing))
+    assert row.long_axis_mm == pytest.approx(2 * math.sqrt(8.0**2 - 1.2**2), abs=0.6)
+    assert row.short_axis_mm == pytest.approx(1.5 + 8.0, abs=0.4)
+
+
+@pytest.mark.parametrize("degrees", range(0, 91, 15))
+@pytest.mark.parametrize("spacing", [(0.6, 0.6, 5.0), (0.7, 0.7, 1.25), (0.7, 0.9, 2.5)])
+def test_rotated_node_short_axis_is_within_a_pixel_and_unbiased(degrees, spacing):
+    """A 15 x 10 mm node at any in-plane angle, thick or thin slices: both axes within one pixel, the
+    short axis within 0.6 mm (it read up to 0.75 mm long: a 10 mm node always >= 10 mm with room)."""
+    mask = _section((7.5, 5.0), spacing, math.radians(degrees), centre_mm=(0.13, -0.21))
+    (row,) = measure_nodes(Volume(mask, spacing))
+    pixel = math.hypot(spacing[0], spacing[1])
+    assert abs(row.long_axis_mm - 15.0) <= pixel
+    assert abs(row.short_axis_mm - 10.0) <= 0.6
+
+
+def test_perpendicular_chord_is_a_caliper_line_not_the_width():
+    """A kite with its long diagonal along x: the longest vertical chord is 3.75, its width across 6."""
+    from lnq_napari.quantify import perpendicular_chord
+
+    kite = np.array([[0.0, 0.0], [8.0, -3.0], [10.0, 0.0], [2.0, 3.0]])
+    assert perpendicular_chord(kite, np.array([1.0, 0.0])) == pytest.approx(3.75)
+    assert perpendicular_chord(kite[::-1], np.array([-1.0, 0.0])) == pytest.approx(3.75)
+    square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
+    assert perpendicular_chord(square, np.array([1.0, 0.0])) == pytest.approx(4.0)  # edges along the line
+
+
+@pytest.mark.parametrize("spacing", [0.5, 0.625, 0.4, 0.25, 0.2, 0.1, 1.0])
+def test_a_short_axis_of_exactly_10_mm_is_enlarged(spacing):
+    """A cross: a 30 mm bar along x and a bar exactly 10 mm long (whole pixels) across it: short axis
+    10.0 mm, which is >= 10 mm (no float rounding below the threshold)."""
+    n = int(round(10.0 / spacing))
+    mask = np.zeros((1, n + 4, 3 * n + 4), np.uint8)
+    mask[0, 2 + n // 2, 2:2 + 3 * n] = 1
+    mask[0, 2:2 + n, 2 + 3 * n // 2] = 1
+    (row,) = measure_nodes(Volume(mask, (spacing, spacing, 2.0)))
+    assert row.short_axis_mm == pytest.approx(10.0, abs=1e-9) and row.ge_10mm is True
+    assert row.long_axis_mm == pytest.approx(30.0, abs=1e-9)
+
+
 def test_small_node_is_not_enlarged():
     (row,) = measure_nodes(Volume(ellipsoid((8.0, 4.0, 6.0)), SPACING))
     assert row.short_axis_mm == pytest.approx(8.0, abs=IN_PLANE_VOXEL)
