@@ -145,7 +145,7 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
 
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     offsets = np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5], [0.0, -0.5]]) * np.array([sx, sy])
-    chords = []  # (long, short) of each slice's longest chords
+    hulls = []  # (each slice's outline hull, its chord lengths)
     for plane in mask:
         if not plane.any():
             continue
@@ -154,16 +154,18 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
         centres = np.stack([xs * sx, ys * sy], axis=1)
         points = (centres[:, None, :] + offsets[None]).reshape(-1, 2)
         hull = points[ConvexHull(points).vertices]
-        gaps = np.linalg.norm(hull[:, None] - hull[None], axis=-1)
-        for i, j in np.argwhere(np.triu(gaps >= gaps.max() - TIE_MM, k=1)):
-            chords.append((float(gaps[i, j]), perpendicular_chord(hull, (hull[j] - hull[i]) / gaps[i, j])))
-    if not chords:
+        hulls.append((hull, np.linalg.norm(hull[:, None] - hull[None], axis=-1)))
+    if not hulls:
         return 0.0, 0.0
     # longest chords of equal length, on one slice or several (a grid's symmetry, up to rounding): the
     # widest across, whichever order the voxels are stored in (the first found depended on it: a mirrored
     # copy's short axis differed by 1.3 mm)
-    longest = max(c[0] for c in chords)
-    return longest, max(short for long, short in chords if long >= longest - TIE_MM)
+    longest = max(float(gaps.max()) for _, gaps in hulls)
+    short = 0.0
+    for hull, gaps in hulls:
+        for i, j in np.argwhere(np.triu(gaps >= longest - TIE_MM, k=1)):
+            short = max(short, perpendicular_chord(hull, (hull[j] - hull[i]) / gaps[i, j]))
+    return longest, short
 
 
 def principal_axes(zyx: np.ndarray, volume: Volume) -> tuple[float, float, float]:
