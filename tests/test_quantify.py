@@ -157,6 +157,30 @@ def test_a_short_axis_of_exactly_10_mm_is_enlarged(spacing):
     assert row.long_axis_mm == pytest.approx(30.0, abs=1e-9)
 
 
+def test_axes_are_taken_on_the_slice_where_the_node_is_largest_not_its_middle_one():
+    """A cone-like node widening from foot to head (largest on its top slice): the axes of its top
+    slice, however the slices are stored (feet first too)."""
+    spacing = (0.7, 0.7, 2.5)
+    mask = np.zeros((14, 64, 64), np.uint8)
+    for k in range(13):
+        mask[k] = _section((3.0 + 0.625 * k, 0.6 * (3.0 + 0.625 * k)), spacing)[0]
+    for stored in (mask, mask[::-1]):
+        (row,) = measure_nodes(Volume(stored, spacing))
+        assert row.long_axis_mm == pytest.approx(2 * 10.5, abs=math.hypot(*spacing[:2]))
+        assert row.short_axis_mm == pytest.approx(2 * 10.5 * 0.6, abs=math.hypot(*spacing[:2]))
+
+
+def test_a_node_with_a_necrotic_hole_keeps_its_outline_axes_and_loses_the_hole_s_volume():
+    spacing = (0.7, 0.7, 1.25)
+    solid = np.repeat(_section((8.0, 8.0), spacing), 3, axis=0)
+    hollow = solid.copy()
+    hollow *= 1 - _section((4.0, 4.0), spacing)  # the hole on every slice
+    (full,), (holed,) = measure_nodes(Volume(solid, spacing)), measure_nodes(Volume(hollow, spacing))
+    assert (holed.long_axis_mm, holed.short_axis_mm) == pytest.approx((full.long_axis_mm, full.short_axis_mm))
+    assert holed.voxels == int(hollow.sum()) < full.voxels
+    assert holed.volume_mm3 == pytest.approx(hollow.sum() * np.prod(spacing))
+
+
 def test_small_node_is_not_enlarged():
     (row,) = measure_nodes(Volume(ellipsoid((8.0, 4.0, 6.0)), SPACING))
     assert row.short_axis_mm == pytest.approx(8.0, abs=IN_PLANE_VOXEL)
