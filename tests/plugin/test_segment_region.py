@@ -73,6 +73,32 @@ def test_region_toggle_outline_and_suggestions_cap(make_napari_viewer, qtbot, ph
     assert "mediastinum region: off" in segment.status.text()
 
 
+def test_region_outline_is_hidden_in_3d_and_back_in_2d(make_napari_viewer, qtbot, phantom_files,
+                                                       autosave_dir):
+    """The per-slice outlines stacked into a cyan cage in 3D that hid the nodes: 2D only, as the user left
+    them (one hidden by hand stays hidden), also for a region found while the view is in 3D."""
+    viewer = make_napari_viewer()
+    viewer.open(str(phantom_files.ct), plugin="lnq-napari")
+    segment = dock_widgets(viewer)["Segment"]
+    segment.predictor_factory = lambda model, device: RegionStandIn(phantom_files.case)
+    _run(qtbot, segment)
+    outline = viewer.layers[REGION_NAME]
+    assert outline.visible
+    viewer.dims.ndisplay = 3
+    assert not outline.visible and viewer.layers["nodes"].visible
+    viewer.dims.ndisplay = 2
+    assert outline.visible
+    outline.visible = False  # the user's choice in 2D is kept through a 3D visit
+    viewer.dims.ndisplay = 3
+    viewer.dims.ndisplay = 2
+    assert not outline.visible
+    viewer.dims.ndisplay = 3
+    _run(qtbot, segment)  # found while in 3D: not drawn until back in 2D
+    assert not viewer.layers[REGION_NAME].visible
+    viewer.dims.ndisplay = 2
+    assert viewer.layers[REGION_NAME].visible
+
+
 def test_real_chest_ct_node_table_equals_measure_on_the_saved_mask(
     make_napari_viewer, qtbot, tmp_path, autosave_dir
 ):

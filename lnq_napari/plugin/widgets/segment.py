@@ -29,6 +29,7 @@ from lnq_napari.plugin._layers import (
     unplaced_note,
 )
 from lnq_napari.plugin._session import show_prediction
+from lnq_napari.plugin._view3d import in_2d_only
 from lnq_napari.plugin.widgets._common import (
     WorkerWidget,
     compact,
@@ -239,8 +240,10 @@ def show_region(viewer, region: Volume, like=None):
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
     border = inside & ~ndimage.binary_erosion(inside, in_plane, border_value=1)
     kwargs = layer_kwargs(region, REGION_NAME, role="region", like=like)
-    return viewer.add_image(border.astype(np.uint8), colormap="cyan", blending="additive",
-                            contrast_limits=(0, 1), opacity=0.7, interpolation2d="nearest", **kwargs)
+    layer = viewer.add_image(border.astype(np.uint8), colormap="cyan", blending="additive",
+                             contrast_limits=(0, 1), opacity=0.7, interpolation2d="nearest", **kwargs)
+    in_2d_only(viewer, layer)  # per-slice outlines: in 3D they stacked into a cage over the nodes
+    return layer
 
 
 def _same_folder(a: str | None, b: str | None) -> bool:
