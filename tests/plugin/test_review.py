@@ -158,6 +158,37 @@ def test_a_case_opened_from_the_queue_shows_its_suggestions_beside_its_labels(
     assert "suggestions of model" in review.status.text() and other in review.status.text()
 
 
+def test_opening_a_case_says_so_and_shows_the_wait_cursor_while_it_reads(make_napari_viewer, qtbot, workspace,
+                                                                          monkeypatch):
+    """A full-size case took 2-3 s of the GUI thread to open (read, old layers out, new in) while the
+    status line still spoke of the last case and the cursor was an arrow: the click looked lost."""
+    from qtpy.QtWidgets import QApplication
+
+    from lnq_napari.plugin.widgets import review as review_module
+
+    seen = []
+    real = review_module.read_case
+
+    def reading(*args, **kwargs):
+        cursor = QApplication.overrideCursor()
+        seen.append((review.status.text(), None if cursor is None else cursor.shape()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(review_module, "read_case", reading)
+    viewer = make_napari_viewer()
+    review = ReviewWidget(viewer, workspace=workspace)
+    case = workspace.case_ids()[0]
+    assert review.open_case(case) == workspace.ct_path(case)
+    from qtpy.QtCore import Qt
+
+    assert seen == [(f"opening {case} ...", Qt.CursorShape.WaitCursor)]
+    assert QApplication.overrideCursor() is None and f"opened {case}" in review.status.text()
+    qtbot.waitUntil(lambda: review.suggesting is None, timeout=60000)
+    missing = "no-such-case"  # a refusal also gives the cursor back and says why
+    assert review.open_case(missing) is None and QApplication.overrideCursor() is None
+    assert review.status.text() != f"opening {missing} ..."
+
+
 def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, workspace, tmp_path):
     viewer = make_napari_viewer()
     review = ReviewWidget(viewer)

@@ -25,7 +25,7 @@ from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._case import add_case, ct_grid, nodes_layer_data, read_case, resumed
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
-from lnq_napari.plugin.widgets._common import WorkerWidget, compact, widen_opened_cts
+from lnq_napari.plugin.widgets._common import WorkerWidget, busy, compact, widen_opened_cts
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.recovery import unsaved_edits
@@ -255,7 +255,12 @@ class ReviewWidget(WorkerWidget):
     def open_case(self, case: str) -> Path | None:
         """Replace the viewer's case with ``case`` from the workspace: its CT and newest labels
         (correction, else prediction, else the original). Refuses while the open case has unsaved edits;
-        a Save still running (Save, then at once the next case) is waited for."""
+        a Save still running (Save, then at once the next case) is waited for. Seconds on a full-size CT:
+        "opening ..." and the wait cursor show meanwhile."""
+        with busy(self.status, f"opening {case} ..."):
+            return self._open_case(case)
+
+    def _open_case(self, case: str) -> Path | None:
         try:
             ws = self.workspace()
             sessions = [(ly.name, s) for ly in list(self.viewer.layers)
