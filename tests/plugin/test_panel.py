@@ -142,6 +142,25 @@ def _point(x: int, y: int):
     return QPoint(int(x), int(y))
 
 
+def test_every_node_table_column_is_in_view_in_the_docked_panel(reviewed, qtbot):
+    """At the panel's width the table's cm3, HU and side columns lay behind the horizontal scrollbar: Qt
+    kept room for the sort arrow beside every column's name. Sorted by any column, all stay in view."""
+    viewer, panel = reviewed
+    nodes = panel.show_tab("Nodes")
+    table, header = nodes.table, nodes.table.horizontalHeader()
+    sides = {"R": "right", "L": "left", "mid": "midline"}
+    for column in (0, 4, 6):
+        table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
+        qtbot.wait(100)
+        assert table.rowCount() >= 3
+        assert header.length() <= table.viewport().width(), [header.sectionSize(c) for c in range(7)]
+        assert table.horizontalScrollBar().maximum() == 0
+    side = [key for key, _, _ in COLUMNS].index("side")
+    for r in range(table.rowCount()):  # a short side in the cell, the word in its tooltip
+        item = table.item(r, side)
+        assert sides[item.text()] == item.toolTip()
+
+
 def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtbot, phantom_files, stand_in,
                                                         autosave_dir):
     """Plugins > lnq-napari > lnq-napari panel (npe2): the same panel; the review keys work with it."""
@@ -222,3 +241,4 @@ def test_save_follows_the_workspace_chosen_in_review(make_napari_viewer, tmp_pat
     assert save.workspace == second.root
     review.form.workspace.value = tmp_path / "data"  # not a workspace: saved beside the case
     assert save.workspace is None
+
