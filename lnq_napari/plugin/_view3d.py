@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import weakref
 
+from lnq_napari.plugin._layers import unwrapped
+
 HIDDEN_KEY = "lnq_hidden_in_3d"  # layer metadata: hidden by the 3D view (shown again back in 2D)
 
 
 def in_2d_only(viewer, layer) -> None:
     """Hide ``layer`` while ``viewer`` shows 3D and show it again back in 2D (unless the user hid it
     before the switch); the link ends when the layer is removed."""
-    ref = weakref.ref(layer)
+    ref = weakref.ref(unwrapped(layer))  # a Plugins-menu widget's layer is a proxy that dies at once
 
     def follow(event=None) -> None:
         shown = ref()
@@ -25,7 +27,7 @@ def in_2d_only(viewer, layer) -> None:
             shown.visible = True
 
     def removed(event) -> None:
-        if event.value is ref() or ref() is None:
+        if unwrapped(event.value) is ref() or ref() is None:
             _unlink()
 
     def _unlink() -> None:

@@ -3,6 +3,8 @@ the node table counts what ``lnq-napari measure`` counts on the saved mask."""
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -79,11 +81,14 @@ def test_region_outline_is_hidden_in_3d_and_back_in_2d(make_napari_viewer, qtbot
     them (one hidden by hand stays hidden), also for a region found while the view is in 3D."""
     viewer = make_napari_viewer()
     viewer.open(str(phantom_files.ct), plugin="lnq-napari")
-    segment = dock_widgets(viewer)["Segment"]
+    # from the Plugins menu: napari hands the widget a proxy of the viewer, whose layers are proxies too
+    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+    segment = panel.widgets["Segment"]
     segment.predictor_factory = lambda model, device: RegionStandIn(phantom_files.case)
     _run(qtbot, segment)
     outline = viewer.layers[REGION_NAME]
     assert outline.visible
+    gc.collect()  # the proxy the outline was added through is gone
     viewer.dims.ndisplay = 3
     assert not outline.visible and viewer.layers["nodes"].visible
     viewer.dims.ndisplay = 2
