@@ -15,13 +15,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lnq_napari import api
-from lnq_napari.errors import LNQError
+from lnq_napari.errors import LNQError, Terminated
 from lnq_napari.heard import show_one_line
-from lnq_napari.io.atomic import CANNOT_WRITE
+from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
+from lnq_napari.signals import ignore_interrupts, terminate_as_interrupt
 from lnq_napari.training.trainer import STATE_DIR
+from lnq_napari.workspace.registry import PENDING
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
 # one job, so a rate ("it/s") would mean nothing.
@@ -503,8 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _after_interrupt(args: argparse.Namespace) -> str:
     """What a Ctrl-C leaves for the command to continue from, as the end of its one line."""
-    if args.func is _cmd_finetune:
+    if args.func is _cmd_finetune and (Path(args.workspace) / "models" / PENDING).is_file():
         return "; run it again with --resume to continue where it stopped"
+    if args.func is _cmd_finetune:  # before its plan was written (or a --resume that had nothing to do)
+        return "; it stopped before training began: nothing to resume, run it again"
     every = f"one every {api.TRAIN_CHECKPOINT_EVERY} iterations"
     if args.func is _cmd_train and (Path(args.out) / STATE_DIR / "state.pt").is_file():
         return f"; run it again with --resume to continue from its last checkpoint in {args.out} ({every})"
@@ -521,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():  # restores the hook after the command, as in a test or notebook
+        with warnings.catch_warnings(), terminate_as_interrupt():  # both restored after the command
             warnings.showwarning = show_one_line
             status = args.func(args)
     except LNQError as exc:
@@ -534,21 +538,22 @@ def main(argv: list[str] | None = None) -> int:
               'pip install "lnq-napari[all]", or "lnq-napari[gui]" next to your own Qt binding',
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"lnq-napari: interrupted{_after_interrupt(args)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): every write is whole or not there
+        how, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"lnq-napari: {how}{_after_interrupt(args)}", file=sys.stderr)
+        return status
     except BrokenPipeError:  # the reader of our output stopped early (| head): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
     except OSError as exc:
         if exc.errno not in CANNOT_WRITE:
             raise
-        print(f"lnq-napari: error: cannot write {exc.filename or 'a file'} ({exc.strerror}); give a writable "
-              "folder (a short name, no file in its path) or free some space, then run the command again",
-              file=sys.stderr)
+        print(f"lnq-napari: error: {cannot_write_line(exc)}", file=sys.stderr)
         return 2
     return status if isinstance(status, int) else 0  # a command's own status (repair: 1, files left alone)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _status = main()
+    ignore_interrupts()  # the command is over: a late Ctrl-C must not abort the interpreter's shutdown
+    sys.exit(_status)

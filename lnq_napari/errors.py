@@ -7,3 +7,8 @@ class LNQError(Exception):
 
 class Cancelled(Exception):
     """Long work stopped because the caller's ``cancel()`` returned True."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: the same clean-up runs (atomic writes drop their
+    temp file, locks are released), then the command ends in one line (:mod:`lnq_napari.signals`)."""

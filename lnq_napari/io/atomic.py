@@ -28,6 +28,8 @@ STALE_SECONDS = 3600.0
 #: allows): the one set the command line and the workspace's locks judge an OSError by.
 CANNOT_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
                           errno.ENAMETOOLONG, errno.EFBIG})
+#: The errors of a full disk or quota (among :data:`CANNOT_WRITE`): freeing space is what helps.
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: The names :func:`atomic_write` gives its temp files (``tempfile.mkstemp``'s 8 random characters).
 TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp")
 
@@ -46,10 +48,38 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         yield tmp_path
         flushed(tmp_path)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.filename in (None, str(tmp_path)):  # a write or flush names no file, or the hidden temp one:
+            raise naming(exc, path) from exc  # the file being written is what a message must name
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
     remove_stale_temps(path.parent)
+
+
+def naming(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` (same type and errno) naming ``path``: ``write()`` on a full disk says only "No space left on
+    device", and the one-line error the user reads must say where."""
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
+def is_full(exc: BaseException) -> bool:
+    """True for the error of a full disk or an exhausted quota."""
+    return isinstance(exc, OSError) and exc.errno in FULL
+
+
+def cannot_write_line(exc: OSError, then: str = "run the command again") -> str:
+    """The one line for a write refused by the system (``exc``, an errno of :data:`CANNOT_WRITE`): the
+    folder, why, and what to do (free space on a full disk, else a writable folder), ``then`` what."""
+    where = Path(exc.filename) if exc.filename else None
+    if is_full(exc):
+        folder = f"the disk of {where.parent}" if where else "the disk"
+        return (f"{folder} is full ({exc.strerror}){f' while writing {where.name}' if where else ''}; free "
+                f"space there, then {then}")
+    return (f"cannot write {where or 'a file'} ({exc.strerror}); give a writable folder (a short name, no "
+            f"file in its path), then {then}")
 
 
 def flushed(path: str | Path) -> os.stat_result:

@@ -21,7 +21,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import CANNOT_WRITE, write_error
+from lnq_napari.io.atomic import CANNOT_WRITE, is_full, write_error
 from lnq_napari.workspace.cases import gone_error
 
 LOCK_FILE = ".lnq.lock"
@@ -96,6 +96,9 @@ def not_writable(folder: Path, exc: OSError, why: str, part: Path | None = None)
     state = "is read-only" if read_only else "cannot be written to"
     where, it = (f"the workspace {folder}", "it") if part is None else (
         f"the folder {part} of the workspace {folder}", "the workspace")
+    if is_full(exc):
+        return NotWritable(f"the disk of {where[4:]} is full ({exc.strerror}) and {why}; free space there, "
+                           "then run the command again", exc.strerror)
     return NotWritable(f"{where} {state} ({exc.strerror}) and {why}; make it writable, or copy {it} to a "
                        "folder you can write to and run the command there", exc.strerror)
 

@@ -1,0 +1,41 @@
+"""SIGTERM handled as Ctrl-C is, for the command line: :class:`~lnq_napari.errors.Terminated` (a
+KeyboardInterrupt) is raised in the main thread, so every ``finally`` and atomic write cleans up as after a
+Ctrl-C instead of the process vanishing mid-write. Light: imported before the rest of the program."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+from lnq_napari.errors import Terminated
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM raises :class:`Terminated`; the previous handler is put back after (nothing
+    changes outside the main thread, where Python cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ignore_interrupts() -> None:
+    """From here on Ctrl-C and SIGTERM are ignored: the command is over and its exit status final; a signal
+    landing in the interpreter's shutdown (a library's clean-up calling Python from C++) aborted it with a
+    C++ 'terminate called' message instead."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
