@@ -617,6 +617,8 @@ def test_an_interrupted_finetune_says_how_to_continue(tmp_path, capsys, monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(api, "finetune", interrupted)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "pending.json").write_text("{}")  # its plan (none yet: tests/test_interrupt.py)
     assert main(["finetune", "--workspace", str(tmp_path)]) == 130
     assert "interrupted; run it again with --resume" in capsys.readouterr().err
     monkeypatch.setattr(api, "list_models", interrupted)
