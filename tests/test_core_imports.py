@@ -17,7 +17,7 @@ import lnq_napari
 PACKAGE = Path(lnq_napari.__file__).parent
 REPO = Path(__file__).resolve().parents[1]
 GUI = ["napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy"]
-FRONT_ENDS = {"lnq_napari.plugin", "lnq_napari.cli"}
+FRONT_ENDS = {"lnq_napari.plugin", "lnq_napari.cli", "lnq_napari.launch"}
 
 
 def core_modules() -> list[str]:
