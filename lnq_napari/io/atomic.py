@@ -50,8 +50,8 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
-        if exc.filename in (None, str(tmp_path)):  # a write or flush names no file, or the hidden temp one:
-            raise naming(exc, path) from exc  # the file being written is what a message must name
+        if exc.errno is not None and exc.filename in (None, str(tmp_path)):  # the system's error names no
+            raise naming(exc, path) from exc  # file (a write, a flush) or the hidden temp one: the target
         raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
