@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QCoreApplication, QTimer
 
-from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
+from lnq_napari.io.atomic import cannot_write_line, is_full
 from lnq_napari.workspace.autosave import (
     AutosaveTarget,
     autosave_path,
@@ -165,8 +165,7 @@ class Autosaver:
 
         self.last_error = exc
         self._pending = not self._stopped  # the edits are not written: tried again at the next timeout
-        refused = isinstance(exc, OSError) and exc.errno in CANNOT_WRITE  # a full disk: where, and what to do
-        why = cannot_write_line(exc, "it is tried again") if refused else exc
+        why = cannot_write_line(exc, "it is tried again") if is_full(exc) else exc  # where, what to do
         message = f"lnq-napari autosave failed: {why}"
         if message != self._told_error:  # one failure retried at every timeout: said once, not every 2 s
             show_warning(message)

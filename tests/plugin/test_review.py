@@ -1300,6 +1300,34 @@ def test_an_autosave_that_keeps_failing_is_said_once_and_the_edits_are_written_o
     qtbot.waitUntil(lambda: session.autosaver.writes > writes, timeout=5000)
 
 
+def test_an_autosave_on_a_full_disk_names_the_folder_and_says_to_free_space(
+        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
+    """A full disk was said as "autosave failed: [Errno 28] No space left on device": not where, nor what
+    to do (the write itself names no file; atomic_write now adds it)."""
+    import napari.utils.notifications
+
+    import lnq_napari.plugin._autosave as autosaver
+    from lnq_napari.workspace import Workspace
+
+    told = []
+    monkeypatch.setattr(napari.utils.notifications, "show_warning", told.append)
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    saver = session.autosaver
+    qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
+    saver._timer.setInterval(50)
+    target = ws.root / "autosave" / "case.autosave.seg.nrrd"
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(target))
+
+    monkeypatch.setattr(autosaver, "write_autosave", full)
+    _paint_one_more(viewer)
+    qtbot.waitUntil(lambda: any("autosave failed" in t for t in told), timeout=5000)
+    (said,) = {t for t in told if "autosave failed" in t}
+    assert f"the disk of {target.parent} is full" in said and "free space there" in said, said
+
+
 def _failing_autosave(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
     """A workspace case painted and autosaved, then its autosaves failing (disk full) at a 100 ms interval:
     (viewer, session, the workspace, the interval each failed try waited)."""
