@@ -11,7 +11,9 @@ from lnq_napari.signals import ignore_interrupts, terminate_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; its exit status (130 after Ctrl-C, 143 after SIGTERM while starting)."""
+    """Run the command line; its exit status (130 after Ctrl-C, 143 after SIGTERM while starting). For the
+    process's own end only: after the command it ignores Ctrl-C and SIGTERM until the process exits (call
+    :func:`lnq_napari.cli.main` from a notebook or a test)."""
     try:
         with terminate_as_interrupt():
             from lnq_napari.cli import main as cli_main
