@@ -149,3 +149,13 @@ def test_save_labels_on_a_full_disk_says_free_space_and_keeps_every_version(tmp_
         api.save_labels(labels.with_array(np.ones(labels.shape, np.uint8)), case, workspace=ws.root)
     assert {p.name: p.read_bytes() for p in (ws.labels_dir / case).iterdir()} == before
     assert not _temps(ws.root)
+
+
+def test_a_workspace_on_a_full_disk_says_to_free_space_not_to_make_it_writable(tmp_path):
+    """A command refused by a full workspace disk said "cannot be written to ...; make it writable"."""
+    from lnq_napari.workspace.lock import not_writable
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "journal.jsonl"))
+    message = str(not_writable(tmp_path, full, "finetune stores its model there"))
+    assert f"the disk of the workspace {tmp_path} is full" in message and "free space there" in message
+    assert "make it writable" not in message

@@ -97,8 +97,8 @@ def not_writable(folder: Path, exc: OSError, why: str, part: Path | None = None)
     where, it = (f"the workspace {folder}", "it") if part is None else (
         f"the folder {part} of the workspace {folder}", "the workspace")
     if is_full(exc):
-        return NotWritable(f"the disk of {where[4:]} is full ({exc.strerror}) and {why}; free space there, "
-                           "then run the command again", exc.strerror)
+        return NotWritable(f"the disk of the workspace {folder} is full ({exc.strerror}) and {why}; free "
+                           "space there, then run the command again", exc.strerror)
     return NotWritable(f"{where} {state} ({exc.strerror}) and {why}; make it writable, or copy {it} to a "
                        "folder you can write to and run the command there", exc.strerror)
 
