@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from lnq_napari.components import label_components, node_numbers
+from lnq_napari.ct_scale import scale_problem
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.interact import Suggestion, equivalent_diameter, interior_point, node_region_from_click
 from lnq_napari.io.volume import Volume
@@ -421,6 +422,9 @@ def score_workspace(
             except LNQError as exc:  # nor does a CT that cannot be predicted (not in HU, a label map, ...)
                 warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
                 continue
+            off_scale = scale_problem(np.asarray(ct.array))  # ranked, with a warning naming the case
+            if off_scale:
+                warnings.warn(f"{case}: {off_scale}", UserWarning, stacklevel=2)
             score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra,
                                                      prediction.mask),
                                  incomplete_outlines(ct, prediction.mask))

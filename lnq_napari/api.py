@@ -24,6 +24,7 @@ import numpy as np
 from lnq_napari import active, metrics
 from lnq_napari.active import RankedCase
 from lnq_napari.components import label_nodes, touching_ids
+from lnq_napari.ct_scale import scale_problem
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
@@ -564,6 +565,9 @@ def _check_ct(ct: Volume) -> None:
                        "in chest CT volumes, not in a single slice; give the whole series")
     check_ct_values(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
     check_ct_extent(ct)  # before the model loads
+    off_scale = scale_problem(np.asarray(ct.array))  # a wrong slope or intercept: predicted, with a warning
+    if off_scale:
+        warnings.warn(off_scale, UserWarning, stacklevel=4)
 
 
 #: A CT thinner than this (mm) along an axis is a slab: predicted, with a warning (a 9 mm slab through

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lnq_napari.anatomy import RoiConfig, find_roi
+from lnq_napari.ct_scale import tenths_problem
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import reorient
 from lnq_napari.io.volume import Volume
@@ -127,7 +128,8 @@ def check_ct_values(hu: np.ndarray) -> None:
     handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a label map given as the CT, where
     the model would find nothing and say little (a CT holds hundreds of values), or when it holds a
     scanner's stored values (:func:`stored_values`: the network saw bone and metal, and found nothing or
-    nodes in the wrong places), or HU 1024 low (:func:`shifted_down`: no soft tissue, nothing found)."""
+    nodes in the wrong places), or HU 1024 low (:func:`shifted_down`: no soft tissue, nothing found), or
+    tenths of HU (:func:`~lnq_napari.ct_scale.tenths_problem`)."""
     if np.asarray(hu).dtype.kind == "f":
         bad = int(np.size(hu) - np.count_nonzero(np.isfinite(hu)))
         if bad:
@@ -144,6 +146,9 @@ def check_ct_values(hu: np.ndarray) -> None:
         raise LNQError(not_hu_reason(hu))
     if shifted_down(hu):  # the network saw no soft tissue: nothing found, "no lungs found" said
         raise LNQError(SHIFTED_DOWN)
+    tenths = tenths_problem(hu)  # air at -10000: no window of the model's holds anything
+    if tenths:
+        raise LNQError(tenths)
 
 
 #: A "CT" with at most this many distinct values (in a sample of its voxels) is a label map.
