@@ -31,23 +31,28 @@ PADDING_BELOW = -1500.0
 #: has no air to read, and is not judged).
 MIN_AIR_SHARE = 0.03
 
-NOT_TRUSTED = "nodes found in it cannot be trusted"
+NOT_TRUSTED = "the model, trained on calibrated HU, may miss or misplace nodes in it"
 
 
 @dataclass(frozen=True)
 class Landmarks:
-    """A CT's air and main body tissue as read (None: not found), in the CT's own values."""
+    """A CT's air, the air round its body and its main body tissue as read (None: not found), in the CT's own
+    values. ``outside`` is None when little air lies round the body (cropped to it, or a body filling the
+    view): ``air`` is then the lungs' (-850 HU in a patient), no sign of an intercept."""
 
     air: float | None
     body: float | None
+    outside: float | None = None
 
 
 def _sample(hu: np.ndarray) -> np.ndarray:
     return np.asarray(hu[::2] if hu.ndim == 3 else hu[None])
 
 
-def _mode(values: np.ndarray, lo: float, hi: float, width: float) -> tuple[float, int] | None:
-    """The centre and count of the fullest ``width`` bin of ``values`` in ``lo..hi`` (lightly smoothed)."""
+def _mode(values: np.ndarray, lo: float, hi: float, width: float,
+          sigma: float = 1.0) -> tuple[float, int] | None:
+    """The centre and count of the fullest ``width`` bin of ``values`` in ``lo..hi`` (smoothed over ``sigma``
+    bins)."""
     from scipy import ndimage
 
     if hi - lo < width:
@@ -56,21 +61,37 @@ def _mode(values: np.ndarray, lo: float, hi: float, width: float) -> tuple[float
     counts, _ = np.histogram(values, edges)
     if not counts.any():
         return None
-    smooth = ndimage.gaussian_filter1d(counts.astype(float), 1.0)
+    smooth = ndimage.gaussian_filter1d(counts.astype(float), sigma)
     i = int(np.argmax(smooth))
     return float(edges[i] + width / 2), int(counts[max(i - 2, 0): i + 3].sum())
 
 
+def _outside(grid: np.ndarray, below: float) -> np.ndarray:
+    """bool (z y x): the voxels of ``grid`` below ``below`` joined to an image edge within their slice."""
+    from scipy import ndimage
+
+    low = grid < below
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1, 1, :] = plane[1, :, 1] = True
+    labels, _ = ndimage.label(low, plane)
+    edge = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(), labels[:, :, 0].ravel(),
+                                     labels[:, :, -1].ravel()]))
+    return np.isin(labels, edge[edge > 0])
+
+
 def landmarks(hu: np.ndarray) -> Landmarks:
-    """The air and the body of ``hu`` (z y x, or one slice) as their values read (see the module)."""
+    """The air, the air round the body and the body of ``hu`` (z y x, or one slice) as their values read
+    (see the module and :class:`Landmarks`)."""
     sample = _sample(hu)
     if sample.size < 64 or sample.shape[1] < 8 or sample.shape[2] < 8:
         return Landmarks(None, None)
-    flat = sample[:, ::4, ::4].astype(np.float32).ravel()
-    lowest = float(flat.min())
-    padding = flat < lowest + 10.0
-    if lowest < PADDING_BELOW and np.count_nonzero(padding) > 0.01 * flat.size:
-        flat = flat[~padding]  # a scanner's padding outside its circle (-3024, -2000): never air
+    step = max(1, min(sample.shape[1:]) // 128)  # a 512 x 512 CT: every fourth row and column
+    grid = sample[:, ::step, ::step].astype(np.float32)
+    lowest = float(grid.min())
+    padding = grid < lowest + 10.0
+    if not (lowest < PADDING_BELOW and np.count_nonzero(padding) > 0.01 * grid.size):
+        padding[:] = False  # else a scanner's padding outside its circle (-3024, -2000): never air
+    flat = grid[~padding]
     if flat.size < 64:
         return Landmarks(None, None)
     lo, hi = np.percentile(flat, [0.5, 35.0])
@@ -81,7 +102,16 @@ def landmarks(hu: np.ndarray) -> Landmarks:
     blocks = sample[:, : y // 4 * 4, : x // 4 * 4].astype(np.float32)
     blocks = blocks.reshape(z, y // 4, 4, x // 4, 4).mean(axis=(2, 4)).ravel()
     body = _mode(blocks, air[0] + 300.0, air[0] + 2500.0, 5.0)
-    return Landmarks(air[0], None if body is None or body[1] < 0.01 * blocks.size else body[0])
+    body = None if body is None or body[1] < 0.01 * blocks.size else body[0]
+    round_body = grid[_outside(np.where(padding, air[0], grid), (air[0] + (body or air[0] + 900.0)) / 2)
+                      & ~padding]
+    round_body = round_body[round_body >= PADDING_BELOW]  # a noisy or blurred padding is no air either
+    outside = None
+    if round_body.size >= MIN_AIR_SHARE * flat.size:  # the mode, then the median near it: noise-proof
+        found = _mode(round_body, float(round_body.min()), float(round_body.max()) + 20.0, 20.0, 2.0)
+        near = round_body[np.abs(round_body - found[0]) <= 60.0] if found else round_body[:0]
+        outside = float(np.median(near)) if near.size else None
+    return Landmarks(air[0], body, outside)
 
 
 def tenths_problem(hu: np.ndarray) -> str | None:
@@ -105,8 +135,8 @@ def scale_problem(hu: np.ndarray) -> str | None:
             return (f"the CT's body reads {gap:.0f} above its air ({marks.air:.0f}, {marks.body:.0f}; in "
                     f"Hounsfield units about {BODY_GAP_HU:.0f}): its values look scaled "
                     f"x{gap / BODY_GAP_HU:.1f}; check its rescale slope; {NOT_TRUSTED}")
-    shift = marks.air - AIR_HU
-    if abs(shift) > AIR_TOLERANCE_HU:
-        return (f"the CT's air reads {marks.air:.0f} HU (expected about {AIR_HU:.0f}): its values look "
-                f"shifted by {shift:+.0f} HU; check its rescale intercept; {NOT_TRUSTED}")
+    shift = None if marks.outside is None else marks.outside - AIR_HU
+    if shift is not None and abs(shift) > AIR_TOLERANCE_HU:
+        return (f"the CT's air reads {marks.outside:.0f} HU (expected about {AIR_HU:.0f}): its values look "
+                f"shifted by about {round(shift, -1):+.0f} HU; check its rescale intercept; {NOT_TRUSTED}")
     return None

@@ -1,0 +1,113 @@
+"""A CT whose values are off the Hounsfield scale (a wrong rescale slope or intercept, tenths of HU) is
+predicted with a one-line warning, or refused when no window of the model's holds anything; calibrated
+CTs (noisy, smoothed, padded, without air round the body) are judged quietly."""
+
+from __future__ import annotations
+
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lnq_napari.errors import LNQError
+from lnq_napari.io.volume import Volume
+
+SPACING = (1.5, 1.5, 3.0)
+
+
+def _chest(small_chest, sd: float = 15.0, seed: int = 0) -> np.ndarray:
+    """The small chest with fat under its skin (-100 HU) and a scan's noise, float32 HU."""
+    hu = small_chest().astype(np.float32)
+    z, y, x = np.indices(hu.shape)
+    cy, cx = hu.shape[1] / 2, hu.shape[2] / 2
+    inner = ((y - cy) / (hu.shape[1] * 0.36)) ** 2 + ((x - cx) / (hu.shape[2] * 0.39)) ** 2 < 1
+    hu[(hu == 40) & ~inner] = -100
+    return hu + np.random.default_rng(seed).normal(0, sd, hu.shape).astype(np.float32)
+
+
+def _said(hu: np.ndarray) -> list[str]:
+    """What find_nodes says of ``hu`` before it looks for the model (a model that is not there)."""
+    from lnq_napari import api
+
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        with pytest.raises(LNQError, match="nonexistent"):
+            api.find_nodes(Volume(hu, SPACING), model="/nonexistent")
+    return [str(w.message) for w in heard]
+
+
+@pytest.mark.parametrize("offset", [-100, 100, 200])
+def test_a_ct_shifted_by_its_intercept_is_predicted_with_a_warning_naming_the_shift(small_chest, offset):
+    """HU 100 high: the bundled model found 0 of 8 phantom nodes and said nothing. Now find_nodes says the
+    CT's air reads off -1000 and by how much, in one line, before the model runs."""
+    said = _said(_chest(small_chest) + offset)
+    assert len(said) == 1 and "\n" not in said[0]
+    assert f"shifted by about {offset:+d} HU" in said[0] and "rescale intercept" in said[0]
+
+
+@pytest.mark.parametrize("slope, word", [(0.5, "x0.5"), (2.0, "x2")])
+def test_a_ct_with_a_wrong_slope_is_predicted_with_a_warning(small_chest, slope, word):
+    """HU x 2 (air -2000, so no stored-value check fired): the model found 4 of 8 phantom nodes, silently."""
+    said = _said(_chest(small_chest) * slope)
+    assert len(said) == 1 and f"scaled {word}" in said[0] and "rescale slope" in said[0]
+
+
+def test_tenths_of_hu_are_refused_before_the_model_runs(small_chest):
+    """HU x 10 (air -10000) passed every check: the model saw a CT of air, bone and metal."""
+    from lnq_napari import api
+    from lnq_napari.preprocess import prepare
+
+    ct = Volume(_chest(small_chest) * 10, SPACING)
+    for run in (lambda: prepare(ct), lambda: api.find_nodes(ct, model="/nonexistent")):
+        with pytest.raises(LNQError, match="tenths of HU; divide them by 10"):
+            run()
+
+
+@pytest.mark.parametrize("variant", ["plain", "noisy", "smooth", "padded", "no air outside", "fatless",
+                                     "scanner -30", "int16"])
+def test_calibrated_cts_are_judged_quietly(small_chest, variant):
+    from scipy import ndimage
+
+    hu = _chest(small_chest)
+    if variant == "noisy":
+        hu = _chest(small_chest, sd=120.0)
+    elif variant == "smooth":
+        hu = ndimage.gaussian_filter(hu, (0, 1.5, 1.5))
+    elif variant == "padded":
+        hu[:, :6] = -3024
+    elif variant == "no air outside":
+        hu = hu[:, 6:-6, 5:-5]
+    elif variant == "fatless":
+        hu = small_chest().astype(np.float32)
+    elif variant == "scanner -30":
+        hu = hu - 30
+    elif variant == "int16":
+        hu = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    assert _said(hu) == []
+
+
+def test_predict_and_next_say_it_too(small_chest, tmp_path):
+    """``predict`` (the CLI's) writes the prediction and warns; ``next`` ranks the case and names it."""
+    from lnq_napari import active, api
+    from lnq_napari.inference import Prediction
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.model.config import InferenceConfig
+    from lnq_napari.workspace import Workspace
+
+    class Stub:  # a loaded model that finds nothing
+        config = SimpleNamespace(inference=InferenceConfig())
+
+        def predict(self, ct, progress=None, cancel=None, **kwargs):
+            zero = ct.with_array(np.zeros(ct.shape, np.float32))
+            return Prediction(zero, ct.with_array(np.zeros(ct.shape, np.uint8)), "m001")
+
+    ct = Volume(np.rint(_chest(small_chest) + 100).astype(np.int16), SPACING)
+    path = write_volume(tmp_path / "data" / "lnq2023-train-0000-ct.nrrd", ct)
+    with pytest.warns(UserWarning, match="air reads .* shifted by about \\+100 HU"):
+        written = api.predict(path, tmp_path / "out", model=Stub())
+    assert [p.name for p in written] == ["lnq2023-train-0000-seg.nrrd"]
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    with pytest.warns(UserWarning, match="lnq2023-train-0000: the CT's air reads"):
+        scores = active.score_workspace(ws, Stub(), "m001")
+    assert list(scores) == ["lnq2023-train-0000"]
