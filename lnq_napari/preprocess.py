@@ -56,9 +56,17 @@ def _sample(hu: np.ndarray) -> np.ndarray:
     return np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
 
 
+NORMALISED = ("the CT is not in Hounsfield units: its values lie within 0..1, a normalised export (a "
+              "viewer's or a network's: the HU are lost); use the original CT in HU (its DICOM series, or an "
+              "NRRD/NIfTI export of it)")
+
+
 def not_hu_reason(hu: np.ndarray) -> str:
-    """Why a CT that :func:`stored_values` flags is not in HU: 8-bit windowed values, or stored values."""
+    """Why a CT that :func:`stored_values` flags is not in HU: values within 0..1 or 8-bit windowed ones
+    (exports whose HU are lost), or stored values."""
     sample = _sample(hu)
+    if sample.size and sample.max() <= 1.0:
+        return NORMALISED
     return WINDOWED if sample.size and sample.max() <= 255 else NOT_HU
 
 

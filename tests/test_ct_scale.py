@@ -111,3 +111,12 @@ def test_predict_and_next_say_it_too(small_chest, tmp_path):
     with pytest.warns(UserWarning, match="lnq2023-train-0000: the CT's air reads"):
         scores = active.score_workspace(ws, Stub(), "m001")
     assert list(scores) == ["lnq2023-train-0000"]
+
+
+def test_values_within_0_and_1_are_called_a_normalised_export_not_an_8_bit_one(small_chest):
+    """A viewer's export scaled to 0..1 was refused as 'within 0..255, an 8-bit windowed export'."""
+    from lnq_napari import api
+
+    windowed = np.clip((_chest(small_chest) + 160.0) / 400.0, 0, 1)
+    with pytest.raises(LNQError, match="within 0..1, a normalised export"):
+        api.find_nodes(Volume(windowed, SPACING), model="/nonexistent")
