@@ -541,6 +541,9 @@ def _predicted(ct: Volume, model, device: str, progress: Progress, cancel: Cance
     """``ct`` checked and predicted (post-processed mask and probabilities): :func:`find_nodes` without
     the node ids, suggestions and table, which `predict` does not write."""
     _check_ct(ct)
+    off_scale = scale_problem(np.asarray(ct.array))  # a wrong slope or intercept: predicted, with a warning
+    if off_scale:
+        warnings.warn(off_scale, UserWarning, stacklevel=3)
     extent = min(n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx))
     if extent < THIN_SLAB_MM:
         warnings.warn(f"the CT spans only {extent:.0f} mm along one axis: the model judges nodes in their 3D "
@@ -565,9 +568,6 @@ def _check_ct(ct: Volume) -> None:
                        "in chest CT volumes, not in a single slice; give the whole series")
     check_ct_values(np.asarray(ct.array))  # before the model loads (nnU-Net's too)
     check_ct_extent(ct)  # before the model loads
-    off_scale = scale_problem(np.asarray(ct.array))  # a wrong slope or intercept: predicted, with a warning
-    if off_scale:
-        warnings.warn(off_scale, UserWarning, stacklevel=4)
 
 
 #: A CT thinner than this (mm) along an axis is a slab: predicted, with a warning (a 9 mm slab through
