@@ -45,8 +45,14 @@ class Landmarks:
     outside: float | None = None
 
 
+#: Slices read at most, evenly spread (a chest's air and body show on any of them).
+SAMPLED_SLICES = 24
+
+
 def _sample(hu: np.ndarray) -> np.ndarray:
-    return np.asarray(hu[::2] if hu.ndim == 3 else hu[None])
+    if hu.ndim != 3:
+        return np.asarray(hu)[None]
+    return np.asarray(hu[:: max(2, -(-hu.shape[0] // SAMPLED_SLICES))])
 
 
 def _mode(values: np.ndarray, lo: float, hi: float, width: float,
