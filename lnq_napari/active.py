@@ -422,7 +422,7 @@ def score_workspace(
             except LNQError as exc:  # nor does a CT that cannot be predicted (not in HU, a label map, ...)
                 warnings.warn(f"{exc}; {case} left out of the ranking", UserWarning, stacklevel=2)
                 continue
-            off_scale = scale_problem(np.asarray(ct.array))  # ranked, with a warning naming the case
+            off_scale = scale_problem(ct)  # ranked, with a warning naming the case
             if off_scale:
                 warnings.warn(f"{case}: {off_scale}", UserWarning, stacklevel=2)
             score = add_outlines(score_probabilities(case, prediction.probabilities, model_key, extra,

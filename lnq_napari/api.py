@@ -541,7 +541,7 @@ def _predicted(ct: Volume, model, device: str, progress: Progress, cancel: Cance
     """``ct`` checked and predicted (post-processed mask and probabilities): :func:`find_nodes` without
     the node ids, suggestions and table, which `predict` does not write."""
     _check_ct(ct)
-    off_scale = scale_problem(np.asarray(ct.array))  # a wrong slope or intercept: predicted, with a warning
+    off_scale = scale_problem(ct)  # a wrong slope or intercept: predicted, with a warning
     if off_scale:
         warnings.warn(off_scale, UserWarning, stacklevel=3)
     extent = min(n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx))

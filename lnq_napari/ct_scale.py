@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lnq_napari.io.volume import Volume
+
 #: The air's value in HU, and how far from it a CT's air may read (HU) before it is called shifted: the
 #: air round a body reads -1000 +- 20 (a phantom's -995 to -1024); the model lost nodes 50 HU off.
 AIR_HU = -1000.0
@@ -72,22 +74,40 @@ def _mode(values: np.ndarray, lo: float, hi: float, width: float,
     return float(edges[i] + width / 2), int(counts[max(i - 2, 0): i + 3].sum())
 
 
-def _outside(grid: np.ndarray, below: float) -> np.ndarray:
-    """bool (z y x): the voxels of ``grid`` below ``below`` joined to an image edge within their slice."""
+def _lowest_mode(values: np.ndarray) -> float:
+    """The lowest of the modes of ``values`` (20 HU bins, smoothed over 40 HU) that holds a quarter of the
+    fullest's height: the air round the body, below a lung's -850 where a field of view cut lungs."""
     from scipy import ndimage
 
-    low = grid < below
-    plane = np.zeros((3, 3, 3), bool)
-    plane[1, 1, :] = plane[1, :, 1] = True
-    labels, _ = ndimage.label(low, plane)
-    edge = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(), labels[:, :, 0].ravel(),
-                                     labels[:, :, -1].ravel()]))
-    return np.isin(labels, edge[edge > 0])
+    edges = np.arange(float(values.min()), float(values.max()) + 40.0, 20.0)[:4001]
+    counts, _ = np.histogram(values, edges)
+    smooth = ndimage.gaussian_filter1d(counts.astype(float), 2.0)
+    peak = (smooth >= np.roll(smooth, 1)) & (smooth >= np.roll(smooth, -1)) & (smooth >= 0.25 * smooth.max())
+    return float(edges[int(np.flatnonzero(peak)[0])] + 10.0)
 
 
-def landmarks(hu: np.ndarray) -> Landmarks:
-    """The air, the air round the body and the body of ``hu`` (z y x, or one slice) as their values read
-    (see the module and :class:`Landmarks`)."""
+def _round_body(ct: Volume, cut: float, padding_below: float | None) -> tuple[np.ndarray, int]:
+    """The values of the air round the body of ``ct`` on its coarse copy
+    (:func:`~lnq_napari.anatomy.coarse_anatomy`, in LPS order: a lung the view's edge cuts stays in the
+    body): below ``cut``, neither body nor padding (values below ``padding_below``; None: none); and the
+    size of that copy."""
+    from lnq_napari.anatomy import SEAL_WALL, RoiConfig, coarse_anatomy
+    from lnq_napari.io.orientation import lps_view
+
+    view = lps_view(ct)
+    roi = RoiConfig(lung_hu=cut, body_hu=cut)  # the landmarks' own scale: a CT 200 HU high keeps its body
+    anatomy = coarse_anatomy(np.asarray(view.array), view.spacing_zyx, roi, seal=SEAL_WALL)
+    small = anatomy.small.astype(np.float32)
+    keep = ~anatomy.body & (small < cut) & (small >= PADDING_BELOW)  # a noisy or blurred padding: no air
+    if padding_below is not None:
+        keep &= small >= padding_below
+    return small[keep], small.size
+
+
+def landmarks(ct: Volume | np.ndarray) -> Landmarks:
+    """The air, the air round the body and the body of ``ct`` (a Volume; an array, z y x or one slice: no
+    air round the body read) as their values read (see the module and :class:`Landmarks`)."""
+    hu = np.asarray(ct.array if isinstance(ct, Volume) else ct)
     sample = _sample(hu)
     if sample.size < 64 or sample.shape[1] < 8 or sample.shape[2] < 8:
         return Landmarks(None, None)
@@ -95,9 +115,8 @@ def landmarks(hu: np.ndarray) -> Landmarks:
     grid = sample[:, ::step, ::step].astype(np.float32)
     lowest = float(grid.min())
     padding = grid < lowest + 10.0
-    if not (lowest < PADDING_BELOW and np.count_nonzero(padding) > 0.01 * grid.size):
-        padding[:] = False  # else a scanner's padding outside its circle (-3024, -2000): never air
-    flat = grid[~padding]
+    has_padding = lowest < PADDING_BELOW and np.count_nonzero(padding) > 0.01 * grid.size
+    flat = grid[~padding] if has_padding else grid.ravel()  # a scanner's padding (-3024, -2000): no air
     if flat.size < 64:
         return Landmarks(None, None)
     lo, hi = np.percentile(flat, [0.5, 35.0])
@@ -109,30 +128,31 @@ def landmarks(hu: np.ndarray) -> Landmarks:
     blocks = blocks.reshape(z, y // 4, 4, x // 4, 4).mean(axis=(2, 4)).ravel()
     body = _mode(blocks, air[0] + 300.0, air[0] + 2500.0, 5.0)
     body = None if body is None or body[1] < 0.01 * blocks.size else body[0]
-    round_body = grid[_outside(np.where(padding, air[0], grid), (air[0] + (body or air[0] + 900.0)) / 2)
-                      & ~padding]
-    round_body = round_body[round_body >= PADDING_BELOW]  # a noisy or blurred padding is no air either
+    if not isinstance(ct, Volume) or hu.ndim != 3 or min(hu.shape) < 2:
+        return Landmarks(air[0], body)
+    cut = (air[0] + (air[0] + 900.0 if body is None else body)) / 2
     outside = None
-    if round_body.size >= MIN_AIR_SHARE * flat.size:  # the mode, then the median near it: noise-proof
-        found = _mode(round_body, float(round_body.min()), float(round_body.max()) + 20.0, 20.0, 2.0)
-        near = round_body[np.abs(round_body - found[0]) <= 60.0] if found else round_body[:0]
-        outside = float(np.median(near)) if near.size else None
+    round_body, coarse = _round_body(ct, cut, lowest + 10.0 if has_padding else None)
+    if round_body.size >= max(64, MIN_AIR_SHARE * coarse):
+        found = _lowest_mode(round_body)
+        near = round_body[np.abs(round_body - found) <= 60.0]
+        outside = float(np.median(near)) if near.size else None  # the mode, then the median near it
     return Landmarks(air[0], body, outside)
 
 
 def tenths_problem(hu: np.ndarray) -> str | None:
     """One line when ``hu`` holds tenths of HU (its air near -10000), else None."""
-    marks = landmarks(hu)
+    marks = landmarks(np.asarray(hu))
     if marks.air is None or marks.air > TENTHS_AIR:
         return None
     return (f"the CT's air reads {marks.air:.0f} (in Hounsfield units about -1000): its values look like "
             "tenths of HU; divide them by 10 (rescale slope 0.1), or re-export the CT from its DICOM series")
 
 
-def scale_problem(hu: np.ndarray) -> str | None:
-    """One line when ``hu``'s values are off the Hounsfield scale (its slope or intercept wrong: its body
+def scale_problem(ct: Volume) -> str | None:
+    """One line when ``ct``'s values are off the Hounsfield scale (its slope or intercept wrong: its body
     too far from or too near its air, or its air not near -1000 HU), else None."""
-    marks = landmarks(hu)
+    marks = landmarks(ct)
     if marks.air is None or marks.air <= TENTHS_AIR:
         return None
     if marks.body is not None:
