@@ -1,12 +1,15 @@
 """Whether a CT's values are on the Hounsfield scale the model was trained on, read from the CT itself.
 
-Two landmarks: the air (the mode of the CT's lowest values: the air round the body, the airways and, in
-a phantom, the lungs; about -1000 HU) and the body (the mode of 4 x 4-voxel block means from 300 to 2500
-above the air: fat about -100 or soft tissue about +40 HU; block means, so noise does not blur them). A CT
-whose air reads 100 HU high, or whose body lies twice as far above its air as in HU, passes the stored-value
-checks (:mod:`lnq_napari.preprocess`) and the model finds nothing in it, saying nothing: the bundled model
-found 0 of 8 nodes on a phantom 100 HU high. :func:`scale_problem` says so in one line; a CT whose air
-reads -10000 (tenths of HU) is no CT in HU at all (:func:`tenths_problem`, refused).
+Landmarks (:func:`landmarks`): the air (the mode of the CT's lowest values: about -1000 HU, or a lung's
+-850 when little air is in view), the air round the body (outside the body that
+:func:`~lnq_napari.anatomy.coarse_anatomy` fills, so a lung the view cuts is not taken for it: -1000 HU)
+and the body (the mode of 4 x 4-voxel block means from 300 to 2500 above the air: fat about -100 or soft
+tissue about +40 HU; block means, so noise does not blur them). A CT whose air round the body reads 100
+HU high, or whose body lies twice as far above its air as in HU, passes the stored-value checks
+(:mod:`lnq_napari.preprocess`) and the model finds little or nothing in it, silently: the bundled model
+found 0 of 8 phantom nodes 100 HU high, 4 of 8 at slope x2. :func:`scale_problem` says so in one line (a
+warning: the CT is predicted); a CT whose air reads -10000 (tenths of HU) is refused
+(:func:`tenths_problem`). A CT with no air round the body (cropped to it) is not judged by its air.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import numpy as np
 
 from lnq_napari.io.volume import Volume
 
-#: The air's value in HU, and how far from it a CT's air may read (HU) before it is called shifted: the
-#: air round a body reads -1000 +- 20 (a phantom's -995 to -1024); the model lost nodes 50 HU off.
+#: The air's value in HU, and how far from it a CT's air round the body may read (HU) before it is called
+#: shifted: -1000 +- 25 on phantoms, CTChest4 (-979) and dcmqi's CT; the model lost a node of 8 50 HU high.
 AIR_HU = -1000.0
 AIR_TOLERANCE_HU = 40.0
 #: How far the body's main tissue (fat or soft tissue) lies above the air in HU (phantoms: 900 HU, fat;
