@@ -21,9 +21,9 @@ from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
-from lnq_napari.signals import ignore_interrupts, terminate_as_interrupt
+from lnq_napari.signals import ignore_interrupts, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
-from lnq_napari.workspace.registry import PENDING
+from lnq_napari.workspace import Workspace
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
 # one job, so a rate ("it/s") would mean nothing.
@@ -182,7 +182,8 @@ def _cmd_view(args: argparse.Namespace) -> None:
         api.check_model(args.model)  # before a window opens that would not say why nothing is found
     from lnq_napari.plugin.app import view  # napari and Qt: only when a window is asked for
 
-    view(args.ct, seg=args.seg, model=args.model, workspace=args.workspace, block=True)
+    with terminate_by_default():  # SIGTERM ends the window at once (its edits are autosaved), not napari
+        view(args.ct, seg=args.seg, model=args.model, workspace=args.workspace, block=True)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -195,7 +196,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
         print("opening napari on the case, finding its nodes and suggestions there (close the window to "
               "finish)")
-        view(report["ct"], model=args.model, block=True, find_nodes=True)
+        with terminate_by_default():  # as in `view`: at once, not through napari's exit
+            view(report["ct"], model=args.model, block=True, find_nodes=True)
 
 
 def _cmd_workspace(args: argparse.Namespace) -> None:
@@ -505,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _after_interrupt(args: argparse.Namespace) -> str:
     """What a Ctrl-C leaves for the command to continue from, as the end of its one line."""
-    if args.func is _cmd_finetune and (Path(args.workspace) / "models" / PENDING).is_file():
+    if args.func is _cmd_finetune and Workspace.pending_plan_file(args.workspace).is_file():
         return "; run it again with --resume to continue where it stopped"
     if args.func is _cmd_finetune:  # before its plan was written (or a --resume that had nothing to do)
         return "; it stopped before training began: nothing to resume, run it again"

@@ -16,12 +16,26 @@ def main(argv: list[str] | None = None) -> int:
     :func:`lnq_napari.cli.main` from a notebook or a test)."""
     try:
         with terminate_as_interrupt():
-            from lnq_napari.cli import main as cli_main
-            status = cli_main(argv)
-    except KeyboardInterrupt as exc:  # while importing, before the command began: nothing was written
-        how, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-        print(f"lnq-napari: {how} while starting; nothing was changed", file=sys.stderr)
+            try:
+                from lnq_napari.cli import main as cli_main
+            except KeyboardInterrupt as exc:  # while importing, before the command began: nothing written
+                status = _stopped(exc, " while starting; nothing was changed")
+            else:
+                status = cli_main(argv)
+    except KeyboardInterrupt as exc:  # a second signal while the command reported its first: what the
+        status = _stopped(exc, "")  # command left is unknown here, so nothing is claimed about it
     ignore_interrupts()
+    return status
+
+
+def _stopped(exc: KeyboardInterrupt, what: str) -> int:
+    """Print the one line of a run stopped by ``exc`` (or by the signal it interrupted); its exit status:
+    the first signal's (143 for SIGTERM, 130 for Ctrl-C)."""
+    first = exc
+    while isinstance(first.__context__, KeyboardInterrupt):
+        first = first.__context__
+    how, status = ("terminated", 143) if isinstance(first, Terminated) else ("interrupted", 130)
+    print(f"lnq-napari: {how}{what}", file=sys.stderr)
     return status
 
 

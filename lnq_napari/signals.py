@@ -39,3 +39,22 @@ def ignore_interrupts() -> None:
     for name in ("SIGINT", "SIGTERM"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
+    # Forget a Ctrl-C already handled: CPython remembers one that ever escaped code run by a *string*
+    # exec()/eval() (dataclasses and scipy import through them) until the next string exec, and under
+    # `python -m` re-sends SIGINT to the process at exit (killed by SIGINT, not our 130/143). Must be a
+    # string; with the signals ignored nothing can set it again.
+    exec("pass")
+
+
+@contextlib.contextmanager
+def terminate_by_default() -> Iterator[None]:
+    """While inside: SIGTERM ends the process at once, as by default (a napari window: its Qt loop would
+    turn a :class:`Terminated` into napari's own exit); the previous handler is put back after."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -72,12 +72,19 @@ def is_full(exc: BaseException) -> bool:
 
 def cannot_write_line(exc: OSError, then: str = "run the command again") -> str:
     """The one line for a write refused by the system (``exc``, an errno of :data:`CANNOT_WRITE`): the
-    folder, why, and what to do (free space on a full disk, else a writable folder), ``then`` what."""
+    folder, why, and what to do (free space on a full disk or quota, else a writable folder), ``then`` what.
+    A full disk is said of the nearest folder that is still there when the line is made (a staging folder
+    of the write is removed by then)."""
     where = Path(exc.filename) if exc.filename else None
     if is_full(exc):
-        folder = f"the disk of {where.parent}" if where else "the disk"
-        return (f"{folder} is full ({exc.strerror}){f' while writing {where.name}' if where else ''}; free "
-                f"space there, then {then}")
+        folder = next((p for p in where.parents if p.is_dir()), where.parent) if where else None
+        writing = f" while writing {where.name}" if where else ""
+        if exc.errno == errno.EDQUOT:
+            on = f" on {folder}" if folder else ""
+            return (f"your disk quota{on} is used up ({exc.strerror}){writing}; remove files of yours or ask "
+                    f"for a larger quota, then {then}")
+        disk, there = (f"the disk of {folder}", "there") if folder else ("the disk", "on it")
+        return f"{disk} is full ({exc.strerror}){writing}; free space {there}, then {then}"
     return (f"cannot write {where or 'a file'} ({exc.strerror}); give a writable folder (a short name, no "
             f"file in its path), then {then}")
 

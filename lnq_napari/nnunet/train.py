@@ -24,6 +24,8 @@ from lnq_napari.nnunet.pools import one_process_here
 from lnq_napari.nnunet.tiny import CONFIGURATION, PLANS, TRAINER
 from lnq_napari.processes import end_with_parent
 
+#: How long a stopped training child may take to end before it is killed (seconds).
+STOP_SECONDS = 30.0
 _EPOCH = re.compile(r"Epoch (\d+)\s*$")  # nnU-Net's log line "<time>: Epoch N"
 
 
@@ -67,12 +69,14 @@ def train_fold(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    while proc.poll() is None:
-        if cancel is not None and cancel():
-            proc.terminate()
-            proc.wait()
-            raise Cancelled("nnU-Net training cancelled")
-        reader.join(0.5)
+    try:
+        while proc.poll() is None:
+            if cancel is not None and cancel():
+                raise Cancelled("nnU-Net training cancelled")
+            reader.join(0.5)
+    except BaseException:  # Cancel, Ctrl-C, SIGTERM to this process only: the child must be gone before
+        stop(proc)  # the caller's clean-up removes the folders it writes in
+        raise
     reader.join()
     if proc.returncode != 0:
         last = next((x for x in reversed(lines) if x.strip()), "no output")
@@ -80,6 +84,20 @@ def train_fold(
     if progress:
         progress(1.0, "done")
     return Path(results).resolve() / dataset_folder.name / f"{TRAINER}__{plans}__{configuration}"
+
+
+def stop(proc: subprocess.Popen, timeout: float | None = None) -> None:
+    """End ``proc``: SIGTERM, then SIGKILL when it is still there after ``timeout`` seconds (default
+    :data:`STOP_SECONDS`); returns once it has exited."""
+    proc.terminate()
+    try:
+        proc.wait(STOP_SECONDS if timeout is None else timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except BaseException:  # a second Ctrl-C while it ends: no more waiting
+        proc.kill()
+        raise
 
 
 def _short_trainer(iterations: int, val_iterations: int, epochs: int):

@@ -96,6 +96,10 @@ def not_writable(folder: Path, exc: OSError, why: str, part: Path | None = None)
     state = "is read-only" if read_only else "cannot be written to"
     where, it = (f"the workspace {folder}", "it") if part is None else (
         f"the folder {part} of the workspace {folder}", "the workspace")
+    if exc.errno == errno.EDQUOT:
+        return NotWritable(f"your disk quota on the workspace {folder} is used up ({exc.strerror}) and "
+                           f"{why}; remove files of yours or ask for a larger quota, then run the command "
+                           "again", exc.strerror)
     if is_full(exc):
         return NotWritable(f"the disk of the workspace {folder} is full ({exc.strerror}) and {why}; free "
                            "space there, then run the command again", exc.strerror)

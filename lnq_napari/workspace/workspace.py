@@ -69,6 +69,7 @@ from lnq_napari.workspace.journal import Journal
 from lnq_napari.workspace.labels import FolderReplaced, LabelStore, Unrecorded, check_source
 from lnq_napari.workspace.lock import RunLock, WorkspaceLock, not_writable
 from lnq_napari.workspace.registry import (
+    PENDING,
     REGISTRY_FILE,
     ModelRegistry,
     ModelSummary,
@@ -446,6 +447,12 @@ class Workspace:
     @property
     def models_dir(self) -> Path:
         return self.registry.folder
+
+    @staticmethod
+    def pending_plan_file(root: str | Path) -> Path:
+        """Where the plan of a fine-tune that runs or was interrupted lies in the workspace at ``root`` (read
+        without opening the workspace)."""
+        return Path(root) / MODELS_DIR / PENDING
 
     def models(self) -> list[dict]:
         """Registered model versions, oldest first."""
