@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,10 +18,10 @@ import numpy as np
 import pytest
 from conftest import one_case_workspace
 
-from lnq_napari import api
+from lnq_napari import api, launch
 from lnq_napari.cli import main
-from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import is_temp
+from lnq_napari.errors import LNQError, Terminated
+from lnq_napari.io.atomic import cannot_write_line, is_temp
 from lnq_napari.model import bundled_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +90,90 @@ def test_ctrl_c_while_the_program_starts_is_one_line_not_a_traceback(tmp_path):
     assert done.stderr.strip().splitlines() == ["lnq-napari: interrupted while starting; nothing was changed"]
 
 
+@posix
+@pytest.mark.parametrize("sig, status, how", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_python_m_after_a_signal_inside_a_string_exec_exits_with_its_status(tmp_path, sig, status, how):
+    """Under `python -m lnq_napari`, a Ctrl-C (or a SIGTERM, raised as one) landing in code run by a string
+    exec() (dataclasses and scipy import through them) was reported in its one line, and then CPython
+    killed the process with SIGINT at exit (status -2): it remembers such an interrupt even once handled."""
+    ws = one_case_workspace(tmp_path / "ws")
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "stop_in_exec.py").write_text(textwrap.dedent(f"""
+        import os, runpy, signal, sys
+        class Stop:  # the signal lands inside a string exec() while the API is being imported
+            def find_spec(self, name, path=None, target=None):
+                if name == "lnq_napari.api":
+                    exec("os.kill(os.getpid(), signal.{sig})\\nfor _ in range(1000): pass")
+                return None
+        sys.meta_path.insert(0, Stop())
+        sys.argv = ["lnq-napari", "workspace", "models", {str(ws.root)!r}]
+        runpy.run_module("lnq_napari", run_name="__main__", alter_sys=True)
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), str(tmp_path / "probe"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "stop_in_exec"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == status, done.stderr
+    assert done.stderr.strip().splitlines() == [f"lnq-napari: {how} while starting; nothing was changed"]
+
+
+def test_a_second_signal_while_the_first_is_reported_claims_nothing_and_keeps_its_status(
+        tmp_path, monkeypatch, capsys):
+    """A Ctrl-C while the command reported a SIGTERM reached the program's start-up handler: "interrupted
+    while starting; nothing was changed" (the command had run) and exit 130 instead of 143."""
+    ws = one_case_workspace(tmp_path / "ws")
+
+    def terminated(*args, **kwargs):
+        raise Terminated
+
+    def second(args):
+        raise KeyboardInterrupt  # the second signal, while the first one's line is made
+
+    monkeypatch.setattr(api, "finetune", terminated)
+    monkeypatch.setattr("lnq_napari.cli._after_interrupt", second)
+    monkeypatch.setattr(launch, "ignore_interrupts", lambda: None)  # not in the test's own process
+    previous = signal.getsignal(signal.SIGTERM)
+    assert launch.main(["finetune", "--workspace", str(ws.root), "--iterations", "2"]) == 143
+    assert capsys.readouterr().err.strip().splitlines() == ["lnq-napari: terminated"]
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_the_command_line_puts_the_sigterm_handler_back(tmp_path, monkeypatch, capsys):
+    """`cli.main` from a notebook or a test: SIGTERM raises Terminated only while the command runs; the
+    caller's handler is back after it, whether it ended or was stopped."""
+    ws = one_case_workspace(tmp_path / "ws")
+    previous = signal.getsignal(signal.SIGTERM)
+    assert main(["workspace", "models", str(ws.root)]) == 0
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+    def terminated(*args, **kwargs):
+        raise Terminated
+
+    monkeypatch.setattr(api, "finetune", terminated)
+    assert main(["finetune", "--workspace", str(ws.root), "--iterations", "2"]) == 143
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+@pytest.mark.parametrize("command", ["view", "demo"])
+def test_sigterm_ends_a_napari_window_at_once_not_through_napari(tmp_path, monkeypatch, command):
+    """SIGTERM to `view` (or `demo`'s window) raised Terminated inside a Qt callback: napari's error hook
+    ended the process with exit 1 and "Closed by KeyboardInterrupt", seconds later. The window now has
+    the default SIGTERM (ends at once, as README says); the handler of before is back after it."""
+    import types
+
+    seen = []
+    window = types.ModuleType("lnq_napari.plugin.app")
+    window.view = lambda *args, **kwargs: seen.append(signal.getsignal(signal.SIGTERM))
+    monkeypatch.setitem(sys.modules, "lnq_napari.plugin.app", window)
+    monkeypatch.setattr(api, "require_display", lambda: None)
+    monkeypatch.setattr(api, "has_display", lambda: True)
+    monkeypatch.setattr(api, "demo", lambda *args, **kwargs: {"ct": str(tmp_path / "ct.nrrd")})
+    previous = signal.getsignal(signal.SIGTERM)
+    assert main([command]) == 0
+    assert seen == [signal.SIG_DFL]
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
 def test_ctrl_c_before_a_finetune_s_plan_does_not_send_to_resume(tmp_path, monkeypatch, capsys):
     """A fine-tune stopped before its plan was written said "run it again with --resume", which then
     answered "no interrupted fine-tune to resume"."""
@@ -105,9 +191,9 @@ def test_ctrl_c_before_a_finetune_s_plan_does_not_send_to_resume(tmp_path, monke
     assert "--resume" in capsys.readouterr().err
 
 
-def _full_disk_after(monkeypatch, calls: int) -> None:
-    """``nrrd.write`` fills the disk at its ``calls``-th call: half a file written, then ENOSPC with no file
-    name, as ``write()`` raises it."""
+def _full_disk_after(monkeypatch, calls: int, code: int = errno.ENOSPC) -> None:
+    """``nrrd.write`` fills the disk (or the quota: ``code``) at its ``calls``-th call: half a file written,
+    then ENOSPC (EDQUOT) with no file name, as ``write()`` raises it."""
     import nrrd
 
     write, count = nrrd.write, {"n": 0}
@@ -117,24 +203,33 @@ def _full_disk_after(monkeypatch, calls: int) -> None:
         if count["n"] < calls:
             return write(path, *args, **kwargs)
         Path(path).write_bytes(b"NRRD0004\n# half a header")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(nrrd, "write", full)
 
 
-def test_a_full_disk_names_the_folder_and_says_to_free_space(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_names_the_folder_and_says_to_free_space(tmp_path, monkeypatch, capsys, code):
     """export-nnunet on a disk that fills at its second file said "cannot write a file (No space left on
-    device)": not where. Now the folder and "free space"; no dataset and no temp file is left."""
+    device)": not where. Now the folder and "free space"; no dataset and no temp file is left. The folder
+    named is one still there (it named the hidden staging folder, removed by then); a used-up quota says
+    so (it said the disk was full)."""
     from lnq_napari.phantom import write_dataset
 
     write_dataset(tmp_path / "data", 2, seed=3, shape=(8, 24, 24), spacing=(6.0, 6.0, 8.0))
-    _full_disk_after(monkeypatch, 2)
+    _full_disk_after(monkeypatch, 2, code)
     out = tmp_path / "raw"
     assert main(["export-nnunet", "--data", str(tmp_path / "data"), "--out", str(out), "--dataset-id", "7",
                  "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lnq-napari: error:"), err
-    assert str(out) in err[0] and "is full" in err[0] and "free space" in err[0]
+    if code == errno.ENOSPC:
+        folder = re.search(r"the disk of (.+) is full \(", err[0])
+        assert folder and "free space there" in err[0], err[0]
+    else:
+        folder = re.search(r"your disk quota on (.+) is used up \(", err[0])
+        assert folder and "larger quota" in err[0] and "is full" not in err[0], err[0]
+    assert Path(folder.group(1)).is_dir() and folder.group(1).startswith(str(tmp_path)), err[0]
     assert not list(out.glob("Dataset007*")) and not _temps(tmp_path)
 
 
@@ -151,11 +246,68 @@ def test_save_labels_on_a_full_disk_says_free_space_and_keeps_every_version(tmp_
     assert not _temps(ws.root)
 
 
-def test_a_workspace_on_a_full_disk_says_to_free_space_not_to_make_it_writable(tmp_path):
-    """A command refused by a full workspace disk said "cannot be written to ...; make it writable"."""
+@pytest.mark.parametrize("code, said", [
+    (errno.ENOSPC, "the disk of the workspace {} is full"),
+    (errno.EDQUOT, "your disk quota on the workspace {}"),
+    (errno.EROFS, "the workspace {} is read-only")])
+def test_a_workspace_on_a_full_disk_says_to_free_space_not_to_make_it_writable(tmp_path, code, said):
+    """A command refused by a full workspace disk said "cannot be written to ...; make it writable"; a
+    used-up quota said the disk was full."""
     from lnq_napari.workspace.lock import not_writable
 
-    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "journal.jsonl"))
-    message = str(not_writable(tmp_path, full, "finetune stores its model there"))
-    assert f"the disk of the workspace {tmp_path} is full" in message and "free space there" in message
-    assert "make it writable" not in message
+    refused = OSError(code, os.strerror(code), str(tmp_path / "journal.jsonl"))
+    message = str(not_writable(tmp_path, refused, "finetune stores its model there"))
+    assert said.format(tmp_path) in message, message
+    assert ("make it writable" in message) == (code == errno.EROFS)
+    assert ("is full" in message) == (code == errno.ENOSPC)
+
+
+@pytest.mark.parametrize("code, said", [
+    (errno.ENOSPC, "the disk is full (No space left on device); free space on it, then run"),
+    (errno.EDQUOT, "your disk quota is used up (Disk quota exceeded); remove files of yours or ask for a "
+                   "larger quota, then run"),
+    (errno.EROFS, "cannot write a file (Read-only file system); give a writable folder")])
+def test_a_refused_write_that_names_no_file_says_what_to_do(code, said):
+    """The line of a write refused without a file name: no "there" without a place it points to."""
+    assert cannot_write_line(OSError(code, os.strerror(code))).startswith(said)
+
+
+@posix
+@pytest.mark.parametrize("child_sigterm, ends_by", [("SIG_DFL", -signal.SIGTERM),
+                                                    ("SIG_IGN", -signal.SIGKILL)])
+def test_a_stopped_nnunet_training_stops_its_child_first(tmp_path, monkeypatch, child_sigterm, ends_by):
+    """SIGTERM to a fine-tune left its nnU-Net training child running (only Cancel stopped it): the
+    fine-tune's clean-up then removed the folders the child still wrote checkpoints into. Now any
+    exception stops the child (SIGTERM, SIGKILL once it will not end) before it leaves train_fold."""
+    from lnq_napari.nnunet import train
+
+    out = tmp_path / "results"
+    out.mkdir()
+    child = textwrap.dedent(f"""
+        import pathlib, signal, time
+        signal.signal(signal.SIGTERM, signal.{child_sigterm})
+        for i in range(600):  # a checkpoint every 0.1 s, as nnU-Net's trainer writes them
+            pathlib.Path({str(out)!r}, f"epoch{{i}}.pth").write_text("x")
+            time.sleep(0.1)
+    """)
+    started, popen = [], subprocess.Popen
+
+    def fake_child(cmd, **kwargs):
+        started.append(popen([sys.executable, "-c", child], **kwargs))
+        return started[-1]
+
+    def terminated_once_training() -> bool:
+        if any(out.glob("*.pth")):
+            raise Terminated  # SIGTERM to the parent only, once the child writes its checkpoints
+        return False
+
+    monkeypatch.setattr(train.subprocess, "Popen", fake_child)
+    monkeypatch.setattr(train, "require_nnunet", lambda *args: None)
+    monkeypatch.setattr(train, "STOP_SECONDS", 0.5)
+    try:
+        with pytest.raises(Terminated):
+            train.train_fold(out, out, out, fold=0, cancel=terminated_once_training)
+        assert started[0].poll() == ends_by  # ended before train_fold returned
+    finally:
+        started[0].kill()
+        started[0].wait()
