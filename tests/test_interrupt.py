@@ -116,8 +116,19 @@ def test_python_m_after_a_ctrl_c_inside_a_string_exec_exits_130(tmp_path):
     assert done.stderr.strip().splitlines() == ["lnq-napari: interrupted while starting; nothing was changed"]
 
 
+@pytest.fixture
+def own_sigterm():
+    """A SIGTERM handler of the caller's own (a notebook's), put back as it was after the test."""
+    def own(signum, frame) -> None:
+        pass
+
+    before = signal.signal(signal.SIGTERM, own)
+    yield own
+    signal.signal(signal.SIGTERM, before)
+
+
 def test_a_second_signal_while_the_first_is_reported_claims_nothing_and_keeps_its_status(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, own_sigterm):
     """A Ctrl-C while the command reported a SIGTERM reached the program's start-up handler: "interrupted
     while starting; nothing was changed" (the command had run) and exit 130 instead of 143."""
     ws = one_case_workspace(tmp_path / "ws")
@@ -131,30 +142,29 @@ def test_a_second_signal_while_the_first_is_reported_claims_nothing_and_keeps_it
     monkeypatch.setattr(api, "finetune", terminated)
     monkeypatch.setattr("lnq_napari.cli._after_interrupt", second)
     monkeypatch.setattr(launch, "ignore_interrupts", lambda: None)  # not in the test's own process
-    previous = signal.getsignal(signal.SIGTERM)
     assert launch.main(["finetune", "--workspace", str(ws.root), "--iterations", "2"]) == 143
     assert capsys.readouterr().err.strip().splitlines() == ["lnq-napari: terminated"]
-    assert signal.getsignal(signal.SIGTERM) is previous
+    assert signal.getsignal(signal.SIGTERM) is own_sigterm
 
 
-def test_the_command_line_puts_the_sigterm_handler_back(tmp_path, monkeypatch, capsys):
+def test_the_command_line_puts_the_sigterm_handler_back(tmp_path, monkeypatch, capsys, own_sigterm):
     """`cli.main` from a notebook or a test: SIGTERM raises Terminated only while the command runs; the
     caller's handler is back after it, whether it ended or was stopped."""
     ws = one_case_workspace(tmp_path / "ws")
-    previous = signal.getsignal(signal.SIGTERM)
     assert main(["workspace", "models", str(ws.root)]) == 0
-    assert signal.getsignal(signal.SIGTERM) is previous
+    assert signal.getsignal(signal.SIGTERM) is own_sigterm
 
     def terminated(*args, **kwargs):
         raise Terminated
 
     monkeypatch.setattr(api, "finetune", terminated)
     assert main(["finetune", "--workspace", str(ws.root), "--iterations", "2"]) == 143
-    assert signal.getsignal(signal.SIGTERM) is previous
+    assert signal.getsignal(signal.SIGTERM) is own_sigterm
 
 
 @pytest.mark.parametrize("command", ["view", "demo"])
-def test_sigterm_ends_a_napari_window_at_once_not_through_napari(tmp_path, monkeypatch, command):
+def test_sigterm_ends_a_napari_window_at_once_not_through_napari(tmp_path, monkeypatch, command,
+                                                                  own_sigterm):
     """SIGTERM to `view` (or `demo`'s window) raised Terminated inside a Qt callback: napari's error hook
     ended the process with exit 1 and "Closed by KeyboardInterrupt", seconds later. The window now has
     the default SIGTERM (ends at once, as README says); the handler of before is back after it."""
@@ -167,10 +177,9 @@ def test_sigterm_ends_a_napari_window_at_once_not_through_napari(tmp_path, monke
     monkeypatch.setattr(api, "require_display", lambda: None)
     monkeypatch.setattr(api, "has_display", lambda: True)
     monkeypatch.setattr(api, "demo", lambda *args, **kwargs: {"ct": str(tmp_path / "ct.nrrd")})
-    previous = signal.getsignal(signal.SIGTERM)
     assert main([command]) == 0
     assert seen == [signal.SIG_DFL]
-    assert signal.getsignal(signal.SIGTERM) is previous
+    assert signal.getsignal(signal.SIGTERM) is own_sigterm
 
 
 def test_ctrl_c_before_a_finetune_s_plan_does_not_send_to_resume(tmp_path, monkeypatch, capsys):
