@@ -41,7 +41,7 @@ def ignore_interrupts() -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     # Forget a Ctrl-C already handled: CPython remembers one that ever escaped code run by a *string*
     # exec()/eval() (dataclasses and scipy import through them) until the next string exec, and under
-    # `python -m` re-sends SIGINT to the process at exit (killed by SIGINT, not our 130/143). Must be a
+    # `python -m` re-sends SIGINT to the process at exit (killed by SIGINT, not our 130). Must be a
     # string; with the signals ignored nothing can set it again.
     exec("pass")
 
