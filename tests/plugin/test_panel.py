@@ -12,6 +12,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QDockWidget
 
 from lnq_napari.model.names import short_model_name
+from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin.app import view
 from lnq_napari.plugin.widgets.nodes import COLUMNS
 
@@ -142,19 +143,58 @@ def _point(x: int, y: int):
     return QPoint(int(x), int(y))
 
 
-def test_every_node_table_column_is_in_view_in_the_docked_panel(reviewed, qtbot):
+SPARE_PX = 3  # the header's room to spare in the viewport: another font or DPI must not tip it over
+
+
+def _many_nodes(viewer, qtbot, widget, n: int) -> None:
+    """Replace the case's nodes by ``n`` small blocks (soft tissue, 40 HU): enough rows for the vertical
+    scrollbar, which takes the table's viewport from 244 to 231 px."""
+    ct = next(ly for ly in viewer.layers if ly.metadata.get(ROLE_KEY) == "ct")
+    ct.data = np.full(ct.data.shape, 40, ct.data.dtype)
+    nodes = viewer.layers["nodes"]
+    data, blocks = np.zeros(nodes.data.shape, nodes.data.dtype), []
+    for z in range(2, data.shape[0] - 4, 8):
+        for y in range(5, data.shape[1] - 10, 22):
+            blocks += [(z, y, x) for x in range(5, data.shape[2] - 10, 22)]
+    assert len(blocks) >= n
+    for k, (z, y, x) in enumerate(blocks[:n], start=1):
+        size = 12 if k == 3 else 4  # one node >= 10 mm
+        data[z:z + 3, y:y + size, x:x + size] = k
+    nodes.data = data
+    qtbot.waitUntil(lambda: widget._worker is None and len(widget.rows) == n, timeout=60000)
+    qtbot.wait(100)
+
+
+@pytest.mark.parametrize("n_nodes", [None, 30])
+def test_every_node_table_column_is_in_view_in_the_docked_panel(reviewed, qtbot, n_nodes):
     """At the panel's width the table's cm3, HU and side columns lay behind the horizontal scrollbar: Qt
-    kept room for the sort arrow beside every column's name. Sorted by any column, all stay in view."""
+    kept room for the sort arrow beside every column's name, and then, beside the sorted one, more than the
+    arrow takes (sorted by "short", 1 px too wide). In any sort order, with the case's 9 nodes or with 30
+    (a vertical scrollbar), all columns stay in view, and the sorted column's name keeps its arrow beside
+    it (not over it)."""
+    from qtpy.QtWidgets import QStyle
+
     viewer, panel = reviewed
     nodes = panel.show_tab("Nodes")
+    if n_nodes:
+        _many_nodes(viewer, qtbot, nodes, n_nodes)
     table, header = nodes.table, nodes.table.horizontalHeader()
+    assert table.rowCount() == (n_nodes or 9)
+    assert table.verticalScrollBar().isVisible() == bool(n_nodes)
+    arrow = header.style().pixelMetric(QStyle.PixelMetric.PM_HeaderMarkSize, None, header)
+    names = [table.horizontalHeaderItem(c).text() for c in range(len(COLUMNS))]
+    for column in range(len(COLUMNS)):
+        for order in (Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder):
+            table.sortByColumn(column, order)
+            qtbot.wait(50)
+            widths = [header.sectionSize(c) for c in range(len(COLUMNS))]
+            said = (names[column], order.name, widths, table.viewport().width())
+            assert header.length() + SPARE_PX <= table.viewport().width(), said
+            assert table.horizontalScrollBar().maximum() == 0, said
+            for c, name in enumerate(names):  # every name whole; the sorted one beside its arrow
+                need = header.fontMetrics().horizontalAdvance(name) + (arrow if c == column else 0)
+                assert widths[c] >= need, (name, need, said)
     sides = {"R": "right", "L": "left", "mid": "midline"}
-    for column in (0, 4, 6):
-        table.sortByColumn(column, Qt.SortOrder.DescendingOrder)
-        qtbot.wait(100)
-        assert table.rowCount() >= 3
-        assert header.length() <= table.viewport().width(), [header.sectionSize(c) for c in range(7)]
-        assert table.horizontalScrollBar().maximum() == 0
     side = [key for key, _, _ in COLUMNS].index("side")
     for r in range(table.rowCount()):  # a short side in the cell, the word in its tooltip
         item = table.item(r, side)
@@ -241,4 +281,3 @@ def test_save_follows_the_workspace_chosen_in_review(make_napari_viewer, tmp_pat
     assert save.workspace == second.root
     review.form.workspace.value = tmp_path / "data"  # not a workspace: saved beside the case
     assert save.workspace is None
-

@@ -188,6 +188,16 @@ def test_opening_a_case_says_so_and_shows_the_wait_cursor_while_it_reads(make_na
     assert review.open_case(missing) is None and QApplication.overrideCursor() is None
     assert review.status.text() != f"opening {missing} ..."
 
+    def failing(*args, **kwargs):  # an error no refusal expects (a damaged file, a disk gone)
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(review_module, "read_case", failing)
+    said = review.status.text()
+    with pytest.raises(OSError):
+        review.open_case(case)
+    assert QApplication.overrideCursor() is None  # the cursor is given back ...
+    assert review.status.text() == said  # ... and the line no longer says "opening <case> ..." for good
+
 
 def test_cancel_a_fine_tune_and_a_missing_workspace(make_napari_viewer, qtbot, workspace, tmp_path):
     viewer = make_napari_viewer()

@@ -78,13 +78,16 @@ def test_region_toggle_outline_and_suggestions_cap(make_napari_viewer, qtbot, ph
 def test_region_outline_is_hidden_in_3d_and_back_in_2d(make_napari_viewer, qtbot, phantom_files,
                                                        autosave_dir):
     """The per-slice outlines stacked into a cyan cage in 3D that hid the nodes: 2D only, as the user left
-    them (one hidden by hand stays hidden), also for a region found while the view is in 3D."""
+    them (one hidden by hand, in 2D or in 3D, stays hidden), also for a region found while the view is in
+    3D; the link ends with the layer."""
     viewer = make_napari_viewer()
     viewer.open(str(phantom_files.ct), plugin="lnq-napari")
     # from the Plugins menu: napari hands the widget a proxy of the viewer, whose layers are proxies too
     _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
     segment = panel.widgets["Segment"]
     segment.predictor_factory = lambda model, device: RegionStandIn(phantom_files.case)
+    listeners = (viewer.dims.events.ndisplay, viewer.layers.events.removed)
+    before = [len(emitter.callbacks) for emitter in listeners]
     _run(qtbot, segment)
     outline = viewer.layers[REGION_NAME]
     assert outline.visible
@@ -102,6 +105,17 @@ def test_region_outline_is_hidden_in_3d_and_back_in_2d(make_napari_viewer, qtbot
     assert not viewer.layers[REGION_NAME].visible
     viewer.dims.ndisplay = 2
     assert viewer.layers[REGION_NAME].visible
+    outline = viewer.layers[REGION_NAME]
+    viewer.dims.ndisplay = 3  # hidden by the link; the user shows it, looks, and hides it again in 3D
+    outline.visible = True
+    outline.visible = False
+    viewer.dims.ndisplay = 2
+    assert not outline.visible  # the user's last choice, not the link's
+    outline.visible = True
+    assert [len(emitter.callbacks) for emitter in listeners] == [n + 1 for n in before]  # one link, not two
+    viewer.layers.remove(outline)  # the link ends with the layer (no 2D/3D switch needed)
+    assert [len(emitter.callbacks) for emitter in listeners] == before
+    assert len(outline.events.visible.callbacks) == 0
 
 
 def test_real_chest_ct_node_table_equals_measure_on_the_saved_mask(

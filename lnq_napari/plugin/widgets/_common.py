@@ -146,12 +146,17 @@ def compact(widget: QWidget) -> None:
 @contextmanager
 def busy(label: QLabel, text: str):
     """Say ``text`` in ``label`` (painted at once) and show the wait cursor while the GUI thread works on
-    something that takes seconds (a full-size case opening: 2-3 s on two cores without a word before)."""
+    something that takes seconds (a full-size case opening: 2-3 s on two cores without a word before). An
+    error passing through puts the label's text back (it said "opening <case> ..." for good)."""
+    before = label.text()
     label.setText(text)
     label.repaint()
     QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
     try:
         yield
+    except BaseException:
+        label.setText(before)
+        raise
     finally:
         QApplication.restoreOverrideCursor()
 

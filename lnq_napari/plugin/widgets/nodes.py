@@ -68,21 +68,26 @@ class SortItem(QTableWidgetItem):
 
 
 class CompactHeader(QHeaderView):
-    """A horizontal header whose sections leave room for the sort arrow only where it is drawn (Qt left it
-    beside every column's name: 20 px each, seven columns 390 px in a 245 px table)."""
+    """A horizontal header whose sections leave room for the sort arrow only where it is drawn, and there
+    only the arrow's own width: Qt left the header's height + margin (24 px) beside every column's name
+    (seven columns 390 px in a 245 px table; sorted by "short", still 1 px too wide)."""
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(Qt.Orientation.Horizontal, parent)
         self.setSectionsClickable(True)
         self.setHighlightSections(True)
         self.setStyleSheet("QHeaderView::section { padding: 2px 0px; }")  # napari's 2px each side: 28 px
-        self.sortIndicatorChanged.connect(lambda *_: self.resizeSections(self.ResizeMode.ResizeToContents))
+
+    def arrow_room(self) -> int:
+        """The width the sort arrow takes beside the sorted column's name (the arrow and a 2 px gap)."""
+        return self.style().pixelMetric(QStyle.PixelMetric.PM_HeaderMarkSize, None, self) + 2
 
     def sectionSizeFromContents(self, logical_index: int) -> QSize:
         size = super().sectionSizeFromContents(logical_index)
-        if self.isSortIndicatorShown() and logical_index != self.sortIndicatorSection():
+        if self.isSortIndicatorShown():
             margin = self.style().pixelMetric(QStyle.PixelMetric.PM_HeaderMargin, None, self)
-            size.setWidth(max(size.width() - size.height() - margin, 1))  # Qt's room for the arrow
+            arrow = self.arrow_room() if logical_index == self.sortIndicatorSection() else 0
+            size.setWidth(max(size.width() - size.height() - margin + arrow, 1))  # Qt's room for the arrow
         return size
 
 

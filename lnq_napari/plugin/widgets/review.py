@@ -143,7 +143,7 @@ class ReviewWidget(WorkerWidget):
             return None
 
     # --- long jobs in a worker ----------------------------------------------------------------------
-    def _start(self, body, on_done, busy: str, cancelled: str = CANCELLED["rank"]):
+    def _start(self, body, on_done, saying: str, cancelled: str = CANCELLED["rank"]):
         from napari.qt.threading import create_worker
 
         if self.worker is not None:
@@ -156,7 +156,7 @@ class ReviewWidget(WorkerWidget):
             button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText(busy)
+        self.status.setText(saying)
         self.worker.start()
         return self.worker
 
