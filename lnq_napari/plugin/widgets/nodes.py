@@ -1,7 +1,7 @@
-"""Nodes: the node table (volume, axes, >= 10 mm flag) that follows every edit; row -> centre; CSV export.
+"""Nodes: the node table (volume, axes, ≥10 mm flag) that follows every edit; row -> centre; CSV export.
 
 Each id cell has the node's colour on the canvas; a header click sorts by that column (numbers as
-numbers); ">= 10 mm only" hides the smaller nodes.
+numbers); "≥10 mm only" hides the smaller nodes.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ COLUMNS = [  # (NodeRow field, header, format); short headers keep the table nar
 ]
 HEADER_TIPS = {
     "id": "node id: its colour on the canvas", "volume_cm3": "volume (cm3)", "long_axis_mm": "long axis (mm)",
-    "short_axis_mm": "short axis (mm)", "ge_10mm": "short axis >= 10 mm", "mean_hu": "mean HU",
+    "short_axis_mm": "short axis (mm)", "ge_10mm": "short axis ≥10 mm", "mean_hu": "mean HU",
     "side": "side of the midline: R right, L left, mid on it",
 }
 #: The side column's cells in short (the word in the cell's tooltip): "midline" alone made the column as wide
@@ -125,7 +125,7 @@ class NodesWidget(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.itemSelectionChanged.connect(self._row_selected)
-        self.large_only = QCheckBox(">= 10 mm only")
+        self.large_only = QCheckBox("≥10 mm only")
         self.large_only.setToolTip("show only nodes with a short axis of 10 mm or more")
         self.large_only.toggled.connect(lambda checked: self._apply_filter())
         self.summary = QLabel("")
@@ -234,7 +234,7 @@ class NodesWidget(QWidget):
         item.setForeground(QColor("black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"))
 
     def _apply_filter(self) -> None:
-        """Hide the rows of nodes under 10 mm when ">= 10 mm only" is on."""
+        """Hide the rows of nodes under 10 mm when "≥10 mm only" is on."""
         large = {row.id for row in self.rows if row.ge_10mm}
         for r in range(self.table.rowCount()):
             hide = self.large_only.isChecked() and self.node_id(r) not in large
