@@ -103,6 +103,27 @@ def test_click_off_centre_still_finds_the_node(scene):
     assert _dice(node_from_click(ct, (15, 50, 37)), node) > 0.85
 
 
+def _lobed_node(seed: int = 0) -> tuple[Volume, np.ndarray]:
+    """An irregular node in fat: three 6 mm lobes in a row, 8 mm apart (necks 4.5 mm thick), 50 HU, noise."""
+    shape = (30, 64, 96)
+    node = np.zeros(shape, bool)
+    for x_mm in (28.0, 36.0, 44.0):
+        node |= _ball(shape, (15, 32, x_mm / 0.8), 6.0)
+    ct = np.where(node, 50.0, -100.0) + np.random.default_rng(seed).normal(0, 12, shape)
+    return Volume(ct.astype(np.int16), spacing=SPACING), node
+
+
+@pytest.mark.parametrize("click_x_mm", [28.0, 31.0, 44.0])
+def test_a_click_on_a_lobed_node_takes_every_lobe(click_x_mm):
+    """A click in the end lobe of an irregular node (centre or 3 mm off it) took only that lobe and half
+    the next (Dice 0.7; on phantoms of the nodes and habitus sites down to 4-40 % of the node): the
+    watershed cut the node at its waists. Necks 0.75 as thick as the lobes are one node."""
+    ct, node = _lobed_node()
+    mask = node_from_click(ct, (15, 32, round(click_x_mm / 0.8)))
+    assert _dice(mask, node) > 0.9
+    assert (mask & ~node).sum() < 0.05 * node.sum()
+
+
 def test_click_excludes_existing_labels(scene):
     ct, node, _ = scene
     labels = np.zeros(ct.shape, np.int32)
