@@ -395,7 +395,9 @@ def _split_at_bridges(region: np.ndarray, seed: tuple[int, ...], spacing: np.nda
     # The node's core: the seed's local maximum of the distance map, reached by climbing from the seed.
     peak = _climb(edt, seed)
     core_r = float(edt[peak])
-    if core_r <= 1.5 * spacing.max():
+    # Too thin to cut: 1.5 voxels in-plane (the slice spacing skipped nodes under 7.5 mm radius on 5 mm
+    # slices, and a touching vessel came with them: thick-site worst decile 0.565 -> 0.865, none worse)
+    if core_r <= 1.5 * float(np.median(spacing)):
         return region
     # Markers: the node's core plus every region voxel far from it that is as "thick" as a bridge end.
     markers = np.zeros(region.shape, dtype=np.int32)
