@@ -256,7 +256,8 @@ def node_region_from_click(
     limited to a ball of ``max_radius_mm``, restricted by ``probabilities`` (threshold well below the
     model's) when they are given and the seed is not clearly missed by the model, excluding voxels
     already labelled in ``labels``; thin bridges to touching vessels and neighbours are cut by a
-    distance-transform watershed, and the basin holding the click is kept. A click on a calcification
+    distance-transform watershed, and the basin holding the click is kept with the basins joined to it
+    through wide necks (:data:`NECK_SHARE`: lobes of an irregular node). A click on a calcification
     takes the band from the soft tissue around it, and calcifications the grown node encloses
     (:func:`_with_calcifications`) become part of it.
     """
