@@ -42,6 +42,25 @@ MIDLINE_MM = 5.0
 MAX_IDS = 1000
 #: Short-axis threshold of a clinically enlarged (and LNQ2023-target) node.
 ENLARGED_MM = 10.0
+#: Lengths within this many mm are equal (float rounding only): tied chords, and a short axis at a
+#: threshold (a 10 mm bar of 39 pixels of 10/39 mm read 9.999999999999998).
+TIE_MM = 1e-6
+
+
+def reaches(length_mm: float, threshold_mm: float) -> bool:
+    """Whether a length is at least a threshold, up to float rounding (:data:`TIE_MM`): the one rule of
+    the >= 10 mm flag, of RECIST's thresholds and of the shown short axis (:func:`short_axis_text`)."""
+    return bool(length_mm >= threshold_mm - TIE_MM)
+
+
+def short_axis_text(length_mm: float) -> str:
+    """A short axis in mm for display: rounded down to 0.1 mm (up only where :func:`reaches` says the next
+    0.1 is reached), so "10.0" shows exactly when the >= 10 mm flag is set and "15.0" when a node reaches
+    RECIST's target size (9.96 mm shows "9.9", not "10.0" beside "no"). Tables keep full precision."""
+    tenths = math.floor(length_mm * 10.0)
+    if reaches(length_mm, (tenths + 1) / 10.0):
+        tenths += 1
+    return f"{tenths / 10.0:.1f}"
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,7 @@ class NodeRow:
     long_axis_mm: float
     short_axis_mm: float
     principal_axes_mm: tuple[float, float, float]  # descending
-    ge_10mm: bool  # short axis >= ENLARGED_MM
+    ge_10mm: bool  # short axis >= ENLARGED_MM (:func:`reaches`)
     side: str  # "right", "left" or "midline"
     mean_hu: float | None = None  # with a CT only
 
@@ -117,25 +136,111 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
     return volume.with_array(ids, **volume.meta)
 
 
-#: Chords of a node's outline within this many mm of the longest are ties (float rounding only).
-TIE_MM = 1e-6
 
 
-def perpendicular_chord(hull: np.ndarray, u: np.ndarray) -> float:
-    """Length (mm) of the longest chord of the convex polygon ``hull`` (vertices in order, (n, 2) mm)
-    perpendicular to the unit vector ``u``: a caliper line drawn across the outline at right angles to the
-    long axis. The chord's length is concave along ``u``, so the longest is at a vertex's position."""
+def _crossings(starts: np.ndarray, ends: np.ndarray, u: np.ndarray,
+               lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where the lines at right angles to ``u`` (at ``lines`` along it) meet segments ``starts`` to
+    ``ends``: (first, last) position across ``u`` on each line (inf, -inf: none), and their segments."""
     v = np.array([-u[1], u[0]])
-    along, across = hull @ u, hull @ v
-    a = along[None, :] - along[:, None]  # (line through vertex k, edge start m): signed offset
-    b = np.roll(a, -1, axis=1)  # the edge's end
+    a = (starts @ u)[None, :] - lines[:, None]  # (line k, segment m): signed offset of the segment's start
+    b = (ends @ u)[None, :] - lines[:, None]  # its end
+    # a segment along a line adds nothing: the segments that join its ends cross the line there
     crosses = (a * b <= 0) & (a != b)
-    w = np.divide(a, a - b, out=np.zeros_like(a), where=a != b)
-    at = across[None, :] + w * (np.roll(across, -1)[None, :] - across[None, :])
-    at = np.where(a == 0, across[None, :], at)  # a vertex on the line (an edge along it: both its ends)
-    on = crosses | (a == 0)
-    lengths = np.where(on, at, -np.inf).max(axis=1) - np.where(on, at, np.inf).min(axis=1)
-    return float(lengths.max())
+    w = np.divide(a, a - b, out=np.zeros_like(a), where=crosses)
+    across0 = starts @ v
+    at = across0[None, :] + w * (ends @ v - across0)[None, :]
+    low, high = np.where(crosses, at, np.inf), np.where(crosses, at, -np.inf)
+    first, last = low.argmin(axis=1), high.argmax(axis=1)
+    rows = np.arange(len(lines))
+    return low[rows, first], high[rows, last], first, last
+
+
+def perpendicular_chord(hull: np.ndarray, u: np.ndarray, pocket: np.ndarray | None = None,
+                        outline: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Length (mm) of the longest caliper line across a node's slice at right angles to the unit vector
+    ``u``: on each line, from where it enters the convex polygon ``hull`` ((n, 2) mm, vertices in order) to
+    where it leaves; but an end on a hull edge that bridges a ``pocket`` (per edge, :func:`hull_pockets`)
+    moves to the first (last) point where the line meets the ``outline`` (segments: starts, ends), so the
+    caliper spans a hollow it crosses but ends on the node. The length is linear between the vertices'
+    positions along ``u``, so the longest is at one."""
+    ring = np.roll(hull, -1, axis=0)
+    pocket = np.zeros(len(hull), dtype=bool) if pocket is None or outline is None else pocket
+    positions = [hull @ u] + ([outline[0] @ u, outline[1] @ u] if pocket.any() else [])
+    lines = np.unique(np.concatenate(positions))
+    first, last, edge_first, edge_last = _crossings(hull, ring, u, lines)
+    if pocket.any():
+        node_first, node_last, _, _ = _crossings(*outline, u, lines)
+        first = np.where(pocket[edge_first], node_first, first)
+        last = np.where(pocket[edge_last], node_last, last)
+    return float((last - first).max())
+
+
+def hull_pockets(plane: np.ndarray, hull: np.ndarray, spacing_xy: tuple[float, float]) -> np.ndarray:
+    """Per edge of a slice's outline ``hull`` (vertices counter-clockwise, mm): whether it bridges a pocket,
+    an air pixel open to the outside whose centre lies strictly inside the convex hull of the node's pixel
+    centres, this edge the nearest to it. A digitised convex node (pixels whose centres lie in a convex
+    shape) has none: no other pixel centre lies in its centres' hull."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull
+
+    none = np.zeros(len(hull), dtype=bool)
+    scale = np.array([float(spacing_xy[0]), float(spacing_xy[1])])
+    ys, xs = np.nonzero(plane)
+    centres = np.stack([xs, ys], axis=1) * scale
+    if np.linalg.matrix_rank(centres - centres[0]) < 2:  # a line of pixels
+        return none
+    inner = centres[ConvexHull(centres).vertices]
+    ys, xs = np.nonzero(~ndimage.binary_fill_holes(plane))  # air open to the outside (holes: the node's)
+    air = np.stack([xs, ys], axis=1) * scale
+    edge = np.roll(inner, -1, axis=0) - inner
+    rel = air[:, None, :] - inner[None]
+    cross = edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]
+    inside = (cross > TIE_MM * np.linalg.norm(edge, axis=1)[None]).all(axis=1)  # on an edge: not inside
+    if not inside.any():
+        return none
+    edge = np.roll(hull, -1, axis=0) - hull
+    rel = air[inside][:, None, :] - hull[None]
+    t = np.clip((rel * edge[None]).sum(-1) / (edge * edge).sum(-1)[None], 0.0, 1.0)
+    distance = np.linalg.norm(rel - t[..., None] * edge[None], axis=-1)
+    pocket = none.copy()
+    pocket[distance.argmin(axis=1)] = True
+    return pocket
+
+
+#: Marching squares on a 2 x 2 cell of pixels (top-left, top-right, bottom-right, bottom-left inside):
+#: the cell edges (0 top, 1 right, 2 bottom, 3 left) each outline segment joins. Two inside pixels
+#: touching by a corner are one node (26-connectivity), so the outline passes between them and the others.
+_CELL_EDGES: dict[int, tuple[tuple[int, int], ...]] = {}
+for _case in range(1, 15):
+    _tl, _tr, _br, _bl = ((_case >> k) & 1 for k in range(4))
+    _cut = [e for e, (p, q) in enumerate([(_tl, _tr), (_tr, _br), (_bl, _br), (_tl, _bl)]) if p != q]
+    if len(_cut) == 2:
+        _CELL_EDGES[_case] = (tuple(_cut),)
+    elif _tl:  # top-left and bottom-right inside: cut off the other two corners
+        _CELL_EDGES[_case] = ((0, 1), (2, 3))
+    else:
+        _CELL_EDGES[_case] = ((0, 3), (1, 2))
+
+
+def outline_segments(plane: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) (n, 2) mm (x, y) of the marching-squares outline of a 2D mask: segments joining the
+    midpoints between an inside pixel's centre and an outside neighbour's, pixel (0, 0)'s centre at 0."""
+    padded = np.pad(np.asarray(plane, dtype=bool), 1)
+    case = (padded[:-1, :-1] * 1 + padded[:-1, 1:] * 2 + padded[1:, 1:] * 4 + padded[1:, :-1] * 8)
+    i, j = np.nonzero((case > 0) & (case < 15))
+    codes = case[i, j]
+    # midpoints of the cell's edges in padded pixel units (x, y): top, right, bottom, left
+    mid = np.stack([np.stack([j + 0.5, i + 0.0], 1), np.stack([j + 1.0, i + 0.5], 1),
+                    np.stack([j + 0.5, i + 1.0], 1), np.stack([j + 0.0, i + 0.5], 1)], axis=1)
+    starts, ends = [], []
+    for code, pairs in _CELL_EDGES.items():
+        cells = mid[codes == code]
+        for e, f in pairs:
+            starts.append(cells[:, e])
+            ends.append(cells[:, f])
+    scale = np.array([float(spacing_xy[0]), float(spacing_xy[1])])
+    return (np.concatenate(starts) - 1.0) * scale, (np.concatenate(ends) - 1.0) * scale
 
 
 def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float, float]:
@@ -145,7 +250,7 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
 
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     offsets = np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5], [0.0, -0.5]]) * np.array([sx, sy])
-    hulls = []  # (each slice's outline hull, its chord lengths)
+    hulls = []  # (each slice, its outline's hull, the hull's chord lengths)
     for plane in mask:
         if not plane.any():
             continue
@@ -154,17 +259,22 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
         centres = np.stack([xs * sx, ys * sy], axis=1)
         points = (centres[:, None, :] + offsets[None]).reshape(-1, 2)
         hull = points[ConvexHull(points).vertices]
-        hulls.append((hull, np.linalg.norm(hull[:, None] - hull[None], axis=-1)))
+        hulls.append((plane, hull, np.linalg.norm(hull[:, None] - hull[None], axis=-1)))
     if not hulls:
         return 0.0, 0.0
     # longest chords of equal length, on one slice or several (a grid's symmetry, up to rounding): the
     # widest across, whichever order the voxels are stored in (the first found depended on it: a mirrored
     # copy's short axis differed by 1.3 mm)
-    longest = max(float(gaps.max()) for _, gaps in hulls)
+    longest = max(float(gaps.max()) for _, _, gaps in hulls)
     short = 0.0
-    for hull, gaps in hulls:
-        for i, j in np.argwhere(np.triu(gaps >= longest - TIE_MM, k=1)):
-            short = max(short, perpendicular_chord(hull, (hull[j] - hull[i]) / gaps[i, j]))
+    for plane, hull, gaps in hulls:
+        ties = np.argwhere(np.triu(gaps >= longest - TIE_MM, k=1))
+        if len(ties):
+            pocket = hull_pockets(plane, hull, (sx, sy))
+            outline = outline_segments(plane, (sx, sy)) if pocket.any() else None
+            for i, j in ties:
+                u = (hull[j] - hull[i]) / gaps[i, j]
+                short = max(short, perpendicular_chord(hull, u, pocket, outline))
     return longest, short
 
 
@@ -262,7 +372,7 @@ def _measure(labels: Volume, compact: np.ndarray, ids: np.ndarray, ct: Volume | 
             id=int(ids[k - 1]), voxels=int(len(zyx)), volume_mm3=len(zyx) * voxel_mm3,
             volume_cm3=len(zyx) * voxel_mm3 / 1000.0, centroid_mm=centroid,
             long_axis_mm=long_axis, short_axis_mm=short_axis, principal_axes_mm=principal_axes(zyx, labels),
-            ge_10mm=bool(short_axis >= ENLARGED_MM), side=_side(centroid[0], centre_x), mean_hu=mean_hu,
+            ge_10mm=reaches(short_axis, ENLARGED_MM), side=_side(centroid[0], centre_x), mean_hu=mean_hu,
         ))
     return rows
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lnq_napari.errors import LNQError
-from lnq_napari.quantify import NodeRow
+from lnq_napari.quantify import NodeRow, reaches
 
 TARGET_MM = 15.0
 PATHOLOGICAL_MM = 10.0
@@ -82,7 +82,7 @@ def select_targets(rows: Sequence[NodeRow], organ: str = "nodes") -> list[NodeRo
     chosen: list[NodeRow] = []
     per_organ: dict[str, int] = {}
     for row in sorted(rows, key=lambda r: -r.short_axis_mm):
-        if row.short_axis_mm < TARGET_MM or len(chosen) == MAX_TARGETS:
+        if not reaches(row.short_axis_mm, TARGET_MM) or len(chosen) == MAX_TARGETS:
             break
         if per_organ.get(key(row), 0) < MAX_PER_ORGAN:
             per_organ[key(row)] = per_organ.get(key(row), 0) + 1
@@ -139,7 +139,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     pieces = pieces or {}
     targets = select_targets(baseline, organ)
     target_ids = {row.id for row in targets}
-    non_targets = [r for r in baseline if r.short_axis_mm >= PATHOLOGICAL_MM and r.id not in target_ids]
+    non_targets = [r for r in baseline
+                   if reaches(r.short_axis_mm, PATHOLOGICAL_MM) and r.id not in target_ids]
     non_target_ids = {row.id for row in non_targets}
     owner = _owners(baseline, matches, merged or {}, lambda r: (
         r.id in target_ids, r.id in non_target_ids, r.short_axis_mm, r.volume_cm3, -r.id))
@@ -156,13 +157,14 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         return float(sum(p.volume_cm3 for p in parts(row)))
 
     matched = set(matches.values()) | set(pieces)
-    new = tuple(r.id for r in followup if r.id not in matched and r.short_axis_mm >= NEW_LESION_MM)
+    new = tuple(r.id for r in followup if r.id not in matched and reaches(r.short_axis_mm, NEW_LESION_MM))
     base_sum = float(sum(r.short_axis_mm for r in targets))
     follow_sum = float(sum(short(r) for r in targets))
-    all_small = all(short(r) < PATHOLOGICAL_MM for r in targets)
+    all_small = not any(reaches(short(r), PATHOLOGICAL_MM) for r in targets)
     target = _target_response(base_sum, follow_sum, all_small) if targets else "NE"
     if non_targets:
-        non_target = "CR" if all(short(r) < PATHOLOGICAL_MM for r in non_targets) else "non-CR/non-PD"
+        enlarged = any(reaches(short(r), PATHOLOGICAL_MM) for r in non_targets)
+        non_target = "non-CR/non-PD" if enlarged else "CR"
     else:
         non_target = "NE"
     base_vol = float(sum(r.volume_cm3 for r in targets))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import ComboBox
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
@@ -102,6 +103,16 @@ class WorkerWidget(QWidget):
         self.progress.setValue(int(round(100 * max(0.0, min(1.0, fraction)))))
         if message:
             self.status.setText(message)
+
+
+def cell_text(value: object, fmt: str | Callable[[object], str]) -> str:
+    """A table cell's text: "" for None, "yes"/"no" for a flag, else ``fmt`` (a format string or a function,
+    as :func:`~lnq_napari.quantify.short_axis_text`) applied to the value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    return fmt(value) if callable(fmt) else fmt.format(value)
 
 
 def folder_row(label: str, edit: QLineEdit, title: str) -> QHBoxLayout:

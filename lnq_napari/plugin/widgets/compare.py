@@ -43,11 +43,13 @@ from lnq_napari.plugin._layers import (
 from lnq_napari.plugin._session import NodeSession, model_nodes, session_for
 from lnq_napari.plugin.widgets._common import (
     MiddleElidedCombo,
+    cell_text,
     closing_flag,
     export_table,
     while_alive,
     widen_opened_cts,
 )
+from lnq_napari.quantify import short_axis_text
 
 ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
@@ -62,12 +64,12 @@ COLUMNS = [
     ("cm3 base", "volume_baseline_cm3", "{:.2f}"),
     ("cm3 fu", "volume_followup_cm3", "{:.2f}"),
     ("vol %", "volume_change_pct", "{:+.0f}"),
-    ("short base", "short_axis_baseline_mm", "{:.1f}"),
-    ("short fu", "short_axis_followup_mm", "{:.1f}"),
+    ("short base", "short_axis_baseline_mm", short_axis_text),  # rounded down: 15.0 a target, 10.0 enlarged
+    ("short fu", "short_axis_followup_mm", short_axis_text),
     ("short mm", "short_axis_change_mm", "{:+.1f}"),
     ("RECIST", "recist", "{}"),
     ("with", "relation", "{}"),  # coalesced or split: the pair's change is not the node's own
-    ("RECIST fu", "recist_followup_short_axis_mm", "{:.1f}"),  # what RECIST credits the baseline node
+    ("RECIST fu", "recist_followup_short_axis_mm", short_axis_text),  # what RECIST credits the baseline node
 ]
 
 
@@ -285,7 +287,7 @@ class CompareWidget(QWidget):
         for r, row in enumerate(result.rows):
             for c, (_, key, fmt) in enumerate(COLUMNS):
                 value = None if key is None else getattr(row, key)
-                self.table.setItem(r, c, QTableWidgetItem("" if value is None else fmt.format(value)))
+                self.table.setItem(r, c, QTableWidgetItem(cell_text(value, fmt)))
             rgba = np.asarray(colours.get_color(r + 1), dtype=float)
             self.table.item(r, 0).setBackground(QColor(*(int(round(255 * v)) for v in rgba[:3])))
         self.table.resizeColumnsToContents()

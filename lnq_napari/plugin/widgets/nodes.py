@@ -27,13 +27,14 @@ from qtpy.QtWidgets import (
 )
 
 from lnq_napari import api
-from lnq_napari.plugin.widgets._common import SessionTracker, export_table, widen_opened_cts
-from lnq_napari.quantify import NodeRow, summarize_nodes, write_csv
+from lnq_napari.plugin.widgets._common import SessionTracker, cell_text, export_table, widen_opened_cts
+from lnq_napari.quantify import NodeRow, short_axis_text, summarize_nodes, write_csv
 
-COLUMNS = [  # (NodeRow field, header, format); short headers keep the table narrow, tooltips say more;
-    # what a reader of nodes looks for first (RECIST: the short axis, >= 10 mm) in the narrow panel's view
+COLUMNS = [  # (NodeRow field, header, format or function); short headers keep the table narrow, tooltips
+    # say more; what a reader of nodes looks for first (RECIST: the short axis, >= 10 mm) in the narrow
+    # panel's view
     ("id", "id", "{:d}"),
-    ("short_axis_mm", "short", "{:.1f}"),
+    ("short_axis_mm", "short", short_axis_text),  # rounded down: "10.0" only beside "yes"
     ("ge_10mm", "≥10", "{}"),
     ("long_axis_mm", "long", "{:.1f}"),
     ("volume_cm3", "cm3", "{:.2f}"),
@@ -212,7 +213,7 @@ class NodesWidget(QWidget):
         for r, row in enumerate(rows):
             for c, (key, _, fmt) in enumerate(COLUMNS):
                 value = getattr(row, key)
-                item = SortItem(_cell_text(value, fmt))
+                item = SortItem(cell_text(value, fmt))
                 if key == "side" and value in SIDE_SHORT:
                     item.setText(SIDE_SHORT[value])
                     item.setToolTip(str(value))
@@ -274,11 +275,3 @@ class NodesWidget(QWidget):
 def node_colour(layer, node_id: int) -> np.ndarray:
     """The RGBA (0-1) the Labels ``layer`` draws ``node_id`` with on the canvas."""
     return np.asarray(layer.get_color(int(node_id)), dtype=float)
-
-
-def _cell_text(value, fmt: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    return fmt.format(value)
