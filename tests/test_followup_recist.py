@@ -102,3 +102,14 @@ def test_a_coalesced_node_is_measured_for_its_highest_ranked_baseline_node():
     assert (non_target.non_target_response, non_target.overall) == ("non-CR/non-PD", "non-CR/non-PD")
     two_targets = recist([node(1, 21.0), node(2, 18.0)], [node(11, 27.0)], {2: 11}, merged={1: 11})
     assert two_targets.followup_sum_mm == 27.0  # once, not once per node of the group
+
+
+def test_thresholds_allow_float_rounding_as_the_10_mm_flag_does():
+    """A node measured 15 mm and 10 mm up to float rounding (a bar of 39 pixels of 10/39 mm reads
+    9.999999999999998) is a target, a non-target and a new lesion, as its >= 10 mm flag says."""
+    base = [node(1, 15.0 - 2e-15), node(2, 10.0 - 2e-15)]
+    assert [r.id for r in select_targets(base)] == [1]
+    followup = [node(1, 10.0 - 2e-15), node(2, 10.0 - 2e-15), node(3, 10.0 - 2e-15)]
+    summary = recist(base, followup, {1: 1, 2: 2})
+    assert summary.non_targets == (2,) and summary.new_lesions == (3,)
+    assert summary.target_response == "PR" and summary.non_target_response == "non-CR/non-PD"  # not CR
