@@ -182,21 +182,24 @@ def hull_pockets(plane: np.ndarray, hull: np.ndarray, spacing_xy: tuple[float, f
     centres, this edge the nearest to it. A digitised convex node (pixels whose centres lie in a convex
     shape) has none: no other pixel centre lies in its centres' hull."""
     from scipy import ndimage
-    from scipy.spatial import ConvexHull
+    from scipy.spatial import ConvexHull, QhullError
 
     none = np.zeros(len(hull), dtype=bool)
     scale = np.array([float(spacing_xy[0]), float(spacing_xy[1])])
     ys, xs = np.nonzero(plane)
     centres = np.stack([xs, ys], axis=1) * scale
-    if np.linalg.matrix_rank(centres - centres[0]) < 2:  # a line of pixels
+    try:
+        inner = centres[ConvexHull(centres).vertices]
+    except QhullError:  # fewer than 3 pixels, or a line of them
         return none
-    inner = centres[ConvexHull(centres).vertices]
-    ys, xs = np.nonzero(~ndimage.binary_fill_holes(plane))  # air open to the outside (holes: the node's)
+    ys, xs = np.nonzero(~plane)
     air = np.stack([xs, ys], axis=1) * scale
     edge = np.roll(inner, -1, axis=0) - inner
     rel = air[:, None, :] - inner[None]
     cross = edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]
     inside = (cross > TIE_MM * np.linalg.norm(edge, axis=1)[None]).all(axis=1)  # on an edge: not inside
+    if inside.any():  # but not in a hole of the node
+        inside &= ~ndimage.binary_fill_holes(plane)[ys, xs]
     if not inside.any():
         return none
     edge = np.roll(hull, -1, axis=0) - hull
