@@ -176,34 +176,45 @@ def perpendicular_chord(hull: np.ndarray, u: np.ndarray, pocket: np.ndarray | No
     return float((last - first).max())
 
 
-def hull_pockets(plane: np.ndarray, hull: np.ndarray, spacing_xy: tuple[float, float]) -> np.ndarray:
+def hull_pockets(plane: np.ndarray, hull: np.ndarray, spacing_xy: tuple[float, float],
+                 centres: np.ndarray | None = None) -> np.ndarray:
     """Per edge of a slice's outline ``hull`` (vertices counter-clockwise, mm): whether it bridges a pocket,
     an air pixel open to the outside whose centre lies strictly inside the convex hull of the node's pixel
-    centres, this edge the nearest to it. A digitised convex node (pixels whose centres lie in a convex
-    shape) has none: no other pixel centre lies in its centres' hull."""
+    centres (``centres``: those of its boundary pixels, mm, if known), this edge the nearest to it. A
+    digitised convex node (pixels whose centres lie in a convex shape) has none: no other pixel centre
+    lies in its centres' hull."""
     from scipy import ndimage
     from scipy.spatial import ConvexHull, QhullError
 
     none = np.zeros(len(hull), dtype=bool)
-    scale = np.array([float(spacing_xy[0]), float(spacing_xy[1])])
-    ys, xs = np.nonzero(plane)
-    centres = np.stack([xs, ys], axis=1) * scale
+    sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
+    if centres is None:
+        ys, xs = np.nonzero(plane)
+        centres = np.stack([xs * sx, ys * sy], axis=1)
     try:
         inner = centres[ConvexHull(centres).vertices]
     except QhullError:  # fewer than 3 pixels, or a line of them
         return none
-    ys, xs = np.nonzero(~plane)
-    air = np.stack([xs, ys], axis=1) * scale
-    edge = np.roll(inner, -1, axis=0) - inner
-    rel = air[:, None, :] - inner[None]
-    cross = edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]
-    inside = (cross > TIE_MM * np.linalg.norm(edge, axis=1)[None]).all(axis=1)  # on an edge: not inside
+    # each row's span strictly inside the centres' hull (a convex polygon: one interval per row)
+    y = np.arange(plane.shape[0]) * sy
+    x0, y0 = inner[:, 0], inner[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    d = (y0[None] - y[:, None]) * (y1[None] - y[:, None])
+    cut = (d <= 0) & (y0 != y1)[None]
+    x = x0[None] + np.divide(y[:, None] - y0[None], (y1 - y0)[None], out=np.zeros(d.shape),
+                             where=cut) * (x1 - x0)[None]
+    left = np.where(cut, x, np.inf).min(axis=1)[:, None] + TIE_MM
+    right = np.where(cut, x, -np.inf).max(axis=1)[:, None] - TIE_MM
+    rows = (y > y0.min() + TIE_MM) & (y < y0.max() - TIE_MM)
+    xs = np.arange(plane.shape[1])[None] * sx
+    inside = rows[:, None] & (xs > left) & (xs < right) & ~plane
     if inside.any():  # but not in a hole of the node
-        inside &= ~ndimage.binary_fill_holes(plane)[ys, xs]
+        inside &= ~ndimage.binary_fill_holes(plane)
     if not inside.any():
         return none
+    ys, xs = np.nonzero(inside)
     edge = np.roll(hull, -1, axis=0) - hull
-    rel = air[inside][:, None, :] - hull[None]
+    rel = np.stack([xs * sx, ys * sy], axis=1)[:, None, :] - hull[None]
     t = np.clip((rel * edge[None]).sum(-1) / (edge * edge).sum(-1)[None], 0.0, 1.0)
     distance = np.linalg.norm(rel - t[..., None] * edge[None], axis=-1)
     pocket = none.copy()
@@ -253,7 +264,7 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
 
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     offsets = np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5], [0.0, -0.5]]) * np.array([sx, sy])
-    hulls = []  # (each slice, its outline's hull, the hull's chord lengths)
+    hulls = []  # (each slice, its boundary pixels' centres, its outline's hull, the hull's chord lengths)
     for plane in mask:
         if not plane.any():
             continue
@@ -262,18 +273,18 @@ def axial_axes(mask: np.ndarray, spacing_xy: tuple[float, float]) -> tuple[float
         centres = np.stack([xs * sx, ys * sy], axis=1)
         points = (centres[:, None, :] + offsets[None]).reshape(-1, 2)
         hull = points[ConvexHull(points).vertices]
-        hulls.append((plane, hull, np.linalg.norm(hull[:, None] - hull[None], axis=-1)))
+        hulls.append((plane, centres, hull, np.linalg.norm(hull[:, None] - hull[None], axis=-1)))
     if not hulls:
         return 0.0, 0.0
     # longest chords of equal length, on one slice or several (a grid's symmetry, up to rounding): the
     # widest across, whichever order the voxels are stored in (the first found depended on it: a mirrored
     # copy's short axis differed by 1.3 mm)
-    longest = max(float(gaps.max()) for _, _, gaps in hulls)
+    longest = max(float(gaps.max()) for *_, gaps in hulls)
     short = 0.0
-    for plane, hull, gaps in hulls:
+    for plane, centres, hull, gaps in hulls:
         ties = np.argwhere(np.triu(gaps >= longest - TIE_MM, k=1))
         if len(ties):
-            pocket = hull_pockets(plane, hull, (sx, sy))
+            pocket = hull_pockets(plane, hull, (sx, sy), centres)
             outline = outline_segments(plane, (sx, sy)) if pocket.any() else None
             for i, j in ties:
                 u = (hull[j] - hull[i]) / gaps[i, j]

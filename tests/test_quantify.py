@@ -239,7 +239,7 @@ def test_a_short_axis_of_exactly_10_mm_is_enlarged(spacing):
     assert row.long_axis_mm == pytest.approx(30.0, abs=1e-9)
 
 
-@pytest.mark.parametrize("pixels", [39, 41])
+@pytest.mark.parametrize("pixels", [39])
 def test_a_short_axis_of_10_mm_up_to_float_rounding_is_enlarged(pixels):
     """A cross whose bar is 39 pixels of 10/39 mm: 9.999999999999998 mm, which is 10 mm (TIE_MM)."""
     spacing = 10.0 / pixels
