@@ -1,7 +1,9 @@
-"""Node axes against known geometry: synthetic nodes measured by ``quantify.measure_nodes`` and by an
-independent brute-force RECIST reference written here (per acquisition slice: the longest distance between
-outline points, and the longest caliper chord at right angles to it, found by scanning 801 lines; equal
-longest chords: the widest).
+"""Node axes against known geometry: synthetic nodes measured by ``quantify.measure_nodes`` and by a
+brute-force RECIST reference written here, an independent chord computation on the same outline, hull and
+tie rule (per acquisition slice: the longest distance between outline points, and the longest caliper chord
+of the hull at right angles to it, found by scanning 801 lines; equal longest chords: the widest). These
+nodes have no pocket (a bend holding air), so the code's caliper is the hull's chord; non-convex nodes
+(an L, a C) are tested in tests/test_quantify.py.
 
 Cases: ellipsoids rotated 0-90 degrees in plane on 0.6 x 0.6 x 5, 0.7 x 0.7 x 1.25 and 0.7 x 0.9 x 2.5 mm
 grids; a grid turned about z; a gantry-like tilt about x; LPS, RAS, feet-first and coronal storage; a node
@@ -15,12 +17,15 @@ per group, and the largest difference from the reference on the same (edge-midpo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.spatial import ConvexHull
 
 from lnq_napari.io.volume import Volume
 from lnq_napari.quantify import measure_nodes
+
+Inside = Callable[[np.ndarray], np.ndarray]  # (n, 3) LPS mm relative to a centre -> (n,) bool
 
 OUTLINES = {  # each labelled pixel's outline points, in half pixels
     "corner": np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]]),
@@ -38,22 +43,25 @@ def rot_x(t: float) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
-def make(shape, spacing, direction, centre_mm, inside) -> Volume:
+def make(shape: tuple[int, int, int], spacing: tuple[float, float, float], direction: np.ndarray,
+         centre_mm: Sequence[float], inside: Inside) -> Volume:
     """Labels 1 where ``inside`` holds for the voxel centre (LPS mm, relative to ``centre_mm``)."""
     grid = Volume(np.zeros(shape, np.uint8), spacing, (0.0, 0.0, 0.0), tuple(np.ravel(direction)))
     points = grid.index_to_physical(np.indices(shape).reshape(3, -1).T) - np.asarray(centre_mm)
     return grid.with_array(inside(points).reshape(shape).astype(np.uint8))
 
 
-def centre_of(shape, spacing, direction, index_zyx) -> np.ndarray:
+def centre_of(shape: tuple[int, int, int], spacing: tuple[float, float, float], direction: np.ndarray,
+              index_zyx: Sequence[float]) -> np.ndarray:
+    """LPS mm of a (fractional) voxel index on a grid of ``shape``, ``spacing`` and ``direction``."""
     grid = Volume(np.zeros(shape, np.uint8), spacing, (0.0, 0.0, 0.0), tuple(np.ravel(direction)))
     return grid.index_to_physical(np.array([index_zyx]))[0]
 
 
-def ellipsoid(a, b, c, theta=0.0, frame=None):
+def ellipsoid(a: float, b: float, c: float, theta: float = 0.0, frame: np.ndarray | None = None) -> Inside:
     turn = rot_z(theta) if frame is None else frame
 
-    def inside(p):
+    def inside(p: np.ndarray) -> np.ndarray:
         q = p @ turn
         return (q[:, 0] / a) ** 2 + (q[:, 1] / b) ** 2 + (q[:, 2] / c) ** 2 <= 1.0
     return inside
@@ -161,7 +169,7 @@ def cases() -> None:
     record("necrotic hole", "sphere r 8 with a hole r 4", (16.0, 16.0), Volume(solid * (1 - hole), sp))
     sp, shape = (0.7, 0.7, 2.5), (20, 64, 64)
 
-    def cone(p):
+    def cone(p: np.ndarray) -> np.ndarray:
         r = 3 + p[:, 2] * 0.25  # radius 3 -> 10.5 mm over 30 mm, largest on the top slice
         return (p[:, 2] >= 0) & (p[:, 2] <= 30) & (p[:, 0] ** 2 + (p[:, 1] / 0.6) ** 2 <= r ** 2)
     record("largest off the middle", "cone, largest on its top slice", (21.0, 12.6),
@@ -171,7 +179,7 @@ def cases() -> None:
 def main() -> None:
     cases()
     print()
-    groups: dict[str, list] = {}
+    groups: dict[str, list[list[float]]] = {}
     for group, *errors in RESULTS:
         groups.setdefault(group, []).append(errors)
     for group, errors in groups.items():

@@ -9,13 +9,18 @@ Axial axes: on each axial slice (of the labels put in LPS axis order, whatever o
 stores: a coronal or sagittal series is measured on its axial planes) the node's outline is taken as
 the marching-squares boundary (points half a pixel from each boundary pixel's centre along x and y,
 scaled by the spacing); the *long axis* is the largest distance between two outline points over all
-slices (the slice where the node is largest); the *short axis* is the longest line across the outline
-(its convex hull: a caliper's two ends on the node's edge, spanning a hollow it crosses) at right
-angles to the long axis on that slice, as RECIST 1.1 measures a node. Both are within about one pixel
-of the true diameters of a digitised ellipse (short axis within about 0.6 mm at 0.6-0.9 mm pixels).
-The outline's width across the long axis (the Feret width), measured before, read up to 0.75 mm long
-on a node lying along x or y (the longest chord runs corner to corner of its flat tips, tilted): a
-9.5 mm node read 10.25 mm, >= 10 mm.
+slices (the slice where the node is largest); the *short axis* is the longest caliper line across the
+node at right angles to the long axis on that slice, as RECIST 1.1 measures a node. Each line runs
+from where it enters the outline's convex hull to where it leaves it; where the hull bridges a pocket
+(a bend of the node holding air: an outside pixel's centre inside the hull of the node's pixel
+centres, as in an L, V or crescent) that end moves to the first (last) point where the line meets
+the outline. So a caliper spans a hollow it crosses (C, U) but never ends in the air beyond the node
+(an L with 2.8 mm arms read 16.3 mm on the hull, now 4.0); a digitised convex node has no pocket and
+its caliper is the hull's chord (over its outline's staircase steps). Both axes are within about one
+pixel of the true diameters of a digitised ellipse (short axis within about 0.7 mm on 0.6-0.9 mm
+pixels; on average about 0.25 mm long, so the >= 10 mm flag is not exact near 10 mm). The outline's
+width across the long axis (the Feret width), measured before, read up to 1.05 mm long (a node cut by
+the image's edge; a 15 x 9.5 mm node lying along x read 10.25 mm, >= 10 mm).
 """
 
 from __future__ import annotations

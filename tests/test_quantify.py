@@ -125,7 +125,7 @@ def test_a_node_cut_by_the_image_edge_is_measured_across_what_is_shown():
 @pytest.mark.parametrize("spacing", [(0.6, 0.6, 5.0), (0.7, 0.7, 1.25), (0.7, 0.9, 2.5)])
 def test_rotated_node_short_axis_is_within_a_pixel(degrees, spacing):
     """A 15 x 10 mm node at any in-plane angle, thick or thin slices: both axes within one pixel, the
-    short axis within 0.6 mm (the outline's width across the long axis read up to 0.75 mm long here)."""
+    short axis within 0.6 mm (the outline's width across the long axis, measured before, read longer)."""
     mask = _section((7.5, 5.0), spacing, math.radians(degrees), centre_mm=(0.13, -0.21))
     (row,) = measure_nodes(Volume(mask, spacing))
     pixel = math.hypot(spacing[0], spacing[1])
