@@ -8,9 +8,8 @@ from qtpy.QtCore import Qt
 
 from lnq_napari.plugin.widgets import NodesWidget
 from lnq_napari.plugin.widgets import compare as compare_widget
-from lnq_napari.plugin.widgets._common import cell_text
 from lnq_napari.plugin.widgets.nodes import COLUMNS, SORT_ROLE
-from lnq_napari.quantify import NodeRow, reaches
+from lnq_napari.quantify import NodeRow
 
 pytestmark = pytest.mark.gui
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.gui
 def _row(nid: int, short: float) -> NodeRow:
     return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
                    long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
-                   ge_10mm=reaches(short, 10.0), side="right")
+                   ge_10mm=short >= 10.0 - 1e-6, side="right")
 
 
 def test_a_9_96_mm_node_shows_9_9_and_no_not_10_0(make_napari_viewer):
@@ -33,7 +32,9 @@ def test_a_9_96_mm_node_shows_9_9_and_no_not_10_0(make_napari_viewer):
 
 
 def test_the_compare_table_rounds_short_axes_down_as_the_node_table_does():
+    """14.96 mm is no target (RECIST: >= 15 mm), so the compare table must not show "15.0"."""
     formats = {key: fmt for _, key, fmt in compare_widget.COLUMNS}
     for key in ("short_axis_baseline_mm", "short_axis_followup_mm", "recist_followup_short_axis_mm"):
-        assert cell_text(14.96, formats[key]) == "14.9" and cell_text(9.96, formats[key]) == "9.9"
-        assert cell_text(None, formats[key]) == ""
+        fmt = formats[key]
+        text = fmt if callable(fmt) else fmt.format
+        assert text(14.96) == "14.9" and text(9.96) == "9.9" and text(15.0 - 2e-15) == "15.0"
