@@ -185,9 +185,9 @@ def hull_pockets(plane: np.ndarray, hull: np.ndarray, spacing_xy: tuple[float, f
                  centres: np.ndarray | None = None) -> np.ndarray:
     """Per edge of a slice's outline ``hull`` (vertices counter-clockwise, mm): whether it bridges a pocket,
     an air pixel open to the outside whose centre lies strictly inside the convex hull of the node's pixel
-    centres (``centres``: those of its boundary pixels, mm, if known), this edge the nearest to it. A
-    digitised convex node (pixels whose centres lie in a convex shape) has none: no other pixel centre
-    lies in its centres' hull."""
+    centres (``centres``: those of its boundary pixels, mm, if known), this edge the nearest to it (or as
+    near as any). A digitised convex node (pixels whose centres lie in a convex shape) has none: no other
+    pixel centre lies in its centres' hull."""
     from scipy import ndimage
     from scipy.spatial import ConvexHull, QhullError
 
@@ -222,9 +222,7 @@ def hull_pockets(plane: np.ndarray, hull: np.ndarray, spacing_xy: tuple[float, f
     rel = np.stack([xs * sx, ys * sy], axis=1)[:, None, :] - hull[None]
     t = np.clip((rel * edge[None]).sum(-1) / (edge * edge).sum(-1)[None], 0.0, 1.0)
     distance = np.linalg.norm(rel - t[..., None] * edge[None], axis=-1)
-    pocket = none.copy()
-    pocket[distance.argmin(axis=1)] = True
-    return pocket
+    return (distance <= distance.min(axis=1, keepdims=True) + TIE_MM).any(axis=0)  # ties: both edges
 
 
 #: Marching squares on a 2 x 2 cell of pixels (top-left, top-right, bottom-right, bottom-left inside):
