@@ -47,7 +47,7 @@ from lnq_napari.heard import collected_warnings
 from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, dicom_tree, segfile
-from lnq_napari.io.atomic import CANNOT_WRITE, atomic_write_text, check_output_folder, is_full
+from lnq_napari.io.atomic import CANNOT_WRITE, atomic_write_text, check_output_folder, is_full, space_advice
 from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import GridWarning, SliceThicknessWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
@@ -975,7 +975,7 @@ def save_labels(
                                            **provenance)
         except OSError as exc:
             why = exc.strerror or exc
-            fix = "free space there, then save again" if is_full(exc) else (
+            fix = f"{space_advice(exc)}, then save again" if is_full(exc) else (
                 "make it writable, or save into a folder you can write to")
             raise LNQError(f"cannot save the labels of {case} in the workspace {ws.root} ({why}); {fix}") \
                 from exc
@@ -987,7 +987,8 @@ def save_labels(
             saved = LabelStore(folder, case).add(labels, source, model_version=model_version, edits=edits,
                                                  **provenance)
         except OSError as exc:
-            fix = "free space there, then save again" if is_full(exc) else "choose a folder you can write to"
+            fix = f"{space_advice(exc)}, then save again" if is_full(exc) else (
+                "choose a folder you can write to")
             raise LNQError(f"cannot save the labels of {case} in {folder} ({exc.strerror or exc}); {fix}") \
                 from exc
     _warn_touching(saved, labels)

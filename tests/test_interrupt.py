@@ -241,14 +241,19 @@ def test_a_full_disk_names_the_folder_and_says_to_free_space(tmp_path, monkeypat
     assert not list(out.glob("Dataset007*")) and not _temps(tmp_path)
 
 
-def test_save_labels_on_a_full_disk_says_free_space_and_keeps_every_version(tmp_path, monkeypatch):
-    """save_labels on a full disk said "make it writable": the workspace was writable, only full."""
+@pytest.mark.parametrize("code, said", [
+    (errno.ENOSPC, "free space there, then save again"),
+    (errno.EDQUOT, "remove files of yours or ask for a larger quota, then save again")])
+def test_save_labels_on_a_full_disk_says_free_space_and_keeps_every_version(tmp_path, monkeypatch, code,
+                                                                             said):
+    """save_labels on a full disk said "make it writable": the workspace was writable, only full; a used-up
+    quota was told to "free space there" (only the user's own files count)."""
     ws = one_case_workspace(tmp_path / "ws")
     case = ws.case_ids()[0]
     before = {p.name: p.read_bytes() for p in (ws.labels_dir / case).iterdir()}
-    _full_disk_after(monkeypatch, 1)
+    _full_disk_after(monkeypatch, 1, code)
     labels = ws.latest_labels(case)
-    with pytest.raises(LNQError, match="free space there, then save again"):
+    with pytest.raises(LNQError, match=said):
         api.save_labels(labels.with_array(np.ones(labels.shape, np.uint8)), case, workspace=ws.root)
     assert {p.name: p.read_bytes() for p in (ws.labels_dir / case).iterdir()} == before
     assert not _temps(ws.root)

@@ -70,6 +70,23 @@ def is_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in FULL
 
 
+def space_advice(exc: OSError, there: str = "there") -> str:
+    """What helps a full disk or quota (``exc``, an errno of :data:`FULL`): free space ``there``, or, for a
+    used-up quota, remove one's own files or ask for a larger quota."""
+    if exc.errno == errno.EDQUOT:
+        return "remove files of yours or ask for a larger quota"
+    return f"free space {there}"
+
+
+def full_line(exc: OSError, where: str | None, then: str, why: str = "") -> str:
+    """The one line for a full disk or used-up quota (``exc``) at ``where`` (e.g. "the workspace X"; None:
+    not known): what is full, ``why`` it matters (appended as is), what helps, then ``then``."""
+    on = f" on {where}" if where else ""
+    what = f"your disk quota{on} is used up" if exc.errno == errno.EDQUOT else (
+        f"the disk of {where} is full" if where else "the disk is full")
+    return f"{what} ({exc.strerror}){why}; {space_advice(exc, 'there' if where else 'on it')}, then {then}"
+
+
 def cannot_write_line(exc: OSError, then: str = "run the command again") -> str:
     """The one line for a write refused by the system (``exc``, an errno of :data:`CANNOT_WRITE`): the
     folder, why, and what to do (free space on a full disk or quota, else a writable folder), ``then`` what.
@@ -79,12 +96,7 @@ def cannot_write_line(exc: OSError, then: str = "run the command again") -> str:
     if is_full(exc):
         folder = next((p for p in where.parents if p.is_dir()), where.parent) if where else None
         writing = f" while writing {where.name}" if where else ""
-        if exc.errno == errno.EDQUOT:
-            on = f" on {folder}" if folder else ""
-            return (f"your disk quota{on} is used up ({exc.strerror}){writing}; remove files of yours or ask "
-                    f"for a larger quota, then {then}")
-        disk, there = (f"the disk of {folder}", "there") if folder else ("the disk", "on it")
-        return f"{disk} is full ({exc.strerror}){writing}; free space {there}, then {then}"
+        return full_line(exc, str(folder) if folder else None, then, writing)
     return (f"cannot write {where or 'a file'} ({exc.strerror}); give a writable folder (a short name, no "
             f"file in its path), then {then}")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.atomic import CANNOT_WRITE, is_full, write_error
+from lnq_napari.io.atomic import CANNOT_WRITE, full_line, is_full, write_error
 from lnq_napari.workspace.cases import gone_error
 
 LOCK_FILE = ".lnq.lock"
@@ -96,13 +96,9 @@ def not_writable(folder: Path, exc: OSError, why: str, part: Path | None = None)
     state = "is read-only" if read_only else "cannot be written to"
     where, it = (f"the workspace {folder}", "it") if part is None else (
         f"the folder {part} of the workspace {folder}", "the workspace")
-    if exc.errno == errno.EDQUOT:
-        return NotWritable(f"your disk quota on the workspace {folder} is used up ({exc.strerror}) and "
-                           f"{why}; remove files of yours or ask for a larger quota, then run the command "
-                           "again", exc.strerror)
     if is_full(exc):
-        return NotWritable(f"the disk of the workspace {folder} is full ({exc.strerror}) and {why}; free "
-                           "space there, then run the command again", exc.strerror)
+        return NotWritable(full_line(exc, f"the workspace {folder}", "run the command again", f" and {why}"),
+                           exc.strerror)
     return NotWritable(f"{where} {state} ({exc.strerror}) and {why}; make it writable, or copy {it} to a "
                        "folder you can write to and run the command there", exc.strerror)
 
