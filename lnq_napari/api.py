@@ -865,6 +865,13 @@ def interrupted_finetune(workspace: str | Path | Workspace) -> InterruptedFinetu
     return plan_of_interrupted(_open(workspace))
 
 
+def pending_finetune(workspace: str | Path) -> bool:
+    """Whether a fine-tune's plan lies in ``workspace`` (running, interrupted or finished before its clean-up:
+    ``finetune --resume`` has something to read), without opening the workspace: cheap enough for a Ctrl-C
+    handler. Unlike :func:`interrupted_finetune`, a finished plan counts."""
+    return Workspace.pending_plan_file(workspace).is_file()
+
+
 def registry_file(workspace: str | Path | Workspace) -> Path | None:
     """The file that changes whenever a version is registered or activated in ``workspace`` (None when it
     is not a workspace): a view that watches it stays current with other windows and the CLI."""

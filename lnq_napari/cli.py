@@ -23,7 +23,6 @@ from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
 from lnq_napari.signals import ignore_interrupts, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
-from lnq_napari.workspace import Workspace
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
 # one job, so a rate ("it/s") would mean nothing.
@@ -507,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _after_interrupt(args: argparse.Namespace) -> str:
     """What a Ctrl-C leaves for the command to continue from, as the end of its one line."""
-    if args.func is _cmd_finetune and Workspace.pending_plan_file(args.workspace).is_file():
+    if args.func is _cmd_finetune and api.pending_finetune(args.workspace):
         return "; run it again with --resume to continue where it stopped"
     if args.func is _cmd_finetune:  # before its plan was written (or a --resume that had nothing to do)
         return "; it stopped before training began: nothing to resume, run it again"

@@ -23,7 +23,7 @@ from lnq_napari.io.atomic import atomic_write_text
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
-from lnq_napari.workspace.registry import PENDING, scratch_name
+from lnq_napari.workspace.registry import scratch_name
 
 
 @dataclass
@@ -163,7 +163,7 @@ def make_plan(ws, config: FinetuneConfig, device: str) -> FinetunePlan:
 
 
 def save_plan(ws, plan: FinetunePlan) -> None:
-    atomic_write_text(ws.models_dir / PENDING, strict_json(plan.to_dict(), indent=1))
+    atomic_write_text(ws.pending_plan_path, strict_json(plan.to_dict(), indent=1))
 
 
 def _read_pending(path: Path) -> dict | None:
@@ -188,7 +188,7 @@ class PendingPlan:
 def pending_plan(ws) -> PendingPlan | None:
     """The plan an interrupted fine-tune left, as far as it can be resumed (None when there is none): the
     one reading of it for ``--resume`` and for the line that offers it."""
-    pending_path = ws.models_dir / PENDING
+    pending_path = ws.pending_plan_path
     if not pending_path.is_file():
         return None
     data = _read_pending(pending_path)
@@ -237,7 +237,7 @@ def interrupted_finetune(ws) -> InterruptedFinetune | None:
     the workspace (its plan is in use) or that cannot be told."""
     from lnq_napari.workspace.lock import finetune_running
 
-    if not (ws.models_dir / PENDING).is_file() or finetune_running(ws.root) is not False:
+    if not (ws.pending_plan_path).is_file() or finetune_running(ws.root) is not False:
         return None  # running, or it cannot be told: then it is not offered
     pending = pending_plan(ws)
     if pending is None or pending.finished:
@@ -251,7 +251,7 @@ def interrupted_finetune(ws) -> InterruptedFinetune | None:
 def discard_pending(ws, reason: str) -> bool:
     """Remove the pending plan, if any, with its scratch folders (training, candidate, folds), and say why
     in the journal; whether there was one."""
-    pending_path = ws.models_dir / PENDING
+    pending_path = ws.pending_plan_path
     if not pending_path.is_file():
         return False
     old = _read_pending(pending_path) or {}  # as a dict: it may be of an older format, or damaged
@@ -298,7 +298,7 @@ def _moved_with(ws, plan: FinetunePlan) -> FinetunePlan:
 def resume_plan(ws) -> FinetunePlan:
     """The pending plan of an interrupted run (LNQError when there is none, it cannot be resumed
     (:func:`pending_plan`) or it had finished)."""
-    pending_path = ws.models_dir / PENDING
+    pending_path = ws.pending_plan_path
     pending = pending_plan(ws)
     if pending is None:
         raise LNQError("no interrupted fine-tune to resume in this workspace; run finetune without --resume")

@@ -67,7 +67,7 @@ from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, trai
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.labels import marks_lost
 from lnq_napari.workspace.lock import FINETUNE_WRITES
-from lnq_napari.workspace.registry import PENDING, bundled_key, rule_verdict
+from lnq_napari.workspace.registry import bundled_key, rule_verdict
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
 MINED = "mined_negatives.npz"  # in the staging train state: what mining found, for a resumed fine-tune
@@ -496,7 +496,7 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
                dice_after=result.metrics_after.dice_mean)  # before the activation it explains
         if result.activated:
             ws.activate(version, reason=result.reason, decided_by="rule")
-    (ws.models_dir / PENDING).unlink(missing_ok=True)
+    (ws.pending_plan_path).unlink(missing_ok=True)
     if progress:
         progress(1.0, f"{version} {'activated' if result.activated else 'registered, not activated'}")
     return result

@@ -454,6 +454,11 @@ class Workspace:
         without opening the workspace)."""
         return Path(root) / MODELS_DIR / PENDING
 
+    @property
+    def pending_plan_path(self) -> Path:
+        """:meth:`pending_plan_file` of this workspace."""
+        return self.pending_plan_file(self.root)
+
     def models(self) -> list[dict]:
         """Registered model versions, oldest first."""
         return self.registry.entries()
