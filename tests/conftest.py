@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,3 +221,52 @@ def one_case_workspace(root: Path, shape: tuple[int, int, int] = (4, 6, 6), node
     write_volume(data / f"{case}-ct.nrrd", Volume(ct))
     write_volume(data / f"{case}-seg.nrrd", Volume(seg))
     return Workspace.init(root, data)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Tests that send POSIX signals to a subprocess.
+posix = pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals to a subprocess")
+
+
+def run_script(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run ``script`` (dedented) in a fresh Python with this checkout first on its path, in ``tmp_path``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+
+
+def temps(folder: Path) -> list[Path]:
+    """The temp files of interrupted writes under ``folder``."""
+    from lnq_napari.io.atomic import is_temp
+
+    return [p for p in folder.rglob("*") if is_temp(p)]
+
+
+def full_disk_after(monkeypatch, calls: int, code: int = errno.ENOSPC) -> None:
+    """``nrrd.write`` fills the disk (or the quota: ``code``) at its ``calls``-th call: half a file written,
+    then ENOSPC (EDQUOT) with no file name, as ``write()`` raises it."""
+    import nrrd
+
+    write, count = nrrd.write, {"n": 0}
+
+    def full(path, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] < calls:
+            return write(path, *args, **kwargs)
+        Path(path).write_bytes(b"NRRD0004\n# half a header")
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(nrrd, "write", full)
+
+
+
+@pytest.fixture
+def own_sigterm():
+    """A SIGTERM handler of the caller's own (a notebook's), put back as it was after the test."""
+    def own(signum, frame) -> None:
+        pass
+
+    before = signal.signal(signal.SIGTERM, own)
+    yield own
+    signal.signal(signal.SIGTERM, before)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import pytest
+from conftest import full_disk_after, one_case_workspace, temps
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
@@ -136,3 +139,22 @@ def test_a_save_for_the_workspace_opened_is_refused_once_another_workspace_is_at
     saved = api.save_labels(_labels(), "c1", workspace=tmp_path / "moved", expected_id=opened)
     assert saved.version == "v001" and saved.path.is_relative_to(tmp_path / "moved")
     assert api.save_labels(_labels(), "c1", workspace=tmp_path / "ws", expected_id=new.id).version == "v001"
+
+
+@pytest.mark.parametrize("code, said", [
+    (errno.ENOSPC, "free space there, then save again"),
+    (errno.EDQUOT, "remove files of yours or ask for a larger quota, then save again")])
+def test_save_labels_on_a_full_disk_says_free_space_and_keeps_every_version(tmp_path, monkeypatch, code,
+                                                                             said):
+    """save_labels on a full disk said "make it writable": the workspace was writable, only full; a used-up
+    quota was told to "free space there" (only the user's own files count)."""
+    ws = one_case_workspace(tmp_path / "ws")
+    case = ws.case_ids()[0]
+    before = {p.name: p.read_bytes() for p in (ws.labels_dir / case).iterdir()}
+    full_disk_after(monkeypatch, 1, code)
+    labels = ws.latest_labels(case)
+    with pytest.raises(LNQError, match=said):
+        api.save_labels(labels.with_array(np.ones(labels.shape, np.uint8)), case, workspace=ws.root)
+    assert {p.name: p.read_bytes() for p in (ws.labels_dir / case).iterdir()} == before
+    assert not temps(ws.root)
+

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_case_workspace
 
+from lnq_napari import api
 from lnq_napari.cli import main
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.readers import write_volume
@@ -618,7 +620,7 @@ def test_an_interrupted_finetune_says_how_to_continue(tmp_path, capsys, monkeypa
 
     monkeypatch.setattr(api, "finetune", interrupted)
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "pending.json").write_text("{}")  # its plan (none yet: tests/test_interrupt.py)
+    (tmp_path / "models" / "pending.json").write_text("{}")  # its plan (none yet: the last test here)
     assert main(["finetune", "--workspace", str(tmp_path)]) == 130
     assert "interrupted; run it again with --resume" in capsys.readouterr().err
     monkeypatch.setattr(api, "list_models", interrupted)
@@ -772,3 +774,21 @@ def test_a_write_check_file_that_cannot_be_removed_at_once_does_not_refuse_the_f
     assert code == 0, err
     assert (out / "nodes.csv").is_file()
     assert all(is_temp(p) for p in out.iterdir() if p.name != "nodes.csv")  # swept by remove_stale_temps
+
+
+def test_ctrl_c_before_a_finetune_s_plan_does_not_send_to_resume(tmp_path, monkeypatch, capsys):
+    """A fine-tune stopped before its plan was written said "run it again with --resume", which then
+    answered "no interrupted fine-tune to resume"."""
+    ws = one_case_workspace(tmp_path / "ws")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "finetune", stopped)
+    assert main(["finetune", "--workspace", str(ws.root), "--iterations", "2"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lnq-napari: interrupted;") and "--resume" not in err, err
+    (ws.models_dir / "pending.json").write_text("{}")  # a plan pending: --resume is the way on
+    assert main(["finetune", "--workspace", str(ws.root), "--iterations", "2"]) == 130
+    assert "--resume" in capsys.readouterr().err
+

@@ -6,10 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from conftest import posix
+
+from lnq_napari.errors import Terminated
 
 SCRIPT = '''
 import os, time
@@ -123,3 +127,45 @@ def test_workers_show_warnings_in_one_line_as_the_cli_does(capfd):
     err = capfd.readouterr().err
     assert "lnq-napari: warning: case7: labels resampled onto the CT's grid" in err
     assert "UserWarning" not in err and ".py:" not in err
+
+
+@posix
+@pytest.mark.parametrize("child_sigterm, ends_by", [("SIG_DFL", -signal.SIGTERM),
+                                                    ("SIG_IGN", -signal.SIGKILL)])
+def test_a_stopped_nnunet_training_stops_its_child_first(tmp_path, monkeypatch, child_sigterm, ends_by):
+    """SIGTERM to a fine-tune left its nnU-Net training child running (only Cancel stopped it): the
+    fine-tune's clean-up then removed the folders the child still wrote checkpoints into. Now any
+    exception stops the child (SIGTERM, SIGKILL once it will not end) before it leaves train_fold."""
+    from lnq_napari.nnunet import train
+
+    out = tmp_path / "results"
+    out.mkdir()
+    child = textwrap.dedent(f"""
+        import pathlib, signal, time
+        signal.signal(signal.SIGTERM, signal.{child_sigterm})
+        for i in range(600):  # a checkpoint every 0.1 s, as nnU-Net's trainer writes them
+            pathlib.Path({str(out)!r}, f"epoch{{i}}.pth").write_text("x")
+            time.sleep(0.1)
+    """)
+    started, popen = [], subprocess.Popen
+
+    def fake_child(cmd, **kwargs):
+        started.append(popen([sys.executable, "-c", child], **kwargs))
+        return started[-1]
+
+    def terminated_once_training() -> bool:
+        if any(out.glob("*.pth")):
+            raise Terminated  # SIGTERM to the parent only, once the child writes its checkpoints
+        return False
+
+    monkeypatch.setattr(train.subprocess, "Popen", fake_child)
+    monkeypatch.setattr(train, "require_nnunet", lambda *args: None)
+    monkeypatch.setattr(train, "STOP_SECONDS", 0.5, raising=False)
+    try:
+        with pytest.raises(Terminated):
+            train.train_fold(out, out, out, fold=0, cancel=terminated_once_training)
+        assert started[0].poll() == ends_by  # ended before train_fold returned
+    finally:
+        started[0].kill()
+        started[0].wait()
+

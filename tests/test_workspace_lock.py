@@ -305,3 +305,20 @@ def test_next_ranks_again_when_only_a_scored_case_s_folder_is_read_only(tmp_path
     out = capsys.readouterr()
     assert out.out == first and OTHER in out.out, out
     assert {p.name: p.read_bytes() for p in stuck.iterdir()} == before
+
+
+@pytest.mark.parametrize("code, said", [
+    (errno.ENOSPC, "the disk of the workspace {} is full"),
+    (errno.EDQUOT, "your disk quota on the workspace {}"),
+    (errno.EROFS, "the workspace {} is read-only")])
+def test_a_workspace_on_a_full_disk_says_to_free_space_not_to_make_it_writable(tmp_path, code, said):
+    """A command refused by a full workspace disk said "cannot be written to ...; make it writable"; a
+    used-up quota said the disk was full."""
+    from lnq_napari.workspace.lock import not_writable
+
+    refused = OSError(code, os.strerror(code), str(tmp_path / "journal.jsonl"))
+    message = str(not_writable(tmp_path, refused, "finetune stores its model there"))
+    assert said.format(tmp_path) in message, message
+    assert ("make it writable" in message) == (code == errno.EROFS)
+    assert ("is full" in message) == (code == errno.ENOSPC)
+
