@@ -11,6 +11,8 @@ from qtpy.QtWidgets import QFileDialog
 from lnq_napari.phantom.followup import Motion, make_followup
 from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
 from lnq_napari.plugin._session import session_for
+from lnq_napari.plugin.widgets import compare as compare_widget
+from lnq_napari.plugin.widgets._common import cell_text
 from lnq_napari.plugin.widgets.compare import BASELINE_NODES, FOLLOWUP_CT, FOLLOWUP_NODES, CompareWidget
 
 pytestmark = pytest.mark.gui
@@ -271,3 +273,11 @@ def test_a_comparison_running_when_the_widget_goes_is_cancelled(make_napari_view
         widget.close()
         widget.deleteLater()
     assert seen == {"cancelled": True}
+
+
+def test_the_compare_table_rounds_short_axes_down_as_the_node_table_does():
+    """14.96 mm is no target (RECIST: >= 15 mm), so the compare table must not show "15.0"."""
+    formats = {key: fmt for _, key, fmt in compare_widget.COLUMNS}
+    for key in ("short_axis_baseline_mm", "short_axis_followup_mm", "recist_followup_short_axis_mm"):
+        shown = [cell_text(value, formats[key]) for value in (14.96, 9.96, 15.0 - 2e-15)]
+        assert shown == ["14.9", "9.9", "15.0"], key

@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from lnq_napari.cli import main
 from lnq_napari.io.readers import write_volume
@@ -13,7 +14,8 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin.app import dock_widgets
 from lnq_napari.plugin.widgets import NodesWidget
-from lnq_napari.quantify import NodeRow
+from lnq_napari.plugin.widgets.nodes import COLUMNS, SORT_ROLE
+from lnq_napari.quantify import ENLARGED_MM, NodeRow, reaches
 
 pytestmark = pytest.mark.gui
 
@@ -141,3 +143,22 @@ def test_a_class_map_gives_each_node_a_row_in_napari_and_in_measure_and_its_id_o
     assert labels.selected_label == new.id == 4
     assert viewer.dims.current_step[0] == 6
     np.testing.assert_allclose(viewer.dims.point, labels.data_to_world((6, 26.5, 4)), atol=0.8)  # a voxel
+
+
+def _row(nid: int, short: float) -> NodeRow:
+    return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                   long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                   ge_10mm=reaches(short, ENLARGED_MM), side="right")
+
+
+def test_a_9_96_mm_node_shows_9_9_and_no_not_10_0(make_napari_viewer):
+    """The table shows a short axis rounded down to 0.1 mm: "10.0" only beside the >= 10 mm flag; sorting
+    keeps the measured value."""
+    table = NodesWidget(make_napari_viewer())
+    table._fill([_row(1, 9.96), _row(2, 10.0 - 2e-15), _row(3, 15.04)])
+    short, flag = (next(c for c, (key, _, _) in enumerate(COLUMNS) if key == k) for k in ("short_axis_mm",
+                                                                                            "ge_10mm"))
+    table.table.sortItems(0, Qt.SortOrder.AscendingOrder)
+    cells = [(table.table.item(r, short).text(), table.table.item(r, flag).text()) for r in range(3)]
+    assert cells == [("9.9", "no"), ("10.0", "yes"), ("15.0", "yes")]
+    assert table.table.item(0, short).data(SORT_ROLE) == 9.96  # full precision to sort by
