@@ -1278,13 +1278,11 @@ def test_an_autosave_when_the_workspace_cannot_be_read_is_said_without_a_traceba
     assert not told
 
 
-def test_an_autosave_that_keeps_failing_is_said_once_and_the_edits_are_written_once_it_works(
-        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
-    """One failing autosave (a share gone, no permission) repeated its warning at every timeout, every 2 s,
-    after a single edit."""
+def _autosaving(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch, interval_ms: int):
+    """A workspace case opened, painted and autosaved, its autosave timer at ``interval_ms``, the warnings
+    napari would show collected: (viewer, session, the workspace, the warnings)."""
     import napari.utils.notifications
 
-    import lnq_napari.plugin._autosave as autosaver
     from lnq_napari.workspace import Workspace
 
     told = []
@@ -1293,16 +1291,25 @@ def test_an_autosave_that_keeps_failing_is_said_once_and_the_edits_are_written_o
     viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
     saver = session.autosaver
     qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
-    saver._timer.setInterval(50)
+    saver._timer.setInterval(interval_ms)
+    return viewer, session, ws, told
+
+
+def test_an_autosave_that_keeps_failing_is_said_once_and_the_edits_are_written_once_it_works(
+        make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
+    """One failing autosave (a share gone, no permission) repeated its warning at every timeout, every 2 s,
+    after a single edit."""
+    import lnq_napari.plugin._autosave as autosaver
+
+    viewer, session, ws, told = _autosaving(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch, 50)
     real = autosaver.autosave_target
 
     def failing(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/somewhere")
 
     monkeypatch.setattr(autosaver, "autosave_target", failing)
-    nodes, writes = viewer.layers["nodes"], session.autosaver.writes
-    nodes.data_setitem((np.array([9]), np.array([21]), np.array([21])), int(nodes.data.max()) + 1)
-    nodes.events.paint()
+    writes = session.autosaver.writes
+    _paint_one_more(viewer)
     qtbot.wait(600)  # a dozen timeouts, each trying again
     assert [t for t in told if "autosave failed" in t] == \
         ["lnq-napari autosave failed: [Errno 13] Permission denied: '/somewhere'"]
@@ -1314,18 +1321,9 @@ def test_an_autosave_on_a_full_disk_names_the_folder_and_says_to_free_space(
         make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
     """A full disk was said as "autosave failed: [Errno 28] No space left on device": not where, nor what
     to do (the write itself names no file; atomic_write now adds it)."""
-    import napari.utils.notifications
-
     import lnq_napari.plugin._autosave as autosaver
-    from lnq_napari.workspace import Workspace
 
-    told = []
-    monkeypatch.setattr(napari.utils.notifications, "show_warning", told.append)
-    ws = Workspace.init(tmp_path / "ws", own_data)
-    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
-    saver = session.autosaver
-    qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
-    saver._timer.setInterval(50)
+    viewer, session, ws, told = _autosaving(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch, 50)
     target = ws.root / "autosave" / "case.autosave.seg.nrrd"
 
     def full(*args, **kwargs):
@@ -1341,17 +1339,10 @@ def test_an_autosave_on_a_full_disk_names_the_folder_and_says_to_free_space(
 def _failing_autosave(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
     """A workspace case painted and autosaved, then its autosaves failing (disk full) at a 100 ms interval:
     (viewer, session, the workspace, the interval each failed try waited)."""
-    import napari.utils.notifications
-
     import lnq_napari.plugin._autosave as autosaver
-    from lnq_napari.workspace import Workspace
 
-    monkeypatch.setattr(napari.utils.notifications, "show_warning", lambda *a: None)
-    ws = Workspace.init(tmp_path / "ws", own_data)
-    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    viewer, session, ws, _ = _autosaving(make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch, 100)
     saver = session.autosaver
-    qtbot.waitUntil(lambda: saver._worker is None and not saver._pending, timeout=20000)
-    saver._timer.setInterval(100)
     calls = []
 
     def full(*args, **kwargs):
