@@ -15,13 +15,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lnq_napari import api
-from lnq_napari.errors import LNQError, Terminated
+from lnq_napari.errors import LNQError
 from lnq_napari.heard import show_one_line
 from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
-from lnq_napari.signals import ignore_interrupts, terminate_as_interrupt, terminate_by_default
+from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): every write is whole or not there
-        how, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        how, status = stopped_how(exc)
         print(f"lnq-napari: {how}{_after_interrupt(args)}", file=sys.stderr)
         return status
     except BrokenPipeError:  # the reader of our output stopped early (| head): nothing more to say
@@ -555,6 +555,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    _status = main()
+    _status = main()  # as launch.main does (cli may not import launch); for `torchrun ... -m lnq_napari.cli`
     ignore_interrupts()  # the command is over: a late Ctrl-C must not abort the interpreter's shutdown
     sys.exit(_status)

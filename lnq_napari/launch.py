@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from lnq_napari.errors import Terminated
-from lnq_napari.signals import ignore_interrupts, terminate_as_interrupt
+from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +33,7 @@ def _stopped(exc: KeyboardInterrupt, what: str) -> int:
     first = exc
     while isinstance(first.__context__, KeyboardInterrupt):
         first = first.__context__
-    how, status = ("terminated", 143) if isinstance(first, Terminated) else ("interrupted", 130)
+    how, status = stopped_how(first)
     print(f"lnq-napari: {how}{what}", file=sys.stderr)
     return status
 

@@ -16,18 +16,29 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+def stopped_how(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The word and exit status of a run stopped by ``exc``: ("terminated", 143) for SIGTERM
+    (:class:`Terminated`), ("interrupted", 130) for Ctrl-C."""
+    return ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+
+
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """While inside: SIGTERM raises :class:`Terminated`; the previous handler is put back after (nothing
-    changes outside the main thread, where Python cannot set handlers)."""
+def _sigterm(handler) -> Iterator[None]:
+    """While inside: ``handler`` for SIGTERM; the previous handler is put back after (nothing changes
+    outside the main thread, where Python cannot set handlers)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def terminate_as_interrupt() -> contextlib.AbstractContextManager[None]:
+    """While inside: SIGTERM raises :class:`Terminated`; the previous handler is put back after."""
+    return _sigterm(_raise_terminated)
 
 
 def ignore_interrupts() -> None:
@@ -46,15 +57,7 @@ def ignore_interrupts() -> None:
     exec("pass")
 
 
-@contextlib.contextmanager
-def terminate_by_default() -> Iterator[None]:
+def terminate_by_default() -> contextlib.AbstractContextManager[None]:
     """While inside: SIGTERM ends the process at once, as by default (a napari window: its Qt loop would
     turn a :class:`Terminated` into napari's own exit); the previous handler is put back after."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return _sigterm(signal.SIG_DFL)
