@@ -21,6 +21,7 @@ from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
+from lnq_napari.quantify import short_axis_text
 from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
 
@@ -105,7 +106,8 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     columns = ["id", "voxels", "volume_cm3", "long_axis_mm", "short_axis_mm", "ge_10mm"]
     if args.ct:
         columns.append("mean_hu")
-    _print_table([r.to_dict() for r in rows], columns)
+    # the short axis as the node table shows it: "10.0" only beside ge_10mm True (the CSV: full precision)
+    _print_table([{**r.to_dict(), "short_axis_mm": short_axis_text(r.short_axis_mm)} for r in rows], columns)
     print(summary.text())
 
 

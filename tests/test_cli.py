@@ -227,3 +227,21 @@ def test_finetune_nnunet_prints_a_model_string_a_shell_takes_whole(monkeypatch, 
     assert cli.main(["finetune-nnunet", "--workspace", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.splitlines()[0]
     assert shlex.split(printed.split("use it with ")[1]) == ["--model", model]
+
+
+def test_measure_shows_the_short_axis_as_the_node_table_does(monkeypatch, capsys):
+    """`measure` printed a short axis of 9.99996 mm as "10" beside False (its own .4g format): now rounded
+    down to 0.1 mm, "10.0" only where the >= 10 mm flag is set."""
+    import types
+
+    from lnq_napari import api
+    from lnq_napari.quantify import ENLARGED_MM, NodeRow, reaches
+
+    rows = [NodeRow(id=i, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                    long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                    ge_10mm=reaches(short, ENLARGED_MM), side="right")
+            for i, short in ((1, 9.99996), (2, 10.0 - 2e-15))]
+    monkeypatch.setattr(api, "measure", lambda *a, **k: (rows, types.SimpleNamespace(text=lambda: "")))
+    assert main(["measure", "labels.seg.nrrd"]) == 0
+    table = [line.split() for line in capsys.readouterr().out.splitlines()[1:3]]
+    assert [(line[4], line[5]) for line in table] == [("9.9", "False"), ("10.0", "True")]
