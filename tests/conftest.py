@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gc
 import hashlib
+import math
 import multiprocessing
 import os
 import signal
@@ -270,3 +271,13 @@ def own_sigterm():
     before = signal.signal(signal.SIGTERM, own)
     yield own
     signal.signal(signal.SIGTERM, before)
+
+
+def ellipse_section(semi_axes_mm, spacing, angle=0.0, shape=(64, 64), centre_mm=(0.0, 0.0)):
+    """(1, y, x) mask of one axial slice of an ellipse with semi-axes (a, b) rotated by ``angle``."""
+    y, x = np.indices(shape, dtype=float)
+    px = (x - shape[1] // 2) * spacing[0] - centre_mm[0]
+    py = (y - shape[0] // 2) * spacing[1] - centre_mm[1]
+    u = px * math.cos(angle) + py * math.sin(angle)
+    w = -px * math.sin(angle) + py * math.cos(angle)
+    return ((u / semi_axes_mm[0]) ** 2 + (w / semi_axes_mm[1]) ** 2 <= 1.0)[None].astype(np.uint8)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import ellipse_section
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import lps_view
@@ -78,21 +79,11 @@ def test_axes_are_measured_on_axial_planes_whatever_order_the_file_stores(order)
 def test_a_mirrored_node_has_the_same_recist_axes(stored):
     """Longest chords of equal length (on one slice, or on two up to rounding) were taken in the order the
     voxels are stored: a mirrored copy's short axis was 0.26 mm shorter (1.3 mm on a phantom node)."""
-    from lnq_napari.quantify import axial_axes
+    from lnq_napari.caliper import axial_axes
 
     mask = ellipsoid((7.0, 9.0, 6.0), angle=0.3)
     spacing = (SPACING[0], SPACING[0])
     assert axial_axes(stored(mask), spacing) == pytest.approx(axial_axes(mask, spacing), abs=1e-9)
-
-
-def _section(semi_axes_mm, spacing, angle=0.0, shape=(64, 64), centre_mm=(0.0, 0.0)):
-    """(1, y, x) mask of one axial slice of an ellipse with semi-axes (a, b) rotated by ``angle``."""
-    y, x = np.indices(shape, dtype=float)
-    px = (x - shape[1] // 2) * spacing[0] - centre_mm[0]
-    py = (y - shape[0] // 2) * spacing[1] - centre_mm[1]
-    u = px * math.cos(angle) + py * math.sin(angle)
-    w = -px * math.sin(angle) + py * math.cos(angle)
-    return ((u / semi_axes_mm[0]) ** 2 + (w / semi_axes_mm[1]) ** 2 <= 1.0)[None].astype(np.uint8)
 
 
 @pytest.mark.parametrize("angle", [0.0, math.pi / 2])
@@ -102,7 +93,7 @@ def test_a_node_under_10_mm_across_is_not_read_as_enlarged(angle):
     flagged >= 10 mm. A caliper drawn at right angles to the long axis measures 9.3 mm (the digitised
     outline is 9.1-9.8 mm across)."""
     spacing = (0.7, 0.7, 1.25)
-    (row,) = measure_nodes(Volume(_section((7.5, 4.75), spacing, angle), spacing))
+    (row,) = measure_nodes(Volume(ellipse_section((7.5, 4.75), spacing, angle), spacing))
     assert row.long_axis_mm == pytest.approx(15.0, abs=0.5)
     assert row.short_axis_mm == pytest.approx(9.5, abs=0.35)
     assert row.ge_10mm is False
@@ -114,7 +105,7 @@ def test_a_node_cut_by_the_image_edge_is_measured_across_what_is_shown():
     (1.5 + 8 mm to the outline); the width of the outline across a long chord tilted by the cut's
     corners read 10.8 mm."""
     spacing = (0.6, 0.6, 5.0)
-    mask = _section((8.0, 8.0), spacing, shape=(40, 40), centre_mm=(-10.8, 0.0))  # centre at x index 2
+    mask = ellipse_section((8.0, 8.0), spacing, shape=(40, 40), centre_mm=(-10.8, 0.0))  # centre at x index 2
     assert mask[0, :, 0].any() and not mask[0, :, 2 + 14].any()
     (row,) = measure_nodes(Volume(mask, spacing))
     assert row.long_axis_mm == pytest.approx(2 * math.sqrt(8.0**2 - 1.2**2), abs=0.6)
@@ -126,77 +117,11 @@ def test_a_node_cut_by_the_image_edge_is_measured_across_what_is_shown():
 def test_rotated_node_short_axis_is_within_a_pixel(degrees, spacing):
     """A 15 x 10 mm node at any in-plane angle, thick or thin slices: both axes within one pixel, the
     short axis within 0.6 mm (the outline's width across the long axis, measured before, read longer)."""
-    mask = _section((7.5, 5.0), spacing, math.radians(degrees), centre_mm=(0.13, -0.21))
+    mask = ellipse_section((7.5, 5.0), spacing, math.radians(degrees), centre_mm=(0.13, -0.21))
     (row,) = measure_nodes(Volume(mask, spacing))
     pixel = math.hypot(spacing[0], spacing[1])
     assert abs(row.long_axis_mm - 15.0) <= pixel
     assert abs(row.short_axis_mm - 10.0) <= 0.6
-
-
-def test_perpendicular_chord_is_a_caliper_line_not_the_width():
-    """A kite with its long diagonal along x: the longest vertical chord is 3.75, its width across 6."""
-    from lnq_napari.quantify import perpendicular_chord
-
-    kite = np.array([[0.0, 0.0], [8.0, -3.0], [10.0, 0.0], [2.0, 3.0]])
-    assert perpendicular_chord(kite, np.array([1.0, 0.0])) == pytest.approx(3.75)
-    assert perpendicular_chord(kite[::-1], np.array([-1.0, 0.0])) == pytest.approx(3.75)
-    square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
-    assert perpendicular_chord(square, np.array([1.0, 0.0])) == pytest.approx(4.0)  # edges along the line
-
-
-def test_perpendicular_chord_is_the_longest_not_the_one_at_the_vertices_middle():
-    """Many vertices near the thin end: the widest line (6 at x = 10) is far from their mean position."""
-    from lnq_napari.quantify import perpendicular_chord
-
-    poly = np.array([[0, 0], [1, -0.5], [2, -0.9], [3, -1.2], [10, -3], [10.5, 0], [10, 3]], float)
-    assert perpendicular_chord(poly, np.array([1.0, 0.0])) == pytest.approx(6.0)
-
-
-def test_equal_long_axes_on_two_slices_take_the_wider_slice_whichever_is_stored_first():
-    from lnq_napari.quantify import axial_axes
-
-    mask = np.zeros((2, 5, 12), bool)
-    mask[:, 2, 1:11] = True  # a 10-pixel bar on both slices: the same long axis
-    mask[1, 1, 6] = True  # a bump on the second: 2 pixels across there
-    assert axial_axes(mask, (0.7, 0.9)) == pytest.approx((7.0, 1.8))
-    assert axial_axes(mask[::-1], (0.7, 0.9)) == pytest.approx((7.0, 1.8))
-
-
-def _scanned_axes(plane: np.ndarray, spacing: tuple[float, float], lines: int = 2001) -> tuple[float, float]:
-    """(long, short) of a convex node's slice by brute force: the outline's hull (edge midpoints), its
-    longest chords, and across each the longest of ``lines`` lines at right angles (clipped to the hull)."""
-    from scipy.spatial import ConvexHull
-
-    ys, xs = np.nonzero(plane)
-    half = np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5], [0.0, -0.5]])
-    points = ((np.stack([xs, ys], 1)[:, None] + half[None]) * np.array(spacing)).reshape(-1, 2)
-    hull = points[ConvexHull(points).vertices]
-    gaps = np.linalg.norm(hull[:, None] - hull[None], axis=-1)
-    short = 0.0
-    for i, j in np.argwhere(np.triu(gaps >= gaps.max() - 1e-6, 1)):
-        u = (hull[j] - hull[i]) / gaps[i, j]
-        v = np.array([-u[1], u[0]])
-        p, q = hull, np.roll(hull, -1, axis=0)
-        for t in np.linspace((hull @ u).min(), (hull @ u).max(), lines)[1:-1]:
-            a, b = p @ u - t, q @ u - t
-            cut = (a * b <= 0) & (a != b)
-            at = (p[cut] + (a[cut] / (a[cut] - b[cut]))[:, None] * (q[cut] - p[cut])) @ v
-            short = max(short, float(at.max() - at.min()))
-    return float(gaps.max()), short
-
-
-@pytest.mark.parametrize("degrees", [30, 45, 60])
-def test_caliper_is_at_right_angles_in_mm_on_rectangular_pixels(degrees):
-    """A 24 x 6 mm ellipse on 0.6 x 0.9 mm pixels: the caliper is at right angles in mm, not in pixels
-    (0.05-0.12 mm off), against a brute-force scan of the same outline."""
-    from lnq_napari.quantify import axial_axes
-
-    spacing = (0.6, 0.9, 2.0)
-    mask = _section((12.0, 3.0), spacing, math.radians(degrees), shape=(80, 80))[0] > 0
-    long_axis, short_axis = axial_axes(mask[None], spacing[:2])
-    reference = _scanned_axes(mask, spacing[:2])
-    assert long_axis == pytest.approx(reference[0], abs=1e-9)
-    assert short_axis == pytest.approx(reference[1], abs=0.01)
 
 
 def _shape(name: str) -> np.ndarray:
@@ -268,7 +193,7 @@ def test_axes_are_taken_on_the_slice_where_the_node_is_largest_not_its_middle_on
     spacing = (0.7, 0.7, 2.5)
     mask = np.zeros((14, 64, 64), np.uint8)
     for k in range(13):
-        mask[k] = _section((3.0 + 0.625 * k, 0.6 * (3.0 + 0.625 * k)), spacing)[0]
+        mask[k] = ellipse_section((3.0 + 0.625 * k, 0.6 * (3.0 + 0.625 * k)), spacing)[0]
     for stored in (mask, mask[::-1]):
         (row,) = measure_nodes(Volume(stored, spacing))
         assert row.long_axis_mm == pytest.approx(2 * 10.5, abs=math.hypot(*spacing[:2]))
@@ -277,9 +202,9 @@ def test_axes_are_taken_on_the_slice_where_the_node_is_largest_not_its_middle_on
 
 def test_a_node_with_a_necrotic_hole_keeps_its_outline_axes_and_loses_the_hole_s_volume():
     spacing = (0.7, 0.7, 1.25)
-    solid = np.repeat(_section((8.0, 8.0), spacing), 3, axis=0)
+    solid = np.repeat(ellipse_section((8.0, 8.0), spacing), 3, axis=0)
     hollow = solid.copy()
-    hollow *= 1 - _section((4.0, 4.0), spacing)  # the hole on every slice
+    hollow *= 1 - ellipse_section((4.0, 4.0), spacing)  # the hole on every slice
     (full,), (holed,) = measure_nodes(Volume(solid, spacing)), measure_nodes(Volume(hollow, spacing))
     assert (holed.long_axis_mm, holed.short_axis_mm) == pytest.approx((full.long_axis_mm, full.short_axis_mm))
     assert holed.voxels == int(hollow.sum()) < full.voxels
