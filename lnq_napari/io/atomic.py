@@ -48,18 +48,16 @@ def atomic_write(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         yield tmp_path
         flushed(tmp_path)
         os.replace(tmp_path, path)
-    except OSError as exc:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
-        if exc.errno is not None and exc.filename in (None, str(tmp_path)):  # the system's error names no
-            raise naming(exc, path) from exc  # file (a write, a flush) or the hidden temp one: the target
-        raise
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        # an error naming no file (a write, a flush) or only the hidden temp one: it names the target instead
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, str(tmp_path)):
+            raise with_target_name(exc, path) from exc
         raise
     remove_stale_temps(path.parent)
 
 
-def naming(exc: OSError, path: str | Path) -> OSError:
+def with_target_name(exc: OSError, path: str | Path) -> OSError:
     """``exc`` (same type and errno) naming ``path``: ``write()`` on a full disk says only "No space left on
     device", and the one-line error the user reads must say where."""
     return type(exc)(exc.errno, exc.strerror, str(path))
