@@ -6,7 +6,7 @@ import atexit
 import inspect
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -155,7 +155,7 @@ def compact(widget: QWidget) -> None:
 
 
 @contextmanager
-def busy(label: QLabel, text: str):
+def busy(label: QLabel, text: str) -> Iterator[None]:
     """Say ``text`` in ``label`` (painted at once) and show the wait cursor while the GUI thread works on
     something that takes seconds (a full-size case opening: 2-3 s on two cores without a word before). An
     error passing through puts the label's text back (it said "opening <case> ..." for good)."""
