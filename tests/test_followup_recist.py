@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from lnq_napari.followup.recist import recist, select_targets
-from lnq_napari.quantify import NodeRow
+from lnq_napari.quantify import ENLARGED_MM, NodeRow, reaches
 
 
 def node(nid: int, short: float, side: str = "right", volume: float | None = None) -> NodeRow:
     vol = volume if volume is not None else (short / 10.0) ** 3 * 0.52
     return NodeRow(id=nid, voxels=1, volume_mm3=vol * 1000, volume_cm3=vol, centroid_mm=(0.0, 0.0, 0.0),
                    long_axis_mm=short * 1.3, short_axis_mm=short, principal_axes_mm=(short, short, short),
-                   ge_10mm=short >= 10, side=side)
+                   ge_10mm=reaches(short, ENLARGED_MM), side=side)
 
 
 def test_targets_are_the_largest_measurable_nodes_two_per_organ_five_in_all():
