@@ -420,7 +420,8 @@ def _basins_joined_at_wide_necks(basins: np.ndarray, edt: np.ndarray) -> list[in
     Adjacent basins merge widest neck first; a group's thickness is its deepest ``edt``."""
     n = int(basins.max())
     peak = np.zeros(n + 1)
-    peak[1:] = ndimage.maximum(edt, basins, index=np.arange(1, n + 1))
+    inside = basins > 0  # the basins' voxels only: ndimage.maximum sorts the whole crop (100-300 ms)
+    np.maximum.at(peak, basins[inside], edt[inside])
     keys, widths = [], []  # basin pairs (i * (n + 1) + j, i < j) touching at a face, and the neck there
     for axis in range(basins.ndim):
         a, b = np.swapaxes(basins, 0, axis), np.swapaxes(edt, 0, axis)
