@@ -297,7 +297,8 @@ def node_region_from_click(
     region = _with_calcifications(region, smooth, hi, spacing, None if labels is None else labels[box] == 0)
     if on_calcium and not region[clicked]:  # bright, but not calcium inside a node: a vessel or bone
         return box, empty
-    return box, _split_at_bridges(region, seed, spacing)
+    rim = ball & ~ndimage.binary_erosion(ball)  # where the growth was stopped by its limit, not by an edge
+    return box, _split_at_bridges(region, seed, spacing, rim)
 
 
 def _with_calcifications(region: np.ndarray, smooth: np.ndarray, hi: float, spacing: np.ndarray,
@@ -387,9 +388,11 @@ def _nearest_true(mask: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray, 
     return tuple(int(v) for v in pts[best] + offs)
 
 
-def _split_at_bridges(region: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray) -> np.ndarray:
+def _split_at_bridges(region: np.ndarray, seed: tuple[int, ...], spacing: np.ndarray,
+                      rim: np.ndarray | None = None) -> np.ndarray:
     """Cut ``region`` at narrow necks with a distance-transform watershed; keep the seed's basin and the
-    basins joined to it through wide necks (:func:`_basins_joined_at_wide_necks`)."""
+    basins joined to it through wide necks (:func:`_basins_joined_at_wide_necks`), none that reaches
+    ``rim`` (the growth limit's edge: a vessel runs on beyond it, a lobe ends)."""
     from skimage.segmentation import watershed
 
     edt = ndimage.distance_transform_edt(region, sampling=spacing)
@@ -411,13 +414,19 @@ def _split_at_bridges(region: np.ndarray, seed: tuple[int, ...], spacing: np.nda
         return region
     markers[maxima] = ndimage.label(maxima, structure=np.ones((3, 3, 3)))[0][maxima] + 1  # one id a blob
     basins = watershed(-edt, markers, mask=region)
-    return np.isin(basins, _basins_joined_at_wide_necks(basins, edt))
+    runs_on = np.zeros(int(basins.max()) + 1, dtype=bool)
+    if rim is not None:
+        runs_on[basins[rim & region]] = True
+    return np.isin(basins, _basins_joined_at_wide_necks(basins, edt, runs_on))
 
 
-def _basins_joined_at_wide_necks(basins: np.ndarray, edt: np.ndarray) -> list[int]:
+def _basins_joined_at_wide_necks(basins: np.ndarray, edt: np.ndarray,
+                                 runs_on: np.ndarray | None = None) -> list[int]:
     """The ids of the watershed ``basins`` joined to basin 1 (the clicked node's core) through necks at
     least :data:`NECK_SHARE` as thick (``edt``, mm) as the thicker of the two sides: lobes of one node.
-    Adjacent basins merge widest neck first; a group's thickness is its deepest ``edt``."""
+    Adjacent basins merge widest neck first; a group's thickness is its deepest ``edt``. A group holding
+    a basin flagged in ``runs_on`` (by id) never joins the core's: a vessel as thick as the node, pressed
+    against it, has a neck as wide as a lobe's, but it runs on where a lobe ends."""
     n = int(basins.max())
     peak = np.zeros(n + 1)
     inside = basins > 0  # the basins' voxels only: ndimage.maximum sorts the whole crop (100-300 ms)
@@ -435,6 +444,7 @@ def _basins_joined_at_wide_necks(basins: np.ndarray, edt: np.ndarray) -> list[in
     first = np.r_[True, key[1:] != key[:-1]]
     key, width = key[first], width[first]
     parent = list(range(n + 1))
+    runs = np.zeros(n + 1, dtype=bool) if runs_on is None else runs_on.copy()
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -444,9 +454,13 @@ def _basins_joined_at_wide_necks(basins: np.ndarray, edt: np.ndarray) -> list[in
 
     for k in np.argsort(-width, kind="stable"):
         ri, rj = root(int(key[k] // (n + 1))), root(int(key[k] % (n + 1)))
-        if ri != rj and width[k] >= NECK_SHARE * max(peak[ri], peak[rj]):
-            parent[rj] = ri
-            peak[ri] = max(peak[ri], peak[rj])
+        if ri == rj or width[k] < NECK_SHARE * max(peak[ri], peak[rj]):
+            continue
+        core = root(1)
+        if (ri == core and runs[rj]) or (rj == core and runs[ri]):
+            continue  # a vessel's length, not a lobe: left out (it may still take the lobes behind it)
+        parent[rj] = ri
+        peak[ri], runs[ri] = max(peak[ri], peak[rj]), runs[ri] or runs[rj]
     return [k for k in range(1, n + 1) if root(k) == root(1)]
 
 
