@@ -28,6 +28,9 @@ AIR_TOLERANCE_HU = 40.0
 #: slicerio's CTChest4: 1030 HU, soft tissue), and the span outside which the CT's slope is called wrong.
 BODY_GAP_HU = 960.0
 BODY_GAP_SPAN = (720.0, 1350.0)
+#: The span when no air round the body was read and ``air`` may be a lung's (-950 dense .. -600 HU) below
+#: fat (-150 at 40 keV) or soft tissue (+60): 450..1060 HU calibrated, so only a gross slope is said.
+LUNG_GAP_SPAN = (450.0, 1450.0)
 #: Air reading below this is tenths of HU (air -10000), whatever the rest says; the lowest value, when below
 #: the next and common, is a scanner's padding outside its circle (-3024, -2000), never air.
 TENTHS_AIR = -5000.0
@@ -35,6 +38,9 @@ PADDING_BELOW = -1500.0
 #: The least share of the CT's voxels the air's mode must hold to be judged (a CT of the mediastinum only
 #: has no air to read, and is not judged).
 MIN_AIR_SHARE = 0.03
+#: An "air" reading above this is fat (a crop to the mediastinum holds neither air nor lung; a lung at x0.5
+#: reads -430): the CT is not judged. Stored values (air about +24) are refused by :mod:`preprocess` first.
+NO_AIR_ABOVE = -400.0
 
 NOT_TRUSTED = "the model, trained on calibrated HU, may miss or misplace nodes in it"
 
@@ -77,6 +83,18 @@ def _mode(values: np.ndarray, lo: float, hi: float, width: float,
     return float(edges[i] + width / 2), int(counts[max(i - 2, 0): i + 3].sum())
 
 
+def _has_padding(grid: np.ndarray) -> bool:
+    """Whether ``grid`` holds a scanner's padding outside its circle: one exact value between
+    :data:`TENTHS_AIR` and :data:`PADDING_BELOW` (-3024, -2000) held by 2 % of the voxels (a circle in its
+    square: 21 %), however far a cubic resampling's undershoot spreads its edge. Air is never one value (its
+    noise: 10-40 HU), so HU x2 (air -2000) is not taken for padding; tenths of HU (-10000) lie below."""
+    low = grid[(grid > TENTHS_AIR) & (grid < PADDING_BELOW)]
+    if low.size < 0.02 * grid.size:
+        return False
+    _, counts = np.unique(low, return_counts=True)
+    return bool(counts.max() > 0.02 * grid.size)
+
+
 def _lowest_mode(values: np.ndarray) -> float:
     """The lowest of the modes of ``values`` (20 HU bins, smoothed over 40 HU) that holds a quarter of the
     fullest's height: the air round the body, below a lung's -850 where a field of view cut lungs."""
@@ -89,11 +107,28 @@ def _lowest_mode(values: np.ndarray) -> float:
     return float(edges[int(np.flatnonzero(peak)[0])] + 10.0)
 
 
-def _round_body(ct: Volume, cut: float, padding_below: float | None) -> tuple[np.ndarray, int]:
+def _outside_hulls(body: np.ndarray) -> np.ndarray:
+    """bool (z y x): outside each slice's convex hull of ``body`` (everywhere on a slice without body; nowhere
+    on a slice whose body touches two image edges or more, the body's outline not in view). A lung the view
+    cuts lies inside the hull, or beside a body the view cuts; the air round the body lies outside the
+    hull."""
+    from skimage.morphology import convex_hull_image
+
+    out = np.ones(body.shape, dtype=bool)
+    for k, plane in enumerate(body):
+        edges = sum(bool(side.any()) for side in (plane[0], plane[-1], plane[:, 0], plane[:, -1]))
+        if edges > 1:  # the view cuts the body: what lies beside it may be a lung (a 12-24 cm view)
+            out[k] = False
+        elif plane.any():
+            out[k] = ~convex_hull_image(plane)
+    return out
+
+
+def _round_body(ct: Volume, cut: float) -> tuple[np.ndarray, int]:
     """The values of the air round the body of ``ct`` on its coarse copy
-    (:func:`~lnq_napari.anatomy.coarse_anatomy`, in LPS order: a lung the view's edge cuts stays in the
-    body): below ``cut``, neither body nor padding (values below ``padding_below``; None: none); and the
-    size of that copy."""
+    (:func:`~lnq_napari.anatomy.coarse_anatomy`, in LPS order): below ``cut``, outside the body's convex hull
+    on its slice (:func:`_outside_hulls`: no lung, cut or not) and above any padding; and the size of that
+    copy."""
     from lnq_napari.anatomy import SEAL_WALL, RoiConfig, coarse_anatomy
     from lnq_napari.io.orientation import lps_view
 
@@ -101,9 +136,7 @@ def _round_body(ct: Volume, cut: float, padding_below: float | None) -> tuple[np
     roi = RoiConfig(lung_hu=cut, body_hu=cut)  # the landmarks' own scale: a CT 200 HU high keeps its body
     anatomy = coarse_anatomy(np.asarray(view.array), view.spacing_zyx, roi, seal=SEAL_WALL)
     small = anatomy.small.astype(np.float32)
-    keep = ~anatomy.body & (small < cut) & (small >= PADDING_BELOW)  # a noisy or blurred padding: no air
-    if padding_below is not None:
-        keep &= small >= padding_below
+    keep = _outside_hulls(anatomy.body) & (small < cut) & (small >= PADDING_BELOW)  # padding, blurred: no air
     return small[keep], small.size
 
 
@@ -117,9 +150,12 @@ def landmarks(ct: Volume | np.ndarray) -> Landmarks:
     step = max(1, min(sample.shape[1:]) // 128)  # a 512 x 512 CT: every fourth row and column
     grid = sample[:, ::step, ::step].astype(np.float32)
     lowest = float(grid.min())
-    padding = grid < lowest + 10.0
-    has_padding = lowest < PADDING_BELOW and np.count_nonzero(padding) > 0.01 * grid.size
-    flat = grid[~padding] if has_padding else grid.ravel()  # a scanner's padding (-3024, -2000): no air
+    padding = grid < lowest + 10.0  # a plateau at the minimum (-6048: a padding scaled x2 with the CT)
+    if lowest >= PADDING_BELOW or np.count_nonzero(padding) <= 0.01 * grid.size:
+        padding[:] = False
+    if _has_padding(grid):
+        padding |= grid < PADDING_BELOW
+    flat = grid[~padding]  # a scanner's padding (-3024, -2000), its blurred edge with it: no air
     if flat.size < 64:
         return Landmarks(None, None)
     lo, hi = np.percentile(flat, [0.5, 35.0])
@@ -135,7 +171,7 @@ def landmarks(ct: Volume | np.ndarray) -> Landmarks:
         return Landmarks(air[0], body)
     cut = (air[0] + (air[0] + 900.0 if body is None else body)) / 2
     outside = None
-    round_body, coarse = _round_body(ct, cut, lowest + 10.0 if has_padding else None)
+    round_body, coarse = _round_body(ct, cut)
     if round_body.size >= max(64, MIN_AIR_SHARE * coarse):
         found = _lowest_mode(round_body)
         near = round_body[np.abs(round_body - found) <= 60.0]
@@ -156,16 +192,20 @@ def scale_problem(ct: Volume) -> str | None:
     """One line when ``ct``'s values are off the Hounsfield scale (its slope or intercept wrong: its body
     too far from or too near its air, or its air not near -1000 HU), else None."""
     marks = landmarks(ct)
-    if marks.air is None or marks.air <= TENTHS_AIR:
+    if marks.air is None or marks.air <= TENTHS_AIR or marks.air > NO_AIR_ABOVE:
         return None
+    shift = None if marks.outside is None else marks.outside - AIR_HU
     if marks.body is not None:
-        gap = marks.body - marks.air
-        if not BODY_GAP_SPAN[0] <= gap <= BODY_GAP_SPAN[1]:
-            return (f"the CT's body reads {gap:.0f} above its air ({marks.air:.0f}, {marks.body:.0f}; in "
+        span = BODY_GAP_SPAN if marks.outside is not None else LUNG_GAP_SPAN
+        base = marks.air if marks.outside is None else marks.outside
+        gap = marks.body - base
+        if not span[0] <= gap <= span[1]:
+            return (f"the CT's body reads {gap:.0f} above its air ({base:.0f}, {marks.body:.0f}; in "
                     f"Hounsfield units about {BODY_GAP_HU:.0f}): its values look scaled "
                     f"x{gap / BODY_GAP_HU:.1f}; check its rescale slope; {NOT_TRUSTED}")
-    shift = None if marks.outside is None else marks.outside - AIR_HU
     if shift is not None and abs(shift) > AIR_TOLERANCE_HU:
+        said = round(shift, -1) if abs(shift) >= 100 else round(shift)  # 42 is said 42, not +40 (the limit)
         return (f"the CT's air reads {marks.outside:.0f} HU (expected about {AIR_HU:.0f}): its values look "
-                f"shifted by about {round(shift, -1):+.0f} HU; check its rescale intercept; {NOT_TRUSTED}")
+                f"shifted by about {said:+.0f} HU; check its rescale intercept (or its slope, if the body "
+                f"moved by another amount); {NOT_TRUSTED}")
     return None
