@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _chest_variants import metal  # noqa: E402
 
 
-def _noise(shape, sd: float, seed: int = 0) -> np.ndarray:
+def _noise(shape: tuple[int, ...], sd: float, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.0, sd, shape).astype(np.float32)
 
 
@@ -39,7 +40,7 @@ def _windowed(hu: np.ndarray) -> np.ndarray:
     return np.clip((hu.astype(np.float32) + 160.0) / 400.0 * 255.0, 0, 255)
 
 
-def _tight(hu, truth):
+def _tight(hu: np.ndarray, truth: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Cropped to the body's box: no air outside the body."""
     body = ndimage.binary_opening(hu > -500, iterations=2)
     box = tuple(slice(int(np.nonzero(body.any(axis=tuple(b for b in range(3) if b != a)))[0][[0, -1]][0]),
@@ -48,7 +49,7 @@ def _tight(hu, truth):
     return hu[box], None if truth is None else truth[box]
 
 
-def _arterial(hu, truth):
+def _arterial(hu: np.ndarray, truth: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Blood pools (block means 110-330 HU, at least 1 cm^2 a slice) raised by 200 HU (aorta 350-450)."""
     hu = hu.astype(np.float32)
     smooth = ndimage.uniform_filter(hu, (1, 5, 5))
@@ -58,7 +59,8 @@ def _arterial(hu, truth):
     return out, truth
 
 
-def _small(hu, truth, scale: float = 0.6):
+def _small(hu: np.ndarray, truth: np.ndarray | None,
+           scale: float = 0.6) -> tuple[np.ndarray, np.ndarray | None]:
     """The patient at ``scale`` in the same field of view (zoomed in-plane and along z, padded with air)."""
     small = ndimage.zoom(hu.astype(np.float32), scale, order=1)
     out = -1000.0 + _noise(hu.shape, 10.0, 2)
@@ -72,11 +74,34 @@ def _small(hu, truth, scale: float = 0.6):
     return out, moved
 
 
-def _same(f):
+Variant = Callable[[np.ndarray, np.ndarray | None, tuple[float, float, float]],
+                   tuple[np.ndarray, np.ndarray | None]]
+
+
+def _same(f: Callable[[np.ndarray], np.ndarray]) -> Variant:
+    """A variant that changes the CT's values only."""
     return lambda hu, truth, spacing: (f(hu), truth)
 
 
-VARIANTS = {
+def _central(hu: np.ndarray, truth: np.ndarray | None, keep: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """The central ``keep`` share of each slice's rows and columns: a targeted view cutting body and lungs."""
+    y, x = hu.shape[1:]
+    box = (slice(None), slice(int(y * (1 - keep) / 2), int(y * (1 + keep) / 2)),
+           slice(int(x * (1 - keep) / 2), int(x * (1 + keep) / 2)))
+    return hu[box], None if truth is None else truth[box]
+
+
+def _cubic_padded(hu: np.ndarray, truth: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A -3024 scanner circle round the view, moved half a pixel in-plane with a cubic kernel (a B-spline
+    resampling: its undershoot spreads the padding's edge below -3024)."""
+    out = hu.astype(np.float32)
+    yy, xx = np.indices(out.shape[1:])
+    out[:, np.hypot(yy - out.shape[1] / 2, xx - out.shape[2] / 2) > min(out.shape[1:]) / 2 - 1] = -3024
+    moved = ndimage.shift(out, (0, 0.5, 0.5), order=3, mode="nearest")
+    return moved, None if truth is None else ndimage.shift(truth, (0, 0.5, 0.5), order=0, mode="nearest")
+
+
+VARIANTS: dict[str, Variant] = {
     "calibrated": _same(lambda hu: hu),
     "offset -100": _same(lambda hu: hu.astype(np.float32) - 100),
     "offset -50": _same(lambda hu: hu.astype(np.float32) - 50),
@@ -85,10 +110,15 @@ VARIANTS = {
     "offset +200": _same(lambda hu: hu.astype(np.float32) + 200),
     "slope x0.5": _same(lambda hu: hu.astype(np.float32) * 0.5),
     "slope x2": _same(lambda hu: hu.astype(np.float32) * 2),
+    "slope x1.1 about -1024": _same(lambda hu: (hu.astype(np.float32) + 1024) * 1.1 - 1024),
+    "slope x1.2 about -1024": _same(lambda hu: (hu.astype(np.float32) + 1024) * 1.2 - 1024),
     "stored (+1024)": _same(lambda hu: hu.astype(np.float32) + 1024),
     "uint8 window": _same(lambda hu: _windowed(hu).astype(np.uint8)),
     "float 0..1": _same(lambda hu: _windowed(hu) / 255.0),
     "tenths (x10)": _same(lambda hu: hu.astype(np.float32) * 10),
+    "view 40 % (cut lungs)": lambda hu, truth, spacing: _central(hu, truth, 0.4),
+    "view 60 % (cut lungs)": lambda hu, truth, spacing: _central(hu, truth, 0.6),
+    "cubic -3024 circle": lambda hu, truth, spacing: _cubic_padded(hu, truth),
     "tight crop": lambda hu, truth, spacing: _tight(hu, truth),
     "arterial": lambda hu, truth, spacing: _arterial(hu, truth),
     "metal streaks": lambda hu, truth, spacing: (metal(hu, [], spacing)[0], truth),
