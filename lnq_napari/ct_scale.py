@@ -107,28 +107,20 @@ def _lowest_mode(values: np.ndarray) -> float:
     return float(edges[int(np.flatnonzero(peak)[0])] + 10.0)
 
 
-def _outside_hulls(body: np.ndarray) -> np.ndarray:
-    """bool (z y x): outside each slice's convex hull of ``body`` (everywhere on a slice without body; nowhere
-    on a slice whose body touches two image edges or more, the body's outline not in view). A lung the view
-    cuts lies inside the hull, or beside a body the view cuts; the air round the body lies outside the
-    hull."""
-    from skimage.morphology import convex_hull_image
-
-    out = np.ones(body.shape, dtype=bool)
-    for k, plane in enumerate(body):
-        edges = sum(bool(side.any()) for side in (plane[0], plane[-1], plane[:, 0], plane[:, -1]))
-        if edges > 1:  # the view cuts the body: what lies beside it may be a lung (a 12-24 cm view)
-            out[k] = False
-        elif plane.any():
-            out[k] = ~convex_hull_image(plane)
-    return out
+def _outline_in_view(body: np.ndarray) -> np.ndarray:
+    """bool (z): the slices of ``body`` (z y x) that touch at most one image edge (a table's side), so their
+    outline is in view. Where the body touches two edges or more (a 12-25 cm view), what lies beside it may
+    be a lung the view cuts: -850 HU, which no value can tell from air 150 HU high."""
+    sides = (body[:, 0].any(axis=1), body[:, -1].any(axis=1), body[:, :, 0].any(axis=1),
+             body[:, :, -1].any(axis=1))
+    return np.sum(sides, axis=0) <= 1
 
 
 def _round_body(ct: Volume, cut: float) -> tuple[np.ndarray, int]:
     """The values of the air round the body of ``ct`` on its coarse copy
-    (:func:`~lnq_napari.anatomy.coarse_anatomy`, in LPS order): below ``cut``, outside the body's convex hull
-    on its slice (:func:`_outside_hulls`: no lung, cut or not) and above any padding; and the size of that
-    copy."""
+    (:func:`~lnq_napari.anatomy.coarse_anatomy`, in LPS order: a lung one image edge cuts stays in the
+    body): below ``cut``, outside the body, on slices showing the body's outline (:func:`_outline_in_view`)
+    and above any padding; and the size of that copy."""
     from lnq_napari.anatomy import SEAL_WALL, RoiConfig, coarse_anatomy
     from lnq_napari.io.orientation import lps_view
 
@@ -136,7 +128,8 @@ def _round_body(ct: Volume, cut: float) -> tuple[np.ndarray, int]:
     roi = RoiConfig(lung_hu=cut, body_hu=cut)  # the landmarks' own scale: a CT 200 HU high keeps its body
     anatomy = coarse_anatomy(np.asarray(view.array), view.spacing_zyx, roi, seal=SEAL_WALL)
     small = anatomy.small.astype(np.float32)
-    keep = _outside_hulls(anatomy.body) & (small < cut) & (small >= PADDING_BELOW)  # padding, blurred: no air
+    keep = ~anatomy.body & _outline_in_view(anatomy.body)[:, None, None]
+    keep &= (small < cut) & (small >= PADDING_BELOW)  # a blurred padding: no air
     return small[keep], small.size
 
 

@@ -4,6 +4,7 @@ CTs (noisy, smoothed, padded, without air round the body) are judged quietly."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -24,6 +25,11 @@ def _chest(small_chest, sd: float = 15.0, seed: int = 0) -> np.ndarray:
     inner = ((y - cy) / (hu.shape[1] * 0.36)) ** 2 + ((x - cx) / (hu.shape[2] * 0.39)) ** 2 < 1
     hu[(hu == 40) & ~inner] = -100
     return hu + np.random.default_rng(seed).normal(0, sd, hu.shape).astype(np.float32)
+
+
+def _fatty(hu: np.ndarray) -> np.ndarray:
+    """``hu`` with its soft tissue made fat (an obese patient's body: fat its commonest tissue)."""
+    return np.where(np.abs(hu - 40) < 100, hu - 140, hu).astype(np.float32)
 
 
 def _said(hu: np.ndarray) -> list[str]:
@@ -91,7 +97,8 @@ def test_tenths_of_hu_are_refused_before_the_model_runs(small_chest):
 
 @pytest.mark.parametrize("variant", ["plain", "noisy", "smooth", "padded", "no air outside", "lungs cut",
                                      "fatless", "scanner -30", "int16", "view 60 mm", "view 90 mm",
-                                     "cubic padded", "40 keV lungs cut", "dense lungs cut", "mediastinum"])
+                                     "cubic padded", "40 keV lungs cut", "dense lungs cut", "mediastinum",
+                                     "40 keV obese", "contrast"])
 def test_calibrated_cts_are_judged_quietly(small_chest, variant):
     """Among them a CT cropped to its body and one whose view cuts both lungs (a phantom of a 17 cm view
     was warned 'air reads -854': its lungs, joined to the image edge, were taken for the air round it)."""
@@ -122,8 +129,12 @@ def test_calibrated_cts_are_judged_quietly(small_chest, variant):
         mono = np.interp(hu, [-3024, -1000, -100, 40, 200, 1000, 3071],
                          [-3024, -1000, -150, 70, 450, 2000, 3071])
         hu = _central(mono.astype(np.float32), 70.0)
-    elif variant == "dense lungs cut":  # expiration: lungs -700
-        hu = _central(np.where(hu < -700, hu + 150, hu), 70.0)
+    elif variant == "dense lungs cut":  # expiration, lungs -700, 600 HU below the fat: a lung, not air x0.6
+        hu = _central(np.where(hu < -700, hu + 150, _fatty(hu)), 70.0)
+    elif variant == "40 keV obese":  # fat -150: the body 850 HU above the air round it
+        hu = np.interp(_fatty(hu), [-3024, -1000, -100, 3071], [-3024, -1000, -150, 3071]).astype(np.float32)
+    elif variant == "contrast":  # enhanced soft tissue +190: the body 1190 HU above the air
+        hu = np.where(np.abs(hu - 40) < 100, hu + 150, hu)
     elif variant == "mediastinum":  # fat the lowest common value: no air, no lung
         hu = _central(hu, 30.0)
     assert _said(hu) == []
@@ -162,3 +173,32 @@ def test_values_within_0_and_1_are_called_a_normalised_export_not_an_8_bit_one(s
     windowed = np.clip((_chest(small_chest) + 160.0) / 400.0, 0, 1)
     with pytest.raises(LNQError, match="within 0..1, a normalised export"):
         api.find_nodes(Volume(windowed, SPACING), model="/nonexistent")
+
+
+@pytest.fixture(scope="module")
+def chest4() -> Volume:
+    slicerio = pytest.importorskip("slicerio")
+    from lnq_napari.io.readers import read_volume
+
+    return read_volume(slicerio.get_testdata_file("CTChest4.nrrd"))
+
+
+def test_a_real_ct_whose_view_cuts_its_lungs_or_whose_padding_was_resampled_is_judged_quietly(chest4):
+    """CTChest4 cropped to its central 122-244 mm (a targeted view: body and lungs cut on every side, no air
+    round the body) was warned 'air reads -866 ... shifted by about +130 HU' (its lungs); with a -3024 circle
+    resampled cubic x2, 'scaled x2.1' (the padding's undershoot taken for the air). Its +60 still is."""
+    from scipy import ndimage
+
+    from lnq_napari.ct_scale import scale_problem
+
+    hu = np.asarray(chest4.array).astype(np.float32)
+    for n in (40, 60, 80):  # of 128 pixels of 3.05 mm
+        o = (128 - n) // 2
+        assert scale_problem(Volume(hu[:, o:o + n, o:o + n], chest4.spacing)) is None, n
+    padded = hu.copy()
+    yy, xx = np.indices(hu.shape[1:])
+    padded[:, np.hypot(yy - 63.5, xx - 63.5) > 63] = -3024
+    spacing = (chest4.spacing[0] / 2, chest4.spacing[1] / 2, chest4.spacing[2])
+    assert scale_problem(Volume(ndimage.zoom(padded, (1, 2, 2), order=3), spacing)) is None
+    said = scale_problem(Volume(hu + 60, chest4.spacing)) or ""  # its air reads -977: +83 said as measured
+    assert re.search(r"air reads -9\d\d HU .* shifted by about \+8\d HU", said), said
