@@ -25,7 +25,9 @@ from lnq_napari.io.volume import Volume
 AIR_HU = -1000.0
 AIR_TOLERANCE_HU = 40.0
 #: How far the body's main tissue (fat or soft tissue) lies above the air in HU (phantoms: 900 HU, fat;
-#: slicerio's CTChest4: 1030 HU, soft tissue), and the span outside which the CT's slope is called wrong.
+#: slicerio's CTChest4: 1030 HU, soft tissue), and the span outside which the CT's slope is called wrong:
+#: calibrated bodies read 850 (40 keV fat -150) to 1190 (enhanced soft tissue +190) above the air; the span
+#: keeps about 130 HU either side, so x0.75 and x1.4 about the air are the least slopes said.
 BODY_GAP_HU = 960.0
 BODY_GAP_SPAN = (720.0, 1350.0)
 #: The span when no air round the body was read and ``air`` may be a lung's (-950 dense .. -600 HU) below
@@ -37,7 +39,7 @@ TENTHS_AIR = -5000.0
 PADDING_BELOW = -1500.0
 #: The least share of the CT's voxels the air's mode must hold to be judged (a CT of the mediastinum only
 #: has no air to read, and is not judged).
-MIN_AIR_SHARE = 0.03
+MIN_AIR_SHARE = 0.03  # a chest in a square view: air round it 20-40 %, lungs 10-15 %; less is no landmark
 #: An "air" reading above this is fat (a crop to the mediastinum holds neither air nor lung; a lung at x0.5
 #: reads -430): the CT is not judged. Stored values (air about +24) are refused by :mod:`preprocess` first.
 NO_AIR_ABOVE = -400.0
@@ -103,6 +105,7 @@ def _lowest_mode(values: np.ndarray) -> float:
     edges = np.arange(float(values.min()), float(values.max()) + 40.0, 20.0)[:4001]
     counts, _ = np.histogram(values, edges)
     smooth = ndimage.gaussian_filter1d(counts.astype(float), 2.0)
+    # a quarter of the fullest: the air of a thin band round the body still counts, a noise bump does not
     peak = (smooth >= np.roll(smooth, 1)) & (smooth >= np.roll(smooth, -1)) & (smooth >= 0.25 * smooth.max())
     return float(edges[int(np.flatnonzero(peak)[0])] + 10.0)
 
@@ -159,7 +162,7 @@ def landmarks(ct: Volume | np.ndarray) -> Landmarks:
     blocks = sample[:, : y // 4 * 4, : x // 4 * 4].astype(np.float32)
     blocks = blocks.reshape(z, y // 4, 4, x // 4, 4).mean(axis=(2, 4)).ravel()
     body = _mode(blocks, air[0] + 300.0, air[0] + 2500.0, 5.0)
-    body = None if body is None or body[1] < 0.01 * blocks.size else body[0]
+    body = None if body is None or body[1] < 0.01 * blocks.size else body[0]  # 1 %: a tissue, not a rim
     if not isinstance(ct, Volume) or hu.ndim != 3 or min(hu.shape) < 2:
         return Landmarks(air[0], body)
     cut = (air[0] + (air[0] + 900.0 if body is None else body)) / 2
@@ -167,7 +170,7 @@ def landmarks(ct: Volume | np.ndarray) -> Landmarks:
     round_body, coarse = _round_body(ct, cut)
     if round_body.size >= max(64, MIN_AIR_SHARE * coarse):
         found = _lowest_mode(round_body)
-        near = round_body[np.abs(round_body - found) <= 60.0]
+        near = round_body[np.abs(round_body - found) <= 60.0]  # +-60: air's noise (sd 10-40), not a lung
         outside = float(np.median(near)) if near.size else None  # the mode, then the median near it
     return Landmarks(air[0], body, outside)
 
