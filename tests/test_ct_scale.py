@@ -77,10 +77,13 @@ def _cubic_padded(hu: np.ndarray) -> np.ndarray:
     return ndimage.zoom(hu, (1, 2, 2), order=3)
 
 
-@pytest.mark.parametrize("slope, word", [(0.5, "x0.5"), (2.0, "x2")])
-def test_a_ct_with_a_wrong_slope_is_predicted_with_a_warning(small_chest, slope, word):
-    """HU x 2 (air -2000, so no stored-value check fired): the model found 4 of 8 phantom nodes, silently."""
-    said = _said(_chest(small_chest) * slope)
+@pytest.mark.parametrize("slope, word, clip", [(0.5, "x0.5", False), (2.0, "x2", False), (2.0, "x2", True)])
+def test_a_ct_with_a_wrong_slope_is_predicted_with_a_warning(small_chest, slope, word, clip):
+    """HU x 2 (air -2000, so no stored-value check fired): the model found 4 of 8 phantom nodes, silently.
+    ``clip``: its air clipped at the stored zero (-1024, as the phantom's and int16 CT's), a plateau at -2048
+    that was taken for a scanner's padding, the lungs then for the air."""
+    hu = _chest(small_chest)
+    said = _said((np.maximum(hu, -1024) if clip else hu) * slope)
     assert len(said) == 1 and f"scaled {word}" in said[0] and "rescale slope" in said[0]
 
 
