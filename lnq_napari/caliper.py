@@ -22,10 +22,24 @@ import numpy as np
 TIE_MM = 1e-6
 
 
+#: Cells of one (lines x segments) block in :func:`_crossings`: its memory stays bounded (about 10 arrays of
+#: this many floats) on an outline of thousands of segments (an untrained model's slice-wide blob needed
+#: 24 GB in one block).
+_BLOCK_CELLS = 1 << 20
+
+
 def _crossings(starts: np.ndarray, ends: np.ndarray, u: np.ndarray,
                lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Where the lines at right angles to ``u`` (at ``lines`` along it) meet segments ``starts`` to
     ``ends``: (first, last) position across ``u`` on each line (inf, -inf: none), and their segments."""
+    step = max(1, _BLOCK_CELLS // max(1, len(starts)))
+    parts = [_crossings_block(starts, ends, u, lines[i:i + step]) for i in range(0, len(lines), step)]
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def _crossings_block(starts: np.ndarray, ends: np.ndarray, u: np.ndarray,
+                     lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_crossings` for one block of lines."""
     v = np.array([-u[1], u[0]])
     a = (starts @ u)[None, :] - lines[:, None]  # (line k, segment m): signed offset of the segment's start
     b = (ends @ u)[None, :] - lines[:, None]  # its end

@@ -68,3 +68,20 @@ def test_caliper_is_at_right_angles_in_mm_on_rectangular_pixels(degrees):
     reference = _scanned_axes(mask, spacing[:2])
     assert long_axis == pytest.approx(reference[0], abs=1e-9)
     assert short_axis == pytest.approx(reference[1], abs=0.01)
+
+
+def test_a_comb_shaped_node_is_measured_in_bounded_memory():
+    """An outline of thousands of segments with pockets (an untrained model's slice-wide blob): every
+    caliper line against every segment in one array needed 24 GB and the kernel was killed; now blocks."""
+    import tracemalloc
+
+    comb = np.zeros((1, 80, 170), dtype=bool)
+    comb[0, 70:78, 4:166] = True  # the back
+    for x in range(4, 166, 4):
+        comb[0, 8:70, x:x + 2] = True  # 41 teeth, 2 pixels wide, 2 apart
+    tracemalloc.start()
+    long_mm, short_mm = axial_axes(comb, (0.7, 0.7))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 300e6, f"{peak / 1e6:.0f} MB"
+    assert 0.7 * 162 < long_mm <= math.hypot(0.7 * 162, 0.7 * 70) + 1.0 and 0.7 * 8 < short_mm < long_mm
