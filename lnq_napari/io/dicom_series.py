@@ -163,6 +163,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         check_stack(tags, folder.name)
         check_direction(image.GetDirection(), tags.orientations, folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
+        del reader  # it holds the image in its pipeline: kept, the image's array was a deep copy first
         raw = from_sitk_image(image, folder.name)
         raw.spacing = _one_slice_spacing(raw.spacing, headers, folder.name)
         raw.array = _padding_below_air(raw.array, headers, files)
@@ -364,13 +365,21 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
 _NUMBERS = re.compile(r"\d+(?:\.\d+)*")
 #: A name that is a hash or UUID (hexadecimal digits, dashes; its suffix apart): one shape, whatever they are.
 _HEX_NAME = re.compile(r"(?=[^.]*\d)[0-9a-f-]{8,}(\.[a-z]+)?")
+#: A name of 8 letters and digits (its suffix apart): a CD's or PACS export's file IDs (IM000012, random
+#: ones: 4WN6ISIG, XKQZBTRA), one shape for those holding a digit, one for those of letters only.
+_ID8_NAME = re.compile(r"([0-9a-z]{8})(\.[a-z]+)?")
 
 
 def _name_shape(name: str | Path) -> str:
-    """How a file is named, its numbers apart, in lower case: 'ct-#.dcm' for ct-012.dcm, 'im#' for IM000012,
-    '#' for a UID ('1.2.840.113619.2.55.3.2831'), 'im.#' for IM.0001, '<hex>.dcm' for a hash or UUID name.
-    A file named so beside a series' slices may be one of them."""
+    """How a file is named, its numbers apart, in lower case: 'ct-#.dcm' for ct-012.dcm, '#' for a UID
+    ('1.2.840.113619.2.55.3.2831'), 'im.#' for IM.0001, '<hex>.dcm' for a hash or UUID name; a name of 8
+    letters and digits (IM000012, a PACS export's random 4WN6ISIG) '<8 letters and digits>', of 8 letters
+    '<8 letters>' (a random name may hold no digit; LOCKFILE beside IM000012 is no slice). A file named so
+    beside a series' slices may be one of them."""
     name = Path(name).name.lower()
+    if short := _ID8_NAME.fullmatch(name):
+        kind = "<8 letters>" if short.group(1).isalpha() else "<8 letters and digits>"
+        return kind + (short.group(2) or "")
     if hexed := _HEX_NAME.fullmatch(name):
         return "<hex>" + (hexed.group(1) or "")
     return _NUMBERS.sub("#", name)
