@@ -592,9 +592,8 @@ def double_oblique_orientation_to_3_decimals(d):  # 30 degrees about y too: 6e-5
 
 
 @variant
-def double_oblique_orientation_to_2_decimals(d):  # rows, columns 0.005 off perpendicular: GDCM reads axial
-    oblique(d, 2, 2, turn_y=30)
-    return REFUSED
+def double_oblique_orientation_to_2_decimals(d):  # rows, columns 0.005 off perpendicular: GDCM reads axial,
+    return oblique(d, 2, 2, turn_y=30)  # lnq-napari on the nearest perpendicular axes
 
 
 @variant

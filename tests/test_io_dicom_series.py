@@ -1361,28 +1361,56 @@ def _reoriented(folder: Path, orientation: list[str]) -> None:
         ds.save_as(file)
 
 
-@pytest.mark.parametrize(("orientation", "read"), [
-    (["0.87", "0.00", "-0.50", "0.25", "0.87", "0.43"], False),  # double oblique to 2 decimals: 0.0025 off
-    (["1", "0", "0", "0.0009", "1", "0"], True),  # 0.0009 off: ITK turns them perpendicular
-    (["0.866025", "0", "-0.5", "0.25", "0.866025", "0.433013"], True)])  # the same orientation, 6 decimals
-def test_an_orientation_whose_rows_and_columns_are_not_perpendicular_is_refused(tmp_path, orientation, read):
-    """Rows and columns more than about 1e-3 off perpendicular (a double-oblique orientation written to 2
-    decimals): GDCM read the series with the axial axes instead, with no word, its far slice 230 mm from
-    where the scanner put it; read and its grid taken (the SEG's), it is refused in one line."""
+@pytest.mark.parametrize("orientation", [
+    ["0.87", "0.00", "-0.50", "0.25", "0.87", "0.43"],  # double oblique to 2 decimals: cosine 0.0025
+    ["1.00", "0.01", "0.00", "0.00", "1.00", "0.00"],  # a turn of 0.3 degrees to 2 decimals: cosine 0.01
+    ["0.99", "0.01", "0.00", "-0.01", "0.99", "0.00"],  # cut to 2 decimals: rows and columns 0.99 long
+    ["1", "0", "0", "0.0009", "1", "0"],  # 0.0009 off: ITK turns them perpendicular
+    ["0.866025", "0", "-0.5", "0.25", "0.866025", "0.433013"]])  # the double oblique one, 6 decimals
+def test_an_orientation_written_to_2_decimals_reads_on_its_perpendicular_axes(tmp_path, orientation):
+    """Rows and columns more than about 1e-3 off perpendicular (written to 2 decimals): GDCM read the series
+    with the axial axes instead, with no word, a double-oblique CT's far slice 230 mm from where the scanner
+    put it (and lnq-napari then refused it). Read and its grid taken (the SEG's), it lies on the nearest
+    perpendicular axes: each slice where its position says, its HU in order."""
+    from lnq_napari.io.dicom_series import dicom_grid
+
+    ct = hu(VOLUME_SLICES)
+    uid = series(tmp_path / "ct", ct)
+    _reoriented(tmp_path / "ct", orientation)
+    written = np.asarray(orientation, float).reshape(2, 3)
+    positions = np.array([[float(v) for v in pydicom.dcmread(f).ImagePositionPatient]
+                          for f in sorted((tmp_path / "ct").iterdir())])
+    volume = read_volume(tmp_path / "ct")
+    np.testing.assert_array_equal(volume.array, ct)
+    for placed in (volume, dicom_grid(tmp_path / "ct", uid)):
+        axes = np.asarray(placed.direction).reshape(3, 3)
+        np.testing.assert_allclose(axes.T @ axes, np.eye(3), atol=1e-9)
+        unit = written / np.linalg.norm(written, axis=1)[:, None]
+        np.testing.assert_allclose(axes[:, :2].T, unit, atol=0.01)
+        corners = placed.origin + np.arange(VOLUME_SLICES)[:, None] * placed.spacing[2] * axes[:, 2]
+        np.testing.assert_allclose(corners, positions, atol=0.05)  # far slice: 17.5 mm away, 0.01 mm rounding
+
+
+@pytest.mark.parametrize(("orientation", "cosine", "decimals"), [
+    (["1.00", "0.05", "0.00", "0.00", "1.00", "0.00"], "0.0499", "2 decimals"),  # sheared by 2.9 degrees
+    (["1.0", "0.1", "0.0", "0.0", "1.0", "0.0"], "0.0995", "2 decimals"),  # 1 decimal: too coarse to place
+    (["1", "0", "0", "0.010", "1", "0"], "0.0100", "3 decimals")])  # written to 3 decimals, 0.01 off
+def test_an_orientation_whose_rows_and_columns_are_not_perpendicular_is_refused(tmp_path, orientation, cosine,
+                                                                                 decimals):
+    """Rows and columns further off perpendicular than rounding the orientation to the decimals it is
+    written with (at most 2) explains: no volume holds it; the read and the grid (the SEG's) are refused
+    in one line."""
     from lnq_napari.io.dicom_series import dicom_grid
 
     uid = series(tmp_path / "ct", hu(VOLUME_SLICES))
     _reoriented(tmp_path / "ct", orientation)
-    if read:
-        volume = read_volume(tmp_path / "ct")
-        unit = np.asarray(orientation[:3], float) / np.linalg.norm(np.asarray(orientation[:3], float))
-        np.testing.assert_allclose(np.asarray(volume.direction).reshape(3, 3)[:, 0], unit, atol=1e-3)
-        return
     for read_it in (lambda: read_volume(tmp_path / "ct"), lambda: dicom_grid(tmp_path / "ct", uid)):
-        with pytest.raises(LNQError, match=r"^the orientation of the DICOM slices in ct \(Image Orientation "
-                                           r"\(Patient\)\) has rows and columns that are not perpendicular "
-                                           r"\(cosine 0\.0025: .*; re-export the series with its "
-                                           r"orientation in full precision$"):
+        with pytest.raises(LNQError, match=rf"^the orientation of the DICOM slices in ct \(Image Orientation "
+                                           rf"\(Patient\)\) has rows and columns [\d.]+ degrees off "
+                                           rf"perpendicular \(cosine {cosine}\), more than rounding it to "
+                                           rf"{decimals} explains \(sheared, or written too coarsely to "
+                                           r"place the CT\); re-export the series with its orientation in "
+                                           r"full precision$"):
             read_it()
 
 

@@ -32,7 +32,13 @@ from lnq_napari.io.dicom_headers import (
     series_slices,
     stored_range,
 )
-from lnq_napari.io.dicom_stack import check_direction, check_stack, header_slice_tags, slice_tags
+from lnq_napari.io.dicom_stack import (
+    check_stack,
+    header_slice_tags,
+    placed_stack,
+    slice_tags,
+    written_direction,
+)
 from lnq_napari.io.geometry import SliceThicknessWarning
 from lnq_napari.io.layout import cd_root
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
@@ -161,12 +167,14 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         image = _execute_series(reader, folder)
         tags = slice_tags(reader.HasMetaDataKey, reader.GetMetaData, len(files))
         check_stack(tags, folder.name)
-        check_direction(image.GetDirection(), tags.orientations, folder.name)
+        direction = written_direction(image.GetDirection(), tags, folder.name)
         _check_dicom_pixels(reader.HasMetaDataKey, reader.GetMetaData, len(files), folder.name)
         del reader  # it holds the image in its pipeline: kept, the image's array was a deep copy first
         raw = from_sitk_image(image, folder.name)
         raw.spacing = _one_slice_spacing(raw.spacing, headers, folder.name)
         raw.array = _padding_below_air(raw.array, headers, files)
+        if direction is not None:
+            _place_written(raw, direction, tags.positions)
     raw.meta["dicom_series_uid"] = sid
     if head.frame_of_reference:
         raw.meta["dicom_frame_of_reference"] = head.frame_of_reference
@@ -265,6 +273,20 @@ def _one_slice_spacing(spacing, headers: list, name: str) -> tuple:
                   f"Slices); taken as {depth:g} mm, so its volume along z is wrong unless it is: re-export "
                   "with it", SliceThicknessWarning, stacklevel=4)
     return tuple(spacing)
+
+
+def _place_written(raw: RawImage, direction: np.ndarray, positions: list) -> None:
+    """``raw`` (a classic series as ITK read it, slice k from ``positions[k]``) placed on the written
+    orientation made orthonormal, ``direction`` (:func:`.dicom_stack.written_direction`), where GDCM read
+    it with the axial axes: its slices stacked along that normal, the first one's position its origin,
+    their spacing along it its slice spacing (one slice, or slices without positions: its direction only)."""
+    raw.direction = tuple(float(v) for v in direction.ravel())
+    if len(positions) < 2 or any(p is None or p.size != 3 for p in positions):
+        return
+    order, raw.origin, spacing = placed_stack(direction, positions)
+    if raw.array.shape[0] == len(order) and np.any(order != np.arange(len(order))):
+        raw.array = np.ascontiguousarray(raw.array[order])
+    raw.spacing = (*tuple(raw.spacing)[:2], spacing)
 
 
 def _rescale(header) -> tuple[float, float] | None:
@@ -811,14 +833,17 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
     reader.SetImageIO("GDCMImageIO")  # as :func:`read_dicom` reads the series
     reader.MetaDataDictionaryArrayUpdateOn()
     image = _execute_series(reader, folder)
-    check_direction(image.GetDirection(), tags.orientations, folder.name)
+    direction = written_direction(image.GetDirection(), tags, folder.name)
     spacing = list(_one_slice_spacing(image.GetSpacing(), headers, folder.name))
     if len(files) > 2:
         spacing[2] /= len(files) - 1
-    check_grid(spacing, image.GetOrigin(), image.GetDirection(), folder.name)
+    columns, rows, depth = image.GetSize()
+    zeros = np.broadcast_to(np.uint8(0), (len(files) if len(files) > 2 else depth, rows, columns))
+    raw = RawImage(zeros, tuple(spacing), image.GetOrigin(), image.GetDirection(), {})
+    if direction is not None:
+        _place_written(raw, direction, tags.positions)
+    check_grid(raw.spacing, raw.origin, raw.direction, folder.name)
     meta = {"dicom_series_uid": series_uid}
     if reader.HasMetaDataKey(0, "0020|0052"):
         meta["dicom_frame_of_reference"] = reader.GetMetaData(0, "0020|0052").strip()
-    columns, rows, depth = image.GetSize()
-    zeros = np.broadcast_to(np.uint8(0), (len(files) if len(files) > 2 else depth, rows, columns))
-    return Volume(zeros, spacing, image.GetOrigin(), image.GetDirection(), meta)
+    return Volume(raw.array, list(raw.spacing), raw.origin, raw.direction, meta)

@@ -181,24 +181,66 @@ def check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str,
 #: 1 mm. Beyond it, GDCM gave up on the orientation (rows and columns further off perpendicular: written to
 #: 2 decimals, a double-oblique one is) and read the series with the axial axes instead.
 MAX_DIRECTION_CHANGE = 2e-3
+#: The most any component of a written orientation may lie off the nearest perpendicular unit rows and
+#: columns (:func:`orthonormal`) and be read as those: what writing it to 2 decimals does, rounded or cut
+#: (0.99 for 0.99995). An orientation written coarser is held to this too; one further off is sheared.
+MAX_ROUNDED_COMPONENT = 0.01
 
 
-def check_direction(direction: Sequence[float], orientations: Sequence[np.ndarray | None], name: str) -> None:
-    """LNQError when the direction a series was read with (ITK's, row-major 3 x 3) is not its first slice's
-    orientation (:class:`SliceTags`' orientations; none: nothing to compare): GDCM reads an orientation
-    whose rows and columns are more than about 1e-3 off perpendicular with the axial axes, with no word, a
-    double-oblique CT's far slices then hundreds of mm from where the scanner put them."""
-    written = orientations[0] if orientations else None
+def orthonormal(orientation: np.ndarray) -> tuple[np.ndarray, float]:
+    """The perpendicular unit rows and columns nearest a written orientation's six values (the polar factor
+    of its 3 x 2 matrix), as six values, and the most any written component lies off them."""
+    written = np.asarray(orientation, dtype=float).reshape(2, 3).T
+    u, _, vt = np.linalg.svd(written, full_matrices=False)
+    nearest = u @ vt
+    return nearest.T.ravel(), float(np.abs(written - nearest).max())
+
+
+def written_direction(direction: Sequence[float], tags: SliceTags, name: str) -> np.ndarray | None:
+    """None when the direction a series was read with (ITK's, row-major 3 x 3) is its first slice's
+    orientation (:class:`SliceTags`; none written: nothing to compare); else the 3 x 3 direction (columns:
+    rows, columns, their normal) of that orientation made orthonormal (:func:`orthonormal`): GDCM reads an
+    orientation whose rows and columns are more than about 1e-3 off perpendicular (0.99 / 0.01, or a
+    double-oblique one, written to 2 decimals) with the axial axes, with no word, a double-oblique CT's far
+    slices then hundreds of mm from where the scanner put them. LNQError when a component lies further off
+    than the step it is written to, at most :data:`MAX_ROUNDED_COMPONENT` (sheared rows and columns, which
+    no volume holds)."""
+    written = tags.orientations[0] if tags.orientations else None
     if written is None or written.size != 6:
-        return
-    axes = np.asarray(direction, dtype=float).reshape(3, 3)[:, :2].T
+        return None
     row, column = written[:3], written[3:]
     if not np.linalg.norm(row) or not np.linalg.norm(column):
-        return  # no orientation: the grid check names it
+        return None  # no orientation: the grid check names it
+    axes = np.asarray(direction, dtype=float).reshape(3, 3)[:, :2].T
     unit = np.stack([row / np.linalg.norm(row), column / np.linalg.norm(column)])
-    if float(np.linalg.norm(axes - unit, axis=1).max()) > MAX_DIRECTION_CHANGE:
+    if float(np.linalg.norm(axes - unit, axis=1).max()) <= MAX_DIRECTION_CHANGE:
+        return None
+    nearest, off = orthonormal(written)
+    allowed = min(max(tags.orientation_step, 1e-3), MAX_ROUNDED_COMPONENT)
+    if off > allowed + 1e-9:
+        cosine = abs(float(unit[0] @ unit[1]))
+        degrees = float(np.degrees(np.arcsin(min(cosine, 1.0))))
         raise LNQError(f"the orientation of the DICOM slices in {name} (Image Orientation (Patient)) has "
-                       f"rows and columns that are not perpendicular (cosine {abs(unit[0] @ unit[1]):.4f}: "
-                       "written with too few decimals), which the DICOM reader (GDCM) replaces with the "
-                       "axial axes, misplacing the CT; re-export the series with its orientation in full "
-                       "precision")
+                       f"rows and columns {degrees:.1f} degrees off perpendicular "
+                       f"(cosine {cosine:.4f}), more than rounding it to {_decimals(allowed)} explains "
+                       "(sheared, or written too coarsely to place the CT); re-export the series with its "
+                       "orientation in full precision")
+    row, column = nearest[:3], nearest[3:]
+    return np.stack([row, column, np.cross(row, column)], axis=1)
+
+
+def _decimals(step: float) -> str:
+    """'2 decimals' for a step of 0.01."""
+    count = round(-np.log10(step))
+    return f"{count} decimal{'s' if count != 1 else ''}"
+
+
+def placed_stack(direction: np.ndarray, positions: list) -> tuple[np.ndarray, tuple[float, ...], float]:
+    """Of slices at ``positions`` (in the order read) stacked along ``direction``'s third column
+    (:func:`written_direction`): the order that stacks them along it, the first one's position and the
+    spacing between them (0 for one slice)."""
+    stack = np.asarray(positions, dtype=float)
+    along = stack @ direction[:, 2]
+    order = np.argsort(along, kind="stable")
+    spacing = float(along[order[-1]] - along[order[0]]) / (len(order) - 1) if len(order) > 1 else 0.0
+    return order, tuple(float(v) for v in stack[order[0]]), spacing
