@@ -1364,6 +1364,7 @@ def _reoriented(folder: Path, orientation: list[str]) -> None:
 @pytest.mark.parametrize("orientation", [
     ["0.87", "0.00", "-0.50", "0.25", "0.87", "0.43"],  # double oblique to 2 decimals: cosine 0.0025
     ["1.00", "0.01", "0.00", "0.00", "1.00", "0.00"],  # a turn of 0.3 degrees to 2 decimals: cosine 0.01
+    ["1.00", "0.01", "0.00", "0.00", "-1.00", "0.00"],  # so, its normal downwards: stacked against z
     ["0.99", "0.01", "0.00", "-0.01", "0.99", "0.00"],  # cut to 2 decimals: rows and columns 0.99 long
     ["1", "0", "0", "0.0009", "1", "0"],  # 0.0009 off: ITK turns them perpendicular
     ["0.866025", "0", "-0.5", "0.25", "0.866025", "0.433013"]])  # the double oblique one, 6 decimals
