@@ -1492,8 +1492,9 @@ def test_a_cut_file_of_a_series_whose_uid_starts_this_ones_is_no_slice_of_it(tmp
         read_volume(tmp_path / "ct")
 
 
-def _jpeg_slice(file: Path, damage: slice, fill: bytes) -> None:
-    """``file`` re-saved JPEG lossless (GDCM's encoder), the bytes ``damage`` of its codestream ``fill``."""
+def _jpeg_slice(file: Path, damage: slice, fill: bytes, compressor: str = "JPEG") -> None:
+    """``file`` re-saved JPEG lossless (GDCM's encoder; ``compressor`` "JPEG2000": JPEG 2000), the bytes
+    ``damage`` of its codestream ``fill``."""
     import SimpleITK as sitk
 
     ds = pydicom.dcmread(file)
@@ -1502,7 +1503,7 @@ def _jpeg_slice(file: Path, damage: slice, fill: bytes) -> None:
     writer.SetFileName(str(scratch))
     writer.SetImageIO("GDCMImageIO")
     writer.SetUseCompression(True)
-    writer.SetCompressor("JPEG")
+    writer.SetCompressor(compressor)
     writer.Execute(sitk.GetImageFromArray(ds.pixel_array[None].astype(np.int16)))
     encoded = pydicom.dcmread(scratch)
     scratch.unlink()
@@ -1524,6 +1525,25 @@ def test_a_damaged_jpeg_slice_is_refused_in_one_line(tmp_path):
                                        r"be decoded \((?!ITK ERROR)[^\n]+\); the file is damaged: copy or "
                                        r"re-export the series again$"):
         read_volume(tmp_path / "ct")
+
+
+@pytest.mark.parametrize("cut", [0, 3, VOLUME_SLICES - 1])
+def test_a_jpeg_2000_slice_cut_short_within_its_pixels_is_named(tmp_path, cut):
+    """A JPEG 2000 slice cut short within its compressed pixels (an interrupted copy): pydicom left out
+    the pixel element, with a warning on stderr, so the file looked like one without pixel data: a slice in
+    the middle was refused as "unevenly spaced ... a slice is missing", an end one read a CT a slice short
+    without a word. The file is named in one line, and nothing else is said."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    file = tmp_path / "ct" / f"ct-{cut:03d}.dcm"
+    _jpeg_slice(file, slice(0, 0), b"", "JPEG2000")
+    _cut_at(file, file.stat().st_size - 200)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(LNQError, match=rf"^1 DICOM image file in ct \(ct-{cut:03d}\.dcm\) cannot be "
+                                           r"read: cut short \(an interrupted copy or download\), so the CT "
+                                           r"would lack that slice; copy or download the series again$"):
+            read_volume(tmp_path / "ct")
+    assert [str(w.message) for w in said] == []
 
 
 def test_a_jpeg_slice_the_codec_complains_of_still_reads(tmp_path):

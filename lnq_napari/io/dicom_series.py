@@ -455,19 +455,39 @@ def _pixel_state(file: Path) -> str:
     file whole: no slice to miss), "cut short" (its header or its pixel data runs past the file's end: an
     interrupted copy) or "damaged" (whole, yet unparseable)."""
     try:
-        ds = read_header(file, defer_size="1 KB")  # the pixel element's place and length, not its values
+        with collected_warnings():  # dropped: pydicom's note on compressed pixels cut short, said here
+            ds = read_header(file, defer_size="1 KB")  # the pixel element's place and length, not its values
         size = file.stat().st_size
     except Exception:  # an element runs past the end, or the rest is garbage
         return "cut short"
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         return "float"
     if "PixelData" not in ds:
-        return "none"
+        return "cut short" if _pixel_element_begun(file) else "none"
     raw = ds.get_item("PixelData", keep_deferred=True)  # its place and length, not read
     tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", 0)
     if tell is not None and length != UNDEFINED_LENGTH and tell + length > size:
         return "cut short"
     return "damaged"
+
+
+#: A Pixel Data element's tag (7FE0,0010) as written, little or big endian.
+_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
+
+
+def _pixel_element_begun(file: Path) -> bool:
+    """Whether the header of ``file`` is followed by a Pixel Data element: pydicom leaves out (with a warning
+    only) compressed pixels whose fragments run past the file's end, a JPEG 2000 slice cut short by an
+    interrupted copy, which then looked like an image file without pixel data (the CT read a slice
+    short, or refused as unevenly spaced)."""
+    import pydicom
+
+    try:
+        with open(file, "rb") as handle, collected_warnings():
+            pydicom.dcmread(handle, force=True, stop_before_pixels=True)  # left at the pixel element's tag
+            return handle.read(4) in _PIXEL_TAGS
+    except Exception:  # unreadable: no pixel element found
+        return False
 
 
 def _refuse_cut_short(folder: Path, listed: list[str], series_uid: str) -> None:
