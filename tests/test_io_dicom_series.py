@@ -1392,6 +1392,24 @@ def test_an_orientation_written_to_2_decimals_reads_on_its_perpendicular_axes(tm
         np.testing.assert_allclose(corners, positions, atol=0.05)  # far slice: 17.5 mm away, 0.01 mm rounding
 
 
+@pytest.mark.parametrize("orientation", [["0.87", "0.00", "-0.50", "0.25", "0.87", "0.43"],
+                                         ["1.00", "0.01", "0.00", "0.00", "-1.00", "0.00"]])
+def test_a_seg_is_written_and_read_back_on_a_ct_whose_orientation_is_written_to_2_decimals(tmp_path,
+                                                                                           orientation):
+    """Such a CT read on its nearest perpendicular axes: a SEG written for it (its frames carry the CT's
+    orientation as written) was refused ("orientation differs"), and read back it was "not two perpendicular
+    unit vectors". Both lie on the axes the CT is read on."""
+    folder = tmp_path / "ct"
+    series(folder, hu(VOLUME_SLICES))
+    _reoriented(folder, orientation)
+    ct = read_volume(folder)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
+    np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
+
+
 @pytest.mark.parametrize(("orientation", "cosine", "decimals"), [
     (["1.00", "0.05", "0.00", "0.00", "1.00", "0.00"], "0.0499", "2 decimals"),  # sheared by 2.9 degrees
     (["1.0", "0.1", "0.0", "0.0", "1.0", "0.0"], "0.0995", "2 decimals"),  # 1 decimal: too coarse to place

@@ -29,6 +29,7 @@ from lnq_napari.io.dicom_headers import (
     read_header,
     series_slices,
 )
+from lnq_napari.io.dicom_stack import MAX_ROUNDED_COMPONENT, orthonormal
 from lnq_napari.io.dicom_tree import (
     candidate_files,
     candidate_folders,
@@ -252,6 +253,9 @@ def _parse(path: Path, ds) -> SegFile:
     slice_spacing = float(between) if between not in (None, "") and float(between) > 0 else None
     referenced = _referenced(ds)
     frame_of_reference = str(ds.get("FrameOfReferenceUID", ""))
+    nearest, off = orthonormal(orientation)
+    if off <= MAX_ROUNDED_COMPONENT:  # written to 2 decimals, as its CT's: on the axes its CT is read on
+        orientation = nearest
     return SegFile(path, ds, _segments(ds, name), seg_type, referenced, frame_of_reference, rows,
                    columns, orientation, (float(spacing[0]), float(spacing[1])), slice_spacing,
                    positions, segment_of)
@@ -552,7 +556,10 @@ def _slice_order(datasets: list, labels: Volume, where: str) -> list[int]:
     d = labels.direction_matrix
     ks = []
     for orient, spacing, position in planes:
-        if not (np.allclose(orient[:3], d[:, 0], atol=1e-4) and np.allclose(orient[3:], d[:, 1], atol=1e-4)):
+        nearest, off = orthonormal(orient)  # written to 2 decimals: read on the nearest perpendicular axes
+        axes = [orient, nearest] if off <= MAX_ROUNDED_COMPONENT else [orient]
+        if not any(np.allclose(a[:3], d[:, 0], atol=1e-4) and np.allclose(a[3:], d[:, 1], atol=1e-4)
+                   for a in axes):
             raise LNQError(fix.format("orientation differs"))
         if not np.allclose(spacing[::-1], labels.spacing[:2], rtol=1e-5, atol=1e-4):
             raise LNQError(fix.format("pixel spacing differs"))
