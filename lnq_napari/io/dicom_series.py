@@ -275,16 +275,17 @@ def _one_slice_spacing(spacing, headers: list, name: str) -> tuple:
     return tuple(spacing)
 
 
-def _place_written(raw: RawImage, direction: np.ndarray, positions: list) -> None:
+def _place_written(raw: RawImage, direction: np.ndarray, positions: list, pixels: bool = True) -> None:
     """``raw`` (a classic series as ITK read it, slice k from ``positions[k]``) placed on the written
     orientation made orthonormal, ``direction`` (:func:`.dicom_stack.written_direction`), where GDCM read
-    it with the axial axes: its slices stacked along that normal, the first one's position its origin,
-    their spacing along it its slice spacing (one slice, or slices without positions: its direction only)."""
+    it with the axial axes: its slices stacked along that normal (``pixels=False``: a grid's zeros, left
+    as they are), the first one's position its origin, their spacing along it its slice spacing (one
+    slice, or slices without positions: its direction only)."""
     raw.direction = tuple(float(v) for v in direction.ravel())
     if len(positions) < 2 or any(p is None or p.size != 3 for p in positions):
         return
     order, raw.origin, spacing = placed_stack(direction, positions)
-    if raw.array.shape[0] == len(order) and np.any(order != np.arange(len(order))):
+    if pixels and np.any(order != np.arange(len(order))):
         raw.array = np.ascontiguousarray(raw.array[order])
     raw.spacing = (*tuple(raw.spacing)[:2], spacing)
 
@@ -861,7 +862,7 @@ def dicom_grid(folder: Path, series_uid: str) -> Volume:
     zeros = np.broadcast_to(np.uint8(0), (len(files) if len(files) > 2 else depth, rows, columns))
     raw = RawImage(zeros, tuple(spacing), image.GetOrigin(), image.GetDirection(), {})
     if direction is not None:
-        _place_written(raw, direction, tags.positions)
+        _place_written(raw, direction, tags.positions, pixels=False)
     check_grid(raw.spacing, raw.origin, raw.direction, folder.name)
     meta = {"dicom_series_uid": series_uid}
     if reader.HasMetaDataKey(0, "0020|0052"):
