@@ -285,6 +285,14 @@ def jpeg_2000_slice_damaged(d):
 
 
 @variant
+def jpeg_2000_last_slice_cut_short(d):  # an interrupted copy, within its compressed pixels
+    series(d, syntax="JPEG2000")
+    last = d / f"ct{len(HU) - 1:03d}.dcm"
+    last.write_bytes(last.read_bytes()[:-2000])
+    return REFUSED
+
+
+@variant
 def rescale_per_slice(d):
     series(d, per=lambda k: {"intercept": [-1024.0, 0.0, -1000.0][k % 3]})
     return EXACT
@@ -504,6 +512,29 @@ def cd_images_top_slice_of_4_kib_zeros(d):  # a CD's IMAGES/IM000001 ..., the to
 def dicom_suffix_top_slice_empty(d):  # ct000.dicom ..., the top slice 0 bytes
     series(d)
     renamed(d, lambda k, f: f"{f.stem}.dicom")[-1].write_bytes(b"")
+    return REFUSED
+
+
+def random_names(count: int) -> list[str]:
+    """``count`` names of 8 random capitals and digits, as a PACS export names its files."""
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
+    return ["".join(np.random.default_rng(k).choice(letters, 8)) for k in range(count)]
+
+
+@variant
+def randomly_named(d):  # 4WN6ISIG ...: no suffix
+    series(d)
+    names = random_names(len(HU))
+    renamed(d, lambda k, f: names[k])
+    return EXACT
+
+
+@variant
+def randomly_named_top_slice_of_zeros(d):
+    series(d)
+    names = random_names(len(HU))
+    top = renamed(d, lambda k, f: names[k])[-1]
+    top.write_bytes(bytes(top.stat().st_size))
     return REFUSED
 
 
