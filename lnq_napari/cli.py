@@ -21,7 +21,7 @@ from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
-from lnq_napari.quantify import short_axis_text
+from lnq_napari.quantify import marked, short_axis_text
 from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
 
@@ -106,8 +106,13 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     columns = ["id", "voxels", "volume_cm3", "long_axis_mm", "short_axis_mm", "ge_10mm"]
     if args.ct:
         columns.append("mean_hu")
-    # the short axis as the node table shows it: "10.0" only beside ge_10mm True (the CSV: full precision)
-    _print_table([{**r.to_dict(), "short_axis_mm": short_axis_text(r.short_axis_mm)} for r in rows], columns)
+    if any(r.cut_by_edge for r in rows):
+        columns.append("cut_by_edge")
+    # the short axis as the node table shows it: "10.0" only beside ge_10mm True (the CSV: full precision);
+    # "+" after a figure of a node cut by the image edge (a lower bound)
+    _print_table([{**r.to_dict(), "short_axis_mm": marked(short_axis_text(r.short_axis_mm), r.cut_by_edge),
+                   "long_axis_mm": marked(_fmt(r.long_axis_mm), r.cut_by_edge),
+                   "volume_cm3": marked(_fmt(r.volume_cm3), r.cut_by_edge)} for r in rows], columns)
     print(summary.text())
 
 
@@ -139,13 +144,21 @@ def _cmd_compare(args: argparse.Namespace) -> None:
                "volume_change_pct", "short_axis_baseline_mm", "short_axis_followup_mm",
                "short_axis_change_mm", "long_axis_change_mm", "recist", "relation",
                "recist_followup_short_axis_mm"]
+    if any(r.cut_by_edge_baseline or r.cut_by_edge_followup for r in result.rows):
+        columns += ["cut_by_edge_baseline", "cut_by_edge_followup"]
     table = [{k: ("" if v is None else v) for k, v in r.to_dict().items()} for r in result.rows]
+    for r, cells in zip(result.rows, table):  # "+" after a figure of a node cut by the image edge
+        for name, cut in (("baseline", r.cut_by_edge_baseline), ("followup", r.cut_by_edge_followup)):
+            for key in (f"volume_{name}_cm3", f"short_axis_{name}_mm"):
+                if cells[key] != "":
+                    cells[key] = marked(_fmt(cells[key]), cut)
     _print_table(table, columns)
     r, v, q = result.recist, result.volume, result.quality
     change = _pct(r.sum_change_pct)
     print(f"RECIST 1.1: {len(r.targets)} target node(s), sum of short axes {r.baseline_sum_mm:.1f} -> "
           f"{r.followup_sum_mm:.1f} mm ({change}); targets {r.target_response}, non-targets "
-          f"{r.non_target_response}, new lesions {len(r.new_lesions)}; overall {r.overall}")
+          f"{r.non_target_response}, new lesions {len(r.new_lesions)}; overall {r.overall}"
+          + (f"; {r.cut_note()}" if r.cut_note() else ""))
     total = _pct(v.change_pct)
     print(f"volume: all nodes {v.baseline_total_cm3:.2f} -> {v.followup_total_cm3:.2f} cm3 ({total}); "
           f"{v.n_matched} matched ({v.n_grown} grew, {v.n_shrunk} shrank by >= 20 %), {v.n_new} new, "

@@ -9,6 +9,11 @@ Axial axes (:func:`~lnq_napari.caliper.axial_axes`): the long axis and RECIST 1.
 longest caliper line at right angles to it, on the axial slices; within about one pixel of a digitised
 ellipse's diameters (short axis within about 0.7 mm on 0.6-0.9 mm pixels), so the >= 10 mm flag
 (:func:`reaches`) is not exact near 10 mm.
+
+A node the image's edge cuts (it reaches the first or last slice, or the in-plane border of a cropped CT:
+:func:`cut_by_edge`, the one rule) is measured on what is visible: its axes and volume are lower bounds
+and a "no" of the >= 10 mm flag may be wrong. Its row names the edges (``cut_by_edge``) and the tables
+mark its figures with :data:`CUT_MARK`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,45 @@ MIDLINE_MM = 5.0
 MAX_IDS = 1000
 #: Short-axis threshold of a clinically enlarged (and LNQ2023-target) node.
 ENLARGED_MM = 10.0
+
+
+#: The patient's side each LPS axis runs from and to (x: right to left, y: anterior to posterior, z: inferior
+#: to superior), and the order the sides of :func:`cut_by_edge` are named in.
+LPS_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+SIDE_ORDER = ("superior", "inferior", "right", "left", "anterior", "posterior")
+#: Beside a figure of a node cut by the image edge (``"8.4+"``): a lower bound.
+CUT_MARK = "+"
+
+
+def cut_by_edge(box: tuple[slice, ...], grid: Volume) -> tuple[str, ...]:
+    """The sides of the image (the patient's: "superior", "inferior", "right", "left", "anterior",
+    "posterior") where a node whose voxels span ``box`` ((z, y, x) slices of ``grid``'s array) reaches the
+    grid's first or last voxel: the first or last slice, or the in-plane border (of a cropped CT); empty
+    when the node lies whole inside. The one rule of the edge flag."""
+    sides = set()
+    direction = grid.direction_matrix  # column k: where index axis k (x, y, z) runs in LPS
+    for axis, (span, n) in enumerate(zip(box, grid.shape)):
+        column = direction[:, 2 - axis]  # array axis 0 is index axis z
+        lps = int(np.argmax(np.abs(column)))
+        first, last = LPS_SIDES[lps] if column[lps] > 0 else LPS_SIDES[lps][::-1]
+        if span.start == 0:
+            sides.add(first)
+        if span.stop == n:
+            sides.add(last)
+    return tuple(side for side in SIDE_ORDER if side in sides)
+
+
+def cut_text(sides: tuple[str, ...]) -> str:
+    """What a cut by the image edge means, for a tooltip or a note ("" for a whole node)."""
+    if not sides:
+        return ""
+    return (f"cut by the image edge ({', '.join(sides)}): measured on what is visible, so its axes and "
+            "volume are lower bounds and a short axis under 10 mm may not be")
+
+
+def marked(text: str, sides: tuple[str, ...]) -> str:
+    """A figure's text with :data:`CUT_MARK` after it when the image edge cuts its node (``sides``)."""
+    return f"{text}{CUT_MARK}" if sides else text
 
 
 def reaches(length_mm: float, threshold_mm: float) -> bool:
@@ -69,6 +113,8 @@ class NodeRow:
     ge_10mm: bool  # short axis >= ENLARGED_MM (:func:`reaches`)
     side: str  # "right", "left" or "midline"
     mean_hu: float | None = None  # with a CT only
+    #: the image edges that cut the node (:func:`cut_by_edge`): its figures are lower bounds; () when whole
+    cut_by_edge: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """The row as the CSV and the CLI table spell it (``centroid_x``, ``principal_axis_1_mm``, ...)."""
@@ -78,14 +124,15 @@ class NodeRow:
         row.update(long_axis_mm=self.long_axis_mm, short_axis_mm=self.short_axis_mm)
         for i, length in enumerate(self.principal_axes_mm, start=1):
             row[f"principal_axis_{i}_mm"] = length
-        row.update(mean_hu=self.mean_hu, ge_10mm=self.ge_10mm, side=self.side)
+        row.update(mean_hu=self.mean_hu, ge_10mm=self.ge_10mm, side=self.side,
+                   cut_by_edge=" ".join(self.cut_by_edge))
         return row
 
 
 CSV_COLUMNS = [
     "id", "voxels", "volume_mm3", "volume_cm3", "centroid_x", "centroid_y", "centroid_z",
     "long_axis_mm", "short_axis_mm", "principal_axis_1_mm", "principal_axis_2_mm",
-    "principal_axis_3_mm", "mean_hu", "ge_10mm", "side",
+    "principal_axis_3_mm", "mean_hu", "ge_10mm", "side", "cut_by_edge",
 ]
 
 
@@ -222,27 +269,34 @@ def _measure(labels: Volume, compact: np.ndarray, ids: np.ndarray, ct: Volume | 
             volume_cm3=len(zyx) * voxel_mm3 / 1000.0, centroid_mm=centroid,
             long_axis_mm=long_axis, short_axis_mm=short_axis, principal_axes_mm=principal_axes(zyx, labels),
             ge_10mm=reaches(short_axis, ENLARGED_MM), side=_side(centroid[0], centre_x), mean_hu=mean_hu,
+            cut_by_edge=cut_by_edge(box, labels),
         ))
     return rows
 
 
 @dataclass(frozen=True)
 class NodeSummary:
-    """A node table in three figures: nodes, those with a short axis >= 10 mm, their total volume."""
+    """A node table in three figures: nodes, those with a short axis >= 10 mm, their total volume; and
+    how many the image edge cuts."""
 
     n_nodes: int
     n_ge_10mm: int
     total_volume_cm3: float
+    n_cut: int = 0  # nodes cut by the image edge (:func:`cut_by_edge`)
 
     def text(self) -> str:
-        """``"8 nodes, 8 with short axis >= 10 mm, total volume 40.78 cm3"``."""
+        """``"8 nodes, 8 with short axis >= 10 mm, total volume 40.78 cm3"``, and where the image edge
+        cuts nodes ``"; 1 cut by the image edge (+: a lower bound)"``."""
+        cut = "" if not self.n_cut else (f"; {self.n_cut} cut by the image edge ({CUT_MARK}: measured on "
+                                         "what is visible, a lower bound)")
         return (f"{self.n_nodes} node{'s' if self.n_nodes != 1 else ''}, {self.n_ge_10mm} with short axis "
-                f">= 10 mm, total volume {self.total_volume_cm3:.2f} cm3")
+                f">= 10 mm, total volume {self.total_volume_cm3:.2f} cm3{cut}")
 
 
 def summarize_nodes(rows: list[NodeRow]) -> NodeSummary:
     """The :class:`NodeSummary` of a node table."""
-    return NodeSummary(len(rows), sum(1 for r in rows if r.ge_10mm), float(sum(r.volume_cm3 for r in rows)))
+    return NodeSummary(len(rows), sum(1 for r in rows if r.ge_10mm), float(sum(r.volume_cm3 for r in rows)),
+                       sum(1 for r in rows if r.cut_by_edge))
 
 
 def write_csv(rows: list[NodeRow], path: str | Path, mean_hu: bool | None = None) -> Path:

@@ -113,3 +113,39 @@ def test_thresholds_allow_float_rounding_as_the_10_mm_flag_does():
     summary = recist(base, followup, {1: 1, 2: 2})
     assert summary.non_targets == (2,) and summary.new_lesions == (3,)
     assert summary.target_response == "PR" and summary.non_target_response == "non-CR/non-PD"  # not CR
+
+
+def test_a_response_that_counts_a_node_cut_by_the_image_edge_says_so():
+    """A target cut at follow-up (measured on what is visible: a lower bound) and a cut new lesion are
+    named; a cut node the response does not count (a normal one) is not."""
+    import dataclasses
+
+    baseline = [node(1, 20.0), node(2, 16.0), node(3, 6.0)]
+    cut = ("superior",)
+    followup = [dataclasses.replace(node(11, 12.0), cut_by_edge=cut), node(12, 15.0),
+                dataclasses.replace(node(13, 4.0), cut_by_edge=cut),
+                dataclasses.replace(node(14, 11.0), cut_by_edge=cut)]
+    summary = recist(baseline, followup, {1: 11, 2: 12, 3: 13})
+    assert summary.cut_baseline == () and summary.cut_followup == (11, 14)
+    assert summary.cut_note() == ("rests on node(s) cut by the image edge: follow-up 11, 14 (measured on "
+                                  "what is visible)")
+    whole = recist(baseline, [node(11, 12.0), node(12, 15.0)], {1: 11, 2: 12})
+    assert whole.cut_note() == ""
+    cut_target = dataclasses.replace(baseline[0], cut_by_edge=("inferior",))
+    base_cut = recist([cut_target], [node(11, 12.0)], {1: 11})
+    assert base_cut.cut_baseline == (1,) and "baseline 1" in base_cut.cut_note()
+
+
+def test_a_change_row_carries_each_scans_cut_edges_into_the_csv(tmp_path):
+    import csv
+    import dataclasses
+
+    from lnq_napari.followup.report import ChangeRow, write_csv
+
+    before = dataclasses.replace(node(1, 20.0), cut_by_edge=("inferior", "right"))
+    row = ChangeRow.of(before, node(11, 12.0), "target")
+    assert row.cut_by_edge_baseline == ("inferior", "right") and row.cut_by_edge_followup == ()
+    assert ChangeRow.of(None, node(11, 12.0), "new").cut_by_edge_baseline == ()
+    with open(write_csv([row], tmp_path / "changes.csv")) as handle:
+        (written,) = csv.DictReader(handle)
+    assert written["cut_by_edge_baseline"] == "inferior right" and written["cut_by_edge_followup"] == ""

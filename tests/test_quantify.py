@@ -459,3 +459,51 @@ def test_a_node_has_the_same_id_whichever_way_the_file_stores_the_voxels(stored)
     assert sorted(again) == sorted(rows) == [1, 2, 3, 4]
     for node, centroid in rows.items():
         np.testing.assert_allclose(again[node], centroid, atol=1e-9)
+
+
+def test_a_node_cut_by_the_image_edge_names_the_edge_and_a_whole_node_none():
+    """A node reaching the first slice or the in-plane border (a cropped CT) is measured on what is
+    visible: its row names the patient's side of each edge that cuts it; a whole node's names none."""
+    from lnq_napari.quantify import cut_by_edge
+
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[0:4, 20:30, 20:30] = 1  # first slice: inferior on an LPS grid (z runs to the head)
+    mask[10:14, 20:30, 0:6] = 1  # x index 0: the patient's right
+    mask[10:14, 50:60, 40:50] = 1  # last row in y: posterior
+    mask[10:14, 5:15, 40:50] = 1  # whole
+    rows = measure_nodes(Volume(mask, SPACING))
+    assert sorted(r.cut_by_edge for r in rows) == [(), ("inferior",), ("posterior",), ("right",)]
+    ras = Volume(mask, SPACING, direction=(-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))  # x index 0 lies left
+    assert sorted(r.cut_by_edge for r in measure_nodes(ras)) == [(), ("anterior",), ("inferior",), ("left",)]
+    corner = (slice(0, 24), slice(0, 3), slice(57, 60))  # several edges: in one order
+    assert cut_by_edge(corner, Volume(mask, SPACING)) == ("superior", "inferior", "left", "anterior")
+
+
+def test_the_csv_names_the_cut_edges_and_the_summary_counts_the_cut_nodes(tmp_path):
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[20:24, 20:30, 20:30] = 1  # last slice: superior
+    mask[10:14, 5:15, 40:50] = 1
+    rows = measure_nodes(Volume(mask, SPACING))
+    with open(write_csv(rows, tmp_path / "nodes.csv")) as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["cut_by_edge"] for r in table] == ["", "superior"]
+    text = summarize_nodes(rows).text()
+    assert "1 cut by the image edge (+: measured on what is visible, a lower bound)" in text
+    assert "cut" not in summarize_nodes(rows[:1]).text()
+
+
+def test_measure_marks_the_figures_of_a_node_cut_by_the_image_edge(tmp_path, capsys):
+    """``lnq-napari measure``: "+" after the figures of a cut node, and the edges in a column."""
+    from lnq_napari.cli import main
+    from lnq_napari.io.readers import write_volume
+
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[0:4, 20:30, 20:30] = 1
+    mask[10:14, 5:15, 40:50] = 1
+    path = write_volume(tmp_path / "seg.nrrd", Volume(mask, SPACING))
+    main(["measure", str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "cut_by_edge"
+    cut, whole = lines[1].split(), lines[2].split()
+    assert cut[-1] == "inferior" and cut[2].endswith("+") and cut[4].endswith("+")
+    assert not any(cell.endswith("+") for cell in whole)

@@ -181,6 +181,11 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                 "field of view: not evaluable, so not counted as vanished or new nor in RECIST")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
+    if summary.cut_note():  # a lower bound read as a size: the response may be another
+        note = (f"RECIST {summary.overall} {summary.cut_note()}: their short axes and volumes are lower "
+                "bounds; check those nodes before trusting the response")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
     if quality.poor:
         warnings.warn(quality.message, RegistrationWarning, stacklevel=2)
         notes.append(quality.message)

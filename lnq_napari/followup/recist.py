@@ -14,7 +14,8 @@ coalesced node's measurement goes to the highest-ranked baseline node of the gro
 non-target before normal, then the larger), the others count 0 mm. A node that split is credited its
 largest fragment's short axis: the fragment summing of RECIST 1.1 is written for non-nodal lesions, and
 nodes are judged one by one by short axis (CR: every target node under 10 mm); the other fragments are no
-new lesions. Volume adds all fragments (the tissue).
+new lesions. Volume adds all fragments (the tissue). A response that counts a node cut by the image edge
+says so (:meth:`RecistSummary.cut_note`): that node's figures are lower bounds.
 
 Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % = volume -65.7 %,
 +20 % = +72.8 %), applied to the targets' total volume.
@@ -66,6 +67,20 @@ class RecistSummary:
     #: owner (0 on the others), a split node's largest fragment, 0 when not found; the targets' sum is
     #: ``followup_sum_mm``
     credited_mm: dict[int, float] = field(default_factory=dict)
+    #: the nodes the response counts (targets, non-targets, the follow-up nodes credited to them, new
+    #: lesions) that the image edge cuts (:func:`~lnq_napari.quantify.cut_by_edge`): measured on what is
+    #: visible, so the verdict rests on lower bounds; baseline and follow-up node ids
+    cut_baseline: tuple[int, ...] = ()
+    cut_followup: tuple[int, ...] = ()
+
+    def cut_note(self) -> str:
+        """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (lower bounds)"``, or "" when
+        no node the response counts is cut."""
+        said = [f"{scan} {', '.join(map(str, ids))}" for scan, ids in
+                (("baseline", self.cut_baseline), ("follow-up", self.cut_followup)) if ids]
+        if not said:
+            return ""
+        return f"rests on node(s) cut by the image edge: {'; '.join(said)} (measured on what is visible)"
 
 
 def check_organ(organ: str) -> None:
@@ -180,6 +195,9 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         by_volume = "PR"
     else:
         by_volume = "SD"
+    counted = [*targets, *non_targets]
+    cut_followup = {p.id for r in counted for p in parts(r) if p.cut_by_edge}
+    cut_followup |= {r.id for r in followup if r.id in new and r.cut_by_edge}
     return RecistSummary(
         targets=tuple(r.id for r in targets), non_targets=tuple(r.id for r in non_targets), new_lesions=new,
         baseline_sum_mm=base_sum, followup_sum_mm=follow_sum, sum_change_pct=_change(base_sum, follow_sum),
@@ -187,4 +205,6 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         overall=_overall(target, non_target, bool(new)),
         volume_baseline_cm3=base_vol, volume_followup_cm3=follow_vol, volume_change_pct=volume_change,
         volume_response="PD" if new else by_volume, credited_mm={r.id: short(r) for r in baseline},
+        cut_baseline=tuple(sorted(r.id for r in counted if r.cut_by_edge)),
+        cut_followup=tuple(sorted(cut_followup)),
     )

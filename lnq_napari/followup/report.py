@@ -57,6 +57,10 @@ class ChangeRow:
     # the follow-up short axis RECIST credits to the baseline node (see RecistSummary.credited_mm): the
     # target rows sum to the summary's follow-up sum; None on follow-up only and not evaluable rows
     recist_followup_short_axis_mm: float | None = None
+    #: the image edges that cut each scan's node (:func:`~lnq_napari.quantify.cut_by_edge`): its figures
+    #: there are lower bounds; () when whole or absent
+    cut_by_edge_baseline: tuple[str, ...] = ()
+    cut_by_edge_followup: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, before: NodeRow | None, after: NodeRow | None, recist_role: str,
@@ -77,7 +81,9 @@ class ChangeRow:
                    get(after, "volume_cm3"), change, get(before, "short_axis_mm"),
                    get(after, "short_axis_mm"), diff("short_axis_mm"), get(before, "long_axis_mm"),
                    get(after, "long_axis_mm"), diff("long_axis_mm"), get(before, "centroid_mm"),
-                   get(after, "centroid_mm"), distance, dice, recist_role)
+                   get(after, "centroid_mm"), distance, dice, recist_role,
+                   cut_by_edge_baseline=get(before, "cut_by_edge") or (),
+                   cut_by_edge_followup=get(after, "cut_by_edge") or ())
 
     def to_dict(self) -> dict:
         """The row as the CSV and the CLI table spell it (centroids as three columns each)."""
@@ -85,7 +91,8 @@ class ChangeRow:
         for name in CSV_COLUMNS:
             if name.startswith("centroid_"):
                 continue
-            out[name] = getattr(self, name)
+            value = getattr(self, name)
+            out[name] = " ".join(value) if name.startswith("cut_by_edge_") else value
         for when in ("baseline", "followup"):
             xyz = getattr(self, f"centroid_{when}_mm")
             for axis, value in zip("xyz", xyz or (None, None, None)):
@@ -97,7 +104,7 @@ CSV_COLUMNS = [
     "baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3", "volume_change_pct",
     "short_axis_baseline_mm", "short_axis_followup_mm", "short_axis_change_mm", "long_axis_baseline_mm",
     "long_axis_followup_mm", "long_axis_change_mm", "distance_mm", "dice", "recist", "relation",
-    "recist_followup_short_axis_mm",
+    "recist_followup_short_axis_mm", "cut_by_edge_baseline", "cut_by_edge_followup",
     "centroid_baseline_x", "centroid_baseline_y", "centroid_baseline_z",
     "centroid_followup_x", "centroid_followup_y", "centroid_followup_z",
 ]

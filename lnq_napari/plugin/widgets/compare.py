@@ -49,7 +49,7 @@ from lnq_napari.plugin.widgets._common import (
     while_alive,
     widen_opened_cts,
 )
-from lnq_napari.quantify import short_axis_text
+from lnq_napari.quantify import cut_text, marked, short_axis_text
 
 ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
@@ -71,6 +71,10 @@ COLUMNS = [
     ("with", "relation", "{}"),  # coalesced or split: the pair's change is not the node's own
     ("RECIST fu", "recist_followup_short_axis_mm", short_axis_text),  # what RECIST credits the baseline node
 ]
+#: The cells whose figure is a lower bound when the image edge cuts that scan's node: marked "+", which edge
+#: in the tooltip (the ``ChangeRow`` field naming the edges).
+CUT_CELLS = {"volume_baseline_cm3": "cut_by_edge_baseline", "short_axis_baseline_mm": "cut_by_edge_baseline",
+             "volume_followup_cm3": "cut_by_edge_followup", "short_axis_followup_mm": "cut_by_edge_followup"}
 
 
 class CompareWidget(QWidget):
@@ -287,7 +291,12 @@ class CompareWidget(QWidget):
         for r, row in enumerate(result.rows):
             for c, (_, key, fmt) in enumerate(COLUMNS):
                 value = None if key is None else getattr(row, key)
-                self.table.setItem(r, c, QTableWidgetItem(cell_text(value, fmt)))
+                item = QTableWidgetItem(cell_text(value, fmt))
+                cut = getattr(row, CUT_CELLS[key]) if key in CUT_CELLS and value is not None else ()
+                if cut:
+                    item.setText(marked(item.text(), cut))
+                    item.setToolTip(cut_text(cut))
+                self.table.setItem(r, c, item)
             rgba = np.asarray(colours.get_color(r + 1), dtype=float)
             self.table.item(r, 0).setBackground(QColor(*(int(round(255 * v)) for v in rgba[:3])))
         self.table.resizeColumnsToContents()
@@ -296,8 +305,10 @@ class CompareWidget(QWidget):
         sums = f"{s.baseline_sum_mm:.1f} -> {s.followup_sum_mm:.1f} mm"
         total = "" if v.change_pct is None else f" ({v.change_pct:+.0f} %)"
         mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
+        cut = f", {s.cut_note()}" if s.cut_note() else ""
         self.summary.setText(
-            f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions); "
+            f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions"
+            f"{cut}); "
             f"by volume {s.volume_response}. {v.n_matched} matched, {v.n_new} new, "
             f"{v.n_vanished} vanished{v.pieces()}; "
             f"all nodes {v.baseline_total_cm3:.1f} -> {v.followup_total_cm3:.1f} cm3{total}. "
