@@ -417,3 +417,22 @@ def test_two_nodes_that_coalesced_at_follow_up_stay_two_nodes_at_baseline(pair, 
     assert sorted(r.status for r in rows) == sorted(["matched", "merged"])
     assert {r.followup_id for r in rows} == {a}
     assert dist > 12.0  # two nodes apart, not pieces of one
+
+
+def test_a_target_cut_by_the_followup_edge_is_named_and_its_response_flagged(pair, result):
+    """A follow-up ending halfway through a target node: the node is measured on what is visible (a lower
+    bound), so its row names the edge and the response says it rests on a cut node."""
+    target = next(t for t in result.recist.targets if result.row_for(baseline_id=t).status == "matched")
+    partner = result.row_for(baseline_id=target).followup_id
+    ct, nodes = pair.followup.ct, truth_labels(pair.followup)
+    slices = np.nonzero((np.asarray(result.followup_labels.array) == partner).any(axis=(1, 2)))[0]
+    keep = int(slices[len(slices) // 2]) + 1  # its last slice the image's last
+    grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
+    short_ct = Volume(np.ascontiguousarray(ct.array[:keep]), **grid)
+    short_nodes = Volume(np.ascontiguousarray(np.asarray(nodes.array)[:keep]), **grid)
+    with pytest.warns(UserWarning, match="rests on node.s. cut by the image edge: follow-up .*lower bounds"):
+        short = compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), short_ct, short_nodes)
+    row = short.row_for(baseline_id=target)
+    assert row.status == "matched" and row.cut_by_edge_followup and not row.cut_by_edge_baseline
+    assert row.followup_id in short.recist.cut_followup and short.recist.cut_note()
+    assert not result.recist.cut_note()  # the whole scans: no node cut

@@ -281,3 +281,35 @@ def test_the_compare_table_rounds_short_axes_down_as_the_node_table_does():
     for key in ("short_axis_baseline_mm", "short_axis_followup_mm", "recist_followup_short_axis_mm"):
         shown = [cell_text(value, formats[key]) for value in (14.96, 9.96, 15.0 - 2e-15)]
         assert shown == ["14.9", "9.9", "15.0"], key
+
+
+def test_the_compare_table_marks_the_figures_of_a_node_cut_by_the_image_edge(make_napari_viewer):
+    """"+" after the volume and short axis of the scan whose node the image edge cuts; the RECIST line
+    says the response rests on it."""
+    from types import SimpleNamespace
+
+    from lnq_napari.followup.recist import recist
+    from lnq_napari.followup.report import ChangeRow, VolumeSummary
+    from lnq_napari.quantify import NodeRow
+
+    def node(nid, short, cut=()):
+        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((2, 4, 4), np.int32), name=BASELINE_NODES)
+    widget = CompareWidget(viewer)
+    before, after = node(1, 20.0), node(11, 12.0, ("superior",))
+    rows = [ChangeRow.of(before, after, "target")]
+    summary = recist([before], [after], {1: 11})
+    volume = VolumeSummary(0.5, 0.5, 0.0, 1, 0, 0, 0, 0)
+    widget._fill_table(SimpleNamespace(rows=rows, recist=summary, volume=volume,
+                                       quality=SimpleNamespace(mean_distance_mm=1.0)))
+    column = {key: c for c, (_, key, _) in enumerate(compare_widget.COLUMNS)}
+    text = {key: widget.table.item(0, column[key]).text() for key in (
+        "volume_baseline_cm3", "volume_followup_cm3", "short_axis_baseline_mm", "short_axis_followup_mm")}
+    assert text == {"volume_baseline_cm3": "0.50", "volume_followup_cm3": "0.50+",
+                    "short_axis_baseline_mm": "20.0", "short_axis_followup_mm": "12.0+"}
+    assert "superior" in widget.table.item(0, column["short_axis_followup_mm"]).toolTip()
+    assert "rests on node(s) cut by the image edge: follow-up 11" in widget.summary.text()

@@ -162,3 +162,21 @@ def test_a_9_96_mm_node_shows_9_9_and_no_not_10_0(make_napari_viewer):
     cells = [(table.table.item(r, short).text(), table.table.item(r, flag).text()) for r in range(3)]
     assert cells == [("9.9", "no"), ("10.0", "yes"), ("15.0", "yes")]
     assert table.table.item(0, short).data(SORT_ROLE) == 9.96  # full precision to sort by
+
+
+def test_the_figures_of_a_node_cut_by_the_image_edge_end_in_a_plus(make_napari_viewer):
+    """A node cut by the image edge: "+" after its short and long axes and volume (lower bounds), the
+    edges in those cells' tooltips; a whole node's figures as before; sorting keeps the measured value."""
+    import dataclasses
+
+    table = NodesWidget(make_napari_viewer())
+    table._fill([_row(1, 9.96), dataclasses.replace(_row(2, 8.4), cut_by_edge=("inferior",))])
+    table.table.sortItems(0, Qt.SortOrder.AscendingOrder)
+    column = {key: c for c, (key, _, _) in enumerate(COLUMNS)}
+    cells = [[table.table.item(r, column[k]).text() for k in ("short_axis_mm", "ge_10mm", "long_axis_mm",
+                                                              "volume_cm3")] for r in range(2)]
+    assert cells == [["9.9", "no", "20.0", "0.50"], ["8.4+", "no", "20.0+", "0.50+"]]
+    assert "cut by the image edge (inferior)" in table.table.item(1, column["ge_10mm"]).toolTip()
+    assert table.table.item(0, column["short_axis_mm"]).toolTip() == ""
+    assert table.table.item(1, column["short_axis_mm"]).data(SORT_ROLE) == 8.4
+    assert "1 cut by the image edge" in table.summary.text()
