@@ -24,7 +24,7 @@ import numpy as np
 from lnq_napari import active, metrics
 from lnq_napari.active import RankedCase
 from lnq_napari.components import label_nodes, touching_ids
-from lnq_napari.ct_scale import scale_problem
+from lnq_napari.ct_scale import check_ct_values, scale_problem, warn_if_not_hu
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
@@ -63,7 +63,7 @@ from lnq_napari.model.nnunet_folder import model_spec
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
-from lnq_napari.preprocess import check_ct_extent, check_ct_values, warn_if_not_hu
+from lnq_napari.preprocess import check_ct_extent
 from lnq_napari.quantify import (
     CSV_COLUMNS,
     MAX_IDS,

@@ -1,24 +1,146 @@
-"""Whether a CT's values are on the Hounsfield scale the model was trained on, read from the CT itself.
+"""Whether a CT's values are Hounsfield units as the model was trained on: the one place that judges it
+(each threshold with its reason), read from the CT's own values.
+
+Refused (:func:`check_ct_values`, before the model runs: it would find nothing, or nodes in the wrong
+places): NaN or infinite voxels; a label map; values with no HU left in them (0..1 normalised, an 8-bit
+window) or a scanner's stored values (:func:`stored_values`, the intercept not applied); HU 1024 low
+(:func:`shifted_down`, the intercept applied twice); tenths of HU (:func:`tenths_problem`). Warned
+(:func:`scale_problem`: the CT is predicted): a wrong slope or intercept read from the landmarks below.
+A node table's CT (:func:`warn_if_not_hu`) is warned of stored values or HU 1024 low, not refused.
 
 Landmarks (:func:`landmarks`): the air (the mode of the CT's lowest values: about -1000 HU, or a lung's
 -850 when little air is in view), the air round the body (outside the body that
 :func:`~lnq_napari.anatomy.coarse_anatomy` fills, so a lung the view cuts is not taken for it: -1000 HU)
 and the body (the mode of 4 x 4-voxel block means from 300 to 2500 above the air: fat about -100 or soft
 tissue about +40 HU; block means, so noise does not blur them). A CT whose air round the body reads 100
-HU high, or whose body lies twice as far above its air as in HU, passes the stored-value checks
-(:mod:`lnq_napari.preprocess`) and the model finds little or nothing in it, silently: the bundled model
-found 0 of 8 phantom nodes 100 HU high, 4 of 8 at slope x2. :func:`scale_problem` says so in one line (a
-warning: the CT is predicted); a CT whose air reads -10000 (tenths of HU) is refused
-(:func:`tenths_problem`). A CT with no air round the body (cropped to it) is not judged by its air.
+HU high, or whose body lies twice as far above its air as in HU, passes the stored-value checks and the
+model finds little or nothing in it, silently: the bundled model found 0 of 8 phantom nodes 100 HU high, 4
+of 8 at slope x2. :func:`scale_problem` says so in one line; a CT whose air reads -10000 (tenths of HU) is
+refused. A CT with no air round the body (cropped to it) is not judged by its air.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from lnq_napari.errors import LNQError
 from lnq_napari.io.volume import Volume
+
+# Refused: values that are no CT in HU.
+
+#: A "CT" with at most this many distinct values (in a sample of its voxels) is a label map.
+LABEL_MAP_VALUES = 32
+
+#: A CT with fewer voxels near -1000 HU than this share of those near +1000, and more than the next share
+#: of its voxels near +1000, holds stored values: in HU a chest CT's air (outside the body, lungs) is 20-50 %
+#: of it, dense bone a few per cent.
+STORED_AIR_PER_TISSUE = 0.05
+STORED_TISSUE_SHARE = 0.10
+#: A CT with more than this share of voxels near -2000 and less than the next from -200 to 200 HU is 1024 HU
+#: low (a chest CT in HU: 28 % soft tissue, 0.2 % near -2000; 1024 low: 0.04 % and 41 %).
+SHIFTED_AIR_SHARE = 0.10
+SHIFTED_TISSUE_SHARE = 0.002
+
+NOT_HU = ("the CT is not in Hounsfield units (no air near -1000 HU: values as a scanner stores them): apply "
+          "the rescale intercept (usually -1024) before using it")
+WINDOWED = ("the CT is not in Hounsfield units: its values lie within 0..255, an 8-bit windowed export (like "
+            "a screenshot: the HU are lost, no intercept brings them back); use the original CT in HU (its "
+            "DICOM series, or an NRRD/NIfTI export of it)")
+NORMALISED = ("the CT is not in Hounsfield units: its values lie within 0..1, a normalised export (a "
+              "viewer's or a network's: the HU are lost); use the original CT in HU (its DICOM series, or an "
+              "NRRD/NIfTI export of it)")
+
+
+def _thinned(hu: np.ndarray) -> np.ndarray:
+    """Every other slice and every fourth row and column of a CT: enough to judge its values."""
+    return np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
+
+
+def not_hu_reason(hu: np.ndarray) -> str:
+    """Why a CT that :func:`stored_values` flags is not in HU: values within 0..1 or 8-bit windowed ones
+    (exports whose HU are lost), or stored values."""
+    sample = _thinned(hu)
+    if sample.size and sample.max() <= 1.0:
+        return NORMALISED
+    return WINDOWED if sample.size and sample.max() <= 255 else NOT_HU
+
+
+def stored_values(hu: np.ndarray) -> bool:
+    """Whether a CT holds a scanner's stored values, not Hounsfield units (the rescale intercept, usually
+    -1024, not applied): no value below 0, or, with a negative padding value around the scan circle, next
+    to no air near -1000 HU beside the tissue near +1000 (soft tissue stored as HU + 1024). A chest CT in
+    HU always holds air (lungs, about -1000), many times its dense bone. The air is weighed against the
+    tissue, not the whole CT: the rim where a -3024 padding shifted to -2000 blends into the body passes
+    through -1000 (slicerio's CTChest4 + 1024: 0.24 % of its voxels near -1000, 28 % near +1000)."""
+    if not hu.size:
+        return False
+    sample = _thinned(hu)
+    if sample.min() >= 0:
+        return True
+    air = np.count_nonzero((sample > -1100) & (sample < -850))
+    tissue = np.count_nonzero((sample > 850) & (sample < 1250))
+    return air < STORED_AIR_PER_TISSUE * tissue and tissue > STORED_TISSUE_SHARE * sample.size
+
+
+SHIFTED_DOWN = ("the CT's values lie about 1024 below Hounsfield units (air near -2000, no soft tissue near "
+                "0 HU): the rescale intercept was applied twice; add 1024 to it, or re-export the CT from "
+                "its DICOM series")
+
+
+def shifted_down(hu: np.ndarray) -> bool:
+    """Whether a CT's HU were shifted down by the rescale intercept applied a second time (-1024 again): much
+    of it near -2000 (its air) and next to none from -200 to 200 HU (soft tissue, a quarter of a chest CT in
+    HU). A padding of -2000 around the scan circle leaves the soft tissue where it is."""
+    sample = _thinned(hu)
+    if not sample.size:
+        return False
+    low = np.count_nonzero((sample > -2150) & (sample < -1850))
+    tissue = np.count_nonzero((sample > -200) & (sample < 200))
+    return low > SHIFTED_AIR_SHARE * sample.size and tissue < SHIFTED_TISSUE_SHARE * sample.size
+
+
+def warn_if_not_hu(hu: np.ndarray) -> None:
+    """Warn when a CT holds stored values, not HU (:func:`stored_values`): its mean HU read 1024 high; or
+    HU shifted down by a second intercept (:func:`shifted_down`): 1024 low."""
+    if stored_values(hu):
+        warnings.warn(not_hu_reason(hu), UserWarning, stacklevel=3)
+    elif shifted_down(hu):
+        warnings.warn(SHIFTED_DOWN, UserWarning, stacklevel=3)
+
+
+def check_ct_values(hu: np.ndarray) -> None:
+    """LNQError when a CT holds NaN or infinite voxels (the network's output around them is meaningless:
+    a phantom with 0.1 % NaN voxels gave 3 nodes of 8, and training diverged), or when it holds 2 to a
+    handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a label map given as the CT, where
+    the model would find nothing and say little (a CT holds hundreds of values), or when it holds a
+    scanner's stored values (:func:`stored_values`: the network saw bone and metal, and found nothing or
+    nodes in the wrong places), or HU 1024 low (:func:`shifted_down`: no soft tissue, nothing found), or
+    tenths of HU (:func:`tenths_problem`)."""
+    if np.asarray(hu).dtype.kind == "f":
+        bad = int(np.size(hu) - np.count_nonzero(np.isfinite(hu)))
+        if bad:
+            raise LNQError(f"the CT holds {bad} NaN or infinite voxel(s); fill them (e.g. with -1024, air) "
+                           "or re-export the CT from its DICOM series")
+    sample = _thinned(hu)
+    if sample.size and sample.min() >= 0 and sample.max() <= 255:  # HU or stored values need no sort
+        values = np.unique(sample)
+        if 2 <= values.size <= LABEL_MAP_VALUES and np.all(values == np.round(values)):
+            shown = ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if values.size > 5 else "")
+            raise LNQError(f"the CT holds only {values.size} distinct value(s) ({shown}): it looks like a "
+                           "label map, not a CT; pass the CT volume (Hounsfield units)")
+    if stored_values(hu):
+        raise LNQError(not_hu_reason(hu))
+    if shifted_down(hu):  # the network saw no soft tissue: nothing found, "no lungs found" said
+        raise LNQError(SHIFTED_DOWN)
+    tenths = tenths_problem(hu)  # air at -10000: no window of the model's holds anything
+    if tenths:
+        raise LNQError(tenths)
+
+
+# Warned: a slope or an intercept off, read from the landmarks.
 
 #: The air's value in HU, and how far from it a CT's air round the body may read (HU) before it is called
 #: shifted: -1000 +- 25 on phantoms, CTChest4 (-979) and dcmqi's CT; the model lost a node of 8 50 HU high.
@@ -41,7 +163,8 @@ PADDING_BELOW = -1500.0
 #: has no air to read, and is not judged).
 MIN_AIR_SHARE = 0.03  # a chest in a square view: air round it 20-40 %, lungs 10-15 %; less is no landmark
 #: An "air" reading above this is fat (a crop to the mediastinum holds neither air nor lung; a lung at x0.5
-#: reads -430): the CT is not judged. Stored values (air about +24) are refused by :mod:`preprocess` first.
+#: reads -430): the CT is not judged. Stored values (air about +24) are refused first
+#: (:func:`stored_values`).
 NO_AIR_ABOVE = -400.0
 
 NOT_TRUSTED = "the model, trained on calibrated HU, may miss or misplace nodes in it"

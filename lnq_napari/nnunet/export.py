@@ -253,9 +253,9 @@ def job_states(job: ExportJob, ct) -> tuple[np.ndarray, bool]:
 
 def export_case(job: ExportJob, folder: str | Path) -> ExportedCase:
     """Write one case's image and labels into the (temporary) dataset ``folder``."""
+    from lnq_napari.ct_scale import check_ct_values
     from lnq_napari.io.readers import read_volume, write_volume
     from lnq_napari.io.volume import Volume
-    from lnq_napari.preprocess import check_ct_values
 
     folder = Path(folder)
     try:  # a folder holds hundreds of cases: the one at fault is named

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import lnq_napari
+from lnq_napari.ct_scale import check_ct_values
 from lnq_napari.device import resolve_device
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import atomic_write
@@ -39,7 +40,7 @@ from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
 from lnq_napari.model.config import ModelConfig, StatesConfig, TrainingRecord
-from lnq_napari.preprocess import Prepared, check_ct_values, pad_value, prepare
+from lnq_napari.preprocess import Prepared, pad_value, prepare
 from lnq_napari.processes import usable_workers
 from lnq_napari.training.anchor import Anchor, AnchorTerms, trainable_parameters
 from lnq_napari.training.labels import label_states, naive_states
