@@ -254,7 +254,10 @@ def _round_body(ct: Volume, cut: float) -> tuple[np.ndarray, int]:
     from lnq_napari.io.orientation import lps_view
 
     view = lps_view(ct)
-    roi = RoiConfig(lung_hu=cut, body_hu=cut)  # the landmarks' own scale: a CT 200 HU high keeps its body
+    # the landmarks' own scale: a CT 200 HU high keeps its body. Not the mediastinum region's anatomy (-300,
+    # -500 HU), which would save 0.2 s on a 300 x 512 x 512 CT but move readings: CTChest4 100 HU low was
+    # said -79 HU, not -78; x0.7 about -1024, 700 above its air, not 713
+    roi = RoiConfig(lung_hu=cut, body_hu=cut)
     anatomy = coarse_anatomy(np.asarray(view.array), view.spacing_zyx, roi, seal=SEAL_WALL)
     small = anatomy.small.astype(np.float32)
     keep = ~anatomy.body & _outline_in_view(anatomy.body)[:, None, None]
