@@ -252,7 +252,7 @@ class _NotHuFor(_FakePredictor):
         self.bad = bad
 
     def predict(self, ct, progress=None, cancel=None):
-        from lnq_napari.preprocess import NOT_HU
+        from lnq_napari.ct_scale import NOT_HU
 
         if int(ct.array[0, 0, 0]) == self.bad:
             raise LNQError(NOT_HU)

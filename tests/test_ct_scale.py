@@ -206,18 +206,3 @@ def test_a_real_ct_whose_view_cuts_its_lungs_or_whose_padding_was_resampled_is_j
     said = scale_problem(Volume(hu + 60, chest4.spacing)) or ""  # its air reads -977: +83 said as measured
     assert re.search(r"air reads -9\d\d HU .* shifted by about \+8\d HU", said), said
 
-
-def test_whether_values_are_hu_is_judged_in_ct_scale_only():
-    """preprocess refused stored values, 8-bit and 0..1 exports and HU 1024 low while ct_scale warned of a
-    slope or an intercept: two places that judged one thing, each with its own thresholds."""
-    import inspect
-
-    from lnq_napari import ct_scale, preprocess
-
-    judging = {"check_ct_values", "stored_values", "shifted_down", "not_hu_reason", "warn_if_not_hu",
-               "tenths_problem", "scale_problem", "landmarks"}
-    own = {name for name, f in inspect.getmembers(preprocess, inspect.isfunction)
-           if f.__module__ == preprocess.__name__}
-    assert own & judging == set()
-    assert not [name for name in vars(preprocess) if name.isupper() and name in vars(ct_scale)]
-    assert all(getattr(ct_scale, name).__module__ == ct_scale.__name__ for name in judging)

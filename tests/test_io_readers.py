@@ -598,7 +598,7 @@ def test_nan_and_infinite_voxels_of_a_float_nifti_read_as_stored(tmp_path, suffi
     """SimpleITK's NIfTI reader sets NaN and infinite voxels to 0 without a word: a NaN border around a
     resampled CT read as water, where the same CT as NRRD or MHA kept its NaN and was refused by the CT's
     value check. A float NIfTI now reads its non-finite voxels as stored, as NRRD and MHA do."""
-    from lnq_napari.preprocess import check_ct_values
+    from lnq_napari.ct_scale import check_ct_values
 
     array = np.random.default_rng(0).uniform(-1000, 1000, (6, 7, 8)).astype(np.float32)
     array[1, 2, 3], array[5, 6, 7], array[0, 0, 0] = np.nan, -np.inf, np.inf

@@ -108,8 +108,8 @@ def test_its_stored_values_with_its_padding_are_refused(chest):
     """CTChest4 + 1024 (the rescale intercept left out; its -3024 padding then reads -2000): the rim where
     the padding blends into the body passes through -1000, 0.24 % of the voxels, which the stored-values
     test took for the air of a CT in HU; the model ran and only 'no lungs found' was said."""
+    from lnq_napari.ct_scale import check_ct_values
     from lnq_napari.errors import LNQError
-    from lnq_napari.preprocess import check_ct_values
 
     check_ct_values(chest.array)
     with pytest.raises(LNQError, match="not in Hounsfield units .* rescale intercept"):
