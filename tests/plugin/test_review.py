@@ -1241,7 +1241,10 @@ def test_a_save_while_another_workspace_is_made_at_the_path_after_save_is_presse
     assert save_and_wait(save) is None and "is gone from there" in save.status.text()
     assert [v["version"] for v in Workspace.open(ws.root).versions(case)] == ["v001"]
     assert [e["action"] for e in Workspace.open(ws.root).journal()] == ["init"]
+    session.autosaver.schedule()  # an autosave ends after the refusal (under load it did at random)
     assert not session.autosaver.flush().is_relative_to(ws.root)  # the edits kept aside, for the moved one
+    said = save.status.text()  # why the Save was refused stays, above where the edits are now
+    assert said.startswith("not saved: ") and "is gone from there" in said and "autosaved to" in said
     viewer.layers.clear()
     assert not _offered(make_napari_viewer, Workspace.open(ws.root), case)
     assert _offered(make_napari_viewer, Workspace.open(tmp_path / "moved"), case)

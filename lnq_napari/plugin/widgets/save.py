@@ -47,10 +47,11 @@ class SaveRequest:
     workspace_id: str | None = None  # which workspace that was when the case opened (None: not known)
 
 
-def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
+def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str, bool]:
     """The Save's work, off the GUI thread: the new version (its nodes counted as the Nodes table counts
     them), a DICOM SEG beside it when the CT is a DICOM series, the review's journal line. Returns the
-    version and the status line. LNQError (and any other error) when the version was not saved."""
+    version, the status line and whether that line tells of a problem (a part not written, a warning).
+    LNQError (and any other error) when the version was not saved."""
     # the workspace moved away, or another made at its path: refused where the save opens it
     with collected_warnings() as heard:  # shown in the status line, not a popup
         saved = api.save_labels(
@@ -58,6 +59,7 @@ def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
             expected_id=request.workspace_id, nodes=int(node_numbers(request.labels.array)[1].size),
             **request.provenance)
     message = f"saved {saved.version} to {saved.path}"  # saved: nothing after this decides otherwise
+    clean = True
     if request.ct_source and is_dicom_path(request.ct_source):
         seg = Path(saved.path).with_name(Path(saved.path).name.split(".")[0] + ".seg.dcm")
         try:
@@ -66,16 +68,16 @@ def write_version(request: SaveRequest) -> tuple[api.SavedLabels, str]:
                                  edits=request.provenance.get("edits", 0))
             message += f" and DICOM SEG {seg.name}"
         except Exception as exc:  # any error (a disk full) here leaves the version saved
-            message += f"; no DICOM SEG: {_why(exc)}"
+            message, clean = message + f"; no DICOM SEG: {_why(exc)}", False
     if request.workspace is not None and request.stats is not None:  # the time and the decisions this
         try:  # case took, for the Review panel (the version is saved: a failure here is only said)
             log_review(Workspace.open(request.workspace, request.workspace_id), request.case, request.stats,
                        saved.version, request.provenance.get("edits", 0), now=request.pressed)
         except Exception as exc:
-            message += f"; the review was not journaled: {_why(exc)}"
+            message, clean = message + f"; the review was not journaled: {_why(exc)}", False
     for warning in texts(heard):
-        message += f"\nnote: {warning}"
-    return saved, message
+        message, clean = message + f"\nnote: {warning}", False
+    return saved, message, not clean
 
 
 def _why(exc: Exception) -> str:
@@ -106,6 +108,9 @@ class SaveWidget(QWidget):
         self.save_button.clicked.connect(self.save)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # the last Save's refusal or problem and the case it was about: kept above the edits' line until
+        # the next Save or another case (an autosave ending seconds later overwrote why a Save was refused)
+        self._kept: tuple[object, str] | None = None
         layout = QVBoxLayout(self)
         layout.addLayout(folder_row("folder", self.folder, "Save label versions in"))
         layout.addWidget(self.save_button)
@@ -137,15 +142,22 @@ class SaveWidget(QWidget):
             session.autosaver.watch(self._show_state, self)  # its writes and failures end after the edit
         if self.worker is not None:  # "saving ..." until it ends
             return
+        if self._kept is not None and self._kept[0] is not session:  # about a case no longer the current
+            self._kept = None
+        kept = f"{self._kept[1]}\n" if self._kept is not None else ""
+        self.status.setText(kept + self._state_line(session))
+
+    @staticmethod
+    def _state_line(session) -> str:
+        """The current case's edits and where they are autosaved."""
         if session is None:
-            self.status.setText("no node layer")
-        elif session.autosaver is not None and session.autosaver.last_error is not None:  # not "autosaved"
-            self.status.setText(f"{session.edits} edits; autosave failed ({session.autosaver.last_error}): "
-                                "tried again every few seconds; Save to keep them")
-        elif session.autosaver is not None and session.autosaver.last_path is not None:
-            self.status.setText(f"{session.edits} edits; autosaved to {session.autosaver.last_path}")
-        else:
-            self.status.setText(f"{session.edits} edits")
+            return "no node layer"
+        if session.autosaver is not None and session.autosaver.last_error is not None:  # not "autosaved"
+            return (f"{session.edits} edits; autosave failed ({session.autosaver.last_error}): "
+                    "tried again every few seconds; Save to keep them")
+        if session.autosaver is not None and session.autosaver.last_path is not None:
+            return f"{session.edits} edits; autosaved to {session.autosaver.last_path}"
+        return f"{session.edits} edits"
 
     def request(self, session) -> SaveRequest:
         """What a Save of ``session`` now writes (a copy of its labels: edits may go on meanwhile)."""
@@ -176,6 +188,7 @@ class SaveWidget(QWidget):
         session = self.tracker.session
         if self.worker is not None or (session is not None and session.saving is not None):
             return None  # one at a time (the button is off; a key or another panel may still ask)
+        self._kept = None  # the user acts on what the last Save said
         if session is None:
             self.status.setText("no node layer to save")
             self.saved.emit(None)
@@ -183,7 +196,8 @@ class SaveWidget(QWidget):
         try:
             request, point = self.request(session), session.save_point()
         except LNQError as exc:  # labels that cannot be saved (not 3D, off the CT's grid)
-            self.status.setText(f"not saved: {exc}")
+            self._kept = (session, f"not saved: {exc}")
+            self.status.setText(self._kept[1])
             self.saved.emit(None)
             return None
         note = unplaced_note(session.ct_layer) if session.ct_layer is not None else ""
@@ -202,17 +216,19 @@ class SaveWidget(QWidget):
 
         def finished() -> None:
             session.saving = None
-            path = None
+            path, problem = None, True
             if "result" in outcome:
-                saved, message = outcome["result"]
+                saved, message, problem = outcome["result"]
                 session.mark_saved(point, saved.version)  # the snapshot's state, not the edits made since
                 path, message = saved.path, message + (f"\n{note}" if note else "")
+                problem = problem or bool(note)
             else:
                 message = outcome.get("error", "not saved")
             if gone.is_set():  # the viewer closed: the version is written all the same
                 return
             self.worker = None
             self.save_button.setEnabled(True)
+            self._kept = (session, message) if problem else None
             self.status.setText(message)
             self.saved.emit(path)
 
