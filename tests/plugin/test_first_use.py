@@ -60,7 +60,7 @@ def test_the_panel_from_the_plugins_menu_reviews_without_warnings(make_napari_vi
     viewer = make_napari_viewer()
     with warnings.catch_warnings(record=True) as heard:
         warnings.simplefilter("always")
-        _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+        _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "Panel")
         viewer.open(str(ct), plugin="lnq-napari")
         viewer.open(str(seg), plugin="lnq-napari")  # the case's labels: a node layer
         segment = panel.widgets["Segment"]

@@ -25,7 +25,7 @@ def test_manifest_contributions_resolve():
     manifest = PluginManifest.from_file(MANIFEST)
     assert manifest.name == "lnq-napari"
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert widgets == {"lnq-napari panel", "Segment", "Correct", "Nodes", "Save", "Review", "Compare"}
+    assert widgets == {"Panel", "Segment", "Correct", "Nodes", "Save", "Review", "Compare"}
     assert [s.display_name for s in manifest.contributions.sample_data] == ["Phantom case"]
     for command in manifest.contributions.commands:
         assert callable(_resolve(command.python_name))

@@ -228,14 +228,14 @@ def test_a_switch_to_3d_shows_the_wait_cursor_and_says_so_until_the_case_is_draw
 
 def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtbot, phantom_files, stand_in,
                                                         autosave_dir):
-    """Plugins > lnq-napari > lnq-napari panel (npe2): the same panel; the review keys work with it."""
+    """Plugins > lnq-napari > Panel (npe2): the same panel; the review keys work with it."""
     from lnq_napari.plugin._case import add_case, read_case
     from lnq_napari.plugin._session import OPENED_KEY
     from lnq_napari.plugin.panel import LNQPanel
 
     viewer = make_napari_viewer()
     ct_layer, _ = add_case(viewer, *read_case(phantom_files.ct))
-    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "Panel")
     assert isinstance(panel, LNQPanel) and list(panel.widgets) == ["Segment", "Correct", "Nodes", "Review",
                                                                    "Save"]
     segment = panel.widgets["Segment"]
@@ -248,10 +248,28 @@ def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtb
     assert session.current_suggestion == 0 and session.stats.keys == 1
 
 
+
+def test_the_panel_from_the_plugins_menu_has_its_whole_title_in_view(make_napari_viewer, qtbot):
+    """Its dock was titled "lnq-napari panel (lnq-napari)" (napari adds the plugin's name): cut at the
+    panel's width, its end out of view."""
+    from npe2 import PluginManager
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    widgets = PluginManager.instance().get_manifest("lnq-napari").contributions.widgets
+    name = next(w.display_name for w in widgets if w.command == "lnq-napari.panel")
+    dock, _ = viewer.window.add_plugin_dock_widget("lnq-napari", name)
+    qtbot.waitUntil(dock.isVisible, timeout=5000)
+    qtbot.wait(100)
+    bar = dock.title
+    title = bar.title
+    assert title.isVisible() and title.width() >= title.sizeHint().width()  # the room its text needs
+    assert title.geometry().right() < bar.width() and bar.width() <= dock.width()
+
 def _find_nodes(viewer, stand_in, qtbot) -> int:
     """Open the panel from the Plugins menu and Find nodes with ``stand_in``; returns how many suggestion
     rows the panel's Correct tab lists."""
-    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "Panel")
     segment = panel.widgets["Segment"]
     segment.predictor_factory = lambda model, device: stand_in
     segment.run()
@@ -275,7 +293,7 @@ def test_a_closed_panel_stops_listening_and_the_reopened_one_lists_every_suggest
     hook, sys.excepthook = sys.excepthook, lambda *exc: errors.append(exc)
     try:
         assert _find_nodes(viewer, stand_in, qtbot) == len(viewer.layers["suggestions"].data) > 0
-        dock = viewer.window._qt_window.findChild(QDockWidget, "lnq-napari panel (lnq-napari)")
+        dock = viewer.window._qt_window.findChild(QDockWidget, "Panel (lnq-napari)")
         dock.title.close_button.click()  # napari lets the panel go: nothing else holds it
         del dock
         gc.collect()

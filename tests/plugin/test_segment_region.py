@@ -83,7 +83,7 @@ def test_region_outline_is_hidden_in_3d_and_back_in_2d(make_napari_viewer, qtbot
     viewer = make_napari_viewer()
     viewer.open(str(phantom_files.ct), plugin="lnq-napari")
     # from the Plugins menu: napari hands the widget a proxy of the viewer, whose layers are proxies too
-    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "lnq-napari panel")
+    _, panel = viewer.window.add_plugin_dock_widget("lnq-napari", "Panel")
     segment = panel.widgets["Segment"]
     segment.predictor_factory = lambda model, device: RegionStandIn(phantom_files.case)
     listeners = (viewer.dims.events.ndisplay, viewer.layers.events.removed)
