@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from lnq_napari.plugin._drawing import say_while_drawing
+from lnq_napari.plugin._drawing import wait_cursor_while_drawing
 from lnq_napari.plugin.keys import key_rows, register_review_keys
 from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, ReviewWidget, SaveWidget, SegmentWidget
 from lnq_napari.plugin.widgets._common import while_alive
@@ -72,14 +72,10 @@ class LNQPanel(QWidget):
             else:  # the form at the top, the room below it empty
                 page = _stacked(widget, stretch=True)
             self.tabs.addTab(_scrolled(page), name)
-        self.drawing = QLabel("")  # shown only while a 2D/3D switch is drawn (seconds on software rendering)
-        self.drawing.setWordWrap(True)
-        self.drawing.hide()
-        say_while_drawing(napari_viewer, self, self.drawing)
+        wait_cursor_while_drawing(napari_viewer, self)  # a 2D/3D switch: seconds on software rendering
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
-        layout.addWidget(self.drawing)
         self.setMinimumWidth(MIN_WIDTH)
 
     def sizeHint(self) -> QSize:

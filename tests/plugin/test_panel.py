@@ -201,29 +201,22 @@ def test_every_node_table_column_is_in_view_in_the_docked_panel(reviewed, qtbot,
         assert sides[item.text()] == item.toolTip()
 
 
-def test_a_switch_to_3d_shows_the_wait_cursor_and_says_so_until_the_case_is_drawn(reviewed, qtbot):
-    """With software rendering a full-size case took 7-15 s to show in 3D: the arrow cursor and no word
-    meanwhile, the window frozen."""
-    from qtpy.QtWidgets import QApplication, QLabel
+def test_a_switch_to_3d_shows_the_wait_cursor_until_the_case_is_drawn(reviewed, qtbot):
+    """With software rendering a full-size case took 5-15 s to show in 3D: the arrow cursor meanwhile, the
+    window frozen."""
+    from qtpy.QtWidgets import QApplication
 
     viewer, panel = reviewed
-
-    def said() -> list[str]:
-        return [label.text() for label in panel.findChildren(QLabel)
-                if label.isVisible() and "3D" in label.text()]
-
-    drawn = []  # at each drawing of the canvas: the cursor shape and what the panel says
+    drawn = []  # the cursor shape at each drawing of the canvas
     scene = viewer.window._qt_viewer.canvas._scene_canvas
     scene.events.draw.connect(lambda event: drawn.append(
-        (QApplication.overrideCursor() and QApplication.overrideCursor().shape(), said())))
+        QApplication.overrideCursor() and QApplication.overrideCursor().shape()))
     viewer.dims.ndisplay = 3
     qtbot.waitUntil(lambda: bool(drawn) and QApplication.overrideCursor() is None, timeout=60000)
-    shape, words = drawn[0]
-    assert shape == Qt.CursorShape.WaitCursor and words and "drawing the case in 3D" in words[0]
-    assert not said()  # gone once drawn
+    assert drawn[0] == Qt.CursorShape.WaitCursor
     viewer.dims.ndisplay = 2
     qtbot.waitUntil(lambda: QApplication.overrideCursor() is None, timeout=60000)
-    assert not said() and viewer.dims.ndisplay == 2
+    assert viewer.dims.ndisplay == 2
 
 
 def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtbot, phantom_files, stand_in,
