@@ -254,7 +254,8 @@ def _write_json(result: dict, path: str | Path) -> None:
 
 def node_table(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     """One row per node of ``labels`` (the connected blobs of each value:
-    :func:`~lnq_napari.quantify.node_ids`); with ``ct`` (same grid) each row has its mean HU. The Nodes
+    :func:`~lnq_napari.quantify.node_ids`); with ``ct`` (same grid) each row has its mean HU and the CT's
+    edges that cut it (without, none: a label file may be cropped to its nodes). The Nodes
     widget and ``measure`` both use it (``measure`` also reads files)."""
     labels = _volume(labels, "the labels")
     return measure_nodes(labels, None if ct is None else _volume(ct, "the CT"))

@@ -10,10 +10,12 @@ longest caliper line at right angles to it, on the axial slices; within about on
 ellipse's diameters (short axis within about 0.7 mm on 0.6-0.9 mm pixels), so the >= 10 mm flag
 (:func:`reaches`) is not exact near 10 mm.
 
-A node the image's edge cuts (it reaches the first or last slice, or the in-plane border of a cropped CT:
+A node the CT's edge cuts (it reaches the first or last slice, or the in-plane border of a cropped CT:
 :func:`cut_by_edge`, the one rule) is measured on what is visible: its axes and volume are lower bounds
 and a "no" of the >= 10 mm flag may be wrong. Its row names the edges (``cut_by_edge``) and the tables
-mark its figures with :data:`CUT_MARK`.
+mark its figures with :data:`CUT_MARK`. Only a CT's grid tells: a label file alone may be stored cropped
+to its nodes (3D Slicer's "crop to minimum extent", a DICOM SEG's frames), so without a CT no node is
+flagged.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ class NodeRow:
     side: str  # "right", "left" or "midline"
     mean_hu: float | None = None  # with a CT only
     #: the image edges that cut the node (:func:`cut_by_edge`): its figures are lower bounds; () when whole
+    #: or measured without a CT (not known)
     cut_by_edge: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
@@ -232,7 +235,8 @@ def _axial_planes(labels: Volume, ids: np.ndarray) -> tuple[np.ndarray, tuple[fl
 
 def measure_nodes(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
     """One row per node of a label map (:func:`node_ids`, see the module docstring); ``ct`` must share the
-    labels' grid."""
+    labels' grid (without it no node is flagged as cut by the image edge: the labels' own grid may be
+    cropped to the nodes)."""
     return _measure(labels, *node_ids(labels), ct)
 
 
@@ -269,7 +273,7 @@ def _measure(labels: Volume, compact: np.ndarray, ids: np.ndarray, ct: Volume | 
             volume_cm3=len(zyx) * voxel_mm3 / 1000.0, centroid_mm=centroid,
             long_axis_mm=long_axis, short_axis_mm=short_axis, principal_axes_mm=principal_axes(zyx, labels),
             ge_10mm=reaches(short_axis, ENLARGED_MM), side=_side(centroid[0], centre_x), mean_hu=mean_hu,
-            cut_by_edge=cut_by_edge(box, labels),
+            cut_by_edge=() if ct is None else cut_by_edge(box, ct),  # a label file may be cropped
         ))
     return rows
 

@@ -461,6 +461,11 @@ def test_a_node_has_the_same_id_whichever_way_the_file_stores_the_voxels(stored)
         np.testing.assert_allclose(again[node], centroid, atol=1e-9)
 
 
+def _ct(labels: Volume) -> Volume:
+    """A CT of soft tissue on ``labels``' grid."""
+    return labels.with_array(np.full(labels.shape, 40, np.int16))
+
+
 def test_a_node_cut_by_the_image_edge_names_the_edge_and_a_whole_node_none():
     """A node reaching the first slice or the in-plane border (a cropped CT) is measured on what is
     visible: its row names the patient's side of each edge that cuts it; a whole node's names none."""
@@ -471,10 +476,11 @@ def test_a_node_cut_by_the_image_edge_names_the_edge_and_a_whole_node_none():
     mask[10:14, 20:30, 0:6] = 1  # x index 0: the patient's right
     mask[10:14, 50:60, 40:50] = 1  # last row in y: posterior
     mask[10:14, 5:15, 40:50] = 1  # whole
-    rows = measure_nodes(Volume(mask, SPACING))
+    rows = measure_nodes(Volume(mask, SPACING), _ct(Volume(mask, SPACING)))
     assert sorted(r.cut_by_edge for r in rows) == [(), ("inferior",), ("posterior",), ("right",)]
     ras = Volume(mask, SPACING, direction=(-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))  # x index 0 lies left
-    assert sorted(r.cut_by_edge for r in measure_nodes(ras)) == [(), ("anterior",), ("inferior",), ("left",)]
+    assert sorted(r.cut_by_edge for r in measure_nodes(ras, _ct(ras))) == [
+        (), ("anterior",), ("inferior",), ("left",)]
     corner = (slice(0, 24), slice(0, 3), slice(57, 60))  # several edges: in one order
     assert cut_by_edge(corner, Volume(mask, SPACING)) == ("superior", "inferior", "left", "anterior")
 
@@ -483,7 +489,7 @@ def test_the_csv_names_the_cut_edges_and_the_summary_counts_the_cut_nodes(tmp_pa
     mask = np.zeros(SHAPE, np.uint8)
     mask[20:24, 20:30, 20:30] = 1  # last slice: superior
     mask[10:14, 5:15, 40:50] = 1
-    rows = measure_nodes(Volume(mask, SPACING))
+    rows = measure_nodes(Volume(mask, SPACING), _ct(Volume(mask, SPACING)))
     with open(write_csv(rows, tmp_path / "nodes.csv")) as handle:
         table = list(csv.DictReader(handle))
     assert [r["cut_by_edge"] for r in table] == ["", "superior"]
@@ -501,9 +507,36 @@ def test_measure_marks_the_figures_of_a_node_cut_by_the_image_edge(tmp_path, cap
     mask[0:4, 20:30, 20:30] = 1
     mask[10:14, 5:15, 40:50] = 1
     path = write_volume(tmp_path / "seg.nrrd", Volume(mask, SPACING))
-    main(["measure", str(path)])
+    ct = write_volume(tmp_path / "ct.nrrd", _ct(Volume(mask, SPACING)))
+    main(["measure", str(path), "--ct", str(ct)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[-1] == "cut_by_edge"
     cut, whole = lines[1].split(), lines[2].split()
-    assert cut[-1] == "inferior" and cut[2].endswith("+") and cut[4].endswith("+")
+    assert cut[-1] == "inferior" and all(cut[k].endswith("+") for k in (2, 3, 4))  # volume, long, short
     assert not any(cell.endswith("+") for cell in whole)
+
+
+def test_a_label_file_cropped_to_its_nodes_flags_no_node_without_a_ct(tmp_path, capsys):
+    """3D Slicer's "crop to minimum extent" stores a SEG on its nodes' bounding box, so whole nodes reach
+    its edges: only a CT's grid tells a cut, so without one no node is flagged (nor with it: they are
+    whole in the CT)."""
+    from lnq_napari import api
+    from lnq_napari.cli import main
+    from lnq_napari.io.readers import write_volume
+
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[5:9, 10:20, 10:22] = 1
+    mask[14:18, 35:45, 30:44] = 1
+    ct = _ct(Volume(mask, SPACING, (-40.0, -30.0, -200.0)))
+    box = tuple(slice(int(k.min()), int(k.max()) + 1) for k in np.nonzero(mask))
+    origin = tuple(float(v) for v in ct.index_to_physical(np.array([[s.start for s in box]]))[0])
+    cropped = Volume(np.ascontiguousarray(mask[box]), SPACING, origin)
+    seg = write_volume(tmp_path / "seg-cropped.nrrd", cropped)
+    ct_path = write_volume(tmp_path / "ct.nrrd", ct)
+    assert [r.cut_by_edge for r in api.node_table(cropped)] == [(), ()]  # the Nodes tab without a CT layer
+    for args in ([], ["--ct", str(ct_path)]):
+        rows, summary = api.measure(seg, **({"ct": ct_path} if args else {}))
+        assert [r.cut_by_edge for r in rows] == [(), ()] and summary.n_cut == 0
+        main(["measure", str(seg), *args])
+        out = capsys.readouterr().out
+        assert "cut_by_edge" not in out and "+" not in out
