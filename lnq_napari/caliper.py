@@ -52,10 +52,7 @@ def _crossings(starts: np.ndarray, ends: np.ndarray, u: np.ndarray,
     last = np.full(len(lines), -np.inf)
     first_seg = np.zeros(len(lines), dtype=np.int64)
     last_seg = np.zeros(len(lines), dtype=np.int64)
-    k0 = 0
-    while k0 < len(lines):  # blocks of lines holding about _BLOCK_CELLS crossings (at least one line)
-        done = ends_at[k0 - 1] if k0 else 0
-        k1 = max(k0 + 1, int(np.searchsorted(ends_at, done + _BLOCK_CELLS, "right")))
+    for k0, k1 in _line_blocks(ends_at, _BLOCK_CELLS):
         seg = np.nonzero((low_k < k1) & (high_k > k0))[0]
         lo, hi = np.maximum(low_k[seg], k0), np.minimum(high_k[seg], k1)
         counts = hi - lo
@@ -77,8 +74,19 @@ def _crossings(starts: np.ndarray, ends: np.ndarray, u: np.ndarray,
             met = lowest < len(starts)
             out[order[k0:k1][met]] = best[met]
             out_seg[order[k0:k1][met]] = lowest[met]
-        k0 = k1
     return first, last, first_seg, last_seg
+
+
+def _line_blocks(ends_at: np.ndarray, cells: int) -> list[tuple[int, int]]:
+    """(first, end) of each block of the sorted lines, in order: as many lines as hold at most ``cells``
+    crossings (``ends_at``: the crossings up to each line, inclusive), at least one line each."""
+    blocks, k0 = [], 0
+    while k0 < len(ends_at):
+        done = ends_at[k0 - 1] if k0 else 0
+        k1 = max(k0 + 1, int(np.searchsorted(ends_at, done + cells, "right")))
+        blocks.append((k0, k1))
+        k0 = k1
+    return blocks
 
 
 def perpendicular_chord(hull: np.ndarray, u: np.ndarray, pocket: np.ndarray | None = None,

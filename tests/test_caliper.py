@@ -122,18 +122,40 @@ def test_crossings_found_by_span_equal_every_line_against_every_segment(block, m
             np.testing.assert_array_equal(got, want)
 
 
-def test_a_slice_wide_blob_is_measured_in_seconds():
-    """An untrained model's blob over a whole 512 x 512 slice (ragged, with pockets): every caliper line
-    against every outline segment took 24 s; lines meet only the segments in their span now."""
-    import time
+def test_caliper_work_grows_with_the_crossings_not_lines_x_segments(monkeypatch):
+    """A ragged 200 x 200 blob (an untrained model's, with pockets): each caliper line meets only the
+    outline segments in its span. With no limit on a block, memory stays small (every line against every
+    segment in one array: 632 MB) and each call is one block of lines; with a limit, blocks hold about that
+    many crossings (one block per line read every segment once per line: lines x segments again)."""
+    import tracemalloc
 
     from scipy import ndimage
 
-    field = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((512, 512)), 6)
+    from lnq_napari import caliper
+
+    field = ndimage.gaussian_filter(np.random.default_rng(0).standard_normal((200, 200)), 4)
     parts, _ = ndimage.label(field > -0.02, np.ones((3, 3)))
     blob = (parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1)[None]
-    start = time.perf_counter()
-    long_mm, short_mm = axial_axes(blob, (0.7, 0.7))
-    seconds = time.perf_counter() - start
-    assert seconds < 5.0, f"{seconds:.1f} s"
-    assert 0.7 * 400 < long_mm <= 0.7 * 512 * math.sqrt(2) + 1.0 and 0.7 * 200 < short_mm <= long_mm
+    calls = []  # per call of _crossings: its lines, crossings and blocks
+    line_blocks = caliper._line_blocks
+
+    def counted(ends_at, cells):
+        blocks = line_blocks(ends_at, cells)
+        calls.append((len(ends_at), int(ends_at[-1]) if len(ends_at) else 0, len(blocks)))
+        return blocks
+
+    monkeypatch.setattr(caliper, "_line_blocks", counted)
+    monkeypatch.setattr(caliper, "_BLOCK_CELLS", 1 << 40)
+    tracemalloc.start()
+    unlimited = axial_axes(blob, (0.7, 0.7))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100e6, f"{peak / 1e6:.0f} MB"
+    assert calls and all(blocks == 1 for lines, _, blocks in calls if lines)
+    assert max(lines for lines, *_ in calls) > 100  # many lines: one block per line would show
+    calls.clear()
+    monkeypatch.setattr(caliper, "_BLOCK_CELLS", 4096)
+    assert axial_axes(blob, (0.7, 0.7)) == unlimited
+    # two blocks in a row hold more than the limit (else they were one)
+    assert all(blocks <= 2 * crossings / 4096 + 1 for _, crossings, blocks in calls), calls
+    assert sum(blocks for *_, blocks in calls) > len(calls)  # the limit was reached
