@@ -5,9 +5,8 @@ speed-up): an untrained model's slice-wide blob on a 512 x 512 slice, 60 mm cong
     OMP_NUM_THREADS=1 python benchmarks/bench_caliper_time.py
 """
 
-import time
-
 import numpy as np
+from _timing import median_seconds
 
 from lnq_napari.caliper import axial_axes
 
@@ -65,10 +64,7 @@ cases = {"conglomerate+pockets 60mm @0.6": (conglomerate_pockets(), (0.6, 0.6)),
          "conglomerate 60mm @0.6": (conglomerate(), (0.6, 0.6)),
          "comb 400x400 @0.6": (comb(), (0.6, 0.6))}
 for name, (mask, sp) in cases.items():
-    times, res = [], None
-    for _ in range(3):
-        t = time.perf_counter()
-        res = axial_axes(mask, sp)
-        times.append(time.perf_counter() - t)
-    print(f"{name:28s} pixels {int(mask.sum()):7d}  median {np.median(times):7.3f} s  "
-          f"(runs {', '.join(f'{x:.3f}' for x in times)})  axes {res[0]!r} {res[1]!r}", flush=True)
+    seconds = median_seconds(lambda mask=mask, sp=sp: axial_axes(mask, sp), 3)
+    res = axial_axes(mask, sp)
+    print(f"{name:28s} pixels {int(mask.sum()):7d}  median {seconds:7.3f} s  axes {res[0]!r} {res[1]!r}",
+          flush=True)

@@ -21,7 +21,7 @@ from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
-from lnq_napari.quantify import marked, short_axis_text
+from lnq_napari.quantify import CUT_FIGURES, marked, short_axis_text
 from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
 
@@ -110,9 +110,12 @@ def _cmd_measure(args: argparse.Namespace) -> None:
         columns.append("cut_by_edge")
     # the short axis as the node table shows it: "10.0" only beside ge_10mm True (the CSV: full precision);
     # "+" after a figure of a node cut by the image edge (a lower bound)
-    _print_table([{**r.to_dict(), "short_axis_mm": marked(short_axis_text(r.short_axis_mm), r.cut_by_edge),
-                   "long_axis_mm": marked(_fmt(r.long_axis_mm), r.cut_by_edge),
-                   "volume_cm3": marked(_fmt(r.volume_cm3), r.cut_by_edge)} for r in rows], columns)
+    table = [r.to_dict() for r in rows]
+    for r, cells in zip(rows, table):
+        cells["short_axis_mm"] = short_axis_text(r.short_axis_mm)
+        for key in CUT_FIGURES:
+            cells[key] = marked(_fmt(cells[key]), r.cut_by_edge)
+    _print_table(table, columns)
     print(summary.text())
 
 
@@ -123,6 +126,8 @@ def _scan(values: list[str], flag: str) -> tuple[str, str | None]:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
+    from lnq_napari.followup.report import CUT_CELLS
+
     by_scans, by_patient = bool(args.baseline or args.followup), bool(args.workspace or args.patient)
     if by_scans == by_patient or (by_scans and not (args.baseline and args.followup)) or \
             (by_patient and not (args.workspace and args.patient)):
@@ -148,10 +153,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         columns += ["cut_by_edge_baseline", "cut_by_edge_followup"]
     table = [{k: ("" if v is None else v) for k, v in r.to_dict().items()} for r in result.rows]
     for r, cells in zip(result.rows, table):  # "+" after a figure of a node cut by the image edge
-        for name, cut in (("baseline", r.cut_by_edge_baseline), ("followup", r.cut_by_edge_followup)):
-            for key in (f"volume_{name}_cm3", f"short_axis_{name}_mm"):
-                if cells[key] != "":
-                    cells[key] = marked(_fmt(cells[key]), cut)
+        for key, edges in CUT_CELLS.items():
+            if cells[key] != "":
+                cells[key] = marked(_fmt(cells[key]), getattr(r, edges))
     _print_table(table, columns)
     r, v, q = result.recist, result.volume, result.quality
     change = _pct(r.sum_change_pct)

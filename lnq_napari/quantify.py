@@ -51,6 +51,9 @@ LPS_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superio
 SIDE_ORDER = ("superior", "inferior", "right", "left", "anterior", "posterior")
 #: Beside a figure of a node cut by the image edge (``"8.4+"``): a lower bound.
 CUT_MARK = "+"
+#: The figures (:class:`NodeRow` fields) a cut by the image edge makes lower bounds: each table marks them
+#: with :data:`CUT_MARK` (the node and compare tables, ``measure``, ``compare``).
+CUT_FIGURES = ("short_axis_mm", "long_axis_mm", "volume_cm3")
 
 
 def cut_by_edge(box: tuple[slice, ...], grid: Volume) -> tuple[str, ...]:

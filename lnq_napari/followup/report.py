@@ -12,7 +12,7 @@ from lnq_napari.followup.recist import RecistSummary
 from lnq_napari.followup.register import Registration
 from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import NodeRow
+from lnq_napari.quantify import CUT_FIGURES, NodeRow
 
 #: "beyond the other scan": a node with no partner whose place lies outside the other scan's field of
 #: view, so whether it vanished or is new cannot be told (not evaluable; left out of RECIST).
@@ -98,6 +98,12 @@ class ChangeRow:
             for axis, value in zip("xyz", xyz or (None, None, None)):
                 out[f"centroid_{when}_{axis}"] = value
         return out
+
+
+#: The change table's cells whose figure is a lower bound when the image edge cuts that scan's node
+#: (:data:`~lnq_napari.quantify.CUT_FIGURES` of each scan), and the :class:`ChangeRow` field naming its edges.
+CUT_CELLS = {f"{name}_{scan}_{unit}": f"cut_by_edge_{scan}" for scan in ("baseline", "followup")
+             for name, unit in (figure.rsplit("_", 1) for figure in CUT_FIGURES)}
 
 
 CSV_COLUMNS = [

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from lnq_napari import api
 from lnq_napari.followup import CompareResult, write_csv
+from lnq_napari.followup.report import CUT_CELLS
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import (
     COMPARE_ROLE,
@@ -71,10 +72,6 @@ COLUMNS = [
     ("with", "relation", "{}"),  # coalesced or split: the pair's change is not the node's own
     ("RECIST fu", "recist_followup_short_axis_mm", short_axis_text),  # what RECIST credits the baseline node
 ]
-#: The cells whose figure is a lower bound when the image edge cuts that scan's node: marked "+", which edge
-#: in the tooltip (the ``ChangeRow`` field naming the edges).
-CUT_CELLS = {"volume_baseline_cm3": "cut_by_edge_baseline", "short_axis_baseline_mm": "cut_by_edge_baseline",
-             "volume_followup_cm3": "cut_by_edge_followup", "short_axis_followup_mm": "cut_by_edge_followup"}
 
 
 class CompareWidget(QWidget):

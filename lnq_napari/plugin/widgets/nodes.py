@@ -29,7 +29,15 @@ from qtpy.QtWidgets import (
 
 from lnq_napari import api
 from lnq_napari.plugin.widgets._common import SessionTracker, cell_text, export_table, widen_opened_cts
-from lnq_napari.quantify import NodeRow, cut_text, marked, short_axis_text, summarize_nodes, write_csv
+from lnq_napari.quantify import (
+    CUT_FIGURES,
+    NodeRow,
+    cut_text,
+    marked,
+    short_axis_text,
+    summarize_nodes,
+    write_csv,
+)
 
 COLUMNS = [  # (NodeRow field, header, format or function); short headers keep the table narrow, tooltips
     # say more; what a reader of nodes looks for first (RECIST: the short axis, >= 10 mm) in the narrow
@@ -50,9 +58,6 @@ HEADER_TIPS = {
 #: The side column's cells in short (the word in the cell's tooltip): "midline" alone made the column as wide
 #: as two others, and the panel's last columns lay behind the horizontal scrollbar.
 SIDE_SHORT = {"right": "R", "left": "L", "midline": "mid"}
-#: The columns whose figures a cut by the image edge makes lower bounds: marked "+" (a column of its own
-#: would push the panel's last columns behind the scrollbar).
-CUT_COLUMNS = ("short_axis_mm", "long_axis_mm", "volume_cm3")
 
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # the value a column sorts by
@@ -221,9 +226,11 @@ class NodesWidget(QWidget):
                 if key == "side" and value in SIDE_SHORT:
                     item.setText(SIDE_SHORT[value])
                     item.setToolTip(str(value))
-                if key in CUT_COLUMNS and row.cut_by_edge:  # "8.4+" beside "no": the flag may be wrong
+                # "8.4+" beside "no": the flag may be wrong (a column of its own would push the panel's
+                # last columns behind the scrollbar)
+                if key in CUT_FIGURES and row.cut_by_edge:
                     item.setText(marked(item.text(), row.cut_by_edge))
-                if row.cut_by_edge and key in (*CUT_COLUMNS, "ge_10mm"):
+                if row.cut_by_edge and key in (*CUT_FIGURES, "ge_10mm"):
                     item.setToolTip(cut_text(row.cut_by_edge))
                 item.setData(SORT_ROLE, value)
                 item.setData(ID_ROLE, row.id)
