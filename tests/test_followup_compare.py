@@ -436,3 +436,44 @@ def test_a_target_cut_by_the_followup_edge_is_named_and_its_response_flagged(pai
     assert row.status == "matched" and row.cut_by_edge_followup and not row.cut_by_edge_baseline
     assert row.followup_id in short.recist.cut_followup and short.recist.cut_note()
     assert not result.recist.cut_note()  # the whole scans: no node cut
+
+
+def test_cli_compare_marks_the_figures_of_a_cut_node_and_names_its_edges(capsys, monkeypatch):
+    """``lnq-napari compare``: "+" after the cut scan's volume and short axis, a column per scan naming the
+    edges, and the RECIST line says the response rests on the cut node."""
+    from types import SimpleNamespace
+
+    from lnq_napari import api
+    from lnq_napari.followup.recist import recist
+    from lnq_napari.followup.report import ChangeRow, VolumeSummary
+    from lnq_napari.quantify import NodeRow
+
+    def node(nid, short, cut=()):
+        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
+
+    before, after = node(1, 20.0), node(11, 12.0, ("superior", "left"))
+    result = SimpleNamespace(
+        rows=[ChangeRow.of(before, after, "target"), ChangeRow.of(node(2, 6.0), node(12, 6.0), "normal")],
+        recist=recist([before, node(2, 6.0)], [after, node(12, 6.0)], {1: 11, 2: 12}),
+        volume=VolumeSummary(1.0, 1.0, 0.0, 2, 0, 0, 0, 0), sources=("SEG", "SEG"),
+        quality=SimpleNamespace(mean_distance_mm=1.0, lung_dice=0.9, stage="affine", seconds=1.0))
+    monkeypatch.setattr(api, "compare", lambda *args, **kwargs: result)
+    assert main(["compare", "--baseline", "b.nrrd", "--followup", "f.nrrd"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert header[-2:] == ["cut_by_edge_baseline", "cut_by_edge_followup"]
+    ends = [lines[0].index(name) + len(name) for name in header]  # cells right-aligned under their names
+
+    def cells(line):
+        return {name: line[start:end].strip() for name, start, end in zip(header, [0, *ends], ends)}
+
+    cut, whole = cells(lines[1]), cells(lines[2])
+    assert cut["cut_by_edge_followup"] == "superior left" and cut["cut_by_edge_baseline"] == ""
+    assert cut["volume_followup_cm3"] == "0.5+" and cut["short_axis_followup_mm"] == "12+"
+    assert cut["volume_baseline_cm3"] == "0.5" and cut["short_axis_baseline_mm"] == "20"
+    assert not any(cell.endswith("+") for cell in whole.values())
+    recist_line = next(line for line in lines if line.startswith("RECIST 1.1:"))
+    assert recist_line.endswith("; rests on node(s) cut by the image edge: follow-up 11 (measured on what is "
+                                "visible)")

@@ -136,6 +136,20 @@ def test_a_response_that_counts_a_node_cut_by_the_image_edge_says_so():
     assert base_cut.cut_baseline == (1,) and "baseline 1" in base_cut.cut_note()
 
 
+def test_a_cut_non_target_is_named_in_the_note():
+    """A non-target (10-15 mm, or a third node >= 15 mm) counts in the response: cut at baseline or at
+    follow-up, it is named."""
+    import dataclasses
+
+    cut = ("left",)
+    baseline = [node(1, 20.0), node(2, 16.0), dataclasses.replace(node(3, 12.0), cut_by_edge=cut)]
+    followup = [node(11, 20.0), node(12, 16.0), dataclasses.replace(node(13, 12.0), cut_by_edge=cut)]
+    summary = recist(baseline, followup, {1: 11, 2: 12, 3: 13})
+    assert summary.non_targets == (3,)
+    assert summary.cut_baseline == (3,) and summary.cut_followup == (13,)
+    assert "baseline 3; follow-up 13" in summary.cut_note()
+
+
 def test_a_change_row_carries_each_scans_cut_edges_into_the_csv(tmp_path):
     import csv
     import dataclasses

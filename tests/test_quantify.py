@@ -485,6 +485,25 @@ def test_a_node_cut_by_the_image_edge_names_the_edge_and_a_whole_node_none():
     assert cut_by_edge(corner, Volume(mask, SPACING)) == ("superior", "inferior", "left", "anterior")
 
 
+def test_a_cut_on_a_sagittal_stored_grid_names_the_patients_sides():
+    """A grid stored sagittal (its columns not its rows: index x runs to the back, y to the feet, z to
+    the left): each array edge names the side it lies on in the patient."""
+    from lnq_napari.quantify import cut_by_edge
+
+    direction = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # row-major: not symmetric
+    grid = Volume(np.zeros((20, 30, 40), np.uint8), SPACING, (0.0, 0.0, 0.0), direction)
+    step = grid.index_to_physical(np.eye(3))  # one voxel on along z, y, x: LPS +x, -z, +y
+    np.testing.assert_allclose(step, [[2.5, 0, 0], [0, 0, -0.9], [0, 0.7, 0]], atol=1e-12)
+    first = (slice(0, 3), slice(0, 3), slice(0, 3))  # index 0 of z: right; of y: superior; of x: anterior
+    assert cut_by_edge(first, grid) == ("superior", "right", "anterior")
+    last = (slice(17, 20), slice(27, 30), slice(37, 40))
+    assert cut_by_edge(last, grid) == ("inferior", "left", "posterior")
+    mask = np.zeros(grid.shape, np.uint8)
+    mask[0:4, 10:20, 10:20] = 1  # first z index only: the patient's right
+    labels = grid.with_array(mask)
+    assert [r.cut_by_edge for r in measure_nodes(labels, _ct(labels))] == [("right",)]
+
+
 def test_the_csv_names_the_cut_edges_and_the_summary_counts_the_cut_nodes(tmp_path):
     mask = np.zeros(SHAPE, np.uint8)
     mask[20:24, 20:30, 20:30] = 1  # last slice: superior
