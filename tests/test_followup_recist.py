@@ -150,6 +150,27 @@ def test_a_cut_non_target_is_named_in_the_note():
     assert "baseline 3; follow-up 13" in summary.cut_note()
 
 
+def test_a_cut_node_the_response_leaves_out_but_may_change_it_is_named():
+    """A cut baseline node under 15 mm visible may be a target, an unmatched cut follow-up node under 10 mm
+    visible may be a new lesion (PD): the note names both; a whole one or a matched normal one is not."""
+    import dataclasses
+
+    cut = ("inferior",)
+    baseline = [node(1, 20.0), dataclasses.replace(node(2, 14.0), cut_by_edge=cut), node(3, 6.0)]
+    followup = [node(11, 20.0), node(12, 14.0), dataclasses.replace(node(13, 8.0), cut_by_edge=cut),
+                node(14, 7.0)]
+    summary = recist(baseline, followup, {1: 11, 2: 12})
+    assert summary.overall == "SD" and summary.new_lesions == ()
+    assert summary.cut_may_be_target == (2,) and summary.cut_may_be_new == (13,)
+    assert summary.cut_note() == (
+        "rests on node(s) cut by the image edge: baseline 2 (measured on what is visible), node(s) cut by "
+        "the image edge may change it: baseline 2 (a target if 15 mm or more); follow-up 13 (a new lesion "
+        "if 10 mm or more)")
+    quiet = recist(baseline[:1], [node(11, 20.0), dataclasses.replace(node(13, 4.0), cut_by_edge=cut)],
+                   {1: 11, 3: 13})
+    assert quiet.cut_note() == ""  # 13 matched (normal), 1 a target
+
+
 def test_a_change_row_carries_each_scans_cut_edges_into_the_csv(tmp_path):
     import csv
     import dataclasses

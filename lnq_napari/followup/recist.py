@@ -15,7 +15,9 @@ non-target before normal, then the larger), the others count 0 mm. A node that s
 largest fragment's short axis: the fragment summing of RECIST 1.1 is written for non-nodal lesions, and
 nodes are judged one by one by short axis (CR: every target node under 10 mm); the other fragments are no
 new lesions. Volume adds all fragments (the tissue). A response that counts a node cut by the image edge
-says so (:meth:`RecistSummary.cut_note`): that node's figures are lower bounds.
+says so (:meth:`RecistSummary.cut_note`): that node's figures are lower bounds; so does one that a cut node
+may change (a cut baseline node not a target may reach 15 mm; an unmatched cut follow-up node under 10 mm
+may be a new lesion).
 
 Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % = volume -65.7 %,
 +20 % = +72.8 %), applied to the targets' total volume.
@@ -72,15 +74,25 @@ class RecistSummary:
     #: visible, so the verdict rests on lower bounds; baseline and follow-up node ids
     cut_baseline: tuple[int, ...] = ()
     cut_followup: tuple[int, ...] = ()
+    #: cut nodes that may change the response though it does not count them as such: baseline nodes not
+    #: targets (their whole short axis may reach 15 mm) and unmatched follow-up nodes under 10 mm (may be
+    #: new lesions)
+    cut_may_be_target: tuple[int, ...] = ()
+    cut_may_be_new: tuple[int, ...] = ()
 
     def cut_note(self) -> str:
-        """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (lower bounds)"``, or "" when
-        no node the response counts is cut."""
-        said = [f"{scan} {', '.join(map(str, ids))}" for scan, ids in
-                (("baseline", self.cut_baseline), ("follow-up", self.cut_followup)) if ids]
-        if not said:
-            return ""
-        return f"rests on node(s) cut by the image edge: {'; '.join(said)} (measured on what is visible)"
+        """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (measured on what is
+        visible)"``, then ``"node(s) cut by the image edge may change it: baseline 4 (a target if 15 mm or
+        more); follow-up 9 (a new lesion if 10 mm or more)"``; "" when no cut node counts or may."""
+        def listed(groups):
+            return "; ".join(f"{scan} {', '.join(map(str, ids))}{why}" for scan, ids, why in groups if ids)
+
+        rests = listed((("baseline", self.cut_baseline, ""), ("follow-up", self.cut_followup, "")))
+        may = listed((("baseline", self.cut_may_be_target, " (a target if 15 mm or more)"),
+                      ("follow-up", self.cut_may_be_new, " (a new lesion if 10 mm or more)")))
+        return ", ".join(([f"rests on node(s) cut by the image edge: {rests} (measured on what is visible)"]
+                          if rests else []) + ([f"node(s) cut by the image edge may change it: {may}"]
+                                               if may else []))
 
 
 def check_organ(organ: str) -> None:
@@ -207,4 +219,7 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         volume_response="PD" if new else by_volume, credited_mm={r.id: short(r) for r in baseline},
         cut_baseline=tuple(sorted(r.id for r in counted if r.cut_by_edge)),
         cut_followup=tuple(sorted(cut_followup)),
+        cut_may_be_target=tuple(sorted(r.id for r in baseline if r.cut_by_edge and r.id not in target_ids)),
+        cut_may_be_new=tuple(sorted(r.id for r in followup if r.cut_by_edge and r.id not in matched
+                                    and r.id not in new)),
     )
