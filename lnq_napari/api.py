@@ -738,6 +738,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     report = {
         "case": name, "ct": str(ct_path), "segmentation": str(seg_path), "model": result.model_version,
         "predict_seconds": round(seconds, 2), "nodes": summary.n_nodes, "nodes_ge_10mm": summary.n_ge_10mm,
+        "nodes_cut_by_edge": summary.n_cut,  # their figures lower bounds (the CSV names the edges)
         "total_volume_cm3": round(summary.total_volume_cm3, 3),
     }
     if truth is not None:

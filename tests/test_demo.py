@@ -1,5 +1,6 @@
 """The main job (`lnq-napari demo`) headless: results and pictures on disk, clean errors."""
 
+import csv
 import json
 
 import numpy as np
@@ -28,8 +29,10 @@ def test_demo_on_a_ct_file_writes_results_on_its_grid(small_ct, tmp_path):
     assert report["case"] == "lnq2023-train-0003"
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["nodes"] == report["nodes"]
-    csv_lines = (tmp_path / "out" / "lnq2023-train-0003-nodes.csv").read_text().strip().splitlines()
-    assert len(csv_lines) == report["nodes"] + 1
+    with open(tmp_path / "out" / "lnq2023-train-0003-nodes.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == report["nodes"]
+    assert saved["nodes_cut_by_edge"] == sum(1 for row in table if row["cut_by_edge"])
     png = (tmp_path / "out" / "lnq2023-train-0003-overlay.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
