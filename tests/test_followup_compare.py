@@ -435,6 +435,7 @@ def test_a_target_cut_by_the_followup_edge_is_named_and_its_response_flagged(pai
     row = short.row_for(baseline_id=target)
     assert row.status == "matched" and row.cut_by_edge_followup and not row.cut_by_edge_baseline
     assert row.followup_id in short.recist.cut_followup and short.recist.cut_note()
+    assert row.cut_by_edge_credited == row.cut_by_edge_followup  # "RECIST fu" then a lower bound too
     assert not result.recist.cut_note()  # the whole scans: no node cut
 
 
@@ -477,3 +478,43 @@ def test_cli_compare_marks_the_figures_of_a_cut_node_and_names_its_edges(capsys,
     recist_line = next(line for line in lines if line.startswith("RECIST 1.1:"))
     assert recist_line.endswith("; rests on node(s) cut by the image edge: follow-up 11 (measured on what is "
                                 "visible)")
+
+
+def test_cli_compare_marks_the_credited_short_axis_when_its_follow_up_node_is_cut(capsys, monkeypatch):
+    """The "RECIST fu" cell (``recist_followup_short_axis_mm``, what enters the sum) ends in "+" when a
+    follow-up node it is taken from is cut (here a split fragment of a whole partner); else not."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from lnq_napari import api
+    from lnq_napari.followup.recist import recist
+    from lnq_napari.followup.report import ChangeRow, VolumeSummary
+    from lnq_napari.quantify import NodeRow
+
+    def node(nid, short, cut=()):
+        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
+
+    before, after, piece = node(1, 20.0), node(11, 12.0), node(13, 6.0, ("inferior",))
+    summary = recist([before, node(2, 16.0)], [after, node(12, 15.0), piece], {1: 11, 2: 12}, pieces={13: 1})
+    rows = [dataclasses.replace(ChangeRow.of(before, after, "target"), recist_followup_short_axis_mm=12.0,
+                                cut_by_edge_credited=summary.credited_cut.get(1, ())),
+            dataclasses.replace(ChangeRow.of(node(2, 16.0), node(12, 15.0), "target"),
+                                recist_followup_short_axis_mm=15.0),
+            ChangeRow.of(None, piece, "fragment")]
+    result = SimpleNamespace(rows=rows, recist=summary, volume=VolumeSummary(1.0, 1.0, 0.0, 2, 0, 0, 0, 0),
+                             sources=("SEG", "SEG"), quality=SimpleNamespace(
+                                 mean_distance_mm=1.0, lung_dice=0.9, stage="affine", seconds=1.0))
+    monkeypatch.setattr(api, "compare", lambda *args, **kwargs: result)
+    assert main(["compare", "--baseline", "b.nrrd", "--followup", "f.nrrd"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    ends = [lines[0].index(name) + len(name) for name in header]
+
+    def cells(line):
+        return {name: line[start:end].strip() for name, start, end in zip(header, [0, *ends], ends)}
+
+    assert cells(lines[1])["recist_followup_short_axis_mm"] == "12+"
+    assert cells(lines[1])["short_axis_followup_mm"] == "12"  # the partner itself is whole
+    assert cells(lines[2])["recist_followup_short_axis_mm"] == "15"

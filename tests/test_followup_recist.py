@@ -136,6 +136,23 @@ def test_a_response_that_counts_a_node_cut_by_the_image_edge_says_so():
     assert base_cut.cut_baseline == (1,) and "baseline 1" in base_cut.cut_note()
 
 
+
+def test_the_credited_short_axis_names_the_edges_that_cut_its_follow_up_nodes():
+    """What RECIST credits a baseline node is a lower bound when a follow-up node it is taken from is cut:
+    its own partner, a split fragment (even a smaller one: whole, it may be the largest) or the coalesced
+    node it owns; a whole partner, or a coalesced node another owns (0 mm), credits no edge."""
+    import dataclasses
+
+    def cut(row, *sides):
+        return dataclasses.replace(row, cut_by_edge=sides)
+
+    base = [node(1, 20.0), node(2, 18.0), node(3, 16.0), node(4, 12.0), node(5, 8.0)]
+    follow = [cut(node(11, 19.0), "left", "superior"), node(12, 17.0), cut(node(13, 6.0), "inferior"),
+              cut(node(14, 15.0), "right")]
+    summary = recist(base, follow, {1: 11, 2: 12, 3: 14}, pieces={13: 2}, merged={4: 14, 5: 14})
+    assert summary.credited_mm == {1: 19.0, 2: 17.0, 3: 15.0, 4: 0.0, 5: 0.0}
+    assert summary.credited_cut == {1: ("superior", "left"), 2: ("inferior",), 3: ("right",)}
+
 def test_a_cut_non_target_is_named_in_the_note():
     """A non-target (10-15 mm, or a third node >= 15 mm) counts in the response: cut at baseline or at
     follow-up, it is named."""

@@ -115,7 +115,11 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     # pairs whose partner coalesced or split: one node measured against a conglomerate or a fragment
     grouped = {p.baseline_id: report.COALESCED if p.followup_id in merged.values() else report.SPLIT_NODE
                for p in pairs if p.followup_id in merged.values() or p.baseline_id in split.values()}
-    credit = summary.credited_mm
+
+    def credit(baseline_id: int) -> dict:  # what RECIST credits the node, and whether that is a lower bound
+        return {"recist_followup_short_axis_mm": summary.credited_mm.get(baseline_id),
+                "cut_by_edge_credited": summary.credited_cut.get(baseline_id, ())}
+
     f_by_id = {r.id: r for r in f_rows}
     rows: list[ChangeRow] = []
     for row in b_rows:
@@ -125,15 +129,14 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         if row.id in merged:  # RECIST: the coalesced node is measured once, for one node of the group
             rows.append(dataclasses.replace(ChangeRow.of(row, None, role), status=report.MERGED,
                                             followup_id=merged[row.id], relation=report.COALESCED,
-                                            recist_followup_short_axis_mm=credit.get(row.id)))
+                                            **credit(row.id)))
         elif pair is None:
-            rows.append(_beyond_row(dataclasses.replace(ChangeRow.of(row, None, role),
-                                                        recist_followup_short_axis_mm=credit.get(row.id)),
+            rows.append(_beyond_row(dataclasses.replace(ChangeRow.of(row, None, role), **credit(row.id)),
                                     row.id in beyond_b))
         else:
             rows.append(dataclasses.replace(
                 ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice),
-                relation=grouped.get(row.id, ""), recist_followup_short_axis_mm=credit.get(row.id)))
+                relation=grouped.get(row.id, ""), **credit(row.id)))
     for row in f_rows:
         if row.id in split:  # RECIST: its node is credited its largest fragment; no new lesion
             rows.append(dataclasses.replace(ChangeRow.of(None, row, "fragment"), status=report.SPLIT,

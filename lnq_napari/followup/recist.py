@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lnq_napari.errors import LNQError
-from lnq_napari.quantify import NodeRow, reaches
+from lnq_napari.quantify import SIDE_ORDER, NodeRow, reaches
 
 TARGET_MM = 15.0
 PATHOLOGICAL_MM = 10.0
@@ -69,6 +69,9 @@ class RecistSummary:
     #: owner (0 on the others), a split node's largest fragment, 0 when not found; the targets' sum is
     #: ``followup_sum_mm``
     credited_mm: dict[int, float] = field(default_factory=dict)
+    #: {baseline node id: the image edges that cut a follow-up node its credit is taken from (the
+    #: credit then a lower bound)}; absent when those nodes are whole
+    credited_cut: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: the nodes the response counts (targets, non-targets, the follow-up nodes credited to them, new
     #: lesions) that the image edge cuts (:func:`~lnq_napari.quantify.cut_by_edge`): measured on what is
     #: visible, so the verdict rests on lower bounds; baseline and follow-up node ids
@@ -180,6 +183,9 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     def short(row: NodeRow) -> float:  # a node is judged by short axis: its largest fragment
         return float(max((p.short_axis_mm for p in parts(row)), default=0.0))
 
+    def edges(row: NodeRow) -> tuple[str, ...]:  # any cut part may be the largest whole
+        return tuple(side for side in SIDE_ORDER if any(side in p.cut_by_edge for p in parts(row)))
+
     def volume(row: NodeRow) -> float:
         return float(sum(p.volume_cm3 for p in parts(row)))
 
@@ -217,6 +223,7 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         overall=_overall(target, non_target, bool(new)),
         volume_baseline_cm3=base_vol, volume_followup_cm3=follow_vol, volume_change_pct=volume_change,
         volume_response="PD" if new else by_volume, credited_mm={r.id: short(r) for r in baseline},
+        credited_cut={r.id: edges(r) for r in baseline if edges(r)},
         cut_baseline=tuple(sorted(r.id for r in counted if r.cut_by_edge)),
         cut_followup=tuple(sorted(cut_followup)),
         cut_may_be_target=tuple(sorted(r.id for r in baseline if r.cut_by_edge and r.id not in target_ids)),

@@ -61,6 +61,9 @@ class ChangeRow:
     #: there are lower bounds; () when whole or absent
     cut_by_edge_baseline: tuple[str, ...] = ()
     cut_by_edge_followup: tuple[str, ...] = ()
+    #: the edges that cut a follow-up node ``recist_followup_short_axis_mm`` is taken from
+    #: (:attr:`~lnq_napari.followup.recist.RecistSummary.credited_cut`): a fragment's, a coalesced node's
+    cut_by_edge_credited: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, before: NodeRow | None, after: NodeRow | None, recist_role: str,
@@ -101,9 +104,11 @@ class ChangeRow:
 
 
 #: The change table's cells whose figure is a lower bound when the image edge cuts that scan's node
-#: (:data:`~lnq_napari.quantify.CUT_FIGURES` of each scan), and the :class:`ChangeRow` field naming its edges.
-CUT_CELLS = {f"{name}_{scan}_{unit}": f"cut_by_edge_{scan}" for scan in ("baseline", "followup")
-             for name, unit in (figure.rsplit("_", 1) for figure in CUT_FIGURES)}
+#: (:data:`~lnq_napari.quantify.CUT_FIGURES` of each scan; the short axis RECIST credits), and the
+#: :class:`ChangeRow` field naming its edges.
+CUT_CELLS = {**{f"{name}_{scan}_{unit}": f"cut_by_edge_{scan}" for scan in ("baseline", "followup")
+                for name, unit in (figure.rsplit("_", 1) for figure in CUT_FIGURES)},
+             "recist_followup_short_axis_mm": "cut_by_edge_credited"}
 
 
 CSV_COLUMNS = [

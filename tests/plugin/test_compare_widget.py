@@ -313,3 +313,32 @@ def test_the_compare_table_marks_the_figures_of_a_node_cut_by_the_image_edge(mak
                     "short_axis_baseline_mm": "20.0", "short_axis_followup_mm": "12.0+"}
     assert "superior" in widget.table.item(0, column["short_axis_followup_mm"]).toolTip()
     assert "rests on node(s) cut by the image edge: follow-up 11" in widget.summary.text()
+
+
+def test_the_compare_table_marks_the_credited_short_axis_of_a_cut_node(make_napari_viewer):
+    """"RECIST fu" (what enters the sum) ends in "+" when the follow-up node it is taken from is cut."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from lnq_napari.followup.recist import recist
+    from lnq_napari.followup.report import ChangeRow, VolumeSummary
+    from lnq_napari.quantify import NodeRow
+
+    def node(nid, short, cut=()):
+        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((2, 4, 4), np.int32), name=BASELINE_NODES)
+    widget = CompareWidget(viewer)
+    pairs = [(node(1, 20.0), node(11, 12.0, ("superior",))), (node(2, 16.0), node(12, 15.0))]
+    summary = recist([b for b, _ in pairs], [f for _, f in pairs], {1: 11, 2: 12})
+    rows = [dataclasses.replace(ChangeRow.of(b, f, "target"), recist_followup_short_axis_mm=f.short_axis_mm,
+                                cut_by_edge_credited=summary.credited_cut.get(b.id, ())) for b, f in pairs]
+    volume = VolumeSummary(1.0, 1.0, 0.0, 2, 0, 0, 0, 0)
+    widget._fill_table(SimpleNamespace(rows=rows, recist=summary, volume=volume,
+                                       quality=SimpleNamespace(mean_distance_mm=1.0)))
+    column = [key for _, key, _ in compare_widget.COLUMNS].index("recist_followup_short_axis_mm")
+    assert [widget.table.item(r, column).text() for r in range(2)] == ["12.0+", "15.0"]
+    assert "superior" in widget.table.item(0, column).toolTip()

@@ -180,3 +180,15 @@ def test_the_figures_of_a_node_cut_by_the_image_edge_end_in_a_plus(make_napari_v
     assert table.table.item(0, column["short_axis_mm"]).toolTip() == ""
     assert table.table.item(1, column["short_axis_mm"]).data(SORT_ROLE) == 8.4
     assert "1 cut by the image edge" in table.summary.text()
+
+
+def test_the_10_mm_filter_keeps_nodes_cut_by_the_image_edge(make_napari_viewer):
+    """"≥10 mm only" hides a whole 8.4 mm node but not a cut one: its whole short axis may reach 10 mm."""
+    import dataclasses
+
+    table = NodesWidget(make_napari_viewer())
+    table._fill([_row(1, 15.0), _row(2, 8.4), dataclasses.replace(_row(3, 8.4), cut_by_edge=("inferior",))])
+    table.large_only.setChecked(True)
+    assert sorted(table.visible_ids()) == [1, 3]
+    table.large_only.setChecked(False)
+    assert sorted(table.visible_ids()) == [1, 2, 3]

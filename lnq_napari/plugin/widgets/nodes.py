@@ -1,8 +1,8 @@
 """Nodes: the node table (volume, axes, ≥10 mm flag) that follows every edit; row -> centre; CSV export.
 
 Each id cell has the node's colour on the canvas; a header click sorts by that column (numbers as
-numbers); "≥10 mm only" hides the smaller nodes. The figures of a node cut by the image edge end in "+"
-(a lower bound; which edge in the cell's tooltip).
+numbers); "≥10 mm only" hides the smaller nodes, but not those cut by the image edge. The figures of a
+node cut by the image edge end in "+" (a lower bound; which edge in the cell's tooltip).
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ class NodesWidget(QWidget):
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.large_only = QCheckBox("≥10 mm only")
-        self.large_only.setToolTip("show only nodes with a short axis of 10 mm or more")
+        self.large_only.setToolTip("show only nodes with a short axis of 10 mm or more, and those cut by the "
+                                   "image edge (their '+': the whole node may reach 10 mm)")
         self.large_only.toggled.connect(lambda checked: self._apply_filter())
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -250,8 +251,9 @@ class NodesWidget(QWidget):
         item.setForeground(QColor("black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"))
 
     def _apply_filter(self) -> None:
-        """Hide the rows of nodes under 10 mm when "≥10 mm only" is on."""
-        large = {row.id for row in self.rows if row.ge_10mm}
+        """Hide the rows of nodes under 10 mm when "≥10 mm only" is on; a node cut by the image edge stays
+        (measured on what is visible: its "no" may be wrong)."""
+        large = {row.id for row in self.rows if row.ge_10mm or row.cut_by_edge}
         for r in range(self.table.rowCount()):
             hide = self.large_only.isChecked() and self.node_id(r) not in large
             self.table.setRowHidden(r, hide)
