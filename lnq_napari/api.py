@@ -102,8 +102,9 @@ class NodeResult:
     region: Volume | None = None  # uint8 0/1: the mediastinum region nodes and suggestions keep to
 
     def __repr__(self) -> str:  # a summary; the parts are its fields (a notebook cell's last line)
-        big = sum(bool(row.ge_10mm) for row in self.nodes)
-        return (f"NodeResult({len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''} ({big} >= 10 mm), "
+        s = summarize_nodes(self.nodes)
+        cut = f", {s.cut_words()}" if s.n_cut else ""
+        return (f"NodeResult({s.n_nodes} node{'s' if s.n_nodes != 1 else ''} ({s.n_ge_10mm} >= 10 mm{cut}), "
                 f"{len(self.suggestions)} suggestion{'s' if len(self.suggestions) != 1 else ''}, "
                 f"model {self.model_version}, on {self.mask!r})")
 

@@ -291,11 +291,15 @@ class NodeSummary:
     total_volume_cm3: float
     n_cut: int = 0  # nodes cut by the image edge (:func:`cut_by_edge`)
 
+    def cut_words(self) -> str:
+        """``"1 cut by the image edge"``, "" when none is: the words each summary of nodes counts them in."""
+        return f"{self.n_cut} cut by the image edge" if self.n_cut else ""
+
     def text(self) -> str:
         """``"8 nodes, 8 with short axis >= 10 mm, total volume 40.78 cm3"``, and where the image edge
-        cuts nodes ``"; 1 cut by the image edge (+: a lower bound)"``."""
-        cut = "" if not self.n_cut else (f"; {self.n_cut} cut by the image edge ({CUT_MARK}: measured on "
-                                         "what is visible, a lower bound)")
+        cuts nodes ``"; 1 cut by the image edge (+: measured on what is visible, a lower bound)"``."""
+        cut = "" if not self.n_cut else (f"; {self.cut_words()} ({CUT_MARK}: measured on what is visible, "
+                                         "a lower bound)")
         return (f"{self.n_nodes} node{'s' if self.n_nodes != 1 else ''}, {self.n_ge_10mm} with short axis "
                 f">= 10 mm, total volume {self.total_volume_cm3:.2f} cm3{cut}")
 

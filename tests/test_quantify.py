@@ -517,6 +517,24 @@ def test_the_csv_names_the_cut_edges_and_the_summary_counts_the_cut_nodes(tmp_pa
     assert "cut" not in summarize_nodes(rows[:1]).text()
 
 
+def test_a_node_result_shown_in_a_notebook_counts_the_cut_nodes():
+    """``NodeResult``'s repr (a notebook cell's last line) counts the nodes cut by the image edge in the
+    words of the node summary; nothing about cuts when none is."""
+    from lnq_napari.api import NodeResult
+
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[20:24, 20:30, 20:30] = 1  # last slice: superior
+    mask[10:14, 5:15, 40:50] = 1
+    labels = Volume(mask, SPACING)
+    rows = measure_nodes(labels, _ct(labels))
+    result = NodeResult(labels, labels.with_array(mask.astype(np.float32)), "m", [], rows)
+    assert repr(result).startswith("NodeResult(2 nodes (0 >= 10 mm, 1 cut by the image edge), 0 suggestions")
+    assert summarize_nodes(rows).cut_words() in summarize_nodes(rows).text()
+    whole = NodeResult(labels, result.probabilities, "m", [], rows[:1])
+    shown = repr(whole)
+    assert shown.startswith("NodeResult(1 node (0 >= 10 mm), 0 suggestions") and "cut" not in shown
+
+
 def test_measure_marks_the_figures_of_a_node_cut_by_the_image_edge(tmp_path, capsys):
     """``lnq-napari measure``: "+" after the figures of a cut node, and the edges in a column."""
     from lnq_napari.cli import main
