@@ -128,7 +128,7 @@ def test_sort_by_any_column_and_show_only_large_nodes(reviewed, qtbot):
     largest = max(rows.values(), key=lambda row: row.volume_cm3)
     assert nodes.selected_label == largest.id
 
-    large = sorted(i for i, row in rows.items() if row.ge_10mm or row.cut_by_edge)  # cut: may be
+    large = sorted(i for i, row in rows.items() if row.ge_10mm or row.cut_by_edge)  # cut: may reach it
     small = sorted(i for i, row in rows.items() if i not in large)
     assert large and small  # the phantom has both (else the filter would show nothing)
     widget.large_only.setChecked(True)
