@@ -136,6 +136,7 @@ def check_stack(tags: SliceTags, name: str) -> None:
         raise LNQError(f"{unoriented} of the {len(orientations)} DICOM slices in {name} lack their "
                        f"orientation (Image Orientation (Patient)), so they cannot be checked as one "
                        f"stack; {fix}")
+    check_finite(orientations, name)
     if len(positions) < 3 or unoriented:
         return  # nothing to compare (the grid check still applies)
     if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
@@ -156,6 +157,18 @@ def check_stack(tags: SliceTags, name: str) -> None:
     if gaps.max() - gaps.min() > max(0.1, 0.01 * median, rounded) + 1e-6:
         raise LNQError(f"the DICOM slices in {name} are unevenly spaced (gaps {gaps.min():.3g} to "
                        f"{gaps.max():.3g} mm): a slice is missing or the series mixes acquisitions; {fix}")
+
+
+def check_finite(orientations: list, name: str) -> None:
+    """LNQError when a slice's orientation (Image Orientation (Patient), None where missing) holds NaN or
+    infinity (a damaged header): no axes can be made of it (it gave a numpy traceback, or "nan degrees off
+    perpendicular"; 3 slices or more were called a mixed series)."""
+    for orientation in orientations:
+        if orientation is not None and not np.all(np.isfinite(orientation)):
+            written = "\\".join(f"{v:g}" for v in orientation)
+            raise LNQError(f"the orientation of the DICOM slices in {name} (Image Orientation (Patient)) is "
+                           f"not six finite numbers ({written}), so the slices cannot be placed; re-export "
+                           "the series")
 
 
 def check_not_tilted(positions: np.ndarray, normal: np.ndarray, name: str,
@@ -185,6 +198,11 @@ MAX_DIRECTION_CHANGE = 2e-3
 #: columns (:func:`orthonormal`) and be read as those: what writing it to 2 decimals does, rounded or cut
 #: (0.99 for 0.99995). An orientation written coarser is held to this too; one further off is sheared.
 MAX_ROUNDED_COMPONENT = 0.01
+#: How far (each component) ITK's axes may lie from the nearest perpendicular axes of an orientation written
+#: to 2 decimals and be taken as those: further, ITK made them perpendicular its own way (it keeps the
+#: columns and turns the rows, for rows and columns 1e-4 to 1e-3 off perpendicular), which a SEG's frames,
+#: carrying the orientation as written, are not placed on (:func:`written_direction`).
+SAME_AXES = 1e-6
 
 
 def orthonormal(orientation: np.ndarray) -> tuple[np.ndarray, float]:
@@ -208,14 +226,17 @@ def written_direction(direction: Sequence[float], tags: SliceTags, name: str) ->
     written = tags.orientations[0] if tags.orientations else None
     if written is None or written.size != 6:
         return None
+    check_finite(tags.orientations, name)
     row, column = written[:3], written[3:]
     if not np.linalg.norm(row) or not np.linalg.norm(column):
         return None  # no orientation: the grid check names it
     axes = np.asarray(direction, dtype=float).reshape(3, 3)[:, :2].T
     unit = np.stack([row / np.linalg.norm(row), column / np.linalg.norm(column)])
-    if float(np.linalg.norm(axes - unit, axis=1).max()) <= MAX_DIRECTION_CHANGE:
-        return None
     nearest, off = orthonormal(written)
+    same = float(np.linalg.norm(axes - unit, axis=1).max()) <= MAX_DIRECTION_CHANGE
+    fine = tags.orientation_step < 0.01  # written to 3 decimals or more: ITK's axes, as always
+    if same and (fine or float(np.abs(axes - nearest.reshape(2, 3)).max()) <= SAME_AXES):
+        return None
     allowed = min(max(tags.orientation_step, 1e-3), MAX_ROUNDED_COMPONENT)
     if off > allowed + 1e-9:
         cosine = abs(float(unit[0] @ unit[1]))
