@@ -1518,6 +1518,49 @@ def test_a_zero_byte_file_named_otherwise_beside_slices_without_a_suffix_is_left
     assert read_volume(tmp_path / "ct").shape == (VOLUME_SLICES, 24, 20)
 
 
+def _random_names_with_letters_only(folder: Path, letters_only: list[int]) -> list[Path]:
+    """The slices of ``folder`` (:func:`series`) named by 8 random capitals and digits, those at
+    ``letters_only`` (in slice order) by 8 random capitals without a digit, as 7 % of random names are."""
+    files, rng = sorted(folder.iterdir()), np.random.default_rng(11)
+    for k, file in enumerate(files):
+        while True:
+            name = "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), 8))
+            if name.isalpha() == (k in letters_only):
+                break
+        files[k] = file.rename(folder / name)
+    return files
+
+
+@pytest.mark.parametrize("name", ["LOCKFILE", "COMPLETE", "FINISHED"])
+@pytest.mark.parametrize("letters_only", [[], [3], [0, 5]])
+def test_a_zero_byte_word_file_beside_randomly_named_slices_is_left_alone(tmp_path, name, letters_only):
+    """Slices named by 8 random capitals and digits, some of them (7 % of such names) without a digit: a
+    zero-byte LOCKFILE or COMPLETE beside them was named as they are, taken for a lost slice and the series
+    refused. An empty file so named may be a marker file; the series reads."""
+    series(tmp_path / "S0001", hu(VOLUME_SLICES))
+    _random_names_with_letters_only(tmp_path / "S0001", letters_only)
+    (tmp_path / "S0001" / name).write_bytes(b"")
+    assert_is_the_ct(read_volume(tmp_path / "S0001"), hu(VOLUME_SLICES))
+
+
+@pytest.mark.parametrize("letters_only", [[VOLUME_SLICES - 1], [2, VOLUME_SLICES - 1]])
+@pytest.mark.parametrize("size", [None, 0])
+def test_a_zeroed_slice_beside_randomly_named_slices_is_a_lost_slice(tmp_path, letters_only, size):
+    """The top slice of a series named by 8 random capitals and digits arrived as zeros of its own size
+    (``size`` None, preallocated) or empty (0): its name holds a digit or not (7 % of random names hold
+    none). Zeros of a slice's size are a lost slice whatever its name, an empty file when its name holds a
+    digit (the one named LOCKFILE left alone, above); a name of letters only was missed when no other slice's
+    name was of letters only, and the CT read one slice short without a word."""
+    folder = tmp_path / "S0001"
+    series(folder, hu(VOLUME_SLICES))
+    files = _random_names_with_letters_only(folder, letters_only)
+    top = files[-1] if size is None else files[0]  # empty: the bottom slice, whose name holds a digit
+    top.write_bytes(bytes(top.stat().st_size if size is None else size))
+    with pytest.raises(LNQError, match=rf"^1 file in S0001 \({top.name}\) cannot be read: empty \(an "
+                                       r"interrupted copy or download\), so the CT would lack that slice"):
+        read_volume(folder)
+
+
 def test_a_cut_file_of_a_series_whose_uid_starts_this_ones_is_no_slice_of_it(tmp_path):
     """A file of the series <root>.1 cut after its (whole) Series Instance UID beside the CT <root>.12 was
     taken for a slice of the CT cut within its UID, and the CT refused; a slice of the CT cut within its UID

@@ -342,7 +342,7 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
     bare dataset cut before its SOP class), of the series ``series_uid`` when given (a file whose header
     gives no series counts; one cut within its Series Instance UID counts when that is the start of
     ``series_uid``: :func:`_value_cut`), or empty (:func:`_zeros`, at any size: an interrupted copy made
-    or preallocated the file, no byte of it came; named as the slices ``listed`` are, :func:`_name_shape`,
+    or preallocated the file, no byte of it came; named as the slices ``listed`` are, :func:`_named_as`,
     else as the other files named here: a zero-byte LOCK or _SUCCESS beside slices named by UID is no
     slice) beside such a series, beside other files named here, or all of ``files``: read without them, a
     CT lacked those slices (a gap refused as "a slice is missing", or at either end silently a shorter CT;
@@ -352,7 +352,7 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
     (:func:`_float_pixels`), and an image file without pixel data is left out. None when none is."""
     found: dict[Path, str] = {}
     shapes = {_name_shape(f) for f in listed} if listed else None  # else: of the files found, or all
-    zeros = [file for file in files if (shapes is None or _name_shape(file) in shapes) and _zeros(file)]
+    zeros = [file for file in files if (shapes is None or _named_as(file, shapes)) and _zeros(file)]
     for file in (f for f in files if f not in zeros):
         kind, header = dicom_tree._kind_and_header(file)
         if kind not in ("ct", "image", "unreadable"):
@@ -368,7 +368,7 @@ def _cut_short(name: str, files: list[Path], series_uid: str | None = None,
         if state != "none":
             found[file] = state
     shapes = shapes or {_name_shape(f) for f in (list(found) or files)}
-    empty = [file for file in zeros if _name_shape(file) in shapes]
+    empty = [file for file in zeros if _named_as(file, shapes)]
     if empty and (series_uid is not None or found or len(empty) == len(files)):
         found = {**dict.fromkeys(empty, "empty"), **found}
     if not found:
@@ -391,6 +391,7 @@ _HEX_NAME = re.compile(r"(?=[^.]*\d)[0-9a-f-]{8,}(\.[a-z]+)?")
 #: A name of 8 letters and digits (its suffix apart): a CD's or PACS export's file IDs (IM000012, random
 #: ones: 4WN6ISIG, XKQZBTRA), one shape for those holding a digit, one for those of letters only.
 _ID8_NAME = re.compile(r"([0-9a-z]{8})(\.[a-z]+)?")
+_ID8_MIXED, _ID8_LETTERS = "<8 letters and digits>", "<8 letters>"
 
 
 def _name_shape(name: str | Path) -> str:
@@ -398,14 +399,29 @@ def _name_shape(name: str | Path) -> str:
     ('1.2.840.113619.2.55.3.2831'), 'im.#' for IM.0001, '<hex>.dcm' for a hash or UUID name; a name of 8
     letters and digits (IM000012, a PACS export's random 4WN6ISIG) '<8 letters and digits>', of 8 letters
     '<8 letters>' (a random name may hold no digit; LOCKFILE beside IM000012 is no slice). A file named so
-    beside a series' slices may be one of them."""
+    beside a series' slices may be one of them (:func:`_named_as`)."""
     name = Path(name).name.lower()
     if short := _ID8_NAME.fullmatch(name):
-        kind = "<8 letters>" if short.group(1).isalpha() else "<8 letters and digits>"
-        return kind + (short.group(2) or "")
+        return (_ID8_LETTERS if short.group(1).isalpha() else _ID8_MIXED) + (short.group(2) or "")
     if hexed := _HEX_NAME.fullmatch(name):
         return "<hex>" + (hexed.group(1) or "")
     return _NUMBERS.sub("#", name)
+
+
+def _named_as(file: Path, shapes: set[str]) -> bool:
+    """Whether a file of zeros (:func:`_zeros`) is named as the slices whose name shapes
+    (:func:`_name_shape`) are ``shapes``: its shape is one of them. A name of 8 letters beside slices named
+    by 8 random letters and digits (7 % of which hold no digit, so a 40-slice series mostly holds one) only
+    when the file is not empty (zeros of a slice's size, preallocated): an empty one is as likely a marker
+    file (a zero-byte LOCKFILE or COMPLETE, which refused the series), so a random name of letters only lost
+    with no byte is missed."""
+    shape = _name_shape(file)
+    if shape.startswith(_ID8_LETTERS) and shape.replace(_ID8_LETTERS, _ID8_MIXED, 1) in shapes:
+        try:
+            return file.stat().st_size > 0
+        except OSError:
+            return False
+    return shape in shapes
 
 
 #: How much of a file is read at once to tell whether it holds only zeros (:func:`_zeros`).
