@@ -1637,6 +1637,25 @@ def test_a_jpeg_2000_slice_cut_short_within_its_pixels_is_named(tmp_path, cut):
     assert [str(w.message) for w in said] == []
 
 
+@pytest.mark.parametrize(("cut", "within"), [(VOLUME_SLICES - 1, 6), (VOLUME_SLICES - 1, 2), (0, 4), (3, 7)])
+@pytest.mark.parametrize("compressor", [None, "JPEG2000"])
+def test_a_slice_cut_within_its_pixel_elements_own_header_is_named(tmp_path, cut, within, compressor):
+    """A slice cut ``within`` bytes into its Pixel Data element's header (its tag whole or part of it, its VR
+    or length cut off): pydicom stops there with no word, so the file looked like one without pixel data:
+    an end slice read a CT a slice short without a word, a middle one was refused as "unevenly spaced". The
+    file is named in one line."""
+    series(tmp_path / "ct", hu(VOLUME_SLICES))
+    file = tmp_path / "ct" / f"ct-{cut:03d}.dcm"
+    if compressor:
+        _jpeg_slice(file, slice(0, 0), b"", compressor)
+    data = file.read_bytes()
+    file.write_bytes(data[:data.rfind(b"\xe0\x7f\x10\x00") + within])
+    with pytest.raises(LNQError, match=rf"^1 DICOM image file in ct \(ct-{cut:03d}\.dcm\) cannot be read: "
+                                       r"cut short \(an interrupted copy or download\), so the CT would "
+                                       r"lack that slice; copy or download the series again$"):
+        read_volume(tmp_path / "ct")
+
+
 def test_a_jpeg_slice_the_codec_complains_of_still_reads(tmp_path):
     """A JPEG slice with bytes zeroed within its codestream decodes (libjpeg says "Corrupt JPEG data" on
     stderr itself): the series reads."""

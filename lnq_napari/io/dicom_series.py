@@ -493,18 +493,43 @@ _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
 
 
 def _pixel_element_begun(file: Path) -> bool:
-    """Whether the header of ``file`` is followed by a Pixel Data element: pydicom leaves out (with a warning
-    only) compressed pixels whose fragments run past the file's end, a JPEG 2000 slice cut short by an
-    interrupted copy, which then looked like an image file without pixel data (the CT read a slice
-    short, or refused as unevenly spaced)."""
+    """Whether the header of ``file`` is followed by a Pixel Data element, or by the start of one's own
+    header (its tag, and its VR or length cut off): pydicom leaves out (with a warning only) compressed
+    pixels whose fragments run past the file's end, a JPEG 2000 slice cut short by an interrupted copy, and
+    stops at a file's end within an element's header with no word: either then looked like an image file
+    without pixel data (the CT read a slice short, or refused as unevenly spaced)."""
     import pydicom
 
     try:
-        with open(file, "rb") as handle, collected_warnings():
+        with open(file, "rb") as opened, collected_warnings():
+            handle = _ShortReads(opened)
             pydicom.dcmread(handle, force=True, stop_before_pixels=True)  # left at the pixel element's tag
-            return handle.read(4) in _PIXEL_TAGS
+            if handle.short_at is None:
+                return opened.read(4) in _PIXEL_TAGS
+            opened.seek(handle.short_at)  # the file ends within what pydicom read from here on
+            rest = opened.read(4)
+            return bool(rest) and any(tag.startswith(rest) for tag in _PIXEL_TAGS)
     except Exception:  # unreadable: no pixel element found
         return False
+
+
+class _ShortReads:
+    """A file handle for pydicom that notes where its last read began when that read came short
+    (``short_at``: the file ends within what was read from there, an element's header cut; None when it
+    was whole, or read nothing: the file ends between elements)."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+        self.short_at: int | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        at = self._handle.tell()
+        data = self._handle.read(size)
+        self.short_at = at if size is not None and 0 < len(data) < size else None
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)
 
 
 def _refuse_cut_short(folder: Path, listed: list[str], series_uid: str) -> None:
