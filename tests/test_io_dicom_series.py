@@ -1366,13 +1366,17 @@ def _reoriented(folder: Path, orientation: list[str]) -> None:
     ["1.00", "0.01", "0.00", "0.00", "1.00", "0.00"],  # a turn of 0.3 degrees to 2 decimals: cosine 0.01
     ["1.00", "0.01", "0.00", "0.00", "-1.00", "0.00"],  # so, its normal downwards: stacked against z
     ["0.99", "0.01", "0.00", "-0.01", "0.99", "0.00"],  # cut to 2 decimals: rows and columns 0.99 long
+    ["0.86", "0.00", "-0.49", "0.21", "0.90", "0.36"],  # a double oblique cut to 2 decimals: 0.0084 off
+    ["0.866025", "0", "-0.5", "0.251299", "0.866024", "0.432263"],  # 0.0015 off: within ITK's 1e-3 a side
     ["1", "0", "0", "0.0009", "1", "0"],  # 0.0009 off: ITK turns them perpendicular
     ["0.866025", "0", "-0.5", "0.25", "0.866025", "0.433013"]])  # the double oblique one, 6 decimals
 def test_an_orientation_written_to_2_decimals_reads_on_its_perpendicular_axes(tmp_path, orientation):
     """Rows and columns more than about 1e-3 off perpendicular (written to 2 decimals): GDCM read the series
     with the axial axes instead, with no word, a double-oblique CT's far slice 230 mm from where the scanner
     put it (and lnq-napari then refused it). Read and its grid taken (the SEG's), it lies on the nearest
-    perpendicular axes: each slice where its position says, its HU in order."""
+    perpendicular axes: each slice where its position says, its HU in order; the grid's zeros stay a
+    broadcast (no copy made to reorder them). Cut to 2 decimals (0.0084 off the nearest axes) it reads; in
+    full precision, up to 1e-3 off them (as far as ITK itself turns an orientation) too."""
     from lnq_napari.io.dicom_series import dicom_grid
 
     ct = hu(VOLUME_SLICES)
@@ -1383,7 +1387,9 @@ def test_an_orientation_written_to_2_decimals_reads_on_its_perpendicular_axes(tm
                           for f in sorted((tmp_path / "ct").iterdir())])
     volume = read_volume(tmp_path / "ct")
     np.testing.assert_array_equal(volume.array, ct)
-    for placed in (volume, dicom_grid(tmp_path / "ct", uid)):
+    grid = dicom_grid(tmp_path / "ct", uid)
+    assert grid.array.strides == (0, 0, 0)  # its zeros take no memory, its slices reordered or not
+    for placed in (volume, grid):
         axes = np.asarray(placed.direction).reshape(3, 3)
         np.testing.assert_allclose(axes.T @ axes, np.eye(3), atol=1e-9)
         unit = written / np.linalg.norm(written, axis=1)[:, None]
@@ -1413,26 +1419,33 @@ def test_a_seg_is_written_and_read_back_on_a_ct_whose_orientation_is_written_to_
     np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
 
 
-@pytest.mark.parametrize(("orientation", "cosine", "decimals"), [
-    (["1.00", "0.05", "0.00", "0.00", "1.00", "0.00"], "0.0499", "2 decimals"),  # sheared by 2.9 degrees
-    (["1.0", "0.1", "0.0", "0.0", "1.0", "0.0"], "0.0995", "2 decimals"),  # 1 decimal: too coarse to place
-    (["1", "0", "0", "0.010", "1", "0"], "0.0100", "3 decimals")])  # written to 3 decimals, 0.01 off
+#: Why an orientation whose rows and columns are not perpendicular is refused.
+SHEARED = r"more than rounding it to {} explains \(sheared, or written too coarsely to place the CT\)"
+COARSE = (r"written to 1 decimal: too coarsely to place the CT \(2 decimals are read on the nearest "
+          r"perpendicular axes\)")
+
+
+@pytest.mark.parametrize(("orientation", "cosine", "why"), [
+    (["1.00", "0.05", "0.00", "0.00", "1.00", "0.00"], "0.0499", SHEARED.format("2 decimals")),  # 2.9 degrees
+    (["1", "0", "0", "0.010", "1", "0"], "0.0100", SHEARED.format("3 decimals")),  # 3 decimals, 0.01 off
+    (["0.99", "-0.02", "-0.02", "0.00", "1.00", "0.03"], "0.0208", SHEARED.format("2 decimals")),  # 0.0103
+    (["1.0", "0.1", "0.0", "0.0", "1.0", "0.0"], "0.0995", COARSE),  # 1 decimal: too coarse to place
+    (["-0.8", "-0.5", "-0.4", "-0.6", "0.5", "0.6"], "0.0099", COARSE)])  # so, 0.016 off
 def test_an_orientation_whose_rows_and_columns_are_not_perpendicular_is_refused(tmp_path, orientation, cosine,
-                                                                                 decimals):
+                                                                                 why):
     """Rows and columns further off perpendicular than rounding the orientation to the decimals it is
-    written with (at most 2) explains: no volume holds it; the read and the grid (the SEG's) are refused
-    in one line."""
+    written with (2 or more) explains: no volume holds it; the read and the grid (the SEG's) are refused
+    in one line. Written to 1 decimal, it is held to 2 decimals' rounding, and the line says it was written
+    too coarsely (it said "more than rounding it to 2 decimals explains")."""
     from lnq_napari.io.dicom_series import dicom_grid
 
     uid = series(tmp_path / "ct", hu(VOLUME_SLICES))
     _reoriented(tmp_path / "ct", orientation)
     for read_it in (lambda: read_volume(tmp_path / "ct"), lambda: dicom_grid(tmp_path / "ct", uid)):
-        with pytest.raises(LNQError, match=rf"^the orientation of the DICOM slices in ct \(Image Orientation "
-                                           rf"\(Patient\)\) has rows and columns [\d.]+ degrees off "
-                                           rf"perpendicular \(cosine {cosine}\), more than rounding it to "
-                                           rf"{decimals} explains \(sheared, or written too coarsely to "
-                                           r"place the CT\); re-export the series with its orientation in "
-                                           r"full precision$"):
+        with pytest.raises(LNQError, match=r"^the orientation of the DICOM slices in ct \(Image Orientation "
+                                           r"\(Patient\)\) has rows and columns [\d.]+ degrees off "
+                                           rf"perpendicular \(cosine {cosine}\), {why}; re-export the series "
+                                           r"with its orientation in full precision$"):
             read_it()
 
 

@@ -241,11 +241,13 @@ def written_direction(direction: Sequence[float], tags: SliceTags, name: str) ->
     if off > allowed + 1e-9:
         cosine = abs(float(unit[0] @ unit[1]))
         degrees = float(np.degrees(np.arcsin(min(cosine, 1.0))))
+        why = (f"written to {_decimals(tags.orientation_step)}: too coarsely to place the CT (2 decimals are "
+               "read on the nearest perpendicular axes)" if tags.orientation_step > MAX_ROUNDED_COMPONENT else
+               f"more than rounding it to {_decimals(allowed)} explains (sheared, or written too coarsely to "
+               "place the CT)")
         raise LNQError(f"the orientation of the DICOM slices in {name} (Image Orientation (Patient)) has "
-                       f"rows and columns {degrees:.1f} degrees off perpendicular "
-                       f"(cosine {cosine:.4f}), more than rounding it to {_decimals(allowed)} explains "
-                       "(sheared, or written too coarsely to place the CT); re-export the series with its "
-                       "orientation in full precision")
+                       f"rows and columns {degrees:.1f} degrees off perpendicular (cosine {cosine:.4f}), "
+                       f"{why}; re-export the series with its orientation in full precision")
     row, column = nearest[:3], nearest[3:]
     return np.stack([row, column, np.cross(row, column)], axis=1)
 
