@@ -205,4 +205,3 @@ def test_a_real_ct_whose_view_cuts_its_lungs_or_whose_padding_was_resampled_is_j
     assert scale_problem(Volume(ndimage.zoom(padded, (1, 2, 2), order=3), spacing)) is None
     said = scale_problem(Volume(hu + 60, chest4.spacing)) or ""  # its air reads -977: +83 said as measured
     assert re.search(r"air reads -9\d\d HU .* shifted by about \+8\d HU", said), said
-

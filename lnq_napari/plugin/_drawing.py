@@ -26,8 +26,10 @@ def wait_cursor_while_drawing(viewer, owner: QWidget) -> None:
 
     def drawn() -> None:
         try:  # the drawing, at once and here (else Qt may do it after the cursor is back)
-            viewer.window._qt_window.repaint()
-        except RuntimeError:  # the window was closed meanwhile
+            window = getattr(viewer.window, "_qt_window", None)  # gone: the viewer was closed meanwhile
+            if window is not None:
+                window.repaint()
+        except RuntimeError:  # the Qt window was deleted meanwhile
             pass
         finally:
             drawing[0] = False

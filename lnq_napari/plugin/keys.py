@@ -148,7 +148,7 @@ def save_case(viewer) -> str:
 
     save = find_widget(viewer, SaveWidget)
     if save is None:
-        return _report(viewer, "dock the lnq-napari panel (or its Save widget) to save")
+        return _report(viewer, "open Plugins > lnq-napari > Panel (or > Save) to save")
     session = session_for(viewer, create=True)
     if session is not None and save.worker is None and session.saving is None:  # a press that saves
         session.stats.keys += 1
@@ -167,7 +167,7 @@ def next_case(viewer) -> str:
 
     review = find_widget(viewer, ReviewWidget)
     if review is None:
-        return _report(viewer, "dock the lnq-napari panel (or its Review widget) for the review queue")
+        return _report(viewer, "open Plugins > lnq-napari > Panel (or > Review) for the review queue")
     review.open_next()
     return _report(viewer, review.status.text())
 

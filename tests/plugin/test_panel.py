@@ -219,6 +219,25 @@ def test_a_switch_to_3d_shows_the_wait_cursor_until_the_case_is_drawn(reviewed, 
     assert viewer.dims.ndisplay == 2
 
 
+def test_a_viewer_closed_right_after_a_switch_to_3d_leaves_no_wait_cursor_and_no_error(
+        qtbot, phantom_files, autosave_dir, monkeypatch):
+    """A script doing ``viewer.dims.ndisplay = 3; viewer.close()``: the drawing after the switch found the
+    window gone ('Window' object has no attribute '_qt_window', a traceback)."""
+    import sys
+
+    from qtpy.QtWidgets import QApplication
+
+    errors = []
+    monkeypatch.setattr(sys, "excepthook", lambda *error: errors.append(error))
+    viewer = view(ct=phantom_files.ct, seg=phantom_files.seg)
+    viewer.dims.ndisplay = 3
+    assert QApplication.overrideCursor() is not None
+    viewer.close()
+    qtbot.waitUntil(lambda: QApplication.overrideCursor() is None, timeout=10000)
+    qtbot.wait(100)
+    assert errors == []
+
+
 def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtbot, phantom_files, stand_in,
                                                         autosave_dir):
     """Plugins > lnq-napari > Panel (npe2): the same panel; the review keys work with it."""
@@ -239,7 +258,6 @@ def test_the_panel_from_the_plugins_menu_brings_the_keys(make_napari_viewer, qtb
     assert session.stats.started == ct_layer.metadata[OPENED_KEY]  # the clock runs from the CT's opening
     qtbot.keyClick(viewer.window._qt_viewer, Qt.Key.Key_N)
     assert session.current_suggestion == 0 and session.stats.keys == 1
-
 
 
 def test_the_panel_from_the_plugins_menu_has_its_whole_title_in_view(make_napari_viewer, qtbot):
@@ -317,4 +335,3 @@ def test_save_follows_the_workspace_chosen_in_review(make_napari_viewer, tmp_pat
     assert save.workspace == second.root
     review.form.workspace.value = tmp_path / "data"  # not a workspace: saved beside the case
     assert save.workspace is None
-
