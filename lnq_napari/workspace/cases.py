@@ -158,11 +158,19 @@ def check_same(folder: str | Path, meta: dict, wid: str | None) -> None:
         raise gone_error(folder)
 
 
-def gone_error(folder: str | Path) -> LNQError:
+class WorkspaceGone(LNQError):
+    """A write refused: the workspace opened from :attr:`folder` is gone from there."""
+
+    def __init__(self, message: str, folder: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = Path(folder) if folder is not None else None
+
+
+def gone_error(folder: str | Path) -> WorkspaceGone:
     """The one-line error for a write to the workspace opened from ``folder`` once it is gone from there."""
-    return LNQError(f"the workspace {folder} is gone from there (moved, renamed or deleted while open, or "
-                    "another workspace is there now); nothing was saved: open it where it is now and save "
-                    "again")
+    return WorkspaceGone(f"the workspace {folder} is gone from there (moved, renamed or deleted while open, "
+                         "or another workspace is there now); nothing was saved: open it where it is now and "
+                         "save again", folder)
 
 
 def read_meta(root: str | Path) -> dict:

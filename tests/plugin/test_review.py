@@ -1250,6 +1250,28 @@ def test_a_save_while_another_workspace_is_made_at_the_path_after_save_is_presse
     assert _offered(make_napari_viewer, Workspace.open(tmp_path / "moved"), case)
 
 
+def test_a_save_refused_as_the_workspace_was_gone_is_not_said_once_it_is_back_and_autosaved_into(
+        make_napari_viewer, own_data, tmp_path, save_and_wait):
+    """Moved, Save refused, moved back: an autosave into it ended and the status read "not saved: the
+    workspace ... is gone from there" above "autosaved to <the workspace>/autosave/..."."""
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", own_data)
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0],
+                                      lambda: ws.root.rename(tmp_path / "moved"))
+    save = dock_widgets(viewer, workspace=ws)["Save"]
+    assert save_and_wait(save) is None and "is gone from there" in save.status.text()
+    session.autosaver.schedule()  # while it is gone: beside the data, the refusal stays
+    assert not session.autosaver.flush().is_relative_to(ws.root)
+    assert save.status.text().startswith("not saved: ")
+    (tmp_path / "moved").rename(ws.root)
+    session.autosaver.schedule()
+    assert session.autosaver.flush().is_relative_to(ws.root)
+    assert "gone" not in save.status.text() and "autosaved to" in save.status.text()
+    assert save_and_wait(save) is not None
+
+
 def test_an_autosave_when_the_workspace_cannot_be_read_is_said_without_a_traceback(
         make_napari_viewer, own_data, tmp_path, qtbot, monkeypatch):
     """A stale network share (ESTALE) under the workspace: the autosave timer raised at every edit. It is

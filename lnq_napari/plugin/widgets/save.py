@@ -29,6 +29,7 @@ from lnq_napari.plugin.widgets._common import (
     widen_opened_cts,
 )
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
+from lnq_napari.workspace.cases import WorkspaceGone
 from lnq_napari.workspace.review_stats import CaseStats, log_review
 
 
@@ -111,6 +112,7 @@ class SaveWidget(QWidget):
         # the last Save's refusal or problem and the case it was about: kept above the edits' line until
         # the next Save or another case (an autosave ending seconds later overwrote why a Save was refused)
         self._kept: tuple[object, str] | None = None
+        self._gone_from: tuple[Path, int] | None = None  # a refusal's workspace gone, the autosaves by then
         layout = QVBoxLayout(self)
         layout.addLayout(folder_row("folder", self.folder, "Save label versions in"))
         layout.addWidget(self.save_button)
@@ -142,10 +144,20 @@ class SaveWidget(QWidget):
             session.autosaver.watch(self._show_state, self)  # its writes and failures end after the edit
         if self.worker is not None:  # "saving ..." until it ends
             return
-        if self._kept is not None and self._kept[0] is not session:  # about a case no longer the current
-            self._kept = None
+        if self._kept is not None and (self._kept[0] is not session or self._back(session)):
+            self._kept = None  # about a case no longer the current, or a workspace back where it was
         kept = f"{self._kept[1]}\n" if self._kept is not None else ""
         self.status.setText(kept + self._state_line(session))
+
+    def _back(self, session) -> bool:
+        """Whether the workspace the kept refusal said was gone is back: an autosave since went into it
+        (the autosave checks that it is that workspace)."""
+        if self._gone_from is None or session.autosaver is None or session.autosaver.last_error is not None:
+            return False
+        folder, writes = self._gone_from
+        last = session.autosaver.last_path
+        return (session.autosaver.writes > writes and last is not None and last.is_file()
+                and last.resolve().is_relative_to(folder.resolve()))
 
     @staticmethod
     def _state_line(session) -> str:
@@ -189,6 +201,7 @@ class SaveWidget(QWidget):
         if self.worker is not None or (session is not None and session.saving is not None):
             return None  # one at a time (the button is off; a key or another panel may still ask)
         self._kept = None  # the user acts on what the last Save said
+        self._gone_from = None
         if session is None:
             self.status.setText("no node layer to save")
             self.saved.emit(None)
@@ -213,6 +226,8 @@ class SaveWidget(QWidget):
 
         def errored(exc: Exception) -> None:
             outcome["error"] = f"not saved: {_why(exc)}"
+            if isinstance(exc, WorkspaceGone) and exc.folder is not None:
+                outcome["gone"] = exc.folder
 
         def finished() -> None:
             session.saving = None
@@ -229,6 +244,8 @@ class SaveWidget(QWidget):
             self.worker = None
             self.save_button.setEnabled(True)
             self._kept = (session, message) if problem else None
+            writes = session.autosaver.writes if session.autosaver is not None else 0
+            self._gone_from = (outcome["gone"], writes) if "gone" in outcome else None
             self.status.setText(message)
             self.saved.emit(path)
 
