@@ -1258,14 +1258,14 @@ def test_a_save_refused_as_the_workspace_was_gone_is_not_said_once_it_is_back_an
     from lnq_napari.workspace import Workspace
 
     ws = Workspace.init(tmp_path / "ws", own_data)
-    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0],
-                                      lambda: ws.root.rename(tmp_path / "moved"))
+    viewer, session = _open_and_paint(make_napari_viewer, ws, ws.case_ids()[0], lambda: None)
+    assert session.autosaver.flush().is_relative_to(ws.root)
+    ws.root.rename(tmp_path / "moved")
     save = dock_widgets(viewer, workspace=ws)["Save"]
     assert save_and_wait(save) is None and "is gone from there" in save.status.text()
-    session.autosaver.schedule()  # while it is gone: beside the data, the refusal stays
-    assert not session.autosaver.flush().is_relative_to(ws.root)
-    assert save.status.text().startswith("not saved: ")
     (tmp_path / "moved").rename(ws.root)
+    session.notify()  # back, but no autosave went into it since (the last one went before it moved)
+    assert save.status.text().startswith("not saved: ")
     session.autosaver.schedule()
     assert session.autosaver.flush().is_relative_to(ws.root)
     assert "gone" not in save.status.text() and "autosaved to" in save.status.text()
