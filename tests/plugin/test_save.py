@@ -18,10 +18,12 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def edited(qtbot, phantom_files, autosave_dir):
-    """The phantom case open in ``lnq-napari view`` with one voxel painted: the viewer, its Save widget."""
+def edited(qtbot, phantom_files, autosave_dir, tmp_path):
+    """The phantom case open in ``lnq-napari view`` with one voxel painted: the viewer, its Save widget
+    (saving under ``tmp_path``: not beside the phantom case other tests save beside)."""
     viewer = view(ct=phantom_files.ct, seg=phantom_files.seg)
     save = viewer.window.dock_widgets["lnq-napari"].widgets["Save"]
+    save.folder.setText(str(tmp_path / "labels"))
     nodes = viewer.layers["nodes"]
     nodes.data_setitem((np.array([nodes.data.shape[0] // 2]), np.array([3]), np.array([3])), 7)
     yield viewer, save
