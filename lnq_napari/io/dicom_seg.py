@@ -29,7 +29,7 @@ from lnq_napari.io.dicom_headers import (
     read_header,
     series_slices,
 )
-from lnq_napari.io.dicom_stack import MAX_ROUNDED_COMPONENT, orthonormal
+from lnq_napari.io.dicom_stack import ITK_OFF_PERPENDICULAR, MAX_ROUNDED_COMPONENT, ON_GRID_AXES, orthonormal
 from lnq_napari.io.dicom_tree import (
     candidate_files,
     candidate_folders,
@@ -236,7 +236,7 @@ def _parse(path: Path, ds) -> SegFile:
         this = _floats(plane.get("ImageOrientationPatient"), 6, "Image Orientation (Patient)", name)
         if orientation is None:
             orientation, measures = this, pixel
-        elif not np.allclose(this, orientation, atol=1e-4):
+        elif not np.allclose(this, orientation, atol=ON_GRID_AXES):
             raise LNQError(f"{name}: its frames lie in different orientations; lnq-napari reads SEGs of "
                            "one CT volume")
         positions[i] = _floats(position.ImagePositionPatient, 3, "Image Position (Patient)", name)
@@ -343,12 +343,17 @@ def _frame_masks(seg: SegFile, chosen: list[SegSegment]):
                        "unsupported compression: re-export it uncompressed") from exc
 
 
+def _same_axes(orientation: np.ndarray, direction: np.ndarray) -> bool:
+    """Whether six orientation values (rows, columns) are a 3 x 3 direction's first two columns, within
+    :data:`ON_GRID_AXES`."""
+    return bool(np.allclose(orientation[:3], direction[:, 0], atol=ON_GRID_AXES)
+                and np.allclose(orientation[3:], direction[:, 1], atol=ON_GRID_AXES))
+
+
 def _on_grid_indices(seg: SegFile, grid: Volume) -> np.ndarray | None:
     """(frames, 3) integer (z, y, x) CT index of each frame's first pixel when every frame lies on a CT
     slice with the CT's in-plane axes and spacing; None when the SEG needs resampling."""
-    d = grid.direction_matrix
-    row_dir, col_dir = seg.orientation[:3], seg.orientation[3:]
-    same_axes = np.allclose(row_dir, d[:, 0], atol=1e-4) and np.allclose(col_dir, d[:, 1], atol=1e-4)
+    same_axes = _same_axes(seg.orientation, grid.direction_matrix)
     same_spacing = np.allclose([seg.pixel_spacing[1], seg.pixel_spacing[0]], grid.spacing[:2],
                                rtol=1e-5, atol=1e-4)
     if not (same_axes and same_spacing):
@@ -383,7 +388,8 @@ def _own_volume(seg: SegFile, chosen: list[SegSegment], grid: Volume) -> Volume:
     """The chosen segments on the SEG's own regular grid (frames stacked along the slice normal)."""
     row_dir, col_dir = seg.orientation[:3], seg.orientation[3:]
     normal = np.cross(row_dir, col_dir)
-    if abs(np.linalg.norm(normal) - 1.0) > 1e-3 or abs(float(row_dir @ col_dir)) > 1e-3:
+    off = ITK_OFF_PERPENDICULAR
+    if abs(np.linalg.norm(normal) - 1.0) > off or abs(float(row_dir @ col_dir)) > off:
         raise LNQError(f"{seg.name}: its image orientation is not two perpendicular unit vectors; the SEG is "
                        "damaged: re-export it")
     depth = seg.positions @ normal
@@ -558,8 +564,7 @@ def _slice_order(datasets: list, labels: Volume, where: str) -> list[int]:
     for orient, spacing, position in planes:
         nearest, off = orthonormal(orient)  # written to 2 decimals: read on the nearest perpendicular axes
         axes = [orient, nearest] if off <= MAX_ROUNDED_COMPONENT else [orient]
-        if not any(np.allclose(a[:3], d[:, 0], atol=1e-4) and np.allclose(a[3:], d[:, 1], atol=1e-4)
-                   for a in axes):
+        if not any(_same_axes(a, d) for a in axes):
             raise LNQError(fix.format("orientation differs"))
         if not np.allclose(spacing[::-1], labels.spacing[:2], rtol=1e-5, atol=1e-4):
             raise LNQError(fix.format("pixel spacing differs"))

@@ -139,7 +139,8 @@ def check_stack(tags: SliceTags, name: str) -> None:
     check_finite(orientations, name)
     if len(positions) < 3 or unoriented:
         return  # nothing to compare (the grid check still applies)
-    if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=1e-3) for o in orientations):
+    if any(o is None or o.size != 6 or not np.allclose(o, orientations[0], atol=SAME_ORIENTATION)
+           for o in orientations):
         raise LNQError(f"the DICOM slices in {name} do not share one orientation (mixed series); {fix}")
     normal = np.cross(orientations[0][:3], orientations[0][3:])
     normal = normal / (np.linalg.norm(normal) or 1.0)  # rounded rows and columns: not quite unit length
@@ -198,11 +199,20 @@ MAX_DIRECTION_CHANGE = 2e-3
 #: columns (:func:`orthonormal`) and be read as those: what writing it to 2 decimals does, rounded or cut
 #: (0.99 for 0.99995). An orientation written coarser is held to this too; one further off is sheared.
 MAX_ROUNDED_COMPONENT = 0.01
-#: How far (each component) ITK's axes may lie from the nearest perpendicular axes of an orientation written
-#: to 2 decimals and be taken as those: further, ITK made them perpendicular its own way (it keeps the
-#: columns and turns the rows, for rows and columns 1e-4 to 1e-3 off perpendicular), which a SEG's frames,
-#: carrying the orientation as written, are not placed on (:func:`written_direction`).
+#: How far (each component) ITK's axes may lie from the nearest perpendicular axes of a written orientation
+#: and be taken as those: further, ITK made them perpendicular its own way (it keeps the columns and turns
+#: the rows, for rows and columns 1e-4 to 1e-3 off perpendicular, however many decimals they are written
+#: to), which a SEG's frames, carrying the orientation as written, are not placed on
+#: (:func:`written_direction`). Well within :data:`ON_GRID_AXES`, so what is read a SEG can be written for.
 SAME_AXES = 1e-6
+#: How far (each component) a SEG frame's rows and columns (or their nearest perpendicular axes) may lie
+#: from a grid's and be on that grid (dicom_seg reading and writing frames).
+ON_GRID_AXES = 1e-4
+#: How far (each component) the orientations of a series' slices may differ and be one orientation.
+SAME_ORIENTATION = 1e-3
+#: How far off perpendicular (cosine, or off unit length) ITK reads rows and columns as written, turning
+#: them perpendicular; also the least rounding allowed an orientation written to 3 decimals or more.
+ITK_OFF_PERPENDICULAR = 1e-3
 
 
 def orthonormal(orientation: np.ndarray) -> tuple[np.ndarray, float]:
@@ -234,10 +244,9 @@ def written_direction(direction: Sequence[float], tags: SliceTags, name: str) ->
     unit = np.stack([row / np.linalg.norm(row), column / np.linalg.norm(column)])
     nearest, off = orthonormal(written)
     same = float(np.linalg.norm(axes - unit, axis=1).max()) <= MAX_DIRECTION_CHANGE
-    fine = tags.orientation_step < 0.01  # written to 3 decimals or more: ITK's axes, as always
-    if same and (fine or float(np.abs(axes - nearest.reshape(2, 3)).max()) <= SAME_AXES):
+    if same and float(np.abs(axes - nearest.reshape(2, 3)).max()) <= SAME_AXES:
         return None
-    allowed = min(max(tags.orientation_step, 1e-3), MAX_ROUNDED_COMPONENT)
+    allowed = min(max(tags.orientation_step, ITK_OFF_PERPENDICULAR), MAX_ROUNDED_COMPONENT)
     if off > allowed + 1e-9:
         cosine = abs(float(unit[0] @ unit[1]))
         degrees = float(np.degrees(np.arcsin(min(cosine, 1.0))))
