@@ -518,3 +518,27 @@ def test_cli_compare_marks_the_credited_short_axis_when_its_follow_up_node_is_cu
     assert cells(lines[1])["recist_followup_short_axis_mm"] == "12+"
     assert cells(lines[1])["short_axis_followup_mm"] == "12"  # the partner itself is whole
     assert cells(lines[2])["recist_followup_short_axis_mm"] == "15"
+
+
+def test_the_compare_csv_names_the_edges_of_the_node_the_credited_short_axis_rests_on(tmp_path):
+    """The CSV's ``cut_by_edge_credited``: the edges cutting a follow-up node the credited short axis
+    (``recist_followup_short_axis_mm``) is taken from (a split fragment here, its partner whole), so a CSV
+    reader sees it is a lower bound as the table's "+" says (the CSV had only each scan's own edges)."""
+    import dataclasses
+
+    from lnq_napari.followup.report import ChangeRow, write_csv
+    from lnq_napari.quantify import NodeRow
+
+    def node(nid, short, cut=()):
+        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
+
+    credited = dataclasses.replace(ChangeRow.of(node(1, 20.0), node(11, 12.0), "target"),
+                                   recist_followup_short_axis_mm=12.0,
+                                   cut_by_edge_credited=("inferior", "left"))
+    whole = ChangeRow.of(node(2, 16.0), node(12, 15.0), "target")
+    with open(write_csv([credited, whole], tmp_path / "c.csv"), newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["cut_by_edge_credited"] for r in table] == ["inferior left", ""]
+    assert [r["cut_by_edge_followup"] for r in table] == ["", ""]

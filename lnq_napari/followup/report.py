@@ -115,7 +115,7 @@ CSV_COLUMNS = [
     "baseline_id", "followup_id", "status", "volume_baseline_cm3", "volume_followup_cm3", "volume_change_pct",
     "short_axis_baseline_mm", "short_axis_followup_mm", "short_axis_change_mm", "long_axis_baseline_mm",
     "long_axis_followup_mm", "long_axis_change_mm", "distance_mm", "dice", "recist", "relation",
-    "recist_followup_short_axis_mm", "cut_by_edge_baseline", "cut_by_edge_followup",
+    "recist_followup_short_axis_mm", "cut_by_edge_baseline", "cut_by_edge_followup", "cut_by_edge_credited",
     "centroid_baseline_x", "centroid_baseline_y", "centroid_baseline_z",
     "centroid_followup_x", "centroid_followup_y", "centroid_followup_z",
 ]
