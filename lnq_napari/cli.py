@@ -161,8 +161,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     change = _pct(r.sum_change_pct)
     print(f"RECIST 1.1: {len(r.targets)} target node(s), sum of short axes {r.baseline_sum_mm:.1f} -> "
           f"{r.followup_sum_mm:.1f} mm ({change}); targets {r.target_response}, non-targets "
-          f"{r.non_target_response}, new lesions {len(r.new_lesions)}; overall {r.overall}"
-          + (f"; {r.cut_note()}" if r.cut_note() else ""))
+          f"{r.non_target_response}, new lesions {len(r.new_lesions)}; overall {r.overall}")
+    # a response resting on cut nodes: said once, by compare's warning (printed as one line)
     total = _pct(v.change_pct)
     print(f"volume: all nodes {v.baseline_total_cm3:.2f} -> {v.followup_total_cm3:.2f} cm3 ({total}); "
           f"{v.n_matched} matched ({v.n_grown} grew, {v.n_shrunk} shrank by >= 20 %), {v.n_new} new, "

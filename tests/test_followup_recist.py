@@ -168,20 +168,23 @@ def test_a_cut_non_target_is_named_in_the_note():
 
 
 def test_a_cut_node_the_response_leaves_out_but_may_change_it_is_named():
-    """A cut baseline node under 15 mm visible may be a target, an unmatched cut follow-up node under 10 mm
-    visible may be a new lesion (PD): the note names both; a whole one or a matched normal one is not."""
+    """A cut baseline node under 10 mm visible may be a target, an unmatched cut follow-up node under 10 mm
+    visible may be a new lesion (PD): the note names both; a whole one or a matched normal one is not. A cut
+    non-target (14 mm) counts: named once, as one the response rests on (it was named again as one that may
+    be a target)."""
     import dataclasses
 
     cut = ("inferior",)
-    baseline = [node(1, 20.0), dataclasses.replace(node(2, 14.0), cut_by_edge=cut), node(3, 6.0)]
+    baseline = [node(1, 20.0), dataclasses.replace(node(2, 14.0), cut_by_edge=cut),
+                dataclasses.replace(node(3, 6.0), cut_by_edge=cut)]
     followup = [node(11, 20.0), node(12, 14.0), dataclasses.replace(node(13, 8.0), cut_by_edge=cut),
                 node(14, 7.0)]
     summary = recist(baseline, followup, {1: 11, 2: 12})
     assert summary.overall == "SD" and summary.new_lesions == ()
-    assert summary.cut_may_be_target == (2,) and summary.cut_may_be_new == (13,)
+    assert summary.cut_may_be_target == (3,) and summary.cut_may_be_new == (13,)
     assert summary.cut_note() == (
         "rests on node(s) cut by the image edge: baseline 2 (measured on what is visible), node(s) cut by "
-        "the image edge may change it: baseline 2 (a target if 15 mm or more); follow-up 13 (a new lesion "
+        "the image edge may change it: baseline 3 (a target if 15 mm or more); follow-up 13 (a new lesion "
         "if 10 mm or more)")
     quiet = recist(baseline[:1], [node(11, 20.0), dataclasses.replace(node(13, 4.0), cut_by_edge=cut)],
                    {1: 11, 3: 13})

@@ -77,9 +77,9 @@ class RecistSummary:
     #: visible, so the verdict rests on lower bounds; baseline and follow-up node ids
     cut_baseline: tuple[int, ...] = ()
     cut_followup: tuple[int, ...] = ()
-    #: cut nodes that may change the response though it does not count them as such: baseline nodes not
-    #: targets (their whole short axis may reach 15 mm) and unmatched follow-up nodes under 10 mm (may be
-    #: new lesions)
+    #: cut nodes that may change the response though it does not count them: baseline nodes neither targets
+    #: nor non-targets (their whole short axis may reach 15 mm) and unmatched follow-up nodes under 10 mm
+    #: (may be new lesions)
     cut_may_be_target: tuple[int, ...] = ()
     cut_may_be_new: tuple[int, ...] = ()
 
@@ -226,7 +226,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         credited_cut={r.id: edges(r) for r in baseline if edges(r)},
         cut_baseline=tuple(sorted(r.id for r in counted if r.cut_by_edge)),
         cut_followup=tuple(sorted(cut_followup)),
-        cut_may_be_target=tuple(sorted(r.id for r in baseline if r.cut_by_edge and r.id not in target_ids)),
+        cut_may_be_target=tuple(sorted(r.id for r in baseline if r.cut_by_edge and r.id not in target_ids
+                                       and r.id not in non_target_ids)),  # a cut non-target: in cut_baseline
         cut_may_be_new=tuple(sorted(r.id for r in followup if r.cut_by_edge and r.id not in matched
                                     and r.id not in new)),
     )

@@ -284,8 +284,8 @@ def test_the_compare_table_rounds_short_axes_down_as_the_node_table_does():
 
 
 def test_the_compare_table_marks_the_figures_of_a_node_cut_by_the_image_edge(make_napari_viewer):
-    """"+" after the volume and short axis of the scan whose node the image edge cuts; the RECIST line
-    says the response rests on it."""
+    """"+" after the volume and short axis of the scan whose node the image edge cuts; that the response
+    rests on it is compare's warning, in the status line: the RECIST line does not repeat it."""
     from types import SimpleNamespace
 
     from lnq_napari.followup.recist import recist
@@ -312,7 +312,7 @@ def test_the_compare_table_marks_the_figures_of_a_node_cut_by_the_image_edge(mak
     assert text == {"volume_baseline_cm3": "0.50", "volume_followup_cm3": "0.50+",
                     "short_axis_baseline_mm": "20.0", "short_axis_followup_mm": "12.0+"}
     assert "superior" in widget.table.item(0, column["short_axis_followup_mm"]).toolTip()
-    assert "rests on node(s) cut by the image edge: follow-up 11" in widget.summary.text()
+    assert summary.cut_note() and "cut by the image edge" not in widget.summary.text()
 
 
 def test_the_compare_table_marks_the_credited_short_axis_of_a_cut_node(make_napari_viewer):

@@ -302,10 +302,8 @@ class CompareWidget(QWidget):
         sums = f"{s.baseline_sum_mm:.1f} -> {s.followup_sum_mm:.1f} mm"
         total = "" if v.change_pct is None else f" ({v.change_pct:+.0f} %)"
         mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
-        cut = f", {s.cut_note()}" if s.cut_note() else ""
         self.summary.setText(
-            f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions"
-            f"{cut}); "
+            f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions); "
             f"by volume {s.volume_response}. {v.n_matched} matched, {v.n_new} new, "
             f"{v.n_vanished} vanished{v.pieces()}; "
             f"all nodes {v.baseline_total_cm3:.1f} -> {v.followup_total_cm3:.1f} cm3{total}. "
