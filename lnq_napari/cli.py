@@ -21,7 +21,7 @@ from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
-from lnq_napari.quantify import CUT_FIGURES, marked, short_axis_text
+from lnq_napari.quantify import marked_cells, short_axis_text
 from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
 
@@ -110,11 +110,8 @@ def _cmd_measure(args: argparse.Namespace) -> None:
         columns.append("cut_by_edge")
     # the short axis as the node table shows it: "10.0" only beside ge_10mm True (the CSV: full precision);
     # "+" after a figure of a node cut by the image edge (a lower bound)
-    table = [r.to_dict() for r in rows]
-    for r, cells in zip(rows, table):
-        cells["short_axis_mm"] = short_axis_text(r.short_axis_mm)
-        for key in CUT_FIGURES:
-            cells[key] = marked(_fmt(cells[key]), r.cut_by_edge)
+    table = [marked_cells(r, {**{k: _fmt(v) for k, v in r.to_dict().items()},
+                              "short_axis_mm": short_axis_text(r.short_axis_mm)}) for r in rows]
     _print_table(table, columns)
     print(summary.text())
 
@@ -151,11 +148,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
                "recist_followup_short_axis_mm"]
     if any(r.cut_by_edge_baseline or r.cut_by_edge_followup for r in result.rows):
         columns += ["cut_by_edge_baseline", "cut_by_edge_followup"]
-    table = [{k: ("" if v is None else v) for k, v in r.to_dict().items()} for r in result.rows]
-    for r, cells in zip(result.rows, table):  # "+" after a figure of a node cut by the image edge
-        for key, edges in CUT_CELLS.items():
-            if cells[key] != "":
-                cells[key] = marked(_fmt(cells[key]), getattr(r, edges))
+    table = [marked_cells(r, {k: ("" if v is None else _fmt(v)) for k, v in r.to_dict().items()}, CUT_CELLS)
+             for r in result.rows]  # "+" after a figure of a node cut by the image edge
     _print_table(table, columns)
     r, v, q = result.recist, result.volume, result.quality
     change = _pct(r.sum_change_pct)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,12 @@ CUT_MARK = "+"
 #: The figures (:class:`NodeRow` fields) a cut by the image edge makes lower bounds: each table marks them
 #: with :data:`CUT_MARK` (the node and compare tables, ``measure``, ``compare``).
 CUT_FIGURES = ("short_axis_mm", "long_axis_mm", "volume_cm3")
+#: The node table's cells a cut makes lower bounds, each with the :class:`NodeRow` field naming its edges
+#: (the compare table's twin: :data:`~lnq_napari.followup.report.CUT_CELLS`), for :func:`marked_cell`.
+NODE_CUT_CELLS = {figure: "cut_by_edge" for figure in CUT_FIGURES}
+#: The words every note, tooltip and summary names a cut by (:func:`cut_by_edge`) in, and what it means.
+CUT_WORDS = "cut by the image edge"
+CUT_MEANS = "measured on what is visible"
 
 
 def cut_by_edge(box: tuple[slice, ...], grid: Volume) -> tuple[str, ...]:
@@ -78,13 +85,35 @@ def cut_text(sides: tuple[str, ...]) -> str:
     """What a cut by the image edge means, for a tooltip or a note ("" for a whole node)."""
     if not sides:
         return ""
-    return (f"cut by the image edge ({', '.join(sides)}): measured on what is visible, so its axes and "
-            "volume are lower bounds and a short axis under 10 mm may not be")
+    return (f"{CUT_WORDS} ({', '.join(sides)}): {CUT_MEANS}, so its axes and volume are lower bounds and a "
+            "short axis under 10 mm may not be")
 
 
 def marked(text: str, sides: tuple[str, ...]) -> str:
     """A figure's text with :data:`CUT_MARK` after it when the image edge cuts its node (``sides``)."""
     return f"{text}{CUT_MARK}" if sides else text
+
+
+def marked_cell(row: object, key: str, text: str,
+                cells: Mapping[str, str] = NODE_CUT_CELLS) -> tuple[str, str]:
+    """A table cell's text with :data:`CUT_MARK` after it when the image edge makes its figure a lower bound
+    (cut at the edges the :class:`NodeRow` or ChangeRow field ``cells`` names for ``key`` holds), and what
+    that means (:func:`cut_text`, "" otherwise); an empty cell or one holding no such figure stays as is."""
+    field_name = cells.get(key)
+    sides = tuple(getattr(row, field_name)) if field_name and text != "" else ()
+    return marked(text, sides), cut_text(sides)
+
+
+def marked_cells(row: object, texts: dict[str, str], cells: Mapping[str, str] = NODE_CUT_CELLS) -> dict:
+    """A table row's cell texts (``texts``, by key), each figure the image edge makes a lower bound marked
+    (:func:`marked_cell`): the CLI's tables."""
+    return {key: marked_cell(row, key, text, cells)[0] for key, text in texts.items()}
+
+
+def may_be_enlarged(row: NodeRow) -> bool:
+    """Whether a node may have a short axis of 10 mm or more: it has, or the image edge cuts it (measured on
+    what is visible, its "no" may be wrong). The rule of the node table's "≥10 mm only"."""
+    return bool(row.ge_10mm or row.cut_by_edge)
 
 
 def reaches(length_mm: float, threshold_mm: float) -> bool:
@@ -293,13 +322,12 @@ class NodeSummary:
 
     def cut_words(self) -> str:
         """``"1 cut by the image edge"``, "" when none is: the words each summary of nodes counts them in."""
-        return f"{self.n_cut} cut by the image edge" if self.n_cut else ""
+        return f"{self.n_cut} {CUT_WORDS}" if self.n_cut else ""
 
     def text(self) -> str:
         """``"8 nodes, 8 with short axis >= 10 mm, total volume 40.78 cm3"``, and where the image edge
         cuts nodes ``"; 1 cut by the image edge (+: measured on what is visible, a lower bound)"``."""
-        cut = "" if not self.n_cut else (f"; {self.cut_words()} ({CUT_MARK}: measured on what is visible, "
-                                         "a lower bound)")
+        cut = "" if not self.n_cut else f"; {self.cut_words()} ({CUT_MARK}: {CUT_MEANS}, a lower bound)"
         return (f"{self.n_nodes} node{'s' if self.n_nodes != 1 else ''}, {self.n_ge_10mm} with short axis "
                 f">= 10 mm, total volume {self.total_volume_cm3:.2f} cm3{cut}")
 

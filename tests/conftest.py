@@ -281,3 +281,12 @@ def ellipse_section(semi_axes_mm, spacing, angle=0.0, shape=(64, 64), centre_mm=
     u = px * math.cos(angle) + py * math.sin(angle)
     w = -px * math.sin(angle) + py * math.cos(angle)
     return ((u / semi_axes_mm[0]) ** 2 + (w / semi_axes_mm[1]) ** 2 <= 1.0)[None].astype(np.uint8)
+
+
+def cut_node(nid: int, short: float, cut: tuple[str, ...] = ()):
+    """A NodeRow of 0.5 cm3, 20 mm long, ``short`` mm across, cut by the image edges ``cut`` (none: whole)."""
+    from lnq_napari.quantify import NodeRow
+
+    return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
+                   long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
+                   ge_10mm=short >= 10, side="right", cut_by_edge=cut)

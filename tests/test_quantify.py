@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import ellipse_section
+from conftest import cut_node, ellipse_section
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.orientation import lps_view
@@ -577,3 +577,27 @@ def test_a_label_file_cropped_to_its_nodes_flags_no_node_without_a_ct(tmp_path, 
         main(["measure", str(seg), *args])
         out = capsys.readouterr().out
         assert "cut_by_edge" not in out and "+" not in out
+
+
+def test_every_table_marks_the_figures_of_a_cut_node_and_keeps_it_under_large_only_by_one_rule():
+    """``marked_cells`` (the CLI's tables) and ``marked_cell`` (the widgets') put "+" after the figures the
+    image edge makes lower bounds, a node's (``NODE_CUT_CELLS``) or a compare row's (``CUT_CELLS``), the
+    tooltip saying why; other and empty cells stay as they are. ``may_be_enlarged``: the "≥10 mm only"
+    rule."""
+    from lnq_napari.followup.report import CUT_CELLS, ChangeRow
+    from lnq_napari.quantify import marked_cell, marked_cells, may_be_enlarged
+
+    whole, cut = cut_node(1, 8.0), cut_node(2, 8.0, ("left",))
+    texts = {"id": "2", "short_axis_mm": "8.0", "long_axis_mm": "20", "volume_cm3": "0.50", "ge_10mm": "no"}
+    assert marked_cells(cut, texts) == {**texts, "short_axis_mm": "8.0+", "long_axis_mm": "20+",
+                                        "volume_cm3": "0.50+"}
+    assert marked_cells(whole, texts) == texts
+    assert marked_cell(cut, "ge_10mm", "no") == ("no", "")
+    text, tip = marked_cell(cut, "short_axis_mm", "8.0")
+    assert text == "8.0+" and tip.startswith("cut by the image edge (left): measured on what is visible")
+    row = ChangeRow.of(whole, cut, "normal")
+    cells = {"short_axis_baseline_mm": "8", "short_axis_followup_mm": "8",
+             "recist_followup_short_axis_mm": ""}
+    assert marked_cells(row, cells, CUT_CELLS) == {**cells, "short_axis_followup_mm": "8+"}
+    assert [may_be_enlarged(r) for r in (whole, cut, cut_node(3, 12.0))] == [False, True, True]
+

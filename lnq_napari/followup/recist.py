@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lnq_napari.errors import LNQError
-from lnq_napari.quantify import SIDE_ORDER, NodeRow, reaches
+from lnq_napari.quantify import CUT_MEANS, CUT_WORDS, SIDE_ORDER, NodeRow, reaches
 
 TARGET_MM = 15.0
 PATHOLOGICAL_MM = 10.0
@@ -93,9 +93,8 @@ class RecistSummary:
         rests = listed((("baseline", self.cut_baseline, ""), ("follow-up", self.cut_followup, "")))
         may = listed((("baseline", self.cut_may_be_target, " (a target if 15 mm or more)"),
                       ("follow-up", self.cut_may_be_new, " (a new lesion if 10 mm or more)")))
-        return ", ".join(([f"rests on node(s) cut by the image edge: {rests} (measured on what is visible)"]
-                          if rests else []) + ([f"node(s) cut by the image edge may change it: {may}"]
-                                               if may else []))
+        return ", ".join(([f"rests on node(s) {CUT_WORDS}: {rests} ({CUT_MEANS})"] if rests else [])
+                         + ([f"node(s) {CUT_WORDS} may change it: {may}"] if may else []))
 
 
 def check_organ(organ: str) -> None:

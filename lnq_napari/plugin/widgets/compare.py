@@ -50,7 +50,7 @@ from lnq_napari.plugin.widgets._common import (
     while_alive,
     widen_opened_cts,
 )
-from lnq_napari.quantify import cut_text, marked, short_axis_text
+from lnq_napari.quantify import marked_cell, short_axis_text
 
 ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
@@ -288,11 +288,10 @@ class CompareWidget(QWidget):
         for r, row in enumerate(result.rows):
             for c, (_, key, fmt) in enumerate(COLUMNS):
                 value = None if key is None else getattr(row, key)
-                item = QTableWidgetItem(cell_text(value, fmt))
-                cut = getattr(row, CUT_CELLS[key]) if key in CUT_CELLS and value is not None else ()
+                text, cut = marked_cell(row, key, cell_text(value, fmt), CUT_CELLS)
+                item = QTableWidgetItem(text)
                 if cut:
-                    item.setText(marked(item.text(), cut))
-                    item.setToolTip(cut_text(cut))
+                    item.setToolTip(cut)
                 self.table.setItem(r, c, item)
             rgba = np.asarray(colours.get_color(r + 1), dtype=float)
             self.table.item(r, 0).setBackground(QColor(*(int(round(255 * v)) for v in rgba[:3])))

@@ -30,10 +30,12 @@ from qtpy.QtWidgets import (
 from lnq_napari import api
 from lnq_napari.plugin.widgets._common import SessionTracker, cell_text, export_table, widen_opened_cts
 from lnq_napari.quantify import (
-    CUT_FIGURES,
+    CUT_MARK,
+    CUT_WORDS,
     NodeRow,
     cut_text,
-    marked,
+    marked_cell,
+    may_be_enlarged,
     short_axis_text,
     summarize_nodes,
     write_csv,
@@ -136,8 +138,8 @@ class NodesWidget(QWidget):
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.large_only = QCheckBox("≥10 mm only")
-        self.large_only.setToolTip("show only nodes with a short axis of 10 mm or more, and those cut by the "
-                                   "image edge (their '+': the whole node may reach 10 mm)")
+        self.large_only.setToolTip(f"show only nodes with a short axis of 10 mm or more, and those "
+                                   f"{CUT_WORDS} (their '{CUT_MARK}': the whole node may reach 10 mm)")
         self.large_only.toggled.connect(lambda checked: self._apply_filter())
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -223,16 +225,16 @@ class NodesWidget(QWidget):
         for r, row in enumerate(rows):
             for c, (key, _, fmt) in enumerate(COLUMNS):
                 value = getattr(row, key)
-                item = SortItem(cell_text(value, fmt))
+                # "8.4+" beside "no": the flag may be wrong (a column of its own would push the panel's
+                # last columns behind the scrollbar)
+                text, cut = marked_cell(row, key, cell_text(value, fmt))
+                item = SortItem(text)
                 if key == "side" and value in SIDE_SHORT:
                     item.setText(SIDE_SHORT[value])
                     item.setToolTip(str(value))
-                # "8.4+" beside "no": the flag may be wrong (a column of its own would push the panel's
-                # last columns behind the scrollbar)
-                if key in CUT_FIGURES and row.cut_by_edge:
-                    item.setText(marked(item.text(), row.cut_by_edge))
-                if row.cut_by_edge and key in (*CUT_FIGURES, "ge_10mm"):
-                    item.setToolTip(cut_text(row.cut_by_edge))
+                cut = cut or (cut_text(row.cut_by_edge) if key == "ge_10mm" else "")
+                if cut:
+                    item.setToolTip(cut)
                 item.setData(SORT_ROLE, value)
                 item.setData(ID_ROLE, row.id)
                 self.table.setItem(r, c, item)
@@ -253,7 +255,7 @@ class NodesWidget(QWidget):
     def _apply_filter(self) -> None:
         """Hide the rows of nodes under 10 mm when "≥10 mm only" is on; a node cut by the image edge stays
         (measured on what is visible: its "no" may be wrong)."""
-        large = {row.id for row in self.rows if row.ge_10mm or row.cut_by_edge}
+        large = {row.id for row in self.rows if may_be_enlarged(row)}
         for r in range(self.table.rowCount()):
             hide = self.large_only.isChecked() and self.node_id(r) not in large
             self.table.setRowHidden(r, hide)
