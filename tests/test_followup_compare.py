@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import cut_node
 
 from lnq_napari import api
 from lnq_napari.cli import main
@@ -448,17 +449,12 @@ def test_cli_compare_marks_the_figures_of_a_cut_node_and_names_its_edges(capsys,
     from lnq_napari import api
     from lnq_napari.followup.recist import recist
     from lnq_napari.followup.report import ChangeRow, VolumeSummary
-    from lnq_napari.quantify import NodeRow
 
-    def node(nid, short, cut=()):
-        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
-                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
-                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
-
-    before, after = node(1, 20.0), node(11, 12.0, ("superior", "left"))
+    before, after = cut_node(1, 20.0), cut_node(11, 12.0, ("superior", "left"))
     result = SimpleNamespace(
-        rows=[ChangeRow.of(before, after, "target"), ChangeRow.of(node(2, 6.0), node(12, 6.0), "normal")],
-        recist=recist([before, node(2, 6.0)], [after, node(12, 6.0)], {1: 11, 2: 12}),
+        rows=[ChangeRow.of(before, after, "target"),
+              ChangeRow.of(cut_node(2, 6.0), cut_node(12, 6.0), "normal")],
+        recist=recist([before, cut_node(2, 6.0)], [after, cut_node(12, 6.0)], {1: 11, 2: 12}),
         volume=VolumeSummary(1.0, 1.0, 0.0, 2, 0, 0, 0, 0), sources=("SEG", "SEG"),
         quality=SimpleNamespace(mean_distance_mm=1.0, lung_dice=0.9, stage="affine", seconds=1.0))
     monkeypatch.setattr(api, "compare", lambda *args, **kwargs: result)
@@ -489,18 +485,13 @@ def test_cli_compare_marks_the_credited_short_axis_when_its_follow_up_node_is_cu
     from lnq_napari import api
     from lnq_napari.followup.recist import recist
     from lnq_napari.followup.report import ChangeRow, VolumeSummary
-    from lnq_napari.quantify import NodeRow
 
-    def node(nid, short, cut=()):
-        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
-                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
-                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
-
-    before, after, piece = node(1, 20.0), node(11, 12.0), node(13, 6.0, ("inferior",))
-    summary = recist([before, node(2, 16.0)], [after, node(12, 15.0), piece], {1: 11, 2: 12}, pieces={13: 1})
+    before, after, piece = cut_node(1, 20.0), cut_node(11, 12.0), cut_node(13, 6.0, ("inferior",))
+    summary = recist([before, cut_node(2, 16.0)], [after, cut_node(12, 15.0), piece], {1: 11, 2: 12},
+                     pieces={13: 1})
     rows = [dataclasses.replace(ChangeRow.of(before, after, "target"), recist_followup_short_axis_mm=12.0,
                                 cut_by_edge_credited=summary.credited_cut.get(1, ())),
-            dataclasses.replace(ChangeRow.of(node(2, 16.0), node(12, 15.0), "target"),
+            dataclasses.replace(ChangeRow.of(cut_node(2, 16.0), cut_node(12, 15.0), "target"),
                                 recist_followup_short_axis_mm=15.0),
             ChangeRow.of(None, piece, "fragment")]
     result = SimpleNamespace(rows=rows, recist=summary, volume=VolumeSummary(1.0, 1.0, 0.0, 2, 0, 0, 0, 0),
@@ -527,17 +518,11 @@ def test_the_compare_csv_names_the_edges_of_the_node_the_credited_short_axis_res
     import dataclasses
 
     from lnq_napari.followup.report import ChangeRow, write_csv
-    from lnq_napari.quantify import NodeRow
 
-    def node(nid, short, cut=()):
-        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
-                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
-                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
-
-    credited = dataclasses.replace(ChangeRow.of(node(1, 20.0), node(11, 12.0), "target"),
+    credited = dataclasses.replace(ChangeRow.of(cut_node(1, 20.0), cut_node(11, 12.0), "target"),
                                    recist_followup_short_axis_mm=12.0,
                                    cut_by_edge_credited=("inferior", "left"))
-    whole = ChangeRow.of(node(2, 16.0), node(12, 15.0), "target")
+    whole = ChangeRow.of(cut_node(2, 16.0), cut_node(12, 15.0), "target")
     with open(write_csv([credited, whole], tmp_path / "c.csv"), newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [r["cut_by_edge_credited"] for r in table] == ["inferior left", ""]

@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+from conftest import cut_node
 from qtpy.QtWidgets import QFileDialog
 
 from lnq_napari.phantom.followup import Motion, make_followup
@@ -290,17 +291,11 @@ def test_the_compare_table_marks_the_figures_of_a_node_cut_by_the_image_edge(mak
 
     from lnq_napari.followup.recist import recist
     from lnq_napari.followup.report import ChangeRow, VolumeSummary
-    from lnq_napari.quantify import NodeRow
-
-    def node(nid, short, cut=()):
-        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
-                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
-                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
 
     viewer = make_napari_viewer()
     viewer.add_labels(np.zeros((2, 4, 4), np.int32), name=BASELINE_NODES)
     widget = CompareWidget(viewer)
-    before, after = node(1, 20.0), node(11, 12.0, ("superior",))
+    before, after = cut_node(1, 20.0), cut_node(11, 12.0, ("superior",))
     rows = [ChangeRow.of(before, after, "target")]
     summary = recist([before], [after], {1: 11})
     volume = VolumeSummary(0.5, 0.5, 0.0, 1, 0, 0, 0, 0)
@@ -322,17 +317,11 @@ def test_the_compare_table_marks_the_credited_short_axis_of_a_cut_node(make_napa
 
     from lnq_napari.followup.recist import recist
     from lnq_napari.followup.report import ChangeRow, VolumeSummary
-    from lnq_napari.quantify import NodeRow
-
-    def node(nid, short, cut=()):
-        return NodeRow(id=nid, voxels=10, volume_mm3=500.0, volume_cm3=0.5, centroid_mm=(0.0, 0.0, 0.0),
-                       long_axis_mm=20.0, short_axis_mm=short, principal_axes_mm=(20.0, short, short),
-                       ge_10mm=short >= 10, side="right", cut_by_edge=cut)
 
     viewer = make_napari_viewer()
     viewer.add_labels(np.zeros((2, 4, 4), np.int32), name=BASELINE_NODES)
     widget = CompareWidget(viewer)
-    pairs = [(node(1, 20.0), node(11, 12.0, ("superior",))), (node(2, 16.0), node(12, 15.0))]
+    pairs = [(cut_node(1, 20.0), cut_node(11, 12.0, ("superior",))), (cut_node(2, 16.0), cut_node(12, 15.0))]
     summary = recist([b for b, _ in pairs], [f for _, f in pairs], {1: 11, 2: 12})
     rows = [dataclasses.replace(ChangeRow.of(b, f, "target"), recist_followup_short_axis_mm=f.short_axis_mm,
                                 cut_by_edge_credited=summary.credited_cut.get(b.id, ())) for b, f in pairs]
