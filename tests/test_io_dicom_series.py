@@ -497,6 +497,17 @@ def test_a_scout_sorted_first_in_the_ct_series_does_not_hide_the_ct_from_the_cho
     assert_is_the_ct(read_volume(tmp_path), ct)
 
 
+def _seg_round_trip(tmp_path: Path, folder: Path) -> None:
+    """A box of labels on the CT in ``folder`` written as a DICOM SEG and read back the same, on that CT
+    and on its CT found beside it."""
+    ct = read_volume(folder)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
+    np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
+
+
 def test_a_seg_is_written_for_a_series_holding_a_scout_and_a_copied_slice(tmp_path):
     """Such a folder read fine, but writing a DICOM SEG for it (predict --format dicom-seg, Save as DICOM
     SEG) counted the scout and the copy as slices: "the labels are not on the grid ... (10 slices ...)"."""
@@ -505,12 +516,7 @@ def test_a_seg_is_written_for_a_series_holding_a_scout_and_a_copied_slice(tmp_pa
     series(folder, hu(1, 30, 16, seed=2), "a-scout", SeriesInstanceUID=uid,
            ImagePositionPatient=[-200, 0, -300], **SCOUT)
     shutil.copy(folder / "ct-003.dcm", folder / "ct-003 (1).dcm")
-    ct = read_volume(folder)
-    mask = np.zeros(ct.shape, np.uint8)
-    mask[2:5, 6:12, 4:9] = 1
-    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
-    np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
-    np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
+    _seg_round_trip(tmp_path, folder)
 
 
 def test_a_seg_is_written_for_the_ct_of_a_pet_ct_folder(tmp_path):
@@ -1415,12 +1421,7 @@ def test_a_seg_is_written_and_read_back_on_a_ct_whose_orientation_is_written_to_
     folder = tmp_path / "ct"
     series(folder, hu(VOLUME_SLICES))
     _reoriented(folder, orientation)
-    ct = read_volume(folder)
-    mask = np.zeros(ct.shape, np.uint8)
-    mask[2:5, 6:12, 4:9] = 1
-    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
-    np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
-    np.testing.assert_array_equal(read_labels(seg).array, mask)  # its CT found beside it
+    _seg_round_trip(tmp_path, folder)
 
 
 #: Why an orientation whose rows and columns are not perpendicular is refused.
