@@ -54,15 +54,16 @@ NORMALISED = ("the CT is not in Hounsfield units: its values lie within 0..1, a 
               "NRRD/NIfTI export of it)")
 
 
-def _thinned(hu: np.ndarray) -> np.ndarray:
-    """Every other slice and every fourth row and column of a CT: enough to judge its values."""
+def _value_sample(hu: np.ndarray) -> np.ndarray:
+    """Every other slice and every fourth row and column of a CT, as values: enough to judge its scale (not
+    :func:`_spread_slices`, whose whole slices keep where each value lies)."""
     return np.asarray(hu[::2, ::4, ::4]) if hu.ndim == 3 else np.asarray(hu)
 
 
 def not_hu_reason(hu: np.ndarray) -> str:
     """Why a CT that :func:`stored_values` flags is not in HU: values within 0..1 or 8-bit windowed ones
     (exports whose HU are lost), or stored values."""
-    sample = _thinned(hu)
+    sample = _value_sample(hu)
     if sample.size and sample.max() <= 1.0:
         return NORMALISED
     return WINDOWED if sample.size and sample.max() <= 255 else NOT_HU
@@ -77,7 +78,7 @@ def stored_values(hu: np.ndarray) -> bool:
     through -1000 (slicerio's CTChest4 + 1024: 0.24 % of its voxels near -1000, 28 % near +1000)."""
     if not hu.size:
         return False
-    sample = _thinned(hu)
+    sample = _value_sample(hu)
     if sample.min() >= 0:
         return True
     air = np.count_nonzero((sample > -1100) & (sample < -850))
@@ -94,7 +95,7 @@ def shifted_down(hu: np.ndarray) -> bool:
     """Whether a CT's HU were shifted down by the rescale intercept applied a second time (-1024 again): much
     of it near -2000 (its air) and next to none from -200 to 200 HU (soft tissue, a quarter of a chest CT in
     HU). A padding of -2000 around the scan circle leaves the soft tissue where it is."""
-    sample = _thinned(hu)
+    sample = _value_sample(hu)
     if not sample.size:
         return False
     low = np.count_nonzero((sample > -2150) & (sample < -1850))
@@ -124,7 +125,7 @@ def check_ct_values(hu: np.ndarray) -> None:
         if bad:
             raise LNQError(f"the CT holds {bad} NaN or infinite voxel(s); fill them (e.g. with -1024, air) "
                            "or re-export the CT from its DICOM series")
-    sample = _thinned(hu)
+    sample = _value_sample(hu)
     if sample.size and sample.min() >= 0 and sample.max() <= 255:  # HU or stored values need no sort
         values = np.unique(sample)
         if 2 <= values.size <= LABEL_MAP_VALUES and np.all(values == np.round(values)):
@@ -185,7 +186,9 @@ class Landmarks:
 SAMPLED_SLICES = 24
 
 
-def _sample(hu: np.ndarray) -> np.ndarray:
+def _spread_slices(hu: np.ndarray) -> np.ndarray:
+    """At most about :data:`SAMPLED_SLICES` whole slices of a CT (every other one at most), evenly spread,
+    z y x (one slice: as one): where the air round the body lies shows on them."""
     if hu.ndim != 3:
         return np.asarray(hu)[None]
     return np.asarray(hu[:: max(2, -(-hu.shape[0] // SAMPLED_SLICES))])
@@ -269,7 +272,7 @@ def landmarks(ct: Volume | np.ndarray) -> Landmarks:
     """The air, the air round the body and the body of ``ct`` (a Volume; an array, z y x or one slice: no
     air round the body read) as their values read (see the module and :class:`Landmarks`)."""
     hu = np.asarray(ct.array if isinstance(ct, Volume) else ct)
-    sample = _sample(hu)
+    sample = _spread_slices(hu)
     if sample.size < 64 or sample.shape[1] < 8 or sample.shape[2] < 8:
         return Landmarks(None, None)
     step = max(1, min(sample.shape[1:]) // 128)  # a 512 x 512 CT: every fourth row and column
