@@ -10,19 +10,21 @@ from _timing import median_seconds
 
 from lnq_napari.caliper import axial_axes
 
-rng = np.random.default_rng(0)
 
-def blob_slice():
-    # an untrained model's slice-wide blob: noisy threshold of a smoothed random field on 512x512
+def blob_slice() -> np.ndarray:
+    """An untrained model's slice-wide blob: the largest piece of a noisy threshold of a smoothed random
+    field on one 512 x 512 slice."""
     from scipy import ndimage
+    rng = np.random.default_rng(0)
     f = ndimage.gaussian_filter(rng.standard_normal((512, 512)), 6)
     m = f > -0.02
     lab, n = ndimage.label(m, np.ones((3, 3)))
     big = np.argmax(np.bincount(lab.ravel())[1:]) + 1
     return (lab == big)[None]
 
-def conglomerate():
-    # 60 mm conglomerate on 0.6 mm pixels: union of overlapping lobed discs, 3 slices
+
+def conglomerate() -> np.ndarray:
+    """A 60 mm conglomerate on 0.6 mm pixels: 14 overlapping discs, a pocket carved, 3 slices."""
     n = 120
     yy, xx = np.mgrid[:n, :n]
     m = np.zeros((n, n), bool)
@@ -35,15 +37,18 @@ def conglomerate():
     m &= ~((yy > 50) & (yy < 70) & (xx > 100))
     return np.stack([m, m, m])
 
-def comb():
+
+def comb() -> np.ndarray:
+    """A comb on one 400 x 400 slice: every caliper line crosses its teeth."""
     m = np.zeros((1, 400, 400), bool)
     m[0, 10:30, 10:390] = True
     for x in range(10, 390, 6):
         m[0, 30:380, x:x + 3] = True
     return m
 
-def conglomerate_pockets():
-    # 60 mm conglomerate on 0.6 mm pixels: 9 lobes round a horseshoe (a bay of fat), 10 slices
+
+def conglomerate_pockets() -> np.ndarray:
+    """A 60 mm conglomerate on 0.6 mm pixels: 9 lobes round a horseshoe (a bay of fat), 10 slices."""
     n = 110
     yy, xx = np.mgrid[:n, :n]
     r3 = np.random.default_rng(2)
@@ -59,12 +64,18 @@ def conglomerate_pockets():
     return np.stack(planes)
 
 
-cases = {"conglomerate+pockets 60mm @0.6": (conglomerate_pockets(), (0.6, 0.6)),
-         "blob 512x512 @0.7": (blob_slice(), (0.7, 0.7)),
-         "conglomerate 60mm @0.6": (conglomerate(), (0.6, 0.6)),
-         "comb 400x400 @0.6": (comb(), (0.6, 0.6))}
-for name, (mask, sp) in cases.items():
-    seconds = median_seconds(lambda mask=mask, sp=sp: axial_axes(mask, sp), 3)
-    res = axial_axes(mask, sp)
-    print(f"{name:28s} pixels {int(mask.sum()):7d}  median {seconds:7.3f} s  axes {res[0]!r} {res[1]!r}",
-          flush=True)
+def main() -> None:
+    """Time each outline's calipers and print them with the axes they give."""
+    cases = {"conglomerate+pockets 60mm @0.6": (conglomerate_pockets(), (0.6, 0.6)),
+             "blob 512x512 @0.7": (blob_slice(), (0.7, 0.7)),
+             "conglomerate 60mm @0.6": (conglomerate(), (0.6, 0.6)),
+             "comb 400x400 @0.6": (comb(), (0.6, 0.6))}
+    for name, (mask, sp) in cases.items():
+        seconds = median_seconds(lambda mask=mask, sp=sp: axial_axes(mask, sp), 3)
+        res = axial_axes(mask, sp)
+        print(f"{name:28s} pixels {int(mask.sum()):7d}  median {seconds:7.3f} s  axes {res[0]!r} {res[1]!r}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
