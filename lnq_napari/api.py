@@ -273,8 +273,10 @@ def measure(
     nodes) gets a new id above the largest; a 3D Slicer
     ``.seg.nrrd`` or DICOM SEG gives
     its lymph-node segment(s), each segment's nodes apart from the others' (touching or not). With
-    ``ct`` the labels are put on the CT grid (nearest neighbour, with a warning when they differ) and
-    each node gets its mean HU. ``csv_path`` gets the table atomically.
+    ``ct`` the labels are put on the CT grid (nearest neighbour, with a warning when they differ),
+    each node gets its mean HU, and a node the CT's edge cuts is flagged (``cut_by_edge`` names those
+    edges: its axes and volume are lower bounds); without it none is. ``csv_path`` gets the table
+    atomically.
     """
     check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct), starts=",".join(CSV_COLUMNS[:3]))
     volume = None if ct is None else _ct_volume(ct, seg, "the CT")

@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("measure", help="table of node measurements from a label file")
     p.add_argument("seg", help="label file (.seg.nrrd, .nrrd, .nii.gz, .mha)")
-    p.add_argument("--ct", help="CT file, for mean HU per node")
+    p.add_argument("--ct", help="CT file, for mean HU per node; nodes cut by its edge are flagged "
+                   "(cut_by_edge, '+' after their figures: lower bounds)")
     p.add_argument("--csv", help="also write the table as CSV here")
     p.set_defaults(func=_cmd_measure)
 
