@@ -136,7 +136,6 @@ def test_a_response_that_counts_a_node_cut_by_the_image_edge_says_so():
     assert base_cut.cut_baseline == (1,) and "baseline 1" in base_cut.cut_note()
 
 
-
 def test_the_credited_short_axis_names_the_edges_that_cut_its_follow_up_nodes():
     """What RECIST credits a baseline node is a lower bound when a follow-up node it is taken from is cut:
     its own partner, a split fragment (even a smaller one: whole, it may be the largest) or the coalesced
@@ -152,6 +151,7 @@ def test_the_credited_short_axis_names_the_edges_that_cut_its_follow_up_nodes():
     summary = recist(base, follow, {1: 11, 2: 12, 3: 14}, pieces={13: 2}, merged={4: 14, 5: 14})
     assert summary.credited_mm == {1: 19.0, 2: 17.0, 3: 15.0, 4: 0.0, 5: 0.0}
     assert summary.credited_cut == {1: ("superior", "left"), 2: ("inferior",), 3: ("right",)}
+
 
 def test_a_cut_non_target_is_named_in_the_note():
     """A non-target (10-15 mm, or a third node >= 15 mm) counts in the response: cut at baseline or at
