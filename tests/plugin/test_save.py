@@ -12,22 +12,21 @@ import pytest
 import lnq_napari.api as api
 import lnq_napari.plugin.widgets.save as save_module
 from lnq_napari.errors import LNQError
-from lnq_napari.plugin.app import view
+from lnq_napari.plugin.app import open_viewer
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def edited(qtbot, phantom_files, autosave_dir, tmp_path):
-    """The phantom case open in ``lnq-napari view`` with one voxel painted: the viewer, its Save widget
+def edited(make_napari_viewer, qtbot, phantom_files, autosave_dir, tmp_path):
+    """The phantom case open as ``lnq-napari view`` opens it, one voxel painted: the viewer, its Save widget
     (saving under ``tmp_path``: not beside the phantom case other tests save beside)."""
-    viewer = view(ct=phantom_files.ct, seg=phantom_files.seg)
+    viewer = open_viewer(ct=phantom_files.ct, seg=phantom_files.seg, viewer=make_napari_viewer())
     save = viewer.window.dock_widgets["lnq-napari"].widgets["Save"]
     save.folder.setText(str(tmp_path / "labels"))
     nodes = viewer.layers["nodes"]
     nodes.data_setitem((np.array([nodes.data.shape[0] // 2]), np.array([3]), np.array([3])), 7)
-    yield viewer, save
-    viewer.close()
+    return viewer, save
 
 
 def _autosaved(save) -> str:
