@@ -30,10 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 def _stopped(exc: KeyboardInterrupt, what: str) -> int:
     """Print the one line of a run stopped by ``exc`` (or by the signal it interrupted); its exit status:
     the first signal's (143 for SIGTERM, 130 for Ctrl-C)."""
-    first = exc
-    while isinstance(first.__context__, KeyboardInterrupt):
-        first = first.__context__
-    how, status = stopped_how(first)
+    how, status = stopped_how(exc)
     print(f"lnq-napari: {how}{what}", file=sys.stderr)
     return status
 

@@ -17,8 +17,11 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def stopped_how(exc: KeyboardInterrupt) -> tuple[str, int]:
-    """The word and exit status of a run stopped by ``exc``: ("terminated", 143) for SIGTERM
-    (:class:`Terminated`), ("interrupted", 130) for Ctrl-C."""
+    """The word and exit status of a run stopped by ``exc``, or by the first signal it interrupted (a Ctrl-C
+    while a SIGTERM was being handled): ("terminated", 143) for SIGTERM (:class:`Terminated`),
+    ("interrupted", 130) for Ctrl-C."""
+    while isinstance(exc.__context__, KeyboardInterrupt):
+        exc = exc.__context__
     return ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
 
 

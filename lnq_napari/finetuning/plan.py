@@ -237,7 +237,7 @@ def interrupted_finetune(ws) -> InterruptedFinetune | None:
     the workspace (its plan is in use) or that cannot be told."""
     from lnq_napari.workspace.lock import finetune_running
 
-    if not (ws.pending_plan_path).is_file() or finetune_running(ws.root) is not False:
+    if not ws.pending_plan_path.is_file() or finetune_running(ws.root) is not False:
         return None  # running, or it cannot be told: then it is not offered
     pending = pending_plan(ws)
     if pending is None or pending.finished:

@@ -496,7 +496,7 @@ def _finetune(ws: Workspace, config: FinetuneConfig | None, device: str, resume:
                dice_after=result.metrics_after.dice_mean)  # before the activation it explains
         if result.activated:
             ws.activate(version, reason=result.reason, decided_by="rule")
-    (ws.pending_plan_path).unlink(missing_ok=True)
+    ws.pending_plan_path.unlink(missing_ok=True)
     if progress:
         progress(1.0, f"{version} {'activated' if result.activated else 'registered, not activated'}")
     return result
