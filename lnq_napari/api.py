@@ -55,6 +55,7 @@ from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, label_files_by_case, label_name
 from lnq_napari.io.outputs import check_not_users, check_prediction_targets, check_table_path
 from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by
+from lnq_napari.io.raw_image import from_sitk_image
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
 from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig
@@ -153,8 +154,9 @@ def make_phantom(
 
 def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
              json_path: str | Path | None = None) -> Evaluation:
-    """Challenge Dice/ASSD and node detection for files or folders paired by case id, or two Volumes
-    (one case, ``"case"``); a :func:`find_nodes` result is scored as its 0/1 ``binary_mask()``.
+    """Challenge Dice/ASSD and node detection for files or folders paired by case id, or a Volume (or
+    SimpleITK image) and a file or Volume: one case, named after the file's case id as the CLI names it
+    (two Volumes: ``"case"``); a :func:`find_nodes` result is scored as its 0/1 ``binary_mask()``.
 
     Returns an :class:`Evaluation` (``.to_dict()``: ``{"cases": [row per case], "summary": {...}}``, as
     ``json_path`` gets it). Folders are paired by case id
@@ -165,8 +167,11 @@ def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
     """
     if isinstance(pred, NodeResult):  # its mask holds one id per node: the challenge scores label 1 only
         pred = pred.binary_mask()
+    pred, gt = _from_sitk(pred, "the prediction"), _from_sitk(gt, "the ground truth")
     if isinstance(pred, Volume) or isinstance(gt, Volume):
-        pairs = [("case", _one_case(pred, "the prediction"), _one_case(gt, "the ground truth"))]
+        one = (_one_case(pred, "the prediction"), _one_case(gt, "the ground truth"))
+        files = [side for side in one[::-1] if isinstance(side, Path)]  # named as the CLI names the file's
+        pairs = [((label_name(files[0]).case if files else "") or "case", *one)]
     else:
         pairs = _pairs(Path(_path(pred, "the prediction")), Path(_path(gt, "the ground truth")))
     check_table_path(json_path, "--json", "scores.json", (pred, gt), starts='{\n  "cases": [')
@@ -825,11 +830,12 @@ def next_cases(workspace: str | Path | Workspace, n: int = 5, strategy: str = "u
 
 
 def finetune(
-    workspace: str | Path, config: FinetuneConfig | None = None, device: str = "auto", resume: bool = False,
-    progress: Progress = None, cancel: Cancel = None, iterations: int | None = None,
+    workspace: str | Path, config: FinetuneConfig | dict | None = None, device: str = "auto",
+    resume: bool = False, progress: Progress = None, cancel: Cancel = None, iterations: int | None = None,
 ) -> FinetuneResult | NnUNetFinetune:
-    """Fine-tune the active model on the workspace's corrections as ``config`` says (defaults:
-    :class:`~lnq_napari.model.config.FinetuneConfig`); ``iterations`` overrides ``config.iterations``.
+    """Fine-tune the active model on the workspace's corrections as ``config`` says (a
+    :class:`~lnq_napari.model.config.FinetuneConfig` or a dict of its settings; None: its defaults);
+    ``iterations`` overrides ``config.iterations``.
 
     See :func:`lnq_napari.finetuning.finetune_workspace`: the new version is registered with the
     active model as parent and activated only when the activation rule says so. When the active model
@@ -843,7 +849,7 @@ def finetune(
     if resume and (iterations is not None or config is not None):
         raise LNQError("--resume continues the interrupted fine-tune with the settings it started with; "
                        "leave out --iterations and --set, or run finetune without --resume to start afresh")
-    config = config or FinetuneConfig()
+    config = _finetune_config(config)
     if iterations is not None:
         config = config.replace(iterations=iterations)
     ws = _open(workspace)
@@ -855,6 +861,23 @@ def finetune(
                                cancel=cancel, config=config)
     return finetune_workspace(ws, config=config, device=device, resume=resume, progress=progress,
                               cancel=cancel)
+
+
+def _finetune_config(config) -> FinetuneConfig:
+    """``config`` as a :class:`FinetuneConfig` (None: the defaults; a dict: its settings, checked); else an
+    LNQError saying what to pass (a dict reached the trainer as an AttributeError)."""
+    if config is None:
+        return FinetuneConfig()
+    if isinstance(config, FinetuneConfig):
+        return config
+    if isinstance(config, dict):
+        unknown = sorted(str(k) for k in config if k not in FinetuneConfig.setting_names())
+        if unknown:
+            raise LNQError(f"unknown fine-tune setting {', '.join(unknown)}; use one of "
+                           f"{', '.join(FinetuneConfig.setting_names())}")
+        return FinetuneConfig(**config)
+    raise LNQError(f"the fine-tune config must be a FinetuneConfig or a dict of its settings (got "
+                   f"{_kind(config)}); e.g. FinetuneConfig(iterations=50)")
 
 
 def list_models(workspace: str | Path | Workspace) -> list[ModelSummary]:
@@ -923,6 +946,9 @@ def _open(workspace: str | Path | Workspace, expected_id: str | None = None) -> 
     """``workspace`` as an open :class:`~lnq_napari.workspace.Workspace` (a path is opened); with
     ``expected_id``, LNQError when it is not that workspace (:meth:`Workspace.open`)."""
     if not isinstance(workspace, Workspace):
+        if not isinstance(workspace, (str, os.PathLike)):  # list_models(3) raised pathlib's TypeError
+            raise LNQError(f"the workspace must be a folder path or an open Workspace (got "
+                           f"{_kind(workspace)}); create one with api.init_workspace(PATH, DATA)")
         return Workspace.open(workspace, expected_id)
     if expected_id is not None and not same_id(workspace.id, expected_id):
         raise gone_error(workspace.root)
@@ -938,7 +964,8 @@ def _path(value, what: str) -> str | Path:
     """``value`` when it is a file or folder path, else an LNQError saying what to pass."""
     if isinstance(value, (str, Path)):
         return value
-    raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {_kind(value)})")
+    raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {_kind(value)}); a "
+                   "SimpleITK image is taken as it is, an array as Volume(array, spacing, origin, direction)")
 
 
 def _ct_volume(ct, seg, what: str) -> Volume:
@@ -949,9 +976,18 @@ def _ct_volume(ct, seg, what: str) -> Volume:
     return _volume(ct, what, read=True)
 
 
+def _from_sitk(value, what: str):
+    """A 3D scalar SimpleITK image as a Volume (its grid kept; LNQError for a 2D or vector one); any other
+    ``value`` as it is. SimpleITK is not imported for that: an image is known by its type's module."""
+    if type(value).__module__.split(".")[0] == "SimpleITK" and type(value).__name__ == "Image":
+        return from_sitk_image(value, what).volume()
+    return value
+
+
 def _volume(value, what: str, read: bool = False) -> Volume:
-    """``value`` when it is a Volume; with ``read``, a path is read as one; anything else is an LNQError
-    saying what to pass (an array alone has no spacing or position)."""
+    """``value`` when it is a Volume (a SimpleITK image: as one); with ``read``, a path is read as one;
+    anything else is an LNQError saying what to pass (an array alone has no spacing or position)."""
+    value = _from_sitk(value, what)
     if isinstance(value, Volume):
         if np.ndim(value.array) != 3:
             raise LNQError(f"{what} holds a {np.ndim(value.array)}D array (shape {np.shape(value.array)}); a "
@@ -962,8 +998,9 @@ def _volume(value, what: str, read: bool = False) -> Volume:
         return read_volume(value)
     hint = "or a file path " if read else ""
     raise LNQError(f"{what} must be an lnq_napari Volume {hint}(got {_kind(value)}): read files with "
-                   "lnq_napari.io.read_volume / read_labels, or wrap an array as Volume(array, spacing, "
-                   "origin, direction), since an array alone has no voxel size or position")
+                   "lnq_napari.io.read_volume / read_labels (a SimpleITK image is taken as it is), or wrap "
+                   "an array as Volume(array, spacing, origin, direction), since an array alone has no voxel "
+                   "size or position")
 
 
 def save_labels(

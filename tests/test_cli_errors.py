@@ -510,9 +510,10 @@ def test_api_evaluate_takes_volumes_and_names_what_else_it_takes(case):
 
     by_files = api.evaluate(case["pred"], case["gt"]).cases[0]
     pred, gt = read_volume(case["pred"]), read_labels(case["gt"])
-    for args in ((pred, gt), (pred, case["gt"]), (str(case["pred"]), gt)):
+    for args, named in (((pred, gt), "case"), ((pred, case["gt"]), by_files.case),
+                        ((str(case["pred"]), gt), by_files.case)):  # a file's case, as the CLI names it
         row = api.evaluate(*args).cases[0]
-        assert row.case == "case" and row.scores.dice == by_files.scores.dice > 0
+        assert row.case == named and row.scores.dice == by_files.scores.dice > 0
     with pytest.raises(LNQError, match="the ground truth .* is not a file; beside a Volume give a label"):
         api.evaluate(pred, case["dir"])
     with pytest.raises(LNQError, match="the prediction must be a file or folder path or an lnq_napari Volume "

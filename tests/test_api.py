@@ -1,0 +1,66 @@
+"""lnq_napari.api from a notebook: what a researcher passes (SimpleITK images, dicts, wrong types) and
+what the returned objects say when shown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari import api
+from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+
+GRID = dict(spacing=(0.8, 0.8, 2.0), origin=(-10.0, 5.0, 30.0), direction=(1, 0, 0, 0, -1, 0, 0, 0, 1))
+
+
+def _labels() -> Volume:
+    labels = Volume(np.zeros((6, 20, 20), np.uint8), **GRID)
+    labels.array[1:4, 2:9, 2:9] = 1
+    labels.array[2:5, 12:16, 12:18] = 1
+    return labels
+
+
+def test_a_simpleitk_image_is_taken_as_a_volume(tmp_path):
+    """measure, evaluate and save_labels take a SimpleITK image (grid kept) as they take its Volume."""
+    labels = _labels()
+    image = labels.to_sitk()
+    rows, summary = api.measure(image)
+    assert rows == api.measure(labels)[0] and summary.n_nodes == 2
+    scored = api.evaluate(image, image)
+    assert scored.cases[0].scores.dice == pytest.approx(1.0)
+    saved = api.save_labels(image, "c1", folder=tmp_path / "store")
+    assert saved.version == "v001"
+
+
+def test_a_2d_simpleitk_image_is_one_lnqerror():
+    import SimpleITK as sitk
+
+    with pytest.raises(LNQError, match="the labels is 2D; a CT or label volume must be 3D"):
+        api.measure(sitk.Image(8, 8, sitk.sitkUInt8))
+
+
+def test_evaluate_names_the_case_of_the_file_beside_a_volume(tmp_path):
+    """A Volume scored against a file is that file's case, as ``evaluate --pred F --gt G`` names it."""
+    truth = write_volume(tmp_path / "lnq2023-val-0007-full.nrrd", _labels())
+    assert api.evaluate(_labels(), truth).cases[0].case == "lnq2023-val-0007"
+    assert api.evaluate(truth, _labels()).cases[0].case == "lnq2023-val-0007"
+    assert api.evaluate(_labels(), _labels()).cases[0].case == "case"
+
+
+def test_a_workspace_that_is_no_path_is_one_lnqerror():
+    with pytest.raises(LNQError, match=r"the workspace must be a folder path or an open Workspace \(got "
+                                       r"builtins.int\)"):
+        api.list_models(3)
+
+
+def test_finetune_takes_a_dict_of_settings_and_names_unknown_ones(tmp_path):
+    """A dict of settings is checked as a FinetuneConfig (it reached the trainer as an AttributeError)."""
+    with pytest.raises(LNQError, match="unknown fine-tune setting iteration; use one of iterations, lr"):
+        api.finetune(tmp_path / "ws", {"iteration": 5})
+    with pytest.raises(LNQError, match="bad fine-tune setting: iterations must be >= 1"):
+        api.finetune(tmp_path / "ws", {"iterations": 0})
+    with pytest.raises(LNQError, match=r"FinetuneConfig or a dict of its settings \(got builtins.str"):
+        api.finetune(tmp_path / "ws", "iterations=5")
+    with pytest.raises(LNQError, match="does not exist"):  # the dict passed: on to the workspace
+        api.finetune(tmp_path / "ws", {"iterations": 5}, iterations=3)
