@@ -107,7 +107,7 @@ class NodeResult:
         cut = f", {s.cut_words()}" if s.n_cut else ""
         return (f"NodeResult({s.n_nodes} node{'s' if s.n_nodes != 1 else ''} ({s.n_ge_10mm} >= 10 mm{cut}), "
                 f"{len(self.suggestions)} suggestion{'s' if len(self.suggestions) != 1 else ''}, "
-                f"model {self.model_version}, on {self.mask!r})")
+                f"model {short_model_name(self.model_version)}, on {self.mask!r})")
 
     def binary_mask(self) -> Volume:
         """The nodes as a uint8 0/1 mask (what the challenge scores)."""
@@ -136,6 +136,9 @@ class Evaluation:
 
     cases: tuple[ScoredCase, ...]
     summary: metrics.ScoreSummary
+
+    def __repr__(self) -> str:  # the summary line ``evaluate`` prints; the rows are in ``cases``
+        return f"Evaluation({self.summary.text()})"
 
     def to_dict(self) -> dict[str, list | dict]:
         """``{"cases": [row per case], "summary": {...}}``, as ``evaluate --json`` writes it."""

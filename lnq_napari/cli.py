@@ -93,12 +93,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     result = api.evaluate(args.pred, args.gt, json_path=args.json)
     _print_table([row.to_dict() for row in result.cases],
                  ["case", "dice", "assd_mm", "nodes_gt", "nodes_hit", "recall", "fp_nodes"])
-    s = result.summary
-    print(
-        f"cases {s.n_cases}: Dice mean {_fmt(s.dice_mean)} median {_fmt(s.dice_median)}; "
-        f"ASSD mean {_fmt(s.assd_mean)} median {_fmt(s.assd_median)} mm; "
-        f"node recall {_fmt(s.recall)}; false-positive nodes per case {_fmt(s.fp_per_case)}"
-    )
+    print(result.summary.text())
 
 
 def _cmd_measure(args: argparse.Namespace) -> None:

@@ -64,3 +64,25 @@ def test_finetune_takes_a_dict_of_settings_and_names_unknown_ones(tmp_path):
         api.finetune(tmp_path / "ws", "iterations=5")
     with pytest.raises(LNQError, match="does not exist"):  # the dict passed: on to the workspace
         api.finetune(tmp_path / "ws", {"iterations": 5}, iterations=3)
+
+
+def test_evaluation_workspace_and_models_show_their_figures(tmp_path):
+    """What a notebook cell shows: the summary line evaluate prints, the workspace's folder, cases and
+    model (was ``<... Workspace object at 0x...>``), each model version in one line."""
+    truth = write_volume(tmp_path / "c1-full.nrrd", _labels())
+    shown = repr(api.evaluate(_labels(), truth))
+    assert shown.startswith("Evaluation(cases 1: Dice mean 1 median 1; ASSD mean ") and shown.endswith(
+        "mm; node recall nan; false-positive nodes per case 0)")  # no node >= 10 mm: no recall
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((6, 20, 20), np.int16)))
+    ws = api.init_workspace(tmp_path / "ws", data)
+    assert repr(ws) == f"Workspace({str(ws.root)!r}, 1 case, active model bundled)"
+    assert repr(api.list_models(ws)) == "[ModelSummary(bundled, active)]"
+
+
+def test_a_node_result_names_its_model_shortly():
+    """The full version of a fine-tuned model (~160 characters) filled the NodeResult's line."""
+    version = "lnq-unet-20261127-1053-356336d7+ft-20261127-1102-356336d7+ft-20261202-1521-ae70d27d"
+    mask = _labels().with_array(np.zeros((6, 20, 20), np.int32))
+    shown = repr(api.NodeResult(mask, mask, version, [], []))
+    assert "model lnq-unet 2026-11-27 10:53 +2 ft, on Volume(" in shown and version not in shown

@@ -1471,3 +1471,20 @@ def test_the_prediction_a_correction_corrected_is_numbered_below_it(tmp_path):
     correction = ws.add_label_version(case, labels, "correction", parent=original)
     ws.add_label_version(case, labels, "prediction", model_version="m002")  # above it, same second
     assert prediction_parent(ws, case, ws.version_info(case, correction))["version"] == seen
+
+
+def test_the_result_shows_its_verdict_and_figures_not_every_field():
+    """A notebook cell ending in ``api.finetune(...)`` showed ~3,000 characters (every figure, the config,
+    per-case lists); now one line: the version, the verdict, the held-out figures and why."""
+    from lnq_napari.finetuning.validation import ValidationMetrics
+
+    parent = "lnq-unet-20261127-1053-356336d7+ft-20261127-1102-356336d7+ft-20261202-1521-ae70d27d"
+    result = FinetuneResult(
+        "m003", False, "refuse: vs parent: surface Dice -0.020", {"candidate_dice": 0.8}, parent, parent,
+        ValidationMetrics(0.9, 0.85, 0.9, 0.5, ["a", "b"]),
+        ValidationMetrics(0.8, 0.8, 0.75, 1.0, ["a", "b"]),
+        ["a", "b", "c"], ["a", "b"], [], False, 50, None, None, FinetuneConfig(iterations=50), 12.0, 30.04)
+    shown = repr(result)
+    assert shown == ("FinetuneResult(m003 from lnq-unet 2026-11-27 10:53 +2 ft, not activated; held-out Dice "
+                     "0.800 (parent 0.850), recall 0.75 (0.90), false nodes per case 1.00 (0.50) on 2 cases; "
+                     "50 iterations in 30.0 s; why: refuse: vs parent: surface Dice -0.020)")

@@ -58,6 +58,7 @@ from lnq_napari.io.atomic import atomic_write
 from lnq_napari.io.datasets import find_cases
 from lnq_napari.model.checkpoint import read_config
 from lnq_napari.model.config import FinetuneConfig
+from lnq_napari.model.names import short_model_name
 from lnq_napari.per_ct import kept_per_ct
 from lnq_napari.preprocess import prepare
 from lnq_napari.training.anchor import Anchor
@@ -108,6 +109,16 @@ class FinetuneResult:
     #: The per-case figures the verdict rests on, by model: "candidate", "parent" and "original"; with a
     #: forgetting check also "forgetting_candidate" and "forgetting_original" (the original's own data).
     case_figures: dict[str, list[CaseFigures]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # what a notebook cell shows: the verdict and its figures, not every field
+        after, before = self.metrics_after, self.metrics_before
+        n = len(after.cases)
+        figures = (f"held-out Dice {after.dice_mean:.3f} (parent {before.dice_mean:.3f}), recall "
+                   f"{after.recall:.2f} ({before.recall:.2f}), false nodes per case {after.fp_per_case:.2f} "
+                   f"({before.fp_per_case:.2f}) on {n} case{'s' if n != 1 else ''}")
+        said = "activated" if self.activated else "not activated"
+        return (f"FinetuneResult({self.new_version} from {short_model_name(self.parent)}, {said}; {figures}; "
+                f"{self.iterations} iterations in {self.seconds:.1f} s; why: {self.reason})")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (nested objects as dicts)."""

@@ -97,6 +97,19 @@ class ModelSummary:
     false_nodes_parent: float | None = None
     figures: dict[str, float] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # one line per version in a notebook's list_models(); all in the fields
+        said = [f"parent {self.parent}" if self.parent else "", "active" if self.active else "",
+                "nnU-Net" if self.kind == NNUNET else "",
+                f"{self.corrected_cases} corrected case{'s' if self.corrected_cases != 1 else ''}"
+                if self.parent else "", f"verdict {self.verdict}" if self.verdict else ""]
+        for name, label, digits in (("dice", "Dice", 3), ("recall", "recall", 2),
+                                    ("false_nodes", "false nodes", 2)):
+            mine, theirs = getattr(self, name), getattr(self, f"{name}_parent")
+            if mine is not None:
+                said.append(f"{label} {mine:.{digits}f}" + ("" if theirs is None else
+                                                            f" (parent {theirs:.{digits}f})"))
+        return f"ModelSummary({', '.join([self.version, *(s for s in said if s)])})"
+
     @property
     def model(self) -> str:
         """What this version predicts with, as a model field or ``--model`` takes it: its folder, an nnU-Net

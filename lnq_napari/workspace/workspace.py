@@ -100,6 +100,14 @@ class Workspace:
         self._lock = WorkspaceLock(self.root)  # across threads and processes; reentrant
         self._ct_grids: dict[str, Volume] = {}  # case -> its CT's grid (no voxels), read once
 
+    def __repr__(self) -> str:  # a notebook cell's last line: where, how many cases, which model predicts
+        try:
+            active = (self.registry.active() or {}).get("id", "bundled")
+        except (LNQError, OSError, ValueError):  # a damaged registry: the repr still shows the folder
+            active = "unreadable"
+        n = len(self.case_ids())
+        return f"Workspace({str(self.root)!r}, {n} case{'s' if n != 1 else ''}, active model {active})"
+
     # ------------------------------------------------------------ create / open
     @classmethod
     def open(cls, path: str | Path, expected_id: str | None = None) -> Workspace:
