@@ -146,13 +146,17 @@ class Evaluation:
 
 
 def make_phantom(
-    out: str | Path, cases: int = 4, seed: int = 0, site: str = "default", progress: Progress = None
+    out: str | Path, cases: int = 4, seed: int = 0, site: str = "default", progress: Progress = None,
+    shape: tuple[int, int, int] | None = None, spacing: tuple[float, float, float] | None = None,
 ) -> list[Path]:
-    """Write a synthetic LNQ-layout data set (ct, partial seg, full truth, nodes JSON) to ``out``.
+    """Write a synthetic LNQ-layout data set (ct, partial seg, full truth, nodes JSON) to ``out``; returns
+    the CT paths.
 
     ``site`` names the CT source to imitate (`lnq_napari.phantom.SITES`; "default": the training phantom).
+    ``shape`` (z, y, x) and ``spacing`` (x, y, z) mm: every case's grid (e.g. ``(40, 160, 160)`` and
+    ``(2, 2, 5)`` for quick cases); None: LNQ-like, drawn per case (512 x 512 in-plane).
     """
-    return write_dataset(out, cases, seed=seed, site=site, progress=progress)
+    return write_dataset(out, cases, seed=seed, site=site, progress=progress, shape=shape, spacing=spacing)
 
 
 def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,

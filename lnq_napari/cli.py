@@ -84,7 +84,8 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
 def _cmd_phantom(args: argparse.Namespace) -> None:
     with _progress_bar("phantom") as progress:
         paths = api.make_phantom(
-            args.out, cases=args.cases, seed=args.seed, site=args.site, progress=progress
+            args.out, cases=args.cases, seed=args.seed, site=args.site, progress=progress,
+            shape=args.shape, spacing=args.spacing,
         )
     print(f"wrote {len(paths)} {args.site} cases to {args.out}")
 
@@ -364,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"CT source to imitate, one of: {', '.join(SITES)} (default: default, the training phantom)",
     )
+    p.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxels per case, e.g. 40 160 160 for small quick cases (default: LNQ-like, "
+                        "512 x 512 in-plane)")
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="voxel size in mm, e.g. 2 2 5 (default: LNQ-like, drawn per case)")
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("evaluate", help="challenge Dice and ASSD plus per-node detection")

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from lnq_napari import api, cli
 from lnq_napari.errors import LNQError
+from lnq_napari.io.readers import read_volume
 from lnq_napari.phantom import canvas as C
 from lnq_napari.phantom import case_seed, make_case, write_dataset
 
@@ -335,3 +336,17 @@ def test_write_dataset_in_processes_writes_the_same_cases(tmp_path):
             assert np.array_equal(ia, ib)
         assert json.loads(a.with_name(a.name.replace("-ct.nrrd", "-nodes.json")).read_text()) == json.loads(
             b.with_name(b.name.replace("-ct.nrrd", "-nodes.json")).read_text())
+
+
+def test_make_phantom_and_the_cli_take_the_cases_grid(tmp_path, capsys):
+    """Small quick cases from a notebook or a terminal (both drew LNQ-size 512 x 512 scans only)."""
+    ct = api.make_phantom(tmp_path / "api", cases=1, shape=SHAPE, spacing=SPACING)[0]
+    volume = read_volume(ct)
+    assert volume.shape == SHAPE and volume.spacing == pytest.approx(SPACING)
+    args = ["phantom", str(tmp_path / "cli"), "--cases", "1", "--shape", *map(str, SHAPE),
+            "--spacing", *map(str, SPACING)]
+    assert cli.main(args) == 0
+    again = read_volume(tmp_path / "cli" / ct.name)
+    assert again.shape == SHAPE and np.array_equal(again.array, volume.array)
+    with pytest.raises(LNQError, match="must be three positive integers"):
+        api.make_phantom(tmp_path / "bad", cases=1, shape=(0, 8, 8))
