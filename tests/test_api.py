@@ -3,6 +3,8 @@ what the returned objects say when shown."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,28 @@ def test_a_node_result_names_its_model_shortly():
     mask = _labels().with_array(np.zeros((6, 20, 20), np.int32))
     shown = repr(api.NodeResult(mask, mask, version, [], []))
     assert "model lnq-unet 2026-11-27 10:53 +2 ft, on Volume(" in shown and version not in shown
+
+
+def test_evaluate_warns_once_when_the_truth_is_a_partial_training_label(tmp_path):
+    """A training case's -seg marks only some nodes: scored against it, a prediction that found every node
+    read as Dice 0.25 with 7 false nodes, and nothing said why. Complete labels give no warning."""
+    pred = write_volume(tmp_path / "pred" / "lnq2023-train-0001-seg.nrrd", _labels())
+    truth = _labels()
+    truth.array[2:5, 12:16, 12:18] = 0  # the training label marks one node of two
+    for case in ("0001", "0002"):
+        write_volume(tmp_path / "gt" / f"lnq2023-train-{case}-seg.nrrd", truth)
+    write_volume(tmp_path / "pred" / "lnq2023-train-0002-seg.nrrd", _labels())
+    with pytest.warns(UserWarning, match="the ground truth lnq2023-train-0001-seg.nrrd is an LNQ training "
+                                         "label, which marks only some nodes: a node found that it leaves"):
+        api.evaluate(pred, tmp_path / "gt" / "lnq2023-train-0001-seg.nrrd")
+    with pytest.warns(UserWarning) as said:
+        api.evaluate(tmp_path / "pred", tmp_path / "gt")
+    partial = [str(w.message) for w in said if "LNQ training label" in str(w.message)]
+    assert len(partial) == 1
+    assert partial[0].startswith("the 2 ground-truth files (lnq2023-train-0001-seg.nrrd, ...) are")
+
+    for name in ("lnq2023-train-0001-full.nrrd", "lnq2023-val-0001-seg.nrrd"):  # complete labels
+        complete = write_volume(tmp_path / "complete" / name, _labels())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            api.evaluate(pred, complete)
