@@ -15,3 +15,4 @@ def test_followup_notebook_runs_and_matches_the_truth(tmp_path, monkeypatch):
     match = re.search(r"matching right for (\d+) of (\d+) nodes", text)
     assert match and match.group(1) == match.group(2) and int(match.group(2)) > 0
     assert "RECIST 1.1: targets" in text and "registration: affine" in text
+    assert "cut by the image edge: " in text  # what a cut node does to RECIST, or that none counts

@@ -79,6 +79,7 @@ def test_quickstart_notebook(tmp_path, monkeypatch):
     dice = numbers_after("Dice", text)
     assert len(dice) == 1 and 0.0 <= dice[0] <= 1.0, text
     assert re.search(r"\d+ nodes, \d+ with short axis >= 10 mm", text), text
+    assert re.search(r"cut by the image edge: \d+ of \d+ nodes", text), text  # the table has the column
     assert "no display: napari not opened" in text
     assert count_images(nb) >= 1
     assert any(tmp_path.rglob("overlay.png")) and any(tmp_path.rglob("nodes.csv"))
