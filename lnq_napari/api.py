@@ -284,17 +284,19 @@ def _write_json(result: dict, path: str | Path) -> None:
         raise LNQError(f"cannot write {path} ({exc.strerror or exc}); choose another path") from exc
 
 
-def node_table(labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
+def node_table(labels: Volume | NodeResult, ct: Volume | None = None) -> list[NodeRow]:
     """One row per node of ``labels`` (the connected blobs of each value:
     :func:`~lnq_napari.quantify.node_ids`); with ``ct`` (same grid) each row has its mean HU and the CT's
     edges that cut it (without, none: a label file may be cropped to its nodes). The Nodes
-    widget and ``measure`` both use it (``measure`` also reads files)."""
-    labels = _volume(labels, "the labels")
+    widget and ``measure`` both use it (``measure`` also reads files). A :func:`find_nodes` result is taken
+    as its ``mask``, here and wherever labels are taken."""
+    labels = _labels(labels, "the labels")
     return measure_nodes(labels, None if ct is None else _volume(ct, "the CT"))
 
 
 def measure(
-    seg: str | Path | Volume, ct: str | Path | Volume | None = None, csv_path: str | Path | None = None,
+    seg: str | Path | Volume | NodeResult, ct: str | Path | Volume | None = None,
+    csv_path: str | Path | None = None,
 ) -> tuple[list[NodeRow], NodeSummary]:
     """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
 
@@ -311,7 +313,7 @@ def measure(
     """
     check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct), starts=",".join(CSV_COLUMNS[:3]))
     volume = None if ct is None else _ct_volume(ct, seg, "the CT")
-    labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _volume(seg, "the labels")
+    labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _labels(seg, "the labels")
     if volume is not None:
         labels = align_to(volume, labels)
     if volume is not None:  # once the files are known to fit: an error stays the only line
@@ -327,7 +329,8 @@ def measure(
 
 def compare(
     baseline: str | Path | Volume, followup: str | Path | Volume,
-    baseline_seg: str | Path | Volume | None = None, followup_seg: str | Path | Volume | None = None,
+    baseline_seg: str | Path | Volume | NodeResult | None = None,
+    followup_seg: str | Path | Volume | NodeResult | None = None,
     csv_path: str | Path | None = None, model: str | Path | Predictor | None = None, device: str = "auto",
     organ: str = "nodes", progress: Progress = None, cancel: Cancel = None,
     registration: Registration | None = None, seg_by_model: tuple[bool, bool] = (False, False),
@@ -340,7 +343,8 @@ def compare(
     summaries follow (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically.
     Differing DICOM PatientIDs and a poor registration warn; scans that do not overlap raise LNQError.
     ``registration`` (an earlier result's, same CTs) is reused: after an edit only measuring and matching
-    run again. ``seg_by_model``: whether each given SEG is the model's stored prediction rather than a
+    run again. A SEG may be a :func:`find_nodes` result (its nodes the model's). ``seg_by_model``: whether
+    each given SEG is the model's stored prediction rather than a
     reader's; one scan's nodes a reader's and the other's the model's warns.
     """
     check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg),
@@ -357,7 +361,7 @@ def compare(
                      "comparing them anyway")
         warnings.warn(notes[-1], UserWarning, stacklevel=2)
     segs = [None if seg is None else _read_seg(seg, ct) if isinstance(seg, (str, Path))
-            else _volume(seg, f"the {which} segmentation", read=True)
+            else _labels(seg, f"the {which} segmentation", read=True)
             for seg, ct, which in zip((baseline_seg, followup_seg), cts, ("baseline", "follow-up"))]
     for k, which in ((0, "baseline"), (1, "follow-up")):  # before any slow prediction
         if segs[k] is not None:
@@ -367,8 +371,9 @@ def compare(
                 if issubclass(said.category, GridWarning):
                     notes.append(str(said.message))
                 warnings.warn(said.message, said.category, stacklevel=2)
-    origins = [f"SEG {Path(seg).name}" if isinstance(seg, (str, Path)) else "the labels given"
-               for seg in (baseline_seg, followup_seg)]
+    origins = [f"SEG {Path(seg).name}" if isinstance(seg, (str, Path)) else
+               f"predicted by model {short_model_name(seg.model_version)}" if isinstance(seg, NodeResult) else
+               "the labels given" for seg in (baseline_seg, followup_seg)]
     predictor = None
     for k, ct in enumerate(cts):
         if segs[k] is None:
@@ -378,7 +383,8 @@ def compare(
                 p[0] + f * (p[1] - p[0]), m))
             segs[k], origins[k] = found.mask, f"predicted by model {short_model_name(found.model_version)}"
     _check(cancel)
-    by_model = [seg is None or flag for seg, flag in zip((baseline_seg, followup_seg), seg_by_model)]
+    by_model = [seg is None or isinstance(seg, NodeResult) or flag  # a find_nodes result: the model's
+                for seg, flag in zip((baseline_seg, followup_seg), seg_by_model)]
     if by_model[0] != by_model[1]:  # a reader's selection against all the model finds
         reader = "follow-up" if by_model[0] else "baseline"
         notes.append(f"only the {reader} scan's nodes are a reader's; the other's nodes are the model's: a "
@@ -667,6 +673,9 @@ def predict(
     was not, with the others that failed for the same reason (the parts of a DICOM series an export split
     over folders each fail so, named together: :func:`.io.dicom_tree.split_series`).
     """
+    if not isinstance(inputs, (str, os.PathLike)):  # a Volume raised pathlib's TypeError
+        raise LNQError(f"predict reads CT files or folders and writes label files (got {_kind(inputs)}); for "
+                       "a CT in memory use find_nodes(ct), then save_labels(result, case, folder=...)")
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
     out = check_output_folder(out, "--output", "the predictions")
@@ -1010,6 +1019,12 @@ def _from_sitk(value, what: str):
     return value
 
 
+def _labels(value, what: str, read: bool = False) -> Volume:
+    """:func:`_volume` of labels; a :func:`find_nodes` result as its ``mask`` (one id per node), as
+    :func:`evaluate` takes it (as its 0/1 mask)."""
+    return _volume(value.mask if isinstance(value, NodeResult) else value, what, read=read)
+
+
 def _volume(value, what: str, read: bool = False) -> Volume:
     """``value`` when it is a Volume (a SimpleITK image: as one); with ``read``, a path is read as one;
     anything else is an LNQError saying what to pass (an array alone has no spacing or position)."""
@@ -1030,7 +1045,8 @@ def _volume(value, what: str, read: bool = False) -> Volume:
 
 
 def save_labels(
-    labels: Volume, case: str, *, workspace: str | Path | None = None, folder: str | Path | None = None,
+    labels: Volume | NodeResult, case: str, *, workspace: str | Path | None = None,
+    folder: str | Path | None = None,
     source: str = "correction", model_version: str | None = None, edits: int = 0,
     expected_id: str | None = None, **provenance,
 ) -> SavedLabels:
@@ -1040,9 +1056,12 @@ def save_labels(
     without, into the label store ``<folder>/<case>/`` (the same ``vNNN.seg.nrrd`` + ``vNNN.json``
     layout). ``expected_id``: the identity of the workspace the labels were opened from
     (``Workspace.id``); when another workspace is at its path now, or none, nothing is saved (LNQError).
-    Extra keyword fields are kept in the provenance.
+    Extra keyword fields are kept in the provenance. ``labels`` may be a :func:`find_nodes` result (its
+    ``mask``; its ``model_version`` when none is given).
     """
-    labels = _volume(labels, "the labels to save")
+    if isinstance(labels, NodeResult) and model_version is None:
+        model_version = labels.model_version
+    labels = _labels(labels, "the labels to save")
     if workspace is not None:
         ws = _open(workspace, expected_id)
         try:
@@ -1089,7 +1108,8 @@ def export_dicom_seg(
     DICOM CT series it was drawn on, for 3D Slicer, OHIF or a PACS; returns ``out``.
 
     Either ``labels`` on the grid of the DICOM CT ``ct`` (a series folder or one of its files), with the
-    ``model_version`` that predicted them (None: drawn by hand) and the number of ``edits``; or a
+    ``model_version`` that predicted them (None: drawn by hand; a :func:`find_nodes` result's own by
+    default) and the number of ``edits``; or a
     ``workspace`` ``case``: its label ``version`` (default the newest) with that version's provenance,
     journaled as ``export``; its CT is ``ct`` (the DICOM series the case's CT file was converted from)
     or the case's CT. LNQError when the CT is not DICOM or the grids differ, or when ``out`` exists and is
@@ -1102,7 +1122,10 @@ def export_dicom_seg(
     if workspace is None:
         if labels is None or ct is None:
             raise LNQError("export_dicom_seg needs labels and their DICOM CT, or a workspace and a case")
-        return dicom_seg.write_dicom_seg(out, labels, ct, model_version=model_version, edits=edits)
+        if isinstance(labels, NodeResult) and model_version is None:  # the model that found them
+            model_version = labels.model_version
+        return dicom_seg.write_dicom_seg(out, _labels(labels, "the labels"), ct, model_version=model_version,
+                                         edits=edits)
     if case is None:
         raise LNQError("export_dicom_seg with a workspace needs the case to export")
     ws = _open(workspace)

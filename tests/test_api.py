@@ -113,3 +113,20 @@ def test_evaluate_warns_once_when_the_truth_is_a_partial_training_label(tmp_path
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             api.evaluate(pred, complete)
+
+
+def test_a_find_nodes_result_is_taken_as_its_labels(tmp_path):
+    """measure and save_labels take a find_nodes result (as evaluate did) as its mask, saved with its model;
+    predict given a Volume says what to use instead (was pathlib's TypeError)."""
+    labels = _labels()
+    ids = labels.with_array(labels.array.astype(np.int32))
+    found = api.NodeResult(ids, labels.with_array(np.zeros(labels.shape, np.float32)), "m007", [], [])
+    assert api.measure(found)[0] == api.measure(labels)[0]
+    saved = api.save_labels(found, "c1", folder=tmp_path / "store")
+    from lnq_napari.workspace import LabelStore
+
+    assert LabelStore(tmp_path / "store", "c1").info(saved.version)["model_version"] == "m007"
+    with pytest.raises(LNQError, match=r"predict reads CT files or folders and writes label files \(got "
+                                       r"lnq_napari.Volume\); for a CT in memory use find_nodes\(ct\)"):
+        api.predict(labels, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -527,3 +527,22 @@ def test_the_compare_csv_names_the_edges_of_the_node_the_credited_short_axis_res
         table = list(csv.DictReader(handle))
     assert [r["cut_by_edge_credited"] for r in table] == ["inferior left", ""]
     assert [r["cut_by_edge_followup"] for r in table] == ["", ""]
+
+
+def test_api_compare_takes_find_nodes_results_as_the_model_s_nodes(pair, result):
+    """``api.compare(ct0, ct1, api.find_nodes(ct0), api.find_nodes(ct1))`` was refused (got NodeResult);
+    now each result's nodes are compared, named as the model's, and a reader's SEG beside one warns."""
+    def found(case) -> api.NodeResult:
+        labels = truth_labels(case)
+        return api.NodeResult(labels, labels.with_array(np.zeros(labels.shape, np.float32)),
+                              "lnq-unet-20261127-1053-356336d7+ft-20261202-1521-ae70d27d", [], [])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both the model's: nothing to warn of
+        compared = api.compare(pair.baseline.ct, pair.followup.ct, found(pair.baseline), found(pair.followup))
+    assert [(r.baseline_id, r.followup_id, r.status) for r in compared.rows] == [
+        (r.baseline_id, r.followup_id, r.status) for r in result.rows]
+    assert compared.sources == ("predicted by model lnq-unet 2026-11-27 10:53 +1 ft",) * 2
+    with pytest.warns(UserWarning, match="only the follow-up scan's nodes are a reader's"):
+        api.compare(pair.baseline.ct, pair.followup.ct, found(pair.baseline), truth_labels(pair.followup),
+                    registration=compared.registration)
