@@ -555,7 +555,8 @@ def find_nodes(
     progress: Progress = None, cancel: Cancel = None, region: bool = True,
     max_suggestions: int | None = None,
 ) -> NodeResult:
-    """The prediction pipeline: predict ``ct`` (a Volume or a CT file or DICOM series folder), give each
+    """The prediction pipeline: predict ``ct`` (a Volume, a SimpleITK image, or a CT file or DICOM series
+    folder), give each
     node its id, rank suggestions, measure nodes.
 
     ``model`` is a model folder (None: the bundled model; ``nnunet:<folder>`` or an nnU-Net trained model

@@ -320,6 +320,9 @@ class NodeSummary:
     total_volume_cm3: float
     n_cut: int = 0  # nodes cut by the image edge (:func:`cut_by_edge`)
 
+    def __repr__(self) -> str:  # a notebook cell's last line: its text (total_volume_cm3=38.220000000000006)
+        return f"NodeSummary({self.text()})"
+
     def cut_words(self) -> str:
         """``"1 cut by the image edge"``, "" when none is: the words each summary of nodes counts them in."""
         return f"{self.n_cut} {CUT_WORDS}" if self.n_cut else ""

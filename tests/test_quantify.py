@@ -601,3 +601,10 @@ def test_every_table_marks_the_figures_of_a_cut_node_and_keeps_it_under_large_on
     assert marked_cells(row, cells, CUT_CELLS) == {**cells, "short_axis_followup_mm": "8+"}
     assert [may_be_enlarged(r) for r in (whole, cut, cut_node(3, 12.0))] == [False, True, True]
 
+
+
+def test_a_node_summary_shows_its_text():
+    """A notebook showed ``NodeSummary(n_nodes=8, ..., total_volume_cm3=38.220000000000006, n_cut=0)``."""
+    shown = repr(NodeSummary(8, 6, 38.220000000000006, 1))
+    assert shown == ("NodeSummary(8 nodes, 6 with short axis >= 10 mm, total volume 38.22 cm3; 1 cut by the "
+                     "image edge (+: measured on what is visible, a lower bound))")
