@@ -5,14 +5,18 @@ process (:func:`end_with_parent`: nnU-Net's training)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from lnq_napari.errors import LNQError
 from lnq_napari.heard import show_one_line
 
 #: Seconds between a worker's checks that the program that started it is still there.
@@ -25,6 +29,19 @@ def usable_workers(workers: int) -> int:
     main = sys.modules.get("__main__")
     source = getattr(main, "__file__", None)
     return int(workers) if source is None or Path(source).is_file() else 1
+
+
+@contextlib.contextmanager
+def broken_pool_said() -> Iterator[None]:
+    """A worker pool that broke in this block (a worker died) as one LNQError saying the likely causes:
+    a script without a ``__main__`` guard (each spawned worker imports the script, so its calls ran again
+    there: ``api.export_nnunet`` from such a script ended in BrokenProcessPool's traceback) or memory."""
+    try:
+        yield
+    except BrokenProcessPool:
+        raise LNQError("a worker process stopped before its work was done: in a script, put the calls under "
+                       "`if __name__ == \"__main__\":` (each worker imports the script, which ran them again "
+                       "there), or the machine ran out of memory; run again, or with workers=1") from None
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

@@ -169,3 +169,25 @@ def test_a_stopped_nnunet_training_stops_its_child_first(tmp_path, monkeypatch, 
         started[0].kill()
         started[0].wait()
 
+
+
+def test_a_script_without_a_main_guard_gets_one_lnqerror(tmp_path):
+    """Spawned workers import the script: without ``if __name__ == "__main__":`` its calls ran again in
+    each worker, the pool broke and the script ended in BrokenProcessPool's traceback; now one LNQError
+    says why."""
+    script = tmp_path / "make_data.py"
+    script.write_text(textwrap.dedent('''
+        from lnq_napari.errors import LNQError
+        from lnq_napari.phantom import write_dataset
+        try:
+            write_dataset("data", 2, shape=(8, 32, 32), spacing=(4.0, 4.0, 8.0), workers=2)
+        except LNQError as exc:
+            print("LNQError:", exc)
+        '''))
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert "LNQError: a worker process stopped before its work was done: in a script, put the calls under " \
+           '`if __name__ == "__main__":`' in done.stdout, done.stdout + done.stderr

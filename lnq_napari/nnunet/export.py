@@ -32,7 +32,7 @@ import numpy as np
 from lnq_napari.errors import Cancelled, LNQError
 from lnq_napari.io.atomic import check_output_folder
 from lnq_napari.io.layout import ct_files, split_name
-from lnq_napari.processes import usable_workers
+from lnq_napari.processes import broken_pool_said, process_pool, usable_workers
 
 if TYPE_CHECKING:
     from lnq_napari.interact import NodeMark, Rejection
@@ -311,9 +311,7 @@ def _run_jobs(jobs: list[ExportJob], folder: Path, workers: int, progress: Progr
     else:
         from concurrent.futures import as_completed
 
-        from lnq_napari.processes import process_pool
-
-        with process_pool(workers) as pool:
+        with broken_pool_said(), process_pool(workers) as pool:
             futures = [pool.submit(export_case, job, folder) for job in jobs]
             try:
                 for future in as_completed(futures):

@@ -15,7 +15,7 @@ from lnq_napari.io.provenance import created_by
 from lnq_napari.io.volume import Volume
 from lnq_napari.phantom.case import check_shape, check_spacing, make_case
 from lnq_napari.phantom.sites import get_site
-from lnq_napari.processes import usable_workers
+from lnq_napari.processes import broken_pool_said, process_pool, usable_workers
 
 #: The most cases one data set holds (a mistyped count ran out of memory listing them).
 MAX_CASES = 10_000
@@ -115,9 +115,7 @@ def write_dataset(
     args = [(out, prefix, int(seed), i, shape, spacing, site) for i in range(n_cases)]
     paths: list[Path] = []
     if usable_workers(workers) > 1 and n_cases > 1:
-        from lnq_napari.processes import process_pool
-
-        with process_pool(min(workers, n_cases)) as pool:
+        with broken_pool_said(), process_pool(min(workers, n_cases)) as pool:
             futures = [pool.submit(write_case, *a) for a in args]
             for i, future in enumerate(futures):
                 if cancel is not None and cancel():

@@ -41,7 +41,7 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.checkpoint import load_state, save_checkpoint
 from lnq_napari.model.config import ModelConfig, StatesConfig, TrainingRecord
 from lnq_napari.preprocess import Prepared, pad_value, prepare
-from lnq_napari.processes import usable_workers
+from lnq_napari.processes import broken_pool_said, process_pool, usable_workers
 from lnq_napari.training.anchor import Anchor, AnchorTerms, trainable_parameters
 from lnq_napari.training.labels import label_states, naive_states
 from lnq_napari.training.sampler import PatchSampler, PatchSource, Unenhance
@@ -102,15 +102,14 @@ def load_training_cases(data_dir: str | Path, naive: bool = False, states_option
         results = (load_case(*a) for a in args)
         pool = None
     else:
-        from lnq_napari.processes import process_pool
-
         pool = process_pool(workers)
         results = pool.map(load_case, *zip(*args))
     try:
-        for case in results:
-            cases.append(case)
-            if progress:
-                progress(len(cases) / len(found), f"read {case.case_id}")
+        with broken_pool_said():
+            for case in results:
+                cases.append(case)
+                if progress:
+                    progress(len(cases) / len(found), f"read {case.case_id}")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
