@@ -556,16 +556,16 @@ def find_nodes(
     max_suggestions: int | None = None,
 ) -> NodeResult:
     """The prediction pipeline: predict ``ct`` (a Volume, a SimpleITK image, or a CT file or DICOM series
-    folder), give each
-    node its id, rank suggestions, measure nodes.
+    folder), give each node its id, rank suggestions, measure nodes.
 
     ``model`` is a model folder (None: the bundled model; ``nnunet:<folder>`` or an nnU-Net trained model
-    folder: :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`) or a loaded predictor, kept across
-    calls (``device`` is then not used). When the model's ``mediastinum_margin_mm`` is set, nodes and
-    suggestions keep to the mediastinum region (the lungs' hull grown by it); ``region=False`` turns
-    that off for this call. Suggestions are the regions the model is unsure of ("unsure"), regions it
-    is sure of that post-processing left out ("small", "bright", "dropped", saying why), and nodes
-    whose outline looks incomplete ("outline"); fragments of one node are merged, the rest ranked
+    folder: :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`), a workspace (its active model), an entry
+    of :func:`list_models`, or a loaded predictor, kept across calls (``device`` is then not used). When
+    the model's ``mediastinum_margin_mm`` is set, nodes and suggestions keep to the mediastinum region (the
+    lungs' hull grown by it); ``region=False`` turns that off for this call. Suggestions are the regions
+    the model is unsure of ("unsure"), regions it is sure of that post-processing left out ("small",
+    "bright", "dropped", saying why), and nodes whose outline looks incomplete ("outline"); fragments of
+    one node are merged, the rest ranked
     together and cut to ``max_suggestions`` (None: the model's ``max_suggestions``).
     """
     if max_suggestions is not None and (isinstance(max_suggestions, bool) or not isinstance(

@@ -369,6 +369,20 @@ def test_a_workspace_given_as_the_model_predicts_with_its_active_version(ws):
     assert _active_model_of_workspace("elsewhere") == "elsewhere" and _active_model_of_workspace(None) is None
 
 
+def test_an_open_workspace_or_a_list_models_entry_is_a_model_and_other_objects_one_lnqerror(ws):
+    """``find_nodes(ct, model=api.list_models(ws)[-1])`` (or ``model=ws``) raised pathlib's TypeError, as
+    did ``model=3``; now the entry is the version it names and anything else one LNQError."""
+    from lnq_napari.nnunet.select import _active_model_of_workspace, check_model
+
+    m001 = next(m for m in api.list_models(ws) if m.version == "m001")
+    assert Path(_active_model_of_workspace(m001)) == ws.model_path("m001")
+    assert _active_model_of_workspace(ws) == ws.prediction_model()[0]
+    for wrong, kind in ((3, "builtins.int"), ([ws.root], "builtins.list")):
+        said = rf"a workspace, an entry of api.list_models\(\) or a loaded predictor \(got {kind}\)"
+        with pytest.raises(LNQError, match="model must be a model folder, nnunet:<folder>, " + said):
+            check_model(wrong)
+
+
 def test_a_model_trained_elsewhere_is_adopted_once_and_activated(ws, tmp_path):
     """`workspace activate W FOLDER` with a model you trained (not in any workspace): copied in as the
     root of its own lineage and activated, journaled as the user's choice; again: the same version."""

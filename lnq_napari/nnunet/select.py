@@ -39,15 +39,26 @@ def is_nnunet_model(model) -> bool:
 
 def _active_model_of_workspace(model):
     """``model``, or when it names a review workspace, that workspace's active model (our model's folder,
-    an nnU-Net version's :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`)."""
-    if model is None or not isinstance(model, (str, Path)):
+    an nnU-Net version's :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`); an open workspace's
+    too, and a :class:`~lnq_napari.workspace.registry.ModelSummary` (an entry of ``api.list_models``) as
+    the model it names. LNQError for anything else (an int reached pathlib's TypeError)."""
+    from lnq_napari.workspace import Workspace
+    from lnq_napari.workspace.registry import ModelSummary
+
+    if isinstance(model, Workspace):
+        return model.prediction_model()[0]
+    if isinstance(model, ModelSummary):
+        return model.model
+    if model is None or isinstance(model, NnunetModelSpec):
         return model
+    if not isinstance(model, (str, Path)):
+        kind = type(model).__module__.split(".")[0] + "." + type(model).__name__
+        raise LNQError(f"model must be a model folder, nnunet:<folder>, a workspace, an entry of "
+                       f"api.list_models() or a loaded predictor (got {kind})")
     from lnq_napari.workspace.cases import is_workspace
 
     if not is_workspace(Path(model).expanduser()):
         return model
-    from lnq_napari.workspace import Workspace
-
     return Workspace.open(Path(model).expanduser()).prediction_model()[0]
 
 
@@ -71,8 +82,8 @@ def check_model(model=None) -> None:
 
 def load_predictor(model=None, device: str = "auto", **nnunet_options) -> ModelPredictor:
     """A loaded predictor for ``model``: a folder, a model string, an
-    :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`, a workspace (its active model), or a loaded
-    predictor (returned as it is).
+    :class:`~lnq_napari.model.nnunet_folder.NnunetModelSpec`, a workspace (its active model), an entry of
+    ``api.list_models`` (the version it names), or a loaded predictor (returned as it is).
 
     ``nnunet_options`` (``folds``, ``checkpoint``, ``tile_step``, ``mirroring``, ``inference``) go to
     :class:`~lnq_napari.nnunet.backend.NnUNetPredictor`; giving them for one of our models is an error.
