@@ -298,7 +298,8 @@ def measure(
     seg: str | Path | Volume | NodeResult, ct: str | Path | Volume | None = None,
     csv_path: str | Path | None = None,
 ) -> tuple[list[NodeRow], NodeSummary]:
-    """Node table of a label file (or a labels Volume). Returns ``(rows, summary)``.
+    """Node table of a label file (or a labels Volume, a SimpleITK image, a :func:`find_nodes` result).
+    Returns ``(rows, summary)``.
 
     A node is a connected blob of one value: each value is the id of its first blob (raster order, in LPS
     axis order whatever the file's), and
