@@ -947,11 +947,13 @@ def registry_file(workspace: str | Path | Workspace) -> Path | None:
 
 
 def activate_model(
-    workspace: str | Path | Workspace, version: str, decided_by: str = "user", reason: str = "",
+    workspace: str | Path | Workspace, version: str | ModelSummary, decided_by: str = "user",
+    reason: str = "",
 ) -> ModelSummary:
     """Make ``version`` the workspace's active model and journal who decided; returns its summary.
 
-    ``version`` is a registered id, ``"bundled"`` (roll back to the bundled model), a model folder of
+    ``version`` is a registered id (or its :func:`list_models` entry), ``"bundled"`` (roll back to the
+    bundled model), a model folder of
     this workspace, or a model folder from elsewhere (one you trained: ours, or nnU-Net's as
     ``nnunet:<folder>[?options]``, kept with its options), copied in and registered as the root of its own
     lineage (:meth:`~lnq_napari.workspace.Workspace.adopt_model`). LNQError, with nothing changed, for an
@@ -960,6 +962,8 @@ def activate_model(
     registered with.
     """
     ws = _open(workspace)
+    if isinstance(version, ModelSummary):  # was read as its repr: "version 'ModelSummary(...)' unknown"
+        version = version.version
     chosen = ws.version_or_adopted(str(version).strip())  # " m002" as copy-paste gives it
     ws.activate(chosen, reason=reason, decided_by=decided_by)
     return next(m for m in ws.model_summaries() if m.version == chosen)

@@ -748,3 +748,10 @@ def test_options_that_spell_out_the_defaults_are_one_version_and_one_cache_key(w
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[-1] == "options"
     assert out[1 + len(ws.models())].split()[-1] == "folds=0,2&mirroring=off"
+
+
+def test_activate_model_takes_an_entry_of_list_models(ws):
+    """``api.activate_model(ws, api.list_models(ws)[0])`` read the entry as its text: an unknown version."""
+    bundled, m001 = (next(m for m in api.list_models(ws) if m.version == v) for v in ("bundled", "m001"))
+    assert api.activate_model(ws, bundled).version == "bundled" and ws.active_model() is None
+    assert api.activate_model(ws, m001).active and ws.active_model()["id"] == "m001"
