@@ -294,13 +294,33 @@ def test_nodes_beyond_a_shorter_scan_are_not_evaluable_not_vanished(pair, result
         short = compare_nodes(pair.baseline.ct, truth_labels(pair.baseline), short_ct, short_nodes)
     whole = {r.baseline_id: r.status for r in result.rows if r.baseline_id is not None}
     beyond = [r for r in short.rows if r.status == BEYOND]
-    assert beyond and all(r.recist == "not evaluable" for r in beyond)
+    assert beyond and all(r.recist.endswith("not evaluable") for r in beyond)
     carried = short.registration.to_followup([r.centroid_baseline_mm for r in beyond])
     assert np.all(short_ct.physical_to_index(carried)[:, 0] > keep - 0.5)  # past its last slice indeed
     assert "matched" in {whole[r.baseline_id] for r in beyond}  # a node still there was called vanished
-    assert not {r.baseline_id for r in beyond} & set(short.recist.targets)
+    assert short.recist.targets == result.recist.targets  # chosen at baseline, whatever the follow-up shows
     vanished = {r.baseline_id for r in short.rows if r.status == "vanished"}
     assert vanished and all(whole[b] == "vanished" for b in vanished)  # no node vanishes by the crop
+
+
+def test_a_target_beyond_a_shorter_follow_up_makes_the_response_not_evaluable(pair, result):
+    """A follow-up that stops above the largest baseline node (another field of view): the targets were
+    chosen among the nodes it shows, a smaller node stood in, and RECIST read SD from the rest (the truth:
+    that node vanished, PR). RECIST 1.1: a target not assessed leaves the target response NE."""
+    keep = 24
+    ct, nodes = pair.followup.ct, truth_labels(pair.followup)
+    grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
+    said = r"target\(s\) 2 not assessed at follow-up: RECIST target response NE"
+    with pytest.warns(UserWarning, match=said):
+        short = compare_nodes(pair.baseline.ct, truth_labels(pair.baseline),
+                              Volume(np.ascontiguousarray(ct.array[:keep]), **grid),
+                              Volume(np.ascontiguousarray(np.asarray(nodes.array)[:keep]), **grid))
+    largest = max(result.baseline_nodes, key=lambda r: r.short_axis_mm).id
+    assert largest in result.recist.targets and largest in short.recist.unassessed_targets
+    assert short.recist.targets == result.recist.targets
+    assert (short.recist.target_response, short.recist.overall) == ("NE", "NE")
+    assert short.recist.sum_change_pct is None
+    assert short.row_for(baseline_id=largest).recist == "target, not evaluable"
 
 
 def test_a_node_split_in_two_by_its_segmentation_is_measured_as_one(pair, result):

@@ -115,6 +115,27 @@ def test_thresholds_allow_float_rounding_as_the_10_mm_flag_does():
     assert summary.target_response == "PR" and summary.non_target_response == "non-CR/non-PD"  # not CR
 
 
+def test_a_target_the_follow_up_does_not_show_leaves_the_response_not_evaluable():
+    """A target beyond the follow-up's field of view: targets were chosen among the nodes the follow-up
+    shows, so a smaller node stood in for the largest and the response read SD (or PR, CR) from part of
+    the targets. RECIST 1.1: targets are chosen at baseline; one not assessed is NE unless the rest is PD."""
+    base = [node(1, 30.0), node(2, 20.0), node(3, 16.0), node(4, 12.0)]
+    seen = recist(base, [node(12, 19.0), node(13, 16.0), node(14, 11.0)], {2: 12, 3: 13, 4: 14},
+                  unassessed={1})
+    assert seen.targets == (1, 2) and seen.unassessed_targets == (1,)  # node 3 never stands in
+    assert (seen.target_response, seen.overall, seen.volume_response) == ("NE", "NE", "NE")
+    assert seen.sum_change_pct is None and seen.volume_change_pct is None  # no change of part of them
+    grown = recist(base, [node(12, 60.0)], {2: 12}, unassessed={1})  # 60 mm >= 50 * 1.2: PD whatever 1 is
+    assert (grown.target_response, grown.overall) == ("PD", "PD")
+    new = recist(base, [node(12, 19.0), node(20, 14.0)], {2: 12}, unassessed={1})
+    assert new.overall == "PD"  # a new lesion is PD whatever is not assessed
+    gone = recist([node(1, 20.0), node(2, 12.0)], [node(11, 5.0)], {1: 11}, unassessed={2})
+    assert (gone.target_response, gone.non_target_response, gone.overall) == ("CR", "NE", "PR")
+    assert gone.unassessed_non_targets == (2,)  # a non-target not evaluated: a target CR reads PR
+    only = recist([node(2, 12.0)], [], {}, unassessed={2})
+    assert (only.non_target_response, only.overall) == ("NE", "NE")
+
+
 def test_a_response_that_counts_a_node_cut_by_the_image_edge_says_so():
     """A target cut at follow-up (measured on what is visible: a lower bound) and a cut new lesion are
     named; a cut node the response does not count (a normal one) is not."""

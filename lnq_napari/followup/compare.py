@@ -109,8 +109,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     split = {f: partner_f[w] for f, w in far_f.items() if f not in partner_f and w in partner_f}
     beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct,
                                  set(merged), set(split))
-    summary = recist([r for r in b_rows if r.id not in beyond_b], [r for r in f_rows if r.id not in beyond_f],
-                     partner_b, organ=organ, pieces=split, merged=merged)
+    summary = recist(b_rows, [r for r in f_rows if r.id not in beyond_f], partner_b, organ=organ,
+                     pieces=split, merged=merged, unassessed=beyond_b)  # targets chosen at baseline
     by_base = {p.baseline_id: p for p in pairs}
     # pairs whose partner coalesced or split: one node measured against a conglomerate or a fragment
     grouped = {p.baseline_id: report.COALESCED if p.followup_id in merged.values() else report.SPLIT_NODE
@@ -132,7 +132,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                                             **credit(row.id)))
         elif pair is None:
             rows.append(_beyond_row(dataclasses.replace(ChangeRow.of(row, None, role), **credit(row.id)),
-                                    row.id in beyond_b))
+                                    row.id in beyond_b, role))
         else:
             rows.append(dataclasses.replace(
                 ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice),
@@ -181,7 +181,18 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         notes.append(note)
     if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response
         note = (f"{len(beyond_b)} baseline and {len(beyond_f)} follow-up node(s) lie beyond the other scan's "
-                "field of view: not evaluable, so not counted as vanished or new nor in RECIST")
+                "field of view: not evaluable, so not counted as vanished or new")
+        unseen = summary.unassessed_targets
+        if unseen:  # RECIST 1.1: a target not assessed leaves the response NE, unless the rest shows PD
+            note += (f"; baseline target(s) {', '.join(map(str, sorted(unseen)))} not assessed at follow-up: "
+                     f"RECIST target response {summary.target_response}" + (
+                         "" if summary.target_response == "PD" else " (not all targets assessed; PD only "
+                         "when the assessed ones alone grow enough)"))
+        elif summary.unassessed_non_targets:
+            note += (f"; non-target(s) {', '.join(map(str, summary.unassessed_non_targets))} not assessed "
+                     f"(non-targets not all evaluated: {summary.non_target_response})")
+        else:
+            note += " nor in RECIST"
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.cut_note():  # a lower bound read as a size: the response may be another
@@ -261,8 +272,10 @@ def _beyond(b_rows, f_rows, pairs, registration: Registration, baseline_ct: Volu
     return ({r.id for r, out in zip(lone_b, out_b) if out}, {r.id for r, out in zip(lone_f, out_f) if out})
 
 
-def _beyond_row(row: ChangeRow, beyond: bool) -> ChangeRow:
-    return dataclasses.replace(row, status=report.BEYOND, recist="not evaluable",
+def _beyond_row(row: ChangeRow, beyond: bool, role: str = "normal") -> ChangeRow:
+    """``row`` as not evaluable when ``beyond``; a target or non-target says which (RECIST counts it)."""
+    said = f"{role}, not evaluable" if role in ("target", "non-target") else "not evaluable"
+    return dataclasses.replace(row, status=report.BEYOND, recist=said,
                                recist_followup_short_axis_mm=None) if beyond else row
 
 

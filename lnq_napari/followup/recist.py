@@ -17,7 +17,11 @@ nodes are judged one by one by short axis (CR: every target node under 10 mm); t
 new lesions. Volume adds all fragments (the tissue). A response that counts a node cut by the image edge
 says so (:meth:`RecistSummary.cut_note`): that node's figures are lower bounds; so does one that a cut node
 may change (a cut baseline node not a target may reach 15 mm; an unmatched cut follow-up node under 10 mm
-may be a new lesion).
+may be a new lesion). Targets are chosen at baseline whatever the follow-up shows; a target the follow-up
+does not assess (``unassessed``: its place lies beyond the follow-up's field of view) makes the target
+response NE unless the assessed targets alone reach PD (RECIST 1.1, "missing assessments"); a non-target
+not assessed makes the non-targets "not all evaluated" (NE unless one assessed is enlarged; a target CR
+then reads PR overall).
 
 Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % = volume -65.7 %,
 +20 % = +72.8 %), applied to the targets' total volume.
@@ -25,7 +29,7 @@ Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % =
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from lnq_napari.errors import LNQError
@@ -82,6 +86,10 @@ class RecistSummary:
     #: (may be new lesions)
     cut_may_be_target: tuple[int, ...] = ()
     cut_may_be_new: tuple[int, ...] = ()
+    #: targets and non-targets the follow-up does not assess (beyond its field of view): the target
+    #: response is NE unless the assessed ones reach PD; the non-targets are "not all evaluated"
+    unassessed_targets: tuple[int, ...] = ()
+    unassessed_non_targets: tuple[int, ...] = ()
 
     def cut_note(self) -> str:
         """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (measured on what is
@@ -119,23 +127,31 @@ def select_targets(rows: Sequence[NodeRow], organ: str = "nodes") -> list[NodeRo
     return chosen
 
 
-def _target_response(base: float, follow: float, all_small: bool) -> str:
-    if all_small:
+def _target_response(base: float, follow: float, all_small: bool, missing: bool = False) -> str:
+    """``missing``: a target not assessed: NE unless the assessed ones' sum alone reaches PD."""
+    if all_small and not missing:
         return "CR"
     if follow - base >= PD_ABSOLUTE_MM and follow >= base * (1.0 + PD_CHANGE):
         return "PD"
+    if missing:
+        return "NE"
     if follow <= base * (1.0 + PR_CHANGE):
         return "PR"
     return "SD"
 
 
-def _overall(target: str, non_target: str, new: bool) -> str:
+def _overall(target: str, non_target: str, new: bool, has_targets: bool = False,
+             non_target_missing: bool = False) -> str:
+    """RECIST 1.1's tables 1 and 2; ``has_targets``: a target NE was not assessed (table 1: NE), not
+    absent; ``non_target_missing``: non-targets not all evaluated (a target CR then reads PR)."""
     if new or target == "PD":
         return "PD"
     if target == "NE":
+        if has_targets:
+            return "NE"
         return {"CR": "CR", "non-CR/non-PD": "non-CR/non-PD"}.get(non_target, "NE")
     if target == "CR":
-        return "CR" if non_target in ("CR", "NE") else "PR"
+        return "CR" if non_target == "CR" or (non_target == "NE" and not non_target_missing) else "PR"
     return target
 
 
@@ -157,13 +173,15 @@ def _owners(baseline: Sequence[NodeRow], matches: dict[int, int], merged: dict[i
 
 def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: dict[int, int],
            organ: str = "nodes", pieces: dict[int, int] | None = None,
-           merged: dict[int, int] | None = None) -> RecistSummary:
+           merged: dict[int, int] | None = None, unassessed: Collection[int] = ()) -> RecistSummary:
     """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids,
     ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (the node is
     credited its largest fragment's short axis and all fragments' volume; no fragment is a new lesion),
     ``merged`` baseline ids of nodes that coalesced to the follow-up id of the coalesced node (matched
     to another baseline node): its measure goes to the highest-ranked node of the group, target before
-    non-target before normal, then the larger; the others count 0 mm."""
+    non-target before normal, then the larger; the others count 0 mm. ``unassessed``: baseline ids the
+    follow-up does not show (beyond its field of view): still chosen as targets, not counted 0 mm, and a
+    target among them makes the target response NE unless the others reach PD."""
     after = {row.id: row for row in followup}
     pieces = pieces or {}
     targets = select_targets(baseline, organ)
@@ -190,13 +208,16 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
 
     matched = set(matches.values()) | set(pieces)
     new = tuple(r.id for r in followup if r.id not in matched and reaches(r.short_axis_mm, NEW_LESION_MM))
+    unassessed = set(unassessed)
+    missing = tuple(r.id for r in targets if r.id in unassessed)
+    missing_non = tuple(r.id for r in non_targets if r.id in unassessed)
     base_sum = float(sum(r.short_axis_mm for r in targets))
-    follow_sum = float(sum(short(r) for r in targets))
+    follow_sum = float(sum(short(r) for r in targets))  # a target not assessed has no part: 0 mm
     all_small = not any(reaches(short(r), PATHOLOGICAL_MM) for r in targets)
-    target = _target_response(base_sum, follow_sum, all_small) if targets else "NE"
+    target = _target_response(base_sum, follow_sum, all_small, bool(missing)) if targets else "NE"
     if non_targets:
         enlarged = any(reaches(short(r), PATHOLOGICAL_MM) for r in non_targets)
-        non_target = "non-CR/non-PD" if enlarged else "CR"
+        non_target = "non-CR/non-PD" if enlarged else "NE" if missing_non else "CR"
     else:
         non_target = "NE"
     base_vol = float(sum(r.volume_cm3 for r in targets))
@@ -204,10 +225,12 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     volume_change = _change(base_vol, follow_vol)
     if not targets:
         by_volume = "NE"
-    elif all_small:
+    elif all_small and not missing:
         by_volume = "CR"
     elif follow_vol >= base_vol * (1.0 + VOLUME_PD):
         by_volume = "PD"
+    elif missing:
+        by_volume = "NE"
     elif follow_vol <= base_vol * (1.0 + VOLUME_PR):
         by_volume = "PR"
     else:
@@ -217,10 +240,12 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     cut_followup |= {r.id for r in followup if r.id in new and r.cut_by_edge}
     return RecistSummary(
         targets=tuple(r.id for r in targets), non_targets=tuple(r.id for r in non_targets), new_lesions=new,
-        baseline_sum_mm=base_sum, followup_sum_mm=follow_sum, sum_change_pct=_change(base_sum, follow_sum),
+        baseline_sum_mm=base_sum, followup_sum_mm=follow_sum,  # a change of part of the targets is none
+        sum_change_pct=None if target == "NE" else _change(base_sum, follow_sum),
         target_response=target, non_target_response=non_target,
-        overall=_overall(target, non_target, bool(new)),
-        volume_baseline_cm3=base_vol, volume_followup_cm3=follow_vol, volume_change_pct=volume_change,
+        overall=_overall(target, non_target, bool(new), bool(targets), bool(missing_non)),
+        volume_baseline_cm3=base_vol, volume_followup_cm3=follow_vol,
+        volume_change_pct=None if by_volume == "NE" else volume_change,
         volume_response="PD" if new else by_volume, credited_mm={r.id: short(r) for r in baseline},
         credited_cut={r.id: edges(r) for r in baseline if edges(r)},
         cut_baseline=tuple(sorted(r.id for r in counted if r.cut_by_edge)),
@@ -229,4 +254,5 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
                                        and r.id not in non_target_ids)),  # a cut non-target: in cut_baseline
         cut_may_be_new=tuple(sorted(r.id for r in followup if r.cut_by_edge and r.id not in matched
                                     and r.id not in new)),
+        unassessed_targets=missing, unassessed_non_targets=missing_non,
     )
