@@ -280,6 +280,17 @@ def test_api_compare_refuses_an_unknown_organ_and_bare_arrays_before_any_work(pa
         api.compare(np.asarray(base.array), follow)
 
 
+@pytest.mark.parametrize(("offset", "said"), [(1024, "not in Hounsfield units"), (-1024, "about 1024 below")])
+def test_a_ct_not_in_hounsfield_units_is_named_not_called_another_patient(pair, offset, said):
+    """A follow-up exported without its rescale intercept (or with it twice): its lungs were not found and
+    the error said the scans do not overlap, "check that both CTs show the chest of the same patient"."""
+    ct = pair.followup.ct
+    moved = ct.with_array((np.asarray(ct.array).astype(np.int32) + offset).clip(-3024, None).astype(np.int16))
+    with pytest.raises(LNQError, match=f"^the follow-up CT.*{said}") as caught:
+        api.compare(pair.baseline.ct, moved, truth_labels(pair.baseline), truth_labels(pair.followup))
+    assert "same patient" not in str(caught.value)
+
+
 def test_nodes_beyond_a_shorter_scan_are_not_evaluable_not_vanished(pair, result):
     """A follow-up cut short (another field of view): the baseline nodes beyond its last slice were
     reported vanished and the targets among them counted 0 mm, turning the response into CR or PR."""
