@@ -335,6 +335,7 @@ def compare(
     csv_path: str | Path | None = None, model: str | Path | Predictor | None = None, device: str = "auto",
     organ: str = "nodes", progress: Progress = None, cancel: Cancel = None,
     registration: Registration | None = None, seg_by_model: tuple[bool, bool] = (False, False),
+    nadir_sum_mm: float | None = None,
 ) -> CompareResult:
     """Which nodes grew, shrank, appeared or vanished between a baseline and a follow-up CT.
 
@@ -346,8 +347,9 @@ def compare(
     values are not HU (:func:`~lnq_napari.ct_scale.check_ct_values`), raise LNQError.
     ``registration`` (an earlier result's, same CTs) is reused: after an edit only measuring and matching
     run again. A SEG may be a :func:`find_nodes` result (its nodes the model's). ``seg_by_model``: whether
-    each given SEG is the model's stored prediction rather than a
-    reader's; one scan's nodes a reader's and the other's the model's warns.
+    each given SEG is the model's stored prediction rather than a reader's; one scan's nodes a reader's and
+    the other's the model's warns. ``nadir_sum_mm``: the baseline targets' smallest sum at a scan between
+    (RECIST measures PD from it).
     """
     check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg),
                      starts=",".join(CHANGE_COLUMNS[:3]))
@@ -400,7 +402,8 @@ def compare(
                      "neither, to compare like with like")
         warnings.warn(notes[-1], UserWarning, stacklevel=2)
     result = compare_nodes(cts[0], segs[0], cts[1], segs[1], organ=organ,
-                           progress=lambda f, m="": step(0.8 + 0.2 * f, m), registration=registration)
+                           progress=lambda f, m="": step(0.8 + 0.2 * f, m), registration=registration,
+                           nadir_sum_mm=nadir_sum_mm)
     result.warnings[:0] = notes
     result.sources = (origins[0], origins[1])
     if csv_path is not None:
@@ -476,14 +479,55 @@ def compare_time_points(
 ) -> CompareResult:
     """:func:`compare` of a workspace patient's first and last time points. Each scan's nodes are its
     newest correction, else autosave, else prediction (an original partial annotation marks only some
-    nodes), else the model's."""
+    nodes), else the model's. Scans between are compared with the first too: RECIST 1.1 measures
+    progression from the nadir, the targets' smallest sum on study (said in a warning when below the
+    baseline's; a scan between that cannot be compared is said too)."""
     ws = _open(workspace)
     first, last = first_and_last_scans(ws, patient)
-    shown = [ws.preferred_version(t.case, ("correction", "autosave", "prediction")) for t in (first, last)]
-    segs = [None if p is None else ws.read_labels(t.case, p["version"]) for t, p in zip((first, last), shown)]
+    points = ws.time_points(patient)
+    step = progress or (lambda fraction, message="": None)
+    share = len(points) - 1  # one comparison each: the scans between, then the last
+
+    def nodes_of(point):
+        found = ws.preferred_version(point.case, ("correction", "autosave", "prediction"))
+        return found, None if found is None else ws.read_labels(point.case, found["version"])
+
+    first_found, first_seg = nodes_of(first)
+    nadir, notes = None, []
+    for k, point in enumerate(points[1:-1]):
+        found, seg = nodes_of(point)
+        by_model = (first_found is not None and first_found["source"] == "prediction",
+                    found is not None and found["source"] == "prediction")
+        try:
+            with warnings.catch_warnings():  # its own warnings belong to its own comparison
+                warnings.simplefilter("ignore")
+                between = compare(ws.ct_path(first.case), ws.ct_path(point.case), first_seg, seg,
+                                  model=model, device=device, cancel=cancel, seg_by_model=by_model,
+                                  progress=lambda f, m="", k=k: step((k + f) / share, m))
+        except LNQError as exc:
+            notes.append(f"scan {point.case} ({point.timepoint}) between the two could not be compared "
+                         f"({exc}): RECIST measures PD from the smallest sum on study, which it may hold")
+            warnings.warn(notes[-1], UserWarning, stacklevel=2)
+            continue
+        r = between.recist
+        if r.targets and r.target_response != "NE" and (nadir is None or r.followup_sum_mm < nadir[0]):
+            nadir = (r.followup_sum_mm, point)
+    shown = [first_found, nodes_of(last)[0]]
+    segs = [first_seg, None if shown[1] is None else ws.read_labels(last.case, shown[1]["version"])]
     by_model = tuple(p is not None and p["source"] == "prediction" for p in shown)
     result = compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
-                     model=model, device=device, progress=progress, cancel=cancel, seg_by_model=by_model)
+                     model=model, device=device, cancel=cancel, seg_by_model=by_model,
+                     nadir_sum_mm=None if nadir is None else nadir[0],
+                     progress=lambda f, m="": step((share - 1 + f) / share, m))
+    low = result.recist.nadir_sum_mm
+    if low is not None:  # the scan between whose sum PD is measured from
+        r = result.recist
+        notes.append(f"RECIST measures progression from the targets' smallest sum on study: {low:.1f} mm at "
+                     f"{nadir[1].case} ({nadir[1].timepoint}), below the baseline's "
+                     f"{r.baseline_sum_mm:.1f} mm; this scan's {r.followup_sum_mm:.1f} mm reads "
+                     f"{r.target_response}")
+        warnings.warn(notes[-1], UserWarning, stacklevel=2)
+    result.warnings[:0] = notes
     result.sources = tuple(f"{t.case} {p['source']} {p['version']}" if p else f"{t.case} {said}"
                            for t, p, said in zip((first, last), shown, result.sources))
     return result

@@ -136,6 +136,16 @@ def test_a_target_the_follow_up_does_not_show_leaves_the_response_not_evaluable(
     assert (only.non_target_response, only.overall) == ("NE", "NE")
 
 
+def test_progression_is_measured_from_the_nadir_partial_response_from_baseline():
+    base, after = [node(1, 20.0), node(2, 20.0)], [node(11, 16.0), node(12, 16.0)]  # 40 -> 32 mm
+    assert recist(base, after, {1: 11, 2: 12}).target_response == "SD"  # -20 % from baseline
+    low = recist(base, after, {1: 11, 2: 12}, nadir_sum_mm=26.0)  # +23 % and +6 mm over the nadir
+    assert (low.target_response, low.overall, low.nadir_sum_mm) == ("PD", "PD", 26.0)
+    assert recist(base, after, {1: 11, 2: 12}, nadir_sum_mm=28.0).target_response == "SD"  # +14 %
+    above = recist(base, [node(11, 13.0), node(12, 14.0)], {1: 11, 2: 12}, nadir_sum_mm=45.0)
+    assert (above.target_response, above.nadir_sum_mm) == ("PR", None)  # a nadir above baseline is none
+
+
 def test_a_response_that_counts_a_node_cut_by_the_image_edge_says_so():
     """A target cut at follow-up (measured on what is visible: a lower bound) and a cut new lesion are
     named; a cut node the response does not count (a normal one) is not."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
+from scipy import ndimage
 
 from lnq_napari import api
 from lnq_napari.cli import main
@@ -174,3 +177,30 @@ def test_the_one_reader_warning_follows_where_each_scans_nodes_came_from(grouped
     assert one_reader_warning({0: "correction", 1: "prediction"}, "reader-vs-stored")
     assert not one_reader_warning({0: "prediction"}, "stored-vs-predicted-now")
     assert not one_reader_warning({0: "correction", 1: "correction"}, "both-readers")
+
+
+def test_compare_by_patient_measures_progression_from_a_smaller_sum_between(tmp_path):
+    """Three scans: the targets shrank at t1 and grew back at t2, 24 % over t1 but 6 % over t0. Only the
+    first and last were compared: SD, where RECIST 1.1 (PD from the nadir, the smallest sum on study) says
+    PD."""
+    t0, t1 = write_followup(tmp_path / "data", seed=3, shape=SHAPE, spacing=SPACING, scenario="response")
+    t2 = tmp_path / "data" / t1.name.replace("-t1-", "-t2-")  # t1's scan again: its nodes grown in-plane
+    for kind in ("ct", "seg"):
+        name = f"-{kind}.nrrd"
+        shutil.copy(str(t1).replace("-ct.nrrd", name), str(t2).replace("-ct.nrrd", name))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    cases = [p.name.replace("-ct.nrrd", "") for p in (t0, t1, t2)]
+    full = [read_labels(str(ct).replace("-ct.nrrd", "-full.nrrd")) for ct in (t0, t1)]
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    grown = ndimage.binary_dilation(np.asarray(full[1].array) > 0, structure=in_plane)
+    for case, labels in zip(cases, full + [full[1].with_array(grown.astype(np.uint8))]):
+        ws.add_label_version(case, labels, "correction")
+    ws.group_cases([TimePoint(case, "P1", f"t{k}") for k, case in enumerate(cases)])
+    said = r"smallest sum on study: 41.0 mm at .*-t1 \(t1\), below the baseline"
+    with pytest.warns(UserWarning, match=said):
+        result = api.compare_time_points(ws, "P1")
+    r = result.recist
+    assert r.nadir_sum_mm == pytest.approx(41.0, abs=0.05) and r.baseline_sum_mm > r.followup_sum_mm * 0.9
+    assert (r.target_response, r.overall) == ("PD", "PD")
+    assert result.sources[1].startswith(cases[2])  # still the first against the last

@@ -72,7 +72,8 @@ def id_labels(labels: Volume) -> Volume:
 def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume, followup_seg: Volume,
                   organ: str = "nodes", affine: bool = True,
                   progress: Callable[[float, str], None] | None = None,
-                  registration: Registration | None = None) -> CompareResult:
+                  registration: Registration | None = None,
+                  nadir_sum_mm: float | None = None) -> CompareResult:
     """Register the follow-up to the baseline, match their nodes and summarise the changes.
 
     Each segmentation is put on its own CT's grid (:func:`seg_on_ct`); measurements come from each
@@ -80,6 +81,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     ``registration`` (from an earlier result of the same two CTs) skips the registration: after an
     edit of either scan's nodes only measuring and matching run again.
     Warns (:class:`RegistrationWarning`) when the matched nodes lie far apart after registration.
+    ``nadir_sum_mm``: the targets' smallest sum at a scan between (RECIST measures PD from it).
     """
     step = progress or (lambda fraction, message="": None)
     baseline_seg = seg_on_ct(baseline_seg, baseline_ct, followup_ct, "baseline")
@@ -110,7 +112,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct,
                                  set(merged), set(split))
     summary = recist(b_rows, [r for r in f_rows if r.id not in beyond_f], partner_b, organ=organ,
-                     pieces=split, merged=merged, unassessed=beyond_b)  # targets chosen at baseline
+                     pieces=split, merged=merged, unassessed=beyond_b,  # targets chosen at baseline
+                     nadir_sum_mm=nadir_sum_mm)
     by_base = {p.baseline_id: p for p in pairs}
     # pairs whose partner coalesced or split: one node measured against a conglomerate or a fragment
     grouped = {p.baseline_id: report.COALESCED if p.followup_id in merged.values() else report.SPLIT_NODE

@@ -6,12 +6,13 @@ may be a *target*; 10-15 mm is pathological but a *non-target*; under 10 mm is n
 targets per organ and five in all, the largest first; the EORTC clarification counts all lymph nodes as
 one organ (``organ="nodes"``, the default; ``organ="side"`` counts right, left and midline apart).
 Target response from the sum of the targets' short axes: CR when every target is under 10 mm; PD when
-the sum grows by >= 20 % and >= 5 mm (with two scans the baseline is the nadir); PR when it falls by
->= 30 %; else SD. A new node of short axis >= 10 mm is a new lesion (PD). Non-targets are CR when all
-are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a reader's call, not made
-here). A node not found at follow-up counts 0 mm. Nodes that coalesced into one follow-up node: the
-coalesced node's measurement goes to the highest-ranked baseline node of the group (target before
-non-target before normal, then the larger), the others count 0 mm. A node that split is credited its
+the sum grows by >= 20 % and >= 5 mm over the nadir (the smallest sum on study: the baseline's, or a scan's
+between, ``nadir_sum_mm``); PR when it falls by >= 30 % from baseline; else SD. A new node of short
+axis >= 10 mm is a new lesion (PD). Non-targets are CR when all are under 10 mm, else non-CR/non-PD
+(unequivocal non-target progression is a reader's call, not made here). A node not found at follow-up
+counts 0 mm. Nodes that coalesced into one follow-up node: the coalesced node's measurement goes to the
+highest-ranked baseline node of the group (target before non-target before normal, then the larger), the
+others count 0 mm. A node that split is credited its
 largest fragment's short axis: the fragment summing of RECIST 1.1 is written for non-nodal lesions, and
 nodes are judged one by one by short axis (CR: every target node under 10 mm); the other fragments are no
 new lesions. Volume adds all fragments (the tissue). A response that counts a node cut by the image edge
@@ -24,7 +25,7 @@ not assessed makes the non-targets "not all evaluated" (NE unless one assessed i
 then reads PR overall).
 
 Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % = volume -65.7 %,
-+20 % = +72.8 %), applied to the targets' total volume.
++20 % = +72.8 %), applied to the targets' total volume (from baseline; no nadir).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class RecistSummary:
     #: response is NE unless the assessed ones reach PD; the non-targets are "not all evaluated"
     unassessed_targets: tuple[int, ...] = ()
     unassessed_non_targets: tuple[int, ...] = ()
+    #: the smallest sum of the targets' short axes on study before this scan when a scan between gave one
+    #: below the baseline's (PD is measured from it); None when the baseline's sum is the nadir
+    nadir_sum_mm: float | None = None
 
     def cut_note(self) -> str:
         """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (measured on what is
@@ -127,11 +131,14 @@ def select_targets(rows: Sequence[NodeRow], organ: str = "nodes") -> list[NodeRo
     return chosen
 
 
-def _target_response(base: float, follow: float, all_small: bool, missing: bool = False) -> str:
-    """``missing``: a target not assessed: NE unless the assessed ones' sum alone reaches PD."""
+def _target_response(base: float, follow: float, all_small: bool, missing: bool = False,
+                     nadir: float | None = None) -> str:
+    """``missing``: a target not assessed: NE unless the assessed ones' sum alone reaches PD; ``nadir``: the
+    smallest sum on study (PD grows from it), the baseline's when None."""
+    low = base if nadir is None else min(base, nadir)
     if all_small and not missing:
         return "CR"
-    if follow - base >= PD_ABSOLUTE_MM and follow >= base * (1.0 + PD_CHANGE):
+    if follow - low >= PD_ABSOLUTE_MM and follow >= low * (1.0 + PD_CHANGE):
         return "PD"
     if missing:
         return "NE"
@@ -173,7 +180,8 @@ def _owners(baseline: Sequence[NodeRow], matches: dict[int, int], merged: dict[i
 
 def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: dict[int, int],
            organ: str = "nodes", pieces: dict[int, int] | None = None,
-           merged: dict[int, int] | None = None, unassessed: Collection[int] = ()) -> RecistSummary:
+           merged: dict[int, int] | None = None, unassessed: Collection[int] = (),
+           nadir_sum_mm: float | None = None) -> RecistSummary:
     """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids,
     ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (the node is
     credited its largest fragment's short axis and all fragments' volume; no fragment is a new lesion),
@@ -181,7 +189,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     to another baseline node): its measure goes to the highest-ranked node of the group, target before
     non-target before normal, then the larger; the others count 0 mm. ``unassessed``: baseline ids the
     follow-up does not show (beyond its field of view): still chosen as targets, not counted 0 mm, and a
-    target among them makes the target response NE unless the others reach PD."""
+    target among them makes the target response NE unless the others reach PD. ``nadir_sum_mm``: the
+    targets' smallest sum at a scan between (of these targets), PD measured from it when below baseline."""
     after = {row.id: row for row in followup}
     pieces = pieces or {}
     targets = select_targets(baseline, organ)
@@ -214,7 +223,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     base_sum = float(sum(r.short_axis_mm for r in targets))
     follow_sum = float(sum(short(r) for r in targets))  # a target not assessed has no part: 0 mm
     all_small = not any(reaches(short(r), PATHOLOGICAL_MM) for r in targets)
-    target = _target_response(base_sum, follow_sum, all_small, bool(missing)) if targets else "NE"
+    nadir = nadir_sum_mm if nadir_sum_mm is not None and targets and nadir_sum_mm < base_sum else None
+    target = _target_response(base_sum, follow_sum, all_small, bool(missing), nadir) if targets else "NE"
     if non_targets:
         enlarged = any(reaches(short(r), PATHOLOGICAL_MM) for r in non_targets)
         non_target = "non-CR/non-PD" if enlarged else "NE" if missing_non else "CR"
@@ -254,5 +264,5 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
                                        and r.id not in non_target_ids)),  # a cut non-target: in cut_baseline
         cut_may_be_new=tuple(sorted(r.id for r in followup if r.cut_by_edge and r.id not in matched
                                     and r.id not in new)),
-        unassessed_targets=missing, unassessed_non_targets=missing_non,
+        unassessed_targets=missing, unassessed_non_targets=missing_non, nadir_sum_mm=nadir,
     )
