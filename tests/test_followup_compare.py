@@ -334,6 +334,27 @@ def test_a_target_beyond_a_shorter_follow_up_makes_the_response_not_evaluable(pa
     assert short.row_for(baseline_id=largest).recist == "target, not evaluable"
 
 
+def test_a_pathological_node_where_the_baseline_did_not_scan_is_said_to_be_new_by_recist(pair, result):
+    """A baseline that stops short (a shorter field of view) and a follow-up that shows a node of 10 mm or
+    more beyond it: the response read PR with "not counted as vanished or new", where RECIST 1.1 counts a
+    lesion in a place not scanned at baseline as new (PD)."""
+    keep = 20
+    ct, nodes = pair.baseline.ct, truth_labels(pair.baseline)
+    grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        short = compare_nodes(Volume(np.ascontiguousarray(ct.array[:keep]), **grid),
+                              Volume(np.ascontiguousarray(np.asarray(nodes.array)[:keep]), **grid),
+                              pair.followup.ct, truth_labels(pair.followup))
+    unscanned = [r for r in short.rows if r.status == "beyond the other scan" and r.baseline_id is None
+                 and r.short_axis_followup_mm >= 10.0]
+    assert unscanned and short.recist.overall != "PD"
+    said = [str(w.message) for w in heard if "where the baseline did not scan" in str(w.message)]
+    assert len(said) == 1 and said == [n for n in short.warnings if "did not scan" in n]
+    assert f"node(s) {', '.join(str(r.followup_id) for r in unscanned)} (short axis >= 10 mm)" in said[0]
+    assert f"counts a lesion there as new (PD), not this {short.recist.overall}" in said[0]
+
+
 def test_a_node_split_in_two_by_its_segmentation_is_measured_as_one(pair, result):
     """A slice left out of one follow-up node (a 0/1 mask, as a prediction gives): its second piece was
     a new lesion (overall PD) and the node read -60 %."""

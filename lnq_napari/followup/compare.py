@@ -11,12 +11,12 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.followup import report
 from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
-from lnq_napari.followup.recist import recist
+from lnq_napari.followup.recist import NEW_LESION_MM, recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import measure_ids, node_ids
+from lnq_napari.quantify import measure_ids, node_ids, reaches
 
 #: Mean distance (mm) between matched nodes after registration above which the alignment is poor.
 POOR_DISTANCE_MM = 8.0
@@ -196,6 +196,12 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                      f"(non-targets not all evaluated: {summary.non_target_response})")
         else:
             note += " nor in RECIST"
+        unscanned = sorted(r.id for r in f_rows if r.id in beyond_f
+                           and reaches(r.short_axis_mm, NEW_LESION_MM))
+        if unscanned and summary.overall != "PD":  # RECIST 1.1 4.3.2; left to a reader, but said
+            note += (f"; follow-up node(s) {', '.join(map(str, unscanned))} (short axis >= 10 mm) lie where "
+                     f"the baseline did not scan: RECIST 1.1 counts a lesion there as new (PD), not this "
+                     f"{summary.overall}; a reader's call")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.cut_note():  # a lower bound read as a size: the response may be another
