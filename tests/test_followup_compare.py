@@ -355,6 +355,24 @@ def test_a_pathological_node_where_the_baseline_did_not_scan_is_said_to_be_new_b
     assert f"counts a lesion there as new (PD), not this {short.recist.overall}" in said[0]
 
 
+def test_a_normal_node_grown_past_10_mm_is_a_new_lesion_with_eortcs_caveat():
+    """A 7 mm baseline node grown to 13 mm beside a stable target: the response read SD, though the same
+    node left out of the baseline SEG read PD (a new lesion)."""
+    from test_followup_merge_split import ball
+    from test_followup_merge_split import compare as compare_balls
+
+    base, follow = np.zeros(ball((0, 0, 0), 1).shape, np.uint8), np.zeros(ball((0, 0, 0), 1).shape, np.uint8)
+    base[ball((100, 60, 40), 12)] = follow[ball((100, 60, 40), 12)] = 1  # a target, the same
+    base[ball((40, 60, 40), 3.5)] = 1
+    follow[ball((40, 60, 40), 6.5)] = 1
+    result = compare_balls(base, follow)
+    small = result.row_for(baseline_id=next(r.id for r in result.baseline_nodes if r.short_axis_mm < 10))
+    assert small.status == "matched" and small.recist == "new lesion (normal at baseline)"
+    assert result.recist.new_lesions == (small.followup_id,) and result.recist.overall == "PD"
+    note = next(n for n in result.warnings if "under 10 mm grew" in n)
+    assert note.endswith("EORTC suggests confirming it at the next scan")
+
+
 def test_a_node_split_in_two_by_its_segmentation_is_measured_as_one(pair, result):
     """A slice left out of one follow-up node (a 0/1 mask, as a prediction gives): its second piece was
     a new lesion (overall PD) and the node read -60 %."""

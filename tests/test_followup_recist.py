@@ -146,6 +146,19 @@ def test_progression_is_measured_from_the_nadir_partial_response_from_baseline()
     assert (above.target_response, above.nadir_sum_mm) == ("PR", None)  # a nadir above baseline is none
 
 
+def test_a_normal_node_grown_to_10_mm_is_a_new_lesion_as_an_unsegmented_one_would_be():
+    """A baseline node under 10 mm (normal) that reached 16 mm: matched, so never new, and the response read
+    SD; had the baseline segmentation left the small node out it read PD. EORTC: a node that reaches 10 mm
+    meets the criteria of a malignant node."""
+    base = [node(1, 20.0), node(2, 7.0), node(3, 8.0)]
+    grown = recist(base, [node(11, 20.0), node(12, 16.0), node(13, 9.0)], {1: 11, 2: 12, 3: 13})
+    assert (grown.new_lesions, grown.grown_normal, grown.overall) == ((12,), (12,), "PD")
+    left_out = recist(base[:1], [node(11, 20.0), node(12, 16.0)], {1: 11})
+    assert left_out.new_lesions == (12,) and left_out.overall == grown.overall
+    non_target = recist([node(1, 20.0), node(2, 12.0)], [node(11, 20.0), node(12, 16.0)], {1: 11, 2: 12})
+    assert non_target.new_lesions == () and non_target.overall == "SD"  # a non-target is no new lesion
+
+
 def test_a_response_that_counts_a_node_cut_by_the_image_edge_says_so():
     """A target cut at follow-up (measured on what is visible: a lower bound) and a cut new lesion are
     named; a cut node the response does not count (a normal one) is not."""

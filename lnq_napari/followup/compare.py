@@ -11,7 +11,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.followup import report
 from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
-from lnq_napari.followup.recist import NEW_LESION_MM, recist
+from lnq_napari.followup.recist import NEW_LESION_MM, TARGET_MM, recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
@@ -29,6 +29,10 @@ GROWN_PCT = 20.0
 #: farther apart they are two nodes (two that coalesced in the other scan, or one that split there).
 PIECE_GAP_STEPS = 2.0
 PIECE_GAP_MM = 5.0
+
+
+#: The RECIST role of a matched normal baseline node (under 10 mm) that reached 10 mm at follow-up.
+GROWN_NEW = "new lesion (normal at baseline)"
 
 
 class RegistrationWarning(UserWarning):
@@ -137,6 +141,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             rows.append(_beyond_row(dataclasses.replace(ChangeRow.of(row, None, role), **credit(row.id)),
                                     row.id in beyond_b, role))
         else:
+            if pair.followup_id in summary.grown_normal:  # grown past 10 mm: RECIST counts it new
+                role = GROWN_NEW
             rows.append(dataclasses.replace(
                 ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice),
                 relation=grouped.get(row.id, ""), **credit(row.id)))
@@ -180,6 +186,18 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         if set(summary.targets) & credited and by_diameter != summary.volume_response:  # moved with them
             note += (f"; the targets read {by_diameter} by short axis but {summary.volume_response} by "
                      "volume, which counts all the tissue: look at the nodes before trusting either")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
+    if summary.grown_normal:  # a small node's growth turning the response PD: said, with EORTC's caveat
+        by_f = {f: b for b, f in partner_b.items()}
+        grown = [(by_f.get(f), f_by_id[f]) for f in summary.grown_normal if f in f_by_id]
+        note = (f"baseline node(s) {', '.join(str(b) for b, _ in grown)} under 10 mm grew to "
+                f"{', '.join(f'{r.short_axis_mm:.1f}' for _, r in grown)} mm: new lesion(s) by RECIST 1.1, "
+                f"overall {summary.overall}")
+        alone = set(summary.new_lesions) == set(summary.grown_normal) and summary.target_response != "PD"
+        if alone and all(not reaches(r.short_axis_mm, TARGET_MM) for _, r in grown):
+            note += ("; under 15 mm and the only sign of progression: EORTC suggests confirming it at the "
+                     "next scan")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response

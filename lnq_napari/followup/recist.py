@@ -8,8 +8,10 @@ one organ (``organ="nodes"``, the default; ``organ="side"`` counts right, left a
 Target response from the sum of the targets' short axes: CR when every target is under 10 mm; PD when
 the sum grows by >= 20 % and >= 5 mm over the nadir (the smallest sum on study: the baseline's, or a scan's
 between, ``nadir_sum_mm``); PR when it falls by >= 30 % from baseline; else SD. A new node of short
-axis >= 10 mm is a new lesion (PD). Non-targets are CR when all are under 10 mm, else non-CR/non-PD
-(unequivocal non-target progression is a reader's call, not made here). A node not found at follow-up
+axis >= 10 mm is a new lesion (PD), as is a normal baseline node grown to 10 mm or more (EORTC: it meets
+the criteria of a malignant node; said, since under 15 mm it is best confirmed at the next scan).
+Non-targets are CR when all are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a
+reader's call, not made here). A node not found at follow-up
 counts 0 mm. Nodes that coalesced into one follow-up node: the coalesced node's measurement goes to the
 highest-ranked baseline node of the group (target before non-target before normal, then the larger), the
 others count 0 mm. A node that split is credited its
@@ -91,6 +93,8 @@ class RecistSummary:
     #: response is NE unless the assessed ones reach PD; the non-targets are "not all evaluated"
     unassessed_targets: tuple[int, ...] = ()
     unassessed_non_targets: tuple[int, ...] = ()
+    #: follow-up nodes among ``new_lesions`` that a normal baseline node (under 10 mm) grew into
+    grown_normal: tuple[int, ...] = ()
     #: the smallest sum of the targets' short axes on study before this scan when a scan between gave one
     #: below the baseline's (PD is measured from it); None when the baseline's sum is the nadir
     nadir_sum_mm: float | None = None
@@ -216,7 +220,12 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         return float(sum(p.volume_cm3 for p in parts(row)))
 
     matched = set(matches.values()) | set(pieces)
-    new = tuple(r.id for r in followup if r.id not in matched and reaches(r.short_axis_mm, NEW_LESION_MM))
+    # a normal node (under 10 mm) that reaches 10 mm has met the criteria of a malignant node (EORTC): new,
+    # as it is when the baseline segmentation left the small node out
+    grown = {p.id for r in baseline if r.id not in target_ids and r.id not in non_target_ids
+             for p in parts(r) if reaches(p.short_axis_mm, NEW_LESION_MM)}
+    new = tuple(r.id for r in followup if (r.id not in matched or r.id in grown)
+                and reaches(r.short_axis_mm, NEW_LESION_MM))
     unassessed = set(unassessed)
     missing = tuple(r.id for r in targets if r.id in unassessed)
     missing_non = tuple(r.id for r in non_targets if r.id in unassessed)
@@ -265,4 +274,5 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         cut_may_be_new=tuple(sorted(r.id for r in followup if r.cut_by_edge and r.id not in matched
                                     and r.id not in new)),
         unassessed_targets=missing, unassessed_non_targets=missing_non, nadir_sum_mm=nadir,
+        grown_normal=tuple(sorted(grown)),
     )
