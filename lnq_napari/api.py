@@ -509,6 +509,12 @@ def compare_time_points(
                          f"({exc}): RECIST measures PD from the smallest sum on study, which it may hold")
             warnings.warn(notes[-1], UserWarning, stacklevel=2)
             continue
+        if between.quality.poor:  # its sums may pair the wrong nodes
+            notes.append(f"scan {point.case} ({point.timepoint}) between the two is poorly registered to the "
+                         "first, so its sum is not taken as the nadir RECIST measures PD from; check it by "
+                         "eye")
+            warnings.warn(notes[-1], UserWarning, stacklevel=2)
+            continue
         r = between.recist
         if r.targets and r.target_response != "NE" and (nadir is None or r.followup_sum_mm < nadir[0]):
             nadir = (r.followup_sum_mm, point)

@@ -179,10 +179,11 @@ def test_the_one_reader_warning_follows_where_each_scans_nodes_came_from(grouped
     assert not one_reader_warning({0: "correction", 1: "correction"}, "both-readers")
 
 
-def test_compare_by_patient_measures_progression_from_a_smaller_sum_between(tmp_path):
-    """Three scans: the targets shrank at t1 and grew back at t2, 24 % over t1 but 6 % over t0. Only the
-    first and last were compared: SD, where RECIST 1.1 (PD from the nadir, the smallest sum on study) says
-    PD."""
+@pytest.fixture(scope="module")
+def three_scans(tmp_path_factory):
+    """One patient's three scans: the targets shrank at t1 (t0 -> t1: 47.9 -> 41.0 mm) and grew back at t2,
+    24 % over t1 but 6 % over t0."""
+    tmp_path = tmp_path_factory.mktemp("three-scans")
     t0, t1 = write_followup(tmp_path / "data", seed=3, shape=SHAPE, spacing=SPACING, scenario="response")
     t2 = tmp_path / "data" / t1.name.replace("-t1-", "-t2-")  # t1's scan again: its nodes grown in-plane
     for kind in ("ct", "seg"):
@@ -197,6 +198,13 @@ def test_compare_by_patient_measures_progression_from_a_smaller_sum_between(tmp_
     for case, labels in zip(cases, full + [full[1].with_array(grown.astype(np.uint8))]):
         ws.add_label_version(case, labels, "correction")
     ws.group_cases([TimePoint(case, "P1", f"t{k}") for k, case in enumerate(cases)])
+    return ws, cases
+
+
+def test_compare_by_patient_measures_progression_from_a_smaller_sum_between(three_scans):
+    """Only the first and last scans were compared: SD, where RECIST 1.1 (PD from the nadir, the smallest
+    sum on study) says PD."""
+    ws, cases = three_scans
     said = r"smallest sum on study: 41.0 mm at .*-t1 \(t1\), below the baseline"
     with pytest.warns(UserWarning, match=said):
         result = api.compare_time_points(ws, "P1")
@@ -204,3 +212,14 @@ def test_compare_by_patient_measures_progression_from_a_smaller_sum_between(tmp_
     assert r.nadir_sum_mm == pytest.approx(41.0, abs=0.05) and r.baseline_sum_mm > r.followup_sum_mm * 0.9
     assert (r.target_response, r.overall) == ("PD", "PD")
     assert result.sources[1].startswith(cases[2])  # still the first against the last
+
+
+def test_a_poorly_registered_scan_between_gives_no_nadir(three_scans, monkeypatch):
+    from lnq_napari.followup import compare as compare_module
+
+    ws, cases = three_scans
+    monkeypatch.setattr(compare_module, "POOR_DISTANCE_MM", -1.0)  # every registration reads poor
+    said = r"-t1 \(t1\) between the two is poorly registered .* not taken as the nadir"
+    with pytest.warns(UserWarning, match=said):
+        result = api.compare_time_points(ws, "P1")
+    assert result.recist.nadir_sum_mm is None and result.recist.target_response == "SD"
