@@ -189,7 +189,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.grown_normal:  # a small node's growth turning the response PD: said, with EORTC's caveat
-        by_f = {f: b for b, f in partner_b.items()}
+        by_f = {**split, **partner_f}  # a fragment's node, a matched node's partner
         grown = [(by_f.get(f), f_by_id[f]) for f in summary.grown_normal if f in f_by_id]
         note = (f"baseline node(s) {', '.join(str(b) for b, _ in grown)} under 10 mm grew to "
                 f"{', '.join(f'{r.short_axis_mm:.1f}' for _, r in grown)} mm: new lesion(s) by RECIST 1.1, "
