@@ -1136,6 +1136,7 @@ def save_labels(
             raise LNQError(f"cannot save the labels of {case} in the workspace {ws.root} ({why}); {fix}") \
                 from exc
         saved = SavedLabels(case, version, ws.label_path(case, version))
+        _warn_saved_since(ws, saved, provenance.get("parent"))
     elif folder is None:
         raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")
     else:
@@ -1149,6 +1150,22 @@ def save_labels(
                 from exc
     _warn_touching(saved, labels)
     return saved
+
+
+def _warn_saved_since(ws: Workspace, saved: SavedLabels, parent: str | None) -> None:
+    """A warning when a reviewer's version of the case was saved after ``parent`` (the version these labels
+    were made on) and before ``saved`` (a second reviewer, another window): ``saved``, now the newest, does
+    not hold its edits, and the user must know (both are kept)."""
+    others = ws.label_store(saved.case).saved_between(parent, saved.version) if parent else []
+    if not others:
+        return
+    named = ", ".join(f"{p['source']} {p['version']}" for p in others)
+    theirs = ws.label_path(saved.case, others[-1]["version"])
+    warnings.warn(f"{saved.case}: {named} {'was' if len(others) == 1 else 'were'} saved by another reviewer "
+                  f"or process after {parent}, which these labels were made on; {saved.version}, now the "
+                  "newest (the one the case opens with and a fine-tune takes), does not hold those edits; "
+                  f"both are kept: to keep theirs too, open {theirs} over the case (File > Open), paint "
+                  "its nodes into yours and Save again", UserWarning, stacklevel=3)
 
 
 def _warn_touching(saved: SavedLabels, labels: Volume) -> None:

@@ -158,3 +158,26 @@ def test_save_labels_on_a_full_disk_says_free_space_and_keeps_every_version(tmp_
     assert {p.name: p.read_bytes() for p in (ws.labels_dir / case).iterdir()} == before
     assert not temps(ws.root)
 
+
+
+def test_a_save_on_a_version_another_reviewer_saved_over_says_so_and_keeps_both(tmp_path):
+    """Two reviewers opened v001; the second saved v002 first; the first's Save made v003, now the newest
+    correction (the case opens with it, a fine-tune takes it) without the second's edits, without a word."""
+    import warnings
+
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((3, 8, 8), np.int16)))
+    ws = Workspace.init(tmp_path / "ws", data)
+    first = api.save_labels(_labels(), "c1", workspace=ws.root).version  # what both opened
+    theirs = api.save_labels(_labels(), "c1", workspace=ws.root, parent=first, reviewer="B").version
+    ws.add_label_version("c1", _labels(), "prediction", model_version="m2")  # a `next` meanwhile: no word
+    with pytest.warns(UserWarning, match=f"c1: correction {theirs} was saved by another reviewer") as heard:
+        mine = api.save_labels(_labels(), "c1", workspace=ws.root, parent=first, reviewer="A")
+    said = str(heard[0].message)
+    assert f"after {first}, which these labels were made on; {mine.version}, now the newest" in said
+    assert str(ws.label_path("c1", theirs)) in said and "\n" not in said
+    assert [v["version"] for v in ws.versions("c1")] == ["v001", "v002", "v003", "v004"]  # both kept
+    with warnings.catch_warnings():  # on the newest: nothing to say (a prediction above is no one's edits)
+        warnings.simplefilter("error")
+        api.save_labels(_labels(), "c1", workspace=ws.root, parent=mine.version)
+        api.save_labels(_labels(), "c1", folder=tmp_path / "store", parent="v001")

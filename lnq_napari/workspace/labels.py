@@ -44,6 +44,7 @@ LABEL_SUFFIX = ".seg.nrrd"
 LABELS_FOLDER = "lnq-labels"  # the label store beside a case saved without a workspace
 _PROVENANCE = re.compile(r"^v(\d{3,})\.json$")
 _NUMBERED = re.compile(r"^v(\d{3,})\.")
+_VERSION = re.compile(r"v(\d{3,})")
 _LABEL_FILE = re.compile(r"^v(\d{3,})\.seg\.nrrd$")
 _NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected", "marked")  # lists: in the JSON only
 #: Provenance fields the store sets itself (source, model_version, edits, parent are arguments).
@@ -54,6 +55,12 @@ _EXCLUSIVE = os.O_CREAT | os.O_EXCL | os.O_WRONLY  # fails when the file exists:
 #: teaches its ball as known background, so without it the ball stays unknown, which is safe.
 LOST_FLAGS = ("marks_lost",)
 REVIEWER_SOURCES = ("correction", "autosave")
+
+
+def version_number(version: object) -> int | None:
+    """The number of a version id (``"v012"`` -> 12); None when ``version`` names none."""
+    match = _VERSION.fullmatch(str(version))
+    return int(match.group(1)) if match else None
 
 
 def lost_flags(fields: Mapping[str, object]) -> dict[str, bool]:
@@ -161,6 +168,17 @@ class LabelStore:
             if sources is None or prov["source"] in sources:
                 return prov
         return None
+
+    def saved_between(self, after: str, before: str,
+                      sources: tuple[str, ...] = REVIEWER_SOURCES) -> list[dict]:
+        """Provenance of the committed versions of ``sources`` numbered above ``after`` and below ``before``,
+        oldest first: saved by someone else (a second reviewer, another process) while labels made on
+        ``after`` were edited and then saved as ``before``."""
+        low, high = version_number(after), version_number(before)
+        if low is None or high is None:
+            return []
+        return [prov for prov in self.versions() if prov["source"] in sources
+                and low < (version_number(prov["version"]) or 0) < high]
 
     def info(self, version: str) -> dict:
         """Provenance of one committed version; LNQError when there is none."""

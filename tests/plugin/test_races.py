@@ -1,0 +1,57 @@
+"""Two reviewers on one workspace, each in a real viewer: what the one who saves last is told."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def two_reviewers(make_napari_viewer, tmp_path):
+    """A small phantom workspace with one case open in two viewers, one voxel painted in each: the workspace,
+    the case and each viewer's docked widgets."""
+    from lnq_napari.phantom import write_dataset
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    write_dataset(tmp_path / "data", 1, seed=8, shape=(16, 48, 48), spacing=(6.0, 6.0, 8.0))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    case = ws.case_ids()[0]
+    reviewers = []
+    for k in range(2):
+        viewer = make_napari_viewer()
+        widgets = dock_widgets(viewer, workspace=Workspace.open(ws.root))
+        assert widgets["Review"].open_case(case) is not None
+        nodes = viewer.layers["nodes"]
+        at = (np.array([8]), np.array([10 + 20 * k]), np.array([10]))
+        nodes.data_setitem(at, int(nodes.data.max()) + 1)
+        nodes.events.paint()
+        reviewers.append(widgets)
+    return ws, case, reviewers
+
+
+def test_the_reviewer_who_saves_over_another_s_save_is_told_and_both_are_kept(two_reviewers, save_and_wait):
+    """The first reviewer's Save made the newest correction without the second's edits (saved meanwhile),
+    and said only "saved v003": the case then opened, and a fine-tune trained, without them."""
+    ws, case, (first, second) = two_reviewers
+    theirs = save_and_wait(second["Save"])
+    told = second["Save"].status.text()
+    assert told.startswith("saved v002") and "note" not in told
+    mine = save_and_wait(first["Save"])
+    said = first["Save"].status.text()
+    assert said.startswith(f"saved v003 to {mine}\nnote: {case}: correction v002 was saved by another "
+                           "reviewer or process after v001")
+    assert f"open {theirs} over the case" in said
+    assert [(v["version"], v["parent"]) for v in ws.versions(case)] == [
+        ("v001", None), ("v002", "v001"), ("v003", "v001")]  # both kept, each on what it was made on
+    session = first["Save"].tracker.session
+    nodes = session.nodes
+    nodes.data_setitem((np.array([2]), np.array([40]), np.array([40])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    session.autosaver.schedule()
+    assert session.autosaver.flush() is not None
+    assert "was saved by another reviewer" in first["Save"].status.text()  # an autosave leaves it said
+    assert save_and_wait(first["Save"]) is not None
+    assert "another reviewer" not in first["Save"].status.text()  # saved on v003: nothing in between
