@@ -1155,8 +1155,17 @@ def save_labels(
 def _warn_saved_since(ws: Workspace, saved: SavedLabels, parent: str | None) -> None:
     """A warning when a reviewer's version of the case was saved after ``parent`` (the version these labels
     were made on) and before ``saved`` (a second reviewer, another window): ``saved``, now the newest, does
-    not hold its edits, and the user must know (both are kept)."""
-    others = ws.label_store(saved.case).saved_between(parent, saved.version) if parent else []
+    not hold its edits, and the user must know (both are kept). Also when ``parent`` is gone (the case's
+    label folder deleted or moved aside by hand while the case was open): ``saved`` is numbered afresh."""
+    if not parent:
+        return
+    store = ws.label_store(saved.case)
+    if parent not in {v["version"] for v in store.versions()} - {saved.version}:  # the new one is not it
+        warnings.warn(f"{saved.case}: {parent}, which these labels were made on, is gone from {store.folder} "
+                      "(deleted or moved away while the case was open?); these labels are saved there as "
+                      f"{saved.version}, numbered afresh", UserWarning, stacklevel=3)
+        return
+    others = store.saved_between(parent, saved.version)
     if not others:
         return
     named = ", ".join(f"{p['source']} {p['version']}" for p in others)

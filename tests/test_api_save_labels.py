@@ -181,3 +181,18 @@ def test_a_save_on_a_version_another_reviewer_saved_over_says_so_and_keeps_both(
         warnings.simplefilter("error")
         api.save_labels(_labels(), "c1", workspace=ws.root, parent=mine.version)
         api.save_labels(_labels(), "c1", folder=tmp_path / "store", parent="v001")
+
+
+def test_a_save_on_a_version_whose_case_folder_was_deleted_meanwhile_says_so(tmp_path):
+    """The case's label folder deleted while napari had the case open: the Save said only "saved v001",
+    a number the versions it was made on had used, its parent a version no longer there."""
+    import shutil
+
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((3, 8, 8), np.int16)))
+    ws = Workspace.init(tmp_path / "ws", data)
+    opened = api.save_labels(_labels(), "c1", workspace=ws.root).version
+    shutil.rmtree(ws.label_store("c1").folder)
+    with pytest.warns(UserWarning, match=f"c1: {opened}, which these labels were made on, is gone from"):
+        saved = api.save_labels(_labels(), "c1", workspace=ws.root, parent=opened)
+    assert saved.version == "v001" and ws.version_info("c1", "v001")["parent"] == opened
