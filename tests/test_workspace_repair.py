@@ -386,7 +386,8 @@ def test_a_correction_saved_on_one_whose_marks_are_lost_keeps_them_lost(tmp_path
                             marked=[mark])
     info = ws.version_info(CASE, again.version)
     assert info["marked"] == [mark] and info["marks_lost"] is True
-    fresh = api.save_labels(labels, CASE, workspace=ws.root, source="correction", parent="v002")
+    with pytest.warns(UserWarning, match="were saved by another reviewer or process after v002"):
+        fresh = api.save_labels(labels, CASE, workspace=ws.root, source="correction", parent="v002")
     assert "marks_lost" not in ws.version_info(CASE, fresh.version)  # on the prediction: nothing lost
 
 
