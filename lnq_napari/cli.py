@@ -151,7 +151,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     change = _pct(r.sum_change_pct)
     print(f"RECIST 1.1: {len(r.targets)} target node(s), sum of short axes {r.baseline_sum_mm:.1f} -> "
           f"{r.followup_sum_mm:.1f} mm ({change}); targets {r.target_response}, non-targets "
-          f"{r.non_target_response}, new lesions {len(r.new_lesions)}; overall {r.overall}")
+          f"{r.non_target_response}, new lesions {len(r.new_lesions)}"
+          + (f" ({len(r.equivocal_new)} equivocal: confirm at the next scan)" if r.equivocal_new else "")
+          + f"; overall {r.overall}")
     # a response resting on cut nodes: said once, by compare's warning (printed as one line)
     total = _pct(v.change_pct)
     print(f"volume: all nodes {v.baseline_total_cm3:.2f} -> {v.followup_total_cm3:.2f} cm3 ({total}); "

@@ -334,10 +334,12 @@ def test_a_target_beyond_a_shorter_follow_up_makes_the_response_not_evaluable(pa
     assert short.row_for(baseline_id=largest).recist == "target, not evaluable"
 
 
-def test_a_pathological_node_where_the_baseline_did_not_scan_is_said_to_be_new_by_recist(pair, result):
+def test_a_pathological_node_where_the_baseline_did_not_scan_is_a_new_lesion(pair, result):
     """A baseline that stops short (a shorter field of view) and a follow-up that shows a node of 10 mm or
-    more beyond it: the response read PR with "not counted as vanished or new", where RECIST 1.1 counts a
-    lesion in a place not scanned at baseline as new (PD)."""
+    more beyond it: the response read PR with "not counted as vanished or new", where RECIST 1.1 4.3.2
+    counts a lesion in a place not scanned at baseline as new (PD); then a warning said so beside an SD."""
+    from lnq_napari.followup.compare import NEW_UNSCANNED
+
     keep = 20
     ct, nodes = pair.baseline.ct, truth_labels(pair.baseline)
     grid = {"spacing": ct.spacing, "origin": ct.origin, "direction": ct.direction}
@@ -348,16 +350,18 @@ def test_a_pathological_node_where_the_baseline_did_not_scan_is_said_to_be_new_b
                               pair.followup.ct, truth_labels(pair.followup))
     unscanned = [r for r in short.rows if r.status == "beyond the other scan" and r.baseline_id is None
                  and r.short_axis_followup_mm >= 10.0]
-    assert unscanned and short.recist.overall != "PD"
+    assert unscanned and short.recist.overall == "PD" and all(r.recist == NEW_UNSCANNED for r in unscanned)
+    assert short.recist.unscanned_new == tuple(r.followup_id for r in unscanned)
+    assert set(short.recist.new_lesions) >= set(short.recist.unscanned_new)
     said = [str(w.message) for w in heard if "where the baseline did not scan" in str(w.message)]
     assert len(said) == 1 and said == [n for n in short.warnings if "did not scan" in n]
     assert f"node(s) {', '.join(str(r.followup_id) for r in unscanned)} (short axis >= 10 mm)" in said[0]
-    assert f"counts a lesion there as new (PD), not this {short.recist.overall}" in said[0]
+    assert "new lesion(s) by RECIST 1.1" in said[0] and "overall PD" in said[0]
 
 
-def test_a_normal_node_grown_past_10_mm_is_a_new_lesion_with_eortcs_caveat():
-    """A 7 mm baseline node grown to 13 mm beside a stable target: the response read SD, though the same
-    node left out of the baseline SEG read PD (a new lesion)."""
+def test_a_normal_node_grown_past_10_mm_is_a_new_lesion():
+    """A 7 mm baseline node grown to 13 mm (by more than 5 mm: unequivocal) beside a stable target: the
+    response read SD, though the same node left out of the baseline SEG read PD (a new lesion)."""
     from test_followup_merge_split import ball
     from test_followup_merge_split import compare as compare_balls
 
@@ -369,8 +373,8 @@ def test_a_normal_node_grown_past_10_mm_is_a_new_lesion_with_eortcs_caveat():
     small = result.row_for(baseline_id=next(r.id for r in result.baseline_nodes if r.short_axis_mm < 10))
     assert small.status == "matched" and small.recist == "new lesion (normal at baseline)"
     assert result.recist.new_lesions == (small.followup_id,) and result.recist.overall == "PD"
-    note = next(n for n in result.warnings if "under 10 mm grew" in n)
-    assert note.endswith("EORTC suggests confirming it at the next scan")
+    note = next(n for n in result.warnings if "grew from a normal baseline node" in n)
+    assert f"node(s) {small.followup_id} (" in note and note.endswith("overall PD")
 
 
 def test_a_node_split_in_two_by_its_segmentation_is_measured_as_one(pair, result):

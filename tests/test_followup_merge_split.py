@@ -144,3 +144,52 @@ def test_two_segs_on_one_ct_are_said_to_be_two_readings_not_unchanged_nodes():
     assert "two readings of one scan" in said and "unchanged by construction" not in said
     with pytest.warns(UserWarning, match="unchanged by construction"):
         compare_nodes(CT, CT.with_array(first), CT, CT.with_array(first), registration=IDENTITY)
+
+
+def test_a_normal_node_crossing_10_mm_by_a_sub_voxel_step_is_equivocal_not_pd():
+    """A 9.85 mm normal node grown by 0.1 mm of radius to 11 mm beside a stable target read overall PD.
+    EORTC FAQ "New lymph node lesions": under 15 mm and the only sign, confirm at the next assessment."""
+    from lnq_napari.followup.compare import GROWN_EQUIVOCAL
+
+    base, follow = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    base[ball((100, 60, 40), 12)] = follow[ball((100, 60, 40), 12)] = 1
+    base[ball((40, 60, 40), 4.9)] = 1
+    follow[ball((40, 60, 40), 5.0)] = 1
+    result = compare(base, follow)
+    small = result.row_for(baseline_id=next(r.id for r in result.baseline_nodes if r.short_axis_mm < 10))
+    assert small.short_axis_followup_mm >= 10.0 and small.recist == GROWN_EQUIVOCAL
+    assert (result.recist.overall, result.recist.new_lesions) == ("SD", ())
+    said = [n for n in result.warnings if "equivocal new lesion" in n]
+    assert len(said) == 1 and f"node(s) {small.followup_id} (" in said[0] and "(overall SD)" in said[0]
+    assert not any("overall PD" in n for n in result.warnings)  # the warnings agree with the response
+
+
+def test_a_normal_node_that_split_is_one_new_lesion_at_most_and_its_rows_say_so(tmp_path):
+    """A 9 mm normal node split into two 12 mm fragments counted two new lesions ("new lesions 2"), its
+    rows "normal" and "fragment"; one of 9.2 mm and 13 mm read PD with no row saying why."""
+    from lnq_napari.followup.compare import GROWN_EQUIVOCAL, GROWN_NEW
+
+    def ellipsoid(centre, axes):
+        return sum(((g * s - c) / a) ** 2 for g, s, c, a in zip((XX, YY, ZZ), SPACING, centre, axes)) <= 1
+
+    for radii, expected in (((6.0, 6.0), GROWN_EQUIVOCAL), ((4.4, 9.0), GROWN_NEW)):
+        base, follow = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+        base[ball((120, 60, 40), 12)] = follow[ball((120, 60, 40), 12)] = 1  # a target, unchanged
+        base[ellipsoid((50, 60, 40), (18, 4.2, 4.2))] = 1  # normal, short axis ~8 mm
+        for x, radius in zip((36, 64), radii):
+            follow[ball((x, 60, 40), radius)] = 1
+        result = compare(base, follow)
+        r = result.recist
+        normal = next(n.id for n in result.baseline_nodes if n.short_axis_mm < 10)
+        assert list(r.grown_from.values()) == [normal]  # once, by its largest fragment
+        assert len(r.new_lesions) + len(r.equivocal_new) == 1
+        assert result.row_for(baseline_id=normal).recist == expected  # the baseline node's row says it
+        (grown,) = r.grown_normal
+        assert expected in result.row_for(followup_id=grown).recist
+        assert (r.overall == "PD") == (expected == GROWN_NEW)
+        path = write_csv(result.rows, tmp_path / "changes.csv")
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert sum(row["recist"] == expected for row in rows) == 1  # the baseline node's row, once
+        said = [n for n in result.warnings if f"baseline node {normal} " in n and "new lesion" in n]
+        assert len(said) == 1 and said[0].count(f"baseline node {normal} ") == 1

@@ -48,7 +48,9 @@ def test_progression_needs_five_millimetres_as_well_as_twenty_percent():
 
 def test_a_new_pathological_node_is_progression_a_small_one_is_not():
     base = [node(1, 20.0)]
-    assert recist(base, [node(2, 20.0), node(3, 11.0)], {1: 2}).overall == "PD"
+    assert recist(base, [node(2, 20.0), node(3, 16.0)], {1: 2}).overall == "PD"
+    small = recist(base, [node(2, 20.0), node(3, 11.0)], {1: 2})  # 10-15 mm: equivocal, confirm next scan
+    assert (small.overall, small.new_lesions, small.equivocal_new) == ("SD", (), (3,))
     calm = recist(base, [node(2, 20.0), node(3, 8.0)], {1: 2})
     assert calm.overall == "SD" and calm.new_lesions == ()
 
@@ -111,7 +113,7 @@ def test_thresholds_allow_float_rounding_as_the_10_mm_flag_does():
     assert [r.id for r in select_targets(base)] == [1]
     followup = [node(1, 10.0 - 2e-15), node(2, 10.0 - 2e-15), node(3, 10.0 - 2e-15)]
     summary = recist(base, followup, {1: 1, 2: 2})
-    assert summary.non_targets == (2,) and summary.new_lesions == (3,)
+    assert summary.non_targets == (2,) and summary.equivocal_new == (3,)  # a new node, under 15 mm
     assert summary.target_response == "PR" and summary.non_target_response == "non-CR/non-PD"  # not CR
 
 
@@ -127,7 +129,7 @@ def test_a_target_the_follow_up_does_not_show_leaves_the_response_not_evaluable(
     assert seen.sum_change_pct is None and seen.volume_change_pct is None  # no change of part of them
     grown = recist(base, [node(12, 60.0)], {2: 12}, unassessed={1})  # 60 mm >= 50 * 1.2: PD whatever 1 is
     assert (grown.target_response, grown.overall) == ("PD", "PD")
-    new = recist(base, [node(12, 19.0), node(20, 14.0)], {2: 12}, unassessed={1})
+    new = recist(base, [node(12, 19.0), node(20, 16.0)], {2: 12}, unassessed={1})
     assert new.overall == "PD"  # a new lesion is PD whatever is not assessed
     gone = recist([node(1, 20.0), node(2, 12.0)], [node(11, 5.0)], {1: 11}, unassessed={2})
     assert (gone.target_response, gone.non_target_response, gone.overall) == ("CR", "NE", "PR")
@@ -248,3 +250,33 @@ def test_a_change_row_carries_each_scans_cut_edges_into_the_csv(tmp_path):
     with open(write_csv([row], tmp_path / "changes.csv")) as handle:
         (written,) = csv.DictReader(handle)
     assert written["cut_by_edge_baseline"] == "inferior right" and written["cut_by_edge_followup"] == ""
+
+
+def test_a_normal_node_crossing_10_mm_by_noise_is_an_equivocal_new_lesion_not_pd():
+    """9.9 -> 10.0 mm read PD at once. EORTC FAQ "New lymph node lesions": a node grown e.g. from 9 to
+    11 mm, the only sign of progression, is evaluated at the next assessment, especially under 15 mm."""
+    base, mapping = [node(1, 20.0), node(2, 9.9)], {1: 11, 2: 12}
+    noise = recist(base, [node(11, 20.0), node(12, 10.0)], mapping)
+    assert (noise.overall, noise.new_lesions, noise.equivocal_new) == ("SD", (), (12,))
+    assert noise.grown_normal == (12,)
+    for grown in (15.0, 14.9):  # 15 mm, or grown by 5 mm: unequivocal
+        sure = recist(base, [node(11, 20.0), node(12, grown)], mapping)
+        assert (sure.overall, sure.new_lesions, sure.equivocal_new) == ("PD", (12,), ())
+    assert recist(base, [node(11, 20.0), node(12, 14.8)], mapping).overall == "SD"  # +4.9 mm
+
+
+def test_a_normal_node_that_split_counts_once_by_its_largest_fragment():
+    """A 9 mm normal node split into two fragments >= 10 mm counted two new lesions."""
+    base = [node(1, 20.0), node(2, 9.0)]
+    split = recist(base, [node(11, 20.0), node(12, 16.0), node(13, 17.0)], {1: 11, 2: 12}, pieces={13: 2})
+    assert (split.new_lesions, split.grown_normal, split.grown_from) == ((13,), (13,), {13: 2})
+    small = recist(base, [node(11, 20.0), node(12, 9.2), node(13, 13.0)], {1: 11, 2: 12}, pieces={13: 2})
+    assert (small.equivocal_new, small.grown_from, small.overall) == ((13,), {13: 2}, "SD")
+
+
+def test_a_node_where_the_baseline_did_not_scan_is_a_new_lesion():
+    """RECIST 1.1 4.3.2: a lesion in an anatomical location not scanned at baseline is a new lesion."""
+    base = [node(1, 20.0)]
+    there = recist(base, [node(11, 20.0), node(15, 12.0), node(16, 8.0)], {1: 11}, unscanned={15, 16})
+    assert (there.new_lesions, there.unscanned_new, there.overall) == ((15,), (15,), "PD")
+    assert there.equivocal_new == () and there.cut_may_be_new == ()

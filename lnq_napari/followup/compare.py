@@ -11,12 +11,12 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.followup import report
 from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
-from lnq_napari.followup.recist import NEW_LESION_MM, TARGET_MM, recist
+from lnq_napari.followup.recist import recist
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import measure_ids, node_ids, reaches
+from lnq_napari.quantify import measure_ids, node_ids
 
 #: Mean distance (mm) between matched nodes after registration above which the alignment is poor.
 POOR_DISTANCE_MM = 8.0
@@ -31,8 +31,13 @@ PIECE_GAP_STEPS = 2.0
 PIECE_GAP_MM = 5.0
 
 
-#: The RECIST role of a matched normal baseline node (under 10 mm) that reached 10 mm at follow-up.
+#: The RECIST role of a matched normal baseline node (under 10 mm) that reached 10 mm at follow-up
+#: unequivocally (:func:`~lnq_napari.followup.recist.unequivocal`), and of one within measurement noise.
 GROWN_NEW = "new lesion (normal at baseline)"
+GROWN_EQUIVOCAL = "equivocal new lesion (normal at baseline): confirm at the next scan"
+#: The RECIST role of an unmatched follow-up node: equivocal, and where the baseline did not scan.
+NEW_EQUIVOCAL = "equivocal new lesion: confirm at the next scan"
+NEW_UNSCANNED = "new lesion (where the baseline did not scan)"
 
 
 class RegistrationWarning(UserWarning):
@@ -115,9 +120,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     split = {f: partner_f[w] for f, w in far_f.items() if f not in partner_f and w in partner_f}
     beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct,
                                  set(merged), set(split))
-    summary = recist(b_rows, [r for r in f_rows if r.id not in beyond_f], partner_b, organ=organ,
-                     pieces=split, merged=merged, unassessed=beyond_b,  # targets chosen at baseline
-                     nadir_sum_mm=nadir_sum_mm)
+    summary = recist(b_rows, f_rows, partner_b, organ=organ, pieces=split, merged=merged,
+                     unassessed=beyond_b,  # targets chosen at baseline
+                     nadir_sum_mm=nadir_sum_mm, unscanned=beyond_f)
     by_base = {p.baseline_id: p for p in pairs}
     # pairs whose partner coalesced or split: one node measured against a conglomerate or a fragment
     grouped = {p.baseline_id: report.COALESCED if p.followup_id in merged.values() else report.SPLIT_NODE
@@ -141,18 +146,24 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             rows.append(_beyond_row(dataclasses.replace(ChangeRow.of(row, None, role), **credit(row.id)),
                                     row.id in beyond_b, role))
         else:
-            if pair.followup_id in summary.grown_normal:  # grown past 10 mm: RECIST counts it new
-                role = GROWN_NEW
+            grew = next((f for f, b in summary.grown_from.items() if b == row.id), None)
+            if grew is not None:  # grown past 10 mm (its largest part): new, or equivocal
+                role = GROWN_NEW if grew in summary.new_lesions else GROWN_EQUIVOCAL
             rows.append(dataclasses.replace(
                 ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice),
                 relation=grouped.get(row.id, ""), **credit(row.id)))
     for row in f_rows:
         if row.id in split:  # RECIST: its node is credited its largest fragment; no new lesion
-            rows.append(dataclasses.replace(ChangeRow.of(None, row, "fragment"), status=report.SPLIT,
+            role = "fragment" if row.id not in summary.grown_from else "fragment, " + (
+                GROWN_NEW if row.id in summary.new_lesions else GROWN_EQUIVOCAL)  # its node's largest
+            rows.append(dataclasses.replace(ChangeRow.of(None, row, role), status=report.SPLIT,
                                             baseline_id=split[row.id], relation=report.SPLIT_NODE))
         elif row.id not in partner_f:
-            role = "new lesion" if row.id in summary.new_lesions else "new"
-            rows.append(_beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f))
+            role = ("new lesion" if row.id in summary.new_lesions else
+                    NEW_EQUIVOCAL if row.id in summary.equivocal_new else "new")
+            said = _beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f)
+            rows.append(dataclasses.replace(said, recist=NEW_UNSCANNED) if row.id in summary.unscanned_new
+                        else said)
     quality = _quality(registration, [p for p in pairs if p.baseline_id not in grouped])
     notes = []
     if baseline_ct.same_grid(followup_ct) and np.array_equal(baseline_ct.array, followup_ct.array):
@@ -188,38 +199,45 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                      "volume, which counts all the tissue: look at the nodes before trusting either")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
-    if summary.grown_normal:  # a small node's growth turning the response PD: said, with EORTC's caveat
-        by_f = {**split, **partner_f}  # a fragment's node, a matched node's partner
-        grown = [(by_f.get(f), f_by_id[f]) for f in summary.grown_normal if f in f_by_id]
-        note = (f"baseline node(s) {', '.join(str(b) for b, _ in grown)} under 10 mm grew to "
-                f"{', '.join(f'{r.short_axis_mm:.1f}' for _, r in grown)} mm: new lesion(s) by RECIST 1.1, "
-                f"overall {summary.overall}")
-        alone = set(summary.new_lesions) == set(summary.grown_normal) and summary.target_response != "PD"
-        if alone and all(not reaches(r.short_axis_mm, TARGET_MM) for _, r in grown):
-            note += ("; under 15 mm and the only sign of progression: EORTC suggests confirming it at the "
-                     "next scan")
+    def named(ids) -> str:  # "7 (16.0 mm, baseline node 3 9.2 mm)", or "7 (12.0 mm, no baseline node)"
+        def one(f: int) -> str:
+            b = summary.grown_from.get(f)
+            was = "no baseline node" if b is None else \
+                f"baseline node {b} {next(r.short_axis_mm for r in b_rows if r.id == b):.1f} mm"
+            return f"{f} ({f_by_id[f].short_axis_mm:.1f} mm, {was})"
+        return ", ".join(one(f) for f in ids if f in f_by_id)
+
+    grown_new = [f for f in summary.grown_normal if f in summary.new_lesions]
+    if grown_new:  # a small node's growth turning the response PD: said
+        note = (f"follow-up node(s) {named(grown_new)} grew from a normal baseline node (under 10 mm) to "
+                "15 mm or by 5 mm or more: new lesion(s) by RECIST 1.1, overall PD")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
+    if summary.equivocal_new:  # RECIST 1.1 4.3.2 and EORTC's FAQ: confirm at the next scan
+        note = (f"equivocal new lesion(s): follow-up node(s) {named(summary.equivocal_new)} reached 10 mm "
+                "but under 15 mm and by under 5 mm, within measurement noise: not counted as PD (overall "
+                f"{summary.overall}); confirm at the next scan, PD then dated to this one")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response
         note = (f"{len(beyond_b)} baseline and {len(beyond_f)} follow-up node(s) lie beyond the other scan's "
-                "field of view: not evaluable, so not counted as vanished or new")
+                "field of view: not evaluable, so not counted as vanished or new"
+                + (" unless 10 mm or more where the baseline did not scan" if beyond_f else ""))
         unseen = summary.unassessed_targets
         if unseen:  # RECIST 1.1: a target not assessed leaves the response NE, unless the rest shows PD
             note += (f"; baseline target(s) {', '.join(map(str, sorted(unseen)))} not assessed at follow-up: "
                      f"RECIST target response {summary.target_response}" + (
                          "" if summary.target_response == "PD" else " (not all targets assessed; PD only "
                          "when the assessed ones alone grow enough)"))
-        elif summary.unassessed_non_targets:
+        if summary.unassessed_non_targets:
             note += (f"; non-target(s) {', '.join(map(str, summary.unassessed_non_targets))} not assessed "
                      f"(non-targets not all evaluated: {summary.non_target_response})")
-        else:
+        if not (unseen or summary.unassessed_non_targets or summary.unscanned_new):
             note += " nor in RECIST"
-        unscanned = sorted(r.id for r in f_rows if r.id in beyond_f
-                           and reaches(r.short_axis_mm, NEW_LESION_MM))
-        if unscanned and summary.overall != "PD":  # RECIST 1.1 4.3.2; left to a reader, but said
-            note += (f"; follow-up node(s) {', '.join(map(str, unscanned))} (short axis >= 10 mm) lie where "
-                     f"the baseline did not scan: RECIST 1.1 counts a lesion there as new (PD), not this "
-                     f"{summary.overall}; a reader's call")
+        if summary.unscanned_new:  # RECIST 1.1 4.3.2
+            note += (f"; follow-up node(s) {', '.join(map(str, summary.unscanned_new))} (short axis >= 10 "
+                     "mm) lie where the baseline did not scan: new lesion(s) by RECIST 1.1 (a lesion in a "
+                     "place not scanned at baseline is new), overall PD; check the two fields of view")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.cut_note():  # a lower bound read as a size: the response may be another

@@ -8,8 +8,14 @@ one organ (``organ="nodes"``, the default; ``organ="side"`` counts right, left a
 Target response from the sum of the targets' short axes: CR when every target is under 10 mm; PD when
 the sum grows by >= 20 % and >= 5 mm over the nadir (the smallest sum on study: the baseline's, or a scan's
 between, ``nadir_sum_mm``); PR when it falls by >= 30 % from baseline; else SD. A new node of short
-axis >= 10 mm is a new lesion (PD), as is a normal baseline node grown to 10 mm or more (EORTC: it meets
-the criteria of a malignant node; said, since under 15 mm it is best confirmed at the next scan).
+axis >= 10 mm, or a normal baseline node grown to 10 mm or more (EORTC: it meets the criteria of a malignant
+node), is a new lesion (PD) only when unequivocal (RECIST 1.1 4.3.2): short axis >= 15 mm, or grown by
+>= 5 mm (RECIST's absolute PD step) from its baseline short axis. Under both it is an *equivocal* new lesion
+(EORTC FAQ "New lymph node lesions": a node grown e.g. from 9 to 11 mm, the only sign of progression,
+"be evaluated at the next response assessment, especially when ... < 15 mm"): not PD, said, and PD dated
+to this scan if the next confirms it. A node >= 10 mm where the baseline did not scan is new (RECIST 1.1
+4.3.2: "a lesion identified ... in an anatomical location that was not scanned at baseline is considered a
+new lesion"). A normal node that split counts once (its largest fragment).
 Non-targets are CR when all are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a
 reader's call, not made here). A node not found at follow-up
 counts 0 mm. Nodes that coalesced into one follow-up node: the coalesced node's measurement goes to the
@@ -93,8 +99,16 @@ class RecistSummary:
     #: response is NE unless the assessed ones reach PD; the non-targets are "not all evaluated"
     unassessed_targets: tuple[int, ...] = ()
     unassessed_non_targets: tuple[int, ...] = ()
-    #: follow-up nodes among ``new_lesions`` that a normal baseline node (under 10 mm) grew into
+    #: follow-up nodes that a normal baseline node (under 10 mm) grew into (>= 10 mm; its largest part, one
+    #: per baseline node), in ``new_lesions`` or ``equivocal_new``
     grown_normal: tuple[int, ...] = ()
+    #: {follow-up id of ``grown_normal``: the baseline id of the normal node it grew from}
+    grown_from: dict[int, int] = field(default_factory=dict)
+    #: follow-up nodes >= 10 mm new or grown from a normal node but under 15 mm and grown by under 5 mm:
+    #: equivocal new lesions (not PD; PD dated to this scan if the next scan confirms them)
+    equivocal_new: tuple[int, ...] = ()
+    #: follow-up nodes among ``new_lesions`` that lie where the baseline did not scan
+    unscanned_new: tuple[int, ...] = ()
     #: the smallest sum of the targets' short axes on study before this scan when a scan between gave one
     #: below the baseline's (PD is measured from it); None when the baseline's sum is the nadir
     nadir_sum_mm: float | None = None
@@ -166,6 +180,14 @@ def _overall(target: str, non_target: str, new: bool, has_targets: bool = False,
     return target
 
 
+def unequivocal(row: NodeRow, before: NodeRow | None = None) -> bool:
+    """Whether a follow-up node >= 10 mm, new or grown from the normal baseline node ``before``, is an
+    unequivocal new lesion: short axis >= 15 mm (EORTC FAQ: confirm "especially when ... < 15 mm"), or grown
+    by >= 5 mm (RECIST's absolute PD step, beyond measurement noise) from ``before``'s short axis."""
+    return reaches(row.short_axis_mm, TARGET_MM) or (
+        before is not None and reaches(row.short_axis_mm - before.short_axis_mm, PD_ABSOLUTE_MM))
+
+
 def _change(base: float, follow: float) -> float | None:
     return 100.0 * (follow - base) / base if base > 0 else None
 
@@ -185,7 +207,7 @@ def _owners(baseline: Sequence[NodeRow], matches: dict[int, int], merged: dict[i
 def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: dict[int, int],
            organ: str = "nodes", pieces: dict[int, int] | None = None,
            merged: dict[int, int] | None = None, unassessed: Collection[int] = (),
-           nadir_sum_mm: float | None = None) -> RecistSummary:
+           nadir_sum_mm: float | None = None, unscanned: Collection[int] = ()) -> RecistSummary:
     """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids,
     ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (the node is
     credited its largest fragment's short axis and all fragments' volume; no fragment is a new lesion),
@@ -194,7 +216,9 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     non-target before normal, then the larger; the others count 0 mm. ``unassessed``: baseline ids the
     follow-up does not show (beyond its field of view): still chosen as targets, not counted 0 mm, and a
     target among them makes the target response NE unless the others reach PD. ``nadir_sum_mm``: the
-    targets' smallest sum at a scan between (of these targets), PD measured from it when below baseline."""
+    targets' smallest sum at a scan between (of these targets), PD measured from it when below baseline.
+    ``unscanned``: follow-up ids (in ``followup``) that lie where the baseline did not scan: new lesions
+    when >= 10 mm, else not counted."""
     after = {row.id: row for row in followup}
     pieces = pieces or {}
     targets = select_targets(baseline, organ)
@@ -219,13 +243,23 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     def volume(row: NodeRow) -> float:
         return float(sum(p.volume_cm3 for p in parts(row)))
 
-    matched = set(matches.values()) | set(pieces)
-    # a normal node (under 10 mm) that reaches 10 mm has met the criteria of a malignant node (EORTC): new,
-    # as it is when the baseline segmentation left the small node out
-    grown = {p.id for r in baseline if r.id not in target_ids and r.id not in non_target_ids
-             for p in parts(r) if reaches(p.short_axis_mm, NEW_LESION_MM)}
-    new = tuple(r.id for r in followup if (r.id not in matched or r.id in grown)
-                and reaches(r.short_axis_mm, NEW_LESION_MM))
+    unscanned = set(unscanned)
+    matched = set(matches.values()) | set(pieces) | unscanned
+    # a normal node (under 10 mm) that reaches 10 mm has met the criteria of a malignant node (EORTC), as
+    # one the baseline segmentation left out; judged as a node is, by its largest part: one per node
+    grown_from: dict[int, int] = {}
+    for r in baseline:
+        largest = max(parts(r), key=lambda p: p.short_axis_mm, default=None)
+        if r.id not in target_ids and r.id not in non_target_ids and largest is not None \
+                and reaches(largest.short_axis_mm, NEW_LESION_MM):
+            grown_from[largest.id] = r.id
+    by_id = {r.id: r for r in baseline}
+    candidates = [r for r in followup if (r.id not in matched or r.id in grown_from)
+                  and reaches(r.short_axis_mm, NEW_LESION_MM)]
+    sure = {c.id for c in candidates if unequivocal(c, by_id.get(grown_from.get(c.id, -1)))}
+    new = tuple(r.id for r in followup if r.id in sure  # RECIST 1.1 4.3.2: where the baseline did not scan
+                or r.id in unscanned and reaches(r.short_axis_mm, NEW_LESION_MM))
+    equivocal = tuple(r.id for r in candidates if r.id not in new)
     unassessed = set(unassessed)
     missing = tuple(r.id for r in targets if r.id in unassessed)
     missing_non = tuple(r.id for r in non_targets if r.id in unassessed)
@@ -256,7 +290,7 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         by_volume = "SD"
     counted = [*targets, *non_targets]
     cut_followup = {p.id for r in counted for p in parts(r) if p.cut_by_edge}
-    cut_followup |= {r.id for r in followup if r.id in new and r.cut_by_edge}
+    cut_followup |= {r.id for r in followup if (r.id in new or r.id in equivocal) and r.cut_by_edge}
     return RecistSummary(
         targets=tuple(r.id for r in targets), non_targets=tuple(r.id for r in non_targets), new_lesions=new,
         baseline_sum_mm=base_sum, followup_sum_mm=follow_sum,  # a change of part of the targets is none
@@ -272,7 +306,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         cut_may_be_target=tuple(sorted(r.id for r in baseline if r.cut_by_edge and r.id not in target_ids
                                        and r.id not in non_target_ids)),  # a cut non-target: in cut_baseline
         cut_may_be_new=tuple(sorted(r.id for r in followup if r.cut_by_edge and r.id not in matched
-                                    and r.id not in new)),
+                                    and r.id not in new and r.id not in equivocal)),
         unassessed_targets=missing, unassessed_non_targets=missing_non, nadir_sum_mm=nadir,
-        grown_normal=tuple(sorted(grown)),
+        grown_normal=tuple(sorted(grown_from)), grown_from=grown_from, equivocal_new=equivocal,
+        unscanned_new=tuple(i for i in new if i in unscanned),
     )

@@ -50,8 +50,9 @@ class ChangeRow:
     centroid_followup_mm: tuple[float, float, float] | None  # LPS, in the follow-up scan
     distance_mm: float | None  # matched: baseline centroid carried into the follow-up vs its centroid
     dice: float | None  # matched: overlap after registration
-    # baseline role: target, non-target, normal; follow-up only: new lesion, new, fragment; beyond the
-    # other scan: not evaluable
+    # baseline role: target, non-target, normal, or a normal node grown new (or equivocal new); follow-up
+    # only: new lesion, equivocal new lesion, new, fragment; beyond the other scan: not evaluable, or a new
+    # lesion where the baseline did not scan
     recist: str
     relation: str = ""  # COALESCED or SPLIT_NODE for the rows of a coalescence or a split; else ""
     # the follow-up short axis RECIST credits to the baseline node (see RecistSummary.credited_mm): the
