@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +40,7 @@ from lnq_napari.followup.identity import (
     patient_id,
     source_fields,
 )
+from lnq_napari.followup.nadir import ScanCredits, scan_credits
 from lnq_napari.followup.recist import check_organ
 from lnq_napari.followup.register import Registration
 from lnq_napari.followup.report import CSV_COLUMNS as CHANGE_COLUMNS
@@ -335,7 +336,7 @@ def compare(
     csv_path: str | Path | None = None, model: str | Path | Predictor | None = None, device: str = "auto",
     organ: str = "nodes", progress: Progress = None, cancel: Cancel = None,
     registration: Registration | None = None, seg_by_model: tuple[bool, bool] = (False, False),
-    nadir_sum_mm: float | None = None,
+    nadir_sum_mm: float | None = None, nadir_scans: Sequence[ScanCredits] = (),
 ) -> CompareResult:
     """Which nodes grew, shrank, appeared or vanished between a baseline and a follow-up CT.
 
@@ -349,7 +350,8 @@ def compare(
     run again. A SEG may be a :func:`find_nodes` result (its nodes the model's). ``seg_by_model``: whether
     each given SEG is the model's stored prediction rather than a reader's; one scan's nodes a reader's and
     the other's the model's warns. ``nadir_sum_mm``: the baseline targets' smallest sum at a scan between
-    (RECIST measures PD from it).
+    (RECIST measures PD from it); ``nadir_scans``: scans between's credits to the baseline nodes
+    (:func:`~lnq_napari.followup.nadir.scan_credits`), summed over this comparison's targets for the nadir.
     """
     check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg),
                      starts=",".join(CHANGE_COLUMNS[:3]))
@@ -403,7 +405,7 @@ def compare(
         warnings.warn(notes[-1], UserWarning, stacklevel=2)
     result = compare_nodes(cts[0], segs[0], cts[1], segs[1], organ=organ,
                            progress=lambda f, m="": step(0.8 + 0.2 * f, m), registration=registration,
-                           nadir_sum_mm=nadir_sum_mm)
+                           nadir_sum_mm=nadir_sum_mm, nadir_scans=nadir_scans)
     result.warnings[:0] = notes
     result.sources = (origins[0], origins[1])
     if csv_path is not None:
@@ -480,11 +482,15 @@ def compare_time_points(
     """:func:`compare` of a workspace patient's first and last time points. Each scan's nodes are its
     newest correction, else autosave, else prediction (an original partial annotation marks only some
     nodes), else the model's. Scans between are compared with the first too: RECIST 1.1 measures
-    progression from the nadir, the targets' smallest sum on study (said in a warning when below the
-    baseline's; a scan between that cannot be compared is said too)."""
+    progression from the nadir, the smallest sum of the same targets on study
+    (:mod:`lnq_napari.followup.nadir`; said in a warning when below the baseline's; a scan between that
+    cannot be compared or is poorly registered is said too), and a scan between that read PD, PR or CR is
+    named (each compared with the first; not a best overall response)."""
     ws = _open(workspace)
-    first, last = first_and_last_scans(ws, patient)
     points = ws.time_points(patient)
+    if len(points) < 2:
+        first_and_last_scans(ws, patient)  # its one-line error
+    first, last = points[0], points[-1]
     step = progress or (lambda fraction, message="": None)
     share = len(points) - 1  # one comparison each: the scans between, then the last
 
@@ -493,9 +499,10 @@ def compare_time_points(
         return found, None if found is None else ws.read_labels(point.case, found["version"])
 
     first_found, first_seg = nodes_of(first)
-    nadir, notes = None, []
+    scans, responses, notes = [], [], []
     for k, point in enumerate(points[1:-1]):
         found, seg = nodes_of(point)
+        label = f"{point.case} ({point.timepoint})"
         by_model = (first_found is not None and first_found["source"] == "prediction",
                     found is not None and found["source"] == "prediction")
         try:
@@ -505,38 +512,54 @@ def compare_time_points(
                                   model=model, device=device, cancel=cancel, seg_by_model=by_model,
                                   progress=lambda f, m="", k=k: step((k + f) / share, m))
         except LNQError as exc:
-            notes.append(f"scan {point.case} ({point.timepoint}) between the two could not be compared "
-                         f"({exc}): RECIST measures PD from the smallest sum on study, which it may hold")
+            notes.append(f"scan {label} between the two could not be compared ({exc}): RECIST measures PD "
+                         "from the smallest sum on study, which it may hold")
             warnings.warn(notes[-1], UserWarning, stacklevel=2)
             continue
         if between.quality.poor:  # its sums may pair the wrong nodes
-            notes.append(f"scan {point.case} ({point.timepoint}) between the two is poorly registered to the "
-                         "first, so its sum is not taken as the nadir RECIST measures PD from; check it by "
-                         "eye")
+            notes.append(f"scan {label} between the two is poorly registered to the first, so its sum is not "
+                         "taken as the nadir RECIST measures PD from; check it by eye")
             warnings.warn(notes[-1], UserWarning, stacklevel=2)
             continue
-        r = between.recist
-        if r.targets and r.target_response != "NE" and (nadir is None or r.followup_sum_mm < nadir[0]):
-            nadir = (r.followup_sum_mm, point)
-    shown = [first_found, nodes_of(last)[0]]
-    segs = [first_seg, None if shown[1] is None else ws.read_labels(last.case, shown[1]["version"])]
-    by_model = tuple(p is not None and p["source"] == "prediction" for p in shown)
-    result = compare(ws.ct_path(first.case), ws.ct_path(last.case), segs[0], segs[1], csv_path=csv_path,
-                     model=model, device=device, cancel=cancel, seg_by_model=by_model,
-                     nadir_sum_mm=None if nadir is None else nadir[0],
+        scans.append(scan_credits(between, label))
+        responses.append((label, between.recist.overall))
+    last_found, last_seg = nodes_of(last)
+    by_model = tuple(p is not None and p["source"] == "prediction" for p in (first_found, last_found))
+    result = compare(ws.ct_path(first.case), ws.ct_path(last.case), first_seg, last_seg, csv_path=csv_path,
+                     model=model, device=device, cancel=cancel, seg_by_model=by_model, nadir_scans=scans,
                      progress=lambda f, m="": step((share - 1 + f) / share, m))
-    low = result.recist.nadir_sum_mm
-    if low is not None:  # the scan between whose sum PD is measured from
-        r = result.recist
-        notes.append(f"RECIST measures progression from the targets' smallest sum on study: {low:.1f} mm at "
-                     f"{nadir[1].case} ({nadir[1].timepoint}), below the baseline's "
-                     f"{r.baseline_sum_mm:.1f} mm; this scan's {r.followup_sum_mm:.1f} mm reads "
-                     f"{r.target_response}")
-        warnings.warn(notes[-1], UserWarning, stacklevel=2)
+    said = _earlier_responses(responses, result, f"{points[-2].case} ({points[-2].timepoint})")
+    if said:
+        notes.append(said)
+        warnings.warn(said, UserWarning, stacklevel=2)
     result.warnings[:0] = notes
-    result.sources = tuple(f"{t.case} {p['source']} {p['version']}" if p else f"{t.case} {said}"
-                           for t, p, said in zip((first, last), shown, result.sources))
+    result.sources = tuple(f"{t.case} {p['source']} {p['version']}" if p else f"{t.case} {origin}"
+                           for t, p, origin in zip((first, last), (first_found, last_found), result.sources))
     return result
+
+
+def _earlier_responses(responses: list[tuple[str, str]], result: CompareResult, previous: str) -> str:
+    """A warning naming the scans between that read PD, PR or CR (each compared with the first), and what
+    RECIST makes of them for the last scan (``previous``: the scan just before it); "" when none did. Not
+    a best overall response: that needs the trial's confirmation rules."""
+    named = [(label, overall) for label, overall in responses if overall in ("PD", "PR", "CR")]
+    if not named:
+        return ""
+    r = result.recist
+    said = (f"scan(s) between read {', '.join(f'{label} {overall}' for label, overall in named)} (each "
+            f"compared with the first); the last reads {r.overall}")
+    if any(overall == "PD" for _, overall in named):
+        said += ("; RECIST 1.1: progression at an earlier scan ends the response (best overall response "
+                 "stops at the first PD), whatever the last reads")
+    back = [t for t in r.targets if r.credited_mm.get(t, 0.0) >= 10.0]
+    label, overall = responses[-1]
+    if overall == "CR" and label == previous and back and r.overall != "PD":  # the assessment before
+        said += (f"; target node(s) {', '.join(map(str, back))} are 10 mm or more again after the CR at "
+                 f"{label}: EORTC (RECIST FAQ 'Abnormal lymph node') counts a reappearance after a "
+                 "definitive (confirmed) CR as PD, else PR may fit both scans")
+    if any(overall == "PR" for _, overall in named) and r.overall in ("SD", "NE"):
+        said += "; a PR between (if confirmed) stays the best overall response"
+    return said
 
 
 def _read_seg(seg: str | Path, ct: Volume | None = None, scored: bool = False) -> Volume:

@@ -193,3 +193,38 @@ def test_a_normal_node_that_split_is_one_new_lesion_at_most_and_its_rows_say_so(
         assert sum(row["recist"] == expected for row in rows) == 1  # the baseline node's row, once
         said = [n for n in result.warnings if f"baseline node {normal} " in n and "new lesion" in n]
         assert len(said) == 1 and said[0].count(f"baseline node {normal} ") == 1
+
+
+def test_the_nadir_sums_the_last_comparisons_targets_at_each_scan_between():
+    """A target whose baseline SEG left out one slice: the comparison with a scan between did not join its
+    two pieces (targets: the two halves, one "vanished"), so its 15 mm sum was taken as the nadir and the
+    last scan, where the pieces are joined, read PD; with the node whole there the nadir is ~36 mm: SD."""
+    from lnq_napari.followup.nadir import scan_credits
+
+    def run(base, follow, **kwargs):
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
+            result = compare_nodes(CT, CT.with_array(base), CT2, CT2.with_array(follow),
+                                   registration=IDENTITY, **kwargs)
+        return result, [str(w.message) for w in heard]
+
+    base = np.zeros(SHAPE, np.uint8)
+    base[ball((100, 60, 40), 12)] = 1
+    base[ZZ == 20] = 0  # a slice left out of target 1: two pieces of one node
+    base[ball((40, 60, 40), 10)] = 1  # target 2
+    between = np.zeros(SHAPE, np.uint8)  # node 1 shrank, in its upper half
+    between[ball((100, 60, 48), 7)] = 1
+    between[ball((40, 60, 40), 10)] = 1
+    last = np.zeros(SHAPE, np.uint8)
+    last[ball((100, 60, 40), 9)] = 1
+    last[ball((40, 60, 40), 10)] = 1
+    whole = base.copy()
+    whole[ball((100, 60, 40), 12)] = 1
+    truth = run(whole, between)[0].recist.followup_sum_mm  # the same targets, the node measured whole
+    result, heard = run(base, last, nadir_scans=[scan_credits(run(base, between)[0], "s1 (t1)")])
+    r = result.recist
+    assert r.nadir_sum_mm == pytest.approx(truth, abs=0.5) and r.nadir_scan == "s1 (t1)"
+    assert (r.target_response, r.overall) == ("SD", "SD")
+    said = [n for n in heard if "smallest sum on study" in n]
+    assert said == [n for n in result.warnings if "smallest sum on study" in n] and len(said) == 1
+    assert f"{r.nadir_sum_mm:.1f} mm at s1 (t1)" in said[0] and "% from it) reads SD" in said[0]

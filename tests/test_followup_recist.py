@@ -280,3 +280,15 @@ def test_a_node_where_the_baseline_did_not_scan_is_a_new_lesion():
     there = recist(base, [node(11, 20.0), node(15, 12.0), node(16, 8.0)], {1: 11}, unscanned={15, 16})
     assert (there.new_lesions, there.unscanned_new, there.overall) == ((15,), (15,), "PD")
     assert there.equivocal_new == () and there.cut_may_be_new == ()
+
+
+def test_a_scan_between_that_does_not_assess_every_target_gives_no_nadir():
+    """RECIST 1.1: a sum is evaluable only when every target is assessed; a partial sum is no nadir."""
+    from lnq_napari.followup.nadir import ScanCredits, nadir_of
+
+    pieces = {1: [1, 3], 2: [2]}  # target 1 measured from baseline pieces 1 and 3
+    seen = ScanCredits("a (t1)", {1: 14.0, 2: 20.0, 3: 0.0})  # pieces apart there: the larger credit
+    joined = ScanCredits("b (t2)", {1: 16.0, 2: 19.0}, join={3: 1})
+    part = ScanCredits("c (t3)", {1: 2.0, 2: 3.0, 3: 1.0}, unassessed=frozenset({3}))
+    assert nadir_of([seen, joined, part], pieces) == ((34.0, "a (t1)"), ["c (t3)"])
+    assert nadir_of([part], pieces) == (None, ["c (t3)"])

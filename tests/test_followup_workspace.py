@@ -223,3 +223,24 @@ def test_a_poorly_registered_scan_between_gives_no_nadir(three_scans, monkeypatc
     with pytest.warns(UserWarning, match=said):
         result = api.compare_time_points(ws, "P1")
     assert result.recist.nadir_sum_mm is None and result.recist.target_response == "SD"
+
+
+def test_a_scan_between_that_read_pd_or_cr_is_named_for_the_last():
+    """Only the scans between's sums were kept: a PD between went unsaid, and a target back to 10 mm after
+    a CR just before read PR (EORTC FAQ "Abnormal lymph node": PD after a definitive CR)."""
+    from types import SimpleNamespace
+
+    from test_followup_recist import node
+
+    from lnq_napari.api import _earlier_responses
+    from lnq_napari.followup.recist import recist
+
+    last = SimpleNamespace(recist=recist([node(1, 20.0), node(2, 20.0)], [node(11, 10.0), node(12, 7.0)],
+                                         {1: 11, 2: 12}))
+    assert last.recist.overall == "PR" and _earlier_responses([("s1 (t1)", "SD")], last, "s1 (t1)") == ""
+    said = _earlier_responses([("s1 (t1)", "PD"), ("s2 (t2)", "CR")], last, "s2 (t2)")
+    assert said.startswith("scan(s) between read s1 (t1) PD, s2 (t2) CR (each compared with the first); "
+                           "the last reads PR")
+    assert "progression at an earlier scan ends the response" in said
+    assert "target node(s) 1 are 10 mm or more again after the CR at s2 (t2)" in said
+    assert "target node(s)" not in _earlier_responses([("s2 (t2)", "CR"), ("s3", "SD")], last, "s3")

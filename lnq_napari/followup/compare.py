@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.followup import report
 from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
-from lnq_napari.followup.recist import recist
+from lnq_napari.followup.nadir import ScanCredits, nadir_of
+from lnq_napari.followup.recist import recist, select_targets
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
@@ -82,7 +83,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                   organ: str = "nodes", affine: bool = True,
                   progress: Callable[[float, str], None] | None = None,
                   registration: Registration | None = None,
-                  nadir_sum_mm: float | None = None) -> CompareResult:
+                  nadir_sum_mm: float | None = None, nadir_scans: Sequence[ScanCredits] = ()
+                  ) -> CompareResult:
     """Register the follow-up to the baseline, match their nodes and summarise the changes.
 
     Each segmentation is put on its own CT's grid (:func:`seg_on_ct`); measurements come from each
@@ -90,7 +92,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     ``registration`` (from an earlier result of the same two CTs) skips the registration: after an
     edit of either scan's nodes only measuring and matching run again.
     Warns (:class:`RegistrationWarning`) when the matched nodes lie far apart after registration.
-    ``nadir_sum_mm``: the targets' smallest sum at a scan between (RECIST measures PD from it).
+    ``nadir_sum_mm``: the targets' smallest sum at a scan between (RECIST measures PD from it);
+    ``nadir_scans``: the scans between's credits to the baseline nodes (:mod:`~lnq_napari.followup.nadir`):
+    the nadir is the smallest sum of this comparison's targets over them, each measured as here.
     """
     step = progress or (lambda fraction, message="": None)
     baseline_seg = seg_on_ct(baseline_seg, baseline_ct, followup_ct, "baseline")
@@ -120,9 +124,18 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     split = {f: partner_f[w] for f, w in far_f.items() if f not in partner_f and w in partner_f}
     beyond_b, beyond_f = _beyond(b_rows, f_rows, pairs, registration, baseline_ct, followup_ct,
                                  set(merged), set(split))
+    pieces_of = {t.id: [t.id, *(p for p, w in join_b.items() if w == t.id)]  # the same targets at each scan
+                 for t in select_targets(b_rows, organ)}
+    found, unusable = nadir_of(nadir_scans, pieces_of)
+    if found is not None and (nadir_sum_mm is None or found[0] < nadir_sum_mm):
+        nadir_sum_mm, nadir_scan = found
+    else:
+        nadir_scan = ""
     summary = recist(b_rows, f_rows, partner_b, organ=organ, pieces=split, merged=merged,
                      unassessed=beyond_b,  # targets chosen at baseline
                      nadir_sum_mm=nadir_sum_mm, unscanned=beyond_f)
+    if summary.nadir_sum_mm is not None:
+        summary = dataclasses.replace(summary, nadir_scan=nadir_scan)
     by_base = {p.baseline_id: p for p in pairs}
     # pairs whose partner coalesced or split: one node measured against a conglomerate or a fragment
     grouped = {p.baseline_id: report.COALESCED if p.followup_id in merged.values() else report.SPLIT_NODE
@@ -219,6 +232,21 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                 f"{summary.overall}); confirm at the next scan, PD then dated to this one")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
+    if summary.nadir_sum_mm is not None:  # PD measured from a scan between: said, with the change from it
+        r = summary
+        change = "" if r.nadir_sum_mm <= 0 else \
+            f" ({100.0 * (r.followup_sum_mm - r.nadir_sum_mm) / r.nadir_sum_mm:+.0f} % from it)"
+        note = (f"RECIST measures progression from the targets' smallest sum on study: "
+                f"{r.nadir_sum_mm:.1f} mm at {r.nadir_scan or 'a scan between'}, below the baseline's "
+                f"{r.baseline_sum_mm:.1f} mm; this scan's {r.followup_sum_mm:.1f} mm{change} reads "
+                f"{r.target_response}")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
+    if unusable:
+        note = (f"scan(s) {', '.join(unusable)} between do not assess every target (one lies beyond the "
+                "field of view): no nadir from them")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
     if beyond_b or beyond_f:  # a shorter scan (another field of view) is no response
         note = (f"{len(beyond_b)} baseline and {len(beyond_f)} follow-up node(s) lie beyond the other scan's "
                 "field of view: not evaluable, so not counted as vanished or new"
@@ -263,7 +291,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
     step(1.0, f"{len(pairs)} matched, {sum(r.status == 'new' for r in rows)} new, "
               f"{sum(r.status == 'vanished' for r in rows)} vanished")
     return CompareResult(rows, summary, _volumes(rows, set(grouped)), quality, b_rows, f_rows, before, after,
-                         registration, notes)
+                         registration, notes, baseline_join=join_b)
 
 
 def _joined(labels: Volume, join: dict[int, int]) -> Volume:

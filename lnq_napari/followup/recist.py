@@ -112,6 +112,8 @@ class RecistSummary:
     #: the smallest sum of the targets' short axes on study before this scan when a scan between gave one
     #: below the baseline's (PD is measured from it); None when the baseline's sum is the nadir
     nadir_sum_mm: float | None = None
+    #: the scan between that gave ``nadir_sum_mm`` ("case (timepoint)"), when known
+    nadir_scan: str = ""
 
     def cut_note(self) -> str:
         """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (measured on what is

@@ -170,6 +170,9 @@ class CompareResult:
     registration: Registration
     warnings: list[str] = field(default_factory=list)
     sources: tuple[str, str] = ("", "")  # where each scan's nodes came from (a SEG, a version, a model)
+    #: {baseline piece id: the baseline id it was joined into and measured with} (a segmentation's pieces
+    #: of one node that a follow-up node overlaps both of)
+    baseline_join: dict[int, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # a summary; the rows are in ``rows`` (a notebook cell's last line)
         counts = {status: sum(r.status == status for r in self.rows) for status in dict.fromkeys(
