@@ -150,7 +150,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     r, v, q = result.recist, result.volume, result.quality
     change = _pct(r.sum_change_pct)
     print(f"RECIST 1.1: {len(r.targets)} target node(s), sum of short axes {r.baseline_sum_mm:.1f} -> "
-          f"{r.followup_sum_mm:.1f} mm ({change}); targets {r.target_response}, non-targets "
+          f"{r.followup_sum_mm:.1f} mm ({change}){r.nadir_note()}; targets {r.target_response}, non-targets "
           f"{r.non_target_response}, new lesions {len(r.new_lesions)}"
           + (f" ({len(r.equivocal_new)} equivocal: confirm at the next scan)" if r.equivocal_new else "")
           + f"; overall {r.overall}")

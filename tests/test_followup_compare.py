@@ -620,3 +620,4 @@ def test_api_compare_takes_find_nodes_results_as_the_model_s_nodes(pair, result)
     with pytest.warns(UserWarning, match="only the follow-up scan's nodes are a reader's"):
         api.compare(pair.baseline.ct, pair.followup.ct, found(pair.baseline), truth_labels(pair.followup),
                     registration=compared.registration)
+

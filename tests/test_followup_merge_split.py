@@ -228,3 +228,23 @@ def test_the_nadir_sums_the_last_comparisons_targets_at_each_scan_between():
     said = [n for n in heard if "smallest sum on study" in n]
     assert said == [n for n in result.warnings if "smallest sum on study" in n] and len(said) == 1
     assert f"{r.nadir_sum_mm:.1f} mm at s1 (t1)" in said[0] and "% from it) reads SD" in said[0]
+
+
+def test_non_targets_not_assessed_are_named_when_a_target_is_not_either():
+    """A target and a non-target beyond a follow-up that stops short: only the target was named."""
+    base = np.zeros(SHAPE, np.uint8)
+    base[ball((40, 60, 40), 10)] = 1  # a target, seen at follow-up
+    base[ball((110, 60, 40), 12)] = 1  # a target beyond it
+    base[ball((140, 60, 40), 6)] = 1  # a non-target (12 mm) beyond it
+    follow = np.zeros(SHAPE, np.uint8)
+    follow[ball((40, 60, 40), 10)] = 1
+    short = Volume(np.ones((40, 120, 80), np.int16), SPACING, (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compare_nodes(CT, CT.with_array(base), short, short.with_array(follow[:, :, :80].copy()),
+                               registration=IDENTITY)
+    r = result.recist
+    assert r.unassessed_targets and r.unassessed_non_targets
+    note = next(n for n in result.warnings if "beyond the other scan's field of view" in n)
+    assert "not assessed at follow-up" in note
+    assert f"non-target(s) {', '.join(map(str, r.unassessed_non_targets))} not assessed" in note

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -244,3 +246,13 @@ def test_a_scan_between_that_read_pd_or_cr_is_named_for_the_last():
     assert "progression at an earlier scan ends the response" in said
     assert "target node(s) 1 are 10 mm or more again after the CR at s2 (t2)" in said
     assert "target node(s)" not in _earlier_responses([("s2 (t2)", "CR"), ("s3", "SD")], last, "s3")
+
+
+def test_the_summary_line_gives_the_change_from_the_nadir_when_pd_is_measured_from_it(three_scans, capsys):
+    """The summary printed "sum 47.9 -> 50.8 mm (+6 %); targets PD": PD from a nadir it did not show."""
+    ws, cases = three_scans
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["compare", "--workspace", str(ws.root), "--patient", "P1"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("RECIST 1.1:"))
+    assert re.search(r"\(\+[\d.]+ %\); nadir 41\.0 mm \(\+2\d %\); targets PD", line), line

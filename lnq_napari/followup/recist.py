@@ -115,6 +115,14 @@ class RecistSummary:
     #: the scan between that gave ``nadir_sum_mm`` ("case (timepoint)"), when known
     nadir_scan: str = ""
 
+    def nadir_note(self) -> str:
+        """``"; nadir 41.0 mm (+24 %)"`` when PD is measured from a scan between's smaller sum; else ""."""
+        low = self.nadir_sum_mm
+        if low is None:
+            return ""
+        change = f" ({100.0 * (self.followup_sum_mm - low) / low:+.0f} %)" if low > 0 else ""
+        return f"; nadir {low:.1f} mm{change}"
+
     def cut_note(self) -> str:
         """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (measured on what is
         visible)"``, then ``"node(s) cut by the image edge may change it: baseline 4 (a target if 15 mm or

@@ -298,11 +298,12 @@ class CompareWidget(QWidget):
         self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
         s, v, q = result.recist, result.volume, result.quality
-        sums = f"{s.baseline_sum_mm:.1f} -> {s.followup_sum_mm:.1f} mm"
+        sums = f"{s.baseline_sum_mm:.1f} -> {s.followup_sum_mm:.1f} mm{s.nadir_note()}"
         total = "" if v.change_pct is None else f" ({v.change_pct:+.0f} %)"
         mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
         self.summary.setText(
-            f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions); "
+            f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions"
+            f"{f', {len(s.equivocal_new)} equivocal' if s.equivocal_new else ''}); "
             f"by volume {s.volume_response}. {v.n_matched} matched, {v.n_new} new, "
             f"{v.n_vanished} vanished{v.pieces()}; "
             f"all nodes {v.baseline_total_cm3:.1f} -> {v.followup_total_cm3:.1f} cm3{total}. "
