@@ -557,8 +557,9 @@ def _earlier_responses(responses: list[tuple[str, str]], result: CompareResult, 
         said += (f"; target node(s) {', '.join(map(str, back))} are 10 mm or more again after the CR at "
                  f"{label}: EORTC (RECIST FAQ 'Abnormal lymph node') counts a reappearance after a "
                  "definitive (confirmed) CR as PD, else PR may fit both scans")
-    if any(overall == "PR" for _, overall in named) and r.overall in ("SD", "NE"):
-        said += "; a PR between (if confirmed) stays the best overall response"
+    if any(overall == "PR" for _, overall in named) and r.overall == "SD":
+        said += ("; EORTC (RECIST 1.1 clarifications): a confirmed PR continues until the criteria for PD "
+                 "are met, so this SD is a continuing PR if that PR was confirmed")
     return said
 
 

@@ -246,6 +246,8 @@ def test_a_scan_between_that_read_pd_or_cr_is_named_for_the_last():
     assert "progression at an earlier scan ends the response" in said
     assert "target node(s) 1 are 10 mm or more again after the CR at s2 (t2)" in said
     assert "target node(s)" not in _earlier_responses([("s2 (t2)", "CR"), ("s3", "SD")], last, "s3")
+    sd = SimpleNamespace(recist=recist([node(1, 20.0)], [node(11, 18.0)], {1: 11}))
+    assert "SD is a continuing PR if that PR was confirmed" in _earlier_responses([("s1", "PR")], sd, "s1")
 
 
 def test_the_summary_line_gives_the_change_from_the_nadir_when_pd_is_measured_from_it(three_scans, capsys):
