@@ -228,8 +228,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         notes.append(note)
     if summary.equivocal_new:  # RECIST 1.1 4.3.2 and EORTC's FAQ: confirm at the next scan
         note = (f"equivocal new lesion(s): follow-up node(s) {named(summary.equivocal_new)} reached 10 mm "
-                "but under 15 mm and by under 5 mm, within measurement noise: not counted as PD (overall "
-                f"{summary.overall}); confirm at the next scan, PD then dated to this one")
+                "but stay under 15 mm and did not grow by 5 mm from a baseline node (a change within "
+                f"measurement noise is no proof): not counted as PD (overall {summary.overall}); confirm at "
+                "the next scan, PD then dated to this one")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.nadir_sum_mm is not None:  # PD measured from a scan between: said, with the change from it
