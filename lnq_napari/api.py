@@ -365,7 +365,7 @@ def compare(
         except LNQError as exc:  # not "the scans do not overlap": another exporter's stored values
             raise LNQError(str(exc).replace("the CT", f"the {which} CT", 1)) from None
     notes = []
-    sources = [None if isinstance(src, Volume) else src for src in (baseline, followup)]
+    sources = [src if isinstance(src, (str, os.PathLike)) else None for src in (baseline, followup)]  # a file
     ids = [patient_id(ct, src) for ct, src in zip(cts, sources)]
     if ids[0] and ids[1] and ids[0] != ids[1]:
         notes.append(f"the scans belong to different patients (PatientID {ids[0]} vs {ids[1]}); "

@@ -130,3 +130,15 @@ def test_a_find_nodes_result_is_taken_as_its_labels(tmp_path):
                                        r"lnq_napari.Volume\); for a CT in memory use find_nodes\(ct\)"):
         api.predict(labels, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_takes_simpleitk_cts():
+    """``api.compare(sitk_ct, sitk_ct, seg, seg)`` raised a raw TypeError (the image read as a path)."""
+    from lnq_napari.phantom import make_case
+
+    case = make_case(3, shape=(24, 96, 96), spacing=(3.4, 3.4, 8.0))
+    ct, seg = case.ct.to_sitk(), case.full.to_sitk()
+    with pytest.warns(UserWarning, match="the same scan"):
+        result = api.compare(ct, ct, seg, seg)
+    assert result.sources == ("the labels given", "the labels given")
+    assert {row.status for row in result.rows} <= {"matched"}
