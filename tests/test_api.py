@@ -142,3 +142,20 @@ def test_compare_takes_simpleitk_cts():
         result = api.compare(ct, ct, seg, seg)
     assert result.sources == ("the labels given", "the labels given")
     assert {row.status for row in result.rows} <= {"matched"}
+
+
+@pytest.mark.parametrize("pixel", ["UInt8", "UInt16", "UInt32", "UInt64"])
+def test_a_simpleitk_label_map_is_taken_as_its_labels(pixel):
+    """A LabelMap (BinaryImageToLabelMap's output) aborted the process in GetArrayFromImage (a Jupyter
+    kernel died); now it is read as its label image, as labels and as a CT."""
+    import SimpleITK as sitk
+
+    labels = _labels()
+    image = sitk.Cast(labels.to_sitk(), getattr(sitk, f"sitk{pixel}"))
+    label_map = sitk.LabelImageToLabelMap(image)
+    assert label_map.GetPixelID() == getattr(sitk, f"sitkLabel{pixel}")
+    rows, summary = api.measure(label_map)
+    assert rows == api.measure(labels)[0] and summary.n_nodes == 2
+    assert np.array_equal(Volume.from_sitk(label_map).array, labels.array)
+    with pytest.warns(UserWarning):  # a label image as the CT: not HU, said as for a file
+        api.measure(labels, label_map)

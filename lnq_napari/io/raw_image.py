@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.volume import Volume, native_order
+from lnq_napari.io.volume import Volume, native_order, plain_image
 
 
 @dataclass
@@ -44,9 +44,11 @@ def not_scalar(name: str, components: int, what: str = "a colour or vector image
 
 
 def from_sitk_image(image, name: str) -> RawImage:
-    """A 3D scalar SimpleITK image (4D of one time point: its volume) as stored; LNQError for another."""
+    """A 3D scalar SimpleITK image (4D of one time point: its volume; a LabelMap: its label image) as
+    stored; LNQError for another."""
     import SimpleITK as sitk
 
+    image = plain_image(image)
     dim = image.GetDimension()
     if dim == 4 and image.GetSize()[3] == 1:  # one time point: its volume
         image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])

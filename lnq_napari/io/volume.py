@@ -16,6 +16,17 @@ SPACING_RANGE = (1e-4, 1e4)  # mm: a voxel outside 0.1 micrometre .. 10 m is a d
 ORIGIN_LIMIT = 1e7  # mm (10 km)
 
 
+def plain_image(image):
+    """A SimpleITK LabelMap (as BinaryImageToLabelMap gives) as its label image, another image as it is:
+    GetArrayFromImage on a LabelMap aborts the whole process (a C++ exception nothing catches)."""
+    import SimpleITK as sitk
+
+    if image.GetPixelID() in (sitk.sitkLabelUInt8, sitk.sitkLabelUInt16, sitk.sitkLabelUInt32,
+                              sitk.sitkLabelUInt64):
+        return sitk.LabelMapToLabel(image)
+    return image
+
+
 def _as_array(values) -> np.ndarray:
     """``values`` (nested lists of numbers) as a numpy array; LNQError when they are not one."""
     fix = "pass a numpy array (z, y, x), or nested lists of numbers of equal lengths"
@@ -105,6 +116,7 @@ class Volume:
     def from_sitk(cls, image, meta: dict | None = None) -> Volume:
         import SimpleITK as sitk
 
+        image = plain_image(image)
         if image.GetDimension() != 3:
             raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")
         return cls(
