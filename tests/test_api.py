@@ -159,3 +159,12 @@ def test_a_simpleitk_label_map_is_taken_as_its_labels(pixel):
     assert np.array_equal(Volume.from_sitk(label_map).array, labels.array)
     with pytest.warns(UserWarning):  # a label image as the CT: not HU, said as for a file
         api.measure(labels, label_map)
+
+
+def test_a_saved_version_of_a_training_case_is_no_partial_ground_truth(tmp_path):
+    """A label store's version of a training case (a reviewer's complete correction) warned that it marks
+    only some nodes."""
+    saved = api.save_labels(_labels(), "lnq2023-train-0001", folder=tmp_path / "store")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert api.evaluate(_labels(), saved.path).cases[0].scores.dice == pytest.approx(1.0)

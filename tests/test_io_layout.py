@@ -11,6 +11,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.layout import (
     case_name,
     ct_inputs,
+    is_partial_label,
     label_files_by_case,
     label_name,
     looks_like_label_name,
@@ -281,3 +282,18 @@ def test_slicer_s_save_of_the_labels_file_beside_it_is_named_newer_when_it_is(tm
             "(p1-seg.seg.nrrd (newer) beside p1-seg.nrrd; p2-seg.seg.nrrd beside p2-seg.nrrd); in 1 "
             "case(s) the Slicer file is newer than the file taken (labels corrected in Slicer?) and is not "
             "used; move the file that is not the case's node labels out of the folder"]
+
+
+@pytest.mark.parametrize(("name", "partial"), [
+    ("lnq2023-train-0001-seg.nrrd", True), ("LNQ2023-TRAIN-0001_SEG.nii.gz", True),
+    ("lnq2023-train-0001-seg.mha", True), ("lnq2023-train-0001-seg.dcm", True),
+    ("lnq2023-train-0001-full.nrrd", False), ("lnq2023-val-0001-seg.nrrd", False),
+    # a label store's or workspace's saved version of a training case: a reviewer's (complete) correction
+    ("labels/lnq2023-train-0001/v001.seg.nrrd", False), ("ws/labels/lnq2023-train-0001/v002.seg.nrrd", False),
+    ("lnq2023-train-0001-seg.v002.seg.nrrd", False), ("lnq2023-train-0001.autosave.seg.nrrd", False),
+    ("lnq2023-train-0001-ct.seg.nrrd", False),  # 3D Slicer's segmentation of the CT: the reader's own
+])
+def test_only_lnq_s_own_training_label_files_are_partial(name, partial):
+    """The partial-label warning fired on every saved version of a training case (its case read from the
+    folder), which are exactly the corrections that complete the label."""
+    assert is_partial_label(name) is partial

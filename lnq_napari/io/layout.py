@@ -106,15 +106,17 @@ def label_name(path: str | Path) -> NameParts:
     return split_name(path)
 
 
-_TRAINING_CASE = re.compile(r"^lnq2023-train-\d+$", re.IGNORECASE)
+_TRAINING_LABEL = re.compile(r"^lnq2023-train-\d+[-_]seg$", re.IGNORECASE)
 
 
 def is_partial_label(path: str | Path) -> bool:
-    """Whether ``path`` is named as an LNQ2023 training label (``lnq2023-train-NNNN-seg``): those mark only
-    some of a case's nodes (1.46 on average, 9 in a fully annotated case); validation and test labels, and
-    the phantom's ``-full``, are complete."""
-    parts = label_name(path)
-    return parts.role == "seg" and bool(_TRAINING_CASE.match(parts.case))
+    """Whether ``path`` is an LNQ2023 training label file as distributed (``lnq2023-train-NNNN-seg`` with an
+    image suffix or ``.dcm``): those mark only some of a case's nodes (1.46 on average, 9 in a fully
+    annotated case). Validation and test labels, the phantom's ``-full``, and a saved version, autosave or
+    3D Slicer segmentation of a training case (a reader's correction) are complete."""
+    name = Path(path).name
+    suffix = ".dcm" if name.lower().endswith(".dcm") else image_suffix(name)
+    return bool(suffix) and bool(_TRAINING_LABEL.match(name[: len(name) - len(suffix)]))
 
 
 #: How many folders up from a series a CD's root is looked for (a CD: root / patient / study / series).
