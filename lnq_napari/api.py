@@ -65,6 +65,7 @@ from lnq_napari.model.nnunet_folder import model_spec
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
 from lnq_napari.nnunet.select import load_predictor
 from lnq_napari.phantom import make_case, write_dataset
+from lnq_napari.phantom.case import check_requested_grid
 from lnq_napari.preprocess import check_ct_extent
 from lnq_napari.quantify import (
     CSV_COLUMNS,
@@ -155,8 +156,13 @@ def make_phantom(
 
     ``site`` names the CT source to imitate (`lnq_napari.phantom.SITES`; "default": the training phantom).
     ``shape`` (z, y, x) and ``spacing`` (x, y, z) mm: every case's grid (e.g. ``(40, 160, 160)`` and
-    ``(2, 2, 5)`` for quick cases); None: LNQ-like, drawn per case (512 x 512 in-plane).
+    ``(2, 2, 5)`` for quick cases); None: LNQ-like, drawn per case (512 x 512 in-plane). A shape alone gets
+    the spacing of an LNQ-like chest-size field of view, drawn per case (307-778 mm across over its smaller
+    in-plane size, 250-330 mm over its slices; pixels 0.3-5 mm, slices 0.5-10 mm). LNQError, before
+    anything is written, for pixels or slices outside those ranges, a grid under 250 mm across or 100 mm
+    along z (too small for the chest and its nodes) or over 262 million voxels.
     """
+    check_requested_grid(shape, spacing)
     return write_dataset(out, cases, seed=seed, site=site, progress=progress, shape=shape, spacing=spacing)
 
 

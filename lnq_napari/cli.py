@@ -369,9 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"),
                    help="voxels per case, e.g. 40 160 160 for small quick cases (default: LNQ-like, "
-                        "512 x 512 in-plane)")
+                        "512 x 512 in-plane); at least 250 mm across and 100 mm along z with the spacing")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
-                   help="voxel size in mm, e.g. 2 2 5 (default: LNQ-like, drawn per case)")
+                   help="voxel size in mm, e.g. 2 2 5: pixels 0.3-5, slices 0.5-10 (default: LNQ-like, drawn "
+                        "per case; with --shape alone, the spacing of an LNQ-like field of view: 307-778 mm "
+                        "across the smaller in-plane size, 250-330 mm over the slices)")
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("evaluate", help="challenge Dice and ASSD plus per-node detection")

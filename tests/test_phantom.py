@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -350,3 +351,54 @@ def test_make_phantom_and_the_cli_take_the_cases_grid(tmp_path, capsys):
     assert again.shape == SHAPE and np.array_equal(again.array, volume.array)
     with pytest.raises(LNQError, match="must be three positive integers"):
         api.make_phantom(tmp_path / "bad", cases=1, shape=(0, 8, 8))
+
+
+@pytest.mark.parametrize(("grid", "said"), [
+    (["--shape", "1", "1", "1"], "--shape 1 1 1 covers at most 5 x 5 x 10 mm, too small for the phantom's "
+     "chest (at least 250 mm across and 100 mm along z); without --spacing, give at least 50 pixels across"),
+    (["--shape", "4", "16", "16"], "--shape 4 16 16 covers at most 80 x 80 x 40 mm, too small"),
+    (["--shape", "40", "160", "160", "--spacing", "1", "1", "2"], "--shape 40 160 160 --spacing 1 1 2 covers "
+     "160 x 160 x 80 mm, too small for the phantom's chest"),
+    (["--shape", "40", "160", "160", "--spacing", "0.01", "0.01", "0.01"],  # took all memory
+     "--spacing 0.01 0.01 0.01 is finer than the 0.3 mm a phantom case may have; give e.g. --spacing 2 2 5"),
+    (["--shape", "40", "160", "160", "--spacing", "50", "50", "50"], "--spacing 50 50 50 is outside what a "
+     "phantom case may have: pixels (X, Y) 0.3-5 mm and slices (Z) 0.5-10 mm"),
+    (["--spacing", "0.4", "0.4", "2"], "--spacing 0.4 0.4 2 alone gives 512 x 512 pixels, 205 mm across"),
+    (["--shape", "5000", "5000", "5000"],  # ran out of memory after creating the folder
+     "--shape 5000 5000 5000 is 125000 million voxels, more than the 262 million a phantom case may have"),
+])
+def test_a_phantom_grid_that_cannot_hold_the_chest_is_refused_before_anything_is_written(
+        tmp_path, capsys, grid, said):
+    """A tiny grid wrote cases of 0 nodes, a fine one or a huge one ran out of memory (an empty folder
+    left): one line naming the option, the range and what to give, and no folder."""
+    assert cli.main(["phantom", str(tmp_path / "out"), "--cases", "1", *grid]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert said in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(LNQError, match=re.escape(said)):
+        api.make_phantom(tmp_path / "api", cases=1, **_grid(grid))
+    assert not (tmp_path / "api").exists()
+
+
+def _grid(argv: list[str]) -> dict:
+    """``--shape``/``--spacing`` arguments as make_phantom's keywords."""
+    out = {}
+    for i, arg in enumerate(argv):
+        if arg in ("--shape", "--spacing"):
+            out[arg[2:]] = tuple((int if arg == "--shape" else float)(v) for v in argv[i + 1:i + 4])
+    return out
+
+
+def test_a_shape_alone_gets_a_chest_size_field_of_view():
+    """``--shape 40 160 160`` alone drew 0.6-1.5 mm pixels (a 512-pixel scan's): 13 cm across, the chest
+    cut. Now its spacing gives an LNQ-like field of view: 307-778 mm across, 250-330 mm long."""
+    from lnq_napari.phantom.case import default_grid
+
+    for seed in range(20):
+        shape, spacing = default_grid(np.random.default_rng(seed), shape=(40, 160, 160))
+        assert shape == (40, 160, 160) and spacing[0] == spacing[1]
+        assert 307 <= 160 * spacing[0] <= 778 and 250 <= 40 * spacing[2] <= 330
+    _, spacing = default_grid(np.random.default_rng(0), shape=(12, 60, 60))  # kept within the ranges
+    assert spacing[0] == 5.0 and spacing[2] == 10.0
+    assert default_grid(np.random.default_rng(3)) == default_grid(np.random.default_rng(3))  # LNQ-like kept

@@ -43,18 +43,39 @@ def choose_labelled(rng: np.random.Generator, target_ids: list[int]) -> set[int]
     return set(rng.choice(target_ids, size=min(k, len(target_ids)), replace=False).tolist())
 
 
+#: The grid a phantom case may be drawn on: its voxel size (mm) and the most voxels (about 28 bytes each
+#: while a case is drawn: 262 million take some 7 GB).
+MIN_SPACING_MM = 0.3
+MAX_VOXELS = 1000 * 512 * 512
+#: The grid a user may ask for (``phantom --shape/--spacing``, :func:`check_requested_grid`): pixel (X, Y)
+#: and slice (Z) sizes, and the least field of view that holds the phantom's chest (its body is at least
+#: 240 mm wide) and the mediastinum's node stations along z.
+PIXEL_MM = (MIN_SPACING_MM, 5.0)
+SLICE_MM = (0.5, 10.0)
+MIN_FOV_MM = (250.0, 100.0)  # across (X and Y), along z
+
+
 def default_grid(rng: np.random.Generator, shape=None, spacing=None, site: Site = DEFAULT):
     """Shape (z, y, x) and spacing (x, y, z) like LNQ scans, for whichever of them was not given.
 
-    The site's field of view scales the in-plane spacing and its slice thickness replaces the z spacing,
-    drawn or given.
+    Neither given: 512 x 512 pixels of 0.6-1.5 mm (an LNQ-like field of view of 307-778 mm, about 425),
+    1-5 mm slices covering 250-330 mm. A shape alone: the spacing that gives such a chest-size field, the
+    drawn field of view over the in-plane size (its smaller side) and the drawn 250-330 mm over the slices,
+    kept within :data:`PIXEL_MM` and :data:`SLICE_MM`. A spacing alone: 512 x 512 pixels and the drawn
+    length. The site's field of view scales the in-plane spacing and its slice thickness replaces the z
+    spacing, drawn or given.
     """
     if spacing is None:
         fov = float(np.clip(np.exp(rng.normal(np.log(425.0), 0.15)), 307.0, 778.0))
-        s = round(fov) / 512.0
-        dz = float(
-            rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0], p=[0.06, 0.04, 0.07, 0.1, 0.1, 0.48, 0.15])
-        )
+        if shape is None:
+            s = round(fov) / 512.0
+            dz = float(
+                rng.choice([1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0], p=[0.06, 0.04, 0.07, 0.1, 0.1, 0.48, 0.15])
+            )
+        else:  # the field of view of an LNQ scan, not 512 of its pixels (a 160-pixel grid held 13 cm)
+            nz, ny, nx = check_shape(shape)
+            s = round(float(np.clip(round(fov) / min(ny, nx), *PIXEL_MM)), 6)
+            dz = round(float(np.clip(rng.uniform(250.0, 330.0) / nz, *SLICE_MM)), 6)
         spacing = (s, s, dz)
     sx, sy, sz = check_spacing(spacing)
     if site.fov_scale != 1.0:
@@ -67,25 +88,76 @@ def default_grid(rng: np.random.Generator, shape=None, spacing=None, site: Site 
 
 
 def check_shape(shape) -> tuple[int, int, int]:
-    """``shape`` as three positive ints (z, y, x), or LNQError."""
+    """``shape`` as three positive ints (z, y, x) of at most :data:`MAX_VOXELS` voxels, or LNQError."""
     try:
         out = tuple(int(n) for n in shape)
     except (TypeError, ValueError):
-        raise LNQError(f"shape {shape!r} is not three integers (z, y, x); give e.g. (24, 96, 96)") from None
+        raise LNQError(f"shape {shape!r} is not three integers (z, y, x); give e.g. --shape 40 160 160") \
+            from None
     if len(out) != 3 or min(out) < 1:
-        raise LNQError(f"shape {shape!r} must be three positive integers (z, y, x); give e.g. (24, 96, 96)")
+        raise LNQError(f"shape {shape!r} must be three positive integers (z, y, x); give e.g. "
+                       "--shape 40 160 160")
+    voxels = int(np.prod(out, dtype=np.int64))
+    if voxels > MAX_VOXELS:
+        raise LNQError(f"--shape {_three(out)} is {voxels / 1e6:.0f} million voxels, more than the "
+                       f"{MAX_VOXELS / 1e6:.0f} million a phantom case may have (about 7 GB of memory to "
+                       "draw); give a smaller shape, e.g. --shape 40 160 160")
     return out
 
 
 def check_spacing(spacing) -> tuple[float, float, float]:
-    """``spacing`` as three positive floats (x, y, z) mm, or LNQError."""
+    """``spacing`` as three numbers (x, y, z) of at least :data:`MIN_SPACING_MM` mm, or LNQError."""
     try:
         out = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):
         raise LNQError(f"spacing {spacing!r} is not three numbers (x, y, z) in mm") from None
     if len(out) != 3 or not all(np.isfinite(out)) or min(out) <= 0:
         raise LNQError(f"spacing {spacing!r} must be three positive numbers (x, y, z) in mm")
+    if min(out) < MIN_SPACING_MM:  # a node's box at 0.01 mm took all memory
+        raise LNQError(f"--spacing {_three(out)} is finer than the {MIN_SPACING_MM} mm a phantom case may "
+                       "have; give e.g. --spacing 2 2 5")
     return out
+
+
+def check_requested_grid(shape=None, spacing=None) -> None:
+    """LNQError, in one line naming ``--shape``/``--spacing``, the allowed range and what to give, when the
+    grid a user asks for cannot hold the phantom's chest: pixels outside :data:`PIXEL_MM`, slices outside
+    :data:`SLICE_MM`, a field of view under :data:`MIN_FOV_MM` (a small grid held no node) or too many
+    voxels. A shape alone is measured at the largest spacing :func:`default_grid` may choose for it."""
+    shape = None if shape is None else check_shape(shape)
+    spacing = None if spacing is None else check_spacing(spacing)
+    if spacing is not None and not (PIXEL_MM[0] <= min(spacing[:2]) and max(spacing[:2]) <= PIXEL_MM[1]
+                                    and SLICE_MM[0] <= spacing[2] <= SLICE_MM[1]):
+        raise LNQError(f"--spacing {_three(spacing)} is outside what a phantom case may have: pixels (X, Y) "
+                       f"{_mm(PIXEL_MM)} and slices (Z) {_mm(SLICE_MM)}; give e.g. --spacing 2 2 5")
+    if shape is None:
+        if spacing is not None and min(spacing[:2]) * 512 < MIN_FOV_MM[0]:  # 512 x 512 pixels
+            across = min(spacing[:2]) * 512
+            raise LNQError(f"--spacing {_three(spacing)} alone gives 512 x 512 pixels, {across:.0f} mm "
+                           f"across, less than the {MIN_FOV_MM[0]:.0f} mm the phantom's chest needs; give "
+                           "--shape too, e.g. --shape 40 160 160 --spacing 2 2 5")
+        return
+    nz, ny, nx = shape
+    sx, sy, sz = spacing or (PIXEL_MM[1], PIXEL_MM[1], SLICE_MM[1])
+    field = (nx * sx, ny * sy, nz * sz)
+    if min(field[:2]) < MIN_FOV_MM[0] or field[2] < MIN_FOV_MM[1]:
+        given = f"--shape {_three(shape)}" + (f" --spacing {_three(spacing)}" if spacing else "")
+        least = (int(np.ceil(MIN_FOV_MM[0] / PIXEL_MM[1])), int(np.ceil(MIN_FOV_MM[1] / SLICE_MM[1])))
+        fix = ("give more voxels or larger spacing" if spacing else
+               f"without --spacing, give at least {least[0]} pixels across and {least[1]} slices")
+        covers = "covers" if spacing else "covers at most"
+        raise LNQError(f"{given} {covers} {field[0]:.0f} x {field[1]:.0f} x {field[2]:.0f} mm, too small for "
+                       f"the phantom's chest (at least {MIN_FOV_MM[0]:.0f} mm across and "
+                       f"{MIN_FOV_MM[1]:.0f} mm along z); {fix}, e.g. --shape 40 160 160 --spacing 2 2 5")
+
+
+def _three(values) -> str:
+    """Three numbers as the command line takes them: ``40 160 160``, ``2 2 5``."""
+    return " ".join(f"{v:g}" for v in values)
+
+
+def _mm(bounds: tuple[float, float]) -> str:
+    return f"{bounds[0]:g}-{bounds[1]:g} mm"
 
 
 def make_case(
@@ -99,7 +171,8 @@ def make_case(
     """A synthetic chest CT drawn from ``seed`` as the CT source ``site`` would show it.
 
     ``shape`` is (z, y, x) and ``spacing`` (x, y, z) in mm; either defaults to LNQ-like values drawn from
-    the seed (512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-330 mm). Anatomy lives
+    the seed (:func:`default_grid`: 512 x 512 in-plane, 0.6-1.5 mm pixels, 1-5 mm slices covering 250-330
+    mm; a shape alone gets the spacing of such a field of view). Anatomy lives
     in physical mm, so any grid samples the same kind of chest. ``site`` names an entry of
     `lnq_napari.phantom.sites.SITES` ("default": the training phantom). ``nodes_hook(anatomy, canvas, nodes)``
     may return another node list before painting (a later time point: :mod:`lnq_napari.phantom.followup`).
@@ -213,4 +286,5 @@ def _node_dict(nid: int, n: Node, centre: np.ndarray, n_vox: int, spacing) -> di
     }
 
 
-__all__ = ["PhantomCase", "make_case", "default_grid", "choose_labelled", "average_slices"]
+__all__ = ["PhantomCase", "make_case", "default_grid", "check_requested_grid", "choose_labelled",
+           "average_slices"]
