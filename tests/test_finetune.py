@@ -6,6 +6,7 @@ each FinetuneConfig switch doing what it says.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -1488,3 +1489,23 @@ def test_the_result_shows_its_verdict_and_figures_not_every_field():
     assert shown == ("FinetuneResult(m003 from lnq-unet 2026-11-27 10:53 +2 ft, not activated; held-out Dice "
                      "0.800 (parent 0.850), recall 0.75 (0.90), false nodes per case 1.00 (0.50) on 2 cases; "
                      "50 iterations in 30.0 s; why: refuse: vs parent: surface Dice -0.020)")
+
+
+def test_the_result_says_when_no_case_was_held_out_and_names_the_bundled_parent_as_models_does():
+    """With one corrected case the figures are its own training correction's, yet the line said "held-out
+    Dice"; the bundled parent showed as its raw key where ``workspace models`` shows "bundled"."""
+    from lnq_napari.finetuning.validation import ValidationMetrics
+    from lnq_napari.model import bundled_model_path
+    from lnq_napari.workspace.registry import bundled_key
+
+    key = bundled_key(bundled_model_path())
+    result = FinetuneResult(
+        "m001", False, "validated on its own training correction", {}, key, key,
+        ValidationMetrics(0.9, 0.85, 0.9, 0.5, ["a"]), ValidationMetrics(0.8, 0.8, 0.75, 1.0, ["a"]),
+        ["a"], ["a"], [], True, 50, None, None, FinetuneConfig(iterations=50), 12.0, 30.04)
+    shown = repr(result)
+    assert shown.startswith("FinetuneResult(m001 from bundled, not activated; training-case Dice 0.800 "
+                            "(parent 0.850), ") and "on 1 case (no held-out case); 50 iterations" in shown
+    assert "held-out Dice" not in shown
+    other_release = "bundled-0123456789"  # another release's bundled model keeps its key, as models shows it
+    assert "from bundled-0123456789," in repr(dataclasses.replace(result, parent=other_release))

@@ -68,7 +68,7 @@ from lnq_napari.training.trainer import STATE_DIR, TrainingCase, load_case, trai
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.labels import marks_lost
 from lnq_napari.workspace.lock import FINETUNE_WRITES
-from lnq_napari.workspace.registry import bundled_key, rule_verdict
+from lnq_napari.workspace.registry import bundled_key, rule_verdict, shown_parent
 
 MODEL_FILES = ("weights.safetensors", "config.json", "train_log.csv")
 MINED = "mined_negatives.npz"  # in the staging train state: what mining found, for a resumed fine-tune
@@ -113,11 +113,14 @@ class FinetuneResult:
     def __repr__(self) -> str:  # what a notebook cell shows: the verdict and its figures, not every field
         after, before = self.metrics_after, self.metrics_before
         n = len(after.cases)
-        figures = (f"held-out Dice {after.dice_mean:.3f} (parent {before.dice_mean:.3f}), recall "
+        judged = "training-case" if self.validated_on_training else "held-out"  # its own correction
+        figures = (f"{judged} Dice {after.dice_mean:.3f} (parent {before.dice_mean:.3f}), recall "
                    f"{after.recall:.2f} ({before.recall:.2f}), false nodes per case {after.fp_per_case:.2f} "
-                   f"({before.fp_per_case:.2f}) on {n} case{'s' if n != 1 else ''}")
+                   f"({before.fp_per_case:.2f}) on {n} case{'s' if n != 1 else ''}"
+                   f"{' (no held-out case)' if self.validated_on_training else ''}")
         said = "activated" if self.activated else "not activated"
-        return (f"FinetuneResult({self.new_version} from {short_model_name(self.parent)}, {said}; {figures}; "
+        parent = short_model_name(shown_parent(self.parent))  # as `workspace models` names it
+        return (f"FinetuneResult({self.new_version} from {parent}, {said}; {figures}; "
                 f"{self.iterations} iterations in {self.seconds:.1f} s; why: {self.reason})")
 
     def to_dict(self) -> dict:

@@ -376,8 +376,7 @@ class ModelRegistry:
                                str(bundled_model_path()), reason="the model shipped with lnq-napari")
         versions = [ModelSummary.from_entry(e, self._path(e)) for e in entries]
         key = bundled_key(bundled_model_path()) if versions else None
-        # a parent named by this release's bundled key is the "bundled" row (another release's stays)
-        return [bundled] + [replace(m, parent=BUNDLED) if m.parent == key else m for m in versions]
+        return [bundled] + [replace(m, parent=shown_parent(m.parent, key)) for m in versions]
 
     @contextlib.contextmanager
     def staged(self, path: str | Path, options: NnunetOptions = NO_OPTIONS) -> Iterator[Path]:
@@ -588,6 +587,14 @@ def check_model_files(path: Path, what: str, recorded: dict | None = None, nnune
                                f"{where} (half-written or altered); {fix}")
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise LNQError(f"{what} cannot be read ({_why(exc)}; a half-written folder?); {fix}") from exc
+
+
+def shown_parent(parent: str | None, key: str | None = None) -> str | None:
+    """A version's parent as ``workspace models`` names it: this release's bundled model (its ``key``,
+    computed when not given) as "bundled"; another release's bundled key and a version id as they are."""
+    if not parent or not parent.startswith(f"{BUNDLED}-"):
+        return parent
+    return BUNDLED if parent == (key or bundled_key(bundled_model_path())) else parent
 
 
 def bundled_key(path: Path) -> str:
