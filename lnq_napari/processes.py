@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import time
@@ -33,15 +34,35 @@ def usable_workers(workers: int) -> int:
 
 @contextlib.contextmanager
 def broken_pool_said() -> Iterator[None]:
-    """A worker pool that broke in this block (a worker died) as one LNQError saying the likely causes:
-    a script without a ``__main__`` guard (each spawned worker imports the script, so its calls ran again
-    there: ``api.export_nnunet`` from such a script ended in BrokenProcessPool's traceback) or memory."""
+    """A worker pool that broke in this block (a worker died) as one LNQError leading with the cause that
+    fits: from a script without a ``__main__`` guard (each spawned worker imports the script, so its calls
+    ran again there: ``api.export_nnunet`` from such a script ended in BrokenProcessPool's traceback), that
+    guard; else (the CLI, a notebook, a guarded script) a crash or the memory."""
     try:
         yield
     except BrokenProcessPool:
-        raise LNQError("a worker process stopped before its work was done: in a script, put the calls under "
-                       "`if __name__ == \"__main__\":` (each worker imports the script, which ran them again "
-                       "there), or the machine ran out of memory; run again, or with workers=1") from None
+        if unguarded_script() is not None:
+            raise LNQError("a worker process stopped before its work was done: in a script, put the calls "
+                           "under `if __name__ == \"__main__\":` (each worker imports the script, which ran "
+                           "them again there), or the machine ran out of memory; run again, or with "
+                           "workers=1") from None
+        raise LNQError("a worker process crashed or ran out of memory before its work was done; close other "
+                       "programs and run again, or use fewer workers (--workers 1 where the command has it, "
+                       "workers=1 in Python)") from None
+
+
+def unguarded_script() -> Path | None:
+    """The user's script this program runs when it has no ``if __name__ == "__main__":`` guard; None for
+    the CLI (``python -m lnq_napari``, the ``lnq-napari`` launcher pip writes, which is guarded), a
+    notebook or ``python -c`` (no file: workers do not run it again) and a guarded script."""
+    source = getattr(sys.modules.get("__main__"), "__file__", None)
+    if source is None or Path(__file__).resolve().parent in Path(source).resolve().parents:
+        return None
+    try:
+        text = Path(source).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return None if re.search(r"""^\s*if\s+__name__\s*==\s*['"]__main__['"]""", text, re.M) else Path(source)
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import posix
 
-from lnq_napari.errors import Terminated
+from lnq_napari.errors import LNQError, Terminated
 
 SCRIPT = '''
 import os, time
@@ -191,3 +191,40 @@ def test_a_script_without_a_main_guard_gets_one_lnqerror(tmp_path):
                           cwd=tmp_path, timeout=120)
     assert "LNQError: a worker process stopped before its work was done: in a script, put the calls under " \
            '`if __name__ == "__main__":`' in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("main", ["cli", "launcher", "guarded", "notebook"])
+def test_a_broken_pool_outside_an_unguarded_script_names_a_crash_or_memory_not_the_guard(
+        tmp_path, monkeypatch, main):
+    """``lnq-napari train``/``export-nnunet`` (and a notebook) said "in a script, put the calls under
+    `if __name__ == "__main__":`" when a worker died of memory or a crash: there is no script to guard."""
+    import types
+    from concurrent.futures.process import BrokenProcessPool
+
+    import lnq_napari
+    from lnq_napari.processes import broken_pool_said
+
+    module = types.ModuleType("__main__")
+    launcher = tmp_path / "lnq-napari"  # what pip writes for the console script
+    launcher.write_text("import sys\nfrom lnq_napari.launch import main\nif __name__ == '__main__':\n"
+                        "    sys.exit(main())\n")
+    guarded = tmp_path / "run.py"
+    guarded.write_text("from lnq_napari import api\n\nif __name__ == \"__main__\":\n"
+                       "    api.train('d', 'm')\n")
+    files = {"cli": Path(lnq_napari.__file__).with_name("__main__.py"), "launcher": launcher,
+             "guarded": guarded}
+    if main in files:
+        module.__file__ = str(files[main])
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    with pytest.raises(LNQError) as said:
+        with broken_pool_said():
+            raise BrokenProcessPool("A child process terminated abruptly")
+    assert str(said.value).startswith("a worker process crashed or ran out of memory before its work was "
+                                      "done; close other programs and run again, or use fewer workers")
+    assert "__main__" not in str(said.value)
+    unguarded = tmp_path / "make_data.py"
+    unguarded.write_text("from lnq_napari import api\napi.train('d', 'm')\n")
+    module.__file__ = str(unguarded)
+    with pytest.raises(LNQError, match="in a script, put the calls under `if __name__ == \"__main__\":`"):
+        with broken_pool_said():
+            raise BrokenProcessPool("A child process terminated abruptly")
