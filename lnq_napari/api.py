@@ -63,7 +63,7 @@ from lnq_napari.model.config import REGION_MARGIN_MM, InferenceConfig
 from lnq_napari.model.names import short_model_name
 from lnq_napari.model.nnunet_folder import model_spec
 from lnq_napari.nnunet.select import check_model as check_model  # the CLI's early check of --model
-from lnq_napari.nnunet.select import load_predictor
+from lnq_napari.nnunet.select import load_predictor, model_version_of
 from lnq_napari.phantom import make_case, write_dataset
 from lnq_napari.phantom.case import check_requested_grid
 from lnq_napari.preprocess import check_ct_extent
@@ -1149,13 +1149,18 @@ def save_labels(
     layout). ``expected_id``: the identity of the workspace the labels were opened from
     (``Workspace.id``); when another workspace is at its path now, or none, nothing is saved (LNQError).
     Extra keyword fields are kept in the provenance. ``labels`` may be a :func:`find_nodes` result (its
-    ``mask``; its ``model_version`` when none is given).
+    ``mask``; its ``model_version`` when none is given). Such a result saved in a workspace with
+    ``source="prediction"`` is recorded under the key the workspace finds its active model's predictions
+    by (``m002``, ``bundled-<hash>``); another model's result is an LNQError there.
     """
-    if isinstance(labels, NodeResult) and model_version is None:
-        model_version = labels.model_version
+    predicted_by = labels.model_version if isinstance(labels, NodeResult) else None
+    if model_version is None:
+        model_version = predicted_by
     labels = _labels(labels, "the labels to save")
     if workspace is not None:
         ws = _open(workspace, expected_id)
+        if source == "prediction" and predicted_by is not None and model_version == predicted_by:
+            model_version = _prediction_key(ws, predicted_by)
         try:
             version = ws.add_label_version(case, labels, source, model_version=model_version, edits=edits,
                                            **provenance)
@@ -1205,6 +1210,18 @@ def _warn_saved_since(ws: Workspace, saved: SavedLabels, parent: str | None) -> 
                   "newest (the one the case opens with and a fine-tune takes), does not hold those edits; "
                   f"both are kept: to keep theirs too, open {theirs} over the case (File > Open), paint "
                   "its nodes into yours and Save again", UserWarning, stacklevel=3)
+
+
+def _prediction_key(ws: Workspace, predicted_by: str) -> str:
+    """The key ``ws`` stores and finds its active model's predictions by (``bundled-<hash>``, ``m002``),
+    for a :func:`find_nodes` result of that model (its own long version never matched one, so ranking
+    stored another); LNQError, nothing saved, for another model's result."""
+    model, key = ws.prediction_model()
+    if model_version_of(model) != predicted_by:
+        raise LNQError(f"these nodes were predicted by model {short_model_name(predicted_by)}, not the "
+                       f"workspace's active model {key}: a workspace's predictions are its active model's; "
+                       "save them as a correction (source=\"correction\"), or predict with model=workspace")
+    return key
 
 
 def _warn_touching(saved: SavedLabels, labels: Volume) -> None:

@@ -168,3 +168,28 @@ def test_a_saved_version_of_a_training_case_is_no_partial_ground_truth(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert api.evaluate(_labels(), saved.path).cases[0].scores.dice == pytest.approx(1.0)
+
+
+def test_a_find_nodes_result_saved_as_a_prediction_is_recorded_under_the_workspace_s_model_key(tmp_path):
+    """``save_labels(result, workspace=ws, source="prediction")`` recorded the model's long version, while
+    the workspace stores and finds its active model's predictions by its key (``bundled-<hash>``): never
+    found as the active model's, so ranking stored another. Another model's result is refused."""
+    from lnq_napari.model.checkpoint import read_config
+
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((6, 20, 20), np.int16)))
+    ws = api.init_workspace(tmp_path / "ws", data)
+    model, key = ws.prediction_model()
+    labels = _labels()
+    found = api.NodeResult(labels, labels.with_array(np.zeros(labels.shape, np.float32)),
+                           read_config(model).version, [], [])  # the bundled model's own
+    saved = api.save_labels(found, "c1", workspace=ws, source="prediction")
+    assert ws.version_info("c1", saved.version)["model_version"] == key
+    assert ws.preferred_version("c1", ("prediction",))["version"] == saved.version
+    other = api.NodeResult(labels, found.probabilities, "lnq-unet-20250101-0900-0123abcd", [], [])
+    with pytest.raises(LNQError, match="these nodes were predicted by model lnq-unet-20250101-0900-0123abcd, "
+                                       f"not the workspace's active model {key}"):
+        api.save_labels(other, "c1", workspace=ws, source="prediction")
+    assert [v["version"] for v in ws.versions("c1")][-1] == saved.version
+    corrected = api.save_labels(found, "c1", workspace=ws)  # a correction keeps the model's own version
+    assert ws.version_info("c1", corrected.version)["model_version"] == found.model_version

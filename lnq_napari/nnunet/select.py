@@ -62,6 +62,17 @@ def _active_model_of_workspace(model):
     return Workspace.open(Path(model).expanduser()).prediction_model()[0]
 
 
+def model_version_of(model) -> str:
+    """The version a predictor of ``model`` (a folder, ``nnunet:<folder>`` or its spec) stamps on what it
+    predicts, read without loading the weights."""
+    if is_nnunet_model(model):
+        return model_spec(model).open().version
+    from lnq_napari.model import resolve_model
+    from lnq_napari.model.checkpoint import read_config
+
+    return read_config(resolve_model(model)).version or "unknown"  # as Predictor names it
+
+
 def check_model(model=None) -> None:
     """LNQError in one line when ``model`` (as :func:`load_predictor` takes it) names no model: the
     folder's files and an nnU-Net string's options checked, nothing loaded (a window that opens first
