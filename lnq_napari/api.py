@@ -25,7 +25,7 @@ from lnq_napari import active, metrics
 from lnq_napari.active import RankedCase
 from lnq_napari.components import label_nodes, touching_ids
 from lnq_napari.ct_scale import check_ct_values, scale_problem, warn_if_not_hu
-from lnq_napari.errors import Cancelled, LNQError
+from lnq_napari.errors import Cancelled, LNQError, kind_of
 from lnq_napari.figures import overlay_figure
 from lnq_napari.finetuning import FinetuneConfig, FinetuneResult, finetune_workspace
 from lnq_napari.finetuning.plan import InterruptedFinetune
@@ -762,8 +762,8 @@ def predict(
     over folders each fail so, named together: :func:`.io.dicom_tree.split_series`).
     """
     if not isinstance(inputs, (str, os.PathLike)):  # a Volume raised pathlib's TypeError
-        raise LNQError(f"predict reads CT files or folders and writes label files (got {_kind(inputs)}); for "
-                       "a CT in memory use find_nodes(ct), then save_labels(result, case, folder=...)")
+        raise LNQError(f"predict reads CT files or folders and writes label files (got {kind_of(inputs)}); "
+                       "for a CT in memory use find_nodes(ct), then save_labels(result, case, folder=...)")
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
     out = check_output_folder(out, "--output", "the predictions")
@@ -1000,7 +1000,7 @@ def _finetune_config(config) -> FinetuneConfig:
                            f"{', '.join(FinetuneConfig.setting_names())}")
         return FinetuneConfig(**config)
     raise LNQError(f"the fine-tune config must be a FinetuneConfig or a dict of its settings (got "
-                   f"{_kind(config)}); e.g. FinetuneConfig(iterations=50)")
+                   f"{kind_of(config)}); e.g. FinetuneConfig(iterations=50)")
 
 
 def list_models(workspace: str | Path | Workspace) -> list[ModelSummary]:
@@ -1075,23 +1075,18 @@ def _open(workspace: str | Path | Workspace, expected_id: str | None = None) -> 
     if not isinstance(workspace, Workspace):
         if not isinstance(workspace, (str, os.PathLike)):  # list_models(3) raised pathlib's TypeError
             raise LNQError(f"the workspace must be a folder path or an open Workspace (got "
-                           f"{_kind(workspace)}); create one with api.init_workspace(PATH, DATA)")
+                           f"{kind_of(workspace)}); create one with api.init_workspace(PATH, DATA)")
         return Workspace.open(workspace, expected_id)
     if expected_id is not None and not same_id(workspace.id, expected_id):
         raise gone_error(workspace.root)
     return workspace
 
 
-def _kind(value) -> str:
-    """What ``value`` is, as a user reads it (numpy.ndarray, builtins.str)."""
-    return type(value).__module__.split(".")[0] + "." + type(value).__name__
-
-
 def _path(value, what: str) -> str | Path:
     """``value`` when it is a file or folder path, else an LNQError saying what to pass."""
     if isinstance(value, (str, Path)):
         return value
-    raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {_kind(value)}); a "
+    raise LNQError(f"{what} must be a file or folder path or an lnq_napari Volume (got {kind_of(value)}); a "
                    "SimpleITK image is taken as it is, an array as Volume(array, spacing, origin, direction)")
 
 
@@ -1106,7 +1101,7 @@ def _ct_volume(ct, seg, what: str) -> Volume:
 def _from_sitk(value, what: str):
     """A 3D scalar SimpleITK image as a Volume (its grid kept; LNQError for a 2D or vector one); any other
     ``value`` as it is. SimpleITK is not imported for that: an image is known by its type's module."""
-    if type(value).__module__.split(".")[0] == "SimpleITK" and type(value).__name__ == "Image":
+    if kind_of(value) == "SimpleITK.Image":
         return from_sitk_image(value, what).volume()
     return value
 
@@ -1130,7 +1125,7 @@ def _volume(value, what: str, read: bool = False) -> Volume:
     if read and isinstance(value, (str, Path)):
         return read_volume(value)
     hint = "or a file path " if read else ""
-    raise LNQError(f"{what} must be an lnq_napari Volume {hint}(got {_kind(value)}): read files with "
+    raise LNQError(f"{what} must be an lnq_napari Volume {hint}(got {kind_of(value)}): read files with "
                    "lnq_napari.io.read_volume / read_labels (a SimpleITK image is taken as it is), or wrap "
                    "an array as Volume(array, spacing, origin, direction), since an array alone has no voxel "
                    "size or position")

@@ -19,6 +19,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.heard import show_one_line
 from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
 from lnq_napari.io.json_text import strict_json
+from lnq_napari.metrics import figure
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
 from lnq_napari.quantify import marked_cells, short_axis_text
@@ -62,9 +63,8 @@ DATA_HELP = ("folder of cases: <case>-ct.nrrd with <case>-seg.nrrd (LNQ layout; 
 
 
 def _fmt(value) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{0.0 if abs(value) < 1e-9 else value:.4g}"  # no -3.6e-15
-    return str(value)
+    """A table cell: a float as :func:`~lnq_napari.metrics.figure` shows it, anything else as text."""
+    return figure(value) if isinstance(value, float) else str(value)
 
 
 def _pct(value: float | None) -> str:

@@ -96,14 +96,15 @@ class ScoreSummary:
 
     def text(self) -> str:
         """The line ``evaluate`` prints under its table: ``"cases 3: Dice mean 0.81 median 0.84; ..."``."""
-        f = _figure
+        f = figure
         return (f"cases {self.n_cases}: Dice mean {f(self.dice_mean)} median {f(self.dice_median)}; "
                 f"ASSD mean {f(self.assd_mean)} median {f(self.assd_median)} mm; "
                 f"node recall {f(self.recall)}; false-positive nodes per case {f(self.fp_per_case)}")
 
 
-def _figure(value: float) -> str:
-    """A figure as the summary line shows it: 4 significant digits, "nan" where undefined."""
+def figure(value: float) -> str:
+    """A figure as the summary line and the CLI's tables show it: 4 significant digits, "nan" where
+    undefined."""
     return "nan" if math.isnan(value) else f"{0.0 if abs(value) < 1e-9 else value:.4g}"  # no -3.6e-15
 
 

@@ -193,3 +193,13 @@ def test_a_find_nodes_result_saved_as_a_prediction_is_recorded_under_the_workspa
     assert [v["version"] for v in ws.versions("c1")][-1] == saved.version
     corrected = api.save_labels(found, "c1", workspace=ws)  # a correction keeps the model's own version
     assert ws.version_info("c1", corrected.version)["model_version"] == found.model_version
+
+
+def test_what_a_wrong_value_is_said_one_way_by_the_api_and_the_model_loader():
+    """api and nnunet.select each spelt out the type of a wrong value (numpy.ndarray): one helper now."""
+    from lnq_napari.errors import kind_of
+
+    assert kind_of(np.zeros(2)) == "numpy.ndarray" and kind_of("x") == "builtins.str"
+    for call in (lambda: api.list_models(3), lambda: api.load_predictor(3)):
+        with pytest.raises(LNQError, match=r"\(got builtins\.int\)"):
+            call()

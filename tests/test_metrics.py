@@ -374,3 +374,13 @@ def test_false_volume_counts_what_is_painted_beyond_the_distance_of_every_node()
     assert metrics.evaluate_case(vol(gt), vol(gt)).false_volume_ml is None  # not asked for
     empty = np.zeros(SHAPE, np.uint8)  # a correction without nodes: all that is painted is false
     assert metrics.false_volume_ml(vol(gt), vol(empty), 5.0) == pytest.approx(np.count_nonzero(gt) * voxel_ml)
+
+
+def test_one_figure_format_for_the_summary_line_and_the_cli_tables():
+    """The summary line and ``evaluate``'s table formatted floats with two copies of one rule."""
+    from lnq_napari import cli
+
+    for value, shown in ((0.812345, "0.8123"), (-3.6e-15, "0"), (float("nan"), "nan"),
+                         (12345.6, "1.235e+04")):
+        assert metrics.figure(value) == cli._fmt(value) == shown
+    assert cli._fmt(3) == "3" and cli._fmt("lnq2023-train-0001") == "lnq2023-train-0001"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from lnq_napari.errors import LNQError
+from lnq_napari.errors import LNQError, kind_of
 from lnq_napari.model.nnunet_folder import PREFIX, NnunetModelSpec, is_nnunet_folder, model_spec
 
 NNUNET_OPTIONS = ("folds", "checkpoint", "tile_step", "mirroring", "inference")
@@ -52,9 +52,8 @@ def _active_model_of_workspace(model):
     if model is None or isinstance(model, NnunetModelSpec):
         return model
     if not isinstance(model, (str, Path)):
-        kind = type(model).__module__.split(".")[0] + "." + type(model).__name__
         raise LNQError(f"model must be a model folder, nnunet:<folder>, a workspace, an entry of "
-                       f"api.list_models() or a loaded predictor (got {kind})")
+                       f"api.list_models() or a loaded predictor (got {kind_of(model)})")
     from lnq_napari.workspace.cases import is_workspace
 
     if not is_workspace(Path(model).expanduser()):
