@@ -181,7 +181,7 @@ def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
     """
     if isinstance(pred, NodeResult):  # its mask holds one id per node: the challenge scores label 1 only
         pred = pred.binary_mask()
-    pred, gt = _from_sitk(pred, "the prediction"), _from_sitk(gt, "the ground truth")
+    pred, gt = _from_sitk(pred, "the prediction", True), _from_sitk(gt, "the ground truth", True)
     if isinstance(pred, Volume) or isinstance(gt, Volume):
         one = (_one_case(pred, "the prediction"), _one_case(gt, "the ground truth"))
         files = [side for side in one[::-1] if isinstance(side, Path)]  # named as the CLI names the file's
@@ -251,7 +251,7 @@ def _one_case(value, what: str) -> Path | Volume:
         if not Path(value).is_file():
             raise LNQError(f"{what} {value} is not a file; beside a Volume give a label file or a Volume")
         return Path(value)
-    return _volume(value, what)
+    return _volume(value, what, labels=True)
 
 
 def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> ScoredCase:
@@ -1049,10 +1049,24 @@ def activate_model(
     """
     ws = _open(workspace)
     if isinstance(version, ModelSummary):  # was read as its repr: "version 'ModelSummary(...)' unknown"
-        version = version.version
+        version = _own_entry(ws, version)
     chosen = ws.version_or_adopted(str(version).strip())  # " m002" as copy-paste gives it
     ws.activate(chosen, reason=reason, decided_by=decided_by)
     return next(m for m in ws.model_summaries() if m.version == chosen)
+
+
+def _own_entry(ws: Workspace, entry: ModelSummary) -> str:
+    """The version a :func:`list_models` entry names when it is one of ``ws``'s; LNQError when it came
+    from another workspace (this one's version of that id is another model)."""
+    try:
+        own = ws.model_path(entry.version)
+    except LNQError:
+        own = None
+    if own is None or Path(own).resolve() != Path(entry.path).resolve():
+        raise LNQError(f"the list_models entry {entry.version} is the model at {entry.path}, not a version "
+                       f"of the workspace {ws.root}; pass an entry of list_models of this workspace, or the "
+                       "entry's path to copy that model in")
+    return entry.version
 
 
 def repair_workspace(workspace: str | Path | Workspace, case: str | None = None,
@@ -1098,24 +1112,25 @@ def _ct_volume(ct, seg, what: str) -> Volume:
     return _volume(ct, what, read=True)
 
 
-def _from_sitk(value, what: str):
-    """A 3D scalar SimpleITK image as a Volume (its grid kept; LNQError for a 2D or vector one); any other
-    ``value`` as it is. SimpleITK is not imported for that: an image is known by its type's module."""
+def _from_sitk(value, what: str, labels: bool = False):
+    """A 3D scalar SimpleITK image as a Volume (its grid kept; LNQError for a 2D or vector one, said of
+    ``labels`` or a CT); any other ``value`` as it is. SimpleITK is not imported for that: an image is
+    known by its type's module."""
     if kind_of(value) == "SimpleITK.Image":
-        return from_sitk_image(value, what).volume()
+        return from_sitk_image(value, what, labels=labels).volume()
     return value
 
 
 def _labels(value, what: str, read: bool = False) -> Volume:
     """:func:`_volume` of labels; a :func:`find_nodes` result as its ``mask`` (one id per node), as
     :func:`evaluate` takes it (as its 0/1 mask)."""
-    return _volume(value.mask if isinstance(value, NodeResult) else value, what, read=read)
+    return _volume(value.mask if isinstance(value, NodeResult) else value, what, read=read, labels=True)
 
 
-def _volume(value, what: str, read: bool = False) -> Volume:
+def _volume(value, what: str, read: bool = False, labels: bool = False) -> Volume:
     """``value`` when it is a Volume (a SimpleITK image: as one); with ``read``, a path is read as one;
     anything else is an LNQError saying what to pass (an array alone has no spacing or position)."""
-    value = _from_sitk(value, what)
+    value = _from_sitk(value, what, labels)
     if isinstance(value, Volume):
         if np.ndim(value.array) != 3:
             raise LNQError(f"{what} holds a {np.ndim(value.array)}D array (shape {np.shape(value.array)}); a "
@@ -1230,7 +1245,7 @@ def _warn_touching(saved: SavedLabels, labels: Volume) -> None:
 
 
 def export_dicom_seg(
-    out: str | Path, labels: Volume | None = None, ct: str | Path | None = None, *,
+    out: str | Path, labels: Volume | NodeResult | None = None, ct: str | Path | None = None, *,
     workspace: str | Path | None = None, case: str | None = None, version: str | None = None,
     model_version: str | None = None, edits: int = 0,
 ) -> Path:

@@ -38,8 +38,25 @@ def test_a_simpleitk_image_is_taken_as_a_volume(tmp_path):
 def test_a_2d_simpleitk_image_is_one_lnqerror():
     import SimpleITK as sitk
 
-    with pytest.raises(LNQError, match="the labels is 2D; a CT or label volume must be 3D"):
+    with pytest.raises(LNQError, match=r"^the labels: a 2D image; a CT or label volume must be 3D \(z, y, "
+                                       r"x\)$"):
         api.measure(sitk.Image(8, 8, sitk.sitkUInt8))
+
+
+def test_a_vector_image_given_as_labels_is_named_as_labels_not_as_a_ct():
+    """A SimpleITK vector image as labels was told "a CT volume must be scalar: use the CT itself"."""
+    import SimpleITK as sitk
+
+    vector = sitk.Image([20, 20, 6], sitk.sitkVectorUInt8, 3)
+    with pytest.raises(LNQError, match=r"^the labels: an image of 3 values per voxel \(a colour or vector "
+                                       r"image\); a label map holds one value per voxel") as said:
+        api.measure(vector)
+    assert "CT" not in str(said.value)
+    with pytest.raises(LNQError, match="the ground truth: an image of 3 values per voxel"):
+        api.evaluate(_labels(), vector)
+    ct = sitk.Image([20, 20, 6], sitk.sitkVectorInt16, 3)
+    with pytest.raises(LNQError, match="the CT has 3 values per voxel .* a CT volume must be scalar"):
+        api.measure(_labels(), ct)
 
 
 def test_evaluate_names_the_case_of_the_file_beside_a_volume(tmp_path):
@@ -203,3 +220,23 @@ def test_what_a_wrong_value_is_said_one_way_by_the_api_and_the_model_loader():
     for call in (lambda: api.list_models(3), lambda: api.load_predictor(3)):
         with pytest.raises(LNQError, match=r"\(got builtins\.int\)"):
             call()
+
+
+def test_activating_a_list_models_entry_of_another_workspace_is_refused(tmp_path):
+    """``activate_model(ws, entry)`` used only the entry's id: another workspace's m001 activated this
+    workspace's m001, a different model."""
+    from lnq_napari.model import bundled_model_path
+
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((6, 20, 20), np.int16)))
+    first, second = (api.init_workspace(tmp_path / name, data) for name in ("ws1", "ws2"))
+    for ws in (first, second):
+        ws.register_model(bundled_model_path())
+    theirs = api.list_models(first)[-1]
+    with pytest.raises(LNQError, match=f"the list_models entry m001 is the model at {theirs.path}, not a "
+                                       "version of the workspace .*ws2; pass an entry of list_models of this "
+                                       "workspace"):
+        api.activate_model(second, theirs)
+    assert second.active_model() is None
+    assert api.activate_model(second, api.list_models(second)[-1]).active  # its own entry
+    assert api.activate_model(second, api.list_models(first)[0]).version == "bundled"  # the same everywhere

@@ -37,15 +37,21 @@ def native(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(native_order(array))
 
 
-def not_scalar(name: str, components: int, what: str = "a colour or vector image") -> LNQError:
-    """The error for an image of ``components`` values per voxel (RGB, a vector field), not a CT."""
+def not_scalar(name: str, components: int, what: str = "a colour or vector image",
+               labels: bool = False) -> LNQError:
+    """The error for an image of ``components`` values per voxel (RGB, a vector field), not a CT (with
+    ``labels``: not a label map)."""
+    if labels:
+        return LNQError(f"{name}: an image of {components} values per voxel ({what}); a label map holds one "
+                        "value per voxel (0 background, node ids): pass the label map itself, not a colour "
+                        "rendering or export of it")
     return LNQError(f"{name} has {components} values per voxel ({what}); a CT volume must be scalar: "
                     "use the CT itself, not a colour rendering or export of it")
 
 
-def from_sitk_image(image, name: str) -> RawImage:
+def from_sitk_image(image, name: str, labels: bool = False) -> RawImage:
     """A 3D scalar SimpleITK image (4D of one time point: its volume; a LabelMap: its label image) as
-    stored; LNQError for another."""
+    stored; LNQError for another (``labels``: said of a label map, not a CT)."""
     import SimpleITK as sitk
 
     image = plain_image(image)
@@ -54,9 +60,9 @@ def from_sitk_image(image, name: str) -> RawImage:
         image = sitk.Extract(image, [*image.GetSize()[:3], 0], [0, 0, 0, 0])
         dim = 3
     if dim != 3:
-        raise LNQError(f"{name} is {dim}D; a CT or label volume must be 3D")
+        raise LNQError(f"{name}: a {dim}D image; a CT or label volume must be 3D (z, y, x)")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise not_scalar(name, image.GetNumberOfComponentsPerPixel())
+        raise not_scalar(name, image.GetNumberOfComponentsPerPixel(), labels=labels)
     return RawImage(native(sitk.GetArrayFromImage(image)), image.GetSpacing(), image.GetOrigin(),
                     image.GetDirection(), {})
 
