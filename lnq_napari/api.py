@@ -1135,6 +1135,9 @@ def _volume(value, what: str, read: bool = False, labels: bool = False) -> Volum
         if np.ndim(value.array) != 3:
             raise LNQError(f"{what} holds a {np.ndim(value.array)}D array (shape {np.shape(value.array)}); a "
                            "CT or label volume is 3D (z, y, x): stack the slices into one volume")
+        if np.size(value.array) == 0:  # reached numpy's "zero-size array to reduction" ValueError
+            raise LNQError(f"{what}: no voxels (shape {np.shape(value.array)}); pass a volume of at least "
+                           "one voxel")
         check_grid(value.spacing, value.origin, value.direction, what)  # as every file reader checks
         return value
     if read and isinstance(value, (str, Path)):

@@ -240,3 +240,11 @@ def test_activating_a_list_models_entry_of_another_workspace_is_refused(tmp_path
     assert second.active_model() is None
     assert api.activate_model(second, api.list_models(second)[-1]).active  # its own entry
     assert api.activate_model(second, api.list_models(first)[0]).version == "bundled"  # the same everywhere
+
+
+def test_an_empty_simpleitk_image_is_one_lnqerror():
+    """A SimpleITK image of zero voxels reached numpy's raw ValueError in the node table."""
+    import SimpleITK as sitk
+
+    with pytest.raises(LNQError, match=r"^the labels: no voxels \(shape \(5, 5, 0\)\); pass a volume"):
+        api.measure(sitk.Image([0, 5, 5], sitk.sitkUInt8))
