@@ -13,8 +13,8 @@ from qtpy.QtCore import QCoreApplication, QTimer
 
 from lnq_napari.io.atomic import cannot_write_line, is_full
 from lnq_napari.workspace.autosave import (
+    AutosaveSession,
     AutosaveTarget,
-    autosave_path,
     autosave_target,
     moved_note,
     read_only_note,
@@ -26,10 +26,12 @@ MAX_RETRY_MS = 30_000  # the longest wait between retries of a failing autosave
 
 
 class Autosaver:
-    """Writes ``<autosave dir>/<case>.autosave.seg.nrrd`` atomically after edits (throttled)."""
+    """Writes ``<autosave dir>/<case>.session-<id>.autosave.seg.nrrd`` atomically after edits (throttled):
+    this viewer session's own file (:class:`AutosaveSession`), never another window's."""
 
     def __init__(self, session, interval_ms: int = 2000) -> None:
         self.session = session
+        self.files = AutosaveSession()
         self.last_path: Path | None = None
         self.writes = 0
         self.last_error: Exception | None = None
@@ -49,7 +51,7 @@ class Autosaver:
 
     @property
     def path(self) -> Path:
-        return autosave_path(self._where().folder, self.session.case)
+        return self.files.path(self._where().folder, self.session.case)
 
     def _where(self) -> AutosaveTarget:
         """Where the next write goes (:func:`autosave_target`, decided once per write: its folder and its
@@ -87,9 +89,11 @@ class Autosaver:
 
     def stop(self) -> None:
         """No more writes: the case closes with nothing unsaved (a write still pending would be taken,
-        the next time the case opens, for edits never saved)."""
+        the next time the case opens, for edits never saved). Its autosave files go (all they hold was
+        saved) once no write runs."""
         self._timer.stop()
         self._pending, self._stopped = False, True
+        self._close_files()
         if self.schedule in self.session.listeners:
             self.session.listeners.remove(self.schedule)
 
@@ -137,7 +141,7 @@ class Autosaver:
         self._pending = False
         connect = {"returned": self._written, "errored": self._failed, "finished": self._done}
         worker = create_worker(
-            write_autosave,
+            self._write,
             labels,
             where.folder,
             self.session.case,
@@ -174,8 +178,18 @@ class Autosaver:
         self._timer.setInterval(min(2 * self._timer.interval(), max(self._interval_ms, MAX_RETRY_MS)))
         self._tell()
 
+    def _write(self, labels, folder: Path, case: str, extra: dict) -> Path:
+        """This session's autosave of ``case`` in ``folder`` (re)written, in whatever thread calls it."""
+        return self.files.write(labels, folder, case, extra, writer=write_autosave)
+
+    def _close_files(self) -> None:
+        """Once stopped and no write runs: the session's autosave files and locks go."""
+        if self._stopped and self._worker is None:
+            self.files.close(remove=True)
+
     def _done(self) -> None:
         self._worker = None
+        self._close_files()
         if self._pending and not self._timer.isActive():
             if self.last_error is not None:  # failed: tried again after the interval, not at once (a loop)
                 self._timer.start()
@@ -194,7 +208,7 @@ class Autosaver:
         self._timer.stop()
         try:
             where = self._where()
-            path = write_autosave(self._snapshot(), where.folder, self.session.case, self._extra(where))
+            path = self._write(self._snapshot(), where.folder, self.session.case, self._extra(where))
         except Exception as exc:
             self.last_error, self._pending = exc, not self._stopped
             if self._pending:

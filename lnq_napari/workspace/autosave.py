@@ -1,7 +1,13 @@
-"""Crash autosave files: where they go and the atomic rewrite of ``<case>.autosave.seg.nrrd``.
+"""Crash autosave files: where they go and the atomic rewrite of ``<case>.session-<id>.autosave.seg.nrrd``.
 
-One rolling file per case, rewritten after edits (the plugin's timers decide when); it is not a label
-version. The folder: $LNQ_NAPARI_AUTOSAVE_DIR, else ``<workspace>/autosave``, else ``lnq-autosave/``
+One rolling file per case and viewer session (:class:`AutosaveSession`), rewritten after edits (the
+plugin's timers decide when); it is not a label version. The session holds a lock file beside it while it
+lives (released by the operating system when its process dies): a case open in two windows has two
+autosaves, neither writes over the other's, and one whose session still lives is never offered as a
+crash's leftovers (:func:`live_autosaves`). Files named ``<case>.autosave.seg.nrrd`` (written before
+autosaves were per session) are found and offered as before.
+
+The folder: $LNQ_NAPARI_AUTOSAVE_DIR, else ``<workspace>/autosave``, else ``lnq-autosave/``
 beside the source file when writable, else ``~/.cache/lnq-napari/autosave``. A workspace moved, renamed or
 deleted while a case is open gets no autosave at its old path (that made its folders again there, an empty
 shell): the edits go where a case opened without one keeps them, marked with the workspace's identity
@@ -14,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+import socket
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +31,7 @@ from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
 from lnq_napari.workspace.cases import workspace_gone, written_for
 from lnq_napari.workspace.files import now
+from lnq_napari.workspace.lock import file_locked
 
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
 AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"
@@ -30,6 +39,10 @@ WORKSPACE_AUTOSAVE = "autosave"  # the autosave folder inside a workspace
 REVIEW_FIELDS = ("marked", "rejected")  # provenance lists an autosave keeps as JSON in lnq_<name> fields
 MOVED_FIELD = "lnq_workspace_moved"  # "1": written outside the workspace (gone from its path, or read-only)
 ID_FIELD = "lnq_workspace_id"  # the identity of the workspace the case was opened from (cases.workspace_id)
+SESSION_FIELD = "lnq_session"  # the viewer session that writes the file (AutosaveSession.id)
+OWNER_FIELDS = ("lnq_owner_user", "lnq_owner_host", "lnq_owner_pid")  # who writes it, where, which process
+LOCK_SUFFIX = ".lock"  # the session's lock file: <autosave file>.lock
+_SESSION_NAME = re.compile(r"\.session-[0-9a-f]{12}" + re.escape(AUTOSAVE_SUFFIX))
 
 
 def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
@@ -119,27 +132,160 @@ def user_folder() -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "user"
 
 
-def autosave_path(folder: str | Path, case: str) -> Path:
-    """``<folder>/<case>.autosave.seg.nrrd``."""
-    return Path(folder) / f"{case}{AUTOSAVE_SUFFIX}"
+def autosave_path(folder: str | Path, case: str, session: str = "") -> Path:
+    """``<folder>/<case>.session-<session>.autosave.seg.nrrd``; ``<folder>/<case>.autosave.seg.nrrd``
+    (the name before autosaves were per session) without ``session``."""
+    name = f"{case}.session-{session}" if session else case
+    return Path(folder) / f"{name}{AUTOSAVE_SUFFIX}"
+
+
+def case_autosaves(folder: str | Path, case: str) -> list[Path]:
+    """Every autosave file of ``case`` in ``folder``: each session's, and one of the name before."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [Path(folder) / n for n in sorted(names) if n == f"{case}{AUTOSAVE_SUFFIX}"
+            or (n.startswith(f"{case}.session-") and _SESSION_NAME.fullmatch(n[len(case):]))]
+
+
+def _case_candidates(case: str, source: str | Path | None, workspace: str | Path | None,
+                     workspace_id: str | None) -> list[Path]:
+    """The autosave files of ``case`` (read from ``source``, opened from ``workspace``) that may hold its
+    unsaved edits: the user's folder's, the shared folder's (written before autosaves were per user) and
+    those kept aside while the workspace was gone."""
+    folder = autosave_dir(source, workspace)
+    shared = None if os.environ.get(AUTOSAVE_ENV) else _shared_dir(source, workspace)
+    found = case_autosaves(folder, case)
+    if shared is not None and shared != folder:
+        found += [p for p in case_autosaves(shared, case) if p.is_file()]
+    return [p for p in dict.fromkeys([*found, *_kept_aside(case, source, workspace, workspace_id)])
+            if p.is_file()]
 
 
 def newer_autosave(case: str, source: str | Path | None, workspace: str | Path | None,
-                   than: str | Path | None, workspace_id: str | None = None) -> Path | None:
-    """The autosave file of ``case`` (read from ``source``, opened from ``workspace`` of identity
-    ``workspace_id``) when it was written after the label file ``than`` (any autosave when ``than`` is
-    None): unsaved edits a crash or a closed window left behind. None when there is none or it is older."""
-    path = autosave_path(autosave_dir(source, workspace), case)
-    shared = None if os.environ.get(AUTOSAVE_ENV) else _shared_dir(source, workspace)
-    if not path.exists() and shared is not None:  # written before autosaves were per user
-        path = autosave_path(shared, case)
-    found = [p for p in [path, *_kept_aside(case, source, workspace, workspace_id)] if p.is_file()]
+                   than: str | Path | None, workspace_id: str | None = None,
+                   own: tuple[str, ...] = ()) -> Path | None:
+    """The newest autosave file of ``case`` (read from ``source``, opened from ``workspace`` of identity
+    ``workspace_id``) whose session is over (a crash, a closed window, or one of the sessions ``own``, the
+    asking window's), when it was written after the label file ``than`` (any when ``than`` is None):
+    unsaved edits left behind. None when there is none or it is older. One a live session of another
+    window or process writes is never it (:func:`live_autosaves`)."""
+    found = [p for p in _case_candidates(case, source, workspace, workspace_id)
+             if session_owner(p, own) is None]
     try:
         path = max(found, key=lambda p: p.stat().st_mtime_ns)
         written = path.stat().st_mtime_ns
         return path if than is None or written > Path(than).stat().st_mtime_ns else None
     except (OSError, ValueError):
         return None
+
+
+def live_autosaves(case: str, source: str | Path | None, workspace: str | Path | None,
+                   workspace_id: str | None = None, own: tuple[str, ...] = ()) -> list[tuple[Path, str]]:
+    """The autosave files of ``case`` that a live session of another window or process (not one of the
+    sessions ``own``) writes, each with who writes it, in words (:func:`session_owner`), newest first."""
+    found = [(p, who) for p in _case_candidates(case, source, workspace, workspace_id)
+             if (who := session_owner(p, own)) is not None]
+    return sorted(found, key=lambda f: _mtime(f[0]), reverse=True)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def session_owner(path: str | Path, own: tuple[str, ...] = ()) -> str | None:
+    """Who writes the autosave ``path`` now, in words (``user on host, process N``), when its session
+    lives (its lock file is held), and is not one of the sessions ``own``; None when it is over (a crash,
+    a closed window), or the file has no session (one of the name before). Where locks cannot be told (a
+    file system without them) a session of this machine lives while its process does; one of another
+    machine is taken as over (its edits offered: never lost)."""
+    match = _SESSION_NAME.search(Path(path).name)
+    if match is None or match.group(0)[len(".session-"):-len(AUTOSAVE_SUFFIX)] in own:
+        return None
+    held = file_locked(f"{path}{LOCK_SUFFIX}")
+    if held is False:
+        return None
+    fields = autosave_fields(path)
+    user, host, pid = (fields.get(k, "") for k in OWNER_FIELDS)
+    if held is None and not (host == socket.gethostname() and pid.isdigit() and _alive(int(pid))):
+        return None
+    who = f"{user or 'another user'} on {host or 'another machine'}"
+    return f"{who}, process {pid}" if pid else who
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process ``pid`` of this machine runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it runs
+        return True
+    return True
+
+
+def open_elsewhere_note(case: str, path: str | Path, who: str) -> str:
+    """The one line that tells that ``case`` is open with unsaved edits in another window or process
+    (``who``, autosaving to ``path``): not offered here, as a crash's would be."""
+    return (f"{case} is open with unsaved edits in another window or process ({who}; autosaved in {path}): "
+            "they are not shown here; Save them there first, or close that window, then open the case again")
+
+
+class AutosaveSession:
+    """The autosave files of one viewer session: each written with the session's id, who writes it and
+    where in its header, and the session's lock file held beside it until :meth:`close` (or the process
+    ends). Qt-free: the plugin's timers call :meth:`write` from a worker thread."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self._locks: dict[Path, object] = {}  # autosave file -> its held FileLock
+
+    def owner_fields(self) -> dict[str, str]:
+        """The header fields naming the session, its user, machine and process."""
+        return {SESSION_FIELD: self.id, **dict(zip(OWNER_FIELDS, (user_folder(), socket.gethostname(),
+                                                                  str(os.getpid()))))}
+
+    def path(self, folder: str | Path, case: str) -> Path:
+        """The session's autosave file of ``case`` in ``folder``."""
+        return autosave_path(folder, case, self.id)
+
+    def write(self, labels: Volume, folder: str | Path, case: str, extra: dict | None = None,
+              writer: Callable[..., Path] | None = None) -> Path:
+        """Atomically (re)write the session's autosave of ``case`` in ``folder`` (with ``writer``, default
+        :func:`write_autosave`), its lock held first."""
+        self._hold(self.path(folder, case))
+        fields = {**(extra or {}), **self.owner_fields()}
+        return (writer or write_autosave)(labels, folder, case, fields, session=self.id)
+
+    def _hold(self, path: Path) -> None:
+        from filelock import FileLock, Timeout
+
+        if path in self._locks:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{path}{LOCK_SUFFIX}", timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:  # never (the id is this session's): the file is still written
+            return
+        except OSError:  # a file system without locks: the header's process tells instead
+            return
+        self._locks[path] = lock
+
+    def close(self, remove: bool) -> None:
+        """The session ends: its locks are given back, and with ``remove`` (nothing unsaved: all it holds
+        was saved) its autosave files and lock files go."""
+        for path, lock in list(self._locks.items()):
+            if remove:
+                path.unlink(missing_ok=True)
+            lock.release()
+            if remove:
+                Path(f"{path}{LOCK_SUFFIX}").unlink(missing_ok=True)
+        self._locks.clear()
 
 
 def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | None,
@@ -149,7 +295,7 @@ def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | No
     if not workspace:
         return []
     folders = {autosave_dir(source, None), Path.home() / ".cache" / "lnq-napari" / "autosave"}
-    return [p for f in folders if (p := autosave_path(f, case)).is_file()
+    return [p for f in folders for p in case_autosaves(f, case) if p.is_file()
             and (fields := autosave_fields(p)).get(MOVED_FIELD) == "1"
             and _written_for(fields, workspace, workspace_id)]
 
@@ -212,7 +358,9 @@ def read_review_fields(header: Mapping[str, str]) -> dict[str, list]:
     return out
 
 
-def write_autosave(labels: Volume, folder: str | Path, case: str, extra: dict | None = None) -> Path:
-    """Atomically (re)write the autosave file of ``case`` in ``folder``; returns its path."""
+def write_autosave(labels: Volume, folder: str | Path, case: str, extra: dict | None = None,
+                   session: str = "") -> Path:
+    """Atomically (re)write the autosave file of ``case`` (of the viewer session ``session``) in
+    ``folder``; returns its path."""
     fields = {"lnq_autosave_time": now(), **{k: str(v) for k, v in (extra or {}).items()}}
-    return write_seg_nrrd(autosave_path(folder, case), labels, extra=fields)
+    return write_seg_nrrd(autosave_path(folder, case, session), labels, extra=fields)

@@ -196,12 +196,19 @@ class RunLock:
 
 def finetune_running(folder: str | Path) -> bool | None:
     """Whether a fine-tune (of any program) holds the run lock of ``folder`` now: False when none does,
-    None when it cannot be told (a lock file that cannot be opened, a file system without locks).
+    None when it cannot be told (a lock file that cannot be opened, a file system without locks)."""
+    return file_locked(os.path.join(folder, RUN_FILE))
+
+
+def file_locked(path: str | Path) -> bool | None:
+    """Whether a process (this one included, through another lock object) holds the ``filelock`` lock
+    file ``path`` now: False when none does or there is no such file, None when it cannot be told (a
+    lock file that cannot be opened, a file system without locks).
 
     filelock locks with ``fcntl.flock(LOCK_EX)`` on Unix: this asks for a shared lock on a read-only
-    descriptor (so a read-only mount of a workspace a fine-tune writes elsewhere still tells), never
-    waits, and holds it no longer than the call (a fine-tune starting meanwhile waits ``RUN_WAIT_S``)."""
-    path = os.path.join(folder, RUN_FILE)
+    descriptor (so a read-only mount still tells), never waits, and holds it no longer than the call (a
+    process taking the lock meanwhile waits for it a moment)."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
         return False
     if os.name == "nt":
@@ -222,7 +229,7 @@ def finetune_running(folder: str | Path) -> bool | None:
 
 
 def _running_windows(path: str) -> bool | None:
-    """:func:`finetune_running` on Windows (msvcrt locks): the lock taken and given back at once."""
+    """:func:`file_locked` on Windows (msvcrt locks): the lock taken and given back at once."""
     from filelock import Timeout
 
     lock = FileLock(path, timeout=0, thread_local=False)

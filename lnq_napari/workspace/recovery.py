@@ -2,6 +2,8 @@
 when it opens, and what they are (labels, marks, rejections, the version they were made on).
 
 The first edit after opening rewrites the autosave, so what it holds must be offered then or is lost.
+An autosave a live session of another window or process writes is never offered (its edits are still
+being made there): :func:`edits_open_elsewhere` says so instead.
 No Qt here: the plugin shows the labels and resumes the session.
 """
 
@@ -18,7 +20,9 @@ from lnq_napari.quantify import read_node_ids
 from lnq_napari.workspace.autosave import (
     autosave_of_another_workspace,
     autosave_parent,
+    live_autosaves,
     newer_autosave,
+    open_elsewhere_note,
     read_review_fields,
 )
 from lnq_napari.workspace.labels import lost_flags
@@ -48,18 +52,40 @@ class RecoveredEdits:
 
 
 def unsaved_edits(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,
-                  prov: dict | None, reference: Volume | None = None) -> RecoveredEdits | None:
+                  prov: dict | None, reference: Volume | None = None,
+                  own: tuple[str, ...] = ()) -> RecoveredEdits | None:
     """The edits ``case`` left in an autosave and never saved, which the first edit after opening would
     overwrite; None when there are none.
 
     ``seg`` is the label file opened (its labels ``shown`` on the ``reference`` grid, its provenance
     ``prov``; None for each when there is none). An autosave counts when it is newer than ``seg`` with
     other labels, marks or rejections, or, when another process saved a version since, when it is newer
-    than the version it was made on and no correction saved from that version holds it. Raises LNQError
-    when a label file cannot be read.
+    than the version it was made on and no correction saved from that version holds it. Only an
+    autosave whose session is over counts (a crash, a closed window, or one of the sessions ``own``, the
+    asking window's). Raises LNQError when a label file cannot be read.
     """
-    path = newer_autosave(case, ws.ct_path(case), ws.root, None, ws.id)
-    if path is None or autosave_of_another_workspace(path, ws.root, ws.id):
+    path = newer_autosave(case, ws.ct_path(case), ws.root, None, ws.id, own)
+    if path is None:
+        return None
+    return _edits_in(path, ws, case, seg, shown, prov, reference)
+
+
+def edits_open_elsewhere(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,
+                         prov: dict | None, reference: Volume | None = None,
+                         own: tuple[str, ...] = ()) -> str:
+    """One line when ``case`` is open with unsaved edits in another window or process (a live session
+    not among ``own`` autosaves edits :func:`unsaved_edits` would offer were it over), naming who and
+    where; "" when it is not. Raises LNQError when a label file cannot be read."""
+    for path, who in live_autosaves(case, ws.ct_path(case), ws.root, ws.id, own):
+        if _edits_in(path, ws, case, seg, shown, prov, reference) is not None:
+            return open_elsewhere_note(case, path, who)
+    return ""
+
+
+def _edits_in(path: Path, ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,
+              prov: dict | None, reference: Volume | None) -> RecoveredEdits | None:
+    """The unsaved edits the autosave ``path`` holds (:func:`unsaved_edits`), None when none."""
+    if autosave_of_another_workspace(path, ws.root, ws.id):
         return None
     based = autosave_parent(path)
     try:

@@ -28,7 +28,7 @@ from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestio
 from lnq_napari.plugin.widgets._common import WorkerWidget, busy, compact, widen_opened_cts
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.recovery import unsaved_edits
+from lnq_napari.workspace.recovery import edits_open_elsewhere, unsaved_edits
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
 from lnq_napari.workspace.review_stats import REVIEW_ACTION, summarize
 
@@ -276,8 +276,10 @@ class ReviewWidget(WorkerWidget):
             prov = ws.preferred_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
-            restored = unsaved_edits(ws, case, seg, None if seg_data is None else seg_data[0], prov,
-                                     reference=ct_grid(ct_data))
+            own = tuple(s.autosaver.files.id for _, s in sessions if s.autosaver is not None)  # this window's
+            shown_labels, reference = None if seg_data is None else seg_data[0], ct_grid(ct_data)
+            restored = unsaved_edits(ws, case, seg, shown_labels, prov, reference=reference, own=own)
+            elsewhere = edits_open_elsewhere(ws, case, seg, shown_labels, prov, reference=reference, own=own)
             opened = prov or ws.latest_version(case, "original")  # on screen: the next Save's parent
             if restored:  # made on the version the autosave names, with the marks and rejections autosaved
                 opened = restored.opened(opened)
@@ -307,6 +309,7 @@ class ReviewWidget(WorkerWidget):
                 said += (f" (they were made on {base['version']}; {prov['source']} {prov['version']} "
                          "was saved since: Save puts them on top)")
         said += f"; {lost}" if lost else ""
+        said += f"\nnote: {elsewhere}" if elsewhere else ""
         self.status.setText(said)
         if nodes is not None:
             self._find_suggestions(ws, nodes, said)
