@@ -38,6 +38,8 @@ class Autosaver:
         self._worker = None
         self._pending = False
         self._stopped = False
+        self._aside = False  # set aside: over once the edits pending are written
+        self._closing: bool | None = None  # closing: with its files removed (True) or kept (False)
         self._told_moved = False  # the user was told the workspace is gone and where the edits go instead
         self._told_read_only = False  # ... that it cannot be written, and where the edits go instead
         self._told_error = ""  # the failure last said (said again only once it changes or a write works)
@@ -91,9 +93,29 @@ class Autosaver:
         """No more writes: the case closes with nothing unsaved (a write still pending would be taken,
         the next time the case opens, for edits never saved). Its autosave files go (all they hold was
         saved) once no write runs."""
+        self.stop_writing()
+        self._closing = True if self._closing is None else self._closing
+        self._close_files()
+
+    def set_aside(self) -> None:
+        """The session's autosave is over (its node layer left the viewer): once the edits pending are
+        written, no more writes, and its files are kept but their locks given back, so that they are
+        offered as a crash's are."""
+        if self._stopped:
+            return
+        self._aside = True
+        self._end_aside()
+
+    def _end_aside(self) -> None:
+        if self._aside and not self._pending and self._worker is None:
+            self.stop_writing()
+            self._closing = False
+            self._close_files()
+
+    def stop_writing(self) -> None:
+        """No more writes (the files stay as they are)."""
         self._timer.stop()
         self._pending, self._stopped = False, True
-        self._close_files()
         if self.schedule in self.session.listeners:
             self.session.listeners.remove(self.schedule)
 
@@ -120,6 +142,7 @@ class Autosaver:
             except Exception as exc:
                 self._failed(exc)  # are tried again at each timeout (a share back, space freed)
             self._timer.start()
+        self._end_aside()
 
     def _snapshot(self):
         return self.session.labels_volume().with_array(np.array(self.session.nodes.data, copy=True))
@@ -183,13 +206,15 @@ class Autosaver:
         return self.files.write(labels, folder, case, extra, writer=write_autosave)
 
     def _close_files(self) -> None:
-        """Once stopped and no write runs: the session's autosave files and locks go."""
-        if self._stopped and self._worker is None:
-            self.files.close(remove=True)
+        """Once closing and no write runs: the session's locks go, and its autosave files when all they
+        hold was saved (:meth:`stop`), not when set aside (:meth:`set_aside`)."""
+        if self._closing is not None and self._worker is None:
+            self.files.close(remove=self._closing)
 
     def _done(self) -> None:
         self._worker = None
         self._close_files()
+        self._end_aside()
         if self._pending and not self._timer.isActive():
             if self.last_error is not None:  # failed: tried again after the interval, not at once (a loop)
                 self._timer.start()

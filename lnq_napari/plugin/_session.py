@@ -415,6 +415,12 @@ class NodeSession:
         if self.autosaver is not None:
             self.autosaver.stop()
 
+    def _on_nodes_removed(self, event=None) -> None:
+        """The node layer left the viewer (deleted to set its edits aside, the viewer cleared): its
+        autosave, written now, is over, and offered when the case opens again, in this window or another."""
+        if getattr(event, "value", None) is self.nodes and self.autosaver is not None:
+            self.autosaver.set_aside()
+
     def _on_layer_removed(self, event=None) -> None:
         if self.marks_layer is not None and getattr(event, "value", None) is self.marks_layer:
             self.marks_layer = None
@@ -517,6 +523,7 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
     session = layer.metadata.get(SESSION_KEY)
     if session is None and create:
         session = NodeSession(layer, find_ct_layer(viewer, layer))
+        viewer.layers.events.removed.connect(session._on_nodes_removed)
     if session is not None and session.ct_layer is not None and (
             session.ct_layer not in viewer.layers or not same_placement(session.ct_layer, layer)):
         session.ct_layer = None  # its CT was closed, or moved apart from the labels: pair again (or none)

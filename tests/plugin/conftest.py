@@ -150,3 +150,14 @@ def save_and_wait(qtbot):
         return blocker.args[0]
 
     return save
+
+
+@pytest.fixture
+def crash():
+    """``crash(session)``: what a crash leaves of a viewer session's autosave: its files as last written,
+    its locks gone with its process (no more writes)."""
+    def crashed(session) -> None:
+        session.autosaver.stop_writing()
+        session.autosaver.files.close(remove=False)
+
+    return crashed

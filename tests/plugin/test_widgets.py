@@ -408,7 +408,8 @@ def test_autosave_is_throttled_atomic_and_on_the_ct_grid(
     autosaver = p.session.autosaver
     qtbot.waitUntil(lambda: autosaver.writes >= 1, timeout=20000)
     path = autosaver.flush()
-    assert path.parent == autosave_dir and path.name == "lnq2023-train-0003.autosave.seg.nrrd"
+    assert path.parent == autosave_dir  # the viewer session's own file of the case
+    assert path.name == f"lnq2023-train-0003.session-{autosaver.files.id}.autosave.seg.nrrd"
     saved = read_labels(path)
     assert np.array_equal(saved.array, (p.nodes.data > 0).astype(np.uint8))
     assert saved.origin == pytest.approx(phantom_files.case.ct.origin)
