@@ -126,3 +126,76 @@ def test_the_read_only_note_says_only_this_workspace_gets_the_edits_back():
 
     note = read_only_note("/share/ws", "case1", "/data/lnq-autosave/ann")
     assert "/data/lnq-autosave/ann" in note and "not from a copy of it" in note and "\n" not in note
+
+
+def _session_in_child(folder, case: str, hold_s: float = 60.0):
+    """A child process whose viewer session autosaves ``case`` in ``folder`` and then lives on:
+    (the process, its autosave file)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys, time, numpy as np\n"
+              "from lnq_napari.io.volume import Volume\n"
+              "from lnq_napari.workspace.autosave import AutosaveSession\n"
+              "s = AutosaveSession()\n"
+              "v = Volume(np.ones((2, 4, 4), np.uint8))\n"
+              "p = s.write(v, sys.argv[1], sys.argv[2], {'lnq_edits': 3})\n"
+              f"print(p, flush=True); time.sleep({hold_s})\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(folder), case], stdout=subprocess.PIPE,
+                             text=True)
+    return child, Path(child.stdout.readline().strip())
+
+
+def test_a_live_session_s_autosave_is_not_a_crash_s_and_is_once_its_process_is_gone(tmp_path, monkeypatch):
+    """One autosave per case: a second window of the case was offered the first's live, unsaved edits as
+    a crash's leftovers, and each window's autosave overwrote the other's (a crash then lost edits)."""
+    import os
+    import signal
+    import socket
+
+    from lnq_napari.workspace.autosave import AutosaveSession, live_autosaves
+
+    monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path / "auto"))
+    child, theirs = _session_in_child(tmp_path / "auto", "c1")
+    try:
+        labels = Volume(np.zeros((2, 4, 4), np.uint8))
+        mine = AutosaveSession()
+        assert newer_autosave("c1", None, None, None) is None  # theirs lives: not a crash's
+        ((live, who),) = live_autosaves("c1", None, None)
+        assert live == theirs and f"on {socket.gethostname()}, process {child.pid}" in who
+        path = mine.write(labels, tmp_path / "auto", "c1", {"lnq_edits": 1})
+        assert path != theirs and read_labels(theirs).array.max() == 1  # never written over
+        assert newer_autosave("c1", None, None, None) is None  # each window's own lives
+        assert newer_autosave("c1", None, None, None, own=(mine.id,)) == path  # the asking window's own
+        assert [p for p, _ in live_autosaves("c1", None, None, own=(mine.id,))] == [theirs]
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # the crash
+        child.wait()
+    os.utime(theirs)  # (written after mine)
+    assert [p for p, _ in live_autosaves("c1", None, None)] == [path]  # only mine lives now
+    assert newer_autosave("c1", None, None, None) == theirs  # offered as before
+    assert read_labels(theirs).meta["lnq_edits"] == "3"
+    mine.close(remove=True)  # closed with nothing unsaved: its files go, not the crashed one's
+    assert not path.exists() and not list((tmp_path / "auto").glob(f"{path.name}*"))
+    assert theirs.is_file() and newer_autosave("c1", None, None, None) == theirs
+
+
+def test_an_autosave_of_the_name_before_sessions_is_still_found(tmp_path, monkeypatch):
+    """Files written by the version before (``<case>.autosave.seg.nrrd``, no session, no lock) are a
+    crash's, and the newest of a case's files, old name or session's, is offered."""
+    import os
+
+    from lnq_napari.workspace.autosave import AutosaveSession, case_autosaves
+
+    monkeypatch.setenv(AUTOSAVE_ENV, str(tmp_path))
+    labels = Volume(np.zeros((2, 4, 4), np.uint8))
+    old = write_autosave(labels, tmp_path, "c1", {"lnq_edits": 1})
+    write_autosave(labels, tmp_path, "c1.b", {"lnq_edits": 1})  # another case whose name starts alike
+    assert newer_autosave("c1", None, None, None) == old
+    over = AutosaveSession()
+    path = over.write(labels, tmp_path, "c1")
+    over.close(remove=False)  # set aside: over, kept
+    assert set(case_autosaves(tmp_path, "c1")) == {old, path}
+    os.utime(old, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+    assert newer_autosave("c1", None, None, None) == old

@@ -292,3 +292,52 @@ def test_edits_of_a_case_open_from_a_read_only_workspace_are_autosaved_beside_th
     again = Workspace.open(ws.root)
     found = _open(again, again.version_info(CASE, original))
     assert found is not None and found.path == path
+
+
+def test_edits_a_live_session_of_another_window_autosaves_are_said_not_offered(ws):
+    """The case open in a second window was offered the first window's live, unsaved edits as a crash's
+    leftovers; it is told instead that the case is open with unsaved edits elsewhere, and who has it; once
+    that session is over (a crash), its edits are offered as before."""
+    import socket
+
+    from lnq_napari.workspace.autosave import AutosaveSession
+    from lnq_napari.workspace.recovery import edits_open_elsewhere
+
+    original = ws.latest_version(CASE)
+    other = AutosaveSession()
+    extra = {"lnq_workspace": str(ws.root), "lnq_parent": original["version"]}
+    path = other.write(_edited(ws, original["version"]), autosave_dir(ws.ct_path(CASE), ws.root), CASE, extra)
+    _date(path, ws.label_path(CASE, original["version"]), 10**9)
+    seg, shown = ws.label_path(CASE, original["version"]), ws.read_labels(CASE, original["version"]).array
+    assert _open(ws, original) is None
+    note = edits_open_elsewhere(ws, CASE, seg, shown, original, reference=ws.ct_grid(CASE))
+    assert note.startswith(f"{CASE} is open with unsaved edits in another window or process (")
+    assert f"on {socket.gethostname()}, process {os.getpid()}" in note and str(path) in note
+    assert "\n" not in note
+    assert edits_open_elsewhere(ws, CASE, seg, shown, original, reference=ws.ct_grid(CASE),
+                                own=(other.id,)) == ""  # the asking window's own session
+    other.close(remove=False)  # its process gone
+    assert _open(ws, original).path == path
+    assert edits_open_elsewhere(ws, CASE, seg, shown, original, reference=ws.ct_grid(CASE)) == ""
+
+
+
+def test_a_live_session_whose_edits_are_saved_is_not_said_open_with_unsaved_edits(ws):
+    """A second window open on a case whose edits the first saved (its autosave holds the saved labels)
+    is not told of unsaved edits there."""
+    from lnq_napari.workspace.autosave import AutosaveSession
+    from lnq_napari.workspace.recovery import edits_open_elsewhere
+
+    original = ws.latest_version(CASE)
+    other = AutosaveSession()
+    edited = _edited(ws, original["version"])
+    extra = {"lnq_workspace": str(ws.root), "lnq_parent": original["version"]}
+    path = other.write(edited, autosave_dir(ws.ct_path(CASE), ws.root), CASE, extra)
+    saved = ws.add_label_version(CASE, edited, "correction", parent=original["version"], marked=[],
+                                 rejected=[])
+    _date(ws.label_path(CASE, saved), path, 10**9)
+    prov = ws.version_info(CASE, saved)
+    note = edits_open_elsewhere(ws, CASE, ws.label_path(CASE, saved), ws.read_labels(CASE, saved).array, prov,
+                                reference=ws.ct_grid(CASE))
+    assert note == ""
+    other.close(remove=True)
