@@ -55,3 +55,69 @@ def test_the_reviewer_who_saves_over_another_s_save_is_told_and_both_are_kept(tw
     assert "was saved by another reviewer" in first["Save"].status.text()  # an autosave leaves it said
     assert save_and_wait(first["Save"]) is not None
     assert "another reviewer" not in first["Save"].status.text()  # saved on v003: nothing in between
+
+
+def _open_and_paint(make_napari_viewer, ws, case: str, x: int):
+    """A viewer with the Review widget open on ``case``, one voxel painted at x: (its widgets, session)."""
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.workspace import Workspace
+
+    viewer = make_napari_viewer()
+    widgets = dock_widgets(viewer, workspace=Workspace.open(ws.root))
+    assert widgets["Review"].open_case(case) is not None
+    nodes = viewer.layers["nodes"]
+    _paint(nodes, x)
+    return widgets, nodes.metadata["lnq_session"]
+
+
+def _paint(nodes, x: int) -> None:
+    nodes.data_setitem((np.array([8]), np.array([10]), np.array([x])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+
+
+def test_a_case_open_in_two_viewers_autosaves_each_apart_and_offers_neither_while_it_lives(
+        make_napari_viewer, tmp_path, monkeypatch, crash):
+    """One autosave per case: the second viewer opening the case was offered the first's live, unsaved
+    edits as a crash's leftovers, each viewer's autosave then overwrote the other's, and after the first
+    crashed its later edits were gone (the second's autosave in their place) and the second's offered."""
+    from lnq_napari.io.readers import read_labels
+    from lnq_napari.phantom import write_dataset
+    from lnq_napari.workspace import Workspace
+
+    monkeypatch.delenv("LNQ_NAPARI_AUTOSAVE_DIR", raising=False)  # the workspace's own folder, shared
+    write_dataset(tmp_path / "data", 1, seed=8, shape=(16, 48, 48), spacing=(6.0, 6.0, 8.0))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    case = ws.case_ids()[0]
+    first, mine = _open_and_paint(make_napari_viewer, ws, case, 10)
+    a_path = mine.autosaver.flush()
+    assert a_path is not None
+
+    second = make_napari_viewer()
+    from lnq_napari.plugin.app import dock_widgets
+
+    review = dock_widgets(second, workspace=Workspace.open(ws.root))["Review"]
+    assert review.open_case(case) is not None
+    said = review.status.text()
+    assert "with the unsaved edits autosaved" not in said  # not a crash's leftovers
+    assert f"note: {case} is open with unsaved edits in another window or process (" in said, said
+    assert str(a_path) in said
+    theirs = second.layers["nodes"].metadata["lnq_session"]
+    assert not theirs.unsaved and second.layers["nodes"].data[8, 10, 10] == 0
+    _paint(second.layers["nodes"], 30)
+    b_path = theirs.autosaver.flush()
+    assert b_path != a_path
+    _paint(mine.nodes, 20)  # the first goes on editing
+    assert mine.autosaver.flush() == a_path
+    a_saved, b_saved = read_labels(a_path).array, read_labels(b_path).array
+    assert a_saved[8, 10, 10] and a_saved[8, 10, 20] and not a_saved[8, 10, 30]  # neither overwrote
+    assert b_saved[8, 10, 30] and not b_saved[8, 10, 10] and not b_saved[8, 10, 20]
+
+    crash(mine)  # the first viewer's process dies with its edits unsaved
+    third = make_napari_viewer()
+    review = dock_widgets(third, workspace=Workspace.open(ws.root))["Review"]
+    assert review.open_case(case) is not None
+    said = review.status.text()
+    assert f"with the unsaved edits autosaved in {a_path}" in said, said  # the crashed one's, all of them
+    restored = third.layers["nodes"].data
+    assert restored[8, 10, 10] and restored[8, 10, 20] and not restored[8, 10, 30]
+    assert str(b_path) in said and "open with unsaved edits in another window" in said  # the second lives
