@@ -1518,3 +1518,35 @@ def test_a_hand_edited_mark_that_does_not_read_is_dropped_in_one_line_and_record
     assert save_and_wait(widgets["Save"]) is not None
     info = ws.latest_version(case, "correction")
     assert info["parent"] == corrected and info["marked"] == [good] and info["marks_lost"] is True
+
+
+def test_edits_set_aside_by_deleting_the_layer_come_back_in_the_same_window(
+        make_napari_viewer, qtbot, workspace, autosave_dir):
+    """Deleting the node layer sets its unsaved edits aside (the status says they come back when the case
+    opens): its autosave is over then, offered in this window, never said to be another window's."""
+    viewer, widgets, _ = _first_case_docked(make_napari_viewer, workspace)
+    review, case = widgets["Review"], workspace.case_ids()[-1]
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    path = nodes.metadata["lnq_session"].autosaver.flush()
+    viewer.layers.remove(nodes)
+    assert review.open_case(case) == workspace.ct_path(case)
+    said = review.status.text()
+    assert f"with the unsaved edits autosaved in {path}" in said and "another window" not in said, said
+    assert viewer.layers["nodes"].data[8, 20, 20] > 0
+
+
+def test_a_case_closed_with_its_edits_saved_leaves_no_autosave(make_napari_viewer, qtbot, workspace,
+                                                              autosave_dir, save_and_wait):
+    """Each viewer session autosaves to its own file: one closed with nothing unsaved removes it (all it
+    holds was saved), so that files do not pile up one per session."""
+    viewer, widgets, second = _first_case_docked(make_napari_viewer, workspace)
+    nodes = viewer.layers["nodes"]
+    nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    path = nodes.metadata["lnq_session"].autosaver.flush()
+    assert path.is_file() and save_and_wait(widgets["Save"]) is not None
+    assert widgets["Review"].open_case(second) == workspace.ct_path(second)
+    qtbot.wait(500)
+    assert not path.exists() and not list(autosave_dir.glob(f"{path.name}*"))
