@@ -266,14 +266,14 @@ class AutosaveSession:
 
         if path in self._locks:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(f"{path}{LOCK_SUFFIX}", timeout=0, thread_local=False)
         try:
+            os.makedirs(path.parent, exist_ok=True)
             lock.acquire()
         except Timeout:  # never (the id is this session's): the file is still written
             return
-        except OSError:  # a file system without locks: the header's process tells instead
-            return
+        except OSError:  # a folder or file system without locks: the write says what fails, the header's
+            return  # process tells whether it lives
         self._locks[path] = lock
 
     def close(self, remove: bool) -> None:

@@ -1483,7 +1483,7 @@ def test_a_correction_whose_marks_were_lost_in_a_repair_says_so_and_its_next_sav
 
 
 def test_a_hand_edited_mark_that_does_not_read_is_dropped_in_one_line_and_recorded_as_lost(
-        make_napari_viewer, workspace, tmp_path, autosave_dir, save_and_wait):
+        make_napari_viewer, workspace, tmp_path, autosave_dir, save_and_wait, crash):
     """A ``marked`` entry edited by hand raised a ValueError traceback after the old case's layers were
     gone; the marks layer was never made and the next Save dropped the good marks too, recording nothing."""
     from lnq_napari.interact import NodeMark
@@ -1509,7 +1509,8 @@ def test_a_hand_edited_mark_that_does_not_read_is_dropped_in_one_line_and_record
     nodes.data_setitem((np.array([8]), np.array([20]), np.array([20])), int(nodes.data.max()) + 1)
     nodes.events.paint()
     assert session.autosaver.flush() is not None
-    viewer.layers.clear()  # a crash: the edits come back from the autosave, the loss with them
+    crash(session)  # the edits come back from the autosave, the loss with them
+    viewer.layers.clear()
 
     again = make_napari_viewer()
     widgets = dock_widgets(again, workspace=ws)

@@ -51,6 +51,7 @@ class ReviewWidget(WorkerWidget):
         self.suggesting = None  # the thread worker finding the opened case's suggestions
         self._predictor: tuple[str | Path, object] | None = None  # (model, loaded predictor)
         self._predicting = threading.Lock()  # one prediction at a time (a case opened while one runs)
+        self._sessions: list[str] = []  # the autosave sessions of the cases this tab opened (its window's)
         self.form = Container(widgets=[
             FileEdit(name="workspace", label="workspace", mode="d", nullable=True,
                      value=getattr(workspace, "root", workspace),
@@ -276,7 +277,7 @@ class ReviewWidget(WorkerWidget):
             prov = ws.preferred_version(case, ("correction", "prediction"))
             seg = ws.label_path(case, prov["version"]) if prov else ws.seg_path(case)
             ct_data, seg_data = read_case(ws.ct_path(case), seg)
-            own = tuple(s.autosaver.files.id for _, s in sessions if s.autosaver is not None)  # this window's
+            own = (*self._sessions, *(s.autosaver.files.id for _, s in sessions if s.autosaver is not None))
             shown_labels, reference = None if seg_data is None else seg_data[0], ct_grid(ct_data)
             restored = unsaved_edits(ws, case, seg, shown_labels, prov, reference=reference, own=own)
             elsewhere = edits_open_elsewhere(ws, case, seg, shown_labels, prov, reference=reference, own=own)
@@ -299,6 +300,8 @@ class ReviewWidget(WorkerWidget):
         if case in cases:
             self.queue.setCurrentRow(cases.index(case))
         said = f"opened {case}" + (f" ({prov['source']} {prov['version']})" if prov else "")
+        if nodes is not None and (saver := getattr(nodes.metadata.get(SESSION_KEY), "autosaver", None)):
+            self._sessions.append(saver.files.id)  # its own: set aside (its layer deleted), never another's
         if restored:
             session = nodes.metadata[SESSION_KEY]
             session.mark_unsaved()  # until Save: the guard keeps them
