@@ -83,6 +83,7 @@ from lnq_napari.workspace import LabelStore, Repair, SavedLabels, TimePoint, Wor
 from lnq_napari.workspace.cases import gone_error, same_id
 from lnq_napari.workspace.lock import NotWritable
 from lnq_napari.workspace.registry import ModelSummary, check_outside_model, model_kind
+from lnq_napari.workspace.saved_since import saved_since_note
 
 if TYPE_CHECKING:
     from lnq_napari.nnunet.finetune import NnUNetFinetune
@@ -1184,7 +1185,7 @@ def save_labels(
             raise LNQError(f"cannot save the labels of {case} in the workspace {ws.root} ({why}); {fix}") \
                 from exc
         saved = SavedLabels(case, version, ws.label_path(case, version))
-        _warn_saved_since(ws, saved, provenance.get("parent"))
+        _warn_saved_since(ws, saved, provenance.get("parent"), labels)
     elif folder is None:
         raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")
     else:
@@ -1200,29 +1201,20 @@ def save_labels(
     return saved
 
 
-def _warn_saved_since(ws: Workspace, saved: SavedLabels, parent: str | None) -> None:
-    """A warning when a reviewer's version of the case was saved after ``parent`` (the version these labels
-    were made on) and before ``saved`` (a second reviewer, another window): ``saved``, now the newest, does
-    not hold its edits, and the user must know (both are kept). Also when ``parent`` is gone (the case's
-    label folder deleted or moved aside by hand while the case was open): ``saved`` is numbered afresh."""
+def _warn_saved_since(ws: Workspace, saved: SavedLabels, parent: str | None, labels: Volume) -> None:
+    """A warning when another reviewer's correction of the case, saved after ``parent`` (the version these
+    labels were made on), is not held by ``saved`` or is newer and does not hold it; or when ``parent``
+    is gone or damaged (:func:`~lnq_napari.workspace.saved_since.saved_since_note`). ``saved`` is
+    committed: a check that fails is said in the warning, never raised."""
     if not parent:
         return
-    store = ws.label_store(saved.case)
-    if parent not in {v["version"] for v in store.versions()} - {saved.version}:  # the new one is not it
-        warnings.warn(f"{saved.case}: {parent}, which these labels were made on, is gone from {store.folder} "
-                      "(deleted or moved away while the case was open?); these labels are saved there as "
-                      f"{saved.version}, numbered afresh", UserWarning, stacklevel=3)
-        return
-    others = store.saved_between(parent, saved.version)
-    if not others:
-        return
-    named = ", ".join(f"{p['source']} {p['version']}" for p in others)
-    theirs = ws.label_path(saved.case, others[-1]["version"])
-    warnings.warn(f"{saved.case}: {named} {'was' if len(others) == 1 else 'were'} saved by another reviewer "
-                  f"or process after {parent}, which these labels were made on; {saved.version}, now the "
-                  "newest (the one the case opens with and a fine-tune takes), does not hold those edits; "
-                  f"both are kept: to keep theirs too, open {theirs} over the case (File > Open), paint "
-                  "its nodes into yours and Save again", UserWarning, stacklevel=3)
+    try:
+        note = saved_since_note(ws.label_store(saved.case), saved, parent, labels)
+    except (OSError, LNQError) as exc:
+        note = (f"{saved.case}: {saved.version} is saved; whether another reviewer saved this case since "
+                f"{parent} could not be checked ({getattr(exc, 'strerror', None) or exc})")
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 def _prediction_key(ws: Workspace, predicted_by: str) -> str:

@@ -17,9 +17,12 @@ from lnq_napari.workspace import LabelStore, SavedLabels, Workspace
 GRID = dict(spacing=(0.7, 0.7, 2.5), origin=(1.0, 2.0, 3.0))
 
 
-def _labels() -> Volume:
+def _labels(*more: tuple[int, int, int]) -> Volume:
+    """One node; ``more``: a voxel each of further nodes."""
     labels = Volume(np.zeros((3, 8, 8), np.int32), **GRID)
     labels.array[1, 2:4, 2:4] = 3
+    for k, at in enumerate(more):
+        labels.array[at] = 4 + k
     return labels
 
 
@@ -169,18 +172,18 @@ def test_a_save_on_a_version_another_reviewer_saved_over_says_so_and_keeps_both(
     write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((3, 8, 8), np.int16)))
     ws = Workspace.init(tmp_path / "ws", data)
     first = api.save_labels(_labels(), "c1", workspace=ws.root).version  # what both opened
-    theirs = api.save_labels(_labels(), "c1", workspace=ws.root, parent=first, reviewer="B").version
+    theirs = api.save_labels(_labels((0, 6, 6)), "c1", workspace=ws.root, parent=first, reviewer="B").version
     ws.add_label_version("c1", _labels(), "prediction", model_version="m2")  # a `next` meanwhile: no word
     with pytest.warns(UserWarning, match=f"c1: correction {theirs} was saved by another reviewer") as heard:
-        mine = api.save_labels(_labels(), "c1", workspace=ws.root, parent=first, reviewer="A")
+        mine = api.save_labels(_labels((2, 6, 1)), "c1", workspace=ws.root, parent=first, reviewer="A")
     said = str(heard[0].message)
-    assert f"after {first}, which these labels were made on; {mine.version}, now the newest" in said
+    assert f"after {first}, which these labels were made on, with nodes these lack; {mine.version}, now " \
+        "the newest" in said
     assert str(ws.label_path("c1", theirs)) in said and "\n" not in said
     assert [v["version"] for v in ws.versions("c1")] == ["v001", "v002", "v003", "v004"]  # both kept
     with warnings.catch_warnings():  # on the newest: nothing to say (a prediction above is no one's edits)
         warnings.simplefilter("error")
         api.save_labels(_labels(), "c1", workspace=ws.root, parent=mine.version)
-        api.save_labels(_labels(), "c1", folder=tmp_path / "store", parent="v001")
 
 
 def test_a_save_on_a_version_whose_case_folder_was_deleted_meanwhile_says_so(tmp_path):
@@ -196,3 +199,119 @@ def test_a_save_on_a_version_whose_case_folder_was_deleted_meanwhile_says_so(tmp
     with pytest.warns(UserWarning, match=f"c1: {opened}, which these labels were made on, is gone from"):
         saved = api.save_labels(_labels(), "c1", workspace=ws.root, parent=opened)
     assert saved.version == "v001" and ws.version_info("c1", "v001")["parent"] == opened
+
+
+def _one_case(tmp_path) -> Workspace:
+    data = tmp_path / "data"
+    write_volume(data / "c1-ct.nrrd", _labels().with_array(np.zeros((3, 8, 8), np.int16)))
+    return Workspace.init(tmp_path / "ws", data)
+
+
+def test_a_correction_saved_meanwhile_without_nodes_of_its_own_is_not_named(tmp_path):
+    """A reviewer who saved the case as it was (approved it): the other's Save was told that correction
+    did not hold those edits and to paint its nodes in, although it held all of them."""
+    import warnings
+
+    ws = _one_case(tmp_path)
+    first = api.save_labels(_labels(), "c1", workspace=ws.root).version
+    api.save_labels(_labels(), "c1", workspace=ws.root, parent=first, reviewer="B")  # approved as it was
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api.save_labels(_labels((0, 6, 6)), "c1", workspace=ws.root, parent=first, reviewer="A")
+
+
+def test_of_two_saves_close_together_the_one_that_is_not_the_newest_is_told(tmp_path, monkeypatch):
+    """B took v002, A took v003 and committed first: at A's check v002 was not committed yet, and B's
+    looked only below v002; both were told nothing, and v003, the newest, lacks B's edits."""
+    import warnings
+
+    from lnq_napari.workspace import labels as labels_module
+
+    ws = _one_case(tmp_path)
+    first = api.save_labels(_labels(), "c1", workspace=ws.root).version
+    real_write, heard = labels_module.write_seg_nrrd_into, {}
+
+    def write(*args, **kwargs):  # B's label file is written slowly: A's whole Save runs meanwhile
+        if not heard:
+            heard["A"] = None
+            with warnings.catch_warnings(record=True) as a_heard:
+                warnings.simplefilter("always")
+                heard["A"] = (api.save_labels(_labels((2, 6, 1)), "c1", workspace=ws.root, parent=first,
+                                              reviewer="A").version, [str(w.message) for w in a_heard])
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(labels_module, "write_seg_nrrd_into", write)
+    with warnings.catch_warnings(record=True) as b_heard:
+        warnings.simplefilter("always")
+        b = api.save_labels(_labels((0, 6, 6)), "c1", workspace=ws.root, parent=first, reviewer="B").version
+    assert (b, heard["A"][0]) == ("v002", "v003")
+    said = heard["A"][1] + [str(w.message) for w in b_heard]
+    assert said, "neither Save was told"
+    assert any("v003 is now the newest" in s and "does not hold these edits" in s for s in said), said
+
+
+def test_a_save_whose_check_for_other_reviewers_fails_is_still_a_save(tmp_path, monkeypatch):
+    """A version's file removed by hand while the note's check read it: the committed save came out of
+    save_labels as a FileNotFoundError ("not saved" in napari, and the session kept its old parent)."""
+    ws = _one_case(tmp_path)
+    first = api.save_labels(_labels(), "c1", workspace=ws.root).version
+    real_commit, real_committed, done = LabelStore._commit, LabelStore._committed, []
+
+    def commit(self, *args):
+        real_commit(self, *args)
+        done.append(True)
+
+    def committed(self, path):
+        if done and path.name == f"{first}.json":
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_committed(self, path)
+
+    monkeypatch.setattr(LabelStore, "_commit", commit)
+    monkeypatch.setattr(LabelStore, "_committed", committed)
+    with pytest.warns(UserWarning, match="c1: v002 is saved; whether another reviewer saved this case since"):
+        saved = api.save_labels(_labels((0, 6, 6)), "c1", workspace=ws.root, parent=first)
+    assert saved.version == "v002"
+
+
+def test_a_save_on_a_damaged_parent_names_the_repair_not_a_deletion(tmp_path):
+    """v001's provenance torn: the Save said v001 was gone (deleted or moved away) and that v002 was
+    numbered afresh; neither was true, and the fix is a repair."""
+    ws = _one_case(tmp_path)
+    first = api.save_labels(_labels(), "c1", workspace=ws.root).version
+    (ws.label_store("c1").folder / f"{first}.json").write_text('{"version": "v0')
+    with pytest.warns(UserWarning) as heard:
+        api.save_labels(_labels((0, 6, 6)), "c1", workspace=ws.root, parent=first)
+    said = " ".join(str(w.message) for w in heard)
+    assert f"{first}, which these labels were made on, is damaged" in said
+    assert "lnq-napari workspace repair" in said and "gone" not in said and "afresh" not in said
+
+
+def test_a_save_s_check_reads_each_version_s_provenance_at_most_once(tmp_path, monkeypatch):
+    """The note's check listed every version twice: two reads of each vNNN.json per Save, round trips on
+    the share two reviewers work on."""
+    from collections import Counter
+
+    from lnq_napari.workspace import labels as labels_module
+
+    ws = _one_case(tmp_path)
+    first = api.save_labels(_labels(), "c1", workspace=ws.root).version
+    for k in range(4):
+        api.save_labels(_labels((0, 6, k)), "c1", workspace=ws.root, parent=first)
+    real, real_check, reads, checking = labels_module._provenance, api._warn_saved_since, Counter(), []
+
+    def provenance(path):
+        reads[path.name] += bool(checking)
+        return real(path)
+
+    def check(*args):
+        checking.append(True)
+        try:
+            real_check(*args)
+        finally:
+            checking.clear()
+
+    monkeypatch.setattr(labels_module, "_provenance", provenance)
+    monkeypatch.setattr(api, "_warn_saved_since", check)
+    with pytest.warns(UserWarning):  # v002..v005 saved since v001
+        api.save_labels(_labels(), "c1", workspace=ws.root, parent=first)
+    assert reads and max(reads.values()) == 1, reads

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Literal
 
 import numpy as np
@@ -44,7 +45,6 @@ LABEL_SUFFIX = ".seg.nrrd"
 LABELS_FOLDER = "lnq-labels"  # the label store beside a case saved without a workspace
 _PROVENANCE = re.compile(r"^v(\d{3,})\.json$")
 _NUMBERED = re.compile(r"^v(\d{3,})\.")
-_VERSION = re.compile(r"v(\d{3,})")
 _LABEL_FILE = re.compile(r"^v(\d{3,})\.seg\.nrrd$")
 _NOT_IN_HEADER = ("file", "bytes", "sha256", "rejected", "marked")  # lists: in the JSON only
 #: Provenance fields the store sets itself (source, model_version, edits, parent are arguments).
@@ -59,7 +59,7 @@ REVIEWER_SOURCES = ("correction", "autosave")
 
 def version_number(version: object) -> int | None:
     """The number of a version id (``"v012"`` -> 12); None when ``version`` names none."""
-    match = _VERSION.fullmatch(str(version))
+    match = _PROVENANCE.match(f"{version}.json")  # the one parser of a version id: its provenance's name
     return int(match.group(1)) if match else None
 
 
@@ -169,16 +169,23 @@ class LabelStore:
                 return prov
         return None
 
-    def saved_between(self, after: str, before: str,
-                      sources: tuple[str, ...] = REVIEWER_SOURCES) -> list[dict]:
-        """Provenance of the committed versions of ``sources`` numbered above ``after`` and below ``before``,
-        oldest first: saved by someone else (a second reviewer, another process) while labels made on
-        ``after`` were edited and then saved as ``before``."""
-        low, high = version_number(after), version_number(before)
-        if low is None or high is None:
+    def since(self, after: str) -> list[dict]:
+        """Provenance of the committed versions numbered above ``after``, oldest first; only their
+        ``vNNN.json`` are read, each once (a Save's check: a folder of hundreds of versions on a share)."""
+        low = version_number(after)
+        if low is None or not self.folder.is_dir():
             return []
-        return [prov for prov in self.versions() if prov["source"] in sources
-                and low < (version_number(prov["version"]) or 0) < high]
+        found = []
+        for path in self.folder.iterdir():
+            match = _PROVENANCE.match(path.name)
+            if match and int(match.group(1)) > low and (prov := self._committed(path)) is not None:
+                found.append((int(match.group(1)), prov))
+        return [prov for _, prov in sorted(found, key=lambda t: t[0])]
+
+    def committed(self, version: str) -> dict | None:
+        """Provenance of one committed version, None when there is none (its files gone or damaged)."""
+        name = f"{version}.json"
+        return self._committed(self.folder / name) if _PROVENANCE.match(name) else None
 
     def info(self, version: str) -> dict:
         """Provenance of one committed version; LNQError when there is none."""
@@ -300,8 +307,11 @@ class LabelStore:
         prov = _provenance(path)[0]  # None: unreadable, torn, an empty placeholder, edited beyond use
         if prov is None:
             return None
-        label = self.folder / prov["file"]
-        return prov if label.is_file() and label.stat().st_size == prov.get("bytes") else None
+        try:  # a label file removed meanwhile (by hand, by another tool) is no version, never an error
+            st = (self.folder / prov["file"]).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return prov if S_ISREG(st.st_mode) and st.st_size == prov.get("bytes") else None
 
     def _reserve(self) -> tuple[str, tuple[int, int]]:
         """The next free version id, taken by creating its provenance placeholder exclusively, and the
