@@ -537,6 +537,23 @@ def session_for(viewer, layer=None, create: bool = True) -> NodeSession | None:
     return session
 
 
+def case_session(viewer, session: NodeSession) -> NodeSession | None:
+    """The session of the layer holding ``session``'s case's labels when ``session`` is another layer over
+    that case (one opened with File > Open, such as another reviewer's version): the layer opened from a
+    workspace version (Review), or last saved as one, of the same workspace and case; None when
+    ``session`` is that layer, or the case has none open."""
+    from napari.layers import Labels
+
+    if session.parent_version is not None or session.workspace is None:
+        return None
+    for layer in viewer.layers:
+        other = layer.metadata.get(SESSION_KEY) if isinstance(layer, Labels) else None
+        if (other is not None and other is not session and other.parent_version is not None
+                and other.workspace == session.workspace and other.case == session.case):
+            return other
+    return None
+
+
 def _napari_private(layer, name: str, default):
     """napari's private attribute ``name`` of ``layer`` (``default`` when it has none), read on the layer
     itself: through the proxy napari hands the widgets of its Plugins menu each read warned (a

@@ -121,3 +121,32 @@ def test_a_case_open_in_two_viewers_autosaves_each_apart_and_offers_neither_whil
     restored = third.layers["nodes"].data
     assert restored[8, 10, 10] and restored[8, 10, 20] and not restored[8, 10, 30]
     assert str(b_path) in said and "open with unsaved edits in another window" in said  # the second lives
+
+
+def test_the_note_s_instruction_works_and_save_never_stores_a_version_opened_over_the_case(
+        two_reviewers, save_and_wait):
+    """Doing what the note said (File > Open theirs, Save again) saved their layer, selected, as v004: the
+    newest correction, theirs alone, recorded as made on the reviewer's v003, and the note went silent."""
+    ws, case, (first, second) = two_reviewers
+    theirs = save_and_wait(second["Save"])
+    save_and_wait(first["Save"])
+    widget = first["Save"]
+    viewer, nodes = widget.viewer, widget.tracker.session.nodes
+    mine = np.array(nodes.data, copy=True)
+    (opened,) = viewer.open(str(theirs), plugin="lnq-napari")  # File > Open, as the note says
+    assert viewer.layers.selection.active is opened
+    assert "was saved by another reviewer" in widget.status.text()  # the note stays while it is open
+    assert save_and_wait(widget) is None  # Save with their layer selected: refused, in one line
+    said = widget.status.text()
+    assert said.startswith(f"not saved: the selected layer {opened.name!r} is not {case}'s labels; select "
+                           "'nodes', the layer that holds them, and Save again\n")
+    assert "was saved by another reviewer" in said
+    assert [v["version"] for v in ws.versions(case)] == ["v001", "v002", "v003"]
+    np.testing.assert_array_equal(nodes.data, mine)  # the reviewer's edits are where they were
+    missing = np.nonzero((np.asarray(opened.data) != 0) & (nodes.data == 0))  # redrawn in "nodes" by hand
+    nodes.data_setitem(missing, int(nodes.data.max()) + 1)
+    nodes.events.paint()
+    viewer.layers.selection.active = nodes
+    assert save_and_wait(widget) is not None
+    assert widget.status.text().startswith("saved v004") and "another reviewer" not in widget.status.text()
+    assert ws.version_info(case, "v004")["parent"] == "v003"  # both reviewers' nodes, on the reviewer's own

@@ -20,6 +20,7 @@ from lnq_napari.heard import collected_warnings, texts
 from lnq_napari.io.dicom_tree import is_dicom_path
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import SOURCE_KEY, unplaced_note
+from lnq_napari.plugin._session import case_session
 from lnq_napari.plugin.widgets._common import (
     SAVES_RUNNING,
     SessionTracker,
@@ -144,10 +145,19 @@ class SaveWidget(QWidget):
             session.autosaver.watch(self._show_state, self)  # its writes and failures end after the edit
         if self.worker is not None:  # "saving ..." until it ends
             return
-        if self._kept is not None and (self._kept[0] is not session or self._back(session)):
+        if self._kept is not None and (not self._still_about(session) or self._back(session)):
             self._kept = None  # about a case no longer the current, or a workspace back where it was
         kept = f"{self._kept[1]}\n" if self._kept is not None else ""
         self.status.setText(kept + self._state_line(session))
+
+    def _still_about(self, session) -> bool:
+        """Whether the kept line is about ``session``'s case: its own, or the case's node layer, still open,
+        while another layer over it is selected (a version opened over the case as the note says)."""
+        kept = self._kept[0] if self._kept is not None else None
+        if kept is session:
+            return True
+        return (session is not None and kept is not None and kept.nodes in self.viewer.layers
+                and kept.workspace == session.workspace and kept.case == session.case)
 
     def _back(self, session) -> bool:
         """Whether the workspace the kept refusal said was gone is back: an autosave since went into it
@@ -200,12 +210,23 @@ class SaveWidget(QWidget):
         session = self.tracker.session
         if self.worker is not None or (session is not None and session.saving is not None):
             return None  # one at a time (the button is off; a key or another panel may still ask)
-        self._kept = None  # the user acts on what the last Save said
-        self._gone_from = None
         if session is None:
+            self._kept = self._gone_from = None
             self.status.setText("no node layer to save")
             self.saved.emit(None)
             return None
+        owner = case_session(self.viewer, session)
+        if owner is not None:  # another layer over the case selected (a version opened with File > Open):
+            # saved, it became the case's newest correction, recorded as made on the case's version
+            said = (f"not saved: the selected layer {session.nodes.name!r} is not {owner.case}'s labels; "
+                    f"select {owner.nodes.name!r}, the layer that holds them, and Save again")
+            kept = self._kept[1] if self._kept is not None and self._still_about(session) else ""
+            self._kept = (session, said + (f"\n{kept}" if kept and not kept.startswith("not saved") else ""))
+            self.status.setText(self._kept[1])
+            self.saved.emit(None)
+            return None
+        self._kept = None  # the user acts on what the last Save said
+        self._gone_from = None
         try:
             request, point = self.request(session), session.save_point()
         except LNQError as exc:  # labels that cannot be saved (not 3D, off the CT's grid)
