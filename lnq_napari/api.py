@@ -1184,8 +1184,9 @@ def save_labels(
                 "make it writable, or save into a folder you can write to")
             raise LNQError(f"cannot save the labels of {case} in the workspace {ws.root} ({why}); {fix}") \
                 from exc
-        saved = SavedLabels(case, version, ws.label_path(case, version))
-        _warn_saved_since(ws, saved, provenance.get("parent"), labels)
+        info = ws.version_info(case, version)
+        saved = SavedLabels(case, version, ws.label_store(case).folder / info["file"], info.get("sha256"))
+        _warn_saved_since(ws, saved, provenance.get("parent"), labels, provenance.get("parent_sha256"))
     elif folder is None:
         raise LNQError(f"nowhere to save the labels of {case}; pass a workspace or a folder")
     else:
@@ -1201,15 +1202,17 @@ def save_labels(
     return saved
 
 
-def _warn_saved_since(ws: Workspace, saved: SavedLabels, parent: str | None, labels: Volume) -> None:
+def _warn_saved_since(ws: Workspace, saved: SavedLabels, parent: str | None, labels: Volume,
+                      parent_sha256: str | None = None) -> None:
     """A warning when another reviewer's correction of the case, saved after ``parent`` (the version these
-    labels were made on), is not held by ``saved`` or is newer and does not hold it; or when ``parent``
-    is gone or damaged (:func:`~lnq_napari.workspace.saved_since.saved_since_note`). ``saved`` is
-    committed: a check that fails is said in the warning, never raised."""
+    labels were made on; ``parent_sha256``: its label file's, when known), is not held by ``saved`` or is
+    newer and does not hold it; or when ``parent`` is gone, replaced or damaged
+    (:func:`~lnq_napari.workspace.saved_since.saved_since_note`). ``saved`` is committed: a check that
+    fails is said in the warning, never raised."""
     if not parent:
         return
     try:
-        note = saved_since_note(ws.label_store(saved.case), saved, parent, labels)
+        note = saved_since_note(ws.label_store(saved.case), saved, parent, labels, parent_sha256)
     except (OSError, LNQError) as exc:
         note = (f"{saved.case}: {saved.version} is saved; whether another reviewer saved this case since "
                 f"{parent} could not be checked ({getattr(exc, 'strerror', None) or exc})")

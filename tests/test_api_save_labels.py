@@ -315,3 +315,23 @@ def test_a_save_s_check_reads_each_version_s_provenance_at_most_once(tmp_path, m
     with pytest.warns(UserWarning):  # v002..v005 saved since v001
         api.save_labels(_labels(), "c1", workspace=ws.root, parent=first)
     assert reads and max(reads.values()) == 1, reads
+
+
+def test_a_save_whose_parent_id_was_saved_afresh_by_another_is_not_taken_as_made_on_it(tmp_path):
+    """The case's folder deleted while two reviewers had v001 open; B saved (a new v001); A's Save said
+    nothing and its v002 looked made on B's v001, without B's nodes."""
+    import shutil
+
+    ws = _one_case(tmp_path)
+    first = api.save_labels(_labels(), "c1", workspace=ws.root)
+    sha = ws.version_info("c1", first.version)["sha256"]  # what napari keeps of the version it opened
+    shutil.rmtree(ws.label_store("c1").folder)
+    with pytest.warns(UserWarning, match="is gone from"):
+        theirs = api.save_labels(_labels((0, 6, 6)), "c1", workspace=ws.root, parent=first.version,
+                                 parent_sha256=sha)
+    assert theirs.version == first.version and ws.version_info("c1", theirs.version)["sha256"] != sha
+    with pytest.warns(UserWarning) as heard:
+        api.save_labels(_labels((2, 6, 1)), "c1", workspace=ws.root, parent=first.version, parent_sha256=sha)
+    said = " ".join(str(w.message) for w in heard)
+    assert f"the {first.version} there now is another save, not the one these were made on" in said
+    assert f"correction {theirs.version}, saved there since, has nodes these lack" in said

@@ -132,6 +132,7 @@ def _resume(viewer, session, opened: dict) -> None:
     entries that read (:func:`resumed`), and what was lost, which its next Save records."""
     found = resumed(opened)
     session.parent_version = opened.get("version")
+    session.parent_sha256 = opened.get("sha256")  # which version of that id: a folder made afresh reuses it
     session.lost_flags = dict(found.lost)
     session.nodes.metadata[MODEL_KEY] = opened.get("model_version")
     session.nodes.metadata[REJECTED_KEY] = list(found.rejected)

@@ -80,6 +80,7 @@ class NodeSession:
         self.marks_layer = None  # the "marked nodes" Points layer, made by the first mark
         self._setting_marks = False  # the session itself changes the marks layer's points
         self.parent_version: str | None = None  # the workspace label version these labels were opened from
+        self.parent_sha256: str | None = None  # its label file's sha256 (None: not known)
         self.lost_flags: dict[str, bool] = {}  # marks_lost: what Save records as lost
         self.edits = 0
         self._edited_outside_history = False  # marks moved with napari's tools: undo misses it
@@ -268,16 +269,18 @@ class NodeSession:
         """Where the edits stand now: what a Save that snapshots the case now holds."""
         return SavePoint(self.history.position(), self._outside_edits)
 
-    def mark_saved(self, at: SavePoint | None = None, version: str | None = None) -> None:
+    def mark_saved(self, at: SavePoint | None = None, version: str | None = None,
+                   sha256: str | None = None) -> None:
         """The labels, marks and rejections as they were at ``at`` (default: now) were saved, as the
-        workspace label ``version`` when given (the next Save's parent). Edits made since (while the Save
-        ran in the background) stay unsaved, and are autosaved again on top of the new version."""
+        workspace label ``version`` when given (the next Save's parent; its label file's ``sha256``).
+        Edits made since (while the Save ran in the background) stay unsaved, and are autosaved again on
+        top of the new version."""
         at = at or self.save_point()
         if at.outside_edits == self._outside_edits:
             self._edited_outside_history = False
         self.history.mark_clean(at.steps)
         if self.workspace and version:
-            self.parent_version = version
+            self.parent_version, self.parent_sha256 = version, sha256
         if self.unsaved and self.autosaver is not None:  # its last write named the version before
             self.autosaver.schedule()
 

@@ -23,7 +23,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
 from typing import Literal
@@ -82,11 +82,12 @@ def marks_lost(provenance: Mapping[str, object]) -> bool:
 
 @dataclass(frozen=True)
 class SavedLabels:
-    """A stored label version: its case, id (``"v002"``) and file."""
+    """A stored label version: its case, id (``"v002"``), file and the file's sha256 (None: not known)."""
 
     case: str
     version: str
     path: Path
+    sha256: str | None = field(default=None, compare=False)  # not part of its identity
 
 
 #: What is wrong with a label file's ``vNNN.json`` (:class:`Unrecorded`): missing, unreadable (a permission
@@ -264,7 +265,7 @@ class LabelStore:
                     _unlink_if(placeholder, mark)
             raise
         remove_stale_temps(self.folder)
-        return SavedLabels(self.case, version, path)
+        return SavedLabels(self.case, version, path, prov["sha256"])
 
     def _lost_flags(self, parent: str) -> dict[str, bool]:
         """The :data:`LOST_FLAGS` the committed version ``parent`` holds (none when it is not one)."""

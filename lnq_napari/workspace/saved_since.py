@@ -26,16 +26,22 @@ from lnq_napari.workspace.labels import (
 REPAIR = "lnq-napari workspace repair"
 
 
-def saved_since_note(store: LabelStore, saved: SavedLabels, parent: str, labels: Volume) -> str | None:
+def saved_since_note(store: LabelStore, saved: SavedLabels, parent: str, labels: Volume,
+                     parent_sha256: str | None = None) -> str | None:
     """The note for ``saved`` (``labels``, made on ``parent``) in ``store``, or None when there is nothing
-    to say. Reads each version's provenance at most once (``parent``'s and those numbered above it)."""
+    to say; ``parent_sha256``, when known, tells ``parent`` from another version saved under its id since
+    (the folder deleted and saved afresh). Reads each version's provenance at most once (``parent``'s and
+    those numbered above it)."""
     own, low = version_number(saved.version), version_number(parent)
     if own is None or low is None:
         return None
     if parent == saved.version:  # its number given to this one: the folder went, and all it held
         return _parent_missing(store, saved, parent, own, low, damaged=False)
-    if store.committed(parent) is None:
+    base = store.committed(parent)
+    if base is None:
         return _parent_missing(store, saved, parent, own, low)
+    if parent_sha256 and base.get("sha256") != parent_sha256:
+        return _parent_replaced(store, saved, parent, labels)
     later = {p["version"]: p for p in store.since(parent)}
     others = [p for v, p in later.items() if v != saved.version and p["source"] in REVIEWER_SOURCES]
     ours = np.asarray(labels.array) != 0
@@ -95,6 +101,23 @@ def _holds(ours: np.ndarray, store: LabelStore, prov: dict, reverse: bool = Fals
         return False
     inner, outer = (ours, theirs) if reverse else (theirs, ours)
     return not np.any(inner & ~outer)
+
+
+def _parent_replaced(store: LabelStore, saved: SavedLabels, parent: str, labels: Volume) -> str:
+    """The note when the ``parent`` in the folder now is another version under its id: the one these were
+    made on went (the folder deleted or moved away), and someone saved afresh since; every reviewer version
+    there is newer than these labels' parent, and those whose nodes these lack are named."""
+    ours = np.asarray(labels.array) != 0
+    others = [p for p in store.since("v000") if p["version"] != saved.version
+              and p["source"] in REVIEWER_SOURCES and not _holds(ours, store, p)]
+    said = (f"{saved.case}: {parent}, which these labels were made on, is gone from {store.folder} (deleted "
+            f"or moved away while the case was open?); the {parent} there now is another save, not the one "
+            f"these were made on; these labels are saved as {saved.version}")
+    if others:
+        have = "has" if len(others) == 1 else "have"
+        said += (f"; {_named(others)}, saved there since, {have} nodes these lack: "
+                 f"{_how(store.folder / others[-1]['file'])}")
+    return said
 
 
 def _parent_missing(store: LabelStore, saved: SavedLabels, parent: str, own: int, low: int,

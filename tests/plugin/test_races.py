@@ -36,6 +36,8 @@ def test_the_reviewer_who_saves_over_another_s_save_is_told_and_both_are_kept(tw
     """The first reviewer's Save made the newest correction without the second's edits (saved meanwhile),
     and said only "saved v003": the case then opened, and a fine-tune trained, without them."""
     ws, case, (first, second) = two_reviewers
+    opened = ws.version_info(case, "v001")["sha256"]  # which v001: a folder made afresh reuses the id
+    assert first["Save"].tracker.session.parent_sha256 == opened
     theirs = save_and_wait(second["Save"])
     told = second["Save"].status.text()
     assert told.startswith("saved v002") and "note" not in told
@@ -150,3 +152,4 @@ def test_the_note_s_instruction_works_and_save_never_stores_a_version_opened_ove
     assert save_and_wait(widget) is not None
     assert widget.status.text().startswith("saved v004") and "another reviewer" not in widget.status.text()
     assert ws.version_info(case, "v004")["parent"] == "v003"  # both reviewers' nodes, on the reviewer's own
+    assert widget.tracker.session.parent_sha256 == ws.version_info(case, "v004")["sha256"]

@@ -186,6 +186,8 @@ class SaveWidget(QWidget):
         labels = session.labels_volume()
         # the version these labels were opened from (or last saved as) in the workspace they came from
         parent = {"parent": session.parent_version} if session.workspace and session.parent_version else {}
+        if parent and session.parent_sha256:  # which version of that id: a folder made afresh reuses it
+            parent["parent_sha256"] = session.parent_sha256
         root = self._workspace_root(session)
         return SaveRequest(
             labels.with_array(np.array(labels.array, copy=True)), session.case, root, self.target_folder(),
@@ -255,7 +257,8 @@ class SaveWidget(QWidget):
             path, problem = None, True
             if "result" in outcome:
                 saved, message, problem = outcome["result"]
-                session.mark_saved(point, saved.version)  # the snapshot's state, not the edits made since
+                # the snapshot's state, not the edits made since
+                session.mark_saved(point, saved.version, saved.sha256)
                 path, message = saved.path, message + (f"\n{note}" if note else "")
                 problem = problem or bool(note)
             else:
