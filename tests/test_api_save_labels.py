@@ -335,3 +335,21 @@ def test_a_save_whose_parent_id_was_saved_afresh_by_another_is_not_taken_as_made
     said = " ".join(str(w.message) for w in heard)
     assert f"the {first.version} there now is another save, not the one these were made on" in said
     assert f"correction {theirs.version}, saved there since, has nodes these lack" in said
+
+
+def test_a_save_after_the_folder_went_names_the_corrections_saved_there_since(tmp_path):
+    """The folder deleted; B saved afresh (v001); C, whose parent was v002, then saved v002 afresh and was
+    told only that it was numbered afresh, not that B's v001, without C's nodes, came first."""
+    import shutil
+
+    ws = _one_case(tmp_path)
+    api.save_labels(_labels(), "c1", workspace=ws.root)
+    opened = api.save_labels(_labels(), "c1", workspace=ws.root).version
+    shutil.rmtree(ws.label_store("c1").folder)
+    with pytest.warns(UserWarning, match="numbered afresh"):
+        api.save_labels(_labels((0, 6, 6)), "c1", workspace=ws.root, parent=opened)  # B: v001
+    with pytest.warns(UserWarning) as heard:
+        saved = api.save_labels(_labels((2, 6, 1)), "c1", workspace=ws.root, parent=opened)  # C: v002
+    said = " ".join(str(w.message) for w in heard)
+    assert saved.version == opened and "numbered afresh" in said
+    assert "correction v001, saved there since, has nodes these lack" in said

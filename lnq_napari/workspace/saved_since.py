@@ -36,10 +36,10 @@ def saved_since_note(store: LabelStore, saved: SavedLabels, parent: str, labels:
     if own is None or low is None:
         return None
     if parent == saved.version:  # its number given to this one: the folder went, and all it held
-        return _parent_missing(store, saved, parent, own, low, damaged=False)
+        return _parent_missing(store, saved, parent, own, low, labels, damaged=False)
     base = store.committed(parent)
     if base is None:
-        return _parent_missing(store, saved, parent, own, low)
+        return _parent_missing(store, saved, parent, own, low, labels)
     if parent_sha256 and base.get("sha256") != parent_sha256:
         return _parent_replaced(store, saved, parent, labels)
     later = {p["version"]: p for p in store.since(parent)}
@@ -105,24 +105,30 @@ def _holds(ours: np.ndarray, store: LabelStore, prov: dict, reverse: bool = Fals
 
 def _parent_replaced(store: LabelStore, saved: SavedLabels, parent: str, labels: Volume) -> str:
     """The note when the ``parent`` in the folder now is another version under its id: the one these were
-    made on went (the folder deleted or moved away), and someone saved afresh since; every reviewer version
-    there is newer than these labels' parent, and those whose nodes these lack are named."""
-    ours = np.asarray(labels.array) != 0
-    others = [p for p in store.since("v000") if p["version"] != saved.version
-              and p["source"] in REVIEWER_SOURCES and not _holds(ours, store, p)]
-    said = (f"{saved.case}: {parent}, which these labels were made on, is gone from {store.folder} (deleted "
+    made on went (the folder deleted or moved away), and someone saved afresh since."""
+    return (f"{saved.case}: {parent}, which these labels were made on, is gone from {store.folder} (deleted "
             f"or moved away while the case was open?); the {parent} there now is another save, not the one "
-            f"these were made on; these labels are saved as {saved.version}")
-    if others:
-        have = "has" if len(others) == 1 else "have"
-        said += (f"; {_named(others)}, saved there since, {have} nodes these lack: "
-                 f"{_how(store.folder / others[-1]['file'])}")
-    return said
+            f"these were made on; these labels are saved as {saved.version}"
+            f"{_saved_there_since(store, saved, labels, 'v000')}")
 
 
-def _parent_missing(store: LabelStore, saved: SavedLabels, parent: str, own: int, low: int,
+def _saved_there_since(store: LabelStore, saved: SavedLabels, labels: Volume, after: str) -> str:
+    """A clause naming the reviewer versions numbered above ``after`` (all newer than the labels' parent)
+    whose nodes ``labels`` lack, with what to do; empty when there are none."""
+    ours = np.asarray(labels.array) != 0
+    others = [p for p in store.since(after) if p["version"] != saved.version
+              and p["source"] in REVIEWER_SOURCES and not _holds(ours, store, p)]
+    if not others:
+        return ""
+    have = "has" if len(others) == 1 else "have"
+    return (f"; {_named(others)}, saved there since, {have} nodes these lack: "
+            f"{_how(store.folder / others[-1]['file'])}")
+
+
+def _parent_missing(store: LabelStore, saved: SavedLabels, parent: str, own: int, low: int, labels: Volume,
                     damaged: bool | None = None) -> str:
-    """The note when ``parent`` is no committed version: damaged (its files there: repair), else gone."""
+    """The note when ``parent`` is no committed version: damaged (its files there: repair), else gone
+    (with the versions saved since whose nodes these lack: all of them when the folder was made afresh)."""
     case = saved.case
     if damaged is None:
         damaged = any((store.folder / f"{parent}{end}").exists() for end in (".json", LABEL_SUFFIX))
@@ -131,6 +137,8 @@ def _parent_missing(store: LabelStore, saved: SavedLabels, parent: str, own: int
                 f"provenance or its label file); these labels are saved as {saved.version}; run `{REPAIR} "
                 f"{shlex.quote(str(store.folder.parent.parent))} {shlex.quote(case)}` to name what is wrong "
                 "and rebuild what can be")
-    afresh = ", numbered afresh" if own <= low else ""
+    afresh = own <= low  # the folder made again: every version there is newer than the one gone
     return (f"{case}: {parent}, which these labels were made on, is gone from {store.folder} (deleted or "
-            f"moved away while the case was open?); these labels are saved there as {saved.version}{afresh}")
+            f"moved away while the case was open?); these labels are saved there as {saved.version}"
+            f"{', numbered afresh' if afresh else ''}"
+            f"{_saved_there_since(store, saved, labels, 'v000' if afresh else parent)}")
