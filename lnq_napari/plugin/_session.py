@@ -544,14 +544,16 @@ def case_session(viewer, session: NodeSession) -> NodeSession | None:
     """The session of the layer holding ``session``'s case's labels when ``session`` is another layer over
     that case (one opened with File > Open, such as another reviewer's version): the layer opened from a
     workspace version (Review), or last saved as one, of the same workspace and case; None when
-    ``session`` is that layer, or the case has none open."""
+    ``session`` is that layer or the model's nodes (Find nodes), or the case has none open."""
     from napari.layers import Labels
 
-    if session.parent_version is not None or session.workspace is None:
-        return None
+    if (session.parent_version is not None or session.workspace is None
+            or session.nodes.metadata.get(FOUND_KEY)):
+        return None  # the case's own, or the model's nodes Find nodes put over it (the earlier kept aside)
     for layer in viewer.layers:
         other = layer.metadata.get(SESSION_KEY) if isinstance(layer, Labels) else None
         if (other is not None and other is not session and other.parent_version is not None
+                and not layer.name.startswith(PREVIOUS_NAME)
                 and other.workspace == session.workspace and other.case == session.case):
             return other
     return None

@@ -153,3 +153,23 @@ def test_the_note_s_instruction_works_and_save_never_stores_a_version_opened_ove
     assert widget.status.text().startswith("saved v004") and "another reviewer" not in widget.status.text()
     assert ws.version_info(case, "v004")["parent"] == "v003"  # both reviewers' nodes, on the reviewer's own
     assert widget.tracker.session.parent_sha256 == ws.version_info(case, "v004")["sha256"]
+
+
+def test_the_model_s_nodes_found_over_an_opened_case_are_saved_not_refused(two_reviewers, save_and_wait):
+    """Find nodes over a case Review opened keeps the opened layer aside as "nodes (previous)": the new
+    "nodes" is the model's, not a version opened over the case, and its Save goes through."""
+    from lnq_napari.api import NodeResult
+    from lnq_napari.plugin._layers import layer_volume
+    from lnq_napari.plugin._session import show_prediction
+
+    ws, case, (first, _) = two_reviewers
+    widget = first["Save"]
+    session = widget.tracker.session
+    ct = layer_volume(session.ct_layer)
+    mask = ct.with_array(np.zeros(ct.array.shape, np.int32))
+    mask.array[8, 20:24, 20:24] = 1
+    show_prediction(widget.viewer, session.ct_layer, NodeResult(
+        mask, ct.with_array(np.zeros(ct.array.shape, np.float32)), "test-model", [], []))
+    assert widget.tracker.session is not session and "nodes (previous)" in widget.viewer.layers
+    assert save_and_wait(widget) is not None, widget.status.text()
+    assert widget.status.text().startswith("saved v002")
