@@ -292,3 +292,16 @@ def test_a_scan_between_that_does_not_assess_every_target_gives_no_nadir():
     part = ScanCredits("c (t3)", {1: 2.0, 2: 3.0, 3: 1.0}, unassessed=frozenset({3}))
     assert nadir_of([seen, joined, part], pieces) == ((34.0, "a (t1)"), ["c (t3)"])
     assert nadir_of([part], pieces) == (None, ["c (t3)"])
+
+
+def test_an_equivocal_new_node_keeps_the_response_from_complete():
+    """RECIST 1.1 CR needs every node under 10 mm: a 12 mm equivocal new node beside targets under 10 mm
+    read CR; it is "not PD", not absent (table 1: target CR with a non-CR non-target is PR)."""
+    both = recist([node(1, 20.0)], [node(11, 5.0), node(12, 12.0)], {1: 11})
+    assert both.equivocal_new == (12,) and both.target_response == "CR"
+    assert (both.overall, both.volume_response) == ("PR", "PR")
+    assert recist([node(1, 20.0), node(2, 12.0)], [node(11, 5.0), node(13, 4.0), node(12, 12.0)],
+                  {1: 11, 2: 13}).overall == "PR"  # non-targets CR too
+    none = recist([node(2, 12.0)], [node(13, 4.0), node(12, 12.0)], {2: 13})  # no targets
+    assert (none.non_target_response, none.overall) == ("CR", "non-CR/non-PD")
+    assert recist([node(1, 20.0)], [node(11, 5.0)], {1: 11}).overall == "CR"  # no such node: CR

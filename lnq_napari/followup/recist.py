@@ -13,9 +13,10 @@ node), is a new lesion (PD) only when unequivocal (RECIST 1.1 4.3.2): short axis
 >= 5 mm (RECIST's absolute PD step) from its baseline short axis. Under both it is an *equivocal* new lesion
 (EORTC FAQ "New lymph node lesions": a node grown e.g. from 9 to 11 mm, the only sign of progression,
 "be evaluated at the next response assessment, especially when ... < 15 mm"): not PD, said, and PD dated
-to this scan if the next confirms it. A node >= 10 mm where the baseline did not scan is new (RECIST 1.1
-4.3.2: "a lesion identified ... in an anatomical location that was not scanned at baseline is considered a
-new lesion"). A normal node that split counts once (its largest fragment).
+to this scan if the next confirms it; not absent either: CR needs every node under 10 mm, so beside it a
+target CR reads PR overall, and no targets non-CR/non-PD. A node >= 10 mm where the baseline did not scan
+is new (RECIST 1.1 4.3.2: "a lesion identified ... in an anatomical location that was not scanned at
+baseline is considered a new lesion"). A normal node that split counts once (its largest fragment).
 Non-targets are CR when all are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a
 reader's call, not made here). A node not found at follow-up
 counts 0 mm. Nodes that coalesced into one follow-up node: the coalesced node's measurement goes to the
@@ -190,6 +191,13 @@ def _overall(target: str, non_target: str, new: bool, has_targets: bool = False,
     return target
 
 
+def with_equivocal(non_target: str, equivocal: bool) -> str:
+    """The non-target response as the overall response reads it: an equivocal new node (short axis >= 10 mm,
+    not PD) reads as a non-CR non-target, since RECIST 1.1 CR needs every node under 10 mm (a target CR
+    then reads PR, no targets non-CR/non-PD); the one place of that rule."""
+    return "non-CR/non-PD" if equivocal else non_target
+
+
 def unequivocal(row: NodeRow, before: NodeRow | None = None) -> bool:
     """Whether a follow-up node >= 10 mm, new or grown from the normal baseline node ``before``, is an
     unequivocal new lesion: short axis >= 15 mm (EORTC FAQ: confirm "especially when ... < 15 mm"), or grown
@@ -298,6 +306,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         by_volume = "PR"
     else:
         by_volume = "SD"
+    if by_volume == "CR" and equivocal:  # every node under 10 mm is CR's condition (:func:`with_equivocal`)
+        by_volume = _overall(by_volume, with_equivocal(non_target, True), False)
     counted = [*targets, *non_targets]
     cut_followup = {p.id for r in counted for p in parts(r) if p.cut_by_edge}
     cut_followup |= {r.id for r in followup if (r.id in new or r.id in equivocal) and r.cut_by_edge}
@@ -306,7 +316,8 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         baseline_sum_mm=base_sum, followup_sum_mm=follow_sum,  # a change of part of the targets is none
         sum_change_pct=None if target == "NE" else _change(base_sum, follow_sum),
         target_response=target, non_target_response=non_target,
-        overall=_overall(target, non_target, bool(new), bool(targets), bool(missing_non)),
+        overall=_overall(target, with_equivocal(non_target, bool(equivocal)), bool(new), bool(targets),
+                         bool(missing_non)),
         volume_baseline_cm3=base_vol, volume_followup_cm3=follow_vol,
         volume_change_pct=None if by_volume == "NE" else volume_change,
         volume_response="PD" if new else by_volume, credited_mm={r.id: short(r) for r in baseline},
