@@ -491,8 +491,10 @@ def compare_time_points(
     nodes), else the model's. Scans between are compared with the first too: RECIST 1.1 measures
     progression from the nadir, the smallest sum of the same targets on study
     (:mod:`lnq_napari.followup.nadir`; said in a warning when below the baseline's; a scan between that
-    cannot be compared or is poorly registered is said too), and a scan between that read PD, PR or CR is
-    named (each compared with the first; not a best overall response)."""
+    cannot be compared or is poorly registered is said too), a new node >= 10 mm within
+    :data:`~lnq_napari.followup.match.MAX_DISTANCE_MM` of an equivocal new node at a scan between (both
+    carried to the first) is confirmed (RECIST 1.1 4.3.2: PD, dated to that scan, said), and a scan between
+    that read PD, PR or CR is named (each compared with the first; not a best overall response)."""
     ws = _open(workspace)
     points = ws.time_points(patient)
     if len(points) < 2:

@@ -305,3 +305,12 @@ def test_an_equivocal_new_node_keeps_the_response_from_complete():
     none = recist([node(2, 12.0)], [node(13, 4.0), node(12, 12.0)], {2: 13})  # no targets
     assert (none.non_target_response, none.overall) == ("CR", "non-CR/non-PD")
     assert recist([node(1, 20.0)], [node(11, 5.0)], {1: 11}).overall == "CR"  # no such node: CR
+
+
+def test_an_equivocal_node_an_earlier_scan_showed_is_confirmed_a_new_lesion():
+    """RECIST 1.1 4.3.2: an equivocal new lesion still there at the next scan is PD, dated back."""
+    base, after = [node(1, 20.0), node(2, 9.0)], [node(11, 20.0), node(12, 11.0), node(13, 12.0)]
+    r = recist(base, after, {1: 11, 2: 12}, confirmed={12: "a (t1)", 13: "a (t1)", 11: "a (t1)"})
+    assert (r.overall, r.new_lesions, r.equivocal_new) == ("PD", (12, 13), ())
+    assert r.confirmed_new == {12: "a (t1)", 13: "a (t1)"}  # the matched target is no new lesion
+    assert recist(base, after, {1: 11, 2: 12}).equivocal_new == (12, 13)

@@ -258,3 +258,47 @@ def test_the_summary_line_gives_the_change_from_the_nadir_when_pd_is_measured_fr
         assert main(["compare", "--workspace", str(ws.root), "--patient", "P1"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("RECIST 1.1:"))
     assert re.search(r"\(\+[\d.]+ %\); nadir 41\.0 mm \(\+2\d %\); targets PD", line), line
+
+
+def _with_ball(labels, radius_mm: float = 6.5):
+    """``labels`` with a ball (a new node, short axis about 13-14 mm) in an empty place near the middle."""
+    array = np.asarray(labels.array).copy()
+    zz, yy, xx = np.indices(array.shape)
+    near = ndimage.binary_dilation(array > 0, iterations=3)
+    cz, cy, cx = (n // 2 for n in array.shape)
+    for dx in range(0, 40, 2):
+        ball = ((xx - cx - dx) * SPACING[0]) ** 2 + ((yy - cy) * SPACING[1]) ** 2 \
+            + ((zz - cz) * SPACING[2]) ** 2 <= radius_mm ** 2
+        if not near[ball].any():
+            break
+    array[ball] = array.max() + 1
+    return labels.with_array(array)
+
+
+@pytest.mark.parametrize("between_too", [True, False])
+def test_an_equivocal_new_node_still_there_at_the_next_scan_is_confirmed_pd(tmp_path, between_too):
+    """RECIST 1.1 4.3.2: an equivocal new lesion confirmed at the next scan is PD, dated to the scan that
+    first showed it. The last scan was compared with the baseline alone, so the node read "equivocal,
+    confirm at the next scan" at every scan, never PD."""
+    t0, t1 = write_followup(tmp_path / "data", seed=3, shape=SHAPE, spacing=SPACING, scenario="stable")
+    t2 = tmp_path / "data" / t1.name.replace("-t1-", "-t2-")
+    for name in ("-ct.nrrd", "-seg.nrrd"):
+        shutil.copy(str(t1).replace("-ct.nrrd", name), str(t2).replace("-ct.nrrd", name))
+    ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+    cases = [p.name.replace("-ct.nrrd", "") for p in (t0, t1, t2)]
+    full = [read_labels(str(ct).replace("-ct.nrrd", "-full.nrrd")) for ct in (t0, t1)]
+    grown = _with_ball(full[1])
+    for case, labels in zip(cases, (full[0], grown if between_too else full[1], grown)):
+        ws.add_label_version(case, labels, "correction")
+    ws.group_cases([TimePoint(case, "P1", f"t{k}") for k, case in enumerate(cases)])
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        r = api.compare_time_points(ws, "P1").recist
+    said = [str(w.message) for w in heard if "confirmed (RECIST 1.1 4.3.2)" in str(w.message)]
+    if between_too:
+        assert r.overall == "PD" and r.equivocal_new == () and len(r.new_lesions) == 1
+        assert r.confirmed_new == {r.new_lesions[0]: f"{cases[1]} (t1)"}
+        assert len(said) == 1 and f"dated to {cases[1]} (t1)" in said[0]
+    else:  # first seen at the last scan: equivocal still
+        assert (r.overall, r.new_lesions, len(r.equivocal_new), r.confirmed_new) == ("SD", (), 1, {})
+        assert not said

@@ -11,13 +11,13 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.followup import report
 from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
-from lnq_napari.followup.nadir import ScanCredits, nadir_of
-from lnq_napari.followup.recist import recist, select_targets
+from lnq_napari.followup.nadir import ScanCredits, nadir_of, seen_equivocal
+from lnq_napari.followup.recist import NEW_LESION_MM, recist, select_targets
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import measure_ids, node_ids
+from lnq_napari.quantify import measure_ids, node_ids, reaches
 
 #: Mean distance (mm) between matched nodes after registration above which the alignment is poor.
 POOR_DISTANCE_MM = 8.0
@@ -131,9 +131,13 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         nadir_sum_mm, nadir_scan = found
     else:
         nadir_scan = ""
+    large = [r for r in f_rows if reaches(r.short_axis_mm, NEW_LESION_MM)]  # may be new: seen before?
+    seen = seen_equivocal(nadir_scans, dict(zip(
+        [r.id for r in large], registration.to_baseline([r.centroid_mm for r in large]) if large else ())))
     summary = recist(b_rows, f_rows, partner_b, organ=organ, pieces=split, merged=merged,
                      unassessed=beyond_b,  # targets chosen at baseline
-                     nadir_sum_mm=nadir_sum_mm, unscanned=beyond_f)
+                     nadir_sum_mm=nadir_sum_mm, unscanned=beyond_f,
+                     confirmed={i: label for i, (label, _) in seen.items()})
     if summary.nadir_sum_mm is not None:
         summary = dataclasses.replace(summary, nadir_scan=nadir_scan)
     by_base = {p.baseline_id: p for p in pairs}
@@ -162,6 +166,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             grew = next((f for f, b in summary.grown_from.items() if b == row.id), None)
             if grew is not None:  # grown past 10 mm (its largest part): new, or equivocal
                 role = GROWN_NEW if grew in summary.new_lesions else GROWN_EQUIVOCAL
+                role += _confirmed(summary, grew)
             rows.append(dataclasses.replace(
                 ChangeRow.of(row, f_by_id[pair.followup_id], role, pair.distance_mm, pair.dice),
                 relation=grouped.get(row.id, ""), **credit(row.id)))
@@ -172,7 +177,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             rows.append(dataclasses.replace(ChangeRow.of(None, row, role), status=report.SPLIT,
                                             baseline_id=split[row.id], relation=report.SPLIT_NODE))
         elif row.id not in partner_f:
-            role = ("new lesion" if row.id in summary.new_lesions else
+            role = ("new lesion" + _confirmed(summary, row.id) if row.id in summary.new_lesions else
                     NEW_EQUIVOCAL if row.id in summary.equivocal_new else "new")
             said = _beyond_row(ChangeRow.of(None, row, role), row.id in beyond_f)
             rows.append(dataclasses.replace(said, recist=NEW_UNSCANNED) if row.id in summary.unscanned_new
@@ -220,7 +225,8 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             return f"{f} ({f_by_id[f].short_axis_mm:.1f} mm, {was})"
         return ", ".join(one(f) for f in ids if f in f_by_id)
 
-    grown_new = [f for f in summary.grown_normal if f in summary.new_lesions]
+    grown_new = [f for f in summary.grown_normal
+                 if f in summary.new_lesions and f not in summary.confirmed_new]
     if grown_new:  # a small node's growth turning the response PD: said
         note = (f"follow-up node(s) {named(grown_new)} grew from a normal baseline node (under 10 mm) to "
                 "15 mm or by 5 mm or more: new lesion(s) by RECIST 1.1, overall PD")
@@ -231,6 +237,16 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                 "but stay under 15 mm and did not grow by 5 mm from a baseline node (a change within "
                 f"measurement noise is no proof): not counted as PD (overall {summary.overall}); confirm at "
                 "the next scan, PD then dated to this one")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
+    if summary.confirmed_new:  # RECIST 1.1 4.3.2: an equivocal new lesion confirmed, PD dated back
+        first = min(summary.confirmed_new.values(), key=[s.label for s in nadir_scans].index)
+        note = (f"follow-up node(s) {named(summary.confirmed_new)} lie where a scan between already showed "
+                "an equivocal new node (" + "; ".join(
+                    f"node {f}: {label}, its centre {seen[f][1]:.1f} mm away once both are carried to the "
+                    "baseline" for f, label in summary.confirmed_new.items())
+                + f"): still 10 mm or more, so confirmed (RECIST 1.1 4.3.2): new lesion(s), overall PD, "
+                f"dated to {first}; check by eye that it is the same node")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.nadir_sum_mm is not None:  # PD measured from a scan between: said, with the change from it
@@ -293,6 +309,12 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
               f"{sum(r.status == 'vanished' for r in rows)} vanished")
     return CompareResult(rows, summary, _volumes(rows, set(grouped)), quality, b_rows, f_rows, before, after,
                          registration, notes, baseline_join=join_b)
+
+
+def _confirmed(summary, node: int) -> str:
+    """", equivocal at <scan>, confirmed" for a new lesion an earlier scan showed as equivocal; else ""."""
+    label = summary.confirmed_new.get(node)
+    return "" if label is None else f" (equivocal at {label}, confirmed)"
 
 
 def _joined(labels: Volume, join: dict[int, int]) -> Volume:

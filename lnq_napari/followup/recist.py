@@ -39,7 +39,7 @@ Volumetric: the same thresholds carried to volume for a sphere (diameter -30 % =
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lnq_napari.errors import LNQError
@@ -115,6 +115,9 @@ class RecistSummary:
     nadir_sum_mm: float | None = None
     #: the scan between that gave ``nadir_sum_mm`` ("case (timepoint)"), when known
     nadir_scan: str = ""
+    #: {follow-up id among ``new_lesions``: the earlier scan that showed it as an equivocal new lesion}:
+    #: confirmed (RECIST 1.1 4.3.2), PD dated to that scan
+    confirmed_new: dict[int, str] = field(default_factory=dict)
 
     def nadir_note(self) -> str:
         """``"; nadir 41.0 mm (+24 %)"`` when PD is measured from a scan between's smaller sum; else ""."""
@@ -225,7 +228,8 @@ def _owners(baseline: Sequence[NodeRow], matches: dict[int, int], merged: dict[i
 def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: dict[int, int],
            organ: str = "nodes", pieces: dict[int, int] | None = None,
            merged: dict[int, int] | None = None, unassessed: Collection[int] = (),
-           nadir_sum_mm: float | None = None, unscanned: Collection[int] = ()) -> RecistSummary:
+           nadir_sum_mm: float | None = None, unscanned: Collection[int] = (),
+           confirmed: Mapping[int, str] | None = None) -> RecistSummary:
     """RECIST 1.1 and the volumetric category; ``matches`` maps baseline ids to follow-up ids,
     ``pieces`` follow-up ids of fragments to the baseline id of the node they split from (the node is
     credited its largest fragment's short axis and all fragments' volume; no fragment is a new lesion),
@@ -236,7 +240,9 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     target among them makes the target response NE unless the others reach PD. ``nadir_sum_mm``: the
     targets' smallest sum at a scan between (of these targets), PD measured from it when below baseline.
     ``unscanned``: follow-up ids (in ``followup``) that lie where the baseline did not scan: new lesions
-    when >= 10 mm, else not counted."""
+    when >= 10 mm, else not counted. ``confirmed``: {follow-up id: the earlier scan that already showed an
+    equivocal new node there}: a new or grown node >= 10 mm among them is confirmed, a new lesion (RECIST
+    1.1 4.3.2: PD dated to that scan)."""
     after = {row.id: row for row in followup}
     pieces = pieces or {}
     targets = select_targets(baseline, organ)
@@ -274,7 +280,9 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     by_id = {r.id: r for r in baseline}
     candidates = [r for r in followup if (r.id not in matched or r.id in grown_from)
                   and reaches(r.short_axis_mm, NEW_LESION_MM)]
-    sure = {c.id for c in candidates if unequivocal(c, by_id.get(grown_from.get(c.id, -1)))}
+    confirmed = dict(confirmed or {})
+    sure = {c.id for c in candidates
+            if c.id in confirmed or unequivocal(c, by_id.get(grown_from.get(c.id, -1)))}
     new = tuple(r.id for r in followup if r.id in sure  # RECIST 1.1 4.3.2: where the baseline did not scan
                 or r.id in unscanned and reaches(r.short_axis_mm, NEW_LESION_MM))
     equivocal = tuple(r.id for r in candidates if r.id not in new)
@@ -331,4 +339,5 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
         unassessed_targets=missing, unassessed_non_targets=missing_non, nadir_sum_mm=nadir,
         grown_normal=tuple(sorted(grown_from)), grown_from=grown_from, equivocal_new=equivocal,
         unscanned_new=tuple(i for i in new if i in unscanned),
+        confirmed_new={i: confirmed[i] for i in new if i in confirmed and i not in unscanned},
     )
