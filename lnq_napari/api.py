@@ -41,7 +41,7 @@ from lnq_napari.followup.identity import (
     source_fields,
 )
 from lnq_napari.followup.nadir import ScanCredits, scan_credits
-from lnq_napari.followup.recist import check_organ
+from lnq_napari.followup.recist import PATHOLOGICAL_MM, check_organ
 from lnq_napari.followup.register import Registration
 from lnq_napari.followup.report import CSV_COLUMNS as CHANGE_COLUMNS
 from lnq_napari.heard import collected_warnings
@@ -74,6 +74,7 @@ from lnq_napari.quantify import (
     NodeSummary,
     measure_ids,
     measure_nodes,
+    reaches,
     read_node_ids,
     summarize_nodes,
     write_csv,
@@ -560,7 +561,7 @@ def _earlier_responses(responses: list[tuple[str, str]], result: CompareResult, 
     if any(overall == "PD" for _, overall in named):
         said += ("; RECIST 1.1: progression at an earlier scan ends the response (best overall response "
                  "stops at the first PD), whatever the last reads")
-    back = [t for t in r.targets if r.credited_mm.get(t, 0.0) >= 10.0]
+    back = [t for t in r.targets if reaches(r.credited_mm.get(t, 0.0), PATHOLOGICAL_MM)]
     label, overall = responses[-1]
     if overall == "CR" and label == previous and back and r.overall != "PD":  # the assessment before
         said += (f"; target node(s) {', '.join(map(str, back))} are 10 mm or more again after the CR at "

@@ -302,3 +302,20 @@ def test_an_equivocal_new_node_still_there_at_the_next_scan_is_confirmed_pd(tmp_
     else:  # first seen at the last scan: equivocal still
         assert (r.overall, r.new_lesions, len(r.equivocal_new), r.confirmed_new) == ("SD", (), 1, {})
         assert not said
+
+
+def test_a_target_back_at_10_mm_up_to_float_rounding_is_named_after_a_cr():
+    """The reappearance check used its own ``>= 10.0``: a target at 10 mm less float noise read "< 10 mm"
+    there and ">= 10 mm" (:func:`~lnq_napari.quantify.reaches`) in the response beside it."""
+    from types import SimpleNamespace
+
+    from test_followup_recist import node
+
+    from lnq_napari.api import _earlier_responses
+    from lnq_napari.followup.recist import recist
+
+    last = SimpleNamespace(recist=recist([node(1, 20.0), node(2, 20.0)],
+                                         [node(11, 10.0 - 1e-9), node(12, 7.0)], {1: 11, 2: 12}))
+    assert last.recist.target_response == "PR"  # not CR: target 1 reaches 10 mm
+    said = _earlier_responses([("s2 (t2)", "CR")], last, "s2 (t2)")
+    assert "target node(s) 1 are 10 mm or more again after the CR at s2 (t2)" in said

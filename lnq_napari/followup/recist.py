@@ -43,16 +43,19 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lnq_napari.errors import LNQError
-from lnq_napari.quantify import CUT_MEANS, CUT_WORDS, SIDE_ORDER, NodeRow, reaches
+from lnq_napari.quantify import CUT_MEANS, CUT_WORDS, ENLARGED_MM, SIDE_ORDER, NodeRow, reaches
 
 TARGET_MM = 15.0
-PATHOLOGICAL_MM = 10.0
+#: the pathological node size: the one 10 mm of the node table's flag, CR and new lesions
+PATHOLOGICAL_MM = ENLARGED_MM
 MAX_PER_ORGAN = 2
 MAX_TARGETS = 5
 PR_CHANGE = -0.30
 PD_CHANGE = 0.20
 PD_ABSOLUTE_MM = 5.0
-NEW_LESION_MM = 10.0
+NEW_LESION_MM = PATHOLOGICAL_MM
+#: a new node this large is an unequivocal new lesion (the measurable size, named apart from the target's)
+UNEQUIVOCAL_NEW_MM = TARGET_MM
 VOLUME_PR = 0.7 ** 3 - 1.0  # -65.7 %
 VOLUME_PD = 1.2 ** 3 - 1.0  # +72.8 %
 ORGANS: dict[str, Callable[[NodeRow], str]] = {
@@ -205,7 +208,7 @@ def unequivocal(row: NodeRow, before: NodeRow | None = None) -> bool:
     """Whether a follow-up node >= 10 mm, new or grown from the normal baseline node ``before``, is an
     unequivocal new lesion: short axis >= 15 mm (EORTC FAQ: confirm "especially when ... < 15 mm"), or grown
     by >= 5 mm (RECIST's absolute PD step, beyond measurement noise) from ``before``'s short axis."""
-    return reaches(row.short_axis_mm, TARGET_MM) or (
+    return reaches(row.short_axis_mm, UNEQUIVOCAL_NEW_MM) or (
         before is not None and reaches(row.short_axis_mm - before.short_axis_mm, PD_ABSOLUTE_MM))
 
 
