@@ -248,3 +248,60 @@ def test_non_targets_not_assessed_are_named_when_a_target_is_not_either():
     note = next(n for n in result.warnings if "beyond the other scan's field of view" in n)
     assert "not assessed at follow-up" in note
     assert f"non-target(s) {', '.join(map(str, r.unassessed_non_targets))} not assessed" in note
+
+
+def _short_axes(monkeypatch, sizes: dict[tuple[int, int], float]) -> None:
+    """Set the short axis of the node at x (mm, rounded) of the baseline (0) or follow-up (1) scan."""
+    import dataclasses
+
+    from lnq_napari.followup import compare as compare_module
+
+    measured = compare_module.measure_ids
+
+    def patched(labels, ct):
+        scan = int(ct.array.flat[0])
+        rows = measured(labels, ct)
+        size = {r.id: sizes.get((scan, round(r.centroid_mm[0])), r.short_axis_mm) for r in rows}
+        return [dataclasses.replace(r, short_axis_mm=size[r.id]) for r in rows]
+    monkeypatch.setattr(compare_module, "measure_ids", patched)
+
+
+def _said(result, words: str) -> list[str]:
+    return [n for n in result.warnings if words in n]
+
+
+def test_the_new_lesion_warnings_show_sizes_as_the_table_does_and_name_a_node_near_the_bound(monkeypatch):
+    """14.96 mm read "15.0 mm ... stay under 15 mm" and 9.04 -> 14.0 mm an apparent +5.0; a PD resting
+    on one new node (16 or 15.3 mm, no baseline partner) was said nowhere; a node within a voxel of 15 mm or
+    of +5 mm was not named as such."""
+    base, follow = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    base[ball((100, 60, 40), 12)] = follow[ball((100, 60, 40), 12)] = 1
+    follow[ball((40, 60, 40), 7)] = 1
+    _short_axes(monkeypatch, {(1, 40): 14.96})
+    said = _said(compare(base, follow), "equivocal new lesion(s)")
+    assert len(said) == 1
+    assert "(14.9 mm, no baseline node; within one in-plane voxel (1.0 mm) of 15 mm" in said[0]
+    assert "did not grow" not in said[0]  # no baseline node: no growth spoken of
+    grown = base.copy()
+    grown[ball((40, 60, 40), 4.5)] = 1
+    _short_axes(monkeypatch, {(0, 40): 9.04, (1, 40): 14.0})
+    said = _said(compare(grown, follow), "equivocal new lesion(s)")
+    assert len(said) == 1
+    assert "(14.0 mm, baseline node 2 9.0 mm, +4.9 mm; within one in-plane voxel" in said[0]
+    for size, near in ((16.5, False), (15.3, True)):
+        _short_axes(monkeypatch, {(1, 40): size})
+        result = compare(base, follow)
+        said = _said(result, "with no baseline node: new lesion(s) by RECIST 1.1, overall PD")
+        assert result.recist.overall == "PD" and len(said) == 1 and f"({size:.1f} mm, " in said[0]
+        assert ("within one in-plane voxel" in said[0]) == near
+
+
+def test_an_equivocal_node_beside_a_pd_from_the_targets_is_not_needed_for_it(monkeypatch):
+    base, follow = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    base[ball((100, 60, 40), 10)] = 1
+    follow[ball((100, 60, 40), 14)] = follow[ball((40, 60, 40), 7)] = 1
+    _short_axes(monkeypatch, {(1, 40): 13.0})
+    result = compare(base, follow)
+    said = _said(result, "equivocal new lesion(s)")
+    assert result.recist.target_response == "PD" and len(said) == 1
+    assert "not needed for this PD" in said[0] and "confirm at the next scan" not in said[0]

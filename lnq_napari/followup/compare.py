@@ -12,12 +12,18 @@ from lnq_napari.errors import LNQError
 from lnq_napari.followup import report
 from lnq_napari.followup.match import fragments, match_nodes, node_box, overlap_counts, sub_volume
 from lnq_napari.followup.nadir import ScanCredits, nadir_of, seen_equivocal
-from lnq_napari.followup.recist import NEW_LESION_MM, recist, select_targets
+from lnq_napari.followup.recist import (
+    NEW_LESION_MM,
+    PD_ABSOLUTE_MM,
+    UNEQUIVOCAL_NEW_MM,
+    recist,
+    select_targets,
+)
 from lnq_napari.followup.register import Registration, register
 from lnq_napari.followup.report import ChangeRow, CompareResult, RegistrationQuality, VolumeSummary
 from lnq_napari.io.geometry import align_to, reordered_onto
 from lnq_napari.io.volume import Volume
-from lnq_napari.quantify import measure_ids, node_ids, reaches
+from lnq_napari.quantify import measure_ids, node_ids, reaches, short_axis_text
 
 #: Mean distance (mm) between matched nodes after registration above which the alignment is poor.
 POOR_DISTANCE_MM = 8.0
@@ -217,14 +223,31 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
                      "volume, which counts all the tissue: look at the nodes before trusting either")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
-    def named(ids) -> str:  # "7 (16.0 mm, baseline node 3 9.2 mm)", or "7 (12.0 mm, no baseline node)"
-        def one(f: int) -> str:
+    voxel = float(max(followup_ct.spacing[:2]))  # in-plane: a short axis is measured axially
+
+    def named(ids) -> str:  # "7 (16.0 mm, baseline node 3 9.2 mm, +6.8 mm)", "7 (12.0 mm, no baseline node)"
+        def one(f: int) -> str:  # sizes as the table shows them (rounded down, short_axis_text)
+            size = f_by_id[f].short_axis_mm
             b = summary.grown_from.get(f)
-            was = "no baseline node" if b is None else \
-                f"baseline node {b} {next(r.short_axis_mm for r in b_rows if r.id == b):.1f} mm"
-            return f"{f} ({f_by_id[f].short_axis_mm:.1f} mm, {was})"
+            near = [f"{UNEQUIVOCAL_NEW_MM:.0f} mm"] if abs(size - UNEQUIVOCAL_NEW_MM) < voxel else []
+            if b is None:
+                was = "no baseline node"
+            else:
+                before = next(r.short_axis_mm for r in b_rows if r.id == b)
+                was = f"baseline node {b} {short_axis_text(before)} mm, +{short_axis_text(size - before)} mm"
+                near += [f"+{PD_ABSOLUTE_MM:.0f} mm"] if abs(size - before - PD_ABSOLUTE_MM) < voxel else []
+            bound = f"; within one in-plane voxel ({voxel:.1f} mm) of {' and '.join(near)}: check by eye" \
+                if near else ""
+            return f"{f} ({short_axis_text(size)} mm, {was}{bound})"
         return ", ".join(one(f) for f in ids if f in f_by_id)
 
+    unmatched_new = [f for f in summary.new_lesions if f not in summary.grown_from
+                     and f not in summary.confirmed_new and f not in summary.unscanned_new]
+    if unmatched_new:  # a PD resting on a node with no baseline partner: said, as a grown one is
+        note = (f"follow-up node(s) {named(unmatched_new)} are new, 15 mm or more with no baseline node: new "
+                "lesion(s) by RECIST 1.1, overall PD")
+        warnings.warn(note, UserWarning, stacklevel=2)
+        notes.append(note)
     grown_new = [f for f in summary.grown_normal
                  if f in summary.new_lesions and f not in summary.confirmed_new]
     if grown_new:  # a small node's growth turning the response PD: said
@@ -233,10 +256,18 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.equivocal_new:  # RECIST 1.1 4.3.2 and EORTC's FAQ: confirm at the next scan
+        grew = any(f in summary.grown_from for f in summary.equivocal_new)
+        if summary.overall == "PD":  # PD from elsewhere: the node changes nothing now
+            verdict = "equivocal, not needed for this PD (overall PD)"
+        else:
+            verdict = (f"not counted as PD (overall {summary.overall}); confirm at the next scan, PD then "
+                       "dated to this one")
+        if "CR" in (summary.target_response, summary.non_target_response) and summary.overall != "PD":
+            verdict += "; a node of 10 mm or more keeps the response from CR"
         note = (f"equivocal new lesion(s): follow-up node(s) {named(summary.equivocal_new)} reached 10 mm "
-                "but stay under 15 mm and did not grow by 5 mm from a baseline node (a change within "
-                f"measurement noise is no proof): not counted as PD (overall {summary.overall}); confirm at "
-                "the next scan, PD then dated to this one")
+                "but stay under 15 mm" + (" and did not grow by 5 mm from their normal baseline node (a "
+                                          "change within measurement noise is no proof)" if grew else "")
+                + f": {verdict}")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.confirmed_new:  # RECIST 1.1 4.3.2: an equivocal new lesion confirmed, PD dated back
