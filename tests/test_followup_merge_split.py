@@ -305,3 +305,20 @@ def test_an_equivocal_node_beside_a_pd_from_the_targets_is_not_needed_for_it(mon
     said = _said(result, "equivocal new lesion(s)")
     assert result.recist.target_response == "PD" and len(said) == 1
     assert "not needed for this PD" in said[0] and "confirm at the next scan" not in said[0]
+
+
+def test_a_normal_sized_node_where_the_baseline_did_not_scan_is_named_with_its_size(monkeypatch):
+    """A 12 mm node beyond the baseline's field of view read PD (RECIST 1.1 4.3.2, literal) with no word
+    that a node of 10-15 mm there is often a normal one the shorter baseline missed."""
+    short = Volume(np.zeros((20, *SHAPE[1:]), np.int16), SPACING, (0.0, 0.0, 0.0), CT.direction)
+    base, follow = np.zeros((20, *SHAPE[1:]), np.uint8), np.zeros(SHAPE, np.uint8)
+    base[ball((100, 60, 20), 12)[:20]] = follow[ball((100, 60, 20), 12)] = 1
+    follow[ball((40, 60, 60), 7)] = 1
+    _short_axes(monkeypatch, {(1, 40): 12.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compare_nodes(short, short.with_array(base), CT2, CT2.with_array(follow),
+                               registration=IDENTITY)
+    said = _said(result, "where the baseline did not scan")
+    assert result.recist.unscanned_new == (2,) and result.recist.overall == "PD" and len(said) == 1
+    assert "node(s) 2 (12.0 mm, no baseline node) are under 15 mm" in said[0]

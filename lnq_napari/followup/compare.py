@@ -314,6 +314,11 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             note += (f"; follow-up node(s) {', '.join(map(str, summary.unscanned_new))} (short axis >= 10 "
                      "mm) lie where the baseline did not scan: new lesion(s) by RECIST 1.1 (a lesion in a "
                      "place not scanned at baseline is new), overall PD; check the two fields of view")
+            small = [f for f in summary.unscanned_new
+                     if not reaches(f_by_id[f].short_axis_mm, UNEQUIVOCAL_NEW_MM)]
+            if small:  # RECIST is literal there; a 10-15 mm node is often a normal one the baseline missed
+                note += (f"; node(s) {named(small)} are under 15 mm: a normal-sized node just beyond the "
+                         "baseline's field of view is often no disease, so look at it before calling PD")
         warnings.warn(note, UserWarning, stacklevel=2)
         notes.append(note)
     if summary.cut_note():  # a lower bound read as a size: the response may be another
