@@ -322,3 +322,17 @@ def test_a_normal_sized_node_where_the_baseline_did_not_scan_is_named_with_its_s
     said = _said(result, "where the baseline did not scan")
     assert result.recist.unscanned_new == (2,) and result.recist.overall == "PD" and len(said) == 1
     assert "node(s) 2 (12.0 mm, no baseline node) are under 15 mm" in said[0]
+
+
+def test_normal_nodes_coalesced_past_10_mm_are_named_coalesced_not_grown():
+    """Two 8 mm normal nodes coalesced into one 13 mm mass read PD as one node grown by 5 mm."""
+    base, follow = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    base[ball((135, 60, 40), 10)] = follow[ball((135, 60, 40), 10)] = 1
+    base[ball((85, 60, 40), 4)] = base[ball((55, 60, 40), 4)] = 1
+    follow[ball((85, 60, 40), 6.6)] = follow[ball((55, 60, 40), 4)] = 1
+    follow[(np.abs(YY - 60) <= 2) & (np.abs(ZZ * 2 - 40) <= 4) & (XX >= 55) & (XX <= 85)] = 1
+    result = compare(base, follow)
+    r = result.recist
+    assert len(r.equivocal_new) == 1 and r.overall == "SD" and r.new_lesions == ()
+    said = _said(result, "equivocal new lesion(s)")
+    assert len(said) == 1 and "coalesced from baseline nodes 2, 3" in said[0]

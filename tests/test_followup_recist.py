@@ -314,3 +314,13 @@ def test_an_equivocal_node_an_earlier_scan_showed_is_confirmed_a_new_lesion():
     assert (r.overall, r.new_lesions, r.equivocal_new) == ("PD", (12, 13), ())
     assert r.confirmed_new == {12: "a (t1)", 13: "a (t1)"}  # the matched target is no new lesion
     assert recist(base, after, {1: 11, 2: 12}).equivocal_new == (12, 13)
+
+
+def test_normal_nodes_that_coalesced_are_no_growth_of_one():
+    """8.0 + 7.9 mm normal nodes coalesced into a 13.5 mm conglomerate read PD as 8.0 -> 13.5 mm (+5.5)."""
+    base = [node(1, 20.0), node(2, 8.0), node(3, 7.9)]
+    both = recist(base, [node(11, 20.0), node(12, 13.5)], {1: 11, 2: 12}, merged={3: 12})
+    assert (both.overall, both.new_lesions, both.equivocal_new) == ("SD", (), (12,))
+    large = recist(base, [node(11, 20.0), node(12, 15.0)], {1: 11, 2: 12}, merged={3: 12})
+    assert (large.overall, large.new_lesions) == ("PD", (12,))
+    assert recist(base, [node(11, 20.0), node(12, 13.5)], {1: 11, 2: 12}).overall == "PD"  # one node: +5.5

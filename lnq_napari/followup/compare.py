@@ -232,6 +232,9 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
             near = [f"{UNEQUIVOCAL_NEW_MM:.0f} mm"] if abs(size - UNEQUIVOCAL_NEW_MM) < voxel else []
             if b is None:
                 was = "no baseline node"
+            elif f in merged.values():  # growth of which node? (recist: only 15 mm makes it unequivocal)
+                was = "coalesced from baseline nodes " + ", ".join(
+                    map(str, sorted({partner_f[f], *(k for k, v in merged.items() if v == f)})))
             else:
                 before = next(r.short_axis_mm for r in b_rows if r.id == b)
                 was = f"baseline node {b} {short_axis_text(before)} mm, +{short_axis_text(size - before)} mm"

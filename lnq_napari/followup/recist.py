@@ -16,7 +16,8 @@ node), is a new lesion (PD) only when unequivocal (RECIST 1.1 4.3.2): short axis
 to this scan if the next confirms it; not absent either: CR needs every node under 10 mm, so beside it a
 target CR reads PR overall, and no targets non-CR/non-PD. A node >= 10 mm where the baseline did not scan
 is new (RECIST 1.1 4.3.2: "a lesion identified ... in an anatomical location that was not scanned at
-baseline is considered a new lesion"). A normal node that split counts once (its largest fragment).
+baseline is considered a new lesion"). A normal node that split counts once (its largest fragment);
+normal nodes that coalesced have no growth of one node (only 15 mm makes it unequivocal).
 Non-targets are CR when all are under 10 mm, else non-CR/non-PD (unequivocal non-target progression is a
 reader's call, not made here). A node not found at follow-up
 counts 0 mm. Nodes that coalesced into one follow-up node: the coalesced node's measurement goes to the
@@ -284,8 +285,9 @@ def recist(baseline: Sequence[NodeRow], followup: Sequence[NodeRow], matches: di
     candidates = [r for r in followup if (r.id not in matched or r.id in grown_from)
                   and reaches(r.short_axis_mm, NEW_LESION_MM)]
     confirmed = dict(confirmed or {})
-    sure = {c.id for c in candidates
-            if c.id in confirmed or unequivocal(c, by_id.get(grown_from.get(c.id, -1)))}
+    coalesced = set((merged or {}).values())  # several nodes grown into one: no growth of one node
+    sure = {c.id for c in candidates if c.id in confirmed or unequivocal(
+        c, None if c.id in coalesced else by_id.get(grown_from.get(c.id, -1)))}
     new = tuple(r.id for r in followup if r.id in sure  # RECIST 1.1 4.3.2: where the baseline did not scan
                 or r.id in unscanned and reaches(r.short_axis_mm, NEW_LESION_MM))
     equivocal = tuple(r.id for r in candidates if r.id not in new)
