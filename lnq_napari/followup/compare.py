@@ -137,7 +137,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         nadir_sum_mm, nadir_scan = found
     else:
         nadir_scan = ""
-    large = [r for r in f_rows if reaches(r.short_axis_mm, NEW_LESION_MM)]  # may be new: seen before?
+    large = [r for r in f_rows if nadir_scans and reaches(r.short_axis_mm, NEW_LESION_MM)]  # seen before?
     seen = seen_equivocal(nadir_scans, dict(zip(
         [r.id for r in large], registration.to_baseline([r.centroid_mm for r in large]) if large else ())))
     summary = recist(b_rows, f_rows, partner_b, organ=organ, pieces=split, merged=merged,
