@@ -353,3 +353,17 @@ def test_a_save_after_the_folder_went_names_the_corrections_saved_there_since(tm
     said = " ".join(str(w.message) for w in heard)
     assert saved.version == opened and "numbered afresh" in said
     assert "correction v001, saved there since, has nodes these lack" in said
+
+
+@pytest.mark.parametrize("parent", ["v999", "garbage"])
+def test_a_parent_that_is_no_version_of_the_case_is_named_so_not_as_a_deleted_folder(tmp_path, parent):
+    """A parent given by hand that the case never had: v999 was said 'gone ... deleted or moved away ...
+    numbered afresh' with older corrections listed as saved since; a parent that is no version id, nothing."""
+    ws = _one_case(tmp_path)
+    for _ in range(3):
+        api.save_labels(_labels(), "c1", workspace=ws.root)
+    with pytest.warns(UserWarning) as heard:
+        saved = api.save_labels(_labels(), "c1", workspace=ws.root, parent=parent)
+    said = " ".join(str(w.message) for w in heard)
+    assert saved.version == "v004" and f"'{parent}', given as the version" in said and "is no version" in said
+    assert "afresh" not in said and "deleted" not in said

@@ -33,8 +33,14 @@ def saved_since_note(store: LabelStore, saved: SavedLabels, parent: str, labels:
     (the folder deleted and saved afresh). Reads each version's provenance at most once (``parent``'s and
     those numbered above it)."""
     own, low = version_number(saved.version), version_number(parent)
-    if own is None or low is None:
+    if own is None:
         return None
+    if low is None or (low > own and not parent_sha256 and store.committed(parent) is None
+                       and any(version_number(v["version"]) < own for v in store.versions())):
+        # a parent given by hand (napari sends its sha256): beyond the case's versions, the folder not remade
+        return (f"{saved.case}: {parent!r}, given as the version these labels were made on, is no version of "
+                f"this case in {store.folder}; these labels are saved as {saved.version}: give as parent "
+                "one of the case's versions there (vNNN), or none")
     if parent == saved.version:  # its number given to this one: the folder went, and all it held
         return _parent_missing(store, saved, parent, own, low, labels, damaged=False)
     base = store.committed(parent)
