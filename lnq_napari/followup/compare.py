@@ -285,8 +285,7 @@ def compare_nodes(baseline_ct: Volume, baseline_seg: Volume, followup_ct: Volume
         notes.append(note)
     if summary.nadir_sum_mm is not None:  # PD measured from a scan between: said, with the change from it
         r = summary
-        change = "" if r.nadir_sum_mm <= 0 else \
-            f" ({100.0 * (r.followup_sum_mm - r.nadir_sum_mm) / r.nadir_sum_mm:+.0f} % from it)"
+        change = f" ({r.nadir_change()} from it)" if r.nadir_change() else ""
         note = (f"RECIST measures progression from the targets' smallest sum on study: "
                 f"{r.nadir_sum_mm:.1f} mm at {r.nadir_scan or 'a scan between'}, below the baseline's "
                 f"{r.baseline_sum_mm:.1f} mm; this scan's {r.followup_sum_mm:.1f} mm{change} reads "

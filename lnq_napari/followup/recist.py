@@ -123,13 +123,17 @@ class RecistSummary:
     #: confirmed (RECIST 1.1 4.3.2), PD dated to that scan
     confirmed_new: dict[int, str] = field(default_factory=dict)
 
+    def nadir_change(self) -> str:
+        """``"+24 %"``: the follow-up sum's change from ``nadir_sum_mm``; "" without a nadir or from 0 mm."""
+        low = self.nadir_sum_mm
+        return "" if low is None or low <= 0 else f"{100.0 * (self.followup_sum_mm - low) / low:+.0f} %"
+
     def nadir_note(self) -> str:
         """``"; nadir 41.0 mm (+24 %)"`` when PD is measured from a scan between's smaller sum; else ""."""
-        low = self.nadir_sum_mm
-        if low is None:
+        if self.nadir_sum_mm is None:
             return ""
-        change = f" ({100.0 * (self.followup_sum_mm - low) / low:+.0f} %)" if low > 0 else ""
-        return f"; nadir {low:.1f} mm{change}"
+        change = self.nadir_change()
+        return f"; nadir {self.nadir_sum_mm:.1f} mm{f' ({change})' if change else ''}"
 
     def cut_note(self) -> str:
         """``"rests on node(s) cut by the image edge: baseline 3; follow-up 5 (measured on what is
