@@ -292,6 +292,7 @@ def test_slicer_s_save_of_the_labels_file_beside_it_is_named_newer_when_it_is(tm
     ("labels/lnq2023-train-0001/v001.seg.nrrd", False), ("ws/labels/lnq2023-train-0001/v002.seg.nrrd", False),
     ("lnq2023-train-0001-seg.v002.seg.nrrd", False), ("lnq2023-train-0001.autosave.seg.nrrd", False),
     ("lnq2023-train-0001-ct.seg.nrrd", False),  # 3D Slicer's segmentation of the CT: the reader's own
+    ("lnq2023-train-0001-seg.seg.nrrd", True),  # Slicer's save of the distributed label: still partial
 ])
 def test_only_lnq_s_own_training_label_files_are_partial(name, partial):
     """The partial-label warning fired on every saved version of a training case (its case read from the

@@ -112,8 +112,9 @@ _TRAINING_LABEL = re.compile(r"^lnq2023-train-\d+[-_]seg$", re.IGNORECASE)
 def is_partial_label(path: str | Path) -> bool:
     """Whether ``path`` is an LNQ2023 training label file as distributed (``lnq2023-train-NNNN-seg`` with an
     image suffix or ``.dcm``): those mark only some of a case's nodes (1.46 on average, 9 in a fully
-    annotated case). Validation and test labels, the phantom's ``-full``, and a saved version, autosave or
-    3D Slicer segmentation of a training case (a reader's correction) are complete."""
+    annotated case); so is 3D Slicer's save of that file (``-seg.seg.nrrd``). Validation and test labels, the
+    phantom's ``-full``, and a saved version, autosave or Slicer segmentation named after the training case's
+    CT (``-ct.seg.nrrd``: a reader's correction) are complete."""
     name = Path(path).name
     suffix = ".dcm" if name.lower().endswith(".dcm") else image_suffix(name)
     return bool(suffix) and bool(_TRAINING_LABEL.match(name[: len(name) - len(suffix)]))
