@@ -10,7 +10,13 @@ import pytest
 from lnq_napari.io.readers import write_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.autosave import AUTOSAVE_ENV, autosave_dir, review_fields, write_autosave
+from lnq_napari.workspace.autosave import (
+    AUTOSAVE_ENV,
+    AutosaveSession,
+    autosave_dir,
+    review_fields,
+    write_autosave,
+)
 from lnq_napari.workspace.recovery import RecoveredEdits, unsaved_edits
 
 GRID = dict(spacing=(0.8, 0.8, 2.0), origin=(-10.0, 5.0, 30.0))
@@ -341,3 +347,36 @@ def test_a_live_session_whose_edits_are_saved_is_not_said_open_with_unsaved_edit
                                 reference=ws.ct_grid(CASE))
     assert note == ""
     other.close(remove=True)
+
+
+def test_every_ended_session_s_unsaved_edits_are_offered_newest_first_none_hidden(ws):
+    """Two crashed windows with other edits: the newer is offered naming the older; once it is saved the
+    older is offered; a saved window's leftover newer than both hides neither."""
+    original = ws.latest_version(CASE)
+    v = original["version"]
+    folder = autosave_dir(ws.ct_path(CASE), ws.root)
+    extra = {"lnq_workspace": str(ws.root), "lnq_parent": v}
+
+    def painted(index):
+        labels = ws.read_labels(CASE, v)
+        array = np.asarray(labels.array).copy()
+        array[index] = 1
+        return labels.with_array(array)
+
+    first, second, third = AutosaveSession(), AutosaveSession(), AutosaveSession()
+    older = first.write(painted((5, 0, 0)), folder, CASE, extra)
+    _date(older, ws.label_path(CASE, v), 10**9)
+    newer = second.write(painted((5, 11, 9)), folder, CASE, extra)
+    _date(newer, older, 10**9)
+    first.close(remove=False)
+    second.close(remove=False)
+    found = _open(ws, original)
+    assert found.path == newer and found.others == (older,)
+    assert str(older) in found.others_note()
+    saved = ws.add_label_version(CASE, found.labels, "correction", parent=v, marked=[], rejected=[])
+    _date(ws.label_path(CASE, saved), newer, 10**9)
+    leftover = third.write(found.labels, folder, CASE, extra)  # a window that saved, then closed
+    _date(leftover, ws.label_path(CASE, saved), 10**9)
+    third.close(remove=False)
+    again = _open(ws, ws.version_info(CASE, saved))
+    assert again is not None and again.path == older and again.others == ()

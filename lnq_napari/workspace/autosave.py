@@ -163,21 +163,27 @@ def _case_candidates(case: str, source: str | Path | None, workspace: str | Path
             if p.is_file()]
 
 
+def ended_autosaves(case: str, source: str | Path | None, workspace: str | Path | None,
+                    workspace_id: str | None = None, own: tuple[str, ...] = ()) -> list[Path]:
+    """Every autosave file of ``case`` (read from ``source``, opened from ``workspace`` of identity
+    ``workspace_id``) whose session is over (a crash, a closed window, or one of the sessions ``own``, the
+    asking window's), newest first. One a live session of another window or process writes is never one
+    (:func:`live_autosaves`)."""
+    found = [p for p in _case_candidates(case, source, workspace, workspace_id)
+             if session_owner(p, own) is None]
+    return sorted(found, key=_mtime, reverse=True)
+
+
 def newer_autosave(case: str, source: str | Path | None, workspace: str | Path | None,
                    than: str | Path | None, workspace_id: str | None = None,
                    own: tuple[str, ...] = ()) -> Path | None:
-    """The newest autosave file of ``case`` (read from ``source``, opened from ``workspace`` of identity
-    ``workspace_id``) whose session is over (a crash, a closed window, or one of the sessions ``own``, the
-    asking window's), when it was written after the label file ``than`` (any when ``than`` is None):
-    unsaved edits left behind. None when there is none or it is older. One a live session of another
-    window or process writes is never it (:func:`live_autosaves`)."""
-    found = [p for p in _case_candidates(case, source, workspace, workspace_id)
-             if session_owner(p, own) is None]
+    """The newest of :func:`ended_autosaves` when it was written after the label file ``than`` (any when
+    ``than`` is None): unsaved edits left behind. None when there is none or it is older."""
+    found = ended_autosaves(case, source, workspace, workspace_id, own)
     try:
-        path = max(found, key=lambda p: p.stat().st_mtime_ns)
-        written = path.stat().st_mtime_ns
-        return path if than is None or written > Path(than).stat().st_mtime_ns else None
-    except (OSError, ValueError):
+        return found[0] if found and (than is None or _mtime(found[0]) > Path(than).stat().st_mtime_ns) \
+            else None
+    except OSError:
         return None
 
 

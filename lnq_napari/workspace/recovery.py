@@ -9,7 +9,7 @@ No Qt here: the plugin shows the labels and resumes the session.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,8 @@ from lnq_napari.quantify import read_node_ids
 from lnq_napari.workspace.autosave import (
     autosave_of_another_workspace,
     autosave_parent,
+    ended_autosaves,
     live_autosaves,
-    newer_autosave,
     open_elsewhere_note,
     read_review_fields,
 )
@@ -39,6 +39,16 @@ class RecoveredEdits:
     rejected: list[dict]  # the rejected suggestions autosaved with them (Rejection dicts)
     base: dict | None  # provenance of the label version they were made on; None when unknown or gone
     lost: tuple[str, ...] = ()  # the LOST_FLAGS the edited session held (marks it could not resume)
+    others: tuple[Path, ...] = ()  # older autosaves of other ended sessions that hold unsaved edits too
+
+    def others_note(self) -> str:
+        """One clause naming the other ended sessions' autosaves with unsaved edits ("" when none): they
+        are offered once these edits are saved (or their file deleted)."""
+        if not self.others:
+            return ""
+        names = ", ".join(str(p) for p in self.others)
+        return (f"{len(self.others)} other autosave(s) of this case hold unsaved edits too ({names}): "
+                "each is offered when the case opens again once these are saved")
 
     def review_fields(self) -> dict[str, list]:
         """``{"marked": [...], "rejected": [...]}``, as a version's provenance keeps them (and the lost
@@ -62,12 +72,15 @@ def unsaved_edits(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray 
     other labels, marks or rejections, or, when another process saved a version since, when it is newer
     than the version it was made on and no correction saved from that version holds it. Only an
     autosave whose session is over counts (a crash, a closed window, or one of the sessions ``own``, the
-    asking window's). Raises LNQError when a label file cannot be read.
+    asking window's). Every such autosave is looked at, newest first: the newest holding unsaved edits
+    is offered, naming the others that hold some too (a saved leftover never hides an older crash's).
+    Raises LNQError when a label file cannot be read.
     """
-    path = newer_autosave(case, ws.ct_path(case), ws.root, None, ws.id, own)
-    if path is None:
+    found = [e for path in ended_autosaves(case, ws.ct_path(case), ws.root, ws.id, own)
+             if (e := _edits_in(path, ws, case, seg, shown, prov, reference)) is not None]
+    if not found:
         return None
-    return _edits_in(path, ws, case, seg, shown, prov, reference)
+    return replace(found[0], others=tuple(e.path for e in found[1:]))
 
 
 def edits_open_elsewhere(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,

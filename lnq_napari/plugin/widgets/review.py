@@ -311,6 +311,7 @@ class ReviewWidget(WorkerWidget):
             if base is not None and prov is not None and base["version"] != prov["version"]:
                 said += (f" (they were made on {base['version']}; {prov['source']} {prov['version']} "
                          "was saved since: Save puts them on top)")
+            said += f"; {restored.others_note()}" if restored.others else ""
         said += f"; {lost}" if lost else ""
         said += f"\nnote: {elsewhere}" if elsewhere else ""
         self.status.setText(said)
