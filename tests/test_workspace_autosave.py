@@ -199,3 +199,28 @@ def test_an_autosave_of_the_name_before_sessions_is_still_found(tmp_path, monkey
     assert set(case_autosaves(tmp_path, "c1")) == {old, path}
     os.utime(old, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
     assert newer_autosave("c1", None, None, None) == old
+
+
+def test_an_autosave_is_written_when_the_file_system_has_no_locks(tmp_path, monkeypatch):
+    """filelock 3.x raises NotImplementedError where flock is not supported (Lustre, some GPFS, 9p):
+    the autosave is written anyway, said once, never lost to the lock."""
+    import warnings
+
+    import filelock
+
+    from lnq_napari.workspace.autosave import AutosaveSession
+
+    def no_flock(self, *args, **kwargs):
+        raise NotImplementedError("FileSystem does not appear to support flock; use SoftFileLock instead")
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", no_flock)
+    session = AutosaveSession()
+    labels = Volume(np.zeros((2, 4, 4), np.uint8))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        path = session.write(labels, tmp_path, "c1")
+        labels.array[0, 0, 0] = 1
+        session.write(labels, tmp_path, "c1")
+    assert path.is_file() and read_labels(path).array[0, 0, 0] == 1
+    assert len([w for w in said if "without a lock" in str(w.message)]) == 1
+    session.close(remove=True)

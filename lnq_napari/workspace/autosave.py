@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,6 +250,7 @@ class AutosaveSession:
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex[:12]
         self._locks: dict[Path, object] = {}  # autosave file -> its held FileLock
+        self._told_unlocked = False  # said once that a lock could not be taken (written without it)
 
     def owner_fields(self) -> dict[str, str]:
         """The header fields naming the session, its user, machine and process."""
@@ -278,9 +280,19 @@ class AutosaveSession:
             lock.acquire()
         except Timeout:  # never (the id is this session's): the file is still written
             return
-        except OSError:  # a folder or file system without locks: the write says what fails, the header's
-            return  # process tells whether it lives
+        except (OSError, NotImplementedError) as exc:  # a file system without flock (filelock 3.x raises
+            self._unlocked(path, exc)  # NotImplementedError there): written without the lock, never lost;
+            return  # the header's process tells whether the session lives
         self._locks[path] = lock
+
+    def _unlocked(self, path: Path, exc: BaseException) -> None:
+        """Say once per session that its autosave is written without a lock (it is still written)."""
+        if self._told_unlocked:
+            return
+        self._told_unlocked = True
+        warnings.warn(f"lnq-napari autosave of {path.name} is written without a lock ({type(exc).__name__}: "
+                      f"{exc}): the file system may not support locks; another window may take it for a "
+                      "crash's while this one is open", RuntimeWarning, stacklevel=3)
 
     def close(self, remove: bool) -> None:
         """The session ends: its locks are given back, and with ``remove`` (nothing unsaved: all it holds
