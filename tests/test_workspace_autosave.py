@@ -224,3 +224,43 @@ def test_an_autosave_is_written_when_the_file_system_has_no_locks(tmp_path, monk
     assert path.is_file() and read_labels(path).array[0, 0, 0] == 1
     assert len([w for w in said if "without a lock" in str(w.message)]) == 1
     session.close(remove=True)
+
+
+def test_closing_a_session_never_raises_and_says_what_it_could_not_remove(tmp_path, monkeypatch):
+    """An unlink that fails (a sharing violation, a read-only folder) is said in one line; every lock is
+    still given back; a file written without a lock is removed too."""
+    from pathlib import Path
+
+    from lnq_napari.workspace.autosave import LOCK_SUFFIX, AutosaveSession
+    from lnq_napari.workspace.lock import file_locked
+
+    labels = Volume(np.zeros((2, 4, 4), np.uint8))
+    session = AutosaveSession()
+    first, second = session.write(labels, tmp_path, "c1"), session.write(labels, tmp_path, "c2")
+    real = Path.unlink
+
+    def refuse(self, *args, **kwargs):
+        if self == first:
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    note = session.close(remove=True)
+    assert str(first) in note and "\n" not in note
+    assert first.is_file() and not second.exists() and not Path(f"{second}{LOCK_SUFFIX}").exists()
+    assert file_locked(f"{first}{LOCK_SUFFIX}") is False  # given back: offered as a crash's
+    monkeypatch.setattr(Path, "unlink", real)
+
+    import filelock
+
+    def no_flock(self, *args, **kwargs):
+        raise NotImplementedError("no flock")
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", no_flock)
+    unlocked = AutosaveSession()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = unlocked.write(labels, tmp_path, "c3")
+    assert unlocked.close(remove=True) == "" and not path.exists()

@@ -209,7 +209,11 @@ class Autosaver:
         """Once closing and no write runs: the session's locks go, and its autosave files when all they
         hold was saved (:meth:`stop`), not when set aside (:meth:`set_aside`)."""
         if self._closing is not None and self._worker is None:
-            self.files.close(remove=self._closing)
+            note = self.files.close(remove=self._closing)
+            if note:  # said in one line, never a traceback through opening the next case
+                from napari.utils.notifications import show_warning
+
+                show_warning(note)
 
     def _done(self) -> None:
         self._worker = None

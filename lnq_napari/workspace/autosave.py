@@ -251,6 +251,7 @@ class AutosaveSession:
         self.id = uuid.uuid4().hex[:12]
         self._locks: dict[Path, object] = {}  # autosave file -> its held FileLock
         self._told_unlocked = False  # said once that a lock could not be taken (written without it)
+        self._written: list[Path] = []  # the autosave files this session wrote (with a lock or without)
 
     def owner_fields(self) -> dict[str, str]:
         """The header fields naming the session, its user, machine and process."""
@@ -265,7 +266,10 @@ class AutosaveSession:
               writer: Callable[..., Path] | None = None) -> Path:
         """Atomically (re)write the session's autosave of ``case`` in ``folder`` (with ``writer``, default
         :func:`write_autosave`), its lock held first."""
-        self._hold(self.path(folder, case))
+        path = self.path(folder, case)
+        self._hold(path)
+        if path not in self._written:
+            self._written.append(path)
         fields = {**(extra or {}), **self.owner_fields()}
         return (writer or write_autosave)(labels, folder, case, fields, session=self.id)
 
@@ -294,16 +298,38 @@ class AutosaveSession:
                       f"{exc}): the file system may not support locks; another window may take it for a "
                       "crash's while this one is open", RuntimeWarning, stacklevel=3)
 
-    def close(self, remove: bool) -> None:
+    def close(self, remove: bool) -> str:
         """The session ends: its locks are given back, and with ``remove`` (nothing unsaved: all it holds
-        was saved) its autosave files and lock files go."""
-        for path, lock in list(self._locks.items()):
-            if remove:
-                path.unlink(missing_ok=True)
-            lock.release()
-            if remove:
-                Path(f"{path}{LOCK_SUFFIX}").unlink(missing_ok=True)
+        was saved) its autosave files and lock files go. Never raises: returns one line saying what could
+        not be removed or released ("" when all went; a file left is offered as a crash's, never lost)."""
+        failed: list[str] = []
+        for path in list(dict.fromkeys([*self._written, *self._locks])):
+            lock = self._locks.pop(path, None)
+            try:
+                if remove:
+                    path.unlink(missing_ok=True)
+            except OSError as exc:
+                failed.append(f"{path} ({exc.strerror or exc})")
+                remove_lock = False
+            else:
+                remove_lock = remove
+            finally:
+                if lock is not None:
+                    try:
+                        lock.release()
+                    except (OSError, NotImplementedError) as exc:
+                        failed.append(f"the lock of {path} ({exc})")
+            if remove_lock:
+                try:
+                    Path(f"{path}{LOCK_SUFFIX}").unlink(missing_ok=True)
+                except OSError as exc:
+                    failed.append(f"{path}{LOCK_SUFFIX} ({exc.strerror or exc})")
         self._locks.clear()
+        self._written.clear()
+        if not failed:
+            return ""
+        return (f"lnq-napari could not remove or release the autosave of a closed case: {'; '.join(failed)}; "
+                "delete it by hand once its edits are saved")
 
 
 def _kept_aside(case: str, source: str | Path | None, workspace: str | Path | None,
