@@ -83,7 +83,11 @@ def split_name(path: str | Path) -> NameParts:
     """Case id, role and suffix of an image, label, prediction, version or autosave file name."""
     name = Path(path).name
     suffix = image_suffix(name)
+    from lnq_napari.workspace.autosave import AUTOSAVE_SUFFIX, autosave_case  # imported here: no cycle
+
     stem = _VERSION_TAIL.sub("", name[: len(name) - len(suffix)])
+    if suffix == AUTOSAVE_SUFFIX:  # a viewer session's autosave: the case without its session
+        stem = autosave_case(stem)
     if _BARE_VERSION.match(stem) and Path(path).parent.name:
         return NameParts(Path(path).parent.name, "seg", suffix)
     segmentation = suffix in (".seg.nrrd", ".autosave.seg.nrrd")

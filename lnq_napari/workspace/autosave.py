@@ -43,7 +43,15 @@ ID_FIELD = "lnq_workspace_id"  # the identity of the workspace the case was open
 SESSION_FIELD = "lnq_session"  # the viewer session that writes the file (AutosaveSession.id)
 OWNER_FIELDS = ("lnq_owner_user", "lnq_owner_host", "lnq_owner_pid")  # who writes it, where, which process
 LOCK_SUFFIX = ".lock"  # the session's lock file: <autosave file>.lock
-_SESSION_NAME = re.compile(r"\.session-[0-9a-f]{12}" + re.escape(AUTOSAVE_SUFFIX))
+_SESSION_TAIL = r"\.session-[0-9a-f]{12}"  # between the case and AUTOSAVE_SUFFIX (AutosaveSession.id)
+_SESSION_NAME = re.compile(_SESSION_TAIL + re.escape(AUTOSAVE_SUFFIX))
+_SESSION_STEM = re.compile(_SESSION_TAIL + "$")
+
+
+def autosave_case(stem: str) -> str:
+    """The case of an autosave file's name without :data:`AUTOSAVE_SUFFIX`: ``stem`` less its
+    ``.session-<id>`` (one of the name before sessions is the case itself)."""
+    return _SESSION_STEM.sub("", stem)
 
 
 def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
