@@ -18,6 +18,7 @@ from lnq_napari.workspace.autosave import (
     autosave_target,
     moved_note,
     read_only_note,
+    remove_ended,
     review_fields,
     write_autosave,
 )
@@ -39,6 +40,8 @@ class Autosaver:
         self._pending = False
         self._stopped = False
         self._aside = False  # set aside: over once the edits pending are written
+        self._restored: Path | None = None  # the ended autosave its labels were restored from
+        self._restored_as = None  # (labels, marked and rejected) as restored, until they differ
         self._closing: bool | None = None  # closing: with its files removed (True) or kept (False)
         self._told_moved = False  # the user was told the workspace is gone and where the edits go instead
         self._told_read_only = False  # ... that it cannot be written, and where the edits go instead
@@ -98,9 +101,9 @@ class Autosaver:
         self._close_files()
 
     def set_aside(self) -> None:
-        """The session's autosave is over (its node layer left the viewer): once the edits pending are
-        written, no more writes, and its files are kept but their locks given back, so that they are
-        offered as a crash's are."""
+        """The session's autosave is over (its node layer left the viewer, the viewer closed): once the
+        edits pending are written, no more writes; its files are kept with their locks given back when it
+        holds unsaved edits (offered as a crash's are), else they go."""
         if self._stopped:
             return
         self._aside = True
@@ -109,8 +112,31 @@ class Autosaver:
     def _end_aside(self) -> None:
         if self._aside and not self._pending and self._worker is None:
             self.stop_writing()
-            self._closing = False
+            self._closing = not self.session.unsaved  # nothing unsaved: its files go, as on stop()
             self._close_files()
+
+    def restored_from(self, path: Path, review: dict | None = None) -> None:
+        """The session's labels were restored from the ended autosave ``path`` (with its ``review``
+        fields, marked and rejected): not copied into this session's own file while the labels, marks
+        and rejections are still those (deleting ``path`` then drops them), and ``path`` removed once this
+        session's file holds them (never two files offering the same edits)."""
+        self._restored = Path(path)
+        self._restored_as = (np.array(self.session.nodes.data, copy=True), dict(review or {}))
+        self._pending = False
+        self._timer.stop()
+
+    def _holds_restored_only(self) -> bool:
+        """Whether the session still holds only what was restored (:meth:`restored_from`); once it
+        differs it is written as any edit is."""
+        if self._restored_as is None:
+            return False
+        labels, review = self._restored_as
+        same = np.array_equal(self.session.nodes.data, labels) and all(
+            value == (self.session.marks() if key == "marked" else self.session.rejections())
+            for key, value in review.items())
+        if not same:
+            self._restored_as = None
+        return same
 
     def stop_writing(self) -> None:
         """No more writes (the files stay as they are)."""
@@ -132,6 +158,8 @@ class Autosaver:
             self._timer.start()
 
     def _on_timeout(self) -> None:
+        if self._pending and self._holds_restored_only():  # the restored file holds them: no copy
+            self._pending = False
         if self._pending and not self.session.unsaved:  # nothing to keep: suggestions shown, all undone
             self._pending = False  # (an autosave of the opened labels was offered later as unsaved edits)
             if self.last_error is not None:  # saved meanwhile: no failure left to say, nor to back off
@@ -178,6 +206,9 @@ class Autosaver:
     def _written(self, path: Path) -> None:
         self.last_path = Path(path)
         self.writes += 1
+        if self._restored is not None and self._restored != self.last_path:  # its edits are in this one
+            remove_ended(self._restored)
+            self._restored = None
         self._cleared()
 
     def _cleared(self) -> None:

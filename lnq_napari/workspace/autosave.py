@@ -196,6 +196,49 @@ def newer_autosave(case: str, source: str | Path | None, workspace: str | Path |
         return None
 
 
+def remove_ended(path: str | Path) -> bool:
+    """Remove the autosave ``path`` of a session that is over and its lock file, under that lock taken
+    at once (a session that holds it keeps both); False when they are not removed (held, no locks on
+    this file system, or the unlink failed: a leftover is harmless)."""
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    lock = FileLock(f"{path}{LOCK_SUFFIX}", timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except (Timeout, OSError, NotImplementedError):
+        return False
+    try:
+        path.unlink(missing_ok=True)
+        Path(f"{path}{LOCK_SUFFIX}").unlink(missing_ok=True)
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            lock.release()
+        except (OSError, NotImplementedError):
+            pass
+
+
+def stray_locks(case: str, source: str | Path | None, workspace: str | Path | None) -> list[Path]:
+    """The autosave paths of ``case`` whose lock file is there without the autosave (a write that failed,
+    a removal cut short): :func:`remove_ended` cleans them."""
+    folders = {autosave_dir(source, workspace)}
+    shared = None if os.environ.get(AUTOSAVE_ENV) else _shared_dir(source, workspace)
+    folders |= {shared} if shared is not None else set()
+    found = []
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        autosaves = [n[: -len(LOCK_SUFFIX)] for n in sorted(names) if n.endswith(LOCK_SUFFIX)]
+        found += [Path(folder) / n for n in autosaves if n.startswith(f"{case}.session-")
+                  and _SESSION_NAME.fullmatch(n[len(case):]) and not (Path(folder) / n).exists()]
+    return found
+
+
 def live_autosaves(case: str, source: str | Path | None, workspace: str | Path | None,
                    workspace_id: str | None = None, own: tuple[str, ...] = ()) -> list[tuple[Path, str]]:
     """The autosave files of ``case`` that a live session of another window or process (not one of the

@@ -24,6 +24,8 @@ from lnq_napari.workspace.autosave import (
     live_autosaves,
     open_elsewhere_note,
     read_review_fields,
+    remove_ended,
+    stray_locks,
 )
 from lnq_napari.workspace.labels import lost_flags
 from lnq_napari.workspace.workspace import Workspace
@@ -81,6 +83,28 @@ def unsaved_edits(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray 
     if not found:
         return None
     return replace(found[0], others=tuple(e.path for e in found[1:]))
+
+
+def remove_saved_autosaves(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,
+                           prov: dict | None, reference: Volume | None = None,
+                           own: tuple[str, ...] = ()) -> list[Path]:
+    """Remove the autosaves of ``case`` (of this workspace) whose session is over and which hold no
+    unsaved edits (a saved version holds them, or they are never offered: :func:`unsaved_edits`), and
+    lock files left without their autosave; each under its lock taken at once. Returns the autosaves
+    removed. Never raises: one that cannot be read or removed stays."""
+    removed = []
+    for path in ended_autosaves(case, ws.ct_path(case), ws.root, ws.id, own):
+        try:
+            if autosave_of_another_workspace(path, ws.root, ws.id) or \
+                    _edits_in(path, ws, case, seg, shown, prov, reference) is not None:
+                continue
+        except (LNQError, OSError, ValueError):
+            continue
+        if remove_ended(path):
+            removed.append(path)
+    for path in stray_locks(case, ws.ct_path(case), ws.root):
+        remove_ended(path)
+    return removed
 
 
 def edits_open_elsewhere(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,

@@ -28,7 +28,7 @@ from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestio
 from lnq_napari.plugin.widgets._common import WorkerWidget, busy, compact, widen_opened_cts
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
-from lnq_napari.workspace.recovery import edits_open_elsewhere, unsaved_edits
+from lnq_napari.workspace.recovery import edits_open_elsewhere, remove_saved_autosaves, unsaved_edits
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
 from lnq_napari.workspace.review_stats import REVIEW_ACTION, summarize
 
@@ -294,6 +294,7 @@ class ReviewWidget(WorkerWidget):
                 session.release()
         for layer in closing:
             self.viewer.layers.remove(layer)
+        remove_saved_autosaves(ws, case, seg, shown_labels, prov, reference=reference, own=own)  # leftovers
         shown = nodes_layer_data(restored.labels, source=restored.path) if restored else seg_data
         _, nodes = add_case(self.viewer, ct_data, shown, workspace=ws, opened=opened, case=case)
         cases = [r.case for r in self.rows]
@@ -305,8 +306,11 @@ class ReviewWidget(WorkerWidget):
         if restored:
             session = nodes.metadata[SESSION_KEY]
             session.mark_unsaved()  # until Save: the guard keeps them
+            if session.autosaver is not None:  # kept in that file until an edit, then in this session's
+                session.autosaver.restored_from(restored.path, {"marked": restored.marked,
+                                                                 "rejected": restored.rejected})
             said += (f" with the unsaved edits autosaved in {restored.path}: Save keeps them; to drop them, "
-                     "delete that file and open the case again")
+                     "delete that file before editing, delete the node layer and open the case again")
             base = restored.base
             if base is not None and prov is not None and base["version"] != prov["version"]:
                 said += (f" (they were made on {base['version']}; {prov['source']} {prov['version']} "
