@@ -16,7 +16,10 @@ from pathlib import Path
 from lnq_napari.errors import LNQError
 
 # Longest first, so ".seg.nrrd" wins over ".nrrd" and ".nii.gz" over ".gz".
-IMAGE_SUFFIXES = (".autosave.seg.nrrd", ".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
+AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"  # a napari session's crash autosave: <case>[.session-<id>]<this>
+SESSION_TAIL = r"\.session-[0-9a-f]{12}"  # between the case and AUTOSAVE_SUFFIX (AutosaveSession.id)
+_SESSION_STEM = re.compile(SESSION_TAIL + "$")
+IMAGE_SUFFIXES = (AUTOSAVE_SUFFIX, ".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 LABEL_ROLES = ("seg", "full", "pred", "label", "labels", "mask", "nodes", "truth", "gt")
 ROLES = ("ct", "prob", *LABEL_ROLES)
 _ROLE_TAIL = re.compile(r"[-_.](" + "|".join(ROLES) + r")$", re.IGNORECASE)
@@ -79,18 +82,22 @@ def is_image_file(path: str | Path) -> bool:
     return bool(image_suffix(path))
 
 
+def autosave_case(stem: str) -> str:
+    """The case of an autosave file's name without :data:`AUTOSAVE_SUFFIX`: ``stem`` less its
+    ``.session-<id>`` (one of the name before sessions is the case itself)."""
+    return _SESSION_STEM.sub("", stem)
+
+
 def split_name(path: str | Path) -> NameParts:
     """Case id, role and suffix of an image, label, prediction, version or autosave file name."""
     name = Path(path).name
     suffix = image_suffix(name)
-    from lnq_napari.workspace.autosave import AUTOSAVE_SUFFIX, autosave_case  # imported here: no cycle
-
     stem = _VERSION_TAIL.sub("", name[: len(name) - len(suffix)])
     if suffix == AUTOSAVE_SUFFIX:  # a viewer session's autosave: the case without its session
         stem = autosave_case(stem)
     if _BARE_VERSION.match(stem) and Path(path).parent.name:
         return NameParts(Path(path).parent.name, "seg", suffix)
-    segmentation = suffix in (".seg.nrrd", ".autosave.seg.nrrd")
+    segmentation = suffix in (".seg.nrrd", AUTOSAVE_SUFFIX)
     match = _ROLE_TAIL.search(stem)
     if match and match.start() > 0:  # 3D Slicer names a segmentation of the volume "p1-ct" p1-ct.seg.nrrd
         role = match.group(1).lower()

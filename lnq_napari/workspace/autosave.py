@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lnq_napari.io.layout import AUTOSAVE_SUFFIX, SESSION_TAIL
 from lnq_napari.io.nrrd_header import custom_fields
 from lnq_napari.io.segfile import write_seg_nrrd
 from lnq_napari.io.volume import Volume
@@ -35,7 +36,6 @@ from lnq_napari.workspace.files import now
 from lnq_napari.workspace.lock import file_locked
 
 AUTOSAVE_ENV = "LNQ_NAPARI_AUTOSAVE_DIR"
-AUTOSAVE_SUFFIX = ".autosave.seg.nrrd"
 WORKSPACE_AUTOSAVE = "autosave"  # the autosave folder inside a workspace
 REVIEW_FIELDS = ("marked", "rejected")  # provenance lists an autosave keeps as JSON in lnq_<name> fields
 MOVED_FIELD = "lnq_workspace_moved"  # "1": written outside the workspace (gone from its path, or read-only)
@@ -43,15 +43,7 @@ ID_FIELD = "lnq_workspace_id"  # the identity of the workspace the case was open
 SESSION_FIELD = "lnq_session"  # the viewer session that writes the file (AutosaveSession.id)
 OWNER_FIELDS = ("lnq_owner_user", "lnq_owner_host", "lnq_owner_pid")  # who writes it, where, which process
 LOCK_SUFFIX = ".lock"  # the session's lock file: <autosave file>.lock
-_SESSION_TAIL = r"\.session-[0-9a-f]{12}"  # between the case and AUTOSAVE_SUFFIX (AutosaveSession.id)
-_SESSION_NAME = re.compile(_SESSION_TAIL + re.escape(AUTOSAVE_SUFFIX))
-_SESSION_STEM = re.compile(_SESSION_TAIL + "$")
-
-
-def autosave_case(stem: str) -> str:
-    """The case of an autosave file's name without :data:`AUTOSAVE_SUFFIX`: ``stem`` less its
-    ``.session-<id>`` (one of the name before sessions is the case itself)."""
-    return _SESSION_STEM.sub("", stem)
+_SESSION_NAME = re.compile(SESSION_TAIL + re.escape(AUTOSAVE_SUFFIX))
 
 
 def autosave_dir(source: str | Path | None = None, workspace: str | Path | None = None) -> Path:
