@@ -421,7 +421,12 @@ class NodeSession:
     def _on_nodes_removed(self, event=None) -> None:
         """The node layer left the viewer (deleted to set its edits aside, the viewer cleared): its
         autosave, written now, is over, and offered when the case opens again, in this window or another."""
-        if getattr(event, "value", None) is self.nodes and self.autosaver is not None:
+        if getattr(event, "value", None) is not self.nodes:
+            return
+        emitter = getattr(getattr(event, "source", None), "events", None)
+        if emitter is not None:  # the link ends with the layer: no handler per case opened piles up
+            emitter.removed.disconnect(self._on_nodes_removed)
+        if self.autosaver is not None:
             self.autosaver.set_aside()
 
     def _on_layer_removed(self, event=None) -> None:

@@ -877,3 +877,20 @@ def test_labels_save_cannot_take_say_not_saved(make_napari_viewer, qtbot, tmp_pa
         assert save.save() is None
     assert ended.args == [None] and save.status.text().startswith("not saved: ")
     assert not (tmp_path / "labels").exists()
+
+
+def test_a_node_layer_s_session_stops_listening_when_its_layer_leaves(make_napari_viewer):
+    """Each node layer's session listened for layer removals and never stopped: a handler per node layer
+    ever opened piled up on the viewer's layer list."""
+    from lnq_napari.plugin._session import session_for
+
+    viewer = make_napari_viewer()
+    removed = viewer.layers.events.removed
+    before = len(removed.callbacks)
+    layers = [viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name=f"nodes {i}") for i in range(3)]
+    for layer in layers:
+        assert session_for(viewer, layer) is not None
+    assert len(removed.callbacks) == before + 3
+    for layer in layers:
+        viewer.layers.remove(layer)
+    assert len(removed.callbacks) == before
