@@ -380,3 +380,21 @@ def test_every_ended_session_s_unsaved_edits_are_offered_newest_first_none_hidde
     third.close(remove=False)
     again = _open(ws, ws.version_info(CASE, saved))
     assert again is not None and again.path == older and again.others == ()
+
+
+def test_an_autosave_never_offered_but_holding_other_edits_is_kept_when_the_case_opens(ws):
+    """Opening a case removed every ended autosave recovery would not offer, by date alone: one older than
+    the labels shown whose edits no saved version holds was deleted (a user can open it by hand)."""
+    from lnq_napari.workspace.recovery import remove_saved_autosaves
+
+    original = ws.latest_version(CASE)
+    kept = _autosave(ws, _edited(ws, original["version"]), original["version"])
+    _date(kept, ws.label_path(CASE, original["version"]), -10**9)  # saved after it: never offered
+    assert _open(ws, original) is None
+    seg, shown = ws.label_path(CASE, original["version"]), ws.read_labels(CASE, original["version"]).array
+    assert remove_saved_autosaves(ws, CASE, seg, shown, original, reference=ws.ct_grid(CASE)) == []
+    assert kept.is_file()
+    _autosave(ws, ws.read_labels(CASE, original["version"]), original["version"])  # now holds the shown
+    _date(kept, ws.label_path(CASE, original["version"]), -10**9)
+    assert remove_saved_autosaves(ws, CASE, seg, shown, original, reference=ws.ct_grid(CASE)) == [kept]
+    assert not kept.exists()

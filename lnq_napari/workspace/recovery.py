@@ -96,7 +96,8 @@ def remove_saved_autosaves(ws: Workspace, case: str, seg: Path | None, shown: np
     for path in ended_autosaves(case, ws.ct_path(case), ws.root, ws.id, own):
         try:
             if autosave_of_another_workspace(path, ws.root, ws.id) or \
-                    _edits_in(path, ws, case, seg, shown, prov, reference) is not None:
+                    _edits_in(path, ws, case, seg, shown, prov, reference) is not None or \
+                    not _held(path, ws, case, shown, prov, reference):
                 continue
         except (LNQError, OSError, ValueError):
             continue
@@ -105,6 +106,26 @@ def remove_saved_autosaves(ws: Workspace, case: str, seg: Path | None, shown: np
     for path in stray_locks(case, ws.ct_path(case), ws.root):
         remove_ended(path)
     return removed
+
+
+def _held(path: Path, ws: Workspace, case: str, shown: np.ndarray | None, prov: dict | None,
+          reference: Volume | None) -> bool:
+    """Whether the labels, marks and rejections the autosave ``path`` holds are on screen (``shown``,
+    ``prov``) or in a saved version of ``case``: only then may it go (one never offered, as one older than
+    a saved version whose parent is unknown, is kept: a user may still open it by hand)."""
+    labels = read_node_ids(path, reference=reference)
+    fields = read_review_fields({k: v for k, v in labels.meta.items() if isinstance(v, str)})
+    mine = np.asarray(labels.array) > 0
+    return _holds(mine, fields, shown, prov) or any(
+        _holds(mine, fields, read_node_ids(ws.label_path(case, v["version"]), reference=reference).array, v)
+        for v in reversed(ws.versions(case)))
+
+
+def _holds(mine: np.ndarray, fields: dict, other: np.ndarray | None, info: dict | None) -> bool:
+    """Whether ``other`` (labels) and ``info`` (a provenance) hold an autosave's labels (``mine``, as a
+    mask), marks and rejections (``fields``)."""
+    return other is not None and np.array_equal(mine, np.asarray(other) > 0) \
+        and all(fields[k] == list((info or {}).get(k) or []) for k in fields)
 
 
 def edits_open_elsewhere(ws: Workspace, case: str, seg: Path | None, shown: np.ndarray | None,
@@ -144,15 +165,10 @@ def _edits_in(path: Path, ws: Workspace, case: str, seg: Path | None, shown: np.
     labels = read_node_ids(path, reference=reference)
     fields = read_review_fields({k: v for k, v in labels.meta.items() if isinstance(v, str)})
 
-    def holds(other: np.ndarray | None, info: dict | None) -> bool:
-        """Whether ``other`` (labels) and ``info`` (a provenance) hold the autosave's labels, marks and
-        rejections."""
-        return other is not None and np.array_equal(np.asarray(labels.array) > 0, np.asarray(other) > 0) \
-            and all(fields[k] == list((info or {}).get(k) or []) for k in fields)
-
-    if holds(shown, prov) or any(
-            holds(read_node_ids(ws.label_path(case, v["version"]), reference=reference).array, v)
-            for v in saved_from_base):
+    mine = np.asarray(labels.array) > 0
+    if _holds(mine, fields, shown, prov) or any(
+            _holds(mine, fields, read_node_ids(ws.label_path(case, v["version"]), reference=reference).array,
+                   v) for v in saved_from_base):
         return None
     lost = tuple(lost_flags(labels.meta))
     return RecoveredEdits(path, labels, fields["marked"], fields["rejected"], base, lost)
