@@ -113,12 +113,17 @@ def _held(path: Path, ws: Workspace, case: str, shown: np.ndarray | None, prov: 
     """Whether the labels, marks and rejections the autosave ``path`` holds are on screen (``shown``,
     ``prov``) or in a saved version of ``case``: only then may it go (one never offered, as one older than
     a saved version whose parent is unknown, is kept: a user may still open it by hand)."""
+    written = path.stat().st_mtime_ns
     labels = read_node_ids(path, reference=reference)
     fields = read_review_fields({k: v for k, v in labels.meta.items() if isinstance(v, str)})
     mine = np.asarray(labels.array) > 0
-    return _holds(mine, fields, shown, prov) or any(
-        _holds(mine, fields, read_node_ids(ws.label_path(case, v["version"]), reference=reference).array, v)
-        for v in reversed(ws.versions(case)))
+    if _holds(mine, fields, shown, prov):
+        return True
+    # only a version saved after the autosave was written can hold its edits: the others are not read
+    later = [v for v in reversed(ws.versions(case))
+             if (f := ws.label_path(case, v["version"])).exists() and f.stat().st_mtime_ns >= written]
+    return any(_holds(mine, fields, read_node_ids(ws.label_path(case, v["version"]), reference=reference)
+                      .array, v) for v in later)
 
 
 def _holds(mine: np.ndarray, fields: dict, other: np.ndarray | None, info: dict | None) -> bool:
