@@ -263,6 +263,7 @@ def _score_case(case: str, pred: Path | Volume, gt: Path | Volume) -> ScoredCase
     its node segments (they are named)."""
     truth = gt.with_array(label_mask(np.asarray(gt.array), "the ground truth"), **gt.meta) \
         if isinstance(gt, Volume) else read_labels(gt)
+    check_ct_extent(truth, f"{case}: the ground truth{'' if isinstance(gt, Volume) else ' ' + gt.name}")
     prediction = pred if isinstance(pred, Volume) else _read_seg(pred, truth, scored=True)  # a SEG: on it
     reordered = None if prediction.same_grid(truth) else reordered_onto(truth, prediction)
     if reordered is not None:  # the same voxels stored in another axis order or direction
@@ -300,6 +301,7 @@ def node_table(labels: Volume | NodeResult, ct: Volume | None = None) -> list[No
     widget and ``measure`` both use it (``measure`` also reads files). A :func:`find_nodes` result is taken
     as its ``mask``, here and wherever labels are taken."""
     labels = _labels(labels, "the labels")
+    check_ct_extent(labels, "the labels")  # a grid in metres would give nodes of cubic metres
     return measure_nodes(labels, None if ct is None else _volume(ct, "the CT"))
 
 
@@ -323,7 +325,11 @@ def measure(
     """
     check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct), starts=",".join(CSV_COLUMNS[:3]))
     volume = None if ct is None else _ct_volume(ct, seg, "the CT")
+    if volume is not None:
+        check_ct_extent(volume)  # a spacing in another unit: nodes of cubic metres, their mean HU
     labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _labels(seg, "the labels")
+    check_ct_extent(labels,
+                    f"the label file {Path(seg).name}" if isinstance(seg, (str, Path)) else "the labels")
     if volume is not None:
         labels = align_to(volume, labels)
     if volume is not None:  # once the files are known to fit: an error stays the only line

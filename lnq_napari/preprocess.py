@@ -50,15 +50,18 @@ class Prepared:
 MAX_EXTENT_MM = 3000.0
 
 
-def check_ct_extent(ct: Volume) -> None:
-    """LNQError when ``ct`` spans more than :data:`MAX_EXTENT_MM` along an axis: its spacing is in another
-    unit, and resampling it would make metres of voxels."""
+def check_ct_extent(ct: Volume, what: str = "the CT") -> None:
+    """LNQError when ``ct`` (a CT, or a label map: ``what`` names it, "the label file X") spans more than
+    :data:`MAX_EXTENT_MM` along an axis: its spacing is in another unit (a NIfTI saying metres, an NRRD's
+    ``space units: m``, for values in mm), and resampling it would make metres of voxels; node sizes in mm
+    would be absurd."""
     extents = [n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx)]
     if max(extents) > MAX_EXTENT_MM:
         axis = int(np.argmax(extents))
-        raise LNQError(f"the CT spans {max(extents):.0f} mm along its {'zyx'[axis]} axis ({ct.shape[axis]} "
+        raise LNQError(f"{what} spans {max(extents):.0f} mm along its {'zyx'[axis]} axis ({ct.shape[axis]} "
                        f"voxels of {ct.spacing_zyx[axis]:g} mm), more than any body: its voxel spacing is "
-                       "wrong; fix the file's header (e.g. re-export it from the DICOM series)")
+                       "wrong (or the length unit its header gives); fix the file's header (e.g. re-export "
+                       "it from the DICOM series)")
 
 
 def normalize(hu: np.ndarray, prep: PreprocessingConfig) -> np.ndarray:
