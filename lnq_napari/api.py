@@ -70,10 +70,12 @@ from lnq_napari.preprocess import check_ct_extent
 from lnq_napari.quantify import (
     CSV_COLUMNS,
     MAX_IDS,
+    OVERLAPPING_SEGMENTS,
     NodeRow,
     NodeSummary,
     measure_ids,
     measure_nodes,
+    measure_segments,
     reaches,
     read_node_ids,
     summarize_nodes,
@@ -334,7 +336,10 @@ def measure(
         labels = align_to(volume, labels)
     if volume is not None:  # once the files are known to fit: an error stays the only line
         warn_if_not_hu(np.asarray(volume.array))  # a label file given as the CT: mean HU would read 1
-    rows = node_table(labels, volume)
+    if isinstance(seg, (str, Path)) and labels.meta.get(OVERLAPPING_SEGMENTS):  # shared voxels in each node
+        rows = measure_segments(seg, labels, volume)
+    else:
+        rows = node_table(labels, volume)
     if csv_path is not None:
         try:
             write_csv(rows, csv_path, mean_hu=volume is not None)  # its columns whether or not nodes

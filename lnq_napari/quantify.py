@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -200,13 +200,35 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
         return volume
     ids = np.zeros(volume.shape, dtype=np.int32)
     count = 0
+    overlap = False
     for mask in read_segment_masks(path, keys, reference):
         parts, found = node_numbers(np.asarray(mask) > 0, grid=volume)  # in LPS order, as node_ids numbers
         n = found.size
         inside = parts > 0
+        overlap = overlap or bool(np.any(ids[inside]))
         ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
         count += n
-    return volume.with_array(ids, **volume.meta)
+    meta = dict(volume.meta)
+    if overlap:  # measure_segments measures each segment's own nodes whole (not a str: no header field)
+        meta[OVERLAPPING_SEGMENTS] = True
+    return volume.with_array(ids, **meta)
+
+
+#: ``Volume.meta`` key :func:`read_node_ids` sets when node segments overlap (3D Slicer layers, a DICOM
+#: SEG's frames): its one id per voxel gives a shared voxel to one node only.
+OVERLAPPING_SEGMENTS = "overlapping_segments"
+
+
+def measure_segments(path: str | Path, labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
+    """One row per node of each node segment of the segmentation ``path`` whose :func:`read_node_ids`
+    (on ``labels``' grid, the CT's with ``ct``) are ``labels``, each segment measured on its own mask: a
+    voxel overlapping segments share counts in each of their nodes (the id map holds it in one); the ids
+    are the map's."""
+    rows: list[NodeRow] = []
+    for mask in read_segment_masks(path, labels.meta["segment_keys"], labels if ct is None else ct):
+        found = measure_nodes(labels.with_array(np.asarray(mask)), ct)  # numbered as read_node_ids numbers
+        rows += [replace(row, id=row.id + len(rows)) for row in found]
+    return rows
 
 
 def principal_axes(zyx: np.ndarray, volume: Volume) -> tuple[float, float, float]:

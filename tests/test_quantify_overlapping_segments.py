@@ -1,0 +1,71 @@
+"""A 3D Slicer segmentation whose node segments overlap (segments in separate layers share voxels): the
+node table measures each segment's nodes whole, as 3D Slicer's Segment Statistics does; the one id per
+voxel map gave every shared voxel to the later segment, so the earlier node lost volume silently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari import api
+from lnq_napari.io.readers import write_volume
+from lnq_napari.io.volume import Volume
+
+SPACING = 2.0
+SHAPE = (16, 20, 20)  # z, y, x
+
+
+def _masks() -> tuple[np.ndarray, np.ndarray]:
+    first, second = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    first[5:10, 5:10, 5:10] = 1
+    second[5:10, 5:10, 7:13] = 1  # shares 5 x 5 x 3 voxels with the first
+    return first, second
+
+
+def _write_layers(path, masks, names=("lymph node 1", "lymph node 2")):
+    import nrrd
+
+    header = {"type": "uint8", "dimension": 4, "space": "left-posterior-superior",
+              "kinds": ["list", "domain", "domain", "domain"], "encoding": "gzip",
+              "space directions": np.vstack([np.full(3, np.nan), np.eye(3) * SPACING]),
+              "space origin": np.zeros(3), "Segmentation_MasterRepresentation": "Binary labelmap"}
+    for i, name in enumerate(names):
+        header.update({f"Segment{i}_ID": f"Segment_{i + 1}", f"Segment{i}_Name": name,
+                       f"Segment{i}_LabelValue": "1", f"Segment{i}_Layer": str(i)})
+    nrrd.write(str(path), np.stack(masks, axis=-1), header, index_order="C")  # header order: layer first
+    return path
+
+
+def test_overlapping_node_segments_are_measured_whole(tmp_path):
+    first, second = _masks()
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, second))
+    rows, summary = api.measure(seg)
+    assert [r.id for r in rows] == [1, 2]
+    assert [r.voxels for r in rows] == [int(first.sum()), int(second.sum())]
+    assert [r.volume_mm3 for r in rows] == [pytest.approx(m.sum() * SPACING ** 3) for m in (first, second)]
+    assert summary.total_volume_cm3 == pytest.approx((first.sum() + second.sum()) * SPACING ** 3 / 1000)
+
+
+def test_overlapping_segments_on_a_ct_stored_flipped(tmp_path):
+    """With a CT stored x-reversed (the same points): each node whole, its mean HU over all its voxels."""
+    first, second = _masks()
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, second))
+    hu = np.where(np.arange(SHAPE[2]) < 8, 30, 70).astype(np.int16)[None, None, :].repeat(SHAPE[0], 0)
+    hu = np.ascontiguousarray(hu.repeat(SHAPE[1], 1))
+    hu[:, :2, :] = -1000  # some air: a CT in HU
+    direction = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    origin = (SPACING * (SHAPE[2] - 1), 0.0, 0.0)
+    ct = write_volume(tmp_path / "case-ct.nrrd",
+                      Volume(hu[:, :, ::-1].copy(), (SPACING,) * 3, origin, direction))
+    rows, _ = api.measure(seg, ct)
+    assert [r.voxels for r in rows] == [int(first.sum()), int(second.sum())]
+    for row, mask in zip(rows, (first, second)):
+        assert row.mean_hu == pytest.approx(float(hu[mask > 0].mean()))
+
+
+def test_segments_that_do_not_overlap_keep_their_table(tmp_path):
+    first, second = _masks()
+    second[:, :, 7:10] = 0  # now apart: touching, not shared
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, second))
+    rows, _ = api.measure(seg)
+    assert [(r.id, r.voxels) for r in rows] == [(1, int(first.sum())), (2, int(second.sum()))]
