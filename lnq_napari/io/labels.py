@@ -21,8 +21,8 @@ def check_label_values(array: np.ndarray, name: str = "labels") -> None:
             raise LNQError(f"{name} holds NaN or infinite values; a label map must hold 0 (background) and "
                            "1 (node): set those voxels to 0 and save it as uint8")
         if np.any(array != np.round(array)):
-            example = float(array[array != np.round(array)].flat[0])
-            raise LNQError(f"{name} holds non-integer values (e.g. {example:.3g}): it looks like a "
+            example = array[array != np.round(array)].flat[0]
+            raise LNQError(f"{name} holds non-integer values (e.g. {_shown(example)}): it looks like a "
                            "probability map, not a label map; threshold it (e.g. > 0.5) and save it as uint8")
     elif array.dtype.kind not in "iu":
         raise LNQError(f"{name} has voxel type {array.dtype}; a label map must be integer (uint8 0/1)")
@@ -30,6 +30,13 @@ def check_label_values(array: np.ndarray, name: str = "labels") -> None:
         looks = ": it looks like a CT (air is about -1000 HU), not a label map" if array.min() <= -500 else ""
         raise LNQError(f"{name} holds negative values (min {array.min()}){looks}; a label map must hold 0 "
                        "(background) and positive values (node)")
+
+
+def _shown(value: np.floating) -> str:
+    """``value`` in 3 significant digits, or, where those show a whole number, in as many as its type
+    needs (a float32 0.99999 as "0.99999", not "1")."""
+    short = f"{float(value):.3g}"
+    return short if float(short) != round(float(value)) else str(value)
 
 
 def label_mask(array: np.ndarray, name: str = "labels", value: int | None = None) -> np.ndarray:
