@@ -1187,6 +1187,8 @@ def save_labels(
     labels = _labels(labels, "the labels to save")
     if workspace is not None:
         ws = _open(workspace, expected_id)
+        if case in ws.case_ids():  # the same points stored otherwise: on the CT's grid (else refused there)
+            labels = ws.onto_ct_grid(case, labels)
         if source == "prediction" and predicted_by is not None and model_version == predicted_by:
             model_version = _prediction_key(ws, predicted_by)
         try:

@@ -46,7 +46,7 @@ from lnq_napari.io.atomic import (
     write_error,
 )
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.geometry import check_same_grid
+from lnq_napari.io.geometry import check_same_grid, reordered_onto
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
@@ -251,6 +251,15 @@ class Workspace:
             self.read_ct(case)
         return self._ct_grids[case]
 
+    def onto_ct_grid(self, case: str, labels: Volume) -> Volume:
+        """``labels`` stored on ``case``'s CT grid when they sample its very points in another axis order or
+        direction (a copy saved RAS-flipped or z-first: transposed and flipped, nothing resampled); else
+        as given (:meth:`add_label_version` refuses another grid)."""
+        grid = self.ct_grid(case)
+        if labels.same_grid(grid):
+            return labels
+        return reordered_onto(grid, labels) or labels
+
     # ------------------------------------------------------------ label versions
     def label_store(self, case: str) -> LabelStore:
         """The label versions of ``case``; LNQError when the case is not in the workspace."""
@@ -276,6 +285,7 @@ class Workspace:
         check_source(source)
         self._check_present()
         store = self.label_store(case)
+        labels = self.onto_ct_grid(case, labels)
         check_same_grid(self.ct_grid(case), labels, what=f"the labels to save for {case} and its CT",
                         fix="save labels drawn on this case's CT, or resample them onto it (io.align_to)")
         # the number is taken by exclusive create: no lock held while the label file is written; the
