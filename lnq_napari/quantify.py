@@ -220,10 +220,10 @@ OVERLAPPING_SEGMENTS = "overlapping_segments"
 
 
 def measure_segments(path: str | Path, labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
-    """One row per node of each node segment of the segmentation ``path`` whose :func:`read_node_ids`
-    (on ``labels``' grid, the CT's with ``ct``) are ``labels``, each segment measured on its own mask: a
-    voxel overlapping segments share counts in each of their nodes (the id map holds it in one); the ids
-    are the map's."""
+    """One row per node of each node segment of the segmentation ``path``, each segment measured on its
+    own mask: a voxel that overlapping segments share counts in each of their nodes (the id map holds it
+    in one). ``labels``: the file's :func:`read_node_ids` (on the CT's grid with ``ct``), whose ids the
+    rows keep."""
     rows: list[NodeRow] = []
     for mask in read_segment_masks(path, labels.meta["segment_keys"], labels if ct is None else ct):
         found = measure_nodes(labels.with_array(np.asarray(mask)), ct)  # numbered as read_node_ids numbers
