@@ -73,6 +73,7 @@ from lnq_napari.quantify import (
     OVERLAPPING_SEGMENTS,
     NodeRow,
     NodeSummary,
+    OverlapWarning,
     measure_ids,
     measure_nodes,
     measure_segments,
@@ -329,7 +330,9 @@ def measure(
     volume = None if ct is None else _ct_volume(ct, seg, "the CT")
     if volume is not None:
         check_ct_extent(volume)  # a spacing in another unit: nodes of cubic metres, their mean HU
-    labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _labels(seg, "the labels")
+    with warnings.catch_warnings():  # shared voxels: measured below in each of their segments' nodes
+        warnings.simplefilter("ignore", OverlapWarning)
+        labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _labels(seg, "the labels")
     check_ct_extent(labels,
                     f"the label file {Path(seg).name}" if isinstance(seg, (str, Path)) else "the labels")
     if volume is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -199,19 +200,26 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
     if len(keys) < 2:
         return volume
     ids = np.zeros(volume.shape, dtype=np.int32)
-    count = 0
-    overlap = False
+    count = shared = 0
     for mask in read_segment_masks(path, keys, reference):
         parts, found = node_numbers(np.asarray(mask) > 0, grid=volume)  # in LPS order, as node_ids numbers
         n = found.size
         inside = parts > 0
-        overlap = overlap or bool(np.any(ids[inside]))
+        shared += int(np.count_nonzero(ids[inside]))
         ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
         count += n
     meta = dict(volume.meta)
-    if overlap:  # measure_segments measures each segment's own nodes whole (not a str: no header field)
+    if shared:  # measure_segments measures each segment's own nodes whole (not a str: no header field)
         meta[OVERLAPPING_SEGMENTS] = True
+        warnings.warn(f"{Path(path).name}: {shared} voxels lie in more than one node segment; one node per "
+                      "voxel holds each in the later segment only, so the earlier nodes show (and measure) "
+                      "smaller: `lnq-napari measure` measures each segment whole", OverlapWarning,
+                      stacklevel=2)
     return volume.with_array(ids, **meta)
+
+
+class OverlapWarning(UserWarning):
+    """Node segments of a segmentation share voxels: a map of one id per voxel gives each to one node."""
 
 
 #: ``Volume.meta`` key :func:`read_node_ids` sets when node segments overlap (3D Slicer layers, a DICOM

@@ -69,3 +69,21 @@ def test_segments_that_do_not_overlap_keep_their_table(tmp_path):
     seg = _write_layers(tmp_path / "case.seg.nrrd", (first, second))
     rows, _ = api.measure(seg)
     assert [(r.id, r.voxels) for r in rows] == [(1, int(first.sum())), (2, int(second.sum()))]
+
+
+def test_a_map_of_one_id_per_voxel_says_it_shows_shared_voxels_once(tmp_path):
+    """napari's node layer and ``compare`` read the segmentation as one id per voxel: a warning counts the
+    shared voxels (the earlier node shows smaller there); ``measure``, exact, says nothing."""
+    import warnings
+
+    from lnq_napari.quantify import read_node_ids
+
+    first, second = _masks()
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, second))
+    shared = int(((first > 0) & (second > 0)).sum())
+    with pytest.warns(UserWarning, match=rf"{shared} voxels lie in more than one node segment"):
+        ids = read_node_ids(seg)
+    assert np.count_nonzero(ids.array) == int(((first > 0) | (second > 0)).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api.measure(seg)
