@@ -792,3 +792,28 @@ def test_file_open_looks_for_a_series_below_only_in_the_first_folders(tmp_path):
     assert not is_dicom_folder(far)
     (far / "a0000").rmdir()  # now the last of them
     assert is_dicom_folder(far)
+
+
+def test_series_deeper_than_the_walk_are_named_not_left_out_without_a_word(tmp_path):
+    """A patient's CD copied into ``data/P3/cd`` (its series 5 folders down) beside a download's series 3
+    down: predict and workspace init read P1 alone and said nothing of P3."""
+    from lnq_napari.io.datasets import find_cts
+
+    root = tmp_path / "data"
+    shutil.copytree(SERIES, root / "P1" / "study" / "2-CT")
+    shutil.copytree(SERIES, root / "P3" / "cd" / "PT000000" / "ST000000" / "SE000000")
+    shutil.copy(sorted(SERIES.glob("*.dcm"))[0], root / "P3" / "cd" / "DICOMDIR")
+    deep = r"1 folder holding DICOM lies more than 4 folders below .*data " \
+        r"\(P3/cd/PT000000/ST000000/SE000000\) and is left out"
+    with pytest.warns(UserWarning, match=deep):
+        assert find_cts(root) == [("P1_study_2-CT", root / "P1" / "study" / "2-CT")]
+    with pytest.warns(UserWarning, match=deep):
+        assert [c.case_id for c in find_cases(root, what="--data")] == ["P1_study_2-CT"]
+    with warnings.catch_warnings():  # found from nearer: no word
+        warnings.simplefilter("error")
+        assert [path for _, path in find_cts(root / "P3")] == [root / "P3" / "cd" / "PT000000" / "ST000000" /
+                                                               "SE000000"]
+    shutil.copytree(SERIES, root / "P1" / "study" / "2-CT" / "a" / "b" / "c")  # below a series folder:
+    with warnings.catch_warnings():  # reading it says so (a series folder with series below it)
+        warnings.simplefilter("error")
+        assert [path for _, path in find_cts(root / "P1")] == [root / "P1" / "study" / "2-CT"]

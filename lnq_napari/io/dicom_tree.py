@@ -372,12 +372,13 @@ def dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], lis
     files loose in a folder beside series folders below it (:func:`loose_segs`, ``path`` or one below it)
     are SEGs of those, listed last: a SEG ``predict -o`` wrote among a data set's folders does not come
     before the data set's SEG series."""
-    series, segs, loose, level = [], [], [], [path]
+    series, segs, loose, level, holding = [], [], [], [path], set()
     root = [case_id] if holds_dicomdir(path) else []
     for depth in range(SERIES_DEPTH + 1):
         for folder in sorted(level):
             if not _holds_dicom(folder):
                 continue
+            holding.add(folder)
             here = _seg_files(folder)  # read once for each question below
             if beside := loose_segs(folder, here):  # no series folder: the walk goes on below it
                 loose += beside
@@ -393,6 +394,8 @@ def dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], lis
                 refuse_series_below(path)
             break  # a series folder: nothing below it is another case
         level = _subfolders(level)
+    else:
+        _warn_deeper(path, level, holding)
     named: dict[str, Path] = {}
     for case, folder in series:
         if case in named:
@@ -400,6 +403,20 @@ def dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], lis
                            "(folder names joined with '_'); rename one of the folders")
         named[case] = folder
     return sorted(series, key=lambda item: item[1]), segs + loose
+
+
+def _warn_deeper(path: Path, level: list[Path], holding: set[Path]) -> None:
+    """A warning naming the folders of ``level`` (:data:`SERIES_DEPTH` + 1 below ``path``, the first
+    :data:`LOOK_BELOW`) that hold DICOM below no folder of ``holding`` (those held DICOM on the walk): a
+    patient's CD copied into ``data/P3/cd`` (its series 5 below) was left out without a word."""
+    deeper = [f for f in itertools.islice(level, LOOK_BELOW)
+              if not holding.intersection(f.parents) and _holds_dicom(f)]
+    if deeper:
+        named = ", ".join(str(f.relative_to(path)) for f in deeper[:3]) + (" ..." if len(deeper) > 3 else "")
+        warnings.warn(f"{len(deeper)} folder{'s' if len(deeper) > 1 else ''} holding DICOM lie"
+                      f"{'' if len(deeper) > 1 else 's'} more than {SERIES_DEPTH} folders below {path} "
+                      f"({named}) and {'are' if len(deeper) > 1 else 'is'} left out; give a folder nearer "
+                      "them (a patient's, a CD's root)", UserWarning, stacklevel=3)
 
 
 def loose_segs(folder: Path, segs: list[Path] | None = None) -> list[Path]:
