@@ -817,3 +817,29 @@ def test_series_deeper_than_the_walk_are_named_not_left_out_without_a_word(tmp_p
     with warnings.catch_warnings():  # reading it says so (a series folder with series below it)
         warnings.simplefilter("error")
         assert [path for _, path in find_cts(root / "P1")] == [root / "P1" / "study" / "2-CT"]
+
+
+def test_a_case_whose_seg_references_another_series_of_its_folder_is_read_on_that_series(tmp_path):
+    """A series folder holding two reconstructions, its SEG drawn on the one not read by default (the
+    other sorts first): workspace init and training refused the whole data set ('seg.dcm was drawn on CT
+    series ..., but the CT given is series ...'), though the SEG says which series it belongs to."""
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    folder = tmp_path / "download" / "P1" / "2-CT"
+    shutil.copytree(SERIES, folder)
+    other = _copy_series(SERIES, tmp_path / "other", SeriesInstanceUID="1.2.3.4")  # read first (by UID)
+    other_values = read_volume(other).array
+    for file in other.iterdir():
+        shutil.move(file, folder / f"other-{file.name}")
+    with pytest.warns(UserWarning, match="holds 2 DICOM"):
+        assert np.array_equal(read_volume(folder).array, other_values)
+    write_dicom_seg(tmp_path / "download" / "P1" / "3-SEG" / "1-1.dcm", labels, SERIES)
+    (case,) = find_cases(tmp_path / "download", require="seg")
+    assert case.case_id == "P1_2-CT"
+    read = read_volume(case.ct)
+    assert read.meta["dicom_series_uid"] == ct.meta["dicom_series_uid"]
+    np.testing.assert_array_equal(read.array, ct.array)
+    np.testing.assert_array_equal(read_labels(case.seg, reference=read).array, labels.array)
+    (loaded,) = load_training_cases(tmp_path / "download", naive=True, workers=1)
+    assert int((loaded.states == 1).sum()) == int(labels.array.sum())

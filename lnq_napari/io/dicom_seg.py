@@ -117,8 +117,25 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
                 else "found first"
             warnings.warn(f"{path} is left out: a second SEG of {case}, whose labels are {kept} ({why}); "
                           "move that SEG away to use this one", UserWarning, stacklevel=2)
-    return [CaseFiles(case, folder.resolve(), seg=segs[case].resolve() if case in segs else None)
-            for case, folder in series]
+    return [CaseFiles(case, _drawn_on(folder, parsed[segs[case]]).resolve(), seg=segs[case].resolve())
+            if case in segs else CaseFiles(case, folder.resolve()) for case, folder in series]
+
+
+def _drawn_on(folder: Path, seg: SegFile) -> Path:
+    """The CT of a case whose labels are ``seg``: ``folder``, or where it holds several series (two
+    reconstructions, a scout), a file of the series ``seg`` references, which reads as that series (a
+    folder reads as its largest CT series: another than the SEG's was refused as its CT)."""
+    import SimpleITK as sitk
+
+    present = series_in(folder, every_file=True)
+    uid = next((u for u in seg.referenced_series if u in present), None)
+    if len(present) < 2 or uid is None:
+        return folder
+    try:
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+    except RuntimeError:  # the series reader says what is wrong with it
+        return folder
+    return Path(files[0]) if files else folder
 
 
 def find_ct_series(seg: SegFile) -> tuple[Path, str]:
