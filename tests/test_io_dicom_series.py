@@ -17,6 +17,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io import read_labels, read_volume
 from lnq_napari.io.dicom_headers import VOLUME_SLICES
 from lnq_napari.io.dicom_seg import write_dicom_seg
+from lnq_napari.io.volume import Volume
 
 STUDY, FRAME = generate_uid(), generate_uid()
 ORIGIN, SPACING, GAP = (-100.0, -120.0, -50.0), (0.7, 0.8), 2.5  # PixelSpacing is (row, column) spacing
@@ -530,6 +531,29 @@ def test_a_seg_is_written_for_the_ct_of_a_pet_ct_folder(tmp_path):
     mask = np.zeros(ct.shape, np.uint8)
     mask[2:5, 6:12, 4:9] = 1
     seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), folder)
+    np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
+
+
+@pytest.mark.parametrize("lung_first", [True, False])
+def test_a_seg_of_labels_without_dicom_uids_references_the_series_the_folder_reads(tmp_path, lung_first):
+    """A lung and a soft-tissue reconstruction of one grid in one folder, which reads as the soft one; labels
+    drawn on it and saved without its DICOM UIDs (a 3D Slicer .seg.nrrd, a NIfTI) written as a SEG of the
+    folder referenced the series of the most slices, the first found on a tie: the lung one, so a viewer
+    or PACS showed them on the other reconstruction without a word."""
+    uids = ("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2")
+    lung_uid, soft_uid = uids if lung_first else uids[::-1]
+    series(tmp_path / "ct", hu(10, seed=5), "a-lung", SeriesInstanceUID=lung_uid, ConvolutionKernel="B70f")
+    series(tmp_path / "ct", hu(10), "b-soft", SeriesInstanceUID=soft_uid, ConvolutionKernel="B30f")
+    with pytest.warns(UserWarning, match="holds 2 DICOM CT series"):
+        ct = read_volume(tmp_path / "ct")
+    assert ct.meta["dicom_series_uid"] == soft_uid
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    drawn = Volume(mask, ct.spacing, ct.origin, ct.direction)  # no DICOM UIDs in its meta
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # which series the folder reads, said again
+        seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", drawn, tmp_path / "ct")
+    assert pydicom.dcmread(seg).ReferencedSeriesSequence[0].SeriesInstanceUID == soft_uid
     np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
 
 

@@ -494,6 +494,8 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     if series_uid:
         raise LNQError(f"the labels were drawn on CT series {series_uid}, which is not in {folder}; "
                        "point to that series' folder")
+    if not below and ct.is_dir() and len(by_series) > 1 and (read := _series_read(ct)) in by_series:
+        return by_series[read]  # a lung reconstruction of the soft one's grid is not what the folder shows
     if below and len(by_series) > 1:  # which one, of a download of several patients, cannot be told
         raise LNQError(f"{folder} holds {len(by_series)} DICOM CT series in the folders below it, and the "
                        "labels do not say which they were drawn on; point to that series' folder")
@@ -504,6 +506,18 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     return max(by_series.values(), key=lambda datasets: (  # the largest CT series, as the reader takes
         is_ct_image(datasets[0]), is_localizer_volume(datasets),
         sum(int(d.get("NumberOfFrames", 1) or 1) for d in datasets)))  # frames
+
+
+def _series_read(folder: Path) -> str | None:
+    """The Series Instance UID of the series a read of ``folder`` gives (:func:`.dicom_series.read_dicom`'s
+    choice among several: a soft-tissue reconstruction before a lung one of its grid, no scout or PET);
+    None when it cannot be read."""
+    from lnq_napari.io.dicom_series import read_dicom
+
+    try:
+        return read_dicom(folder).meta.get("dicom_series_uid")
+    except LNQError:
+        return None
 
 
 def _series_headers(folder: Path) -> dict[str, list]:
