@@ -819,10 +819,13 @@ def test_series_deeper_than_the_walk_are_named_not_left_out_without_a_word(tmp_p
         assert [path for _, path in find_cts(root / "P1")] == [root / "P1" / "study" / "2-CT"]
 
 
-def test_a_case_whose_seg_references_another_series_of_its_folder_is_read_on_that_series(tmp_path):
+@pytest.mark.parametrize("prefix", ["other-", "0-other-"])
+def test_a_case_whose_seg_references_another_series_of_its_folder_is_read_on_that_series(tmp_path, prefix):
     """A series folder holding two reconstructions, its SEG drawn on the one not read by default (the
     other sorts first): workspace init and training refused the whole data set ('seg.dcm was drawn on CT
-    series ..., but the CT given is series ...'), though the SEG says which series it belongs to."""
+    series ..., but the CT given is series ...'), though the SEG says which series it belongs to. Named
+    so that the other's files come first (``0-other-``), the SEG was left out, 'it references no CT series
+    found here' (the few files sampled of each folder were all the other's)."""
     ct = read_volume(SERIES)
     labels = ct.with_array(np.zeros(ct.shape, np.uint8))
     labels.array[1, 40:60, 40:60] = 1
@@ -831,7 +834,7 @@ def test_a_case_whose_seg_references_another_series_of_its_folder_is_read_on_tha
     other = _copy_series(SERIES, tmp_path / "other", SeriesInstanceUID="1.2.3.4")  # read first (by UID)
     other_values = read_volume(other).array
     for file in other.iterdir():
-        shutil.move(file, folder / f"other-{file.name}")
+        shutil.move(file, folder / f"{prefix}{file.name}")
     with pytest.warns(UserWarning, match="holds 2 DICOM"):
         assert np.array_equal(read_volume(folder).array, other_values)
     write_dicom_seg(tmp_path / "download" / "P1" / "3-SEG" / "1-1.dcm", labels, SERIES)

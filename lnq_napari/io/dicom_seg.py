@@ -92,17 +92,25 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
                 rank: Callable[[SegFile], tuple[int, str]] = lambda seg: (0, "")) -> list[CaseFiles]:
     """The CT series at or below ``root`` (a series folder, or a TCIA download:
     :func:`.dicom_tree.ct_series_inputs`'s case ids) as cases, each with the DICOM SEG below ``root`` that
-    references it as its labels (``seg``): of several, the one ``rank`` puts first (``(order, why)``; ties:
-    :func:`.dicom_tree.dicom_folders`' order). A SEG of no CT series here, or each other SEG of one, is named
-    in a warning and left out; a SEG that ``labels`` says is none (a prediction: the caller names it) is left
-    out before. Empty when there is no DICOM."""
+    references it as its labels (``seg``; its series looked for among the first files of each folder, then,
+    for a SEG of none of those, among all of them): of several, the one ``rank`` puts first (``(order,
+    why)``; ties: :func:`.dicom_tree.dicom_folders`' order). A SEG of no CT series here, or each other SEG
+    of one, is named in a warning and left out; a SEG that ``labels`` says is none (a prediction: the
+    caller names it) is left out before. Empty when there is no DICOM."""
     series, seg_files = dicom_folders(root, folder_case(root))
     case_of = {uid: case for case, folder in series for uid in series_in(folder, every_file=False)}
     claims: dict[str, list[Path]] = {}
     parsed: dict[Path, SegFile] = {}
+    every_file = False
     for path in filter(labels, seg_files):
         parsed[path] = read_seg(path)
-        case = next((case_of[uid] for uid in parsed[path].referenced_series if uid in case_of), None)
+        case = _referenced_case(parsed[path], case_of)
+        if case is None and not every_file:  # a series whose files sort after another's in its folder
+            every_file = True
+            for other, folder in series:
+                for uid in series_in(folder, every_file=True):
+                    case_of.setdefault(uid, other)
+            case = _referenced_case(parsed[path], case_of)
         if case is None:
             warnings.warn(f"{path} is left out (it references no CT series found here)", UserWarning,
                           stacklevel=2)
@@ -119,6 +127,11 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
                           "move that SEG away to use this one", UserWarning, stacklevel=2)
     return [CaseFiles(case, _drawn_on(folder, parsed[segs[case]]).resolve(), seg=segs[case].resolve())
             if case in segs else CaseFiles(case, folder.resolve()) for case, folder in series]
+
+
+def _referenced_case(seg: SegFile, case_of: dict[str, str]) -> str | None:
+    """The case (``case_of``: series UID -> case) of the first series ``seg`` references that is one."""
+    return next((case_of[uid] for uid in seg.referenced_series if uid in case_of), None)
 
 
 def _drawn_on(folder: Path, seg: SegFile) -> Path:
