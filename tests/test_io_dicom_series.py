@@ -557,6 +557,22 @@ def test_a_seg_of_labels_without_dicom_uids_references_the_series_the_folder_rea
     np.testing.assert_array_equal(read_labels(seg, ct).array, mask)
 
 
+def test_a_seg_finds_its_series_beside_it_among_another_series_sorted_first(tmp_path):
+    """A SEG beside a folder holding two reconstructions, drawn on the one whose files sort last: measure
+    and napari said its CT series 'is not in seg/, the folders beside it ...' (of a folder beside it only
+    the first 3 files were looked at, all of the other series)."""
+    series(tmp_path / "ct", hu(10, seed=5), "a-lung", ConvolutionKernel="B70f")
+    uid = series(tmp_path / "ct", hu(6), "b-thick", gap=2 * GAP, ConvolutionKernel="B30f")
+    ct = read_volume(tmp_path / "ct", series_uid=uid)
+    mask = np.zeros(ct.shape, np.uint8)
+    mask[2:5, 6:12, 4:9] = 1
+    seg = write_dicom_seg(tmp_path / "seg" / "seg.dcm", ct.with_array(mask), tmp_path / "ct", series_uid=uid)
+    got = read_labels(seg)
+    assert got.meta["dicom_referenced_series_uid"] == uid
+    np.testing.assert_array_equal(got.array, mask)
+    assert got.same_grid(ct)
+
+
 def test_placing_a_seg_on_the_ct_beside_it_reads_each_slice_position_once(tmp_path, monkeypatch):
     """The grid of a SEG's CT (only its two end slices' pixels are read) read every slice's header twice:
     with pydicom for which files are slices, with SimpleITK for their positions. Once is enough."""

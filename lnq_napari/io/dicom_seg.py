@@ -154,16 +154,18 @@ def _drawn_on(folder: Path, seg: SegFile) -> Path:
 def find_ct_series(seg: SegFile) -> tuple[Path, str]:
     """``(folder, series UID)`` of the CT series ``seg`` references, looked for in the SEG's folder and
     the folders beside it, then in the series folders below its folder (a SEG loose above them:
-    :func:`.dicom_tree.loose_segs`); LNQError when it is not there."""
+    :func:`.dicom_tree.loose_segs`), by the first files of each folder, then by all of them (a folder of
+    two reconstructions, the SEG's sorted last); LNQError when it is not there."""
     if not seg.referenced_series:
         raise LNQError(f"{seg.name} does not say which CT series it was drawn on (no Referenced Series "
                        "Sequence); pass the CT with it (read_labels(seg, reference=read_volume(ct)))")
     home = seg.path.parent
-    for folder in itertools.chain(candidate_folders(seg.path), ct_folders_below(home)):
-        present = series_in(folder, every_file=folder == home)
-        for uid in seg.referenced_series:
-            if uid in present:
-                return folder, uid
+    for every_file in (False, True):  # the first files of each folder, then all (another series first)
+        for folder in itertools.chain(candidate_folders(seg.path), ct_folders_below(home)):
+            present = series_in(folder, every_file=every_file or folder == home)
+            for uid in seg.referenced_series:
+                if uid in present:
+                    return folder, uid
     raise LNQError(f"{seg.name} is a DICOM SEG of CT series {seg.referenced_series[0]}, which is not in "
                    f"{home.name}/, the folders beside it or the series folders below it; keep the SEG series "
                    "folder next to its CT series folder (as TCIA downloads are laid out) or pass the CT with "
