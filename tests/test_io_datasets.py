@@ -846,3 +846,19 @@ def test_a_case_whose_seg_references_another_series_of_its_folder_is_read_on_tha
     np.testing.assert_array_equal(read_labels(case.seg, reference=read).array, labels.array)
     (loaded,) = load_training_cases(tmp_path / "download", naive=True, workers=1)
     assert int((loaded.states == 1).sum()) == int(labels.array.sum())
+
+
+def test_a_seg_filed_among_its_ct_s_slices_is_the_case_s_labels(tmp_path):
+    """A study exported into one folder (a PACS's flat export: the CT's slices and its SEG side by side), or
+    a SEG saved into its CT's folder: measure found the CT, but workspace init and training took the case as
+    unlabelled without a word (only SEG series folders were looked for)."""
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    root = tmp_path / "download"
+    shutil.copytree(SERIES, root / "P1")
+    write_dicom_seg(root / "P1" / "zz-seg.dcm", labels, SERIES)
+    (case,) = find_cases(root, require="seg")
+    assert case.case_id == "P1" and case.seg == (root / "P1" / "zz-seg.dcm").resolve()
+    assert case.ct == (root / "P1").resolve()  # the folder: the SEG is no other CT series there
+    np.testing.assert_array_equal(read_labels(case.seg, reference=read_volume(case.ct)).array, labels.array)

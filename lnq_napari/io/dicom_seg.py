@@ -36,6 +36,7 @@ from lnq_napari.io.dicom_tree import (
     ct_folders_below,
     dicom_folders,
     is_dicom_path,
+    segs_among_slices,
     series_in,
 )
 from lnq_napari.io.geometry import GridWarning, align_to, reordered_onto
@@ -92,8 +93,9 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
                 rank: Callable[[SegFile], tuple[int, str]] = lambda seg: (0, "")) -> list[CaseFiles]:
     """The CT series at or below ``root`` (a series folder, or a TCIA download:
     :func:`.dicom_tree.ct_series_inputs`'s case ids) as cases, each with the DICOM SEG below ``root`` that
-    references it as its labels (``seg``; its series looked for among the first files of each folder, then,
-    for a SEG of none of those, among all of them): of several, the one ``rank`` puts first (``(order,
+    references it as its labels (``seg``: a SEG series folder's, else one among the case's own slices; its
+    series looked for among the first files of each folder, then, for a SEG of none of those, among all of
+    them): of several, the one ``rank`` puts first (``(order,
     why)``; ties: :func:`.dicom_tree.dicom_folders`' order). A SEG of no CT series here, or each other SEG
     of one, is named in a warning and left out; a SEG that ``labels`` says is none (a prediction: the
     caller names it) is left out before. Empty when there is no DICOM."""
@@ -102,7 +104,10 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
     claims: dict[str, list[Path]] = {}
     parsed: dict[Path, SegFile] = {}
     every_file = False
-    for path in filter(labels, seg_files):
+    # SEG series folders first, then SEGs among the slices of a series folder none of those labels (a study
+    # exported into one folder, a SEG saved into its CT's folder)
+    among = (path for case, folder in series if case not in claims for path in segs_among_slices(folder))
+    for path in filter(labels, itertools.chain(seg_files, among)):
         parsed[path] = read_seg(path)
         case = _referenced_case(parsed[path], case_of)
         if case is None and not every_file:  # a series whose files sort after another's in its folder
@@ -140,7 +145,8 @@ def _drawn_on(folder: Path, seg: SegFile) -> Path:
     folder reads as its largest CT series: another than the SEG's was refused as its CT)."""
     import SimpleITK as sitk
 
-    present = series_in(folder, every_file=True)
+    own = str(getattr(seg.dataset, "SeriesInstanceUID", ""))  # the SEG filed among the slices: no CT
+    present = [u for u in series_in(folder, every_file=True) if u != own]
     uid = next((u for u in seg.referenced_series if u in present), None)
     if len(present) < 2 or uid is None:
         return folder

@@ -174,6 +174,15 @@ def _scan_seg_files(folder: Path) -> list[Path]:
     return segs
 
 
+def segs_among_slices(folder: Path) -> list[Path]:
+    """The DICOM SEG files of a folder holding images (a study exported into one folder, a SEG saved into
+    its CT's folder; a folder of SEGs alone: :func:`_seg_files`): none in a folder of one series (a SEG is
+    a series of its own), else each file's header read."""
+    if len(series_in(folder, every_file=True)) < 2:
+        return []
+    return [f for f in candidate_files(folder) if _dicom_kind(f) == "seg"]
+
+
 def candidate_files(folder: Path) -> list[Path]:
     """:func:`_maybe_dicom`'s files of ``folder``, all of them: those that may be DICOM."""
     return list(_maybe_dicom(folder))
