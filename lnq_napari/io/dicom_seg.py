@@ -139,12 +139,20 @@ def _referenced_case(seg: SegFile, case_of: dict[str, str]) -> str | None:
     return next((case_of[uid] for uid in seg.referenced_series if uid in case_of), None)
 
 
+def _referenced_instances(seg: SegFile) -> int:
+    """How many images of its CT series ``seg`` lists (Referenced Series Sequence; 0 when it lists none)."""
+    return sum(len(item.get("ReferencedInstanceSequence") or [])
+               for item in seg.dataset.get("ReferencedSeriesSequence") or [])
+
+
 def _drawn_on(folder: Path, seg: SegFile) -> Path:
     """The CT of a case whose labels are ``seg``: ``folder``, or where it holds several series (two
     reconstructions, a scout), a file of the series ``seg`` references, which reads as that series (a
     folder reads as its largest CT series: another than the SEG's was refused as its CT)."""
     import SimpleITK as sitk
 
+    if len(candidate_files(folder)) <= _referenced_instances(seg):  # its files are all the SEG's series'
+        return folder
     own = str(getattr(seg.dataset, "SeriesInstanceUID", ""))  # the SEG filed among the slices: no CT
     present = [u for u in series_in(folder, every_file=True) if u != own]
     uid = next((u for u in seg.referenced_series if u in present), None)
