@@ -510,8 +510,11 @@ def cut_lung(anatomy: Anatomy, lungs: np.ndarray, spacing_zyx: tuple[float, floa
 
 #: A CT whose field of view lies inside the chest (:func:`_view_inside_chest`) on at least this share of
 #: its lung slices (a mediastinal reconstruction): the hull of the lungs in view is not the mediastinum
-#: (a 140 mm view: 22 % of the nodes' voxels in it), so no region is drawn.
+#: (a 140 mm view: 22 % of the nodes' voxels in it), so the region keeps the lungs' slices only.
 INSIDE_CHEST_SHARE = 0.5
+#: How far (mm) the lungs may reach beyond their first and last slices in a view inside the chest: their
+#: lateral bases lie outside it (CTChest4 cropped to 213 x 183 mm around the mediastinum: one 10 mm slice).
+LUNG_ENDS_OUT_OF_VIEW_MM = 30.0
 #: An air gap this long (mm) between two stretches of body along an image edge is a lung the edge cuts.
 CUT_LUNG_MM = 10.0
 
@@ -721,6 +724,21 @@ def _mirrored(lungs: np.ndarray, anatomy: Anatomy, spacing_yx: tuple[float, floa
     return _mirror(lungs, anatomy.body, mids, slices, spacing_yx)
 
 
+def _fill_hulls(hull: np.ndarray, lungs: np.ndarray, found: np.ndarray) -> None:
+    """``hull`` (coarse z y x, False) set to the per-slice convex hull of ``lungs`` on the slices ``found``,
+    and slices between them where the lungs were missed to the hulls of the nearest slices around."""
+    from skimage.morphology import convex_hull_image
+
+    for z in found:
+        ys, xs = np.nonzero(lungs[z])
+        box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+        hull[z][box] = convex_hull_image(lungs[z][box]) if ys.size >= 4 else lungs[z][box]  # nothing beyond
+    for z in range(int(found[0]) + 1, int(found[-1])):  # the lungs span their z range: fill slices
+        if z not in found:  # where they were missed with the hulls of the nearest slices around
+            below, above = found[found < z][-1], found[found > z][0]
+            hull[z] = hull[below] | hull[above]
+
+
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` in 3D (where
     mediastinal nodes can be). Air that is not lung (bowel, stomach) is left out (:func:`chest_lungs`); a
@@ -728,12 +746,13 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     (:func:`cut_lung`, :func:`_spread`); where one side holds little lung (one removed, collapsed, under an
     effusion) the other counts mirrored too (:func:`_mirrored`).
 
-    When no lungs are in view (an abdomen, a neck, a slab of soft tissue), or the field of view lies inside
-    the chest (:data:`INSIDE_CHEST_SHARE`), it warns and returns all True: no restriction rather than a
-    region that leaves nodes out.
+    When no lungs are in view (an abdomen, a neck, a slab of soft tissue) it warns and returns all True: no
+    restriction rather than a region that leaves nodes out. When the field of view lies inside the chest
+    (:data:`INSIDE_CHEST_SHARE`) it warns and keeps only the lungs' slices grown by ``margin_mm`` and
+    :data:`LUNG_ENDS_OUT_OF_VIEW_MM` (in plane no restriction: the slices below the lungs, an upper abdomen,
+    hold no mediastinal node).
     """
     import SimpleITK as sitk
-    from skimage.morphology import convex_hull_image
 
     code, oriented = to_lps(ct.to_sitk())
     hu = sitk.GetArrayViewFromImage(oriented)
@@ -752,23 +771,19 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     if anatomy.view:
         view = {k: anatomy.view[int(z)] for k, z in enumerate(found) if int(z) in anatomy.view}
         inside |= _circle_inside_chest(anatomy.body[found], lungs[found], view, coarse)
-    if inside.mean() >= INSIDE_CHEST_SHARE:
-        warnings.warn("the field of view lies inside the chest (the image edges or the scan circle cut "
-                      "through the lungs), so nodes are not restricted to the mediastinum", UserWarning,
-                      stacklevel=2)
-        return np.ones(ct.shape, dtype=bool)
-    lungs |= _spread(cut, lungs, anatomy)
-    lungs |= _mirrored(lungs, anatomy, coarse[1:])
     hull = np.zeros_like(lungs)
-    for z in found:
-        ys, xs = np.nonzero(lungs[z])
-        box = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
-        hull[z][box] = convex_hull_image(lungs[z][box]) if ys.size >= 4 else lungs[z][box]  # nothing beyond
-    for z in range(int(found[0]) + 1, int(found[-1])):  # the lungs span their z range: fill slices
-        if z not in found:  # where they were missed with the hulls of the nearest slices around
-            below, above = found[found < z][-1], found[found > z][0]
-            hull[z] = hull[below] | hull[above]
-    grown = within_mm(hull, coarse, margin_mm)
+    reach = margin_mm
+    if inside.mean() >= INSIDE_CHEST_SHARE:  # the lungs in view bound nodes along z only
+        warnings.warn("the field of view lies inside the chest (the image edges or the scan circle cut "
+                      "through the lungs), so nodes are restricted only to the lungs' slices, not to the "
+                      "mediastinum", UserWarning, stacklevel=2)
+        hull[int(found[0]) : int(found[-1]) + 1] = True
+        reach += LUNG_ENDS_OUT_OF_VIEW_MM
+    else:
+        lungs |= _spread(cut, lungs, anatomy)
+        lungs |= _mirrored(lungs, anatomy, coarse[1:])
+        _fill_hulls(hull, lungs, found)
+    grown = within_mm(hull, coarse, reach)
     region = anatomy.upsample(grown)  # bool
     return from_lps(region.view(np.uint8), oriented, code).view(bool)  # 0/1 either way: no bool copy
 
