@@ -333,9 +333,11 @@ def measure(
     with warnings.catch_warnings():  # shared voxels: measured below in each of their segments' nodes
         warnings.simplefilter("ignore", OverlapWarning)
         labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _labels(seg, "the labels")
-    check_ct_extent(labels,
-                    f"the label file {Path(seg).name}" if isinstance(seg, (str, Path)) else "the labels")
-    if volume is not None:
+    if volume is None:  # with a CT they are measured on its grid, checked above (a file saved without
+        # geometry, 1 mm at origin 0, is the CT's size in voxels: its own grid may span metres)
+        check_ct_extent(labels,
+                        f"the label file {Path(seg).name}" if isinstance(seg, (str, Path)) else "the labels")
+    else:
         labels = align_to(volume, labels)
     if volume is not None:  # once the files are known to fit: an error stays the only line
         warn_if_not_hu(np.asarray(volume.array))  # a label file given as the CT: mean HU would read 1

@@ -10,6 +10,7 @@ import pytest
 from lnq_napari import api
 from lnq_napari.cli import main
 from lnq_napari.errors import LNQError
+from lnq_napari.io.geometry import GridWarning
 
 SHAPE = (10, 24, 24)  # z, y, x
 STEP = 4.0  # the header's number per voxel: mm meant, metres said
@@ -69,9 +70,33 @@ def test_measure_refuses_a_grid_in_metres(files):
         api.measure(seg)
 
 
-def test_measure_refuses_metres_labels_on_a_ct_in_mm(files):
-    with pytest.raises(LNQError, match=rf"the label file {files['m'][1].name} spans"):
-        api.measure(files["m"][1], files["mm"][0])
+def test_metres_labels_on_a_ct_in_mm_are_put_on_the_ct_grid(files):
+    """With a CT the labels are measured on its grid (checked): labels in metres are resampled onto it,
+    warned of, and give no node of cubic metres."""
+    ct, seg = files["mm"][0], files["m"][1]
+    with pytest.warns(GridWarning):
+        rows, _ = api.measure(seg, ct)
+    assert all(r.volume_mm3 <= np.prod(SHAPE) * STEP ** 3 for r in rows)
+
+
+def test_labels_without_geometry_on_a_long_ct_are_measured(tmp_path):
+    """Labels saved without geometry (1 mm voxels at origin 0) with the CT's size are read on the CT's
+    grid: a whole-body CT of thin slices is more slices than any body is mm long, which the labels' own
+    1 mm grid is not to be judged by."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+
+    shape = (3200, 8, 8)  # 1.6 m of 0.5 mm slices; 3.2 m of the labels' 1 mm
+    hu = np.full(shape, -1000, np.int16)
+    hu[:, 2:6, 2:6] = 40
+    labels = np.zeros(shape, np.uint8)
+    labels[1000:1020, 3:5, 3:5] = 1
+    ct = write_volume(tmp_path / "ct.nrrd", Volume(hu, (0.8, 0.8, 0.5), (-3.0, -3.0, -800.0)))
+    seg = write_volume(tmp_path / "seg.nii.gz", Volume(labels, (1.0, 1.0, 1.0)))
+    with pytest.warns(GridWarning, match="carry no geometry"):
+        rows, _ = api.measure(seg, ct)
+    assert [r.voxels for r in rows] == [int(labels.sum())]
+    assert rows[0].volume_mm3 == pytest.approx(labels.sum() * 0.8 * 0.8 * 0.5)
 
 
 def test_evaluate_refuses_truth_in_metres(files):
