@@ -27,3 +27,16 @@ def test_a_plain_fraction_keeps_three_digits(tmp_path):
     path = write_volume(tmp_path / "case-seg.nrrd", Volume(labels, (2.0, 2.0, 2.0)))
     with pytest.raises(LNQError, match=r"non-integer values \(e\.g\. 0\.735\)"):
         api.measure(path)
+
+
+@pytest.mark.parametrize("value", [1234.5, -1024.5, 2.9999])
+def test_a_value_whose_three_digits_look_whole_is_shown_whole(value):
+    """1234.5 in 3 digits is "1.23e+03", a whole number (1230) again: shown as it is."""
+    from lnq_napari.io.labels import check_label_values
+
+    labels = np.zeros((2, 2, 2), np.float32)
+    labels[0, 0, 0] = value
+    with pytest.raises(LNQError) as caught:
+        check_label_values(labels, "seg.nrrd")
+    shown = str(caught.value).split("(e.g. ")[1].split(")")[0]
+    assert float(shown) == pytest.approx(value, rel=1e-6) and not float(shown).is_integer()

@@ -33,10 +33,10 @@ def check_label_values(array: np.ndarray, name: str = "labels") -> None:
 
 
 def _shown(value: np.floating) -> str:
-    """``value`` in 3 significant digits, or, where those show a whole number, in as many as its type
-    needs (a float32 0.99999 as "0.99999", not "1")."""
+    """``value`` in 3 significant digits, or, where those read as a whole number, in as many as its type
+    needs (a float32 0.99999 as "0.99999", not "1"; 1234.5 as "1234.5", not "1.23e+03")."""
     short = f"{float(value):.3g}"
-    return short if float(short) != round(float(value)) else str(value)
+    return str(value) if float(short).is_integer() else short
 
 
 def label_mask(array: np.ndarray, name: str = "labels", value: int | None = None) -> np.ndarray:
