@@ -200,14 +200,16 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
     if len(keys) < 2:
         return volume
     ids = np.zeros(volume.shape, dtype=np.int32)
-    count = shared = 0
+    overlap = np.zeros(volume.shape, dtype=bool)  # in more than one segment: each such voxel once
+    count = 0
     for mask in read_segment_masks(path, keys, reference):
         parts, found = node_numbers(np.asarray(mask) > 0, grid=volume)  # in LPS order, as node_ids numbers
         n = found.size
         inside = parts > 0
-        shared += int(np.count_nonzero(ids[inside]))
+        overlap |= inside & (ids > 0)
         ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
         count += n
+    shared = int(np.count_nonzero(overlap))
     meta = dict(volume.meta)
     if shared:  # measure_segments measures each segment's own nodes whole (not a str: no header field)
         meta[OVERLAPPING_SEGMENTS] = True

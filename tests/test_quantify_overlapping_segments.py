@@ -87,3 +87,14 @@ def test_a_map_of_one_id_per_voxel_says_it_shows_shared_voxels_once(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         api.measure(seg)
+
+
+def test_voxels_shared_by_three_segments_are_counted_once(tmp_path):
+    """A segment duplicated twice (3 layers on the same voxels): each shared voxel counts once."""
+    from lnq_napari.quantify import read_node_ids
+
+    first, _ = _masks()
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, first, first),
+                       names=("lymph node 1", "lymph node 2", "lymph node 3"))
+    with pytest.warns(UserWarning, match=rf"^case.seg.nrrd: {int(first.sum())} voxels lie in more than one"):
+        read_node_ids(seg)
