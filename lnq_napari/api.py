@@ -333,6 +333,7 @@ def measure(
     with warnings.catch_warnings():  # shared voxels: measured below in each of their segments' nodes
         warnings.simplefilter("ignore", OverlapWarning)
         labels = _read_seg(seg, volume) if isinstance(seg, (str, Path)) else _labels(seg, "the labels")
+    read = labels  # on the file's own grid (a DICOM SEG's: the CT's)
     if volume is None:  # with a CT they are measured on its grid, checked above (a file saved without
         # geometry, 1 mm at origin 0, is the CT's size in voxels: its own grid may span metres)
         check_ct_extent(labels,
@@ -342,7 +343,7 @@ def measure(
     if volume is not None:  # once the files are known to fit: an error stays the only line
         warn_if_not_hu(np.asarray(volume.array))  # a label file given as the CT: mean HU would read 1
     if isinstance(seg, (str, Path)) and labels.meta.get(OVERLAPPING_SEGMENTS):  # shared voxels in each node
-        rows = measure_segments(seg, labels, volume)
+        rows = measure_segments(seg, read, volume)
     else:
         rows = node_table(labels, volume)
     if csv_path is not None:

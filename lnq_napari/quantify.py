@@ -23,8 +23,8 @@ from __future__ import annotations
 import csv
 import math
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from lnq_napari.caliper import TIE_MM, axial_axes
 from lnq_napari.components import node_numbers, number_values
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.orientation import radiological
 from lnq_napari.io.readers import read_labels, read_segment_masks
@@ -201,14 +202,10 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
         return volume
     ids = np.zeros(volume.shape, dtype=np.int32)
     overlap = np.zeros(volume.shape, dtype=bool)  # in more than one segment: each such voxel once
-    count = 0
-    for mask in read_segment_masks(path, keys, reference):
-        parts, found = node_numbers(np.asarray(mask) > 0, grid=volume)  # in LPS order, as node_ids numbers
-        n = found.size
+    for parts in _segment_ids(path, volume, reference):
         inside = parts > 0
         overlap |= inside & (ids > 0)
-        ids[inside] = parts[inside] + count  # a voxel in two segments: the later one's
-        count += n
+        ids[inside] = parts[inside]  # a voxel in two segments: the later one's
     shared = int(np.count_nonzero(overlap))
     meta = dict(volume.meta)
     if shared:  # measure_segments measures each segment's own nodes whole (not a str: no header field)
@@ -220,6 +217,18 @@ def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
     return volume.with_array(ids, **meta)
 
 
+def _segment_ids(path: str | Path, volume: Volume, reference: Volume | None) -> Iterator[np.ndarray]:
+    """Each node segment of the segmentation ``path`` (``volume``: its :func:`read_labels` on
+    ``reference``) as the int32 ids of its nodes on ``volume``'s grid, one segment at a time, numbered on
+    from the segments before: the ids of :func:`read_node_ids`, the one place they are given."""
+    count = 0
+    for mask in read_segment_masks(path, volume.meta["segment_keys"], reference):
+        parts, found = node_numbers(np.asarray(mask) > 0, grid=volume)  # in LPS order, as node_ids numbers
+        parts[parts > 0] += count
+        count += found.size
+        yield parts
+
+
 class OverlapWarning(UserWarning):
     """Node segments of a segmentation share voxels: a map of one id per voxel gives each to one node."""
 
@@ -229,15 +238,19 @@ class OverlapWarning(UserWarning):
 OVERLAPPING_SEGMENTS = "overlapping_segments"
 
 
-def measure_segments(path: str | Path, labels: Volume, ct: Volume | None = None) -> list[NodeRow]:
+def measure_segments(path: str | Path, ids: Volume, ct: Volume | None = None) -> list[NodeRow]:
     """One row per node of each node segment of the segmentation ``path``, each segment measured on its
-    own mask: a voxel that overlapping segments share counts in each of their nodes (the id map holds it
-    in one). ``labels``: the file's :func:`read_node_ids` (on the CT's grid with ``ct``), whose ids the
-    rows keep."""
+    own mask (one at a time): a voxel that overlapping segments share counts in each of their nodes (the
+    id map holds it in one). ``ids``: the file's :func:`read_node_ids` as read (before :func:`align_to`);
+    the rows keep its ids, those napari's node layer and ``compare`` show, each segment numbered on the
+    file's grid and then put on ``ct``'s grid as the id map is (a node lost there has no row)."""
+    centre_x = _centre_x(ids if ct is None else ct, ct)  # the CT's work once, not once per segment
     rows: list[NodeRow] = []
-    for mask in read_segment_masks(path, labels.meta["segment_keys"], labels if ct is None else ct):
-        found = measure_nodes(labels.with_array(np.asarray(mask)), ct)  # numbered as read_node_ids numbers
-        rows += [replace(row, id=row.id + len(rows)) for row in found]
+    with warnings.catch_warnings():  # a grid warning: the id map's align_to has given it
+        warnings.simplefilter("ignore", GridWarning)
+        for parts in _segment_ids(path, ids, ids):
+            numbered = ids.with_array(parts) if ct is None else align_to(ct, ids.with_array(parts))
+            rows += _measure(numbered, *_compact(np.asarray(numbered.array)), ct, centre_x)
     return rows
 
 
@@ -310,8 +323,20 @@ def measure_ids(ids: Volume, ct: Volume | None = None) -> list[NodeRow]:
     return _measure(ids, *_compact(np.asarray(ids.array)), ct)
 
 
-def _measure(labels: Volume, compact: np.ndarray, ids: np.ndarray, ct: Volume | None) -> list[NodeRow]:
-    """The rows of the nodes ``compact`` numbers 1..n on ``labels``' grid, each with its id from ``ids``."""
+def _centre_x(grid: Volume, ct: Volume | None) -> float:
+    """LPS x (mm) that sides are told from: the CT's midline (:func:`midline_x`), else ``grid``'s centre
+    (a scan roughly centred on the patient)."""
+    centre_x = None if ct is None else midline_x(ct)
+    if centre_x is None:
+        centre = (np.asarray(grid.shape, dtype=float) - 1.0) / 2.0
+        centre_x = float(grid.index_to_physical(centre)[0, 0])
+    return centre_x
+
+
+def _measure(labels: Volume, compact: np.ndarray, ids: np.ndarray, ct: Volume | None,
+             centre_x: float | None = None) -> list[NodeRow]:
+    """The rows of the nodes ``compact`` numbers 1..n on ``labels``' grid, each with its id from ``ids``;
+    ``centre_x``: :func:`_centre_x`'s (computed here when not given)."""
     from scipy import ndimage
 
     if ct is not None and not ct.same_grid(labels):
@@ -319,10 +344,8 @@ def _measure(labels: Volume, compact: np.ndarray, ids: np.ndarray, ct: Volume | 
     axial_ids, axial_xy = _axial_planes(labels, compact)
     axial_boxes = ndimage.find_objects(axial_ids)
     voxel_mm3 = float(np.prod(labels.spacing))
-    centre_x = None if ct is None else midline_x(ct)
-    if centre_x is None:  # the grid's centre: a scan roughly centred on the patient
-        centre = (np.asarray(labels.shape, dtype=float) - 1.0) / 2.0
-        centre_x = float(labels.index_to_physical(centre)[0, 0])
+    if centre_x is None:
+        centre_x = _centre_x(labels, ct)
     rows = []
     for k, box in enumerate(ndimage.find_objects(compact), start=1):
         if box is None:

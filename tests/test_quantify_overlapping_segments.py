@@ -98,3 +98,61 @@ def test_voxels_shared_by_three_segments_are_counted_once(tmp_path):
                        names=("lymph node 1", "lymph node 2", "lymph node 3"))
     with pytest.warns(UserWarning, match=rf"^case.seg.nrrd: {int(first.sum())} voxels lie in more than one"):
         read_node_ids(seg)
+
+
+def _crop_beyond_the_ct(tmp_path):
+    """Segment 1: a node below the CT (lost on its grid) and one inside; segment 2 overlaps the second."""
+    first, second = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    first[0:2, 2:4, 2:4] = 1
+    first[8:12, 5:10, 5:10] = 1
+    second[8:12, 5:10, 8:13] = 1
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, second))
+    hu = np.full((SHAPE[0] - 4,) + SHAPE[1:], 40, np.int16)
+    hu[:, :2] = -1000
+    ct = write_volume(tmp_path / "ct.nrrd", Volume(hu, (SPACING,) * 3, (0.0, 0.0, 4 * SPACING)))
+    return seg, ct, first, second
+
+
+def test_measure_keeps_the_ids_the_id_map_shows_when_a_node_is_lost_on_the_ct(tmp_path):
+    """The rows' ids are the node layer's and compare's (the id map on the CT's grid), each node whole."""
+    import warnings
+
+    from lnq_napari.io.geometry import align_to
+    from lnq_napari.io.readers import read_volume
+    from lnq_napari.quantify import read_node_ids
+
+    seg, ct, first, second = _crop_beyond_the_ct(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows, _ = api.measure(seg, ct)
+        shown = np.asarray(align_to(read_volume(ct), read_node_ids(seg)).array)
+    inside = (first[4:].sum(), second[4:].sum())  # what lies on the CT of each segment
+    assert [r.id for r in rows] == [int(i) for i in np.unique(shown) if i]
+    assert [r.voxels for r in rows] == [int(n) for n in inside]
+
+
+def test_measure_warns_of_a_grid_change_once(tmp_path):
+    seg, ct, *_ = _crop_beyond_the_ct(tmp_path)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        api.measure(seg, ct)
+    said = [str(w.message) for w in heard if "grid" in str(w.message) or "dropped" in str(w.message)]
+    assert said and len(said) == len(set(said))
+
+
+def test_the_ct_s_midline_is_found_once_for_all_segments(tmp_path, monkeypatch):
+    """The whole-CT work of the side of each node is done once, not once per segment."""
+    from lnq_napari import quantify
+
+    first, second = _masks()
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, second))
+    hu = np.full(SHAPE, 40, np.int16)
+    hu[:, :2] = -1000
+    ct = write_volume(tmp_path / "ct.nrrd", Volume(hu, (SPACING,) * 3))
+    calls = []
+    found = quantify.midline_x
+    monkeypatch.setattr(quantify, "midline_x", lambda volume: calls.append(1) or found(volume))
+    rows, _ = api.measure(seg, ct)
+    assert len(rows) == 2 and len(calls) == 1
