@@ -320,7 +320,8 @@ def measure(
     each further blob of a value (a 0/1 mask's, a class map's 1 and 2, a brush colour painted on several
     nodes) gets a new id above the largest; a 3D Slicer
     ``.seg.nrrd`` or DICOM SEG gives
-    its lymph-node segment(s), each segment's nodes apart from the others' (touching or not). With
+    its lymph-node segment(s), each segment's nodes apart from the others' (touching or not; overlapping,
+    each node whole, and the summary's total volume the node tissue, a shared voxel once). With
     ``ct`` the labels are put on the CT grid (nearest neighbour, with a warning when they differ),
     each node gets its mean HU, and a node the CT's edge cuts is flagged (``cut_by_edge`` names those
     edges: its axes and volume are lower bounds); without it none is. ``csv_path`` gets the table
@@ -342,16 +343,14 @@ def measure(
         labels = align_to(volume, labels)
     if volume is not None:  # once the files are known to fit: an error stays the only line
         warn_if_not_hu(np.asarray(volume.array))  # a label file given as the CT: mean HU would read 1
-    if isinstance(seg, (str, Path)) and labels.meta.get(OVERLAPPING_SEGMENTS):  # shared voxels in each node
-        rows = measure_segments(seg, read, volume)
-    else:
-        rows = node_table(labels, volume)
+    overlapping = isinstance(seg, (str, Path)) and bool(labels.meta.get(OVERLAPPING_SEGMENTS))
+    rows = measure_segments(seg, read, volume) if overlapping else node_table(labels, volume)
     if csv_path is not None:
         try:
             write_csv(rows, csv_path, mean_hu=volume is not None)  # its columns whether or not nodes
         except OSError as exc:
             raise LNQError(f"cannot write {csv_path} ({exc.strerror or exc}); choose another path") from exc
-    return rows, summarize_nodes(rows)
+    return rows, summarize_nodes(rows, labels if overlapping else None)  # shared voxels once in the total
 
 
 def compare(

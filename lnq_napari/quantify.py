@@ -390,9 +390,13 @@ class NodeSummary:
                 f">= 10 mm, total volume {self.total_volume_cm3:.2f} cm3{cut}")
 
 
-def summarize_nodes(rows: list[NodeRow]) -> NodeSummary:
-    """The :class:`NodeSummary` of a node table."""
-    return NodeSummary(len(rows), sum(1 for r in rows if r.ge_10mm), float(sum(r.volume_cm3 for r in rows)),
+def summarize_nodes(rows: list[NodeRow], union: Volume | None = None) -> NodeSummary:
+    """The :class:`NodeSummary` of a node table. ``union``: a map of its nodes holding each voxel once,
+    for rows that share voxels (overlapping segments, each node measured whole): the total volume is then
+    the node tissue, each shared voxel once, not the rows' sum."""
+    total = sum(r.volume_cm3 for r in rows) if union is None else \
+        np.count_nonzero(union.array) * float(np.prod(union.spacing)) / 1000.0
+    return NodeSummary(len(rows), sum(1 for r in rows if r.ge_10mm), float(total),
                        sum(1 for r in rows if r.cut_by_edge))
 
 

@@ -43,7 +43,8 @@ def test_overlapping_node_segments_are_measured_whole(tmp_path):
     assert [r.id for r in rows] == [1, 2]
     assert [r.voxels for r in rows] == [int(first.sum()), int(second.sum())]
     assert [r.volume_mm3 for r in rows] == [pytest.approx(m.sum() * SPACING ** 3) for m in (first, second)]
-    assert summary.total_volume_cm3 == pytest.approx((first.sum() + second.sum()) * SPACING ** 3 / 1000)
+    # the node tissue: each shared voxel once (the rows, each node whole, count it in both)
+    assert summary.total_volume_cm3 == pytest.approx(((first > 0) | (second > 0)).sum() * SPACING ** 3 / 1000)
 
 
 def test_overlapping_segments_on_a_ct_stored_flipped(tmp_path):
@@ -156,3 +157,13 @@ def test_the_ct_s_midline_is_found_once_for_all_segments(tmp_path, monkeypatch):
     monkeypatch.setattr(quantify, "midline_x", lambda volume: calls.append(1) or found(volume))
     rows, _ = api.measure(seg, ct)
     assert len(rows) == 2 and len(calls) == 1
+
+
+def test_a_duplicated_segment_is_one_node_s_tissue_in_the_summary(tmp_path):
+    """3 layers on the same voxels (a segment duplicated in 3D Slicer): each row whole, the total once."""
+    first, _ = _masks()
+    seg = _write_layers(tmp_path / "case.seg.nrrd", (first, first, first),
+                        names=("lymph node 1", "lymph node 2", "lymph node 3"))
+    rows, summary = api.measure(seg)
+    assert [r.voxels for r in rows] == [int(first.sum())] * 3
+    assert summary.total_volume_cm3 == pytest.approx(first.sum() * SPACING ** 3 / 1000)
