@@ -368,8 +368,9 @@ def compare(
     given, from the model (:func:`find_nodes`). The follow-up is registered to the baseline, nodes are
     matched one to one and each gets a row (volumes, axes and their change); RECIST 1.1 and volumetric
     summaries follow (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically.
-    Differing DICOM PatientIDs and a poor registration warn; scans that do not overlap, and a CT whose
-    values are not HU (:func:`~lnq_napari.ct_scale.check_ct_values`), raise LNQError.
+    Differing DICOM PatientIDs and a poor registration warn; scans that do not overlap, a CT whose
+    values are not HU (:func:`~lnq_napari.ct_scale.check_ct_values`) and one spanning metres (its spacing
+    in another unit: :func:`~lnq_napari.preprocess.check_ct_extent`) raise LNQError.
     ``registration`` (an earlier result's, same CTs) is reused: after an edit only measuring and matching
     run again. A SEG may be a :func:`find_nodes` result (its nodes the model's). ``seg_by_model``: whether
     each given SEG is the model's stored prediction rather than a reader's; one scan's nodes a reader's and
@@ -384,6 +385,7 @@ def compare(
     cts = [_ct_volume(ct, seg, f"the {which} CT") for ct, seg, which in (
         (baseline, baseline_seg, "baseline"), (followup, followup_seg, "follow-up"))]
     for ct, which in zip(cts, ("baseline", "follow-up")):  # the lungs, hence the registration, need HU
+        check_ct_extent(ct, f"the {which} CT")  # a spacing in another unit: nodes of cubic metres
         try:
             check_ct_values(np.asarray(ct.array))
         except LNQError as exc:  # not "the scans do not overlap": another exporter's stored values

@@ -112,3 +112,11 @@ def test_cli_measure_says_one_line_and_writes_nothing(files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert len(err.strip().splitlines()) == 1 and "more than any body" in err and "Traceback" not in err
+
+
+def test_compare_refuses_a_ct_in_metres(files):
+    """compare measured nodes of cubic metres (volumes of 3e9 mm3, a RECIST verdict) without a word."""
+    ct, seg = files["m"]
+    mm_ct, mm_seg = files["mm"]
+    with pytest.raises(LNQError, match=r"the follow-up CT spans \d+ mm .* more than any body"):
+        api.compare(mm_ct, ct, baseline_seg=mm_seg, followup_seg=seg)
