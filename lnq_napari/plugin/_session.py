@@ -143,6 +143,11 @@ class NodeSession:
             return self.ct_volume().with_array(np.asarray(self.nodes.data))
         return layer_volume(self.nodes)
 
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """The voxel size (z, y, x) in mm of the labels' grid: a CT stored flipped or oblique is drawn
+        through an affine, its layer's scale then (1, 1, 1), so edits sized in mm take the grid's."""
+        return tuple(float(s) for s in self.labels_volume().spacing_zyx)
+
     # --- edits --------------------------------------------------------------------------------------
     def add_node_at(self, point_zyx: Sequence[float]) -> int:
         """Grow the node at a click and paint it with a new id; returns the id (0: nothing found)."""
@@ -157,8 +162,7 @@ class NodeSession:
 
     def remove_node_at(self, point_zyx: Sequence[float]) -> int:
         """Erase the connected node under a click; returns its id (0 on background)."""
-        spacing = tuple(float(s) for s in np.abs(self.nodes.scale))
-        box, mask, value = component_at(self.nodes.data, point_zyx, spacing_zyx=spacing)
+        box, mask, value = component_at(self.nodes.data, point_zyx, spacing_zyx=self.spacing_zyx())
         if value:
             self._paint(box, mask, 0)
         return value
@@ -337,8 +341,8 @@ class NodeSession:
         kind = feats["kind"].iloc[index] if "kind" in feats and len(feats) > index else "unsure"
         node_id = self.extend_node_at(point) if kind == "outline" else self.add_node_at(point)
         if not node_id and self.probabilities is not None:  # tissue outside the node HU band: trust the model
-            spacing = tuple(float(v) for v in np.abs(self.nodes.scale))
-            box, local = probable_region_at(self.probabilities, point, spacing, labels=self.nodes.data)
+            box, local = probable_region_at(self.probabilities, point, self.spacing_zyx(),
+                                            labels=self.nodes.data)
             if local.any():
                 node_id = int(np.max(self.nodes.data)) + 1
                 self._paint(box, local, node_id)
