@@ -57,8 +57,9 @@ def drawn_as(layer) -> dict:
             "affine": np.asarray(layer.affine.affine_matrix)}
 
 
-def volume_from(data: np.ndarray, metadata: dict | None, scale=None, translate=None) -> Volume:
-    """A Volume of layer ``data`` on the grid stored in ``metadata`` (or from scale/translate)."""
+def volume_from(data: np.ndarray, metadata: dict | None, to_world=None) -> Volume:
+    """A Volume of layer ``data`` on the grid stored in ``metadata``, else on the layer's 4x4 data-to-world
+    map ``to_world`` (:func:`world_matrix`; None: 1 mm voxels at the origin)."""
     geom = (metadata or {}).get(GEOMETRY_KEY)
     array = np.asarray(data)
     if array.ndim != 3:
@@ -67,17 +68,36 @@ def volume_from(data: np.ndarray, metadata: dict | None, scale=None, translate=N
                        "volume or DICOM series (an RGB picture or a single slice cannot be read as one)")
     if geom is not None and tuple(geom["shape"]) == array.shape:
         return Volume(array, tuple(geom["spacing"]), tuple(geom["origin"]), tuple(geom["direction"]))
-    spacing = tuple(scale[::-1]) if scale is not None else (1.0, 1.0, 1.0)
-    origin = tuple(translate[::-1]) if translate is not None else (0.0, 0.0, 0.0)
-    return Volume(array, spacing, origin)
+    if to_world is None:
+        return Volume(array)
+    matrix = np.asarray(to_world, dtype=float)
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)  # (z, y, x): the length of one step along each axis
+    rot = matrix[:3, :3] / np.where(spacing > 0, spacing, 1.0)
+    if not np.allclose(rot.T @ rot, np.eye(3), atol=1e-4):
+        raise LNQError("this layer is sheared or squashed to zero in napari; a CT grid has square axes: "
+                       "reset the layer's transform (or open the file with the lnq-napari reader)")
+    # the inverse of placement(): world (z, y, x) = R_zyx @ (spacing_zyx * index_zyx) + origin_zyx
+    return Volume(array, tuple(spacing[::-1]), tuple(matrix[:3, 3][::-1]), tuple(rot[::-1, ::-1].ravel()))
+
+
+def world_matrix(scale, translate, rotate=None, shear=None, affine=None) -> np.ndarray:
+    """A napari layer's 4x4 data-to-world map (z, y, x) from its transform attributes: its scale, translate,
+    rotate and shear, then its affine, as napari applies them."""
+    from napari.utils.transforms import CompositeAffine
+
+    inner = CompositeAffine(scale=scale, translate=translate, rotate=rotate, shear=shear,
+                            ndim=len(scale)).affine_matrix
+    return (np.eye(len(inner)) if affine is None else np.asarray(affine, dtype=float)) @ inner
 
 
 def layer_volume(layer) -> Volume:
-    """The Volume shown by a napari Image or Labels layer (its data on its stored grid)."""
+    """The Volume shown by a napari Image or Labels layer (its data on its stored grid, else where napari
+    draws it: a New Labels layer made on a CT drawn through an affine is drawn there too)."""
     if getattr(layer, "rgb", False):
         raise LNQError(f"{layer.name!r} is a colour (RGB) picture; lnq-napari works on 3D CT volumes: open a "
                        "CT volume or DICOM series")
-    return volume_from(layer.data, layer.metadata, layer.scale, layer.translate)
+    return volume_from(layer.data, layer.metadata, world_matrix(layer.scale, layer.translate, layer.rotate,
+                                                                layer.shear, layer.affine.affine_matrix))
 
 
 def hu_span(data: np.ndarray) -> tuple[float, float] | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from lnq_napari.io.segfile import write_seg_nrrd
-from lnq_napari.plugin._layers import volume_from
+from lnq_napari.plugin._layers import volume_from, world_matrix
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
@@ -13,6 +15,9 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     target = Path(path)
     if not target.name.lower().endswith(".nrrd"):
         target = target.with_name(target.name + ".seg.nrrd")
-    volume = volume_from(data, meta.get("metadata"), meta.get("scale"), meta.get("translate"))  # 3D only
+    ndim = np.ndim(data)
+    scale, translate = meta.get("scale", (1.0,) * ndim), meta.get("translate", (0.0,) * ndim)
+    to_world = world_matrix(scale, translate, meta.get("rotate"), meta.get("shear"), meta.get("affine"))
+    volume = volume_from(data, meta.get("metadata"), to_world)  # 3D only
     write_seg_nrrd(target, volume, extra={"lnq_layer": str(meta.get("name", "labels"))})
     return [str(target)]

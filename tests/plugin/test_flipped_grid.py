@@ -46,3 +46,29 @@ def test_an_accepted_suggestion_on_a_feet_first_ct_stays_within_the_growth_ball_
     assert np.abs(head_first).max() <= 25.0  # the model's region, cut at 25 mm from the click
     assert np.abs(feet_first).max() <= 25.0  # 25 slices (125 mm) when the layer's scale was taken for mm
     assert feet_first.size == head_first.size
+
+
+def test_labels_made_in_napari_on_a_feet_first_ct_are_written_where_they_are_drawn(make_napari_viewer,
+                                                                                   tmp_path):
+    """napari's New Labels on a CT drawn through an affine copies its transform, not lnq-napari's grid:
+    File > Save with the lnq-napari writer wrote them at the layer's scale and translate (1 mm voxels at
+    the origin), 20 cm away from the anatomy they were painted on."""
+    from lnq_napari.io.readers import read_volume, write_volume
+
+    shape = (8, 20, 24)
+    array = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
+    path = write_volume(tmp_path / "case-ct.nrrd", Volume(array, (0.7, 0.8, 5.0), (-20.0, 30.0, -250.0),
+                                                          FEET_FIRST))
+    viewer = make_napari_viewer()
+    (ct,) = viewer.open(path, plugin="lnq-napari")
+    assert ct._type_string == "image"
+    labels = viewer.add_labels(np.zeros(shape, dtype=np.uint8), scale=ct.scale, translate=ct.translate,
+                               affine=ct.affine)  # as napari's New Labels makes it on the CT
+    painted = (2, 5, 7)
+    labels.data_setitem(tuple(np.array([i]) for i in painted), 1)
+    viewer.layers.selection.active = labels
+    (written,) = viewer.layers.save(str(tmp_path / "drawn.seg.nrrd"), selected=True, plugin="lnq-napari")
+    saved = read_volume(written)
+    index = tuple(int(i) for i in np.argwhere(np.asarray(saved.array) > 0)[0])
+    physical = np.asarray(saved.origin) + saved.direction_matrix @ (np.asarray(saved.spacing) * index[::-1])
+    assert np.allclose(physical[::-1], labels.data_to_world(painted), atol=1e-3)
