@@ -11,6 +11,9 @@ from lnq_napari.io.volume import Volume
 GEOMETRY_KEY = "lnq_volume_geometry"
 SOURCE_KEY = "lnq_source"
 ROLE_KEY = "lnq_role"
+PROB_ROLE = "prob"  # a probability map's layer: never taken for the CT Find nodes runs on
+REGION_ROLE = "region"  # the mediastinum region's outline (Find nodes draws it): no CT either
+NOT_CT_ROLES = (PROB_ROLE, REGION_ROLE)  # Image layers lnq-napari shows over a CT, never one to predict on
 COMPARE_ROLE = "compare"  # the Compare widget's layers: a view of two scans, never a case's node layer
 CT_CONTRAST = WINDOW_HU  # CT layers open in the mediastinal window, as the demo's pictures show them
 HU_FLOOR = -1024.0  # the contrast slider's low end at the lowest: air, and below it padding

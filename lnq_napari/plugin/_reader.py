@@ -26,7 +26,7 @@ from lnq_napari.io.layout import (
 )
 from lnq_napari.io.readers import read_ct_of, read_grid, read_volume
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._layers import CT_CONTRAST, layer_kwargs
+from lnq_napari.plugin._layers import CT_CONTRAST, PROB_ROLE, layer_kwargs
 from lnq_napari.quantify import read_node_ids
 from lnq_napari.workspace.cases import is_workspace
 from lnq_napari.workspace.labels import version_provenance
@@ -153,7 +153,6 @@ def ct_layer_data(volume: Volume, name: str = "CT", source=None) -> tuple:
     return np.asarray(volume.array), kwargs, "image"
 
 
-PROB_ROLE = "prob"  # a probability map's layer: never taken for the CT Find nodes runs on
 PROB_CONTRAST = (0.0, 1.0)
 
 

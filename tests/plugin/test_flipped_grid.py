@@ -72,3 +72,29 @@ def test_labels_made_in_napari_on_a_feet_first_ct_are_written_where_they_are_dra
     index = tuple(int(i) for i in np.argwhere(np.asarray(saved.array) > 0)[0])
     physical = np.asarray(saved.origin) + saved.direction_matrix @ (np.asarray(saved.spacing) * index[::-1])
     assert np.allclose(physical[::-1], labels.data_to_world(painted), atol=1e-3)
+
+
+def test_find_nodes_never_takes_the_region_outline_or_a_probability_map_for_the_ct(make_napari_viewer,
+                                                                                    tmp_path):
+    """The CT deleted, the CT choice fell to the region outline Find nodes drew (or a probability map
+    opened beside): Find nodes ran on it and failed with "looks like a label map" (or found nodes in a
+    probability map); it now says to open a CT."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.plugin.widgets.segment import show_region
+
+    shape = (8, 20, 24)
+    hu = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
+    ct_path = write_volume(tmp_path / "case-ct.nrrd", Volume(hu, SPACING, (0.0, 0.0, 0.0), FEET_FIRST))
+    prob = np.random.default_rng(1).random(shape).astype(np.float32)
+    prob_path = write_volume(tmp_path / "case-prob.nrrd", Volume(prob, SPACING, (0.0, 0.0, 0.0), FEET_FIRST))
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    (ct,) = viewer.open(ct_path, plugin="lnq-napari")
+    viewer.open(prob_path, plugin="lnq-napari")
+    show_region(viewer, Volume(np.ones(shape, np.uint8), SPACING, (0.0, 0.0, 0.0), FEET_FIRST), like=ct)
+    assert len([ly for ly in viewer.layers if ly._type_string == "image"]) == 3
+    assert segment.form.ct.value is ct
+    viewer.layers.remove(ct)
+    assert segment.form.ct.value is None
+    assert segment.run() is None and segment.status.text().startswith("open a CT first")

@@ -223,13 +223,15 @@ class MiddleElidedCombo(QComboBox):
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
-def layer_choice(viewer, layer_type, prefer_role: str | None = None, **kwargs) -> ComboBox:
-    """A magicgui ComboBox of the viewer's layers of one type (``prefer_role`` first), kept in sync
-    with the layer list; its value is the chosen layer (None when there is none). A layer of
-    ``prefer_role`` opened later becomes the choice: the case just opened (File > Open of a second CT kept
-    the first chosen, and Find nodes ran on the case no longer looked at)."""
+def layer_choice(viewer, layer_type, prefer_role: str | None = None, skip_roles: tuple[str, ...] = (),
+                 **kwargs) -> ComboBox:
+    """A magicgui ComboBox of the viewer's layers of one type (``prefer_role`` first, none of
+    ``skip_roles``), kept in sync with the layer list; its value is the chosen layer (None when there is
+    none). A layer of ``prefer_role`` opened later becomes the choice: the case just opened (File > Open of
+    a second CT kept the first chosen, and Find nodes ran on the case no longer looked at)."""
     def choices(widget=None) -> list[tuple[str, object]]:
-        layers = [ly for ly in viewer.layers if isinstance(ly, layer_type)]
+        layers = [ly for ly in viewer.layers
+                  if isinstance(ly, layer_type) and ly.metadata.get(ROLE_KEY) not in skip_roles]
         layers.sort(key=lambda ly: ly.metadata.get(ROLE_KEY) != prefer_role)
         return [(ly.name, ly) for ly in layers]
 

@@ -23,6 +23,8 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._layers import (
+    NOT_CT_ROLES,
+    REGION_ROLE,
     layer_kwargs,
     layer_volume,
     same_layer,
@@ -79,7 +81,8 @@ class SegmentWidget(WorkerWidget):
         self._predictor, self._predictor_key = None, None
         self._followed = model or None  # the model folder the field follows (follow_model)
         self.form = Container(widgets=[
-            layer_choice(napari_viewer, Image, prefer_role="ct", name="ct", label="CT"),
+            layer_choice(napari_viewer, Image, prefer_role="ct", skip_roles=NOT_CT_ROLES, name="ct",
+                         label="CT"),
             FileEdit(name="model", label="model", mode="d", nullable=True, value=model or None,
                      tooltip="model folder; empty: the bundled model"),
             ComboBox(name="device", label="device", choices=DEVICES, value="auto"),
@@ -239,7 +242,7 @@ def show_region(viewer, region: Volume, like=None):
     in_plane = np.zeros((3, 3, 3), dtype=bool)
     in_plane[1] = ndimage.generate_binary_structure(2, 1)
     border = inside & ~ndimage.binary_erosion(inside, in_plane, border_value=1)
-    kwargs = layer_kwargs(region, REGION_NAME, role="region", like=like)
+    kwargs = layer_kwargs(region, REGION_NAME, role=REGION_ROLE, like=like)
     layer = viewer.add_image(border.astype(np.uint8), colormap="cyan", blending="additive",
                              contrast_limits=(0, 1), opacity=0.7, interpolation2d="nearest", **kwargs)
     in_2d_only(viewer, layer)  # per-slice outlines: in 3D they stacked into a cage over the nodes
