@@ -55,16 +55,18 @@ def is_supported(path: str | Path) -> bool:
 
 
 def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
-    """A label file name (``-seg``, ``-full``, ``.seg.nrrd``, ...), or non-negative integer content with
-    few values."""
+    """A label file name (``-seg``, ``-full``, ``.seg.nrrd``, ...), or few non-negative whole values (a
+    mask stored as float, as MONAI writes one, too)."""
     if looks_like_label_name(path):
         return True
-    if array is None or array.dtype.kind not in "biu":
+    if array is None or array.dtype.kind not in "biuf":
         return False
     if array.dtype == bool:
         return True
     sample = np.asarray(array[:: max(1, array.shape[0] // 8)])
-    return sample.size > 0 and int(sample.min()) >= 0 and len(np.unique(sample)) <= 64
+    if sample.size == 0 or (sample.dtype.kind == "f" and not np.array_equal(sample, np.round(sample))):
+        return False  # a float CT or probability map: fractions (NaN too)
+    return float(sample.min()) >= 0 and len(np.unique(sample)) <= 64
 
 
 def napari_get_reader(path):

@@ -338,3 +338,25 @@ def test_a_labels_layer_numbers_nodes_as_the_table_does_whichever_way_the_file_s
     back = Volume.from_sitk(sitk.DICOMOrient(stored.with_array(again).to_sitk(), "LPS"))
     np.testing.assert_array_equal(back.array, ids)
     assert again.flags.c_contiguous and not np.shares_memory(again, stored.array)
+
+
+@pytest.mark.gui
+def test_a_mask_stored_as_float_opens_as_labels_beside_its_ct(make_napari_viewer, tmp_path):
+    """A 0/1 mask written as float32 (MONAI's default) with a plain name opened as a second CT: an Image in
+    the mediastinal window that the Segment tab then chose as the CT (the layer opened last)."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.plugin.app import dock_widgets
+
+    shape = (6, 16, 16)
+    hu = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.float32)  # a float CT stays a CT
+    mask = np.zeros(shape, dtype=np.float32)
+    mask[2:4, 5:9, 5:9] = 1.0
+    ct_path = write_volume(tmp_path / "patient1.nii.gz", Volume(hu, (0.7, 0.7, 5.0)))
+    mask_path = write_volume(tmp_path / "patient1_nodes_v2.nii.gz", Volume(mask, (0.7, 0.7, 5.0)))
+    viewer = make_napari_viewer()
+    segment = dock_widgets(viewer)["Segment"]
+    ct, labels = viewer.open([ct_path, mask_path], plugin="lnq-napari")
+    assert (ct._type_string, labels._type_string) == ("image", "labels")
+    assert segment.form.ct.value is ct
+    assert int(np.count_nonzero(labels.data)) == 32
