@@ -15,6 +15,7 @@ from lnq_napari.components import label_nodes
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, is_dicom_folder, is_dicom_path, seg_file
+from lnq_napari.io.geometry import reordered_onto
 from lnq_napari.io.layout import (
     image_names,
     image_suffix,
@@ -26,7 +27,14 @@ from lnq_napari.io.layout import (
 )
 from lnq_napari.io.readers import read_ct_of, read_grid, read_volume
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._layers import CT_CONTRAST, PROB_ROLE, layer_kwargs
+from lnq_napari.plugin._layers import (
+    CT_CONTRAST,
+    GEOMETRY_KEY,
+    PROB_ROLE,
+    ROLE_KEY,
+    layer_kwargs,
+    layer_volume,
+)
 from lnq_napari.quantify import read_node_ids
 from lnq_napari.workspace.cases import is_workspace
 from lnq_napari.workspace.labels import version_provenance
@@ -123,7 +131,7 @@ def read_layer(path: str | Path) -> tuple:
         if not looks_like_labels(path, volume.array):
             source = dicom_source(path)  # a CD or a series, named and saved beside as its folder is
             return ct_layer_data(volume, name=_layer_name(source), source=source)
-    reference = sibling_ct_grid(path) or (saved_on_ct(path) if seg else None)
+    reference = sibling_ct_grid(path) or (saved_on_ct(path) if seg else open_ct_turned(path))
     labels = read_node_ids(path, reference=reference)  # Slicer / SEG segments: ids of their own
     return labels_layer_data(labels, name=_layer_name(path), source=path)
 
@@ -135,6 +143,24 @@ def saved_on_ct(path: Path) -> Volume | None:
     if not origin or not Path(origin).exists():
         return None
     return read_ct_of(origin, path)
+
+
+def open_ct_turned(path: Path) -> Volume | None:
+    """The CT open in napari (the only one) when the label file ``path`` samples its very points in
+    another axis order or direction (a head-first copy of a feet-first CT's labels): read onto its grid,
+    exactly, as ``view --seg`` reads them, they are that CT's labels (Shift+click, Save on its case).
+    None otherwise: labels of another grid stay as stored."""
+    import napari
+
+    viewer = napari.current_viewer()
+    cts = [] if viewer is None else [ly for ly in viewer.layers
+                                     if ly.metadata.get(ROLE_KEY) == "ct" and GEOMETRY_KEY in ly.metadata]
+    if len(cts) != 1:
+        return None
+    ct, grid = layer_volume(cts[0]), read_grid(path)
+    if grid is None or grid.same_grid(ct) or reordered_onto(ct, grid) is None:
+        return None
+    return ct
 
 
 def sibling_ct_grid(path: Path) -> Volume | None:
