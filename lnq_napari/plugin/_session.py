@@ -32,6 +32,7 @@ from lnq_napari.plugin._autosave import Autosaver
 from lnq_napari.plugin._history import EditHistory, Position, Step
 from lnq_napari.plugin._layers import (
     COMPARE_ROLE,
+    NOT_CT_ROLES,
     ROLE_KEY,
     SOURCE_KEY,
     layer_kwargs,
@@ -486,15 +487,16 @@ def point_near(points: np.ndarray, point_zyx: Sequence[float], radius_vox: float
 def find_ct_layer(viewer, labels):
     """The CT Image layer the ``labels`` layer is drawn on: same shape and same placement in the world
     (:func:`~lnq_napari.plugin._layers.same_placement`; an image of the same shape elsewhere, such as a
-    flipped copy, is another scan); of several, one of the labels' case first, then role ``ct``. None
-    when no image qualifies."""
+    flipped copy, is another scan; the region outline and a probability map Find nodes drew on it are no
+    CT); of several, one of the labels' case first, then role ``ct``. None when no image qualifies."""
     from napari.layers import Image
 
     def case_of(layer) -> str:
         return case_name(layer.metadata.get(SOURCE_KEY), fallback=case_name(f"{layer.name}.nrrd"))
 
     images = [ly for ly in viewer.layers if isinstance(ly, Image)
-              and ly.metadata.get(ROLE_KEY) != COMPARE_ROLE and same_placement(ly, labels)]
+              and ly.metadata.get(ROLE_KEY) not in (COMPARE_ROLE, *NOT_CT_ROLES)
+              and same_placement(ly, labels)]
     images.sort(key=lambda ly: (case_of(ly) != case_of(labels), ly.metadata.get(ROLE_KEY) != "ct"))
     return images[0] if images else None
 

@@ -98,3 +98,27 @@ def test_find_nodes_never_takes_the_region_outline_or_a_probability_map_for_the_
     viewer.layers.remove(ct)
     assert segment.form.ct.value is None
     assert segment.run() is None and segment.status.text().startswith("open a CT first")
+
+
+def test_with_the_ct_deleted_a_click_never_grows_a_node_on_the_region_outline(make_napari_viewer, tmp_path):
+    """The CT deleted after Find nodes, the node layer paired with the region outline on its grid as its
+    CT: Shift+click grew a node on the 0/1 outline ("added node") and Save stored it as the case's."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.plugin.app import dock_widgets
+    from lnq_napari.plugin.widgets.segment import show_region
+
+    shape = (8, 20, 24)
+    hu = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
+    grid = Volume(hu, SPACING, (0.0, 0.0, 0.0), FEET_FIRST)
+    viewer = make_napari_viewer()
+    correct = dock_widgets(viewer)["Correct"]
+    (ct,) = viewer.open(write_volume(tmp_path / "case-ct.nrrd", grid), plugin="lnq-napari")
+    region = np.zeros(shape, np.uint8)
+    region[:, 4:16, 4:20] = 1
+    show_region(viewer, grid.with_array(region), like=ct)
+    (_, nodes) = add_case(viewer, None, nodes_layer_data(grid.with_array(np.zeros(shape, np.uint8))))
+    assert session_for(viewer, nodes).ct_layer is ct
+    viewer.layers.remove(ct)
+    said = correct.tool.click(nodes.data_to_world((4, 4, 10)), "add")
+    assert not np.asarray(nodes.data).any()
+    assert "no open CT" in said or "open a CT" in said, said
