@@ -505,8 +505,9 @@ def missing_ct_reason(viewer, labels) -> str:
     """Why ``labels`` has no CT, in words a user acts on."""
     from napari.layers import Image
 
-    images = [ly for ly in viewer.layers if isinstance(ly, Image)]
-    if not images:
+    images = [ly for ly in viewer.layers
+              if isinstance(ly, Image) and ly.metadata.get(ROLE_KEY) not in NOT_CT_ROLES]
+    if not images:  # the region outline or a probability map left: no CT at all
         return NO_CT
     shape = "x".join(str(n) for n in np.shape(labels.data)[::-1])
     return (f"no open CT lies on the grid of {labels.name!r} ({shape} voxels): open the labels together "
