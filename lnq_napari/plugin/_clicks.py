@@ -15,6 +15,7 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import peak_along_ray
+from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import session_for
 
 MODES = ("off", "add", "remove", "mark")
@@ -74,6 +75,9 @@ class ClickTool:
             return (
                 self._say("no node layer: run Segment or open a label file first") if action != "off" else ""
             )
+        covered = ct_drawn_over(self.viewer, session)
+        if covered and action != "off":
+            return self._say(covered)
         point = np.asarray(session.nodes.world_to_data(world_position), dtype=float)
         inside = np.all((point > -0.5) & (point < np.asarray(session.nodes.data.shape) - 0.5))
         if len(dims_displayed) == 3:
@@ -128,3 +132,17 @@ class ClickTool:
     def _say(self, message: str) -> str:
         self.report(message)
         return message
+
+
+def ct_drawn_over(viewer, session) -> str:
+    """A line when another CT is drawn over the CT of ``session``'s labels (a second case opened on top):
+    a click would edit those labels from the CT under it, not from the one on screen; "" otherwise."""
+    ct = session.ct_layer
+    if ct is None or ct not in viewer.layers:
+        return ""
+    above = [ly for ly in list(viewer.layers)[viewer.layers.index(ct) + 1:]
+             if ly.metadata.get(ROLE_KEY) == "ct" and ly.visible and ly.opacity > 0]
+    if not above:
+        return ""
+    return (f"{above[-1].name!r} is drawn over {ct.name!r}, the CT of {session.nodes.name!r}: Find nodes on "
+            f"it (or open its labels) to edit its nodes, or hide it to edit {session.nodes.name!r}")

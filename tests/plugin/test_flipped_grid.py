@@ -122,3 +122,27 @@ def test_with_the_ct_deleted_a_click_never_grows_a_node_on_the_region_outline(ma
     said = correct.tool.click(nodes.data_to_world((4, 4, 10)), "add")
     assert not np.asarray(nodes.data).any()
     assert said == NO_CT  # not "no open CT lies on the grid of 'nodes'": none is open
+
+
+def test_a_click_never_edits_labels_from_a_ct_hidden_under_another_case(make_napari_viewer, tmp_path):
+    """A second case's CT opened on top of the first (File > Open, same grid): the first case's node layer
+    was still the one clicks edit, grown from the first CT under the one on screen."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.plugin.app import dock_widgets
+
+    shape = (8, 20, 24)
+    hu = np.full(shape, -100, np.int16)  # fat
+    hu[2:6, 6:14, 8:16] = 40  # a node in the first case only
+    first = Volume(hu, SPACING, (0.0, 0.0, 0.0), FEET_FIRST)
+    viewer = make_napari_viewer()
+    correct = dock_widgets(viewer)["Correct"]
+    (ct,) = viewer.open(write_volume(tmp_path / "one-ct.nrrd", first), plugin="lnq-napari")
+    (_, nodes) = add_case(viewer, None, nodes_layer_data(first.with_array(np.zeros(shape, np.uint8))))
+    second = first.with_array(np.full(shape, -100, np.int16))
+    (other,) = viewer.open(write_volume(tmp_path / "two-ct.nrrd", second), plugin="lnq-napari")
+    viewer.layers.selection.active = nodes
+    said = correct.tool.click(nodes.data_to_world((4, 10, 12)), "add")
+    assert not np.asarray(nodes.data).any()
+    assert "'two-ct' is drawn over 'one-ct'" in said, said
+    other.visible = False
+    assert correct.tool.click(nodes.data_to_world((4, 10, 12)), "add").startswith("added node")
