@@ -8,15 +8,16 @@ window) or a scanner's stored values (:func:`stored_values`, the intercept not a
 (:func:`scale_problem`: the CT is predicted): a wrong slope or intercept read from the landmarks below.
 A node table's CT (:func:`warn_if_not_hu`) is warned of stored values or HU 1024 low, not refused.
 
-Landmarks (:func:`landmarks`): the air (the mode of the CT's lowest values: about -1000 HU, or a lung's
--850 when little air is in view), the air round the body (outside the body that
-:func:`~lnq_napari.anatomy.coarse_anatomy` fills, so a lung the view cuts is not taken for it: -1000 HU)
-and the body (the mode of 4 x 4-voxel block means from 300 to 2500 above the air: fat about -100 or soft
-tissue about +40 HU; block means, so noise does not blur them). A CT whose air round the body reads 100
-HU high, or whose body lies twice as far above its air as in HU, passes the stored-value checks and the
-model finds little or nothing in it, silently: the bundled model found 0 of 8 phantom nodes 100 HU high, 4
-of 8 at slope x2. :func:`scale_problem` says so in one line; a CT whose air reads -10000 (tenths of HU) is
-refused. A CT with no air round the body (cropped to it) is not judged by its air.
+Landmarks (:func:`landmarks`): the air (the mode of the CT's lowest values: about -1000 HU, or a lung's -850
+when little air is in view), the air round the body (outside the body that
+:func:`~lnq_napari.anatomy.coarse_anatomy` fills, so a lung the view cuts is not taken for it: -1000 HU) and
+the body (the mode of block means, blocks of about 3 mm (:data:`BODY_BLOCK_MM`), from 300 to 2500 above the
+air: fat about -100 or soft tissue about +40 HU; block means, so noise does not blur them). A CT whose air
+round the body reads 100 HU high, or whose body lies twice as far above its air as in HU, passes the
+stored-value checks and the model finds little or nothing in it, silently: the bundled model found 0 of 8
+phantom nodes 100 HU high, 4 of 8 at slope x2. :func:`scale_problem` says so in one line; a CT whose air
+reads -10000 (tenths of HU) is refused. A CT with no air round the body (cropped to it) is not judged by its
+air.
 """
 
 from __future__ import annotations
