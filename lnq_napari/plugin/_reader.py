@@ -62,19 +62,39 @@ def is_supported(path: str | Path) -> bool:
         (path.is_file() and is_dicom_path(path)) or _is_dicom_seg(path)
 
 
+MASK_MAX = 255  # the largest id a mask stored as float holds (0/1, 0/255, a few node ids); a CT goes higher
+
+
 def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
     """A label file name (``-seg``, ``-full``, ``.seg.nrrd``, ...), or few non-negative whole values (a
-    mask stored as float, as MONAI writes one, too)."""
+    mask stored as float, as MONAI writes one, too: the whole array, ids up to :data:`MASK_MAX`)."""
     if looks_like_label_name(path):
         return True
     if array is None or array.dtype.kind not in "biuf":
         return False
     if array.dtype == bool:
         return True
+    if array.dtype.kind == "f":
+        return is_float_mask(array)
     sample = np.asarray(array[:: max(1, array.shape[0] // 8)])
-    if sample.size == 0 or (sample.dtype.kind == "f" and not np.array_equal(sample, np.round(sample))):
-        return False  # a float CT or probability map: fractions (NaN too)
-    return float(sample.min()) >= 0 and len(np.unique(sample)) <= 64
+    return sample.size > 0 and float(sample.min()) >= 0 and len(np.unique(sample)) <= 64
+
+
+def is_float_mask(array: np.ndarray) -> bool:
+    """Whether a float ``array`` holds, in every voxel, whole values 0..:data:`MASK_MAX` and at most 64 of
+    them (a mask); a float CT, a phantom in HU + 1024, a sparse probability map or a distance map do not."""
+    if array.size == 0 or array.ndim == 0:
+        return False
+    lowest, highest = float(np.min(array)), float(np.max(array))  # NaN: both NaN, the test below fails
+    if not (0 <= lowest and highest <= MASK_MAX):
+        return False
+    seen = np.zeros(MASK_MAX + 1, dtype=bool)
+    for plane in array:  # one slice at a time: no full-size copy of a large volume
+        plane = np.asarray(plane)
+        if not np.array_equal(plane, np.round(plane)):
+            return False  # fractions: a probability map
+        seen[np.unique(plane).astype(np.intp)] = True
+    return int(seen.sum()) <= 64
 
 
 def napari_get_reader(path):
@@ -128,9 +148,18 @@ def read_layer(path: str | Path) -> tuple:
         volume = read_volume(path)  # a slice of a series: that series
         if split_name(path).role == PROB_ROLE:  # a probability map (predict --probabilities): no CT
             return prob_layer_data(volume, name=_layer_name(path), source=path)
+        source = dicom_source(path)  # a CD or a series, named and saved beside as its folder is
         if not looks_like_labels(path, volume.array):
-            source = dicom_source(path)  # a CD or a series, named and saved beside as its folder is
             return ct_layer_data(volume, name=_layer_name(source), source=source)
+        try:  # taken for labels by its values only: if they cannot be read as labels, it is an image
+            return _labels_of(path, seg)
+        except LNQError:
+            return ct_layer_data(volume, name=_layer_name(source), source=source)
+    return _labels_of(path, seg)
+
+
+def _labels_of(path: Path, seg: bool) -> tuple:
+    """The Labels layer tuple of a label file, on its CT's grid where one is known."""
     reference = sibling_ct_grid(path) or (saved_on_ct(path) if seg else open_ct_turned(path))
     labels = read_node_ids(path, reference=reference)  # Slicer / SEG segments: ids of their own
     return labels_layer_data(labels, name=_layer_name(path), source=path)

@@ -387,3 +387,25 @@ def test_labels_stored_head_first_open_on_the_feet_first_ct_they_belong_to(make_
     painted = np.argwhere(np.asarray(labels.data) > 0)
     assert len(painted) == 9 and set(painted[:, 0]) == {4}
     assert np.isclose(labels.data_to_world(painted[0])[0], 5.0)
+
+
+@pytest.mark.gui
+def test_float_scans_with_sparse_fractions_or_few_large_whole_values_open_as_images(make_napari_viewer,
+                                                                                    tmp_path):
+    """A float map zero on the sampled slices (fractions only in between) failed File > Open with 'looks
+    like a probability map'; a float phantom in HU + 1024 (three whole values) opened as one binary node."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+
+    shape = (40, 16, 16)
+    sparse = np.zeros(shape, dtype=np.float32)
+    sparse[11:14, 4:9, 4:9] = np.random.default_rng(0).uniform(0.3, 0.99, (3, 5, 5))
+    phantom = np.full(shape, 24.0, dtype=np.float32)
+    phantom[5:35, 3:13, 3:13] = 1064.0
+    phantom[15:25, 6:10, 6:10] = 1324.0
+    viewer = make_napari_viewer()
+    for name, array in (("map", sparse), ("phantom", phantom)):
+        path = write_volume(tmp_path / f"{name}.nrrd", Volume(array))
+        (layer,) = viewer.open(path, plugin="lnq-napari")
+        assert layer._type_string == "image"
+        np.testing.assert_array_equal(np.asarray(layer.data), array)
