@@ -11,7 +11,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import NodeMark, Rejection, read_spots, unreadable_entries
 from lnq_napari.io.volume import Volume
-from lnq_napari.plugin._layers import ROLE_KEY, SOURCE_KEY, volume_from, widen_contrast_range
+from lnq_napari.plugin._layers import CT_ROLE, ROLE_KEY, SOURCE_KEY, volume_from, widen_contrast_range
 from lnq_napari.plugin._reader import labels_layer_data, read_layer
 from lnq_napari.plugin._session import (
     CASE_KEY,
@@ -35,7 +35,7 @@ def add_layers(viewer, layer_data: list[tuple]) -> list:
     slider spans its HU)."""
     layers = [getattr(viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layer_data]
     for layer in layers:
-        if layer.metadata.get(ROLE_KEY) == "ct":
+        if layer.metadata.get(ROLE_KEY) == CT_ROLE:
             widen_contrast_range(layer)
     return layers
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from lnq_napari.errors import LNQError
 from lnq_napari.interact import peak_along_ray
-from lnq_napari.plugin._layers import ROLE_KEY
+from lnq_napari.plugin._layers import is_ct_layer, same_scan
 from lnq_napari.plugin._session import session_for
 
 MODES = ("off", "add", "remove", "mark")
@@ -75,7 +75,7 @@ class ClickTool:
             return (
                 self._say("no node layer: run Segment or open a label file first") if action != "off" else ""
             )
-        covered = ct_drawn_over(self.viewer, session)
+        covered = ct_drawn_over(self.viewer, session, world_position, dims_displayed, view_direction)
         if covered and action != "off":
             return self._say(covered)
         point = np.asarray(session.nodes.world_to_data(world_position), dtype=float)
@@ -134,15 +134,36 @@ class ClickTool:
         return message
 
 
-def ct_drawn_over(viewer, session) -> str:
-    """A line when another CT is drawn over the CT of ``session``'s labels (a second case opened on top):
-    a click would edit those labels from the CT under it, not from the one on screen; "" otherwise."""
+COVER_OPACITY = 0.5  # an image drawn at least this opaque over the CT hides it
+
+
+def ct_drawn_over(viewer, session, world_position, dims_displayed=(1, 2), view_direction=None) -> str:
+    """A line when another scan is drawn over the CT of ``session``'s labels where the user clicked (a
+    second case opened on top, by any reader): a click would edit those labels from the CT under it, not
+    from the one on screen; "" otherwise (a see-through or hidden image, one elsewhere, the same CT opened
+    twice, a probability map or the region outline)."""
     ct = session.ct_layer
     if ct is None or ct not in viewer.layers:
         return ""
     above = [ly for ly in list(viewer.layers)[viewer.layers.index(ct) + 1:]
-             if ly.metadata.get(ROLE_KEY) == "ct" and ly.visible and ly.opacity > 0]
+             if hides(ly, ct, world_position, dims_displayed, view_direction)]
     if not above:
         return ""
     return (f"{above[-1].name!r} is drawn over {ct.name!r}, the CT of {session.nodes.name!r}: Find nodes on "
             f"it (or open its labels) to edit its nodes, or hide it to edit {session.nodes.name!r}")
+
+
+def hides(layer, ct, world_position, dims_displayed=(1, 2), view_direction=None) -> bool:
+    """Whether ``layer``, drawn above the CT layer ``ct``, hides it at the click: a visible image that may
+    be a CT (:func:`~lnq_napari.plugin._layers.is_ct_layer`), at least :data:`COVER_OPACITY` opaque,
+    holding the clicked point (in 3D: met by the clicked ray), and another scan than ``ct``."""
+    if not is_ct_layer(layer) or not layer.visible or layer.opacity < COVER_OPACITY:
+        return False
+    if len(dims_displayed) == 3 and view_direction is not None:
+        start, end = layer.get_ray_intersections(world_position, view_direction, dims_displayed, world=True)
+        held = start is not None and end is not None
+    else:
+        point = np.asarray(layer.world_to_data(world_position), dtype=float)[-layer.ndim:]
+        shape = np.asarray(layer.level_shapes[0][: layer.ndim], dtype=float)
+        held = bool(np.all((point > -0.5) & (point < shape - 0.5)))
+    return held and not same_scan(layer, ct)

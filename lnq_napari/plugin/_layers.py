@@ -11,6 +11,7 @@ from lnq_napari.io.volume import Volume
 GEOMETRY_KEY = "lnq_volume_geometry"
 SOURCE_KEY = "lnq_source"
 ROLE_KEY = "lnq_role"
+CT_ROLE = "ct"  # a CT lnq-napari's reader (or a case it opened) shows; any reader's Image may be a CT too
 PROB_ROLE = "prob"  # a probability map's layer: never taken for the CT Find nodes runs on
 REGION_ROLE = "region"  # the mediastinum region's outline (Find nodes draws it): no CT either
 NOT_CT_ROLES = (PROB_ROLE, REGION_ROLE)  # Image layers lnq-napari shows over a CT, never one to predict on
@@ -154,6 +155,16 @@ def unwrapped(layer):
     return getattr(layer, "__wrapped__", layer)
 
 
+def is_ct_layer(layer, views: bool = True) -> bool:
+    """Whether ``layer`` is an Image that may be a CT: opened by any reader (lnq-napari's, napari's own, a
+    DICOM plugin's), never an overlay lnq-napari draws on a CT (a probability map, the region outline);
+    with ``views=False`` never the Compare widget's view of two scans either (no case's CT)."""
+    from napari.layers import Image
+
+    skip = NOT_CT_ROLES if views else (*NOT_CT_ROLES, COMPARE_ROLE)
+    return isinstance(unwrapped(layer), Image) and layer.metadata.get(ROLE_KEY) not in skip
+
+
 def same_layer(a, b) -> bool:
     """Whether ``a`` and ``b`` are one layer, either of them maybe a proxy (:func:`unwrapped`)."""
     return unwrapped(a) is unwrapped(b)
@@ -167,3 +178,14 @@ def same_placement(a, b, tol_mm: float = 0.05) -> bool:
         return False
     points = np.vstack([np.zeros(a.ndim), np.eye(a.ndim)])
     return all(np.allclose(a.data_to_world(p), b.data_to_world(p), atol=tol_mm) for p in points)
+
+
+def same_scan(a, b) -> bool:
+    """Whether layers ``a`` and ``b`` show one scan on one grid (a CT opened twice, or a copy of it): the
+    same placement, and the same source file or the same voxels."""
+    if not same_placement(a, b):
+        return False
+    source = a.metadata.get(SOURCE_KEY)
+    if source and source == b.metadata.get(SOURCE_KEY):
+        return True
+    return a.data is b.data or np.array_equal(np.asarray(a.data), np.asarray(b.data))

@@ -29,9 +29,9 @@ from lnq_napari.io.readers import read_ct_of, read_grid, read_volume
 from lnq_napari.io.volume import Volume
 from lnq_napari.plugin._layers import (
     CT_CONTRAST,
-    GEOMETRY_KEY,
+    CT_ROLE,
     PROB_ROLE,
-    ROLE_KEY,
+    is_ct_layer,
     layer_kwargs,
     layer_volume,
 )
@@ -182,11 +182,14 @@ def open_ct_turned(path: Path) -> Volume | None:
     import napari
 
     viewer = napari.current_viewer()
-    cts = [] if viewer is None else [ly for ly in viewer.layers
-                                     if ly.metadata.get(ROLE_KEY) == "ct" and GEOMETRY_KEY in ly.metadata]
-    if len(cts) != 1:
+    cts = [] if viewer is None else [ly for ly in viewer.layers if is_ct_layer(ly, views=False)]
+    if len(cts) != 1 or cts[0].ndim != 3 or getattr(cts[0], "rgb", False):
         return None
-    ct, grid = layer_volume(cts[0]), read_grid(path)
+    try:
+        ct = layer_volume(cts[0])
+    except LNQError:  # a CT sheared in napari: no grid to read the labels onto
+        return None
+    grid = read_grid(path)
     if grid is None or grid.same_grid(ct) or reordered_onto(ct, grid) is None:
         return None
     return ct
@@ -205,7 +208,7 @@ def sibling_ct_grid(path: Path) -> Volume | None:
 
 def ct_layer_data(volume: Volume, name: str = "CT", source=None) -> tuple:
     """An Image layer tuple showing a CT in the mediastinal window."""
-    kwargs = layer_kwargs(volume, name, role="ct", source=source)
+    kwargs = layer_kwargs(volume, name, role=CT_ROLE, source=source)
     kwargs.update(contrast_limits=CT_CONTRAST, colormap="gray", blending="translucent")
     return np.asarray(volume.array), kwargs, "image"
 

@@ -32,9 +32,10 @@ from lnq_napari.plugin._autosave import Autosaver
 from lnq_napari.plugin._history import EditHistory, Position, Step
 from lnq_napari.plugin._layers import (
     COMPARE_ROLE,
-    NOT_CT_ROLES,
+    CT_ROLE,
     ROLE_KEY,
     SOURCE_KEY,
+    is_ct_layer,
     layer_kwargs,
     layer_volume,
     same_layer,
@@ -488,25 +489,19 @@ def find_ct_layer(viewer, labels):
     """The CT Image layer the ``labels`` layer is drawn on: same shape and same placement in the world
     (:func:`~lnq_napari.plugin._layers.same_placement`; an image of the same shape elsewhere, such as a
     flipped copy, is another scan; the region outline and a probability map Find nodes drew on it are no
-    CT); of several, one of the labels' case first, then role ``ct``. None when no image qualifies."""
-    from napari.layers import Image
-
+    CT; :func:`~lnq_napari.plugin._layers.is_ct_layer`), nor a Compare view; of several, one of the
+    labels' case first, then role ``ct``. None when no image qualifies."""
     def case_of(layer) -> str:
         return case_name(layer.metadata.get(SOURCE_KEY), fallback=case_name(f"{layer.name}.nrrd"))
 
-    images = [ly for ly in viewer.layers if isinstance(ly, Image)
-              and ly.metadata.get(ROLE_KEY) not in (COMPARE_ROLE, *NOT_CT_ROLES)
-              and same_placement(ly, labels)]
-    images.sort(key=lambda ly: (case_of(ly) != case_of(labels), ly.metadata.get(ROLE_KEY) != "ct"))
+    images = [ly for ly in viewer.layers if is_ct_layer(ly, views=False) and same_placement(ly, labels)]
+    images.sort(key=lambda ly: (case_of(ly) != case_of(labels), ly.metadata.get(ROLE_KEY) != CT_ROLE))
     return images[0] if images else None
 
 
 def missing_ct_reason(viewer, labels) -> str:
     """Why ``labels`` has no CT, in words a user acts on."""
-    from napari.layers import Image
-
-    images = [ly for ly in viewer.layers
-              if isinstance(ly, Image) and ly.metadata.get(ROLE_KEY) not in NOT_CT_ROLES]
+    images = [ly for ly in viewer.layers if is_ct_layer(ly)]
     if not images:  # the region outline or a probability map left: no CT at all
         return NO_CT
     shape = "x".join(str(n) for n in np.shape(labels.data)[::-1])

@@ -146,3 +146,47 @@ def test_a_click_never_edits_labels_from_a_ct_hidden_under_another_case(make_nap
     assert "'two-ct' is drawn over 'one-ct'" in said, said
     other.visible = False
     assert correct.tool.click(nodes.data_to_world((4, 10, 12)), "add").startswith("added node")
+
+
+def test_a_click_is_refused_only_where_another_opaque_scan_hides_the_labels_ct(make_napari_viewer, tmp_path):
+    """The cover check refused a click when the same CT was opened twice, or another CT lay see-through
+    or metres away; and it missed a scan opened by another reader (no lnq-napari role) drawn over the CT:
+    a node grew from the hidden CT where the user saw a flat image."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.plugin._reader import prob_layer_data
+    from lnq_napari.plugin.app import dock_widgets
+
+    shape = (8, 20, 24)
+    hu = np.full(shape, -100, np.int16)  # fat
+    hu[2:6, 6:14, 8:16] = 40  # a node
+    case = Volume(hu, SPACING, (0.0, 0.0, 0.0), FEET_FIRST)
+    path = write_volume(tmp_path / "one-ct.nrrd", case)
+    viewer = make_napari_viewer()
+    correct = dock_widgets(viewer)["Correct"]
+    (ct,) = viewer.open(path, plugin="lnq-napari")
+    (_, nodes) = add_case(viewer, None, nodes_layer_data(case.with_array(np.zeros(shape, np.uint8))))
+    where = nodes.data_to_world((4, 10, 12))
+
+    def add_then_undo() -> str:
+        viewer.layers.selection.active = nodes
+        said = correct.tool.click(where, "add")
+        grown = np.asarray(nodes.data).any()
+        nodes.data = np.zeros(shape, np.uint8)
+        return said if grown else f"nothing grown: {said}"
+
+    (twice,) = viewer.open(path, plugin="lnq-napari")  # the same CT again, on top
+    assert add_then_undo().startswith("added node")
+    viewer.layers.remove(twice)
+    prob, kwargs, _ = prob_layer_data(case.with_array(np.ones(shape, np.float32)))
+    viewer.add_image(prob, **kwargs)  # an overlay the model drew: the CT shows through
+    assert add_then_undo().startswith("added node")
+    flat = viewer.add_image(np.full(shape, 40, np.int16), name="flat", affine=ct.affine.affine_matrix,
+                            scale=ct.scale, translate=ct.translate)  # another reader's scan: no role
+    said = add_then_undo()
+    assert said.startswith("nothing grown") and "'flat' is drawn over 'one-ct'" in said, said
+    flat.opacity = 0.3  # see-through: the CT shows
+    assert add_then_undo().startswith("added node")
+    flat.opacity = 1.0
+    flat.translate = np.asarray(flat.translate) + np.array([0.0, 0.0, 5000.0])  # covers nothing clicked
+    assert add_then_undo().startswith("added node")
+

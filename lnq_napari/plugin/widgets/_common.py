@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from lnq_napari.plugin._layers import ROLE_KEY, widen_contrast_range
+from lnq_napari.plugin._layers import CT_ROLE, ROLE_KEY, widen_contrast_range
 from lnq_napari.plugin._session import session_for
 from lnq_napari.workspace.lock import TIMEOUT_S as LOCK_TIMEOUT_S
 
@@ -198,7 +198,7 @@ def widen_opened_cts(viewer) -> None:
 
 def _widen_ct(event) -> None:
     layer = getattr(event, "value", None)
-    if layer is not None and layer.metadata.get(ROLE_KEY) == "ct" and hasattr(layer, "contrast_limits"):
+    if layer is not None and layer.metadata.get(ROLE_KEY) == CT_ROLE and hasattr(layer, "contrast_limits"):
         widen_contrast_range(layer)
 
 
@@ -223,15 +223,15 @@ class MiddleElidedCombo(QComboBox):
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
-def layer_choice(viewer, layer_type, prefer_role: str | None = None, skip_roles: tuple[str, ...] = (),
-                 **kwargs) -> ComboBox:
-    """A magicgui ComboBox of the viewer's layers of one type (``prefer_role`` first, none of
-    ``skip_roles``), kept in sync with the layer list; its value is the chosen layer (None when there is
-    none). A layer of ``prefer_role`` opened later becomes the choice: the case just opened (File > Open of
-    a second CT kept the first chosen, and Find nodes ran on the case no longer looked at)."""
+def layer_choice(viewer, layer_type, prefer_role: str | None = None, accept=None, **kwargs) -> ComboBox:
+    """A magicgui ComboBox of the viewer's layers of one type (``prefer_role`` first, only those the
+    predicate ``accept`` takes when given), kept in sync with the layer list; its value is the chosen
+    layer (None when there is none). A layer of ``prefer_role`` opened later becomes the choice: the case
+    just opened (File > Open of a second CT kept the first chosen, and Find nodes ran on the case no
+    longer looked at)."""
     def choices(widget=None) -> list[tuple[str, object]]:
         layers = [ly for ly in viewer.layers
-                  if isinstance(ly, layer_type) and ly.metadata.get(ROLE_KEY) not in skip_roles]
+                  if isinstance(ly, layer_type) and (accept is None or accept(ly))]
         layers.sort(key=lambda ly: ly.metadata.get(ROLE_KEY) != prefer_role)
         return [(ly.name, ly) for ly in layers]
 

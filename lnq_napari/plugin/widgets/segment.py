@@ -23,8 +23,9 @@ from lnq_napari.io.volume import Volume
 from lnq_napari.model.config import InferenceConfig
 from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._layers import (
-    NOT_CT_ROLES,
+    CT_ROLE,
     REGION_ROLE,
+    is_ct_layer,
     layer_kwargs,
     layer_volume,
     same_layer,
@@ -81,7 +82,7 @@ class SegmentWidget(WorkerWidget):
         self._predictor, self._predictor_key = None, None
         self._followed = model or None  # the model folder the field follows (follow_model)
         self.form = Container(widgets=[
-            layer_choice(napari_viewer, Image, prefer_role="ct", skip_roles=NOT_CT_ROLES, name="ct",
+            layer_choice(napari_viewer, Image, prefer_role=CT_ROLE, accept=is_ct_layer, name="ct",
                          label="CT"),
             FileEdit(name="model", label="model", mode="d", nullable=True, value=model or None,
                      tooltip="model folder; empty: the bundled model"),
