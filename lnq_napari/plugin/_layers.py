@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lnq_napari.errors import LNQError
@@ -65,7 +67,7 @@ def volume_from(data: np.ndarray, metadata: dict | None, to_world=None) -> Volum
     """A Volume of layer ``data`` on the grid stored in ``metadata``, else on the layer's 4x4 data-to-world
     map ``to_world`` (:func:`world_matrix`; None: 1 mm voxels at the origin)."""
     geom = (metadata or {}).get(GEOMETRY_KEY)
-    array = np.asarray(data)
+    array = np.asarray(full_resolution(data))
     if array.ndim != 3:
         shape = " x ".join(str(n) for n in array.shape)
         raise LNQError(f"this layer is {array.ndim}D ({shape}); lnq-napari works on 3D CT volumes: open a CT "
@@ -82,6 +84,12 @@ def volume_from(data: np.ndarray, metadata: dict | None, to_world=None) -> Volum
                        "reset the layer's transform (or open the file with the lnq-napari reader)")
     # the inverse of placement(): world (z, y, x) = R_zyx @ (spacing_zyx * index_zyx) + origin_zyx
     return Volume(array, tuple(spacing[::-1]), tuple(matrix[:3, 3][::-1]), tuple(rot[::-1, ::-1].ravel()))
+
+
+def full_resolution(data):
+    """A layer's data at full resolution: a multiscale layer's first level (napari reads the list of levels
+    as an array of its last, coarsest level, and its scale and translate place the first), else ``data``."""
+    return data[0] if isinstance(data, Sequence) and not isinstance(data, str | bytes) else data
 
 
 def world_matrix(scale, translate, rotate=None, shear=None, affine=None) -> np.ndarray:

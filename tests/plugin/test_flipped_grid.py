@@ -190,3 +190,22 @@ def test_a_click_is_refused_only_where_another_opaque_scan_hides_the_labels_ct(m
     flat.translate = np.asarray(flat.translate) + np.array([0.0, 0.0, 5000.0])  # covers nothing clicked
     assert add_then_undo().startswith("added node")
 
+
+def test_a_multiscale_labels_layer_saves_its_full_resolution_where_napari_draws_it(make_napari_viewer,
+                                                                                     tmp_path):
+    """File > Save of a multiscale Labels layer wrote its coarsest level on the full-resolution grid:
+    half the size, the labels at the wrong place."""
+    from lnq_napari.io.readers import read_volume
+
+    full = np.zeros((8, 8, 8), np.uint8)
+    full[6, 1, 2] = 1
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels([full, full[::2, ::2, ::2]], multiscale=True, scale=(5.0, 2.0, 1.0),
+                               translate=(10.0, 0.0, -3.0))
+    viewer.layers.selection.active = labels
+    (written,) = viewer.layers.save(str(tmp_path / "pyramid.seg.nrrd"), selected=True, plugin="lnq-napari")
+    saved = read_volume(written)
+    assert saved.shape == full.shape and np.allclose(saved.spacing, (1.0, 2.0, 5.0))
+    index = tuple(int(i) for i in np.argwhere(np.asarray(saved.array) > 0)[0])
+    physical = np.asarray(saved.origin) + saved.direction_matrix @ (np.asarray(saved.spacing) * index[::-1])
+    assert np.allclose(physical[::-1], labels.data_to_world((6, 1, 2)), atol=1e-3)
