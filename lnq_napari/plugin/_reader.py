@@ -175,24 +175,42 @@ def saved_on_ct(path: Path) -> Volume | None:
 
 
 def open_ct_turned(path: Path) -> Volume | None:
-    """The CT open in napari (the only one) when the label file ``path`` samples its very points in
-    another axis order or direction (a head-first copy of a feet-first CT's labels): read onto its grid,
-    exactly, as ``view --seg`` reads them, they are that CT's labels (Shift+click, Save on its case).
-    None otherwise: labels of another grid stay as stored."""
+    """The open CT whose very points the label file ``path`` samples in another axis order or direction
+    (a head-first copy of a feet-first CT's labels): read onto its grid, exactly, as ``view --seg`` reads
+    them, they are that CT's labels (Shift+click, Save on its case). Looked for in napari's current viewer,
+    then in the other open viewers (npe2 tells a reader no viewer). None when no open CT's grid matches,
+    when CTs of several grids do, or when one already has the labels' grid: the labels stay as stored."""
+    grid = read_grid(path)
+    if grid is None:
+        return None
+    for viewer in _open_viewers():
+        cts = [ct for ct in (_grid_of(ly) for ly in viewer.layers if is_ct_layer(ly, views=False))
+               if ct is not None]
+        if any(ct.same_grid(grid) for ct in cts):
+            return None
+        turned = [ct for ct in cts if reordered_onto(ct, grid) is not None]
+        if turned:
+            return turned[0] if all(ct.same_grid(turned[0]) for ct in turned) else None
+    return None
+
+
+def _open_viewers() -> list:
+    """napari's current viewer first, then every other open one."""
     import napari
 
-    viewer = napari.current_viewer()
-    cts = [] if viewer is None else [ly for ly in viewer.layers if is_ct_layer(ly, views=False)]
-    if len(cts) != 1 or cts[0].ndim != 3 or getattr(cts[0], "rgb", False):
+    current = napari.current_viewer()
+    others = [v for v in list(getattr(napari.Viewer, "_instances", ())) if v is not current]
+    return [v for v in (current, *others) if v is not None]
+
+
+def _grid_of(layer) -> Volume | None:
+    """The CT volume an Image layer shows, or None for one that is no 3D grey volume on square axes."""
+    if layer.ndim != 3 or getattr(layer, "rgb", False):
         return None
     try:
-        ct = layer_volume(cts[0])
-    except LNQError:  # a CT sheared in napari: no grid to read the labels onto
+        return layer_volume(layer)
+    except LNQError:  # sheared in napari
         return None
-    grid = read_grid(path)
-    if grid is None or grid.same_grid(ct) or reordered_onto(ct, grid) is None:
-        return None
-    return ct
 
 
 def sibling_ct_grid(path: Path) -> Volume | None:

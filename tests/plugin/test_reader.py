@@ -409,3 +409,32 @@ def test_float_scans_with_sparse_fractions_or_few_large_whole_values_open_as_ima
         (layer,) = viewer.open(path, plugin="lnq-napari")
         assert layer._type_string == "image"
         np.testing.assert_array_equal(np.asarray(layer.data), array)
+
+
+@pytest.mark.gui
+def test_head_first_labels_find_their_ct_among_two_cases_and_in_a_viewer_not_current(make_napari_viewer,
+                                                                                      tmp_path):
+    """Head-first labels of a feet-first CT stayed on their own grid, unpaired, when a second case's CT
+    was open too, or when another viewer made later was napari's current one."""
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+    from lnq_napari.plugin._layers import same_placement
+
+    shape, spacing = (6, 16, 16), (0.7, 0.7, 5.0)
+    hu = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
+    feet_first = Volume(hu, spacing, (0.0, 0.0, 25.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask[1, 4:7, 4:7] = 1  # head first: index 1 is z = 5 mm, the feet-first CT's index 4
+    ct_path = write_volume(tmp_path / "patient1.nrrd", feet_first)
+    other_path = write_volume(tmp_path / "patient2.nrrd", Volume(hu, (0.8, 0.8, 3.0), (50.0, 0.0, 0.0)))
+    labels_path = write_volume(tmp_path / "from_other_tool-seg.nrrd", Volume(mask, spacing))
+    viewer = make_napari_viewer()
+    ct, _ = viewer.open([ct_path, other_path], plugin="lnq-napari")
+    (labels,) = viewer.open(labels_path, plugin="lnq-napari")
+    assert same_placement(ct, labels)
+    assert set(np.argwhere(np.asarray(labels.data) > 0)[:, 0]) == {4}
+    single = make_napari_viewer()
+    (only_ct,) = single.open(ct_path, plugin="lnq-napari")
+    make_napari_viewer()  # napari's current viewer now, no CT in it
+    (labels,) = single.open(labels_path, plugin="lnq-napari")
+    assert same_placement(only_ct, labels)
