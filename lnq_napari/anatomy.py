@@ -512,9 +512,13 @@ def cut_lung(anatomy: Anatomy, lungs: np.ndarray, spacing_zyx: tuple[float, floa
 #: its lung slices (a mediastinal reconstruction): the hull of the lungs in view is not the mediastinum
 #: (a 140 mm view: 22 % of the nodes' voxels in it), so the region keeps the lungs' slices only.
 INSIDE_CHEST_SHARE = 0.5
-#: How far (mm) the lungs may reach beyond their first and last slices in a view inside the chest: their
-#: lateral bases lie outside it (CTChest4 cropped to 213 x 183 mm around the mediastinum: one 10 mm slice).
-LUNG_ENDS_OUT_OF_VIEW_MM = 30.0
+#: In a view inside the chest a slice holds lung when at least this share of its view is lung-dense air
+#: (:data:`LUNG_AIR_HU`, median above :data:`CUT_LUNG_HU`): the lungs there are cut on both sides, so
+#: their air lies outside the body found and :func:`chest_lungs` finds only the apices (CTChest4 cropped
+#: to 140 mm: z 28-32 of the lungs' 8-32; its lung-dense air: z 9-32, 500-1500 voxels a slice).
+LUNG_AIR_SHARE = 0.05
+#: HU range of the air counted by :data:`LUNG_AIR_SHARE` (lung and gas; the median tells them apart).
+LUNG_AIR_HU = (-1500.0, -500.0)
 #: An air gap this long (mm) between two stretches of body along an image edge is a lung the edge cuts.
 CUT_LUNG_MM = 10.0
 
@@ -739,6 +743,27 @@ def _fill_hulls(hull: np.ndarray, lungs: np.ndarray, found: np.ndarray) -> None:
             hull[z] = hull[below] | hull[above]
 
 
+def _lung_air_slices(anatomy: Anatomy, found: np.ndarray) -> tuple[int, int]:
+    """First and last coarse slice of the lungs in a view inside the chest: the run of slices around
+    ``found`` (the slices where lungs were found) whose view is at least :data:`LUNG_AIR_SHARE` lung-dense
+    air (median above :data:`CUT_LUNG_HU`: lung, not the bowel's gas or the air outside the body)."""
+    small = _small(anatomy)
+    air = (small > LUNG_AIR_HU[0]) & (small < LUNG_AIR_HU[1])
+    in_view = np.ones_like(air) if anatomy.outside is None else ~anatomy.outside
+    air &= in_view
+    lung = np.zeros(small.shape[0], dtype=bool)
+    for z in range(small.shape[0]):
+        n = int(air[z].sum())
+        if n and n >= LUNG_AIR_SHARE * max(int(in_view[z].sum()), 1):
+            lung[z] = float(np.median(small[z][air[z]])) > CUT_LUNG_HU
+    lo, hi = int(found[0]), int(found[-1])
+    while lo > 0 and lung[lo - 1]:
+        lo -= 1
+    while hi < lung.size - 1 and lung[hi + 1]:
+        hi += 1
+    return lo, hi
+
+
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` in 3D (where
     mediastinal nodes can be). Air that is not lung (bowel, stomach) is left out (:func:`chest_lungs`); a
@@ -748,9 +773,9 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
 
     When no lungs are in view (an abdomen, a neck, a slab of soft tissue) it warns and returns all True: no
     restriction rather than a region that leaves nodes out. When the field of view lies inside the chest
-    (:data:`INSIDE_CHEST_SHARE`) it warns and keeps only the lungs' slices grown by ``margin_mm`` and
-    :data:`LUNG_ENDS_OUT_OF_VIEW_MM` (in plane no restriction: the slices below the lungs, an upper abdomen,
-    hold no mediastinal node).
+    (:data:`INSIDE_CHEST_SHARE`) it warns and keeps only the lungs' slices (:func:`_lung_air_slices`)
+    grown by ``margin_mm`` (in plane no restriction: the slices below the lungs, an upper abdomen, hold no
+    mediastinal node).
     """
     import SimpleITK as sitk
 
@@ -772,18 +797,17 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
         view = {k: anatomy.view[int(z)] for k, z in enumerate(found) if int(z) in anatomy.view}
         inside |= _circle_inside_chest(anatomy.body[found], lungs[found], view, coarse)
     hull = np.zeros_like(lungs)
-    reach = margin_mm
     if inside.mean() >= INSIDE_CHEST_SHARE:  # the lungs in view bound nodes along z only
-        warnings.warn("the field of view lies inside the chest (the image edges or the scan circle cut "
-                      "through the lungs), so nodes are restricted only to the lungs' slices, not to the "
-                      "mediastinum", UserWarning, stacklevel=2)
-        hull[int(found[0]) : int(found[-1]) + 1] = True
-        reach += LUNG_ENDS_OUT_OF_VIEW_MM
+        lo, hi = _lung_air_slices(anatomy, found)
+        hull[lo : hi + 1] = True
+        warnings.warn(f"the field of view lies inside the chest (the image edges or the scan circle cut "
+                      f"through the lungs), so nodes are restricted only to the lungs' slices "
+                      f"+ {margin_mm:g} mm, not to the mediastinum", UserWarning, stacklevel=2)
     else:
         lungs |= _spread(cut, lungs, anatomy)
         lungs |= _mirrored(lungs, anatomy, coarse[1:])
         _fill_hulls(hull, lungs, found)
-    grown = within_mm(hull, coarse, reach)
+    grown = within_mm(hull, coarse, margin_mm)
     region = anatomy.upsample(grown)  # bool
     return from_lps(region.view(np.uint8), oriented, code).view(bool)  # 0/1 either way: no bool copy
 

@@ -116,17 +116,23 @@ def test_its_stored_values_with_its_padding_are_refused(chest):
         check_ct_values(chest.array.astype(np.int32) + 1024)
 
 
-def test_a_view_inside_the_chest_still_leaves_out_the_abdomen_below_the_lungs(chest):
-    """CTChest4 cropped in plane to 213 x 183 mm around the mediastinum, all its slices: the view lies inside
-    the chest, so the lungs' hull is not drawn; the region was then the whole CT, the upper abdomen below
-    the lungs too (the bundled model's 2 nodes there, 40 mm below the lungs, were kept as nodes). It keeps
-    what the whole CT's region keeps, and not the slices well below the lungs."""
+@pytest.mark.parametrize("box", [
+    (slice(0, 34), slice(30, 100), slice(35, 95)),  # 213 x 183 mm: the lungs' bases cut at the sides
+    (slice(0, 34), slice(41, 87), slice(41, 87)),  # 140 mm: both lungs cut below their apices
+], ids=["213x183mm", "140mm"])
+def test_a_view_inside_the_chest_still_leaves_out_the_abdomen_below_the_lungs(chest, box):
+    """CTChest4 cropped in plane around the mediastinum, all its slices: the view lies inside the chest, so
+    the lungs' hull is not drawn; the region was then the whole CT, the upper abdomen below the lungs too
+    (213 x 183 mm: the bundled model's 2 nodes there, 40 mm below the lungs, were kept as nodes). It keeps
+    what the whole CT's region keeps, and not the slices well below the lungs. At 140 mm the lungs, cut on
+    both sides, were found on their top slices only, and the region lost the carina down to the diaphragm."""
     from lnq_napari.followup.match import sub_volume
 
-    box = (slice(0, 34), slice(30, 100), slice(35, 95))
-    whole = mediastinum_region(chest, MARGIN_MM)[box]
+    full = mediastinum_region(chest, MARGIN_MM)
+    whole = full[box]
     with pytest.warns(UserWarning, match="the field of view lies inside the chest"):
         region = mediastinum_region(sub_volume(chest, box), MARGIN_MM)
     assert whole.any() and region[whole].all()  # nothing the whole CT's region keeps is lost
-    assert not whole[:5].any() and not region[:5].any()  # the upper abdomen, 50 mm and more below the lungs
+    lowest = int(np.argmax(full.any(axis=(1, 2))))  # the whole CT's region's lowest slice (slice 0: feet)
+    assert lowest > 0 and not region[:lowest].any()  # nor reaches lower into the upper abdomen
     assert region[10:30].all()  # in plane no restriction: the lungs in view are not the mediastinum's bounds
