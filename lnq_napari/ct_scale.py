@@ -8,16 +8,16 @@ window) or a scanner's stored values (:func:`stored_values`, the intercept not a
 (:func:`scale_problem`: the CT is predicted): a wrong slope or intercept read from the landmarks below.
 A node table's CT (:func:`warn_if_not_hu`) is warned of stored values or HU 1024 low, not refused.
 
-Landmarks (:func:`landmarks`): the air (the mode of the CT's lowest values: about -1000 HU, or a lung's -850
-when little air is in view), the air round the body (outside the body that
-:func:`~lnq_napari.anatomy.coarse_anatomy` fills, so a lung the view cuts is not taken for it: -1000 HU) and
-the body (the mode of block means, blocks of about 3 mm (:data:`BODY_BLOCK_MM`), from 300 to 2500 above the
-air: fat about -100 or soft tissue about +40 HU; block means, so noise does not blur them). A CT whose air
-round the body reads 100 HU high, or whose body lies twice as far above its air as in HU, passes the
-stored-value checks and the model finds little or nothing in it, silently: the bundled model found 0 of 8
-phantom nodes 100 HU high, 4 of 8 at slope x2. :func:`scale_problem` says so in one line; a CT whose air
-reads -10000 (tenths of HU) is refused. A CT with no air round the body (cropped to it) is not judged by its
-air.
+Landmarks (:func:`landmarks`): the air (the mode of the CT's lowest values: about -1000 HU, or a lung's
+-850 when little air is in view), the air round the body (outside the body that
+:func:`~lnq_napari.anatomy.coarse_anatomy` fills, so a lung the view cuts is not taken for it: -1000 HU)
+and the body (the mode of block means of about 3 mm, :data:`BODY_BLOCK_MM`, from 300 to 2500 above the
+air, a lung's mode below a denser one skipped, :func:`_body_mode`: fat about -100 or soft tissue about +40
+HU; block means, so noise does not blur them). A CT whose air round the body reads 100 HU high, or whose
+body lies twice as far above its air as in HU, passes the stored-value checks and the model finds little
+or nothing in it, silently: the bundled model found 0 of 8 phantom nodes 100 HU high, 4
+of 8 at slope x2. :func:`scale_problem` says so in one line; a CT whose air reads -10000 (tenths of HU) is
+refused. A CT with no air round the body (cropped to it) is not judged by its air.
 """
 
 from __future__ import annotations
@@ -282,6 +282,29 @@ def _block_size(ct: Volume | np.ndarray) -> tuple[int, int]:
     return tuple(int(min(4, max(1, round(BODY_BLOCK_MM / s)))) for s in ct.spacing_zyx[1:])
 
 
+#: A tissue this many times as far above the air as the fullest one in the body's window lies above it is
+#: the body, the fullest one a lung: calibrated, lung (-850..-600 HU) lies 150-400 above the air and fat or
+#: soft tissue 6-2.5 times as far; at slope x2 a phantom's uniform lung (-850) reads 350 above its air,
+#: fills more blocks than its fat, and was taken for the body ('scaled x0.4', the wrong way). The body
+#: itself has nothing as dense as 2.5 times it above it (bone +1250 HU and more: under 1 % of blocks).
+LUNG_BELOW_BODY = 2.5
+
+
+def _body_mode(blocks: np.ndarray, air: float) -> float | None:
+    """The body's main tissue among block means ``blocks``: the fullest mode from 300 to 2500 above ``air``
+    holding 1 % of them (a tissue, not a rim), or the fullest one :data:`LUNG_BELOW_BODY` times as far above
+    the air above it (that one a lung); None: none."""
+    body = None
+    lo = air + 300.0
+    for _ in range(2):
+        mode = _mode(blocks, lo, air + 2500.0, 5.0)
+        if mode is None or mode[1] < 0.01 * blocks.size:
+            break
+        body = mode[0]
+        lo = air + LUNG_BELOW_BODY * (body - air)
+    return body
+
+
 def landmarks(ct: Volume | np.ndarray) -> Landmarks:
     """The air, the air round the body and the body of ``ct`` (a Volume; an array, z y x or one slice: no
     air round the body read) as their values read (see the module and :class:`Landmarks`)."""
@@ -308,8 +331,7 @@ def landmarks(ct: Volume | np.ndarray) -> Landmarks:
     ky, kx = _block_size(ct)
     blocks = sample[:, : y // ky * ky, : x // kx * kx].astype(np.float32)
     blocks = blocks.reshape(z, y // ky, ky, x // kx, kx).mean(axis=(2, 4)).ravel()
-    body = _mode(blocks, air[0] + 300.0, air[0] + 2500.0, 5.0)
-    body = None if body is None or body[1] < 0.01 * blocks.size else body[0]  # 1 %: a tissue, not a rim
+    body = _body_mode(blocks, air[0])
     if not isinstance(ct, Volume) or hu.ndim != 3 or min(hu.shape) < 2:
         return Landmarks(air[0], body)
     cut = (air[0] + (air[0] + 900.0 if body is None else body)) / 2

@@ -228,3 +228,16 @@ def test_a_ct_on_coarse_pixels_is_judged_by_its_tissue_not_by_blocks_mixing_lung
     values = np.asarray(coarse_phantom.array, np.float32)
     halved = dataclasses.replace(coarse_phantom, array=values * 0.5 - 512.0)
     assert "x0.5" in (ct_scale.scale_problem(halved) or "")
+
+
+@pytest.mark.parametrize("slope", [2.0, 1.5])
+def test_a_phantom_scaled_up_is_said_scaled_up_not_down(coarse_phantom, slope):
+    """A phantom's uniform lung (-850 HU) at slope x2 reads 350 above its air, inside the body's window, and
+    fills more blocks than its fat: it was read as the body and the CT said 'scaled x0.4', the wrong way
+    (x1.5 on 4 mm pixels: 'x0.3'). The body is the denser tissue above it; the factor said is the slope's."""
+    from lnq_napari import ct_scale
+
+    values = np.asarray(coarse_phantom.array, np.float32)
+    scaled = dataclasses.replace(coarse_phantom, array=values * slope + 1024.0 * (slope - 1.0))
+    said = re.search(r"scaled x([\d.]+)", ct_scale.scale_problem(scaled) or "")
+    assert said and abs(float(said.group(1)) - slope) <= 0.15 * slope
