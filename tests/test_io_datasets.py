@@ -862,3 +862,67 @@ def test_a_seg_filed_among_its_ct_s_slices_is_the_case_s_labels(tmp_path):
     assert case.case_id == "P1" and case.seg == (root / "P1" / "zz-seg.dcm").resolve()
     assert case.ct == (root / "P1").resolve()  # the folder: the SEG is no other CT series there
     np.testing.assert_array_equal(read_labels(case.seg, reference=read_volume(case.ct)).array, labels.array)
+
+
+def _scout_in(folder: Path, name: str = "0000-scout.dcm") -> None:
+    """A scout (a slice of :data:`SERIES` as a series of its own, marked LOCALIZER) saved into ``folder``."""
+    import pydicom
+
+    scout = pydicom.dcmread(sorted(SERIES.glob("*.dcm"))[0])
+    scout.SeriesInstanceUID, scout.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.save_as(folder / name)
+
+
+def test_a_folder_of_two_patients_is_refused_though_a_seg_labels_one_of_them(tmp_path):
+    """A series folder holding two patients' series, a SEG of one beside it: the case's CT became a slice
+    file of the SEG's series, so the refusal of a folder of two patients was skipped and training went on
+    with one patient's labels under the folder's case id."""
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    folder = tmp_path / "download" / "P1" / "2-CT"
+    shutil.copytree(SERIES, folder)
+    other = _copy_series(SERIES, tmp_path / "other", PatientID="OTHER-PATIENT")
+    write_dicom_seg(tmp_path / "download" / "P1" / "3-SEG" / "1-1.dcm", labels, other)
+    for file in other.iterdir():
+        shutil.move(file, folder / f"0-other-{file.name}")  # sorts first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(LNQError, match=r"holds the DICOM series of 2 patients"):
+            for case in find_cases(tmp_path / "download", require="seg"):
+                read_volume(case.ct)
+        with pytest.raises(LNQError, match=r"holds the DICOM series of 2 patients"):
+            load_training_cases(tmp_path / "download", naive=True, workers=1)
+
+
+def test_a_labelled_case_beside_a_scout_is_its_folder_and_a_split_series_is_still_refused(tmp_path):
+    """A scout in a labelled case's series folder made the case's CT one slice file (workspace.json recorded
+    it), so the folder's checks were skipped: a series split over two folders, its SEG listing only the
+    slices it labels, was taken as a labelled case of half the CT."""
+    import pydicom
+
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1:, 40:60, 40:60] = 1
+    root = tmp_path / "download"
+    folder = shutil.copytree(SERIES, root / "P1" / "2-CT")
+    _scout_in(folder)
+    write_dicom_seg(root / "P1" / "3-SEG" / "1-1.dcm", labels, SERIES)
+    (case,) = find_cases(root, require="seg")
+    assert case.ct == folder.resolve()
+    files = sorted(SERIES.glob("*.dcm"))
+    seg = pydicom.dcmread(root / "P1" / "3-SEG" / "1-1.dcm")  # lists only the slices it labels
+    listed = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence = listed[1:]
+    seg.save_as(root / "P1" / "3-SEG" / "1-1.dcm")
+    for part, kept in (("2-CT-a", files[:1]), ("2-CT-b", files[1:])):
+        (root / "P1" / part).mkdir()
+        for file in kept:
+            shutil.copy(file, root / "P1" / part / file.name)
+    _scout_in(root / "P1" / "2-CT-b")
+    shutil.rmtree(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(LNQError, match=r"labels part of a DICOM series split over folders"):
+            find_cases(root, require="seg")

@@ -146,17 +146,19 @@ def _referenced_instances(seg: SegFile) -> int:
 
 
 def _drawn_on(folder: Path, seg: SegFile) -> Path:
-    """The CT of a case whose labels are ``seg``: ``folder``, or where it holds several series (two
-    reconstructions, a scout), a file of the series ``seg`` references, which reads as that series (a
-    folder reads as its largest CT series: another than the SEG's was refused as its CT)."""
+    """The CT of a case whose labels are ``seg``: ``folder``, or where the read of it (a folder reads as its
+    largest CT series: :func:`_series_read`) gives another series than the SEG's (two reconstructions), a
+    file of the SEG's series, which reads as that series. The folder whenever its read refuses it (two
+    patients' series: the refusal stands) or is the SEG's series (a scout beside it: the folder's checks,
+    a series split over folders, stand)."""
     import SimpleITK as sitk
 
-    if len(candidate_files(folder)) <= _referenced_instances(seg):  # its files are all the SEG's series'
+    if len(candidate_files(folder)) < 2 * _referenced_instances(seg):  # most files the SEG's: it is read
         return folder
     own = str(getattr(seg.dataset, "SeriesInstanceUID", ""))  # the SEG filed among the slices: no CT
     present = [u for u in series_in(folder, every_file=True) if u != own]
     uid = next((u for u in seg.referenced_series if u in present), None)
-    if len(present) < 2 or uid is None:
+    if len(present) < 2 or uid is None or _series_read(folder) in (uid, None):
         return folder
     try:
         files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
@@ -544,7 +546,9 @@ def _series_read(folder: Path) -> str | None:
     from lnq_napari.io.dicom_series import read_dicom
 
     try:
-        return read_dicom(folder).meta.get("dicom_series_uid")
+        with warnings.catch_warnings():  # which series it reads, and why: said when the case is read
+            warnings.simplefilter("ignore")
+            return read_dicom(folder).meta.get("dicom_series_uid")
     except LNQError:
         return None
 
