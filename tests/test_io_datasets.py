@@ -926,3 +926,26 @@ def test_a_labelled_case_beside_a_scout_is_its_folder_and_a_split_series_is_stil
         warnings.simplefilter("ignore")
         with pytest.raises(LNQError, match=r"labels part of a DICOM series split over folders"):
             find_cases(root, require="seg")
+
+
+def test_two_segs_of_two_series_of_one_folder_are_not_called_two_segs_of_one_case(tmp_path):
+    """A flat export of two CT series and a SEG of each: the second SEG was left out as 'a second SEG of P1
+    ...; move that SEG away to use this one', though moving the first away would not make it label the
+    series the case is read with; the warning names the other series and what to do."""
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    folder = shutil.copytree(SERIES, tmp_path / "download" / "P1")
+    other = _copy_series(SERIES, tmp_path / "other", SeriesDescription="thin")
+    write_dicom_seg(folder / "zz-seg1.dcm", labels, SERIES)
+    write_dicom_seg(folder / "zz-seg2.dcm", labels, other)
+    for file in other.iterdir():
+        shutil.move(file, folder / f"b-{file.name}")
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        (case,) = find_cases(tmp_path / "download", require="seg")
+    said = [str(w.message) for w in heard if "zz-seg" in str(w.message)]
+    (left,) = {"zz-seg1.dcm", "zz-seg2.dcm"} - {case.seg.name}
+    assert len(said) == 1 and said[0].startswith(str(folder / left)) and "second SEG" not in said[0], said
+    assert "labels another series" in said[0] and "give each series a folder of its own" in said[0]
+    assert case.seg.name in said[0]

@@ -103,29 +103,38 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
     case_of = {uid: case for case, folder in series for uid in series_in(folder, every_file=False)}
     claims: dict[str, list[Path]] = {}
     parsed: dict[Path, SegFile] = {}
+    drawn: dict[Path, str] = {}  # SEG -> the series of its case it references
     every_file = False
     # SEG series folders first, then SEGs among the slices of a series folder none of those labels (a study
     # exported into one folder, a SEG saved into its CT's folder)
     among = (path for case, folder in series if case not in claims for path in segs_among_slices(folder))
     for path in filter(labels, itertools.chain(seg_files, among)):
         parsed[path] = read_seg(path)
-        case = _referenced_case(parsed[path], case_of)
+        case = case_of.get(uid := _referenced_uid(parsed[path], case_of))
         if case is None and not every_file:  # a series whose files sort after another's in its folder
             every_file = True
             for other, folder in series:
-                for uid in series_in(folder, every_file=True):
-                    case_of.setdefault(uid, other)
-            case = _referenced_case(parsed[path], case_of)
+                for found in series_in(folder, every_file=True):
+                    case_of.setdefault(found, other)
+            case = case_of.get(uid := _referenced_uid(parsed[path], case_of))
         if case is None:
             warnings.warn(f"{path} is left out (it references no CT series found here)", UserWarning,
                           stacklevel=2)
         else:
             claims.setdefault(case, []).append(path)
+            drawn[path] = str(uid)
     segs: dict[str, Path] = {}
+    folders = dict(series)
     for case, paths in claims.items():
         ranks = {path: rank(parsed[path]) for path in paths} if len(paths) > 1 else {}
         segs[case] = kept = min(paths, key=lambda path: ranks.get(path, (0,))[0])
         for path in (p for p in paths if p != kept):
+            if drawn[path] != drawn[kept]:  # moving the kept SEG away would not make this one label its CT
+                warnings.warn(f"{path} is left out: it labels another series ({drawn[path]}) of "
+                              f"{folders[case]}, whose case {case} is read with {kept} (series "
+                              f"{drawn[kept]}); give each series a folder of its own", UserWarning,
+                              stacklevel=2)
+                continue
             why = f"{ranks[kept][1]}, before {ranks[path][1]}" if ranks[kept][0] < ranks[path][0] \
                 else "found first"
             warnings.warn(f"{path} is left out: a second SEG of {case}, whose labels are {kept} ({why}); "
@@ -134,9 +143,9 @@ def dicom_cases(root: Path, labels: Callable[[Path], bool] = lambda seg: True,
             if case in segs else CaseFiles(case, folder.resolve()) for case, folder in series]
 
 
-def _referenced_case(seg: SegFile, case_of: dict[str, str]) -> str | None:
-    """The case (``case_of``: series UID -> case) of the first series ``seg`` references that is one."""
-    return next((case_of[uid] for uid in seg.referenced_series if uid in case_of), None)
+def _referenced_uid(seg: SegFile, case_of: dict[str, str]) -> str | None:
+    """The first series ``seg`` references that is a case's (``case_of``: series UID -> case), or None."""
+    return next((uid for uid in seg.referenced_series if uid in case_of), None)
 
 
 def _referenced_instances(seg: SegFile) -> int:
