@@ -949,3 +949,18 @@ def test_two_segs_of_two_series_of_one_folder_are_not_called_two_segs_of_one_cas
     assert len(said) == 1 and said[0].startswith(str(folder / left)) and "second SEG" not in said[0], said
     assert "labels another series" in said[0] and "give each series a folder of its own" in said[0]
     assert case.seg.name in said[0]
+
+
+def test_a_seg_of_a_series_not_here_is_refused_in_one_line_without_itk_s_warnings(tmp_path, capfd):
+    """A SEG of an absent series saved beside other patients' folders: before the one-line refusal, ITK
+    printed a 'No Series were found' warning for each folder beside it that holds no DICOM of its own."""
+    ct = read_volume(SERIES)
+    other = _copy_series(SERIES, tmp_path / "absent")  # the SEG's series, not in the data
+    seg = write_dicom_seg(tmp_path / "data" / "P1" / "seg.dcm", ct.with_array(np.ones(ct.shape, np.uint8)),
+                          other)
+    for patient in ("P2", "P3"):
+        shutil.copytree(SERIES, tmp_path / "data" / patient / "study" / "2-CT")
+    capfd.readouterr()
+    with pytest.raises(LNQError, match="which is not in P1/"):
+        read_labels(seg)
+    assert "No Series were found" not in capfd.readouterr().err

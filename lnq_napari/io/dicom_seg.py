@@ -31,6 +31,7 @@ from lnq_napari.io.dicom_headers import (
 )
 from lnq_napari.io.dicom_stack import ITK_OFF_PERPENDICULAR, MAX_ROUNDED_COMPONENT, ON_GRID_AXES, orthonormal
 from lnq_napari.io.dicom_tree import (
+    SAMPLED_FILES,
     candidate_files,
     candidate_folders,
     ct_folders_below,
@@ -185,12 +186,17 @@ def find_ct_series(seg: SegFile) -> tuple[Path, str]:
         raise LNQError(f"{seg.name} does not say which CT series it was drawn on (no Referenced Series "
                        "Sequence); pass the CT with it (read_labels(seg, reference=read_volume(ct)))")
     home = seg.path.parent
+    whole = {home}  # the folders whose every file was read
     for every_file in (False, True):  # the first files of each folder, then all (another series first)
         for folder in itertools.chain(candidate_folders(seg.path), ct_folders_below(home)):
+            if every_file and folder in whole:
+                continue
             present = series_in(folder, every_file=every_file or folder == home)
             for uid in seg.referenced_series:
                 if uid in present:
                     return folder, uid
+            if not every_file and len(candidate_files(folder)) <= SAMPLED_FILES:
+                whole.add(folder)
     raise LNQError(f"{seg.name} is a DICOM SEG of CT series {seg.referenced_series[0]}, which is not in "
                    f"{home.name}/, the folders beside it or the series folders below it; keep the SEG series "
                    "folder next to its CT series folder (as TCIA downloads are laid out) or pass the CT with "

@@ -29,6 +29,7 @@ from lnq_napari.io.dicom_headers import (
     series_slices,
 )
 from lnq_napari.io.layout import IMAGE_SUFFIXES, holds_dicomdir, is_dicomdir
+from lnq_napari.io.raw_image import itk_quiet
 
 DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
 #: Names that say a file is no DICOM (notes, thumbnails, reports a series folder holds beside its slices,
@@ -563,8 +564,11 @@ def series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
     import SimpleITK as sitk
 
     if every_file:
+        if not _holds_dicom(folder):  # GDCM would print a warning of its own for each such folder
+            return ()
         try:
-            return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+            with itk_quiet():
+                return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
         except RuntimeError:
             return ()
     found = []
