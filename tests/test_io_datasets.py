@@ -964,3 +964,30 @@ def test_a_seg_of_a_series_not_here_is_refused_in_one_line_without_itk_s_warning
     with pytest.raises(LNQError, match="which is not in P1/"):
         read_labels(seg)
     assert "No Series were found" not in capfd.readouterr().err
+
+
+def test_finding_cases_scans_no_series_folder_whole_for_other_series(tmp_path, monkeypatch):
+    """Each read of a data folder (workspace init, training, every review) ran a GDCM scan of every slice
+    of each unlabelled series folder (for a SEG among its slices), and of each labelled one holding a scout:
+    about twice the old time, on every read. A SEG among slices is still found."""
+    import SimpleITK as sitk
+
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    root = tmp_path / "download"
+    _scout_in(shutil.copytree(SERIES, root / "P1" / "study" / "2-CT"))
+    write_dicom_seg(root / "P1" / "study" / "3-SEG" / "1-1.dcm", labels, SERIES)
+    other = _copy_series(SERIES, root / "P2" / "study" / "2-CT")
+    scans = []
+    scan = sitk.ImageSeriesReader.GetGDCMSeriesIDs
+    monkeypatch.setattr(sitk.ImageSeriesReader, "GetGDCMSeriesIDs",
+                        staticmethod(lambda folder, *a: scans.append(folder) or scan(folder, *a)))
+    cases = find_cases(root)
+    assert scans == []
+    assert [(c.case_id, c.ct, c.seg is not None) for c in cases] == [
+        ("P1_study_2-CT", (root / "P1" / "study" / "2-CT").resolve(), True),
+        ("P2_study_2-CT", (root / "P2" / "study" / "2-CT").resolve(), False)]
+    write_dicom_seg(tmp_path / "zz-seg.dcm", labels, other)
+    shutil.move(tmp_path / "zz-seg.dcm", other / "zz-seg.dcm")  # among its slices
+    assert [c.seg for c in find_cases(root)][1] == (other / "zz-seg.dcm").resolve()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,10 +150,21 @@ def _referenced_uid(seg: SegFile, case_of: dict[str, str]) -> str | None:
     return next((uid for uid in seg.referenced_series if uid in case_of), None)
 
 
+#: (0008,1155) Referenced SOP Instance UID, as a little-endian file writes its tag.
+_INSTANCE_TAG = b"\x08\x00\x55\x11"
+
+
 def _referenced_instances(seg: SegFile) -> int:
-    """How many images of its CT series ``seg`` lists (Referenced Series Sequence; 0 when it lists none)."""
-    return sum(len(item.get("ReferencedInstanceSequence") or [])
-               for item in seg.dataset.get("ReferencedSeriesSequence") or [])
+    """How many images of its CT series ``seg`` lists (Referenced Series Sequence; 0 when it lists none),
+    counted in each item's sequence as read, not parsed (a SEG of 600 slices lists 600)."""
+    count = 0
+    for item in seg.dataset.get("ReferencedSeriesSequence") or []:
+        if "ReferencedInstanceSequence" not in item:
+            continue
+        raw = item.get_item("ReferencedInstanceSequence").value
+        count += raw.count(_INSTANCE_TAG) if isinstance(raw, bytes) and seg.dataset.is_little_endian \
+            else len(raw or [])
+    return count
 
 
 def _drawn_on(folder: Path, seg: SegFile) -> Path:
@@ -163,8 +175,8 @@ def _drawn_on(folder: Path, seg: SegFile) -> Path:
     a series split over folders, stand)."""
     import SimpleITK as sitk
 
-    if len(candidate_files(folder)) < 2 * _referenced_instances(seg):  # most files the SEG's: it is read
-        return folder
+    if len(os.listdir(folder)) < 2 * _referenced_instances(seg):  # most of its files are the SEG's series'
+        return folder  # the largest, which the folder reads (no file read, no GDCM scan)
     own = str(getattr(seg.dataset, "SeriesInstanceUID", ""))  # the SEG filed among the slices: no CT
     present = [u for u in series_in(folder, every_file=True) if u != own]
     uid = next((u for u in seg.referenced_series if u in present), None)

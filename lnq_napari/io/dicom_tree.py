@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -177,11 +178,28 @@ def _scan_seg_files(folder: Path) -> list[Path]:
 
 def segs_among_slices(folder: Path) -> list[Path]:
     """The DICOM SEG files of a folder holding images (a study exported into one folder, a SEG saved into
-    its CT's folder; a folder of SEGs alone: :func:`_seg_files`): none in a folder of one series (a SEG is
-    a series of its own), else each file's header read."""
-    if len(series_in(folder, every_file=True)) < 2:
-        return []
-    return [f for f in candidate_files(folder) if _dicom_kind(f) == "seg"]
+    its CT's folder; a folder of SEGs alone: :func:`_seg_files`): the files whose first bytes may name a
+    SEG's SOP class (:func:`_may_be_seg`), their headers read."""
+    return [f for f in candidate_files(folder) if _may_be_seg(f) and _dicom_kind(f) == "seg"]
+
+
+#: A SOP Class UID in a file's first bytes (its file meta's, or a bare dataset's SOP Class UID).
+_SOP_CLASS_IN_HEAD = re.compile(rb"1\.2\.840\.10008\.5\.1\.4\.1\.1\.[0-9.]*")
+SNIFFED_BYTES = 1024  # a Part 10 file's meta (its SOP class) lies in its first few hundred bytes
+
+
+def _may_be_seg(path: Path) -> bool:
+    """Whether ``path`` may be a DICOM SEG: a storage SOP class in its first :data:`SNIFFED_BYTES` is
+    one of :data:`.dicom_headers.SEG_SOP_CLASSES`, or none is there (its header must be read). A CT
+    folder's slices are told from a SEG without reading their headers."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFFED_BYTES)
+    except OSError:
+        return False
+    named = {m.group().rstrip(b".").decode() for m in _SOP_CLASS_IN_HEAD.finditer(head)
+             if m.end() < len(head)}  # one cut by the end of the bytes read may be any class
+    return not named or bool(named & set(SEG_SOP_CLASSES))
 
 
 def candidate_files(folder: Path) -> list[Path]:
