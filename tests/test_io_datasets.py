@@ -991,3 +991,20 @@ def test_finding_cases_scans_no_series_folder_whole_for_other_series(tmp_path, m
     write_dicom_seg(tmp_path / "zz-seg.dcm", labels, other)
     shutil.move(tmp_path / "zz-seg.dcm", other / "zz-seg.dcm")  # among its slices
     assert [c.seg for c in find_cases(root)][1] == (other / "zz-seg.dcm").resolve()
+
+
+def test_a_seg_saved_among_a_scout_s_files_labels_the_ct_it_references(tmp_path):
+    """A SEG saved into the folder of the study's scout (a folder that is no case): training and workspace
+    init took its CT as unlabelled without a word."""
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    root = tmp_path / "download"
+    shutil.copytree(SERIES, root / "P1" / "ct")
+    (root / "P1" / "scout").mkdir()
+    _scout_in(root / "P1" / "scout")
+    write_dicom_seg(root / "P1" / "scout" / "zz-seg.dcm", labels, SERIES)
+    (case,) = find_cases(root, require="seg")
+    assert (case.case_id, case.ct) == ("P1_ct", (root / "P1" / "ct").resolve())
+    assert case.seg == (root / "P1" / "scout" / "zz-seg.dcm").resolve()
+    np.testing.assert_array_equal(read_labels(case.seg, reference=read_volume(case.ct)).array, labels.array)

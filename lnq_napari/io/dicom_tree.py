@@ -417,6 +417,8 @@ def dicom_folders(path: Path, case_id: str) -> tuple[list[tuple[str, Path]], lis
             elif depth == 0 or not _not_a_ct_image(folder):  # a scout or dose report beside the CT: no case
                 parts = [*root, *folder.relative_to(path).parts]
                 series.append((case_id if depth == 0 else "_".join(parts), folder))
+            else:  # a SEG saved among a scout's files labels the CT it references (left out without a word)
+                segs += segs_among_slices(folder)
         if depth == 0 and (series or segs):
             if series:
                 refuse_series_below(path)
