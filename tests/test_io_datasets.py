@@ -1008,3 +1008,30 @@ def test_a_seg_saved_among_a_scout_s_files_labels_the_ct_it_references(tmp_path)
     assert (case.case_id, case.ct) == ("P1_ct", (root / "P1" / "ct").resolve())
     assert case.seg == (root / "P1" / "scout" / "zz-seg.dcm").resolve()
     np.testing.assert_array_equal(read_labels(case.seg, reference=read_volume(case.ct)).array, labels.array)
+
+
+def test_an_unchanged_series_folder_is_not_looked_through_again_for_a_seg(tmp_path, monkeypatch):
+    """A review reads its data folder again and again: each read looked through every slice of each
+    unlabelled series folder for a SEG among them. Once the folder is unchanged since the last look, it
+    is not; a SEG saved into it since is found."""
+    import os
+
+    import SimpleITK as sitk
+
+    from lnq_napari.io import dicom_tree
+
+    root = tmp_path / "download"
+    folder = _copy_series(SERIES, root / "P1" / "study" / "2-CT")
+    os.utime(folder, ns=(os.stat(folder).st_atime_ns, os.stat(folder).st_mtime_ns - 10**10))  # settled
+    assert [c.seg for c in find_cases(root)] == [None]
+    looked, scans = [], []
+    sniff, scan = getattr(dicom_tree, "_may_be_seg", None), sitk.ImageSeriesReader.GetGDCMSeriesIDs
+    monkeypatch.setattr(dicom_tree, "_may_be_seg", lambda f: looked.append(f) or sniff(f), raising=False)
+    monkeypatch.setattr(sitk.ImageSeriesReader, "GetGDCMSeriesIDs",
+                        staticmethod(lambda path, *a: scans.append(path) or scan(path, *a)))
+    assert [c.seg for c in find_cases(root)] == [None]
+    assert (looked, scans) == ([], [])
+    ct = read_volume(folder)
+    write_dicom_seg(tmp_path / "zz-seg.dcm", ct.with_array(np.ones(ct.shape, np.uint8)), folder)
+    shutil.move(tmp_path / "zz-seg.dcm", folder / "zz-seg.dcm")  # the folder changes
+    assert [c.seg for c in find_cases(root)] == [(folder / "zz-seg.dcm").resolve()]

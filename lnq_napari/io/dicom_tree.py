@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import os
 import re
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -176,11 +177,27 @@ def _scan_seg_files(folder: Path) -> list[Path]:
     return segs
 
 
+#: :func:`segs_among_slices` of each folder, with the folder's modification time when it was looked at.
+_AMONG: dict[str, tuple[int, list[Path]]] = {}
+SETTLED_NS = 2_000_000_000  # a folder changed this long before a look is kept: a coarse clock (FAT: 2 s)
+
+
 def segs_among_slices(folder: Path) -> list[Path]:
     """The DICOM SEG files of a folder holding images (a study exported into one folder, a SEG saved into
     its CT's folder; a folder of SEGs alone: :func:`_seg_files`): the files whose first bytes may name a
-    SEG's SOP class (:func:`_may_be_seg`), their headers read."""
-    return [f for f in candidate_files(folder) if _may_be_seg(f) and _dicom_kind(f) == "seg"]
+    SEG's SOP class (:func:`_may_be_seg`), their headers read. Looked at again only once the folder has
+    changed (a file added, removed or renamed): each data read of a review opened every slice."""
+    try:
+        stamp = os.stat(folder).st_mtime_ns
+    except OSError:
+        return []
+    key = os.path.abspath(folder)
+    if (kept := _AMONG.get(key)) is not None and kept[0] == stamp:
+        return list(kept[1])
+    segs = [f for f in candidate_files(folder) if _may_be_seg(f) and _dicom_kind(f) == "seg"]
+    if time.time_ns() - stamp > SETTLED_NS:  # else a file added within the clock's step may not show
+        _AMONG[key] = (stamp, segs)
+    return list(segs)
 
 
 #: A SOP Class UID in a file's first bytes (its file meta's, or a bare dataset's SOP Class UID).
