@@ -345,3 +345,32 @@ def test_a_correction_whose_file_is_damaged_is_warned_of_not_exported_silently(t
     with pytest.warns(UserWarning, match=lost):
         result = export_dataset(tmp_path / "raw", 13, workspace=ws.root, workers=1)
     assert {c.case_id: c.kind for c in result.cases}[case] == "original"
+
+
+def test_each_warning_of_reading_the_data_folder_is_said_once(tmp_path):
+    """export-nnunet read its data folder twice (the labelled cases, then all of them), so each warning of
+    the read (a SEG of no CT series there, series too deep) was printed twice."""
+    import warnings
+
+    import pydicom
+
+    from lnq_napari.io.dicom_seg import write_dicom_seg
+    from lnq_napari.nnunet.export import jobs_from_data
+
+    series = Path(__file__).parent / "data" / "dcmqi" / "ct-3slice"
+    root = tmp_path / "data"
+    shutil.copytree(series, root / "P1" / "2-CT")
+    ct = read_volume(series)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    write_dicom_seg(root / "P1" / "3-SEG" / "1-1.dcm", labels, series)
+    stray = write_dicom_seg(root / "P2" / "3-SEG" / "1-1.dcm", labels, series)
+    ds = pydicom.dcmread(stray)
+    ds.ReferencedSeriesSequence[0].SeriesInstanceUID = pydicom.uid.generate_uid()  # a series not here
+    ds.save_as(stray)
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        jobs, skipped = jobs_from_data(root)
+    assert [job.case_id for job in jobs] == ["P1_2-CT"] and skipped == []
+    left = [str(w.message) for w in heard if "references no CT series found here" in str(w.message)]
+    assert len(left) == 1 and str(stray) in left[0]

@@ -161,8 +161,12 @@ def jobs_from_data(data: str | Path) -> tuple[list[ExportJob], list[str]]:
     if is_workspace(Path(data).expanduser()):  # said "no *-ct.nrrd files ... in ws"
         raise LNQError(f"{data} is a review workspace, not a data folder; give it as --workspace {data} (its "
                        "cases with their corrections)")
-    cases = find_cases(data, require="seg")
-    everything = find_cases(data)
+    try:
+        everything = find_cases(data)  # read once: each of its warnings said once
+    except LNQError:
+        _labelled_cases(data)  # what --data needs, when that is what is wrong
+        raise
+    cases = [c for c in everything if c.seg is not None] or _labelled_cases(data)
     skipped = [c.case_id for c in everything if c.seg is None]
     folder = Path(data).expanduser()
     if folder.is_dir():
@@ -170,6 +174,16 @@ def jobs_from_data(data: str | Path) -> tuple[list[ExportJob], list[str]]:
         skipped += [f"{path.name} (no CT)" for case, path in _labels_by_case(folder).items()
                     if case not in known]
     return [ExportJob(c.case_id, str(c.ct), str(c.seg)) for c in cases], skipped
+
+
+def _labelled_cases(data: str | Path) -> list:
+    """The labelled cases of ``data`` (:func:`~lnq_napari.io.datasets.find_cases` ``require="seg"``), read
+    again without its warnings (said by the first read): its LNQError when there are none."""
+    from lnq_napari.io.datasets import find_cases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return find_cases(data, require="seg")
 
 
 def _labels_by_case(folder: Path) -> dict[str, Path]:
