@@ -1035,3 +1035,17 @@ def test_an_unchanged_series_folder_is_not_looked_through_again_for_a_seg(tmp_pa
     write_dicom_seg(tmp_path / "zz-seg.dcm", ct.with_array(np.ones(ct.shape, np.uint8)), folder)
     shutil.move(tmp_path / "zz-seg.dcm", folder / "zz-seg.dcm")  # the folder changes
     assert [c.seg for c in find_cases(root)] == [(folder / "zz-seg.dcm").resolve()]
+
+
+def test_a_damaged_file_beside_a_seg_among_slices_is_named(tmp_path):
+    """A SEG among its CT's slices beside a file that cannot be read: the file was skipped without a word
+    (as it is named beside a SEG series' files), so a SEG cut short there was not missed knowingly."""
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    folder = shutil.copytree(SERIES, tmp_path / "download" / "P1")
+    write_dicom_seg(folder / "zz-seg.dcm", labels, SERIES)
+    (folder / "zz-seg2.dcm").write_bytes(b"\0" * 64)  # cut short while copied
+    with pytest.warns(UserWarning, match=r"zz-seg2.dcm is skipped: it cannot be read as DICOM"):
+        (case,) = find_cases(tmp_path / "download", require="seg")
+    assert case.seg == (folder / "zz-seg.dcm").resolve()

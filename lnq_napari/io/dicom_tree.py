@@ -160,16 +160,17 @@ def _seg_files(folder: Path) -> list[Path]:
     return list(segs)
 
 
-def _scan_seg_files(folder: Path) -> list[Path]:
-    """:func:`_seg_files` read from the folder."""
+def _scan_seg_files(folder: Path, among_images: bool = False) -> list[Path]:
+    """:func:`_seg_files` read from the folder; ``among_images``: its SEG files whatever else it holds
+    (:func:`segs_among_slices`: only the files whose first bytes may name a SEG's class are read)."""
     segs, unreadable = [], []
     for f in candidate_files(folder):
-        kind = _dicom_kind(f)
+        kind = _dicom_kind(f) if not among_images or _may_be_seg(f) else "image"
         if kind == "seg":
             segs.append(f)
         elif kind == "unreadable":
             unreadable.append(f)
-        elif kind in ("ct", "image"):
+        elif kind in ("ct", "image") and not among_images:
             return []
     for f in unreadable if segs else []:
         warnings.warn(f"{f} is skipped: it cannot be read as DICOM (damaged, or cut short); copy it again or "
@@ -194,7 +195,7 @@ def segs_among_slices(folder: Path) -> list[Path]:
     key = os.path.abspath(folder)
     if (kept := _AMONG.get(key)) is not None and kept[0] == stamp:
         return list(kept[1])
-    segs = [f for f in candidate_files(folder) if _may_be_seg(f) and _dicom_kind(f) == "seg"]
+    segs = _scan_seg_files(folder, among_images=True)
     if time.time_ns() - stamp > SETTLED_NS:  # else a file added within the clock's step may not show
         _AMONG[key] = (stamp, segs)
     return list(segs)
