@@ -1049,3 +1049,34 @@ def test_a_damaged_file_beside_a_seg_among_slices_is_named(tmp_path):
     with pytest.warns(UserWarning, match=r"zz-seg2.dcm is skipped: it cannot be read as DICOM"):
         (case,) = find_cases(tmp_path / "download", require="seg")
     assert case.seg == (folder / "zz-seg.dcm").resolve()
+
+
+def test_a_stray_seg_does_not_make_each_read_scan_every_series_folder(tmp_path, monkeypatch):
+    """One SEG of a series not in the data made each read of the data folder run a GDCM scan of every
+    file of every series folder (about 2.5 times the old time, on every read of a review); an unchanged
+    folder is not scanned again."""
+    import os
+
+    import pydicom
+    import SimpleITK as sitk
+
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    root = tmp_path / "download"
+    folder = shutil.copytree(SERIES, root / "P1" / "2-CT")
+    write_dicom_seg(root / "P1" / "3-SEG" / "1-1.dcm", labels, SERIES)
+    stray = write_dicom_seg(root / "P2" / "3-SEG" / "1-1.dcm", labels, SERIES)
+    ds = pydicom.dcmread(stray)
+    ds.ReferencedSeriesSequence[0].SeriesInstanceUID = pydicom.uid.generate_uid()  # a series not here
+    ds.save_as(stray)
+    os.utime(folder, ns=(os.stat(folder).st_atime_ns, os.stat(folder).st_mtime_ns - 10**10))  # settled
+    with pytest.warns(UserWarning, match="references no CT series found here"):
+        find_cases(root)
+    scans = []
+    scan = sitk.ImageSeriesReader.GetGDCMSeriesIDs
+    monkeypatch.setattr(sitk.ImageSeriesReader, "GetGDCMSeriesIDs",
+                        staticmethod(lambda path, *a: scans.append(path) or scan(path, *a)))
+    with pytest.warns(UserWarning, match="references no CT series found here"):
+        (case,) = find_cases(root)
+    assert case.seg == (root / "P1" / "3-SEG" / "1-1.dcm").resolve() and scans == []

@@ -11,10 +11,11 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
@@ -33,6 +34,7 @@ from lnq_napari.io.dicom_headers import (
 from lnq_napari.io.layout import IMAGE_SUFFIXES, holds_dicomdir, is_dicomdir
 from lnq_napari.io.raw_image import itk_quiet
 
+T = TypeVar("T")
 DICOM_SUFFIXES = (".dcm", ".ima")  # what DICOM files are named, when they are named at all
 #: Names that say a file is no DICOM (notes, thumbnails, reports a series folder holds beside its slices,
 #: CT files of ours): never looked at as DICOM (:func:`_maybe_dicom`).
@@ -178,27 +180,34 @@ def _scan_seg_files(folder: Path, among_images: bool = False) -> list[Path]:
     return segs
 
 
-#: :func:`segs_among_slices` of each folder, with the folder's modification time when it was looked at.
-_AMONG: dict[str, tuple[int, list[Path]]] = {}
+#: What was read of each folder's files (by question), with the folder's modification time then.
+_READ_WHOLE: dict[tuple[str, str], tuple[int, object]] = {}
 SETTLED_NS = 2_000_000_000  # a folder changed this long before a look is kept: a coarse clock (FAT: 2 s)
+
+
+def _unless_changed(question: str, folder: Path, read: Callable[[], T]) -> T:
+    """``read()`` of ``folder``'s files, or what it gave the last time when the folder has not changed
+    since (a file added, removed or renamed changes its modification time; one changed within
+    :data:`SETTLED_NS` of the read is read again): each data read of a review read every slice."""
+    try:
+        stamp = os.stat(folder).st_mtime_ns
+    except OSError:
+        return read()
+    key = (question, os.path.abspath(folder))
+    if (kept := _READ_WHOLE.get(key)) is not None and kept[0] == stamp:
+        return kept[1]  # type: ignore[return-value]
+    found = read()
+    if time.time_ns() - stamp > SETTLED_NS:  # else a file added within the clock's step may not show
+        _READ_WHOLE[key] = (stamp, found)
+    return found
 
 
 def segs_among_slices(folder: Path) -> list[Path]:
     """The DICOM SEG files of a folder holding images (a study exported into one folder, a SEG saved into
     its CT's folder; a folder of SEGs alone: :func:`_seg_files`): the files whose first bytes may name a
-    SEG's SOP class (:func:`_may_be_seg`), their headers read. Looked at again only once the folder has
-    changed (a file added, removed or renamed): each data read of a review opened every slice."""
-    try:
-        stamp = os.stat(folder).st_mtime_ns
-    except OSError:
-        return []
-    key = os.path.abspath(folder)
-    if (kept := _AMONG.get(key)) is not None and kept[0] == stamp:
-        return list(kept[1])
-    segs = _scan_seg_files(folder, among_images=True)
-    if time.time_ns() - stamp > SETTLED_NS:  # else a file added within the clock's step may not show
-        _AMONG[key] = (stamp, segs)
-    return list(segs)
+    SEG's SOP class (:func:`_may_be_seg`), their headers read; again only once the folder has changed
+    (:func:`_unless_changed`)."""
+    return list(_unless_changed("segs", folder, lambda: _scan_seg_files(folder, among_images=True)))
 
 
 #: A SOP Class UID in a file's first bytes (its file meta's, or a bare dataset's SOP Class UID).
@@ -599,16 +608,9 @@ def _listing(folder: Path) -> list[Path]:
 def series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
     """The DICOM series UIDs in ``folder``: of every file (GDCM, header only), or of its first few files
     (a series folder holds one series; reading them all in every folder beside a SEG would be slow)."""
-    import SimpleITK as sitk
 
     if every_file:
-        if not _holds_dicom(folder):  # GDCM would print a warning of its own for each such folder
-            return ()
-        try:
-            with itk_quiet():
-                return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
-        except RuntimeError:
-            return ()
+        return _unless_changed("series", folder, lambda: _series_of_every_file(folder))
     found = []
     for child in list(itertools.islice(_maybe_dicom(folder), SAMPLED_FILES)):
         try:
@@ -617,6 +619,19 @@ def series_in(folder: Path, every_file: bool) -> tuple[str, ...]:
         except Exception:  # not DICOM, no series UID
             continue
     return tuple(found)
+
+
+def _series_of_every_file(folder: Path) -> tuple[str, ...]:
+    """The DICOM series UIDs of every file of ``folder`` (GDCM, header only)."""
+    import SimpleITK as sitk
+
+    if not _holds_dicom(folder):  # GDCM would print a warning of its own for each such folder
+        return ()
+    try:
+        with itk_quiet():
+            return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    except RuntimeError:
+        return ()
 
 
 def candidate_folders(path: Path) -> list[Path]:
