@@ -362,23 +362,30 @@ def test_a_mask_stored_as_float_opens_as_labels_beside_its_ct(make_napari_viewer
     assert int(np.count_nonzero(labels.data)) == 32
 
 
-@pytest.mark.gui
-def test_labels_stored_head_first_open_on_the_feet_first_ct_they_belong_to(make_napari_viewer, tmp_path):
-    """Labels that sample a feet-first CT's very points stored head first (another tool's copy) opened
-    after the CT beside it on their own grid: no CT "lay on their grid", so Shift+click said to open them
-    with their CT (as had been done) and Save filed them under the labels' name, not the CT's case."""
+def _feet_first_ct_and_head_first_labels(tmp_path: Path) -> tuple[Path, Path]:
+    """A feet-first CT (6 slices of 5 mm, z decreasing) and labels of its very points stored head first: a
+    3 x 3 node on the labels' index 1 (z = 5 mm), the CT's index 4."""
     from lnq_napari.io.readers import write_volume
     from lnq_napari.io.volume import Volume
-    from lnq_napari.plugin._layers import same_placement
-    from lnq_napari.plugin._session import session_for
 
     shape, spacing = (6, 16, 16), (0.7, 0.7, 5.0)
     hu = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
     feet_first = Volume(hu, spacing, (0.0, 0.0, 25.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
     mask = np.zeros(shape, dtype=np.uint8)
-    mask[1, 4:7, 4:7] = 1  # head first: index 1 is z = 5 mm, the feet-first CT's index 4
+    mask[1, 4:7, 4:7] = 1
     ct_path = write_volume(tmp_path / "patient1.nrrd", feet_first)
-    labels_path = write_volume(tmp_path / "from_other_tool-seg.nrrd", Volume(mask, spacing))
+    return ct_path, write_volume(tmp_path / "from_other_tool-seg.nrrd", Volume(mask, spacing))
+
+
+@pytest.mark.gui
+def test_labels_stored_head_first_open_on_the_feet_first_ct_they_belong_to(make_napari_viewer, tmp_path):
+    """Labels that sample a feet-first CT's very points stored head first (another tool's copy) opened
+    after the CT beside it on their own grid: no CT "lay on their grid", so Shift+click said to open them
+    with their CT (as had been done) and Save filed them under the labels' name, not the CT's case."""
+    from lnq_napari.plugin._layers import same_placement
+    from lnq_napari.plugin._session import session_for
+
+    ct_path, labels_path = _feet_first_ct_and_head_first_labels(tmp_path)
     viewer = make_napari_viewer()
     (ct,) = viewer.open(ct_path, plugin="lnq-napari")
     (labels,) = viewer.open(labels_path, plugin="lnq-napari")
@@ -420,14 +427,9 @@ def test_head_first_labels_find_their_ct_among_two_cases_and_in_a_viewer_not_cur
     from lnq_napari.io.volume import Volume
     from lnq_napari.plugin._layers import same_placement
 
-    shape, spacing = (6, 16, 16), (0.7, 0.7, 5.0)
-    hu = np.random.default_rng(0).integers(-1000, 400, shape).astype(np.int16)
-    feet_first = Volume(hu, spacing, (0.0, 0.0, 25.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
-    mask = np.zeros(shape, dtype=np.uint8)
-    mask[1, 4:7, 4:7] = 1  # head first: index 1 is z = 5 mm, the feet-first CT's index 4
-    ct_path = write_volume(tmp_path / "patient1.nrrd", feet_first)
+    ct_path, labels_path = _feet_first_ct_and_head_first_labels(tmp_path)
+    hu = np.random.default_rng(0).integers(-1000, 400, (6, 16, 16)).astype(np.int16)
     other_path = write_volume(tmp_path / "patient2.nrrd", Volume(hu, (0.8, 0.8, 3.0), (50.0, 0.0, 0.0)))
-    labels_path = write_volume(tmp_path / "from_other_tool-seg.nrrd", Volume(mask, spacing))
     viewer = make_napari_viewer()
     ct, _ = viewer.open([ct_path, other_path], plugin="lnq-napari")
     (labels,) = viewer.open(labels_path, plugin="lnq-napari")
