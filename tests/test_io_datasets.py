@@ -1010,19 +1010,27 @@ def test_a_seg_saved_among_a_scout_s_files_labels_the_ct_it_references(tmp_path)
     np.testing.assert_array_equal(read_labels(case.seg, reference=read_volume(case.ct)).array, labels.array)
 
 
+def _settled(folder: Path, seconds: float = 10) -> Path:
+    """``folder`` and its files as if copied ``seconds`` ago (a data folder a review reads again)."""
+    import os
+
+    for path in [*folder.iterdir(), folder]:
+        stat = os.stat(path)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - int(seconds * 1e9)))
+    return folder
+
+
 def test_an_unchanged_series_folder_is_not_looked_through_again_for_a_seg(tmp_path, monkeypatch):
     """A review reads its data folder again and again: each read looked through every slice of each
     unlabelled series folder for a SEG among them. Once the folder is unchanged since the last look, it
     is not; a SEG saved into it since is found."""
-    import os
 
     import SimpleITK as sitk
 
     from lnq_napari.io import dicom_tree
 
     root = tmp_path / "download"
-    folder = _copy_series(SERIES, root / "P1" / "study" / "2-CT")
-    os.utime(folder, ns=(os.stat(folder).st_atime_ns, os.stat(folder).st_mtime_ns - 10**10))  # settled
+    folder = _settled(_copy_series(SERIES, root / "P1" / "study" / "2-CT"))
     assert [c.seg for c in find_cases(root)] == [None]
     looked, scans = [], []
     sniff, scan = getattr(dicom_tree, "_may_be_seg", None), sitk.ImageSeriesReader.GetGDCMSeriesIDs
@@ -1055,7 +1063,6 @@ def test_a_stray_seg_does_not_make_each_read_scan_every_series_folder(tmp_path, 
     """One SEG of a series not in the data made each read of the data folder run a GDCM scan of every
     file of every series folder (about 2.5 times the old time, on every read of a review); an unchanged
     folder is not scanned again."""
-    import os
 
     import pydicom
     import SimpleITK as sitk
@@ -1070,7 +1077,7 @@ def test_a_stray_seg_does_not_make_each_read_scan_every_series_folder(tmp_path, 
     ds = pydicom.dcmread(stray)
     ds.ReferencedSeriesSequence[0].SeriesInstanceUID = pydicom.uid.generate_uid()  # a series not here
     ds.save_as(stray)
-    os.utime(folder, ns=(os.stat(folder).st_atime_ns, os.stat(folder).st_mtime_ns - 10**10))  # settled
+    _settled(folder)
     with pytest.warns(UserWarning, match="references no CT series found here"):
         find_cases(root)
     scans = []
@@ -1080,3 +1087,51 @@ def test_a_stray_seg_does_not_make_each_read_scan_every_series_folder(tmp_path, 
     with pytest.warns(UserWarning, match="references no CT series found here"):
         (case,) = find_cases(root)
     assert case.seg == (root / "P1" / "3-SEG" / "1-1.dcm").resolve() and scans == []
+
+
+def test_a_series_rewritten_in_place_is_read_again_though_its_folder_time_is_unchanged(tmp_path):
+    """A series re-exported under the same file names (or an updated copy brought in by ``rsync -a``, which
+    sets the folder's time back): the kept read of the folder, keyed on its time alone, still gave the old
+    series, so in the same process its redrawn SEG was 'left out' and the case taken as unlabelled."""
+    import os
+
+    import pydicom
+
+    root = tmp_path / "download"
+    folder = root / "P1" / "ct"
+    folder.mkdir(parents=True)
+
+    def export(prefix: str) -> str:
+        uid = pydicom.uid.generate_uid()
+        for k, file in enumerate(sorted(SERIES.glob("*.dcm"))):
+            ds = pydicom.dcmread(file)
+            ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, pydicom.uid.generate_uid()
+            ds.save_as(folder / f"{prefix}-{k}.dcm")
+        return uid
+
+    def draw(uid: str) -> Path:
+        ct = read_volume(folder, series_uid=uid)
+        labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+        labels.array[1, 40:60, 40:60] = 1
+        (root / "P1" / "seg" / "1.dcm").unlink(missing_ok=True)
+        return write_dicom_seg(root / "P1" / "seg" / "1.dcm", labels, folder, series_uid=uid)
+
+    export("a")
+    draw(export("b"))
+    _settled(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (case,) = find_cases(root)
+    assert case.seg is not None
+    stamp = os.stat(folder).st_mtime_ns
+    redrawn = export("b")  # the same names, another series
+    os.utime(folder, ns=(os.stat(folder).st_atime_ns, stamp))  # the folder's time as copied
+    seg = draw(redrawn)
+    assert os.stat(folder).st_mtime_ns == stamp
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (case,) = find_cases(root)
+    assert case.seg == Path(seg).resolve()
+    with warnings.catch_warnings():  # the folder holds two series: reading it says so
+        warnings.simplefilter("ignore")
+        assert read_volume(case.ct).meta["dicom_series_uid"] == redrawn

@@ -11,6 +11,7 @@ import os
 import re
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -136,7 +137,8 @@ _SCANNED: ContextVar[dict[Path, list[Path]] | None] = ContextVar("lnq_scanned_se
 def one_scan() -> Iterator[None]:
     """Within this block (one read, one walk of a data folder; also a decorator) each folder's SEG files
     are looked for once (:func:`_seg_files`), however many questions the read asks of the folder: a
-    damaged file beside them is named once. The next block looks again (files may have changed)."""
+    damaged file beside them is named once. The next block looks again (files may have changed); a read of
+    a folder's every file is kept longer, while none of its files changed (:func:`_unless_changed`)."""
     if _SCANNED.get() is not None:  # within an outer block: its scans hold
         yield
         return
@@ -180,25 +182,52 @@ def _scan_seg_files(folder: Path, among_images: bool = False) -> list[Path]:
     return segs
 
 
-#: What was read of each folder's files (by question), with the folder's modification time then.
-_READ_WHOLE: dict[tuple[str, str], tuple[int, object]] = {}
-SETTLED_NS = 2_000_000_000  # a folder changed this long before a look is kept: a coarse clock (FAT: 2 s)
+#: What was read of each folder's files (by question), with the folder's files then (:func:`_fingerprint`);
+#: the folders read last, at most :data:`KEPT_FOLDERS` of them.
+_READ_WHOLE: OrderedDict[tuple[str, str], tuple[tuple, object]] = OrderedDict()
+KEPT_FOLDERS = 256  # a data folder's series folders, read again and again by a long-running review
+SETTLED_NS = 2_000_000_000  # a file changed this long before a look is kept: a coarse clock (FAT: 2 s)
+
+
+def forget_scans() -> None:
+    """Drop every kept read of a folder's files (:func:`_unless_changed`): the next read looks again."""
+    _READ_WHOLE.clear()
+
+
+def _fingerprint(folder: Path) -> tuple[tuple, int]:
+    """``(entries, newest)``: each entry of ``folder`` as ``(name, size, modification time)`` (a file
+    rewritten in place, or copied in with its old folder time kept, changes its own), and the newest of
+    those times and the folder's (a stat of each entry: cheap next to reading each header)."""
+    with os.scandir(folder) as listing:
+        entries = []
+        for entry in listing:
+            try:
+                info = entry.stat()
+            except OSError:  # vanished while listed
+                continue
+            entries.append((entry.name, info.st_size, info.st_mtime_ns))
+    newest = max([os.stat(folder).st_mtime_ns] + [e[2] for e in entries])
+    return tuple(sorted(entries)), newest
 
 
 def _unless_changed(question: str, folder: Path, read: Callable[[], T]) -> T:
-    """``read()`` of ``folder``'s files, or what it gave the last time when the folder has not changed
-    since (a file added, removed or renamed changes its modification time; one changed within
+    """``read()`` of ``folder``'s files, or what it gave the last time when none of its files has changed
+    since (:func:`_fingerprint`: one added, removed, renamed or rewritten; one changed within
     :data:`SETTLED_NS` of the read is read again): each data read of a review read every slice."""
     try:
-        stamp = os.stat(folder).st_mtime_ns
+        stamp, newest = _fingerprint(folder)
     except OSError:
         return read()
     key = (question, os.path.abspath(folder))
     if (kept := _READ_WHOLE.get(key)) is not None and kept[0] == stamp:
+        _READ_WHOLE.move_to_end(key)
         return kept[1]  # type: ignore[return-value]
     found = read()
-    if time.time_ns() - stamp > SETTLED_NS:  # else a file added within the clock's step may not show
+    if time.time_ns() - newest > SETTLED_NS:  # else a file changed within the clock's step may not show
         _READ_WHOLE[key] = (stamp, found)
+        _READ_WHOLE.move_to_end(key)
+        while len(_READ_WHOLE) > KEPT_FOLDERS:
+            _READ_WHOLE.popitem(last=False)
     return found
 
 
