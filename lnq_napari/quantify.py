@@ -33,6 +33,7 @@ from lnq_napari.caliper import TIE_MM, axial_axes
 from lnq_napari.components import node_numbers, number_values
 from lnq_napari.errors import LNQError
 from lnq_napari.io.atomic import atomic_write
+from lnq_napari.io.dicom_tree import one_scan
 from lnq_napari.io.geometry import GridWarning, align_to
 from lnq_napari.io.labels import check_label_values
 from lnq_napari.io.orientation import radiological
@@ -192,10 +193,12 @@ def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return number_values(ids, found), found.astype(np.int64)
 
 
+@one_scan()
 def read_node_ids(path: str | Path, reference: Volume | None = None) -> Volume:
     """The nodes of a label file as one id per node: :func:`read_labels`, except that in a segmentation
     (3D Slicer, DICOM SEG) with several node segments each segment's connected parts get ids of their
-    own, so touching nodes drawn as separate segments stay apart (the union would join them)."""
+    own, so touching nodes drawn as separate segments stay apart (the union would join them). One read of
+    the file's folder (:func:`.dicom_tree.one_scan`): a damaged file beside a SEG is named once."""
     volume = read_labels(path, reference)
     keys = volume.meta.get("segment_keys") or []
     if len(keys) < 2:

@@ -979,3 +979,38 @@ def test_a_seg_finds_its_ct_series_whose_notes_sort_before_its_slices(tmp_path, 
     assert case.case_id == "MED_001_study_2-CT" and case.seg is not None
     labels = read_labels(case.seg, reference=read_volume(series))
     np.testing.assert_array_equal(labels.array, liver.array != 0)
+
+
+def test_a_damaged_file_beside_a_seg_of_several_node_segments_is_named_once(tmp_path, ct, monkeypatch):
+    """``read_segment_masks`` became a generator: the ``one_scan`` block its decorator opened closed before
+    its body ran, and ``read_node_ids`` (its labels, then each segment's mask) looked through the SEG's
+    folder twice, naming a damaged file beside the SEG twice."""
+    from lnq_napari.io import dicom_tree
+    from lnq_napari.io.readers import read_segment_masks
+    from lnq_napari.quantify import read_node_ids
+
+    masks = np.zeros(ct.shape, np.uint8)
+    masks[1, 100:140, 100:130] = 1
+    masks[1, 100:140, 130:160] = 2
+    folder = study(tmp_path) / "2-SEG"
+    folder.mkdir()
+    write_segments(folder / "1.dcm", ct, [("node a", codes.SCT.LymphNode), ("node b", codes.SCT.LymphNode)],
+                   masks)
+    (folder / "bad.dcm").write_bytes(b"not DICOM at all" * 8)
+    scanned, within = [], []
+    scan, find = dicom_tree._scan_seg_files, dicom_tree.seg_file
+    monkeypatch.setattr(dicom_tree, "_scan_seg_files", lambda f, *a: scanned.append(f) or scan(f, *a))
+    monkeypatch.setattr(dicom_tree, "seg_file",
+                        lambda *a: within.append(dicom_tree._SCANNED.get() is not None) or find(*a))
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        ids = read_node_ids(folder)
+    assert [str(w.message) for w in heard if "is skipped" in str(w.message)] == [
+        f"{folder / 'bad.dcm'} is skipped: it cannot be read as DICOM (damaged, or cut short); copy it again "
+        "or move it away"]
+    assert scanned == [folder] and len(np.unique(ids.array[ids.array > 0])) == 2
+    within.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [int(m.sum()) for m in read_segment_masks(folder, ids.meta["segment_keys"])] == [1200, 1200]
+    assert within == [True]  # the generator's body runs in its own block

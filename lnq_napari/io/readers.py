@@ -315,23 +315,24 @@ def read_labels(path: str | Path, reference: Volume | None = None,
     return volume
 
 
-@dicom_tree.one_scan()
 def read_segment_masks(path: str | Path, keys: list, reference: Volume | None = None) -> Iterator[np.ndarray]:
     """Each segment ``keys`` names (``Volume.meta["segment_keys"]`` of :func:`read_labels`) of a 3D Slicer
     segmentation or a DICOM SEG as its own uint8 {0,1} mask on ``reference``'s grid (the SEG's CT
-    without one), one at a time (not every mask held at once); the file is read once for all of them."""
-    seg = dicom_tree.seg_file(path) if file_format(_existing(path)) == "dicom" else None
-    if seg is not None:
-        parsed = dicom_seg.read_seg(seg)
-        grid = reference if reference is not None else dicom_grid(*dicom_seg.find_ct_series(parsed))
-        dicom_seg.check_reference(parsed, grid)
+    without one), one at a time (not every mask held at once); the file is read once for all of them, in
+    one :func:`.dicom_tree.one_scan` block (opened in the body: a decorator's would close before it runs)."""
+    with dicom_tree.one_scan():
+        seg = dicom_tree.seg_file(path) if file_format(_existing(path)) == "dicom" else None
+        if seg is not None:
+            parsed = dicom_seg.read_seg(seg)
+            grid = reference if reference is not None else dicom_grid(*dicom_seg.find_ct_series(parsed))
+            dicom_seg.check_reference(parsed, grid)
+            for key in keys:
+                yield dicom_seg.seg_mask(parsed, grid, key)[0]
+            return
+        raw = read_raw(path)
         for key in keys:
-            yield dicom_seg.seg_mask(parsed, grid, key)[0]
-        return
-    raw = read_raw(path)
-    for key in keys:
-        mask = raw.volume(segfile.segment_mask(path, raw, key)[0])
-        yield np.asarray((mask if reference is None else align_to(reference, mask)).array)
+            mask = raw.volume(segfile.segment_mask(path, raw, key)[0])
+            yield np.asarray((mask if reference is None else align_to(reference, mask)).array)
 
 
 @dicom_tree.one_scan()
