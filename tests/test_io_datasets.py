@@ -1135,3 +1135,29 @@ def test_a_series_rewritten_in_place_is_read_again_though_its_folder_time_is_unc
     with warnings.catch_warnings():  # the folder holds two series: reading it says so
         warnings.simplefilter("ignore")
         assert read_volume(case.ct).meta["dicom_series_uid"] == redrawn
+
+
+def test_a_big_endian_seg_of_the_series_not_read_by_default_is_read_on_its_series(tmp_path):
+    """A SEG saved big-endian (retired, still legal) in a folder of two reconstructions: its referenced
+    images were counted as the bytes of their sequence (about 100 a slice), so the folder seemed to be
+    mostly the SEG's series and the case was read on the other one."""
+    import pydicom
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ct = read_volume(SERIES)
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[1, 40:60, 40:60] = 1
+    folder = shutil.copytree(SERIES, tmp_path / "download" / "P1" / "2-CT")
+    other = _copy_series(SERIES, tmp_path / "other", SeriesInstanceUID="1.2.3.4")  # read first (by UID)
+    for file in other.iterdir():
+        shutil.move(file, folder / f"other-{file.name}")
+    seg = write_dicom_seg(tmp_path / "le.dcm", labels, SERIES)
+    ds = pydicom.dcmread(seg)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    (tmp_path / "download" / "P1" / "3-SEG").mkdir()
+    dcmwrite(tmp_path / "download" / "P1" / "3-SEG" / "1-1.dcm", ds, implicit_vr=False, little_endian=False,
+             force_encoding=True)
+    (case,) = find_cases(tmp_path / "download", require="seg")
+    assert not pydicom.dcmread(case.seg).is_little_endian
+    assert read_volume(case.ct).meta["dicom_series_uid"] == ct.meta["dicom_series_uid"]

@@ -150,20 +150,20 @@ def _referenced_uid(seg: SegFile, case_of: dict[str, str]) -> str | None:
     return next((uid for uid in seg.referenced_series if uid in case_of), None)
 
 
-#: (0008,1155) Referenced SOP Instance UID, as a little-endian file writes its tag.
-_INSTANCE_TAG = b"\x08\x00\x55\x11"
+#: (0008,1155) Referenced SOP Instance UID, as a file writes its tag: little-endian (True) or big-endian.
+_INSTANCE_TAG = {True: b"\x08\x00\x55\x11", False: b"\x00\x08\x11\x55"}
 
 
 def _referenced_instances(seg: SegFile) -> int:
     """How many images of its CT series ``seg`` lists (Referenced Series Sequence; 0 when it lists none),
     counted in each item's sequence as read, not parsed (a SEG of 600 slices lists 600)."""
     count = 0
+    little = seg.dataset.is_little_endian is not False  # a retired big-endian SEG writes its tags swapped
     for item in seg.dataset.get("ReferencedSeriesSequence") or []:
         if "ReferencedInstanceSequence" not in item:
             continue
         raw = item.get_item("ReferencedInstanceSequence").value
-        count += raw.count(_INSTANCE_TAG) if isinstance(raw, bytes) and seg.dataset.is_little_endian \
-            else len(raw or [])
+        count += raw.count(_INSTANCE_TAG[little]) if isinstance(raw, bytes) else len(raw or [])
     return count
 
 
