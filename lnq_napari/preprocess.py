@@ -48,13 +48,24 @@ class Prepared:
 #: resampled a 34-slice CT of 100 mm slices to 1100 slices for 3 minutes and found a node, and 1000 mm
 #: slices ran out of memory.
 MAX_EXTENT_MM = 3000.0
+#: A voxel finer than this (mm) along an axis is not a CT's (the finest clinical pixels are about 0.2 mm):
+#: its spacing is in metres read as mm (0.003 for 3 mm voxels); a follow-up CT of such voxels crashed the
+#: registration's coarse copy (SimpleITK BinShrink: "InputImage is too small").
+MIN_SPACING_MM = 0.05
 
 
 def check_ct_extent(ct: Volume, what: str = "the CT") -> None:
     """LNQError when ``ct`` (a CT, or a label map: ``what`` names it, "the label file X") spans more than
     :data:`MAX_EXTENT_MM` along an axis: its spacing is in another unit (a NIfTI saying metres, an NRRD's
     ``space units: m``, for values in mm), and resampling it would make metres of voxels; node sizes in mm
-    would be absurd."""
+    would be absurd. Likewise when a voxel is finer than :data:`MIN_SPACING_MM` (values in metres, the
+    header saying mm or nothing)."""
+    finest = min(float(sp) for sp in ct.spacing_zyx)
+    if finest < MIN_SPACING_MM:
+        axis = [float(sp) for sp in ct.spacing_zyx].index(finest)
+        raise LNQError(f"{what} has voxels of {finest:g} mm along its {'zyx'[axis]} axis, finer than "
+                       "any CT's: its spacing is in another unit (metres?); fix the file's header (e.g. "
+                       "re-export it from the DICOM series)")
     extents = [n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx)]
     if max(extents) > MAX_EXTENT_MM:
         axis = int(np.argmax(extents))
