@@ -1,5 +1,5 @@
-"""A CT whose spacing is in metres read as mm (0.003 for 3 mm voxels): compare and measure say so in one
-line (compare crashed in SimpleITK's BinShrink with a traceback)."""
+"""A CT whose spacing is in metres read as mm (0.003 for 3 mm voxels), and a slab thinner than the
+registration's coarse grid: compare says so in one line instead of SimpleITK's BinShrink traceback."""
 
 from __future__ import annotations
 
@@ -44,3 +44,14 @@ def test_a_ct_of_fine_but_real_voxels_is_measured():
     rows, _ = api.measure(_labels(fine), fine)
     assert [r.voxels for r in rows] == [3 * 4 * 4]
 
+
+def test_chest_of_a_slab_thinner_than_the_coarse_grid():
+    """Two slices of 1 mm: the coarse copy keeps one slice (BinShrink by 3 raised 'InputImage is too
+    small')."""
+    from lnq_napari.followup.register import COARSE_MM, chest_of
+
+    hu = np.asarray(_ct((1.0, 1.0, 1.0)).array)[:2]
+    chest = chest_of(Volume(hu, (1.0, 1.0, 1.0)))
+    ny, nx = SHAPE[1] // int(COARSE_MM), SHAPE[2] // int(COARSE_MM)
+    assert chest.image.GetSize() == (nx, ny, 1)
+    assert chest.lungs.shape == chest.chest.shape == (1, ny, nx)

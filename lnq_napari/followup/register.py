@@ -74,7 +74,9 @@ def chest_of(ct: Volume) -> Chest:
     from scipy import ndimage
 
     _, oriented = to_lps(ct.to_sitk())
-    factors = [max(1, int(round(COARSE_MM / s))) for s in oriented.GetSpacing()]
+    # at most the axis's own size: a slab thinner than COARSE_MM (2 slices of 1 mm) crashed BinShrink
+    factors = [max(1, min(n, int(round(COARSE_MM / s))))
+               for s, n in zip(oriented.GetSpacing(), oriented.GetSize())]
     image = sitk.BinShrink(sitk.Cast(oriented, sitk.sitkFloat32), factors)
     image = sitk.Clamp(image, sitk.sitkFloat32, -1024.0, 600.0)
     hu = sitk.GetArrayViewFromImage(image)
