@@ -301,3 +301,16 @@ def test_only_lnq_s_own_training_label_files_are_partial(name, partial):
     """The partial-label warning fired on every saved version of a training case (its case read from the
     folder), which are exactly the corrections that complete the label."""
     assert is_partial_label(name) is partial
+
+
+def test_a_missing_or_empty_data_folder_names_every_form_a_case_may_take(tmp_path):
+    """A missing or CT-less --data folder was told to hold ``lnq2023-*-ct.nrrd`` / ``*-ct.nrrd`` files only,
+    though plainly named CTs (``patient1.nii.gz``) and DICOM series folders are cases too."""
+    (tmp_path / "empty").mkdir()
+    _touch(tmp_path / "empty", "notes.txt")
+    for folder in (tmp_path / "missing", tmp_path / "empty"):
+        with pytest.raises(LNQError) as caught:
+            scan_cases(folder)
+        said = str(caught.value)
+        assert "lnq2023-" not in said and "\n" not in said
+        assert "patient1.nii.gz" in said and "DICOM CT series" in said

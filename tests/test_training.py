@@ -221,7 +221,7 @@ def test_load_training_cases_and_errors(tmp_path):
     assert set(np.unique(naive[0].states)) <= {0, 1}
     with pytest.raises(LNQError, match="does not exist"):
         load_training_cases(tmp_path / "missing")
-    with pytest.raises(LNQError, match="no \\*-ct.nrrd files with a matching \\*-seg"):
+    with pytest.raises(LNQError, match="no CT files with a matching \\*-seg"):
         load_training_cases(tmp_path)
     with pytest.raises(LNQError, match="no training cases"):
         train_model([], tmp_path / "x", iterations=1)

@@ -307,6 +307,10 @@ def sibling_ct(label_path: str | Path) -> Path | None:
     return None
 
 
+_CASE_FORMS = ("<case>-ct.nrrd files (.nii.gz, .mha too), CTs named plainly (patient1.nii.gz) "
+              "with <case>-seg files, or DICOM CT series folders")
+
+
 def scan_cases(folder: str | Path, require: str | None = None, what: str = "--data") -> list[CaseFiles]:
     """The cases of an LNQ-layout folder, sorted by id: each ``<case>-ct.*`` (when there is none, each
     image named without a role, ``patient1.nrrd``) with its siblings (``patient1-seg.nrrd``).
@@ -317,7 +321,7 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         state = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise LNQError(f"{what} folder {folder} {state}; give a folder of lnq2023-*-ct.nrrd files")
+        raise LNQError(f"{what} folder {folder} {state}; give a folder of cases: {_CASE_FORMS}")
     cases: dict[str, CaseFiles] = {}
     beside: list[LeftBeside] = []
     for path in folder_cts(folder):
@@ -333,7 +337,7 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
     found = [c for c in cases.values() if require is None or getattr(c, require) is not None]
     if not found:
         needs = f" with a matching *-{require} file" if require else ""
-        raise LNQError(f"no *-ct.nrrd files{needs} in {folder}; point {what} at a folder of LNQ-layout cases")
+        raise LNQError(f"no CT files{needs} in {folder}; point {what} at a folder of cases: {_CASE_FORMS}")
     return found
 
 
