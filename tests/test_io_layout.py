@@ -314,3 +314,18 @@ def test_a_missing_or_empty_data_folder_names_every_form_a_case_may_take(tmp_pat
         said = str(caught.value)
         assert "lnq2023-" not in said and "\n" not in said
         assert "patient1.nii.gz" in said and "DICOM CT series" in said
+
+
+def test_a_case_with_two_label_files_names_the_one_left_out(tmp_path):
+    """``patient1-seg.nii.gz`` and ``patient1-seg.nrrd`` beside ``patient1.nii.gz``: one was taken as the
+    case's labels and the other left out without a word (labels converted and corrected in another format
+    silently not used)."""
+    _touch(tmp_path, "patient1.nii.gz", "patient1-seg.nii.gz", "patient1-seg.nrrd", "patient2.nii.gz",
+           "patient2-seg.nii.gz")
+    with pytest.warns(UserWarning) as caught:
+        (one, two) = scan_cases(tmp_path)
+    said = [str(w.message) for w in caught if "more than one label file" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path}: 1 case(s)")
+    taken, left = Path(one.seg).name, {"patient1-seg.nii.gz", "patient1-seg.nrrd"} - {Path(one.seg).name}
+    assert f"{left.pop()} left out, {taken} taken" in said[0] and "patient2" not in said[0]
+    assert Path(two.seg).name == "patient2-seg.nii.gz"

@@ -324,21 +324,45 @@ def scan_cases(folder: str | Path, require: str | None = None, what: str = "--da
         raise LNQError(f"{what} folder {folder} {state}; give a folder of cases: {_CASE_FORMS}")
     cases: dict[str, CaseFiles] = {}
     beside: list[LeftBeside] = []
+    others: list[LeftBeside] = []
     for path in folder_cts(folder):
         parts = split_name(path)
         case = parts.case
+        seg = sibling(folder, case, "seg", (parts.suffix, *LABEL_SUFFIXES), beside)
         cases[case] = CaseFiles(
-            case_id=case, ct=path.resolve(),
-            seg=_resolved(sibling(folder, case, "seg", (parts.suffix, *LABEL_SUFFIXES), beside)),
+            case_id=case, ct=path.resolve(), seg=_resolved(seg),
             full=_resolved(sibling(folder, case, "full", (parts.suffix, *LABEL_SUFFIXES))),
             nodes=_resolved(sibling(folder, case, "nodes", (".json",))),
         )
+        if seg is not None and (left := _other_seg_files(folder, case, seg)):
+            others.append(LeftBeside(seg, left))
     warn_left_beside(folder, beside)
+    _warn_other_seg_files(folder, others)
     found = [c for c in cases.values() if require is None or getattr(c, require) is not None]
     if not found:
         needs = f" with a matching *-{require} file" if require else ""
         raise LNQError(f"no CT files{needs} in {folder}; point {what} at a folder of cases: {_CASE_FORMS}")
     return found
+
+
+def _other_seg_files(folder: Path, case: str, taken: Path) -> tuple[Path, ...]:
+    """The other ``<case>-seg.*`` label files beside ``taken`` (``p1-seg.nrrd`` beside ``p1-seg.nii.gz``),
+    3D Slicer saves left to :func:`slicer_saves` and predictions a Slicer save was taken over left out."""
+    slicer = set(slicer_saves(case, taken))
+    return tuple(p for p in sibling_names(folder, case, "seg", LABEL_SUFFIXES)
+                 if p.name != taken.name and p.name not in slicer and p.is_file() and not _predicted(p))
+
+
+def _warn_other_seg_files(folder: Path, others: list[LeftBeside]) -> None:
+    """One warning line for ``folder`` naming the cases with more than one ``<case>-seg.*`` file: the one
+    taken and those left out (two examples, newer ones marked)."""
+    if not others:
+        return
+    named = "; ".join(", ".join(p.name + (" (newer)" if p in b.newer() else "") for p in b.left)
+                      + f" left out, {b.taken.name} taken" for b in others[:2])
+    named += " ..." if len(others) > 2 else ""
+    warnings.warn(f"{folder}: {len(others)} case(s) have more than one label file ({named}); move the file "
+                  "that is not the case's node labels out of the folder", UserWarning, stacklevel=2)
 
 
 def folder_cts(folder: Path) -> list[Path]:
