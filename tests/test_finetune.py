@@ -1509,3 +1509,23 @@ def test_the_result_says_when_no_case_was_held_out_and_names_the_bundled_parent_
     assert "held-out Dice" not in shown
     other_release = "bundled-0123456789"  # another release's bundled model keeps its key, as models shows it
     assert "from bundled-0123456789," in repr(dataclasses.replace(result, parent=other_release))
+
+
+def test_a_refused_version_names_the_bundled_model_kept_active_as_workspace_models_does(tmp_path, dataset):
+    """A fine-tune of the bundled model refused said "kept bundled-<hash> active", a name ``workspace
+    models`` and ``workspace activate`` show as "bundled"."""
+    from lnq_napari.io.readers import read_labels
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws", dataset)
+    case = ws.case_ids()[0]
+    ct = ws.read_ct(case)
+    full = read_labels(ws.full_path(case), reference=ct)
+    ws.add_label_version(case, full, "correction", edits=3)
+
+    def factory(path, device):
+        return _TruthPredictor({ct.origin: full.array})
+
+    result = finetune_workspace(ws, FinetuneConfig(iterations=1), device="cpu", predictor_factory=factory)
+    assert not result.activated and ws.active_model() is None
+    assert result.reason.endswith("; kept bundled active")

@@ -365,7 +365,7 @@ def _verdict(ws, plan: FinetunePlan, figures: list[CaseFigures], alpha: float | 
     candidate stepped back toward its parent (:func:`~lnq_napari.finetuning.posttrain.step_back`)."""
     def judge(figs: list[CaseFigures], forgetting: ForgettingFigures | None) -> Verdict:
         return held_out_verdict(figs, plan.parent_figures, plan.original_figures, rule,
-                                plan.validated_on_training, plan.parent, forgetting)
+                                plan.validated_on_training, shown_parent(plan.parent), forgetting)
 
     checks = check_data(plan.config, *plan.root)  # its cases are loaded once for the check and a step back
     verdict, forgetting = checked_verdict(lambda f: judge(figures, f), make_predictor, plan.candidate,
