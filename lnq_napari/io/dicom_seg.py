@@ -567,15 +567,15 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
 
 
 def _series_read(folder: Path) -> str | None:
-    """The Series Instance UID of the series a read of ``folder`` gives (:func:`.dicom_series.read_dicom`'s
-    choice among several: a soft-tissue reconstruction before a lung one of its grid, no scout or PET);
-    None when it cannot be read."""
-    from lnq_napari.io.dicom_series import read_dicom
+    """The Series Instance UID of the series a read of ``folder`` gives (:func:`.dicom_series.choose_series`,
+    from headers alone: a soft-tissue reconstruction before a lung one of its grid, no scout or PET); None
+    when no series can be chosen."""
+    from lnq_napari.io.dicom_series import choose_series
 
     try:
         with warnings.catch_warnings():  # which series it reads, and why: said when the case is read
             warnings.simplefilter("ignore")
-            return read_dicom(folder).meta.get("dicom_series_uid")
+            return choose_series(folder).series_uid
     except LNQError:
         return None
 

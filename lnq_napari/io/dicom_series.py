@@ -45,13 +45,28 @@ from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
 
 
-def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
-    """The CT series in a folder (or the series of a file): ``series_uid`` when given, else the file's
-    or the largest CT series, unless that is a sharp (lung or bone kernel) reconstruction and another is
-    clearly its scan reconstructed otherwise (:func:`.dicom_choice.soft_stand_in`) (without one, a CT whose
-    slices all say LOCALIZER that forms a volume; a PET, scout or dose screen only when there is no CT, a
-    PET or MR with a warning); its Series and Frame of Reference UIDs go into ``meta``; a slice's declared
-    pixel padding reads below air (:func:`_padding_below_air`)."""
+class SeriesChoice(NamedTuple):
+    """Which series a read of a path gives (:func:`choose_series`), told from headers alone: the folder
+    read, the series, every series' files, first header and slices compared."""
+
+    path: Path  # the path read (a CD's root taken for its DICOMDIR; a series folder below a download's root)
+    folder: Path
+    series_uid: str
+    files_by_series: dict[str, tuple[str, ...]]
+    first: dict[str, FileHeader]
+    volume: dict[str, bool]  # a series read as a CT (a PET, scout or dose screen only when alone)
+    images: dict[str, int]
+    slices: dict[str, tuple[list[str], list]]  # (:func:`_series_slices`) of the series compared
+
+
+def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2) -> SeriesChoice:
+    """Which series a read of ``path`` (a folder, or one of its files) gives, told from headers alone (no
+    pixels read): ``series_uid`` when given, else the file's or the largest CT series, unless that is a sharp
+    (lung or bone kernel) reconstruction and another is clearly its scan reconstructed otherwise
+    (:func:`.dicom_choice.soft_stand_in`) (without one, a CT whose slices all say LOCALIZER that forms a
+    volume; a PET, scout or dose screen only when there is no CT, a PET or MR with a warning). The choice's
+    warning is raised ``stacklevel`` frames up; LNQError when no series can be chosen (none, several
+    patients, slices each of their own series, several series folders below)."""
     import SimpleITK as sitk
 
     path = cd_root(path)  # a CD's index: the folder it indexes
@@ -70,7 +85,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
         except LNQError:
             below = []
         if len(below) == 1:
-            return read_dicom(below[0], series_uid)
+            return choose_series(below[0], series_uid, stacklevel + 1)
         dicom_tree.refuse_split_series(below)
         if below:
             named = ", ".join(str(f.relative_to(folder)) for f in below[:3]) + \
@@ -132,23 +147,35 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
             kind = "CT series" if volume[sid] else "series"
             warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; "
                           f"{choice_text(sid, largest, pool, looks, images)}: to read another, give a folder "
-                          "holding only its slices", UserWarning, stacklevel=3)
+                          "holding only its slices", UserWarning, stacklevel=stacklevel)
         if sid in marked:
             warnings.warn(f"{folder} holds no DICOM CT series but "
                           f"{series_look(kept[sid][0]).name} ({images[sid]} slices), whose "
                           "slices are all marked LOCALIZER: read as the CT (a stack of parallel slices, no "
-                          "scout)", UserWarning, stacklevel=3)
+                          "scout)", UserWarning, stacklevel=stacklevel)
         if not first[sid].ct_modality and first[sid].modality.upper() != "CT":
             # a PET or MR alone: read, but not taken for a CT without a word (a Secondary Capture of
             # modality CT, as ITK writes a series, reads as before)
             warnings.warn(f"{folder} holds no DICOM CT series; reading "
                           f"{series_look(kept[sid][0]).name} (modality "
                           f"{first[sid].modality or 'unknown'}) as if it were a CT, which it is not: point "
-                          "to the folder of the patient's CT", UserWarning, stacklevel=3)
-    if path.is_dir() and sid != series_uid and (images[sid] <= 1 or not volume[sid]):
+                          "to the folder of the patient's CT", UserWarning, stacklevel=stacklevel)
+    return SeriesChoice(path, folder, sid, files_by_series, first, volume, images, slices)
+
+
+def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
+    """The CT series in a folder (or the series of a file) that :func:`choose_series` chooses, with its
+    Series and Frame of Reference UIDs in ``meta``; a slice's declared pixel padding reads below air
+    (:func:`_padding_below_air`)."""
+    import SimpleITK as sitk
+
+    choice = choose_series(path, series_uid, stacklevel=4)  # the warning at read_dicom's caller's caller
+    path, folder, sid, files_by_series = choice.path, choice.folder, choice.series_uid, choice.files_by_series
+    if path.is_dir() and sid != series_uid and (choice.images[sid] <= 1 or not choice.volume[sid]):
         _refuse_float_beside(folder, files_by_series)  # a scout read as the CT of Float Pixel Data slices
-    files, headers = slices.get(sid) or _series_slices(files_by_series[sid])
-    head = first[sid]
+    files, headers = choice.slices.get(sid) or _series_slices(list(files_by_series[sid]))
+    head = choice.first[sid]
+    reader = sitk.ImageSeriesReader()
     _refuse_cut_short(folder, [f for files in files_by_series.values() for f in files], sid)
     _refuse_headerless(files, headers, folder.name)
     if _enhanced(head.sop_class, head.frames):

@@ -1,0 +1,51 @@
+"""Which series of a folder is read is told from headers alone: finding a folder's cases reads no pixels."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_io_dicom_series import hu, series
+
+from lnq_napari.io import dicom_series, read_volume
+from lnq_napari.io.datasets import find_cases
+from lnq_napari.io.dicom_headers import VOLUME_SLICES
+from lnq_napari.io.dicom_seg import write_dicom_seg
+
+
+def _two_reconstructions(folder: Path, labelled: str) -> dict[str, str]:
+    """A soft and a lung reconstruction of one scan in ``folder`` and a SEG drawn on the ``labelled`` one
+    beside them; each series' UID by name."""
+    values = hu(VOLUME_SLICES)
+    uids = {name: series(folder, values, name, ConvolutionKernel=kernel)
+            for name, kernel in (("soft", "B31f"), ("lung", "B70f"))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = read_volume(folder / f"{labelled}-000.dcm")
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[2, 3:8, 3:8] = 1
+    write_dicom_seg(folder / "nodes.dcm", labels, folder, series_uid=uids[labelled])
+    return uids
+
+
+@pytest.mark.parametrize("labelled", ["soft", "lung"])
+def test_finding_the_cases_of_two_reconstructions_reads_no_pixels(tmp_path, monkeypatch, labelled):
+    """A case folder holding a soft and a lung reconstruction and a SEG: to learn which series the folder
+    reads (and so whether the SEG's series is it), find_cases read the folder's CT whole, pixels included,
+    then the case was read again. The choice is now made from headers: no slice is decoded, and the case
+    still reads the series its SEG was drawn on."""
+    uids = _two_reconstructions(tmp_path / "case1", labelled)
+    decoded = []
+    execute = dicom_series._execute_series
+    monkeypatch.setattr(dicom_series, "_execute_series",
+                        lambda reader, folder: decoded.append(folder) or execute(reader, folder))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (case,) = find_cases(tmp_path)
+    assert decoded == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert read_volume(case.ct).meta["dicom_series_uid"] == uids[labelled]
+    assert len(decoded) == 1
