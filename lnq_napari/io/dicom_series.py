@@ -16,6 +16,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io import dicom_tree
 from lnq_napari.io.dicom_choice import choice_text, series_look, soft_stand_in
+from lnq_napari.io.dicom_codecs import missing_codec, native_dataset, pydicom_decodes
 from lnq_napari.io.dicom_headers import (
     ENHANCED_CT_SOP_CLASSES,
     SEG_SOP_CLASSES,
@@ -146,8 +147,8 @@ def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2
         if len(pool) > 1:  # another CT (a lung-kernel reconstruction): which one is read, and why, is said
             kind = "CT series" if volume[sid] else "series"
             warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; "
-                          f"{choice_text(sid, largest, pool, looks, images)}: to read another, give a folder "
-                          "holding only its slices", UserWarning, stacklevel=stacklevel)
+                          f"{choice_text(sid, largest, pool, looks, images)}: to read another, "
+                          "give a folder holding only its slices", UserWarning, stacklevel=stacklevel)
         if sid in marked:
             warnings.warn(f"{folder} holds no DICOM CT series but "
                           f"{series_look(kept[sid][0]).name} ({images[sid]} slices), whose "
@@ -712,11 +713,15 @@ def _read_enhanced(file: Path, name: str, pixels: bool = True) -> RawImage:
 
     fix = "convert it, e.g. with dcm2niix to NIfTI, or re-export the series"
     try:
-        if bare_dataset(file):  # highdicom's imread reads none without the preamble; its pixels if asked
+        if pixels and not pydicom_decodes(file):  # JPEG lossless without pylibjpeg: GDCM decodes it
+            image = highdicom.Image.from_dataset(native_dataset(file), copy=False)
+        elif bare_dataset(file):  # highdicom's imread reads none without the preamble; its pixels if asked
             image = highdicom.Image.from_dataset(read_header(file, stop_before_pixels=not pixels), copy=False)
         else:
             image = highdicom.imread(file, lazy_frame_retrieval=True)
         geometry = image.get_volume_geometry()
+    except LNQError:  # a codec neither pydicom nor GDCM has: named
+        raise
     except Exception as exc:  # highdicom raises ValueError/RuntimeError/AttributeError for such headers
         raise LNQError(f"{name}: the header of its enhanced (multi-frame) DICOM CT cannot be read "
                        f"({_first_line(exc)}); {fix}") from None
@@ -802,7 +807,7 @@ def _bits_stored_image(file: Path):
     from pydicom.pixels import pixel_array
     from pydicom.uid import ExplicitVRLittleEndian
 
-    dataset = read_header(file)
+    dataset = native_dataset(file)  # compressed so that pydicom cannot decode it: GDCM's decode
     frames = pixel_array(dataset)  # high bits cleared (signed: extended from the high bit)
     dataset.PixelData = frames.astype(frames.dtype.newbyteorder("<")).tobytes()
     dataset["PixelData"].VR = "OW"
@@ -874,6 +879,8 @@ def _execute_series(reader, folder: Path):
                            "among them); keep only the slices of the one CT series") from exc
         reason = _ITK_PREFIX.sub("", text.strip().splitlines()[-1])[:160]
         if name := _undecodable_slice(reader.GetFileNames()):
+            if codec := missing_codec(Path(folder) / name):  # no codec for it here: not damaged
+                raise LNQError(f"cannot read the DICOM series in {folder}: {codec}") from exc
             raise LNQError(f"cannot read the DICOM series in {folder}: its slice {name} cannot be decoded "
                            f"({reason}); the file is damaged: copy or re-export the series again") from exc
         raise LNQError(f"cannot read the DICOM series in {folder} ({reason}); check that the slices are "
