@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from test_io_dicom_series import hu, series
 
@@ -49,3 +50,33 @@ def test_finding_the_cases_of_two_reconstructions_reads_no_pixels(tmp_path, monk
         warnings.simplefilter("ignore")
         assert read_volume(case.ct).meta["dicom_series_uid"] == uids[labelled]
     assert len(decoded) == 1
+
+
+def _coronal_reformat(folder: Path, images: int) -> None:
+    """A coronal reformat of ``images`` slices 1 mm apart front to back (a PACS's "COR MPR") in ``folder``."""
+    series(folder, hu(images, 8, 20, seed=7), "cor", ImageOrientationPatient=[1, 0, 0, 0, 0, -1],
+                 SeriesDescription="COR MPR", ImageType=["DERIVED", "SECONDARY", "MPR"])
+    for k, file in enumerate(sorted(folder.glob("cor-*.dcm"))):
+        ds = pydicom.dcmread(file)
+        ds.ImagePositionPatient = [-100.0, -120.0 + k, -30.0]
+        ds.save_as(file, enforce_file_format=True)
+
+
+def test_a_coronal_reformat_with_more_images_than_the_axial_ct_is_not_read_for_it(tmp_path):
+    """A PACS export of a study: the axial CT (5 mm) and a coronal reformat with more images. The folder
+    read the reformat, the largest series, as the CT (a volume of 8 rows along the body's axis); it now
+    reads the axial series, and its warning names the reformat as one; alone, the reformat is read."""
+    values = hu(VOLUME_SLICES)
+    axial = series(tmp_path, values, "ax")
+    _coronal_reformat(tmp_path, 4 * VOLUME_SLICES)
+    said = (rf"reading the largest axial series, series \({VOLUME_SLICES} slices, series [0-9.]+\), not "
+            rf"'COR MPR', a coronal or sagittal reformat \({4 * VOLUME_SLICES}\)")
+    with pytest.warns(UserWarning, match=said):
+        ct = read_volume(tmp_path)
+    assert ct.meta["dicom_series_uid"] == axial
+    np.testing.assert_array_equal(ct.array, values)
+    np.testing.assert_allclose(ct.direction, np.eye(3).ravel(), atol=1e-9)
+    for file in tmp_path.glob("ax-*.dcm"):  # the reformat alone: read, on its own grid
+        file.unlink()
+    assert read_volume(tmp_path).shape == (4 * VOLUME_SLICES, 8, 20)
+

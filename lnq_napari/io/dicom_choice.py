@@ -1,6 +1,7 @@
 """Which of several CT series in a folder :func:`.dicom_series.read_dicom` reads, and the warning saying so:
-the largest, unless it is a sharp (lung or bone kernel) reconstruction and a series that is not stands in
-for it as clearly the same scan, reconstructed differently (:func:`soft_stand_in`)."""
+the largest axial one (a coronal or sagittal reformat beside it is not the scan: :func:`is_reformat`),
+unless it is a sharp (lung or bone kernel) reconstruction and a series that is not stands in for it as
+clearly the same scan, reconstructed differently (:func:`soft_stand_in`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from lnq_napari.io.dicom_headers import (
 
 #: How :func:`choice_text` names a sharp reconstruction.
 SHARP_NAME = "sharp (lung or bone kernel) reconstruction"
+#: A series whose slice normal lies more than this many degrees from the foot-head axis is a reformat.
+MAX_AXIAL_DEGREES = 45.0
 #: A stand-in covers at least this share of the largest series' extent along the slice normal.
 MIN_COVERAGE = 0.9
 #: A stand-in's slice normal lies within this many degrees of the largest series' one.
@@ -50,6 +53,15 @@ def series_look(file: str) -> SeriesLook:
     text = " ".join(t for t in (description, kernel) if t)
     return SeriesLook(f"'{text}'" if text else "series", reconstruction_sharpness(kernel, description),
                       is_projection(header))
+
+
+def is_reformat(headers: Sequence) -> bool:
+    """Whether a series' slices (their headers, :func:`.dicom_headers.series_slices`) form a volume whose
+    normal lies more than :data:`MAX_AXIAL_DEGREES` from the foot-head axis: a coronal or sagittal reformat
+    a PACS exports beside a chest CT's axial series, read only when no axial series is there."""
+    stack = volume_stack(headers)
+    return stack is not None and float(np.degrees(np.arccos(min(abs(float(stack[0][2])), 1.0)))) > \
+        MAX_AXIAL_DEGREES
 
 
 def _span(along: np.ndarray) -> tuple[float, float, float]:
@@ -90,10 +102,13 @@ def soft_stand_in(largest: str, pool: list[str], slices: dict, looks: dict[str, 
     return max(sorted(found), key=images.get) if found else None
 
 
-def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, SeriesLook], images: dict) -> str:
+def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, SeriesLook], images: dict,
+                reformats: frozenset[str] = frozenset()) -> str:
     """What :func:`.dicom_series.read_dicom`'s warning says of the series read of several: which and why,
-    then the others by name and slice count."""
+    then the others by name and slice count (``reformats``, :func:`is_reformat`, said to be one)."""
     read = f"{looks[sid].name} ({images[sid]} slices, series {sid}"
+    looks = {o: SeriesLook(f"{look.name}, a coronal or sagittal reformat", look.sharpness, look.projection)
+             if o in reformats else look for o, look in looks.items()}
     if sid != largest:
         kernel = "not a lung or bone kernel" if looks[sid].sharpness is False else "kernel unknown"
         what = "the largest, " if images[largest] > images[sid] else ""
@@ -101,9 +116,11 @@ def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, Series
                 f"({images[largest]}), a {SHARP_NAME}, which the model reads poorly")
         rest = [o for o in pool if o not in (sid, largest)]
         return text + ("; not " + "; ".join(f"{looks[o].name} ({images[o]})" for o in rest) if rest else "")
+    axial = [o for o in pool if o not in reformats] if sid not in reformats else pool
     tie = " (of equal size, the first by Series Instance UID)" \
-        if sum(images[o] == images[sid] for o in pool) > 1 else ""
-    if all(looks[o].sharpness for o in pool):
+        if sum(images[o] == images[sid] for o in axial) > 1 else ""
+    tie += " axial series" if any(images[o] > images[sid] for o in pool if o not in axial) else ""
+    if all(looks[o].sharpness for o in axial):
         why = f"; every series a {SHARP_NAME}, which the model reads poorly"
     elif looks[sid].sharpness:
         why = (f"; a {SHARP_NAME}, which the model reads poorly, no soft volume beside it covers the same "

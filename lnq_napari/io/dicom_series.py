@@ -15,7 +15,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io import dicom_tree
-from lnq_napari.io.dicom_choice import choice_text, series_look, soft_stand_in
+from lnq_napari.io.dicom_choice import choice_text, is_reformat, series_look, soft_stand_in
 from lnq_napari.io.dicom_codecs import missing_codec, native_dataset, pydicom_decodes
 from lnq_napari.io.dicom_headers import (
     ENHANCED_CT_SOP_CLASSES,
@@ -135,7 +135,8 @@ def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2
         images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
         kept = {o: (slices[o][0] or files_by_series[o]) if o in slices else files_by_series[o] for o in pool}
         looks = {o: series_look(kept[o][0]) for o in pool} if len(pool) > 1 else {}  # no scout's header
-        largest = max(sorted(pool), key=images.get)  # ties: the first by Series Instance UID
+        reformats = frozenset(o for o in pool if o in slices and is_reformat(slices[o][1]))
+        largest = max(sorted(set(pool) - reformats) or sorted(pool), key=images.get)  # ties: the first UID
         soft = soft_stand_in(largest, pool, slices, looks, images) if all(volume[o] for o in pool) else None
         sid = soft or largest
         single = sum(1 for o in pool if images[o] == 1 and volume[o])
@@ -147,7 +148,7 @@ def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2
         if len(pool) > 1:  # another CT (a lung-kernel reconstruction): which one is read, and why, is said
             kind = "CT series" if volume[sid] else "series"
             warnings.warn(f"{folder} holds {len(pool)} DICOM {kind}; "
-                          f"{choice_text(sid, largest, pool, looks, images)}: to read another, "
+                          f"{choice_text(sid, largest, pool, looks, images, reformats)}: to read another, "
                           "give a folder holding only its slices", UserWarning, stacklevel=stacklevel)
         if sid in marked:
             warnings.warn(f"{folder} holds no DICOM CT series but "
