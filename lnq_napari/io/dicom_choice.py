@@ -105,10 +105,12 @@ def soft_stand_in(largest: str, pool: list[str], slices: dict, looks: dict[str, 
 def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, SeriesLook], images: dict,
                 reformats: frozenset[str] = frozenset()) -> str:
     """What :func:`.dicom_series.read_dicom`'s warning says of the series read of several: which and why,
-    then the others by name and slice count (``reformats``, :func:`is_reformat`, said to be one)."""
+    then the others by name and slice count (``reformats``, :func:`is_reformat`, larger than the series
+    read, said to be one: the read one is then the largest axial series)."""
     read = f"{looks[sid].name} ({images[sid]} slices, series {sid}"
+    passed = {o for o in reformats if images[o] > images[sid]} if sid not in reformats else set()
     looks = {o: SeriesLook(f"{look.name}, a coronal or sagittal reformat", look.sharpness, look.projection)
-             if o in reformats else look for o, look in looks.items()}
+             if o in passed else look for o, look in looks.items()}
     if sid != largest:
         kernel = "not a lung or bone kernel" if looks[sid].sharpness is False else "kernel unknown"
         what = "the largest, " if images[largest] > images[sid] else ""
@@ -116,11 +118,11 @@ def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, Series
                 f"({images[largest]}), a {SHARP_NAME}, which the model reads poorly")
         rest = [o for o in pool if o not in (sid, largest)]
         return text + ("; not " + "; ".join(f"{looks[o].name} ({images[o]})" for o in rest) if rest else "")
-    axial = [o for o in pool if o not in reformats] if sid not in reformats else pool
+    rivals = [o for o in pool if o not in reformats] if sid not in reformats else pool  # chosen among
     tie = " (of equal size, the first by Series Instance UID)" \
-        if sum(images[o] == images[sid] for o in axial) > 1 else ""
-    tie += " axial series" if any(images[o] > images[sid] for o in pool if o not in axial) else ""
-    if all(looks[o].sharpness for o in axial):
+        if sum(images[o] == images[sid] for o in rivals) > 1 else ""
+    tie += " axial series" if passed else ""
+    if all(looks[o].sharpness for o in pool):
         why = f"; every series a {SHARP_NAME}, which the model reads poorly"
     elif looks[sid].sharpness:
         why = (f"; a {SHARP_NAME}, which the model reads poorly, no soft volume beside it covers the same "
