@@ -80,3 +80,33 @@ def test_a_coronal_reformat_with_more_images_than_the_axial_ct_is_not_read_for_i
         file.unlink()
     assert read_volume(tmp_path).shape == (4 * VOLUME_SLICES, 8, 20)
 
+
+
+def test_a_split_series_of_two_reconstructions_is_refused_when_the_seg_is_on_the_lung_one(tmp_path):
+    """Two reconstructions an export split over two folders (each holding half of each), a SEG drawn on the
+    lung half in one: that case's CT was a file of the lung series (the folder reads the soft one), which
+    the split check passed over (it looked at folders only), so half the scan trained as a whole case
+    without a word; it is refused as a split part with labels, as a folder case is."""
+    from lnq_napari.errors import LNQError
+
+    values, half = hu(2 * VOLUME_SLICES), VOLUME_SLICES
+    soft, lung = "1.2.3.1", "1.2.3.2"
+    for part, rows in (("a", slice(0, half)), ("b", slice(half, None))):
+        folder = tmp_path / "P1" / part
+        for name, uid, kernel in (("soft", soft, "B31f"), ("lung", lung, "B70f")):
+            series(folder, values[rows], name, SeriesInstanceUID=uid, ConvolutionKernel=kernel)
+        for file in folder.glob("*.dcm"):  # the second half lies above the first
+            ds = pydicom.dcmread(file)
+            ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2],
+                                       float(ds.ImagePositionPatient[2]) + (2.5 * half if part == "b" else 0)]
+            ds.save_as(file, enforce_file_format=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = read_volume(tmp_path / "P1" / "a" / "lung-000.dcm")
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[2, 3:8, 3:8] = 1
+    write_dicom_seg(tmp_path / "P1" / "a" / "nodes.dcm", labels, tmp_path / "P1" / "a", series_uid=lung)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(LNQError, match=r"^nodes\.dcm labels part of a DICOM series split over folders: "):
+            find_cases(tmp_path)

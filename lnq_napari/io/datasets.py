@@ -72,19 +72,22 @@ def _without_split_parts(folder: Path, cases: list[CaseFiles]) -> list[CaseFiles
     (:func:`~lnq_napari.io.dicom_tree.split_series`), named in one warning, as a case that cannot be used is
     left out. LNQError when a part has labels (they were drawn on the whole CT, or on half of it: either
     way not that part's) or when no other case is left."""
-    split = split_series([case.ct for case in cases if case.ct.is_dir()])
+    # a case's series folder: a file (the series of a folder of two reconstructions its SEG was drawn on)
+    # is checked by its folder, as a folder case is
+    folder_of = {case.ct: case.ct if case.ct.is_dir() else case.ct.parent for case in cases}
+    split = split_series(list(dict.fromkeys(folder_of.values())))
     if not split:
         return cases
     for case in cases:
-        if case.ct in split and (labels := case.seg or case.full):
+        if folder_of[case.ct] in split and (labels := case.seg or case.full):
             raise LNQError(f"{Path(labels).name} labels part of a DICOM series split over folders: "
-                           f"{split[case.ct]}")
-    kept = [case for case in cases if case.ct not in split]
+                           f"{split[folder_of[case.ct]]}")
+    kept = [case for case in cases if folder_of[case.ct] not in split]
     if not kept:
         messages = list(dict.fromkeys(split.values()))  # one per split series
         more = f" (and {len(messages) - 1} more series split so)" if len(messages) > 1 else ""
         raise LNQError(f"{messages[0]}{more}")
-    parts = [_below(folder, case.ct) for case in cases if case.ct in split]
+    parts = [_below(folder, folder_of[case.ct]) for case in cases if folder_of[case.ct] in split]
     named = ", ".join(parts[:3]) + (" ..." if len(parts) > 3 else "")
     warnings.warn(f"{folder}: {len(parts)} DICOM series folder(s) left out as parts of a series an export "
                   f"split over folders ({named}); move each series' slices into one folder", UserWarning,
