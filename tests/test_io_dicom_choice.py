@@ -110,3 +110,21 @@ def test_a_split_series_of_two_reconstructions_is_refused_when_the_seg_is_on_the
         warnings.simplefilter("ignore")
         with pytest.raises(LNQError, match=r"^nodes\.dcm labels part of a DICOM series split over folders: "):
             find_cases(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["00-enhanced.dcm", "zz-enhanced.dcm"])
+def test_an_enhanced_copy_sharing_the_series_uid_of_its_classic_slices_is_left_out(tmp_path, name):
+    """An enhanced (multi-frame) file converted from the classic slices beside it, keeping their Series
+    Instance UID: the folder was refused, as "an enhanced CT split over 9 files" (sorted first) or with ITK's
+    "Size mismatch!" cut mid-path (sorted last); the classic slices are now read, the copy left out."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    values = hu(VOLUME_SLICES)
+    uid = series(tmp_path, values)
+    slices = [pydicom.dcmread(file) for file in sorted(tmp_path.glob("ct-*.dcm"))]
+    LegacyConvertedEnhancedCTImage(slices, series_instance_uid=uid, series_number=2,
+                                   sop_instance_uid=pydicom.uid.generate_uid(),
+                                   instance_number=1).save_as(tmp_path / name)
+    ct = read_volume(tmp_path)
+    assert ct.meta["dicom_series_uid"] == uid
+    np.testing.assert_array_equal(ct.array, values)

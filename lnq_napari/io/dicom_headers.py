@@ -27,7 +27,7 @@ CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", *ENHANCED_CT_SOP_CLASSES)
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (what write_dicom_seg writes)
 SEG_SOP_CLASSES = (SEG_SOP_CLASS, "1.2.840.10008.5.1.4.1.1.66.7")  # and Label Map Segmentation Storage
 #: The header elements :func:`series_slices` reads.
-SLICE_TAGS = ["SOPInstanceUID", "ImageType", "ImagePositionPatient"]
+SLICE_TAGS = ["SOPInstanceUID", "ImageType", "ImagePositionPatient", "NumberOfFrames"]
 #: The header elements :func:`forms_volume` and :func:`padding_values` read, beside :data:`SLICE_TAGS`.
 VOLUME_TAGS = ["ImageOrientationPatient", "PixelPaddingValue", "PixelPaddingRangeLimit",
                "PixelRepresentation", "BitsAllocated", "BitsStored"]
@@ -249,19 +249,39 @@ def series_slices(items: Sequence[Item], headers: Sequence) -> list[Item]:
     slices: a localizer (scout) filed in the series and a second copy of one image (same SOP Instance UID
     at the same position: a file copied twice) left out; unreadable ones kept (the series reader names
     what is wrong). Slices at other positions sharing a UID (a faulty exporter or anonymiser) are kept.
-    A series of localizers only keeps them (a scout alone is read as what it is)."""
+    A series of localizers only keeps them (a scout alone is read as what it is). Classic slices and an
+    enhanced (multi-frame) file of one Series Instance UID (a converter that kept it, its output saved
+    beside its input) are one CT twice: whichever holds more images is kept (the slices on a tie)."""
     kept, localizers, seen = [], [], set()
     for item, header in zip(items, headers, strict=True):
         if header is None:
-            kept.append(item)
+            kept.append((item, 1))
             continue
         instance = str(header.get("SOPInstanceUID", "")).strip()
         copy = (instance, _position(header))
         if instance and copy in seen:
             continue
         seen.add(copy)
-        (localizers if is_localizer(header) else kept).append(item)
-    return kept if kept else localizers
+        (localizers if is_localizer(header) else kept).append((item, _frames(header)))
+    return [item for item, _ in (_one_kind(kept) if kept else localizers)]
+
+
+def _frames(header) -> int:
+    """A header's Number of Frames (1 when it gives none, or none that is a number: the reader says so)."""
+    try:
+        return int(header.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _one_kind(kept: list[tuple[Item, int]]) -> list[tuple[Item, int]]:
+    """Of a series' ``(slice, frames)``, its classic slices or its enhanced (multi-frame) files, whichever
+    hold more images (the slices on a tie); all when not both are there."""
+    multi = [entry for entry in kept if entry[1] > 1]
+    if not multi or len(multi) == len(kept):
+        return kept
+    single = [entry for entry in kept if entry[1] <= 1]
+    return single if len(single) >= sum(frames for _, frames in multi) else multi
 
 
 #: Kernel names (ConvolutionKernel, upper case, split at anything but letters and digits) of a sharp
