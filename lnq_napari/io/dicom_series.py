@@ -176,7 +176,7 @@ def read_dicom(path: Path, series_uid: str | None = None) -> RawImage:
     if path.is_dir() and sid != series_uid and (choice.images[sid] <= 1 or not choice.volume[sid]):
         _refuse_float_beside(folder, files_by_series)  # a scout read as the CT of Float Pixel Data slices
     files, headers = choice.slices.get(sid) or _series_slices(list(files_by_series[sid]))
-    head = _series_header(files) if files else choice.first[sid]  # an enhanced copy left out: a slice's
+    head = _series_header(files) if files else choice.first[sid]  # of the files read (no enhanced copy)
     reader = sitk.ImageSeriesReader()
     _refuse_cut_short(folder, [f for files in files_by_series.values() for f in files], sid)
     _refuse_headerless(files, headers, folder.name)
