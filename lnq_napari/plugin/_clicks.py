@@ -83,7 +83,9 @@ class ClickTool:
         if len(dims_displayed) == 3:
             session.stats.clicks += action != "off"
             return self._click_3d(session, world_position, action, dims_displayed, view_direction)
-        hit = session.suggestion_near(point) if inside and session.suggestions is not None else None
+        plane = shown_axes(session.nodes, dims_displayed, len(world_position))
+        has_rings = inside and session.suggestions is not None
+        hit = session.suggestion_near(point, plane=plane) if has_rings else None
         on_ring = hit is not None and action in ("add", "off") and session.suggestions.visible
         session.stats.clicks += action != "off" or on_ring
         if on_ring:
@@ -97,7 +99,7 @@ class ClickTool:
             node = session.add_node_at(point)
             return self._say(f"added node {node}" if node else "no node-like tissue at the click")
         if action == "mark":
-            added = session.mark_node_at(self.viewer, point)
+            added = session.mark_node_at(self.viewer, point, plane)
             return self._say("marked a node here, outline unknown" if added else "mark taken back")
         node = session.remove_node_at(point)
         return self._say(f"removed node {node}" if node else "no node at the click")
@@ -134,6 +136,14 @@ class ClickTool:
         return message
 
 
+def shown_axes(layer, dims_displayed, ndim_world: int) -> tuple[int, int]:
+    """The two data axes of the 3D ``layer`` that a 2D view shows (napari's world dims, the leading ones
+    beyond the layer's dims dropped): (1, 2) axial, (0, 2) coronal, (0, 1) sagittal; axial if unclear."""
+    offset = ndim_world - layer.ndim
+    axes = sorted(int(d) - offset for d in dims_displayed if 0 <= int(d) - offset < layer.ndim)
+    return (axes[0], axes[1]) if len(axes) == 2 and layer.ndim == 3 else (1, 2)
+
+
 COVER_OPACITY = 0.5  # an image drawn at least this opaque over the CT hides it
 
 
@@ -160,10 +170,25 @@ def hides(layer, ct, world_position, dims_displayed=(1, 2), view_direction=None)
     if not is_ct_layer(layer) or not layer.visible or layer.opacity < COVER_OPACITY:
         return False
     if len(dims_displayed) == 3 and view_direction is not None:
-        start, end = layer.get_ray_intersections(world_position, view_direction, dims_displayed, world=True)
-        held = start is not None and end is not None
+        own = ray_depths(layer, world_position, view_direction, dims_displayed)
+        under = ray_depths(ct, world_position, view_direction, dims_displayed)
+        held = own is not None and under is not None and own[0] < under[1]  # in front of the CT's far side
     else:
         point = np.asarray(layer.world_to_data(world_position), dtype=float)[-layer.ndim:]
         shape = np.asarray(layer.level_shapes[0][: layer.ndim], dtype=float)
         held = bool(np.all((point > -0.5) & (point < shape - 0.5)))
     return held and not same_scan(layer, ct)
+
+
+def ray_depths(layer, world_position, view_direction, dims_displayed) -> tuple[float, float] | None:
+    """Where the clicked ray of the 3D view enters and leaves ``layer``'s volume, as distances along the
+    view direction (world units, growing away from the camera); None when the ray misses it."""
+    start, end = layer.get_ray_intersections(world_position, view_direction, dims_displayed, world=True)
+    if start is None or end is None:
+        return None
+    points = [np.asarray(layer.data_to_world(p), dtype=float) for p in (start, end)]
+    n = len(points[0])  # the layer's world dims: the trailing ones of the viewer's
+    direction = np.asarray(view_direction, dtype=float)[-n:]
+    origin = np.asarray(world_position, dtype=float)[-n:]
+    depths = [float(np.dot(p - origin, direction)) for p in points]
+    return min(depths), max(depths)

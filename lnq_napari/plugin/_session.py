@@ -316,9 +316,11 @@ class NodeSession:
             return np.zeros((0, 3))
         return np.asarray(self.suggestions.data)
 
-    def suggestion_near(self, point_zyx: Sequence[float], radius_vox: float = 4.0) -> int | None:
-        """Index of the suggestion within ``radius_vox`` in-plane (same slice +-1) of a click, or None."""
-        return point_near(self.suggestion_points(), point_zyx, radius_vox)
+    def suggestion_near(self, point_zyx: Sequence[float], radius_vox: float = 4.0,
+                        plane: Sequence[int] = (1, 2)) -> int | None:
+        """Index of the suggestion within ``radius_vox`` in the view's ``plane`` (data axes shown; the same
+        slice +-1 across it) of a click, or None."""
+        return point_near(self.suggestion_points(), point_zyx, radius_vox, plane)
 
     def extend_node_at(self, point_zyx: Sequence[float]) -> int:
         """Grow the tissue at a click and paint it with the id of the node it touches (a new id when it
@@ -371,7 +373,7 @@ class NodeSession:
         """The suggestions rejected on this node layer, as :class:`~lnq_napari.interact.Rejection` dicts."""
         return list(self.nodes.metadata.get(REJECTED_KEY, []))
 
-    def mark_node_at(self, viewer, point_zyx: Sequence[float]) -> bool:
+    def mark_node_at(self, viewer, point_zyx: Sequence[float], plane: Sequence[int] = (1, 2)) -> bool:
         """Mark "a node here, outline unknown" at a click (a cross on the "marked nodes" Points layer, kept
         with the correction on Save); a click on a mark takes it back. Returns True when a mark was
         added, False when one was taken back."""
@@ -382,7 +384,7 @@ class NodeSession:
             self.watch_marks(viewer, layer)
             viewer.layers.selection.active = active  # the node layer stays the one the keys act on
         pts = np.asarray(layer.data, dtype=float).reshape(-1, 3)
-        hit = point_near(pts, point_zyx)
+        hit = point_near(pts, point_zyx, plane=plane)
         point = np.round(np.asarray(point_zyx, dtype=float)) if hit is None else pts[hit]
         add, take = (lambda: self._mark(point, True)), (lambda: self._mark(point, False))
         (add if hit is None else take)()
@@ -472,12 +474,17 @@ class NodeSession:
         return self.current_suggestion
 
 
-def point_near(points: np.ndarray, point_zyx: Sequence[float], radius_vox: float = 4.0) -> int | None:
-    """Index of the point of ``points`` (n x 3, z y x) nearest a click within ``radius_vox`` in-plane
-    (same slice +-1), or None: what a click on a suggestion ring or a mark hits."""
+def point_near(points: np.ndarray, point_zyx: Sequence[float], radius_vox: float = 4.0,
+               plane: Sequence[int] = (1, 2)) -> int | None:
+    """Index of the point of ``points`` (n x 3, z y x) nearest a click within ``radius_vox`` in the view's
+    ``plane`` (the two data axes shown: (1, 2) axial, (0, 2) coronal, (0, 1) sagittal) and on the same
+    slice +-1 across it, or None: what a click on a suggestion ring or a mark hits."""
     pts = np.asarray(points, dtype=float).reshape(-1, 3)
     p = np.asarray(point_zyx, dtype=float)
-    near = (np.abs(pts[:, 0] - p[0]) <= 1.0) & (np.hypot(pts[:, 1] - p[1], pts[:, 2] - p[2]) <= radius_vox)
+    a, b = (int(ax) for ax in plane)
+    (across,) = {0, 1, 2} - {a, b}
+    in_plane = np.hypot(pts[:, a] - p[a], pts[:, b] - p[b])
+    near = (np.abs(pts[:, across] - p[across]) <= 1.0) & (in_plane <= radius_vox)
     if not near.any():
         return None
     d = np.linalg.norm(pts - p, axis=1)

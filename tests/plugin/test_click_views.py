@@ -1,0 +1,81 @@
+"""Clicks in the views other than the axial 2D one: a coronal or sagittal 2D view (napari's dims order
+rolled) and the 3D view, where another scan may lie in front of the labels' CT or behind it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lnq_napari.io.volume import Volume
+from lnq_napari.plugin._case import add_case, nodes_layer_data
+from lnq_napari.plugin.app import dock_widgets
+
+pytestmark = pytest.mark.gui
+
+
+def _predicted(viewer, qtbot, phantom_files, stand_in):
+    viewer.open(str(phantom_files.ct), plugin="lnq-napari")
+    widgets = dock_widgets(viewer)
+    segment = widgets["Segment"]
+    segment.predictor_factory = lambda model, device: stand_in
+    assert segment.run() is not None
+    qtbot.waitUntil(lambda: segment.worker is None, timeout=30000)
+    return widgets
+
+
+@pytest.mark.parametrize("order, across", [((1, 0, 2), 1), ((2, 0, 1), 2)], ids=["coronal", "sagittal"])
+def test_a_click_on_a_ring_in_a_coronal_or_sagittal_view_takes_the_ring_under_the_cursor(
+    make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir, order, across
+):
+    """In a coronal view the ring lookup kept the axial rule (same axial slice +-1, near in y and x):
+    a click on a ring 3 slices above its centre missed it, and a click 3 coronal slices away, where no
+    ring is drawn, took it."""
+    viewer = make_napari_viewer()
+    widgets = _predicted(viewer, qtbot, phantom_files, stand_in)
+    tool, suggestions = widgets["Correct"].tool, viewer.layers["suggestions"]
+    viewer.dims.order = order
+    shown = list(viewer.dims.displayed)
+    assert len(shown) == 2 and across not in shown
+    n = len(suggestions.data)
+    ring = np.asarray(suggestions.data[0], dtype=float)
+    off_slice = ring.copy()
+    off_slice[across] += 3  # another coronal (sagittal) slice: no ring drawn there
+    assert tool.click(suggestions.data_to_world(off_slice), "off", dims_displayed=shown) == ""
+    assert len(suggestions.data) == n
+    on_ring = ring.copy()
+    on_ring[0] += 3 if ring[0] + 3 < viewer.layers["nodes"].data.shape[0] else -3  # 3 voxels off, in view
+    said = tool.click(suggestions.data_to_world(on_ring), "off", dims_displayed=shown)
+    assert said.startswith("accepted suggestion"), said
+    assert len(suggestions.data) == n - 1
+
+
+def test_a_3d_click_is_refused_only_where_another_scan_lies_in_front_of_the_labels_ct(make_napari_viewer):
+    """The 3D cover check had no depth: a second scan behind the labels' CT, seen through nothing, refused
+    a 3D click on a node in front of it."""
+    shape = (8, 20, 24)
+    hu = np.full(shape, -100, np.int16)
+    case = Volume(hu, (1.0, 1.0, 5.0), (0.0, 0.0, 0.0))
+    labels = np.zeros(shape, np.uint8)
+    labels[2:6, 6:14, 8:16] = 1
+    viewer = make_napari_viewer()
+    correct = dock_widgets(viewer)["Correct"]
+    ct, nodes = add_case(viewer, None, nodes_layer_data(case.with_array(labels)))
+    ct = viewer.add_image(hu, name="one-ct", scale=nodes.scale, translate=nodes.translate)
+    viewer.layers.move(viewer.layers.index(ct), 0)
+    other = viewer.add_image(np.full(shape, 40, np.int16), name="other", scale=nodes.scale,
+                             translate=nodes.translate)
+    viewer.dims.ndisplay = 3
+    depth = shape[0] * float(nodes.scale[0])
+    ray = np.array([1.0, 0.0, 0.0])  # looking along +z, from below the first slice
+    where = np.asarray(nodes.data_to_world((-3, 10, 12)), dtype=float)
+
+    def remove() -> str:
+        viewer.layers.selection.active = nodes
+        return correct.tool.click(where, "remove", dims_displayed=(0, 1, 2), view_direction=ray)
+
+    other.translate = np.asarray(nodes.translate) + np.array([depth + 50.0, 0.0, 0.0])  # behind the CT
+    assert remove().startswith("removed node")
+    nodes.data = labels.copy()
+    other.translate = np.asarray(nodes.translate) - np.array([depth + 50.0, 0.0, 0.0])  # in front of it
+    said = remove()
+    assert "'other' is drawn over 'one-ct'" in said and (np.asarray(nodes.data) == 1).any(), said
