@@ -24,3 +24,20 @@ def test_label_mask_accepts_ids_bools_and_whole_floats():
     assert label_mask(np.array([0, 3, 7]), value=3).tolist() == [0, 1, 0]
     assert label_mask(np.array([False, True])).dtype == np.uint8
     assert label_mask(np.array([0.0, 2.0])).tolist() == [0, 1]
+
+
+def test_label_maps_by_content_are_solid_blobs_of_few_whole_non_negative_values():
+    from lnq_napari.io.labels import looks_like_label_map
+
+    blobs = np.zeros((4, 20, 20), np.uint8)
+    blobs[1:3, 2:8, 2:8], blobs[1:3, 2:8, 8:12] = 1, 2  # two nodes side by side
+    assert looks_like_label_map(blobs) and looks_like_label_map(blobs.astype(np.float32))
+    assert looks_like_label_map(blobs > 0) and looks_like_label_map(np.zeros((3, 4, 4), np.float32))
+    ramp = np.broadcast_to(np.arange(20, dtype=np.uint8), (4, 20, 20))  # values change at every step
+    assert not looks_like_label_map(ramp) and not looks_like_label_map(ramp.astype(np.float32))
+    assert not looks_like_label_map(blobs.astype(np.float32) * 0.5)  # fractions: probabilities
+    assert not looks_like_label_map(blobs.astype(np.int16) - 1)  # negative
+    assert not looks_like_label_map(blobs.astype(np.float32) * 300)  # beyond a float mask's ids
+    assert looks_like_label_map(blobs.astype(np.int16) * 300)  # integer ids may be large
+    many = np.arange(4 * 20 * 20).reshape(4, 20, 20) // 4  # 400 values in blobs of 4
+    assert not looks_like_label_map(many.astype(np.int32))

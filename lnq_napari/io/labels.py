@@ -47,3 +47,42 @@ def label_mask(array: np.ndarray, name: str = "labels", value: int | None = None
     check_label_values(array, name)
     mask = array != 0 if value is None else array == value
     return mask.view(np.uint8)  # 0/1 as uint8 without a second full-size copy
+
+
+MASK_MAX = 255  # the largest id a mask stored as float holds (0/1, 0/255, a few node ids); a CT goes higher
+MAX_LABEL_VALUES = 64  # more distinct values than this: an image, not a label map
+MAX_SEAM_FRACTION = 0.25  # of side-by-side labelled voxels, the most that may differ: nodes are solid blobs
+
+
+def looks_like_label_map(array: np.ndarray) -> bool:
+    """Whether the values of a file with no label name read as a label map: bool; or non-negative whole
+    values (a float's in every voxel, at most :data:`MASK_MAX`: a mask as MONAI writes one), at most
+    :data:`MAX_LABEL_VALUES` of them, in solid blobs (at most :data:`MAX_SEAM_FRACTION` of the side-by-side
+    non-zero voxel pairs differ). A CT, a probability map, or a distance map or an 8-bit image of whole
+    values (their values change between most neighbours) do not. An integer array is judged on 8 slices
+    spread through it; a float one on all (fractions may lie between those)."""
+    if array.dtype == bool:
+        return True
+    if array.dtype.kind not in "iuf" or array.size == 0 or array.ndim == 0:
+        return False
+    is_float = array.dtype.kind == "f"
+    planes = array if is_float or array.ndim == 1 else array[:: max(1, array.shape[0] // 8)]
+    seen: set = set()
+    seams = pairs = 0
+    for plane in (planes if array.ndim > 1 else [planes]):  # one slice at a time: no full-size copy
+        plane = np.asarray(plane)
+        if plane.size == 0:
+            continue
+        lowest, highest = plane.min(), plane.max()  # NaN: both NaN, the tests below fail
+        if not lowest >= 0 or (is_float and not highest <= MASK_MAX):
+            return False
+        if is_float and not np.array_equal(plane, np.round(plane)):
+            return False  # fractions: a probability map
+        seen.update(np.unique(plane).tolist())
+        if len(seen) > MAX_LABEL_VALUES:
+            return False
+        left, right = plane[..., :-1], plane[..., 1:]
+        both = (left != 0) & (right != 0)
+        pairs += int(both.sum())
+        seams += int((both & (left != right)).sum())
+    return seams <= MAX_SEAM_FRACTION * pairs

@@ -16,6 +16,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_series import dicom_source
 from lnq_napari.io.dicom_tree import DICOM_SUFFIXES, is_dicom_folder, is_dicom_path, seg_file
 from lnq_napari.io.geometry import reordered_onto
+from lnq_napari.io.labels import looks_like_label_map
 from lnq_napari.io.layout import (
     image_names,
     image_suffix,
@@ -62,39 +63,10 @@ def is_supported(path: str | Path) -> bool:
         (path.is_file() and is_dicom_path(path)) or _is_dicom_seg(path)
 
 
-MASK_MAX = 255  # the largest id a mask stored as float holds (0/1, 0/255, a few node ids); a CT goes higher
-
-
 def looks_like_labels(path: str | Path, array: np.ndarray | None = None) -> bool:
-    """A label file name (``-seg``, ``-full``, ``.seg.nrrd``, ...), or few non-negative whole values (a
-    mask stored as float, as MONAI writes one, too: the whole array, ids up to :data:`MASK_MAX`)."""
-    if looks_like_label_name(path):
-        return True
-    if array is None or array.dtype.kind not in "biuf":
-        return False
-    if array.dtype == bool:
-        return True
-    if array.dtype.kind == "f":
-        return is_float_mask(array)
-    sample = np.asarray(array[:: max(1, array.shape[0] // 8)])
-    return sample.size > 0 and float(sample.min()) >= 0 and len(np.unique(sample)) <= 64
-
-
-def is_float_mask(array: np.ndarray) -> bool:
-    """Whether a float ``array`` holds, in every voxel, whole values 0..:data:`MASK_MAX` and at most 64 of
-    them (a mask); a float CT, a phantom in HU + 1024, a sparse probability map or a distance map do not."""
-    if array.size == 0 or array.ndim == 0:
-        return False
-    lowest, highest = float(np.min(array)), float(np.max(array))  # NaN: both NaN, the test below fails
-    if not (0 <= lowest and highest <= MASK_MAX):
-        return False
-    seen = np.zeros(MASK_MAX + 1, dtype=bool)
-    for plane in array:  # one slice at a time: no full-size copy of a large volume
-        plane = np.asarray(plane)
-        if not np.array_equal(plane, np.round(plane)):
-            return False  # fractions: a probability map
-        seen[np.unique(plane).astype(np.intp)] = True
-    return int(seen.sum()) <= 64
+    """A label file name (``-seg``, ``-full``, ``.seg.nrrd``, ...), or values that read as a label map
+    (:func:`~lnq_napari.io.labels.looks_like_label_map`: a mask stored as float, as MONAI writes one, too)."""
+    return looks_like_label_name(path) or (array is not None and looks_like_label_map(array))
 
 
 def napari_get_reader(path):

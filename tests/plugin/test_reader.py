@@ -440,3 +440,29 @@ def test_head_first_labels_find_their_ct_among_two_cases_and_in_a_viewer_not_cur
     make_napari_viewer()  # napari's current viewer now, no CT in it
     (labels,) = single.open(labels_path, plugin="lnq-napari")
     assert same_placement(only_ct, labels)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_a_distance_map_of_whole_values_opens_as_an_image_and_a_float_map_of_node_ids_as_labels(tmp_path,
+                                                                                                  dtype):
+    """A distance map in whole voxels (27 values 0..26, as float or uint8) with a plain name opened as a
+    label map of 26 nested "nodes"; its values change between most neighbours, a label map's nodes are solid.
+    """
+    from scipy import ndimage
+
+    from lnq_napari.io.readers import write_volume
+    from lnq_napari.io.volume import Volume
+
+    outside = np.ones((12, 40, 40), bool)
+    outside[5:7, 18:22, 18:22] = False
+    distance = np.round(ndimage.distance_transform_edt(outside)).astype(dtype)
+    assert 20 < len(np.unique(distance)) <= 64
+    ((data, _, kind),) = _read(write_volume(tmp_path / "distance.nrrd", Volume(distance)))
+    assert kind == "image" and np.array_equal(data, distance)
+    ids = np.zeros(distance.shape, dtype)
+    for k in range(1, 31):  # 30 nodes of their own ids, two of them touching
+        z, y, x = 2 + k % 8, 3 + 6 * (k % 6), 3 + 6 * (k // 6)
+        ids[z:z + 2, y:y + 4, x:x + 4] = k
+    ids[2:4, 3:7, 7:9] = 31
+    ((labels, _, kind),) = _read(write_volume(tmp_path / "nodes.nrrd", Volume(ids)))
+    assert kind == "labels" and labels.max() == 31
