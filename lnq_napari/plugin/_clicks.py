@@ -17,6 +17,7 @@ from lnq_napari.errors import LNQError
 from lnq_napari.interact import peak_along_ray
 from lnq_napari.plugin._layers import is_ct_layer, same_scan
 from lnq_napari.plugin._session import session_for
+from lnq_napari.preprocess import check_ct_extent
 
 MODES = ("off", "add", "remove", "mark")
 
@@ -78,6 +79,8 @@ class ClickTool:
         covered = ct_drawn_over(self.viewer, session, world_position, dims_displayed, view_direction)
         if covered and action != "off":
             return self._say(covered)
+        if action != "off":  # a grid in metres read as mm: a click would grow a node of one voxel, or none
+            check_ct_extent(session.labels_volume(), f"the grid of {session.nodes.name!r}")
         point = np.asarray(session.nodes.world_to_data(world_position), dtype=float)
         inside = np.all((point > -0.5) & (point < np.asarray(session.nodes.data.shape) - 0.5))
         if len(dims_displayed) == 3:

@@ -79,3 +79,29 @@ def test_a_3d_click_is_refused_only_where_another_scan_lies_in_front_of_the_labe
     other.translate = np.asarray(nodes.translate) - np.array([depth + 50.0, 0.0, 0.0])  # in front of it
     said = remove()
     assert "'other' is drawn over 'one-ct'" in said and (np.asarray(nodes.data) == 1).any(), said
+
+
+@pytest.mark.parametrize("spacing, said", [((0.0007, 0.0007, 0.003), "finer than any CT's"),
+                                           ((0.7, 0.7, 200.0), "more than any body")],
+                         ids=["metres read as mm", "slices of 20 cm"])
+def test_a_click_on_a_grid_of_wrong_spacing_is_refused_and_says_so(make_napari_viewer, tmp_path, autosave_dir,
+                                                                   spacing, said):
+    """The node layer took clicks on a grid in metres read as mm: Shift+click said "no node-like tissue"
+    (the node searched for was 1000 times too large), Ctrl+click removed a node measured in nonsense mm."""
+    from lnq_napari.io.readers import write_volume
+
+    shape = (20, 60, 60)
+    hu = np.full(shape, -100, np.int16)
+    hu[6:14, 20:40, 20:40] = 40
+    seg = np.zeros(shape, np.uint8)
+    seg[8:12, 22:30, 22:30] = 1
+    ct_path = write_volume(tmp_path / "case-ct.nrrd", Volume(hu, spacing))
+    seg_path = write_volume(tmp_path / "case-seg.nrrd", Volume(seg, spacing))
+    viewer = make_napari_viewer()
+    tool = dock_widgets(viewer)["Correct"].tool
+    _, nodes = viewer.open([ct_path, seg_path], plugin="lnq-napari")
+    before = np.asarray(nodes.data).copy()
+    for where, action in (((10, 30, 34), "add"), ((10, 25, 25), "remove"), ((10, 30, 34), "mark")):
+        message = tool.click(nodes.data_to_world(where), action)
+        assert message.startswith("the grid of 'case-seg'") and said in message, message
+    assert np.array_equal(np.asarray(nodes.data), before)
