@@ -36,6 +36,7 @@ from lnq_napari.plugin._layers import (
     layer_kwargs,
     layer_volume,
 )
+from lnq_napari.plugin._viewers import open_viewers, remember_current
 from lnq_napari.quantify import read_node_ids
 from lnq_napari.workspace.cases import is_workspace
 from lnq_napari.workspace.labels import version_provenance
@@ -105,6 +106,7 @@ def _refuse_case_folder(path) -> list[tuple]:
 def read_layers(path) -> list[tuple]:
     """Layer data tuples for one path or a list of paths (CT images first, then labels)."""
     paths = [path] if isinstance(path, str | Path) else list(path)
+    remember_current()  # its CTs: where labels opened later, when another viewer is current, look
     firsts = {}  # the slices of one series: one CT layer, read from the first of them
     for p in paths:
         firsts.setdefault(dicom_source(p), p)
@@ -150,12 +152,13 @@ def open_ct_turned(path: Path) -> Volume | None:
     """The open CT whose very points the label file ``path`` samples in another axis order or direction
     (a head-first copy of a feet-first CT's labels): read onto its grid, exactly, as ``view --seg`` reads
     them, they are that CT's labels (Shift+click, Save on its case). Looked for in napari's current viewer,
-    then in the other open viewers (npe2 tells a reader no viewer). None when no open CT's grid matches,
-    when CTs of several grids do, or when one already has the labels' grid: the labels stay as stored."""
+    then in the other open viewers the plugin met (:func:`~lnq_napari.plugin._viewers.open_viewers`).
+    None when no open CT's grid matches, when CTs of several grids do, or when one already has the labels'
+    grid: the labels stay as stored."""
     grid = read_grid(path)
     if grid is None:
         return None
-    for viewer in _open_viewers():
+    for viewer in open_viewers():
         cts = [ct for ct in (_grid_of(ly) for ly in viewer.layers if is_ct_layer(ly, views=False))
                if ct is not None]
         if any(ct.same_grid(grid) for ct in cts):
@@ -164,15 +167,6 @@ def open_ct_turned(path: Path) -> Volume | None:
         if turned:
             return turned[0] if all(ct.same_grid(turned[0]) for ct in turned) else None
     return None
-
-
-def _open_viewers() -> list:
-    """napari's current viewer first, then every other open one."""
-    import napari
-
-    current = napari.current_viewer()
-    others = [v for v in list(getattr(napari.Viewer, "_instances", ())) if v is not current]
-    return [v for v in (current, *others) if v is not None]
 
 
 def _grid_of(layer) -> Volume | None:

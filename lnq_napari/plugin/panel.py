@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from lnq_napari.plugin._drawing import wait_cursor_while_drawing
+from lnq_napari.plugin._viewers import remember
 from lnq_napari.plugin.keys import key_rows, register_review_keys
 from lnq_napari.plugin.widgets import CorrectWidget, NodesWidget, ReviewWidget, SaveWidget, SegmentWidget
 from lnq_napari.plugin.widgets._common import while_alive
@@ -43,6 +44,7 @@ class LNQPanel(QWidget):
         super().__init__()
         register_review_keys()
         self.viewer = napari_viewer
+        remember(napari_viewer)  # its CTs: where labels a reader opens look for the CT they belong to
         self.widgets: dict[str, QWidget] = {
             "Segment": SegmentWidget(napari_viewer, model=starting_model(model, workspace)),
             "Correct": CorrectWidget(napari_viewer),

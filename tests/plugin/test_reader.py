@@ -466,3 +466,26 @@ def test_a_distance_map_of_whole_values_opens_as_an_image_and_a_float_map_of_nod
     ids[2:4, 3:7, 7:9] = 31
     ((labels, _, kind),) = _read(write_volume(tmp_path / "nodes.nrrd", Volume(ids)))
     assert kind == "labels" and labels.max() == 31
+
+
+@pytest.mark.gui
+def test_labels_find_their_ct_in_a_viewer_not_current_without_napari_s_private_viewer_list(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    """The reader looked for the CT of head-first labels in the viewers of napari's private
+    ``Viewer._instances``: a napari without it (renamed) left the labels unpaired on their own grid when
+    another viewer was current. The plugin now keeps its own list of the viewers it met."""
+    import weakref
+
+    import napari
+
+    from lnq_napari.plugin._layers import same_placement
+
+    ct_path, labels_path = _feet_first_ct_and_head_first_labels(tmp_path)
+    single = make_napari_viewer()
+    (only_ct,) = single.open(ct_path, plugin="lnq-napari")
+    make_napari_viewer()  # napari's current viewer now, no CT in it
+    monkeypatch.setattr(napari.Viewer, "_instances", weakref.WeakSet())  # as if napari had no such list
+    (labels,) = single.open(labels_path, plugin="lnq-napari")
+    assert same_placement(only_ct, labels)
+    assert set(np.argwhere(np.asarray(labels.data) > 0)[:, 0]) == {4}
