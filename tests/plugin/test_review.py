@@ -147,7 +147,8 @@ def test_a_case_opened_from_the_queue_shows_its_suggestions_beside_its_labels(
     session = nodes.metadata["lnq_session"]
     assert np.array_equal(nodes.data, opened) and session.edits == 0  # the labels as opened
     assert session.probabilities is not None and session.probabilities.shape == opened.shape
-    assert "2 suggestions of model" in review.status.text()
+    # the model as the Models table below names it ("bundled"), not its cache key "bundled-<hash>"
+    assert "2 suggestions of model bundled: N" in review.status.text(), review.status.text()
     assert viewer.layers.selection.active is nodes  # still the layer the brush paints
 
     # a case opened before the suggestions arrive drops them: the next case gets its own

@@ -29,7 +29,7 @@ from lnq_napari.plugin.widgets._common import WorkerWidget, busy, compact, widen
 from lnq_napari.plugin.widgets.models import ModelsPanel
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.recovery import edits_open_elsewhere, remove_saved_autosaves, unsaved_edits
-from lnq_napari.workspace.registry import NNUNET, is_nnunet_version
+from lnq_napari.workspace.registry import NNUNET, is_nnunet_version, shown_parent
 from lnq_napari.workspace.review_stats import REVIEW_ACTION, summarize
 
 #: The status line after Cancel: our fine-tune resumes, an nnU-Net fine-tune (api.finetune refuses
@@ -352,9 +352,9 @@ class ReviewWidget(WorkerWidget):
                     nodes.metadata.get(SESSION_KEY) is not session:  # closed, or Find nodes put it aside
                 return
             n = attach_suggestions(self.viewer, session, result)
-            self.status.setText(f"{said}; {n} suggestion{'s' if n != 1 else ''} of model "
-                                f"{short_model_name(version)}" + (": N / Shift+N step through them, A "
-                                                                  "accepts, R rejects" if n else ""))
+            model = short_model_name(shown_parent(version))  # as the Models table names it: "bundled"
+            self.status.setText(f"{said}; {n} suggestion{'s' if n != 1 else ''} of model {model}"
+                                + (": N / Shift+N step through them, A accepts, R rejects" if n else ""))
 
         def failed(exc: Exception) -> None:
             if not isinstance(exc, Cancelled) and self.suggesting is worker:
