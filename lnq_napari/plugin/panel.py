@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from lnq_napari.plugin._anatomy import head_up_views
 from lnq_napari.plugin._drawing import wait_cursor_while_drawing
 from lnq_napari.plugin._viewers import remember
 from lnq_napari.plugin.keys import key_rows, register_review_keys
@@ -45,6 +46,7 @@ class LNQPanel(QWidget):
         register_review_keys()
         self.viewer = napari_viewer
         remember(napari_viewer)  # its CTs: where labels a reader opens look for the CT they belong to
+        head_up_views(napari_viewer)  # a coronal or sagittal view with the head up
         self.widgets: dict[str, QWidget] = {
             "Segment": SegmentWidget(napari_viewer, model=starting_model(model, workspace)),
             "Correct": CorrectWidget(napari_viewer),

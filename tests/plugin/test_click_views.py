@@ -105,3 +105,36 @@ def test_a_click_on_a_grid_of_wrong_spacing_is_refused_and_says_so(make_napari_v
         message = tool.click(nodes.data_to_world(where), action)
         assert message.startswith("the grid of 'case-seg'") and said in message, message
     assert np.array_equal(np.asarray(nodes.data), before)
+
+
+@pytest.mark.parametrize("order", [(1, 0, 2), (2, 0, 1)], ids=["coronal", "sagittal"])
+def test_a_coronal_or_sagittal_view_shows_the_head_up(make_napari_viewer, qtbot, tmp_path, order):
+    """napari draws a view's first axis downwards: a coronal view of a CT (z from foot to head) stood the
+    patient on their head. An axial view keeps anterior up."""
+    from lnq_napari.io.readers import write_volume
+
+    shape = (30, 40, 40)
+    hu = np.full(shape, -1000, np.int16)
+    hu[20:, 5:35, 5:35] = 1000  # bright head end (superior: high z)
+    hu[:, 30:, :] = 0  # a grey back (posterior: high y), bright nowhere
+    path = write_volume(tmp_path / "case-ct.nrrd", Volume(hu, (1.0, 1.0, 1.0)))
+    viewer = make_napari_viewer(show=True)
+    dock_widgets(viewer)
+    viewer.open(path, plugin="lnq-napari")
+
+    def bright_rows() -> np.ndarray:
+        viewer.reset_view()
+        qtbot.wait(100)
+        shot = np.asarray(viewer.screenshot(canvas_only=True, flash=False))[..., :3].mean(axis=-1)
+        rows = np.flatnonzero((shot > 200).sum(axis=1) > 5)
+        return rows / shot.shape[0]
+
+    viewer.dims.order = order
+    bright = bright_rows()
+    assert bright.size and bright.mean() < 0.5, bright  # the head end in the upper half
+    viewer.dims.order = (0, 1, 2)
+    viewer.dims.set_point(0, 25)
+    grey = np.asarray(viewer.screenshot(canvas_only=True, flash=False))[..., :3].mean(axis=-1)
+    middle = grey[:, grey.shape[1] // 2]
+    body = np.flatnonzero(middle > 200)
+    assert body.size and body.mean() / grey.shape[0] < 0.5  # axial: the front up, the grey back below
