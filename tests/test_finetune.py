@@ -1529,3 +1529,18 @@ def test_a_refused_version_names_the_bundled_model_kept_active_as_workspace_mode
     result = finetune_workspace(ws, FinetuneConfig(iterations=1), device="cpu", predictor_factory=factory)
     assert not result.activated and ws.active_model() is None
     assert result.reason.endswith("; kept bundled active")
+
+
+def test_the_progress_of_a_fine_tune_never_goes_back_and_names_the_pause_that_mines_false_nodes(
+        tmp_path, dataset, parent_model):
+    """Half-way through, the training paused to mine the model's false nodes (seconds with the bar still)
+    and resumed by preparing its cases again at fraction 0: the Review tab's bar fell from 51 % to 18 %."""
+    ws, truth = _workspace(tmp_path, dataset, parent_model)
+    seen = []
+    finetune_workspace(
+        ws, FinetuneConfig(iterations=12), device="cpu", progress=lambda f, m: seen.append((f, m)),
+        predictor_factory=lambda path, device: _TruthPredictor(truth),
+    )
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("false nodes" in m for _, m in seen)

@@ -254,6 +254,19 @@ def _prepared_cases(ws, plan: FinetunePlan, progress: Progress) -> list[Training
             for case in _training_cases(ws, plan, progress)]
 
 
+def _forward_only(progress: Progress) -> Progress:
+    """``progress`` that never goes back: a training resumed after its pause said "preprocessed" at
+    fraction 0, and the bar fell from half-way to where the training began."""
+    if progress is None:
+        return None
+    furthest = [0.0]
+
+    def report(fraction: float, message: str = "") -> None:
+        furthest[0] = max(furthest[0], fraction)
+        progress(furthest[0], message)
+    return report
+
+
 def _train(ws, plan: FinetunePlan, staging: Path, cases: list[TrainingCase], resume: bool,
            make_predictor: PredictorFactory, progress: Progress, cancel) -> tuple[float, int]:
     """Train a model on ``cases`` into ``staging`` (continuing a cancelled one); with ``mine_negatives``
@@ -262,6 +275,7 @@ def _train(ws, plan: FinetunePlan, staging: Path, cases: list[TrainingCase], res
     iterations = plan.config.iterations
     pause = iterations // 2 if plan.config.mine_negatives and iterations >= 2 else None
     t0, n_mined = time.time(), 0
+    progress = _forward_only(progress)  # the leg after the pause prepares its cases again, at fraction 0
     for stop_at in ([pause] if pause else []) + [None]:
         can_resume = resume and (staging / STATE_DIR / "state.pt").is_file()
         train_model(
@@ -272,6 +286,8 @@ def _train(ws, plan: FinetunePlan, staging: Path, cases: list[TrainingCase], res
             checkpoint_every=max(10, iterations // 4), anchor=_anchor(plan), stop_at=stop_at,
         )
         if stop_at is not None:
+            if progress:
+                progress(stop_at / iterations, "finding the half-trained model's false nodes to train on")
             mined = _mined_negatives(ws, plan, staging, cases, make_predictor, cancel)
             n_mined = sum(int(label_components(m)[1]) for m in mined.values())
             cases = _with_negatives(cases, mined)
