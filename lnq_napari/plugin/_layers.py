@@ -18,6 +18,9 @@ PROB_ROLE = "prob"  # a probability map's layer: never taken for the CT Find nod
 REGION_ROLE = "region"  # the mediastinum region's outline (Find nodes draws it): no CT either
 NOT_CT_ROLES = (PROB_ROLE, REGION_ROLE)  # Image layers lnq-napari shows over a CT, never one to predict on
 COMPARE_ROLE = "compare"  # the Compare widget's layers: a view of two scans, never a case's node layer
+#: The world axes every layer of a case is drawn on (LPS mm: z foot to head, y front to back, x right to
+#: left); napari named them "-3", "-2", "-1" beside the slice slider.
+AXIS_LABELS = ("z", "y", "x")
 CT_CONTRAST = WINDOW_HU  # CT layers open in the mediastinal window, as the demo's pictures show them
 HU_FLOOR = -1024.0  # the contrast slider's low end at the lowest: air, and below it padding
 
@@ -52,7 +55,8 @@ def layer_kwargs(volume: Volume, name: str, role: str, source: str | None = None
     meta = {GEOMETRY_KEY: geometry(volume), ROLE_KEY: role, **metadata}
     if source:
         meta[SOURCE_KEY] = str(source)
-    return {"name": name, "metadata": meta, **(placement(volume) if like is None else drawn_as(like))}
+    return {"name": name, "metadata": meta, "axis_labels": AXIS_LABELS,
+            **(placement(volume) if like is None else drawn_as(like))}
 
 
 def drawn_as(layer) -> dict:

@@ -138,3 +138,13 @@ def test_a_coronal_or_sagittal_view_shows_the_head_up(make_napari_viewer, qtbot,
     middle = grey[:, grey.shape[1] // 2]
     body = np.flatnonzero(middle > 200)
     assert body.size and body.mean() / grey.shape[0] < 0.5  # axial: the front up, the grey back below
+
+
+def test_the_slice_slider_is_named_by_its_axis(make_napari_viewer, phantom_files):
+    """napari named the world axes of a case "-3", "-2", "-1": the slice slider of an axial view read
+    "-3"."""
+    viewer = make_napari_viewer()
+    viewer.open([str(phantom_files.ct), str(phantom_files.seg)], plugin="lnq-napari")
+    assert tuple(viewer.dims.axis_labels) == ("z", "y", "x")
+    viewer.dims.order = (1, 0, 2)  # coronal: the slider moves along y
+    assert viewer.dims.axis_labels[viewer.dims.not_displayed[0]] == "y"
