@@ -49,13 +49,14 @@ from lnq_napari.inference import Prediction, Predictor
 from lnq_napari.interact import MERGE_MM, Suggestion, rank_suggestions, suggest_candidates
 from lnq_napari.io import dicom_seg, dicom_tree, segfile
 from lnq_napari.io.atomic import CANNOT_WRITE, atomic_write_text, check_output_folder, is_full, space_advice
+from lnq_napari.io.checksum import sha256_file
 from lnq_napari.io.datasets import find_cts
 from lnq_napari.io.geometry import GridWarning, SliceThicknessWarning, align_to, reordered_onto
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, is_partial_label, label_files_by_case, label_name
 from lnq_napari.io.outputs import check_not_users, check_prediction_targets, check_table_path
-from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by
+from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by, writer
 from lnq_napari.io.raw_image import from_sitk_image
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
 from lnq_napari.io.volume import Volume, check_grid
@@ -1265,6 +1266,22 @@ def _warn_touching(saved: SavedLabels, labels: Volume) -> None:
                       "them apart", UserWarning, stacklevel=2)
 
 
+def _check_not_reviewed_elsewhere(ws: Workspace, target: Path, out: str | Path) -> None:
+    """LNQError in one line when ``target`` holds a SEG of reviewed labels (:data:`EXPORT`) that is not,
+    byte for byte, an export this workspace journaled (napari's Save of a viewer without a workspace, another
+    workspace's export, or one changed since): its labels may be kept nowhere else. A copy of this
+    workspace's own label version, or a prediction's SEG, is written over."""
+    if not target.is_file() or writer(target) != EXPORT:
+        return
+    digest = sha256_file(target)
+    if any(Path(line.get("file", "")).expanduser().resolve() == target and line.get("sha256") == digest
+           for line in ws.journal("export")):
+        return
+    raise LNQError(f"{out} already holds a DICOM SEG of reviewed labels that this workspace did not "
+                   "export (napari's Save, another workspace's export, or changed since); it is left as it "
+                   "is: write the SEG under another file name, or move that file away")
+
+
 def export_dicom_seg(
     out: str | Path, labels: Volume | NodeResult | None = None, ct: str | Path | None = None, *,
     workspace: str | Path | None = None, case: str | None = None, version: str | None = None,
@@ -1301,6 +1318,7 @@ def export_dicom_seg(
     if any(target == p or p in target.parents for p in inputs):  # the workspace's own files and its data
         raise LNQError(f"{out} is a file of the workspace or of its cases' data (a CT series, a SEG it was "
                        "made from); give the SEG a file name outside them")
+    _check_not_reviewed_elsewhere(ws, target, out)
     info = ws.version_info(case, version) if version else ws.latest_version(case)
     if info is None:
         raise LNQError(f"{case} has no label version to export; save one first")
@@ -1313,7 +1331,7 @@ def export_dicom_seg(
                                      series_uid=series)
     try:  # the SEG is whole: a workspace that cannot be written (a read-only copy) only misses the line
         ws.log("export", case=case, version=info["version"], file=str(path), format="dicom-seg",
-               series=series)
+               series=series, sha256=sha256_file(path))
     except (NotWritable, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno not in CANNOT_WRITE:
             raise

@@ -1,0 +1,58 @@
+"""The command line and the api as a new user meets them: outputs that are never written over a user's
+file, plain counts, a verdict before figures, errors that name what the caller gave."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnq_napari import api
+from lnq_napari.cli import main
+from lnq_napari.io import GridWarning, read_labels, read_volume, write_volume
+
+DATA = Path(__file__).parent / "data" / "dcmqi"
+SERIES = DATA / "ct-3slice"
+CASE = "lnq2023-train-0001"
+
+
+@pytest.fixture(scope="module")
+def ct():
+    return read_volume(SERIES)
+
+
+@pytest.fixture(scope="module")
+def liver(ct):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GridWarning)
+        return read_labels(DATA / "liver_spine_seg.nrrd", reference=ct)
+
+
+def _workspace(tmp_path: Path, ct, liver) -> Path:
+    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", ct)
+    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", liver.with_array((liver.array == 2).astype(np.uint8)))
+    api.init_workspace(tmp_path / "ws", data=tmp_path / "data")
+    return tmp_path / "ws"
+
+
+def test_workspace_export_keeps_reviewed_labels_it_did_not_export(tmp_path, ct, liver, capsys):
+    """`workspace export -o X.dcm` wrote over X.dcm when napari's Save had written it (reviewed labels of a
+    viewer without a workspace, kept nowhere else): now refused in one line, the file as it was; its own
+    journaled export is still written again."""
+    ws = _workspace(tmp_path, ct, liver)
+    saved = tmp_path / "reviewed.dcm"
+    api.export_dicom_seg(saved, liver.with_array((liver.array == 3).astype(np.uint8)), SERIES)  # napari's Save
+    before = saved.read_bytes()
+    assert main(["workspace", "export", str(ws), CASE, "-o", str(saved), "--ct", str(SERIES)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reviewed labels that this workspace did not export" in err[0]
+    assert saved.read_bytes() == before
+    ours = tmp_path / "ours.dcm"
+    for _ in range(2):  # its own export, unchanged: written again
+        assert main(["workspace", "export", str(ws), CASE, "-o", str(ours), "--ct", str(SERIES)]) == 0
+    api.export_dicom_seg(ours, liver.with_array((liver.array == 3).astype(np.uint8)), SERIES)  # saved over
+    changed = ours.read_bytes()
+    assert main(["workspace", "export", str(ws), CASE, "-o", str(ours), "--ct", str(SERIES)]) == 2
+    assert ours.read_bytes() == changed
