@@ -67,6 +67,11 @@ def _fmt(value) -> str:
     return figure(value) if isinstance(value, float) else str(value)
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and its noun, plural unless one: "1 case", "0 cases", "3 cases"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _pct(value: float | None) -> str:
     """A change in percent with its sign, "n/a" when undefined (no "-0.0 %" for a change that rounds to 0)."""
     return "n/a" if value is None else f"{round(value, 1) + 0.0:+.1f} %"
@@ -87,7 +92,7 @@ def _cmd_phantom(args: argparse.Namespace) -> None:
             args.out, cases=args.cases, seed=args.seed, site=args.site, progress=progress,
             shape=args.shape, spacing=args.spacing,
         )
-    print(f"wrote {len(paths)} {args.site} cases to {args.out}")
+    print(f"wrote {_count(len(paths), args.site + ' case')} to {args.out}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -149,9 +154,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     _print_table(table, columns)
     r, v, q = result.recist, result.volume, result.quality
     change = _pct(r.sum_change_pct)
-    print(f"RECIST 1.1: {len(r.targets)} target node(s), sum of short axes {r.baseline_sum_mm:.1f} -> "
-          f"{r.followup_sum_mm:.1f} mm ({change}){r.nadir_note()}; targets {r.target_response}, non-targets "
-          f"{r.non_target_response}, new lesions {len(r.new_lesions)}"
+    print(f"RECIST 1.1: {_count(len(r.targets), 'target node')}, sum of short axes "
+          f"{r.baseline_sum_mm:.1f} -> {r.followup_sum_mm:.1f} mm ({change}){r.nadir_note()}; targets "
+          f"{r.target_response}, non-targets {r.non_target_response}, new lesions {len(r.new_lesions)}"
           + (f" ({len(r.equivocal_new)} equivocal: confirm at the next scan)" if r.equivocal_new else "")
           + f"; overall {r.overall}")
     # a response resting on cut nodes: said once, by compare's warning (printed as one line)
@@ -213,14 +218,14 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_workspace(args: argparse.Namespace) -> None:
     ws = api.init_workspace(args.path, data=args.data, model=args.model)
     active = ws.active_model()
-    print(f"workspace {args.path}: {len(ws.case_ids())} cases; model "
+    print(f"workspace {args.path}: {_count(len(ws.case_ids()), 'case')}; model "
           f"{active['id'] + ' (from ' + args.model + ')' if active else 'bundled'}")
 
 
 def _cmd_group(args: argparse.Namespace) -> None:
     points = api.group_cases(args.path, args.csv)
-    print(f"workspace {args.path}: {len(points)} cases grouped, "
-          f"{len({p.patient for p in points})} patient(s)")
+    print(f"workspace {args.path}: {_count(len(points), 'case')} grouped, "
+          f"{_count(len({p.patient for p in points}), 'patient')}")
     _print_table([vars(p) for p in sorted(points, key=lambda t: (t.patient, t.timepoint, t.case))],
                  ["patient", "timepoint", "case"])
 
@@ -316,8 +321,9 @@ def _cmd_export_nnunet(args: argparse.Namespace) -> None:
     total = max(sum(counts), 1)
     corrected = sum(c.kind == "correction" for c in result.cases)
     resampled = sum(c.resampled for c in result.cases)
-    print(f"{result.folder}: {len(result.cases)} cases ({corrected} corrected, {resampled} segs resampled "
-          f"onto their CT grid); voxels: lymph node {counts[1] / total:.3%}, background "
+    moved = f", {_count(resampled, 'seg')} resampled onto their CT grid" if resampled else ""
+    print(f"{result.folder}: {_count(len(result.cases), 'case')} ({corrected} corrected{moved}); voxels: "
+          f"lymph node {counts[1] / total:.3%}, background "
           f"{counts[0] / total:.1%}, ignore {counts[2] / total:.1%}")
     if result.skipped:
         print(f"left out (no labels, or labels without their CT): {', '.join(result.skipped)}")
@@ -331,7 +337,8 @@ def _cmd_finetune_nnunet(args: argparse.Namespace) -> None:
                                    iterations=args.iterations, epochs=args.epochs, device=args.device,
                                    progress=progress)
     print(f"nnU-Net model {done.version} (parent {done.parent_version}), trained on "
-          f"{len(done.train_cases)} corrected case(s): use it with --model {shlex.quote(done.model_string)}")
+          f"{_count(len(done.train_cases), 'corrected case')}: use it with --model "
+          f"{shlex.quote(done.model_string)}")
     state = "activated" if done.activated else "registered, not activated"
     print(f"{done.new_version} (parent {done.parent}) {state}: {done.reason}")
 

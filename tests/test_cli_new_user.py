@@ -56,3 +56,14 @@ def test_workspace_export_keeps_reviewed_labels_it_did_not_export(tmp_path, ct, 
     changed = ours.read_bytes()
     assert main(["workspace", "export", str(ws), CASE, "-o", str(ours), "--ct", str(SERIES)]) == 2
     assert ours.read_bytes() == changed
+
+
+def test_one_case_is_said_in_the_singular(tmp_path, ct, liver, capsys):
+    """`workspace init` and `workspace group` said "1 cases" and "1 patient(s)"."""
+    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", ct)
+    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", liver.with_array((liver.array == 2).astype(np.uint8)))
+    assert main(["workspace", "init", str(tmp_path / "ws"), "--data", str(tmp_path / "data")]) == 0
+    assert f"{tmp_path / 'ws'}: 1 case; model" in capsys.readouterr().out
+    (tmp_path / "groups.csv").write_text(f"case,patient,timepoint\n{CASE},p1,t0\n")
+    assert main(["workspace", "group", str(tmp_path / "ws"), str(tmp_path / "groups.csv")]) == 0
+    assert f"{tmp_path / 'ws'}: 1 case grouped, 1 patient\n" in capsys.readouterr().out

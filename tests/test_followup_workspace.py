@@ -132,7 +132,7 @@ def test_group_without_a_csv_reads_patient_and_study_date_from_the_ct_headers(tm
         write_volume(data / f"{case}-ct.nrrd", Volume(np.zeros((4, 6, 6), np.int16), meta=meta))
     ws = Workspace.init(tmp_path / "ws", data)
     assert main(["workspace", "group", str(ws.root)]) == 0
-    assert "2 cases grouped, 1 patient(s)" in capsys.readouterr().out
+    assert "2 cases grouped, 1 patient" in capsys.readouterr().out
     assert [(t.case, t.timepoint) for t in ws.time_points("P7")] == [  # the case without a date left out
         ("lnq2023-train-0001", "20230915"), ("lnq2023-train-0000", "20240301")]
     bare = tmp_path / "bare"
@@ -151,7 +151,7 @@ def test_group_without_a_csv_reads_a_dicom_series_own_patient_and_study_date(tmp
     shutil.copytree(series, tmp_path / "download" / "P" / "2-CT")
     ws = Workspace.init(tmp_path / "ws", tmp_path / "download")
     assert main(["workspace", "group", str(ws.root)]) == 0
-    assert "1 cases grouped, 1 patient(s)" in capsys.readouterr().out
+    assert "1 case grouped, 1 patient" in capsys.readouterr().out
     assert [(t.case, t.timepoint) for t in ws.time_points("99000")] == [("P_2-CT", "20030417")]
 
 
