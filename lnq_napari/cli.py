@@ -321,8 +321,10 @@ def _cmd_export_nnunet(args: argparse.Namespace) -> None:
     total = max(sum(counts), 1)
     corrected = sum(c.kind == "correction" for c in result.cases)
     resampled = sum(c.resampled for c in result.cases)
-    moved = f", {_count(resampled, 'seg')} resampled onto their CT grid" if resampled else ""
-    print(f"{result.folder}: {_count(len(result.cases), 'case')} ({corrected} corrected{moved}); voxels: "
+    notes = ([f"{corrected} corrected"] if args.workspace else []) + \
+        ([f"{_count(resampled, 'seg')} resampled onto their CT grid"] if resampled else [])
+    said = f" ({', '.join(notes)})" if notes else ""
+    print(f"{result.folder}: {_count(len(result.cases), 'case')}{said}; voxels: "
           f"lymph node {counts[1] / total:.3%}, background "
           f"{counts[0] / total:.1%}, ignore {counts[2] / total:.1%}")
     if result.skipped:

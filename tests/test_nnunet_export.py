@@ -226,7 +226,8 @@ def test_cli_export_nnunet(tmp_path, data, capsys):
     assert main(["export-nnunet", "--data", str(data), "--out", str(tmp_path), "--dataset-id", "33",
                  "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "Dataset033_LNQ: 2 cases" in out and "nnUNetv2_plan_and_preprocess -d 33" in out
+    assert "Dataset033_LNQ: 2 cases;" in out and "nnUNetv2_plan_and_preprocess -d 33" in out
+    assert "resampled" not in out and "corrected" not in out  # "0 segs resampled", "0 corrected" of --data
     assert main(["export-nnunet", "--data", str(data), "--out", str(tmp_path), "--dataset-id", "33"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not empty" in err
