@@ -16,15 +16,20 @@ from tqdm import tqdm
 
 from lnq_napari import api
 from lnq_napari.errors import LNQError
+from lnq_napari.finetuning.validation import key_figures
 from lnq_napari.heard import show_one_line
-from lnq_napari.io.atomic import CANNOT_WRITE, cannot_write_line
+from lnq_napari.io.atomic import CANNOT_WRITE, atomic_write_text, cannot_write_line
 from lnq_napari.io.json_text import strict_json
+from lnq_napari.io.outputs import check_table_path
 from lnq_napari.metrics import figure
 from lnq_napari.model.config import FinetuneConfig
 from lnq_napari.phantom.sites import SITES
 from lnq_napari.quantify import marked_cells, short_axis_text
 from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
+
+#: How ``finetune --json`` begins: a file that does not is not written over (a file of the user's).
+FINETUNE_JSON_STARTS = '{\n  "new_version": '
 
 # A percentage bar with elapsed and remaining time and the core's message: the core reports fractions of
 # one job, so a rate ("it/s") would mean nothing.
@@ -270,7 +275,10 @@ def _cmd_models(args: argparse.Namespace) -> None:
 def _cmd_activate(args: argparse.Namespace) -> None:
     before = next((m.version for m in api.list_models(args.path) if m.active), "bundled")
     chosen = api.activate_model(args.path, args.version, decided_by="user", reason=args.reason)
-    print(f"active model: {chosen.version} (was {before})")
+    if chosen.version == before:
+        print(f"{chosen.version} is already the active model; nothing changed")
+    else:
+        print(f"active model: {chosen.version} (was {before})")
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
@@ -303,14 +311,18 @@ def _cmd_next(args: argparse.Namespace) -> None:
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
     config = FinetuneConfig().with_settings(args.set) if args.set else None  # none given: the defaults
+    json_path = check_table_path(args.json, "--json", "finetune.json", starts=FINETUNE_JSON_STARTS)
     with _progress_bar("finetune") as progress:
         result = api.finetune(
             args.workspace, config=config, iterations=args.iterations, device=args.device,
             resume=args.resume, progress=progress,
         )
-    print(strict_json(result.to_dict()))
+    print(key_figures(result.metrics_after, result.metrics_before, result.validated_on_training))
+    if json_path is not None:  # every figure, for programs (standard JSON: an undefined figure is null)
+        atomic_write_text(json_path, strict_json(result.to_dict()) + "\n")
+        print(f"all figures written to {json_path}")
     state = "activated" if result.activated else "registered, not activated"  # last, where a reader looks
-    print(f"{result.new_version} {state}: {result.reason}", file=sys.stderr)
+    print(f"{result.new_version} {state}: {result.reason}")
 
 
 def _cmd_export_nnunet(args: argparse.Namespace) -> None:
@@ -525,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"fine-tuning steps (default {FinetuneConfig().iterations})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=DEVICE_HELP)
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
+    p.add_argument("--json", help="also write every figure of the result as JSON here")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a fine-tune setting, repeatable; KEY one of "
                    + ", ".join(FinetuneConfig.setting_names()))

@@ -67,3 +67,28 @@ def test_one_case_is_said_in_the_singular(tmp_path, ct, liver, capsys):
     (tmp_path / "groups.csv").write_text(f"case,patient,timepoint\n{CASE},p1,t0\n")
     assert main(["workspace", "group", str(tmp_path / "ws"), str(tmp_path / "groups.csv")]) == 0
     assert f"{tmp_path / 'ws'}: 1 case grouped, 1 patient\n" in capsys.readouterr().out
+
+
+def test_activating_the_active_model_says_so_and_journals_nothing(tmp_path, ct, liver, capsys):
+    """`workspace activate W m001` with m001 active printed "active model: m001 (was m001)" and journaled
+    an activation that changed nothing."""
+    import json
+
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.open(_workspace(tmp_path, ct, liver))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (model / "weights.safetensors").write_bytes(b"w")
+    ws.register_model(model, parent=None, training_cases=[CASE], metrics={})
+    assert main(["workspace", "activate", str(ws.root), "m001"]) == 0
+    capsys.readouterr()
+    for version in ("m001", "bundled"):
+        journal = ws.journal_path.read_bytes()
+        assert main(["workspace", "activate", str(ws.root), version]) == 0
+        assert main(["workspace", "activate", str(ws.root), version]) == 0  # again: already active
+        assert capsys.readouterr().out.splitlines()[-1] == f"{version} is already the active model; nothing " \
+            "changed"
+        assert len(ws.journal_path.read_bytes().splitlines()) == len(journal.splitlines()) + (version != "m001")
+    assert [e["version"] for e in ws.journal("activate")] == ["m001", "bundled"]

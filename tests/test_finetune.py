@@ -1430,8 +1430,8 @@ def test_a_correction_s_marks_reach_the_fine_tune_and_the_held_out_figures(tmp_p
     assert ball.sum() > 10 and mined[0, :3, :3].all() and not mined[ball].any()  # the guess: not mined
 
 
-def test_cli_finetune_prints_standard_json(tmp_path, dataset, parent_model, capsys, monkeypatch):
-    """The printed result is JSON other programs read (jq, JavaScript): an undefined figure is null."""
+def test_cli_finetune_writes_standard_json(tmp_path, dataset, parent_model, capsys, monkeypatch):
+    """What `--json` writes is JSON other programs read (jq, JavaScript): an undefined figure is null."""
     import dataclasses
     import math
 
@@ -1446,13 +1446,15 @@ def test_cli_finetune_prints_standard_json(tmp_path, dataset, parent_model, caps
 
     monkeypatch.setattr(api, "finetune", with_an_undefined_figure)
     ws, _ = _workspace(tmp_path, dataset, parent_model)
+    out = tmp_path / "finetune.json"
     assert main(["finetune", "--workspace", str(ws.root), "--device", "cpu", "--iterations", "2",
-                 "--set", "forgetting_cases=0", "--set", "mine_negatives=false"]) == 0
+                 "--set", "forgetting_cases=0", "--set", "mine_negatives=false", "--json", str(out)]) == 0
 
     def refuse(constant):
         raise AssertionError(f"not standard JSON: {constant}")
 
-    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3  # figures, the file, the verdict
+    printed = json.loads(out.read_text(), parse_constant=refuse)
     assert printed["figures"]["candidate_surface_dice"] is None
     assert printed["new_version"] == ws.journal("finetune")[-1]["new_version"]
 

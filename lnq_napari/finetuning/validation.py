@@ -271,3 +271,15 @@ def original_model(ws, parent: str) -> tuple[str, Path | NnunetModelSpec] | None
     if root in entries:
         return root, ws.model(root)
     return root, Path(resolve_model(None))  # a parent outside the registry: the bundled model
+
+
+def key_figures(after: ValidationMetrics, before: ValidationMetrics, on_training: bool) -> str:
+    """The figures a fine-tune's verdict rests on, in one phrase: the candidate's Dice, recall and false
+    nodes per case (``after``) against its parent's (``before``), on how many cases: held out, or its own
+    training cases (``on_training``)."""
+    n = len(after.cases)
+    judged = "training-case" if on_training else "held-out"  # its own correction
+    return (f"{judged} Dice {after.dice_mean:.3f} (parent {before.dice_mean:.3f}), recall "
+            f"{after.recall:.2f} ({before.recall:.2f}), false nodes per case {after.fp_per_case:.2f} "
+            f"({before.fp_per_case:.2f}) on {n} case{'s' if n != 1 else ''}"
+            f"{' (no held-out case)' if on_training else ''}")

@@ -49,6 +49,7 @@ from lnq_napari.finetuning.validation import (
     ValidationMetrics,
     case_figures,
     held_out_verdict,
+    key_figures,
     unless_active_changed,
     version_figures,
 )
@@ -111,16 +112,10 @@ class FinetuneResult:
     case_figures: dict[str, list[CaseFigures]] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # what a notebook cell shows: the verdict and its figures, not every field
-        after, before = self.metrics_after, self.metrics_before
-        n = len(after.cases)
-        judged = "training-case" if self.validated_on_training else "held-out"  # its own correction
-        figures = (f"{judged} Dice {after.dice_mean:.3f} (parent {before.dice_mean:.3f}), recall "
-                   f"{after.recall:.2f} ({before.recall:.2f}), false nodes per case {after.fp_per_case:.2f} "
-                   f"({before.fp_per_case:.2f}) on {n} case{'s' if n != 1 else ''}"
-                   f"{' (no held-out case)' if self.validated_on_training else ''}")
         said = "activated" if self.activated else "not activated"
         parent = short_model_name(shown_parent(self.parent))  # as `workspace models` names it
-        return (f"FinetuneResult({self.new_version} from {parent}, {said}; {figures}; "
+        return (f"FinetuneResult({self.new_version} from {parent}, {said}; "
+                f"{key_figures(self.metrics_after, self.metrics_before, self.validated_on_training)}; "
                 f"{self.iterations} iterations in {self.seconds:.1f} s; why: {self.reason})")
 
     def to_dict(self) -> dict:
