@@ -354,6 +354,16 @@ def measure(
     return rows, summarize_nodes(rows, labels if overlapping else None)  # shared voxels once in the total
 
 
+def _same_file(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are paths (str or Path) of one existing file or folder."""
+    if not (isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike))):
+        return False
+    try:
+        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
+    except OSError:  # one is missing: said where it is read
+        return False
+
+
 def compare(
     baseline: str | Path | Volume, followup: str | Path | Volume,
     baseline_seg: str | Path | Volume | NodeResult | None = None,
@@ -382,6 +392,9 @@ def compare(
     check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg),
                      starts=",".join(CHANGE_COLUMNS[:3]))
     check_organ(organ)
+    if _same_file(baseline_seg, followup_seg) and not _same_file(baseline, followup):
+        raise LNQError(f"the baseline and follow-up SEGs are the same file ({baseline_seg}); give each CT "
+                       "the SEG drawn on it")
     step = progress or (lambda fraction, message="": None)
     cts = [_ct_volume(ct, seg, f"the {which} CT") for ct, seg, which in (
         (baseline, baseline_seg, "baseline"), (followup, followup_seg, "follow-up"))]

@@ -92,3 +92,27 @@ def test_activating_the_active_model_says_so_and_journals_nothing(tmp_path, ct, 
             "changed"
         assert len(ws.journal_path.read_bytes().splitlines()) == len(journal.splitlines()) + (version != "m001")
     assert [e["version"] for e in ws.journal("activate")] == ["m001", "bundled"]
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """A small follow-up pair on disk: (baseline CT, its SEG, follow-up CT, its SEG)."""
+    from lnq_napari.phantom.followup import write_followup
+
+    out = tmp_path_factory.mktemp("followup")
+    ct0, ct1 = write_followup(out, shape=(40, 128, 128), spacing=(2.6, 2.6, 6.0))
+    return ct0, out / ct0.name.replace("-ct.", "-full."), ct1, out / ct1.name.replace("-ct.", "-full.")
+
+
+def test_compare_refuses_a_model_it_would_not_use_and_one_seg_given_twice(scans, tmp_path, capsys):
+    """`compare` with a SEG for both scans ignored --model without a word; the baseline's SEG given again
+    for the follow-up was said to "look swapped" (or compared as no change)."""
+    ct0, seg0, ct1, seg1 = map(str, scans)
+    assert main(["compare", "--baseline", ct0, seg0, "--followup", ct1, seg1, "--model",
+                 str(tmp_path / "my-model"), "--csv", str(tmp_path / "c.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model" in err[0] and "both scans have one" in err[0]
+    assert main(["compare", "--baseline", ct0, seg0, "--followup", ct1, seg0]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the baseline and follow-up SEGs are the same file" in err[0]
+    assert not (tmp_path / "c.csv").exists()
