@@ -116,3 +116,29 @@ def test_compare_refuses_a_model_it_would_not_use_and_one_seg_given_twice(scans,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the baseline and follow-up SEGs are the same file" in err[0]
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_labels_saved_cropped_to_a_box_of_the_ct_are_placed_on_its_grid(tmp_path, ct, liver):
+    """`api.save_labels` refused labels on a box of the CT's grid (same spacing and direction, whole-voxel
+    offset), as a crop around the nodes is stored: now pasted in place; one with labelled voxels beyond
+    the CT is still refused (none is dropped)."""
+    from lnq_napari.errors import LNQError
+    from lnq_napari.io import Volume
+    from lnq_napari.workspace import Workspace
+
+    ws = _workspace(tmp_path, ct, liver)
+    full = (np.asarray(liver.array) != 0).astype(np.uint8)
+    nz = np.argwhere(full)
+    lo, hi = nz.min(axis=0), nz.max(axis=0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    origin = tuple(ct.index_to_physical(np.asarray([lo]))[0])
+    assert tuple(hi - lo) != ct.shape
+    cropped = Volume(full[box].copy(), ct.spacing, origin, ct.direction)
+    saved = api.save_labels(cropped, CASE, workspace=ws)
+    stored = Workspace.open(ws).read_labels(CASE, saved.version)
+    assert stored.shape == ct.shape
+    np.testing.assert_array_equal(np.asarray(stored.array), full)
+    beyond = Volume(np.ones((2, 4, 4), np.uint8), ct.spacing,
+                    tuple(ct.index_to_physical(np.asarray([[-1, -2, -2]]))[0]), ct.direction)
+    with pytest.raises(LNQError):
+        api.save_labels(beyond, CASE, workspace=ws)

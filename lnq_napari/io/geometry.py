@@ -349,6 +349,20 @@ def _pasted_onto(reference: Volume, labels: Volume, what: str) -> Volume | None:
     """``labels`` on ``reference``'s grid when they sample a box of it (the same spacing and direction,
     the origin on a voxel of it: a 3D Slicer segmentation saved cropped to its segments): pasted in place,
     nothing resampled; labelled voxels beyond the CT dropped with a warning. None for any other grid."""
+    pasted = pasted_box(reference, labels)
+    if pasted is None:
+        return None
+    out, lost = pasted
+    if lost:
+        warnings.warn(f"{lost} labelled voxels of the {what} lie outside the CT and were dropped",
+                      GridWarning, stacklevel=3)
+    return out
+
+
+def pasted_box(reference: Volume, labels: Volume) -> tuple[Volume, int] | None:
+    """``(labels pasted onto reference's grid, how many labelled voxels lay beyond it)`` when ``labels``
+    sample a box of that grid (the same spacing and direction, the origin on one of its voxels: labels
+    saved cropped), nothing resampled; None for any other grid, or a box that misses it."""
     if not (np.allclose(labels.spacing, reference.spacing, atol=GRID_TOL, rtol=0)
             and np.allclose(labels.direction_matrix, reference.direction_matrix, atol=GRID_TOL)):
         return None
@@ -365,10 +379,7 @@ def _pasted_onto(reference: Volume, labels: Volume, what: str) -> Volume | None:
     source = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(lo, hi, offset))
     out[inside] = np.asarray(labels.array)[source]
     lost = int(np.count_nonzero(labels.array)) - int(np.count_nonzero(out[inside]))
-    if lost:
-        warnings.warn(f"{lost} labelled voxels of the {what} lie outside the CT and were dropped",
-                      GridWarning, stacklevel=3)
-    return Volume(out, reference.spacing, reference.origin, reference.direction, dict(labels.meta))
+    return Volume(out, reference.spacing, reference.origin, reference.direction, dict(labels.meta)), lost
 
 
 def _count_outside(reference: Volume, labels: Volume) -> int:

@@ -46,7 +46,7 @@ from lnq_napari.io.atomic import (
     write_error,
 )
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.geometry import check_same_grid, reordered_onto
+from lnq_napari.io.geometry import check_same_grid, pasted_box, reordered_onto
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
@@ -253,12 +253,17 @@ class Workspace:
 
     def onto_ct_grid(self, case: str, labels: Volume) -> Volume:
         """``labels`` stored on ``case``'s CT grid when they sample its very points in another axis order or
-        direction (a copy saved RAS-flipped or z-first: transposed and flipped, nothing resampled); else
+        direction (a copy saved RAS-flipped or z-first: transposed and flipped, nothing resampled), or a
+        box of it with every labelled voxel inside (labels cropped: pasted in place, zeros around); else
         as given (:meth:`add_label_version` refuses another grid)."""
         grid = self.ct_grid(case)
         if labels.same_grid(grid):
             return labels
-        return reordered_onto(grid, labels) or labels
+        reordered = reordered_onto(grid, labels)
+        if reordered is not None:
+            return reordered
+        pasted = pasted_box(grid, labels)
+        return pasted[0] if pasted is not None and not pasted[1] else labels  # never a voxel dropped
 
     # ------------------------------------------------------------ label versions
     def label_store(self, case: str) -> LabelStore:
