@@ -194,7 +194,7 @@ def evaluate(pred: str | Path | Volume | NodeResult, gt: str | Path | Volume,
         pairs = [((label_name(files[0]).case if files else "") or "case", *one)]
     else:
         pairs = _pairs(Path(_path(pred, "the prediction")), Path(_path(gt, "the ground truth")))
-    check_table_path(json_path, "--json", "scores.json", (pred, gt), starts='{\n  "cases": [')
+    check_table_path(json_path, "the JSON file", "scores.json", (pred, gt), starts='{\n  "cases": [')
     _warn_partial([truth for _, _, truth in pairs if isinstance(truth, Path) and is_partial_label(truth)],
                   len(pairs))
     rows = tuple(_score_case(case, pred_path, gt_path) for case, pred_path, gt_path in pairs)
@@ -328,7 +328,7 @@ def measure(
     edges: its axes and volume are lower bounds); without it none is. ``csv_path`` gets the table
     atomically.
     """
-    check_table_path(csv_path, "--csv", "nodes.csv", (seg, ct), starts=",".join(CSV_COLUMNS[:3]))
+    check_table_path(csv_path, "the CSV file", "nodes.csv", (seg, ct), starts=",".join(CSV_COLUMNS[:3]))
     volume = None if ct is None else _ct_volume(ct, seg, "the CT")
     if volume is not None:
         check_ct_extent(volume)  # a spacing in another unit: nodes of cubic metres, their mean HU
@@ -389,8 +389,8 @@ def compare(
     (RECIST measures PD from it); ``nadir_scans``: scans between's credits to the baseline nodes
     (:func:`~lnq_napari.followup.nadir.scan_credits`), summed over this comparison's targets for the nadir.
     """
-    check_table_path(csv_path, "--csv", "changes.csv", (baseline, followup, baseline_seg, followup_seg),
-                     starts=",".join(CHANGE_COLUMNS[:3]))
+    check_table_path(csv_path, "the CSV file", "changes.csv",
+                     (baseline, followup, baseline_seg, followup_seg), starts=",".join(CHANGE_COLUMNS[:3]))
     check_organ(organ)
     if _same_file(baseline_seg, followup_seg) and not _same_file(baseline, followup):
         raise LNQError(f"the baseline and follow-up SEGs are the same file ({baseline_seg}); give each CT "

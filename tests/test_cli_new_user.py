@@ -142,3 +142,23 @@ def test_labels_saved_cropped_to_a_box_of_the_ct_are_placed_on_its_grid(tmp_path
                     tuple(ct.index_to_physical(np.asarray([[-1, -2, -2]]))[0]), ct.direction)
     with pytest.raises(LNQError):
         api.save_labels(beyond, CASE, workspace=ws)
+
+
+def test_api_errors_name_no_command_line_flag(tmp_path, liver):
+    """`api.evaluate("missing", ...)` said "--pred missing does not exist" and a folder as json_path
+    "--json ... is a folder": flags an API user never typed. Now what the argument is, in words."""
+    from lnq_napari.errors import LNQError
+
+    write_volume(tmp_path / "a-seg.nrrd", liver.with_array((liver.array == 2).astype(np.uint8)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    said = []
+    for pred, gt, kwargs in ((tmp_path / "missing", tmp_path, {}), (tmp_path, tmp_path / "missing", {}),
+                             (empty, tmp_path, {}), (tmp_path / "a-seg.nrrd", tmp_path / "a-seg.nrrd",
+                                                     {"json_path": tmp_path})):
+        with pytest.raises(LNQError) as caught:
+            api.evaluate(pred, gt, **kwargs)
+        said.append(str(caught.value))
+    assert not any("--" in line for line in said), said
+    assert said[0].startswith("the prediction ") and said[1].startswith("the ground truth ")
+    assert said[2].startswith("the prediction folder ") and said[3].startswith("the JSON file ")

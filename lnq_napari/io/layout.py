@@ -432,6 +432,11 @@ def ct_inputs(inputs: str | Path) -> list[tuple[str, Path]]:
 _PREFERENCE = {"gt": ("full", "seg", "", "pred"), "pred": ("pred", "", "seg")}
 
 
+#: How an error names the files of each ``role`` of :func:`label_files_by_case` (to the API and the
+#: command line alike: no flag).
+ROLE_WORDS = {"pred": "the prediction", "gt": "the ground truth"}
+
+
 def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
     """Case id -> the preferred label file of each case in a folder (or the single file).
 
@@ -443,7 +448,7 @@ def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
     """
     path = Path(path)
     if not path.exists():
-        raise LNQError(f"--{role} {path} does not exist; give a label file or a folder of them")
+        raise LNQError(f"{ROLE_WORDS[role]} {path} does not exist; give a label file or a folder of them")
     if path.is_file():
         return {label_name(path).case: path}
     ranked: dict[str, list[tuple[int, bool, Path]]] = {}
@@ -454,8 +459,8 @@ def label_files_by_case(path: str | Path, role: str) -> dict[str, Path]:
         rank = _PREFERENCE[role].index(parts.role)
         ranked.setdefault(parts.case, []).append((rank, file.name in slicer_seg_names(parts.case), file))
     if not ranked:
-        raise LNQError(f"--{role} folder {path} holds no label files (.nrrd, .nii.gz, .mha, DICOM SEG .dcm); "
-                       "check the path")
+        raise LNQError(f"{ROLE_WORDS[role]} folder {path} holds no label files (.nrrd, .nii.gz, .mha, DICOM "
+                       "SEG .dcm); check the path")
     chosen: dict[str, Path] = {}
     beside: list[LeftBeside] = []
     for case, files in ranked.items():
