@@ -64,7 +64,8 @@ def check_ct_extent(ct: Volume, what: str = "the CT") -> None:
     if finest < MIN_SPACING_MM:
         axis = [float(sp) for sp in ct.spacing_zyx].index(finest)
         raise LNQError(f"{what} has voxels of {finest:g} mm along its {'zyx'[axis]} axis, finer than "
-                       "any CT's: its spacing is in another unit (metres?); fix the file's header (e.g. "
+                       "any CT's: its spacing is in another unit (values in metres, or a header saying "
+                       "micrometres for values in mm?); fix the file's header (e.g. "
                        "re-export it from the DICOM series)")
     extents = [n * float(sp) for n, sp in zip(ct.shape, ct.spacing_zyx)]
     if max(extents) > MAX_EXTENT_MM:
