@@ -179,3 +179,15 @@ def test_a_nifti_whose_header_gives_another_unit_for_mm_values_is_refused_naming
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fix the file's header" in err[0] and not (tmp_path / "n.csv").exists()
     assert ("micrometres" in err[0]) == (unit == "micron")
+
+
+def test_workspace_export_over_a_file_of_the_users_names_the_file_not_a_folder(tmp_path, ct, liver, capsys):
+    """`workspace export W C -o notes.txt` said "the SEG's folder . already holds notes.txt ...: give another
+    output folder", though -o names a file."""
+    ws = _workspace(tmp_path, ct, liver)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert main(["workspace", "export", str(ws), CASE, "-o", str(notes), "--ct", str(SERIES)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "folder" not in err[0] and "another file name" in err[0]
+    assert notes.read_text() == "mine"

@@ -778,14 +778,14 @@ def test_a_workspace_over_a_tcia_download_reads_its_series_and_segs(tmp_path, ct
         api.export_dicom_seg(tmp_path, workspace=tmp_path / "ws", case=case)
     elsewhere = tmp_path / "elsewhere-ct.dcm"  # a DICOM file of someone else's
     shutil.copy(next(first.glob("*.dcm")), elsewhere)
-    with pytest.raises(api.LNQError, match="holds elsewhere-ct.dcm, which lnq-napari workspace export"):
+    with pytest.raises(api.LNQError, match="elsewhere-ct.dcm already exists and is not a DICOM SEG"):
         api.export_dicom_seg(elsewhere, workspace=tmp_path / "ws", case=case)
     for theirs in (next(first.glob("*.dcm")), seg, tmp_path / "ws" / "workspace.json"):
         before = theirs.read_bytes()
         assert main(["workspace", "export", str(tmp_path / "ws"), case, "-o", str(theirs)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and ("is a file of the workspace or of its cases' data" in err[0]
-                                  or "which lnq-napari workspace export did not write" in err[0])
+                                  or "already exists and is not a DICOM SEG lnq-napari wrote" in err[0])
         assert theirs.read_bytes() == before
 
 
