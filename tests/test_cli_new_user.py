@@ -30,9 +30,14 @@ def liver(ct):
         return read_labels(DATA / "liver_spine_seg.nrrd", reference=ct)
 
 
+def _node(labels, value: int):
+    """The voxels of ``labels`` equal to ``value`` as a 0/1 mask on its grid."""
+    return labels.with_array((labels.array == value).astype(np.uint8))
+
+
 def _workspace(tmp_path: Path, ct, liver) -> Path:
     write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", ct)
-    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", liver.with_array((liver.array == 2).astype(np.uint8)))
+    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", _node(liver, 2))
     api.init_workspace(tmp_path / "ws", data=tmp_path / "data")
     return tmp_path / "ws"
 
@@ -43,7 +48,7 @@ def test_workspace_export_keeps_reviewed_labels_it_did_not_export(tmp_path, ct, 
     journaled export is still written again."""
     ws = _workspace(tmp_path, ct, liver)
     saved = tmp_path / "reviewed.dcm"
-    api.export_dicom_seg(saved, liver.with_array((liver.array == 3).astype(np.uint8)), SERIES)  # napari's Save
+    api.export_dicom_seg(saved, _node(liver, 3), SERIES)  # napari's Save
     before = saved.read_bytes()
     assert main(["workspace", "export", str(ws), CASE, "-o", str(saved), "--ct", str(SERIES)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -61,7 +66,7 @@ def test_workspace_export_keeps_reviewed_labels_it_did_not_export(tmp_path, ct, 
 def test_one_case_is_said_in_the_singular(tmp_path, ct, liver, capsys):
     """`workspace init` and `workspace group` said "1 cases" and "1 patient(s)"."""
     write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", ct)
-    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", liver.with_array((liver.array == 2).astype(np.uint8)))
+    write_volume(tmp_path / "data" / f"{CASE}-seg.nrrd", _node(liver, 2))
     assert main(["workspace", "init", str(tmp_path / "ws"), "--data", str(tmp_path / "data")]) == 0
     assert f"{tmp_path / 'ws'}: 1 case; model" in capsys.readouterr().out
     (tmp_path / "groups.csv").write_text(f"case,patient,timepoint\n{CASE},p1,t0\n")
@@ -88,9 +93,10 @@ def test_activating_the_active_model_says_so_and_journals_nothing(tmp_path, ct, 
         journal = ws.journal_path.read_bytes()
         assert main(["workspace", "activate", str(ws.root), version]) == 0
         assert main(["workspace", "activate", str(ws.root), version]) == 0  # again: already active
-        assert capsys.readouterr().out.splitlines()[-1] == f"{version} is already the active model; nothing " \
-            "changed"
-        assert len(ws.journal_path.read_bytes().splitlines()) == len(journal.splitlines()) + (version != "m001")
+        said = capsys.readouterr().out.splitlines()[-1]
+        assert said == f"{version} is already the active model; nothing changed"
+        added = len(ws.journal_path.read_bytes().splitlines()) - len(journal.splitlines())
+        assert added == (version != "m001")
     assert [e["version"] for e in ws.journal("activate")] == ["m001", "bundled"]
 
 
