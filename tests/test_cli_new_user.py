@@ -197,3 +197,12 @@ def test_workspace_export_over_a_file_of_the_users_names_the_file_not_a_folder(t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "folder" not in err[0] and "another file name" in err[0]
     assert notes.read_text() == "mine"
+
+
+def test_comparing_a_slab_of_three_slices_says_it_is_too_thin_not_that_the_scans_do_not_overlap(capsys):
+    """`compare` of a 3-slice series with itself said "the two scans do not overlap enough to be
+    registered ...: check that both CTs show the chest of the same patient"."""
+    seg = str(DATA / "liver_spine_seg.nrrd")
+    assert main(["compare", "--baseline", str(SERIES), seg, "--followup", str(SERIES), seg]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "too thin to be registered" in err and "do not overlap" not in err

@@ -315,6 +315,10 @@ def _execute(method, fixed: Chest, moving: Chest) -> None:
         method.Execute(fixed.image, moving.image)
     except RuntimeError as exc:  # e.g. a featureless image: the metric has nothing to work on
         reason = _itk_reason(str(exc))
+        if "number of pixels along dimension" in reason:  # a slab of a few slices, however well it overlaps
+            raise LNQError("a scan is too thin to be registered (a few slices: the registration's coarse "
+                           "copy has too few voxels along an axis); give the whole series of both scans") \
+                from None
         raise LNQError(f"the two scans do not overlap enough to be registered ({reason}): check that both "
                        "CTs show the chest of the same patient") from None
 
