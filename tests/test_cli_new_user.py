@@ -206,3 +206,24 @@ def test_comparing_a_slab_of_three_slices_says_it_is_too_thin_not_that_the_scans
     assert main(["compare", "--baseline", str(SERIES), seg, "--followup", str(SERIES), seg]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "too thin to be registered" in err and "do not overlap" not in err
+
+
+def test_export_nnunet_refuses_a_ct_whose_header_gives_metres_for_mm_values(tmp_path, capsys):
+    """`train` refused a NIfTI of mm values whose header says metres (60 m long); `export-nnunet` wrote it
+    into an nnU-Net dataset (exit 0) to be trained on as such."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    for kind, array in (("ct", rng.integers(-1000, 400, (40, 40, 12)).astype(np.int16)),
+                        ("seg", (rng.random((40, 40, 12)) > 0.95).astype(np.uint8))):
+        image = nib.Nifti1Image(array, np.diag([0.8, 0.8, 3.0, 1.0]))
+        image.header.set_xyzt_units(xyz="meter")
+        nib.save(image, data / f"{CASE}-{kind}.nii.gz")
+    raw = tmp_path / "raw"
+    assert main(["export-nnunet", "--data", str(data), "--out", str(raw), "--dataset-id", "7",
+                 "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"lnq-napari: error: case {CASE}: the CT spans ") and "fix the file's header" in err
+    assert not raw.exists() or not list(raw.iterdir())

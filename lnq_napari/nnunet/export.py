@@ -270,11 +270,13 @@ def export_case(job: ExportJob, folder: str | Path) -> ExportedCase:
     from lnq_napari.ct_scale import check_ct_values
     from lnq_napari.io.readers import read_volume, write_volume
     from lnq_napari.io.volume import Volume
+    from lnq_napari.preprocess import check_ct_extent
 
     folder = Path(folder)
     try:  # a folder holds hundreds of cases: the one at fault is named
         ct = read_volume(job.ct)
         check_ct_values(np.asarray(ct.array))
+        check_ct_extent(ct)  # a header's metres or micrometres for mm values: refused as train refuses it
         states, resampled = job_states(job, ct)
     except LNQError as exc:
         raise LNQError(f"case {job.case_id}: {exc}") from exc
