@@ -284,6 +284,9 @@ def test_models_section_activates_for_the_user_and_rolls_back(make_napari_viewer
     assert review.status.text().startswith(f"{refused} is the active model")  # not a stale verdict
     line = workspace.journal("activate")[-1]
     assert (line["version"], line["previous"], line["decided_by"]) == (refused, previous, "user")
+    qtbot.mouseClick(panel.activate_button, _left())  # again: it said "(was <itself>)" and journaled it
+    assert panel.details.text().startswith(f"{refused} is already the active model; nothing changed")
+    assert workspace.journal("activate")[-1] == line
 
     # a half-written version: refused in the panel, nothing changed
     broken = workspace.register_model(workspace.model_path(first), parent=first)

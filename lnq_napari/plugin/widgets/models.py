@@ -150,7 +150,9 @@ class ModelsPanel(QWidget):
             self.details.setText(str(exc))
             return None
         self.refresh(select=active.version)
-        self.details.setText(f"{active.version} is active (was {before}). {self.details.text()}")
+        said = f"{active.version} is already the active model; nothing changed" if active.version == before \
+            else f"{active.version} is active (was {before})"
+        self.details.setText(f"{said}. {self.details.text()}")
         return active
 
     def _show_selected(self) -> None:
