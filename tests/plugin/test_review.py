@@ -286,6 +286,7 @@ def test_models_section_activates_for_the_user_and_rolls_back(make_napari_viewer
     assert (line["version"], line["previous"], line["decided_by"]) == (refused, previous, "user")
     qtbot.mouseClick(panel.activate_button, _left())  # again: it said "(was <itself>)" and journaled it
     assert panel.details.text().startswith(f"{refused} is already the active model; nothing changed")
+    assert "(was " not in panel.details.text()  # the first activation's line is not kept before it
     assert workspace.journal("activate")[-1] == line
 
     # a half-written version: refused in the panel, nothing changed

@@ -150,6 +150,7 @@ class ModelsPanel(QWidget):
             self.details.setText(str(exc))
             return None
         self.refresh(select=active.version)
+        self._show_selected()  # its figures afresh: an earlier activation's line is not kept before them
         said = f"{active.version} is already the active model; nothing changed" if active.version == before \
             else f"{active.version} is active (was {before})"
         self.details.setText(f"{said}. {self.details.text()}")
