@@ -508,7 +508,8 @@ def first_and_last_scans(workspace: str | Path | Workspace, patient: str) -> tup
     points = ws.time_points(patient)
     if len(points) < 2:
         known = sorted({t.patient for t in ws.time_points()})
-        raise LNQError(f"patient {patient!r} has {len(points)} grouped scan(s) in {ws.root}; two are needed"
+        raise LNQError(f"patient {patient!r} has {'one grouped scan' if points else 'no grouped scans'} in "
+                       f"{ws.root}; two are needed"
                        + (f" (grouped patients: {', '.join(known)})" if known else
                           "; group cases first with `lnq-napari workspace group W CSV`"))
     return points[0], points[-1]

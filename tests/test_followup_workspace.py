@@ -88,7 +88,7 @@ def test_bad_groups_and_patients_are_one_line_errors_and_change_nothing(grouped,
     assert main(["workspace", "group", str(ws.root), str(bad)]) == 2
     assert "missing: patient, timepoint" in capsys.readouterr().err
     assert main(["compare", "--workspace", str(ws.root), "--patient", "nobody"]) == 2
-    assert "patient 'nobody' has 0 grouped scan(s)" in capsys.readouterr().err
+    assert "patient 'nobody' has no grouped scans" in capsys.readouterr().err
     assert main(["compare", "--workspace", str(ws.root)]) == 2
     assert "--patient P" in capsys.readouterr().err
 
