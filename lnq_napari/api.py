@@ -633,11 +633,12 @@ def train(
 ) -> Path:
     """Train a model on a data folder with partial labels (LNQ layout, or DICOM CT series with their SEGs:
     :func:`~lnq_napari.io.datasets.find_cases`); returns the model folder."""
-    folder = check_output_folder(out, "--out", "the model")
+    folder = check_output_folder(out, "the output folder", "the model")
     held = [n for n in ("config.json", "weights.safetensors", "train_state") if (folder / n).exists()]
     if held and not resume:  # a 2-iteration run replaced a trained model (the bundled one, even)
-        raise LNQError(f"--out {folder} already holds a model or its training ({', '.join(held)}); it is "
-                       "left as it is: give a new folder, or --resume to continue that training")
+        raise LNQError(f"the output folder {folder} already holds a model or its training "
+                       f"({', '.join(held)}); it is left as it is: give a new folder, or resume that "
+                       "training (--resume on the command line)")
     cases = load_training_cases(data, naive=naive)
     config = {"naive": bool(naive), "inference": {"mediastinum_margin_mm": REGION_MARGIN_MM}}  # as bundled
     return train_model(cases, out, iterations, device=device, seed=seed, config=config,
@@ -803,7 +804,7 @@ def predict(
                        "for a CT in memory use find_nodes(ct), then save_labels(result, case, folder=...)")
     if format not in PREDICT_FORMATS:
         raise LNQError(f"unknown output format {format!r}; use one of {', '.join(PREDICT_FORMATS)}")
-    out = check_output_folder(out, "--output", "the predictions")
+    out = check_output_folder(out, "the output folder", "the predictions")
     items = find_cts(inputs)
     segs = [p for _, p in items if dicom_tree.is_dicom_path(p) and dicom_tree.seg_file(p) is not None]
     if segs:
@@ -811,11 +812,11 @@ def predict(
                        "it was drawn on")
     not_dicom = [p for _, p in items if not dicom_tree.is_dicom_path(p)] if format == "dicom-seg" else []
     if not_dicom:
-        raise LNQError(f"--format dicom-seg writes a SEG that references the DICOM CT series, and "
-                       f"{not_dicom[0].name} is not DICOM; use --format nrrd for such CTs")
+        raise LNQError(f"the dicom-seg format writes a SEG that references the DICOM CT series, and "
+                       f"{not_dicom[0].name} is not DICOM; use the nrrd format for such CTs")
     suffix = "-seg.dcm" if format == "dicom-seg" else "-seg.nrrd"
     targets = {case_id: out / f"{case_id}{suffix}" for case_id, _ in items}
-    check_prediction_targets(targets, "--output", PREDICTIONS)
+    check_prediction_targets(targets, "the output folder", PREDICTIONS)
     predictor = load_predictor(model, device=device)
     split = dicom_tree.split_series([p for _, p in items if p.is_dir()])
     written: list[Path] = []
@@ -878,7 +879,7 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
     ``<case>.seg.nrrd``) are an LNQError, before anything is computed or written; its own earlier results
     are written over.
     """
-    out = check_output_folder(out, "--out", "the results")
+    out = check_output_folder(out, "the output folder", "the results")
     step = progress or (lambda fraction, message="": None)
     truth = None
     if ct is None:
@@ -887,7 +888,8 @@ def demo(ct=None, out: str | Path = "lnq-demo", model=None, progress: Progress =
         volume, truth, name = case.ct, case.full, case.case_id
     else:
         volume, name = read_volume(ct), case_name(ct)
-    check_prediction_targets({name: out / f"{name}-seg.nrrd"}, "--out", PREDICTIONS[::-1])  # its own first
+    # its own first
+    check_prediction_targets({name: out / f"{name}-seg.nrrd"}, "the output folder", PREDICTIONS[::-1])
     if truth is None:
         _check_ct(volume)  # before the results folder is made: a refused CT leaves nothing behind
     predictor = load_predictor(model, device="auto")

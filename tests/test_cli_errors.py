@@ -315,7 +315,7 @@ def test_train_into_a_model_folder_leaves_the_model_as_it_is(case, capsys, tmp_p
     code, _, err = run_cli(capsys, ["train", "--data", str(case["dir"]), "--out", str(model),
                                     "--iterations", "2"])
     assert_one_line_error(code, err, "already holds a model or its training (config.json, "
-                                     "weights.safetensors)", "--resume to continue")
+                                     "weights.safetensors)", "resume that training (--resume")
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
 
 

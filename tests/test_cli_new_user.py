@@ -227,3 +227,21 @@ def test_export_nnunet_refuses_a_ct_whose_header_gives_metres_for_mm_values(tmp_
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"lnq-napari: error: case {CASE}: the CT spans ") and "fix the file's header" in err
     assert not raw.exists() or not list(raw.iterdir())
+
+
+def test_api_output_errors_name_no_command_line_flag(tmp_path):
+    """`api.predict(ct, a_file)` said "--output a_file is a file", `api.train` and `api.demo` "--out ...":
+    flags an API user never typed."""
+    from lnq_napari.errors import LNQError
+
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    said = []
+    for call in (lambda: api.predict(SERIES, afile), lambda: api.train(tmp_path, afile),
+                 lambda: api.demo(None, out=afile), lambda: api.predict(SERIES, tmp_path / "o", format="x")):
+        with pytest.raises(LNQError) as caught:
+            call()
+        said.append(str(caught.value))
+    assert not any("--" in line for line in said), said
+    assert all(line.startswith(f"the output folder {afile} is a file") for line in said[:3])
+    assert afile.read_text() == "mine"

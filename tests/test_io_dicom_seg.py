@@ -605,7 +605,7 @@ def test_predict_format_dicom_seg(tmp_path, ct, liver, monkeypatch, capsys):
     nrrd_ct = write_volume(tmp_path / "case-ct.nrrd", ct)
     assert main(["predict", str(nrrd_ct), "-o", str(tmp_path / "none"), "--format", "dicom-seg"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "case-ct.nrrd is not DICOM; use --format nrrd" in err[0]
+    assert len(err) == 1 and "case-ct.nrrd is not DICOM; use the nrrd format" in err[0]
     assert not (tmp_path / "none").exists()
     assert main(["predict", str(written), "-o", str(tmp_path / "none")]) == 2
     assert "is a DICOM SEG (a segmentation), not a CT" in capsys.readouterr().err
