@@ -74,7 +74,7 @@ def test_demo_does_not_shadow_the_users_labels_and_reruns_over_its_own(tmp_path,
     before = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in data.iterdir()}
     assert main(["demo", str(ct), "--out", str(data), "--headless"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("lnq-napari: error: --out ")
+    assert len(err) == 1 and err[0].startswith("lnq-napari: error: the output folder ")
     assert f"holds {labels.name}, labels lnq-napari demo did not write" in err[0]
     assert {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in data.iterdir()} == before
     out = tmp_path / "out"
