@@ -1291,9 +1291,8 @@ def _check_not_reviewed_elsewhere(ws: Workspace, target: Path, out: str | Path) 
     workspace's own label version, or a prediction's SEG, is written over."""
     if not target.is_file() or writer(target) != EXPORT:
         return
-    digest = sha256_file(target)
-    if any(Path(line.get("file", "")).expanduser().resolve() == target and line.get("sha256") == digest
-           for line in ws.journal("export")):
+    digest = sha256_file(target)  # byte for byte an export of this workspace's, wherever it was written
+    if any(line.get("sha256") == digest for line in ws.journal("export")):
         return
     raise LNQError(f"{out} already holds a DICOM SEG of reviewed labels that this workspace did not "
                    "export (napari's Save, another workspace's export, or changed since); it is left as it "
