@@ -249,11 +249,11 @@ def _outline_in_view(body: np.ndarray) -> np.ndarray:
     return np.sum(sides, axis=0) <= 1
 
 
-def _round_body(ct: Volume, cut: float) -> tuple[np.ndarray, int]:
-    """The values of the air round the body of ``ct`` on its coarse copy
-    (:func:`~lnq_napari.anatomy.coarse_anatomy`, in LPS order: a lung one image edge cuts stays in the
-    body): below ``cut``, outside the body, on slices showing the body's outline (:func:`_outline_in_view`)
-    and above any padding; and the size of that copy."""
+def _round_body(ct: Volume, cut: float) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse copy of ``ct`` (:func:`~lnq_napari.anatomy.coarse_anatomy`, in LPS order: a lung one image
+    edge cuts stays in the body) as float32, and where on it the air round the body lies: below ``cut``,
+    outside the body, on slices showing the body's outline (:func:`_outline_in_view`) and above any
+    padding."""
     from lnq_napari.anatomy import SEAL_WALL, RoiConfig, coarse_anatomy
     from lnq_napari.io.orientation import lps_view
 
@@ -266,7 +266,7 @@ def _round_body(ct: Volume, cut: float) -> tuple[np.ndarray, int]:
     small = anatomy.small.astype(np.float32)
     keep = ~anatomy.body & _outline_in_view(anatomy.body)[:, None, None]
     keep &= (small < cut) & (small >= PADDING_BELOW)  # a blurred padding: no air
-    return small[keep], small.size
+    return small, keep
 
 
 #: The side in mm of the blocks whose means show the body's tissue (4 x 4 voxels of 0.7-0.8 mm): noise
@@ -305,6 +305,40 @@ def _body_mode(blocks: np.ndarray, air: float) -> float | None:
     return body
 
 
+#: The half-width (HU) of the window round the air's mode whose median is the air round the body: air's
+#: noise (sd 10-40 HU), not a lung.
+AIR_WINDOW_HU = 60.0
+
+
+def _air_near_mode(values: np.ndarray) -> tuple[float | None, float]:
+    """The median of ``values`` within :data:`AIR_WINDOW_HU` of their lowest mode (:func:`_lowest_mode`;
+    None: none there), and their noise read below that mode (sd; the lower side holds air only)."""
+    found = _lowest_mode(values)
+    near = values[np.abs(values - found) <= AIR_WINDOW_HU]
+    below = found - values[values < found]
+    sd = float(np.median(below)) / 0.6745 if below.size else 0.0  # a half-normal's median: 0.6745 sd
+    return (float(np.median(near)) if near.size else None), sd
+
+
+def _air_round_body(small: np.ndarray, keep: np.ndarray) -> float | None:
+    """The air round the body: the values of ``small`` where ``keep`` near their lowest mode
+    (:func:`_air_near_mode`). Air noisier than that window (a thin slice, a low dose: sd 150) is read on
+    the means of 3 x 3 voxels in plane whose voxels all lie in ``keep`` (sd a third): on single voxels its
+    mode lay anywhere on a flat top pulled up by the rims' tail (CTChest4 + sd 150: -950 for -979, a false
+    'intercept' warning)."""
+    from scipy import ndimage
+
+    outside, sd = _air_near_mode(small[keep])
+    if sd <= AIR_WINDOW_HU:
+        return outside
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    plane[1] = True
+    inner = ndimage.binary_erosion(keep, plane)
+    if np.count_nonzero(inner) < 64:
+        return outside
+    return _air_near_mode(ndimage.uniform_filter(small, size=(1, 3, 3))[inner])[0]
+
+
 def landmarks(ct: Volume | np.ndarray) -> Landmarks:
     """The air, the air round the body and the body of ``ct`` (a Volume; an array, z y x or one slice: no
     air round the body read) as their values read (see the module and :class:`Landmarks`)."""
@@ -336,11 +370,9 @@ def landmarks(ct: Volume | np.ndarray) -> Landmarks:
         return Landmarks(air[0], body)
     cut = (air[0] + (air[0] + 900.0 if body is None else body)) / 2
     outside = None
-    round_body, coarse = _round_body(ct, cut)
-    if round_body.size >= max(64, MIN_AIR_SHARE * coarse):
-        found = _lowest_mode(round_body)
-        near = round_body[np.abs(round_body - found) <= 60.0]  # +-60: air's noise (sd 10-40), not a lung
-        outside = float(np.median(near)) if near.size else None  # the mode, then the median near it
+    small, keep = _round_body(ct, cut)
+    if np.count_nonzero(keep) >= max(64, MIN_AIR_SHARE * small.size):
+        outside = _air_round_body(small, keep)
     return Landmarks(air[0], body, outside)
 
 
