@@ -728,6 +728,44 @@ def _mirrored(lungs: np.ndarray, anatomy: Anatomy, spacing_yx: tuple[float, floa
     return _mirror(lungs, anatomy.body, mids, slices, spacing_yx)
 
 
+#: A row of a slice whose lung on one side of the mediastinum reaches at least this share of the slice's
+#: widest reach on that side is a lung's outline: what lies beyond it, away from the mediastinum, is chest
+#: wall or axilla, never mediastinum (a row through the trachea or a bronchus alone reaches less).
+LATERAL_ROW_REACH = 0.5
+
+
+def _beside_lungs(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray:
+    """bool (coarse z y x): per slice of ``lungs`` whose lung columns hold a gap (the mediastinum), per row
+    the columns beyond a lung's outer column, away from the gap, on rows where that lung reaches
+    :data:`LATERAL_ROW_REACH` of its widest reach from the gap: the chest wall beside a lung, which the
+    lungs' hull grown by a margin takes in (CTChest4 at 1 mm: a node there was kept). A row is left as it
+    is where its lung ends at the view's edge (cut: what lies beyond is out of view), a side where it holds
+    less than
+    :data:`LOPSIDED_LUNGS` of the other side's (a bronchus' stump, a collapsed lung: the gap may be no
+    mediastinum)."""
+    cols = np.arange(lungs.shape[2])
+    out = np.zeros(lungs.shape, dtype=bool)
+    per_col = lungs.sum(axis=1)
+    for z in np.flatnonzero(per_col.any(axis=1)):
+        held = np.flatnonzero(per_col[z])
+        gap = int(np.argmax(np.diff(held))) if held.size > 1 else 0
+        if held.size < 2 or held[gap + 1] - held[gap] < 2:
+            continue
+        mid = (held[gap] + held[gap + 1]) / 2  # the middle of the gap between the lungs
+        sizes = per_col[z, : held[gap] + 1].sum(), per_col[z, held[gap + 1] :].sum()
+        for side, own, other in ((-1.0, sizes[0], sizes[1]), (1.0, sizes[1], sizes[0])):
+            away = side * (cols - mid)
+            lung = lungs[z] & (away > 0)[None, :]
+            if own < LOPSIDED_LUNGS * other:
+                continue
+            reach = np.where(lung, away[None, :], 0.0).max(axis=1)  # how far each row's lung runs
+            outer = np.rint(mid + side * reach).astype(int)  # each row's outer lung column
+            cut = anatomy.near_edge[z][np.arange(lungs.shape[1]), np.clip(outer, 0, cols.size - 1)]
+            rows = (reach >= LATERAL_ROW_REACH * reach.max()) & ~cut
+            out[z] |= rows[:, None] & (away[None, :] > reach[:, None])
+    return out
+
+
 def _fill_hulls(hull: np.ndarray, lungs: np.ndarray, found: np.ndarray) -> None:
     """``hull`` (coarse z y x, False) set to the per-slice convex hull of ``lungs`` on the slices ``found``,
     and slices between them where the lungs were missed to the hulls of the nearest slices around."""
@@ -797,6 +835,7 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
         view = {k: anatomy.view[int(z)] for k, z in enumerate(found) if int(z) in anatomy.view}
         inside |= _circle_inside_chest(anatomy.body[found], lungs[found], view, coarse)
     hull = np.zeros_like(lungs)
+    beside = None
     if inside.mean() >= INSIDE_CHEST_SHARE:  # the lungs in view bound nodes along z only
         lo, hi = _lung_air_slices(anatomy, found)
         hull[lo : hi + 1] = True
@@ -804,10 +843,13 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
                       f"through the lungs), so nodes are restricted only to the lungs' slices "
                       f"+ {margin_mm:g} mm, not to the mediastinum", UserWarning, stacklevel=2)
     else:
+        beside = _beside_lungs(lungs, anatomy)  # the lungs found, none spread or mirrored
         lungs |= _spread(cut, lungs, anatomy)
         lungs |= _mirrored(lungs, anatomy, coarse[1:])
         _fill_hulls(hull, lungs, found)
     grown = within_mm(hull, coarse, margin_mm)
+    if beside is not None:  # the margin beside a lung, not the hull: a lung's row may reach less than it
+        grown &= hull | ~beside
     region = anatomy.upsample(grown)  # bool
     return from_lps(region.view(np.uint8), oriented, code).view(bool)  # 0/1 either way: no bool copy
 

@@ -753,3 +753,22 @@ def test_predictor_region_switch(tmp_path):
     off = predictor.predict(ct, region=False)
     assert on.region is not None and on.region.shape == ct.shape and off.region is None
     assert not (np.asarray(on.mask.array) > np.asarray(off.mask.array)).any()  # on only removes
+
+
+@pytest.mark.parametrize("direction", [None, FLIP_XY])
+def test_the_chest_wall_beside_a_lung_is_outside_the_region(small_chest, direction):
+    """The lungs' hull grown by 10 mm took in the chest wall beside each lung's outer edge: a node there
+    (CTChest4 resampled to 1 mm, the lateral wall at the lung's front corner) was kept. The wall beside the
+    lungs is out now; the mediastinum between them and the margin above and below the lungs stay in."""
+    hu = small_chest((20, 64, 80))  # 3 mm voxels: lungs' outer edges at columns 10 and 69, body 4..75
+    spacing = (3.0, 3.0, 3.0)
+    ct = Volume(hu, spacing) if direction is None else Volume(hu[:, ::-1, ::-1].copy(), spacing,
+                                                              direction=direction)
+    region = np.asarray(mediastinum_region(ct, 10.0), dtype=bool)
+    if direction is not None:
+        region = region[:, ::-1, ::-1]
+    lungs = hu == -850
+    cols = np.flatnonzero(lungs[10, 32])
+    assert not region[10, 32, : cols.min()].any() and not region[10, 32, cols.max() + 1 :].any()
+    assert region[10, 32, cols.min() : cols.max() + 1].all()  # lungs and the mediastinum between them
+    assert region[1, 32, 40] and region[18, 32, 40]  # the margin above and below the lungs
