@@ -802,6 +802,22 @@ def _lung_air_slices(anatomy: Anatomy, found: np.ndarray) -> tuple[int, int]:
     return lo, hi
 
 
+def _lungs_missed(anatomy: Anatomy, found: np.ndarray) -> bool:
+    """Whether the lungs were found on fewer than half of their slices in a view inside the body: the run
+    of lung-dense air around ``found`` (:func:`_lung_air_slices`) is more than twice as long, and on most
+    of the slices added the body reaches all four image edges. A view cut by three edges (CTChest4 cropped
+    to 165-214 mm, 18 mm off the middle: the lungs ran off two corners) let the lungs' air out on most
+    slices; only the apices were found and the region, their hull, kept 30-88 % of the whole CT's."""
+    lo, hi = _lung_air_slices(anatomy, found)
+    added = np.setdiff1d(np.arange(lo, hi + 1), found)
+    if added.size <= found.size:
+        return False
+    body = anatomy.body[added]
+    reached = body[:, 0].any(axis=1) & body[:, -1].any(axis=1) & body[:, :, 0].any(axis=1)
+    reached &= body[:, :, -1].any(axis=1)
+    return bool(reached.mean() >= INSIDE_CHEST_SHARE)
+
+
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
     """bool mask on the CT grid: the lungs' per-slice convex hull grown by ``margin_mm`` in 3D (where
     mediastinal nodes can be). Air that is not lung (bowel, stomach) is left out (:func:`chest_lungs`); a
@@ -836,7 +852,8 @@ def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
         inside |= _circle_inside_chest(anatomy.body[found], lungs[found], view, coarse)
     hull = np.zeros_like(lungs)
     beside = None
-    if inside.mean() >= INSIDE_CHEST_SHARE:  # the lungs in view bound nodes along z only
+    if inside.mean() >= INSIDE_CHEST_SHARE or _lungs_missed(anatomy, found):  # the lungs in view bound
+        # nodes along z only
         lo, hi = _lung_air_slices(anatomy, found)
         hull[lo : hi + 1] = True
         warnings.warn(f"the field of view lies inside the chest (the image edges or the scan circle cut "

@@ -119,13 +119,16 @@ def test_its_stored_values_with_its_padding_are_refused(chest):
 @pytest.mark.parametrize("box", [
     (slice(0, 34), slice(30, 100), slice(35, 95)),  # 213 x 183 mm: the lungs' bases cut at the sides
     (slice(0, 34), slice(41, 87), slice(41, 87)),  # 140 mm: both lungs cut below their apices
-], ids=["213x183mm", "140mm"])
+    (slice(0, 34), slice(43, 97), slice(37, 91)),  # 165 mm, 18 mm off the middle: cut by three edges
+], ids=["213x183mm", "140mm", "165mm-off-middle"])
 def test_a_view_inside_the_chest_still_leaves_out_the_abdomen_below_the_lungs(chest, box):
     """CTChest4 cropped in plane around the mediastinum, all its slices: the view lies inside the chest, so
     the lungs' hull is not drawn; the region was then the whole CT, the upper abdomen below the lungs too
     (213 x 183 mm: the bundled model's 2 nodes there, 40 mm below the lungs, were kept as nodes). It keeps
     what the whole CT's region keeps, and not the slices well below the lungs. At 140 mm the lungs, cut on
-    both sides, were found on their top slices only, and the region lost the carina down to the diaphragm."""
+    both sides, were found on their top slices only, and the region lost the carina down to the diaphragm.
+    At 165 mm 18 mm off the middle the lungs' air ran out at two corners below the apices, the view was not
+    called inside the chest and the region, the apices' hull, kept 30 % of the whole CT's."""
     from lnq_napari.followup.match import sub_volume
 
     full = mediastinum_region(chest, MARGIN_MM)
