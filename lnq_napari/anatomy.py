@@ -735,9 +735,8 @@ LATERAL_ROW_REACH = 0.5
 
 
 def _beside_lungs(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray:
-    """bool (coarse z y x): per slice of ``lungs``, per row the columns beyond a lung's outer column, away
-    from the gap between the lungs (one lung: on the side nearer the body's outline), on rows where that
-    lung reaches
+    """bool (coarse z y x): per slice of ``lungs`` whose lung columns hold a gap (the mediastinum), per row
+    the columns beyond a lung's outer column, away from the gap, on rows where that lung reaches
     :data:`LATERAL_ROW_REACH` of its widest reach from the gap: the chest wall beside a lung, which the
     lungs' hull grown by a margin takes in (CTChest4 at 1 mm: a node there was kept). A row is left as it
     is where its lung ends at the view's edge (cut: what lies beyond is out of view), a side where it holds
@@ -750,18 +749,14 @@ def _beside_lungs(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray:
     for z in np.flatnonzero(per_col.any(axis=1)):
         held = np.flatnonzero(per_col[z])
         gap = int(np.argmax(np.diff(held))) if held.size > 1 else 0
-        if held.size > 1 and held[gap + 1] - held[gap] > 1:
-            mid = (held[gap] + held[gap + 1]) / 2  # the middle of the gap between the lungs
-        else:  # one lung: its outer side is the one nearer the body's outline (the chest wall's)
-            body = np.flatnonzero(anatomy.body[z].any(axis=0))
-            if not body.size:
-                continue
-            mid = held[0] - 0.5 if body[-1] - held[-1] <= held[0] - body[0] else held[-1] + 0.5
-        sizes = per_col[z][cols < mid].sum(), per_col[z][cols > mid].sum()
+        if held.size < 2 or held[gap + 1] - held[gap] < 2:
+            continue
+        mid = (held[gap] + held[gap + 1]) / 2  # the middle of the gap between the lungs
+        sizes = per_col[z, : held[gap] + 1].sum(), per_col[z, held[gap + 1] :].sum()
         for side, own, other in ((-1.0, sizes[0], sizes[1]), (1.0, sizes[1], sizes[0])):
             away = side * (cols - mid)
             lung = lungs[z] & (away > 0)[None, :]
-            if not own or own < LOPSIDED_LUNGS * other:
+            if own < LOPSIDED_LUNGS * other:
                 continue
             reach = np.where(lung, away[None, :], 0.0).max(axis=1)  # how far each row's lung runs
             outer = np.rint(mid + side * reach).astype(int)  # each row's outer lung column
