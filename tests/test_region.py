@@ -709,7 +709,9 @@ def test_a_sliver_of_lung_at_the_image_edge_is_lung_a_pocket_of_air_is_not():
         air = mediastinum_region(_sliver_at_the_edge(-1000), 10.0)
     assert lung[12, 50:75, :16].all()  # between the sliver and the other lung (x 24-57 here)
     assert not air[12, 50:75, :8].any()
-    assert (air <= lung).all()
+    # from the image edge to the lung found (x 24); beside that lung's outer edge the chest wall is left out
+    # where two lungs are found, not beside one (no side known)
+    assert (air[..., :24] <= lung[..., :24]).all()
 
 
 def test_a_lung_the_image_edge_cuts_is_lung_up_to_the_edge():
