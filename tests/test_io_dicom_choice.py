@@ -128,3 +128,29 @@ def test_an_enhanced_copy_sharing_the_series_uid_of_its_classic_slices_is_left_o
     ct = read_volume(tmp_path)
     assert ct.meta["dicom_series_uid"] == uid
     np.testing.assert_array_equal(ct.array, values)
+
+
+def _enhanced_copy(folder: Path, uid: str, name: str, prefix: str = "ct") -> None:
+    """An enhanced (multi-frame) file ``name`` converted from the slices ``<prefix>-*.dcm`` in ``folder``,
+    keeping their Series Instance UID ``uid``."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    slices = [pydicom.dcmread(file) for file in sorted(folder.glob(f"{prefix}-*.dcm"))]
+    LegacyConvertedEnhancedCTImage(slices, series_instance_uid=uid, series_number=2,
+                                   sop_instance_uid=pydicom.uid.generate_uid(),
+                                   instance_number=1).save_as(folder / name)
+
+
+@pytest.mark.parametrize("name", ["00-enhanced.dcm", "zz-enhanced.dcm"])
+def test_an_enhanced_copy_does_not_count_its_series_images_again(tmp_path, name):
+    """A series of 8 slices with an enhanced copy of them beside it, and a soft series of 20: sorted first,
+    the copy's frame count was taken for every slice (8 x 8 = 64 images), so the folder read the 8 slices
+    and said they were 64; the series' images are counted over the files kept, whatever their order."""
+    small = series(tmp_path, hu(VOLUME_SLICES), ConvolutionKernel="B31f")
+    _enhanced_copy(tmp_path, small, name)
+    large = series(tmp_path, hu(20, seed=5), "b", ConvolutionKernel="B31f")
+    said = rf"reading the largest, 'B31f' \(20 slices.*, not 'B31f' \({VOLUME_SLICES}\):"
+    with pytest.warns(UserWarning, match=said):
+        choice = dicom_series.choose_series(tmp_path)
+    assert choice.series_uid == large
+    assert choice.images[small] == VOLUME_SLICES

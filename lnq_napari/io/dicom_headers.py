@@ -262,12 +262,15 @@ def series_slices(items: Sequence[Item], headers: Sequence) -> list[Item]:
         if instance and copy in seen:
             continue
         seen.add(copy)
-        (localizers if is_localizer(header) else kept).append((item, _frames(header)))
+        (localizers if is_localizer(header) else kept).append((item, frame_count(header)))
     return [item for item, _ in (_one_kind(kept) if kept else localizers)]
 
 
-def _frames(header) -> int:
-    """A header's Number of Frames (1 when it gives none, or none that is a number: the reader says so)."""
+def frame_count(header: Header | None) -> int:
+    """A header's Number of Frames: 1 when it gives none, or none that is a number (the reader says so), or
+    is None (unreadable)."""
+    if header is None:
+        return 1
     try:
         return int(header.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):

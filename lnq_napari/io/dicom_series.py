@@ -24,6 +24,7 @@ from lnq_napari.io.dicom_headers import (
     VOLUME_SLICES,
     VOLUME_TAGS,
     bare_dataset,
+    frame_count,
     is_ct_image,
     is_ct_modality,
     is_localizer,
@@ -132,7 +133,7 @@ def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2
         pool = pool or [o for o in series if images[o]] or list(series)
         if len(pool) > 1 and not slices:
             slices = {o: _series_slices(files_by_series[o]) for o in pool if images[o]}
-        images.update({o: len(files) * first[o].frames for o, (files, _) in slices.items()})
+        images.update({o: sum(map(frame_count, headers)) for o, (_, headers) in slices.items()})  # as kept
         kept = {o: (slices[o][0] or files_by_series[o]) if o in slices else files_by_series[o] for o in pool}
         looks = {o: series_look(kept[o][0]) for o in pool} if len(pool) > 1 else {}  # no scout's header
         reformats = frozenset(o for o in pool if o in slices and is_reformat(slices[o][1]))
@@ -654,11 +655,10 @@ def _first_file_header(file: str) -> FileHeader:
     try:
         header = read_header(file, stop_before_pixels=True, specific_tags=[
             "SOPClassUID", "NumberOfFrames", "FrameOfReferenceUID", "ImageType", "Modality"])
-        frames = int(header.get("NumberOfFrames", 1) or 1)
         sop_class = str(header.get("SOPClassUID", ""))
-    except Exception:  # unreadable or a bad frame count: the series reader says so
+    except Exception:  # unreadable: the series reader says so
         return FileHeader()
-    return FileHeader(sop_class, frames, str(header.get("FrameOfReferenceUID", "")).strip(),
+    return FileHeader(sop_class, frame_count(header), str(header.get("FrameOfReferenceUID", "")).strip(),
                       is_localizer(header), is_ct_image(header), is_ct_modality(header),
                       str(header.get("Modality", "") or "").strip())
 
