@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lnq_napari.errors import LNQError
-from lnq_napari.io.dicom_headers import read_header
+from lnq_napari.io.dicom_headers import frame_count, read_header
 from lnq_napari.io.raw_image import itk_quiet
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+    from pydicom.uid import UID
 
 #: The pixel module's tags GDCM needs to decode the frames (no rescale: the stored values come back).
 _PIXEL_TAGS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation",
@@ -22,10 +27,19 @@ _PIXEL_TAGS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "Photomet
 def pydicom_decodes(file: str | Path) -> bool:
     """Whether pydicom can decode ``file``'s pixels here (uncompressed, or a codec whose plugin is
     installed); read from its header alone."""
+    return _pydicom_decodes(_transfer_syntax(file))
+
+
+def _transfer_syntax(file: str | Path) -> UID:
+    """``file``'s Transfer Syntax UID, read from its header alone."""
+    header = read_header(file, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    return header.file_meta.TransferSyntaxUID
+
+
+def _pydicom_decodes(syntax: UID) -> bool:
+    """Whether pydicom can decode pixels of transfer syntax ``syntax`` here."""
     from pydicom.pixels import get_decoder
 
-    syntax = read_header(file, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta \
-        .TransferSyntaxUID
     if not syntax.is_compressed:
         return True
     try:
@@ -34,7 +48,7 @@ def pydicom_decodes(file: str | Path) -> bool:
         return False
 
 
-def native_dataset(file: str | Path):
+def native_dataset(file: str | Path) -> Dataset:
     """``file``'s pydicom dataset with its pixels uncompressed (little-endian, as stored: no rescale, every
     frame in file order), decoded by GDCM where pydicom cannot decode them; LNQError naming the transfer
     syntax when neither can."""
@@ -50,7 +64,7 @@ def native_dataset(file: str | Path):
     return dataset
 
 
-def _gdcm_frames(dataset, name: str) -> np.ndarray:
+def _gdcm_frames(dataset: Dataset, name: str) -> np.ndarray:
     """The stored frames (frames, rows, columns) of ``dataset``'s compressed pixels, decoded by GDCM from a
     file holding only its pixel module (so GDCM applies no rescale and reads every frame in order)."""
     import SimpleITK as sitk
@@ -68,8 +82,7 @@ def _gdcm_frames(dataset, name: str) -> np.ndarray:
         if keyword in dataset:
             bare[keyword] = dataset[keyword]
     bare["PixelData"] = dataset["PixelData"]
-    frames, rows, columns = int(dataset.get("NumberOfFrames", 1) or 1), int(dataset.Rows), \
-        int(dataset.Columns)
+    frames, rows, columns = frame_count(dataset), int(dataset.Rows), int(dataset.Columns)
     with tempfile.TemporaryDirectory(prefix="lnq-dicom-") as scratch:
         path = Path(scratch) / "frames.dcm"
         bare.save_as(path, enforce_file_format=True)
@@ -99,16 +112,15 @@ def missing_codec(file: str | Path) -> str | None:
     what to say of it (its name and UID, and what to do); None otherwise (uncompressed, a syntax GDCM reads,
     an unreadable header)."""
     try:
-        syntax = read_header(file, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta \
-            .TransferSyntaxUID
-        if not syntax.is_compressed or str(syntax) in GDCM_SYNTAXES or pydicom_decodes(file):
+        syntax = _transfer_syntax(file)
+        if not syntax.is_compressed or str(syntax) in GDCM_SYNTAXES or _pydicom_decodes(syntax):
             return None
     except Exception:  # not read: the caller names the file as it found it
         return None
     return _codec_text(syntax)
 
 
-def _codec_text(syntax) -> str:
+def _codec_text(syntax: UID) -> str:
     """What to say of pixels compressed in a transfer syntax no codec here decodes, and what to do."""
     return (f"its pixels are compressed as {syntax.name} ({syntax}), which neither GDCM nor pydicom here can "
             "decode; convert the series to uncompressed DICOM (e.g. gdcmconv --raw) or to NIfTI (dcm2niix), "

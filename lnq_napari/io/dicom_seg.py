@@ -25,6 +25,7 @@ from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.dicom_headers import (
     SEG_SOP_CLASSES,
+    frame_count,
     is_ct_image,
     is_localizer_volume,
     read_header,
@@ -563,7 +564,7 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
             return by_series[own]
     return max(by_series.values(), key=lambda datasets: (  # the largest CT series, as the reader takes
         is_ct_image(datasets[0]), is_localizer_volume(datasets),
-        sum(int(d.get("NumberOfFrames", 1) or 1) for d in datasets)))  # frames
+        sum(map(frame_count, datasets))))  # frames
 
 
 def _series_read(folder: Path) -> str | None:
