@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -154,3 +155,36 @@ def test_an_enhanced_copy_does_not_count_its_series_images_again(tmp_path, name)
         choice = dicom_series.choose_series(tmp_path)
     assert choice.series_uid == large
     assert choice.images[small] == VOLUME_SLICES
+
+
+@pytest.mark.parametrize("other", ["fragment", "bolus"])
+def test_a_coronal_reformat_is_read_beside_an_axial_series_that_is_no_volume(tmp_path, other):
+    """A coronal reformat, the only volume, beside an axial fragment of 5 slices or a bolus-tracking series
+    (10 images at one position): the reformat was passed over for them, so the fragment was read as the CT,
+    or the folder refused for two slices at one position; the reformat is read, as before reformats were
+    told apart."""
+    _coronal_reformat(tmp_path, 4 * VOLUME_SLICES)
+    if other == "fragment":
+        series(tmp_path, hu(5, 8, 20, seed=3), "ax", SeriesDescription="bolus")
+    else:
+        series(tmp_path, hu(10, seed=4), "ax", gap=0.0, SeriesDescription="Monitoring")
+    with pytest.warns(UserWarning, match=rf"reading the largest, 'COR MPR' \({4 * VOLUME_SLICES} slices"):
+        ct = read_volume(tmp_path)
+    assert ct.shape == (4 * VOLUME_SLICES, 8, 20)
+
+
+def test_an_enhanced_coronal_reformat_is_not_read_for_the_axial_ct(tmp_path):
+    """An axial CT beside a coronal reformat with more images saved as one enhanced (multi-frame) file: the
+    reformat was read as the CT (its orientation lies in its functional groups, not in a slice header); the
+    axial series is read, the reformat named as one."""
+    values = hu(VOLUME_SLICES)
+    axial = series(tmp_path, values, "ax")
+    _coronal_reformat(tmp_path / "mpr", 4 * VOLUME_SLICES)
+    _enhanced_copy(tmp_path / "mpr", pydicom.uid.generate_uid(), "zz-cor.dcm", prefix="cor")
+    (tmp_path / "mpr" / "zz-cor.dcm").rename(tmp_path / "zz-cor.dcm")
+    shutil.rmtree(tmp_path / "mpr")
+    said = rf"'COR MPR[^']*', a coronal or sagittal reformat \({4 * VOLUME_SLICES}\)"
+    with pytest.warns(UserWarning, match=said):
+        ct = read_volume(tmp_path)
+    assert ct.meta["dicom_series_uid"] == axial
+    np.testing.assert_array_equal(ct.array, values)

@@ -1,7 +1,7 @@
 """Which of several CT series in a folder :func:`.dicom_series.read_dicom` reads, and the warning saying so:
-the largest axial one (a coronal or sagittal reformat beside it is not the scan: :func:`is_reformat`),
-unless it is a sharp (lung or bone kernel) reconstruction and a series that is not stands in for it as
-clearly the same scan, reconstructed differently (:func:`soft_stand_in`)."""
+the largest axial one (a coronal or sagittal reformat beside an axial volume is not the scan:
+:func:`largest_series`), unless it is a sharp (lung or bone kernel) reconstruction and a series that is not
+stands in for it as clearly the same scan, reconstructed differently (:func:`soft_stand_in`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from lnq_napari.io.dicom_headers import (
+    VOLUME_SLICES,
     convolution_kernel,
+    frame_count,
     is_projection,
     read_header,
     reconstruction_sharpness,
@@ -55,13 +57,56 @@ def series_look(file: str) -> SeriesLook:
                       is_projection(header))
 
 
+def largest_series(pool: Sequence[str], slices: dict[str, tuple[list[str], list]],
+                   images: dict[str, int]) -> tuple[str, frozenset[str]]:
+    """Of a folder's CT series (``pool``; the slices of those compared in ``slices``:
+    :func:`.dicom_series._series_slices`), the largest (ties: the first by Series Instance UID) and the
+    coronal or sagittal reformats (:func:`is_reformat`) passed over for it. A reformat is passed over only
+    where an axial series forms a volume: beside a fragment of a few slices or a bolus-tracking series (its
+    images at one position), the reformat is the scan."""
+    reformats = frozenset(o for o in pool if o in slices and is_reformat(slices[o][1]))
+    if not any(o not in reformats and o in slices and _forms_volume(slices[o][1]) for o in pool):
+        reformats = frozenset()
+    return max(sorted(set(pool) - reformats), key=images.__getitem__), reformats
+
+
 def is_reformat(headers: Sequence) -> bool:
     """Whether a series' slices (their headers, :func:`.dicom_headers.series_slices`) form a volume whose
     normal lies more than :data:`MAX_AXIAL_DEGREES` from the foot-head axis: a coronal or sagittal reformat
-    a PACS exports beside a chest CT's axial series, read only when no axial series is there."""
-    stack = volume_stack(headers)
-    return stack is not None and float(np.degrees(np.arccos(min(abs(float(stack[0][2])), 1.0)))) > \
+    a PACS exports beside a chest CT's axial series (classic slices, or one enhanced file)."""
+    normal = _normal(headers)
+    return normal is not None and float(np.degrees(np.arccos(min(abs(float(normal[2])), 1.0)))) > \
         MAX_AXIAL_DEGREES
+
+
+def _forms_volume(headers: Sequence) -> bool:
+    """Whether a series' slices (their headers) form a volume: classic slices stacked
+    (:func:`.dicom_headers.volume_stack`), or one enhanced file of :data:`.dicom_headers.VOLUME_SLICES`
+    frames or more."""
+    if len(headers) == 1:
+        return frame_count(headers[0]) >= VOLUME_SLICES
+    return volume_stack(headers) is not None
+
+
+def _normal(headers: Sequence) -> np.ndarray | None:
+    """The slice normal (unit length) of a series' slices that form a volume (:func:`_forms_volume`):
+    classic slices' from their stack, an enhanced file's from its shared Plane Orientation (header only);
+    None when not told."""
+    if len(headers) != 1:
+        stack = volume_stack(headers)
+        return None if stack is None else stack[0]
+    if not _forms_volume(headers):
+        return None
+    try:
+        shared = headers[0].SharedFunctionalGroupsSequence[0]
+        orientation = [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient]
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None  # per frame, or not given: not told here (the reader checks the frames)
+    if len(orientation) != 6:
+        return None
+    normal = np.cross(orientation[:3], orientation[3:])
+    length = float(np.linalg.norm(normal))
+    return normal / length if length > 1e-6 else None
 
 
 def _span(along: np.ndarray) -> tuple[float, float, float]:

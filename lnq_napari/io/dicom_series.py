@@ -15,7 +15,7 @@ import numpy as np
 from lnq_napari.errors import LNQError
 from lnq_napari.heard import collected_warnings
 from lnq_napari.io import dicom_tree
-from lnq_napari.io.dicom_choice import choice_text, is_reformat, series_look, soft_stand_in
+from lnq_napari.io.dicom_choice import choice_text, largest_series, series_look, soft_stand_in
 from lnq_napari.io.dicom_codecs import missing_codec, native_dataset, pydicom_decodes
 from lnq_napari.io.dicom_headers import (
     ENHANCED_CT_SOP_CLASSES,
@@ -136,8 +136,7 @@ def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2
         images.update({o: sum(map(frame_count, headers)) for o, (_, headers) in slices.items()})  # as kept
         kept = {o: (slices[o][0] or files_by_series[o]) if o in slices else files_by_series[o] for o in pool}
         looks = {o: series_look(kept[o][0]) for o in pool} if len(pool) > 1 else {}  # no scout's header
-        reformats = frozenset(o for o in pool if o in slices and is_reformat(slices[o][1]))
-        largest = max(sorted(set(pool) - reformats) or sorted(pool), key=images.get)  # ties: the first UID
+        largest, reformats = largest_series(pool, slices, images)  # no reformat beside an axial volume
         soft = soft_stand_in(largest, pool, slices, looks, images) if all(volume[o] for o in pool) else None
         sid = soft or largest
         single = sum(1 for o in pool if images[o] == 1 and volume[o])
@@ -666,7 +665,7 @@ def _first_file_header(file: str) -> FileHeader:
 #: What a series' headers are read for: its slices (:data:`.dicom_headers.SLICE_TAGS`), their stack and
 #: padding (:data:`.dicom_headers.VOLUME_TAGS`), their rescale to HU.
 _SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleIntercept", "SliceThickness",
-                      "SpacingBetweenSlices"]
+                      "SpacingBetweenSlices", "SharedFunctionalGroupsSequence"]
 
 
 def _series_slices(files: list[str]) -> tuple[list[str], list]:
