@@ -927,6 +927,24 @@ def test_a_folder_holding_two_patients_series_is_refused(tmp_path):
         read_volume(folder)
 
 
+def test_a_seg_of_a_folder_of_two_patients_series_is_refused_as_its_read_is(tmp_path, liver):
+    """Labels that do not say their series, given a flat folder of two patients' series on one grid, which
+    a read refuses: the SEG writer chose a series by a rule of its own (the first of the largest) and
+    referenced the other patient's series without a word; it takes the read's choice, so the read's
+    refusal stands and no SEG is written."""
+    folder = tmp_path / "export"
+    shutil.copytree(SERIES, folder)
+    uid = pydicom.uid.generate_uid()
+    for k, file in enumerate(sorted(SERIES.glob("*.dcm"))):
+        ds = pydicom.dcmread(file)
+        ds.PatientID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "OTHER-7", uid, pydicom.uid.generate_uid()
+        ds.save_as(folder / f"0-other-{k}.dcm")  # listed first
+    plain = liver.with_array(liver.array)  # no dicom_series_uid
+    with pytest.raises(LNQError, match="holds the DICOM series of 2 patients .*OTHER-7.*a folder of its own"):
+        write_dicom_seg(tmp_path / "s.dcm", plain, folder)
+    assert not (tmp_path / "s.dcm").exists()
+
+
 def test_a_seg_of_a_download_of_several_series_names_which_it_needs(tmp_path, ct, liver):
     """Labels that do not say their series, given a download of two patients' series: the SEG referenced
     the first series found below (another patient's, on the same grid)."""

@@ -25,9 +25,6 @@ from lnq_napari.heard import collected_warnings
 from lnq_napari.io.atomic import atomic_write, file_above
 from lnq_napari.io.dicom_headers import (
     SEG_SOP_CLASSES,
-    frame_count,
-    is_ct_image,
-    is_localizer_volume,
     read_header,
     series_slices,
 )
@@ -533,10 +530,9 @@ def _our_model_version(item) -> str | None:
 # ------------------------------------------------------------------ writing
 def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     """Headers (no pixels) of the CT series in ``ct`` (a folder or one of its files; a CD's root or its
-    DICOMDIR: the series folders below it): the series with ``series_uid`` when given, else the file's
-    series, else the largest CT series (:func:`.dicom_headers.is_ct_image`, as the reader chooses; a larger
-    PET beside it is no CT; without one, a CT of slices all marked LOCALIZER that forms a volume:
-    :func:`.dicom_headers.is_localizer_volume`)."""
+    DICOMDIR: the series folders below it): the series with ``series_uid`` when given, else the one series
+    there, else the series a read of ``ct`` gives (:func:`_chosen_series`: the file's series, or the
+    folder's choice, whose LNQError stands: two patients' series are refused, not one taken)."""
     ct = cd_root(ct)
     folder = ct if ct.is_dir() else ct.parent
     by_series = _series_headers(folder)
@@ -553,30 +549,34 @@ def _ct_datasets(ct: Path, series_uid: str | None) -> list:
     if series_uid:
         raise LNQError(f"the labels were drawn on CT series {series_uid}, which is not in {folder}; "
                        "point to that series' folder")
-    if not below and ct.is_dir() and len(by_series) > 1 and (read := _series_read(ct)) in by_series:
-        return by_series[read]  # a lung reconstruction of the soft one's grid is not what the folder shows
-    if below and len(by_series) > 1:  # which one, of a download of several patients, cannot be told
+    if len(by_series) == 1:
+        return next(iter(by_series.values()))
+    if below:  # which one, of a download of several patients, cannot be told
         raise LNQError(f"{folder} holds {len(by_series)} DICOM CT series in the folders below it, and the "
                        "labels do not say which they were drawn on; point to that series' folder")
-    if ct.is_file():
-        own = str(read_header(ct, stop_before_pixels=True).get("SeriesInstanceUID", ""))
-        if own in by_series:
-            return by_series[own]
-    return max(by_series.values(), key=lambda datasets: (  # the largest CT series, as the reader takes
-        is_ct_image(datasets[0]), is_localizer_volume(datasets),
-        sum(map(frame_count, datasets))))  # frames
+    uid = _chosen_series(ct)  # the read's choice, the one rule (a soft reconstruction, no reformat or scout)
+    if uid not in by_series:
+        raise LNQError(f"{ct} reads as DICOM series {uid}, which holds no CT slices placed in the patient; "
+                       "point to the folder of the CT series the labels were drawn on")
+    return by_series[uid]
+
+
+def _chosen_series(path: Path) -> str:
+    """The Series Instance UID of the series a read of ``path`` (a folder or one of its files) gives
+    (:func:`.dicom_series.choose_series`, from headers alone, its warning not raised); its LNQError when
+    no series can be chosen."""
+    from lnq_napari.io.dicom_series import choose_series
+
+    with warnings.catch_warnings():  # which series it reads, and why: said when the case is read
+        warnings.simplefilter("ignore")
+        return choose_series(path).series_uid
 
 
 def _series_read(folder: Path) -> str | None:
-    """The Series Instance UID of the series a read of ``folder`` gives (:func:`.dicom_series.choose_series`,
-    from headers alone: a soft-tissue reconstruction before a lung one of its grid, no scout or PET); None
-    when no series can be chosen."""
-    from lnq_napari.io.dicom_series import choose_series
-
+    """The Series Instance UID of the series a read of ``folder`` gives (:func:`_chosen_series`); None when
+    no series can be chosen."""
     try:
-        with warnings.catch_warnings():  # which series it reads, and why: said when the case is read
-            warnings.simplefilter("ignore")
-            return choose_series(folder).series_uid
+        return _chosen_series(folder)
     except LNQError:
         return None
 
