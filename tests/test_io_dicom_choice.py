@@ -40,9 +40,11 @@ def test_finding_the_cases_of_two_reconstructions_reads_no_pixels(tmp_path, monk
     still reads the series its SEG was drawn on."""
     uids = _two_reconstructions(tmp_path / "case1", labelled)
     decoded = []
-    execute = dicom_series._execute_series
+    execute, enhanced = dicom_series._execute_series, dicom_series._read_enhanced
     monkeypatch.setattr(dicom_series, "_execute_series",
                         lambda reader, folder: decoded.append(folder) or execute(reader, folder))
+    monkeypatch.setattr(dicom_series, "_read_enhanced", lambda file, name, pixels=True:
+                        (pixels and decoded.append(file)) or enhanced(file, name, pixels))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         (case,) = find_cases(tmp_path)
@@ -56,7 +58,7 @@ def test_finding_the_cases_of_two_reconstructions_reads_no_pixels(tmp_path, monk
 def _coronal_reformat(folder: Path, images: int) -> None:
     """A coronal reformat of ``images`` slices 1 mm apart front to back (a PACS's "COR MPR") in ``folder``."""
     series(folder, hu(images, 8, 20, seed=7), "cor", ImageOrientationPatient=[1, 0, 0, 0, 0, -1],
-                 SeriesDescription="COR MPR", ImageType=["DERIVED", "SECONDARY", "MPR"])
+           SeriesDescription="COR MPR", ImageType=["DERIVED", "SECONDARY", "MPR"])
     for k, file in enumerate(sorted(folder.glob("cor-*.dcm"))):
         ds = pydicom.dcmread(file)
         ds.ImagePositionPatient = [-100.0, -120.0 + k, -30.0]
@@ -80,7 +82,6 @@ def test_a_coronal_reformat_with_more_images_than_the_axial_ct_is_not_read_for_i
     for file in tmp_path.glob("ax-*.dcm"):  # the reformat alone: read, on its own grid
         file.unlink()
     assert read_volume(tmp_path).shape == (4 * VOLUME_SLICES, 8, 20)
-
 
 
 def test_a_split_series_of_two_reconstructions_is_refused_when_the_seg_is_on_the_lung_one(tmp_path):
@@ -118,14 +119,9 @@ def test_an_enhanced_copy_sharing_the_series_uid_of_its_classic_slices_is_left_o
     """An enhanced (multi-frame) file converted from the classic slices beside it, keeping their Series
     Instance UID: the folder was refused, as "an enhanced CT split over 9 files" (sorted first) or with ITK's
     "Size mismatch!" cut mid-path (sorted last); the classic slices are now read, the copy left out."""
-    from highdicom.legacy import LegacyConvertedEnhancedCTImage
-
     values = hu(VOLUME_SLICES)
     uid = series(tmp_path, values)
-    slices = [pydicom.dcmread(file) for file in sorted(tmp_path.glob("ct-*.dcm"))]
-    LegacyConvertedEnhancedCTImage(slices, series_instance_uid=uid, series_number=2,
-                                   sop_instance_uid=pydicom.uid.generate_uid(),
-                                   instance_number=1).save_as(tmp_path / name)
+    _enhanced_copy(tmp_path, uid, name)
     ct = read_volume(tmp_path)
     assert ct.meta["dicom_series_uid"] == uid
     np.testing.assert_array_equal(ct.array, values)
