@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from lnq_napari.io.dicom_headers import (
     reconstruction_sharpness,
     volume_stack,
 )
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: How :func:`choice_text` names a sharp reconstruction.
 SHARP_NAME = "sharp (lung or bone kernel) reconstruction"
@@ -57,7 +61,7 @@ def series_look(file: str) -> SeriesLook:
                       is_projection(header))
 
 
-def largest_series(pool: Sequence[str], slices: dict[str, tuple[list[str], list]],
+def largest_series(pool: Sequence[str], slices: dict[str, tuple[list[str], list[Dataset | None]]],
                    images: dict[str, int]) -> tuple[str, frozenset[str]]:
     """Of a folder's CT series (``pool``; the slices of those compared in ``slices``:
     :func:`.dicom_series._series_slices`), the largest (ties: the first by Series Instance UID) and the
@@ -135,8 +139,8 @@ def stands_in(headers: Sequence, largest: Sequence, look: SeriesLook) -> bool:
     return overlap >= MIN_COVERAGE * (their_high - their_low)
 
 
-def soft_stand_in(largest: str, pool: list[str], slices: dict, looks: dict[str, SeriesLook],
-                  images: dict) -> str | None:
+def soft_stand_in(largest: str, pool: list[str], slices: dict[str, tuple[list[str], list[Dataset | None]]],
+                  looks: dict[str, SeriesLook], images: dict[str, int]) -> str | None:
     """Of a folder's CT series (``pool``; each one's :func:`.dicom_series._series_slices` in ``slices``),
     the largest (ties: the first by Series Instance UID) that :func:`stands_in` for the largest series when
     that one is sharp; None when it is not, or none does."""
@@ -147,7 +151,7 @@ def soft_stand_in(largest: str, pool: list[str], slices: dict, looks: dict[str, 
     return max(sorted(found), key=images.get) if found else None
 
 
-def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, SeriesLook], images: dict,
+def choice_text(sid: str, largest: str, pool: list[str], looks: dict[str, SeriesLook], images: dict[str, int],
                 reformats: frozenset[str] = frozenset()) -> str:
     """What :func:`.dicom_series.read_dicom`'s warning says of the series read of several: which and why,
     then the others by name and slice count (``reformats``, :func:`is_reformat`, larger than the series

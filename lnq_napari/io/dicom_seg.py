@@ -166,11 +166,12 @@ def _referenced_instances(seg: SegFile) -> int:
 
 
 def _drawn_on(folder: Path, seg: SegFile) -> Path:
-    """The CT of a case whose labels are ``seg``: ``folder``, or where the read of it (a folder reads as its
-    largest CT series: :func:`_series_read`) gives another series than the SEG's (two reconstructions), a
-    file of the SEG's series, which reads as that series. The folder whenever its read refuses it (two
-    patients' series: the refusal stands) or is the SEG's series (a scout beside it: the folder's checks,
-    a series split over folders, stand)."""
+    """The CT of a case whose labels are ``seg``: ``folder``, or where the series a read of it chooses
+    (:func:`_series_read`, from headers alone) is another than the SEG's (two reconstructions), a file of
+    the SEG's series, which reads as that series. The folder where no series can be chosen (two patients'
+    series: the read's refusal stands) or the choice is the SEG's series (a scout beside it: the folder's
+    checks, a series split over folders, stand); refusals made after the choice (a series cut short, a
+    slice without a header) then come from the read of the SEG's series."""
     import SimpleITK as sitk
 
     if len(os.listdir(folder)) < 2 * _referenced_instances(seg):  # most of its files are the SEG's series'

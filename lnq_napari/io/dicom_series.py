@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from lnq_napari.io.layout import cd_root
 from lnq_napari.io.raw_image import RawImage, from_sitk_image, itk_quiet
 from lnq_napari.io.volume import Volume, check_grid
 
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 
 class SeriesChoice(NamedTuple):
     """Which series a read of a path gives (:func:`choose_series`), told from headers alone: the folder
@@ -58,7 +61,7 @@ class SeriesChoice(NamedTuple):
     first: dict[str, FileHeader]
     volume: dict[str, bool]  # a series read as a CT (a PET, scout or dose screen only when alone)
     images: dict[str, int]
-    slices: dict[str, tuple[list[str], list]]  # (:func:`_series_slices`) of the series compared
+    slices: dict[str, tuple[list[str], list[Dataset | None]]]  # (:func:`_series_slices`) of those compared
 
 
 def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2) -> SeriesChoice:
@@ -109,7 +112,7 @@ def choose_series(path: Path, series_uid: str | None = None, stacklevel: int = 2
     images = {sid: 0 if first[sid].sop_class in SEG_SOP_CLASSES else len(files) * first[sid].frames
               for sid, files in files_by_series.items()}  # slices, an enhanced CT's frames; a SEG none
     volume = {sid: first[sid].ct_image for sid in series}  # a PET, scout or dose screen: read if alone
-    slices: dict[str, tuple[list[str], list]] = {}  # (:func:`_series_slices`) of the series compared
+    slices: dict[str, tuple[list[str], list[Dataset | None]]] = {}  # (:func:`_series_slices`) compared
 
     if series_uid in files_by_series:
         sid = series_uid
@@ -668,7 +671,7 @@ _SLICE_HEADER_TAGS = [*SLICE_TAGS, *VOLUME_TAGS, "RescaleSlope", "RescaleInterce
                       "SpacingBetweenSlices", "SharedFunctionalGroupsSequence"]
 
 
-def _series_slices(files: list[str]) -> tuple[list[str], list]:
+def _series_slices(files: list[str]) -> tuple[list[str], list[Dataset | None]]:
     """The files of a series that are its slices, in order (:func:`.dicom_headers.series_slices`), and
     each one's header (:data:`_SLICE_HEADER_TAGS`, no pixels; None: unreadable)."""
     headers = []
