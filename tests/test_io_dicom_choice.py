@@ -184,3 +184,32 @@ def test_an_enhanced_coronal_reformat_is_not_read_for_the_axial_ct(tmp_path):
         ct = read_volume(tmp_path)
     assert ct.meta["dicom_series_uid"] == axial
     np.testing.assert_array_equal(ct.array, values)
+
+
+def test_a_complete_series_beside_part_of_a_split_one_is_a_case(tmp_path):
+    """A case folder holding a complete lung series, its SEG, and the first half of a soft series an export
+    split over two folders: the folder was refused as a part of the split series, though it reads the
+    complete lung series its labels were drawn on; it is a case, the other half left out with a warning."""
+    values, half = hu(2 * VOLUME_SLICES), VOLUME_SLICES
+    for part, rows in (("a", slice(0, half)), ("b", slice(half, None))):
+        folder = tmp_path / "P1" / part
+        series(folder, values[rows], "0soft", SeriesInstanceUID="1.2.3.1", ConvolutionKernel="B31f")
+        for file in folder.glob("0soft-*.dcm"):  # listed first, so the split check samples it
+            ds = pydicom.dcmread(file)
+            ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2],
+                                       float(ds.ImagePositionPatient[2]) + (2.5 * half if part == "b" else 0)]
+            ds.save_as(file, enforce_file_format=True)
+    case = tmp_path / "P1" / "a"
+    lung = series(case, values, "lung", ConvolutionKernel="B70f")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = read_volume(case / "lung-000.dcm")
+    labels = ct.with_array(np.zeros(ct.shape, np.uint8))
+    labels.array[2, 3:8, 3:8] = 1
+    write_dicom_seg(case / "nodes.dcm", labels, case, series_uid=lung)
+    with pytest.warns(UserWarning, match=r"1 DICOM series folder\(s\) left out as parts .* \(P1/b\)"):
+        (found,) = find_cases(tmp_path)
+    assert found.ct == case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert read_volume(found.ct).meta["dicom_series_uid"] == lung

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from lnq_napari.errors import LNQError
 from lnq_napari.io.dicom_seg import dicom_cases
-from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan, split_series
+from lnq_napari.io.dicom_series import choose_series, dicom_source
+from lnq_napari.io.dicom_tree import ct_folders_below, ct_series_inputs, one_scan, split_parts
 from lnq_napari.io.layout import (
     LABEL_SUFFIXES,
     CaseFiles,
@@ -75,24 +75,42 @@ def _without_split_parts(folder: Path, cases: list[CaseFiles]) -> list[CaseFiles
     # a case's series folder: a file (the series of a folder of two reconstructions its SEG was drawn on)
     # is checked by its folder, as a folder case is
     folder_of = {case.ct: case.ct if case.ct.is_dir() else case.ct.parent for case in cases}
-    split = split_series(list(dict.fromkeys(folder_of.values())))
-    if not split:
+    parts = split_parts(list(dict.fromkeys(folder_of.values())))
+    if not parts:
         return cases
+    split = {case.ct: message for case in cases
+             if (message := _split_read(case.ct, parts.get(folder_of[case.ct])))}  # the series it reads
     for case in cases:
-        if folder_of[case.ct] in split and (labels := case.seg or case.full):
+        if case.ct in split and (labels := case.seg or case.full):
             raise LNQError(f"{Path(labels).name} labels part of a DICOM series split over folders: "
-                           f"{split[folder_of[case.ct]]}")
-    kept = [case for case in cases if folder_of[case.ct] not in split]
+                           f"{split[case.ct]}")
+    kept = [case for case in cases if case.ct not in split]
     if not kept:
         messages = list(dict.fromkeys(split.values()))  # one per split series
         more = f" (and {len(messages) - 1} more series split so)" if len(messages) > 1 else ""
         raise LNQError(f"{messages[0]}{more}")
-    parts = [_below(folder, folder_of[case.ct]) for case in cases if folder_of[case.ct] in split]
+    parts = [_below(folder, folder_of[case.ct]) for case in cases if case.ct in split]
     named = ", ".join(parts[:3]) + (" ..." if len(parts) > 3 else "")
     warnings.warn(f"{folder}: {len(parts)} DICOM series folder(s) left out as parts of a series an export "
                   f"split over folders ({named}); move each series' slices into one folder", UserWarning,
                   stacklevel=1)  # one place: shown once however often the folder is read
     return kept
+
+
+def _split_read(ct: Path, messages: dict[str, str] | None) -> str | None:
+    """Of a case's CT (a series folder, or a file of its series) whose folder holds parts of series split
+    over folders (``messages``: Series Instance UID -> what to say), what to say when the series it reads is
+    one of them (any, when which one it reads cannot be told); None when it reads a complete series beside
+    them."""
+    if not messages:
+        return None
+    try:
+        with warnings.catch_warnings():  # which series it reads, and why: said when the case is read
+            warnings.simplefilter("ignore")
+            uid = choose_series(ct).series_uid
+    except LNQError:
+        return next(iter(messages.values()))
+    return messages.get(uid)
 
 
 def _below(folder: Path, path: Path) -> str:

@@ -304,9 +304,16 @@ def refuse_split_series(folders: list[Path]) -> None:
 
 
 def split_series(folders: list[Path]) -> dict[Path, str]:
+    """Each of the series ``folders`` that holds part of a DICOM series an export split over folders
+    (:func:`split_parts`) -> the one-line message naming the parts (of its first such series)."""
+    return {folder: next(iter(messages.values())) for folder, messages in split_parts(folders).items()}
+
+
+def split_parts(folders: list[Path]) -> dict[Path, dict[str, str]]:
     """Each of the series ``folders`` that holds part of a DICOM series an export split over folders (a CD
     or PACS export's subfolders of N files, every other slice, half the scan), each part of which would be
-    read as a CT of its own -> the one-line message naming the parts. Candidates share a Series Instance
+    read as a CT of its own -> that series' Series Instance UID -> the one-line message naming the parts
+    (a folder may hold a complete series beside a part of another). Candidates share a Series Instance
     UID (none: no candidate), Patient ID, Study and Frame of Reference UID and the slice geometry
     (orientation, pixel spacing, rows and columns, slice thickness) in the first files of each folder
     (:func:`_sampled_series`: cheap on a tree of hundreds of folders); a pair of them is a split only when
@@ -316,7 +323,7 @@ def split_series(folders: list[Path]) -> dict[Path, str]:
     for folder in folders if len(folders) > 1 else []:
         for key, sampled in _sampled_series(folder).items():
             groups.setdefault(key, {})[folder] = sampled
-    found: dict[Path, str] = {}
+    found: dict[Path, dict[str, str]] = {}
     for key, sampled in groups.items():
         group, read = list(sampled), {}
         pairs = [(f, g) for k, f in enumerate(group) for g in group[k + 1:]]
@@ -326,7 +333,8 @@ def split_series(folders: list[Path]) -> dict[Path, str]:
             named = ", ".join(str(f) for f in split[:-1]) + f" and {split[-1]}"
             message = (f"the folders {named} hold slices of one DICOM series (Series Instance UID {key[0]}): "
                        "an export split it over folders; move its slices into one folder")
-            found.update(dict.fromkeys(split, message))
+            for folder in split:
+                found.setdefault(folder, {})[key[0]] = message
     return found
 
 
