@@ -140,6 +140,47 @@ def test_a_coronal_or_sagittal_view_shows_the_head_up(make_napari_viewer, qtbot,
     assert body.size and body.mean() / grey.shape[0] < 0.5  # axial: the front up, the grey back below
 
 
+def test_the_3d_view_after_a_coronal_view_is_not_a_mirror_image(make_napari_viewer):
+    """A coronal view turned the camera's vertical axis up and left its depth: the 3D view after it was
+    left-handed, a mirror image in which the patient's sides swapped once rotated."""
+    from napari.components.camera import Handedness
+
+    from lnq_napari.plugin._anatomy import head_up_views
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((6, 8, 8), np.int16))
+    head_up_views(viewer)
+    for order in ((1, 0, 2), (2, 0, 1), (0, 1, 2)):
+        viewer.dims.ndisplay = 2
+        viewer.dims.order = order
+        viewer.dims.ndisplay = 3
+        assert viewer.camera.handedness == Handedness.RIGHT, (order, viewer.camera.orientation)
+
+
+def test_a_users_own_2d_orientation_stays_until_the_view_turns_between_z_and_another_axis(
+    make_napari_viewer,
+):
+    """The plugin set the vertical axis again on every dims change: a user's flipped axial view went back
+    to napari's downward axis after one look at 3D."""
+    from lnq_napari.plugin._anatomy import head_up_views
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((6, 8, 8), np.int16))
+    head_up_views(viewer)
+    viewer.camera.orientation2d = ("up", "right")  # the user's own flip of the axial view
+    viewer.dims.ndisplay = 3
+    viewer.dims.ndisplay = 2
+    viewer.dims.order = (0, 2, 1)  # y and x swapped: still axial
+    assert tuple(map(str, viewer.camera.orientation2d)) == ("up", "right")
+    viewer.dims.order = (1, 0, 2)  # coronal: z becomes vertical, the head goes up
+    assert str(viewer.camera.orientation2d[0]) == "up"
+    viewer.camera.orientation2d = ("down", "left")  # the user's own choice in coronal
+    viewer.dims.order = (2, 0, 1)  # sagittal: z stays vertical
+    assert tuple(map(str, viewer.camera.orientation2d)) == ("down", "left")
+    viewer.dims.order = (0, 1, 2)  # axial again: napari's downward axis
+    assert str(viewer.camera.orientation2d[0]) == "down"
+
+
 def test_the_slice_slider_is_named_by_its_axis(make_napari_viewer, phantom_files):
     """napari named the world axes of a case "-3", "-2", "-1": the slice slider of an axial view read
     "-3"."""
