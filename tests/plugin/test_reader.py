@@ -489,3 +489,19 @@ def test_labels_find_their_ct_in_a_viewer_not_current_without_napari_s_private_v
     (labels,) = single.open(labels_path, plugin="lnq-napari")
     assert same_placement(only_ct, labels)
     assert set(np.argwhere(np.asarray(labels.data) > 0)[:, 0]) == {4}
+
+
+@pytest.mark.gui
+def test_labels_find_their_ct_in_a_viewer_that_was_never_current(make_napari_viewer, tmp_path):
+    """A script opened a CT into a viewer while another was current: the plugin never met that viewer,
+    and head-first labels opened there later stayed on their own grid (napari's own viewer list, which
+    the reader used before, knew it)."""
+    from lnq_napari.plugin._layers import same_placement
+
+    ct_path, labels_path = _feet_first_ct_and_head_first_labels(tmp_path)
+    single = make_napari_viewer()
+    make_napari_viewer()  # napari's current viewer from here on: the CT goes into `single`
+    (only_ct,) = single.open(ct_path, plugin="lnq-napari")
+    (labels,) = single.open(labels_path, plugin="lnq-napari")
+    assert same_placement(only_ct, labels)
+    assert set(np.argwhere(np.asarray(labels.data) > 0)[:, 0]) == {4}
