@@ -41,3 +41,21 @@ def test_label_maps_by_content_are_solid_blobs_of_few_whole_non_negative_values(
     assert looks_like_label_map(blobs.astype(np.int16) * 300)  # integer ids may be large
     many = np.arange(4 * 20 * 20).reshape(4, 20, 20) // 4  # 400 values in blobs of 4
     assert not looks_like_label_map(many.astype(np.int32))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_a_label_map_and_its_transposes_read_alike(dtype):
+    """The seam rule counted neighbours along x only: touching one-voxel-wide vessels running along y
+    read as an image, the same map with y and x swapped as a label map."""
+    from itertools import permutations
+
+    from lnq_napari.io.labels import looks_like_label_map
+
+    vessels = np.zeros((12, 30, 30), dtype)
+    vessels[:, :, 10], vessels[:, :, 11], vessels[:, :, 20], vessels[:, :, 21] = 1, 2, 3, 4
+    ramp = np.broadcast_to(np.arange(30, dtype=dtype), (12, 30, 30)) % 16  # an image: changes along x
+    for array in (vessels, ramp):
+        answers = {looks_like_label_map(np.ascontiguousarray(array.transpose(axes)))
+                   for axes in permutations(range(3))}
+        assert len(answers) == 1, answers
+    assert looks_like_label_map(vessels)

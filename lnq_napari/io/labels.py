@@ -57,20 +57,24 @@ MAX_SEAM_FRACTION = 0.25  # of side-by-side labelled voxels, the most that may d
 def looks_like_label_map(array: np.ndarray) -> bool:
     """Whether the values of a file with no label name read as a label map: bool; or non-negative whole
     values (a float's in every voxel, at most :data:`MASK_MAX`: a mask as MONAI writes one), at most
-    :data:`MAX_LABEL_VALUES` of them, in solid blobs (at most :data:`MAX_SEAM_FRACTION` of the side-by-side
-    non-zero voxel pairs differ). A CT, a probability map, or a distance map or an 8-bit image of whole
-    values (their values change between most neighbours) do not. An integer array is judged on 8 slices
-    spread through it; a float one on all (fractions may lie between those)."""
+    :data:`MAX_LABEL_VALUES` of them, 0 (the background) among them, in solid blobs (at most
+    :data:`MAX_SEAM_FRACTION` of the side-by-side non-zero voxel pairs, along every axis, differ: a map and
+    its transpose read alike). A CT, a probability map, or a distance map or an 8-bit image of whole values
+    (their values change between most neighbours) do not. An integer array is judged on 8 slices spread
+    through it (with the slice after each, for the pairs across slices); a float one on all (fractions may
+    lie between those)."""
     if array.dtype == bool:
         return True
     if array.dtype.kind not in "iuf" or array.size == 0 or array.ndim == 0:
         return False
+    if array.ndim == 1:
+        array = array[None]
     is_float = array.dtype.kind == "f"
-    planes = array if is_float or array.ndim == 1 else array[:: max(1, array.shape[0] // 8)]
+    step = 1 if is_float else max(1, array.shape[0] // 8)
     seen: set = set()
     seams = pairs = 0
-    for plane in (planes if array.ndim > 1 else [planes]):  # one slice at a time: no full-size copy
-        plane = np.asarray(plane)
+    for index in range(0, array.shape[0], step):  # one slice (and the next) at a time: no full-size copy
+        plane = np.asarray(array[index])
         if plane.size == 0:
             continue
         lowest, highest = plane.min(), plane.max()  # NaN: both NaN, the tests below fail
@@ -81,8 +85,18 @@ def looks_like_label_map(array: np.ndarray) -> bool:
         seen.update(np.unique(plane).tolist())
         if len(seen) > MAX_LABEL_VALUES:
             return False
-        left, right = plane[..., :-1], plane[..., 1:]
-        both = (left != 0) & (right != 0)
-        pairs += int(both.sum())
-        seams += int((both & (left != right)).sum())
-    return seams <= MAX_SEAM_FRACTION * pairs
+        sides = _side_by_side(plane)
+        if index + 1 < array.shape[0]:
+            sides.append((plane, np.asarray(array[index + 1])))  # across slices
+        for one, other in sides:
+            both = (one != 0) & (other != 0)
+            pairs += int(both.sum())
+            seams += int((both & (one != other)).sum())
+    return 0 in seen and seams <= MAX_SEAM_FRACTION * pairs  # no background: a CT of a few values (a phantom)
+
+
+def _side_by_side(plane: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The voxels of ``plane`` and their next neighbours, as views, along each of its axes."""
+    whole = (slice(None),) * plane.ndim
+    return [(plane[whole[:axis] + (slice(None, -1),)], plane[whole[:axis] + (slice(1, None),)])
+            for axis in range(plane.ndim)]
