@@ -28,12 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from lnq_napari.errors import LNQError
+from lnq_napari.io.labels import looks_like_label_map
 from lnq_napari.io.volume import Volume
 
 # Refused: values that are no CT in HU.
-
-#: A "CT" with at most this many distinct values (in a sample of its voxels) is a label map.
-LABEL_MAP_VALUES = 32
 
 #: A CT with fewer voxels near -1000 HU than this share of those near +1000, and more than the next share
 #: of its voxels near +1000, holds stored values: in HU a chest CT's air (outside the body, lungs) is 20-50 %
@@ -115,9 +113,9 @@ def warn_if_not_hu(hu: np.ndarray) -> None:
 
 def check_ct_values(hu: np.ndarray) -> None:
     """LNQError when a CT holds NaN or infinite voxels (the network's output around them is meaningless:
-    a phantom with 0.1 % NaN voxels gave 3 nodes of 8, and training diverged), or when it holds 2 to a
-    handful of whole values from 0 to 255 (0 and 1, 0 and 255, ids): a label map given as the CT, where
-    the model would find nothing and say little (a CT holds hundreds of values), or when it holds a
+    a phantom with 0.1 % NaN voxels gave 3 nodes of 8, and training diverged), or when it reads as a label
+    map (:func:`~lnq_napari.io.labels.looks_like_label_map`, the reader's one rule: a few whole values in
+    solid blobs) given as the CT, where the model would find nothing and say little, or when it holds a
     scanner's stored values (:func:`stored_values`: the network saw bone and metal, and found nothing or
     nodes in the wrong places), or HU 1024 low (:func:`shifted_down`: no soft tissue, nothing found), or
     tenths of HU (:func:`tenths_problem`)."""
@@ -126,10 +124,9 @@ def check_ct_values(hu: np.ndarray) -> None:
         if bad:
             raise LNQError(f"the CT holds {bad} NaN or infinite voxel(s); fill them (e.g. with -1024, air) "
                            "or re-export the CT from its DICOM series")
-    sample = _value_sample(hu)
-    if sample.size and sample.min() >= 0 and sample.max() <= 255:  # HU or stored values need no sort
-        values = np.unique(sample)
-        if 2 <= values.size <= LABEL_MAP_VALUES and np.all(values == np.round(values)):
+    if looks_like_label_map(hu):  # a CT never does: negative HU, hundreds of values
+        values = np.unique(_value_sample(hu))
+        if values.size >= 2:  # a blank volume is no label map given as the CT
             shown = ", ".join(f"{v:g}" for v in values[:5]) + (" ..." if values.size > 5 else "")
             raise LNQError(f"the CT holds only {values.size} distinct value(s) ({shown}): it looks like a "
                            "label map, not a CT; pass the CT volume (Hounsfield units)")

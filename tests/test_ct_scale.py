@@ -256,3 +256,30 @@ def test_a_phantom_scaled_up_is_said_scaled_up_not_down(coarse_phantom, slope):
     scaled = dataclasses.replace(coarse_phantom, array=values * slope + 1024.0 * (slope - 1.0))
     said = re.search(r"scaled x([\d.]+)", ct_scale.scale_problem(scaled) or "")
     assert said and abs(float(said.group(1)) - slope) <= 0.15 * slope
+
+
+def test_a_ct_is_called_a_label_map_by_the_reader_s_one_rule(small_chest):
+    """check_ct_values kept its own rule (2-32 whole values in 0..255): a distance map of 27 values that
+    the reader opens as an image was refused by Find nodes as 'a label map, not a CT'. Now both ask
+    io.labels.looks_like_label_map; a CT, in HU, stored values or windowed to 8 bits, is never a label map."""
+    from scipy import ndimage
+
+    from lnq_napari.ct_scale import check_ct_values
+    from lnq_napari.io.labels import looks_like_label_map
+
+    outside = np.ones((12, 40, 48), bool)
+    outside[4:8, 16:24, 20:28] = False
+    distance = ndimage.distance_transform_cdt(outside, "chessboard").astype(np.uint8)  # 0..20
+    nodes = (~outside).astype(np.uint8) * 3
+    hu = (small_chest() + np.random.default_rng(0).normal(0, 12, (20, 64, 80))).astype(np.int16)  # noise
+    windowed = np.clip((hu.astype(np.float32) + 160) / 400 * 255, 0, 255).astype(np.uint8)
+    for array in (distance, nodes, hu, hu.astype(np.float32), (hu + 1024).astype(np.uint16), windowed):
+        try:
+            check_ct_values(array)
+            said = ""
+        except LNQError as error:
+            said = str(error)
+        assert ("looks like a label map" in said) == looks_like_label_map(array), said
+    assert looks_like_label_map(nodes) and not looks_like_label_map(distance)
+    for ct in (hu, hu.astype(np.float32), (hu + 1024).astype(np.uint16), windowed):
+        assert not looks_like_label_map(ct)
