@@ -59,3 +59,13 @@ def test_a_label_map_and_its_transposes_read_alike(dtype):
                    for axes in permutations(range(3))}
         assert len(answers) == 1, answers
     assert looks_like_label_map(vessels)
+
+
+def test_a_few_valued_image_with_no_background_is_no_label_map(small_chest):
+    """A noise-free CT in stored values (air 24, tissue 1064: three values in solid blobs) read as a label
+    map: a label map's background is 0."""
+    from lnq_napari.io.labels import looks_like_label_map
+
+    stored = (small_chest() + 1024).astype(np.uint16)
+    assert not looks_like_label_map(stored)
+    assert looks_like_label_map(np.where(stored > 1000, stored, 0).astype(np.uint16))  # with a background
