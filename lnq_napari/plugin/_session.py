@@ -318,9 +318,9 @@ class NodeSession:
 
     def suggestion_near(self, point_zyx: Sequence[float], radius_vox: float = 4.0,
                         plane: Sequence[int] = (1, 2)) -> int | None:
-        """Index of the suggestion within ``radius_vox`` in the view's ``plane`` (data axes shown; the same
-        slice +-1 across it) of a click, or None."""
-        return point_near(self.suggestion_points(), point_zyx, radius_vox, plane)
+        """Index of the suggestion within ``radius_vox`` x-voxels (in mm: the drawn ring) in the view's
+        ``plane`` (data axes shown; the same slice +-1 across it) of a click, or None."""
+        return point_near(self.suggestion_points(), point_zyx, radius_vox, plane, self.spacing_zyx())
 
     def extend_node_at(self, point_zyx: Sequence[float]) -> int:
         """Grow the tissue at a click and paint it with the id of the node it touches (a new id when it
@@ -384,7 +384,7 @@ class NodeSession:
             self.watch_marks(viewer, layer)
             viewer.layers.selection.active = active  # the node layer stays the one the keys act on
         pts = np.asarray(layer.data, dtype=float).reshape(-1, 3)
-        hit = point_near(pts, point_zyx, plane=plane)
+        hit = point_near(pts, point_zyx, plane=plane, spacing_zyx=self.spacing_zyx())
         point = np.round(np.asarray(point_zyx, dtype=float)) if hit is None else pts[hit]
         add, take = (lambda: self._mark(point, True)), (lambda: self._mark(point, False))
         (add if hit is None else take)()
@@ -475,19 +475,23 @@ class NodeSession:
 
 
 def point_near(points: np.ndarray, point_zyx: Sequence[float], radius_vox: float = 4.0,
-               plane: Sequence[int] = (1, 2)) -> int | None:
-    """Index of the point of ``points`` (n x 3, z y x) nearest a click within ``radius_vox`` in the view's
-    ``plane`` (the two data axes shown: (1, 2) axial, (0, 2) coronal, (0, 1) sagittal) and on the same
-    slice +-1 across it, or None: what a click on a suggestion ring or a mark hits."""
+               plane: Sequence[int] = (1, 2), spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> int | None:
+    """Index of the point of ``points`` (n x 3, z y x voxels) nearest a click (in mm, on a grid of
+    ``spacing_zyx``) within ``radius_vox`` x-voxels in mm (napari draws a point's size in units of its
+    layer's last axis: the ring's radius) in the view's ``plane`` (the two data axes shown: (1, 2) axial,
+    (0, 2) coronal, (0, 1) sagittal) and on the same slice +-1 across it, or None: what a click on a
+    suggestion ring or a mark hits. In voxels a coronal click on a 5 x 0.7 mm grid took a ring 19 mm above
+    it but not one 3.5 mm beside it."""
     pts = np.asarray(points, dtype=float).reshape(-1, 3)
     p = np.asarray(point_zyx, dtype=float)
+    mm = np.asarray(spacing_zyx, dtype=float)
     a, b = (int(ax) for ax in plane)
     (across,) = {0, 1, 2} - {a, b}
-    in_plane = np.hypot(pts[:, a] - p[a], pts[:, b] - p[b])
-    near = (np.abs(pts[:, across] - p[across]) <= 1.0) & (in_plane <= radius_vox)
+    in_plane = np.hypot((pts[:, a] - p[a]) * mm[a], (pts[:, b] - p[b]) * mm[b])
+    near = (np.abs(pts[:, across] - p[across]) <= 1.0) & (in_plane <= radius_vox * mm[2])
     if not near.any():
         return None
-    d = np.linalg.norm(pts - p, axis=1)
+    d = np.linalg.norm((pts - p) * mm, axis=1)
     d[~near] = np.inf
     return int(np.argmin(d))
 

@@ -28,8 +28,8 @@ def test_a_click_on_a_ring_in_a_coronal_or_sagittal_view_takes_the_ring_under_th
     make_napari_viewer, qtbot, phantom_files, stand_in, autosave_dir, order, across
 ):
     """In a coronal view the ring lookup kept the axial rule (same axial slice +-1, near in y and x):
-    a click on a ring 3 slices above its centre missed it, and a click 3 coronal slices away, where no
-    ring is drawn, took it."""
+    a click on a ring 1.75 slices (7 mm, inside its 8 mm radius) above its centre missed it, and a click 3
+    coronal slices away, where no ring is drawn, took it."""
     viewer = make_napari_viewer()
     widgets = _predicted(viewer, qtbot, phantom_files, stand_in)
     tool, suggestions = widgets["Correct"].tool, viewer.layers["suggestions"]
@@ -43,7 +43,7 @@ def test_a_click_on_a_ring_in_a_coronal_or_sagittal_view_takes_the_ring_under_th
     assert tool.click(suggestions.data_to_world(off_slice), "off", dims_displayed=shown) == ""
     assert len(suggestions.data) == n
     on_ring = ring.copy()
-    on_ring[0] += 3 if ring[0] + 3 < viewer.layers["nodes"].data.shape[0] else -3  # 3 voxels off, in view
+    on_ring[0] += 1.75 if ring[0] + 2 < viewer.layers["nodes"].data.shape[0] else -1.75  # 7 of 4 mm voxels
     said = tool.click(suggestions.data_to_world(on_ring), "off", dims_displayed=shown)
     assert said.startswith("accepted suggestion"), said
     assert len(suggestions.data) == n - 1
@@ -179,6 +179,25 @@ def test_a_users_own_2d_orientation_stays_until_the_view_turns_between_z_and_ano
     assert tuple(map(str, viewer.camera.orientation2d)) == ("down", "left")
     viewer.dims.order = (0, 1, 2)  # axial again: napari's downward axis
     assert str(viewer.camera.orientation2d[0]) == "down"
+
+
+def test_a_click_near_a_ring_is_measured_in_mm_on_an_anisotropic_grid():
+    """The hit radius was 4 voxels along each shown axis: in a coronal view of a 5 x 0.7 x 0.7 mm CT a
+    click 19 mm above a ring took it, one 3.5 mm beside it did not; the ring is drawn as a circle."""
+    from lnq_napari.plugin._session import point_near
+
+    spacing = (5.0, 0.7, 0.7)
+    ring = np.array([[20.0, 100.0, 100.0]])
+    coronal = (0, 2)
+
+    def click(dz_mm: float, dx_mm: float, rings: np.ndarray = ring) -> int | None:
+        at = ring[0] + np.array([dz_mm, 0.0, dx_mm]) / spacing
+        return point_near(rings, at, plane=coronal, spacing_zyx=spacing)
+
+    assert click(19.0, 0.0) is None  # 3.8 voxels, 19 mm: far above the ring
+    assert click(0.0, 2.1) == 0 and click(1.0, 1.4) == 0
+    two = np.array([[21.0, 100.0, 100.0], [20.0, 100.0, 103.0]])  # 5 mm above, 2.1 mm beside the click
+    assert click(0.0, 0.0, two) == 1  # the nearer in mm, not in voxels
 
 
 def test_the_slice_slider_is_named_by_its_axis(make_napari_viewer, phantom_files):
