@@ -55,7 +55,7 @@ from lnq_napari.io.geometry import GridWarning, SliceThicknessWarning, align_to,
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, is_partial_label, label_files_by_case, label_name
-from lnq_napari.io.outputs import check_prediction_targets, check_table_path
+from lnq_napari.io.outputs import check_prediction_targets, check_table_path, same_file
 from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by, writer
 from lnq_napari.io.raw_image import from_sitk_image
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
@@ -354,16 +354,6 @@ def measure(
     return rows, summarize_nodes(rows, labels if overlapping else None)  # shared voxels once in the total
 
 
-def _same_file(a: object, b: object) -> bool:
-    """Whether ``a`` and ``b`` are paths (str or Path) of one existing file or folder."""
-    if not (isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike))):
-        return False
-    try:
-        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
-    except OSError:  # one is missing: said where it is read
-        return False
-
-
 def compare(
     baseline: str | Path | Volume, followup: str | Path | Volume,
     baseline_seg: str | Path | Volume | NodeResult | None = None,
@@ -392,7 +382,7 @@ def compare(
     check_table_path(csv_path, "the CSV file", "changes.csv",
                      (baseline, followup, baseline_seg, followup_seg), starts=",".join(CHANGE_COLUMNS[:3]))
     check_organ(organ)
-    if _same_file(baseline_seg, followup_seg) and not _same_file(baseline, followup):
+    if same_file(baseline_seg, followup_seg) and not same_file(baseline, followup):
         raise LNQError(f"the baseline and follow-up SEGs are the same file ({baseline_seg}); give each CT "
                        "the SEG drawn on it")
     step = progress or (lambda fraction, message="": None)
@@ -1284,19 +1274,44 @@ def _warn_touching(saved: SavedLabels, labels: Volume) -> None:
                       "them apart", UserWarning, stacklevel=2)
 
 
-def _check_not_reviewed_elsewhere(ws: Workspace, target: Path, out: str | Path) -> None:
-    """LNQError in one line when ``target`` holds a SEG of reviewed labels (:data:`EXPORT`) that is not,
-    byte for byte, an export this workspace journaled (napari's Save of a viewer without a workspace, another
-    workspace's export, or one changed since): its labels may be kept nowhere else. A copy of this
-    workspace's own label version, or a prediction's SEG, is written over."""
+def _check_not_reviewed_elsewhere(ws: Workspace, target: Path, out: str | Path, case: str) -> None:
+    """LNQError in one line when ``target`` holds a SEG of reviewed labels (:data:`EXPORT`) that this
+    workspace keeps nowhere: neither, byte for byte, an export it journaled, nor (an export journaled
+    without its sha256, or one a read-only workspace could not journal) a SEG whose labels are a stored
+    version of ``case`` or of the case an earlier export to ``target`` was of (napari's Save of a viewer
+    without a workspace, another workspace's export, or one changed since: its labels may be kept nowhere
+    else). A copy of this workspace's own label version, or a prediction's SEG, is written over."""
     if not target.is_file() or writer(target) != EXPORT:
         return
+    exports = ws.journal("export")
     digest = sha256_file(target)  # byte for byte an export of this workspace's, wherever it was written
-    if any(line.get("sha256") == digest for line in ws.journal("export")):
+    if any(line.get("sha256") == digest for line in exports):
+        return
+    cases = {case} | {line["case"] for line in exports if "sha256" not in line and line.get("case")
+                      and same_file(target, Path(str(line.get("file", ""))))}
+    if any(_seg_is_stored_version(ws, target, c) for c in sorted(cases)):
         return
     raise LNQError(f"{out} already holds a DICOM SEG of reviewed labels that this workspace did not "
                    "export (napari's Save, another workspace's export, or changed since); it is left as it "
                    "is: write the SEG under another file name, or move that file away")
+
+
+def _seg_is_stored_version(ws: Workspace, seg: Path, case: str) -> bool:
+    """Whether the labels of the DICOM SEG ``seg``, on ``case``'s CT, are those of one of its stored label
+    versions (as 0/1 masks): writing over it loses nothing."""
+    if case not in ws.case_ids():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mask = np.asarray(read_labels(seg, reference=ws.read_ct(case)).array) > 0
+            for info in reversed(ws.versions(case)):
+                stored = ws.read_labels(case, info["version"])
+                if stored.array.shape == mask.shape and np.array_equal(np.asarray(stored.array) > 0, mask):
+                    return True
+    except (LNQError, OSError, ValueError):  # not readable on this case's CT: not one of its versions
+        return False
+    return False
 
 
 def export_dicom_seg(
@@ -1337,7 +1352,7 @@ def export_dicom_seg(
     if any(target == p or p in target.parents for p in inputs):  # the workspace's own files and its data
         raise LNQError(f"{out} is a file of the workspace or of its cases' data (a CT series, a SEG it was "
                        "made from); give the SEG a file name outside them")
-    _check_not_reviewed_elsewhere(ws, target, out)
+    _check_not_reviewed_elsewhere(ws, target, out, case)
     info = ws.version_info(case, version) if version else ws.latest_version(case)
     if info is None:
         raise LNQError(f"{case} has no label version to export; save one first")

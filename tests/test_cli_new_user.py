@@ -48,7 +48,7 @@ def test_workspace_export_keeps_reviewed_labels_it_did_not_export(tmp_path, ct, 
     journaled export is still written again."""
     ws = _workspace(tmp_path, ct, liver)
     saved = tmp_path / "reviewed.dcm"
-    api.export_dicom_seg(saved, _node(liver, 3), SERIES)  # napari's Save
+    api.export_dicom_seg(saved, _node(liver, 1), SERIES)  # napari's Save (v001 is node 2's: empty here)
     before = saved.read_bytes()
     assert main(["workspace", "export", str(ws), CASE, "-o", str(saved), "--ct", str(SERIES)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -57,10 +57,41 @@ def test_workspace_export_keeps_reviewed_labels_it_did_not_export(tmp_path, ct, 
     ours = tmp_path / "ours.dcm"
     for _ in range(2):  # its own export, unchanged: written again
         assert main(["workspace", "export", str(ws), CASE, "-o", str(ours), "--ct", str(SERIES)]) == 0
-    api.export_dicom_seg(ours, liver.with_array((liver.array == 3).astype(np.uint8)), SERIES)  # saved over
+    api.export_dicom_seg(ours, _node(liver, 1), SERIES)  # saved over with other labels
     changed = ours.read_bytes()
     assert main(["workspace", "export", str(ws), CASE, "-o", str(ours), "--ct", str(SERIES)]) == 2
     assert ours.read_bytes() == changed
+
+
+def test_workspace_export_writes_again_over_its_own_unjournaled_export(tmp_path, ct, liver, capsys):
+    """Exports journaled without a sha256 (before it was recorded), or not journaled at all (a read-only
+    workspace misses the line), were refused as "this workspace did not export" when written again. Now
+    written again: the SEG on disk holds a stored version of the case. One saved over since is refused."""
+    import json
+
+    ws = _workspace(tmp_path, ct, liver)
+    journal = ws / "journal.jsonl"
+    old, missed = tmp_path / "old.dcm", tmp_path / "missed.dcm"
+    for out in (old, missed):
+        assert main(["workspace", "export", str(ws), CASE, "-o", str(out), "--ct", str(SERIES)]) == 0
+    lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        if line["action"] == "export":
+            if Path(line["file"]).name == "missed.dcm":
+                continue  # the line a read-only workspace could not write
+            line.pop("sha256", None)  # as a journal written before the sha256 was recorded
+        kept.append(line)
+    assert len(kept) == len(lines) - 1
+    journal.write_text("".join(json.dumps(line) + "\n" for line in kept))
+    for out in (old, missed):
+        assert main(["workspace", "export", str(ws), CASE, "-o", str(out), "--ct", str(SERIES)]) == 0
+        assert "did not export" not in capsys.readouterr().err
+    api.export_dicom_seg(old, _node(liver, 1), SERIES)  # napari's Save over the old export: other labels
+    changed = old.read_bytes()
+    assert main(["workspace", "export", str(ws), CASE, "-o", str(old), "--ct", str(SERIES)]) == 2
+    assert "did not export" in capsys.readouterr().err
+    assert old.read_bytes() == changed
 
 
 def test_one_case_is_said_in_the_singular(tmp_path, ct, liver, capsys):

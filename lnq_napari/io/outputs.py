@@ -4,6 +4,7 @@ written over a file of the user's (``predict DATA -o DATA`` would otherwise repl
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def check_table_path(path: str | Path | None, flag: str, example: str,
     if is_image_file(path) or path.name.lower().endswith(".dcm"):
         raise LNQError(f"{flag} {path} names an image or label file; give a file name such as {example}")
     for given in inputs:
-        if isinstance(given, (str, Path)) and _same_file(path, Path(given)):
+        if isinstance(given, (str, Path)) and same_file(path, given):
             raise LNQError(f"{flag} {path} is one of this command's inputs; give another file name such as "
                            f"{example}")
     blocker = file_above(path)
@@ -109,8 +110,12 @@ def _begins(path: Path, text: str) -> bool:
         return False
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are paths (str or PathLike, ``~`` expanded) of one existing file or folder;
+    False for anything else (a Volume, a missing path)."""
+    if not (isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike))):
+        return False
     try:
-        return a.exists() and b.exists() and a.samefile(b)
-    except OSError:
+        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
+    except (OSError, ValueError):  # one is missing: said where it is read
         return False
