@@ -1074,15 +1074,18 @@ def activate_model(
     lineage (:meth:`~lnq_napari.workspace.Workspace.adopt_model`). LNQError, with nothing changed, for an
     unknown version, a half-written model folder (files missing, unreadable or not matching their sha256),
     options given with one of our models, or other options than a version folder of this workspace was
-    registered with. A version that is already active stays so, with no journal line.
+    registered with. A version that is already active stays so, with no journal line (its folder
+    is checked all the same).
     """
     ws = _open(workspace)
     if isinstance(version, ModelSummary):  # was read as its repr: "version 'ModelSummary(...)' unknown"
         version = _own_entry(ws, version)
     chosen = ws.version_or_adopted(str(version).strip())  # " m002" as copy-paste gives it
     with ws.locked():  # the check and the change as one step
-        if chosen != (ws.active_model() or {}).get("id", "bundled"):  # already active: nothing to journal
+        if chosen != (ws.active_model() or {}).get("id", "bundled"):
             ws.activate(chosen, reason=reason, decided_by=decided_by)
+        else:  # already active: nothing to journal, but its files are checked as an activation checks them
+            ws.registry.check(chosen)
     return next(m for m in ws.model_summaries() if m.version == chosen)
 
 

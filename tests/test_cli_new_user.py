@@ -131,6 +131,29 @@ def test_activating_the_active_model_says_so_and_journals_nothing(tmp_path, ct, 
     assert [e["version"] for e in ws.journal("activate")] == ["m001", "bundled"]
 
 
+def test_activating_the_active_model_still_checks_its_files(tmp_path, ct, liver, capsys):
+    """`workspace activate W m001` with m001 active but its weights changed since said "already the active
+    model; nothing changed" (exit 0); activating checks the files first: refused in one line."""
+    import json
+
+    from lnq_napari.workspace import Workspace
+
+    ws = Workspace.open(_workspace(tmp_path, ct, liver))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"name": "tiny"}))
+    (model / "weights.safetensors").write_bytes(b"w")
+    ws.register_model(model, parent=None, training_cases=[CASE], metrics={})
+    assert main(["workspace", "activate", str(ws.root), "m001"]) == 0
+    capsys.readouterr()
+    (Path(ws.model_path("m001")) / "weights.safetensors").write_bytes(b"damaged")
+    journal = ws.journal_path.read_bytes()
+    assert main(["workspace", "activate", str(ws.root), "m001"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sha256" in err[0] and "m001" in err[0]
+    assert ws.journal_path.read_bytes() == journal
+
+
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
     """A small follow-up pair on disk: (baseline CT, its SEG, follow-up CT, its SEG)."""
