@@ -321,11 +321,23 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
             resume=args.resume, progress=progress,
         )
     print(key_figures(result.metrics_after, result.metrics_before, result.validated_on_training))
-    if json_path is not None:  # every figure, for programs (standard JSON: an undefined figure is null)
-        atomic_write_text(json_path, strict_json(result.to_dict()) + "\n")
-        print(f"all figures written to {json_path}")
-    state = "activated" if result.activated else "registered, not activated"  # last, where a reader looks
+    state = "activated" if result.activated else "registered, not activated"  # said whatever follows
     print(f"{result.new_version} {state}: {result.reason}")
+    if json_path is not None:  # every figure, for programs (standard JSON: an undefined figure is null)
+        _write_json_after(json_path, strict_json(result.to_dict()) + "\n", result.new_version)
+
+
+def _write_json_after(path: Path, text: str, version: str) -> None:
+    """Write the ``--json`` file of a finished run: a failed write (the folder gone or full meanwhile) is
+    one warning line, the run's outcome already printed and kept (the journal has every figure)."""
+    try:
+        atomic_write_text(path, text)
+    except (OSError, LNQError) as exc:
+        why = exc.strerror or exc if isinstance(exc, OSError) else exc
+        warnings.warn(f"{version} is kept, but --json {path} could not be written ({why}); the workspace "
+                      "journal's finetune line keeps its figures and settings", UserWarning, stacklevel=2)
+    else:
+        print(f"all figures written to {path}")
 
 
 def _cmd_export_nnunet(args: argparse.Namespace) -> None:

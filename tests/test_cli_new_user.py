@@ -154,6 +154,51 @@ def test_activating_the_active_model_still_checks_its_files(tmp_path, ct, liver,
     assert ws.journal_path.read_bytes() == journal
 
 
+def _fake_finetune(monkeypatch, during=lambda: None) -> list:
+    """``api.finetune`` stood in for (no training): a finished run whose candidate m002 is activated;
+    ``during`` runs inside it. Returns the list its calls are appended to."""
+    from types import SimpleNamespace
+
+    figures = SimpleNamespace(cases=[1, 2], dice_mean=0.5, recall=0.5, fp_per_case=1.0)
+    result = SimpleNamespace(metrics_after=figures, metrics_before=figures, validated_on_training=False,
+                             to_dict=lambda: {"new_version": "m002"}, activated=True, new_version="m002",
+                             reason="better held-out Dice")
+    calls: list = []
+    monkeypatch.setattr(api, "finetune", lambda *a, **k: calls.append(k) or during() or result)
+    return calls
+
+
+def test_finetune_prints_its_verdict_when_the_json_cannot_be_written(tmp_path, monkeypatch, capsys):
+    """`finetune --json F`, F's folder replaced by a file during the run: the command ended on the write
+    error (a traceback for EEXIST) and never said m002 was activated. Now the verdict, then one warning."""
+    import shutil
+
+    folder = tmp_path / "res"
+    folder.mkdir()
+
+    def folder_gone() -> None:
+        shutil.rmtree(folder)
+        folder.write_text("x")
+
+    _fake_finetune(monkeypatch, folder_gone)
+    assert main(["finetune", "--workspace", str(tmp_path), "--json", str(folder / "f.json")]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "m002 activated: better held-out Dice"
+    err = err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lnq-napari: warning: m002 is kept, but --json ")
+    assert folder.read_text() == "x"
+
+
+def test_finetune_json_is_not_written_over_a_users_file(tmp_path, monkeypatch, capsys):
+    """`finetune --json F` over a file of the user's is refused before the run; the file stays."""
+    calls = _fake_finetune(monkeypatch)
+    users = tmp_path / "notes.json"
+    users.write_text('{"mine": 1}\n')
+    assert main(["finetune", "--workspace", str(tmp_path), "--json", str(users)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert users.read_text() == '{"mine": 1}\n' and calls == []
+
+
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
     """A small follow-up pair on disk: (baseline CT, its SEG, follow-up CT, its SEG)."""

@@ -215,11 +215,11 @@ def test_cli_finetune_routes_to_nnunet_and_prints_the_verdict(finetuned, monkeyp
                  "--json", str(out)]) == 0
     (args, kwargs), = calls
     assert args[1:] == (None, None, None) and kwargs["iterations"] == 3  # active parent, W/nnunet, free id
-    # what the user sees: the key figures and the verdict, last (it printed a ~200-line JSON first)
+    # what the user sees: the key figures, the verdict (it printed a ~200-line JSON first), where the JSON is
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("held-out Dice ") and "false nodes per case" in lines[0]
-    assert lines[1] == f"all figures written to {out}"
-    assert lines[-1] == f"m002 registered, not activated: {result.reason}"
+    assert lines[1] == f"m002 registered, not activated: {result.reason}"
+    assert lines[-1] == f"all figures written to {out}"
     printed = json.loads(out.read_text())  # every figure, for programs
     assert printed["new_version"] == "m002" and printed["reason"] == result.reason
     assert printed["activated"] is False and printed["model"] == str(result.model)
