@@ -368,20 +368,25 @@ def compare(
     Each scan's nodes come from its SEG (put on that CT's grid as :func:`measure` does) or, when none is
     given, from the model (:func:`find_nodes`). The follow-up is registered to the baseline, nodes are
     matched one to one and each gets a row (volumes, axes and their change); RECIST 1.1 and volumetric
-    summaries follow (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically.
-    Differing DICOM PatientIDs and a poor registration warn; scans that do not overlap, a CT whose
-    values are not HU (:func:`~lnq_napari.ct_scale.check_ct_values`) and one spanning metres (its spacing
-    in another unit: :func:`~lnq_napari.preprocess.check_ct_extent`) raise LNQError.
-    ``registration`` (an earlier result's, same CTs) is reused: after an edit only measuring and matching
-    run again. A SEG may be a :func:`find_nodes` result (its nodes the model's). ``seg_by_model``: whether
-    each given SEG is the model's stored prediction rather than a reader's; one scan's nodes a reader's and
-    the other's the model's warns. ``nadir_sum_mm``: the baseline targets' smallest sum at a scan between
-    (RECIST measures PD from it); ``nadir_scans``: scans between's credits to the baseline nodes
-    (:func:`~lnq_napari.followup.nadir.scan_credits`), summed over this comparison's targets for the nadir.
+    summaries follow (:mod:`lnq_napari.followup`). ``csv_path`` gets the change table atomically. Differing
+    DICOM PatientIDs and a poor registration warn; scans that do not overlap, a CT whose values are not HU
+    (:func:`~lnq_napari.ct_scale.check_ct_values`) and one spanning metres (its spacing in another unit:
+    :func:`~lnq_napari.preprocess.check_ct_extent`) raise LNQError, as does a ``model`` given with both SEGs
+    (it would predict nothing). ``registration`` (an earlier result's, same CTs) is reused: after an edit only
+    measuring and matching run again. A SEG may be a :func:`find_nodes` result (its nodes the model's).
+    ``seg_by_model``: whether each given SEG is the model's stored prediction rather than a reader's; one
+    scan's nodes a reader's and the other's the model's warns. ``nadir_sum_mm``: the baseline targets'
+    smallest sum at a scan between (RECIST measures PD from it); ``nadir_scans``: scans between's credits to
+    the baseline nodes (:func:`~lnq_napari.followup.nadir.scan_credits`), summed over this comparison's
+    targets for the nadir.
     """
     check_table_path(csv_path, "the CSV file", "changes.csv",
                      (baseline, followup, baseline_seg, followup_seg), starts=",".join(CHANGE_COLUMNS[:3]))
     check_organ(organ)
+    if model is not None and baseline_seg is not None and followup_seg is not None:
+        raise LNQError("a model predicts the nodes of a scan given without its SEG, but both scans have one; "
+                       "leave out the model (--model on the command line), or a SEG to have that scan's "
+                       "nodes predicted")
     if same_file(baseline_seg, followup_seg) and not same_file(baseline, followup):
         raise LNQError(f"the baseline and follow-up SEGs are the same file ({baseline_seg}); give each CT "
                        "the SEG drawn on it")
@@ -505,6 +510,11 @@ def first_and_last_scans(workspace: str | Path | Workspace, patient: str) -> tup
     return points[0], points[-1]
 
 
+def _model_if_needed(model: str | Path | Predictor | None, *segs: object) -> str | Path | Predictor | None:
+    """``model`` when a scan has no nodes of its own to compare (:func:`compare` refuses it otherwise)."""
+    return model if any(seg is None for seg in segs) else None
+
+
 def compare_time_points(
     workspace: str | Path | Workspace, patient: str, csv_path: str | Path | None = None,
     model: str | Path | Predictor | None = None, device: str = "auto", progress: Progress = None,
@@ -542,7 +552,8 @@ def compare_time_points(
             with warnings.catch_warnings():  # its own warnings belong to its own comparison
                 warnings.simplefilter("ignore")
                 between = compare(ws.ct_path(first.case), ws.ct_path(point.case), first_seg, seg,
-                                  model=model, device=device, cancel=cancel, seg_by_model=by_model,
+                                  model=_model_if_needed(model, first_seg, seg), device=device,
+                                  cancel=cancel, seg_by_model=by_model,
                                   progress=lambda f, m="", k=k: step((k + f) / share, m))
         except LNQError as exc:
             notes.append(f"scan {label} between the two could not be compared ({exc}): RECIST measures PD "
@@ -559,7 +570,8 @@ def compare_time_points(
     last_found, last_seg = nodes_of(last)
     by_model = tuple(p is not None and p["source"] == "prediction" for p in (first_found, last_found))
     result = compare(ws.ct_path(first.case), ws.ct_path(last.case), first_seg, last_seg, csv_path=csv_path,
-                     model=model, device=device, cancel=cancel, seg_by_model=by_model, nadir_scans=scans,
+                     model=_model_if_needed(model, first_seg, last_seg), device=device, cancel=cancel,
+                     seg_by_model=by_model, nadir_scans=scans,
                      progress=lambda f, m="": step((share - 1 + f) / share, m))
     said = _earlier_responses(responses, result, f"{points[-2].case} ({points[-2].timepoint})")
     if said:

@@ -136,9 +136,6 @@ def _cmd_compare(args: argparse.Namespace) -> None:
             (by_patient and not (args.workspace and args.patient)):
         raise LNQError("compare needs --baseline CT [SEG] and --followup CT [SEG], or --workspace W and "
                        "--patient P (a patient grouped with `lnq-napari workspace group`)")
-    if by_scans and args.model and len(args.baseline) == 2 and len(args.followup) == 2:
-        raise LNQError("--model predicts the nodes of a scan given without its SEG, but both scans have one; "
-                       "leave out --model, or a SEG to have that scan's nodes predicted")
     with _progress_bar("compare") as progress:
         if by_patient:
             result = api.compare_time_points(args.workspace, args.patient, csv_path=args.csv,

@@ -223,6 +223,18 @@ def test_compare_refuses_a_model_it_would_not_use_and_one_seg_given_twice(scans,
     assert not (tmp_path / "c.csv").exists()
 
 
+def test_api_compare_refuses_a_model_with_both_segs(scans, tmp_path):
+    """`api.compare(..., model=M)` with a SEG for both scans ignored M without a word (only the CLI
+    refused it); now the api refuses it, in words an api caller gave, before writing the CSV."""
+    from lnq_napari.errors import LNQError
+
+    ct0, seg0, ct1, seg1 = scans
+    with pytest.raises(LNQError, match=r"^a model predicts .* both scans have one; leave out the model "
+                                       r"\(--model on the command line\)"):
+        api.compare(ct0, ct1, seg0, seg1, csv_path=tmp_path / "c.csv", model=tmp_path / "my-model")
+    assert not (tmp_path / "c.csv").exists()
+
+
 def test_labels_saved_cropped_to_a_box_of_the_ct_are_placed_on_its_grid(tmp_path, ct, liver):
     """`api.save_labels` refused labels on a box of the CT's grid (same spacing and direction, whole-voxel
     offset), as a crop around the nodes is stored: now pasted in place; one with labelled voxels beyond
