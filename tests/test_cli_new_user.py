@@ -238,7 +238,7 @@ def test_api_compare_refuses_a_model_with_both_segs(scans, tmp_path):
 def test_labels_saved_cropped_to_a_box_of_the_ct_are_placed_on_its_grid(tmp_path, ct, liver):
     """`api.save_labels` refused labels on a box of the CT's grid (same spacing and direction, whole-voxel
     offset), as a crop around the nodes is stored: now pasted in place; one with labelled voxels beyond
-    the CT is still refused (none is dropped)."""
+    the CT is still refused (none is dropped), saying how many lie beyond (it said "on different grids")."""
     from lnq_napari.errors import LNQError
     from lnq_napari.io import Volume
     from lnq_napari.workspace import Workspace
@@ -257,8 +257,12 @@ def test_labels_saved_cropped_to_a_box_of_the_ct_are_placed_on_its_grid(tmp_path
     np.testing.assert_array_equal(np.asarray(stored.array), full)
     beyond = Volume(np.ones((2, 4, 4), np.uint8), ct.spacing,
                     tuple(ct.index_to_physical(np.asarray([[-1, -2, -2]]))[0]), ct.direction)
-    with pytest.raises(LNQError):
+    inside = np.prod([min(o + s, n) - max(o, 0) for o, s, n in zip((-1, -2, -2), beyond.shape, ct.shape)])
+    versions = Workspace.open(ws).versions(CASE)
+    with pytest.raises(LNQError, match=rf"with {beyond.array.size - inside} of their {beyond.array.size} "
+                                       "labelled voxels beyond the CT; nothing is saved"):
         api.save_labels(beyond, CASE, workspace=ws)
+    assert Workspace.open(ws).versions(CASE) == versions
 
 
 def test_api_errors_name_no_command_line_flag(tmp_path, liver):

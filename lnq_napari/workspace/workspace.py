@@ -255,7 +255,8 @@ class Workspace:
         """``labels`` stored on ``case``'s CT grid when they sample its very points in another axis order or
         direction (a copy saved RAS-flipped or z-first: transposed and flipped, nothing resampled), or a
         box of it with every labelled voxel inside (labels cropped: pasted in place, zeros around); else
-        as given (:meth:`add_label_version` refuses another grid)."""
+        as given (:meth:`add_label_version` refuses another grid). LNQError, saying how many, when such a
+        box has labelled voxels beyond the CT: never a voxel dropped."""
         grid = self.ct_grid(case)
         if labels.same_grid(grid):
             return labels
@@ -263,7 +264,12 @@ class Workspace:
         if reordered is not None:
             return reordered
         pasted = pasted_box(grid, labels)
-        return pasted[0] if pasted is not None and not pasted[1] else labels  # never a voxel dropped
+        if pasted is not None and pasted[1]:
+            total = int((labels.array != 0).sum())
+            raise LNQError(f"the labels to save for {case} are a box of its CT's grid reaching past its "
+                           f"edge, with {pasted[1]} of their {total} labelled voxels beyond the CT; nothing "
+                           "is saved: draw the labels on this case's CT, or remove the voxels beyond it")
+        return labels if pasted is None else pasted[0]
 
     # ------------------------------------------------------------ label versions
     def label_store(self, case: str) -> LabelStore:
