@@ -946,11 +946,11 @@ def init_workspace(path: str | Path, data: str | Path, model: str | Path | None 
     (journaled as the user's choice). It is checked before the workspace is made."""
     spec = None if model is None else model_spec(model)
     if spec is not None and (not spec.folder.is_dir() or model_kind(spec.folder) is None):
-        raise LNQError(f"--model {model} is not a model folder (no config.json, nor nnU-Net's plans.json "
-                       "and dataset.json); give a trained model folder, or leave --model out for the bundled "
-                       "model")
+        raise LNQError(f"the model {model} is not a model folder (no config.json, nor nnU-Net's plans.json "
+                       "and dataset.json); give a trained model folder, or none for the bundled model "
+                       "(--model on the command line)")
     if spec is not None:
-        check_outside_model(spec.folder.resolve(), f"--model {model}", spec.options)
+        check_outside_model(spec.folder.resolve(), f"the model {model}", spec.options)
     ws = Workspace.init(path, data)
     if model is not None:
         ws.activate(ws.adopt_model(model), reason="the model the workspace was made with", decided_by="user")
@@ -1011,16 +1011,17 @@ def finetune(
     from lnq_napari.workspace.registry import is_nnunet_version
 
     if resume and (iterations is not None or config is not None):
-        raise LNQError("--resume continues the interrupted fine-tune with the settings it started with; "
-                       "leave out --iterations and --set, or run finetune without --resume to start afresh")
+        raise LNQError("resume continues the interrupted fine-tune with the settings it started with; give "
+                       "no iterations or config with it, or start afresh without resume (--resume, "
+                       "--iterations and --set on the command line)")
     config = _finetune_config(config)
     if iterations is not None:
         config = config.replace(iterations=iterations)
     ws = _open(workspace)
     if is_nnunet_version(ws.active_model()):
         if resume:
-            raise LNQError("--resume continues lnq-napari fine-tunes only; the active model is an nnU-Net "
-                           "one: run finetune again")
+            raise LNQError("resume continues lnq-napari fine-tunes only; the active model is an nnU-Net "
+                           "one: fine-tune again without resume (--resume on the command line)")
         return finetune_nnunet(ws, iterations=config.iterations, device=device, progress=progress,
                                cancel=cancel, config=config)
     return finetune_workspace(ws, config=config, device=device, resume=resume, progress=progress,

@@ -265,6 +265,23 @@ def test_labels_saved_cropped_to_a_box_of_the_ct_are_placed_on_its_grid(tmp_path
     assert Workspace.open(ws).versions(CASE) == versions
 
 
+def test_api_errors_of_init_workspace_and_finetune_say_flags_as_the_command_lines(tmp_path, ct, liver):
+    """`api.init_workspace(model=...)` said "--model X is not a model folder" and `api.finetune(resume=True,
+    iterations=...)` "--resume continues ...; leave out --iterations": flags an api caller never typed. Now
+    the argument in words, the flag named as the command line's."""
+    from lnq_napari.errors import LNQError
+
+    write_volume(tmp_path / "data" / f"{CASE}-ct.nrrd", ct)
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(LNQError, match=r"^the model .*not-a-model is not a model folder .*"
+                                       r"\(--model on the command line\)$"):
+        api.init_workspace(tmp_path / "ws", data=tmp_path / "data", model=tmp_path / "not-a-model")
+    assert not (tmp_path / "ws").exists()
+    with pytest.raises(LNQError, match=r"^resume continues the interrupted fine-tune .* \(--resume, "
+                                       r"--iterations and --set on the command line\)$"):
+        api.finetune(tmp_path / "ws", iterations=3, resume=True)
+
+
 def test_api_errors_name_no_command_line_flag(tmp_path, liver):
     """`api.evaluate("missing", ...)` said "--pred missing does not exist" and a folder as json_path
     "--json ... is a folder": flags an API user never typed. Now what the argument is, in words."""
