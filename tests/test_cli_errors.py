@@ -420,7 +420,7 @@ def test_measure_writes_the_table(case, capsys):
 def test_export_nnunet_refuses_workers_below_one(case, capsys):
     code, _, err = run_cli(capsys, ["export-nnunet", "--out", str(case["dir"] / "raw"), "--dataset-id", "7",
                                     "--data", str(case["dir"]), "--workers", "0"])
-    assert_one_line_error(code, err, "--workers must be a whole number of at least 1")
+    assert_one_line_error(code, err, "workers must be a whole number of at least 1")
     assert not (case["dir"] / "raw").exists()
 
 

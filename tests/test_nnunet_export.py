@@ -161,12 +161,14 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data, monkeypatch):
         (dict(dataset_id=502), "is not empty"),
         (dict(dataset_id=0), "1 to 999"),
         (dict(dataset_id=1000), "1 to 999"),
-        (dict(dataset_id=503, name="a b"), "--name"),
+        (dict(dataset_id=503, name="a b"), r"^the dataset name 'a b' .*; --name on the command line\)$"),
+        (dict(dataset_id=0), r"^the dataset id 0 .*; --dataset-id on the command line\)$"),
+        (dict(dataset_id=507, workers=0), r"^workers must be .* \(--workers on the command line\)$"),
     ]
     for kwargs, words in bad:
         with pytest.raises(LNQError, match=words):
             export_dataset(raw, data=data, **{"name": "LNQ", **kwargs})
-    with pytest.raises(LNQError, match="exactly one"):
+    with pytest.raises(LNQError, match=r"^give exactly one of data .* \(--data and --workspace on the"):
         export_dataset(raw, 504)
     with pytest.raises(LNQError, match="is an nnU-Net dataset itself; give the folder that holds"):
         export_dataset(raw / "Dataset501_Other", 506, data=data)  # it was nested inside that dataset

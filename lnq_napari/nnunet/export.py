@@ -93,11 +93,11 @@ class ExportResult:
 def dataset_folder_name(dataset_id: int, name: str) -> str:
     """``Dataset501_LNQ``: nnU-Net's folder name of a dataset (LNQError for a bad id or name)."""
     if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 1 <= dataset_id <= 999:
-        raise LNQError(f"--dataset-id {dataset_id!r} is not a number from 1 to 999 "
-                       "(nnU-Net uses three digits)")
+        raise LNQError(f"the dataset id {dataset_id!r} is not a number from 1 to 999 (nnU-Net uses three "
+                       "digits; --dataset-id on the command line)")
     if not _NAME.match(str(name)):
-        raise LNQError(f"--name {name!r} must be letters, digits, '_' or '-' (it becomes Dataset"
-                       f"{dataset_id:03d}_<name>)")
+        raise LNQError(f"the dataset name {name!r} must be letters, digits, '_' or '-' (it becomes Dataset"
+                       f"{dataset_id:03d}_<name>; --name on the command line)")
     return f"Dataset{dataset_id:03d}_{name}"
 
 
@@ -108,10 +108,10 @@ def check_target(raw: Path, dataset_id: int, name: str) -> Path:
     or results folder (``nnUNet_preprocessed``, ``nnUNet_results``) holds one of that id at all.
     """
     folder = dataset_folder_name(dataset_id, name)
-    raw = check_output_folder(raw, "--out", "nnU-Net's raw datasets (nnUNet_raw)")
+    raw = check_output_folder(raw, "the output folder", "nnU-Net's raw datasets (nnUNet_raw)")
     if _DATASET.match(raw.name) or (raw / "dataset.json").is_file():  # a dataset inside another one
-        raise LNQError(f"--out {raw} is an nnU-Net dataset itself; give the folder that holds the datasets "
-                       f"(nnUNet_raw, e.g. {raw.parent})")
+        raise LNQError(f"the output folder {raw} is an nnU-Net dataset itself; give the folder that holds "
+                       f"the datasets (nnUNet_raw, e.g. {raw.parent}; --out on the command line)")
     target = raw / folder
     if target.is_dir() and any(target.iterdir()):
         raise LNQError(f"export folder {target} is not empty; remove it or choose another --dataset-id")
@@ -352,10 +352,11 @@ def export_dataset(
     ``.DatasetNNN_<name>.partial-*``, which the next export of that dataset removes).
     """
     if (data is None) == (workspace is None):
-        raise LNQError("give exactly one of --data (an LNQ-layout folder) and --workspace")
+        raise LNQError("give exactly one of data (an LNQ-layout folder) and workspace (--data and "
+                       "--workspace on the command line)")
     if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
-        raise LNQError(f"--workers must be a whole number of at least 1 (got {workers!r}); leave it out for "
-                       "up to 4, one per CPU")
+        raise LNQError(f"workers must be a whole number of at least 1 (got {workers!r}); give none for up to "
+                       "4, one per CPU (--workers on the command line)")
     target = check_target(Path(out), dataset_id, name)
     if data is not None:
         (jobs, skipped), source = jobs_from_data(data), str(Path(data).expanduser().resolve())
