@@ -303,8 +303,8 @@ def finetune_nnunet(
     config, rule = _check_config(config or FinetuneConfig()), rule or ActivationRule()
     for name, value in (("iterations", iterations), ("epochs", epochs)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise LNQError(f"--{name} must be a whole number of at least 1 (got {value!r}); nnU-Net's "
-                           "trainer runs that many")
+            raise LNQError(f"{name} must be a whole number of at least 1 (got {value!r}); nnU-Net's "
+                           f"trainer runs that many (--{name} on the command line)")
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
     # one fine-tune at a time in a workspace, ours or nnU-Net's; a CT predicted again reuses its region
     with ws.running_finetune(), kept_per_ct(ws.cache):
