@@ -1087,8 +1087,8 @@ def activate_model(
     lineage (:meth:`~lnq_napari.workspace.Workspace.adopt_model`). LNQError, with nothing changed, for an
     unknown version, a half-written model folder (files missing, unreadable or not matching their sha256),
     options given with one of our models, or other options than a version folder of this workspace was
-    registered with. A version that is already active stays so, with no journal line (its folder
-    is checked all the same).
+    registered with. A version that is already active stays so, with no journal line (checked all
+    the same: refused where activating it would be).
     """
     ws = _open(workspace)
     if isinstance(version, ModelSummary):  # was read as its repr: "version 'ModelSummary(...)' unknown"
@@ -1097,8 +1097,8 @@ def activate_model(
     with ws.locked():  # the check and the change as one step
         if chosen != (ws.active_model() or {}).get("id", "bundled"):
             ws.activate(chosen, reason=reason, decided_by=decided_by)
-        else:  # already active: nothing to journal, but its files are checked as an activation checks them
-            ws.registry.check(chosen)
+        else:  # already active: nothing to journal, but refused as an activation would be
+            ws.check_activation(chosen)
     return next(m for m in ws.model_summaries() if m.version == chosen)
 
 

@@ -569,12 +569,21 @@ class Workspace:
         The journal line says who decided (``decided_by``: "rule" or "user"), why, and which version was
         active before, so that every roll-back is visible.
         """
-        self.check_writable("activating a model records it in the registry there", self.models_dir)
+        self._check_models_writable()
         with self._lock:  # refused when the folder is gone (the lock never makes it)
             self._check_present()  # not into another workspace made at its path since it was opened
             previous = self.registry.activate(version)
             return self.log("activate", version=version, previous=previous, decided_by=decided_by,
                             reason=reason)
+
+    def check_activation(self, version: str) -> None:
+        """LNQError when :meth:`activate` would refuse ``version`` (``models/`` cannot be written, its folder
+        is missing or its files changed since registration): what activating the active version checks."""
+        self._check_models_writable()
+        self.registry.check(version)
+
+    def _check_models_writable(self) -> None:
+        self.check_writable("activating a model records it in the registry there", self.models_dir)
 
     def running_finetune(self) -> RunLock:
         """``with ws.running_finetune(): ...`` for the whole of a fine-tune: LNQError (within a moment) when
