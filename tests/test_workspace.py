@@ -495,13 +495,19 @@ def test_labels_on_another_grid_than_the_cases_ct_are_refused_and_nothing_is_wri
     case = "lnq2023-train-0002"  # no labels yet
     _, seg = _case(0)
     shifted = Volume(seg.array, seg.spacing, (seg.origin[0] + 7.0, *seg.origin[1:]), seg.direction)
-    cropped = Volume(seg.array[:5], seg.spacing, seg.origin, seg.direction)
-    swapped = Volume(np.ascontiguousarray(seg.array.transpose(0, 2, 1)), seg.spacing, seg.origin,
-                     seg.direction)
-    for bad, words in ((shifted, "origin"), (cropped, "size"), (swapped, "size")):
+    cropped = Volume(seg.array[:5], seg.spacing, (seg.origin[0] + seg.spacing[0] / 2, *seg.origin[1:]),
+                     seg.direction)  # off the CT's voxels: a crop on them is pasted in place
+    high = np.zeros_like(seg.array)
+    high[2:4, 9:12, 3:5] = 1  # y 9-11: x 9-11 once swapped, beyond the CT's 10 columns
+    swapped = Volume(np.ascontiguousarray(high.transpose(0, 2, 1)), seg.spacing, seg.origin, seg.direction)
+    for bad, words in ((shifted, "origin"), (cropped, "size")):
         with pytest.raises(LNQError, match=f"labels to save for {case} and its CT are on different grids "
                                            f"\\({words}"):
             ws.add_label_version(case, bad, "correction")
+    beyond = int((swapped.array[:, :, 10:] != 0).sum())  # a box of the grid (else pasted) reaching past it
+    with pytest.raises(LNQError, match=f"labels to save for {case} are a box of its CT's grid reaching past "
+                                       f"its edge, with {beyond} of their {int(high.sum())} labelled voxels"):
+        ws.add_label_version(case, swapped, "correction")
     assert ws.latest_version(case) is None and not list(ws.label_store(case).folder.glob("v*"))
     version = ws.add_label_version(case, seg, "correction")  # on the CT's grid
     assert ws.read_labels(case, version).same_grid(ws.read_ct(case))
