@@ -500,7 +500,11 @@ def test_labels_on_another_grid_than_the_cases_ct_are_refused_and_nothing_is_wri
     high = np.zeros_like(seg.array)
     high[2:4, 9:12, 3:5] = 1  # y 9-11: x 9-11 once swapped, beyond the CT's 10 columns
     swapped = Volume(np.ascontiguousarray(high.transpose(0, 2, 1)), seg.spacing, seg.origin, seg.direction)
-    for bad, words in ((shifted, "origin"), (cropped, "size")):
+    inside = np.zeros_like(seg.array)
+    inside[2:4, 1:3, 5:7] = 1  # at y 5-6, x 1-2 once swapped: the wrong place, though inside the CT
+    swapped_inside = Volume(np.ascontiguousarray(inside.transpose(0, 2, 1)), seg.spacing, seg.origin,
+                            seg.direction)  # a box reaching past the CT's 10 columns: not a crop of it
+    for bad, words in ((shifted, "origin"), (cropped, "size"), (swapped_inside, "size")):
         with pytest.raises(LNQError, match=f"labels to save for {case} and its CT are on different grids "
                                            f"\\({words}"):
             ws.add_label_version(case, bad, "correction")

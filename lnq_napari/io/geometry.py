@@ -359,16 +359,32 @@ def _pasted_onto(reference: Volume, labels: Volume, what: str) -> Volume | None:
     return out
 
 
-def pasted_box(reference: Volume, labels: Volume) -> tuple[Volume, int] | None:
-    """``(labels pasted onto reference's grid, how many labelled voxels lay beyond it)`` when ``labels``
-    sample a box of that grid (the same spacing and direction, the origin on one of its voxels: labels
-    saved cropped), nothing resampled; None for any other grid, or a box that misses it."""
+def _box_offset(reference: Volume, labels: Volume) -> np.ndarray | None:
+    """The voxel index in ``reference`` of ``labels``' first voxel when they sample a box of its grid (the
+    same spacing and direction, the origin on one of its voxels); None otherwise."""
     if not (np.allclose(labels.spacing, reference.spacing, atol=GRID_TOL, rtol=0)
             and np.allclose(labels.direction_matrix, reference.direction_matrix, atol=GRID_TOL)):
         return None
     start = reference.physical_to_index(np.asarray(labels.origin))[0]
     offset = np.round(start).astype(int)
-    if not np.allclose(start, offset, atol=1e-3):
+    return offset if np.allclose(start, offset, atol=1e-3) else None
+
+
+def box_within(reference: Volume, labels: Volume) -> bool:
+    """Whether ``labels`` sample a box of ``reference``'s grid lying wholly inside it (a crop of it, as
+    Slicer or napari saves one); False for one reaching past its edge, such as the same header over an
+    array with two axes swapped."""
+    offset = _box_offset(reference, labels)
+    return offset is not None and bool(np.all(offset >= 0)
+                                       and np.all(offset + np.asarray(labels.shape) <= reference.shape))
+
+
+def pasted_box(reference: Volume, labels: Volume) -> tuple[Volume, int] | None:
+    """``(labels pasted onto reference's grid, how many labelled voxels lay beyond it)`` when ``labels``
+    sample a box of that grid (the same spacing and direction, the origin on one of its voxels: labels
+    saved cropped), nothing resampled; None for any other grid, or a box that misses it."""
+    offset = _box_offset(reference, labels)
+    if offset is None:
         return None
     lo = np.maximum(offset, 0)
     hi = np.minimum(offset + np.asarray(labels.shape), np.asarray(reference.shape))

@@ -46,7 +46,7 @@ from lnq_napari.io.atomic import (
     write_error,
 )
 from lnq_napari.io.dicom_series import dicom_source
-from lnq_napari.io.geometry import check_same_grid, pasted_box, reordered_onto
+from lnq_napari.io.geometry import box_within, check_same_grid, pasted_box, reordered_onto
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
 from lnq_napari.model import bundled_model_path
@@ -254,9 +254,9 @@ class Workspace:
     def onto_ct_grid(self, case: str, labels: Volume) -> Volume:
         """``labels`` stored on ``case``'s CT grid when they sample its very points in another axis order or
         direction (a copy saved RAS-flipped or z-first: transposed and flipped, nothing resampled), or a
-        box of it with every labelled voxel inside (labels cropped: pasted in place, zeros around); else
-        as given (:meth:`add_label_version` refuses another grid). LNQError, saying how many, when such a
-        box has labelled voxels beyond the CT: never a voxel dropped."""
+        box lying wholly inside it (labels cropped: pasted in place, zeros around); else as given
+        (:meth:`add_label_version` refuses another grid). LNQError, saying how many, when such a box has
+        labelled voxels beyond the CT: never a voxel dropped."""
         grid = self.ct_grid(case)
         if labels.same_grid(grid):
             return labels
@@ -269,7 +269,9 @@ class Workspace:
             raise LNQError(f"the labels to save for {case} are a box of its CT's grid reaching past its "
                            f"edge, with {pasted[1]} of their {total} labelled voxels beyond the CT; nothing "
                            "is saved: draw the labels on this case's CT, or remove the voxels beyond it")
-        return labels if pasted is None else pasted[0]
+        if pasted is None or not box_within(grid, labels):
+            return labels  # a box reaching past the CT (two axes swapped under the same header): refused
+        return pasted[0]
 
     # ------------------------------------------------------------ label versions
     def label_store(self, case: str) -> LabelStore:
