@@ -55,7 +55,7 @@ from lnq_napari.io.geometry import GridWarning, SliceThicknessWarning, align_to,
 from lnq_napari.io.json_text import strict_json
 from lnq_napari.io.labels import check_label_values, label_mask
 from lnq_napari.io.layout import case_name, is_partial_label, label_files_by_case, label_name
-from lnq_napari.io.outputs import check_prediction_targets, check_table_path, same_file
+from lnq_napari.io.outputs import check_not_users, check_prediction_targets, check_table_path, same_file
 from lnq_napari.io.provenance import EXPORT, PREDICTIONS, created_by, writer
 from lnq_napari.io.raw_image import from_sitk_image
 from lnq_napari.io.readers import read_ct_of, read_labels, read_raw, read_volume, write_volume
@@ -1348,10 +1348,7 @@ def export_dicom_seg(
     """
     # a CT slice, a SEG of the user's or a workspace's file is never written over (an export's or a
     # prediction's is: reviewed labels replace it); a folder is named as such by the writer
-    if Path(out).expanduser().is_file() and writer(Path(out).expanduser()) not in (EXPORT, *PREDICTIONS):
-        raise LNQError(f"{out} already exists and is not a DICOM SEG lnq-napari wrote (a file of yours, or a "
-                       "data set's?); it is left as it is: write the SEG under another file name, or move "
-                       "that file away")
+    check_not_users([Path(out).expanduser()], "", (EXPORT, *PREDICTIONS), what="a DICOM SEG")
     if workspace is None:
         if labels is None or ct is None:
             raise LNQError("export_dicom_seg needs labels and their DICOM CT, or a workspace and a case")

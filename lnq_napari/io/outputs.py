@@ -32,15 +32,21 @@ def label_rank(seg: SegFile) -> tuple[int, str]:
     return (2, LABEL_RANKS[2]) if unedited else (0, LABEL_RANKS[0])
 
 
-def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...]) -> None:
+def check_not_users(paths: Iterable[Path], flag: str, commands: tuple[str, ...], *,
+                    what: str | None = None) -> None:
     """LNQError in one line when one of ``paths`` exists and is not a file one of ``lnq-napari COMMANDS``
     wrote (a user's labels, or a phantom's, whose partial labels a prediction may not replace; a SEG of
     reviewed labels is named as such): checked before anything is computed or written, so nothing is lost
-    or half-written."""
+    or half-written. With ``what`` (``"a DICOM SEG"``), each path is a file named on its own: a folder
+    there is left to the writer, and the line asks for another file name."""
     for path in paths:
         wrote = writer(path) if path.is_file() else None
-        if not path.exists() or wrote in commands:
+        if not path.exists() or wrote in commands or (what and not path.is_file()):
             continue
+        if what:
+            raise LNQError(f"{path} already exists and is not {what} lnq-napari wrote (a file of yours, or a "
+                           f"data set's?); it is left as it is: write {what} under another file name, or "
+                           "move that file away")
         whose = (f"which lnq-napari {commands[0]} did not write (labels of yours, or a data set's?)"
                  if wrote != EXPORT else "a DICOM SEG napari's Save or workspace export wrote (reviewed "
                  "labels, or a prediction written before predictions were marked)")
