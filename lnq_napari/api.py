@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -383,7 +383,7 @@ def compare(
     check_table_path(csv_path, "the CSV file", "changes.csv",
                      (baseline, followup, baseline_seg, followup_seg), starts=",".join(CHANGE_COLUMNS[:3]))
     check_organ(organ)
-    if model is not None and baseline_seg is not None and followup_seg is not None:
+    if model is not None and model_if_needed(model, baseline_seg, followup_seg) is None:
         raise LNQError("a model predicts the nodes of a scan given without its SEG, but both scans have one; "
                        "leave out the model (--model on the command line), or a SEG to have that scan's "
                        "nodes predicted")
@@ -510,8 +510,9 @@ def first_and_last_scans(workspace: str | Path | Workspace, patient: str) -> tup
     return points[0], points[-1]
 
 
-def _model_if_needed(model: str | Path | Predictor | None, *segs: object) -> str | Path | Predictor | None:
-    """``model`` when a scan has no nodes of its own to compare (:func:`compare` refuses it otherwise)."""
+def model_if_needed(model: str | Path | Predictor | None, *segs: object) -> str | Path | Predictor | None:
+    """``model`` when a scan has no nodes of its own to compare (a SEG of ``segs`` is None), else None:
+    :func:`compare` refuses a model given with both SEGs."""
     return model if any(seg is None for seg in segs) else None
 
 
@@ -552,7 +553,7 @@ def compare_time_points(
             with warnings.catch_warnings():  # its own warnings belong to its own comparison
                 warnings.simplefilter("ignore")
                 between = compare(ws.ct_path(first.case), ws.ct_path(point.case), first_seg, seg,
-                                  model=_model_if_needed(model, first_seg, seg), device=device,
+                                  model=model_if_needed(model, first_seg, seg), device=device,
                                   cancel=cancel, seg_by_model=by_model,
                                   progress=lambda f, m="", k=k: step((k + f) / share, m))
         except LNQError as exc:
@@ -570,7 +571,7 @@ def compare_time_points(
     last_found, last_seg = nodes_of(last)
     by_model = tuple(p is not None and p["source"] == "prediction" for p in (first_found, last_found))
     result = compare(ws.ct_path(first.case), ws.ct_path(last.case), first_seg, last_seg, csv_path=csv_path,
-                     model=_model_if_needed(model, first_seg, last_seg), device=device, cancel=cancel,
+                     model=model_if_needed(model, first_seg, last_seg), device=device, cancel=cancel,
                      seg_by_model=by_model, nadir_scans=scans,
                      progress=lambda f, m="": step((share - 1 + f) / share, m))
     said = _earlier_responses(responses, result, f"{points[-2].case} ({points[-2].timepoint})")
@@ -1088,18 +1089,21 @@ def activate_model(
     unknown version, a half-written model folder (files missing, unreadable or not matching their sha256),
     options given with one of our models, or other options than a version folder of this workspace was
     registered with. A version that is already active stays so, with no journal line (checked all
-    the same: refused where activating it would be).
+    the same: refused where activating it would be). The summary's ``replaced`` names the version it
+    replaced, None when nothing changed (``activation()`` says so in one sentence).
     """
     ws = _open(workspace)
     if isinstance(version, ModelSummary):  # was read as its repr: "version 'ModelSummary(...)' unknown"
         version = _own_entry(ws, version)
     chosen = ws.version_or_adopted(str(version).strip())  # " m002" as copy-paste gives it
     with ws.locked():  # the check and the change as one step
-        if chosen != (ws.active_model() or {}).get("id", "bundled"):
+        was = (ws.active_model() or {}).get("id", "bundled")
+        if chosen != was:
             ws.activate(chosen, reason=reason, decided_by=decided_by)
         else:  # already active: nothing to journal, but refused as an activation would be
             ws.check_activation(chosen)
-    return next(m for m in ws.model_summaries() if m.version == chosen)
+    summary = next(m for m in ws.model_summaries() if m.version == chosen)
+    return replace(summary, replaced=was if chosen != was else None)
 
 
 def _own_entry(ws: Workspace, entry: ModelSummary) -> str:

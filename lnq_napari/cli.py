@@ -273,12 +273,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_activate(args: argparse.Namespace) -> None:
-    before = next((m.version for m in api.list_models(args.path) if m.active), "bundled")
-    chosen = api.activate_model(args.path, args.version, decided_by="user", reason=args.reason)
-    if chosen.version == before:
-        print(f"{chosen.version} is already the active model; nothing changed")
-    else:
-        print(f"active model: {chosen.version} (was {before})")
+    print(api.activate_model(args.path, args.version, decided_by="user", reason=args.reason).activation())
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:

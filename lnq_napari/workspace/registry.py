@@ -96,6 +96,7 @@ class ModelSummary:
     false_nodes: float | None = None
     false_nodes_parent: float | None = None
     figures: dict[str, float] = field(default_factory=dict)
+    replaced: str | None = None  # set by api.activate_model: the version it replaced (None: nothing changed)
 
     def __repr__(self) -> str:  # one line per version in a notebook's list_models(); all in the fields
         said = [f"parent {self.parent}" if self.parent else "", "active" if self.active else "",
@@ -126,6 +127,13 @@ class ModelSummary:
             return self.figures[key]
         own, parent = getattr(self, name, None), getattr(self, f"{name}_parent", None)
         return None if own is None or parent is None else own - parent
+
+    def activation(self) -> str:
+        """What activating this version did, in one sentence (:attr:`replaced`, as api.activate_model set
+        it): ``active model: m002 (was m001)``, or that it already was and nothing changed."""
+        if self.replaced is None:
+            return f"{self.version} is already the active model; nothing changed"
+        return f"active model: {self.version} (was {self.replaced})"
 
     def before_after(self) -> str:
         """``Dice 0.650 -> 0.800, recall 0.70 -> 0.90, false nodes per case 0.25 -> 0.50 (m001 -> m002)``,

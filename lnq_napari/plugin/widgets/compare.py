@@ -205,7 +205,7 @@ class CompareWidget(QWidget):
         self.status.setText("comparing ..." if registration is None else "re-matching after an edit ...")
         self.worker = create_worker(
             api.compare, volumes[0], volumes[1], segs[0], segs[1],
-            model=self.model if any(seg is None for seg in segs) else None,  # only for a scan without nodes
+            model=api.model_if_needed(self.model, *segs),
             registration=registration, cancel=self._closed.is_set,
             seg_by_model=tuple(ly is not None and model_nodes(ly) for ly in nodes),
             _connect={"returned": self._show, "errored": self._failed, "finished": self._done},

@@ -143,7 +143,6 @@ class ModelsPanel(QWidget):
         if chosen is None or root is None:
             self.details.setText("choose a workspace and a model version first")
             return None
-        before = next((m.version for m in self.models if m.active), "bundled")
         try:
             active = api.activate_model(root, chosen.version, decided_by="user")
         except LNQError as exc:
@@ -151,9 +150,7 @@ class ModelsPanel(QWidget):
             return None
         self.refresh(select=active.version)
         self._show_selected()  # its figures afresh: an earlier activation's line is not kept before them
-        said = f"{active.version} is already the active model; nothing changed" if active.version == before \
-            else f"{active.version} is active (was {before})"
-        self.details.setText(f"{said}. {self.details.text()}")
+        self.details.setText(f"{active.activation()}. {self.details.text()}")
         return active
 
     def _show_selected(self) -> None:
