@@ -1377,9 +1377,13 @@ def export_dicom_seg(
         raise LNQError(f"{case}'s CT {ws.ct_path(case).name} is not DICOM; a DICOM SEG references the DICOM "
                        "series the case was converted from: give its folder (--ct on the command line)")
     series = ws.read_ct(case).meta.get("dicom_series_uid")  # recorded when converted: the SEG's series
-    path = dicom_seg.write_dicom_seg(out, ws.read_labels(case, info["version"]), ct or ws.ct_path(case),
-                                     model_version=info.get("model_version"), edits=int(info.get("edits", 0)),
-                                     series_uid=series)
+    labels = ws.read_labels(case, info["version"])
+    try:
+        path = dicom_seg.write_dicom_seg(out, labels, ct or ws.ct_path(case), series_uid=series,
+                                         model_version=info.get("model_version"),
+                                         edits=int(info.get("edits", 0)))
+    except LNQError as exc:  # a version saved on another series of the case's folder: said so
+        raise LNQError(f"{exc}{'' if ct else ws.series_note(case, labels)}") from None
     try:  # the SEG is whole: a workspace that cannot be written (a read-only copy) only misses the line
         ws.log("export", case=case, version=info["version"], file=str(path), format="dicom-seg",
                series=series, sha256=sha256_file(path))

@@ -645,3 +645,34 @@ def test_only_a_lost_correction_newer_than_the_one_used_is_warned_of(ws):
     said = [str(w.message) for w in caught if "gone or damaged" in str(w.message)]
     assert [m.split(" (")[0] for m in said] == [f"case {case}: the file of correction {v}"
                                                 for v in (older, newer)]
+
+
+def test_labels_on_another_series_of_the_case_folder_are_refused_naming_that_cause(tmp_path):
+    """A workspace made before the axial series was preferred holds labels on the grid of the larger
+    coronal reformat beside it; re-saving them was refused as 'on different grids' with no word of why:
+    the refusal now says the folder holds several series and labels saved on another lie on its grid."""
+    import shutil
+    import warnings
+
+    from test_io_dicom_choice import _coronal_reformat
+    from test_io_dicom_series import hu, series
+
+    from lnq_napari.io.dicom_headers import VOLUME_SLICES
+    from lnq_napari.io.readers import read_volume
+
+    reformat, case_dir = tmp_path / "reformat", tmp_path / "data" / "case1"
+    _coronal_reformat(reformat, 4 * VOLUME_SLICES)
+    series(case_dir, hu(VOLUME_SLICES), "ax")
+    for file in reformat.iterdir():
+        shutil.copy(file, case_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = read_volume(reformat)  # the grid an earlier lnq-napari read this case on
+        ws = Workspace.init(tmp_path / "ws", tmp_path / "data")
+        labels = old.with_array(np.zeros(old.shape, np.uint8))
+        labels.array[2:4, 2:5, 2:5] = 1
+        with pytest.raises(LNQError, match=r"different grids .*resample them onto it \(io.align_to\) \(case1 "
+                                           r"holds 2 DICOM series and its CT is read from one: labels saved "
+                                           r"when an earlier lnq-napari read another"):
+            ws.add_label_version("case1", labels, "correction")
+    assert ws.latest_version("case1") is None

@@ -46,6 +46,7 @@ from lnq_napari.io.atomic import (
     write_error,
 )
 from lnq_napari.io.dicom_series import dicom_source
+from lnq_napari.io.dicom_tree import series_in
 from lnq_napari.io.geometry import box_within, check_same_grid, pasted_box, reordered_onto
 from lnq_napari.io.readers import read_labels, read_volume
 from lnq_napari.io.volume import Volume, grid_only
@@ -251,6 +252,17 @@ class Workspace:
             self.read_ct(case)
         return self._ct_grids[case]
 
+    def series_note(self, case: str, labels: Volume) -> str:
+        """For a refusal of ``labels`` off ``case``'s CT grid: when the case's CT folder holds several DICOM
+        series, a clause saying the labels may lie on another of them (an lnq-napari before the axial
+        series was preferred read the largest, a reformat included); "" otherwise or on the CT's grid."""
+        path = self.existing_ct_path(case)
+        if labels.same_grid(self.ct_grid(case)) or not path.is_dir() or len(series_in(path, True)) < 2:
+            return ""
+        return (f" ({path.name} holds {len(series_in(path, True))} DICOM series and its CT is read from one: "
+                "labels saved when an earlier lnq-napari read another, such as a larger coronal or sagittal "
+                "reformat, lie on that one's grid)")
+
     def onto_ct_grid(self, case: str, labels: Volume) -> Volume:
         """``labels`` stored on ``case``'s CT grid when they sample its very points in another axis order or
         direction (a copy saved RAS-flipped or z-first: transposed and flipped, nothing resampled), or a
@@ -300,7 +312,8 @@ class Workspace:
         store = self.label_store(case)
         labels = self.onto_ct_grid(case, labels)
         check_same_grid(self.ct_grid(case), labels, what=f"the labels to save for {case} and its CT",
-                        fix="save labels drawn on this case's CT, or resample them onto it (io.align_to)")
+                        fix="save labels drawn on this case's CT, or resample them onto it (io.align_to)"
+                        + self.series_note(case, labels))
         # the number is taken by exclusive create: no lock held while the label file is written; the
         # commit and its journal line are one step under the lock
         try:
