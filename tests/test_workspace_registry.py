@@ -207,7 +207,8 @@ def test_user_activation_and_roll_back_are_journalled_with_who_decided(ws):
     assert chosen.version == "m003" and chosen.active
     assert (chosen.replaced, chosen.activation()) == ("m001", "active model: m003 (was m001)")
     again = api.activate_model(ws.root, "m003")  # already active: it says so, read under the lock
-    assert again.replaced is None and again.activation() == "m003 is already the active model; nothing changed"
+    assert again.replaced is None
+    assert again.activation() == "m003 is already the active model; nothing changed"
     assert Workspace.open(ws.root).active_model()["id"] == "m003"
     back = api.activate_model(ws.root, "bundled")
     assert back.version == "bundled" and back.active
