@@ -802,6 +802,11 @@ def _lung_air_slices(anatomy: Anatomy, found: np.ndarray) -> tuple[int, int]:
     return lo, hi
 
 
+#: The lungs were missed in a view inside the body (:func:`_lungs_missed`) when on at least this share of
+#: the lung-air slices added to those found the body reaches all four image edges.
+LUNGS_MISSED_EDGES = 0.5
+
+
 def _lungs_missed(anatomy: Anatomy, found: np.ndarray) -> bool:
     """Whether the lungs were found on fewer than half of their slices in a view inside the body: the run
     of lung-dense air around ``found`` (:func:`_lung_air_slices`) is more than twice as long, and on most
@@ -815,7 +820,7 @@ def _lungs_missed(anatomy: Anatomy, found: np.ndarray) -> bool:
     body = anatomy.body[added]
     reached = body[:, 0].any(axis=1) & body[:, -1].any(axis=1) & body[:, :, 0].any(axis=1)
     reached &= body[:, :, -1].any(axis=1)
-    return bool(reached.mean() >= INSIDE_CHEST_SHARE)
+    return bool(reached.mean() >= LUNGS_MISSED_EDGES)
 
 
 def mediastinum_region(ct: Volume, margin_mm: float = 10.0) -> np.ndarray:
