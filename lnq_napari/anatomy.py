@@ -637,19 +637,29 @@ def _per_side(lungs: np.ndarray, mids: np.ndarray) -> tuple[np.ndarray, np.ndarr
 MIDLINE_SLICES = 2
 
 
+def _lung_split(per_col: np.ndarray, cut: np.ndarray | None = None) -> tuple[int, int] | None:
+    """Of one slice's lung voxels per column ``per_col``: the last column of the low lung and the first of
+    the high one, split by the widest gap in the columns they cover (the mediastinum); None where no gap
+    splits them or one side holds under :data:`LOPSIDED_LUNGS` of the other (one lung, split about a column
+    within it, is none), unless that side's lung reaches the view's edge in a column where ``cut`` (bool per
+    column) holds: a lung the view cuts to a sliver is a lung however little of it is in view."""
+    cols = np.flatnonzero(per_col)
+    if cols.size < 2:
+        return None
+    gap = int(np.argmax(np.diff(cols)))
+    if cols[gap + 1] - cols[gap] < 2:
+        return None
+    split = int(cols[gap]), int(cols[gap + 1])
+    low, high = per_col[: split[0] + 1].sum(), per_col[split[1] :].sum()
+    if min(low, high) >= LOPSIDED_LUNGS * max(low, high):
+        return split
+    small = slice(0, split[0] + 1) if low < high else slice(split[1], None)
+    return split if cut is not None and cut[small].any() else None
+
+
 def _both_lungs(lungs: np.ndarray) -> np.ndarray:
-    """Per slice of ``lungs`` (coarse z y x): whether it holds two lungs, the columns they cover split by a
-    gap (the mediastinum), neither side under :data:`LOPSIDED_LUNGS` of the other (one lung, split about a
-    column within it, is none)."""
-    both = np.zeros(lungs.shape[0], dtype=bool)
-    per_col = lungs.sum(axis=1)
-    for z in np.flatnonzero(per_col.any(axis=1)):
-        cols = np.flatnonzero(per_col[z])
-        gap = int(np.argmax(np.diff(cols))) if cols.size > 1 else 0
-        if cols.size > 1 and cols[gap + 1] - cols[gap] > 1:
-            low, high = per_col[z, : cols[gap] + 1].sum(), per_col[z, cols[gap + 1] :].sum()
-            both[z] = min(low, high) >= LOPSIDED_LUNGS * max(low, high)
-    return both
+    """Per slice of ``lungs`` (coarse z y x): whether it holds two lungs (:func:`_lung_split`)."""
+    return np.array([_lung_split(row) is not None for row in lungs.sum(axis=1)], dtype=bool)
 
 
 def _midlines(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray | None:
@@ -734,35 +744,60 @@ def _mirrored(lungs: np.ndarray, anatomy: Anatomy, spacing_yx: tuple[float, floa
 LATERAL_ROW_REACH = 0.5
 
 
+#: Along a row, outward from the lung found, this many voxels in a row that are no lung-dense air
+#: (:data:`LUNG_AIR_HU`) are the chest wall: the lung ends before them. Fewer are noise in a lung that was
+#: found only in fragments (the margin was cut inside the lung, up to 6 mm from a hilar node).
+CHEST_WALL_VOXELS = 2
+
+
+def _outer_reach(air: np.ndarray, found: np.ndarray, away: np.ndarray) -> np.ndarray:
+    """Per row of one slice: how far (columns, along ``away``, the distance from the mediastinum, 0 on
+    its side) the lung runs outward: past the reach of the lung ``found`` (bool rows x columns) on through
+    the lung-dense ``air`` until :data:`CHEST_WALL_VOXELS` voxels of no air (the view's edge: its last
+    column)."""
+    reach = np.where(found & (away > 0)[None, :], away[None, :], 0.0).max(axis=1)
+    order = np.argsort(away, kind="stable")
+    order = order[away[order] > 0]  # the columns outward, one step apart
+    if order.size <= CHEST_WALL_VOXELS:
+        return reach
+    dist = away[order]
+    wall = np.lib.stride_tricks.sliding_window_view(~air[:, order], CHEST_WALL_VOXELS, axis=1).all(axis=2)
+    wall &= dist[None, : wall.shape[1]] > reach[:, None]
+    first = np.where(wall.any(axis=1), wall.argmax(axis=1), order.size)  # the wall's first column
+    before = np.where(first > 0, dist[np.maximum(first, 1) - 1], 0.0)
+    return np.maximum(reach, before)
+
+
 def _beside_lungs(lungs: np.ndarray, anatomy: Anatomy) -> np.ndarray:
-    """bool (coarse z y x): per slice of ``lungs`` whose lung columns hold a gap (the mediastinum), per row
-    the columns beyond a lung's outer column, away from the gap, on rows where that lung reaches
-    :data:`LATERAL_ROW_REACH` of its widest reach from the gap: the chest wall beside a lung, which the
-    lungs' hull grown by a margin takes in (CTChest4 at 1 mm: a node there was kept). A row is left as it
-    is where its lung ends at the view's edge (cut: what lies beyond is out of view), a side where it holds
-    less than
-    :data:`LOPSIDED_LUNGS` of the other side's (a bronchus' stump, a collapsed lung: the gap may be no
-    mediastinum)."""
+    """bool (coarse z y x): per slice of ``lungs`` that holds two lungs (:func:`_lung_split`), per row the
+    columns beyond the row's lung, away from the mediastinum, on rows where the lung found reaches
+    :data:`LATERAL_ROW_REACH` of its widest reach from the gap: the chest wall beside a lung, which the lungs'
+    hull grown by a margin takes in (CTChest4 at 1 mm: a node there was kept). The row's lung runs on past
+    the part found through lung-dense air to the chest wall (:func:`_outer_reach`): a lung found only in part
+    is cut beyond its real edge, never inside it. A row is left as it is where its lung ends at the view's
+    edge (cut: what lies beyond is out of view)."""
+    small = _small(anatomy)
+    air = _holes_filled(anatomy.body, _PLANE) & (small > LUNG_AIR_HU[0]) & (small < LUNG_AIR_HU[1])
+    if anatomy.outside is not None:
+        air &= ~anatomy.outside
+    air |= lungs
     cols = np.arange(lungs.shape[2])
+    rows_all = np.arange(lungs.shape[1])
     out = np.zeros(lungs.shape, dtype=bool)
-    per_col = lungs.sum(axis=1)
-    for z in np.flatnonzero(per_col.any(axis=1)):
-        held = np.flatnonzero(per_col[z])
-        gap = int(np.argmax(np.diff(held))) if held.size > 1 else 0
-        if held.size < 2 or held[gap + 1] - held[gap] < 2:
+    cut_cols = (lungs & anatomy.near_edge).any(axis=1)  # per slice, the columns where a lung meets the edge
+    for z, per_col in enumerate(lungs.sum(axis=1)):
+        split = _lung_split(per_col, cut_cols[z])
+        if split is None:
             continue
-        mid = (held[gap] + held[gap + 1]) / 2  # the middle of the gap between the lungs
-        sizes = per_col[z, : held[gap] + 1].sum(), per_col[z, held[gap + 1] :].sum()
-        for side, own, other in ((-1.0, sizes[0], sizes[1]), (1.0, sizes[1], sizes[0])):
+        mid = (split[0] + split[1]) / 2  # the middle of the gap between the lungs
+        for side in (-1.0, 1.0):
             away = side * (cols - mid)
-            lung = lungs[z] & (away > 0)[None, :]
-            if own < LOPSIDED_LUNGS * other:
-                continue
-            reach = np.where(lung, away[None, :], 0.0).max(axis=1)  # how far each row's lung runs
-            outer = np.rint(mid + side * reach).astype(int)  # each row's outer lung column
-            cut = anatomy.near_edge[z][np.arange(lungs.shape[1]), np.clip(outer, 0, cols.size - 1)]
-            rows = (reach >= LATERAL_ROW_REACH * reach.max()) & ~cut
-            out[z] |= rows[:, None] & (away[None, :] > reach[:, None])
+            reach = np.where(lungs[z] & (away > 0)[None, :], away[None, :], 0.0).max(axis=1)  # lung found
+            outer = _outer_reach(air[z], lungs[z], away)  # and the lung beyond it
+            edge = np.rint(mid + side * outer).astype(int)  # each row's outer lung column
+            at_edge = anatomy.near_edge[z][rows_all, np.clip(edge, 0, cols.size - 1)]
+            rows = (reach >= LATERAL_ROW_REACH * reach.max()) & ~at_edge
+            out[z] |= rows[:, None] & (away[None, :] > outer[:, None])
     return out
 
 

@@ -774,3 +774,30 @@ def test_the_chest_wall_beside_a_lung_is_outside_the_region(small_chest, directi
     assert not region[10, 32, : cols.min()].any() and not region[10, 32, cols.max() + 1 :].any()
     assert region[10, 32, cols.min() : cols.max() + 1].all()  # lungs and the mediastinum between them
     assert region[1, 32, 40] and region[18, 32, 40]  # the margin above and below the lungs
+
+
+def test_a_lung_found_only_in_part_keeps_its_margin_inside_the_lung(small_chest):
+    """Noise left a lung found in fragments (its lateral third textured: soft tissue in diagonal stripes, no
+    air wide enough to be lung): the chest wall was cut from the edge of the part found, inside the lung,
+    up to 6 mm from a hilar node. The cut starts beyond the row's outermost lung-dense voxel in the body."""
+    hu = small_chest((20, 64, 80))  # 3 mm voxels: the low lung's columns 11-34
+    y, x = np.indices(hu.shape[1:])
+    textured = (hu == -850) & (np.indices(hu.shape)[2] < 18) & ((y + x) % 3 == 0)[None]
+    hu[textured] = 40
+    region = np.asarray(mediastinum_region(Volume(hu, (3.0, 3.0, 3.0)), 10.0), dtype=bool)
+    assert (hu[10, 32, 11:17] > -500).any() and (hu[10, 32, 17:35] < -500).all()  # found from column 17
+    assert region[10, 32, 14:24].all()  # the lung not found, within 10 mm of the part found: the margin
+    high = np.flatnonzero(hu[10, 32, 40:] < -500) + 40
+    assert not region[10, 32, high.max() + 2 :].any()  # the chest wall beyond the other lung: still out
+
+
+def test_one_lung_split_by_a_recess_marks_no_chest_wall_beside_it(small_chest):
+    """A slice with one lung whose columns hold a gap (a lateral recess) holds no two lungs: the bigger
+    part's far edge is its medial edge, and the mediastinum beside it was marked as chest wall."""
+    from lnq_napari.anatomy import _beside_lungs, coarse_anatomy
+
+    hu = small_chest((20, 64, 80))
+    hu[:, :, 40:] = np.where(hu[:, :, 40:] == -850, 40, hu[:, :, 40:])  # one lung only
+    hu[:, :, 16:18] = np.where(hu[:, :, 16:18] == -850, 40, hu[:, :, 16:18])  # a recess splits it 6:16
+    anatomy = coarse_anatomy(hu, (3.0, 3.0, 3.0))
+    assert not _beside_lungs(anatomy.lungs, anatomy).any()
