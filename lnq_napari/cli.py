@@ -27,6 +27,7 @@ from lnq_napari.phantom.sites import SITES
 from lnq_napari.quantify import marked_cells, short_axis_text
 from lnq_napari.signals import ignore_interrupts, stopped_how, terminate_as_interrupt, terminate_by_default
 from lnq_napari.training.trainer import STATE_DIR
+from lnq_napari.wording import count as _count
 
 #: How ``finetune --json`` begins: a file that does not is not written over (a file of the user's).
 FINETUNE_JSON_STARTS = '{\n  "new_version": '
@@ -70,11 +71,6 @@ DATA_HELP = ("folder of cases: <case>-ct.nrrd with <case>-seg.nrrd (LNQ layout; 
 def _fmt(value) -> str:
     """A table cell: a float as :func:`~lnq_napari.metrics.figure` shows it, anything else as text."""
     return figure(value) if isinstance(value, float) else str(value)
-
-
-def _count(n: int, noun: str) -> str:
-    """``n`` and its noun, plural unless one: "1 case", "0 cases", "3 cases"."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _pct(value: float | None) -> str:

@@ -58,3 +58,16 @@ def test_log_review_writes_a_journal_line_the_summary_reads(tmp_path):
 def test_format_seconds():
     shown = [format_seconds(s) for s in (None, 4.4, 59.6, 65, 3600)]
     assert shown == ["-", "4 s", "1 min 00 s", "1 min 05 s", "60 min 00 s"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_review_texts_say_one_click_and_one_key_in_the_singular(n):
+    """The Review tab read "1 clicks, 1 keys" and "1 cases reviewed": a count of one takes the singular."""
+    word = {1: ""}.get(n, "s")
+    stats = CaseStats(accepted=0, rejected=0, clicks=n, keys=n)
+    assert f"{n} click{word}, {n} key{word}" in stats.text()
+    entries = [{"action": REVIEW_ACTION, "case": f"c{k}", "seconds": 10.0, "accepted": 0, "rejected": 0,
+                "clicks": 1, "keys": 1} for k in range(max(n, 1))]
+    said = summarize(entries).text()
+    assert said.startswith(f"{max(n, 1)} case{'' if max(n, 1) == 1 else 's'} reviewed")
+    assert f"{max(n, 1)} click{'' if max(n, 1) == 1 else 's'}, " in said

@@ -38,6 +38,7 @@ from lnq_napari.plugin._layers import (
 )
 from lnq_napari.plugin._viewers import open_viewers, remember_current
 from lnq_napari.quantify import read_node_ids
+from lnq_napari.wording import count
 from lnq_napari.workspace.cases import is_workspace
 from lnq_napari.workspace.labels import version_provenance
 
@@ -93,7 +94,7 @@ def _case_folder_note(folder: Path) -> str:
     names = image_names(folder)
     if not names:  # CT files beside DICOM: the CT files, as the command line takes them
         return ""
-    return (f"{folder.name} is a folder of {len(names)} CT file{'s' if len(names) != 1 else ''} "
+    return (f"{folder.name} is a folder of {count(len(names), 'CT file')} "
             f"({names[0]}{', ...' if len(names) > 1 else ''}): open one CT file with File > Open, or review "
             f"them all: lnq-napari workspace init W --data {shlex.quote(str(folder))}, then "
             "lnq-napari view --workspace W")

@@ -10,6 +10,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from lnq_napari.wording import count
 from lnq_napari.workspace.workspace import Workspace
 
 REVIEW_ACTION = "review"
@@ -35,7 +36,7 @@ class CaseStats:
 
     def text(self) -> str:
         return (f"{format_seconds(self.seconds())}, {self.accepted} accepted, "
-                f"{self.rejected} rejected, {self.clicks} clicks, {self.keys} keys")
+                f"{self.rejected} rejected, {count(self.clicks, 'click')}, {count(self.keys, 'key')}")
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,10 @@ class ReviewSummary:
     def text(self) -> str:
         if not self.cases:
             return "no case reviewed yet"
-        cases = f"{self.cases} case{'s' if self.cases != 1 else ''}"
-        return (f"{cases} reviewed, median {format_seconds(self.median_seconds)} per case; "
-                f"{self.accepted} accepted, {self.rejected} rejected, {self.clicks} clicks, {self.keys} keys")
+        median = format_seconds(self.median_seconds)
+        return (f"{count(self.cases, 'case')} reviewed, median {median} per case; "
+                f"{self.accepted} accepted, {self.rejected} rejected, {count(self.clicks, 'click')}, "
+                f"{count(self.keys, 'key')}")
 
 
 def log_review(workspace: Workspace, case: str, stats: CaseStats, version: str | None, edits: int,

@@ -51,6 +51,7 @@ from lnq_napari.plugin.widgets._common import (
     widen_opened_cts,
 )
 from lnq_napari.quantify import marked_cell, short_axis_text
+from lnq_napari.wording import count
 
 ROLE = COMPARE_ROLE
 PREDICT = "(find with the model)"
@@ -303,7 +304,8 @@ class CompareWidget(QWidget):
         total = "" if v.change_pct is None else f" ({v.change_pct:+.0f} %)"
         mean = "n/a" if q.mean_distance_mm is None else f"{q.mean_distance_mm:.1f} mm"
         self.summary.setText(
-            f"RECIST 1.1: {s.overall} ({len(s.targets)} targets, {sums}; {len(s.new_lesions)} new lesions"
+            f"RECIST 1.1: {s.overall} ({count(len(s.targets), 'target')}, {sums}; "
+            f"{count(len(s.new_lesions), 'new lesion')}"
             f"{f', {len(s.equivocal_new)} equivocal' if s.equivocal_new else ''}); "
             f"by volume {s.volume_response}. {v.n_matched} matched, {v.n_new} new, "
             f"{v.n_vanished} vanished{v.pieces()}; "

@@ -27,6 +27,7 @@ from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin._session import NODES_NAME, SESSION_KEY, attach_suggestions, session_for
 from lnq_napari.plugin.widgets._common import WorkerWidget, busy, compact, widen_opened_cts
 from lnq_napari.plugin.widgets.models import ModelsPanel
+from lnq_napari.wording import count
 from lnq_napari.workspace import Workspace
 from lnq_napari.workspace.recovery import edits_open_elsewhere, remove_saved_autosaves, unsaved_edits
 from lnq_napari.workspace.registry import NNUNET, is_nnunet_version, shown_parent
@@ -208,7 +209,8 @@ class ReviewWidget(WorkerWidget):
         self.queue.clear()
         for r in rows:
             text = (f"{r.rank}. {r.case}  score {r.score:.3f}, {r.uncertain_nodes} unsure of "
-                    f"{r.predicted_nodes} nodes, {r.incomplete_nodes} outline(s) incomplete")
+                    f"{count(r.predicted_nodes, 'node')}, {r.incomplete_nodes} "
+                    f"{'outline' if r.incomplete_nodes == 1 else 'outlines'} incomplete")
             self.queue.addItem(text)
             self.queue.item(self.queue.count() - 1).setToolTip(text)  # the panel cuts it
         if rows:

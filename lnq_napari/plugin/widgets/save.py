@@ -29,6 +29,7 @@ from lnq_napari.plugin.widgets._common import (
     wait_for_jobs_at_exit,
     widen_opened_cts,
 )
+from lnq_napari.wording import count
 from lnq_napari.workspace import LABELS_FOLDER, Workspace
 from lnq_napari.workspace.cases import WorkspaceGone
 from lnq_napari.workspace.review_stats import CaseStats, log_review
@@ -175,11 +176,11 @@ class SaveWidget(QWidget):
         if session is None:
             return "no node layer"
         if session.autosaver is not None and session.autosaver.last_error is not None:  # not "autosaved"
-            return (f"{session.edits} edits; autosave failed ({session.autosaver.last_error}): "
+            return (f"{count(session.edits, 'edit')}; autosave failed ({session.autosaver.last_error}): "
                     "tried again every few seconds; Save to keep them")
         if session.autosaver is not None and session.autosaver.last_path is not None:
-            return f"{session.edits} edits; autosaved to {session.autosaver.last_path}"
-        return f"{session.edits} edits"
+            return f"{count(session.edits, 'edit')}; autosaved to {session.autosaver.last_path}"
+        return count(session.edits, "edit")
 
     def request(self, session) -> SaveRequest:
         """What a Save of ``session`` now writes (a copy of its labels: edits may go on meanwhile)."""
