@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QDockWidget
 from lnq_napari.model.names import short_model_name
 from lnq_napari.plugin._layers import ROLE_KEY
 from lnq_napari.plugin.app import view
-from lnq_napari.plugin.widgets.nodes import COLUMNS
+from lnq_napari.plugin.widgets.nodes import CELL_MARGIN, COLUMNS
 
 pytestmark = pytest.mark.gui
 
@@ -146,11 +146,11 @@ def _point(x: int, y: int):
 SPARE_PX = 3  # the header's room to spare in the viewport: another font or DPI must not tip it over
 
 
-def _many_nodes(viewer, qtbot, widget, n: int) -> None:
-    """Replace the case's nodes by ``n`` small blocks (soft tissue, 40 HU): enough rows for the vertical
-    scrollbar, which takes the table's viewport from 244 to 231 px."""
+def _many_nodes(viewer, qtbot, widget, n: int, hu: int = 40) -> None:
+    """Replace the case's nodes by ``n`` small blocks (soft tissue, 40 HU, or ``hu``): enough rows for the
+    vertical scrollbar, which takes the table's viewport from 244 to 231 px."""
     ct = next(ly for ly in viewer.layers if ly.metadata.get(ROLE_KEY) == "ct")
-    ct.data = np.full(ct.data.shape, 40, ct.data.dtype)
+    ct.data = np.full(ct.data.shape, hu, ct.data.dtype)
     nodes = viewer.layers["nodes"]
     data, blocks = np.zeros(nodes.data.shape, nodes.data.dtype), []
     for z in range(2, data.shape[0] - 4, 8):
@@ -165,19 +165,20 @@ def _many_nodes(viewer, qtbot, widget, n: int) -> None:
     qtbot.wait(100)
 
 
-@pytest.mark.parametrize("n_nodes", [None, 30])
-def test_every_node_table_column_is_in_view_in_the_docked_panel(reviewed, qtbot, n_nodes):
+@pytest.mark.parametrize(("n_nodes", "hu"), [(None, None), (30, 40), (30, -100)])
+def test_every_node_table_column_is_in_view_in_the_docked_panel(reviewed, qtbot, n_nodes, hu):
     """At the panel's width the table's cm3, HU and side columns lay behind the horizontal scrollbar: Qt
     kept room for the sort arrow beside every column's name, and then, beside the sorted one, more than the
     arrow takes (sorted by "short", 1 px too wide). In any sort order, with the case's 9 nodes or with 30
     (a vertical scrollbar), all columns stay in view, and the sorted column's name keeps its arrow beside
-    it (not over it)."""
+    it (not over it). With 30 rows of fat-density nodes ("-100" HU), sorted by "short", the side column
+    lay behind the scrollbar: Qt kept 3 px beside each cell's text, now 1 px, and no text is cut."""
     from qtpy.QtWidgets import QStyle
 
     viewer, panel = reviewed
     nodes = panel.show_tab("Nodes")
     if n_nodes:
-        _many_nodes(viewer, qtbot, nodes, n_nodes)
+        _many_nodes(viewer, qtbot, nodes, n_nodes, hu)
     table, header = nodes.table, nodes.table.horizontalHeader()
     assert table.rowCount() == (n_nodes or 9)
     assert table.verticalScrollBar().isVisible() == bool(n_nodes)
@@ -188,12 +189,17 @@ def test_every_node_table_column_is_in_view_in_the_docked_panel(reviewed, qtbot,
             table.sortByColumn(column, order)
             qtbot.wait(50)
             widths = [header.sectionSize(c) for c in range(len(COLUMNS))]
-            said = (names[column], order.name, widths, table.viewport().width())
+            longest = [max((table.item(r, c).text() for r in range(table.rowCount())), key=len)
+                       for c in range(len(COLUMNS))]
+            said = (names[column], order.name, widths, table.viewport().width(), longest)
             assert header.length() + SPARE_PX <= table.viewport().width(), said
             assert table.horizontalScrollBar().maximum() == 0, said
             for c, name in enumerate(names):  # every name whole; the sorted one beside its arrow
                 need = header.fontMetrics().horizontalAdvance(name) + (arrow if c == column else 0)
                 assert widths[c] >= need, (name, need, said)
+                cells = [table.item(r, c).text() for r in range(table.rowCount())]
+                text = max(table.fontMetrics().horizontalAdvance(t) for t in cells)
+                assert widths[c] >= text + 2 * CELL_MARGIN, (name, text, said)  # every cell's text whole
     sides = {"R": "right", "L": "left", "mid": "midline"}
     side = [key for key, _, _ in COLUMNS].index("side")
     for r in range(table.rowCount()):  # a short side in the cell, the word in its tooltip

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QStyle,
+    QStyledItemDelegate,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -103,6 +104,35 @@ class CompactHeader(QHeaderView):
         return size
 
 
+class CompactCells(QStyledItemDelegate):
+    """Cells whose text sits ``CELL_MARGIN`` px from the column's edges, not Qt's 3 px: with a vertical
+    scrollbar (30+ rows) and a 5-character cell ("-1000" HU, "73.08" cm3) the side column lay behind the
+    horizontal scrollbar. Painted as Qt paints them, in a rect wider by the margin saved and clipped to
+    the cell (its colour stays inside; the text is not elided)."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        style = parent.style()
+        self.saved = max(style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, parent) + 1
+                         - CELL_MARGIN, 0)  # Qt's text margin (each side) less the one kept
+
+    def sizeHint(self, option, index) -> QSize:
+        size = super().sizeHint(option, index)
+        size.setWidth(size.width() - 2 * self.saved)
+        return size
+
+    def paint(self, painter, option, index) -> None:
+        painter.save()
+        painter.setClipRect(option.rect)
+        wider = type(option)(option)
+        wider.rect = option.rect.adjusted(-self.saved, 0, self.saved, 0)
+        super().paint(painter, wider, index)
+        painter.restore()
+
+
+CELL_MARGIN = 1  # px between a cell's text and its column's edges
+
+
 def centre_on(viewer, world_zyx) -> None:
     """Move the slider to and centre the camera on a world point (z, y, x)."""
     world = [float(v) for v in world_zyx]
@@ -133,6 +163,7 @@ class NodesWidget(QWidget):
         self.table.setHorizontalHeader(header)
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setMinimumSectionSize(24)
+        self.table.setItemDelegate(CompactCells(self.table))
         self.table.setMinimumHeight(220)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
