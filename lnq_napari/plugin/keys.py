@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from lnq_napari.errors import LNQError
 from lnq_napari.plugin._session import NodeSession, session_for
+from lnq_napari.wording import count
 
 PREFIX = "lnq-napari"
 
@@ -104,7 +105,7 @@ def decide_suggestion(viewer, accept: bool) -> str:
         left = len(session.suggestion_points())
         session.focus_suggestion(min(i, left - 1))
         _centre_suggestion(viewer, session)
-        return f"{done}; {left} suggestion(s) left"
+        return f"{done}; {count(left, 'suggestion')} left"
 
     return _with_session(viewer, act)
 
